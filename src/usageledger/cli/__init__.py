@@ -1,0 +1,15 @@
+"""The command line: parse, call the library, format. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+from usageledger.cli._app import app
+
+# Importing a command module registers its commands on `app`.
+from usageledger.cli import commands_version  # noqa: F401  isort: skip
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

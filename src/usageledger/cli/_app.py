@@ -1,0 +1,64 @@
+"""The Typer application and what every command shares: one-line errors, a console, common options."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from usageledger.errors import UsageLedgerError
+
+app = typer.Typer(
+    name="usageledger",
+    help="OpenAI organization Usage & Costs: query, emulate, sync, export, report and alert.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one clear line on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn library errors (and bad values) into one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except UsageLedgerError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper
+
+
+def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
+    """Configure logging for the CLI; library code only ever logs."""
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from usageledger.cli._jsonlog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("usageledger")
+    root.handlers[:] = [handler]
+    root.setLevel(level)

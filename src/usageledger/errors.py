@@ -1,0 +1,183 @@
+"""The one exception tree.
+
+``UsageLedgerError`` is the root. Below it, "no response" (:class:`APIConnectionError`, :class:`APITimeoutError`)
+is kept apart from "got an error status" (:class:`APIStatusError` and its per-status subclasses), which carry
+the status code, the API's ``type``/``message``/``param``/``code`` and the request id. Messages say what to do
+next. No exception ever holds the admin key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "ConflictError",
+    "InsecureURLError",
+    "InternalServerError",
+    "NotFoundError",
+    "PaginationError",
+    "ParameterError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "StoreError",
+    "SyncError",
+    "UnprocessableEntityError",
+    "UsageLedgerError",
+    "status_error_class",
+]
+
+
+class UsageLedgerError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(UsageLedgerError):
+    """The set-up is incomplete or wrong: a missing key, a bad base URL, an invalid config file."""
+
+
+class InsecureURLError(ConfigError):
+    """A plain ``http://`` URL to a host that is not loopback, without ``allow_insecure_http=True``."""
+
+
+class ParameterError(UsageLedgerError, ValueError):
+    """A request parameter breaks a rule of the live API; raised before any request is sent.
+
+    ``param`` names the parameter; ``allowed`` lists the accepted values where there is a closed set.
+    """
+
+    def __init__(self, param: str, message: str, *, allowed: Sequence[object] | None = None) -> None:
+        self.param = param
+        self.allowed = tuple(allowed) if allowed is not None else None
+        text = f"{param}: {message}"
+        if self.allowed is not None:
+            text += f" (allowed: {', '.join(str(a) for a in self.allowed)})"
+        super().__init__(text)
+
+
+class APIError(UsageLedgerError):
+    """Anything that went wrong talking to the API."""
+
+
+class APIConnectionError(APIError):
+    """No response arrived: the connection failed or was dropped."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No response arrived in time."""
+
+
+class ResponseDecodeError(APIError):
+    """A response arrived but its body is not a usage page."""
+
+
+class PaginationError(APIError):
+    """The server's cursors would loop or stop early: a repeated cursor, or ``has_more`` with no ``next_page``."""
+
+
+class APIStatusError(APIError):
+    """The API answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        parts = [f"HTTP {status_code}"]
+        if type:
+            parts.append(type)
+        text = f"{' '.join(parts)}: {message}"
+        if param:
+            text += f" (param: {param})"
+        if request_id:
+            text += f" [request id {request_id}]"
+        hint = _HINTS.get(status_code)
+        if hint:
+            text += f". {hint}"
+        super().__init__(text)
+
+
+class BadRequestError(APIStatusError):
+    pass
+
+
+class AuthenticationError(APIStatusError):
+    pass
+
+
+class PermissionDeniedError(APIStatusError):
+    pass
+
+
+class NotFoundError(APIStatusError):
+    pass
+
+
+class ConflictError(APIStatusError):
+    pass
+
+
+class UnprocessableEntityError(APIStatusError):
+    pass
+
+
+class RateLimitError(APIStatusError):
+    pass
+
+
+class InternalServerError(APIStatusError):
+    pass
+
+
+_HINTS: Final[dict[int, str]] = {
+    401: "Check the key: set OPENAI_ADMIN_KEY (or pass api_key=) to an admin key that starts with sk-admin-",
+    403: "These endpoints need an organization admin key (sk-admin-...) with the api.usage.read scope",
+    404: "Check the base URL: it must end in /v1 (for example https://api.openai.com/v1)",
+    429: "Rate limited: retry later, lower the concurrency, or raise max_retries",
+}
+
+_BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The exception class for an HTTP error status."""
+    if status_code >= 500:
+        return InternalServerError
+    return _BY_STATUS.get(status_code, APIStatusError)
+
+
+class StoreError(UsageLedgerError):
+    """The store cannot be opened, migrated or written."""
+
+
+class SyncError(UsageLedgerError):
+    """A sync run could not finish; the message names the stream and window."""

@@ -1,0 +1,305 @@
+"""Typed models of the Usage & Costs API: the page, the bucket and one result type per endpoint.
+
+The models are ``msgspec`` structs, decoded straight from the response bytes:
+
+* unknown fields are ignored, so a newer API does not break an older client;
+* money and billed quantities are :class:`~decimal.Decimal`, exactly as sent (``0.06`` stays ``Decimal('0.06')``);
+* a result whose ``object`` this version does not know is kept as an :class:`OpaqueResult` (with a logged
+  warning) rather than failing the page;
+* the bucket array is read from ``results``, and from the seed-era name ``result`` too.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any, Final, Literal, TypeAlias
+
+import msgspec
+
+from usageledger.errors import ResponseDecodeError
+
+__all__ = [
+    "AudioSpeechesResult",
+    "AudioTranscriptionsResult",
+    "Bucket",
+    "CodeInterpreterSessionsResult",
+    "CompletionsResult",
+    "CostAmount",
+    "CostsResult",
+    "DecisionsResult",
+    "EmbeddingsResult",
+    "FileSearchCallsResult",
+    "ImagesResult",
+    "ModerationsResult",
+    "OpaqueResult",
+    "Result",
+    "UsageResponse",
+    "VectorStoresResult",
+    "WebSearchCallsResult",
+    "decode_page",
+]
+
+logger = logging.getLogger("usageledger.models")
+
+ApiSource: TypeAlias = str
+"""``agents_api`` or ``unlabeled`` today; kept open so a new value does not fail a page."""
+
+
+class _ResultBase(msgspec.Struct, tag_field="object", kw_only=True, omit_defaults=True):
+    """Common base: results are told apart by their ``object`` field."""
+
+
+class _PerModelGroups(_ResultBase, kw_only=True):
+    project_id: str | None = None
+    user_id: str | None = None
+    api_key_id: str | None = None
+    model: str | None = None
+
+
+class CompletionsResult(_PerModelGroups, tag="organization.usage.completions.result", kw_only=True):
+    input_tokens: int
+    output_tokens: int
+    num_model_requests: int
+    input_cached_tokens: int | None = None
+    input_cache_write_tokens: int | None = None
+    input_cache_write_30m_tokens: int | None = None
+    input_cache_write_12h_tokens: int | None = None
+    input_uncached_tokens: int | None = None
+    input_text_tokens: int | None = None
+    input_audio_tokens: int | None = None
+    input_image_tokens: int | None = None
+    input_cached_text_tokens: int | None = None
+    input_cached_audio_tokens: int | None = None
+    input_cached_image_tokens: int | None = None
+    output_text_tokens: int | None = None
+    output_audio_tokens: int | None = None
+    output_image_tokens: int | None = None
+    batch: bool | None = None
+    service_tier: str | None = None
+    api_source: ApiSource | None = None
+
+
+class DecisionsResult(CompletionsResult, tag="organization.usage.decisions.result", kw_only=True):
+    """Same fields and meanings as completions (SDK-only endpoint)."""
+
+
+class EmbeddingsResult(_PerModelGroups, tag="organization.usage.embeddings.result", kw_only=True):
+    input_tokens: int
+    num_model_requests: int
+
+
+class ModerationsResult(_PerModelGroups, tag="organization.usage.moderations.result", kw_only=True):
+    input_tokens: int
+    num_model_requests: int
+
+
+class ImagesResult(_PerModelGroups, tag="organization.usage.images.result", kw_only=True):
+    images: int
+    num_model_requests: int
+    source: str | None = None
+    size: str | None = None
+
+
+class AudioSpeechesResult(_PerModelGroups, tag="organization.usage.audio_speeches.result", kw_only=True):
+    characters: int
+    num_model_requests: int
+
+
+class AudioTranscriptionsResult(_PerModelGroups, tag="organization.usage.audio_transcriptions.result", kw_only=True):
+    seconds: int
+    num_model_requests: int
+
+
+class VectorStoresResult(_ResultBase, tag="organization.usage.vector_stores.result", kw_only=True):
+    usage_bytes: int
+    project_id: str | None = None
+
+
+class CodeInterpreterSessionsResult(
+    _ResultBase, tag="organization.usage.code_interpreter_sessions.result", kw_only=True
+):
+    """``num_sessions``; responses from before 2025-02-10 called it ``sessions``, which is accepted too."""
+
+    num_sessions: int | None = None
+    sessions: int | None = None
+    project_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_sessions is None:
+            if self.sessions is None:
+                raise ValueError("code interpreter result has neither `num_sessions` nor `sessions`")
+            self.num_sessions = self.sessions
+        self.sessions = None
+
+
+class FileSearchCallsResult(_ResultBase, tag="organization.usage.file_searches.result", kw_only=True):
+    num_requests: int
+    project_id: str | None = None
+    user_id: str | None = None
+    api_key_id: str | None = None
+    vector_store_id: str | None = None
+
+
+class WebSearchCallsResult(_PerModelGroups, tag="organization.usage.web_searches.result", kw_only=True):
+    num_model_requests: int
+    num_requests: int
+    context_level: str | None = None
+    api_source: ApiSource | None = None
+
+
+class CostAmount(msgspec.Struct, kw_only=True, omit_defaults=True):
+    value: Decimal | None = None
+    currency: str | None = None
+
+
+class CostsResult(_ResultBase, tag="organization.costs.result", kw_only=True):
+    amount: CostAmount | None = None
+    line_item: str | None = None
+    project_id: str | None = None
+    api_key_id: str | None = None
+    user_id: str | None = None
+    api_source: ApiSource | None = None
+    quantity: Decimal | None = None
+    quantity_unit: str | None = None
+
+    @property
+    def amount_value(self) -> Decimal | None:
+        """``amount.value`` as an exact Decimal, in whole currency units."""
+        return None if self.amount is None else self.amount.value
+
+    @property
+    def currency(self) -> str | None:
+        return None if self.amount is None else self.amount.currency
+
+
+class OpaqueResult(_ResultBase, tag="usageledger.opaque", kw_only=True):
+    """A result whose ``object`` this version does not know, kept whole rather than failing its page."""
+
+    object_name: str
+    fields: dict[str, Any]
+
+
+Result: TypeAlias = (
+    CompletionsResult
+    | DecisionsResult
+    | EmbeddingsResult
+    | ModerationsResult
+    | ImagesResult
+    | AudioSpeechesResult
+    | AudioTranscriptionsResult
+    | VectorStoresResult
+    | CodeInterpreterSessionsResult
+    | FileSearchCallsResult
+    | WebSearchCallsResult
+    | CostsResult
+    | OpaqueResult
+)
+
+
+class Bucket(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One time bucket: ``[start_time, end_time)`` in Unix seconds, with its aggregated results."""
+
+    start_time: int
+    end_time: int
+    results: list[Result] = msgspec.field(default_factory=list)
+    result: list[Result] | None = None
+    object: Literal["bucket"] = "bucket"
+
+    def __post_init__(self) -> None:
+        # The seed-era spec named the array `result`; the server sends `results`. Accept either.
+        if self.result is not None:
+            if not self.results:
+                self.results = self.result
+            self.result = None
+
+
+class UsageResponse(msgspec.Struct, kw_only=True):
+    """One page of buckets: the response of every Usage & Costs endpoint."""
+
+    data: list[Bucket]
+    has_more: bool = False
+    next_page: str | None = None
+    object: Literal["page"] = "page"
+
+
+# --- decoding -------------------------------------------------------------------------------------------
+
+_DECODER: Final = msgspec.json.Decoder(UsageResponse)
+_KNOWN_OBJECTS: Final = frozenset(
+    t.__struct_config__.tag
+    for t in (
+        CompletionsResult,
+        DecisionsResult,
+        EmbeddingsResult,
+        ModerationsResult,
+        ImagesResult,
+        AudioSpeechesResult,
+        AudioTranscriptionsResult,
+        VectorStoresResult,
+        CodeInterpreterSessionsResult,
+        FileSearchCallsResult,
+        WebSearchCallsResult,
+        CostsResult,
+    )
+)
+_RESULT_DECODER: Final = msgspec.json.Decoder(Result)
+
+
+class _LooseBucket(msgspec.Struct, kw_only=True):
+    start_time: int
+    end_time: int
+    results: list[msgspec.Raw] | None = None
+    result: list[msgspec.Raw] | None = None
+
+
+class _LoosePage(msgspec.Struct, kw_only=True):
+    data: list[_LooseBucket]
+    has_more: bool = False
+    next_page: str | None = None
+
+
+class _ObjectOnly(msgspec.Struct):
+    object: str | None = None
+
+
+_LOOSE_DECODER: Final = msgspec.json.Decoder(_LoosePage)
+_OBJECT_DECODER: Final = msgspec.json.Decoder(_ObjectOnly)
+_ANY_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+def decode_page(content: bytes | bytearray | memoryview | str) -> UsageResponse:
+    """Decode one response body into a :class:`UsageResponse`.
+
+    The fast path decodes every result straight into its typed struct. Only when that fails does the slow path
+    look at each result on its own, so that an unknown result ``object`` becomes an :class:`OpaqueResult`
+    instead of failing the page. Anything else that does not fit raises :class:`ResponseDecodeError`.
+    """
+    try:
+        return _DECODER.decode(content)
+    except msgspec.DecodeError as fast_error:
+        try:
+            return _decode_tolerant(content)
+        except msgspec.DecodeError as exc:
+            raise ResponseDecodeError(f"the response body is not a valid usage page: {exc}") from fast_error
+        except (RecursionError, ValueError) as exc:
+            raise ResponseDecodeError(f"the response body is not a valid usage page: {exc}") from fast_error
+
+
+def _decode_tolerant(content: bytes | bytearray | memoryview | str) -> UsageResponse:
+    loose = _LOOSE_DECODER.decode(content)
+    buckets = []
+    for lb in loose.data:
+        raws = lb.results if lb.results else (lb.result or [])
+        results: list[Result] = []
+        for raw in raws:
+            obj = _OBJECT_DECODER.decode(raw).object
+            if obj in _KNOWN_OBJECTS:
+                results.append(_RESULT_DECODER.decode(raw))
+            else:
+                logger.warning("kept a result with unknown object %r as OpaqueResult", obj)
+                data = _ANY_DECODER.decode(raw)
+                data.pop("object", None)
+                results.append(OpaqueResult(object_name=str(obj), fields=data))
+        buckets.append(Bucket(start_time=lb.start_time, end_time=lb.end_time, results=results))
+    return UsageResponse(data=buckets, has_more=loose.has_more, next_page=loose.next_page)
