@@ -1,0 +1,115 @@
+"""Buckets to flat rows, and rows to Arrow, pandas and polars.
+
+A row is a ``dict``: ``endpoint``, ``bucket_start`` and ``bucket_end`` (Unix seconds), then the endpoint's
+catalogue columns (grouping dimensions, then metrics). Money and billed quantities stay ``Decimal``.
+pyarrow, pandas and polars are imported only when a table is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+from usageledger.catalogue import ColumnType, Endpoint
+from usageledger.models import Bucket
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+    import pyarrow
+
+__all__ = ["Row", "arrow_schema", "flatten", "row_keys", "to_arrow", "to_pandas", "to_polars"]
+
+logger = logging.getLogger("usageledger.rows")
+
+Row = dict[str, Any]
+
+DECIMAL_PRECISION = 38
+DECIMAL_SCALE = 18
+
+
+def row_keys(endpoint: Endpoint) -> tuple[str, ...]:
+    """The keys of every row of ``endpoint``, in order."""
+    return ("endpoint", "bucket_start", "bucket_end", *(c.name for c in endpoint.columns))
+
+
+def flatten(endpoint: Endpoint, buckets: Iterable[Bucket]) -> Iterator[Row]:
+    """One row per result, carrying its bucket's start and end.
+
+    Results of another type (an :class:`~usageledger.models.OpaqueResult`, say) have no columns here; they
+    are skipped with a warning rather than turned into a row of nulls.
+    """
+    names = tuple(c.name for c in endpoint.columns)
+    getter = attrgetter(*names)
+    single = len(names) == 1
+    result_type = endpoint.result_type
+    skipped = 0
+    for bucket in buckets:
+        head = (endpoint.name, bucket.start_time, bucket.end_time)
+        for result in bucket.results:
+            if type(result) is not result_type:
+                skipped += 1
+                continue
+            values = (getter(result),) if single else getter(result)
+            row: Row = {"endpoint": head[0], "bucket_start": head[1], "bucket_end": head[2]}
+            row.update(zip(names, values, strict=True))
+            yield row
+    if skipped:
+        logger.warning("skipped %d result(s) that are not %s results", skipped, endpoint.name)
+
+
+def _arrow_type(column_type: ColumnType) -> pyarrow.DataType:
+    import pyarrow as pa
+
+    return {
+        "int": pa.int64(),
+        "str": pa.string(),
+        "bool": pa.bool_(),
+        "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+    }[column_type]
+
+
+def arrow_schema(endpoint: Endpoint) -> pyarrow.Schema:
+    """The Arrow schema of ``endpoint``'s rows: UTC second timestamps, exact decimals."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("s", tz="UTC")
+    fields = [pa.field("endpoint", pa.string()), pa.field("bucket_start", ts), pa.field("bucket_end", ts)]
+    fields += [pa.field(c.name, _arrow_type(c.type)) for c in endpoint.columns]
+    return pa.schema(fields)
+
+
+def to_arrow(endpoint: Endpoint, rows: Iterable[Row]) -> pyarrow.Table:
+    """A pyarrow Table of ``rows`` with :func:`arrow_schema`."""
+    import pyarrow as pa
+
+    schema = arrow_schema(endpoint)
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+    appenders = [(name, columns[name].append) for name in schema.names]
+    for row in rows:
+        for name, append in appenders:
+            append(row.get(name))
+    arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def to_pandas(endpoint: Endpoint, rows: Iterable[Row]) -> pandas.DataFrame:
+    """A pandas DataFrame (needs the ``usageledger[pandas]`` extra); money columns hold ``Decimal``."""
+    try:
+        import pandas  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("to_pandas needs pandas: pip install 'usageledger[pandas]'") from exc
+    return to_arrow(endpoint, rows).to_pandas()
+
+
+def to_polars(endpoint: Endpoint, rows: Iterable[Row]) -> polars.DataFrame:
+    """A polars DataFrame (needs the ``usageledger[polars]`` extra); money columns are exact decimals."""
+    try:
+        import polars as pl
+    except ImportError as exc:
+        raise ImportError("to_polars needs polars: pip install 'usageledger[polars]'") from exc
+    frame = pl.from_arrow(to_arrow(endpoint, rows))
+    assert isinstance(frame, pl.DataFrame)
+    return frame

@@ -1,0 +1,175 @@
+"""The live API's parameter rules, shared by the client (pre-flight) and the emulator (its 400 answers).
+
+:func:`check` returns the first :class:`Violation` of a query, with the message the live API sends
+(reference §10), or ``None``. The client raises it as :class:`~usageledger.errors.ParameterError` before any
+request; the emulator answers it as an HTTP 400. :func:`plan_windows` splits a long range into requests that
+each fit the endpoint's maximum ``limit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from usageledger import timeutil
+from usageledger.catalogue import BUCKET_SECONDS, BucketWidth, Endpoint
+from usageledger.errors import ParameterError
+
+FilterValue = tuple[str, ...] | bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParams:
+    """One request's parameters, normalised: Unix seconds, tuples, and filters by query name."""
+
+    start_time: int | None
+    end_time: int | None = None
+    bucket_width: str = "1d"
+    group_by: tuple[str, ...] = ()
+    limit: int | None = None
+    page: str | None = None
+    filters: Mapping[str, FilterValue] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A rule the query breaks: the parameter, the live API's message, and the accepted values if closed."""
+
+    param: str
+    message: str
+    allowed: tuple[str, ...] | None = None
+    code: str | None = None
+    type: str = "invalid_request_error"
+
+    def to_error(self) -> ParameterError:
+        return ParameterError(self.param, self.message, allowed=self.allowed)
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | None:
+    """The first rule ``params`` breaks on ``endpoint``, or ``None`` when the live API would accept it."""
+    if params.start_time is None:
+        return Violation("start_time", "Missing required parameter: 'start_time'.", code="missing_required_parameter")
+    if params.start_time < 0:
+        return Violation("start_time", f"Invalid start_time provided: {params.start_time}. It must be non-negative.")
+    if params.bucket_width not in endpoint.bucket_widths:
+        return Violation(
+            "bucket_width",
+            f"Invalid bucket_width provided: '{params.bucket_width}'. "
+            f"Supported values are: {_quoted(endpoint.bucket_widths)}.",
+            allowed=endpoint.bucket_widths,
+        )
+    rule = endpoint.limits[params.bucket_width]
+    if params.limit is not None:
+        if params.limit > rule.maximum:
+            return Violation(
+                "limit",
+                f"Invalid limit provided: {params.limit}. Limit must be less than or equal to {rule.maximum}.",
+            )
+        if params.limit < rule.minimum:
+            return Violation(
+                "limit",
+                f"Invalid limit provided: {params.limit}. Limit must be greater than or equal to {rule.minimum}.",
+            )
+    for grouping in params.group_by:
+        if grouping not in endpoint.group_by:
+            return Violation(
+                "group_by",
+                f"Invalid group_by value: '{grouping}'. Supported values are: {_quoted(endpoint.group_by)}.",
+                allowed=endpoint.group_by,
+            )
+    known = {f.name: f for f in endpoint.filters}
+    for name, value in params.filters.items():
+        flt = known.get(name)
+        if flt is None:
+            return Violation(
+                name,
+                f"Unrecognized request argument supplied: {name}. "
+                f"Supported filters are: {_quoted(endpoint.filter_names)}.",
+                allowed=endpoint.filter_names,
+                code="unknown_parameter",
+            )
+        if flt.kind == "bool":
+            if not isinstance(value, bool):
+                return Violation(name, f"Invalid value for '{name}': {value!r}. Expected a boolean.")
+            continue
+        if isinstance(value, bool):
+            return Violation(name, f"Invalid value for '{name}': {value!r}. Expected an array of strings.")
+        if flt.allowed is not None:
+            for item in value:
+                if item not in flt.allowed:
+                    return Violation(
+                        name,
+                        f"Invalid value for '{name}': '{item}'. Supported values are: {_quoted(flt.allowed)}.",
+                        allowed=flt.allowed,
+                    )
+    end = effective_end(params, now=now)
+    if end is not None and end <= params.start_time:
+        return Violation(
+            "end_time",
+            f"end_time ({params.end_time}) must be greater than start_time ({params.start_time}).",
+        )
+    for fld, cutoff in endpoint.group_by_cutoffs.items():
+        if fld in params.group_by and params.start_time < cutoff:
+            return Violation(
+                "start_time",
+                f"Grouping by {fld} is not supported for time ranges that start before "
+                f"{timeutil.iso(cutoff)} (Unix {cutoff}). Use a later start_time or remove {fld} from group_by.",
+            )
+    return None
+
+
+def effective_end(params: QueryParams, *, now: int) -> int | None:
+    """``end_time`` clamped to ``now``: the live API fails on future end times, so both sides clamp."""
+    if params.end_time is None:
+        return None
+    return min(params.end_time, now)
+
+
+# --- windows --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One request's slice of a range: ``[start, end)`` holding ``limit`` buckets."""
+
+    start: int
+    end: int
+    limit: int
+
+
+def bucket_starts(start: int, end: int, width: BucketWidth) -> list[int]:
+    """The start of every bucket the API returns for ``[start, end)``: the first may be partial."""
+    step = BUCKET_SECONDS[width]
+    starts = []
+    current = start
+    while current < end:
+        starts.append(current)
+        current = timeutil.floor(current, width) + step
+    return starts
+
+
+def count_buckets(start: int, end: int, width: BucketWidth) -> int:
+    """How many buckets ``[start, end)`` spans, without listing them."""
+    if end <= start:
+        return 0
+    return 1 + max(0, -(-(end - timeutil.ceil(start + 1, width)) // BUCKET_SECONDS[width]))
+
+
+def plan_windows(endpoint: Endpoint, start_time: int, end_time: int, bucket_width: BucketWidth) -> list[Window]:
+    """Split ``[start_time, end_time)`` into windows of at most the width's maximum ``limit`` buckets."""
+    maximum: Final = endpoint.limit_for(bucket_width).maximum
+    step = BUCKET_SECONDS[bucket_width]
+    windows = []
+    current = start_time
+    while current < end_time:
+        # The first bucket of a window may be partial; the rest are whole.
+        window_end = min(end_time, timeutil.floor(current, bucket_width) + maximum * step)
+        windows.append(Window(current, window_end, count_buckets(current, window_end, bucket_width)))
+        current = window_end
+    return windows

@@ -1,0 +1,107 @@
+"""Time inputs, converted once at the edges: datetimes, dates, Unix seconds, ISO strings and relative spans.
+
+Everything inside the package works in integer Unix seconds, UTC. A naive datetime is taken as UTC.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, date, datetime
+from typing import Final
+
+from usageledger.catalogue import BUCKET_SECONDS, BucketWidth
+from usageledger.errors import ParameterError
+
+TimeInput = datetime | date | int | float | str
+"""What users may pass wherever a point in time is expected."""
+
+_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION_HELP: Final = "a number and a unit: ms, s, m (minutes), h, d or w, e.g. 100ms, 15m, 36h, 90d"
+
+
+def parse_duration(text: str | float | int, *, param: str = "duration") -> float:
+    """Seconds in a span such as ``100ms``, ``15m``, ``36h``, ``90d`` or ``2w``; a bare number is seconds."""
+    if isinstance(text, bool):
+        raise ParameterError(param, f"expected a duration, got {text!r}; use {_DURATION_HELP}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ParameterError(param, f"a duration cannot be negative, got {text!r}")
+        return float(text)
+    stripped = text.strip()
+    try:
+        value = float(stripped)
+    except ValueError:
+        match = _DURATION.match(stripped)
+        if match is None:
+            raise ParameterError(param, f"cannot read {text!r} as a duration; use {_DURATION_HELP}") from None
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    if value < 0:
+        raise ParameterError(param, f"a duration cannot be negative, got {text!r}")
+    return value
+
+
+def now_unix(clock: float | None = None) -> int:
+    return int(time.time() if clock is None else clock)
+
+
+def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_time") -> int:
+    """Unix seconds for ``value``.
+
+    Accepts an aware or naive (= UTC) ``datetime``, a ``date`` (its midnight UTC), Unix seconds, a string of
+    digits, an ISO 8601 date or datetime, ``now``, ``today``, or a relative span back from now (``90d``).
+    """
+    if isinstance(value, bool):
+        raise ParameterError(param, f"expected a time, got {value!r}; pass a datetime, a date or Unix seconds")
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        result = int(aware.timestamp())
+    elif isinstance(value, date):
+        result = int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+    elif isinstance(value, int | float):
+        result = int(value)
+    else:
+        result = _parse_time_string(value, now=now, param=param)
+    if result < 0:
+        raise ParameterError(param, f"{value!r} is before 1970; pass a time after the Unix epoch")
+    return result
+
+
+def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
+    s = text.strip()
+    current = now_unix(now)
+    if s.isdigit():
+        return int(s)
+    if s == "now":
+        return current
+    if s == "today":
+        return floor(current, "1d")
+    if _DURATION.match(s):
+        return current - int(parse_duration(s, param=param))
+    try:
+        parsed = datetime.fromisoformat(s)
+    except ValueError:
+        raise ParameterError(
+            param,
+            f"cannot read {text!r} as a time; use an ISO date (2026-11-01), a datetime "
+            "(2026-11-01T12:00:00Z), Unix seconds, or a span back from now (90d, 36h)",
+        ) from None
+    return to_unix(parsed, param=param)
+
+
+def floor(ts: int, width: BucketWidth) -> int:
+    """The start of the UTC-aligned bucket of ``width`` that holds ``ts``."""
+    step = BUCKET_SECONDS[width]
+    return ts - ts % step
+
+
+def ceil(ts: int, width: BucketWidth) -> int:
+    """The first bucket boundary at or after ``ts``."""
+    step = BUCKET_SECONDS[width]
+    return -(-ts // step) * step
+
+
+def iso(ts: int) -> str:
+    """``ts`` as an ISO 8601 UTC string, for messages and reports."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
