@@ -101,6 +101,8 @@ class Endpoint:
     default_group_by: tuple[str, ...]
     in_seed: bool = True
     in_yaml: bool = True
+    sdk_only_group_by: tuple[str, ...] = ()
+    """Grouping fields that only the SDK knows (not the public YAML); the live API accepts them."""
     bucket_widths: tuple[BucketWidth, ...] = BUCKET_WIDTHS
     limits: Mapping[BucketWidth, Limit] = field(default_factory=lambda: USAGE_LIMITS)
     group_by_cutoffs: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
@@ -213,6 +215,7 @@ def _usage(
     default_group_by: tuple[str, ...],
     in_seed: bool = True,
     in_yaml: bool = True,
+    sdk_only_group_by: tuple[str, ...] = (),
 ) -> Endpoint:
     return Endpoint(
         name=name,
@@ -226,6 +229,7 @@ def _usage(
         default_group_by=default_group_by,
         in_seed=in_seed,
         in_yaml=in_yaml,
+        sdk_only_group_by=sdk_only_group_by,
     )
 
 
@@ -237,6 +241,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         group_by=_COMPLETIONS_GROUPS,
         metrics=_COMPLETIONS_METRICS,
         default_group_by=("project_id", "model", "batch"),
+        sdk_only_group_by=("api_source",),
     ),
     _usage(
         "embeddings",
@@ -318,6 +323,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         metrics=(_m("num_model_requests", required=True), _m("num_requests", required=True)),
         default_group_by=("project_id", "model", "context_level"),
         in_seed=False,
+        sdk_only_group_by=("api_source",),
     ),
     _usage(
         "decisions",
@@ -328,6 +334,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         default_group_by=("project_id", "model", "batch"),
         in_seed=False,
         in_yaml=False,
+        sdk_only_group_by=("api_source",),
     ),
     Endpoint(
         name="costs",
@@ -344,6 +351,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
             _m("quantity_unit", "str", role="attribute"),
         ),
         default_group_by=("project_id", "line_item"),
+        sdk_only_group_by=("user_id", "api_source"),
         bucket_widths=("1d",),
         limits=COSTS_LIMITS,
         group_by_cutoffs=MappingProxyType({"api_key_id": COSTS_API_KEY_GROUPING_CUTOFF}),

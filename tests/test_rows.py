@@ -1,0 +1,49 @@
+"""Flattening buckets into rows, and rows into Arrow, pandas and polars, with exact money."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from usageledger import catalogue, decode_page
+from usageledger.rows import arrow_schema, flatten, row_keys, to_arrow, to_pandas, to_polars
+
+from conftest import EXAMPLES
+
+
+def _rows(name: str) -> list[dict[str, object]]:
+    page = decode_page((EXAMPLES / f"{name}.json").read_bytes())
+    return list(flatten(catalogue.get(name), page.data))
+
+
+def test_rows_carry_endpoint_bucket_bounds_groups_and_metrics() -> None:
+    """Every example flattens to one row with the catalogue's keys, in order."""
+    for endpoint in catalogue.ENDPOINTS:
+        (row,) = _rows(endpoint.name)
+        assert tuple(row) == row_keys(endpoint)
+        assert row["endpoint"] == endpoint.name
+        assert (row["bucket_start"], row["bucket_end"]) == (1730419200, 1730505600)
+
+
+def test_costs_money_stays_exact_through_every_table() -> None:
+    """0.06 stays Decimal('0.06') in rows, Arrow, pandas and polars."""
+    rows = _rows("costs")
+    costs = catalogue.get("costs")
+    assert rows[0]["amount_value"] == Decimal("0.06") and rows[0]["currency"] == "usd"
+    table = to_arrow(costs, rows)
+    assert table.schema == arrow_schema(costs)
+    assert table.column("amount_value")[0].as_py() == Decimal("0.06")
+    assert to_pandas(costs, rows)["amount_value"][0] == Decimal("0.06")
+    assert to_polars(costs, rows)["amount_value"][0] == Decimal("0.06")
+
+
+def test_unknown_results_are_not_rows() -> None:
+    """An opaque result in a page is skipped, the known one kept."""
+    body = (
+        b'{"object":"page","has_more":false,"next_page":null,"data":[{"object":"bucket","start_time":0,'
+        b'"end_time":86400,"results":[{"object":"organization.usage.new_thing.result","x":1},'
+        b'{"object":"organization.usage.vector_stores.result","usage_bytes":7,"project_id":"p"}]}]}'
+    )
+    rows = list(flatten(catalogue.get("vector_stores"), decode_page(body).data))
+    assert rows == [
+        {"endpoint": "vector_stores", "bucket_start": 0, "bucket_end": 86400, "project_id": "p", "usage_bytes": 7}
+    ]

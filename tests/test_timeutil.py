@@ -1,0 +1,49 @@
+"""Time inputs are read once, at the edges, with errors that name the parameter."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+
+from usageledger.errors import ParameterError
+from usageledger.timeutil import ceil, floor, iso, parse_duration, to_unix
+
+NOW = 1_795_176_000  # 2026-11-20T12:00:00Z
+
+
+def test_every_kind_of_time_input() -> None:
+    """datetimes (aware and naive), dates, ints, digit strings, ISO strings and spans all convert."""
+    assert to_unix(datetime(2026, 11, 20, 12, tzinfo=UTC)) == NOW
+    assert to_unix(datetime(2026, 11, 20, 12)) == NOW
+    assert to_unix(datetime(2026, 11, 20, 13, tzinfo=timezone(timedelta(hours=1)))) == NOW
+    assert to_unix(date(2026, 11, 20)) == NOW - 12 * 3600
+    assert to_unix(NOW) == NOW and to_unix(str(NOW)) == NOW and to_unix(float(NOW) + 0.7) == NOW
+    assert to_unix("2026-11-20T12:00:00Z") == NOW and to_unix("2026-11-20") == NOW - 12 * 3600
+    assert to_unix("90d", now=NOW) == NOW - 90 * 86400
+    assert to_unix("now", now=NOW) == NOW and to_unix("today", now=NOW) == NOW - 12 * 3600
+
+
+def test_bad_time_names_the_parameter_and_the_fix() -> None:
+    """An unreadable time says which parameter and what forms are accepted."""
+    with pytest.raises(ParameterError, match=r"^since: cannot read 'yesterday-ish'.*ISO date") as info:
+        to_unix("yesterday-ish", param="since")
+    assert info.value.param == "since"
+    with pytest.raises(ParameterError, match="start_time"):
+        to_unix(True)
+    with pytest.raises(ParameterError, match="before 1970"):
+        to_unix(-5)
+
+
+def test_durations() -> None:
+    """Durations read ms, s, m, h, d and w; bad ones are refused."""
+    assert parse_duration("100ms") == pytest.approx(0.1)
+    assert [parse_duration(x) for x in ("15m", "36h", "3d", "2w", "7")] == [900, 129600, 259200, 1209600, 7]
+    with pytest.raises(ParameterError, match="latency"):
+        parse_duration("fast", param="latency")
+
+
+def test_floor_ceil_iso() -> None:
+    """Buckets are UTC-aligned."""
+    assert floor(NOW + 59, "1m") == NOW and ceil(NOW + 1, "1h") == NOW + 3600 and ceil(NOW, "1d") == NOW + 43200
+    assert iso(NOW) == "2026-11-20T12:00:00Z"
