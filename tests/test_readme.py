@@ -6,9 +6,10 @@ import os
 import re
 
 import typer.main
-from conftest import REPO
 
 from usageledger.cli import app
+
+from conftest import REPO
 
 
 def _commands() -> set[str]:
