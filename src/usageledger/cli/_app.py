@@ -62,3 +62,8 @@ def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
     root = logging.getLogger("usageledger")
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+@app.callback()
+def _root() -> None:
+    """OpenAI organization Usage & Costs: query, emulate, sync, export, report and alert."""
