@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any, Final, Literal, TypeAlias
+from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
 
@@ -42,6 +42,11 @@ __all__ = [
 
 logger = logging.getLogger("usageledger.models")
 
+Int64: TypeAlias = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""Counts fit a signed 64-bit integer (a store BIGINT); anything larger is refused as a decode error."""
+UnixTime: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+"""Unix seconds, within any plausible range."""
+
 ApiSource: TypeAlias = str
 """``agents_api`` or ``unlabeled`` today; kept open so a new value does not fail a page."""
 
@@ -58,23 +63,23 @@ class _PerModelGroups(_ResultBase, kw_only=True):
 
 
 class CompletionsResult(_PerModelGroups, tag="organization.usage.completions.result", kw_only=True):
-    input_tokens: int
-    output_tokens: int
-    num_model_requests: int
-    input_cached_tokens: int | None = None
-    input_cache_write_tokens: int | None = None
-    input_cache_write_30m_tokens: int | None = None
-    input_cache_write_12h_tokens: int | None = None
-    input_uncached_tokens: int | None = None
-    input_text_tokens: int | None = None
-    input_audio_tokens: int | None = None
-    input_image_tokens: int | None = None
-    input_cached_text_tokens: int | None = None
-    input_cached_audio_tokens: int | None = None
-    input_cached_image_tokens: int | None = None
-    output_text_tokens: int | None = None
-    output_audio_tokens: int | None = None
-    output_image_tokens: int | None = None
+    input_tokens: Int64
+    output_tokens: Int64
+    num_model_requests: Int64
+    input_cached_tokens: Int64 | None = None
+    input_cache_write_tokens: Int64 | None = None
+    input_cache_write_30m_tokens: Int64 | None = None
+    input_cache_write_12h_tokens: Int64 | None = None
+    input_uncached_tokens: Int64 | None = None
+    input_text_tokens: Int64 | None = None
+    input_audio_tokens: Int64 | None = None
+    input_image_tokens: Int64 | None = None
+    input_cached_text_tokens: Int64 | None = None
+    input_cached_audio_tokens: Int64 | None = None
+    input_cached_image_tokens: Int64 | None = None
+    output_text_tokens: Int64 | None = None
+    output_audio_tokens: Int64 | None = None
+    output_image_tokens: Int64 | None = None
     batch: bool | None = None
     service_tier: str | None = None
     api_source: ApiSource | None = None
@@ -85,34 +90,34 @@ class DecisionsResult(CompletionsResult, tag="organization.usage.decisions.resul
 
 
 class EmbeddingsResult(_PerModelGroups, tag="organization.usage.embeddings.result", kw_only=True):
-    input_tokens: int
-    num_model_requests: int
+    input_tokens: Int64
+    num_model_requests: Int64
 
 
 class ModerationsResult(_PerModelGroups, tag="organization.usage.moderations.result", kw_only=True):
-    input_tokens: int
-    num_model_requests: int
+    input_tokens: Int64
+    num_model_requests: Int64
 
 
 class ImagesResult(_PerModelGroups, tag="organization.usage.images.result", kw_only=True):
-    images: int
-    num_model_requests: int
+    images: Int64
+    num_model_requests: Int64
     source: str | None = None
     size: str | None = None
 
 
 class AudioSpeechesResult(_PerModelGroups, tag="organization.usage.audio_speeches.result", kw_only=True):
-    characters: int
-    num_model_requests: int
+    characters: Int64
+    num_model_requests: Int64
 
 
 class AudioTranscriptionsResult(_PerModelGroups, tag="organization.usage.audio_transcriptions.result", kw_only=True):
-    seconds: int
-    num_model_requests: int
+    seconds: Int64
+    num_model_requests: Int64
 
 
 class VectorStoresResult(_ResultBase, tag="organization.usage.vector_stores.result", kw_only=True):
-    usage_bytes: int
+    usage_bytes: Int64
     project_id: str | None = None
 
 
@@ -121,8 +126,8 @@ class CodeInterpreterSessionsResult(
 ):
     """``num_sessions``; responses from before 2025-02-10 called it ``sessions``, which is accepted too."""
 
-    num_sessions: int | None = None
-    sessions: int | None = None
+    num_sessions: Int64 | None = None
+    sessions: Int64 | None = None
     project_id: str | None = None
 
     def __post_init__(self) -> None:
@@ -134,7 +139,7 @@ class CodeInterpreterSessionsResult(
 
 
 class FileSearchCallsResult(_ResultBase, tag="organization.usage.file_searches.result", kw_only=True):
-    num_requests: int
+    num_requests: Int64
     project_id: str | None = None
     user_id: str | None = None
     api_key_id: str | None = None
@@ -142,8 +147,8 @@ class FileSearchCallsResult(_ResultBase, tag="organization.usage.file_searches.r
 
 
 class WebSearchCallsResult(_PerModelGroups, tag="organization.usage.web_searches.result", kw_only=True):
-    num_model_requests: int
-    num_requests: int
+    num_model_requests: Int64
+    num_requests: Int64
     context_level: str | None = None
     api_source: ApiSource | None = None
 
@@ -200,8 +205,8 @@ Result: TypeAlias = (
 class Bucket(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One time bucket: ``[start_time, end_time)`` in Unix seconds, with its aggregated results."""
 
-    start_time: int
-    end_time: int
+    start_time: UnixTime
+    end_time: UnixTime
     results: list[Result] = msgspec.field(default_factory=list)
     result: list[Result] | None = None
     object: Literal["bucket"] = "bucket"
@@ -247,8 +252,8 @@ _RESULT_DECODER: Final = msgspec.json.Decoder(Result)
 
 
 class _LooseBucket(msgspec.Struct, kw_only=True):
-    start_time: int
-    end_time: int
+    start_time: UnixTime
+    end_time: UnixTime
     results: list[msgspec.Raw] | None = None
     result: list[msgspec.Raw] | None = None
 
