@@ -1,0 +1,961 @@
+"""``Client`` and ``AsyncClient``: one page, or a whole range as buckets, rows and tables.
+
+Both clients have the same constructor and the same methods with the same signatures (a test checks it). What
+does no I/O lives once, in this module's helpers: turning friendly inputs into :class:`~usageledger.rules.QueryParams`,
+the pre-flight check, the window plan and the cursor rules. The I/O is in :mod:`usageledger._http`.
+
+A range longer than one request's maximum ``limit`` is split into windows (:func:`usageledger.rules.plan_windows`),
+each asked for with exactly its bucket count as ``limit``; every window's pages are followed by cursor. The async
+client fetches up to ``max_concurrency`` windows at once and still yields buckets in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
+
+import httpx
+
+from usageledger import catalogue, rows, rules, timeutil
+from usageledger._http import (
+    ArrayFormat,
+    AsyncHTTP,
+    HTTPConfig,
+    QueryValue,
+    RetryPolicy,
+    SyncHTTP,
+    TimeoutTypes,
+)
+from usageledger.catalogue import BucketWidth, Endpoint
+from usageledger.errors import ConfigError, PaginationError, ParameterError
+from usageledger.models import Bucket, UsageResponse, decode_page
+from usageledger.timeutil import TimeInput
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+    import pyarrow
+
+__all__ = ["AsyncClient", "AsyncQuery", "Client", "FilterInput", "Query"]
+
+logger = logging.getLogger("usageledger.client")
+
+FilterInput: TypeAlias = str | Sequence[str] | bool | None
+"""A filter's value: a list of strings (a lone string is a list of one), or a boolean for ``batch``."""
+
+EndpointLike: TypeAlias = str | Endpoint
+AnyTransport: TypeAlias = httpx.BaseTransport | httpx.AsyncBaseTransport | None
+
+# --- pure helpers (shared by both clients) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """A validated range query: the endpoint, its checked parameters (no limit, no page) and the windows."""
+
+    endpoint: Endpoint
+    params: rules.QueryParams
+    windows: tuple[rules.Window, ...]
+
+
+def _endpoint(value: EndpointLike) -> Endpoint:
+    if isinstance(value, Endpoint):
+        return value
+    try:
+        return catalogue.get(value)
+    except KeyError:
+        raise ParameterError("endpoint", f"unknown endpoint {value!r}", allowed=catalogue.ENDPOINT_NAMES) from None
+
+
+def _group_by(value: str | Sequence[str]) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
+
+
+def _filters(raw: Mapping[str, FilterInput]) -> Mapping[str, rules.FilterValue]:
+    out: dict[str, rules.FilterValue] = {}
+    for name, value in raw.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[name] = value
+        elif isinstance(value, str):
+            out[name] = (value,)
+        else:
+            out[name] = tuple(str(v) for v in value)
+    return MappingProxyType(out)
+
+
+def _checked(endpoint: Endpoint, params: rules.QueryParams, now: int) -> rules.QueryParams:
+    """``params`` with ``end_time`` clamped to now, or :class:`ParameterError` naming the broken rule."""
+    violation = rules.check(endpoint, params, now=now)
+    if violation is not None:
+        raise violation.to_error()
+    end = rules.effective_end(params, now=now)
+    if end != params.end_time:
+        logger.debug("end_time %s is in the future; clamped to now (%s)", params.end_time, end)
+    return rules.QueryParams(
+        start_time=params.start_time,
+        end_time=end,
+        bucket_width=params.bucket_width,
+        group_by=params.group_by,
+        limit=params.limit,
+        page=params.page,
+        filters=params.filters,
+    )
+
+
+def _page_params(
+    endpoint: EndpointLike,
+    *,
+    start_time: TimeInput,
+    end_time: TimeInput | None,
+    bucket_width: str,
+    group_by: str | Sequence[str],
+    limit: int | None,
+    page: str | None,
+    filters: Mapping[str, FilterInput],
+    now: float,
+) -> tuple[Endpoint, rules.QueryParams]:
+    ep = _endpoint(endpoint)
+    if isinstance(limit, bool) or (limit is not None and not isinstance(limit, int)):
+        raise ParameterError("limit", f"expected an integer number of buckets, got {limit!r}")
+    params = rules.QueryParams(
+        start_time=timeutil.to_unix(start_time, now=now, param="start_time"),
+        end_time=None if end_time is None else timeutil.to_unix(end_time, now=now, param="end_time"),
+        bucket_width=bucket_width,
+        group_by=_group_by(group_by),
+        limit=limit,
+        page=page,
+        filters=_filters(filters),
+    )
+    return ep, _checked(ep, params, int(now))
+
+
+def _range(
+    endpoint: EndpointLike,
+    *,
+    start_time: TimeInput,
+    end_time: TimeInput | None,
+    bucket_width: str,
+    group_by: str | Sequence[str],
+    filters: Mapping[str, FilterInput],
+    now: float,
+) -> _Range:
+    """Validate a range query and plan its windows; an open end means now."""
+    ep, params = _page_params(
+        endpoint,
+        start_time=start_time,
+        end_time=now if end_time is None else end_time,
+        bucket_width=bucket_width,
+        group_by=group_by,
+        limit=None,
+        page=None,
+        filters=filters,
+        now=now,
+    )
+    assert params.start_time is not None and params.end_time is not None  # guaranteed by rules.check
+    width: BucketWidth = params.bucket_width  # type: ignore[assignment]  # checked against the catalogue
+    windows = rules.plan_windows(ep, params.start_time, params.end_time, width)
+    logger.debug("%s: %d window(s) for [%s, %s)", ep.name, len(windows), params.start_time, params.end_time)
+    return _Range(ep, params, tuple(windows))
+
+
+def _query_items(endpoint: Endpoint, params: rules.QueryParams) -> list[tuple[str, QueryValue]]:
+    """The query string's items, in the seed's order: times, width, filters, group_by, limit, page."""
+    items: list[tuple[str, QueryValue]] = [
+        ("start_time", params.start_time),
+        ("end_time", params.end_time),
+        ("bucket_width", params.bucket_width),
+    ]
+    items += [(f.name, params.filters[f.name]) for f in endpoint.filters if f.name in params.filters]
+    items += [("group_by", params.group_by), ("limit", params.limit), ("page", params.page)]
+    return items
+
+
+def _window_params(spec: _Range, window: rules.Window, page: str | None) -> rules.QueryParams:
+    p = spec.params
+    return rules.QueryParams(
+        start_time=window.start,
+        end_time=window.end,
+        bucket_width=p.bucket_width,
+        group_by=p.group_by,
+        limit=window.limit,
+        page=page,
+        filters=p.filters,
+    )
+
+
+def _next_cursor(response: UsageResponse, seen: set[str], where: str) -> str | None:
+    """The cursor to send next, ``None`` at the end, or :class:`PaginationError` for a loop or a dead end."""
+    if not response.has_more:
+        return None
+    cursor = response.next_page
+    if not cursor:
+        raise PaginationError(
+            f"{where}: the server said has_more=true but sent no next_page; stopping here would lose buckets"
+        )
+    if cursor in seen:
+        raise PaginationError(f"{where}: the server sent the same next_page twice; following it would loop forever")
+    seen.add(cursor)
+    return cursor
+
+
+def _where(spec: _Range, window: rules.Window) -> str:
+    return f"{spec.endpoint.name} [{window.start}, {window.end})"
+
+
+def _clock(clock: Callable[[], float] | None) -> Callable[[], float]:
+    return clock or time.time
+
+
+# --- typed per-endpoint methods (checked against the catalogue by a test) ---------------------------------
+
+Q = TypeVar("Q")
+
+PerModelGroupBy = Literal["project_id", "user_id", "api_key_id", "model"]
+CompletionsGroupBy = Literal["project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source"]
+ImagesGroupBy = Literal["project_id", "user_id", "api_key_id", "model", "size", "source"]
+ProjectGroupBy = Literal["project_id"]
+FileSearchGroupBy = Literal["project_id", "user_id", "api_key_id", "vector_store_id"]
+WebSearchGroupBy = Literal["project_id", "user_id", "api_key_id", "model", "context_level", "api_source"]
+CostsGroupBy = Literal["project_id", "line_item", "api_key_id", "user_id", "api_source"]
+ImageSource = Literal["image.generation", "image.edit", "image.variation"]
+ImageSize = Literal["256x256", "512x512", "1024x1024", "1792x1792", "1024x1792"]
+ContextLevel = Literal["low", "medium", "high"]
+Strs: TypeAlias = Sequence[str] | None
+
+_COMMON_ARGS = ("start_time", "end_time", "bucket_width", "group_by", "timeout")
+
+
+def _common(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: args[k] for k in _COMMON_ARGS}
+
+
+def _endpoint_filters(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if k not in _COMMON_ARGS}
+
+
+class _EndpointMethods(Generic[Q]):
+    """One typed method per catalogue endpoint, each returning the client's lazy range query."""
+
+    def _endpoint_query(self, name: str, args: dict[str, Any]) -> Q:
+        raise NotImplementedError
+
+    def _call(self, name: str, args: dict[str, Any]) -> Q:
+        return self._endpoint_query(name, {k: v for k, v in args.items() if k != "self"})
+
+    def completions(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[CompletionsGroupBy] = (),
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        models: Strs = None,
+        batch: bool | None = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Completions usage over ``[start_time, end_time)``."""
+        return self._call("completions", locals())
+
+    def embeddings(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[PerModelGroupBy] = (),
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        models: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Embeddings usage over ``[start_time, end_time)``."""
+        return self._call("embeddings", locals())
+
+    def moderations(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[PerModelGroupBy] = (),
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        models: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Moderations usage over ``[start_time, end_time)``."""
+        return self._call("moderations", locals())
+
+    def images(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[ImagesGroupBy] = (),
+        sources: Sequence[ImageSource] | None = None,
+        sizes: Sequence[ImageSize] | None = None,
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        models: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Images usage over ``[start_time, end_time)``."""
+        return self._call("images", locals())
+
+    def audio_speeches(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[PerModelGroupBy] = (),
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        models: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Audio speeches usage over ``[start_time, end_time)``."""
+        return self._call("audio_speeches", locals())
+
+    def audio_transcriptions(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[PerModelGroupBy] = (),
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        models: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Audio transcriptions usage over ``[start_time, end_time)``."""
+        return self._call("audio_transcriptions", locals())
+
+    def vector_stores(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[ProjectGroupBy] = (),
+        project_ids: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Vector store usage over ``[start_time, end_time)``."""
+        return self._call("vector_stores", locals())
+
+    def code_interpreter_sessions(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[ProjectGroupBy] = (),
+        project_ids: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Code interpreter sessions over ``[start_time, end_time)``."""
+        return self._call("code_interpreter_sessions", locals())
+
+    def file_search_calls(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[FileSearchGroupBy] = (),
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        vector_store_ids: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """File search tool calls over ``[start_time, end_time)``."""
+        return self._call("file_search_calls", locals())
+
+    def web_search_calls(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[WebSearchGroupBy] = (),
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        models: Strs = None,
+        context_levels: Sequence[ContextLevel] | None = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Web search tool calls over ``[start_time, end_time)``."""
+        return self._call("web_search_calls", locals())
+
+    def decisions(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: Sequence[CompletionsGroupBy] = (),
+        project_ids: Strs = None,
+        user_ids: Strs = None,
+        api_key_ids: Strs = None,
+        models: Strs = None,
+        batch: bool | None = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Decisions usage (SDK-only endpoint) over ``[start_time, end_time)``."""
+        return self._call("decisions", locals())
+
+    def costs(
+        self,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: Literal["1d"] = "1d",
+        group_by: Sequence[CostsGroupBy] = (),
+        project_ids: Strs = None,
+        api_key_ids: Strs = None,
+        line_items: Strs = None,
+        timeout: TimeoutTypes = None,
+    ) -> Q:
+        """Costs (daily buckets, exact ``Decimal`` money) over ``[start_time, end_time)``."""
+        return self._call("costs", locals())
+
+
+# --- queries ----------------------------------------------------------------------------------------------
+
+
+class Query:
+    """A lazy range query: iterate it for buckets, or ask for ``rows()``, ``pages()`` or a table.
+
+    Nothing is sent until you iterate; each iteration fetches again.
+    """
+
+    def __init__(self, client: Client, spec: _Range, timeout: TimeoutTypes) -> None:
+        self._client = client
+        self._spec = spec
+        self._timeout = timeout
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._spec.endpoint
+
+    @property
+    def windows(self) -> tuple[rules.Window, ...]:
+        """The requests' time windows, each at most one maximum ``limit`` of buckets."""
+        return self._spec.windows
+
+    def __repr__(self) -> str:
+        p = self._spec.params
+        return (
+            f"Query({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
+            f"{len(self.windows)} window(s))"
+        )
+
+    def pages(self) -> Iterator[UsageResponse]:
+        """Every page of every window, in order."""
+        for window in self._spec.windows:
+            yield from self._client._window_pages(self._spec, window, self._timeout)
+
+    def __iter__(self) -> Iterator[Bucket]:
+        for page in self.pages():
+            yield from page.data
+
+    def buckets(self) -> list[Bucket]:
+        return list(self)
+
+    def rows(self) -> Iterator[rows.Row]:
+        """Flat rows: ``endpoint``, ``bucket_start``, ``bucket_end``, then the endpoint's columns."""
+        return rows.flatten(self.endpoint, iter(self))
+
+    def to_arrow(self) -> pyarrow.Table:
+        return rows.to_arrow(self.endpoint, self.rows())
+
+    def to_pandas(self) -> pandas.DataFrame:
+        return rows.to_pandas(self.endpoint, self.rows())
+
+    def to_polars(self) -> polars.DataFrame:
+        return rows.to_polars(self.endpoint, self.rows())
+
+
+class AsyncQuery:
+    """The async twin of :class:`Query`: ``async for`` buckets; windows are fetched concurrently, yielded in order."""
+
+    def __init__(self, client: AsyncClient, spec: _Range, timeout: TimeoutTypes) -> None:
+        self._client = client
+        self._spec = spec
+        self._timeout = timeout
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._spec.endpoint
+
+    @property
+    def windows(self) -> tuple[rules.Window, ...]:
+        return self._spec.windows
+
+    def __repr__(self) -> str:
+        p = self._spec.params
+        return (
+            f"AsyncQuery({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
+            f"{len(self.windows)} window(s))"
+        )
+
+    async def pages(self) -> AsyncIterator[UsageResponse]:
+        """Every page of every window, in order; up to ``max_concurrency`` windows are in flight."""
+        client = self._client
+        ahead = max(1, client.max_concurrency)
+        pending: deque[asyncio.Task[list[UsageResponse]]] = deque()
+        windows = iter(self._spec.windows)
+        try:
+            for window in windows:
+                pending.append(asyncio.ensure_future(client._window_pages(self._spec, window, self._timeout)))
+                if len(pending) >= ahead:
+                    break
+            while pending:
+                done = await pending.popleft()
+                nxt = next(windows, None)
+                if nxt is not None:
+                    pending.append(asyncio.ensure_future(client._window_pages(self._spec, nxt, self._timeout)))
+                for page in done:
+                    yield page
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def __aiter__(self) -> AsyncIterator[Bucket]:
+        async for page in self.pages():
+            for bucket in page.data:
+                yield bucket
+
+    async def buckets(self) -> list[Bucket]:
+        return [b async for b in self]
+
+    async def rows(self) -> AsyncIterator[rows.Row]:
+        """Flat rows, as :meth:`Query.rows`."""
+        async for page in self.pages():
+            for row in rows.flatten(self.endpoint, page.data):
+                yield row
+
+    async def to_arrow(self) -> pyarrow.Table:
+        return rows.to_arrow(self.endpoint, rows.flatten(self.endpoint, await self.buckets()))
+
+    async def to_pandas(self) -> pandas.DataFrame:
+        return rows.to_pandas(self.endpoint, rows.flatten(self.endpoint, await self.buckets()))
+
+    async def to_polars(self) -> polars.DataFrame:
+        return rows.to_polars(self.endpoint, rows.flatten(self.endpoint, await self.buckets()))
+
+
+# --- the clients ------------------------------------------------------------------------------------------
+
+
+class _ClientBase:
+    """Settings shared by both clients, resolved once."""
+
+    _config: HTTPConfig
+
+    def __init__(self, *, max_concurrency: int, clock: Callable[[], float] | None) -> None:
+        if max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.max_concurrency = max_concurrency
+        self._clock = _clock(clock)
+
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+    @property
+    def array_format(self) -> ArrayFormat:
+        return self._config.array_format
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._config.retry
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        return self._config.timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, api_key='sk-admin-…', "
+            f"array_format={self.array_format!r}, max_retries={self.retry.max_retries}, "
+            f"max_concurrency={self.max_concurrency})"
+        )
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        raise TypeError(f"{type(self).__name__} holds the admin key and is not picklable")
+
+
+class Client(_ClientBase, _EndpointMethods[Query]):
+    """The blocking client.
+
+    The key comes from ``api_key`` or ``OPENAI_ADMIN_KEY``; the base URL (ending in ``/v1``) from ``base_url``,
+    ``OPENAI_BASE_URL`` or the public API. ``max_retries`` overrides ``retry.max_retries`` (default 2).
+    ``clock`` is the wall clock (Unix seconds) used for "now" (open ranges, relative times, clamping).
+    ``max_concurrency`` bounds the async twin's parallel windows; this client fetches one window at a time.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: TimeoutTypes = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        array_format: ArrayFormat = "brackets",
+        allow_insecure_http: bool = False,
+        transport: AnyTransport = None,
+        max_concurrency: int = 4,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(max_concurrency=max_concurrency, clock=clock)
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise ConfigError("Client needs a sync transport (httpx.BaseTransport); use AsyncClient for async ones")
+        self._config = HTTPConfig.resolve(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry=retry,
+            array_format=array_format,
+            allow_insecure_http=allow_insecure_http,
+            headers=headers,
+        )
+        self._http = SyncHTTP(self._config, transport=transport)
+
+    def with_options(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: TimeoutTypes = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        array_format: ArrayFormat | None = None,
+        allow_insecure_http: bool | None = None,
+        max_concurrency: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Client:
+        """A copy with some settings changed, sharing this client's connections."""
+        copy = object.__new__(Client)
+        _ClientBase.__init__(copy, max_concurrency=max_concurrency or self.max_concurrency, clock=clock or self._clock)
+        copy._config = self._config.replace(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry=retry,
+            array_format=array_format,
+            allow_insecure_http=allow_insecure_http,
+            headers=headers,
+        )
+        copy._http = self._http.with_config(copy._config)
+        return copy
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def page(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        limit: int | None = None,
+        page: str | None = None,
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> UsageResponse:
+        """One request, one page. Parameters are checked against the live rules first."""
+        ep, params = _page_params(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            limit=limit,
+            page=page,
+            filters=filters,
+            now=self._clock(),
+        )
+        return decode_page(self._http.get(ep.path, _query_items(ep, params), timeout=timeout))
+
+    def query(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> Query:
+        """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
+        spec = _range(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            filters=filters,
+            now=self._clock(),
+        )
+        return Query(self, spec, timeout)
+
+    def fetch_range(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> list[Bucket]:
+        """Every bucket of the range, every page, in order."""
+        return self.query(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            timeout=timeout,
+            **filters,
+        ).buckets()
+
+    def _endpoint_query(self, name: str, args: dict[str, Any]) -> Query:
+        return self.query(name, **_common(args), **_endpoint_filters(args))
+
+    def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> Iterator[UsageResponse]:
+        seen: set[str] = set()
+        cursor: str | None = None
+        path = spec.endpoint.path
+        while True:
+            params = _window_params(spec, window, cursor)
+            response = decode_page(self._http.get(path, _query_items(spec.endpoint, params), timeout=timeout))
+            yield response
+            cursor = _next_cursor(response, seen, _where(spec, window))
+            if cursor is None:
+                return
+
+
+class AsyncClient(_ClientBase, _EndpointMethods[AsyncQuery]):
+    """The async twin of :class:`Client`: same constructor, same methods; I/O methods are coroutines.
+
+    One client shares a semaphore of ``max_concurrency`` requests and one backoff: a 429 pauses every
+    concurrent request of the client until its ``Retry-After`` has passed.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: TimeoutTypes = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        array_format: ArrayFormat = "brackets",
+        allow_insecure_http: bool = False,
+        transport: AnyTransport = None,
+        max_concurrency: int = 4,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(max_concurrency=max_concurrency, clock=clock)
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigError("AsyncClient needs an async transport (httpx.AsyncBaseTransport); use Client for sync")
+        self._config = HTTPConfig.resolve(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry=retry,
+            array_format=array_format,
+            allow_insecure_http=allow_insecure_http,
+            headers=headers,
+        )
+        self._http = AsyncHTTP(self._config, transport=transport)
+        self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def with_options(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: TimeoutTypes = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        array_format: ArrayFormat | None = None,
+        allow_insecure_http: bool | None = None,
+        max_concurrency: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> AsyncClient:
+        """A copy with some settings changed, sharing this client's connections (not its backoff)."""
+        copy = object.__new__(AsyncClient)
+        _ClientBase.__init__(copy, max_concurrency=max_concurrency or self.max_concurrency, clock=clock or self._clock)
+        copy._config = self._config.replace(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry=retry,
+            array_format=array_format,
+            allow_insecure_http=allow_insecure_http,
+            headers=headers,
+        )
+        copy._http = self._http.with_config(copy._config)
+        copy._semaphores = {}
+        return copy
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._semaphores.get(loop)
+        if sem is None:
+            self._semaphores = {lp: s for lp, s in self._semaphores.items() if not lp.is_closed()}
+            sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
+        return sem
+
+    async def _get(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
+        async with self._semaphore():
+            body = await self._http.get(path, items, timeout=timeout)
+        return decode_page(body)
+
+    async def page(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        limit: int | None = None,
+        page: str | None = None,
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> UsageResponse:
+        """One request, one page. Parameters are checked against the live rules first."""
+        ep, params = _page_params(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            limit=limit,
+            page=page,
+            filters=filters,
+            now=self._clock(),
+        )
+        return await self._get(ep.path, _query_items(ep, params), timeout)
+
+    def query(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> AsyncQuery:
+        """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
+        spec = _range(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            filters=filters,
+            now=self._clock(),
+        )
+        return AsyncQuery(self, spec, timeout)
+
+    async def fetch_range(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> list[Bucket]:
+        """Every bucket of the range, every page, in order; windows are fetched concurrently."""
+        query = self.query(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            timeout=timeout,
+            **filters,
+        )
+        return await query.buckets()
+
+    def _endpoint_query(self, name: str, args: dict[str, Any]) -> AsyncQuery:
+        return self.query(name, **_common(args), **_endpoint_filters(args))
+
+    async def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> list[UsageResponse]:
+        seen: set[str] = set()
+        cursor: str | None = None
+        path = spec.endpoint.path
+        pages: list[UsageResponse] = []
+        while True:
+            params = _window_params(spec, window, cursor)
+            response = await self._get(path, _query_items(spec.endpoint, params), timeout)
+            pages.append(response)
+            cursor = _next_cursor(response, seen, _where(spec, window))
+            if cursor is None:
+                return pages
