@@ -1,7 +1,9 @@
 """usageledger: OpenAI organization Usage & Costs, as a typed client, an emulator, a synced ledger and reports."""
 
 from usageledger import catalogue
+from usageledger._http import RetryPolicy
 from usageledger.catalogue import ENDPOINTS, Endpoint
+from usageledger.client import AsyncClient, AsyncQuery, Client, Query
 from usageledger.errors import (
     APIConnectionError,
     APIError,
@@ -44,6 +46,7 @@ from usageledger.models import (
     WebSearchCallsResult,
     decode_page,
 )
+from usageledger.usage_api import UsageApi
 
 __version__ = "0.1.0"
 
@@ -53,11 +56,14 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncClient",
+    "AsyncQuery",
     "AudioSpeechesResult",
     "AudioTranscriptionsResult",
     "AuthenticationError",
     "BadRequestError",
     "Bucket",
+    "Client",
     "CodeInterpreterSessionsResult",
     "CompletionsResult",
     "ConfigError",
@@ -77,12 +83,15 @@ __all__ = [
     "PaginationError",
     "ParameterError",
     "PermissionDeniedError",
+    "Query",
     "RateLimitError",
     "ResponseDecodeError",
     "Result",
+    "RetryPolicy",
     "StoreError",
     "SyncError",
     "UnprocessableEntityError",
+    "UsageApi",
     "UsageLedgerError",
     "UsageResponse",
     "VectorStoresResult",
