@@ -1,0 +1,30 @@
+"""Reports, reconciliation and alerts over the store: the answers people would rather look at than read.
+
+Every figure is computed in SQL over the store's daily views (:mod:`usageledger.report.queries`); renderers
+(:mod:`~usageledger.report.terminal`, :mod:`~usageledger.report.html`, :mod:`~usageledger.report.charts`) only
+format. Nothing in this package prints.
+"""
+
+from __future__ import annotations
+
+from usageledger.report.alerts import AlertConfig, CheckResult, parse_alert_config, run_checks
+from usageledger.report.names import Names, load_names, names_from_mapping
+from usageledger.report.queries import Database, Period, ReportData, Scope, build_report
+from usageledger.report.reconcile import ReconcileResult, reconcile
+
+__all__ = [
+    "AlertConfig",
+    "CheckResult",
+    "Database",
+    "Names",
+    "Period",
+    "ReconcileResult",
+    "ReportData",
+    "Scope",
+    "build_report",
+    "load_names",
+    "names_from_mapping",
+    "parse_alert_config",
+    "reconcile",
+    "run_checks",
+]

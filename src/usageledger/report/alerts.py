@@ -1,0 +1,480 @@
+"""Alerts for cron and CI: budgets, spend anomalies and a stale store, plus a Slack-compatible webhook.
+
+Rules, stated once here and repeated in the CLI output:
+
+* **Budgets** fire when spend is **strictly greater** than the budget (``spend > budget``): a 100.00 budget allows
+  spending exactly 100.00, and 100.01 fires. A daily budget looks at one UTC day (by default today, so far); a
+  monthly budget at the month to date, through that day. Each applies to the whole organisation or to one project.
+* **Anomalies** use a robust z-score against a trailing baseline: the daily spend of the 28 UTC days before the
+  day checked (by default yesterday, the newest complete day), its median ``m`` and its median absolute deviation
+  ``MAD``; ``z = 0.6745 * (x - m) / MAD``. A day is anomalous when ``z > 3.5`` **and** ``x - m >= 1.00`` (the
+  minimum increase, in the costs' currency), so a quiet account does not page anyone over cents. A flat baseline
+  (``MAD = 0``) puts any rise infinitely far out, and the minimum increase decides. The baseline needs at least 7
+  days; days before the first costs row are not part of it, later days without rows count as zero spend.
+* **Staleness** fires when the end of the newest synced bucket, over every table of the store, is older than the
+  limit (default 48 hours), or when the store holds no bucket at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+import httpx
+
+from usageledger import catalogue
+from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
+from usageledger.report.formatting import format_money
+from usageledger.report.queries import COSTS_VIEW, DAY, Database
+from usageledger.timeutil import parse_duration
+
+__all__ = [
+    "ALERT_KEYS",
+    "MAD_SCALE",
+    "Alert",
+    "AlertConfig",
+    "AlertDeliveryError",
+    "AnomalyResult",
+    "AnomalyRule",
+    "Budget",
+    "CheckResult",
+    "assess_day",
+    "budget_exceeded",
+    "parse_alert_config",
+    "post_webhook",
+    "run_checks",
+    "scan_anomalies",
+    "slack_payload",
+]
+
+AlertKind = Literal["budget", "anomaly", "stale"]
+MAD_SCALE: Final = Decimal("0.6745")
+"""Makes the MAD comparable with a standard deviation for normal data (Iglewicz and Hoaglin)."""
+
+
+class AlertDeliveryError(UsageLedgerError):
+    """The webhook could not be delivered: no response, or a status other than 2xx."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Spending limits in the costs' currency; ``None`` means no limit."""
+
+    daily: Decimal | None = None
+    monthly: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRule:
+    threshold: Decimal = Decimal("3.5")
+    window_days: int = 28
+    min_increase: Decimal = Decimal("1.00")
+    min_baseline_days: int = 7
+
+    def describe(self) -> str:
+        return (
+            f"robust z-score of the day's spend against the {self.window_days} days before it "
+            f"(z = {MAD_SCALE} * (spend - median) / MAD); alert when z > {self.threshold} "
+            f"and the increase over the median is at least {self.min_increase}"
+        )
+
+
+def _no_projects() -> Mapping[str, Budget]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """Thresholds for ``usageledger check``, from the config's ``[alerts]`` section and/or flags."""
+
+    budget: Budget = Budget()
+    project_budgets: Mapping[str, Budget] = field(default_factory=_no_projects)
+    anomaly: AnomalyRule = AnomalyRule()
+    stale_after: timedelta = timedelta(hours=48)
+
+    def replace(self, **changes: Any) -> AlertConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: AlertKind
+    subject: str
+    """``organisation`` or ``project <id>``, or the store for staleness."""
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyResult:
+    day: date
+    spend: Decimal
+    median: Decimal
+    mad: Decimal
+    baseline_days: int
+    z: Decimal | None
+    """None when the baseline is flat (MAD = 0) and the spend is above it: infinitely far out."""
+    anomalous: bool
+
+    def describe(self, currency: str | None) -> str:
+        z = "inf" if self.z is None else f"{self.z.quantize(Decimal('0.01'))}"
+        return (
+            f"{self.day}: spend {format_money(self.spend, currency)} vs median {format_money(self.median, currency)} "
+            f"(MAD {format_money(self.mad, currency)}, {self.baseline_days} baseline days), robust z = {z}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    checked_at: datetime
+    budget_day: date
+    anomaly_day: date
+    currency: str | None
+    anomaly: AnomalyResult | None
+    newest_bucket_end: datetime | None
+    checks: tuple[str, ...]
+    """One line per check that ran, what it compared."""
+    alerts: tuple[Alert, ...]
+
+
+def budget_exceeded(spend: Decimal, budget: Decimal | None) -> bool:
+    """The budget rule: fires when spend is strictly greater than the budget."""
+    return budget is not None and spend > budget
+
+
+def assess_day(day: date, spend: Decimal, baseline: Sequence[Decimal], rule: AnomalyRule) -> AnomalyResult | None:
+    """Judge one day's spend against its baseline; None when the baseline is too short to judge."""
+    if len(baseline) < rule.min_baseline_days:
+        return None
+    median = statistics.median(baseline)
+    mad = statistics.median([abs(x - median) for x in baseline])
+    increase = spend - median
+    z: Decimal | None
+    if mad == 0:
+        z = None if increase > 0 else Decimal(0)
+        far = increase > 0
+    else:
+        z = MAD_SCALE * increase / mad
+        far = z > rule.threshold
+    return AnomalyResult(
+        day=day,
+        spend=spend,
+        median=median,
+        mad=mad,
+        baseline_days=len(baseline),
+        z=z,
+        anomalous=far and increase >= rule.min_increase,
+    )
+
+
+def scan_anomalies(daily: Sequence[tuple[date, Decimal]], rule: AnomalyRule) -> list[AnomalyResult]:
+    """Assess every day of a contiguous daily series (oldest first) that has enough baseline before it."""
+    results = []
+    for i, (day, spend) in enumerate(daily):
+        baseline = [v for _, v in daily[max(0, i - rule.window_days) : i]]
+        result = assess_day(day, spend, baseline, rule)
+        if result is not None:
+            results.append(result)
+    return results
+
+
+# -- configuration ---------------------------------------------------------------------------------------------
+
+ALERT_KEYS: Final = (
+    "daily_budget",
+    "monthly_budget",
+    "stale_after",
+    "anomaly_threshold",
+    "anomaly_window_days",
+    "anomaly_min_increase",
+    "anomaly_min_baseline_days",
+    "projects",
+)
+_PROJECT_KEYS: Final = ("daily_budget", "monthly_budget")
+
+
+def _money(key: str, value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f'{key}: expected an amount (a number or a string such as "12.50"), got {value!r}')
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"{key}: {value!r} is not an amount") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{key}: an amount must be zero or more, got {value!r}")
+    return amount
+
+
+def _positive_int(key: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}: expected a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+def _budget(where: str, table: Mapping[str, object], keys: Sequence[str]) -> Budget:
+    return Budget(
+        daily=_money(f"{where}.daily_budget", table["daily_budget"]) if "daily_budget" in table else None,
+        monthly=_money(f"{where}.monthly_budget", table["monthly_budget"]) if "monthly_budget" in table else None,
+    )
+
+
+def _check_keys(where: str, table: Mapping[str, object], allowed: Sequence[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}: unknown key; the known keys are: {', '.join(allowed)}")
+
+
+def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") -> AlertConfig:
+    """Validate the config's raw ``[alerts]`` mapping; an unknown key or a wrong type raises ``ConfigError``
+    naming the key."""
+    _check_keys(where, section, ALERT_KEYS)
+    defaults = AnomalyRule()
+    rule = AnomalyRule(
+        threshold=_money(f"{where}.anomaly_threshold", section.get("anomaly_threshold", defaults.threshold)),
+        window_days=_positive_int(
+            f"{where}.anomaly_window_days", section.get("anomaly_window_days", defaults.window_days), 2
+        ),
+        min_increase=_money(
+            f"{where}.anomaly_min_increase", section.get("anomaly_min_increase", defaults.min_increase)
+        ),
+        min_baseline_days=_positive_int(
+            f"{where}.anomaly_min_baseline_days",
+            section.get("anomaly_min_baseline_days", defaults.min_baseline_days),
+            1,
+        ),
+    )
+    if rule.min_baseline_days > rule.window_days:
+        raise ConfigError(f"{where}.anomaly_min_baseline_days: cannot exceed anomaly_window_days")
+    stale = AlertConfig().stale_after
+    if "stale_after" in section:
+        raw = section["stale_after"]
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise ConfigError(f'{where}.stale_after: expected a duration such as "36h", got {raw!r}')
+        try:
+            stale = timedelta(seconds=parse_duration(raw, param=f"{where}.stale_after"))
+        except ParameterError as exc:
+            raise ConfigError(str(exc)) from None
+    projects: dict[str, Budget] = {}
+    raw_projects = section.get("projects", {})
+    if not isinstance(raw_projects, Mapping):
+        raise ConfigError(f"{where}.projects: expected a table of project_id = {{ daily_budget, monthly_budget }}")
+    for project_id, table in raw_projects.items():
+        at = f"{where}.projects.{project_id}"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{at}: expected a table with daily_budget and/or monthly_budget")
+        _check_keys(at, table, _PROJECT_KEYS)
+        projects[str(project_id)] = _budget(at, table, _PROJECT_KEYS)
+    return AlertConfig(
+        budget=_budget(where, section, _PROJECT_KEYS),
+        project_budgets=MappingProxyType(projects),
+        anomaly=rule,
+        stale_after=stale,
+    )
+
+
+# -- running the checks against a store -------------------------------------------------------------------------
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _where_org(org: str | None) -> tuple[str, list[object]]:
+    return ("AND org = ?", [org]) if org is not None else ("", [])
+
+
+def _dec(value: object) -> Decimal:
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, Decimal | int):
+        return Decimal(value)
+    raise TypeError(f"expected a DECIMAL/NUMERIC column, got {type(value).__name__}")
+
+
+def _budget_alerts(
+    db: Database, cfg: AlertConfig, day: date, org: str | None, currency: str | None
+) -> tuple[list[str], list[Alert]]:
+    month_start = day.replace(day=1)
+    org_sql, org_params = _where_org(org)
+    rows = db.fetchall(
+        "SELECT project_id, SUM(CASE WHEN bucket_start >= ? THEN amount_value END), SUM(amount_value) "
+        f"FROM {COSTS_VIEW} WHERE bucket_start >= ? AND bucket_start < ? {org_sql} GROUP BY project_id",
+        [_day_start(day), _day_start(month_start), _day_start(day + timedelta(days=1)), *org_params],
+    )
+    by_project = {r[0]: (_dec(r[1]), _dec(r[2])) for r in rows}
+    targets: list[tuple[str, Budget, Decimal, Decimal]] = []
+    if cfg.budget.daily is not None or cfg.budget.monthly is not None:
+        today = sum((v[0] for v in by_project.values()), Decimal(0))
+        month = sum((v[1] for v in by_project.values()), Decimal(0))
+        targets.append(("organisation", cfg.budget, today, month))
+    for project_id, budget in sorted(cfg.project_budgets.items()):
+        today, month = by_project.get(project_id, (Decimal(0), Decimal(0)))
+        targets.append((f"project {project_id}", budget, today, month))
+    checks, alerts = [], []
+    for subject, budget, today, month in targets:
+        for label, spend, limit, span in (
+            ("daily", today, budget.daily, f"on {day}"),
+            ("monthly", month, budget.monthly, f"from {month_start} to {day}"),
+        ):
+            if limit is None:
+                continue
+            text = (
+                f"{subject}: {label} spend {span} is {format_money(spend, currency)} "
+                f"against a budget of {format_money(limit, currency)}"
+            )
+            checks.append(f"budget {text}")
+            if budget_exceeded(spend, limit):
+                over = format_money(spend - limit, currency)
+                alerts.append(Alert("budget", subject, f"{label} budget exceeded by {over}: {text}"))
+    return checks, alerts
+
+
+def _anomaly(db: Database, rule: AnomalyRule, day: date, org: str | None, project: str | None) -> AnomalyResult | None:
+    org_sql, params = _where_org(org)
+    if project is not None:
+        org_sql += " AND project_id = ?"
+        params.append(project)
+    first = day - timedelta(days=rule.window_days)
+    rows = db.fetchall(
+        f"SELECT {DAY} AS day, SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= ? AND bucket_start < ? "
+        f"{org_sql} GROUP BY day ORDER BY day",
+        [_day_start(first), _day_start(day + timedelta(days=1)), *params],
+    )
+    spend = {r[0]: _dec(r[1]) for r in rows}
+    earliest = db.fetchall(
+        f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE bucket_start < ? {org_sql}",
+        [_day_start(day), *params],
+    )[0][0]
+    if earliest is None:
+        return None
+    start = max(first, earliest.astimezone(UTC).date())
+    baseline = [spend.get(start + timedelta(days=i), Decimal(0)) for i in range((day - start).days)]
+    return assess_day(day, spend.get(day, Decimal(0)), baseline, rule)
+
+
+def _tables() -> list[str]:
+    return ["costs" if e.is_costs else f"usage_{e.name}" for e in catalogue.ENDPOINTS]
+
+
+def _newest_bucket_end(db: Database, org: str | None) -> datetime | None:
+    org_sql, org_params = _where_org(org)
+    where = f"WHERE TRUE {org_sql}"
+    union = " UNION ALL ".join(f"SELECT MAX(bucket_end) AS m FROM {t} {where}" for t in _tables())
+    value = db.fetchall(f"SELECT MAX(m) FROM ({union}) x", org_params * len(_tables()))[0][0]
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a TIMESTAMPTZ, got {type(value).__name__}")
+    return value.astimezone(UTC)
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _currency(db: Database, org: str | None) -> str | None:
+    org_sql, params = _where_org(org)
+    rows = db.fetchall(
+        f"SELECT currency FROM {COSTS_VIEW} WHERE currency IS NOT NULL {org_sql} "
+        "GROUP BY currency ORDER BY COUNT(*) DESC LIMIT 1",
+        params,
+    )
+    return rows[0][0] if rows else None
+
+
+def run_checks(
+    db: Database,
+    cfg: AlertConfig,
+    *,
+    now: datetime,
+    org: str | None = None,
+    project: str | None = None,
+    budget_day: date | None = None,
+    anomaly_day: date | None = None,
+) -> CheckResult:
+    """Run every configured check. ``project`` narrows the anomaly check; budgets name their own scope."""
+    today = now.astimezone(UTC).date()
+    bday = budget_day or today
+    aday = anomaly_day or today - timedelta(days=1)
+    currency = _currency(db, org)
+    checks, alerts = _budget_alerts(db, cfg, bday, org, currency)
+
+    anomaly = _anomaly(db, cfg.anomaly, aday, org, project)
+    subject = "organisation" if project is None else f"project {project}"
+    if anomaly is None:
+        checks.append(
+            f"anomaly {subject}: not enough history before {aday} to judge (needs {cfg.anomaly.min_baseline_days} days)"
+        )
+    else:
+        checks.append(f"anomaly {subject}: {anomaly.describe(currency)}")
+        if anomaly.anomalous:
+            alerts.append(Alert("anomaly", subject, f"{subject}: spend anomaly on {anomaly.describe(currency)}"))
+
+    newest = _newest_bucket_end(db, org)
+    limit = cfg.stale_after
+    if newest is None:
+        checks.append("staleness: the store holds no synced bucket")
+        alerts.append(Alert("stale", "store", "stale store: no synced bucket at all; run usageledger sync"))
+    else:
+        age = now - newest
+        ends = f"newest synced bucket ends {newest:%Y-%m-%dT%H:%M:%SZ}"
+        if age.total_seconds() <= 0:
+            text = f"{ends}, still open (limit {_hours(limit)})"
+        else:
+            text = f"{ends}, {_hours(age)} ago (limit {_hours(limit)})"
+        checks.append(f"staleness: {text}")
+        if age > limit:
+            alerts.append(Alert("stale", "store", f"stale store: {text}; run usageledger sync"))
+    return CheckResult(
+        checked_at=now,
+        budget_day=bday,
+        anomaly_day=aday,
+        currency=currency,
+        anomaly=anomaly,
+        newest_bucket_end=newest,
+        checks=tuple(checks),
+        alerts=tuple(alerts),
+    )
+
+
+# -- webhook ------------------------------------------------------------------------------------------------------
+
+_SLACK_TEXT_MAX: Final = 3000
+_SLACK_BLOCKS_MAX: Final = 50
+
+
+def slack_payload(result: CheckResult, *, org: str | None = None) -> dict[str, Any]:
+    """A message Slack's incoming webhooks accept: ``text`` (the notification fallback) and ``blocks``."""
+    where = f" for org {org}" if org else ""
+    n = len(result.alerts)
+    headline = f"usageledger check{where}: {n} alert{'s' if n != 1 else ''}"
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": headline[:150]}}]
+    for alert in result.alerts[: _SLACK_BLOCKS_MAX - 2]:
+        text = f"*{alert.kind}* · {alert.subject}\n{alert.message}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:_SLACK_TEXT_MAX]}})
+    footer = f"checked at {result.checked_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
+    summary = "; ".join(a.message for a in result.alerts)
+    return {"text": f"{headline}: {summary}"[:_SLACK_TEXT_MAX], "blocks": blocks}
+
+
+def post_webhook(
+    url: str, payload: Mapping[str, Any], *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+) -> int:
+    """POST the payload as JSON; returns the status code, raises :class:`AlertDeliveryError` unless 2xx."""
+    try:
+        with httpx.Client(timeout=timeout, transport=transport) as client:
+            response = client.post(url, json=dict(payload))
+    except httpx.HTTPError as exc:
+        raise AlertDeliveryError(f"webhook {url}: no response ({exc}); check the URL and the network") from exc
+    if not response.is_success:
+        raise AlertDeliveryError(
+            f"webhook {url}: HTTP {response.status_code}: {response.text[:200]}; check the webhook URL"
+        )
+    return response.status_code

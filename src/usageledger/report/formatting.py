@@ -1,0 +1,42 @@
+"""Turning exact values into text: the one place money is rounded, and only for display."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Final
+
+__all__ = ["format_count", "format_money", "format_ratio", "format_signed_money"]
+
+_SYMBOLS: Final = {"usd": "$", "eur": "€", "gbp": "£"}
+
+
+def format_money(amount: Decimal, currency: str | None = "usd", *, places: int = 2) -> str:
+    """``$1,234.57`` for usd (half-up to ``places``); other currencies get their code: ``1,234.57 CHF``."""
+    quantum = Decimal(1).scaleb(-places)
+    rounded = amount.quantize(quantum, rounding=ROUND_HALF_UP)
+    if rounded == 0:
+        rounded = abs(rounded)
+    code = (currency or "usd").lower()
+    symbol = _SYMBOLS.get(code)
+    sign = "-" if rounded < 0 else ""
+    text = f"{abs(rounded):,.{places}f}"
+    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {code.upper()}"
+
+
+def format_signed_money(amount: Decimal, currency: str | None = "usd") -> str:
+    """Like :func:`format_money` with an explicit ``+`` for increases."""
+    text = format_money(amount, currency)
+    return text if text.startswith("-") or amount.quantize(Decimal("0.01")) == 0 else f"+{text}"
+
+
+def format_count(value: int | Decimal) -> str:
+    """An integer with thousands separators."""
+    return f"{int(value):,}"
+
+
+def format_ratio(ratio: Decimal | None) -> str:
+    """A relative change as ``+12.5%``; ``new`` when there was nothing to compare with."""
+    if ratio is None:
+        return "new"
+    pct = (ratio * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f"{pct:+}%"

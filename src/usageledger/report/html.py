@@ -1,0 +1,217 @@
+"""The HTML report: one self-contained file that opens offline.
+
+The template, stylesheet and script ship as package data next to this module (``template.html``, ``report.css``,
+``report.js``) and are inlined into the output, charts included as inline SVG, so the file needs no network, no
+CDN and no other file. A Content-Security-Policy in the page forbids loading anything from elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from html import escape
+from importlib import resources
+from string import Template
+
+from usageledger import __version__
+from usageledger.report.charts import render_svg, report_charts
+from usageledger.report.formatting import format_count, format_money, format_ratio, format_signed_money
+from usageledger.report.names import Names
+from usageledger.report.queries import Mover, ReportData
+
+__all__ = ["render_html"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Cell:
+    text: str
+    value: Decimal | int | None = None
+    """The exact number behind the text, used for sorting."""
+
+
+def _asset(name: str) -> str:
+    return resources.files("usageledger.report").joinpath(name).read_text(encoding="utf-8")
+
+
+def _table(table_id: str, title: str, headers: Sequence[str], rows: Sequence[Sequence[_Cell]], note: str = "") -> str:
+    numeric = [i > 0 for i in range(len(headers))]
+    head = "".join(
+        f'<th scope="col"{" class=num" if numeric[i] else ""}>{escape(h)}</th>' for i, h in enumerate(headers)
+    )
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            attrs = ' class="num"' if numeric[i] else ""
+            if cell.value is not None:
+                attrs += f' data-value="{cell.value}"'
+            cells.append(f"<td{attrs}>{escape(cell.text)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    empty = f'<tr><td colspan="{len(headers)}">No data in this period</td></tr>' if not rows else ""
+    extra = f'<p class="note">{escape(note)}</p>' if note else ""
+    return (
+        f'<section class="panel"><h2>{escape(title)}</h2>'
+        f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}{empty}</tbody></table>{extra}</section>"
+    )
+
+
+def _money(amount: Decimal, currency: str | None, places: int = 2) -> _Cell:
+    return _Cell(format_money(amount, currency, places=places), amount)
+
+
+def _count(value: int | Decimal) -> _Cell:
+    return _Cell(format_count(value), value)
+
+
+def _share(part: Decimal, total: Decimal) -> _Cell:
+    if total == 0:
+        return _Cell("-")
+    share = (part * 100 / total).quantize(Decimal("0.1"))
+    return _Cell(f"{share}%", share)
+
+
+def _mover_rows(movers: Sequence[Mover], label: str, currency: str | None, names: Names | None) -> list[list[_Cell]]:
+    rows = []
+    for m in movers:
+        key = names.project(m.key) if names is not None else (m.key or "(no model)")
+        ratio = m.change_ratio
+        rows.append(
+            [
+                _Cell(key),
+                _money(m.current, currency),
+                _money(m.previous, currency),
+                _Cell(format_signed_money(m.change, currency), m.change),
+                _Cell(format_ratio(ratio), None if ratio is None else ratio.quantize(Decimal("0.0001"))),
+            ]
+        )
+    return rows
+
+
+def _card(label: str, value: str, sub: str = "") -> str:
+    return (
+        f'<div class="card"><div class="label">{escape(label)}</div><div class="value">{escape(value)}</div>'
+        f'<div class="sub">{escape(sub)}</div></div>'
+    )
+
+
+def render_html(data: ReportData, names: Names | None = None, *, generated_at: datetime | None = None) -> str:
+    """The report as one HTML document (a string), with inline SVG charts, CSS and script."""
+    names = names or Names()
+    cur = data.currency
+    generated = (generated_at or datetime.now(UTC)).astimezone(UTC)
+    scope = []
+    if data.scope.org:
+        scope.append(f"org {data.scope.org}")
+    if data.scope.project:
+        scope.append(f"project {names.project(data.scope.project)}")
+    change = data.total_spend - data.previous_spend
+    ratio = None if data.previous_spend == 0 else change / data.previous_spend
+
+    parts = [
+        "<header>",
+        "<h1>Usage &amp; costs</h1>",
+        f"<p>{escape(str(data.period))}{escape(' · ' + ' · '.join(scope)) if scope else ''}</p>",
+        "</header>",
+        '<div class="cards">',
+        _card(
+            "Spend",
+            format_money(data.total_spend, cur),
+            f"{format_signed_money(change, cur)} ({format_ratio(ratio)}) vs previous {data.period.days} days",
+        ),
+        _card("Tokens", format_count(data.total_tokens), "input + output, token-metered endpoints"),
+        _card("Requests", format_count(data.total_requests), "model requests, token-metered endpoints"),
+        "</div>",
+        '<div class="grid">',
+    ]
+    for chart in report_charts(data, names):
+        parts.append(f'<section class="panel chart-panel"><h2>{escape(chart.title)}</h2>{render_svg(chart)}</section>')
+    parts.append("</div>")
+
+    parts.append(
+        _table(
+            "spend-by-project",
+            "Spend by project",
+            ["project", "spend", "share"],
+            [
+                [_Cell(names.project(s.key)), _money(s.amount, cur), _share(s.amount, data.total_spend)]
+                for s in data.spend_by_project
+            ],
+        )
+    )
+    parts.append(
+        _table(
+            "spend-by-line-item",
+            "Spend by line item",
+            ["line item", "spend", "share"],
+            [
+                [_Cell(s.key or "(none)"), _money(s.amount, cur), _share(s.amount, data.total_spend)]
+                for s in data.spend_by_line_item
+            ],
+        )
+    )
+    model_rows = []
+    for m in data.spend_by_model:
+        rate = m.per_million_tokens
+        model_rows.append(
+            [
+                _Cell(m.model or "(no model)"),
+                _money(m.amount, cur),
+                _share(m.amount, data.total_spend),
+                _count(m.tokens),
+                _money(rate, cur, 4) if rate is not None else _Cell("-"),
+            ]
+        )
+    parts.append(
+        _table(
+            "spend-by-model",
+            "Spend by model",
+            ["model", "spend", "share", "billed tokens", "per 1M tokens"],
+            model_rows,
+            "Cost per 1M tokens: spend on token-priced line items divided by the tokens billed for them.",
+        )
+    )
+    parts.append(
+        _table(
+            "usage-by-model",
+            "Tokens and requests by model",
+            ["model", "input tokens", "output tokens", "total tokens", "requests"],
+            [
+                [
+                    _Cell(u.model or "(no model)"),
+                    _count(u.input_tokens),
+                    _count(u.output_tokens),
+                    _count(u.tokens),
+                    _count(u.requests),
+                ]
+                for u in data.usage_by_model
+            ],
+        )
+    )
+    movers_head = ["{}", "this period", "previous", "change", "change %"]
+    for table_id, title, label, movers, mover_names in (
+        ("movers-by-project", "Top movers by project", "project", data.movers_by_project, names),
+        ("movers-by-model", "Top movers by model", "model", data.movers_by_model, None),
+    ):
+        parts.append(
+            _table(
+                table_id,
+                f"{title} (vs the previous {data.period.days} days)",
+                [movers_head[0].format(label), *movers_head[1:]],
+                _mover_rows(movers, label, cur, mover_names),
+            )
+        )
+    parts.append(
+        f"<footer>Generated by usageledger {escape(__version__)} at {generated:%Y-%m-%d %H:%M} UTC from the store's "
+        "daily views. Every figure is a SQL sum over the store.</footer>"
+    )
+    title = f"Usage & costs, {data.period}"
+    return Template(_asset("template.html")).substitute(
+        title=escape(title),
+        version=escape(__version__),
+        css=_asset("report.css"),
+        js=_asset("report.js"),
+        body="\n".join(parts),
+    )

@@ -1,0 +1,183 @@
+"""Rich renderables for the terminal: the report, the reconciliation and the check. Nothing here prints; the CLI
+hands the returned renderables to its console."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Final
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from usageledger.report.alerts import AnomalyRule, CheckResult
+from usageledger.report.formatting import format_count, format_money, format_ratio, format_signed_money
+from usageledger.report.names import Names
+from usageledger.report.queries import Mover, ReportData
+from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
+
+__all__ = ["SPARK_CHARS", "render_check", "render_reconcile", "render_report", "sparkline"]
+
+SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[Decimal | int]) -> str:
+    """One character per value, scaled from the smallest (▁) to the largest (█); all-zero is a flat ▁ line."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high == low:
+        return SPARK_CHARS[0] * len(values)
+    top = len(SPARK_CHARS) - 1
+    return "".join(SPARK_CHARS[int((Decimal(v) - low) * top / (high - low) + Decimal("0.5"))] for v in values)
+
+
+def _model(model: str | None) -> str:
+    return model if model is not None else "(no model)"
+
+
+def _item(key: str | None) -> str:
+    return key if key is not None else "(none)"
+
+
+def _share(part: Decimal, total: Decimal) -> str:
+    if total == 0:
+        return "-"
+    return f"{(part * 100 / total).quantize(Decimal('0.1'))}%"
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", expand=False)
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    return table
+
+
+def _movers(title: str, movers: Sequence[Mover], label: str, currency: str | None, names: Names | None) -> Table:
+    table = _table(title, label, "this period", "previous", "change", "%")
+    for m in movers:
+        key = names.project(m.key) if names is not None else _model(m.key)
+        table.add_row(
+            key,
+            format_money(m.current, currency),
+            format_money(m.previous, currency),
+            format_signed_money(m.change, currency),
+            format_ratio(m.change_ratio),
+        )
+    if not movers:
+        table.add_row("no change", "", "", "", "")
+    return table
+
+
+def render_report(data: ReportData, names: Names | None = None) -> RenderableType:
+    """The whole terminal report for one period."""
+    names = names or Names()
+    cur = data.currency
+    scope = []
+    if data.scope.org:
+        scope.append(f"org {data.scope.org}")
+    if data.scope.project:
+        scope.append(f"project {names.project(data.scope.project)}")
+    heading = Text.assemble(("Usage & costs ", "bold"), str(data.period), (f"  {' · '.join(scope)}" if scope else ""))
+    change = data.total_spend - data.previous_spend
+    ratio = None if data.previous_spend == 0 else change / data.previous_spend
+    summary = Text.assemble(
+        ("Spend ", "bold"),
+        format_money(data.total_spend, cur),
+        f"  ({format_signed_money(change, cur)}, {format_ratio(ratio)} against the previous {data.period.days} days)",
+        ("   Tokens ", "bold"),
+        format_count(data.total_tokens),
+        ("   Requests ", "bold"),
+        format_count(data.total_requests),
+    )
+    values = [v for _, v in data.daily_spend]
+    trend = Text.assemble(
+        ("Daily spend ", "bold"),
+        (sparkline(values), "cyan"),
+        f"  {data.daily_spend[0][0]} … {data.daily_spend[-1][0]}, "
+        f"low {format_money(min(values), cur)}, high {format_money(max(values), cur)}",
+    )
+
+    by_project = _table("Spend by project", "project", "spend", "share")
+    for s in data.spend_by_project:
+        by_project.add_row(names.project(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
+
+    by_item = _table("Spend by line item", "line item", "spend", "share")
+    for s in data.spend_by_line_item:
+        by_item.add_row(_item(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
+
+    by_model = _table("Spend by model", "model", "spend", "share", "per 1M tokens")
+    for m in data.spend_by_model:
+        rate = m.per_million_tokens
+        by_model.add_row(
+            _model(m.model),
+            format_money(m.amount, cur),
+            _share(m.amount, data.total_spend),
+            format_money(rate, cur, places=4) if rate is not None else "-",
+        )
+
+    usage = _table("Tokens and requests by model", "model", "input tokens", "output tokens", "total", "requests")
+    for u in data.usage_by_model:
+        usage.add_row(
+            _model(u.model),
+            format_count(u.input_tokens),
+            format_count(u.output_tokens),
+            format_count(u.tokens),
+            format_count(u.requests),
+        )
+
+    period = f"{data.period.days} days"
+    movers = [
+        _movers(f"Top movers by project (vs the previous {period})", data.movers_by_project, "project", cur, names),
+        _movers(f"Top movers by model (vs the previous {period})", data.movers_by_model, "model", cur, None),
+    ]
+    note = Text(
+        "Cost per 1M tokens: spend on token-priced line items divided by the tokens billed for them.", style="dim"
+    )
+    return Group(heading, summary, trend, Text(), by_project, by_item, by_model, note, usage, *movers)
+
+
+def render_reconcile(result: ReconcileResult) -> RenderableType:
+    """The reconciliation's verdict, its differences and the plain-words explanation."""
+    tol = result.tolerance
+    diffs = result.differences
+    head = Text.assemble(
+        ("Usage vs costs, tokens per day and model ", "bold"),
+        str(result.period),
+        f"   usage {format_count(result.usage_total)}, costs {format_count(result.costs_total)}, "
+        f"tolerance {(tol * 100).normalize()}%",
+    )
+    parts: list[RenderableType] = [head]
+    if diffs:
+        table = _table(
+            f"{len(diffs)} difference(s) beyond the tolerance", "day", "model", "usage", "costs", "costs − usage", "%"
+        )
+        for r in diffs:
+            table.add_row(
+                str(r.day),
+                _model(r.model),
+                format_count(r.usage_tokens) if r.usage_tokens is not None else "missing",
+                format_count(r.costs_tokens) if r.costs_tokens is not None else "missing",
+                f"{int(r.difference):+,}",
+                f"{(r.relative * 100).quantize(Decimal('0.01'))}%",
+            )
+        parts.append(table)
+    else:
+        parts.append(
+            Text(f"No differences beyond the tolerance across {len(result.rows)} day/model pairs.", style="green")
+        )
+    parts.append(Panel(WHY_THEY_DIFFER, title="Why they differ", title_align="left", border_style="dim"))
+    return Group(*parts)
+
+
+def render_check(result: CheckResult, rule: AnomalyRule) -> RenderableType:
+    """What each check compared, then one line per alert."""
+    lines: list[RenderableType] = [Text(f"Anomaly method: {rule.describe()}.", style="dim")]
+    lines.extend(Text(f"checked  {c}", style="dim") for c in result.checks)
+    for alert in result.alerts:
+        lines.append(Text.assemble((f"ALERT {alert.kind}:", "bold red"), f" {alert.message}"))
+    if not result.alerts:
+        lines.append(Text("OK: no alerts", style="bold green"))
+    return Group(*lines)
