@@ -433,6 +433,11 @@ def _no_response_error(exc: httpx.TransportError, config: HTTPConfig, url: str) 
     return APIConnectionError(f"could not reach {where} ({detail}); check the base URL and the network")
 
 
+def _paused(decision: RetryDecision) -> RetryDecision:
+    """The decision with its wait moved into the client-wide pause (see ``_Base._pause_all_until``)."""
+    return RetryDecision(True, 0.0, f"{decision.reason}; client paused for {decision.delay:.3f}s", True)
+
+
 def _log_retry(decision: RetryDecision, url: str, attempt: int, policy: RetryPolicy) -> None:
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
@@ -521,8 +526,10 @@ class SyncHTTP(_Base):
                 if not decision.retry:
                     raise _status_error(response, config, now=policy.wall_clock())
                 if response.status_code == 429:
+                    # Shared backoff: the pause holds every request of this client; the wait happens at the top.
                     with self._lock:
                         self._pause_all_until(policy.monotonic() + decision.delay)
+                    decision = _paused(decision)
             retries += 1
             _log_retry(decision, url, retries, policy)
             if decision.delay > 0:
@@ -588,8 +595,10 @@ class AsyncHTTP(_Base):
                 if not decision.retry:
                     raise _status_error(response, config, now=policy.wall_clock())
                 if response.status_code == 429:
-                    # Shared backoff: every worker of this client waits, not only the one that was told to.
+                    # Shared backoff: every worker of this client waits, not only the one that was told to;
+                    # the wait happens at the top of the loop, in the same gate the others pass.
                     self._pause_all_until(policy.monotonic() + decision.delay)
+                    decision = _paused(decision)
             retries += 1
             _log_retry(decision, url, retries, policy)
             if decision.delay > 0:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
@@ -87,8 +87,10 @@ def _filters(raw: Mapping[str, FilterInput]) -> Mapping[str, rules.FilterValue]:
             out[name] = value
         elif isinstance(value, str):
             out[name] = (value,)
-        else:
+        elif isinstance(value, Iterable):
             out[name] = tuple(str(v) for v in value)
+        else:
+            raise ParameterError(name, f"expected a list of strings, got {value!r}")
     return MappingProxyType(out)
 
 
@@ -149,6 +151,12 @@ def _range(
     now: float,
 ) -> _Range:
     """Validate a range query and plan its windows; an open end means now."""
+    for name in ("limit", "page"):
+        if name in filters:
+            raise ParameterError(
+                name,
+                "a range query picks the limit of each window and follows pages itself; use page() for one request",
+            )
     ep, params = _page_params(
         endpoint,
         start_time=start_time,

@@ -1,0 +1,469 @@
+"""The transport: configuration, query encoding, retries, error mapping, and keeping the key secret."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from usageledger import Client
+from usageledger._http import (
+    DEFAULT_TIMEOUT,
+    HTTPConfig,
+    RetryPolicy,
+    SyncHTTP,
+    decide_retry,
+    encode_query,
+    parse_retry_after,
+)
+from usageledger.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    InsecureURLError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+)
+
+from conftest import EXAMPLES, FAKE_ADMIN_KEY
+
+CURSOR = "page_AAAA+bb/cc==="
+EXAMPLE = (EXAMPLES / "completions.json").read_bytes()
+NOW = 1_790_000_000.0
+
+
+class Sleeps:
+    """A fake monotonic clock whose sleep records the wait and moves the clock on, without waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self(seconds)
+
+
+def no_wait(sleeps: Sleeps | None = None, **kw: object) -> RetryPolicy:
+    s = sleeps or Sleeps()
+    return RetryPolicy(
+        sleep=s,
+        async_sleep=s.async_sleep,
+        monotonic=s.monotonic,
+        random=lambda: 0.5,
+        wall_clock=lambda: NOW,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def make_config(**kw: object) -> HTTPConfig:
+    args: dict[str, object] = {
+        "api_key": FAKE_ADMIN_KEY,
+        "base_url": None,
+        "timeout": None,
+        "max_retries": None,
+        "retry": no_wait(),
+        "array_format": "brackets",
+        "allow_insecure_http": False,
+        "headers": None,
+    }
+    args.update(kw)
+    return HTTPConfig.resolve(**args)  # type: ignore[arg-type]
+
+
+def serve(*responses: httpx.Response | Exception) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport answering with ``responses`` in turn (an exception is raised as a failed connection)."""
+    seen: list[httpx.Request] = []
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        item = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return httpx.MockTransport(handler), seen
+
+
+def http(transport: httpx.MockTransport, sleeps: Sleeps | None = None, **kw: object) -> SyncHTTP:
+    return SyncHTTP(make_config(retry=no_wait(sleeps), **kw), transport=transport)
+
+
+def ok() -> httpx.Response:
+    return httpx.Response(200, content=EXAMPLE, headers={"content-type": "application/json"})
+
+
+def api_error(status: int, **headers: str) -> httpx.Response:
+    body = {"error": {"type": "invalid_request_error", "message": "Bad limit", "param": "limit", "code": None}}
+    return httpx.Response(status, json=body, headers={"x-request-id": "req_123", **headers})
+
+
+# --- the retry decision (pure) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+def test_retryable_statuses_are_retried(status: int) -> None:
+    """408, 409, 429 and every 5xx are retried."""
+    d = decide_retry(RetryPolicy(), retries_done=0, status_code=status, now=NOW, jitter=0.5)
+    assert d.retry and str(status) in d.reason
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_client_errors_are_not_retried(status: int) -> None:
+    """Other 4xx are final: retrying cannot help."""
+    assert not decide_retry(RetryPolicy(), retries_done=0, status_code=status, now=NOW, jitter=0.5).retry
+
+
+def test_no_response_is_retried() -> None:
+    """A connection failure (no status) is retried."""
+    d = decide_retry(RetryPolicy(), retries_done=1, status_code=None, now=NOW, jitter=0.25)
+    assert d.retry and d.reason.startswith("no response")
+
+
+def test_retries_are_bounded() -> None:
+    """After max_retries retries the decision is to give up."""
+    policy = RetryPolicy(max_retries=3)
+    assert decide_retry(policy, retries_done=2, status_code=500, now=NOW, jitter=0.1).retry
+    assert not decide_retry(policy, retries_done=3, status_code=500, now=NOW, jitter=0.1).retry
+
+
+def test_backoff_is_exponential_full_jitter_and_capped() -> None:
+    """The delay is jitter × min(max_delay, initial × 2^n)."""
+    policy = RetryPolicy(max_retries=10, initial_delay=0.5, max_delay=8.0)
+    delays = [decide_retry(policy, retries_done=n, status_code=503, now=NOW, jitter=1.0).delay for n in range(7)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert decide_retry(policy, retries_done=2, status_code=503, now=NOW, jitter=0.25).delay == 0.5
+    assert decide_retry(policy, retries_done=2, status_code=503, now=NOW, jitter=0.0).delay == 0.0
+
+
+def test_retry_after_seconds_is_honoured_up_to_the_cap() -> None:
+    """Retry-After replaces the backoff, but never beyond max_retry_after."""
+    policy = RetryPolicy(max_retry_after=30.0)
+    d = decide_retry(policy, retries_done=0, status_code=429, headers={"retry-after": "7"}, now=NOW, jitter=0.9)
+    assert (d.retry, d.delay, d.server_asked) == (True, 7.0, True)
+    d = decide_retry(policy, retries_done=0, status_code=429, headers={"retry-after": "3600"}, now=NOW, jitter=0.9)
+    assert d.delay == 30.0
+
+
+def test_retry_after_ms_wins_over_retry_after() -> None:
+    """retry-after-ms is read first, as the official SDK does."""
+    headers = {"retry-after-ms": "1500", "retry-after": "9"}
+    assert parse_retry_after(headers, now=NOW) == 1.5
+
+
+def test_retry_after_http_date() -> None:
+    """An HTTP-date Retry-After becomes the seconds until that date."""
+    when = format_datetime(datetime.fromtimestamp(NOW + 12, UTC), usegmt=True)
+    assert parse_retry_after({"retry-after": when}, now=NOW) == pytest.approx(12.0)
+    assert parse_retry_after({"retry-after": "not a date"}, now=NOW) is None
+    assert parse_retry_after({}, now=NOW) is None
+
+
+def test_x_should_retry_overrides_the_status() -> None:
+    """x-should-retry: false stops a retry; true forces one."""
+    no = decide_retry(
+        RetryPolicy(), retries_done=0, status_code=503, headers={"x-should-retry": "false"}, now=NOW, jitter=0
+    )
+    yes = decide_retry(
+        RetryPolicy(), retries_done=0, status_code=400, headers={"x-should-retry": "true"}, now=NOW, jitter=0
+    )
+    assert (no.retry, yes.retry) == (False, True)
+
+
+# --- query strings ------------------------------------------------------------------------------------------
+
+ITEMS: list[tuple[str, object]] = [
+    ("start_time", 1730419200),
+    ("end_time", None),
+    ("models", ["gpt-4o", "o3 mini"]),
+    ("batch", False),
+    ("group_by", ["project_id", "model"]),
+    ("user_ids", []),
+    ("page", CURSOR),
+]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        (
+            "brackets",
+            "start_time=1730419200&models%5B%5D=gpt-4o&models%5B%5D=o3%20mini&batch=false"
+            "&group_by%5B%5D=project_id&group_by%5B%5D=model&page=page_AAAA%2Bbb%2Fcc%3D%3D%3D",
+        ),
+        (
+            "repeat",
+            "start_time=1730419200&models=gpt-4o&models=o3%20mini&batch=false"
+            "&group_by=project_id&group_by=model&page=page_AAAA%2Bbb%2Fcc%3D%3D%3D",
+        ),
+        (
+            "comma",
+            "start_time=1730419200&models=gpt-4o,o3%20mini&batch=false&group_by=project_id,model"
+            "&page=page_AAAA%2Bbb%2Fcc%3D%3D%3D",
+        ),
+    ],
+)
+def test_encode_query_in_each_array_format(fmt: str, expected: str) -> None:
+    """Arrays follow the chosen spelling; None and empty lists are left out; booleans are true/false."""
+    assert encode_query(ITEMS, fmt) == expected  # type: ignore[arg-type]
+
+
+def test_cursor_goes_back_byte_exact() -> None:
+    """A cursor holding +, / and = is percent-encoded once and decodes to the same bytes on the server."""
+    transport, seen = serve(ok())
+    http(transport).get("/organization/usage/completions", [("start_time", 1), ("page", CURSOR)])
+    url = seen[0].url
+    assert url.params["page"] == CURSOR
+    assert b"page=page_AAAA%2Bbb%2Fcc%3D%3D%3D" in url.query
+    assert b"%25" not in url.query  # never double-encoded
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+def test_missing_key_says_what_to_do() -> None:
+    """No argument and no OPENAI_ADMIN_KEY is a ConfigError naming both fixes."""
+    with pytest.raises(ConfigError, match=r"set OPENAI_ADMIN_KEY or pass api_key="):
+        Client()
+
+
+def test_key_and_base_url_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENAI_ADMIN_KEY and OPENAI_BASE_URL are read once, in the constructor."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://proxy.example/v1/")
+    transport, seen = serve(ok())
+    client = Client(transport=transport)
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://elsewhere.example/v1")
+    client.page("completions", start_time=1730419200)
+    assert client.base_url == "https://proxy.example/v1"
+    assert str(seen[0].url).startswith("https://proxy.example/v1/organization/usage/completions?")
+    assert seen[0].headers["authorization"] == f"Bearer {FAKE_ADMIN_KEY}"
+
+
+def test_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit key and base URL beat the environment; the default base URL is the public API."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-from-env")
+    transport, seen = serve(ok())
+    Client("sk-admin-from-arg", transport=transport).page("costs", start_time=1730419200)
+    assert seen[0].headers["authorization"] == "Bearer sk-admin-from-arg"
+    assert str(seen[0].url).startswith("https://api.openai.com/v1/organization/costs?")
+
+
+@pytest.mark.parametrize("url", ["http://api.example.com/v1", "http://10.0.0.8:8080/v1"])
+def test_plain_http_to_a_remote_host_is_refused(url: str) -> None:
+    """http:// to anything but loopback raises InsecureURLError unless explicitly allowed."""
+    with pytest.raises(InsecureURLError, match="allow_insecure_http=True"):
+        Client(FAKE_ADMIN_KEY, url)
+    assert Client(FAKE_ADMIN_KEY, url, allow_insecure_http=True).base_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000/v1", "http://127.8.9.10/v1", "http://localhost:1/v1", "http://[::1]:9/v1"]
+)
+def test_plain_http_to_loopback_is_fine(url: str) -> None:
+    """Loopback (127.0.0.0/8, ::1, localhost) may use plain http."""
+    assert Client(FAKE_ADMIN_KEY, url).base_url == url
+
+
+def test_bad_base_url_and_array_format_are_config_errors() -> None:
+    """A base URL without a scheme or host, or an unknown array format, fails in the constructor."""
+    with pytest.raises(ConfigError, match="https://"):
+        Client(FAKE_ADMIN_KEY, "api.openai.com/v1")
+    with pytest.raises(ConfigError, match="array_format"):
+        Client(FAKE_ADMIN_KEY, array_format="pipes")  # type: ignore[arg-type]
+
+
+def test_config_is_immutable_and_with_options_copies() -> None:
+    """Settings cannot be changed in place; with_options returns a changed copy and leaves the original alone."""
+    client = Client(FAKE_ADMIN_KEY, max_retries=5)
+    with pytest.raises(AttributeError, match="immutable"):
+        client._config.base_url = "https://evil.example/v1"  # type: ignore[misc]
+    other = client.with_options(base_url="https://proxy.example/v1", array_format="comma", max_retries=0)
+    assert (other.base_url, other.array_format, other.retry.max_retries) == ("https://proxy.example/v1", "comma", 0)
+    assert (client.base_url, client.array_format, client.retry.max_retries) == (
+        "https://api.openai.com/v1",
+        "brackets",
+        5,
+    )
+
+
+def test_timeouts_have_defaults_and_per_call_overrides() -> None:
+    """Connect 5 s and read 60 s by default; a per-call timeout reaches the request."""
+    assert (DEFAULT_TIMEOUT.connect, DEFAULT_TIMEOUT.read) == (5.0, 60.0)
+    transport, seen = serve(ok())
+    client = Client(FAKE_ADMIN_KEY, transport=transport)
+    client.page("completions", start_time=1730419200)
+    client.page("completions", start_time=1730419200, timeout=httpx.Timeout(2.0, connect=1.0))
+    assert seen[0].extensions["timeout"] == {"connect": 5.0, "read": 60.0, "write": 60.0, "pool": 60.0}
+    assert seen[1].extensions["timeout"] == {"connect": 1.0, "read": 2.0, "write": 2.0, "pool": 2.0}
+
+
+# --- retries over a transport -----------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_is_retried_through() -> None:
+    """Two 429s with Retry-After, then a page: the caller gets the page and we waited as told."""
+    sleeps = Sleeps()
+    transport, seen = serve(api_error(429, **{"retry-after": "2"}), api_error(429, **{"retry-after-ms": "250"}), ok())
+    body = http(transport, sleeps).get("/organization/usage/completions", [("start_time", 1)])
+    assert body == EXAMPLE and len(seen) == 3
+    assert sleeps.calls == [2.0, 0.25]
+
+
+def test_last_failure_raises_the_mapped_error() -> None:
+    """When retries run out the last error is raised, never swallowed."""
+    sleeps = Sleeps()
+    transport, seen = serve(httpx.Response(503, text="upstream overloaded"))
+    with pytest.raises(InternalServerError, match="upstream overloaded") as info:
+        http(transport, sleeps, max_retries=3).get("/x", [])
+    assert len(seen) == 4 and len(sleeps.calls) == 3
+    assert info.value.status_code == 503
+
+
+def test_max_retries_zero_sends_once() -> None:
+    """max_retries=0 turns retries off."""
+    transport, seen = serve(api_error(429))
+    with pytest.raises(RateLimitError):
+        http(transport, max_retries=0).get("/x", [])
+    assert len(seen) == 1
+
+
+def test_connection_errors_are_retried_then_raised_from_the_cause() -> None:
+    """A refused connection is retried; the final APIConnectionError chains the httpx error."""
+    transport, seen = serve(httpx.ConnectError("connection refused"))
+    with pytest.raises(APIConnectionError, match="check the base URL") as info:
+        http(transport).get("/x", [])
+    assert len(seen) == 3
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert not isinstance(info.value, APITimeoutError)
+
+
+def test_timeouts_raise_api_timeout_error() -> None:
+    """A read timeout becomes APITimeoutError (a kind of APIConnectionError)."""
+    transport, _ = serve(httpx.ReadTimeout("timed out"))
+    with pytest.raises(APITimeoutError, match="raise timeout=") as info:
+        http(transport, max_retries=0).get("/x", [])
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+
+
+def test_recovery_after_a_connection_error() -> None:
+    """A dropped connection followed by a good answer returns the page."""
+    transport, seen = serve(httpx.RemoteProtocolError("peer closed"), ok())
+    assert http(transport).get("/x", []) == EXAMPLE and len(seen) == 2
+
+
+def test_retry_decisions_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """Each retry logs the attempt, the wait and the reason at debug level."""
+    caplog.set_level(logging.DEBUG, logger="usageledger")
+    transport, _ = serve(api_error(500), ok())
+    http(transport).get("/organization/costs", [("start_time", 5)])
+    (record,) = [r for r in caplog.records if r.name == "usageledger.http" and "retry" in r.getMessage()]
+    assert record.levelno == logging.DEBUG
+    assert "retry 1/2" in record.getMessage() and "HTTP 500" in record.getMessage()
+
+
+# --- error mapping ----------------------------------------------------------------------------------------
+
+
+def test_api_error_json_is_parsed_into_the_exception() -> None:
+    """type, message, param, code and the request id are carried; the class follows the status."""
+    transport, _ = serve(api_error(400))
+    with pytest.raises(BadRequestError) as info:
+        http(transport).get("/x", [])
+    err = info.value
+    assert (err.status_code, err.type, err.message, err.param, err.code, err.request_id) == (
+        400,
+        "invalid_request_error",
+        "Bad limit",
+        "limit",
+        None,
+        "req_123",
+    )
+    assert "param: limit" in str(err) and "req_123" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [(401, AuthenticationError), (404, NotFoundError), (418, APIStatusError), (502, InternalServerError)],
+)
+def test_a_body_that_is_not_json_still_maps_by_status(status: int, cls: type[APIStatusError]) -> None:
+    """An HTML error page maps to the status's class with a readable message."""
+    transport, _ = serve(httpx.Response(status, text="<html><body>Gateway   trouble</body></html>"))
+    with pytest.raises(cls) as info:
+        http(transport, max_retries=0).get("/x", [])
+    assert type(info.value) is cls and info.value.status_code == status
+    assert "Gateway trouble" in info.value.message
+
+
+def test_rate_limit_error_carries_retry_after() -> None:
+    """A final 429 exposes how long the server asked to wait."""
+    transport, _ = serve(api_error(429, **{"retry-after": "17"}))
+    with pytest.raises(RateLimitError) as info:
+        http(transport, max_retries=0).get("/x", [])
+    assert info.value.retry_after == 17.0
+
+
+# --- the key never leaks ----------------------------------------------------------------------------------
+
+
+def _everything_said(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)) + repr(exc) + str(exc)
+
+
+def test_key_is_absent_from_reprs() -> None:
+    """Client, config, transport and retry policy reprs never show the key."""
+    client = Client(FAKE_ADMIN_KEY)
+    texts = [repr(client), str(client), repr(client._config), repr(client._http), repr(client.retry)]
+    assert all(FAKE_ADMIN_KEY not in t for t in texts)
+    assert "sk-admin-…" in repr(client)
+
+
+def test_key_cannot_be_pickled_out() -> None:
+    """Pickling a client (which would copy the key into bytes) is refused."""
+    with pytest.raises(TypeError, match="not picklable"):
+        pickle.dumps(Client(FAKE_ADMIN_KEY))
+
+
+def test_key_is_absent_from_errors_tracebacks_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Status errors, connection errors, their tracebacks and debug logs never contain the key."""
+    caplog.set_level(logging.DEBUG)
+    echo = {"error": {"type": "invalid_request_error", "message": f"Bad key {FAKE_ADMIN_KEY}", "param": None}}
+    failures: list[Callable[[], httpx.Response]] = [
+        lambda: httpx.Response(401, json=echo),
+        lambda: httpx.Response(500, text=f"proxy saw Authorization: Bearer {FAKE_ADMIN_KEY}"),
+    ]
+    for failure in failures:
+        transport = httpx.MockTransport(lambda request, f=failure: f())  # type: ignore[misc]
+        with pytest.raises(APIStatusError) as info:
+            Client(FAKE_ADMIN_KEY, transport=transport, retry=no_wait()).page("costs", start_time=1730419200)
+        assert FAKE_ADMIN_KEY not in _everything_said(info.value)
+        assert "sk-admin-…" in str(info.value)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == f"Bearer {FAKE_ADMIN_KEY}"
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(APIConnectionError) as conn:
+        Client(FAKE_ADMIN_KEY, transport=httpx.MockTransport(refuse), retry=no_wait()).page(
+            "costs", start_time=1730419200
+        )
+    assert FAKE_ADMIN_KEY not in _everything_said(conn.value)
+    assert caplog.records and all(FAKE_ADMIN_KEY not in r.getMessage() for r in caplog.records)
+    assert FAKE_ADMIN_KEY not in caplog.text
