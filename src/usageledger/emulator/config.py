@@ -1,0 +1,75 @@
+"""The emulator's configuration: organisation size, clock, revisions, faults and replay, resolved once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["EmulatorConfig", "FaultConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    """Faults injected on demand; every decision is seeded per request so a run repeats exactly.
+
+    Rates are probabilities in [0, 1]; ``latency`` and ``jitter`` are seconds. A request draws one fault at
+    most, in this order: drop, 429, 5xx, truncate.
+    """
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    rate_drop: float = 0.0
+    rate_truncate: float = 0.0
+    retry_after: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rate_429", "rate_5xx", "rate_drop", "rate_truncate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.latency < 0 or self.jitter < 0:
+            raise ValueError("latency and jitter must not be negative")
+        if self.retry_after < 1:
+            raise ValueError("retry_after must be at least 1 second")
+
+    @property
+    def active(self) -> bool:
+        return any((self.latency, self.jitter, self.rate_429, self.rate_5xx, self.rate_drop, self.rate_truncate))
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """Everything that shapes an emulator. The synthetic organisation is a pure function of these values.
+
+    * ``days``: days of history before ``now`` (activity starts then; earlier buckets are empty).
+    * ``projects``, ``users``: how many of each; ``models``: how many chat models are in use (the embedding,
+      moderation, image and audio models are always there).
+    * ``now``: a fixed Unix time; ``None`` means the wall clock (or the clock handed to ``Emulator``).
+    * ``admin_key``: pin one accepted key; ``None`` accepts any key starting ``sk-admin-``.
+    * ``revisions``: recent buckets keep growing towards their final value for ``revision_window`` seconds.
+    * ``replay``: serve usage records from a JSON Lines or CSV file instead of the synthetic generator.
+    """
+
+    seed: int = 0
+    days: int = 400
+    projects: int = 5
+    users: int = 12
+    models: int = 6
+    now: int | None = None
+    admin_key: str | None = None
+    revisions: bool = False
+    revision_window: int = 3 * 86400
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    replay: Path | None = None
+    cache_entries: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.days < 1:
+            raise ValueError("days must be at least 1")
+        if self.projects < 1 or self.users < 1 or self.models < 1:
+            raise ValueError("projects, users and models must each be at least 1")
+        if self.revision_window < 60:
+            raise ValueError("revision_window must be at least 60 seconds")

@@ -1,0 +1,323 @@
+"""The emulator's pure request handler: ``Emulator.handle(Request) -> Response``, no sockets.
+
+Routes, parameters and rules come from :mod:`usageledger.catalogue` and :mod:`usageledger.rules`; the server
+(:mod:`usageledger.emulator.server`) and the in-process httpx transport both call :meth:`Emulator.handle`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from usageledger import catalogue, rules
+from usageledger.catalogue import BUCKET_SECONDS, Endpoint
+from usageledger.emulator import cursor
+from usageledger.emulator.activity import ActivitySource, mix
+from usageledger.emulator.config import EmulatorConfig
+from usageledger.emulator.faults import NO_FAULT, Fault, decide
+from usageledger.emulator.results import FiltersKey, ResultBuilder, filters_key
+
+__all__ = ["API_PREFIX", "Emulator", "Request", "Response"]
+
+API_PREFIX: Final = "/v1"
+_ENCODER: Final = msgspec.json.Encoder(decimal_format="number")
+_JSON: Final = ("content-type", "application/json")
+_SCALARS: Final = frozenset({"start_time", "end_time", "bucket_width", "limit", "page"})
+_LISTS: Final = frozenset({"group_by"})
+_COMMA: Final = re.compile(r",(?! )")  # "a,b" splits; "gpt-4o, input" (a line item) does not
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An HTTP request as the handler sees it: method, path (with ``/v1``), raw query string, lower-case headers."""
+
+    method: str
+    path: str
+    query: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The handler's answer, plus the fault the server should realise (latency, drop, slow body)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    fault: Fault = NO_FAULT
+
+
+class _BadRequest(Exception):
+    def __init__(self, violation: rules.Violation) -> None:
+        super().__init__(violation.message)
+        self.violation = violation
+
+
+def _split_values(values: list[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values:
+        out.extend(p for p in _COMMA.split(v) if p != "")
+    return tuple(out)
+
+
+def _int(name: str, raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise _BadRequest(
+            rules.Violation(name, f"Invalid value for '{name}': '{raw}'. Expected an integer.", code="invalid_type")
+        ) from None
+
+
+def parse_query(endpoint: Endpoint, query: str) -> rules.QueryParams:
+    """The query string in any of the three array spellings (``a=x&a=y``, ``a[]=x&a[]=y``, ``a=x,y``)."""
+    scalars: dict[str, str] = {}
+    lists: dict[str, list[str]] = {}
+    for raw_name, value in parse_qsl(query, keep_blank_values=True):
+        name = raw_name[:-2] if raw_name.endswith("[]") else raw_name
+        if name in _SCALARS:
+            scalars[name] = value
+        else:
+            lists.setdefault(name, []).append(value)
+    filters: dict[str, rules.FilterValue] = {}
+    known = {f.name: f for f in endpoint.filters}
+    for name, values in lists.items():
+        if name in _LISTS:
+            continue
+        flt = known.get(name)
+        if flt is not None and flt.kind == "bool":
+            text = values[-1].lower()
+            if text not in ("true", "false"):
+                raise _BadRequest(
+                    rules.Violation(name, f"Invalid value for '{name}': '{values[-1]}'. Expected a boolean.")
+                )
+            filters[name] = text == "true"
+        else:
+            filters[name] = _split_values(values)
+    return rules.QueryParams(
+        start_time=_int("start_time", scalars.get("start_time")),
+        end_time=_int("end_time", scalars.get("end_time")),
+        bucket_width=scalars.get("bucket_width", "1d"),
+        group_by=_split_values(lists.get("group_by", [])),
+        limit=_int("limit", scalars.get("limit")),
+        page=scalars.get("page"),
+        filters=filters,
+    )
+
+
+def _canonical(endpoint: Endpoint, params: rules.QueryParams, fkey: FiltersKey) -> str:
+    """Every parameter but ``page``, in a stable form: what a page token is bound to."""
+    group = sorted(set(params.group_by))
+    return repr((endpoint.name, params.start_time, params.end_time, params.bucket_width, group, params.limit, fkey))
+
+
+class Emulator:
+    """An offline double of the organization Usage & Costs API.
+
+    ``clock`` returns Unix seconds; it defaults to ``config.now`` when set, else the wall clock.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, *, clock: Callable[[], float] | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        if clock is None:
+            fixed = self.config.now
+            clock = (lambda: float(fixed)) if fixed is not None else time.time
+        self.clock: Callable[[], float] = clock
+        started = time.perf_counter()
+        self.source: ActivitySource = self._make_source(int(clock()))
+        self.results = ResultBuilder(self.source)
+        self._cache: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self._counter = itertools.count()
+        self.startup_seconds = time.perf_counter() - started
+
+    def _make_source(self, anchor: int) -> ActivitySource:
+        if self.config.replay is not None:
+            from usageledger.emulator.replay import ReplaySource
+
+            return ReplaySource.load(self.config.replay)
+        from usageledger.emulator.org import SyntheticSource
+
+        return SyntheticSource(self.config, anchor)
+
+    # --- public helpers ----------------------------------------------------------------------------------
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    @property
+    def asgi_app(self) -> Any:
+        """An ASGI application serving this emulator (what uvicorn runs)."""
+        from usageledger.emulator.server import asgi_app
+
+        return asgi_app(self)
+
+    def transport(self, *, sleep: Callable[[float], None] | None = None) -> Any:
+        """An in-process ``httpx.BaseTransport`` that calls :meth:`handle` (no sockets)."""
+        from usageledger.emulator.server import EmulatorTransport
+
+        return EmulatorTransport(self, sleep=sleep)
+
+    # --- handling ------------------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request. Pure apart from the request counter that seeds fault decisions."""
+        number = next(self._counter)
+        request_id = f"req_{mix(self.config.seed, 0x5EED, number):016x}{number:016x}"
+        fault = decide(self.config.faults, number)
+        headers = [_JSON, ("x-request-id", request_id)]
+        if fault.kind == "drop":
+            return Response(0, (), b"", fault)
+        if fault.kind == "429":
+            retry = str(self.config.faults.retry_after)
+            body = _error(
+                "Rate limit reached for requests. Please try again later.", "requests", None, "rate_limit_exceeded"
+            )
+            return Response(429, (*headers, ("retry-after", retry)), body, fault)
+        if fault.kind in ("500", "503"):
+            status = int(fault.kind)
+            message = "The server had an error while processing your request. Sorry about that!"
+            if status == 503:
+                message = "The engine is currently overloaded, please try again later."
+            return Response(status, tuple(headers), _error(message, "server_error", None, None), fault)
+        status, body = self._answer(request)
+        if fault.kind == "truncate":
+            body = body[: max(1, len(body) // 2)]
+        elif fault.kind == "malformed":
+            body = b"<html><body>502 Bad Gateway</body></html>" if status == 200 else body[::-1]
+        return Response(status, tuple(headers), body, fault)
+
+    def _answer(self, request: Request) -> tuple[int, bytes]:
+        path = request.path
+        endpoint = catalogue.BY_PATH.get(path[len(API_PREFIX) :]) if path.startswith(API_PREFIX + "/") else None
+        if endpoint is None or request.method.upper() not in ("GET", "HEAD"):
+            message = f"Invalid URL ({request.method.upper()} {path})"
+            return 404, _error(message, "invalid_request_error", None, None)
+        denied = self._authenticate(request.headers.get("authorization"))
+        if denied is not None:
+            return denied
+        now = self.now()
+        try:
+            params = parse_query(endpoint, request.query)
+            violation = rules.check(endpoint, params, now=now)
+            if violation is not None:
+                raise _BadRequest(violation)
+            return 200, self._page(endpoint, params, now)
+        except _BadRequest as exc:
+            v = exc.violation
+            return 400, _error(v.message, v.type, v.param, v.code)
+
+    def _authenticate(self, header: str | None) -> tuple[int, bytes] | None:
+        if not header:
+            return 401, _error(
+                "You didn't provide an API key. You need to provide your API key in an Authorization header using "
+                "Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) "
+                "if you're accessing the API from your browser and are prompted for a username.",
+                "invalid_request_error",
+                None,
+                None,
+            )
+        scheme, _, key = header.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key or " " in key:
+            return 401, _error(
+                "The Authorization header is malformed: expected 'Bearer <admin API key>'.",
+                "invalid_request_error",
+                None,
+                "invalid_authorization_header",
+            )
+        pinned = self.config.admin_key
+        if (pinned is not None and key == pinned) or (pinned is None and key.startswith(catalogue.ADMIN_KEY_PREFIX)):
+            return None
+        if key.startswith("sk-") and not key.startswith(catalogue.ADMIN_KEY_PREFIX):
+            return 403, _error(
+                "You have insufficient permissions for this operation. Missing scopes: api.usage.read. Check that "
+                "you have the correct role in your organization (Reader, Writer, Owner) and project (Member, "
+                "Owner), and if you're using a restricted API key, that it has the necessary scopes.",
+                "invalid_request_error",
+                None,
+                "missing_scope",
+            )
+        shown = key[:8] + "*" * 4 + key[-4:] if len(key) > 12 else "*" * len(key)
+        return 401, _error(
+            f"Incorrect API key provided: {shown}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            None,
+            "invalid_api_key",
+        )
+
+    # --- pages ---------------------------------------------------------------------------------------------
+
+    def _page(self, endpoint: Endpoint, params: rules.QueryParams, now: int) -> bytes:
+        assert params.start_time is not None
+        width = params.bucket_width
+        step = BUCKET_SECONDS[width]  # type: ignore[index]
+        start = params.start_time
+        end = rules.effective_end(params, now=now)
+        end = now if end is None else end
+        limit = params.limit or endpoint.limit_for(width).default  # type: ignore[arg-type]
+        group_by = tuple(g for g in endpoint.group_by if g in params.group_by)
+        fkey = filters_key(params.filters)
+        binding = cursor.digest(_canonical(endpoint, params, fkey))
+        position = start
+        if params.page is not None:
+            decoded = cursor.decode(params.page, binding)
+            if decoded is None or not (start < decoded < end) or decoded % step:
+                raise _BadRequest(rules.Violation("page", cursor.INVALID_TOKEN_MESSAGE, code="invalid_page_token"))
+            position = decoded
+        chunks: list[bytes] = []
+        while position < end and len(chunks) < limit:
+            bucket_end = position - position % step + step
+            chunks.append(
+                self._bucket(endpoint, width, position, bucket_end, min(bucket_end, end), group_by, fkey, now)
+            )
+            position = bucket_end
+        has_more = position < end
+        next_page = cursor.encode(position, binding) if has_more else None
+        tail = _ENCODER.encode({"has_more": has_more, "next_page": next_page})
+        return b'{"object":"page","data":[' + b",".join(chunks) + b"]," + tail[1:]
+
+    def _bucket(
+        self,
+        endpoint: Endpoint,
+        width: str,
+        start: int,
+        end: int,
+        data_end: int,
+        group_by: tuple[str, ...],
+        fkey: FiltersKey,
+        now: int,
+    ) -> bytes:
+        revising = self.config.revisions and data_end > now - self.config.revision_window
+        key = (endpoint.name, width, start, data_end, group_by, fkey, now if revising else None)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        if endpoint.is_costs:
+            results = self.results.costs(start, data_end, group_by, fkey, now)
+        else:
+            results = self.results.usage(endpoint, start, data_end, group_by, fkey, now)
+        body = _ENCODER.encode({"object": "bucket", "start_time": start, "end_time": end, "results": results})
+        with self._lock:
+            self._cache[key] = body
+            if len(self._cache) > self.config.cache_entries:
+                self._cache.popitem(last=False)
+        return body
+
+
+def _error(message: str, type_: str, param: str | None, code: str | None) -> bytes:
+    return _ENCODER.encode({"error": {"message": message, "type": type_, "param": param, "code": code}})

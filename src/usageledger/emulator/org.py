@@ -1,0 +1,515 @@
+"""The synthetic organisation: entities and activity, a pure function of the seed and the size.
+
+Entities (projects, users, per-project API keys and vector stores, models of every kind) are drawn once from
+``random.Random(seed)``. Activity is generated lazily and top-down: a leaf's *day* comes from the day's
+factors (weekly pattern, growth, quiet days and weeks, noise), the day is split into hours by a diurnal curve in
+the project's time zone, and an hour into minutes; each split moves the request count first and every other atom
+in proportion to it (cumulative integer division), so the parts sum exactly to the whole and a quiet minute has no
+tokens. Late revisions scale a recent hour towards its final value; a revised day is the sum of its revised hours.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from usageledger import catalogue
+from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, mix, unit
+from usageledger.emulator.config import EmulatorConfig
+
+__all__ = ["CHAT_MODELS", "OTHER_MODELS", "ModelSpec", "Organisation", "Project", "SyntheticSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A model and its per-request shape: input/output tokens, cached/cache-write shares, modality shares."""
+
+    name: str
+    kind: str
+    popularity: float
+    input_per_request: int = 0
+    output_per_request: int = 0
+    cached_share: float = 0.0
+    write_share: float = 0.0
+    audio_share: float = 0.0
+    image_share: float = 0.0
+
+
+CHAT_MODELS: Final[tuple[ModelSpec, ...]] = (
+    ModelSpec("gpt-4o-mini-2024-07-18", "chat", 1.0, 1400, 350, 0.35, 0.05, 0.0, 0.04),
+    ModelSpec("gpt-4o-2024-08-06", "chat", 0.6, 2200, 480, 0.40, 0.06, 0.0, 0.08),
+    ModelSpec("o3-mini-2025-01-31", "chat", 0.35, 1800, 1500, 0.30, 0.04),
+    ModelSpec("gpt-4.1-2025-04-14", "chat", 0.4, 3000, 600, 0.45, 0.07, 0.0, 0.05),
+    ModelSpec("gpt-4.1-mini-2025-04-14", "chat", 0.5, 1600, 400, 0.35, 0.05),
+    ModelSpec("gpt-4o-audio-preview-2024-12-17", "chat", 0.12, 900, 700, 0.10, 0.02, 0.6, 0.0),
+    ModelSpec("o4-mini-2025-04-16", "chat", 0.3, 2000, 1600, 0.35, 0.05, 0.0, 0.06),
+    ModelSpec("gpt-4.1-nano-2025-04-14", "chat", 0.45, 800, 150, 0.25, 0.03),
+    ModelSpec("gpt-5-2025-08-07", "chat", 0.25, 2600, 1900, 0.50, 0.08, 0.0, 0.07),
+    ModelSpec("gpt-5-mini-2025-08-07", "chat", 0.35, 1500, 900, 0.45, 0.06),
+)
+"""Chat models, most used first; ``EmulatorConfig.models`` takes the first N."""
+
+OTHER_MODELS: Final[tuple[ModelSpec, ...]] = (
+    ModelSpec("text-embedding-3-small", "embedding", 1.0, 700),
+    ModelSpec("text-embedding-3-large", "embedding", 0.3, 900),
+    ModelSpec("omni-moderation-latest", "moderation", 1.0, 300),
+    ModelSpec("gpt-image-1", "image", 1.0),
+    ModelSpec("dall-e-3", "image", 0.5),
+    ModelSpec("dall-e-2", "image", 0.2),
+    ModelSpec("tts-1", "tts", 0.6, 650),
+    ModelSpec("gpt-4o-mini-tts", "tts", 1.0, 500),
+    ModelSpec("whisper-1", "stt", 0.7, 95),
+    ModelSpec("gpt-4o-transcribe", "stt", 1.0, 70),
+)
+
+_TIERS: Final = (("default", 0.8), ("flex", 0.1), ("priority", 0.07), ("scale", 0.03))
+_IMAGE_SIZES: Final = {
+    "gpt-image-1": ("1024x1024", "1024x1792"),
+    "dall-e-3": ("1024x1024", "1792x1792", "1024x1792"),
+    "dall-e-2": ("256x256", "512x512", "1024x1024"),
+}
+_IMAGE_SOURCES: Final = {
+    "gpt-image-1": ("image.generation", "image.edit"),
+    "dall-e-3": ("image.generation",),
+    "dall-e-2": ("image.generation", "image.edit", "image.variation"),
+}
+_WEEKLY: Final = (1.0, 1.06, 1.08, 1.04, 0.94, 0.34, 0.28)  # Monday first
+_ALNUM: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_VARIANTS: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    index: int
+    weight: float
+    utc_offset: int
+    users: tuple[str, ...]
+    api_keys: tuple[str, ...]
+    vector_stores: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    dims: tuple[object, ...]
+    uid: int
+    project: int
+    base: float
+    p_active: float
+    shape: Callable[[int, int], tuple[int, ...]]
+    flat: bool
+
+
+def _ident(rng: random.Random, prefix: str, n: int) -> str:
+    return prefix + "".join(rng.choice(_ALNUM) for _ in range(n))
+
+
+def _cumulative(weights: Sequence[float]) -> tuple[int, ...]:
+    out = [0]
+    for w in weights:
+        out.append(out[-1] + max(1, round(w * 1000)))
+    return tuple(out)
+
+
+class Organisation:
+    """The entities of the synthetic organisation, drawn from the seed."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        rng = random.Random(config.seed)
+        self.config = config
+        self.users: tuple[str, ...] = tuple(_ident(rng, "user-", 24) for _ in range(config.users))
+        self.chat_models: tuple[ModelSpec, ...] = CHAT_MODELS[: min(config.models, len(CHAT_MODELS))]
+        self.other_models: tuple[ModelSpec, ...] = OTHER_MODELS
+        projects = []
+        for i in range(config.projects):
+            pid = _ident(rng, "proj_", 24)
+            k = min(len(self.users), rng.randint(2, 5))
+            users = tuple(sorted(rng.sample(self.users, k)))
+            keys = tuple(_ident(rng, "key_", 16) for _ in range(rng.randint(2, 3)))
+            stores = tuple(_ident(rng, "vs_", 24) for _ in range(rng.randint(1, 3)))
+            offset = rng.choice((-8, -7, -5, -4, 0, 1, 2, 5, 8, 9))
+            projects.append(Project(pid, i, 1.0 / (i + 1) ** 0.8, offset, users, keys, stores))
+        self.projects: tuple[Project, ...] = tuple(projects)
+        self._rng = rng
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.chat_models + self.other_models)
+
+    def model(self, name: str) -> ModelSpec | None:
+        for m in self.chat_models + self.other_models:
+            if m.name == name:
+                return m
+        return None
+
+
+class _Shapes:
+    """Turns a leaf's request count for a day into its atom vector, in the family's atom order."""
+
+    def __init__(self, family: Family) -> None:
+        self.family = family
+
+    def vector(self, values: dict[str, int]) -> tuple[int, ...]:
+        return tuple(values.get(a, 0) for a in self.family.atoms)
+
+
+def _noise(bits: int, i: int, spread: float = 0.3) -> float:
+    return 1.0 - spread + 2 * spread * (((bits >> (5 * i)) & 31) / 31.0)
+
+
+def _chat_shape(family: Family, spec: ModelSpec, batch: bool) -> Callable[[int, int], tuple[int, ...]]:
+    shapes = _Shapes(family)
+    scale = 1.8 if batch else 1.0
+
+    def shape(req: int, bits: int) -> tuple[int, ...]:
+        inp = int(req * spec.input_per_request * scale * _noise(bits, 0))
+        cached = int(inp * spec.cached_share * _noise(bits, 1))
+        write = int(inp * spec.write_share * _noise(bits, 2))
+        w30 = int(write * 0.8)
+        uncached = inp - cached - write
+        audio = int(uncached * spec.audio_share)
+        image = int(uncached * spec.image_share * _noise(bits, 3))
+        c_audio = int(cached * spec.audio_share * 0.5)
+        c_image = int(cached * spec.image_share)
+        out = int(req * spec.output_per_request * scale * _noise(bits, 4))
+        o_audio = int(out * spec.audio_share * 0.8)
+        return shapes.vector(
+            {
+                "num_model_requests": req,
+                "input_cache_write_30m_tokens": w30,
+                "input_cache_write_12h_tokens": write - w30,
+                "input_text_tokens": uncached - audio - image,
+                "input_audio_tokens": audio,
+                "input_image_tokens": image,
+                "input_cached_text_tokens": cached - c_audio - c_image,
+                "input_cached_audio_tokens": c_audio,
+                "input_cached_image_tokens": c_image,
+                "output_text_tokens": out - o_audio,
+                "output_audio_tokens": o_audio,
+                "output_image_tokens": 0,
+            }
+        )
+
+    return shape
+
+
+def _per_request_shape(family: Family, metric: str, per_request: float) -> Callable[[int, int], tuple[int, ...]]:
+    shapes = _Shapes(family)
+    driver = family.atoms[family.driver]
+
+    def shape(req: int, bits: int) -> tuple[int, ...]:
+        return shapes.vector({driver: req, metric: max(req, int(req * per_request * _noise(bits, 0)))})
+
+    return shape
+
+
+def _count_shape(family: Family) -> Callable[[int, int], tuple[int, ...]]:
+    shapes = _Shapes(family)
+    driver = family.atoms[family.driver]
+    return lambda req, bits: shapes.vector({driver: req})
+
+
+class SyntheticSource:
+    """Activity of an :class:`Organisation`: lazy, deterministic, cached, with exact splits and optional revisions."""
+
+    def __init__(self, config: EmulatorConfig, anchor: int) -> None:
+        self.config = config
+        self.org = Organisation(config)
+        self.seed = config.seed
+        self.day0 = anchor // DAY - config.days
+        self._first = self.day0 * DAY
+        self._leaves: dict[str, list[_Leaf]] = {}
+        self._days: dict[tuple[str, int], LeafVectors] = {}
+        self._hours: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
+        self._minutes: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
+        self._lock = threading.Lock()
+        rng = random.Random(mix(config.seed, 7))
+        self._hour_tables = {
+            (offset, flat, v): _cumulative(self._diurnal(offset, flat, rng))
+            for offset in {p.utc_offset for p in self.org.projects}
+            for flat in (False, True)
+            for v in range(_VARIANTS)
+        }
+        self._minute_tables = [
+            _cumulative([(0.4 + 1.2 * rng.random()) * (4.0 if rng.random() < 0.05 else 1.0) for _ in range(60)])
+            for _ in range(_VARIANTS)
+        ]
+        for name, family in FAMILIES.items():
+            self._leaves[name] = self._build_leaves(family, random.Random(mix(config.seed, 31, len(name))))
+
+    @staticmethod
+    def _diurnal(offset: int, flat: bool, rng: random.Random) -> list[float]:
+        weights = []
+        for h in range(24):
+            local = (h + offset) % 24
+            if flat:
+                base = 1.0
+            else:
+                base = 0.04 + (max(0.0, 1 - abs(local - 14) / 8.0) ** 1.5) * (1.3 if 9 <= local <= 17 else 1.0)
+            weights.append(base * (0.75 + 0.5 * rng.random()))
+        return weights
+
+    @property
+    def first_time(self) -> int:
+        return self._first
+
+    # --- leaves ------------------------------------------------------------------------------------------
+
+    def leaves(self, family: Family) -> Sequence[tuple[object, ...]]:
+        return [leaf.dims for leaf in self._leaves[family.name]]
+
+    def _build_leaves(self, family: Family, rng: random.Random) -> list[_Leaf]:
+        org = self.org
+        name = family.name
+        out: list[_Leaf] = []
+        seen: set[tuple[object, ...]] = set()
+        by_kind = {
+            "embeddings": "embedding",
+            "moderations": "moderation",
+            "images": "image",
+            "audio_speeches": "tts",
+            "audio_transcriptions": "stt",
+        }
+        for project in org.projects:
+
+            def add(
+                values: dict[str, object],
+                base: float,
+                shape: Callable[[int, int], tuple[int, ...]],
+                project: Project = project,
+            ) -> None:
+                dims = tuple(values.get(d) for d in family.dims)
+                if dims in seen:
+                    return
+                seen.add(dims)
+                uid = mix(self.seed, 101, len(out), len(name), project.index)
+                p_active = 0.55 + 0.45 * rng.random()
+                flat = bool(values.get("batch"))
+                out.append(_Leaf(dims, uid, project.index, base * project.weight, p_active, shape, flat))
+
+            def who(project: Project = project) -> dict[str, object]:
+                return {
+                    "project_id": project.id,
+                    "user_id": rng.choice(project.users),
+                    "api_key_id": rng.choice(project.api_keys),
+                }
+
+            if name in ("completions", "decisions"):
+                models = org.chat_models if name == "completions" else org.chat_models[:3]
+                count = 26 if name == "completions" else 8
+                volume = 900.0 if name == "completions" else 120.0
+                for _ in range(count):
+                    spec = rng.choices(models, weights=[m.popularity for m in models])[0]
+                    batch = rng.random() < 0.15
+                    tier = rng.choices([t for t, _ in _TIERS], weights=[w for _, w in _TIERS])[0]
+                    source = "agents_api" if rng.random() < 0.2 else "unlabeled"
+                    values = who() | {"model": spec.name, "batch": batch, "service_tier": tier, "api_source": source}
+                    add(values, volume * spec.popularity * (0.2 + rng.random()), _chat_shape(family, spec, batch))
+            elif name in by_kind:
+                specs = [m for m in org.other_models if m.kind == by_kind[name]]
+                for _ in range(6):
+                    spec = rng.choices(specs, weights=[m.popularity for m in specs])[0]
+                    values = who() | {"model": spec.name}
+                    if name == "images":
+                        values |= {
+                            "size": rng.choice(_IMAGE_SIZES[spec.name]),
+                            "source": rng.choice(_IMAGE_SOURCES[spec.name]),
+                        }
+                        shape = _per_request_shape(family, "images", 1.6)
+                        volume = 25.0
+                    else:
+                        metric = family.atoms[1 - family.driver]
+                        shape = _per_request_shape(family, metric, float(spec.input_per_request))
+                        volume = {"embeddings": 700.0, "moderations": 400.0}.get(name, 60.0)
+                    add(values, volume * spec.popularity * (0.3 + rng.random()), shape)
+            elif name == "web_search_calls":
+                for _ in range(5):
+                    spec = rng.choice(org.chat_models)
+                    values = who() | {
+                        "model": spec.name,
+                        "context_level": rng.choices(("low", "medium", "high"), weights=(3, 5, 2))[0],
+                        "api_source": "agents_api" if rng.random() < 0.3 else "unlabeled",
+                    }
+                    add(values, 80.0 * (0.3 + rng.random()), _per_request_shape(family, "num_requests", 1.4))
+            elif name == "file_search_calls":
+                for _ in range(5):
+                    values = who() | {"vector_store_id": rng.choice(project.vector_stores)}
+                    add(values, 150.0 * (0.3 + rng.random()), _count_shape(family))
+            elif name == "code_interpreter_sessions":
+                add({"project_id": project.id}, 30.0 * (0.3 + rng.random()), _count_shape(family))
+            elif name == "vector_stores":
+                size = len(project.vector_stores) * rng.randint(40, 900) * 1024 * 1024
+                add({"project_id": project.id}, float(size), _count_shape(family))
+            else:  # a new catalogue endpoint without a generator still answers, with no activity
+                continue
+        return out
+
+    # --- days ----------------------------------------------------------------------------------------------
+
+    def _day_factor(self, day: int) -> float:
+        if day < self.day0:
+            return 0.0
+        if unit(self.seed, 11, day) < 0.02:
+            return 0.0  # an organisation-wide quiet day
+        growth = 0.45 + 0.55 * min(1.0, (day - self.day0) / self.config.days)
+        return _WEEKLY[(day + 3) % 7] * growth
+
+    def _day_final(self, family: Family, start: int) -> LeafVectors:
+        key = (family.name, start)
+        cached = self._days.get(key)
+        if cached is not None:
+            return cached
+        day = start // DAY
+        factor = self._day_factor(day)
+        out: LeafVectors = {}
+        if factor > 0.0 or family.gauge:
+            for i, leaf in enumerate(self._leaves[family.name]):
+                if family.gauge:
+                    if day < self.day0:
+                        continue
+                    progress = min(1.0, (day - self.day0 + 1) / self.config.days)
+                    level = int(leaf.base * (0.25 + 0.75 * progress) * (0.98 + 0.04 * unit(leaf.uid, day)))
+                    out[i] = (level,)
+                    continue
+                if unit(self.seed, 12, leaf.project, day // 7) < 0.05:
+                    continue  # the project was quiet that week
+                if unit(leaf.uid, 13, day) >= leaf.p_active:
+                    continue
+                bits = mix(leaf.uid, 14, day)
+                req = int(leaf.base * factor * (0.6 + 0.8 * unit(leaf.uid, 15, day)))
+                if req > 0:
+                    out[i] = leaf.shape(req, bits)
+        self._days[key] = out
+        return out
+
+    # --- splits --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _split(vec: tuple[int, ...], driver: int, cum: tuple[int, ...]) -> list[tuple[int, ...] | None]:
+        """Split a vector into ``len(cum) - 1`` parts that sum to it exactly, the driver first."""
+        total = cum[-1]
+        r = vec[driver]
+        n = len(cum) - 1
+        if r == 0:
+            return [vec] + [None] * (n - 1)
+        bounds = [r * c // total for c in cum]
+        parts: list[tuple[int, ...] | None] = []
+        for k in range(n):
+            lo, hi = bounds[k], bounds[k + 1]
+            if lo == hi:
+                parts.append(None)
+            else:
+                parts.append(tuple(c * hi // r - c * lo // r for c in vec))
+        return parts
+
+    def _split_all(
+        self, family: Family, vectors: LeafVectors, table: Callable[[_Leaf], tuple[int, ...]], n: int
+    ) -> list[LeafVectors]:
+        leaves = self._leaves[family.name]
+        out: list[LeafVectors] = [{} for _ in range(n)]
+        for i, vec in vectors.items():
+            if family.gauge:
+                for part in out:
+                    part[i] = vec
+                continue
+            for k, part_vec in enumerate(self._split(vec, family.driver, table(leaves[i]))):
+                if part_vec is not None:
+                    out[k][i] = part_vec
+        return out
+
+    def _hours_final(self, family: Family, day_start: int) -> list[LeafVectors]:
+        key = (family.name, day_start)
+        with self._lock:
+            hit = self._hours.get(key)
+            if hit is not None:
+                self._hours.move_to_end(key)
+                return hit
+        projects = self.org.projects
+        day = day_start // DAY
+        hours = self._split_all(
+            family,
+            self._day_final(family, day_start),
+            lambda leaf: self._hour_tables[
+                (projects[leaf.project].utc_offset, leaf.flat, mix(leaf.uid, day) % _VARIANTS)
+            ],
+            24,
+        )
+        with self._lock:
+            self._hours[key] = hours
+            if len(self._hours) > 256:
+                self._hours.popitem(last=False)
+        return hours
+
+    def _minutes_of(self, family: Family, hour_start: int, vectors: LeafVectors) -> list[LeafVectors]:
+        tables = self._minute_tables
+        return self._split_all(family, vectors, lambda leaf: tables[mix(leaf.uid, hour_start) % _VARIANTS], 60)
+
+    # --- revisions -----------------------------------------------------------------------------------------
+
+    def _revising(self, end: int, now: int) -> bool:
+        return self.config.revisions and end > now - self.config.revision_window
+
+    def _revise(self, family: Family, vectors: LeafVectors, end: int, now: int) -> LeafVectors:
+        if family.gauge:
+            return vectors
+        age = now - end
+        fraction = max(0.3, min(1.0, 0.55 + 0.45 * age / self.config.revision_window))
+        num = int(fraction * 1_000_000)
+        out: LeafVectors = {}
+        driver = family.driver
+        for i, vec in vectors.items():
+            r = vec[driver]
+            if r == 0:
+                continue
+            r2 = r * num // 1_000_000
+            if r2 > 0:
+                out[i] = tuple(c * r2 // r for c in vec)
+        return out
+
+    # --- the ActivitySource interface -----------------------------------------------------------------------
+
+    def day(self, family: Family, start: int, now: int) -> LeafVectors:
+        if family.gauge or not self._revising(start + DAY, now):
+            return self._day_final(family, start)
+        acc: dict[int, list[int]] = {}
+        for h in range(24):
+            for i, vec in self.hour(family, start + h * HOUR, now).items():
+                cur = acc.get(i)
+                if cur is None:
+                    acc[i] = list(vec)
+                else:
+                    for j, v in enumerate(vec):
+                        cur[j] += v
+        return {i: tuple(v) for i, v in acc.items()}
+
+    def hour(self, family: Family, start: int, now: int) -> LeafVectors:
+        day_start = start - start % DAY
+        final = self._hours_final(family, day_start)[(start - day_start) // HOUR]
+        if self._revising(start + HOUR, now):
+            return self._revise(family, final, start + HOUR, now)
+        return final
+
+    def minute(self, family: Family, start: int, now: int) -> LeafVectors:
+        hour_start = start - start % HOUR
+        index = (start - hour_start) // MINUTE
+        if self._revising(hour_start + HOUR, now):
+            return self._minutes_of(family, hour_start, self.hour(family, hour_start, now))[index]
+        key = (family.name, hour_start)
+        with self._lock:
+            hit = self._minutes.get(key)
+            if hit is not None:
+                self._minutes.move_to_end(key)
+                return hit[index]
+        minutes = self._minutes_of(family, hour_start, self.hour(family, hour_start, now))
+        with self._lock:
+            self._minutes[key] = minutes
+            if len(self._minutes) > 512:
+                self._minutes.popitem(last=False)
+        return minutes[index]
+
+
+assert set(FAMILIES) == {e.name for e in catalogue.USAGE_ENDPOINTS}

@@ -1,0 +1,211 @@
+"""The thin server around the pure handler: an ASGI app, an in-process httpx transport, and uvicorn runners.
+
+The server realises what the handler only decides: latency (``asyncio.sleep``), dropped connections (the socket
+is closed with no response) and slow bodies (sent in small chunks with pauses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+import uvicorn
+
+from usageledger.emulator.handler import API_PREFIX, Request, Response
+
+if TYPE_CHECKING:
+    from usageledger.emulator.handler import Emulator
+
+__all__ = ["EmulatorTransport", "asgi_app", "run_server", "serve"]
+
+logger = logging.getLogger("usageledger.emulator")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SLOW_CHUNKS: Final = 8
+_SLOW_PAUSE: Final = 0.05
+
+
+def _request_from_scope(scope: Scope) -> Request:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    return Request(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), headers)
+
+
+async def _drop(send: Send) -> None:
+    """Close the connection without a response (uvicorn exposes the transport on its bound ``send``)."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise ConnectionAbortedError("dropped connection (fault injection)")
+    transport.close()
+    for _ in range(100):  # let the protocol see connection_lost so uvicorn sends nothing after us
+        if getattr(cycle, "disconnected", True):
+            break
+        await asyncio.sleep(0)
+
+
+def asgi_app(emulator: Emulator) -> ASGIApp:
+    """A minimal ASGI application: every HTTP request goes to ``emulator.handle``."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        response = emulator.handle(_request_from_scope(scope))
+        fault = response.fault
+        if fault.delay > 0:
+            await asyncio.sleep(fault.delay)
+        if fault.kind == "drop":
+            await _drop(send)
+            return
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        body = response.body
+        if fault.kind == "truncate":
+            # Promise the whole body, send half: the client sees the connection end early.
+            headers.append((b"content-length", str(len(body) * 2).encode()))
+        else:
+            headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+        elif fault.kind == "truncate":
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await _drop(send)
+        elif fault.slow_body:
+            size = max(1, -(-len(body) // _SLOW_CHUNKS))
+            for i in range(0, len(body), size):
+                await send({"type": "http.response.body", "body": body[i : i + size], "more_body": True})
+                await asyncio.sleep(_SLOW_PAUSE)
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+class EmulatorTransport(httpx.BaseTransport):
+    """An in-process httpx transport: builds a :class:`Request`, calls the handler, no sockets.
+
+    A dropped connection raises ``httpx.RemoteProtocolError``; latency calls ``sleep`` (pass one that records
+    instead of waiting in tests; ``None`` skips latency).
+    """
+
+    def __init__(self, emulator: Emulator, *, sleep: Callable[[float], None] | None = None) -> None:
+        self.emulator = emulator
+        self.sleep = sleep
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers.raw}
+        response = self.emulator.handle(Request(request.method, url.path, url.query.decode("latin-1"), headers))
+        return self._to_httpx(response, request)
+
+    def _to_httpx(self, response: Response, request: httpx.Request) -> httpx.Response:
+        fault = response.fault
+        if fault.delay > 0 and self.sleep is not None:
+            self.sleep(fault.delay)
+        if fault.kind == "drop":
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        if fault.kind == "truncate":
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body", request=request
+            )
+        return httpx.Response(response.status, headers=list(response.headers), content=response.body, request=request)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a readiness callback, run on a socket we bound (so port 0 is known up front)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._on_ready is not None and not self.should_exit:
+            self._on_ready()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _config(emulator: Emulator, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        emulator.asgi_app,
+        host=host,
+        port=port,
+        http="h11",
+        ws="none",
+        lifespan="off",
+        loop="asyncio",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+        backlog=2048,
+        timeout_keep_alive=30,
+    )
+
+
+def _base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{API_PREFIX}"
+
+
+@contextlib.contextmanager
+def run_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``emulator`` with uvicorn in a background thread; yields the base URL (ending in ``/v1``)."""
+    sock = _bind(host, port)
+    ready = threading.Event()
+    server = _Server(_config(emulator, host, sock.getsockname()[1]), on_ready=ready.set)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="usageledger-emulator", daemon=True)
+    thread.start()
+    try:
+        while not ready.wait(0.05):
+            if not thread.is_alive():
+                raise RuntimeError("the emulator server failed to start")
+        logger.info("emulator serving at %s", _base_url(sock))
+        yield _base_url(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def serve(emulator: Emulator, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM (uvicorn's handlers shut down gracefully)."""
+    sock = _bind(host, port)
+    url = _base_url(sock)
+    started = time.perf_counter()
+    server = _Server(_config(emulator, host, sock.getsockname()[1]), on_ready=lambda: on_ready(url))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        logger.info("emulator stopped after %.1f s", time.perf_counter() - started)
