@@ -199,7 +199,7 @@ _PROJECT_KEYS: Final = ("daily_budget", "monthly_budget")
 
 
 def _money(key: str, value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ConfigError(f'{key}: expected an amount (a number or a string such as "12.50"), got {value!r}')
     try:
         amount = Decimal(str(value))

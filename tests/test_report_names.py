@@ -1,0 +1,75 @@
+"""Names for IDs: files in three formats, the config section, and the ID fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from usageledger.errors import ConfigError
+from usageledger.report.names import Names, load_names, names_from_mapping
+
+
+def test_toml_json_and_csv_give_the_same_names(tmp_path: Path) -> None:
+    """The three file formats describe one mapping identically."""
+    toml = tmp_path / "names.toml"
+    toml.write_text('[projects]\nproj_a = "Search"\n[users]\n"user-1" = "Ada"\n[api_keys]\nkey_9 = "batch"\n')
+    js = tmp_path / "names.json"
+    js.write_text(
+        json.dumps({"projects": {"proj_a": "Search"}, "users": {"user-1": "Ada"}, "api_keys": {"key_9": "batch"}})
+    )
+    csv = tmp_path / "names.csv"
+    csv.write_text("kind,id,name\nproject,proj_a,Search\nuser,user-1,Ada\napi_key,key_9,batch\n")
+    loaded = [load_names(p) for p in (toml, js, csv)]
+    assert loaded[0] == loaded[1] == loaded[2]
+    assert loaded[0].project("proj_a") == "Search"
+    assert loaded[0].user("user-1") == "Ada"
+    assert loaded[0].api_key("key_9") == "batch"
+
+
+def test_unknown_id_shows_the_id() -> None:
+    """Where no name is known the ID itself is shown; a missing ID reads (none)."""
+    names = names_from_mapping({"projects": {"proj_a": "Search"}})
+    assert names.project("proj_b") == "proj_b"
+    assert names.project(None) == "(none)"
+    assert Names().user("user-7") == "user-7"
+
+
+def test_file_names_win_over_config() -> None:
+    """Merging keeps both sources, the later one winning on conflicts."""
+    config = names_from_mapping({"projects": {"proj_a": "Old", "proj_b": "Kept"}})
+    file = names_from_mapping({"projects": {"proj_a": "New"}})
+    merged = config.merged(file)
+    assert merged.project("proj_a") == "New" and merged.project("proj_b") == "Kept"
+    assert len(merged) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"teams": {}}, r"names\.teams: unknown section"),
+        ({"projects": "x"}, r"names\.projects: expected a table"),
+        ({"projects": {"proj_a": 3}}, r"names\.projects\.proj_a"),
+    ],
+)
+def test_bad_mapping_names_the_key(data: dict[str, object], message: str) -> None:
+    """A wrong section or value raises ConfigError naming where it is."""
+    with pytest.raises(ConfigError, match=message):
+        names_from_mapping(data)
+
+
+def test_bad_files_are_config_errors(tmp_path: Path) -> None:
+    """Unreadable, malformed or unsupported files raise ConfigError with the path."""
+    bad_csv = tmp_path / "n.csv"
+    bad_csv.write_text("kind,id,name\nteam,t1,Core\n")
+    with pytest.raises(ConfigError, match="kind 'team'"):
+        load_names(bad_csv)
+    bad_toml = tmp_path / "n.toml"
+    bad_toml.write_text("[projects\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_names(bad_toml)
+    with pytest.raises(ConfigError, match=r"\.toml, \.json or \.csv"):
+        load_names(tmp_path / "n.yaml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_names(tmp_path / "missing.json")
