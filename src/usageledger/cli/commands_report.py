@@ -1,0 +1,279 @@
+"""``usageledger report``, ``reconcile`` and ``check``: read the store, render, and exit with a useful code."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+
+from usageledger.cli._app import app, console, err_console, friendly_errors
+from usageledger.errors import ConfigError, ParameterError, StoreError
+from usageledger.report.alerts import AnomalyRule, Budget, parse_alert_config, post_webhook, run_checks
+from usageledger.report.alerts import slack_payload as make_slack_payload
+from usageledger.report.charts import report_charts, write_png
+from usageledger.report.html import render_html
+from usageledger.report.names import Names, load_names, names_from_mapping
+from usageledger.report.queries import Database, DuckDBDatabase, Period, PostgresDatabase, Scope, build_report
+from usageledger.report.reconcile import reconcile as run_reconcile
+from usageledger.report.terminal import render_check, render_reconcile, render_report
+from usageledger.timeutil import parse_duration, to_unix
+
+EXIT_FINDINGS: Final = 3
+"""Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
+DEFAULT_STORE: Final = "usageledger.duckdb"
+DEFAULT_CONFIG: Final = Path("usageledger.toml")
+DEFAULT_DAYS: Final = 30
+
+StoreOpt = Annotated[
+    str, typer.Option("--store", help="DuckDB file, or a postgresql:// URL.", envvar="USAGELEDGER_STORE")
+]
+OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option("--since", help="First day: a date, a datetime or a span back from now (30d). Default: 30 days."),
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="End of the period, exclusive (a date or datetime). Default: tomorrow.")
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="usageledger.toml with [alerts] and [names] (default: ./usageledger.toml)."),
+]
+NamesOpt = Annotated[
+    Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
+]
+
+
+@contextmanager
+def _database(store: str) -> Iterator[Database]:
+    """A read-only connection to the store: DuckDB by file, PostgreSQL by URL."""
+    if store.startswith(("postgresql://", "postgres://")):
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ConfigError("a PostgreSQL store needs psycopg: pip install 'usageledger[postgres]'") from exc
+        try:
+            connection = psycopg.connect(store, options="-c TimeZone=UTC")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
+        try:
+            connection.read_only = True
+            yield PostgresDatabase(connection)
+        finally:
+            connection.close()
+        return
+    import duckdb
+
+    path = Path(store)
+    if not path.exists():
+        raise StoreError(f"no store at {path}: run usageledger sync first, or pass --store")
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open the DuckDB store {path}: {exc}") from exc
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        yield DuckDBDatabase(conn)
+    finally:
+        conn.close()
+
+
+def _day(value: str, *, now: int, param: str, end: bool) -> date:
+    ts = to_unix(value, now=now, param=param)
+    moment = datetime.fromtimestamp(ts, UTC)
+    day = moment.date()
+    if end and moment != datetime(day.year, day.month, day.day, tzinfo=UTC):
+        day += timedelta(days=1)
+    return day
+
+
+def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
+    """Whole UTC days: ``--until`` is exclusive (a datetime inside a day includes that day)."""
+    ts = int(now.timestamp())
+    until_day = _day(until, now=ts, param="--until", end=True) if until else now.date() + timedelta(days=1)
+    since_day = _day(since, now=ts, param="--since", end=False) if since else until_day - timedelta(days=DEFAULT_DAYS)
+    return Period(since_day, until_day)
+
+
+def _config(path: Path | None) -> Mapping[str, Any]:
+    """The config file's raw mapping; a missing default file is an empty config."""
+    target = path or DEFAULT_CONFIG
+    if path is None and not target.exists():
+        return {}
+    try:
+        with target.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot read the config file ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{target}: not valid TOML: {exc}") from exc
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, object]:
+    section = config.get(name, {})
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{name}: expected a table ([{name}])")
+    return section
+
+
+def _names(config: Mapping[str, Any], names_file: Path | None) -> Names:
+    names = names_from_mapping(_section(config, "names"))
+    return names.merged(load_names(names_file)) if names_file is not None else names
+
+
+def _amount(value: str | None, param: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ParameterError(param, f"{value!r} is not an amount; write it like 150 or 12.50") from None
+    if not amount.is_finite() or amount < 0:
+        raise ParameterError(param, f"an amount must be zero or more, got {value!r}")
+    return amount
+
+
+@app.command()
+@friendly_errors
+def report(
+    store: StoreOpt = DEFAULT_STORE,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    org: OrgOpt = None,
+    project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also write the charts as PNG files into this directory.")
+    ] = None,
+    names: NamesOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
+    now = datetime.now(UTC)
+    period = _period(since, until, now=now)
+    id_names = _names(_config(config), names)
+    with _database(store) as db:
+        data = build_report(db, period, Scope(org=org, project=project))
+    if html is None and png is None:
+        console.print(render_report(data, id_names))
+        return
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_html(data, id_names, generated_at=now), encoding="utf-8")
+        console.print(f"wrote {html}", highlight=False)
+    if png is not None:
+        for chart in report_charts(data, id_names):
+            path = write_png(chart, png / f"{chart.slug}.png")
+            console.print(f"wrote {path}", highlight=False)
+
+
+def _tolerance(value: str) -> Decimal:
+    text = value.strip()
+    try:
+        tol = Decimal(text[:-1]) / 100 if text.endswith("%") else Decimal(text)
+    except InvalidOperation:
+        raise ParameterError("--tolerance", f"{value!r} is not a fraction; write 0.01 or 1%") from None
+    if not tol.is_finite() or tol < 0:
+        raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}")
+    return tol
+
+
+@app.command()
+@friendly_errors
+def reconcile(
+    store: StoreOpt = DEFAULT_STORE,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    org: OrgOpt = None,
+    tolerance: Annotated[
+        str, typer.Option("--tolerance", help="Allowed relative difference per day and model: 0.01 or 1%.")
+    ] = "0",
+    fail_over: Annotated[
+        bool, typer.Option("--fail-over", help=f"Exit {EXIT_FINDINGS} when a difference exceeds the tolerance.")
+    ] = False,
+) -> None:
+    """Compare usage tokens with billed token quantities per day and model, and say why they can differ."""
+    period = _period(since, until, now=datetime.now(UTC))
+    tol = _tolerance(tolerance)
+    with _database(store) as db:
+        result = run_reconcile(db, period, Scope(org=org), tolerance=tol)
+    console.print(render_reconcile(result))
+    if fail_over and result.differences:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+@friendly_errors
+def check(
+    store: StoreOpt = DEFAULT_STORE,
+    org: OrgOpt = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", help="Apply --daily-budget/--monthly-budget to this project, and watch its spend."),
+    ] = None,
+    daily_budget: Annotated[
+        str | None, typer.Option("--daily-budget", help="Alert when one day's spend is above this.")
+    ] = None,
+    monthly_budget: Annotated[
+        str | None, typer.Option("--monthly-budget", help="Alert when the month to date is above this.")
+    ] = None,
+    stale_after: Annotated[
+        str | None, typer.Option("--stale-after", help="Alert when the newest bucket ended longer ago (48h).")
+    ] = None,
+    anomaly_threshold: Annotated[
+        str | None, typer.Option("--anomaly-threshold", help="Robust z-score above which a day is anomalous (3.5).")
+    ] = None,
+    min_increase: Annotated[
+        str | None, typer.Option("--min-increase", help="Smallest rise over the median worth an alert (1.00).")
+    ] = None,
+    on: Annotated[str | None, typer.Option("--date", help="Day for the budgets (default today, UTC).")] = None,
+    anomaly_date: Annotated[
+        str | None, typer.Option("--anomaly-date", help="Day to judge for anomalies (default yesterday, UTC).")
+    ] = None,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="POST a Slack-compatible JSON message here when alerts fire.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Budget, anomaly and staleness alerts for cron and CI: one line per alert, exit 3 when any fired.
+
+    Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
+    config file's [alerts] section.
+    """
+    now = datetime.now(UTC)
+    cfg = parse_alert_config(_section(_config(config), "alerts"))
+    flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
+    if flag_budget != Budget():
+        if project is None:
+            cfg = cfg.replace(budget=flag_budget)
+        else:
+            cfg = cfg.replace(project_budgets={**cfg.project_budgets, project: flag_budget})
+    rule = cfg.anomaly
+    threshold = _amount(anomaly_threshold, "--anomaly-threshold")
+    increase = _amount(min_increase, "--min-increase")
+    rule = AnomalyRule(
+        threshold=threshold if threshold is not None else rule.threshold,
+        window_days=rule.window_days,
+        min_increase=increase if increase is not None else rule.min_increase,
+        min_baseline_days=rule.min_baseline_days,
+    )
+    cfg = cfg.replace(anomaly=rule)
+    if stale_after is not None:
+        cfg = cfg.replace(stale_after=timedelta(seconds=parse_duration(stale_after, param="--stale-after")))
+    ts = int(now.timestamp())
+    budget_day = _day(on, now=ts, param="--date", end=False) if on else None
+    judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else None
+    with _database(store) as db:
+        result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
+    console.print(render_check(result, cfg.anomaly))
+    if result.alerts and webhook is not None:
+        status = post_webhook(webhook, make_slack_payload(result, org=org))
+        err_console.print(f"webhook: delivered {len(result.alerts)} alert(s) (HTTP {status})", highlight=False)
+    if result.alerts:
+        raise typer.Exit(EXIT_FINDINGS)
