@@ -1,0 +1,307 @@
+"""The report, the HTML page and reconciliation on the demo store: a real sync from the emulator into DuckDB.
+
+Every figure the report shows is checked against a direct SQL sum over the store, written here independently of
+the report's own queries.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from PIL import Image, ImageStat
+
+from usageledger import catalogue
+from usageledger.report.html import render_html
+from usageledger.report.names import Names, names_from_mapping
+from usageledger.report.queries import DuckDBDatabase, Period, ReportData, Scope, build_report
+from usageledger.report.reconcile import reconcile
+
+from fixtures.browser import BrowserPage
+
+CHARTS = ("daily-spend-by-project", "tokens-by-model", "spend-by-line-item", "cost-per-million-tokens")
+TOKEN_VIEWS = [
+    f"usage_{e.name}_daily"
+    for e in catalogue.USAGE_ENDPOINTS
+    if "model" in e.group_by and "input_tokens" in {m.name for m in e.metrics}
+]
+
+
+def _fill_standin(conn: Any) -> None:
+    types = {"int": "BIGINT", "str": "TEXT", "bool": "BOOLEAN", "decimal": "DECIMAL(38,18)"}
+    for e in catalogue.ENDPOINTS:
+        t = "costs" if e.is_costs else f"usage_{e.name}"
+        cols = ", ".join(f"{c.name} {types[c.type]}" for c in e.columns)
+        conn.execute(
+            f"CREATE TABLE {t} (org TEXT, stream TEXT, bucket_start TIMESTAMPTZ, bucket_end TIMESTAMPTZ, "
+            f"group_key TEXT, {cols}, synced_at TIMESTAMPTZ)"
+        )
+        conn.execute(f"CREATE VIEW {t}_daily AS SELECT * FROM {t} WHERE stream = 'daily'")
+    day0 = "TIMESTAMPTZ '2026-07-24 00:00:00+00'"
+    conn.execute(
+        "INSERT INTO usage_completions (org, stream, bucket_start, bucket_end, group_key, project_id, model, "
+        "input_tokens, "
+        f"output_tokens, num_model_requests) SELECT 'org-demo', 'daily', {day0} + (i // 8) * INTERVAL 1 DAY, "
+        f"{day0} + (i // 8 + 1) * INTERVAL 1 DAY, CAST(i % 8 AS TEXT), 'proj_' || (i % 4), "
+        "CASE WHEN i % 8 < 4 THEN 'gpt-4o-2024-08-06' ELSE 'gpt-4o-mini-2024-07-18' END, "
+        "1000 + (i * 37) % 900, 200 + (i * 11) % 300, 5 + i % 7 FROM range(0, 8 * 120) t(i)"
+    )
+    conn.execute(
+        "INSERT INTO costs (org, stream, bucket_start, bucket_end, project_id, line_item, amount_value, currency, "
+        "quantity, quantity_unit) SELECT org, 'daily', bucket_start, bucket_end, project_id, model || ', ' || kind, "
+        "q * price, 'usd', q, 'tokens' FROM (SELECT org, bucket_start, bucket_end, project_id, model, 'input' AS kind, "
+        "input_tokens AS q, 0.0000025 AS price FROM usage_completions UNION ALL SELECT org, bucket_start, bucket_end, "
+        "project_id, model, 'output', output_tokens, 0.00001 FROM usage_completions) s"
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo store: a DuckDB file."""
+    path = tmp_path_factory.mktemp("demo") / "usageledger.duckdb"
+    conn = duckdb.connect(str(path))
+    _fill_standin(conn)
+    conn.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_period() -> Period:
+    """30 days that end where the emulator's data ends."""
+    return Period(date(2026, 10, 21), date(2026, 11, 20))
+
+
+@pytest.fixture
+def conn(demo_store: Path) -> Iterator[Any]:
+    """A read-only DuckDB connection to the demo store."""
+    connection = duckdb.connect(str(demo_store), read_only=True)
+    connection.execute("SET TimeZone = 'UTC'")
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def demo_report(conn: Any, demo_period: Period) -> ReportData:
+    """The report over the demo period."""
+    return build_report(DuckDBDatabase(conn), demo_period)
+
+
+@pytest.fixture
+def demo_names(conn: Any) -> Names:
+    """Names for two of the demo's projects; the others stay IDs."""
+    ids = [r[0] for r in conn.execute("SELECT DISTINCT project_id FROM costs_daily ORDER BY 1 LIMIT 2").fetchall()]
+    return names_from_mapping({"projects": {pid: f"Team {i}" for i, pid in enumerate(ids)}})
+
+
+def _bounds(period: Period) -> list[datetime]:
+    return [period.start, period.end]
+
+
+def _sums(conn: Any, sql: str, params: list[Any]) -> dict[Any, Decimal]:
+    return {r[0]: Decimal(r[1]) for r in conn.execute(sql, params).fetchall()}
+
+
+def test_demo_store_has_data(demo_report: ReportData) -> None:
+    """The demo period holds spend, tokens and several projects and models, so the checks below mean something."""
+    assert demo_report.total_spend > 0 and demo_report.total_tokens > 0
+    assert len(demo_report.spend_by_project) > 1 and len(demo_report.usage_by_model) > 1
+
+
+def test_spend_figures_equal_direct_sums(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """Total, per project, per line item, per model and per day equal direct SQL sums over costs_daily."""
+    where = "WHERE bucket_start >= ? AND bucket_start < ?"
+    params = _bounds(demo_period)
+    total = conn.execute(f"SELECT SUM(amount_value) FROM costs_daily {where}", params).fetchone()[0]
+    assert demo_report.total_spend == total
+    by_project = _sums(conn, f"SELECT project_id, SUM(amount_value) FROM costs_daily {where} GROUP BY 1", params)
+    assert {s.key: s.amount for s in demo_report.spend_by_project} == by_project
+    by_item = _sums(conn, f"SELECT line_item, SUM(amount_value) FROM costs_daily {where} GROUP BY 1", params)
+    assert {s.key: s.amount for s in demo_report.spend_by_line_item} == by_item
+    by_model: dict[str | None, Decimal] = defaultdict(Decimal)
+    for item, amount in by_item.items():
+        by_model[item.split(", ", 1)[0] if item and ", " in item else None] += amount
+    assert {m.model: m.amount for m in demo_report.spend_by_model} == dict(by_model)
+    rows = conn.execute(f"SELECT bucket_start, amount_value FROM costs_daily {where}", params).fetchall()
+    by_day: dict[date, Decimal] = defaultdict(Decimal)
+    for start, amount in rows:
+        by_day[start.astimezone(UTC).date()] += amount
+    assert dict(demo_report.daily_spend) == {d: by_day.get(d, Decimal(0)) for d in demo_period.each_day()}
+    assert sum(v for _, v in demo_report.daily_spend) == total
+    per_project_day: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
+    for start, project, amount in conn.execute(
+        f"SELECT bucket_start, project_id, amount_value FROM costs_daily {where}", params
+    ).fetchall():
+        per_project_day[(start.astimezone(UTC).date(), project)] += amount
+    assert {(v.day, v.key): v.value for v in demo_report.daily_spend_by_project} == dict(per_project_day)
+
+
+def test_token_figures_equal_direct_sums(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """Tokens and requests by model equal direct sums over every token-metered usage view."""
+    expected: dict[str | None, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for view in TOKEN_VIEWS:
+        columns = {r[0] for r in conn.execute(f"DESCRIBE {view}").fetchall()}
+        out = "SUM(output_tokens)" if "output_tokens" in columns else "0"
+        for model, inp, outp, req in conn.execute(
+            f"SELECT model, SUM(input_tokens), {out}, SUM(num_model_requests) FROM {view} "
+            "WHERE bucket_start >= ? AND bucket_start < ? GROUP BY 1",
+            _bounds(demo_period),
+        ).fetchall():
+            row = expected[model]
+            row[0] += int(inp or 0)
+            row[1] += int(outp or 0)
+            row[2] += int(req or 0)
+    got = {u.model: [u.input_tokens, u.output_tokens, u.requests] for u in demo_report.usage_by_model}
+    assert got == dict(expected)
+    assert demo_report.total_tokens == sum(v[0] + v[1] for v in expected.values())
+
+
+def test_cost_per_million_equals_direct_sums(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """Cost per 1M tokens is token-priced spend over billed tokens, both direct sums."""
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    tokens: dict[str, Decimal] = defaultdict(Decimal)
+    for item, unit, amount, quantity in conn.execute(
+        "SELECT line_item, quantity_unit, amount_value, quantity FROM costs_daily "
+        "WHERE bucket_start >= ? AND bucket_start < ? AND quantity_unit IN ('tokens', '1000_tokens')",
+        _bounds(demo_period),
+    ).fetchall():
+        model = item.split(", ", 1)[0]
+        spend[model] += amount
+        tokens[model] += quantity * (1000 if unit == "1000_tokens" else 1)
+    rates = {m.model: m.per_million_tokens for m in demo_report.spend_by_model if m.per_million_tokens is not None}
+    assert rates == {m: (spend[m] * 1_000_000 / tokens[m]).quantize(Decimal("0.000001")) for m in tokens}
+    assert rates
+
+
+def test_movers_equal_direct_sums(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """Top movers compare direct sums of this period and the previous one of the same length."""
+    previous = demo_period.previous()
+    sql = (
+        "SELECT project_id, SUM(amount_value) FROM costs_daily WHERE bucket_start >= ? AND bucket_start < ? GROUP BY 1"
+    )
+    now = _sums(conn, sql, _bounds(demo_period))
+    before = _sums(conn, sql, _bounds(previous))
+    assert previous.days == demo_period.days and previous.until == demo_period.since
+    assert demo_report.previous_spend == sum(before.values())
+    for mover in demo_report.movers_by_project:
+        assert mover.current == now.get(mover.key, Decimal(0))
+        assert mover.previous == before.get(mover.key, Decimal(0))
+    changes = sorted((abs(now.get(k, Decimal(0)) - before.get(k, Decimal(0))) for k in {*now, *before}), reverse=True)
+    assert [abs(m.change) for m in demo_report.movers_by_project] == [c for c in changes if c][: len(changes)]
+
+
+def test_project_filter_narrows_every_figure(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """With --project the totals are that project's share of the whole."""
+    project = demo_report.spend_by_project[0].key
+    narrowed = build_report(DuckDBDatabase(conn), demo_period, Scope(project=project))
+    assert narrowed.total_spend == demo_report.spend_by_project[0].amount
+    assert [s.key for s in narrowed.spend_by_project] == [project]
+    assert 0 < narrowed.total_tokens < demo_report.total_tokens
+
+
+def test_reconcile_consistent_data_has_no_difference(conn: Any, demo_period: Period) -> None:
+    """Emulator data agrees by construction: tokens per day and model match exactly."""
+    result = reconcile(DuckDBDatabase(conn), demo_period)
+    assert result.rows and result.differences == ()
+    assert result.usage_total == result.costs_total > 0
+
+
+def test_reconcile_reports_a_revision_on_one_side(demo_store: Path, demo_period: Period, tmp_path: Path) -> None:
+    """A revision injected into the usage side of one day and model is reported, and only that pair."""
+    copy = tmp_path / "revised.duckdb"
+    copy.write_bytes(demo_store.read_bytes())
+    day = demo_period.since + timedelta(days=3)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    with duckdb.connect(str(copy)) as c:
+        org, stream, key, model = c.execute(
+            "SELECT org, stream, group_key, model FROM usage_completions_daily WHERE bucket_start = ? "
+            "ORDER BY model, group_key LIMIT 1",
+            [start],
+        ).fetchone()
+        c.execute(
+            "UPDATE usage_completions SET output_tokens = output_tokens + 1234 "
+            "WHERE org = ? AND stream = ? AND bucket_start = ? AND group_key = ?",
+            [org, stream, start, key],
+        )
+        result = reconcile(DuckDBDatabase(c), demo_period)
+    assert [(r.day, r.model, r.difference) for r in result.differences] == [(day, model, Decimal(-1234))]
+    c2 = duckdb.connect(str(copy))
+    try:
+        lenient = reconcile(DuckDBDatabase(c2), demo_period, tolerance=Decimal("0.5"))
+    finally:
+        c2.close()
+    assert lenient.differences == ()
+
+
+@pytest.fixture
+def report_file(demo_report: ReportData, demo_names: Names, tmp_path: Path) -> Path:
+    """The demo store's report written as one HTML file."""
+    path = tmp_path / "report.html"
+    path.write_text(render_html(demo_report, demo_names, generated_at=datetime(2026, 11, 20, tzinfo=UTC)))
+    return path
+
+
+def test_html_is_self_contained(report_file: Path, demo_names: Names) -> None:
+    """No external resource (no link, no script src, no http URL in src/href), and names replace IDs."""
+    text = report_file.read_text()
+    assert "<link" not in text and "<script src" not in text
+    assert 'src="http' not in text and 'href="http' not in text
+    for slug in CHARTS:
+        assert f'id="chart-{slug}"' in text
+    assert "Team 0" in text
+
+
+def test_report_renders_with_visible_charts(browser_page: BrowserPage, report_file: Path, tmp_path: Path) -> None:
+    """Chromium renders the file offline, every chart has real pixels, the console stays clean."""
+    page = browser_page.page
+    page.goto(report_file.as_uri())
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    for slug in CHARTS:
+        chart = page.locator(f"#chart-{slug}")
+        assert chart.is_visible()
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 300 and box["height"] > 80
+        shot = tmp_path / f"{slug}.png"
+        chart.screenshot(path=str(shot))
+        with Image.open(shot) as image:
+            stat = ImageStat.Stat(image.convert("L"))
+            assert stat.var[0] > 100, f"chart {slug} looks blank (variance {stat.var[0]:.1f})"
+            assert len(image.getcolors(maxcolors=1 << 16) or []) > 5
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert browser_page.errors == []
+    assert [u for u in browser_page.requests if not u.startswith("file:")] == []
+
+
+def _column(page: BrowserPage, table: str, index: int) -> list[str]:
+    return page.page.locator(f"#{table} tbody tr td:nth-child({index})").all_inner_texts()
+
+
+def _values(page: BrowserPage, table: str, index: int) -> list[float]:
+    cells = page.page.locator(f"#{table} tbody tr td:nth-child({index})")
+    return [float(v) for v in cells.evaluate_all("cells => cells.map(c => c.dataset.value)")]
+
+
+def test_clicking_headers_sorts_tables(browser_page: BrowserPage, report_file: Path) -> None:
+    """A click sorts a column ascending, a second click descending; text columns sort by name."""
+    page = browser_page.page
+    page.goto(report_file.as_uri())
+    header = page.locator("#spend-by-project thead th").nth(1)
+    header.click()
+    ascending = _values(browser_page, "spend-by-project", 2)
+    assert len(ascending) > 1 and ascending == sorted(ascending)
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert _values(browser_page, "spend-by-project", 2) == sorted(ascending, reverse=True)
+    assert header.get_attribute("aria-sort") == "descending"
+    page.locator("#usage-by-model thead th").nth(0).click()
+    models = _column(browser_page, "usage-by-model", 1)
+    assert models == sorted(models, key=str.lower)
+    assert browser_page.errors == []
