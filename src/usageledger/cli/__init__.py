@@ -6,6 +6,8 @@ from usageledger.cli._app import app
 
 # Importing a command module registers its commands on `app`.
 from usageledger.cli import commands_version  # noqa: F401  isort: skip
+from usageledger.cli import commands_query  # noqa: F401  isort: skip
+from usageledger.cli import commands_emulator  # noqa: F401  isort: skip
 from usageledger.cli import commands_report  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

@@ -19,7 +19,7 @@ from usageledger.emulator.activity import HOUR, Family
 __all__ = ["AMOUNT_QUANTUM", "QUANTITY_QUANTUM", "TOKEN_KINDS", "LineItem", "line_items", "unit_price"]
 
 _M: Final = Decimal(1_000_000)
-AMOUNT_QUANTUM: Final = Decimal("1e-10")
+AMOUNT_QUANTUM: Final = Decimal("1e-12")
 """Leaf amounts are quantized to this before they are summed, so every sum is exact."""
 QUANTITY_QUANTUM: Final = Decimal("1e-9")
 GIB: Final = Decimal(1 << 30)

@@ -1,0 +1,162 @@
+"""``usageledger emulator`` (serve the offline API double) and ``usageledger demo`` (the main job, offline)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from usageledger import catalogue, timeutil
+from usageledger.cli._app import app, console, friendly_errors, setup_logging
+from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
+from usageledger.emulator.server import serve
+
+_SIZE = "Organisation"
+_FAULTS = "Faults"
+
+
+def _rate(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise typer.BadParameter("a rate must be between 0 and 1")
+    return value
+
+
+@app.command()
+@friendly_errors
+def emulator(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8787,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the synthetic organisation and of the faults.", rich_help_panel=_SIZE)
+    ] = 0,
+    days: Annotated[int, typer.Option(help="Days of history.", rich_help_panel=_SIZE)] = 400,
+    projects: Annotated[int, typer.Option(help="Number of projects.", rich_help_panel=_SIZE)] = 5,
+    users: Annotated[int, typer.Option(help="Number of users.", rich_help_panel=_SIZE)] = 12,
+    models: Annotated[int, typer.Option(help="Number of chat models in use.", rich_help_panel=_SIZE)] = 6,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Serve usage records from this JSON Lines or CSV file instead.", rich_help_panel=_SIZE),
+    ] = None,
+    latency: Annotated[
+        str, typer.Option(help="Added latency per response, e.g. 100ms.", rich_help_panel=_FAULTS)
+    ] = "0",
+    jitter: Annotated[
+        str, typer.Option(help="Extra random latency, up to this, e.g. 50ms.", rich_help_panel=_FAULTS)
+    ] = "0",
+    rate_429: Annotated[
+        float,
+        typer.Option(
+            "--rate-429", help="Share of 429 answers (with Retry-After).", callback=_rate, rich_help_panel=_FAULTS
+        ),
+    ] = 0.0,
+    rate_5xx: Annotated[
+        float, typer.Option("--rate-5xx", help="Share of 500/503 answers.", callback=_rate, rich_help_panel=_FAULTS)
+    ] = 0.0,
+    rate_drop: Annotated[
+        float,
+        typer.Option("--rate-drop", help="Share of dropped connections.", callback=_rate, rich_help_panel=_FAULTS),
+    ] = 0.0,
+    rate_truncate: Annotated[
+        float,
+        typer.Option(
+            "--rate-truncate",
+            help="Share of truncated, malformed or slow bodies.",
+            callback=_rate,
+            rich_help_panel=_FAULTS,
+        ),
+    ] = 0.0,
+    now: Annotated[str | None, typer.Option(help="Fix the clock: Unix seconds or ISO 8601.")] = None,
+    admin_key: Annotated[str | None, typer.Option(help="Accept only this key (default: any sk-admin- key).")] = None,
+    revisions: Annotated[bool, typer.Option(help="Recent buckets keep growing after they close.")] = False,
+    revision_window: Annotated[str, typer.Option(help="How long buckets keep changing, e.g. 3d.")] = "3d",
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
+) -> None:
+    """Serve the offline Usage & Costs API double under /v1 until Ctrl-C (SIGINT) or SIGTERM."""
+    setup_logging(verbose)
+    faults = FaultConfig(
+        latency=timeutil.parse_duration(latency, param="--latency"),
+        jitter=timeutil.parse_duration(jitter, param="--jitter"),
+        rate_429=rate_429,
+        rate_5xx=rate_5xx,
+        rate_drop=rate_drop,
+        rate_truncate=rate_truncate,
+        seed=seed,
+    )
+    config = EmulatorConfig(
+        seed=seed,
+        days=days,
+        projects=projects,
+        users=users,
+        models=models,
+        now=None if now is None else timeutil.to_unix(now, param="--now"),
+        admin_key=admin_key,
+        revisions=revisions,
+        revision_window=int(timeutil.parse_duration(revision_window, param="--revision-window")),
+        faults=faults,
+        replay=replay,
+    )
+    instance = Emulator(config)
+
+    def ready(url: str) -> None:
+        console.print(f"Emulator ready at {url}", highlight=False, soft_wrap=True)
+
+    serve(instance, host, port, ready)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    days: Annotated[int, typer.Option(help="How many days back to pull.")] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic organisation.")] = 0,
+) -> None:
+    """Start the emulator in-process, pull every endpoint over HTTP and print a short summary. No key, no network."""
+    from usageledger.client import Client
+
+    logging.getLogger("usageledger").setLevel(logging.WARNING)
+    instance = Emulator(EmulatorConfig(seed=seed))
+    now = instance.now()
+    start = timeutil.floor(now - days * 86400, "1d")
+    with run_server(instance) as url, Client(api_key="sk-admin-demo", base_url=url) as client:
+        counts: dict[str, int] = {}
+        fetched = {}
+        for endpoint in catalogue.ENDPOINTS:
+            group_by = endpoint.default_group_by
+            buckets = client.fetch_range(endpoint.name, start_time=start, group_by=group_by)
+            fetched[endpoint.name] = buckets
+            counts[endpoint.name] = sum(len(b.results) for b in buckets)
+
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    for bucket in fetched["costs"]:
+        for r in bucket.results:
+            value = getattr(r, "amount_value", None)
+            spend[str(getattr(r, "project_id", None))] += value or Decimal(0)
+    tokens: dict[str, int] = defaultdict(int)
+    per_day: dict[int, int] = defaultdict(int)
+    for bucket in fetched["completions"]:
+        for r in bucket.results:
+            tokens[str(getattr(r, "model", None))] += getattr(r, "input_tokens", 0) + getattr(r, "output_tokens", 0)
+            per_day[bucket.start_time] += getattr(r, "num_model_requests", 0)
+
+    console.print(f"[bold]usageledger demo[/] — emulator at {url}, last {days} days, every endpoint over HTTP")
+    pulled = Table("endpoint", "rows", title="Pulled")
+    for name, n in counts.items():
+        pulled.add_row(name, f"{n:,}")
+    console.print(pulled)
+    by_project = Table("project", "spend (USD)", title="Spend by project")
+    for project, amount in sorted(spend.items(), key=lambda kv: -kv[1]):
+        by_project.add_row(project, f"{amount:,.2f}")
+    by_project.add_row("[bold]total[/]", f"[bold]{sum(spend.values(), Decimal(0)):,.2f}[/]")
+    console.print(by_project)
+    by_model = Table("model", "tokens", title="Tokens by model (completions)")
+    for model, n in sorted(tokens.items(), key=lambda kv: -kv[1]):
+        by_model.add_row(model, f"{n:,}")
+    console.print(by_model)
+    by_day = Table("day", "requests", title="Requests by day (completions)")
+    for day, n in sorted(per_day.items()):
+        by_day.add_row(timeutil.iso(day)[:10], f"{n:,}")
+    console.print(by_day)
