@@ -1,0 +1,263 @@
+"""``usageledger query ENDPOINT``: fetch a range from one endpoint and print a table, CSV or JSON lines.
+
+The endpoint choices, bucket widths and one option per filter all come from the catalogue, so a new endpoint or
+filter appears here without an edit. The command parses, calls :class:`usageledger.Client` and formats.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import sys
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+import typer
+from rich.table import Table
+
+from usageledger import catalogue, rows, timeutil
+from usageledger._http import ARRAY_FORMATS
+from usageledger.catalogue import BUCKET_WIDTHS, Filter
+from usageledger.cli._app import app, console, friendly_errors, setup_logging
+from usageledger.client import Client
+
+OutputFormat = Literal["table", "csv", "jsonl"]
+OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("table", "csv", "jsonl")
+_FILTERS_PANEL: Final = "Filters (each endpoint accepts its own; see the help of each)"
+_TIMES: Final = frozenset({"bucket_start", "bucket_end"})
+
+
+def _all_filters() -> dict[str, tuple[Filter, tuple[str, ...]]]:
+    """Every filter of any endpoint, with the endpoints that accept it, in catalogue order."""
+    found: dict[str, tuple[Filter, list[str]]] = {}
+    for endpoint in catalogue.ENDPOINTS:
+        for f in endpoint.filters:
+            found.setdefault(f.name, (f, []))[1].append(endpoint.name)
+    return {name: (f, tuple(eps)) for name, (f, eps) in found.items()}
+
+
+FILTERS: Final = _all_filters()
+
+
+def _option_name(filter_name: str) -> str:
+    return "--" + filter_name.replace("_", "-")
+
+
+def _filter_help(f: Filter, endpoints: tuple[str, ...]) -> str:
+    where = "all endpoints" if len(endpoints) == len(catalogue.ENDPOINTS) else ", ".join(endpoints)
+    if f.kind == "bool":
+        return f"Only batch usage, or with --no-{f.name}, only non-batch usage. Endpoints: {where}."
+    values = f" Values: {', '.join(f.allowed)}." if f.allowed else ""
+    return f"Only these {f.field} values; repeat or give a comma list.{values} Endpoints: {where}."
+
+
+def _split(values: Iterable[str] | None) -> list[str]:
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name in _TIMES:
+        return timeutil.iso(int(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _print_table(endpoint: catalogue.Endpoint, found: list[rows.Row]) -> None:
+    # Columns no row fills (dimensions not grouped by, fields this API version omits) are noise; and when the
+    # rest is wider than the terminal, only the headline (required) metrics are kept, with a pointer to CSV.
+    filled = [c for c in endpoint.columns if any(r.get(c.name) is not None for r in found)]
+    cells = {c.name: [_cell(c.name, r.get(c.name)) for r in found] for c in filled}
+    width = 25 + sum(3 + max([len(c.name), *(len(v) for v in cells[c.name])]) for c in filled)
+    hidden = 0
+    if width > console.width:
+        keep = [c for c in filled if c.role == "dimension" or c.required]
+        hidden, filled = len(filled) - len(keep), keep
+    table = Table(title=f"{endpoint.name}: {len(found)} row(s)", title_justify="left")
+    table.add_column("bucket_start", no_wrap=True)
+    for c in filled:
+        table.add_column(c.name, justify="right" if c.type in ("int", "decimal") else "left")
+    for i, row in enumerate(found):
+        table.add_row(_cell("bucket_start", row["bucket_start"]), *(cells[c.name][i] for c in filled))
+    console.print(table)
+    if hidden:
+        console.print(
+            f"{hidden} more column(s) hidden to fit the terminal; use --format csv or jsonl for all.",
+            style="dim",
+            highlight=False,
+        )
+
+
+def _write_csv(endpoint: catalogue.Endpoint, found: Iterator[rows.Row]) -> None:
+    keys = rows.row_keys(endpoint)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(keys)
+    for row in found:
+        writer.writerow(_cell(k, row.get(k)) for k in keys)
+
+
+_JSON: Final = msgspec.json.Encoder(decimal_format="number")
+
+
+def _write_jsonl(found: Iterator[rows.Row]) -> None:
+    out = sys.stdout
+    for row in found:
+        out.write(_JSON.encode(row).decode())
+        out.write("\n")
+
+
+def _run(
+    *,
+    endpoint: str,
+    start: str,
+    end: str | None,
+    bucket_width: str,
+    group_by: list[str] | None,
+    output: str,
+    limit_rows: int | None,
+    base_url: str | None,
+    array_format: str,
+    verbose: int,
+    filters: dict[str, Any],
+) -> None:
+    setup_logging(verbose)
+    ep = catalogue.get(endpoint)
+    given = {name: value for name, value in filters.items() if value not in (None, [])}
+    with Client(base_url=base_url, array_format=array_format) as client:  # type: ignore[arg-type]
+        query = client.query(
+            ep,
+            start_time=start,
+            end_time=end,
+            bucket_width=bucket_width,  # type: ignore[arg-type]
+            group_by=_split(group_by),
+            **given,
+        )
+        found = islice(query.rows(), limit_rows) if limit_rows is not None else query.rows()
+        if output == "csv":
+            _write_csv(ep, found)
+        elif output == "jsonl":
+            _write_jsonl(found)
+        else:
+            _print_table(ep, list(found))
+
+
+def query(**kwargs: Any) -> None:
+    """Fetch a range from one endpoint (every page, every window) and print a table, CSV or JSON lines.
+
+    The admin key comes from OPENAI_ADMIN_KEY. Times are ISO dates or datetimes, Unix seconds, or a span back
+    from now such as 7d or 36h; the end defaults to now.
+    """
+    filters: dict[str, Any] = {}
+    for name, (f, _) in FILTERS.items():
+        value = kwargs.pop(name)
+        filters[name] = value if f.kind == "bool" else _split(value)
+    _run(filters=filters, **kwargs)
+
+
+def _choice(values: tuple[str, ...]) -> Any:
+    """``Literal[values]``, built from catalogue data: Typer offers a Literal's values as the choices."""
+    return Literal.__getitem__(values)
+
+
+def _signature() -> inspect.Signature:
+    """The command's parameters: the fixed ones, then one option per catalogue filter."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    fixed: list[tuple[str, Any, Any]] = [
+        (
+            "endpoint",
+            Annotated[_choice(catalogue.ENDPOINT_NAMES), typer.Argument(help="The endpoint to query.")],
+            inspect.Parameter.empty,
+        ),
+        (
+            "start",
+            Annotated[str, typer.Option("--start", help="Start (inclusive): 2026-11-01, Unix seconds, or 7d.")],
+            inspect.Parameter.empty,
+        ),
+        ("end", Annotated[str | None, typer.Option("--end", help="End (exclusive); default now.")], None),
+        (
+            "bucket_width",
+            Annotated[
+                _choice(BUCKET_WIDTHS),
+                typer.Option("--bucket-width", help="Bucket width.", show_default=True),
+            ],
+            "1d",
+        ),
+        (
+            "group_by",
+            Annotated[
+                list[str] | None,
+                typer.Option("--group-by", help="Group by this field; repeat or give a comma list."),
+            ],
+            None,
+        ),
+        (
+            "output",
+            Annotated[
+                _choice(OUTPUT_FORMATS),
+                typer.Option("--format", "-f", help="Output format.", show_default=True),
+            ],
+            "table",
+        ),
+        (
+            "limit_rows",
+            Annotated[int | None, typer.Option("--limit-rows", min=1, help="Print at most this many rows.")],
+            None,
+        ),
+        (
+            "base_url",
+            Annotated[
+                str | None,
+                typer.Option(
+                    "--base-url", help="API base URL ending in /v1; default OPENAI_BASE_URL or the public API."
+                ),
+            ],
+            None,
+        ),
+        (
+            "array_format",
+            Annotated[
+                _choice(ARRAY_FORMATS),
+                typer.Option(
+                    "--array-format",
+                    help="How array parameters are spelled in the query string.",
+                    show_default=True,
+                ),
+            ],
+            "brackets",
+        ),
+        (
+            "verbose",
+            Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")],
+            0,
+        ),
+    ]
+    params = [inspect.Parameter(name, kw, annotation=ann, default=default) for name, ann, default in fixed]
+    for name, (f, endpoints) in FILTERS.items():
+        help_text = _filter_help(f, endpoints)
+        if f.kind == "bool":
+            ann: Any = Annotated[
+                bool | None,
+                typer.Option(
+                    f"{_option_name(name)}/--no-{name.replace('_', '-')}",
+                    help=help_text,
+                    rich_help_panel=_FILTERS_PANEL,
+                ),
+            ]
+        else:
+            ann = Annotated[
+                list[str] | None,
+                typer.Option(_option_name(name), help=help_text, rich_help_panel=_FILTERS_PANEL),
+            ]
+        params.append(inspect.Parameter(name, kw, annotation=ann, default=None))
+    return inspect.Signature(params, return_annotation=None)
+
+
+_command = friendly_errors(query)
+_command.__signature__ = _signature()  # type: ignore[attr-defined]
+app.command("query")(_command)
+
+__all__ = ["FILTERS", "OUTPUT_FORMATS", "query"]

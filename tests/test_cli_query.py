@@ -1,0 +1,153 @@
+"""``usageledger query``: end to end against the emulator over loopback, in every output format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from usageledger import Client, catalogue, rows
+from usageledger.cli import app
+from usageledger.timeutil import iso
+
+from conftest import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+START = "2026-11-01"
+END = "2026-11-04"
+
+
+@pytest.fixture
+def run(emulator_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Invoke the CLI with the emulator's base URL and a fake admin key."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+
+    def invoke(*args: str, base_url: bool = True):  # type: ignore[no-untyped-def]
+        extra = ["--base-url", emulator_url] if base_url else []
+        return runner.invoke(app, ["query", *args, *extra])
+
+    return invoke
+
+
+def library_rows(emulator_url: str, endpoint: str, **kw: object) -> list[rows.Row]:
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW) as client:
+        return list(client.query(endpoint, start_time=START, end_time=END, **kw).rows())  # type: ignore[arg-type]
+
+
+def test_table_is_the_default(run) -> None:  # type: ignore[no-untyped-def]
+    """Without --format the rows are a rich table with the grouped columns."""
+    result = run("completions", "--start", START, "--end", END, "--group-by", "model")
+    assert result.exit_code == 0, result.output
+    assert "completions:" in result.stdout and "model" in result.stdout and "input_tokens" in result.stdout
+    assert "2026-11-01T00:00:00Z" in result.stdout
+
+
+def test_csv_matches_the_library(run, emulator_url: str) -> None:  # type: ignore[no-untyped-def]
+    """CSV has the catalogue's columns and the same rows as Client.query(...).rows()."""
+    result = run("costs", "--start", START, "--end", END, "--group-by", "project_id,line_item", "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    table = list(csv.reader(io.StringIO(result.stdout)))
+    endpoint = catalogue.get("costs")
+    assert tuple(table[0]) == rows.row_keys(endpoint)
+    expected = library_rows(emulator_url, "costs", group_by=["project_id", "line_item"])
+    assert len(table) - 1 == len(expected) > 0
+    for line, row in zip(table[1:], expected, strict=True):
+        got = dict(zip(table[0], line, strict=True))
+        assert got["bucket_start"] == iso(row["bucket_start"])
+        assert (got["project_id"], got["line_item"]) == (row["project_id"], row["line_item"])
+        assert Decimal(got["amount_value"]) == row["amount_value"]
+
+
+def test_jsonl_keeps_money_exact(run, emulator_url: str) -> None:  # type: ignore[no-untyped-def]
+    """JSON lines carry the library's rows, money as exact JSON numbers."""
+    result = run("costs", "--start", START, "--end", END, "-f", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    got = [json.loads(line, parse_float=Decimal) for line in result.stdout.splitlines()]
+    assert got == library_rows(emulator_url, "costs")
+
+
+def test_limit_rows_and_repeatable_group_by(run) -> None:  # type: ignore[no-untyped-def]
+    """--limit-rows caps the output; repeated --group-by equals a comma list."""
+    a = run(
+        "embeddings", "--start", START, "--end", END, "--group-by", "project_id", "--group-by", "model", "-f", "csv"
+    )
+    b = run("embeddings", "--start", START, "--end", END, "--group-by", "project_id,model", "-f", "csv")
+    assert a.exit_code == b.exit_code == 0
+    assert a.stdout == b.stdout
+    c = run(
+        "embeddings", "--start", START, "--end", END, "--group-by", "project_id,model", "-f", "csv", "--limit-rows", "3"
+    )
+    assert c.stdout.splitlines() == a.stdout.splitlines()[:4]
+
+
+@pytest.mark.parametrize("array_format", ["repeat", "comma"])
+def test_every_array_format_gives_the_same_rows(run, array_format: str) -> None:  # type: ignore[no-untyped-def]
+    """The emulator accepts all three spellings, so the output does not depend on --array-format."""
+    args = ("completions", "--start", START, "--end", END, "--group-by", "project_id,model", "-f", "jsonl")
+    default = run(*args)
+    other = run(*args, "--array-format", array_format)
+    assert other.exit_code == 0 and other.stdout == default.stdout and default.stdout
+
+
+def test_filters_are_sent(run) -> None:  # type: ignore[no-untyped-def]
+    """A filter option narrows the rows to the given values."""
+    everything = run("completions", "--start", START, "--end", END, "--group-by", "model", "-f", "jsonl")
+    models = sorted({json.loads(line)["model"] for line in everything.stdout.splitlines()})
+    narrowed = run(
+        "completions", "--start", START, "--end", END, "--group-by", "model", "--models", models[0], "-f", "jsonl"
+    )
+    assert narrowed.exit_code == 0
+    assert {json.loads(line)["model"] for line in narrowed.stdout.splitlines()} == {models[0]}
+
+
+def test_rule_breaks_are_one_line_and_non_zero(run) -> None:  # type: ignore[no-untyped-def]
+    """A library error is one line on stderr naming the parameter, exit code 1, no traceback."""
+    result = run("costs", "--start", START, "--bucket-width", "1h")
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "bucket_width" in lines[0] and "1d" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_filter_of_another_endpoint_is_refused(run) -> None:  # type: ignore[no-untyped-def]
+    """--models on vector_stores names the filters vector_stores accepts."""
+    result = run("vector_stores", "--start", START, "--models", "gpt-4o")
+    assert result.exit_code == 1 and "models" in result.stderr and "project_ids" in result.stderr
+
+
+def test_missing_key_is_a_clear_error(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Without OPENAI_ADMIN_KEY the command says how to set it."""
+    monkeypatch.delenv("OPENAI_ADMIN_KEY")
+    result = run("completions", "--start", START)
+    assert result.exit_code == 1 and "OPENAI_ADMIN_KEY" in result.stderr
+
+
+def test_unknown_endpoint_is_a_usage_error(run) -> None:  # type: ignore[no-untyped-def]
+    """An endpoint outside the catalogue is refused by the parser, listing the choices."""
+    result = run("teleportation", "--start", START)
+    assert result.exit_code == 2 and "completions" in result.output
+
+
+def test_options_come_from_the_catalogue() -> None:
+    """The endpoint choices and one option per catalogue filter are all on the command."""
+    command = typer.main.get_command(app).commands["query"]  # type: ignore[attr-defined]
+    opts = {o for p in command.params for o in p.opts}
+    for endpoint in catalogue.ENDPOINTS:
+        for f in endpoint.filters:
+            assert "--" + f.name.replace("_", "-") in opts
+
+
+@pytest.mark.parametrize("endpoint", catalogue.ENDPOINT_NAMES)
+def test_every_catalogue_endpoint_is_a_choice(run, endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    """Each catalogue endpoint is accepted and fetched; widths outside the catalogue are refused by the parser."""
+    result = run(endpoint, "--start", START, "--end", END, "-f", "csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split(",") == list(rows.row_keys(catalogue.get(endpoint)))
+    assert run(endpoint, "--start", START, "--bucket-width", "1w").exit_code == 2
