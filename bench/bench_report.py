@@ -1,0 +1,128 @@
+"""Benchmark: the full report over a DuckDB store of 5 million rows must finish in under 2 s.
+
+The rows are generated with DuckDB SQL straight into the store's tables (``costs`` and the token-metered usage
+tables, one org, the daily stream the ``*_daily`` views read): a year of days, 40 projects, 12 models, every
+token line-item kind. The timed part is what ``usageledger report`` does: every query of the report, then the
+terminal rendering, in-process, on a read-only connection.
+
+    .venv/bin/python bench/bench_report.py [--rows 5000000] [--days 365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from rich.console import Console
+
+from usageledger import catalogue
+from usageledger.report.queries import DuckDBDatabase, Period, build_report
+from usageledger.report.terminal import render_report
+
+TARGET_SECONDS = 2.0
+FIRST_DAY = date(2025, 11, 20)
+_TYPES = {"int": "BIGINT", "str": "TEXT", "bool": "BOOLEAN", "decimal": "DECIMAL(38,18)"}
+
+
+def create_schema(conn: Any) -> None:
+    """The store's tables and daily views, as docs/CONTRACTS.md describes them."""
+    for e in catalogue.ENDPOINTS:
+        table = "costs" if e.is_costs else f"usage_{e.name}"
+        cols = ", ".join(f"{c.name} {_TYPES[c.type]}" for c in e.columns)
+        conn.execute(
+            f"CREATE TABLE {table} (org TEXT, stream TEXT, bucket_start TIMESTAMPTZ, bucket_end TIMESTAMPTZ, "
+            f"group_key TEXT, {cols}, synced_at TIMESTAMPTZ)"
+        )
+        conn.execute(f"CREATE VIEW {table}_daily AS SELECT * FROM {table} WHERE stream = 'daily'")
+
+
+def generate(conn: Any, rows: int, days: int) -> dict[str, int]:
+    """Fill the store: half the rows in costs, 40% in completions, 10% in embeddings."""
+    start = f"TIMESTAMPTZ '{FIRST_DAY.isoformat()} 00:00:00+00'"
+    costs, completions = rows // 2, rows * 2 // 5
+    embeddings = rows - costs - completions
+    kinds = "['input', 'cached input', 'cache write', 'audio input', 'output', 'audio output']"
+    conn.execute(
+        "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, line_item, amount_value, "
+        "currency, quantity, quantity_unit, synced_at) "
+        f"SELECT 'org-bench', 'daily', {start} + (i % {days}) * INTERVAL 1 DAY, "
+        f"{start} + (i % {days} + 1) * INTERVAL 1 DAY, CAST(i AS TEXT), 'proj_' || ((i // {days}) % 40), "
+        f"'model-' || ((i // ({days} * 40)) % 12) || ', ' || {kinds}[1 + (i // ({days} * 480)) % 6], "
+        "CAST(((i * 7919) % 100000) AS DECIMAL(38,18)) / 10000, 'usd', "
+        "CAST(((i * 7919) % 100000) * 40 AS DECIMAL(38,18)), 'tokens', now() "
+        f"FROM range({costs}) t(i)"
+    )
+    for table, n, has_output in (("usage_completions", completions, True), ("usage_embeddings", embeddings, False)):
+        out = ", output_tokens" if has_output else ""
+        out_value = ", (i * 31) % 5000" if has_output else ""
+        conn.execute(
+            f"INSERT INTO {table} (org, stream, bucket_start, bucket_end, group_key, project_id, model, "
+            f"input_tokens{out}, num_model_requests, synced_at) "
+            f"SELECT 'org-bench', 'daily', {start} + (i % {days}) * INTERVAL 1 DAY, "
+            f"{start} + (i % {days} + 1) * INTERVAL 1 DAY, CAST(i AS TEXT), 'proj_' || ((i // {days}) % 40), "
+            f"'model-' || ((i // ({days} * 40)) % 12), (i * 7919) % 20000{out_value}, 1 + i % 50, now() "
+            f"FROM range({n}) t(i)"
+        )
+    return {"costs": costs, "usage_completions": completions, "usage_embeddings": embeddings}
+
+
+def timed_report(path: Path, period: Period) -> tuple[float, int]:
+    """Seconds for every report query plus the terminal rendering; returns the rendered length too."""
+    began = time.perf_counter()
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        data = build_report(DuckDBDatabase(conn), period)
+        sink = Console(file=io.StringIO(), width=140)
+        sink.print(render_report(data))
+        rendered = len(sink.file.getvalue())  # type: ignore[attr-defined]
+    finally:
+        conn.close()
+    return time.perf_counter() - began, rendered
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.duckdb"
+        began = time.perf_counter()
+        with duckdb.connect(str(path)) as conn:
+            create_schema(conn)
+            counts = generate(conn, args.rows, args.days)
+            conn.execute("CHECKPOINT")
+        print(f"generated {sum(counts.values()):,} rows {counts} in {time.perf_counter() - began:.1f} s")
+        last = FIRST_DAY + timedelta(days=args.days)
+        periods = {
+            "every row": Period(FIRST_DAY + timedelta(days=args.days // 2), last),
+            "last 30 days": Period(last - timedelta(days=30), last),
+        }
+        failed = False
+        for label, period in periods.items():
+            times = []
+            for _ in range(args.repeat):
+                seconds, rendered = timed_report(path, period)
+                times.append(seconds)
+            best, median = min(times), statistics.median(times)
+            ok = max(times) < TARGET_SECONDS
+            failed |= not ok
+            print(
+                f"report, {label} ({period}; movers read the period before too): first {times[0]:.3f} s, "
+                f"best {best:.3f} s, median {median:.3f} s, worst {max(times):.3f} s over {args.repeat} runs "
+                f"({rendered:,} chars rendered) -> {'PASS' if ok else 'FAIL'} (target < {TARGET_SECONDS} s)"
+            )
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
