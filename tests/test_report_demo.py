@@ -16,8 +16,11 @@ from typing import Any
 import duckdb
 import pytest
 from PIL import Image, ImageStat
+from typer.testing import CliRunner
 
 from usageledger import catalogue
+from usageledger.cli import app
+from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.report.html import render_html
 from usageledger.report.names import Names, names_from_mapping
 from usageledger.report.queries import DuckDBDatabase, Period, ReportData, Scope, build_report
@@ -305,3 +308,90 @@ def test_clicking_headers_sorts_tables(browser_page: BrowserPage, report_file: P
     models = _column(browser_page, "usage-by-model", 1)
     assert models == sorted(models, key=str.lower)
     assert browser_page.errors == []
+
+
+def test_cli_report_terminal(demo_store: Path, demo_period: Period) -> None:
+    """`report` prints every section for the period, with names from a names file."""
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--store",
+            str(demo_store),
+            "--since",
+            demo_period.since.isoformat(),
+            "--until",
+            demo_period.until.isoformat(),
+        ],
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    for section in (
+        "Spend by project",
+        "Spend by line item",
+        "Spend by model",
+        "Tokens and requests by model",
+        "Daily spend",
+        "Top movers by project",
+        "Top movers by model",
+        "per 1M tokens",
+    ):
+        assert section in result.output
+
+
+def test_cli_report_html_and_png(demo_store: Path, demo_period: Period, tmp_path: Path) -> None:
+    """`report --html --png` writes the page and one PNG per chart, names from a CSV file."""
+    names = tmp_path / "names.csv"
+    names.write_text("kind,id,name\nproject,proj_0,Search team\n")
+    html, png = tmp_path / "out" / "report.html", tmp_path / "charts"
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--store",
+            str(demo_store),
+            "--since",
+            demo_period.since.isoformat(),
+            "--until",
+            demo_period.until.isoformat(),
+            "--html",
+            str(html),
+            "--png",
+            str(png),
+            "--names",
+            str(names),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    assert sorted(p.name for p in png.iterdir()) == sorted(f"{slug}.png" for slug in CHARTS)
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in png.iterdir())
+
+
+def test_cli_reconcile_explains_and_fails_over(demo_store: Path, demo_period: Period, tmp_path: Path) -> None:
+    """`reconcile` explains why the sides differ; --fail-over exits 3 only when a difference exceeds tolerance."""
+    span = ["--since", demo_period.since.isoformat(), "--until", demo_period.until.isoformat()]
+    clean = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), *span, "--fail-over"])
+    assert clean.exit_code == 0, clean.output
+    assert "No differences beyond the tolerance" in clean.output
+    words = " ".join(clean.output.replace("│", " ").split())
+    assert "two different pipelines" in words and "invoice" in words and "revised" in words
+    copy = tmp_path / "revised.duckdb"
+    copy.write_bytes(demo_store.read_bytes())
+    with duckdb.connect(str(copy)) as c:
+        c.execute(
+            "UPDATE usage_completions SET input_tokens = input_tokens * 2 WHERE bucket_start = ?", [demo_period.start]
+        )
+    revised = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--fail-over"])
+    assert revised.exit_code == EXIT_FINDINGS, revised.output
+    assert "difference(s) beyond the tolerance" in revised.output
+    tolerant = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--tolerance", "100%", "--fail-over"])
+    assert tolerant.exit_code == 0, tolerant.output
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    """A missing store or a bad option value is one clear line and exit 1, never a traceback."""
+    missing = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "nope.duckdb")])
+    assert missing.exit_code == 1 and "no store at" in missing.output
+    bad = CliRunner().invoke(app, ["reconcile", "--store", str(tmp_path / "x.duckdb"), "--tolerance", "lots"])
+    assert bad.exit_code == 1 and "--tolerance" in bad.output
