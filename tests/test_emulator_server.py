@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import httpx
+import signal
+import subprocess
+import sys
+from collections import Counter
 
-from usageledger import models
-from usageledger.emulator import Emulator
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from usageledger import catalogue, models
+from usageledger.cli import app
+from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, Request, run_server
+from usageledger.emulator.faults import Fault, decide
+from usageledger.errors import ResponseDecodeError
 
 from fixtures.emulator import EMULATOR_NOW
 
@@ -30,3 +40,142 @@ def test_in_process_transport_matches_the_server(emulator: Emulator, emulator_ur
     with httpx.Client(transport=emulator.transport(), base_url="http://emulator/v1", headers=KEY) as client:
         in_process = client.get("/organization/usage/completions", params=params)
     assert over_http.content == in_process.content
+
+
+# --- faults -------------------------------------------------------------------------------------------------
+
+
+def faulty(**rates: float) -> Emulator:
+    return Emulator(EmulatorConfig(days=5, projects=1, now=EMULATOR_NOW, faults=FaultConfig(seed=3, **rates)))
+
+
+def test_fault_decisions_are_seeded_and_repeat() -> None:
+    """The same seed gives the same fault for the same request number; rates are honoured roughly."""
+    config = FaultConfig(rate_429=0.1, rate_5xx=0.1, rate_drop=0.1, rate_truncate=0.1, seed=5, latency=0.1, jitter=0.05)
+    first = [decide(config, n) for n in range(2000)]
+    assert first == [decide(config, n) for n in range(2000)]
+    assert first != [decide(FaultConfig(rate_429=0.1, seed=6), n) for n in range(2000)]
+    kinds = Counter(f.kind for f in first)
+    assert 150 < kinds["drop"] < 250 and 150 < kinds["429"] < 250
+    assert 150 < kinds["500"] + kinds["503"] < 250
+    assert 150 < kinds["truncate"] + kinds["malformed"] + kinds["slow"] < 250
+    assert all(0.1 <= f.delay <= 0.15 for f in first)
+    assert decide(FaultConfig(), 0) == Fault()
+
+
+def test_fault_rates_must_be_probabilities() -> None:
+    """A rate outside [0, 1] is refused."""
+    with pytest.raises(ValueError, match="rate_429"):
+        FaultConfig(rate_429=1.5)
+
+
+def test_in_process_faults(emulator: Emulator) -> None:
+    """In-process: 429 with Retry-After, 5xx, drops raise, latency goes to the injected sleep."""
+    slept: list[float] = []
+    url = f"/organization/costs?start_time={EMULATOR_NOW - 86400}"
+    with httpx.Client(transport=faulty(rate_429=1.0).transport(), base_url="http://e/v1", headers=KEY) as client:
+        r = client.get(url)
+        assert r.status_code == 429 and r.headers["retry-after"] == "1" and r.json()["error"]["type"] == "requests"
+    with httpx.Client(transport=faulty(rate_5xx=1.0).transport(), base_url="http://e/v1", headers=KEY) as client:
+        assert {client.get(url).status_code for _ in range(20)} == {500, 503}
+    transport = faulty(rate_drop=1.0, latency=0.25).transport(sleep=slept.append)
+    with (
+        httpx.Client(transport=transport, base_url="http://e/v1", headers=KEY) as client,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        client.get(url)
+    assert slept == [0.25]
+
+
+def test_faults_over_http(emulator: Emulator) -> None:
+    """Over HTTP: a drop closes the socket without a response; truncated bodies end early; slow bodies arrive whole."""
+    url = f"/organization/usage/completions?start_time={EMULATOR_NOW - 3 * 86400}"
+    dropping = faulty(rate_drop=1.0)
+    with (
+        run_server(dropping) as base,
+        httpx.Client(base_url=base, headers=KEY) as client,
+        pytest.raises(httpx.RemoteProtocolError, match="without sending a response"),
+    ):
+        client.get(url)
+    kinds: dict[str, list[int]] = {"truncate": [], "slow": [], "malformed": []}
+    config = FaultConfig(seed=3, rate_truncate=1.0)
+    for n in range(40):
+        kinds.setdefault(decide(config, n).kind, []).append(n)
+    truncating = faulty(rate_truncate=1.0)
+    path, query = url.split("?")
+    clean = faulty().handle(Request("GET", "/v1" + path, query, {"authorization": KEY["Authorization"]}))
+    with run_server(truncating) as base, httpx.Client(base_url=base, headers=KEY) as client:
+        for n in range(max(kinds["truncate"][0], kinds["slow"][0], kinds["malformed"][0]) + 1):
+            kind = decide(config, n).kind
+            if kind == "truncate":
+                with pytest.raises(httpx.RemoteProtocolError):
+                    client.get(url)
+            else:
+                r = client.get(url)
+                if kind == "slow":
+                    assert r.content == clean.body
+                else:
+                    with pytest.raises(ResponseDecodeError):
+                        models.decode_page(r.content)
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+
+
+def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-c", "from usageledger.cli import main; main()", "emulator", "--port", "0", *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("Emulator ready at http://127.0.0.1:"), line + (proc.stderr.read() if proc.stderr else "")
+    return proc, line.split(" at ", 1)[1].strip()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_emulator_command_serves_and_stops_cleanly(sig: signal.Signals) -> None:
+    """`usageledger emulator` prints its base URL when ready, serves /v1, and exits 0 on SIGTERM/SIGINT."""
+    proc, url = _start_cli(
+        "--days", "20", "--projects", "2", "--now", "2026-11-20T12:00:00Z", "--admin-key", "sk-admin-pinned"
+    )
+    try:
+        assert url.endswith("/v1")
+        r = httpx.get(
+            f"{url}/organization/costs",
+            params={"start_time": EMULATOR_NOW - 86400},
+            headers={"Authorization": "Bearer sk-admin-pinned"},
+        )
+        assert r.status_code == 200 and models.decode_page(r.content).data
+        assert httpx.get(f"{url}/organization/costs", params={"start_time": 0}, headers=KEY).status_code == 401
+    finally:
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Emulator stopped" in out
+
+
+def test_emulator_command_takes_fault_flags() -> None:
+    """The fault flags reach the server: --rate-429 1 answers every request with 429 and Retry-After."""
+    proc, url = _start_cli("--days", "5", "--projects", "1", "--rate-429", "1", "--latency", "1ms", "--jitter", "1ms")
+    try:
+        r = httpx.get(f"{url}/organization/costs", params={"start_time": 0}, headers=KEY)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_emulator_command_refuses_bad_rates() -> None:
+    """A rate above 1 is a usage error, not a traceback."""
+    result = CliRunner().invoke(app, ["emulator", "--rate-drop", "2"])
+    assert result.exit_code == 2
+
+
+def test_demo_pulls_every_endpoint_and_summarises() -> None:
+    """`usageledger demo` starts the emulator, pulls every endpoint over HTTP and prints the three summaries."""
+    result = CliRunner().invoke(app, ["demo", "--days", "3"])
+    assert result.exit_code == 0, result.output
+    for title in ("Spend by project", "Tokens by model", "Requests by day"):
+        assert title in result.output
+    for endpoint in catalogue.ENDPOINTS:
+        assert endpoint.name in result.output

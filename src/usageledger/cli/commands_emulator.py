@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from usageledger import catalogue, timeutil
-from usageledger.cli._app import app, console, friendly_errors, setup_logging
+from usageledger.cli._app import app, console, fail, friendly_errors, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
 from usageledger.emulator.server import serve
 
@@ -78,16 +78,49 @@ def emulator(
 ) -> None:
     """Serve the offline Usage & Costs API double under /v1 until Ctrl-C (SIGINT) or SIGTERM."""
     setup_logging(verbose)
-    faults = FaultConfig(
-        latency=timeutil.parse_duration(latency, param="--latency"),
-        jitter=timeutil.parse_duration(jitter, param="--jitter"),
-        rate_429=rate_429,
-        rate_5xx=rate_5xx,
-        rate_drop=rate_drop,
-        rate_truncate=rate_truncate,
-        seed=seed,
-    )
-    config = EmulatorConfig(
+    try:
+        faults = FaultConfig(
+            latency=timeutil.parse_duration(latency, param="--latency"),
+            jitter=timeutil.parse_duration(jitter, param="--jitter"),
+            rate_429=rate_429,
+            rate_5xx=rate_5xx,
+            rate_drop=rate_drop,
+            rate_truncate=rate_truncate,
+            seed=seed,
+        )
+        config = _config(
+            seed, days, projects, users, models, now, admin_key, revisions, revision_window, faults, replay
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    instance = Emulator(config)
+
+    def ready(url: str) -> None:
+        console.print(f"Emulator ready at {url}", highlight=False, soft_wrap=True)
+
+    try:
+        serve(instance, host, port, ready)
+    except OSError as exc:
+        raise fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port (0 = any free)"
+        ) from None
+    console.print("Emulator stopped", highlight=False)
+
+
+def _config(
+    seed: int,
+    days: int,
+    projects: int,
+    users: int,
+    models: int,
+    now: str | None,
+    admin_key: str | None,
+    revisions: bool,
+    revision_window: str,
+    faults: FaultConfig,
+    replay: Path | None,
+) -> EmulatorConfig:
+    return EmulatorConfig(
         seed=seed,
         days=days,
         projects=projects,
@@ -100,12 +133,6 @@ def emulator(
         faults=faults,
         replay=replay,
     )
-    instance = Emulator(config)
-
-    def ready(url: str) -> None:
-        console.print(f"Emulator ready at {url}", highlight=False, soft_wrap=True)
-
-    serve(instance, host, port, ready)
 
 
 @app.command()

@@ -27,6 +27,7 @@ from typing import Final
 
 from usageledger import catalogue, timeutil
 from usageledger.emulator.activity import DAY, DERIVED, FAMILIES, HOUR, MINUTE, Family, LeafVectors
+from usageledger.errors import ConfigError
 
 __all__ = ["ReplayError", "ReplaySource"]
 
@@ -39,7 +40,7 @@ _REMAINDER: Final[Mapping[str, str]] = {
 }
 
 
-class ReplayError(ValueError):
+class ReplayError(ConfigError, ValueError):
     """A replay file has a record that cannot be used; the message names the line."""
 
 
