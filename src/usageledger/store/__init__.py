@@ -1,0 +1,62 @@
+"""The store: one table per endpoint, stream state and runs, in DuckDB (the default) or PostgreSQL.
+
+``open_store(url)`` picks the back end: a ``postgresql://`` (or ``postgres://``) URL means PostgreSQL, anything
+else is a DuckDB file path. The store is migrated on open unless ``migrate=False``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from usageledger.store._base import BaseStore, RunTotals, StreamState, UpsertCounts, WindowWrite
+from usageledger.store.schema import TableSpec, daily_view_name, table_for, tables
+from usageledger.store.streams import Stream, default_streams, encode_group_key
+
+__all__ = [
+    "DEFAULT_STORE",
+    "BaseStore",
+    "RunTotals",
+    "Store",
+    "Stream",
+    "StreamState",
+    "TableSpec",
+    "UpsertCounts",
+    "WindowWrite",
+    "daily_view_name",
+    "default_streams",
+    "encode_group_key",
+    "is_postgres_url",
+    "open_store",
+    "table_for",
+    "tables",
+]
+
+Store = BaseStore
+DEFAULT_STORE: Final = "usageledger.duckdb"
+"""The default store: a DuckDB file in the working directory."""
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(url: str | Path = DEFAULT_STORE, *, migrate: bool = True, read_only: bool = False) -> BaseStore:
+    """Open (and by default migrate) the store at ``url``: a ``postgresql://`` URL or a DuckDB file path."""
+    text = str(url)
+    store: BaseStore
+    if is_postgres_url(text):
+        from usageledger.store.postgres import PostgresStore
+
+        store = PostgresStore(text)
+    else:
+        from usageledger.store.duckdb import DuckDBStore
+
+        store = DuckDBStore(text, read_only=read_only)
+    if migrate and not read_only:
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+    return store

@@ -1,0 +1,401 @@
+"""What the DuckDB and PostgreSQL stores share: the write path, stream state, runs and migrations.
+
+A back end supplies a connection, transactions, a way to stage a batch as a relation (Arrow for DuckDB, ``COPY``
+into a temporary table for PostgreSQL) and a way to read batches back. Everything else is one SQL text, written
+with ``%s`` placeholders, that both dialects accept.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from usageledger.errors import StoreError
+from usageledger.store import migrations
+from usageledger.store.schema import Dialect, TableSpec, q, table_for
+from usageledger.store.streams import Stream, encode_group_key
+
+__all__ = ["BaseStore", "RunTotals", "StreamState", "UpsertCounts", "WindowWrite", "to_datetime"]
+
+logger = logging.getLogger("usageledger.store")
+
+
+def to_datetime(ts: int) -> datetime:
+    """A Unix time as an aware UTC datetime."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _to_unix(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    raise StoreError(f"unexpected timestamp value {value!r} in the store")
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    """What one write did: rows inserted, updated (a value changed), unchanged, and deleted (vanished)."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def __add__(self, other: UpsertCounts) -> UpsertCounts:
+        return UpsertCounts(
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+            self.deleted + other.deleted,
+        )
+
+    @property
+    def rows(self) -> int:
+        """Rows read from the API."""
+        return self.inserted + self.updated + self.unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """The totals of one sync run, recorded in ``sync_runs``."""
+
+    streams: int = 0
+    windows: int = 0
+    requests: int = 0
+    counts: UpsertCounts = UpsertCounts()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """A row of ``streams``."""
+
+    org: str
+    stream: str
+    endpoint: str
+    bucket_width: str
+    group_by: tuple[str, ...]
+    filters: str
+    is_default: bool
+    watermark: int | None
+    last_run_id: str | None
+    last_run_at: int | None
+    last_status: str | None
+    last_error: str | None
+    row_count: int
+    last_counts: UpsertCounts
+
+
+@dataclass(frozen=True, slots=True)
+class WindowWrite:
+    """The fresh read of one window of one stream, to be written in one transaction.
+
+    ``rows`` are flattened rows (``bucket_start``/``bucket_end`` as Unix ints, then the endpoint's columns).
+    ``lo``/``hi`` bound the buckets the read covered: stored rows of the stream in ``[lo, hi)`` that the read no
+    longer contains are deleted. ``watermark``, when set, is stored with the rows.
+    """
+
+    org: str
+    stream: Stream
+    rows: Sequence[Mapping[str, Any]]
+    lo: int
+    hi: int
+    run_id: str
+    synced_at: int
+    watermark: int | None = None
+
+
+_STREAM_COLUMNS = (
+    "org, stream, endpoint, bucket_width, group_by, filters, is_default, watermark, last_run_id, last_run_at,"
+    " last_status, last_error, row_count, last_inserted, last_updated, last_unchanged, last_deleted"
+)
+
+
+class BaseStore(ABC):
+    """The store interface, over one connection. Not thread-safe: one writer at a time."""
+
+    dialect: ClassVar[Dialect]
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    # --- what a back end supplies -------------------------------------------------------------------------
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """A transaction: committed on success, rolled back on any exception."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed (-1 when not known)."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one query and fetch every row."""
+
+    @abstractmethod
+    def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
+        """Run one query and yield its rows as Arrow tables of ``schema``, ``batch_rows`` at a time."""
+
+    @abstractmethod
+    def _stage(self, spec: TableSpec, columns: dict[str, list[Any]]) -> str:
+        """Stage a batch (column lists, times as Unix ints) as a relation for this transaction; its name."""
+
+    @abstractmethod
+    def _unstage(self, name: str) -> None:
+        """Drop a staged relation."""
+
+    @abstractmethod
+    def _table_columns(self) -> dict[str, list[str]]:
+        """``{table: [column, ...]}`` of the tables and views that exist."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _migration_lock(self) -> None:
+        """Serialise migrations between processes (inside the migration's transaction)."""
+
+    # --- migrations ---------------------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations, each in its own transaction; the names applied."""
+        applied_now: list[str] = []
+        with self.transaction():
+            self._migration_lock()
+            self.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "name TEXT PRIMARY KEY, seq INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+        for migration in migrations.pending(self.applied_migrations()):
+            with self.transaction():
+                self._migration_lock()
+                done = self.applied_migrations()
+                if migration.name in done:
+                    continue
+                for sql in migration.statements(self.dialect, self._table_columns()):
+                    self.execute(sql)
+                self.execute(
+                    "INSERT INTO schema_migrations (name, seq, applied_at) VALUES (%s, %s, %s)",
+                    (migration.name, len(done) + 1, datetime.now(UTC)),
+                )
+            logger.info("applied migration %s", migration.name)
+            applied_now.append(migration.name)
+        return applied_now
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the applied migrations, in the order they ran."""
+        tables = self._table_columns()
+        if "schema_migrations" not in tables:
+            return []
+        return [r[0] for r in self.query("SELECT name FROM schema_migrations ORDER BY seq")]
+
+    def pending_migrations(self) -> list[str]:
+        return [m.name for m in migrations.pending(self.applied_migrations())]
+
+    # --- streams and runs ---------------------------------------------------------------------------------
+
+    def register_stream(self, org: str, stream: Stream) -> StreamState:
+        """Record a stream (idempotent) and return its state."""
+        with self.transaction():
+            self.execute(
+                "INSERT INTO streams (org, stream, endpoint, bucket_width, group_by, filters, is_default)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (org, stream) DO NOTHING",
+                (
+                    org,
+                    stream.id,
+                    stream.endpoint.name,
+                    stream.bucket_width,
+                    ",".join(stream.group_by),
+                    stream.filters_json,
+                    stream.is_default,
+                ),
+            )
+        state = self.stream_state(org, stream.id)
+        assert state is not None
+        return state
+
+    def stream_state(self, org: str, stream_id: str) -> StreamState | None:
+        rows = self.query(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org = %s AND stream = %s", (org, stream_id))
+        return _state(rows[0]) if rows else None
+
+    def stream_states(self) -> list[StreamState]:
+        """Every stream of every org, ordered by org then stream."""
+        return [_state(r) for r in self.query(f"SELECT {_STREAM_COLUMNS} FROM streams ORDER BY org, stream")]
+
+    def mark_stream(
+        self, org: str, stream_id: str, *, run_id: str, at: int, status: str, error: str | None = None
+    ) -> None:
+        """Set a stream's last run, status and error."""
+        with self.transaction():
+            self.execute(
+                "UPDATE streams SET last_run_at = %s, last_status = %s, last_error = %s,"
+                " last_inserted = CASE WHEN last_run_id = %s THEN last_inserted ELSE 0 END,"
+                " last_updated = CASE WHEN last_run_id = %s THEN last_updated ELSE 0 END,"
+                " last_unchanged = CASE WHEN last_run_id = %s THEN last_unchanged ELSE 0 END,"
+                " last_deleted = CASE WHEN last_run_id = %s THEN last_deleted ELSE 0 END,"
+                " last_run_id = %s WHERE org = %s AND stream = %s",
+                (to_datetime(at), status, error, run_id, run_id, run_id, run_id, run_id, org, stream_id),
+            )
+
+    def begin_run(self, run_id: str, *, at: int, command: str) -> None:
+        with self.transaction():
+            self.execute(
+                "INSERT INTO sync_runs (run_id, started_at, status, command) VALUES (%s, %s, 'running', %s)",
+                (run_id, to_datetime(at), command),
+            )
+
+    def finish_run(self, run_id: str, *, at: int, status: str, totals: RunTotals, error: str | None = None) -> None:
+        c = totals.counts
+        with self.transaction():
+            self.execute(
+                "UPDATE sync_runs SET finished_at = %s, status = %s, streams = %s, windows = %s, requests = %s,"
+                " inserted = %s, updated = %s, unchanged = %s, deleted = %s, error = %s WHERE run_id = %s",
+                (
+                    to_datetime(at),
+                    status,
+                    totals.streams,
+                    totals.windows,
+                    totals.requests,
+                    c.inserted,
+                    c.updated,
+                    c.unchanged,
+                    c.deleted,
+                    error,
+                    run_id,
+                ),
+            )
+
+    # --- the write path -----------------------------------------------------------------------------------
+
+    def commit_window(self, write: WindowWrite) -> UpsertCounts:
+        """Upsert one window's rows, delete the rows that vanished from it, and store the watermark: one transaction."""
+        stream = write.stream
+        spec = table_for(stream.endpoint)
+        columns = _columns(spec, write)
+        n = len(columns["group_key"])
+        t = spec.name
+        key_match = (
+            "t.org = i.org AND t.stream = i.stream AND t.bucket_start = i.bucket_start AND t.group_key = i.group_key"
+        )
+        changed = " OR ".join(f"t.{q(c)} IS DISTINCT FROM i.{q(c)}" for c in spec.value_columns)
+        sets = ", ".join(f"{q(c)} = i.{q(c)}" for c in spec.value_columns)
+        insert_cols = ", ".join(q(c) for c in spec.column_names)
+        select_cols = ", ".join(f"i.{q(n)}" for n, _ in spec.incoming_columns)
+        synced = to_datetime(write.synced_at)
+        with self.transaction():
+            staged = self._stage(spec, columns)
+            try:
+                deleted = self.execute(
+                    f"DELETE FROM {t} AS t WHERE t.org = %s AND t.stream = %s AND t.bucket_start >= %s"
+                    f" AND t.bucket_start < %s AND NOT EXISTS (SELECT 1 FROM {staged} AS i WHERE {key_match})",
+                    (write.org, stream.id, to_datetime(write.lo), to_datetime(write.hi)),
+                )
+                updated = self.execute(
+                    f"UPDATE {t} AS t SET {sets}, synced_at = %s FROM {staged} AS i WHERE {key_match} AND ({changed})",
+                    (synced,),
+                )
+                inserted = self.execute(
+                    f"INSERT INTO {t} ({insert_cols}) SELECT {select_cols}, %s FROM {staged} AS i"
+                    f" WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {key_match})",
+                    (synced,),
+                )
+            finally:
+                self._unstage(staged)
+            counts = UpsertCounts(inserted, updated, n - inserted - updated, deleted)
+            run = write.run_id
+            self.execute(
+                "UPDATE streams SET watermark = COALESCE(%s, watermark), row_count = row_count + %s,"
+                " last_inserted = CASE WHEN last_run_id = %s THEN last_inserted + %s ELSE %s END,"
+                " last_updated = CASE WHEN last_run_id = %s THEN last_updated + %s ELSE %s END,"
+                " last_unchanged = CASE WHEN last_run_id = %s THEN last_unchanged + %s ELSE %s END,"
+                " last_deleted = CASE WHEN last_run_id = %s THEN last_deleted + %s ELSE %s END,"
+                " last_run_id = %s WHERE org = %s AND stream = %s",
+                (
+                    None if write.watermark is None else to_datetime(write.watermark),
+                    inserted - deleted,
+                    run,
+                    inserted,
+                    inserted,
+                    run,
+                    updated,
+                    updated,
+                    run,
+                    counts.unchanged,
+                    counts.unchanged,
+                    run,
+                    deleted,
+                    deleted,
+                    run,
+                    write.org,
+                    stream.id,
+                ),
+            )
+        return counts
+
+    def set_watermark(self, org: str, stream_id: str, watermark: int) -> None:
+        """Move a stream's watermark (forward only)."""
+        with self.transaction():
+            self.execute(
+                "UPDATE streams SET watermark = %s WHERE org = %s AND stream = %s"
+                " AND (watermark IS NULL OR watermark < %s)",
+                (to_datetime(watermark), org, stream_id, to_datetime(watermark)),
+            )
+
+    def __enter__(self) -> BaseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _columns(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]:
+    rows = write.rows
+    n = len(rows)
+    group_by = write.stream.group_by
+    cols: dict[str, list[Any]] = {
+        "org": [write.org] * n,
+        "stream": [write.stream.id] * n,
+        "bucket_start": [r["bucket_start"] for r in rows],
+        "bucket_end": [r["bucket_end"] for r in rows],
+        "group_key": [encode_group_key([r.get(g) for g in group_by]) for r in rows],
+    }
+    for c in spec.data_columns:
+        cols[c.name] = [r.get(c.name) for r in rows]
+    keys = set(zip(cols["bucket_start"], cols["group_key"], strict=True))
+    if len(keys) != n:
+        raise StoreError(
+            f"{write.stream.id}: the API returned the same group twice in one bucket; refusing to write the window"
+        )
+    outside = [s for s in cols["bucket_start"] if not write.lo <= s < write.hi]
+    if outside:
+        raise StoreError(
+            f"{write.stream.id}: a bucket starting at {outside[0]} lies outside the window it was read for"
+        )
+    return cols
+
+
+def _state(row: tuple[Any, ...]) -> StreamState:
+    return StreamState(
+        org=row[0],
+        stream=row[1],
+        endpoint=row[2],
+        bucket_width=row[3],
+        group_by=tuple(g for g in row[4].split(",") if g),
+        filters=row[5],
+        is_default=bool(row[6]),
+        watermark=_to_unix(row[7]),
+        last_run_id=row[8],
+        last_run_at=_to_unix(row[9]),
+        last_status=row[10],
+        last_error=row[11],
+        row_count=int(row[12]),
+        last_counts=UpsertCounts(int(row[13]), int(row[14]), int(row[15]), int(row[16])),
+    )

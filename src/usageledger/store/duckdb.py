@@ -1,0 +1,127 @@
+"""The DuckDB store (the default): one file, batches staged as Arrow tables."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+
+from usageledger.errors import StoreError
+from usageledger.store._base import BaseStore
+from usageledger.store.schema import Dialect, TableSpec
+
+__all__ = ["DuckDBStore"]
+
+_names = itertools.count(1)
+
+
+class DuckDBStore(BaseStore):
+    """A DuckDB file (or ``:memory:``). DuckDB lets one process write a file at a time."""
+
+    dialect: ClassVar[Dialect] = "duckdb"
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        super().__init__(str(path))
+        self.path = str(path)
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"cannot open the DuckDB store {self.path}: {_first_line(exc)}. If another usageledger sync is"
+                " running on it, wait for it to finish"
+            ) from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open the DuckDB store {self.path}: {_first_line(exc)}") from exc
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._con.begin()
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._con.rollback()
+            raise
+        self._depth = 0
+        try:
+            self._con.commit()
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB commit failed: {_first_line(exc)}") from exc
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            result = self._con.execute(sql.replace("%s", "?"), list(params))
+            desc = result.description
+            if desc and len(desc) == 1 and desc[0][0] == "Count":
+                row = result.fetchone()
+                return int(row[0]) if row else 0
+            return -1
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._con.execute(sql.replace("%s", "?"), list(params)).fetchall()
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+
+    def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
+        cur = self._con.cursor()
+        try:
+            reader = cur.execute(sql.replace("%s", "?"), list(params)).fetch_record_batch(batch_rows)  # type: ignore[attr-defined]
+            for batch in reader:
+                yield pa.Table.from_batches([batch]).cast(schema)
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+        finally:
+            cur.close()
+
+    def _stage(self, spec: TableSpec, columns: dict[str, list[Any]]) -> str:
+        schema = spec.arrow_schema()
+        table = pa.table({f.name: pa.array(columns[f.name], f.type) for f in schema}, schema=schema)
+        name = f"_incoming_{next(_names)}"
+        self._con.register(name, table)
+        return name
+
+    def _unstage(self, name: str) -> None:
+        self._con.unregister(name)
+
+    def _migration_lock(self) -> None:
+        """Nothing to do: DuckDB lets only one process open the file for writing."""
+
+    def _table_columns(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for table, column in self._con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_catalog = current_database()"
+            " ORDER BY table_name, ordinal_position"
+        ).fetchall():
+            out.setdefault(table, []).append(column)
+        return out
+
+    def close(self) -> None:
+        self._con.close()
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, for ad-hoc SQL (reports, tests)."""
+        return self._con
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,115 @@
+"""Named, ordered schema migrations, recorded in ``schema_migrations`` and applied in one transaction each.
+
+The list only ever grows: a released migration is never edited. Endpoint tables and views are derived from the
+catalogue, so a catalogue change (a new endpoint or column) is picked up by the ``catalogue`` step, recorded under
+a name that carries a digest of the derived schema: adding an endpoint needs no hand-written migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from usageledger.store.schema import Dialect, q, tables
+
+__all__ = ["MIGRATIONS", "Migration", "all_names", "catalogue_migration", "pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema change: a unique name (ordered by its number) and the statements it runs."""
+
+    name: str
+    statements: Callable[[Dialect, Mapping[str, Sequence[str]]], list[str]]
+    """Given the dialect and the existing tables' columns (``{table: [column, ...]}``), the SQL to run."""
+
+
+def _core(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    return [
+        """CREATE TABLE IF NOT EXISTS streams (
+  org TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  endpoint TEXT NOT NULL,
+  bucket_width TEXT NOT NULL,
+  group_by TEXT NOT NULL,
+  filters TEXT NOT NULL,
+  is_default BOOLEAN NOT NULL,
+  watermark TIMESTAMPTZ,
+  last_run_id TEXT,
+  last_run_at TIMESTAMPTZ,
+  last_status TEXT,
+  last_error TEXT,
+  row_count BIGINT NOT NULL DEFAULT 0,
+  last_inserted BIGINT NOT NULL DEFAULT 0,
+  last_updated BIGINT NOT NULL DEFAULT 0,
+  last_unchanged BIGINT NOT NULL DEFAULT 0,
+  last_deleted BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (org, stream)
+)""",
+        """CREATE TABLE IF NOT EXISTS sync_runs (
+  run_id TEXT PRIMARY KEY,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  status TEXT NOT NULL,
+  command TEXT NOT NULL,
+  streams BIGINT NOT NULL DEFAULT 0,
+  windows BIGINT NOT NULL DEFAULT 0,
+  requests BIGINT NOT NULL DEFAULT 0,
+  inserted BIGINT NOT NULL DEFAULT 0,
+  updated BIGINT NOT NULL DEFAULT 0,
+  unchanged BIGINT NOT NULL DEFAULT 0,
+  deleted BIGINT NOT NULL DEFAULT 0,
+  error TEXT
+)""",
+    ]
+
+
+def _views(dialect: Dialect) -> list[str]:
+    out: list[str] = []
+    for spec in tables():
+        out.append(f"DROP VIEW IF EXISTS {spec.daily_view}")
+        out.append(spec.daily_view_sql())
+    return out
+
+
+def _endpoint_tables(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """Create missing endpoint tables, add missing columns, and (re)create the daily views."""
+    out: list[str] = []
+    for spec in tables():
+        have = existing.get(spec.name)
+        if have is None:
+            out.append(spec.create_sql(dialect))
+            continue
+        for col in spec.column_names:
+            if col not in have:
+                out.append(f"ALTER TABLE {spec.name} ADD COLUMN {q(col)} {spec.sql_type(dialect, col)}")
+    return out + _views(dialect)
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (Migration("0001_streams_and_sync_runs", _core),)
+"""The hand-written migrations, in order. The catalogue step runs after them."""
+
+
+def _catalogue_digest() -> str:
+    parts: list[str] = []
+    for spec in tables():
+        parts.append(spec.name + ":" + ",".join(f"{n}={t}" for n, t in spec.incoming_columns))
+        parts.append(spec.daily_view_sql())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def catalogue_migration() -> Migration:
+    """The step that brings endpoint tables and views in line with the catalogue, named by its digest."""
+    return Migration(f"0002_catalogue_{_catalogue_digest()}", _endpoint_tables)
+
+
+def pending(applied: Sequence[str]) -> list[Migration]:
+    """The migrations not yet recorded, in order."""
+    done = set(applied)
+    return [m for m in (*MIGRATIONS, catalogue_migration()) if m.name not in done]
+
+
+def all_names() -> list[str]:
+    return [m.name for m in (*MIGRATIONS, catalogue_migration())]

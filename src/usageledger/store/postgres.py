@@ -1,0 +1,142 @@
+"""The PostgreSQL store, through psycopg 3: batches go in with ``COPY`` into a temporary table, then one upsert."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from usageledger.errors import StoreError
+from usageledger.store._base import BaseStore
+from usageledger.store.schema import Dialect, TableSpec, q
+
+__all__ = ["PostgresStore"]
+
+_MIGRATION_LOCK = 0x75736C67  # "uslg": the advisory lock that serialises migrations
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise StoreError("PostgreSQL stores need psycopg 3: pip install 'usageledger[postgres]'") from exc
+    return psycopg
+
+
+class PostgresStore(BaseStore):
+    """A PostgreSQL database named by a ``postgresql://`` URL."""
+
+    dialect: ClassVar[Dialect] = "postgres"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._pg = _psycopg()
+        try:
+            self._con = self._pg.connect(url, autocommit=True, connect_timeout=10)
+        except self._pg.Error as exc:
+            raise StoreError(f"cannot connect to the PostgreSQL store {_redact(url)}: {_first_line(exc)}") from exc
+        self._con.execute("SET TIME ZONE 'UTC'")
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        try:
+            with self._con.transaction():
+                yield
+        except self._pg.Error as exc:
+            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+        finally:
+            self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            cur = self._con.execute(sql, list(params) if params else None)
+        except self._pg.Error as exc:
+            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+        return int(cur.rowcount)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            rows: list[tuple[Any, ...]] = self._con.execute(sql, list(params) if params else None).fetchall()
+        except self._pg.Error as exc:
+            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+        return rows
+
+    def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
+        # A server-side cursor needs a transaction; it streams instead of loading the whole result.
+        try:
+            with self._con.transaction(), self._con.cursor(name="usageledger_export") as cur:
+                cur.itersize = batch_rows
+                cur.execute(sql, list(params) if params else None)
+                while True:
+                    rows = cur.fetchmany(batch_rows)
+                    if not rows:
+                        break
+                    cols = list(zip(*rows, strict=True))
+                    yield pa.table({f.name: pa.array(cols[i], f.type) for i, f in enumerate(schema)}, schema=schema)
+        except self._pg.Error as exc:
+            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+
+    def _stage(self, spec: TableSpec, columns: dict[str, list[Any]]) -> str:
+        name = "_incoming"
+        names = [n for n, _ in spec.incoming_columns]
+        times: dict[int, datetime] = {}
+
+        def when(ts: int) -> datetime:
+            dt = times.get(ts)
+            if dt is None:
+                dt = times[ts] = datetime.fromtimestamp(ts, UTC)
+            return dt
+
+        data = dict(columns)
+        data["bucket_start"] = [when(t) for t in columns["bucket_start"]]
+        data["bucket_end"] = [when(t) for t in columns["bucket_end"]]
+        col_defs = ", ".join(f"{q(n)} {spec.sql_type('postgres', n)}" for n in names)
+        self._con.execute(f"CREATE TEMP TABLE {name} ({col_defs}) ON COMMIT DROP")
+        with self._con.cursor() as cur, cur.copy(f"COPY {name} ({', '.join(q(n) for n in names)}) FROM STDIN") as cp:
+            for row in zip(*(data[n] for n in names), strict=True):
+                cp.write_row(row)
+        return name
+
+    def _unstage(self, name: str) -> None:
+        self._con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def _migration_lock(self) -> None:
+        self._con.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+
+    def _table_columns(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for table, column in self._con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+        ).fetchall():
+            out.setdefault(table, []).append(column)
+        return out
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+    return url
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,159 @@
+"""The store's tables, derived from the endpoint catalogue, for both SQL dialects.
+
+One table per endpoint (``usage_<name>``, and ``costs``):
+``org, stream, bucket_start, bucket_end, group_key, <dimensions>, <metrics>, synced_at`` with the primary key
+``(org, stream, bucket_start, group_key)``. Money and billed quantities are ``DECIMAL(38,18)`` /
+``NUMERIC(38,18)``; nothing is ever a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import pyarrow as pa
+
+from usageledger import catalogue
+from usageledger.catalogue import ColumnType, Endpoint
+
+__all__ = [
+    "DECIMAL_PRECISION",
+    "DECIMAL_SCALE",
+    "KEY_COLUMNS",
+    "Dialect",
+    "TableSpec",
+    "daily_view_name",
+    "table_for",
+    "tables",
+]
+
+Dialect = Literal["duckdb", "postgres"]
+
+DECIMAL_PRECISION: Final = 38
+DECIMAL_SCALE: Final = 18
+KEY_COLUMNS: Final = ("org", "stream", "bucket_start", "group_key")
+
+_SQL_TYPES: Final[dict[Dialect, dict[ColumnType | Literal["time"], str]]] = {
+    "duckdb": {
+        "int": "BIGINT",
+        "str": "VARCHAR",
+        "bool": "BOOLEAN",
+        "decimal": f"DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE})",
+        "time": "TIMESTAMPTZ",
+    },
+    "postgres": {
+        "int": "BIGINT",
+        "str": "TEXT",
+        "bool": "BOOLEAN",
+        "decimal": f"NUMERIC({DECIMAL_PRECISION},{DECIMAL_SCALE})",
+        "time": "TIMESTAMPTZ",
+    },
+}
+
+_ARROW_TYPES: Final[dict[ColumnType | Literal["time"], pa.DataType]] = {
+    "int": pa.int64(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+    "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+    "time": pa.timestamp("s", tz="UTC"),
+}
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier (catalogue names are plain, but quoting keeps keywords like ``size`` safe)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """The table of one endpoint."""
+
+    endpoint: Endpoint
+
+    @property
+    def name(self) -> str:
+        return "costs" if self.endpoint.is_costs else f"usage_{self.endpoint.name}"
+
+    @property
+    def data_columns(self) -> tuple[catalogue.Column, ...]:
+        """Dimensions then metrics, in catalogue order."""
+        return self.endpoint.columns
+
+    @property
+    def incoming_columns(self) -> tuple[tuple[str, ColumnType | Literal["time"]], ...]:
+        """The columns a write carries, in table order (everything but ``synced_at``)."""
+        return (
+            ("org", "str"),
+            ("stream", "str"),
+            ("bucket_start", "time"),
+            ("bucket_end", "time"),
+            ("group_key", "str"),
+            *((c.name, c.type) for c in self.data_columns),
+        )
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return (*(n for n, _ in self.incoming_columns), "synced_at")
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        """The columns an update may change: ``bucket_end`` and the data columns."""
+        return ("bucket_end", *(c.name for c in self.data_columns))
+
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of a write batch."""
+        return pa.schema(
+            [pa.field(n, _ARROW_TYPES[t], nullable=n not in KEY_COLUMNS) for n, t in self.incoming_columns]
+        )
+
+    def sql_type(self, dialect: Dialect, column: str) -> str:
+        types = dict(self.incoming_columns)
+        if column == "synced_at":
+            return _SQL_TYPES[dialect]["time"]
+        return _SQL_TYPES[dialect][types[column]]
+
+    def create_sql(self, dialect: Dialect) -> str:
+        cols = [
+            f"{q(n)} {self.sql_type(dialect, n)}{' NOT NULL' if n in KEY_COLUMNS else ''}" for n in self.column_names
+        ]
+        cols.append(f"PRIMARY KEY ({', '.join(KEY_COLUMNS)})")
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + "\n)"
+
+    @property
+    def daily_view(self) -> str:
+        return daily_view_name(self.endpoint)
+
+    def daily_view_sql(self) -> str:
+        """The view of each org's primary daily stream of this endpoint (same SQL in both dialects).
+
+        Primary: the default stream when the org syncs it, else unfiltered streams before filtered ones, then
+        the stream id. Only one stream per org is ever visible, so groupings are never mixed.
+        """
+        data = ", ".join(f"t.{q(c.name)}" for c in self.data_columns)
+        return (
+            f"CREATE VIEW {self.daily_view} AS\n"
+            f"SELECT t.org, t.stream, t.bucket_start, t.bucket_end, {data}\n"
+            f"FROM {self.name} AS t\n"
+            "JOIN (\n"
+            "  SELECT org, stream FROM (\n"
+            "    SELECT org, stream, ROW_NUMBER() OVER (\n"
+            "      PARTITION BY org ORDER BY is_default DESC, (filters <> '{}') ASC, stream ASC\n"
+            "    ) AS rn\n"
+            f"    FROM streams WHERE endpoint = '{self.endpoint.name}' AND bucket_width = '1d'\n"
+            "  ) AS ranked WHERE rn = 1\n"
+            ") AS p ON t.org = p.org AND t.stream = p.stream"
+        )
+
+
+def daily_view_name(endpoint: Endpoint) -> str:
+    """``costs_daily`` or ``usage_<name>_daily``."""
+    return f"{TableSpec(endpoint).name}_daily"
+
+
+def table_for(endpoint: Endpoint | str) -> TableSpec:
+    return TableSpec(endpoint if isinstance(endpoint, Endpoint) else catalogue.get(endpoint))
+
+
+def tables() -> tuple[TableSpec, ...]:
+    """Every endpoint's table, in catalogue order."""
+    return tuple(TableSpec(ep) for ep in catalogue.ENDPOINTS)

@@ -1,0 +1,134 @@
+"""Streams: what one sync keeps up to date, and how a stream's rows are told apart in the store.
+
+A stream is an endpoint, a bucket width, a ``group_by`` set and filters. Its id is derived from those four, so the
+same definition always lands on the same rows, whichever config file or flags produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Final
+
+import msgspec
+
+from usageledger import catalogue
+from usageledger.catalogue import BucketWidth, Endpoint
+from usageledger.errors import ConfigError
+
+__all__ = ["FilterValue", "Stream", "default_streams", "encode_group_key"]
+
+FilterValue = tuple[str, ...] | bool
+
+_KEY_ENCODER: Final = msgspec.json.Encoder()
+
+
+def encode_group_key(values: Sequence[str | bool | None]) -> str:
+    """The text key of one result row's grouping values, in the stream's ``group_by`` order.
+
+    A JSON array: deterministic, and NULL (``null``) stays distinct from every value, including the string
+    ``"null"`` (``"null"``) and from ``false``. An ungrouped row has the key ``[]``.
+    """
+    return _KEY_ENCODER.encode(list(values)).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One stream: an endpoint read at one bucket width, grouped one way, optionally filtered."""
+
+    endpoint: Endpoint
+    bucket_width: BucketWidth
+    group_by: tuple[str, ...] = ()
+    filters: tuple[tuple[str, FilterValue], ...] = ()
+    """``(name, value)`` pairs sorted by name; list values sorted and de-duplicated."""
+
+    @classmethod
+    def create(
+        cls,
+        endpoint: str | Endpoint,
+        bucket_width: str = "1d",
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, Sequence[str] | str | bool] | None = None,
+    ) -> Stream:
+        """Validate a stream definition against the catalogue and normalise it (group_by in catalogue order)."""
+        ep = endpoint if isinstance(endpoint, Endpoint) else _endpoint(endpoint)
+        if bucket_width not in ep.bucket_widths:
+            raise ConfigError(
+                f"bucket_width: {bucket_width!r} is not supported by {ep.name}; choose one of: "
+                f"{', '.join(ep.bucket_widths)}"
+            )
+        unknown = [g for g in group_by if g not in ep.group_by]
+        if unknown:
+            raise ConfigError(
+                f"group_by: {', '.join(map(repr, unknown))} cannot group {ep.name};"
+                f" choose from: {', '.join(ep.group_by)}"
+            )
+        ordered = tuple(g for g in ep.group_by if g in set(group_by))
+        norm: dict[str, FilterValue] = {}
+        for name, value in sorted((filters or {}).items()):
+            if name not in ep.filter_names:
+                raise ConfigError(
+                    f"filters.{name}: not a filter of {ep.name}; choose from: {', '.join(ep.filter_names)}"
+                )
+            spec = ep.filter(name)
+            if spec.kind == "bool":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"filters.{name}: must be true or false")
+                norm[name] = value
+                continue
+            values = (value,) if isinstance(value, str) else tuple(value) if not isinstance(value, bool) else None
+            if values is None or not values or not all(isinstance(v, str) and v for v in values):
+                raise ConfigError(f"filters.{name}: must be a non-empty list of strings")
+            if spec.allowed is not None:
+                bad = [v for v in values if v not in spec.allowed]
+                if bad:
+                    raise ConfigError(
+                        f"filters.{name}: {', '.join(bad)} not allowed; choose from: {', '.join(spec.allowed)}"
+                    )
+            norm[name] = tuple(sorted(set(values)))
+        return cls(ep, bucket_width, ordered, tuple(norm.items()))
+
+    @property
+    def id(self) -> str:
+        """A readable, deterministic id, e.g. ``completions.1d.project_id+model+batch``."""
+        base = f"{self.endpoint.name}.{self.bucket_width}.{'+'.join(self.group_by) or 'total'}"
+        if self.filters:
+            return f"{base}.{hashlib.sha256(self.filters_json.encode()).hexdigest()[:10]}"
+        return base
+
+    @property
+    def filters_json(self) -> str:
+        """The filters as canonical JSON (sorted keys, sorted values)."""
+        return json.dumps(
+            {k: (v if isinstance(v, bool) else list(v)) for k, v in self.filters},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is the endpoint's default stream (daily, default grouping, unfiltered)."""
+        return self in default_streams()
+
+    def query_filters(self) -> dict[str, list[str] | bool]:
+        """The filters as request keyword arguments."""
+        return {k: (v if isinstance(v, bool) else list(v)) for k, v in self.filters}
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def _endpoint(name: str) -> Endpoint:
+    try:
+        return catalogue.get(name)
+    except KeyError as exc:
+        raise ConfigError(f"endpoint: {exc.args[0]}") from None
+
+
+@cache
+def default_streams() -> tuple[Stream, ...]:
+    """Every endpoint daily, grouped by its catalogue ``default_group_by`` (costs: project and line item)."""
+    return tuple(Stream.create(ep, "1d", ep.default_group_by) for ep in catalogue.ENDPOINTS)
