@@ -18,11 +18,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 
 from usageledger import catalogue, rows, rules, timeutil
+from usageledger._endpoints import EndpointMethods, common_args, filter_args
 from usageledger._http import (
     ArrayFormat,
     AsyncHTTP,
@@ -223,233 +224,6 @@ def _clock(clock: Callable[[], float] | None) -> Callable[[], float]:
     return clock or time.time
 
 
-# --- typed per-endpoint methods (checked against the catalogue by a test) ---------------------------------
-
-Q = TypeVar("Q")
-
-PerModelGroupBy = Literal["project_id", "user_id", "api_key_id", "model"]
-CompletionsGroupBy = Literal["project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source"]
-ImagesGroupBy = Literal["project_id", "user_id", "api_key_id", "model", "size", "source"]
-ProjectGroupBy = Literal["project_id"]
-FileSearchGroupBy = Literal["project_id", "user_id", "api_key_id", "vector_store_id"]
-WebSearchGroupBy = Literal["project_id", "user_id", "api_key_id", "model", "context_level", "api_source"]
-CostsGroupBy = Literal["project_id", "line_item", "api_key_id", "user_id", "api_source"]
-ImageSource = Literal["image.generation", "image.edit", "image.variation"]
-ImageSize = Literal["256x256", "512x512", "1024x1024", "1792x1792", "1024x1792"]
-ContextLevel = Literal["low", "medium", "high"]
-Strs: TypeAlias = Sequence[str] | None
-
-_COMMON_ARGS = ("start_time", "end_time", "bucket_width", "group_by", "timeout")
-
-
-def _common(args: dict[str, Any]) -> dict[str, Any]:
-    return {k: args[k] for k in _COMMON_ARGS}
-
-
-def _endpoint_filters(args: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in args.items() if k not in _COMMON_ARGS}
-
-
-class _EndpointMethods(Generic[Q]):
-    """One typed method per catalogue endpoint, each returning the client's lazy range query."""
-
-    def _endpoint_query(self, name: str, args: dict[str, Any]) -> Q:
-        raise NotImplementedError
-
-    def _call(self, name: str, args: dict[str, Any]) -> Q:
-        return self._endpoint_query(name, {k: v for k, v in args.items() if k != "self"})
-
-    def completions(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[CompletionsGroupBy] = (),
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        batch: bool | None = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Completions usage over ``[start_time, end_time)``."""
-        return self._call("completions", locals())
-
-    def embeddings(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[PerModelGroupBy] = (),
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Embeddings usage over ``[start_time, end_time)``."""
-        return self._call("embeddings", locals())
-
-    def moderations(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[PerModelGroupBy] = (),
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Moderations usage over ``[start_time, end_time)``."""
-        return self._call("moderations", locals())
-
-    def images(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[ImagesGroupBy] = (),
-        sources: Sequence[ImageSource] | None = None,
-        sizes: Sequence[ImageSize] | None = None,
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Images usage over ``[start_time, end_time)``."""
-        return self._call("images", locals())
-
-    def audio_speeches(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[PerModelGroupBy] = (),
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Audio speeches usage over ``[start_time, end_time)``."""
-        return self._call("audio_speeches", locals())
-
-    def audio_transcriptions(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[PerModelGroupBy] = (),
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Audio transcriptions usage over ``[start_time, end_time)``."""
-        return self._call("audio_transcriptions", locals())
-
-    def vector_stores(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[ProjectGroupBy] = (),
-        project_ids: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Vector store usage over ``[start_time, end_time)``."""
-        return self._call("vector_stores", locals())
-
-    def code_interpreter_sessions(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[ProjectGroupBy] = (),
-        project_ids: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Code interpreter sessions over ``[start_time, end_time)``."""
-        return self._call("code_interpreter_sessions", locals())
-
-    def file_search_calls(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[FileSearchGroupBy] = (),
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        vector_store_ids: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """File search tool calls over ``[start_time, end_time)``."""
-        return self._call("file_search_calls", locals())
-
-    def web_search_calls(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[WebSearchGroupBy] = (),
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        context_levels: Sequence[ContextLevel] | None = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Web search tool calls over ``[start_time, end_time)``."""
-        return self._call("web_search_calls", locals())
-
-    def decisions(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: Sequence[CompletionsGroupBy] = (),
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        batch: bool | None = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Decisions usage (SDK-only endpoint) over ``[start_time, end_time)``."""
-        return self._call("decisions", locals())
-
-    def costs(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: Literal["1d"] = "1d",
-        group_by: Sequence[CostsGroupBy] = (),
-        project_ids: Strs = None,
-        api_key_ids: Strs = None,
-        line_items: Strs = None,
-        timeout: TimeoutTypes = None,
-    ) -> Q:
-        """Costs (daily buckets, exact ``Decimal`` money) over ``[start_time, end_time)``."""
-        return self._call("costs", locals())
-
-
 # --- queries ----------------------------------------------------------------------------------------------
 
 
@@ -618,7 +392,7 @@ class _ClientBase:
         raise TypeError(f"{type(self).__name__} holds the admin key and is not picklable")
 
 
-class Client(_ClientBase, _EndpointMethods[Query]):
+class Client(_ClientBase, EndpointMethods[Query]):
     """The blocking client.
 
     The key comes from ``api_key`` or ``OPENAI_ADMIN_KEY``; the base URL (ending in ``/v1``) from ``base_url``,
@@ -771,7 +545,7 @@ class Client(_ClientBase, _EndpointMethods[Query]):
         ).buckets()
 
     def _endpoint_query(self, name: str, args: dict[str, Any]) -> Query:
-        return self.query(name, **_common(args), **_endpoint_filters(args))
+        return self.query(name, **common_args(args), **filter_args(args))
 
     def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> Iterator[UsageResponse]:
         seen: set[str] = set()
@@ -786,7 +560,7 @@ class Client(_ClientBase, _EndpointMethods[Query]):
                 return
 
 
-class AsyncClient(_ClientBase, _EndpointMethods[AsyncQuery]):
+class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery]):
     """The async twin of :class:`Client`: same constructor, same methods; I/O methods are coroutines.
 
     One client shares a semaphore of ``max_concurrency`` requests and one backoff: a 429 pauses every
@@ -953,7 +727,7 @@ class AsyncClient(_ClientBase, _EndpointMethods[AsyncQuery]):
         return await query.buckets()
 
     def _endpoint_query(self, name: str, args: dict[str, Any]) -> AsyncQuery:
-        return self.query(name, **_common(args), **_endpoint_filters(args))
+        return self.query(name, **common_args(args), **filter_args(args))
 
     async def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> list[UsageResponse]:
         seen: set[str] = set()
