@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import pytest
@@ -107,3 +108,15 @@ def test_wrong_key_is_an_authentication_error(emulator: Emulator) -> None:
     )
     with run_server(strict) as url, client(url) as c, pytest.raises(AuthenticationError, match="OPENAI_ADMIN_KEY"):
         c.page("completions", start_time=END - DAY)
+
+
+def test_key_stays_out_of_every_debug_log_over_a_real_socket(
+    emulator_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every logger at DEBUG (ours, httpx, httpcore), a real request logs plenty and never the key."""
+    caplog.set_level(logging.DEBUG)
+    with client(emulator_url) as c:
+        c.page("completions", start_time=END - DAY)
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    assert FAKE_ADMIN_KEY not in caplog.text
+    assert all(FAKE_ADMIN_KEY not in str(r.args) for r in caplog.records)
