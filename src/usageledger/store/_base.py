@@ -11,7 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -70,7 +70,7 @@ class RunTotals:
     streams: int = 0
     windows: int = 0
     requests: int = 0
-    counts: UpsertCounts = UpsertCounts()
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,491 @@
+"""The incremental sync engine: streams of the Usage & Costs API into the store, idempotently.
+
+How a run works (dlt-style, see ``docs/STORE.md``):
+
+* Each (org, stream) has a **watermark**: the start of the first bucket not yet known to be complete.
+* A run reads ``[watermark - lag, now)``: the trailing **lag window** is re-read every time because recent buckets
+  are revised (``lag_days`` for daily streams, ``hour_grace``/``minute_grace`` for hourly and minute streams). A
+  stream with no watermark starts ``since`` back (``90d`` by default).
+* The range is split into **windows** (one request's worth of buckets, every page). Windows of every stream are
+  fetched concurrently by a bounded pool of workers over one :class:`~usageledger.client.AsyncClient`, whose 429
+  backoff is shared by all of them. One writer commits each window in **one transaction**: the rows are upserted on
+  ``(org, stream, bucket_start, group_key)``, rows of the window's buckets that the fresh read no longer holds are
+  deleted (the re-read is authoritative), and the watermark moves to the end of the contiguous run of finished
+  windows. A crash at any point loses at most uncommitted windows, which the next run reads again.
+* ``--since``/``--until`` backfills never move a watermark backwards, and a bounded one (``until``) not at all.
+
+Library code never prints: progress goes to the ``on_event`` callback as :class:`SyncEvent` records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import httpx
+
+from usageledger import rows as rowlib
+from usageledger import rules, timeutil
+from usageledger.catalogue import BucketWidth
+from usageledger.client import AsyncClient
+from usageledger.errors import StoreError, SyncError, UsageLedgerError
+from usageledger.store import BaseStore, RunTotals, Stream, UpsertCounts, WindowWrite
+
+__all__ = [
+    "Org",
+    "RequestSent",
+    "RunFinished",
+    "RunStarted",
+    "StreamFinished",
+    "StreamPlan",
+    "StreamResult",
+    "SyncEvent",
+    "SyncOptions",
+    "SyncResult",
+    "WindowDone",
+    "plan_stream",
+    "run_sync",
+    "sync",
+]
+
+logger = logging.getLogger("usageledger.sync")
+
+DEFAULT_SINCE: Final = 90 * 86400
+"""How far back the first sync of a stream reaches, when ``since`` is not given."""
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    """One organisation: a name for the ``org`` column, its admin key and base URL (``None``: the default)."""
+
+    name: str
+    api_key: str = field(repr=False)
+    base_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """How a run reads: the range, the lag windows and the concurrency."""
+
+    since: int | None = None
+    """Start of the range (Unix seconds); ``None``: from each stream's watermark minus its lag."""
+    until: int | None = None
+    """End of the range; ``None``: now. A bounded run never moves a watermark."""
+    lag_days: int = 3
+    hour_grace: int = 2 * 3600
+    minute_grace: int = 15 * 60
+    first_since: int = DEFAULT_SINCE
+    """Seconds back from now that a stream without a watermark starts."""
+    concurrency: int = 8
+    max_retries: int | None = None
+    allow_insecure_http: bool = False
+
+    def lag(self, width: BucketWidth) -> int:
+        """The trailing span re-read on every run, for a bucket width."""
+        return {"1d": self.lag_days * 86400, "1h": self.hour_grace, "1m": self.minute_grace}[width]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """What a run will read for one (org, stream)."""
+
+    org: str
+    stream: Stream
+    start: int
+    end: int
+    windows: tuple[rules.Window, ...]
+    moves_watermark: bool
+    watermark: int | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.org}/{self.stream.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    """How one (org, stream) fared in a run."""
+
+    org: str
+    stream: str
+    windows: int = 0
+    windows_done: int = 0
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    watermark: int | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> Literal["ok", "failed", "interrupted"]:
+        if self.error is not None:
+            return "failed"
+        return "ok" if self.windows_done == self.windows else "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """The outcome of a run: per-stream results, requests sent and wall time."""
+
+    run_id: str
+    streams: tuple[StreamResult, ...]
+    requests: int
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status == "ok" for s in self.streams)
+
+    @property
+    def counts(self) -> UpsertCounts:
+        total = UpsertCounts()
+        for s in self.streams:
+            total += s.counts
+        return total
+
+    @property
+    def errors(self) -> list[str]:
+        return [s.error for s in self.streams if s.error is not None]
+
+
+# --- events ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run_id: str
+    plans: tuple[StreamPlan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSent:
+    requests: int
+    """Requests sent so far in this run (retries included)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowDone:
+    org: str
+    stream: str
+    window: rules.Window
+    counts: UpsertCounts
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFinished:
+    result: StreamResult
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    result: SyncResult
+
+
+SyncEvent = RunStarted | RequestSent | WindowDone | StreamFinished | RunFinished
+EventHandler = Callable[[SyncEvent], None]
+
+
+# --- planning -------------------------------------------------------------------------------------------
+
+
+def plan_stream(org: str, stream: Stream, watermark: int | None, options: SyncOptions, *, now: int) -> StreamPlan:
+    """The range and windows one run reads for a stream (pure: no I/O)."""
+    width = stream.bucket_width
+    end = now if options.until is None else min(options.until, now)
+    if options.since is not None:
+        start = options.since
+    elif watermark is not None:
+        start = min(watermark, now) - options.lag(width)
+    else:
+        start = now - options.first_since
+    start = timeutil.floor(max(start, 0), width)
+    if options.until is not None:
+        end = min(timeutil.ceil(end, width), now)
+    windows = tuple(rules.plan_windows(stream.endpoint, start, end, width)) if end > start else ()
+    return StreamPlan(org, stream, start, end, windows, options.until is None, watermark)
+
+
+# --- running --------------------------------------------------------------------------------------------
+
+
+class _CountingTransport(httpx.AsyncBaseTransport):
+    """Counts every request the client sends (retries included) for the progress display."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, on_request: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_request = on_request
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._on_request()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass(slots=True)
+class _StreamRun:
+    """Mutable progress of one (org, stream) during a run."""
+
+    plan: StreamPlan
+    done: list[bool]
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    watermark: int | None = None
+    error: str | None = None
+
+    def contiguous_end(self) -> int | None:
+        """End of the finished prefix of windows, or ``None`` when the first is not finished."""
+        end = None
+        for finished, window in zip(self.done, self.plan.windows, strict=True):
+            if not finished:
+                break
+            end = window.end
+        return end
+
+    def result(self) -> StreamResult:
+        return StreamResult(
+            org=self.plan.org,
+            stream=self.plan.stream.id,
+            windows=len(self.plan.windows),
+            windows_done=sum(self.done),
+            counts=self.counts,
+            watermark=self.watermark,
+            error=self.error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    run: _StreamRun
+    index: int
+
+    @property
+    def window(self) -> rules.Window:
+        return self.run.plan.windows[self.index]
+
+    def where(self) -> str:
+        w = self.window
+        return f"stream {self.run.plan.label}, window {timeutil.iso(w.start)} to {timeutil.iso(w.end)}"
+
+
+def _interleave(runs: Sequence[_StreamRun]) -> Iterator[_Job]:
+    """Jobs in window order, round-robin over streams, so every stream's watermark moves early."""
+    depth = max((len(r.plan.windows) for r in runs), default=0)
+    for i in range(depth):
+        for r in runs:
+            if i < len(r.plan.windows):
+                yield _Job(r, i)
+
+
+async def run_sync(
+    store: BaseStore,
+    orgs: Sequence[Org],
+    streams: Sequence[Stream],
+    options: SyncOptions = SyncOptions(),
+    *,
+    on_event: EventHandler | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] | None = None,
+    command: str = "sync",
+) -> SyncResult:
+    """Sync ``streams`` of every org into ``store``. Stream failures are reported in the result, not raised.
+
+    ``transport`` (an httpx async transport, e.g. ``emulator.transport()``) and ``clock`` are for tests and
+    embedding; by default requests go over the network and now is the wall clock.
+    """
+    if not orgs:
+        raise SyncError("no organisation to sync: set OPENAI_ADMIN_KEY or list [[orgs]] in usageledger.toml")
+    if options.concurrency < 1:
+        raise SyncError("concurrency must be at least 1")
+    wall = clock or time.time
+    now = int(wall())
+    emit: EventHandler = on_event or (lambda _event: None)
+    run_id = uuid.uuid4().hex
+    started = time.perf_counter()
+    runs: list[_StreamRun] = []
+    for org in orgs:
+        for stream in streams:
+            state = store.register_stream(org.name, stream)
+            plan = plan_stream(org.name, stream, state.watermark, options, now=now)
+            runs.append(_StreamRun(plan, [False] * len(plan.windows), watermark=state.watermark))
+    store.begin_run(run_id, at=now, command=command)
+    for r in runs:
+        store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status="running")
+    emit(RunStarted(run_id, tuple(r.plan for r in runs)))
+
+    requests = 0
+
+    def count_request() -> None:
+        nonlocal requests
+        requests += 1
+        emit(RequestSent(requests))
+
+    inner = transport or httpx.AsyncHTTPTransport(retries=0)
+    counting = _CountingTransport(inner, count_request)
+    status = "interrupted"
+    error: str | None = None
+    clients: dict[str, AsyncClient] = {}
+    try:
+        for org in orgs:
+            clients[org.name] = AsyncClient(
+                api_key=org.api_key,
+                base_url=org.base_url,
+                max_concurrency=options.concurrency,
+                max_retries=options.max_retries,
+                allow_insecure_http=options.allow_insecure_http,
+                transport=counting,
+                clock=wall,
+            )
+        await _execute(store, runs, clients, options, run_id, now, emit)
+        status = "ok" if all(r.result().status == "ok" for r in runs) else "failed"
+    except BaseException as exc:
+        error = str(exc) if isinstance(exc, UsageLedgerError) else type(exc).__name__
+        status = "failed" if isinstance(exc, Exception) else "interrupted"
+        raise
+    finally:
+        for client in clients.values():
+            await client.aclose()
+        await inner.aclose()
+        result = SyncResult(run_id, tuple(r.result() for r in runs), requests, time.perf_counter() - started)
+        try:
+            _finish(store, runs, run_id, now, status, error, result)
+        except StoreError as exc:
+            logger.warning("could not record the end of run %s: %s", run_id, exc)
+    emit(RunFinished(result))
+    return result
+
+
+def _finish(
+    store: BaseStore,
+    runs: Sequence[_StreamRun],
+    run_id: str,
+    now: int,
+    status: str,
+    error: str | None,
+    result: SyncResult,
+) -> None:
+    for r in runs:
+        s = r.result()
+        store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status=s.status, error=s.error)
+    totals = RunTotals(
+        streams=len(runs),
+        windows=sum(s.windows_done for s in result.streams),
+        requests=result.requests,
+        counts=result.counts,
+    )
+    store.finish_run(
+        run_id, at=int(time.time()), status=status, totals=totals, error=error or "; ".join(result.errors) or None
+    )
+
+
+async def _execute(
+    store: BaseStore,
+    runs: Sequence[_StreamRun],
+    clients: dict[str, AsyncClient],
+    options: SyncOptions,
+    run_id: str,
+    now: int,
+    emit: EventHandler,
+) -> None:
+    jobs = _interleave(runs)
+    # Fetched windows wait here for the one writer; the bound keeps memory flat however long the range.
+    queue: asyncio.Queue[tuple[_Job, list[rowlib.Row], int, int] | None] = asyncio.Queue(maxsize=options.concurrency)
+
+    async def worker() -> None:
+        for job in jobs:
+            if job.run.error is not None:
+                continue
+            plan = job.run.plan
+            window = job.window
+            filters: dict[str, Any] = plan.stream.query_filters()
+            try:
+                buckets = await clients[plan.org].fetch_range(
+                    plan.stream.endpoint,
+                    start_time=window.start,
+                    end_time=window.end,
+                    bucket_width=plan.stream.bucket_width,
+                    group_by=plan.stream.group_by,
+                    **filters,
+                )
+            except UsageLedgerError as exc:
+                job.run.error = f"{job.where()}: {exc}"
+                logger.error("sync failed: %s", job.run.error)
+                continue
+            rows = list(rowlib.flatten(plan.stream.endpoint, buckets))
+            lo = min((b.start_time for b in buckets), default=window.start)
+            hi = max((b.end_time for b in buckets), default=window.end)
+            await queue.put((job, rows, min(lo, window.start), max(hi, window.end)))
+
+    async def writer() -> None:
+        while (item := await queue.get()) is not None:
+            job, rows, lo, hi = item
+            run = job.run
+            plan = run.plan
+            run.done[job.index] = True
+            watermark = None
+            end = run.contiguous_end()
+            if plan.moves_watermark and end is not None:
+                candidate = timeutil.floor(min(end, now), plan.stream.bucket_width)
+                if run.watermark is None or candidate > run.watermark:
+                    watermark = candidate
+            write = WindowWrite(plan.org, plan.stream, rows, lo, hi, run_id, int(time.time()), watermark)
+            commit = asyncio.ensure_future(asyncio.to_thread(store.commit_window, write))
+            try:
+                counts = await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                # The transaction runs in a thread that cannot be cancelled: let it end before anything else
+                # touches the connection. It either commits whole or not at all.
+                await asyncio.wait([commit])
+                run.done[job.index] = commit.exception() is None
+                raise
+            except BaseException:
+                run.done[job.index] = False
+                raise
+            run.counts += counts
+            if watermark is not None:
+                run.watermark = watermark
+            emit(WindowDone(plan.org, plan.stream.id, job.window, counts))
+            if all(run.done):
+                emit(StreamFinished(run.result()))
+
+    writer_task = asyncio.create_task(writer())
+    workers = [asyncio.create_task(worker()) for _ in range(options.concurrency)]
+    fetching = asyncio.gather(*workers)
+    try:
+        watched: list[asyncio.Future[Any]] = [writer_task, fetching]
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if writer_task in done:  # the writer only ends early by failing
+            writer_task.result()
+            raise SyncError("the store writer stopped early")
+        await fetching
+        await queue.put(None)
+        await writer_task
+    finally:
+        for task in (*workers, writer_task):
+            task.cancel()
+        await asyncio.gather(*workers, writer_task, fetching, return_exceptions=True)
+    for r in runs:
+        if r.error is not None:
+            continue
+        if not all(r.done):  # pragma: no cover - every job either commits or records an error
+            r.error = f"stream {r.plan.label}: {len(r.done) - sum(r.done)} window(s) were not written"
+
+
+def sync(
+    store: BaseStore,
+    orgs: Sequence[Org],
+    streams: Sequence[Stream],
+    options: SyncOptions = SyncOptions(),
+    *,
+    on_event: EventHandler | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] | None = None,
+    command: str = "sync",
+) -> SyncResult:
+    """The blocking face of :func:`run_sync`."""
+    return asyncio.run(
+        run_sync(store, orgs, streams, options, on_event=on_event, transport=transport, clock=clock, command=command)
+    )
