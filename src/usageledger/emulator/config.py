@@ -51,6 +51,7 @@ class EmulatorConfig:
     * ``admin_key``: pin one accepted key; ``None`` accepts any key starting ``sk-admin-``.
     * ``revisions``: recent buckets keep growing towards their final value for ``revision_window`` seconds.
     * ``replay``: serve usage records from a JSON Lines or CSV file instead of the synthetic generator.
+    * ``cache_bytes``: budget for encoded buckets and pages kept for reuse (least recently used go first).
     """
 
     seed: int = 0
@@ -64,7 +65,7 @@ class EmulatorConfig:
     revision_window: int = 3 * 86400
     faults: FaultConfig = field(default_factory=FaultConfig)
     replay: Path | None = None
-    cache_entries: int = 100_000
+    cache_bytes: int = 256 * 2**20
 
     def __post_init__(self) -> None:
         if self.days < 1:

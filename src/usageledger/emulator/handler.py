@@ -138,6 +138,7 @@ class Emulator:
         self.source: ActivitySource = self._make_source(int(clock()))
         self.results = ResultBuilder(self.source)
         self._cache: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._cached_bytes = 0
         self._lock = threading.Lock()
         self._counter = itertools.count()
         self.startup_seconds = time.perf_counter() - started
@@ -277,6 +278,14 @@ class Emulator:
             if decoded is None or not (start < decoded < end) or decoded % step:
                 raise _BadRequest(rules.Violation("page", cursor.INVALID_TOKEN_MESSAGE, code="invalid_page_token"))
             position = decoded
+        settled = not self.config.revisions or end <= now - self.config.revision_window
+        page_key = ("page", endpoint.name, width, position, end, limit, group_by, fkey, binding)
+        if settled:
+            with self._lock:
+                hit = self._cache.get(page_key)
+                if hit is not None:
+                    self._cache.move_to_end(page_key)
+                    return hit
         chunks: list[bytes] = []
         while position < end and len(chunks) < limit:
             bucket_end = position - position % step + step
@@ -287,7 +296,20 @@ class Emulator:
         has_more = position < end
         next_page = cursor.encode(position, binding) if has_more else None
         tail = _ENCODER.encode({"has_more": has_more, "next_page": next_page})
-        return b'{"object":"page","data":[' + b",".join(chunks) + b"]," + tail[1:]
+        body = b'{"object":"page","data":[' + b",".join(chunks) + b"]," + tail[1:]
+        if settled:
+            self._remember(page_key, body)
+        return body
+
+    def _remember(self, key: tuple[object, ...], body: bytes) -> None:
+        """Keep an encoded bucket or page; the least recently used go first once the byte budget is spent."""
+        with self._lock:
+            old = self._cache.pop(key, None)
+            self._cached_bytes += len(body) - (len(old) if old is not None else 0)
+            self._cache[key] = body
+            while self._cached_bytes > self.config.cache_bytes and self._cache:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached_bytes -= len(dropped)
 
     def _bucket(
         self,
@@ -312,10 +334,7 @@ class Emulator:
         else:
             results = self.results.usage(endpoint, start, data_end, group_by, fkey, now)
         body = _ENCODER.encode({"object": "bucket", "start_time": start, "end_time": end, "results": results})
-        with self._lock:
-            self._cache[key] = body
-            if len(self._cache) > self.config.cache_entries:
-                self._cache.popitem(last=False)
+        self._remember(key, body)
         return body
 
 
