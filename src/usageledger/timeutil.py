@@ -5,6 +5,7 @@ Everything inside the package works in integer Unix seconds, UTC. A naive dateti
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, date, datetime
@@ -19,6 +20,9 @@ TimeInput = datetime | date | int | float | str
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _DURATION_HELP: Final = "a number and a unit: ms, s, m (minutes), h, d or w, e.g. 100ms, 15m, 36h, 90d"
+MAX_UNIX: Final = 253402300799
+"""9999-12-31T23:59:59Z: the last second a ``datetime`` (and an ISO string) can name."""
+_MAX_DIGITS: Final = len(str(MAX_UNIX))
 
 
 def parse_duration(text: str | float | int, *, param: str = "duration") -> float:
@@ -26,17 +30,19 @@ def parse_duration(text: str | float | int, *, param: str = "duration") -> float
     if isinstance(text, bool):
         raise ParameterError(param, f"expected a duration, got {text!r}; use {_DURATION_HELP}")
     if isinstance(text, int | float):
-        if text < 0:
-            raise ParameterError(param, f"a duration cannot be negative, got {text!r}")
-        return float(text)
-    stripped = text.strip()
-    try:
-        value = float(stripped)
-    except ValueError:
-        match = _DURATION.match(stripped)
-        if match is None:
-            raise ParameterError(param, f"cannot read {text!r} as a duration; use {_DURATION_HELP}") from None
-        return float(match.group(1)) * _UNITS[match.group(2)]
+        value = float(text)
+    else:
+        stripped = text.strip()
+        try:
+            value = float(stripped)
+        except ValueError:
+            match = _DURATION.match(stripped)
+            if match is None:
+                raise ParameterError(param, f"cannot read {text!r} as a duration; use {_DURATION_HELP}") from None
+            value = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(value):
+        # float() reads "nan", "inf" and 400-digit numbers; none of them is a usable span.
+        raise ParameterError(param, f"{_shown(text)} is not a finite duration; use {_DURATION_HELP}")
     if value < 0:
         raise ParameterError(param, f"a duration cannot be negative, got {text!r}")
     return value
@@ -59,19 +65,41 @@ def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_t
         result = int(aware.timestamp())
     elif isinstance(value, date):
         result = int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
-    elif isinstance(value, int | float):
+    elif isinstance(value, int):
+        result = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ParameterError(param, f"expected a time, got {value!r}; pass a datetime, a date or Unix seconds")
         result = int(value)
-    else:
+    elif isinstance(value, str):
         result = _parse_time_string(value, now=now, param=param)
+    else:
+        raise ParameterError(
+            param, f"expected a time, got {type(value).__name__}; pass a datetime, a date, Unix seconds or a string"
+        )
     if result < 0:
-        raise ParameterError(param, f"{value!r} is before 1970; pass a time after the Unix epoch")
+        raise ParameterError(param, f"{_shown(value)} is before 1970; pass a time after the Unix epoch")
+    if result > MAX_UNIX:
+        raise ParameterError(param, f"{_shown(value)} is after the year 9999; pass Unix seconds, not milliseconds")
     return result
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short: a 5,000-digit number is not worth echoing in full."""
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return "a number of more than 30 digits"  # str() of a 5,000-digit int raises
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
     s = text.strip()
     current = now_unix(now)
-    if s.isdigit():
+    if s.isdecimal():
+        # isdecimal, not isdigit: "²" is a digit int() cannot read. A number too long to be a time would also
+        # hit Python's 4,300-digit conversion limit, so it is refused by its length.
+        if len(s) > _MAX_DIGITS:
+            raise ParameterError(param, f"{_shown(s)} is after the year 9999; pass Unix seconds, not milliseconds")
         return int(s)
     if s == "now":
         return current
