@@ -79,6 +79,15 @@ def _group_by(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
 
 
+def _sendable(name: str, text: str) -> str:
+    """``text``, or :class:`ParameterError` when it cannot go out as UTF-8 (a lone surrogate such as ``\\ud800``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParameterError(name, f"{text!r} holds a lone surrogate and cannot be sent as UTF-8") from None
+    return text
+
+
 def _filters(raw: Mapping[str, FilterInput]) -> Mapping[str, rules.FilterValue]:
     out: dict[str, rules.FilterValue] = {}
     for name, value in raw.items():
@@ -87,9 +96,9 @@ def _filters(raw: Mapping[str, FilterInput]) -> Mapping[str, rules.FilterValue]:
         if isinstance(value, bool):
             out[name] = value
         elif isinstance(value, str):
-            out[name] = (value,)
+            out[name] = (_sendable(name, value),)
         elif isinstance(value, Iterable):
-            out[name] = tuple(str(v) for v in value)
+            out[name] = tuple(_sendable(name, str(v)) for v in value)
         else:
             raise ParameterError(name, f"expected a list of strings, got {value!r}")
     return MappingProxyType(out)
@@ -129,6 +138,10 @@ def _page_params(
     ep = _endpoint(endpoint)
     if isinstance(limit, bool) or (limit is not None and not isinstance(limit, int)):
         raise ParameterError("limit", f"expected an integer number of buckets, got {limit!r}")
+    if page is not None:
+        if not isinstance(page, str):
+            raise ParameterError("page", f"expected the previous page's next_page string, got {page!r}")
+        _sendable("page", page)
     params = rules.QueryParams(
         start_time=timeutil.to_unix(start_time, now=now, param="start_time"),
         end_time=None if end_time is None else timeutil.to_unix(end_time, now=now, param="end_time"),
