@@ -83,7 +83,8 @@ class DuckDBStore(BaseStore):
     def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
         cur = self._con.cursor()
         try:
-            reader = cur.execute(sql.replace("%s", "?"), list(params)).fetch_record_batch(batch_rows)  # type: ignore[attr-defined]
+            relation = cur.sql(sql.replace("%s", "?"), params=list(params))
+            reader = relation.fetch_arrow_reader(batch_rows)
             for batch in reader:
                 yield pa.Table.from_batches([batch]).cast(schema)
         except duckdb.Error as exc:

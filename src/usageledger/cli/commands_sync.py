@@ -1,0 +1,368 @@
+"""``usageledger init``, ``sync``, ``export`` and ``status``: parse, call the library, render."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from usageledger import catalogue, timeutil
+from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
+from usageledger.config import Config, load_config, write_default_config
+from usageledger.errors import ConfigError
+from usageledger.store import DEFAULT_STORE, BaseStore, Stream, open_store
+
+logger = logging.getLogger("usageledger.cli")
+
+_STORE_HELP = "The store: a DuckDB file path or a postgresql:// URL (default: [store] url, else usageledger.duckdb)."
+_RANGE = "Range"
+_STREAMS = "Streams"
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help=_STORE_HELP, envvar="USAGELEDGER_STORE")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default: ./usageledger.toml).")]
+
+
+def _store_url(store: str | None, config: Config) -> str:
+    return store or config.store_url or DEFAULT_STORE
+
+
+def _time(value: str | None, param: str, now: int) -> int | None:
+    return None if value is None else timeutil.to_unix(value, now=now, param=param)
+
+
+# --- init -----------------------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def init(
+    path: Annotated[Path, typer.Option("--path", help="Where to write the config file.")] = Path("usageledger.toml"),
+    store: Annotated[str, typer.Option("--store", help=_STORE_HELP)] = DEFAULT_STORE,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,
+) -> None:
+    """Write a commented usageledger.toml (mode 0600) and create the store with its tables."""
+    written = write_default_config(path, store_url=store, force=force)
+    with open_store(store) as opened:
+        applied = opened.applied_migrations()
+    console.print(f"Wrote {written} and prepared the store {store} ({len(applied)} migrations applied).")
+    console.print("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", highlight=False)
+
+
+# --- sync -----------------------------------------------------------------------------------------------
+
+
+def _parse_filters(values: Sequence[str]) -> dict[str, list[str] | bool]:
+    out: dict[str, list[str] | bool] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name or not raw:
+            raise ConfigError(f"--filter: expected NAME=VALUE[,VALUE...], got {item!r}")
+        if raw.lower() in ("true", "false"):
+            out[name] = raw.lower() == "true"
+        else:
+            existing = out.get(name)
+            prior = existing if isinstance(existing, list) else []
+            out[name] = prior + [v for v in raw.split(",") if v]
+    return out
+
+
+def _streams_from_flags(
+    config: Config,
+    endpoints: Sequence[str],
+    bucket_width: str | None,
+    group_by: Sequence[str] | None,
+    filters: Sequence[str],
+) -> tuple[Stream, ...]:
+    if not (endpoints or bucket_width or group_by is not None or filters):
+        return config.effective_streams
+    names = list(dict.fromkeys(endpoints)) or list(dict.fromkeys(s.endpoint.name for s in config.effective_streams))
+    parsed = _parse_filters(filters)
+    groups = None if group_by is None else [g for item in group_by for g in item.split(",") if g]
+    streams = []
+    for name in names:
+        try:
+            ep = catalogue.get(name)
+        except KeyError as exc:
+            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+        width = bucket_width or "1d"
+        if width not in ep.bucket_widths and not endpoints:
+            continue  # e.g. costs has no hourly buckets: `--bucket-width 1h` alone means "the usage endpoints"
+        applicable = {k: v for k, v in parsed.items() if k in ep.filter_names or endpoints}
+        streams.append(Stream.create(ep, width, ep.default_group_by if groups is None else groups, applicable))
+    if not streams:
+        raise ConfigError("no stream matches these flags")
+    return tuple(streams)
+
+
+class _ProgressView:
+    """The rich progress display: one line per stream, and a header with requests and rows."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=quiet,
+            transient=False,
+        )
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+        self.rows: dict[tuple[str, str], int] = {}
+        self.total: TaskID | None = None
+        self.requests = 0
+        self.total_rows = 0
+
+    def __call__(self, event: Any) -> None:
+        from usageledger import sync as engine
+
+        if isinstance(event, engine.RunStarted):
+            windows = sum(len(p.windows) for p in event.plans)
+            self.total = self.progress.add_task(
+                f"[bold]{len(event.plans)} streams", total=windows or 1, detail="", completed=0 if windows else 1
+            )
+            for p in event.plans:
+                key = (p.org, p.stream.id)
+                self.rows[key] = 0
+                self.tasks[key] = self.progress.add_task(
+                    f"  {p.label}", total=len(p.windows) or 1, completed=0 if p.windows else 1, detail="0 rows"
+                )
+        elif isinstance(event, engine.RequestSent):
+            self.requests = event.requests
+            self._header()
+        elif isinstance(event, engine.WindowDone):
+            key = (event.org, event.stream)
+            self.rows[key] += event.counts.rows
+            self.total_rows += event.counts.rows
+            self.progress.update(self.tasks[key], advance=1, detail=f"{self.rows[key]:,} rows")
+            if self.total is not None:
+                self.progress.update(self.total, advance=1)
+            self._header()
+        elif isinstance(event, engine.StreamFinished) and event.result.error:
+            key = (event.result.org, event.result.stream)
+            self.progress.update(self.tasks[key], detail="[red]failed")
+
+    def _header(self) -> None:
+        if self.total is not None:
+            self.progress.update(self.total, detail=f"{self.requests:,} requests, {self.total_rows:,} rows")
+
+
+def _summary(result: Any) -> Table:
+    table = Table(title=f"Sync {result.run_id[:8]}: {result.requests:,} requests in {result.elapsed:.1f}s")
+    for col in ("org", "stream", "windows", "inserted", "updated", "unchanged", "deleted", "watermark", "status"):
+        table.add_column(
+            col, justify="right" if col in ("windows", "inserted", "updated", "unchanged", "deleted") else "left"
+        )
+    for s in result.streams:
+        c = s.counts
+        table.add_row(
+            s.org,
+            s.stream,
+            f"{s.windows_done}/{s.windows}",
+            f"{c.inserted:,}",
+            f"{c.updated:,}",
+            f"{c.unchanged:,}",
+            f"{c.deleted:,}",
+            "-" if s.watermark is None else timeutil.iso(s.watermark),
+            s.status if s.status == "ok" else f"[red]{s.status}",
+        )
+    t = result.counts
+    table.add_row(
+        "[bold]total", "", "", f"{t.inserted:,}", f"{t.updated:,}", f"{t.unchanged:,}", f"{t.deleted:,}", "", ""
+    )
+    return table
+
+
+@app.command("sync")
+@friendly_errors
+def sync_command(
+    store: StoreOpt = None,
+    config_path: ConfigOpt = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL ending in /v1.")] = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--endpoint", "-e", help=f"Endpoint(s): {', '.join(catalogue.ENDPOINT_NAMES)}.", rich_help_panel=_STREAMS
+        ),
+    ] = None,
+    bucket_width: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket-width", help=f"Bucket width: {', '.join(catalogue.BUCKET_WIDTHS)}.", rich_help_panel=_STREAMS
+        ),
+    ] = None,
+    group_by: Annotated[
+        list[str] | None,
+        typer.Option("--group-by", help="Grouping field(s), repeated or comma-separated.", rich_help_panel=_STREAMS),
+    ] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="A filter, NAME=V1,V2 (e.g. project_ids=proj_a).", rich_help_panel=_STREAMS),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Start: a date, datetime, Unix time or span back (90d).", rich_help_panel=_RANGE)
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="End (exclusive); a bounded backfill never moves watermarks.", rich_help_panel=_RANGE),
+    ] = None,
+    org: Annotated[list[str] | None, typer.Option("--org", help="Only these orgs (names from the config).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel requests (default: [sync] concurrency).")] = None,
+    lag_days: Annotated[int | None, typer.Option(help="Trailing days re-read on daily streams.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
+    log_format: Annotated[
+        Literal["text", "json"], typer.Option("--log-format", help="Log lines as text or JSON.")
+    ] = "text",
+    now: Annotated[str | None, typer.Option(hidden=True, help="Pretend it is this time (tests, replays).")] = None,
+) -> None:
+    """Sync the configured streams (default: every endpoint, daily) into the store, incrementally."""
+    from usageledger import sync as engine
+
+    setup_logging(max(verbose, 1) if log_format == "json" else verbose, log_format)
+    config = load_config(config_path)
+    clock_now = timeutil.to_unix(now, param="--now") if now is not None else None
+    current = clock_now if clock_now is not None else timeutil.now_unix()
+    streams = _streams_from_flags(config, endpoint or [], bucket_width, group_by, filters or [])
+    chosen = config.effective_orgs
+    if org:
+        unknown = sorted(set(org) - {o.name for o in chosen})
+        if unknown:
+            raise ConfigError(
+                f"--org: {', '.join(unknown)} not in the config; known: {', '.join(o.name for o in chosen)}"
+            )
+        chosen = tuple(o for o in chosen if o.name in set(org))
+    orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
+    options = engine.SyncOptions(
+        since=_time(since, "--since", current),
+        until=_time(until, "--until", current),
+        lag_days=config.sync.lag_days if lag_days is None else lag_days,
+        hour_grace=config.sync.hour_grace,
+        minute_grace=config.sync.minute_grace,
+        first_since=config.sync.since,
+        concurrency=concurrency or config.sync.concurrency,
+        max_retries=config.sync.max_retries,
+    )
+    view = _ProgressView(quiet or log_format == "json")
+    url = _store_url(store, config)
+    with open_store(url) as opened, view.progress:
+        result = engine.sync(
+            opened,
+            orgs,
+            streams,
+            options,
+            on_event=view,
+            clock=(lambda: float(clock_now)) if clock_now is not None else None,
+            command=f"sync --since={since} --until={until}",
+        )
+    if log_format == "json":
+        for s in result.streams:
+            logger.info(
+                "stream synced",
+                extra={
+                    "org": s.org,
+                    "stream": s.stream,
+                    "status": s.status,
+                    "windows": s.windows_done,
+                    "inserted": s.counts.inserted,
+                    "updated": s.counts.updated,
+                    "unchanged": s.counts.unchanged,
+                    "deleted": s.counts.deleted,
+                },
+            )
+    elif not quiet:
+        console.print(_summary(result))
+    if not result.ok:
+        raise fail("; ".join(result.errors) or "the sync did not finish")
+
+
+# --- export ---------------------------------------------------------------------------------------------
+
+
+@app.command("export")
+@friendly_errors
+def export_command(
+    format: Annotated[
+        Literal["csv", "jsonl", "parquet"], typer.Option("--format", "-f", help="Output format.")
+    ] = "csv",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="A file, a directory (one file per endpoint), or - for stdout.")
+    ] = "-",
+    endpoint: Annotated[list[str] | None, typer.Option("--endpoint", "-e", help="Only these endpoints.")] = None,
+    since: Annotated[str | None, typer.Option(help="Buckets starting at or after this time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Buckets starting before this time.")] = None,
+    org: Annotated[list[str] | None, typer.Option("--org", help="Only these orgs.")] = None,
+    stream: Annotated[list[str] | None, typer.Option("--stream", help="Only these stream ids (see `status`).")] = None,
+    partition_by: Annotated[
+        Literal["day"] | None, typer.Option("--partition-by", help="Hive-partition a Parquet export by day.")
+    ] = None,
+    store: StoreOpt = None,
+    config_path: ConfigOpt = None,
+) -> None:
+    """Write the store, or part of it, as CSV, JSON Lines or Parquet (exact decimals in every format)."""
+    from usageledger.export import export
+
+    config = load_config(config_path)
+    now = timeutil.now_unix()
+    with open_store(_store_url(store, config)) as opened:
+        target: Any = sys.stdout.buffer if output == "-" else output
+        if output == "-" and partition_by is not None:
+            raise ConfigError("--partition-by needs an --output directory")
+        result = export(
+            opened,
+            format,
+            target,
+            endpoints=endpoint or (),
+            since=_time(since, "--since", now),
+            until=_time(until, "--until", now),
+            orgs=org or (),
+            streams=stream or (),
+            partition_by=partition_by,
+        )
+    if output != "-":
+        err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)
+
+
+# --- status ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
+    """Show each stream's watermark, last run and row counts."""
+    config = load_config(config_path)
+    url = _store_url(store, config)
+    if not url.startswith(("postgresql://", "postgres://")) and not Path(url).exists():
+        raise fail(f"no store at {url}: run `usageledger sync` (or pass --store)")
+    with open_store(url) as opened:
+        _print_status(opened, url)
+
+
+def _print_status(opened: BaseStore, url: str) -> None:
+    states = opened.stream_states()
+    table = Table(title=f"Streams in {url}")
+    for col in ("org", "stream", "watermark", "last run", "status", "rows", "last +ins/~upd/=same/-del"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for s in states:
+        c = s.last_counts
+        table.add_row(
+            s.org,
+            s.stream,
+            "-" if s.watermark is None else timeutil.iso(s.watermark),
+            "-" if s.last_run_at is None else timeutil.iso(s.last_run_at),
+            s.last_status or "-",
+            f"{s.row_count:,}",
+            f"+{c.inserted:,} ~{c.updated:,} ={c.unchanged:,} -{c.deleted:,}",
+        )
+    if not states:
+        console.print("No streams yet: run `usageledger sync`.")
+        return
+    console.print(table)

@@ -1,0 +1,332 @@
+"""``usageledger.toml``: the typed configuration, its loader and the commented file ``usageledger init`` writes.
+
+Every key is checked: an unknown key, a wrong type or a missing required key is a :class:`ConfigError` that names
+the key (``sync.lag_days``, ``orgs[1].key_env``). ``[alerts]`` and ``[names]`` belong to the report commands,
+which validate them; here they are kept as raw mappings.
+
+A config file that holds a key literally (``api_key = "sk-admin-..."``) must be readable by its owner only (0600):
+otherwise it is refused, with the ``chmod 600`` fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from usageledger import catalogue, timeutil
+from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
+from usageledger.errors import ConfigError, ParameterError
+from usageledger.store import DEFAULT_STORE
+from usageledger.store.streams import Stream, default_streams
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
+    "Config",
+    "OrgConfig",
+    "SyncConfig",
+    "default_config_text",
+    "find_config",
+    "load_config",
+    "write_default_config",
+]
+
+DEFAULT_CONFIG: Final = "usageledger.toml"
+CONFIG_ENV: Final = "USAGELEDGER_CONFIG"
+_SECRET: Final = re.compile(r"sk-[A-Za-z0-9_-]{8,}")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """``[sync]``: how far runs reach back and how hard they pull."""
+
+    lag_days: int = 3
+    minute_grace: int = 15 * 60
+    hour_grace: int = 2 * 3600
+    since: int = 90 * 86400
+    concurrency: int = 8
+    max_retries: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class OrgConfig:
+    """``[[orgs]]``: one organisation. The key comes from ``api_key`` (discouraged) or the ``key_env`` variable."""
+
+    name: str
+    key_env: str = ADMIN_KEY_ENV
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    def resolve_key(self, environ: Mapping[str, str] | None = None) -> str:
+        env = os.environ if environ is None else environ
+        if self.api_key:
+            return self.api_key
+        value = env.get(self.key_env)
+        if not value:
+            raise ConfigError(f"org {self.name!r}: no admin key: set {self.key_env} (orgs.key_env names the variable)")
+        return value
+
+    def resolve_base_url(self, override: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+        env = os.environ if environ is None else environ
+        return override or self.base_url or env.get(BASE_URL_ENV) or None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole file. ``path`` is where it was read from (``None``: defaults, no file)."""
+
+    path: Path | None = None
+    store_url: str = DEFAULT_STORE
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    orgs: tuple[OrgConfig, ...] = ()
+    streams: tuple[Stream, ...] = ()
+    alerts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    names: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def effective_orgs(self) -> tuple[OrgConfig, ...]:
+        """The listed orgs, or one org ``default`` keyed by ``OPENAI_ADMIN_KEY``."""
+        return self.orgs or (OrgConfig("default"),)
+
+    @property
+    def effective_streams(self) -> tuple[Stream, ...]:
+        """The listed streams, or the default streams."""
+        return self.streams or default_streams()
+
+
+# --- loading --------------------------------------------------------------------------------------------
+
+
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    """The config file to read: ``explicit``, else ``$USAGELEDGER_CONFIG``, else ``./usageledger.toml`` if present."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist; create one with `usageledger init`")
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if not path.exists():
+            raise ConfigError(f"{CONFIG_ENV} names {path}, which does not exist")
+        return path
+    default = Path(DEFAULT_CONFIG)
+    return default if default.exists() else None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a config file (``None``: find one; no file at all gives the defaults)."""
+    found = find_config(path)
+    if found is None:
+        return Config()
+    try:
+        raw_bytes = found.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {found}: {exc.strerror or exc}") from None
+    text = raw_bytes.decode("utf-8", errors="replace")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{found}: not valid TOML: {exc}") from None
+    config = parse_config(data, path=found)
+    if any(o.api_key for o in config.orgs) or _SECRET.search(text):
+        _check_private(found)
+    return config
+
+
+def _check_private(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path} contains an API key but other users can read it (mode {mode:04o}); run: chmod 600 {path}"
+        )
+
+
+_TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names")
+
+
+def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config:
+    """Validate parsed TOML into a :class:`Config`."""
+    _no_unknown(data, _TOP, "")
+    store_url = DEFAULT_STORE
+    if "store" in data:
+        store = _table(data["store"], "store")
+        _no_unknown(store, ("url",), "store")
+        if "url" in store:
+            store_url = _str(store["url"], "store.url")
+    sync = _sync(_table(data["sync"], "sync")) if "sync" in data else SyncConfig()
+    orgs = tuple(_org(t, f"orgs[{i}]") for i, t in enumerate(_array_of_tables(data.get("orgs", []), "orgs")))
+    names = [o.name for o in orgs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"orgs.name: {', '.join(dupes)} listed more than once")
+    streams = tuple(
+        _stream(t, f"streams[{i}]") for i, t in enumerate(_array_of_tables(data.get("streams", []), "streams"))
+    )
+    alerts = MappingProxyType(dict(_table(data["alerts"], "alerts"))) if "alerts" in data else MappingProxyType({})
+    names_map = MappingProxyType(dict(_table(data["names"], "names"))) if "names" in data else MappingProxyType({})
+    return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map)
+
+
+def _sync(table: Mapping[str, Any]) -> SyncConfig:
+    _no_unknown(table, ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries"), "sync")
+    d = SyncConfig()
+    return SyncConfig(
+        lag_days=_int(table.get("lag_days", d.lag_days), "sync.lag_days", minimum=0),
+        minute_grace=_duration(table.get("minute_grace", d.minute_grace), "sync.minute_grace"),
+        hour_grace=_duration(table.get("hour_grace", d.hour_grace), "sync.hour_grace"),
+        since=_duration(table.get("since", d.since), "sync.since"),
+        concurrency=_int(table.get("concurrency", d.concurrency), "sync.concurrency", minimum=1),
+        max_retries=_int(table.get("max_retries", d.max_retries), "sync.max_retries", minimum=0),
+    )
+
+
+def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
+    _no_unknown(table, ("name", "key_env", "base_url", "api_key"), where)
+    if "name" not in table:
+        raise ConfigError(f"{where}.name: missing (every [[orgs]] entry needs a name)")
+    name = _str(table["name"], f"{where}.name")
+    key_env = _str(table.get("key_env", ADMIN_KEY_ENV), f"{where}.key_env")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+        raise ConfigError(f"{where}.key_env: {key_env!r} is not an environment variable name")
+    base_url = _str(table["base_url"], f"{where}.base_url") if "base_url" in table else None
+    api_key = _str(table["api_key"], f"{where}.api_key") if "api_key" in table else None
+    return OrgConfig(name, key_env, base_url, api_key)
+
+
+def _stream(table: Mapping[str, Any], where: str) -> Stream:
+    _no_unknown(table, ("endpoint", "bucket_width", "group_by", "filters"), where)
+    if "endpoint" not in table:
+        raise ConfigError(f"{where}.endpoint: missing; choose one of: {', '.join(catalogue.ENDPOINT_NAMES)}")
+    endpoint = _str(table["endpoint"], f"{where}.endpoint")
+    width = _str(table.get("bucket_width", "1d"), f"{where}.bucket_width")
+    group_by = table.get("group_by")
+    if group_by is None:
+        groups: tuple[str, ...] | None = None
+    elif isinstance(group_by, list) and all(isinstance(g, str) for g in group_by):
+        groups = tuple(group_by)
+    else:
+        raise ConfigError(f'{where}.group_by: must be a list of strings, e.g. ["project_id", "model"]')
+    filters = _table(table.get("filters", {}), f"{where}.filters")
+    try:
+        ep = catalogue.get(endpoint)
+        return Stream.create(ep, width, ep.default_group_by if groups is None else groups, dict(filters))
+    except KeyError as exc:
+        raise ConfigError(f"{where}.endpoint: {exc.args[0]}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+
+
+def _no_unknown(table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    for key in table:
+        if key not in known:
+            name = f"{where}.{key}" if where else key
+            raise ConfigError(f"{name}: unknown key; expected one of: {', '.join(known)}")
+
+
+def _table(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: must be a table, got {type(value).__name__}")
+    return value
+
+
+def _array_of_tables(value: Any, key: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
+    return value
+
+
+def _str(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: must be a non-empty string, got {_describe(value)}")
+    return value
+
+
+def _int(value: Any, key: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: must be an integer, got {_describe(value)}")
+    if value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _duration(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ConfigError(f'{key}: must be a duration such as "15m" or a number of seconds, got {_describe(value)}')
+    try:
+        return int(timeutil.parse_duration(value, param=key))
+    except ParameterError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, dict | list) else type(value).__name__
+
+
+# --- writing --------------------------------------------------------------------------------------------
+
+
+def default_config_text(store_url: str = DEFAULT_STORE) -> str:
+    """The commented config ``usageledger init`` writes (it holds no key)."""
+    defaults = "\n".join(
+        f"#   {s.endpoint.name:<26} {s.bucket_width}  group_by = {list(s.group_by)}" for s in default_streams()
+    )
+    widths = ", ".join(catalogue.BUCKET_WIDTHS)
+    return f'''# usageledger configuration. Every key is optional; unknown keys are refused.
+
+[store]
+# A DuckDB file path, or a PostgreSQL URL (postgresql://user@host/db). --store overrides it.
+url = "{store_url}"
+
+[sync]
+# Trailing days re-read on every run of a daily stream: the API restates recent days.
+lag_days = 3
+# The same for minute and hour streams (minute and hour buckets keep changing after they close).
+minute_grace = "15m"
+hour_grace = "2h"
+# How far back the first sync of a stream reaches.
+since = "90d"
+# Parallel requests, and retries per request (429s and 5xx) before a window fails.
+concurrency = 8
+max_retries = 4
+
+# Organisations. Without any [[orgs]], one org named "default" uses $OPENAI_ADMIN_KEY.
+# Keep keys in the environment: a file that holds a key must be chmod 600.
+# [[orgs]]
+# name = "acme"
+# key_env = "ACME_ADMIN_KEY"
+# base_url = "https://api.openai.com/v1"
+
+# Streams: an endpoint, a bucket width ({widths}), a group_by list and filters.
+# Without any [[streams]], these defaults are synced:
+{defaults}
+# [[streams]]
+# endpoint = "completions"
+# bucket_width = "1h"
+# group_by = ["project_id", "model"]
+# filters = {{ project_ids = ["proj_abc"] }}
+
+# [alerts] and [names] are read by `usageledger report` and `usageledger check`.
+'''
+
+
+def write_default_config(
+    path: str | Path = DEFAULT_CONFIG, *, store_url: str = DEFAULT_STORE, force: bool = False
+) -> Path:
+    """Write the commented default config (mode 0600); refuse to overwrite unless ``force``."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists; pass --force to overwrite it")
+    text = default_config_text(store_url)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(target, 0o600)
+    return target

@@ -1,0 +1,263 @@
+"""Export the store (or a filtered part of it) to CSV, JSON Lines or Parquet, in bounded memory.
+
+Columns: ``org``, ``stream``, ``bucket_start``, ``bucket_end``, the endpoint's grouping fields, then its metrics.
+Money and quantities stay exact in every format: Parquet keeps ``decimal128(38,18)``; CSV and JSON Lines write the
+decimal digits as text (JSON numbers, never through a binary float). Rows are read in batches, so an export never
+holds the whole store.
+
+Where it goes:
+
+* ``-`` (stdout) or a file: one endpoint for CSV and Parquet (JSON Lines lines carry ``endpoint`` and may mix);
+* a directory: one file per endpoint (``usage_completions.csv``, ``costs.parquet``, ...);
+* Parquet with ``partition_by="day"``: a Hive-partitioned dataset, ``<dir>/<table>/day=YYYY-MM-DD/*.parquet``,
+  that Spark, Trino or DuckDB read as one table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Final, Literal
+
+import msgspec
+import pyarrow as pa
+
+from usageledger import catalogue
+from usageledger.errors import ConfigError
+from usageledger.store import BaseStore, TableSpec, table_for
+from usageledger.store.schema import q
+
+__all__ = ["ExportFormat", "ExportResult", "export", "format_decimal"]
+
+ExportFormat = Literal["csv", "jsonl", "parquet"]
+BATCH_ROWS: Final = 50_000
+_TS: Final = pa.timestamp("s", tz="UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """Rows written per table, and the files written (empty for stdout)."""
+
+    rows: dict[str, int]
+    files: tuple[Path, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+def format_decimal(value: Decimal) -> str:
+    """Exact decimal text without the store's trailing zeros: ``0.060000000000000000`` -> ``0.06``."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _schema(spec: TableSpec) -> pa.Schema:
+    fields = [pa.field("org", pa.string()), pa.field("stream", pa.string())]
+    fields += [pa.field("bucket_start", _TS), pa.field("bucket_end", _TS)]
+    full = spec.arrow_schema()
+    fields += [full.field(c.name) for c in spec.data_columns]
+    return pa.schema(fields)
+
+
+def _select(
+    spec: TableSpec,
+    *,
+    since: int | None,
+    until: int | None,
+    orgs: Sequence[str],
+    streams: Sequence[str],
+) -> tuple[str, list[Any]]:
+    cols = ", ".join(["org", "stream", "bucket_start", "bucket_end", *(q(c.name) for c in spec.data_columns)])
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append("bucket_start >= %s")
+        params.append(datetime.fromtimestamp(since, UTC))
+    if until is not None:
+        where.append("bucket_start < %s")
+        params.append(datetime.fromtimestamp(until, UTC))
+    if orgs:
+        where.append(f"org IN ({', '.join(['%s'] * len(orgs))})")
+        params.extend(orgs)
+    if streams:
+        where.append(f"stream IN ({', '.join(['%s'] * len(streams))})")
+        params.extend(streams)
+    sql = f"SELECT {cols} FROM {spec.name}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY org, stream, bucket_start, group_key", params
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format_decimal(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+_JSON: Final = msgspec.json.Encoder(decimal_format="number")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return Decimal(format_decimal(value))
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+def export(
+    store: BaseStore,
+    fmt: ExportFormat,
+    output: str | Path | IO[bytes],
+    *,
+    endpoints: Sequence[str] = (),
+    since: int | None = None,
+    until: int | None = None,
+    orgs: Sequence[str] = (),
+    streams: Sequence[str] = (),
+    partition_by: Literal["day"] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> ExportResult:
+    """Write the selected rows; ``output`` is ``-`` (stdout is the caller's binary stream), a file or a directory."""
+    names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
+    specs = []
+    for name in names:
+        try:
+            specs.append(table_for(name))
+        except KeyError as exc:
+            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+    if partition_by is not None and fmt != "parquet":
+        raise ConfigError("--partition-by: only Parquet exports can be partitioned")
+    if not isinstance(output, str | Path):
+        if fmt != "jsonl" and len(specs) != 1:
+            raise ConfigError(f"{fmt} to stdout holds one endpoint: pass --endpoint, or an --output directory")
+        return _write_stream(store, fmt, output, specs, since, until, orgs, streams, batch_rows)
+    target = Path(output)
+    directory = partition_by is not None or target.is_dir() or (len(specs) > 1 and fmt != "jsonl")
+    if not directory:
+        if target.parent and not target.parent.exists():
+            raise ConfigError(f"--output: directory {target.parent} does not exist")
+        with open(target, "wb") as fh:
+            result = _write_stream(store, fmt, fh, specs, since, until, orgs, streams, batch_rows)
+        return ExportResult(result.rows, (target,))
+    target.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, int] = {}
+    files: list[Path] = []
+    for spec in specs:
+        batches = _batches(store, spec, since, until, orgs, streams, batch_rows)
+        if partition_by == "day":
+            count, written = _write_partitioned(spec, batches, target / spec.name)
+            files.extend(written)
+        else:
+            path = target / f"{spec.name}.{fmt}"
+            with open(path, "wb") as fh:
+                count = _write_one(fmt, fh, spec, batches, header=True)
+            files.append(path)
+        rows[spec.name] = count
+    return ExportResult(rows, tuple(files))
+
+
+def _batches(
+    store: BaseStore,
+    spec: TableSpec,
+    since: int | None,
+    until: int | None,
+    orgs: Sequence[str],
+    streams: Sequence[str],
+    batch_rows: int,
+) -> Iterator[pa.Table]:
+    sql, params = _select(spec, since=since, until=until, orgs=orgs, streams=streams)
+    yield from store.iter_batches(sql, params, _schema(spec), batch_rows)
+
+
+def _write_stream(
+    store: BaseStore,
+    fmt: ExportFormat,
+    out: IO[bytes],
+    specs: Sequence[TableSpec],
+    since: int | None,
+    until: int | None,
+    orgs: Sequence[str],
+    streams: Sequence[str],
+    batch_rows: int,
+) -> ExportResult:
+    rows: dict[str, int] = {}
+    for spec in specs:
+        batches = _batches(store, spec, since, until, orgs, streams, batch_rows)
+        rows[spec.name] = _write_one(fmt, out, spec, batches, header=True)
+    out.flush()
+    return ExportResult(rows, ())
+
+
+def _write_one(fmt: ExportFormat, out: IO[bytes], spec: TableSpec, batches: Iterator[pa.Table], *, header: bool) -> int:
+    schema = _schema(spec)
+    count = 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetWriter(out, schema) as writer:
+            for batch in batches:
+                writer.write_table(batch)
+                count += batch.num_rows
+        return count
+    if fmt == "csv":
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        writer_csv = csv.writer(text, lineterminator="\n")
+        if header:
+            writer_csv.writerow(schema.names)
+        for batch in batches:
+            for record in batch.to_pylist():
+                writer_csv.writerow([_text(record[n]) for n in schema.names])
+            count += batch.num_rows
+        text.flush()
+        text.detach()
+        return count
+    endpoint = spec.endpoint.name
+    for batch in batches:
+        lines = [
+            _JSON.encode({"endpoint": endpoint, **{k: _json_value(v) for k, v in record.items()}})
+            for record in batch.to_pylist()
+        ]
+        if lines:
+            out.write(b"\n".join(lines) + b"\n")
+        count += batch.num_rows
+    return count
+
+
+def _write_partitioned(spec: TableSpec, batches: Iterator[pa.Table], root: Path) -> tuple[int, list[Path]]:
+    """A Hive-partitioned dataset: ``root/day=YYYY-MM-DD/part-*.parquet``."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    schema = _schema(spec).append(pa.field("day", pa.string()))
+    count = 0
+
+    def with_day() -> Iterator[pa.RecordBatch]:
+        nonlocal count
+        for table in batches:
+            day = pc.strftime(table.column("bucket_start"), format="%Y-%m-%d")
+            count += table.num_rows
+            yield from table.append_column("day", day).cast(schema).to_batches()
+
+    reader = pa.RecordBatchReader.from_batches(schema, with_day())
+    written: list[Path] = []
+    ds.write_dataset(
+        reader,
+        root,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([("day", pa.string())]), flavor="hive"),
+        existing_data_behavior="delete_matching",
+        basename_template="part-{i}.parquet",
+        file_visitor=lambda f: written.append(Path(f.path)),
+    )
+    return count, sorted(written)
