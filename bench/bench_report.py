@@ -1,9 +1,9 @@
 """Benchmark: the full report over a DuckDB store of 5 million rows must finish in under 2 s.
 
-The rows are generated with DuckDB SQL straight into the store's tables (``costs`` and the token-metered usage
-tables, one org, the daily stream the ``*_daily`` views read): a year of days, 40 projects, 12 models, every
-token line-item kind. The timed part is what ``usageledger report`` does: every query of the report, then the
-terminal rendering, in-process, on a read-only connection.
+The rows are generated with DuckDB SQL straight into a migrated store's tables (``costs``, ``usage_completions``,
+``usage_embeddings``; one org, its registered default daily streams, which the ``*_daily`` views read): a year of
+days, 40 projects, 12 models, every token line-item kind. The timed part is what ``usageledger report`` does:
+every query of the report, then the terminal rendering, in-process, on a read-only store.
 
     .venv/bin/python bench/bench_report.py [--rows 5000000] [--days 365]
 """
@@ -17,58 +17,53 @@ import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
-import duckdb
 from rich.console import Console
 
-from usageledger import catalogue
-from usageledger.report.queries import DuckDBDatabase, Period, build_report
+from usageledger.report.queries import Period, build_report
 from usageledger.report.terminal import render_report
+from usageledger.store import BaseStore, default_streams, open_store
 
 TARGET_SECONDS = 2.0
 FIRST_DAY = date(2025, 11, 20)
-_TYPES = {"int": "BIGINT", "str": "TEXT", "bool": "BOOLEAN", "decimal": "DECIMAL(38,18)"}
+ORG = "org-bench"
 
 
-def create_schema(conn: Any) -> None:
-    """The store's tables and daily views, as docs/CONTRACTS.md describes them."""
-    for e in catalogue.ENDPOINTS:
-        table = "costs" if e.is_costs else f"usage_{e.name}"
-        cols = ", ".join(f"{c.name} {_TYPES[c.type]}" for c in e.columns)
-        conn.execute(
-            f"CREATE TABLE {table} (org TEXT, stream TEXT, bucket_start TIMESTAMPTZ, bucket_end TIMESTAMPTZ, "
-            f"group_key TEXT, {cols}, synced_at TIMESTAMPTZ)"
-        )
-        conn.execute(f"CREATE VIEW {table}_daily AS SELECT * FROM {table} WHERE stream = 'daily'")
+def _stream_id(endpoint: str) -> str:
+    return next(s for s in default_streams() if s.endpoint.name == endpoint).id
 
 
-def generate(conn: Any, rows: int, days: int) -> dict[str, int]:
-    """Fill the store: half the rows in costs, 40% in completions, 10% in embeddings."""
+def generate(store: BaseStore, rows: int, days: int) -> dict[str, int]:
+    """Fill a migrated store: half the rows in costs, 40% in completions, 10% in embeddings, each in org-bench's
+    default daily stream (registered, so the ``*_daily`` views show them)."""
+    for endpoint in ("costs", "completions", "embeddings"):
+        store.register_stream(ORG, next(s for s in default_streams() if s.endpoint.name == endpoint))
     start = f"TIMESTAMPTZ '{FIRST_DAY.isoformat()} 00:00:00+00'"
     costs, completions = rows // 2, rows * 2 // 5
     embeddings = rows - costs - completions
     kinds = "['input', 'cached input', 'cache write', 'audio input', 'output', 'audio output']"
-    conn.execute(
+    day = f"{start} + (i % {days}) * INTERVAL 1 DAY, {start} + (i % {days} + 1) * INTERVAL 1 DAY"
+    project = f"'proj_' || ((i // {days}) % 40)"
+    model = f"'model-' || ((i // ({days} * 40)) % 12)"
+    store.execute(
         "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, line_item, amount_value, "
         "currency, quantity, quantity_unit, synced_at) "
-        f"SELECT 'org-bench', 'daily', {start} + (i % {days}) * INTERVAL 1 DAY, "
-        f"{start} + (i % {days} + 1) * INTERVAL 1 DAY, CAST(i AS TEXT), 'proj_' || ((i // {days}) % 40), "
-        f"'model-' || ((i // ({days} * 40)) % 12) || ', ' || {kinds}[1 + (i // ({days} * 480)) % 6], "
+        f"SELECT %s, %s, {day}, CAST(i AS VARCHAR), {project}, "
+        f"{model} || ', ' || {kinds}[1 + (i // ({days} * 480)) % 6], "
         "CAST(((i * 7919) % 100000) AS DECIMAL(38,18)) / 10000, 'usd', "
         "CAST(((i * 7919) % 100000) * 40 AS DECIMAL(38,18)), 'tokens', now() "
-        f"FROM range({costs}) t(i)"
+        f"FROM range({costs}) t(i)",
+        [ORG, _stream_id("costs")],
     )
-    for table, n, has_output in (("usage_completions", completions, True), ("usage_embeddings", embeddings, False)):
+    for endpoint, n, has_output in (("completions", completions, True), ("embeddings", embeddings, False)):
         out = ", output_tokens" if has_output else ""
         out_value = ", (i * 31) % 5000" if has_output else ""
-        conn.execute(
-            f"INSERT INTO {table} (org, stream, bucket_start, bucket_end, group_key, project_id, model, "
+        store.execute(
+            f"INSERT INTO usage_{endpoint} (org, stream, bucket_start, bucket_end, group_key, project_id, model, "
             f"input_tokens{out}, num_model_requests, synced_at) "
-            f"SELECT 'org-bench', 'daily', {start} + (i % {days}) * INTERVAL 1 DAY, "
-            f"{start} + (i % {days} + 1) * INTERVAL 1 DAY, CAST(i AS TEXT), 'proj_' || ((i // {days}) % 40), "
-            f"'model-' || ((i // ({days} * 40)) % 12), (i * 7919) % 20000{out_value}, 1 + i % 50, now() "
-            f"FROM range({n}) t(i)"
+            f"SELECT %s, %s, {day}, CAST(i AS VARCHAR), {project}, {model}, (i * 7919) % 20000{out_value}, "
+            f"1 + i % 50, now() FROM range({n}) t(i)",
+            [ORG, _stream_id(endpoint)],
         )
     return {"costs": costs, "usage_completions": completions, "usage_embeddings": embeddings}
 
@@ -76,15 +71,14 @@ def generate(conn: Any, rows: int, days: int) -> dict[str, int]:
 def timed_report(path: Path, period: Period) -> tuple[float, int]:
     """Seconds for every report query plus the terminal rendering; returns the rendered length too."""
     began = time.perf_counter()
-    conn = duckdb.connect(str(path), read_only=True)
+    store = open_store(path, migrate=False, read_only=True)
     try:
-        conn.execute("SET TimeZone = 'UTC'")
-        data = build_report(DuckDBDatabase(conn), period)
+        data = build_report(store, period)
         sink = Console(file=io.StringIO(), width=140)
         sink.print(render_report(data))
         rendered = len(sink.file.getvalue())  # type: ignore[attr-defined]
     finally:
-        conn.close()
+        store.close()
     return time.perf_counter() - began, rendered
 
 
@@ -97,10 +91,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.duckdb"
         began = time.perf_counter()
-        with duckdb.connect(str(path)) as conn:
-            create_schema(conn)
-            counts = generate(conn, args.rows, args.days)
-            conn.execute("CHECKPOINT")
+        with open_store(path) as store:
+            counts = generate(store, args.rows, args.days)
+            store.execute("CHECKPOINT")
         print(f"generated {sum(counts.values()):,} rows {counts} in {time.perf_counter() - began:.1f} s")
         last = FIRST_DAY + timedelta(days=args.days)
         periods = {

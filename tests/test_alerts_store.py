@@ -11,49 +11,38 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
 from test_alerts import START, synthetic_days
-from usageledger import catalogue
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.report.alerts import AlertConfig, Budget, run_checks
-from usageledger.report.queries import DuckDBDatabase
+from usageledger.store import default_streams, encode_group_key, open_store
 
 LAST = START + timedelta(days=89)
 NOW = datetime(LAST.year, LAST.month, LAST.day, 18, tzinfo=UTC)
-_TYPES = {"int": "BIGINT", "str": "TEXT", "bool": "BOOLEAN", "decimal": "DECIMAL(38,18)"}
 
 
 def make_store(path: Path, spend: Sequence[tuple[date, str, Decimal]]) -> Path:
-    """A store holding one costs row per (day, project, amount)."""
-    with duckdb.connect(str(path)) as conn:
-        for e in catalogue.ENDPOINTS:
-            t = "costs" if e.is_costs else f"usage_{e.name}"
-            cols = ", ".join(f"{c.name} {_TYPES[c.type]}" for c in e.columns)
-            conn.execute(
-                f"CREATE TABLE {t} (org TEXT, stream TEXT, bucket_start TIMESTAMPTZ, bucket_end TIMESTAMPTZ, "
-                f"group_key TEXT, {cols}, synced_at TIMESTAMPTZ)"
-            )
-            conn.execute(f"CREATE VIEW {t}_daily AS SELECT * FROM {t} WHERE stream = 'daily'")
-        if not spend:
-            return path
-        conn.executemany(
-            "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, line_item, "
-            "amount_value, currency) VALUES ('org-a', 'daily', ?, ?, ?, ?, 'gpt-4o, input', ?, 'usd')",
-            [
+    """A real store (migrated) holding one costs row per (day, project, amount) in org-a's default costs stream."""
+    stream = next(s for s in default_streams() if s.endpoint.is_costs)
+    with open_store(path) as store:
+        store.register_stream("org-a", stream)
+        for d, project, amount in spend:
+            start = datetime(d.year, d.month, d.day, tzinfo=UTC)
+            store.execute(
+                "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, line_item, "
+                "amount_value, currency) VALUES ('org-a', %s, %s, %s, %s, %s, 'gpt-4o, input', %s, 'usd')",
                 [
-                    datetime(d.year, d.month, d.day, tzinfo=UTC),
-                    datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=1),
-                    project,
+                    stream.id,
+                    start,
+                    start + timedelta(days=1),
+                    encode_group_key([project, "gpt-4o, input"]),
                     project,
                     amount,
-                ]
-                for d, project, amount in spend
-            ],
-        )
+                ],
+            )
     return path
 
 
@@ -67,18 +56,18 @@ def _days(spike: bool) -> list[tuple[date, str, Decimal]]:
 
 @pytest.fixture
 def db_factory(tmp_path: Path) -> Iterator[Any]:
-    """Build a store from rows and open it; connections are closed at the end."""
+    """Build a store from rows and open it read-only; stores are closed at the end."""
     opened: list[Any] = []
 
-    def factory(rows: Sequence[tuple[date, str, Decimal]], name: str = "store") -> DuckDBDatabase:
+    def factory(rows: Sequence[tuple[date, str, Decimal]], name: str = "store") -> Any:
         path = make_store(tmp_path / f"{name}.duckdb", rows)
-        conn = duckdb.connect(str(path), read_only=True)
-        opened.append(conn)
-        return DuckDBDatabase(conn)
+        store = open_store(path, migrate=False, read_only=True)
+        opened.append(store)
+        return store
 
     yield factory
-    for conn in opened:
-        conn.close()
+    for store in opened:
+        store.close()
 
 
 def test_spike_on_the_judged_day_raises_the_anomaly(db_factory: Any) -> None:

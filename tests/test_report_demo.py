@@ -13,7 +13,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from PIL import Image, ImageStat
 from typer.testing import CliRunner
@@ -23,8 +22,9 @@ from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.report.html import render_html
 from usageledger.report.names import Names, names_from_mapping
-from usageledger.report.queries import DuckDBDatabase, Period, ReportData, Scope, build_report
+from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
+from usageledger.store import BaseStore, Stream, default_streams, open_store
 
 from fixtures.browser import BrowserPage
 
@@ -36,41 +36,37 @@ TOKEN_VIEWS = [
 ]
 
 
-def _fill_standin(conn: Any) -> None:
-    types = {"int": "BIGINT", "str": "TEXT", "bool": "BOOLEAN", "decimal": "DECIMAL(38,18)"}
-    for e in catalogue.ENDPOINTS:
-        t = "costs" if e.is_costs else f"usage_{e.name}"
-        cols = ", ".join(f"{c.name} {types[c.type]}" for c in e.columns)
-        conn.execute(
-            f"CREATE TABLE {t} (org TEXT, stream TEXT, bucket_start TIMESTAMPTZ, bucket_end TIMESTAMPTZ, "
-            f"group_key TEXT, {cols}, synced_at TIMESTAMPTZ)"
-        )
-        conn.execute(f"CREATE VIEW {t}_daily AS SELECT * FROM {t} WHERE stream = 'daily'")
-    day0 = "TIMESTAMPTZ '2026-07-24 00:00:00+00'"
-    conn.execute(
-        "INSERT INTO usage_completions (org, stream, bucket_start, bucket_end, group_key, project_id, model, "
-        "input_tokens, "
-        f"output_tokens, num_model_requests) SELECT 'org-demo', 'daily', {day0} + (i // 8) * INTERVAL 1 DAY, "
-        f"{day0} + (i // 8 + 1) * INTERVAL 1 DAY, CAST(i % 8 AS TEXT), 'proj_' || (i % 4), "
-        "CASE WHEN i % 8 < 4 THEN 'gpt-4o-2024-08-06' ELSE 'gpt-4o-mini-2024-07-18' END, "
-        "1000 + (i * 37) % 900, 200 + (i * 11) % 300, 5 + i % 7 FROM range(0, 8 * 120) t(i)"
-    )
-    conn.execute(
-        "INSERT INTO costs (org, stream, bucket_start, bucket_end, project_id, line_item, amount_value, currency, "
-        "quantity, quantity_unit) SELECT org, 'daily', bucket_start, bucket_end, project_id, model || ', ' || kind, "
-        "q * price, 'usd', q, 'tokens' FROM (SELECT org, bucket_start, bucket_end, project_id, model, 'input' AS kind, "
-        "input_tokens AS q, 0.0000025 AS price FROM usage_completions UNION ALL SELECT org, bucket_start, bucket_end, "
-        "project_id, model, 'output', output_tokens, 0.00001 FROM usage_completions) s"
-    )
+def _stream(endpoint: str) -> Stream:
+    return next(s for s in default_streams() if s.endpoint.name == endpoint)
 
 
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo store: a DuckDB file."""
+    """The demo store: a migrated DuckDB store with 120 days of completions and their costs, consistent."""
     path = tmp_path_factory.mktemp("demo") / "usageledger.duckdb"
-    conn = duckdb.connect(str(path))
-    _fill_standin(conn)
-    conn.close()
+    costs, completions = _stream("costs"), _stream("completions")
+    day0 = "TIMESTAMPTZ '2026-07-24 00:00:00+00'"
+    with open_store(path) as store:
+        store.register_stream("org-demo", costs)
+        store.register_stream("org-demo", completions)
+        store.execute(
+            "INSERT INTO usage_completions (org, stream, bucket_start, bucket_end, group_key, project_id, model, "
+            "batch, input_tokens, output_tokens, num_model_requests) "
+            f"SELECT 'org-demo', %s, {day0} + (i // 8) * INTERVAL 1 DAY, {day0} + (i // 8 + 1) * INTERVAL 1 DAY, "
+            "CAST(i % 8 AS TEXT), 'proj_' || (i % 4), "
+            "CASE WHEN i % 8 < 4 THEN 'gpt-4o-2024-08-06' ELSE 'gpt-4o-mini-2024-07-18' END, false, "
+            "1000 + (i * 37) % 900, 200 + (i * 11) % 300, 5 + i % 7 FROM range(0, 8 * 120) t(i)",
+            [completions.id],
+        )
+        store.execute(
+            "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, line_item, amount_value, "
+            "currency, quantity, quantity_unit) SELECT org, %s, bucket_start, bucket_end, group_key || kind, "
+            "project_id, model || ', ' || kind, q * price, 'usd', q, 'tokens' FROM ("
+            "SELECT org, bucket_start, bucket_end, group_key, project_id, model, 'input' AS kind, input_tokens AS q, "
+            "0.0000025 AS price FROM usage_completions UNION ALL SELECT org, bucket_start, bucket_end, group_key, "
+            "project_id, model, 'output', output_tokens, 0.00001 FROM usage_completions) s",
+            [costs.id],
+        )
     return path
 
 
@@ -81,20 +77,25 @@ def demo_period() -> Period:
 
 
 @pytest.fixture
-def conn(demo_store: Path) -> Iterator[Any]:
-    """A read-only DuckDB connection to the demo store."""
-    connection = duckdb.connect(str(demo_store), read_only=True)
-    connection.execute("SET TimeZone = 'UTC'")
+def store(demo_store: Path) -> Iterator[BaseStore]:
+    """The demo store, opened read-only."""
+    opened = open_store(demo_store, migrate=False, read_only=True)
     try:
-        yield connection
+        yield opened
     finally:
-        connection.close()
+        opened.close()
 
 
 @pytest.fixture
-def demo_report(conn: Any, demo_period: Period) -> ReportData:
+def conn(store: BaseStore) -> Any:
+    """The demo store's DuckDB connection, for the direct SQL sums."""
+    return store.connection  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def demo_report(store: BaseStore, demo_period: Period) -> ReportData:
     """The report over the demo period."""
-    return build_report(DuckDBDatabase(conn), demo_period)
+    return build_report(store, demo_period)
 
 
 @pytest.fixture
@@ -200,18 +201,18 @@ def test_movers_equal_direct_sums(conn: Any, demo_report: ReportData, demo_perio
     assert [abs(m.change) for m in demo_report.movers_by_project] == [c for c in changes if c][: len(changes)]
 
 
-def test_project_filter_narrows_every_figure(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+def test_project_filter_narrows_every_figure(store: BaseStore, demo_report: ReportData, demo_period: Period) -> None:
     """With --project the totals are that project's share of the whole."""
     project = demo_report.spend_by_project[0].key
-    narrowed = build_report(DuckDBDatabase(conn), demo_period, Scope(project=project))
+    narrowed = build_report(store, demo_period, Scope(project=project))
     assert narrowed.total_spend == demo_report.spend_by_project[0].amount
     assert [s.key for s in narrowed.spend_by_project] == [project]
     assert 0 < narrowed.total_tokens < demo_report.total_tokens
 
 
-def test_reconcile_consistent_data_has_no_difference(conn: Any, demo_period: Period) -> None:
+def test_reconcile_consistent_data_has_no_difference(store: BaseStore, demo_period: Period) -> None:
     """Emulator data agrees by construction: tokens per day and model match exactly."""
-    result = reconcile(DuckDBDatabase(conn), demo_period)
+    result = reconcile(store, demo_period)
     assert result.rows and result.differences == ()
     assert result.usage_total == result.costs_total > 0
 
@@ -222,24 +223,20 @@ def test_reconcile_reports_a_revision_on_one_side(demo_store: Path, demo_period:
     copy.write_bytes(demo_store.read_bytes())
     day = demo_period.since + timedelta(days=3)
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    with duckdb.connect(str(copy)) as c:
-        org, stream, key, model = c.execute(
-            "SELECT org, stream, group_key, model FROM usage_completions_daily WHERE bucket_start = ? "
-            "ORDER BY model, group_key LIMIT 1",
+    with open_store(copy) as revised:
+        org, stream, key, model = revised.query(
+            "SELECT org, stream, group_key, model FROM usage_completions WHERE bucket_start = %s "
+            "AND stream IN (SELECT DISTINCT stream FROM usage_completions_daily) ORDER BY model, group_key LIMIT 1",
             [start],
-        ).fetchone()
-        c.execute(
+        )[0]
+        revised.execute(
             "UPDATE usage_completions SET output_tokens = output_tokens + 1234 "
-            "WHERE org = ? AND stream = ? AND bucket_start = ? AND group_key = ?",
+            "WHERE org = %s AND stream = %s AND bucket_start = %s AND group_key = %s",
             [org, stream, start, key],
         )
-        result = reconcile(DuckDBDatabase(c), demo_period)
+        result = reconcile(revised, demo_period)
+        lenient = reconcile(revised, demo_period, tolerance=Decimal("0.5"))
     assert [(r.day, r.model, r.difference) for r in result.differences] == [(day, model, Decimal(-1234))]
-    c2 = duckdb.connect(str(copy))
-    try:
-        lenient = reconcile(DuckDBDatabase(c2), demo_period, tolerance=Decimal("0.5"))
-    finally:
-        c2.close()
     assert lenient.differences == ()
 
 
@@ -378,9 +375,9 @@ def test_cli_reconcile_explains_and_fails_over(demo_store: Path, demo_period: Pe
     assert "two different pipelines" in words and "invoice" in words and "revised" in words
     copy = tmp_path / "revised.duckdb"
     copy.write_bytes(demo_store.read_bytes())
-    with duckdb.connect(str(copy)) as c:
-        c.execute(
-            "UPDATE usage_completions SET input_tokens = input_tokens * 2 WHERE bucket_start = ?", [demo_period.start]
+    with open_store(copy) as revised_store:
+        revised_store.execute(
+            "UPDATE usage_completions SET input_tokens = input_tokens * 2 WHERE bucket_start = %s", [demo_period.start]
         )
     revised = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--fail-over"])
     assert revised.exit_code == EXIT_FINDINGS, revised.output

@@ -19,14 +19,14 @@ from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.html import render_html
 from usageledger.report.names import Names, load_names, names_from_mapping
-from usageledger.report.queries import Database, DuckDBDatabase, Period, PostgresDatabase, Scope, build_report
+from usageledger.report.queries import Period, Scope, build_report
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.terminal import render_check, render_reconcile, render_report
+from usageledger.store import DEFAULT_STORE, BaseStore, is_postgres_url, open_store
 from usageledger.timeutil import parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
-DEFAULT_STORE: Final = "usageledger.duckdb"
 DEFAULT_CONFIG: Final = Path("usageledger.toml")
 DEFAULT_DAYS: Final = 30
 
@@ -51,37 +51,17 @@ NamesOpt = Annotated[
 
 
 @contextmanager
-def _database(store: str) -> Iterator[Database]:
-    """A read-only connection to the store: DuckDB by file, PostgreSQL by URL."""
-    if store.startswith(("postgresql://", "postgres://")):
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise ConfigError("a PostgreSQL store needs psycopg: pip install 'usageledger[postgres]'") from exc
-        try:
-            connection = psycopg.connect(store, options="-c TimeZone=UTC")
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
-        try:
-            connection.read_only = True
-            yield PostgresDatabase(connection)
-        finally:
-            connection.close()
-        return
-    import duckdb
-
-    path = Path(store)
-    if not path.exists():
-        raise StoreError(f"no store at {path}: run usageledger sync first, or pass --store")
+def _database(url: str) -> Iterator[BaseStore]:
+    """The store, opened read-only (DuckDB) and never migrated: reports only read."""
+    if not is_postgres_url(url) and not Path(url).exists():
+        raise StoreError(f"no store at {url}: run usageledger sync first, or pass --store")
+    store = open_store(url, migrate=False, read_only=True)
     try:
-        conn = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open the DuckDB store {path}: {exc}") from exc
-    try:
-        conn.execute("SET TimeZone = 'UTC'")
-        yield DuckDBDatabase(conn)
+        if store.pending_migrations():
+            raise StoreError(f"the store {url} has an older schema: run usageledger sync once to migrate it")
+        yield store
     finally:
-        conn.close()
+        store.close()
 
 
 def _day(value: str, *, now: int, param: str, end: bool) -> date:

@@ -28,10 +28,10 @@ from typing import Any, Final, Literal
 
 import httpx
 
-from usageledger import catalogue
 from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 from usageledger.report.formatting import format_money
-from usageledger.report.queries import COSTS_VIEW, DAY, Database
+from usageledger.report.queries import COSTS_VIEW, DAY, Database, utc_day
+from usageledger.store import tables
 from usageledger.timeutil import parse_duration
 
 __all__ = [
@@ -285,7 +285,7 @@ def _day_start(day: date) -> datetime:
 
 
 def _where_org(org: str | None) -> tuple[str, list[object]]:
-    return ("AND org = ?", [org]) if org is not None else ("", [])
+    return ("AND org = %s", [org]) if org is not None else ("", [])
 
 
 def _dec(value: object) -> Decimal:
@@ -301,9 +301,9 @@ def _budget_alerts(
 ) -> tuple[list[str], list[Alert]]:
     month_start = day.replace(day=1)
     org_sql, org_params = _where_org(org)
-    rows = db.fetchall(
-        "SELECT project_id, SUM(CASE WHEN bucket_start >= ? THEN amount_value END), SUM(amount_value) "
-        f"FROM {COSTS_VIEW} WHERE bucket_start >= ? AND bucket_start < ? {org_sql} GROUP BY project_id",
+    rows = db.query(
+        "SELECT project_id, SUM(CASE WHEN bucket_start >= %s THEN amount_value END), SUM(amount_value) "
+        f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s {org_sql} GROUP BY project_id",
         [_day_start(day), _day_start(month_start), _day_start(day + timedelta(days=1)), *org_params],
     )
     by_project = {r[0]: (_dec(r[1]), _dec(r[2])) for r in rows}
@@ -337,17 +337,17 @@ def _budget_alerts(
 def _anomaly(db: Database, rule: AnomalyRule, day: date, org: str | None, project: str | None) -> AnomalyResult | None:
     org_sql, params = _where_org(org)
     if project is not None:
-        org_sql += " AND project_id = ?"
+        org_sql += " AND project_id = %s"
         params.append(project)
     first = day - timedelta(days=rule.window_days)
-    rows = db.fetchall(
-        f"SELECT {DAY} AS day, SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= ? AND bucket_start < ? "
+    rows = db.query(
+        f"SELECT {DAY} AS day, SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s "
         f"{org_sql} GROUP BY day ORDER BY day",
         [_day_start(first), _day_start(day + timedelta(days=1)), *params],
     )
-    spend = {r[0]: _dec(r[1]) for r in rows}
-    earliest = db.fetchall(
-        f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE bucket_start < ? {org_sql}",
+    spend = {utc_day(r[0]): _dec(r[1]) for r in rows}
+    earliest = db.query(
+        f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE bucket_start < %s {org_sql}",
         [_day_start(day), *params],
     )[0][0]
     if earliest is None:
@@ -358,14 +358,14 @@ def _anomaly(db: Database, rule: AnomalyRule, day: date, org: str | None, projec
 
 
 def _tables() -> list[str]:
-    return ["costs" if e.is_costs else f"usage_{e.name}" for e in catalogue.ENDPOINTS]
+    return [spec.name for spec in tables()]
 
 
 def _newest_bucket_end(db: Database, org: str | None) -> datetime | None:
     org_sql, org_params = _where_org(org)
     where = f"WHERE TRUE {org_sql}"
     union = " UNION ALL ".join(f"SELECT MAX(bucket_end) AS m FROM {t} {where}" for t in _tables())
-    value = db.fetchall(f"SELECT MAX(m) FROM ({union}) x", org_params * len(_tables()))[0][0]
+    value = db.query(f"SELECT MAX(m) FROM ({union}) x", org_params * len(_tables()))[0][0]
     if value is None:
         return None
     if not isinstance(value, datetime):
@@ -380,7 +380,7 @@ def _hours(span: timedelta) -> str:
 
 def _currency(db: Database, org: str | None) -> str | None:
     org_sql, params = _where_org(org)
-    rows = db.fetchall(
+    rows = db.query(
         f"SELECT currency FROM {COSTS_VIEW} WHERE currency IS NOT NULL {org_sql} "
         "GROUP BY currency ORDER BY COUNT(*) DESC LIMIT 1",
         params,

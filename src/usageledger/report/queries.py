@@ -3,10 +3,15 @@
 Queries read the store's ``*_daily`` views (see ``docs/CONTRACTS.md``, "Store"): one row per org, day and group,
 from each org's primary daily stream only, so groupings are never summed together by accident. The SQL is portable
 between DuckDB and PostgreSQL (``split_part``, ``strpos``, ``AT TIME ZONE``, ``FULL OUTER JOIN`` exist in both);
-placeholders are written ``?`` and translated for psycopg. Money comes back as ``Decimal`` and stays one.
+placeholders are written ``%s``, as the store's ``query`` takes them. Money comes back as ``Decimal`` and stays
+one.
 
-Derived figures (cost per million tokens, change against the previous period) are computed in Python from SQL
-sums with ``Decimal`` arithmetic, so nothing is rounded through a float.
+The report is three queries, each one scan of the store grouped to a compact grain and then rolled up with
+``GROUPING SETS`` (costs by project, line item, model, currency and overall for this period and the previous one;
+costs by day and project, and by day; usage by day and model, and by model), so a large store is read three times,
+not a dozen. Derived figures (cost per million tokens, change against the
+previous period) are computed in Python from those SQL sums with ``Decimal`` arithmetic, and rankings are sorts of
+them; nothing is rounded through a float.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, Final, Protocol
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
 from usageledger.errors import UsageLedgerError
+from usageledger.store import daily_view_name
 
 __all__ = [
     "COSTS_VIEW",
@@ -29,23 +35,23 @@ __all__ = [
     "TOKEN_UNIT_FACTORS",
     "DailyValue",
     "Database",
-    "DuckDBDatabase",
     "ModelSpend",
     "ModelUsage",
     "Mover",
     "Period",
-    "PostgresDatabase",
     "ReportData",
     "Scope",
     "Spend",
     "build_report",
-    "daily_view",
     "token_usage_sql",
+    "utc_day",
 ]
 
-COSTS_VIEW: Final = "costs_daily"
-DAY: Final = "CAST(bucket_start AT TIME ZONE 'UTC' AS DATE)"
-"""The UTC day of a bucket, whatever the session's time zone."""
+COSTS_VIEW: Final = daily_view_name(catalogue.get("costs"))
+DAY: Final = "bucket_start"
+"""What identifies a day in a daily view: its bucket start. Daily buckets are aligned to UTC midnight, so grouping by
+the timestamp is grouping by UTC day, and far cheaper than converting every row to a date; :func:`utc_day` turns
+the few distinct values into dates."""
 LINE_ITEM_MODEL: Final = "CASE WHEN strpos(line_item, ', ') > 0 THEN split_part(line_item, ', ', 1) END"
 """The model of a costs line item ``"<model>, <what was billed>"``; NULL for line items without a model."""
 
@@ -66,21 +72,20 @@ TOP_MOVERS: Final = 8
 
 
 class Database(Protocol):
-    """What the report needs from a store connection: run one query, get rows back."""
+    """What the report needs from the store (:class:`usageledger.store.BaseStore` is one): run a query, get rows."""
 
-    @property
-    def dialect(self) -> str:
-        """``duckdb`` or ``postgresql``."""
-        ...
-
-    def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        """Run ``sql`` (placeholders written ``?``) and return every row."""
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run ``sql`` (placeholders written ``%s``) and return every row."""
         ...
 
 
-def daily_view(endpoint: Endpoint) -> str:
-    """The store's daily view for an endpoint: ``costs_daily`` or ``usage_<endpoint>_daily``."""
-    return COSTS_VIEW if endpoint.is_costs else f"usage_{endpoint.name}_daily"
+def utc_day(value: object) -> date:
+    """The UTC date of a bucket start as the driver returns it (an aware datetime, or a date)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date()
+    if isinstance(value, date):
+        return value
+    raise TypeError(f"expected a TIMESTAMPTZ or DATE, got {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +132,13 @@ class Scope:
 
     def where(self, period: Period, *, start: datetime | None = None) -> tuple[str, list[object]]:
         """A WHERE clause for a daily view: the period (or from ``start``), then the org and project filters."""
-        clauses = ["bucket_start >= ?", "bucket_start < ?"]
+        clauses = ["bucket_start >= %s", "bucket_start < %s"]
         params: list[object] = [start or period.start, period.end]
         if self.org is not None:
-            clauses.append("org = ?")
+            clauses.append("org = %s")
             params.append(self.org)
         if self.project is not None:
-            clauses.append("project_id = ?")
+            clauses.append("project_id = %s")
             params.append(self.project)
         return " AND ".join(clauses), params
 
@@ -264,7 +269,7 @@ def token_usage_sql(
         req = f"COALESCE({REQUESTS}, 0)" if REQUESTS in names else "0"
         parts.append(
             f"SELECT bucket_start, project_id, model, COALESCE({INPUT_TOKENS}, 0) AS input_tokens, "
-            f"{out} AS output_tokens, {req} AS requests FROM {daily_view(endpoint)} WHERE {where}"
+            f"{out} AS output_tokens, {req} AS requests FROM {daily_view_name(endpoint)} WHERE {where}"
         )
         params.extend(p)
     return " UNION ALL ".join(parts), params
@@ -275,151 +280,133 @@ def _token_unit_case(expr: str) -> str:
     return f"CASE quantity_unit {whens} END"
 
 
-def _currency(db: Database, scope: Scope, period: Period) -> str | None:
-    where, params = scope.where(period)
-    rows = db.fetchall(
-        f"SELECT DISTINCT currency FROM {COSTS_VIEW} WHERE {where} AND currency IS NOT NULL ORDER BY 1", params
-    )
-    currencies = [r[0] for r in rows]
-    if len(currencies) > 1:
-        raise UsageLedgerError(
-            f"the costs in this period are in several currencies ({', '.join(currencies)}); "
-            "the report sums money only within one currency"
-        )
-    return currencies[0] if currencies else None
+# GROUPING(project_id, line_item, model, currency) in the costs roll-up: a bit is set for each column a grouping set
+# leaves out (``cur``, this period or the previous one, is in every set).
+_G_PROJECT: Final = 0b0111
+_G_LINE_ITEM: Final = 0b1011
+_G_MODEL: Final = 0b1101
+_G_CURRENCY: Final = 0b1110
+_G_TOTAL: Final = 0b1111
 
 
-def _spend_by(db: Database, scope: Scope, period: Period, key: str) -> tuple[Spend, ...]:
-    where, params = scope.where(period)
-    rows = db.fetchall(
-        f"SELECT k, SUM(amount_value) AS spend FROM (SELECT {key} AS k, amount_value FROM {COSTS_VIEW} "
-        f"WHERE {where}) s GROUP BY k ORDER BY spend DESC NULLS LAST, k NULLS LAST",
-        params,
-    )
-    return tuple(Spend(r[0], _dec(r[1])) for r in rows)
-
-
-def _totals(db: Database, scope: Scope, period: Period) -> tuple[Decimal, Decimal]:
-    previous = period.previous()
-    where, params = scope.where(period, start=previous.start)
-    row = db.fetchall(
-        f"SELECT SUM(CASE WHEN bucket_start >= ? THEN amount_value END), "
-        f"SUM(CASE WHEN bucket_start < ? THEN amount_value END) FROM {COSTS_VIEW} WHERE {where}",
-        [period.start, period.start, *params],
-    )[0]
-    return _dec(row[0]), _dec(row[1])
-
-
-def _spend_by_model(db: Database, scope: Scope, period: Period) -> tuple[ModelSpend, ...]:
-    where, params = scope.where(period)
-    units = ", ".join(f"'{u}'" for u in TOKEN_UNIT_FACTORS)
-    rows = db.fetchall(
-        f"SELECT model, SUM(amount_value) AS spend, "
-        f"SUM(CASE WHEN quantity_unit IN ({units}) THEN amount_value END) AS token_spend, "
-        f"SUM({_token_unit_case('quantity')}) AS tokens "
-        f"FROM (SELECT {LINE_ITEM_MODEL} AS model, amount_value, quantity, quantity_unit FROM {COSTS_VIEW} "
-        f"WHERE {where}) s GROUP BY model ORDER BY spend DESC NULLS LAST, model NULLS LAST",
-        params,
-    )
-    return tuple(ModelSpend(r[0], _dec(r[1]), _dec(r[2]), _dec(r[3])) for r in rows)
-
-
-def _usage_by_model(db: Database, scope: Scope, period: Period) -> tuple[ModelUsage, ...]:
-    inner, params = token_usage_sql(scope, period)
-    rows = db.fetchall(
-        f"SELECT model, SUM(input_tokens), SUM(output_tokens), SUM(requests) FROM ({inner}) u "
-        "GROUP BY model ORDER BY SUM(input_tokens) + SUM(output_tokens) DESC, model NULLS LAST",
-        params,
-    )
-    return tuple(ModelUsage(r[0], _int(r[1]), _int(r[2]), _int(r[3])) for r in rows)
-
-
-def _daily_spend(db: Database, scope: Scope, period: Period) -> tuple[tuple[date, Decimal], ...]:
-    where, params = scope.where(period)
-    rows = db.fetchall(
-        f"SELECT {DAY} AS day, SUM(amount_value) FROM {COSTS_VIEW} WHERE {where} GROUP BY day ORDER BY day", params
-    )
-    by_day = {r[0]: _dec(r[1]) for r in rows}
-    return tuple((d, by_day.get(d, Decimal(0))) for d in period.each_day())
-
-
-def _daily_spend_by_project(db: Database, scope: Scope, period: Period) -> tuple[DailyValue, ...]:
-    where, params = scope.where(period)
-    rows = db.fetchall(
-        f"SELECT {DAY} AS day, project_id, SUM(amount_value) FROM {COSTS_VIEW} WHERE {where} "
-        "GROUP BY day, project_id ORDER BY day, project_id NULLS LAST",
-        params,
-    )
-    return tuple(DailyValue(r[0], r[1], _dec(r[2])) for r in rows)
-
-
-def _daily_tokens_by_model(db: Database, scope: Scope, period: Period) -> tuple[DailyValue, ...]:
-    inner, params = token_usage_sql(scope, period)
-    rows = db.fetchall(
-        f"SELECT {DAY} AS day, model, SUM(input_tokens + output_tokens) FROM ({inner}) u "
-        "GROUP BY day, model ORDER BY day, model NULLS LAST",
-        params,
-    )
-    return tuple(DailyValue(r[0], r[1], _dec(r[2])) for r in rows)
-
-
-def _movers(db: Database, scope: Scope, period: Period, key: str, limit: int) -> tuple[Mover, ...]:
+def _costs_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
+    """Costs of this period and the previous one: one scan, grouped to (project, line item, unit, currency, which
+    period), then rolled up by grouping sets. The model is parsed from the few grouped line items, not per row."""
     where, params = scope.where(period, start=period.previous().start)
-    rows = db.fetchall(
-        "SELECT k, cur, prev FROM (SELECT k, "
-        "SUM(CASE WHEN bucket_start >= ? THEN amount_value ELSE 0 END) AS cur, "
-        "SUM(CASE WHEN bucket_start < ? THEN amount_value ELSE 0 END) AS prev "
-        f"FROM (SELECT {key} AS k, bucket_start, amount_value FROM {COSTS_VIEW} WHERE {where}) s GROUP BY k) t "
-        "WHERE cur <> prev ORDER BY ABS(cur - prev) DESC, k NULLS LAST LIMIT ?",
-        [period.start, period.start, *params, limit],
+    units = ", ".join(f"'{u}'" for u in TOKEN_UNIT_FACTORS)
+    sql = (
+        "WITH base AS (SELECT project_id, line_item, quantity_unit, currency, bucket_start >= %s AS cur, "
+        f"SUM(amount_value) AS amount, SUM(quantity) AS quantity FROM {COSTS_VIEW} WHERE {where} "
+        "GROUP BY 1, 2, 3, 4, 5), "
+        f"x AS (SELECT project_id, line_item, {LINE_ITEM_MODEL} AS model, currency, cur, amount, "
+        f"CASE WHEN quantity_unit IN ({units}) THEN amount END AS token_amount, "
+        f"{_token_unit_case('quantity')} AS tokens FROM base) "
+        "SELECT GROUPING(project_id, line_item, model, currency) AS g, project_id, line_item, model, currency, cur, "
+        "SUM(amount), SUM(token_amount), SUM(tokens) FROM x "
+        "GROUP BY GROUPING SETS ((project_id, cur), (line_item, cur), (model, cur), (currency, cur), (cur))"
     )
-    return tuple(Mover(r[0], _dec(r[1]), _dec(r[2])) for r in rows)
+    return sql, [period.start, *params]
+
+
+def _daily_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
+    """Spend per day and project this period, rolled up to per day."""
+    where, params = scope.where(period)
+    sql = (
+        "SELECT GROUPING(bucket_start, project_id) AS g, bucket_start, project_id, SUM(amount) FROM ("
+        f"SELECT bucket_start, project_id, SUM(amount_value) AS amount FROM {COSTS_VIEW} WHERE {where} GROUP BY 1, 2"
+        ") d GROUP BY GROUPING SETS ((bucket_start, project_id), (bucket_start))"
+    )
+    return sql, params
+
+
+def _ranked(spends: list[Spend]) -> tuple[Spend, ...]:
+    return tuple(sorted(spends, key=lambda s: (-s.amount, s.key is None, s.key or "")))
+
+
+def _top_movers(movers: list[Mover], limit: int) -> tuple[Mover, ...]:
+    moved = [m for m in movers if m.change != 0]
+    return tuple(sorted(moved, key=lambda m: (-abs(m.change), m.key is None, m.key or ""))[:limit])
+
+
+def _usage_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
+    """Token usage this period per day and model, rolled up to per model."""
+    inner, params = token_usage_sql(scope, period)
+    sql = (
+        "WITH u AS (SELECT bucket_start, model, SUM(input_tokens) AS i, SUM(output_tokens) AS o, "
+        f"SUM(requests) AS r FROM ({inner}) x GROUP BY 1, 2) "
+        "SELECT GROUPING(bucket_start, model) AS g, bucket_start, model, SUM(i), SUM(o), SUM(r) FROM u "
+        "GROUP BY GROUPING SETS ((bucket_start, model), (model))"
+    )
+    return sql, params
 
 
 def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_movers: int = TOP_MOVERS) -> ReportData:
-    """Run every report query for ``period`` and ``scope``."""
-    total, previous = _totals(db, scope, period)
+    """Run the report's three queries (costs of both periods, daily costs, token usage) for ``period``."""
+    total = previous = Decimal(0)
+    currencies: set[str] = set()
+    by_project: list[Spend] = []
+    by_item: list[Spend] = []
+    by_model: dict[str | None, ModelSpend] = {}
+    project_movers: dict[str | None, list[Decimal]] = {}
+    model_movers: dict[str | None, list[Decimal]] = {}
+    sql, params = _costs_sql(scope, period)
+    for g, project, item, model, currency, cur, amount_v, token_v, tokens_v in db.query(sql, params):
+        amount = _dec(amount_v)
+        if g == _G_TOTAL:
+            if cur:
+                total = amount
+            else:
+                previous = amount
+        elif g == _G_CURRENCY:
+            if cur and currency is not None:
+                currencies.add(currency)
+        elif g == _G_PROJECT:
+            project_movers.setdefault(project, [Decimal(0), Decimal(0)])[0 if cur else 1] = amount
+            if cur:
+                by_project.append(Spend(project, amount))
+        elif g == _G_MODEL:
+            model_movers.setdefault(model, [Decimal(0), Decimal(0)])[0 if cur else 1] = amount
+            if cur:
+                by_model[model] = ModelSpend(model, amount, _dec(token_v), _dec(tokens_v))
+        elif g == _G_LINE_ITEM and cur:
+            by_item.append(Spend(item, amount))
+    if len(currencies) > 1:
+        raise UsageLedgerError(
+            f"the costs in this period are in several currencies ({', '.join(sorted(currencies))}); "
+            "the report sums money only within one currency"
+        )
+
+    daily: dict[date, Decimal] = {}
+    daily_by_project: list[DailyValue] = []
+    sql, params = _daily_sql(scope, period)
+    for g, start, project, amount_v in db.query(sql, params):
+        if g == 0:
+            daily_by_project.append(DailyValue(utc_day(start), project, _dec(amount_v)))
+        else:
+            daily[utc_day(start)] = _dec(amount_v)
+
+    usage: list[ModelUsage] = []
+    daily_tokens: list[DailyValue] = []
+    sql, params = _usage_sql(scope, period)
+    for g, start, model, inp, out, requests in db.query(sql, params):
+        if g == 0:
+            daily_tokens.append(DailyValue(utc_day(start), model, Decimal(_int(inp) + _int(out))))
+        else:
+            usage.append(ModelUsage(model, _int(inp), _int(out), _int(requests)))
+
     return ReportData(
         period=period,
         scope=scope,
-        currency=_currency(db, scope, period),
+        currency=next(iter(currencies), None),
         total_spend=total,
         previous_spend=previous,
-        spend_by_project=_spend_by(db, scope, period, "project_id"),
-        spend_by_line_item=_spend_by(db, scope, period, "line_item"),
-        spend_by_model=_spend_by_model(db, scope, period),
-        usage_by_model=_usage_by_model(db, scope, period),
-        daily_spend=_daily_spend(db, scope, period),
-        daily_spend_by_project=_daily_spend_by_project(db, scope, period),
-        daily_tokens_by_model=_daily_tokens_by_model(db, scope, period),
-        movers_by_project=_movers(db, scope, period, "project_id", top_movers),
-        movers_by_model=_movers(db, scope, period, LINE_ITEM_MODEL, top_movers),
+        spend_by_project=_ranked(by_project),
+        spend_by_line_item=_ranked(by_item),
+        spend_by_model=tuple(sorted(by_model.values(), key=lambda m: (-m.amount, m.model is None, m.model or ""))),
+        usage_by_model=tuple(sorted(usage, key=lambda u: (-u.tokens, u.model is None, u.model or ""))),
+        daily_spend=tuple((d, daily.get(d, Decimal(0))) for d in period.each_day()),
+        daily_spend_by_project=tuple(sorted(daily_by_project, key=lambda v: (v.day, v.key is None, v.key or ""))),
+        daily_tokens_by_model=tuple(sorted(daily_tokens, key=lambda v: (v.day, v.key is None, v.key or ""))),
+        movers_by_project=_top_movers([Mover(k, v[0], v[1]) for k, v in project_movers.items()], top_movers),
+        movers_by_model=_top_movers([Mover(k, v[0], v[1]) for k, v in model_movers.items()], top_movers),
     )
-
-
-class DuckDBDatabase:
-    """A :class:`Database` over a DuckDB connection."""
-
-    dialect = "duckdb"
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-
-    def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = self.connection.execute(sql, list(params)).fetchall()
-        return rows
-
-
-class PostgresDatabase:
-    """A :class:`Database` over a psycopg 3 connection (``?`` placeholders become ``%s``)."""
-
-    dialect = "postgresql"
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-
-    def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql.replace("?", "%s"), list(params))
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-        return rows

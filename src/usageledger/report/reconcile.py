@@ -28,6 +28,7 @@ from usageledger.report.queries import (
     Period,
     Scope,
     token_usage_sql,
+    utc_day,
 )
 
 __all__ = ["BILLED_TOKEN_ENDPOINTS", "WHY_THEY_DIFFER", "ReconcileResult", "ReconcileRow", "reconcile"]
@@ -112,7 +113,7 @@ def reconcile(
         raise ValueError("tolerance cannot be negative")
     usage_rows, usage_params = token_usage_sql(scope, period, endpoints=BILLED_TOKEN_ENDPOINTS)
     costs_sql, costs_params = _costs_tokens_sql(scope, period)
-    rows = db.fetchall(
+    rows = db.query(
         f"WITH u AS (SELECT {DAY} AS day, model, SUM(input_tokens + output_tokens) AS tokens "
         f"FROM ({usage_rows}) x GROUP BY 1, 2), c AS ({costs_sql}) "
         "SELECT COALESCE(u.day, c.day) AS day, COALESCE(u.model, c.model) AS model, u.tokens, c.tokens "
@@ -126,7 +127,7 @@ def reconcile(
         tolerance=tolerance,
         rows=tuple(
             ReconcileRow(
-                day=r[0],
+                day=utc_day(r[0]),
                 model=r[1],
                 usage_tokens=None if r[2] is None else Decimal(r[2]),
                 costs_tokens=None if r[3] is None else Decimal(r[3]),
