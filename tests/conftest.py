@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["fixtures.emulator", "fixtures.browser"]
+pytest_plugins: list[str] = ["fixtures.emulator", "fixtures.browser", "fixtures.postgres"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -156,28 +156,26 @@ class _ProgressView:
 
 
 def _summary(result: Any) -> Table:
-    table = Table(title=f"Sync {result.run_id[:8]}: {result.requests:,} requests in {result.elapsed:.1f}s")
-    for col in ("org", "stream", "windows", "inserted", "updated", "unchanged", "deleted", "watermark", "status"):
-        table.add_column(
-            col, justify="right" if col in ("windows", "inserted", "updated", "unchanged", "deleted") else "left"
-        )
+    """Rows inserted, updated, unchanged and deleted per stream (watermarks are in `usageledger status`)."""
+    several = len({s.org for s in result.streams}) > 1
+    table = Table(title=f"Synced: {result.requests:,} requests in {result.elapsed:.1f}s", title_justify="left")
+    table.add_column("stream", overflow="fold", ratio=1)
+    for col in ("windows", "inserted", "updated", "unchanged", "deleted"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     for s in result.streams:
         c = s.counts
         table.add_row(
-            s.org,
-            s.stream,
+            f"{s.org}/{s.stream}" if several else s.stream,
             f"{s.windows_done}/{s.windows}",
             f"{c.inserted:,}",
             f"{c.updated:,}",
             f"{c.unchanged:,}",
             f"{c.deleted:,}",
-            "-" if s.watermark is None else timeutil.iso(s.watermark),
             s.status if s.status == "ok" else f"[red]{s.status}",
         )
     t = result.counts
-    table.add_row(
-        "[bold]total", "", "", f"{t.inserted:,}", f"{t.updated:,}", f"{t.unchanged:,}", f"{t.deleted:,}", "", ""
-    )
+    table.add_row("[bold]total", "", f"{t.inserted:,}", f"{t.updated:,}", f"{t.unchanged:,}", f"{t.deleted:,}", "")
     return table
 
 
@@ -348,9 +346,14 @@ def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
 
 def _print_status(opened: BaseStore, url: str) -> None:
     states = opened.stream_states()
-    table = Table(title=f"Streams in {url}")
-    for col in ("org", "stream", "watermark", "last run", "status", "rows", "last +ins/~upd/=same/-del"):
-        table.add_column(col, justify="right" if col == "rows" else "left")
+    table = Table(title=f"Streams in {url}", title_justify="left")
+    table.add_column("org", overflow="fold")
+    table.add_column("stream", overflow="fold", ratio=2)
+    table.add_column("watermark", overflow="fold", ratio=1)
+    table.add_column("last run", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("last run: +ins ~upd =same -del", overflow="fold", ratio=1)
     for s in states:
         c = s.last_counts
         table.add_row(

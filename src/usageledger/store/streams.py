@@ -35,7 +35,7 @@ def encode_group_key(values: Sequence[str | bool | None]) -> str:
     return _KEY_ENCODER.encode(list(values)).decode()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Stream:
     """One stream: an endpoint read at one bucket width, grouped one way, optionally filtered."""
 
@@ -116,6 +116,15 @@ class Stream:
     def query_filters(self) -> dict[str, list[str] | bool]:
         """The filters as request keyword arguments."""
         return {k: (v if isinstance(v, bool) else list(v)) for k, v in self.filters}
+
+    def _identity(self) -> tuple[object, ...]:
+        return (self.endpoint.name, self.bucket_width, self.group_by, self.filters)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stream) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     def __str__(self) -> str:
         return self.id

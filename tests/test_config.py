@@ -1,0 +1,179 @@
+"""usageledger.toml: defaults, validation that names the key, the 0600 rule for keys, and `init`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from usageledger import catalogue
+from usageledger.config import Config, load_config, parse_config, write_default_config
+from usageledger.errors import ConfigError
+from usageledger.store import Stream, default_streams
+
+
+def write(tmp_path: Path, text: str, mode: int = 0o644) -> Path:
+    path = tmp_path / "usageledger.toml"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_no_file_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a config file: the DuckDB default, one org keyed by OPENAI_ADMIN_KEY, the default streams."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    assert config == Config()
+    assert config.store_url == "usageledger.duckdb"
+    assert [o.key_env for o in config.effective_orgs] == ["OPENAI_ADMIN_KEY"]
+    assert config.effective_streams == default_streams()
+
+
+def test_default_streams_follow_the_catalogue() -> None:
+    """Every endpoint daily by its catalogue default_group_by; costs by project and line item."""
+    streams = {s.endpoint.name: s for s in default_streams()}
+    assert set(streams) == set(catalogue.ENDPOINT_NAMES)
+    assert all(s.bucket_width == "1d" and not s.filters for s in streams.values())
+    assert streams["costs"].group_by == ("project_id", "line_item")
+    for ep in catalogue.USAGE_ENDPOINTS:
+        assert set(streams[ep.name].group_by) == set(ep.default_group_by)
+        if "model" in ep.group_by:
+            assert {"project_id", "model"} <= set(streams[ep.name].group_by)
+
+
+def test_init_writes_a_commented_private_file_that_loads(tmp_path: Path) -> None:
+    """The file `init` writes is 0600, commented, and loads back to the defaults."""
+    path = write_default_config(tmp_path / "usageledger.toml", store_url="x.duckdb")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    text = path.read_text()
+    assert text.count("#") > 20 and "lag_days = 3" in text
+    config = load_config(path)
+    assert config.store_url == "x.duckdb" and config.sync.lag_days == 3 and config.sync.minute_grace == 900
+    assert config.sync.hour_grace == 7200 and config.streams == ()
+    with pytest.raises(ConfigError, match="already exists"):
+        write_default_config(path)
+
+
+def test_full_config_is_typed(tmp_path: Path) -> None:
+    """Orgs, streams (group_by normalised, filters sorted), alerts and names are read."""
+    path = write(
+        tmp_path,
+        """
+[store]
+url = "postgresql://u@localhost/db"
+[sync]
+lag_days = 5
+minute_grace = "20m"
+hour_grace = 3600
+concurrency = 4
+max_retries = 6
+since = "30d"
+[[orgs]]
+name = "acme"
+key_env = "ACME_KEY"
+[[orgs]]
+name = "beta"
+base_url = "http://127.0.0.1:9/v1"
+[[streams]]
+endpoint = "completions"
+bucket_width = "1h"
+group_by = ["model", "project_id"]
+filters = { models = ["b", "a"], batch = false }
+[[streams]]
+endpoint = "costs"
+[alerts]
+daily_budget = "100"
+[names]
+proj_1 = "Search"
+""",
+    )
+    config = load_config(path)
+    assert config.store_url.startswith("postgresql://")
+    assert (config.sync.lag_days, config.sync.minute_grace, config.sync.hour_grace) == (5, 1200, 3600)
+    assert (config.sync.concurrency, config.sync.max_retries, config.sync.since) == (4, 6, 30 * 86400)
+    assert [(o.name, o.key_env, o.base_url) for o in config.orgs] == [
+        ("acme", "ACME_KEY", None),
+        ("beta", "OPENAI_ADMIN_KEY", "http://127.0.0.1:9/v1"),
+    ]
+    first, second = config.streams
+    assert first == Stream.create("completions", "1h", ("project_id", "model"), {"batch": False, "models": ["a", "b"]})
+    assert first.group_by == ("project_id", "model") and first.query_filters() == {"batch": False, "models": ["a", "b"]}
+    assert second.group_by == ("project_id", "line_item")
+    assert dict(config.alerts) == {"daily_budget": "100"} and dict(config.names) == {"proj_1": "Search"}
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("colour = 1", "colour"),
+        ("[sync]\nlag_dayz = 1", "sync.lag_dayz"),
+        ("[sync]\nlag_days = '3'", "sync.lag_days"),
+        ("[sync]\nlag_days = true", "sync.lag_days"),
+        ("[sync]\nconcurrency = 0", "sync.concurrency"),
+        ("[sync]\nminute_grace = 'soon'", "sync.minute_grace"),
+        ("[store]\nurl = 3", "store.url"),
+        ("store = 'x'", "store"),
+        ("[[orgs]]\nkey_env = 'A'", "orgs[0].name"),
+        ("[[orgs]]\nname = 'a'\nkey_env = 'not a var'", "orgs[0].key_env"),
+        ("[[orgs]]\nname = 'a'\n[[orgs]]\nname = 'a'", "orgs.name"),
+        ("[[orgs]]\nname = 'a'\nsecret = 1", "orgs[0].secret"),
+        ("[[streams]]\nbucket_width = '1d'", "streams[0].endpoint"),
+        ("[[streams]]\nendpoint = 'nope'", "streams[0].endpoint"),
+        ("[[streams]]\nendpoint = 'costs'\nbucket_width = '1h'", "streams[0].bucket_width"),
+        ("[[streams]]\nendpoint = 'costs'\ngroup_by = ['model']", "streams[0].group_by"),
+        ("[[streams]]\nendpoint = 'costs'\ngroup_by = 'project_id'", "streams[0].group_by"),
+        ("[[streams]]\nendpoint = 'images'\nfilters = { sizes = ['huge'] }", "streams[0].filters.sizes"),
+        ("[[streams]]\nendpoint = 'images'\nfilters = { batch = true }", "streams[0].filters.batch"),
+        ("[[streams]]\nendpoint = 'completions'\nfilters = { batch = 'yes' }", "streams[0].filters.batch"),
+        ("[alerts]\n[alerts.x]\n[[alerts]]", None),
+        ("[names]\nx = 1\n[sync]\nlag_days = -1", "sync.lag_days"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path: Path, text: str, key: str | None) -> None:
+    """Unknown keys, wrong types and missing keys are ConfigErrors that start with the key's name."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    if key is not None:
+        assert str(info.value).startswith(f"{key}:"), str(info.value)
+
+
+def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:
+    """A literal key in a group- or world-readable file is refused with the chmod fix; 0600 is accepted."""
+    path = write(tmp_path, '[[orgs]]\nname = "a"\napi_key = "sk-admin-abcdefghijkl"\n', mode=0o644)
+    with pytest.raises(ConfigError, match=f"chmod 600 {path}") as info:
+        load_config(path)
+    assert "sk-admin-abcdefghijkl" not in str(info.value)
+    path.chmod(0o600)
+    config = load_config(path)
+    assert config.orgs[0].resolve_key({}) == "sk-admin-abcdefghijkl"
+    assert "sk-admin" not in repr(config)
+
+
+def test_a_key_pasted_anywhere_counts(tmp_path: Path) -> None:
+    """A key-looking string in a comment still makes the file subject to the 0600 rule."""
+    path = write(tmp_path, "# OPENAI_ADMIN_KEY=sk-admin-abcdefghijklmnop\n", mode=0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_config(path)
+
+
+def test_missing_key_variable_names_it() -> None:
+    """An org whose key variable is unset says which variable to set."""
+    config = parse_config({"orgs": [{"name": "acme", "key_env": "ACME_KEY"}]})
+    with pytest.raises(ConfigError, match="set ACME_KEY"):
+        config.orgs[0].resolve_key({})
+    assert config.orgs[0].resolve_key({"ACME_KEY": "sk-admin-z"}) == "sk-admin-z"
+
+
+def test_missing_explicit_file_and_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--config and USAGELEDGER_CONFIG pointing nowhere are errors; bad TOML is an error naming the file."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
+    monkeypatch.setenv("USAGELEDGER_CONFIG", str(tmp_path / "none.toml"))
+    with pytest.raises(ConfigError, match="USAGELEDGER_CONFIG"):
+        load_config()
+    bad = write(tmp_path, "[sync\n")
+    monkeypatch.setenv("USAGELEDGER_CONFIG", str(bad))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config()

@@ -1,0 +1,214 @@
+"""The store on both back ends: catalogue-derived schema, migrations, upsert counts, vanished rows, daily views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from usageledger import catalogue
+from usageledger.errors import StoreError
+from usageledger.store import BaseStore, Stream, WindowWrite, encode_group_key, open_store, table_for, tables
+from usageledger.store import migrations
+
+DAY = 86400
+T0 = 1_790_000_000 - 1_790_000_000 % DAY
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+    """A fresh, migrated store on each back end."""
+    url = str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
+        yield opened
+
+
+def cost_row(day: int, project: str | None, item: str, amount: str) -> dict[str, Any]:
+    return {
+        "bucket_start": T0 + day * DAY,
+        "bucket_end": T0 + (day + 1) * DAY,
+        "project_id": project,
+        "line_item": item,
+        "amount_value": Decimal(amount),
+        "currency": "usd",
+        "quantity": Decimal("1000"),
+        "quantity_unit": "tokens",
+    }
+
+
+COSTS = Stream.create("costs", "1d", ("project_id", "line_item"))
+
+
+def write(
+    store: BaseStore,
+    rows: list[dict[str, Any]],
+    lo: int = 0,
+    hi: int = 3,
+    *,
+    stream: Stream = COSTS,
+    org: str = "acme",
+    watermark: int | None = None,
+) -> Any:
+    return store.commit_window(WindowWrite(org, stream, rows, T0 + lo * DAY, T0 + hi * DAY, "run", T0, watermark))
+
+
+def test_every_endpoint_has_a_typed_table_with_exact_money() -> None:
+    """One table per endpoint; money is DECIMAL/NUMERIC(38,18); the key is org, stream, bucket_start, group_key."""
+    assert [t.name for t in tables()] == ["costs" if e.is_costs else f"usage_{e.name}" for e in catalogue.ENDPOINTS]
+    costs = table_for("costs")
+    for dialect, money in (("duckdb", "DECIMAL(38,18)"), ("postgres", "NUMERIC(38,18)")):
+        sql = costs.create_sql(dialect)  # type: ignore[arg-type]
+        assert f'"amount_value" {money}' in sql and f'"quantity" {money}' in sql
+        assert "PRIMARY KEY (org, stream, bucket_start, group_key)" in sql
+        assert "DOUBLE" not in sql and "REAL" not in sql and "FLOAT" not in sql
+    assert table_for("completions").create_sql("duckdb").count("BIGINT") == len(catalogue.get("completions").metrics)
+    assert '"batch" BOOLEAN' in table_for("completions").create_sql("postgres")
+
+
+def test_group_key_keeps_null_apart_from_every_value() -> None:
+    """NULL, the string 'null', false and '' all encode differently; the encoding is deterministic."""
+    keys = {encode_group_key(v) for v in ([None], ["null"], [False], [""], ["None"])}
+    assert len(keys) == 5
+    assert encode_group_key([]) == "[]"
+    assert encode_group_key(["p", None, True]) == encode_group_key(["p", None, True]) == '["p",null,true]'
+
+
+def test_migrations_are_named_ordered_recorded_and_idempotent(store: BaseStore) -> None:
+    """Applied migrations are recorded in order; re-opening applies nothing."""
+    assert store.applied_migrations() == migrations.all_names()
+    assert store.applied_migrations()[0] == "0001_streams_and_sync_runs"
+    assert store.pending_migrations() == []
+    assert store.migrate() == []
+
+
+def test_upsert_counts_inserted_updated_unchanged_and_deleted(store: BaseStore) -> None:
+    """A re-read counts unchanged rows, a revised value updates in place, a vanished row is deleted."""
+    store.register_stream("acme", COSTS)
+    rows = [cost_row(0, "p1", "a", "0.06"), cost_row(0, None, "a", "0.07"), cost_row(1, "p1", "a", "1.5")]
+    first = write(store, rows)
+    assert (first.inserted, first.updated, first.unchanged, first.deleted) == (3, 0, 0, 0)
+    again = write(store, rows)
+    assert (again.inserted, again.updated, again.unchanged, again.deleted) == (0, 0, 3, 0)
+    revised = [cost_row(0, "p1", "a", "0.08"), cost_row(1, "p1", "a", "1.5")]
+    third = write(store, revised)
+    assert (third.inserted, third.updated, third.unchanged, third.deleted) == (0, 1, 1, 1)
+    stored = store.query("SELECT project_id, amount_value FROM costs ORDER BY bucket_start, group_key")
+    assert stored == [("p1", Decimal("0.08")), ("p1", Decimal("1.5"))]
+    assert store.stream_states()[0].row_count == 2
+
+
+def test_vanished_rows_are_only_deleted_inside_the_reread_window(store: BaseStore) -> None:
+    """Rows outside [lo, hi) and rows of other streams or orgs are never touched by a window's delete."""
+    other = Stream.create("costs", "1d", ("project_id",))
+    for org in ("acme", "beta"):
+        store.register_stream(org, COSTS)
+        store.register_stream(org, other)
+        write(store, [cost_row(0, "p", "a", "1"), cost_row(2, "p", "a", "2")], org=org)
+        write(store, [{**cost_row(0, "p", "a", "5"), "line_item": None}], stream=other, org=org)
+    counts = write(store, [], lo=2, hi=3)
+    assert counts.deleted == 1
+    remaining = store.query("SELECT org, stream, amount_value FROM costs ORDER BY org, stream, amount_value")
+    assert remaining == [
+        ("acme", "costs.1d.project_id", Decimal("5")),
+        ("acme", "costs.1d.project_id+line_item", Decimal("1")),
+        ("beta", "costs.1d.project_id", Decimal("5")),
+        ("beta", "costs.1d.project_id+line_item", Decimal("1")),
+        ("beta", "costs.1d.project_id+line_item", Decimal("2")),
+    ]
+
+
+def test_decimals_round_trip_exactly(store: BaseStore) -> None:
+    """18 fractional digits and 20 integer digits survive both back ends unchanged."""
+    store.register_stream("acme", COSTS)
+    values = ["0.000000000000000001", "12345678901234567890.123456789012345678", "0.1", "-3.3"]
+    write(store, [cost_row(0, f"p{i}", "a", v) for i, v in enumerate(values)])
+    got = [r[0] for r in store.query("SELECT amount_value FROM costs ORDER BY project_id")]
+    assert got == [Decimal(v) for v in values]
+
+
+def test_watermark_commits_with_the_rows_and_only_when_given(store: BaseStore) -> None:
+    """commit_window stores the watermark it is given and leaves it alone when given none."""
+    store.register_stream("acme", COSTS)
+    write(store, [cost_row(0, "p", "a", "1")], watermark=T0 + DAY)
+    write(store, [cost_row(1, "p", "a", "1")], watermark=None)
+    assert store.stream_states()[0].watermark == T0 + DAY
+
+
+def test_failed_window_leaves_nothing_behind(store: BaseStore) -> None:
+    """A batch that breaks a rule (a duplicate group) writes no row and no watermark."""
+    store.register_stream("acme", COSTS)
+    with pytest.raises(StoreError, match="same group twice"):
+        write(store, [cost_row(0, "p", "a", "1"), cost_row(0, "p", "a", "2")], watermark=T0 + DAY)
+    assert store.query("SELECT COUNT(*) FROM costs") == [(0,)]
+    assert store.stream_states()[0].watermark is None
+
+
+def test_daily_view_never_mixes_groupings(store: BaseStore) -> None:
+    """costs_daily shows only the default stream when a model-like finer stream holds the same buckets."""
+    ungrouped = Stream.create("costs", "1d", ())
+    store.register_stream("acme", ungrouped)
+    write(store, [{**cost_row(0, None, "x", "10"), "line_item": None}], stream=ungrouped)
+    # Only the ungrouped stream exists: it is the primary one.
+    assert store.query("SELECT SUM(amount_value) FROM costs_daily") == [(Decimal("10"),)]
+    store.register_stream("acme", COSTS)
+    write(store, [cost_row(0, "p1", "a", "4"), cost_row(0, "p2", "b", "6")])
+    assert store.query("SELECT SUM(amount_value) FROM costs") == [(Decimal("20"),)]
+    assert store.query("SELECT stream, SUM(amount_value) FROM costs_daily GROUP BY stream") == [
+        (COSTS.id, Decimal("10"))
+    ]
+    hourly = Stream.create("completions", "1h", ("model",))
+    daily = Stream.create("completions", "1d", ("model",))
+    store.register_stream("acme", hourly)
+    store.register_stream("acme", daily)
+    view_streams = store.query("SELECT DISTINCT stream FROM usage_completions_daily")
+    assert view_streams == []  # no rows yet, and the hourly stream is never a candidate
+    cols = store.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'usage_completions_daily'"
+        " ORDER BY ordinal_position"
+    )
+    names = [c[0] for c in cols]
+    assert names[:4] == ["org", "stream", "bucket_start", "bucket_end"]
+    assert "group_key" not in names and "input_tokens" in names and "model" in names
+
+
+def test_streams_state_and_runs_are_recorded(store: BaseStore) -> None:
+    """register_stream is idempotent; mark_stream and runs record status and counts."""
+    first = store.register_stream("acme", COSTS)
+    assert store.register_stream("acme", COSTS) == first
+    assert first.is_default and first.group_by == ("project_id", "line_item") and first.filters == "{}"
+    store.begin_run("r1", at=T0, command="sync")
+    store.mark_stream("acme", COSTS.id, run_id="r1", at=T0, status="ok")
+    state = store.stream_state("acme", COSTS.id)
+    assert state is not None and state.last_status == "ok" and state.last_run_at == T0
+    assert store.query("SELECT status FROM sync_runs WHERE run_id = 'r1'") == [("running",)]
+
+
+def test_duckdb_store_held_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    """A DuckDB file locked by another writer gives a StoreError that says why, not a traceback."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "locked.duckdb"
+    open_store(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,sys; c=duckdb.connect({str(path)!r}); print('ok', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        with pytest.raises(StoreError, match="another usageledger sync"):
+            open_store(path)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close() if holder.stdout else None
