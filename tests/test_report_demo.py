@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,18 +18,22 @@ import pytest
 from PIL import Image, ImageStat
 from typer.testing import CliRunner
 
-from usageledger import catalogue
+from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.report.html import render_html
 from usageledger.report.names import Names, names_from_mapping
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
-from usageledger.store import BaseStore, Stream, default_streams, open_store
+from usageledger.store import BaseStore, default_streams, open_store
+from usageledger.sync import Org, SyncOptions, sync
 
+from conftest import FAKE_ADMIN_KEY
 from fixtures.browser import BrowserPage
+from fixtures.emulator import EMULATOR_NOW
 
 CHARTS = ("daily-spend-by-project", "tokens-by-model", "spend-by-line-item", "cost-per-million-tokens")
+ORG = "org-demo"
 TOKEN_VIEWS = [
     f"usage_{e.name}_daily"
     for e in catalogue.USAGE_ENDPOINTS
@@ -36,44 +41,37 @@ TOKEN_VIEWS = [
 ]
 
 
-def _stream(endpoint: str) -> Stream:
-    return next(s for s in default_streams() if s.endpoint.name == endpoint)
+def demo_sync(store: BaseStore, url: str) -> None:
+    """The demo's sync: every default stream, 90 days back from the emulator's fixed now.
+
+    It runs in a worker thread, which has no event loop of its own, whatever fixture set one up in this one.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(
+            sync,
+            store,
+            [Org(ORG, FAKE_ADMIN_KEY, url)],
+            default_streams(),
+            SyncOptions(since=timeutil.floor(EMULATOR_NOW - 90 * 86400, "1d")),
+            clock=lambda: EMULATOR_NOW,
+        ).result()
+    assert result.ok, result.errors
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo store: a migrated DuckDB store with 120 days of completions and their costs, consistent."""
+def demo_store(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
+    """The demo store: a DuckDB file filled by a real sync from the emulator over loopback."""
     path = tmp_path_factory.mktemp("demo") / "usageledger.duckdb"
-    costs, completions = _stream("costs"), _stream("completions")
-    day0 = "TIMESTAMPTZ '2026-07-24 00:00:00+00'"
     with open_store(path) as store:
-        store.register_stream("org-demo", costs)
-        store.register_stream("org-demo", completions)
-        store.execute(
-            "INSERT INTO usage_completions (org, stream, bucket_start, bucket_end, group_key, project_id, model, "
-            "batch, input_tokens, output_tokens, num_model_requests) "
-            f"SELECT 'org-demo', %s, {day0} + (i // 8) * INTERVAL 1 DAY, {day0} + (i // 8 + 1) * INTERVAL 1 DAY, "
-            "CAST(i % 8 AS TEXT), 'proj_' || (i % 4), "
-            "CASE WHEN i % 8 < 4 THEN 'gpt-4o-2024-08-06' ELSE 'gpt-4o-mini-2024-07-18' END, false, "
-            "1000 + (i * 37) % 900, 200 + (i * 11) % 300, 5 + i % 7 FROM range(0, 8 * 120) t(i)",
-            [completions.id],
-        )
-        store.execute(
-            "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, line_item, amount_value, "
-            "currency, quantity, quantity_unit) SELECT org, %s, bucket_start, bucket_end, group_key || kind, "
-            "project_id, model || ', ' || kind, q * price, 'usd', q, 'tokens' FROM ("
-            "SELECT org, bucket_start, bucket_end, group_key, project_id, model, 'input' AS kind, input_tokens AS q, "
-            "0.0000025 AS price FROM usage_completions UNION ALL SELECT org, bucket_start, bucket_end, group_key, "
-            "project_id, model, 'output', output_tokens, 0.00001 FROM usage_completions) s",
-            [costs.id],
-        )
+        demo_sync(store, emulator_url)
     return path
 
 
 @pytest.fixture(scope="module")
 def demo_period() -> Period:
-    """30 days that end where the emulator's data ends."""
-    return Period(date(2026, 10, 21), date(2026, 11, 20))
+    """The 30 whole days before the emulator's now (2026-11-20T12:00Z)."""
+    today = datetime.fromtimestamp(EMULATOR_NOW, UTC).date()
+    return Period(today - timedelta(days=30), today)
 
 
 @pytest.fixture

@@ -18,9 +18,11 @@ from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
 
-__all__ = ["SPARK_CHARS", "render_check", "render_reconcile", "render_report", "sparkline"]
+__all__ = ["LINE_ITEMS_SHOWN", "SPARK_CHARS", "render_check", "render_reconcile", "render_report", "sparkline"]
 
 SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
+LINE_ITEMS_SHOWN: Final = 20
+"""The terminal lists the biggest line items and sums the rest into one row; the HTML report lists them all."""
 
 
 def sparkline(values: Sequence[Decimal | int]) -> str:
@@ -105,8 +107,16 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         by_project.add_row(names.project(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
 
     by_item = _table("Spend by line item", "line item", "spend", "share")
-    for s in data.spend_by_line_item:
+    shown, rest = data.spend_by_line_item[:LINE_ITEMS_SHOWN], data.spend_by_line_item[LINE_ITEMS_SHOWN:]
+    for s in shown:
         by_item.add_row(_item(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
+    if rest:
+        others = sum((s.amount for s in rest), Decimal(0))
+        by_item.add_row(
+            Text(f"… {len(rest)} more (all of them in --html)", style="dim"),
+            format_money(others, cur),
+            _share(others, data.total_spend),
+        )
 
     by_model = _table("Spend by model", "model", "spend", "share", "per 1M tokens")
     for m in data.spend_by_model:
