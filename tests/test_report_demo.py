@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
+from usageledger.report.formatting import format_money
 from usageledger.report.html import render_html
 from usageledger.report.names import Names, names_from_mapping
 from usageledger.report.queries import Period, ReportData, Scope, build_report
@@ -305,20 +306,14 @@ def test_clicking_headers_sorts_tables(browser_page: BrowserPage, report_file: P
     assert browser_page.errors == []
 
 
-def test_cli_report_terminal(demo_store: Path, demo_period: Period) -> None:
-    """`report` prints every section for the period, with names from a names file."""
+def test_cli_report_terminal(demo_store: Path, demo_period: Period, demo_report: ReportData, tmp_path: Path) -> None:
+    """`report` prints every section for the period, with project names from the config's [names]."""
+    project = demo_report.spend_by_project[0].key
+    config = tmp_path / "usageledger.toml"
+    config.write_text(f'[names.projects]\n{project} = "Search team"\n')
+    span = ["--since", demo_period.since.isoformat(), "--until", demo_period.until.isoformat()]
     result = CliRunner().invoke(
-        app,
-        [
-            "report",
-            "--store",
-            str(demo_store),
-            "--since",
-            demo_period.since.isoformat(),
-            "--until",
-            demo_period.until.isoformat(),
-        ],
-        env={"COLUMNS": "160"},
+        app, ["report", "--store", str(demo_store), *span, "--config", str(config)], env={"COLUMNS": "160"}
     )
     assert result.exit_code == 0, result.output
     for section in (
@@ -332,6 +327,8 @@ def test_cli_report_terminal(demo_store: Path, demo_period: Period) -> None:
         "per 1M tokens",
     ):
         assert section in result.output
+    assert "Search team" in result.output and project not in result.output
+    assert f"Spend {format_money(demo_report.total_spend)}" in result.output
 
 
 def test_cli_report_html_and_png(demo_store: Path, demo_period: Period, tmp_path: Path) -> None:

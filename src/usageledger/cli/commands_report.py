@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import typer
 
 from usageledger.cli._app import app, console, err_console, friendly_errors
-from usageledger.errors import ConfigError, ParameterError, StoreError
+from usageledger.config import Config, load_config
+from usageledger.errors import ParameterError, StoreError
 from usageledger.report.alerts import AnomalyRule, Budget, parse_alert_config, post_webhook, run_checks
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
@@ -22,16 +22,20 @@ from usageledger.report.names import Names, load_names, names_from_mapping
 from usageledger.report.queries import Period, Scope, build_report
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.terminal import render_check, render_reconcile, render_report
-from usageledger.store import DEFAULT_STORE, BaseStore, is_postgres_url, open_store
+from usageledger.store import BaseStore, is_postgres_url, open_store
 from usageledger.timeutil import parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
-DEFAULT_CONFIG: Final = Path("usageledger.toml")
 DEFAULT_DAYS: Final = 30
 
 StoreOpt = Annotated[
-    str, typer.Option("--store", help="DuckDB file, or a postgresql:// URL.", envvar="USAGELEDGER_STORE")
+    str | None,
+    typer.Option(
+        "--store",
+        help="DuckDB file or postgresql:// URL (default: the config's [store] url, else usageledger.duckdb).",
+        envvar="USAGELEDGER_STORE",
+    ),
 ]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
 SinceOpt = Annotated[
@@ -81,29 +85,9 @@ def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
     return Period(since_day, until_day)
 
 
-def _config(path: Path | None) -> Mapping[str, Any]:
-    """The config file's raw mapping; a missing default file is an empty config."""
-    target = path or DEFAULT_CONFIG
-    if path is None and not target.exists():
-        return {}
-    try:
-        with target.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{target}: cannot read the config file ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{target}: not valid TOML: {exc}") from exc
-
-
-def _section(config: Mapping[str, Any], name: str) -> Mapping[str, object]:
-    section = config.get(name, {})
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{name}: expected a table ([{name}])")
-    return section
-
-
-def _names(config: Mapping[str, Any], names_file: Path | None) -> Names:
-    names = names_from_mapping(_section(config, "names"))
+def _names(config: Config, names_file: Path | None) -> Names:
+    """Names from the config's [names], overridden by a names file."""
+    names = names_from_mapping(config.names)
     return names.merged(load_names(names_file)) if names_file is not None else names
 
 
@@ -122,7 +106,7 @@ def _amount(value: str | None, param: str) -> Decimal | None:
 @app.command()
 @friendly_errors
 def report(
-    store: StoreOpt = DEFAULT_STORE,
+    store: StoreOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     org: OrgOpt = None,
@@ -137,8 +121,9 @@ def report(
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
-    id_names = _names(_config(config), names)
-    with _database(store) as db:
+    settings = load_config(config)
+    id_names = _names(settings, names)
+    with _database(store or settings.store_url) as db:
         data = build_report(db, period, Scope(org=org, project=project))
     if html is None and png is None:
         console.print(render_report(data, id_names))
@@ -167,7 +152,7 @@ def _tolerance(value: str) -> Decimal:
 @app.command()
 @friendly_errors
 def reconcile(
-    store: StoreOpt = DEFAULT_STORE,
+    store: StoreOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     org: OrgOpt = None,
@@ -177,11 +162,13 @@ def reconcile(
     fail_over: Annotated[
         bool, typer.Option("--fail-over", help=f"Exit {EXIT_FINDINGS} when a difference exceeds the tolerance.")
     ] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Compare usage tokens with billed token quantities per day and model, and say why they can differ."""
     period = _period(since, until, now=datetime.now(UTC))
     tol = _tolerance(tolerance)
-    with _database(store) as db:
+    settings = load_config(config)
+    with _database(store or settings.store_url) as db:
         result = run_reconcile(db, period, Scope(org=org), tolerance=tol)
     console.print(render_reconcile(result))
     if fail_over and result.differences:
@@ -191,7 +178,7 @@ def reconcile(
 @app.command()
 @friendly_errors
 def check(
-    store: StoreOpt = DEFAULT_STORE,
+    store: StoreOpt = None,
     org: OrgOpt = None,
     project: Annotated[
         str | None,
@@ -227,7 +214,8 @@ def check(
     config file's [alerts] section.
     """
     now = datetime.now(UTC)
-    cfg = parse_alert_config(_section(_config(config), "alerts"))
+    settings = load_config(config)
+    cfg = parse_alert_config(settings.alerts)
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
     if flag_budget != Budget():
         if project is None:
@@ -249,7 +237,7 @@ def check(
     ts = int(now.timestamp())
     budget_day = _day(on, now=ts, param="--date", end=False) if on else None
     judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else None
-    with _database(store) as db:
+    with _database(store or settings.store_url) as db:
         result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
     console.print(render_check(result, cfg.anomaly))
     if result.alerts and webhook is not None:
