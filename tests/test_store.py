@@ -11,8 +11,16 @@ import pytest
 
 from usageledger import catalogue
 from usageledger.errors import StoreError
-from usageledger.store import BaseStore, Stream, WindowWrite, encode_group_key, open_store, table_for, tables
-from usageledger.store import migrations
+from usageledger.store import (
+    BaseStore,
+    Stream,
+    WindowWrite,
+    encode_group_key,
+    migrations,
+    open_store,
+    table_for,
+    tables,
+)
 
 DAY = 86400
 T0 = 1_790_000_000 - 1_790_000_000 % DAY

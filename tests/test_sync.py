@@ -195,7 +195,8 @@ def test_rows_that_vanish_from_a_reread_bucket_are_deleted(duck: BaseStore, emul
     for day in (recent, old):
         duck.execute(
             "INSERT INTO usage_embeddings (org, stream, bucket_start, bucket_end, group_key, project_id, model,"
-            " input_tokens, num_model_requests) VALUES ('main', %s, %s, %s, '[\"gone\",\"gone\"]', 'gone', 'gone', 1, 1)",
+            " input_tokens, num_model_requests)"
+            " VALUES ('main', %s, %s, %s, '[\"gone\",\"gone\"]', 'gone', 'gone', 1, 1)",
             (stream.id, datetime.fromtimestamp(day, UTC), datetime.fromtimestamp(day + DAY, UTC)),
         )
     result = run(duck, emulator_url, streams=(stream,))

@@ -447,6 +447,20 @@ async def _execute(
             run.counts += counts
             if watermark is not None:
                 run.watermark = watermark
+            logger.info(
+                "window committed",
+                extra={
+                    "org": plan.org,
+                    "stream": plan.stream.id,
+                    "window_start": timeutil.iso(job.window.start),
+                    "window_end": timeutil.iso(job.window.end),
+                    "inserted": counts.inserted,
+                    "updated": counts.updated,
+                    "unchanged": counts.unchanged,
+                    "deleted": counts.deleted,
+                    "watermark": None if watermark is None else timeutil.iso(watermark),
+                },
+            )
             emit(WindowDone(plan.org, plan.stream.id, job.window, counts))
             if all(run.done):
                 emit(StreamFinished(run.result()))
