@@ -161,7 +161,7 @@ def _result(*alerts: Alert) -> CheckResult:
         anomaly_day=date(2026, 11, 23),
         currency="usd",
         anomaly=None,
-        newest_bucket_end=None,
+        data_reaches=None,
         checks=(),
         alerts=alerts,
     )

@@ -127,6 +127,20 @@ def test_staleness(db_factory: Any) -> None:
     assert [a.kind for a in empty.alerts] == ["stale"]
 
 
+def test_staleness_of_an_open_bucket_counts_from_its_sync(tmp_path: Path) -> None:
+    """A bucket still open when synced covers only up to its sync time, so a stopped sync is noticed on time."""
+    path = make_store(tmp_path / "open.duckdb", [(LAST, "proj_a", Decimal(1))])
+    synced = datetime(LAST.year, LAST.month, LAST.day, 9, tzinfo=UTC)
+    with open_store(path) as store:
+        store.execute("UPDATE costs SET synced_at = %s", [synced])
+        cfg = AlertConfig(stale_after=timedelta(hours=6))
+        assert run_checks(store, cfg, now=synced + timedelta(hours=6)).alerts == ()
+        late = run_checks(store, cfg, now=synced + timedelta(hours=7))
+    assert [a.kind for a in late.alerts] == ["stale"]
+    assert late.data_reaches == synced
+    assert "reaches" in late.alerts[0].message and "7.0 h ago" in late.alerts[0].message
+
+
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[bytes]]]:
     """A real HTTP server on 127.0.0.1 recording POST bodies."""

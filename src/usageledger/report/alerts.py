@@ -11,8 +11,9 @@ Rules, stated once here and repeated in the CLI output:
   minimum increase, in the costs' currency), so a quiet account does not page anyone over cents. A flat baseline
   (``MAD = 0``) puts any rise infinitely far out, and the minimum increase decides. The baseline needs at least 7
   days; days before the first costs row are not part of it, later days without rows count as zero spend.
-* **Staleness** fires when the end of the newest synced bucket, over every table of the store, is older than the
-  limit (default 48 hours), or when the store holds no bucket at all.
+* **Staleness** fires when the newest synced data is older than the limit (default 48 hours): each bucket
+  covers up to its end, or up to when it was synced if it was still open then; the newest such point over every
+  table of the store is compared with now. An empty store fires too.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class CheckResult:
     anomaly_day: date
     currency: str | None
     anomaly: AnomalyResult | None
-    newest_bucket_end: datetime | None
+    data_reaches: datetime | None
+    """The newest point the synced data covers; None for an empty store."""
     checks: tuple[str, ...]
     """One line per check that ran, what it compared."""
     alerts: tuple[Alert, ...]
@@ -361,10 +363,13 @@ def _tables() -> list[str]:
     return [spec.name for spec in tables()]
 
 
-def _newest_bucket_end(db: Database, org: str | None) -> datetime | None:
+def _data_reaches(db: Database, org: str | None) -> datetime | None:
+    """How far the synced data reaches: a bucket covers up to its end, or up to when it was synced if it was still
+    open then (``LEAST(bucket_end, synced_at)``); the newest over every table."""
     org_sql, org_params = _where_org(org)
     where = f"WHERE TRUE {org_sql}"
-    union = " UNION ALL ".join(f"SELECT MAX(bucket_end) AS m FROM {t} {where}" for t in _tables())
+    reach = "LEAST(bucket_end, COALESCE(synced_at, bucket_end))"
+    union = " UNION ALL ".join(f"SELECT MAX({reach}) AS m FROM {t} {where}" for t in _tables())
     value = db.query(f"SELECT MAX(m) FROM ({union}) x", org_params * len(_tables()))[0][0]
     if value is None:
         return None
@@ -416,18 +421,14 @@ def run_checks(
         if anomaly.anomalous:
             alerts.append(Alert("anomaly", subject, f"{subject}: spend anomaly on {anomaly.describe(currency)}"))
 
-    newest = _newest_bucket_end(db, org)
+    newest = _data_reaches(db, org)
     limit = cfg.stale_after
     if newest is None:
         checks.append("staleness: the store holds no synced bucket")
         alerts.append(Alert("stale", "store", "stale store: no synced bucket at all; run usageledger sync"))
     else:
-        age = now - newest
-        ends = f"newest synced bucket ends {newest:%Y-%m-%dT%H:%M:%SZ}"
-        if age.total_seconds() <= 0:
-            text = f"{ends}, still open (limit {_hours(limit)})"
-        else:
-            text = f"{ends}, {_hours(age)} ago (limit {_hours(limit)})"
+        age = max(now - newest, timedelta(0))
+        text = f"the synced data reaches {newest:%Y-%m-%dT%H:%M:%SZ}, {_hours(age)} ago (limit {_hours(limit)})"
         checks.append(f"staleness: {text}")
         if age > limit:
             alerts.append(Alert("stale", "store", f"stale store: {text}; run usageledger sync"))
@@ -437,7 +438,7 @@ def run_checks(
         anomaly_day=aday,
         currency=currency,
         anomaly=anomaly,
-        newest_bucket_end=newest,
+        data_reaches=newest,
         checks=tuple(checks),
         alerts=tuple(alerts),
     )
