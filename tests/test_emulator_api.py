@@ -16,7 +16,7 @@ from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from usageledger import catalogue
-from usageledger.emulator import Emulator, EmulatorConfig
+from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.cursor import INVALID_TOKEN_MESSAGE
 
 from conftest import EXAMPLES, FAKE_ADMIN_KEY, SPEC
@@ -301,3 +301,13 @@ def test_paging_a_year_of_hourly_completions_returns_every_bucket_once(api: http
     expected = list(range(start, EMULATOR_NOW, 3600))
     assert starts == expected
     assert pages == -(-len(expected) // 168)
+
+
+def test_rate_limit_answers_validate_against_the_public_spec(spec: OpenAPI) -> None:
+    """A 429 fault is the spec's TooManyRequests: the error body, with an integer Retry-After of at least 1."""
+    limited = Emulator(EmulatorConfig(days=5, projects=1, now=EMULATOR_NOW, faults=FaultConfig(rate_429=1.0)))
+    with httpx.Client(transport=limited.transport(), base_url="http://emulator/v1", headers=KEY) as client:
+        r = client.get("/organization/costs", params={"start_time": START})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    response = _SpecResponse(r.content, 429, headers=Headers({"Retry-After": r.headers["retry-after"]}))
+    spec.validate_response(_SpecRequest("/v1/organization/costs", [("start_time", str(START))]), response)

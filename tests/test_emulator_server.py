@@ -179,3 +179,12 @@ def test_demo_pulls_every_endpoint_and_summarises() -> None:
         assert title in result.output
     for endpoint in catalogue.ENDPOINTS:
         assert endpoint.name in result.output
+
+
+async def test_async_transport_matches_the_sync_one(emulator: Emulator) -> None:
+    """httpx.AsyncClient on emulator.async_transport() gets the same bytes as the sync transport."""
+    params = {"start_time": EMULATOR_NOW - 86400 * 4, "group_by": "model"}
+    async with httpx.AsyncClient(transport=emulator.async_transport(), base_url="http://e/v1", headers=KEY) as client:
+        async_body = (await client.get("/organization/usage/web_search_calls", params=params)).content
+    with httpx.Client(transport=emulator.transport(), base_url="http://e/v1", headers=KEY) as sync_client:
+        assert sync_client.get("/organization/usage/web_search_calls", params=params).content == async_body

@@ -65,7 +65,7 @@ class EmulatorConfig:
     revision_window: int = 3 * 86400
     faults: FaultConfig = field(default_factory=FaultConfig)
     replay: Path | None = None
-    cache_bytes: int = 256 * 2**20
+    cache_bytes: int = 128 * 2**20
 
     def __post_init__(self) -> None:
         if self.days < 1:

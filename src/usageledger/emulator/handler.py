@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -33,6 +33,7 @@ _ENCODER: Final = msgspec.json.Encoder(decimal_format="number")
 _JSON: Final = ("content-type", "application/json")
 _SCALARS: Final = frozenset({"start_time", "end_time", "bucket_width", "limit", "page"})
 _LISTS: Final = frozenset({"group_by"})
+_ENTRY_OVERHEAD: Final = 300  # bytes per cache entry beyond the body: key tuple, dict slot, bytes header
 _COMMA: Final = re.compile(r",(?! )")  # "a,b" splits; "gpt-4o, input" (a line item) does not
 
 
@@ -54,6 +55,32 @@ class Response:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     fault: Fault = NO_FAULT
+
+
+class _Lru:
+    """Encoded bodies by key, least recently used dropped first once ``budget`` bytes are spent. Thread-safe."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self._items: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> bytes | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple[object, ...], body: bytes) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            self.size += len(body) - (len(old) if old is not None else -_ENTRY_OVERHEAD)
+            self._items[key] = body
+            while self.size > self.budget and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self.size -= len(dropped) + _ENTRY_OVERHEAD
 
 
 class _BadRequest(Exception):
@@ -137,9 +164,9 @@ class Emulator:
         started = time.perf_counter()
         self.source: ActivitySource = self._make_source(int(clock()))
         self.results = ResultBuilder(self.source)
-        self._cache: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
-        self._cached_bytes = 0
-        self._lock = threading.Lock()
+        # Buckets and whole pages are kept apart so that one-off pages never push out reusable buckets.
+        self._buckets = _Lru(self.config.cache_bytes * 3 // 4)
+        self._pages = _Lru(self.config.cache_bytes // 4)
         self._counter = itertools.count()
         self.startup_seconds = time.perf_counter() - started
 
@@ -169,6 +196,12 @@ class Emulator:
         from usageledger.emulator.server import EmulatorTransport
 
         return EmulatorTransport(self, sleep=sleep)
+
+    def async_transport(self, *, sleep: Callable[[float], Awaitable[None]] | None = None) -> Any:
+        """An in-process ``httpx.AsyncBaseTransport`` that calls :meth:`handle` (no sockets)."""
+        from usageledger.emulator.server import AsyncEmulatorTransport
+
+        return AsyncEmulatorTransport(self, sleep=sleep)
 
     # --- handling ------------------------------------------------------------------------------------------
 
@@ -279,13 +312,9 @@ class Emulator:
                 raise _BadRequest(rules.Violation("page", cursor.INVALID_TOKEN_MESSAGE, code="invalid_page_token"))
             position = decoded
         settled = not self.config.revisions or end <= now - self.config.revision_window
-        page_key = ("page", endpoint.name, width, position, end, limit, group_by, fkey, binding)
-        if settled:
-            with self._lock:
-                hit = self._cache.get(page_key)
-                if hit is not None:
-                    self._cache.move_to_end(page_key)
-                    return hit
+        page_key = (endpoint.name, width, position, end, limit, group_by, fkey, binding)
+        if settled and (hit := self._pages.get(page_key)) is not None:
+            return hit
         chunks: list[bytes] = []
         while position < end and len(chunks) < limit:
             bucket_end = position - position % step + step
@@ -298,18 +327,8 @@ class Emulator:
         tail = _ENCODER.encode({"has_more": has_more, "next_page": next_page})
         body = b'{"object":"page","data":[' + b",".join(chunks) + b"]," + tail[1:]
         if settled:
-            self._remember(page_key, body)
+            self._pages.put(page_key, body)
         return body
-
-    def _remember(self, key: tuple[object, ...], body: bytes) -> None:
-        """Keep an encoded bucket or page; the least recently used go first once the byte budget is spent."""
-        with self._lock:
-            old = self._cache.pop(key, None)
-            self._cached_bytes += len(body) - (len(old) if old is not None else 0)
-            self._cache[key] = body
-            while self._cached_bytes > self.config.cache_bytes and self._cache:
-                _, dropped = self._cache.popitem(last=False)
-                self._cached_bytes -= len(dropped)
 
     def _bucket(
         self,
@@ -324,17 +343,15 @@ class Emulator:
     ) -> bytes:
         revising = self.config.revisions and data_end > now - self.config.revision_window
         key = (endpoint.name, width, start, data_end, group_by, fkey, now if revising else None)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
+        hit = self._buckets.get(key)
+        if hit is not None:
+            return hit
         if endpoint.is_costs:
             results = self.results.costs(start, data_end, group_by, fkey, now)
         else:
             results = self.results.usage(endpoint, start, data_end, group_by, fkey, now)
         body = _ENCODER.encode({"object": "bucket", "start_time": start, "end_time": end, "results": results})
-        self._remember(key, body)
+        self._buckets.put(key, body)
         return body
 
 

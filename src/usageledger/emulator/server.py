@@ -25,7 +25,7 @@ from usageledger.emulator.handler import API_PREFIX, Request, Response
 if TYPE_CHECKING:
     from usageledger.emulator.handler import Emulator
 
-__all__ = ["EmulatorTransport", "asgi_app", "run_server", "serve"]
+__all__ = ["AsyncEmulatorTransport", "EmulatorTransport", "asgi_app", "run_server", "serve"]
 
 logger = logging.getLogger("usageledger.emulator")
 
@@ -131,6 +131,23 @@ class EmulatorTransport(httpx.BaseTransport):
                 "peer closed connection without sending complete message body", request=request
             )
         return httpx.Response(response.status, headers=list(response.headers), content=response.body, request=request)
+
+
+class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
+    """The async twin of :class:`EmulatorTransport`, for ``httpx.AsyncClient`` (``sleep`` is awaited)."""
+
+    def __init__(self, emulator: Emulator, *, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+        self._sync = EmulatorTransport(emulator)
+        self.sleep = sleep
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers.raw}
+        await request.aread()
+        response = self._sync.emulator.handle(Request(request.method, url.path, url.query.decode("latin-1"), headers))
+        if response.fault.delay > 0 and self.sleep is not None:
+            await self.sleep(response.fault.delay)
+        return self._sync._to_httpx(response, request)
 
 
 class _Server(uvicorn.Server):

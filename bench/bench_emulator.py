@@ -1,0 +1,227 @@
+"""Emulator throughput, memory and start-up.
+
+The server runs in its own process (``usageledger emulator --port 0``, default size, fixed ``--now``), exactly as
+users run it; the load generator is a minimal asyncio HTTP/1.1 keep-alive client in this process (httpx itself
+would be the bottleneck on a 2-core machine). Each scenario runs C concurrent connections for T seconds after a
+warm-up and counts complete 200 responses.
+
+Usage: .venv/bin/python bench/bench_emulator.py [--seconds 10] [--connections 8] [--server cli|asgi|starlette]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+import psutil
+
+NOW = 1795176000  # 2026-11-20T12:00:00Z
+DAY = 86400
+KEY = "sk-admin-bench"
+
+_BARE = textwrap.dedent(
+    """
+    import sys, uvicorn
+    from usageledger.emulator import Emulator, EmulatorConfig, Request
+
+    emulator = Emulator(EmulatorConfig(now=int(sys.argv[1])))
+    if sys.argv[3] == "starlette":
+        from starlette.applications import Starlette
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        async def endpoint(request):
+            r = emulator.handle(Request(request.method, request.url.path, request.url.query, dict(request.headers)))
+            return Response(r.body, status_code=r.status, headers=dict(r.headers))
+
+        app = Starlette(routes=[Route("/{path:path}", endpoint)])
+    else:
+        app = emulator.asgi_app
+    config = uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[2]), http="h11", ws="none", lifespan="off",
+                            loop="asyncio", access_log=False, log_level="warning")
+    server = uvicorn.Server(config)
+    original = server.startup
+
+    async def startup(sockets=None):
+        await original(sockets)
+        print(f"Emulator ready at http://127.0.0.1:{sys.argv[2]}/v1", flush=True)
+
+    server.startup = startup
+    server.run()
+    """
+)
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    bytes_per_response: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def start_server(kind: str) -> tuple[subprocess.Popen[str], str, float]:
+    started = time.perf_counter()
+    if kind == "cli":
+        command = [sys.executable, "-c", "from usageledger.cli import main; main()", "emulator", "--port", "0",
+                   "--now", str(NOW)]  # fmt: skip
+    else:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        command = [sys.executable, "-c", _BARE, str(NOW), str(port), kind]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("Emulator ready at "):
+        proc.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc, line.split(" at ", 1)[1].strip(), time.perf_counter() - started
+
+
+async def _fetch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
+async def load(
+    base: str, targets: list[str], connections: int, seconds: float, warm: bool = True
+) -> tuple[int, float, int]:
+    url = urlsplit(base)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    requests = [f"GET {t} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n\r\n".encode() for t in targets]
+    done = 0
+    size = 0
+    stop = 0.0
+
+    async def worker(offset: int) -> None:
+        nonlocal done, size
+        reader, writer = await asyncio.open_connection(host, port)
+        i = offset
+        while time.perf_counter() < stop:
+            status, body = await _fetch(reader, writer, requests[i % len(requests)])
+            if status != 200:
+                raise SystemExit(f"unexpected status {status}: {body[:200]!r}")
+            size = len(body)
+            done += 1
+            i += connections
+        writer.close()
+        await writer.wait_closed()
+
+    # warm-up: every target once (the cold scenario only checks its first target)
+    reader, writer = await asyncio.open_connection(host, port)
+    for r in requests if warm else requests[:1]:
+        status, body = await _fetch(reader, writer, r)
+        assert status == 200, body[:200]
+        json.loads(body)
+    writer.close()
+    await writer.wait_closed()
+    begin = time.perf_counter()
+    stop = begin + seconds
+    await asyncio.gather(*(worker(k) for k in range(connections)))
+    return done, time.perf_counter() - begin, size
+
+
+def scenarios(base_path: str) -> dict[str, list[str]]:
+    today = NOW - NOW % DAY
+    completions = f"{base_path}/organization/usage/completions"
+
+    def daily(start: int) -> str:
+        query = {"start_time": start, "end_time": start + 31 * DAY, "bucket_width": "1d", "limit": 31,
+                 "group_by": "project_id,model"}  # fmt: skip
+        return f"{completions}?{urlencode(query)}"
+
+    fields = ("project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source")
+    combos = [",".join(f for bit, f in enumerate(fields) if mask >> bit & 1) for mask in range(1, 1 << len(fields))]
+    distinct = [
+        f"{completions}?{urlencode({'start_time': today - (31 + k) * DAY, 'limit': 31, 'group_by': combo})}"
+        for k in range(20)
+        for combo in combos
+    ]
+    minute = {"start_time": today - DAY, "end_time": today, "bucket_width": "1m", "limit": 1440}
+    return {
+        "daily grouped page (31 buckets, project_id,model), same page": [daily(today - 31 * DAY)],
+        "daily grouped page (31 buckets, project_id,model), 60 sliding windows": [
+            daily(today - 31 * DAY - k * DAY) for k in range(60)
+        ],
+        "minute page (1440 buckets, ungrouped), same page": [f"{completions}?{urlencode(minute)}"],
+        "daily page (31 buckets), 2540 distinct queries (127 group_by combinations x 20 windows), cold": distinct,
+    }
+
+
+def cold_page_seconds() -> tuple[float, float, float]:
+    """In-process: construction time, and the first (uncached) 31-day grouped daily page and 1440-minute page."""
+    from usageledger.emulator import Emulator, EmulatorConfig, Request
+
+    started = time.perf_counter()
+    emulator = Emulator(EmulatorConfig(now=NOW))
+    built = time.perf_counter() - started
+    headers = {"authorization": f"Bearer {KEY}"}
+    today = NOW - NOW % DAY
+    query = urlencode({"start_time": today - 31 * DAY, "end_time": today, "limit": 31, "group_by": "project_id,model"})
+    started = time.perf_counter()
+    assert emulator.handle(Request("GET", "/v1/organization/usage/completions", query, headers)).status == 200
+    daily = time.perf_counter() - started
+    query = urlencode({"start_time": today - DAY, "end_time": today, "bucket_width": "1m", "limit": 1440})
+    started = time.perf_counter()
+    assert emulator.handle(Request("GET", "/v1/organization/usage/completions", query, headers)).status == 200
+    minute = time.perf_counter() - started
+    return built, daily, minute
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--server",
+        choices=("cli", "asgi", "starlette"),
+        default="cli",
+        help="cli: `usageledger emulator`; asgi/starlette: uvicorn with the bare ASGI app or a Starlette wrapper",
+    )
+    args = parser.parse_args()
+
+    built, cold_daily, cold_minute = cold_page_seconds()
+    print(f"in-process: Emulator() {built * 1000:.1f} ms; first daily grouped page {cold_daily * 1000:.1f} ms; "
+          f"first 1440-minute page {cold_minute * 1000:.1f} ms")  # fmt: skip
+
+    proc, base, startup = start_server(args.server)
+    try:
+        process = psutil.Process(proc.pid)
+        rss_start = process.memory_info().rss
+        mib = rss_start / 2**20
+        print(f"server ({args.server}): ready in {startup:.2f} s (process spawn to 'ready' line); RSS {mib:.0f} MiB")
+        path = urlsplit(base).path
+        for name, targets in scenarios(path).items():
+            warm = not name.endswith("cold")
+            done, elapsed, size = asyncio.run(load(base, targets, args.connections, args.seconds, warm))
+            result = Result(name, done, elapsed, size)
+            print(f"{name}: {result.rate:,.0f} req/s ({done} in {elapsed:.1f} s, {args.connections} connections, "
+                  f"{size / 1024:.0f} KiB/response)")  # fmt: skip
+        print(f"server RSS after the runs: {process.memory_info().rss / 2**20:.0f} MiB")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
