@@ -104,12 +104,13 @@ def _text(value: Any) -> Any:
     return value
 
 
-_JSON: Final = msgspec.json.Encoder(decimal_format="number")
+_JSON: Final = msgspec.json.Encoder()
 
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return Decimal(format_decimal(value))
+        # The exact digits as a JSON number (never 1E-18, never through a float).
+        return msgspec.Raw(format_decimal(value).encode())
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value

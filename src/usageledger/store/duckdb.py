@@ -84,7 +84,9 @@ class DuckDBStore(BaseStore):
         cur = self._con.cursor()
         try:
             relation = cur.sql(sql.replace("%s", "?"), params=list(params))
-            reader = relation.fetch_arrow_reader(batch_rows)
+            # DuckDB 2 renamed fetch_arrow_reader (now deprecated) to to_arrow_reader.
+            to_reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+            reader = to_reader(batch_rows)
             for batch in reader:
                 yield pa.Table.from_batches([batch]).cast(schema)
         except duckdb.Error as exc:

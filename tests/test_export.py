@@ -1,0 +1,168 @@
+"""`export`: CSV, JSON Lines and Parquet (plain and Hive-partitioned by day), filtered, with exact decimals."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from usageledger import timeutil
+from usageledger.cli import app
+from usageledger.errors import ConfigError
+from usageledger.export import export, format_decimal
+from usageledger.store import BaseStore, Stream, WindowWrite, open_store
+
+DAY = 86400
+T0 = 1_790_000_000 - 1_790_000_000 % DAY
+COSTS = Stream.create("costs", "1d", ("project_id", "line_item"))
+EMB = Stream.create("embeddings", "1d", ("project_id", "model"))
+AMOUNTS = ["0.000000000000000001", "12345678901234567890.5", "0.1", "7"]
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+    """A store holding 4 days of costs for two orgs and 2 days of embeddings."""
+    url = str(tmp_path / "e.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
+        for org in ("acme", "beta"):
+            opened.register_stream(org, COSTS)
+            rows = [
+                {
+                    "bucket_start": T0 + d * DAY,
+                    "bucket_end": T0 + (d + 1) * DAY,
+                    "project_id": "p1",
+                    "line_item": "gpt, input",
+                    "amount_value": Decimal(a),
+                    "currency": "usd",
+                    "quantity": None,
+                    "quantity_unit": None,
+                }
+                for d, a in enumerate(AMOUNTS)
+            ]
+            opened.commit_window(WindowWrite(org, COSTS, rows, T0, T0 + 4 * DAY, "r", T0))
+        opened.register_stream("acme", EMB)
+        emb = [
+            {
+                "bucket_start": T0 + d * DAY,
+                "bucket_end": T0 + (d + 1) * DAY,
+                "project_id": None,
+                "model": "e",
+                "input_tokens": 10 * (d + 1),
+                "num_model_requests": 1,
+            }
+            for d in range(2)
+        ]
+        opened.commit_window(WindowWrite("acme", EMB, emb, T0, T0 + 2 * DAY, "r", T0))
+        yield opened
+
+
+def test_format_decimal_is_exact() -> None:
+    """Trailing zeros go, digits never change, integers stay integers."""
+    assert format_decimal(Decimal("0.060000000000000000")) == "0.06"
+    assert format_decimal(Decimal("100.000000000000000000")) == "100"
+    assert format_decimal(Decimal("0E-18")) == "0"
+    assert format_decimal(Decimal("-0.5")) == "-0.5"
+    assert (
+        format_decimal(Decimal("12345678901234567890.000000000000000001")) == "12345678901234567890.000000000000000001"
+    )
+
+
+def test_csv_has_the_columns_and_exact_money(store: BaseStore) -> None:
+    """CSV columns: org, stream, bucket start/end, group fields, metrics; decimals as exact text."""
+    out = io.BytesIO()
+    result = export(store, "csv", out, endpoints=["costs"], orgs=["acme"])
+    assert result.rows == {"costs": 4}
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
+    assert list(rows[0])[:6] == ["org", "stream", "bucket_start", "bucket_end", "project_id", "line_item"]
+    assert "amount_value" in rows[0] and "quantity" in rows[0] and "group_key" not in rows[0]
+    assert [r["amount_value"] for r in rows] == AMOUNTS
+    assert rows[0]["bucket_start"].endswith("Z") and rows[0]["line_item"] == "gpt, input"
+    assert rows[0]["quantity"] == ""
+
+
+def test_jsonl_numbers_are_exact_and_lines_mix_endpoints(store: BaseStore) -> None:
+    """JSON Lines carries the endpoint per line; money is a JSON number with exactly the stored digits."""
+    out = io.BytesIO()
+    result = export(store, "jsonl", out, orgs=["acme"])
+    assert result.rows["costs"] == 4 and result.rows["usage_embeddings"] == 2
+    lines = [json.loads(line, parse_float=Decimal) for line in out.getvalue().splitlines()]
+    costs = [rec for rec in lines if rec["endpoint"] == "costs"]
+    assert [rec["amount_value"] for rec in costs] == [Decimal(a) for a in AMOUNTS]
+    assert b'"amount_value":0.000000000000000001' in out.getvalue()
+    assert {rec["endpoint"] for rec in lines} == {"costs", "embeddings"}
+
+
+def test_time_and_org_filters(store: BaseStore) -> None:
+    """--since/--until select bucket starts in [since, until); --org selects orgs."""
+    out = io.BytesIO()
+    result = export(store, "jsonl", out, endpoints=["costs"], since=T0 + DAY, until=T0 + 3 * DAY)
+    assert result.rows == {"costs": 4}  # two days, two orgs
+    starts = {json.loads(line)["bucket_start"] for line in out.getvalue().splitlines()}
+    assert starts == {timeutil.iso(T0 + DAY), timeutil.iso(T0 + 2 * DAY)}
+
+
+def test_parquet_keeps_decimal128(store: BaseStore, tmp_path: Path) -> None:
+    """A Parquet file keeps decimal128(38,18) and UTC timestamps."""
+    path = tmp_path / "costs.parquet"
+    export(store, "parquet", path, endpoints=["costs"])
+    table = pq.read_table(path)
+    assert table.schema.field("amount_value").type == pa.decimal128(38, 18)
+    ts = table.schema.field("bucket_start").type
+    assert pa.types.is_timestamp(ts) and ts.tz == "UTC"  # Parquet has no second unit: it stores milliseconds
+    assert table.num_rows == 8
+    assert sum(table.column("amount_value").to_pylist()) == 2 * sum(Decimal(a) for a in AMOUNTS)
+
+
+def test_parquet_partitioned_by_day_reads_back_as_one_table(store: BaseStore, tmp_path: Path) -> None:
+    """--partition-by day writes <table>/day=YYYY-MM-DD/ directories that a Hive-aware reader joins up."""
+    root = tmp_path / "lake"
+    result = export(store, "parquet", root, partition_by="day")
+    days = sorted(p.name for p in (root / "costs").iterdir())
+    assert len(days) == 4 and all(d.startswith("day=") for d in days)
+    assert result.rows["costs"] == 8 and result.rows["usage_embeddings"] == 2
+    dataset = ds.dataset(root / "costs", format="parquet", partitioning="hive")
+    table = dataset.to_table()
+    assert table.num_rows == 8
+    assert sum(table.column("amount_value").to_pylist()) == 2 * sum(Decimal(a) for a in AMOUNTS)
+
+
+def test_directory_output_writes_one_file_per_endpoint(store: BaseStore, tmp_path: Path) -> None:
+    """Several endpoints into a directory: one CSV per table, empty tables included with a header."""
+    result = export(store, "csv", tmp_path / "out", endpoints=["costs", "embeddings", "images"])
+    assert sorted(p.name for p in result.files) == ["costs.csv", "usage_embeddings.csv", "usage_images.csv"]
+    assert (tmp_path / "out" / "usage_images.csv").read_text().startswith("org,stream,bucket_start")
+
+
+def test_bad_export_requests_are_refused(store: BaseStore, tmp_path: Path) -> None:
+    """CSV of several endpoints to stdout, partitioned CSV, and unknown endpoints are ConfigErrors."""
+    with pytest.raises(ConfigError, match="one endpoint"):
+        export(store, "csv", io.BytesIO())
+    with pytest.raises(ConfigError, match="Parquet"):
+        export(store, "csv", tmp_path / "x", partition_by="day")
+    with pytest.raises(ConfigError, match="unknown endpoint"):
+        export(store, "csv", io.BytesIO(), endpoints=["nope"])
+
+
+def test_cli_export_to_stdout_and_file(store: BaseStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`usageledger export` writes to stdout with -o - and reports the file it wrote otherwise."""
+    store.close()  # DuckDB lets one process write a file at a time: let the CLI have it
+    runner = CliRunner()
+    url = store.url
+    out = runner.invoke(app, ["export", "--store", url, "-e", "costs", "-f", "csv", "--org", "beta"])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.count("\n") == 5 and "beta" in out.stdout
+    target = tmp_path / "c.jsonl"
+    done = runner.invoke(app, ["export", "--store", url, "-f", "jsonl", "-o", str(target)])
+    assert done.exit_code == 0, done.output
+    assert len(target.read_text().splitlines()) == 10
+    bad = runner.invoke(app, ["export", "--store", url, "-f", "csv", "--partition-by", "day"])
+    assert bad.exit_code == 1 and "--partition-by" in bad.stderr
