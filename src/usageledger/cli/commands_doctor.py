@@ -1,0 +1,67 @@
+"""``usageledger doctor``: run the set-up checks of :mod:`usageledger.doctor` and print each finding with its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+from rich.markup import escape
+
+from usageledger.cli._app import app, console, friendly_errors, setup_logging
+from usageledger.doctor import Diagnosis, Finding, diagnose
+
+_MARKS: Final = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
+
+
+def _render(finding: Finding) -> None:
+    console.print(
+        f"{_MARKS[finding.status]} [bold]{escape(finding.check)}[/]: {escape(finding.finding)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if finding.fix and finding.status in ("fail", "warn"):
+        console.print(f"    [bold]fix:[/] {escape(finding.fix)}", highlight=False, soft_wrap=True)
+
+
+def render(diagnosis: Diagnosis) -> None:
+    """Every finding, one line each (plus its fix), then a one-line verdict."""
+    for finding in diagnosis.findings:
+        _render(finding)
+    failed = len(diagnosis.failures)
+    if failed:
+        console.print(f"[bold red]{failed} problem(s) found.[/]", highlight=False)
+    else:
+        console.print("[green]All checks passed.[/]", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def doctor(
+    config_path: Annotated[
+        Path | None, typer.Option("--config", help="Config file (default: $USAGELEDGER_CONFIG or ./usageledger.toml).")
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", envvar="USAGELEDGER_STORE", help="The store to check (default: [store] url)."),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="API base URL ending in /v1 (default: the config, OPENAI_BASE_URL)."),
+    ] = None,
+    allow_insecure_http: Annotated[
+        bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
+    ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
+) -> None:
+    """Check the set-up (config, key, base URL, a probe request, store) and say what is wrong and how to fix it.
+
+    Exits 0 when every check passes, 1 otherwise.
+    """
+    setup_logging(verbose)
+    diagnosis = diagnose(
+        config_path=config_path, store=store, base_url=base_url, allow_insecure_http=allow_insecure_http
+    )
+    render(diagnosis)
+    if not diagnosis.ok:
+        raise typer.Exit(1)

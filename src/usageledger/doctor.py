@@ -1,0 +1,437 @@
+"""``usageledger doctor``: check the set-up and say, in plain words, what is wrong and how to fix it.
+
+:func:`diagnose` runs every check and returns a :class:`Diagnosis` (a tuple of :class:`Finding`), never printing;
+the CLI renders it. The checks, in order:
+
+* **config**: the config file (if any) is valid, and not readable by other users when it holds a key;
+* **key** (per org): an admin key is present, in ``OPENAI_ADMIN_KEY`` or the org's ``key_env``, and looks like
+  one (``sk-admin-``);
+* **base URL** (per org): it is a URL the client will use (plain ``http://`` only to loopback) and it answers;
+* **probe** (per org): a one-bucket costs request succeeds, which proves the key is an admin key with
+  ``api.usage.read``; a 401 or 403 is explained;
+* **store**: the store opens, accepts a write (rolled back), and has no pending migrations.
+
+A check that cannot run because an earlier one failed is reported as skipped, with the reason. The admin key is
+never part of a finding: at most its prefix is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from usageledger import timeutil
+from usageledger.catalogue import ADMIN_KEY_PREFIX, BASE_URL_ENV, DEFAULT_BASE_URL
+from usageledger.client import Client
+from usageledger.config import Config, OrgConfig, find_config, load_config
+from usageledger.errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    ConfigError,
+    InsecureURLError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResponseDecodeError,
+    StoreError,
+)
+from usageledger.store import DEFAULT_STORE, is_postgres_url, open_store
+
+__all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
+
+Status = Literal["ok", "warn", "fail", "skip"]
+
+PROBE_TIMEOUT: Final = 15.0
+_KEY_IN_TEXT: Final = re.compile(r"sk-[A-Za-z0-9_-]{8,}")
+"""What counts as a key written into a config file (the same rule the config loader applies)."""
+_ADMIN_KEYS_PAGE: Final = "https://platform.openai.com/settings/organization/admin-keys"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One check's outcome: what was checked, the status, what was found, and how to fix it (when not ok)."""
+
+    check: str
+    status: Status
+    finding: str
+    fix: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Not a failure: ok, a warning, or skipped (a skip always follows a failure, which is counted once)."""
+        return self.status != "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """Every finding, in the order the checks ran."""
+
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed."""
+        return all(f.passed for f in self.findings)
+
+    @property
+    def failures(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.passed)
+
+    def by_check(self, check: str) -> Finding:
+        """The first finding of ``check`` (a name like ``"probe"`` or ``"probe (acme)"``)."""
+        for f in self.findings:
+            if f.check == check:
+                return f
+        raise KeyError(check)
+
+
+def diagnose(
+    *,
+    config_path: str | Path | None = None,
+    store: str | None = None,
+    base_url: str | None = None,
+    allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Diagnosis:
+    """Run every check. ``store`` and ``base_url`` override the config, as the CLI's ``--store``/``--base-url`` do.
+
+    ``environ`` (default ``os.environ``) is where keys are looked up; ``transport`` and ``clock`` are for tests.
+    """
+    env = os.environ if environ is None else environ
+    findings: list[Finding] = []
+    config = _check_config(config_path, findings)
+    orgs = config.effective_orgs if config is not None else (OrgConfig("default"),)
+    for org in orgs:
+        label = "" if len(orgs) == 1 and org.name == "default" else f" ({org.name})"
+        findings += _check_org(org, label, base_url, allow_insecure_http, env, clock or time.time, transport)
+    store_url = store or (config.store_url if config is not None else None) or DEFAULT_STORE
+    findings += _check_store(store_url)
+    return Diagnosis(tuple(findings))
+
+
+# --- config -----------------------------------------------------------------------------------------------
+
+
+def _check_config(config_path: str | Path | None, findings: list[Finding]) -> Config | None:
+    """Append the config findings; the loaded config, or ``None`` when there is no usable one."""
+    try:
+        path = find_config(config_path)
+    except ConfigError as exc:
+        findings.append(
+            Finding("config", "fail", str(exc), "pass --config with an existing file, or run `usageledger init`")
+        )
+        return None
+    if path is None:
+        findings.append(
+            Finding("config", "ok", "no config file: the defaults apply (OPENAI_ADMIN_KEY, every endpoint daily)")
+        )
+        return Config()
+    permissions = _permissions(path)
+    if permissions is not None:
+        findings.append(permissions)
+        if permissions.status == "fail":
+            return None
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        findings.append(
+            Finding("config", "fail", str(exc), f"edit {path}; `usageledger init --path NEW` writes a valid example")
+        )
+        return None
+    orgs = ", ".join(o.name for o in config.effective_orgs)
+    findings.append(
+        Finding("config", "ok", f"{path} is valid (orgs: {orgs}; {len(config.effective_streams)} stream(s))")
+    )
+    return config
+
+
+def _permissions(path: Path) -> Finding | None:
+    """The permissions finding for a config file: a key in a file others can read fails; 0600 is ok."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        return Finding("config permissions", "fail", f"cannot read {path}: {exc.strerror or exc}", f"check {path}")
+    holds_key = _KEY_IN_TEXT.search(text) is not None
+    if holds_key and mode & 0o077:
+        who = "every user" if mode & 0o004 else "its group"
+        return Finding(
+            "config permissions",
+            "fail",
+            f"{path} holds an API key and {who} can read it (mode {mode:04o}); usageledger refuses such a file",
+            f"run: chmod 600 {path} (or better, move the key to an environment variable named by key_env)",
+        )
+    if holds_key:
+        return Finding(
+            "config permissions",
+            "ok",
+            f"{path} holds an API key and only its owner can read it (mode {mode:04o})",
+        )
+    if mode & 0o004:
+        return Finding(
+            "config permissions",
+            "warn",
+            f"{path} holds no key but every user can read it (mode {mode:04o})",
+            f"chmod 600 {path} before you ever put a key in it",
+        )
+    return None
+
+
+# --- key, base URL and probe, per org -----------------------------------------------------------------------
+
+
+def _key_shape(key: str) -> tuple[Status, str, str | None]:
+    if key.startswith(ADMIN_KEY_PREFIX):
+        return "ok", f"an admin key is set ({ADMIN_KEY_PREFIX}…)", None
+    fix = f"create an organization admin key ({ADMIN_KEY_PREFIX}…) at {_ADMIN_KEYS_PAGE} and use that"
+    if key.startswith("sk-proj-"):
+        return "fail", "the key is a project key (sk-proj-…); the usage and costs endpoints need an admin key", fix
+    if key.startswith("sk-svcacct-"):
+        return "fail", "the key is a service-account key (sk-svcacct-…), not an organization admin key", fix
+    if key.startswith("sk-"):
+        return "fail", "the key is a user or legacy key (sk-…), not an organization admin key (sk-admin-…)", fix
+    return "fail", f"the value does not look like an OpenAI key (admin keys start with {ADMIN_KEY_PREFIX})", fix
+
+
+def _check_org(
+    org: OrgConfig,
+    label: str,
+    base_url: str | None,
+    allow_insecure_http: bool,
+    env: Mapping[str, str],
+    clock: Callable[[], float],
+    transport: httpx.BaseTransport | None,
+) -> list[Finding]:
+    out: list[Finding] = []
+    key = org.api_key or env.get(org.key_env) or None
+    if key is None:
+        out.append(
+            Finding(
+                f"key{label}",
+                "fail",
+                f"no admin key: {org.key_env} is not set",
+                f"export {org.key_env}=sk-admin-... (an organization admin key from {_ADMIN_KEYS_PAGE})",
+            )
+        )
+    else:
+        status, finding, fix = _key_shape(key.strip())
+        source = "the config file" if org.api_key else org.key_env
+        out.append(Finding(f"key{label}", status, f"{finding}, from {source}", fix))
+    url = org.resolve_base_url(base_url, env) or DEFAULT_BASE_URL
+    where_url = (
+        "--base-url"
+        if base_url
+        else "the config"
+        if org.base_url
+        else BASE_URL_ENV
+        if env.get(BASE_URL_ENV)
+        else "the default"
+    )
+    try:
+        client = Client(
+            key or "missing",
+            url,
+            allow_insecure_http=allow_insecure_http,
+            max_retries=1,
+            timeout=PROBE_TIMEOUT,
+            transport=transport,
+            clock=clock,
+        )
+    except InsecureURLError as exc:
+        out.append(
+            Finding(
+                f"base URL{label}",
+                "fail",
+                f"{url} (from {where_url}): {exc}",
+                "use https://, or a loopback address for the emulator; allow plain http only if you must",
+            )
+        )
+        out.append(Finding(f"probe{label}", "skip", "not sent: the base URL is refused"))
+        return out
+    except ConfigError as exc:
+        out.append(
+            Finding(f"base URL{label}", "fail", f"{url} (from {where_url}): {exc}", f"use e.g. {DEFAULT_BASE_URL}")
+        )
+        out.append(Finding(f"probe{label}", "skip", "not sent: the base URL is not usable"))
+        return out
+    with client:
+        out += _probe(client, url, where_url, label, key is not None, clock)
+    return out
+
+
+def _probe(
+    client: Client, url: str, where_url: str, label: str, have_key: bool, clock: Callable[[], float]
+) -> list[Finding]:
+    """One costs request for one daily bucket: proves the URL answers and the key reads usage."""
+    base = f"base URL{label}"
+    start = timeutil.floor(int(clock()), "1d") - 86400
+    try:
+        client.page("costs", start_time=start, limit=1)
+    except APIConnectionError as exc:
+        return [
+            Finding(
+                base,
+                "fail",
+                f"{url} (from {where_url}) does not answer: {exc}",
+                "check the URL, your network and proxy; for the emulator, start `usageledger emulator` first",
+            ),
+            Finding(f"probe{label}", "skip", "not sent: the base URL does not answer"),
+        ]
+    except AuthenticationError as exc:
+        reachable = Finding(base, "ok", f"{url} answers")
+        if not have_key:
+            return [reachable, Finding(f"probe{label}", "skip", "not authenticated: there is no key to send")]
+        return [
+            reachable,
+            Finding(
+                f"probe{label}",
+                "fail",
+                f"the API refused the key (401 {exc.code or 'unauthorized'}): "
+                "it is wrong, revoked, or for another organization",
+                f"create a new admin key at {_ADMIN_KEYS_PAGE} and set it",
+            ),
+        ]
+    except PermissionDeniedError as exc:
+        return [
+            Finding(base, "ok", f"{url} answers"),
+            Finding(
+                f"probe{label}",
+                "fail",
+                f"the key is valid but may not read usage (403 {exc.code or 'forbidden'}): it lacks the api.usage.read "
+                "scope, so it is not an organization admin key",
+                f"use an organization admin key ({ADMIN_KEY_PREFIX}…) from {_ADMIN_KEYS_PAGE}; an org owner creates it",
+            ),
+        ]
+    except NotFoundError:
+        return [
+            Finding(
+                base,
+                "fail",
+                f"{url} answers, but has no usage API there (404)",
+                f"the base URL must end in /v1, e.g. {DEFAULT_BASE_URL}",
+            ),
+            Finding(f"probe{label}", "skip", "not possible: wrong base URL"),
+        ]
+    except ResponseDecodeError:
+        return [
+            Finding(
+                base,
+                "fail",
+                f"{url} answers, but not with the usage API's JSON",
+                f"point the base URL at the API (e.g. {DEFAULT_BASE_URL}) or the emulator, "
+                "not a web page or a proxy's login",
+            ),
+            Finding(f"probe{label}", "skip", "not possible: the answer was not a usage page"),
+        ]
+    except APIStatusError as exc:
+        return [
+            Finding(base, "ok", f"{url} answers"),
+            Finding(
+                f"probe{label}",
+                "fail",
+                f"the probe request failed: {exc}",
+                "try again in a minute; if it persists, check https://status.openai.com",
+            ),
+        ]
+    return [
+        Finding(base, "ok", f"{url} answers (from {where_url})"),
+        Finding(f"probe{label}", "ok", "a one-bucket costs request succeeded: the key reads usage and costs"),
+    ]
+
+
+# --- store ------------------------------------------------------------------------------------------------
+
+
+class _Rollback(Exception):
+    """Raised inside the write probe's transaction so nothing it wrote stays."""
+
+
+def _shown_store(url: str) -> str:
+    """The store URL without a password."""
+    if not is_postgres_url(url):
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_store(url: str) -> list[Finding]:
+    shown = _shown_store(url)
+    if not is_postgres_url(url):
+        path = Path(url)
+        if not path.exists():
+            folder = path.parent if str(path.parent) else Path(".")
+            if folder.is_dir() and os.access(folder, os.W_OK):
+                return [
+                    Finding(
+                        "store",
+                        "ok",
+                        f"no store yet at {shown}; the first `usageledger sync` creates it in a writable folder",
+                    )
+                ]
+            return [
+                Finding(
+                    "store",
+                    "fail",
+                    f"no store at {shown}, and its folder {folder} is missing or not writable",
+                    f"create {folder} (or pass --store with a path in a writable folder)",
+                )
+            ]
+    try:
+        opened = open_store(url, migrate=False)
+    except StoreError as exc:
+        fix = (
+            "check the URL, that the server runs, and the credentials"
+            if is_postgres_url(url)
+            else ("wait for a running sync to finish, or check the file's permissions")
+        )
+        return [Finding("store", "fail", f"cannot open {shown}: {exc}", fix)]
+    with opened:
+        try:
+            with opened.transaction():
+                opened.execute("CREATE TABLE usageledger_doctor_probe (x INTEGER)")
+                opened.execute("INSERT INTO usageledger_doctor_probe VALUES (1)")
+                raise _Rollback
+        except _Rollback:
+            pass
+        except StoreError as exc:
+            return [
+                Finding(
+                    "store",
+                    "fail",
+                    f"{shown} opens but refuses writes: {exc}",
+                    "give this user write access to the file (or CREATE/INSERT rights on the database)",
+                )
+            ]
+        out = [Finding("store", "ok", f"{shown} opens and accepts writes")]
+        try:
+            pending = opened.pending_migrations()
+        except StoreError as exc:
+            return [
+                *out,
+                Finding("migrations", "fail", f"cannot read the applied migrations: {exc}", "see the store's error"),
+            ]
+    if pending:
+        return [
+            *out,
+            Finding(
+                "migrations",
+                "fail",
+                f"{len(pending)} migration(s) not applied yet: {', '.join(pending)}",
+                "run `usageledger sync` (it applies them before syncing)",
+            ),
+        ]
+    return [*out, Finding("migrations", "ok", "the schema is current")]
