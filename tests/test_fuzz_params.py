@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -29,6 +30,7 @@ from usageledger.catalogue import BUCKET_WIDTHS
 from usageledger.cli import app
 from usageledger.emulator import Emulator, Request
 from usageledger.errors import APIStatusError, ParameterError
+from usageledger.models import decode_page
 
 from conftest import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_CONFIG, EMULATOR_NOW
@@ -378,3 +380,39 @@ def test_cli_start_gives_rows_or_a_one_line_error_naming_start_time(emulator_url
         assert result.stderr.startswith("error: start_time: ") or result.stderr.startswith("error: end_time: "), (
             result.stderr
         )
+
+
+# --- the emulator on hostile query strings ----------------------------------------------------------------
+
+query_names = st.sampled_from([*sorted(KEYWORDS - {"endpoint"}), *ALL_FILTERS]).flatmap(
+    lambda n: st.sampled_from([n, f"{n}[]"])
+) | st.text(max_size=8)
+query_values = st.one_of(
+    st.integers().map(str),
+    near_now.map(str),
+    st.sampled_from([*BUCKET_WIDTHS, *ALL_GROUP_FIELDS, *CLOSED_VALUES, *ENTITY_IDS[:5], "true", "false", ""]),
+    st.text(max_size=16),
+    st.sampled_from(["1e5", "-0", "0x10", " 7", "9" * 5000, "page_AAAAAAAAAAAAAAAAAAAAAAAAAAAA", "%", "a,b,,c"]),
+)
+
+
+@settings(settings.get_profile("fuzz"))
+@given(
+    endpoint=st.sampled_from(catalogue.ENDPOINTS),
+    items=st.lists(st.tuples(query_names, query_values), max_size=8),
+    start=st.none() | near_now,
+)
+def test_the_emulator_answers_any_query_string_with_a_page_or_a_400(
+    emulator: Emulator, endpoint: catalogue.Endpoint, items: list[tuple[str, str]], start: int | None
+) -> None:
+    """Raw, hostile query strings never crash the emulator: a 200 usage page or a 400 in the OpenAI error shape."""
+    pairs = ([("start_time", str(start))] if start is not None else []) + items
+    auth = {"authorization": f"Bearer {FAKE_ADMIN_KEY}"}
+    response = emulator.handle(Request("GET", f"/v1{endpoint.path}", urlencode(pairs), auth))
+    assert response.status in (200, 400), response
+    if response.status == 200:
+        assert decode_page(response.body).object == "page"
+    else:
+        error = json.loads(response.body)["error"]
+        assert error["message"] and error["type"] == "invalid_request_error"
+        assert error["param"] is None or isinstance(error["param"], str)
