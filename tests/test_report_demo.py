@@ -235,7 +235,7 @@ def test_reconcile_reports_a_revision_on_one_side(demo_store: Path, demo_period:
         )
         result = reconcile(revised, demo_period)
         lenient = reconcile(revised, demo_period, tolerance=Decimal("0.5"))
-    assert [(r.day, r.model, r.difference) for r in result.differences] == [(day, model, Decimal(-1234))]
+    assert [(r.org, r.day, r.model, r.difference) for r in result.differences] == [(org, day, model, Decimal(-1234))]
     assert lenient.differences == ()
 
 
@@ -387,3 +387,37 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "no store at" in missing.output
     bad = CliRunner().invoke(app, ["reconcile", "--store", str(tmp_path / "x.duckdb"), "--tolerance", "lots"])
     assert bad.exit_code == 1 and "--tolerance" in bad.output
+
+
+def test_several_orgs_reconcile_and_report_separately(
+    tmp_path: Path, emulator_url: str, demo_report: ReportData, demo_period: Period
+) -> None:
+    """Two orgs in one store: --org narrows the report to one; a revision in one org is reported with its org,
+    and opposite revisions in two orgs do not cancel out."""
+    path = tmp_path / "two.duckdb"
+    with open_store(path) as target, ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(
+            sync,
+            target,
+            [Org("org-a", FAKE_ADMIN_KEY, emulator_url), Org("org-b", FAKE_ADMIN_KEY, emulator_url)],
+            default_streams(),
+            SyncOptions(since=timeutil.floor(EMULATOR_NOW - 90 * 86400, "1d")),
+            clock=lambda: EMULATOR_NOW,
+        ).result()
+    assert result.ok, result.errors
+    start = demo_period.start
+    with open_store(path) as store:
+        both = build_report(store, demo_period)
+        only_a = build_report(store, demo_period, Scope(org="org-a"))
+        assert only_a.total_spend == demo_report.total_spend and both.total_spend == 2 * only_a.total_spend
+        assert reconcile(store, demo_period).differences == ()
+        for org, delta in (("org-a", 500), ("org-b", -500)):
+            store.execute(
+                "UPDATE usage_completions SET output_tokens = output_tokens + %s WHERE org = %s AND bucket_start = %s "
+                "AND group_key = (SELECT MIN(group_key) FROM usage_completions WHERE org = %s AND bucket_start = %s "
+                "AND model = (SELECT MIN(model) FROM usage_completions WHERE bucket_start = %s))",
+                [delta, org, start, org, start, start],
+            )
+        differences = reconcile(store, demo_period).differences
+        assert [(r.org, r.difference) for r in differences] == [("org-a", -500), ("org-b", 500)]
+        assert [r.org for r in reconcile(store, demo_period, Scope(org="org-b")).differences] == ["org-b"]

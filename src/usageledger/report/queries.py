@@ -258,7 +258,7 @@ def token_usage_sql(
     start: datetime | None = None,
     endpoints: Sequence[Endpoint] = TOKEN_ENDPOINTS,
 ) -> tuple[str, list[object]]:
-    """One row per usage row of the token-metered endpoints: ``bucket_start, project_id, model, input_tokens,
+    """One row per usage row of the token-metered endpoints: ``org, bucket_start, project_id, model, input_tokens,
     output_tokens, requests`` (a UNION ALL over their daily views, filtered by the scope and period)."""
     parts: list[str] = []
     params: list[object] = []
@@ -268,7 +268,7 @@ def token_usage_sql(
         out = f"COALESCE({OUTPUT_TOKENS}, 0)" if OUTPUT_TOKENS in names else "0"
         req = f"COALESCE({REQUESTS}, 0)" if REQUESTS in names else "0"
         parts.append(
-            f"SELECT bucket_start, project_id, model, COALESCE({INPUT_TOKENS}, 0) AS input_tokens, "
+            f"SELECT org, bucket_start, project_id, model, COALESCE({INPUT_TOKENS}, 0) AS input_tokens, "
             f"{out} AS output_tokens, {req} AS requests FROM {daily_view_name(endpoint)} WHERE {where}"
         )
         params.extend(p)

@@ -2,7 +2,7 @@
 
 Token counts come from two places: the token-metered usage endpoints (``input_tokens`` + ``output_tokens``), and
 the billed ``quantity`` of costs line items ``"<model>, <what was billed>"`` whose ``quantity_unit`` counts tokens
-(``tokens``, or ``1000_tokens`` times 1000). Both sides are summed in SQL per UTC day and model, joined with a full
+(``tokens``, or ``1000_tokens`` times 1000). Both sides are summed in SQL per org, UTC day and model, joined with a full
 outer join (a day and model present on one side only is a difference too), and compared with ``Decimal``.
 
 Moderations are free: the costs endpoint bills nothing for them, so their tokens are left out of the usage side.
@@ -52,6 +52,7 @@ WHY_THEY_DIFFER: Final = (
 
 @dataclass(frozen=True, slots=True)
 class ReconcileRow:
+    org: str
     day: date
     model: str | None
     usage_tokens: Decimal | None
@@ -95,12 +96,14 @@ class ReconcileResult:
 
 
 def _costs_tokens_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
+    """Billed tokens per org, day and model: grouped by line item first, so the model is parsed once per item."""
     where, params = scope.where(period)
     whens = " ".join(f"WHEN '{unit}' THEN quantity * {factor}" for unit, factor in TOKEN_UNIT_FACTORS.items())
     units = ", ".join(f"'{u}'" for u in TOKEN_UNIT_FACTORS)
     sql = (
-        f"SELECT {DAY} AS day, {LINE_ITEM_MODEL} AS model, SUM(CASE quantity_unit {whens} END) AS tokens "
-        f"FROM {COSTS_VIEW} WHERE {where} AND quantity_unit IN ({units}) GROUP BY 1, 2"
+        f"SELECT org, day, {LINE_ITEM_MODEL} AS model, SUM(tokens) AS tokens FROM ("
+        f"SELECT org, {DAY} AS day, line_item, SUM(CASE quantity_unit {whens} END) AS tokens "
+        f"FROM {COSTS_VIEW} WHERE {where} AND quantity_unit IN ({units}) GROUP BY 1, 2, 3) li GROUP BY 1, 2, 3"
     )
     return sql, params
 
@@ -108,17 +111,17 @@ def _costs_tokens_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
 def reconcile(
     db: Database, period: Period, scope: Scope = Scope(), *, tolerance: Decimal = Decimal(0)
 ) -> ReconcileResult:
-    """Compare usage tokens with billed token quantities per UTC day and model over ``period``."""
+    """Compare usage tokens with billed token quantities per org, UTC day and model over ``period``."""
     if tolerance < 0:
         raise ValueError("tolerance cannot be negative")
     usage_rows, usage_params = token_usage_sql(scope, period, endpoints=BILLED_TOKEN_ENDPOINTS)
     costs_sql, costs_params = _costs_tokens_sql(scope, period)
     rows = db.query(
-        f"WITH u AS (SELECT {DAY} AS day, model, SUM(input_tokens + output_tokens) AS tokens "
-        f"FROM ({usage_rows}) x GROUP BY 1, 2), c AS ({costs_sql}) "
-        "SELECT COALESCE(u.day, c.day) AS day, COALESCE(u.model, c.model) AS model, u.tokens, c.tokens "
-        "FROM u FULL OUTER JOIN c ON u.day = c.day AND u.model IS NOT DISTINCT FROM c.model "
-        "ORDER BY 1, 2 NULLS LAST",
+        f"WITH u AS (SELECT org, {DAY} AS day, model, SUM(input_tokens + output_tokens) AS tokens "
+        f"FROM ({usage_rows}) x GROUP BY 1, 2, 3), c AS ({costs_sql}) "
+        "SELECT COALESCE(u.org, c.org), COALESCE(u.day, c.day), COALESCE(u.model, c.model), u.tokens, c.tokens "
+        "FROM u FULL OUTER JOIN c ON u.org = c.org AND u.day = c.day AND u.model IS NOT DISTINCT FROM c.model "
+        "ORDER BY 1, 2, 3 NULLS LAST",
         [*usage_params, *costs_params],
     )
     return ReconcileResult(
@@ -127,10 +130,11 @@ def reconcile(
         tolerance=tolerance,
         rows=tuple(
             ReconcileRow(
-                day=utc_day(r[0]),
-                model=r[1],
-                usage_tokens=None if r[2] is None else Decimal(r[2]),
-                costs_tokens=None if r[3] is None else Decimal(r[3]),
+                org=r[0],
+                day=utc_day(r[1]),
+                model=r[2],
+                usage_tokens=None if r[3] is None else Decimal(r[3]),
+                costs_tokens=None if r[4] is None else Decimal(r[4]),
             )
             for r in rows
         ),

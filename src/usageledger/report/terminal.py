@@ -36,6 +36,13 @@ def sparkline(values: Sequence[Decimal | int]) -> str:
     return "".join(SPARK_CHARS[int((Decimal(v) - low) * top / (high - low) + Decimal("0.5"))] for v in values)
 
 
+def _quantity(value: Decimal) -> str:
+    """A token count: whole numbers with separators, fractions (billed per 1,000 tokens) as exact decimals."""
+    if value == value.to_integral_value():
+        return f"{int(value):,}"
+    return f"{value.normalize():,f}"
+
+
 def _model(model: str | None) -> str:
     return model if model is not None else "(no model)"
 
@@ -156,23 +163,24 @@ def render_reconcile(result: ReconcileResult) -> RenderableType:
     head = Text.assemble(
         ("Usage vs costs, tokens per day and model ", "bold"),
         str(result.period),
-        f"   usage {format_count(result.usage_total)}, costs {format_count(result.costs_total)}, "
+        f"   usage {_quantity(result.usage_total)}, costs {_quantity(result.costs_total)}, "
         f"tolerance {(tol * 100).normalize()}%",
     )
     parts: list[RenderableType] = [head]
     if diffs:
-        table = _table(
-            f"{len(diffs)} difference(s) beyond the tolerance", "day", "model", "usage", "costs", "costs − usage", "%"
-        )
+        several = len({r.org for r in result.rows}) > 1
+        headers = ["day", "model", "usage", "costs", "costs − usage", "%"]
+        table = _table(f"{len(diffs)} difference(s) beyond the tolerance", *(["org", *headers] if several else headers))
         for r in diffs:
-            table.add_row(
+            cells = [
                 str(r.day),
                 _model(r.model),
-                format_count(r.usage_tokens) if r.usage_tokens is not None else "missing",
-                format_count(r.costs_tokens) if r.costs_tokens is not None else "missing",
-                f"{int(r.difference):+,}",
+                _quantity(r.usage_tokens) if r.usage_tokens is not None else "missing",
+                _quantity(r.costs_tokens) if r.costs_tokens is not None else "missing",
+                ("+" if r.difference > 0 else "") + _quantity(r.difference),
                 f"{(r.relative * 100).quantize(Decimal('0.01'))}%",
-            )
+            ]
+            table.add_row(*([r.org, *cells] if several else cells))
         parts.append(table)
     else:
         parts.append(
