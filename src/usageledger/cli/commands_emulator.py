@@ -71,7 +71,14 @@ def emulator(
         ),
     ] = 0.0,
     now: Annotated[str | None, typer.Option(help="Fix the clock: Unix seconds or ISO 8601.")] = None,
-    admin_key: Annotated[str | None, typer.Option(help="Accept only this key (default: any sk-admin- key).")] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="USAGELEDGER_EMULATOR_ADMIN_KEY",
+            show_envvar=True,
+            help="Accept only this key (default: any sk-admin- key). Prefer the variable: an argument shows in ps.",
+        ),
+    ] = None,
     revisions: Annotated[bool, typer.Option(help="Recent buckets keep growing after they close.")] = False,
     revision_window: Annotated[str, typer.Option(help="How long buckets keep changing, e.g. 3d.")] = "3d",
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
