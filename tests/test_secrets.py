@@ -24,6 +24,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -118,9 +119,18 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from usageledger.cli import main; main()", *args]
 
 
+@dataclass
+class EmulatorProcess:
+    """A running `usageledger emulator` process: its base URL, and its output once it has stopped."""
+
+    url: str
+    stdout: str = ""
+    stderr: str = ""
+
+
 @contextlib.contextmanager
-def start_emulator(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`usageledger emulator --port 0 ...` as a process: its base URL once ready; stopped with SIGTERM after."""
+def start_emulator(*args: str) -> Iterator[EmulatorProcess]:
+    """`usageledger emulator --port 0 ...` as a process, ready; stopped with SIGTERM on exit, output collected."""
     proc = subprocess.Popen(
         _cli("emulator", "--port", "0", "--days", "30", "--projects", "2", "--now", NOW_ISO, *args),
         stdout=subprocess.PIPE,
@@ -129,14 +139,14 @@ def start_emulator(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the ready line; readline returns "" if the process dies first
-    if not line.startswith("Emulator ready at "):
-        proc.kill()
-        raise AssertionError(f"emulator did not start: {line!r} {proc.communicate()[1]}")
+    served = EmulatorProcess(line.split(" at ", 1)[-1].strip())
     try:
-        yield line.split(" at ", 1)[1].strip(), proc
+        assert line.startswith("Emulator ready at "), f"emulator did not start: {line!r}"
+        yield served
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        out, err = proc.communicate(timeout=30)
+        served.stdout, served.stderr = line + out, err
 
 
 def dead_url() -> str:
@@ -158,7 +168,8 @@ def test_the_cli_never_shows_the_key_through_faults_dead_ports_and_refused_keys(
     """Debug-level CLI runs with retries, failures, 401 and 403: zero occurrences in stdout, stderr or exit text."""
     admin, project = canary_key(), canary_key("sk-proj-", "y")
     outputs: dict[str, Source] = {}
-    with start_emulator("-vv", "--seed", "3", *FAULT_FLAGS) as (url, faulty):
+    with start_emulator("-vv", "--seed", "3", *FAULT_FLAGS) as faulty:
+        url = faulty.url
         runs = {
             "hourly": ("completions", "--start", str(START), "--bucket-width", "1h", "--group-by", "model"),
             "costs": ("costs", "--start", str(START - 20 * 86400), "--group-by", "line_item", "-f", "jsonl"),
@@ -170,8 +181,7 @@ def test_the_cli_never_shows_the_key_through_faults_dead_ports_and_refused_keys(
             result = run_cli(admin, "query", *args, "--base-url", url, "-vv")
             codes.append(result.returncode)
             outputs |= {f"{name} stdout": result.stdout, f"{name} stderr": result.stderr}
-    emulator_out, emulator_err = faulty.communicate()
-    outputs |= {"faulty emulator stdout": emulator_out, "faulty emulator stderr": emulator_err}
+    outputs |= {"faulty emulator stdout": faulty.stdout, "faulty emulator stderr": faulty.stderr}
     debug_log = "".join(str(v) for k, v in outputs.items() if k.endswith(" stderr"))
     assert "retry 1/2" in debug_log, "the fault flags should have caused at least one retry"
     assert 0 in codes, "at least one run should get through the faults"
@@ -180,14 +190,17 @@ def test_the_cli_never_shows_the_key_through_faults_dead_ports_and_refused_keys(
     assert dead.returncode == 1 and "could not reach 127.0.0.1" in dead.stderr
     outputs |= {"dead port stdout": dead.stdout, "dead port stderr": dead.stderr}
 
-    with start_emulator("-vv", "--admin-key", canary_key(fill="z")) as (url, pinned):
-        refused = run_cli(admin, "query", "costs", "--start", "3d", "--base-url", url, "-vv")
-        denied = run_cli(project, "query", "costs", "--start", "3d", "--base-url", url, "-vv")
+    with start_emulator("-vv", "--admin-key", canary_key(fill="z")) as pinned:
+        refused = run_cli(admin, "query", "costs", "--start", "3d", "--base-url", pinned.url, "-vv")
+        denied = run_cli(project, "query", "costs", "--start", "3d", "--base-url", pinned.url, "-vv")
     assert refused.returncode == 1 and "HTTP 401" in refused.stderr
     assert denied.returncode == 1 and "HTTP 403" in denied.stderr and "Missing scopes" in denied.stderr
-    pinned_out, pinned_err = pinned.communicate()
     outputs |= {"401 stdout": refused.stdout, "401 stderr": refused.stderr, "403 stderr": denied.stderr}
-    outputs |= {"403 stdout": denied.stdout, "pinned emulator stdout": pinned_out, "pinned emulator stderr": pinned_err}
+    outputs |= {
+        "403 stdout": denied.stdout,
+        "pinned emulator stdout": pinned.stdout,
+        "pinned emulator stderr": pinned.stderr,
+    }
 
     assert "Traceback" not in "".join(str(v) for v in outputs.values())
     assert_no_secret(outputs, admin)

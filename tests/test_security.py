@@ -7,6 +7,9 @@ client, ``UsageApi``, the CLI, look-alike hosts) and the emulator's answers over
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -186,3 +189,23 @@ def test_the_client_maps_the_emulators_auth_answers_without_retrying(emulator_ur
     with Client(FAKE_ADMIN_KEY, pinned_url) as client, pytest.raises(AuthenticationError) as refused:
         client.page("costs", start_time=START)
     assert refused.value.status_code == 401 and "OPENAI_ADMIN_KEY" in str(refused.value)
+
+
+def test_the_emulator_takes_its_pinned_key_from_the_environment_not_only_argv() -> None:
+    """USAGELEDGER_EMULATOR_ADMIN_KEY pins the key without putting it on the command line (where ps shows it)."""
+    key = "sk-admin-" + "fromenv" + "q" * 13
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "USAGELEDGER_"))}
+    env["USAGELEDGER_EMULATOR_ADMIN_KEY"] = key
+    command = [sys.executable, "-c", "from usageledger.cli import main; main()", "emulator", "--port", "0"]
+    proc = subprocess.Popen([*command, "--days", "3", "--projects", "1"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("Emulator ready at "), line
+        url = line.split(" at ", 1)[1].strip()
+        assert key not in " ".join(proc.args)  # type: ignore[arg-type]
+        assert _get(url, f"Bearer {key}").status_code == 200
+        assert _get(url, f"Bearer {FAKE_ADMIN_KEY}").status_code == 401
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
