@@ -6,6 +6,7 @@ the report's own queries.
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageStat
+from rich.console import Console
 from typer.testing import CliRunner
 
 from usageledger import catalogue, timeutil
@@ -26,6 +28,7 @@ from usageledger.report.html import render_html
 from usageledger.report.names import Names, names_from_mapping
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
+from usageledger.report.terminal import render_report
 from usageledger.store import BaseStore, default_streams, open_store
 from usageledger.sync import Org, SyncOptions, sync
 
@@ -421,3 +424,25 @@ def test_several_orgs_reconcile_and_report_separately(
         differences = reconcile(store, demo_period).differences
         assert [(r.org, r.difference) for r in differences] == [("org-a", -500), ("org-b", 500)]
         assert [r.org for r in reconcile(store, demo_period, Scope(org="org-b")).differences] == ["org-b"]
+
+
+def test_hostile_names_are_escaped(demo_report: ReportData) -> None:
+    """A name holding markup is shown as text in tables and chart legends, never run."""
+    project = demo_report.spend_by_project[0].key
+    assert project is not None
+    names = names_from_mapping({"projects": {project: '<script>alert("x")</script> & co'}})
+    page = render_html(demo_report, names)
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in page
+
+
+def test_empty_period_renders(store: BaseStore) -> None:
+    """A period with no data gives zeros, an empty-chart message and no error, in the terminal and in HTML."""
+    empty = build_report(store, Period(date(2020, 1, 1), date(2020, 1, 8)))
+    assert empty.total_spend == 0 and empty.spend_by_project == () and len(empty.daily_spend) == 7
+    assert empty.currency is None
+    page = render_html(empty)
+    assert page.count("No data in this period") >= 4
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render_report(empty))
+    assert "Spend $0.00" in console.file.getvalue()  # type: ignore[attr-defined]
