@@ -395,8 +395,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 def test_several_orgs_reconcile_and_report_separately(
     tmp_path: Path, emulator_url: str, demo_report: ReportData, demo_period: Period
 ) -> None:
-    """Two orgs in one store: --org narrows the report to one; a revision in one org is reported with its org,
-    and opposite revisions in two orgs do not cancel out."""
+    """Two orgs: --org narrows the report; opposite revisions in two orgs are each reported, never cancelled."""
     path = tmp_path / "two.duckdb"
     with open_store(path) as target, ThreadPoolExecutor(max_workers=1) as pool:
         result = pool.submit(
