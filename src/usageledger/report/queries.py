@@ -2,16 +2,15 @@
 
 Queries read the store's ``*_daily`` views (see ``docs/CONTRACTS.md``, "Store"): one row per org, day and group,
 from each org's primary daily stream only, so groupings are never summed together by accident. The SQL is portable
-between DuckDB and PostgreSQL (``split_part``, ``strpos``, ``AT TIME ZONE``, ``FULL OUTER JOIN`` exist in both);
-placeholders are written ``%s``, as the store's ``query`` takes them. Money comes back as ``Decimal`` and stays
-one.
+between DuckDB and PostgreSQL (``split_part``, ``strpos``, ``GROUPING SETS``, ``FULL OUTER JOIN``, ``LEAST`` exist in
+both, and a test runs everything on both); placeholders are written ``%s``, as the store's ``query`` takes them.
+Money comes back as ``Decimal`` and stays one.
 
 The report is three queries, each one scan of the store grouped to a compact grain and then rolled up with
 ``GROUPING SETS`` (costs by project, line item, model, currency and overall for this period and the previous one;
 costs by day and project, and by day; usage by day and model, and by model), so a large store is read three times,
-not a dozen. Derived figures (cost per million tokens, change against the
-previous period) are computed in Python from those SQL sums with ``Decimal`` arithmetic, and rankings are sorts of
-them; nothing is rounded through a float.
+not a dozen. Derived figures (cost per million tokens, change against the previous period) are computed in Python
+from those SQL sums with ``Decimal`` arithmetic, and rankings are sorts of them; nothing goes through a float.
 """
 
 from __future__ import annotations
