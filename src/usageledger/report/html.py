@@ -73,7 +73,7 @@ def _share(part: Decimal, total: Decimal) -> _Cell:
     return _Cell(f"{share}%", share)
 
 
-def _mover_rows(movers: Sequence[Mover], label: str, currency: str | None, names: Names | None) -> list[list[_Cell]]:
+def _mover_rows(movers: Sequence[Mover], currency: str | None, names: Names | None) -> list[list[_Cell]]:
     rows = []
     for m in movers:
         key = names.project(m.key) if names is not None else (m.key or "(no model)")
@@ -190,7 +190,6 @@ def render_html(data: ReportData, names: Names | None = None, *, generated_at: d
             ],
         )
     )
-    movers_head = ["{}", "this period", "previous", "change", "change %"]
     for table_id, title, label, movers, mover_names in (
         ("movers-by-project", "Top movers by project", "project", data.movers_by_project, names),
         ("movers-by-model", "Top movers by model", "model", data.movers_by_model, None),
@@ -199,8 +198,8 @@ def render_html(data: ReportData, names: Names | None = None, *, generated_at: d
             _table(
                 table_id,
                 f"{title} (vs the previous {data.period.days} days)",
-                [movers_head[0].format(label), *movers_head[1:]],
-                _mover_rows(movers, label, cur, mover_names),
+                [label, "this period", "previous", "change", "change %"],
+                _mover_rows(movers, cur, mover_names),
             )
         )
     parts.append(
