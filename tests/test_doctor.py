@@ -170,3 +170,20 @@ def test_no_store_yet_is_fine_when_its_folder_is_writable(setup: Path, emulator_
     store = run(emulator_url, store=str(setup / "later.duckdb")).by_check("store")
     assert store.status == "ok" and "first `usageledger sync` creates it" in store.finding
     assert not (setup / "later.duckdb").exists()
+
+
+def test_a_key_typed_into_the_wrong_field_is_not_repeated(setup: Path, emulator_url: str) -> None:
+    """A key pasted as key_env: the config loader's error quotes it, the doctor's finding shows only sk-admin-…."""
+    key = canary_key()
+    config = setup / "usageledger.toml"
+    config.write_text(f'[[orgs]]\nname = "acme"\nkey_env = "{key}"\n')
+    config.chmod(0o600)
+    diagnosis = run(emulator_url)
+    finding = diagnosis.by_check("config")
+    assert (
+        finding.status == "fail"
+        and "orgs[0].key_env: 'sk-admin-…' is not an environment variable name" in finding.finding
+    )
+    result = CliRunner().invoke(app, ["doctor", "--base-url", emulator_url], env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    assert result.exit_code == 1
+    assert_no_secret({"stdout": result.stdout, "stderr": result.stderr, "findings": repr(diagnosis)}, key)

@@ -51,8 +51,8 @@ __all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
 Status = Literal["ok", "warn", "fail", "skip"]
 
 PROBE_TIMEOUT: Final = 15.0
-_KEY_IN_TEXT: Final = re.compile(r"sk-[A-Za-z0-9_-]{8,}")
-"""What counts as a key written into a config file (the same rule the config loader applies)."""
+_KEY_IN_TEXT: Final = re.compile(r"\b(sk-(?:admin-|proj-|svcacct-)?)[A-Za-z0-9_-]{8,}")
+"""What counts as a key written into a config file (the config loader's rule), and what findings never show."""
 _ADMIN_KEYS_PAGE: Final = "https://platform.openai.com/settings/organization/admin-keys"
 
 
@@ -117,7 +117,19 @@ def diagnose(
         findings += _check_org(org, label, base_url, allow_insecure_http, env, clock or time.time, transport)
     store_url = store or (config.store_url if config is not None else None) or DEFAULT_STORE
     findings += _check_store(store_url)
-    return Diagnosis(tuple(findings))
+    return Diagnosis(tuple(_redacted(f) for f in findings))
+
+
+def _redacted(finding: Finding) -> Finding:
+    """``finding`` with anything key-shaped cut to its prefix: a key typed into the wrong config field (say,
+    ``key_env``) comes back inside the config loader's error message, and a finding must not repeat it."""
+
+    def cut(text: str) -> str:
+        return _KEY_IN_TEXT.sub(lambda m: m.group(1) + "…", text)
+
+    return Finding(
+        finding.check, finding.status, cut(finding.finding), None if finding.fix is None else cut(finding.fix)
+    )
 
 
 # --- config -----------------------------------------------------------------------------------------------
