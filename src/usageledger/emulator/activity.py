@@ -86,7 +86,16 @@ class Family:
 
     def metrics(self, vec: Sequence[int]) -> dict[str, int]:
         """The endpoint's result metrics from an atom vector."""
-        return {name: sum(vec[i] for i in idx) if len(idx) != 1 else vec[idx[0]] for name, idx in self.fields}
+        out: dict[str, int] = {}
+        for name, idx in self.fields:
+            if len(idx) == 1:
+                out[name] = vec[idx[0]]
+            else:
+                total = 0
+                for i in idx:
+                    total += vec[i]
+                out[name] = total
+        return out
 
 
 def _family(endpoint: Endpoint) -> Family:

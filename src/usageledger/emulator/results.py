@@ -142,7 +142,7 @@ class ResultBuilder:
                         "line_item": item.name,
                         "api_key_id": d.get("api_key_id"),
                         "user_id": d.get("user_id"),
-                        "api_source": d.get("api_source", "unlabeled"),
+                        "api_source": d.get("api_source") or "unlabeled",
                     }
                     key = tuple(values.get(g) for g in _COST_DIMS)
                     acc = out.get(key)
