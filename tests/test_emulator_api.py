@@ -38,7 +38,7 @@ def api(emulator: Emulator) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def sdk(emulator_url: str) -> Iterator[OpenAI]:
     """The official openai SDK pointed at the loopback emulator."""
-    client = OpenAI(admin_api_key=FAKE_ADMIN_KEY, api_key="unused", base_url=emulator_url, max_retries=0)
+    client = OpenAI(admin_api_key=FAKE_ADMIN_KEY, base_url=emulator_url, max_retries=0)
     yield client
     client.close()
 
