@@ -187,3 +187,11 @@ def test_a_key_typed_into_the_wrong_field_is_not_repeated(setup: Path, emulator_
     result = CliRunner().invoke(app, ["doctor", "--base-url", emulator_url], env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
     assert result.exit_code == 1
     assert_no_secret({"stdout": result.stdout, "stderr": result.stderr, "findings": repr(diagnosis)}, key)
+
+
+def test_an_unreachable_postgres_store_is_explained_without_its_password(setup: Path, emulator_url: str) -> None:
+    """A postgresql:// store nobody serves: the store check fails, and the URL is shown with the password masked."""
+    port = dead_url().rsplit(":", 1)[1].split("/")[0]
+    store = run(emulator_url, store=f"postgresql://alice:hunter2secret@127.0.0.1:{port}/ledger").by_check("store")
+    assert store.status == "fail" and f"cannot open postgresql://alice:***@127.0.0.1:{port}/ledger" in store.finding
+    assert "hunter2secret" not in f"{store.finding} {store.fix}"
