@@ -195,3 +195,16 @@ def test_an_unreachable_postgres_store_is_explained_without_its_password(setup: 
     store = run(emulator_url, store=f"postgresql://alice:hunter2secret@127.0.0.1:{port}/ledger").by_check("store")
     assert store.status == "fail" and f"cannot open postgresql://alice:***@127.0.0.1:{port}/ledger" in store.finding
     assert "hunter2secret" not in f"{store.finding} {store.fix}"
+
+
+@pytest.mark.postgres
+def test_a_postgres_store_is_checked_like_duckdb(setup: Path, emulator_url: str, pg_url: str) -> None:
+    """A fresh PostgreSQL database: writable but unmigrated (fail); after open_store migrates it, all ok."""
+    fresh = run(emulator_url, store=pg_url)
+    assert fresh.by_check("store").status == "ok" and fresh.by_check("migrations").status == "fail"
+    with open_store(pg_url):
+        pass
+    migrated = run(emulator_url, store=pg_url)
+    assert migrated.ok and migrated.by_check("migrations").finding == "the schema is current"
+    with open_store(pg_url, migrate=False) as store:  # the write probe left nothing behind
+        assert store.query("SELECT to_regclass('usageledger_doctor_probe')") == [(None,)]
