@@ -133,6 +133,8 @@ def test_a_world_readable_config_with_a_key_fails_with_the_chmod_fix(setup: Path
     result = CliRunner().invoke(app, ["doctor", "--base-url", emulator_url], env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
     assert result.exit_code == 1 and "chmod 600" in result.stdout
     assert_no_secret({"stdout": result.stdout, "stderr": result.stderr}, key)
+    config.chmod(0o640)
+    assert "its group can read it (mode 0640)" in run(emulator_url).by_check("config permissions").finding
     config.chmod(0o600)
     fixed = run(emulator_url)
     assert fixed.by_check("config permissions").status == "ok" and fixed.by_check("key (acme)").status == "ok"
@@ -141,8 +143,11 @@ def test_a_world_readable_config_with_a_key_fails_with_the_chmod_fix(setup: Path
 def test_an_invalid_config_names_the_key(setup: Path, emulator_url: str) -> None:
     """An unknown key in the config fails the config check with the key's name."""
     (setup / "usageledger.toml").write_text("[sync]\nlag_dayz = 3\n")
-    config = run(emulator_url).by_check("config")
+    diagnosis = run(emulator_url)
+    config = diagnosis.by_check("config")
     assert config.status == "fail" and "sync.lag_dayz: unknown key" in config.finding
+    assert diagnosis.by_check("store").status == "skip", "the store is named in the broken file"
+    assert run(emulator_url, store=str(setup / "ledger.duckdb")).by_check("migrations").status == "ok"
 
 
 def test_a_store_that_is_not_migrated_lists_the_pending_migrations(setup: Path, emulator_url: str) -> None:

@@ -115,8 +115,10 @@ def diagnose(
     for org in orgs:
         label = "" if len(orgs) == 1 and org.name == "default" else f" ({org.name})"
         findings += _check_org(org, label, base_url, allow_insecure_http, env, clock or time.time, transport)
-    store_url = store or (config.store_url if config is not None else None) or DEFAULT_STORE
-    findings += _check_store(store_url)
+    if config is None and store is None:
+        findings.append(Finding("store", "skip", "not checked: the store is named in the config file, which failed"))
+    else:
+        findings += _check_store(store or (config.store_url if config is not None else None) or DEFAULT_STORE)
     return Diagnosis(tuple(_redacted(f) for f in findings))
 
 
@@ -177,11 +179,17 @@ def _permissions(path: Path) -> Finding | None:
         return Finding("config permissions", "fail", f"cannot read {path}: {exc.strerror or exc}", f"check {path}")
     holds_key = _KEY_IN_TEXT.search(text) is not None
     if holds_key and mode & 0o077:
-        who = "every user" if mode & 0o004 else "its group"
+        who = (
+            "every user can read it"
+            if mode & 0o004
+            else "its group can read it"
+            if mode & 0o040
+            else ("other users can change it")
+        )
         return Finding(
             "config permissions",
             "fail",
-            f"{path} holds an API key and {who} can read it (mode {mode:04o}); usageledger refuses such a file",
+            f"{path} holds an API key and {who} (mode {mode:04o}); usageledger refuses such a file",
             f"run: chmod 600 {path} (or better, move the key to an environment variable named by key_env)",
         )
     if holds_key:
