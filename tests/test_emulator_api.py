@@ -311,3 +311,15 @@ def test_rate_limit_answers_validate_against_the_public_spec(spec: OpenAPI) -> N
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     response = _SpecResponse(r.content, 429, headers=Headers({"Retry-After": r.headers["retry-after"]}))
     spec.validate_response(_SpecRequest("/v1/organization/costs", [("start_time", str(START))]), response)
+
+
+def test_organisations_can_refuse_costs_by_user_and_project() -> None:
+    """With refuse_costs_user_by_project, costs by user_id plus project_id grouping or filter is a 400."""
+    strict = Emulator(EmulatorConfig(days=5, projects=2, now=EMULATOR_NOW, refuse_costs_user_by_project=True))
+    project = strict.source.org.projects[0].id  # type: ignore[attr-defined]
+    with httpx.Client(transport=strict.transport(), base_url="http://emulator/v1", headers=KEY) as client:
+        for extra in ({"group_by": "user_id,project_id"}, {"group_by": "user_id", "project_ids": project}):
+            r = client.get("/organization/costs", params={"start_time": TODAY - DAY, **extra})
+            assert r.status_code == 400 and error_of(r)["param"] == "group_by"
+        ok = client.get("/organization/costs", params={"start_time": TODAY - DAY, "group_by": "user_id,line_item"})
+        assert ok.status_code == 200

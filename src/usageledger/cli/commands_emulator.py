@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from decimal import Decimal
@@ -80,6 +81,13 @@ def emulator(
         ),
     ] = None,
     revisions: Annotated[bool, typer.Option(help="Recent buckets keep growing after they close.")] = False,
+    refuse_costs_user_by_project: Annotated[
+        bool,
+        typer.Option(
+            help="Answer 400 to costs grouped by user_id with project_id grouping or the project_ids filter.",
+            rich_help_panel=_SIZE,
+        ),
+    ] = False,
     revision_window: Annotated[str, typer.Option(help="How long buckets keep changing, e.g. 3d.")] = "3d",
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
 ) -> None:
@@ -98,6 +106,8 @@ def emulator(
         config = _config(
             seed, days, projects, users, models, now, admin_key, revisions, revision_window, faults, replay
         )
+        if refuse_costs_user_by_project:
+            config = dataclasses.replace(config, refuse_costs_user_by_project=True)
     except ValueError as exc:
         raise fail(str(exc)) from None
     instance = Emulator(config)

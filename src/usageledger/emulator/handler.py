@@ -244,13 +244,26 @@ class Emulator:
         now = self.now()
         try:
             params = parse_query(endpoint, request.query)
-            violation = rules.check(endpoint, params, now=now)
+            violation = rules.check(endpoint, params, now=now) or self._organisation_rule(endpoint, params)
             if violation is not None:
                 raise _BadRequest(violation)
             return 200, self._page(endpoint, params, now)
         except _BadRequest as exc:
             v = exc.violation
             return 400, _error(v.message, v.type, v.param, v.code)
+
+    def _organisation_rule(self, endpoint: Endpoint, params: rules.QueryParams) -> rules.Violation | None:
+        """Rules that depend on the organisation (reference §7): costs user_id grouping with project scoping."""
+        if not (self.config.refuse_costs_user_by_project and endpoint.is_costs and "user_id" in params.group_by):
+            return None
+        if "project_id" in params.group_by or "project_ids" in params.filters:
+            return rules.Violation(
+                "group_by",
+                "Grouping costs by user_id cannot be combined with grouping by project_id or the project_ids filter "
+                "for this organization.",
+                code="unsupported_grouping",
+            )
+        return None
 
     def _authenticate(self, header: str | None) -> tuple[int, bytes] | None:
         if not header:
