@@ -18,7 +18,7 @@ import pytest
 from usageledger import AsyncClient, Client, catalogue, rules
 from usageledger._http import RetryPolicy
 from usageledger.catalogue import BUCKET_SECONDS
-from usageledger.errors import PaginationError, ParameterError
+from usageledger.errors import PaginationError, ParameterError, ResponseDecodeError
 from usageledger.models import CompletionsResult
 
 from conftest import EXAMPLES, FAKE_ADMIN_KEY
@@ -457,3 +457,33 @@ def test_retry_policy_reaches_range_queries() -> None:
 
     client = Client(FAKE_ADMIN_KEY, transport=httpx.MockTransport(flaky), clock=lambda: NOW, retry=no_sleep_policy())
     assert len(client.fetch_range("completions", start_time=START, end_time=START + 40 * DAY)) == 40
+
+
+@pytest.mark.parametrize("body", [b"<html><body>502 Bad Gateway</body></html>", b'{"object":"page","data":[{"obj'])
+async def test_a_200_that_is_not_a_usage_page_is_retried_within_max_retries(body: bytes) -> None:
+    """An HTML page or a cut JSON body sent with 200 is asked for again (sync and async); past max_retries it raises."""
+    server = PagedServer()
+
+    def handler_for(bad: int) -> tuple[list[httpx.Request], Any]:
+        seen: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(200, content=body) if len(seen) <= bad else server.handler(request)
+
+        return seen, handler
+
+    seen, handler = handler_for(2)
+    client = Client(FAKE_ADMIN_KEY, transport=httpx.MockTransport(handler), clock=lambda: NOW, retry=no_sleep_policy())
+    assert client.page("completions", start_time=START, end_time=START + DAY).data and len(seen) == 3
+    seen, handler = handler_for(2)
+    aclient = AsyncClient(
+        FAKE_ADMIN_KEY, transport=httpx.MockTransport(handler), clock=lambda: NOW, retry=no_sleep_policy()
+    )
+    assert len(await aclient.fetch_range("completions", start_time=START, end_time=START + 3 * DAY)) == 3
+    assert len(seen) == 3
+    seen, handler = handler_for(3)
+    client = Client(FAKE_ADMIN_KEY, transport=httpx.MockTransport(handler), clock=lambda: NOW, retry=no_sleep_policy())
+    with pytest.raises(ResponseDecodeError):
+        client.page("completions", start_time=START, end_time=START + DAY)
+    assert len(seen) == 3

@@ -32,9 +32,10 @@ from usageledger._http import (
     RetryPolicy,
     SyncHTTP,
     TimeoutTypes,
+    decide_retry,
 )
 from usageledger.catalogue import BucketWidth, Endpoint
-from usageledger.errors import ConfigError, PaginationError, ParameterError
+from usageledger.errors import ConfigError, PaginationError, ParameterError, ResponseDecodeError
 from usageledger.models import Bucket, UsageResponse, decode_page
 from usageledger.timeutil import TimeInput
 
@@ -235,6 +236,28 @@ def _where(spec: _Range, window: rules.Window) -> str:
 
 def _clock(clock: Callable[[], float] | None) -> Callable[[], float]:
     return clock or time.time
+
+
+def _undecodable_retry(policy: RetryPolicy, retries: int, path: str, exc: ResponseDecodeError) -> float | None:
+    """Seconds to wait before asking again for a 200 whose body is not a usage page, or ``None`` to give up.
+
+    A body cut short without a length to betray it, or a proxy's HTML page sent with 200, is as transient as a lost
+    response, so it is retried like one, within the same ``max_retries``.
+    """
+    decision = decide_retry(
+        policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
+    )
+    if not decision.retry:
+        return None
+    logger.debug(
+        "retry %d/%d of GET %s in %.3fs: the body is not a usage page (%s)",
+        retries + 1,
+        policy.max_retries,
+        path,
+        decision.delay,
+        exc,
+    )
+    return decision.delay
 
 
 # --- queries ----------------------------------------------------------------------------------------------
@@ -510,7 +533,7 @@ class Client(_ClientBase, EndpointMethods[Query]):
             filters=filters,
             now=self._clock(),
         )
-        return decode_page(self._http.get(ep.path, _query_items(ep, params), timeout=timeout))
+        return self._fetch(ep.path, _query_items(ep, params), timeout)
 
     def query(
         self,
@@ -560,13 +583,29 @@ class Client(_ClientBase, EndpointMethods[Query]):
     def _endpoint_query(self, name: str, args: dict[str, Any]) -> Query:
         return self.query(name, **common_args(args), **filter_args(args))
 
+    def _fetch(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
+        """One page: the transport retries failed requests; an undecodable 200 is asked for again here."""
+        policy = self._config.retry
+        retries = 0
+        while True:
+            body = self._http.get(path, items, timeout=timeout)
+            try:
+                return decode_page(body)
+            except ResponseDecodeError as exc:
+                delay = _undecodable_retry(policy, retries, path, exc)
+                if delay is None:
+                    raise
+            retries += 1
+            if delay > 0:
+                policy.sleep(delay)
+
     def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> Iterator[UsageResponse]:
         seen: set[str] = set()
         cursor: str | None = None
         path = spec.endpoint.path
         while True:
             params = _window_params(spec, window, cursor)
-            response = decode_page(self._http.get(path, _query_items(spec.endpoint, params), timeout=timeout))
+            response = self._fetch(path, _query_items(spec.endpoint, params), timeout)
             yield response
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:
@@ -662,9 +701,21 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery]):
         return sem
 
     async def _get(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        async with self._semaphore():
-            body = await self._http.get(path, items, timeout=timeout)
-        return decode_page(body)
+        """One page: the transport retries failed requests; an undecodable 200 is asked for again here."""
+        policy = self._config.retry
+        retries = 0
+        while True:
+            async with self._semaphore():
+                body = await self._http.get(path, items, timeout=timeout)
+            try:
+                return decode_page(body)
+            except ResponseDecodeError as exc:
+                delay = _undecodable_retry(policy, retries, path, exc)
+                if delay is None:
+                    raise
+            retries += 1
+            if delay > 0:
+                await policy.async_sleep(delay)
 
     async def page(
         self,
