@@ -29,11 +29,11 @@ from typing import Any, Final, Literal
 
 import httpx
 
-from usageledger import rows as rowlib
 from usageledger import rules, timeutil
 from usageledger.catalogue import BucketWidth
 from usageledger.client import AsyncClient
 from usageledger.errors import StoreError, SyncError, UsageLedgerError
+from usageledger.models import Bucket
 from usageledger.store import BaseStore, RunTotals, Stream, UpsertCounts, WindowWrite
 
 __all__ = [
@@ -234,6 +234,8 @@ class _StreamRun:
     done: list[bool]
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     watermark: int | None = None
+    extent: int | None = None
+    """The newest stored bucket start of the stream when the run began: later windows are fresh inserts."""
     error: str | None = None
 
     def contiguous_end(self) -> int | None:
@@ -310,7 +312,8 @@ async def run_sync(
         for stream in streams:
             state = store.register_stream(org.name, stream)
             plan = plan_stream(org.name, stream, state.watermark, options, now=now)
-            runs.append(_StreamRun(plan, [False] * len(plan.windows), watermark=state.watermark))
+            extent = store.stream_extent(org.name, stream)
+            runs.append(_StreamRun(plan, [False] * len(plan.windows), watermark=state.watermark, extent=extent))
     store.begin_run(run_id, at=now, command=command)
     for r in runs:
         store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status="running")
@@ -392,7 +395,7 @@ async def _execute(
 ) -> None:
     jobs = _interleave(runs)
     # Fetched windows wait here for the one writer; the bound keeps memory flat however long the range.
-    queue: asyncio.Queue[tuple[_Job, list[rowlib.Row], int, int] | None] = asyncio.Queue(maxsize=options.concurrency)
+    queue: asyncio.Queue[tuple[_Job, list[Bucket], int, int] | None] = asyncio.Queue(maxsize=options.concurrency)
 
     async def worker() -> None:
         for job in jobs:
@@ -414,55 +417,83 @@ async def _execute(
                 job.run.error = f"{job.where()}: {exc}"
                 logger.error("sync failed: %s", job.run.error)
                 continue
-            rows = list(rowlib.flatten(plan.stream.endpoint, buckets))
             lo = min((b.start_time for b in buckets), default=window.start)
             hi = max((b.end_time for b in buckets), default=window.end)
-            await queue.put((job, rows, min(lo, window.start), max(hi, window.end)))
+            await queue.put((job, buckets, min(lo, window.start), max(hi, window.end)))
+
+    announced: set[int] = set()
 
     async def writer() -> None:
-        while (item := await queue.get()) is not None:
-            job, rows, lo, hi = item
+        finished = False
+        while not finished:
+            item = await queue.get()
+            if item is None:
+                return
+            batch = [item]
+            # Whatever else is already waiting goes into the same transaction: fewer commits, same atomicity.
+            while not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    finished = True
+                    break
+                batch.append(more)
+            await _commit_batch(batch)
+
+    async def _commit_batch(batch: list[tuple[_Job, list[Bucket], int, int]]) -> None:
+        for job, *_ in batch:
+            job.run.done[job.index] = True
+        writes: list[WindowWrite] = []
+        synced_at = int(time.time())
+        for job, buckets, lo, hi in batch:
             run = job.run
             plan = run.plan
-            run.done[job.index] = True
             watermark = None
             end = run.contiguous_end()
             if plan.moves_watermark and end is not None:
                 candidate = timeutil.floor(min(end, now), plan.stream.bucket_width)
                 if run.watermark is None or candidate > run.watermark:
                     watermark = candidate
-            write = WindowWrite(plan.org, plan.stream, rows, lo, hi, run_id, int(time.time()), watermark)
-            commit = asyncio.ensure_future(asyncio.to_thread(store.commit_window, write))
-            try:
-                counts = await asyncio.shield(commit)
-            except asyncio.CancelledError:
-                # The transaction runs in a thread that cannot be cancelled: let it end before anything else
-                # touches the connection. It either commits whole or not at all.
-                await asyncio.wait([commit])
-                run.done[job.index] = commit.exception() is None
-                raise
-            except BaseException:
-                run.done[job.index] = False
-                raise
-            run.counts += counts
-            if watermark is not None:
-                run.watermark = watermark
+            fresh = run.extent is None or lo > run.extent
+            writes.append(
+                WindowWrite(plan.org, plan.stream, (), lo, hi, run_id, synced_at, watermark, fresh, buckets=buckets)
+            )
+        commit = asyncio.ensure_future(asyncio.to_thread(store.commit_windows, writes))
+        try:
+            counts = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # The transaction runs in a thread that cannot be cancelled: let it end before anything else
+            # touches the connection. It either commits whole or not at all.
+            await asyncio.wait([commit])
+            if commit.exception() is not None:
+                for job, *_ in batch:
+                    job.run.done[job.index] = False
+            raise
+        except BaseException:
+            for job, *_ in batch:
+                job.run.done[job.index] = False
+            raise
+        for (job, *_), write, c in zip(batch, writes, counts, strict=True):
+            run = job.run
+            run.counts += c
+            if write.watermark is not None and (run.watermark is None or write.watermark > run.watermark):
+                run.watermark = write.watermark
             logger.info(
                 "window committed",
                 extra={
-                    "org": plan.org,
-                    "stream": plan.stream.id,
+                    "org": write.org,
+                    "stream": write.stream.id,
                     "window_start": timeutil.iso(job.window.start),
                     "window_end": timeutil.iso(job.window.end),
-                    "inserted": counts.inserted,
-                    "updated": counts.updated,
-                    "unchanged": counts.unchanged,
-                    "deleted": counts.deleted,
-                    "watermark": None if watermark is None else timeutil.iso(watermark),
+                    "inserted": c.inserted,
+                    "updated": c.updated,
+                    "unchanged": c.unchanged,
+                    "deleted": c.deleted,
+                    "watermark": None if write.watermark is None else timeutil.iso(write.watermark),
                 },
             )
-            emit(WindowDone(plan.org, plan.stream.id, job.window, counts))
-            if all(run.done):
+            emit(WindowDone(write.org, write.stream.id, job.window, c))
+            if all(run.done) and id(run) not in announced:
+                announced.add(id(run))
                 emit(StreamFinished(run.result()))
 
     writer_task = asyncio.create_task(writer())

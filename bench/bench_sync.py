@@ -1,0 +1,228 @@
+"""Sync benchmark: a full year of hourly usage for every usage endpoint, from the emulator with 100 ms latency.
+
+Setting: a ``usageledger emulator`` subprocess (its own core; fixed clock; ``--latency 100ms`` on every response),
+default grouping per endpoint. Measured in one run, side by side:
+
+1. ``usageledger.sync`` into a fresh DuckDB file: wall time, requests, rows, peak RSS of this process, and the
+   time spent inside store writes (rows/s into DuckDB);
+2. the same sync into a fresh PostgreSQL database (rows/s into PostgreSQL);
+3. the official openai SDK's page-by-page loop (``client.admin.organization.usage.<endpoint>(..., page=...)``) over
+   the same windows. ``--sdk-endpoints N`` runs it on the first N endpoints only and scales its time by the request
+   count (it is sequential, so its time is proportional to requests).
+
+The concurrency-bound ideal is ``requests / concurrency x latency``; the targets are wall <= 1.3x ideal and >= 6x
+faster than the SDK loop.
+
+Run: ``.venv/bin/python bench/bench_sync.py`` (``--concurrency 8 --days 365 --sdk-endpoints 11``;
+``--pg-url postgresql://...`` to use an existing server instead of a temporary cluster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from openai import OpenAI
+
+from usageledger import catalogue, rules, timeutil
+from usageledger.store import BaseStore, Stream, open_store
+from usageledger.sync import Org, SyncOptions, SyncResult, sync
+
+KEY = "sk-admin-bench-key"
+NOW = 1795176000  # 2026-11-20T12:00:00Z, the tests' fixed clock
+REPO = Path(__file__).resolve().parent.parent
+
+
+_SERVE = """
+import signal, sys, threading
+from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
+now, days, projects, users, models, latency, cache = (float(a) for a in sys.argv[1:8])
+config = EmulatorConfig(
+    now=int(now), days=int(days), projects=int(projects), users=int(users), models=int(models),
+    faults=FaultConfig(latency=latency), cache_bytes=int(cache),
+)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+with run_server(Emulator(config)) as url:
+    print("Emulator ready at", url, flush=True)
+    stop.wait()
+"""
+
+
+@contextmanager
+def emulator(latency: float, size: tuple[int, int, int] = (5, 12, 6), cache_mb: int = 2048) -> Iterator[str]:
+    """An emulator in its own process (fixed clock, latency, projects/users/models, a response cache big enough
+    for the year); yields its base URL. Same server as `usageledger emulator`, which does not expose the cache size.
+    """
+    projects, users, models = size
+    args = [NOW, 400, projects, users, models, latency, cache_mb * 2**20]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "Emulator ready at " not in line:
+            raise RuntimeError(f"the emulator did not start: {line!r}")
+        yield line.split("Emulator ready at ", 1)[1].strip()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def postgres(url: str | None) -> Iterator[str]:
+    """An existing PostgreSQL URL, or a temporary cluster (the test fixture's) for the run."""
+    if url:
+        yield url
+        return
+    sys.path.insert(0, str(REPO / "tests"))
+    from fixtures.postgres import _Cluster
+
+    cluster = _Cluster()
+    cluster.start()
+    try:
+        yield cluster.createdb("bench")
+    finally:
+        cluster.stop()
+
+
+class TimedStore:
+    """Wraps a store's commit_window to add up the time spent writing."""
+
+    def __init__(self, store: BaseStore) -> None:
+        self.store = store
+        self.write_seconds = 0.0
+        original = store.commit_windows
+
+        def timed(write: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(write)
+            finally:
+                self.write_seconds += time.perf_counter() - t0
+
+        store.commit_windows = timed  # type: ignore[method-assign]
+
+
+def run_sync(
+    url: str, store_url: str, streams: list[Stream], since: int, concurrency: int
+) -> tuple[SyncResult, float, float]:
+    with open_store(store_url) as store:
+        timed = TimedStore(store)
+        t0 = time.perf_counter()
+        result = sync(
+            store,
+            [Org("bench", KEY, url)],
+            streams,
+            SyncOptions(since=since, concurrency=concurrency),
+            clock=lambda: float(NOW),
+        )
+        wall = time.perf_counter() - t0
+        if not result.ok:
+            raise RuntimeError(f"sync failed: {result.errors}")
+        return result, wall, timed.write_seconds
+
+
+def sdk_loop(url: str, streams: list[Stream], since: int) -> tuple[int, int, float]:
+    """The official SDK, page by page, over the same windows; (requests, results, seconds)."""
+    client = OpenAI(admin_api_key=KEY, api_key="unused", base_url=url, max_retries=2)
+    requests = results = 0
+    t0 = time.perf_counter()
+    for stream in streams:
+        method = getattr(client.admin.organization.usage, stream.endpoint.sdk_method)
+        for window in rules.plan_windows(stream.endpoint, since, NOW, stream.bucket_width):
+            page: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "start_time": window.start,
+                    "end_time": window.end,
+                    "bucket_width": stream.bucket_width,
+                    "limit": window.limit,
+                    "group_by": list(stream.group_by),
+                }
+                if page:
+                    kwargs["page"] = page
+                response = method(**kwargs)
+                requests += 1
+                results += sum(len(b.results) for b in response.data)
+                if not response.has_more:
+                    break
+                page = response.next_page
+    client.close()
+    return requests, results, time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--latency", default="100ms")
+    parser.add_argument("--sdk-endpoints", type=int, default=len(catalogue.USAGE_ENDPOINTS))
+    parser.add_argument("--pg-url", default=None)
+    parser.add_argument("--skip-postgres", action="store_true", help="Leave out the PostgreSQL run.")
+    args = parser.parse_args()
+
+    latency = timeutil.parse_duration(args.latency)
+    since = timeutil.floor(NOW - args.days * 86400, "1h")
+    streams = [Stream.create(ep, "1h", ep.default_group_by) for ep in catalogue.USAGE_ENDPOINTS]
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
+    print(
+        f"{len(streams)} usage endpoints, hourly, {args.days} days,"
+        f" latency {args.latency}, concurrency {args.concurrency}"
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    try:
+        with emulator(latency) as url:
+            # Warm the emulator's caches with one unmeasured pass so both clients meet the same server state.
+            run_sync(url, str(tmp / "warm.duckdb"), streams, since, args.concurrency)
+
+            result, wall, writes = run_sync(url, str(tmp / "bench.duckdb"), streams, since, args.concurrency)
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            rows = result.counts.inserted
+            ideal = result.requests / args.concurrency * latency
+            print(f"sync -> DuckDB: {wall:.2f}s wall, {result.requests} requests, {rows:,} rows")
+            print(f"  concurrency-bound ideal {ideal:.2f}s -> wall/ideal = {wall / ideal:.2f} (target <= 1.3)")
+            print(f"  DuckDB writes {writes:.2f}s -> {rows / writes:,.0f} rows/s into DuckDB")
+            print(f"  peak RSS of the process after the sync: {peak_mb:.0f} MB")
+
+            if args.skip_postgres:
+                pass
+            else:
+                with postgres(args.pg_url) as pg_url:
+                    pg_result, pg_wall, pg_writes = run_sync(url, pg_url, streams, since, args.concurrency)
+                print(
+                    f"sync -> PostgreSQL: {pg_wall:.2f}s wall, {pg_result.counts.inserted:,} rows;"
+                    f" writes {pg_writes:.2f}s -> {pg_result.counts.inserted / pg_writes:,.0f} rows/s into PostgreSQL"
+                )
+
+            subset = streams[: args.sdk_endpoints]
+            sdk_requests, sdk_results, sdk_seconds = sdk_loop(url, subset, since)
+            scale = result.requests / sdk_requests
+            sdk_full = sdk_seconds * scale
+            note = "" if subset == streams else f" (measured on {len(subset)} endpoints, scaled x{scale:.2f})"
+            print(
+                f"official SDK page loop: {sdk_requests} requests, {sdk_results:,} results in {sdk_seconds:.2f}s{note}"
+            )
+            print(f"  same data: {sdk_full:.2f}s -> usageledger sync is {sdk_full / wall:.1f}x faster (target >= 6x)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
