@@ -29,7 +29,7 @@ from usageledger.report.names import Names, names_from_mapping
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
 from usageledger.report.terminal import render_report
-from usageledger.store import BaseStore, default_streams, open_store
+from usageledger.store import BaseStore, Stream, default_streams, open_store
 from usageledger.sync import Org, SyncOptions, sync
 
 from conftest import FAKE_ADMIN_KEY
@@ -131,6 +131,9 @@ def test_spend_figures_equal_direct_sums(conn: Any, demo_report: ReportData, dem
     assert {s.key: s.amount for s in demo_report.spend_by_project} == by_project
     by_item = _sums(conn, f"SELECT line_item, SUM(amount_value) FROM costs_daily {where} GROUP BY 1", params)
     assert {s.key: s.amount for s in demo_report.spend_by_line_item} == by_item
+    for column, figures in (("api_key_id", demo_report.spend_by_api_key), ("user_id", demo_report.spend_by_user)):
+        sql = f"SELECT {column}, SUM(amount_value) FROM costs_daily {where} AND {column} IS NOT NULL GROUP BY 1"
+        assert {s.key: s.amount for s in figures} == _sums(conn, sql, params)
     by_model: dict[str | None, Decimal] = defaultdict(Decimal)
     for item, amount in by_item.items():
         by_model[item.split(", ", 1)[0] if item and ", " in item else None] += amount
@@ -445,3 +448,36 @@ def test_empty_period_renders(store: BaseStore) -> None:
     console = Console(file=io.StringIO(), width=120)
     console.print(render_report(empty))
     assert "Spend $0.00" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_spend_by_api_key_and_user_when_costs_group_by_them(tmp_path: Path, demo_period: Period) -> None:
+    """A costs stream grouped by API key and user adds those sections, with names where known and IDs elsewhere."""
+    stream = Stream.create("costs", "1d", ["project_id", "api_key_id", "user_id", "line_item"])
+    rows = [("key_a", "user-1", "1.25"), ("key_a", "user-2", "2.50"), ("key_b", "user-1", "0.75"), ("key_b", None, "4")]
+    with open_store(tmp_path / "keys.duckdb") as store:
+        store.register_stream(ORG, stream)
+        for i, (key, user, amount) in enumerate(rows):
+            store.execute(
+                "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, api_key_id, user_id, "
+                "line_item, amount_value, currency) VALUES (%s, %s, %s, %s, %s, 'proj_x', %s, %s, 'gpt-4o, input', %s, "
+                "'usd')",
+                [ORG, stream.id, demo_period.start, demo_period.start + timedelta(days=1), str(i), key, user, amount],
+            )
+        data = build_report(store, demo_period)
+    assert [(s.key, s.amount) for s in data.spend_by_api_key] == [
+        ("key_b", Decimal("4.75")),
+        ("key_a", Decimal("3.75")),
+    ]
+    assert {s.key: s.amount for s in data.spend_by_user} == {
+        None: Decimal(4),
+        "user-1": Decimal(2),
+        "user-2": Decimal("2.50"),
+    }
+    names = names_from_mapping({"api_keys": {"key_a": "ci runner"}, "users": {"user-2": "Grace"}})
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render_report(data, names))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "Spend by API key" in text and "ci runner" in text and "key_b" in text and "key_a" not in text
+    assert "Spend by user" in text and "Grace" in text and "user-1" in text
+    page = render_html(data, names)
+    assert 'id="spend-by-api-key"' in page and 'id="spend-by-user"' in page and "ci runner" in page

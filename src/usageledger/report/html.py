@@ -141,6 +141,13 @@ def render_html(data: ReportData, names: Names | None = None, *, generated_at: d
             ],
         )
     )
+    for table_id, title, label, spends, name in (
+        ("spend-by-api-key", "Spend by API key", "API key", data.spend_by_api_key, names.api_key),
+        ("spend-by-user", "Spend by user", "user", data.spend_by_user, names.user),
+    ):
+        if spends:
+            rows = [[_Cell(name(s.key)), _money(s.amount, cur), _share(s.amount, data.total_spend)] for s in spends]
+            parts.append(_table(table_id, title, [label, "spend", "share"], rows))
     parts.append(
         _table(
             "spend-by-line-item",

@@ -213,6 +213,10 @@ class ReportData:
     previous_spend: Decimal
     spend_by_project: tuple[Spend, ...]
     spend_by_line_item: tuple[Spend, ...]
+    spend_by_api_key: tuple[Spend, ...]
+    """Empty unless the costs stream groups by ``api_key_id``."""
+    spend_by_user: tuple[Spend, ...]
+    """Empty unless the costs stream groups by ``user_id``."""
     spend_by_model: tuple[ModelSpend, ...]
     usage_by_model: tuple[ModelUsage, ...]
     daily_spend: tuple[tuple[date, Decimal], ...]
@@ -279,32 +283,36 @@ def _token_unit_case(expr: str) -> str:
     return f"CASE quantity_unit {whens} END"
 
 
-# GROUPING(project_id, line_item, model, currency) in the costs roll-up: a bit is set for each column a grouping set
-# leaves out (``cur``, this period or the previous one, is in every set).
-_G_PROJECT: Final = 0b0111
-_G_LINE_ITEM: Final = 0b1011
-_G_MODEL: Final = 0b1101
-_G_CURRENCY: Final = 0b1110
-_G_TOTAL: Final = 0b1111
+_ROLLUP: Final = ("project_id", "line_item", "model", "currency", "api_key_id", "user_id")
+"""The keys the costs roll-up sums by, one grouping set each (plus the total), for this period and the previous."""
 
 
 def _costs_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
-    """Costs of this period and the previous one: one scan, grouped to (project, line item, unit, currency, which
-    period), then rolled up by grouping sets. The model is parsed from the few grouped line items, not per row."""
+    """Costs of this period and the previous one: one scan, grouped to (project, API key, user, line item, unit,
+    currency, which period), then rolled up by grouping sets. The model is parsed from the few grouped line items,
+    not per row."""
     where, params = scope.where(period, start=period.previous().start)
     units = ", ".join(f"'{u}'" for u in TOKEN_UNIT_FACTORS)
+    keys = ", ".join(_ROLLUP)
+    sets = ", ".join(f"({k}, cur)" for k in _ROLLUP)
     sql = (
-        "WITH base AS (SELECT project_id, line_item, quantity_unit, currency, bucket_start >= %s AS cur, "
-        f"SUM(amount_value) AS amount, SUM(quantity) AS quantity FROM {COSTS_VIEW} WHERE {where} "
-        "GROUP BY 1, 2, 3, 4, 5), "
-        f"x AS (SELECT project_id, line_item, {LINE_ITEM_MODEL} AS model, currency, cur, amount, "
+        "WITH base AS (SELECT project_id, api_key_id, user_id, line_item, quantity_unit, currency, "
+        f"bucket_start >= %s AS cur, SUM(amount_value) AS amount, SUM(quantity) AS quantity FROM {COSTS_VIEW} "
+        f"WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6, 7), "
+        f"x AS (SELECT project_id, api_key_id, user_id, line_item, {LINE_ITEM_MODEL} AS model, currency, cur, amount, "
         f"CASE WHEN quantity_unit IN ({units}) THEN amount END AS token_amount, "
         f"{_token_unit_case('quantity')} AS tokens FROM base) "
-        "SELECT GROUPING(project_id, line_item, model, currency) AS g, project_id, line_item, model, currency, cur, "
-        "SUM(amount), SUM(token_amount), SUM(tokens) FROM x "
-        "GROUP BY GROUPING SETS ((project_id, cur), (line_item, cur), (model, cur), (currency, cur), (cur))"
+        f"SELECT GROUPING({keys}) AS g, {keys}, cur, SUM(amount), SUM(token_amount), SUM(tokens) FROM x "
+        f"GROUP BY GROUPING SETS ({sets}, (cur))"
     )
     return sql, [period.start, *params]
+
+
+def _kept(g: int) -> str | None:
+    """Which roll-up key a row of grouping id ``g`` is summed by (None for the total): GROUPING sets the bit of
+    every key the row's grouping set leaves out, the first key in the highest bit."""
+    kept = [k for i, k in enumerate(_ROLLUP) if not g & (1 << (len(_ROLLUP) - 1 - i))]
+    return kept[0] if kept else None
 
 
 def _daily_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
@@ -320,6 +328,11 @@ def _daily_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
 
 def _ranked(spends: list[Spend]) -> tuple[Spend, ...]:
     return tuple(sorted(spends, key=lambda s: (-s.amount, s.key is None, s.key or "")))
+
+
+def _grouped(spends: list[Spend]) -> tuple[Spend, ...]:
+    """Spend by a dimension the costs stream may not group by: empty when every row has it NULL (not grouped)."""
+    return _ranked(spends) if any(s.key is not None for s in spends) else ()
 
 
 def _top_movers(movers: list[Mover], limit: int) -> tuple[Mover, ...]:
@@ -343,32 +356,32 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
     """Run the report's three queries (costs of both periods, daily costs, token usage) for ``period``."""
     total = previous = Decimal(0)
     currencies: set[str] = set()
-    by_project: list[Spend] = []
-    by_item: list[Spend] = []
+    spend: dict[str, list[Spend]] = {k: [] for k in _ROLLUP}
     by_model: dict[str | None, ModelSpend] = {}
-    project_movers: dict[str | None, list[Decimal]] = {}
-    model_movers: dict[str | None, list[Decimal]] = {}
+    moved: dict[str, dict[str | None, list[Decimal]]] = {"project_id": {}, "model": {}}
     sql, params = _costs_sql(scope, period)
-    for g, project, item, model, currency, cur, amount_v, token_v, tokens_v in db.query(sql, params):
-        amount = _dec(amount_v)
-        if g == _G_TOTAL:
+    for row in db.query(sql, params):
+        g, values, cur = row[0], row[1 : 1 + len(_ROLLUP)], row[1 + len(_ROLLUP)]
+        amount, token_v, tokens_v = _dec(row[-3]), row[-2], row[-1]
+        key = _kept(g)
+        if key is None:
             if cur:
                 total = amount
             else:
                 previous = amount
-        elif g == _G_CURRENCY:
-            if cur and currency is not None:
-                currencies.add(currency)
-        elif g == _G_PROJECT:
-            project_movers.setdefault(project, [Decimal(0), Decimal(0)])[0 if cur else 1] = amount
-            if cur:
-                by_project.append(Spend(project, amount))
-        elif g == _G_MODEL:
-            model_movers.setdefault(model, [Decimal(0), Decimal(0)])[0 if cur else 1] = amount
-            if cur:
-                by_model[model] = ModelSpend(model, amount, _dec(token_v), _dec(tokens_v))
-        elif g == _G_LINE_ITEM and cur:
-            by_item.append(Spend(item, amount))
+            continue
+        value = values[_ROLLUP.index(key)]
+        if key in moved:
+            moved[key].setdefault(value, [Decimal(0), Decimal(0)])[0 if cur else 1] = amount
+        if not cur:
+            continue
+        if key == "currency":
+            if value is not None:
+                currencies.add(value)
+        elif key == "model":
+            by_model[value] = ModelSpend(value, amount, _dec(token_v), _dec(tokens_v))
+        else:
+            spend[key].append(Spend(value, amount))
     if len(currencies) > 1:
         raise UsageLedgerError(
             f"the costs in this period are in several currencies ({', '.join(sorted(currencies))}); "
@@ -399,13 +412,15 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
         currency=next(iter(currencies), None),
         total_spend=total,
         previous_spend=previous,
-        spend_by_project=_ranked(by_project),
-        spend_by_line_item=_ranked(by_item),
+        spend_by_project=_ranked(spend["project_id"]),
+        spend_by_line_item=_ranked(spend["line_item"]),
+        spend_by_api_key=_grouped(spend["api_key_id"]),
+        spend_by_user=_grouped(spend["user_id"]),
         spend_by_model=tuple(sorted(by_model.values(), key=lambda m: (-m.amount, m.model is None, m.model or ""))),
         usage_by_model=tuple(sorted(usage, key=lambda u: (-u.tokens, u.model is None, u.model or ""))),
         daily_spend=tuple((d, daily.get(d, Decimal(0))) for d in period.each_day()),
         daily_spend_by_project=tuple(sorted(daily_by_project, key=lambda v: (v.day, v.key is None, v.key or ""))),
         daily_tokens_by_model=tuple(sorted(daily_tokens, key=lambda v: (v.day, v.key is None, v.key or ""))),
-        movers_by_project=_top_movers([Mover(k, v[0], v[1]) for k, v in project_movers.items()], top_movers),
-        movers_by_model=_top_movers([Mover(k, v[0], v[1]) for k, v in model_movers.items()], top_movers),
+        movers_by_project=_top_movers([Mover(k, *v) for k, v in moved["project_id"].items()], top_movers),
+        movers_by_model=_top_movers([Mover(k, *v) for k, v in moved["model"].items()], top_movers),
     )

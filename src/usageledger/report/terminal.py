@@ -125,6 +125,17 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
             _share(others, data.total_spend),
         )
 
+    by_dimension: list[RenderableType] = []
+    for title, label, spends, name in (
+        ("Spend by API key", "API key", data.spend_by_api_key, names.api_key),
+        ("Spend by user", "user", data.spend_by_user, names.user),
+    ):
+        if spends:
+            table = _table(title, label, "spend", "share")
+            for s in spends:
+                table.add_row(name(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
+            by_dimension.append(table)
+
     by_model = _table("Spend by model", "model", "spend", "share", "per 1M tokens")
     for m in data.spend_by_model:
         rate = m.per_million_tokens
@@ -153,7 +164,7 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     note = Text(
         "Cost per 1M tokens: spend on token-priced line items divided by the tokens billed for them.", style="dim"
     )
-    return Group(heading, summary, trend, Text(), by_project, by_item, by_model, note, usage, *movers)
+    return Group(heading, summary, trend, Text(), by_project, *by_dimension, by_item, by_model, note, usage, *movers)
 
 
 def render_reconcile(result: ReconcileResult) -> RenderableType:
