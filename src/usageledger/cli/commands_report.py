@@ -199,9 +199,13 @@ def check(
     min_increase: Annotated[
         str | None, typer.Option("--min-increase", help="Smallest rise over the median worth an alert (1.00).")
     ] = None,
-    on: Annotated[str | None, typer.Option("--date", help="Day for the budgets (default today, UTC).")] = None,
+    on: Annotated[
+        str | None,
+        typer.Option("--date", help="Day to check: budgets to that day, anomaly on it (default: today and yesterday)."),
+    ] = None,
     anomaly_date: Annotated[
-        str | None, typer.Option("--anomaly-date", help="Day to judge for anomalies (default yesterday, UTC).")
+        str | None,
+        typer.Option("--anomaly-date", help="Day to judge for anomalies (default: --date, else yesterday, UTC)."),
     ] = None,
     webhook: Annotated[
         str | None, typer.Option("--webhook", help="POST a Slack-compatible JSON message here when alerts fire.")
@@ -236,7 +240,7 @@ def check(
         cfg = cfg.replace(stale_after=timedelta(seconds=parse_duration(stale_after, param="--stale-after")))
     ts = int(now.timestamp())
     budget_day = _day(on, now=ts, param="--date", end=False) if on else None
-    judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else None
+    judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
         result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
     console.print(render_check(result, cfg.anomaly))
