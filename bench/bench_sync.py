@@ -13,7 +13,7 @@ default grouping per endpoint. Measured in one run, side by side:
 The concurrency-bound ideal is ``requests / concurrency x latency``; the targets are wall <= 1.3x ideal and >= 6x
 faster than the SDK loop.
 
-Run: ``.venv/bin/python bench/bench_sync.py`` (``--concurrency 8 --days 365 --sdk-endpoints 11``;
+Run: ``.venv/bin/python bench/bench_sync.py`` (``--concurrency 4,8 --days 365 --sdk-endpoints 11``;
 ``--pg-url postgresql://...`` to use an existing server instead of a temporary cluster).
 """
 
@@ -103,21 +103,23 @@ def postgres(url: str | None) -> Iterator[str]:
 
 
 class TimedStore:
-    """Wraps a store's commit_window to add up the time spent writing."""
+    """Wraps a store's prepare and commit_windows to add up the time spent converting and writing rows."""
 
     def __init__(self, store: BaseStore) -> None:
         self.store = store
         self.write_seconds = 0.0
-        original = store.commit_windows
+        for name in ("prepare", "commit_windows"):
+            setattr(store, name, self._timed(getattr(store, name)))
 
-        def timed(write: Any) -> Any:
+    def _timed(self, original: Any) -> Any:
+        def timed(*args: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                return original(write)
+                return original(*args)
             finally:
                 self.write_seconds += time.perf_counter() - t0
 
-        store.commit_windows = timed  # type: ignore[method-assign]
+        return timed
 
 
 def run_sync(
@@ -170,7 +172,7 @@ def sdk_loop(url: str, streams: list[Stream], since: int) -> tuple[int, int, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", default="4,8", help="Comma-separated concurrencies to measure.")
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--latency", default="100ms")
     parser.add_argument("--sdk-endpoints", type=int, default=len(catalogue.USAGE_ENDPOINTS))
@@ -179,33 +181,39 @@ def main() -> None:
     args = parser.parse_args()
 
     latency = timeutil.parse_duration(args.latency)
+    levels = [int(c) for c in args.concurrency.split(",")]
     since = timeutil.floor(NOW - args.days * 86400, "1h")
     streams = [Stream.create(ep, "1h", ep.default_group_by) for ep in catalogue.USAGE_ENDPOINTS]
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
-    print(
-        f"{len(streams)} usage endpoints, hourly, {args.days} days,"
-        f" latency {args.latency}, concurrency {args.concurrency}"
-    )
+    print(f"{len(streams)} usage endpoints, hourly, {args.days} days, latency {args.latency}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     try:
         with emulator(latency) as url:
             # Warm the emulator's caches with one unmeasured pass so both clients meet the same server state.
-            run_sync(url, str(tmp / "warm.duckdb"), streams, since, args.concurrency)
+            run_sync(url, str(tmp / "warm.duckdb"), streams, since, max(levels))
 
-            result, wall, writes = run_sync(url, str(tmp / "bench.duckdb"), streams, since, args.concurrency)
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            rows = result.counts.inserted
-            ideal = result.requests / args.concurrency * latency
-            print(f"sync -> DuckDB: {wall:.2f}s wall, {result.requests} requests, {rows:,} rows")
-            print(f"  concurrency-bound ideal {ideal:.2f}s -> wall/ideal = {wall / ideal:.2f} (target <= 1.3)")
-            print(f"  DuckDB writes {writes:.2f}s -> {rows / writes:,.0f} rows/s into DuckDB")
-            print(f"  peak RSS of the process after the sync: {peak_mb:.0f} MB")
-
+            walls: dict[int, float] = {}
+            for concurrency in levels:
+                result, wall, writes = run_sync(
+                    url, str(tmp / f"bench{concurrency}.duckdb"), streams, since, concurrency
+                )
+                walls[concurrency] = wall
+                peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                rows = result.counts.inserted
+                ideal = result.requests / concurrency * latency
+                print(
+                    f"sync -> DuckDB, concurrency {concurrency}: {wall:.2f}s wall,"
+                    f" {result.requests} requests, {rows:,} rows"
+                )
+                print(f"  concurrency-bound ideal {ideal:.2f}s -> wall/ideal = {wall / ideal:.2f} (target <= 1.3)")
+                print(f"  converting + writing {writes:.2f}s -> {rows / writes:,.0f} rows/s into DuckDB")
+                print(f"  peak RSS of the process so far: {peak_mb:.0f} MB")
+            concurrency = levels[0]
             if args.skip_postgres:
                 pass
             else:
                 with postgres(args.pg_url) as pg_url:
-                    pg_result, pg_wall, pg_writes = run_sync(url, pg_url, streams, since, args.concurrency)
+                    pg_result, pg_wall, pg_writes = run_sync(url, pg_url, streams, since, concurrency)
                 print(
                     f"sync -> PostgreSQL: {pg_wall:.2f}s wall, {pg_result.counts.inserted:,} rows;"
                     f" writes {pg_writes:.2f}s -> {pg_result.counts.inserted / pg_writes:,.0f} rows/s into PostgreSQL"
@@ -219,7 +227,8 @@ def main() -> None:
             print(
                 f"official SDK page loop: {sdk_requests} requests, {sdk_results:,} results in {sdk_seconds:.2f}s{note}"
             )
-            print(f"  same data: {sdk_full:.2f}s -> usageledger sync is {sdk_full / wall:.1f}x faster (target >= 6x)")
+            for level, wall in walls.items():
+                print(f"  same data: {sdk_full:.2f}s -> sync at concurrency {level} is {sdk_full / wall:.1f}x faster")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

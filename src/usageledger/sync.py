@@ -457,7 +457,15 @@ async def _execute(
             writes.append(
                 WindowWrite(plan.org, plan.stream, (), lo, hi, run_id, synced_at, watermark, fresh, buckets=buckets)
             )
-        commit = asyncio.ensure_future(asyncio.to_thread(store.commit_windows, writes))
+        # Converting rows is CPU work that holds the GIL: doing it here, between awaits, rather than in the writer
+        # thread keeps the two threads from convoying on the GIL (which delays every response the loop handles).
+        try:
+            prepared = [store.prepare(w) for w in writes]
+        except BaseException:
+            for job, *_ in batch:
+                job.run.done[job.index] = False
+            raise
+        commit = asyncio.ensure_future(asyncio.to_thread(store.commit_windows, prepared))
         try:
             counts = await asyncio.shield(commit)
         except asyncio.CancelledError:

@@ -24,7 +24,7 @@ from usageledger.store import migrations
 from usageledger.store.schema import Dialect, TableSpec, q, table_for
 from usageledger.store.streams import Stream, encode_group_key
 
-__all__ = ["BaseStore", "RunTotals", "StreamState", "UpsertCounts", "WindowWrite", "to_datetime"]
+__all__ = ["BaseStore", "PreparedWindow", "RunTotals", "StreamState", "UpsertCounts", "WindowWrite", "to_datetime"]
 
 logger = logging.getLogger("usageledger.store")
 
@@ -118,6 +118,15 @@ class WindowWrite:
     """The decoded buckets, instead of ``rows``: read straight into columns, the fast path the sync engine uses."""
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedWindow:
+    """A checked window, its row count and its rows converted for the back end's bulk load."""
+
+    write: WindowWrite
+    rows: int
+    payload: Any
+
+
 _STREAM_COLUMNS = (
     "org, stream, endpoint, bucket_width, group_by, filters, is_default, watermark, last_run_id, last_run_at,"
     " last_status, last_error, row_count, last_inserted, last_updated, last_unchanged, last_deleted"
@@ -151,8 +160,16 @@ class BaseStore(ABC):
         """Run one query and yield its rows as Arrow tables of ``schema``, ``batch_rows`` at a time."""
 
     @abstractmethod
-    def _stage(self, spec: TableSpec, columns: dict[str, list[Any]]) -> str:
-        """Stage a batch (column lists, times as Unix ints) as a relation for this transaction; its name."""
+    def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> Any:
+        """Turn a batch (column lists, times as Unix ints) into what ``_stage`` loads (CPU only, no I/O)."""
+
+    @abstractmethod
+    def _merge(self, payloads: Sequence[Any]) -> Any:
+        """One payload holding the rows of several (of the same table)."""
+
+    @abstractmethod
+    def _stage(self, spec: TableSpec, payload: Any) -> str:
+        """Stage a payload as a relation for this transaction; its name."""
 
     @abstractmethod
     def _unstage(self, name: str) -> None:
@@ -285,39 +302,44 @@ class BaseStore(ABC):
         """Upsert one window's rows, delete the rows that vanished from it, and store the watermark: one transaction."""
         return self.commit_windows([write])[0]
 
-    def commit_windows(self, writes: Sequence[WindowWrite]) -> list[UpsertCounts]:
+    def prepare(self, write: WindowWrite) -> PreparedWindow:
+        """Check a window and convert its rows for loading: pure CPU, so a caller can do it off the writer thread."""
+        spec = table_for(write.stream.endpoint)
+        columns = _columns(spec, write)
+        return PreparedWindow(write, len(columns["group_key"]), self._payload(spec, columns))
+
+    def commit_windows(self, writes: Sequence[WindowWrite | PreparedWindow]) -> list[UpsertCounts]:
         """Commit several windows (each complete) in one transaction: all of them, or none.
 
         Windows marked ``fresh`` (no stored row of their stream at or after their start) are bulk-inserted
         together, one ``INSERT`` per table; the others are reconciled one by one (delete vanished, update changed,
         insert new). Each stream's counters and watermark move in the same transaction.
         """
-        counts: list[UpsertCounts | None] = [None] * len(writes)
-        columns = [_columns(table_for(w.stream.endpoint), w) for w in writes]
+        prepared = [w if isinstance(w, PreparedWindow) else self.prepare(w) for w in writes]
+        counts: list[UpsertCounts | None] = [None] * len(prepared)
         with self.transaction():
             fresh: dict[str, list[int]] = {}
-            for i, w in enumerate(writes):
-                if w.fresh:
-                    fresh.setdefault(table_for(w.stream.endpoint).name, []).append(i)
+            for i, p in enumerate(prepared):
+                if p.write.fresh:
+                    fresh.setdefault(table_for(p.write.stream.endpoint).name, []).append(i)
                 else:
-                    counts[i] = self._reconcile(w, columns[i])
+                    counts[i] = self._reconcile(p)
             for indexes in fresh.values():
-                spec = table_for(writes[indexes[0]].stream.endpoint)
-                merged = {name: [v for i in indexes for v in columns[i][name]] for name in columns[indexes[0]]}
-                self._bulk_insert(spec, merged, writes[indexes[0]].synced_at)
+                first = prepared[indexes[0]].write
+                if any(prepared[i].rows for i in indexes):
+                    merged = self._merge([prepared[i].payload for i in indexes])
+                    self._bulk_insert(table_for(first.stream.endpoint), merged, first.synced_at)
                 for i in indexes:
-                    counts[i] = UpsertCounts(inserted=len(columns[i]["group_key"]))
+                    counts[i] = UpsertCounts(inserted=prepared[i].rows)
             done = [c for c in counts if c is not None]
-            assert len(done) == len(writes)
-            self._update_streams(writes, done)
+            assert len(done) == len(prepared)
+            self._update_streams([p.write for p in prepared], done)
         return done
 
-    def _bulk_insert(self, spec: TableSpec, columns: dict[str, list[Any]], synced_at: int) -> int:
-        if not columns["group_key"]:
-            return 0
+    def _bulk_insert(self, spec: TableSpec, payload: Any, synced_at: int) -> int:
         insert_cols = ", ".join(q(c) for c in spec.column_names)
         select_cols = ", ".join(f"i.{q(n)}" for n, _ in spec.incoming_columns)
-        staged = self._stage(spec, columns)
+        staged = self._stage(spec, payload)
         try:
             return self.execute(
                 f"INSERT INTO {spec.name} ({insert_cols}) SELECT {select_cols}, %s FROM {staged} AS i",
@@ -326,10 +348,11 @@ class BaseStore(ABC):
         finally:
             self._unstage(staged)
 
-    def _reconcile(self, write: WindowWrite, columns: dict[str, list[Any]]) -> UpsertCounts:
+    def _reconcile(self, prepared: PreparedWindow) -> UpsertCounts:
+        write = prepared.write
         stream = write.stream
         spec = table_for(stream.endpoint)
-        n = len(columns["group_key"])
+        n = prepared.rows
         t = spec.name
         key_match = (
             "t.org = i.org AND t.stream = i.stream AND t.bucket_start = i.bucket_start AND t.group_key = i.group_key"
@@ -345,8 +368,9 @@ class BaseStore(ABC):
         window = (write.org, stream.id, to_datetime(write.lo), to_datetime(write.hi))
         existing = self.query(f"SELECT COUNT(*) FROM {t} AS t WHERE {in_window}", window)[0][0]
         if not existing:  # nothing stored in this window yet: a plain bulk insert
-            return UpsertCounts(inserted=self._bulk_insert(spec, columns, write.synced_at))
-        staged = self._stage(spec, columns)
+            inserted = self._bulk_insert(spec, prepared.payload, write.synced_at) if n else 0
+            return UpsertCounts(inserted=inserted)
+        staged = self._stage(spec, prepared.payload)
         try:
             deleted = self.execute(
                 f"DELETE FROM {t} AS t WHERE {in_window}"

@@ -94,11 +94,16 @@ class DuckDBStore(BaseStore):
         finally:
             cur.close()
 
-    def _stage(self, spec: TableSpec, columns: dict[str, list[Any]]) -> str:
+    def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> pa.Table:
         schema = spec.arrow_schema()
-        table = pa.table({f.name: pa.array(columns[f.name], f.type) for f in schema}, schema=schema)
+        return pa.table({f.name: pa.array(columns[f.name], f.type) for f in schema}, schema=schema)
+
+    def _merge(self, payloads: Sequence[Any]) -> pa.Table:
+        return payloads[0] if len(payloads) == 1 else pa.concat_tables(payloads)
+
+    def _stage(self, spec: TableSpec, payload: Any) -> str:
         name = f"_incoming_{next(_names)}"
-        self._con.register(name, table)
+        self._con.register(name, payload)
         return name
 
     def _unstage(self, name: str) -> None:

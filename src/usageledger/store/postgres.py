@@ -88,9 +88,7 @@ class PostgresStore(BaseStore):
         except self._pg.Error as exc:
             raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
 
-    def _stage(self, spec: TableSpec, columns: dict[str, list[Any]]) -> str:
-        name = "_incoming"
-        names = [n for n, _ in spec.incoming_columns]
+    def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
         times: dict[int, datetime] = {}
 
         def when(ts: int) -> datetime:
@@ -102,10 +100,18 @@ class PostgresStore(BaseStore):
         data = dict(columns)
         data["bucket_start"] = [when(t) for t in columns["bucket_start"]]
         data["bucket_end"] = [when(t) for t in columns["bucket_end"]]
+        return list(zip(*(data[n] for n, _ in spec.incoming_columns), strict=True))
+
+    def _merge(self, payloads: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [row for payload in payloads for row in payload]
+
+    def _stage(self, spec: TableSpec, payload: Any) -> str:
+        name = "_incoming"
+        names = [n for n, _ in spec.incoming_columns]
         col_defs = ", ".join(f"{q(n)} {spec.sql_type('postgres', n)}" for n in names)
         self._con.execute(f"CREATE TEMP TABLE {name} ({col_defs}) ON COMMIT DROP")
         with self._con.cursor() as cur, cur.copy(f"COPY {name} ({', '.join(q(n) for n in names)}) FROM STDIN") as cp:
-            for row in zip(*(data[n] for n in names), strict=True):
+            for row in payload:
                 cp.write_row(row)
         return name
 
