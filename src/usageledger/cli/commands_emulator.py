@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from usageledger import catalogue, timeutil
+from usageledger import timeutil
 from usageledger.cli._app import app, console, fail, friendly_errors, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
 from usageledger.emulator.server import serve
@@ -155,52 +154,68 @@ def _config(
 @app.command()
 @friendly_errors
 def demo(
-    days: Annotated[int, typer.Option(help="How many days back to pull.")] = 30,
+    days: Annotated[int, typer.Option(help="How many days back to sync.")] = 30,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic organisation.")] = 0,
+    store: Annotated[str, typer.Option(help="DuckDB file (or postgresql:// URL) to sync into.")] = "usageledger.duckdb",
 ) -> None:
-    """Start the emulator in-process, pull every endpoint over HTTP and print a short summary. No key, no network."""
-    from usageledger.client import Client
+    """Start the emulator in-process, sync every default stream into a local DuckDB file, and summarise it from the
+    store. No key, no network; run it again and the sync is incremental."""
+    from usageledger.store import default_streams, open_store
+    from usageledger.sync import Org, SyncOptions, sync
 
     logging.getLogger("usageledger").setLevel(logging.WARNING)
     instance = Emulator(EmulatorConfig(seed=seed))
     now = instance.now()
     start = timeutil.floor(now - days * 86400, "1d")
-    with run_server(instance) as url, Client(api_key="sk-admin-demo", base_url=url) as client:
-        counts: dict[str, int] = {}
-        fetched = {}
-        for endpoint in catalogue.ENDPOINTS:
-            group_by = endpoint.default_group_by
-            buckets = client.fetch_range(endpoint.name, start_time=start, group_by=group_by)
-            fetched[endpoint.name] = buckets
-            counts[endpoint.name] = sum(len(b.results) for b in buckets)
+    with run_server(instance) as url, open_store(store) as ledger:
+        result = sync(
+            ledger,
+            [Org("demo", "sk-admin-demo", url)],
+            default_streams(),
+            SyncOptions(since=start),
+            clock=instance.clock,
+        )
+        if not result.ok:
+            raise fail("; ".join(result.errors))
+        from datetime import UTC, datetime
 
-    spend: dict[str, Decimal] = defaultdict(Decimal)
-    for bucket in fetched["costs"]:
-        for r in bucket.results:
-            value = getattr(r, "amount_value", None)
-            spend[str(getattr(r, "project_id", None))] += value or Decimal(0)
-    tokens: dict[str, int] = defaultdict(int)
-    per_day: dict[int, int] = defaultdict(int)
-    for bucket in fetched["completions"]:
-        for r in bucket.results:
-            tokens[str(getattr(r, "model", None))] += getattr(r, "input_tokens", 0) + getattr(r, "output_tokens", 0)
-            per_day[bucket.start_time] += getattr(r, "num_model_requests", 0)
+        since_ts = datetime.fromtimestamp(start, UTC)
+        spend = ledger.query(
+            "SELECT project_id, SUM(amount_value) FROM costs_daily WHERE org = 'demo' AND bucket_start >= %s"
+            " GROUP BY project_id ORDER BY 2 DESC",
+            (since_ts,),
+        )
+        tokens = ledger.query(
+            "SELECT model, SUM(input_tokens + output_tokens) FROM usage_completions_daily"
+            " WHERE org = 'demo' AND bucket_start >= %s GROUP BY model ORDER BY 2 DESC",
+            (since_ts,),
+        )
+        per_day = ledger.query(
+            "SELECT bucket_start, SUM(num_model_requests) FROM usage_completions_daily"
+            " WHERE org = 'demo' AND bucket_start >= %s GROUP BY bucket_start ORDER BY 1",
+            (since_ts,),
+        )
 
-    console.print(f"[bold]usageledger demo[/] — emulator at {url}, last {days} days, every endpoint over HTTP")
-    pulled = Table("endpoint", "rows", title="Pulled")
-    for name, n in counts.items():
-        pulled.add_row(name, f"{n:,}")
-    console.print(pulled)
+    console.print(
+        f"[bold]usageledger demo[/] — emulator at {url}, last {days} days synced into {store}"
+        f" ({result.requests} requests, {result.elapsed:.1f}s)"
+    )
+    synced = Table("stream", "inserted", "updated", "unchanged", title="Synced")
+    for s in result.streams:
+        synced.add_row(s.stream, f"{s.counts.inserted:,}", f"{s.counts.updated:,}", f"{s.counts.unchanged:,}")
+    console.print(synced)
     by_project = Table("project", "spend (USD)", title="Spend by project")
-    for project, amount in sorted(spend.items(), key=lambda kv: -kv[1]):
-        by_project.add_row(project, f"{amount:,.2f}")
-    by_project.add_row("[bold]total[/]", f"[bold]{sum(spend.values(), Decimal(0)):,.2f}[/]")
+    total = Decimal(0)
+    for project, amount in spend:
+        total += amount or Decimal(0)
+        by_project.add_row(str(project), f"{amount:,.2f}")
+    by_project.add_row("[bold]total[/]", f"[bold]{total:,.2f}[/]")
     console.print(by_project)
     by_model = Table("model", "tokens", title="Tokens by model (completions)")
-    for model, n in sorted(tokens.items(), key=lambda kv: -kv[1]):
-        by_model.add_row(model, f"{n:,}")
+    for model, n in tokens:
+        by_model.add_row(str(model), f"{n:,}")
     console.print(by_model)
     by_day = Table("day", "requests", title="Requests by day (completions)")
-    for day, n in sorted(per_day.items()):
-        by_day.add_row(timeutil.iso(day)[:10], f"{n:,}")
+    for day, n in per_day:
+        by_day.add_row(day.strftime("%Y-%m-%d"), f"{n:,}")
     console.print(by_day)
