@@ -351,3 +351,16 @@ def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path, monkeypatch: pytest
     assert width.exit_code == 1 and "bucket_width" in width.stderr
     assert "Traceback" not in missing.output + bad.output + width.output
     assert {s.endpoint.name for s in default_streams()} == set(catalogue.ENDPOINT_NAMES)
+
+
+def test_two_syncs_on_one_postgres_store_serialise(pg_url: str, emulator_url: str) -> None:
+    """While one sync holds the store's lock, a second one is refused with a clear message and writes nothing."""
+    from usageledger.errors import SyncError
+
+    with open_store(pg_url) as first, open_store(pg_url) as second:
+        assert first.acquire_sync_lock()
+        with pytest.raises(SyncError, match="another usageledger sync"):
+            run(second, emulator_url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 3 * DAY)
+        assert second.query("SELECT COUNT(*) FROM costs") == [(0,)]
+        first.release_sync_lock()
+        assert run(second, emulator_url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 3 * DAY).ok

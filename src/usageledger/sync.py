@@ -302,6 +302,24 @@ async def run_sync(
         raise SyncError("no organisation to sync: set OPENAI_ADMIN_KEY or list [[orgs]] in usageledger.toml")
     if options.concurrency < 1:
         raise SyncError("concurrency must be at least 1")
+    if not store.acquire_sync_lock():
+        raise SyncError("another usageledger sync is writing to this store; wait for it to finish and run again")
+    try:
+        return await _run_locked(store, orgs, streams, options, on_event, transport, clock, command)
+    finally:
+        store.release_sync_lock()
+
+
+async def _run_locked(
+    store: BaseStore,
+    orgs: Sequence[Org],
+    streams: Sequence[Stream],
+    options: SyncOptions,
+    on_event: EventHandler | None,
+    transport: httpx.AsyncBaseTransport | None,
+    clock: Callable[[], float] | None,
+    command: str,
+) -> SyncResult:
     wall = clock or time.time
     now = int(wall())
     emit: EventHandler = on_event or (lambda _event: None)

@@ -183,6 +183,14 @@ class BaseStore(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
+    def acquire_sync_lock(self) -> bool:
+        """Take the store's sync lock (one sync writes at a time); False when another process holds it."""
+
+    @abstractmethod
+    def release_sync_lock(self) -> None:
+        """Release the sync lock."""
+
+    @abstractmethod
     def _migration_lock(self) -> None:
         """Serialise migrations between processes (inside the migration's transaction)."""
 

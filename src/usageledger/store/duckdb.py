@@ -109,6 +109,13 @@ class DuckDBStore(BaseStore):
     def _unstage(self, name: str) -> None:
         self._con.unregister(name)
 
+    def acquire_sync_lock(self) -> bool:
+        """Always granted: DuckDB already lets only one process open the file for writing."""
+        return True
+
+    def release_sync_lock(self) -> None:
+        """Nothing to release (see :meth:`acquire_sync_lock`)."""
+
     def _migration_lock(self) -> None:
         """Nothing to do: DuckDB lets only one process open the file for writing."""
 

@@ -16,6 +16,7 @@ from usageledger.store.schema import Dialect, TableSpec, q
 __all__ = ["PostgresStore"]
 
 _MIGRATION_LOCK = 0x75736C67  # "uslg": the advisory lock that serialises migrations
+_SYNC_LOCK = 0x75736C68  # the advisory lock held by a running sync
 
 
 def _psycopg() -> Any:
@@ -117,6 +118,14 @@ class PostgresStore(BaseStore):
 
     def _unstage(self, name: str) -> None:
         self._con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def acquire_sync_lock(self) -> bool:
+        """A session-level advisory lock: two syncs on one database serialise instead of racing on the same keys."""
+        row = self._con.execute("SELECT pg_try_advisory_lock(%s)", [_SYNC_LOCK]).fetchone()
+        return bool(row and row[0])
+
+    def release_sync_lock(self) -> None:
+        self._con.execute("SELECT pg_advisory_unlock(%s)", [_SYNC_LOCK])
 
     def _migration_lock(self) -> None:
         self._con.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
