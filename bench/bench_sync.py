@@ -13,7 +13,7 @@ default grouping per endpoint. Measured in one run, side by side:
 The concurrency-bound ideal is ``requests / concurrency x latency``; the targets are wall <= 1.3x ideal and >= 6x
 faster than the SDK loop.
 
-Run: ``.venv/bin/python bench/bench_sync.py`` (``--concurrency 4,8 --days 365 --sdk-endpoints 11``;
+Run: ``.venv/bin/python bench/bench_sync.py`` (``--concurrency 6,8 --days 365 --sdk-endpoints 11``;
 ``--pg-url postgresql://...`` to use an existing server instead of a temporary cluster).
 """
 
@@ -172,7 +172,7 @@ def sdk_loop(url: str, streams: list[Stream], since: int) -> tuple[int, int, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", default="4,8", help="Comma-separated concurrencies to measure.")
+    parser.add_argument("--concurrency", default="6,8", help="Comma-separated concurrencies to measure.")
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--latency", default="100ms")
     parser.add_argument("--sdk-endpoints", type=int, default=len(catalogue.USAGE_ENDPOINTS))
