@@ -481,3 +481,12 @@ def test_spend_by_api_key_and_user_when_costs_group_by_them(tmp_path: Path, demo
     assert "Spend by user" in text and "Grace" in text and "user-1" in text
     page = render_html(data, names)
     assert 'id="spend-by-api-key"' in page and 'id="spend-by-user"' in page and "ci runner" in page
+
+
+def test_demo_prints_the_report(tmp_path: Path) -> None:
+    """`usageledger demo` ends with the terminal report of the store it just synced."""
+    result = CliRunner().invoke(app, ["demo", "--days", "7", "--store", str(tmp_path / "demo.duckdb")])
+    assert result.exit_code == 0, result.output
+    tail = result.output[result.output.index("Usage & costs") :]
+    for section in ("Spend by project", "Spend by model", "Tokens and requests by model", "Top movers by model"):
+        assert section in tail

@@ -195,6 +195,9 @@ def demo(
             " WHERE org = 'demo' AND bucket_start >= %s GROUP BY bucket_start ORDER BY 1",
             (since_ts,),
         )
+        from usageledger.cli.commands_report import synced_report
+
+        report = synced_report(ledger, since=start, until=now, org="demo")
 
     console.print(
         f"[bold]usageledger demo[/] — emulator at {url}, last {days} days synced into {store}"
@@ -219,3 +222,4 @@ def demo(
     for day, n in per_day:
         by_day.add_row(day.strftime("%Y-%m-%d"), f"{n:,}")
     console.print(by_day)
+    console.print(report)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Final
 
 import typer
+from rich.console import RenderableType
 
 from usageledger.cli._app import app, console, err_console, friendly_errors
 from usageledger.config import Config, load_config
@@ -101,6 +102,14 @@ def _amount(value: str | None, param: str) -> Decimal | None:
     if not amount.is_finite() or amount < 0:
         raise ParameterError(param, f"an amount must be zero or more, got {value!r}")
     return amount
+
+
+def synced_report(store: BaseStore, *, since: int, until: int, org: str | None = None) -> RenderableType:
+    """The terminal report over whole UTC days from ``since`` through the day holding ``until`` (what ``demo``
+    prints after its sync)."""
+    first = datetime.fromtimestamp(since, UTC).date()
+    last = datetime.fromtimestamp(until, UTC).date()
+    return render_report(build_report(store, Period(first, last + timedelta(days=1)), Scope(org=org)))
 
 
 @app.command()
