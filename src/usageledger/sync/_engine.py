@@ -1,21 +1,4 @@
-"""The incremental sync engine: streams of the Usage & Costs API into the store, idempotently.
-
-How a run works (dlt-style, see ``docs/STORE.md``):
-
-* Each (org, stream) has a **watermark**: the start of the first bucket not yet known to be complete.
-* A run reads ``[watermark - lag, now)``: the trailing **lag window** is re-read every time because recent buckets
-  are revised (``lag_days`` for daily streams, ``hour_grace``/``minute_grace`` for hourly and minute streams). A
-  stream with no watermark starts ``since`` back (``90d`` by default).
-* The range is split into **windows** (one request's worth of buckets, every page). Windows of every stream are
-  fetched concurrently by a bounded pool of workers over one :class:`~usageledger.client.AsyncClient`, whose 429
-  backoff is shared by all of them. One writer commits each window in **one transaction**: the rows are upserted on
-  ``(org, stream, bucket_start, group_key)``, rows of the window's buckets that the fresh read no longer holds are
-  deleted (the re-read is authoritative), and the watermark moves to the end of the contiguous run of finished
-  windows. A crash at any point loses at most uncommitted windows, which the next run reads again.
-* ``--since``/``--until`` backfills never move a watermark backwards, and a bounded one (``until``) not at all.
-
-Library code never prints: progress goes to the ``on_event`` callback as :class:`SyncEvent` records.
-"""
+"""The engine: bounded concurrent fetching over one AsyncClient, one writer, a transaction per batch of windows."""
 
 from __future__ import annotations
 
@@ -25,187 +8,31 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any
 
 import httpx
 
 from usageledger import rules, timeutil
-from usageledger.catalogue import BucketWidth
 from usageledger.client import AsyncClient
 from usageledger.errors import StoreError, SyncError, UsageLedgerError
 from usageledger.models import Bucket
 from usageledger.store import BaseStore, RunTotals, Stream, UpsertCounts, WindowWrite
-
-__all__ = [
-    "Org",
-    "RequestSent",
-    "RunFinished",
-    "RunStarted",
-    "StreamFinished",
-    "StreamPlan",
-    "StreamResult",
-    "SyncEvent",
-    "SyncOptions",
-    "SyncResult",
-    "WindowDone",
-    "plan_stream",
-    "run_sync",
-    "sync",
-]
+from usageledger.sync._model import (
+    EventHandler,
+    Org,
+    RequestSent,
+    RunFinished,
+    RunStarted,
+    StreamFinished,
+    StreamPlan,
+    StreamResult,
+    SyncOptions,
+    SyncResult,
+    WindowDone,
+    plan_stream,
+)
 
 logger = logging.getLogger("usageledger.sync")
-
-DEFAULT_SINCE: Final = 90 * 86400
-"""How far back the first sync of a stream reaches, when ``since`` is not given."""
-
-
-@dataclass(frozen=True, slots=True)
-class Org:
-    """One organisation: a name for the ``org`` column, its admin key and base URL (``None``: the default)."""
-
-    name: str
-    api_key: str = field(repr=False)
-    base_url: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SyncOptions:
-    """How a run reads: the range, the lag windows and the concurrency."""
-
-    since: int | None = None
-    """Start of the range (Unix seconds); ``None``: from each stream's watermark minus its lag."""
-    until: int | None = None
-    """End of the range; ``None``: now. A bounded run never moves a watermark."""
-    lag_days: int = 3
-    hour_grace: int = 2 * 3600
-    minute_grace: int = 15 * 60
-    first_since: int = DEFAULT_SINCE
-    """Seconds back from now that a stream without a watermark starts."""
-    concurrency: int = 8
-    max_retries: int | None = None
-    allow_insecure_http: bool = False
-
-    def lag(self, width: BucketWidth) -> int:
-        """The trailing span re-read on every run, for a bucket width."""
-        return {"1d": self.lag_days * 86400, "1h": self.hour_grace, "1m": self.minute_grace}[width]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPlan:
-    """What a run will read for one (org, stream)."""
-
-    org: str
-    stream: Stream
-    start: int
-    end: int
-    windows: tuple[rules.Window, ...]
-    moves_watermark: bool
-    watermark: int | None
-
-    @property
-    def label(self) -> str:
-        return f"{self.org}/{self.stream.id}"
-
-
-@dataclass(frozen=True, slots=True)
-class StreamResult:
-    """How one (org, stream) fared in a run."""
-
-    org: str
-    stream: str
-    windows: int = 0
-    windows_done: int = 0
-    counts: UpsertCounts = field(default_factory=UpsertCounts)
-    watermark: int | None = None
-    error: str | None = None
-
-    @property
-    def status(self) -> Literal["ok", "failed", "interrupted"]:
-        if self.error is not None:
-            return "failed"
-        return "ok" if self.windows_done == self.windows else "interrupted"
-
-
-@dataclass(frozen=True, slots=True)
-class SyncResult:
-    """The outcome of a run: per-stream results, requests sent and wall time."""
-
-    run_id: str
-    streams: tuple[StreamResult, ...]
-    requests: int
-    elapsed: float
-
-    @property
-    def ok(self) -> bool:
-        return all(s.status == "ok" for s in self.streams)
-
-    @property
-    def counts(self) -> UpsertCounts:
-        total = UpsertCounts()
-        for s in self.streams:
-            total += s.counts
-        return total
-
-    @property
-    def errors(self) -> list[str]:
-        return [s.error for s in self.streams if s.error is not None]
-
-
-# --- events ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunStarted:
-    run_id: str
-    plans: tuple[StreamPlan, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RequestSent:
-    requests: int
-    """Requests sent so far in this run (retries included)."""
-
-
-@dataclass(frozen=True, slots=True)
-class WindowDone:
-    org: str
-    stream: str
-    window: rules.Window
-    counts: UpsertCounts
-
-
-@dataclass(frozen=True, slots=True)
-class StreamFinished:
-    result: StreamResult
-
-
-@dataclass(frozen=True, slots=True)
-class RunFinished:
-    result: SyncResult
-
-
-SyncEvent = RunStarted | RequestSent | WindowDone | StreamFinished | RunFinished
-EventHandler = Callable[[SyncEvent], None]
-
-
-# --- planning -------------------------------------------------------------------------------------------
-
-
-def plan_stream(org: str, stream: Stream, watermark: int | None, options: SyncOptions, *, now: int) -> StreamPlan:
-    """The range and windows one run reads for a stream (pure: no I/O)."""
-    width = stream.bucket_width
-    end = now if options.until is None else min(options.until, now)
-    if options.since is not None:
-        start = options.since
-    elif watermark is not None:
-        start = min(watermark, now) - options.lag(width)
-    else:
-        start = now - options.first_since
-    start = timeutil.floor(max(start, 0), width)
-    if options.until is not None:
-        end = min(timeutil.ceil(end, width), now)
-    windows = tuple(rules.plan_windows(stream.endpoint, start, end, width)) if end > start else ()
-    return StreamPlan(org, stream, start, end, windows, options.until is None, watermark)
 
 
 # --- running --------------------------------------------------------------------------------------------
