@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from usageledger.store._base import BaseStore, RunTotals, StreamState, UpsertCounts, WindowWrite
+from usageledger.store._base import BaseStore
+from usageledger.store._types import PreparedWindow, RunTotals, StreamState, UpsertCounts, WindowWrite
 from usageledger.store.schema import TableSpec, daily_view_name, table_for, tables
 from usageledger.store.streams import Stream, default_streams, encode_group_key
 
 __all__ = [
     "DEFAULT_STORE",
     "BaseStore",
+    "PreparedWindow",
     "RunTotals",
     "Store",
     "Stream",

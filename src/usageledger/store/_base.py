@@ -9,122 +9,30 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from usageledger.errors import StoreError
-from usageledger.models import Bucket
 from usageledger.store import migrations
+from usageledger.store._columns import columns_of
+from usageledger.store._types import (
+    PreparedWindow,
+    RunTotals,
+    StreamState,
+    UpsertCounts,
+    WindowWrite,
+    to_datetime,
+    to_unix,
+)
 from usageledger.store.schema import Dialect, TableSpec, q, table_for
-from usageledger.store.streams import Stream, encode_group_key
+from usageledger.store.streams import Stream
 
 __all__ = ["BaseStore", "PreparedWindow", "RunTotals", "StreamState", "UpsertCounts", "WindowWrite", "to_datetime"]
 
 logger = logging.getLogger("usageledger.store")
-
-
-def to_datetime(ts: int) -> datetime:
-    """A Unix time as an aware UTC datetime."""
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _to_unix(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    raise StoreError(f"unexpected timestamp value {value!r} in the store")
-
-
-@dataclass(frozen=True, slots=True)
-class UpsertCounts:
-    """What one write did: rows inserted, updated (a value changed), unchanged, and deleted (vanished)."""
-
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-
-    def __add__(self, other: UpsertCounts) -> UpsertCounts:
-        return UpsertCounts(
-            self.inserted + other.inserted,
-            self.updated + other.updated,
-            self.unchanged + other.unchanged,
-            self.deleted + other.deleted,
-        )
-
-    @property
-    def rows(self) -> int:
-        """Rows read from the API."""
-        return self.inserted + self.updated + self.unchanged
-
-
-@dataclass(frozen=True, slots=True)
-class RunTotals:
-    """The totals of one sync run, recorded in ``sync_runs``."""
-
-    streams: int = 0
-    windows: int = 0
-    requests: int = 0
-    counts: UpsertCounts = field(default_factory=UpsertCounts)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamState:
-    """A row of ``streams``."""
-
-    org: str
-    stream: str
-    endpoint: str
-    bucket_width: str
-    group_by: tuple[str, ...]
-    filters: str
-    is_default: bool
-    watermark: int | None
-    last_run_id: str | None
-    last_run_at: int | None
-    last_status: str | None
-    last_error: str | None
-    row_count: int
-    last_counts: UpsertCounts
-
-
-@dataclass(frozen=True, slots=True)
-class WindowWrite:
-    """The fresh read of one window of one stream, to be written in one transaction.
-
-    ``rows`` are flattened rows (``bucket_start``/``bucket_end`` as Unix ints, then the endpoint's columns).
-    ``lo``/``hi`` bound the buckets the read covered: stored rows of the stream in ``[lo, hi)`` that the read no
-    longer contains are deleted. ``watermark``, when set, is stored with the rows.
-    """
-
-    org: str
-    stream: Stream
-    rows: Sequence[Mapping[str, Any]]
-    lo: int
-    hi: int
-    run_id: str
-    synced_at: int
-    watermark: int | None = None
-    fresh: bool = False
-    """Set by a caller that knows the stream holds no row at or after ``lo``: the rows are simply inserted."""
-    buckets: Sequence[Bucket] = ()
-    """The decoded buckets, instead of ``rows``: read straight into columns, the fast path the sync engine uses."""
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedWindow:
-    """A checked window, its row count and its rows converted for the back end's bulk load."""
-
-    write: WindowWrite
-    rows: int
-    payload: Any
 
 
 _STREAM_COLUMNS = (
@@ -313,7 +221,7 @@ class BaseStore(ABC):
     def prepare(self, write: WindowWrite) -> PreparedWindow:
         """Check a window and convert its rows for loading: pure CPU, so a caller can do it off the writer thread."""
         spec = table_for(write.stream.endpoint)
-        columns = _columns(spec, write)
+        columns = columns_of(spec, write)
         return PreparedWindow(write, len(columns["group_key"]), self._payload(spec, columns))
 
     def commit_windows(self, writes: Sequence[WindowWrite | PreparedWindow]) -> list[UpsertCounts]:
@@ -440,7 +348,7 @@ class BaseStore(ABC):
         """The start of the newest stored bucket of a stream, or ``None`` when it holds no row."""
         spec = table_for(stream.endpoint)
         row = self.query(f"SELECT MAX(bucket_start) FROM {spec.name} WHERE org = %s AND stream = %s", (org, stream.id))
-        return _to_unix(row[0][0]) if row else None
+        return to_unix(row[0][0]) if row else None
 
     def set_watermark(self, org: str, stream_id: str, watermark: int) -> None:
         """Move a stream's watermark (forward only)."""
@@ -458,67 +366,6 @@ class BaseStore(ABC):
         self.close()
 
 
-def _bucket_columns(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]:
-    """Columns straight from result structs (one attrgetter call and one transpose, no per-row dicts)."""
-    names = [c.name for c in spec.data_columns]
-    getter = attrgetter(*names)
-    result_type = spec.endpoint.result_type
-    starts: list[int] = []
-    ends: list[int] = []
-    values: list[tuple[Any, ...]] = []
-    skipped = 0
-    for bucket in write.buckets:
-        results = [r for r in bucket.results if type(r) is result_type]
-        skipped += len(bucket.results) - len(results)
-        starts += [bucket.start_time] * len(results)
-        ends += [bucket.end_time] * len(results)
-        values += map(getter, results) if len(names) > 1 else ((getter(r),) for r in results)
-    if skipped:
-        logger.warning("%s: skipped %d result(s) that are not %s results", write.stream.id, skipped, spec.name)
-    n = len(values)
-    transposed = list(zip(*values, strict=True)) if values else [() for _ in names]
-    cols: dict[str, list[Any]] = {
-        "org": [write.org] * n,
-        "stream": [write.stream.id] * n,
-        "bucket_start": starts,
-        "bucket_end": ends,
-    }
-    positions = [names.index(g) for g in write.stream.group_by]
-    cols["group_key"] = [encode_group_key([v[i] for i in positions]) for v in values]
-    for name, column in zip(names, transposed, strict=True):
-        cols[name] = list(column)
-    return cols
-
-
-def _columns(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]:
-    if write.buckets:
-        cols = _bucket_columns(spec, write)
-    else:
-        rows = write.rows
-        group_by = write.stream.group_by
-        cols = {
-            "org": [write.org] * len(rows),
-            "stream": [write.stream.id] * len(rows),
-            "bucket_start": [r["bucket_start"] for r in rows],
-            "bucket_end": [r["bucket_end"] for r in rows],
-            "group_key": [encode_group_key([r.get(g) for g in group_by]) for r in rows],
-        }
-        for c in spec.data_columns:
-            cols[c.name] = [r.get(c.name) for r in rows]
-    n = len(cols["group_key"])
-    keys = set(zip(cols["bucket_start"], cols["group_key"], strict=True))
-    if len(keys) != n:
-        raise StoreError(
-            f"{write.stream.id}: the API returned the same group twice in one bucket; refusing to write the window"
-        )
-    outside = [s for s in cols["bucket_start"] if not write.lo <= s < write.hi]
-    if outside:
-        raise StoreError(
-            f"{write.stream.id}: a bucket starting at {outside[0]} lies outside the window it was read for"
-        )
-    return cols
-
-
 def _state(row: tuple[Any, ...]) -> StreamState:
     return StreamState(
         org=row[0],
@@ -528,9 +375,9 @@ def _state(row: tuple[Any, ...]) -> StreamState:
         group_by=tuple(g for g in row[4].split(",") if g),
         filters=row[5],
         is_default=bool(row[6]),
-        watermark=_to_unix(row[7]),
+        watermark=to_unix(row[7]),
         last_run_id=row[8],
-        last_run_at=_to_unix(row[9]),
+        last_run_at=to_unix(row[9]),
         last_status=row[10],
         last_error=row[11],
         row_count=int(row[12]),

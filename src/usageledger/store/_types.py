@@ -1,0 +1,112 @@
+"""The store's records: what a write carries, what it did, and a stream's state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from usageledger.errors import StoreError
+from usageledger.models import Bucket
+from usageledger.store.streams import Stream
+
+__all__ = ["PreparedWindow", "RunTotals", "StreamState", "UpsertCounts", "WindowWrite", "to_datetime", "to_unix"]
+
+
+def to_datetime(ts: int) -> datetime:
+    """A Unix time as an aware UTC datetime."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def to_unix(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    raise StoreError(f"unexpected timestamp value {value!r} in the store")
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    """What one write did: rows inserted, updated (a value changed), unchanged, and deleted (vanished)."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def __add__(self, other: UpsertCounts) -> UpsertCounts:
+        return UpsertCounts(
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+            self.deleted + other.deleted,
+        )
+
+    @property
+    def rows(self) -> int:
+        """Rows read from the API."""
+        return self.inserted + self.updated + self.unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """The totals of one sync run, recorded in ``sync_runs``."""
+
+    streams: int = 0
+    windows: int = 0
+    requests: int = 0
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """A row of ``streams``."""
+
+    org: str
+    stream: str
+    endpoint: str
+    bucket_width: str
+    group_by: tuple[str, ...]
+    filters: str
+    is_default: bool
+    watermark: int | None
+    last_run_id: str | None
+    last_run_at: int | None
+    last_status: str | None
+    last_error: str | None
+    row_count: int
+    last_counts: UpsertCounts
+
+
+@dataclass(frozen=True, slots=True)
+class WindowWrite:
+    """The fresh read of one window of one stream, to be written in one transaction.
+
+    ``rows`` are flattened rows (``bucket_start``/``bucket_end`` as Unix ints, then the endpoint's columns).
+    ``lo``/``hi`` bound the buckets the read covered: stored rows of the stream in ``[lo, hi)`` that the read no
+    longer contains are deleted. ``watermark``, when set, is stored with the rows.
+    """
+
+    org: str
+    stream: Stream
+    rows: Sequence[Mapping[str, Any]]
+    lo: int
+    hi: int
+    run_id: str
+    synced_at: int
+    watermark: int | None = None
+    fresh: bool = False
+    """Set by a caller that knows the stream holds no row at or after ``lo``: the rows are simply inserted."""
+    buckets: Sequence[Bucket] = ()
+    """The decoded buckets, instead of ``rows``: read straight into columns, the fast path the sync engine uses."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedWindow:
+    """A checked window, its row count and its rows converted for the back end's bulk load."""
+
+    write: WindowWrite
+    rows: int
+    payload: Any
