@@ -185,3 +185,37 @@ def test_sigkill_at_random_points_then_rerun_equals_uninterrupted_postgres(
     """The same crash test on PostgreSQL; its recovered store also equals the DuckDB reference."""
     snap, total = reference
     _crash_and_recover(emulator_process, tmp_path, pg_databases, PG_KILL_POINTS, snap, total)
+
+
+def _interrupt_after(store: str, url: str, cwd: Path, windows: int) -> tuple[int, str]:
+    """Start a sync, send SIGINT (Ctrl-C) after its ``windows``-th committed window; its exit code and stderr."""
+    proc = subprocess.Popen(
+        _sync_cmd(store), env=_env(url), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    seen = 0
+    lines: list[str] = []
+    with proc.stderr:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("{") and json.loads(line).get("message") == "window committed":
+                seen += 1
+                if seen == windows:
+                    proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=60), "".join(lines)
+
+
+def test_ctrl_c_exits_cleanly_and_the_rerun_finishes_the_job(
+    emulator_process: str, reference: tuple[Snapshot, int], tmp_path: Path
+) -> None:
+    """SIGINT mid-run: exit code 130 with one 'interrupted' line, the run recorded as interrupted, re-run completes."""
+    snap, total = reference
+    store = str(tmp_path / "ctrl_c.duckdb")
+    code, stderr = _interrupt_after(store, emulator_process, tmp_path, random.Random(SEED).randrange(1, total // 2))
+    assert code == 130, stderr
+    assert "error: interrupted" in stderr and "Traceback" not in stderr
+    with open_store(store) as opened:
+        assert opened.query("SELECT status FROM sync_runs") == [("interrupted",)]
+    _run(store, emulator_process, tmp_path)
+    with open_store(store) as opened:
+        assert snapshot(opened) == snap
