@@ -177,3 +177,11 @@ def test_missing_explicit_file_and_env_file(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("USAGELEDGER_CONFIG", str(bad))
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config()
+
+
+def test_a_key_pasted_into_key_env_is_never_echoed(tmp_path: Path) -> None:
+    """key_env holding a key itself is refused without repeating the key."""
+    path = write(tmp_path, '[[orgs]]\nname = "a"\nkey_env = "sk-admin-abcdefghijklmnop"\n', mode=0o600)
+    with pytest.raises(ConfigError, match="looks like an API key") as info:
+        load_config(path)
+    assert "abcdefghijklmnop" not in str(info.value)

@@ -195,6 +195,12 @@ def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
     name = _str(table["name"], f"{where}.name")
     key_env = _str(table.get("key_env", ADMIN_KEY_ENV), f"{where}.key_env")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+        if _SECRET.search(key_env) or key_env.startswith("sk-"):
+            # Never echo a key back: it would land in terminals and logs.
+            raise ConfigError(
+                f"{where}.key_env: this looks like an API key itself; put the key in an environment variable"
+                ' and give that variable\'s name here (e.g. key_env = "ACME_ADMIN_KEY")'
+            )
         raise ConfigError(f"{where}.key_env: {key_env!r} is not an environment variable name")
     base_url = _str(table["base_url"], f"{where}.base_url") if "base_url" in table else None
     api_key = _str(table["api_key"], f"{where}.api_key") if "api_key" in table else None
