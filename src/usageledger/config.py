@@ -196,10 +196,11 @@ def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
     key_env = _str(table.get("key_env", ADMIN_KEY_ENV), f"{where}.key_env")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
         if _SECRET.search(key_env) or key_env.startswith("sk-"):
-            # Never echo a key back: it would land in terminals and logs.
+            # Never echo a key back (it would land in terminals and logs): show its prefix only.
+            shown = ("sk-admin-" if key_env.startswith("sk-admin-") else "sk-") + "…"
             raise ConfigError(
-                f"{where}.key_env: this looks like an API key itself; put the key in an environment variable"
-                ' and give that variable\'s name here (e.g. key_env = "ACME_ADMIN_KEY")'
+                f"{where}.key_env: {shown!r} is not an environment variable name; it looks like an API key:"
+                " put the key in an environment variable and give that variable's name here"
             )
         raise ConfigError(f"{where}.key_env: {key_env!r} is not an environment variable name")
     base_url = _str(table["base_url"], f"{where}.base_url") if "base_url" in table else None
