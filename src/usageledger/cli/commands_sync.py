@@ -20,7 +20,9 @@ from usageledger.store import DEFAULT_STORE, BaseStore, Stream, open_store
 
 logger = logging.getLogger("usageledger.cli")
 
-_STORE_HELP = "The store: a DuckDB file path or a postgresql:// URL (default: [store] url, else usageledger.duckdb)."
+_STORE_HELP = (
+    "The store: a DuckDB file path or a postgresql:// URL (default: the config's store url, else usageledger.duckdb)."
+)
 _RANGE = "Range"
 _STREAMS = "Streams"
 
@@ -213,7 +215,9 @@ def sync_command(
         typer.Option(help="End (exclusive); a bounded backfill never moves watermarks.", rich_help_panel=_RANGE),
     ] = None,
     org: Annotated[list[str] | None, typer.Option("--org", help="Only these orgs (names from the config).")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Parallel requests (default: [sync] concurrency).")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Parallel requests (default: the config's sync concurrency, 8).")
+    ] = None,
     lag_days: Annotated[int | None, typer.Option(help="Trailing days re-read on daily streams.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
