@@ -43,7 +43,11 @@ def emulator(
         typer.Option(help="Serve usage records from this JSON Lines or CSV file instead.", rich_help_panel=_SIZE),
     ] = None,
     latency: Annotated[
-        str, typer.Option(help="Added latency per response, e.g. 100ms.", rich_help_panel=_FAULTS)
+        str,
+        typer.Option(
+            help="Latency per response, counted from the request's arrival (page computation included), e.g. 100ms.",
+            rich_help_panel=_FAULTS,
+        ),
     ] = "0",
     jitter: Annotated[
         str, typer.Option(help="Extra random latency, up to this, e.g. 50ms.", rich_help_panel=_FAULTS)

@@ -71,10 +71,15 @@ def asgi_app(emulator: Emulator) -> ASGIApp:
                     return
         if scope["type"] != "http":
             return
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         response = emulator.handle(_request_from_scope(scope))
         fault = response.fault
-        if fault.delay > 0:
-            await asyncio.sleep(fault.delay)
+        # Injected latency is the time from arrival to the response, as a real server's is: the time spent
+        # computing the page counts towards it rather than adding to it.
+        remaining = fault.delay - (loop.time() - arrived)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
         if fault.kind == "drop":
             await _drop(send)
             return
