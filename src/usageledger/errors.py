@@ -8,6 +8,7 @@ next. No exception ever holds the admin key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -40,8 +41,22 @@ class UsageLedgerError(Exception):
     """Root of every error this package raises on purpose."""
 
 
+_KEY_SHAPED: Final = re.compile(r"sk-(?:(admin|proj|svcacct)-)?[A-Za-z0-9_-]{8,}")
+
+
+def mask_keys(text: str) -> str:
+    """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``), so no error can echo a key."""
+    return _KEY_SHAPED.sub(lambda m: f"sk-{m.group(1)}-…" if m.group(1) else "sk-…", text)
+
+
 class ConfigError(UsageLedgerError):
-    """The set-up is incomplete or wrong: a missing key, a bad base URL, an invalid config file."""
+    """The set-up is incomplete or wrong: a missing key, a bad base URL, an invalid config file.
+
+    The message never holds a key: a key-shaped value typed into the wrong place is shown as its prefix only.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(mask_keys(str(message)), *args)
 
 
 class InsecureURLError(ConfigError):
