@@ -131,12 +131,16 @@ def load_config(path: str | Path | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {found}: {exc.strerror or exc}") from None
     text = raw_bytes.decode("utf-8", errors="replace")
+    # A file holding a key is refused for its mode before anything else is said about it: whatever else is wrong,
+    # the first fix is `chmod 600`.
+    if _SECRET.search(text) or re.search(r"(?m)^\s*api_key\s*=", text):
+        _check_private(found)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{found}: not valid TOML: {exc}") from None
     config = parse_config(data, path=found)
-    if any(o.api_key for o in config.orgs) or _SECRET.search(text):
+    if any(o.api_key for o in config.orgs):
         _check_private(found)
     return config
 
