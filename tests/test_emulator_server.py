@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -171,14 +172,16 @@ def test_emulator_command_refuses_bad_rates() -> None:
     assert result.exit_code == 2
 
 
-def test_demo_pulls_every_endpoint_and_summarises() -> None:
-    """`usageledger demo` starts the emulator, pulls every endpoint over HTTP and prints the three summaries."""
-    result = CliRunner().invoke(app, ["demo", "--days", "3"])
+def test_demo_syncs_every_endpoint_and_prints_the_report(tmp_path: Path) -> None:
+    """`usageledger demo` syncs every endpoint from the in-process emulator into DuckDB and prints the report."""
+    store = tmp_path / "demo.duckdb"
+    result = CliRunner().invoke(app, ["demo", "--days", "3", "--store", str(store)])
     assert result.exit_code == 0, result.output
-    for title in ("Spend by project", "Tokens by model", "Requests by day"):
+    assert store.exists()
+    for title in ("Synced", "Spend by project", "Spend by model", "Tokens and requests by model", "Daily spend"):
         assert title in result.output
     for endpoint in catalogue.ENDPOINTS:
-        assert endpoint.name in result.output
+        assert f"{endpoint.name}.1d." in result.output
 
 
 async def test_async_transport_matches_the_sync_one(emulator: Emulator) -> None:

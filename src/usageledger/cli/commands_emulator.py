@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -158,12 +157,12 @@ def _config(
 @app.command()
 @friendly_errors
 def demo(
-    days: Annotated[int, typer.Option(help="How many days back to sync.")] = 30,
+    days: Annotated[int, typer.Option(help="Days to report on (twice as many are synced, for the comparison).")] = 30,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic organisation.")] = 0,
     store: Annotated[str, typer.Option(help="DuckDB file (or postgresql:// URL) to sync into.")] = "usageledger.duckdb",
 ) -> None:
-    """Start the emulator in-process, sync every default stream into a local DuckDB file, and summarise it from the
-    store. No key, no network; run it again and the sync is incremental."""
+    """Start the emulator in-process, sync the last 30 days of every default stream into a local DuckDB file, and
+    print the report from the store. No key, no network; run it again and the sync is incremental."""
     from usageledger.store import default_streams, open_store
     from usageledger.sync import Org, SyncOptions, sync
 
@@ -171,59 +170,28 @@ def demo(
     instance = Emulator(EmulatorConfig(seed=seed))
     now = instance.now()
     start = timeutil.floor(now - days * 86400, "1d")
+    # The report compares the period with the one before it, so sync that one too.
+    sync_start = timeutil.floor(now - 2 * days * 86400, "1d")
     with run_server(instance) as url, open_store(store) as ledger:
         result = sync(
             ledger,
             [Org("demo", "sk-admin-demo", url)],
             default_streams(),
-            SyncOptions(since=start),
+            SyncOptions(since=sync_start),
             clock=instance.clock,
         )
         if not result.ok:
             raise fail("; ".join(result.errors))
-        from datetime import UTC, datetime
-
-        since_ts = datetime.fromtimestamp(start, UTC)
-        spend = ledger.query(
-            "SELECT project_id, SUM(amount_value) FROM costs_daily WHERE org = 'demo' AND bucket_start >= %s"
-            " GROUP BY project_id ORDER BY 2 DESC",
-            (since_ts,),
-        )
-        tokens = ledger.query(
-            "SELECT model, SUM(input_tokens + output_tokens) FROM usage_completions_daily"
-            " WHERE org = 'demo' AND bucket_start >= %s GROUP BY model ORDER BY 2 DESC",
-            (since_ts,),
-        )
-        per_day = ledger.query(
-            "SELECT bucket_start, SUM(num_model_requests) FROM usage_completions_daily"
-            " WHERE org = 'demo' AND bucket_start >= %s GROUP BY bucket_start ORDER BY 1",
-            (since_ts,),
-        )
         from usageledger.cli.commands_report import synced_report
 
         report = synced_report(ledger, since=start, until=now, org="demo")
 
     console.print(
-        f"[bold]usageledger demo[/] — emulator at {url}, last {days} days synced into {store}"
+        f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into {store}"
         f" ({result.requests} requests, {result.elapsed:.1f}s)"
     )
     synced = Table("stream", "inserted", "updated", "unchanged", title="Synced")
     for s in result.streams:
         synced.add_row(s.stream, f"{s.counts.inserted:,}", f"{s.counts.updated:,}", f"{s.counts.unchanged:,}")
     console.print(synced)
-    by_project = Table("project", "spend (USD)", title="Spend by project")
-    total = Decimal(0)
-    for project, amount in spend:
-        total += amount or Decimal(0)
-        by_project.add_row(str(project), f"{amount:,.2f}")
-    by_project.add_row("[bold]total[/]", f"[bold]{total:,.2f}[/]")
-    console.print(by_project)
-    by_model = Table("model", "tokens", title="Tokens by model (completions)")
-    for model, n in tokens:
-        by_model.add_row(str(model), f"{n:,}")
-    console.print(by_model)
-    by_day = Table("day", "requests", title="Requests by day (completions)")
-    for day, n in per_day:
-        by_day.add_row(day.strftime("%Y-%m-%d"), f"{n:,}")
-    console.print(by_day)
     console.print(report)
