@@ -324,7 +324,20 @@ max_retries = 4
 # group_by = ["project_id", "model"]
 # filters = {{ project_ids = ["proj_abc"] }}
 
-# [alerts] and [names] are read by `usageledger report` and `usageledger check`.
+# Alerts for `usageledger check` (flags override them). Budgets fire when spend is above them; money as strings.
+# [alerts]
+# daily_budget = "150.00"
+# monthly_budget = "3000"
+# stale_after = "36h"
+# anomaly_threshold = 3.5          # robust z-score against the trailing 28 days
+# [alerts.projects.proj_abc]
+# daily_budget = "20"
+
+# Names for IDs, shown by `usageledger report` wherever results carry only IDs.
+# [names]
+# projects = {{ proj_abc = "Search" }}
+# users = {{ user-123 = "Ada" }}
+# api_keys = {{ key_456 = "batch jobs" }}
 '''
 
 
