@@ -472,6 +472,40 @@ class _Base:
         if until > self._not_before:
             self._not_before = until
 
+    def _judge(
+        self, url: str, retries: int, response: httpx.Response | None, error: httpx.TransportError | None
+    ) -> bytes | RetryDecision:
+        """What one attempt means, with no I/O: the body of a success, or how to retry; raises when none is left.
+
+        A 429's wait moves into the client-wide pause, which every request of this client waits for.
+        """
+        config = self._config
+        policy = config.retry
+        if response is None:
+            assert error is not None
+            decision = decide_retry(
+                policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
+            )
+            if not decision.retry:
+                raise _no_response_error(error, config, url) from error
+            return decision
+        if response.is_success:
+            return response.content
+        decision = decide_retry(
+            policy,
+            retries_done=retries,
+            status_code=response.status_code,
+            headers=response.headers,
+            now=policy.wall_clock(),
+            jitter=policy.random(),
+        )
+        if not decision.retry:
+            raise _status_error(response, config, now=policy.wall_clock())
+        if response.status_code == 429:
+            self._pause_all_until(policy.monotonic() + decision.delay)
+            return _paused(decision)
+        return decision
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._config.base_url!r})"
 
@@ -507,33 +541,19 @@ class SyncHTTP(_Base):
             try:
                 response = self._client.get(url, headers=config.request_headers(), timeout=request_timeout)
             except httpx.TransportError as exc:
-                decision = decide_retry(
-                    policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
-                )
-                if not decision.retry:
-                    raise _no_response_error(exc, config, url) from exc
+                outcome = self._judge(url, retries, None, exc)
             else:
-                if response.is_success:
-                    return response.content
-                decision = decide_retry(
-                    policy,
-                    retries_done=retries,
-                    status_code=response.status_code,
-                    headers=response.headers,
-                    now=policy.wall_clock(),
-                    jitter=policy.random(),
-                )
-                if not decision.retry:
-                    raise _status_error(response, config, now=policy.wall_clock())
-                if response.status_code == 429:
-                    # Shared backoff: the pause holds every request of this client; the wait happens at the top.
-                    with self._lock:
-                        self._pause_all_until(policy.monotonic() + decision.delay)
-                    decision = _paused(decision)
+                outcome = self._judge(url, retries, response, None)
+            if isinstance(outcome, bytes):
+                return outcome
             retries += 1
-            _log_retry(decision, url, retries, policy)
-            if decision.delay > 0:
-                policy.sleep(decision.delay)
+            _log_retry(outcome, url, retries, policy)
+            if outcome.delay > 0:
+                policy.sleep(outcome.delay)
+
+    def _pause_all_until(self, until: float) -> None:
+        with self._lock:  # several threads may share one sync client
+            super()._pause_all_until(until)
 
     def _wait_for_pause(self, policy: RetryPolicy) -> None:
         wait = self._not_before - policy.monotonic()
@@ -576,33 +596,15 @@ class AsyncHTTP(_Base):
             try:
                 response = await self._client.get(url, headers=config.request_headers(), timeout=request_timeout)
             except httpx.TransportError as exc:
-                decision = decide_retry(
-                    policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
-                )
-                if not decision.retry:
-                    raise _no_response_error(exc, config, url) from exc
+                outcome = self._judge(url, retries, None, exc)
             else:
-                if response.is_success:
-                    return response.content
-                decision = decide_retry(
-                    policy,
-                    retries_done=retries,
-                    status_code=response.status_code,
-                    headers=response.headers,
-                    now=policy.wall_clock(),
-                    jitter=policy.random(),
-                )
-                if not decision.retry:
-                    raise _status_error(response, config, now=policy.wall_clock())
-                if response.status_code == 429:
-                    # Shared backoff: every worker of this client waits, not only the one that was told to;
-                    # the wait happens at the top of the loop, in the same gate the others pass.
-                    self._pause_all_until(policy.monotonic() + decision.delay)
-                    decision = _paused(decision)
+                outcome = self._judge(url, retries, response, None)
+            if isinstance(outcome, bytes):
+                return outcome
             retries += 1
-            _log_retry(decision, url, retries, policy)
-            if decision.delay > 0:
-                await policy.async_sleep(decision.delay)
+            _log_retry(outcome, url, retries, policy)
+            if outcome.delay > 0:
+                await policy.async_sleep(outcome.delay)
 
     async def _wait_for_pause(self, policy: RetryPolicy) -> None:
         while (wait := self._not_before - policy.monotonic()) > 0:
