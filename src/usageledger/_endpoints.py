@@ -8,6 +8,7 @@ widths), so they cannot drift. Each returns the client's lazy range query (``Que
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
@@ -42,11 +43,12 @@ def filter_args(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if k not in COMMON_ARGS}
 
 
-class EndpointMethods(Generic[Q]):
+class EndpointMethods(ABC, Generic[Q]):
     """One typed method per catalogue endpoint, each returning the client's lazy range query."""
 
+    @abstractmethod
     def _endpoint_query(self, name: str, args: dict[str, Any]) -> Q:
-        raise NotImplementedError
+        """The client's lazy query for endpoint ``name`` with the method's arguments; each client provides it."""
 
     def _call(self, name: str, args: dict[str, Any]) -> Q:
         return self._endpoint_query(name, {k: v for k, v in args.items() if k != "self"})
