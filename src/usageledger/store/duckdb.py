@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +32,12 @@ class DuckDBStore(BaseStore):
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
+            holder = re.search(r"Conflicting lock is held in .*?\(PID (\d+)\)", str(exc))
+            if holder:
+                raise StoreError(
+                    f"the DuckDB store {self.path} is in use by process {holder.group(1)} (another usageledger sync,"
+                    " or a program with the file open): wait for it to finish and run again"
+                ) from exc
             raise StoreError(
                 f"cannot open the DuckDB store {self.path}: {_first_line(exc)}. If another usageledger sync is"
                 " running on it, wait for it to finish"
