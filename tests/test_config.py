@@ -84,7 +84,7 @@ filters = { models = ["b", "a"], batch = false }
 endpoint = "costs"
 [alerts]
 daily_budget = "100"
-[names]
+[names.projects]
 proj_1 = "Search"
 """,
     )
@@ -100,7 +100,7 @@ proj_1 = "Search"
     assert first == Stream.create("completions", "1h", ("project_id", "model"), {"batch": False, "models": ["a", "b"]})
     assert first.group_by == ("project_id", "model") and first.query_filters() == {"batch": False, "models": ["a", "b"]}
     assert second.group_by == ("project_id", "line_item")
-    assert dict(config.alerts) == {"daily_budget": "100"} and dict(config.names) == {"proj_1": "Search"}
+    assert dict(config.alerts) == {"daily_budget": "100"} and dict(config.names) == {"projects": {"proj_1": "Search"}}
 
 
 @pytest.mark.parametrize(

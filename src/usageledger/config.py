@@ -2,7 +2,7 @@
 
 Every key is checked: an unknown key, a wrong type or a missing required key is a :class:`ConfigError` that names
 the key (``sync.lag_days``, ``orgs[1].key_env``). ``[alerts]`` and ``[names]`` belong to the report commands,
-which validate them; here they are kept as raw mappings.
+which validate them; the loader checks them too (so every command refuses a bad section) and keeps them raw.
 
 A config file that holds a key literally (``api_key = "sk-admin-..."``) must be readable by its owner only (0600):
 otherwise it is refused, with the ``chmod 600`` fix.
@@ -176,6 +176,12 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
     )
     alerts = MappingProxyType(dict(_table(data["alerts"], "alerts"))) if "alerts" in data else MappingProxyType({})
     names_map = MappingProxyType(dict(_table(data["names"], "names"))) if "names" in data else MappingProxyType({})
+    # The report commands own these sections, but a mistake in them is refused by every command, as any other key.
+    from usageledger.report.alerts import parse_alert_config
+    from usageledger.report.names import names_from_mapping
+
+    parse_alert_config(alerts)
+    names_from_mapping(names_map)
     return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map)
 
 
