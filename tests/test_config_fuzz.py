@@ -1,4 +1,4 @@
-"""Config files, fuzzed: wrong types, unknown keys, missing keys and broken TOML get one-line ConfigErrors naming the key.
+"""Config files, fuzzed: wrong types, unknown or missing keys and broken TOML get one-line errors naming the key.
 
 Hypothesis writes arbitrary ``usageledger.toml`` files from every section's real keys, unknown keys (some shaped
 like an admin key) and values of every TOML type. Loading one either gives a ``Config`` or a :class:`ConfigError`
