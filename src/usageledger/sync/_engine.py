@@ -17,6 +17,7 @@ from usageledger.client import AsyncClient
 from usageledger.errors import StoreError, SyncError, UsageLedgerError
 from usageledger.models import Bucket
 from usageledger.store import BaseStore, RunTotals, Stream, UpsertCounts, WindowWrite
+from usageledger.store._types import PreparedWindow
 from usageledger.sync._model import (
     EventHandler,
     Org,
@@ -64,6 +65,8 @@ class _StreamRun:
     extent: int | None = None
     """The newest stored bucket start of the stream when the run began: later windows are fresh inserts."""
     error: str | None = None
+    committed: int = 0
+    """Windows whose transaction has committed (``done`` also counts the one being committed)."""
 
     def contiguous_end(self) -> int | None:
         """End of the finished prefix of windows, or ``None`` when the first is not finished."""
@@ -269,22 +272,45 @@ async def _execute(
     announced: set[int] = set()
 
     async def writer() -> None:
+        # A pipeline of two: the next batch is converted (CPU, on the loop) while the previous one commits (in the
+        # store's thread). Commits still run one at a time and in order, so a batch's watermark is only written
+        # after every batch before it has committed.
+        in_flight: asyncio.Task[None] | None = None
+        waiting: list[tuple[_Job, list[Bucket], int, int]] | None = None  # prepared, not yet handed to a commit
         finished = False
-        while not finished:
-            item = await queue.get()
-            if item is None:
-                return
-            batch = [item]
-            # Whatever else is already waiting goes into the same transaction: fewer commits, same atomicity.
-            while not queue.empty():
-                more = queue.get_nowait()
-                if more is None:
-                    finished = True
+        try:
+            while not finished:
+                item = await queue.get()
+                if item is None:
                     break
-                batch.append(more)
-            await _commit_batch(batch)
+                batch = [item]
+                # Whatever else is already waiting goes into the same transaction: fewer commits, same atomicity.
+                while not queue.empty():
+                    more = queue.get_nowait()
+                    if more is None:
+                        finished = True
+                        break
+                    batch.append(more)
+                writes, prepared = _prepare_batch(batch)
+                waiting = batch
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.create_task(_commit_batch(batch, writes, prepared))
+                waiting = None
+            if in_flight is not None:
+                await in_flight
+        except BaseException:
+            if waiting is not None:  # its windows were never committed
+                for job, *_ in waiting:
+                    job.run.done[job.index] = False
+            # Nothing else may touch the store's connection while a transaction is still running in its thread.
+            if in_flight is not None and not in_flight.done():
+                await asyncio.wait([in_flight])
+            raise
 
-    async def _commit_batch(batch: list[tuple[_Job, list[Bucket], int, int]]) -> None:
+    def _prepare_batch(
+        batch: list[tuple[_Job, list[Bucket], int, int]],
+    ) -> tuple[list[WindowWrite], list[PreparedWindow]]:
         for job, *_ in batch:
             job.run.done[job.index] = True
         writes: list[WindowWrite] = []
@@ -310,6 +336,13 @@ async def _execute(
             for job, *_ in batch:
                 job.run.done[job.index] = False
             raise
+        return writes, prepared
+
+    async def _commit_batch(
+        batch: list[tuple[_Job, list[Bucket], int, int]],
+        writes: list[WindowWrite],
+        prepared: list[PreparedWindow],
+    ) -> None:
         commit = asyncio.ensure_future(asyncio.to_thread(store.commit_windows, prepared))
         try:
             counts = await asyncio.shield(commit)
@@ -345,7 +378,8 @@ async def _execute(
                 },
             )
             emit(WindowDone(write.org, write.stream.id, job.window, c))
-            if all(run.done) and id(run) not in announced:
+            run.committed += 1
+            if run.committed == len(run.plan.windows) and id(run) not in announced:
                 announced.add(id(run))
                 emit(StreamFinished(run.result()))
 
