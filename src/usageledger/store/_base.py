@@ -7,6 +7,7 @@ with ``%s`` placeholders, that both dialects accept.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -48,12 +49,30 @@ class BaseStore(ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A transaction: committed on success, rolled back on any exception. A nested call joins the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        try:
+            with self._outer_transaction():
+                yield
+        finally:
+            self._depth = 0
 
     # --- what a back end supplies -------------------------------------------------------------------------
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[None]:
-        """A transaction: committed on success, rolled back on any exception."""
+    def _outer_transaction(self) -> AbstractContextManager[None]:
+        """The back end's own transaction (never nested): commit on success, roll back on any exception."""
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:

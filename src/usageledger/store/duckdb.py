@@ -45,26 +45,15 @@ class DuckDBStore(BaseStore):
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the DuckDB store {self.path}: {_first_line(exc)}") from exc
         self._con.execute("SET TimeZone = 'UTC'")
-        self._depth = 0
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _outer_transaction(self) -> Iterator[None]:
         self._con.begin()
-        self._depth = 1
         try:
             yield
         except BaseException:
-            self._depth = 0
             self._con.rollback()
             raise
-        self._depth = 0
         try:
             self._con.commit()
         except duckdb.Error as exc:

@@ -40,25 +40,14 @@ class PostgresStore(BaseStore):
         except self._pg.Error as exc:
             raise StoreError(f"cannot connect to the PostgreSQL store {_redact(url)}: {_first_line(exc)}") from exc
         self._con.execute("SET TIME ZONE 'UTC'")
-        self._depth = 0
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._depth = 1
+    def _outer_transaction(self) -> Iterator[None]:
         try:
             with self._con.transaction():
                 yield
         except self._pg.Error as exc:
             raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
-        finally:
-            self._depth = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
