@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 pytest_plugins: list[str] = ["fixtures.emulator", "fixtures.browser", "fixtures.postgres"]
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-EXAMPLES = SHARED / "reference" / "examples"
-SPEC = SHARED / "reference" / "usage-api.yaml"
-SEED = SHARED / "seed" / "000_bd45f7bc934d845d.txt"
-
-FAKE_ADMIN_KEY = "sk-admin-test-key"
-"""An obviously fake admin key; the emulator accepts any sk-admin- key by default."""
 
 
 @pytest.fixture(autouse=True)

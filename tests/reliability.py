@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from test_sync import Snapshot
 
-from conftest import FAKE_ADMIN_KEY
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_CONFIG, EMULATOR_NOW
 
 HEAVY: Final = os.environ.get("USAGELEDGER_HEAVY") == "1"

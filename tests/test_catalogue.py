@@ -13,9 +13,9 @@ import yaml
 from usageledger import catalogue
 from usageledger.catalogue import ENDPOINTS
 
-from conftest import EXAMPLES, SEED, SPEC
+from fixtures.data import EXAMPLES, SEED, SPEC
 
-SEED_SIGNATURE = re.compile(r"^> UsageResponse (usage_\w+)\((.*)\)$", re.MULTILINE)
+SEED_SIGNATURE = re.compile(r"^UsageResponse (usage_\w+)\((.*)\)$", re.MULTILINE)
 COMMON_QUERY = {"start_time", "end_time", "bucket_width", "group_by", "limit", "page"}
 
 

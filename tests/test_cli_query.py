@@ -15,7 +15,7 @@ from usageledger import Client, catalogue, rows
 from usageledger.cli import app
 from usageledger.timeutil import iso
 
-from conftest import FAKE_ADMIN_KEY
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 
 START = "2026-11-01"

@@ -21,7 +21,7 @@ from usageledger.catalogue import BUCKET_SECONDS
 from usageledger.errors import PaginationError, ParameterError, ResponseDecodeError
 from usageledger.models import CompletionsResult
 
-from conftest import EXAMPLES, FAKE_ADMIN_KEY
+from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
 
 NOW = 1_790_000_000  # 2026-09-21T12:53:20Z, the injected "now"
 DAY = 86_400

@@ -14,7 +14,7 @@ from test_client import DAY, NOW, START, PagedServer, expected_starts, starts_of
 from usageledger import AsyncClient, RetryPolicy
 from usageledger.errors import BadRequestError, PaginationError, ParameterError
 
-from conftest import EXAMPLES, FAKE_ADMIN_KEY
+from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
 
 
 class VirtualTime:

@@ -11,7 +11,7 @@ from usageledger import AsyncClient, Client, RetryPolicy, UsageApi, catalogue, r
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
 from usageledger.errors import AuthenticationError
 
-from conftest import FAKE_ADMIN_KEY
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_CONFIG, EMULATOR_NOW
 
 DAY = 86_400

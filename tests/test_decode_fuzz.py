@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from usageledger import ResponseDecodeError, UsageResponse, catalogue, decode_page
 from usageledger.models import OpaqueResult
 
-from conftest import EXAMPLES
+from fixtures.data import EXAMPLES
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(

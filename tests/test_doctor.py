@@ -16,7 +16,7 @@ from usageledger.doctor import Diagnosis, diagnose
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.store import open_store
 
-from conftest import FAKE_ADMIN_KEY
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 
 CLOCK: Final = float(EMULATOR_NOW)

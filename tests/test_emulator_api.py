@@ -19,7 +19,7 @@ from usageledger import catalogue
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.cursor import INVALID_TOKEN_MESSAGE
 
-from conftest import EXAMPLES, FAKE_ADMIN_KEY, SPEC
+from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY, SPEC
 from fixtures.emulator import EMULATOR_NOW
 
 KEY = {"Authorization": f"Bearer {FAKE_ADMIN_KEY}"}

@@ -32,7 +32,7 @@ from usageledger.emulator import Emulator, Request
 from usageledger.errors import APIStatusError, ParameterError
 from usageledger.models import decode_page
 
-from conftest import FAKE_ADMIN_KEY
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_CONFIG, EMULATOR_NOW
 
 HEAVY: Final = os.environ.get("USAGELEDGER_HEAVY") == "1"

@@ -35,7 +35,7 @@ from usageledger.errors import (
     RateLimitError,
 )
 
-from conftest import EXAMPLES, FAKE_ADMIN_KEY
+from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
 
 CURSOR = "page_AAAA+bb/cc==="
 EXAMPLE = (EXAMPLES / "completions.json").read_bytes()

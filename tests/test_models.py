@@ -12,7 +12,7 @@ import pytest
 from usageledger import Client
 from usageledger.models import CompletionsResult, CostsResult, OpaqueResult, decode_page
 
-from conftest import EXAMPLES, FAKE_ADMIN_KEY
+from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
 
 FIRST = (EXAMPLES / "completions.json").read_bytes()
 CURSOR = json.loads(FIRST)["next_page"]

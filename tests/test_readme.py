@@ -17,7 +17,7 @@ from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.report.alerts import parse_alert_config
 from usageledger.report.names import names_from_mapping
 
-from conftest import FAKE_ADMIN_KEY, REPO
+from fixtures.data import FAKE_ADMIN_KEY, REPO
 
 
 def _commands() -> set[str]:

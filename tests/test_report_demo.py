@@ -32,8 +32,8 @@ from usageledger.report.terminal import render_report
 from usageledger.store import BaseStore, Stream, default_streams, open_store
 from usageledger.sync import Org, SyncOptions, sync
 
-from conftest import FAKE_ADMIN_KEY
 from fixtures.browser import BrowserPage
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 
 CHARTS = ("daily-spend-by-project", "tokens-by-model", "spend-by-line-item", "cost-per-million-tokens")

@@ -7,7 +7,7 @@ from decimal import Decimal
 from usageledger import catalogue, decode_page
 from usageledger.rows import arrow_schema, flatten, row_keys, to_arrow, to_pandas, to_polars
 
-from conftest import EXAMPLES
+from fixtures.data import EXAMPLES
 
 
 def _rows(name: str) -> list[dict[str, object]]:

@@ -22,7 +22,7 @@ from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.errors import APIStatusError, AuthenticationError, InsecureURLError, PermissionDeniedError
 
-from conftest import FAKE_ADMIN_KEY
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 
 START: Final = EMULATOR_NOW - 3 * 86400

@@ -19,7 +19,7 @@ from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
 from usageledger.sync import Org, SyncOptions, SyncResult, WindowDone, plan_stream, sync
 
-from conftest import FAKE_ADMIN_KEY
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 
 DAY = 86400

@@ -17,7 +17,7 @@ from usageledger.catalogue import Endpoint
 from usageledger.errors import BadRequestError, ConfigError, ParameterError
 from usageledger.models import UsageResponse
 
-from conftest import EXAMPLES, FAKE_ADMIN_KEY, SEED
+from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY, SEED
 
 CURSOR = "page_AAAAAGdGxdEiJdKO+/AAAAAGcqsYA="
 SEED_SIGNATURE = re.compile(r"^> UsageResponse (usage_\w+)\((.*)\)$", re.MULTILINE)

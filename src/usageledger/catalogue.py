@@ -4,7 +4,8 @@ Everything else in the package (client methods, pre-flight validation, CLI choic
 and rules, the store's tables, the sync plan) reads these records. Adding an endpoint is one record here
 plus one result model in :mod:`usageledger.models`.
 
-Sources: ``shared/reference/usage-api.md`` sections 1-3, 5 and 10.
+Sources: the public API reference (its sections on parameters, limits, result fields and live behaviour);
+the public OpenAPI excerpt kept in ``tests/data/usage-api.yaml`` pins it in the tests.
 """
 
 from __future__ import annotations

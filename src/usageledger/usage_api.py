@@ -1,9 +1,10 @@
 """``UsageApi``: the seed's face, a thin layer over :class:`~usageledger.client.Client`.
 
-It mirrors the Perl ``WWW::OpenAPIClient::UsageApi`` (``../shared/seed/``): constructed with ``access_token`` and a
-``base_url`` that includes ``/v1``; one method per endpoint named ``usage_<endpoint>`` with exactly the seed's keyword
-parameters, plus the newer filters; each call sends one request and returns one :class:`UsageResponse` page. Where
-the Perl original dies, this raises a typed exception from :mod:`usageledger.errors`.
+It mirrors the Perl ``WWW::OpenAPIClient::UsageApi``, whose signatures the tests keep in
+``tests/data/seed_methods.txt``: constructed with ``access_token`` and a ``base_url`` that includes ``/v1``; one
+method per endpoint named ``usage_<endpoint>`` with exactly the seed's keyword parameters, plus the newer filters;
+each call sends one request and returns one :class:`UsageResponse` page. Where the Perl original dies, this raises a
+typed exception from :mod:`usageledger.errors`.
 
 The methods are written out for type checkers and editors; a test holds them to the catalogue's ``seed_params``
 and filters.
