@@ -385,6 +385,8 @@ def test_cli_reconcile_explains_and_fails_over(demo_store: Path, demo_period: Pe
     assert "difference(s) beyond the tolerance" in revised.output
     tolerant = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--tolerance", "100%", "--fail-over"])
     assert tolerant.exit_code == 0, tolerant.output
+    half = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--tolerance", "0.5"])
+    assert "tolerance 50%" in half.output and "E+" not in half.output, half.output
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

@@ -34,6 +34,11 @@ def format_count(value: int | Decimal) -> str:
     return f"{int(value):,}"
 
 
+def format_percent(fraction: Decimal) -> str:
+    """A fraction as a plain percentage without trailing zeros: ``0.5`` is ``50%`` (never ``5E+1%``)."""
+    return f"{(fraction * 100).normalize():f}%"
+
+
 def format_ratio(ratio: Decimal | None) -> str:
     """A relative change as ``+12.5%``; ``new`` when there was nothing to compare with."""
     if ratio is None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from usageledger.report.alerts import AnomalyRule, CheckResult
-from usageledger.report.formatting import format_count, format_money, format_ratio, format_signed_money
+from usageledger.report.formatting import format_count, format_money, format_percent, format_ratio, format_signed_money
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
@@ -175,7 +175,7 @@ def render_reconcile(result: ReconcileResult) -> RenderableType:
         ("Usage vs costs, tokens per day and model ", "bold"),
         str(result.period),
         f"   usage {_quantity(result.usage_total)}, costs {_quantity(result.costs_total)}, "
-        f"tolerance {(tol * 100).normalize()}%",
+        f"tolerance {format_percent(tol)}",
     )
     parts: list[RenderableType] = [head]
     if diffs:
