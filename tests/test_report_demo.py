@@ -389,8 +389,13 @@ def test_cli_reconcile_explains_and_fails_over(demo_store: Path, demo_period: Pe
     assert "tolerance 50%" in half.output and "E+" not in half.output, half.output
 
 
-def test_cli_errors_are_one_line(tmp_path: Path) -> None:
-    """A missing store or a bad option value is one clear line and exit 1, never a traceback."""
+def test_cli_errors_are_one_line(tmp_path: Path, demo_store: Path) -> None:
+    """A missing store, a bad option value or a --png path that is a file is one clear line and exit 1."""
+    existing = tmp_path / "existing-file"
+    existing.write_text("keep me")
+    png = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--png", str(existing)])
+    assert png.exit_code == 1 and "Traceback" not in png.output and str(existing) in png.output, png.output
+    assert len(png.output.strip().splitlines()) == 1 and existing.read_text() == "keep me"
     missing = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "nope.duckdb")])
     assert missing.exit_code == 1 and "no store at" in missing.output
     bad = CliRunner().invoke(app, ["reconcile", "--store", str(tmp_path / "x.duckdb"), "--tolerance", "lots"])

@@ -34,6 +34,22 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file or socket operation: what failed, on which path, and what to check."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return reason
+    hint = {
+        FileNotFoundError: "check the path; missing folders are not created",
+        IsADirectoryError: "give a file name, not a folder",
+        NotADirectoryError: "a part of the path is a file, not a folder",
+        FileExistsError: "pick a path that does not exist yet",
+        PermissionError: "check the permissions of the path",
+    }.get(type(exc))
+    return f"{reason}: {' -> '.join(paths)}" + (f"; {hint}" if hint else "")
+
+
 def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn library errors (and bad values) into one line on stderr and exit code 1, never a traceback."""
 
@@ -43,6 +59,8 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except UsageLedgerError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:
+            raise fail(describe_os_error(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 

@@ -95,6 +95,10 @@ def emulator(
 ) -> None:
     """Serve the offline Usage & Costs API double under /v1 until Ctrl-C (SIGINT) or SIGTERM."""
     setup_logging(verbose)
+    if not 0 <= port <= 65535:
+        raise fail(f"--port {port} is not a port; pick one from 1 to 65535 (0 = any free)")
+    if replay is not None and not replay.is_file():
+        raise fail(f"--replay {replay}: no such file; give a JSON Lines or CSV file of usage records")
     try:
         faults = FaultConfig(
             latency=timeutil.parse_duration(latency, param="--latency"),

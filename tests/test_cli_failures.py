@@ -1,0 +1,32 @@
+"""Failures of the commands that start things (init, emulator) are one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["emulator", "--port", "70000"], "--port"),
+        (["emulator", "--port", "-1"], "--port"),
+        (["emulator", "--replay", "/nonexistent/usage.jsonl"], "--replay"),
+        (["init", "--path", "{tmp}/missing/dir/u.toml"], "missing/dir/u.toml"),
+        (["init", "--path", "{tmp}"], "{tmp}"),
+    ],
+    ids=["port-too-high", "port-negative", "replay-missing", "init-missing-folder", "init-onto-folder"],
+)
+def test_start_up_failures_are_one_line(tmp_path: Path, argv: list[str], names: str) -> None:
+    """A bad port, a missing replay file or an init path in a missing folder is one line naming what is wrong."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    result = CliRunner().invoke(app, argv)
+    output = result.output.strip()
+    assert result.exit_code == 1, output
+    assert "Traceback" not in output and len(output.splitlines()) == 1, output
+    assert names.replace("{tmp}", str(tmp_path)) in output, output
+    assert list(tmp_path.iterdir()) == [], "a failed start-up leaves nothing behind"
