@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -112,8 +113,18 @@ def test_rule_breaks_are_one_line_and_non_zero(run) -> None:  # type: ignore[no-
     result = run("costs", "--start", START, "--bucket-width", "1h")
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "bucket_width" in lines[0] and "1d" in lines[0]
+    assert len(lines) == 1 and "--bucket-width" in lines[0] and "1d" in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_a_future_start_blames_start_with_dates(run) -> None:  # type: ignore[no-untyped-def]
+    """A --start after now names --start and shows both times as dates, never as epoch seconds."""
+    result = run("completions", "--start", "2099-01-01")
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --start:"), lines
+    assert "2099-01-01T00:00:00Z" in lines[0] and "4070908800" not in lines[0]
+    assert re.search(r"\b\d{10}\b", lines[0]) is None, lines[0]
 
 
 def test_filter_of_another_endpoint_is_refused(run) -> None:  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ from usageledger.models import UsageResponse
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY, SEED
 
 CURSOR = "page_AAAAAGdGxdEiJdKO+/AAAAAGcqsYA="
-SEED_SIGNATURE = re.compile(r"^> UsageResponse (usage_\w+)\((.*)\)$", re.MULTILINE)
+SEED_SIGNATURE = re.compile(r"^UsageResponse (usage_\w+)\((.*)\)$", re.MULTILINE)
 
 
 def seed_methods() -> dict[str, list[str]]:

@@ -172,6 +172,13 @@ def _range(
                 name,
                 "a range query picks the limit of each window and follows pages itself; use page() for one request",
             )
+    start = timeutil.to_unix(start_time, now=now, param="start_time")
+    if end_time is None and start >= now:
+        raise ParameterError(
+            "start_time",
+            f"{timeutil.iso(start)} is not before now ({timeutil.iso(int(now))}), so the range to now is empty; "
+            "pick an earlier start",
+        )
     ep, params = _page_params(
         endpoint,
         start_time=start_time,

@@ -22,6 +22,7 @@ from usageledger._http import ARRAY_FORMATS
 from usageledger.catalogue import BUCKET_WIDTHS, Filter
 from usageledger.cli._app import app, console, friendly_errors, setup_logging
 from usageledger.client import Client
+from usageledger.errors import ParameterError
 
 OutputFormat = Literal["table", "csv", "jsonl"]
 OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("table", "csv", "jsonl")
@@ -110,6 +111,16 @@ def _write_jsonl(found: Iterator[rows.Row]) -> None:
         out.write("\n")
 
 
+_FLAG_FOR: Final = {"start_time": "--start", "end_time": "--end"}
+
+
+def _as_flag(exc: ParameterError) -> ParameterError:
+    """The library's parameter error, told in the command's own words: ``start_time`` is ``--start``."""
+    flag = _FLAG_FOR.get(exc.param, "--" + exc.param.replace("_", "-"))
+    message = str(exc).removeprefix(f"{exc.param}: ")
+    return ParameterError(flag, message)
+
+
 def _run(
     *,
     endpoint: str,
@@ -128,14 +139,17 @@ def _run(
     ep = catalogue.get(endpoint)
     given = {name: value for name, value in filters.items() if value not in (None, [])}
     with Client(base_url=base_url, array_format=array_format) as client:  # type: ignore[arg-type]
-        query = client.query(
-            ep,
-            start_time=start,
-            end_time=end,
-            bucket_width=bucket_width,  # type: ignore[arg-type]
-            group_by=_split(group_by),
-            **given,
-        )
+        try:
+            query = client.query(
+                ep,
+                start_time=start,
+                end_time=end,
+                bucket_width=bucket_width,  # type: ignore[arg-type]
+                group_by=_split(group_by),
+                **given,
+            )
+        except ParameterError as exc:
+            raise _as_flag(exc) from None
         found = islice(query.rows(), limit_rows) if limit_rows is not None else query.rows()
         if output == "csv":
             _write_csv(ep, found)
