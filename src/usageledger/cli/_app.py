@@ -19,6 +19,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: config sections such as [store] and [alerts] must print as written, never be
+    # swallowed as rich markup, so no help string needs escaping.
+    rich_markup_mode=None,
 )
 
 console = Console()

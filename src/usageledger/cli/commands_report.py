@@ -48,7 +48,7 @@ UntilOpt = Annotated[
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="usageledger.toml with \\[alerts] and \\[names] (default: ./usageledger.toml)."),
+    typer.Option("--config", help="usageledger.toml with [alerts] and [names] (default: ./usageledger.toml)."),
 ]
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
