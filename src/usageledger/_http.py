@@ -100,10 +100,12 @@ class RetryPolicy:
     wall_clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigError(f"max_retries must be 0 or more, got {self.max_retries}")
-        if self.initial_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:
-            raise ConfigError("retry delays must be 0 or more seconds")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(f"max_retries must be a whole number, 0 or more, got {self.max_retries!r}")
+        for name in ("initial_delay", "max_delay", "max_retry_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise ConfigError(f"{name} must be 0 or more seconds, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,8 @@ def _timeout(value: TimeoutTypes) -> httpx.Timeout:
         return value
     if value is None:
         return DEFAULT_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigError(f"timeout must be a positive number of seconds or an httpx.Timeout, got {value!r}")
     return httpx.Timeout(float(value), connect=min(float(value), DEFAULT_TIMEOUT.connect or 5.0))
 
 

@@ -75,7 +75,12 @@ def _endpoint(value: EndpointLike) -> Endpoint:
         raise ParameterError("endpoint", f"unknown endpoint {value!r}", allowed=catalogue.ENDPOINT_NAMES) from None
 
 
-def _group_by(value: str | Sequence[str]) -> tuple[str, ...]:
+def _group_by(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The fields to group by; ``None`` or an empty sequence means no grouping."""
+    if value is None:
+        return ()
+    if not isinstance(value, str | Sequence) or not all(isinstance(item, str) for item in value):
+        raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
     items = [value] if isinstance(value, str) else list(value)
     return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
 

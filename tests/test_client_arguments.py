@@ -1,0 +1,60 @@
+"""Library arguments are checked up front, with errors that name the parameter, never a TypeError from deep inside."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from usageledger import AsyncClient, Client, UsageApi
+from usageledger.errors import ConfigError, ParameterError
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("max_retries", "2"),
+        ("max_retries", -1),
+        ("max_retries", 1.5),
+        ("max_retries", True),
+        ("timeout", "x"),
+        ("timeout", -1),
+        ("timeout", 0),
+        ("timeout", float("nan")),
+    ],
+)
+@pytest.mark.parametrize("face", [Client, AsyncClient])
+def test_bad_client_options_name_the_option(face: Any, option: str, value: object) -> None:
+    """A max_retries or timeout of the wrong type or range is a ConfigError naming it, before any request."""
+    with pytest.raises(ConfigError, match=rf"^{option} must be"):
+        face(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1", **{option: value})
+
+
+def test_usage_api_checks_its_options_too() -> None:
+    """The seed-style face refuses a negative timeout the same way."""
+    with pytest.raises(ConfigError, match=r"^timeout must be"):
+        UsageApi(access_token=FAKE_ADMIN_KEY, base_url="http://127.0.0.1:9/v1", timeout=-1)  # type: ignore[call-arg]
+
+
+def test_good_options_still_pass() -> None:
+    """Whole retries and a positive timeout, int or float, are accepted."""
+    Client(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1", max_retries=0, timeout=2).close()
+    Client(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1", max_retries=3, timeout=0.5).close()
+
+
+def test_group_by_none_means_no_grouping(emulator_url: str) -> None:
+    """group_by=None is no grouping (as omitting it is), not a TypeError."""
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW) as client:
+        plain = client.query("costs", start_time="2026-11-01", end_time="2026-11-03").buckets()
+        none = client.query("costs", start_time="2026-11-01", end_time="2026-11-03", group_by=None).buckets()  # type: ignore[arg-type]
+    assert [b.results for b in none] == [b.results for b in plain] and len(plain) == 2
+
+
+@pytest.mark.parametrize("value", [5, [None], ["project_id", 3]])
+def test_group_by_of_the_wrong_type_names_group_by(value: object) -> None:
+    """A group_by that is not a name or a list of names is a ParameterError naming group_by."""
+    with Client(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1") as client, pytest.raises(ParameterError, match=r"^group_by:"):
+        client.query("costs", start_time="2026-11-01", end_time="2026-11-03", group_by=value)  # type: ignore[arg-type]
