@@ -87,6 +87,7 @@ def _streams_from_flags(
     parsed = _parse_filters(filters)
     groups = None if group_by is None else [g for item in group_by for g in item.split(",") if g]
     streams = []
+    skipped: list[str] = []
     for name in names:
         try:
             ep = catalogue.get(name)
@@ -94,11 +95,20 @@ def _streams_from_flags(
             raise ConfigError(f"--endpoint: {exc.args[0]}") from None
         width = bucket_width or "1d"
         if width not in ep.bucket_widths and not endpoints:
-            continue  # e.g. costs has no hourly buckets: `--bucket-width 1h` alone means "the usage endpoints"
+            # e.g. costs has no hourly buckets: `--bucket-width 1h` alone means "the endpoints that have them"
+            skipped.append(f"{ep.name} (it has {'/'.join(ep.bucket_widths)} buckets only)")
+            continue
         applicable = {k: v for k, v in parsed.items() if k in ep.filter_names or endpoints}
         streams.append(Stream.create(ep, width, ep.default_group_by if groups is None else groups, applicable))
     if not streams:
         raise ConfigError("no stream matches these flags")
+    if skipped:
+        err_console.print(
+            f"note: --bucket-width {bucket_width} skips {', '.join(skipped)}; sync those in a run of their own width",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
     return tuple(streams)
 
 
