@@ -26,3 +26,21 @@ def test_hourly_sync_without_endpoints_names_what_it_skips(
     assert len(notes) == 1 and "--bucket-width 1h skips costs" in notes[0] and "1d" in notes[0], result.stderr
     daily = CliRunner().invoke(app, [*argv, "--bucket-width", "1d", "--since", "2d"])
     assert daily.exit_code == 0 and "skips" not in daily.stderr, daily.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "rule"),
+    [("--lag-days", "-1", "at least 0"), ("--concurrency", "0", "at least 1"), ("--concurrency", "-3", "at least 1")],
+)
+def test_flags_get_the_config_checks(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch, flag: str, value: str, rule: str
+) -> None:
+    """--lag-days and --concurrency are refused below the minimum that [sync] has, in one line naming the flag."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    store = tmp_path / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    result = CliRunner().invoke(app, [*argv, flag, value])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag}: must be {rule}"), lines
+    assert not store.exists(), "a refused sync creates no store"

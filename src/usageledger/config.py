@@ -189,13 +189,21 @@ def _sync(table: Mapping[str, Any]) -> SyncConfig:
     _no_unknown(table, ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries"), "sync")
     d = SyncConfig()
     return SyncConfig(
-        lag_days=_int(table.get("lag_days", d.lag_days), "sync.lag_days", minimum=0),
+        lag_days=check_sync_int("lag_days", table.get("lag_days", d.lag_days)),
         minute_grace=_duration(table.get("minute_grace", d.minute_grace), "sync.minute_grace"),
         hour_grace=_duration(table.get("hour_grace", d.hour_grace), "sync.hour_grace"),
         since=_duration(table.get("since", d.since), "sync.since"),
-        concurrency=_int(table.get("concurrency", d.concurrency), "sync.concurrency", minimum=1),
-        max_retries=_int(table.get("max_retries", d.max_retries), "sync.max_retries", minimum=0),
+        concurrency=check_sync_int("concurrency", table.get("concurrency", d.concurrency)),
+        max_retries=check_sync_int("max_retries", table.get("max_retries", d.max_retries)),
     )
+
+
+_SYNC_MINIMUM: Final = {"lag_days": 0, "concurrency": 1, "max_retries": 0}
+
+
+def check_sync_int(key: str, value: Any, *, name: str | None = None) -> int:
+    """One rule for an integer ``[sync]`` setting, whether it comes from the config file or a flag (``name``)."""
+    return _int(value, name or f"sync.{key}", minimum=_SYNC_MINIMUM[key])
 
 
 def _org(table: Mapping[str, Any], where: str) -> OrgConfig:

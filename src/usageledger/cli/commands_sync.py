@@ -14,7 +14,7 @@ from rich.table import Table
 
 from usageledger import catalogue, timeutil
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
-from usageledger.config import Config, load_config, write_default_config
+from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
 from usageledger.store import DEFAULT_STORE, BaseStore, Stream, open_store
 
@@ -256,11 +256,15 @@ def sync_command(
     options = engine.SyncOptions(
         since=_time(since, "--since", current),
         until=_time(until, "--until", current),
-        lag_days=config.sync.lag_days if lag_days is None else lag_days,
+        lag_days=config.sync.lag_days if lag_days is None else check_sync_int("lag_days", lag_days, name="--lag-days"),
         hour_grace=config.sync.hour_grace,
         minute_grace=config.sync.minute_grace,
         first_since=config.sync.since,
-        concurrency=concurrency or config.sync.concurrency,
+        concurrency=(
+            config.sync.concurrency
+            if concurrency is None
+            else check_sync_int("concurrency", concurrency, name="--concurrency")
+        ),
         max_retries=config.sync.max_retries,
     )
     view = _ProgressView(quiet or log_format == "json")
