@@ -222,3 +222,13 @@ def test_library_export_refuses_the_store_path(store: BaseStore, synced: Path) -
 
 def _costs_rows_open(store: BaseStore) -> int:
     return int(store.query("SELECT count(*) FROM costs")[0][0])
+
+
+def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(store: BaseStore, synced: Path) -> None:
+    """-o a symlink to an ordinary file writes that file, as before, and the link stays a link."""
+    (synced / "real.csv").write_text("old\n")
+    (synced / "via.csv").symlink_to(synced / "real.csv")
+    export(store, "csv", synced / "via.csv", endpoints=["costs"])
+    assert (synced / "via.csv").is_symlink()
+    assert (synced / "real.csv").read_text().startswith("org,stream,bucket_start")
+    assert _leftovers(synced) == []

@@ -36,7 +36,7 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue
-from usageledger._paths import same_file
+from usageledger._paths import real_path, same_file
 from usageledger.errors import ConfigError
 from usageledger.store import BaseStore, TableSpec, table_for
 from usageledger.store.schema import q
@@ -221,6 +221,8 @@ class _Staging:
     def open(self, final: Path) -> Iterator[IO[bytes]]:
         """A new temporary file for ``final`` (never the target itself, so nothing existing is truncated)."""
         self._guard.check(final)
+        if final.is_symlink():  # replace the file the link points at, as writing through it did, and keep the link
+            final = real_path(final)
         temp = self._temp_name(final)
         self._moves.append((temp, final))
         with open(temp, "xb") as fh:
