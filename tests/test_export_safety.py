@@ -125,10 +125,11 @@ def test_same_file_compares_real_paths(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 class Failing:
-    """Yields the store's first batch (if any), then fails as a lost connection or full disk would, mid-write."""
+    """Yields the store's first batches (if any), then fails as a lost connection or full disk would, mid-write."""
 
-    def __init__(self, store: BaseStore, fail_on: str = "") -> None:
+    def __init__(self, store: BaseStore, fail_on: str = "", after: int = 1) -> None:
         self.store = store
+        self.after = after
         self.real = store.iter_batches
         self.fail_on = fail_on
 
@@ -137,7 +138,7 @@ class Failing:
         if self.fail_on and f"FROM {self.fail_on} " not in sql:
             yield from batches
             return
-        yield from itertools.islice(batches, 1)
+        yield from itertools.islice(batches, self.after)
         raise OSError("No space left on device")
 
 
@@ -192,7 +193,7 @@ def test_failed_partitioned_export_keeps_the_old_dataset(
     first = export(store, "parquet", lake, endpoints=["costs"], partition_by="day")
     assert first.rows["costs"] > 0 and first.files
     before = {p: p.read_bytes() for p in first.files}
-    monkeypatch.setattr(store, "iter_batches", Failing(store))
+    monkeypatch.setattr(store, "iter_batches", Failing(store, after=20))
     with pytest.raises(OSError, match="No space"):
         export(store, "parquet", lake, endpoints=["costs"], partition_by="day", batch_rows=5)
     assert {p: p.read_bytes() for p in lake.rglob("*.parquet")} == before
