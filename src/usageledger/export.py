@@ -11,13 +11,21 @@ Where it goes:
 * a directory: one file per endpoint (``usage_completions.csv``, ``costs.parquet``, ...);
 * Parquet with ``partition_by="day"``: a Hive-partitioned dataset, ``<dir>/<table>/day=YYYY-MM-DD/*.parquet``,
   that Spark, Trino or DuckDB read as one table.
+
+Nothing is lost: an output that is the DuckDB store, its WAL or another protected file (the CLI adds the config in
+use) is refused before anything is written. Every file goes to a temporary name beside its target and is renamed into
+place only when the whole export has succeeded, so a failed export leaves no partial file and never truncates one.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,6 +36,7 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue
+from usageledger._paths import real_path, same_file
 from usageledger.errors import ConfigError
 from usageledger.store import BaseStore, TableSpec, table_for
 from usageledger.store.schema import q
@@ -128,8 +137,13 @@ def export(
     streams: Sequence[str] = (),
     partition_by: Literal["day"] | None = None,
     batch_rows: int = BATCH_ROWS,
+    protect: Mapping[str, str | Path] | None = None,
 ) -> ExportResult:
-    """Write the selected rows; ``output`` is ``-`` (stdout is the caller's binary stream), a file or a directory."""
+    """Write the selected rows; ``output`` is ``-`` (stdout is the caller's binary stream), a file or a directory.
+
+    ``protect`` maps a description ("the config file") to a path the export must never write; the DuckDB store and
+    its WAL are always protected.
+    """
     names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
     specs = []
     for name in names:
@@ -144,28 +158,115 @@ def export(
             raise ConfigError(f"{fmt} to stdout holds one endpoint: pass --endpoint, or an --output directory")
         return _write_stream(store, fmt, output, specs, since, until, orgs, streams, batch_rows)
     target = Path(output)
+    guard = _Guard(store, protect or {})
+    guard.check(target)
     directory = partition_by is not None or target.is_dir() or (len(specs) > 1 and fmt != "jsonl")
-    if not directory:
-        if target.parent and not target.parent.exists():
-            raise ConfigError(f"--output: directory {target.parent} does not exist")
-        with open(target, "wb") as fh:
-            result = _write_stream(store, fmt, fh, specs, since, until, orgs, streams, batch_rows)
-        return ExportResult(result.rows, (target,))
-    target.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, int] = {}
-    files: list[Path] = []
-    for spec in specs:
-        batches = _batches(store, spec, since, until, orgs, streams, batch_rows)
-        if partition_by == "day":
-            count, written = _write_partitioned(spec, batches, target / spec.name)
-            files.extend(written)
-        else:
-            path = target / f"{spec.name}.{fmt}"
-            with open(path, "wb") as fh:
-                count = _write_one(fmt, fh, spec, batches, header=True)
-            files.append(path)
-        rows[spec.name] = count
-    return ExportResult(rows, tuple(files))
+    staging = _Staging(guard)
+    try:
+        if not directory:
+            if target.parent and not target.parent.exists():
+                raise ConfigError(f"--output: directory {target.parent} does not exist")
+            with staging.open(target) as fh:
+                result = _write_stream(store, fmt, fh, specs, since, until, orgs, streams, batch_rows)
+            staging.commit()
+            return ExportResult(result.rows, (target,))
+        target.mkdir(parents=True, exist_ok=True)
+        rows: dict[str, int] = {}
+        for spec in specs:
+            batches = _batches(store, spec, since, until, orgs, streams, batch_rows)
+            if partition_by == "day":
+                count = _write_partitioned(spec, batches, target / spec.name, staging)
+            else:
+                with staging.open(target / f"{spec.name}.{fmt}") as fh:
+                    count = _write_one(fmt, fh, spec, batches, header=True)
+            rows[spec.name] = count
+        return ExportResult(rows, staging.commit())
+    finally:
+        staging.discard()
+
+
+class _Guard:
+    """The paths an export must never write: the DuckDB store, its WAL and what the caller protects."""
+
+    def __init__(self, store: BaseStore, protect: Mapping[str, str | Path]) -> None:
+        from usageledger.store.duckdb import DuckDBStore
+
+        self._paths: list[tuple[str, str | Path]] = []
+        if isinstance(store, DuckDBStore) and store.path != ":memory:":
+            self._paths += [("the DuckDB store", store.path), ("the DuckDB store's WAL", f"{store.path}.wal")]
+        self._paths += list(protect.items())
+
+    def check(self, path: Path) -> None:
+        for what, kept in self._paths:
+            if same_file(path, kept):
+                raise ConfigError(
+                    f"--output {path} is {what} ({kept}) and would be overwritten: export to another file or directory"
+                )
+
+
+class _Staging:
+    """Files written under temporary names beside their targets, renamed into place together by ``commit``."""
+
+    def __init__(self, guard: _Guard) -> None:
+        self._guard = guard
+        self._moves: list[tuple[Path, Path]] = []
+        self._dirs: list[Path] = []
+        self._stale: list[Path] = []
+
+    @staticmethod
+    def _temp_name(final: Path) -> Path:
+        return final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+
+    @contextmanager
+    def open(self, final: Path) -> Iterator[IO[bytes]]:
+        """A new temporary file for ``final`` (never the target itself, so nothing existing is truncated)."""
+        self._guard.check(final)
+        if final.is_symlink():  # replace the file the link points at, as writing through it did, and keep the link
+            final = real_path(final)
+        temp = self._temp_name(final)
+        self._moves.append((temp, final))
+        with open(temp, "xb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def directory(self, final: Path) -> Path:
+        """A new temporary directory beside ``final`` for a writer that makes its own files (a Parquet dataset)."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = self._temp_name(final)
+        temp.mkdir()
+        self._dirs.append(temp)
+        return temp
+
+    def adopt(self, temp: Path, final: Path) -> None:
+        """Rename ``temp`` (inside a staging directory) to ``final`` on commit."""
+        self._guard.check(final)
+        self._moves.append((temp, final))
+
+    def replace_directory(self, final_dir: Path) -> None:
+        """On commit, remove the files already in ``final_dir`` that this export does not write."""
+        if final_dir.is_dir():
+            self._stale += [p for p in final_dir.iterdir() if p.is_file()]
+
+    def commit(self) -> tuple[Path, ...]:
+        finals = {final for _, final in self._moves}
+        for temp, final in self._moves:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, final)
+        for old in self._stale:
+            if old not in finals:
+                old.unlink(missing_ok=True)
+        self._moves, self._stale = [], []
+        return tuple(sorted(finals))
+
+    def discard(self) -> None:
+        """Remove every temporary file and directory left (all of them after a failure, none after commit)."""
+        for temp, _ in self._moves:
+            with suppress(FileNotFoundError):
+                temp.unlink()
+        for temp_dir in self._dirs:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        self._moves, self._dirs = [], []
 
 
 def _batches(
@@ -235,8 +336,8 @@ def _write_one(fmt: ExportFormat, out: IO[bytes], spec: TableSpec, batches: Iter
     return count
 
 
-def _write_partitioned(spec: TableSpec, batches: Iterator[pa.Table], root: Path) -> tuple[int, list[Path]]:
-    """A Hive-partitioned dataset: ``root/day=YYYY-MM-DD/part-*.parquet``."""
+def _write_partitioned(spec: TableSpec, batches: Iterator[pa.Table], root: Path, staging: _Staging) -> int:
+    """A Hive-partitioned dataset: ``root/day=YYYY-MM-DD/part-*.parquet``, staged and replacing whole days."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
@@ -251,14 +352,18 @@ def _write_partitioned(spec: TableSpec, batches: Iterator[pa.Table], root: Path)
             yield from table.append_column("day", day).cast(schema).to_batches()
 
     reader = pa.RecordBatchReader.from_batches(schema, with_day())
+    temp = staging.directory(root)
     written: list[Path] = []
     ds.write_dataset(
         reader,
-        root,
+        temp,
         format="parquet",
         partitioning=ds.partitioning(pa.schema([("day", pa.string())]), flavor="hive"),
-        existing_data_behavior="delete_matching",
         basename_template="part-{i}.parquet",
         file_visitor=lambda f: written.append(Path(f.path)),
     )
-    return count, sorted(written)
+    for path in sorted(written):
+        final = root / path.relative_to(temp)
+        staging.replace_directory(final.parent)
+        staging.adopt(path, final)
+    return count

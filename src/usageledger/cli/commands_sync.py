@@ -342,6 +342,7 @@ def export_command(
             orgs=org or (),
             streams=stream or (),
             partition_by=partition_by,
+            protect={} if config.path is None else {"the config file in use": config.path},
         )
     if output != "-":
         err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)

@@ -1,0 +1,23 @@
+"""One place that decides whether two paths name the same file: resolved real paths, not string equality."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["real_path", "same_file"]
+
+
+def real_path(path: str | Path) -> Path:
+    """``path`` made absolute with ``.``, ``..`` and symlinks resolved; it need not exist."""
+    return Path(os.path.realpath(os.fspath(path)))
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when ``a`` and ``b`` name one file: equal real paths, or (both existing) one inode, e.g. a hard link."""
+    if real_path(a) == real_path(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -1,0 +1,235 @@
+"""`export` never destroys what it reads: the store, its WAL and the config are refused as outputs, and every file
+is written under a temporary name, so a failed export leaves no partial file and keeps the old one whole."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from usageledger._paths import real_path, same_file
+from usageledger.cli import app
+from usageledger.errors import ConfigError
+from usageledger.export import export
+from usageledger.store import BaseStore, open_store
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+STORE = "usageledger.duckdb"
+CONFIG = "usageledger.toml"
+
+
+def _costs_rows(path: Path) -> int:
+    with open_store(path) as opened:
+        return int(opened.query("SELECT count(*) FROM costs")[0][0])
+
+
+@pytest.fixture
+def synced(tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with `init`'s config and a DuckDB store holding 20 days of the emulator's costs."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("USAGELEDGER_CONFIG", raising=False)
+    monkeypatch.delenv("USAGELEDGER_STORE", raising=False)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator_url)
+    runner = CliRunner()
+    init = runner.invoke(app, ["init"])
+    assert init.exit_code == 0, init.output
+    done = runner.invoke(app, ["sync", "-e", "costs", "--since", "20d", "--now", str(EMULATOR_NOW), "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert _costs_rows(tmp_path / STORE) > 0
+    return tmp_path
+
+
+def _refused(args: list[str]) -> str:
+    result = CliRunner().invoke(app, ["export", *args])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    message = result.stderr.strip()
+    assert "--output" in message and "export to another file" in message
+    assert len(message.splitlines()) == 1, message
+    return message
+
+
+@pytest.mark.parametrize(
+    "output",
+    [STORE, f"./{STORE}", f"sub/../{STORE}", "ABSOLUTE", "LINK", f"{STORE}.wal", f"./{STORE}.wal"],
+)
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_onto_the_store_is_refused(synced: Path, output: str, fmt: str) -> None:
+    """-o naming the store (relative, ./, .., absolute, through a symlink) or its WAL is refused; no row is lost."""
+    before = _costs_rows(synced / STORE)
+    store_bytes = (synced / STORE).read_bytes()
+    (synced / "sub").mkdir()
+    (synced / "link.csv").symlink_to(synced / STORE)
+    target = {"ABSOLUTE": str(synced / STORE), "LINK": "link.csv"}.get(output, output)
+    message = _refused(["-e", "costs", "-f", fmt, "-o", target])
+    assert "store" in message
+    assert (synced / STORE).read_bytes() == store_bytes
+    assert _costs_rows(synced / STORE) == before
+    assert not (synced / f"{STORE}.wal").exists()
+    assert sorted(p.name for p in synced.iterdir()) == sorted([STORE, CONFIG, "sub", "link.csv"])
+
+
+def test_export_of_every_endpoint_onto_the_store_is_refused(synced: Path) -> None:
+    """Without -e (a directory export) the store path is still refused, not turned into a directory or truncated."""
+    before = _costs_rows(synced / STORE)
+    _refused(["-o", STORE])
+    _refused(["-f", "parquet", "--partition-by", "day", "-o", STORE])
+    assert (synced / STORE).is_file() and _costs_rows(synced / STORE) == before
+
+
+@pytest.mark.parametrize("output", [CONFIG, f"./{CONFIG}", "ABSOLUTE", "LINK"])
+def test_export_onto_the_config_is_refused(synced: Path, output: str) -> None:
+    """-o naming the config in use (found in the working directory) is refused and the config is unchanged."""
+    config = (synced / CONFIG).read_bytes()
+    (synced / "conf-link").symlink_to(synced / CONFIG)
+    target = {"ABSOLUTE": str(synced / CONFIG), "LINK": "conf-link"}.get(output, output)
+    message = _refused(["-e", "costs", "-o", target])
+    assert "config" in message
+    assert (synced / CONFIG).read_bytes() == config
+
+
+def test_export_onto_an_explicit_config_is_refused(synced: Path) -> None:
+    """--config elsewhere/u.toml protects that file, whatever spelling -o uses."""
+    (synced / "elsewhere").mkdir()
+    moved = synced / "elsewhere" / "u.toml"
+    os.replace(synced / CONFIG, moved)
+    config = moved.read_bytes()
+    _refused(["-e", "costs", "--config", str(moved), "-o", "elsewhere/../elsewhere/u.toml"])
+    assert moved.read_bytes() == config
+    fine = CliRunner().invoke(app, ["export", "-e", "costs", "--config", str(moved), "-o", "costs.csv"])
+    assert fine.exit_code == 0, fine.output
+    assert (synced / "costs.csv").read_text().startswith("org,stream,bucket_start")
+
+
+def test_same_file_compares_real_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative, ./, .., symlinked and hard-linked spellings of one file are the same file; a sibling is not."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").write_text("x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "s").symlink_to(tmp_path / "a")
+    os.link(tmp_path / "a", tmp_path / "h")
+    for spelling in ("a", "./a", "d/../a", str(tmp_path / "a"), "s", "h"):
+        assert same_file(spelling, tmp_path / "a"), spelling
+    assert same_file("missing", tmp_path / "missing")
+    assert not same_file("a.wal", "a") and not same_file("d/a", "a")
+    assert real_path("s") == real_path(tmp_path / "a")
+
+
+class Failing:
+    """Yields the store's first batches (if any), then fails as a lost connection or full disk would, mid-write."""
+
+    def __init__(self, store: BaseStore, fail_on: str = "", after: int = 1) -> None:
+        self.store = store
+        self.after = after
+        self.real = store.iter_batches
+        self.fail_on = fail_on
+
+    def __call__(self, sql: str, params: Any, schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
+        batches = self.real(sql, params, schema, batch_rows)
+        if self.fail_on and f"FROM {self.fail_on} " not in sql:
+            yield from batches
+            return
+        yield from itertools.islice(batches, self.after)
+        raise OSError("No space left on device")
+
+
+@pytest.fixture
+def store(synced: Path) -> Iterator[BaseStore]:
+    """The synced DuckDB store, opened in-process."""
+    with open_store(synced / STORE) as opened:
+        yield opened
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if ".tmp" in p.name)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_failed_export_keeps_the_existing_file_and_leaves_no_partial(
+    store: BaseStore, synced: Path, monkeypatch: pytest.MonkeyPatch, fmt: Any
+) -> None:
+    """An error after the first batch leaves the old output byte for byte and no temporary file behind."""
+    target = synced / f"costs.{fmt}"
+    target.write_bytes(b"the previous export\n")
+    monkeypatch.setattr(store, "iter_batches", Failing(store))
+    with pytest.raises(OSError, match="No space"):
+        export(store, fmt, target, endpoints=["costs"], batch_rows=5)
+    assert target.read_bytes() == b"the previous export\n"
+    assert _leftovers(synced) == []
+    fresh = synced / f"new.{fmt}"
+    with pytest.raises(OSError, match="No space"):
+        export(store, fmt, fresh, endpoints=["costs"], batch_rows=5)
+    assert not fresh.exists() and _leftovers(synced) == []
+
+
+def test_failed_directory_export_renames_nothing(
+    store: BaseStore, synced: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory export whose second table fails leaves the first table's old file too: all or nothing."""
+    out = synced / "out"
+    out.mkdir()
+    (out / "costs.csv").write_text("old costs\n")
+    monkeypatch.setattr(store, "iter_batches", Failing(store, fail_on="usage_embeddings"))
+    with pytest.raises(OSError, match="No space"):
+        export(store, "csv", out, endpoints=["costs", "embeddings"], batch_rows=5)
+    assert (out / "costs.csv").read_text() == "old costs\n"
+    assert sorted(p.name for p in out.iterdir()) == ["costs.csv"]
+
+
+def test_failed_partitioned_export_keeps_the_old_dataset(
+    store: BaseStore, synced: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Hive-partitioned export that fails mid-way leaves the previous dataset's files and no staging directory."""
+    lake = synced / "lake"
+    first = export(store, "parquet", lake, endpoints=["costs"], partition_by="day")
+    assert first.rows["costs"] > 0 and first.files
+    before = {p: p.read_bytes() for p in first.files}
+    monkeypatch.setattr(store, "iter_batches", Failing(store, after=20))
+    with pytest.raises(OSError, match="No space"):
+        export(store, "parquet", lake, endpoints=["costs"], partition_by="day", batch_rows=5)
+    assert {p: p.read_bytes() for p in lake.rglob("*.parquet")} == before
+    assert _leftovers(synced) == []
+
+
+def test_successful_partitioned_export_replaces_whole_days(store: BaseStore, synced: Path) -> None:
+    """Re-exporting a day replaces its files (a stale extra part goes); the result lists only final paths."""
+    lake = synced / "lake"
+    first = export(store, "parquet", lake, endpoints=["costs"], partition_by="day")
+    day_dir = first.files[0].parent
+    (day_dir / "part-9.parquet").write_bytes(b"stale")
+    again = export(store, "parquet", lake, endpoints=["costs"], partition_by="day")
+    assert again.files == first.files and all(p.exists() for p in again.files)
+    assert not (day_dir / "part-9.parquet").exists()
+    assert _leftovers(synced) == []
+
+
+def test_library_export_refuses_the_store_path(store: BaseStore, synced: Path) -> None:
+    """The library guards the DuckDB store too, and a caller can protect more paths."""
+    with pytest.raises(ConfigError, match="--output"):
+        export(store, "csv", synced / STORE, endpoints=["costs"])
+    with pytest.raises(ConfigError, match="the report"):
+        export(store, "csv", synced / "r.csv", endpoints=["costs"], protect={"the report": "./r.csv"})
+    assert not (synced / "r.csv").exists() and _costs_rows_open(store) > 0
+
+
+def _costs_rows_open(store: BaseStore) -> int:
+    return int(store.query("SELECT count(*) FROM costs")[0][0])
+
+
+def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(store: BaseStore, synced: Path) -> None:
+    """-o a symlink to an ordinary file writes that file, as before, and the link stays a link."""
+    (synced / "real.csv").write_text("old\n")
+    (synced / "via.csv").symlink_to(synced / "real.csv")
+    export(store, "csv", synced / "via.csv", endpoints=["costs"])
+    assert (synced / "via.csv").is_symlink()
+    assert (synced / "real.csv").read_text().startswith("org,stream,bucket_start")
+    assert _leftovers(synced) == []
