@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -62,6 +63,10 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except UsageLedgerError as exc:
             raise fail(str(exc)) from None
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, and keep Python from reporting the flush at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except OSError as exc:
             raise fail(describe_os_error(exc)) from None
         except KeyboardInterrupt:

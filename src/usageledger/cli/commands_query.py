@@ -107,7 +107,9 @@ _JSON: Final = msgspec.json.Encoder(decimal_format="number")
 def _write_jsonl(found: Iterator[rows.Row]) -> None:
     out = sys.stdout
     for row in found:
-        out.write(_JSON.encode(row).decode())
+        # Times in the ISO form that `export` writes, so both commands' JSON lines compare as they are.
+        iso_row = {k: timeutil.iso(int(v)) if k in _TIMES and v is not None else v for k, v in row.items()}
+        out.write(_JSON.encode(iso_row).decode())
         out.write("\n")
 
 

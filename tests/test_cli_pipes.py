@@ -1,0 +1,41 @@
+"""Output piped into a reader that stops early (`| head -1`) ends quietly, and JSON lines carry ISO times."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from fixtures.data import FAKE_ADMIN_KEY
+
+QUERY = ["query", "completions", "--start", "2026-10-01", "--end", "2026-11-15", "--bucket-width", "1h"]
+
+
+def _usageledger(*argv: str, emulator_url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
+    command = [sys.executable, "-c", "from usageledger.cli import main; main()", *argv, "--base-url", emulator_url]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(emulator_url: str) -> None:
+    """`query ... --format csv | head -1`: the first line arrives, then exit 0 with nothing on stderr."""
+    process = _usageledger(*QUERY, "--format", "csv", emulator_url=emulator_url)
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    code = process.wait(timeout=60)
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert first.startswith(b"endpoint,bucket_start"), first
+    assert code == 0 and stderr == "", (code, stderr)
+
+
+def test_query_json_lines_use_iso_times(emulator_url: str) -> None:
+    """`query -f jsonl` writes bucket_start and bucket_end as ISO times, the form `export` writes."""
+    process = _usageledger(*QUERY[:4], "--end", "2026-10-03", "--format", "jsonl", emulator_url=emulator_url)
+    out, err = process.communicate(timeout=60)
+    rows = [json.loads(line) for line in out.decode().splitlines()]
+    assert process.returncode == 0, err
+    assert [r["bucket_start"] for r in rows] == ["2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"]
+    assert rows[0]["bucket_end"] == "2026-10-02T00:00:00Z"
