@@ -497,3 +497,16 @@ def test_demo_prints_the_report(tmp_path: Path) -> None:
     tail = result.output[result.output.index("Usage & costs") :]
     for section in ("Spend by project", "Spend by model", "Tokens and requests by model", "Top movers by model"):
         assert section in tail
+
+
+def test_an_unknown_project_id_is_warned_about(demo_store: Path) -> None:
+    """`check --project` and `report --project` with an ID the store never saw warn on stderr; a known one does not."""
+    with open_store(demo_store, migrate=False, read_only=True) as store:
+        known = store.query("SELECT min(project_id) FROM costs_daily WHERE project_id IS NOT NULL")[0][0]
+    for command in (["check"], ["report"]):
+        typo = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--project", "proj_typo"])
+        assert typo.exit_code in (0, EXIT_FINDINGS), typo.output
+        warnings = [line for line in typo.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "--project proj_typo" in warnings[0], typo.stderr
+        fine = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--project", known])
+        assert "warning:" not in fine.stderr, fine.stderr

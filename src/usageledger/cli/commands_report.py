@@ -20,7 +20,7 @@ from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.html import render_html
 from usageledger.report.names import Names, load_names, names_from_mapping
-from usageledger.report.queries import Period, Scope, build_report
+from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.terminal import render_check, render_reconcile, render_report
 from usageledger.store import BaseStore, is_postgres_url, open_store
@@ -53,6 +53,18 @@ ConfigOpt = Annotated[
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
 ]
+
+
+def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -> None:
+    """Say so when --project names an ID the store has never seen: a typo would otherwise watch nothing, quietly."""
+    if project is not None and not project_known(db, project, org):
+        err_console.print(
+            f"warning: --project {project} appears in no cost or usage row of this store"
+            f"{'' if org is None else f' for org {org}'}; check the ID (usageledger report lists the projects)",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
 
 
 @contextmanager
@@ -133,6 +145,7 @@ def report(
     settings = load_config(config)
     id_names = _names(settings, names)
     with _database(store or settings.store_url) as db:
+        _warn_unknown_project(db, project, org)
         data = build_report(db, period, Scope(org=org, project=project))
     if html is None and png is None:
         console.print(render_report(data, id_names))
@@ -251,6 +264,7 @@ def check(
     budget_day = _day(on, now=ts, param="--date", end=False) if on else None
     judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
+        _warn_unknown_project(db, project, org)
         result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
     console.print(render_check(result, cfg.anomaly))
     if result.alerts and webhook is not None:

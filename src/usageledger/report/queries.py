@@ -42,6 +42,7 @@ __all__ = [
     "Scope",
     "Spend",
     "build_report",
+    "project_known",
     "token_usage_sql",
     "utc_day",
 ]
@@ -140,6 +141,14 @@ class Scope:
             clauses.append("project_id = %s")
             params.append(self.project)
         return " AND ".join(clauses), params
+
+
+def project_known(db: Database, project: str, org: str | None = None) -> bool:
+    """Whether any cost or token-usage row of the store names ``project`` (in ``org``, when given), at any time."""
+    where = "project_id = %s" + ("" if org is None else " AND org = %s")
+    params: list[object] = [project] if org is None else [project, org]
+    views = [COSTS_VIEW, *(daily_view_name(e) for e in catalogue.ENDPOINTS if e.name != "costs")]
+    return any(db.query(f"SELECT 1 FROM {view} WHERE {where} LIMIT 1", params) for view in views)
 
 
 @dataclass(frozen=True, slots=True)
