@@ -44,3 +44,16 @@ def test_flags_get_the_config_checks(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {flag}: must be {rule}"), lines
     assert not store.exists(), "a refused sync creates no store"
+
+
+@pytest.mark.parametrize("command", [["sync", "--quiet"], ["query", "costs", "--start", "2d"]])
+def test_plain_http_off_loopback_names_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A non-loopback http:// base URL is refused in one line that names --allow-insecure-http, before any request."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, [*command, "--base-url", "http://usage.invalid/v1"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--allow-insecure-http" in lines[0] and "usage.invalid" in lines[0], lines

@@ -208,7 +208,7 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
         raise InsecureURLError(
             f"refusing plain http:// to {url.host}: the admin key would travel unencrypted. Use https://, "
-            "a loopback host, or pass allow_insecure_http=True"
+            "a loopback host, or accept the risk with --allow-insecure-http (allow_insecure_http=True in the library)"
         )
     return base_url.rstrip("/")
 

@@ -133,6 +133,7 @@ def _run(
     output: str,
     limit_rows: int | None,
     base_url: str | None,
+    allow_insecure_http: bool,
     array_format: str,
     verbose: int,
     filters: dict[str, Any],
@@ -140,7 +141,11 @@ def _run(
     setup_logging(verbose)
     ep = catalogue.get(endpoint)
     given = {name: value for name, value in filters.items() if value not in (None, [])}
-    with Client(base_url=base_url, array_format=array_format) as client:  # type: ignore[arg-type]
+    with Client(
+        base_url=base_url,
+        array_format=array_format,  # type: ignore[arg-type]
+        allow_insecure_http=allow_insecure_http,
+    ) as client:
         try:
             query = client.query(
                 ep,
@@ -232,6 +237,14 @@ def _signature() -> inspect.Signature:
                 ),
             ],
             None,
+        ),
+        (
+            "allow_insecure_http",
+            Annotated[
+                bool,
+                typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback."),
+            ],
+            False,
         ),
         (
             "array_format",

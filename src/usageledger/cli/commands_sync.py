@@ -197,6 +197,9 @@ def sync_command(
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL ending in /v1.")] = None,
+    allow_insecure_http: Annotated[
+        bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
+    ] = False,
     endpoint: Annotated[
         list[str] | None,
         typer.Option(
@@ -266,6 +269,7 @@ def sync_command(
             else check_sync_int("concurrency", concurrency, name="--concurrency")
         ),
         max_retries=config.sync.max_retries,
+        allow_insecure_http=allow_insecure_http,
     )
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
