@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
-from usageledger._secrets import normalize_key
+from usageledger._secrets import KEY_SHAPED, normalize_key
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -41,7 +41,7 @@ __all__ = [
 
 DEFAULT_CONFIG: Final = "usageledger.toml"
 CONFIG_ENV: Final = "USAGELEDGER_CONFIG"
-_SECRET: Final = re.compile(r"sk-[A-Za-z0-9_-]{8,}")
+_SECRET: Final = KEY_SHAPED
 
 
 @dataclass(frozen=True, slots=True)
