@@ -3,6 +3,7 @@ non-ASCII characters are refused with one line that shows only the prefix; maski
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,16 @@ def test_redact_url_shows_scheme_and_host_only() -> None:
     url = "https://user:pw@hooks.example.com:8443/services/T000/B000/XXXXSECRET?token=abc"
     assert redact_url(url) == "https://hooks.example.com:8443"
     assert redact_url("not a url") == "<webhook URL>"
+
+
+def test_the_cli_log_handler_masks_keys_in_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """A key-shaped value logged as an argument (even with a newline in it) is cut to its prefix by the CLI handler."""
+    from usageledger.cli._app import setup_logging
+
+    key = canary_key()
+    for fmt in ("text", "json"):
+        setup_logging(2, fmt)
+        logging.getLogger("usageledger.test").warning("header %r refused", f"Bearer {key}\n")
+        err = capsys.readouterr().err
+        assert "sk-admin-" in err and "CANARY" not in err, err
+    logging.getLogger("usageledger").handlers[:] = []

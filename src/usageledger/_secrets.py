@@ -7,6 +7,7 @@ non-ASCII letter in it is masked too, raw or in its ``repr``-escaped form (``sk-
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Final
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "ADMIN_KEY_PREFIX",
     "KEY_SHAPED",
+    "MaskKeysFilter",
     "mask_keys",
     "normalize_key",
     "redact",
@@ -101,3 +103,14 @@ def redact_url_password(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
     return url
+
+
+class MaskKeysFilter(logging.Filter):
+    """A handler filter that masks key-shaped text in every record's message before any formatter (text or JSON)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_keys(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
