@@ -105,3 +105,18 @@ def test_the_cli_log_handler_masks_keys_in_text_and_json(capsys: pytest.CaptureF
         err = capsys.readouterr().err
         assert "sk-admin-" in err and "CANARY" not in err, err
     logging.getLogger("usageledger").handlers[:] = []
+
+
+def test_doctor_blames_the_key_not_the_base_url_for_an_inner_space(emulator_url: str, tmp_path: Path) -> None:
+    """doctor fails the `key` check with the one-line reason and prefix only; the base URL check still passes."""
+    from usageledger.doctor import diagnose
+
+    key = canary_key()
+    env = {"OPENAI_ADMIN_KEY": key[:15] + " " + key[15:]}
+    found = diagnose(base_url=emulator_url, environ=env, store=str(tmp_path / "s.duckdb"), clock=lambda: EMULATOR_NOW)
+    assert found.by_check("key").status == "fail" and "whitespace" in found.by_check("key").finding
+    assert found.by_check("base URL").status == "ok", found.by_check("base URL")
+    assert "CANARY" not in repr(found)
+    env = {"OPENAI_ADMIN_KEY": key + "\n"}
+    store = str(tmp_path / "s.duckdb")
+    assert diagnose(base_url=emulator_url, environ=env, store=store, clock=lambda: EMULATOR_NOW).ok

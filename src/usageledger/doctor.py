@@ -242,9 +242,15 @@ def _check_org(
             )
         )
     else:
-        status, finding, fix = _key_shape(key.strip())
-        source = "the config file" if org.api_key else org.key_env
-        out.append(Finding(f"key{label}", status, f"{finding}, from {source}", fix))
+        try:
+            key = org.resolve_key(env)
+        except ConfigError as exc:  # inner whitespace, a control or non-ASCII character: one finding, prefix only
+            out.append(Finding(f"key{label}", "fail", str(exc), f"export {org.key_env}=sk-admin-... again"))
+            key = None
+        else:
+            status, finding, fix = _key_shape(key)
+            source = "the config file" if org.api_key else org.key_env
+            out.append(Finding(f"key{label}", status, f"{finding}, from {source}", fix))
     url = org.resolve_base_url(base_url, env) or DEFAULT_BASE_URL
     where_url = (
         "--base-url"
