@@ -120,3 +120,13 @@ def test_doctor_blames_the_key_not_the_base_url_for_an_inner_space(emulator_url:
     env = {"OPENAI_ADMIN_KEY": key + "\n"}
     store = str(tmp_path / "s.duckdb")
     assert diagnose(base_url=emulator_url, environ=env, store=store, clock=lambda: EMULATOR_NOW).ok
+
+
+def test_the_seed_face_names_access_token_for_a_malformed_key() -> None:
+    """UsageApi(access_token=...) with a tab inside names access_token=, not the Client's api_key=."""
+    from usageledger import UsageApi
+
+    key = canary_key()
+    with pytest.raises(ConfigError, match="access_token=") as info:
+        UsageApi(access_token=key[:15] + "\t" + key[15:], base_url="http://127.0.0.1:9/v1")
+    assert "CANARY" not in str(info.value)
