@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -235,3 +236,20 @@ def test_cli_check_reads_alerts_from_config(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, args)
     assert bad.exit_code == 1
     assert "alerts.daily_budgett: unknown key" in bad.output
+
+
+def test_cli_check_webhook_failure_shows_only_the_host_and_still_exits_3(tmp_path: Path) -> None:
+    """A webhook to a dead loopback port: one error line with the host, never the secret path; exit stays 3."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/services/T0SECRET/B0SECRET/WEBHOOKPATHSECRET"
+    store = make_store(tmp_path / "s.duckdb", _days(spike=True))
+    result = CliRunner().invoke(
+        app,
+        ["check", "--store", str(store), "--date", LAST.isoformat(), "--daily-budget", "50", "--webhook", url],
+    )
+    assert result.exit_code == EXIT_FINDINGS, result.output
+    assert f"webhook http://127.0.0.1:{port}: no response" in result.output
+    assert "SECRET" not in result.output and "/services" not in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

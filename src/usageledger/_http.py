@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
+from usageledger._secrets import normalize_key, redact
 from usageledger.catalogue import ADMIN_KEY_ENV, ADMIN_KEY_PREFIX, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.errors import (
     APIConnectionError,
@@ -182,13 +183,6 @@ def decide_retry(
 # --- configuration --------------------------------------------------------------------------------------
 
 
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` replaced by a redacted marker."""
-    if secret:
-        return text.replace(secret, _REDACTED)
-    return text
-
-
 def _is_loopback(host: str) -> bool:
     if host.lower() in ("localhost", "localhost."):
         return True
@@ -284,7 +278,8 @@ class HTTPConfig:
         headers: Mapping[str, str] | None,
     ) -> HTTPConfig:
         """Argument, else environment, else a clear :class:`ConfigError`."""
-        key = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
+        raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
+        key = normalize_key(raw, "api_key=" if api_key is not None else ADMIN_KEY_ENV) if raw else raw
         if not key:
             raise ConfigError(f"no admin API key: set {ADMIN_KEY_ENV} or pass api_key=")
         url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -318,7 +313,7 @@ class HTTPConfig:
         if max_retries is not None:
             policy = _replace_retries(policy, max_retries)
         return HTTPConfig(
-            api_key=api_key if api_key is not None else self._api_key,
+            api_key=normalize_key(api_key, "api_key=") if api_key is not None else self._api_key,
             base_url=base_url if base_url is not None else self.base_url,
             timeout=self.timeout if timeout is None else _timeout(timeout),
             retry=policy,

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
+from usageledger._secrets import KEY_SHAPED, normalize_key
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -40,7 +41,7 @@ __all__ = [
 
 DEFAULT_CONFIG: Final = "usageledger.toml"
 CONFIG_ENV: Final = "USAGELEDGER_CONFIG"
-_SECRET: Final = re.compile(r"sk-[A-Za-z0-9_-]{8,}")
+_SECRET: Final = KEY_SHAPED
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +68,11 @@ class OrgConfig:
     def resolve_key(self, environ: Mapping[str, str] | None = None) -> str:
         env = os.environ if environ is None else environ
         if self.api_key:
-            return self.api_key
+            return normalize_key(self.api_key, f"org {self.name!r} api_key")
         value = env.get(self.key_env)
-        if not value:
+        if not value or not value.strip():
             raise ConfigError(f"org {self.name!r}: no admin key: set {self.key_env} (orgs.key_env names the variable)")
-        return value
+        return normalize_key(value, self.key_env)
 
     def resolve_base_url(self, override: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
         env = os.environ if environ is None else environ

@@ -18,7 +18,6 @@ never part of a finding: at most its prefix is shown.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from usageledger import timeutil
+from usageledger._secrets import KEY_SHAPED, mask_keys
 from usageledger.catalogue import ADMIN_KEY_PREFIX, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.client import Client
 from usageledger.config import Config, OrgConfig, find_config, load_config
@@ -51,7 +51,6 @@ __all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
 Status = Literal["ok", "warn", "fail", "skip"]
 
 PROBE_TIMEOUT: Final = 15.0
-_KEY_IN_TEXT: Final = re.compile(r"\b(sk-(?:admin-|proj-|svcacct-)?)[A-Za-z0-9_-]{8,}")
 """What counts as a key written into a config file (the config loader's rule), and what findings never show."""
 _ADMIN_KEYS_PAGE: Final = "https://platform.openai.com/settings/organization/admin-keys"
 
@@ -126,9 +125,7 @@ def _redacted(finding: Finding) -> Finding:
     """``finding`` with anything key-shaped cut to its prefix: a key typed into the wrong config field (say,
     ``key_env``) comes back inside the config loader's error message, and a finding must not repeat it."""
 
-    def cut(text: str) -> str:
-        return _KEY_IN_TEXT.sub(lambda m: m.group(1) + "…", text)
-
+    cut = mask_keys
     return Finding(
         finding.check, finding.status, cut(finding.finding), None if finding.fix is None else cut(finding.fix)
     )
@@ -177,7 +174,7 @@ def _permissions(path: Path) -> Finding | None:
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         return Finding("config permissions", "fail", f"cannot read {path}: {exc.strerror or exc}", f"check {path}")
-    holds_key = _KEY_IN_TEXT.search(text) is not None
+    holds_key = KEY_SHAPED.search(text) is not None
     if holds_key and mode & 0o077:
         who = (
             "every user can read it"
@@ -245,9 +242,15 @@ def _check_org(
             )
         )
     else:
-        status, finding, fix = _key_shape(key.strip())
-        source = "the config file" if org.api_key else org.key_env
-        out.append(Finding(f"key{label}", status, f"{finding}, from {source}", fix))
+        try:
+            key = org.resolve_key(env)
+        except ConfigError as exc:  # inner whitespace, a control or non-ASCII character: one finding, prefix only
+            out.append(Finding(f"key{label}", "fail", str(exc), f"export {org.key_env}=sk-admin-... again"))
+            key = None
+        else:
+            status, finding, fix = _key_shape(key)
+            source = "the config file" if org.api_key else org.key_env
+            out.append(Finding(f"key{label}", status, f"{finding}, from {source}", fix))
     url = org.resolve_base_url(base_url, env) or DEFAULT_BASE_URL
     where_url = (
         "--base-url"

@@ -8,9 +8,10 @@ next. No exception ever holds the admin key.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Final
+
+from usageledger._secrets import mask_keys
 
 __all__ = [
     "APIConnectionError",
@@ -39,14 +40,6 @@ __all__ = [
 
 class UsageLedgerError(Exception):
     """Root of every error this package raises on purpose."""
-
-
-_KEY_SHAPED: Final = re.compile(r"sk-(?:(admin|proj|svcacct)-)?[A-Za-z0-9_-]{8,}")
-
-
-def mask_keys(text: str) -> str:
-    """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``), so no error can echo a key."""
-    return _KEY_SHAPED.sub(lambda m: f"sk-{m.group(1)}-…" if m.group(1) else "sk-…", text)
 
 
 class ConfigError(UsageLedgerError):

@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 import httpx
 
 from usageledger._http import ArrayFormat, RetryPolicy, TimeoutTypes
+from usageledger._secrets import normalize_key
 from usageledger.client import Client
 from usageledger.models import UsageResponse
 from usageledger.timeutil import TimeInput
@@ -51,6 +52,8 @@ class UsageApi:
         clock: Callable[[], float] | None = None,
         client: Client | None = None,
     ) -> None:
+        if access_token is not None and client is None:
+            access_token = normalize_key(access_token, "access_token=")  # so an error names this argument
         self._client = client or Client(
             access_token,
             base_url,

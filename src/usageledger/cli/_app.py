@@ -12,6 +12,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from usageledger._secrets import MaskKeysFilter
 from usageledger.errors import UsageLedgerError
 
 app = typer.Typer(
@@ -85,6 +86,7 @@ def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(MaskKeysFilter())
     root = logging.getLogger("usageledger")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -15,7 +15,14 @@ from rich.console import RenderableType
 from usageledger.cli._app import app, console, err_console, friendly_errors
 from usageledger.config import Config, load_config
 from usageledger.errors import ParameterError, StoreError
-from usageledger.report.alerts import AnomalyRule, Budget, parse_alert_config, post_webhook, run_checks
+from usageledger.report.alerts import (
+    AlertDeliveryError,
+    AnomalyRule,
+    Budget,
+    parse_alert_config,
+    post_webhook,
+    run_checks,
+)
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.html import render_html
@@ -268,7 +275,12 @@ def check(
         result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
     console.print(render_check(result, cfg.anomaly))
     if result.alerts and webhook is not None:
-        status = post_webhook(webhook, make_slack_payload(result, org=org))
-        err_console.print(f"webhook: delivered {len(result.alerts)} alert(s) (HTTP {status})", highlight=False)
+        try:
+            status = post_webhook(webhook, make_slack_payload(result, org=org))
+        except AlertDeliveryError as exc:
+            # The alerts fired whether or not the webhook heard of them: exit 3 still, with the failure on stderr.
+            err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        else:
+            err_console.print(f"webhook: delivered {len(result.alerts)} alert(s) (HTTP {status})", highlight=False)
     if result.alerts:
         raise typer.Exit(EXIT_FINDINGS)

@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
+from usageledger._secrets import redact_url
 from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 from usageledger.report.formatting import format_money
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, utc_day
@@ -468,14 +469,19 @@ def slack_payload(result: CheckResult, *, org: str | None = None) -> dict[str, A
 def post_webhook(
     url: str, payload: Mapping[str, Any], *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
 ) -> int:
-    """POST the payload as JSON; returns the status code, raises :class:`AlertDeliveryError` unless 2xx."""
+    """POST the payload as JSON; returns the status code, raises :class:`AlertDeliveryError` unless 2xx.
+
+    The URL is a secret (a Slack webhook's path is its credential): errors show its scheme and host only.
+    """
+    shown = redact_url(url)
     try:
         with httpx.Client(timeout=timeout, transport=transport) as client:
             response = client.post(url, json=dict(payload))
     except httpx.HTTPError as exc:
-        raise AlertDeliveryError(f"webhook {url}: no response ({exc}); check the URL and the network") from exc
+        # `from None`: httpx's exception holds the whole URL, and a chained cause would carry it into tracebacks.
+        detail = (str(exc) or type(exc).__name__).replace(url, shown)
+        raise AlertDeliveryError(f"webhook {shown}: no response ({detail}); check the URL and the network") from None
     if not response.is_success:
-        raise AlertDeliveryError(
-            f"webhook {url}: HTTP {response.status_code}: {response.text[:200]}; check the webhook URL"
-        )
+        body = " ".join(response.text.split())[:200].replace(url, shown)
+        raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}: {body}; check the webhook URL")
     return response.status_code

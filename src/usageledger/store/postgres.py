@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store.schema import Dialect, TableSpec, q
@@ -134,12 +135,7 @@ class PostgresStore(BaseStore):
 
 def _redact(url: str) -> str:
     """The URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
-    return url
+    return redact_url_password(url)
 
 
 def _first_line(exc: BaseException) -> str:

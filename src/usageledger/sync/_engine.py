@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from usageledger import rules, timeutil
+from usageledger._secrets import mask_keys
 from usageledger.client import AsyncClient
 from usageledger.errors import StoreError, SyncError, UsageLedgerError
 from usageledger.models import Bucket
@@ -262,7 +263,7 @@ async def _execute(
                     **filters,
                 )
             except UsageLedgerError as exc:
-                job.run.error = f"{job.where()}: {exc}"
+                job.run.error = mask_keys(f"{job.where()}: {exc}")
                 logger.error("sync failed: %s", job.run.error)
                 continue
             lo = min((b.start_time for b in buckets), default=window.start)
