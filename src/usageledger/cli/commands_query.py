@@ -17,7 +17,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from usageledger import catalogue, rows, timeutil
+from usageledger import catalogue, rows, rules, timeutil
 from usageledger._http import ARRAY_FORMATS
 from usageledger.catalogue import BUCKET_WIDTHS, Filter
 from usageledger.cli._app import app, console, friendly_errors, setup_logging
@@ -126,7 +126,7 @@ def _run(
 ) -> None:
     setup_logging(verbose)
     ep = catalogue.get(endpoint)
-    given = {name: value for name, value in filters.items() if value not in (None, [])}
+    given = {name: value for name, value in filters.items() if value is not None}
     with Client(base_url=base_url, array_format=array_format) as client:  # type: ignore[arg-type]
         query = client.query(
             ep,
@@ -154,7 +154,11 @@ def query(**kwargs: Any) -> None:
     filters: dict[str, Any] = {}
     for name, (f, _) in FILTERS.items():
         value = kwargs.pop(name)
-        filters[name] = value if f.kind == "bool" else _split(value)
+        if value is not None and f.kind != "bool":
+            # Keep empty parts: `--models ''` or `--project-ids ',,'` is refused, never read as "no filter".
+            parts = [part.strip() for item in value for part in item.split(",")]
+            value = rules.filter_value(_option_name(name), parts)
+        filters[name] = value
     _run(filters=filters, **kwargs)
 
 
