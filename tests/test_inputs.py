@@ -108,9 +108,11 @@ def test_async_client_refuses_an_empty_filter(emulator_url: str, name: str, valu
 @pytest.mark.parametrize(("name", "value"), EMPTY)
 def test_usage_api_refuses_an_empty_filter(emulator_url: str, name: str, value: Any) -> None:
     """The seed-compatible UsageApi refuses them too, naming the parameter."""
-    with UsageApi(FAKE_ADMIN_KEY, base_url=emulator_url, clock=lambda: EMULATOR_NOW) as api:
-        with pytest.raises(ParameterError) as info:
-            api.usage_completions(start_time=START, end_time=END, **{name: value})
+    with (
+        UsageApi(FAKE_ADMIN_KEY, base_url=emulator_url, clock=lambda: EMULATOR_NOW) as api,
+        pytest.raises(ParameterError) as info,
+    ):
+        api.usage_completions(start_time=START, end_time=END, **{name: value})
     assert info.value.param == name
 
 
