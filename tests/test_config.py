@@ -65,7 +65,7 @@ url = "postgresql://u@localhost/db"
 [sync]
 lag_days = 5
 minute_grace = "20m"
-hour_grace = 3600
+hour_grace = "1h"
 concurrency = 4
 max_retries = 6
 since = "30d"
@@ -137,6 +137,27 @@ def test_bad_configs_name_the_key(tmp_path: Path, text: str, key: str | None) ->
         load_config(path)
     if key is not None:
         assert str(info.value).startswith(f"{key}:"), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fix"),
+    [
+        ("[sync]\nsince = 90", "sync.since", 'since = "90d"'),
+        ("[sync]\nsince = '90'", "sync.since", "90d"),
+        ("[sync]\nhour_grace = 7200", "sync.hour_grace", 'hour_grace = "7200d"'),
+        ("[sync]\nminute_grace = 15.5", "sync.minute_grace", "15.5h"),
+        ("[alerts]\nstale_after = 36", "alerts.stale_after", "36h"),
+        ("[alerts]\nstale_after = '36'", "alerts.stale_after", "36h"),
+    ],
+)
+def test_a_duration_without_a_unit_is_refused(tmp_path: Path, text: str, key: str, fix: str) -> None:
+    """``since = 90`` was read as 90 seconds: a bare number is refused on one line naming the key and the fix."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{key}:") and "has no unit" in message and fix in message, message
+    assert "\n" not in message
 
 
 def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:

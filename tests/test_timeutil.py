@@ -38,9 +38,19 @@ def test_bad_time_names_the_parameter_and_the_fix() -> None:
 def test_durations() -> None:
     """Durations read ms, s, m, h, d and w; bad ones are refused."""
     assert parse_duration("100ms") == pytest.approx(0.1)
-    assert [parse_duration(x) for x in ("15m", "36h", "3d", "2w", "7")] == [900, 129600, 259200, 1209600, 7]
+    assert [parse_duration(x) for x in ("15m", "36h", "3d", "2w", "7s")] == [900, 129600, 259200, 1209600, 7]
     with pytest.raises(ParameterError, match="latency"):
         parse_duration("fast", param="latency")
+
+
+@pytest.mark.parametrize("bare", [36, "36", " 36 ", 36.0, "36.5", "0", 0])
+def test_a_duration_without_a_unit_is_refused(bare: object) -> None:
+    """A bare number (int, float or numeric string) is no duration: the error names the parameter and the fix."""
+    with pytest.raises(ParameterError) as info:
+        parse_duration(bare, param="--stale-after")
+    assert info.value.param == "--stale-after"
+    assert "has no unit" in str(info.value) and "h or " in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_floor_ceil_iso() -> None:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -99,14 +99,8 @@ def _filters(raw: Mapping[str, FilterInput]) -> Mapping[str, rules.FilterValue]:
     for name, value in raw.items():
         if value is None:
             continue
-        if isinstance(value, bool):
-            out[name] = value
-        elif isinstance(value, str):
-            out[name] = (_sendable(name, value),)
-        elif isinstance(value, Iterable):
-            out[name] = tuple(_sendable(name, str(v)) for v in value)
-        else:
-            raise ParameterError(name, f"expected a list of strings, got {value!r}")
+        normal = rules.filter_value(name, value)
+        out[name] = normal if isinstance(normal, bool) else tuple(_sendable(name, v) for v in normal)
     return MappingProxyType(out)
 
 

@@ -191,9 +191,9 @@ def _sync(table: Mapping[str, Any]) -> SyncConfig:
     d = SyncConfig()
     return SyncConfig(
         lag_days=check_sync_int("lag_days", table.get("lag_days", d.lag_days)),
-        minute_grace=_duration(table.get("minute_grace", d.minute_grace), "sync.minute_grace"),
-        hour_grace=_duration(table.get("hour_grace", d.hour_grace), "sync.hour_grace"),
-        since=_duration(table.get("since", d.since), "sync.since"),
+        minute_grace=_duration(table, "minute_grace", d.minute_grace, "sync"),
+        hour_grace=_duration(table, "hour_grace", d.hour_grace, "sync"),
+        since=_duration(table, "since", d.since, "sync"),
         concurrency=check_sync_int("concurrency", table.get("concurrency", d.concurrency)),
         max_retries=check_sync_int("max_retries", table.get("max_retries", d.max_retries)),
     )
@@ -283,12 +283,20 @@ def _int(value: Any, key: str, *, minimum: int) -> int:
     return value
 
 
-def _duration(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ConfigError(f'{key}: must be a duration such as "15m" or a number of seconds, got {_describe(value)}')
+def _duration(table: Mapping[str, Any], name: str, default: int, where: str) -> int:
+    """Whole seconds of ``table[name]`` (a string such as ``"15m"``), or ``default`` when the key is absent."""
+    if name not in table:
+        return default
+    value = table[name]
     try:
-        return int(timeutil.parse_duration(value, param=key))
+        return int(timeutil.parse_duration(value, param=f"{where}.{name}"))
     except ParameterError as exc:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+            # A bare number: the unit it was meant in (seconds? days?) is unknowable. TOML needs the quotes.
+            raise ConfigError(
+                f'{where}.{name}: {value} has no unit; write {name} = "{value}d" or "{value}h"'
+                " (units: ms, s, m (minutes), h, d, w)"
+            ) from None
         raise ConfigError(str(exc)) from None
 
 

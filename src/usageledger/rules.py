@@ -8,7 +8,7 @@ each fit the endpoint's maximum ``limit``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -45,6 +45,35 @@ class Violation:
 
     def to_error(self) -> ParameterError:
         return ParameterError(self.param, self.message, allowed=self.allowed)
+
+
+def filter_value(param: str, value: object) -> FilterValue:
+    """One filter's value, normalised once: ``True``/``False`` as is, a string or a list of strings as a tuple.
+
+    An empty value is refused, never dropped: ``[]``, ``[""]``, ``"  "`` or ``[None]`` would otherwise send no
+    filter and return every row. Leave a filter out (or pass ``None`` before this point) for "no filter".
+    """
+    if isinstance(value, bool):
+        return value
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
+        raise ParameterError(param, f"expected a list of strings, got {_shown(value)}")
+    values = tuple(items)
+    if not values:
+        raise ParameterError(param, f"is empty; give at least one value, or leave {param} out for no filter")
+    for item in values:
+        if not isinstance(item, str):
+            raise ParameterError(param, f"expected strings, got {_shown(item)} in {_shown(value)}")
+        if not item.strip():
+            raise ParameterError(
+                param, f"{_shown(value)} holds an empty value; give non-empty values, or leave {param} out"
+            )
+    return values
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _quoted(values: tuple[str, ...]) -> str:

@@ -19,33 +19,42 @@ TimeInput = datetime | date | int | float | str
 
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS_HELP: Final = "units: ms, s, m (minutes), h, d, w"
 _DURATION_HELP: Final = "a number and a unit: ms, s, m (minutes), h, d or w, e.g. 100ms, 15m, 36h, 90d"
+_BARE_NUMBER: Final = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 MAX_UNIX: Final = 253402300799
 """9999-12-31T23:59:59Z: the last second a ``datetime`` (and an ISO string) can name."""
 _MAX_DIGITS: Final = len(str(MAX_UNIX))
 
 
-def parse_duration(text: str | float | int, *, param: str = "duration") -> float:
-    """Seconds in a span such as ``100ms``, ``15m``, ``36h``, ``90d`` or ``2w``; a bare number is seconds."""
-    if isinstance(text, bool):
-        raise ParameterError(param, f"expected a duration, got {text!r}; use {_DURATION_HELP}")
-    if isinstance(text, int | float):
-        value = float(text)
-    else:
-        stripped = text.strip()
-        try:
-            value = float(stripped)
-        except ValueError:
-            match = _DURATION.match(stripped)
-            if match is None:
-                raise ParameterError(param, f"cannot read {text!r} as a duration; use {_DURATION_HELP}") from None
-            value = float(match.group(1)) * _UNITS[match.group(2)]
+def parse_duration(text: object, *, param: str = "duration") -> float:
+    """Seconds in a span such as ``100ms``, ``15m``, ``36h``, ``90d`` or ``2w``.
+
+    The only duration parser: config keys and CLI flags all come here. A bare number (``90``, ``"36"``) is
+    refused, because whether it meant seconds, hours or days cannot be told.
+    """
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ParameterError(param, f"expected a duration, got {_shown(text)}; use {_DURATION_HELP}")
+    if not isinstance(text, str):
+        raise ParameterError(param, _no_unit(_shown(text)))
+    stripped = text.strip()
+    match = _DURATION.match(stripped)
+    if match is None:
+        if _BARE_NUMBER.match(stripped):
+            raise ParameterError(param, _no_unit(_shown(stripped)[1:-1]))
+        raise ParameterError(param, f"cannot read {_shown(text)} as a duration; use {_DURATION_HELP}")
+    value = float(match.group(1)) * _UNITS[match.group(2)]
     if not math.isfinite(value):
-        # float() reads "nan", "inf" and 400-digit numbers; none of them is a usable span.
+        # A 400-digit number overflows to inf; it is no usable span.
         raise ParameterError(param, f"{_shown(text)} is not a finite duration; use {_DURATION_HELP}")
-    if value < 0:
-        raise ParameterError(param, f"a duration cannot be negative, got {text!r}")
     return value
+
+
+def _no_unit(number: str) -> str:
+    """The message for a number given where a duration is expected: which unit it was meant in is unknowable."""
+    if len(number) > 20 or not re.fullmatch(r"\d+(\.\d+)?", number):
+        return f"{number} has no unit; write a number and a unit ({_UNITS_HELP}), e.g. 36h or 90d"
+    return f"{number} has no unit; write {number}h or {number}d ({_UNITS_HELP})"
 
 
 def now_unix(clock: float | None = None) -> int:

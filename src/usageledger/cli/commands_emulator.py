@@ -47,10 +47,10 @@ def emulator(
             help="Latency per response, counted from the request's arrival (page computation included), e.g. 100ms.",
             rich_help_panel=_FAULTS,
         ),
-    ] = "0",
+    ] = "0ms",
     jitter: Annotated[
         str, typer.Option(help="Extra random latency, up to this, e.g. 50ms.", rich_help_panel=_FAULTS)
-    ] = "0",
+    ] = "0ms",
     rate_429: Annotated[
         float,
         typer.Option(

@@ -17,7 +17,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from usageledger import catalogue, rows, timeutil
+from usageledger import catalogue, rows, rules, timeutil
 from usageledger._http import ARRAY_FORMATS
 from usageledger.catalogue import BUCKET_WIDTHS, Filter
 from usageledger.cli._app import app, console, friendly_errors, setup_logging
@@ -118,6 +118,8 @@ _FLAG_FOR: Final = {"start_time": "--start", "end_time": "--end"}
 
 def _as_flag(exc: ParameterError) -> ParameterError:
     """The library's parameter error, told in the command's own words: ``start_time`` is ``--start``."""
+    if exc.param.startswith("--"):
+        return exc
     flag = _FLAG_FOR.get(exc.param, "--" + exc.param.replace("_", "-"))
     message = str(exc).removeprefix(f"{exc.param}: ")
     return ParameterError(flag, message)
@@ -140,7 +142,7 @@ def _run(
 ) -> None:
     setup_logging(verbose)
     ep = catalogue.get(endpoint)
-    given = {name: value for name, value in filters.items() if value not in (None, [])}
+    given = {name: value for name, value in filters.items() if value is not None}
     with Client(
         base_url=base_url,
         array_format=array_format,  # type: ignore[arg-type]
@@ -175,7 +177,11 @@ def query(**kwargs: Any) -> None:
     filters: dict[str, Any] = {}
     for name, (f, _) in FILTERS.items():
         value = kwargs.pop(name)
-        filters[name] = value if f.kind == "bool" else _split(value)
+        if value is not None and f.kind != "bool":
+            # Keep empty parts: `--models ''` or `--project-ids ',,'` is refused, never read as "no filter".
+            parts = [part.strip() for item in value for part in item.split(",")]
+            value = rules.filter_value(_option_name(name), parts)
+        filters[name] = value
     _run(filters=filters, **kwargs)
 
 

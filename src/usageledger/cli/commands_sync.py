@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from usageledger import catalogue, timeutil
+from usageledger import catalogue, rules, timeutil
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
@@ -70,7 +70,10 @@ def _parse_filters(values: Sequence[str]) -> dict[str, list[str] | bool]:
         else:
             existing = out.get(name)
             prior = existing if isinstance(existing, list) else []
-            out[name] = prior + [v for v in raw.split(",") if v]
+            # An empty part (`project_ids=,,`) is refused, never dropped into "no filter".
+            parts = rules.filter_value(f"--filter {name}", [v.strip() for v in raw.split(",")])
+            assert not isinstance(parts, bool)  # a list in, a tuple of strings out
+            out[name] = prior + list(parts)
     return out
 
 
