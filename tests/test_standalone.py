@@ -11,7 +11,7 @@ CHECKED = ("src", "tests", "scripts", "bench", ".ci")
 
 
 def test_nothing_reads_outside_the_repository() -> None:
-    """No source, test, script or benchmark names a path beside the clone (such as ../shared)."""
+    """No source, test, script or benchmark names a path beside the clone (the shared reference folder)."""
     offenders = []
     for top in CHECKED:
         for path in (REPO / top).rglob("*"):
