@@ -30,7 +30,7 @@ from usageledger.report.names import Names, load_names, names_from_mapping
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.terminal import render_check, render_reconcile, render_report
-from usageledger.store import BaseStore, is_postgres_url, open_store
+from usageledger.store import BaseStore, check_store_url, is_postgres_url, open_store
 from usageledger.timeutil import parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
@@ -77,7 +77,7 @@ def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -
 @contextmanager
 def _database(url: str) -> Iterator[BaseStore]:
     """The store, opened read-only (DuckDB) and never migrated: reports only read."""
-    if not is_postgres_url(url) and not Path(url).exists():
+    if not is_postgres_url(check_store_url(url)) and not Path(url).exists():
         raise StoreError(f"no store at {url}: run usageledger sync first, or pass --store")
     store = open_store(url, migrate=False, read_only=True)
     try:

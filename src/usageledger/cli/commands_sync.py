@@ -16,7 +16,7 @@ from usageledger import catalogue, rules, timeutil
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
-from usageledger.store import DEFAULT_STORE, BaseStore, Stream, open_store
+from usageledger.store import DEFAULT_STORE, BaseStore, Stream, check_store_url, is_postgres_url, open_store
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -31,7 +31,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (d
 
 
 def _store_url(store: str | None, config: Config) -> str:
-    return store or config.store_url or DEFAULT_STORE
+    return check_store_url(store or config.store_url or DEFAULT_STORE)
 
 
 def _time(value: str | None, param: str, now: int) -> int | None:
@@ -364,7 +364,7 @@ def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
     """Show each stream's watermark, last run and row counts."""
     config = load_config(config_path)
     url = _store_url(store, config)
-    if not url.startswith(("postgresql://", "postgres://")) and not Path(url).exists():
+    if not is_postgres_url(url) and not Path(url).exists():
         raise fail(f"no store at {url}: run `usageledger sync` (or pass --store)")
     with open_store(url) as opened:
         _print_status(opened, url)

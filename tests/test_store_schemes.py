@@ -1,0 +1,39 @@
+"""A store URL with a scheme usageledger does not store in is refused in one line, before DuckDB reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.errors import StoreError
+from usageledger.store import check_store_url, open_store
+
+URLS = ["mysql://u:hunter2@db/ledger", "https://example.com/ledger.duckdb", "md:ledger", "sqlite:///x.db"]
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_open_store_refuses_other_schemes(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_store names the scheme and the fix, hides a password, and creates nothing."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="unsupported store") as caught:
+        open_store(url)
+    assert "DuckDB file path or a postgresql:// URL" in str(caught.value) and "hunter2" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["status"], ["report"], ["export", "-e", "costs", "-o", "-"]])
+def test_commands_refuse_other_schemes_in_one_line(command: list[str], tmp_path: Path) -> None:
+    """status, report and export refuse a mysql: store in one line, exit 1, creating nothing."""
+    result = CliRunner().invoke(app, [*command, "--store", "mysql://u:hunter2@db/ledger"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unsupported store" in lines[0] and "hunter2" not in result.output, lines
+
+
+def test_paths_and_postgres_urls_pass() -> None:
+    """Plain paths, drive-letter paths and PostgreSQL URLs are not schemes to refuse."""
+    for url in ("usageledger.duckdb", "./a:b.duckdb", "C:/ledger.duckdb", "postgresql://u@h/db", "postgres://h/db"):
+        assert check_store_url(url) == url
