@@ -66,7 +66,9 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc)) from None
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, and keep Python from reporting the flush at exit.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
             raise typer.Exit(0) from None
         except OSError as exc:
             raise fail(describe_os_error(exc)) from None
