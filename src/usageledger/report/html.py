@@ -1,8 +1,8 @@
 """The HTML report: one self-contained file that opens offline.
 
 The template, stylesheet and script ship as package data next to this module (``template.html``, ``report.css``,
-``report.js``) and are inlined into the output, charts included as inline SVG, so the file needs no network, no
-CDN and no other file. A Content-Security-Policy in the page forbids loading anything from elsewhere.
+``report.js``) and are inlined into the output, charts included as HTML with inline SVG, so the file needs no
+network, no CDN and no other file. A Content-Security-Policy in the page forbids loading anything from elsewhere.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from importlib import resources
 from string import Template
 
 from usageledger import __version__
-from usageledger.report.charts import render_svg, report_charts
+from usageledger.report.chart_html import render_chart
+from usageledger.report.charts import report_charts
 from usageledger.report.formatting import format_count, format_money, format_ratio, format_signed_money
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
@@ -98,7 +99,7 @@ def _card(label: str, value: str, sub: str = "") -> str:
 
 
 def render_html(data: ReportData, names: Names | None = None, *, generated_at: datetime | None = None) -> str:
-    """The report as one HTML document (a string), with inline SVG charts, CSS and script."""
+    """The report as one HTML document (a string), with its charts, CSS and script inline."""
     names = names or Names()
     cur = data.currency
     generated = (generated_at or datetime.now(UTC)).astimezone(UTC)
@@ -124,10 +125,12 @@ def render_html(data: ReportData, names: Names | None = None, *, generated_at: d
         _card("Tokens", format_count(data.total_tokens), "input + output, token-metered endpoints"),
         _card("Requests", format_count(data.total_requests), "model requests, token-metered endpoints"),
         "</div>",
-        '<div class="grid">',
+        '<div class="charts">',
     ]
     for chart in report_charts(data, names):
-        parts.append(f'<section class="panel chart-panel"><h2>{escape(chart.title)}</h2>{render_svg(chart)}</section>')
+        parts.append(
+            f'<section class="panel chart-panel"><h2>{escape(chart.title)}</h2>{render_chart(chart)}</section>'
+        )
     parts.append("</div>")
 
     parts.append(
