@@ -38,8 +38,8 @@ __all__ = [
 ]
 
 _PNG_WIDTH_PX: Final = 1000
-_PNG_LEGEND_CHAR_PX: Final = 6.5
-"""Estimated width of one legend character at matplotlib's "small" font size and 100 dpi."""
+_PNG_HEIGHT_PX: Final = 420
+"""Height of a PNG chart without its legend, which adds its own height below the axes."""
 
 ChartKind = Literal["stacked_bars", "lines", "hbars"]
 Number = Decimal | int
@@ -154,12 +154,7 @@ def png_figure(chart: Chart) -> Figure:
     def ticks(value: float, _position: float) -> str:
         return short_number(value, money=chart.money)
 
-    columns = 1
-    if not chart.is_empty and chart.kind != "hbars":
-        widest = max(len(s.label) for s in chart.series) * _PNG_LEGEND_CHAR_PX + 40
-        columns = max(1, min(len(chart.series), math.floor(_PNG_WIDTH_PX / widest)))
-    legend_rows = math.ceil(len(chart.series) / columns) if chart.kind != "hbars" else 0
-    fig = figure_class(figsize=(_PNG_WIDTH_PX / 100, 4.2 + 0.22 * legend_rows), dpi=100, layout="constrained")
+    fig = figure_class(figsize=(_PNG_WIDTH_PX / 100, _PNG_HEIGHT_PX / 100), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(chart.title)
     if chart.is_empty:
@@ -186,8 +181,22 @@ def png_figure(chart: Chart) -> Figure:
         ax.yaxis.set_major_formatter(FuncFormatter(ticks))
         ax.set_ylabel(chart.unit)
         ax.set_ylim(bottom=0)
-        fig.legend(loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
+        _place_legend(fig, len(chart.series))
     return fig
+
+
+def _place_legend(fig: Figure, entries: int) -> None:
+    """A legend below the axes in as many columns as fit the figure's width (measured), the figure grown to fit."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for columns in range(entries, 0, -1):
+        legend = fig.legend(loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
+        box = legend.get_window_extent(renderer)
+        if box.width <= fig.bbox.width - 16 or columns == 1:
+            fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + box.height / fig.dpi)
+            return
+        legend.remove()
 
 
 def write_png(chart: Chart, path: Path) -> Path:

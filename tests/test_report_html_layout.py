@@ -1,0 +1,177 @@
+"""The HTML report as a person sees it: the demo's report opened in headless Chromium at desktop and phone widths.
+
+Geometry and computed styles are read from the browser; screenshots are taken and measured. Project names are
+deliberately wide (capitals, ``W``s) so a legend laid out from guessed text widths would collide.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from PIL import Image, ImageStat
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+
+from fixtures.browser import BrowserPage
+
+CHARTS = ("daily-spend-by-project", "tokens-by-model", "spend-by-line-item", "cost-per-million-tokens")
+LEGENDS = ("daily-spend-by-project", "tokens-by-model")
+WIDTHS = (1440, 390)
+WASHED_GREY = "rgb(227, 227, 227)"
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`usageledger demo` into a fresh store, then `report --html` with wide project names from a CSV file."""
+    folder = tmp_path_factory.mktemp("html-layout")
+    store = folder / "demo.duckdb"
+    demo = CliRunner().invoke(app, ["demo", "--store", str(store)])
+    assert demo.exit_code == 0, demo.output
+    with duckdb.connect(str(store), read_only=True) as conn:
+        ids = [r[0] for r in conn.execute("SELECT DISTINCT project_id FROM costs_daily ORDER BY 1").fetchall()]
+    names = folder / "names.csv"
+    with names.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["kind", "id", "name"])
+        for i, pid in enumerate(ids):
+            writer.writerow(["project", pid, f"WWW MARKETING WEB {i} (EMEA) — MOBILE"])
+    html = folder / "report.html"
+    result = CliRunner().invoke(app, ["report", "--store", str(store), "--html", str(html), "--names", str(names)])
+    assert result.exit_code == 0, result.output
+    return html
+
+
+@pytest.fixture(params=WIDTHS, ids=[f"{w}px" for w in WIDTHS])
+def opened(request: pytest.FixtureRequest, browser_page: BrowserPage, report_file: Path) -> Iterator[BrowserPage]:
+    """The report loaded offline at one viewport width."""
+    browser_page.page.set_viewport_size({"width": request.param, "height": 900})
+    browser_page.page.goto(report_file.as_uri())
+    browser_page.page.wait_for_load_state("load")
+    yield browser_page
+
+
+def _luminance(rgb: str) -> float:
+    parts = [float(p) / 255 for p in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
+    lin = [p / 12.92 if p <= 0.03928 else ((p + 0.055) / 1.055) ** 2.4 for p in parts]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast_on_white(rgb: str) -> float:
+    return 1.05 / (_luminance(rgb) + 0.05)
+
+
+TEXT_STYLES = """root => {
+  const out = [];
+  for (const el of [root, ...root.querySelectorAll('*')]) {
+    if (el.closest('title')) continue;
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const s = getComputedStyle(el);
+    const svgText = el instanceof SVGElement;
+    out.push({text: el.textContent.trim(), paint: svgText ? s.fill : s.color, stroke: s.stroke,
+              fontSize: s.fontSize, height: el.getBoundingClientRect().height});
+  }
+  return out;
+}"""
+
+
+def test_chart_text_is_dark_and_never_greyed_by_the_page(opened: BrowserPage) -> None:
+    """Every text in every chart is painted dark enough to read (WCAG 4.5:1), with no stroke leaking from the page."""
+    page = opened.page
+    for slug in CHARTS:
+        texts: list[dict[str, Any]] = page.locator(f"#chart-{slug}").evaluate(TEXT_STYLES)
+        assert len(texts) >= 3, slug
+        for t in texts:
+            assert t["stroke"] in ("none", ""), f"{slug}: {t['text']!r} is stroked {t['stroke']}"
+            assert t["paint"] != WASHED_GREY and _contrast_on_white(t["paint"]) >= 4.5, (slug, t)
+            # Text keeps its size at every width (a chart scaled as a picture would shrink or blow it up).
+            assert 10 <= float(t["fontSize"].removesuffix("px")) <= 14 and t["height"] <= 24, (slug, t)
+    assert opened.errors == []
+    assert [u for u in opened.requests if not u.startswith(("file:", "data:"))] == []
+
+
+def test_charts_fill_their_cards_and_the_page_fits(opened: BrowserPage) -> None:
+    """Each chart is at least 90% as wide as its card's content box, and the page never scrolls sideways."""
+    page = opened.page
+    for slug in CHARTS:
+        ratio = page.locator(f"#chart-{slug}").evaluate(
+            """el => {
+              const card = el.closest('section');
+              const s = getComputedStyle(card);
+              const inner = card.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+              return el.getBoundingClientRect().width / inner;
+            }"""
+        )
+        assert ratio >= 0.9, f"{slug} fills {ratio:.0%} of its card"
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the window"
+
+
+BOXES = """(root, selector) => [...root.querySelectorAll(selector)]
+  .filter(el => getComputedStyle(el).display !== 'none')
+  .map(el => { const r = el.getBoundingClientRect();
+               return {text: el.textContent.trim(), x: r.x, y: r.y, w: r.width, h: r.height}; })"""
+
+
+def _overlaps(boxes: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    found = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            if (
+                a["x"] < b["x"] + b["w"]
+                and b["x"] < a["x"] + a["w"]
+                and a["y"] < b["y"] + b["h"]
+                and b["y"] < a["y"] + a["h"]
+            ):
+                found.append((a["text"], b["text"]))
+    return found
+
+
+def test_legend_and_axis_labels_never_overlap(opened: BrowserPage) -> None:
+    """No two legend entries of a chart intersect, nor two visible x-axis labels, even with wide names."""
+    page = opened.page
+    for slug in LEGENDS:
+        chart = page.locator(f"#chart-{slug}")
+        legend = chart.evaluate(BOXES, ".chart-legend li, text.legend")
+        assert len(legend) >= 5, slug
+        assert _overlaps(legend) == [], slug
+        chart_box = chart.bounding_box()
+        assert chart_box is not None
+        for entry in legend:
+            assert (
+                entry["x"] >= chart_box["x"] - 1 and entry["x"] + entry["w"] <= chart_box["x"] + chart_box["width"] + 1
+            )
+        ticks = chart.evaluate(BOXES, ".chart-x span, text.axis[text-anchor=middle]")
+        assert len(ticks) >= 3, slug
+        assert _overlaps(ticks) == [], slug
+    assert "WWW MARKETING WEB 0 (EMEA)" in page.locator("#chart-daily-spend-by-project").inner_text()
+
+
+def _ink(path: Path) -> float:
+    """The share of pixels dark enough to be text (luminance below 110 of 255)."""
+    with Image.open(path) as image:
+        grey = image.convert("L")
+        histogram = grey.histogram()
+        return sum(histogram[:110]) / (grey.width * grey.height)
+
+
+def test_screenshots_show_dark_legends_and_fit_the_window(opened: BrowserPage, tmp_path: Path) -> None:
+    """Screenshots: the page is exactly as wide as the window, not blank, and each legend is drawn in dark ink."""
+    page = opened.page
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    shot = tmp_path / f"report-{width}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    with Image.open(shot) as image:
+        assert image.width == width and image.height > 2000
+        assert ImageStat.Stat(image.convert("L")).var[0] > 100
+    for slug in LEGENDS:
+        legend = page.locator(f"#chart-{slug} .chart-legend, #chart-{slug} text.legend").first
+        crop = tmp_path / f"{slug}-legend-{width}.png"
+        legend.screenshot(path=str(crop))
+        assert _ink(crop) > 0.03, f"{slug}'s legend has almost no dark pixels: washed out"
