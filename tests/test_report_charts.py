@@ -1,4 +1,4 @@
-"""Charts: well-formed inline SVG, sensible axes, PNG output and the missing-extra message."""
+"""Charts: well-formed HTML with inline SVG, sensible axes, PNG output and the missing-extra message."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from usageledger.errors import ConfigError
-from usageledger.report.charts import Chart, Series, nice_ticks, render_svg, short_number, write_png
+from usageledger.report.chart_html import render_chart
+from usageledger.report.charts import Chart, Series, nice_ticks, short_number, write_png
 from usageledger.report.formatting import format_money, format_ratio, format_signed_money
 from usageledger.report.terminal import sparkline
 
@@ -28,8 +29,8 @@ STACKED = Chart(
 
 
 @pytest.mark.parametrize("kind", ["stacked_bars", "lines", "hbars"])
-def test_svg_is_well_formed_and_escaped(kind: str) -> None:
-    """Every chart kind renders parseable SVG with its title, labels escaped."""
+def test_chart_is_well_formed_and_escaped(kind: str) -> None:
+    """Every chart kind renders one well-formed figure labelled with its title, labels escaped, shapes drawn."""
     chart = Chart(
         STACKED.slug,
         STACKED.title,
@@ -38,16 +39,28 @@ def test_svg_is_well_formed_and_escaped(kind: str) -> None:
         STACKED.series[:1] if kind == "hbars" else STACKED.series,
         "USD",
     )  # type: ignore[arg-type]
-    root = ET.fromstring(render_svg(chart))
-    assert root.tag == f"{SVG}svg"
-    assert root.find(f"{SVG}title").text == "Daily <spend>"  # type: ignore[union-attr]
-    drawn = root.findall(f".//{SVG}rect") + root.findall(f".//{SVG}polyline")
+    root = ET.fromstring(render_chart(chart))
+    assert root.tag == "figure" and root.get("aria-label") == "Daily <spend>" and root.get("id") == "chart-s"
+    drawn = (
+        root.findall(f".//{SVG}rect") + root.findall(f".//{SVG}polyline") + root.findall(".//span[@class='chart-bar']")
+    )
     assert len(drawn) > 1
+    if kind != "hbars":
+        assert [li.itertext().__next__() for li in root.iter("li")] == ["proj & co", "b"]
+
+
+def test_chart_classes_are_namespaced_and_carry_no_styles() -> None:
+    """Charts bring no <style> of their own and every class they use starts with chart-: nothing leaks either way."""
+    for kind in ("stacked_bars", "lines"):
+        root = ET.fromstring(render_chart(Chart("s", "t", kind, STACKED.categories, STACKED.series, "USD")))  # type: ignore[arg-type]
+        assert not root.findall(".//style") and not root.findall(f".//{SVG}style")
+        classes = {c for el in root.iter() for c in (el.get("class") or "").split()}
+        assert classes and all(c == "chart" or c.startswith("chart-") for c in classes), classes
 
 
 def test_stacked_bars_draw_one_rect_per_nonzero_value() -> None:
     """Zero values draw nothing; the others each get a bar segment with a tooltip."""
-    root = ET.fromstring(render_svg(STACKED))
+    root = ET.fromstring(render_chart(STACKED))
     bars = [r for r in root.iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None]
     assert len(bars) == 4
 
@@ -55,7 +68,7 @@ def test_stacked_bars_draw_one_rect_per_nonzero_value() -> None:
 def test_empty_chart_says_so() -> None:
     """A chart with nothing to draw shows a message instead of empty axes."""
     empty = Chart("e", "Empty", "lines", (), (), "tokens")
-    assert "No data in this period" in render_svg(empty)
+    assert "No data in this period" in render_chart(empty)
 
 
 def test_series_must_match_categories() -> None:
@@ -76,7 +89,17 @@ def test_short_numbers() -> None:
     """Axis labels are compact."""
     assert short_number(1500) == "1.5k"
     assert short_number(2_500_000, money=True) == "$2.5M"
+    assert short_number(12_345, money=True) == "$12.3k"
     assert short_number(0) == "0"
+    assert short_number(-1234.5, money=True) == "-$1.23k"
+
+
+@pytest.mark.parametrize("value", [999_999, 999.6, 0.0000123, 1.23e16, 4e-11, 9_995_000_000])
+def test_short_numbers_never_use_scientific_notation(value: float) -> None:
+    """Rounding up to the next unit and very large or small values stay positional: 1M, never 1e+03k."""
+    text = short_number(value)
+    assert "e" not in text.lower(), text
+    assert short_number(999_999) == "1M" and short_number(0.0000123) == "0.0000123"
 
 
 def test_png_is_written(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         writer = csv.writer(fh)
         writer.writerow(["kind", "id", "name"])
         for i, pid in enumerate(ids):
-            writer.writerow(["project", pid, f"WWW MARKETING WEB {i} (EMEA) — MOBILE"])
+            writer.writerow(["project", pid, f"WWWWWW MARKETING WEB {i} (EMEA) — MOBILE"])
     html = folder / "report.html"
     result = CliRunner().invoke(app, ["report", "--store", str(store), "--html", str(html), "--names", str(names)])
     assert result.exit_code == 0, result.output
@@ -113,44 +113,38 @@ def test_charts_fill_their_cards_and_the_page_fits(opened: BrowserPage) -> None:
     assert overflow <= 0, f"the page is {overflow}px wider than the window"
 
 
-BOXES = """(root, selector) => [...root.querySelectorAll(selector)]
-  .filter(el => getComputedStyle(el).display !== 'none')
-  .map(el => { const r = el.getBoundingClientRect();
-               return {text: el.textContent.trim(), x: r.x, y: r.y, w: r.width, h: r.height}; })"""
-
-
-def _overlaps(boxes: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    found = []
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1 :]:
-            if (
-                a["x"] < b["x"] + b["w"]
-                and b["x"] < a["x"] + a["w"]
-                and a["y"] < b["y"] + b["h"]
-                and b["y"] < a["y"] + a["h"]
-            ):
-                found.append((a["text"], b["text"]))
-    return found
+OVERLAPS = """(root, selector) => {
+  const shown = [...root.querySelectorAll(selector)].filter(el => getComputedStyle(el).display !== 'none');
+  const found = [];
+  shown.forEach((a, i) => shown.slice(i + 1).forEach(b => {
+    if (a.contains(b) || b.contains(a)) return;
+    const r = a.getBoundingClientRect(), q = b.getBoundingClientRect();
+    if (r.left < q.right && q.left < r.right && r.top < q.bottom && q.top < r.bottom) {
+      found.push([a.textContent.trim() || a.tagName, b.textContent.trim() || b.tagName]);
+    }
+  }));
+  return {count: shown.length, overlaps: found};
+}"""
+LEGEND = ".chart-legend li, .chart-swatch, text.legend, rect[width='10'][height='10']"
+"""Legend entries and their colour swatches (the old SVG legend drew each as a 10x10 rect beside a text)."""
 
 
 def test_legend_and_axis_labels_never_overlap(opened: BrowserPage) -> None:
-    """No two legend entries of a chart intersect, nor two visible x-axis labels, even with wide names."""
+    """No legend entry or swatch intersects another, nor two visible x-axis labels, even with wide names."""
     page = opened.page
     for slug in LEGENDS:
         chart = page.locator(f"#chart-{slug}")
-        legend = chart.evaluate(BOXES, ".chart-legend li, text.legend")
-        assert len(legend) >= 5, slug
-        assert _overlaps(legend) == [], slug
-        chart_box = chart.bounding_box()
-        assert chart_box is not None
-        for entry in legend:
-            assert (
-                entry["x"] >= chart_box["x"] - 1 and entry["x"] + entry["w"] <= chart_box["x"] + chart_box["width"] + 1
-            )
-        ticks = chart.evaluate(BOXES, ".chart-x span, text.axis[text-anchor=middle]")
-        assert len(ticks) >= 3, slug
-        assert _overlaps(ticks) == [], slug
-    assert "WWW MARKETING WEB 0 (EMEA)" in page.locator("#chart-daily-spend-by-project").inner_text()
+        legend = chart.evaluate(OVERLAPS, LEGEND)
+        assert legend["count"] >= 5 and legend["overlaps"] == [], (slug, legend)
+        ticks = chart.evaluate(OVERLAPS, ".chart-x span, text.axis[text-anchor=middle]")
+        assert ticks["count"] >= 3 and ticks["overlaps"] == [], (slug, ticks)
+        chart_box, legend_box = chart.bounding_box(), chart.locator(".chart-legend").bounding_box()
+        assert chart_box is not None and legend_box is not None
+        assert (
+            chart_box["x"] <= legend_box["x"]
+            and legend_box["x"] + legend_box["width"] <= chart_box["x"] + chart_box["width"]
+        )
+    assert "WWWWWW MARKETING WEB 0 (EMEA)" in page.locator("#chart-daily-spend-by-project").text_content()  # type: ignore[operator]
 
 
 def _ink(path: Path) -> float:

@@ -23,6 +23,7 @@ from usageledger.report.queries import DailyValue, ReportData
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
 __all__ = [
     "PALETTE",
@@ -132,14 +133,17 @@ def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _matplotlib_figure() -> type[Figure]:
+def _matplotlib() -> tuple[type[Figure], type[FuncFormatter]]:
+    """matplotlib's Figure and FuncFormatter, or a ConfigError naming the extra that installs it."""
     try:
+        import matplotlib  # noqa: F401  (checked first: a blocked package must not pass through cached submodules)
         from matplotlib.figure import Figure
+        from matplotlib.ticker import FuncFormatter
     except ImportError as exc:
         raise ConfigError(
             "PNG charts need matplotlib: install the charts extra with pip install 'usageledger[charts]'"
         ) from exc
-    return Figure
+    return Figure, FuncFormatter
 
 
 def png_figure(chart: Chart) -> Figure:
@@ -148,8 +152,7 @@ def png_figure(chart: Chart) -> Figure:
     The legend sits below the axes, outside the plotted area, in as many columns as its estimated label widths
     allow; the value axis reads like the HTML report's (``$12.3k``, ``1.2M``), never ``1e7``.
     """
-    figure_class = _matplotlib_figure()
-    from matplotlib.ticker import FuncFormatter
+    figure_class, formatter = _matplotlib()
 
     def ticks(value: float, _position: float) -> str:
         return short_number(value, money=chart.money)
@@ -164,7 +167,7 @@ def png_figure(chart: Chart) -> Figure:
         labels = list(reversed(chart.categories))
         values = [float(v) for v in reversed(chart.series[0].values)]
         ax.barh(labels, values, color=PALETTE[0])
-        ax.xaxis.set_major_formatter(FuncFormatter(ticks))
+        ax.xaxis.set_major_formatter(formatter(ticks))
         ax.set_xlabel(chart.unit)
     else:
         xs = list(range(len(chart.categories)))
@@ -178,7 +181,7 @@ def png_figure(chart: Chart) -> Figure:
                 ax.plot(xs, values, color=color(j), label=s.label, linewidth=2)
         every = max(1, math.ceil(len(xs) / 10))
         ax.set_xticks(xs[::every], list(chart.categories)[::every], rotation=30, ha="right")
-        ax.yaxis.set_major_formatter(FuncFormatter(ticks))
+        ax.yaxis.set_major_formatter(formatter(ticks))
         ax.set_ylabel(chart.unit)
         ax.set_ylim(bottom=0)
         _place_legend(fig, len(chart.series))
@@ -187,12 +190,9 @@ def png_figure(chart: Chart) -> Figure:
 
 def _place_legend(fig: Figure, entries: int) -> None:
     """A legend below the axes in as many columns as fit the figure's width (measured), the figure grown to fit."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    renderer = FigureCanvasAgg(fig).get_renderer()
     for columns in range(entries, 0, -1):
         legend = fig.legend(loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
-        box = legend.get_window_extent(renderer)
+        box = legend.get_window_extent()
         if box.width <= fig.bbox.width - 16 or columns == 1:
             fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + box.height / fig.dpi)
             return
