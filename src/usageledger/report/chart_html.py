@@ -83,8 +83,14 @@ def _figure(chart: Chart, kind: str, inner: str) -> str:
     return f'<figure class="chart chart-{kind}" id="chart-{escape(chart.slug)}" aria-label="{title}">{inner}</figure>'
 
 
+def _tip_text(chart: Chart, text: str, value: Decimal | int) -> str:
+    """Hover text: the label and its value; money shows its sign ($), anything else its unit."""
+    amount = short_number(float(value), money=chart.money)
+    return f"{text}: {amount}" if chart.money else f"{text}: {amount} {chart.unit}"
+
+
 def _tip(chart: Chart, text: str, value: Decimal | int) -> str:
-    return f"<title>{escape(f'{text}: {short_number(float(value), money=chart.money)} {chart.unit}')}</title>"
+    return f"<title>{escape(_tip_text(chart, text, value))}</title>"
 
 
 def _columns(chart: Chart) -> str:
@@ -149,7 +155,7 @@ def _hbars(chart: Chart) -> str:
     rows = []
     for category, value in zip(chart.categories, values, strict=True):
         share = float(value) / maximum if maximum > 0 else 0.0
-        tip = escape(f"{category}: {short_number(float(value), money=chart.money)} {chart.unit}")
+        tip = escape(_tip_text(chart, category, value))
         rows.append(
             f'<div class="chart-label" title="{tip}">{escape(category)}</div>'
             f'<div class="chart-track" title="{tip}"><span class="chart-bar" '
