@@ -27,7 +27,7 @@ from typing import Final
 
 from usageledger import catalogue, timeutil
 from usageledger.emulator.activity import DAY, DERIVED, FAMILIES, HOUR, MINUTE, Family, LeafVectors
-from usageledger.errors import ConfigError
+from usageledger.errors import ReplayError
 
 __all__ = ["ReplayError", "ReplaySource"]
 
@@ -38,10 +38,6 @@ _REMAINDER: Final[Mapping[str, str]] = {
     "input_tokens": "input_text_tokens",
     "output_tokens": "output_text_tokens",
 }
-
-
-class ReplayError(ConfigError, ValueError):
-    """A replay file has a record that cannot be used; the message names the line."""
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
