@@ -198,7 +198,7 @@ async def test_one_transport_serves_sync_and_async_clients() -> None:
     assert slept == [0.5]
     with (
         httpx.Client(transport=transport, base_url="http://e/v1", headers=KEY) as sync_client,
-        pytest.raises(TypeError, match="time.sleep"),
+        pytest.raises(TypeError, match="async sleep"),
     ):
         sync_client.get(url)
 
