@@ -15,10 +15,10 @@ from usageledger import catalogue
 from usageledger.catalogue import Endpoint
 from usageledger.emulator.activity import FAMILIES, ActivitySource, Family, interval
 from usageledger.emulator.prices import line_items
+from usageledger.rules import FilterValue
 
 __all__ = ["ResultBuilder", "filters_key"]
 
-FilterValue = tuple[str, ...] | bool
 FiltersKey = tuple[tuple[str, FilterValue], ...]
 Row = dict[str, Any]
 
