@@ -24,12 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from usageledger import timeutil
-from usageledger._secrets import KEY_SHAPED, mask_keys
+from usageledger._secrets import KEY_SHAPED, mask_keys, redact_url_password
 from usageledger.catalogue import ADMIN_KEY_PREFIX, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.client import Client
 from usageledger.config import Config, OrgConfig, find_config, load_config
@@ -380,19 +379,8 @@ class _Rollback(Exception):
     """Raised inside the write probe's transaction so nothing it wrote stays."""
 
 
-def _shown_store(url: str) -> str:
-    """The store URL without a password."""
-    if not is_postgres_url(url):
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _check_store(url: str) -> list[Finding]:
-    shown = _shown_store(url)
+    shown = redact_url_password(url)
     if not is_postgres_url(url):
         path = Path(url)
         if not path.exists():
