@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from usageledger import catalogue, timeutil
-from usageledger.emulator.activity import DAY, DERIVED, FAMILIES, HOUR, MINUTE, Family, LeafVectors
+from usageledger.emulator.activity import DAY, DERIVED, FAMILIES, HOUR, MINUTE, Family, LeafVectors, accumulate
 from usageledger.errors import ReplayError
 
 __all__ = ["ReplayError", "ReplaySource"]
@@ -130,13 +130,7 @@ class ReplaySource:
             self._levels.setdefault(family.name, {}).setdefault(leaf, []).append((when - when % DAY, vec[0]))
             return
         for width, units in self._units.items():
-            bucket = units.setdefault((family.name, when - when % width), {})
-            acc = bucket.get(leaf)
-            if acc is None:
-                bucket[leaf] = list(vec)
-            else:
-                for i, v in enumerate(vec):
-                    acc[i] += v
+            accumulate(units.setdefault((family.name, when - when % width), {}), leaf, vec)
 
     @property
     def first_time(self) -> int:
