@@ -127,9 +127,42 @@ def test_the_cycle_finder_sees_a_lazy_import() -> None:
     assert _imported(node, "a", {"a.server": (Path("s.py"), False), "a": (Path("i.py"), True)}) == {"a.server"}
 
 
+def _under(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+# Who may not import whom: (importers, forbidden targets). The house layout's arrows, read one way.
+FORBIDDEN = [
+    (("usageledger.config",), ("usageledger.report", "usageledger.sync", "usageledger.cli")),
+    (("usageledger.emulator",), ("usageledger.client", "usageledger._http", "usageledger.usage_api")),
+    (("usageledger.emulator",), ("usageledger.store", "usageledger.sync", "usageledger.report", "usageledger.cli")),
+    (("usageledger.store",), ("usageledger.sync", "usageledger.report", "usageledger.client", "usageledger.cli")),
+    (
+        ("usageledger.errors",),
+        ("usageledger._secrets", "usageledger.config", "usageledger.store", "usageledger.report"),
+    ),
+]
+
+
 def test_config_does_not_import_report() -> None:
     """The config layer sits below the reports: nothing in config.py imports usageledger.report."""
     assert not {m for m in import_graph()["usageledger.config"] if m.startswith("usageledger.report")}
+
+
+def test_layers_point_down() -> None:
+    """The emulator never imports the client, the store never the sync or reports, the library never the CLI."""
+    graph = import_graph()
+    wrong = sorted(
+        (importer, target)
+        for importers, targets in FORBIDDEN
+        for importer in graph
+        if any(_under(importer, i) for i in importers)
+        for target in graph[importer]
+        if any(_under(target, t) for t in targets)
+    )
+    library = [m for m in graph if not _under(m, "usageledger.cli")]
+    wrong += sorted((m, t) for m in library for t in graph[m] if _under(t, "usageledger.cli"))
+    assert wrong == []
 
 
 def test_the_emulator_handler_and_its_servers_meet_only_in_messages() -> None:
