@@ -43,7 +43,9 @@ _BARE = textwrap.dedent(
 
         app = Starlette(routes=[Route("/{path:path}", endpoint)])
     else:
-        app = emulator.asgi_app
+        from usageledger.emulator.server import asgi_app
+
+        app = asgi_app(emulator.handle)
     config = uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[2]), http="h11", ws="none", lifespan="off",
                             loop="asyncio", access_log=False, log_level="warning")
     server = uvicorn.Server(config)

@@ -213,3 +213,11 @@ def test_a_postgres_store_is_checked_like_duckdb(setup: Path, emulator_url: str,
     assert migrated.ok and migrated.by_check("migrations").finding == "the schema is current"
     with open_store(pg_url, migrate=False) as store:  # the write probe left nothing behind
         assert store.query("SELECT to_regclass('usageledger_doctor_probe')") == [(None,)]
+
+
+def test_a_store_password_with_a_hash_is_masked_whole(setup: Path, emulator_url: str) -> None:
+    """A password holding '#' (which URL parsing takes for a fragment) is masked whole by the one masker."""
+    port = dead_url().rsplit(":", 1)[1].split("/")[0]
+    store = run(emulator_url, store=f"postgresql://alice:hunter2#secret@127.0.0.1:{port}/ledger").by_check("store")
+    assert store.status == "fail" and f"postgresql://alice:***@127.0.0.1:{port}/ledger" in store.finding
+    assert "secret" not in f"{store.finding} {store.fix}" and "hunter2" not in f"{store.finding} {store.fix}"

@@ -184,10 +184,29 @@ def test_demo_syncs_every_endpoint_and_prints_the_report(tmp_path: Path) -> None
         assert f"{endpoint.name}.1d." in result.output
 
 
+async def test_one_transport_serves_sync_and_async_clients() -> None:
+    """One EmulatorTransport instance serves httpx.Client and httpx.AsyncClient; the async path awaits its sleep."""
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    transport = faulty(latency=0.5).transport(sleep=record)
+    url = f"/organization/costs?start_time={EMULATOR_NOW - 86400}"
+    async with httpx.AsyncClient(transport=transport, base_url="http://e/v1", headers=KEY) as client:
+        assert (await client.get(url)).status_code == 200
+    assert slept == [0.5]
+    with (
+        httpx.Client(transport=transport, base_url="http://e/v1", headers=KEY) as sync_client,
+        pytest.raises(TypeError, match="async sleep"),
+    ):
+        sync_client.get(url)
+
+
 async def test_async_transport_matches_the_sync_one(emulator: Emulator) -> None:
-    """httpx.AsyncClient on emulator.async_transport() gets the same bytes as the sync transport."""
+    """httpx.AsyncClient on emulator.transport() gets the same bytes as httpx.Client on the same transport class."""
     params = {"start_time": EMULATOR_NOW - 86400 * 4, "group_by": "model"}
-    async with httpx.AsyncClient(transport=emulator.async_transport(), base_url="http://e/v1", headers=KEY) as client:
+    async with httpx.AsyncClient(transport=emulator.transport(), base_url="http://e/v1", headers=KEY) as client:
         async_body = (await client.get("/organization/usage/web_search_calls", params=params)).content
     with httpx.Client(transport=emulator.transport(), base_url="http://e/v1", headers=KEY) as sync_client:
         assert sync_client.get("/organization/usage/web_search_calls", params=params).content == async_body

@@ -47,3 +47,17 @@ def test_unknown_results_are_not_rows() -> None:
     assert rows == [
         {"endpoint": "vector_stores", "bucket_start": 0, "bucket_end": 86400, "project_id": "p", "usage_bytes": 7}
     ]
+
+
+def test_rows_and_the_store_share_one_arrow_type_map() -> None:
+    """The store's write batches and the rows give each column the same Arrow type, from one map."""
+    from usageledger import rows
+    from usageledger.store import schema
+
+    assert (schema.DECIMAL_PRECISION, schema.DECIMAL_SCALE) == (rows.DECIMAL_PRECISION, rows.DECIMAL_SCALE)
+    assert schema.arrow_type is rows.arrow_type
+    for endpoint in catalogue.ENDPOINTS:
+        stored = schema.table_for(endpoint).arrow_schema()
+        flat = arrow_schema(endpoint)
+        for name in ("bucket_start", "bucket_end", *(c.name for c in endpoint.columns)):
+            assert stored.field(name).type == flat.field(name).type

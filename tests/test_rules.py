@@ -111,3 +111,61 @@ def test_windows_cover_every_bucket_once_within_limits(
     assert sum(w.limit for w in windows) == count_buckets(start, start + span, width)  # type: ignore[arg-type]
     starts = [b for w in windows for b in bucket_starts(w.start, w.end, width)]  # type: ignore[arg-type]
     assert starts == bucket_starts(start, start + span, width)  # type: ignore[arg-type]
+
+
+# --- one check for requests and stream definitions ---------------------------------------------------------------
+
+_DEFINITIONS = [
+    ("costs", "1h", (), {}),
+    ("costs", "1d", ("model",), {}),
+    ("images", "1d", (), {"sizes": ("huge",)}),
+    ("images", "1d", (), {"batch": True}),
+    ("completions", "1d", (), {"colour": ("red",)}),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "width", "group_by", "filters"), _DEFINITIONS)
+def test_a_stream_definition_is_refused_with_the_request_rule_s_message(
+    endpoint: str, width: str, group_by: tuple[str, ...], filters: dict[str, object]
+) -> None:
+    """Stream.create refuses a definition with the message rules.check gives a request of the same shape."""
+    from usageledger.errors import ConfigError
+    from usageledger.store.streams import Stream
+
+    violation = check(
+        catalogue.get(endpoint),
+        q(bucket_width=width, group_by=group_by, filters=filters),
+        now=NOW,
+    )
+    assert violation is not None
+    with pytest.raises(ConfigError) as info:
+        Stream.create(endpoint, width, group_by, filters)  # type: ignore[arg-type]
+    assert str(info.value).endswith(f"{violation.param}: {violation.message}")
+
+
+def test_a_stream_filter_of_blanks_is_refused_as_a_request_filter_is() -> None:
+    """A filter value of only spaces is refused by Stream.create, as the client refuses it (it would match nothing)."""
+    from usageledger.errors import ConfigError
+    from usageledger.store.streams import Stream
+
+    with pytest.raises(ConfigError, match=r"^filters\.models: .* holds an empty value"):
+        Stream.create("completions", "1d", (), {"models": ["  "]})
+
+
+def test_a_boolean_stream_filter_names_what_it_takes() -> None:
+    """A boolean filter given a string says it takes true or false."""
+    from usageledger.errors import ConfigError
+    from usageledger.store.streams import Stream
+
+    with pytest.raises(ConfigError, match=r"^filters\.batch: expected true or false, got 'yes'$"):
+        Stream.create("completions", "1d", (), {"batch": "yes"})
+
+
+def test_filter_value_is_one_type() -> None:
+    """The rules, the store's streams and the emulator share the one FilterValue alias, not copies of it."""
+    from usageledger import rules
+    from usageledger.emulator import results
+    from usageledger.store import streams
+
+    assert streams.FilterValue is rules.FilterValue
+    assert results.FilterValue is rules.FilterValue

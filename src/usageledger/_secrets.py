@@ -8,9 +8,10 @@ non-ASCII letter in it is masked too, raw or in its ``repr``-escaped form (``sk-
 from __future__ import annotations
 
 import logging
-import re
 from typing import Final
 from urllib.parse import urlsplit
+
+from usageledger._keyshape import KEY_SHAPED, mask_keys
 
 __all__ = [
     "ADMIN_KEY_PREFIX",
@@ -25,17 +26,6 @@ __all__ = [
 
 ADMIN_KEY_PREFIX: Final = "sk-admin-"
 REDACTED_KEY: Final = ADMIN_KEY_PREFIX + "…"
-
-# A key-shaped value: ``sk-`` (optionally ``admin-``/``proj-``/``svcacct-``), then at least 8 characters that are
-# not a separator. The body also takes non-ASCII letters and backslash escapes (``\n``, ``\t``, ``\xe9``,
-# ``\u00e9``) so a malformed key printed through ``repr`` is still cut at its prefix.
-_BODY: Final = r"(?:[A-Za-z0-9_\-]|[^\x00-\x7f\s]|\\(?:[ntr]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))"
-KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
-
-
-def mask_keys(text: str) -> str:
-    """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``), so no message can echo a key."""
-    return KEY_SHAPED.sub(lambda m: f"sk-{m.group(1)}-…" if m.group(1) else "sk-…", text)
 
 
 def _prefix(raw: str) -> str:

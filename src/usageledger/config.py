@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from usageledger import catalogue, timeutil
 from usageledger._secrets import KEY_SHAPED, normalize_key
+from usageledger._sections import names_from_mapping, parse_alert_config
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -177,10 +178,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
     )
     alerts = MappingProxyType(dict(_table(data["alerts"], "alerts"))) if "alerts" in data else MappingProxyType({})
     names_map = MappingProxyType(dict(_table(data["names"], "names"))) if "names" in data else MappingProxyType({})
-    # The report commands own these sections, but a mistake in them is refused by every command, as any other key.
-    from usageledger.report.alerts import parse_alert_config
-    from usageledger.report.names import names_from_mapping
-
+    # The report commands act on these sections, but a mistake in them is refused by every command, as any other key.
     parse_alert_config(alerts)
     names_from_mapping(names_map)
     return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map)

@@ -24,12 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from usageledger import timeutil
-from usageledger._secrets import KEY_SHAPED, mask_keys
+from usageledger._secrets import KEY_SHAPED, mask_keys, redact_url_password
 from usageledger.catalogue import ADMIN_KEY_PREFIX, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.client import Client
 from usageledger.config import Config, OrgConfig, find_config, load_config
@@ -272,103 +271,93 @@ def _check_org(
             clock=clock,
         )
     except InsecureURLError as exc:
-        out.append(
-            Finding(
-                f"base URL{label}",
-                "fail",
-                f"{url} (from {where_url}): {exc}",
-                "use https://, or a loopback address for the emulator; allow plain http only if you must",
-            )
+        return out + _unreachable(
+            label,
+            f"{url} (from {where_url}): {exc}",
+            "use https://, or a loopback address for the emulator; allow plain http only if you must",
+            "not sent: the base URL is refused",
         )
-        out.append(Finding(f"probe{label}", "skip", "not sent: the base URL is refused"))
-        return out
     except ConfigError as exc:
-        out.append(
-            Finding(f"base URL{label}", "fail", f"{url} (from {where_url}): {exc}", f"use e.g. {DEFAULT_BASE_URL}")
+        return out + _unreachable(
+            label,
+            f"{url} (from {where_url}): {exc}",
+            f"use e.g. {DEFAULT_BASE_URL}",
+            "not sent: the base URL is not usable",
         )
-        out.append(Finding(f"probe{label}", "skip", "not sent: the base URL is not usable"))
-        return out
     with client:
         out += _probe(client, url, where_url, label, key is not None, clock)
     return out
+
+
+def _unreachable(label: str, finding: str, fix: str, skipped: str) -> list[Finding]:
+    """The base URL fails, so the probe is skipped: one of the two ways a probe goes wrong."""
+    return [Finding(f"base URL{label}", "fail", finding, fix), Finding(f"probe{label}", "skip", skipped)]
+
+
+def _refused(label: str, url: str, finding: str, fix: str) -> list[Finding]:
+    """The base URL answers but the probe fails: the other way."""
+    return [Finding(f"base URL{label}", "ok", f"{url} answers"), Finding(f"probe{label}", "fail", finding, fix)]
 
 
 def _probe(
     client: Client, url: str, where_url: str, label: str, have_key: bool, clock: Callable[[], float]
 ) -> list[Finding]:
     """One costs request for one daily bucket: proves the URL answers and the key reads usage."""
-    base = f"base URL{label}"
     start = timeutil.floor(int(clock()), "1d") - 86400
     try:
         client.page("costs", start_time=start, limit=1)
     except APIConnectionError as exc:
-        return [
-            Finding(
-                base,
-                "fail",
-                f"{url} (from {where_url}) does not answer: {exc}",
-                "check the URL, your network and proxy; for the emulator, start `usageledger emulator` first",
-            ),
-            Finding(f"probe{label}", "skip", "not sent: the base URL does not answer"),
-        ]
+        return _unreachable(
+            label,
+            f"{url} (from {where_url}) does not answer: {exc}",
+            "check the URL, your network and proxy; for the emulator, start `usageledger emulator` first",
+            "not sent: the base URL does not answer",
+        )
     except AuthenticationError as exc:
-        reachable = Finding(base, "ok", f"{url} answers")
         if not have_key:
-            return [reachable, Finding(f"probe{label}", "skip", "not authenticated: there is no key to send")]
-        return [
-            reachable,
-            Finding(
-                f"probe{label}",
-                "fail",
-                f"the API refused the key (401 {exc.code or 'unauthorized'}): "
-                "it is wrong, revoked, or for another organization",
-                f"create a new admin key at {_ADMIN_KEYS_PAGE} and set it",
-            ),
-        ]
+            return [
+                Finding(f"base URL{label}", "ok", f"{url} answers"),
+                Finding(f"probe{label}", "skip", "not authenticated: there is no key to send"),
+            ]
+        return _refused(
+            label,
+            url,
+            f"the API refused the key (401 {exc.code or 'unauthorized'}): "
+            "it is wrong, revoked, or for another organization",
+            f"create a new admin key at {_ADMIN_KEYS_PAGE} and set it",
+        )
     except PermissionDeniedError as exc:
-        return [
-            Finding(base, "ok", f"{url} answers"),
-            Finding(
-                f"probe{label}",
-                "fail",
-                f"the key is valid but may not read usage (403 {exc.code or 'forbidden'}): it lacks the api.usage.read "
-                "scope, so it is not an organization admin key",
-                f"use an organization admin key ({ADMIN_KEY_PREFIX}…) from {_ADMIN_KEYS_PAGE}; an org owner creates it",
-            ),
-        ]
+        return _refused(
+            label,
+            url,
+            f"the key is valid but may not read usage (403 {exc.code or 'forbidden'}): it lacks the api.usage.read "
+            "scope, so it is not an organization admin key",
+            f"use an organization admin key ({ADMIN_KEY_PREFIX}…) from {_ADMIN_KEYS_PAGE}; an org owner creates it",
+        )
     except NotFoundError:
-        return [
-            Finding(
-                base,
-                "fail",
-                f"{url} answers, but has no usage API there (404)",
-                f"the base URL must end in /v1, e.g. {DEFAULT_BASE_URL}",
-            ),
-            Finding(f"probe{label}", "skip", "not possible: wrong base URL"),
-        ]
+        return _unreachable(
+            label,
+            f"{url} answers, but has no usage API there (404)",
+            f"the base URL must end in /v1, e.g. {DEFAULT_BASE_URL}",
+            "not possible: wrong base URL",
+        )
     except ResponseDecodeError:
-        return [
-            Finding(
-                base,
-                "fail",
-                f"{url} answers, but not with the usage API's JSON",
-                f"point the base URL at the API (e.g. {DEFAULT_BASE_URL}) or the emulator, "
-                "not a web page or a proxy's login",
-            ),
-            Finding(f"probe{label}", "skip", "not possible: the answer was not a usage page"),
-        ]
+        return _unreachable(
+            label,
+            f"{url} answers, but not with the usage API's JSON",
+            f"point the base URL at the API (e.g. {DEFAULT_BASE_URL}) or the emulator, "
+            "not a web page or a proxy's login",
+            "not possible: the answer was not a usage page",
+        )
     except APIStatusError as exc:
-        return [
-            Finding(base, "ok", f"{url} answers"),
-            Finding(
-                f"probe{label}",
-                "fail",
-                f"the probe request failed: {exc}",
-                "try again in a minute; if it persists, check https://status.openai.com",
-            ),
-        ]
+        return _refused(
+            label,
+            url,
+            f"the probe request failed: {exc}",
+            "try again in a minute; if it persists, check https://status.openai.com",
+        )
     return [
-        Finding(base, "ok", f"{url} answers (from {where_url})"),
+        Finding(f"base URL{label}", "ok", f"{url} answers (from {where_url})"),
         Finding(f"probe{label}", "ok", "a one-bucket costs request succeeded: the key reads usage and costs"),
     ]
 
@@ -380,19 +369,8 @@ class _Rollback(Exception):
     """Raised inside the write probe's transaction so nothing it wrote stays."""
 
 
-def _shown_store(url: str) -> str:
-    """The store URL without a password."""
-    if not is_postgres_url(url):
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _check_store(url: str) -> list[Finding]:
-    shown = _shown_store(url)
+    shown = redact_url_password(url)
     if not is_postgres_url(url):
         path = Path(url)
         if not path.exists():

@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from usageledger._secrets import mask_keys
+from usageledger._keyshape import mask_keys
 
 __all__ = [
     "APIConnectionError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AlertDeliveryError",
     "AuthenticationError",
     "BadRequestError",
     "ConfigError",
     "ConflictError",
+    "EmulatorConfigError",
     "InsecureURLError",
     "InternalServerError",
     "NotFoundError",
@@ -29,6 +31,7 @@ __all__ = [
     "ParameterError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ReplayError",
     "ResponseDecodeError",
     "StoreError",
     "SyncError",
@@ -189,3 +192,15 @@ class StoreError(UsageLedgerError):
 
 class SyncError(UsageLedgerError):
     """A sync run could not finish; the message names the stream and window."""
+
+
+class AlertDeliveryError(UsageLedgerError):
+    """The webhook could not be delivered: no response, or a status other than 2xx."""
+
+
+class EmulatorConfigError(ConfigError, ValueError):
+    """The emulator's configuration is out of range: a fault rate outside [0, 1], a negative latency, no days."""
+
+
+class ReplayError(EmulatorConfigError):
+    """A replay file has a record that cannot be used; the message names the line."""

@@ -7,10 +7,11 @@ pyarrow, pandas and polars are imported only when a table is asked for.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from usageledger.catalogue import ColumnType, Endpoint
 from usageledger.models import Bucket
@@ -20,14 +21,30 @@ if TYPE_CHECKING:
     import polars
     import pyarrow
 
-__all__ = ["Row", "arrow_schema", "flatten", "row_keys", "to_arrow", "to_pandas", "to_polars"]
+__all__ = [
+    "DECIMAL_PRECISION",
+    "DECIMAL_SCALE",
+    "ArrowColumnType",
+    "Row",
+    "arrow_schema",
+    "arrow_type",
+    "flatten",
+    "row_keys",
+    "to_arrow",
+    "to_pandas",
+    "to_polars",
+]
 
 logger = logging.getLogger("usageledger.rows")
 
 Row = dict[str, Any]
 
-DECIMAL_PRECISION = 38
-DECIMAL_SCALE = 18
+DECIMAL_PRECISION: Final = 38
+DECIMAL_SCALE: Final = 18
+"""Money and billed quantities are decimal(38, 18) everywhere: in Arrow here, and in the store's SQL tables."""
+
+ArrowColumnType = ColumnType | Literal["time"]
+"""A catalogue column type, or ``time``: a bucket's start or end (UTC seconds)."""
 
 
 def row_keys(endpoint: Endpoint) -> tuple[str, ...]:
@@ -60,7 +77,9 @@ def flatten(endpoint: Endpoint, buckets: Iterable[Bucket]) -> Iterator[Row]:
         logger.warning("skipped %d result(s) that are not %s results", skipped, endpoint.name)
 
 
-def _arrow_type(column_type: ColumnType) -> pyarrow.DataType:
+@functools.cache
+def arrow_type(column_type: ArrowColumnType) -> pyarrow.DataType:
+    """The one Arrow type of a column type, for rows and for the store's write batches alike."""
     import pyarrow as pa
 
     return {
@@ -68,6 +87,7 @@ def _arrow_type(column_type: ColumnType) -> pyarrow.DataType:
         "str": pa.string(),
         "bool": pa.bool_(),
         "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+        "time": pa.timestamp("s", tz="UTC"),
     }[column_type]
 
 
@@ -75,10 +95,13 @@ def arrow_schema(endpoint: Endpoint) -> pyarrow.Schema:
     """The Arrow schema of ``endpoint``'s rows: UTC second timestamps, exact decimals."""
     import pyarrow as pa
 
-    ts = pa.timestamp("s", tz="UTC")
-    fields = [pa.field("endpoint", pa.string()), pa.field("bucket_start", ts), pa.field("bucket_end", ts)]
-    fields += [pa.field(c.name, _arrow_type(c.type)) for c in endpoint.columns]
-    return pa.schema(fields)
+    head: tuple[tuple[str, ArrowColumnType], ...] = (
+        ("endpoint", "str"),
+        ("bucket_start", "time"),
+        ("bucket_end", "time"),
+    )
+    columns = (*head, *((c.name, c.type) for c in endpoint.columns))
+    return pa.schema([pa.field(name, arrow_type(kind)) for name, kind in columns])
 
 
 def to_arrow(endpoint: Endpoint, rows: Iterable[Row]) -> pyarrow.Table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 from usageledger import timeutil
 from usageledger.catalogue import BUCKET_SECONDS, BucketWidth, Endpoint
@@ -47,14 +47,17 @@ class Violation:
         return ParameterError(self.param, self.message, allowed=self.allowed)
 
 
-def filter_value(param: str, value: object) -> FilterValue:
+def filter_value(param: str, value: object, kind: Literal["list", "bool"] | None = None) -> FilterValue:
     """One filter's value, normalised once: ``True``/``False`` as is, a string or a list of strings as a tuple.
 
     An empty value is refused, never dropped: ``[]``, ``[""]``, ``"  "`` or ``[None]`` would otherwise send no
-    filter and return every row. Leave a filter out (or pass ``None`` before this point) for "no filter".
+    filter and return every row. Leave a filter out (or pass ``None`` before this point) for "no filter". With the
+    filter's ``kind`` known, a boolean filter takes only ``True`` or ``False``.
     """
     if isinstance(value, bool):
         return value
+    if kind == "bool":
+        raise ParameterError(param, f"expected true or false, got {_shown(value)}")
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
         raise ParameterError(param, f"expected a list of strings, got {_shown(value)}")
@@ -80,32 +83,18 @@ def _quoted(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | None:
-    """The first rule ``params`` breaks on ``endpoint``, or ``None`` when the live API would accept it."""
-    if params.start_time is None:
-        return Violation("start_time", "Missing required parameter: 'start_time'.", code="missing_required_parameter")
-    if params.start_time < 0:
-        return Violation("start_time", f"Invalid start_time provided: {params.start_time}. It must be non-negative.")
-    if params.bucket_width not in endpoint.bucket_widths:
-        return Violation(
-            "bucket_width",
-            f"Invalid bucket_width provided: '{params.bucket_width}'. "
-            f"Supported values are: {_quoted(endpoint.bucket_widths)}.",
-            allowed=endpoint.bucket_widths,
-        )
-    rule = endpoint.limits[params.bucket_width]
-    if params.limit is not None:
-        if params.limit > rule.maximum:
-            return Violation(
-                "limit",
-                f"Invalid limit provided: {params.limit}. Limit must be less than or equal to {rule.maximum}.",
-            )
-        if params.limit < rule.minimum:
-            return Violation(
-                "limit",
-                f"Invalid limit provided: {params.limit}. Limit must be greater than or equal to {rule.minimum}.",
-            )
-    for grouping in params.group_by:
+def _bad_width(endpoint: Endpoint, bucket_width: str) -> Violation:
+    return Violation(
+        "bucket_width",
+        f"Invalid bucket_width provided: '{bucket_width}'. Supported values are: {_quoted(endpoint.bucket_widths)}.",
+        allowed=endpoint.bucket_widths,
+    )
+
+
+def _groups_and_filters(
+    endpoint: Endpoint, group_by: Iterable[str], filters: Mapping[str, FilterValue]
+) -> Violation | None:
+    for grouping in group_by:
         if grouping not in endpoint.group_by:
             return Violation(
                 "group_by",
@@ -113,7 +102,7 @@ def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | N
                 allowed=endpoint.group_by,
             )
     known = {f.name: f for f in endpoint.filters}
-    for name, value in params.filters.items():
+    for name, value in filters.items():
         flt = known.get(name)
         if flt is None:
             return Violation(
@@ -137,6 +126,44 @@ def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | N
                         f"Invalid value for '{name}': '{item}'. Supported values are: {_quoted(flt.allowed)}.",
                         allowed=flt.allowed,
                     )
+    return None
+
+
+def check_definition(
+    endpoint: Endpoint, bucket_width: str, group_by: Iterable[str], filters: Mapping[str, FilterValue]
+) -> Violation | None:
+    """The first rule a query's shape breaks, before any time or page: its bucket width, groupings and filters.
+
+    :func:`check` applies the same rules to every request; a sync stream's definition is checked with this once.
+    """
+    if bucket_width not in endpoint.bucket_widths:
+        return _bad_width(endpoint, bucket_width)
+    return _groups_and_filters(endpoint, group_by, filters)
+
+
+def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | None:
+    """The first rule ``params`` breaks on ``endpoint``, or ``None`` when the live API would accept it."""
+    if params.start_time is None:
+        return Violation("start_time", "Missing required parameter: 'start_time'.", code="missing_required_parameter")
+    if params.start_time < 0:
+        return Violation("start_time", f"Invalid start_time provided: {params.start_time}. It must be non-negative.")
+    if params.bucket_width not in endpoint.bucket_widths:
+        return _bad_width(endpoint, params.bucket_width)
+    rule = endpoint.limits[params.bucket_width]
+    if params.limit is not None:
+        if params.limit > rule.maximum:
+            return Violation(
+                "limit",
+                f"Invalid limit provided: {params.limit}. Limit must be less than or equal to {rule.maximum}.",
+            )
+        if params.limit < rule.minimum:
+            return Violation(
+                "limit",
+                f"Invalid limit provided: {params.limit}. Limit must be greater than or equal to {rule.minimum}.",
+            )
+    violation = _groups_and_filters(endpoint, params.group_by, params.filters)
+    if violation is not None:
+        return violation
     end = effective_end(params, now=now)
     if end is not None and end <= params.start_time:
         return Violation(

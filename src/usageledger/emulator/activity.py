@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
@@ -25,6 +25,7 @@ __all__ = [
     "ActivitySource",
     "Family",
     "LeafVectors",
+    "accumulate",
     "add_into",
     "interval",
     "mix",
@@ -34,6 +35,8 @@ __all__ = [
 MINUTE: Final = 60
 HOUR: Final = 3600
 DAY: Final = 86400
+
+K = TypeVar("K")
 
 LeafVectors = dict[int, tuple[int, ...]]
 """Leaf index -> atom vector; only leaves with activity appear."""
@@ -133,15 +136,23 @@ class ActivitySource(Protocol):
         ...
 
 
+def accumulate(acc: dict[K, list[int]], key: K, vec: Sequence[int]) -> None:
+    """Add one atom vector into ``acc[key]``, exactly; a new key starts from a copy of ``vec``.
+
+    The one roll-up step: leaves into days and groups, replayed records into their buckets.
+    """
+    cur = acc.get(key)
+    if cur is None:
+        acc[key] = list(vec)
+    else:
+        for i, v in enumerate(vec):
+            cur[i] += v
+
+
 def add_into(acc: dict[int, list[int]], vectors: LeafVectors) -> None:
     """Add leaf vectors into an accumulator, exactly."""
     for leaf, vec in vectors.items():
-        cur = acc.get(leaf)
-        if cur is None:
-            acc[leaf] = list(vec)
-        else:
-            for i, v in enumerate(vec):
-                cur[i] += v
+        accumulate(acc, leaf, vec)
 
 
 def interval(source: ActivitySource, family: Family, a: int, b: int, now: int) -> dict[int, list[int]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usageledger.errors import EmulatorConfigError
+
 __all__ = ["EmulatorConfig", "FaultConfig"]
 
 
@@ -13,7 +15,7 @@ class FaultConfig:
     """Faults injected on demand; every decision is seeded per request so a run repeats exactly.
 
     Rates are probabilities in [0, 1]; ``latency`` and ``jitter`` are seconds. A request draws one fault at
-    most, in this order: drop, 429, 5xx, truncate.
+    most, in this order: drop, 429, 5xx, truncate. A value out of range raises :class:`EmulatorConfigError`.
     """
 
     latency: float = 0.0
@@ -29,11 +31,11 @@ class FaultConfig:
         for name in ("rate_429", "rate_5xx", "rate_drop", "rate_truncate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+                raise EmulatorConfigError(f"{name} must be between 0 and 1, got {value}")
         if self.latency < 0 or self.jitter < 0:
-            raise ValueError("latency and jitter must not be negative")
+            raise EmulatorConfigError("latency and jitter must not be negative")
         if self.retry_after < 1:
-            raise ValueError("retry_after must be at least 1 second")
+            raise EmulatorConfigError("retry_after must be at least 1 second")
 
     @property
     def active(self) -> bool:
@@ -72,8 +74,8 @@ class EmulatorConfig:
 
     def __post_init__(self) -> None:
         if self.days < 1:
-            raise ValueError("days must be at least 1")
+            raise EmulatorConfigError("days must be at least 1")
         if self.projects < 1 or self.users < 1 or self.models < 1:
-            raise ValueError("projects, users and models must each be at least 1")
+            raise EmulatorConfigError("projects, users and models must each be at least 1")
         if self.revision_window < 60:
-            raise ValueError("revision_window must be at least 60 seconds")
+            raise EmulatorConfigError("revision_window must be at least 60 seconds")

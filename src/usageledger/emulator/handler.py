@@ -1,7 +1,8 @@
 """The emulator's pure request handler: ``Emulator.handle(Request) -> Response``, no sockets.
 
 Routes, parameters and rules come from :mod:`usageledger.catalogue` and :mod:`usageledger.rules`; the server
-(:mod:`usageledger.emulator.server`) and the in-process httpx transport both call :meth:`Emulator.handle`.
+(:mod:`usageledger.emulator.server`) and the in-process httpx transport (:mod:`usageledger.emulator.transport`)
+both call :meth:`Emulator.handle` and see only :mod:`usageledger.emulator.messages`, never this module.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -23,38 +23,18 @@ from usageledger.catalogue import BUCKET_SECONDS, Endpoint
 from usageledger.emulator import cursor
 from usageledger.emulator.activity import ActivitySource, mix
 from usageledger.emulator.config import EmulatorConfig
-from usageledger.emulator.faults import NO_FAULT, Fault, decide
+from usageledger.emulator.faults import decide
+from usageledger.emulator.messages import API_PREFIX, Request, Response
 from usageledger.emulator.results import FiltersKey, ResultBuilder, filters_key
+from usageledger.emulator.transport import EmulatorTransport
 
-__all__ = ["API_PREFIX", "Emulator", "Request", "Response"]
-
-API_PREFIX: Final = "/v1"
+__all__ = ["Emulator"]
 _ENCODER: Final = msgspec.json.Encoder(decimal_format="number")
 _JSON: Final = ("content-type", "application/json")
 _SCALARS: Final = frozenset({"start_time", "end_time", "bucket_width", "limit", "page"})
 _LISTS: Final = frozenset({"group_by"})
 _ENTRY_OVERHEAD: Final = 300  # bytes per cache entry beyond the body: key tuple, dict slot, bytes header
 _COMMA: Final = re.compile(r",(?! )")  # "a,b" splits; "gpt-4o, input" (a line item) does not
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """An HTTP request as the handler sees it: method, path (with ``/v1``), raw query string, lower-case headers."""
-
-    method: str
-    path: str
-    query: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """The handler's answer, plus the fault the server should realise (latency, drop, slow body)."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    fault: Fault = NO_FAULT
 
 
 class _Lru:
@@ -184,24 +164,9 @@ class Emulator:
     def now(self) -> int:
         return int(self.clock())
 
-    @property
-    def asgi_app(self) -> Any:
-        """An ASGI application serving this emulator (what uvicorn runs)."""
-        from usageledger.emulator.server import asgi_app
-
-        return asgi_app(self)
-
-    def transport(self, *, sleep: Callable[[float], None] | None = None) -> Any:
-        """An in-process ``httpx.BaseTransport`` that calls :meth:`handle` (no sockets)."""
-        from usageledger.emulator.server import EmulatorTransport
-
-        return EmulatorTransport(self, sleep=sleep)
-
-    def async_transport(self, *, sleep: Callable[[float], Awaitable[None]] | None = None) -> Any:
-        """An in-process ``httpx.AsyncBaseTransport`` that calls :meth:`handle` (no sockets)."""
-        from usageledger.emulator.server import AsyncEmulatorTransport
-
-        return AsyncEmulatorTransport(self, sleep=sleep)
+    def transport(self, *, sleep: Callable[[float], object] | None = None) -> EmulatorTransport:
+        """An in-process httpx transport (sync and async) that calls :meth:`handle`; no sockets."""
+        return EmulatorTransport(self.handle, sleep=sleep)
 
     # --- handling ------------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from usageledger import catalogue
-from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, mix, unit
+from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, add_into, mix, unit
 from usageledger.emulator.config import EmulatorConfig
 
 __all__ = ["CHAT_MODELS", "OTHER_MODELS", "ModelSpec", "Organisation", "Project", "SyntheticSource"]
@@ -477,13 +477,7 @@ class SyntheticSource:
             return self._day_final(family, start)
         acc: dict[int, list[int]] = {}
         for h in range(24):
-            for i, vec in self.hour(family, start + h * HOUR, now).items():
-                cur = acc.get(i)
-                if cur is None:
-                    acc[i] = list(vec)
-                else:
-                    for j, v in enumerate(vec):
-                        cur[j] += v
+            add_into(acc, self.hour(family, start + h * HOUR, now))
         return {i: tuple(v) for i, v in acc.items()}
 
     def hour(self, family: Family, start: int, now: int) -> LeafVectors:

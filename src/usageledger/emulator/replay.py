@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Final
 
 from usageledger import catalogue, timeutil
-from usageledger.emulator.activity import DAY, DERIVED, FAMILIES, HOUR, MINUTE, Family, LeafVectors
-from usageledger.errors import ConfigError
+from usageledger.emulator.activity import DAY, DERIVED, FAMILIES, HOUR, MINUTE, Family, LeafVectors, accumulate
+from usageledger.errors import ReplayError
 
 __all__ = ["ReplayError", "ReplaySource"]
 
@@ -38,10 +38,6 @@ _REMAINDER: Final[Mapping[str, str]] = {
     "input_tokens": "input_text_tokens",
     "output_tokens": "output_text_tokens",
 }
-
-
-class ReplayError(ConfigError, ValueError):
-    """A replay file has a record that cannot be used; the message names the line."""
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
@@ -134,13 +130,7 @@ class ReplaySource:
             self._levels.setdefault(family.name, {}).setdefault(leaf, []).append((when - when % DAY, vec[0]))
             return
         for width, units in self._units.items():
-            bucket = units.setdefault((family.name, when - when % width), {})
-            acc = bucket.get(leaf)
-            if acc is None:
-                bucket[leaf] = list(vec)
-            else:
-                for i, v in enumerate(vec):
-                    acc[i] += v
+            accumulate(units.setdefault((family.name, when - when % width), {}), leaf, vec)
 
     @property
     def first_time(self) -> int:

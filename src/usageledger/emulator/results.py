@@ -13,12 +13,12 @@ from typing import Any, Final
 
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
-from usageledger.emulator.activity import FAMILIES, ActivitySource, Family, interval
+from usageledger.emulator.activity import FAMILIES, ActivitySource, Family, accumulate, interval
 from usageledger.emulator.prices import line_items
+from usageledger.rules import FilterValue
 
 __all__ = ["ResultBuilder", "filters_key"]
 
-FilterValue = tuple[str, ...] | bool
 FiltersKey = tuple[tuple[str, FilterValue], ...]
 Row = dict[str, Any]
 
@@ -103,13 +103,7 @@ class ResultBuilder:
         for leaf, vec in vectors.items():
             if not allowed[leaf]:
                 continue
-            k = keys[leaf]
-            acc = groups.get(k)
-            if acc is None:
-                groups[k] = list(vec)
-            else:
-                for i, v in enumerate(vec):
-                    acc[i] += v
+            accumulate(groups, keys[leaf], vec)
         tag = endpoint.result_object
         rows = []
         for k in sorted(groups, key=_sort_key):

@@ -1,4 +1,4 @@
-"""The thin server around the pure handler: an ASGI app, an in-process httpx transport, and uvicorn runners.
+"""The thin server around the pure handler: an ASGI app and uvicorn runners.
 
 The server realises what the handler only decides: latency (``asyncio.sleep``), dropped connections (the socket
 is closed with no response) and slow bodies (sent in small chunks with pauses).
@@ -15,17 +15,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-import httpx
 import uvicorn
 
-from usageledger.emulator.handler import API_PREFIX, Request, Response
+from usageledger.emulator.messages import API_PREFIX, Handler, Request, Response
 
-if TYPE_CHECKING:
-    from usageledger.emulator.handler import Emulator
-
-__all__ = ["AsyncEmulatorTransport", "EmulatorTransport", "asgi_app", "run_server", "serve"]
+__all__ = ["Handles", "asgi_app", "run_server", "serve"]
 
 logger = logging.getLogger("usageledger.emulator")
 
@@ -39,9 +35,14 @@ _SLOW_CHUNKS: Final = 8
 _SLOW_PAUSE: Final = 0.05
 
 
+class Handles(Protocol):
+    """What the server serves: anything with ``handle(Request) -> Response`` (an :class:`~.handler.Emulator`)."""
+
+    def handle(self, request: Request) -> Response: ...
+
+
 def _request_from_scope(scope: Scope) -> Request:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-    return Request(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), headers)
+    return Request.from_raw(scope["method"], scope["path"], scope.get("query_string", b""), scope.get("headers", ()))
 
 
 async def _drop(send: Send) -> None:
@@ -57,8 +58,8 @@ async def _drop(send: Send) -> None:
         await asyncio.sleep(0)
 
 
-def asgi_app(emulator: Emulator) -> ASGIApp:
-    """A minimal ASGI application: every HTTP request goes to ``emulator.handle``."""
+def asgi_app(handler: Handler) -> ASGIApp:
+    """A minimal ASGI application: every HTTP request goes to ``handler`` (usually ``Emulator.handle``)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -73,7 +74,7 @@ def asgi_app(emulator: Emulator) -> ASGIApp:
             return
         loop = asyncio.get_running_loop()
         arrived = loop.time()
-        response = emulator.handle(_request_from_scope(scope))
+        response = handler(_request_from_scope(scope))
         fault = response.fault
         # Injected latency is the time from arrival to the response, as a real server's is: the time spent
         # computing the page counts towards it rather than adding to it.
@@ -108,53 +109,6 @@ def asgi_app(emulator: Emulator) -> ASGIApp:
     return app
 
 
-class EmulatorTransport(httpx.BaseTransport):
-    """An in-process httpx transport: builds a :class:`Request`, calls the handler, no sockets.
-
-    A dropped connection raises ``httpx.RemoteProtocolError``; latency calls ``sleep`` (pass one that records
-    instead of waiting in tests; ``None`` skips latency).
-    """
-
-    def __init__(self, emulator: Emulator, *, sleep: Callable[[float], None] | None = None) -> None:
-        self.emulator = emulator
-        self.sleep = sleep
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers.raw}
-        response = self.emulator.handle(Request(request.method, url.path, url.query.decode("latin-1"), headers))
-        return self._to_httpx(response, request)
-
-    def _to_httpx(self, response: Response, request: httpx.Request) -> httpx.Response:
-        fault = response.fault
-        if fault.delay > 0 and self.sleep is not None:
-            self.sleep(fault.delay)
-        if fault.kind == "drop":
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
-        if fault.kind == "truncate":
-            raise httpx.RemoteProtocolError(
-                "peer closed connection without sending complete message body", request=request
-            )
-        return httpx.Response(response.status, headers=list(response.headers), content=response.body, request=request)
-
-
-class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
-    """The async twin of :class:`EmulatorTransport`, for ``httpx.AsyncClient`` (``sleep`` is awaited)."""
-
-    def __init__(self, emulator: Emulator, *, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
-        self._sync = EmulatorTransport(emulator)
-        self.sleep = sleep
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers.raw}
-        await request.aread()
-        response = self._sync.emulator.handle(Request(request.method, url.path, url.query.decode("latin-1"), headers))
-        if response.fault.delay > 0 and self.sleep is not None:
-            await self.sleep(response.fault.delay)
-        return self._sync._to_httpx(response, request)
-
-
 class _Server(uvicorn.Server):
     """uvicorn's server with a readiness callback, run on a socket we bound (so port 0 is known up front)."""
 
@@ -185,9 +139,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _config(emulator: Emulator, host: str, port: int) -> uvicorn.Config:
+def _config(emulator: Handles, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
-        emulator.asgi_app,
+        asgi_app(emulator.handle),
         host=host,
         port=port,
         http="h11",
@@ -210,7 +164,7 @@ def _base_url(sock: socket.socket) -> str:
 
 
 @contextlib.contextmanager
-def run_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def run_server(emulator: Handles, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``emulator`` with uvicorn in a background thread; yields the base URL (ending in ``/v1``)."""
     sock = _bind(host, port)
     ready = threading.Event()
@@ -229,7 +183,7 @@ def run_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> It
         sock.close()
 
 
-def serve(emulator: Emulator, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+def serve(emulator: Handles, host: str, port: int, on_ready: Callable[[str], None]) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (uvicorn's handlers shut down gracefully)."""
     sock = _bind(host, port)
     url = _base_url(sock)

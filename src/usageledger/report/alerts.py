@@ -18,23 +18,28 @@ Rules, stated once here and repeated in the CLI output:
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from types import MappingProxyType
+from decimal import Decimal
 from typing import Any, Final, Literal
 
 import httpx
 
 from usageledger._secrets import redact_url
-from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
+from usageledger._sections import (
+    ALERT_KEYS,
+    MAD_SCALE,
+    AlertConfig,
+    AnomalyRule,
+    Budget,
+    parse_alert_config,
+)
+from usageledger.errors import AlertDeliveryError
 from usageledger.report.formatting import format_money
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, utc_day
 from usageledger.store import tables
-from usageledger.timeutil import parse_duration
 
 __all__ = [
     "ALERT_KEYS",
@@ -56,52 +61,6 @@ __all__ = [
 ]
 
 AlertKind = Literal["budget", "anomaly", "stale"]
-MAD_SCALE: Final = Decimal("0.6745")
-"""Makes the MAD comparable with a standard deviation for normal data (Iglewicz and Hoaglin)."""
-
-
-class AlertDeliveryError(UsageLedgerError):
-    """The webhook could not be delivered: no response, or a status other than 2xx."""
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """Spending limits in the costs' currency; ``None`` means no limit."""
-
-    daily: Decimal | None = None
-    monthly: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AnomalyRule:
-    threshold: Decimal = Decimal("3.5")
-    window_days: int = 28
-    min_increase: Decimal = Decimal("1.00")
-    min_baseline_days: int = 7
-
-    def describe(self) -> str:
-        return (
-            f"robust z-score of the day's spend against the {self.window_days} days before it "
-            f"(z = {MAD_SCALE} * (spend - median) / MAD); alert when z > {self.threshold} "
-            f"and the increase over the median is at least {self.min_increase}"
-        )
-
-
-def _no_projects() -> Mapping[str, Budget]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class AlertConfig:
-    """Thresholds for ``usageledger check``, from the config's ``[alerts]`` section and/or flags."""
-
-    budget: Budget = Budget()
-    project_budgets: Mapping[str, Budget] = field(default_factory=_no_projects)
-    anomaly: AnomalyRule = AnomalyRule()
-    stale_after: timedelta = timedelta(hours=48)
-
-    def replace(self, **changes: Any) -> AlertConfig:
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,100 +143,6 @@ def scan_anomalies(daily: Sequence[tuple[date, Decimal]], rule: AnomalyRule) -> 
         if result is not None:
             results.append(result)
     return results
-
-
-# -- configuration ---------------------------------------------------------------------------------------------
-
-ALERT_KEYS: Final = (
-    "daily_budget",
-    "monthly_budget",
-    "stale_after",
-    "anomaly_threshold",
-    "anomaly_window_days",
-    "anomaly_min_increase",
-    "anomaly_min_baseline_days",
-    "projects",
-)
-_PROJECT_KEYS: Final = ("daily_budget", "monthly_budget")
-
-
-def _money(key: str, value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise ConfigError(f'{key}: expected an amount (a number or a string such as "12.50"), got {value!r}')
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(f"{key}: {value!r} is not an amount") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"{key}: an amount must be zero or more, got {value!r}")
-    return amount
-
-
-def _positive_int(key: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}: expected a whole number of at least {minimum}, got {value!r}")
-    return value
-
-
-def _budget(where: str, table: Mapping[str, object], keys: Sequence[str]) -> Budget:
-    return Budget(
-        daily=_money(f"{where}.daily_budget", table["daily_budget"]) if "daily_budget" in table else None,
-        monthly=_money(f"{where}.monthly_budget", table["monthly_budget"]) if "monthly_budget" in table else None,
-    )
-
-
-def _check_keys(where: str, table: Mapping[str, object], allowed: Sequence[str]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(f"{where}.{key}: unknown key; the known keys are: {', '.join(allowed)}")
-
-
-def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") -> AlertConfig:
-    """Validate the config's raw ``[alerts]`` mapping; an unknown key or a wrong type raises ``ConfigError``
-    naming the key."""
-    _check_keys(where, section, ALERT_KEYS)
-    defaults = AnomalyRule()
-    rule = AnomalyRule(
-        threshold=_money(f"{where}.anomaly_threshold", section.get("anomaly_threshold", defaults.threshold)),
-        window_days=_positive_int(
-            f"{where}.anomaly_window_days", section.get("anomaly_window_days", defaults.window_days), 2
-        ),
-        min_increase=_money(
-            f"{where}.anomaly_min_increase", section.get("anomaly_min_increase", defaults.min_increase)
-        ),
-        min_baseline_days=_positive_int(
-            f"{where}.anomaly_min_baseline_days",
-            section.get("anomaly_min_baseline_days", defaults.min_baseline_days),
-            1,
-        ),
-    )
-    if rule.min_baseline_days > rule.window_days:
-        raise ConfigError(f"{where}.anomaly_min_baseline_days: cannot exceed anomaly_window_days")
-    stale = AlertConfig().stale_after
-    if "stale_after" in section:
-        raw = section["stale_after"]
-        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-            raise ConfigError(f'{where}.stale_after: expected a duration such as "36h", got {raw!r}')
-        try:
-            stale = timedelta(seconds=parse_duration(raw, param=f"{where}.stale_after"))
-        except ParameterError as exc:
-            raise ConfigError(str(exc)) from None
-    projects: dict[str, Budget] = {}
-    raw_projects = section.get("projects", {})
-    if not isinstance(raw_projects, Mapping):
-        raise ConfigError(f"{where}.projects: expected a table of project_id = {{ daily_budget, monthly_budget }}")
-    for project_id, table in raw_projects.items():
-        at = f"{where}.projects.{project_id}"
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{at}: expected a table with daily_budget and/or monthly_budget")
-        _check_keys(at, table, _PROJECT_KEYS)
-        projects[str(project_id)] = _budget(at, table, _PROJECT_KEYS)
-    return AlertConfig(
-        budget=_budget(where, section, _PROJECT_KEYS),
-        project_budgets=MappingProxyType(projects),
-        anomaly=rule,
-        stale_after=stale,
-    )
 
 
 # -- running the checks against a store -------------------------------------------------------------------------

@@ -20,86 +20,18 @@ import csv
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final
 
+from usageledger._sections import KINDS, IdKind, Names, names_from_mapping
 from usageledger.errors import ConfigError
 
 __all__ = ["KINDS", "IdKind", "Names", "load_names", "names_from_mapping"]
 
-IdKind = Literal["projects", "users", "api_keys"]
-KINDS: Final[tuple[IdKind, ...]] = ("projects", "users", "api_keys")
 _CSV_KINDS: Final[Mapping[str, IdKind]] = MappingProxyType(
     {"project": "projects", "user": "users", "api_key": "api_keys"}
 )
-
-
-def _empty() -> Mapping[str, str]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Names:
-    """ID → name, per kind of ID. Lookups fall back to the ID itself."""
-
-    projects: Mapping[str, str] = field(default_factory=_empty)
-    users: Mapping[str, str] = field(default_factory=_empty)
-    api_keys: Mapping[str, str] = field(default_factory=_empty)
-
-    def project(self, project_id: str | None) -> str:
-        """The project's name where known, else its ID (``(none)`` for a missing ID)."""
-        return self._lookup(self.projects, project_id)
-
-    def user(self, user_id: str | None) -> str:
-        return self._lookup(self.users, user_id)
-
-    def api_key(self, api_key_id: str | None) -> str:
-        return self._lookup(self.api_keys, api_key_id)
-
-    def merged(self, other: Names) -> Names:
-        """A copy where ``other``'s names win over this one's."""
-        return Names(
-            projects=MappingProxyType({**self.projects, **other.projects}),
-            users=MappingProxyType({**self.users, **other.users}),
-            api_keys=MappingProxyType({**self.api_keys, **other.api_keys}),
-        )
-
-    def __len__(self) -> int:
-        return len(self.projects) + len(self.users) + len(self.api_keys)
-
-    @staticmethod
-    def _lookup(table: Mapping[str, str], key: str | None) -> str:
-        if key is None:
-            return "(none)"
-        return table.get(key, key)
-
-
-def names_from_mapping(data: Mapping[str, object], *, where: str = "names") -> Names:
-    """Validate a ``{kind: {id: name}}`` mapping (the TOML/JSON shape or the config's ``[names]``).
-
-    Unknown kinds and non-string IDs or names raise :class:`ConfigError` naming the offending key.
-    """
-    tables: dict[IdKind, Mapping[str, str]] = {}
-    for kind, table in data.items():
-        if kind not in KINDS:
-            raise ConfigError(f"{where}.{kind}: unknown section; use one of: {', '.join(KINDS)}")
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{where}.{kind}: expected a table of id = name, got {type(table).__name__}")
-        checked: dict[str, str] = {}
-        for key, name in table.items():
-            if not isinstance(key, str) or not key:
-                raise ConfigError(f"{where}.{kind}: IDs must be non-empty strings, got {key!r}")
-            if not isinstance(name, str) or not name:
-                raise ConfigError(f"{where}.{kind}.{key}: the name must be a non-empty string, got {name!r}")
-            checked[key] = name
-        tables[kind] = MappingProxyType(checked)
-    return Names(
-        projects=tables.get("projects", _empty()),
-        users=tables.get("users", _empty()),
-        api_keys=tables.get("api_keys", _empty()),
-    )
 
 
 def _from_csv(path: Path) -> Names:

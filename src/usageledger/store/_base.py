@@ -46,6 +46,8 @@ class BaseStore(ABC):
     """The store interface, over one connection. Not thread-safe: one writer at a time."""
 
     dialect: ClassVar[Dialect]
+    this_schema: ClassVar[str]
+    """The dialect's condition on ``information_schema.columns`` for "a table of this store"."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -102,9 +104,15 @@ class BaseStore(ABC):
     def _unstage(self, name: str) -> None:
         """Drop a staged relation."""
 
-    @abstractmethod
     def _table_columns(self) -> dict[str, list[str]]:
         """``{table: [column, ...]}`` of the tables and views that exist."""
+        out: dict[str, list[str]] = {}
+        for table, column in self.query(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            f" WHERE {self.this_schema} ORDER BY table_name, ordinal_position"
+        ):
+            out.setdefault(table, []).append(column)
+        return out
 
     @abstractmethod
     def close(self) -> None: ...

@@ -25,6 +25,7 @@ class DuckDBStore(BaseStore):
     """A DuckDB file (or ``:memory:``). DuckDB lets one process write a file at a time."""
 
     dialect: ClassVar[Dialect] = "duckdb"
+    this_schema: ClassVar[str] = "table_schema = current_schema() AND table_catalog = current_database()"
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         super().__init__(str(path))
@@ -114,16 +115,6 @@ class DuckDBStore(BaseStore):
 
     def _migration_lock(self) -> None:
         """Nothing to do: DuckDB lets only one process open the file for writing."""
-
-    def _table_columns(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for table, column in self._con.execute(
-            "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND table_catalog = current_database()"
-            " ORDER BY table_name, ordinal_position"
-        ).fetchall():
-            out.setdefault(table, []).append(column)
-        return out
 
     def close(self) -> None:
         self._con.close()

@@ -32,6 +32,7 @@ class PostgresStore(BaseStore):
     """A PostgreSQL database named by a ``postgresql://`` URL."""
 
     dialect: ClassVar[Dialect] = "postgres"
+    this_schema: ClassVar[str] = "table_schema = current_schema()"
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -119,15 +120,6 @@ class PostgresStore(BaseStore):
 
     def _migration_lock(self) -> None:
         self._con.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
-
-    def _table_columns(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for table, column in self._con.execute(
-            "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
-        ).fetchall():
-            out.setdefault(table, []).append(column)
-        return out
 
     def close(self) -> None:
         self._con.close()

@@ -14,7 +14,8 @@ from typing import Final, Literal
 import pyarrow as pa
 
 from usageledger import catalogue
-from usageledger.catalogue import ColumnType, Endpoint
+from usageledger.catalogue import Endpoint
+from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE, ArrowColumnType, arrow_type
 
 __all__ = [
     "DECIMAL_PRECISION",
@@ -29,11 +30,9 @@ __all__ = [
 
 Dialect = Literal["duckdb", "postgres"]
 
-DECIMAL_PRECISION: Final = 38
-DECIMAL_SCALE: Final = 18
 KEY_COLUMNS: Final = ("org", "stream", "bucket_start", "group_key")
 
-_SQL_TYPES: Final[dict[Dialect, dict[ColumnType | Literal["time"], str]]] = {
+_SQL_TYPES: Final[dict[Dialect, dict[ArrowColumnType, str]]] = {
     "duckdb": {
         "int": "BIGINT",
         "str": "VARCHAR",
@@ -48,14 +47,6 @@ _SQL_TYPES: Final[dict[Dialect, dict[ColumnType | Literal["time"], str]]] = {
         "decimal": f"NUMERIC({DECIMAL_PRECISION},{DECIMAL_SCALE})",
         "time": "TIMESTAMPTZ",
     },
-}
-
-_ARROW_TYPES: Final[dict[ColumnType | Literal["time"], pa.DataType]] = {
-    "int": pa.int64(),
-    "str": pa.string(),
-    "bool": pa.bool_(),
-    "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
-    "time": pa.timestamp("s", tz="UTC"),
 }
 
 
@@ -80,7 +71,7 @@ class TableSpec:
         return self.endpoint.columns
 
     @property
-    def incoming_columns(self) -> tuple[tuple[str, ColumnType | Literal["time"]], ...]:
+    def incoming_columns(self) -> tuple[tuple[str, ArrowColumnType], ...]:
         """The columns a write carries, in table order (everything but ``synced_at``)."""
         return (
             ("org", "str"),
@@ -102,9 +93,7 @@ class TableSpec:
 
     def arrow_schema(self) -> pa.Schema:
         """The Arrow schema of a write batch."""
-        return pa.schema(
-            [pa.field(n, _ARROW_TYPES[t], nullable=n not in KEY_COLUMNS) for n, t in self.incoming_columns]
-        )
+        return pa.schema([pa.field(n, arrow_type(t), nullable=n not in KEY_COLUMNS) for n, t in self.incoming_columns])
 
     def sql_type(self, dialect: Dialect, column: str) -> str:
         types = dict(self.incoming_columns)

@@ -15,13 +15,12 @@ from typing import Final
 
 import msgspec
 
-from usageledger import catalogue
+from usageledger import catalogue, rules
 from usageledger.catalogue import BucketWidth, Endpoint
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, ParameterError
+from usageledger.rules import FilterValue
 
 __all__ = ["FilterValue", "Stream", "default_streams", "encode_group_key"]
-
-FilterValue = tuple[str, ...] | bool
 
 _KEY_ENCODER: Final = msgspec.json.Encoder()
 
@@ -53,43 +52,26 @@ class Stream:
         group_by: Sequence[str] = (),
         filters: Mapping[str, Sequence[str] | str | bool] | None = None,
     ) -> Stream:
-        """Validate a stream definition against the catalogue and normalise it (group_by in catalogue order)."""
+        """Validate a stream definition with the live API's own rules (:func:`usageledger.rules.check_definition`,
+        what every request of the stream is checked with) and normalise it: group_by in catalogue order, filters
+        sorted by name, list values sorted and de-duplicated. A broken rule is a :class:`ConfigError` that starts
+        with the parameter (``bucket_width``, ``group_by``, ``filters.<name>``).
+        """
         ep = endpoint if isinstance(endpoint, Endpoint) else _endpoint(endpoint)
-        if bucket_width not in ep.bucket_widths:
-            raise ConfigError(
-                f"bucket_width: {bucket_width!r} is not supported by {ep.name}; choose one of: "
-                f"{', '.join(ep.bucket_widths)}"
-            )
-        unknown = [g for g in group_by if g not in ep.group_by]
-        if unknown:
-            raise ConfigError(
-                f"group_by: {', '.join(map(repr, unknown))} cannot group {ep.name};"
-                f" choose from: {', '.join(ep.group_by)}"
-            )
-        ordered = tuple(g for g in ep.group_by if g in set(group_by))
         norm: dict[str, FilterValue] = {}
         for name, value in sorted((filters or {}).items()):
-            if name not in ep.filter_names:
-                raise ConfigError(
-                    f"filters.{name}: not a filter of {ep.name}; choose from: {', '.join(ep.filter_names)}"
-                )
-            spec = ep.filter(name)
-            if spec.kind == "bool":
-                if not isinstance(value, bool):
-                    raise ConfigError(f"filters.{name}: must be true or false")
-                norm[name] = value
-                continue
-            values = (value,) if isinstance(value, str) else tuple(value) if not isinstance(value, bool) else None
-            if values is None or not values or not all(isinstance(v, str) and v for v in values):
-                raise ConfigError(f"filters.{name}: must be a non-empty list of strings")
-            if spec.allowed is not None:
-                bad = [v for v in values if v not in spec.allowed]
-                if bad:
-                    raise ConfigError(
-                        f"filters.{name}: {', '.join(bad)} not allowed; choose from: {', '.join(spec.allowed)}"
-                    )
-            norm[name] = tuple(sorted(set(values)))
-        return cls(ep, bucket_width, ordered, tuple(norm.items()))
+            try:
+                kind = ep.filter(name).kind if name in ep.filter_names else None
+                norm[name] = rules.filter_value(f"filters.{name}", value, kind)
+            except ParameterError as exc:
+                raise ConfigError(str(exc)) from None
+        violation = rules.check_definition(ep, bucket_width, group_by, norm)
+        if violation is not None:
+            param = violation.param if violation.param in ("bucket_width", "group_by") else f"filters.{violation.param}"
+            raise ConfigError(f"{param}: {violation.message}")
+        ordered = tuple(g for g in ep.group_by if g in set(group_by))
+        canonical = {k: v if isinstance(v, bool) else tuple(sorted(set(v))) for k, v in norm.items()}
+        return cls(ep, bucket_width, ordered, tuple(canonical.items()))  # type: ignore[arg-type]
 
     @property
     def id(self) -> str:

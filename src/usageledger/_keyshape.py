@@ -1,0 +1,23 @@
+"""What a key looks like, and masking it: the one pattern, below :mod:`usageledger.errors` so errors can mask.
+
+Import these from :mod:`usageledger._secrets`, the module that owns secrets; they live in this leaf only because
+``ConfigError`` masks its message with them while ``_secrets`` raises ``ConfigError``, and layers point down.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["KEY_SHAPED", "mask_keys"]
+
+# A key-shaped value: ``sk-`` (optionally ``admin-``/``proj-``/``svcacct-``), then at least 8 characters that are
+# not a separator. The body also takes non-ASCII letters and backslash escapes (``\n``, ``\t``, ``\xe9``,
+# ``\u00e9``) so a malformed key printed through ``repr`` is still cut at its prefix.
+_BODY: Final = r"(?:[A-Za-z0-9_\-]|[^\x00-\x7f\s]|\\(?:[ntr]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))"
+KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
+
+
+def mask_keys(text: str) -> str:
+    """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``), so no message can echo a key."""
+    return KEY_SHAPED.sub(lambda m: f"sk-{m.group(1)}-…" if m.group(1) else "sk-…", text)
