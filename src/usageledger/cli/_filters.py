@@ -3,20 +3,36 @@
 """One typed command-line option per catalogue filter, shared by ``query`` and ``sync`` so both spell them alike.
 
 A list filter takes repeated options or a comma list (``--models a,b``); an empty part is refused, never read as
-"no filter". :func:`given` returns the filters that were given, checked, by their API names.
+"no filter". :func:`given` returns the filters that were given, checked, by their API names. Each option's help
+(its values and the endpoints that accept it) is read from the catalogue by :func:`_option`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import typer
 
-from usageledger import rules
+from usageledger import catalogue, rules
 
 __all__ = ["PANEL", "EndpointName", "given"]
 
 PANEL: Final = "Filters (each endpoint accepts its own)"
+
+
+def _option(name: str) -> Any:
+    """The ``typer.Option`` of catalogue filter ``name``: its flag, its help, in the filters panel."""
+    accepting = [e.name for e in catalogue.ENDPOINTS if name in e.filter_names]
+    f = catalogue.get(accepting[0]).filter(name)
+    flag = "--" + name.replace("_", "-")
+    where = "every endpoint" if len(accepting) == len(catalogue.ENDPOINTS) else ", ".join(accepting)
+    if f.kind == "bool":
+        text = f"Only {f.field} usage, or with --no-{flag[2:]}, only non-{f.field} usage. Endpoints: {where}."
+        return typer.Option(f"{flag}/--no-{flag[2:]}", help=text, rich_help_panel=PANEL)
+    values = f" Values: {', '.join(f.allowed)}." if f.allowed else ""
+    text = f"Only these {f.field} values; repeat or give a comma list.{values} Endpoints: {where}."
+    return typer.Option(flag, help=text, rich_help_panel=PANEL)
+
 
 EndpointName = Literal[
     "completions",
@@ -33,106 +49,16 @@ EndpointName = Literal[
     "costs",
 ]
 
-ProjectIds = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--project-ids",
-        help="Only these project_id values; repeat or give a comma list. Endpoints: every endpoint.",
-        rich_help_panel=PANEL,
-    ),
-]
-UserIds = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--user-ids",
-        help=(
-            "Only these user_id values; repeat or give a comma list. Endpoints: completions, embeddings, "
-            "moderations, images, audio_speeches, audio_transcriptions, file_search_calls, web_search_calls,"
-            " decisions."
-        ),
-        rich_help_panel=PANEL,
-    ),
-]
-ApiKeyIds = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--api-key-ids",
-        help=(
-            "Only these api_key_id values; repeat or give a comma list. Endpoints: completions, embeddings, "
-            "moderations, images, audio_speeches, audio_transcriptions, file_search_calls, web_search_calls,"
-            " decisions, costs."
-        ),
-        rich_help_panel=PANEL,
-    ),
-]
-Models = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--models",
-        help=(
-            "Only these model values; repeat or give a comma list. Endpoints: completions, embeddings, "
-            "moderations, images, audio_speeches, audio_transcriptions, web_search_calls, decisions."
-        ),
-        rich_help_panel=PANEL,
-    ),
-]
-Batch = Annotated[
-    bool | None,
-    typer.Option(
-        "--batch/--no-batch",
-        help="Only batch usage, or with --no-batch, only non-batch usage. Endpoints: completions, decisions.",
-        rich_help_panel=PANEL,
-    ),
-]
-Sources = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--sources",
-        help=(
-            "Only these source values; repeat or give a comma list. Values: image.generation, image.edit, "
-            "image.variation. Endpoints: images."
-        ),
-        rich_help_panel=PANEL,
-    ),
-]
-Sizes = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--sizes",
-        help=(
-            "Only these size values; repeat or give a comma list. Values: 256x256, 512x512, 1024x1024, "
-            "1792x1792, 1024x1792. Endpoints: images."
-        ),
-        rich_help_panel=PANEL,
-    ),
-]
-VectorStoreIds = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--vector-store-ids",
-        help="Only these vector_store_id values; repeat or give a comma list. Endpoints: file_search_calls.",
-        rich_help_panel=PANEL,
-    ),
-]
-ContextLevels = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--context-levels",
-        help=(
-            "Only these context_level values; repeat or give a comma list. Values: low, medium, high. "
-            "Endpoints: web_search_calls."
-        ),
-        rich_help_panel=PANEL,
-    ),
-]
-LineItems = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--line-items",
-        help="Only these line_item values; repeat or give a comma list. Endpoints: costs.",
-        rich_help_panel=PANEL,
-    ),
-]
+ProjectIds = Annotated[list[str] | None, _option("project_ids")]
+UserIds = Annotated[list[str] | None, _option("user_ids")]
+ApiKeyIds = Annotated[list[str] | None, _option("api_key_ids")]
+Models = Annotated[list[str] | None, _option("models")]
+Batch = Annotated[bool | None, _option("batch")]
+Sources = Annotated[list[str] | None, _option("sources")]
+Sizes = Annotated[list[str] | None, _option("sizes")]
+VectorStoreIds = Annotated[list[str] | None, _option("vector_store_ids")]
+ContextLevels = Annotated[list[str] | None, _option("context_levels")]
+LineItems = Annotated[list[str] | None, _option("line_items")]
 
 
 def given(
