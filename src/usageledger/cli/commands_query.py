@@ -184,9 +184,9 @@ def _collect(batches: Iterator[list[rows.Row]], limit_rows: int | None) -> tuple
     found: list[rows.Row] = []
     for batch in batches:
         found += batch
-        if len(found) >= cap:
+        if len(found) > cap:  # one row past the cap proves rows were left out
             break
-    return found[:cap], limit_rows is None and len(found) >= cap
+    return found[:cap], len(found) > cap
 
 
 Endpoint = Annotated[_filters.EndpointName, typer.Argument(help="The endpoint to query.")]
