@@ -2,7 +2,8 @@
 
 Everything else in the package (client methods, pre-flight validation, CLI choices, the emulator's routes
 and rules, the store's tables, the sync plan) reads these records. Adding an endpoint is one record here
-plus one result model in :mod:`usageledger.models`.
+plus one result model in :mod:`usageledger.models`; then ``scripts/generate`` writes its typed client and
+``UsageApi`` methods and any new filter option of ``query`` and ``sync``.
 
 Sources: the public API reference (its sections on parameters, limits, result fields and live behaviour);
 the public OpenAPI excerpt kept in ``tests/data/usage-api.yaml`` pins it in the tests.

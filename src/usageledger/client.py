@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import httpx
 
 from usageledger import catalogue, rows, rules, timeutil
-from usageledger._endpoints import EndpointMethods, common_args, filter_args
+from usageledger._endpoints import EndpointCall, EndpointMethods
 from usageledger._http import (
     ArrayFormat,
     AsyncHTTP,
@@ -194,6 +194,21 @@ def _range(
     windows = rules.plan_windows(ep, params.start_time, params.end_time, width)
     logger.debug("%s: %d window(s) for [%s, %s)", ep.name, len(windows), params.start_time, params.end_time)
     return _Range(ep, params, tuple(windows))
+
+
+def _call_range(call: EndpointCall, now: float) -> _Range:
+    """The validated range of a typed endpoint method's call (``client.completions(...)`` and friends)."""
+    filters = {name: value for name, value in call.filters.items() if value is not None}
+    group_by = () if call.group_by is None else call.group_by
+    return _range(
+        call.endpoint,
+        start_time=call.start_time,
+        end_time=call.end_time,
+        bucket_width=call.bucket_width,
+        group_by=group_by,
+        filters=filters,
+        now=now,
+    )
 
 
 def _query_items(endpoint: Endpoint, params: rules.QueryParams) -> list[tuple[str, QueryValue]]:
@@ -586,8 +601,8 @@ class Client(_ClientBase, EndpointMethods[Query]):
             **filters,
         ).buckets()
 
-    def _endpoint_query(self, name: str, args: dict[str, Any]) -> Query:
-        return self.query(name, **common_args(args), **filter_args(args))
+    def _endpoint_query(self, call: EndpointCall) -> Query:
+        return Query(self, _call_range(call, self._clock()), call.timeout)
 
     def _fetch(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
         """One page: the transport retries failed requests; an undecodable 200 is asked for again here."""
@@ -796,8 +811,8 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery]):
         )
         return await query.buckets()
 
-    def _endpoint_query(self, name: str, args: dict[str, Any]) -> AsyncQuery:
-        return self.query(name, **common_args(args), **filter_args(args))
+    def _endpoint_query(self, call: EndpointCall) -> AsyncQuery:
+        return AsyncQuery(self, _call_range(call, self._clock()), call.timeout)
 
     async def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> list[UsageResponse]:
         seen: set[str] = set()

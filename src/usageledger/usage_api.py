@@ -6,30 +6,28 @@ method per endpoint named ``usage_<endpoint>`` with exactly the seed's keyword p
 each call sends one request and returns one :class:`UsageResponse` page. Where the Perl original dies, this raises a
 typed exception from :mod:`usageledger.errors`.
 
-The methods are written out for type checkers and editors; a test holds them to the catalogue's ``seed_params``
-and filters.
+The ``usage_<endpoint>`` methods come from :class:`usageledger._endpoints.SeedMethods`, which ``scripts/generate``
+writes from the catalogue; each hands its arguments to :meth:`UsageApi._seed_page`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any
 
 import httpx
 
+from usageledger._endpoints import EndpointCall, SeedMethods
 from usageledger._http import ArrayFormat, RetryPolicy, TimeoutTypes
 from usageledger._secrets import normalize_key
 from usageledger.client import Client
 from usageledger.models import UsageResponse
-from usageledger.timeutil import TimeInput
 
 __all__ = ["UsageApi"]
 
-Strs: TypeAlias = Sequence[str] | None
 
-
-class UsageApi:
+class UsageApi(SeedMethods):
     """The seed-compatible client: ``UsageApi(access_token=..., base_url=...)``.
 
     ``access_token`` falls back to ``OPENAI_ADMIN_KEY``; ``base_url`` to ``OPENAI_BASE_URL``, then
@@ -90,223 +88,15 @@ class UsageApi:
     ) -> None:
         self.close()
 
-    def _page(self, endpoint: str, args: dict[str, Any]) -> UsageResponse:
-        args.pop("self")
-        start_time = args.pop("start_time")
-        end_time = args.pop("end_time")
-        bucket_width = args.pop("bucket_width")
-        group_by = args.pop("group_by") or ()
-        limit = args.pop("limit")
-        page = args.pop("page")
+    def _seed_page(self, call: EndpointCall) -> UsageResponse:
+        filters: dict[str, Any] = {name: value for name, value in call.filters.items() if value is not None}
         return self._client.page(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            limit=limit,
-            page=page,
-            **args,
+            call.endpoint,
+            start_time=call.start_time,
+            end_time=call.end_time,
+            bucket_width=call.bucket_width,  # type: ignore[arg-type]  # checked against the catalogue
+            group_by=call.group_by or (),
+            limit=call.limit,
+            page=call.page,
+            **filters,
         )
-
-    def usage_completions(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        batch: bool | None = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-    ) -> UsageResponse:
-        """One page of completions usage."""
-        return self._page("completions", locals())
-
-    def usage_embeddings(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-    ) -> UsageResponse:
-        """One page of embeddings usage."""
-        return self._page("embeddings", locals())
-
-    def usage_moderations(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-    ) -> UsageResponse:
-        """One page of moderations usage."""
-        return self._page("moderations", locals())
-
-    def usage_images(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        sources: Strs = None,
-        sizes: Strs = None,
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-    ) -> UsageResponse:
-        """One page of images usage."""
-        return self._page("images", locals())
-
-    def usage_audio_speeches(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-    ) -> UsageResponse:
-        """One page of audio speeches usage."""
-        return self._page("audio_speeches", locals())
-
-    def usage_audio_transcriptions(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-    ) -> UsageResponse:
-        """One page of audio transcriptions usage."""
-        return self._page("audio_transcriptions", locals())
-
-    def usage_vector_stores(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-    ) -> UsageResponse:
-        """One page of vector stores usage."""
-        return self._page("vector_stores", locals())
-
-    def usage_code_interpreter_sessions(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-    ) -> UsageResponse:
-        """One page of code interpreter sessions usage."""
-        return self._page("code_interpreter_sessions", locals())
-
-    def usage_file_search_calls(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-        vector_store_ids: Strs = None,
-    ) -> UsageResponse:
-        """One page of file search calls usage."""
-        return self._page("file_search_calls", locals())
-
-    def usage_web_search_calls(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-        context_levels: Strs = None,
-    ) -> UsageResponse:
-        """One page of web search calls usage."""
-        return self._page("web_search_calls", locals())
-
-    def usage_decisions(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-        project_ids: Strs = None,
-        user_ids: Strs = None,
-        api_key_ids: Strs = None,
-        models: Strs = None,
-        batch: bool | None = None,
-    ) -> UsageResponse:
-        """One page of decisions usage."""
-        return self._page("decisions", locals())
-
-    def usage_costs(
-        self,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: str = "1d",
-        project_ids: Strs = None,
-        group_by: Strs = None,
-        limit: int | None = None,
-        page: str | None = None,
-        api_key_ids: Strs = None,
-        line_items: Strs = None,
-    ) -> UsageResponse:
-        """One page of costs; money is exact `Decimal`."""
-        return self._page("costs", locals())

@@ -1,57 +1,41 @@
 """``usageledger query ENDPOINT``: fetch a range from one endpoint and print a table, CSV or JSON lines.
 
-The endpoint choices, bucket widths and one option per filter all come from the catalogue, so a new endpoint or
-filter appears here without an edit. The command parses, calls :class:`usageledger.Client` and formats.
+The options are written out below; the endpoint choices and one option per catalogue filter come from
+:mod:`usageledger.cli._filters` and the marked region, both written by ``scripts/generate`` from the catalogue.
+``sync`` spells the filters the same way. The command parses, calls :class:`usageledger.Client` and formats.
+
+At scale: before the first request it estimates the requests and warns past :data:`MANY_REQUESTS`; on a terminal it
+shows progress on stderr; CSV and JSON lines are written and flushed page by page, so memory stays flat and a reader
+that stops early (``| head``) ends the command at once; a table holds at most :data:`TABLE_MAX_ROWS` rows.
 """
 
 from __future__ import annotations
 
 import csv
-import inspect
 import sys
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from usageledger import catalogue, rows, rules, timeutil
-from usageledger._http import ARRAY_FORMATS
-from usageledger.catalogue import BUCKET_WIDTHS, Filter
-from usageledger.cli._app import app, console, friendly_errors, setup_logging
-from usageledger.client import Client
+from usageledger import catalogue, rows, timeutil
+from usageledger._http import ArrayFormat
+from usageledger.catalogue import BUCKET_SECONDS
+from usageledger.cli import _filters
+from usageledger.cli._app import app, console, err_console, friendly_errors, setup_logging
+from usageledger.client import Client, Query
 from usageledger.errors import ParameterError
 
 OutputFormat = Literal["table", "csv", "jsonl"]
 OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("table", "csv", "jsonl")
-_FILTERS_PANEL: Final = "Filters (each endpoint accepts its own; see the help of each)"
 _TIMES: Final = frozenset({"bucket_start", "bucket_end"})
-
-
-def _all_filters() -> dict[str, tuple[Filter, tuple[str, ...]]]:
-    """Every filter of any endpoint, with the endpoints that accept it, in catalogue order."""
-    found: dict[str, tuple[Filter, list[str]]] = {}
-    for endpoint in catalogue.ENDPOINTS:
-        for f in endpoint.filters:
-            found.setdefault(f.name, (f, []))[1].append(endpoint.name)
-    return {name: (f, tuple(eps)) for name, (f, eps) in found.items()}
-
-
-FILTERS: Final = _all_filters()
-
-
-def _option_name(filter_name: str) -> str:
-    return "--" + filter_name.replace("_", "-")
-
-
-def _filter_help(f: Filter, endpoints: tuple[str, ...]) -> str:
-    where = "all endpoints" if len(endpoints) == len(catalogue.ENDPOINTS) else ", ".join(endpoints)
-    if f.kind == "bool":
-        return f"Only batch usage, or with --no-{f.name}, only non-batch usage. Endpoints: {where}."
-    values = f" Values: {', '.join(f.allowed)}." if f.allowed else ""
-    return f"Only these {f.field} values; repeat or give a comma list.{values} Endpoints: {where}."
+MANY_REQUESTS: Final = 100
+"""Past this many requests, ``query`` warns before starting and says how to narrow the range."""
+TABLE_MAX_ROWS: Final = 10_000
+"""A table is built in memory, so without ``--limit-rows`` it stops at this many rows and says so."""
 
 
 def _split(values: Iterable[str] | None) -> list[str]:
@@ -125,174 +109,191 @@ def _as_flag(exc: ParameterError) -> ParameterError:
     return ParameterError(flag, message)
 
 
-def _run(
-    *,
-    endpoint: str,
-    start: str,
-    end: str | None,
-    bucket_width: str,
-    group_by: list[str] | None,
-    output: str,
-    limit_rows: int | None,
-    base_url: str | None,
-    allow_insecure_http: bool,
-    array_format: str,
-    verbose: int,
-    filters: dict[str, Any],
+def estimate_note(query: Query, width: catalogue.BucketWidth, output: str) -> str | None:
+    """One line when the query needs more than :data:`MANY_REQUESTS` requests, saying how to narrow it.
+
+    Each window is one request (its ``limit`` is exactly its bucket count), unless the server splits it into pages.
+    """
+    windows = query.windows
+    if len(windows) <= MANY_REQUESTS:
+        return None
+    buckets = sum(w.limit for w in windows)
+    most = max(w.limit for w in windows)
+    wider = [w for w in query.endpoint.bucket_widths if BUCKET_SECONDS[w] > BUCKET_SECONDS[width]]
+    narrow = "narrow --start/--end" + (f", or use --bucket-width {wider[0]}" if wider else "")
+    if output == "table":
+        narrow += f"; a table shows at most {TABLE_MAX_ROWS:,} rows, -f csv or jsonl streams them all"
+    return (
+        f"warning: this query may take up to {len(windows):,} requests ({buckets:,} buckets of {width}, "
+        f"at most {most:,} per request); {narrow}"
+    )
+
+
+def _progress(show: bool) -> Progress:
+    """Progress on stderr: pages fetched against the estimate and rows so far; never touches stdout."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+
+
+def _batches(query: Query, progress: Progress, limit_rows: int | None) -> Iterator[list[rows.Row]]:
+    """The rows page by page (at most ``limit_rows`` in all), ticking the progress after each page."""
+    estimate = len(query.windows)
+    task = progress.add_task(f"{query.endpoint.name}: requests", total=estimate, rows=0)
+    left = limit_rows
+    done = count = 0
+    for page in query.pages():
+        batch = list(rows.flatten(query.endpoint, page.data))
+        if left is not None:
+            batch, left = batch[:left], left - min(left, len(batch))
+        done, count = done + 1, count + len(batch)
+        # A window the server splits into several pages costs more requests than estimated: grow the total.
+        progress.update(task, completed=done, total=max(estimate, done), rows=count)
+        yield batch
+        if left == 0:
+            return
+
+
+def _stream(output: str, endpoint: catalogue.Endpoint, batches: Iterator[list[rows.Row]]) -> None:
+    """Write CSV or JSON lines page by page, flushing each page so a reader sees it and a closed pipe stops us."""
+    if output == "csv":
+        _write_csv(endpoint, (row for batch in _flushed(batches) for row in batch))
+    else:
+        _write_jsonl(row for batch in _flushed(batches) for row in batch)
+    sys.stdout.flush()
+
+
+def _flushed(batches: Iterator[list[rows.Row]]) -> Iterator[list[rows.Row]]:
+    for batch in batches:
+        yield batch
+        sys.stdout.flush()
+
+
+def _collect(batches: Iterator[list[rows.Row]], limit_rows: int | None) -> tuple[list[rows.Row], bool]:
+    """The rows of a table, at most :data:`TABLE_MAX_ROWS` without ``--limit-rows``; and whether that cut them."""
+    cap = TABLE_MAX_ROWS if limit_rows is None else limit_rows
+    found: list[rows.Row] = []
+    for batch in batches:
+        found += batch
+        if len(found) > cap:  # one row past the cap proves rows were left out
+            break
+    return found[:cap], len(found) > cap
+
+
+Endpoint = Annotated[_filters.EndpointName, typer.Argument(help="The endpoint to query.")]
+Start = Annotated[str, typer.Option("--start", help="Start (inclusive): 2026-11-01, Unix seconds, or 7d.")]
+End = Annotated[str | None, typer.Option("--end", help="End (exclusive); default now.")]
+Width = Annotated[catalogue.BucketWidth, typer.Option("--bucket-width", help="Bucket width.", show_default=True)]
+GroupBy = Annotated[
+    list[str] | None, typer.Option("--group-by", help="Group by this field; repeat or give a comma list.")
+]
+Format = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.", show_default=True)]
+LimitRows = Annotated[int | None, typer.Option("--limit-rows", min=1, help="Print at most this many rows.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no request estimate on stderr.")]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option("--base-url", help="API base URL ending in /v1; default OPENAI_BASE_URL or the public API."),
+]
+Insecure = Annotated[
+    bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// URL that is not loopback.")
+]
+Arrays = Annotated[
+    ArrayFormat,
+    typer.Option("--array-format", help="How array parameters are spelled in the query string.", show_default=True),
+]
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")]
+
+
+@app.command("query")
+@friendly_errors
+def query(
+    endpoint: Endpoint,
+    start: Start,
+    end: End = None,
+    bucket_width: Width = "1d",
+    group_by: GroupBy = None,
+    output: Format = "table",
+    limit_rows: LimitRows = None,
+    quiet: Quiet = False,
+    base_url: BaseUrl = None,
+    allow_insecure_http: Insecure = False,
+    array_format: Arrays = "brackets",
+    verbose: Verbose = 0,
+    # --- generated by scripts/generate: filter options ---
+    project_ids: _filters.ProjectIds = None,
+    user_ids: _filters.UserIds = None,
+    api_key_ids: _filters.ApiKeyIds = None,
+    models: _filters.Models = None,
+    batch: _filters.Batch = None,
+    sources: _filters.Sources = None,
+    sizes: _filters.Sizes = None,
+    vector_store_ids: _filters.VectorStoreIds = None,
+    context_levels: _filters.ContextLevels = None,
+    line_items: _filters.LineItems = None,
+    # --- end of generated filter options ---
 ) -> None:
-    setup_logging(verbose)
-    ep = catalogue.get(endpoint)
-    given = {name: value for name, value in filters.items() if value is not None}
-    with Client(
-        base_url=base_url,
-        array_format=array_format,  # type: ignore[arg-type]
-        allow_insecure_http=allow_insecure_http,
-    ) as client:
-        try:
-            query = client.query(
-                ep,
-                start_time=start,
-                end_time=end,
-                bucket_width=bucket_width,  # type: ignore[arg-type]
-                group_by=_split(group_by),
-                **given,
-            )
-        except ParameterError as exc:
-            raise _as_flag(exc) from None
-        found = islice(query.rows(), limit_rows) if limit_rows is not None else query.rows()
-        if output == "csv":
-            _write_csv(ep, found)
-        elif output == "jsonl":
-            _write_jsonl(found)
-        else:
-            _print_table(ep, list(found))
-
-
-def query(**kwargs: Any) -> None:
     """Fetch a range from one endpoint (every page, every window) and print a table, CSV or JSON lines.
 
     The admin key comes from OPENAI_ADMIN_KEY. Times are ISO dates or datetimes, Unix seconds, or a span back
-    from now such as 7d or 36h; the end defaults to now.
+    from now such as 7d or 36h; the end defaults to now. Past 100 requests it warns first; on a terminal it shows
+    progress on stderr; CSV and JSON lines stream page by page; a table stops at 10,000 rows.
     """
-    filters: dict[str, Any] = {}
-    for name, (f, _) in FILTERS.items():
-        value = kwargs.pop(name)
-        if value is not None and f.kind != "bool":
-            # Keep empty parts: `--models ''` or `--project-ids ',,'` is refused, never read as "no filter".
-            parts = [part.strip() for item in value for part in item.split(",")]
-            value = rules.filter_value(_option_name(name), parts)
-        filters[name] = value
-    _run(filters=filters, **kwargs)
+    setup_logging(verbose)
+    # --- generated by scripts/generate: filter values ---
+    filter_values = _filters.given(
+        project_ids=project_ids,
+        user_ids=user_ids,
+        api_key_ids=api_key_ids,
+        models=models,
+        batch=batch,
+        sources=sources,
+        sizes=sizes,
+        vector_store_ids=vector_store_ids,
+        context_levels=context_levels,
+        line_items=line_items,
+    )
+    # --- end of generated filter values ---
+    filters: dict[str, Any] = filter_values  # by API name; none is called `timeout`, which query() also takes
+    with Client(base_url=base_url, array_format=array_format, allow_insecure_http=allow_insecure_http) as client:
+        try:
+            found = client.query(
+                endpoint,
+                start_time=start,
+                end_time=end,
+                bucket_width=bucket_width,
+                group_by=_split(group_by),
+                **filters,
+            )
+        except ParameterError as exc:
+            raise _as_flag(exc) from None
+        note = None if quiet else estimate_note(found, bucket_width, output)
+        if note is not None:
+            err_console.print(note, highlight=False, soft_wrap=True, markup=False)
+        # Progress only where a person watches stderr, and not over rows streaming to the same terminal.
+        show = not quiet and err_console.is_terminal and (output == "table" or not sys.stdout.isatty())
+        with _progress(show) as progress:
+            batches = _batches(found, progress, limit_rows)
+            if output != "table":
+                _stream(output, found.endpoint, batches)
+                return
+            table_rows, capped = _collect(batches, limit_rows)
+    _print_table(found.endpoint, table_rows)
+    if capped:
+        err_console.print(
+            f"note: the table stops at {TABLE_MAX_ROWS:,} rows; use --limit-rows, or -f csv or jsonl for every row",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
 
 
-def _choice(values: tuple[str, ...]) -> Any:
-    """``Literal[values]``, built from catalogue data: Typer offers a Literal's values as the choices."""
-    return Literal.__getitem__(values)
-
-
-def _signature() -> inspect.Signature:
-    """The command's parameters: the fixed ones, then one option per catalogue filter."""
-    kw = inspect.Parameter.KEYWORD_ONLY
-    fixed: list[tuple[str, Any, Any]] = [
-        (
-            "endpoint",
-            Annotated[_choice(catalogue.ENDPOINT_NAMES), typer.Argument(help="The endpoint to query.")],
-            inspect.Parameter.empty,
-        ),
-        (
-            "start",
-            Annotated[str, typer.Option("--start", help="Start (inclusive): 2026-11-01, Unix seconds, or 7d.")],
-            inspect.Parameter.empty,
-        ),
-        ("end", Annotated[str | None, typer.Option("--end", help="End (exclusive); default now.")], None),
-        (
-            "bucket_width",
-            Annotated[
-                _choice(BUCKET_WIDTHS),
-                typer.Option("--bucket-width", help="Bucket width.", show_default=True),
-            ],
-            "1d",
-        ),
-        (
-            "group_by",
-            Annotated[
-                list[str] | None,
-                typer.Option("--group-by", help="Group by this field; repeat or give a comma list."),
-            ],
-            None,
-        ),
-        (
-            "output",
-            Annotated[
-                _choice(OUTPUT_FORMATS),
-                typer.Option("--format", "-f", help="Output format.", show_default=True),
-            ],
-            "table",
-        ),
-        (
-            "limit_rows",
-            Annotated[int | None, typer.Option("--limit-rows", min=1, help="Print at most this many rows.")],
-            None,
-        ),
-        (
-            "base_url",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--base-url", help="API base URL ending in /v1; default OPENAI_BASE_URL or the public API."
-                ),
-            ],
-            None,
-        ),
-        (
-            "allow_insecure_http",
-            Annotated[
-                bool,
-                typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback."),
-            ],
-            False,
-        ),
-        (
-            "array_format",
-            Annotated[
-                _choice(ARRAY_FORMATS),
-                typer.Option(
-                    "--array-format",
-                    help="How array parameters are spelled in the query string.",
-                    show_default=True,
-                ),
-            ],
-            "brackets",
-        ),
-        (
-            "verbose",
-            Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")],
-            0,
-        ),
-    ]
-    params = [inspect.Parameter(name, kw, annotation=ann, default=default) for name, ann, default in fixed]
-    for name, (f, endpoints) in FILTERS.items():
-        help_text = _filter_help(f, endpoints)
-        if f.kind == "bool":
-            ann: Any = Annotated[
-                bool | None,
-                typer.Option(
-                    f"{_option_name(name)}/--no-{name.replace('_', '-')}",
-                    help=help_text,
-                    rich_help_panel=_FILTERS_PANEL,
-                ),
-            ]
-        else:
-            ann = Annotated[
-                list[str] | None,
-                typer.Option(_option_name(name), help=help_text, rich_help_panel=_FILTERS_PANEL),
-            ]
-        params.append(inspect.Parameter(name, kw, annotation=ann, default=None))
-    return inspect.Signature(params, return_annotation=None)
-
-
-_command = friendly_errors(query)
-_command.__signature__ = _signature()  # type: ignore[attr-defined]
-app.command("query")(_command)
-
-__all__ = ["FILTERS", "OUTPUT_FORMATS", "query"]
+__all__ = ["MANY_REQUESTS", "OUTPUT_FORMATS", "TABLE_MAX_ROWS", "estimate_note", "query"]
