@@ -14,6 +14,7 @@ from rich.table import Table
 
 from usageledger import catalogue, rules, timeutil
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
+from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
 from usageledger.store import DEFAULT_STORE, BaseStore, Stream, check_store_url, is_postgres_url, open_store
@@ -276,7 +277,7 @@ def sync_command(
     )
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
-    with open_store(url) as opened, view.progress:
+    with open_store(url) as opened, view.progress, sigterm_as_interrupt():
         result = engine.sync(
             opened,
             orgs,
@@ -367,6 +368,10 @@ def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
     if not is_postgres_url(url) and not Path(url).exists():
         raise fail(f"no store at {url}: run `usageledger sync` (or pass --store)")
     with open_store(url) as opened:
+        from usageledger.sync._safety import reap_if_writable
+
+        # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
+        reap_if_writable(opened, at=timeutil.now_unix())
         _print_status(opened, url)
 
 

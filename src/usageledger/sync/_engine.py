@@ -33,6 +33,7 @@ from usageledger.sync._model import (
     WindowDone,
     plan_stream,
 )
+from usageledger.sync._safety import check_orgs, reap_abandoned, this_process
 
 logger = logging.getLogger("usageledger.sync")
 
@@ -157,15 +158,19 @@ async def _run_locked(
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     runs: list[_StreamRun] = []
+    check_orgs(store, orgs, at=int(time.time()))
+    reap_abandoned(store, at=int(time.time()), holding_sync_lock=True)
     for org in orgs:
         for stream in streams:
             state = store.register_stream(org.name, stream)
             plan = plan_stream(org.name, stream, state.watermark, options, now=now)
             extent = store.stream_extent(org.name, stream)
             runs.append(_StreamRun(plan, [False] * len(plan.windows), watermark=state.watermark, extent=extent))
-    store.begin_run(run_id, at=now, command=command)
+    store.begin_run(run_id, at=now, command=command, owner=this_process())
     for r in runs:
-        store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status="running")
+        # A stream with nothing to read is finished already; the others are `running` until their last commit.
+        status = "running" if r.plan.windows else "ok"
+        store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status=status)
     emit(RunStarted(run_id, tuple(r.plan for r in runs)))
 
     requests = 0
@@ -382,6 +387,8 @@ async def _execute(
             run.committed += 1
             if run.committed == len(run.plan.windows) and id(run) not in announced:
                 announced.add(id(run))
+                # Recorded now, not at the end of the run: a run killed later leaves this stream's state true.
+                store.mark_stream(write.org, write.stream.id, run_id=run_id, at=now, status=run.result().status)
                 emit(StreamFinished(run.result()))
 
     writer_task = asyncio.create_task(writer())
