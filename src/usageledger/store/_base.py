@@ -395,15 +395,19 @@ class BaseStore(ABC):
 
     def _update_streams(self, writes: Sequence[WindowWrite], counts: Sequence[UpsertCounts]) -> None:
         per_stream: dict[tuple[str, str], tuple[str, int | None, UpsertCounts]] = {}
+        completed: set[tuple[str, str]] = set()
         for w, c in zip(writes, counts, strict=True):
             key = (w.org, w.stream.id)
             _, mark, total = per_stream.get(key, (w.run_id, None, UpsertCounts()))
             if w.watermark is not None:
                 mark = w.watermark if mark is None else max(mark, w.watermark)
             per_stream[key] = (w.run_id, mark, total + c)
+            if w.completes_stream:
+                completed.add(key)
         for (org, stream_id), (run, mark, c) in per_stream.items():
             self.execute(
                 "UPDATE streams SET watermark = COALESCE(%s, watermark), row_count = row_count + %s,"
+                " last_status = CASE WHEN %s THEN 'ok' ELSE last_status END,"
                 " last_inserted = CASE WHEN last_run_id = %s THEN last_inserted + %s ELSE %s END,"
                 " last_updated = CASE WHEN last_run_id = %s THEN last_updated + %s ELSE %s END,"
                 " last_unchanged = CASE WHEN last_run_id = %s THEN last_unchanged + %s ELSE %s END,"
@@ -412,6 +416,7 @@ class BaseStore(ABC):
                 (
                     None if mark is None else to_datetime(mark),
                     c.inserted - c.deleted,
+                    (org, stream_id) in completed,
                     run,
                     c.inserted,
                     c.inserted,

@@ -112,6 +112,9 @@ class WindowWrite:
     """Set by a caller that knows the stream holds no row at or after ``lo``: the rows are simply inserted."""
     buckets: Sequence[Bucket] = ()
     """The decoded buckets, instead of ``rows``: read straight into columns, the fast path the sync engine uses."""
+    completes_stream: bool = False
+    """Set on the last window a run writes for its stream: the stream's ``last_status`` becomes ``ok`` in the same
+    transaction, so a run killed afterwards leaves that stream's state true."""
 
 
 @dataclass(frozen=True, slots=True)

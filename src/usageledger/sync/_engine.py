@@ -331,8 +331,22 @@ async def _execute(
                 if run.watermark is None or candidate > run.watermark:
                     watermark = candidate
             fresh = run.extent is None or lo > run.extent
+            # Every window of the stream is committed, in the commit before this one, or in this batch: this
+            # transaction finishes the stream, and records it `ok` (a later kill cannot leave it `running`).
             writes.append(
-                WindowWrite(plan.org, plan.stream, (), lo, hi, run_id, synced_at, watermark, fresh, buckets=buckets)
+                WindowWrite(
+                    plan.org,
+                    plan.stream,
+                    (),
+                    lo,
+                    hi,
+                    run_id,
+                    synced_at,
+                    watermark,
+                    fresh,
+                    buckets=buckets,
+                    completes_stream=all(run.done),
+                )
             )
         # Converting rows is CPU work that holds the GIL: doing it here, between awaits, rather than in the writer
         # thread keeps the two threads from convoying on the GIL (which delays every response the loop handles).
@@ -387,8 +401,6 @@ async def _execute(
             run.committed += 1
             if run.committed == len(run.plan.windows) and id(run) not in announced:
                 announced.add(id(run))
-                # Recorded now, not at the end of the run: a run killed later leaves this stream's state true.
-                store.mark_stream(write.org, write.stream.id, run_id=run_id, at=now, status=run.result().status)
                 emit(StreamFinished(run.result()))
 
     writer_task = asyncio.create_task(writer())
