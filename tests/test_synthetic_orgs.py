@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from usageledger import catalogue, timeutil
 from usageledger.cli import app
+from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.emulator import Emulator
 from usageledger.errors import SyncError
 from usageledger.store import BaseStore, Stream, default_streams, open_store
@@ -151,3 +152,22 @@ def test_a_store_from_before_the_registry_is_migrated_by_org_name(
         ]
         with pytest.raises(SyncError, match=r"holds synthetic data \(org demo \(from the migrated\)\)"):
             _real_sync(store, emulator)
+
+
+def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, emulator: Emulator) -> None:
+    """A store mixed before the registry says so on stderr in `report` and `check`, naming the fix."""
+    path = tmp_path / "mixed.duckdb"
+    with open_store(path) as store:
+        _real_sync(store, emulator, org="acme")
+        _real_sync(store, emulator, org="demo")  # as the old demo left it: an org `demo` beside a real one
+        store.execute("DROP TABLE orgs")
+        store.execute("DELETE FROM schema_migrations WHERE name = '0003_org_registry'")
+    with open_store(path):
+        pass  # migrated as `sync` would: `demo` synthetic, `acme` real
+    for command in (["report"], ["check", "--daily-budget", "1000000"]):
+        result = CliRunner().invoke(app, [*command, "--store", str(path)], terminal_width=400)
+        assert result.exit_code in (0, EXIT_FINDINGS), result.output  # `check` finds the store stale (real clock)
+        assert (
+            "warning: this store mixes synthetic data (org demo (from the migrated)) with real data, and its totals "
+            f"add both; remove the synthetic data with `usageledger demo --remove --store {path}`"
+        ) in result.output

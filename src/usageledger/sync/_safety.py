@@ -30,7 +30,16 @@ from usageledger.errors import StoreError, SyncError
 from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner
 from usageledger.sync._model import Org
 
-__all__ = ["DEMO_STORE", "check_orgs", "data_source", "is_alive", "reap_abandoned", "this_process"]
+__all__ = [
+    "DEMO_STORE",
+    "check_orgs",
+    "data_source",
+    "is_alive",
+    "mixed_data",
+    "reap_abandoned",
+    "reap_if_writable",
+    "this_process",
+]
 
 logger = logging.getLogger("usageledger.sync")
 
@@ -166,3 +175,15 @@ def reap_if_writable(store: BaseStore, *, at: int) -> list[str]:
     except StoreError as exc:
         logger.info("could not mark abandoned runs: %s", exc)
         return []
+
+
+def mixed_data(store: BaseStore) -> str | None:
+    """A one-line warning when a store holds synthetic and real orgs together (written before the registry)."""
+    held = store.orgs()
+    fake = [r for r in held if r.synthetic]
+    if not fake or len(fake) == len(held):
+        return None
+    return (
+        f"warning: this store mixes synthetic data (org {_names(fake)}) with real data, and its totals add both; "
+        f"remove the synthetic data with `usageledger demo --remove --store {redact_url_password(store.url)}`"
+    )
