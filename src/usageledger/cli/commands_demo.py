@@ -44,7 +44,7 @@ def demo(
     start = timeutil.floor(now - days * 86400, "1d")
     # The report compares the period with the one before it, so sync that one too.
     sync_start = timeutil.floor(now - 2 * days * 86400, "1d")
-    with run_server(instance) as url, open_store(store) as ledger, sigterm_as_interrupt():
+    with sigterm_as_interrupt(), run_server(instance) as url, open_store(store) as ledger:
         result = sync(
             ledger,
             [Org("demo", "sk-admin-demo", url, synthetic=True)],

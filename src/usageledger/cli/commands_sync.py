@@ -277,7 +277,7 @@ def sync_command(
     )
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
-    with open_store(url) as opened, view.progress, sigterm_as_interrupt():
+    with sigterm_as_interrupt(), open_store(url) as opened, view.progress:
         result = engine.sync(
             opened,
             orgs,
