@@ -171,3 +171,16 @@ def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, 
             "warning: this store mixes synthetic data (org demo (from the migrated)) with real data, and its totals "
             f"add both; remove the synthetic data with `usageledger demo --remove --store {path}`"
         ) in result.output
+
+
+def test_the_emulator_named_by_openai_base_url_is_synthetic_too(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An org without a base URL reads OPENAI_BASE_URL, as the client does: the emulator there is synthetic."""
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator_url)
+    with open_store(tmp_path / "env.duckdb") as store:
+        result = sync(
+            store, [Org("default", FAKE_ADMIN_KEY)], [COSTS], SyncOptions(since=SINCE), clock=lambda: EMULATOR_NOW
+        )
+        assert result.ok, result.errors
+        assert [(r.org, r.synthetic, r.source) for r in store.orgs()] == [("default", True, "emulator")]

@@ -26,6 +26,7 @@ import httpx
 
 from usageledger._http import _is_loopback
 from usageledger._secrets import redact_url_password
+from usageledger.catalogue import BASE_URL_ENV
 from usageledger.errors import StoreError, SyncError
 from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner
 from usageledger.sync._model import Org
@@ -54,9 +55,11 @@ def data_source(org: Org) -> str:
     """Where an org's data comes from: ``demo``, ``emulator`` (plain http to loopback) or ``api``."""
     if org.synthetic:
         return "demo"
-    if org.base_url is not None:
+    # The base URL the client will use: the org's, else OPENAI_BASE_URL, else the public API.
+    base_url = org.base_url or os.environ.get(BASE_URL_ENV)
+    if base_url:
         try:
-            url = httpx.URL(org.base_url)
+            url = httpx.URL(base_url)
         except httpx.InvalidURL:
             return "api"
         if url.scheme == "http" and _is_loopback(url.host):
