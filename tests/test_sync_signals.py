@@ -22,7 +22,7 @@ from reliability import cli, emulator_process, finish, run_cli, sync_args
 from usageledger.cli import app
 from usageledger.store import RunOwner, default_streams, open_store
 from usageledger.sync import SyncOptions, plan_stream
-from usageledger.sync._safety import reap_abandoned, reap_if_writable, this_process
+from usageledger.sync._safety import reap_abandoned, stream_states_now, this_process
 
 from fixtures.emulator import EMULATOR_NOW
 
@@ -91,7 +91,7 @@ def test_sigterm_records_the_run_as_interrupted_and_keeps_finished_streams(slow_
     assert set(_stream_statuses(store).values()) == {"ok"}
 
 
-def test_sigkill_leaves_a_run_that_status_marks_abandoned(slow_emulator: str, tmp_path: Path) -> None:
+def test_sigkill_leaves_a_run_that_status_shows_abandoned(slow_emulator: str, tmp_path: Path) -> None:
     """SIGKILL mid-sync: the run keeps its pid and host; `status` then shows `abandoned`, never `running`."""
     store = str(tmp_path / "kill.duckdb")
     code, stderr, committed, pid = _start_and_signal(store, slow_emulator, tmp_path, signal.SIGKILL)
@@ -99,31 +99,32 @@ def test_sigkill_leaves_a_run_that_status_marks_abandoned(slow_emulator: str, tm
     with open_store(store) as opened:
         assert opened.query("SELECT status, pid, host FROM sync_runs") == [("running", pid, socket.gethostname())]
     assert "running" in _stream_statuses(store).values()
+    planned = _planned()
+    finished = {s for s, n in planned.items() if committed[s] == n}
+    expected = {s: "ok" if s in finished else "abandoned" for s in planned}
+    assert finished and len(finished) < len(planned)
+
+    # A reader that cannot write (DuckDB opened read-only) still never sees `running`.
+    with open_store(store, migrate=False, read_only=True) as opened:
+        assert {s.stream: s.last_status for s in stream_states_now(opened, at=EMULATOR_NOW)} == expected
+        assert opened.query("SELECT status FROM sync_runs") == [("running",)]
 
     result = CliRunner().invoke(app, ["status", "--store", store], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "abandoned" in result.output and "running" not in result.output
-    planned = _planned()
-    finished = {s for s, n in planned.items() if committed[s] == n}
-    statuses = _stream_statuses(store)
-    assert finished and all(statuses[s] == "ok" for s in finished)
-    assert {statuses[s] for s in planned if s not in finished} == {"abandoned"}
-    with open_store(store) as opened:
-        rows = opened.query("SELECT status, error FROM sync_runs")
-    assert rows == [
-        ("abandoned", f"the run's process (pid {pid} on {socket.gethostname()}) ended without finishing it")
-    ]
 
 
 def test_the_next_sync_marks_a_killed_run_abandoned_and_finishes_the_job(slow_emulator: str, tmp_path: Path) -> None:
     """After a SIGKILL, the next `sync` records the dead run as `abandoned` and completes its own."""
     store = str(tmp_path / "resume.duckdb")
-    code, stderr, _, _ = _start_and_signal(store, slow_emulator, tmp_path, signal.SIGKILL)
+    code, stderr, _, pid = _start_and_signal(store, slow_emulator, tmp_path, signal.SIGKILL)
     assert code == -signal.SIGKILL, stderr
     code, _, err = finish(run_cli([*cli(), *sync_args(store)], slow_emulator, tmp_path))
     assert code == 0, err
     with open_store(store) as opened:
-        assert sorted(r[0] for r in opened.query("SELECT status FROM sync_runs")) == ["abandoned", "ok"]
+        rows = sorted(opened.query("SELECT status, error FROM sync_runs"))
+    why = f"the run's process (pid {pid} on {socket.gethostname()}) ended without finishing it"
+    assert rows == [("abandoned", why), ("ok", None)]
     assert set(_stream_statuses(store).values()) == {"ok"}
 
 
@@ -139,7 +140,7 @@ def test_a_live_run_is_never_abandoned_and_a_reused_pid_does_not_keep_a_dead_one
         child.wait()
         opened.begin_run("gone", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, me.host))
         opened.begin_run("elsewhere", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, "another-host"))
-        assert sorted(reap_if_writable(opened, at=EMULATOR_NOW)) == ["gone", "reused"]
+        assert sorted(reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=False)) == ["gone", "reused"]
         statuses = dict(opened.query("SELECT run_id, status FROM sync_runs"))
         assert statuses == {"live": "running", "reused": "abandoned", "gone": "abandoned", "elsewhere": "running"}
         # A sync holding the store's lock knows no other sync runs: the other host's run is dead too.

@@ -368,15 +368,14 @@ def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
     if not is_postgres_url(url) and not Path(url).exists():
         raise fail(f"no store at {url}: run `usageledger sync` (or pass --store)")
     with open_store(url) as opened:
-        from usageledger.sync._safety import reap_if_writable
-
-        # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
-        reap_if_writable(opened, at=timeutil.now_unix())
         _print_status(opened, url)
 
 
 def _print_status(opened: BaseStore, url: str) -> None:
-    states = opened.stream_states()
+    from usageledger.sync._safety import stream_states_now
+
+    # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
+    states = stream_states_now(opened, at=timeutil.now_unix())
     table = Table(title=f"Streams in {url}", title_justify="left")
     table.add_column("org", overflow="fold")
     table.add_column("stream", overflow="fold", ratio=2)

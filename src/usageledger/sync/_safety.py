@@ -16,6 +16,7 @@ sync can then be running), unless its process is alive on this host.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -28,17 +29,18 @@ from usageledger._http import _is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger.catalogue import BASE_URL_ENV
 from usageledger.errors import StoreError, SyncError
-from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner
+from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner, StreamState
 from usageledger.sync._model import Org
 
 __all__ = [
     "DEMO_STORE",
+    "abandoned_runs",
     "check_orgs",
     "data_source",
     "is_alive",
     "mixed_data",
     "reap_abandoned",
-    "reap_if_writable",
+    "stream_states_now",
     "this_process",
 ]
 
@@ -154,8 +156,8 @@ def _why(run: RunningRun) -> str:
     return f"the run's process (pid {run.owner.pid} on {run.owner.host}) ended without finishing it"
 
 
-def reap_abandoned(store: BaseStore, *, at: int, holding_sync_lock: bool) -> list[str]:
-    """Mark the runs whose process is gone ``abandoned`` (with their ``running`` streams); their ids.
+def abandoned_runs(store: BaseStore, *, holding_sync_lock: bool = False) -> dict[str, str]:
+    """The runs marked ``running`` whose process is gone, each with the reason (reads only).
 
     With ``holding_sync_lock`` (the caller is a sync that took the store's lock) no other sync can be running, so
     every run still marked ``running`` is dead unless its process is alive on this host.
@@ -165,19 +167,37 @@ def reap_abandoned(store: BaseStore, *, at: int, holding_sync_lock: bool) -> lis
         alive = is_alive(run.owner)
         if alive is False or (alive is None and holding_sync_lock):
             dead[run.run_id] = _why(run)
+    return dead
+
+
+def reap_abandoned(store: BaseStore, *, at: int, holding_sync_lock: bool) -> list[str]:
+    """Mark the runs whose process is gone ``abandoned`` (with their ``running`` streams); their ids."""
+    dead = abandoned_runs(store, holding_sync_lock=holding_sync_lock)
     for run_id, why in dead.items():
         store.abandon_runs([run_id], at=at, error=why)
         logger.warning("run %s was abandoned: %s", run_id, why)
     return list(dead)
 
 
-def reap_if_writable(store: BaseStore, *, at: int) -> list[str]:
-    """:func:`reap_abandoned` for a reader (``status``): a store opened read-only is left as it is."""
-    try:
-        return reap_abandoned(store, at=at, holding_sync_lock=False)
-    except StoreError as exc:
-        logger.info("could not mark abandoned runs: %s", exc)
-        return []
+def stream_states_now(store: BaseStore, *, at: int) -> list[StreamState]:
+    """Every stream's state as ``status`` shows it: never ``running`` for a run whose process is gone.
+
+    The abandoned runs are recorded when the store is writable; a store opened read-only (a DuckDB file a reader
+    opens) is left as it is, and the states are corrected in what this returns.
+    """
+    dead = abandoned_runs(store)
+    if dead:
+        try:
+            for run_id, why in dead.items():
+                store.abandon_runs([run_id], at=at, error=why)
+        except StoreError as exc:
+            logger.info("could not record the abandoned runs (the store is read-only here): %s", exc)
+    return [
+        dataclasses.replace(s, last_status="abandoned", last_error=dead[s.last_run_id])
+        if s.last_status == "running" and s.last_run_id in dead
+        else s
+        for s in store.stream_states()
+    ]
 
 
 def mixed_data(store: BaseStore) -> str | None:
