@@ -128,9 +128,13 @@ def test_the_next_sync_marks_a_killed_run_abandoned_and_finishes_the_job(slow_em
     assert set(_stream_statuses(store).values()) == {"ok"}
 
 
-def test_a_live_run_is_never_abandoned_and_a_reused_pid_does_not_keep_a_dead_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_live_run_is_never_abandoned_and_a_reused_pid_does_not_keep_a_dead_one(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """A run whose process is alive stays `running`; one whose pid now belongs to a later process is abandoned."""
-    with open_store(tmp_path / "live.duckdb") as opened:
+    url = str(tmp_path / "live.duckdb") if backend == "duckdb" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
         me = this_process()
         opened.begin_run("live", at=EMULATOR_NOW, command="sync", owner=me)
         assert me.started is not None  # Linux: the start time tells processes apart
