@@ -71,7 +71,8 @@ def test_the_demo_refuses_a_store_that_holds_a_real_org(tmp_path: Path, emulator
     result = CliRunner().invoke(app, ["demo", "--days", "2", "--store", str(path)])
     assert result.exit_code == 1, result.output
     line = _one_error_line(result.output)
-    assert "holds real data (org acme)" in line and "--store usageledger-demo.duckdb" in line
+    assert "refusing to write synthetic data (org demo)" in line and "a store of real data (org acme)" in line
+    assert line.endswith("use a store of its own, e.g. --store usageledger-demo.duckdb")
     with open_store(path) as store:
         assert _org_rows(store) == before
         assert [(r.org, r.synthetic) for r in store.orgs()] == [("acme", False)]
@@ -88,12 +89,12 @@ def test_a_real_sync_refuses_a_store_that_holds_the_demo_until_it_is_removed(
     result = CliRunner(env=env).invoke(app, ["sync", "--store", str(path), "-e", "costs", "--quiet"])
     assert result.exit_code == 1, result.output
     line = _one_error_line(result.output)
-    assert "holds synthetic data (org demo (from the demo))" in line
+    assert "refusing to write real data" in line and "a store of synthetic data (org demo, written by the demo)" in line
     assert f"usageledger demo --remove --store {path}" in line
     with open_store(path) as store:
         assert set(_org_rows(store)) == {"demo"}
         assert store.query("SELECT COUNT(*) FROM sync_runs WHERE command LIKE 'sync%'") == [(0,)]
-        with pytest.raises(SyncError, match="holds synthetic data"):
+        with pytest.raises(SyncError, match="a store of synthetic data"):
             _real_sync(store, emulator)
 
     removed = CliRunner().invoke(app, ["demo", "--remove", "--store", str(path)])
@@ -150,7 +151,9 @@ def test_a_store_from_before_the_registry_is_migrated_by_org_name(
             ("acme", False, "migrated"),
             ("demo", True, "migrated"),
         ]
-        with pytest.raises(SyncError, match=r"holds synthetic data \(org demo \(from the migrated\)\)"):
+        with pytest.raises(
+            SyncError, match=r"synthetic data \(org demo, the demo's org name, from before the registry\)"
+        ):
             _real_sync(store, emulator)
 
 
@@ -168,7 +171,8 @@ def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, 
         result = CliRunner().invoke(app, [*command, "--store", str(path)], terminal_width=400)
         assert result.exit_code in (0, EXIT_FINDINGS), result.output  # `check` finds the store stale (real clock)
         assert (
-            "warning: this store mixes synthetic data (org demo (from the migrated)) with real data, and its totals "
+            "warning: this store mixes synthetic data (org demo, the demo's org name, from before the registry) "
+            "with real data, and its totals "
             f"add both; remove the synthetic data with `usageledger demo --remove --store {path}`"
         ) in result.output
 

@@ -2,10 +2,10 @@
 process died without a word is found out and marked ``abandoned``.
 
 **Synthetic data.** An org's data is synthetic when the demo wrote it (``Org(synthetic=True)``) or when its base
-URL is a plain ``http://`` URL to a loopback host, which is where the emulator serves (the real API is only
-reached over https). Every org is recorded in the store's ``orgs`` registry the first time a run writes it. A run
-refuses to write synthetic orgs into a store that holds a real one and real orgs into a store that holds a
-synthetic one, so ``report`` and ``check`` never sum the two.
+URL (else ``OPENAI_BASE_URL``) is a plain ``http://`` URL to a loopback host, which is where the emulator serves
+(the real API is only reached over https). Every org is recorded in the store's ``orgs`` registry the first time
+a run is for it, before it fetches. A run refuses to write synthetic orgs into a store that holds a real one and
+real orgs into a store that holds a synthetic one, so ``report`` and ``check`` never sum the two.
 
 **Abandoned runs.** Each run records its process (pid, host name and, on Linux, the process start time, which
 tells a live process from a later one given the same pid). A run still marked ``running`` whose process is known
@@ -69,8 +69,16 @@ def data_source(org: Org) -> str:
     return "api"
 
 
+_HOW: Final = {
+    "demo": "written by the demo",
+    "emulator": "synced from the emulator",
+    "migrated": "the demo's org name, from before the registry",
+}
+
+
 def _names(records: Sequence[OrgRecord]) -> str:
-    return ", ".join(f"{r.org} (from the {r.source})" if r.synthetic else r.org for r in records)
+    """``org demo, written by the demo; org acme``: each org, and for a synthetic one how it came to be."""
+    return "; ".join(f"org {r.org}, {_HOW.get(r.source, r.source)}" if r.synthetic else f"org {r.org}" for r in records)
 
 
 def check_orgs(store: BaseStore, orgs: Sequence[Org], *, at: int) -> None:
@@ -89,15 +97,15 @@ def check_orgs(store: BaseStore, orgs: Sequence[Org], *, at: int) -> None:
         real_held = [r for r in held if not r.synthetic]
         if real_held:
             raise SyncError(
-                f"refusing to write synthetic data ({', '.join(sorted(synthetic))}) into {where}, which holds real "
-                f"data (org {_names(real_held)}): use a store of its own, e.g. --store {DEMO_STORE}"
+                f"refusing to write synthetic data (org {', '.join(sorted(synthetic))}) into {where}: it is a store "
+                f"of real data ({_names(real_held)}); use a store of its own, e.g. --store {DEMO_STORE}"
             )
     else:
         fake_held = [r for r in held if r.synthetic]
         if fake_held:
             raise SyncError(
-                f"refusing to write real data into {where}, which holds synthetic data (org {_names(fake_held)}): "
-                f"sync into another store (--store FILE), or remove the synthetic data first with "
+                f"refusing to write real data into {where}: it is a store of synthetic data ({_names(fake_held)}); "
+                "sync into another store (--store FILE), or first remove the synthetic data with "
                 f"`usageledger demo --remove --store {where}`"
             )
     known = {r.org for r in held}
@@ -207,6 +215,6 @@ def mixed_data(store: BaseStore) -> str | None:
     if not fake or len(fake) == len(held):
         return None
     return (
-        f"warning: this store mixes synthetic data (org {_names(fake)}) with real data, and its totals add both; "
+        f"warning: this store mixes synthetic data ({_names(fake)}) with real data, and its totals add both; "
         f"remove the synthetic data with `usageledger demo --remove --store {redact_url_password(store.url)}`"
     )
