@@ -8,6 +8,7 @@ from usageledger.cli._app import app
 from usageledger.cli import commands_version  # noqa: F401  isort: skip
 from usageledger.cli import commands_query  # noqa: F401  isort: skip
 from usageledger.cli import commands_emulator  # noqa: F401  isort: skip
+from usageledger.cli import commands_demo  # noqa: F401  isort: skip
 from usageledger.cli import commands_report  # noqa: F401  isort: skip
 from usageledger.cli import commands_sync  # noqa: F401  isort: skip
 from usageledger.cli import commands_doctor  # noqa: F401  isort: skip

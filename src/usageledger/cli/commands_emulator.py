@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from usageledger import timeutil
 from usageledger.cli._app import app, console, fail, friendly_errors, setup_logging
-from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
+from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.server import serve
 
 _SIZE = "Organisation"
@@ -156,46 +154,3 @@ def _config(
         faults=faults,
         replay=replay,
     )
-
-
-@app.command()
-@friendly_errors
-def demo(
-    days: Annotated[int, typer.Option(help="Days to report on (twice as many are synced, for the comparison).")] = 30,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic organisation.")] = 0,
-    store: Annotated[str, typer.Option(help="DuckDB file (or postgresql:// URL) to sync into.")] = "usageledger.duckdb",
-) -> None:
-    """Start the emulator in-process, sync the last 30 days of every default stream into a local DuckDB file, and
-    print the report from the store. No key, no network; run it again and the sync is incremental."""
-    from usageledger.store import default_streams, open_store
-    from usageledger.sync import Org, SyncOptions, sync
-
-    logging.getLogger("usageledger").setLevel(logging.WARNING)
-    instance = Emulator(EmulatorConfig(seed=seed))
-    now = instance.now()
-    start = timeutil.floor(now - days * 86400, "1d")
-    # The report compares the period with the one before it, so sync that one too.
-    sync_start = timeutil.floor(now - 2 * days * 86400, "1d")
-    with run_server(instance) as url, open_store(store) as ledger:
-        result = sync(
-            ledger,
-            [Org("demo", "sk-admin-demo", url)],
-            default_streams(),
-            SyncOptions(since=sync_start),
-            clock=instance.clock,
-        )
-        if not result.ok:
-            raise fail("; ".join(result.errors))
-        from usageledger.cli.commands_report import synced_report
-
-        report = synced_report(ledger, since=start, until=now, org="demo")
-
-    console.print(
-        f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into {store}"
-        f" ({result.requests} requests, {result.elapsed:.1f}s)"
-    )
-    synced = Table("stream", "inserted", "updated", "unchanged", title="Synced")
-    for s in result.streams:
-        synced.add_row(s.stream, f"{s.counts.inserted:,}", f"{s.counts.updated:,}", f"{s.counts.unchanged:,}")
-    console.print(synced)
-    console.print(report)

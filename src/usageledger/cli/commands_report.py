@@ -83,6 +83,11 @@ def _database(url: str) -> Iterator[BaseStore]:
     try:
         if store.pending_migrations():
             raise StoreError(f"the store {url} has an older schema: run usageledger sync once to migrate it")
+        from usageledger.sync._safety import mixed_data
+
+        warning = mixed_data(store)
+        if warning is not None:
+            err_console.print(warning, highlight=False, soft_wrap=True, markup=False)
         yield store
     finally:
         store.close()

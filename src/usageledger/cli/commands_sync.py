@@ -15,6 +15,7 @@ from rich.table import Table
 from usageledger import catalogue, rules, timeutil
 from usageledger.cli import _filters
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
+from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
 from usageledger.store import DEFAULT_STORE, BaseStore, Stream, check_store_url, is_postgres_url, open_store
@@ -309,7 +310,7 @@ def sync_command(
     )
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
-    with open_store(url) as opened, view.progress:
+    with sigterm_as_interrupt(), open_store(url) as opened, view.progress:
         result = engine.sync(
             opened,
             orgs,
@@ -404,7 +405,10 @@ def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
 
 
 def _print_status(opened: BaseStore, url: str) -> None:
-    states = opened.stream_states()
+    from usageledger.sync._safety import stream_states_now
+
+    # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
+    states = stream_states_now(opened, at=timeutil.now_unix())
     table = Table(title=f"Streams in {url}", title_justify="left")
     table.add_column("org", overflow="fold")
     table.add_column("stream", overflow="fold", ratio=2)

@@ -13,15 +13,27 @@ from typing import Final
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
-from usageledger.store._types import PreparedWindow, RunTotals, StreamState, UpsertCounts, WindowWrite
+from usageledger.store._types import (
+    OrgRecord,
+    PreparedWindow,
+    RunningRun,
+    RunOwner,
+    RunTotals,
+    StreamState,
+    UpsertCounts,
+    WindowWrite,
+)
 from usageledger.store.schema import TableSpec, daily_view_name, table_for, tables
 from usageledger.store.streams import Stream, default_streams, encode_group_key
 
 __all__ = [
     "DEFAULT_STORE",
     "BaseStore",
+    "OrgRecord",
     "PreparedWindow",
+    "RunOwner",
     "RunTotals",
+    "RunningRun",
     "Store",
     "Stream",
     "StreamState",

@@ -20,7 +20,10 @@ import pyarrow as pa
 from usageledger.store import migrations
 from usageledger.store._columns import columns_of
 from usageledger.store._types import (
+    OrgRecord,
     PreparedWindow,
+    RunningRun,
+    RunOwner,
     RunTotals,
     StreamState,
     UpsertCounts,
@@ -28,10 +31,21 @@ from usageledger.store._types import (
     to_datetime,
     to_unix,
 )
-from usageledger.store.schema import Dialect, TableSpec, q, table_for
+from usageledger.store.schema import Dialect, TableSpec, q, table_for, tables
 from usageledger.store.streams import Stream
 
-__all__ = ["BaseStore", "PreparedWindow", "RunTotals", "StreamState", "UpsertCounts", "WindowWrite", "to_datetime"]
+__all__ = [
+    "BaseStore",
+    "OrgRecord",
+    "PreparedWindow",
+    "RunOwner",
+    "RunTotals",
+    "RunningRun",
+    "StreamState",
+    "UpsertCounts",
+    "WindowWrite",
+    "to_datetime",
+]
 
 logger = logging.getLogger("usageledger.store")
 
@@ -211,12 +225,65 @@ class BaseStore(ABC):
                 (to_datetime(at), status, error, run_id, run_id, run_id, run_id, run_id, org, stream_id),
             )
 
-    def begin_run(self, run_id: str, *, at: int, command: str) -> None:
+    def begin_run(self, run_id: str, *, at: int, command: str, owner: RunOwner | None = None) -> None:
+        """Record a run as ``running``, with the process that runs it (how a dead one is found out later)."""
+        pid, host, started = (None, None, None) if owner is None else (owner.pid, owner.host, owner.started)
         with self.transaction():
             self.execute(
-                "INSERT INTO sync_runs (run_id, started_at, status, command) VALUES (%s, %s, 'running', %s)",
-                (run_id, to_datetime(at), command),
+                "INSERT INTO sync_runs (run_id, started_at, status, command, pid, host, pid_started)"
+                " VALUES (%s, %s, 'running', %s, %s, %s, %s)",
+                (run_id, to_datetime(at), command, pid, host, started),
             )
+
+    def running_runs(self) -> list[RunningRun]:
+        """The runs still marked ``running``, oldest first, with their processes."""
+        rows = self.query(
+            "SELECT run_id, pid, host, pid_started FROM sync_runs WHERE status = 'running' ORDER BY started_at"
+        )
+        return [RunningRun(r[0], None if r[1] is None else RunOwner(int(r[1]), r[2] or "", r[3])) for r in rows]
+
+    def abandon_runs(self, run_ids: Sequence[str], *, at: int, error: str) -> None:
+        """Mark runs whose process is gone ``abandoned``, and their streams that were still ``running`` too."""
+        with self.transaction():
+            for run_id in run_ids:
+                self.execute(
+                    "UPDATE sync_runs SET status = 'abandoned', finished_at = %s, error = %s"
+                    " WHERE run_id = %s AND status = 'running'",
+                    (to_datetime(at), error, run_id),
+                )
+                self.execute(
+                    "UPDATE streams SET last_status = 'abandoned', last_error = %s"
+                    " WHERE last_run_id = %s AND last_status = 'running'",
+                    (error, run_id),
+                )
+
+    # --- the org registry ---------------------------------------------------------------------------------
+
+    def orgs(self) -> list[OrgRecord]:
+        """Every org the store holds data for, and whether that data is synthetic."""
+        rows = self.query("SELECT org, synthetic, source, registered_at FROM orgs ORDER BY org")
+        return [OrgRecord(r[0], bool(r[1]), r[2], to_unix(r[3])) for r in rows]
+
+    def register_org(self, org: str, *, synthetic: bool, source: str, at: int) -> None:
+        """Record an org (idempotent: the first record stands; callers check :meth:`orgs` before writing)."""
+        with self.transaction():
+            self.execute(
+                "INSERT INTO orgs (org, synthetic, source, registered_at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (org) DO NOTHING",
+                (org, synthetic, source, to_datetime(at)),
+            )
+
+    def delete_org(self, org: str) -> int:
+        """Delete an org's rows from every endpoint table, its streams and its registry entry; the rows deleted."""
+        deleted = 0
+        with self.transaction():
+            existing = self._table_columns()
+            for spec in tables():
+                if spec.name in existing:
+                    deleted += max(self.execute(f"DELETE FROM {spec.name} WHERE org = %s", (org,)), 0)
+            self.execute("DELETE FROM streams WHERE org = %s", (org,))
+            self.execute("DELETE FROM orgs WHERE org = %s", (org,))
+        return deleted
 
     def finish_run(self, run_id: str, *, at: int, status: str, totals: RunTotals, error: str | None = None) -> None:
         c = totals.counts
@@ -336,15 +403,19 @@ class BaseStore(ABC):
 
     def _update_streams(self, writes: Sequence[WindowWrite], counts: Sequence[UpsertCounts]) -> None:
         per_stream: dict[tuple[str, str], tuple[str, int | None, UpsertCounts]] = {}
+        completed: set[tuple[str, str]] = set()
         for w, c in zip(writes, counts, strict=True):
             key = (w.org, w.stream.id)
             _, mark, total = per_stream.get(key, (w.run_id, None, UpsertCounts()))
             if w.watermark is not None:
                 mark = w.watermark if mark is None else max(mark, w.watermark)
             per_stream[key] = (w.run_id, mark, total + c)
+            if w.completes_stream:
+                completed.add(key)
         for (org, stream_id), (run, mark, c) in per_stream.items():
             self.execute(
                 "UPDATE streams SET watermark = COALESCE(%s, watermark), row_count = row_count + %s,"
+                " last_status = CASE WHEN %s THEN 'ok' ELSE last_status END,"
                 " last_inserted = CASE WHEN last_run_id = %s THEN last_inserted + %s ELSE %s END,"
                 " last_updated = CASE WHEN last_run_id = %s THEN last_updated + %s ELSE %s END,"
                 " last_unchanged = CASE WHEN last_run_id = %s THEN last_unchanged + %s ELSE %s END,"
@@ -353,6 +424,7 @@ class BaseStore(ABC):
                 (
                     None if mark is None else to_datetime(mark),
                     c.inserted - c.deleted,
+                    (org, stream_id) in completed,
                     run,
                     c.inserted,
                     c.inserted,

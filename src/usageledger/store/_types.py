@@ -11,7 +11,18 @@ from usageledger.errors import StoreError
 from usageledger.models import Bucket
 from usageledger.store.streams import Stream
 
-__all__ = ["PreparedWindow", "RunTotals", "StreamState", "UpsertCounts", "WindowWrite", "to_datetime", "to_unix"]
+__all__ = [
+    "OrgRecord",
+    "PreparedWindow",
+    "RunOwner",
+    "RunTotals",
+    "RunningRun",
+    "StreamState",
+    "UpsertCounts",
+    "WindowWrite",
+    "to_datetime",
+    "to_unix",
+]
 
 
 def to_datetime(ts: int) -> datetime:
@@ -101,6 +112,9 @@ class WindowWrite:
     """Set by a caller that knows the stream holds no row at or after ``lo``: the rows are simply inserted."""
     buckets: Sequence[Bucket] = ()
     """The decoded buckets, instead of ``rows``: read straight into columns, the fast path the sync engine uses."""
+    completes_stream: bool = False
+    """Set on the last window a run writes for its stream: the stream's ``last_status`` becomes ``ok`` in the same
+    transaction, so a run killed afterwards leaves that stream's state true."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +124,35 @@ class PreparedWindow:
     write: WindowWrite
     rows: int
     payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRecord:
+    """A row of ``orgs``: whether an org's data is synthetic (the demo, the emulator) or real, and why."""
+
+    org: str
+    synthetic: bool
+    source: str
+    """``demo``, ``emulator`` (a plain ``http://`` loopback base URL), ``api``, or ``migrated`` (recorded by the
+    migration that added the registry, from the org's name: the demo's ``demo`` is synthetic, any other real)."""
+    registered_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOwner:
+    """The process that runs a sync: its pid, host name and (when the platform tells, Linux) its start time.
+
+    The start time tells a live process from a later one that was given the same pid.
+    """
+
+    pid: int
+    host: str
+    started: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRun:
+    """A ``sync_runs`` row still marked ``running``, with the process that wrote it (``None``: not recorded)."""
+
+    run_id: str
+    owner: RunOwner | None

@@ -88,7 +88,34 @@ def _endpoint_tables(dialect: Dialect, existing: Mapping[str, Sequence[str]]) ->
     return out + _views(dialect)
 
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (Migration("0001_streams_and_sync_runs", _core),)
+def _org_registry(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """The ``orgs`` registry: which orgs hold synthetic data. A store written before it knows only the org names,
+    so the demo's org ``demo`` is recorded as synthetic and every other org as real (source ``migrated``)."""
+    return [
+        """CREATE TABLE IF NOT EXISTS orgs (
+  org TEXT PRIMARY KEY,
+  synthetic BOOLEAN NOT NULL,
+  source TEXT NOT NULL,
+  registered_at TIMESTAMPTZ
+)""",
+        "INSERT INTO orgs (org, synthetic, source, registered_at)"
+        " SELECT DISTINCT org, org = 'demo', 'migrated', CAST(NULL AS TIMESTAMPTZ) FROM streams"
+        " ON CONFLICT (org) DO NOTHING",
+    ]
+
+
+def _run_owner(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """The process of each run (pid, host, process start time), so a run whose process died is found out."""
+    have = existing.get("sync_runs", ())
+    columns = {"pid": "BIGINT", "host": "TEXT", "pid_started": "BIGINT"}
+    return [f"ALTER TABLE sync_runs ADD COLUMN {n} {t}" for n, t in columns.items() if n not in have]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration("0001_streams_and_sync_runs", _core),
+    Migration("0003_org_registry", _org_registry),
+    Migration("0004_sync_run_owner", _run_owner),
+)
 """The hand-written migrations, in order. The catalogue step runs after them."""
 
 

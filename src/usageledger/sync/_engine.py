@@ -7,32 +7,27 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from usageledger import rules, timeutil
 from usageledger._secrets import mask_keys
 from usageledger.client import AsyncClient
 from usageledger.errors import StoreError, SyncError, UsageLedgerError
-from usageledger.models import Bucket
-from usageledger.store import BaseStore, RunTotals, Stream, UpsertCounts, WindowWrite
-from usageledger.store._types import PreparedWindow
+from usageledger.store import BaseStore, RunTotals, Stream
 from usageledger.sync._model import (
     EventHandler,
     Org,
     RequestSent,
     RunFinished,
     RunStarted,
-    StreamFinished,
-    StreamPlan,
-    StreamResult,
     SyncOptions,
     SyncResult,
-    WindowDone,
     plan_stream,
 )
+from usageledger.sync._safety import check_orgs, reap_abandoned, this_process
+from usageledger.sync._state import FetchedWindow, StreamRun, WindowJob, interleave
+from usageledger.sync._writer import Writer
 
 logger = logging.getLogger("usageledger.sync")
 
@@ -53,64 +48,6 @@ class _CountingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-@dataclass(slots=True)
-class _StreamRun:
-    """Mutable progress of one (org, stream) during a run."""
-
-    plan: StreamPlan
-    done: list[bool]
-    counts: UpsertCounts = field(default_factory=UpsertCounts)
-    watermark: int | None = None
-    extent: int | None = None
-    """The newest stored bucket start of the stream when the run began: later windows are fresh inserts."""
-    error: str | None = None
-    committed: int = 0
-    """Windows whose transaction has committed (``done`` also counts the one being committed)."""
-
-    def contiguous_end(self) -> int | None:
-        """End of the finished prefix of windows, or ``None`` when the first is not finished."""
-        end = None
-        for finished, window in zip(self.done, self.plan.windows, strict=True):
-            if not finished:
-                break
-            end = window.end
-        return end
-
-    def result(self) -> StreamResult:
-        return StreamResult(
-            org=self.plan.org,
-            stream=self.plan.stream.id,
-            windows=len(self.plan.windows),
-            windows_done=sum(self.done),
-            counts=self.counts,
-            watermark=self.watermark,
-            error=self.error,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    run: _StreamRun
-    index: int
-
-    @property
-    def window(self) -> rules.Window:
-        return self.run.plan.windows[self.index]
-
-    def where(self) -> str:
-        w = self.window
-        return f"stream {self.run.plan.label}, window {timeutil.iso(w.start)} to {timeutil.iso(w.end)}"
-
-
-def _interleave(runs: Sequence[_StreamRun]) -> Iterator[_Job]:
-    """Jobs in window order, round-robin over streams, so every stream's watermark moves early."""
-    depth = max((len(r.plan.windows) for r in runs), default=0)
-    for i in range(depth):
-        for r in runs:
-            if i < len(r.plan.windows):
-                yield _Job(r, i)
 
 
 async def run_sync(
@@ -156,16 +93,20 @@ async def _run_locked(
     emit: EventHandler = on_event or (lambda _event: None)
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
-    runs: list[_StreamRun] = []
+    runs: list[StreamRun] = []
+    check_orgs(store, orgs, at=int(time.time()))
+    reap_abandoned(store, at=int(time.time()), holding_sync_lock=True)
     for org in orgs:
         for stream in streams:
             state = store.register_stream(org.name, stream)
             plan = plan_stream(org.name, stream, state.watermark, options, now=now)
             extent = store.stream_extent(org.name, stream)
-            runs.append(_StreamRun(plan, [False] * len(plan.windows), watermark=state.watermark, extent=extent))
-    store.begin_run(run_id, at=now, command=command)
+            runs.append(StreamRun.start(plan, watermark=state.watermark, extent=extent))
+    store.begin_run(run_id, at=now, command=command, owner=this_process())
     for r in runs:
-        store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status="running")
+        # A stream with nothing to read is finished already; the others are `running` until their last commit.
+        status = "running" if r.plan.windows else "ok"
+        store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status=status)
     emit(RunStarted(run_id, tuple(r.plan for r in runs)))
 
     requests = 0
@@ -212,7 +153,7 @@ async def _run_locked(
 
 def _finish(
     store: BaseStore,
-    runs: Sequence[_StreamRun],
+    runs: Sequence[StreamRun],
     run_id: str,
     now: int,
     status: str,
@@ -233,159 +174,46 @@ def _finish(
     )
 
 
+async def _fetch(
+    jobs: Iterator[WindowJob], clients: dict[str, AsyncClient], queue: asyncio.Queue[FetchedWindow | None]
+) -> None:
+    """A fetching worker: take the next job, read every page of its window, hand it to the writer."""
+    for job in jobs:
+        if job.run.error is not None:
+            continue
+        plan = job.run.plan
+        window = job.window
+        filters: dict[str, Any] = plan.stream.query_filters()
+        try:
+            buckets = await clients[plan.org].fetch_range(
+                plan.stream.endpoint,
+                start_time=window.start,
+                end_time=window.end,
+                bucket_width=plan.stream.bucket_width,
+                group_by=plan.stream.group_by,
+                **filters,
+            )
+        except UsageLedgerError as exc:
+            job.run.fail(mask_keys(f"{job.where()}: {exc}"))
+            logger.error("sync failed: %s", job.run.error)
+            continue
+        await queue.put(FetchedWindow.of(job, buckets))
+
+
 async def _execute(
     store: BaseStore,
-    runs: Sequence[_StreamRun],
+    runs: Sequence[StreamRun],
     clients: dict[str, AsyncClient],
     options: SyncOptions,
     run_id: str,
     now: int,
     emit: EventHandler,
 ) -> None:
-    jobs = _interleave(runs)
+    jobs = interleave(runs)
     # Fetched windows wait here for the one writer; the bound keeps memory flat however long the range.
-    queue: asyncio.Queue[tuple[_Job, list[Bucket], int, int] | None] = asyncio.Queue(maxsize=options.concurrency)
-
-    async def worker() -> None:
-        for job in jobs:
-            if job.run.error is not None:
-                continue
-            plan = job.run.plan
-            window = job.window
-            filters: dict[str, Any] = plan.stream.query_filters()
-            try:
-                buckets = await clients[plan.org].fetch_range(
-                    plan.stream.endpoint,
-                    start_time=window.start,
-                    end_time=window.end,
-                    bucket_width=plan.stream.bucket_width,
-                    group_by=plan.stream.group_by,
-                    **filters,
-                )
-            except UsageLedgerError as exc:
-                job.run.error = mask_keys(f"{job.where()}: {exc}")
-                logger.error("sync failed: %s", job.run.error)
-                continue
-            lo = min((b.start_time for b in buckets), default=window.start)
-            hi = max((b.end_time for b in buckets), default=window.end)
-            await queue.put((job, buckets, min(lo, window.start), max(hi, window.end)))
-
-    announced: set[int] = set()
-
-    async def writer() -> None:
-        # A pipeline of two: the next batch is converted (CPU, on the loop) while the previous one commits (in the
-        # store's thread). Commits still run one at a time and in order, so a batch's watermark is only written
-        # after every batch before it has committed.
-        in_flight: asyncio.Task[None] | None = None
-        waiting: list[tuple[_Job, list[Bucket], int, int]] | None = None  # prepared, not yet handed to a commit
-        finished = False
-        try:
-            while not finished:
-                item = await queue.get()
-                if item is None:
-                    break
-                batch = [item]
-                # Whatever else is already waiting goes into the same transaction: fewer commits, same atomicity.
-                while not queue.empty():
-                    more = queue.get_nowait()
-                    if more is None:
-                        finished = True
-                        break
-                    batch.append(more)
-                writes, prepared = _prepare_batch(batch)
-                waiting = batch
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.create_task(_commit_batch(batch, writes, prepared))
-                waiting = None
-            if in_flight is not None:
-                await in_flight
-        except BaseException:
-            if waiting is not None:  # its windows were never committed
-                for job, *_ in waiting:
-                    job.run.done[job.index] = False
-            # Nothing else may touch the store's connection while a transaction is still running in its thread.
-            if in_flight is not None and not in_flight.done():
-                await asyncio.wait([in_flight])
-            raise
-
-    def _prepare_batch(
-        batch: list[tuple[_Job, list[Bucket], int, int]],
-    ) -> tuple[list[WindowWrite], list[PreparedWindow]]:
-        for job, *_ in batch:
-            job.run.done[job.index] = True
-        writes: list[WindowWrite] = []
-        synced_at = int(time.time())
-        for job, buckets, lo, hi in batch:
-            run = job.run
-            plan = run.plan
-            watermark = None
-            end = run.contiguous_end()
-            if plan.moves_watermark and end is not None:
-                candidate = timeutil.floor(min(end, now), plan.stream.bucket_width)
-                if run.watermark is None or candidate > run.watermark:
-                    watermark = candidate
-            fresh = run.extent is None or lo > run.extent
-            writes.append(
-                WindowWrite(plan.org, plan.stream, (), lo, hi, run_id, synced_at, watermark, fresh, buckets=buckets)
-            )
-        # Converting rows is CPU work that holds the GIL: doing it here, between awaits, rather than in the writer
-        # thread keeps the two threads from convoying on the GIL (which delays every response the loop handles).
-        try:
-            prepared = [store.prepare(w) for w in writes]
-        except BaseException:
-            for job, *_ in batch:
-                job.run.done[job.index] = False
-            raise
-        return writes, prepared
-
-    async def _commit_batch(
-        batch: list[tuple[_Job, list[Bucket], int, int]],
-        writes: list[WindowWrite],
-        prepared: list[PreparedWindow],
-    ) -> None:
-        commit = asyncio.ensure_future(asyncio.to_thread(store.commit_windows, prepared))
-        try:
-            counts = await asyncio.shield(commit)
-        except asyncio.CancelledError:
-            # The transaction runs in a thread that cannot be cancelled: let it end before anything else
-            # touches the connection. It either commits whole or not at all.
-            await asyncio.wait([commit])
-            if commit.exception() is not None:
-                for job, *_ in batch:
-                    job.run.done[job.index] = False
-            raise
-        except BaseException:
-            for job, *_ in batch:
-                job.run.done[job.index] = False
-            raise
-        for (job, *_), write, c in zip(batch, writes, counts, strict=True):
-            run = job.run
-            run.counts += c
-            if write.watermark is not None and (run.watermark is None or write.watermark > run.watermark):
-                run.watermark = write.watermark
-            logger.info(
-                "window committed",
-                extra={
-                    "org": write.org,
-                    "stream": write.stream.id,
-                    "window_start": timeutil.iso(job.window.start),
-                    "window_end": timeutil.iso(job.window.end),
-                    "inserted": c.inserted,
-                    "updated": c.updated,
-                    "unchanged": c.unchanged,
-                    "deleted": c.deleted,
-                    "watermark": None if write.watermark is None else timeutil.iso(write.watermark),
-                },
-            )
-            emit(WindowDone(write.org, write.stream.id, job.window, c))
-            run.committed += 1
-            if run.committed == len(run.plan.windows) and id(run) not in announced:
-                announced.add(id(run))
-                emit(StreamFinished(run.result()))
-
-    writer_task = asyncio.create_task(writer())
-    workers = [asyncio.create_task(worker()) for _ in range(options.concurrency)]
+    queue: asyncio.Queue[FetchedWindow | None] = asyncio.Queue(maxsize=options.concurrency)
+    writer_task = asyncio.create_task(Writer(store, run_id=run_id, now=now, emit=emit).run(queue))
+    workers = [asyncio.create_task(_fetch(jobs, clients, queue)) for _ in range(options.concurrency)]
     fetching = asyncio.gather(*workers)
     try:
         watched: list[asyncio.Future[Any]] = [writer_task, fetching]
@@ -401,10 +229,7 @@ async def _execute(
             task.cancel()
         await asyncio.gather(*workers, writer_task, fetching, return_exceptions=True)
     for r in runs:
-        if r.error is not None:
-            continue
-        if not all(r.done):  # pragma: no cover - every job either commits or records an error
-            r.error = f"stream {r.plan.label}: {len(r.done) - sum(r.done)} window(s) were not written"
+        r.check_written()
 
 
 def sync(

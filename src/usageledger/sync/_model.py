@@ -16,11 +16,16 @@ DEFAULT_SINCE: Final = 90 * 86400
 
 @dataclass(frozen=True, slots=True)
 class Org:
-    """One organisation: a name for the ``org`` column, its admin key and base URL (``None``: the default)."""
+    """One organisation: a name for the ``org`` column, its admin key and base URL (``None``: the default).
+
+    ``synthetic`` marks made-up data (the demo); a plain ``http://`` loopback base URL (the emulator) is synthetic
+    too. A store never holds synthetic and real orgs together (see ``docs/STORE.md``).
+    """
 
     name: str
     api_key: str = field(repr=False)
     base_url: str | None = None
+    synthetic: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,94 @@
+"""``usageledger demo``: the main job, offline, into a store of its own; ``demo --remove`` takes its data out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from usageledger import timeutil
+from usageledger.cli._app import app, console, fail, friendly_errors
+from usageledger.cli._signals import sigterm_as_interrupt
+from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.store import is_postgres_url
+from usageledger.sync._safety import DEMO_STORE
+
+
+@app.command()
+@friendly_errors
+def demo(
+    days: Annotated[int, typer.Option(help="Days to report on (twice as many are synced, for the comparison).")] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic organisation.")] = 0,
+    store: Annotated[
+        str, typer.Option(help="DuckDB file (or postgresql:// URL) for the demo's synthetic data; never a real store.")
+    ] = DEMO_STORE,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Delete every synthetic org (the demo's, the emulator's) from --store.")
+    ] = False,
+) -> None:
+    """Start the emulator in-process, sync the last 30 days of every default stream into a DuckDB file of its own
+    (usageledger-demo.duckdb), and print the report from it. No key, no network; run it again and the sync is
+    incremental. The demo refuses a store that holds real data."""
+    if remove:
+        _remove(store)
+        return
+    from usageledger.store import default_streams, open_store
+    from usageledger.sync import Org, SyncOptions, sync
+
+    logging.getLogger("usageledger").setLevel(logging.WARNING)
+    instance = Emulator(EmulatorConfig(seed=seed))
+    now = instance.now()
+    start = timeutil.floor(now - days * 86400, "1d")
+    # The report compares the period with the one before it, so sync that one too.
+    sync_start = timeutil.floor(now - 2 * days * 86400, "1d")
+    with sigterm_as_interrupt(), run_server(instance) as url, open_store(store) as ledger:
+        result = sync(
+            ledger,
+            [Org("demo", "sk-admin-demo", url, synthetic=True)],
+            default_streams(),
+            SyncOptions(since=sync_start),
+            clock=instance.clock,
+            command="demo",
+        )
+        if not result.ok:
+            raise fail("; ".join(result.errors))
+        from usageledger.cli.commands_report import synced_report
+
+        report = synced_report(ledger, since=start, until=now, org="demo")
+
+    console.print(
+        f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into {store}"
+        f" ({result.requests} requests, {result.elapsed:.1f}s)"
+    )
+    synced = Table("stream", "inserted", "updated", "unchanged", title="Synced")
+    for s in result.streams:
+        synced.add_row(s.stream, f"{s.counts.inserted:,}", f"{s.counts.updated:,}", f"{s.counts.unchanged:,}")
+    console.print(synced)
+    console.print(report)
+
+
+def _remove(store: str) -> None:
+    """Delete every synthetic org from ``store``: what a store mixed by an older demo needs before a real sync."""
+    from usageledger._secrets import redact_url_password
+    from usageledger.errors import SyncError
+    from usageledger.store import check_store_url, open_store
+
+    url = check_store_url(store)
+    if not is_postgres_url(url) and not Path(url).exists():
+        raise fail(f"no store at {url}: nothing to remove (pass --store)")
+    shown = redact_url_password(url)
+    with open_store(url) as opened:
+        if not opened.acquire_sync_lock():
+            raise SyncError("a usageledger sync is writing to this store; wait for it to finish and run again")
+        try:
+            removed = [(r.org, opened.delete_org(r.org)) for r in opened.orgs() if r.synthetic]
+        finally:
+            opened.release_sync_lock()
+    if not removed:
+        console.print(f"No synthetic org in {shown}: nothing removed.", highlight=False)
+        return
+    what = ", ".join(f"{org} ({rows:,} rows)" for org, rows in removed)
+    console.print(f"Removed the synthetic org(s) {what} from {shown}.", highlight=False)

@@ -1,0 +1,220 @@
+"""What keeps a store truthful from run to run: synthetic and real data never share a store, and a run whose
+process died without a word is found out and marked ``abandoned``.
+
+**Synthetic data.** An org's data is synthetic when the demo wrote it (``Org(synthetic=True)``) or when its base
+URL (else ``OPENAI_BASE_URL``) is a plain ``http://`` URL to a loopback host, which is where the emulator serves
+(the real API is only reached over https). Every org is recorded in the store's ``orgs`` registry the first time
+a run is for it, before it fetches. A run refuses to write synthetic orgs into a store that holds a real one and
+real orgs into a store that holds a synthetic one, so ``report`` and ``check`` never sum the two.
+
+**Abandoned runs.** Each run records its process (pid, host name and, on Linux, the process start time, which
+tells a live process from a later one given the same pid). A run still marked ``running`` whose process is known
+to be gone (same host, pid not alive or alive with another start time) is marked ``abandoned``, with every stream
+it left ``running``; so is any run still marked ``running`` when a sync has taken the store's sync lock (no other
+sync can then be running), unless its process is alive on this host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Final
+
+import httpx
+
+from usageledger._http import _is_loopback
+from usageledger._secrets import redact_url_password
+from usageledger.catalogue import BASE_URL_ENV
+from usageledger.errors import StoreError, SyncError
+from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner, StreamState
+from usageledger.sync._model import Org
+
+__all__ = [
+    "DEMO_STORE",
+    "abandoned_runs",
+    "check_orgs",
+    "data_source",
+    "is_alive",
+    "mixed_data",
+    "reap_abandoned",
+    "stream_states_now",
+    "this_process",
+]
+
+logger = logging.getLogger("usageledger.sync")
+
+DEMO_STORE: Final = "usageledger-demo.duckdb"
+"""Where the demo writes by default: a store of its own, never the real one."""
+
+
+# --- synthetic or real ----------------------------------------------------------------------------------
+
+
+def data_source(org: Org) -> str:
+    """Where an org's data comes from: ``demo``, ``emulator`` (plain http to loopback) or ``api``."""
+    if org.synthetic:
+        return "demo"
+    # The base URL the client will use: the org's, else OPENAI_BASE_URL, else the public API.
+    base_url = org.base_url or os.environ.get(BASE_URL_ENV)
+    if base_url:
+        try:
+            url = httpx.URL(base_url)
+        except httpx.InvalidURL:
+            return "api"
+        if url.scheme == "http" and _is_loopback(url.host):
+            return "emulator"
+    return "api"
+
+
+_HOW: Final = {
+    "demo": "written by the demo",
+    "emulator": "synced from the emulator",
+    "migrated": "the demo's org name, from before the registry",
+}
+
+
+def _names(records: Sequence[OrgRecord]) -> str:
+    """``org demo, written by the demo; org acme``: each org, and for a synthetic one how it came to be."""
+    return "; ".join(f"org {r.org}, {_HOW.get(r.source, r.source)}" if r.synthetic else f"org {r.org}" for r in records)
+
+
+def check_orgs(store: BaseStore, orgs: Sequence[Org], *, at: int) -> None:
+    """Refuse a run that would put synthetic and real data in one store; record the run's orgs in the registry."""
+    sources = {org.name: data_source(org) for org in orgs}
+    synthetic = {name for name, source in sources.items() if source != "api"}
+    where = redact_url_password(store.url)
+    if synthetic and len(synthetic) < len(orgs):
+        real = sorted(set(sources) - synthetic)
+        raise SyncError(
+            f"refusing to sync real orgs ({', '.join(real)}) and synthetic ones ({', '.join(sorted(synthetic))}, "
+            "from the emulator) in one run: they would share the store; sync each kind into a store of its own (--org)"
+        )
+    held = store.orgs()
+    if synthetic:
+        real_held = [r for r in held if not r.synthetic]
+        if real_held:
+            raise SyncError(
+                f"refusing to write synthetic data (org {', '.join(sorted(synthetic))}) into {where}: it is a store "
+                f"of real data ({_names(real_held)}); use a store of its own, e.g. --store {DEMO_STORE}"
+            )
+    else:
+        fake_held = [r for r in held if r.synthetic]
+        if fake_held:
+            raise SyncError(
+                f"refusing to write real data into {where}: it is a store of synthetic data ({_names(fake_held)}); "
+                "sync into another store (--store FILE), or first remove the synthetic data with "
+                f"`usageledger demo --remove --store {where}`"
+            )
+    known = {r.org for r in held}
+    for name, source in sources.items():
+        if name not in known:
+            store.register_org(name, synthetic=source != "api", source=source, at=at)
+
+
+# --- abandoned runs -------------------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> tuple[int, str] | None:
+    """A process's start time (clock ticks since boot) and state letter, from ``/proc`` (Linux); ``None`` elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # the command name, in parentheses, may hold spaces
+    try:
+        return int(fields[19]), fields[0]
+    except (IndexError, ValueError):
+        return None
+
+
+def this_process() -> RunOwner:
+    """The running process, as a run records it."""
+    pid = os.getpid()
+    started = _start_time(pid)
+    return RunOwner(pid, socket.gethostname(), None if started is None else started[0])
+
+
+def is_alive(owner: RunOwner | None) -> bool | None:
+    """Whether a run's process still runs: ``None`` when this host cannot tell (another host, or not recorded)."""
+    if owner is None or owner.host != socket.gethostname():
+        return None
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    now = _start_time(owner.pid)
+    if now is not None:
+        started, state = now
+        if state in ("Z", "X"):  # killed, not yet reaped by its parent
+            return False
+        if owner.started is not None and started != owner.started:
+            return False  # the pid was given to a later process
+    return True
+
+
+def _why(run: RunningRun) -> str:
+    if run.owner is None:
+        return "the run ended without recording it (its process is gone)"
+    return f"the run's process (pid {run.owner.pid} on {run.owner.host}) ended without finishing it"
+
+
+def abandoned_runs(store: BaseStore, *, holding_sync_lock: bool = False) -> dict[str, str]:
+    """The runs marked ``running`` whose process is gone, each with the reason (reads only).
+
+    With ``holding_sync_lock`` (the caller is a sync that took the store's lock) no other sync can be running, so
+    every run still marked ``running`` is dead unless its process is alive on this host.
+    """
+    dead: dict[str, str] = {}
+    for run in store.running_runs():
+        alive = is_alive(run.owner)
+        if alive is False or (alive is None and holding_sync_lock):
+            dead[run.run_id] = _why(run)
+    return dead
+
+
+def reap_abandoned(store: BaseStore, *, at: int, holding_sync_lock: bool) -> list[str]:
+    """Mark the runs whose process is gone ``abandoned`` (with their ``running`` streams); their ids."""
+    dead = abandoned_runs(store, holding_sync_lock=holding_sync_lock)
+    for run_id, why in dead.items():
+        store.abandon_runs([run_id], at=at, error=why)
+        logger.warning("run %s was abandoned: %s", run_id, why)
+    return list(dead)
+
+
+def stream_states_now(store: BaseStore, *, at: int) -> list[StreamState]:
+    """Every stream's state as ``status`` shows it: never ``running`` for a run whose process is gone.
+
+    The abandoned runs are recorded when the store is writable; a store opened read-only (a DuckDB file a reader
+    opens) is left as it is, and the states are corrected in what this returns.
+    """
+    dead = abandoned_runs(store)
+    if dead:
+        try:
+            for run_id, why in dead.items():
+                store.abandon_runs([run_id], at=at, error=why)
+        except StoreError as exc:
+            logger.info("could not record the abandoned runs (the store is read-only here): %s", exc)
+    return [
+        dataclasses.replace(s, last_status="abandoned", last_error=dead[s.last_run_id])
+        if s.last_status == "running" and s.last_run_id in dead
+        else s
+        for s in store.stream_states()
+    ]
+
+
+def mixed_data(store: BaseStore) -> str | None:
+    """A one-line warning when a store holds synthetic and real orgs together (written before the registry)."""
+    held = store.orgs()
+    fake = [r for r in held if r.synthetic]
+    if not fake or len(fake) == len(held):
+        return None
+    return (
+        f"warning: this store mixes synthetic data ({_names(fake)}) with real data, and its totals add both; "
+        f"remove the synthetic data with `usageledger demo --remove --store {redact_url_password(store.url)}`"
+    )

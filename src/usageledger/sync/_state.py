@@ -1,0 +1,143 @@
+"""A run's state: each stream's progress (its state changes are its methods), the jobs, and a fetched window."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from usageledger import rules, timeutil
+from usageledger.models import Bucket
+from usageledger.store import UpsertCounts
+from usageledger.sync._model import StreamPlan, StreamResult
+
+__all__ = ["FetchedWindow", "StreamRun", "WindowJob", "interleave"]
+
+
+@dataclass(slots=True)
+class StreamRun:
+    """The progress of one (org, stream) during a run.
+
+    A window is *taken* when the writer puts it into a batch, *committed* when that batch's transaction commits,
+    and *rolled back* when the batch never commits. The watermark may cover taken windows: it is written in the
+    same transaction as them, and each commit waits for the one before it.
+    """
+
+    plan: StreamPlan
+    taken: list[bool]
+    """Per window: in a batch being written, or committed."""
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    watermark: int | None = None
+    extent: int | None = None
+    """The newest stored bucket start of the stream when the run began: later windows are fresh inserts."""
+    error: str | None = None
+    committed: int = 0
+    """Windows whose transaction has committed."""
+    finished: bool = False
+    """Every window committed, and announced once."""
+
+    @classmethod
+    def start(cls, plan: StreamPlan, *, watermark: int | None, extent: int | None) -> StreamRun:
+        return cls(plan, [False] * len(plan.windows), watermark=watermark, extent=extent)
+
+    def take(self, index: int) -> None:
+        """A window enters a batch (it counts for the watermark of that batch)."""
+        self.taken[index] = True
+
+    def rollback(self, index: int) -> None:
+        """A window's batch will never commit: it is to be written again by a later run."""
+        self.taken[index] = False
+
+    def fail(self, message: str) -> None:
+        """A window could not be fetched: the stream stops here (windows already taken still commit)."""
+        self.error = message
+
+    @property
+    def all_taken(self) -> bool:
+        """Every window is committed or in a batch being written: that batch finishes the stream."""
+        return all(self.taken)
+
+    def next_watermark(self, now: int) -> int | None:
+        """The watermark the next batch may store: the end of the taken prefix, floored to a bucket; ``None`` when
+        it would not move forward (or the run is a bounded backfill)."""
+        if not self.plan.moves_watermark:
+            return None
+        end = None
+        for taken, window in zip(self.taken, self.plan.windows, strict=True):
+            if not taken:
+                break
+            end = window.end
+        if end is None:
+            return None
+        candidate = timeutil.floor(min(end, now), self.plan.stream.bucket_width)
+        return candidate if self.watermark is None or candidate > self.watermark else None
+
+    def mark_committed(self, counts: UpsertCounts, watermark: int | None) -> bool:
+        """A window's transaction committed with ``counts`` (and ``watermark``, when it moved one); True the first
+        time this makes the stream finished."""
+        self.counts += counts
+        if watermark is not None and (self.watermark is None or watermark > self.watermark):
+            self.watermark = watermark
+        self.committed += 1
+        if self.committed == len(self.plan.windows) and not self.finished:
+            self.finished = True
+            return True
+        return False
+
+    def check_written(self) -> None:
+        """At the end of a run: a stream without an error must have taken every window."""
+        if self.error is None and not self.all_taken:  # pragma: no cover - every job commits or records an error
+            missing = len(self.taken) - sum(self.taken)
+            self.error = f"stream {self.plan.label}: {missing} window(s) were not written"
+
+    def result(self) -> StreamResult:
+        return StreamResult(
+            org=self.plan.org,
+            stream=self.plan.stream.id,
+            windows=len(self.plan.windows),
+            windows_done=sum(self.taken),
+            counts=self.counts,
+            watermark=self.watermark,
+            error=self.error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowJob:
+    """One window of one stream to fetch."""
+
+    run: StreamRun
+    index: int
+
+    @property
+    def window(self) -> rules.Window:
+        return self.run.plan.windows[self.index]
+
+    def where(self) -> str:
+        w = self.window
+        return f"stream {self.run.plan.label}, window {timeutil.iso(w.start)} to {timeutil.iso(w.end)}"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedWindow:
+    """A window with all its pages in: its buckets and the span ``[lo, hi)`` they cover (at least the window)."""
+
+    job: WindowJob
+    buckets: list[Bucket]
+    lo: int
+    hi: int
+
+    @classmethod
+    def of(cls, job: WindowJob, buckets: list[Bucket]) -> FetchedWindow:
+        window = job.window
+        lo = min((b.start_time for b in buckets), default=window.start)
+        hi = max((b.end_time for b in buckets), default=window.end)
+        return cls(job, buckets, min(lo, window.start), max(hi, window.end))
+
+
+def interleave(runs: Sequence[StreamRun]) -> Iterator[WindowJob]:
+    """Jobs in window order, round-robin over streams, so every stream's watermark moves early."""
+    depth = max((len(r.plan.windows) for r in runs), default=0)
+    for i in range(depth):
+        for r in runs:
+            if i < len(r.plan.windows):
+                yield WindowJob(r, i)
