@@ -130,3 +130,44 @@ def test_the_seed_face_names_access_token_for_a_malformed_key() -> None:
     with pytest.raises(ConfigError, match="access_token=") as info:
         UsageApi(access_token=key[:15] + "\t" + key[15:], base_url="http://127.0.0.1:9/v1")
     assert "CANARY" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_cli_log_handler_masks_tracebacks_stacks_and_extras(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key inside an exception's text, its traceback, a logged stack, or an extra field is cut to its prefix."""
+    from usageledger.cli._app import setup_logging
+
+    key = canary_key()
+    setup_logging(2, fmt)
+    log = logging.getLogger("usageledger.test")
+    try:
+        try:
+            raise ValueError(f"header {('Bearer ' + key + chr(10)).encode()!r} refused")
+        except ValueError as inner:
+            raise RuntimeError(f"while sending {key}") from inner
+    except RuntimeError:
+        log.exception("request failed", extra={"header": f"Bearer {key}\t", "raw": [key]}, stack_info=True)
+    log.warning("mapping %(k)s", {"k": key})
+    logging.getLogger("usageledger").handlers[:] = []
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError" in err and "ValueError" in err and "Stack" in err, err
+    assert "CANARY" not in err, err
+
+
+def test_a_config_with_any_api_key_line_is_refused_for_its_mode_by_doctor_and_the_loader(tmp_path: Path) -> None:
+    """`api_key = "..."` that is not key-shaped still makes a 0640 file fail doctor's check and the loader: one rule."""
+    from usageledger.config import load_config
+    from usageledger.doctor import diagnose
+
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[[orgs]]\nname = "acme"\napi_key = "short"\n')
+    config.chmod(0o640)
+    dead = "http://127.0.0.1:9/v1"
+    found = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
+    check = found.by_check("config permissions")
+    assert check.status == "fail" and "its group can read it" in check.finding and "chmod 600" in (check.fix or "")
+    with pytest.raises(ConfigError, match="its group can read it .mode 0640.; run: chmod 600"):
+        load_config(config)
+    config.chmod(0o600)
+    private = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
+    assert private.by_check("config permissions").status == "ok"

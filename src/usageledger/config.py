@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
-from usageledger._secrets import KEY_SHAPED, normalize_key
+from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -134,24 +133,16 @@ def load_config(path: str | Path | None = None) -> Config:
     text = raw_bytes.decode("utf-8", errors="replace")
     # A file holding a key is refused for its mode before anything else is said about it: whatever else is wrong,
     # the first fix is `chmod 600`.
-    if _SECRET.search(text) or re.search(r"(?m)^\s*api_key\s*=", text):
-        _check_private(found)
+    if holds_key(text):
+        check_private(found)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{found}: not valid TOML: {exc}") from None
     config = parse_config(data, path=found)
     if any(o.api_key for o in config.orgs):
-        _check_private(found)
+        check_private(found)
     return config
-
-
-def _check_private(path: Path) -> None:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path} contains an API key but other users can read it (mode {mode:04o}); run: chmod 600 {path}"
-        )
 
 
 _TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names")
