@@ -166,7 +166,7 @@ def test_a_config_with_any_api_key_line_is_refused_for_its_mode_by_doctor_and_th
     found = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
     check = found.by_check("config permissions")
     assert check.status == "fail" and "its group can read it" in check.finding and "chmod 600" in (check.fix or "")
-    with pytest.raises(ConfigError, match="its group can read it .mode 0640.; run: chmod 600"):
+    with pytest.raises(ConfigError, match=r"its group can read it \(mode 0640\); run: chmod 600"):
         load_config(config)
     config.chmod(0o600)
     private = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
