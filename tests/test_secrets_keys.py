@@ -171,3 +171,11 @@ def test_a_config_with_any_api_key_line_is_refused_for_its_mode_by_doctor_and_th
     config.chmod(0o600)
     private = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
     assert private.by_check("config permissions").status == "ok"
+
+
+def test_every_cli_error_line_is_masked_whatever_its_source(tmp_path: Path) -> None:
+    """An OS error naming a path with a pasted key in it (not a library error) still prints only the prefix."""
+    key = canary_key()
+    done = run_cli("", "init", "--path", str(tmp_path / key / "u.toml"))
+    assert done.returncode == 1 and "sk-admin-…" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "CANARY" not in done.stdout + done.stderr

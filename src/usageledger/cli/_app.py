@@ -12,7 +12,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from usageledger._secrets import MaskKeysFilter
+from usageledger._secrets import MaskKeysFilter, mask_keys
 from usageledger.errors import UsageLedgerError
 
 app = typer.Typer(
@@ -34,8 +34,8 @@ R = TypeVar("R")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one clear line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one clear line on stderr (key-shaped text masked, whatever its source) and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {mask_keys(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
