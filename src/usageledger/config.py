@@ -180,6 +180,12 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
 def _sync(table: Mapping[str, Any]) -> SyncConfig:
     _no_unknown(table, ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries"), "sync")
     d = SyncConfig()
+    if "since" in table and _duration(table, "since", d.since, "sync") <= 0:
+        # The first sync of a stream reads from `since` back to now: a zero span is an empty range.
+        raise ConfigError(
+            f"sync.since: {table['since']!r} reaches no time back, so a first sync reads nothing; "
+            'use a span such as "90d"'
+        )
     return SyncConfig(
         lag_days=check_sync_int("lag_days", table.get("lag_days", d.lag_days)),
         minute_grace=_duration(table, "minute_grace", d.minute_grace, "sync"),

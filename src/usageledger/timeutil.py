@@ -139,6 +139,30 @@ def ceil(ts: int, width: BucketWidth) -> int:
     return -(-ts // step) * step
 
 
+def check_range(
+    start: int | None,
+    end: int | None,
+    *,
+    now: float,
+    start_param: str = "start_time",
+    end_param: str = "end_time",
+) -> None:
+    """Refuse a time range that can hold nothing: reversed or empty (``end`` at or before ``start``), or wholly in
+    the future (``start`` at or after ``now``). The one check behind ``query``, ``sync`` and ``export``; the error
+    names the parameter to change (a flag such as ``--since`` when the caller passes one) and shows ISO times."""
+    if start is not None and end is not None and end <= start:
+        what = "the same time as" if end == start else "before"
+        raise ParameterError(
+            end_param,
+            f"{iso(end)} is {what} the start ({iso(start)}), so the range is empty; pass an end after the start",
+        )
+    if start is not None and start >= now:
+        raise ParameterError(
+            start_param,
+            f"{iso(start)} is not before now ({iso(int(now))}), so the range holds nothing yet; pick an earlier start",
+        )
+
+
 def iso(ts: int) -> str:
     """``ts`` as an ISO 8601 UTC string, for messages and reports."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

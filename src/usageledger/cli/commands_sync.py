@@ -258,10 +258,12 @@ def sync_command(
                 f"--org: {', '.join(unknown)} not in the config; known: {', '.join(o.name for o in chosen)}"
             )
         chosen = tuple(o for o in chosen if o.name in set(org))
+    since_at, until_at = _time(since, "--since", current), _time(until, "--until", current)
+    timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
     orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
     options = engine.SyncOptions(
-        since=_time(since, "--since", current),
-        until=_time(until, "--until", current),
+        since=since_at,
+        until=until_at,
         lag_days=config.sync.lag_days if lag_days is None else check_sync_int("lag_days", lag_days, name="--lag-days"),
         hour_grace=config.sync.hour_grace,
         minute_grace=config.sync.minute_grace,
@@ -335,6 +337,8 @@ def export_command(
 
     config = load_config(config_path)
     now = timeutil.now_unix()
+    since_at, until_at = _time(since, "--since", now), _time(until, "--until", now)
+    timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
     with open_store(_store_url(store, config)) as opened:
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
@@ -344,8 +348,8 @@ def export_command(
             format,
             target,
             endpoints=endpoint or (),
-            since=_time(since, "--since", now),
-            until=_time(until, "--until", now),
+            since=since_at,
+            until=until_at,
             orgs=org or (),
             streams=stream or (),
             partition_by=partition_by,
