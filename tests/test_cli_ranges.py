@@ -19,7 +19,11 @@ from fixtures.emulator import EMULATOR_NOW
 
 NOW = timeutil.iso(EMULATOR_NOW)
 RANGES = {
-    "reversed": (("2026-11-10", "2026-11-05"), "end", "2026-11-05T00:00:00Z is before the start (2026-11-10T00:00:00Z)"),
+    "reversed": (
+        ("2026-11-10", "2026-11-05"),
+        "end",
+        "2026-11-05T00:00:00Z is before the start (2026-11-10T00:00:00Z)",
+    ),
     "empty": (("2026-11-10", "2026-11-10"), "end", "2026-11-10T00:00:00Z is the same time as the start"),
     "future": (("2030-01-01", None), "start", "2030-01-01T00:00:00Z is not before now"),
     "future with an end": (("2030-01-01", "2030-02-01"), "start", "2030-01-01T00:00:00Z is not before now"),
