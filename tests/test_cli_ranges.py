@@ -67,7 +67,7 @@ def test_a_range_that_holds_nothing_is_refused_naming_the_flag(
 def test_the_library_export_refuses_a_reversed_range_naming_since_and_until(synced: Path, tmp_path: Path) -> None:
     """export(since=..., until=...) with until before since raises a ParameterError naming until; nothing written."""
     target = tmp_path / "out.csv"
-    with open_store(str(synced)) as opened, pytest.raises(ParameterError, match="^until: .* is before the start"):
+    with open_store(str(synced)) as opened, pytest.raises(ParameterError, match=r"^until: .* is before the start"):
         export(opened, "csv", target, endpoints=["costs"], since=EMULATOR_NOW - 86400, until=EMULATOR_NOW - 2 * 86400)
     assert not target.exists()
 
