@@ -25,6 +25,8 @@ _BARE_NUMBER: Final = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 MAX_UNIX: Final = 253402300799
 """9999-12-31T23:59:59Z: the last second a ``datetime`` (and an ISO string) can name."""
 _MAX_DIGITS: Final = len(str(MAX_UNIX))
+_MIN_DIGITS: Final = 10
+"""A time given as a digit string has at least ten digits (September 2001 on); shorter is a span missing its unit."""
 
 
 def parse_duration(text: object, *, param: str = "duration") -> float:
@@ -109,6 +111,14 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
         # hit Python's 4,300-digit conversion limit, so it is refused by its length.
         if len(s) > _MAX_DIGITS:
             raise ParameterError(param, f"{_shown(s)} is after the year 9999; pass Unix seconds, not milliseconds")
+        if len(s) < _MIN_DIGITS:
+            # `--since 90` meant 90 days, not 1970: Unix seconds of fewer than ten digits fall before September
+            # 2001, long before any usage data, so a short bare number is a missing unit, as in a duration.
+            raise ParameterError(
+                param,
+                f"{s} read as Unix seconds is {iso(int(s))}; for a span back from now write {int(s)}d or "
+                f"{int(s)}h, or give a date (2026-11-01)",
+            )
         return int(s)
     if s == "now":
         return current
