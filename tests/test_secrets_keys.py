@@ -179,3 +179,31 @@ def test_every_cli_error_line_is_masked_whatever_its_source(tmp_path: Path) -> N
     done = run_cli("", "init", "--path", str(tmp_path / key / "u.toml"))
     assert done.returncode == 1 and "sk-admin-…" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "CANARY" not in done.stdout + done.stderr
+
+
+@pytest.mark.postgres
+def test_a_store_password_shows_nowhere(tmp_path: Path, pg_url: str, emulator_url: str) -> None:
+    """A PostgreSQL store URL with a password: init, sync, status and a failed connection print it only as ***."""
+    secret = "PWCANARY" + "q" * 8
+    url = pg_url.replace("@", f":{secret}@", 1)  # postgresql://user:PASSWORD@127.0.0.1:PORT/db
+    assert f":{secret}@" in url
+    key = canary_key()
+    runs = {
+        "init": run_cli(key, "init", "--path", str(tmp_path / "u.toml"), "--store", url),
+        "sync": run_cli(key, "sync", "--store", url, "--base-url", emulator_url, "--now", NOW_ISO, "--since", "2d"),
+        "status": run_cli(key, "status", "--store", url),
+        "dead": run_cli(key, "status", "--store", url.rsplit("@", 1)[0] + "@127.0.0.1:9/x"),
+    }
+    assert [runs[n].returncode for n in ("init", "sync", "status")] == [0, 0, 0], runs
+    assert ":***@" in runs["init"].stdout and ":***@" in runs["status"].stdout, runs["status"].stdout
+    assert runs["dead"].returncode == 1 and "Traceback" not in runs["dead"].stderr
+    text = "".join(r.stdout + r.stderr for r in runs.values())
+    assert secret not in text and "PWCANARY" not in text, text
+
+
+def test_mask_keys_hides_a_url_password_in_any_message() -> None:
+    """`scheme://user:password@host` in any text becomes `scheme://user:***@host`; a URL without one is kept."""
+    text = "cannot connect to postgresql://bob:s3cr3t@db:5432/x; see postgresql://bob@db/x or https://h.example/a:b@c"
+    assert mask_keys(text) == (
+        "cannot connect to postgresql://bob:***@db:5432/x; see postgresql://bob@db/x or https://h.example/a:b@c"
+    )

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from usageledger import catalogue, rules, timeutil
+from usageledger._secrets import redact_url_password
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
@@ -52,7 +53,8 @@ def init(
     written = write_default_config(path, store_url=store, force=force)
     with open_store(store) as opened:
         applied = opened.applied_migrations()
-    console.print(f"Wrote {written} and prepared the store {store} ({len(applied)} migrations applied).")
+    shown = redact_url_password(store)
+    console.print(f"Wrote {written} and prepared the store {shown} ({len(applied)} migrations applied).")
     console.print("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", highlight=False)
 
 
@@ -376,7 +378,7 @@ def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
 
 def _print_status(opened: BaseStore, url: str) -> None:
     states = opened.stream_states()
-    table = Table(title=f"Streams in {url}", title_justify="left")
+    table = Table(title=f"Streams in {redact_url_password(url)}", title_justify="left")
     table.add_column("org", overflow="fold")
     table.add_column("stream", overflow="fold", ratio=2)
     table.add_column("watermark", overflow="fold", ratio=1)
