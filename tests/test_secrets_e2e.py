@@ -6,6 +6,9 @@ redirection), `status`, `export` as CSV, JSON Lines and Parquet, `report` (termi
 `reconcile`, `doctor`, a sync into PostgreSQL, and failing syncs (a refused admin key, a project key, a dead port).
 Then one grep (:func:`test_secrets.assert_no_secret`) reads stdout, stderr, the log files, the DuckDB file, a
 ``pg_dump`` of the PostgreSQL store, the exports, the HTML report and the config: zero occurrences.
+
+Then the same channels once per malformed key (a trailing newline, space or tab, an inner tab, a non-ASCII letter,
+and a well-formed key for comparison), grepping every spelling of the key and its middle part ``CANARY``.
 """
 
 from __future__ import annotations
