@@ -6,21 +6,36 @@ redirection), `status`, `export` as CSV, JSON Lines and Parquet, `report` (termi
 `reconcile`, `doctor`, a sync into PostgreSQL, and failing syncs (a refused admin key, a project key, a dead port).
 Then one grep (:func:`test_secrets.assert_no_secret`) reads stdout, stderr, the log files, the DuckDB file, a
 ``pg_dump`` of the PostgreSQL store, the exports, the HTML report and the config: zero occurrences.
+
+Then the same channels once per malformed key (a trailing newline, space or tab, an inner tab, a non-ASCII letter,
+and a well-formed key for comparison), grepping every spelling of the key and its middle part ``CANARY``.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import stat
 import subprocess
+import traceback
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import duckdb
 import pytest
 
 from reliability import cli
 from test_secrets import NOW_ISO, Source, assert_no_secret, canary_key, dead_url, start_emulator
+from usageledger import Client, UsageApi
+from usageledger._http import RetryPolicy
+from usageledger.config import OrgConfig
+from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.errors import UsageLedgerError
+from usageledger.sync import Org as SyncOrg
 
+from fixtures.emulator import EMULATOR_NOW
 from fixtures.postgres import find_pg_bin
 
 pytestmark = pytest.mark.heavy
@@ -120,3 +135,139 @@ def test_a_config_holding_a_key_must_be_private_or_every_command_refuses_it(tmp_
     outputs["private sync"] = done.stdout + done.stderr
     assert done.returncode == 1 and "could not reach 127.0.0.1" in done.stderr and "chmod" not in done.stderr
     assert_no_secret(outputs, key)
+
+
+# --- malformed keys, every channel ------------------------------------------------------------------------
+
+MALFORMED_KEYS = {
+    "well-formed": lambda key: key,
+    "trailing newline": lambda key: key + "\n",
+    "trailing space": lambda key: key + " ",
+    "trailing tab": lambda key: key + "\t",
+    "inner tab": lambda key: key[:15] + "\t" + key[15:],
+    "non-ASCII": lambda key: key[:15] + "é" + key[15:],
+}
+"""How a key gets pasted wrong. Surrounding whitespace is stripped (the key works); the rest is refused up front."""
+
+
+def _canary_needles(raw: str) -> set[str]:
+    """Every spelling of a (possibly malformed) key: raw, stripped, repr-, JSON-, TOML- and percent-escaped, base64,
+    and its distinctive middle (``CANARY``, which survives whatever a bad character splits the key into)."""
+    found = {raw, raw.strip(), repr(raw)[1:-1], json.dumps(raw)[1:-1], quote(raw, safe=""), "CANARY"}
+    found |= {base64.b64encode(raw.encode()).decode(), base64.b64encode(raw.strip().encode()).decode()}
+    return {n for n in found if n}
+
+
+def _store_dump(path: Path) -> str:
+    """Every row of every table of the DuckDB store at ``path``, every column, as text (pages may be compressed)."""
+    if not path.exists():
+        return ""
+    with duckdb.connect(str(path), read_only=True) as db:
+        tables = [r[0] for r in db.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+        assert "sync_runs" in tables and "streams" in tables, tables
+        rows = {t: db.execute(f'SELECT * FROM "{t}"').fetchall() for t in tables}
+    return "\n".join(f"{t}: {r!r}" for t, r in rows.items())
+
+
+def _library_texts(raw: str) -> dict[str, str]:
+    """str, repr and traceback of what the library raises for ``raw`` (a refused key, or a dead port), and reprs."""
+    texts: dict[str, str] = {
+        "OrgConfig repr": repr(OrgConfig("acme", api_key=raw)),
+        "Org repr": repr(SyncOrg("acme", raw, dead_url())),
+    }
+    try:
+        with Client(raw, dead_url(), retry=RetryPolicy(max_retries=0, sleep=lambda _: None)) as client:
+            texts["Client repr"] = repr(client)
+            client.page("costs", start_time=EMULATOR_NOW - 86400)
+    except UsageLedgerError as exc:
+        texts |= {
+            "error str": str(exc),
+            "error repr": repr(exc),
+            "error traceback": "".join(traceback.format_exception(exc)),
+        }
+    try:
+        texts["UsageApi repr"] = repr(UsageApi(access_token=raw, base_url=dead_url()))
+    except UsageLedgerError as exc:
+        texts["UsageApi error"] = "".join(traceback.format_exception(exc))
+    return texts
+
+
+@pytest.mark.parametrize("form", list(MALFORMED_KEYS))
+def test_a_malformed_key_leaves_no_trace_in_any_channel(tmp_path: Path, emulator_url: str, form: str) -> None:
+    """A key pasted with a trailing newline, space or tab, an inner tab or a non-ASCII letter (and a well-formed one):
+    through the CLI against the emulator over HTTP, stdout, stderr, text and JSON logs, every file written (config by
+    `init`, exports, HTML report), every table and column of the store (failed runs included), doctor, the library's
+    exceptions and reprs hold neither the key in any spelling nor its middle part."""
+    raw = MALFORMED_KEYS[form](canary_key())
+    works = raw.strip() == canary_key()
+    work = tmp_path / "work"
+    work.mkdir()
+    store = work / "u.duckdb"
+    out: dict[str, Source] = {}
+    codes: dict[str, int] = {}
+
+    def run(name: str, *args: str, key: str = raw, cwd: Path = work) -> subprocess.CompletedProcess[str]:
+        done = _run(cwd, key, *args)
+        out[f"{name} stdout"], out[f"{name} stderr"] = done.stdout, done.stderr
+        codes[name] = done.returncode
+        return done
+
+    sync = ("sync", "--store", str(store), "--now", NOW_ISO, "-e", "costs", "-e", "completions")
+    run("init", "init", "--path", str(work / "written.toml"), "--store", str(store))
+    run("sync text", *sync, "--base-url", emulator_url, "--since", "3d", "-vv")
+    run("sync json", *sync, "--base-url", emulator_url, "--since", "4d", "-vv", "--log-format", "json")
+    pinned = Emulator(EmulatorConfig(days=5, projects=1, now=EMULATOR_NOW, admin_key="sk-admin-" + "pinned" * 4))
+    with run_server(pinned) as refusing:
+        run("sync refused", *sync, "--base-url", refusing, "--since", "2d", "-vv")
+    (work / "dead.toml").write_text("[sync]\nmax_retries = 1\n")
+    run("sync dead", *sync, "--base-url", dead_url(), "--since", "2d", "-vv", "--config", str(work / "dead.toml"))
+    run("query", "query", "costs", "--base-url", emulator_url, "--start", "2026-11-18", "-f", "jsonl", "-vv")
+    run("status", "status", "--store", str(store))
+    run("export", "export", "--store", str(store), "-f", "jsonl", "-o", str(work / "export.jsonl"))
+    run("report", "report", "--store", str(store), "--since", "2026-11-15", "--html", str(work / "report.html"))
+    run("check", "check", "--store", str(store), "--date", "2026-11-19")
+    run("doctor", "doctor", "--store", str(store), "--base-url", emulator_url, "-vv")
+    # The key written into a config file (0600, outside the scanned folder: the user's own copy of the key).
+    keyed = tmp_path / "keyed"
+    keyed.mkdir()
+    config = keyed / "usageledger.toml"
+    config.write_text(f'[[orgs]]\nname = "acme"\napi_key = {json.dumps(raw)}\nbase_url = "{emulator_url}"\n')
+    config.chmod(0o600)
+    run("sync config key", *sync, "--since", "2d", "-vv", "--config", str(config), key="")
+    run("doctor config key", "doctor", "--config", str(config), "--store", str(store), key="")
+
+    text = "".join(str(v) for v in out.values())
+    assert "Traceback" not in text, text
+    if works:
+        assert {
+            n: codes[n] for n in ("sync text", "sync json", "query", "export", "report", "doctor")
+        } == dict.fromkeys(("sync text", "sync json", "query", "export", "report", "doctor"), 0), text
+        assert codes["sync refused"] == 1 and "HTTP 401" in str(out["sync refused stderr"])
+        assert codes["sync dead"] == 1 and "could not reach 127.0.0.1" in str(out["sync dead stderr"])
+        assert codes["sync config key"] == 0, out["sync config key stderr"]
+        dump = _store_dump(store)
+        assert "HTTP 401" in dump and "could not reach" in dump, "the failed runs should be in the store"
+    else:
+        for name in ("sync text", "sync json", "sync refused", "query", "doctor", "sync config key"):
+            assert codes[name] == 1 and "sk-admin-…" in str(out[f"{name} stderr"]) + str(out[f"{name} stdout"]), name
+        assert "OPENAI_ADMIN_KEY" in str(out["sync text stderr"]) and "api_key" in str(out["sync config key stderr"])
+        dump = _store_dump(store)
+    out |= {"store (every table, every column)": dump, "files written (config, logs, store, exports)": work}
+    out |= _library_texts(raw)
+
+    needles = _canary_needles(raw)
+    blobs = {
+        label: [(p.name, p.read_bytes()) for p in sorted(src.rglob("*")) if p.is_file()]
+        if isinstance(src, Path)
+        else [("", src.encode("utf-8", "surrogateescape") if isinstance(src, str) else src)]
+        for label, src in out.items()
+    }
+    hits = [
+        f"{label} {name}: {needle!r}"
+        for label, files in blobs.items()
+        for name, blob in files
+        for needle in needles
+        if needle.encode() in blob
+    ]
+    assert not hits, "the key leaked:\n" + "\n".join(hits)
+    assert (work / "written.toml").exists() and len(blobs["files written (config, logs, store, exports)"]) >= 3

@@ -130,3 +130,80 @@ def test_the_seed_face_names_access_token_for_a_malformed_key() -> None:
     with pytest.raises(ConfigError, match="access_token=") as info:
         UsageApi(access_token=key[:15] + "\t" + key[15:], base_url="http://127.0.0.1:9/v1")
     assert "CANARY" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_cli_log_handler_masks_tracebacks_stacks_and_extras(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key inside an exception's text, its traceback, a logged stack, or an extra field is cut to its prefix."""
+    from usageledger.cli._app import setup_logging
+
+    key = canary_key()
+    setup_logging(2, fmt)
+    log = logging.getLogger("usageledger.test")
+    try:
+        try:
+            raise ValueError(f"header {('Bearer ' + key + chr(10)).encode()!r} refused")
+        except ValueError as inner:
+            raise RuntimeError(f"while sending {key}") from inner
+    except RuntimeError:
+        log.exception("request failed", extra={"header": f"Bearer {key}\t", "raw": [key]}, stack_info=True)
+    log.warning("mapping %(k)s", {"k": key})
+    logging.getLogger("usageledger").handlers[:] = []
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError" in err and "ValueError" in err and "Stack" in err, err
+    assert "CANARY" not in err, err
+
+
+def test_a_config_with_any_api_key_line_is_refused_for_its_mode_by_doctor_and_the_loader(tmp_path: Path) -> None:
+    """`api_key = "..."` that is not key-shaped still makes a 0640 file fail doctor's check and the loader: one rule."""
+    from usageledger.config import load_config
+    from usageledger.doctor import diagnose
+
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[[orgs]]\nname = "acme"\napi_key = "short"\n')
+    config.chmod(0o640)
+    dead = "http://127.0.0.1:9/v1"
+    found = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
+    check = found.by_check("config permissions")
+    assert check.status == "fail" and "its group can read it" in check.finding and "chmod 600" in (check.fix or "")
+    with pytest.raises(ConfigError, match=r"its group can read it \(mode 0640\); run: chmod 600"):
+        load_config(config)
+    config.chmod(0o600)
+    private = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
+    assert private.by_check("config permissions").status == "ok"
+
+
+def test_every_cli_error_line_is_masked_whatever_its_source(tmp_path: Path) -> None:
+    """An OS error naming a path with a pasted key in it (not a library error) still prints only the prefix."""
+    key = canary_key()
+    done = run_cli("", "init", "--path", str(tmp_path / key / "u.toml"))
+    assert done.returncode == 1 and "sk-admin-…" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "CANARY" not in done.stdout + done.stderr
+
+
+@pytest.mark.postgres
+def test_a_store_password_shows_nowhere(tmp_path: Path, pg_url: str, emulator_url: str) -> None:
+    """A PostgreSQL store URL with a password: init, sync, status and a failed connection print it only as ***."""
+    secret = "PWCANARY" + "q" * 8
+    url = pg_url.replace("@", f":{secret}@", 1)  # postgresql://user:PASSWORD@127.0.0.1:PORT/db
+    assert f":{secret}@" in url
+    key = canary_key()
+    runs = {
+        "init": run_cli(key, "init", "--path", str(tmp_path / "u.toml"), "--store", url),
+        "sync": run_cli(key, "sync", "--store", url, "--base-url", emulator_url, "--now", NOW_ISO, "--since", "2d"),
+        "status": run_cli(key, "status", "--store", url),
+        "dead": run_cli(key, "status", "--store", url.rsplit("@", 1)[0] + "@127.0.0.1:9/x"),
+    }
+    assert [runs[n].returncode for n in ("init", "sync", "status")] == [0, 0, 0], runs
+    assert ":***@" in runs["init"].stdout and ":***@" in runs["status"].stdout, runs["status"].stdout
+    assert runs["dead"].returncode == 1 and "Traceback" not in runs["dead"].stderr
+    text = "".join(r.stdout + r.stderr for r in runs.values())
+    assert secret not in text and "PWCANARY" not in text, text
+
+
+def test_mask_keys_hides_a_url_password_in_any_message() -> None:
+    """`scheme://user:password@host` in any text becomes `scheme://user:***@host`; a URL without one is kept."""
+    text = "cannot connect to postgresql://bob:s3cr3t@db:5432/x; see postgresql://bob@db/x or https://h.example/a:b@c"
+    assert mask_keys(text) == (
+        "cannot connect to postgresql://bob:***@db:5432/x; see postgresql://bob@db/x or https://h.example/a:b@c"
+    )

@@ -18,6 +18,12 @@ _BODY: Final = r"(?:[A-Za-z0-9_\-]|[^\x00-\x7f\s]|\\(?:[ntr]|x[0-9a-fA-F]{2}|u[0
 KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
 
 
+# A URL's password: ``scheme://user:password@`` (a PostgreSQL store URL carries one).
+_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):[^\s/@]+@")
+
+
 def mask_keys(text: str) -> str:
-    """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``), so no message can echo a key."""
+    """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``) and every URL's password shown as
+    ``***``, so no message can echo a key or a store password."""
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
     return KEY_SHAPED.sub(lambda m: f"sk-{m.group(1)}-…" if m.group(1) else "sk-…", text)

@@ -1,4 +1,5 @@
-"""The one module that owns secrets: key patterns, key normalisation, masking and URL redaction.
+"""The one module that owns secrets: key patterns, key normalisation, masking, URL redaction and the permission
+check of a file that holds a key.
 
 Every message that may reach output, logs or the store goes through :func:`mask_keys` (or :func:`redact` when the
 exact key is known). Masking does not depend on the key being well formed: a key with a newline, a space, a tab or a
@@ -8,6 +9,9 @@ non-ASCII letter in it is masked too, raw or in its ``repr``-escaped form (``sk-
 from __future__ import annotations
 
 import logging
+import re
+import stat
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -17,6 +21,9 @@ __all__ = [
     "ADMIN_KEY_PREFIX",
     "KEY_SHAPED",
     "MaskKeysFilter",
+    "check_private",
+    "exposure",
+    "holds_key",
     "mask_keys",
     "normalize_key",
     "redact",
@@ -95,12 +102,57 @@ def redact_url_password(url: str) -> str:
     return url
 
 
+# --- files that hold a key -----------------------------------------------------------------------------
+
+_API_KEY_LINE: Final = re.compile(r"(?m)^\s*api_key\s*=")
+
+
+def holds_key(text: str) -> bool:
+    """Whether a config file's text holds a key: a key-shaped value anywhere, or an ``api_key =`` line."""
+    return KEY_SHAPED.search(text) is not None or _API_KEY_LINE.search(text) is not None
+
+
+def exposure(path: Path) -> tuple[int, str | None]:
+    """``path``'s permission bits, and who besides its owner can reach it (``None``: its owner only)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o004:
+        return mode, "every user can read it"
+    if mode & 0o040:
+        return mode, "its group can read it"
+    if mode & 0o077:
+        return mode, "users other than its owner have access to it"
+    return mode, None
+
+
+def check_private(path: Path) -> None:
+    """Refuse a file that holds a key (a :class:`ConfigError` with the ``chmod 600`` fix) unless only its owner can
+    reach it."""
+    from usageledger.errors import ConfigError
+
+    mode, who = exposure(path)
+    if who is not None:
+        raise ConfigError(f"{path} contains an API key but {who} (mode {mode:04o}); run: chmod 600 {path}")
+
+
+# --- logs -----------------------------------------------------------------------------------------------
+
+_FORMATTER: Final = logging.Formatter()
+
+
 class MaskKeysFilter(logging.Filter):
-    """A handler filter that masks key-shaped text in every record's message before any formatter (text or JSON)."""
+    """A handler filter that masks key-shaped text in every part of a record before any formatter (text or JSON)
+    sees it: the message with its arguments, the exception text and traceback, the stack, and string extras."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         masked = mask_keys(message)
-        if masked != message:
+        if masked != message or record.args:
+            # The arguments are gone once merged: a formatter that reads them again gets the masked text only.
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            # The cached traceback text is what formatters print; computing it here lets it be masked.
+            record.exc_text = _FORMATTER.formatException(record.exc_info)
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and name != "msg":
+                setattr(record, name, mask_keys(value))
         return True

@@ -172,12 +172,8 @@ def _range(
                 "a range query picks the limit of each window and follows pages itself; use page() for one request",
             )
     start = timeutil.to_unix(start_time, now=now, param="start_time")
-    if end_time is None and start >= now:
-        raise ParameterError(
-            "start_time",
-            f"{timeutil.iso(start)} is not before now ({timeutil.iso(int(now))}), so the range to now is empty; "
-            "pick an earlier start",
-        )
+    end = None if end_time is None else timeutil.to_unix(end_time, now=now, param="end_time")
+    timeutil.check_range(start, end, now=now)
     ep, params = _page_params(
         endpoint,
         start_time=start_time,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
-from usageledger._secrets import KEY_SHAPED, normalize_key
+from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
 from usageledger._sections import names_from_mapping, parse_alert_config
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
 from usageledger.errors import ConfigError, ParameterError
@@ -135,24 +134,16 @@ def load_config(path: str | Path | None = None) -> Config:
     text = raw_bytes.decode("utf-8", errors="replace")
     # A file holding a key is refused for its mode before anything else is said about it: whatever else is wrong,
     # the first fix is `chmod 600`.
-    if _SECRET.search(text) or re.search(r"(?m)^\s*api_key\s*=", text):
-        _check_private(found)
+    if holds_key(text):
+        check_private(found)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{found}: not valid TOML: {exc}") from None
     config = parse_config(data, path=found)
     if any(o.api_key for o in config.orgs):
-        _check_private(found)
+        check_private(found)
     return config
-
-
-def _check_private(path: Path) -> None:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path} contains an API key but other users can read it (mode {mode:04o}); run: chmod 600 {path}"
-        )
 
 
 _TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names")
@@ -187,6 +178,12 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
 def _sync(table: Mapping[str, Any]) -> SyncConfig:
     _no_unknown(table, ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries"), "sync")
     d = SyncConfig()
+    if "since" in table and _duration(table, "since", d.since, "sync") <= 0:
+        # The first sync of a stream reads from `since` back to now: a zero span is an empty range.
+        raise ConfigError(
+            f"sync.since: {table['since']!r} reaches no time back, so a first sync reads nothing; "
+            'use a span such as "90d"'
+        )
     return SyncConfig(
         lag_days=check_sync_int("lag_days", table.get("lag_days", d.lag_days)),
         minute_grace=_duration(table, "minute_grace", d.minute_grace, "sync"),

@@ -18,7 +18,6 @@ never part of a finding: at most its prefix is shown.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Final, Literal
 import httpx
 
 from usageledger import timeutil
-from usageledger._secrets import KEY_SHAPED, mask_keys, redact_url_password
+from usageledger._secrets import exposure, holds_key, mask_keys, redact_url_password
 from usageledger.catalogue import ADMIN_KEY_PREFIX, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.client import Client
 from usageledger.config import Config, OrgConfig, find_config, load_config
@@ -169,26 +168,19 @@ def _check_config(config_path: str | Path | None, findings: list[Finding]) -> Co
 def _permissions(path: Path) -> Finding | None:
     """The permissions finding for a config file: a key in a file others can read fails; 0600 is ok."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        mode, who = exposure(path)
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         return Finding("config permissions", "fail", f"cannot read {path}: {exc.strerror or exc}", f"check {path}")
-    holds_key = KEY_SHAPED.search(text) is not None
-    if holds_key and mode & 0o077:
-        who = (
-            "every user can read it"
-            if mode & 0o004
-            else "its group can read it"
-            if mode & 0o040
-            else ("other users can change it")
-        )
+    has_key = holds_key(text)
+    if has_key and who is not None:
         return Finding(
             "config permissions",
             "fail",
             f"{path} holds an API key and {who} (mode {mode:04o}); usageledger refuses such a file",
             f"run: chmod 600 {path} (or better, move the key to an environment variable named by key_env)",
         )
-    if holds_key:
+    if has_key:
         return Finding(
             "config permissions",
             "ok",

@@ -35,7 +35,7 @@ from typing import IO, Any, Final, Literal
 import msgspec
 import pyarrow as pa
 
-from usageledger import catalogue
+from usageledger import catalogue, timeutil
 from usageledger._paths import real_path, same_file
 from usageledger.errors import ConfigError
 from usageledger.store import BaseStore, TableSpec, table_for
@@ -144,6 +144,7 @@ def export(
     ``protect`` maps a description ("the config file") to a path the export must never write; the DuckDB store and
     its WAL are always protected.
     """
+    timeutil.check_range(since, until, now=timeutil.now_unix(), start_param="since", end_param="until")
     names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
     specs = []
     for name in names:

@@ -25,6 +25,8 @@ _BARE_NUMBER: Final = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 MAX_UNIX: Final = 253402300799
 """9999-12-31T23:59:59Z: the last second a ``datetime`` (and an ISO string) can name."""
 _MAX_DIGITS: Final = len(str(MAX_UNIX))
+_MIN_DIGITS: Final = 10
+"""A time given as a digit string has at least ten digits (September 2001 on); shorter is a span missing its unit."""
 
 
 def parse_duration(text: object, *, param: str = "duration") -> float:
@@ -109,6 +111,14 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
         # hit Python's 4,300-digit conversion limit, so it is refused by its length.
         if len(s) > _MAX_DIGITS:
             raise ParameterError(param, f"{_shown(s)} is after the year 9999; pass Unix seconds, not milliseconds")
+        if len(s) < _MIN_DIGITS:
+            # `--since 90` meant 90 days, not 1970: Unix seconds of fewer than ten digits fall before September
+            # 2001, long before any usage data, so a short bare number is a missing unit, as in a duration.
+            raise ParameterError(
+                param,
+                f"{s} read as Unix seconds is {iso(int(s))}; for a span back from now write {int(s)}d or "
+                f"{int(s)}h, or give a date (2026-11-01)",
+            )
         return int(s)
     if s == "now":
         return current
@@ -137,6 +147,30 @@ def ceil(ts: int, width: BucketWidth) -> int:
     """The first bucket boundary at or after ``ts``."""
     step = BUCKET_SECONDS[width]
     return -(-ts // step) * step
+
+
+def check_range(
+    start: int | None,
+    end: int | None,
+    *,
+    now: float,
+    start_param: str = "start_time",
+    end_param: str = "end_time",
+) -> None:
+    """Refuse a time range that can hold nothing: reversed or empty (``end`` at or before ``start``), or wholly in
+    the future (``start`` at or after ``now``). The one check behind ``query``, ``sync`` and ``export``; the error
+    names the parameter to change (a flag such as ``--since`` when the caller passes one) and shows ISO times."""
+    if start is not None and end is not None and end <= start:
+        what = "the same time as" if end == start else "before"
+        raise ParameterError(
+            end_param,
+            f"{iso(end)} is {what} the start ({iso(start)}), so the range is empty; pass an end after the start",
+        )
+    if start is not None and start >= now:
+        raise ParameterError(
+            start_param,
+            f"{iso(start)} is not before now ({iso(int(now))}), so the range holds nothing yet; pick an earlier start",
+        )
 
 
 def iso(ts: int) -> str:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from typer.models import ArgumentInfo, ParameterInfo
 
-from usageledger._secrets import MaskKeysFilter
+from usageledger._secrets import MaskKeysFilter, mask_keys
 from usageledger.errors import UsageLedgerError
 
 app = typer.Typer(
@@ -34,8 +37,8 @@ R = TypeVar("R")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one clear line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one clear line on stderr (key-shaped text masked, whatever its source) and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {mask_keys(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -55,12 +58,56 @@ def describe_os_error(exc: OSError) -> str:
     return f"{reason}: {' -> '.join(paths)}" + (f"; {hint}" if hint else "")
 
 
+def _flag_names(fn: Callable[..., object]) -> dict[str, tuple[str, bool]]:
+    """Each parameter of a command function: the flag it is typed as (``config_path`` -> ``--config``), and whether
+    it may be left out."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError):
+        hints = {}
+    names: dict[str, tuple[str, bool]] = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        infos = [
+            m for m in getattr(hints.get(name, param.annotation), "__metadata__", ()) if isinstance(m, ParameterInfo)
+        ]
+        if isinstance(param.default, ParameterInfo):
+            infos.append(param.default)
+        # In `Annotated[..., typer.Option("--filter")]` the first flag is stored as the info's default.
+        spelled = [d for info in infos for d in (info.default, *(getattr(info, "param_decls", None) or ()))]
+        decls = [d for d in spelled if isinstance(d, str) and d.startswith("--")]
+        optional = param.default is not inspect.Parameter.empty
+        if any(isinstance(info, ArgumentInfo) for info in infos):
+            names[name] = (name.upper(), False)
+        else:
+            names[name] = (decls[0] if decls else "--" + name.replace("_", "-"), optional)
+    return names
+
+
+def refuse_empty_values(fn: Callable[..., object], values: dict[str, object]) -> None:
+    """Refuse a flag or argument given as an empty or blank string (``--output ''``, ``--org ''``, ``--since ' '``).
+
+    An empty value is a mistake (an unset shell variable, a stray quote), never a way to say "the default": read
+    as the default it would export into the working directory, drop a filter or report the wrong period.
+    """
+    blank = [
+        name
+        for name, value in values.items()
+        if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list | tuple) else (value,)))
+    ]
+    if blank:
+        flag, optional = _flag_names(fn).get(blank[0], (blank[0], False))
+        hint = f", or leave {flag} out for its default" if optional else ""
+        raise fail(f"{flag}: the value is empty; give a value{hint}")
+
+
 def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn library errors (and bad values) into one line on stderr and exit code 1, never a traceback."""
+    """Turn library errors (and bad values) into one line on stderr and exit code 1, never a traceback; refuse
+    empty values first (:func:`refuse_empty_values`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
+            refuse_empty_values(wrapper, dict(kwargs))
             return fn(*args, **kwargs)
         except UsageLedgerError as exc:
             raise fail(str(exc)) from None

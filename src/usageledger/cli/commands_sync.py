@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from usageledger import catalogue, rules, timeutil
+from usageledger._secrets import redact_url_password
 from usageledger.cli import _filters
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
 from usageledger.cli._signals import sigterm_as_interrupt
@@ -54,7 +55,8 @@ def init(
     written = write_default_config(path, store_url=store, force=force)
     with open_store(store) as opened:
         applied = opened.applied_migrations()
-    console.print(f"Wrote {written} and prepared the store {store} ({len(applied)} migrations applied).")
+    shown = redact_url_password(store)
+    console.print(f"Wrote {written} and prepared the store {shown} ({len(applied)} migrations applied).")
     console.print("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", highlight=False)
 
 
@@ -292,10 +294,12 @@ def sync_command(
                 f"--org: {', '.join(unknown)} not in the config; known: {', '.join(o.name for o in chosen)}"
             )
         chosen = tuple(o for o in chosen if o.name in set(org))
+    since_at, until_at = _time(since, "--since", current), _time(until, "--until", current)
+    timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
     orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
     options = engine.SyncOptions(
-        since=_time(since, "--since", current),
-        until=_time(until, "--until", current),
+        since=since_at,
+        until=until_at,
         lag_days=config.sync.lag_days if lag_days is None else check_sync_int("lag_days", lag_days, name="--lag-days"),
         hour_grace=config.sync.hour_grace,
         minute_grace=config.sync.minute_grace,
@@ -369,6 +373,8 @@ def export_command(
 
     config = load_config(config_path)
     now = timeutil.now_unix()
+    since_at, until_at = _time(since, "--since", now), _time(until, "--until", now)
+    timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
     with open_store(_store_url(store, config)) as opened:
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
@@ -378,8 +384,8 @@ def export_command(
             format,
             target,
             endpoints=endpoint or (),
-            since=_time(since, "--since", now),
-            until=_time(until, "--until", now),
+            since=since_at,
+            until=until_at,
             orgs=org or (),
             streams=stream or (),
             partition_by=partition_by,
@@ -409,7 +415,7 @@ def _print_status(opened: BaseStore, url: str) -> None:
 
     # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
     states = stream_states_now(opened, at=timeutil.now_unix())
-    table = Table(title=f"Streams in {url}", title_justify="left")
+    table = Table(title=f"Streams in {redact_url_password(url)}", title_justify="left")
     table.add_column("org", overflow="fold")
     table.add_column("stream", overflow="fold", ratio=2)
     table.add_column("watermark", overflow="fold", ratio=1)

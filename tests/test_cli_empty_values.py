@@ -1,0 +1,107 @@
+"""A careless user's values: an empty or blank flag (``-o ''``, ``--org ''``, ``--since ' '``) and a bare short number
+where a time belongs (``--since 90``) are refused in one line naming the flag, before anything is read or written.
+
+``export -o ''`` wrote twelve files into the working directory, ``--org ''`` exported a bare header, ``--date ''``,
+``--until ''`` and ``--base-url ''`` fell back to their defaults in silence, and ``report --since 90`` reported from
+1970 (``sync --since 90`` started reading 56 years of buckets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger import timeutil
+from usageledger.cli import app
+from usageledger.errors import ParameterError
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+NOW = timeutil.iso(EMULATOR_NOW)
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
+    """A store with two days of costs synced from the emulator."""
+    store = tmp_path_factory.mktemp("empty") / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", NOW, "--since", "2d", "-e", "costs"]
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, [*argv, "--quiet"])
+    assert done.exit_code == 0, done.output
+    return store
+
+
+BLANK = [
+    ("export", "-o", "", "--output", True),
+    ("export", "--org", "", "--org", True),
+    ("export", "--since", " ", "--since", True),
+    ("report", "--until", "", "--until", True),
+    ("check", "--date", "", "--date", True),
+    ("check", "--project", " ", "--project", True),
+    ("status", "--store", "", "--store", True),
+    ("sync", "--group-by", "", "--group-by", True),
+    ("sync", "--filter", "", "--filter", True),
+    ("init", "--store", "", "--store", True),
+    ("doctor", "--base-url", "", "--base-url", True),
+    ("query", "--base-url", "", "--base-url", True),
+    ("query", "--start", "", "--start", False),
+]
+
+
+@pytest.mark.parametrize(("command", "flag", "value", "named", "optional"), BLANK)
+def test_an_empty_value_is_refused_naming_the_flag(
+    tmp_path: Path,
+    synced: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    flag: str,
+    value: str,
+    named: str,
+    optional: bool,
+) -> None:
+    """Exit 1 with one line `error: FLAG: the value is empty`, nothing written to the working directory."""
+    monkeypatch.chdir(tmp_path)
+    argv = {
+        "export": ["export", "--store", str(synced), "-e", "costs"],
+        "report": ["report", "--store", str(synced)],
+        "check": ["check", "--store", str(synced)],
+        "status": ["status"],
+        "sync": ["sync", "--store", str(tmp_path / "new.duckdb"), "-e", "costs"],
+        "init": ["init", "--path", str(tmp_path / "u.toml")],
+        "doctor": ["doctor", "--store", str(synced)],
+        "query": ["query", "costs"] + ([] if flag == "--start" else ["--start", "2d"]),
+    }[command]
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, [*argv, flag, value])
+    lines = done.stderr.strip().splitlines()
+    assert done.exit_code == 1 and len(lines) == 1, done.output
+    assert lines[0].startswith(f"error: {named}: the value is empty; give a value"), lines[0]
+    assert (f"leave {named} out" in lines[0]) == optional, lines[0]
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["report", "--since", "90"], "--since"),
+        (["export", "-e", "costs", "--since", "5"], "--since"),
+        (["export", "-e", "costs", "--until", "30"], "--until"),
+        (["check", "--date", "7"], "--date"),
+    ],
+)
+def test_a_short_bare_number_for_a_time_is_a_missing_unit(synced: Path, argv: list[str], flag: str) -> None:
+    """`--since 90` is not 1970-01-01T00:01:30Z: one line with the ISO reading and the fix (90d), exit 1."""
+    done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
+    lines = done.stderr.strip().splitlines()
+    assert done.exit_code == 1 and len(lines) == 1, done.output
+    number = argv[-1]
+    assert lines[0].startswith(f"error: {flag}: {number} read as Unix seconds is 1970-01-01T00:"), lines[0]
+    assert f"write {number}d" in lines[0] and done.stdout == ""
+
+
+def test_the_library_reads_ten_digit_unix_seconds_and_refuses_shorter_strings() -> None:
+    """A digit string of ten digits or more is Unix seconds; shorter names the parameter; ints are untouched."""
+    assert timeutil.to_unix(str(EMULATOR_NOW)) == EMULATOR_NOW and timeutil.to_unix(90) == 90
+    with pytest.raises(ParameterError, match=r"^start_time: 90 read as Unix seconds is 1970-01-01T00:01:30Z"):
+        timeutil.to_unix("90")

@@ -1,0 +1,84 @@
+"""One range check for `query`, `sync` and `export`: a reversed, empty or wholly future range is refused in one line
+that names the flag and shows ISO times, before any store is opened or written; `sync.since = "0d"` too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger import timeutil
+from usageledger.cli import app
+from usageledger.errors import ConfigError, ParameterError
+from usageledger.export import export
+from usageledger.store import open_store
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+NOW = timeutil.iso(EMULATOR_NOW)
+RANGES = {
+    "reversed": (
+        ("2026-11-10", "2026-11-05"),
+        "end",
+        "2026-11-05T00:00:00Z is before the start (2026-11-10T00:00:00Z)",
+    ),
+    "empty": (("2026-11-10", "2026-11-10"), "end", "2026-11-10T00:00:00Z is the same time as the start"),
+    "future": (("2030-01-01", None), "start", "2030-01-01T00:00:00Z is not before now"),
+    "future with an end": (("2030-01-01", "2030-02-01"), "start", "2030-01-01T00:00:00Z is not before now"),
+}
+FLAGS = {"sync": ("--since", "--until"), "export": ("--since", "--until"), "query": ("--start", "--end")}
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
+    """A store with three days of costs synced from the emulator."""
+    store = tmp_path_factory.mktemp("ranges") / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", NOW, "--since", "3d", "-e", "costs"]
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, [*argv, "--quiet"])
+    assert done.exit_code == 0, done.output
+    return store
+
+
+@pytest.mark.parametrize("case", list(RANGES))
+@pytest.mark.parametrize("command", list(FLAGS))
+def test_a_range_that_holds_nothing_is_refused_naming_the_flag(
+    tmp_path: Path, emulator_url: str, synced: Path, command: str, case: str
+) -> None:
+    """Reversed, empty or future: exit 1, one line naming --since/--until (--start/--end) with ISO times, no store."""
+    (start, end), blamed, shown = RANGES[case]
+    first, second = FLAGS[command]
+    store = tmp_path / "new.duckdb"
+    argv = {
+        "sync": ["sync", "--store", str(store), "--base-url", emulator_url, "-e", "costs"],
+        "export": ["export", "--store", str(synced), "-e", "costs"],
+        "query": ["query", "costs", "--base-url", emulator_url],
+    }[command]
+    argv += [first, start] + ([second, end] if end is not None else [])
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)
+    lines = done.stderr.strip().splitlines()
+    assert done.exit_code == 1 and len(lines) == 1, done.output
+    flag = first if blamed == "start" else second
+    assert lines[0].startswith(f"error: {flag}: ") and shown in lines[0], lines[0]
+    assert done.stdout == "" and not store.exists()
+
+
+def test_the_library_export_refuses_a_reversed_range_naming_since_and_until(synced: Path, tmp_path: Path) -> None:
+    """export(since=..., until=...) with until before since raises a ParameterError naming until; nothing written."""
+    target = tmp_path / "out.csv"
+    with open_store(str(synced)) as opened, pytest.raises(ParameterError, match=r"^until: .* is before the start"):
+        export(opened, "csv", target, endpoints=["costs"], since=EMULATOR_NOW - 86400, until=EMULATOR_NOW - 2 * 86400)
+    assert not target.exists()
+
+
+def test_a_zero_sync_since_in_the_config_is_refused(tmp_path: Path) -> None:
+    """`[sync] since = "0d"` would make every first sync an empty range: the loader refuses it naming sync.since."""
+    from usageledger.config import load_config
+
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[sync]\nsince = "0d"\n')
+    with pytest.raises(ConfigError, match=r"^sync\.since: '0d' reaches no time back.*90d"):
+        load_config(config)
+    config.write_text('[sync]\nsince = "2d"\n')
+    assert load_config(config).sync.since == 2 * 86400
