@@ -93,6 +93,28 @@ def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_t
     return result
 
 
+def since_unix(value: TimeInput, *, now: float | None = None, param: str = "--since") -> int:
+    """The start of a period given as ``--since``: the one rule for every command that takes one.
+
+    A span of whole days (``30d``, ``2w``) means that many whole UTC days ending today, today included: ``30d``
+    starts at midnight UTC 29 days before today, so ``[today - 29, tomorrow)`` is 30 days. Any other value (a date,
+    a datetime, ``36h``) is read as :func:`to_unix` reads it.
+    """
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match is not None and match.group(2) in ("d", "w"):
+            days = parse_duration(value, param=param) / 86400
+            if days < 1 or days != int(days):
+                raise ParameterError(
+                    param, f"{_shown(value)} is not a whole number of days; a period counts whole days (1d, 30d, 2w)"
+                )
+            start = floor(now_unix(now), "1d") - (int(days) - 1) * 86400
+            if start < 0:
+                raise ParameterError(param, f"{_shown(value)} reaches back before 1970; pass a shorter span")
+            return start
+    return to_unix(value, now=now, param=param)
+
+
 def _shown(value: object) -> str:
     """``repr(value)``, cut short: a 5,000-digit number is not worth echoing in full."""
     if isinstance(value, int) and abs(value) >= 10**30:

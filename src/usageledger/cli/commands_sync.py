@@ -10,12 +10,15 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
+from usageledger._secrets import redact_url_password
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
+from usageledger.report.jsonout import dumps, status_document
+from usageledger.report.tables import DataTable, label, number
 from usageledger.store import DEFAULT_STORE, BaseStore, Stream, check_store_url, is_postgres_url, open_store
 
 logger = logging.getLogger("usageledger.cli")
@@ -36,6 +39,11 @@ def _store_url(store: str | None, config: Config) -> str:
 
 def _time(value: str | None, param: str, now: int) -> int | None:
     return None if value is None else timeutil.to_unix(value, now=now, param=param)
+
+
+def _since(value: str | None, now: int) -> int | None:
+    """``--since`` by the one period rule: ``30d`` is the 30 whole UTC days ending today (see ``since_unix``)."""
+    return None if value is None else timeutil.since_unix(value, now=now, param="--since")
 
 
 # --- init -----------------------------------------------------------------------------------------------
@@ -170,14 +178,15 @@ class _ProgressView:
             self.progress.update(self.total, detail=f"{self.requests:,} requests, {self.total_rows:,} rows")
 
 
-def _summary(result: Any) -> Table:
+def _summary(result: Any) -> DataTable:
     """Rows inserted, updated, unchanged and deleted per stream (watermarks are in `usageledger status`)."""
     several = len({s.org for s in result.streams}) > 1
-    table = Table(title=f"Synced: {result.requests:,} requests in {result.elapsed:.1f}s", title_justify="left")
-    table.add_column("stream", overflow="fold", ratio=1)
-    for col in ("windows", "inserted", "updated", "unchanged", "deleted"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
+    table = DataTable(
+        f"Synced: {result.requests:,} requests in {result.elapsed:.1f}s",
+        label("stream"),
+        *(number(col) for col in ("windows", "inserted", "updated", "unchanged", "deleted")),
+        label("status"),
+    )
     for s in result.streams:
         c = s.counts
         table.add_row(
@@ -187,10 +196,12 @@ def _summary(result: Any) -> Table:
             f"{c.updated:,}",
             f"{c.unchanged:,}",
             f"{c.deleted:,}",
-            s.status if s.status == "ok" else f"[red]{s.status}",
+            Text(s.status, style="" if s.status == "ok" else "red"),
         )
     t = result.counts
-    table.add_row("[bold]total", "", f"{t.inserted:,}", f"{t.updated:,}", f"{t.unchanged:,}", f"{t.deleted:,}", "")
+    table.add_row(
+        Text("total", style="bold"), "", f"{t.inserted:,}", f"{t.updated:,}", f"{t.unchanged:,}", f"{t.deleted:,}", ""
+    )
     return table
 
 
@@ -260,7 +271,7 @@ def sync_command(
         chosen = tuple(o for o in chosen if o.name in set(org))
     orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
     options = engine.SyncOptions(
-        since=_time(since, "--since", current),
+        since=_since(since, current),
         until=_time(until, "--until", current),
         lag_days=config.sync.lag_days if lag_days is None else check_sync_int("lag_days", lag_days, name="--lag-days"),
         hour_grace=config.sync.hour_grace,
@@ -344,7 +355,7 @@ def export_command(
             format,
             target,
             endpoints=endpoint or (),
-            since=_time(since, "--since", now),
+            since=_since(since, now),
             until=_time(until, "--until", now),
             orgs=org or (),
             streams=stream or (),
@@ -360,26 +371,38 @@ def export_command(
 
 @app.command()
 @friendly_errors
-def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
+def status(
+    store: StoreOpt = None,
+    config_path: ConfigOpt = None,
+    output_format: Annotated[
+        Literal["text", "json"],
+        typer.Option("--format", help="text for people, or json: one JSON document with stable keys (see the README)."),
+    ] = "text",
+) -> None:
     """Show each stream's watermark, last run and row counts."""
     config = load_config(config_path)
     url = _store_url(store, config)
     if not is_postgres_url(url) and not Path(url).exists():
         raise fail(f"no store at {url}: run `usageledger sync` (or pass --store)")
     with open_store(url) as opened:
-        _print_status(opened, url)
+        if output_format == "json":
+            typer.echo(dumps(status_document(url, opened.stream_states())))
+        else:
+            _print_status(opened, url)
 
 
 def _print_status(opened: BaseStore, url: str) -> None:
     states = opened.stream_states()
-    table = Table(title=f"Streams in {url}", title_justify="left")
-    table.add_column("org", overflow="fold")
-    table.add_column("stream", overflow="fold", ratio=2)
-    table.add_column("watermark", overflow="fold", ratio=1)
-    table.add_column("last run", overflow="fold", ratio=1)
-    table.add_column("status", no_wrap=True)
-    table.add_column("rows", justify="right", no_wrap=True)
-    table.add_column("last run: +ins ~upd =same -del", overflow="fold", ratio=1)
+    table = DataTable(
+        f"Streams in {redact_url_password(url)}",
+        label("org"),
+        label("stream"),
+        number("watermark"),
+        number("last run"),
+        label("status"),
+        number("rows"),
+        number("last run: +ins ~upd =same -del"),
+    )
     for s in states:
         c = s.last_counts
         table.add_row(

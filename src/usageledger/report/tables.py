@@ -1,0 +1,166 @@
+"""Tables for the terminal in which no number is ever cut.
+
+Every table the CLI prints is a :class:`DataTable`. Its columns are labels (names, IDs, line items) or numbers
+(money, counts, ratios, times). The widths are chosen when the table is rendered, for the console's width:
+
+* number columns are exactly as wide as their widest value, so a value never wraps, folds or shortens (a narrow
+  header wraps above it instead);
+* label columns share what is left: they keep their natural width when it fits, else the widest are shortened with
+  ``…`` first;
+* if the numbers do not fit even beside labels of :data:`MIN_LABEL` characters, the table drops its borders, and if
+  that is still too wide, every row is printed as a block of ``header: value`` lines.
+
+Rich alone cannot promise this: when a table is too wide it shrinks every column in turn, numbers included, and the
+console crops what sticks out on the right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["MIN_LABEL", "Column", "DataTable", "label", "number"]
+
+MIN_LABEL: Final = 8
+"""The fewest characters a label column is shortened to before the table changes its layout."""
+_Cell = str | Text
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: its header, and whether its values are numbers (never cut) or labels (may be shortened)."""
+
+    header: str
+    numeric: bool
+
+
+def label(header: str) -> Column:
+    """A column of names: shortened with ``…`` when the table is too wide."""
+    return Column(header, numeric=False)
+
+
+def number(header: str) -> Column:
+    """A column of numbers, money or times: always printed whole, right-aligned."""
+    return Column(header, numeric=True)
+
+
+def _text(cell: _Cell) -> Text:
+    return cell if isinstance(cell, Text) else Text(cell)
+
+
+def _width(cell: Text) -> int:
+    return max((cell_len(line) for line in cell.plain.split("\n")), default=0)
+
+
+def _longest_word(text: str) -> int:
+    return max((cell_len(word) for word in text.split()), default=0)
+
+
+def _shrink(natural: list[int], room: int) -> list[int] | None:
+    """Label widths that fit in ``room``: the widest labels give way first, none below :data:`MIN_LABEL`."""
+    widths = list(natural)
+    floor = [min(w, MIN_LABEL) for w in natural]
+    if sum(floor) > room:
+        return None
+    while sum(widths) > room:
+        widest = max(widths)
+        i = widths.index(widest)
+        below = max((w for w in widths if w < widest), default=0)
+        widths[i] = max(floor[i], below, widest - (sum(widths) - room))
+        if widths[i] == widest:  # every label is at its floor already
+            return None
+    return widths
+
+
+class DataTable:
+    """A titled table of label and number columns whose numbers are never cut (see the module docstring)."""
+
+    def __init__(self, title: str | None, *columns: Column) -> None:
+        if not columns:
+            raise ValueError("a table needs at least one column")
+        self.title = title
+        self.columns = columns
+        self.rows: list[tuple[Text, ...]] = []
+
+    def add_row(self, *cells: _Cell) -> None:
+        """One row; a ``str`` is plain text (never markup), a :class:`~rich.text.Text` keeps its style."""
+        if len(cells) != len(self.columns):
+            raise ValueError(f"expected {len(self.columns)} cells, got {len(cells)}")
+        self.rows.append(tuple(_text(c) for c in cells))
+
+    def _widths(self, room: int, overhead: int) -> list[int] | None:
+        """Content widths for every column within ``room`` cells, or None when the numbers do not fit."""
+        widths: list[int] = []
+        for i, col in enumerate(self.columns):
+            data = max((_width(row[i]) for row in self.rows), default=0)
+            if col.numeric:
+                widths.append(max(data, 1))
+            else:
+                widths.append(max(data, cell_len(col.header), 1))
+        labels = [i for i, col in enumerate(self.columns) if not col.numeric]
+        numbers = [i for i, col in enumerate(self.columns) if col.numeric]
+        left = room - overhead - sum(widths[i] for i in numbers)
+        shrunk = _shrink([widths[i] for i in labels], left)
+        if shrunk is None:
+            return None
+        for i, w in zip(labels, shrunk, strict=True):
+            widths[i] = w
+        # Spare room lets a number column's header keep its words whole.
+        spare = left - sum(shrunk)
+        for i in numbers:
+            grow = min(spare, max(_longest_word(self.columns[i].header) - widths[i], 0))
+            widths[i] += grow
+            spare -= grow
+        return widths
+
+    def _table(self, widths: list[int], *, bordered: bool) -> Table:
+        table = Table(
+            title=self.title,
+            title_justify="left",
+            title_style="bold",
+            box=box.HEAVY_HEAD if bordered else None,
+            pad_edge=bordered,
+            expand=False,
+        )
+        for col, width in zip(self.columns, widths, strict=True):
+            if col.numeric:
+                table.add_column(col.header, justify="right", width=width, no_wrap=False, overflow="fold")
+            else:
+                table.add_column(col.header, justify="left", width=width, no_wrap=True, overflow="ellipsis")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def _records(self) -> Group:
+        """The narrowest layout: each row as a block of ``header: value`` lines."""
+        lines: list[Text] = []
+        if self.title:
+            lines.append(Text(self.title, style="bold"))
+        for row in self.rows:
+            for i, (col, cell) in enumerate(zip(self.columns, row, strict=True)):
+                line = Text.assemble("" if i == 0 else "  ", (f"{col.header}: ", "dim"), cell)
+                line.overflow = "fold"
+                lines.append(line)
+        return Group(*lines)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        room = options.max_width
+        n = len(self.columns)
+        # Bordered: a rule left of every column and one on the right, one space of padding on each side of a cell.
+        # Borderless: one space between columns, none at the edges.
+        for bordered, overhead in ((True, 3 * n + 1), (False, 2 * (n - 1))):
+            widths = self._widths(room, overhead)
+            if widths is not None:
+                yield self._table(widths, bordered=bordered)
+                return
+        yield self._records()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(1, options.max_width)
