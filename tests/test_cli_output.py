@@ -20,11 +20,14 @@ from typer.testing import CliRunner
 from usageledger import timeutil
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
+from usageledger.report.charts import report_charts
 from usageledger.report.formatting import format_count, format_money
+from usageledger.report.names import Names
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import LINE_ITEMS_SHOWN, render_reconcile, render_report
+from usageledger.report.trend import summarise
 from usageledger.store import default_streams, open_store
 from usageledger.sync import Org, SyncOptions, sync
 
@@ -260,3 +263,30 @@ def build_report_for(store_path: Path, days: int) -> ReportData:
     """The report for the ``days`` days ending on the emulator's today."""
     with open_store(store_path, read_only=True) as store:
         return build_report(store, Period(TODAY - timedelta(days=days - 1), TODAY + timedelta(days=1)), Scope())
+
+
+def test_long_period_charts_are_weekly_or_monthly(store_path: Path) -> None:
+    """The HTML/PNG charts of a long period get one point per week or month, and keep every cent of the days."""
+    five_years = build_report_for(store_path, 5 * 365)
+    charts = {c.slug: c for c in report_charts(five_years, Names())}
+    spend = charts["daily-spend-by-project"]
+    assert 60 <= len(spend.categories) <= 61
+    assert spend.title.startswith("Monthly")
+    assert sum(sum(s.values) for s in spend.series) == five_years.total_spend
+    weekly = report_charts(build_report_for(store_path, 200), Names())[0]
+    assert 29 <= len(weekly.categories) <= 30 and weekly.title.startswith("Weekly")
+    daily = report_charts(build_report_for(store_path, 30), Names())[0]
+    assert len(daily.categories) == 30
+
+
+def test_summarise_keeps_exact_sums() -> None:
+    """Weekly and monthly points are exact Decimal sums of their days, labelled by their first day in the period."""
+    days = [(date(2026, 1, 1) + timedelta(days=i), Decimal("0.01") * i) for i in range(400)]
+    weekly = summarise(days)
+    assert weekly.grain == "week"
+    assert weekly.points[0] == (date(2026, 1, 1), sum((v for _, v in days[:4]), Decimal(0)))  # Thu..Sun
+    assert weekly.points[1][0] == date(2026, 1, 5)  # a Monday
+    assert sum(v for _, v in weekly.points) == sum(v for _, v in days)
+    monthly = summarise(days, "month")
+    assert [d.day for d, _ in monthly.points] == [1] * len(monthly.points)
+    assert summarise(days[:90]).grain == "day"

@@ -14,7 +14,18 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Final, Literal
 
-__all__ = ["MONTHLY_AFTER_DAYS", "WEEKLY_AFTER_DAYS", "Grain", "Trend", "grain_for", "summarise"]
+from usageledger.report.queries import DailyValue, Period
+
+__all__ = [
+    "MONTHLY_AFTER_DAYS",
+    "WEEKLY_AFTER_DAYS",
+    "Grain",
+    "Trend",
+    "bucket_starts",
+    "grain_for",
+    "rebucket",
+    "summarise",
+]
 
 Grain = Literal["day", "week", "month"]
 WEEKLY_AFTER_DAYS: Final = 90
@@ -62,3 +73,22 @@ def summarise(daily: Sequence[tuple[date, Decimal]], grain: Grain | None = None)
             points.append((day, value))
             current = key
     return Trend(chosen, tuple(points))
+
+
+def bucket_starts(period: Period, grain: Grain | None = None) -> list[date]:
+    """The first day of each point a chart of ``period`` shows: every day, or each week's or month's first day in
+    the period (the period's first day begins the first point)."""
+    chosen = grain or grain_for(period.days)
+    return [p for p, _ in summarise([(d, Decimal(0)) for d in period.each_day()], chosen).points]
+
+
+def rebucket(values: Sequence[DailyValue], period: Period, grain: Grain | None = None) -> tuple[DailyValue, ...]:
+    """Per-day values of several keys summed into the points :func:`bucket_starts` gives, key by key."""
+    starts = bucket_starts(period, grain)
+    chosen = grain or grain_for(period.days)
+    first = {_bucket(s, chosen): s for s in starts}
+    sums: dict[tuple[date, str | None], Decimal] = {}
+    for v in values:
+        key = (first[_bucket(v.day, chosen)], v.key)
+        sums[key] = sums.get(key, Decimal(0)) + v.value
+    return tuple(DailyValue(day, key, value) for (day, key), value in sums.items())
