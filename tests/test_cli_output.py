@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from usageledger import timeutil
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
+from usageledger.client import Client
 from usageledger.report.charts import report_charts
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.names import Names
@@ -290,3 +291,24 @@ def test_summarise_keeps_exact_sums() -> None:
     monthly = summarise(days, "month")
     assert [d.day for d, _ in monthly.points] == [1] * len(monthly.points)
     assert summarise(days[:90]).grain == "day"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_query_table_shows_every_amount_whole(emulator_url: str, monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    """`query costs` as a table keeps `amount_value` and prints every amount whole at 60, 80 and 120 columns."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.setenv("COLUMNS", str(width))
+    args = ["--start", "2026-11-01", "--end", "2026-11-03", "--group-by", "project_id,line_item"]
+    result = CliRunner().invoke(app, ["query", "costs", *args, "--base-url", emulator_url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW) as client:
+        found = list(
+            client.query(
+                "costs", start_time="2026-11-01", end_time="2026-11-03", group_by=["project_id", "line_item"]
+            ).rows()
+        )
+    assert found
+    assert "amount_value" in result.stdout
+    for row in found:
+        assert str(row["amount_value"]) in result.stdout
+    assert max(len(line.rstrip()) for line in result.stdout.splitlines()) <= width

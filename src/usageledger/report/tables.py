@@ -150,13 +150,20 @@ class DataTable:
                 lines.append(line)
         return Group(*lines)
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        room = options.max_width
+    def _layouts(self) -> tuple[tuple[bool, int], ...]:
+        """(bordered, cells taken by borders and padding) for each table layout, widest first."""
         n = len(self.columns)
         # Bordered: a rule left of every column and one on the right, one space of padding on each side of a cell.
         # Borderless: one space between columns, none at the edges.
-        for bordered, overhead in ((True, 3 * n + 1), (False, 2 * (n - 1))):
-            widths = self._widths(room, overhead)
+        return ((True, 3 * n + 1), (False, 2 * (n - 1)))
+
+    def fits(self, width: int) -> bool:
+        """Whether the rows fit ``width`` columns as a table (else they are printed as blocks of lines)."""
+        return any(self._widths(width, overhead) is not None for _, overhead in self._layouts())
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for bordered, overhead in self._layouts():
+            widths = self._widths(options.max_width, overhead)
             if widths is not None:
                 yield self._table(widths, bordered=bordered)
                 return
