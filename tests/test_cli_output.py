@@ -242,6 +242,8 @@ def test_since_unix_rule() -> None:
     assert timeutil.since_unix("2w", now=now) == midnight - 13 * 86400
     assert timeutil.since_unix("36h", now=now) == now - 36 * 3600
     assert timeutil.since_unix("2026-11-01", now=now) == timeutil.to_unix(date(2026, 11, 1))
+    assert timeutil.span_start(now, 90 * 86400) == midnight - 89 * 86400  # [sync] since = "90d"
+    assert timeutil.span_start(now, 3600) == now - 3600
     for bad in ("0d", "1.5d"):
         with pytest.raises(ValueError, match="--since"):
             timeutil.since_unix(bad, now=now)
