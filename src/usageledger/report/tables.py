@@ -3,12 +3,13 @@
 Every table the CLI prints is a :class:`DataTable`. Its columns are labels (names, IDs, line items) or numbers
 (money, counts, ratios, times). The widths are chosen when the table is rendered, for the console's width:
 
-* number columns are exactly as wide as their widest value, so a value never wraps, folds or shortens (a narrow
-  header wraps above it instead);
+* number columns are as wide as their widest value, so a value never wraps, folds or shortens (a narrow header
+  wraps above it instead); a cell holding several numbers separated by spaces may wrap between them;
 * label columns share what is left: they keep their natural width when it fits, else the widest are shortened with
   ``…`` first;
-* if the numbers do not fit even beside labels of :data:`MIN_LABEL` characters, the table drops its borders, and if
-  that is still too wide, every row is printed as a block of ``header: value`` lines.
+* if the numbers do not fit even beside labels cut to their floor (:func:`label_floor`: 40% of their width, at
+  least :data:`MIN_LABEL` characters), the table drops its borders, and if that is still too wide, every row is
+  printed as a block of ``header: value`` lines (a label cut to a few characters no longer says which row it is).
 
 Rich alone cannot promise this: when a table is too wide it shrinks every column in turn, numbers included, and the
 console crops what sticks out on the right.
@@ -16,6 +17,7 @@ console crops what sticks out on the right.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,10 +28,11 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["MIN_LABEL", "Column", "DataTable", "label", "number"]
+__all__ = ["MIN_LABEL", "Column", "DataTable", "label", "label_floor", "number"]
 
 MIN_LABEL: Final = 8
 """The fewest characters a label column is shortened to before the table changes its layout."""
+_KEPT_SHARE: Final = 0.4
 _Cell = str | Text
 
 
@@ -63,10 +66,15 @@ def _longest_word(text: str) -> int:
     return max((cell_len(word) for word in text.split()), default=0)
 
 
+def label_floor(natural: int) -> int:
+    """How far a label column ``natural`` cells wide may be shortened: 40% of it, at least :data:`MIN_LABEL`."""
+    return min(natural, max(MIN_LABEL, math.ceil(natural * _KEPT_SHARE)))
+
+
 def _shrink(natural: list[int], room: int) -> list[int] | None:
-    """Label widths that fit in ``room``: the widest labels give way first, none below :data:`MIN_LABEL`."""
+    """Label widths that fit in ``room``: the widest labels give way first, none below its :func:`label_floor`."""
     widths = list(natural)
-    floor = [min(w, MIN_LABEL) for w in natural]
+    floor = [label_floor(w) for w in natural]
     if sum(floor) > room:
         return None
     while sum(widths) > room:
@@ -101,24 +109,44 @@ class DataTable:
         for i, col in enumerate(self.columns):
             data = max((_width(row[i]) for row in self.rows), default=0)
             if col.numeric:
-                widths.append(max(data, 1))
+                widths.append(max(data, _longest_word(col.header), 1))
             else:
                 widths.append(max(data, cell_len(col.header), 1))
         labels = [i for i, col in enumerate(self.columns) if not col.numeric]
         numbers = [i for i, col in enumerate(self.columns) if col.numeric]
         left = room - overhead - sum(widths[i] for i in numbers)
+        # A cell of several numbers ("+685 ~0 =0 -0") may wrap between them, never inside one: when the labels
+        # need the room, such columns narrow to their longest single number, the roomiest first.
+        need = sum(label_floor(widths[i]) for i in labels) - left
+        for i in sorted(numbers, key=lambda i: widths[i] - self._longest_number(i), reverse=True):
+            if need <= 0:
+                break
+            give = min(need, widths[i] - self._longest_number(i))
+            widths[i] -= give
+            left += give
+            need -= give
         shrunk = _shrink([widths[i] for i in labels], left)
         if shrunk is None:
             return None
         for i, w in zip(labels, shrunk, strict=True):
             widths[i] = w
-        # Spare room lets a number column's header keep its words whole.
+        # Spare room keeps a number column's header on one line, else at least its words whole.
         spare = left - sum(shrunk)
         for i in numbers:
-            grow = min(spare, max(_longest_word(self.columns[i].header) - widths[i], 0))
-            widths[i] += grow
-            spare -= grow
+            header = self.columns[i].header
+            for wanted in (cell_len(header), _longest_word(header)):
+                grow = max(wanted - widths[i], 0)
+                if grow <= spare:
+                    widths[i] += grow
+                    spare -= grow
+                    break
         return widths
+
+    def _longest_number(self, i: int) -> int:
+        """The widest space-free run in column ``i`` or its header: how narrow it can be without cutting a value
+        (or a header word)."""
+        longest = max((_longest_word(row[i].plain) for row in self.rows), default=0)
+        return max(longest, _longest_word(self.columns[i].header), 1)
 
     def _table(self, widths: list[int], *, bordered: bool) -> Table:
         table = Table(
