@@ -65,7 +65,9 @@ ConfigOpt = Annotated[
 OutputFormat = Literal["text", "json"]
 FormatOpt = Annotated[
     OutputFormat,
-    typer.Option("--format", help="text for people, or json: one JSON document with stable keys (see the README)."),
+    typer.Option(
+        "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
+    ),
 ]
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")

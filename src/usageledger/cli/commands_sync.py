@@ -376,7 +376,9 @@ def status(
     config_path: ConfigOpt = None,
     output_format: Annotated[
         Literal["text", "json"],
-        typer.Option("--format", help="text for people, or json: one JSON document with stable keys (see the README)."),
+        typer.Option(
+            "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
+        ),
     ] = "text",
 ) -> None:
     """Show each stream's watermark, last run and row counts."""
