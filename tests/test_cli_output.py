@@ -314,3 +314,12 @@ def test_query_table_shows_every_amount_whole(emulator_url: str, monkeypatch: py
     for row in found:
         assert str(row["amount_value"]) in result.stdout
     assert max(len(line.rstrip()) for line in result.stdout.splitlines()) <= width
+
+
+def test_report_json_with_html_keeps_stdout_one_document(store_path: Path, tmp_path: Path) -> None:
+    """With `--format json --html`, stdout is the JSON document alone; what was written is said on stderr."""
+    page = tmp_path / "report.html"
+    result = _invoke("report", "--store", str(store_path), *RANGE, "-f", "json", "--html", str(page))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["period"]["days"] == 30
+    assert page.is_file() and f"wrote {page}" in result.stderr
