@@ -238,8 +238,9 @@ def test_plan_rereads_the_lag_window_per_bucket_width() -> None:
         plan_stream("o", minute, timeutil.floor(now, "1m"), options, now=now).start == timeutil.floor(now, "1m") - 900
     )
     first = plan_stream("o", daily, None, options, now=now)
-    assert first.start == timeutil.floor(now - 90 * DAY, "1d") and first.end == now and first.moves_watermark
-    assert [w.limit for w in first.windows] == [31, 31, 29]
+    # The period rule: a first sync reaches `since = 90d` back, the 90 whole UTC days ending today.
+    assert first.start == timeutil.floor(now, "1d") - 89 * DAY and first.end == now and first.moves_watermark
+    assert [w.limit for w in first.windows] == [31, 31, 28]
 
 
 def test_several_orgs_share_one_store(duck: BaseStore, emulator_url: str) -> None:

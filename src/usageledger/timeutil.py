@@ -17,6 +17,7 @@ from usageledger.errors import ParameterError
 TimeInput = datetime | date | int | float | str
 """What users may pass wherever a point in time is expected."""
 
+_DAY: Final = 86400
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS_HELP: Final = "units: ms, s, m (minutes), h, d, w"
@@ -93,6 +94,36 @@ def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_t
     if result > MAX_UNIX:
         raise ParameterError(param, f"{_shown(value)} is after the year 9999; pass Unix seconds, not milliseconds")
     return result
+
+
+def since_unix(value: TimeInput, *, now: float | None = None, param: str = "--since") -> int:
+    """The start of a period given as ``--since``: the one rule for every command that takes one.
+
+    A span of whole days (``30d``, ``2w``) means that many whole UTC days ending today, today included: ``30d``
+    starts at midnight UTC 29 days before today, so ``[today - 29, tomorrow)`` is 30 days. Any other value (a date,
+    a datetime, ``36h``) is read as :func:`to_unix` reads it.
+    """
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match is not None and match.group(2) in ("d", "w"):
+            seconds = parse_duration(value, param=param)
+            if seconds < _DAY or seconds % _DAY:
+                raise ParameterError(
+                    param, f"{_shown(value)} is not a whole number of days; a period counts whole days (1d, 30d, 2w)"
+                )
+            start = span_start(now_unix(now), int(seconds))
+            if start < 0:
+                raise ParameterError(param, f"{_shown(value)} reaches back before 1970; pass a shorter span")
+            return start
+    return to_unix(value, now=now, param=param)
+
+
+def span_start(now: int, seconds: int) -> int:
+    """Where a span back from ``now`` starts by the period rule: whole days are that many UTC days ending today
+    (``90d`` starts at midnight 89 days ago); any other span counts back from ``now``."""
+    if seconds >= _DAY and seconds % _DAY == 0:
+        return floor(now, "1d") - seconds + _DAY
+    return now - seconds
 
 
 def _shown(value: object) -> str:

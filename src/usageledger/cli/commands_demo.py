@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from usageledger import timeutil
 from usageledger.cli._app import app, console, fail, friendly_errors
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.report.tables import DataTable, label, number
 from usageledger.store import is_postgres_url
 from usageledger.sync._safety import DEMO_STORE
 
@@ -63,7 +63,7 @@ def demo(
         f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into {store}"
         f" ({result.requests} requests, {result.elapsed:.1f}s)"
     )
-    synced = Table("stream", "inserted", "updated", "unchanged", title="Synced")
+    synced = DataTable("Synced", label("stream"), number("inserted"), number("updated"), number("unchanged"))
     for s in result.streams:
         synced.add_row(s.stream, f"{s.counts.inserted:,}", f"{s.counts.updated:,}", f"{s.counts.unchanged:,}")
     console.print(synced)

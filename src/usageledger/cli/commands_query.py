@@ -19,7 +19,6 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
@@ -28,6 +27,7 @@ from usageledger.cli import _filters
 from usageledger.cli._app import app, console, err_console, friendly_errors, setup_logging
 from usageledger.client import Client, Query
 from usageledger.errors import ParameterError
+from usageledger.report.tables import DataTable, label, number
 
 OutputFormat = Literal["table", "csv", "jsonl"]
 OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("table", "csv", "jsonl")
@@ -53,21 +53,31 @@ def _cell(name: str, value: Any) -> str:
 
 
 def _print_table(endpoint: catalogue.Endpoint, found: list[rows.Row]) -> None:
-    # Columns no row fills (dimensions not grouped by, fields this API version omits) are noise; and when the
-    # rest is wider than the terminal, only the headline (required) metrics are kept, with a pointer to CSV.
+    # Columns no row fills (dimensions not grouped by, fields this API version omits) are noise; and while the
+    # rest does not fit the terminal with every number whole, the least needed columns are hidden, with a pointer
+    # to CSV.
     filled = [c for c in endpoint.columns if any(r.get(c.name) is not None for r in found)]
     cells = {c.name: [_cell(c.name, r.get(c.name)) for r in found] for c in filled}
-    width = 25 + sum(3 + max([len(c.name), *(len(v) for v in cells[c.name])]) for c in filled)
-    hidden = 0
-    if width > console.width:
-        keep = [c for c in filled if c.role == "dimension" or c.required]
-        hidden, filled = len(filled) - len(keep), keep
-    table = Table(title=f"{endpoint.name}: {len(found)} row(s)", title_justify="left")
-    table.add_column("bucket_start", no_wrap=True)
-    for c in filled:
-        table.add_column(c.name, justify="right" if c.type in ("int", "decimal") else "left")
-    for i, row in enumerate(found):
-        table.add_row(_cell("bucket_start", row["bucket_start"]), *(cells[c.name][i] for c in filled))
+
+    def build(columns: list[catalogue.Column]) -> DataTable:
+        table = DataTable(
+            f"{endpoint.name}: {len(found)} row(s)",
+            number("bucket_start"),
+            *(number(c.name) if c.type in ("int", "decimal") else label(c.name) for c in columns),
+        )
+        for i, row in enumerate(found):
+            table.add_row(_cell("bucket_start", row["bucket_start"]), *(cells[c.name][i] for c in columns))
+        return table
+
+    # Least needed first: attributes, then optional metrics after the first one (costs keep amount_value).
+    metrics = [c for c in filled if c.role == "metric" and not c.required]
+    droppable = [*(c for c in reversed(filled) if c.role == "attribute"), *reversed(metrics[1:])]
+    shown = list(filled)
+    table = build(shown)
+    while droppable and not table.fits(console.width):
+        shown.remove(droppable.pop(0))
+        table = build(shown)
+    hidden = len(filled) - len(shown)
     console.print(table)
     if hidden:
         console.print(

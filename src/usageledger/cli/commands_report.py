@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import typer
 from rich.console import RenderableType
@@ -26,12 +26,13 @@ from usageledger.report.alerts import (
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.html import render_html
+from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document
 from usageledger.report.names import Names, load_names, names_from_mapping
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.terminal import render_check, render_reconcile, render_report
 from usageledger.store import BaseStore, check_store_url, is_postgres_url, open_store
-from usageledger.timeutil import parse_duration, to_unix
+from usageledger.timeutil import parse_duration, since_unix, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
@@ -48,7 +49,11 @@ StoreOpt = Annotated[
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
 SinceOpt = Annotated[
     str | None,
-    typer.Option("--since", help="First day: a date, a datetime or a span back from now (30d). Default: 30 days."),
+    typer.Option(
+        "--since",
+        help="First day: a date, a datetime, or a number of whole days ending today (30d = today and the 29 days "
+        "before). Default: 30d.",
+    ),
 ]
 UntilOpt = Annotated[
     str | None, typer.Option("--until", help="End of the period, exclusive (a date or datetime). Default: tomorrow.")
@@ -56,6 +61,13 @@ UntilOpt = Annotated[
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="usageledger.toml with [alerts] and [names] (default: ./usageledger.toml)."),
+]
+OutputFormat = Literal["text", "json"]
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
+    ),
 ]
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
@@ -93,8 +105,9 @@ def _database(url: str) -> Iterator[BaseStore]:
         store.close()
 
 
-def _day(value: str, *, now: int, param: str, end: bool) -> date:
-    ts = to_unix(value, now=now, param=param)
+def _day(value: str, *, now: int, param: str, end: bool, since: bool = False) -> date:
+    """The UTC day ``value`` names; with ``since``, a span of days follows the period rule (:func:`since_unix`)."""
+    ts = since_unix(value, now=now, param=param) if since else to_unix(value, now=now, param=param)
     moment = datetime.fromtimestamp(ts, UTC)
     day = moment.date()
     if end and moment != datetime(day.year, day.month, day.day, tzinfo=UTC):
@@ -103,10 +116,15 @@ def _day(value: str, *, now: int, param: str, end: bool) -> date:
 
 
 def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
-    """Whole UTC days: ``--until`` is exclusive (a datetime inside a day includes that day)."""
+    """Whole UTC days: ``--until`` is exclusive (a datetime inside a day includes that day); ``--since 30d`` and the
+    default are both the 30 days ending today."""
     ts = int(now.timestamp())
     until_day = _day(until, now=ts, param="--until", end=True) if until else now.date() + timedelta(days=1)
-    since_day = _day(since, now=ts, param="--since", end=False) if since else until_day - timedelta(days=DEFAULT_DAYS)
+    since_day = (
+        _day(since, now=ts, param="--since", end=False, since=True)
+        if since
+        else until_day - timedelta(days=DEFAULT_DAYS)
+    )
     return Period(since_day, until_day)
 
 
@@ -150,6 +168,7 @@ def report(
     ] = None,
     names: NamesOpt = None,
     config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
 ) -> None:
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     now = datetime.now(UTC)
@@ -159,17 +178,22 @@ def report(
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         data = build_report(db, period, Scope(org=org, project=project))
-    if html is None and png is None:
+    json_out = output_format == "json"
+    if json_out:
+        typer.echo(dumps(report_document(data, id_names)))
+    elif html is None and png is None:
         console.print(render_report(data, id_names))
         return
+    # With --format json, stdout holds the document alone: what was written is said on stderr.
+    said = err_console if json_out else console
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(data, id_names, generated_at=now), encoding="utf-8")
-        console.print(f"wrote {html}", highlight=False)
+        said.print(f"wrote {html}", highlight=False)
     if png is not None:
         for chart in report_charts(data, id_names):
             path = write_png(chart, png / f"{chart.slug}.png")
-            console.print(f"wrote {path}", highlight=False)
+            said.print(f"wrote {path}", highlight=False)
 
 
 def _tolerance(value: str) -> Decimal:
@@ -197,6 +221,7 @@ def reconcile(
         bool, typer.Option("--fail-over", help=f"Exit {EXIT_FINDINGS} when a difference exceeds the tolerance.")
     ] = False,
     config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
 ) -> None:
     """Compare usage tokens with billed token quantities per day and model, and say why they can differ."""
     period = _period(since, until, now=datetime.now(UTC))
@@ -204,7 +229,10 @@ def reconcile(
     settings = load_config(config)
     with _database(store or settings.store_url) as db:
         result = run_reconcile(db, period, Scope(org=org), tolerance=tol)
-    console.print(render_reconcile(result))
+    if output_format == "json":
+        typer.echo(dumps(reconcile_document(result)))
+    else:
+        console.print(render_reconcile(result))
     if fail_over and result.differences:
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -245,6 +273,7 @@ def check(
         str | None, typer.Option("--webhook", help="POST a Slack-compatible JSON message here when alerts fire.")
     ] = None,
     config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
 ) -> None:
     """Budget, anomaly and staleness alerts for cron and CI: one line per alert, exit 3 when any fired.
 
@@ -278,7 +307,11 @@ def check(
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
-    console.print(render_check(result, cfg.anomaly))
+    if output_format == "json":
+        typer.echo(dumps(check_document(result)))
+    else:
+        # Piped into a log or a mail, every alert stays on one line, however long: never wrapped at 80 columns.
+        console.print(render_check(result, cfg.anomaly), soft_wrap=not console.is_terminal)
     if result.alerts and webhook is not None:
         try:
             status = post_webhook(webhook, make_slack_payload(result, org=org))

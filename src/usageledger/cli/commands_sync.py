@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
 from usageledger._secrets import redact_url_password
@@ -19,7 +19,16 @@ from usageledger.cli._app import app, console, err_console, fail, friendly_error
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
-from usageledger.store import DEFAULT_STORE, BaseStore, Stream, check_store_url, is_postgres_url, open_store
+from usageledger.report.jsonout import dumps, status_document
+from usageledger.report.tables import DataTable, label, number
+from usageledger.store import (
+    DEFAULT_STORE,
+    Stream,
+    StreamState,
+    check_store_url,
+    is_postgres_url,
+    open_store,
+)
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -39,6 +48,11 @@ def _store_url(store: str | None, config: Config) -> str:
 
 def _time(value: str | None, param: str, now: int) -> int | None:
     return None if value is None else timeutil.to_unix(value, now=now, param=param)
+
+
+def _since(value: str | None, now: int) -> int | None:
+    """``--since`` by the one period rule: ``30d`` is the 30 whole UTC days ending today (see ``since_unix``)."""
+    return None if value is None else timeutil.since_unix(value, now=now, param="--since")
 
 
 # --- init -----------------------------------------------------------------------------------------------
@@ -178,14 +192,15 @@ class _ProgressView:
             self.progress.update(self.total, detail=f"{self.requests:,} requests, {self.total_rows:,} rows")
 
 
-def _summary(result: Any) -> Table:
+def _summary(result: Any) -> DataTable:
     """Rows inserted, updated, unchanged and deleted per stream (watermarks are in `usageledger status`)."""
     several = len({s.org for s in result.streams}) > 1
-    table = Table(title=f"Synced: {result.requests:,} requests in {result.elapsed:.1f}s", title_justify="left")
-    table.add_column("stream", overflow="fold", ratio=1)
-    for col in ("windows", "inserted", "updated", "unchanged", "deleted"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
+    table = DataTable(
+        f"Synced: {result.requests:,} requests in {result.elapsed:.1f}s",
+        label("stream"),
+        *(number(col) for col in ("windows", "inserted", "updated", "unchanged", "deleted")),
+        label("status"),
+    )
     for s in result.streams:
         c = s.counts
         table.add_row(
@@ -195,10 +210,12 @@ def _summary(result: Any) -> Table:
             f"{c.updated:,}",
             f"{c.unchanged:,}",
             f"{c.deleted:,}",
-            s.status if s.status == "ok" else f"[red]{s.status}",
+            Text(s.status, style="" if s.status == "ok" else "red"),
         )
     t = result.counts
-    table.add_row("[bold]total", "", f"{t.inserted:,}", f"{t.updated:,}", f"{t.unchanged:,}", f"{t.deleted:,}", "")
+    table.add_row(
+        Text("total", style="bold"), "", f"{t.inserted:,}", f"{t.updated:,}", f"{t.unchanged:,}", f"{t.deleted:,}", ""
+    )
     return table
 
 
@@ -294,7 +311,7 @@ def sync_command(
                 f"--org: {', '.join(unknown)} not in the config; known: {', '.join(o.name for o in chosen)}"
             )
         chosen = tuple(o for o in chosen if o.name in set(org))
-    since_at, until_at = _time(since, "--since", current), _time(until, "--until", current)
+    since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
     orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
     options = engine.SyncOptions(
@@ -373,7 +390,7 @@ def export_command(
 
     config = load_config(config_path)
     now = timeutil.now_unix()
-    since_at, until_at = _time(since, "--since", now), _time(until, "--until", now)
+    since_at, until_at = _since(since, now), _time(until, "--until", now)
     timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
     with open_store(_store_url(store, config)) as opened:
         target: Any = sys.stdout.buffer if output == "-" else output
@@ -400,29 +417,43 @@ def export_command(
 
 @app.command()
 @friendly_errors
-def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
+def status(
+    store: StoreOpt = None,
+    config_path: ConfigOpt = None,
+    output_format: Annotated[
+        Literal["text", "json"],
+        typer.Option(
+            "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
+        ),
+    ] = "text",
+) -> None:
     """Show each stream's watermark, last run and row counts."""
     config = load_config(config_path)
     url = _store_url(store, config)
     if not is_postgres_url(url) and not Path(url).exists():
         raise fail(f"no store at {url}: run `usageledger sync` (or pass --store)")
     with open_store(url) as opened:
-        _print_status(opened, url)
+        from usageledger.sync._safety import stream_states_now
+
+        # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
+        states = stream_states_now(opened, at=timeutil.now_unix())
+        if output_format == "json":
+            typer.echo(dumps(status_document(url, states)))
+        else:
+            _print_status(states, url)
 
 
-def _print_status(opened: BaseStore, url: str) -> None:
-    from usageledger.sync._safety import stream_states_now
-
-    # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
-    states = stream_states_now(opened, at=timeutil.now_unix())
-    table = Table(title=f"Streams in {redact_url_password(url)}", title_justify="left")
-    table.add_column("org", overflow="fold")
-    table.add_column("stream", overflow="fold", ratio=2)
-    table.add_column("watermark", overflow="fold", ratio=1)
-    table.add_column("last run", overflow="fold", ratio=1)
-    table.add_column("status", no_wrap=True)
-    table.add_column("rows", justify="right", no_wrap=True)
-    table.add_column("last run: +ins ~upd =same -del", overflow="fold", ratio=1)
+def _print_status(states: list[StreamState], url: str) -> None:
+    table = DataTable(
+        f"Streams in {redact_url_password(url)}",
+        label("org"),
+        label("stream"),
+        number("watermark"),
+        number("last run"),
+        label("status"),
+        number("rows"),
+        number("last run: +ins ~upd =same -del"),
+    )
     for s in states:
         c = s.last_counts
         table.add_row(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from usageledger.errors import ConfigError
 from usageledger.report.names import Names
 from usageledger.report.queries import DailyValue, ReportData
+from usageledger.report.trend import bucket_starts, grain_for, rebucket
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -231,8 +232,11 @@ def _top_series(
 
 def report_charts(data: ReportData, names: Names) -> list[Chart]:
     """The four charts of the HTML report (and of ``--png``)."""
-    days = data.period.each_day()
-    labels = tuple(d.strftime("%b %d") for d in days)
+    # A long period is drawn by week or month (report/trend.py), never as thousands of daily bars.
+    grain = grain_for(data.period.days)
+    days = bucket_starts(data.period, grain)
+    labels = tuple(d.strftime("%b %Y" if grain == "month" else "%b %d") for d in days)
+    per = {"day": "Daily", "week": "Weekly", "month": "Monthly"}[grain]
     unit = (data.currency or "usd").upper()
     money = unit == "USD"
     rates = [(m.model or "(no model)", m.per_million_tokens) for m in data.spend_by_model]
@@ -241,19 +245,21 @@ def report_charts(data: ReportData, names: Names) -> list[Chart]:
     return [
         Chart(
             slug="daily-spend-by-project",
-            title="Daily spend by project",
+            title=f"{per} spend by project",
             kind="stacked_bars",
             categories=labels,
-            series=_top_series(days, data.daily_spend_by_project, names.project),
+            series=_top_series(days, rebucket(data.daily_spend_by_project, data.period, grain), names.project),
             unit=unit,
             money=money,
         ),
         Chart(
             slug="tokens-by-model",
-            title="Tokens by model per day",
+            title=f"Tokens by model per {grain}",
             kind="lines",
             categories=labels,
-            series=_top_series(days, data.daily_tokens_by_model, lambda m: m or "(no model)"),
+            series=_top_series(
+                days, rebucket(data.daily_tokens_by_model, data.period, grain), lambda m: m or "(no model)"
+            ),
             unit="tokens",
         ),
         Chart(

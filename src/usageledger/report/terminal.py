@@ -4,12 +4,12 @@ hands the returned renderables to its console."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import Final
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from usageledger.report.alerts import AnomalyRule, CheckResult
@@ -17,10 +17,13 @@ from usageledger.report.formatting import format_count, format_money, format_per
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
+from usageledger.report.tables import DataTable, label, number
+from usageledger.report.trend import summarise
 
 __all__ = ["LINE_ITEMS_SHOWN", "SPARK_CHARS", "render_check", "render_reconcile", "render_report", "sparkline"]
 
 SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
+_GRAIN_TITLES: Final = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
 LINE_ITEMS_SHOWN: Final = 20
 """The terminal lists the biggest line items and sums the rest into one row; the HTML report lists them all."""
 
@@ -57,15 +60,13 @@ def _share(part: Decimal, total: Decimal) -> str:
     return f"{(part * 100 / total).quantize(Decimal('0.1'))}%"
 
 
-def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", expand=False)
-    for i, name in enumerate(columns):
-        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
-    return table
+def _table(title: str, first: str, *numbers: str) -> DataTable:
+    """A table of one label column and number columns, none of which is ever cut."""
+    return DataTable(title, label(first), *(number(n) for n in numbers))
 
 
-def _movers(title: str, movers: Sequence[Mover], label: str, currency: str | None, names: Names | None) -> Table:
-    table = _table(title, label, "this period", "previous", "change", "%")
+def _movers(title: str, movers: Sequence[Mover], what: str, currency: str | None, names: Names | None) -> DataTable:
+    table = _table(title, what, "this period", "previous", "change", "%")
     for m in movers:
         key = names.project(m.key) if names is not None else _model(m.key)
         table.add_row(
@@ -101,11 +102,12 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         ("   Requests ", "bold"),
         format_count(data.total_requests),
     )
-    values = [v for _, v in data.daily_spend]
+    series = summarise(data.daily_spend)
+    values = [v for _, v in series.points]
     trend = Text.assemble(
-        ("Daily spend ", "bold"),
+        (f"{_GRAIN_TITLES[series.grain]} spend ", "bold"),
         (sparkline(values), "cyan"),
-        f"  {data.daily_spend[0][0]} … {data.daily_spend[-1][0]}, "
+        f"  {data.period.since} … {data.period.until - timedelta(days=1)}, "
         f"low {format_money(min(values), cur)}, high {format_money(max(values), cur)}",
     )
 
@@ -126,12 +128,12 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         )
 
     by_dimension: list[RenderableType] = []
-    for title, label, spends, name in (
+    for title, what, spends, name in (
         ("Spend by API key", "API key", data.spend_by_api_key, names.api_key),
         ("Spend by user", "user", data.spend_by_user, names.user),
     ):
         if spends:
-            table = _table(title, label, "spend", "share")
+            table = _table(title, what, "spend", "share")
             for s in spends:
                 table.add_row(name(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
             by_dimension.append(table)
@@ -180,8 +182,10 @@ def render_reconcile(result: ReconcileResult) -> RenderableType:
     parts: list[RenderableType] = [head]
     if diffs:
         several = len({r.org for r in result.rows}) > 1
-        headers = ["day", "model", "usage", "costs", "costs − usage", "%"]
-        table = _table(f"{len(diffs)} difference(s) beyond the tolerance", *(["org", *headers] if several else headers))
+        headers = [number("day"), label("model"), *(number(h) for h in ("usage", "costs", "costs − usage", "%"))]
+        table = DataTable(
+            f"{len(diffs)} difference(s) beyond the tolerance", *([label("org"), *headers] if several else headers)
+        )
         for r in diffs:
             cells = [
                 str(r.day),

@@ -160,7 +160,7 @@ def plan_stream(org: str, stream: Stream, watermark: int | None, options: SyncOp
     elif watermark is not None:
         start = min(watermark, now) - options.lag(width)
     else:
-        start = now - options.first_since
+        start = timeutil.span_start(now, options.first_since)  # 90d: the 90 days ending today
     start = timeutil.floor(max(start, 0), width)
     if options.until is not None:
         end = min(timeutil.ceil(end, width), now)

@@ -1,0 +1,213 @@
+"""``--format json`` for ``report``, ``status``, ``check`` and ``reconcile``: one JSON document each, stable keys.
+
+One serializer (:func:`dumps`) for every document: money, token quantities and ratios are ``Decimal`` and become
+decimal strings (``"1234.5600"``, never a float, never an exponent); datetimes are ISO 8601 UTC with a ``Z``, as
+``export`` writes them; dates are ``YYYY-MM-DD``. The document layouts are documented in the README.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from usageledger._secrets import mask_keys, redact_url_password
+from usageledger.report.alerts import CheckResult
+from usageledger.report.names import Names
+from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Spend
+from usageledger.report.reconcile import ReconcileResult
+from usageledger.report.trend import summarise
+from usageledger.store import StreamState
+from usageledger.timeutil import iso
+
+__all__ = ["check_document", "dumps", "reconcile_document", "report_document", "status_document"]
+
+Document = dict[str, Any]
+
+
+def _default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return decimal_string(value)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def decimal_string(value: Decimal) -> str:
+    """A decimal as plain digits (``0.5``, ``1234.56``, ``100``): never an exponent."""
+    return f"{value:f}"
+
+
+def dumps(document: Document) -> str:
+    """The one JSON serializer of the command line's documents (keys in the order they were built)."""
+    return json.dumps(document, default=_default, indent=2, ensure_ascii=False)
+
+
+def _period(period: Period) -> Document:
+    return {
+        "start": period.start,
+        "end": period.end,
+        "first_day": period.since,
+        "last_day": period.until - timedelta(days=1),
+        "days": period.days,
+    }
+
+
+def _share(part: Decimal, total: Decimal) -> Decimal | None:
+    return None if total == 0 else part / total
+
+
+def _spends(spends: Sequence[Spend], key: str, total: Decimal, name: Any = None) -> list[Document]:
+    rows: list[Document] = []
+    for s in spends:
+        row: Document = {key: s.key}
+        if name is not None:
+            row["name"] = name(s.key)
+        row.update(spend=s.amount, share=_share(s.amount, total))
+        rows.append(row)
+    return rows
+
+
+def _model_spend(m: ModelSpend, total: Decimal) -> Document:
+    return {
+        "model": m.model,
+        "spend": m.amount,
+        "share": _share(m.amount, total),
+        "token_spend": m.token_spend,
+        "billed_tokens": m.tokens,
+        "per_million_tokens": m.per_million_tokens,
+    }
+
+
+def _movers(movers: Sequence[Mover], key: str, name: Any = None) -> list[Document]:
+    rows: list[Document] = []
+    for m in movers:
+        row: Document = {key: m.key}
+        if name is not None:
+            row["name"] = name(m.key)
+        row.update(current=m.current, previous=m.previous, change=m.change, change_ratio=m.change_ratio)
+        rows.append(row)
+    return rows
+
+
+def report_document(data: ReportData, names: Names | None = None) -> Document:
+    """Every figure of the terminal report, and every line item (the terminal lists the biggest 20)."""
+    names = names or Names()
+    total = data.total_spend
+    trend = summarise(data.daily_spend)
+    return {
+        "period": _period(data.period),
+        "scope": {"org": data.scope.org, "project": data.scope.project},
+        "currency": data.currency,
+        "totals": {
+            "spend": total,
+            "previous_spend": data.previous_spend,
+            "tokens": data.total_tokens,
+            "requests": data.total_requests,
+        },
+        "trend": {"grain": trend.grain, "points": [{"start": d, "spend": v} for d, v in trend.points]},
+        "daily_spend": [{"day": d, "spend": v} for d, v in data.daily_spend],
+        "spend_by_project": _spends(data.spend_by_project, "project_id", total, names.project),
+        "spend_by_line_item": _spends(data.spend_by_line_item, "line_item", total),
+        "spend_by_api_key": _spends(data.spend_by_api_key, "api_key_id", total, names.api_key),
+        "spend_by_user": _spends(data.spend_by_user, "user_id", total, names.user),
+        "spend_by_model": [_model_spend(m, total) for m in data.spend_by_model],
+        "usage_by_model": [
+            {
+                "model": u.model,
+                "input_tokens": u.input_tokens,
+                "output_tokens": u.output_tokens,
+                "tokens": u.tokens,
+                "requests": u.requests,
+            }
+            for u in data.usage_by_model
+        ],
+        "movers_by_project": _movers(data.movers_by_project, "project_id", names.project),
+        "movers_by_model": _movers(data.movers_by_model, "model"),
+    }
+
+
+def reconcile_document(result: ReconcileResult) -> Document:
+    """Every day/model pair compared, whether it is beyond the tolerance, and the totals."""
+    return {
+        "period": _period(result.period),
+        "scope": {"org": result.scope.org, "project": result.scope.project},
+        "tolerance": result.tolerance,
+        "usage_tokens": result.usage_total,
+        "costs_tokens": result.costs_total,
+        "differences": len(result.differences),
+        "rows": [
+            {
+                "org": r.org,
+                "day": r.day,
+                "model": r.model,
+                "usage_tokens": r.usage_tokens,
+                "costs_tokens": r.costs_tokens,
+                "difference": r.difference,
+                "relative": r.relative,
+                "beyond_tolerance": r.beyond(result.tolerance),
+            }
+            for r in result.rows
+        ],
+    }
+
+
+def check_document(result: CheckResult) -> Document:
+    """The alerts (``fired`` says whether any did), what each check compared, and the anomaly judgement."""
+    anomaly = result.anomaly
+    return {
+        "fired": bool(result.alerts),
+        "alerts": [{"kind": a.kind, "subject": a.subject, "message": a.message} for a in result.alerts],
+        "checked_at": result.checked_at,
+        "budget_day": result.budget_day,
+        "anomaly_day": result.anomaly_day,
+        "currency": result.currency,
+        "data_reaches": result.data_reaches,
+        "checks": list(result.checks),
+        "anomaly": None
+        if anomaly is None
+        else {
+            "day": anomaly.day,
+            "spend": anomaly.spend,
+            "median": anomaly.median,
+            "mad": anomaly.mad,
+            "baseline_days": anomaly.baseline_days,
+            "z": anomaly.z,
+            "anomalous": anomaly.anomalous,
+        },
+    }
+
+
+def status_document(url: str, states: Sequence[StreamState]) -> Document:
+    """Each stream with its state (the last run's status), its cursor (watermark) and its last run."""
+    return {
+        "store": redact_url_password(url),
+        "streams": [
+            {
+                "org": s.org,
+                "stream": s.stream,
+                "endpoint": s.endpoint,
+                "bucket_width": s.bucket_width,
+                "group_by": list(s.group_by),
+                "default": s.is_default,
+                "state": s.last_status,
+                "watermark": None if s.watermark is None else iso(s.watermark),
+                "last_run": {
+                    "id": s.last_run_id,
+                    "at": None if s.last_run_at is None else iso(s.last_run_at),
+                    "error": None if s.last_error is None else mask_keys(s.last_error),
+                    "inserted": s.last_counts.inserted,
+                    "updated": s.last_counts.updated,
+                    "unchanged": s.last_counts.unchanged,
+                    "deleted": s.last_counts.deleted,
+                },
+                "rows": s.row_count,
+            }
+            for s in states
+        ],
+    }

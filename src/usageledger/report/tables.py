@@ -1,0 +1,201 @@
+"""Tables for the terminal in which no number is ever cut.
+
+Every table the CLI prints is a :class:`DataTable`. Its columns are labels (names, IDs, line items) or numbers
+(money, counts, ratios, times). The widths are chosen when the table is rendered, for the console's width:
+
+* number columns are as wide as their widest value, so a value never wraps, folds or shortens (a narrow header
+  wraps above it instead); a cell holding several numbers separated by spaces may wrap between them;
+* label columns share what is left: they keep their natural width when it fits, else the widest are shortened with
+  ``…`` first;
+* if the numbers do not fit even beside labels cut to their floor (:func:`label_floor`: 40% of their width, at
+  least :data:`MIN_LABEL` characters), the table drops its borders, and if that is still too wide, every row is
+  printed as a block of ``header: value`` lines (a label cut to a few characters no longer says which row it is).
+
+Rich alone cannot promise this: when a table is too wide it shrinks every column in turn, numbers included, and the
+console crops what sticks out on the right.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["MIN_LABEL", "Column", "DataTable", "label", "label_floor", "number"]
+
+MIN_LABEL: Final = 8
+"""The fewest characters a label column is shortened to before the table changes its layout."""
+_KEPT_SHARE: Final = 0.4
+_Cell = str | Text
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: its header, and whether its values are numbers (never cut) or labels (may be shortened)."""
+
+    header: str
+    numeric: bool
+
+
+def label(header: str) -> Column:
+    """A column of names: shortened with ``…`` when the table is too wide."""
+    return Column(header, numeric=False)
+
+
+def number(header: str) -> Column:
+    """A column of numbers, money or times: always printed whole, right-aligned."""
+    return Column(header, numeric=True)
+
+
+def _text(cell: _Cell) -> Text:
+    return cell if isinstance(cell, Text) else Text(cell)
+
+
+def _width(cell: Text) -> int:
+    return max((cell_len(line) for line in cell.plain.split("\n")), default=0)
+
+
+def _longest_word(text: str) -> int:
+    return max((cell_len(word) for word in text.split()), default=0)
+
+
+def label_floor(natural: int) -> int:
+    """How far a label column ``natural`` cells wide may be shortened: 40% of it, at least :data:`MIN_LABEL`."""
+    return min(natural, max(MIN_LABEL, math.ceil(natural * _KEPT_SHARE)))
+
+
+def _shrink(natural: list[int], room: int) -> list[int] | None:
+    """Label widths that fit in ``room``: the widest labels give way first, none below its :func:`label_floor`."""
+    widths = list(natural)
+    floor = [label_floor(w) for w in natural]
+    if sum(floor) > room:
+        return None
+    while sum(widths) > room:
+        widest = max(widths)
+        i = widths.index(widest)
+        below = max((w for w in widths if w < widest), default=0)
+        widths[i] = max(floor[i], below, widest - (sum(widths) - room))
+        if widths[i] == widest:  # every label is at its floor already
+            return None
+    return widths
+
+
+class DataTable:
+    """A titled table of label and number columns whose numbers are never cut (see the module docstring)."""
+
+    def __init__(self, title: str | None, *columns: Column) -> None:
+        if not columns:
+            raise ValueError("a table needs at least one column")
+        self.title = title
+        self.columns = columns
+        self.rows: list[tuple[Text, ...]] = []
+
+    def add_row(self, *cells: _Cell) -> None:
+        """One row; a ``str`` is plain text (never markup), a :class:`~rich.text.Text` keeps its style."""
+        if len(cells) != len(self.columns):
+            raise ValueError(f"expected {len(self.columns)} cells, got {len(cells)}")
+        self.rows.append(tuple(_text(c) for c in cells))
+
+    def _widths(self, room: int, overhead: int) -> list[int] | None:
+        """Content widths for every column within ``room`` cells, or None when the numbers do not fit."""
+        widths: list[int] = []
+        for i, col in enumerate(self.columns):
+            data = max((_width(row[i]) for row in self.rows), default=0)
+            if col.numeric:
+                widths.append(max(data, _longest_word(col.header), 1))
+            else:
+                widths.append(max(data, cell_len(col.header), 1))
+        labels = [i for i, col in enumerate(self.columns) if not col.numeric]
+        numbers = [i for i, col in enumerate(self.columns) if col.numeric]
+        left = room - overhead - sum(widths[i] for i in numbers)
+        # A cell of several numbers ("+685 ~0 =0 -0") may wrap between them, never inside one: when the labels
+        # need the room, such columns narrow to their longest single number, the roomiest first.
+        need = sum(label_floor(widths[i]) for i in labels) - left
+        for i in sorted(numbers, key=lambda i: widths[i] - self._longest_number(i), reverse=True):
+            if need <= 0:
+                break
+            give = min(need, widths[i] - self._longest_number(i))
+            widths[i] -= give
+            left += give
+            need -= give
+        shrunk = _shrink([widths[i] for i in labels], left)
+        if shrunk is None:
+            return None
+        for i, w in zip(labels, shrunk, strict=True):
+            widths[i] = w
+        # Spare room keeps a number column's header on one line, else at least its words whole.
+        spare = left - sum(shrunk)
+        for i in numbers:
+            header = self.columns[i].header
+            for wanted in (cell_len(header), _longest_word(header)):
+                grow = max(wanted - widths[i], 0)
+                if grow <= spare:
+                    widths[i] += grow
+                    spare -= grow
+                    break
+        return widths
+
+    def _longest_number(self, i: int) -> int:
+        """The widest space-free run in column ``i`` or its header: how narrow it can be without cutting a value
+        (or a header word)."""
+        longest = max((_longest_word(row[i].plain) for row in self.rows), default=0)
+        return max(longest, _longest_word(self.columns[i].header), 1)
+
+    def _table(self, widths: list[int], *, bordered: bool) -> Table:
+        table = Table(
+            title=self.title,
+            title_justify="left",
+            title_style="bold",
+            box=box.HEAVY_HEAD if bordered else None,
+            pad_edge=bordered,
+            expand=False,
+        )
+        for col, width in zip(self.columns, widths, strict=True):
+            if col.numeric:
+                table.add_column(col.header, justify="right", width=width, no_wrap=False, overflow="fold")
+            else:
+                table.add_column(col.header, justify="left", width=width, no_wrap=True, overflow="ellipsis")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def _records(self) -> Group:
+        """The narrowest layout: each row as a block of ``header: value`` lines."""
+        lines: list[Text] = []
+        if self.title:
+            lines.append(Text(self.title, style="bold"))
+        for row in self.rows:
+            for i, (col, cell) in enumerate(zip(self.columns, row, strict=True)):
+                line = Text.assemble("" if i == 0 else "  ", (f"{col.header}: ", "dim"), cell)
+                line.overflow = "fold"
+                lines.append(line)
+        return Group(*lines)
+
+    def _layouts(self) -> tuple[tuple[bool, int], ...]:
+        """(bordered, cells taken by borders and padding) for each table layout, widest first."""
+        n = len(self.columns)
+        # Bordered: a rule left of every column and one on the right, one space of padding on each side of a cell.
+        # Borderless: one space between columns, none at the edges.
+        return ((True, 3 * n + 1), (False, 2 * (n - 1)))
+
+    def fits(self, width: int) -> bool:
+        """Whether the rows fit ``width`` columns as a table (else they are printed as blocks of lines)."""
+        return any(self._widths(width, overhead) is not None for _, overhead in self._layouts())
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for bordered, overhead in self._layouts():
+            widths = self._widths(options.max_width, overhead)
+            if widths is not None:
+                yield self._table(widths, bordered=bordered)
+                return
+        yield self._records()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(1, options.max_width)

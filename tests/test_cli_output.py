@@ -1,0 +1,325 @@
+"""Terminal and machine output on a store synced from the emulator: numbers are never cut at any width, check's
+alerts stay one per line when piped, ``--format json`` prints one document, and periods are what they say.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console, RenderableType
+from typer.testing import CliRunner
+
+from usageledger import timeutil
+from usageledger.cli import app
+from usageledger.cli.commands_report import EXIT_FINDINGS
+from usageledger.client import Client
+from usageledger.report.charts import report_charts
+from usageledger.report.formatting import format_count, format_money
+from usageledger.report.names import Names
+from usageledger.report.queries import Period, ReportData, Scope, build_report
+from usageledger.report.reconcile import reconcile
+from usageledger.report.tables import DataTable, label, number
+from usageledger.report.terminal import LINE_ITEMS_SHOWN, render_reconcile, render_report
+from usageledger.report.trend import summarise
+from usageledger.store import default_streams, open_store
+from usageledger.sync import Org, SyncOptions, sync
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+WIDTHS = (60, 80, 120)
+TODAY = datetime.fromtimestamp(EMULATOR_NOW, UTC).date()
+RANGE = ["--since", (TODAY - timedelta(days=29)).isoformat(), "--until", (TODAY + timedelta(days=1)).isoformat()]
+CUT_NUMBER = re.compile(r"(\$[\d,.]*|\d,[\d,]*|\d\.\d*)…|…[\d,.]*\d")
+"""A number cut short: money, a count with separators or a decimal ending in `…`, or digits after one."""
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
+    """A DuckDB store filled by a real sync of every default stream, 90 days back, from the emulator on loopback."""
+    path = tmp_path_factory.mktemp("output") / "usageledger.duckdb"
+    with open_store(path) as store, ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(
+            sync,
+            store,
+            [Org("org-demo", FAKE_ADMIN_KEY, emulator_url)],
+            default_streams(),
+            SyncOptions(since=timeutil.floor(EMULATOR_NOW - 90 * 86400, "1d")),
+            clock=lambda: EMULATOR_NOW,
+        ).result()
+    assert result.ok, result.errors
+    return path
+
+
+@pytest.fixture(scope="module")
+def report_data(store_path: Path) -> ReportData:
+    """The report's figures for the 30 days ending on the emulator's today."""
+    return build_report_for(store_path, 30)
+
+
+def _render(renderable: RenderableType, width: int) -> str:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None).print(renderable)
+    return out.getvalue()
+
+
+def _invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def _report_numbers(data: ReportData) -> list[str]:
+    cur = data.currency
+    numbers = [format_money(s.amount, cur) for s in data.spend_by_project]
+    numbers += [format_money(s.amount, cur) for s in data.spend_by_line_item[:LINE_ITEMS_SHOWN]]
+    numbers += [format_money(m.amount, cur) for m in data.spend_by_model]
+    numbers += [format_money(m.per_million_tokens, cur, places=4) for m in data.spend_by_model if m.per_million_tokens]
+    for u in data.usage_by_model:
+        numbers += [format_count(n) for n in (u.input_tokens, u.output_tokens, u.tokens, u.requests)]
+    return numbers
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_report_prints_every_number_whole(report_data: ReportData, width: int) -> None:
+    """At 60, 80 and 120 columns every spend, rate and token count of the report appears whole, none cut to `…`."""
+    text = _render(render_report(report_data), width)
+    assert len(report_data.spend_by_line_item) > 5
+    for value in _report_numbers(report_data):
+        assert value in text, f"{value} is missing at {width} columns"
+    assert not CUT_NUMBER.search(text)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_reconcile_prints_every_number_whole(store_path: Path, width: int) -> None:
+    """The reconciliation's token counts and percentages are whole at every width."""
+    period = Period(TODAY - timedelta(days=29), TODAY + timedelta(days=1))
+    with open_store(store_path, read_only=True) as store:
+        result = reconcile(store, period, tolerance=Decimal(0))
+    text = _render(render_reconcile(result), width)
+    for r in result.differences:
+        assert f"{(r.relative * 100).quantize(Decimal('0.01'))}%" in text
+    assert not CUT_NUMBER.search(text)
+
+
+@pytest.mark.parametrize("width", (30, *WIDTHS))
+def test_table_shortens_labels_never_numbers(width: int) -> None:
+    """A long label gives way with `…`; numbers keep every digit, down to a row-per-block layout when narrow."""
+    table = DataTable("Spend by line item", label("line item"), number("spend"), number("per 1M tokens"))
+    long_label = "gpt-4o-2024-08-06, input tokens billed under a very long descriptive line item name"
+    table.add_row(long_label, "$12,345,678.91", "$1,234.5678")
+    table.add_row("x", "$0.00", "-")
+    text = _render(table, width)
+    assert "$12,345,678.91" in text and "$1,234.5678" in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    if width < 120:
+        assert long_label not in text
+
+
+def test_status_prints_every_count_whole(store_path: Path) -> None:
+    """`status` at 80 columns (not a terminal) shows every stream's row count and watermark in full."""
+    result = _invoke("status", "--store", str(store_path))
+    assert result.exit_code == 0, result.output
+    with open_store(store_path, read_only=True) as store:
+        states = store.stream_states()
+    for s in states:
+        assert f"{s.row_count:,}" in result.output
+        assert s.watermark is not None and timeutil.iso(s.watermark) in result.output
+    assert not CUT_NUMBER.search(result.output)
+
+
+def test_check_prints_one_alert_per_line_when_piped(store_path: Path) -> None:
+    """Piped, `check` prints each alert on one line however long, so `grep ALERT` sees whole messages."""
+    day = (TODAY - timedelta(days=1)).isoformat()
+    as_json = _invoke("check", "--store", str(store_path), "--daily-budget", "0", "--date", day, "--format", "json")
+    alerts = json.loads(as_json.stdout)["alerts"]
+    assert alerts and as_json.exit_code == EXIT_FINDINGS
+    plain = _invoke("check", "--store", str(store_path), "--daily-budget", "0", "--date", day)
+    lines = plain.stdout.splitlines()
+    for alert in alerts:
+        assert f"ALERT {alert['kind']}: {alert['message']}" in lines
+    assert any(len(line) > 80 for line in lines)
+
+
+def test_report_json_is_one_document(store_path: Path, report_data: ReportData) -> None:
+    """`report --format json` prints one document: ISO period, decimal-string totals and every table."""
+    result = _invoke("report", "--store", str(store_path), *RANGE, "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["period"]["start"] == f"{TODAY - timedelta(days=29)}T00:00:00Z"
+    assert doc["period"]["end"] == f"{TODAY + timedelta(days=1)}T00:00:00Z"
+    assert doc["period"]["days"] == 30
+    assert doc["totals"]["spend"] == f"{report_data.total_spend:f}"
+    assert Decimal(doc["totals"]["spend"]) == report_data.total_spend
+    assert doc["totals"]["tokens"] == report_data.total_tokens > 0
+    assert doc["totals"]["requests"] == report_data.total_requests > 0
+    items = doc["spend_by_line_item"]
+    assert len(items) == len(report_data.spend_by_line_item)
+    assert sum(Decimal(i["spend"]) for i in items) == report_data.total_spend
+    assert set(items[0]) == {"line_item", "spend", "share"}
+    for key in ("spend_by_project", "spend_by_model", "usage_by_model", "movers_by_project", "movers_by_model"):
+        assert doc[key], key
+    assert set(doc["spend_by_model"][0]) == {
+        "model",
+        "spend",
+        "share",
+        "token_spend",
+        "billed_tokens",
+        "per_million_tokens",
+    }
+    assert doc["trend"]["grain"] == "day" and len(doc["trend"]["points"]) == 30
+
+
+def test_reconcile_json_has_rows_with_decimal_ratios(store_path: Path) -> None:
+    """`reconcile --format json` lists every day/model pair with its ratio as a decimal string."""
+    result = _invoke("reconcile", "--store", str(store_path), *RANGE, "--tolerance", "0.5", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["tolerance"] == "0.5"
+    assert doc["rows"]
+    row = doc["rows"][0]
+    assert set(row) == {
+        "org",
+        "day",
+        "model",
+        "usage_tokens",
+        "costs_tokens",
+        "difference",
+        "relative",
+        "beyond_tolerance",
+    }
+    assert all(isinstance(r["relative"], str) and "E" not in r["relative"] for r in doc["rows"])
+    assert doc["differences"] == sum(r["beyond_tolerance"] for r in doc["rows"])
+
+
+def test_status_json_lists_streams(store_path: Path) -> None:
+    """`status --format json` gives each stream's state, cursor and last run."""
+    result = _invoke("status", "--store", str(store_path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    streams = doc["streams"]
+    assert len(streams) == len(default_streams())
+    for s in streams:
+        assert s["state"] == "ok"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s["watermark"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s["last_run"]["at"])
+        assert s["rows"] > 0
+
+
+def test_check_json_without_alerts_exits_zero(store_path: Path) -> None:
+    """`check --format json` says `fired: false` and exits 0 when nothing fired."""
+    day = (TODAY - timedelta(days=1)).isoformat()
+    result = _invoke("check", "--store", str(store_path), "--date", day, "--stale-after", "99999d", "--format", "json")
+    doc = json.loads(result.stdout)
+    assert doc["fired"] is False and doc["alerts"] == []
+    assert result.exit_code == 0
+
+
+def test_since_days_means_that_many_days(store_path: Path) -> None:
+    """`report --since 30d` covers 30 days ending today, exactly as the default does."""
+    default = json.loads(_invoke("report", "--store", str(store_path), "--format", "json").stdout)
+    spanned = json.loads(_invoke("report", "--store", str(store_path), "--since", "30d", "--format", "json").stdout)
+    today = datetime.now(UTC).date()
+    assert spanned["period"] == default["period"]
+    assert spanned["period"]["days"] == 30
+    assert spanned["period"]["first_day"] == (today - timedelta(days=29)).isoformat()
+    assert spanned["period"]["last_day"] == today.isoformat()
+
+
+def test_since_unix_rule() -> None:
+    """The one period rule: `Nd` starts at midnight N-1 days before today; hours count back from now."""
+    now = EMULATOR_NOW  # 2026-11-20T12:00Z
+    midnight = timeutil.floor(now, "1d")
+    assert timeutil.since_unix("1d", now=now) == midnight
+    assert timeutil.since_unix("30d", now=now) == midnight - 29 * 86400
+    assert timeutil.since_unix("2w", now=now) == midnight - 13 * 86400
+    assert timeutil.since_unix("36h", now=now) == now - 36 * 3600
+    assert timeutil.since_unix("2026-11-01", now=now) == timeutil.to_unix(date(2026, 11, 1))
+    assert timeutil.span_start(now, 90 * 86400) == midnight - 89 * 86400  # [sync] since = "90d"
+    assert timeutil.span_start(now, 3600) == now - 3600
+    for bad in ("0d", "1.5d"):
+        with pytest.raises(ValueError, match="--since"):
+            timeutil.since_unix(bad, now=now)
+
+
+def test_long_period_is_summarised_by_month(store_path: Path) -> None:
+    """Five years are shown as about 60 monthly points, not a 1,826-character sparkline."""
+    period = Period(TODAY - timedelta(days=5 * 365), TODAY + timedelta(days=1))
+    with open_store(store_path, read_only=True) as store:
+        data = build_report(store, period, Scope())
+    text = _render(render_report(data), 200)
+    trend = next(line for line in text.splitlines() if any(ch in line for ch in "▁▂▃▄▅▆▇█"))
+    assert trend.startswith("Monthly spend")
+    assert 59 <= sum(ch in "▁▂▃▄▅▆▇█" for ch in trend) <= 62
+    weekly = _render(render_report(build_report_for(store_path, 200)), 200)
+    assert "Weekly spend" in weekly
+
+
+def build_report_for(store_path: Path, days: int) -> ReportData:
+    """The report for the ``days`` days ending on the emulator's today."""
+    with open_store(store_path, read_only=True) as store:
+        return build_report(store, Period(TODAY - timedelta(days=days - 1), TODAY + timedelta(days=1)), Scope())
+
+
+def test_long_period_charts_are_weekly_or_monthly(store_path: Path) -> None:
+    """The HTML/PNG charts of a long period get one point per week or month, and keep every cent of the days."""
+    five_years = build_report_for(store_path, 5 * 365)
+    charts = {c.slug: c for c in report_charts(five_years, Names())}
+    spend = charts["daily-spend-by-project"]
+    assert 60 <= len(spend.categories) <= 61
+    assert spend.title.startswith("Monthly")
+    assert sum(sum(s.values) for s in spend.series) == five_years.total_spend
+    weekly = report_charts(build_report_for(store_path, 200), Names())[0]
+    assert 29 <= len(weekly.categories) <= 30 and weekly.title.startswith("Weekly")
+    daily = report_charts(build_report_for(store_path, 30), Names())[0]
+    assert len(daily.categories) == 30
+
+
+def test_summarise_keeps_exact_sums() -> None:
+    """Weekly and monthly points are exact Decimal sums of their days, labelled by their first day in the period."""
+    days = [(date(2026, 1, 1) + timedelta(days=i), Decimal("0.01") * i) for i in range(400)]
+    weekly = summarise(days)
+    assert weekly.grain == "week"
+    assert weekly.points[0] == (date(2026, 1, 1), sum((v for _, v in days[:4]), Decimal(0)))  # Thu..Sun
+    assert weekly.points[1][0] == date(2026, 1, 5)  # a Monday
+    assert sum(v for _, v in weekly.points) == sum(v for _, v in days)
+    monthly = summarise(days, "month")
+    assert [d.day for d, _ in monthly.points] == [1] * len(monthly.points)
+    assert summarise(days[:90]).grain == "day"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_query_table_shows_every_amount_whole(emulator_url: str, monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    """`query costs` as a table keeps `amount_value` and prints every amount whole at 60, 80 and 120 columns."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.setenv("COLUMNS", str(width))
+    args = ["--start", "2026-11-01", "--end", "2026-11-03", "--group-by", "project_id,line_item"]
+    result = CliRunner().invoke(app, ["query", "costs", *args, "--base-url", emulator_url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW) as client:
+        found = list(
+            client.query(
+                "costs", start_time="2026-11-01", end_time="2026-11-03", group_by=["project_id", "line_item"]
+            ).rows()
+        )
+    assert found
+    assert "amount_value" in result.stdout
+    for row in found:
+        assert str(row["amount_value"]) in result.stdout
+    assert max(len(line.rstrip()) for line in result.stdout.splitlines()) <= width
+
+
+def test_report_json_with_html_keeps_stdout_one_document(store_path: Path, tmp_path: Path) -> None:
+    """With `--format json --html`, stdout is the JSON document alone; what was written is said on stderr."""
+    page = tmp_path / "report.html"
+    result = _invoke("report", "--store", str(store_path), *RANGE, "-f", "json", "--html", str(page))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["period"]["days"] == 30
+    assert page.is_file() and f"wrote {page}" in result.stderr
