@@ -34,7 +34,7 @@ def _real_sync(store: BaseStore, emulator: Emulator, org: str = "acme") -> None:
         [Org(org, FAKE_ADMIN_KEY)],
         [COSTS],
         SyncOptions(since=SINCE),
-        transport=emulator.async_transport(),
+        transport=emulator.transport(),
         clock=lambda: EMULATOR_NOW,
     )
     assert result.ok, result.errors
