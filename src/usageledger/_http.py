@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Final, Literal, TypeAlias, get_args
+from typing import Final, Generic, Literal, TypeAlias, TypeVar, get_args
 from urllib.parse import quote
 
 import httpx
@@ -31,6 +31,7 @@ from usageledger.errors import (
     APITimeoutError,
     ConfigError,
     InsecureURLError,
+    ResponseDecodeError,
     status_error_class,
 )
 
@@ -62,6 +63,7 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(60.0, connect=5.0)
 
 RETRY_STATUSES: Final = frozenset({408, 409, 429})
 _REDACTED: Final = ADMIN_KEY_PREFIX + "…"
+T = TypeVar("T")
 
 
 def _user_agent() -> str:
@@ -432,6 +434,17 @@ def _no_response_error(exc: httpx.TransportError, config: HTTPConfig, url: str) 
     return APIConnectionError(f"could not reach {where} ({detail}); check the base URL and the network")
 
 
+@dataclass(frozen=True, slots=True)
+class _Decoded(Generic[T]):
+    """A successful attempt's decoded body (a box, so that no decoded value is mistaken for a retry)."""
+
+    value: T
+
+
+def _body(content: bytes) -> bytes:
+    return content
+
+
 def _paused(decision: RetryDecision) -> RetryDecision:
     """The decision with its wait moved into the client-wide pause (see ``_Base._pause_all_until``)."""
     return RetryDecision(True, 0.0, f"{decision.reason}; client paused for {decision.delay:.3f}s", True)
@@ -472,14 +485,33 @@ class _Base:
             self._not_before = until
 
     def _judge(
-        self, url: str, retries: int, response: httpx.Response | None, error: httpx.TransportError | None
-    ) -> bytes | RetryDecision:
-        """What one attempt means, with no I/O: the body of a success, or how to retry; raises when none is left.
+        self,
+        url: str,
+        retries: int,
+        response: httpx.Response | None,
+        error: httpx.TransportError | None,
+        decode: Callable[[bytes], T],
+    ) -> _Decoded[T] | RetryDecision:
+        """What one attempt means, with no I/O: the decoded body of a success, or how to retry; raises when no
+        retry is left.
 
-        A 429's wait moves into the client-wide pause, which every request of this client waits for.
+        A 200 whose body ``decode`` refuses (:class:`ResponseDecodeError`: a body cut short without a length to
+        betray it, a proxy's HTML page sent with 200) is as transient as a lost response and is judged like one,
+        against the same ``retries``: one page never costs more than ``max_retries + 1`` requests. A 429's wait
+        moves into the client-wide pause, which every request of this client waits for.
         """
         config = self._config
         policy = config.retry
+        if response is not None and response.is_success:
+            try:
+                return _Decoded(decode(response.content))
+            except ResponseDecodeError as exc:
+                decision = decide_retry(
+                    policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
+                )
+                if not decision.retry:
+                    raise
+                return RetryDecision(True, decision.delay, f"HTTP 200 but {exc}, backoff")
         if response is None:
             assert error is not None
             decision = decide_retry(
@@ -488,8 +520,6 @@ class _Base:
             if not decision.retry:
                 raise _no_response_error(error, config, url) from error
             return decision
-        if response.is_success:
-            return response.content
         decision = decide_retry(
             policy,
             retries_done=retries,
@@ -504,6 +534,18 @@ class _Base:
             self._pause_all_until(policy.monotonic() + decision.delay)
             return _paused(decision)
         return decision
+
+    def _pause_left(self, policy: RetryPolicy, waited_for: float | None) -> tuple[float, float] | None:
+        """The client-wide pause still to wait and the end it waits for, or ``None`` when a request may go.
+
+        After one wait (``waited_for``: the end it waited for) it waits again only when another request's 429
+        moved the end later meanwhile, so an injected sleep that does not move the clock still ends.
+        """
+        until = self._not_before
+        if waited_for is not None and until <= waited_for:
+            return None
+        wait = until - policy.monotonic()
+        return (wait, until) if wait > 0 else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._config.base_url!r})"
@@ -528,8 +570,16 @@ class SyncHTTP(_Base):
         if self._owns:
             self._client.close()
 
-    def get(self, path: str, params: Iterable[tuple[str, QueryValue]], *, timeout: TimeoutTypes = None) -> bytes:
-        """``GET`` with retries; the body of the first success, else the mapped error of the last failure."""
+    def fetch(
+        self,
+        path: str,
+        params: Iterable[tuple[str, QueryValue]],
+        decode: Callable[[bytes], T],
+        *,
+        timeout: TimeoutTypes = None,
+    ) -> T:
+        """``GET`` and ``decode`` the body, in one attempt loop with one retry counter: the first success that
+        decodes, else the error of the last failure (an undecodable body raises ``decode``'s error)."""
         config = self._config
         policy = config.retry
         url = self._prepare(path, params)
@@ -540,23 +590,28 @@ class SyncHTTP(_Base):
             try:
                 response = self._client.get(url, headers=config.request_headers(), timeout=request_timeout)
             except httpx.TransportError as exc:
-                outcome = self._judge(url, retries, None, exc)
+                outcome = self._judge(url, retries, None, exc, decode)
             else:
-                outcome = self._judge(url, retries, response, None)
-            if isinstance(outcome, bytes):
-                return outcome
+                outcome = self._judge(url, retries, response, None, decode)
+            if isinstance(outcome, _Decoded):
+                return outcome.value
             retries += 1
             _log_retry(outcome, url, retries, policy)
             if outcome.delay > 0:
                 policy.sleep(outcome.delay)
+
+    def get(self, path: str, params: Iterable[tuple[str, QueryValue]], *, timeout: TimeoutTypes = None) -> bytes:
+        """:meth:`fetch` that keeps the body as bytes."""
+        return self.fetch(path, params, _body, timeout=timeout)
 
     def _pause_all_until(self, until: float) -> None:
         with self._lock:  # several threads may share one sync client
             super()._pause_all_until(until)
 
     def _wait_for_pause(self, policy: RetryPolicy) -> None:
-        wait = self._not_before - policy.monotonic()
-        if wait > 0:
+        waited_for: float | None = None
+        while (pause := self._pause_left(policy, waited_for)) is not None:
+            wait, waited_for = pause
             logger.debug("waiting %.3fs: the client is paused after a 429", wait)
             policy.sleep(wait)
 
@@ -583,8 +638,15 @@ class AsyncHTTP(_Base):
         if self._owns:
             await self._client.aclose()
 
-    async def get(self, path: str, params: Iterable[tuple[str, QueryValue]], *, timeout: TimeoutTypes = None) -> bytes:
-        """``GET`` with retries; the body of the first success, else the mapped error of the last failure."""
+    async def fetch(
+        self,
+        path: str,
+        params: Iterable[tuple[str, QueryValue]],
+        decode: Callable[[bytes], T],
+        *,
+        timeout: TimeoutTypes = None,
+    ) -> T:
+        """The async twin of :meth:`SyncHTTP.fetch`."""
         config = self._config
         policy = config.retry
         url = self._prepare(path, params)
@@ -595,20 +657,23 @@ class AsyncHTTP(_Base):
             try:
                 response = await self._client.get(url, headers=config.request_headers(), timeout=request_timeout)
             except httpx.TransportError as exc:
-                outcome = self._judge(url, retries, None, exc)
+                outcome = self._judge(url, retries, None, exc, decode)
             else:
-                outcome = self._judge(url, retries, response, None)
-            if isinstance(outcome, bytes):
-                return outcome
+                outcome = self._judge(url, retries, response, None, decode)
+            if isinstance(outcome, _Decoded):
+                return outcome.value
             retries += 1
             _log_retry(outcome, url, retries, policy)
             if outcome.delay > 0:
                 await policy.async_sleep(outcome.delay)
 
+    async def get(self, path: str, params: Iterable[tuple[str, QueryValue]], *, timeout: TimeoutTypes = None) -> bytes:
+        """:meth:`fetch` that keeps the body as bytes."""
+        return await self.fetch(path, params, _body, timeout=timeout)
+
     async def _wait_for_pause(self, policy: RetryPolicy) -> None:
-        while (wait := self._not_before - policy.monotonic()) > 0:
-            target = self._not_before
+        waited_for: float | None = None
+        while (pause := self._pause_left(policy, waited_for)) is not None:
+            wait, waited_for = pause
             logger.debug("waiting %.3fs: the client is paused after a 429", wait)
             await policy.async_sleep(wait)
-            if self._not_before <= target:
-                return  # nobody extended the pause while we slept

@@ -32,10 +32,9 @@ from usageledger._http import (
     RetryPolicy,
     SyncHTTP,
     TimeoutTypes,
-    decide_retry,
 )
 from usageledger.catalogue import BucketWidth, Endpoint
-from usageledger.errors import ConfigError, PaginationError, ParameterError, ResponseDecodeError
+from usageledger.errors import ConfigError, PaginationError, ParameterError
 from usageledger.models import Bucket, UsageResponse, decode_page
 from usageledger.timeutil import TimeInput
 
@@ -242,28 +241,6 @@ def _where(spec: _Range, window: rules.Window) -> str:
 
 def _clock(clock: Callable[[], float] | None) -> Callable[[], float]:
     return clock or time.time
-
-
-def _undecodable_retry(policy: RetryPolicy, retries: int, path: str, exc: ResponseDecodeError) -> float | None:
-    """Seconds to wait before asking again for a 200 whose body is not a usage page, or ``None`` to give up.
-
-    A body cut short without a length to betray it, or a proxy's HTML page sent with 200, is as transient as a lost
-    response, so it is retried like one, within the same ``max_retries``.
-    """
-    decision = decide_retry(
-        policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
-    )
-    if not decision.retry:
-        return None
-    logger.debug(
-        "retry %d/%d of GET %s in %.3fs: the body is not a usage page (%s)",
-        retries + 1,
-        policy.max_retries,
-        path,
-        decision.delay,
-        exc,
-    )
-    return decision.delay
 
 
 # --- queries ----------------------------------------------------------------------------------------------
@@ -590,20 +567,8 @@ class Client(_ClientBase, EndpointMethods[Query]):
         return self.query(name, **common_args(args), **filter_args(args))
 
     def _fetch(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        """One page: the transport retries failed requests; an undecodable 200 is asked for again here."""
-        policy = self._config.retry
-        retries = 0
-        while True:
-            body = self._http.get(path, items, timeout=timeout)
-            try:
-                return decode_page(body)
-            except ResponseDecodeError as exc:
-                delay = _undecodable_retry(policy, retries, path, exc)
-                if delay is None:
-                    raise
-            retries += 1
-            if delay > 0:
-                policy.sleep(delay)
+        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+        return self._http.fetch(path, items, decode_page, timeout=timeout)
 
     def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> Iterator[UsageResponse]:
         seen: set[str] = set()
@@ -707,21 +672,9 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery]):
         return sem
 
     async def _get(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        """One page: the transport retries failed requests; an undecodable 200 is asked for again here."""
-        policy = self._config.retry
-        retries = 0
-        while True:
-            async with self._semaphore():
-                body = await self._http.get(path, items, timeout=timeout)
-            try:
-                return decode_page(body)
-            except ResponseDecodeError as exc:
-                delay = _undecodable_retry(policy, retries, path, exc)
-                if delay is None:
-                    raise
-            retries += 1
-            if delay > 0:
-                await policy.async_sleep(delay)
+        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+        async with self._semaphore():
+            return await self._http.fetch(path, items, decode_page, timeout=timeout)
 
     async def page(
         self,
