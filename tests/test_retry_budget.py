@@ -68,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
     script: ClassVar[Script]
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:
         kind = self.script.next()
         if kind == "drop":
             self.close_connection = True
@@ -89,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's own signature
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the test reads the script, not the access log."""
 
 
