@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 
 import httpx
 
-from usageledger._http import ArrayFormat, RetryPolicy, TimeoutTypes
+from usageledger._options import ArrayFormat, RetryPolicy, TimeoutTypes
 from usageledger._secrets import normalize_key
 from usageledger.client import Client
 from usageledger.models import UsageResponse
