@@ -40,7 +40,7 @@ RAISED: Final[dict[str, type[APIError]]] = {
     "drop": APIConnectionError,
     "bad": ResponseDecodeError,
 }
-READ_TIMEOUT: Final = 0.25
+READ_TIMEOUT: Final = 0.5
 START: Final = EMULATOR_NOW - 3 * 86400
 
 
