@@ -73,19 +73,11 @@ def no_wait(sleeps: Sleeps | None = None, **kw: object) -> RetryPolicy:
     )
 
 
-def make_config(**kw: object) -> ClientOptions:
-    args: dict[str, object] = {
-        "api_key": FAKE_ADMIN_KEY,
-        "base_url": None,
-        "timeout": None,
-        "max_retries": None,
-        "retry": no_wait(),
-        "array_format": "brackets",
-        "allow_insecure_http": False,
-        "headers": None,
-    }
-    args.update(kw)
-    return ClientOptions.resolve(**args)  # type: ignore[arg-type]
+def make_config(max_retries: int | None = None, **kw: object) -> ClientOptions:
+    policy: RetryPolicy = kw.pop("retry", no_wait())  # type: ignore[assignment]
+    if max_retries is not None:
+        policy = dataclasses.replace(policy, max_retries=max_retries)
+    return ClientOptions(api_key=FAKE_ADMIN_KEY, retry=policy, **kw)  # type: ignore[arg-type]
 
 
 def serve(*responses: httpx.Response | Exception) -> tuple[httpx.MockTransport, list[httpx.Request]]:

@@ -1,9 +1,9 @@
 """The client's settings as one value: :class:`ClientOptions`, and the :class:`RetryPolicy` inside it.
 
-Both clients, ``with_options`` and ``UsageApi`` resolve their arguments into one frozen ``ClientOptions``
-(:meth:`ClientOptions.resolve`: argument, else environment, else a clear error). Every check lives in
-``__post_init__``, so a changed copy (``dataclasses.replace``) is checked exactly as a new one is. The admin key is
-a field left out of the repr, and the object refuses to be pickled.
+Both clients (and so ``UsageApi``) resolve their arguments into one frozen ``ClientOptions``: argument, else
+environment, else the default or a clear error (:func:`key_from`, :func:`base_url_from`, :func:`retry_from`).
+Every check lives in ``__post_init__``, so a changed copy (``dataclasses.replace``, as ``with_options`` makes) is
+checked exactly as a new one is. The admin key is a field left out of the repr, and the object refuses pickling.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ __all__ = [
     "RetryPolicy",
     "TimeoutTypes",
     "as_timeout",
+    "base_url_from",
+    "key_from",
+    "retry_from",
 ]
 
 ArrayFormat = Literal["brackets", "repeat", "comma"]
@@ -113,9 +116,32 @@ def _no_key() -> ConfigError:
     return ConfigError(f"no admin API key: set {ADMIN_KEY_ENV} or pass api_key=")
 
 
+def key_from(api_key: str | None) -> str:
+    """The admin key: the argument, else ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error."""
+    raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
+    key = normalize_key(raw, "api_key=" if api_key is not None else ADMIN_KEY_ENV) if raw else raw
+    if not key:
+        raise _no_key()
+    return key
+
+
+def base_url_from(base_url: str | None) -> str:
+    """The base URL: the argument, else ``OPENAI_BASE_URL``, else the public API."""
+    return base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+
+
+def retry_from(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:
+    """The policy given (else the default), with ``max_retries`` put in when given."""
+    policy = retry or RetryPolicy()
+    return policy if max_retries is None else replace(policy, max_retries=max_retries)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientOptions:
-    """Every setting of a client, checked once. Build with :meth:`resolve`; change with ``dataclasses.replace``.
+    """Every setting of a client, checked once; change one with ``dataclasses.replace`` (checked again).
+
+    The clients' constructor builds it from its arguments with :func:`key_from`, :func:`base_url_from` and
+    :func:`retry_from` (argument, else environment, else the default or a clear error).
 
     ``timeout`` may be given in seconds and is kept as an ``httpx.Timeout``; ``base_url`` loses a trailing slash.
     ``clock`` is the wall clock (Unix seconds) used for "now"; ``max_concurrency`` bounds the async client's
@@ -151,44 +177,6 @@ class ClientOptions:
         if not callable(self.clock):
             raise ConfigError(f"clock must be a function returning Unix seconds, got {self.clock!r}")
         sets(self, "headers", MappingProxyType(dict(self.headers)))
-
-    @classmethod
-    def resolve(
-        cls,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: TimeoutTypes = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        array_format: ArrayFormat = "brackets",
-        allow_insecure_http: bool = False,
-        headers: Mapping[str, str] | None = None,
-        max_concurrency: int = 4,
-        clock: Callable[[], float] | None = None,
-    ) -> ClientOptions:
-        """A constructor's arguments resolved: argument, else environment, else a clear :class:`ConfigError`.
-
-        ``None`` means the default; ``max_retries`` overrides ``retry.max_retries``.
-        """
-        raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
-        key = normalize_key(raw, "api_key=" if api_key is not None else ADMIN_KEY_ENV) if raw else raw
-        if not key:
-            raise _no_key()
-        policy = retry or RetryPolicy()
-        if max_retries is not None:
-            policy = replace(policy, max_retries=max_retries)
-        return cls(
-            api_key=key,
-            base_url=base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
-            timeout=as_timeout(timeout),
-            retry=policy,
-            array_format=array_format,
-            allow_insecure_http=allow_insecure_http,
-            headers=headers or {},
-            max_concurrency=max_concurrency,
-            clock=clock or time.time,
-        )
 
     def arguments(self) -> dict[str, Any]:
         """The settings as constructor keywords: ``Client(**options.arguments())`` builds a client with them."""

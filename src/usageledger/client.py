@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,16 @@ import httpx
 from usageledger import catalogue, rows, rules, timeutil
 from usageledger._endpoints import EndpointMethods, common_args, filter_args
 from usageledger._http import AsyncHTTP, QueryValue, SyncHTTP
-from usageledger._options import ArrayFormat, ClientOptions, RetryPolicy, TimeoutTypes
+from usageledger._options import (
+    ArrayFormat,
+    ClientOptions,
+    RetryPolicy,
+    TimeoutTypes,
+    as_timeout,
+    base_url_from,
+    key_from,
+    retry_from,
+)
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.errors import ConfigError, PaginationError, ParameterError
 from usageledger.models import Bucket, UsageResponse, decode_page
@@ -384,17 +394,16 @@ class _ClientBase:
         clock: Callable[[], float] | None = None,
         http_client: AnyHTTPClient = None,
     ) -> None:
-        self._config = ClientOptions.resolve(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
+        self._config = ClientOptions(
+            api_key=key_from(api_key),
+            base_url=base_url_from(base_url),
+            timeout=as_timeout(timeout),
+            retry=retry_from(retry, max_retries),
             array_format=array_format,
             allow_insecure_http=allow_insecure_http,
-            headers=headers,
+            headers=headers or {},
             max_concurrency=max_concurrency,
-            clock=clock,
+            clock=clock or time.time,
         )
         if transport is not None and http_client is not None:
             raise ConfigError("pass transport= or http_client=, not both: the http_client already has its transport")
@@ -420,9 +429,7 @@ class _ClientBase:
         """A copy with some settings changed (headers are merged), built by the constructor and sharing this
         client's connections; closing the copy leaves them open. An async copy has its own backoff."""
         old = self._config
-        policy = retry or old.retry
-        if max_retries is not None:
-            policy = replace(policy, max_retries=max_retries)
+        policy = retry_from(retry or old.retry, max_retries)
         given: dict[str, Any] = {  # None: keep; a timeout in seconds becomes an httpx.Timeout in __post_init__
             "api_key": api_key,
             "base_url": base_url,

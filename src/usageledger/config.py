@@ -15,7 +15,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -68,17 +68,9 @@ class SyncConfig:
 
         Flags that override a key go through ``dataclasses.replace`` on this config first.
         """
-        return SyncOptions(
-            since=since,
-            until=until,
-            lag_days=self.lag_days,
-            hour_grace=self.hour_grace,
-            minute_grace=self.minute_grace,
-            first_since=self.since,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            allow_insecure_http=allow_insecure_http,
-        )
+        settings = {f.name: getattr(self, f.name) for f in fields(self)}  # every key has an engine option
+        settings["first_since"] = settings.pop("since")  # the file's `since` is the engine's first_since
+        return SyncOptions(since=since, until=until, allow_insecure_http=allow_insecure_http, **settings)
 
 
 @dataclass(frozen=True, slots=True)
