@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import traceback
@@ -15,7 +16,7 @@ import pytest
 from usageledger import Client
 from usageledger._http import (
     DEFAULT_TIMEOUT,
-    HTTPConfig,
+    ClientOptions,
     RetryPolicy,
     SyncHTTP,
     decide_retry,
@@ -72,19 +73,11 @@ def no_wait(sleeps: Sleeps | None = None, **kw: object) -> RetryPolicy:
     )
 
 
-def make_config(**kw: object) -> HTTPConfig:
-    args: dict[str, object] = {
-        "api_key": FAKE_ADMIN_KEY,
-        "base_url": None,
-        "timeout": None,
-        "max_retries": None,
-        "retry": no_wait(),
-        "array_format": "brackets",
-        "allow_insecure_http": False,
-        "headers": None,
-    }
-    args.update(kw)
-    return HTTPConfig.resolve(**args)  # type: ignore[arg-type]
+def make_config(max_retries: int | None = None, **kw: object) -> ClientOptions:
+    policy: RetryPolicy = kw.pop("retry", no_wait())  # type: ignore[assignment]
+    if max_retries is not None:
+        policy = dataclasses.replace(policy, max_retries=max_retries)
+    return ClientOptions(api_key=FAKE_ADMIN_KEY, retry=policy, **kw)  # type: ignore[arg-type]
 
 
 def serve(*responses: httpx.Response | Exception) -> tuple[httpx.MockTransport, list[httpx.Request]]:
@@ -293,7 +286,7 @@ def test_bad_base_url_and_array_format_are_config_errors() -> None:
 def test_config_is_immutable_and_with_options_copies() -> None:
     """Settings cannot be changed in place; with_options returns a changed copy and leaves the original alone."""
     client = Client(FAKE_ADMIN_KEY, max_retries=5)
-    with pytest.raises(AttributeError, match="immutable"):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         client._config.base_url = "https://evil.example/v1"  # type: ignore[misc]
     other = client.with_options(base_url="https://proxy.example/v1", array_format="comma", max_retries=0)
     assert (other.base_url, other.array_format, other.retry.max_retries) == ("https://proxy.example/v1", "comma", 0)

@@ -16,26 +16,27 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 import httpx
 
 from usageledger import catalogue, rows, rules, timeutil
 from usageledger._endpoints import EndpointCall, EndpointMethods
-from usageledger._http import (
+from usageledger._http import AsyncHTTP, QueryValue, SyncHTTP
+from usageledger._options import (
     ArrayFormat,
-    AsyncHTTP,
-    HTTPConfig,
-    QueryValue,
+    ClientOptions,
     RetryPolicy,
-    SyncHTTP,
     TimeoutTypes,
-    decide_retry,
+    as_timeout,
+    base_url_from,
+    key_from,
+    retry_from,
 )
 from usageledger.catalogue import BucketWidth, Endpoint
-from usageledger.errors import ConfigError, PaginationError, ParameterError, ResponseDecodeError
+from usageledger.errors import ConfigError, PaginationError, ParameterError
 from usageledger.models import Bucket, UsageResponse, decode_page
 from usageledger.timeutil import TimeInput
 
@@ -53,6 +54,7 @@ FilterInput: TypeAlias = str | Sequence[str] | bool | None
 
 EndpointLike: TypeAlias = str | Endpoint
 AnyTransport: TypeAlias = httpx.BaseTransport | httpx.AsyncBaseTransport | None
+AnyHTTPClient: TypeAlias = httpx.Client | httpx.AsyncClient | None
 
 # --- pure helpers (shared by both clients) ----------------------------------------------------------------
 
@@ -251,32 +253,6 @@ def _where(spec: _Range, window: rules.Window) -> str:
     return f"{spec.endpoint.name} [{window.start}, {window.end})"
 
 
-def _clock(clock: Callable[[], float] | None) -> Callable[[], float]:
-    return clock or time.time
-
-
-def _undecodable_retry(policy: RetryPolicy, retries: int, path: str, exc: ResponseDecodeError) -> float | None:
-    """Seconds to wait before asking again for a 200 whose body is not a usage page, or ``None`` to give up.
-
-    A body cut short without a length to betray it, or a proxy's HTML page sent with 200, is as transient as a lost
-    response, so it is retried like one, within the same ``max_retries``.
-    """
-    decision = decide_retry(
-        policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
-    )
-    if not decision.retry:
-        return None
-    logger.debug(
-        "retry %d/%d of GET %s in %.3fs: the body is not a usage page (%s)",
-        retries + 1,
-        policy.max_retries,
-        path,
-        decision.delay,
-        exc,
-    )
-    return decision.delay
-
-
 # --- queries ----------------------------------------------------------------------------------------------
 
 
@@ -408,15 +384,79 @@ class AsyncQuery:
 
 
 class _ClientBase:
-    """Settings shared by both clients, resolved once."""
+    """The twins' one constructor and ``with_options``: the arguments become one :class:`ClientOptions`."""
 
-    _config: HTTPConfig
+    _config: ClientOptions
+    _http: SyncHTTP | AsyncHTTP
 
-    def __init__(self, *, max_concurrency: int, clock: Callable[[], float] | None) -> None:
-        if max_concurrency < 1:
-            raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        self.max_concurrency = max_concurrency
-        self._clock = _clock(clock)
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: TimeoutTypes = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        array_format: ArrayFormat = "brackets",
+        allow_insecure_http: bool = False,
+        transport: AnyTransport = None,
+        max_concurrency: int = 4,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+        http_client: AnyHTTPClient = None,
+    ) -> None:
+        self._config = ClientOptions(
+            api_key=key_from(api_key),
+            base_url=base_url_from(base_url),
+            timeout=as_timeout(timeout),
+            retry=retry_from(retry, max_retries),
+            array_format=array_format,
+            allow_insecure_http=allow_insecure_http,
+            headers=headers or {},
+            max_concurrency=max_concurrency,
+            clock=clock or time.time,
+        )
+        if transport is not None and http_client is not None:
+            raise ConfigError("pass transport= or http_client=, not both: the http_client already has its transport")
+        self._connect(transport, http_client)
+
+    def _connect(self, transport: AnyTransport, http_client: AnyHTTPClient) -> None:
+        raise NotImplementedError
+
+    def with_options(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: TimeoutTypes = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        array_format: ArrayFormat | None = None,
+        allow_insecure_http: bool | None = None,
+        max_concurrency: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Self:
+        """A copy with some settings changed (headers are merged), built by the constructor and sharing this
+        client's connections; closing the copy leaves them open. An async copy has its own backoff."""
+        old = self._config
+        policy = retry_from(retry or old.retry, max_retries)
+        given: dict[str, Any] = {  # None: keep; a timeout in seconds becomes an httpx.Timeout in __post_init__
+            "api_key": api_key,
+            "base_url": base_url,
+            "timeout": timeout,
+            "array_format": array_format,
+            "allow_insecure_http": allow_insecure_http,
+            "max_concurrency": max_concurrency,
+            "clock": clock,
+        }
+        options = replace(
+            old,
+            retry=policy,
+            headers={**old.headers, **(headers or {})},
+            **{name: value for name, value in given.items() if value is not None},
+        )
+        return type(self)(**options.arguments(), http_client=self._http.http_client)
 
     @property
     def base_url(self) -> str:
@@ -433,6 +473,14 @@ class _ClientBase:
     @property
     def timeout(self) -> httpx.Timeout:
         return self._config.timeout
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many windows the async client fetches at once (the sync client fetches one at a time)."""
+        return self._config.max_concurrency
+
+    def _clock(self) -> float:
+        return self._config.clock()
 
     def __repr__(self) -> str:
         return (
@@ -452,67 +500,18 @@ class Client(_ClientBase, EndpointMethods[Query]):
     ``OPENAI_BASE_URL`` or the public API. ``max_retries`` overrides ``retry.max_retries`` (default 2).
     ``clock`` is the wall clock (Unix seconds) used for "now" (open ranges, relative times, clamping).
     ``max_concurrency`` bounds the async twin's parallel windows; this client fetches one window at a time.
+    ``transport`` (an ``httpx.BaseTransport``) or a ready ``http_client`` (an ``httpx.Client``, which ``close()``
+    leaves open) carries the requests. The settings are held as one frozen ``ClientOptions``.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        *,
-        timeout: TimeoutTypes = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        array_format: ArrayFormat = "brackets",
-        allow_insecure_http: bool = False,
-        transport: AnyTransport = None,
-        max_concurrency: int = 4,
-        headers: Mapping[str, str] | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(max_concurrency=max_concurrency, clock=clock)
+    _http: SyncHTTP
+
+    def _connect(self, transport: AnyTransport, http_client: AnyHTTPClient) -> None:
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise ConfigError("Client needs a sync transport (httpx.BaseTransport); use AsyncClient for async ones")
-        self._config = HTTPConfig.resolve(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-            array_format=array_format,
-            allow_insecure_http=allow_insecure_http,
-            headers=headers,
-        )
-        self._http = SyncHTTP(self._config, transport=transport)
-
-    def with_options(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: TimeoutTypes = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        array_format: ArrayFormat | None = None,
-        allow_insecure_http: bool | None = None,
-        max_concurrency: int | None = None,
-        headers: Mapping[str, str] | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> Client:
-        """A copy with some settings changed, sharing this client's connections."""
-        copy = object.__new__(Client)
-        _ClientBase.__init__(copy, max_concurrency=max_concurrency or self.max_concurrency, clock=clock or self._clock)
-        copy._config = self._config.replace(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-            array_format=array_format,
-            allow_insecure_http=allow_insecure_http,
-            headers=headers,
-        )
-        copy._http = self._http.with_config(copy._config)
-        return copy
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            raise ConfigError("Client needs an httpx.Client as http_client=; use AsyncClient for an httpx.AsyncClient")
+        self._http = SyncHTTP(self._config, transport=transport, client=http_client)
 
     def close(self) -> None:
         self._http.close()
@@ -601,20 +600,8 @@ class Client(_ClientBase, EndpointMethods[Query]):
         return Query(self, _call_range(call, self._clock()), call.timeout)
 
     def _fetch(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        """One page: the transport retries failed requests; an undecodable 200 is asked for again here."""
-        policy = self._config.retry
-        retries = 0
-        while True:
-            body = self._http.get(path, items, timeout=timeout)
-            try:
-                return decode_page(body)
-            except ResponseDecodeError as exc:
-                delay = _undecodable_retry(policy, retries, path, exc)
-                if delay is None:
-                    raise
-            retries += 1
-            if delay > 0:
-                policy.sleep(delay)
+        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+        return self._http.fetch(path, items, decode_page, timeout=timeout)
 
     def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> Iterator[UsageResponse]:
         seen: set[str] = set()
@@ -636,67 +623,15 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery]):
     concurrent request of the client until its ``Retry-After`` has passed.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        *,
-        timeout: TimeoutTypes = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        array_format: ArrayFormat = "brackets",
-        allow_insecure_http: bool = False,
-        transport: AnyTransport = None,
-        max_concurrency: int = 4,
-        headers: Mapping[str, str] | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(max_concurrency=max_concurrency, clock=clock)
+    _http: AsyncHTTP
+
+    def _connect(self, transport: AnyTransport, http_client: AnyHTTPClient) -> None:
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise ConfigError("AsyncClient needs an async transport (httpx.AsyncBaseTransport); use Client for sync")
-        self._config = HTTPConfig.resolve(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-            array_format=array_format,
-            allow_insecure_http=allow_insecure_http,
-            headers=headers,
-        )
-        self._http = AsyncHTTP(self._config, transport=transport)
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigError("AsyncClient needs an httpx.AsyncClient as http_client=; use Client for an httpx.Client")
+        self._http = AsyncHTTP(self._config, transport=transport, client=http_client)
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-
-    def with_options(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: TimeoutTypes = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        array_format: ArrayFormat | None = None,
-        allow_insecure_http: bool | None = None,
-        max_concurrency: int | None = None,
-        headers: Mapping[str, str] | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> AsyncClient:
-        """A copy with some settings changed, sharing this client's connections (not its backoff)."""
-        copy = object.__new__(AsyncClient)
-        _ClientBase.__init__(copy, max_concurrency=max_concurrency or self.max_concurrency, clock=clock or self._clock)
-        copy._config = self._config.replace(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-            array_format=array_format,
-            allow_insecure_http=allow_insecure_http,
-            headers=headers,
-        )
-        copy._http = self._http.with_config(copy._config)
-        copy._semaphores = {}
-        return copy
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -718,21 +653,9 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery]):
         return sem
 
     async def _get(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        """One page: the transport retries failed requests; an undecodable 200 is asked for again here."""
-        policy = self._config.retry
-        retries = 0
-        while True:
-            async with self._semaphore():
-                body = await self._http.get(path, items, timeout=timeout)
-            try:
-                return decode_page(body)
-            except ResponseDecodeError as exc:
-                delay = _undecodable_retry(policy, retries, path, exc)
-                if delay is None:
-                    raise
-            retries += 1
-            if delay > 0:
-                await policy.async_sleep(delay)
+        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+        async with self._semaphore():
+            return await self._http.fetch(path, items, decode_page, timeout=timeout)
 
     async def page(
         self,

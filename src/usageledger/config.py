@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -26,6 +26,7 @@ from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
 from usageledger.store.streams import Stream, default_streams
+from usageledger.sync import SyncOptions
 
 __all__ = [
     "CONFIG_ENV",
@@ -44,16 +45,32 @@ CONFIG_ENV: Final = "USAGELEDGER_CONFIG"
 _SECRET: Final = KEY_SHAPED
 
 
+_ENGINE: Final = SyncOptions()
+"""The sync engine's defaults, the one set: ``[sync]`` takes each of its keys' defaults from here."""
+
+
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
-    """``[sync]``: how far runs reach back and how hard they pull."""
+    """``[sync]``: how far runs reach back and how hard they pull. :meth:`to_options` hands it to the engine."""
 
-    lag_days: int = 3
-    minute_grace: int = 15 * 60
-    hour_grace: int = 2 * 3600
-    since: int = 90 * 86400
-    concurrency: int = 8
-    max_retries: int = 4
+    lag_days: int = _ENGINE.lag_days
+    minute_grace: int = _ENGINE.minute_grace
+    hour_grace: int = _ENGINE.hour_grace
+    since: int = _ENGINE.first_since
+    """How far back (seconds) the first sync of a stream reaches: the engine's ``first_since``."""
+    concurrency: int = _ENGINE.concurrency
+    max_retries: int = _ENGINE.max_retries
+
+    def to_options(
+        self, *, since: int | None = None, until: int | None = None, allow_insecure_http: bool = False
+    ) -> SyncOptions:
+        """The engine's options for a run over ``[since, until)`` (``None``: watermarks, now) with these settings.
+
+        Flags that override a key go through ``dataclasses.replace`` on this config first.
+        """
+        settings = {f.name: getattr(self, f.name) for f in fields(self)}  # every key has an engine option
+        settings["first_since"] = settings.pop("since")  # the file's `since` is the engine's first_since
+        return SyncOptions(since=since, until=until, allow_insecure_http=allow_insecure_http, **settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,15 +333,15 @@ url = "{store_url}"
 
 [sync]
 # Trailing days re-read on every run of a daily stream: the API restates recent days.
-lag_days = 3
+lag_days = {_ENGINE.lag_days}
 # The same for minute and hour streams (minute and hour buckets keep changing after they close).
-minute_grace = "15m"
-hour_grace = "2h"
+minute_grace = "{_span(_ENGINE.minute_grace)}"
+hour_grace = "{_span(_ENGINE.hour_grace)}"
 # How far back the first sync of a stream reaches.
-since = "90d"
-# Parallel requests, and retries per request (429s and 5xx) before a window fails.
-concurrency = 8
-max_retries = 4
+since = "{_span(_ENGINE.first_since)}"
+# Parallel requests, and retries per request (429s, 5xx, lost or damaged answers) before a window fails.
+concurrency = {_ENGINE.concurrency}
+max_retries = {_ENGINE.max_retries}
 
 # Organisations. Without any [[orgs]], one org named "default" uses $OPENAI_ADMIN_KEY.
 # Keep keys in the environment: a file that holds a key must be chmod 600.
@@ -357,6 +374,14 @@ max_retries = 4
 # users = {{ user-123 = "Ada" }}
 # api_keys = {{ key_456 = "batch jobs" }}
 '''
+
+
+def _span(seconds: int) -> str:
+    """Seconds in the largest unit that divides them exactly, as the config spells a duration ("90d", "15m")."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def write_default_config(

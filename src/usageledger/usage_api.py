@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from usageledger._endpoints import EndpointCall, SeedMethods
-from usageledger._http import ArrayFormat, RetryPolicy, TimeoutTypes
+from usageledger._options import ArrayFormat, RetryPolicy, TimeoutTypes
 from usageledger._secrets import normalize_key
 from usageledger.client import Client
 from usageledger.models import UsageResponse

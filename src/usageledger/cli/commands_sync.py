@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -314,19 +315,14 @@ def sync_command(
     since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
     orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
-    options = engine.SyncOptions(
+    settings = config.sync
+    if lag_days is not None:
+        settings = replace(settings, lag_days=check_sync_int("lag_days", lag_days, name="--lag-days"))
+    if concurrency is not None:
+        settings = replace(settings, concurrency=check_sync_int("concurrency", concurrency, name="--concurrency"))
+    options = settings.to_options(
         since=since_at,
         until=until_at,
-        lag_days=config.sync.lag_days if lag_days is None else check_sync_int("lag_days", lag_days, name="--lag-days"),
-        hour_grace=config.sync.hour_grace,
-        minute_grace=config.sync.minute_grace,
-        first_since=config.sync.since,
-        concurrency=(
-            config.sync.concurrency
-            if concurrency is None
-            else check_sync_int("concurrency", concurrency, name="--concurrency")
-        ),
-        max_retries=config.sync.max_retries,
         allow_insecure_http=allow_insecure_http,
     )
     view = _ProgressView(quiet or log_format == "json")

@@ -30,7 +30,11 @@ class Org:
 
 @dataclass(frozen=True, slots=True)
 class SyncOptions:
-    """How a run reads: the range, the lag windows and the concurrency."""
+    """How a run reads: the range, the lag windows and the concurrency.
+
+    These defaults are the only ones: ``[sync]`` in the config file (:class:`usageledger.config.SyncConfig`) takes
+    them, and ``SyncConfig.to_options()`` maps the file's settings onto this class.
+    """
 
     since: int | None = None
     """Start of the range (Unix seconds); ``None``: from each stream's watermark minus its lag."""
@@ -42,7 +46,8 @@ class SyncOptions:
     first_since: int = DEFAULT_SINCE
     """Seconds back from now that a stream without a watermark starts."""
     concurrency: int = 8
-    max_retries: int | None = None
+    max_retries: int = 4
+    """Retries per request (429s, 5xx, lost or undecodable responses) before a window fails."""
     allow_insecure_http: bool = False
 
     def lag(self, width: BucketWidth) -> int:

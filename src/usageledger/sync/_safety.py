@@ -25,7 +25,7 @@ from typing import Final
 
 import httpx
 
-from usageledger._http import _is_loopback
+from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger.catalogue import BASE_URL_ENV
 from usageledger.errors import StoreError, SyncError
@@ -64,7 +64,7 @@ def data_source(org: Org) -> str:
             url = httpx.URL(base_url)
         except httpx.InvalidURL:
             return "api"
-        if url.scheme == "http" and _is_loopback(url.host):
+        if url.scheme == "http" and is_loopback(url.host):
             return "emulator"
     return "api"
 

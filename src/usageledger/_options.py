@@ -1,0 +1,190 @@
+"""The client's settings as one value: :class:`ClientOptions`, and the :class:`RetryPolicy` inside it.
+
+Both clients (and so ``UsageApi``) resolve their arguments into one frozen ``ClientOptions``: argument, else
+environment, else the default or a clear error (:func:`key_from`, :func:`base_url_from`, :func:`retry_from`).
+Every check lives in ``__post_init__``, so a changed copy (``dataclasses.replace``, as ``with_options`` makes) is
+checked exactly as a new one is. The admin key is a field left out of the repr, and the object refuses pickling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeAlias, get_args
+
+import httpx
+
+from usageledger._secrets import normalize_key, redact
+from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from usageledger.errors import ConfigError, InsecureURLError
+
+__all__ = [
+    "ARRAY_FORMATS",
+    "DEFAULT_TIMEOUT",
+    "ArrayFormat",
+    "ClientOptions",
+    "RetryPolicy",
+    "TimeoutTypes",
+    "as_timeout",
+    "base_url_from",
+    "key_from",
+    "retry_from",
+]
+
+ArrayFormat = Literal["brackets", "repeat", "comma"]
+ARRAY_FORMATS: Final[tuple[ArrayFormat, ...]] = get_args(ArrayFormat)
+TimeoutTypes: TypeAlias = float | httpx.Timeout | None
+
+DEFAULT_TIMEOUT: Final = httpx.Timeout(60.0, connect=5.0)
+"""Connect within 5 s; 60 s for each read, write and pool wait."""
+
+
+async def _asyncio_sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How failed requests are retried, and the clocks and sleeps used to wait (injectable for tests).
+
+    Backoff is exponential with full jitter: attempt ``n`` waits a random time in
+    ``[0, min(max_delay, initial_delay * 2**n))``. A server's ``retry-after-ms`` / ``Retry-After`` is honoured
+    instead, up to ``max_retry_after`` seconds.
+    """
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+    random: Callable[[], float] = field(default=random.random, repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    async_sleep: Callable[[float], Awaitable[None]] = field(default=_asyncio_sleep, repr=False)
+    monotonic: Callable[[], float] = field(default=time.monotonic, repr=False)
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(f"max_retries must be a whole number, 0 or more, got {self.max_retries!r}")
+        for name in ("initial_delay", "max_delay", "max_retry_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise ConfigError(f"{name} must be 0 or more seconds, got {value!r}")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"base URL {base_url!r} is not a URL: {exc}; pass e.g. {DEFAULT_BASE_URL}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"base URL {base_url!r} must start with https:// and name a host, e.g. {DEFAULT_BASE_URL}")
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
+        raise InsecureURLError(
+            f"refusing plain http:// to {url.host}: the admin key would travel unencrypted. Use https://, "
+            "a loopback host, or accept the risk with --allow-insecure-http (allow_insecure_http=True in the library)"
+        )
+    return base_url.rstrip("/")
+
+
+def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
+    """An ``httpx.Timeout`` from seconds (connect capped at 5 s), a ready one, or ``None`` for the default."""
+    if isinstance(value, httpx.Timeout):
+        return value
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigError(f"timeout must be a positive number of seconds or an httpx.Timeout, got {value!r}")
+    return httpx.Timeout(float(value), connect=min(float(value), DEFAULT_TIMEOUT.connect or 5.0))
+
+
+def _no_key() -> ConfigError:
+    return ConfigError(f"no admin API key: set {ADMIN_KEY_ENV} or pass api_key=")
+
+
+def key_from(api_key: str | None) -> str:
+    """The admin key: the argument, else ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error."""
+    raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
+    key = normalize_key(raw, "api_key=" if api_key is not None else ADMIN_KEY_ENV) if raw else raw
+    if not key:
+        raise _no_key()
+    return key
+
+
+def base_url_from(base_url: str | None) -> str:
+    """The base URL: the argument, else ``OPENAI_BASE_URL``, else the public API."""
+    return base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+
+
+def retry_from(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:
+    """The policy given (else the default), with ``max_retries`` put in when given."""
+    policy = retry or RetryPolicy()
+    return policy if max_retries is None else replace(policy, max_retries=max_retries)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Every setting of a client, checked once; change one with ``dataclasses.replace`` (checked again).
+
+    The clients' constructor builds it from its arguments with :func:`key_from`, :func:`base_url_from` and
+    :func:`retry_from` (argument, else environment, else the default or a clear error).
+
+    ``timeout`` may be given in seconds and is kept as an ``httpx.Timeout``; ``base_url`` loses a trailing slash.
+    ``clock`` is the wall clock (Unix seconds) used for "now"; ``max_concurrency`` bounds the async client's
+    parallel requests.
+    """
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    array_format: ArrayFormat = "brackets"
+    allow_insecure_http: bool = False
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    max_concurrency: int = 4
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def __post_init__(self) -> None:
+        sets = object.__setattr__  # normalising a frozen value, before anyone can see it
+        if not isinstance(self.api_key, str) or not self.api_key.strip():
+            raise _no_key()
+        sets(self, "api_key", normalize_key(self.api_key, "api_key="))
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigError(f"retry must be a RetryPolicy, got {type(self.retry).__name__}")
+        if self.array_format not in ARRAY_FORMATS:
+            raise ConfigError(f"array_format must be one of {', '.join(ARRAY_FORMATS)}, got {self.array_format!r}")
+        if not isinstance(self.allow_insecure_http, bool):
+            raise ConfigError(f"allow_insecure_http must be True or False, got {self.allow_insecure_http!r}")
+        sets(self, "base_url", check_base_url(self.base_url, allow_insecure_http=self.allow_insecure_http))
+        sets(self, "timeout", as_timeout(self.timeout))
+        concurrency = self.max_concurrency
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {concurrency!r}")
+        if not callable(self.clock):
+            raise ConfigError(f"clock must be a function returning Unix seconds, got {self.clock!r}")
+        sets(self, "headers", MappingProxyType(dict(self.headers)))
+
+    def arguments(self) -> dict[str, Any]:
+        """The settings as constructor keywords: ``Client(**options.arguments())`` builds a client with them."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def redact(self, text: str) -> str:
+        """``text`` with this key (and anything key-shaped) hidden."""
+        return redact(text, self.api_key)
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("ClientOptions holds the admin key and is not picklable")

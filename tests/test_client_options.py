@@ -1,0 +1,148 @@
+"""One options object: ``ClientOptions`` checks every setting, ``with_options`` goes through the constructor, and the
+sync has one set of defaults (``SyncConfig.to_options()``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import tomllib
+from typing import Any
+
+import httpx
+import pytest
+
+from usageledger import AsyncClient, Client, UsageApi
+from usageledger._options import DEFAULT_TIMEOUT, ClientOptions, RetryPolicy
+from usageledger.config import SyncConfig, default_config_text, parse_config
+from usageledger.errors import ConfigError, InsecureURLError
+from usageledger.sync import SyncOptions
+
+from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+LOOPBACK = "http://127.0.0.1:9/v1"
+
+
+def test_options_hide_the_key_and_refuse_pickling() -> None:
+    """The key is a field left out of the repr; pickling the options is refused."""
+    options = ClientOptions(api_key=FAKE_ADMIN_KEY)
+    assert FAKE_ADMIN_KEY not in repr(options) and "api_key" not in repr(options)
+    assert (options.base_url, options.timeout, options.retry.max_retries) == (
+        "https://api.openai.com/v1",
+        DEFAULT_TIMEOUT,
+        2,
+    )
+    with pytest.raises(TypeError, match="not picklable"):
+        pickle.dumps(options)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"base_url": "http://api.example.com/v1"}, InsecureURLError, "allow_insecure_http=True"),
+        ({"timeout": -1}, ConfigError, "^timeout must be"),
+        ({"array_format": "pipes"}, ConfigError, "^array_format must be one of"),
+        ({"max_concurrency": 0}, ConfigError, "^max_concurrency must be at least 1"),
+        ({"api_key": "sk-admin-ab cd"}, ConfigError, r"the admin key from api_key= \(sk-admin-…\) has a whitespace"),
+        ({"api_key": " "}, ConfigError, "no admin API key: set OPENAI_ADMIN_KEY or pass api_key="),
+    ],
+)
+def test_a_replaced_copy_is_checked_as_a_new_one(change: dict[str, Any], error: type[Exception], message: str) -> None:
+    """dataclasses.replace runs the same checks as the constructor, with the same messages."""
+    with pytest.raises(error, match=message):
+        dataclasses.replace(ClientOptions(api_key=FAKE_ADMIN_KEY, base_url=LOOPBACK), **change)
+
+
+def test_replace_normalises_as_the_constructor_does() -> None:
+    """A timeout in seconds becomes an httpx.Timeout and a pasted key loses its newline, on a copy too."""
+    copy = dataclasses.replace(ClientOptions(api_key=FAKE_ADMIN_KEY), timeout=2, api_key=f" {FAKE_ADMIN_KEY}\n")
+    assert copy.timeout == httpx.Timeout(2.0, connect=2.0) and copy.api_key == FAKE_ADMIN_KEY
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.base_url = "https://evil.example/v1"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("face", [Client, AsyncClient])
+def test_with_options_checks_what_the_constructor_checks(face: Any) -> None:
+    """with_options(max_concurrency=0) is refused as the constructor refuses it, not silently ignored."""
+    client = face(FAKE_ADMIN_KEY, LOOPBACK)
+    with pytest.raises(ConfigError, match=r"^max_concurrency must be at least 1"):
+        client.with_options(max_concurrency=0)
+    assert client.with_options(max_concurrency=2).max_concurrency == 2
+
+
+class _Tagged(Client):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tag = "made by __init__"
+
+
+def test_with_options_goes_through_the_constructor() -> None:
+    """A subclass's copy is made by its own __init__, keeps every setting not changed, and merges headers."""
+    policy = RetryPolicy(max_retries=5, sleep=lambda _: None)
+    original = _Tagged(FAKE_ADMIN_KEY, LOOPBACK, retry=policy, headers={"OpenAI-Organization": "org_a"})
+    copy = original.with_options(max_retries=1, headers={"X-Trace": "t"}, clock=lambda: 42.0)
+    assert isinstance(copy, _Tagged) and copy.tag == "made by __init__"
+    assert (copy.base_url, copy.retry.max_retries, copy.retry.sleep) == (LOOPBACK, 1, policy.sleep)
+    assert dict(copy._config.headers) == {"OpenAI-Organization": "org_a", "X-Trace": "t"}
+    assert (copy._config.clock(), original.retry.max_retries) == (42.0, 5)
+
+
+def test_a_copy_shares_the_connections_and_closing_it_leaves_them_open() -> None:
+    """Both clients send through one httpx client; closing the copy does not close the original's."""
+    seen: list[str] = []
+    body = (EXAMPLES / "completions.json").read_bytes()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-copy", "original"))
+        return httpx.Response(200, content=body)
+
+    ask = {"start_time": EMULATOR_NOW - 86400, "end_time": EMULATOR_NOW}
+    with Client(FAKE_ADMIN_KEY, transport=httpx.MockTransport(handler), clock=lambda: EMULATOR_NOW) as original:
+        with original.with_options(headers={"x-copy": "yes"}) as copy:
+            copy.page("completions", **ask)
+            assert copy._http.http_client is original._http.http_client
+        original.page("completions", **ask)
+    assert seen == ["yes", "original"]
+
+
+@pytest.mark.parametrize("face", [Client, AsyncClient])
+def test_transport_and_http_client_are_one_or_the_other(face: Any) -> None:
+    """An http_client of the other twin's kind, or both transport= and http_client=, is a one-line ConfigError."""
+    wrong = httpx.AsyncClient() if face is Client else httpx.Client()
+    with pytest.raises(ConfigError, match="http_client="):
+        face(FAKE_ADMIN_KEY, LOOPBACK, http_client=wrong)
+    right = httpx.Client() if face is Client else httpx.AsyncClient()
+    with pytest.raises(ConfigError, match="not both"):
+        face(FAKE_ADMIN_KEY, LOOPBACK, http_client=right, transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+
+
+def test_usage_api_builds_its_client_from_the_same_options() -> None:
+    """UsageApi's options end in the same ClientOptions as Client's."""
+    api = UsageApi(access_token=FAKE_ADMIN_KEY, base_url=LOOPBACK, max_retries=3, timeout=4)
+    client = Client(FAKE_ADMIN_KEY, LOOPBACK, max_retries=3, timeout=4)
+    assert api.client._config == client._config
+    assert api.client._config.retry.max_retries == 3
+
+
+def test_sync_has_one_set_of_defaults() -> None:
+    """The [sync] defaults, the written template and the engine's SyncOptions agree, retries included (4)."""
+    assert SyncConfig().to_options() == SyncOptions()
+    assert SyncOptions().max_retries == 4
+    template = tomllib.loads(default_config_text().split("# Organisations")[0])
+    assert parse_config(template).sync == SyncConfig()
+
+
+def test_to_options_maps_every_key() -> None:
+    """Every [sync] key lands on its engine option; the range and the http switch come from the run."""
+    config = SyncConfig(lag_days=1, minute_grace=60, hour_grace=3600, since=86400, concurrency=2, max_retries=7)
+    assert config.to_options(since=10, until=20, allow_insecure_http=True) == SyncOptions(
+        since=10,
+        until=20,
+        lag_days=1,
+        hour_grace=3600,
+        minute_grace=60,
+        first_since=86400,
+        concurrency=2,
+        max_retries=7,
+        allow_insecure_http=True,
+    )
