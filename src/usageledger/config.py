@@ -26,7 +26,7 @@ from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
 from usageledger.store.streams import Stream, default_streams
-from usageledger.sync import SyncOptions
+from usageledger.sync_options import SyncOptions
 
 __all__ = [
     "CONFIG_ENV",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from usageledger.sync._engine import run_sync, sync
 from usageledger.sync._model import (
-    DEFAULT_SINCE,
     EventHandler,
     Org,
     RequestSent,
@@ -31,11 +30,11 @@ from usageledger.sync._model import (
     StreamPlan,
     StreamResult,
     SyncEvent,
-    SyncOptions,
     SyncResult,
     WindowDone,
     plan_stream,
 )
+from usageledger.sync_options import DEFAULT_SINCE, SyncOptions
 
 __all__ = [
     "DEFAULT_SINCE",

@@ -21,13 +21,13 @@ from usageledger.sync._model import (
     RequestSent,
     RunFinished,
     RunStarted,
-    SyncOptions,
     SyncResult,
     plan_stream,
 )
 from usageledger.sync._safety import check_orgs, reap_abandoned, this_process
 from usageledger.sync._state import FetchedWindow, StreamRun, WindowJob, interleave
 from usageledger.sync._writer import Writer
+from usageledger.sync_options import SyncOptions
 
 logger = logging.getLogger("usageledger.sync")
 
