@@ -19,10 +19,11 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from usageledger import catalogue, rules
-from usageledger.catalogue import BUCKET_SECONDS, Endpoint
+from usageledger.catalogue import BUCKET_SECONDS, DirectoryEndpoint, Endpoint
 from usageledger.emulator import cursor
 from usageledger.emulator.activity import ActivitySource, mix
 from usageledger.emulator.config import EmulatorConfig
+from usageledger.emulator.directory import Directory, DirectoryError
 from usageledger.emulator.faults import decide
 from usageledger.emulator.messages import API_PREFIX, Request, Response
 from usageledger.emulator.results import FiltersKey, ResultBuilder, filters_key
@@ -144,6 +145,7 @@ class Emulator:
         started = time.perf_counter()
         self.source: ActivitySource = self._make_source(int(clock()))
         self.results = ResultBuilder(self.source)
+        self.directory: Directory | None = self._make_directory()
         # Buckets and whole pages are kept apart so that one-off pages never push out reusable buckets.
         self._buckets = _Lru(self.config.cache_bytes * 3 // 4)
         self._pages = _Lru(self.config.cache_bytes // 4)
@@ -158,6 +160,11 @@ class Emulator:
         from usageledger.emulator.org import SyntheticSource
 
         return SyntheticSource(self.config, anchor)
+
+    def _make_directory(self) -> Directory | None:
+        from usageledger.emulator.org import SyntheticSource
+
+        return self.source.directory() if isinstance(self.source, SyntheticSource) else None
 
     # --- public helpers ----------------------------------------------------------------------------------
 
@@ -200,6 +207,11 @@ class Emulator:
     def _answer(self, request: Request) -> tuple[int, bytes]:
         path = request.path
         endpoint = catalogue.BY_PATH.get(path[len(API_PREFIX) :]) if path.startswith(API_PREFIX + "/") else None
+        listed = None
+        if endpoint is None and path.startswith(API_PREFIX + "/") and self.directory is not None:
+            listed = self.directory.route(path[len(API_PREFIX) :])
+        if listed is not None and request.method.upper() in ("GET", "HEAD"):
+            return self._directory_answer(request, *listed)
         if endpoint is None or request.method.upper() not in ("GET", "HEAD"):
             message = f"Invalid URL ({request.method.upper()} {path})"
             return 404, _error(message, "invalid_request_error", None, None)
@@ -216,6 +228,19 @@ class Emulator:
         except _BadRequest as exc:
             v = exc.violation
             return 400, _error(v.message, v.type, v.param, v.code)
+
+    def _directory_answer(
+        self, request: Request, ep: DirectoryEndpoint, args: dict[str, str], item_id: str | None
+    ) -> tuple[int, bytes]:
+        """A directory list or item: authenticated like usage, refused with the same error shape."""
+        denied = self._authenticate(request.headers.get("authorization"))
+        if denied is not None:
+            return denied
+        assert self.directory is not None
+        try:
+            return 200, self.directory.answer(ep, args, item_id, request.query)
+        except DirectoryError as exc:
+            return exc.status, _error(exc.message, "invalid_request_error", exc.param, exc.code)
 
     def _organisation_rule(self, endpoint: Endpoint, params: rules.QueryParams) -> rules.Violation | None:
         """Rules that depend on the organisation (reference §7): costs user_id grouping with project scoping."""
