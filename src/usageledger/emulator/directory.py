@@ -21,7 +21,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qsl, unquote
 
 import msgspec
@@ -29,9 +29,8 @@ import msgspec
 from usageledger import catalogue, rules
 from usageledger.catalogue import DirectoryEndpoint
 from usageledger.emulator.activity import DAY, mix
-
-if TYPE_CHECKING:
-    from usageledger.emulator.org import Organisation
+from usageledger.emulator.config import EmulatorConfig
+from usageledger.emulator.messages import error_body
 
 __all__ = ["Directory", "Retirements", "retirements"]
 
@@ -55,6 +54,28 @@ _GROUPS: Final = ("Platform", "Research", "Growth", "Finance", "Data")
 _KEY_NAMES: Final = ("prod", "staging", "ci")
 MIN_DAYS_FOR_RETIREMENTS: Final = 47
 """With fewer days of history nothing is archived or deleted (the last 31 days must name only live things)."""
+
+
+class _Project(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def users(self) -> tuple[str, ...]: ...
+    @property
+    def api_keys(self) -> tuple[str, ...]: ...
+
+
+class Organisation(Protocol):
+    """What the directory reads of :class:`usageledger.emulator.org.Organisation` (which imports this module)."""
+
+    @property
+    def config(self) -> EmulatorConfig: ...
+    @property
+    def users(self) -> tuple[str, ...]: ...
+    @property
+    def projects(self) -> Sequence[_Project]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,23 +271,31 @@ class Directory:
                     return ep, args, item_id
         return None
 
-    def answer(self, ep: DirectoryEndpoint, args: Mapping[str, str], item_id: str | None, query: str) -> bytes:
-        """The 200 body, or :class:`DirectoryError` for a 400 (bad parameter) or a 404 (unknown ID)."""
+    def answer(
+        self, ep: DirectoryEndpoint, args: Mapping[str, str], item_id: str | None, query: str
+    ) -> tuple[int, bytes]:
+        """The status and body: 200 and the list or item, 400 for a bad parameter, 404 for an unknown ID."""
+        try:
+            return 200, self._answer(ep, args, item_id, query)
+        except _Refused as exc:
+            return exc.status, error_body(exc.message, "invalid_request_error", exc.param, exc.code)
+
+    def _answer(self, ep: DirectoryEndpoint, args: Mapping[str, str], item_id: str | None, query: str) -> bytes:
         items = self._items(ep, args)
         if item_id is not None:
             for item in items:
                 if item[ep.key_field] == item_id:
                     return _ENCODER.encode(item)
-            raise DirectoryError(404, None, f"No {ep.item.replace('_', ' ')} found with ID '{item_id}'.", "not_found")
+            raise _Refused(404, None, f"No {ep.item.replace('_', ' ')} found with ID '{item_id}'.", "not_found")
         return self._page(ep, items, _parse(ep, query))
 
     def _items(self, ep: DirectoryEndpoint, args: Mapping[str, str]) -> list[Item]:
         project = args.get("project_id")
         if project is not None and project not in self.projects:
-            raise DirectoryError(404, None, f"No project found with ID '{project}'.", "not_found")
+            raise _Refused(404, None, f"No project found with ID '{project}'.", "not_found")
         group = args.get("group_id")
         if group is not None and group not in self.group_users:
-            raise DirectoryError(404, None, f"No group found with ID '{group}'.", "not_found")
+            raise _Refused(404, None, f"No group found with ID '{group}'.", "not_found")
         lists: dict[str, list[Item]] = {
             "projects": list(self.projects.values()),
             "users": list(self.users.values()),
@@ -300,7 +329,7 @@ class Directory:
             key = _from_next(ep, q.after) if ep.pagination == "next" else q.after
             positions = [n for n, i in enumerate(items) if i[ep.key_field] == key]
             if not positions:
-                raise DirectoryError(
+                raise _Refused(
                     400, "after", f"Invalid 'after': '{q.after}' is not a cursor of this list.", "invalid_cursor"
                 )
             start = positions[0] + 1
@@ -318,7 +347,7 @@ class Directory:
         return _ENCODER.encode(body)
 
 
-class DirectoryError(Exception):
+class _Refused(Exception):
     """A refused directory request: the status and the API's error fields."""
 
     def __init__(self, status: int, param: str | None, message: str, code: str | None = None) -> None:
@@ -356,7 +385,7 @@ class _Query:
 
 
 def _parse(ep: DirectoryEndpoint, query: str) -> _Query:
-    """The query string, checked as the API checks it; :class:`DirectoryError` (400) names the parameter."""
+    """The query string, checked as the API checks it; :class:`_Refused` (400) names the parameter."""
     scalars: dict[str, str] = {}
     lists: dict[str, list[str]] = {}
     for raw, value in parse_qsl(query, keep_blank_values=True):
@@ -371,7 +400,7 @@ def _parse(ep: DirectoryEndpoint, query: str) -> _Query:
         p = known.get(name)
         if p is None:
             allowed = ", ".join(f"'{n}'" for n in ("after", "limit", *known))
-            raise DirectoryError(
+            raise _Refused(
                 400,
                 name,
                 f"Unrecognized request argument supplied: {name}. Supported parameters are: {allowed}.",
@@ -379,14 +408,12 @@ def _parse(ep: DirectoryEndpoint, query: str) -> _Query:
             )
         if p.kind == "bool":
             if value.lower() not in ("true", "false"):
-                raise DirectoryError(400, name, f"Invalid value for '{name}': '{value}'. Expected a boolean.")
+                raise _Refused(400, name, f"Invalid value for '{name}': '{value}'. Expected a boolean.")
             params[name] = value.lower() == "true"
         elif p.kind == "choice":
             if value not in p.allowed:
                 shown = ", ".join(f"'{a}'" for a in p.allowed)
-                raise DirectoryError(
-                    400, name, f"Invalid value for '{name}': '{value}'. Supported values are: {shown}."
-                )
+                raise _Refused(400, name, f"Invalid value for '{name}': '{value}'. Supported values are: {shown}.")
             params[name] = value
         else:
             params[name] = _split(lists[name])
@@ -395,12 +422,12 @@ def _parse(ep: DirectoryEndpoint, query: str) -> _Query:
         try:
             limit = int(scalars["limit"])
         except ValueError:
-            raise DirectoryError(
+            raise _Refused(
                 400, "limit", f"Invalid value for 'limit': '{scalars['limit']}'. Expected an integer.", "invalid_type"
             ) from None
         violation = rules.limit_violation(limit, ep.limit)
         if violation is not None:
-            raise DirectoryError(400, violation.param, violation.message, violation.code)
+            raise _Refused(400, violation.param, violation.message, violation.code)
     after = scalars.get("after") or None
     return _Query(limit, after, params)
 

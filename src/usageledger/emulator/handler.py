@@ -23,9 +23,10 @@ from usageledger.catalogue import BUCKET_SECONDS, DirectoryEndpoint, Endpoint
 from usageledger.emulator import cursor
 from usageledger.emulator.activity import ActivitySource, mix
 from usageledger.emulator.config import EmulatorConfig
-from usageledger.emulator.directory import Directory, DirectoryError
+from usageledger.emulator.directory import Directory
 from usageledger.emulator.faults import decide
 from usageledger.emulator.messages import API_PREFIX, Request, Response
+from usageledger.emulator.messages import error_body as _error
 from usageledger.emulator.results import FiltersKey, ResultBuilder, filters_key
 from usageledger.emulator.transport import EmulatorTransport
 
@@ -237,10 +238,7 @@ class Emulator:
         if denied is not None:
             return denied
         assert self.directory is not None
-        try:
-            return 200, self.directory.answer(ep, args, item_id, request.query)
-        except DirectoryError as exc:
-            return exc.status, _error(exc.message, "invalid_request_error", exc.param, exc.code)
+        return self.directory.answer(ep, args, item_id, request.query)
 
     def _organisation_rule(self, endpoint: Endpoint, params: rules.QueryParams) -> rules.Violation | None:
         """Rules that depend on the organisation (reference §7): costs user_id grouping with project scoping."""
@@ -356,7 +354,3 @@ class Emulator:
         body = _ENCODER.encode({"object": "bucket", "start_time": start, "end_time": end, "results": results})
         self._buckets.put(key, body)
         return body
-
-
-def _error(message: str, type_: str, param: str | None, code: str | None) -> bytes:
-    return _ENCODER.encode({"error": {"message": message, "type": type_, "param": param, "code": code}})
