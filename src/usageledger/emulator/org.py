@@ -20,7 +20,8 @@ from typing import Final
 from usageledger import catalogue
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, add_into, mix, unit
 from usageledger.emulator.config import EmulatorConfig
-from usageledger.emulator.directory import Directory, retirements
+from usageledger.emulator.directory import Directory
+from usageledger.emulator.directory_synthetic import retirements, synthetic_directory
 
 __all__ = ["CHAT_MODELS", "OTHER_MODELS", "ModelSpec", "Organisation", "Project", "SyntheticSource"]
 
@@ -263,7 +264,7 @@ class SyntheticSource:
 
     def directory(self) -> Directory:
         """The organisation's directory, consistent with this activity (names every ID it holds)."""
-        return Directory(self.org, self._first, self.retired)
+        return synthetic_directory(self.org, self._first, self.retired)
 
     # --- leaves ------------------------------------------------------------------------------------------
 
