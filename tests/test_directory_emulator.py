@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +13,8 @@ import pytest
 from openai import OpenAI
 
 from usageledger import Client, catalogue
-from usageledger.emulator import Emulator, EmulatorConfig
+from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.errors import ReplayError
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -180,3 +183,61 @@ def test_small_history_retires_nothing() -> None:
     with Client(FAKE_ADMIN_KEY, "http://127.0.0.1/v1", transport=emulator.transport()) as c:
         projects = c.projects(include_archived=True).items()
         assert projects and all(p.status == "active" for p in projects)
+
+
+def _write_replay(tmp_path: Path, directory: object) -> tuple[Path, Path]:
+    usage = tmp_path / "usage.jsonl"
+    record = {"endpoint": "completions", "time": EMULATOR_NOW - DAY, "project_id": "proj_r", "api_key_id": "key_r"}
+    usage.write_text(json.dumps(record | {"num_model_requests": 3, "input_tokens": 10, "output_tokens": 5}) + "\n")
+    names = tmp_path / "directory.json"
+    names.write_text(json.dumps(directory))
+    return usage, names
+
+
+def test_replay_serves_a_directory_file(tmp_path: Path) -> None:
+    """Replay mode serves the directory file's lists to the official SDK, scoped lists by project."""
+    project = {
+        "object": "organization.project",
+        "id": "proj_r",
+        "name": "Replayed",
+        "created_at": 1,
+        "status": "active",
+    }
+    key = {
+        "object": "organization.project.api_key",
+        "id": "key_r",
+        "name": "replayed-key",
+        "redacted_value": "sk-proj-****r",
+        "created_at": 2,
+        "owner": {
+            "type": "service_account",
+            "service_account": {"id": "svc", "name": "b", "role": "member", "created_at": 2},
+        },
+        "owner_project_access": "active",
+    }
+    usage, names = _write_replay(tmp_path, {"projects": [project], "project_api_keys": {"proj_r": [key]}})
+    emulator = Emulator(EmulatorConfig(replay=usage, replay_directory=names, now=EMULATOR_NOW))
+    with run_server(emulator) as url:
+        sdk = OpenAI(admin_api_key=FAKE_ADMIN_KEY, base_url=url, max_retries=0)
+        assert [p.name for p in sdk.admin.organization.projects.list()] == ["Replayed"]
+        assert [k.name for k in sdk.admin.organization.projects.api_keys.list("proj_r")] == ["replayed-key"]
+        assert list(sdk.admin.organization.groups.list()) == []
+        sdk.close()
+
+
+def test_replay_without_a_directory_file_has_no_directory(tmp_path: Path) -> None:
+    """Replay mode without a directory file answers the directory's paths with 404, not with synthetic names."""
+    usage, _ = _write_replay(tmp_path, {})
+    emulator = Emulator(EmulatorConfig(replay=usage, now=EMULATOR_NOW))
+    with httpx.Client(transport=emulator.transport(), base_url="http://emulator/v1", headers=KEY) as http:
+        assert http.get("/organization/projects").status_code == 404
+
+
+def test_a_bad_directory_file_is_refused_by_name(tmp_path: Path) -> None:
+    """An unknown list or an object that is not the SDK's type is a ReplayError naming the list and the index."""
+    usage, names = _write_replay(tmp_path, {"projects": [{"id": "proj_x"}]})
+    with pytest.raises(ReplayError, match=r"projects\[0\] is not a project"):
+        Emulator(EmulatorConfig(replay=usage, replay_directory=names, now=EMULATOR_NOW))
+    usage, names = _write_replay(tmp_path, {"teams": []})
+    with pytest.raises(ReplayError, match="unknown list 'teams'"):
+        Emulator(EmulatorConfig(replay=usage, replay_directory=names, now=EMULATOR_NOW))

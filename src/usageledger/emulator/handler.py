@@ -163,6 +163,8 @@ class Emulator:
         return SyntheticSource(self.config, anchor)
 
     def _make_directory(self) -> Directory | None:
+        if self.config.replay_directory is not None:
+            return Directory.load(self.config.replay_directory)
         from usageledger.emulator.org import SyntheticSource
 
         return self.source.directory() if isinstance(self.source, SyntheticSource) else None
