@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from usageledger.store import directory
 from usageledger.store.schema import Dialect, q, tables
 
 __all__ = ["MIGRATIONS", "Migration", "all_names", "catalogue_migration", "pending"]
@@ -88,7 +89,10 @@ def _endpoint_tables(dialect: Dialect, existing: Mapping[str, Sequence[str]]) ->
     return out + _views(dialect)
 
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (Migration("0001_streams_and_sync_runs", _core),)
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration("0001_streams_and_sync_runs", _core),
+    Migration("0004_directory", directory.migration_statements),  # the directory's versions (store/directory.py)
+)
 """The hand-written migrations, in order. The catalogue step runs after them."""
 
 
