@@ -259,19 +259,26 @@ def to_arrow(ep: DirectoryEndpoint, rows: Iterator[dict[str, Any]]) -> pyarrow.T
 # --- lazy queries ---------------------------------------------------------------------------------------------
 
 
-class DirectoryQuery(Generic[T]):
-    """Every item of a directory list, fetched page by page when iterated; each iteration fetches again."""
+class _Lazy(Generic[T]):
+    """What both lazy queries share: the endpoint, the call (checked at once, sent when iterated), the item type."""
 
-    def __init__(self, get: Get, call: DirectoryCall, item_type: type[T]) -> None:
+    def __init__(self, call: DirectoryCall, item_type: type[T]) -> None:
         self.endpoint = catalogue.DIRECTORY_BY_NAME[call.endpoint]
-        query_items(self.endpoint, call, None, paging=True)  # checked now, sent when iterated
+        query_items(self.endpoint, call, None, paging=True)
         path_of(self.endpoint, call)
-        self._get = get
         self._call = call
         self.item_type = item_type
 
     def __repr__(self) -> str:
-        return f"DirectoryQuery({self.endpoint.name!r}, {dict(self._call.path_args)!r})"
+        return f"{type(self).__name__}({self.endpoint.name!r}, {dict(self._call.path_args)!r})"
+
+
+class DirectoryQuery(_Lazy[T]):
+    """Every item of a directory list, fetched page by page when iterated; each iteration fetches again."""
+
+    def __init__(self, get: Get, call: DirectoryCall, item_type: type[T]) -> None:
+        super().__init__(call, item_type)
+        self._get = get
 
     def pages(self) -> Iterator[DirectoryPage[T]]:
         ep, call = self.endpoint, self._call
@@ -301,19 +308,12 @@ class DirectoryQuery(Generic[T]):
         return to_arrow(self.endpoint, self.rows())
 
 
-class AsyncDirectoryQuery(Generic[T]):
+class AsyncDirectoryQuery(_Lazy[T]):
     """The async twin of :class:`DirectoryQuery`: ``async for`` items; pages are fetched one after another."""
 
     def __init__(self, get: AsyncGet, call: DirectoryCall, item_type: type[T]) -> None:
-        self.endpoint = catalogue.DIRECTORY_BY_NAME[call.endpoint]
-        query_items(self.endpoint, call, None, paging=True)
-        path_of(self.endpoint, call)
+        super().__init__(call, item_type)
         self._get = get
-        self._call = call
-        self.item_type = item_type
-
-    def __repr__(self) -> str:
-        return f"AsyncDirectoryQuery({self.endpoint.name!r}, {dict(self._call.path_args)!r})"
 
     async def pages(self) -> AsyncIterator[DirectoryPage[T]]:
         ep, call = self.endpoint, self._call
