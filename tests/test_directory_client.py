@@ -119,6 +119,7 @@ def test_rows_and_arrow_flatten_owners(ours: Client) -> None:
     assert {"owner_type", "owner_user_name", "owner_service_account_id", "redacted_value"} <= set(rows[0])
     assert {r["owner_type"] for r in rows} <= {"user", "service_account"}
     assert all((r["owner_user_name"] is None) == (r["owner_type"] == "service_account") for r in rows)
+    assert list(query.to_pandas().columns) == table.column_names == query.to_polars().columns
 
 
 def test_seed_face_pages_and_retrieves(emulator: Emulator) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from usageledger import Client
 from usageledger.cli import app
+from usageledger.emulator import Emulator, EmulatorConfig
 from usageledger.errors import PermissionDeniedError
 from usageledger.store import BaseStore, open_store
 from usageledger.store.directory import Snapshot, current_names, refresh
@@ -119,3 +120,23 @@ def test_sync_refreshes_the_directory_unless_told_not_to(
         names = current_names(opened, "default", "project")
         used = {pid for (pid,) in opened.query("SELECT DISTINCT project_id FROM usage_code_interpreter_sessions")}
     assert used and all(names[pid][0] for pid in used)
+
+
+def test_a_key_deleted_between_two_syncs_keeps_its_name(store: BaseStore) -> None:
+    """The same organisation read before (46 days of history) and after (120 days) its keys are deleted: the deleted
+    keys, still in its old usage, keep their names in the store with status 'deleted'."""
+    young = Emulator(EmulatorConfig(seed=7, days=46, projects=4, users=8, models=5, now=EMULATOR_NOW))
+    old = Emulator(EmulatorConfig(seed=7, days=120, projects=4, users=8, models=5, now=EMULATOR_NOW))
+
+    def through(emulator: Emulator) -> Callable[[Org], Client]:
+        return lambda org: Client(org.api_key, "http://127.0.0.1/v1", transport=emulator.transport())
+
+    org = Org("main", FAKE_ADMIN_KEY)
+    refresh_org(store, org, at=EMULATOR_NOW, client_factory=through(young))
+    counts = refresh_org(store, org, at=EMULATOR_NOW + DAY, client_factory=through(old))
+    deleted = set(old.source.retired.keys)
+    names = current_names(store, "main", "project_api_key")
+    assert counts.deleted == len(deleted) > 0
+    assert all(names[key][1] == "deleted" and names[key][0] for key in deleted)
+    archived = set(old.source.retired.projects)
+    assert archived and all(current_names(store, "main", "project")[p][1] == "archived" for p in archived)

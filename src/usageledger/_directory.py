@@ -27,6 +27,8 @@ from usageledger.directory_models import DirectoryPage
 from usageledger.errors import PaginationError, ParameterError, ResponseDecodeError
 
 if TYPE_CHECKING:
+    import pandas
+    import polars
     import pyarrow
 
 __all__ = [
@@ -307,6 +309,16 @@ class DirectoryQuery(_Lazy[T]):
     def to_arrow(self) -> pyarrow.Table:
         return to_arrow(self.endpoint, self.rows())
 
+    def to_pandas(self) -> pandas.DataFrame:
+        return self.to_arrow().to_pandas()
+
+    def to_polars(self) -> polars.DataFrame:
+        import polars as pl
+
+        frame = pl.from_arrow(self.to_arrow())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
 
 class AsyncDirectoryQuery(_Lazy[T]):
     """The async twin of :class:`DirectoryQuery`: ``async for`` items; pages are fetched one after another."""
@@ -341,3 +353,13 @@ class AsyncDirectoryQuery(_Lazy[T]):
 
     async def to_arrow(self) -> pyarrow.Table:
         return to_arrow(self.endpoint, iter(await self.rows()))
+
+    async def to_pandas(self) -> pandas.DataFrame:
+        return (await self.to_arrow()).to_pandas()
+
+    async def to_polars(self) -> polars.DataFrame:
+        import polars as pl
+
+        frame = pl.from_arrow(await self.to_arrow())
+        assert isinstance(frame, pl.DataFrame)
+        return frame

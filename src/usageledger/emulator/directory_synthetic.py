@@ -105,7 +105,9 @@ class _Builder:
     def __init__(self, org: Organisation, first_time: int, retired: Retirements) -> None:
         rng = random.Random(mix(org.config.seed, 0xD1))
         self.retired = retired
-        before = first_time - 30 * DAY
+        # Creation times hang off a start that does not move with `days` (up to 400), and every draw is made
+        # whatever is retired, so an organisation read with more history has the same objects, only some retired.
+        before = min(first_time, first_time + (org.config.days - 400) * DAY) - 30 * DAY
         people = [(f, last) for last in _LAST for f in _FIRST]
         rng.shuffle(people)
         users: list[Item] = []
@@ -132,13 +134,14 @@ class _Builder:
             if p.index >= len(_PROJECT_NAMES):
                 name += f" {p.index // len(_PROJECT_NAMES) + 1}"
             archived = retired.projects.get(p.id)
+            archived_second = rng.randint(0, DAY - 1)
             created = before - rng.randint(0, 200) * DAY
             self.projects[p.id] = {
                 "object": "organization.project",
                 "id": p.id,
                 "name": name,
                 "created_at": created,
-                "archived_at": None if archived is None else archived * DAY + rng.randint(0, DAY - 1),
+                "archived_at": None if archived is None else archived * DAY + archived_second,
                 "status": "active" if archived is None else "archived",
                 "external_key_id": None,
             }
@@ -165,6 +168,7 @@ class _Builder:
             listed: list[Item] = []
             for k, key_id in enumerate(p.api_keys):
                 deleted = retired.keys.get(key_id)
+                last_used_before = rng.randint(60, 3600)
                 if k % 2 == 1:
                     owner: Item = {"type": "service_account", "service_account": _owner(bot, "role")}
                 else:
@@ -176,7 +180,7 @@ class _Builder:
                     "name": f"{_slug(name)}-{_KEY_NAMES[k % len(_KEY_NAMES)]}",
                     "redacted_value": f"sk-proj-****{key_id[-4:]}",
                     "created_at": created + 120 + k * 60,
-                    "last_used_at": None if deleted is None else deleted * DAY - rng.randint(60, 3600),
+                    "last_used_at": None if deleted is None else deleted * DAY - last_used_before,
                     "expires_at": None,
                     "owner": owner,
                     "owner_project_access": "active",
