@@ -94,6 +94,9 @@ def test_async_client_lists_and_retrieves_like_the_sync_one(emulator_url: str, o
             projects = await client.projects(include_archived=True, limit=1).items()
             groups = [g async for g in client.groups(limit=1)]
             one = await client.project(projects[0].id)
+            rows = [row async for row in client.groups(limit=1).rows()]
+            assert [r["id"] for r in rows] == [g.id for g in groups]
+            assert (await client.groups().to_arrow()).num_rows == len(groups)
             return projects, groups, one
 
     projects, groups, one = asyncio.run(run())

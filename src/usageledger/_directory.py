@@ -348,11 +348,14 @@ class AsyncDirectoryQuery(_Lazy[T]):
     async def items(self) -> list[T]:
         return [item async for item in self]
 
-    async def rows(self) -> list[dict[str, Any]]:
-        return list(to_rows(self.endpoint, iter(await self.items())))
+    async def rows(self) -> AsyncIterator[dict[str, Any]]:
+        """Flat rows, as :meth:`DirectoryQuery.rows`, page by page."""
+        async for p in self.pages():
+            for row in to_rows(self.endpoint, iter(p.data)):
+                yield row
 
     async def to_arrow(self) -> pyarrow.Table:
-        return to_arrow(self.endpoint, iter(await self.rows()))
+        return to_arrow(self.endpoint, iter([row async for row in self.rows()]))
 
     async def to_pandas(self) -> pandas.DataFrame:
         return (await self.to_arrow()).to_pandas()
