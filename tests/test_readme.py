@@ -50,14 +50,16 @@ def _blocks(language: str) -> list[str]:
 def test_the_library_tour_runs_against_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's Python example runs as written, against an emulator on loopback whose clock is the wall clock."""
     monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
-    (code,) = _blocks("python")
+    blocks = _blocks("python")
     namespace: dict[str, object] = {}
     with run_server(Emulator(EmulatorConfig(seed=7, days=60))) as url:
         monkeypatch.setenv("OPENAI_BASE_URL", url)
-        exec(compile(code, "README.md", "exec"), namespace)
+        for code in blocks:
+            exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["page"].data  # type: ignore[attr-defined]
     assert len(namespace["frame"]) > 0  # type: ignore[arg-type]
     assert len(namespace["one_page"].data) == 2  # type: ignore[attr-defined]
+    assert len(blocks) == 2 and namespace["one"].name and namespace["teams"]  # type: ignore[attr-defined]
 
 
 def test_the_config_example_is_valid(tmp_path: Path) -> None:

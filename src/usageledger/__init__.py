@@ -1,9 +1,11 @@
 """usageledger: OpenAI organization Usage & Costs, as a typed client, an emulator, a synced ledger and reports."""
 
 from usageledger import catalogue
+from usageledger._directory import AsyncDirectoryQuery, DirectoryQuery
 from usageledger._http import RetryPolicy
 from usageledger.catalogue import ENDPOINTS, Endpoint
 from usageledger.client import AsyncClient, AsyncQuery, Client, Query
+from usageledger.directory_models import DirectoryPage
 from usageledger.errors import (
     APIConnectionError,
     APIError,
@@ -57,6 +59,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "AsyncDirectoryQuery",
     "AsyncQuery",
     "AudioSpeechesResult",
     "AudioTranscriptionsResult",
@@ -71,6 +74,8 @@ __all__ = [
     "CostAmount",
     "CostsResult",
     "DecisionsResult",
+    "DirectoryPage",
+    "DirectoryQuery",
     "EmbeddingsResult",
     "Endpoint",
     "FileSearchCallsResult",

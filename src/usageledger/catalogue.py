@@ -11,12 +11,13 @@ the public OpenAPI excerpt kept in ``tests/data/usage-api.yaml`` pins it in the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, get_args
 
-from usageledger import models
+from usageledger import directory_models, models
 
 BucketWidth = Literal["1m", "1h", "1d"]
 BUCKET_WIDTHS: Final[tuple[BucketWidth, ...]] = get_args(BucketWidth)
@@ -375,3 +376,168 @@ def get(name: str) -> Endpoint:
         return BY_NAME[name]
     except KeyError:
         raise KeyError(f"unknown endpoint {name!r}; choose one of: {', '.join(ENDPOINT_NAMES)}") from None
+
+
+# --- the directory: the admin API's lists that name the IDs in usage ------------------------------------------
+
+Pagination = Literal["last_id", "item_id", "next"]
+"""How a directory list pages, as the official SDK does it (its ``pagination.py``): send back the page's
+``last_id`` (``ConversationCursorPage``), the ``id`` of the page's last item (``CursorPage``), or the page's ``next``
+(``NextCursorPage``)."""
+
+DIRECTORY_LIMIT: Final = Limit(default=20, maximum=100)
+GROUP_LIMIT: Final = Limit(default=100, maximum=1000, minimum=0)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryParam:
+    """One query parameter of a directory list besides ``after`` and ``limit``."""
+
+    name: str
+    kind: Literal["bool", "list", "choice"]
+    doc: str
+    allowed: tuple[str, ...] = ()
+    default: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEndpoint:
+    """One directory list (``GET path``) and its retrieve-by-id twin (``GET path/{item_param}``)."""
+
+    name: str
+    """The list method's name: ``projects``, ``project_api_keys``."""
+    item: str
+    """The retrieve method's name: ``project``, ``project_api_key``."""
+    path: str
+    item_param: str
+    item_type: type[directory_models.DirectoryItem]
+    pagination: Pagination
+    sdk_method: str
+    """The official SDK's list method under ``client.admin.organization``."""
+    limit: Limit = DIRECTORY_LIMIT
+    params: tuple[DirectoryParam, ...] = ()
+    key_field: str = "id"
+    """The field that identifies an item (a project group has no ``id``: it is ``group_id``)."""
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        """The path's placeholders, in order: ``("project_id",)`` for a project's keys."""
+        return tuple(re.findall(r"{(\w+)}", self.path))
+
+    @property
+    def item_path(self) -> str:
+        return f"{self.path}/{{{self.item_param}}}"
+
+    def param(self, name: str) -> DirectoryParam:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+_dm = directory_models
+_ORDER = DirectoryParam("order", "choice", "Sort order by creation time.", ("asc", "desc"), "asc")
+_PROJECTS = "/organization/projects/{project_id}"
+
+DIRECTORY: Final[tuple[DirectoryEndpoint, ...]] = (
+    DirectoryEndpoint(
+        "projects",
+        "project",
+        "/organization/projects",
+        "project_id",
+        _dm.Project,
+        "last_id",
+        "projects.list",
+        params=(DirectoryParam("include_archived", "bool", "``True`` to list archived projects too."),),
+    ),
+    DirectoryEndpoint(
+        "users",
+        "user",
+        "/organization/users",
+        "user_id",
+        _dm.OrganizationUser,
+        "last_id",
+        "users.list",
+        params=(DirectoryParam("emails", "list", "Only the users with these email addresses."),),
+    ),
+    DirectoryEndpoint(
+        "admin_api_keys",
+        "admin_api_key",
+        "/organization/admin_api_keys",
+        "key_id",
+        _dm.AdminApiKey,
+        "item_id",
+        "admin_api_keys.list",
+        params=(_ORDER,),
+    ),
+    DirectoryEndpoint(
+        "project_api_keys",
+        "project_api_key",
+        f"{_PROJECTS}/api_keys",
+        "api_key_id",
+        _dm.ProjectApiKey,
+        "last_id",
+        "projects.api_keys.list",
+        params=(
+            DirectoryParam(
+                "owner_project_access",
+                "choice",
+                "Keys whose owner has access to the project (``active``), has lost it (``inactive``), or both "
+                "(``any``); when omitted, the API shows the keys its membership rules let you see.",
+                ("active", "inactive", "any"),
+            ),
+        ),
+    ),
+    DirectoryEndpoint(
+        "project_service_accounts",
+        "project_service_account",
+        f"{_PROJECTS}/service_accounts",
+        "service_account_id",
+        _dm.ProjectServiceAccount,
+        "last_id",
+        "projects.service_accounts.list",
+    ),
+    DirectoryEndpoint(
+        "project_users",
+        "project_user",
+        f"{_PROJECTS}/users",
+        "user_id",
+        _dm.ProjectUser,
+        "last_id",
+        "projects.users.list",
+    ),
+    DirectoryEndpoint(
+        "groups",
+        "group",
+        "/organization/groups",
+        "group_id",
+        _dm.Group,
+        "next",
+        "groups.list",
+        limit=GROUP_LIMIT,
+        params=(_ORDER,),
+    ),
+    DirectoryEndpoint(
+        "group_users",
+        "group_user",
+        "/organization/groups/{group_id}/users",
+        "user_id",
+        _dm.GroupUser,
+        "next",
+        "groups.users.list",
+        limit=GROUP_LIMIT,
+        params=(_ORDER,),
+    ),
+    DirectoryEndpoint(
+        "project_groups",
+        "project_group",
+        f"{_PROJECTS}/groups",
+        "group_id",
+        _dm.ProjectGroup,
+        "next",
+        "projects.groups.list",
+        params=(_ORDER,),
+        key_field="group_id",
+    ),
+)
+DIRECTORY_BY_NAME: Final[Mapping[str, DirectoryEndpoint]] = MappingProxyType({d.name: d for d in DIRECTORY})

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias
 import httpx
 
 from usageledger import catalogue, rows, rules, timeutil
+from usageledger._directory import Items
+from usageledger._directory_endpoints import AsyncDirectoryMethods, DirectoryMethods
 from usageledger._endpoints import EndpointCall, EndpointMethods
 from usageledger._http import AsyncHTTP, QueryValue, SyncHTTP
 from usageledger._options import (
@@ -493,7 +495,7 @@ class _ClientBase:
         raise TypeError(f"{type(self).__name__} holds the admin key and is not picklable")
 
 
-class Client(_ClientBase, EndpointMethods[Query]):
+class Client(_ClientBase, EndpointMethods[Query], DirectoryMethods):
     """The blocking client.
 
     The key comes from ``api_key`` or ``OPENAI_ADMIN_KEY``; the base URL (ending in ``/v1``) from ``base_url``,
@@ -603,6 +605,10 @@ class Client(_ClientBase, EndpointMethods[Query]):
         """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
         return self._http.fetch(path, items, decode_page, timeout=timeout)
 
+    def _directory_get(self, path: str, items: Items, timeout: TimeoutTypes) -> bytes:
+        """One directory request through the same transport (auth, retries, errors) as usage."""
+        return self._http.get(path, items, timeout=timeout)
+
     def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> Iterator[UsageResponse]:
         seen: set[str] = set()
         cursor: str | None = None
@@ -616,7 +622,7 @@ class Client(_ClientBase, EndpointMethods[Query]):
                 return
 
 
-class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery]):
+class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery], AsyncDirectoryMethods):
     """The async twin of :class:`Client`: same constructor, same methods; I/O methods are coroutines.
 
     One client shares a semaphore of ``max_concurrency`` requests and one backoff: a 429 pauses every
@@ -732,6 +738,11 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery]):
 
     def _endpoint_query(self, call: EndpointCall) -> AsyncQuery:
         return AsyncQuery(self, _call_range(call, self._clock()), call.timeout)
+
+    async def _directory_get(self, path: str, items: Items, timeout: TimeoutTypes) -> bytes:
+        """One directory request through the same transport and concurrency bound as usage."""
+        async with self._semaphore():
+            return await self._http.get(path, items, timeout=timeout)
 
     async def _window_pages(self, spec: _Range, window: rules.Window, timeout: TimeoutTypes) -> list[UsageResponse]:
         seen: set[str] = set()

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 from usageledger import timeutil
-from usageledger.catalogue import BUCKET_SECONDS, BucketWidth, Endpoint
+from usageledger.catalogue import BUCKET_SECONDS, BucketWidth, Endpoint, Limit
 from usageledger.errors import ParameterError
 
 FilterValue = tuple[str, ...] | bool
@@ -141,6 +141,19 @@ def check_definition(
     return _groups_and_filters(endpoint, group_by, filters)
 
 
+def limit_violation(limit: int | None, rule: Limit) -> Violation | None:
+    """The live API's refusal of a ``limit`` outside ``rule`` (never clamped), or ``None``; usage and directory."""
+    if limit is not None and limit > rule.maximum:
+        return Violation(
+            "limit", f"Invalid limit provided: {limit}. Limit must be less than or equal to {rule.maximum}."
+        )
+    if limit is not None and limit < rule.minimum:
+        return Violation(
+            "limit", f"Invalid limit provided: {limit}. Limit must be greater than or equal to {rule.minimum}."
+        )
+    return None
+
+
 def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | None:
     """The first rule ``params`` breaks on ``endpoint``, or ``None`` when the live API would accept it."""
     if params.start_time is None:
@@ -149,18 +162,9 @@ def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | N
         return Violation("start_time", f"Invalid start_time provided: {params.start_time}. It must be non-negative.")
     if params.bucket_width not in endpoint.bucket_widths:
         return _bad_width(endpoint, params.bucket_width)
-    rule = endpoint.limits[params.bucket_width]
-    if params.limit is not None:
-        if params.limit > rule.maximum:
-            return Violation(
-                "limit",
-                f"Invalid limit provided: {params.limit}. Limit must be less than or equal to {rule.maximum}.",
-            )
-        if params.limit < rule.minimum:
-            return Violation(
-                "limit",
-                f"Invalid limit provided: {params.limit}. Limit must be greater than or equal to {rule.minimum}.",
-            )
+    violation = limit_violation(params.limit, endpoint.limits[params.bucket_width])
+    if violation is not None:
+        return violation
     violation = _groups_and_filters(endpoint, params.group_by, params.filters)
     if violation is not None:
         return violation

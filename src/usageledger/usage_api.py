@@ -7,7 +7,9 @@ each call sends one request and returns one :class:`UsageResponse` page. Where t
 typed exception from :mod:`usageledger.errors`.
 
 The ``usage_<endpoint>`` methods come from :class:`usageledger._endpoints.SeedMethods`, which ``scripts/generate``
-writes from the catalogue; each hands its arguments to :meth:`UsageApi._seed_page`.
+writes from the catalogue; each hands its arguments to :meth:`UsageApi._seed_page`. The directory's
+``list_<name>`` (one page) and ``retrieve_<item>`` methods come the same way from
+:class:`usageledger._directory_endpoints.SeedDirectoryMethods`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from usageledger._directory import Items
+from usageledger._directory_endpoints import SeedDirectoryMethods
 from usageledger._endpoints import EndpointCall, SeedMethods
 from usageledger._options import ArrayFormat, RetryPolicy, TimeoutTypes
 from usageledger._secrets import normalize_key
@@ -27,7 +31,7 @@ from usageledger.models import UsageResponse
 __all__ = ["UsageApi"]
 
 
-class UsageApi(SeedMethods):
+class UsageApi(SeedMethods, SeedDirectoryMethods):
     """The seed-compatible client: ``UsageApi(access_token=..., base_url=...)``.
 
     ``access_token`` falls back to ``OPENAI_ADMIN_KEY``; ``base_url`` to ``OPENAI_BASE_URL``, then
@@ -100,3 +104,6 @@ class UsageApi(SeedMethods):
             page=call.page,
             **filters,
         )
+
+    def _directory_get(self, path: str, items: Items, timeout: TimeoutTypes) -> bytes:
+        return self._client._directory_get(path, items, timeout)

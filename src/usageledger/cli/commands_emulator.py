@@ -39,6 +39,13 @@ def emulator(
         Path | None,
         typer.Option(help="Serve usage records from this JSON Lines or CSV file instead.", rich_help_panel=_SIZE),
     ] = None,
+    replay_directory: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve the admin directory (projects, users, keys, groups) from this JSON file.",
+            rich_help_panel=_SIZE,
+        ),
+    ] = None,
     latency: Annotated[
         str,
         typer.Option(
@@ -97,6 +104,8 @@ def emulator(
         raise fail(f"--port {port} is not a port; pick one from 1 to 65535 (0 = any free)")
     if replay is not None and not replay.is_file():
         raise fail(f"--replay {replay}: no such file; give a JSON Lines or CSV file of usage records")
+    if replay_directory is not None and not replay_directory.is_file():
+        raise fail(f"--replay-directory {replay_directory}: no such file; give a JSON file of directory lists")
     try:
         faults = FaultConfig(
             latency=timeutil.parse_duration(latency, param="--latency"),
@@ -110,6 +119,8 @@ def emulator(
         config = _config(
             seed, days, projects, users, models, now, admin_key, revisions, revision_window, faults, replay
         )
+        if replay_directory is not None:
+            config = dataclasses.replace(config, replay_directory=replay_directory)
         if refuse_costs_user_by_project:
             config = dataclasses.replace(config, refuse_costs_user_by_project=True)
     except ValueError as exc:

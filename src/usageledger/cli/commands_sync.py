@@ -19,11 +19,12 @@ from usageledger.cli import _filters
 from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, UsageLedgerError
 from usageledger.report.jsonout import dumps, status_document
 from usageledger.report.tables import DataTable, label, number
 from usageledger.store import (
     DEFAULT_STORE,
+    BaseStore,
     Stream,
     StreamState,
     check_store_url,
@@ -280,6 +281,9 @@ def sync_command(
     log_format: Annotated[
         Literal["text", "json"], typer.Option("--log-format", help="Log lines as text or JSON.")
     ] = "text",
+    no_directory: Annotated[
+        bool, typer.Option("--no-directory", help="Skip refreshing the directory (names of projects, users, keys).")
+    ] = False,
     now: Annotated[str | None, typer.Option(hidden=True, help="Pretend it is this time (tests, replays).")] = None,
 ) -> None:
     """Sync the configured streams (default: every endpoint, daily) into the store, incrementally."""
@@ -337,6 +341,8 @@ def sync_command(
             clock=(lambda: float(clock_now)) if clock_now is not None else None,
             command=f"sync --since={since} --until={until}",
         )
+        if not no_directory:
+            _refresh_directory(opened, orgs, options, current, quiet or log_format == "json")
     if log_format == "json":
         for s in result.streams:
             logger.info(
@@ -356,6 +362,26 @@ def sync_command(
         console.print(_summary(result))
     if not result.ok:
         raise fail("; ".join(result.errors) or "the sync did not finish")
+
+
+def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: int, quiet: bool) -> None:
+    """Refresh each org's directory after its usage; a failure is one warning line and leaves the old directory."""
+    from usageledger.sync.directory import refresh_org
+
+    for org in orgs:
+        try:
+            counts = refresh_org(
+                store, org, at=at, allow_insecure_http=options.allow_insecure_http, max_retries=options.max_retries
+            )
+        except UsageLedgerError as exc:
+            err_console.print(f"warning: the directory of {org.name} was not refreshed: {exc}", highlight=False)
+            continue
+        if not quiet:
+            console.print(
+                f"directory of {org.name}: {counts.inserted} new, {counts.changed} changed, "
+                f"{counts.deleted} gone, {counts.unchanged} unchanged",
+                highlight=False,
+            )
 
 
 # --- export ---------------------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ class EmulatorConfig:
     * ``admin_key``: pin one accepted key; ``None`` accepts any key starting ``sk-admin-``.
     * ``revisions``: recent buckets keep growing towards their final value for ``revision_window`` seconds.
     * ``replay``: serve usage records from a JSON Lines or CSV file instead of the synthetic generator.
+    * ``replay_directory``: serve the admin directory from this JSON file (format in
+      :mod:`usageledger.emulator.directory`) instead of the synthetic one; in replay mode without it, they answer 404.
     * ``refuse_costs_user_by_project``: behave like organisations whose costs refuse ``user_id`` grouping together
       with ``project_id`` grouping or the ``project_ids`` filter (reference §7, §10: HTTP 400).
     * ``cache_bytes``: budget for encoded buckets and pages kept for reuse (least recently used go first).
@@ -69,6 +71,7 @@ class EmulatorConfig:
     revision_window: int = 3 * 86400
     faults: FaultConfig = field(default_factory=FaultConfig)
     replay: Path | None = None
+    replay_directory: Path | None = None
     refuse_costs_user_by_project: bool = False
     cache_bytes: int = 128 * 2**20
 

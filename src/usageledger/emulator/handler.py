@@ -19,12 +19,14 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from usageledger import catalogue, rules
-from usageledger.catalogue import BUCKET_SECONDS, Endpoint
+from usageledger.catalogue import BUCKET_SECONDS, DirectoryEndpoint, Endpoint
 from usageledger.emulator import cursor
 from usageledger.emulator.activity import ActivitySource, mix
 from usageledger.emulator.config import EmulatorConfig
+from usageledger.emulator.directory import Directory
 from usageledger.emulator.faults import decide
 from usageledger.emulator.messages import API_PREFIX, Request, Response
+from usageledger.emulator.messages import error_body as _error
 from usageledger.emulator.results import FiltersKey, ResultBuilder, filters_key
 from usageledger.emulator.transport import EmulatorTransport
 
@@ -144,6 +146,7 @@ class Emulator:
         started = time.perf_counter()
         self.source: ActivitySource = self._make_source(int(clock()))
         self.results = ResultBuilder(self.source)
+        self.directory: Directory | None = self._make_directory()
         # Buckets and whole pages are kept apart so that one-off pages never push out reusable buckets.
         self._buckets = _Lru(self.config.cache_bytes * 3 // 4)
         self._pages = _Lru(self.config.cache_bytes // 4)
@@ -158,6 +161,13 @@ class Emulator:
         from usageledger.emulator.org import SyntheticSource
 
         return SyntheticSource(self.config, anchor)
+
+    def _make_directory(self) -> Directory | None:
+        if self.config.replay_directory is not None:
+            return Directory.load(self.config.replay_directory)
+        from usageledger.emulator.org import SyntheticSource
+
+        return self.source.directory() if isinstance(self.source, SyntheticSource) else None
 
     # --- public helpers ----------------------------------------------------------------------------------
 
@@ -200,6 +210,11 @@ class Emulator:
     def _answer(self, request: Request) -> tuple[int, bytes]:
         path = request.path
         endpoint = catalogue.BY_PATH.get(path[len(API_PREFIX) :]) if path.startswith(API_PREFIX + "/") else None
+        listed = None
+        if endpoint is None and path.startswith(API_PREFIX + "/") and self.directory is not None:
+            listed = self.directory.route(path[len(API_PREFIX) :])
+        if listed is not None and request.method.upper() in ("GET", "HEAD"):
+            return self._directory_answer(request, *listed)
         if endpoint is None or request.method.upper() not in ("GET", "HEAD"):
             message = f"Invalid URL ({request.method.upper()} {path})"
             return 404, _error(message, "invalid_request_error", None, None)
@@ -216,6 +231,16 @@ class Emulator:
         except _BadRequest as exc:
             v = exc.violation
             return 400, _error(v.message, v.type, v.param, v.code)
+
+    def _directory_answer(
+        self, request: Request, ep: DirectoryEndpoint, args: dict[str, str], item_id: str | None
+    ) -> tuple[int, bytes]:
+        """A directory list or item: authenticated like usage, refused with the same error shape."""
+        denied = self._authenticate(request.headers.get("authorization"))
+        if denied is not None:
+            return denied
+        assert self.directory is not None
+        return self.directory.answer(ep, args, item_id, request.query)
 
     def _organisation_rule(self, endpoint: Endpoint, params: rules.QueryParams) -> rules.Violation | None:
         """Rules that depend on the organisation (reference §7): costs user_id grouping with project scoping."""
@@ -331,7 +356,3 @@ class Emulator:
         body = _ENCODER.encode({"object": "bucket", "start_time": start, "end_time": end, "results": results})
         self._buckets.put(key, body)
         return body
-
-
-def _error(message: str, type_: str, param: str | None, code: str | None) -> bytes:
-    return _ENCODER.encode({"error": {"message": message, "type": type_, "param": param, "code": code}})

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
+
 from usageledger.emulator.faults import NO_FAULT, Fault
 
-__all__ = ["API_PREFIX", "Handler", "Request", "Response"]
+__all__ = ["API_PREFIX", "Handler", "Request", "Response", "error_body"]
 
 API_PREFIX: Final = "/v1"
 
@@ -46,3 +48,8 @@ class Response:
 
 Handler = Callable[[Request], Response]
 """What the transport and the server call: ``Emulator.handle``, or any function of the same shape."""
+
+
+def error_body(message: str, type_: str, param: str | None, code: str | None) -> bytes:
+    """The API's error body, ``{"error": {message, type, param, code}}``, for every refusal the emulator sends."""
+    return msgspec.json.encode({"error": {"message": message, "type": type_, "param": param, "code": code}})

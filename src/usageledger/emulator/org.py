@@ -20,6 +20,8 @@ from typing import Final
 from usageledger import catalogue
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, add_into, mix, unit
 from usageledger.emulator.config import EmulatorConfig
+from usageledger.emulator.directory import Directory
+from usageledger.emulator.directory_synthetic import retirements, synthetic_directory
 
 __all__ = ["CHAT_MODELS", "OTHER_MODELS", "ModelSpec", "Organisation", "Project", "SyntheticSource"]
 
@@ -102,6 +104,8 @@ class _Leaf:
     p_active: float
     shape: Callable[[int, int], tuple[int, ...]]
     flat: bool
+    until: int | None = None
+    """The day from which the leaf has no activity: its project archived or its key deleted."""
 
 
 def _ident(rng: random.Random, prefix: str, n: int) -> str:
@@ -222,6 +226,7 @@ class SyntheticSource:
         self.seed = config.seed
         self.day0 = anchor // DAY - config.days
         self._first = self.day0 * DAY
+        self.retired = retirements(self.org, self.day0)
         self._leaves: dict[str, list[_Leaf]] = {}
         self._days: dict[tuple[str, int], LeafVectors] = {}
         self._hours: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
@@ -257,6 +262,10 @@ class SyntheticSource:
     def first_time(self) -> int:
         return self._first
 
+    def directory(self) -> Directory:
+        """The organisation's directory, consistent with this activity (names every ID it holds)."""
+        return synthetic_directory(self.org, self._first, self.retired)
+
     # --- leaves ------------------------------------------------------------------------------------------
 
     def leaves(self, family: Family) -> Sequence[tuple[object, ...]]:
@@ -289,7 +298,8 @@ class SyntheticSource:
                 uid = mix(self.seed, 101, len(out), len(name), project.index)
                 p_active = 0.55 + 0.45 * rng.random()
                 flat = bool(values.get("batch"))
-                out.append(_Leaf(dims, uid, project.index, base * project.weight, p_active, shape, flat))
+                until = self.retired.until(values.get("project_id"), values.get("api_key_id"))
+                out.append(_Leaf(dims, uid, project.index, base * project.weight, p_active, shape, flat, until))
 
             def who(project: Project = project) -> dict[str, object]:
                 return {
@@ -368,6 +378,8 @@ class SyntheticSource:
         out: LeafVectors = {}
         if factor > 0.0 or family.gauge:
             for i, leaf in enumerate(self._leaves[family.name]):
+                if leaf.until is not None and day >= leaf.until:
+                    continue  # archived or deleted by then
                 if family.gauge:
                     if day < self.day0:
                         continue

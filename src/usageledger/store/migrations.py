@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from usageledger.store import directory
 from usageledger.store.schema import Dialect, q, tables
 
 __all__ = ["MIGRATIONS", "Migration", "all_names", "catalogue_migration", "pending"]
@@ -115,6 +116,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0001_streams_and_sync_runs", _core),
     Migration("0003_org_registry", _org_registry),
     Migration("0004_sync_run_owner", _run_owner),
+    Migration("0005_directory", directory.migration_statements),  # the directory's versions (store/directory.py)
 )
 """The hand-written migrations, in order. The catalogue step runs after them."""
 

@@ -1,0 +1,183 @@
+"""The directory in the store: every version of every project, user, key, service account, group and membership.
+
+One table, ``directory_versions``, keeps type-2 history per org: a version is valid over ``[valid_from, valid_to)``
+(``valid_to`` NULL for the current one). :func:`refresh` compares a fresh :class:`Snapshot` of the admin API's lists
+with the current versions, in one transaction:
+
+* an item whose fields changed (a renamed project, an archived one) gets its current version closed and a new one;
+* an item that is no longer listed (a deleted key, a removed member) gets its current version closed and a version
+  with ``status = 'deleted'`` that keeps its name, so last year's spend still has a name;
+* an unchanged item is left alone: refreshing twice with the same lists writes nothing (idempotent), and a crash
+  before the commit leaves the previous versions as they were.
+
+``directory_current`` holds the current versions; ``directory_<kind>s`` views (``directory_projects``,
+``directory_project_api_keys``, ...) one kind each. Kinds are the catalogue's item names (``project``,
+``project_api_key``, ``project_user`` ...); ``scope`` is the project or group a scoped item belongs to ('' if none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from usageledger import catalogue
+from usageledger.store._types import to_datetime, to_unix
+from usageledger.store.schema import Dialect
+
+
+class BaseStore(Protocol):
+    """What this module uses of :class:`usageledger.store._base.BaseStore` (which runs its migration)."""
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+__all__ = ["KINDS", "DirectoryCounts", "Entry", "Snapshot", "current_names", "migration_statements", "refresh"]
+
+KINDS: Final[tuple[str, ...]] = tuple(ep.item for ep in catalogue.DIRECTORY)
+"""Every kind of directory item, one per catalogue list."""
+
+_COLUMNS: Final = (
+    "org, kind, scope, id, name, email, status, owner_type, owner_id, record, digest, valid_from, valid_to"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One item as listed now: its kind, scope and ID, the fields reports use, and the whole object as JSON."""
+
+    kind: str
+    scope: str
+    id: str
+    name: str | None
+    record: str
+    email: str | None = None
+    status: str | None = None
+    owner_type: str | None = None
+    owner_id: str | None = None
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.record.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The lists read now. ``complete`` names the (kind, scope) lists read in full: only those can show a deletion."""
+
+    entries: Sequence[Entry]
+    complete: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryCounts:
+    inserted: int = 0
+    changed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+
+
+def migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """Migration 0005: the versions table, its current view and one view per kind."""
+    out = [
+        """CREATE TABLE IF NOT EXISTS directory_versions (
+  org TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  id TEXT NOT NULL,
+  name TEXT,
+  email TEXT,
+  status TEXT,
+  owner_type TEXT,
+  owner_id TEXT,
+  record TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  valid_from TIMESTAMPTZ NOT NULL,
+  valid_to TIMESTAMPTZ,
+  PRIMARY KEY (org, kind, scope, id, valid_from)
+)""",
+        "DROP VIEW IF EXISTS directory_current",
+        "CREATE VIEW directory_current AS SELECT * FROM directory_versions WHERE valid_to IS NULL",
+    ]
+    for kind in KINDS:
+        out.append(f"DROP VIEW IF EXISTS directory_{kind}s")
+        out.append(
+            f"CREATE VIEW directory_{kind}s AS SELECT org, scope, id, name, email, status, owner_type, owner_id, "
+            f"record, valid_from FROM directory_current WHERE kind = '{kind}'"
+        )
+    return out
+
+
+def refresh(store: BaseStore, org: str, snapshot: Snapshot, *, at: int) -> DirectoryCounts:
+    """Bring ``org``'s versions in line with ``snapshot`` at Unix time ``at``, in one transaction."""
+    inserted = changed = deleted = unchanged = 0
+    with store.transaction():
+        latest = store.query("SELECT MAX(valid_from) FROM directory_versions WHERE org = %s", [org])[0][0]
+        last = to_unix(latest)
+        when = to_datetime(at if last is None or at > last else last + 1)  # versions of one item never share a start
+        current = {
+            (kind, scope, id_): (digest, status, name, email, owner_type, owner_id)
+            for kind, scope, id_, digest, status, name, email, owner_type, owner_id in store.query(
+                "SELECT kind, scope, id, digest, status, name, email, owner_type, owner_id FROM directory_versions"
+                " WHERE org = %s AND valid_to IS NULL",
+                [org],
+            )
+        }
+        seen: set[tuple[str, str, str]] = set()
+        for e in snapshot.entries:
+            key = (e.kind, e.scope, e.id)
+            if key in seen:
+                continue
+            seen.add(key)
+            old = current.get(key)
+            if old is not None and old[0] == e.digest and old[1] != "deleted":
+                unchanged += 1
+                continue
+            if old is not None:
+                _close(store, org, key, when)
+                changed += 1
+            else:
+                inserted += 1
+            _insert(store, org, e, e.digest, e.status, when)
+        for key, (_, status, name, email, owner_type, owner_id) in current.items():
+            if key in seen or status == "deleted" or (key[0], key[1]) not in snapshot.complete:
+                continue
+            _close(store, org, key, when)
+            gone = Entry(key[0], key[1], key[2], name, "{}", email, "deleted", owner_type, owner_id)
+            _insert(store, org, gone, "deleted", "deleted", when)
+            deleted += 1
+    return DirectoryCounts(inserted, changed, deleted, unchanged)
+
+
+def _close(store: BaseStore, org: str, key: tuple[str, str, str], when: object) -> None:
+    store.execute(
+        "UPDATE directory_versions SET valid_to = %s"
+        " WHERE org = %s AND kind = %s AND scope = %s AND id = %s AND valid_to IS NULL",
+        [when, org, *key],
+    )
+
+
+def _insert(store: BaseStore, org: str, e: Entry, digest: str, status: str | None, when: object) -> None:
+    store.execute(
+        f"INSERT INTO directory_versions ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL)",
+        [org, e.kind, e.scope, e.id, e.name, e.email, status, e.owner_type, e.owner_id, e.record, digest, when],
+    )
+
+
+def current_names(store: BaseStore, org: str, kind: str) -> dict[str, tuple[str | None, str | None]]:
+    """``{id: (name, status)}`` of the latest version of every ``kind`` item ever seen (deleted ones included)."""
+    rows = store.query(
+        "SELECT id, name, status FROM directory_versions WHERE org = %s AND kind = %s ORDER BY valid_from",
+        [org, kind],
+    )
+    return {id_: (name, status) for id_, name, status in rows}
+
+
+def record_json(value: object) -> str:
+    """The canonical JSON of an object (sorted keys), so an unchanged object has an unchanged digest."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

@@ -1,0 +1,142 @@
+"""The store keeps the directory with type-2 history, on DuckDB and PostgreSQL, refreshed by `usageledger sync`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger import Client
+from usageledger.cli import app
+from usageledger.emulator import Emulator, EmulatorConfig
+from usageledger.errors import PermissionDeniedError
+from usageledger.store import BaseStore, open_store
+from usageledger.store.directory import Snapshot, current_names, refresh
+from usageledger.sync import Org
+from usageledger.sync.directory import refresh_org, snapshot
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+DAY = 86_400
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+    """A fresh, migrated store of each back end."""
+    url = str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def snap(emulator_url: str) -> Snapshot:
+    """The emulator's whole directory, read once."""
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW) as client:
+        return snapshot(client)
+
+
+def _versions(store: BaseStore) -> int:
+    return int(store.query("SELECT COUNT(*) FROM directory_versions")[0][0])
+
+
+def test_refreshing_twice_writes_nothing_new(store: BaseStore, snap: Snapshot) -> None:
+    """The first refresh inserts every item of every kind; the same lists again change nothing."""
+    first = refresh(store, "main", snap, at=EMULATOR_NOW)
+    rows = _versions(store)
+    second = refresh(store, "main", snap, at=EMULATOR_NOW + 60)
+    kinds = {k for (k,) in store.query("SELECT DISTINCT kind FROM directory_current")}
+    assert first.inserted == len(snap.entries) == rows and second.unchanged == rows
+    assert (second.inserted, second.changed, second.deleted) == (0, 0, 0) and _versions(store) == rows
+    assert {"project", "user", "admin_api_key", "project_api_key", "group", "group_user", "project_group"} <= kinds
+
+
+def test_a_renamed_project_shows_its_new_name_with_the_old_in_history(store: BaseStore, snap: Snapshot) -> None:
+    """A rename closes the old version at the refresh time and opens one with the new name."""
+    refresh(store, "main", snap, at=EMULATOR_NOW)
+    target = next(e for e in snap.entries if e.kind == "project")
+    renamed = dataclasses.replace(target, name="Renamed", record=target.record.replace(str(target.name), "Renamed"))
+    entries = [renamed if e is target else e for e in snap.entries]
+    counts = refresh(store, "main", Snapshot(entries, snap.complete), at=EMULATOR_NOW + DAY)
+    history = store.query(
+        "SELECT name, valid_to IS NULL FROM directory_versions WHERE kind = 'project' AND id = %s ORDER BY valid_from",
+        [target.id],
+    )
+    assert counts.changed == 1 and history == [(target.name, False), ("Renamed", True)]
+    assert store.query("SELECT name FROM directory_projects WHERE id = %s", [target.id]) == [("Renamed",)]
+
+
+def test_a_deleted_key_keeps_its_name(store: BaseStore, snap: Snapshot) -> None:
+    """A key missing from a complete list gets a 'deleted' version that keeps its name; it comes back if relisted."""
+    refresh(store, "main", snap, at=EMULATOR_NOW)
+    key = next(e for e in snap.entries if e.kind == "project_api_key")
+    without = Snapshot([e for e in snap.entries if e is not key], snap.complete)
+    counts = refresh(store, "main", without, at=EMULATOR_NOW + DAY)
+    assert counts.deleted == 1
+    assert current_names(store, "main", "project_api_key")[key.id] == (key.name, "deleted")
+    again = refresh(store, "main", without, at=EMULATOR_NOW + 2 * DAY)
+    assert (again.deleted, again.changed, again.inserted) == (0, 0, 0)
+    back = refresh(store, "main", snap, at=EMULATOR_NOW + 3 * DAY)
+    assert back.changed == 1 and current_names(store, "main", "project_api_key")[key.id] == (key.name, "active")
+
+
+def test_a_list_not_read_in_full_deletes_nothing(store: BaseStore, snap: Snapshot) -> None:
+    """Only lists read in full can show a deletion: a snapshot without a list's completeness keeps its items."""
+    refresh(store, "main", snap, at=EMULATOR_NOW)
+    partial = Snapshot([e for e in snap.entries if e.kind != "group_user"], frozenset())
+    assert refresh(store, "main", partial, at=EMULATOR_NOW + DAY).deleted == 0
+
+
+def test_a_failed_read_leaves_the_stored_directory(store: BaseStore, snap: Snapshot, emulator_url: str) -> None:
+    """When a list cannot be read, nothing is written: the previous versions stay as they were."""
+    refresh(store, "main", snap, at=EMULATOR_NOW)
+    before = store.query("SELECT kind, scope, id, valid_from, valid_to FROM directory_versions ORDER BY 1, 2, 3, 4")
+    bad = Org("main", "sk-wrong-kind-of-key", emulator_url)
+    with pytest.raises(PermissionDeniedError, match="insufficient permissions"):
+        refresh_org(store, bad, at=EMULATOR_NOW + DAY)
+    after = store.query("SELECT kind, scope, id, valid_from, valid_to FROM directory_versions ORDER BY 1, 2, 3, 4")
+    assert after == before
+
+
+def test_sync_refreshes_the_directory_unless_told_not_to(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`usageledger sync` fills the directory (every project named); `--no-directory` leaves it empty."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator_url)
+    runner = CliRunner()
+    base = ["sync", "--endpoint", "code_interpreter_sessions", "--since", "5d", "--now", str(EMULATOR_NOW)]
+    skipped = runner.invoke(app, [*base, "--store", "skip.duckdb", "--no-directory"])
+    assert skipped.exit_code == 0, skipped.output
+    with open_store("skip.duckdb", read_only=True) as opened:
+        assert opened.query("SELECT COUNT(*) FROM directory_versions") == [(0,)]
+    done = runner.invoke(app, [*base, "--store", "dir.duckdb"])
+    assert done.exit_code == 0 and "directory of default:" in done.output, done.output
+    with open_store("dir.duckdb", read_only=True) as opened:
+        names = current_names(opened, "default", "project")
+        used = {pid for (pid,) in opened.query("SELECT DISTINCT project_id FROM usage_code_interpreter_sessions")}
+    assert used and all(names[pid][0] for pid in used)
+
+
+def test_a_key_deleted_between_two_syncs_keeps_its_name(store: BaseStore) -> None:
+    """The same organisation read before (46 days of history) and after (120 days) its keys are deleted: the deleted
+    keys, still in its old usage, keep their names in the store with status 'deleted'."""
+    young = Emulator(EmulatorConfig(seed=7, days=46, projects=4, users=8, models=5, now=EMULATOR_NOW))
+    old = Emulator(EmulatorConfig(seed=7, days=120, projects=4, users=8, models=5, now=EMULATOR_NOW))
+
+    def through(emulator: Emulator) -> Callable[[Org], Client]:
+        return lambda org: Client(org.api_key, "http://127.0.0.1/v1", transport=emulator.transport())
+
+    org = Org("main", FAKE_ADMIN_KEY)
+    refresh_org(store, org, at=EMULATOR_NOW, client_factory=through(young))
+    counts = refresh_org(store, org, at=EMULATOR_NOW + DAY, client_factory=through(old))
+    deleted = set(old.source.retired.keys)
+    names = current_names(store, "main", "project_api_key")
+    assert counts.deleted == len(deleted) > 0
+    assert all(names[key][1] == "deleted" and names[key][0] for key in deleted)
+    archived = set(old.source.retired.projects)
+    assert archived and all(current_names(store, "main", "project")[p][1] == "archived" for p in archived)
