@@ -13,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from usageledger import catalogue, rules, timeutil
-from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
+from usageledger.cli._app import app, console, err_console, fail, friendly_errors, open_for_reading, setup_logging
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError
-from usageledger.store import DEFAULT_STORE, BaseStore, Stream, check_store_url, is_postgres_url, open_store
+from usageledger.store import DEFAULT_STORE, BaseStore, Stream, check_store_url, open_store
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -335,7 +335,7 @@ def export_command(
 
     config = load_config(config_path)
     now = timeutil.now_unix()
-    with open_store(_store_url(store, config)) as opened:
+    with open_for_reading(_store_url(store, config)) as opened:
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
             raise ConfigError("--partition-by needs an --output directory")
@@ -364,9 +364,7 @@ def status(store: StoreOpt = None, config_path: ConfigOpt = None) -> None:
     """Show each stream's watermark, last run and row counts."""
     config = load_config(config_path)
     url = _store_url(store, config)
-    if not is_postgres_url(url) and not Path(url).exists():
-        raise fail(f"no store at {url}: run `usageledger sync` (or pass --store)")
-    with open_store(url) as opened:
+    with open_for_reading(url) as opened:
         _print_status(opened, url)
 
 

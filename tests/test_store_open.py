@@ -1,0 +1,116 @@
+"""Opening stores: reading commands never create one, say the true cause of a failed open, and work during a sync.
+
+Every case runs through the CLI and checks the one line on stderr, the exit code and the files left behind.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.store import open_store
+
+from fixtures.data import FAKE_ADMIN_KEY
+
+READERS = [
+    ["status"],
+    ["report"],
+    ["check"],
+    ["reconcile"],
+    ["export", "-e", "costs", "-o", "-"],
+]
+IDS = [argv[0] for argv in READERS]
+
+
+def _one_line(result: object) -> str:
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def _files(where: Path) -> list[str]:
+    return sorted(str(p.relative_to(where)) for p in where.rglob("*"))
+
+
+@pytest.mark.parametrize("argv", READERS, ids=IDS)
+@pytest.mark.parametrize("store", ["typo.duckdb", "missing/folder/typo.duckdb"])
+def test_a_reading_command_on_a_missing_store_says_so_and_creates_nothing(
+    argv: list[str], store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`no store at PATH`, naming --store and [store] url; exit 1; no file, WAL, lock or folder is created."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, [*argv, "--store", store])
+    assert result.exit_code == 1, result.output
+    line = _one_line(result)
+    assert line.startswith(f"error: no store at {store}:") and "--store" in line and "[store] url" in line, line
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("argv", READERS, ids=IDS)
+def test_a_reading_command_on_a_postgres_database_without_the_schema_creates_no_table(
+    argv: list[str], pg_url: str
+) -> None:
+    """A PostgreSQL database without usageledger's tables: one line saying so, and still no table afterwards."""
+    result = CliRunner().invoke(app, [*argv, "--store", pg_url])
+    assert result.exit_code == 1, result.output
+    line = _one_line(result)
+    assert "no usageledger store in" in line and "usageledger sync" in line, line
+    with open_store(pg_url, migrate=False) as opened:
+        assert opened.applied_migrations() == [] and opened.query(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+        ) == [(0,)]
+
+
+def _holder(path: Path) -> subprocess.Popen[str]:
+    """Another program (a plain duckdb connection, not usageledger) holding ``path`` open for writing."""
+    code = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+WRITER = ["sync", "--base-url", "http://127.0.0.1:9/v1", "--quiet"]
+"""A sync whose store fails to open before it sends any request (nothing listens on port 9)."""
+
+
+@pytest.mark.parametrize("argv", [["status"], ["report"], WRITER], ids=["status", "report", "sync"])
+def test_duckdb_open_failures_say_their_real_cause(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory, a missing folder, a file that is not DuckDB and a file locked by PID N: each its own line."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    cases = {
+        "adir": "is a directory, not a DuckDB file",
+        "notes.csv": "is not a DuckDB database file",
+    }
+    if argv[0] == "sync":  # a writer names the missing folder; readers say `no store at` (tested above)
+        cases["gone/u.duckdb"] = f"the folder {tmp_path / 'gone'} of the store gone/u.duckdb does not exist"
+    for store, cause in cases.items():
+        before = _files(tmp_path)
+        result = CliRunner().invoke(app, [*argv, "--store", store])
+        assert result.exit_code == 1, result.output
+        line = _one_line(result)
+        assert cause in line and "wait for" not in line, line
+        assert _files(tmp_path) == before, store
+    held = tmp_path / "held.duckdb"
+    holder = _holder(held)
+    try:
+        before = _files(tmp_path)
+        result = CliRunner().invoke(app, [*argv, "--store", str(held)])
+        assert result.exit_code == 1, result.output
+        line = _one_line(result)
+        assert f"is locked by process {holder.pid} (" in line and "not a running usageledger sync" in line, line
+        assert _files(tmp_path) == before
+    finally:
+        holder.communicate("")
