@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from reliability import cli, emulator_process, env, finish, run_cli, sync_args
 from usageledger.cli import app
 from usageledger.store import open_store
+from usageledger.store._filelock import writer_pid
 
 from fixtures.data import FAKE_ADMIN_KEY
 
@@ -114,3 +117,44 @@ def test_duckdb_open_failures_say_their_real_cause(
         assert _files(tmp_path) == before
     finally:
         holder.communicate("")
+
+
+def _wait_for_writer(store: str, sync: subprocess.Popen[str]) -> None:
+    """Until the sync subprocess holds the store's writer lock (it has opened the store)."""
+    deadline = time.monotonic() + 60
+    while writer_pid(store) != sync.pid:
+        assert sync.poll() is None, sync.communicate()
+        assert time.monotonic() < deadline, "the sync never opened its store"
+        time.sleep(0.05)
+
+
+def test_readers_work_during_a_duckdb_sync_and_a_second_sync_is_refused_at_once(tmp_path: Path) -> None:
+    """status and report succeed while a real sync writes; a second sync is refused in one line naming its PID."""
+    store = str(tmp_path / "busy.duckdb")
+    with emulator_process("--latency", "100ms") as url:
+        # One request at a time, 100 ms each: the sync writes for ten seconds or more.
+        sync = run_cli([*cli(), *sync_args(store, "--concurrency", "1")], url, tmp_path)
+        try:
+            _wait_for_writer(store, sync)
+            started = time.monotonic()
+            second = run_cli([*cli(), *sync_args(store)], url, tmp_path)
+            code, _, err = finish(second)
+            assert code == 1 and len(err.strip().splitlines()) == 1, err
+            assert f"another usageledger process (PID {sync.pid}, a running sync) is writing to the store" in err
+            assert time.monotonic() - started < 20 and sync.poll() is None, "refused at once, not after waiting"
+            for argv in (["status"], ["report", "--until", "2025-01-01"]):
+                done = subprocess.run(
+                    [*cli(), *argv, "--store", store], env=env(url), cwd=tmp_path, capture_output=True, text=True
+                )
+                assert done.returncode == 0, done.stderr
+                assert done.stdout.strip(), argv
+                waited = done.stderr.strip().splitlines()
+                assert waited in ([], [f"waiting for the running sync (PID {sync.pid}) to release the store {store}…"])
+                assert sync.poll() is None, "the reader must have run while the sync was still writing"
+        finally:
+            code, _, err = finish(sync)
+        assert code == 0, err
+        # The lock file stays behind with a PID that no longer holds it: it never blocks the next sync.
+        assert Path(store + ".lock").read_text().strip() == str(sync.pid)
+        code, _, err = finish(run_cli([*cli(), *sync_args(store)], url, tmp_path))
+        assert code == 0, err
