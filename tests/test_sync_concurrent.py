@@ -2,8 +2,9 @@
 
 A DuckDB store is written by one process only (it holds ``<store>.lock``): the second sync is refused at once with a
 message naming the PID of the sync that holds the store. A PostgreSQL store takes an advisory lock: the second sync
-is refused the same way, or, when the first has already finished, runs as an ordinary re-run. Either way the store equals one clean sync
-(never corrupted, never double-counted), and a refused sync run again afterwards changes nothing.
+is refused the same way, or, when the first has already finished, runs as an ordinary re-run. Either way the store
+equals one clean sync (never corrupted, never double-counted), and a refused sync run again afterwards changes
+nothing.
 Rounds per store: 3 by default, 10 with ``USAGELEDGER_HEAVY=1``.
 """
 

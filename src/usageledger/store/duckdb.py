@@ -255,21 +255,24 @@ class DuckDBStore(BaseStore):
                 raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
 
     def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
+        # The lock is not held across yields (a consumer may stop in another thread, or never): ``_busy`` alone keeps
+        # a writer from closing the file under the open cursor.
         with self._use() as con:
             cur = con.cursor()
             self._busy += 1
-            try:
-                relation = cur.sql(sql.replace("%s", "?"), params=list(params))
-                # DuckDB 2 renamed fetch_arrow_reader (now deprecated) to to_arrow_reader.
-                to_reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
-                reader = to_reader(batch_rows)
-                for batch in reader:
-                    yield pa.Table.from_batches([batch]).cast(schema)
-            except duckdb.Error as exc:
-                raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
-            finally:
+        try:
+            relation = cur.sql(sql.replace("%s", "?"), params=list(params))
+            # DuckDB 2 renamed fetch_arrow_reader (now deprecated) to to_arrow_reader.
+            to_reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+            reader = to_reader(batch_rows)
+            for batch in reader:
+                yield pa.Table.from_batches([batch]).cast(schema)
+        except duckdb.Error as exc:
+            raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+        finally:
+            with self._mutex:
                 self._busy -= 1
-                cur.close()
+            cur.close()
 
     def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> pa.Table:
         schema = spec.arrow_schema()
