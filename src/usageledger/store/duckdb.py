@@ -141,7 +141,7 @@ class DuckDBStore(BaseStore):
                     f" within {READ_WAIT_LIMIT:.0f} s; run again when it has finished"
                 )
             time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            delay = min(delay * 2, 0.05)
 
     def _open_writer(self) -> duckdb.DuckDBPyConnection:
         """Open for writing once no reader waits; wait (bounded) while readers hold the file."""
@@ -172,7 +172,7 @@ class DuckDBStore(BaseStore):
                     " report or export, then run the sync again"
                 )
             time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+            delay = min(delay * 2, 0.02)
 
     def _step_aside(self) -> None:
         """Close the file so waiting readers can open it; the next use opens it again (after them)."""
