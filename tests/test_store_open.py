@@ -5,6 +5,7 @@ Every case runs through the CLI and checks the one line on stderr, the exit code
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -158,3 +159,45 @@ def test_readers_work_during_a_duckdb_sync_and_a_second_sync_is_refused_at_once(
         assert Path(store + ".lock").read_text().strip() == str(sync.pid)
         code, _, err = finish(run_cli([*cli(), *sync_args(store)], url, tmp_path))
         assert code == 0, err
+
+
+def test_a_reader_holds_a_writing_store_up_only_briefly(tmp_path: Path) -> None:
+    """A writer committing back to back gives the file to a `status` subprocess and goes on within a second."""
+    path = tmp_path / "hot.duckdb"
+    reader: subprocess.Popen[str] | None = None
+    gaps: list[float] = []
+    with open_store(path) as store:
+        store.execute("CREATE TABLE beats (n INTEGER)")
+        reader = subprocess.Popen(
+            [*cli(), "status", "--store", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        while reader.poll() is None:
+            began = time.perf_counter()
+            with store.transaction():
+                store.execute("INSERT INTO beats VALUES (1)")
+            gaps.append(time.perf_counter() - began)
+            time.sleep(0.005)
+        out, err = reader.communicate()
+    assert reader.returncode == 0, err
+    assert "No streams yet" in out and err.strip() in (
+        "",
+        f"waiting for the running sync (PID {os.getpid()}) to release the store {path}…",
+    )
+    assert max(gaps) < 1.0, f"the writer waited {max(gaps):.2f}s for one reader"
+
+
+def test_a_writer_waits_for_a_reader_that_holds_the_file(tmp_path: Path) -> None:
+    """A sync that starts while a reader holds the file waits for it instead of failing."""
+    path = tmp_path / "read.duckdb"
+    open_store(path).close()
+    code = (
+        "import sys, time; from usageledger.store import open_existing_store;"
+        " s = open_existing_store(sys.argv[1]); print('ready', flush=True); time.sleep(1.5); s.close()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    began = time.monotonic()
+    with open_store(path) as store:
+        assert store.applied_migrations()
+    holder.communicate()
+    assert time.monotonic() - began > 0.5  # it did wait for the reader
