@@ -60,11 +60,11 @@ def _refused(args: list[str]) -> str:
 
 @pytest.mark.parametrize(
     "output",
-    [STORE, f"./{STORE}", f"sub/../{STORE}", "ABSOLUTE", "LINK", f"{STORE}.wal", f"./{STORE}.wal"],
+    [STORE, f"./{STORE}", f"sub/../{STORE}", "ABSOLUTE", "LINK", f"{STORE}.wal", f"./{STORE}.wal", f"{STORE}.lock"],
 )
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_export_onto_the_store_is_refused(synced: Path, output: str, fmt: str) -> None:
-    """-o naming the store (relative, ./, .., absolute, through a symlink) or its WAL is refused; no row is lost."""
+    """-o naming the store (relative, ./, .., absolute, through a symlink), its WAL or lock is refused; no row lost."""
     before = _costs_rows(synced / STORE)
     store_bytes = (synced / STORE).read_bytes()
     (synced / "sub").mkdir()
@@ -75,7 +75,9 @@ def test_export_onto_the_store_is_refused(synced: Path, output: str, fmt: str) -
     assert (synced / STORE).read_bytes() == store_bytes
     assert _costs_rows(synced / STORE) == before
     assert not (synced / f"{STORE}.wal").exists()
-    assert sorted(p.name for p in synced.iterdir()) == sorted([STORE, CONFIG, "sub", "link.csv"])
+    # The sync left its lock files beside the store (see docs/STORE.md); the export wrote nothing.
+    locks = [f"{STORE}.lock", f"{STORE}.readers"]
+    assert sorted(p.name for p in synced.iterdir()) == sorted([STORE, *locks, CONFIG, "sub", "link.csv"])
 
 
 def test_export_of_every_endpoint_onto_the_store_is_refused(synced: Path) -> None:

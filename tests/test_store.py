@@ -195,7 +195,7 @@ def test_streams_state_and_runs_are_recorded(store: BaseStore) -> None:
 
 
 def test_duckdb_store_held_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
-    """A DuckDB file locked by another writer gives a StoreError that says why, not a traceback."""
+    """A DuckDB file locked by another program gives a StoreError naming its PID, not advice to wait for a sync."""
     import subprocess
     import sys
 
@@ -213,7 +213,7 @@ def test_duckdb_store_held_by_another_process_is_a_clear_error(tmp_path: Path) -
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
-        with pytest.raises(StoreError, match="another usageledger sync"):
+        with pytest.raises(StoreError, match=rf"is locked by process {holder.pid} \(python[^)]*\), which is not a"):
             open_store(path)
     finally:
         assert holder.stdin is not None

@@ -1,9 +1,10 @@
 """Concurrency: two `usageledger sync` processes started together on one store serialise or both finish.
 
-A DuckDB file can be opened for writing by one process only: the second sync is refused with a message saying
-another sync holds the store. A PostgreSQL store takes an advisory lock: the second sync is refused the same way,
-or, when the first has already finished, runs as an ordinary re-run. Either way the store equals one clean sync
-(never corrupted, never double-counted), and a refused sync run again afterwards changes nothing.
+A DuckDB store is written by one process only (it holds ``<store>.lock``): the second sync is refused at once with a
+message naming the PID of the sync that holds the store. A PostgreSQL store takes an advisory lock: the second sync
+is refused the same way, or, when the first has already finished, runs as an ordinary re-run. Either way the store
+equals one clean sync (never corrupted, never double-counted), and a refused sync run again afterwards changes
+nothing.
 Rounds per store: 3 by default, 10 with ``USAGELEDGER_HEAVY=1``.
 """
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.heavy
 ROUNDS = 10 if HEAVY else 3
 REFUSED = (
     "error: another usageledger sync is writing to this store; wait for it to finish and run again",
-    "is in use by process",
+    "a running sync) is writing to the store",
 )
 
 

@@ -389,7 +389,8 @@ def _check_store(url: str) -> list[Finding]:
         fix = (
             "check the URL, that the server runs, and the credentials"
             if is_postgres_url(url)
-            else ("wait for a running sync to finish, or check the file's permissions")
+            else "fix what the message names (a running sync, another program holding the file, a directory, a file"
+            " that is not DuckDB, permissions)"
         )
         return [Finding("store", "fail", f"cannot open {shown}: {exc}", fix)]
     with opened:

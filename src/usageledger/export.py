@@ -187,14 +187,16 @@ def export(
 
 
 class _Guard:
-    """The paths an export must never write: the DuckDB store, its WAL and what the caller protects."""
+    """The paths an export must never write: the DuckDB store, its WAL, its lock files and what the caller protects."""
 
     def __init__(self, store: BaseStore, protect: Mapping[str, str | Path]) -> None:
+        from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
         from usageledger.store.duckdb import DuckDBStore
 
         self._paths: list[tuple[str, str | Path]] = []
         if isinstance(store, DuckDBStore) and store.path != ":memory:":
             self._paths += [("the DuckDB store", store.path), ("the DuckDB store's WAL", f"{store.path}.wal")]
+            self._paths += [("a lock file of the DuckDB store", store.path + s) for s in (LOCK_SUFFIX, READERS_SUFFIX)]
         self._paths += list(protect.items())
 
     def check(self, path: Path) -> None:

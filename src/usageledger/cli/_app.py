@@ -13,10 +13,12 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._secrets import MaskKeysFilter, mask_keys
 from usageledger.errors import UsageLedgerError
+from usageledger.store import BaseStore, open_existing_store
 
 app = typer.Typer(
     name="usageledger",
@@ -38,8 +40,16 @@ R = TypeVar("R")
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear line on stderr (key-shaped text masked, whatever its source) and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {mask_keys(message)}", highlight=False, soft_wrap=True)
+    # The message is plain text: a config section such as [store] in it must print as written, not as markup.
+    err_console.print(f"[bold red]error:[/] {escape(mask_keys(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def open_for_reading(url: str) -> BaseStore:
+    """The store every reading command uses: it must exist; a wait for a running sync is said once on stderr."""
+    return open_existing_store(
+        url, on_wait=lambda message: err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+    )
 
 
 def describe_os_error(exc: OSError) -> str:

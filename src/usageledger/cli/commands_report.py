@@ -12,9 +12,9 @@ from typing import Annotated, Final, Literal
 import typer
 from rich.console import RenderableType
 
-from usageledger.cli._app import app, console, err_console, friendly_errors
+from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading
 from usageledger.config import Config, load_config
-from usageledger.errors import ParameterError, StoreError
+from usageledger.errors import ParameterError
 from usageledger.report.alerts import (
     AlertDeliveryError,
     AnomalyRule,
@@ -31,7 +31,7 @@ from usageledger.report.names import Names, load_names, names_from_mapping
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.terminal import render_check, render_reconcile, render_report
-from usageledger.store import BaseStore, check_store_url, is_postgres_url, open_store
+from usageledger.store import DEFAULT_STORE, BaseStore
 from usageledger.timeutil import parse_duration, since_unix, to_unix
 
 EXIT_FINDINGS: Final = 3
@@ -87,22 +87,15 @@ def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -
 
 
 @contextmanager
-def _database(url: str) -> Iterator[BaseStore]:
-    """The store, opened read-only (DuckDB) and never migrated: reports only read."""
-    if not is_postgres_url(check_store_url(url)) and not Path(url).exists():
-        raise StoreError(f"no store at {url}: run usageledger sync first, or pass --store")
-    store = open_store(url, migrate=False, read_only=True)
-    try:
-        if store.pending_migrations():
-            raise StoreError(f"the store {url} has an older schema: run usageledger sync once to migrate it")
+def _database(url: str | None) -> Iterator[BaseStore]:
+    """The store, opened to read only (see ``open_existing_store``): reports never create or migrate it."""
+    with open_for_reading(url or DEFAULT_STORE) as store:
         from usageledger.sync._safety import mixed_data
 
         warning = mixed_data(store)
         if warning is not None:
             err_console.print(warning, highlight=False, soft_wrap=True, markup=False)
         yield store
-    finally:
-        store.close()
 
 
 def _day(value: str, *, now: int, param: str, end: bool, since: bool = False) -> date:

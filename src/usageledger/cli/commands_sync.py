@@ -16,7 +16,7 @@ from rich.text import Text
 from usageledger import catalogue, rules, timeutil
 from usageledger._secrets import redact_url_password
 from usageledger.cli import _filters
-from usageledger.cli._app import app, console, err_console, fail, friendly_errors, setup_logging
+from usageledger.cli._app import app, console, err_console, fail, friendly_errors, open_for_reading, setup_logging
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError, UsageLedgerError
@@ -28,7 +28,6 @@ from usageledger.store import (
     Stream,
     StreamState,
     check_store_url,
-    is_postgres_url,
     open_store,
 )
 
@@ -414,7 +413,7 @@ def export_command(
     now = timeutil.now_unix()
     since_at, until_at = _since(since, now), _time(until, "--until", now)
     timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
-    with open_store(_store_url(store, config)) as opened:
+    with open_for_reading(_store_url(store, config)) as opened:
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
             raise ConfigError("--partition-by needs an --output directory")
@@ -452,9 +451,7 @@ def status(
     """Show each stream's watermark, last run and row counts."""
     config = load_config(config_path)
     url = _store_url(store, config)
-    if not is_postgres_url(url) and not Path(url).exists():
-        raise fail(f"no store at {url}: run `usageledger sync` (or pass --store)")
-    with open_store(url) as opened:
+    with open_for_reading(url) as opened:
         from usageledger.sync._safety import stream_states_now
 
         # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.

@@ -1,12 +1,14 @@
 """The store: one table per endpoint, stream state and runs, in DuckDB (the default) or PostgreSQL.
 
 ``open_store(url)`` picks the back end: a ``postgresql://`` (or ``postgres://``) URL means PostgreSQL, anything
-else is a DuckDB file path. The store is migrated on open unless ``migrate=False``.
+else is a DuckDB file path. The store is migrated on open unless ``migrate=False``. ``open_existing_store(url)`` is
+how every command that only reads opens it: it never creates, migrates or waits for long.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -45,6 +47,7 @@ __all__ = [
     "default_streams",
     "encode_group_key",
     "is_postgres_url",
+    "open_existing_store",
     "open_store",
     "table_for",
     "tables",
@@ -96,4 +99,40 @@ def open_store(url: str | Path = DEFAULT_STORE, *, migrate: bool = True, read_on
         except BaseException:
             store.close()
             raise
+    return store
+
+
+def open_existing_store(url: str | Path, *, on_wait: Callable[[str], None] | None = None) -> BaseStore:
+    """Open a store that must already exist, to read it: never creates a file, a table or a folder, never migrates.
+
+    A missing DuckDB file, a PostgreSQL database without usageledger's tables, and a store of an older schema are
+    each a :class:`StoreError` of one line that says how to fix it. A DuckDB store that a running sync holds is
+    waited for (bounded); ``on_wait`` hears that once (the CLI prints it on stderr).
+    """
+    text = check_store_url(url)
+    store: BaseStore
+    if is_postgres_url(text):
+        from usageledger.store.postgres import PostgresStore
+
+        store = PostgresStore(text)
+    else:
+        from usageledger.store.duckdb import DuckDBStore, no_store_message
+
+        if not Path(text).exists():  # checked here too, so nothing below ever gets the chance to create it
+            raise StoreError(no_store_message(text))
+        store = DuckDBStore(text, read_only=True, on_wait=on_wait)
+    try:
+        applied = store.applied_migrations()
+        if not applied:
+            raise StoreError(
+                f"no usageledger store in {redact_url_password(text)}: it holds none of usageledger's tables; run"
+                " `usageledger sync` (or `usageledger init`) to create them, or pass --store to read another"
+            )
+        if store.pending_migrations():
+            raise StoreError(
+                f"the store {redact_url_password(text)} has an older schema: run `usageledger sync` once to migrate it"
+            )
+    except BaseException:
+        store.close()
+        raise
     return store

@@ -1,84 +1,266 @@
-"""The DuckDB store (the default): one file, batches staged as Arrow tables."""
+"""The DuckDB store (the default): one file, batches staged as Arrow tables.
+
+DuckDB lets one process hold a file for writing, and then no other process may open it, even to read. A writing
+store (a sync) therefore takes the writer lock beside the file (``<store>.lock``, see :mod:`._filelock`) and, while a
+reader waits for its turn, closes the file between two transactions and opens it again once the reader is done. A
+reading store waits for its turn (bounded, with one message through ``on_wait``) instead of failing.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
+import os
 import re
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import duckdb
 import pyarrow as pa
 
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
+from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer_pid
 from usageledger.store.schema import Dialect, TableSpec
 
-__all__ = ["DuckDBStore"]
+__all__ = ["READ_WAIT_LIMIT", "WRITE_WAIT_LIMIT", "DuckDBStore"]
+
+logger = logging.getLogger("usageledger.store")
 
 _names = itertools.count(1)
 
+READ_WAIT_LIMIT: Final = 120.0
+"""Seconds a reader waits for a running sync to release the store before it gives up (with one line)."""
+WRITE_WAIT_LIMIT: Final = 600.0
+"""Seconds a writer waits for readers (which hold the file while they read) before it gives up."""
+_WATCH_EVERY: Final = 0.05
+"""How often a writer looks for a waiting reader while it is idle (an instant's ``flock`` probe)."""
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+_MAGIC: Final = b"DUCK"
+"""Bytes 8 to 12 of every DuckDB database file."""
+_FOREIGN_GRACE: Final = 1.0
+"""A writer closing at the end of its run drops the file before its writer lock: look twice before blaming
+another program."""
+
+WaitHandler = Callable[[str], None]
+
 
 class DuckDBStore(BaseStore):
-    """A DuckDB file (or ``:memory:``). DuckDB lets one process write a file at a time."""
+    """A DuckDB file (or ``:memory:``): one writing process at a time, readers between its transactions.
+
+    ``on_wait`` hears, once, that a reading store waits for a running sync to release the file.
+    """
 
     dialect: ClassVar[Dialect] = "duckdb"
     this_schema: ClassVar[str] = "table_schema = current_schema() AND table_catalog = current_database()"
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, on_wait: WaitHandler | None = None) -> None:
         super().__init__(str(path))
         self.path = str(path)
+        self.read_only = read_only
+        self._on_wait = on_wait
+        self._mutex = threading.RLock()
+        self._busy = 0  # transactions and result streams in progress: the file may not be closed under them
+        self._writer: WriterLock | None = None
+        self._readers: ReaderSignal | None = None
+        self._turn = contextlib.ExitStack()  # a reader's turn, held until it closes
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
         try:
-            self._con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.IOException as exc:
-            holder = re.search(r"Conflicting lock is held in .*?\(PID (\d+)\)", str(exc))
-            if holder:
+            if self.path in ("", ":memory:"):
+                self._con = _connect(self.path, read_only=read_only)
+            elif read_only:
+                self._con = self._open_reader()
+            else:
+                _check_location(self.path)
+                if os.path.exists(self.path):
+                    _check_header(self.path)
+                # Lock files this open creates are removed again if it fails (a typo must leave nothing behind).
+                fresh = [self.path + s for s in (LOCK_SUFFIX, READERS_SUFFIX) if not os.path.exists(self.path + s)]
+                try:
+                    self._writer = WriterLock.acquire(self.path)
+                    self._readers = ReaderSignal(self.path)
+                except OSError as exc:
+                    raise StoreError(
+                        f"cannot create the lock file beside the store {self.path} ({exc.strerror}): the folder must"
+                        " be writable to write the store"
+                    ) from exc
+                try:
+                    self._con = self._open_writer()
+                except BaseException:
+                    for created in fresh:  # still under the writer lock: no other writer can be using them
+                        with contextlib.suppress(OSError):
+                            os.unlink(created)
+                    raise
+                self._watcher = threading.Thread(target=self._watch, name="usageledger-store-watch", daemon=True)
+                self._watcher.start()
+        except BaseException:
+            self._release_files()
+            raise
+
+    # --- opening and giving way ---------------------------------------------------------------------------
+
+    def _open_reader(self) -> duckdb.DuckDBPyConnection:
+        """Open read-only; while a usageledger sync holds the file, take a turn and wait (bounded)."""
+        if os.path.isdir(self.path):
+            raise _directory(self.path)
+        if not os.path.exists(self.path):
+            raise StoreError(no_store_message(self.path))
+        _check_header(self.path)
+        started = time.monotonic()
+        foreign_since: float | None = None
+        waiting = False
+        delay = 0.02
+        while True:
+            try:
+                return _connect(self.path, read_only=True)
+            except duckdb.Error as exc:
+                holder = _LOCK_HOLDER.search(str(exc))
+                if holder is None:
+                    raise _open_error(self.path, exc) from exc
+            now = time.monotonic()
+            pid = writer_pid(self.path)
+            if pid is None:  # not a usageledger writer (or one that is just letting go: look again first)
+                foreign_since = now if foreign_since is None else foreign_since
+                if now - foreign_since > _FOREIGN_GRACE:
+                    raise _locked_by(self.path, holder.group(1), holder.group(2))
+            elif not waiting:
+                waiting = True
+                self._turn.enter_context(reader_turn(self.path))
+                if self._on_wait is not None:
+                    self._on_wait(
+                        f"waiting for the running sync (PID {pid or 'unknown'}) to release the store {self.path}…"
+                    )
+            if now - started > READ_WAIT_LIMIT:
                 raise StoreError(
-                    f"the DuckDB store {self.path} is in use by process {holder.group(1)} (another usageledger sync,"
-                    " or a program with the file open): wait for it to finish and run again"
-                ) from exc
-            raise StoreError(
-                f"cannot open the DuckDB store {self.path}: {_first_line(exc)}. If another usageledger sync is"
-                " running on it, wait for it to finish"
-            ) from exc
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open the DuckDB store {self.path}: {_first_line(exc)}") from exc
-        self._con.execute("SET TimeZone = 'UTC'")
+                    f"the store {self.path} stayed busy: the running sync (PID {pid or 'unknown'}) did not release it"
+                    f" within {READ_WAIT_LIMIT:.0f} s; run again when it has finished"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _open_writer(self) -> duckdb.DuckDBPyConnection:
+        """Open for writing once no reader waits; wait (bounded) while readers hold the file."""
+        started = time.monotonic()
+        foreign_since: float | None = None
+        told = False
+        delay = 0.01
+        while True:
+            if self._readers is None or not self._readers.waiting():
+                try:
+                    return _connect(self.path, read_only=False)
+                except duckdb.Error as exc:
+                    holder = _LOCK_HOLDER.search(str(exc))
+                    if holder is None:
+                        raise _open_error(self.path, exc) from exc
+                    # DuckDB adds "you would be able to open this database in read-only mode" when readers hold it.
+                    if "read-only mode" not in str(exc):
+                        now = time.monotonic()
+                        foreign_since = now if foreign_since is None else foreign_since
+                        if now - foreign_since > _FOREIGN_GRACE:
+                            raise _locked_by(self.path, holder.group(1), holder.group(2)) from exc
+            if not told:
+                told = True
+                logger.info("waiting for readers of the store %s to finish", self.path)
+            if time.monotonic() - started > WRITE_WAIT_LIMIT:
+                raise StoreError(
+                    f"readers kept the store {self.path} open for {WRITE_WAIT_LIMIT:.0f} s: stop the long-running"
+                    " report or export, then run the sync again"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def _step_aside(self) -> None:
+        """Close the file so waiting readers can open it; the next use opens it again (after them)."""
+        con, self._con = self._con, None
+        if con is not None:
+            logger.info("a reader is waiting: the store %s is released until it has read", self.path)
+            con.close()
+
+    def _watch(self) -> None:
+        """While idle (between transactions, waiting on the API), give the file to a waiting reader."""
+        while not self._stop.wait(_WATCH_EVERY):
+            readers = self._readers
+            if readers is None or not readers.waiting() or not self._mutex.acquire(blocking=False):
+                continue
+            try:
+                if self._busy == 0:
+                    self._step_aside()
+            finally:
+                self._mutex.release()
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, held for the block; a writer first gives way to waiting readers, then reopens."""
+        with self._mutex:
+            if self._readers is not None and self._busy == 0:
+                if self._con is not None and self._readers.waiting():
+                    self._step_aside()
+                if self._con is None:
+                    self._con = self._open_writer()
+            if self._con is None:
+                raise StoreError(f"the DuckDB store {self.path} is closed")
+            yield self._con
+
+    def _release_files(self) -> None:
+        if self._readers is not None:
+            self._readers.close()
+            self._readers = None
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._turn.close()
+
+    # --- the back end ---------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _outer_transaction(self) -> Iterator[None]:
-        self._con.begin()
-        try:
-            yield
-        except BaseException:
-            self._con.rollback()
-            raise
-        try:
-            self._con.commit()
-        except duckdb.Error as exc:
-            raise StoreError(f"DuckDB commit failed: {_first_line(exc)}") from exc
+        with self._use() as con:
+            con.begin()
+            self._busy += 1
+            try:
+                try:
+                    yield
+                except BaseException:
+                    con.rollback()
+                    raise
+                try:
+                    con.commit()
+                except duckdb.Error as exc:
+                    raise StoreError(f"DuckDB commit failed: {_first_line(exc)}") from exc
+            finally:
+                self._busy -= 1
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        try:
-            result = self._con.execute(sql.replace("%s", "?"), list(params))
-            desc = result.description
-            if desc and len(desc) == 1 and desc[0][0] == "Count":
-                row = result.fetchone()
-                return int(row[0]) if row else 0
-            return -1
-        except duckdb.Error as exc:
-            raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+        with self._use() as con:
+            try:
+                result = con.execute(sql.replace("%s", "?"), list(params))
+                desc = result.description
+                if desc and len(desc) == 1 and desc[0][0] == "Count":
+                    row = result.fetchone()
+                    return int(row[0]) if row else 0
+                return -1
+            except duckdb.Error as exc:
+                raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._con.execute(sql.replace("%s", "?"), list(params)).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+        with self._use() as con:
+            try:
+                return con.execute(sql.replace("%s", "?"), list(params)).fetchall()
+            except duckdb.Error as exc:
+                raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
 
     def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
-        cur = self._con.cursor()
+        # The lock is not held across yields (a consumer may stop in another thread, or never): ``_busy`` alone keeps
+        # a writer from closing the file under the open cursor.
+        with self._use() as con:
+            cur = con.cursor()
+            self._busy += 1
         try:
             relation = cur.sql(sql.replace("%s", "?"), params=list(params))
             # DuckDB 2 renamed fetch_arrow_reader (now deprecated) to to_arrow_reader.
@@ -89,6 +271,8 @@ class DuckDBStore(BaseStore):
         except duckdb.Error as exc:
             raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
         finally:
+            with self._mutex:
+                self._busy -= 1
             cur.close()
 
     def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> pa.Table:
@@ -100,29 +284,112 @@ class DuckDBStore(BaseStore):
 
     def _stage(self, spec: TableSpec, payload: Any) -> str:
         name = f"_incoming_{next(_names)}"
-        self._con.register(name, payload)
+        with self._use() as con:
+            con.register(name, payload)
         return name
 
     def _unstage(self, name: str) -> None:
-        self._con.unregister(name)
+        with self._use() as con:
+            con.unregister(name)
 
     def acquire_sync_lock(self) -> bool:
-        """Always granted: DuckDB already lets only one process open the file for writing."""
+        """Always granted: a writing DuckDB store holds ``<store>.lock`` from open to close (see ``_filelock``)."""
         return True
 
     def release_sync_lock(self) -> None:
-        """Nothing to release (see :meth:`acquire_sync_lock`)."""
+        """Nothing to release here: closing the store releases ``<store>.lock``."""
 
     def _migration_lock(self) -> None:
-        """Nothing to do: DuckDB lets only one process open the file for writing."""
+        """Nothing to do: only the holder of ``<store>.lock`` writes the file."""
 
     def close(self) -> None:
-        self._con.close()
+        """Close the file first, then drop the lock files: a next writer finds the file free once it has the lock."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+        with self._mutex:
+            con, self._con = self._con, None
+            try:
+                if con is not None:
+                    con.close()
+            finally:
+                self._release_files()
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The DuckDB connection, for ad-hoc SQL (reports, tests)."""
-        return self._con
+        with self._use() as con:
+            return con
+
+
+def no_store_message(path: str) -> str:
+    """The one line a reading command gives for a store that does not exist."""
+    return (
+        f"no store at {path}: run `usageledger sync` to create it, or pass --store (or set [store] url in"
+        " usageledger.toml) to read another"
+    )
+
+
+def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(path, read_only=read_only)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _check_location(path: str) -> None:
+    """A writer's path must be a file (or nothing yet) in a folder that exists."""
+    where = Path(path)
+    if where.is_dir():
+        raise _directory(path)
+    folder = where.absolute().parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise StoreError(f"the folder {folder} of the store {path} {what}: create the folder, or pass another --store")
+
+
+def _check_header(path: str) -> None:
+    """An existing file must be a DuckDB database: DuckDB itself opens ``x.csv`` as an in-memory database instead."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise StoreError(f"cannot read the DuckDB store {path}: {exc.strerror}; check its permissions") from exc
+    if head[8:12] != _MAGIC:
+        raise _not_duckdb(path)
+
+
+def _not_duckdb(path: str) -> StoreError:
+    return StoreError(
+        f"{path} is not a DuckDB database file: pass the path of a usageledger store (a .duckdb file) with --store"
+    )
+
+
+def _directory(path: str) -> StoreError:
+    return StoreError(
+        f"the store {path} is a directory, not a DuckDB file: pass a file path such as"
+        f" {os.path.join(path, 'usageledger.duckdb')} with --store"
+    )
+
+
+def _locked_by(path: str, program: str, pid: str) -> StoreError:
+    return StoreError(
+        f"the DuckDB store {path} is locked by process {pid} ({os.path.basename(program)}), which is not a running"
+        " usageledger sync: close the store in that program, then run again"
+    )
+
+
+def _open_error(path: str, exc: duckdb.Error) -> StoreError:
+    """The real cause of a failed open, in one line."""
+    text = str(exc)
+    holder = _LOCK_HOLDER.search(text)
+    if holder is not None:
+        return _locked_by(path, holder.group(1), holder.group(2))
+    if os.path.isdir(path):
+        return _directory(path)
+    if "not a valid DuckDB database file" in text:
+        return _not_duckdb(path)
+    return StoreError(f"cannot open the DuckDB store {path}: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:
