@@ -20,6 +20,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises SIGINT: asyncio cancels the run, which records its streams and itself as
     ``interrupted`` (finished streams keep their state), and the block ends with one line and exit code 143.
 
+    A process started with SIGINT ignored (``cmd &`` in a script, which then stops it with ``kill``) gets Python's
+    SIGINT handler for the block, else the relayed signal would be ignored too and SIGTERM would not stop the run.
     Outside the main thread (signals cannot be handled there) the block runs as it is.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -32,6 +34,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.raise_signal(signal.SIGINT)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     except KeyboardInterrupt:
@@ -40,3 +45,5 @@ def sigterm_as_interrupt() -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)

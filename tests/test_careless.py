@@ -1,0 +1,50 @@
+"""Issue 9 replayed as a careless user would: the cases that still went wrong through the real CLI, one test each."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reliability import cli, emulator_process, env, finish, sync_args
+from usageledger.store import open_store
+
+
+@pytest.fixture(scope="module")
+def slow_emulator() -> Iterator[str]:
+    """A `usageledger emulator` subprocess answering every request after 100 ms, so a sync is caught mid-flight."""
+    with emulator_process("--latency", "100ms") as url:
+        yield url
+
+
+def _ignore_sigint() -> None:
+    """What a shell does to a job it starts with ``&`` in a script: SIGINT ignored (inherited across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_sigterm_stops_a_sync_started_in_the_background_of_a_script(slow_emulator: str, tmp_path: Path) -> None:
+    """`usageledger sync &` in a script (SIGINT ignored), then `kill -TERM`: exit 143 and the run `interrupted`."""
+    store = str(tmp_path / "bg.duckdb")
+    proc = subprocess.Popen(
+        [*cli(), *sync_args(store, "--log-format", "json")],
+        env=env(slow_emulator),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("{") and json.loads(line).get("message") == "window committed":
+            proc.send_signal(signal.SIGTERM)
+            break
+    code, _, err = finish(proc, timeout=120)
+    assert code == 143, err
+    assert "error: interrupted by SIGTERM" in err
+    with open_store(store) as opened:
+        assert opened.query("SELECT status FROM sync_runs") == [("interrupted",)]
