@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from reliability import cli, emulator_process, env, finish, sync_args
+from usageledger._secrets import redact_webhook
+from usageledger.errors import AlertDeliveryError
+from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
 
 
@@ -48,3 +51,16 @@ def test_sigterm_stops_a_sync_started_in_the_background_of_a_script(slow_emulato
     assert "error: interrupted by SIGTERM" in err
     with open_store(store) as opened:
         assert opened.query("SELECT status FROM sync_runs") == [("interrupted",)]
+
+
+def test_a_webhook_that_echoes_its_path_does_not_leak_it(emulator_url: str) -> None:
+    """A failed delivery to a server that echoes the request path (`Invalid URL (POST /…)`) shows only the host."""
+    url = f"{emulator_url}/hooks/T0/B0/XSECRETPATHX"
+    with pytest.raises(AlertDeliveryError) as caught:
+        post_webhook(url, {"text": "x"})
+    message = str(caught.value)
+    assert "HTTP 404" in message and "http://127.0.0.1" in message
+    assert "XSECRETPATHX" not in message and "/hooks/" not in message
+    assert redact_webhook("Cannot POST /hooks/T0/B0/XSECRETPATHX", "https://h/hooks/T%30/B0/XSECRETPATHX") == (
+        "Cannot POST …"
+    )

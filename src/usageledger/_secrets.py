@@ -13,7 +13,7 @@ import re
 import stat
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from usageledger._keyshape import KEY_SHAPED, mask_keys
 
@@ -29,6 +29,7 @@ __all__ = [
     "redact",
     "redact_url",
     "redact_url_password",
+    "redact_webhook",
 ]
 
 ADMIN_KEY_PREFIX: Final = "sk-admin-"
@@ -90,6 +91,27 @@ def redact_url(url: str) -> str:
         return "<webhook URL>"
     shown = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{shown}{f':{port}' if port else ''}"
+
+
+def redact_webhook(text: str, url: str) -> str:
+    """``text`` (an error, a response body) without any part of the webhook ``url`` that could be its credential.
+
+    The whole URL becomes :func:`redact_url`'s scheme and host; its path, query and password, which a server may
+    echo on their own (``Cannot POST /services/T0/B0/XXXX``), raw or percent-decoded, become ``…``.
+    """
+    shown = redact_url(url)
+    text = text.replace(url, shown).replace(url.strip(), shown)
+    try:
+        parts = urlsplit(url.strip())
+        password = parts.password
+    except ValueError:
+        return text
+    pieces = {parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.query, password or ""}
+    pieces |= {unquote(piece) for piece in pieces}
+    for piece in sorted(pieces, key=len, reverse=True):
+        if len(piece.strip("/")) > 1:
+            text = text.replace(piece, "…")
+    return text
 
 
 def redact_url_password(url: str) -> str:

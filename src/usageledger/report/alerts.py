@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
-from usageledger._secrets import redact_url
+from usageledger._secrets import redact_url, redact_webhook
 from usageledger._sections import (
     ALERT_KEYS,
     MAD_SCALE,
@@ -344,9 +344,9 @@ def post_webhook(
             response = client.post(url, json=dict(payload))
     except httpx.HTTPError as exc:
         # `from None`: httpx's exception holds the whole URL, and a chained cause would carry it into tracebacks.
-        detail = (str(exc) or type(exc).__name__).replace(url, shown)
+        detail = redact_webhook(str(exc) or type(exc).__name__, url)
         raise AlertDeliveryError(f"webhook {shown}: no response ({detail}); check the URL and the network") from None
     if not response.is_success:
-        body = " ".join(response.text.split())[:200].replace(url, shown)
+        body = redact_webhook(" ".join(response.text.split()), url)[:200]
         raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}: {body}; check the webhook URL")
     return response.status_code
