@@ -9,12 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from reliability import cli, emulator_process, env, finish, sync_args
 from usageledger._secrets import redact_webhook
+from usageledger.cli import app
 from usageledger.errors import AlertDeliveryError
 from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
+
+from fixtures.data import FAKE_ADMIN_KEY
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +68,18 @@ def test_a_webhook_that_echoes_its_path_does_not_leak_it(emulator_url: str) -> N
     assert redact_webhook("Cannot POST /hooks/T0/B0/XSECRETPATHX", "https://h/hooks/T%30/B0/XSECRETPATHX") == (
         "Cannot POST …"
     )
+
+
+@pytest.mark.parametrize("command", ["query", "sync"])
+@pytest.mark.parametrize("value", [",model", "model,,project_id", "model,"])
+def test_an_empty_group_by_part_is_refused_not_dropped(
+    command: str, value: str, emulator_url: str, tmp_path: Path
+) -> None:
+    """`--group-by ',model'` is refused naming the flag, as `--project-ids ',,'` is, and no store is created."""
+    store = tmp_path / "g.duckdb"
+    argv = ["query", "completions", "--start", "2d", "-f", "csv"] if command == "query" else ["sync", "-q"]
+    argv += ["--group-by", value] + (["--store", str(store), "-e", "completions"] if command == "sync" else [])
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}).invoke(app, argv)
+    assert done.exit_code == 1, done.output
+    assert f"--group-by: '{value}' holds an empty value" in done.output
+    assert not store.exists()

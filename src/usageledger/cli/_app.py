@@ -110,6 +110,19 @@ def refuse_empty_values(fn: Callable[..., object], values: dict[str, object]) ->
         raise fail(f"{flag}: the value is empty; give a value{hint}")
 
 
+def comma_list(flag: str, values: typing.Iterable[str] | None) -> list[str] | None:
+    """A list flag given repeated or as a comma list (``--group-by a,b``), ``None`` when not given.
+
+    An empty part (``--group-by ',model'``, ``a,,b``) is refused like an empty value, never silently dropped.
+    """
+    if values is None:
+        return None
+    parts = [part.strip() for value in values for part in value.split(",")]
+    if not all(parts):
+        raise fail(f"{flag}: {','.join(values)!r} holds an empty value; give non-empty values, or leave {flag} out")
+    return parts
+
+
 def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn library errors (and bad values) into one line on stderr and exit code 1, never a traceback; refuse
     empty values first (:func:`refuse_empty_values`)."""

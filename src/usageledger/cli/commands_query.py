@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -24,7 +24,7 @@ from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
 from usageledger.catalogue import BUCKET_SECONDS
 from usageledger.cli import _filters
-from usageledger.cli._app import app, console, err_console, friendly_errors, setup_logging
+from usageledger.cli._app import app, comma_list, console, err_console, friendly_errors, setup_logging
 from usageledger.client import Client, Query
 from usageledger.errors import ParameterError
 from usageledger.report.tables import DataTable, label, number
@@ -36,10 +36,6 @@ MANY_REQUESTS: Final = 100
 """Past this many requests, ``query`` warns before starting and says how to narrow the range."""
 TABLE_MAX_ROWS: Final = 10_000
 """A table is built in memory, so without ``--limit-rows`` it stops at this many rows and says so."""
-
-
-def _split(values: Iterable[str] | None) -> list[str]:
-    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
 
 
 def _cell(name: str, value: Any) -> str:
@@ -280,7 +276,7 @@ def query(
                 start_time=start,
                 end_time=end,
                 bucket_width=bucket_width,
-                group_by=_split(group_by),
+                group_by=comma_list("--group-by", group_by) or [],
                 **filters,
             )
         except ParameterError as exc:

@@ -16,7 +16,16 @@ from rich.text import Text
 from usageledger import catalogue, rules, timeutil
 from usageledger._secrets import redact_url_password
 from usageledger.cli import _filters
-from usageledger.cli._app import app, console, err_console, fail, friendly_errors, open_for_reading, setup_logging
+from usageledger.cli._app import (
+    app,
+    comma_list,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+    open_for_reading,
+    setup_logging,
+)
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError, UsageLedgerError
@@ -111,7 +120,7 @@ def _streams_from_flags(
     for name, value in given.items():  # --project-ids and friends, beside the older --filter NAME=...
         prior = parsed.get(name)
         parsed[name] = value if isinstance(value, bool) else [*(prior if isinstance(prior, list) else []), *value]
-    groups = None if group_by is None else [g for item in group_by for g in item.split(",") if g]
+    groups = comma_list("--group-by", group_by)
     streams = []
     skipped: list[str] = []
     for name in names:
