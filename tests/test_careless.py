@@ -83,3 +83,24 @@ def test_an_empty_group_by_part_is_refused_not_dropped(
     assert done.exit_code == 1, done.output
     assert f"--group-by: '{value}' holds an empty value" in done.output
     assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--bucket-width", "2h"], "--bucket-width: no endpoint has 2h buckets; use one of 1d, 1h, 1m"),
+        (["--bucket-width", "1m", "-e", "costs"], "--bucket-width: Invalid bucket_width provided: '1m'"),
+        (["--group-by", "nope", "-e", "costs"], "--group-by: Invalid group_by value: 'nope'"),
+        (["-e", "images", "--sizes", "1x1"], "--sizes: Invalid value for 'sizes': '1x1'"),
+    ],
+)
+def test_a_sync_flag_that_breaks_a_stream_rule_is_named_as_a_flag(
+    flags: list[str], expected: str, emulator_url: str, tmp_path: Path
+) -> None:
+    """`sync --bucket-width 2h` names the flag and the widths; a rule broken by a flag names the flag, not the field."""
+    store = tmp_path / "w.duckdb"
+    env_vars = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
+    done = CliRunner(env=env_vars).invoke(app, ["sync", "-q", "--store", str(store), *flags])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: {expected}"), done.output
+    assert not store.exists()

@@ -134,9 +134,14 @@ def _streams_from_flags(
             skipped.append(f"{ep.name} (it has {'/'.join(ep.bucket_widths)} buckets only)")
             continue
         applicable = {k: v for k, v in parsed.items() if k in ep.filter_names or endpoints}
-        streams.append(Stream.create(ep, width, ep.default_group_by if groups is None else groups, applicable))
+        try:
+            streams.append(Stream.create(ep, width, ep.default_group_by if groups is None else groups, applicable))
+        except ConfigError as exc:  # told by the flag: `bucket_width` is --bucket-width, `filters.models` --models
+            param, _, message = str(exc).partition(": ")
+            raise ConfigError(f"--{param.removeprefix('filters.').replace('_', '-')}: {message}") from None
     if not streams:
-        raise ConfigError("no stream matches these flags")
+        widths = sorted({w for name in names for w in catalogue.get(name).bucket_widths})
+        raise ConfigError(f"--bucket-width: no endpoint has {bucket_width} buckets; use one of {', '.join(widths)}")
     if skipped:
         err_console.print(
             f"note: --bucket-width {bucket_width} skips {', '.join(skipped)}; sync those in a run of their own width",
