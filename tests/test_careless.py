@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from reliability import cli, emulator_process, env, finish, sync_args
 from usageledger._secrets import redact_webhook
 from usageledger.cli import app
-from usageledger.errors import AlertDeliveryError
+from usageledger import Client
+from usageledger.errors import AlertDeliveryError, ConfigError
 from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
 
@@ -104,3 +105,10 @@ def test_a_sync_flag_that_breaks_a_stream_rule_is_named_as_a_flag(
     assert done.exit_code == 1, done.output
     assert done.output.startswith(f"error: {expected}"), done.output
     assert not store.exists()
+
+
+@pytest.mark.parametrize("key", [123, b"sk-admin-abc", ["sk-admin-abc"]])
+def test_a_key_that_is_not_a_string_is_refused_naming_the_argument(key: object) -> None:
+    """`Client(api_key=123)` is a ConfigError naming `api_key=`, not `AttributeError: 'int' ... 'strip'`."""
+    with pytest.raises(ConfigError, match=r"^the admin key from api_key= must be a string, got "):
+        Client(api_key=key, base_url="http://127.0.0.1:9/v1")  # type: ignore[arg-type]

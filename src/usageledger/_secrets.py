@@ -51,6 +51,8 @@ def normalize_key(raw: str, source: str) -> str:
     """
     from usageledger.errors import ConfigError
 
+    if not isinstance(raw, str):  # a number or bytes from careless code: name the source, never show the value
+        raise ConfigError(f"the admin key from {source} must be a string, got {type(raw).__name__}")
     key = raw.strip()
     problem = None
     for ch in key:
