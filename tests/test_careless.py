@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from reliability import cli, emulator_process, env, finish, sync_args
+from usageledger import Client
 from usageledger._secrets import redact_webhook
 from usageledger.cli import app
-from usageledger import Client
 from usageledger.errors import AlertDeliveryError, ConfigError
 from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
