@@ -112,3 +112,15 @@ def test_a_key_that_is_not_a_string_is_refused_naming_the_argument(key: object) 
     """`Client(api_key=123)` is a ConfigError naming `api_key=`, not `AttributeError: 'int' ... 'strip'`."""
     with pytest.raises(ConfigError, match=r"^the admin key from api_key= must be a string, got "):
         Client(api_key=key, base_url="http://127.0.0.1:9/v1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("base_url", ["http://example.com/v1", "ftp://example.com/v1"])
+def test_a_refused_base_url_leaves_no_new_store(base_url: str, tmp_path: Path) -> None:
+    """`sync --base-url http://remote` is refused naming --allow-insecure-http, before any store file is made."""
+    store = tmp_path / "z.duckdb"
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(
+        app, ["sync", "-q", "--store", str(store), "--base-url", base_url]
+    )
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith("error: "), done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
+from usageledger._options import base_url_from, check_base_url
 from usageledger._secrets import redact_url_password
 from usageledger.cli import _filters
 from usageledger.cli._app import (
@@ -342,6 +343,8 @@ def sync_command(
         until=until_at,
         allow_insecure_http=allow_insecure_http,
     )
+    for o in orgs:  # a refused base URL (plain http to a remote host) must not leave a new store behind
+        check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
     with sigterm_as_interrupt(), open_store(url) as opened, view.progress:
