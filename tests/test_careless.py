@@ -124,3 +124,19 @@ def test_a_refused_base_url_leaves_no_new_store(base_url: str, tmp_path: Path) -
     assert done.exit_code == 1, done.output
     assert done.output.startswith("error: "), done.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "203.0.113.7"])
+def test_an_emulator_host_it_cannot_listen_on_blames_host_not_port(host: str) -> None:
+    """`emulator --host 999.1.1.1` says to fix --host; it used to say "pick another --port"."""
+    done = CliRunner().invoke(app, ["emulator", "--host", host, "--port", "0"])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: cannot listen on {host}:0: "), done.output
+    assert "--host must be an address of this machine" in done.output and "--port" not in done.output
+
+
+def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
+    """`emulator --replay DIR` names the real cause (a directory), not "no such file"."""
+    done = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    assert f"--replay {tmp_path}: a directory, not a file;" in done.output

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -103,9 +105,12 @@ def emulator(
     if not 0 <= port <= 65535:
         raise fail(f"--port {port} is not a port; pick one from 1 to 65535 (0 = any free)")
     if replay is not None and not replay.is_file():
-        raise fail(f"--replay {replay}: no such file; give a JSON Lines or CSV file of usage records")
+        raise fail(f"--replay {replay}: {_not_a_file(replay)}; give a JSON Lines or CSV file of usage records")
     if replay_directory is not None and not replay_directory.is_file():
-        raise fail(f"--replay-directory {replay_directory}: no such file; give a JSON file of directory lists")
+        raise fail(
+            f"--replay-directory {replay_directory}: {_not_a_file(replay_directory)}; give a JSON file of "
+            "directory lists"
+        )
     try:
         faults = FaultConfig(
             latency=timeutil.parse_duration(latency, param="--latency"),
@@ -133,10 +138,21 @@ def emulator(
     try:
         serve(instance, host, port, ready)
     except OSError as exc:
-        raise fail(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port (0 = any free)"
-        ) from None
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {_listen_advice(exc, port)}") from None
     console.print("Emulator stopped", highlight=False)
+
+
+def _not_a_file(path: Path) -> str:
+    return "a directory, not a file" if path.is_dir() else "no such file"
+
+
+def _listen_advice(exc: OSError, port: int) -> str:
+    """What to change when the server cannot listen: the port when it is taken or privileged, else the host."""
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return "--host must be an address of this machine, e.g. 127.0.0.1 (0.0.0.0 for every interface)"
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return "ports below 1024 need privileges; pick another --port (0 = any free)"
+    return "pick another --port (0 = any free)"
 
 
 def _config(
