@@ -140,3 +140,36 @@ def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -
     done = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", str(tmp_path)])
     assert done.exit_code == 1, done.output
     assert f"--replay {tmp_path}: a directory, not a file;" in done.output
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--path", "{store}", "--force"], "--path {store} is the store ({store})"),
+        (["--path", "{store}.wal", "--force"], "--path {store}.wal is the store's WAL"),
+        (["--path", "{store}", "--force", "--store", "{other}"], "{store} is a DuckDB store, not a config file"),
+    ],
+)
+def test_init_force_never_writes_its_config_over_a_store(
+    argv: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init --path usageledger.duckdb --force` replaced the store with the config text; now it is refused."""
+    monkeypatch.chdir(tmp_path)
+    store, other = "usageledger.duckdb", "other.duckdb"
+    with open_store(store) as opened:
+        opened.register_org("acme", synthetic=False, source="api", at=0)
+    before = Path(store).read_bytes()
+    done = CliRunner().invoke(app, ["init", *(a.format(store=store, other=other) for a in argv)])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: {expected.format(store=store)}"), done.output
+    assert Path(store).read_bytes() == before
+    assert not Path(other).exists() and not Path(f"{store}.wal").exists()
+
+
+def test_a_failed_init_leaves_no_half_written_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`init --store missing/x.duckdb` fails on the store and leaves no config behind (a rerun is not refused)."""
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["init", "--store", "missing/x.duckdb"])
+    assert done.exit_code == 1, done.output
+    assert "missing" in done.output and "does not exist" in done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

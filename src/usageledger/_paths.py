@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["real_path", "same_file"]
+__all__ = ["is_duckdb_file", "real_path", "same_file"]
 
 
 def real_path(path: str | Path) -> Path:
@@ -19,5 +19,14 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return True
     try:
         return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def is_duckdb_file(path: str | Path) -> bool:
+    """True when ``path`` is a DuckDB database file (bytes 8 to 12 read ``DUCK``): never a file to overwrite."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(12)[8:12] == b"DUCK"
     except OSError:
         return False

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
+from usageledger._paths import is_duckdb_file
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
 from usageledger._sections import names_from_mapping, parse_alert_config
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
@@ -34,6 +35,7 @@ __all__ = [
     "Config",
     "OrgConfig",
     "SyncConfig",
+    "check_config_target",
     "default_config_text",
     "find_config",
     "load_config",
@@ -384,13 +386,21 @@ def _span(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def check_config_target(path: str | Path, *, force: bool = False) -> Path:
+    """Where a new config may go: not over an existing file unless ``force``, never over a DuckDB store."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists; pass --force to overwrite it")
+    if is_duckdb_file(target):  # --force overwrites a config, never a store
+        raise ConfigError(f"{target} is a DuckDB store, not a config file; write the config to another --path")
+    return target
+
+
 def write_default_config(
     path: str | Path = DEFAULT_CONFIG, *, store_url: str = DEFAULT_STORE, force: bool = False
 ) -> Path:
     """Write the commented default config (mode 0600); refuse to overwrite unless ``force``."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise ConfigError(f"{target} already exists; pass --force to overwrite it")
+    target = check_config_target(path, force=force)
     text = default_config_text(store_url)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
 from usageledger._options import base_url_from, check_base_url
+from usageledger._paths import same_file
 from usageledger._secrets import redact_url_password
 from usageledger.cli import _filters
 from usageledger.cli._app import (
@@ -28,7 +29,7 @@ from usageledger.cli._app import (
     setup_logging,
 )
 from usageledger.cli._signals import sigterm_as_interrupt
-from usageledger.config import Config, check_sync_int, load_config, write_default_config
+from usageledger.config import Config, check_config_target, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError, UsageLedgerError
 from usageledger.report.jsonout import dumps, status_document
 from usageledger.report.tables import DataTable, label, number
@@ -38,6 +39,7 @@ from usageledger.store import (
     Stream,
     StreamState,
     check_store_url,
+    is_postgres_url,
     open_store,
 )
 
@@ -77,9 +79,21 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,
 ) -> None:
     """Write a commented usageledger.toml (mode 0600) and create the store with its tables."""
-    written = write_default_config(path, store_url=store, force=force)
+    if not is_postgres_url(store):
+        for what, kept in (
+            ("the store", store),
+            ("the store's WAL", f"{store}.wal"),
+            ("a lock file of the store", f"{store}.lock"),
+            ("a lock file of the store", f"{store}.readers"),
+        ):
+            if same_file(path, kept):
+                raise fail(f"--path {path} is {what} ({kept}); the config needs a file of its own: pick another --path")
+    if not path.parent.is_dir():  # before the store is made: a failed init leaves neither file behind
+        raise fail(f"--path {path}: the folder {path.parent} does not exist; create it or pick another --path")
+    check_config_target(path, force=force)
     with open_store(store) as opened:
         applied = opened.applied_migrations()
+    written = write_default_config(path, store_url=store, force=force)
     shown = redact_url_password(store)
     console.print(f"Wrote {written} and prepared the store {shown} ({len(applied)} migrations applied).")
     console.print("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", highlight=False)
