@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -9,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from reliability import cli, emulator_process, env, finish, sync_args
 from usageledger import Client
 from usageledger._secrets import redact_webhook
 from usageledger.cli import app
+from usageledger.cli.commands_sync import _ProgressView
 from usageledger.errors import AlertDeliveryError, ConfigError
 from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
@@ -173,3 +176,19 @@ def test_a_failed_init_leaves_no_half_written_config(tmp_path: Path, monkeypatch
     assert done.exit_code == 1, done.output
     assert "missing" in done.output and "does not exist" in done.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_the_sync_progress_never_cuts_a_count_or_a_time(width: int) -> None:
+    """At 60 to 100 columns the progress lines keep `135/135`, the row counts and `0:00:00`; only labels shorten."""
+    view = _ProgressView(quiet=False)
+    view.progress.add_task("[bold]12 streams", total=135, completed=135, detail="135 requests, 110,971 rows")
+    label = "  default/web_search_calls.1d.project_id+model+context_level"
+    view.progress.add_task(label, total=12, completed=12, detail="10,037 rows")
+    out = Console(file=io.StringIO(), width=width, force_terminal=False)
+    out.print(view.progress.make_tasks_table(view.progress.tasks))
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    for shown in ("135/135", "135 requests, 110,971 rows", "12/12", "10,037 rows"):
+        assert shown in text, text
+    assert text.count("0:00:00") == 2, text
+    assert all(len(line) <= width for line in text.splitlines()), text

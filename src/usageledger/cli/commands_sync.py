@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
@@ -172,12 +173,13 @@ class _ProgressView:
 
     def __init__(self, quiet: bool) -> None:
         self.enabled = not quiet
+        # On a narrow terminal the stream label shortens (and the bar narrows); counts and times are never cut.
         self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
+            TextColumn("{task.description}", table_column=Column(ratio=1, overflow="ellipsis", min_width=8)),
+            BarColumn(bar_width=None, table_column=Column(ratio=0, min_width=3, max_width=40)),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True)),
             console=err_console,
             disable=quiet,
             transient=False,
