@@ -192,3 +192,17 @@ def test_the_sync_progress_never_cuts_a_count_or_a_time(width: int) -> None:
         assert shown in text, text
     assert text.count("0:00:00") == 2, text
     assert all(len(line) <= width for line in text.splitlines()), text
+
+
+def test_the_apis_echo_of_a_short_rejected_key_is_not_printed(emulator_url: str, tmp_path: Path) -> None:
+    """A short non-key (`SECRETgarbage`) came back as `SECRETga****bage` in a 401 message; now the echo is cut."""
+    env_vars = {"OPENAI_ADMIN_KEY": "SECRETgarbage", "OPENAI_BASE_URL": emulator_url}
+    store = str(tmp_path / "k.duckdb")
+    runner = CliRunner(env=env_vars)
+    queried = runner.invoke(app, ["query", "costs", "--start", "2d"])
+    synced = runner.invoke(app, ["sync", "-q", "-e", "costs", "--no-directory", "--store", store])
+    assert queried.exit_code == 1 and synced.exit_code == 1, queried.output + synced.output
+    assert "Incorrect API key provided: …" in queried.output
+    assert "SECRETga" not in queried.output + synced.output
+    with open_store(store) as opened:
+        assert "SECRETga" not in str(opened.query("SELECT error FROM sync_runs"))
