@@ -206,3 +206,17 @@ def test_the_apis_echo_of_a_short_rejected_key_is_not_printed(emulator_url: str,
     assert "SECRETga" not in queried.output + synced.output
     with open_store(store) as opened:
         assert "SECRETga" not in str(opened.query("SELECT error FROM sync_runs"))
+
+
+@pytest.mark.parametrize("command", ["status", "report", "export", "sync"])
+def test_the_store_given_as_config_is_named_as_a_store(command: str, tmp_path: Path) -> None:
+    """`--store u.duckdb --config u.duckdb` says the config is a DuckDB store, not "not valid TOML"; nothing changes."""
+    store = tmp_path / "u.duckdb"
+    with open_store(str(store)) as opened:
+        opened.register_org("acme", synthetic=False, source="api", at=0)
+    before = store.read_bytes()
+    argv = [command, "--store", str(store), "--config", str(store)] + (["-q"] if command == "sync" else [])
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: {store} is a DuckDB store, not a config file"), done.output
+    assert store.read_bytes() == before

@@ -150,6 +150,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raw_bytes = found.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {found}: {exc.strerror or exc}") from None
+    if raw_bytes[8:12] == b"DUCK":  # `--config usageledger.duckdb`: the store given where the config goes
+        raise ConfigError(f"{found} is a DuckDB store, not a config file: pass usageledger.toml with --config")
     text = raw_bytes.decode("utf-8", errors="replace")
     # A file holding a key is refused for its mode before anything else is said about it: whatever else is wrong,
     # the first fix is `chmod 600`.
