@@ -220,3 +220,30 @@ def test_the_store_given_as_config_is_named_as_a_store(command: str, tmp_path: P
     assert done.exit_code == 1, done.output
     assert done.output.startswith(f"error: {store} is a DuckDB store, not a config file"), done.output
     assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("u.duckdb", "is the DuckDB store (u.duckdb)"),
+        ("./u.duckdb.wal", "is the DuckDB store's WAL"),
+        ("link.duckdb", "is the DuckDB store (u.duckdb)"),
+        ("usageledger.toml", "is the config file in use"),
+        ("other.duckdb", "is a DuckDB store"),
+    ],
+)
+def test_report_html_never_overwrites_the_store_or_the_config(
+    target: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report --html usageledger.duckdb` replaced the store with HTML; now it is refused and nothing changes."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("u.duckdb", "other.duckdb"):
+        with open_store(name) as opened:
+            opened.register_org("acme", synthetic=False, source="api", at=0)
+    Path("link.duckdb").symlink_to("u.duckdb")
+    Path("usageledger.toml").write_text('[store]\nurl = "u.duckdb"\n', encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    done = CliRunner().invoke(app, ["report", "--html", target])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: --html {target.removeprefix('./')} {expected}"), done.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before

@@ -9,6 +9,7 @@ import os
 import sys
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -16,9 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 from typer.models import ArgumentInfo, ParameterInfo
 
+from usageledger._paths import is_duckdb_file, same_file
 from usageledger._secrets import MaskKeysFilter, mask_keys
 from usageledger.errors import UsageLedgerError
-from usageledger.store import BaseStore, open_existing_store
+from usageledger.store import BaseStore, is_postgres_url, open_existing_store
 
 app = typer.Typer(
     name="usageledger",
@@ -50,6 +52,24 @@ def open_for_reading(url: str) -> BaseStore:
     return open_existing_store(
         url, on_wait=lambda message: err_console.print(message, highlight=False, markup=False, soft_wrap=True)
     )
+
+
+def refuse_overwriting(flag: str, path: Path, *, store_url: str, config_path: Path | None) -> None:
+    """Refuse an output file that is the store, its WAL or lock files, the config in use (by any spelling: a
+    symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data."""
+    from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
+
+    kept: list[tuple[str, str | Path]] = []
+    if not is_postgres_url(store_url):
+        kept += [("the DuckDB store", store_url), ("the DuckDB store's WAL", f"{store_url}.wal")]
+        kept += [("a lock file of the DuckDB store", store_url + suffix) for suffix in (LOCK_SUFFIX, READERS_SUFFIX)]
+    if config_path is not None:
+        kept.append(("the config file in use", config_path))
+    for what, protected in kept:
+        if same_file(path, protected):
+            raise fail(f"{flag} {path} is {what} ({protected}) and would be overwritten: write to another file")
+    if is_duckdb_file(path):
+        raise fail(f"{flag} {path} is a DuckDB store and would be overwritten: write to another file")
 
 
 def describe_os_error(exc: OSError) -> str:

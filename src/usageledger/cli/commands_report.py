@@ -12,7 +12,7 @@ from typing import Annotated, Final, Literal
 import typer
 from rich.console import RenderableType
 
-from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading
+from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading, refuse_overwriting
 from usageledger.config import Config, load_config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import (
@@ -168,6 +168,9 @@ def report(
     period = _period(since, until, now=now)
     settings = load_config(config)
     id_names = _names(settings, names)
+    if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
+        url = store or settings.store_url or DEFAULT_STORE
+        refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         data = build_report(db, period, Scope(org=org, project=project))
