@@ -247,3 +247,29 @@ def test_report_html_never_overwrites_the_store_or_the_config(
     assert done.exit_code == 1, done.output
     assert done.output.startswith(f"error: --html {target.removeprefix('./')} {expected}"), done.output
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_doctor_during_a_sync_reads_the_store_instead_of_failing(slow_emulator: str, tmp_path: Path) -> None:
+    """`doctor` while a sync writes the store says so and passes; it used to fail with "another process is writing"."""
+    store = str(tmp_path / "busy.duckdb")
+    proc = subprocess.Popen(
+        [*cli(), *sync_args(store, "--log-format", "json")],
+        env=env(slow_emulator),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if line.startswith("{") and json.loads(line).get("message") == "window committed":
+                break
+        env_vars = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": slow_emulator}
+        done = CliRunner(env=env_vars).invoke(app, ["doctor", "--store", store])
+        assert proc.poll() is None, "the sync ended before doctor ran"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, timeout=120)
+    assert done.exit_code == 0, done.output
+    assert f"{store} is being written by a running sync (PID {proc.pid})" in done.output

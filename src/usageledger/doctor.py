@@ -42,7 +42,8 @@ from usageledger.errors import (
     ResponseDecodeError,
     StoreError,
 )
-from usageledger.store import DEFAULT_STORE, is_postgres_url, open_store
+from usageledger.store import DEFAULT_STORE, is_postgres_url, open_existing_store, open_store
+from usageledger.store._filelock import writer_pid
 
 __all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
 
@@ -361,6 +362,27 @@ class _Rollback(Exception):
     """Raised inside the write probe's transaction so nothing it wrote stays."""
 
 
+def _check_store_in_use(url: str, shown: str, pid: int) -> list[Finding]:
+    """A DuckDB store a running sync writes: opened to read (waiting briefly, as readers do); writes not probed."""
+    who = f"a running sync (PID {pid})" if pid else "a running sync"
+    try:
+        with open_existing_store(url) as opened:
+            pending = opened.pending_migrations()
+    except StoreError as exc:
+        return [Finding("store", "fail", f"cannot open {shown} while {who} writes it: {exc}", "see the message")]
+    out = [
+        Finding(
+            "store",
+            "warn",
+            f"{shown} is being written by {who}: it opens for reading; the write check was skipped",
+            "run `usageledger doctor` again once the sync has finished to check writes",
+        )
+    ]
+    if pending:
+        return [*out, Finding("migrations", "ok", f"{len(pending)} migration(s) to apply; the running sync does that")]
+    return [*out, Finding("migrations", "ok", "the schema is current")]
+
+
 def _check_store(url: str) -> list[Finding]:
     shown = redact_url_password(url)
     if not is_postgres_url(url):
@@ -383,6 +405,9 @@ def _check_store(url: str) -> list[Finding]:
                     f"create {folder} (or pass --store with a path in a writable folder)",
                 )
             ]
+        pid = writer_pid(url)
+        if pid is not None:  # a running sync holds the writer's lock: read, as every reading command does
+            return _check_store_in_use(url, shown, pid)
     try:
         opened = open_store(url, migrate=False)
     except StoreError as exc:
