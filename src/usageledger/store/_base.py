@@ -34,18 +34,7 @@ from usageledger.store._types import (
 from usageledger.store.schema import Dialect, TableSpec, q, table_for, tables
 from usageledger.store.streams import Stream
 
-__all__ = [
-    "BaseStore",
-    "OrgRecord",
-    "PreparedWindow",
-    "RunOwner",
-    "RunTotals",
-    "RunningRun",
-    "StreamState",
-    "UpsertCounts",
-    "WindowWrite",
-    "to_datetime",
-]
+__all__ = ["BaseStore"]
 
 logger = logging.getLogger("usageledger.store")
 
