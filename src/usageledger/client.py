@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
 
 import httpx
 
@@ -57,6 +58,15 @@ FilterInput: TypeAlias = str | Sequence[str] | bool | None
 EndpointLike: TypeAlias = str | Endpoint
 AnyTransport: TypeAlias = httpx.BaseTransport | httpx.AsyncBaseTransport | None
 AnyHTTPClient: TypeAlias = httpx.Client | httpx.AsyncClient | None
+
+C = TypeVar("C")
+"""The client a lazy query fetches with."""
+Q = TypeVar("Q")
+"""A client's lazy range query: :class:`Query` or :class:`AsyncQuery`."""
+PageT = TypeVar("PageT")
+"""What a client's ``page`` returns: the page, or (async) a coroutine of it."""
+BucketsT = TypeVar("BucketsT")
+"""What a client's ``fetch_range`` returns: the buckets, or (async) a coroutine of them."""
 
 # --- pure helpers (shared by both clients) ----------------------------------------------------------------
 
@@ -258,13 +268,10 @@ def _where(spec: _Range, window: rules.Window) -> str:
 # --- queries ----------------------------------------------------------------------------------------------
 
 
-class Query:
-    """A lazy range query: iterate it for buckets, or ask for ``rows()``, ``pages()`` or a table.
+class _QueryBase(Generic[C]):
+    """What the lazy query twins share: the client they fetch with, the validated range and its windows."""
 
-    Nothing is sent until you iterate; each iteration fetches again.
-    """
-
-    def __init__(self, client: Client, spec: _Range, timeout: TimeoutTypes) -> None:
+    def __init__(self, client: C, spec: _Range, timeout: TimeoutTypes) -> None:
         self._client = client
         self._spec = spec
         self._timeout = timeout
@@ -281,9 +288,16 @@ class Query:
     def __repr__(self) -> str:
         p = self._spec.params
         return (
-            f"Query({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
+            f"{type(self).__name__}({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
             f"{len(self.windows)} window(s))"
         )
+
+
+class Query(_QueryBase["Client"]):
+    """A lazy range query: iterate it for buckets, or ask for ``rows()``, ``pages()`` or a table.
+
+    Nothing is sent until you iterate; each iteration fetches again.
+    """
 
     def pages(self) -> Iterator[UsageResponse]:
         """Every page of every window, in order."""
@@ -311,28 +325,8 @@ class Query:
         return rows.to_polars(self.endpoint, self.rows())
 
 
-class AsyncQuery:
+class AsyncQuery(_QueryBase["AsyncClient"]):
     """The async twin of :class:`Query`: ``async for`` buckets; windows are fetched concurrently, yielded in order."""
-
-    def __init__(self, client: AsyncClient, spec: _Range, timeout: TimeoutTypes) -> None:
-        self._client = client
-        self._spec = spec
-        self._timeout = timeout
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return self._spec.endpoint
-
-    @property
-    def windows(self) -> tuple[rules.Window, ...]:
-        return self._spec.windows
-
-    def __repr__(self) -> str:
-        p = self._spec.params
-        return (
-            f"AsyncQuery({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
-            f"{len(self.windows)} window(s))"
-        )
 
     async def pages(self) -> AsyncIterator[UsageResponse]:
         """Every page of every window, in order; up to ``max_concurrency`` windows are in flight."""
@@ -385,8 +379,9 @@ class AsyncQuery:
 # --- the clients ------------------------------------------------------------------------------------------
 
 
-class _ClientBase:
-    """The twins' one constructor and ``with_options``: the arguments become one :class:`ClientOptions`."""
+class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
+    """What the twins share: the constructor and ``with_options`` (the arguments become one :class:`ClientOptions`),
+    and the generic methods, which hand the I/O to the twin's hooks."""
 
     _config: ClientOptions
     _http: SyncHTTP | AsyncHTTP
@@ -494,8 +489,98 @@ class _ClientBase:
     def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError(f"{type(self).__name__} holds the admin key and is not picklable")
 
+    def page(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        limit: int | None = None,
+        page: str | None = None,
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> PageT:
+        """One request, one page (async: awaited). Parameters are checked against the live rules first."""
+        ep, params = _page_params(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            limit=limit,
+            page=page,
+            filters=filters,
+            now=self._clock(),
+        )
+        return self._send_page(ep.path, _query_items(ep, params), timeout)
 
-class Client(_ClientBase, EndpointMethods[Query], DirectoryMethods):
+    def query(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> Q:
+        """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
+        spec = _range(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            filters=filters,
+            now=self._clock(),
+        )
+        return self._lazy(spec, timeout)
+
+    def fetch_range(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> BucketsT:
+        """Every bucket of the range, every page, in order (async: awaited; windows are fetched concurrently)."""
+        query = self.query(
+            endpoint,
+            start_time=start_time,
+            end_time=end_time,
+            bucket_width=bucket_width,
+            group_by=group_by,
+            timeout=timeout,
+            **filters,
+        )
+        return self._all_buckets(query)
+
+    def _endpoint_query(self, call: EndpointCall) -> Q:
+        return self._lazy(_call_range(call, self._clock()), call.timeout)
+
+    # --- what each twin supplies: its query type and its I/O ---
+
+    @abstractmethod
+    def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> Q:
+        """The twin's lazy query over ``spec``."""
+
+    @abstractmethod
+    def _send_page(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> PageT:
+        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+
+    @abstractmethod
+    def _all_buckets(self, query: Q) -> BucketsT:
+        """Every bucket of ``query``."""
+
+
+class Client(_ClientBase[Query, UsageResponse, list[Bucket]], DirectoryMethods):
     """The blocking client.
 
     The key comes from ``api_key`` or ``OPENAI_ADMIN_KEY``; the base URL (ending in ``/v1``) from ``base_url``,
@@ -526,84 +611,14 @@ class Client(_ClientBase, EndpointMethods[Query], DirectoryMethods):
     ) -> None:
         self.close()
 
-    def page(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        limit: int | None = None,
-        page: str | None = None,
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> UsageResponse:
-        """One request, one page. Parameters are checked against the live rules first."""
-        ep, params = _page_params(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            limit=limit,
-            page=page,
-            filters=filters,
-            now=self._clock(),
-        )
-        return self._fetch(ep.path, _query_items(ep, params), timeout)
-
-    def query(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> Query:
-        """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
-        spec = _range(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            filters=filters,
-            now=self._clock(),
-        )
+    def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> Query:
         return Query(self, spec, timeout)
 
-    def fetch_range(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> list[Bucket]:
-        """Every bucket of the range, every page, in order."""
-        return self.query(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            timeout=timeout,
-            **filters,
-        ).buckets()
-
-    def _endpoint_query(self, call: EndpointCall) -> Query:
-        return Query(self, _call_range(call, self._clock()), call.timeout)
-
-    def _fetch(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+    def _send_page(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
         return self._http.fetch(path, items, decode_page, timeout=timeout)
+
+    def _all_buckets(self, query: Query) -> list[Bucket]:
+        return query.buckets()
 
     def _directory_get(self, path: str, items: Items, timeout: TimeoutTypes) -> bytes:
         """One directory request through the same transport (auth, retries, errors) as usage."""
@@ -615,15 +630,18 @@ class Client(_ClientBase, EndpointMethods[Query], DirectoryMethods):
         path = spec.endpoint.path
         while True:
             params = _window_params(spec, window, cursor)
-            response = self._fetch(path, _query_items(spec.endpoint, params), timeout)
+            response = self._send_page(path, _query_items(spec.endpoint, params), timeout)
             yield response
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:
                 return
 
 
-class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery], AsyncDirectoryMethods):
-    """The async twin of :class:`Client`: same constructor, same methods; I/O methods are coroutines.
+class AsyncClient(
+    _ClientBase[AsyncQuery, Coroutine[Any, Any, UsageResponse], Coroutine[Any, Any, list[Bucket]]],
+    AsyncDirectoryMethods,
+):
+    """The async twin of :class:`Client`: same constructor, same methods; I/O methods return coroutines to await.
 
     One client shares a semaphore of ``max_concurrency`` requests and one backoff: a 429 pauses every
     concurrent request of the client until its ``Retry-After`` has passed.
@@ -658,86 +676,15 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery], AsyncDirectoryMethod
             sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
         return sem
 
-    async def _get(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+    def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> AsyncQuery:
+        return AsyncQuery(self, spec, timeout)
+
+    async def _send_page(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
         async with self._semaphore():
             return await self._http.fetch(path, items, decode_page, timeout=timeout)
 
-    async def page(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        limit: int | None = None,
-        page: str | None = None,
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> UsageResponse:
-        """One request, one page. Parameters are checked against the live rules first."""
-        ep, params = _page_params(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            limit=limit,
-            page=page,
-            filters=filters,
-            now=self._clock(),
-        )
-        return await self._get(ep.path, _query_items(ep, params), timeout)
-
-    def query(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> AsyncQuery:
-        """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
-        spec = _range(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            filters=filters,
-            now=self._clock(),
-        )
-        return AsyncQuery(self, spec, timeout)
-
-    async def fetch_range(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> list[Bucket]:
-        """Every bucket of the range, every page, in order; windows are fetched concurrently."""
-        query = self.query(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            timeout=timeout,
-            **filters,
-        )
-        return await query.buckets()
-
-    def _endpoint_query(self, call: EndpointCall) -> AsyncQuery:
-        return AsyncQuery(self, _call_range(call, self._clock()), call.timeout)
+    def _all_buckets(self, query: AsyncQuery) -> Coroutine[Any, Any, list[Bucket]]:
+        return query.buckets()
 
     async def _directory_get(self, path: str, items: Items, timeout: TimeoutTypes) -> bytes:
         """One directory request through the same transport and concurrency bound as usage."""
@@ -751,7 +698,7 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery], AsyncDirectoryMethod
         pages: list[UsageResponse] = []
         while True:
             params = _window_params(spec, window, cursor)
-            response = await self._get(path, _query_items(spec.endpoint, params), timeout)
+            response = await self._send_page(path, _query_items(spec.endpoint, params), timeout)
             pages.append(response)
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:
