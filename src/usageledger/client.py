@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
 import httpx
 
 from usageledger import catalogue, rows, rules, timeutil
+from usageledger._closing import Closing
 from usageledger._directory import Items
 from usageledger._directory_endpoints import AsyncDirectoryMethods, DirectoryMethods
 from usageledger._endpoints import EndpointCall, EndpointMethods
@@ -137,19 +138,10 @@ def _checked(endpoint: Endpoint, params: rules.QueryParams, now: int) -> rules.Q
     )
 
 
-def _page_params(
-    endpoint: EndpointLike,
-    *,
-    start_time: TimeInput,
-    end_time: TimeInput | None,
-    bucket_width: str,
-    group_by: str | Sequence[str],
-    limit: int | None,
-    page: str | None,
-    filters: Mapping[str, FilterInput],
-    now: float,
-) -> tuple[Endpoint, rules.QueryParams]:
-    ep = _endpoint(endpoint)
+def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryParams]:
+    """The endpoint and the checked parameters of one request."""
+    ep = _endpoint(call.endpoint)
+    limit, page = call.limit, call.page
     if isinstance(limit, bool) or (limit is not None and not isinstance(limit, int)):
         raise ParameterError("limit", f"expected an integer number of buckets, got {limit!r}")
     if page is not None:
@@ -157,68 +149,36 @@ def _page_params(
             raise ParameterError("page", f"expected the previous page's next_page string, got {page!r}")
         _sendable("page", page)
     params = rules.QueryParams(
-        start_time=timeutil.to_unix(start_time, now=now, param="start_time"),
-        end_time=None if end_time is None else timeutil.to_unix(end_time, now=now, param="end_time"),
-        bucket_width=bucket_width,
-        group_by=_group_by(group_by),
+        start_time=timeutil.to_unix(call.start_time, now=now, param="start_time"),
+        end_time=None if call.end_time is None else timeutil.to_unix(call.end_time, now=now, param="end_time"),
+        bucket_width=call.bucket_width,
+        group_by=_group_by(call.group_by),
         limit=limit,
         page=page,
-        filters=_filters(filters),
+        filters=_filters(call.filters),
     )
     return ep, _checked(ep, params, int(now))
 
 
-def _range(
-    endpoint: EndpointLike,
-    *,
-    start_time: TimeInput,
-    end_time: TimeInput | None,
-    bucket_width: str,
-    group_by: str | Sequence[str],
-    filters: Mapping[str, FilterInput],
-    now: float,
-) -> _Range:
-    """Validate a range query and plan its windows; an open end means now."""
+def _range(call: EndpointCall, now: float) -> _Range:
+    """Validate a range query (any method's: ``query``, ``client.completions(...)``) and plan its windows; an open
+    end means now."""
     for name in ("limit", "page"):
-        if name in filters:
+        if name in call.filters:
             raise ParameterError(
                 name,
                 "a range query picks the limit of each window and follows pages itself; use page() for one request",
             )
-    start = timeutil.to_unix(start_time, now=now, param="start_time")
-    end = None if end_time is None else timeutil.to_unix(end_time, now=now, param="end_time")
+    start = timeutil.to_unix(call.start_time, now=now, param="start_time")
+    end = None if call.end_time is None else timeutil.to_unix(call.end_time, now=now, param="end_time")
     timeutil.check_range(start, end, now=now)
-    ep, params = _page_params(
-        endpoint,
-        start_time=start_time,
-        end_time=now if end_time is None else end_time,
-        bucket_width=bucket_width,
-        group_by=group_by,
-        limit=None,
-        page=None,
-        filters=filters,
-        now=now,
-    )
+    whole = replace(call, end_time=now if call.end_time is None else call.end_time, limit=None, page=None)
+    ep, params = _page_params(whole, now)
     assert params.start_time is not None and params.end_time is not None  # guaranteed by rules.check
     width: BucketWidth = params.bucket_width  # type: ignore[assignment]  # checked against the catalogue
     windows = rules.plan_windows(ep, params.start_time, params.end_time, width)
     logger.debug("%s: %d window(s) for [%s, %s)", ep.name, len(windows), params.start_time, params.end_time)
     return _Range(ep, params, tuple(windows))
-
-
-def _call_range(call: EndpointCall, now: float) -> _Range:
-    """The validated range of a typed endpoint method's call (``client.completions(...)`` and friends)."""
-    filters = {name: value for name, value in call.filters.items() if value is not None}
-    group_by = () if call.group_by is None else call.group_by
-    return _range(
-        call.endpoint,
-        start_time=call.start_time,
-        end_time=call.end_time,
-        bucket_width=call.bucket_width,
-        group_by=group_by,
-        filters=filters,
-        now=now,
-    )
 
 
 def _query_items(endpoint: Endpoint, params: rules.QueryParams) -> list[tuple[str, QueryValue]]:
@@ -503,18 +463,9 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         **filters: FilterInput,
     ) -> PageT:
         """One request, one page (async: awaited). Parameters are checked against the live rules first."""
-        ep, params = _page_params(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            limit=limit,
-            page=page,
-            filters=filters,
-            now=self._clock(),
+        return self._page(
+            EndpointCall(endpoint, start_time, end_time, bucket_width, group_by, filters, limit, page, timeout)
         )
-        return self._send_page(ep.path, _query_items(ep, params), timeout)
 
     def query(
         self,
@@ -528,16 +479,9 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         **filters: FilterInput,
     ) -> Q:
         """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
-        spec = _range(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            filters=filters,
-            now=self._clock(),
+        return self._endpoint_query(
+            EndpointCall(endpoint, start_time, end_time, bucket_width, group_by, filters, timeout=timeout)
         )
-        return self._lazy(spec, timeout)
 
     def fetch_range(
         self,
@@ -551,19 +495,16 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         **filters: FilterInput,
     ) -> BucketsT:
         """Every bucket of the range, every page, in order (async: awaited; windows are fetched concurrently)."""
-        query = self.query(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            timeout=timeout,
-            **filters,
-        )
-        return self._all_buckets(query)
+        call = EndpointCall(endpoint, start_time, end_time, bucket_width, group_by, filters, timeout=timeout)
+        return self._all_buckets(self._endpoint_query(call))
+
+    def _page(self, call: EndpointCall) -> PageT:
+        """One checked request for the call (``page()``, and ``UsageApi``'s ``usage_<endpoint>`` methods)."""
+        ep, params = _page_params(call, self._clock())
+        return self._send_page(ep.path, _query_items(ep, params), call.timeout)
 
     def _endpoint_query(self, call: EndpointCall) -> Q:
-        return self._lazy(_call_range(call, self._clock()), call.timeout)
+        return self._lazy(_range(call, self._clock()), call.timeout)
 
     # --- what each twin supplies: its query type and its I/O ---
 
@@ -580,7 +521,7 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         """Every bucket of ``query``."""
 
 
-class Client(_ClientBase[Query, UsageResponse, list[Bucket]], DirectoryMethods):
+class Client(Closing, _ClientBase[Query, UsageResponse, list[Bucket]], DirectoryMethods):
     """The blocking client.
 
     The key comes from ``api_key`` or ``OPENAI_ADMIN_KEY``; the base URL (ending in ``/v1``) from ``base_url``,
@@ -602,14 +543,6 @@ class Client(_ClientBase[Query, UsageResponse, list[Bucket]], DirectoryMethods):
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> Query:
         return Query(self, spec, timeout)
