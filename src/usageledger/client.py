@@ -39,6 +39,7 @@ from usageledger._options import (
     key_from,
     retry_from,
 )
+from usageledger._paging import AsyncPaged, Paged
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.errors import ConfigError, PaginationError, ParameterError
 from usageledger.models import Bucket, UsageResponse, decode_page
@@ -253,7 +254,7 @@ class _QueryBase(Generic[C]):
         )
 
 
-class Query(_QueryBase["Client"]):
+class Query(_QueryBase["Client"], Paged[Bucket]):
     """A lazy range query: iterate it for buckets, or ask for ``rows()``, ``pages()`` or a table.
 
     Nothing is sent until you iterate; each iteration fetches again.
@@ -263,10 +264,6 @@ class Query(_QueryBase["Client"]):
         """Every page of every window, in order."""
         for window in self._spec.windows:
             yield from self._client._window_pages(self._spec, window, self._timeout)
-
-    def __iter__(self) -> Iterator[Bucket]:
-        for page in self.pages():
-            yield from page.data
 
     def buckets(self) -> list[Bucket]:
         return list(self)
@@ -285,7 +282,7 @@ class Query(_QueryBase["Client"]):
         return rows.to_polars(self.endpoint, self.rows())
 
 
-class AsyncQuery(_QueryBase["AsyncClient"]):
+class AsyncQuery(_QueryBase["AsyncClient"], AsyncPaged[Bucket]):
     """The async twin of :class:`Query`: ``async for`` buckets; windows are fetched concurrently, yielded in order."""
 
     async def pages(self) -> AsyncIterator[UsageResponse]:
@@ -312,13 +309,8 @@ class AsyncQuery(_QueryBase["AsyncClient"]):
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def __aiter__(self) -> AsyncIterator[Bucket]:
-        async for page in self.pages():
-            for bucket in page.data:
-                yield bucket
-
     async def buckets(self) -> list[Bucket]:
-        return [b async for b in self]
+        return await self._collect()
 
     async def rows(self) -> AsyncIterator[rows.Row]:
         """Flat rows, as :meth:`Query.rows`."""
