@@ -128,15 +128,7 @@ def _checked(endpoint: Endpoint, params: rules.QueryParams, now: int) -> rules.Q
     end = rules.effective_end(params, now=now)
     if end != params.end_time:
         logger.debug("end_time %s is in the future; clamped to now (%s)", params.end_time, end)
-    return rules.QueryParams(
-        start_time=params.start_time,
-        end_time=end,
-        bucket_width=params.bucket_width,
-        group_by=params.group_by,
-        limit=params.limit,
-        page=params.page,
-        filters=params.filters,
-    )
+    return replace(params, end_time=end)
 
 
 def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryParams]:
@@ -195,16 +187,7 @@ def _query_items(endpoint: Endpoint, params: rules.QueryParams) -> list[tuple[st
 
 
 def _window_params(spec: _Range, window: rules.Window, page: str | None) -> rules.QueryParams:
-    p = spec.params
-    return rules.QueryParams(
-        start_time=window.start,
-        end_time=window.end,
-        bucket_width=p.bucket_width,
-        group_by=p.group_by,
-        limit=window.limit,
-        page=page,
-        filters=p.filters,
-    )
+    return replace(spec.params, start_time=window.start, end_time=window.end, limit=window.limit, page=page)
 
 
 def _next_cursor(response: UsageResponse, seen: set[str], where: str) -> str | None:
