@@ -16,7 +16,17 @@ from rich.text import Text
 from usageledger import catalogue, rules, timeutil
 from usageledger._secrets import redact_url_password
 from usageledger.cli import _filters
-from usageledger.cli._app import app, console, err_console, fail, friendly_errors, open_for_reading, setup_logging
+from usageledger.cli._app import (
+    Insecure,
+    Verbose,
+    app,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+    open_for_reading,
+    setup_logging,
+)
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError, UsageLedgerError
@@ -226,9 +236,7 @@ def sync_command(
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL ending in /v1.")] = None,
-    allow_insecure_http: Annotated[
-        bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
-    ] = False,
+    allow_insecure_http: Insecure = False,
     endpoint: Annotated[
         list[str] | None,
         typer.Option(
@@ -276,7 +284,7 @@ def sync_command(
     ] = None,
     lag_days: Annotated[int | None, typer.Option(help="Trailing days re-read on daily streams.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary.")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
+    verbose: Verbose = 0,
     log_format: Annotated[
         Literal["text", "json"], typer.Option("--log-format", help="Log lines as text or JSON.")
     ] = "text",
