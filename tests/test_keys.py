@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from usageledger import Client
 from usageledger.cli import app
 from usageledger.emulator import Emulator, run_server
-from usageledger.store import open_existing_store
+from usageledger.store import open_existing_store, open_store
+from usageledger.sync import Org
+from usageledger.sync.directory import refresh_org
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_CONFIG, EMULATOR_NOW
@@ -258,3 +261,31 @@ def test_careless_inputs_get_one_line_errors(tmp_path: Path, args: list[str], fl
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {flag}"), result.stderr
     assert not store.exists()
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_key_deleted_between_two_refreshes_keeps_its_name_owner_and_creation(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The directory read before (46 days of history) and after (120 days) the emulator deletes keys: `keys` shows
+    each deleted key by its old name, marked deleted, with the owner and creation time of its last listed version."""
+    url = str(tmp_path / "h.duckdb") if backend == "duckdb" else request.getfixturevalue("pg_url")
+    young = Emulator(dataclasses.replace(EMULATOR_CONFIG, days=46))
+    old = Emulator(EMULATOR_CONFIG)
+
+    def through(emulator: Emulator) -> Callable[[Org], Client]:
+        return lambda org: Client(org.api_key, "http://127.0.0.1/v1", transport=emulator.transport())
+
+    org = Org("main", FAKE_ADMIN_KEY)
+    with open_store(url) as db:
+        refresh_org(db, org, at=EMULATOR_NOW - 86_400, client_factory=through(young))
+        refresh_org(db, org, at=EMULATOR_NOW, client_factory=through(old))
+    deleted = set(old.source.retired.keys)
+    keys = {k["id"]: k for k in _keys(url)["keys"]}
+    assert deleted and deleted <= set(keys)
+    for key_id in deleted:
+        key = keys[key_id]
+        assert key["status"] == "deleted" and key["name"] and key["created"] and key["owner"]["name"], key
+        assert key["flags"] == [] and key["project"]["name"]
+    live = [k for k in keys.values() if k["status"] == "active" and k["type"] == "project"]
+    assert live and all(k["spend"] is None and k["requests"] is None for k in live)

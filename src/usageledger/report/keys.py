@@ -48,7 +48,7 @@ __all__ = [
 KeyKind = Literal["project", "admin"]
 FlagCode = Literal["unused", "owner_removed", "admin_age"]
 
-_KEY_KINDS: Final = {"project_api_key": "project", "admin_api_key": "admin"}
+_KEY_KINDS: Final[Mapping[str, KeyKind]] = {"project_api_key": "project", "admin_api_key": "admin"}
 _WIDTH_ORDER: Final = ("1d", "1h", "1m")
 REQUESTS: Final = "num_model_requests"
 KEYED_ENDPOINTS: Final = tuple(e for e in catalogue.ENDPOINTS if "api_key_id" in e.group_by)
@@ -191,7 +191,7 @@ def key_directory(db: Database, org: str | None) -> dict[str, KeyDirectory]:
             old = d.keys.get(id_)
             parsed = json.loads(record) if record and record != "{}" else None
             d.keys[id_] = DirectoryKey(
-                kind=_KEY_KINDS[kind],  # type: ignore[arg-type]
+                kind=_KEY_KINDS[kind],
                 project_id=scope or None,
                 name=name,
                 status="deleted" if gone else "active",
