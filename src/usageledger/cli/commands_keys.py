@@ -13,7 +13,7 @@ from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.jsonout import dumps, keys_document
-from usageledger.report.keys import KeyRules, KeysReport, build_keys
+from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys
 from usageledger.report.tables import DataTable, label, number
 from usageledger.timeutil import now_unix, parse_duration, since_unix, to_unix
 
@@ -23,6 +23,12 @@ DEFAULT_SINCE = "30d"
 def duration_flag(value: str, param: str) -> timedelta:
     """A span given to a flag (``30d``, ``36h``); a bare number or a negative span is a one-line error."""
     return timedelta(seconds=parse_duration(value, param=param))
+
+
+def _owner(owner: KeyOwner) -> str:
+    """The owner's name (a service account says so); the email is in the JSON, removal in the flags."""
+    who = owner.name or owner.email or owner.id or "?"
+    return f"{who} (service account)" if owner.type == "service_account" else who
 
 
 def _when(value: datetime | None) -> str:
@@ -37,6 +43,7 @@ def render_keys(data: KeysReport) -> DataTable:
         label("key"),
         label("id"),
         label("type"),
+        label("status"),
         label("owner"),
         label("project"),
         number("created"),
@@ -50,10 +57,11 @@ def render_keys(data: KeysReport) -> DataTable:
         if k.project_status not in (None, "active"):
             project += f" ({k.project_status})"
         table.add_row(
-            k.label,
+            k.name or "",
             k.id,
             k.kind,
-            "" if k.owner is None else k.owner.describe(),
+            k.status,
+            "" if k.owner is None else _owner(k.owner),
             project,
             "" if k.created is None else f"{k.created:%Y-%m-%d}",
             _when(k.last_used),

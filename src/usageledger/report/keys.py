@@ -91,14 +91,6 @@ class KeyOwner:
     email: str | None
     removed: bool
 
-    def describe(self) -> str:
-        who = self.name or self.email or self.id or "?"
-        if self.type == "user" and self.email and self.name:
-            who = f"{self.name} <{self.email}>"
-        elif self.type == "service_account":
-            who = f"{who} (service account)"
-        return f"{who} (owner removed)" if self.removed else who
-
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
