@@ -289,3 +289,17 @@ def test_a_key_deleted_between_two_refreshes_keeps_its_name_owner_and_creation(
         assert key["flags"] == [] and key["project"]["name"]
     live = [k for k in keys.values() if k["status"] == "active" and k["type"] == "project"]
     assert live and all(k["spend"] is None and k["requests"] is None for k in live)
+
+
+def test_keys_seen_only_in_usage_without_a_directory_are_unknown_and_unflagged(
+    tmp_path: Path, emulator_url: str
+) -> None:
+    """Synced with --no-directory, the keys come from usage alone: status unknown, no owner, never flagged, and
+    their spend still adds up to the costs stream."""
+    url = str(tmp_path / "bare.duckdb")
+    _sync(url, emulator_url, "--since", "10d", "-e", "costs", *KEYED)
+    doc = _keys(url, "--since", "10d", "--unused-after", "0d")
+    assert doc["keys"] and all(k["status"] == "unknown" and k["owner"] is None for k in doc["keys"])
+    assert all(k["flags"] == [] for k in doc["keys"])
+    total = _query(url, "SELECT SUM(amount_value) FROM costs WHERE api_key_id IS NOT NULL")[0][0]
+    assert sum(Decimal(k["spend"]) for k in doc["keys"]) == total
