@@ -265,17 +265,27 @@ def check(
     webhook: Annotated[
         str | None, typer.Option("--webhook", help="POST a Slack-compatible JSON message here when alerts fire.")
     ] = None,
+    stale_keys: Annotated[
+        str | None,
+        typer.Option(
+            "--stale-keys",
+            help="Alert once per API key unused for longer than this span (90d), whose owner was removed, or, for "
+            "an admin key, created longer ago (see usageledger keys).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
+    now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
 ) -> None:
-    """Budget, anomaly and staleness alerts for cron and CI: one line per alert, exit 3 when any fired.
+    """Budget, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3 when any fired.
 
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
     """
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(to_unix(now_at, param="--now"), UTC) if now_at else datetime.now(UTC)
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
+    key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
     if flag_budget != Budget():
         if project is None:
@@ -299,7 +309,16 @@ def check(
     judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
+        result = run_checks(
+            db,
+            cfg,
+            now=now,
+            org=org,
+            project=project,
+            budget_day=budget_day,
+            anomaly_day=judged,
+            stale_keys=key_limit,
+        )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))
     else:

@@ -11,6 +11,9 @@ Rules, stated once here and repeated in the CLI output:
   minimum increase, in the costs' currency), so a quiet account does not page anyone over cents. A flat baseline
   (``MAD = 0``) puts any rise infinitely far out, and the minimum increase decides. The baseline needs at least 7
   days; days before the first costs row are not part of it, later days without rows count as zero spend.
+* **Stale keys** (``--stale-keys 90d``) fire once per API key that is flagged by the rules of ``usageledger keys``
+  with that span for both limits: unused for longer than it, its owner removed, or an admin key created longer ago
+  (see :mod:`usageledger.report.keys`).
 * **Staleness** fires when the newest synced data is older than the limit (default 48 hours): each bucket
   covers up to its end, or up to when it was synced if it was still open then; the newest such point over every
   table of the store is compared with now. An empty store fires too.
@@ -38,6 +41,7 @@ from usageledger._sections import (
 )
 from usageledger.errors import AlertDeliveryError
 from usageledger.report.formatting import format_money
+from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, utc_day
 from usageledger.store import tables
 
@@ -60,14 +64,14 @@ __all__ = [
     "slack_payload",
 ]
 
-AlertKind = Literal["budget", "anomaly", "stale"]
+AlertKind = Literal["budget", "anomaly", "stale", "stale_key"]
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
     kind: AlertKind
     subject: str
-    """``organisation`` or ``project <id>``, or the store for staleness."""
+    """``organisation`` or ``project <id>``, the store for staleness, ``key <id>`` for a stale key."""
     message: str
 
 
@@ -268,8 +272,10 @@ def run_checks(
     project: str | None = None,
     budget_day: date | None = None,
     anomaly_day: date | None = None,
+    stale_keys: timedelta | None = None,
 ) -> CheckResult:
-    """Run every configured check. ``project`` narrows the anomaly check; budgets name their own scope."""
+    """Run every configured check. ``project`` narrows the anomaly check; budgets name their own scope;
+    ``stale_keys`` adds the stale key check."""
     today = now.astimezone(UTC).date()
     bday = budget_day or today
     aday = anomaly_day or today - timedelta(days=1)
@@ -298,6 +304,10 @@ def run_checks(
         checks.append(f"staleness: {text}")
         if age > limit:
             alerts.append(Alert("stale", "store", f"stale store: {text}; run usageledger sync"))
+    if stale_keys is not None:
+        key_checks, key_alerts = _stale_key_alerts(db, stale_keys, now, org)
+        checks.extend(key_checks)
+        alerts.extend(key_alerts)
     return CheckResult(
         checked_at=now,
         budget_day=bday,
@@ -308,6 +318,22 @@ def run_checks(
         checks=tuple(checks),
         alerts=tuple(alerts),
     )
+
+
+def _stale_key_alerts(db: Database, limit: timedelta, now: datetime, org: str | None) -> tuple[list[str], list[Alert]]:
+    """One alert per key flagged by the ``keys`` rules with ``limit`` for both spans."""
+    data = build_keys(db, start=now - limit, end=now, now=now, org=org, rules=KeyRules(limit, limit))
+    live = sum(1 for k in data.keys if k.status == "active")
+    checks = [f"stale keys: {live} existing API key(s) checked against {_hours(limit)}, {len(data.flagged)} flagged"]
+    alerts = [
+        Alert(
+            "stale_key",
+            f"key {k.id}",
+            f"stale {k.kind} key {k.label} [{k.id}] of {k.org}: {'; '.join(f.message for f in k.flags)}",
+        )
+        for k in data.flagged
+    ]
+    return checks, alerts
 
 
 # -- webhook ------------------------------------------------------------------------------------------------------

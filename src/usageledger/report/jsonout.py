@@ -1,4 +1,4 @@
-"""``--format json`` for ``report``, ``status``, ``check`` and ``reconcile``: one JSON document each, stable keys.
+"""``--format json`` for ``report``, ``status``, ``check``, ``reconcile`` and ``keys``: one document each, stable keys.
 
 One serializer (:func:`dumps`) for every document: money, token quantities and ratios are ``Decimal`` and become
 decimal strings (``"1234.5600"``, never a float, never an exponent); datetimes are ISO 8601 UTC with a ``Z``, as
@@ -15,6 +15,7 @@ from typing import Any
 
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.report.alerts import CheckResult
+from usageledger.report.keys import KeysReport
 from usageledger.report.names import Names
 from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Spend
 from usageledger.report.reconcile import ReconcileResult
@@ -22,7 +23,14 @@ from usageledger.report.trend import summarise
 from usageledger.store import StreamState
 from usageledger.timeutil import iso
 
-__all__ = ["check_document", "dumps", "reconcile_document", "report_document", "status_document"]
+__all__ = [
+    "check_document",
+    "dumps",
+    "keys_document",
+    "reconcile_document",
+    "report_document",
+    "status_document",
+]
 
 Document = dict[str, Any]
 
@@ -209,5 +217,47 @@ def status_document(url: str, states: Sequence[StreamState]) -> Document:
                 "rows": s.row_count,
             }
             for s in states
+        ],
+    }
+
+
+def keys_document(data: KeysReport) -> Document:
+    """Every key with its owner, project, dates, spend, requests and flags; the period, the rules, the sources."""
+    rules = data.rules
+    return {
+        "period": {"start": data.start, "end": data.end},
+        "rules": {
+            "unused_after_seconds": None if rules.unused_after is None else int(rules.unused_after.total_seconds()),
+            "admin_max_age_seconds": None if rules.admin_max_age is None else int(rules.admin_max_age.total_seconds()),
+        },
+        "currency": data.currency,
+        "spend_streams": list(data.spend_streams),
+        "request_streams": list(data.request_streams),
+        "keys": [
+            {
+                "org": k.org,
+                "id": k.id,
+                "type": k.kind,
+                "name": k.name,
+                "status": k.status,
+                "owner": None
+                if k.owner is None
+                else {
+                    "type": k.owner.type,
+                    "id": k.owner.id,
+                    "name": k.owner.name,
+                    "email": k.owner.email,
+                    "removed": k.owner.removed,
+                },
+                "project": None
+                if k.project_id is None
+                else {"id": k.project_id, "name": k.project_name, "status": k.project_status},
+                "created": k.created,
+                "last_used": k.last_used,
+                "spend": k.spend,
+                "requests": k.requests,
+                "flags": [{"flag": f.code, "message": f.message} for f in k.flags],
+            }
+            for k in data.keys
         ],
     }

@@ -1,7 +1,8 @@
 """Crash safety: `usageledger sync` killed with SIGKILL at many points, then re-run, equals an uninterrupted sync.
 
 Every process is real: a `usageledger emulator` subprocess (fixed clock, a little latency) and sync subprocesses
-started through ``tests/kill_launcher.py``, which SIGKILLs the process from inside at a chosen point of one phase:
+started through ``tests/fixtures/kill_launcher.py``,
+which SIGKILLs the process from inside at a chosen point of one phase:
 
 * ``request``: the n-th HTTP response has arrived, its body not yet read;
 * ``write``: the n-th data statement of a batch ran, its transaction still open;
@@ -30,9 +31,10 @@ from pathlib import Path
 
 import pytest
 
-from reliability import HEAVY, assert_whole_buckets, emulator_process, finish, launcher, run_cli, sync_args
-from test_sync import Snapshot, snapshot
 from usageledger.store import open_store
+
+from fixtures.reliability import HEAVY, assert_whole_buckets, emulator_process, finish, launcher, run_cli, sync_args
+from fixtures.syncing import Snapshot, snapshot
 
 KILL_POINTS = int(os.environ.get("USAGELEDGER_KILL_POINTS", "80" if HEAVY else "20"))
 SEED = int(os.environ.get("USAGELEDGER_KILL_SEED", str(random.SystemRandom().randrange(1_000_000))))

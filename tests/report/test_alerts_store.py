@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from test_alerts import START, synthetic_days
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.report.alerts import AlertConfig, Budget, run_checks
 from usageledger.store import default_streams, encode_group_key, open_store
+
+from fixtures.reports import START, synthetic_days
 
 LAST = START + timedelta(days=89)
 NOW = datetime(LAST.year, LAST.month, LAST.day, 18, tzinfo=UTC)

@@ -21,12 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from reliability import HEAVY
-from test_secrets import canary_key, find_secret
 from usageledger import catalogue
 from usageledger.cli import app
 from usageledger.config import load_config
 from usageledger.errors import ConfigError
+
+from fixtures.reliability import HEAVY
+from fixtures.secrets import canary_key, find_secret
 
 pytestmark = pytest.mark.heavy
 

@@ -10,11 +10,11 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from test_client import DAY, NOW, START, PagedServer, expected_starts, starts_of
 from usageledger import AsyncClient, RetryPolicy
 from usageledger.errors import BadRequestError, PaginationError, ParameterError
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
+from fixtures.paging import DAY, NOW, START, PagedServer, expected_starts, starts_of
 
 
 class VirtualTime:

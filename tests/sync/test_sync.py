@@ -17,28 +17,16 @@ from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
-from usageledger.sync import Org, SyncOptions, SyncResult, WindowDone, plan_stream, sync
+from usageledger.sync import Org, SyncOptions, WindowDone, plan_stream, sync
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.syncing import DAY, Snapshot, run, snapshot
 
-DAY = 86400
 START_90 = timeutil.floor(EMULATOR_NOW - 90 * DAY, "1d")
-
-Snapshot = dict[str, list[tuple[Any, ...]]]
 
 
 # --- helpers (also used by test_sync_kill) ---------------------------------------------------------------
-
-
-def snapshot(store: BaseStore) -> Snapshot:
-    """Every endpoint table (without ``synced_at``) and every stream's watermark and row count, in key order."""
-    out: Snapshot = {}
-    for spec in tables():
-        cols = ", ".join(f'"{c}"' for c in spec.column_names if c != "synced_at")
-        out[spec.name] = store.query(f"SELECT {cols} FROM {spec.name} ORDER BY org, stream, bucket_start, group_key")
-    out["streams"] = store.query("SELECT org, stream, watermark, row_count FROM streams ORDER BY org, stream")
-    return out
 
 
 def store_totals(
@@ -86,25 +74,6 @@ def sdk_totals(base_url: str, stream: Stream, start: int, end: int) -> dict[str,
             page = body["next_page"]
     finally:
         client.close()
-
-
-def run(
-    store: BaseStore,
-    url: str,
-    *,
-    streams: tuple[Stream, ...] | None = None,
-    now: float = EMULATOR_NOW,
-    orgs: list[Org] | None = None,
-    **options: Any,
-) -> SyncResult:
-    """One sync of ``streams`` (default: the default streams) from the emulator at ``url``, at a fixed now."""
-    return sync(
-        store,
-        orgs or [Org("main", FAKE_ADMIN_KEY, url)],
-        streams or default_streams(),
-        SyncOptions(**options),
-        clock=lambda: now,
-    )
 
 
 @pytest.fixture

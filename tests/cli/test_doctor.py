@@ -9,7 +9,6 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from test_secrets import assert_no_secret, canary_key, dead_url
 from usageledger.cli import app
 from usageledger.config import write_default_config
 from usageledger.doctor import Diagnosis, diagnose
@@ -18,6 +17,7 @@ from usageledger.store import open_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.secrets import assert_no_secret, canary_key, dead_url
 
 CLOCK: Final = float(EMULATOR_NOW)
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from reliability import HEAVY, assert_whole_buckets, cli, env
-from test_sync import Snapshot, run, snapshot
 from usageledger.emulator import Emulator, run_server
 from usageledger.emulator.config import FaultConfig
 from usageledger.emulator.faults import decide
 from usageledger.store import open_store
 
 from fixtures.emulator import EMULATOR_CONFIG, EMULATOR_NOW
+from fixtures.reliability import HEAVY, assert_whole_buckets, cli, env
+from fixtures.syncing import Snapshot, run, snapshot
 
 pytestmark = pytest.mark.heavy
 

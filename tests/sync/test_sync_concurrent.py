@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from reliability import HEAVY, cli, emulator_process, finish, run_cli, sync_args
-from test_sync import Snapshot, snapshot
 from usageledger.store import open_store
+
+from fixtures.reliability import HEAVY, cli, emulator_process, finish, run_cli, sync_args
+from fixtures.syncing import Snapshot, snapshot
 
 pytestmark = pytest.mark.heavy
 

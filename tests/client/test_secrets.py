@@ -7,26 +7,19 @@ record at DEBUG (including httpx and httpcore) as text and as JSON lines.
 
 :func:`assert_no_secret` is the one grep; the sync, store, export and config suites add their files to it::
 
-    from test_secrets import assert_no_secret, canary_key
+    from fixtures.secrets import assert_no_secret, canary_key
     assert_no_secret({"store": store_path, "export": export_dir, "stderr": result.stderr}, key)
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import logging
-import os
 import pickle
-import socket
-import subprocess
-import sys
 import traceback
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
 from urllib.parse import quote
 
 import pytest
@@ -45,55 +38,17 @@ from usageledger.errors import (
 )
 
 from fixtures.emulator import EMULATOR_NOW
-
-Source = str | bytes | Path
-START: Final = EMULATOR_NOW - 10 * 86400
-NOW_ISO: Final = "2026-11-20T12:00:00Z"
-FAULT_FLAGS: Final = ["--rate-429", "0.15", "--rate-5xx", "0.2", "--rate-drop", "0.1", "--rate-truncate", "0.1"]
-
-
-def canary_key(prefix: str = "sk-admin-", fill: str = "x") -> str:
-    """A distinctive fake key, built at run time so no key-shaped literal sits in the source."""
-    return prefix + "SECRETCANARY" + fill * 12
-
-
-def _needles(secret: str) -> set[str]:
-    """The secret as it could leak: verbatim, percent-encoded, base64 (Basic auth), and its distinctive tail."""
-    found = {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
-    tail = secret.rsplit("-", 1)[-1]
-    if len(tail) >= 12:
-        found.add(tail)
-    return found
-
-
-def _files(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        yield from (p for p in sorted(path.rglob("*")) if p.is_file())
-    elif path.exists():
-        yield path
-
-
-def find_secret(sources: Mapping[str, Source] | Iterable[Source], secret: str) -> list[str]:
-    """Where ``secret`` occurs: one ``label: needle`` per hit in texts, bytes, files or whole directories."""
-    labelled = sources.items() if isinstance(sources, Mapping) else ((f"#{i}", s) for i, s in enumerate(sources))
-    needles = _needles(secret)
-    hits: list[str] = []
-    for label, source in labelled:
-        if isinstance(source, Path):
-            blobs = [(f"{label} {p}", p.read_bytes()) for p in _files(source)]
-        else:
-            blobs = [(label, source.encode("utf-8", "surrogateescape") if isinstance(source, str) else source)]
-        for where, blob in blobs:
-            hits += [f"{where}: {needle!r}" for needle in needles if needle.encode() in blob]
-    return hits
-
-
-def assert_no_secret(sources: Mapping[str, Source] | Iterable[Source], secret: str) -> int:
-    """Fail listing every place ``secret`` leaked to; return how many sources (files count one each) were read."""
-    hits = find_secret(sources, secret)
-    assert not hits, "the key leaked:\n" + "\n".join(hits)
-    items = sources.values() if isinstance(sources, Mapping) else sources
-    return sum(len(list(_files(s))) if isinstance(s, Path) else 1 for s in items)
+from fixtures.secrets import (
+    FAULT_FLAGS,
+    START,
+    Source,
+    assert_no_secret,
+    canary_key,
+    dead_url,
+    find_secret,
+    run_cli,
+    start_emulator,
+)
 
 
 def test_the_grep_finds_every_spelling_of_the_key(tmp_path: Path) -> None:
@@ -113,55 +68,6 @@ def test_the_grep_finds_every_spelling_of_the_key(tmp_path: Path) -> None:
 
 
 # --- the CLI as a real process ----------------------------------------------------------------------------
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from usageledger.cli import main; main()", *args]
-
-
-@dataclass
-class EmulatorProcess:
-    """A running `usageledger emulator` process: its base URL, and its output once it has stopped."""
-
-    url: str
-    stdout: str = ""
-    stderr: str = ""
-
-
-@contextlib.contextmanager
-def start_emulator(*args: str) -> Iterator[EmulatorProcess]:
-    """`usageledger emulator --port 0 ...` as a process, ready; stopped with SIGTERM on exit, output collected."""
-    proc = subprocess.Popen(
-        _cli("emulator", "--port", "0", "--days", "30", "--projects", "2", "--now", NOW_ISO, *args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # the ready line; readline returns "" if the process dies first
-    served = EmulatorProcess(line.split(" at ", 1)[-1].strip())
-    try:
-        assert line.startswith("Emulator ready at "), f"emulator did not start: {line!r}"
-        yield served
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=30)
-        served.stdout, served.stderr = line + out, err
-
-
-def dead_url() -> str:
-    """A loopback base URL nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
-
-
-def run_cli(key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`usageledger ARGS` with the key in OPENAI_ADMIN_KEY and no other OPENAI_* variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "USAGELEDGER_"))}
-    env.update(OPENAI_ADMIN_KEY=key, COLUMNS="200")
-    return subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_the_cli_never_shows_the_key_through_faults_dead_ports_and_refused_keys() -> None:

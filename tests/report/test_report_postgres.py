@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from test_report_demo import demo_sync
 from usageledger.cli import app
 from usageledger.report.alerts import AlertConfig, Budget, run_checks
 from usageledger.report.queries import Period, Scope, build_report
@@ -19,6 +18,7 @@ from usageledger.report.reconcile import reconcile
 from usageledger.store import BaseStore, open_store
 
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.reports import demo_sync
 
 pytestmark = pytest.mark.postgres
 

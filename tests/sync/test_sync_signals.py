@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reliability import cli, emulator_process, finish, run_cli, sync_args
 from usageledger.cli import app
 from usageledger.store import RunOwner, default_streams, open_store
 from usageledger.sync import SyncOptions, plan_stream
 from usageledger.sync._safety import reap_abandoned, stream_states_now, this_process
 
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
 
 ORG = "default"
 

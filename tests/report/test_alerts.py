@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -30,23 +29,7 @@ from usageledger.report.alerts import (
     slack_payload,
 )
 
-START = date(2026, 8, 1)
-SPIKE_DAY = 75
-
-
-def synthetic_days(*, spike: bool, n: int = 90, seed: int = 7) -> list[tuple[date, Decimal]]:
-    """90 days of spend with a weekly rhythm and ±10% noise; optionally day 75 at four times its level."""
-    rng = random.Random(seed)
-    days = []
-    for i in range(n):
-        day = START + timedelta(days=i)
-        level = Decimal(70) if day.weekday() >= 5 else Decimal(100)
-        noise = Decimal(rng.randint(-1000, 1000)) / Decimal(10000)
-        spend = (level * (1 + noise)).quantize(Decimal("0.01"))
-        if spike and i == SPIKE_DAY:
-            spend *= 4
-        days.append((day, spend))
-    return days
+from fixtures.reports import SPIKE_DAY, START, synthetic_days
 
 
 def test_spike_in_90_days_is_the_only_anomaly() -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from test_secrets import NOW_ISO, canary_key, run_cli
 from usageledger import Client
 from usageledger._secrets import mask_keys, normalize_key, redact, redact_url
 from usageledger.config import OrgConfig
 from usageledger.errors import ConfigError
 
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.secrets import NOW_ISO, canary_key, run_cli
 
 MALFORMED = {"space": " ", "tab": "\t", "non-ASCII": "é"}
 

@@ -26,8 +26,6 @@ from urllib.parse import quote
 import duckdb
 import pytest
 
-from reliability import cli
-from test_secrets import NOW_ISO, Source, assert_no_secret, canary_key, dead_url, start_emulator
 from usageledger import Client, UsageApi
 from usageledger._http import RetryPolicy
 from usageledger.config import OrgConfig
@@ -37,6 +35,8 @@ from usageledger.sync import Org as SyncOrg
 
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.postgres import find_pg_bin
+from fixtures.reliability import cli
+from fixtures.secrets import NOW_ISO, Source, assert_no_secret, canary_key, dead_url, start_emulator
 
 pytestmark = pytest.mark.heavy
 

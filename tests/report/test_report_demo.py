@@ -35,31 +35,14 @@ from usageledger.sync import Org, SyncOptions, sync
 from fixtures.browser import BrowserPage
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.reports import ORG, demo_sync
 
 CHARTS = ("daily-spend-by-project", "tokens-by-model", "spend-by-line-item", "cost-per-million-tokens")
-ORG = "org-demo"
 TOKEN_VIEWS = [
     f"usage_{e.name}_daily"
     for e in catalogue.USAGE_ENDPOINTS
     if "model" in e.group_by and "input_tokens" in {m.name for m in e.metrics}
 ]
-
-
-def demo_sync(store: BaseStore, url: str) -> None:
-    """The demo's sync: every default stream, 90 days back from the emulator's fixed now.
-
-    It runs in a worker thread, which has no event loop of its own, whatever fixture set one up in this one.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        result = pool.submit(
-            sync,
-            store,
-            [Org(ORG, FAKE_ADMIN_KEY, url)],
-            default_streams(),
-            SyncOptions(since=timeutil.floor(EMULATOR_NOW - 90 * 86400, "1d")),
-            clock=lambda: EMULATOR_NOW,
-        ).result()
-    assert result.ok, result.errors
 
 
 @pytest.fixture(scope="module")

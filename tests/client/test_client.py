@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import inspect
 import itertools
 import json
-from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, get_args, get_origin
@@ -15,17 +12,13 @@ from typing import Any, get_args, get_origin
 import httpx
 import pytest
 
-from usageledger import AsyncClient, Client, catalogue, rules
+from usageledger import AsyncClient, Client, catalogue
 from usageledger._http import RetryPolicy
-from usageledger.catalogue import BUCKET_SECONDS
 from usageledger.errors import PaginationError, ParameterError, ResponseDecodeError
 from usageledger.models import CompletionsResult
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
-
-NOW = 1_790_000_000  # 2026-09-21T12:53:20Z, the injected "now"
-DAY = 86_400
-START = 1_767_225_600  # 2026-01-01T00:00:00Z
+from fixtures.paging import DAY, NOW, START, PagedServer, expected_starts, starts_of
 
 
 def no_sleep_policy() -> RetryPolicy:
@@ -33,107 +26,6 @@ def no_sleep_policy() -> RetryPolicy:
         return None
 
     return RetryPolicy(sleep=lambda s: None, async_sleep=nap, random=lambda: 0.0)
-
-
-class PagedServer:
-    """A synthetic Usage API honouring ``start_time``, ``end_time``, ``bucket_width``, ``limit`` and ``page``.
-
-    Each bucket holds one completions result whose ``num_model_requests`` is the bucket's start, so a test can
-    tell exactly which buckets came back. ``page_size`` caps buckets per page below ``limit`` to force paging.
-    Cursors are bound to the rest of the query, as the live API's are, and contain ``+``, ``/`` and ``=``.
-    """
-
-    def __init__(self, *, page_size: int | None = None) -> None:
-        self.page_size = page_size
-        self.requests: list[httpx.Request] = []
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        params = request.url.params
-        endpoint = catalogue.BY_PATH[request.url.path.removeprefix("/v1")]
-        width = params.get("bucket_width", "1d")
-        start = int(params["start_time"])
-        end = int(params.get("end_time", str(NOW)))
-        limit_rule = endpoint.limits[width]  # type: ignore[index]
-        limit = int(params.get("limit", str(limit_rule.default)))
-        if limit > limit_rule.maximum:
-            return _error(400, f"Invalid limit provided: {limit}.", "limit")
-        starts = rules.bucket_starts(start, end, width)  # type: ignore[arg-type]
-        binding = self._binding(request)
-        offset = 0
-        if "page" in params:
-            offset = self._offset(params["page"], binding)
-            if offset is None:
-                return _error(400, "The page token is invalid, have you modified the query parameters?", "page")
-        size = min(limit, self.page_size or limit)
-        chunk = starts[offset : offset + size]
-        more = offset + size < len(starts)
-        step = BUCKET_SECONDS[width]  # type: ignore[index]
-        body = {
-            "object": "page",
-            "data": [
-                {
-                    "object": "bucket",
-                    "start_time": s,
-                    "end_time": min(end, s - s % step + step),
-                    "results": [_result(endpoint, s)],
-                }
-                for s in chunk
-            ],
-            "has_more": more,
-            "next_page": self._cursor(offset + size, binding) if more else None,
-        }
-        return httpx.Response(200, json=body)
-
-    async def async_handler(self, request: httpx.Request) -> httpx.Response:
-        return self.handler(request)
-
-    @staticmethod
-    def _binding(request: httpx.Request) -> bytes:
-        items = sorted((k, v) for k, v in request.url.params.multi_items() if k != "page")
-        return hashlib.sha256(repr(items).encode()).digest()[:6]
-
-    @staticmethod
-    def _cursor(offset: int, binding: bytes) -> str:
-        # \xfb\xff and \xfe force '+' and '/' into the base64 text; the length forces '=' padding.
-        raw = b"\xfb\xff\xfe" + binding + offset.to_bytes(4, "big") + b"\x00"
-        return "page_" + base64.b64encode(raw).decode()
-
-    @staticmethod
-    def _offset(cursor: str, binding: bytes) -> int | None:
-        try:
-            raw = base64.b64decode(cursor.removeprefix("page_"), validate=True)
-        except ValueError:
-            return None
-        if raw[3:9] != binding:
-            return None
-        return int.from_bytes(raw[9:13], "big")
-
-    def client(self, **kw: Any) -> Client:
-        return Client(FAKE_ADMIN_KEY, transport=httpx.MockTransport(self.handler), clock=lambda: NOW, **kw)
-
-    def async_client(self, **kw: Any) -> AsyncClient:
-        return AsyncClient(FAKE_ADMIN_KEY, transport=httpx.MockTransport(self.async_handler), clock=lambda: NOW, **kw)
-
-
-def _result(endpoint: catalogue.Endpoint, start: int) -> dict[str, Any]:
-    if endpoint.name == "costs":
-        return {"object": endpoint.result_object, "amount": {"value": f"{start}.01", "currency": "usd"}}
-    fields = {c.name: start for c in endpoint.metrics if c.required}
-    return {"object": endpoint.result_object, **fields}
-
-
-def _error(status: int, message: str, param: str) -> httpx.Response:
-    body = {"error": {"type": "invalid_request_error", "message": message, "param": param, "code": None}}
-    return httpx.Response(status, json=body)
-
-
-def expected_starts(start: int, end: int, width: str) -> list[int]:
-    return rules.bucket_starts(start, end, width)  # type: ignore[arg-type]
-
-
-def starts_of(buckets: Sequence[Any]) -> list[int]:
-    return [b.start_time for b in buckets]
 
 
 # --- ranges: windows and pages --------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reliability import cli, emulator_process, env, finish, run_cli, sync_args
 from usageledger.cli import app
 from usageledger.store import open_store
 from usageledger.store._filelock import writer_pid
 
 from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.reliability import cli, emulator_process, env, finish, run_cli, sync_args
 
 READERS = [
     ["status"],

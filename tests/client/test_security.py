@@ -1,8 +1,9 @@
 """Security: plain http:// only to loopback, no redirects followed, and the emulator's key checks over real HTTP.
 
-``tests/test_http.py`` already covers the constructor's basic http/loopback cases and ``tests/test_emulator_api.py``
-the emulator's key rules in-process; this file adds the other ways in (environment, ``with_options``, the async
-client, ``UsageApi``, the CLI, look-alike hosts) and the emulator's answers over a real socket.
+``tests/client/test_http.py`` already covers the constructor's basic http/loopback cases and
+``tests/emulator/test_emulator_api.py`` the emulator's key rules in-process; this file adds the other ways in
+(environment, ``with_options``, the async client, ``UsageApi``, the CLI, look-alike hosts) and the emulator's answers
+over a real socket.
 """
 
 from __future__ import annotations
