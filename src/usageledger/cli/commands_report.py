@@ -27,7 +27,7 @@ from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document
-from usageledger.report.names import Names, load_names, names_from_mapping
+from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.terminal import render_check, render_reconcile, render_report
@@ -122,7 +122,7 @@ def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
-    """Names from the config's [names], overridden by a names file."""
+    """The overrides of the directory's names: the config's [names], overridden by a names file."""
     names = names_from_mapping(config.names)
     return names.merged(load_names(names_file)) if names_file is not None else names
 
@@ -167,10 +167,11 @@ def report(
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
     settings = load_config(config)
-    id_names = _names(settings, names)
+    overrides = _names(settings, names)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         data = build_report(db, period, Scope(org=org, project=project))
+        id_names = resolve_names(db, org=org, overrides=overrides)
     json_out = output_format == "json"
     if json_out:
         typer.echo(dumps(report_document(data, id_names)))
@@ -265,6 +266,7 @@ def check(
     webhook: Annotated[
         str | None, typer.Option("--webhook", help="POST a Slack-compatible JSON message here when alerts fire.")
     ] = None,
+    names: NamesOpt = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
 ) -> None:
@@ -299,7 +301,10 @@ def check(
     judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
+        id_names = resolve_names(db, org=org, overrides=_names(settings, names))
+        result = run_checks(
+            db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged, names=id_names
+        )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))
     else:
