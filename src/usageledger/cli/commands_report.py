@@ -26,11 +26,12 @@ from usageledger.report.alerts import (
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.html import render_html
-from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document
+from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
-from usageledger.report.terminal import render_check, render_reconcile, render_report
+from usageledger.report.teams import project_teams, spend_by_team
+from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
 from usageledger.timeutil import parse_duration, since_unix, to_unix
 
@@ -160,6 +161,14 @@ def report(
         Path | None, typer.Option("--png", help="Also write the charts as PNG files into this directory.")
     ] = None,
     names: NamesOpt = None,
+    by: Annotated[
+        Literal["team"] | None,
+        typer.Option(
+            "--by",
+            help="team: spend by team instead of the whole report (teams from the config's [teams], else the "
+            "directory's project groups; see the README).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
 ) -> None:
@@ -172,14 +181,24 @@ def report(
         _warn_unknown_project(db, project, org)
         data = build_report(db, period, Scope(org=org, project=project))
         id_names = resolve_names(db, org=org, overrides=overrides)
+        teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
     json_out = output_format == "json"
-    if json_out:
+    if by == "team":
+        by_team = spend_by_team(data.spend_by_project, teams)
+        if json_out:
+            typer.echo(dumps(teams_document(data, by_team, id_names)))
+        else:
+            console.print(render_teams(data, by_team, id_names))
+        if html is None and png is None:
+            return
+    elif json_out:
         typer.echo(dumps(report_document(data, id_names)))
     elif html is None and png is None:
         console.print(render_report(data, id_names))
         return
-    # With --format json, stdout holds the document alone: what was written is said on stderr.
-    said = err_console if json_out else console
+    # With --format json or --by team, stdout holds the document or the teams alone: what was written is said on
+    # stderr.
+    said = err_console if json_out or by is not None else console
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(data, id_names, generated_at=now), encoding="utf-8")

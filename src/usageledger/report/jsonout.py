@@ -18,11 +18,12 @@ from usageledger.report.alerts import CheckResult
 from usageledger.report.names import Names
 from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Spend
 from usageledger.report.reconcile import ReconcileResult
+from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 from usageledger.store import StreamState
 from usageledger.timeutil import iso
 
-__all__ = ["check_document", "dumps", "reconcile_document", "report_document", "status_document"]
+__all__ = ["check_document", "dumps", "reconcile_document", "report_document", "status_document", "teams_document"]
 
 Document = dict[str, Any]
 
@@ -93,6 +94,26 @@ def _movers(movers: Sequence[Mover], key: str, name: Any = None) -> list[Documen
         row.update(current=m.current, previous=m.previous, change=m.change, change_ratio=m.change_ratio)
         rows.append(row)
     return rows
+
+
+def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> Document:
+    """``report --by team --format json``: each team's spend, share and projects; ``total`` is their exact sum."""
+    total = data.total_spend
+    return {
+        "period": _period(data.period),
+        "scope": {"org": data.scope.org, "project": data.scope.project},
+        "currency": data.currency,
+        "total": sum((t.amount for t in teams), Decimal(0)),
+        "spend_by_team": [
+            {
+                "team": t.team,
+                "spend": t.amount,
+                "share": _share(t.amount, total),
+                "projects": [{"project_id": p, "name": names.project(p)} for p in t.projects],
+            }
+            for t in teams
+        ],
+    }
 
 
 def report_document(data: ReportData, names: Names | None = None) -> Document:
