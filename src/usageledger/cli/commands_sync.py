@@ -403,6 +403,14 @@ def export_command(
     partition_by: Annotated[
         Literal["day"] | None, typer.Option("--partition-by", help="Hive-partition a Parquet export by day.")
     ] = None,
+    with_names: Annotated[
+        bool,
+        typer.Option(
+            "--with-names",
+            help="Add project_name, api_key_name and user_name columns (where the endpoint has those IDs) from the "
+            "directory that sync keeps.",
+        ),
+    ] = False,
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
@@ -428,6 +436,7 @@ def export_command(
             streams=stream or (),
             partition_by=partition_by,
             protect={} if config.path is None else {"the config file in use": config.path},
+            with_names=with_names,
         )
     if output != "-":
         err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)

@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol
 
 from usageledger import catalogue
 from usageledger.store._types import to_datetime, to_unix
-from usageledger.store.schema import Dialect
+from usageledger.store.schema import Dialect, TableSpec, q
 
 
 class BaseStore(Protocol):
@@ -37,7 +37,21 @@ class BaseStore(Protocol):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
-__all__ = ["KINDS", "DirectoryCounts", "Entry", "Snapshot", "current_names", "migration_statements", "refresh"]
+__all__ = [
+    "KINDS",
+    "NAMED_IDS",
+    "DirectoryCounts",
+    "Entry",
+    "NamedId",
+    "Snapshot",
+    "current_names",
+    "migration_statements",
+    "name_joins",
+    "named_ids",
+    "named_view",
+    "named_view_sql",
+    "refresh",
+]
 
 KINDS: Final[tuple[str, ...]] = tuple(ep.item for ep in catalogue.DIRECTORY)
 """Every kind of directory item, one per catalogue list."""
@@ -176,6 +190,62 @@ def current_names(store: BaseStore, org: str, kind: str) -> dict[str, tuple[str 
         [org, kind],
     )
     return {id_: (name, status) for id_, name, status in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class NamedId:
+    """An ID column that the directory names: ``project_id`` is named by ``project`` items, and so on."""
+
+    column: str
+    prefix: str
+    """``project``: the name columns are ``project_name`` and ``project_status``."""
+    kinds: tuple[str, ...]
+
+
+NAMED_IDS: Final[tuple[NamedId, ...]] = (
+    NamedId("project_id", "project", ("project",)),
+    NamedId("api_key_id", "api_key", ("project_api_key", "admin_api_key")),
+    NamedId("user_id", "user", ("user",)),
+)
+
+
+def named_ids(columns: Sequence[str]) -> tuple[NamedId, ...]:
+    """The named ID columns among ``columns``, in :data:`NAMED_IDS` order."""
+    return tuple(n for n in NAMED_IDS if n.column in columns)
+
+
+def name_joins(alias: str, named: Sequence[NamedId]) -> str:
+    """``LEFT JOIN``s (same SQL in both dialects) that bring, for each of ``named`` on the relation ``alias``, the
+    current version's name (a user's email where it has no name) and status as ``<prefix>_dir.name`` and
+    ``<prefix>_dir.status``. A deleted item's current version keeps its name, so old rows keep theirs; one row per
+    (org, id), so a join never multiplies rows."""
+    joins = []
+    for n in named:
+        kinds = ", ".join(f"'{k}'" for k in n.kinds)
+        joins.append(
+            f"LEFT JOIN (SELECT org, id, MAX(COALESCE(name, email)) AS name, MAX(status) AS status"
+            f" FROM directory_versions WHERE valid_to IS NULL AND kind IN ({kinds}) GROUP BY org, id) AS {n.prefix}_dir"
+            f" ON {n.prefix}_dir.org = {alias}.org AND {n.prefix}_dir.id = {alias}.{q(n.column)}"
+        )
+    return "\n".join(joins)
+
+
+def named_view(spec: TableSpec) -> str:
+    """``costs_daily_named``: the daily view with its IDs' names."""
+    return f"{spec.daily_view}_named"
+
+
+def named_view_sql(spec: TableSpec) -> str | None:
+    """The daily view plus ``<x>_name`` and ``<x>_status`` for each of its named IDs; ``None`` if it has none."""
+    named = named_ids([c.name for c in spec.data_columns])
+    if not named:
+        return None
+    extra = ", ".join(
+        f"{n.prefix}_dir.name AS {n.prefix}_name, {n.prefix}_dir.status AS {n.prefix}_status" for n in named
+    )
+    return f"CREATE VIEW {named_view(spec)} AS\nSELECT d.*, {extra}\nFROM {spec.daily_view} AS d\n" + name_joins(
+        "d", named
+    )
 
 
 def record_json(value: object) -> str:
