@@ -121,3 +121,15 @@ def test_a_key_deleted_between_two_syncs_keeps_its_name_in_the_report(workdir: P
     archived = set(old.source.retired.projects)
     by_project = {r["project_id"]: r["name"] for r in doc["spend_by_project"]}  # type: ignore[union-attr]
     assert archived and all(by_project[p].endswith(" (archived)") for p in archived)
+
+
+def test_html_report_names_projects(synced: str, tmp_path: Path) -> None:
+    """The HTML report names the projects from the directory, as the terminal report does."""
+    page = tmp_path / "r.html"
+    since, until = _day(EMULATOR_NOW - 29 * DAY), _day(EMULATOR_NOW)
+    _run("report", "--store", synced, "--since", since, "--until", until, "--html", str(page))
+    with open_store(synced, read_only=True) as db:
+        used = {p for (p,) in db.query("SELECT DISTINCT project_id FROM costs_daily WHERE project_id IS NOT NULL")}
+        names = current_names(db, "default", "project")
+    html = page.read_text(encoding="utf-8")
+    assert used and all(str(names[p][0]) in html for p in used)
