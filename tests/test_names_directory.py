@@ -133,3 +133,15 @@ def test_html_report_names_projects(synced: str, tmp_path: Path) -> None:
         names = current_names(db, "default", "project")
     html = page.read_text(encoding="utf-8")
     assert used and all(str(names[p][0]) in html for p in used)
+
+
+def test_status_counts_the_directory(synced: str) -> None:
+    """`usageledger status` says what the directory holds per org (the archived project included), in text and JSON."""
+    text = _run("status", "--store", synced).stdout
+    doc = json.loads(_run("status", "--store", synced, "--format", "json").stdout)
+    with open_store(synced, read_only=True) as db:
+        projects = current_names(db, "default", "project")
+    archived = sum(1 for _, status in projects.values() if status == "archived")
+    assert archived and f"Directory of default: {len(projects)} projects ({archived} archived)" in text
+    (entry,) = doc["directory"]
+    assert entry["org"] == "default" and entry["projects"] == {"active": len(projects) - archived, "archived": archived}

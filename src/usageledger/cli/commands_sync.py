@@ -30,6 +30,7 @@ from usageledger.store import (
     check_store_url,
     open_store,
 )
+from usageledger.store.directory import directory_summary
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -457,7 +458,7 @@ def status(
         ),
     ] = "text",
 ) -> None:
-    """Show each stream's watermark, last run and row counts."""
+    """Show each stream's watermark, last run and row counts, and each org's directory (projects, keys, ...)."""
     config = load_config(config_path)
     url = _store_url(store, config)
     with open_for_reading(url) as opened:
@@ -465,10 +466,14 @@ def status(
 
         # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
         states = stream_states_now(opened, at=timeutil.now_unix())
+        directory = directory_summary(opened)
         if output_format == "json":
-            typer.echo(dumps(status_document(url, states)))
+            typer.echo(dumps(status_document(url, states, directory)))
         else:
             _print_status(states, url)
+            for d in directory:
+                when = "" if d.last_change is None else f"; last change {timeutil.iso(d.last_change)}"
+                console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
 
 
 def _print_status(states: list[StreamState], url: str) -> None:

@@ -21,6 +21,7 @@ from usageledger.report.reconcile import ReconcileResult
 from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 from usageledger.store import StreamState
+from usageledger.store.directory import DirectorySummary
 from usageledger.timeutil import iso
 
 __all__ = ["check_document", "dumps", "reconcile_document", "report_document", "status_document", "teams_document"]
@@ -204,8 +205,9 @@ def check_document(result: CheckResult) -> Document:
     }
 
 
-def status_document(url: str, states: Sequence[StreamState]) -> Document:
-    """Each stream with its state (the last run's status), its cursor (watermark) and its last run."""
+def status_document(url: str, states: Sequence[StreamState], directory: Sequence[DirectorySummary] = ()) -> Document:
+    """Each stream with its state (the last run's status), its cursor (watermark) and its last run; each org's
+    directory (items by kind and status, and its last change)."""
     return {
         "store": redact_url_password(url),
         "streams": [
@@ -230,5 +232,13 @@ def status_document(url: str, states: Sequence[StreamState]) -> Document:
                 "rows": s.row_count,
             }
             for s in states
+        ],
+        "directory": [
+            {
+                "org": d.org,
+                **{label: dict(by_status) for label, by_status in d.counts.items()},
+                "last_change": None if d.last_change is None else iso(d.last_change),
+            }
+            for d in directory
         ],
     }

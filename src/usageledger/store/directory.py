@@ -41,10 +41,12 @@ __all__ = [
     "KINDS",
     "NAMED_IDS",
     "DirectoryCounts",
+    "DirectorySummary",
     "Entry",
     "NamedId",
     "Snapshot",
     "current_names",
+    "directory_summary",
     "migration_statements",
     "name_joins",
     "named_ids",
@@ -246,6 +248,53 @@ def named_view_sql(spec: TableSpec) -> str | None:
     return f"CREATE VIEW {named_view(spec)} AS\nSELECT d.*, {extra}\nFROM {spec.daily_view} AS d\n" + name_joins(
         "d", named
     )
+
+
+SUMMARY_KINDS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("projects", ("project",)),
+    ("users", ("user",)),
+    ("api_keys", ("project_api_key", "admin_api_key")),
+    ("service_accounts", ("project_service_account",)),
+    ("groups", ("group",)),
+)
+"""What ``usageledger status`` counts: a label and the kinds it covers."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorySummary:
+    """An org's current directory: per :data:`SUMMARY_KINDS` label, items by status; and when it last changed."""
+
+    org: str
+    counts: Mapping[str, Mapping[str, int]]
+    last_change: int | None
+
+    def describe(self) -> str:
+        """``4 projects (1 archived), 8 users, 12 api keys (2 deleted), ...``."""
+        parts = []
+        for label, by_status in self.counts.items():
+            others = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()) if status != "active")
+            parts.append(f"{sum(by_status.values())} {label.replace('_', ' ')}" + (f" ({others})" if others else ""))
+        return ", ".join(parts)
+
+
+def directory_summary(store: BaseStore) -> list[DirectorySummary]:
+    """Each org's current directory, counted by kind and status (deleted items are counted as deleted)."""
+    label_of = {kind: label for label, kinds in SUMMARY_KINDS for kind in kinds}
+    rows = store.query(
+        "SELECT org, kind, COALESCE(status, 'active'), COUNT(*), MAX(valid_from) FROM directory_versions"
+        " WHERE valid_to IS NULL GROUP BY org, kind, COALESCE(status, 'active') ORDER BY org"
+    )
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    latest: dict[str, int] = {}
+    for org, kind, status, n, last in rows:
+        by_label = counts.setdefault(org, {label: {} for label, _ in SUMMARY_KINDS})
+        stamp = to_unix(last)
+        if stamp is not None:
+            latest[org] = max(latest.get(org, stamp), stamp)
+        label = label_of.get(kind)
+        if label is not None:
+            by_label[label][status] = by_label[label].get(status, 0) + int(n)
+    return [DirectorySummary(org, c, latest.get(org)) for org, c in counts.items()]
 
 
 def record_json(value: object) -> str:
