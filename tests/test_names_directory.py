@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.report.names import resolve_names
 from usageledger.store import open_store
 from usageledger.store.directory import current_names
 
@@ -145,3 +146,16 @@ def test_status_counts_the_directory(synced: str) -> None:
     assert archived and f"Directory of default: {len(projects)} projects ({archived} archived)" in text
     (entry,) = doc["directory"]
     assert entry["org"] == "default" and entry["projects"] == {"active": len(projects) - archived, "archived": archived}
+
+
+def test_every_key_owner_is_named(synced: str) -> None:
+    """resolve_names names every key's owner, user or service account, so `keys` and reports can show who owns it."""
+    with open_store(synced, read_only=True) as db:
+        names = resolve_names(db, org="default")
+        owners = db.query(
+            "SELECT DISTINCT owner_type, owner_id FROM directory_current"
+            " WHERE kind = 'project_api_key' AND owner_id IS NOT NULL"
+        )
+    kinds = {kind for kind, _ in owners}
+    assert {"user", "service_account"} <= kinds
+    assert all(names.user(owner) != owner for _, owner in owners)
