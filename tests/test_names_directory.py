@@ -159,3 +159,20 @@ def test_every_key_owner_is_named(synced: str) -> None:
     kinds = {kind for kind, _ in owners}
     assert {"user", "service_account"} <= kinds
     assert all(names.user(owner) != owner for _, owner in owners)
+
+
+def test_demo_report_names_projects(tmp_path: Path) -> None:
+    """`usageledger demo` reads the emulator's directory too, so its report names every project, never an ID; `demo
+    --remove` removes the demo's directory with its data."""
+    store = tmp_path / "demo.duckdb"
+    result = CliRunner().invoke(app, ["demo", "--days", "3", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    with open_store(str(store), read_only=True) as db:
+        names = current_names(db, "demo", "project")
+        used = {p for (p,) in db.query("SELECT DISTINCT project_id FROM costs_daily WHERE project_id IS NOT NULL")}
+    tail = result.output[result.output.index("Spend by project") :]
+    assert used and all(str(names[p][0]) in tail and p not in tail for p in used)
+    removed = CliRunner().invoke(app, ["demo", "--remove", "--store", str(store)])
+    assert removed.exit_code == 0, removed.output
+    with open_store(str(store), read_only=True) as db:
+        assert db.query("SELECT COUNT(*) FROM directory_versions WHERE org = 'demo'") == [(0,)]

@@ -142,10 +142,11 @@ def _amount(value: str | None, param: str) -> Decimal | None:
 
 def synced_report(store: BaseStore, *, since: int, until: int, org: str | None = None) -> RenderableType:
     """The terminal report over whole UTC days from ``since`` through the day holding ``until`` (what ``demo``
-    prints after its sync)."""
+    prints after its sync), with the stored directory's names."""
     first = datetime.fromtimestamp(since, UTC).date()
     last = datetime.fromtimestamp(until, UTC).date()
-    return render_report(build_report(store, Period(first, last + timedelta(days=1)), Scope(org=org)))
+    data = build_report(store, Period(first, last + timedelta(days=1)), Scope(org=org))
+    return render_report(data, resolve_names(store, org=org))
 
 
 @app.command()
