@@ -61,7 +61,7 @@ UntilOpt = Annotated[
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="usageledger.toml with [alerts] and [names] (default: ./usageledger.toml)."),
+    typer.Option("--config", help="usageledger.toml with [alerts], [names] and [teams] (default: ./usageledger.toml)."),
 ]
 OutputFormat = Literal["text", "json"]
 FormatOpt = Annotated[
