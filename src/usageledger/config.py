@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from usageledger import catalogue, timeutil
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
-from usageledger._sections import names_from_mapping, parse_alert_config
+from usageledger._sections import names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -107,6 +107,8 @@ class Config:
     streams: tuple[Stream, ...] = ()
     alerts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     names: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    teams: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """``{project_id: team}`` from ``[teams]`` (team = [project IDs]); ``report --by team`` uses it."""
 
     @property
     def effective_orgs(self) -> tuple[OrgConfig, ...]:
@@ -163,7 +165,7 @@ def load_config(path: str | Path | None = None) -> Config:
     return config
 
 
-_TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names")
+_TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names", "teams")
 
 
 def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config:
@@ -189,7 +191,8 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
     # The report commands act on these sections, but a mistake in them is refused by every command, as any other key.
     parse_alert_config(alerts)
     names_from_mapping(names_map)
-    return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map)
+    teams = parse_teams(_table(data["teams"], "teams")) if "teams" in data else MappingProxyType({})
+    return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map, teams)
 
 
 def _sync(table: Mapping[str, Any]) -> SyncConfig:
@@ -373,6 +376,10 @@ max_retries = {_ENGINE.max_retries}
 # projects = {{ proj_abc = "Search" }}
 # users = {{ user-123 = "Ada" }}
 # api_keys = {{ key_456 = "batch jobs" }}
+
+# Teams for `usageledger report --by team`; they win over the directory's groups (see the README).
+# [teams]
+# Search = ["proj_abc", "proj_def"]
 '''
 
 

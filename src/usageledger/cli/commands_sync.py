@@ -40,6 +40,7 @@ from usageledger.store import (
     check_store_url,
     open_store,
 )
+from usageledger.store.directory import directory_summary
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -411,6 +412,14 @@ def export_command(
     partition_by: Annotated[
         Literal["day"] | None, typer.Option("--partition-by", help="Hive-partition a Parquet export by day.")
     ] = None,
+    with_names: Annotated[
+        bool,
+        typer.Option(
+            "--with-names",
+            help="Add project_name, api_key_name and user_name columns (where the endpoint has those IDs) from the "
+            "directory that sync keeps.",
+        ),
+    ] = False,
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
@@ -436,6 +445,7 @@ def export_command(
             streams=stream or (),
             partition_by=partition_by,
             protect={} if config.path is None else {"the config file in use": config.path},
+            with_names=with_names,
         )
     if output != "-":
         err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)
@@ -456,7 +466,7 @@ def status(
         ),
     ] = "text",
 ) -> None:
-    """Show each stream's watermark, last run and row counts."""
+    """Show each stream's watermark, last run and row counts, and each org's directory (projects, keys, ...)."""
     config = load_config(config_path)
     url = _store_url(store, config)
     with open_for_reading(url) as opened:
@@ -464,10 +474,14 @@ def status(
 
         # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
         states = stream_states_now(opened, at=timeutil.now_unix())
+        directory = directory_summary(opened)
         if output_format == "json":
-            typer.echo(dumps(status_document(url, states)))
+            typer.echo(dumps(status_document(url, states, directory)))
         else:
             _print_status(states, url)
+            for d in directory:
+                when = "" if d.last_change is None else f"; last change {timeutil.iso(d.last_change)}"
+                console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
 
 
 def _print_status(states: list[StreamState], url: str) -> None:

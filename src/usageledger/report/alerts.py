@@ -42,6 +42,7 @@ from usageledger._sections import (
 from usageledger.errors import AlertDeliveryError
 from usageledger.report.formatting import format_money
 from usageledger.report.keys import KeyRules, build_keys
+from usageledger.report.names import Names, with_id
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, utc_day
 from usageledger.store import tables
 
@@ -168,8 +169,13 @@ def _dec(value: object) -> Decimal:
     raise TypeError(f"expected a DECIMAL/NUMERIC column, got {type(value).__name__}")
 
 
+def _project_subject(project_id: str, names: Names) -> str:
+    """``project Search (proj_abc)`` where the project has a name, else ``project proj_abc``."""
+    return f"project {with_id(names.project(project_id), project_id)}"
+
+
 def _budget_alerts(
-    db: Database, cfg: AlertConfig, day: date, org: str | None, currency: str | None
+    db: Database, cfg: AlertConfig, day: date, org: str | None, currency: str | None, names: Names
 ) -> tuple[list[str], list[Alert]]:
     month_start = day.replace(day=1)
     org_sql, org_params = _where_org(org)
@@ -186,7 +192,7 @@ def _budget_alerts(
         targets.append(("organisation", cfg.budget, today, month))
     for project_id, budget in sorted(cfg.project_budgets.items()):
         today, month = by_project.get(project_id, (Decimal(0), Decimal(0)))
-        targets.append((f"project {project_id}", budget, today, month))
+        targets.append((_project_subject(project_id, names), budget, today, month))
     checks, alerts = [], []
     for subject, budget, today, month in targets:
         for label, spend, limit, span in (
@@ -273,17 +279,20 @@ def run_checks(
     budget_day: date | None = None,
     anomaly_day: date | None = None,
     stale_keys: timedelta | None = None,
+    names: Names | None = None,
 ) -> CheckResult:
     """Run every configured check. ``project`` narrows the anomaly check; budgets name their own scope;
-    ``stale_keys`` adds the stale key check."""
+    ``stale_keys`` adds the stale key check. Projects are named from ``names`` (see
+    :func:`usageledger.report.names.resolve_names`)."""
+    names = names or Names()
     today = now.astimezone(UTC).date()
     bday = budget_day or today
     aday = anomaly_day or today - timedelta(days=1)
     currency = _currency(db, org)
-    checks, alerts = _budget_alerts(db, cfg, bday, org, currency)
+    checks, alerts = _budget_alerts(db, cfg, bday, org, currency, names)
 
     anomaly = _anomaly(db, cfg.anomaly, aday, org, project)
-    subject = "organisation" if project is None else f"project {project}"
+    subject = "organisation" if project is None else _project_subject(project, names)
     if anomaly is None:
         checks.append(
             f"anomaly {subject}: not enough history before {aday} to judge (needs {cfg.anomaly.min_baseline_days} days)"

@@ -19,8 +19,10 @@ from usageledger.report.keys import KeysReport
 from usageledger.report.names import Names
 from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Spend
 from usageledger.report.reconcile import ReconcileResult
+from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 from usageledger.store import StreamState
+from usageledger.store.directory import DirectorySummary
 from usageledger.timeutil import iso
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "reconcile_document",
     "report_document",
     "status_document",
+    "teams_document",
 ]
 
 Document = dict[str, Any]
@@ -101,6 +104,26 @@ def _movers(movers: Sequence[Mover], key: str, name: Any = None) -> list[Documen
         row.update(current=m.current, previous=m.previous, change=m.change, change_ratio=m.change_ratio)
         rows.append(row)
     return rows
+
+
+def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> Document:
+    """``report --by team --format json``: each team's spend, share and projects; ``total`` is their exact sum."""
+    total = data.total_spend
+    return {
+        "period": _period(data.period),
+        "scope": {"org": data.scope.org, "project": data.scope.project},
+        "currency": data.currency,
+        "total": sum((t.amount for t in teams), Decimal(0)),
+        "spend_by_team": [
+            {
+                "team": t.team,
+                "spend": t.amount,
+                "share": _share(t.amount, total),
+                "projects": [{"project_id": p, "name": names.project(p)} for p in t.projects],
+            }
+            for t in teams
+        ],
+    }
 
 
 def report_document(data: ReportData, names: Names | None = None) -> Document:
@@ -191,8 +214,9 @@ def check_document(result: CheckResult) -> Document:
     }
 
 
-def status_document(url: str, states: Sequence[StreamState]) -> Document:
-    """Each stream with its state (the last run's status), its cursor (watermark) and its last run."""
+def status_document(url: str, states: Sequence[StreamState], directory: Sequence[DirectorySummary] = ()) -> Document:
+    """Each stream with its state (the last run's status), its cursor (watermark) and its last run; each org's
+    directory (items by kind and status, and its last change)."""
     return {
         "store": redact_url_password(url),
         "streams": [
@@ -217,6 +241,14 @@ def status_document(url: str, states: Sequence[StreamState]) -> Document:
                 "rows": s.row_count,
             }
             for s in states
+        ],
+        "directory": [
+            {
+                "org": d.org,
+                **{label: dict(by_status) for label, by_status in d.counts.items()},
+                "last_change": None if d.last_change is None else iso(d.last_change),
+            }
+            for d in directory
         ],
     }
 

@@ -18,9 +18,18 @@ from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
 from usageledger.report.tables import DataTable, label, number
+from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 
-__all__ = ["LINE_ITEMS_SHOWN", "SPARK_CHARS", "render_check", "render_reconcile", "render_report", "sparkline"]
+__all__ = [
+    "LINE_ITEMS_SHOWN",
+    "SPARK_CHARS",
+    "render_check",
+    "render_reconcile",
+    "render_report",
+    "render_teams",
+    "sparkline",
+]
 
 SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
 _GRAIN_TITLES: Final = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
@@ -214,3 +223,16 @@ def render_check(result: CheckResult, rule: AnomalyRule) -> RenderableType:
     if not result.alerts:
         lines.append(Text("OK: no alerts", style="bold green"))
     return Group(*lines)
+
+
+def render_teams(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> RenderableType:
+    """``report --by team``: each team's spend and share, its projects by name, and the total they add up to."""
+    cur = data.currency
+    table = DataTable(
+        f"Spend by team  {data.period}", label("team"), number("spend"), number("share"), label("projects")
+    )
+    for t in teams:
+        projects = ", ".join(names.project(p) if p is not None else "(no project)" for p in t.projects)
+        table.add_row(t.team, format_money(t.amount, cur), _share(t.amount, data.total_spend), projects)
+    table.add_row("total", format_money(sum((t.amount for t in teams), Decimal(0)), cur), "", "")
+    return table

@@ -263,7 +263,8 @@ class BaseStore(ABC):
             )
 
     def delete_org(self, org: str) -> int:
-        """Delete an org's rows from every endpoint table, its streams and its registry entry; the rows deleted."""
+        """Delete an org's rows from every endpoint table, its streams, its directory and its registry entry; the
+        endpoint rows deleted."""
         deleted = 0
         with self.transaction():
             existing = self._table_columns()
@@ -271,6 +272,7 @@ class BaseStore(ABC):
                 if spec.name in existing:
                     deleted += max(self.execute(f"DELETE FROM {spec.name} WHERE org = %s", (org,)), 0)
             self.execute("DELETE FROM streams WHERE org = %s", (org,))
+            self.execute("DELETE FROM directory_versions WHERE org = %s", (org,))  # its names go with its data
             self.execute("DELETE FROM orgs WHERE org = %s", (org,))
         return deleted
 
