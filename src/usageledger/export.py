@@ -169,10 +169,11 @@ def export(
             raise ConfigError(f"--endpoint: {exc.args[0]}") from None
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
+    selection = _Selection(store, since, until, orgs, streams, batch_rows, with_names)
     if not isinstance(output, str | Path):
         if fmt != "jsonl" and len(specs) != 1:
             raise ConfigError(f"{fmt} to stdout holds one endpoint: pass --endpoint, or an --output directory")
-        return _write_stream(store, fmt, output, specs, since, until, orgs, streams, batch_rows, with_names)
+        return _write_stream(selection, fmt, output, specs)
     target = Path(output)
     guard = _Guard(store, protect or {})
     guard.check(target)
@@ -183,13 +184,13 @@ def export(
             if target.parent and not target.parent.exists():
                 raise ConfigError(f"--output: directory {target.parent} does not exist")
             with staging.open(target) as fh:
-                result = _write_stream(store, fmt, fh, specs, since, until, orgs, streams, batch_rows, with_names)
+                result = _write_stream(selection, fmt, fh, specs)
             staging.commit()
             return ExportResult(result.rows, (target,))
         target.mkdir(parents=True, exist_ok=True)
         rows: dict[str, int] = {}
         for spec in specs:
-            batches = _batches(store, spec, since, until, orgs, streams, batch_rows, with_names)
+            batches = selection.batches(spec)
             if partition_by == "day":
                 count = _write_partitioned(spec, batches, target / spec.name, staging, with_names)
             else:
@@ -287,36 +288,30 @@ class _Staging:
         self._moves, self._dirs = [], []
 
 
-def _batches(
-    store: BaseStore,
-    spec: TableSpec,
-    since: int | None,
-    until: int | None,
-    orgs: Sequence[str],
-    streams: Sequence[str],
-    batch_rows: int,
-    with_names: bool,
-) -> Iterator[pa.Table]:
-    sql, params = _select(spec, since=since, until=until, orgs=orgs, streams=streams, with_names=with_names)
-    yield from store.iter_batches(sql, params, _schema(spec, with_names), batch_rows)
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """Which rows an export reads, from every table it writes, and in batches of how many."""
+
+    store: BaseStore
+    since: int | None
+    until: int | None
+    orgs: Sequence[str]
+    streams: Sequence[str]
+    batch_rows: int
+    with_names: bool
+
+    def batches(self, spec: TableSpec) -> Iterator[pa.Table]:
+        sql, params = _select(
+            spec, since=self.since, until=self.until, orgs=self.orgs, streams=self.streams, with_names=self.with_names
+        )
+        yield from self.store.iter_batches(sql, params, _schema(spec, self.with_names), self.batch_rows)
 
 
-def _write_stream(
-    store: BaseStore,
-    fmt: ExportFormat,
-    out: IO[bytes],
-    specs: Sequence[TableSpec],
-    since: int | None,
-    until: int | None,
-    orgs: Sequence[str],
-    streams: Sequence[str],
-    batch_rows: int,
-    with_names: bool,
-) -> ExportResult:
+def _write_stream(selection: _Selection, fmt: ExportFormat, out: IO[bytes], specs: Sequence[TableSpec]) -> ExportResult:
     rows: dict[str, int] = {}
     for spec in specs:
-        batches = _batches(store, spec, since, until, orgs, streams, batch_rows, with_names)
-        rows[spec.name] = _write_one(fmt, out, spec, batches, header=True, with_names=with_names)
+        batches = selection.batches(spec)
+        rows[spec.name] = _write_one(fmt, out, spec, batches, header=True, with_names=selection.with_names)
     out.flush()
     return ExportResult(rows, ())
 
