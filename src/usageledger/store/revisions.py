@@ -1,0 +1,109 @@
+"""The revision log: every change a sync makes to a stored row, appended in the transaction that makes it.
+
+``revisions`` holds one entry per changed metric of a changed row: the row's org, stream, endpoint table, bucket and
+group key, what happened to the row (``insert``, ``update`` or ``delete``), the metric, its old and new value
+(``DECIMAL(38,18)``: money and token counts exact; old NULL for an insert, new NULL for a delete), the sync run and
+the time the window was read. A metric whose value did not change (or is NULL on both sides) has no entry, so a
+re-read that changes nothing appends nothing. The log is append-only: nothing here updates or deletes it.
+
+The entries are computed in SQL, set-based: the staged window is compared with the stored rows of the window (a
+full outer join on the primary key), unpivoted over the numeric metrics, and inserted in one statement before the
+window's upsert runs. Both dialects run the same text (``%s`` placeholders).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from usageledger.store.schema import DECIMAL_PRECISION, DECIMAL_SCALE, Dialect, TableSpec, q
+
+__all__ = ["LOG_COLUMNS", "MIGRATION_NAME", "changes_sql", "inserts_sql", "logged_metrics", "migration_statements"]
+
+MIGRATION_NAME: Final = "0006_revision_log"
+
+LOG_COLUMNS: Final = (
+    "org, stream, endpoint_table, bucket_start, bucket_end, group_key, change, metric, old_value, new_value,"
+    " run_id, seen_at"
+)
+"""The columns every log insert writes (``seq`` comes from its sequence)."""
+
+_DECIMAL: Final = f"DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE})"
+
+
+def migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """``revisions`` and the sequence that orders it (migration ``0006_revision_log``)."""
+    decimal = _DECIMAL if dialect == "duckdb" else f"NUMERIC({DECIMAL_PRECISION},{DECIMAL_SCALE})"
+    return [
+        "CREATE SEQUENCE IF NOT EXISTS revisions_seq",
+        f"""CREATE TABLE IF NOT EXISTS revisions (
+  seq BIGINT NOT NULL DEFAULT nextval('revisions_seq'),
+  org TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  endpoint_table TEXT NOT NULL,
+  bucket_start TIMESTAMPTZ NOT NULL,
+  bucket_end TIMESTAMPTZ NOT NULL,
+  group_key TEXT NOT NULL,
+  change TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  old_value {decimal},
+  new_value {decimal},
+  run_id TEXT NOT NULL,
+  seen_at TIMESTAMPTZ NOT NULL
+)""",
+    ]
+
+
+def logged_metrics(spec: TableSpec) -> tuple[str, ...]:
+    """The columns the log follows: the endpoint's numeric metrics (text attributes such as ``currency`` are not)."""
+    return tuple(c.name for c in spec.endpoint.metrics if c.type in ("int", "decimal"))
+
+
+def _unpivot(spec: TableSpec, source: str) -> str:
+    """``INSERT INTO revisions`` from ``source`` (a relation with the key, ``change``, ``o_<m>`` and ``n_<m>``):
+    one entry per metric whose old and new values differ. Placeholders: run id, seen at."""
+    metrics = logged_metrics(spec)
+    picks = " ".join(f"WHEN {k} THEN '{m}'" for k, m in enumerate(metrics))
+    old = " ".join(f"WHEN {k} THEN CAST(d.{q('o_' + m)} AS {_DECIMAL})" for k, m in enumerate(metrics))
+    new = " ".join(f"WHEN {k} THEN CAST(d.{q('n_' + m)} AS {_DECIMAL})" for k, m in enumerate(metrics))
+    numbers = ", ".join(f"({k})" for k in range(len(metrics)))
+    return (
+        f"INSERT INTO revisions ({LOG_COLUMNS})"
+        " SELECT org, stream, endpoint_table, bucket_start, bucket_end, group_key, change, metric, old_value,"
+        " new_value, %s, %s FROM ("
+        f" SELECT d.org, d.stream, '{spec.name}' AS endpoint_table, d.bucket_start, d.bucket_end, d.group_key,"
+        f" d.change, CASE m.k {picks} END AS metric, CASE m.k {old} END AS old_value,"
+        f" CASE m.k {new} END AS new_value"
+        f" FROM ({source}) AS d CROSS JOIN (VALUES {numbers}) AS m(k)"
+        ") AS e WHERE old_value IS DISTINCT FROM new_value"
+    )
+
+
+def inserts_sql(spec: TableSpec, staged: str) -> str:
+    """The log entries of a window whose rows are all new (nothing stored in it). Placeholders: run id, seen at."""
+    metrics = logged_metrics(spec)
+    new = ", ".join(f"i.{q(m)} AS {q('n_' + m)}" for m in metrics)
+    old = ", ".join(f"CAST(NULL AS {_DECIMAL}) AS {q('o_' + m)}" for m in metrics)
+    source = (
+        f"SELECT i.org, i.stream, i.bucket_start, i.bucket_end, i.group_key, 'insert' AS change, {old}, {new}"
+        f" FROM {staged} AS i"
+    )
+    return _unpivot(spec, source)
+
+
+def changes_sql(spec: TableSpec, staged: str, in_window: str, key_match: str) -> str:
+    """The log entries of a re-read window: the staged rows against the stored rows in ``in_window``.
+
+    Placeholders: run id, seen at, then the four of ``in_window`` (org, stream, window start, window end).
+    """
+    metrics = logged_metrics(spec)
+    key = ("org", "stream", "bucket_start", "group_key")
+    keys = ", ".join(f"COALESCE(i.{c}, t.{c}) AS {c}" for c in key)
+    values = ", ".join(f"t.{q(m)} AS {q('o_' + m)}, i.{q(m)} AS {q('n_' + m)}" for m in metrics)
+    source = (
+        f"SELECT {keys}, COALESCE(i.bucket_end, t.bucket_end) AS bucket_end,"
+        " CASE WHEN t.group_key IS NULL THEN 'insert' WHEN i.group_key IS NULL THEN 'delete' ELSE 'update' END"
+        f" AS change, {values}"
+        f" FROM (SELECT * FROM {spec.name} AS t WHERE {in_window}) AS t FULL OUTER JOIN {staged} AS i ON {key_match}"
+    )
+    return _unpivot(spec, source)
