@@ -3,7 +3,8 @@
 Production code has no test hooks; this script wraps it from the outside before handing over to the CLI:
 
 * ``request``: after the n-th HTTP response's headers arrived, before its body is read (mid-request);
-* ``write``: right after the n-th data statement (INSERT/UPDATE/DELETE on an endpoint table) ran, mid-transaction;
+* ``write``: right after the n-th data statement (INSERT/UPDATE/DELETE on an endpoint table, or the append to the
+  revision log) ran, mid-transaction;
 * ``watermark``: right after the n-th ``UPDATE streams SET watermark`` ran, before its transaction commits;
 * ``commit``: right after the n-th batch transaction committed, before the engine records it.
 
@@ -57,7 +58,8 @@ def _statement_kind(sql: str) -> str | None:
     for verb in ("INSERT INTO ", "UPDATE ", "DELETE FROM "):
         if head.startswith(verb):
             table = head[len(verb) :].split()[0].lower()
-            return "write" if table == "costs" or table.startswith("usage_") else None
+            endpoint = table == "costs" or table.startswith("usage_")
+            return "write" if endpoint or table.startswith("revisions") else None
     return None
 
 
