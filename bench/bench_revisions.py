@@ -71,9 +71,13 @@ def main() -> None:
         _one(url, clock, streams, folder, "warm")  # fills the emulator's cache for both clocks
         results: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
         for i in range(args.repeat):
-            for label, step in (("with", logging_on), ("without", logging_off)) if i % 2 else (
-                ("without", logging_off),
-                ("with", logging_on),
+            for label, step in (
+                (("with", logging_on), ("without", logging_off))
+                if i % 2
+                else (
+                    ("without", logging_off),
+                    ("with", logging_on),
+                )
             ):
                 BaseStore._log_revisions = step  # type: ignore[method-assign]
                 results[label].append(_one(url, clock, streams, folder, f"{label}{i}"))
