@@ -11,15 +11,17 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from usageledger._secrets import mask_keys, redact_url_password
+from usageledger.catalogue import BucketWidth
 from usageledger.report.alerts import CheckResult
 from usageledger.report.names import Names
 from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Spend
 from usageledger.report.reconcile import ReconcileResult
 from usageledger.report.trend import summarise
 from usageledger.store import StreamState
+from usageledger.sync_options import SyncOptions
 from usageledger.timeutil import iso
 
 __all__ = ["check_document", "dumps", "reconcile_document", "report_document", "status_document"]
@@ -183,8 +185,17 @@ def check_document(result: CheckResult) -> Document:
     }
 
 
-def status_document(url: str, states: Sequence[StreamState]) -> Document:
-    """Each stream with its state (the last run's status), its cursor (watermark) and its last run."""
+def status_document(url: str, states: Sequence[StreamState], options: SyncOptions | None = None) -> Document:
+    """Each stream with its state (the last run's status), its cursor (watermark), where it is final, its last run.
+
+    ``final_until``: buckets starting before it are final (see ``SyncOptions.final_until``); ``null`` when nothing is.
+    """
+    graces = options or SyncOptions()
+
+    def final(s: StreamState) -> str | None:
+        edge = graces.final_until(cast(BucketWidth, s.bucket_width), s.watermark)
+        return None if edge is None else iso(edge)
+
     return {
         "store": redact_url_password(url),
         "streams": [
@@ -197,6 +208,7 @@ def status_document(url: str, states: Sequence[StreamState]) -> Document:
                 "default": s.is_default,
                 "state": s.last_status,
                 "watermark": None if s.watermark is None else iso(s.watermark),
+                "final_until": final(s),
                 "last_run": {
                     "id": s.last_run_id,
                     "at": None if s.last_run_at is None else iso(s.last_run_at),
