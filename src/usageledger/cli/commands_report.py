@@ -25,6 +25,7 @@ from usageledger.report.alerts import (
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
+from usageledger.report.finality import final_costs_until
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document
 from usageledger.report.names import Names, load_names, names_from_mapping
@@ -265,6 +266,12 @@ def check(
     webhook: Annotated[
         str | None, typer.Option("--webhook", help="POST a Slack-compatible JSON message here when alerts fire.")
     ] = None,
+    final_only: Annotated[
+        bool,
+        typer.Option(
+            "--final-only", help="Budgets and anomalies read final buckets only (see [sync] final_after_days)."
+        ),
+    ] = False,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
 ) -> None:
@@ -299,7 +306,10 @@ def check(
     judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
+        final = final_costs_until(db, settings.sync.to_options()) if final_only else None
+        result = run_checks(
+            db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged, final=final
+        )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))
     else:
