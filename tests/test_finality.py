@@ -106,3 +106,25 @@ def test_check_final_only_ignores_provisional_days(synced: Path) -> None:
     assert any("final only" in c and timeutil.iso(TODAY - 3 * DAY)[:10] in c for c in doc["checks"])
     code, doc = _check(synced, final, "--final-only")
     assert code == 3 and [a["kind"] for a in doc["alerts"]] == ["budget"]
+
+
+def _report(store: Path, until: str, *more: str) -> Any:
+    return _invoke("report", "--store", str(store), "--since", "2026-11-05", "--until", until, *more)
+
+
+def test_reports_mark_provisional_days_in_the_terminal_json_and_html(synced: Path, tmp_path: Path) -> None:
+    """A period reaching past the final edge gets a `*` footnote, provisional_from in JSON and lighter HTML bars."""
+    edge = timeutil.iso(TODAY - 3 * DAY)[:10]
+    result = _report(synced, "2026-11-19")
+    assert result.exit_code == 0, result.output
+    assert f"* provisional: spend from {edge} on may still be restated" in " ".join(result.stdout.split())
+    doc = json.loads(_report(synced, "2026-11-19", "--format", "json").stdout)
+    assert doc["provisional_from"] == edge
+    page = tmp_path / "r.html"
+    assert _report(synced, "2026-11-19", "--html", str(page)).exit_code == 0
+    html = page.read_text()
+    assert html.count('class="provisional"') > 0 and "(provisional)" in html
+    early = _report(synced, "2026-11-12")
+    assert early.exit_code == 0 and "provisional" not in early.stdout
+    _report(synced, "2026-11-12", "--html", str(page))
+    assert 'class="provisional"' not in page.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,7 +26,7 @@ from usageledger.report.alerts import (
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
-from usageledger.report.finality import final_costs_until
+from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document
 from usageledger.report.names import Names, load_names, names_from_mapping
@@ -172,6 +173,8 @@ def report(
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         data = build_report(db, period, Scope(org=org, project=project))
+        final = final_costs_until(db, settings.sync.to_options())
+        data = replace(data, provisional_from=provisional_from(final, org))
     json_out = output_format == "json"
     if json_out:
         typer.echo(dumps(report_document(data, id_names)))

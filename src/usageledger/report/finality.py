@@ -8,15 +8,15 @@ each org has one boundary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import TypeAlias, cast
 
 from usageledger.catalogue import BucketWidth
 from usageledger.report.queries import COSTS_VIEW, Database
 from usageledger.sync_options import SyncOptions
 
-__all__ = ["FinalEdges", "final_costs_until", "final_only_sql"]
+__all__ = ["FinalEdges", "final_costs_until", "final_only_sql", "first_provisional", "provisional_from"]
 
 FinalEdges: TypeAlias = Mapping[str, datetime]
 """``{org: boundary}``: the org's buckets starting before its boundary are final."""
@@ -44,3 +44,19 @@ def final_only_sql(final: FinalEdges) -> tuple[str, list[object]]:
         return "AND FALSE", []
     parts = " OR ".join("(org = %s AND bucket_start < %s)" for _ in final)
     return f"AND ({parts})", [v for org, edge in sorted(final.items()) for v in (org, edge)]
+
+
+def provisional_from(final: FinalEdges, org: str | None = None) -> date | None:
+    """The first day that is provisional for ``org`` (else for any org: the earliest boundary); ``None`` when the
+    store holds no synced costs stream to judge by."""
+    edges = [edge for o, edge in final.items() if org is None or o == org]
+    return min(edges).date() if edges else None
+
+
+def first_provisional(starts: Sequence[date], first: date | None, until: date) -> int:
+    """Of points starting at ``starts`` (a day, week or month each; the last ends at ``until``), the index of the
+    first that covers a provisional day; ``len(starts)`` when none does or ``first`` is not known."""
+    if first is None:
+        return len(starts)
+    ends = [*starts[1:], until]
+    return next((i for i, end in enumerate(ends) if end > first), len(starts))

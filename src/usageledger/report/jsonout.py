@@ -106,6 +106,7 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
         "period": _period(data.period),
         "scope": {"org": data.scope.org, "project": data.scope.project},
         "currency": data.currency,
+        "provisional_from": data.provisional_from,
         "totals": {
             "spend": total,
             "previous_spend": data.previous_spend,
