@@ -353,7 +353,7 @@ class BaseStore(ABC):
         select_cols = ", ".join(f"i.{q(n)}" for n, _ in spec.incoming_columns)
         staged = self._stage(spec, payload)
         try:
-            self._log_revisions(revisions.inserts_sql(spec, staged), (run_id, to_datetime(synced_at)))
+            self._log_revisions(revisions.inserts_sql(spec, staged, self.dialect), (run_id, to_datetime(synced_at)))
             return self.execute(
                 f"INSERT INTO {spec.name} ({insert_cols}) SELECT {select_cols}, %s FROM {staged} AS i",
                 (to_datetime(synced_at),),
@@ -386,7 +386,7 @@ class BaseStore(ABC):
         staged = self._stage(spec, prepared.payload)
         try:
             self._log_revisions(
-                revisions.changes_sql(spec, staged, in_window, key_match), (write.run_id, synced, *window)
+                revisions.changes_sql(spec, staged, in_window, key_match, self.dialect), (write.run_id, synced, *window)
             )
             deleted = self.execute(
                 f"DELETE FROM {t} AS t WHERE {in_window}"

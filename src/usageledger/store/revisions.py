@@ -59,39 +59,42 @@ def logged_metrics(spec: TableSpec) -> tuple[str, ...]:
     return tuple(c.name for c in spec.endpoint.metrics if c.type in ("int", "decimal"))
 
 
-def _unpivot(spec: TableSpec, source: str) -> str:
-    """``INSERT INTO revisions`` from ``source`` (a relation with the key, ``change``, ``o_<m>`` and ``n_<m>``):
-    one entry per metric whose old and new values differ. Placeholders: run id, seen at."""
+def _unpivot(spec: TableSpec, source: str, dialect: Dialect) -> str:
+    """``INSERT INTO revisions`` from ``source`` (a relation with the key, ``change``, and each metric's ``o_<m>``
+    and ``n_<m>`` as decimals): one entry per metric whose old and new values differ. Placeholders: run id, seen
+    at, then those of ``source``.
+
+    DuckDB's own ``UNPIVOT`` plans in a third of the time of a portable unpivot (it runs once per window, so its
+    fixed cost is what a sync feels); PostgreSQL's ``LATERAL (VALUES ...)`` is its idiomatic equivalent.
+    """
     metrics = logged_metrics(spec)
-    picks = " ".join(f"WHEN {k} THEN '{m}'" for k, m in enumerate(metrics))
-    old = " ".join(f"WHEN {k} THEN CAST(d.{q('o_' + m)} AS {_DECIMAL})" for k, m in enumerate(metrics))
-    new = " ".join(f"WHEN {k} THEN CAST(d.{q('n_' + m)} AS {_DECIMAL})" for k, m in enumerate(metrics))
-    numbers = ", ".join(f"({k})" for k in range(len(metrics)))
-    return (
-        f"INSERT INTO revisions ({LOG_COLUMNS})"
-        " SELECT org, stream, endpoint_table, bucket_start, bucket_end, group_key, change, metric, old_value,"
-        " new_value, %s, %s FROM ("
-        f" SELECT d.org, d.stream, '{spec.name}' AS endpoint_table, d.bucket_start, d.bucket_end, d.group_key,"
-        f" d.change, CASE m.k {picks} END AS metric, CASE m.k {old} END AS old_value,"
-        f" CASE m.k {new} END AS new_value"
-        f" FROM ({source}) AS d CROSS JOIN (VALUES {numbers}) AS m(k)"
-        ") AS e WHERE old_value IS DISTINCT FROM new_value"
+    head = (
+        f"INSERT INTO revisions ({LOG_COLUMNS}) SELECT org, stream, '{spec.name}', bucket_start, bucket_end,"
+        " group_key, change, metric, old_value, new_value, %s, %s FROM "
     )
+    if dialect == "duckdb":
+        pairs = ", ".join(f"({q('o_' + m)}, {q('n_' + m)}) AS {q(m)}" for m in metrics)
+        # INCLUDE NULLS: the default drops a pair with one NULL, i.e. every insert and delete.
+        body = f"(FROM ({source}) AS d UNPIVOT INCLUDE NULLS ((old_value, new_value) FOR metric IN ({pairs}))) AS e"
+    else:
+        values = ", ".join(f"('{m}', d.{q('o_' + m)}, d.{q('n_' + m)})" for m in metrics)
+        body = f"({source}) AS d CROSS JOIN LATERAL (VALUES {values}) AS e(metric, old_value, new_value)"
+    return head + body + " WHERE old_value IS DISTINCT FROM new_value"
 
 
-def inserts_sql(spec: TableSpec, staged: str) -> str:
+def inserts_sql(spec: TableSpec, staged: str, dialect: Dialect) -> str:
     """The log entries of a window whose rows are all new (nothing stored in it). Placeholders: run id, seen at."""
     metrics = logged_metrics(spec)
-    new = ", ".join(f"i.{q(m)} AS {q('n_' + m)}" for m in metrics)
+    new = ", ".join(f"CAST(i.{q(m)} AS {_DECIMAL}) AS {q('n_' + m)}" for m in metrics)
     old = ", ".join(f"CAST(NULL AS {_DECIMAL}) AS {q('o_' + m)}" for m in metrics)
     source = (
         f"SELECT i.org, i.stream, i.bucket_start, i.bucket_end, i.group_key, 'insert' AS change, {old}, {new}"
         f" FROM {staged} AS i"
     )
-    return _unpivot(spec, source)
+    return _unpivot(spec, source, dialect)
 
 
-def changes_sql(spec: TableSpec, staged: str, in_window: str, key_match: str) -> str:
+def changes_sql(spec: TableSpec, staged: str, in_window: str, key_match: str, dialect: Dialect) -> str:
     """The log entries of a re-read window: the staged rows against the stored rows in ``in_window``.
 
     Placeholders: run id, seen at, then the four of ``in_window`` (org, stream, window start, window end).
@@ -99,11 +102,13 @@ def changes_sql(spec: TableSpec, staged: str, in_window: str, key_match: str) ->
     metrics = logged_metrics(spec)
     key = ("org", "stream", "bucket_start", "group_key")
     keys = ", ".join(f"COALESCE(i.{c}, t.{c}) AS {c}" for c in key)
-    values = ", ".join(f"t.{q(m)} AS {q('o_' + m)}, i.{q(m)} AS {q('n_' + m)}" for m in metrics)
+    values = ", ".join(
+        f"CAST(t.{q(m)} AS {_DECIMAL}) AS {q('o_' + m)}, CAST(i.{q(m)} AS {_DECIMAL}) AS {q('n_' + m)}" for m in metrics
+    )
     source = (
         f"SELECT {keys}, COALESCE(i.bucket_end, t.bucket_end) AS bucket_end,"
         " CASE WHEN t.group_key IS NULL THEN 'insert' WHEN i.group_key IS NULL THEN 'delete' ELSE 'update' END"
         f" AS change, {values}"
         f" FROM (SELECT * FROM {spec.name} AS t WHERE {in_window}) AS t FULL OUTER JOIN {staged} AS i ON {key_match}"
     )
-    return _unpivot(spec, source)
+    return _unpivot(spec, source, dialect)
