@@ -8,7 +8,7 @@ re-read that changes nothing appends nothing. The log is append-only: nothing he
 
 The entries are computed in SQL, set-based: the staged window is compared with the stored rows of the window (a
 full outer join on the primary key), unpivoted over the numeric metrics, and inserted in one statement before the
-window's upsert runs. Both dialects run the same text (``%s`` placeholders).
+window's upsert runs. Only the unpivot differs between the dialects (``%s`` placeholders in both).
 """
 
 from __future__ import annotations
