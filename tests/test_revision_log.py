@@ -208,3 +208,26 @@ def test_fresh_windows_log_one_insert_per_metric(store: BaseStore, revising: tup
     logged = store.query("SELECT COUNT(*) FROM revisions WHERE endpoint_table = 'costs' AND metric = 'amount_value'")
     assert logged[0][0] == rows > 0
     assert store.query("SELECT COUNT(*) FROM revisions WHERE old_value IS NOT NULL")[0][0] == 0
+
+
+def test_a_store_written_before_the_log_gets_a_baseline_when_migrated(
+    store: BaseStore, revising: tuple[str, list[float]]
+) -> None:
+    """Migration 0006 logs the rows an older store holds as inserts, so the log explains it before the next sync."""
+    url, clock = revising
+    assert run(store, url, streams=STREAMS, since=SINCE, now=clock[0]).ok
+    rows = store.query("SELECT COUNT(*) FROM costs")[0][0]
+    with store.transaction():  # the store as a release before the log left it
+        store.execute("DROP TABLE revisions")
+        store.execute("DROP SEQUENCE revisions_seq")
+        store.execute("DELETE FROM schema_migrations WHERE name = '0006_revision_log'")
+    assert store.migrate() == ["0006_revision_log"]
+    baseline = store.query(
+        "SELECT COUNT(*), MIN(run_id), MAX(run_id) FROM revisions WHERE endpoint_table = 'costs'"
+        " AND metric = 'amount_value'"
+    )
+    assert baseline == [(rows, "0006_revision_log", "0006_revision_log")]
+    assert_log_explains_the_store(store)
+    clock[0] += 2 * DAY
+    assert run(store, url, streams=STREAMS, now=clock[0]).ok
+    assert_log_explains_the_store(store)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from usageledger.store.schema import DECIMAL_PRECISION, DECIMAL_SCALE, Dialect, TableSpec, q
+from usageledger.store.schema import DECIMAL_PRECISION, DECIMAL_SCALE, Dialect, TableSpec, q, tables
 
 __all__ = ["LOG_COLUMNS", "MIGRATION_NAME", "changes_sql", "inserts_sql", "logged_metrics", "migration_statements"]
 
@@ -32,7 +32,9 @@ _DECIMAL: Final = f"DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE})"
 
 
 def migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
-    """``revisions`` and the sequence that orders it (migration ``0006_revision_log``)."""
+    """``revisions`` and the sequence that orders it (migration ``0006_revision_log``), then a baseline: each row
+    a store already holds is logged as an ``insert`` (run ``0006_revision_log``, seen at its ``synced_at``), so the
+    log explains an upgraded store from its first entry on."""
     decimal = _DECIMAL if dialect == "duckdb" else f"NUMERIC({DECIMAL_PRECISION},{DECIMAL_SCALE})"
     return [
         "CREATE SEQUENCE IF NOT EXISTS revisions_seq",
@@ -51,7 +53,21 @@ def migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]
   run_id TEXT NOT NULL,
   seen_at TIMESTAMPTZ NOT NULL
 )""",
+        *(_baseline(spec, dialect, existing[spec.name]) for spec in tables() if spec.name in existing),
     ]
+
+
+def _baseline(spec: TableSpec, dialect: Dialect, columns: Sequence[str]) -> str:
+    """Log the stored rows of one endpoint table as inserts (the metrics the table has so far)."""
+    metrics = [m for m in logged_metrics(spec) if m in columns]
+    new = ", ".join(f"CAST(i.{q(m)} AS {_DECIMAL}) AS {q('n_' + m)}" for m in metrics)
+    old = ", ".join(f"CAST(NULL AS {_DECIMAL}) AS {q('o_' + m)}" for m in metrics)
+    source = (
+        f"SELECT i.org, i.stream, i.bucket_start, i.bucket_end, i.group_key, 'insert' AS change,"
+        " COALESCE(i.synced_at, i.bucket_end) AS seen,"
+        f" {old}, {new} FROM {spec.name} AS i"
+    )
+    return _unpivot(spec, source, dialect, metrics, f"'{MIGRATION_NAME}', seen")
 
 
 def logged_metrics(spec: TableSpec) -> tuple[str, ...]:
@@ -59,7 +75,9 @@ def logged_metrics(spec: TableSpec) -> tuple[str, ...]:
     return tuple(c.name for c in spec.endpoint.metrics if c.type in ("int", "decimal"))
 
 
-def _unpivot(spec: TableSpec, source: str, dialect: Dialect) -> str:
+def _unpivot(
+    spec: TableSpec, source: str, dialect: Dialect, metrics: Sequence[str] | None = None, run_seen: str = "%s, %s"
+) -> str:
     """``INSERT INTO revisions`` from ``source`` (a relation with the key, ``change``, and each metric's ``o_<m>``
     and ``n_<m>`` as decimals): one entry per metric whose old and new values differ. Placeholders: run id, seen
     at, then those of ``source``.
@@ -67,10 +85,10 @@ def _unpivot(spec: TableSpec, source: str, dialect: Dialect) -> str:
     DuckDB's own ``UNPIVOT`` plans in a third of the time of a portable unpivot (it runs once per window, so its
     fixed cost is what a sync feels); PostgreSQL's ``LATERAL (VALUES ...)`` is its idiomatic equivalent.
     """
-    metrics = logged_metrics(spec)
+    metrics = logged_metrics(spec) if metrics is None else metrics
     head = (
         f"INSERT INTO revisions ({LOG_COLUMNS}) SELECT org, stream, '{spec.name}', bucket_start, bucket_end,"
-        " group_key, change, metric, old_value, new_value, %s, %s FROM "
+        f" group_key, change, metric, old_value, new_value, {run_seen} FROM "
     )
     if dialect == "duckdb":
         pairs = ", ".join(f"({q('o_' + m)}, {q('n_' + m)}) AS {q(m)}" for m in metrics)
