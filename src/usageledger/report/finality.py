@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime
 from typing import TypeAlias, cast
 
 from usageledger.catalogue import BucketWidth
-from usageledger.report.queries import COSTS_VIEW, Database
+from usageledger.report.queries import Database
+from usageledger.store.schema import primary_daily_streams_sql
 from usageledger.sync_options import SyncOptions
 
 __all__ = ["FinalEdges", "final_costs_until", "final_only_sql", "first_provisional", "provisional_from"]
@@ -25,12 +26,10 @@ FinalEdges: TypeAlias = Mapping[str, datetime]
 def final_costs_until(db: Database, options: SyncOptions) -> dict[str, datetime]:
     """``{org: boundary}``: the org's costs buckets starting before the boundary are final. An org whose stream has
     no watermark yet has nothing final and is left out."""
-    rows = db.query(
-        "SELECT s.org, s.bucket_width, s.watermark FROM streams AS s"
-        f" JOIN (SELECT DISTINCT org, stream FROM {COSTS_VIEW}) AS p ON s.org = p.org AND s.stream = p.stream"
-    )
+    # The stream `costs_daily` shows per org, chosen as the view chooses it, from `streams` alone (no data scan).
+    rows = db.query(primary_daily_streams_sql("costs", "org, stream, bucket_width, watermark"))
     out: dict[str, datetime] = {}
-    for org, width, watermark in rows:
+    for org, _, width, watermark in rows:
         mark = None if watermark is None else int(watermark.timestamp())
         edge = options.final_until(cast(BucketWidth, width), mark)
         if edge is not None:
