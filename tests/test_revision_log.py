@@ -22,7 +22,9 @@ from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.store import BaseStore, Stream, WindowWrite, open_store, table_for, tables
 from usageledger.store._types import to_datetime
 from usageledger.store.revisions import logged_metrics
+from usageledger.sync import Org
 
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 
 DAY = 86400
@@ -230,4 +232,18 @@ def test_a_store_written_before_the_log_gets_a_baseline_when_migrated(
     assert_log_explains_the_store(store)
     clock[0] += 2 * DAY
     assert run(store, url, streams=STREAMS, now=clock[0]).ok
+    assert_log_explains_the_store(store)
+
+
+def test_removing_an_org_removes_its_history_and_nothing_else(
+    store: BaseStore, revising: tuple[str, list[float]]
+) -> None:
+    """`delete_org` (demo --remove) takes the org's log entries with its rows; another org's entries stay."""
+    url, clock = revising
+    orgs = [Org("main", FAKE_ADMIN_KEY, url), Org("other", FAKE_ADMIN_KEY, url)]
+    assert run(store, url, streams=STREAMS, since=SINCE, now=clock[0], orgs=orgs).ok
+    other = store.query("SELECT COUNT(*) FROM revisions WHERE org = 'other'")[0][0]
+    assert other > 0
+    store.delete_org("main")
+    assert store.query("SELECT org, COUNT(*) FROM revisions GROUP BY org") == [("other", other)]
     assert_log_explains_the_store(store)
