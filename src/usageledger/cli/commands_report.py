@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,6 +26,7 @@ from usageledger.report.alerts import (
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
+from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
@@ -183,6 +185,8 @@ def report(
         data = build_report(db, period, Scope(org=org, project=project))
         id_names = resolve_names(db, org=org, overrides=overrides)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
+        final = final_costs_until(db, settings.sync.to_options())
+        data = replace(data, provisional_from=provisional_from(final, org))
     json_out = output_format == "json"
     if by == "team":
         by_team = spend_by_team(data.spend_by_project, teams)
@@ -295,6 +299,12 @@ def check(
         ),
     ] = None,
     names: NamesOpt = None,
+    final_only: Annotated[
+        bool,
+        typer.Option(
+            "--final-only", help="Budgets and anomalies read final buckets only (see [sync] final_after_days)."
+        ),
+    ] = False,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
     now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
@@ -331,6 +341,7 @@ def check(
     judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
+        final = final_costs_until(db, settings.sync.to_options()) if final_only else None
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
         result = run_checks(
             db,
@@ -342,6 +353,7 @@ def check(
             anomaly_day=judged,
             stale_keys=key_limit,
             names=id_names,
+            final=final,
         )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))

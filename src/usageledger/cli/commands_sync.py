@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -15,6 +15,7 @@ from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
 from usageledger._secrets import redact_url_password
+from usageledger.catalogue import BucketWidth
 from usageledger.cli import _filters
 from usageledger.cli._app import (
     Insecure,
@@ -41,6 +42,7 @@ from usageledger.store import (
     open_store,
 )
 from usageledger.store.directory import directory_summary
+from usageledger.sync_options import SyncOptions
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -475,21 +477,23 @@ def status(
         # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
         states = stream_states_now(opened, at=timeutil.now_unix())
         directory = directory_summary(opened)
+        options = config.sync.to_options()
         if output_format == "json":
-            typer.echo(dumps(status_document(url, states, directory)))
+            typer.echo(dumps(status_document(url, states, options, directory)))
         else:
-            _print_status(states, url)
+            _print_status(states, url, options)
             for d in directory:
                 when = "" if d.last_change is None else f"; last change {timeutil.iso(d.last_change)}"
                 console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
 
 
-def _print_status(states: list[StreamState], url: str) -> None:
+def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> None:
     table = DataTable(
         f"Streams in {redact_url_password(url)}",
         label("org"),
         label("stream"),
         number("watermark"),
+        number("final until"),
         number("last run"),
         label("status"),
         number("rows"),
@@ -497,10 +501,12 @@ def _print_status(states: list[StreamState], url: str) -> None:
     )
     for s in states:
         c = s.last_counts
+        final = options.final_until(cast(BucketWidth, s.bucket_width), s.watermark)
         table.add_row(
             s.org,
             s.stream,
             "-" if s.watermark is None else timeutil.iso(s.watermark),
+            "-" if final is None else timeutil.iso(final),
             "-" if s.last_run_at is None else timeutil.iso(s.last_run_at),
             s.last_status or "-",
             f"{s.row_count:,}",

@@ -40,6 +40,7 @@ from usageledger._sections import (
     parse_alert_config,
 )
 from usageledger.errors import AlertDeliveryError
+from usageledger.report.finality import FinalEdges, final_only_sql
 from usageledger.report.formatting import format_money
 from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.names import Names, with_id
@@ -157,8 +158,14 @@ def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _where_org(org: str | None) -> tuple[str, list[object]]:
-    return ("AND org = %s", [org]) if org is not None else ("", [])
+def _where_org(org: str | None, final: FinalEdges | None = None) -> tuple[str, list[object]]:
+    """The condition on ``org`` (and, with ``final``, on final buckets only: see ``report.finality``)."""
+    sql = "AND org = %s" if org is not None else ""
+    params: list[object] = [org] if org is not None else []
+    if final is not None:
+        more, more_params = final_only_sql(final)
+        sql, params = f"{sql} {more}", [*params, *more_params]
+    return sql, params
 
 
 def _dec(value: object) -> Decimal:
@@ -175,10 +182,16 @@ def _project_subject(project_id: str, names: Names) -> str:
 
 
 def _budget_alerts(
-    db: Database, cfg: AlertConfig, day: date, org: str | None, currency: str | None, names: Names
+    db: Database,
+    cfg: AlertConfig,
+    day: date,
+    org: str | None,
+    currency: str | None,
+    names: Names,
+    final: FinalEdges | None,
 ) -> tuple[list[str], list[Alert]]:
     month_start = day.replace(day=1)
-    org_sql, org_params = _where_org(org)
+    org_sql, org_params = _where_org(org, final)
     rows = db.query(
         "SELECT project_id, SUM(CASE WHEN bucket_start >= %s THEN amount_value END), SUM(amount_value) "
         f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s {org_sql} GROUP BY project_id",
@@ -212,8 +225,10 @@ def _budget_alerts(
     return checks, alerts
 
 
-def _anomaly(db: Database, rule: AnomalyRule, day: date, org: str | None, project: str | None) -> AnomalyResult | None:
-    org_sql, params = _where_org(org)
+def _anomaly(
+    db: Database, rule: AnomalyRule, day: date, org: str | None, project: str | None, final: FinalEdges | None
+) -> AnomalyResult | None:
+    org_sql, params = _where_org(org, final)
     if project is not None:
         org_sql += " AND project_id = %s"
         params.append(project)
@@ -280,18 +295,23 @@ def run_checks(
     anomaly_day: date | None = None,
     stale_keys: timedelta | None = None,
     names: Names | None = None,
+    final: FinalEdges | None = None,
 ) -> CheckResult:
     """Run every configured check. ``project`` narrows the anomaly check; budgets name their own scope;
     ``stale_keys`` adds the stale key check. Projects are named from ``names`` (see
-    :func:`usageledger.report.names.resolve_names`)."""
+    :func:`usageledger.report.names.resolve_names`).
+
+    ``final`` (``{org: boundary}``, see :func:`usageledger.report.finality.final_costs_until`): budgets and the anomaly
+    check read final buckets only; the staleness check still judges everything synced.
+    """
     names = names or Names()
     today = now.astimezone(UTC).date()
     bday = budget_day or today
     aday = anomaly_day or today - timedelta(days=1)
     currency = _currency(db, org)
-    checks, alerts = _budget_alerts(db, cfg, bday, org, currency, names)
+    checks, alerts = _budget_alerts(db, cfg, bday, org, currency, names, final)
 
-    anomaly = _anomaly(db, cfg.anomaly, aday, org, project)
+    anomaly = _anomaly(db, cfg.anomaly, aday, org, project, final)
     subject = "organisation" if project is None else _project_subject(project, names)
     if anomaly is None:
         checks.append(
@@ -301,6 +321,10 @@ def run_checks(
         checks.append(f"anomaly {subject}: {anomaly.describe(currency)}")
         if anomaly.anomalous:
             alerts.append(Alert("anomaly", subject, f"{subject}: spend anomaly on {anomaly.describe(currency)}"))
+
+    if final is not None:
+        edges = ", ".join(f"{o} before {edge:%Y-%m-%d}" for o, edge in sorted(final.items())) or "none yet"
+        checks.append(f"final only: budgets and anomalies read final buckets only ({edges})")
 
     newest = _data_reaches(db, org)
     limit = cfg.stale_after

@@ -11,9 +11,10 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from usageledger._secrets import mask_keys, redact_url_password
+from usageledger.catalogue import BucketWidth
 from usageledger.report.alerts import CheckResult
 from usageledger.report.keys import KeysReport
 from usageledger.report.names import Names
@@ -23,6 +24,7 @@ from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 from usageledger.store import StreamState
 from usageledger.store.directory import DirectorySummary
+from usageledger.sync_options import SyncOptions
 from usageledger.timeutil import iso
 
 __all__ = [
@@ -135,6 +137,7 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
         "period": _period(data.period),
         "scope": {"org": data.scope.org, "project": data.scope.project},
         "currency": data.currency,
+        "provisional_from": data.provisional_from,
         "totals": {
             "spend": total,
             "previous_spend": data.previous_spend,
@@ -214,9 +217,23 @@ def check_document(result: CheckResult) -> Document:
     }
 
 
-def status_document(url: str, states: Sequence[StreamState], directory: Sequence[DirectorySummary] = ()) -> Document:
-    """Each stream with its state (the last run's status), its cursor (watermark) and its last run; each org's
-    directory (items by kind and status, and its last change)."""
+def status_document(
+    url: str,
+    states: Sequence[StreamState],
+    options: SyncOptions | None = None,
+    directory: Sequence[DirectorySummary] = (),
+) -> Document:
+    """Each stream with its state (the last run's status), its cursor (watermark), where it is final, its last run;
+    each org's directory (items by kind and status, and its last change).
+
+    ``final_until``: buckets starting before it are final (see ``SyncOptions.final_until``); ``null`` when nothing is.
+    """
+    graces = options or SyncOptions()
+
+    def final(s: StreamState) -> str | None:
+        edge = graces.final_until(cast(BucketWidth, s.bucket_width), s.watermark)
+        return None if edge is None else iso(edge)
+
     return {
         "store": redact_url_password(url),
         "streams": [
@@ -229,6 +246,7 @@ def status_document(url: str, states: Sequence[StreamState], directory: Sequence
                 "default": s.is_default,
                 "state": s.last_status,
                 "watermark": None if s.watermark is None else iso(s.watermark),
+                "final_until": final(s),
                 "last_run": {
                     "id": s.last_run_id,
                     "at": None if s.last_run_at is None else iso(s.last_run_at),

@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from usageledger.report.alerts import AnomalyRule, CheckResult
+from usageledger.report.finality import first_provisional
 from usageledger.report.formatting import format_count, format_money, format_percent, format_ratio, format_signed_money
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
@@ -113,12 +114,26 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     )
     series = summarise(data.daily_spend)
     values = [v for _, v in series.points]
+    line = sparkline(values)
+    # Points that hold a provisional day: yellow, marked `*`, explained below the line.
+    cut = first_provisional([d for d, _ in series.points], data.provisional_from, data.period.until)
     trend = Text.assemble(
         (f"{_GRAIN_TITLES[series.grain]} spend ", "bold"),
-        (sparkline(values), "cyan"),
+        (line[:cut], "cyan"),
+        (line[cut:], "yellow"),
+        ("*" if cut < len(line) else ""),
         f"  {data.period.since} … {data.period.until - timedelta(days=1)}, "
         f"low {format_money(min(values), cur)}, high {format_money(max(values), cur)}",
     )
+    footnotes: list[RenderableType] = []
+    if cut < len(line) and data.provisional_from is not None:
+        footnotes.append(
+            Text(
+                f"* provisional: spend from {data.provisional_from} on may still be restated by the API"
+                " (final before that day; see `usageledger status`).",
+                style="dim",
+            )
+        )
 
     by_project = _table("Spend by project", "project", "spend", "share")
     for s in data.spend_by_project:
@@ -175,7 +190,9 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     note = Text(
         "Cost per 1M tokens: spend on token-priced line items divided by the tokens billed for them.", style="dim"
     )
-    return Group(heading, summary, trend, Text(), by_project, *by_dimension, by_item, by_model, note, usage, *movers)
+    return Group(
+        heading, summary, trend, *footnotes, Text(), by_project, *by_dimension, by_item, by_model, note, usage, *movers
+    )
 
 
 def render_reconcile(result: ReconcileResult) -> RenderableType:
