@@ -26,8 +26,8 @@ from usageledger.cli import app
 from usageledger.config import load_config
 from usageledger.errors import ConfigError
 
+from fixtures.leaks import canary_key, find_secret
 from fixtures.reliability import HEAVY
-from fixtures.secrets import canary_key, find_secret
 
 pytestmark = pytest.mark.heavy
 

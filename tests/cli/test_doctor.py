@@ -17,7 +17,7 @@ from usageledger.store import open_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
-from fixtures.secrets import assert_no_secret, canary_key, dead_url
+from fixtures.leaks import assert_no_secret, canary_key, dead_url
 
 CLOCK: Final = float(EMULATOR_NOW)
 

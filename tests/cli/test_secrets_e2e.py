@@ -34,9 +34,9 @@ from usageledger.errors import UsageLedgerError
 from usageledger.sync import Org as SyncOrg
 
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.leaks import NOW_ISO, Source, assert_no_secret, canary_key, dead_url, start_emulator
 from fixtures.postgres import find_pg_bin
 from fixtures.reliability import cli
-from fixtures.secrets import NOW_ISO, Source, assert_no_secret, canary_key, dead_url, start_emulator
 
 pytestmark = pytest.mark.heavy
 

@@ -7,7 +7,7 @@ record at DEBUG (including httpx and httpcore) as text and as JSON lines.
 
 :func:`assert_no_secret` is the one grep; the sync, store, export and config suites add their files to it::
 
-    from fixtures.secrets import assert_no_secret, canary_key
+    from fixtures.leaks import assert_no_secret, canary_key
     assert_no_secret({"store": store_path, "export": export_dir, "stderr": result.stderr}, key)
 """
 
@@ -38,7 +38,7 @@ from usageledger.errors import (
 )
 
 from fixtures.emulator import EMULATOR_NOW
-from fixtures.secrets import (
+from fixtures.leaks import (
     FAULT_FLAGS,
     START,
     Source,

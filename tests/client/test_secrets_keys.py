@@ -14,7 +14,7 @@ from usageledger.config import OrgConfig
 from usageledger.errors import ConfigError
 
 from fixtures.emulator import EMULATOR_NOW
-from fixtures.secrets import NOW_ISO, canary_key, run_cli
+from fixtures.leaks import NOW_ISO, canary_key, run_cli
 
 MALFORMED = {"space": " ", "tab": "\t", "non-ASCII": "é"}
 
