@@ -8,6 +8,66 @@ import pytest
 
 pytest_plugins: list[str] = ["fixtures.emulator", "fixtures.browser", "fixtures.postgres"]
 
+# Modules whose tests start processes (CLI runs, emulator servers, kills), a browser or PostgreSQL, or fuzz at length:
+# each takes seconds. They carry the ``slow`` marker, so ``scripts/test-fast`` (``-m "not slow"``) leaves them out.
+# Measured with ``--durations=0``; a module that grows past a few seconds joins the list.
+SLOW_MODULES: frozenset[str] = frozenset(
+    {
+        "test_alerts_store.py",
+        "test_careless.py",
+        "test_cli_empty_values.py",
+        "test_cli_filters.py",
+        "test_cli_output.py",
+        "test_cli_pipes.py",
+        "test_cli_query.py",
+        "test_cli_query_scale.py",
+        "test_cli_sync_flags.py",
+        "test_client_e2e.py",
+        "test_config_fuzz.py",
+        "test_decode_fuzz.py",
+        "test_directory_client.py",
+        "test_directory_emulator.py",
+        "test_directory_store.py",
+        "test_doctor.py",
+        "test_emulator_server.py",
+        "test_export.py",
+        "test_export_safety.py",
+        "test_finality.py",
+        "test_fuzz_params.py",
+        "test_keys.py",
+        "test_load.py",
+        "test_named_views.py",
+        "test_names_directory.py",
+        "test_report_demo.py",
+        "test_report_html_layout.py",
+        "test_report_png.py",
+        "test_report_postgres.py",
+        "test_retry_budget.py",
+        "test_revision_log.py",
+        "test_secrets.py",
+        "test_secrets_e2e.py",
+        "test_secrets_keys.py",
+        "test_standalone.py",
+        "test_store.py",
+        "test_store_open.py",
+        "test_sync.py",
+        "test_sync_concurrent.py",
+        "test_sync_faults.py",
+        "test_sync_kill.py",
+        "test_sync_signals.py",
+        "test_sync_writer.py",
+        "test_synthetic_orgs.py",
+        "test_teams.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of a slow module ``slow`` (see ``SLOW_MODULES``)."""
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _clean_openai_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -22,6 +22,7 @@ import msgspec
 
 from usageledger import catalogue
 from usageledger._http import QueryValue, TimeoutTypes
+from usageledger._paging import AsyncPaged, Paged
 from usageledger.catalogue import DirectoryEndpoint
 from usageledger.directory_models import DirectoryPage
 from usageledger.errors import PaginationError, ParameterError, ResponseDecodeError
@@ -275,7 +276,7 @@ class _Lazy(Generic[T]):
         return f"{type(self).__name__}({self.endpoint.name!r}, {dict(self._call.path_args)!r})"
 
 
-class DirectoryQuery(_Lazy[T]):
+class DirectoryQuery(_Lazy[T], Paged[T]):
     """Every item of a directory list, fetched page by page when iterated; each iteration fetches again."""
 
     def __init__(self, get: Get, call: DirectoryCall, item_type: type[T]) -> None:
@@ -295,10 +296,6 @@ class DirectoryQuery(_Lazy[T]):
             after = next_after(ep, response, seen)
             if after is None:
                 return
-
-    def __iter__(self) -> Iterator[T]:
-        for p in self.pages():
-            yield from p.data
 
     def items(self) -> list[T]:
         return list(self)
@@ -320,7 +317,7 @@ class DirectoryQuery(_Lazy[T]):
         return frame
 
 
-class AsyncDirectoryQuery(_Lazy[T]):
+class AsyncDirectoryQuery(_Lazy[T], AsyncPaged[T]):
     """The async twin of :class:`DirectoryQuery`: ``async for`` items; pages are fetched one after another."""
 
     def __init__(self, get: AsyncGet, call: DirectoryCall, item_type: type[T]) -> None:
@@ -340,13 +337,8 @@ class AsyncDirectoryQuery(_Lazy[T]):
             if after is None:
                 return
 
-    async def __aiter__(self) -> AsyncIterator[T]:
-        async for p in self.pages():
-            for item in p.data:
-                yield item
-
     async def items(self) -> list[T]:
-        return [item async for item in self]
+        return await self._collect()
 
     async def rows(self) -> AsyncIterator[dict[str, Any]]:
         """Flat rows, as :meth:`DirectoryQuery.rows`, page by page."""

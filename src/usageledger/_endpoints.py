@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Generic, Literal, TypeAlias, TypeVar
 
 from usageledger._http import TimeoutTypes
-from usageledger.catalogue import BucketWidth
+from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.models import UsageResponse
 from usageledger.timeutil import TimeInput
 
@@ -30,9 +30,12 @@ FilterArg: TypeAlias = Sequence[str] | bool | None
 
 @dataclass(frozen=True, slots=True)
 class EndpointCall:
-    """One endpoint method's arguments, as its class's hook receives them; ``None`` filters are not sent."""
+    """One endpoint method's arguments, as its class's hook receives them; ``None`` filters are not sent.
 
-    endpoint: str
+    The clients' generic ``page``/``query``/``fetch_range`` carry their arguments in it too: there the endpoint may
+    be a catalogue record, ``group_by`` one name or a comma list, and a filter one string."""
+
+    endpoint: str | Endpoint
     start_time: TimeInput
     end_time: TimeInput | None
     bucket_width: str

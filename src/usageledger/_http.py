@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Final, Generic, TypeAlias, TypeVar
@@ -57,6 +57,8 @@ __all__ = [
 logger = logging.getLogger("usageledger.http")
 
 QueryValue: TypeAlias = str | int | bool | Sequence[str] | None
+QueryItems: TypeAlias = Iterable[tuple[str, QueryValue]]
+"""A query string's items, in order; a list value is one parameter repeated (see :func:`encode_query`)."""
 
 RETRY_STATUSES: Final = frozenset({408, 409, 429})
 T = TypeVar("T")
@@ -155,7 +157,7 @@ def _q(text: str) -> str:
     return quote(text, safe="")
 
 
-def encode_query(params: Iterable[tuple[str, QueryValue]], array_format: ArrayFormat) -> str:
+def encode_query(params: QueryItems, array_format: ArrayFormat) -> str:
     """The query string for ``params``, in order: ``None`` and empty lists are left out; booleans are true/false.
 
     Arrays are spelled as ``brackets`` (``group_by[]=a&group_by[]=b``, the official SDK's form), ``repeat``
@@ -234,6 +236,18 @@ class _Decoded(Generic[T]):
     value: T
 
 
+_Sent: TypeAlias = httpx.Response | httpx.TransportError
+"""What the attempt loop is sent back after asking for a request: the response, or the error of no response."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """The attempt loop asks its driver to send this ``GET``."""
+
+    url: str
+    timeout: httpx.Timeout
+
+
 def _body(content: bytes) -> bytes:
     return content
 
@@ -270,7 +284,7 @@ class _Base:
     def config(self) -> ClientOptions:
         return self._config
 
-    def _prepare(self, path: str, params: Iterable[tuple[str, QueryValue]]) -> str:
+    def _prepare(self, path: str, params: QueryItems) -> str:
         query = encode_query(params, self._config.array_format)
         return f"{self._config.base_url}{path}?{query}" if query else f"{self._config.base_url}{path}"
 
@@ -349,6 +363,41 @@ class _Base:
         wait = until - policy.monotonic()
         return (wait, until) if wait > 0 else None
 
+    def _attempts(
+        self, url: str, decode: Callable[[bytes], T], timeout: httpx.Timeout
+    ) -> Generator[_Request | float | _Decoded[T], _Sent | None, None]:
+        """The one attempt loop, with its I/O left to the twin that drives it: it yields a :class:`_Request` to
+        send (and is sent back the response, or the transport error), a number of seconds to sleep, and at last
+        the decoded body of the first success; it raises the last failure's error (see :meth:`_judge`).
+
+        Before each attempt it waits out the client-wide pause, again only while another request's 429 moves it.
+        """
+        policy = self._config.retry
+        request = _Request(url, timeout)
+        retries = 0
+        while True:
+            waited_for: float | None = None
+            while (pause := self._pause_left(policy, waited_for)) is not None:
+                wait, waited_for = pause
+                logger.debug("waiting %.3fs: the client is paused after a 429", wait)
+                yield wait
+            sent = yield request
+            if isinstance(sent, httpx.Response):
+                outcome = self._judge(url, retries, sent, None, decode)
+            else:
+                assert sent is not None  # the driver answers a request with what came of it
+                outcome = self._judge(url, retries, None, sent, decode)
+            if isinstance(outcome, _Decoded):
+                yield outcome
+                return
+            retries += 1
+            _log_retry(outcome, url, retries, policy)
+            if outcome.delay > 0:
+                yield outcome.delay
+
+    def _timeout(self, timeout: TimeoutTypes) -> httpx.Timeout:
+        return self._config.timeout if timeout is None else as_timeout(timeout)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._config.base_url!r})"
 
@@ -373,50 +422,33 @@ class SyncHTTP(_Base):
         if self._owns:
             self._client.close()
 
-    def fetch(
-        self,
-        path: str,
-        params: Iterable[tuple[str, QueryValue]],
-        decode: Callable[[bytes], T],
-        *,
-        timeout: TimeoutTypes = None,
-    ) -> T:
-        """``GET`` and ``decode`` the body, in one attempt loop with one retry counter: the first success that
-        decodes, else the error of the last failure (an undecodable body raises ``decode``'s error)."""
-        config = self._config
-        policy = config.retry
-        url = self._prepare(path, params)
-        request_timeout = config.timeout if timeout is None else as_timeout(timeout)
-        retries = 0
-        while True:
-            self._wait_for_pause(policy)
-            try:
-                response = self._client.get(url, headers=self._headers(), timeout=request_timeout)
-            except httpx.TransportError as exc:
-                outcome = self._judge(url, retries, None, exc, decode)
-            else:
-                outcome = self._judge(url, retries, response, None, decode)
-            if isinstance(outcome, _Decoded):
-                return outcome.value
-            retries += 1
-            _log_retry(outcome, url, retries, policy)
-            if outcome.delay > 0:
-                policy.sleep(outcome.delay)
+    def fetch(self, path: str, params: QueryItems, decode: Callable[[bytes], T], *, timeout: TimeoutTypes = None) -> T:
+        """``GET`` and ``decode`` the body, in one attempt loop with one retry counter (:meth:`_Base._attempts`):
+        the first success that decodes, else the error of the last failure (an undecodable body raises
+        ``decode``'s error)."""
+        attempts = self._attempts(self._prepare(path, params), decode, self._timeout(timeout))
+        step = next(attempts)
+        while not isinstance(step, _Decoded):
+            step = attempts.send(self._act(step))
+        return step.value
 
-    def get(self, path: str, params: Iterable[tuple[str, QueryValue]], *, timeout: TimeoutTypes = None) -> bytes:
+    def _act(self, step: _Request | float) -> _Sent | None:
+        """Do what the attempt loop asks: send the request, or sleep."""
+        if not isinstance(step, _Request):
+            self._config.retry.sleep(step)
+            return None
+        try:
+            return self._client.get(step.url, headers=self._headers(), timeout=step.timeout)
+        except httpx.TransportError as exc:
+            return exc
+
+    def get(self, path: str, params: QueryItems, *, timeout: TimeoutTypes = None) -> bytes:
         """:meth:`fetch` that keeps the body as bytes."""
         return self.fetch(path, params, _body, timeout=timeout)
 
     def _pause_all_until(self, until: float) -> None:
         with self._lock:  # several threads may share one sync client
             super()._pause_all_until(until)
-
-    def _wait_for_pause(self, policy: RetryPolicy) -> None:
-        waited_for: float | None = None
-        while (pause := self._pause_left(policy, waited_for)) is not None:
-            wait, waited_for = pause
-            logger.debug("waiting %.3fs: the client is paused after a 429", wait)
-            policy.sleep(wait)
 
 
 class AsyncHTTP(_Base):
@@ -443,41 +475,25 @@ class AsyncHTTP(_Base):
             await self._client.aclose()
 
     async def fetch(
-        self,
-        path: str,
-        params: Iterable[tuple[str, QueryValue]],
-        decode: Callable[[bytes], T],
-        *,
-        timeout: TimeoutTypes = None,
+        self, path: str, params: QueryItems, decode: Callable[[bytes], T], *, timeout: TimeoutTypes = None
     ) -> T:
-        """The async twin of :meth:`SyncHTTP.fetch`."""
-        config = self._config
-        policy = config.retry
-        url = self._prepare(path, params)
-        request_timeout = config.timeout if timeout is None else as_timeout(timeout)
-        retries = 0
-        while True:
-            await self._wait_for_pause(policy)
-            try:
-                response = await self._client.get(url, headers=self._headers(), timeout=request_timeout)
-            except httpx.TransportError as exc:
-                outcome = self._judge(url, retries, None, exc, decode)
-            else:
-                outcome = self._judge(url, retries, response, None, decode)
-            if isinstance(outcome, _Decoded):
-                return outcome.value
-            retries += 1
-            _log_retry(outcome, url, retries, policy)
-            if outcome.delay > 0:
-                await policy.async_sleep(outcome.delay)
+        """The async twin of :meth:`SyncHTTP.fetch`: the same attempt loop, driven with ``await``."""
+        attempts = self._attempts(self._prepare(path, params), decode, self._timeout(timeout))
+        step = next(attempts)
+        while not isinstance(step, _Decoded):
+            step = attempts.send(await self._act(step))
+        return step.value
 
-    async def get(self, path: str, params: Iterable[tuple[str, QueryValue]], *, timeout: TimeoutTypes = None) -> bytes:
+    async def _act(self, step: _Request | float) -> _Sent | None:
+        """Do what the attempt loop asks: send the request, or sleep (every concurrent request keeps going)."""
+        if not isinstance(step, _Request):
+            await self._config.retry.async_sleep(step)
+            return None
+        try:
+            return await self._client.get(step.url, headers=self._headers(), timeout=step.timeout)
+        except httpx.TransportError as exc:
+            return exc
+
+    async def get(self, path: str, params: QueryItems, *, timeout: TimeoutTypes = None) -> bytes:
         """:meth:`fetch` that keeps the body as bytes."""
         return await self.fetch(path, params, _body, timeout=timeout)
-
-    async def _wait_for_pause(self, policy: RetryPolicy) -> None:
-        waited_for: float | None = None
-        while (pause := self._pause_left(policy, waited_for)) is not None:
-            wait, waited_for = pause
-            logger.debug("waiting %.3fs: the client is paused after a 429", wait)
-            await policy.async_sleep(wait)

@@ -1,4 +1,4 @@
-"""The config file's report sections, ``[alerts]`` and ``[names]``, as typed and validated records.
+"""The config file's report sections, ``[alerts]``, ``[names]`` and ``[teams]``, as typed and validated records.
 
 They sit below both :mod:`usageledger.config` (which refuses a mistake in any section, whichever command runs) and
 :mod:`usageledger.report` (which acts on them), so the config layer never imports the report layer. The report
@@ -30,6 +30,7 @@ __all__ = [
     "Names",
     "names_from_mapping",
     "parse_alert_config",
+    "parse_teams",
 ]
 
 IdKind = Literal["projects", "users", "api_keys"]
@@ -240,3 +241,24 @@ def names_from_mapping(data: Mapping[str, object], *, where: str = "names") -> N
         users=tables.get("users", _empty()),
         api_keys=tables.get("api_keys", _empty()),
     )
+
+
+# -- [teams] ----------------------------------------------------------------------------------------------------------
+
+
+def parse_teams(section: Mapping[str, object], *, where: str = "teams") -> Mapping[str, str]:
+    """Validate the config's ``[teams]`` (team name = [project IDs]) into ``{project_id: team}``.
+
+    A project belongs to one team: one listed under two teams raises :class:`ConfigError` naming both.
+    """
+    teams: dict[str, str] = {}
+    for team, projects in section.items():
+        if not isinstance(team, str) or not team.strip():
+            raise ConfigError(f"{where}: team names must be non-empty strings, got {team!r}")
+        if not isinstance(projects, list) or not all(isinstance(p, str) and p for p in projects):
+            raise ConfigError(f'{where}.{team}: expected a list of project IDs, such as ["proj_abc"], got {projects!r}')
+        for project in projects:
+            other = teams.setdefault(project, team)
+            if other != team:
+                raise ConfigError(f"{where}.{team}: project {project} is already in team {other}; list it once")
+    return MappingProxyType(teams)

@@ -236,6 +236,31 @@ def _usage(
     )
 
 
+def _per_model(name: str, result_type: type[models.Result], quantity: str) -> Endpoint:
+    """An endpoint that counts one ``quantity`` and the requests per model: filtered and grouped by project, user,
+    API key and model, grouped by project and model unless asked otherwise."""
+    return _usage(
+        name,
+        result_type,
+        filters=_PER_MODEL_FILTERS,
+        group_by=_PER_MODEL_GROUPS,
+        metrics=(_m(quantity, required=True), _m("num_model_requests", required=True)),
+        default_group_by=("project_id", "model"),
+    )
+
+
+def _per_project(name: str, result_type: type[models.Result], quantity: str) -> Endpoint:
+    """An endpoint that counts one ``quantity`` per project, the only filter and grouping it has."""
+    return _usage(
+        name,
+        result_type,
+        filters=(_PROJECT,),
+        group_by=("project_id",),
+        metrics=(_m(quantity, required=True),),
+        default_group_by=("project_id",),
+    )
+
+
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _usage(
         "completions",
@@ -246,22 +271,8 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         default_group_by=("project_id", "model", "batch"),
         sdk_only_group_by=("api_source",),
     ),
-    _usage(
-        "embeddings",
-        models.EmbeddingsResult,
-        filters=_PER_MODEL_FILTERS,
-        group_by=_PER_MODEL_GROUPS,
-        metrics=(_m("input_tokens", required=True), _m("num_model_requests", required=True)),
-        default_group_by=("project_id", "model"),
-    ),
-    _usage(
-        "moderations",
-        models.ModerationsResult,
-        filters=_PER_MODEL_FILTERS,
-        group_by=_PER_MODEL_GROUPS,
-        metrics=(_m("input_tokens", required=True), _m("num_model_requests", required=True)),
-        default_group_by=("project_id", "model"),
-    ),
+    _per_model("embeddings", models.EmbeddingsResult, "input_tokens"),
+    _per_model("moderations", models.ModerationsResult, "input_tokens"),
     _usage(
         "images",
         models.ImagesResult,
@@ -274,38 +285,10 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         metrics=(_m("images", required=True), _m("num_model_requests", required=True)),
         default_group_by=("project_id", "model", "source", "size"),
     ),
-    _usage(
-        "audio_speeches",
-        models.AudioSpeechesResult,
-        filters=_PER_MODEL_FILTERS,
-        group_by=_PER_MODEL_GROUPS,
-        metrics=(_m("characters", required=True), _m("num_model_requests", required=True)),
-        default_group_by=("project_id", "model"),
-    ),
-    _usage(
-        "audio_transcriptions",
-        models.AudioTranscriptionsResult,
-        filters=_PER_MODEL_FILTERS,
-        group_by=_PER_MODEL_GROUPS,
-        metrics=(_m("seconds", required=True), _m("num_model_requests", required=True)),
-        default_group_by=("project_id", "model"),
-    ),
-    _usage(
-        "vector_stores",
-        models.VectorStoresResult,
-        filters=(_PROJECT,),
-        group_by=("project_id",),
-        metrics=(_m("usage_bytes", required=True),),
-        default_group_by=("project_id",),
-    ),
-    _usage(
-        "code_interpreter_sessions",
-        models.CodeInterpreterSessionsResult,
-        filters=(_PROJECT,),
-        group_by=("project_id",),
-        metrics=(_m("num_sessions", required=True),),
-        default_group_by=("project_id",),
-    ),
+    _per_model("audio_speeches", models.AudioSpeechesResult, "characters"),
+    _per_model("audio_transcriptions", models.AudioTranscriptionsResult, "seconds"),
+    _per_project("vector_stores", models.VectorStoresResult, "usage_bytes"),
+    _per_project("code_interpreter_sessions", models.CodeInterpreterSessionsResult, "num_sessions"),
     _usage(
         "file_search_calls",
         models.FileSearchCallsResult,

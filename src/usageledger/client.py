@@ -14,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
 
 import httpx
 
 from usageledger import catalogue, rows, rules, timeutil
+from usageledger._closing import Closing
 from usageledger._directory import Items
 from usageledger._directory_endpoints import AsyncDirectoryMethods, DirectoryMethods
 from usageledger._endpoints import EndpointCall, EndpointMethods
@@ -37,6 +39,7 @@ from usageledger._options import (
     key_from,
     retry_from,
 )
+from usageledger._paging import AsyncPaged, Paged
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.errors import ConfigError, PaginationError, ParameterError
 from usageledger.models import Bucket, UsageResponse, decode_page
@@ -57,6 +60,15 @@ FilterInput: TypeAlias = str | Sequence[str] | bool | None
 EndpointLike: TypeAlias = str | Endpoint
 AnyTransport: TypeAlias = httpx.BaseTransport | httpx.AsyncBaseTransport | None
 AnyHTTPClient: TypeAlias = httpx.Client | httpx.AsyncClient | None
+
+C = TypeVar("C")
+"""The client a lazy query fetches with."""
+Q = TypeVar("Q")
+"""A client's lazy range query: :class:`Query` or :class:`AsyncQuery`."""
+PageT = TypeVar("PageT")
+"""What a client's ``page`` returns: the page, or (async) a coroutine of it."""
+BucketsT = TypeVar("BucketsT")
+"""What a client's ``fetch_range`` returns: the buckets, or (async) a coroutine of them."""
 
 # --- pure helpers (shared by both clients) ----------------------------------------------------------------
 
@@ -116,30 +128,13 @@ def _checked(endpoint: Endpoint, params: rules.QueryParams, now: int) -> rules.Q
     end = rules.effective_end(params, now=now)
     if end != params.end_time:
         logger.debug("end_time %s is in the future; clamped to now (%s)", params.end_time, end)
-    return rules.QueryParams(
-        start_time=params.start_time,
-        end_time=end,
-        bucket_width=params.bucket_width,
-        group_by=params.group_by,
-        limit=params.limit,
-        page=params.page,
-        filters=params.filters,
-    )
+    return replace(params, end_time=end)
 
 
-def _page_params(
-    endpoint: EndpointLike,
-    *,
-    start_time: TimeInput,
-    end_time: TimeInput | None,
-    bucket_width: str,
-    group_by: str | Sequence[str],
-    limit: int | None,
-    page: str | None,
-    filters: Mapping[str, FilterInput],
-    now: float,
-) -> tuple[Endpoint, rules.QueryParams]:
-    ep = _endpoint(endpoint)
+def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryParams]:
+    """The endpoint and the checked parameters of one request."""
+    ep = _endpoint(call.endpoint)
+    limit, page = call.limit, call.page
     if isinstance(limit, bool) or (limit is not None and not isinstance(limit, int)):
         raise ParameterError("limit", f"expected an integer number of buckets, got {limit!r}")
     if page is not None:
@@ -147,68 +142,36 @@ def _page_params(
             raise ParameterError("page", f"expected the previous page's next_page string, got {page!r}")
         _sendable("page", page)
     params = rules.QueryParams(
-        start_time=timeutil.to_unix(start_time, now=now, param="start_time"),
-        end_time=None if end_time is None else timeutil.to_unix(end_time, now=now, param="end_time"),
-        bucket_width=bucket_width,
-        group_by=_group_by(group_by),
+        start_time=timeutil.to_unix(call.start_time, now=now, param="start_time"),
+        end_time=None if call.end_time is None else timeutil.to_unix(call.end_time, now=now, param="end_time"),
+        bucket_width=call.bucket_width,
+        group_by=_group_by(call.group_by),
         limit=limit,
         page=page,
-        filters=_filters(filters),
+        filters=_filters(call.filters),
     )
     return ep, _checked(ep, params, int(now))
 
 
-def _range(
-    endpoint: EndpointLike,
-    *,
-    start_time: TimeInput,
-    end_time: TimeInput | None,
-    bucket_width: str,
-    group_by: str | Sequence[str],
-    filters: Mapping[str, FilterInput],
-    now: float,
-) -> _Range:
-    """Validate a range query and plan its windows; an open end means now."""
+def _range(call: EndpointCall, now: float) -> _Range:
+    """Validate a range query (any method's: ``query``, ``client.completions(...)``) and plan its windows; an open
+    end means now."""
     for name in ("limit", "page"):
-        if name in filters:
+        if name in call.filters:
             raise ParameterError(
                 name,
                 "a range query picks the limit of each window and follows pages itself; use page() for one request",
             )
-    start = timeutil.to_unix(start_time, now=now, param="start_time")
-    end = None if end_time is None else timeutil.to_unix(end_time, now=now, param="end_time")
+    start = timeutil.to_unix(call.start_time, now=now, param="start_time")
+    end = None if call.end_time is None else timeutil.to_unix(call.end_time, now=now, param="end_time")
     timeutil.check_range(start, end, now=now)
-    ep, params = _page_params(
-        endpoint,
-        start_time=start_time,
-        end_time=now if end_time is None else end_time,
-        bucket_width=bucket_width,
-        group_by=group_by,
-        limit=None,
-        page=None,
-        filters=filters,
-        now=now,
-    )
+    whole = replace(call, end_time=now if call.end_time is None else call.end_time, limit=None, page=None)
+    ep, params = _page_params(whole, now)
     assert params.start_time is not None and params.end_time is not None  # guaranteed by rules.check
     width: BucketWidth = params.bucket_width  # type: ignore[assignment]  # checked against the catalogue
     windows = rules.plan_windows(ep, params.start_time, params.end_time, width)
     logger.debug("%s: %d window(s) for [%s, %s)", ep.name, len(windows), params.start_time, params.end_time)
     return _Range(ep, params, tuple(windows))
-
-
-def _call_range(call: EndpointCall, now: float) -> _Range:
-    """The validated range of a typed endpoint method's call (``client.completions(...)`` and friends)."""
-    filters = {name: value for name, value in call.filters.items() if value is not None}
-    group_by = () if call.group_by is None else call.group_by
-    return _range(
-        call.endpoint,
-        start_time=call.start_time,
-        end_time=call.end_time,
-        bucket_width=call.bucket_width,
-        group_by=group_by,
-        filters=filters,
-        now=now,
-    )
 
 
 def _query_items(endpoint: Endpoint, params: rules.QueryParams) -> list[tuple[str, QueryValue]]:
@@ -224,16 +187,7 @@ def _query_items(endpoint: Endpoint, params: rules.QueryParams) -> list[tuple[st
 
 
 def _window_params(spec: _Range, window: rules.Window, page: str | None) -> rules.QueryParams:
-    p = spec.params
-    return rules.QueryParams(
-        start_time=window.start,
-        end_time=window.end,
-        bucket_width=p.bucket_width,
-        group_by=p.group_by,
-        limit=window.limit,
-        page=page,
-        filters=p.filters,
-    )
+    return replace(spec.params, start_time=window.start, end_time=window.end, limit=window.limit, page=page)
 
 
 def _next_cursor(response: UsageResponse, seen: set[str], where: str) -> str | None:
@@ -258,13 +212,10 @@ def _where(spec: _Range, window: rules.Window) -> str:
 # --- queries ----------------------------------------------------------------------------------------------
 
 
-class Query:
-    """A lazy range query: iterate it for buckets, or ask for ``rows()``, ``pages()`` or a table.
+class _QueryBase(Generic[C]):
+    """What the lazy query twins share: the client they fetch with, the validated range and its windows."""
 
-    Nothing is sent until you iterate; each iteration fetches again.
-    """
-
-    def __init__(self, client: Client, spec: _Range, timeout: TimeoutTypes) -> None:
+    def __init__(self, client: C, spec: _Range, timeout: TimeoutTypes) -> None:
         self._client = client
         self._spec = spec
         self._timeout = timeout
@@ -281,18 +232,21 @@ class Query:
     def __repr__(self) -> str:
         p = self._spec.params
         return (
-            f"Query({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
+            f"{type(self).__name__}({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
             f"{len(self.windows)} window(s))"
         )
+
+
+class Query(_QueryBase["Client"], Paged[Bucket]):
+    """A lazy range query: iterate it for buckets, or ask for ``rows()``, ``pages()`` or a table.
+
+    Nothing is sent until you iterate; each iteration fetches again.
+    """
 
     def pages(self) -> Iterator[UsageResponse]:
         """Every page of every window, in order."""
         for window in self._spec.windows:
             yield from self._client._window_pages(self._spec, window, self._timeout)
-
-    def __iter__(self) -> Iterator[Bucket]:
-        for page in self.pages():
-            yield from page.data
 
     def buckets(self) -> list[Bucket]:
         return list(self)
@@ -311,28 +265,8 @@ class Query:
         return rows.to_polars(self.endpoint, self.rows())
 
 
-class AsyncQuery:
+class AsyncQuery(_QueryBase["AsyncClient"], AsyncPaged[Bucket]):
     """The async twin of :class:`Query`: ``async for`` buckets; windows are fetched concurrently, yielded in order."""
-
-    def __init__(self, client: AsyncClient, spec: _Range, timeout: TimeoutTypes) -> None:
-        self._client = client
-        self._spec = spec
-        self._timeout = timeout
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return self._spec.endpoint
-
-    @property
-    def windows(self) -> tuple[rules.Window, ...]:
-        return self._spec.windows
-
-    def __repr__(self) -> str:
-        p = self._spec.params
-        return (
-            f"AsyncQuery({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
-            f"{len(self.windows)} window(s))"
-        )
 
     async def pages(self) -> AsyncIterator[UsageResponse]:
         """Every page of every window, in order; up to ``max_concurrency`` windows are in flight."""
@@ -358,13 +292,8 @@ class AsyncQuery:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def __aiter__(self) -> AsyncIterator[Bucket]:
-        async for page in self.pages():
-            for bucket in page.data:
-                yield bucket
-
     async def buckets(self) -> list[Bucket]:
-        return [b async for b in self]
+        return await self._collect()
 
     async def rows(self) -> AsyncIterator[rows.Row]:
         """Flat rows, as :meth:`Query.rows`."""
@@ -385,8 +314,9 @@ class AsyncQuery:
 # --- the clients ------------------------------------------------------------------------------------------
 
 
-class _ClientBase:
-    """The twins' one constructor and ``with_options``: the arguments become one :class:`ClientOptions`."""
+class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
+    """What the twins share: the constructor and ``with_options`` (the arguments become one :class:`ClientOptions`),
+    and the generic methods, which hand the I/O to the twin's hooks."""
 
     _config: ClientOptions
     _http: SyncHTTP | AsyncHTTP
@@ -494,8 +424,79 @@ class _ClientBase:
     def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError(f"{type(self).__name__} holds the admin key and is not picklable")
 
+    def page(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        limit: int | None = None,
+        page: str | None = None,
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> PageT:
+        """One request, one page (async: awaited). Parameters are checked against the live rules first."""
+        return self._page(
+            EndpointCall(endpoint, start_time, end_time, bucket_width, group_by, filters, limit, page, timeout)
+        )
 
-class Client(_ClientBase, EndpointMethods[Query], DirectoryMethods):
+    def query(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> Q:
+        """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
+        return self._endpoint_query(
+            EndpointCall(endpoint, start_time, end_time, bucket_width, group_by, filters, timeout=timeout)
+        )
+
+    def fetch_range(
+        self,
+        endpoint: EndpointLike,
+        *,
+        start_time: TimeInput,
+        end_time: TimeInput | None = None,
+        bucket_width: BucketWidth = "1d",
+        group_by: str | Sequence[str] = (),
+        timeout: TimeoutTypes = None,
+        **filters: FilterInput,
+    ) -> BucketsT:
+        """Every bucket of the range, every page, in order (async: awaited; windows are fetched concurrently)."""
+        call = EndpointCall(endpoint, start_time, end_time, bucket_width, group_by, filters, timeout=timeout)
+        return self._all_buckets(self._endpoint_query(call))
+
+    def _page(self, call: EndpointCall) -> PageT:
+        """One checked request for the call (``page()``, and ``UsageApi``'s ``usage_<endpoint>`` methods)."""
+        ep, params = _page_params(call, self._clock())
+        return self._send_page(ep.path, _query_items(ep, params), call.timeout)
+
+    def _endpoint_query(self, call: EndpointCall) -> Q:
+        return self._lazy(_range(call, self._clock()), call.timeout)
+
+    # --- what each twin supplies: its query type and its I/O ---
+
+    @abstractmethod
+    def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> Q:
+        """The twin's lazy query over ``spec``."""
+
+    @abstractmethod
+    def _send_page(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> PageT:
+        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+
+    @abstractmethod
+    def _all_buckets(self, query: Q) -> BucketsT:
+        """Every bucket of ``query``."""
+
+
+class Client(Closing, _ClientBase[Query, UsageResponse, list[Bucket]], DirectoryMethods):
     """The blocking client.
 
     The key comes from ``api_key`` or ``OPENAI_ADMIN_KEY``; the base URL (ending in ``/v1``) from ``base_url``,
@@ -518,92 +519,14 @@ class Client(_ClientBase, EndpointMethods[Query], DirectoryMethods):
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def page(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        limit: int | None = None,
-        page: str | None = None,
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> UsageResponse:
-        """One request, one page. Parameters are checked against the live rules first."""
-        ep, params = _page_params(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            limit=limit,
-            page=page,
-            filters=filters,
-            now=self._clock(),
-        )
-        return self._fetch(ep.path, _query_items(ep, params), timeout)
-
-    def query(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> Query:
-        """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
-        spec = _range(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            filters=filters,
-            now=self._clock(),
-        )
+    def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> Query:
         return Query(self, spec, timeout)
 
-    def fetch_range(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> list[Bucket]:
-        """Every bucket of the range, every page, in order."""
-        return self.query(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            timeout=timeout,
-            **filters,
-        ).buckets()
-
-    def _endpoint_query(self, call: EndpointCall) -> Query:
-        return Query(self, _call_range(call, self._clock()), call.timeout)
-
-    def _fetch(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+    def _send_page(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
         return self._http.fetch(path, items, decode_page, timeout=timeout)
+
+    def _all_buckets(self, query: Query) -> list[Bucket]:
+        return query.buckets()
 
     def _directory_get(self, path: str, items: Items, timeout: TimeoutTypes) -> bytes:
         """One directory request through the same transport (auth, retries, errors) as usage."""
@@ -615,15 +538,18 @@ class Client(_ClientBase, EndpointMethods[Query], DirectoryMethods):
         path = spec.endpoint.path
         while True:
             params = _window_params(spec, window, cursor)
-            response = self._fetch(path, _query_items(spec.endpoint, params), timeout)
+            response = self._send_page(path, _query_items(spec.endpoint, params), timeout)
             yield response
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:
                 return
 
 
-class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery], AsyncDirectoryMethods):
-    """The async twin of :class:`Client`: same constructor, same methods; I/O methods are coroutines.
+class AsyncClient(
+    _ClientBase[AsyncQuery, Coroutine[Any, Any, UsageResponse], Coroutine[Any, Any, list[Bucket]]],
+    AsyncDirectoryMethods,
+):
+    """The async twin of :class:`Client`: same constructor, same methods; I/O methods return coroutines to await.
 
     One client shares a semaphore of ``max_concurrency`` requests and one backoff: a 429 pauses every
     concurrent request of the client until its ``Retry-After`` has passed.
@@ -658,86 +584,15 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery], AsyncDirectoryMethod
             sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
         return sem
 
-    async def _get(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
-        """One page, decoded inside the transport's attempt loop (an undecodable 200 is one more retry)."""
+    def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> AsyncQuery:
+        return AsyncQuery(self, spec, timeout)
+
+    async def _send_page(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
         async with self._semaphore():
             return await self._http.fetch(path, items, decode_page, timeout=timeout)
 
-    async def page(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        limit: int | None = None,
-        page: str | None = None,
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> UsageResponse:
-        """One request, one page. Parameters are checked against the live rules first."""
-        ep, params = _page_params(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            limit=limit,
-            page=page,
-            filters=filters,
-            now=self._clock(),
-        )
-        return await self._get(ep.path, _query_items(ep, params), timeout)
-
-    def query(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> AsyncQuery:
-        """A lazy query over ``[start_time, end_time)`` (open end: now), validated now, fetched when iterated."""
-        spec = _range(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            filters=filters,
-            now=self._clock(),
-        )
-        return AsyncQuery(self, spec, timeout)
-
-    async def fetch_range(
-        self,
-        endpoint: EndpointLike,
-        *,
-        start_time: TimeInput,
-        end_time: TimeInput | None = None,
-        bucket_width: BucketWidth = "1d",
-        group_by: str | Sequence[str] = (),
-        timeout: TimeoutTypes = None,
-        **filters: FilterInput,
-    ) -> list[Bucket]:
-        """Every bucket of the range, every page, in order; windows are fetched concurrently."""
-        query = self.query(
-            endpoint,
-            start_time=start_time,
-            end_time=end_time,
-            bucket_width=bucket_width,
-            group_by=group_by,
-            timeout=timeout,
-            **filters,
-        )
-        return await query.buckets()
-
-    def _endpoint_query(self, call: EndpointCall) -> AsyncQuery:
-        return AsyncQuery(self, _call_range(call, self._clock()), call.timeout)
+    def _all_buckets(self, query: AsyncQuery) -> Coroutine[Any, Any, list[Bucket]]:
+        return query.buckets()
 
     async def _directory_get(self, path: str, items: Items, timeout: TimeoutTypes) -> bytes:
         """One directory request through the same transport and concurrency bound as usage."""
@@ -751,7 +606,7 @@ class AsyncClient(_ClientBase, EndpointMethods[AsyncQuery], AsyncDirectoryMethod
         pages: list[UsageResponse] = []
         while True:
             params = _window_params(spec, window, cursor)
-            response = await self._get(path, _query_items(spec.endpoint, params), timeout)
+            response = await self._send_page(path, _query_items(spec.endpoint, params), timeout)
             pages.append(response)
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:

@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -22,8 +22,8 @@ from typing import Any, Final
 from usageledger import catalogue, timeutil
 from usageledger._paths import is_duckdb_file
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
-from usageledger._sections import names_from_mapping, parse_alert_config
-from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV
+from usageledger._sections import names_from_mapping, parse_alert_config, parse_teams
+from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
 from usageledger.store.streams import Stream, default_streams
@@ -62,6 +62,9 @@ class SyncConfig:
     """How far back (seconds) the first sync of a stream reaches: the engine's ``first_since``."""
     concurrency: int = _ENGINE.concurrency
     max_retries: int = _ENGINE.max_retries
+    final_after_days: int | None = _ENGINE.final_after_days
+    hour_final_after: int | None = _ENGINE.hour_final_after
+    minute_final_after: int | None = _ENGINE.minute_final_after
 
     def to_options(
         self, *, since: int | None = None, until: int | None = None, allow_insecure_http: bool = False
@@ -109,6 +112,8 @@ class Config:
     streams: tuple[Stream, ...] = ()
     alerts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     names: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    teams: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """``{project_id: team}`` from ``[teams]`` (team = [project IDs]); ``report --by team`` uses it."""
 
     @property
     def effective_orgs(self) -> tuple[OrgConfig, ...]:
@@ -167,7 +172,7 @@ def load_config(path: str | Path | None = None) -> Config:
     return config
 
 
-_TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names")
+_TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names", "teams")
 
 
 def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config:
@@ -193,11 +198,13 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
     # The report commands act on these sections, but a mistake in them is refused by every command, as any other key.
     parse_alert_config(alerts)
     names_from_mapping(names_map)
-    return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map)
+    teams = parse_teams(_table(data["teams"], "teams")) if "teams" in data else MappingProxyType({})
+    return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map, teams)
 
 
 def _sync(table: Mapping[str, Any]) -> SyncConfig:
-    _no_unknown(table, ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries"), "sync")
+    keys = ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries")
+    _no_unknown(table, (*keys, *(k for k, _, _ in _FINAL_KEYS)), "sync")
     d = SyncConfig()
     if "since" in table and _duration(table, "since", d.since, "sync") <= 0:
         # The first sync of a stream reads from `since` back to now: a zero span is an empty range.
@@ -205,7 +212,7 @@ def _sync(table: Mapping[str, Any]) -> SyncConfig:
             f"sync.since: {table['since']!r} reaches no time back, so a first sync reads nothing; "
             'use a span such as "90d"'
         )
-    return SyncConfig(
+    settings = SyncConfig(
         lag_days=check_sync_int("lag_days", table.get("lag_days", d.lag_days)),
         minute_grace=_duration(table, "minute_grace", d.minute_grace, "sync"),
         hour_grace=_duration(table, "hour_grace", d.hour_grace, "sync"),
@@ -213,6 +220,36 @@ def _sync(table: Mapping[str, Any]) -> SyncConfig:
         concurrency=check_sync_int("concurrency", table.get("concurrency", d.concurrency)),
         max_retries=check_sync_int("max_retries", table.get("max_retries", d.max_retries)),
     )
+    return replace(settings, **_final_after(table, settings))
+
+
+_FINAL_KEYS: Final[tuple[tuple[str, BucketWidth, str], ...]] = (
+    ("final_after_days", "1d", "lag_days"),
+    ("hour_final_after", "1h", "hour_grace"),
+    ("minute_final_after", "1m", "minute_grace"),
+)
+"""The ``[sync]`` finalization graces: key, bucket width, and the lag window it may not undercut."""
+
+
+def _final_after(table: Mapping[str, Any], settings: SyncConfig) -> dict[str, int]:
+    """The finalization graces given (absent: the lag window of their width), each at least that lag window."""
+    lags = settings.to_options()
+    out: dict[str, int] = {}
+    for key, width, lag_key in _FINAL_KEYS:
+        if key not in table:
+            continue
+        if key == "final_after_days":
+            value = _int(table[key], f"sync.{key}", minimum=0)
+            seconds = value * 86400
+        else:
+            value = seconds = _duration(table, key, 0, "sync")
+        if seconds < lags.lag(width):
+            raise ConfigError(
+                f"sync.{key}: {table[key]!r} is shorter than the lag window (sync.{lag_key}), so a bucket the next"
+                f" sync re-reads would count as final; use at least sync.{lag_key}, or leave {key} out"
+            )
+        out[key] = value
+    return out
 
 
 _SYNC_MINIMUM: Final = {"lag_days": 0, "concurrency": 1, "max_retries": 0}
@@ -343,6 +380,12 @@ minute_grace = "{_span(_ENGINE.minute_grace)}"
 hour_grace = "{_span(_ENGINE.hour_grace)}"
 # How far back the first sync of a stream reaches.
 since = "{_span(_ENGINE.first_since)}"
+# A bucket is provisional until it is this much older than its stream's watermark, then final: no later sync
+# re-reads it. Never less than the lag window; left out, the lag window. `usageledger status` shows where each
+# stream is final, `check --final-only` reads final buckets only.
+# final_after_days = {_ENGINE.lag_days}
+# hour_final_after = "{_span(_ENGINE.hour_grace)}"
+# minute_final_after = "{_span(_ENGINE.minute_grace)}"
 # Parallel requests, and retries per request (429s, 5xx, lost or damaged answers) before a window fails.
 concurrency = {_ENGINE.concurrency}
 max_retries = {_ENGINE.max_retries}
@@ -377,6 +420,10 @@ max_retries = {_ENGINE.max_retries}
 # projects = {{ proj_abc = "Search" }}
 # users = {{ user-123 = "Ada" }}
 # api_keys = {{ key_456 = "batch jobs" }}
+
+# Teams for `usageledger report --by team`; they win over the directory's groups (see the README).
+# [teams]
+# Search = ["proj_abc", "proj_def"]
 '''
 
 

@@ -1,6 +1,8 @@
 """Export the store (or a filtered part of it) to CSV, JSON Lines or Parquet, in bounded memory.
 
-Columns: ``org``, ``stream``, ``bucket_start``, ``bucket_end``, the endpoint's grouping fields, then its metrics.
+Columns: ``org``, ``stream``, ``bucket_start``, ``bucket_end``, the endpoint's grouping fields, then its metrics;
+with ``with_names``, then ``project_name``, ``api_key_name`` and ``user_name`` for the endpoints that carry those IDs
+(the stored directory's current name, kept for deleted items; empty where the directory does not know the ID).
 Money and quantities stay exact in every format: Parquet keeps ``decimal128(38,18)``; CSV and JSON Lines write the
 decimal digits as text (JSON numbers, never through a binary float). Rows are read in batches, so an export never
 holds the whole store.
@@ -39,6 +41,7 @@ from usageledger import catalogue, timeutil
 from usageledger._paths import real_path, same_file
 from usageledger.errors import ConfigError
 from usageledger.store import BaseStore, TableSpec, table_for
+from usageledger.store.directory import NamedId, name_joins, named_ids
 from usageledger.store.schema import q
 
 __all__ = ["ExportFormat", "ExportResult", "export", "format_decimal"]
@@ -68,12 +71,18 @@ def format_decimal(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def _schema(spec: TableSpec) -> pa.Schema:
+def _schema(spec: TableSpec, with_names: bool = False) -> pa.Schema:
     fields = [pa.field("org", pa.string()), pa.field("stream", pa.string())]
     fields += [pa.field("bucket_start", _TS), pa.field("bucket_end", _TS)]
     full = spec.arrow_schema()
     fields += [full.field(c.name) for c in spec.data_columns]
+    if with_names:
+        fields += [pa.field(f"{n.prefix}_name", pa.string()) for n in _named(spec)]
     return pa.schema(fields)
+
+
+def _named(spec: TableSpec) -> tuple[NamedId, ...]:
+    return named_ids([c.name for c in spec.data_columns])
 
 
 def _select(
@@ -83,26 +92,31 @@ def _select(
     until: int | None,
     orgs: Sequence[str],
     streams: Sequence[str],
+    with_names: bool = False,
 ) -> tuple[str, list[Any]]:
-    cols = ", ".join(["org", "stream", "bucket_start", "bucket_end", *(q(c.name) for c in spec.data_columns)])
+    names = ["org", "stream", "bucket_start", "bucket_end", *(c.name for c in spec.data_columns)]
+    named = _named(spec) if with_names else ()
+    cols = ", ".join([*(f"t.{q(c)}" for c in names), *(f"{n.prefix}_dir.name AS {n.prefix}_name" for n in named)])
     where: list[str] = []
     params: list[Any] = []
     if since is not None:
-        where.append("bucket_start >= %s")
+        where.append("t.bucket_start >= %s")
         params.append(datetime.fromtimestamp(since, UTC))
     if until is not None:
-        where.append("bucket_start < %s")
+        where.append("t.bucket_start < %s")
         params.append(datetime.fromtimestamp(until, UTC))
     if orgs:
-        where.append(f"org IN ({', '.join(['%s'] * len(orgs))})")
+        where.append(f"t.org IN ({', '.join(['%s'] * len(orgs))})")
         params.extend(orgs)
     if streams:
-        where.append(f"stream IN ({', '.join(['%s'] * len(streams))})")
+        where.append(f"t.stream IN ({', '.join(['%s'] * len(streams))})")
         params.extend(streams)
-    sql = f"SELECT {cols} FROM {spec.name}"
+    sql = f"SELECT {cols} FROM {spec.name} AS t"
+    if named:
+        sql += " " + name_joins("t", named)
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return sql + " ORDER BY org, stream, bucket_start, group_key", params
+    return sql + " ORDER BY t.org, t.stream, t.bucket_start, t.group_key", params
 
 
 def _text(value: Any) -> Any:
@@ -138,11 +152,12 @@ def export(
     partition_by: Literal["day"] | None = None,
     batch_rows: int = BATCH_ROWS,
     protect: Mapping[str, str | Path] | None = None,
+    with_names: bool = False,
 ) -> ExportResult:
     """Write the selected rows; ``output`` is ``-`` (stdout is the caller's binary stream), a file or a directory.
 
     ``protect`` maps a description ("the config file") to a path the export must never write; the DuckDB store and
-    its WAL are always protected.
+    its WAL are always protected. ``with_names`` adds the name columns (see the module's docstring).
     """
     timeutil.check_range(since, until, now=timeutil.now_unix(), start_param="since", end_param="until")
     names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
@@ -154,10 +169,11 @@ def export(
             raise ConfigError(f"--endpoint: {exc.args[0]}") from None
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
+    selection = _Selection(store, since, until, orgs, streams, batch_rows, with_names)
     if not isinstance(output, str | Path):
         if fmt != "jsonl" and len(specs) != 1:
             raise ConfigError(f"{fmt} to stdout holds one endpoint: pass --endpoint, or an --output directory")
-        return _write_stream(store, fmt, output, specs, since, until, orgs, streams, batch_rows)
+        return _write_stream(selection, fmt, output, specs)
     target = Path(output)
     guard = _Guard(store, protect or {})
     guard.check(target)
@@ -168,18 +184,18 @@ def export(
             if target.parent and not target.parent.exists():
                 raise ConfigError(f"--output: directory {target.parent} does not exist")
             with staging.open(target) as fh:
-                result = _write_stream(store, fmt, fh, specs, since, until, orgs, streams, batch_rows)
+                result = _write_stream(selection, fmt, fh, specs)
             staging.commit()
             return ExportResult(result.rows, (target,))
         target.mkdir(parents=True, exist_ok=True)
         rows: dict[str, int] = {}
         for spec in specs:
-            batches = _batches(store, spec, since, until, orgs, streams, batch_rows)
+            batches = selection.batches(spec)
             if partition_by == "day":
-                count = _write_partitioned(spec, batches, target / spec.name, staging)
+                count = _write_partitioned(spec, batches, target / spec.name, staging, with_names)
             else:
                 with staging.open(target / f"{spec.name}.{fmt}") as fh:
-                    count = _write_one(fmt, fh, spec, batches, header=True)
+                    count = _write_one(fmt, fh, spec, batches, header=True, with_names=with_names)
             rows[spec.name] = count
         return ExportResult(rows, staging.commit())
     finally:
@@ -272,40 +288,44 @@ class _Staging:
         self._moves, self._dirs = [], []
 
 
-def _batches(
-    store: BaseStore,
-    spec: TableSpec,
-    since: int | None,
-    until: int | None,
-    orgs: Sequence[str],
-    streams: Sequence[str],
-    batch_rows: int,
-) -> Iterator[pa.Table]:
-    sql, params = _select(spec, since=since, until=until, orgs=orgs, streams=streams)
-    yield from store.iter_batches(sql, params, _schema(spec), batch_rows)
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """Which rows an export reads, from every table it writes, and in batches of how many."""
+
+    store: BaseStore
+    since: int | None
+    until: int | None
+    orgs: Sequence[str]
+    streams: Sequence[str]
+    batch_rows: int
+    with_names: bool
+
+    def batches(self, spec: TableSpec) -> Iterator[pa.Table]:
+        sql, params = _select(
+            spec, since=self.since, until=self.until, orgs=self.orgs, streams=self.streams, with_names=self.with_names
+        )
+        yield from self.store.iter_batches(sql, params, _schema(spec, self.with_names), self.batch_rows)
 
 
-def _write_stream(
-    store: BaseStore,
-    fmt: ExportFormat,
-    out: IO[bytes],
-    specs: Sequence[TableSpec],
-    since: int | None,
-    until: int | None,
-    orgs: Sequence[str],
-    streams: Sequence[str],
-    batch_rows: int,
-) -> ExportResult:
+def _write_stream(selection: _Selection, fmt: ExportFormat, out: IO[bytes], specs: Sequence[TableSpec]) -> ExportResult:
     rows: dict[str, int] = {}
     for spec in specs:
-        batches = _batches(store, spec, since, until, orgs, streams, batch_rows)
-        rows[spec.name] = _write_one(fmt, out, spec, batches, header=True)
+        batches = selection.batches(spec)
+        rows[spec.name] = _write_one(fmt, out, spec, batches, header=True, with_names=selection.with_names)
     out.flush()
     return ExportResult(rows, ())
 
 
-def _write_one(fmt: ExportFormat, out: IO[bytes], spec: TableSpec, batches: Iterator[pa.Table], *, header: bool) -> int:
-    schema = _schema(spec)
+def _write_one(
+    fmt: ExportFormat,
+    out: IO[bytes],
+    spec: TableSpec,
+    batches: Iterator[pa.Table],
+    *,
+    header: bool,
+    with_names: bool = False,
+) -> int:
+    schema = _schema(spec, with_names)
     count = 0
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -339,12 +359,14 @@ def _write_one(fmt: ExportFormat, out: IO[bytes], spec: TableSpec, batches: Iter
     return count
 
 
-def _write_partitioned(spec: TableSpec, batches: Iterator[pa.Table], root: Path, staging: _Staging) -> int:
+def _write_partitioned(
+    spec: TableSpec, batches: Iterator[pa.Table], root: Path, staging: _Staging, with_names: bool
+) -> int:
     """A Hive-partitioned dataset: ``root/day=YYYY-MM-DD/part-*.parquet``, staged and replacing whole days."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    schema = _schema(spec).append(pa.field("day", pa.string()))
+    schema = _schema(spec, with_names).append(pa.field("day", pa.string()))
     count = 0
 
     def with_day() -> Iterator[pa.RecordBatch]:

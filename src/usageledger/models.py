@@ -55,10 +55,15 @@ class _ResultBase(msgspec.Struct, tag_field="object", kw_only=True, omit_default
     """Common base: results are told apart by their ``object`` field."""
 
 
-class _PerModelGroups(_ResultBase, kw_only=True):
+class _PerKeyGroups(_ResultBase, kw_only=True):
+    """The groupings of usage that someone's API key makes: project, user, key."""
+
     project_id: str | None = None
     user_id: str | None = None
     api_key_id: str | None = None
+
+
+class _PerModelGroups(_PerKeyGroups, kw_only=True):
     model: str | None = None
 
 
@@ -89,14 +94,19 @@ class DecisionsResult(CompletionsResult, tag="organization.usage.decisions.resul
     """Same fields and meanings as completions (SDK-only endpoint)."""
 
 
-class EmbeddingsResult(_PerModelGroups, tag="organization.usage.embeddings.result", kw_only=True):
+class _InputTokenCounts(_PerModelGroups, kw_only=True):
+    """Input tokens and requests per model: what embeddings and moderations both count."""
+
     input_tokens: Int64
     num_model_requests: Int64
 
 
-class ModerationsResult(_PerModelGroups, tag="organization.usage.moderations.result", kw_only=True):
-    input_tokens: Int64
-    num_model_requests: Int64
+class EmbeddingsResult(_InputTokenCounts, tag="organization.usage.embeddings.result", kw_only=True):
+    """Embedding requests' input tokens."""
+
+
+class ModerationsResult(_InputTokenCounts, tag="organization.usage.moderations.result", kw_only=True):
+    """Moderation requests' input tokens."""
 
 
 class ImagesResult(_PerModelGroups, tag="organization.usage.images.result", kw_only=True):
@@ -138,11 +148,8 @@ class CodeInterpreterSessionsResult(
         self.sessions = None
 
 
-class FileSearchCallsResult(_ResultBase, tag="organization.usage.file_searches.result", kw_only=True):
+class FileSearchCallsResult(_PerKeyGroups, tag="organization.usage.file_searches.result", kw_only=True):
     num_requests: Int64
-    project_id: str | None = None
-    user_id: str | None = None
-    api_key_id: str | None = None
     vector_store_id: str | None = None
 
 

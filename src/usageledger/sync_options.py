@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from usageledger.catalogue import BucketWidth
+from usageledger.catalogue import BUCKET_SECONDS, BucketWidth
 
 __all__ = ["DEFAULT_SINCE", "SyncOptions"]
 
@@ -38,7 +38,32 @@ class SyncOptions:
     max_retries: int = 4
     """Retries per request (429s, 5xx, lost or undecodable responses) before a window fails."""
     allow_insecure_http: bool = False
+    final_after_days: int | None = None
+    """Days before a daily stream's watermark after which a bucket is final; ``None``: ``lag_days``."""
+    hour_final_after: int | None = None
+    """The same for hourly streams (seconds); ``None``: ``hour_grace``."""
+    minute_final_after: int | None = None
+    """The same for minute streams (seconds); ``None``: ``minute_grace``."""
 
     def lag(self, width: BucketWidth) -> int:
         """The trailing span re-read on every run, for a bucket width."""
         return {"1d": self.lag_days * 86400, "1h": self.hour_grace, "1m": self.minute_grace}[width]
+
+    def final_grace(self, width: BucketWidth) -> int:
+        """How long before a stream's watermark a bucket stays provisional: the configured grace, never less than
+        the lag window (a bucket the next run re-reads may still be restated)."""
+        days = None if self.final_after_days is None else self.final_after_days * 86400
+        configured = {"1d": days, "1h": self.hour_final_after, "1m": self.minute_final_after}[width]
+        return max(configured or 0, self.lag(width))
+
+    def final_until(self, width: BucketWidth, watermark: int | None) -> int | None:
+        """The bucket boundary before which a stream's stored buckets are final (``bucket_start < it``).
+
+        Final: at least the grace older than the watermark, so no later run re-reads it (the grace covers the lag
+        window) and its stored value no longer moves. ``None``: nothing is final (no watermark yet).
+        """
+        if watermark is None:
+            return None
+        edge = watermark - self.final_grace(width)
+        step = BUCKET_SECONDS[width]
+        return edge - edge % step

@@ -15,11 +15,11 @@ writes from the catalogue; each hands its arguments to :meth:`UsageApi._seed_pag
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any
+from typing import TypedDict, Unpack
 
 import httpx
 
+from usageledger._closing import Closing
 from usageledger._directory import Items
 from usageledger._directory_endpoints import SeedDirectoryMethods
 from usageledger._endpoints import EndpointCall, SeedMethods
@@ -28,10 +28,23 @@ from usageledger._secrets import normalize_key
 from usageledger.client import Client
 from usageledger.models import UsageResponse
 
-__all__ = ["UsageApi"]
+__all__ = ["ClientSettings", "UsageApi"]
 
 
-class UsageApi(SeedMethods, SeedDirectoryMethods):
+class ClientSettings(TypedDict, total=False):
+    """The :class:`~usageledger.client.Client` options that ``UsageApi(...)`` passes on, as the client takes them."""
+
+    timeout: TimeoutTypes
+    max_retries: int | None
+    retry: RetryPolicy | None
+    array_format: ArrayFormat
+    allow_insecure_http: bool
+    transport: httpx.BaseTransport | None
+    headers: Mapping[str, str] | None
+    clock: Callable[[], float] | None
+
+
+class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
     """The seed-compatible client: ``UsageApi(access_token=..., base_url=...)``.
 
     ``access_token`` falls back to ``OPENAI_ADMIN_KEY``; ``base_url`` to ``OPENAI_BASE_URL``, then
@@ -44,30 +57,12 @@ class UsageApi(SeedMethods, SeedDirectoryMethods):
         access_token: str | None = None,
         base_url: str | None = None,
         *,
-        timeout: TimeoutTypes = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        array_format: ArrayFormat = "brackets",
-        allow_insecure_http: bool = False,
-        transport: httpx.BaseTransport | None = None,
-        headers: Mapping[str, str] | None = None,
-        clock: Callable[[], float] | None = None,
         client: Client | None = None,
+        **options: Unpack[ClientSettings],
     ) -> None:
         if access_token is not None and client is None:
             access_token = normalize_key(access_token, "access_token=")  # so an error names this argument
-        self._client = client or Client(
-            access_token,
-            base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-            array_format=array_format,
-            allow_insecure_http=allow_insecure_http,
-            transport=transport,
-            headers=headers,
-            clock=clock,
-        )
+        self._client = client or Client(access_token, base_url, **options)
 
     @property
     def client(self) -> Client:
@@ -84,26 +79,8 @@ class UsageApi(SeedMethods, SeedDirectoryMethods):
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> UsageApi:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def _seed_page(self, call: EndpointCall) -> UsageResponse:
-        filters: dict[str, Any] = {name: value for name, value in call.filters.items() if value is not None}
-        return self._client.page(
-            call.endpoint,
-            start_time=call.start_time,
-            end_time=call.end_time,
-            bucket_width=call.bucket_width,  # type: ignore[arg-type]  # checked against the catalogue
-            group_by=call.group_by or (),
-            limit=call.limit,
-            page=call.page,
-            **filters,
-        )
+        return self._client._page(call)
 
     def _directory_get(self, path: str, items: Items, timeout: TimeoutTypes) -> bytes:
         return self._client._directory_get(path, items, timeout)

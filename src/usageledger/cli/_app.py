@@ -10,7 +10,7 @@ import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -35,6 +35,14 @@ app = typer.Typer(
 
 console = Console()
 err_console = Console(stderr=True)
+
+# --- options that several commands take, declared once ---
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")]
+"""``-v``/``-vv``: the count goes to :func:`setup_logging`."""
+Insecure = Annotated[
+    bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
+]
+"""``--allow-insecure-http``: passed on to the client's ``allow_insecure_http``."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

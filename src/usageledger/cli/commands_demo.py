@@ -37,6 +37,7 @@ def demo(
         return
     from usageledger.store import default_streams, open_store
     from usageledger.sync import Org, SyncOptions, sync
+    from usageledger.sync.directory import refresh_org
 
     logging.getLogger("usageledger").setLevel(logging.WARNING)
     instance = Emulator(EmulatorConfig(seed=seed))
@@ -45,9 +46,10 @@ def demo(
     # The report compares the period with the one before it, so sync that one too.
     sync_start = timeutil.floor(now - 2 * days * 86400, "1d")
     with sigterm_as_interrupt(), run_server(instance) as url, open_store(store) as ledger:
+        org = Org("demo", "sk-admin-demo", url, synthetic=True)
         result = sync(
             ledger,
-            [Org("demo", "sk-admin-demo", url, synthetic=True)],
+            [org],
             default_streams(),
             SyncOptions(since=sync_start),
             clock=instance.clock,
@@ -55,6 +57,7 @@ def demo(
         )
         if not result.ok:
             raise fail("; ".join(result.errors))
+        refresh_org(ledger, org, at=now)  # the directory, as `usageledger sync` reads it: the report shows names
         from usageledger.cli.commands_report import synced_report
 
         report = synced_report(ledger, since=start, until=now, org="demo")

@@ -8,7 +8,7 @@ from typing import Annotated, Final
 import typer
 from rich.markup import escape
 
-from usageledger.cli._app import app, console, friendly_errors, setup_logging
+from usageledger.cli._app import Insecure, Verbose, app, console, friendly_errors, setup_logging
 from usageledger.doctor import Diagnosis, Finding, diagnose
 
 _MARKS: Final = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
@@ -49,10 +49,8 @@ def doctor(
         str | None,
         typer.Option("--base-url", help="API base URL ending in /v1 (default: the config, OPENAI_BASE_URL)."),
     ] = None,
-    allow_insecure_http: Annotated[
-        bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
-    ] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
+    allow_insecure_http: Insecure = False,
+    verbose: Verbose = 0,
 ) -> None:
     """Check the set-up (config, key, base URL, a probe request, store) and say what is wrong and how to fix it.
 

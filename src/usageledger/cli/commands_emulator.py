@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from usageledger import timeutil
-from usageledger.cli._app import app, console, fail, friendly_errors, setup_logging
+from usageledger.cli._app import Verbose, app, console, fail, friendly_errors, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.server import serve
 
@@ -98,7 +98,7 @@ def emulator(
         ),
     ] = False,
     revision_window: Annotated[str, typer.Option(help="How long buckets keep changing, e.g. 3d.")] = "3d",
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
+    verbose: Verbose = 0,
 ) -> None:
     """Serve the offline Usage & Costs API double under /v1 until Ctrl-C (SIGINT) or SIGTERM."""
     setup_logging(verbose)

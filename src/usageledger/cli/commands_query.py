@@ -24,7 +24,16 @@ from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
 from usageledger.catalogue import BUCKET_SECONDS
 from usageledger.cli import _filters
-from usageledger.cli._app import app, comma_list, console, err_console, friendly_errors, setup_logging
+from usageledger.cli._app import (
+    Insecure,
+    Verbose,
+    app,
+    comma_list,
+    console,
+    err_console,
+    friendly_errors,
+    setup_logging,
+)
 from usageledger.client import Client, Query
 from usageledger.errors import ParameterError
 from usageledger.report.tables import DataTable, label, number
@@ -209,14 +218,10 @@ BaseUrl = Annotated[
     str | None,
     typer.Option("--base-url", help="API base URL ending in /v1; default OPENAI_BASE_URL or the public API."),
 ]
-Insecure = Annotated[
-    bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// URL that is not loopback.")
-]
 Arrays = Annotated[
     ArrayFormat,
     typer.Option("--array-format", help="How array parameters are spelled in the query string.", show_default=True),
 ]
-Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")]
 
 
 @app.command("query")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,12 +26,14 @@ from usageledger.report.alerts import (
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
+from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.html import render_html
-from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document
-from usageledger.report.names import Names, load_names, names_from_mapping
+from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
+from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
-from usageledger.report.terminal import render_check, render_reconcile, render_report
+from usageledger.report.teams import project_teams, spend_by_team
+from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
 from usageledger.timeutil import parse_duration, since_unix, to_unix
 
@@ -60,7 +63,7 @@ UntilOpt = Annotated[
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="usageledger.toml with [alerts] and [names] (default: ./usageledger.toml)."),
+    typer.Option("--config", help="usageledger.toml with [alerts], [names] and [teams] (default: ./usageledger.toml)."),
 ]
 OutputFormat = Literal["text", "json"]
 FormatOpt = Annotated[
@@ -122,7 +125,7 @@ def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
-    """Names from the config's [names], overridden by a names file."""
+    """The overrides of the directory's names: the config's [names], overridden by a names file."""
     names = names_from_mapping(config.names)
     return names.merged(load_names(names_file)) if names_file is not None else names
 
@@ -141,10 +144,11 @@ def _amount(value: str | None, param: str) -> Decimal | None:
 
 def synced_report(store: BaseStore, *, since: int, until: int, org: str | None = None) -> RenderableType:
     """The terminal report over whole UTC days from ``since`` through the day holding ``until`` (what ``demo``
-    prints after its sync)."""
+    prints after its sync), with the stored directory's names."""
     first = datetime.fromtimestamp(since, UTC).date()
     last = datetime.fromtimestamp(until, UTC).date()
-    return render_report(build_report(store, Period(first, last + timedelta(days=1)), Scope(org=org)))
+    data = build_report(store, Period(first, last + timedelta(days=1)), Scope(org=org))
+    return render_report(data, resolve_names(store, org=org))
 
 
 @app.command()
@@ -160,6 +164,14 @@ def report(
         Path | None, typer.Option("--png", help="Also write the charts as PNG files into this directory.")
     ] = None,
     names: NamesOpt = None,
+    by: Annotated[
+        Literal["team"] | None,
+        typer.Option(
+            "--by",
+            help="team: spend by team instead of the whole report (teams from the config's [teams], else the "
+            "directory's project groups; see the README).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
 ) -> None:
@@ -167,21 +179,34 @@ def report(
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
     settings = load_config(config)
-    id_names = _names(settings, names)
+    overrides = _names(settings, names)
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
         url = store or settings.store_url or DEFAULT_STORE
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         data = build_report(db, period, Scope(org=org, project=project))
+        id_names = resolve_names(db, org=org, overrides=overrides)
+        teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
+        final = final_costs_until(db, settings.sync.to_options())
+        data = replace(data, provisional_from=provisional_from(final, org))
     json_out = output_format == "json"
-    if json_out:
+    if by == "team":
+        by_team = spend_by_team(data.spend_by_project, teams)
+        if json_out:
+            typer.echo(dumps(teams_document(data, by_team, id_names)))
+        else:
+            console.print(render_teams(data, by_team, id_names))
+        if html is None and png is None:
+            return
+    elif json_out:
         typer.echo(dumps(report_document(data, id_names)))
     elif html is None and png is None:
         console.print(render_report(data, id_names))
         return
-    # With --format json, stdout holds the document alone: what was written is said on stderr.
-    said = err_console if json_out else console
+    # With --format json or --by team, stdout holds the document or the teams alone: what was written is said on
+    # stderr.
+    said = err_console if json_out or by is not None else console
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(data, id_names, generated_at=now), encoding="utf-8")
@@ -268,17 +293,34 @@ def check(
     webhook: Annotated[
         str | None, typer.Option("--webhook", help="POST a Slack-compatible JSON message here when alerts fire.")
     ] = None,
+    stale_keys: Annotated[
+        str | None,
+        typer.Option(
+            "--stale-keys",
+            help="Alert once per API key unused for longer than this span (90d), whose owner was removed, or, for "
+            "an admin key, created longer ago (see usageledger keys).",
+        ),
+    ] = None,
+    names: NamesOpt = None,
+    final_only: Annotated[
+        bool,
+        typer.Option(
+            "--final-only", help="Budgets and anomalies read final buckets only (see [sync] final_after_days)."
+        ),
+    ] = False,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
+    now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
 ) -> None:
-    """Budget, anomaly and staleness alerts for cron and CI: one line per alert, exit 3 when any fired.
+    """Budget, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3 when any fired.
 
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
     """
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(to_unix(now_at, param="--now"), UTC) if now_at else datetime.now(UTC)
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
+    key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
     if flag_budget != Budget():
         if project is None:
@@ -302,7 +344,20 @@ def check(
     judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        result = run_checks(db, cfg, now=now, org=org, project=project, budget_day=budget_day, anomaly_day=judged)
+        final = final_costs_until(db, settings.sync.to_options()) if final_only else None
+        id_names = resolve_names(db, org=org, overrides=_names(settings, names))
+        result = run_checks(
+            db,
+            cfg,
+            now=now,
+            org=org,
+            project=project,
+            budget_day=budget_day,
+            anomaly_day=judged,
+            stale_keys=key_limit,
+            names=id_names,
+            final=final,
+        )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))
     else:

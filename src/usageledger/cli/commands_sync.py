@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -18,8 +18,11 @@ from usageledger import catalogue, rules, timeutil
 from usageledger._options import base_url_from, check_base_url
 from usageledger._paths import same_file
 from usageledger._secrets import redact_url_password
+from usageledger.catalogue import BucketWidth
 from usageledger.cli import _filters
 from usageledger.cli._app import (
+    Insecure,
+    Verbose,
     app,
     comma_list,
     console,
@@ -43,6 +46,8 @@ from usageledger.store import (
     is_postgres_url,
     open_store,
 )
+from usageledger.store.directory import directory_summary
+from usageledger.sync_options import SyncOptions
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -257,9 +262,7 @@ def sync_command(
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL ending in /v1.")] = None,
-    allow_insecure_http: Annotated[
-        bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
-    ] = False,
+    allow_insecure_http: Insecure = False,
     endpoint: Annotated[
         list[str] | None,
         typer.Option(
@@ -307,7 +310,7 @@ def sync_command(
     ] = None,
     lag_days: Annotated[int | None, typer.Option(help="Trailing days re-read on daily streams.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary.")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")] = 0,
+    verbose: Verbose = 0,
     log_format: Annotated[
         Literal["text", "json"], typer.Option("--log-format", help="Log lines as text or JSON.")
     ] = "text",
@@ -436,6 +439,14 @@ def export_command(
     partition_by: Annotated[
         Literal["day"] | None, typer.Option("--partition-by", help="Hive-partition a Parquet export by day.")
     ] = None,
+    with_names: Annotated[
+        bool,
+        typer.Option(
+            "--with-names",
+            help="Add project_name, api_key_name and user_name columns (where the endpoint has those IDs) from the "
+            "directory that sync keeps.",
+        ),
+    ] = False,
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
@@ -461,6 +472,7 @@ def export_command(
             streams=stream or (),
             partition_by=partition_by,
             protect={} if config.path is None else {"the config file in use": config.path},
+            with_names=with_names,
         )
     if output != "-":
         err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)
@@ -481,7 +493,7 @@ def status(
         ),
     ] = "text",
 ) -> None:
-    """Show each stream's watermark, last run and row counts."""
+    """Show each stream's watermark, last run and row counts, and each org's directory (projects, keys, ...)."""
     config = load_config(config_path)
     url = _store_url(store, config)
     with open_for_reading(url) as opened:
@@ -489,18 +501,24 @@ def status(
 
         # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
         states = stream_states_now(opened, at=timeutil.now_unix())
+        directory = directory_summary(opened)
+        options = config.sync.to_options()
         if output_format == "json":
-            typer.echo(dumps(status_document(url, states)))
+            typer.echo(dumps(status_document(url, states, options, directory)))
         else:
-            _print_status(states, url)
+            _print_status(states, url, options)
+            for d in directory:
+                when = "" if d.last_change is None else f"; last change {timeutil.iso(d.last_change)}"
+                console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
 
 
-def _print_status(states: list[StreamState], url: str) -> None:
+def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> None:
     table = DataTable(
         f"Streams in {redact_url_password(url)}",
         label("org"),
         label("stream"),
         number("watermark"),
+        number("final until"),
         number("last run"),
         label("status"),
         number("rows"),
@@ -508,10 +526,12 @@ def _print_status(states: list[StreamState], url: str) -> None:
     )
     for s in states:
         c = s.last_counts
+        final = options.final_until(cast(BucketWidth, s.bucket_width), s.watermark)
         table.add_row(
             s.org,
             s.stream,
             "-" if s.watermark is None else timeutil.iso(s.watermark),
+            "-" if final is None else timeutil.iso(final),
             "-" if s.last_run_at is None else timeutil.iso(s.last_run_at),
             s.last_status or "-",
             f"{s.row_count:,}",

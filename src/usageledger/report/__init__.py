@@ -8,7 +8,7 @@ format. Nothing in this package prints.
 from __future__ import annotations
 
 from usageledger.report.alerts import AlertConfig, CheckResult, parse_alert_config, run_checks
-from usageledger.report.names import Names, load_names, names_from_mapping
+from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.queries import Database, Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import ReconcileResult, reconcile
 
@@ -26,5 +26,6 @@ __all__ = [
     "names_from_mapping",
     "parse_alert_config",
     "reconcile",
+    "resolve_names",
     "run_checks",
 ]

@@ -11,6 +11,9 @@ Rules, stated once here and repeated in the CLI output:
   minimum increase, in the costs' currency), so a quiet account does not page anyone over cents. A flat baseline
   (``MAD = 0``) puts any rise infinitely far out, and the minimum increase decides. The baseline needs at least 7
   days; days before the first costs row are not part of it, later days without rows count as zero spend.
+* **Stale keys** (``--stale-keys 90d``) fire once per API key that is flagged by the rules of ``usageledger keys``
+  with that span for both limits: unused for longer than it, its owner removed, or an admin key created longer ago
+  (see :mod:`usageledger.report.keys`).
 * **Staleness** fires when the newest synced data is older than the limit (default 48 hours): each bucket
   covers up to its end, or up to when it was synced if it was still open then; the newest such point over every
   table of the store is compared with now. An empty store fires too.
@@ -37,7 +40,10 @@ from usageledger._sections import (
     parse_alert_config,
 )
 from usageledger.errors import AlertDeliveryError
+from usageledger.report.finality import FinalEdges, final_only_sql
 from usageledger.report.formatting import format_money
+from usageledger.report.keys import KeyRules, build_keys
+from usageledger.report.names import Names, with_id
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, utc_day
 from usageledger.store import tables
 
@@ -60,14 +66,14 @@ __all__ = [
     "slack_payload",
 ]
 
-AlertKind = Literal["budget", "anomaly", "stale"]
+AlertKind = Literal["budget", "anomaly", "stale", "stale_key"]
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
     kind: AlertKind
     subject: str
-    """``organisation`` or ``project <id>``, or the store for staleness."""
+    """``organisation`` or ``project <id>``, the store for staleness, ``key <id>`` for a stale key."""
     message: str
 
 
@@ -152,8 +158,14 @@ def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _where_org(org: str | None) -> tuple[str, list[object]]:
-    return ("AND org = %s", [org]) if org is not None else ("", [])
+def _where_org(org: str | None, final: FinalEdges | None = None) -> tuple[str, list[object]]:
+    """The condition on ``org`` (and, with ``final``, on final buckets only: see ``report.finality``)."""
+    sql = "AND org = %s" if org is not None else ""
+    params: list[object] = [org] if org is not None else []
+    if final is not None:
+        more, more_params = final_only_sql(final)
+        sql, params = f"{sql} {more}", [*params, *more_params]
+    return sql, params
 
 
 def _dec(value: object) -> Decimal:
@@ -164,11 +176,22 @@ def _dec(value: object) -> Decimal:
     raise TypeError(f"expected a DECIMAL/NUMERIC column, got {type(value).__name__}")
 
 
+def _project_subject(project_id: str, names: Names) -> str:
+    """``project Search (proj_abc)`` where the project has a name, else ``project proj_abc``."""
+    return f"project {with_id(names.project(project_id), project_id)}"
+
+
 def _budget_alerts(
-    db: Database, cfg: AlertConfig, day: date, org: str | None, currency: str | None
+    db: Database,
+    cfg: AlertConfig,
+    day: date,
+    org: str | None,
+    currency: str | None,
+    names: Names,
+    final: FinalEdges | None,
 ) -> tuple[list[str], list[Alert]]:
     month_start = day.replace(day=1)
-    org_sql, org_params = _where_org(org)
+    org_sql, org_params = _where_org(org, final)
     rows = db.query(
         "SELECT project_id, SUM(CASE WHEN bucket_start >= %s THEN amount_value END), SUM(amount_value) "
         f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s {org_sql} GROUP BY project_id",
@@ -182,7 +205,7 @@ def _budget_alerts(
         targets.append(("organisation", cfg.budget, today, month))
     for project_id, budget in sorted(cfg.project_budgets.items()):
         today, month = by_project.get(project_id, (Decimal(0), Decimal(0)))
-        targets.append((f"project {project_id}", budget, today, month))
+        targets.append((_project_subject(project_id, names), budget, today, month))
     checks, alerts = [], []
     for subject, budget, today, month in targets:
         for label, spend, limit, span in (
@@ -202,8 +225,10 @@ def _budget_alerts(
     return checks, alerts
 
 
-def _anomaly(db: Database, rule: AnomalyRule, day: date, org: str | None, project: str | None) -> AnomalyResult | None:
-    org_sql, params = _where_org(org)
+def _anomaly(
+    db: Database, rule: AnomalyRule, day: date, org: str | None, project: str | None, final: FinalEdges | None
+) -> AnomalyResult | None:
+    org_sql, params = _where_org(org, final)
     if project is not None:
         org_sql += " AND project_id = %s"
         params.append(project)
@@ -268,16 +293,26 @@ def run_checks(
     project: str | None = None,
     budget_day: date | None = None,
     anomaly_day: date | None = None,
+    stale_keys: timedelta | None = None,
+    names: Names | None = None,
+    final: FinalEdges | None = None,
 ) -> CheckResult:
-    """Run every configured check. ``project`` narrows the anomaly check; budgets name their own scope."""
+    """Run every configured check. ``project`` narrows the anomaly check; budgets name their own scope;
+    ``stale_keys`` adds the stale key check. Projects are named from ``names`` (see
+    :func:`usageledger.report.names.resolve_names`).
+
+    ``final`` (``{org: boundary}``, see :func:`usageledger.report.finality.final_costs_until`): budgets and the anomaly
+    check read final buckets only; the staleness check still judges everything synced.
+    """
+    names = names or Names()
     today = now.astimezone(UTC).date()
     bday = budget_day or today
     aday = anomaly_day or today - timedelta(days=1)
     currency = _currency(db, org)
-    checks, alerts = _budget_alerts(db, cfg, bday, org, currency)
+    checks, alerts = _budget_alerts(db, cfg, bday, org, currency, names, final)
 
-    anomaly = _anomaly(db, cfg.anomaly, aday, org, project)
-    subject = "organisation" if project is None else f"project {project}"
+    anomaly = _anomaly(db, cfg.anomaly, aday, org, project, final)
+    subject = "organisation" if project is None else _project_subject(project, names)
     if anomaly is None:
         checks.append(
             f"anomaly {subject}: not enough history before {aday} to judge (needs {cfg.anomaly.min_baseline_days} days)"
@@ -286,6 +321,10 @@ def run_checks(
         checks.append(f"anomaly {subject}: {anomaly.describe(currency)}")
         if anomaly.anomalous:
             alerts.append(Alert("anomaly", subject, f"{subject}: spend anomaly on {anomaly.describe(currency)}"))
+
+    if final is not None:
+        edges = ", ".join(f"{o} before {edge:%Y-%m-%d}" for o, edge in sorted(final.items())) or "none yet"
+        checks.append(f"final only: budgets and anomalies read final buckets only ({edges})")
 
     newest = _data_reaches(db, org)
     limit = cfg.stale_after
@@ -298,6 +337,10 @@ def run_checks(
         checks.append(f"staleness: {text}")
         if age > limit:
             alerts.append(Alert("stale", "store", f"stale store: {text}; run usageledger sync"))
+    if stale_keys is not None:
+        key_checks, key_alerts = _stale_key_alerts(db, stale_keys, now, org)
+        checks.extend(key_checks)
+        alerts.extend(key_alerts)
     return CheckResult(
         checked_at=now,
         budget_day=bday,
@@ -308,6 +351,22 @@ def run_checks(
         checks=tuple(checks),
         alerts=tuple(alerts),
     )
+
+
+def _stale_key_alerts(db: Database, limit: timedelta, now: datetime, org: str | None) -> tuple[list[str], list[Alert]]:
+    """One alert per key flagged by the ``keys`` rules with ``limit`` for both spans."""
+    data = build_keys(db, start=now - limit, end=now, now=now, org=org, rules=KeyRules(limit, limit))
+    live = sum(1 for k in data.keys if k.status == "active")
+    checks = [f"stale keys: {live} existing API key(s) checked against {_hours(limit)}, {len(data.flagged)} flagged"]
+    alerts = [
+        Alert(
+            "stale_key",
+            f"key {k.id}",
+            f"stale {k.kind} key {k.label} [{k.id}] of {k.org}: {'; '.join(f.message for f in k.flags)}",
+        )
+        for k in data.flagged
+    ]
+    return checks, alerts
 
 
 # -- webhook ------------------------------------------------------------------------------------------------------

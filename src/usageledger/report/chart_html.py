@@ -116,9 +116,13 @@ def _columns(chart: Chart) -> str:
                 value = float(s.values[i])
                 if value <= 0:
                     continue
+                # Provisional data (it may still be restated) is drawn lighter, and its tip says so.
+                late = chart.provisional_from is not None and i >= chart.provisional_from
+                faded = ' class="provisional" fill-opacity="0.45"' if late else ""
+                tip = f"{category} · {s.label}" + (" (provisional)" if late else "")
                 shapes.append(
                     f'<rect x="{_num(i + 0.1)}" y="{y(bottom + value)}" width="0.8" height="{_num(value * scale)}" '
-                    f'fill="{color(j)}">{_tip(chart, f"{category} · {s.label}", s.values[i])}</rect>'
+                    f'fill="{color(j)}"{faded}>{_tip(chart, tip, s.values[i])}</rect>'
                 )
                 bottom += value
     else:

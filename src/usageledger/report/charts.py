@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from usageledger.errors import ConfigError
+from usageledger.report.finality import first_provisional
 from usageledger.report.names import Names
 from usageledger.report.queries import DailyValue, ReportData
 from usageledger.report.trend import bucket_starts, grain_for, rebucket
@@ -79,6 +80,8 @@ class Chart:
     series: tuple[Series, ...]
     unit: str
     money: bool = False
+    provisional_from: int | None = None
+    """The index of the first category that holds provisional data (drawn lighter); ``None``: all final."""
 
     def __post_init__(self) -> None:
         for s in self.series:
@@ -251,6 +254,7 @@ def report_charts(data: ReportData, names: Names) -> list[Chart]:
             series=_top_series(days, rebucket(data.daily_spend_by_project, data.period, grain), names.project),
             unit=unit,
             money=money,
+            provisional_from=first_provisional(days, data.provisional_from, data.period.until),
         ),
         Chart(
             slug="tokens-by-model",

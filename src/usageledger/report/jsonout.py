@@ -1,4 +1,4 @@
-"""``--format json`` for ``report``, ``status``, ``check`` and ``reconcile``: one JSON document each, stable keys.
+"""``--format json`` for ``report``, ``status``, ``check``, ``reconcile`` and ``keys``: one document each, stable keys.
 
 One serializer (:func:`dumps`) for every document: money, token quantities and ratios are ``Decimal`` and become
 decimal strings (``"1234.5600"``, never a float, never an exponent); datetimes are ISO 8601 UTC with a ``Z``, as
@@ -11,18 +11,31 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from usageledger._secrets import mask_keys, redact_url_password
+from usageledger.catalogue import BucketWidth
 from usageledger.report.alerts import CheckResult
+from usageledger.report.keys import KeysReport
 from usageledger.report.names import Names
 from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Spend
 from usageledger.report.reconcile import ReconcileResult
+from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 from usageledger.store import StreamState
+from usageledger.store.directory import DirectorySummary
+from usageledger.sync_options import SyncOptions
 from usageledger.timeutil import iso
 
-__all__ = ["check_document", "dumps", "reconcile_document", "report_document", "status_document"]
+__all__ = [
+    "check_document",
+    "dumps",
+    "keys_document",
+    "reconcile_document",
+    "report_document",
+    "status_document",
+    "teams_document",
+]
 
 Document = dict[str, Any]
 
@@ -95,6 +108,26 @@ def _movers(movers: Sequence[Mover], key: str, name: Any = None) -> list[Documen
     return rows
 
 
+def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> Document:
+    """``report --by team --format json``: each team's spend, share and projects; ``total`` is their exact sum."""
+    total = data.total_spend
+    return {
+        "period": _period(data.period),
+        "scope": {"org": data.scope.org, "project": data.scope.project},
+        "currency": data.currency,
+        "total": sum((t.amount for t in teams), Decimal(0)),
+        "spend_by_team": [
+            {
+                "team": t.team,
+                "spend": t.amount,
+                "share": _share(t.amount, total),
+                "projects": [{"project_id": p, "name": names.project(p)} for p in t.projects],
+            }
+            for t in teams
+        ],
+    }
+
+
 def report_document(data: ReportData, names: Names | None = None) -> Document:
     """Every figure of the terminal report, and every line item (the terminal lists the biggest 20)."""
     names = names or Names()
@@ -104,6 +137,7 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
         "period": _period(data.period),
         "scope": {"org": data.scope.org, "project": data.scope.project},
         "currency": data.currency,
+        "provisional_from": data.provisional_from,
         "totals": {
             "spend": total,
             "previous_spend": data.previous_spend,
@@ -183,8 +217,23 @@ def check_document(result: CheckResult) -> Document:
     }
 
 
-def status_document(url: str, states: Sequence[StreamState]) -> Document:
-    """Each stream with its state (the last run's status), its cursor (watermark) and its last run."""
+def status_document(
+    url: str,
+    states: Sequence[StreamState],
+    options: SyncOptions | None = None,
+    directory: Sequence[DirectorySummary] = (),
+) -> Document:
+    """Each stream with its state (the last run's status), its cursor (watermark), where it is final, its last run;
+    each org's directory (items by kind and status, and its last change).
+
+    ``final_until``: buckets starting before it are final (see ``SyncOptions.final_until``); ``null`` when nothing is.
+    """
+    graces = options or SyncOptions()
+
+    def final(s: StreamState) -> str | None:
+        edge = graces.final_until(cast(BucketWidth, s.bucket_width), s.watermark)
+        return None if edge is None else iso(edge)
+
     return {
         "store": redact_url_password(url),
         "streams": [
@@ -197,6 +246,7 @@ def status_document(url: str, states: Sequence[StreamState]) -> Document:
                 "default": s.is_default,
                 "state": s.last_status,
                 "watermark": None if s.watermark is None else iso(s.watermark),
+                "final_until": final(s),
                 "last_run": {
                     "id": s.last_run_id,
                     "at": None if s.last_run_at is None else iso(s.last_run_at),
@@ -209,5 +259,55 @@ def status_document(url: str, states: Sequence[StreamState]) -> Document:
                 "rows": s.row_count,
             }
             for s in states
+        ],
+        "directory": [
+            {
+                "org": d.org,
+                **{label: dict(by_status) for label, by_status in d.counts.items()},
+                "last_change": None if d.last_change is None else iso(d.last_change),
+            }
+            for d in directory
+        ],
+    }
+
+
+def keys_document(data: KeysReport) -> Document:
+    """Every key with its owner, project, dates, spend, requests and flags; the period, the rules, the sources."""
+    rules = data.rules
+    return {
+        "period": {"start": data.start, "end": data.end},
+        "rules": {
+            "unused_after_seconds": None if rules.unused_after is None else int(rules.unused_after.total_seconds()),
+            "admin_max_age_seconds": None if rules.admin_max_age is None else int(rules.admin_max_age.total_seconds()),
+        },
+        "currency": data.currency,
+        "spend_streams": list(data.spend_streams),
+        "request_streams": list(data.request_streams),
+        "keys": [
+            {
+                "org": k.org,
+                "id": k.id,
+                "type": k.kind,
+                "name": k.name,
+                "status": k.status,
+                "owner": None
+                if k.owner is None
+                else {
+                    "type": k.owner.type,
+                    "id": k.owner.id,
+                    "name": k.owner.name,
+                    "email": k.owner.email,
+                    "removed": k.owner.removed,
+                },
+                "project": None
+                if k.project_id is None
+                else {"id": k.project_id, "name": k.project_name, "status": k.project_status},
+                "created": k.created,
+                "last_used": k.last_used,
+                "spend": k.spend,
+                "requests": k.requests,
+                "flags": [{"flag": f.code, "message": f.message} for f in k.flags],
+            }
+            for k in data.keys
         ],
     }

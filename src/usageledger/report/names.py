@@ -12,6 +12,11 @@ A mapping comes from a file (TOML, JSON or CSV) or from the config file's ``[nam
 
 A CSV file has the header ``kind,id,name`` where ``kind`` is ``project``, ``user`` or ``api_key``. Reports show the
 name where one is known and the ID where it is not.
+
+Most names need no file: :func:`resolve_names` reads them from the store's directory (``usageledger sync`` keeps it,
+with history), and lets ``[names]`` and the file override them. The directory's name is the latest version's, so a
+renamed project shows its current name, and an archived project or a deleted key, user or service account says so
+(``Old tools (archived)``, ``ci-key (deleted)``): a deleted item keeps its name for the spend it had.
 """
 
 from __future__ import annotations
@@ -26,8 +31,32 @@ from typing import Final
 
 from usageledger._sections import KINDS, IdKind, Names, names_from_mapping
 from usageledger.errors import ConfigError
+from usageledger.store.directory import BaseStore
 
-__all__ = ["KINDS", "IdKind", "Names", "load_names", "names_from_mapping"]
+__all__ = [
+    "DIRECTORY_KINDS",
+    "KINDS",
+    "IdKind",
+    "Names",
+    "directory_label",
+    "directory_names",
+    "load_names",
+    "names_from_mapping",
+    "resolve_names",
+    "with_id",
+]
+
+DIRECTORY_KINDS: Final[Mapping[IdKind, tuple[str, ...]]] = MappingProxyType(
+    {
+        "projects": ("project",),
+        # Service accounts own keys: their IDs appear where a key's owner is shown, named like users.
+        "users": ("user", "project_service_account"),
+        "api_keys": ("project_api_key", "admin_api_key"),
+    }
+)
+"""Which directory kinds name each kind of ID."""
+
+_STATUS_SAID: Final = ("archived", "deleted")
 
 _CSV_KINDS: Final[Mapping[str, IdKind]] = MappingProxyType(
     {"project": "projects", "user": "users", "api_key": "api_keys"}
@@ -73,3 +102,45 @@ def load_names(path: Path) -> Names:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a table of sections ({', '.join(KINDS)})")
     return names_from_mapping(data, where=str(path))
+
+
+def directory_label(ident: str, name: str | None, status: str | None, email: str | None = None) -> str:
+    """How a directory item is shown: its name (else its email, else its ID), and ``(archived)`` or ``(deleted)``."""
+    shown = name or email or ident
+    return f"{shown} ({status})" if status in _STATUS_SAID else shown
+
+
+def directory_names(store: BaseStore, org: str | None = None) -> Names:
+    """Names of every project, user, service account and API key the store's directory has ever seen (of ``org``, or
+    of every org), each from its latest version: deleted items included, with their status said."""
+    kinds = [k for ks in DIRECTORY_KINDS.values() for k in ks]
+    where = f"kind IN ({', '.join(['%s'] * len(kinds))})"
+    params: list[object] = [*kinds]
+    if org is not None:
+        where += " AND org = %s"
+        params.append(org)
+    rows = store.query(
+        f"SELECT kind, id, name, email, status FROM directory_versions WHERE {where} ORDER BY valid_from, org",
+        params,
+    )
+    tables: dict[IdKind, dict[str, str]] = {kind: {} for kind in KINDS}
+    table_of = {k: id_kind for id_kind, ks in DIRECTORY_KINDS.items() for k in ks}
+    for kind, ident, name, email, status in rows:  # later versions overwrite earlier ones
+        tables[table_of[kind]][ident] = directory_label(ident, name, status, email)
+    return Names(
+        projects=MappingProxyType(tables["projects"]),
+        users=MappingProxyType(tables["users"]),
+        api_keys=MappingProxyType(tables["api_keys"]),
+    )
+
+
+def resolve_names(store: BaseStore, *, org: str | None = None, overrides: Names | None = None) -> Names:
+    """The names every command shows: the store's directory, overridden by ``overrides`` (``[names]`` and a
+    ``--names`` file, see :func:`load_names`)."""
+    names = directory_names(store, org)
+    return names.merged(overrides) if overrides is not None else names
+
+
+def with_id(label: str, ident: str) -> str:
+    """``Search (proj_abc)``: a name with its ID, for messages read later (alerts, logs); the ID alone if unnamed."""
+    return ident if label == ident else f"{label} ({ident})"

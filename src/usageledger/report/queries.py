@@ -233,6 +233,9 @@ class ReportData:
     daily_tokens_by_model: tuple[DailyValue, ...]
     movers_by_project: tuple[Mover, ...]
     movers_by_model: tuple[Mover, ...]
+    provisional_from: date | None = None
+    """The first day whose spend is still provisional (may be restated); ``None``: not known (see
+    :mod:`usageledger.report.finality`)."""
 
     @property
     def total_tokens(self) -> int:

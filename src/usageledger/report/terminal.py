@@ -13,14 +13,24 @@ from rich.panel import Panel
 from rich.text import Text
 
 from usageledger.report.alerts import AnomalyRule, CheckResult
+from usageledger.report.finality import first_provisional
 from usageledger.report.formatting import format_count, format_money, format_percent, format_ratio, format_signed_money
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
 from usageledger.report.tables import DataTable, label, number
+from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 
-__all__ = ["LINE_ITEMS_SHOWN", "SPARK_CHARS", "render_check", "render_reconcile", "render_report", "sparkline"]
+__all__ = [
+    "LINE_ITEMS_SHOWN",
+    "SPARK_CHARS",
+    "render_check",
+    "render_reconcile",
+    "render_report",
+    "render_teams",
+    "sparkline",
+]
 
 SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
 _GRAIN_TITLES: Final = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
@@ -104,12 +114,26 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     )
     series = summarise(data.daily_spend)
     values = [v for _, v in series.points]
+    line = sparkline(values)
+    # Points that hold a provisional day: yellow, marked `*`, explained below the line.
+    cut = first_provisional([d for d, _ in series.points], data.provisional_from, data.period.until)
     trend = Text.assemble(
         (f"{_GRAIN_TITLES[series.grain]} spend ", "bold"),
-        (sparkline(values), "cyan"),
+        (line[:cut], "cyan"),
+        (line[cut:], "yellow"),
+        ("*" if cut < len(line) else ""),
         f"  {data.period.since} … {data.period.until - timedelta(days=1)}, "
         f"low {format_money(min(values), cur)}, high {format_money(max(values), cur)}",
     )
+    footnotes: list[RenderableType] = []
+    if cut < len(line) and data.provisional_from is not None:
+        footnotes.append(
+            Text(
+                f"* provisional: spend from {data.provisional_from} on may still be restated by the API"
+                " (final before that day; see `usageledger status`).",
+                style="dim",
+            )
+        )
 
     by_project = _table("Spend by project", "project", "spend", "share")
     for s in data.spend_by_project:
@@ -166,7 +190,9 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     note = Text(
         "Cost per 1M tokens: spend on token-priced line items divided by the tokens billed for them.", style="dim"
     )
-    return Group(heading, summary, trend, Text(), by_project, *by_dimension, by_item, by_model, note, usage, *movers)
+    return Group(
+        heading, summary, trend, *footnotes, Text(), by_project, *by_dimension, by_item, by_model, note, usage, *movers
+    )
 
 
 def render_reconcile(result: ReconcileResult) -> RenderableType:
@@ -214,3 +240,16 @@ def render_check(result: CheckResult, rule: AnomalyRule) -> RenderableType:
     if not result.alerts:
         lines.append(Text("OK: no alerts", style="bold green"))
     return Group(*lines)
+
+
+def render_teams(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> RenderableType:
+    """``report --by team``: each team's spend and share, its projects by name, and the total they add up to."""
+    cur = data.currency
+    table = DataTable(
+        f"Spend by team  {data.period}", label("team"), number("spend"), number("share"), label("projects")
+    )
+    for t in teams:
+        projects = ", ".join(names.project(p) if p is not None else "(no project)" for p in t.projects)
+        table.add_row(t.team, format_money(t.amount, cur), _share(t.amount, data.total_spend), projects)
+    table.add_row("total", format_money(sum((t.amount for t in teams), Decimal(0)), cur), "", "")
+    return table

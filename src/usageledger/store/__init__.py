@@ -15,33 +15,18 @@ from typing import Final
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
-from usageledger.store._types import (
-    OrgRecord,
-    PreparedWindow,
-    RunningRun,
-    RunOwner,
-    RunTotals,
-    StreamState,
-    UpsertCounts,
-    WindowWrite,
-)
+from usageledger.store._types import *  # noqa: F403  (the store's records: their one list is _types.__all__)
+from usageledger.store._types import __all__ as _records
 from usageledger.store.schema import TableSpec, daily_view_name, table_for, tables
 from usageledger.store.streams import Stream, default_streams, encode_group_key
 
 __all__ = [
+    *_records,
     "DEFAULT_STORE",
     "BaseStore",
-    "OrgRecord",
-    "PreparedWindow",
-    "RunOwner",
-    "RunTotals",
-    "RunningRun",
     "Store",
     "Stream",
-    "StreamState",
     "TableSpec",
-    "UpsertCounts",
-    "WindowWrite",
     "check_store_url",
     "daily_view_name",
     "default_streams",

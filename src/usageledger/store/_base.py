@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from usageledger.store import migrations
+from usageledger.store import migrations, revisions
 from usageledger.store._columns import columns_of
 from usageledger.store._types import (
     OrgRecord,
@@ -34,18 +34,7 @@ from usageledger.store._types import (
 from usageledger.store.schema import Dialect, TableSpec, q, table_for, tables
 from usageledger.store.streams import Stream
 
-__all__ = [
-    "BaseStore",
-    "OrgRecord",
-    "PreparedWindow",
-    "RunOwner",
-    "RunTotals",
-    "RunningRun",
-    "StreamState",
-    "UpsertCounts",
-    "WindowWrite",
-    "to_datetime",
-]
+__all__ = ["BaseStore"]
 
 logger = logging.getLogger("usageledger.store")
 
@@ -274,14 +263,18 @@ class BaseStore(ABC):
             )
 
     def delete_org(self, org: str) -> int:
-        """Delete an org's rows from every endpoint table, its streams and its registry entry; the rows deleted."""
+        """Delete an org's rows from every endpoint table, its streams, its directory and its registry entry; the
+        endpoint rows deleted."""
         deleted = 0
         with self.transaction():
             existing = self._table_columns()
             for spec in tables():
                 if spec.name in existing:
                     deleted += max(self.execute(f"DELETE FROM {spec.name} WHERE org = %s", (org,)), 0)
+            if "revisions" in existing:  # the org's data goes whole, its history with it
+                self.execute("DELETE FROM revisions WHERE org = %s", (org,))
             self.execute("DELETE FROM streams WHERE org = %s", (org,))
+            self.execute("DELETE FROM directory_versions WHERE org = %s", (org,))  # its names go with its data
             self.execute("DELETE FROM orgs WHERE org = %s", (org,))
         return deleted
 
@@ -338,7 +331,7 @@ class BaseStore(ABC):
                 first = prepared[indexes[0]].write
                 if any(prepared[i].rows for i in indexes):
                     merged = self._merge([prepared[i].payload for i in indexes])
-                    self._bulk_insert(table_for(first.stream.endpoint), merged, first.synced_at)
+                    self._bulk_insert(table_for(first.stream.endpoint), merged, first.synced_at, first.run_id)
                 for i in indexes:
                     counts[i] = UpsertCounts(inserted=prepared[i].rows)
             done = [c for c in counts if c is not None]
@@ -346,11 +339,12 @@ class BaseStore(ABC):
             self._update_streams([p.write for p in prepared], done)
         return done
 
-    def _bulk_insert(self, spec: TableSpec, payload: Any, synced_at: int) -> int:
+    def _bulk_insert(self, spec: TableSpec, payload: Any, synced_at: int, run_id: str) -> int:
         insert_cols = ", ".join(q(c) for c in spec.column_names)
         select_cols = ", ".join(f"i.{q(n)}" for n, _ in spec.incoming_columns)
         staged = self._stage(spec, payload)
         try:
+            self._log_revisions(revisions.inserts_sql(spec, staged, self.dialect), (run_id, to_datetime(synced_at)))
             return self.execute(
                 f"INSERT INTO {spec.name} ({insert_cols}) SELECT {select_cols}, %s FROM {staged} AS i",
                 (to_datetime(synced_at),),
@@ -378,10 +372,13 @@ class BaseStore(ABC):
         window = (write.org, stream.id, to_datetime(write.lo), to_datetime(write.hi))
         existing = self.query(f"SELECT COUNT(*) FROM {t} AS t WHERE {in_window}", window)[0][0]
         if not existing:  # nothing stored in this window yet: a plain bulk insert
-            inserted = self._bulk_insert(spec, prepared.payload, write.synced_at) if n else 0
+            inserted = self._bulk_insert(spec, prepared.payload, write.synced_at, write.run_id) if n else 0
             return UpsertCounts(inserted=inserted)
         staged = self._stage(spec, prepared.payload)
         try:
+            self._log_revisions(
+                revisions.changes_sql(spec, staged, in_window, key_match, self.dialect), (write.run_id, synced, *window)
+            )
             deleted = self.execute(
                 f"DELETE FROM {t} AS t WHERE {in_window}"
                 f" AND NOT EXISTS (SELECT 1 FROM {staged} AS i WHERE {key_match})",
@@ -400,6 +397,10 @@ class BaseStore(ABC):
         finally:
             self._unstage(staged)
         return UpsertCounts(inserted, updated, n - inserted - updated, deleted)
+
+    def _log_revisions(self, sql: str, params: Sequence[Any]) -> None:
+        """Append a window's changes to ``revisions`` (before its upsert, in its transaction: see ``revisions``)."""
+        self.execute(sql, params)
 
     def _update_streams(self, writes: Sequence[WindowWrite], counts: Sequence[UpsertCounts]) -> None:
         per_stream: dict[tuple[str, str], tuple[str, int | None, UpsertCounts]] = {}

@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol
 
 from usageledger import catalogue
 from usageledger.store._types import to_datetime, to_unix
-from usageledger.store.schema import Dialect
+from usageledger.store.schema import Dialect, TableSpec, q
 
 
 class BaseStore(Protocol):
@@ -37,7 +37,23 @@ class BaseStore(Protocol):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
-__all__ = ["KINDS", "DirectoryCounts", "Entry", "Snapshot", "current_names", "migration_statements", "refresh"]
+__all__ = [
+    "KINDS",
+    "NAMED_IDS",
+    "DirectoryCounts",
+    "DirectorySummary",
+    "Entry",
+    "NamedId",
+    "Snapshot",
+    "current_names",
+    "directory_summary",
+    "migration_statements",
+    "name_joins",
+    "named_ids",
+    "named_view",
+    "named_view_sql",
+    "refresh",
+]
 
 KINDS: Final[tuple[str, ...]] = tuple(ep.item for ep in catalogue.DIRECTORY)
 """Every kind of directory item, one per catalogue list."""
@@ -176,6 +192,109 @@ def current_names(store: BaseStore, org: str, kind: str) -> dict[str, tuple[str 
         [org, kind],
     )
     return {id_: (name, status) for id_, name, status in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class NamedId:
+    """An ID column that the directory names: ``project_id`` is named by ``project`` items, and so on."""
+
+    column: str
+    prefix: str
+    """``project``: the name columns are ``project_name`` and ``project_status``."""
+    kinds: tuple[str, ...]
+
+
+NAMED_IDS: Final[tuple[NamedId, ...]] = (
+    NamedId("project_id", "project", ("project",)),
+    NamedId("api_key_id", "api_key", ("project_api_key", "admin_api_key")),
+    NamedId("user_id", "user", ("user",)),
+)
+
+
+def named_ids(columns: Sequence[str]) -> tuple[NamedId, ...]:
+    """The named ID columns among ``columns``, in :data:`NAMED_IDS` order."""
+    return tuple(n for n in NAMED_IDS if n.column in columns)
+
+
+def name_joins(alias: str, named: Sequence[NamedId]) -> str:
+    """``LEFT JOIN``s (same SQL in both dialects) that bring, for each of ``named`` on the relation ``alias``, the
+    current version's name (a user's email where it has no name) and status as ``<prefix>_dir.name`` and
+    ``<prefix>_dir.status``. A deleted item's current version keeps its name, so old rows keep theirs; one row per
+    (org, id), so a join never multiplies rows."""
+    joins = []
+    for n in named:
+        kinds = ", ".join(f"'{k}'" for k in n.kinds)
+        joins.append(
+            f"LEFT JOIN (SELECT org, id, MAX(COALESCE(name, email)) AS name, MAX(status) AS status"
+            f" FROM directory_versions WHERE valid_to IS NULL AND kind IN ({kinds}) GROUP BY org, id) AS {n.prefix}_dir"
+            f" ON {n.prefix}_dir.org = {alias}.org AND {n.prefix}_dir.id = {alias}.{q(n.column)}"
+        )
+    return "\n".join(joins)
+
+
+def named_view(spec: TableSpec) -> str:
+    """``costs_daily_named``: the daily view with its IDs' names."""
+    return f"{spec.daily_view}_named"
+
+
+def named_view_sql(spec: TableSpec) -> str | None:
+    """The daily view plus ``<x>_name`` and ``<x>_status`` for each of its named IDs; ``None`` if it has none."""
+    named = named_ids([c.name for c in spec.data_columns])
+    if not named:
+        return None
+    extra = ", ".join(
+        f"{n.prefix}_dir.name AS {n.prefix}_name, {n.prefix}_dir.status AS {n.prefix}_status" for n in named
+    )
+    return f"CREATE VIEW {named_view(spec)} AS\nSELECT d.*, {extra}\nFROM {spec.daily_view} AS d\n" + name_joins(
+        "d", named
+    )
+
+
+SUMMARY_KINDS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("projects", ("project",)),
+    ("users", ("user",)),
+    ("api_keys", ("project_api_key", "admin_api_key")),
+    ("service_accounts", ("project_service_account",)),
+    ("groups", ("group",)),
+)
+"""What ``usageledger status`` counts: a label and the kinds it covers."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorySummary:
+    """An org's current directory: per :data:`SUMMARY_KINDS` label, items by status; and when it last changed."""
+
+    org: str
+    counts: Mapping[str, Mapping[str, int]]
+    last_change: int | None
+
+    def describe(self) -> str:
+        """``4 projects (1 archived), 8 users, 12 api keys (2 deleted), ...``."""
+        parts = []
+        for label, by_status in self.counts.items():
+            others = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()) if status != "active")
+            parts.append(f"{sum(by_status.values())} {label.replace('_', ' ')}" + (f" ({others})" if others else ""))
+        return ", ".join(parts)
+
+
+def directory_summary(store: BaseStore) -> list[DirectorySummary]:
+    """Each org's current directory, counted by kind and status (deleted items are counted as deleted)."""
+    label_of = {kind: label for label, kinds in SUMMARY_KINDS for kind in kinds}
+    rows = store.query(
+        "SELECT org, kind, COALESCE(status, 'active'), COUNT(*), MAX(valid_from) FROM directory_versions"
+        " WHERE valid_to IS NULL GROUP BY org, kind, COALESCE(status, 'active') ORDER BY org"
+    )
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    latest: dict[str, int] = {}
+    for org, kind, status, n, last in rows:
+        by_label = counts.setdefault(org, {label: {} for label, _ in SUMMARY_KINDS})
+        stamp = to_unix(last)
+        if stamp is not None:
+            latest[org] = max(latest.get(org, stamp), stamp)
+        label = label_of.get(kind)
+        if label is not None:
+            by_label[label][status] = by_label[label].get(status, 0) + int(n)
+    return [DirectorySummary(org, c, latest.get(org)) for org, c in counts.items()]
 
 
 def record_json(value: object) -> str:

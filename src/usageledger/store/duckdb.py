@@ -113,22 +113,17 @@ class DuckDBStore(BaseStore):
             raise StoreError(no_store_message(self.path))
         _check_header(self.path)
         started = time.monotonic()
-        foreign_since: float | None = None
+        attempts = _Attempts(self.path)
         waiting = False
         delay = 0.02
         while True:
-            try:
-                return _connect(self.path, read_only=True)
-            except duckdb.Error as exc:
-                holder = _LOCK_HOLDER.search(str(exc))
-                if holder is None:
-                    raise _open_error(self.path, exc) from exc
+            held = attempts.connect(read_only=True)
+            if isinstance(held, duckdb.DuckDBPyConnection):
+                return held
             now = time.monotonic()
             pid = writer_pid(self.path)
             if pid is None:  # not a usageledger writer (or one that is just letting go: look again first)
-                foreign_since = now if foreign_since is None else foreign_since
-                if now - foreign_since > _FOREIGN_GRACE:
-                    raise _locked_by(self.path, holder.group(1), holder.group(2))
+                attempts.foreign(held)
             elif not waiting:
                 waiting = True
                 self._turn.enter_context(reader_turn(self.path))
@@ -147,23 +142,17 @@ class DuckDBStore(BaseStore):
     def _open_writer(self) -> duckdb.DuckDBPyConnection:
         """Open for writing once no reader waits; wait (bounded) while readers hold the file."""
         started = time.monotonic()
-        foreign_since: float | None = None
+        attempts = _Attempts(self.path)
         told = False
         delay = 0.01
         while True:
             if self._readers is None or not self._readers.waiting():
-                try:
-                    return _connect(self.path, read_only=False)
-                except duckdb.Error as exc:
-                    holder = _LOCK_HOLDER.search(str(exc))
-                    if holder is None:
-                        raise _open_error(self.path, exc) from exc
-                    # DuckDB adds "you would be able to open this database in read-only mode" when readers hold it.
-                    if "read-only mode" not in str(exc):
-                        now = time.monotonic()
-                        foreign_since = now if foreign_since is None else foreign_since
-                        if now - foreign_since > _FOREIGN_GRACE:
-                            raise _locked_by(self.path, holder.group(1), holder.group(2)) from exc
+                held = attempts.connect(read_only=False)
+                if isinstance(held, duckdb.DuckDBPyConnection):
+                    return held
+                # DuckDB adds "you would be able to open this database in read-only mode" when readers hold it.
+                if "read-only mode" not in str(held):
+                    attempts.foreign(held)
             if not told:
                 told = True
                 logger.info("waiting for readers of the store %s to finish", self.path)
@@ -335,6 +324,30 @@ def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(path, read_only=read_only)
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+class _Attempts:
+    """The connect attempts of one open, while another process may hold the file's lock."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._foreign_since: float | None = None
+
+    def connect(self, *, read_only: bool) -> duckdb.DuckDBPyConnection | duckdb.Error:
+        """A connection, or DuckDB's error when another process holds the lock; any other failure is raised."""
+        try:
+            return _connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            if _LOCK_HOLDER.search(str(exc)) is None:
+                raise _open_error(self.path, exc) from exc
+            return exc
+
+    def foreign(self, held: duckdb.Error) -> None:
+        """A program that is not a usageledger sync holds the lock: give up once it has held it past the grace."""
+        now = time.monotonic()
+        self._foreign_since = now if self._foreign_since is None else self._foreign_since
+        if now - self._foreign_since > _FOREIGN_GRACE:
+            raise _open_error(self.path, held) from held
 
 
 def _check_location(path: str) -> None:

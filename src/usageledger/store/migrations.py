@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from usageledger.store import directory
+from usageledger.store import directory, revisions
 from usageledger.store.schema import Dialect, q, tables
 
 __all__ = ["MIGRATIONS", "Migration", "all_names", "catalogue_migration", "pending"]
@@ -68,10 +68,16 @@ def _core(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 def _views(dialect: Dialect) -> list[str]:
+    """The daily views, and the named views over them (``costs_daily_named``: dropped first, as PostgreSQL refuses to
+    drop a view another one uses). They join ``directory_versions``, which migration 0005 has made by then."""
     out: list[str] = []
     for spec in tables():
+        named = directory.named_view_sql(spec)
+        out.append(f"DROP VIEW IF EXISTS {directory.named_view(spec)}")
         out.append(f"DROP VIEW IF EXISTS {spec.daily_view}")
         out.append(spec.daily_view_sql())
+        if named is not None:
+            out.append(named)
     return out
 
 
@@ -117,6 +123,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0003_org_registry", _org_registry),
     Migration("0004_sync_run_owner", _run_owner),
     Migration("0005_directory", directory.migration_statements),  # the directory's versions (store/directory.py)
+    Migration(revisions.MIGRATION_NAME, revisions.migration_statements),  # the revision log (store/revisions.py)
 )
 """The hand-written migrations, in order. The catalogue step runs after them."""
 
@@ -126,6 +133,7 @@ def _catalogue_digest() -> str:
     for spec in tables():
         parts.append(spec.name + ":" + ",".join(f"{n}={t}" for n, t in spec.incoming_columns))
         parts.append(spec.daily_view_sql())
+        parts.append(directory.named_view_sql(spec) or "")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 

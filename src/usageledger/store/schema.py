@@ -24,6 +24,7 @@ __all__ = [
     "Dialect",
     "TableSpec",
     "daily_view_name",
+    "primary_daily_streams_sql",
     "table_for",
     "tables",
 ]
@@ -123,15 +124,20 @@ class TableSpec:
             f"CREATE VIEW {self.daily_view} AS\n"
             f"SELECT t.org, t.stream, t.bucket_start, t.bucket_end, {data}\n"
             f"FROM {self.name} AS t\n"
-            "JOIN (\n"
-            "  SELECT org, stream FROM (\n"
-            "    SELECT org, stream, ROW_NUMBER() OVER (\n"
-            "      PARTITION BY org ORDER BY is_default DESC, (filters <> '{}') ASC, stream ASC\n"
-            "    ) AS rn\n"
-            f"    FROM streams WHERE endpoint = '{self.endpoint.name}' AND bucket_width = '1d'\n"
-            "  ) AS ranked WHERE rn = 1\n"
-            ") AS p ON t.org = p.org AND t.stream = p.stream"
+            f"JOIN (\n{primary_daily_streams_sql(self.endpoint.name)}\n) AS p ON t.org = p.org AND t.stream = p.stream"
         )
+
+
+def primary_daily_streams_sql(endpoint: str, columns: str = "org, stream") -> str:
+    """``columns`` of each org's primary daily stream of ``endpoint`` in ``streams`` (the daily views' choice)."""
+    return (
+        f"  SELECT {columns} FROM (\n"
+        f"    SELECT {columns}, ROW_NUMBER() OVER (\n"
+        "      PARTITION BY org ORDER BY is_default DESC, (filters <> '{}') ASC, stream ASC\n"
+        "    ) AS rn\n"
+        f"    FROM streams WHERE endpoint = '{endpoint}' AND bucket_width = '1d'\n"
+        "  ) AS ranked WHERE rn = 1"
+    )
 
 
 def daily_view_name(endpoint: Endpoint) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
@@ -30,6 +31,9 @@ from usageledger.sync._writer import Writer
 from usageledger.sync_options import SyncOptions
 
 logger = logging.getLogger("usageledger.sync")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 # --- running --------------------------------------------------------------------------------------------
@@ -232,18 +236,16 @@ async def _execute(
         r.check_written()
 
 
-def sync(
-    store: BaseStore,
-    orgs: Sequence[Org],
-    streams: Sequence[Stream],
-    options: SyncOptions = SyncOptions(),
-    *,
-    on_event: EventHandler | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    clock: Callable[[], float] | None = None,
-    command: str = "sync",
-) -> SyncResult:
-    """The blocking face of :func:`run_sync`."""
-    return asyncio.run(
-        run_sync(store, orgs, streams, options, on_event=on_event, transport=transport, clock=clock, command=command)
-    )
+def _blocking(run: Callable[P, Coroutine[Any, Any, R]], name: str) -> Callable[P, R]:
+    """``name``, the blocking face of the coroutine function ``run``: its parameters, run to the end in a new loop."""
+
+    @functools.wraps(run)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> R:
+        return asyncio.run(run(*args, **kwargs))
+
+    blocking.__name__ = blocking.__qualname__ = name
+    blocking.__doc__ = f"The blocking face of :func:`{run.__name__}`."
+    return blocking
+
+
+sync = _blocking(run_sync, "sync")

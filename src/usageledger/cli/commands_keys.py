@@ -1,0 +1,143 @@
+"""``usageledger keys``: every API key with its owner, project, last use, spend and requests, and what is stale."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from usageledger.cli._app import app, console, err_console, friendly_errors
+from usageledger.cli.commands_report import ConfigOpt, FormatOpt, OrgOpt, StoreOpt, _database
+from usageledger.config import load_config
+from usageledger.errors import ParameterError
+from usageledger.report.formatting import format_count, format_money
+from usageledger.report.jsonout import dumps, keys_document
+from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys
+from usageledger.report.tables import DataTable, label, number
+from usageledger.timeutil import now_unix, parse_duration, since_unix, to_unix
+
+DEFAULT_SINCE = "30d"
+
+
+def duration_flag(value: str, param: str) -> timedelta:
+    """A span given to a flag (``30d``, ``36h``); a bare number or a negative span is a one-line error."""
+    return timedelta(seconds=parse_duration(value, param=param))
+
+
+def _owner(owner: KeyOwner) -> str:
+    """The owner's name (a service account says so); the email is in the JSON, removal in the flags."""
+    who = owner.name or owner.email or owner.id or "?"
+    return f"{who} (service account)" if owner.type == "service_account" else who
+
+
+def _when(value: datetime | None) -> str:
+    return "never" if value is None else f"{value:%Y-%m-%d}"
+
+
+def render_keys(data: KeysReport) -> DataTable:
+    """The keys as a table whose numbers are never cut."""
+    title = f"API keys: spend and requests from {data.start:%Y-%m-%d %H:%M} to {data.end:%Y-%m-%d %H:%M} UTC"
+    table = DataTable(
+        title,
+        label("key"),
+        label("id"),
+        label("type"),
+        label("status"),
+        label("owner"),
+        label("project"),
+        number("created"),
+        number("last used"),
+        number("spend"),
+        number("requests"),
+        label("flags"),
+    )
+    for k in data.keys:
+        project = k.project_name or k.project_id or ""
+        if k.project_status not in (None, "active"):
+            project += f" ({k.project_status})"
+        table.add_row(
+            k.name or "",
+            k.id,
+            k.kind,
+            k.status,
+            "" if k.owner is None else _owner(k.owner),
+            project,
+            "" if k.created is None else f"{k.created:%Y-%m-%d}",
+            _when(k.last_used),
+            "—" if k.spend is None else format_money(k.spend, data.currency),
+            "—" if k.requests is None else format_count(k.requests),
+            ", ".join(f.code.replace("_", " ") for f in k.flags),
+        )
+    return table
+
+
+def flag_lines(data: KeysReport) -> list[str]:
+    """One line per flag, naming the org, the key and what is wrong."""
+    return [f"{k.org}: {k.kind} key {k.label} [{k.id}]: {f.message}" for k in data.flagged for f in k.flags]
+
+
+def _missing_sources(data: KeysReport) -> None:
+    """Say once on stderr which figures are unknown because no synced stream groups by api_key_id."""
+    missing = [
+        what
+        for what, streams in (("spend (costs)", data.spend_streams), ("requests (usage)", data.request_streams))
+        if not streams
+    ]
+    if missing:
+        err_console.print(
+            f"note: no synced stream groups {' or '.join(missing)} by api_key_id, so those columns are unknown; "
+            "sync one with: usageledger sync -e completions -e costs --group-by project_id,api_key_id",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+@app.command()
+@friendly_errors
+def keys(
+    store: StoreOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Start of the spend and requests period: a date, a datetime, or whole days ending today "
+            f"(30d = today and the 29 days before). Default: {DEFAULT_SINCE}.",
+        ),
+    ] = None,
+    org: OrgOpt = None,
+    unused_after: Annotated[
+        str, typer.Option("--unused-after", help="Flag a key not used for longer than this (a span: 30d).")
+    ] = "30d",
+    admin_max_age: Annotated[
+        str, typer.Option("--admin-max-age", help="Flag an admin key created longer ago than this (a span: 90d).")
+    ] = "90d",
+    config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
+    now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
+) -> None:
+    """Every API key (project and admin, deleted ones marked): owner, project, created, last used, spend, requests,
+    and flags: unused, owner removed, admin key too old."""
+    ts = to_unix(now_at, param="--now") if now_at else now_unix()
+    now = datetime.fromtimestamp(ts, UTC)
+    start = datetime.fromtimestamp(since_unix(since or DEFAULT_SINCE, now=ts, param="--since"), UTC)
+    if start >= now:
+        raise ParameterError("--since", f"{since!r} is not in the past; give a date before today or a span (30d)")
+    rules = KeyRules(
+        unused_after=duration_flag(unused_after, "--unused-after"),
+        admin_max_age=duration_flag(admin_max_age, "--admin-max-age"),
+    )
+    settings = load_config(config)
+    with _database(store or settings.store_url) as db:
+        data = build_keys(db, start=start, end=now, now=now, org=org, rules=rules)
+    _missing_sources(data)
+    if output_format == "json":
+        typer.echo(dumps(keys_document(data)))
+    else:
+        console.print(render_keys(data))
+        if not data.keys:
+            console.print("no API keys: the store holds no directory and no usage grouped by api_key_id")
+        # Piped into a log or a mail, every flag stays on one line, however long.
+        for line in flag_lines(data):
+            console.print(line, highlight=False, markup=False, soft_wrap=not console.is_terminal)

@@ -1,0 +1,275 @@
+"""Issue 9 replayed as a careless user would: the cases that still went wrong through the real CLI, one test each."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from usageledger import Client
+from usageledger._secrets import redact_webhook
+from usageledger.cli import app
+from usageledger.cli.commands_sync import _ProgressView
+from usageledger.errors import AlertDeliveryError, ConfigError
+from usageledger.report.alerts import post_webhook
+from usageledger.store import open_store
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.reliability import cli, emulator_process, env, finish, sync_args
+
+
+@pytest.fixture(scope="module")
+def slow_emulator() -> Iterator[str]:
+    """A `usageledger emulator` subprocess answering every request after 100 ms, so a sync is caught mid-flight."""
+    with emulator_process("--latency", "100ms") as url:
+        yield url
+
+
+def _ignore_sigint() -> None:
+    """What a shell does to a job it starts with ``&`` in a script: SIGINT ignored (inherited across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_sigterm_stops_a_sync_started_in_the_background_of_a_script(slow_emulator: str, tmp_path: Path) -> None:
+    """`usageledger sync &` in a script (SIGINT ignored), then `kill -TERM`: exit 143 and the run `interrupted`."""
+    store = str(tmp_path / "bg.duckdb")
+    proc = subprocess.Popen(
+        [*cli(), *sync_args(store, "--log-format", "json")],
+        env=env(slow_emulator),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("{") and json.loads(line).get("message") == "window committed":
+            proc.send_signal(signal.SIGTERM)
+            break
+    code, _, err = finish(proc, timeout=120)
+    assert code == 143, err
+    assert "error: interrupted by SIGTERM" in err
+    with open_store(store) as opened:
+        assert opened.query("SELECT status FROM sync_runs") == [("interrupted",)]
+
+
+def test_a_webhook_that_echoes_its_path_does_not_leak_it(emulator_url: str) -> None:
+    """A failed delivery to a server that echoes the request path (`Invalid URL (POST /…)`) shows only the host."""
+    url = f"{emulator_url}/hooks/T0/B0/XSECRETPATHX"
+    with pytest.raises(AlertDeliveryError) as caught:
+        post_webhook(url, {"text": "x"})
+    message = str(caught.value)
+    assert "HTTP 404" in message and "http://127.0.0.1" in message
+    assert "XSECRETPATHX" not in message and "/hooks/" not in message
+    assert redact_webhook("Cannot POST /hooks/T0/B0/XSECRETPATHX", "https://h/hooks/T%30/B0/XSECRETPATHX") == (
+        "Cannot POST …"
+    )
+
+
+@pytest.mark.parametrize("command", ["query", "sync"])
+@pytest.mark.parametrize("value", [",model", "model,,project_id", "model,"])
+def test_an_empty_group_by_part_is_refused_not_dropped(
+    command: str, value: str, emulator_url: str, tmp_path: Path
+) -> None:
+    """`--group-by ',model'` is refused naming the flag, as `--project-ids ',,'` is, and no store is created."""
+    store = tmp_path / "g.duckdb"
+    argv = ["query", "completions", "--start", "2d", "-f", "csv"] if command == "query" else ["sync", "-q"]
+    argv += ["--group-by", value] + (["--store", str(store), "-e", "completions"] if command == "sync" else [])
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}).invoke(app, argv)
+    assert done.exit_code == 1, done.output
+    assert f"--group-by: '{value}' holds an empty value" in done.output
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--bucket-width", "2h"], "--bucket-width: no endpoint has 2h buckets; use one of 1d, 1h, 1m"),
+        (["--bucket-width", "1m", "-e", "costs"], "--bucket-width: Invalid bucket_width provided: '1m'"),
+        (["--group-by", "nope", "-e", "costs"], "--group-by: Invalid group_by value: 'nope'"),
+        (["-e", "images", "--sizes", "1x1"], "--sizes: Invalid value for 'sizes': '1x1'"),
+    ],
+)
+def test_a_sync_flag_that_breaks_a_stream_rule_is_named_as_a_flag(
+    flags: list[str], expected: str, emulator_url: str, tmp_path: Path
+) -> None:
+    """`sync --bucket-width 2h` names the flag and the widths; a rule broken by a flag names the flag, not the field."""
+    store = tmp_path / "w.duckdb"
+    env_vars = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
+    done = CliRunner(env=env_vars).invoke(app, ["sync", "-q", "--store", str(store), *flags])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: {expected}"), done.output
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("key", [123, b"sk-admin-abc", ["sk-admin-abc"]])
+def test_a_key_that_is_not_a_string_is_refused_naming_the_argument(key: object) -> None:
+    """`Client(api_key=123)` is a ConfigError naming `api_key=`, not `AttributeError: 'int' ... 'strip'`."""
+    with pytest.raises(ConfigError, match=r"^the admin key from api_key= must be a string, got "):
+        Client(api_key=key, base_url="http://127.0.0.1:9/v1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("base_url", ["http://example.com/v1", "ftp://example.com/v1"])
+def test_a_refused_base_url_leaves_no_new_store(base_url: str, tmp_path: Path) -> None:
+    """`sync --base-url http://remote` is refused naming --allow-insecure-http, before any store file is made."""
+    store = tmp_path / "z.duckdb"
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(
+        app, ["sync", "-q", "--store", str(store), "--base-url", base_url]
+    )
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith("error: "), done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "203.0.113.7"])
+def test_an_emulator_host_it_cannot_listen_on_blames_host_not_port(host: str) -> None:
+    """`emulator --host 999.1.1.1` says to fix --host; it used to say "pick another --port"."""
+    done = CliRunner().invoke(app, ["emulator", "--host", host, "--port", "0"])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: cannot listen on {host}:0: "), done.output
+    assert "--host must be an address of this machine" in done.output and "--port" not in done.output
+
+
+def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
+    """`emulator --replay DIR` names the real cause (a directory), not "no such file"."""
+    done = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    assert f"--replay {tmp_path}: a directory, not a file;" in done.output
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--path", "{store}", "--force"], "--path {store} is the store ({store})"),
+        (["--path", "{store}.wal", "--force"], "--path {store}.wal is the store's WAL"),
+        (["--path", "{store}", "--force", "--store", "{other}"], "{store} is a DuckDB store, not a config file"),
+    ],
+)
+def test_init_force_never_writes_its_config_over_a_store(
+    argv: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init --path usageledger.duckdb --force` replaced the store with the config text; now it is refused."""
+    monkeypatch.chdir(tmp_path)
+    store, other = "usageledger.duckdb", "other.duckdb"
+    with open_store(store) as opened:
+        opened.register_org("acme", synthetic=False, source="api", at=0)
+    before = Path(store).read_bytes()
+    done = CliRunner().invoke(app, ["init", *(a.format(store=store, other=other) for a in argv)])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: {expected.format(store=store)}"), done.output
+    assert Path(store).read_bytes() == before
+    assert not Path(other).exists() and not Path(f"{store}.wal").exists()
+
+
+def test_a_failed_init_leaves_no_half_written_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`init --store missing/x.duckdb` fails on the store and leaves no config behind (a rerun is not refused)."""
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["init", "--store", "missing/x.duckdb"])
+    assert done.exit_code == 1, done.output
+    assert "missing" in done.output and "does not exist" in done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_the_sync_progress_never_cuts_a_count_or_a_time(width: int) -> None:
+    """At 60 to 100 columns the progress lines keep `135/135`, the row counts and `0:00:00`; only labels shorten."""
+    view = _ProgressView(quiet=False)
+    view.progress.add_task("[bold]12 streams", total=135, completed=135, detail="135 requests, 110,971 rows")
+    label = "  default/web_search_calls.1d.project_id+model+context_level"
+    view.progress.add_task(label, total=12, completed=12, detail="10,037 rows")
+    out = Console(file=io.StringIO(), width=width, force_terminal=False)
+    out.print(view.progress.make_tasks_table(view.progress.tasks))
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    for shown in ("135/135", "135 requests, 110,971 rows", "12/12", "10,037 rows"):
+        assert shown in text, text
+    assert text.count("0:00:00") == 2, text
+    assert all(len(line) <= width for line in text.splitlines()), text
+
+
+def test_the_apis_echo_of_a_short_rejected_key_is_not_printed(emulator_url: str, tmp_path: Path) -> None:
+    """A short non-key (`SECRETgarbage`) came back as `SECRETga****bage` in a 401 message; now the echo is cut."""
+    env_vars = {"OPENAI_ADMIN_KEY": "SECRETgarbage", "OPENAI_BASE_URL": emulator_url}
+    store = str(tmp_path / "k.duckdb")
+    runner = CliRunner(env=env_vars)
+    queried = runner.invoke(app, ["query", "costs", "--start", "2d"])
+    synced = runner.invoke(app, ["sync", "-q", "-e", "costs", "--no-directory", "--store", store])
+    assert queried.exit_code == 1 and synced.exit_code == 1, queried.output + synced.output
+    assert "Incorrect API key provided: …" in queried.output
+    assert "SECRETga" not in queried.output + synced.output
+    with open_store(store) as opened:
+        assert "SECRETga" not in str(opened.query("SELECT error FROM sync_runs"))
+
+
+@pytest.mark.parametrize("command", ["status", "report", "export", "sync"])
+def test_the_store_given_as_config_is_named_as_a_store(command: str, tmp_path: Path) -> None:
+    """`--store u.duckdb --config u.duckdb` says the config is a DuckDB store, not "not valid TOML"; nothing changes."""
+    store = tmp_path / "u.duckdb"
+    with open_store(str(store)) as opened:
+        opened.register_org("acme", synthetic=False, source="api", at=0)
+    before = store.read_bytes()
+    argv = [command, "--store", str(store), "--config", str(store)] + (["-q"] if command == "sync" else [])
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: {store} is a DuckDB store, not a config file"), done.output
+    assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("u.duckdb", "is the DuckDB store (u.duckdb)"),
+        ("./u.duckdb.wal", "is the DuckDB store's WAL"),
+        ("link.duckdb", "is the DuckDB store (u.duckdb)"),
+        ("usageledger.toml", "is the config file in use"),
+        ("other.duckdb", "is a DuckDB store"),
+    ],
+)
+def test_report_html_never_overwrites_the_store_or_the_config(
+    target: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report --html usageledger.duckdb` replaced the store with HTML; now it is refused and nothing changes."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("u.duckdb", "other.duckdb"):
+        with open_store(name) as opened:
+            opened.register_org("acme", synthetic=False, source="api", at=0)
+    Path("link.duckdb").symlink_to("u.duckdb")
+    Path("usageledger.toml").write_text('[store]\nurl = "u.duckdb"\n', encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    done = CliRunner().invoke(app, ["report", "--html", target])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: --html {target.removeprefix('./')} {expected}"), done.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_doctor_during_a_sync_reads_the_store_instead_of_failing(slow_emulator: str, tmp_path: Path) -> None:
+    """`doctor` while a sync writes the store says so and passes; it used to fail with "another process is writing"."""
+    store = str(tmp_path / "busy.duckdb")
+    proc = subprocess.Popen(
+        [*cli(), *sync_args(store, "--log-format", "json")],
+        env=env(slow_emulator),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if line.startswith("{") and json.loads(line).get("message") == "window committed":
+                break
+        env_vars = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": slow_emulator}
+        done = CliRunner(env=env_vars).invoke(app, ["doctor", "--store", store])
+        assert proc.poll() is None, "the sync ended before doctor ran"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, timeout=120)
+    assert done.exit_code == 0, done.output
+    assert f"{store} is being written by a running sync (PID {proc.pid})" in done.output

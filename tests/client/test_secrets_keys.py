@@ -1,0 +1,209 @@
+"""Malformed admin keys: surrounding whitespace is stripped where the key is resolved; inner whitespace, control and
+non-ASCII characters are refused with one line that shows only the prefix; masking does not need a well-formed key."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from usageledger import Client
+from usageledger._secrets import mask_keys, normalize_key, redact, redact_url
+from usageledger.config import OrgConfig
+from usageledger.errors import ConfigError
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.leaks import NOW_ISO, canary_key, run_cli
+
+MALFORMED = {"space": " ", "tab": "\t", "non-ASCII": "é"}
+
+
+def test_a_key_with_surrounding_whitespace_is_stripped_where_it_is_resolved(emulator_url: str) -> None:
+    """A key pasted as $'sk-admin-…\\n' (or with spaces around it) works in the library and in a config org."""
+    key = canary_key()
+    with Client(f"  {key}\n", emulator_url, clock=lambda: EMULATOR_NOW) as client:
+        assert list(client.query("costs", start_time=EMULATOR_NOW - 3 * 86400).rows())
+    assert OrgConfig("main").resolve_key({"OPENAI_ADMIN_KEY": key + "\r\n"}) == key
+
+
+@pytest.mark.parametrize("where", ["sync", "query"])
+def test_the_cli_syncs_and_queries_with_a_key_ending_in_a_newline(
+    tmp_path: Path, emulator_url: str, where: str
+) -> None:
+    """OPENAI_ADMIN_KEY=$'sk-admin-…\\n' syncs and queries the emulator, and the key shows nowhere."""
+    key = canary_key()
+    if where == "sync":
+        args = ("sync", "--base-url", emulator_url, "--now", NOW_ISO, "--since", "3d", "-e", "costs")
+        done = run_cli(key + "\n", *args, "--store", str(tmp_path / "s.duckdb"))
+    else:
+        done = run_cli(
+            key + "\n", "query", "costs", "--start", str(EMULATOR_NOW - 3 * 86400), "--base-url", emulator_url
+        )
+    assert done.returncode == 0, done.stderr
+    assert key not in done.stdout + done.stderr and "SECRETCANARY" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+@pytest.mark.parametrize("command", ["sync", "query"])
+def test_a_key_with_an_inner_bad_character_fails_in_one_line_with_only_its_prefix(
+    tmp_path: Path, emulator_url: str, name: str, command: str
+) -> None:
+    """Inner space, tab or non-ASCII: exit 1, one line naming OPENAI_ADMIN_KEY and sk-admin-…, no traceback, no key."""
+    key = canary_key()
+    bad = key[:15] + MALFORMED[name] + key[15:]
+    if command == "sync":
+        args: tuple[str, ...] = ("sync", "--base-url", emulator_url, "--since", "3d", "-e", "costs")
+        args += ("--store", str(tmp_path / "s.duckdb"))
+    else:
+        args = ("query", "costs", "--start", str(EMULATOR_NOW - 3 * 86400), "--base-url", emulator_url)
+    done = run_cli(bad, *args)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "OPENAI_ADMIN_KEY" in lines[0] and "sk-admin-…" in lines[0] and "Traceback" not in done.stderr
+    assert "SECRETCANARY" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_normalize_key_names_the_source_and_shows_the_prefix_only(name: str) -> None:
+    """The library refuses the key at Client() with a message naming api_key= and no part of the key's body."""
+    key = canary_key()
+    bad = key[:15] + MALFORMED[name] + key[15:]
+    with pytest.raises(ConfigError) as info:
+        Client(bad, "http://127.0.0.1:9/v1")
+    text = str(info.value)
+    assert "api_key=" in text and "sk-admin-…" in text and "SECRETCANARY" not in text and "\n" not in text
+    assert normalize_key(f"\t{key} \n", "X") == key
+
+
+def test_masking_works_on_malformed_keys_raw_and_repr_escaped() -> None:
+    """A key with a newline, tab or é inside or after it is masked, also in its repr form (b'Bearer sk-admin-…\\n')."""
+    key = canary_key()
+    for bad in (key + "\n", key[:15] + "\t" + key[15:], key[:15] + "é" + key[15:]):
+        for shown in (f"Illegal header value {('Bearer ' + bad).encode('utf-8')!r}", repr(bad), f"x {bad} y"):
+            assert "CANARY" not in redact(shown, bad), shown
+    assert "CANARY" not in mask_keys(repr(key[:20] + "é" + key[20:]))
+    assert "CANARY" not in mask_keys(repr(key[:20] + "\\xe9" + key[20:]))
+
+
+def test_redact_url_shows_scheme_and_host_only() -> None:
+    """A Slack-style webhook URL keeps its host and port; path, query, user and password are gone."""
+    url = "https://user:pw@hooks.example.com:8443/services/T000/B000/XXXXSECRET?token=abc"
+    assert redact_url(url) == "https://hooks.example.com:8443"
+    assert redact_url("not a url") == "<webhook URL>"
+
+
+def test_the_cli_log_handler_masks_keys_in_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """A key-shaped value logged as an argument (even with a newline in it) is cut to its prefix by the CLI handler."""
+    from usageledger.cli._app import setup_logging
+
+    key = canary_key()
+    for fmt in ("text", "json"):
+        setup_logging(2, fmt)
+        logging.getLogger("usageledger.test").warning("header %r refused", f"Bearer {key}\n")
+        err = capsys.readouterr().err
+        assert "sk-admin-" in err and "CANARY" not in err, err
+    logging.getLogger("usageledger").handlers[:] = []
+
+
+def test_doctor_blames_the_key_not_the_base_url_for_an_inner_space(emulator_url: str, tmp_path: Path) -> None:
+    """doctor fails the `key` check with the one-line reason and prefix only; the base URL check still passes."""
+    from usageledger.doctor import diagnose
+
+    key = canary_key()
+    env = {"OPENAI_ADMIN_KEY": key[:15] + " " + key[15:]}
+    found = diagnose(base_url=emulator_url, environ=env, store=str(tmp_path / "s.duckdb"), clock=lambda: EMULATOR_NOW)
+    assert found.by_check("key").status == "fail" and "whitespace" in found.by_check("key").finding
+    assert found.by_check("base URL").status == "ok", found.by_check("base URL")
+    assert "CANARY" not in repr(found)
+    env = {"OPENAI_ADMIN_KEY": key + "\n"}
+    store = str(tmp_path / "s.duckdb")
+    assert diagnose(base_url=emulator_url, environ=env, store=store, clock=lambda: EMULATOR_NOW).ok
+
+
+def test_the_seed_face_names_access_token_for_a_malformed_key() -> None:
+    """UsageApi(access_token=...) with a tab inside names access_token=, not the Client's api_key=."""
+    from usageledger import UsageApi
+
+    key = canary_key()
+    with pytest.raises(ConfigError, match="access_token=") as info:
+        UsageApi(access_token=key[:15] + "\t" + key[15:], base_url="http://127.0.0.1:9/v1")
+    assert "CANARY" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_cli_log_handler_masks_tracebacks_stacks_and_extras(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key inside an exception's text, its traceback, a logged stack, or an extra field is cut to its prefix."""
+    from usageledger.cli._app import setup_logging
+
+    key = canary_key()
+    setup_logging(2, fmt)
+    log = logging.getLogger("usageledger.test")
+    try:
+        try:
+            raise ValueError(f"header {('Bearer ' + key + chr(10)).encode()!r} refused")
+        except ValueError as inner:
+            raise RuntimeError(f"while sending {key}") from inner
+    except RuntimeError:
+        log.exception("request failed", extra={"header": f"Bearer {key}\t", "raw": [key]}, stack_info=True)
+    log.warning("mapping %(k)s", {"k": key})
+    logging.getLogger("usageledger").handlers[:] = []
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError" in err and "ValueError" in err and "Stack" in err, err
+    assert "CANARY" not in err, err
+
+
+def test_a_config_with_any_api_key_line_is_refused_for_its_mode_by_doctor_and_the_loader(tmp_path: Path) -> None:
+    """`api_key = "..."` that is not key-shaped still makes a 0640 file fail doctor's check and the loader: one rule."""
+    from usageledger.config import load_config
+    from usageledger.doctor import diagnose
+
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[[orgs]]\nname = "acme"\napi_key = "short"\n')
+    config.chmod(0o640)
+    dead = "http://127.0.0.1:9/v1"
+    found = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
+    check = found.by_check("config permissions")
+    assert check.status == "fail" and "its group can read it" in check.finding and "chmod 600" in (check.fix or "")
+    with pytest.raises(ConfigError, match=r"its group can read it \(mode 0640\); run: chmod 600"):
+        load_config(config)
+    config.chmod(0o600)
+    private = diagnose(config_path=config, environ={}, store=str(tmp_path / "s.duckdb"), base_url=dead)
+    assert private.by_check("config permissions").status == "ok"
+
+
+def test_every_cli_error_line_is_masked_whatever_its_source(tmp_path: Path) -> None:
+    """An OS error naming a path with a pasted key in it (not a library error) still prints only the prefix."""
+    key = canary_key()
+    done = run_cli("", "init", "--path", str(tmp_path / key / "u.toml"))
+    assert done.returncode == 1 and "sk-admin-…" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "CANARY" not in done.stdout + done.stderr
+
+
+@pytest.mark.postgres
+def test_a_store_password_shows_nowhere(tmp_path: Path, pg_url: str, emulator_url: str) -> None:
+    """A PostgreSQL store URL with a password: init, sync, status and a failed connection print it only as ***."""
+    secret = "PWCANARY" + "q" * 8
+    url = pg_url.replace("@", f":{secret}@", 1)  # postgresql://user:PASSWORD@127.0.0.1:PORT/db
+    assert f":{secret}@" in url
+    key = canary_key()
+    runs = {
+        "init": run_cli(key, "init", "--path", str(tmp_path / "u.toml"), "--store", url),
+        "sync": run_cli(key, "sync", "--store", url, "--base-url", emulator_url, "--now", NOW_ISO, "--since", "2d"),
+        "status": run_cli(key, "status", "--store", url),
+        "dead": run_cli(key, "status", "--store", url.rsplit("@", 1)[0] + "@127.0.0.1:9/x"),
+    }
+    assert [runs[n].returncode for n in ("init", "sync", "status")] == [0, 0, 0], runs
+    assert ":***@" in runs["init"].stdout and ":***@" in runs["status"].stdout, runs["status"].stdout
+    assert runs["dead"].returncode == 1 and "Traceback" not in runs["dead"].stderr
+    text = "".join(r.stdout + r.stderr for r in runs.values())
+    assert secret not in text and "PWCANARY" not in text, text
+
+
+def test_mask_keys_hides_a_url_password_in_any_message() -> None:
+    """`scheme://user:password@host` in any text becomes `scheme://user:***@host`; a URL without one is kept."""
+    text = "cannot connect to postgresql://bob:s3cr3t@db:5432/x; see postgresql://bob@db/x or https://h.example/a:b@c"
+    assert mask_keys(text) == (
+        "cannot connect to postgresql://bob:***@db:5432/x; see postgresql://bob@db/x or https://h.example/a:b@c"
+    )

@@ -1,0 +1,495 @@
+"""The report, the HTML page and reconciliation on the demo store: a real sync from the emulator into DuckDB.
+
+Every figure the report shows is checked against a direct SQL sum over the store, written here independently of
+the report's own queries.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageStat
+from rich.console import Console
+from typer.testing import CliRunner
+
+from usageledger import catalogue, timeutil
+from usageledger.cli import app
+from usageledger.cli.commands_report import EXIT_FINDINGS
+from usageledger.report.formatting import format_money
+from usageledger.report.html import render_html
+from usageledger.report.names import Names, names_from_mapping
+from usageledger.report.queries import Period, ReportData, Scope, build_report
+from usageledger.report.reconcile import reconcile
+from usageledger.report.terminal import render_report
+from usageledger.store import BaseStore, Stream, default_streams, open_store
+from usageledger.sync import Org, SyncOptions, sync
+
+from fixtures.browser import BrowserPage
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.reports import ORG, demo_sync
+
+CHARTS = ("daily-spend-by-project", "tokens-by-model", "spend-by-line-item", "cost-per-million-tokens")
+TOKEN_VIEWS = [
+    f"usage_{e.name}_daily"
+    for e in catalogue.USAGE_ENDPOINTS
+    if "model" in e.group_by and "input_tokens" in {m.name for m in e.metrics}
+]
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
+    """The demo store: a DuckDB file filled by a real sync from the emulator over loopback."""
+    path = tmp_path_factory.mktemp("demo") / "usageledger.duckdb"
+    with open_store(path) as store:
+        demo_sync(store, emulator_url)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_period() -> Period:
+    """The 30 whole days before the emulator's now (2026-11-20T12:00Z)."""
+    today = datetime.fromtimestamp(EMULATOR_NOW, UTC).date()
+    return Period(today - timedelta(days=30), today)
+
+
+@pytest.fixture
+def store(demo_store: Path) -> Iterator[BaseStore]:
+    """The demo store, opened read-only."""
+    opened = open_store(demo_store, migrate=False, read_only=True)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def conn(store: BaseStore) -> Any:
+    """The demo store's DuckDB connection, for the direct SQL sums."""
+    return store.connection  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def demo_report(store: BaseStore, demo_period: Period) -> ReportData:
+    """The report over the demo period."""
+    return build_report(store, demo_period)
+
+
+@pytest.fixture
+def demo_names(conn: Any) -> Names:
+    """Names for two of the demo's projects; the others stay IDs."""
+    ids = [r[0] for r in conn.execute("SELECT DISTINCT project_id FROM costs_daily ORDER BY 1 LIMIT 2").fetchall()]
+    return names_from_mapping({"projects": {pid: f"Team {i}" for i, pid in enumerate(ids)}})
+
+
+def _bounds(period: Period) -> list[datetime]:
+    return [period.start, period.end]
+
+
+def _sums(conn: Any, sql: str, params: list[Any]) -> dict[Any, Decimal]:
+    return {r[0]: Decimal(r[1]) for r in conn.execute(sql, params).fetchall()}
+
+
+def test_demo_store_has_data(demo_report: ReportData) -> None:
+    """The demo period holds spend, tokens and several projects and models, so the checks below mean something."""
+    assert demo_report.total_spend > 0 and demo_report.total_tokens > 0
+    assert len(demo_report.spend_by_project) > 1 and len(demo_report.usage_by_model) > 1
+
+
+def test_spend_figures_equal_direct_sums(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """Total, per project, per line item, per model and per day equal direct SQL sums over costs_daily."""
+    where = "WHERE bucket_start >= ? AND bucket_start < ?"
+    params = _bounds(demo_period)
+    total = conn.execute(f"SELECT SUM(amount_value) FROM costs_daily {where}", params).fetchone()[0]
+    assert demo_report.total_spend == total
+    by_project = _sums(conn, f"SELECT project_id, SUM(amount_value) FROM costs_daily {where} GROUP BY 1", params)
+    assert {s.key: s.amount for s in demo_report.spend_by_project} == by_project
+    by_item = _sums(conn, f"SELECT line_item, SUM(amount_value) FROM costs_daily {where} GROUP BY 1", params)
+    assert {s.key: s.amount for s in demo_report.spend_by_line_item} == by_item
+    for column, figures in (("api_key_id", demo_report.spend_by_api_key), ("user_id", demo_report.spend_by_user)):
+        sql = f"SELECT {column}, SUM(amount_value) FROM costs_daily {where} AND {column} IS NOT NULL GROUP BY 1"
+        assert {s.key: s.amount for s in figures} == _sums(conn, sql, params)
+    by_model: dict[str | None, Decimal] = defaultdict(Decimal)
+    for item, amount in by_item.items():
+        by_model[item.split(", ", 1)[0] if item and ", " in item else None] += amount
+    assert {m.model: m.amount for m in demo_report.spend_by_model} == dict(by_model)
+    rows = conn.execute(f"SELECT bucket_start, amount_value FROM costs_daily {where}", params).fetchall()
+    by_day: dict[date, Decimal] = defaultdict(Decimal)
+    for start, amount in rows:
+        by_day[start.astimezone(UTC).date()] += amount
+    assert dict(demo_report.daily_spend) == {d: by_day.get(d, Decimal(0)) for d in demo_period.each_day()}
+    assert sum(v for _, v in demo_report.daily_spend) == total
+    per_project_day: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
+    for start, project, amount in conn.execute(
+        f"SELECT bucket_start, project_id, amount_value FROM costs_daily {where}", params
+    ).fetchall():
+        per_project_day[(start.astimezone(UTC).date(), project)] += amount
+    assert {(v.day, v.key): v.value for v in demo_report.daily_spend_by_project} == dict(per_project_day)
+
+
+def test_token_figures_equal_direct_sums(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """Tokens and requests by model equal direct sums over every token-metered usage view."""
+    expected: dict[str | None, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for view in TOKEN_VIEWS:
+        columns = {r[0] for r in conn.execute(f"DESCRIBE {view}").fetchall()}
+        out = "SUM(output_tokens)" if "output_tokens" in columns else "0"
+        for model, inp, outp, req in conn.execute(
+            f"SELECT model, SUM(input_tokens), {out}, SUM(num_model_requests) FROM {view} "
+            "WHERE bucket_start >= ? AND bucket_start < ? GROUP BY 1",
+            _bounds(demo_period),
+        ).fetchall():
+            row = expected[model]
+            row[0] += int(inp or 0)
+            row[1] += int(outp or 0)
+            row[2] += int(req or 0)
+    got = {u.model: [u.input_tokens, u.output_tokens, u.requests] for u in demo_report.usage_by_model}
+    assert got == dict(expected)
+    assert demo_report.total_tokens == sum(v[0] + v[1] for v in expected.values())
+
+
+def test_cost_per_million_equals_direct_sums(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """Cost per 1M tokens is token-priced spend over billed tokens, both direct sums."""
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    tokens: dict[str, Decimal] = defaultdict(Decimal)
+    for item, unit, amount, quantity in conn.execute(
+        "SELECT line_item, quantity_unit, amount_value, quantity FROM costs_daily "
+        "WHERE bucket_start >= ? AND bucket_start < ? AND quantity_unit IN ('tokens', '1000_tokens')",
+        _bounds(demo_period),
+    ).fetchall():
+        model = item.split(", ", 1)[0]
+        spend[model] += amount
+        tokens[model] += quantity * (1000 if unit == "1000_tokens" else 1)
+    rates = {m.model: m.per_million_tokens for m in demo_report.spend_by_model if m.per_million_tokens is not None}
+    assert rates == {m: (spend[m] * 1_000_000 / tokens[m]).quantize(Decimal("0.000001")) for m in tokens}
+    assert rates
+
+
+def test_movers_equal_direct_sums(conn: Any, demo_report: ReportData, demo_period: Period) -> None:
+    """Top movers compare direct sums of this period and the previous one of the same length."""
+    previous = demo_period.previous()
+    sql = (
+        "SELECT project_id, SUM(amount_value) FROM costs_daily WHERE bucket_start >= ? AND bucket_start < ? GROUP BY 1"
+    )
+    now = _sums(conn, sql, _bounds(demo_period))
+    before = _sums(conn, sql, _bounds(previous))
+    assert previous.days == demo_period.days and previous.until == demo_period.since
+    assert demo_report.previous_spend == sum(before.values())
+    for mover in demo_report.movers_by_project:
+        assert mover.current == now.get(mover.key, Decimal(0))
+        assert mover.previous == before.get(mover.key, Decimal(0))
+    changes = sorted((abs(now.get(k, Decimal(0)) - before.get(k, Decimal(0))) for k in {*now, *before}), reverse=True)
+    assert [abs(m.change) for m in demo_report.movers_by_project] == [c for c in changes if c][: len(changes)]
+
+
+def test_project_filter_narrows_every_figure(store: BaseStore, demo_report: ReportData, demo_period: Period) -> None:
+    """With --project the totals are that project's share of the whole."""
+    project = demo_report.spend_by_project[0].key
+    narrowed = build_report(store, demo_period, Scope(project=project))
+    assert narrowed.total_spend == demo_report.spend_by_project[0].amount
+    assert [s.key for s in narrowed.spend_by_project] == [project]
+    assert 0 < narrowed.total_tokens < demo_report.total_tokens
+
+
+def test_reconcile_consistent_data_has_no_difference(store: BaseStore, demo_period: Period) -> None:
+    """Emulator data agrees by construction: tokens per day and model match exactly."""
+    result = reconcile(store, demo_period)
+    assert result.rows and result.differences == ()
+    assert result.usage_total == result.costs_total > 0
+
+
+def test_reconcile_reports_a_revision_on_one_side(demo_store: Path, demo_period: Period, tmp_path: Path) -> None:
+    """A revision injected into the usage side of one day and model is reported, and only that pair."""
+    copy = tmp_path / "revised.duckdb"
+    copy.write_bytes(demo_store.read_bytes())
+    day = demo_period.since + timedelta(days=3)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    with open_store(copy) as revised:
+        org, stream, key, model = revised.query(
+            "SELECT org, stream, group_key, model FROM usage_completions WHERE bucket_start = %s "
+            "AND stream IN (SELECT DISTINCT stream FROM usage_completions_daily) ORDER BY model, group_key LIMIT 1",
+            [start],
+        )[0]
+        revised.execute(
+            "UPDATE usage_completions SET output_tokens = output_tokens + 1234 "
+            "WHERE org = %s AND stream = %s AND bucket_start = %s AND group_key = %s",
+            [org, stream, start, key],
+        )
+        result = reconcile(revised, demo_period)
+        lenient = reconcile(revised, demo_period, tolerance=Decimal("0.5"))
+    assert [(r.org, r.day, r.model, r.difference) for r in result.differences] == [(org, day, model, Decimal(-1234))]
+    assert lenient.differences == ()
+
+
+@pytest.fixture
+def report_file(demo_report: ReportData, demo_names: Names, tmp_path: Path) -> Path:
+    """The demo store's report written as one HTML file."""
+    path = tmp_path / "report.html"
+    path.write_text(render_html(demo_report, demo_names, generated_at=datetime(2026, 11, 20, tzinfo=UTC)))
+    return path
+
+
+def test_html_is_self_contained(report_file: Path, demo_names: Names) -> None:
+    """No external resource (no link, no script src, no http URL in src/href), and names replace IDs."""
+    text = report_file.read_text()
+    assert "<link" not in text and "<script src" not in text
+    assert 'src="http' not in text and 'href="http' not in text
+    for slug in CHARTS:
+        assert f'id="chart-{slug}"' in text
+    assert "Team 0" in text
+
+
+def test_report_renders_with_visible_charts(browser_page: BrowserPage, report_file: Path, tmp_path: Path) -> None:
+    """Chromium renders the file offline, every chart has real pixels, the console stays clean."""
+    page = browser_page.page
+    page.goto(report_file.as_uri())
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    for slug in CHARTS:
+        chart = page.locator(f"#chart-{slug}")
+        assert chart.is_visible()
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 300 and box["height"] > 80
+        shot = tmp_path / f"{slug}.png"
+        chart.screenshot(path=str(shot))
+        with Image.open(shot) as image:
+            stat = ImageStat.Stat(image.convert("L"))
+            assert stat.var[0] > 100, f"chart {slug} looks blank (variance {stat.var[0]:.1f})"
+            assert len(image.getcolors(maxcolors=1 << 16) or []) > 5
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert browser_page.errors == []
+    assert [u for u in browser_page.requests if not u.startswith("file:")] == []
+
+
+def _column(page: BrowserPage, table: str, index: int) -> list[str]:
+    return page.page.locator(f"#{table} tbody tr td:nth-child({index})").all_inner_texts()
+
+
+def _values(page: BrowserPage, table: str, index: int) -> list[float]:
+    cells = page.page.locator(f"#{table} tbody tr td:nth-child({index})")
+    return [float(v) for v in cells.evaluate_all("cells => cells.map(c => c.dataset.value)")]
+
+
+def test_clicking_headers_sorts_tables(browser_page: BrowserPage, report_file: Path) -> None:
+    """A click sorts a column ascending, a second click descending; text columns sort by name."""
+    page = browser_page.page
+    page.goto(report_file.as_uri())
+    header = page.locator("#spend-by-project thead th").nth(1)
+    header.click()
+    ascending = _values(browser_page, "spend-by-project", 2)
+    assert len(ascending) > 1 and ascending == sorted(ascending)
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert _values(browser_page, "spend-by-project", 2) == sorted(ascending, reverse=True)
+    assert header.get_attribute("aria-sort") == "descending"
+    page.locator("#usage-by-model thead th").nth(0).click()
+    models = _column(browser_page, "usage-by-model", 1)
+    assert models == sorted(models, key=str.lower)
+    assert browser_page.errors == []
+
+
+def test_cli_report_terminal(demo_store: Path, demo_period: Period, demo_report: ReportData, tmp_path: Path) -> None:
+    """`report` prints every section for the period, with project names from the config's [names]."""
+    project = demo_report.spend_by_project[0].key
+    config = tmp_path / "usageledger.toml"
+    config.write_text(f'[names.projects]\n{project} = "Search team"\n')
+    span = ["--since", demo_period.since.isoformat(), "--until", demo_period.until.isoformat()]
+    result = CliRunner().invoke(
+        app, ["report", "--store", str(demo_store), *span, "--config", str(config)], env={"COLUMNS": "160"}
+    )
+    assert result.exit_code == 0, result.output
+    for section in (
+        "Spend by project",
+        "Spend by line item",
+        "Spend by model",
+        "Tokens and requests by model",
+        "Daily spend",
+        "Top movers by project",
+        "Top movers by model",
+        "per 1M tokens",
+    ):
+        assert section in result.output
+    assert "Search team" in result.output and project not in result.output
+    assert f"Spend {format_money(demo_report.total_spend)}" in result.output
+
+
+def test_cli_report_html_and_png(demo_store: Path, demo_period: Period, tmp_path: Path) -> None:
+    """`report --html --png` writes the page and one PNG per chart, names from a CSV file."""
+    names = tmp_path / "names.csv"
+    names.write_text("kind,id,name\nproject,proj_0,Search team\n")
+    html, png = tmp_path / "out" / "report.html", tmp_path / "charts"
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--store",
+            str(demo_store),
+            "--since",
+            demo_period.since.isoformat(),
+            "--until",
+            demo_period.until.isoformat(),
+            "--html",
+            str(html),
+            "--png",
+            str(png),
+            "--names",
+            str(names),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    assert sorted(p.name for p in png.iterdir()) == sorted(f"{slug}.png" for slug in CHARTS)
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in png.iterdir())
+
+
+def test_cli_reconcile_explains_and_fails_over(demo_store: Path, demo_period: Period, tmp_path: Path) -> None:
+    """`reconcile` explains why the sides differ; --fail-over exits 3 only when a difference exceeds tolerance."""
+    span = ["--since", demo_period.since.isoformat(), "--until", demo_period.until.isoformat()]
+    clean = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), *span, "--fail-over"])
+    assert clean.exit_code == 0, clean.output
+    assert "No differences beyond the tolerance" in clean.output
+    words = " ".join(clean.output.replace("│", " ").split())
+    assert "two different pipelines" in words and "invoice" in words and "revised" in words
+    copy = tmp_path / "revised.duckdb"
+    copy.write_bytes(demo_store.read_bytes())
+    with open_store(copy) as revised_store:
+        revised_store.execute(
+            "UPDATE usage_completions SET input_tokens = input_tokens * 2 WHERE bucket_start = %s", [demo_period.start]
+        )
+    revised = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--fail-over"])
+    assert revised.exit_code == EXIT_FINDINGS, revised.output
+    assert "difference(s) beyond the tolerance" in revised.output
+    tolerant = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--tolerance", "100%", "--fail-over"])
+    assert tolerant.exit_code == 0, tolerant.output
+    half = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--tolerance", "0.5"])
+    assert "tolerance 50%" in half.output and "E+" not in half.output, half.output
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, demo_store: Path) -> None:
+    """A missing store, a bad option value or a --png path that is a file is one clear line and exit 1."""
+    existing = tmp_path / "existing-file"
+    existing.write_text("keep me")
+    png = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--png", str(existing)])
+    assert png.exit_code == 1 and "Traceback" not in png.output and str(existing) in png.output, png.output
+    assert len(png.output.strip().splitlines()) == 1 and existing.read_text() == "keep me"
+    missing = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "nope.duckdb")])
+    assert missing.exit_code == 1 and "no store at" in missing.output
+    bad = CliRunner().invoke(app, ["reconcile", "--store", str(tmp_path / "x.duckdb"), "--tolerance", "lots"])
+    assert bad.exit_code == 1 and "--tolerance" in bad.output
+
+
+def test_several_orgs_reconcile_and_report_separately(
+    tmp_path: Path, emulator_url: str, demo_report: ReportData, demo_period: Period
+) -> None:
+    """Two orgs: --org narrows the report; opposite revisions in two orgs are each reported, never cancelled."""
+    path = tmp_path / "two.duckdb"
+    with open_store(path) as target, ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(
+            sync,
+            target,
+            [Org("org-a", FAKE_ADMIN_KEY, emulator_url), Org("org-b", FAKE_ADMIN_KEY, emulator_url)],
+            default_streams(),
+            SyncOptions(since=timeutil.floor(EMULATOR_NOW - 90 * 86400, "1d")),
+            clock=lambda: EMULATOR_NOW,
+        ).result()
+    assert result.ok, result.errors
+    start = demo_period.start
+    with open_store(path) as store:
+        both = build_report(store, demo_period)
+        only_a = build_report(store, demo_period, Scope(org="org-a"))
+        assert only_a.total_spend == demo_report.total_spend and both.total_spend == 2 * only_a.total_spend
+        assert reconcile(store, demo_period).differences == ()
+        for org, delta in (("org-a", 500), ("org-b", -500)):
+            store.execute(
+                "UPDATE usage_completions SET output_tokens = output_tokens + %s WHERE org = %s AND bucket_start = %s "
+                "AND group_key = (SELECT MIN(group_key) FROM usage_completions WHERE org = %s AND bucket_start = %s "
+                "AND model = (SELECT MIN(model) FROM usage_completions WHERE bucket_start = %s))",
+                [delta, org, start, org, start, start],
+            )
+        differences = reconcile(store, demo_period).differences
+        assert [(r.org, r.difference) for r in differences] == [("org-a", -500), ("org-b", 500)]
+        assert [r.org for r in reconcile(store, demo_period, Scope(org="org-b")).differences] == ["org-b"]
+
+
+def test_hostile_names_are_escaped(demo_report: ReportData) -> None:
+    """A name holding markup is shown as text in tables and chart legends, never run."""
+    project = demo_report.spend_by_project[0].key
+    assert project is not None
+    names = names_from_mapping({"projects": {project: '<script>alert("x")</script> & co'}})
+    page = render_html(demo_report, names)
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in page
+
+
+def test_empty_period_renders(store: BaseStore) -> None:
+    """A period with no data gives zeros, an empty-chart message and no error, in the terminal and in HTML."""
+    empty = build_report(store, Period(date(2020, 1, 1), date(2020, 1, 8)))
+    assert empty.total_spend == 0 and empty.spend_by_project == () and len(empty.daily_spend) == 7
+    assert empty.currency is None
+    page = render_html(empty)
+    assert page.count("No data in this period") >= 4
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render_report(empty))
+    assert "Spend $0.00" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_spend_by_api_key_and_user_when_costs_group_by_them(tmp_path: Path, demo_period: Period) -> None:
+    """A costs stream grouped by API key and user adds those sections, with names where known and IDs elsewhere."""
+    stream = Stream.create("costs", "1d", ["project_id", "api_key_id", "user_id", "line_item"])
+    rows = [("key_a", "user-1", "1.25"), ("key_a", "user-2", "2.50"), ("key_b", "user-1", "0.75"), ("key_b", None, "4")]
+    with open_store(tmp_path / "keys.duckdb") as store:
+        store.register_stream(ORG, stream)
+        for i, (key, user, amount) in enumerate(rows):
+            store.execute(
+                "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, api_key_id, user_id, "
+                "line_item, amount_value, currency) VALUES (%s, %s, %s, %s, %s, 'proj_x', %s, %s, 'gpt-4o, input', %s, "
+                "'usd')",
+                [ORG, stream.id, demo_period.start, demo_period.start + timedelta(days=1), str(i), key, user, amount],
+            )
+        data = build_report(store, demo_period)
+    assert [(s.key, s.amount) for s in data.spend_by_api_key] == [
+        ("key_b", Decimal("4.75")),
+        ("key_a", Decimal("3.75")),
+    ]
+    assert {s.key: s.amount for s in data.spend_by_user} == {
+        None: Decimal(4),
+        "user-1": Decimal(2),
+        "user-2": Decimal("2.50"),
+    }
+    names = names_from_mapping({"api_keys": {"key_a": "ci runner"}, "users": {"user-2": "Grace"}})
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render_report(data, names))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "Spend by API key" in text and "ci runner" in text and "key_b" in text and "key_a" not in text
+    assert "Spend by user" in text and "Grace" in text and "user-1" in text
+    page = render_html(data, names)
+    assert 'id="spend-by-api-key"' in page and 'id="spend-by-user"' in page and "ci runner" in page
+
+
+def test_demo_prints_the_report(tmp_path: Path) -> None:
+    """`usageledger demo` ends with the terminal report of the store it just synced."""
+    result = CliRunner().invoke(app, ["demo", "--days", "7", "--store", str(tmp_path / "demo.duckdb")])
+    assert result.exit_code == 0, result.output
+    tail = result.output[result.output.index("Usage & costs") :]
+    for section in ("Spend by project", "Spend by model", "Tokens and requests by model", "Top movers by model"):
+        assert section in tail
+
+
+def test_an_unknown_project_id_is_warned_about(demo_store: Path) -> None:
+    """`check --project` and `report --project` with an ID the store never saw warn on stderr; a known one does not."""
+    with open_store(demo_store, migrate=False, read_only=True) as store:
+        known = store.query("SELECT min(project_id) FROM costs_daily WHERE project_id IS NOT NULL")[0][0]
+    for command in (["check"], ["report"]):
+        typo = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--project", "proj_typo"])
+        assert typo.exit_code in (0, EXIT_FINDINGS), typo.output
+        warnings = [line for line in typo.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "--project proj_typo" in warnings[0], typo.stderr
+        fine = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--project", known])
+        assert "warning:" not in fine.stderr, fine.stderr

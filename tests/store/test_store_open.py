@@ -1,0 +1,203 @@
+"""Opening stores: reading commands never create one, say the true cause of a failed open, and work during a sync.
+
+Every case runs through the CLI and checks the one line on stderr, the exit code and the files left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.store import open_store
+from usageledger.store._filelock import writer_pid
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.reliability import cli, emulator_process, env, finish, run_cli, sync_args
+
+READERS = [
+    ["status"],
+    ["report"],
+    ["check"],
+    ["reconcile"],
+    ["export", "-e", "costs", "-o", "-"],
+]
+IDS = [argv[0] for argv in READERS]
+
+
+def _one_line(result: object) -> str:
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def _files(where: Path) -> list[str]:
+    return sorted(str(p.relative_to(where)) for p in where.rglob("*"))
+
+
+@pytest.mark.parametrize("argv", READERS, ids=IDS)
+@pytest.mark.parametrize("store", ["typo.duckdb", "missing/folder/typo.duckdb"])
+def test_a_reading_command_on_a_missing_store_says_so_and_creates_nothing(
+    argv: list[str], store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`no store at PATH`, naming --store and [store] url; exit 1; no file, WAL, lock or folder is created."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, [*argv, "--store", store])
+    assert result.exit_code == 1, result.output
+    line = _one_line(result)
+    assert line.startswith(f"error: no store at {store}:") and "--store" in line and "[store] url" in line, line
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("argv", READERS, ids=IDS)
+def test_a_reading_command_on_a_postgres_database_without_the_schema_creates_no_table(
+    argv: list[str], pg_url: str
+) -> None:
+    """A PostgreSQL database without usageledger's tables: one line saying so, and still no table afterwards."""
+    result = CliRunner().invoke(app, [*argv, "--store", pg_url])
+    assert result.exit_code == 1, result.output
+    line = _one_line(result)
+    assert "no usageledger store in" in line and "usageledger sync" in line, line
+    with open_store(pg_url, migrate=False) as opened:
+        assert opened.applied_migrations() == [] and opened.query(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+        ) == [(0,)]
+
+
+def _holder(path: Path) -> subprocess.Popen[str]:
+    """Another program (a plain duckdb connection, not usageledger) holding ``path`` open for writing."""
+    code = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+WRITER = ["sync", "--base-url", "http://127.0.0.1:9/v1", "--quiet"]
+"""A sync whose store fails to open before it sends any request (nothing listens on port 9)."""
+
+
+@pytest.mark.parametrize("argv", [["status"], ["report"], WRITER], ids=["status", "report", "sync"])
+def test_duckdb_open_failures_say_their_real_cause(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory, a missing folder, a file that is not DuckDB and a file locked by PID N: each its own line."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    cases = {
+        "adir": "is a directory, not a DuckDB file",
+        "notes.csv": "is not a DuckDB database file",
+    }
+    if argv[0] == "sync":  # a writer names the missing folder; readers say `no store at` (tested above)
+        cases["gone/u.duckdb"] = f"the folder {tmp_path / 'gone'} of the store gone/u.duckdb does not exist"
+    for store, cause in cases.items():
+        before = _files(tmp_path)
+        result = CliRunner().invoke(app, [*argv, "--store", store])
+        assert result.exit_code == 1, result.output
+        line = _one_line(result)
+        assert cause in line and "wait for" not in line, line
+        assert _files(tmp_path) == before, store
+    held = tmp_path / "held.duckdb"
+    holder = _holder(held)
+    try:
+        before = _files(tmp_path)
+        result = CliRunner().invoke(app, [*argv, "--store", str(held)])
+        assert result.exit_code == 1, result.output
+        line = _one_line(result)
+        assert f"is locked by process {holder.pid} (" in line and "not a running usageledger sync" in line, line
+        assert _files(tmp_path) == before
+    finally:
+        holder.communicate("")
+
+
+def _wait_for_writer(store: str, sync: subprocess.Popen[str]) -> None:
+    """Until the sync subprocess holds the store's writer lock (it has opened the store)."""
+    deadline = time.monotonic() + 60
+    while writer_pid(store) != sync.pid:
+        assert sync.poll() is None, sync.communicate()
+        assert time.monotonic() < deadline, "the sync never opened its store"
+        time.sleep(0.05)
+
+
+def test_readers_work_during_a_duckdb_sync_and_a_second_sync_is_refused_at_once(tmp_path: Path) -> None:
+    """status and report succeed while a real sync writes; a second sync is refused in one line naming its PID."""
+    store = str(tmp_path / "busy.duckdb")
+    with emulator_process("--latency", "100ms") as url:
+        # One request at a time, 100 ms each: the sync writes for ten seconds or more.
+        sync = run_cli([*cli(), *sync_args(store, "--concurrency", "1")], url, tmp_path)
+        try:
+            _wait_for_writer(store, sync)
+            started = time.monotonic()
+            second = run_cli([*cli(), *sync_args(store)], url, tmp_path)
+            code, _, err = finish(second)
+            assert code == 1 and len(err.strip().splitlines()) == 1, err
+            assert f"another usageledger process (PID {sync.pid}, a running sync) is writing to the store" in err
+            assert time.monotonic() - started < 20 and sync.poll() is None, "refused at once, not after waiting"
+            for argv in (["status"], ["report", "--until", "2025-01-01"]):
+                done = subprocess.run(
+                    [*cli(), *argv, "--store", store], env=env(url), cwd=tmp_path, capture_output=True, text=True
+                )
+                assert done.returncode == 0, done.stderr
+                assert done.stdout.strip(), argv
+                waited = done.stderr.strip().splitlines()
+                assert waited in ([], [f"waiting for the running sync (PID {sync.pid}) to release the store {store}…"])
+                assert sync.poll() is None, "the reader must have run while the sync was still writing"
+        finally:
+            code, _, err = finish(sync)
+        assert code == 0, err
+        # The lock file stays behind with a PID that no longer holds it: it never blocks the next sync.
+        assert Path(store + ".lock").read_text().strip() == str(sync.pid)
+        code, _, err = finish(run_cli([*cli(), *sync_args(store)], url, tmp_path))
+        assert code == 0, err
+
+
+def test_a_reader_holds_a_writing_store_up_only_briefly(tmp_path: Path) -> None:
+    """A writer committing back to back gives the file to a `status` subprocess and goes on within a second."""
+    path = tmp_path / "hot.duckdb"
+    reader: subprocess.Popen[str] | None = None
+    gaps: list[float] = []
+    with open_store(path) as store:
+        store.execute("CREATE TABLE beats (n INTEGER)")
+        reader = subprocess.Popen(
+            [*cli(), "status", "--store", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        while reader.poll() is None:
+            began = time.perf_counter()
+            with store.transaction():
+                store.execute("INSERT INTO beats VALUES (1)")
+            gaps.append(time.perf_counter() - began)
+            time.sleep(0.005)
+        out, err = reader.communicate()
+    assert reader.returncode == 0, err
+    assert "No streams yet" in out and err.strip() in (
+        "",
+        f"waiting for the running sync (PID {os.getpid()}) to release the store {path}…",
+    )
+    assert max(gaps) < 1.0, f"the writer waited {max(gaps):.2f}s for one reader"
+
+
+def test_a_writer_waits_for_a_reader_that_holds_the_file(tmp_path: Path) -> None:
+    """A sync that starts while a reader holds the file waits for it instead of failing."""
+    path = tmp_path / "read.duckdb"
+    open_store(path).close()
+    code = (
+        "import sys, time; from usageledger.store import open_existing_store;"
+        " s = open_existing_store(sys.argv[1]); print('ready', flush=True); time.sleep(1.5); s.close()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    began = time.monotonic()
+    with open_store(path) as store:
+        assert store.applied_migrations()
+    holder.communicate()
+    assert time.monotonic() - began > 0.5  # it did wait for the reader

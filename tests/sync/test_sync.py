@@ -1,0 +1,336 @@
+"""End-to-end sync against the emulator over loopback: idempotent, exact, revision-aware, backfills, several orgs."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import OpenAI
+from typer.testing import CliRunner
+
+from usageledger import catalogue, timeutil
+from usageledger.cli import app
+from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
+from usageledger.sync import Org, SyncOptions, WindowDone, plan_stream, sync
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.syncing import DAY, Snapshot, run, snapshot
+
+START_90 = timeutil.floor(EMULATOR_NOW - 90 * DAY, "1d")
+
+
+# --- helpers (also used by test_sync_kill) ---------------------------------------------------------------
+
+
+def store_totals(
+    store: BaseStore, org: str, stream: Stream, start: int = 0, end: int = 4_000_000_000
+) -> dict[str, Any]:
+    """Row count and the sum of every additive metric of one stream, over buckets starting in [start, end)."""
+    metrics = [c.name for c in stream.endpoint.additive_metrics]
+    sums = ", ".join(f'SUM("{m}")' for m in metrics)
+    from datetime import UTC, datetime
+
+    row = store.query(
+        f"SELECT COUNT(*), {sums} FROM {table_for(stream.endpoint).name}"
+        " WHERE org = %s AND stream = %s AND bucket_start >= %s AND bucket_start < %s",
+        (org, stream.id, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)),
+    )[0]
+    return {"rows": row[0], **{m: (v if v is not None else 0) for m, v in zip(metrics, row[1:], strict=True)}}
+
+
+def sdk_totals(base_url: str, stream: Stream, start: int, end: int) -> dict[str, Any]:
+    """The same totals read with the official openai SDK, paging by hand; money parsed as Decimal from the JSON."""
+    client = OpenAI(admin_api_key=FAKE_ADMIN_KEY, api_key="unused", base_url=base_url, max_retries=2)
+    method = getattr(client.admin.organization.usage.with_raw_response, stream.endpoint.sdk_method)
+    limit = stream.endpoint.limit_for(stream.bucket_width).maximum
+    metrics = [c.name for c in stream.endpoint.additive_metrics]
+    totals: dict[str, Any] = defaultdict(int)
+    totals["rows"] = 0
+    page: str | None = None
+    try:
+        while True:
+            kwargs: dict[str, Any] = {"start_time": start, "end_time": end, "bucket_width": stream.bucket_width}
+            kwargs.update(limit=limit, **stream.query_filters())
+            if stream.group_by:
+                kwargs["group_by"] = list(stream.group_by)
+            if page is not None:
+                kwargs["page"] = page
+            body = json.loads(method(**kwargs).http_response.content, parse_float=Decimal)
+            for bucket in body["data"]:
+                for result in bucket["results"]:
+                    totals["rows"] += 1
+                    for m in metrics:
+                        value = (result.get("amount") or {}).get("value") if m == "amount_value" else result.get(m)
+                        totals[m] += value or 0
+            if not body["has_more"]:
+                return dict(totals)
+            page = body["next_page"]
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[BaseStore]:
+    """A fresh DuckDB store."""
+    with open_store(tmp_path / "ledger.duckdb") as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def synced_90(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Iterator[tuple[BaseStore, Snapshot]]:
+    """A DuckDB store after a 90-day sync of every default stream, with its snapshot."""
+    with open_store(tmp_path_factory.mktemp("s90") / "ledger.duckdb") as store:
+        result = run(store, emulator_url, since=START_90)
+        assert result.ok, result.errors
+        yield store, snapshot(store)
+
+
+# --- the checks ---------------------------------------------------------------------------------------------
+
+
+def test_90_day_sync_twice_leaves_an_identical_store(synced_90: tuple[BaseStore, Snapshot], emulator_url: str) -> None:
+    """Re-running (incrementally, re-reading the lag window) changes nothing and duplicates nothing."""
+    store, before = synced_90
+    assert all(before[t.name] for t in tables())
+    second = run(store, emulator_url)
+    assert second.ok
+    assert second.counts.inserted == second.counts.updated == second.counts.deleted == 0
+    assert second.counts.unchanged > 0
+    assert snapshot(store) == before
+    third = run(store, emulator_url, since=START_90)
+    assert third.counts.unchanged == sum(len(v) for k, v in before.items() if k != "streams")
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("stream", default_streams(), ids=lambda s: s.endpoint.name)
+def test_totals_match_the_official_sdk_exactly(
+    synced_90: tuple[BaseStore, Snapshot], emulator_url: str, stream: Stream
+) -> None:
+    """Row counts and every metric's sum equal what the openai SDK reads for the same range (money exact)."""
+    store, _ = synced_90
+    expected = sdk_totals(emulator_url, stream, START_90, EMULATOR_NOW)
+    assert expected["rows"] > 0
+    assert store_totals(store, "main", stream) == expected
+
+
+def test_watermarks_and_status_after_a_sync(synced_90: tuple[BaseStore, Snapshot]) -> None:
+    """Every stream's watermark is the start of today's (open) bucket and its status ok."""
+    store, _ = synced_90
+    states = store.stream_states()
+    assert len(states) == len(default_streams())
+    assert {s.watermark for s in states} == {timeutil.floor(EMULATOR_NOW, "1d")}
+    assert {s.last_status for s in states} == {"ok"}
+    assert all(s.row_count > 0 for s in states)
+    runs = store.query("SELECT status FROM sync_runs")
+    assert runs and {r[0] for r in runs} == {"ok"}
+
+
+def test_revised_buckets_replace_what_was_stored(duck: BaseStore) -> None:
+    """After the emulator's clock moves on, recent buckets have grown and the next sync stores the new values."""
+    clock = [float(EMULATOR_NOW)]
+    emu = Emulator(
+        EmulatorConfig(seed=3, days=20, projects=2, users=3, models=2, revisions=True), clock=lambda: clock[0]
+    )
+    streams = (Stream.create("completions", "1d", ("project_id", "model")), Stream.create("costs", "1d", ()))
+    start = timeutil.floor(EMULATOR_NOW - 10 * DAY, "1d")
+    with run_server(emu) as url:
+        first = run(duck, url, streams=streams, since=start, now=clock[0])
+        assert first.ok
+        before = {s.id: store_totals(duck, "main", s) for s in streams}
+        clock[0] += DAY / 2
+        second = run(duck, url, streams=streams, now=clock[0])
+        assert second.ok and second.counts.updated > 0 and second.counts.inserted >= 0
+        for s in streams:
+            after = store_totals(duck, "main", s)
+            assert after == sdk_totals(url, s, start, int(clock[0]))
+            assert after != before[s.id]
+
+
+def test_rows_that_vanish_from_a_reread_bucket_are_deleted(duck: BaseStore, emulator_url: str) -> None:
+    """The re-read window is authoritative: a stored row the API no longer returns is deleted."""
+    stream = Stream.create("embeddings", "1d", ("project_id", "model"))
+    assert run(duck, emulator_url, streams=(stream,), since=START_90).ok
+    recent = timeutil.floor(EMULATOR_NOW, "1d") - DAY
+    old = START_90 + DAY
+    from datetime import UTC, datetime
+
+    for day in (recent, old):
+        duck.execute(
+            "INSERT INTO usage_embeddings (org, stream, bucket_start, bucket_end, group_key, project_id, model,"
+            " input_tokens, num_model_requests)"
+            " VALUES ('main', %s, %s, %s, '[\"gone\",\"gone\"]', 'gone', 'gone', 1, 1)",
+            (stream.id, datetime.fromtimestamp(day, UTC), datetime.fromtimestamp(day + DAY, UTC)),
+        )
+    result = run(duck, emulator_url, streams=(stream,))
+    assert result.counts.deleted == 1
+    left = duck.query("SELECT bucket_start FROM usage_embeddings WHERE project_id = 'gone'")
+    assert [int(r[0].timestamp()) for r in left] == [old]  # outside the lag window: not re-read, kept
+
+
+def test_backfill_does_not_move_the_watermark(duck: BaseStore, emulator_url: str) -> None:
+    """--since/--until fill older buckets and leave the watermark where the incremental sync put it."""
+    stream = Stream.create("moderations", "1d", ("project_id", "model"))
+    assert run(duck, emulator_url, streams=(stream,), since=EMULATOR_NOW - 10 * DAY).ok
+    mark = duck.stream_states()[0].watermark
+    assert mark == timeutil.floor(EMULATOR_NOW, "1d")
+    old_start, old_end = START_90, START_90 + 20 * DAY
+    back = run(duck, emulator_url, streams=(stream,), since=old_start, until=old_end)
+    assert back.ok and back.counts.inserted > 0
+    assert duck.stream_states()[0].watermark == mark
+    assert store_totals(duck, "main", stream, old_start, old_end) == sdk_totals(
+        emulator_url, stream, old_start, old_end
+    )
+    plan = plan_stream("main", stream, mark, SyncOptions(since=old_start, until=old_end), now=EMULATOR_NOW)
+    assert not plan.moves_watermark and plan.end == old_end
+
+
+def test_plan_rereads_the_lag_window_per_bucket_width() -> None:
+    """Daily streams re-read lag_days; hourly and minute streams their grace; first runs reach `since` back."""
+    now = EMULATOR_NOW
+    daily = Stream.create("completions", "1d")
+    hourly = Stream.create("completions", "1h")
+    minute = Stream.create("completions", "1m")
+    options = SyncOptions(lag_days=3, hour_grace=7200, minute_grace=900)
+    mark = timeutil.floor(now, "1d")
+    assert plan_stream("o", daily, mark, options, now=now).start == mark - 3 * DAY
+    assert (
+        plan_stream("o", hourly, timeutil.floor(now, "1h"), options, now=now).start == timeutil.floor(now, "1h") - 7200
+    )
+    assert (
+        plan_stream("o", minute, timeutil.floor(now, "1m"), options, now=now).start == timeutil.floor(now, "1m") - 900
+    )
+    first = plan_stream("o", daily, None, options, now=now)
+    # The period rule: a first sync reaches `since = 90d` back, the 90 whole UTC days ending today.
+    assert first.start == timeutil.floor(now, "1d") - 89 * DAY and first.end == now and first.moves_watermark
+    assert [w.limit for w in first.windows] == [31, 31, 28]
+
+
+def test_several_orgs_share_one_store(duck: BaseStore, emulator_url: str) -> None:
+    """Two orgs land in the same tables, kept apart by the org column and by the daily views."""
+    stream = Stream.create("costs", "1d", ("project_id", "line_item"))
+    orgs = [Org("acme", FAKE_ADMIN_KEY, emulator_url), Org("beta", FAKE_ADMIN_KEY, emulator_url)]
+    result = run(duck, emulator_url, streams=(stream,), orgs=orgs, since=EMULATOR_NOW - 20 * DAY)
+    assert result.ok and len(result.streams) == 2
+    per_org = duck.query("SELECT org, COUNT(*), SUM(amount_value) FROM costs_daily GROUP BY org ORDER BY org")
+    assert [r[0] for r in per_org] == ["acme", "beta"]
+    assert per_org[0][1:] == per_org[1][1:]
+    assert store_totals(duck, "acme", stream) == store_totals(duck, "beta", stream)
+
+
+def test_daily_views_sum_to_the_default_stream_only(duck: BaseStore, emulator_url: str) -> None:
+    """With a model-grouped and an ungrouped completions stream, the daily view counts tokens once."""
+    default = next(s for s in default_streams() if s.endpoint.name == "completions")
+    ungrouped = Stream.create("completions", "1d", ())
+    by_model = Stream.create("completions", "1d", ("model",))
+    assert run(duck, emulator_url, streams=(ungrouped, by_model, default), since=EMULATOR_NOW - 15 * DAY).ok
+    total = duck.query("SELECT SUM(input_tokens) FROM usage_completions WHERE stream = %s", (ungrouped.id,))[0][0]
+    assert total > 0
+    assert duck.query("SELECT SUM(input_tokens) FROM usage_completions") == [(3 * total,)]
+    assert duck.query("SELECT SUM(input_tokens), MIN(stream), MAX(stream) FROM usage_completions_daily") == [
+        (total, default.id, default.id)
+    ]
+
+
+def test_duckdb_and_postgres_hold_identical_data(
+    synced_90: tuple[BaseStore, Snapshot], emulator_url: str, pg_url: str
+) -> None:
+    """The same 90-day sync into PostgreSQL gives exactly the DuckDB rows, watermarks and counts."""
+    _, duck_snapshot = synced_90
+    with open_store(pg_url) as pg:
+        assert run(pg, emulator_url, since=START_90).ok
+        assert snapshot(pg) == duck_snapshot
+        again = run(pg, emulator_url)
+        assert again.counts.inserted == again.counts.updated == 0
+        assert snapshot(pg) == duck_snapshot
+
+
+def test_a_failing_stream_names_stream_and_window_and_commits_nothing(duck: BaseStore) -> None:
+    """A refused key fails every stream loudly; no row and no watermark is written."""
+    emu = Emulator(EmulatorConfig(seed=1, days=10, admin_key="sk-admin-the-right-one", now=EMULATOR_NOW))
+    stream = Stream.create("costs", "1d")
+    with run_server(emu) as url:
+        result = run(duck, url, streams=(stream,), since=EMULATOR_NOW - 5 * DAY, max_retries=0)
+    assert not result.ok
+    (error,) = result.errors
+    assert "stream main/costs.1d.total, window 2026-11-15T00:00:00Z to 2026-11-20T12:00:00Z" in error and "401" in error
+    assert FAKE_ADMIN_KEY not in error
+    assert duck.query("SELECT COUNT(*) FROM costs") == [(0,)]
+    (state,) = duck.stream_states()
+    assert state.watermark is None and state.last_status == "failed" and state.last_error == error
+    assert duck.query("SELECT status FROM sync_runs") == [("failed",)]
+
+
+def test_events_report_every_window(duck: BaseStore, emulator_url: str) -> None:
+    """The engine emits one WindowDone per window, with counts that add up to the result."""
+    events: list[Any] = []
+    stream = Stream.create("vector_stores", "1d", ("project_id",))
+    result = sync(
+        duck,
+        [Org("main", FAKE_ADMIN_KEY, emulator_url)],
+        (stream,),
+        SyncOptions(since=START_90),
+        on_event=events.append,
+        clock=lambda: EMULATOR_NOW,
+    )
+    done = [e for e in events if isinstance(e, WindowDone)]
+    assert len(done) == 3 and sum(e.counts.inserted for e in done) == result.counts.inserted
+    assert result.requests == 3
+
+
+def test_cli_sync_status_and_json_logs(tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`usageledger sync` prints a per-stream summary; --log-format json gives JSON lines; status lists streams."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator_url)
+    runner = CliRunner()
+    args = ["sync", "--endpoint", "embeddings", "--endpoint", "costs", "--since", "20d", "--now", str(EMULATOR_NOW)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "inserted" in first.output and "embeddings.1d." in first.output and "costs.1d." in first.output
+    assert Path("usageledger.duckdb").exists()
+    second = runner.invoke(app, [*args[:-4], "--now", str(EMULATOR_NOW), "--log-format", "json"])
+    assert second.exit_code == 0, second.output
+    lines = [json.loads(line) for line in second.stderr.splitlines() if line.startswith("{")]
+    synced = [rec for rec in lines if rec["message"] == "stream synced"]
+    assert {rec["stream"] for rec in synced} == {"embeddings.1d.project_id+model", "costs.1d.project_id+line_item"}
+    assert all(rec["inserted"] == 0 and rec["status"] == "ok" for rec in synced)
+    quiet = runner.invoke(app, [*args, "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+    status = runner.invoke(app, ["status"])
+    assert status.exit_code == 0 and "costs.1d." in status.output and "ok" in status.output
+    assert FAKE_ADMIN_KEY not in first.output + second.output + status.output
+
+
+def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unknown endpoints, bad widths, missing keys: one clear line and exit code 1."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["sync", "--quiet"])
+    assert missing.exit_code == 1 and "OPENAI_ADMIN_KEY" in missing.stderr
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    bad = runner.invoke(app, ["sync", "--endpoint", "nope"])
+    assert bad.exit_code == 1 and "unknown endpoint" in bad.stderr
+    width = runner.invoke(app, ["sync", "--endpoint", "costs", "--bucket-width", "1h"])
+    assert width.exit_code == 1 and "bucket_width" in width.stderr
+    assert "Traceback" not in missing.output + bad.output + width.output
+    assert {s.endpoint.name for s in default_streams()} == set(catalogue.ENDPOINT_NAMES)
+
+
+def test_two_syncs_on_one_postgres_store_serialise(pg_url: str, emulator_url: str) -> None:
+    """While one sync holds the store's lock, a second one is refused with a clear message and writes nothing."""
+    from usageledger.errors import SyncError
+
+    with open_store(pg_url) as first, open_store(pg_url) as second:
+        assert first.acquire_sync_lock()
+        with pytest.raises(SyncError, match="another usageledger sync"):
+            run(second, emulator_url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 3 * DAY)
+        assert second.query("SELECT COUNT(*) FROM costs") == [(0,)]
+        first.release_sync_lock()
+        assert run(second, emulator_url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 3 * DAY).ok

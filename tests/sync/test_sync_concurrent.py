@@ -1,0 +1,92 @@
+"""Concurrency: two `usageledger sync` processes started together on one store serialise or both finish.
+
+A DuckDB store is written by one process only (it holds ``<store>.lock``): the second sync is refused at once with a
+message naming the PID of the sync that holds the store. A PostgreSQL store takes an advisory lock: the second sync
+is refused the same way, or, when the first has already finished, runs as an ordinary re-run. Either way the store
+equals one clean sync (never corrupted, never double-counted), and a refused sync run again afterwards changes
+nothing.
+Rounds per store: 3 by default, 10 with ``USAGELEDGER_HEAVY=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from usageledger.store import open_store
+
+from fixtures.reliability import HEAVY, cli, emulator_process, finish, run_cli, sync_args
+from fixtures.syncing import Snapshot, snapshot
+
+pytestmark = pytest.mark.heavy
+
+ROUNDS = 10 if HEAVY else 3
+REFUSED = (
+    "error: another usageledger sync is writing to this store; wait for it to finish and run again",
+    "a running sync) is writing to the store",
+)
+
+
+@pytest.fixture(scope="module")
+def slow_emulator() -> Iterator[str]:
+    """An emulator subprocess with 20 ms latency, so two syncs overlap for a second or more."""
+    with emulator_process("--latency", "20ms") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def reference(slow_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    """The snapshot of one clean CLI sync."""
+    where = tmp_path_factory.mktemp("ref")
+    code, _, err = finish(run_cli([*cli(), *sync_args(str(where / "ref.duckdb"))], slow_emulator, where))
+    assert code == 0, err
+    with open_store(str(where / "ref.duckdb")) as opened:
+        return snapshot(opened)
+
+
+def _race(url: str, cwd: Path, make_store: Callable[[int], str], reference: Snapshot) -> Counter[str]:
+    """``ROUNDS`` rounds of two syncs started together on a fresh store; the outcomes seen."""
+    outcomes: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        store = make_store(i)
+        procs = [run_cli([*cli(), *sync_args(store)], url, cwd) for _ in range(2)]
+        results = [finish(p) for p in procs]
+        refused = 0
+        for code, _, err in results:
+            assert "Traceback" not in err, err
+            if code != 0:
+                assert code == 1 and any(r in err for r in REFUSED), err
+                assert len(err.strip().splitlines()) == 1, err
+                refused += 1
+        assert refused < 2, results
+        outcomes["serialised" if refused else "both finished"] += 1
+        outcomes.update(next(r for r in REFUSED if r in err) for code, _, err in results if code)
+        with open_store(store) as opened:
+            assert snapshot(opened) == reference, f"round {i}: the store differs from one clean sync"
+        code, _, err = finish(run_cli([*cli(), *sync_args(store)], url, cwd))
+        assert code == 0, err
+        with open_store(store) as opened:
+            assert snapshot(opened) == reference, f"round {i}: a later re-run changed the store"
+    print(dict(outcomes))
+    return outcomes
+
+
+def test_two_syncs_at_once_on_one_duckdb_file_serialise_and_never_double_count(
+    slow_emulator: str, reference: Snapshot, tmp_path: Path
+) -> None:
+    """Two syncs on one DuckDB file: one is refused with a clear line (or both finish); the store equals one sync."""
+    _race(slow_emulator, tmp_path, lambda i: str(tmp_path / f"race{i}.duckdb"), reference)
+
+
+def test_two_syncs_at_once_on_one_postgres_database_serialise_and_never_double_count(
+    slow_emulator: str, reference: Snapshot, tmp_path: Path, _pg_cluster: object
+) -> None:
+    """Two syncs on one PostgreSQL database: the advisory lock refuses one (or both finish); it equals one sync."""
+    tag = f"{os.getpid()}_{random.randrange(10**9)}"
+    make = lambda i: _pg_cluster.createdb(f"race_{tag}_{i}")  # type: ignore[attr-defined]  # noqa: E731
+    _race(slow_emulator, tmp_path, make, reference)

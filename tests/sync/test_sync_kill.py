@@ -1,0 +1,182 @@
+"""Crash safety: `usageledger sync` killed with SIGKILL at many points, then re-run, equals an uninterrupted sync.
+
+Every process is real: a `usageledger emulator` subprocess (fixed clock, a little latency) and sync subprocesses
+started through ``tests/fixtures/kill_launcher.py``,
+which SIGKILLs the process from inside at a chosen point of one phase:
+
+* ``request``: the n-th HTTP response has arrived, its body not yet read;
+* ``write``: the n-th data statement of a batch ran, its transaction still open;
+* ``watermark``: the n-th watermark update ran, its transaction not yet committed;
+* ``commit``: the n-th batch transaction committed, the engine has not yet recorded it.
+
+Points are chosen by progress (the n-th event), never by wall time. A run can still finish before its point (a
+run batches windows differently each time); that run is checked like any other and the point is replaced by an
+earlier one, until the required number of runs were really killed (bounded).
+
+After each kill the store holds only whole buckets equal to the reference and no watermark past a missing bucket;
+after the re-run it equals the reference exactly. Points per store: 20 by default, 80 with ``USAGELEDGER_HEAVY=1``;
+``USAGELEDGER_KILL_POINTS`` overrides both. ``USAGELEDGER_KILL_SEED`` fixes the random choice (printed on failure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from usageledger.store import open_store
+
+from fixtures.reliability import HEAVY, assert_whole_buckets, emulator_process, finish, launcher, run_cli, sync_args
+from fixtures.syncing import Snapshot, snapshot
+
+KILL_POINTS = int(os.environ.get("USAGELEDGER_KILL_POINTS", "80" if HEAVY else "20"))
+SEED = int(os.environ.get("USAGELEDGER_KILL_SEED", str(random.SystemRandom().randrange(1_000_000))))
+PHASES = ("request", "write", "watermark", "commit")
+
+pytestmark = pytest.mark.heavy
+
+
+@pytest.fixture(scope="module")
+def emulator_url_process() -> Iterator[str]:
+    """A `usageledger emulator` subprocess with the shared test organisation and 5 ms latency; its base URL."""
+    with emulator_process("--latency", "5ms") as url:
+        yield url
+
+
+def _sync(store: str, url: str, cwd: Path, **kill: str) -> tuple[int, str]:
+    """A sync through the launcher (killed at ``KILL_PHASE``/``KILL_AT`` when given); exit code and stderr."""
+    code, _, err = finish(run_cli([*launcher(), *sync_args(store)], url, cwd, **kill))
+    return code, err
+
+
+@pytest.fixture(scope="module")
+def reference(emulator_url_process: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Snapshot, dict[str, int]]:
+    """The snapshot of an uninterrupted sync, and how many events of each phase it went through."""
+    where = tmp_path_factory.mktemp("ref")
+    counts = where / "counts.json"
+    code, err = _sync(str(where / "ref.duckdb"), emulator_url_process, where, KILL_COUNTS=str(counts))
+    assert code == 0, err
+    with open_store(str(where / "ref.duckdb")) as opened:
+        return snapshot(opened), json.loads(counts.read_text())
+
+
+def _points(rng: random.Random, counts: dict[str, int], n: int) -> list[tuple[str, int]]:
+    """``n`` points spread over the phases, and within each phase spread over the run (stratified, jittered)."""
+    out = []
+    for i in range(n):
+        phase = PHASES[i % len(PHASES)]
+        share = (n - PHASES.index(phase) + len(PHASES) - 1) // len(PHASES)
+        slot = i // len(PHASES)
+        lo = 1 + slot * counts[phase] // share
+        hi = max(lo, (slot + 1) * counts[phase] // share)
+        out.append((phase, rng.randint(lo, hi)))
+    return out
+
+
+def _crash_and_recover(
+    url: str, cwd: Path, make_store: Callable[[int], str], reference: tuple[Snapshot, dict[str, int]], label: str
+) -> Counter[str]:
+    """Kill at ``KILL_POINTS`` points, check, re-run, compare; the real interruptions per phase."""
+    snap, counts = reference
+    rng = random.Random(f"{SEED}-{label}")
+    todo = _points(rng, counts, KILL_POINTS)
+    killed: Counter[str] = Counter()
+    finished_first = 0
+    attempts = 0
+    while todo:
+        attempts += 1
+        assert attempts <= 3 * KILL_POINTS, f"seed {SEED}: too many runs finished before their kill point"
+        phase, at = todo.pop(0)
+        store = make_store(attempts)
+        where = f"seed {SEED}, {label}, {phase} #{at}"
+        code, err = _sync(store, url, cwd, KILL_PHASE=phase, KILL_AT=str(at))
+        if code == -signal.SIGKILL:
+            killed[phase] += 1
+            with open_store(store) as opened:
+                assert_whole_buckets(snapshot(opened), snap, where)
+        else:
+            # Finished before the point: a valid run, checked below; an earlier point of the phase replaces it.
+            assert code == 0, f"{where}: {err}"
+            finished_first += 1
+            todo.append((phase, rng.randint(1, max(1, at - 1))))
+        code, err = _sync(store, url, cwd)
+        assert code == 0, f"{where}: the re-run failed: {err}"
+        with open_store(store) as opened:
+            assert snapshot(opened) == snap, f"{where}: the re-run left a store that differs from the reference"
+    assert sum(killed.values()) == KILL_POINTS
+    print(f"{label}: {dict(killed)} killed, {finished_first} finished before their point (seed {SEED})")
+    return killed
+
+
+@pytest.fixture
+def pg_databases(_pg_cluster: object) -> Callable[[int], str]:
+    """A factory of fresh PostgreSQL databases on the session cluster."""
+    tag = f"{os.getpid()}_{random.randrange(10**9)}"
+
+    def make(i: int) -> str:
+        return _pg_cluster.createdb(f"kill_{tag}_{i}")  # type: ignore[attr-defined, no-any-return]
+
+    return make
+
+
+def test_sigkill_at_points_across_every_phase_then_rerun_equals_uninterrupted_duckdb_and_postgres(
+    emulator_url_process: str,
+    reference: tuple[Snapshot, dict[str, int]],
+    tmp_path: Path,
+    pg_databases: Callable[[int], str],
+) -> None:
+    """SIGKILL mid-request, mid-write, mid-watermark, after commit; re-run: both stores equal the reference."""
+    assert min(reference[1].values()) >= 10
+    with ThreadPoolExecutor(2) as pool:
+        duck = pool.submit(
+            _crash_and_recover,
+            emulator_url_process,
+            tmp_path,
+            lambda i: str(tmp_path / f"kill{i}.duckdb"),
+            reference,
+            "duckdb",
+        )
+        pg = pool.submit(_crash_and_recover, emulator_url_process, tmp_path, pg_databases, reference, "postgres")
+        for killed in (duck.result(), pg.result()):
+            assert sum(killed.values()) == KILL_POINTS
+            assert set(killed) == set(PHASES) or len(PHASES) > KILL_POINTS
+
+
+def _interrupt_after(store: str, url: str, cwd: Path, windows: int) -> tuple[int, str]:
+    """Start a sync, send SIGINT (Ctrl-C) after its ``windows``-th committed window; its exit code and stderr."""
+    proc = run_cli([*launcher(), *sync_args(store, "--log-format", "json")], url, cwd)
+    assert proc.stderr is not None
+    seen = 0
+    lines: list[str] = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("{") and json.loads(line).get("message") == "window committed":
+            seen += 1
+            if seen == windows:
+                proc.send_signal(signal.SIGINT)
+    code, _, rest = finish(proc, timeout=60)
+    return code, "".join(lines) + rest
+
+
+def test_ctrl_c_exits_cleanly_and_the_rerun_finishes_the_job(
+    emulator_url_process: str, reference: tuple[Snapshot, dict[str, int]], tmp_path: Path
+) -> None:
+    """SIGINT mid-run: exit code 130 with one 'interrupted' line, the run recorded as interrupted, re-run completes."""
+    snap, _ = reference
+    store = str(tmp_path / "ctrl_c.duckdb")
+    code, stderr = _interrupt_after(store, emulator_url_process, tmp_path, random.Random(SEED).randrange(1, 10))
+    assert code == 130, stderr
+    assert "error: interrupted" in stderr and "Traceback" not in stderr
+    with open_store(store) as opened:
+        assert opened.query("SELECT status FROM sync_runs") == [("interrupted",)]
+    code, err = _sync(store, emulator_url_process, tmp_path)
+    assert code == 0, err
+    with open_store(store) as opened:
+        assert snapshot(opened) == snap

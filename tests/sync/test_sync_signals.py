@@ -1,0 +1,151 @@
+"""SIGTERM and SIGKILL on a real `usageledger sync` process, mid-flight against an emulator process with latency.
+
+SIGTERM is handled like Ctrl-C: one line, exit code 143, the run and its unfinished streams `interrupted`, finished
+streams `ok`. SIGKILL leaves the run `running`; the next `status` or `sync` finds its process gone and marks it
+`abandoned` (finished streams keep `ok`), so `status` never shows `running` for a process that is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.store import RunOwner, default_streams, open_store
+from usageledger.sync import SyncOptions, plan_stream
+from usageledger.sync._safety import reap_abandoned, stream_states_now, this_process
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
+
+ORG = "default"
+
+
+@pytest.fixture(scope="module")
+def slow_emulator() -> Iterator[str]:
+    """A `usageledger emulator` subprocess answering every request after 40 ms, so a sync is caught mid-flight."""
+    with emulator_process("--latency", "40ms") as url:
+        yield url
+
+
+def _planned() -> dict[str, int]:
+    """Windows each default stream's first sync reads (no watermark, the CLI's default range)."""
+    return {s.id: len(plan_stream(ORG, s, None, SyncOptions(), now=EMULATOR_NOW).windows) for s in default_streams()}
+
+
+def _start_and_signal(store: str, url: str, cwd: Path, sig: signal.Signals) -> tuple[int, str, Counter[str], int]:
+    """Start a sync; once a stream has committed all its windows (others still open), send ``sig``.
+
+    Exit code, stderr, windows committed per stream (from the JSON log), and the process id.
+    """
+    planned = _planned()
+    proc = run_cli([*cli(), *sync_args(store, "--log-format", "json")], url, cwd)
+    assert proc.stderr is not None
+    committed: Counter[str] = Counter()
+    lines: list[str] = []
+    sent = False
+    for line in proc.stderr:
+        lines.append(line)
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        if record.get("message") == "window committed":
+            committed[record["stream"]] += 1
+            if not sent and any(committed[s] == n for s, n in planned.items()):
+                proc.send_signal(sig)
+                sent = True
+    code, _, rest = finish(proc, timeout=60)
+    assert sent, "".join(lines)
+    return code, "".join(lines) + rest, committed, proc.pid
+
+
+def _stream_statuses(store: str) -> dict[str, str]:
+    with open_store(store) as opened:
+        return {s.stream: s.last_status or "-" for s in opened.stream_states()}
+
+
+def test_sigterm_records_the_run_as_interrupted_and_keeps_finished_streams(slow_emulator: str, tmp_path: Path) -> None:
+    """SIGTERM mid-sync: exit 143, one line, run and unfinished streams `interrupted`, finished ones `ok`."""
+    store = str(tmp_path / "term.duckdb")
+    code, stderr, committed, _ = _start_and_signal(store, slow_emulator, tmp_path, signal.SIGTERM)
+    assert code == 143, stderr
+    plain = [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
+    assert plain == ["error: interrupted by SIGTERM"], stderr
+    planned = _planned()
+    statuses = _stream_statuses(store)
+    expected = {s: "ok" if committed[s] == n else "interrupted" for s, n in planned.items()}
+    assert statuses == expected
+    assert "ok" in statuses.values() and "interrupted" in statuses.values()
+    with open_store(store) as opened:
+        assert opened.query("SELECT status FROM sync_runs") == [("interrupted",)]
+    code, _, err = finish(run_cli([*cli(), *sync_args(store)], slow_emulator, tmp_path))
+    assert code == 0, err
+    assert set(_stream_statuses(store).values()) == {"ok"}
+
+
+def test_sigkill_leaves_a_run_that_status_shows_abandoned(slow_emulator: str, tmp_path: Path) -> None:
+    """SIGKILL mid-sync: the run keeps its pid and host; `status` then shows `abandoned`, never `running`."""
+    store = str(tmp_path / "kill.duckdb")
+    code, stderr, committed, pid = _start_and_signal(store, slow_emulator, tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL, stderr
+    with open_store(store) as opened:
+        assert opened.query("SELECT status, pid, host FROM sync_runs") == [("running", pid, socket.gethostname())]
+    assert "running" in _stream_statuses(store).values()
+    planned = _planned()
+    finished = {s for s, n in planned.items() if committed[s] == n}
+    expected = {s: "ok" if s in finished else "abandoned" for s in planned}
+    assert finished and len(finished) < len(planned)
+
+    # A reader that cannot write (DuckDB opened read-only) still never sees `running`.
+    with open_store(store, migrate=False, read_only=True) as opened:
+        assert {s.stream: s.last_status for s in stream_states_now(opened, at=EMULATOR_NOW)} == expected
+        assert opened.query("SELECT status FROM sync_runs") == [("running",)]
+
+    result = CliRunner().invoke(app, ["status", "--store", store], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "abandoned" in result.output and "running" not in result.output
+
+
+def test_the_next_sync_marks_a_killed_run_abandoned_and_finishes_the_job(slow_emulator: str, tmp_path: Path) -> None:
+    """After a SIGKILL, the next `sync` records the dead run as `abandoned` and completes its own."""
+    store = str(tmp_path / "resume.duckdb")
+    code, stderr, _, pid = _start_and_signal(store, slow_emulator, tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL, stderr
+    code, _, err = finish(run_cli([*cli(), *sync_args(store)], slow_emulator, tmp_path))
+    assert code == 0, err
+    with open_store(store) as opened:
+        rows = sorted(opened.query("SELECT status, error FROM sync_runs"))
+    why = f"the run's process (pid {pid} on {socket.gethostname()}) ended without finishing it"
+    assert rows == [("abandoned", why), ("ok", None)]
+    assert set(_stream_statuses(store).values()) == {"ok"}
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_live_run_is_never_abandoned_and_a_reused_pid_does_not_keep_a_dead_one(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A run whose process is alive stays `running`; one whose pid now belongs to a later process is abandoned."""
+    url = str(tmp_path / "live.duckdb") if backend == "duckdb" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
+        me = this_process()
+        opened.begin_run("live", at=EMULATOR_NOW, command="sync", owner=me)
+        assert me.started is not None  # Linux: the start time tells processes apart
+        reused = RunOwner(me.pid, me.host, me.started - 1)
+        opened.begin_run("reused", at=EMULATOR_NOW, command="sync", owner=reused)
+        child = subprocess.Popen(["true"])
+        child.wait()
+        opened.begin_run("gone", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, me.host))
+        opened.begin_run("elsewhere", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, "another-host"))
+        assert sorted(reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=False)) == ["gone", "reused"]
+        statuses = dict(opened.query("SELECT run_id, status FROM sync_runs"))
+        assert statuses == {"live": "running", "reused": "abandoned", "gone": "abandoned", "elsewhere": "running"}
+        # A sync holding the store's lock knows no other sync runs: the other host's run is dead too.
+        assert reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=True) == ["elsewhere"]
