@@ -273,3 +273,17 @@ def test_doctor_during_a_sync_reads_the_store_instead_of_failing(slow_emulator: 
         finish(proc, timeout=120)
     assert done.exit_code == 0, done.output
     assert f"{store} is being written by a running sync (PID {proc.pid})" in done.output
+
+
+@pytest.mark.parametrize("flag", ["--date", "--anomaly-date"])
+def test_check_refuses_a_day_after_today_instead_of_an_all_clear(flag: str, tmp_path: Path) -> None:
+    """`check --date 2027-01-01` printed "OK: no alerts" for a day with no data yet; now it names the flag and today."""
+    store = tmp_path / "u.duckdb"
+    with open_store(str(store)) as opened:
+        opened.register_org("acme", synthetic=False, source="api", at=0)
+    done = CliRunner().invoke(
+        app, ["check", "--store", str(store), "--now", "2026-11-20T12:00:00Z", flag, "2027-01-01"]
+    )
+    assert done.exit_code != 0, done.output
+    assert "2027-01-01 is after today (2026-11-20)" in done.output and flag in done.output, done.output
+    assert "no alerts" not in done.output.lower()

@@ -111,6 +111,17 @@ def _day(value: str, *, now: int, param: str, end: bool, since: bool = False) ->
     return day
 
 
+def _past_day(value: str, *, now: int, param: str) -> date:
+    """A day to judge: today or before (a day after today has no data, so its "no alerts" would be a false all-clear)."""
+    day = _day(value, now=now, param=param, end=False)
+    today = datetime.fromtimestamp(now, UTC).date()
+    if day > today:
+        raise ParameterError(
+            param, f"{day.isoformat()} is after today ({today.isoformat()}): give today or an earlier day"
+        )
+    return day
+
+
 def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
     """Whole UTC days: ``--until`` is exclusive (a datetime inside a day includes that day); ``--since 30d`` and the
     default are both the 30 days ending today."""
@@ -340,8 +351,8 @@ def check(
     if stale_after is not None:
         cfg = cfg.replace(stale_after=timedelta(seconds=parse_duration(stale_after, param="--stale-after")))
     ts = int(now.timestamp())
-    budget_day = _day(on, now=ts, param="--date", end=False) if on else None
-    judged = _day(anomaly_date, now=ts, param="--anomaly-date", end=False) if anomaly_date else budget_day
+    budget_day = _past_day(on, now=ts, param="--date") if on else None
+    judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         final = final_costs_until(db, settings.sync.to_options()) if final_only else None
