@@ -252,12 +252,16 @@ def _final_after(table: Mapping[str, Any], settings: SyncConfig) -> dict[str, in
     return out
 
 
-_SYNC_MINIMUM: Final = {"lag_days": 0, "concurrency": 1, "max_retries": 0}
+# The range of each integer [sync] setting. The lag window is re-read on every run, so more than a year of it is a
+# typo (100000 days would re-read the API's whole history each time); more than 64 requests in flight or 20 retries
+# only earns 429s.
+_SYNC_RANGE: Final = {"lag_days": (0, 366), "concurrency": (1, 64), "max_retries": (0, 20)}
 
 
 def check_sync_int(key: str, value: Any, *, name: str | None = None) -> int:
     """One rule for an integer ``[sync]`` setting, whether it comes from the config file or a flag (``name``)."""
-    return _int(value, name or f"sync.{key}", minimum=_SYNC_MINIMUM[key])
+    low, high = _SYNC_RANGE[key]
+    return _int(value, name or f"sync.{key}", minimum=low, maximum=high)
 
 
 def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
@@ -328,11 +332,13 @@ def _str(value: Any, key: str) -> str:
     return value
 
 
-def _int(value: Any, key: str, *, minimum: int) -> int:
+def _int(value: Any, key: str, *, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{key}: must be an integer, got {_describe(value)}")
     if value < minimum:
         raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key}: must be at most {maximum}, got {value}")
     return value
 
 

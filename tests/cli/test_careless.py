@@ -287,3 +287,13 @@ def test_check_refuses_a_day_after_today_instead_of_an_all_clear(flag: str, tmp_
     assert done.exit_code != 0, done.output
     assert "2027-01-01 is after today (2026-11-20)" in done.output and flag in done.output, done.output
     assert "no alerts" not in done.output.lower()
+
+
+@pytest.mark.parametrize(("flag", "value", "limit"), [("--lag-days", "100000", 366), ("--concurrency", "500", 64)])
+def test_a_sync_setting_far_out_of_range_is_refused(flag: str, value: str, limit: int, tmp_path: Path) -> None:
+    """`--lag-days 100000` would re-read the API's whole history on every run; it is refused, naming the bound."""
+    store = tmp_path / "u.duckdb"
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, ["sync", "--store", str(store), flag, value])
+    assert done.exit_code == 1, done.output
+    assert f"{flag}: must be at most {limit}, got {value}" in done.output, done.output
+    assert not store.exists()

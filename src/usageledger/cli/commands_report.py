@@ -112,7 +112,7 @@ def _day(value: str, *, now: int, param: str, end: bool, since: bool = False) ->
 
 
 def _past_day(value: str, *, now: int, param: str) -> date:
-    """A day to judge: today or before (a day after today has no data, so its "no alerts" would be a false all-clear)."""
+    """A day to judge: today or before (a later day has no data, so its "no alerts" would be a false all-clear)."""
     day = _day(value, now=now, param=param, end=False)
     today = datetime.fromtimestamp(now, UTC).date()
     if day > today:
