@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# pytest-xdist's workers export COLUMNS=80 and LINES=24, and rich fixes a console's size for good when it is created
+# with both set, which would pin the CLI's consoles (made at import) to 80 columns whatever a test asks for. The
+# tests set their own widths, so a worker starts without them, like a plain pytest run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 pytest_plugins: list[str] = ["fixtures.emulator", "fixtures.browser", "fixtures.postgres"]
 

@@ -221,11 +221,11 @@ def report(
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(data, id_names, generated_at=now), encoding="utf-8")
-        said.print(f"wrote {html}", highlight=False)
+        said.print(f"wrote {html}", highlight=False, markup=False, soft_wrap=True)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):
             path = write_png(chart, png / f"{chart.slug}.png")
-            said.print(f"wrote {path}", highlight=False)
+            said.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _tolerance(value: str) -> Decimal:
