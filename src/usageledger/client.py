@@ -352,8 +352,9 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
             raise ConfigError("pass transport= or http_client=, not both: the http_client already has its transport")
         self._connect(transport, http_client)
 
+    @abstractmethod
     def _connect(self, transport: AnyTransport, http_client: AnyHTTPClient) -> None:
-        raise NotImplementedError
+        """The twin's transport over ``self._config``: its own httpx client, or the ``http_client`` it is handed."""
 
     def with_options(
         self,

@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -37,23 +38,29 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def test_sigterm_stops_a_sync_started_in_the_background_of_a_script(slow_emulator: str, tmp_path: Path) -> None:
-    """`usageledger sync &` in a script (SIGINT ignored), then `kill -TERM`: exit 143 and the run `interrupted`."""
-    store = str(tmp_path / "bg.duckdb")
+def _sync_past_its_first_commit(store: str, url: str, cwd: Path, **popen: Any) -> subprocess.Popen[str]:
+    """A `usageledger sync` subprocess (JSON logs on stderr), returned once it has committed its first window."""
     proc = subprocess.Popen(
         [*cli(), *sync_args(store, "--log-format", "json")],
-        env=env(slow_emulator),
-        cwd=tmp_path,
+        env=env(url),
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_ignore_sigint,
+        **popen,
     )
     assert proc.stderr is not None
     for line in proc.stderr:
         if line.startswith("{") and json.loads(line).get("message") == "window committed":
-            proc.send_signal(signal.SIGTERM)
             break
+    return proc
+
+
+def test_sigterm_stops_a_sync_started_in_the_background_of_a_script(slow_emulator: str, tmp_path: Path) -> None:
+    """`usageledger sync &` in a script (SIGINT ignored), then `kill -TERM`: exit 143 and the run `interrupted`."""
+    store = str(tmp_path / "bg.duckdb")
+    proc = _sync_past_its_first_commit(store, slow_emulator, tmp_path, preexec_fn=_ignore_sigint)
+    proc.send_signal(signal.SIGTERM)
     code, _, err = finish(proc, timeout=120)
     assert code == 143, err
     assert "error: interrupted by SIGTERM" in err
@@ -252,19 +259,8 @@ def test_report_html_never_overwrites_the_store_or_the_config(
 def test_doctor_during_a_sync_reads_the_store_instead_of_failing(slow_emulator: str, tmp_path: Path) -> None:
     """`doctor` while a sync writes the store says so and passes; it used to fail with "another process is writing"."""
     store = str(tmp_path / "busy.duckdb")
-    proc = subprocess.Popen(
-        [*cli(), *sync_args(store, "--log-format", "json")],
-        env=env(slow_emulator),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
+    proc = _sync_past_its_first_commit(store, slow_emulator, tmp_path)
     try:
-        for line in proc.stderr:
-            if line.startswith("{") and json.loads(line).get("message") == "window committed":
-                break
         env_vars = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": slow_emulator}
         done = CliRunner(env=env_vars).invoke(app, ["doctor", "--store", store])
         assert proc.poll() is None, "the sync ended before doctor ran"

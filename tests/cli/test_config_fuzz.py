@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from usageledger import catalogue
+from usageledger._sections import ALERT_KEYS
 from usageledger.cli import app
 from usageledger.config import load_config
 from usageledger.errors import ConfigError
@@ -38,16 +39,7 @@ SECTIONS: Final[dict[str, tuple[str, ...]]] = {
     "sync": ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries"),
     "orgs": ("name", "key_env", "base_url", "api_key"),
     "streams": ("endpoint", "bucket_width", "group_by", "filters"),
-    "alerts": (
-        "daily_budget",
-        "monthly_budget",
-        "stale_after",
-        "anomaly_threshold",
-        "anomaly_window_days",
-        "anomaly_min_increase",
-        "anomaly_min_baseline_days",
-        "projects",
-    ),
+    "alerts": ALERT_KEYS,
     "names": ("projects", "users", "api_keys"),
 }
 tried: dict[str, int] = {"files": 0, "loaded": 0, "refused": 0}
