@@ -293,3 +293,16 @@ def test_a_sync_setting_far_out_of_range_is_refused(flag: str, value: str, limit
     assert done.exit_code == 1, done.output
     assert f"{flag}: must be at most {limit}, got {value}" in done.output, done.output
     assert not store.exists()
+
+
+def test_the_demo_reports_the_same_30_days_as_report(tmp_path: Path) -> None:
+    """The demo reported 31 days (`--days 30`) while `report` reports 30: both follow the one period rule now."""
+    store = str(tmp_path / "demo.duckdb")
+    demo = CliRunner().invoke(app, ["demo", "--store", store], env={"COLUMNS": "200"})
+    assert demo.exit_code == 0, demo.output
+    assert "(30 days)" in demo.output, demo.output
+    report = CliRunner().invoke(app, ["report", "--store", store])
+    first_line = report.output.splitlines()[0]
+    assert first_line.split("  ")[0] in demo.output, (first_line, demo.output)
+    refused = CliRunner().invoke(app, ["demo", "--store", store, "--days", "0"])
+    assert refused.exit_code == 1 and "--days: must be at least 1" in refused.output

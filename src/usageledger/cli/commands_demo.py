@@ -41,10 +41,13 @@ def demo(
 
     logging.getLogger("usageledger").setLevel(logging.WARNING)
     instance = Emulator(EmulatorConfig(seed=seed))
+    if days < 1:
+        raise fail(f"--days: must be at least 1, got {days}")
     now = instance.now()
-    start = timeutil.floor(now - days * 86400, "1d")
+    # The one period rule (see timeutil.span_start): the last `days` whole UTC days, today included, as `report`.
+    start = timeutil.span_start(int(now), days * 86400)
     # The report compares the period with the one before it, so sync that one too.
-    sync_start = timeutil.floor(now - 2 * days * 86400, "1d")
+    sync_start = timeutil.span_start(int(now), 2 * days * 86400)
     with sigterm_as_interrupt(), run_server(instance) as url, open_store(store) as ledger:
         org = Org("demo", "sk-admin-demo", url, synthetic=True)
         result = sync(
