@@ -30,16 +30,17 @@ from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
+from usageledger.report.periods import period_day as _day
+from usageledger.report.periods import report_period as _period
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
-from usageledger.timeutil import parse_duration, since_unix, to_unix
+from usageledger.timeutil import parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
-DEFAULT_DAYS: Final = 30
 
 StoreOpt = Annotated[
     str | None,
@@ -101,16 +102,6 @@ def _database(url: str | None) -> Iterator[BaseStore]:
         yield store
 
 
-def _day(value: str, *, now: int, param: str, end: bool, since: bool = False) -> date:
-    """The UTC day ``value`` names; with ``since``, a span of days follows the period rule (:func:`since_unix`)."""
-    ts = since_unix(value, now=now, param=param) if since else to_unix(value, now=now, param=param)
-    moment = datetime.fromtimestamp(ts, UTC)
-    day = moment.date()
-    if end and moment != datetime(day.year, day.month, day.day, tzinfo=UTC):
-        day += timedelta(days=1)
-    return day
-
-
 def _past_day(value: str, *, now: int, param: str) -> date:
     """A day to judge: today or before (a later day has no data, so its "no alerts" would be a false all-clear)."""
     day = _day(value, now=now, param=param, end=False)
@@ -120,19 +111,6 @@ def _past_day(value: str, *, now: int, param: str) -> date:
             param, f"{day.isoformat()} is after today ({today.isoformat()}): give today or an earlier day"
         )
     return day
-
-
-def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
-    """Whole UTC days: ``--until`` is exclusive (a datetime inside a day includes that day); ``--since 30d`` and the
-    default are both the 30 days ending today."""
-    ts = int(now.timestamp())
-    until_day = _day(until, now=ts, param="--until", end=True) if until else now.date() + timedelta(days=1)
-    since_day = (
-        _day(since, now=ts, param="--since", end=False, since=True)
-        if since
-        else until_day - timedelta(days=DEFAULT_DAYS)
-    )
-    return Period(since_day, until_day)
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
