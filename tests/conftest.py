@@ -44,6 +44,8 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_fuzz_params.py",
         "test_keys.py",
         "test_load.py",
+        "test_mcp_server.py",
+        "test_metrics.py",
         "test_named_views.py",
         "test_names_directory.py",
         "test_report_demo.py",

@@ -280,17 +280,21 @@ StoreOpener = Callable[[], AbstractContextManager[BaseStore]]
 
 
 def metrics_endpoint(
-    store_opener: StoreOpener, labels: frozenset[str] = DEFAULT_METRICS_LABELS
+    store_opener: StoreOpener,
+    labels: frozenset[str] = DEFAULT_METRICS_LABELS,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> Callable[[Any], Any]:
     """A Starlette endpoint serving :func:`render_metrics`: the store is opened per scrape (read only, in a worker
-    thread), and an ``Accept`` header naming ``application/openmetrics-text`` gets OpenMetrics."""
+    thread), and an ``Accept`` header naming ``application/openmetrics-text`` gets OpenMetrics. ``clock`` (default:
+    the system's) says what "now" is, for tests and replays."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import Response
 
     def scrape(openmetrics: bool) -> tuple[bytes, str]:
         with store_opener() as store:
-            return render_metrics(store, labels=labels, openmetrics=openmetrics)
+            return render_metrics(store, labels=labels, openmetrics=openmetrics, now=None if clock is None else clock())
 
     async def endpoint(request: Request) -> Response:
         body, content_type = await run_in_threadpool(scrape, wants_openmetrics(request.headers.get("accept")))
