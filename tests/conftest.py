@@ -42,6 +42,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_export_safety.py",
         "test_finality.py",
         "test_fuzz_params.py",
+        "test_grafana_dashboards.py",
         "test_keys.py",
         "test_load.py",
         "test_mcp_server.py",
