@@ -157,10 +157,11 @@ def _project_labels(project: object, names: Names) -> list[str]:
 def _costs(
     store: BaseStore, shape: _Shape, names: Names, month: datetime, today: datetime, end: datetime
 ) -> list[Metric]:
+    # Grouped by line item first, the model parsed from the few groups (not from every row).
     rows = store.query(
-        f"SELECT org, project_id, {LINE_ITEM_MODEL} AS model, line_item, bucket_start >= %s AS today, "
-        f"SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s AND currency = %s "
-        "GROUP BY 1, 2, 3, 4, 5",
+        f"SELECT org, project_id, {LINE_ITEM_MODEL} AS model, line_item, today, amount FROM ("
+        "SELECT org, project_id, line_item, bucket_start >= %s AS today, SUM(amount_value) AS amount "
+        f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s AND currency = %s GROUP BY 1, 2, 3, 4) c",
         [today, month, end, CURRENCY],
     )
     labels = shape.cost_labels()
