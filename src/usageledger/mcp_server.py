@@ -66,8 +66,8 @@ def build_server(tools: LedgerTools) -> MCPServer:
     @server.tool(
         name="spend",
         description="Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, "
-        "model, line_item, api_key, user or day, with the total and the previous period's total. Figures equal "
-        "`usageledger report --format json` for the same period and filters. `provisional_from` is the first day "
+        "model, line_item, api_key, user or day, with the total and the previous period's total, optionally for one "
+        "model. Figures equal `usageledger report --format json` for the same period and filters. `provisional_from` is the first day "
         "that may still be restated.",
         annotations=_READ_ONLY,
     )
@@ -80,8 +80,15 @@ def build_server(tools: LedgerTools) -> MCPServer:
         ] = "project",
         org: Org = None,
         project: Project = None,
+        model: Annotated[
+            str | None,
+            Field(
+                description="Only this model's line items: gpt-4.1 also matches its dated snapshots "
+                "(gpt-4.1-2025-04-14), not gpt-4.1-mini. Default: every line item."
+            ),
+        ] = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.spend(since, until, group_by, org, project))
+        return _guarded(lambda: tools.spend(since, until, group_by, org, project, model))
 
     @server.tool(
         name="usage",

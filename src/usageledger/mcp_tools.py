@@ -12,6 +12,7 @@ or a number of days ending today (``7d``), ``until`` is exclusive; the default i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import check_document, dumps, report_document
 from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
 from usageledger.report.periods import period_day, report_period
-from usageledger.report.queries import Period, Scope, build_report
+from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Period, Scope, build_report, utc_day
 from usageledger.store import BaseStore
 
 __all__ = ["GROUP_BY", "MOVERS_BY", "LedgerTools", "SpendGroup"]
@@ -44,6 +45,21 @@ _SPEND_ROWS: Final[dict[str, str]] = {
     "api_key": "spend_by_api_key",
     "user": "spend_by_user",
     "day": "daily_spend",
+}
+_GROUP_COLUMNS: Final[dict[str, str]] = {
+    "project": "project_id",
+    "model": LINE_ITEM_MODEL,
+    "line_item": "line_item",
+    "api_key": "api_key_id",
+    "user": "user_id",
+    "day": DAY,
+}
+_ROW_KEYS: Final[dict[str, str]] = {
+    "project": "project_id",
+    "model": "model",
+    "line_item": "line_item",
+    "api_key": "api_key_id",
+    "user": "user_id",
 }
 _LOOKUP_KINDS: Final = tuple(k for ks in DIRECTORY_KINDS.values() for k in ks)
 MAX_CHANGES: Final = 500
@@ -104,9 +120,13 @@ class LedgerTools:
         group_by: str = "project",
         org: str | None = None,
         project: str | None = None,
+        model: str | None = None,
     ) -> Document:
-        """Spend over the period, grouped, with the total, the previous period's total and the currency."""
+        """Spend over the period, grouped, with the total, the previous period's total and the currency. ``model``
+        keeps the line items of one model (``gpt-4.1`` also matches its dated snapshots, ``gpt-4.1-2025-04-14``)."""
         key = _SPEND_ROWS[_choice(group_by, GROUP_BY, "group_by")]
+        if model is not None:
+            return self._model_spend(since, until, group_by, org, project, model)
         doc = self._report(since, until, org, project)
         return {
             "period": doc["period"],
@@ -118,6 +138,53 @@ class LedgerTools:
             "provisional_from": doc["provisional_from"],
             "rows": doc[key],
         }
+
+    def _model_spend(
+        self, since: str | None, until: str | None, group_by: str, org: str | None, project: str | None, model: str
+    ) -> Document:
+        """The spend of one model's line items: summed in SQL per group and line item, the line items then kept by
+        their model (a handful per group), so the figures are the same sums the report makes."""
+        wanted = model.strip()
+        if not wanted:
+            raise ParameterError("model", "give a model name, such as gpt-4.1")
+        snapshot = re.compile(re.escape(wanted) + r"(-\d{4}-\d{2}-\d{2})?")
+        period = self._period(since, until)
+        with self.open_store() as store:
+            pid = self._project_id(store, project, org)
+            scope = Scope(org=org, project=pid)
+            where, params = scope.where(period, start=period.previous().start)
+            rows = store.query(
+                f"SELECT {_GROUP_COLUMNS[group_by]}, line_item, currency, bucket_start >= %s, SUM(amount_value) "
+                f"FROM {COSTS_VIEW} WHERE {where} AND line_item IS NOT NULL GROUP BY 1, 2, 3, 4",
+                [period.start, *params],
+            )
+            names = resolve_names(store, org=org, overrides=self._overrides())
+        current: dict[object, Decimal] = {}
+        previous = Decimal(0)
+        currencies: set[str] = set()
+        for group, line_item, currency, is_current, amount in rows:
+            if not snapshot.fullmatch(line_item.split(", ", 1)[0]) or ", " not in line_item:
+                continue
+            if currency is not None:
+                currencies.add(currency)
+            if is_current:
+                current[group] = current.get(group, Decimal(0)) + amount
+            else:
+                previous += amount
+        if len(currencies) > 1:
+            raise ParameterError("model", f"its costs are in several currencies ({', '.join(sorted(currencies))})")
+        total = sum(current.values(), Decimal(0))
+        return _plain(
+            {
+                "period": _period_doc(period),
+                "scope": {"org": org, "project": pid, "model": wanted},
+                "currency": next(iter(currencies), None),
+                "group_by": group_by,
+                "total": total,
+                "previous_period_total": previous,
+                "rows": _model_rows(group_by, current, total, names, period),
+            }
+        )
 
     def usage(
         self, since: str | None = None, until: str | None = None, org: str | None = None, project: str | None = None
@@ -262,6 +329,24 @@ class LedgerTools:
                 "matches": matches,
             }
         )
+
+
+def _model_rows(
+    group_by: str, spend: dict[object, Decimal], total: Decimal, names: Names, period: Period
+) -> list[Document]:
+    """Rows shaped like the report's ``spend_by_*`` lists (``daily_spend`` for days: every day, zero included)."""
+    if group_by == "day":
+        by_day = {utc_day(k): v for k, v in spend.items()}
+        return [{"day": d, "spend": by_day.get(d, Decimal(0))} for d in period.each_day()]
+    name = {"project": names.project, "api_key": names.api_key, "user": names.user}.get(group_by)
+    out: list[Document] = []
+    for key, amount in sorted(spend.items(), key=lambda kv: (-kv[1], kv[0] is None, str(kv[0] or ""))):
+        row: Document = {_ROW_KEYS[group_by]: key}
+        if name is not None:
+            row["name"] = name(None if key is None else str(key))
+        row.update(spend=amount, share=None if total == 0 else amount / total)
+        out.append(row)
+    return out
 
 
 def _label(names: Names, kind: str, ident: str, fallback: str) -> str:

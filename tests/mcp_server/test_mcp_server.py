@@ -4,8 +4,10 @@ each one; the spend tool's figures equal ``usageledger report --format json``.""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,13 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     period = {"since": SINCE, "until": UNTIL}
     with open_existing_store(synced) as store:
         names = current_names(store, "default", "project")
+        snapshots = [
+            m
+            for (m,) in store.query("SELECT DISTINCT split_part(line_item, ', ', 1) FROM costs_daily ORDER BY 1")
+            if re.fullmatch(r".+-\d{4}-\d{2}-\d{2}", m)
+        ]
     some_id, (some_name, _) = sorted(names.items())[0]
+    model = snapshots[0][:-11]  # gpt-4o-2024-08-06 -> gpt-4o
     calls: list[tuple[str, dict[str, Any]]] = [
         ("spend", period),
         ("spend", {**period, "group_by": "model"}),
@@ -82,6 +90,8 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
         ("alerts", {}),
         ("lookup", {"query": some_name[: max(3, len(some_name) // 2)].lower()}),
         ("lookup", {"query": some_id}),
+        ("spend", {**period, "model": model}),
+        ("spend", {**period, "model": model, "group_by": "day"}),
         ("spend", {**period, "group_by": "team"}),
         ("spend", {"since": "yesterday-ish"}),
     ]
@@ -96,7 +106,8 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     assert "group_by" in listed["spend"].input_schema["properties"]
     assert listed["lookup"].input_schema["required"] == ["query"]
 
-    spend, by_model, one_project, usage, movers, changes, alerts, by_name, by_id, bad_group, bad_since = results
+    spend, by_model, one_project, usage, movers, changes, alerts, by_name, by_id, gpt4o, gpt4o_days = results[:11]
+    bad_group, bad_since = results[11:]
     report = _report(synced)
     doc = _doc(spend)
     assert doc["period"] == report["period"] and doc["period"]["first_day"] == SINCE
@@ -121,6 +132,21 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     assert {(x["id"], x["kind"]) for x in _doc(by_name)["matches"]} >= {(some_id, "project")}
     [match] = _doc(by_id)["matches"]
     assert match["name"] == some_name
+
+    # One model: its dated snapshots, not its siblings (gpt-4o-mini), equal to a direct SQL sum.
+    with open_existing_store(synced) as store:
+        [(direct,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE bucket_start >= %s AND bucket_start < %s "
+            "AND regexp_full_match(line_item, %s)",
+            [f"{SINCE} 00:00:00+00", f"{UNTIL} 00:00:00+00", re.escape(model) + r"(-\d{4}-\d{2}-\d{2})?, .*"],
+        )
+    one = _doc(gpt4o)
+    assert one["scope"]["model"] == model and one["period"] == report["period"]
+    assert Decimal(one["total"]) == direct > 0
+    assert sum(Decimal(r["spend"]) for r in one["rows"]) == direct
+    assert all(r["name"] == names[r["project_id"]][0] for r in one["rows"])
+    days = _doc(gpt4o_days)["rows"]
+    assert len(days) == 30 and sum(Decimal(r["spend"]) for r in days) == direct
 
     assert bad_group.is_error and "group_by" in bad_group.content[0].text
     assert bad_since.is_error and "since" in bad_since.content[0].text and "Traceback" not in bad_since.content[0].text
