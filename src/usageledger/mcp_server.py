@@ -67,8 +67,8 @@ def build_server(tools: LedgerTools) -> MCPServer:
         name="spend",
         description="Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, "
         "model, line_item, api_key, user or day, with the total and the previous period's total, optionally for one "
-        "model. Figures equal `usageledger report --format json` for the same period and filters. `provisional_from` is the first day "
-        "that may still be restated.",
+        "model. Figures equal `usageledger report --format json` for the same period and filters. "
+        "`provisional_from` is the first day that may still be restated.",
         annotations=_READ_ONLY,
     )
     def spend(
