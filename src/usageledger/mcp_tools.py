@@ -294,9 +294,10 @@ class LedgerTools:
         kinds = _LOOKUP_KINDS if kind is None else (_choice(kind, _LOOKUP_KINDS, "kind"),)
         where = [
             f"kind IN ({', '.join(['%s'] * len(kinds))})",
-            "(id = %s OR lower(name) LIKE %s OR lower(email) LIKE %s)",
+            "(id = %s OR lower(name) LIKE %s ESCAPE '\\' OR lower(email) LIKE %s ESCAPE '\\')",
         ]
-        like = "%" + text.lower().replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
+        # A literal match: LIKE's wildcards in the query are escaped.
+        like = "%" + "".join("\\" + c if c in "\\%_" else c for c in text.lower()) + "%"
         params: list[object] = [*kinds, text, like, like]
         if org is not None:
             where.append("org = %s")

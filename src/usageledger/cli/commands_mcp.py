@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import typer
-
 from usageledger.cli._app import app, fail, friendly_errors, open_for_reading
 from usageledger.cli.commands_report import ConfigOpt, StoreOpt
 from usageledger.config import load_config
@@ -37,4 +35,3 @@ def mcp(store: StoreOpt = None, config: ConfigOpt = None) -> None:
             yield db
 
     build_server(LedgerTools(reading, settings)).run("stdio")
-    raise typer.Exit(0)
