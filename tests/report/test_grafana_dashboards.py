@@ -1,21 +1,28 @@
 """The Grafana dashboards under ``contrib/grafana/``: every PostgreSQL panel query runs against a PostgreSQL store
 synced from the emulator (after Grafana's macro substitution, documented in ``contrib/grafana/README.md``), and the
-Prometheus dashboard asks only for metrics that ``render_metrics`` emits."""
+Prometheus dashboard asks only for metrics that ``render_metrics`` emits. The same PostgreSQL store also serves the
+metrics and the MCP tools, which must run there as on DuckDB."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from usageledger.cli import app
-from usageledger.report.metrics import METRIC_NAMES
+from usageledger.config import Config
+from usageledger.mcp_tools import LedgerTools
+from usageledger.report.metrics import METRIC_NAMES, render_metrics
 from usageledger.store import BaseStore, open_existing_store
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -116,3 +123,33 @@ def test_prometheus_dashboard_uses_only_emitted_metrics() -> None:
     assert {"usageledger_month_to_date_cost_usd", "usageledger_data_until_timestamp_seconds"} <= used
     labels = {label for expr in exprs for group in re.findall(r"by \(([^)]*)\)", expr) for label in group.split(", ")}
     assert labels <= {"org", "project_id", "project_name", "model", "line_item", "direction", "stream", "status"}
+
+
+@pytest.mark.postgres
+def test_metrics_and_the_mcp_tools_read_a_postgres_store(pg_store: BaseStore) -> None:
+    """The metrics and every MCP tool run on PostgreSQL too (the same SQL as on DuckDB), with the same sums."""
+    body, _ = render_metrics(pg_store, now=NOW)
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    got = sum(s.value for s in families["usageledger_month_to_date_cost_usd"].samples)
+    [(direct,)] = pg_store.query(
+        "SELECT SUM(amount_value) FROM costs_daily WHERE bucket_start >= %s AND bucket_start <= %s",
+        [NOW.replace(day=1, hour=0), NOW],
+    )
+    assert math.isclose(got, float(direct), rel_tol=1e-9) and got > 0
+
+    @contextmanager
+    def reading() -> Iterator[BaseStore]:
+        yield pg_store
+
+    tools = LedgerTools(reading, Config(), clock=lambda: NOW)
+    spend = tools.spend(since="30d")
+    assert Decimal(spend["total"]) > 0 and spend["period"]["last_day"] == NOW.date().isoformat()
+    assert Decimal(tools.spend(since="30d", model="gpt-4o")["total"]) >= 0
+    assert tools.usage(since="30d")["totals"]["tokens"] > 0
+    assert tools.top_movers(since="7d", by="model")["previous_period"]["days"] == 7
+    assert tools.changes(since="2026-01-01", until="2027-01-01", kind="all", limit=3)["changes"]
+    assert tools.alerts()["checks"]
+    project = spend["rows"][0]
+    [match] = [m for m in tools.lookup(project["name"])["matches"] if m["id"] == project["project_id"]]
+    assert match["kind"] == "project"
+    assert tools.lookup("50%_\\")["matches"] == []
