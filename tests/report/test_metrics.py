@@ -31,7 +31,7 @@ from usageledger.report.metrics import (
     parse_metrics_labels,
     render_metrics,
 )
-from usageledger.store import BaseStore, open_existing_store
+from usageledger.store import BaseStore, open_existing_store, open_store
 from usageledger.store.directory import current_names
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -239,3 +239,23 @@ def test_served_over_http_with_content_negotiation(synced: str) -> None:
     plain_costs = _samples(plain.text, "usageledger_month_to_date_cost_usd")
     assert sorted(s.value for s in plain_costs) == sorted(s.value for s in costs)
     assert Decimal(str(sum(s.value for s in costs))) > 0
+
+
+def test_a_missing_store_fails_the_scrape_with_one_line(tmp_path: Path) -> None:
+    """No store: 503 and one line saying so (Prometheus marks the target down), never a traceback page."""
+    endpoint = metrics_endpoint(lambda: _reading(str(tmp_path / "none.duckdb")))
+    with _serving(Starlette(routes=[Route("/metrics", endpoint)])) as base:
+        response = httpx.get(f"{base}/metrics")
+    assert response.status_code == 503
+    assert response.text.startswith("error: no store at") and response.text.count("\n") == 1
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_an_empty_store_has_every_family_and_no_spend(tmp_path: Path) -> None:
+    """A store nothing was synced into yet: the page parses, with no spend series and no sync times."""
+    url = str(tmp_path / "empty.duckdb")
+    open_store(url).close()
+    text = _page(url)
+    assert {f.name for f in text_string_to_metric_families(text)} <= set(METRIC_NAMES)
+    assert _samples(text, "usageledger_month_to_date_cost_usd") == []
+    assert _samples(text, "usageledger_last_sync_timestamp_seconds") == []

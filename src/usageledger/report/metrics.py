@@ -43,7 +43,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
-from usageledger.errors import ParameterError
+from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.queries import COSTS_VIEW, LINE_ITEM_MODEL, Period, Scope, token_usage_sql
 from usageledger.store import BaseStore
@@ -161,7 +161,8 @@ def _costs(
     rows = store.query(
         f"SELECT org, project_id, {LINE_ITEM_MODEL} AS model, line_item, today, amount FROM ("
         "SELECT org, project_id, line_item, bucket_start >= %s AS today, SUM(amount_value) AS amount "
-        f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s AND currency = %s GROUP BY 1, 2, 3, 4) c",
+        f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s AND lower(currency) = %s "
+        "GROUP BY 1, 2, 3, 4) c",
         [today, month, end, CURRENCY],
     )
     labels = shape.cost_labels()
@@ -291,14 +292,17 @@ def metrics_endpoint(
     the system's) says what "now" is, for tests and replays."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
-    from starlette.responses import Response
+    from starlette.responses import PlainTextResponse, Response
 
     def scrape(openmetrics: bool) -> tuple[bytes, str]:
         with store_opener() as store:
             return render_metrics(store, labels=labels, openmetrics=openmetrics, now=None if clock is None else clock())
 
     async def endpoint(request: Request) -> Response:
-        body, content_type = await run_in_threadpool(scrape, wants_openmetrics(request.headers.get("accept")))
+        try:
+            body, content_type = await run_in_threadpool(scrape, wants_openmetrics(request.headers.get("accept")))
+        except UsageLedgerError as exc:  # no store, a store of another schema: one line, and the scrape fails
+            return PlainTextResponse(f"error: {exc}\n", status_code=503)
         return Response(body, headers={"Content-Type": content_type})
 
     return endpoint
