@@ -54,7 +54,10 @@ def _report(store: str, *extra: str) -> dict[str, Any]:
 
 
 async def _session_calls(store: str, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], list[Any]]:
-    params = StdioServerParameters(command=CLI[0], args=[*CLI[1:], "mcp", "--store", store])
+    # No admin key, and the API's base URL is a dead port: every answer has to come from the store.
+    params = StdioServerParameters(
+        command=CLI[0], args=[*CLI[1:], "mcp", "--store", store], env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         listed = await session.list_tools()
