@@ -66,8 +66,8 @@ def build_server(tools: LedgerTools) -> MCPServer:
     @server.tool(
         name="spend",
         description="Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, "
-        "model, line_item, api_key, user or day, with the total and the previous period's total, optionally for one "
-        "model. Figures equal `usageledger report --format json` for the same period and filters. "
+        "team, model, line_item, api_key, user or day, with the total and the previous period's total, optionally "
+        "for one model. Figures equal `usageledger report --format json` for the same period and filters. "
         "`provisional_from` is the first day that may still be restated.",
         annotations=_READ_ONLY,
     )
@@ -75,8 +75,11 @@ def build_server(tools: LedgerTools) -> MCPServer:
         since: Since = None,
         until: Until = None,
         group_by: Annotated[
-            Literal["project", "model", "line_item", "api_key", "user", "day"],
-            Field(description="How to break the spend down."),
+            Literal["project", "team", "model", "line_item", "api_key", "user", "day"],
+            Field(
+                description="How to break the spend down. team: the config's [teams], else the directory's project "
+                "groups, as `usageledger report --by team`."
+            ),
         ] = "project",
         org: Org = None,
         project: Project = None,

@@ -27,19 +27,21 @@ from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import check_document, dumps, report_document
 from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
 from usageledger.report.periods import period_day, report_period
-from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Period, Scope, build_report, utc_day
+from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Period, Scope, Spend, build_report, utc_day
+from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.store import BaseStore
 
 __all__ = ["GROUP_BY", "MOVERS_BY", "LedgerTools", "SpendGroup"]
 
 Document = dict[str, Any]
-SpendGroup = Literal["project", "model", "line_item", "api_key", "user", "day"]
+SpendGroup = Literal["project", "team", "model", "line_item", "api_key", "user", "day"]
 GROUP_BY: Final[tuple[str, ...]] = get_args(SpendGroup)
 MoversBy = Literal["project", "model"]
 MOVERS_BY: Final[tuple[str, ...]] = get_args(MoversBy)
 ChangeKind = Literal["restatements", "all"]
 _SPEND_ROWS: Final[dict[str, str]] = {
     "project": "spend_by_project",
+    "team": "spend_by_project",
     "model": "spend_by_model",
     "line_item": "spend_by_line_item",
     "api_key": "spend_by_api_key",
@@ -125,6 +127,8 @@ class LedgerTools:
         """Spend over the period, grouped, with the total, the previous period's total and the currency. ``model``
         keeps the line items of one model (``gpt-4.1`` also matches its dated snapshots, ``gpt-4.1-2025-04-14``)."""
         key = _SPEND_ROWS[_choice(group_by, GROUP_BY, "group_by")]
+        if group_by == "team":
+            return self._team_spend(self.spend(since, until, "project", org, project, model), org)
         if model is not None:
             return self._model_spend(since, until, group_by, org, project, model)
         doc = self._report(since, until, org, project)
@@ -138,6 +142,26 @@ class LedgerTools:
             "provisional_from": doc["provisional_from"],
             "rows": doc[key],
         }
+
+    def _team_spend(self, by_project: Document, org: str | None) -> Document:
+        """Spend by project regrouped by team (``report --by team``: the config's ``[teams]``, else the directory's
+        project groups; ``unassigned`` for the rest)."""
+        with self.open_store() as store:
+            teams = project_teams(store, org=org, config=self.config.teams)
+        rows = by_project["rows"]
+        names = {row["project_id"]: row["name"] for row in rows}
+        grouped = spend_by_team([Spend(row["project_id"], Decimal(row["spend"])) for row in rows], teams)
+        total = Decimal(by_project["total"])
+        team_rows = [
+            {
+                "team": t.team,
+                "spend": t.amount,
+                "share": None if total == 0 else t.amount / total,
+                "projects": [{"project_id": p, "name": names[p]} for p in t.projects],
+            }
+            for t in grouped
+        ]
+        return {**by_project, "group_by": "team", "rows": _plain({"rows": team_rows})["rows"]}
 
     def _model_spend(
         self, since: str | None, until: str | None, group_by: str, org: str | None, project: str | None, model: str

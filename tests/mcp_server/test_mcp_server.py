@@ -96,6 +96,7 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
         ("spend", {**period, "model": model}),
         ("spend", {**period, "model": model, "group_by": "day"}),
         ("spend", {**period, "group_by": "team"}),
+        ("spend", {**period, "group_by": "org"}),
         ("spend", {"since": "yesterday-ish"}),
     ]
     tools, results = await _session_calls(synced, calls)
@@ -110,7 +111,7 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     assert listed["lookup"].input_schema["required"] == ["query"]
 
     spend, by_model, one_project, usage, movers, changes, alerts, by_name, by_id, gpt4o, gpt4o_days = results[:11]
-    bad_group, bad_since = results[11:]
+    by_team, bad_group, bad_since = results[11:]
     report = _report(synced)
     doc = _doc(spend)
     assert doc["period"] == report["period"] and doc["period"]["first_day"] == SINCE
@@ -150,6 +151,9 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     assert all(r["name"] == names[r["project_id"]][0] for r in one["rows"])
     days = _doc(gpt4o_days)["rows"]
     assert len(days) == 30 and sum(Decimal(r["spend"]) for r in days) == direct
+
+    teams = _doc(by_team)
+    assert teams["rows"] == _report(synced, "--by", "team")["spend_by_team"] and teams["total"] == doc["total"]
 
     assert bad_group.is_error and "group_by" in bad_group.content[0].text
     assert bad_since.is_error and "since" in bad_since.content[0].text and "Traceback" not in bad_since.content[0].text
