@@ -10,7 +10,8 @@ The method, stated once here and repeated in every output's footnote (:data:`MET
 3. **Trend and level.** On the weekday-adjusted spend (spend / factor; weekdays whose factor is 0 left out), the
    slope is the Theil-Sen slope (the median of the slopes between every pair of days, so a spike or a quiet week
    barely moves it), damped to a quarter (:data:`DAMPING`: extrapolating a full month of a noisy slope did worse in
-   the backtest); the level is the mean of ``adjusted - slope * t`` over the last :data:`LEVEL_DAYS` (21) days.
+   the backtest); the level at *as of* is the mean of ``adjusted - slope * t`` over the last :data:`LEVEL_DAYS`
+   (21) days (the whole slope: it only moves the mean to *as of*; the damping is for the days ahead).
 4. **Forecast.** Each day after *as of* is ``max(0, level + slope * t) * factor(weekday)``; the month end is the
    spend of the month's days up to *as of* plus the forecast of its other days.
 5. **Range.** Out of sample: from each of the last 182 days with 7 days of history before it and ``h`` after it
@@ -216,9 +217,9 @@ def _fit_line(series: Sequence[tuple[date, Decimal]]) -> Model:
     points = [((d - origin).days, v / factors[d.weekday()]) for d, v in history if factors[d.weekday()] > 0]
     if not points:
         return Model(origin, factors, Decimal(0), Decimal(0), len(history), (), 0)
-    slope = _theil_sen_slope(points) * DAMPING
-    recent = [y - slope * t for t, y in points if t > -LEVEL_DAYS]
-    return Model(origin, factors, _mean(recent), slope, len(history), (), 0)
+    slope = _theil_sen_slope(points)
+    level = _mean([y - slope * t for t, y in points if t > -LEVEL_DAYS])  # today's level, on the whole slope
+    return Model(origin, factors, level, slope * DAMPING, len(history), (), 0)
 
 
 def _run_errors(series: Sequence[tuple[date, Decimal]], run: int) -> tuple[Decimal, ...]:
