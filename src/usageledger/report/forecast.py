@@ -203,9 +203,7 @@ def _weekday_factors(history: Sequence[tuple[date, Decimal]]) -> tuple[Decimal, 
 
 def _theil_sen_slope(points: Sequence[tuple[int, Decimal]]) -> Decimal:
     """The median of the slopes between every pair of points."""
-    slopes = [
-        (y2 - y1) / (t2 - t1) for i, (t1, y1) in enumerate(points) for (t2, y2) in points[i + 1 :] if t2 != t1
-    ]
+    slopes = [(y2 - y1) / (t2 - t1) for i, (t1, y1) in enumerate(points) for (t2, y2) in points[i + 1 :] if t2 != t1]
     return median(slopes) if slopes else Decimal(0)
 
 

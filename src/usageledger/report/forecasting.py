@@ -19,7 +19,7 @@ from usageledger.report.forecast import WINDOW_DAYS, Forecast, fill_days, foreca
 from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, utc_day
 from usageledger.report.teams import UNASSIGNED
 
-__all__ = ["GROUPINGS", "ForecastReport", "GroupForecast", "build_forecast", "data_as_of", "daily_spend"]
+__all__ = ["GROUPINGS", "ForecastReport", "GroupForecast", "build_forecast", "daily_spend", "data_as_of"]
 
 Grouping = Literal["project", "team", "model"]
 GROUPINGS: Final[tuple[Grouping, ...]] = ("project", "team", "model")
@@ -51,7 +51,7 @@ def _day_start(day: date) -> datetime:
 
 
 def _where(org: str | None, project: str | None) -> tuple[str, list[object]]:
-    sql, params = "", []
+    sql, params = "", list[object]()
     if org is not None:
         sql += " AND org = %s"
         params.append(org)
@@ -70,6 +70,8 @@ def data_as_of(db: Database, *, now: datetime, org: str | None = None) -> date |
     if value is None:
         return None
     # Covered through midnight of its date (a whole last day ends there; a day still open at that point is not whole).
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a TIMESTAMPTZ, got {type(value).__name__}")
     day = value.astimezone(UTC).date() - timedelta(days=1)
     return min(day, now.astimezone(UTC).date() - timedelta(days=1))
 

@@ -71,7 +71,8 @@ def add_topup(
 ) -> TopUp:
     """Record a top-up; the stored record (with its new ID)."""
     rows = db.query(
-        f"INSERT INTO credit_topups (org, day, amount, note, added_at) VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+        "INSERT INTO credit_topups (org, day, amount, note, added_at) VALUES (%s, %s, %s, %s, %s)"
+        f" RETURNING {_COLUMNS}",
         [org, day, amount, note, now or datetime.now(UTC)],
     )
     return _topup(rows[0])
@@ -80,10 +81,7 @@ def add_topup(
 def list_topups(db: _Db, *, org: str | None = None) -> list[TopUp]:
     """The top-ups (of ``org``, or of every org), by org, then day, then ID."""
     where, params = ("WHERE org = %s", [org]) if org is not None else ("", [])
-    return [
-        _topup(r)
-        for r in db.query(f"SELECT {_COLUMNS} FROM credit_topups {where} ORDER BY org, day, id", params)
-    ]
+    return [_topup(r) for r in db.query(f"SELECT {_COLUMNS} FROM credit_topups {where} ORDER BY org, day, id", params)]
 
 
 def remove_topup(db: _Writable, topup_id: int) -> TopUp | None:
