@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from usageledger.errors import UsageLedgerError
-from usageledger.report.forecast import CREDIT_HORIZON_DAYS, WINDOW_DAYS, credit_runway, fill_days
+from usageledger.report.forecast import CREDIT_HORIZON_DAYS, HISTORY_DAYS, credit_runway, fill_days
 from usageledger.report.forecasting import daily_spend, data_as_of
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
 from usageledger.store.credit import TopUp, list_topups
@@ -89,7 +89,7 @@ def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> Cr
             f"SELECT MIN(bucket_start) FROM {COSTS_VIEW}" + (" WHERE org = %s" if org is not None else ""),
             [org] if org is not None else [],
         )[0][0]
-        start = max(utc_day(first_data), min(first, as_of - timedelta(days=WINDOW_DAYS - 1)))
+        start = max(utc_day(first_data), min(first, as_of - timedelta(days=HISTORY_DAYS - 1)))
         series = fill_days(daily_spend(db, start, as_of, org=org).get(None, []), start, as_of)
         if left < 0:
             runway = _ran_out(topups, series, first, as_of)

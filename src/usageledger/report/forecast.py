@@ -40,6 +40,7 @@ from typing import Final
 from usageledger.errors import ParameterError, UsageLedgerError
 
 __all__ = [
+    "HISTORY_DAYS",
     "METHOD",
     "MIN_DAYS",
     "WINDOW_DAYS",
@@ -66,6 +67,8 @@ DAMPING: Final = Decimal("0.25")
 """The share of the Theil-Sen slope the forecast extrapolates (a damped trend)."""
 ERROR_ORIGINS: Final = 182
 """How many past days the range's out-of-sample test starts from (at most)."""
+HISTORY_DAYS: Final = WINDOW_DAYS + ERROR_ORIGINS + 31
+"""The days of history a forecast reads: the fit's window before each of the range's origins and a month after."""
 MIN_ERRORS: Final = 5
 """The fewest out-of-sample errors the range is taken from; with fewer, the in-sample error is used."""
 WEEKDAY_MIN_DAYS: Final = 14

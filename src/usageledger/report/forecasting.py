@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Final, Literal
 
 from usageledger.errors import UsageLedgerError
-from usageledger.report.forecast import WINDOW_DAYS, Forecast, fill_days, forecast_month, month_days, runway
+from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forecast_month, month_days, runway
 from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, utc_day
 from usageledger.report.teams import UNASSIGNED
 
@@ -136,7 +136,7 @@ def build_forecast(
     if as_of is None or first_data is None:
         raise UsageLedgerError("the store holds no costs to forecast from: run `usageledger sync` first")
     days = month_days(month)
-    start = max(first_data, min(days[0], as_of - timedelta(days=WINDOW_DAYS - 1)))
+    start = max(first_data, min(days[0], as_of - timedelta(days=HISTORY_DAYS - 1)))
     last = min(as_of, days[-1])
     if start > last:
         raise UsageLedgerError(
