@@ -69,6 +69,11 @@ def test_a_noisy_series_has_a_range_around_the_forecast() -> None:
     fc = forecast_month(series, month, as_of=as_of)
     assert fc.low < fc.month_end < fc.high
     assert fc.low >= fc.actual_to_date
+    # The days (actual, then forecast corrected by the median error) are what the month end adds up, as runway
+    # reads them.
+    assert sum(d.amount for d in fc.days).quantize(Decimal("0.01")) == fc.month_end
+    errors = fit(series, horizon=len([d for d in fc.days if not d.actual])).errors
+    assert len(errors) >= 5  # out of sample, from the origins with 28 days of history
 
 
 def test_a_month_that_is_over_is_its_actual_spend() -> None:

@@ -13,17 +13,19 @@ The method, stated once here and repeated in every output's footnote (:data:`MET
    the backtest); the level at *as of* is the mean of ``adjusted - slope * t`` over the last :data:`LEVEL_DAYS`
    (21) days (the whole slope: it only moves the mean to *as of*; the damping is for the days ahead).
 4. **Forecast.** Each day after *as of* is ``max(0, level + slope * t) * factor(weekday)``; the month end is the
-   spend of the month's days up to *as of* plus the forecast of its other days.
-5. **Range.** Out of sample: from each of the last 182 days with 7 days of history before it and ``h`` after it
+   spend of the month's days up to *as of* plus the sum of the forecast of its other days, corrected by the median
+   of the errors of step 5 (``sum * (1 + median error)``), so it sits in the middle of its range.
+5. **Range.** Out of sample: from each of the last 182 days with 28 days of history before it and ``h`` after it
    (``h`` = the days left to forecast), the method is fitted on the days before and its forecast of the next ``h``
    days' sum compared with the actual sum (``actual / forecast - 1``). The 10th and 90th percentiles of those
-   errors (linear interpolation) applied to the forecast part give the range, meant as an 80% interval; with fewer
-   than 5 such runs, the in-sample error over runs of ``h`` days is used. The backtest in ``bench/BENCHMARKS.md``
-   measures how often it holds.
+   errors (linear interpolation) applied to the forecast part (``sum * (1 + error)``) give the range, meant as an
+   80% interval; with fewer than 5 such runs, the in-sample error over runs of ``h`` days is used. The backtest in
+   ``bench/BENCHMARKS.md`` measures how often it holds.
 
 **Runway** is the first day on which the month's cumulative spend (actual, then forecast) is strictly above the
 budget, as budgets fire in ``check``; ``None`` when the forecast stays at or below it through the month's end.
-A **credit runway** is the first day the forecast spend from a given day on exceeds a balance (within a year).
+A **credit runway** is the first day the forecast spend from a given day on exceeds a balance (within a year), each
+day's forecast corrected by the median error over runs of 30 days.
 
 Every figure is ``Decimal``; the month-end figures are rounded to the cent.
 """
@@ -69,21 +71,26 @@ ERROR_ORIGINS: Final = 182
 """How many past days the range's out-of-sample test starts from (at most)."""
 HISTORY_DAYS: Final = WINDOW_DAYS + ERROR_ORIGINS + 31
 """The days of history a forecast reads: the fit's window before each of the range's origins and a month after."""
+ERROR_MIN_HISTORY: Final = 28
+"""The fewest days of history an origin of the range's test needs (a fit on one week is not the method at work)."""
 MIN_ERRORS: Final = 5
 """The fewest out-of-sample errors the range is taken from; with fewer, the in-sample error is used."""
 WEEKDAY_MIN_DAYS: Final = 14
 """The fewest days of history for weekday factors (two of each weekday)."""
 LOW_QUANTILE: Final = Decimal("0.1")
 HIGH_QUANTILE: Final = Decimal("0.9")
+MID_QUANTILE: Final = Decimal("0.5")
 CREDIT_HORIZON_DAYS: Final = 366
+CREDIT_RUN_DAYS: Final = 30
+"""A credit runway's forecast is corrected by the method's median error over runs of 30 days."""
 CENT: Final = Decimal("0.01")
 MICRO: Final = Decimal("0.000001")
 
 METHOD: Final = (
     "Forecast: weekday factors (mean spend per weekday over up to 56 days, over their mean) x the mean "
-    "weekday-adjusted spend of the last 21 days, with a Theil-Sen trend damped to a quarter; range: 10th-90th "
-    "percentile of the method's own out-of-sample error over past runs of as many days as are left (meant as an "
-    "80% interval; backtest in bench/BENCHMARKS.md)."
+    "weekday-adjusted spend of the last 21 days, with a Theil-Sen trend damped to a quarter; the method's own "
+    "out-of-sample error over past runs of as many days as are left gives the range (its 10th-90th percentile, "
+    "meant as an 80% interval) and corrects the figure (its median); backtest in bench/BENCHMARKS.md."
 )
 """The method in one footnote."""
 
@@ -224,11 +231,11 @@ def _fit_line(series: Sequence[tuple[date, Decimal]]) -> Model:
 
 
 def _run_errors(series: Sequence[tuple[date, Decimal]], run: int) -> tuple[Decimal, ...]:
-    """Out-of-sample errors: from every origin in the last :data:`ERROR_ORIGINS` days that has :data:`MIN_DAYS` of
-    history before it and ``run`` days after it, the method's forecast of those days' sum against their actual sum
-    (``actual / forecast - 1``)."""
+    """Out-of-sample errors: from every origin in the last :data:`ERROR_ORIGINS` days that has
+    :data:`ERROR_MIN_HISTORY` days of history before it and ``run`` days after it, the method's forecast of those
+    days' sum against their actual sum (``actual / forecast - 1``)."""
     errors = []
-    for i in range(max(MIN_DAYS, len(series) - run - ERROR_ORIGINS + 1), len(series) - run + 1):
+    for i in range(max(ERROR_MIN_HISTORY, len(series) - run - ERROR_ORIGINS + 1), len(series) - run + 1):
         model = _fit_line(series[:i])
         forecast = sum((model.predict(d) for d, _ in series[i : i + run]), Decimal(0))
         if forecast > 0:
@@ -293,11 +300,13 @@ def forecast_month(series: Sequence[tuple[date, Decimal]], month: date, *, as_of
     model = fit(history, horizon=len(todo))
     in_month = [(d, v) for d, v in history if d >= first]
     actual_sum = sum((v for _, v in in_month), Decimal(0))
-    predicted = [(d, model.predict(d)) for d in todo]
-    rest = sum((v for _, v in predicted), Decimal(0))
+    raw = [(d, model.predict(d)) for d in todo]
+    rest = sum((v for _, v in raw), Decimal(0))
     low_err = quantile(model.errors, LOW_QUANTILE) if model.errors else Decimal(0)
     high_err = quantile(model.errors, HIGH_QUANTILE) if model.errors else Decimal(0)
-    point = actual_sum + rest
+    bias = 1 + (quantile(model.errors, MID_QUANTILE) if model.errors else Decimal(0))
+    predicted = [(d, (v * bias).quantize(MICRO, rounding=ROUND_HALF_EVEN)) for d, v in raw]
+    point = actual_sum + sum((v for _, v in predicted), Decimal(0))
     low = min(point, actual_sum + max(Decimal(0), rest * (1 + low_err)))
     high = max(point, actual_sum + rest * (1 + high_err))
     return Forecast(
@@ -332,10 +341,11 @@ def credit_runway(
         return as_of
     known = [(d, v) for d, v in series if d <= as_of]
     start = min((d for d, _ in known), default=as_of)
-    model = fit(fill_days(known, start, as_of), horizon=1)
+    model = fit(fill_days(known, start, as_of), horizon=CREDIT_RUN_DAYS)
+    bias = 1 + (quantile(model.errors, MID_QUANTILE) if model.errors else Decimal(0))
     total = Decimal(0)
     for day, amount in model.path(as_of + timedelta(days=1), horizon):
-        total += amount
+        total += amount * bias
         if total > balance:
             return day
     return None
