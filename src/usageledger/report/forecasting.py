@@ -133,8 +133,11 @@ def build_forecast(
     """
     as_of = data_as_of(db, now=now, org=org)
     first_data = _first_day(db, org, project)
-    if as_of is None or first_data is None:
+    if as_of is None:
         raise UsageLedgerError("the store holds no costs to forecast from: run `usageledger sync` first")
+    if first_data is None:
+        where = " ".join(f"{k} {v}" for k, v in (("org", org), ("project", project)) if v is not None)
+        raise UsageLedgerError(f"the store holds no daily costs for {where or 'any org'} to forecast from; check the ID")
     days = month_days(month)
     start = max(first_data, min(days[0], as_of - timedelta(days=HISTORY_DAYS - 1)))
     last = min(as_of, days[-1])
