@@ -137,7 +137,9 @@ def build_forecast(
         raise UsageLedgerError("the store holds no costs to forecast from: run `usageledger sync` first")
     if first_data is None:
         where = " ".join(f"{k} {v}" for k, v in (("org", org), ("project", project)) if v is not None)
-        raise UsageLedgerError(f"the store holds no daily costs for {where or 'any org'} to forecast from; check the ID")
+        raise UsageLedgerError(
+            f"the store holds no daily costs for {where or 'any org'} to forecast from; check the ID"
+        )
     days = month_days(month)
     start = max(first_data, min(days[0], as_of - timedelta(days=HISTORY_DAYS - 1)))
     last = min(as_of, days[-1])
