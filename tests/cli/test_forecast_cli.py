@@ -264,3 +264,35 @@ def test_check_credit_below(store: Path) -> None:
 def test_check_credit_below_without_top_ups_is_an_error(synced: Path) -> None:
     result = _run("check", "--store", str(synced), "--now", NOW, "--credit-below", "10", code=1)
     assert "--credit-below: no credit top-up is recorded" in result.output
+
+
+def test_the_config_alerts_section_sets_both_thresholds(store: Path, tmp_path: Path) -> None:
+    """[alerts] forecast_over and credit_below act as the flags do; a flag wins over the config."""
+    _run("credit", "add", "2026-11-01", "5000", "--store", str(store))
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[alerts]\nforecast_over = "1"\ncredit_below = "1000000"\n', encoding="utf-8")
+    doc = _json("check", "--store", str(store), "--now", NOW, "--config", str(config), code=EXIT_FINDINGS)
+    assert len(_alerts(doc, "forecast")) == 1 and len(_alerts(doc, "credit")) == 1
+    calm = CliRunner().invoke(
+        app,
+        [
+            "check",
+            "--store",
+            str(store),
+            "--now",
+            NOW,
+            "--config",
+            str(config),
+            "--forecast-over",
+            "1000000",
+            "--credit-below",
+            "0",
+            "--format",
+            "json",
+        ],
+    )
+    doc = json.loads(calm.stdout)
+    assert _alerts(doc, "forecast") == [] and _alerts(doc, "credit") == []
+    config.write_text('[alerts]\nforecast_over = "lots"\n', encoding="utf-8")
+    bad = _run("check", "--store", str(store), "--config", str(config), code=1)
+    assert "alerts.forecast_over: 'lots' is not an amount" in bad.output

@@ -339,12 +339,16 @@ def check(
         str | None,
         typer.Option(
             "--forecast-over",
-            help="Alert when this month's forecast month-end spend is above this (before it is spent; see forecast).",
+            help="Alert when this month's forecast month-end spend is above this, before it is spent (see forecast; "
+            "else [alerts] forecast_over).",
         ),
     ] = None,
     credit_below: Annotated[
         str | None,
-        typer.Option("--credit-below", help="Alert when the prepaid credit balance is below this (see credit)."),
+        typer.Option(
+            "--credit-below",
+            help="Alert when the prepaid credit balance is below this (see credit; else [alerts] credit_below).",
+        ),
     ] = None,
     names: NamesOpt = None,
     final_only: Annotated[
@@ -405,8 +409,8 @@ def check(
             stale_keys=key_limit,
             names=id_names,
             final=final,
-            forecast_over=forecast_limit,
-            credit_below=credit_limit,
+            forecast_over=forecast_limit if forecast_limit is not None else cfg.forecast_over,
+            credit_below=credit_limit if credit_limit is not None else cfg.credit_below,
         )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))
