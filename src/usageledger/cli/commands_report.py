@@ -15,7 +15,7 @@ from rich.console import RenderableType
 
 from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading, refuse_overwriting
 from usageledger.config import Config, load_config
-from usageledger.errors import ParameterError
+from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.alerts import (
     AlertDeliveryError,
     AnomalyRule,
@@ -26,7 +26,10 @@ from usageledger.report.alerts import (
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
+from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.forecast_out import credit_document, credit_line, forecast_document, forecast_line
+from usageledger.report.forecasting import ForecastReport, build_forecast
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
@@ -131,6 +134,18 @@ def _amount(value: str | None, param: str) -> Decimal | None:
     return amount
 
 
+def month_outlook(
+    db: BaseStore, *, now: datetime, org: str | None, project: str | None = None
+) -> tuple[ForecastReport | None, CreditBalance | None]:
+    """This month's forecast (``None`` when the store holds too little history) and the prepaid credit balance
+    (``None`` without top-ups), as ``report`` and ``status`` show them."""
+    try:
+        outlook = build_forecast(db, now.date().replace(day=1), now=now, org=org, project=project)
+    except UsageLedgerError:
+        outlook = None
+    return outlook, credit_balance(db, now=now, org=org)
+
+
 def synced_report(store: BaseStore, *, since: int, until: int, org: str | None = None) -> RenderableType:
     """The terminal report over whole UTC days from ``since`` through the day holding ``until`` (what ``demo``
     prints after its sync), with the stored directory's names."""
@@ -179,6 +194,7 @@ def report(
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         final = final_costs_until(db, settings.sync.to_options())
         data = replace(data, provisional_from=provisional_from(final, org))
+        outlook, credit = month_outlook(db, now=now, org=org, project=project)
     json_out = output_format == "json"
     if by == "team":
         by_team = spend_by_team(data.spend_by_project, teams)
@@ -189,9 +205,16 @@ def report(
         if html is None and png is None:
             return
     elif json_out:
-        typer.echo(dumps(report_document(data, id_names)))
+        document = report_document(data, id_names)
+        document["forecast"] = None if outlook is None else forecast_document(outlook, id_names)
+        document["credit"] = credit_document(credit)
+        typer.echo(dumps(document))
     elif html is None and png is None:
         console.print(render_report(data, id_names))
+        if outlook is not None:
+            console.print(forecast_line(outlook))
+        if credit is not None:
+            console.print(credit_line(credit, data.currency))
         return
     # With --format json or --by team, stdout holds the document or the teams alone: what was written is said on
     # stderr.
@@ -290,6 +313,21 @@ def check(
             "an admin key, created longer ago (see usageledger keys).",
         ),
     ] = None,
+    forecast_over: Annotated[
+        str | None,
+        typer.Option(
+            "--forecast-over",
+            help="Alert when this month's forecast month-end spend is above this, before it is spent (see forecast; "
+            "else [alerts] forecast_over).",
+        ),
+    ] = None,
+    credit_below: Annotated[
+        str | None,
+        typer.Option(
+            "--credit-below",
+            help="Alert when the prepaid credit balance is below this (see credit; else [alerts] credit_below).",
+        ),
+    ] = None,
     names: NamesOpt = None,
     final_only: Annotated[
         bool,
@@ -301,7 +339,8 @@ def check(
     output_format: FormatOpt = "text",
     now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
 ) -> None:
-    """Budget, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3 when any fired.
+    """Budget, forecast, credit, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3
+    when any fired.
 
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
@@ -310,6 +349,8 @@ def check(
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
     key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
+    forecast_limit = _amount(forecast_over, "--forecast-over")
+    credit_limit = _amount(credit_below, "--credit-below")
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
     if flag_budget != Budget():
         if project is None:
@@ -346,6 +387,8 @@ def check(
             stale_keys=key_limit,
             names=id_names,
             final=final,
+            forecast_over=forecast_limit if forecast_limit is not None else cfg.forecast_over,
+            credit_below=credit_limit if credit_limit is not None else cfg.credit_below,
         )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))
