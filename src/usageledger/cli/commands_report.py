@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,21 +24,22 @@ from usageledger.report.alerts import (
     run_checks,
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
+from usageledger.report.assemble import assemble_report
 from usageledger.report.charts import report_charts, write_png
-from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.finality import final_costs_until
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
+from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
-from usageledger.timeutil import parse_duration, since_unix, to_unix
+from usageledger.timeutil import parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
-DEFAULT_DAYS: Final = 30
 
 StoreOpt = Annotated[
     str | None,
@@ -101,19 +101,9 @@ def _database(url: str | None) -> Iterator[BaseStore]:
         yield store
 
 
-def _day(value: str, *, now: int, param: str, end: bool, since: bool = False) -> date:
-    """The UTC day ``value`` names; with ``since``, a span of days follows the period rule (:func:`since_unix`)."""
-    ts = since_unix(value, now=now, param=param) if since else to_unix(value, now=now, param=param)
-    moment = datetime.fromtimestamp(ts, UTC)
-    day = moment.date()
-    if end and moment != datetime(day.year, day.month, day.day, tzinfo=UTC):
-        day += timedelta(days=1)
-    return day
-
-
 def _past_day(value: str, *, now: int, param: str) -> date:
     """A day to judge: today or before (a later day has no data, so its "no alerts" would be a false all-clear)."""
-    day = _day(value, now=now, param=param, end=False)
+    day = report_day(value, now=now, param=param, end=False)
     today = datetime.fromtimestamp(now, UTC).date()
     if day > today:
         raise ParameterError(
@@ -123,16 +113,8 @@ def _past_day(value: str, *, now: int, param: str) -> date:
 
 
 def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
-    """Whole UTC days: ``--until`` is exclusive (a datetime inside a day includes that day); ``--since 30d`` and the
-    default are both the 30 days ending today."""
-    ts = int(now.timestamp())
-    until_day = _day(until, now=ts, param="--until", end=True) if until else now.date() + timedelta(days=1)
-    since_day = (
-        _day(since, now=ts, param="--since", end=False, since=True)
-        if since
-        else until_day - timedelta(days=DEFAULT_DAYS)
-    )
-    return Period(since_day, until_day)
+    """The report's period rule (:func:`usageledger.report.period.report_period`)."""
+    return report_period(since, until, now=now)
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
@@ -196,11 +178,9 @@ def report(
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        data = build_report(db, period, Scope(org=org, project=project))
-        id_names = resolve_names(db, org=org, overrides=overrides)
+        scope = Scope(org=org, project=project)
+        data, id_names = assemble_report(db, period, scope, options=settings.sync.to_options(), overrides=overrides)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
-        final = final_costs_until(db, settings.sync.to_options())
-        data = replace(data, provisional_from=provisional_from(final, org))
     json_out = output_format == "json"
     if by == "team":
         by_team = spend_by_team(data.spend_by_project, teams)
