@@ -208,6 +208,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
                 "streams": len(states),
                 "last_sync": iso(max(runs)) if runs else None,
                 "last_successful_sync": iso(max(ok_runs)) if ok_runs else None,
+                "syncing": any(s.last_status == "running" for s in states),
                 "failing_streams": sorted(
                     f"{s.org}/{s.stream}" for s in states if s.last_status in ("failed", "interrupted", "abandoned")
                 ),
