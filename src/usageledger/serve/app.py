@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -42,6 +42,7 @@ from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options, resolve_scope
 from usageledger.store import BaseStore, is_postgres_url, open_existing_store
+from usageledger.store._filelock import writer_pid
 from usageledger.timeutil import iso
 
 __all__ = ["CSP", "ServeContext", "StoreHolder", "build_app", "routes"]
@@ -51,28 +52,75 @@ CSP: Final = (
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 """The dashboard's Content-Security-Policy: nothing is loaded from anywhere; forms and fetches stay on this host."""
+IDLE_HOLD: Final = 1.0
+"""Seconds a DuckDB store stays open after a request, for the next one (a sync that starts waits at most this)."""
 FILTERS: Final = ("since", "until", "org", "project", "team", "model")
 """The query parameters of ``/``, ``/api/report`` and ``/api/filters``."""
 
 
 class StoreHolder:
-    """Opens the store to read for one request at a time (DuckDB) or for each request (PostgreSQL)."""
+    """The store, open to read for each request.
 
-    def __init__(self, url: str) -> None:
+    PostgreSQL: a connection per request (reads run alongside a sync). DuckDB: one read-only connection, used by one
+    request at a time and kept between requests while they come, so a burst of them opens the file once. It is
+    given up when a sync wants the file: a request that finds a sync holding the writer lock opens the file afresh
+    (taking its turn by the lock protocol, which the sync gives way to between two transactions), and after
+    ``idle`` seconds without a request the file is closed, so a sync that starts meanwhile waits at most that long.
+    """
+
+    def __init__(self, url: str, *, idle: float = IDLE_HOLD) -> None:
         self.url = url
-        # One DuckDB connection at a time in this process: the file lock protocol is per process, and the next
-        # request opens the file again after the last one closed it.
-        self._lock: threading.Lock | None = None if is_postgres_url(url) else threading.Lock()
+        self.idle = idle
+        self._duckdb = not is_postgres_url(url)
+        self._lock = threading.Lock()
+        self._store: BaseStore | None = None
+        self._timer: threading.Timer | None = None
 
     @contextmanager
     def reading(self) -> Iterator[BaseStore]:
         """The store, open to read for the block (waiting its turn while a sync writes a DuckDB store)."""
-        if self._lock is None:
+        if not self._duckdb:
             with open_existing_store(self.url) as store:
                 yield store
             return
-        with self._lock, open_existing_store(self.url) as store:
-            yield store
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._store is not None and writer_pid(self.url) is not None:
+                self._drop()  # a sync wants the file, or has it between two turns: read by the lock protocol
+            if self._store is None:
+                self._store = open_existing_store(self.url)
+            try:
+                yield self._store
+            except BaseException:
+                self._drop()
+                raise
+            finally:
+                if self._store is not None and writer_pid(self.url) is not None:
+                    self._drop()
+                elif self._store is not None:
+                    self._timer = threading.Timer(self.idle, self._close_idle)
+                    self._timer.daemon = True
+                    self._timer.start()
+
+    def _drop(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def _close_idle(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._drop()
+
+    def close(self) -> None:
+        """Close the held store, if any (the server is stopping)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._drop()
 
 
 @dataclass
@@ -288,7 +336,14 @@ def build_app(
     ctx = ServeContext(StoreHolder(store_url), config or Config())
     if now is not None:
         ctx.now = now
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        ctx.holder.close()
+
     return Starlette(
         routes=[*routes(ctx), *extra_routes],
         middleware=[Middleware(_Guard, token=token)],
+        lifespan=lifespan,
     )

@@ -155,7 +155,7 @@ def run(
         port=bound,
         http="h11",
         ws="none",
-        lifespan="off",
+        lifespan="on",
         loop="asyncio",
         access_log=False,
         log_level="warning",
