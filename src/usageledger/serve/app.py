@@ -12,6 +12,7 @@ json``), ``/api/filters`` (what the dropdowns offer), ``/api/projects/{project_i
 
 from __future__ import annotations
 
+import functools
 import hmac
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -159,14 +160,16 @@ def _json(document: dict[str, Any]) -> Response:
     return Response(dumps(document) + "\n", media_type="application/json")
 
 
-def _report(ctx: ServeContext, params: dict[str, str | None]) -> tuple[ReportData, Names, dict[str, Any]]:
-    """The report and the dropdowns' options for ``params``, from one opening of the store."""
+def _report(
+    ctx: ServeContext, params: dict[str, str | None], *, options: bool = False
+) -> tuple[ReportData, Names, dict[str, Any]]:
+    """The report for ``params`` and, with ``options``, what the dropdowns offer, from one opening of the store."""
     period = _period(params, ctx.now())
     with ctx.holder.reading() as db:
         scope = resolve_scope(db, period, params, teams=ctx.config.teams)
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
-        options = filter_options(db, period, params, names=names, teams=ctx.config.teams)
-    return data, names, options
+        offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
+    return data, names, offered
 
 
 def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
@@ -197,7 +200,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     async def home(request: Request) -> Response:
         params = _params(request)
         try:
-            data, names, options = await run_in_threadpool(_report, ctx, params)
+            data, names, options = await run_in_threadpool(functools.partial(_report, ctx, params, options=True))
             drill = None
             if params["project"] is not None:
                 drill = await run_in_threadpool(_project_document, ctx, params["project"], params)
