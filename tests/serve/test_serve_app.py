@@ -98,7 +98,15 @@ def test_api_report_is_the_report_commands_json_document(
 ) -> None:
     """/api/report and `report --format json` give the same document, whole, for the same period and filters."""
     project = _a_project(client, period)["id"]
-    for params in (period, {"since": "14d"}, {"since": period["since"], "project": project}):
+    options = client.get("/api/filters", params=period).json()
+    cases: list[dict[str, str]] = [
+        period,
+        {"since": "14d"},
+        {"since": period["since"], "project": project},
+        {**period, "team": options["teams"][0], "model": options["models"][1]},
+        {**period, "team": "unassigned", "org": "demo"},
+    ]
+    for params in cases:
         api = client.get("/api/report", params=params)
         assert api.status_code == 200, api.text
         assert api.headers["content-type"].startswith("application/json")

@@ -24,7 +24,7 @@ from usageledger.report.alerts import (
     run_checks,
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
-from usageledger.report.assemble import assemble_report
+from usageledger.report.assemble import assemble_report, resolve_scope
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.html import render_html
@@ -152,6 +152,12 @@ def report(
     until: UntilOpt = None,
     org: OrgOpt = None,
     project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Only this team's projects (teams as for --by team).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Only this model (costs: the line item's model).")
+    ] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
     png: Annotated[
         Path | None, typer.Option("--png", help="Also write the charts as PNG files into this directory.")
@@ -178,7 +184,7 @@ def report(
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        scope = Scope(org=org, project=project)
+        scope = resolve_scope(db, period, org=org, project=project, team=team, model=model, teams=settings.teams)
         data, id_names = assemble_report(db, period, scope, options=settings.sync.to_options(), overrides=overrides)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
     json_out = output_format == "json"

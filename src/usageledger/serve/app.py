@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.config import Config
 from usageledger.errors import StoreError, UsageLedgerError
-from usageledger.report.assemble import assemble_report
+from usageledger.report.assemble import assemble_report, resolve_scope
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import dumps, keys_document, report_document
 from usageledger.report.keys import build_keys
@@ -41,7 +41,7 @@ from usageledger.report.period import report_period
 from usageledger.report.queries import Period, ReportData
 from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
-from usageledger.serve.filters import filter_options, resolve_scope
+from usageledger.serve.filters import filter_options
 from usageledger.store import BaseStore, is_postgres_url, open_existing_store
 from usageledger.store._filelock import writer_pid
 from usageledger.timeutil import iso
@@ -166,7 +166,16 @@ def _report(
     """The report for ``params`` and, with ``options``, what the dropdowns offer, from one opening of the store."""
     period = _period(params, ctx.now())
     with ctx.holder.reading() as db:
-        scope = resolve_scope(db, period, params, teams=ctx.config.teams)
+        scope = resolve_scope(
+            db,
+            period,
+            org=params["org"],
+            project=params["project"],
+            team=params["team"],
+            model=params["model"],
+            teams=ctx.config.teams,
+            team_param="team",
+        )
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
     return data, names, offered

@@ -6,37 +6,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from usageledger.errors import ParameterError
+from usageledger.report.assemble import projects_in
 from usageledger.report.names import Names
 from usageledger.report.queries import COSTS_VIEW, LINE_ITEM_MODEL, Period, Scope, token_usage_sql
 from usageledger.report.teams import UNASSIGNED, project_teams
 from usageledger.store import BaseStore
 
-__all__ = ["filter_options", "resolve_scope"]
-
-
-def _projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:
-    """The projects with spend in the period (``None``: spend with no project)."""
-    where, params = Scope(org=org).where(period)
-    return [r[0] for r in db.query(f"SELECT DISTINCT project_id FROM {COSTS_VIEW} WHERE {where}", params)]
-
-
-def resolve_scope(
-    db: BaseStore, period: Period, params: Mapping[str, str | None], *, teams: Mapping[str, str]
-) -> Scope:
-    """The report scope of the filters ``org``, ``project``, ``team`` and ``model``; a team is its projects, by the
-    rule of ``report --by team`` (``[teams]`` first, then the directory's project groups, else ``unassigned``)."""
-    org, team = params.get("org"), params.get("team")
-    members: tuple[str | None, ...] | None = None
-    if team is not None:
-        by_project = project_teams(db, org=org, config=teams)
-        if team == UNASSIGNED:
-            members = tuple(p for p in _projects_in(db, period, org) if p is None or p not in by_project)
-        else:
-            members = tuple(sorted(p for p, t in by_project.items() if t == team))
-            if not members:
-                raise ParameterError("team", f"no team is named {team!r}; /api/filters lists the teams")
-    return Scope(org=org, project=params.get("project"), team=team, team_projects=members, model=params.get("model"))
+__all__ = ["filter_options"]
 
 
 def filter_options(
@@ -51,7 +27,7 @@ def filter_options(
     A value chosen already is always offered, so the page never loses the selection."""
     org = params.get("org")
     orgs = {r[0] for r in db.query("SELECT DISTINCT org FROM streams")}
-    projects = {p for p in _projects_in(db, period, org) if p is not None}
+    projects = {p for p in projects_in(db, period, org) if p is not None}
     team_names = set(project_teams(db, org=org, config=teams).values()) | {UNASSIGNED}
     where, values = Scope(org=org).where(period)
     models = {r[0] for r in db.query(f"SELECT DISTINCT {LINE_ITEM_MODEL} FROM {COSTS_VIEW} WHERE {where}", values)}
