@@ -60,6 +60,8 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_secrets.py",
         "test_secrets_e2e.py",
         "test_secrets_keys.py",
+        "test_serve_app.py",
+        "test_serve_browser.py",
         "test_standalone.py",
         "test_store.py",
         "test_store_open.py",

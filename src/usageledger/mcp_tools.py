@@ -5,7 +5,7 @@ day and the bounds as ISO timestamps. Money, token quantities and ratios are exa
 as ``report --format json`` writes them; the spend figures are the report's own (:func:`build_report`), so a tool's
 total equals ``usageledger report --format json`` for the same period and filters.
 
-Periods follow the report's rule (:func:`usageledger.report.periods.report_period`): ``since`` is a date, a datetime
+Periods follow the report's rule (:func:`usageledger.report.period.report_period`): ``since`` is a date, a datetime
 or a number of days ending today (``7d``), ``until`` is exclusive; the default is the 30 days ending today.
 """
 
@@ -26,7 +26,7 @@ from usageledger.report.alerts import parse_alert_config, run_checks
 from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import check_document, dumps, report_document
 from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
-from usageledger.report.periods import period_day, report_period
+from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Period, Scope, Spend, build_report, utc_day
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.store import BaseStore
@@ -299,7 +299,7 @@ class LedgerTools:
     def alerts(self, org: str | None = None, project: str | None = None, date_: str | None = None) -> Document:
         """The ``check`` command's alerts with the config's thresholds ([alerts]): budgets, anomalies, staleness."""
         now = self.clock()
-        day = None if date_ is None else period_day(date_, now=int(now.timestamp()), param="date", end=False)
+        day = None if date_ is None else report_day(date_, now=int(now.timestamp()), param="date", end=False)
         if day is not None and day > now.date():
             raise ParameterError("date", f"{day.isoformat()} is after today ({now.date().isoformat()})")
         cfg = parse_alert_config(self.config.alerts)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,16 +24,16 @@ from usageledger.report.alerts import (
     run_checks,
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
+from usageledger.report.assemble import assemble_report, resolve_scope
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.credit import CreditBalance, credit_balance
-from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_document, credit_line, forecast_document, forecast_line
 from usageledger.report.forecasting import ForecastReport, build_forecast
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
-from usageledger.report.periods import period_day as _day
-from usageledger.report.periods import report_period as _period
+from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.teams import project_teams, spend_by_team
@@ -107,13 +106,18 @@ def _database(url: str | None) -> Iterator[BaseStore]:
 
 def _past_day(value: str, *, now: int, param: str) -> date:
     """A day to judge: today or before (a later day has no data, so its "no alerts" would be a false all-clear)."""
-    day = _day(value, now=now, param=param, end=False)
+    day = report_day(value, now=now, param=param, end=False)
     today = datetime.fromtimestamp(now, UTC).date()
     if day > today:
         raise ParameterError(
             param, f"{day.isoformat()} is after today ({today.isoformat()}): give today or an earlier day"
         )
     return day
+
+
+def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
+    """The report's period rule (:func:`usageledger.report.period.report_period`)."""
+    return report_period(since, until, now=now)
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
@@ -163,6 +167,12 @@ def report(
     until: UntilOpt = None,
     org: OrgOpt = None,
     project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Only this team's projects (teams as for --by team).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Only this model (costs: the line item's model).")
+    ] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
     png: Annotated[
         Path | None, typer.Option("--png", help="Also write the charts as PNG files into this directory.")
@@ -189,11 +199,9 @@ def report(
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        data = build_report(db, period, Scope(org=org, project=project))
-        id_names = resolve_names(db, org=org, overrides=overrides)
+        scope = resolve_scope(db, period, org=org, project=project, team=team, model=model, teams=settings.teams)
+        data, id_names = assemble_report(db, period, scope, options=settings.sync.to_options(), overrides=overrides)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
-        final = final_costs_until(db, settings.sync.to_options())
-        data = replace(data, provisional_from=provisional_from(final, org))
         outlook, credit = month_outlook(db, now=now, org=org, project=project)
     json_out = output_format == "json"
     if by == "team":

@@ -135,7 +135,12 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
     trend = summarise(data.daily_spend)
     return {
         "period": _period(data.period),
-        "scope": {"org": data.scope.org, "project": data.scope.project},
+        "scope": {
+            "org": data.scope.org,
+            "project": data.scope.project,
+            "team": data.scope.team,
+            "model": data.scope.model,
+        },
         "currency": data.currency,
         "provisional_from": data.provisional_from,
         "totals": {

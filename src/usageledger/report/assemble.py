@@ -1,0 +1,62 @@
+"""The whole report of a period and scope as ``report`` shows it: figures, names, and where spend turns provisional.
+
+One function for the ``report`` command and the dashboard's ``/api/report``, so both give the same document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from usageledger.errors import ParameterError
+from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.names import Names, resolve_names
+from usageledger.report.queries import COSTS_VIEW, Period, ReportData, Scope, build_report
+from usageledger.report.teams import UNASSIGNED, project_teams
+from usageledger.store import BaseStore
+from usageledger.sync_options import SyncOptions
+
+__all__ = ["assemble_report", "projects_in", "resolve_scope"]
+
+
+def assemble_report(
+    db: BaseStore, period: Period, scope: Scope, *, options: SyncOptions, overrides: Names | None = None
+) -> tuple[ReportData, Names]:
+    """The report's figures (with ``provisional_from`` by the sync's finalization grace in ``options``) and the
+    names to show for IDs: the store's directory, overridden by ``overrides``."""
+    data = build_report(db, period, scope)
+    id_names = resolve_names(db, org=scope.org, overrides=overrides)
+    final = final_costs_until(db, options)
+    return replace(data, provisional_from=provisional_from(final, scope.org)), id_names
+
+
+def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:
+    """The projects with spend in the period (``None``: spend with no project)."""
+    where, params = Scope(org=org).where(period)
+    return [r[0] for r in db.query(f"SELECT DISTINCT project_id FROM {COSTS_VIEW} WHERE {where}", params)]
+
+
+def resolve_scope(
+    db: BaseStore,
+    period: Period,
+    *,
+    org: str | None = None,
+    project: str | None = None,
+    team: str | None = None,
+    model: str | None = None,
+    teams: Mapping[str, str] | None = None,
+    team_param: str = "--team",
+) -> Scope:
+    """The report scope of the filters; a team is its projects, by the rule of ``report --by team`` (``teams``, the
+    config's ``[teams]``, first, then the directory's project groups, else ``unassigned``)."""
+    members: tuple[str | None, ...] | None = None
+    if team is not None:
+        by_project = project_teams(db, org=org, config=teams)
+        if team == UNASSIGNED:
+            members = tuple(p for p in projects_in(db, period, org) if p is None or p not in by_project)
+        else:
+            members = tuple(sorted(p for p, t in by_project.items() if t == team))
+            if not members:
+                known = ", ".join(sorted({*by_project.values(), UNASSIGNED}))
+                raise ParameterError(team_param, f"no team is named {team!r}; the teams: {known}")
+    return Scope(org=org, project=project, team=team, team_projects=members, model=model)
