@@ -14,7 +14,7 @@ from rich.console import RenderableType
 
 from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading, refuse_overwriting
 from usageledger.config import Config, load_config
-from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.errors import ParameterError
 from usageledger.report.alerts import (
     AlertDeliveryError,
     AnomalyRule,
@@ -24,14 +24,12 @@ from usageledger.report.alerts import (
     run_checks,
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
-from usageledger.report.assemble import assemble_report, resolve_scope
+from usageledger.report.assemble import assemble_report, month_outlook, outlook_document, resolve_scope
 from usageledger.report.charts import report_charts, write_png
-from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until
-from usageledger.report.forecast_out import credit_document, credit_line, forecast_document, forecast_line
-from usageledger.report.forecasting import ForecastReport, build_forecast
+from usageledger.report.forecast_out import credit_line, forecast_line
 from usageledger.report.html import render_html
-from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
+from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, project_known
@@ -138,18 +136,6 @@ def _amount(value: str | None, param: str) -> Decimal | None:
     return amount
 
 
-def month_outlook(
-    db: BaseStore, *, now: datetime, org: str | None, project: str | None = None
-) -> tuple[ForecastReport | None, CreditBalance | None]:
-    """This month's forecast (``None`` when the store holds too little history) and the prepaid credit balance
-    (``None`` without top-ups), as ``report`` and ``status`` show them."""
-    try:
-        outlook = build_forecast(db, now.date().replace(day=1), now=now, org=org, project=project)
-    except UsageLedgerError:
-        outlook = None
-    return outlook, credit_balance(db, now=now, org=org)
-
-
 def synced_report(store: BaseStore, *, since: int, until: int, org: str | None = None) -> RenderableType:
     """The terminal report over whole UTC days from ``since`` through the day holding ``until`` (what ``demo``
     prints after its sync), with the stored directory's names."""
@@ -213,10 +199,7 @@ def report(
         if html is None and png is None:
             return
     elif json_out:
-        document = report_document(data, id_names)
-        document["forecast"] = None if outlook is None else forecast_document(outlook, id_names)
-        document["credit"] = credit_document(credit)
-        typer.echo(dumps(document))
+        typer.echo(dumps(outlook_document(data, id_names, outlook, credit)))
     elif html is None and png is None:
         console.print(render_report(data, id_names))
         if outlook is not None:

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
-from usageledger.errors import ParameterError
+from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.forecast_out import credit_document, forecast_document
+from usageledger.report.forecasting import ForecastReport, build_forecast
+from usageledger.report.jsonout import report_document
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.queries import COSTS_VIEW, Period, ReportData, Scope, build_report
 from usageledger.report.teams import UNASSIGNED, project_teams
 from usageledger.store import BaseStore
 from usageledger.sync_options import SyncOptions
 
-__all__ = ["assemble_report", "projects_in", "resolve_scope"]
+__all__ = ["assemble_report", "month_outlook", "outlook_document", "projects_in", "resolve_scope"]
 
 
 def assemble_report(
@@ -28,6 +34,28 @@ def assemble_report(
     id_names = resolve_names(db, org=scope.org, overrides=overrides)
     final = final_costs_until(db, options)
     return replace(data, provisional_from=provisional_from(final, scope.org)), id_names
+
+
+def month_outlook(
+    db: BaseStore, *, now: datetime, org: str | None, project: str | None = None
+) -> tuple[ForecastReport | None, CreditBalance | None]:
+    """This month's forecast (``None`` when the store holds too little history) and the prepaid credit balance
+    (``None`` without top-ups), as ``report``, ``status`` and the dashboard show them."""
+    try:
+        outlook = build_forecast(db, now.date().replace(day=1), now=now, org=org, project=project)
+    except UsageLedgerError:
+        outlook = None
+    return outlook, credit_balance(db, now=now, org=org)
+
+
+def outlook_document(
+    data: ReportData, names: Names, outlook: ForecastReport | None, credit: CreditBalance | None
+) -> dict[str, Any]:
+    """``report --format json`` and ``/api/report``: the report's document with ``forecast`` and ``credit``."""
+    document = report_document(data, names)
+    document["forecast"] = None if outlook is None else forecast_document(outlook, names)
+    document["credit"] = credit_document(credit)
+    return document
 
 
 def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:

@@ -32,7 +32,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.config import Config
 from usageledger.errors import StoreError, UsageLedgerError
-from usageledger.report.assemble import assemble_report, resolve_scope
+from usageledger.report.assemble import assemble_report, month_outlook, outlook_document, resolve_scope
+from usageledger.report.credit import CreditBalance
+from usageledger.report.forecasting import ForecastReport
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import dumps, keys_document, report_document
 from usageledger.report.keys import build_keys
@@ -160,11 +162,22 @@ def _json(document: dict[str, Any]) -> Response:
     return Response(dumps(document) + "\n", media_type="application/json")
 
 
-def _report(
-    ctx: ServeContext, params: dict[str, str | None], *, options: bool = False
-) -> tuple[ReportData, Names, dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One reading of the store for a page or ``/api/report``: the report, its names, this month's outlook (the
+    forecast and the credit balance, as ``report`` shows them) and, for the page, what the dropdowns offer."""
+
+    data: ReportData
+    names: Names
+    outlook: ForecastReport | None
+    credit: CreditBalance | None
+    offered: dict[str, Any]
+
+
+def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool = False) -> _Answer:
     """The report for ``params`` and, with ``options``, what the dropdowns offer, from one opening of the store."""
-    period = _period(params, ctx.now())
+    now = ctx.now()
+    period = _period(params, now)
     with ctx.holder.reading() as db:
         scope = resolve_scope(
             db,
@@ -178,7 +191,8 @@ def _report(
         )
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
-    return data, names, offered
+        outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
+    return _Answer(data, names, outlook, credit, offered)
 
 
 def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
@@ -209,7 +223,8 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     async def home(request: Request) -> Response:
         params = _params(request)
         try:
-            data, names, options = await run_in_threadpool(functools.partial(_report, ctx, params, options=True))
+            answer = await run_in_threadpool(functools.partial(_report, ctx, params, options=True))
+            data, names = answer.data, answer.names
             drill = None
             if params["project"] is not None:
                 drill = await run_in_threadpool(_project_document, ctx, params["project"], params)
@@ -220,7 +235,8 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             data,
             names,
             generated_at=ctx.now(),
-            before=dashboard.controls(params, options, data),
+            before=dashboard.controls(params, answer.offered, data)
+            + dashboard.outlook(answer.outlook, answer.credit, data.currency),
             after=dashboard.drill_down(params, data, names, drill),
             script=dashboard.SCRIPT,
         )
@@ -229,10 +245,10 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     async def api_report(request: Request) -> Response:
         params = _params(request)
         try:
-            data, names, _ = await run_in_threadpool(_report, ctx, params)
+            answer = await run_in_threadpool(_report, ctx, params)
         except UsageLedgerError as exc:
             return _error(exc)
-        return _json(report_document(data, names))
+        return _json(outlook_document(answer.data, answer.names, answer.outlook, answer.credit))
 
     async def api_filters(request: Request) -> Response:
         params = _params(request)
