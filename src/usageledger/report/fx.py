@@ -1,0 +1,119 @@
+"""Currency conversion with a per-day rate table the user supplies: the one place ``--fx`` files are read.
+
+Costs arrive in USD. ``--currency EUR --fx rates.csv`` converts each day's amounts with that day's rate, never one
+static rate that would rewrite history when it changes. The file is CSV with a header ``date,rate``: one row per UTC
+day, ``rate`` = units of the target currency for one USD (``2026-10-01,0.9215`` turns $100.00 into €92.15).
+
+Conversion is exact ``Decimal`` arithmetic; the caller rounds once, at the end, as it does for USD. A day without a
+rate is an error that names the day and ``--fx``: a missing rate is never guessed from a neighbour.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Final
+
+from usageledger.errors import ParameterError
+
+__all__ = ["BASE_CURRENCY", "FxRates", "currency_code", "load_rates", "rates_option"]
+
+BASE_CURRENCY: Final = "USD"
+"""The currency the costs endpoint reports in (the store's ``currency`` column)."""
+_CODE: Final = re.compile(r"[A-Z]{3}")
+
+
+def currency_code(value: str) -> str:
+    """An ISO 4217 code from ``--currency`` (``eur`` -> ``EUR``), or a one-line error."""
+    code = value.strip().upper()
+    if not _CODE.fullmatch(code):
+        raise ParameterError("--currency", f"{value!r} is not a three-letter currency code; write EUR, GBP, ...")
+    return code
+
+
+@dataclass(frozen=True, slots=True)
+class FxRates:
+    """One USD in ``currency``, per UTC day, from ``source``."""
+
+    currency: str
+    rates: Mapping[date, Decimal]
+    source: str
+
+    def rate(self, day: date) -> Decimal:
+        """That day's rate; a day the file lacks is a one-line error naming the day and ``--fx``."""
+        try:
+            return self.rates[day]
+        except KeyError:
+            raise ParameterError(
+                "--fx",
+                f"{self.source} has no {self.currency} rate for {day.isoformat()}: add a line "
+                f"{day.isoformat()},RATE (every day converted needs its own rate)",
+            ) from None
+
+    def require(self, days: Iterable[date]) -> None:
+        """Fail on the first day of ``days`` without a rate, before anything is converted or written."""
+        for day in sorted(set(days)):
+            self.rate(day)
+
+    def convert(self, amount: Decimal, day: date) -> Decimal:
+        """``amount`` USD spent on ``day`` in ``currency``, exact (rounded by the caller, once)."""
+        return amount * self.rate(day)
+
+    def used(self, days: Iterable[date]) -> list[tuple[date, Decimal]]:
+        """``(day, rate)`` for each of ``days``, sorted: what an output shows as the rates it used."""
+        return [(d, self.rate(d)) for d in sorted(set(days))]
+
+
+def load_rates(path: Path | str, currency: str) -> FxRates:
+    """Read a ``date,rate`` CSV (see the module's docstring). Any bad line is a one-line error naming ``--fx``."""
+    code = currency_code(currency)
+    if code == BASE_CURRENCY:
+        raise ParameterError("--currency", f"costs are already in {BASE_CURRENCY}; leave out --currency and --fx")
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ParameterError("--fx", f"cannot read {source}: {exc.strerror or exc}") from None
+    rows = list(csv.reader(text.splitlines()))
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if header[:2] != ["date", "rate"]:
+        raise ParameterError("--fx", f"{source} must start with the header line date,rate")
+    rates: dict[date, Decimal] = {}
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) < 2:
+            raise ParameterError("--fx", f"{source} line {number}: expected date,rate, got {','.join(row)!r}")
+        day_text, rate_text = row[0].strip(), row[1].strip()
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            raise ParameterError("--fx", f"{source} line {number}: {day_text!r} is not a date (YYYY-MM-DD)") from None
+        try:
+            rate = Decimal(rate_text)
+        except InvalidOperation:
+            rate = Decimal("NaN")
+        if not rate.is_finite() or rate <= 0:
+            raise ParameterError("--fx", f"{source} line {number}: {rate_text!r} is not a positive rate")
+        if day in rates and rates[day] != rate:
+            raise ParameterError("--fx", f"{source} line {number}: {day_text} has two different rates")
+        rates[day] = rate
+    if not rates:
+        raise ParameterError("--fx", f"{source} holds no rates: add lines date,rate under the header")
+    return FxRates(code, rates, source)
+
+
+def rates_option(currency: str | None, fx: Path | None) -> FxRates | None:
+    """The CLI's pair: both or neither of ``--currency`` and ``--fx``."""
+    if currency is None and fx is None:
+        return None
+    if fx is None:
+        raise ParameterError("--fx", "--currency needs a per-day rate table: --fx rates.csv with lines date,rate")
+    if currency is None:
+        raise ParameterError("--currency", "--fx needs the currency its rates convert to, such as --currency EUR")
+    return load_rates(fx, currency)
