@@ -168,8 +168,17 @@ def _validate(path: Path, fmt: str) -> tuple[dict[str, str], dict[str, object]]:
     result = subprocess.run(
         [
             str(FOCUS_VENV / "bin" / "focus-validator"),
-            "--data-file", str(path), "--data-format", fmt, "--validate-version", "1.2.0.1", "--block-download",
-            "--output-type", "console", "--applicability-criteria", ",".join(CRITERIA),
+            "--data-file",
+            str(path),
+            "--data-format",
+            fmt,
+            "--validate-version",
+            "1.2.0.1",
+            "--block-download",
+            "--output-type",
+            "console",
+            "--applicability-criteria",
+            ",".join(CRITERIA),
         ],  # fmt: skip
         cwd=package.parent,
         capture_output=True,
@@ -237,9 +246,7 @@ def test_currency_adds_x_columns_and_keeps_the_billed_usd(store: str, tmp_path: 
         assert Decimal(row["x_FxRate"]) == rate_of[day]
         assert Decimal(row["x_BilledCostInDisplayCurrency"]) == Decimal(row["BilledCost"]) * rate_of[day]
     missing = days[10]
-    rates.write_text(
-        "date,rate\n" + "".join(f"{d},0.9\n" for d in days if d != missing), encoding="utf-8"
-    )
+    rates.write_text("date,rate\n" + "".join(f"{d},0.9\n" for d in days if d != missing), encoding="utf-8")
     before = out.read_bytes()
     result = _cli(
         "export", "--format", "focus", "--store", store, "--output", str(out), "--currency", "EUR", "--fx", str(rates)

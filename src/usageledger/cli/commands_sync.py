@@ -428,7 +428,9 @@ def export_command(
     format: Annotated[
         Literal["csv", "jsonl", "parquet", "focus"],
         typer.Option(
-            "--format", "-f", help="Output format; focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md)."
+            "--format",
+            "-f",
+            help="Output format; focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md).",
         ),
     ] = "csv",
     output: Annotated[
@@ -472,7 +474,9 @@ def export_command(
     since_at, until_at = _since(since, now), _time(until, "--until", now)
     timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
     if format == "focus":
-        refused = [n for n, v in (("--endpoint", endpoint), ("--stream", stream), ("--partition-by", partition_by)) if v]
+        refused = [
+            n for n, v in (("--endpoint", endpoint), ("--stream", stream), ("--partition-by", partition_by)) if v
+        ]
         refused += ["--with-names"] if with_names else []
         if refused:
             raise ConfigError(f"{refused[0]}: --format focus always writes the costs stream; leave {refused[0]} out")

@@ -119,11 +119,11 @@ class Statement:
 
     @property
     def direct(self) -> Decimal:
-        return sum((line.amount for line in self.lines if not line.shared), Decimal(0))
+        return sum((line.amount for line in self.lines if not line.shared), Decimal("0.00"))
 
     @property
     def shared(self) -> Decimal:
-        return sum((line.amount for line in self.lines if line.shared), Decimal(0))
+        return sum((line.amount for line in self.lines if line.shared), Decimal("0.00"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +272,7 @@ def build_statements(
         statements=tuple(statements),
         total=total,
         exact_total=total_exact,
-        shared_total=sum((s.shared for s in statements), Decimal(0)),
+        shared_total=sum((s.shared for s in statements), Decimal("0.00")),
         shared_projects=tuple(shared_projects),
         rates=used,
         complete=now >= until,
