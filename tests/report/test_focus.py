@@ -50,10 +50,8 @@ def store(emulator_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A store synced from the emulator over 90 days: the costs stream and the directory (projects, groups)."""
     path = str(tmp_path_factory.mktemp("focus") / "s.duckdb")
     env = {**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
-    result = _cli(
-        "sync", "--store", path, "--now", str(EMULATOR_NOW), "--base-url", emulator_url, "-e", "costs", "--since", "90d",
-        env=env,
-    )  # fmt: skip
+    sync = ["sync", "--store", path, "--now", str(EMULATOR_NOW), "--base-url", emulator_url, "-e", "costs"]
+    result = _cli(*sync, "--since", "90d", env=env)
     assert result.returncode == 0, result.stderr
     return path
 
@@ -179,7 +177,7 @@ def _validate(path: Path, fmt: str) -> tuple[dict[str, str], dict[str, object]]:
             "console",
             "--applicability-criteria",
             ",".join(CRITERIA),
-        ],  # fmt: skip
+        ],
         cwd=package.parent,
         capture_output=True,
         text=True,

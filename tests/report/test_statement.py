@@ -131,7 +131,7 @@ def test_the_config_chooses_the_rule(store: str, tmp_path: Path) -> None:
     doc = _json(MONTH, "--store", store, "--config", str(config))
     assert doc["allocation"]["rule"] == "even"
     assert _json(MONTH, "--store", store, "--config", str(config), "--allocate", "none")["allocation"]["rule"] == "none"
-    with pytest.raises(ConfigError, match="statement.allocate"):
+    with pytest.raises(ConfigError, match=r"statement\.allocate"):
         parse_config({"statement": {"allocate": "by headcount"}})
     assert STATEMENT_ALLOCATIONS == ALLOCATIONS
 
@@ -248,7 +248,7 @@ def test_report_by_team_json_has_teams_adding_up_to_totals(store: str) -> None:
             "2026-11-01",
             "--format",
             "json",
-        ).stdout  # fmt: skip
+        ).stdout
     )
     assert isinstance(doc["teams"], list) and len(doc["teams"]) >= 2
     for team in doc["teams"]:

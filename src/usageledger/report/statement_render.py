@@ -22,7 +22,7 @@ from usageledger.report.names import Names
 from usageledger.report.statement import SHARED, MonthStatements, Statement, StatementLine
 from usageledger.report.tables import DataTable, label, number
 
-__all__ = ["statement_csv", "statement_document", "statement_html", "statement_summary", "render_statements"]
+__all__ = ["render_statements", "statement_csv", "statement_document", "statement_html", "statement_summary"]
 
 
 def _owner_name(statements: MonthStatements, names: Names) -> Callable[[str], str]:
