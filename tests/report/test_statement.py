@@ -257,3 +257,25 @@ def test_report_by_team_json_has_teams_adding_up_to_totals(store: str) -> None:
     assert isinstance(doc["totals"]["spend"], str)
     assert sum(Decimal(t["spend"]) for t in doc["teams"]).quantize(CENT) == total.quantize(CENT)
     assert total.quantize(CENT, rounding=ROUND_HALF_UP) == _invoice(store)
+
+
+def test_report_converts_totals_and_tables_per_day(store: str, tmp_path: Path) -> None:
+    rates = _rates(tmp_path / "rates.csv")
+    period = ("--since", "2026-10-17", "--until", "2026-11-01")  # the previous 15 days are in October too
+    args = ("report", "--store", store, *period, "--currency", "EUR", "--fx", str(tmp_path / "rates.csv"))
+    doc = json.loads(_run(*args, "--format", "json").stdout)
+    costs = _day_costs(store)
+    expected = sum((costs[d] * rates[d] for d in costs if d >= date(2026, 10, 17)), Decimal(0))
+    assert doc["currency"] == "eur"
+    assert Decimal(doc["totals"]["spend"]).quantize(CENT) == expected.quantize(CENT)
+    assert sum(Decimal(p["spend"]) for p in doc["spend_by_project"]).quantize(CENT) == expected.quantize(CENT)
+    assert {r["day"] for r in doc["fx"]["rates"]} == {(FIRST + timedelta(days=i)).isoformat() for i in range(1, 31)}
+    teams = json.loads(_run(*args, "--by", "team", "--format", "json").stdout)
+    assert sum(Decimal(t["spend"]) for t in teams["teams"]).quantize(CENT) == expected.quantize(CENT)
+    text = " ".join(_run(*args).stdout.split())
+    assert (
+        "€" in text and "Converted from USD to EUR at each day's rate" in text and "0.901 to 0.93 EUR per USD" in text
+    )
+    _rates(tmp_path / "rates.csv", skip=date(2026, 10, 5))
+    missing = CliRunner().invoke(app, list(args))
+    assert missing.exit_code == 1 and "2026-10-05" in missing.output and "--fx" in missing.output

@@ -27,6 +27,7 @@ from usageledger.report.alerts import (
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.fx import ConvertedCosts, FxRates, rates_option
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
@@ -75,6 +76,28 @@ FormatOpt = Annotated[
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
 ]
+CurrencyOpt = Annotated[
+    str | None, typer.Option("--currency", help="Convert to this currency (EUR, GBP, ...) with the --fx rates.")
+]
+FxOpt = Annotated[
+    Path | None,
+    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
+]
+
+
+def fx_note(rates: FxRates, used: list[tuple[date, Decimal]]) -> str:
+    """The line that says which rates converted an output."""
+    if not used:
+        return f"Converted to {rates.currency} with {rates.source}: no day with costs, so no rate was used."
+    values = [r for _, r in used]
+    return (
+        f"Converted from USD to {rates.currency} at each day's rate from {rates.source}: {len(used)} day(s), "
+        f"{used[0][0]} to {used[-1][0]}, {min(values)} to {max(values)} {rates.currency} per USD."
+    )
+
+
+def fx_document(rates: FxRates, used: list[tuple[date, Decimal]]) -> dict[str, object]:
+    return {"currency": rates.currency, "source": rates.source, "rates": [{"day": d, "rate": r} for d, r in used]}
 
 
 def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -> None:
@@ -185,35 +208,51 @@ def report(
     ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
+    currency: CurrencyOpt = None,
+    fx: FxOpt = None,
 ) -> None:
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
     settings = load_config(config)
+    rates = rates_option(currency, fx)
+    used: list[tuple[date, Decimal]] = []
     overrides = _names(settings, names)
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
         url = store or settings.store_url or DEFAULT_STORE
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        data = build_report(db, period, Scope(org=org, project=project))
+        if rates is None:
+            data = build_report(db, period, Scope(org=org, project=project))
+        else:  # every day converted at its own rate, the previous period too (see report/fx.py)
+            converted = ConvertedCosts(db, rates, start=period.previous().start, end=period.end, org=org)
+            data = build_report(converted, period, Scope(org=org, project=project))
+            used = converted.used()
         id_names = resolve_names(db, org=org, overrides=overrides)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         final = final_costs_until(db, settings.sync.to_options())
         data = replace(data, provisional_from=provisional_from(final, org))
     json_out = output_format == "json"
+    fx_said = rates is not None and not json_out
     if by == "team":
         by_team = spend_by_team(data.spend_by_project, teams)
         if json_out:
-            typer.echo(dumps(teams_document(data, by_team, id_names)))
+            doc = teams_document(data, by_team, id_names)
+            typer.echo(dumps(doc if rates is None else {**doc, "fx": fx_document(rates, used)}))
         else:
             console.print(render_teams(data, by_team, id_names))
+        if fx_said and rates is not None:
+            console.print(fx_note(rates, used), highlight=False, markup=False)
         if html is None and png is None:
             return
     elif json_out:
-        typer.echo(dumps(report_document(data, id_names)))
+        doc = report_document(data, id_names)
+        typer.echo(dumps(doc if rates is None else {**doc, "fx": fx_document(rates, used)}))
     elif html is None and png is None:
         console.print(render_report(data, id_names))
+        if rates is not None:
+            console.print(fx_note(rates, used), highlight=False, markup=False)
         return
     # With --format json or --by team, stdout holds the document or the teams alone: what was written is said on
     # stderr.
@@ -226,6 +265,8 @@ def report(
         for chart in report_charts(data, id_names):
             path = write_png(chart, png / f"{chart.slug}.png")
             said.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+    if rates is not None and by is None and not json_out:
+        said.print(fx_note(rates, used), highlight=False, markup=False)
 
 
 def _tolerance(value: str) -> Decimal:

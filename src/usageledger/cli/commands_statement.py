@@ -9,7 +9,17 @@ from typing import Annotated, Literal, cast
 import typer
 
 from usageledger.cli._app import app, console, err_console, friendly_errors, refuse_overwriting
-from usageledger.cli.commands_report import ConfigOpt, FormatOpt, NamesOpt, OrgOpt, StoreOpt, _database, _names
+from usageledger.cli.commands_report import (
+    ConfigOpt,
+    CurrencyOpt,
+    FormatOpt,
+    FxOpt,
+    NamesOpt,
+    OrgOpt,
+    StoreOpt,
+    _database,
+    _names,
+)
 from usageledger.config import load_config
 from usageledger.report.fx import rates_option
 from usageledger.report.jsonout import dumps
@@ -23,14 +33,6 @@ from usageledger.report.statement_render import (
 )
 from usageledger.report.teams import project_teams
 from usageledger.store import DEFAULT_STORE
-
-CurrencyOpt = Annotated[
-    str | None, typer.Option("--currency", help="Convert to this currency (EUR, GBP, ...) with the --fx rates.")
-]
-FxOpt = Annotated[
-    Path | None,
-    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
-]
 
 
 @app.command()

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from usageledger.errors import ParameterError
+from usageledger.report.queries import COSTS_VIEW, Database, utc_day
+from usageledger.store import table_for
 
-__all__ = ["BASE_CURRENCY", "FxRates", "currency_code", "load_rates", "rates_option"]
+__all__ = ["BASE_CURRENCY", "ConvertedCosts", "FxRates", "currency_code", "load_rates", "rates_option"]
 
 BASE_CURRENCY: Final = "USD"
 """The currency the costs endpoint reports in (the store's ``currency`` column)."""
@@ -117,3 +119,62 @@ def rates_option(currency: str | None, fx: Path | None) -> FxRates | None:
     if currency is None:
         raise ParameterError("--currency", "--fx needs the currency its rates convert to, such as --currency EUR")
     return load_rates(fx, currency)
+
+
+_COSTS_FROM: Final = re.compile(rf"\bFROM {COSTS_VIEW}\b(?!_)")
+
+
+class ConvertedCosts:
+    """The store as the report reads it, with ``costs_daily`` in the rates' currency: each row's ``amount_value``
+    times its day's rate, ``currency`` the target's code. Every figure the report computes from costs (totals,
+    tables, daily series, the previous period, cost per 1M tokens) is then converted day by day, in SQL that both
+    DuckDB and PostgreSQL run.
+
+    ``start``/``end`` bound the days read (the report's previous period through its end): each day with costs in
+    them needs a rate, and the first one without is a one-line error naming it, before any figure is computed.
+    """
+
+    def __init__(self, db: Database, fx: FxRates, *, start: datetime, end: datetime, org: str | None) -> None:
+        sql = f"SELECT DISTINCT bucket_start FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s"
+        params: list[object] = [start, end]
+        if org is not None:
+            sql += " AND org = %s"
+            params.append(org)
+        days = sorted({utc_day(d) for (d,) in db.query(sql, params)})
+        fx.require(days)
+        self._db = db
+        self.fx = fx
+        self.days = tuple(days)
+        self._view = self._converted_view() if days else None
+
+    def _converted_view(self) -> str:
+        spec = table_for("costs")
+        columns = ["org", "stream", "bucket_start", "bucket_end", *(c.name for c in spec.data_columns)]
+        code = self.fx.currency.lower()
+        select = []
+        for c in columns:
+            if c == "amount_value":
+                select.append("c.amount_value * r.rate AS amount_value")
+            elif c == "currency":
+                select.append(f"'{code}' AS currency")
+            else:
+                select.append(f"c.{c}")
+        # Dates and rates are parsed values (a date, a finite Decimal), written as literals: nothing from the user
+        # reaches the SQL as text.
+        values = ", ".join(
+            f"(CAST('{datetime(d.year, d.month, d.day, tzinfo=UTC).isoformat()}' AS TIMESTAMPTZ), {self.fx.rate(d):f})"
+            for d in self.days
+        )
+        return (
+            f"(SELECT {', '.join(select)} FROM {COSTS_VIEW} AS c "
+            f"JOIN (VALUES {values}) AS r(day, rate) ON c.bucket_start = r.day) AS {COSTS_VIEW}"
+        )
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._view is not None:
+            view = self._view
+            sql = _COSTS_FROM.sub(lambda _: f"FROM {view}", sql)
+        return self._db.query(sql, params)
+
+    def used(self) -> list[tuple[date, Decimal]]:
+        return self.fx.used(self.days)
