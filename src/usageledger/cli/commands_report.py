@@ -27,7 +27,7 @@ from usageledger.report.alerts import (
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until, provisional_from
-from usageledger.report.fx import ConvertedCosts, FxRates, rates_option
+from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
@@ -83,21 +83,6 @@ FxOpt = Annotated[
     Path | None,
     typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
 ]
-
-
-def fx_note(rates: FxRates, used: list[tuple[date, Decimal]]) -> str:
-    """The line that says which rates converted an output."""
-    if not used:
-        return f"Converted to {rates.currency} with {rates.source}: no day with costs, so no rate was used."
-    values = [r for _, r in used]
-    return (
-        f"Converted from USD to {rates.currency} at each day's rate from {rates.source}: {len(used)} day(s), "
-        f"{used[0][0]} to {used[-1][0]}, {min(values)} to {max(values)} {rates.currency} per USD."
-    )
-
-
-def fx_document(rates: FxRates, used: list[tuple[date, Decimal]]) -> dict[str, object]:
-    return {"currency": rates.currency, "source": rates.source, "rates": [{"day": d, "rate": r} for d, r in used]}
 
 
 def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -> None:

@@ -518,7 +518,7 @@ def _export_focus(
 ) -> None:
     """``export --format focus``: see :mod:`usageledger.report.focus` (staged and guarded as ``export`` is)."""
     from usageledger.report.focus import write_focus
-    from usageledger.report.fx import rates_option
+    from usageledger.report.fx import fx_note, rates_option
     from usageledger.report.teams import project_teams
 
     rates = rates_option(currency, fx)
@@ -535,11 +535,10 @@ def _export_focus(
             fx=rates,
             protect={} if config.path is None else {"the config file in use": config.path},
         )
-    if rates is not None and result.rates:
-        first, last = result.rates[0], result.rates[-1]
+    if rates is not None:
         err_console.print(
-            f"{rates.currency} in x_ columns at {len(result.rates)} daily rate(s) from {rates.source}: "
-            f"{first[0]} {first[1]} ... {last[0]} {last[1]} (per row in x_FxRate)",
+            f"{fx_note(rates, list(result.rates))} The x_ columns hold {rates.currency}; "
+            "each row's rate is in x_FxRate.",
             highlight=False,
             markup=False,
             soft_wrap=True,

@@ -23,7 +23,16 @@ from usageledger.errors import ParameterError
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
 from usageledger.store import table_for
 
-__all__ = ["BASE_CURRENCY", "ConvertedCosts", "FxRates", "currency_code", "load_rates", "rates_option"]
+__all__ = [
+    "BASE_CURRENCY",
+    "ConvertedCosts",
+    "FxRates",
+    "currency_code",
+    "fx_document",
+    "fx_note",
+    "load_rates",
+    "rates_option",
+]
 
 BASE_CURRENCY: Final = "USD"
 """The currency the costs endpoint reports in (the store's ``currency`` column)."""
@@ -178,3 +187,18 @@ class ConvertedCosts:
 
     def used(self) -> list[tuple[date, Decimal]]:
         return self.fx.used(self.days)
+
+
+def fx_note(rates: FxRates, used: list[tuple[date, Decimal]]) -> str:
+    """The line that says which rates converted an output."""
+    if not used:
+        return f"Converted to {rates.currency} with {rates.source}: no day with costs, so no rate was used."
+    values = [r for _, r in used]
+    return (
+        f"Converted from USD to {rates.currency} at each day's rate from {rates.source}: {len(used)} day(s), "
+        f"{used[0][0]} to {used[-1][0]}, {min(values)} to {max(values)} {rates.currency} per USD."
+    )
+
+
+def fx_document(rates: FxRates, used: list[tuple[date, Decimal]]) -> dict[str, object]:
+    return {"currency": rates.currency, "source": rates.source, "rates": [{"day": d, "rate": r} for d, r in used]}
