@@ -276,6 +276,9 @@ def test_report_converts_totals_and_tables_per_day(store: str, tmp_path: Path) -
     assert (
         "€" in text and "Converted from USD to EUR at each day's rate" in text and "0.901 to 0.93 EUR per USD" in text
     )
+    _run(*args, "--html", str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "€" in page and "Converted from USD to EUR at each day&#x27;s rate" in page
     _rates(tmp_path / "rates.csv", skip=date(2026, 10, 5))
     missing = CliRunner().invoke(app, list(args))
     assert missing.exit_code == 1 and "2026-10-05" in missing.output and "--fx" in missing.output

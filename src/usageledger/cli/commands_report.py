@@ -244,7 +244,8 @@ def report(
     said = err_console if json_out or by is not None else console
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(data, id_names, generated_at=now), encoding="utf-8")
+        note = fx_note(rates, used) if rates is not None else None
+        html.write_text(render_html(data, id_names, generated_at=now, note=note), encoding="utf-8")
         said.print(f"wrote {html}", highlight=False, markup=False, soft_wrap=True)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):

@@ -183,7 +183,9 @@ def _month_rows(
     if org is not None:
         sql += " AND org = %s"
         params.append(org)
+    # Ordered, so the projects a statement lists come in the same order from DuckDB and PostgreSQL.
     sql += " GROUP BY bucket_start, project_id, line_item"
+    sql += " ORDER BY bucket_start, project_id NULLS FIRST, line_item NULLS FIRST"
     return [(utc_day(d), p, li, Decimal(a or 0)) for d, p, li, a in db.query(sql, params)]
 
 

@@ -48,16 +48,19 @@ def _fraction(s: Statement) -> str:
     return "" if s.shared_fraction is None else f"{(s.shared_fraction * 100).quantize(Decimal('0.1'))}%"
 
 
-def statement_summary(statements: MonthStatements) -> list[str]:
+def statement_summary(statements: MonthStatements, names: Names | None = None) -> list[str]:
     """The sentences every output carries: what adds up to what, the rule, the rates, whether the month is over."""
     cur = statements.currency
+    names = names or Names()
+    shared_from = ", ".join(names.project(p) if p is not None else "no project" for p in statements.shared_projects)
     total = format_money(statements.total, cur)
     count = len(statements.statements)
     said = [
         f"The {count} statement{'s' if count != 1 else ''} add up to {total}, the month's costs in the store to the "
         f"cent ({'yes' if statements.adds_up else 'NO'}; largest-remainder rounding of the exact amounts).",
         f"Shared spend (no project{', or a project in no team' if statements.by == 'team' else ''}): "
-        f"{format_money(statements.shared_total, cur)}, {statements.rule}.",
+        f"{format_money(statements.shared_total, cur)}{f' (from {shared_from})' if shared_from else ''}, "
+        f"{statements.rule}.",
     ]
     if statements.rates:
         rates = [r for _, r in statements.rates]
@@ -101,7 +104,7 @@ def render_statements(statements: MonthStatements, names: Names) -> RenderableTy
         )  # fmt: skip
     summary.add_row("total", "", format_money(statements.shared_total, cur), "", format_money(statements.total, cur))
     parts.append(summary)
-    parts += [Text(line) for line in statement_summary(statements)]
+    parts += [Text(line) for line in statement_summary(statements, names)]
     return Group(*parts)
 
 
@@ -144,7 +147,7 @@ def statement_document(statements: MonthStatements, names: Names) -> dict[str, A
             for s in statements.statements
         ],
         "rates": [{"day": d, "rate": r} for d, r in statements.rates],
-        "notes": statement_summary(statements),
+        "notes": statement_summary(statements, names),
     }
 
 
@@ -188,7 +191,7 @@ def statement_html(statements: MonthStatements, names: Names) -> str:
     esc = html.escape
     title = f"Statements {statements.month:%Y-%m} by {statements.by}"
     body: list[str] = [f"<h1>{esc(title)}</h1>"]
-    body += [f"<p>{esc(line)}</p>" for line in statement_summary(statements)]
+    body += [f"<p>{esc(line)}</p>" for line in statement_summary(statements, names)]
     body.append("<table><tr><th>" + "</th><th>".join([esc(statements.by), "direct", "shared", "total"]) + "</th></tr>")
     for s in statements.statements:
         cells = [name(s.owner), format_money(s.direct, cur), format_money(s.shared, cur), format_money(s.total, cur)]
