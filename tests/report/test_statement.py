@@ -214,6 +214,9 @@ def test_csv_and_html_outputs(store: str, tmp_path: Path) -> None:
     assert page.startswith("<!doctype html>") and f"${_invoice(store):,}" in page and "add up to" in page
     refused = CliRunner().invoke(app, ["statement", MONTH, "--store", store, "--csv", store])
     assert refused.exit_code == 1 and "would be overwritten" in refused.output
+    folder = CliRunner().invoke(app, ["statement", MONTH, "--store", store, "--html", str(tmp_path)])
+    assert folder.exit_code == 1 and "--html" in folder.output and "is a directory" in folder.output
+    assert "Statement" not in folder.output, "refused before anything is computed or printed"
     with open_store(store, read_only=True) as db:
         assert db.query(f"SELECT COUNT(*) FROM {COSTS_VIEW}")[0][0] > 1000
 

@@ -21,6 +21,7 @@ from usageledger.cli.commands_report import (
     _names,
 )
 from usageledger.config import load_config
+from usageledger.errors import ParameterError
 from usageledger.report.fx import rates_option
 from usageledger.report.jsonout import dumps
 from usageledger.report.names import resolve_names
@@ -73,6 +74,8 @@ def statement(
     for flag, path in (("--csv", csv_path), ("--html", html)):
         if path is not None:
             refuse_overwriting(flag, path, store_url=url, config_path=settings.path)
+            if path.is_dir():  # before any figure is computed (`--csv ''` is the working directory)
+                raise ParameterError(flag, f"{path} is a directory; give a file name, such as statements.{flag[2:]}")
     with _database(store or settings.store_url) as db:
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
