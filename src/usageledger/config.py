@@ -433,6 +433,8 @@ max_retries = {_ENGINE.max_retries}
 # monthly_budget = "3000"
 # stale_after = "36h"
 # anomaly_threshold = 3.5          # robust z-score against the trailing 28 days
+# forecast_over = "3000"          # this month's forecast month-end spend above it (see usageledger forecast)
+# credit_below = "100"             # the prepaid credit balance below it (see usageledger credit)
 # [alerts.projects.proj_abc]
 # daily_budget = "20"
 

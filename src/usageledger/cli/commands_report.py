@@ -15,7 +15,7 @@ from rich.console import RenderableType
 
 from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading, refuse_overwriting
 from usageledger.config import Config, load_config
-from usageledger.errors import ParameterError
+from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.alerts import (
     AlertDeliveryError,
     AnomalyRule,
@@ -26,21 +26,25 @@ from usageledger.report.alerts import (
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
+from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.forecast_out import credit_document, credit_line, forecast_document, forecast_line
+from usageledger.report.forecasting import ForecastReport, build_forecast
 from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
+from usageledger.report.periods import period_day as _day
+from usageledger.report.periods import report_period as _period
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
-from usageledger.timeutil import parse_duration, since_unix, to_unix
+from usageledger.timeutil import parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
-DEFAULT_DAYS: Final = 30
 
 StoreOpt = Annotated[
     str | None,
@@ -109,16 +113,6 @@ def _database(url: str | None) -> Iterator[BaseStore]:
         yield store
 
 
-def _day(value: str, *, now: int, param: str, end: bool, since: bool = False) -> date:
-    """The UTC day ``value`` names; with ``since``, a span of days follows the period rule (:func:`since_unix`)."""
-    ts = since_unix(value, now=now, param=param) if since else to_unix(value, now=now, param=param)
-    moment = datetime.fromtimestamp(ts, UTC)
-    day = moment.date()
-    if end and moment != datetime(day.year, day.month, day.day, tzinfo=UTC):
-        day += timedelta(days=1)
-    return day
-
-
 def _past_day(value: str, *, now: int, param: str) -> date:
     """A day to judge: today or before (a later day has no data, so its "no alerts" would be a false all-clear)."""
     day = _day(value, now=now, param=param, end=False)
@@ -128,19 +122,6 @@ def _past_day(value: str, *, now: int, param: str) -> date:
             param, f"{day.isoformat()} is after today ({today.isoformat()}): give today or an earlier day"
         )
     return day
-
-
-def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
-    """Whole UTC days: ``--until`` is exclusive (a datetime inside a day includes that day); ``--since 30d`` and the
-    default are both the 30 days ending today."""
-    ts = int(now.timestamp())
-    until_day = _day(until, now=ts, param="--until", end=True) if until else now.date() + timedelta(days=1)
-    since_day = (
-        _day(since, now=ts, param="--since", end=False, since=True)
-        if since
-        else until_day - timedelta(days=DEFAULT_DAYS)
-    )
-    return Period(since_day, until_day)
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
@@ -159,6 +140,18 @@ def _amount(value: str | None, param: str) -> Decimal | None:
     if not amount.is_finite() or amount < 0:
         raise ParameterError(param, f"an amount must be zero or more, got {value!r}")
     return amount
+
+
+def month_outlook(
+    db: BaseStore, *, now: datetime, org: str | None, project: str | None = None
+) -> tuple[ForecastReport | None, CreditBalance | None]:
+    """This month's forecast (``None`` when the store holds too little history) and the prepaid credit balance
+    (``None`` without top-ups), as ``report`` and ``status`` show them."""
+    try:
+        outlook = build_forecast(db, now.date().replace(day=1), now=now, org=org, project=project)
+    except UsageLedgerError:
+        outlook = None
+    return outlook, credit_balance(db, now=now, org=org)
 
 
 def synced_report(store: BaseStore, *, since: int, until: int, org: str | None = None) -> RenderableType:
@@ -218,6 +211,7 @@ def report(
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         final = final_costs_until(db, settings.sync.to_options())
         data = replace(data, provisional_from=provisional_from(final, org))
+        outlook, credit = month_outlook(db, now=now, org=org, project=project)
     json_out = output_format == "json"
     fx_said = rates is not None and not json_out
     if by == "team":
@@ -232,10 +226,18 @@ def report(
         if html is None and png is None:
             return
     elif json_out:
-        doc = report_document(data, id_names)
-        typer.echo(dumps(doc if rates is None else {**doc, "fx": fx_document(rates, used)}))
+        document = report_document(data, id_names)
+        document["forecast"] = None if outlook is None else forecast_document(outlook, id_names)
+        document["credit"] = credit_document(credit)
+        if rates is not None:
+            document["fx"] = fx_document(rates, used)
+        typer.echo(dumps(document))
     elif html is None and png is None:
         console.print(render_report(data, id_names))
+        if outlook is not None:
+            console.print(forecast_line(outlook))
+        if credit is not None:
+            console.print(credit_line(credit, data.currency if rates is None else "usd"))  # credit is in USD
         if rates is not None:
             console.print(fx_note(rates, used), highlight=False, markup=False)
         return
@@ -339,6 +341,21 @@ def check(
             "an admin key, created longer ago (see usageledger keys).",
         ),
     ] = None,
+    forecast_over: Annotated[
+        str | None,
+        typer.Option(
+            "--forecast-over",
+            help="Alert when this month's forecast month-end spend is above this, before it is spent (see forecast; "
+            "else [alerts] forecast_over).",
+        ),
+    ] = None,
+    credit_below: Annotated[
+        str | None,
+        typer.Option(
+            "--credit-below",
+            help="Alert when the prepaid credit balance is below this (see credit; else [alerts] credit_below).",
+        ),
+    ] = None,
     names: NamesOpt = None,
     final_only: Annotated[
         bool,
@@ -350,7 +367,8 @@ def check(
     output_format: FormatOpt = "text",
     now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
 ) -> None:
-    """Budget, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3 when any fired.
+    """Budget, forecast, credit, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3
+    when any fired.
 
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
@@ -359,6 +377,8 @@ def check(
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
     key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
+    forecast_limit = _amount(forecast_over, "--forecast-over")
+    credit_limit = _amount(credit_below, "--credit-below")
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
     if flag_budget != Budget():
         if project is None:
@@ -395,6 +415,8 @@ def check(
             stale_keys=key_limit,
             names=id_names,
             final=final,
+            forecast_over=forecast_limit if forecast_limit is not None else cfg.forecast_over,
+            credit_below=credit_limit if credit_limit is not None else cfg.credit_below,
         )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))

@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -35,6 +36,8 @@ from usageledger.cli._app import (
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_config_target, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError, UsageLedgerError
+from usageledger.report.credit import credit_balance
+from usageledger.report.forecast_out import credit_document, credit_line
 from usageledger.report.jsonout import dumps, status_document
 from usageledger.report.tables import DataTable, label, number
 from usageledger.store import (
@@ -572,13 +575,18 @@ def status(
         states = stream_states_now(opened, at=timeutil.now_unix())
         directory = directory_summary(opened)
         options = config.sync.to_options()
+        credit = credit_balance(opened, now=datetime.fromtimestamp(timeutil.now_unix(), UTC))
         if output_format == "json":
-            typer.echo(dumps(status_document(url, states, options, directory)))
+            document = status_document(url, states, options, directory)
+            document["credit"] = credit_document(credit)
+            typer.echo(dumps(document))
         else:
             _print_status(states, url, options)
             for d in directory:
                 when = "" if d.last_change is None else f"; last change {timeutil.iso(d.last_change)}"
                 console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
+            if credit is not None:
+                console.print(credit_line(credit, None))
 
 
 def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> None:
