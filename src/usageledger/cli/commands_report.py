@@ -28,6 +28,7 @@ from usageledger.report.assemble import assemble_report, month_outlook, outlook_
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_line, forecast_line
+from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
@@ -75,6 +76,13 @@ FormatOpt = Annotated[
 ]
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
+]
+CurrencyOpt = Annotated[
+    str | None, typer.Option("--currency", help="Convert to this currency (EUR, GBP, ...) with the --fx rates.")
+]
+FxOpt = Annotated[
+    Path | None,
+    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
 ]
 
 
@@ -174,11 +182,15 @@ def report(
     ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
+    currency: CurrencyOpt = None,
+    fx: FxOpt = None,
 ) -> None:
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
     settings = load_config(config)
+    rates = rates_option(currency, fx)
+    used: list[tuple[date, Decimal]] = []
     overrides = _names(settings, names)
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
         url = store or settings.store_url or DEFAULT_STORE
@@ -186,38 +198,57 @@ def report(
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         scope = resolve_scope(db, period, org=org, project=project, team=team, model=model, teams=settings.teams)
-        data, id_names = assemble_report(db, period, scope, options=settings.sync.to_options(), overrides=overrides)
+        source = None
+        if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)
+            source = converted = ConvertedCosts(db, rates, start=period.previous().start, end=period.end, org=org)
+        data, id_names = assemble_report(
+            db, period, scope, options=settings.sync.to_options(), overrides=overrides, source=source
+        )
+        if rates is not None:
+            used = converted.used()
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         outlook, credit = month_outlook(db, now=now, org=org, project=project)
     json_out = output_format == "json"
+    fx_said = rates is not None and not json_out
     if by == "team":
         by_team = spend_by_team(data.spend_by_project, teams)
         if json_out:
-            typer.echo(dumps(teams_document(data, by_team, id_names)))
+            doc = teams_document(data, by_team, id_names)
+            typer.echo(dumps(doc if rates is None else {**doc, "fx": fx_document(rates, used)}))
         else:
             console.print(render_teams(data, by_team, id_names))
+        if fx_said and rates is not None:
+            console.print(fx_note(rates, used), highlight=False, markup=False)
         if html is None and png is None:
             return
     elif json_out:
-        typer.echo(dumps(outlook_document(data, id_names, outlook, credit)))
+        document = outlook_document(data, id_names, outlook, credit)
+        if rates is not None:
+            document["fx"] = fx_document(rates, used)
+        typer.echo(dumps(document))
     elif html is None and png is None:
         console.print(render_report(data, id_names))
         if outlook is not None:
             console.print(forecast_line(outlook))
         if credit is not None:
-            console.print(credit_line(credit, data.currency))
+            console.print(credit_line(credit, data.currency if rates is None else "usd"))  # credit is in USD
+        if rates is not None:
+            console.print(fx_note(rates, used), highlight=False, markup=False)
         return
     # With --format json or --by team, stdout holds the document or the teams alone: what was written is said on
     # stderr.
     said = err_console if json_out or by is not None else console
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(data, id_names, generated_at=now), encoding="utf-8")
+        note = fx_note(rates, used) if rates is not None else None
+        html.write_text(render_html(data, id_names, generated_at=now, note=note), encoding="utf-8")
         said.print(f"wrote {html}", highlight=False, markup=False, soft_wrap=True)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):
             path = write_png(chart, png / f"{chart.slug}.png")
             said.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+    if rates is not None and by is None and not json_out:
+        said.print(fx_note(rates, used), highlight=False, markup=False)
 
 
 def _tolerance(value: str) -> Decimal:

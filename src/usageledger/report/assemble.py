@@ -17,7 +17,7 @@ from usageledger.report.forecast_out import credit_document, forecast_document
 from usageledger.report.forecasting import ForecastReport, build_forecast
 from usageledger.report.jsonout import report_document
 from usageledger.report.names import Names, resolve_names
-from usageledger.report.queries import COSTS_VIEW, Period, ReportData, Scope, build_report
+from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report
 from usageledger.report.teams import UNASSIGNED, project_teams
 from usageledger.store import BaseStore
 from usageledger.sync_options import SyncOptions
@@ -26,11 +26,18 @@ __all__ = ["assemble_report", "month_outlook", "outlook_document", "projects_in"
 
 
 def assemble_report(
-    db: BaseStore, period: Period, scope: Scope, *, options: SyncOptions, overrides: Names | None = None
+    db: BaseStore,
+    period: Period,
+    scope: Scope,
+    *,
+    options: SyncOptions,
+    overrides: Names | None = None,
+    source: Database | None = None,
 ) -> tuple[ReportData, Names]:
     """The report's figures (with ``provisional_from`` by the sync's finalization grace in ``options``) and the
-    names to show for IDs: the store's directory, overridden by ``overrides``."""
-    data = build_report(db, period, scope)
+    names to show for IDs: the store's directory, overridden by ``overrides``. ``source``, when given, is what the
+    figures are read from instead of ``db`` (the costs converted to another currency, :mod:`usageledger.report.fx`)."""
+    data = build_report(source if source is not None else db, period, scope)
     id_names = resolve_names(db, org=scope.org, overrides=overrides)
     final = final_costs_until(db, options)
     return replace(data, provisional_from=provisional_from(final, scope.org)), id_names
