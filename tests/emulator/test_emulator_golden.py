@@ -58,7 +58,13 @@ def _queries(emulator: Emulator, endpoint: catalogue.Endpoint, name: str) -> Ite
         yield {"start_time": TODAY - 31 * DAY, "limit": 31, "models": org.models[0], "group_by": "user_id"}
     if any(f.name == "batch" for f in endpoint.filters):
         yield {"start_time": TODAY - 10 * DAY, "limit": 31, "batch": "true", "group_by": "model"}
-    yield {"start_time": TODAY - 2 * DAY, "end_time": TODAY, "bucket_width": "1h", "limit": 48, "group_by": "project_id"}
+    yield {
+        "start_time": TODAY - 2 * DAY,
+        "end_time": TODAY,
+        "bucket_width": "1h",
+        "limit": 48,
+        "group_by": "project_id",
+    }
     yield {"start_time": NOW - 30 * HOUR, "bucket_width": "1h", "limit": 168}  # up to now: revising in "revisions"
     if name != "default":
         yield {"start_time": TODAY - 2 * HOUR, "end_time": TODAY, "bucket_width": "1m", "limit": 1440}
@@ -83,7 +89,7 @@ def answer(emulator: Emulator, path: str, query: str) -> Iterator[tuple[str, int
     while True:
         response = emulator.handle(Request("GET", path, query, HEADERS))
         yield query, response.status, response.body
-        if response.status != 200 or "/usage/" not in path and "/costs" not in path:
+        if response.status != 200 or ("/usage/" not in path and "/costs" not in path):
             return
         page = json.loads(response.body)
         if not page.get("has_more"):

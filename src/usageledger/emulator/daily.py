@@ -151,9 +151,7 @@ def _shape(family: Family, rules: Sequence[LeafRule], req: Ints, bits: Words) ->
     return np.stack([values.get(a, zeros) for a in family.atoms], axis=-1)
 
 
-def block(
-    family: Family, rules: Sequence[LeafRule], days: Ints, *, seed: int, day0: int, history: int
-) -> Block:
+def block(family: Family, rules: Sequence[LeafRule], days: Ints, *, seed: int, day0: int, history: int) -> Block:
     """The final (unrevised) activity of every leaf of ``family`` on each Unix day number of ``days``."""
     n_days, n_leaves = len(days), len(rules)
     if n_leaves == 0:

@@ -332,6 +332,14 @@ class SyntheticSource:
         with self._lock:
             return self._blocks.setdefault(key, made)
 
+    def day_block(self, family: Family, start: int, now: int) -> tuple[int, int, Ints, Bools] | None:
+        """The block holding the day at ``start``: (block number, the day's offset in it, values, present)."""
+        if not family.gauge and self._revising(start + DAY, now):
+            return None
+        day = start // DAY
+        values, present = self._block(family, day // _BLOCK_DAYS)
+        return day // _BLOCK_DAYS, day % _BLOCK_DAYS, values, present
+
     def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None:
         """The day starting at ``start`` as ``(values[leaf, atom], present[leaf])``; ``None`` while it is revised."""
         if not family.gauge and self._revising(start + DAY, now):
