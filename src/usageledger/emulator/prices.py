@@ -110,7 +110,7 @@ class Billing:
 
 def billings(family: Family, dims: Mapping[str, object]) -> list[Billing]:
     """The line items a leaf of ``family`` bills, quantity aside; none for storage (priced by time, see
-    :func:`line_items`) and for moderations (free)."""
+    :func:`line_items`) and for moderations (free). Depends on the model, batch, size and context level alone."""
     name = family.name
     model = str(dims.get("model"))
     out: list[Billing] = []

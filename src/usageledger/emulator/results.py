@@ -19,7 +19,7 @@ import numpy.typing as npt
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
 from usageledger.emulator.activity import DAY, FAMILIES, ActivitySource, Family, accumulate, interval
-from usageledger.emulator.prices import billings, line_items
+from usageledger.emulator.prices import Billing, billings, line_items
 from usageledger.rules import FilterValue
 
 __all__ = ["ResultBuilder", "filters_key"]
@@ -34,6 +34,7 @@ _COST_DIMS: Final = _COSTS.group_by
 _CURRENCY: Final = "usd"
 _AMOUNT_SCALE: Final = 10**12  # amounts are exact multiples of AMOUNT_QUANTUM
 _SAFE: Final = 2**62
+_PLAIN: Final = 10**6  # amounts from 1e-6 up print in plain notation (Decimal's rule); smaller ones in E notation
 _ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
 _ROW_HEAD: Final = '{"object":"' + _COSTS.result_object + '","amount":{"value":'
 _ROW_MID: Final = ',"currency":"' + _CURRENCY + '"},'
@@ -74,8 +75,6 @@ class _CostCells:
     families: list[tuple[Family, int, int, Ints]]
     """(family, first cell, end cell, gather) of each billed family but storage."""
     keys: list[tuple[object, ...]]
-    dims: list[dict[str, object]]
-    """Each cell's fields by name, as ``keys``."""
     units: dict[str, str]
     price: Ints
     storage: tuple[Family, int] | None
@@ -186,13 +185,15 @@ class ResultBuilder:
         return self.source.day_arrays(family, a, now)
 
     def _grouping(
-        self, name: str, dims: list[dict[str, object]], fields: Sequence[str], group_by: tuple[str, ...]
+        self, name: str, records: Sequence[tuple[object, ...]], fields: Sequence[str], group_by: tuple[str, ...]
     ) -> _Grouping:
+        """``records`` (leaves or cost cells, their ``fields`` in order) numbered by group, groups in output order."""
         key = (name, group_by)
         hit = self._groupings.get(key)
         if hit is not None:
             return hit
-        keys = [tuple(d.get(g) for g in group_by) for d in dims]
+        positions = [fields.index(g) for g in group_by]
+        keys = [tuple(r[i] for i in positions) for r in records]
         ordered = sorted(set(keys), key=_sort_key)
         number = {k: i for i, k in enumerate(ordered)}
         tails = []
@@ -217,7 +218,7 @@ class ResultBuilder:
         mask = present & np.array(self._allowed_leaves(family, fkey), dtype=np.bool_)
         if not mask.any():
             return []
-        grouping = self._grouping(family.name, self._leaf_dims(family), endpoint.group_by, group_by)
+        grouping = self._grouping(family.name, self.source.leaves(family), family.dims, group_by)
         index = grouping.index[mask]
         sums = np.zeros((len(grouping.tails), len(family.atoms)), dtype=np.int64)
         np.add.at(sums, index, values[mask])
@@ -300,8 +301,13 @@ class ResultBuilder:
             width = len(family.atoms)
             zero = len(dims) * width
             gather: list[list[int]] = []
+            plans: dict[tuple[object, ...], list[Billing]] = {}
             for leaf, d in enumerate(dims):
-                for bill in billings(family, d):
+                what = (d.get("model"), d.get("batch"), d.get("size"), d.get("context_level"))
+                plan = plans.get(what)
+                if plan is None:
+                    plan = plans[what] = billings(family, d)
+                for bill in plan:
                     units[bill.name] = bill.unit
                     scaled = bill.price * _AMOUNT_SCALE
                     if scaled != scaled.to_integral_value():
@@ -312,15 +318,13 @@ class ResultBuilder:
             pad = max((len(g) for g in gather), default=1)
             table = np.array([g + [zero] * (pad - len(g)) for g in gather], dtype=np.int64).reshape(len(gather), pad)
             families.append((family, first, len(keys), table))
-        dims = [dict(zip(_COST_DIMS, k, strict=True)) for k in keys]
-        self._cells = _CostCells(families, keys, dims, units, np.array(prices, dtype=np.int64), storage)
+        self._cells = _CostCells(families, keys, units, np.array(prices, dtype=np.int64), storage)
         return self._cells
 
     def _costs_day(
         self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
     ) -> Results | None:
         """:meth:`costs` of one settled day with integer amounts; ``None`` when it cannot be done exactly."""
-        quantity = np.zeros(len(cells.keys), dtype=np.int64)
         quantity = self._day_quantities(cells, a, now)
         if quantity is None:
             return None
@@ -337,7 +341,7 @@ class ResultBuilder:
         mask = billed & self._cell_filter(cells, fkey)
         if not mask.any():
             return []
-        grouping = self._grouping("costs", cells.dims, _COST_DIMS, group_by)
+        grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
         index = grouping.index[mask]
         n = len(grouping.tails)
         amounts = np.zeros(n, dtype=np.int64)
@@ -364,7 +368,13 @@ class ResultBuilder:
                 text = str(_tidy(q + extra[g]))
             else:
                 text = str(q)
-            rows.append(f"{_ROW_HEAD}{_amount_text(m)}{_ROW_MID}{mid}{text}{end}")
+            if m >= _PLAIN:  # _amount_text, inlined: this loop runs once per row
+                digits = str(m).rjust(13, "0")
+                fraction = digits[-12:].rstrip("0")
+                value = digits[:-12] + "." + fraction if fraction else digits[:-12]
+            else:
+                value = _amount_text(m)
+            rows.append(f"{_ROW_HEAD}{value}{_ROW_MID}{mid}{text}{end}")
         return msgspec.Raw(("[" + ",".join(rows) + "]").encode())
 
     def _day_quantities(self, cells: _CostCells, a: int, now: int) -> Ints | None:
@@ -479,7 +489,7 @@ def _cost_key(d: Mapping[str, object], item: str) -> tuple[object, ...]:
 
 def _amount_text(units: int) -> str:
     """An amount of ``units`` AMOUNT_QUANTUMs as JSON, exactly as the encoder writes ``_tidy`` of its Decimal."""
-    if units == 0 or units >= 10**6:  # 1e-6 and up: plain notation, trailing zeros dropped
+    if units == 0 or units >= _PLAIN:  # 1e-6 and up: plain notation, trailing zeros dropped
         whole, fraction = divmod(units, _AMOUNT_SCALE)
         return str(whole) if fraction == 0 else f"{whole}.{fraction:012d}".rstrip("0")
     return str(_tidy(Decimal(units).scaleb(-12)))
