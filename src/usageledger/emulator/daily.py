@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from usageledger.emulator.activity import Family
 
-__all__ = ["Block", "LeafRule", "Shape", "block", "np_mix", "np_unit"]
+__all__ = ["Block", "LeafRule", "LeafTable", "Shape", "blocks", "np_mix", "np_unit"]
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -99,86 +99,125 @@ def _noise(bits: Words, i: int, spread: float = 0.3) -> Floats:
     return (1.0 - spread) + (2 * spread) * (x / 31.0)
 
 
-def _column(rules: Sequence[LeafRule], name: str) -> Floats:
-    return np.array([getattr(r.shape, name) for r in rules], dtype=np.float64)
+@dataclass(frozen=True, slots=True)
+class LeafTable:
+    """A family's leaf rules as columns, built once: ``leaf`` arrays of shape (1, leaves), broadcast over days."""
 
+    rules: tuple[LeafRule, ...]
+    uid: Words
+    project: Words
+    base: Floats
+    p_active: Floats
+    until: Ints
+    columns: dict[str, Floats]
+    """The shape parameters, by :class:`Shape` field name."""
 
-def _shape(family: Family, rules: Sequence[LeafRule], req: Ints, bits: Words) -> Ints:
-    """The atom vectors ``[day, leaf, atom]`` of the request counts ``req[day, leaf]``."""
-    kind = rules[0].shape.kind
-    assert all(r.shape.kind == kind for r in rules), "a family's leaves share one shape kind"
-    values: dict[str, Ints] = {}
-    driver = family.atoms[family.driver]
-    if kind == "chat":
-        ipr = np.array([r.shape.input_per_request for r in rules], dtype=np.int64)
-        opr = np.array([r.shape.output_per_request for r in rules], dtype=np.int64)
-        scale = _column(rules, "scale")
-        cs, ws = _column(rules, "cached_share"), _column(rules, "write_share")
-        aus, ims = _column(rules, "audio_share"), _column(rules, "image_share")
-        inp = _trunc((req * ipr).astype(np.float64) * scale * _noise(bits, 0))
-        cached = _trunc(inp.astype(np.float64) * cs * _noise(bits, 1))
-        write = _trunc(inp.astype(np.float64) * ws * _noise(bits, 2))
-        w30 = _trunc(write.astype(np.float64) * 0.8)
-        uncached = inp - cached - write
-        audio = _trunc(uncached.astype(np.float64) * aus)
-        image = _trunc(uncached.astype(np.float64) * ims * _noise(bits, 3))
-        c_audio = _trunc(cached.astype(np.float64) * aus * 0.5)
-        c_image = _trunc(cached.astype(np.float64) * ims)
-        out = _trunc((req * opr).astype(np.float64) * scale * _noise(bits, 4))
-        o_audio = _trunc(out.astype(np.float64) * aus * 0.8)
-        values = {
-            "num_model_requests": req,
-            "input_cache_write_30m_tokens": w30,
-            "input_cache_write_12h_tokens": write - w30,
-            "input_text_tokens": uncached - audio - image,
-            "input_audio_tokens": audio,
-            "input_image_tokens": image,
-            "input_cached_text_tokens": cached - c_audio - c_image,
-            "input_cached_audio_tokens": c_audio,
-            "input_cached_image_tokens": c_image,
-            "output_text_tokens": out - o_audio,
-            "output_audio_tokens": o_audio,
+    @classmethod
+    def of(cls, rules: Sequence[LeafRule]) -> LeafTable:
+        def row(values: list[object], dtype: type) -> npt.NDArray[Any]:
+            return np.array(values, dtype=dtype).reshape(1, len(rules))
+
+        never = np.iinfo(np.int64).max
+        names = ("input_per_request", "output_per_request", "scale", "cached_share", "write_share", "audio_share")
+        columns = {
+            name: row([getattr(r.shape, name) for r in rules], np.float64)
+            for name in (*names, "image_share", "per_request")
         }
-    elif kind == "per_request":
-        metric = rules[0].shape.metric
-        assert all(r.shape.metric == metric for r in rules)
-        per_request = _column(rules, "per_request")
-        values[driver] = req
-        values[metric] = np.maximum(req, _trunc(req.astype(np.float64) * per_request * _noise(bits, 0)))
-    else:
-        values[driver] = req
-    zeros = np.zeros_like(req)
-    return np.stack([values.get(a, zeros) for a in family.atoms], axis=-1)
+        return cls(
+            tuple(rules),
+            row([r.uid for r in rules], np.uint64),
+            row([r.project for r in rules], np.uint64),
+            row([r.base for r in rules], np.float64),
+            row([r.p_active for r in rules], np.float64),
+            row([never if r.until is None else r.until for r in rules], np.int64),
+            columns,
+        )
 
 
-def block(family: Family, rules: Sequence[LeafRule], days: Ints, *, seed: int, day0: int, history: int) -> Block:
-    """The final (unrevised) activity of every leaf of ``family`` on each Unix day number of ``days``."""
-    n_days, n_leaves = len(days), len(rules)
-    if n_leaves == 0:
-        return np.zeros((n_days, 0, len(family.atoms)), dtype=np.int64), np.zeros((n_days, 0), dtype=np.bool_)
+def _chat(table: LeafTable, req: Ints, bits: Words) -> dict[str, Ints]:
+    """org.py's chat shape: a chat model's tokens per request, split into the token atoms."""
+    col = table.columns
+    ipr = col["input_per_request"].astype(np.int64)
+    opr = col["output_per_request"].astype(np.int64)
+    scale = col["scale"]
+    cs, ws = col["cached_share"], col["write_share"]
+    aus, ims = col["audio_share"], col["image_share"]
+    inp = _trunc((req * ipr).astype(np.float64) * scale * _noise(bits, 0))
+    cached = _trunc(inp.astype(np.float64) * cs * _noise(bits, 1))
+    write = _trunc(inp.astype(np.float64) * ws * _noise(bits, 2))
+    w30 = _trunc(write.astype(np.float64) * 0.8)
+    uncached = inp - cached - write
+    audio = _trunc(uncached.astype(np.float64) * aus)
+    image = _trunc(uncached.astype(np.float64) * ims * _noise(bits, 3))
+    c_audio = _trunc(cached.astype(np.float64) * aus * 0.5)
+    c_image = _trunc(cached.astype(np.float64) * ims)
+    out = _trunc((req * opr).astype(np.float64) * scale * _noise(bits, 4))
+    o_audio = _trunc(out.astype(np.float64) * aus * 0.8)
+    return {
+        "num_model_requests": req,
+        "input_cache_write_30m_tokens": w30,
+        "input_cache_write_12h_tokens": write - w30,
+        "input_text_tokens": uncached - audio - image,
+        "input_audio_tokens": audio,
+        "input_image_tokens": image,
+        "input_cached_text_tokens": cached - c_audio - c_image,
+        "input_cached_audio_tokens": c_audio,
+        "input_cached_image_tokens": c_image,
+        "output_text_tokens": out - o_audio,
+        "output_audio_tokens": o_audio,
+    }
+
+
+def blocks(
+    parts: Sequence[tuple[Family, int, int]], table: LeafTable, days: Ints, *, seed: int, day0: int, history: int
+) -> list[Block]:
+    """The final (unrevised) activity on each Unix day number of ``days`` of every family in ``parts``.
+
+    ``table`` holds the leaves of all of them, family ``parts[i][0]`` owning columns ``parts[i][1]:parts[i][2]``;
+    every step runs once over all leaves (a leaf's shape columns are zero where its kind does not use them), so a
+    block of every endpoint costs about what one endpoint's would.
+    """
+    kinds = {r.shape.kind for r in table.rules}
     d = days[:, None]
     dw = days.astype(np.uint64)[:, None]
-    uid = np.array([r.uid for r in rules], dtype=np.uint64)[None, :]
-    base = np.array([r.base for r in rules], dtype=np.float64)[None, :]
-    until = np.array([r.until if r.until is not None else np.iinfo(np.int64).max for r in rules], dtype=np.int64)
-    live = (d < until[None, :]) & (d >= day0)
-    if family.gauge:
+    uid, base = table.uid, table.base
+    live = (d < table.until) & (d >= day0)
+    level: Ints | None = None
+    if any(family.gauge for family, _, _ in parts):
         progress = np.minimum(1.0, (days - day0 + 1) / history)[:, None]
-        level = _trunc(base * (0.25 + 0.75 * progress) * (0.98 + 0.04 * np_unit(uid, dw)))
-        level = np.where(live, level, 0)
-        return level[:, :, None], live
+        level = np.where(live, _trunc(base * (0.25 + 0.75 * progress) * (0.98 + 0.04 * np_unit(uid, dw))), 0)
     growth = 0.45 + 0.55 * np.minimum(1.0, (days - day0) / history)
     factor = _WEEKLY[(days + 3) % 7] * growth
     factor = np.where((days < day0) | (np_unit(seed, 11, days.astype(np.uint64)) < 0.02), 0.0, factor)
-    project = np.array([r.project for r in rules], dtype=np.uint64)[None, :]
-    p_active = np.array([r.p_active for r in rules], dtype=np.float64)[None, :]
     weeks = (days // 7).astype(np.uint64)[:, None]
     active = live & (factor[:, None] > 0.0)
-    active &= ~(np_unit(seed, 12, project, weeks) < 0.05)
-    active &= np_unit(uid, 13, dw) < p_active
+    active &= ~(np_unit(seed, 12, table.project, weeks) < 0.05)
+    active &= np_unit(uid, 13, dw) < table.p_active
     bits = np_mix(uid, 14, dw)
     req = _trunc(base * factor[:, None] * (0.6 + 0.8 * np_unit(uid, 15, dw)))
     present = active & (req > 0)
     req = np.where(present, req, 0)
     bits = np.where(present, bits, np.uint64(0))
-    return _shape(family, rules, req, bits), present
+    chat = _chat(table, req, bits) if "chat" in kinds else {}
+    metric = None
+    if "per_request" in kinds:
+        metric = np.maximum(req, _trunc(req.astype(np.float64) * table.columns["per_request"] * _noise(bits, 0)))
+    out: list[Block] = []
+    for family, a, b in parts:
+        if family.gauge:
+            assert level is not None
+            out.append((level[:, a:b, None], live[:, a:b]))
+            continue
+        rules = table.rules[a:b]
+        kind = rules[0].shape.kind if rules else "count"
+        assert all(r.shape.kind == kind for r in rules), "a family's leaves share one shape kind"
+        values: dict[str, Ints] = {}
+        if kind == "chat":
+            values = {name: v[:, a:b] for name, v in chat.items()}
+        values[family.atoms[family.driver]] = req[:, a:b]
+        if kind == "per_request":
+            assert metric is not None and len({r.shape.metric for r in rules}) == 1
+            values[rules[0].shape.metric] = metric[:, a:b]
+        zeros = np.zeros((len(days), b - a), dtype=np.int64)
+        out.append((np.stack([values.get(atom, zeros) for atom in family.atoms], axis=-1), present[:, a:b]))
+    return out

@@ -22,7 +22,7 @@ import numpy as np
 from usageledger import catalogue
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, add_into, mix
 from usageledger.emulator.config import EmulatorConfig
-from usageledger.emulator.daily import Block, Bools, Ints, LeafRule, Shape, block
+from usageledger.emulator.daily import Block, Bools, Ints, LeafRule, LeafTable, Shape, blocks
 from usageledger.emulator.directory import Directory
 from usageledger.emulator.directory_synthetic import retirements, synthetic_directory
 
@@ -188,6 +188,7 @@ class SyntheticSource:
         self._leaves: dict[str, list[_Leaf]] = {}
         self._days: dict[tuple[str, int], LeafVectors] = {}
         self._blocks: dict[tuple[str, int], Block] = {}
+        self._tables: dict[str | None, tuple[list[tuple[Family, int, int]], LeafTable]] = {}
         self._hours: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
         self._minutes: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
         self._lock = threading.Lock()
@@ -319,25 +320,44 @@ class SyntheticSource:
 
     # --- days ----------------------------------------------------------------------------------------------
 
-    def _block(self, family: Family, index: int) -> Block:
-        """The final activity of every leaf on the ``_BLOCK_DAYS`` days of block ``index`` (computed once)."""
-        key = (family.name, index)
-        hit = self._blocks.get(key)
+    def _block(self, family: Family, index: int, *, together: bool = False) -> Block:
+        """The final activity of every leaf on the ``_BLOCK_DAYS`` days of block ``index``, computed once.
+
+        ``together``: compute every endpoint's block in one numpy pass (what costs need), not this one's alone.
+        """
+        hit = self._blocks.get((family.name, index))
         if hit is not None:
             return hit
-        leaves = self._leaves[family.name]
-        rules = [LeafRule(leaf.uid, leaf.project, leaf.base, leaf.p_active, leaf.shape, leaf.until) for leaf in leaves]
+        parts, table = self._table(None if together else family)
         days = np.arange(index * _BLOCK_DAYS, (index + 1) * _BLOCK_DAYS, dtype=np.int64)
-        made = block(family, rules, days, seed=self.seed, day0=self.day0, history=self.config.days)
+        made = blocks(parts, table, days, seed=self.seed, day0=self.day0, history=self.config.days)
         with self._lock:
-            return self._blocks.setdefault(key, made)
+            for (fam, _, _), got in zip(parts, made, strict=True):
+                self._blocks.setdefault((fam.name, index), got)
+            return self._blocks[(family.name, index)]
 
-    def day_block(self, family: Family, start: int, now: int) -> tuple[int, int, Ints, Bools] | None:
+    def _table(self, family: Family | None) -> tuple[list[tuple[Family, int, int]], LeafTable]:
+        """The leaves of ``family`` (``None``: of every family) as one table, and each family's columns in it."""
+        key = None if family is None else family.name
+        hit = self._tables.get(key)
+        if hit is None:
+            parts: list[tuple[Family, int, int]] = []
+            rules: list[LeafRule] = []
+            for fam in FAMILIES.values() if family is None else (family,):
+                leaves = self._leaves[fam.name]
+                parts.append((fam, len(rules), len(rules) + len(leaves)))
+                rules.extend(LeafRule(x.uid, x.project, x.base, x.p_active, x.shape, x.until) for x in leaves)
+            hit = self._tables[key] = (parts, LeafTable.of(rules))
+        return hit
+
+    def day_block(
+        self, family: Family, start: int, now: int, *, together: bool = False
+    ) -> tuple[int, int, Ints, Bools] | None:
         """The block holding the day at ``start``: (block number, the day's offset in it, values, present)."""
         if not family.gauge and self._revising(start + DAY, now):
             return None
         day = start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS)
+        values, present = self._block(family, day // _BLOCK_DAYS, together=together)
         return day // _BLOCK_DAYS, day % _BLOCK_DAYS, values, present
 
     def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None:

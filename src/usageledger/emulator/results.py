@@ -49,9 +49,12 @@ class DayArrays(Protocol):
 
     def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None: ...
 
-    def day_block(self, family: Family, start: int, now: int) -> tuple[int, int, Ints, Bools] | None:
+    def day_block(
+        self, family: Family, start: int, now: int, *, together: bool = False
+    ) -> tuple[int, int, Ints, Bools] | None:
         """The block of days holding the settled day at ``start``: (block number, the day's offset, values,
-        present), arrays over ``[day, leaf, ...]``; ``None`` while the day is revised."""
+        present), arrays over ``[day, leaf, ...]``; ``None`` while the day is revised. ``together``: every
+        family will be asked for this block (costs), so compute them all at once."""
         ...
 
 
@@ -107,6 +110,7 @@ class ResultBuilder:
         self._allowed: dict[tuple[str, FiltersKey], list[bool]] = {}
         self._keys: dict[tuple[str, tuple[str, ...]], list[tuple[object, ...]]] = {}
         self._dims: dict[str, list[dict[str, object]]] = {}
+        self._arrays: DayArrays | None = source if isinstance(source, DayArrays) else None
         self._groupings: dict[tuple[str, tuple[str, ...]], _Grouping] = {}
         self._fields: dict[str, tuple[tuple[str, ...], Ints]] = {}
         self._cells: _CostCells | None = None
@@ -180,9 +184,9 @@ class ResultBuilder:
 
     def _whole_day(self, family: Family, a: int, b: int, now: int) -> tuple[Ints, Bools] | None:
         """A settled whole day of the source as arrays, when ``[a, b)`` is one and the source has them."""
-        if a % DAY or b - a != DAY or b > now or not isinstance(self.source, DayArrays):
+        if a % DAY or b - a != DAY or b > now or self._arrays is None:
             return None
-        return self.source.day_arrays(family, a, now)
+        return self._arrays.day_arrays(family, a, now)
 
     def _grouping(
         self, name: str, records: Sequence[tuple[object, ...]], fields: Sequence[str], group_by: tuple[str, ...]
@@ -379,10 +383,11 @@ class ResultBuilder:
 
     def _day_quantities(self, cells: _CostCells, a: int, now: int) -> Ints | None:
         """Every cell's quantity on the settled day starting at ``a`` (computed a block of days at a time)."""
-        assert isinstance(self.source, DayArrays)
+        arrays = self._arrays
+        assert arrays is not None
         first = None
         for family, _, _, _ in cells.families:
-            first = self.source.day_block(family, a, now)
+            first = arrays.day_block(family, a, now, together=True)
             break
         if first is None:
             return None
@@ -391,7 +396,7 @@ class ResultBuilder:
         if hit is None:
             hit = np.zeros((first[2].shape[0], len(cells.keys)), dtype=np.int64)
             for family, start, end, gather in cells.families:
-                got = self.source.day_block(family, a, now)
+                got = arrays.day_block(family, a, now, together=True)
                 assert got is not None
                 values = got[2]
                 flat = np.concatenate((values.reshape(len(values), -1), np.zeros((len(values), 1), np.int64)), axis=1)
@@ -432,7 +437,7 @@ class ResultBuilder:
         return hit
 
     def costs(self, a: int, b: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int) -> Results:
-        if a % DAY == 0 and b - a == DAY and b <= now and isinstance(self.source, DayArrays):
+        if a % DAY == 0 and b - a == DAY and b <= now and self._arrays is not None:
             cells = self._cost_cells()
             rows = None if cells is None else self._costs_day(cells, a, group_by, fkey, now)
             if rows is not None:
