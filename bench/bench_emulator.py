@@ -125,7 +125,7 @@ def print_cold(runs: dict[str, dict[str, list[list[object]]]]) -> None:
             cpus.append(cpu)
         ratio = f"{cpus[0] / cpus[-1]:5.1f}x" if len(cpus) > 1 else "  -  "
         same = len({r[4] for v in versions for r in runs[v][name]}) == 1
-        print(f"{name:28} {str(rows[0][0]):22}{''.join(cells)} | {ratio} | {'yes' if same else 'NO'} "
+        print(f"{name:28} {rows[0][0]!s:22}{''.join(cells)} | {ratio} | {'yes' if same else 'NO'} "
               f"({int(rows[0][3]) // 1024} KiB)")  # type: ignore[call-overload]  # fmt: skip
 
 
@@ -141,19 +141,22 @@ class Result:
         return self.requests / self.seconds
 
 
-def start_server(kind: str) -> tuple[subprocess.Popen[str], str, float]:
+def start_server(
+    kind: str, python: str = sys.executable, src: str | None = None, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], str, float]:
     started = time.perf_counter()
+    env = None if src is None else {**os.environ, "PYTHONPATH": src}
     if kind == "cli":
-        command = [sys.executable, "-c", "from usageledger.cli import main; main()", "emulator", "--port", "0",
-                   "--now", str(NOW)]  # fmt: skip
+        command = [python, "-c", "from usageledger.cli import main; main()", "emulator", "--port", "0",
+                   "--now", str(NOW), *extra]  # fmt: skip
     else:
         import socket
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        command = [sys.executable, "-c", _BARE, str(NOW), str(port), kind]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        command = [python, "-c", _BARE, str(NOW), str(port), kind]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("Emulator ready at "):
@@ -287,20 +290,28 @@ def main() -> None:
     print(f"in-process: Emulator() {built * 1000:.1f} ms; first daily grouped page {cold_daily * 1000:.1f} ms; "
           f"first 1440-minute page {cold_minute * 1000:.1f} ms")  # fmt: skip
 
-    proc, base, startup = start_server(args.server)
+    for version, (python, src) in versions.items():
+        serve(version, args, python, src)
+
+
+def serve(version: str, args: argparse.Namespace, python: str, src: str) -> None:
+    """The throughput scenarios against one version's server."""
+    proc, base, startup = start_server(args.server, python, src)
     try:
         process = psutil.Process(proc.pid)
         rss_start = process.memory_info().rss
         mib = rss_start / 2**20
-        print(f"server ({args.server}): ready in {startup:.2f} s (process spawn to 'ready' line); RSS {mib:.0f} MiB")
+        print(
+            f"[{version}] server ({args.server}): ready in {startup:.2f} s (spawn to 'ready' line); RSS {mib:.0f} MiB"
+        )
         path = urlsplit(base).path
         for name, targets in scenarios(path).items():
             warm = not name.endswith("cold")
             done, elapsed, size = asyncio.run(load(base, targets, args.connections, args.seconds, warm))
             result = Result(name, done, elapsed, size)
-            print(f"{name}: {result.rate:,.0f} req/s ({done} in {elapsed:.1f} s, {args.connections} connections, "
-                  f"{size / 1024:.0f} KiB/response)")  # fmt: skip
-        print(f"server RSS after the runs: {process.memory_info().rss / 2**20:.0f} MiB")
+            print(f"[{version}] {name}: {result.rate:,.0f} req/s ({done} in {elapsed:.1f} s, {args.connections} "
+                  f"connections, {size / 1024:.0f} KiB/response)")  # fmt: skip
+        print(f"[{version}] server RSS after the runs: {process.memory_info().rss / 2**20:.0f} MiB")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
