@@ -12,7 +12,7 @@ would be the bottleneck on a 2-core machine). Each scenario runs C concurrent co
 warm-up and counts complete 200 responses.
 
 Usage: .venv/bin/python bench/bench_emulator.py [--seconds 10] [--connections 8] [--server cli|asgi|starlette]
-       [--rounds 5] [--before-python PATH --before-src DIR] [--no-before] [--cold-only]
+       [--rounds 5] [--repeats 3] [--before-python PATH --before-src DIR] [--no-before] [--cold-only]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -127,18 +126,6 @@ def print_cold(runs: dict[str, dict[str, list[list[object]]]]) -> None:
         same = len({r[4] for v in versions for r in runs[v][name]}) == 1
         print(f"{name:28} {rows[0][0]!s:22}{''.join(cells)} | {ratio} | {'yes' if same else 'NO'} "
               f"({int(rows[0][3]) // 1024} KiB)")  # type: ignore[call-overload]  # fmt: skip
-
-
-@dataclass
-class Result:
-    name: str
-    requests: int
-    seconds: float
-    bytes_per_response: int
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
 
 
 def start_server(
@@ -276,6 +263,7 @@ def main() -> None:
     parser.add_argument("--before-src", default="/work/main/src")
     parser.add_argument("--no-before", action="store_true", help="time this checkout only")
     parser.add_argument("--cold-only", action="store_true", help="skip the server scenarios")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each server scenario")
     args = parser.parse_args()
 
     here = str(Path(__file__).resolve().parents[1] / "src")
@@ -290,31 +278,36 @@ def main() -> None:
     print(f"in-process: Emulator() {built * 1000:.1f} ms; first daily grouped page {cold_daily * 1000:.1f} ms; "
           f"first 1440-minute page {cold_minute * 1000:.1f} ms")  # fmt: skip
 
-    for version, (python, src) in versions.items():
-        serve(version, args, python, src)
+    serve(versions, args)
 
 
-def serve(version: str, args: argparse.Namespace, python: str, src: str) -> None:
-    """The throughput scenarios against one version's server."""
-    proc, base, startup = start_server(args.server, python, src)
+def serve(versions: dict[str, tuple[str, str]], args: argparse.Namespace) -> None:
+    """The throughput scenarios against every version's server, both up at once, interleaved ``--repeats`` times."""
+    servers = {v: start_server(args.server, python, src) for v, (python, src) in versions.items()}
     try:
-        process = psutil.Process(proc.pid)
-        rss_start = process.memory_info().rss
-        mib = rss_start / 2**20
-        print(
-            f"[{version}] server ({args.server}): ready in {startup:.2f} s (spawn to 'ready' line); RSS {mib:.0f} MiB"
-        )
-        path = urlsplit(base).path
-        for name, targets in scenarios(path).items():
-            warm = not name.endswith("cold")
-            done, elapsed, size = asyncio.run(load(base, targets, args.connections, args.seconds, warm))
-            result = Result(name, done, elapsed, size)
-            print(f"[{version}] {name}: {result.rate:,.0f} req/s ({done} in {elapsed:.1f} s, {args.connections} "
-                  f"connections, {size / 1024:.0f} KiB/response)")  # fmt: skip
-        print(f"[{version}] server RSS after the runs: {process.memory_info().rss / 2**20:.0f} MiB")
+        for version, (proc, _, startup) in servers.items():
+            mib = psutil.Process(proc.pid).memory_info().rss / 2**20
+            print(f"[{version}] server ({args.server}): ready in {startup:.2f} s (spawn to 'ready'); RSS {mib:.0f} MiB")
+        for name in scenarios(""):
+            rates: dict[str, list[float]] = {v: [] for v in servers}
+            for _ in range(args.repeats):
+                for version, (_, base, _) in servers.items():
+                    targets = scenarios(urlsplit(base).path)[name]
+                    warm = not name.endswith("cold")
+                    done, elapsed, _ = asyncio.run(load(base, targets, args.connections, args.seconds, warm))
+                    rates[version].append(done / elapsed)
+            shown = "; ".join(
+                f"{v} {statistics.median(r):,.0f} req/s ({min(r):,.0f}-{max(r):,.0f})" for v, r in rates.items()
+            )
+            print(f"{name}: {shown}")
+        for version, (proc, _, _) in servers.items():
+            print(
+                f"[{version}] server RSS after the runs: {psutil.Process(proc.pid).memory_info().rss / 2**20:.0f} MiB"
+            )
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc, _, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 if __name__ == "__main__":
