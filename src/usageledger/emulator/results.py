@@ -19,7 +19,7 @@ import numpy.typing as npt
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
 from usageledger.emulator.activity import DAY, FAMILIES, ActivitySource, Family, accumulate, interval
-from usageledger.emulator.prices import Billing, billings, line_items
+from usageledger.emulator.prices import billings, line_items
 from usageledger.rules import FilterValue
 
 __all__ = ["ResultBuilder", "filters_key"]
@@ -65,6 +65,14 @@ class _Grouping:
     index: Ints
     tails: list[dict[str, object]]
     values: list[tuple[object, ...]]
+    order: Ints
+    """The records sorted by group (stably), so group ``g`` is the run starting at ``starts[g]``."""
+    starts: Ints
+
+    def sum(self, values: Ints, mask: Bools) -> tuple[Ints, Bools]:
+        """Per group, the sum of the masked records' ``values`` (rows) and whether any record was masked in."""
+        kept = np.where(mask.reshape(-1, *([1] * (values.ndim - 1))), values, 0)[self.order]
+        return np.add.reduceat(kept, self.starts, axis=0), np.logical_or.reduceat(mask[self.order], self.starts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +212,10 @@ class ResultBuilder:
         for k in ordered:
             values = dict(zip(group_by, k, strict=True))
             tails.append({g: values.get(g) for g in fields})
-        made = _Grouping(np.array([number[k] for k in keys], dtype=np.int64), tails, ordered)
+        index = np.array([number[k] for k in keys], dtype=np.int64)
+        order = np.argsort(index, kind="stable")
+        starts = np.flatnonzero(np.r_[True, index[order][1:] != index[order][:-1]]) if len(index) else index
+        made = _Grouping(index, tails, ordered, order, starts)
         with self._lock:
             self._groupings[key] = made
         return made
@@ -223,11 +234,7 @@ class ResultBuilder:
         if not mask.any():
             return []
         grouping = self._grouping(family.name, self.source.leaves(family), family.dims, group_by)
-        index = grouping.index[mask]
-        sums = np.zeros((len(grouping.tails), len(family.atoms)), dtype=np.int64)
-        np.add.at(sums, index, values[mask])
-        hit = np.zeros(len(grouping.tails), dtype=np.bool_)
-        hit[index] = True
+        sums, hit = grouping.sum(values, mask)
         names, matrix = self._field_matrix(family)
         tag = endpoint.result_object
         rows = []
@@ -305,20 +312,24 @@ class ResultBuilder:
             width = len(family.atoms)
             zero = len(dims) * width
             gather: list[list[int]] = []
-            plans: dict[tuple[object, ...], list[Billing]] = {}
+            plans: dict[tuple[object, ...], list[tuple[str, int, tuple[int, ...]]]] = {}
             for leaf, d in enumerate(dims):
                 what = (d.get("model"), d.get("batch"), d.get("size"), d.get("context_level"))
                 plan = plans.get(what)
                 if plan is None:
-                    plan = plans[what] = billings(family, d)
-                for bill in plan:
-                    units[bill.name] = bill.unit
-                    scaled = bill.price * _AMOUNT_SCALE
-                    if scaled != scaled.to_integral_value():
-                        return None
-                    prices.append(int(scaled))
-                    keys.append(_cost_key(d, bill.name))
-                    gather.append([leaf * width + i for i in bill.atoms])
+                    plan = plans[what] = []
+                    for bill in billings(family, d):
+                        units[bill.name] = bill.unit
+                        scaled = bill.price * _AMOUNT_SCALE
+                        if scaled != scaled.to_integral_value():
+                            return None
+                        plan.append((bill.name, int(scaled), bill.atoms))
+                project, key, user = d.get("project_id"), d.get("api_key_id"), d.get("user_id")
+                source = d.get("api_source") or "unlabeled"
+                keys.extend(_cost_tuple(project, name, key, user, source) for name, _, _ in plan)
+                prices.extend(price for _, price, _ in plan)
+                base = leaf * width
+                gather.extend([base + i for i in atoms] for _, _, atoms in plan)
             pad = max((len(g) for g in gather), default=1)
             table = np.array([g + [zero] * (pad - len(g)) for g in gather], dtype=np.int64).reshape(len(gather), pad)
             families.append((family, first, len(keys), table))
@@ -346,14 +357,8 @@ class ResultBuilder:
         if not mask.any():
             return []
         grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
-        index = grouping.index[mask]
-        n = len(grouping.tails)
-        amounts = np.zeros(n, dtype=np.int64)
-        quantities = np.zeros(n, dtype=np.int64)
-        np.add.at(amounts, index, amount[mask])
-        np.add.at(quantities, index, quantity[mask])
-        hit = np.zeros(n, dtype=np.bool_)
-        hit[index] = True
+        both, hit = grouping.sum(np.stack((amount, quantity), axis=1), mask)
+        amounts, quantities = both[:, 0], both[:, 1]
         extra: dict[int, Decimal] = {}  # storage quantities (GiB-hours, not integers) by group
         for cell, (q, m) in storage.items():
             if mask[cell]:
@@ -478,6 +483,14 @@ class ResultBuilder:
             row["quantity_unit"] = units.get(str(item)) if by_item else None
             rows.append(row)
         return rows
+
+
+def _cost_tuple(project: object, item: str, key: object, user: object, source: object) -> tuple[object, ...]:
+    """A cost cell's fields in ``_COST_DIMS`` order."""
+    return (project, item, key, user, source)
+
+
+assert _COST_DIMS == ("project_id", "line_item", "api_key_id", "user_id", "api_source"), "update _cost_tuple"
 
 
 def _cost_key(d: Mapping[str, object], item: str) -> tuple[object, ...]:
