@@ -6,6 +6,8 @@ factors (weekly pattern, growth, quiet days and weeks, noise), the day is split 
 the project's time zone, and an hour into minutes; each split moves the request count first and every other atom
 in proportion to it (cumulative integer division), so the parts sum exactly to the whole and a quiet minute has no
 tokens. Late revisions scale a recent hour towards its final value; a revised day is the sum of its revised hours.
+Days are computed 64 at a time for every leaf with numpy (:mod:`usageledger.emulator.daily`, the same arithmetic
+as the per-leaf rule) and kept; a leaf's shape is a :class:`~usageledger.emulator.daily.Shape`.
 """
 
 from __future__ import annotations
