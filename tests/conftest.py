@@ -38,6 +38,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_directory_emulator.py",
         "test_directory_store.py",
         "test_doctor.py",
+        "test_emulator_orgs.py",
         "test_emulator_server.py",
         "test_export.py",
         "test_export_safety.py",
