@@ -64,6 +64,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_sync_kill.py",
         "test_sync_signals.py",
         "test_sync_writer.py",
+        "test_sync_workers.py",
         "test_synthetic_orgs.py",
         "test_teams.py",
     }

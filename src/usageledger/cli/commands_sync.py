@@ -304,7 +304,13 @@ def sync_command(
         str | None,
         typer.Option(help="End (exclusive); a bounded backfill never moves watermarks.", rich_help_panel=_RANGE),
     ] = None,
-    org: Annotated[list[str] | None, typer.Option("--org", help="Only these orgs (names from the config).")] = None,
+    org: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--org",
+            help="Only these orgs (names from the config), repeated or comma-separated: one worker's shard.",
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option(help="Parallel requests (default: the config's sync concurrency, 8).")
     ] = None,
@@ -342,13 +348,14 @@ def sync_command(
     current = clock_now if clock_now is not None else timeutil.now_unix()
     streams = _streams_from_flags(config, endpoint or [], bucket_width, group_by, filters or [], filter_values)
     chosen = config.effective_orgs
-    if org:
-        unknown = sorted(set(org) - {o.name for o in chosen})
+    wanted = comma_list("--org", org)
+    if wanted:  # a shard: this worker syncs these orgs only (repeated, or a comma list)
+        unknown = sorted(set(wanted) - {o.name for o in chosen})
         if unknown:
             raise ConfigError(
                 f"--org: {', '.join(unknown)} not in the config; known: {', '.join(o.name for o in chosen)}"
             )
-        chosen = tuple(o for o in chosen if o.name in set(org))
+        chosen = tuple(o for o in chosen if o.name in set(wanted))
     since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
     orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
