@@ -34,9 +34,10 @@ SEEDS = {"alpha": 11, "beta": 12, "gamma": 13}
 
 
 def _emulator(seed: int, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    args = ["--port", "0", "--now", str(EMULATOR_NOW), "--seed", str(seed), "--days", "40"]
+    args += ["--projects", "2", "--users", "3", "--models", "2", *extra]
     proc = subprocess.Popen(
-        [*cli(), "emulator", "--port", "0", "--now", str(EMULATOR_NOW), "--seed", str(seed), "--days", "40"]
-        + ["--projects", "2", "--users", "3", "--models", "2", *extra],
+        [*cli(), "emulator", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

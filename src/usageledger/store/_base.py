@@ -141,7 +141,8 @@ class BaseStore(ABC):
         return True
 
     def unlock_stream(self, org: str, stream_id: str) -> None:
-        """Release the lock of one (org, stream)."""
+        """Release the lock of one (org, stream) (nothing to release on DuckDB: closing the store drops its lock)."""
+        return None
 
     def run_is_live(self, run_id: str) -> bool | None:
         """Whether the process of a run marked ``running`` still holds it: ``None`` when the store cannot tell.
