@@ -39,6 +39,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_doctor.py",
         "test_emulator_server.py",
         "test_export.py",
+        "test_export_delta.py",
         "test_export_safety.py",
         "test_finality.py",
         "test_fuzz_params.py",

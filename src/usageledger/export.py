@@ -202,6 +202,11 @@ def export(
         staging.discard()
 
 
+def export_guard(store: BaseStore, protect: Mapping[str, str | Path]) -> _Guard:
+    """The one check that an output path is none of the paths an export must never write (see ``_Guard``)."""
+    return _Guard(store, protect)
+
+
 class _Guard:
     """The paths an export must never write: the DuckDB store, its WAL, its lock files and what the caller protects."""
 

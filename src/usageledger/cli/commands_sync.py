@@ -433,7 +433,8 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
 @friendly_errors
 def export_command(
     format: Annotated[
-        Literal["csv", "jsonl", "parquet"], typer.Option("--format", "-f", help="Output format.")
+        Literal["csv", "jsonl", "parquet", "delta"],
+        typer.Option("--format", "-f", help="Output format (delta: Delta Lake tables, merged on re-runs)."),
     ] = "csv",
     output: Annotated[
         str, typer.Option("--output", "-o", help="A file, a directory (one file per endpoint), or - for stdout.")
@@ -464,6 +465,20 @@ def export_command(
     now = timeutil.now_unix()
     since_at, until_at = _since(since, now), _time(until, "--until", now)
     timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
+    if format == "delta":
+        _export_delta(
+            config,
+            store,
+            output,
+            endpoint or (),
+            since=since,
+            until=until,
+            org=org,
+            stream=stream,
+            partition_by=partition_by,
+            with_names=with_names,
+        )
+        return
     with open_for_reading(_store_url(store, config)) as opened:
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
@@ -483,6 +498,40 @@ def export_command(
         )
     if output != "-":
         err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)
+
+
+def _export_delta(
+    config: Config,
+    store: str | None,
+    output: str,
+    endpoints: Sequence[str],
+    **refused: Any,
+) -> None:
+    """``export --format delta``: the whole ledger, merged into Delta tables (filters belong to the reader)."""
+    from usageledger.export_delta import export_delta
+
+    for name, value in refused.items():
+        if value:  # a Delta export mirrors the ledger: a filtered MERGE would delete what the filter left out
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag}: not with --format delta, which mirrors the whole ledger; filter when you read it"
+            )
+    if output == "-":
+        raise ConfigError("--output: --format delta writes a directory of tables; give one with --output DIR")
+    with open_for_reading(_store_url(store, config)) as opened:
+        result = export_delta(
+            opened,
+            output,
+            endpoints=endpoints,
+            protect={} if config.path is None else {"the config file in use": config.path},
+        )
+    err_console.print(
+        f"Exported {result.total:,} rows to {output} as {len(result.tables)} Delta tables "
+        f"({result.rewritten} of {result.months} month partitions written).",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 # --- status ---------------------------------------------------------------------------------------------
