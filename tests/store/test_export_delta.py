@@ -81,7 +81,7 @@ print(json.dumps(out))
 
 
 def test_a_rerun_after_revisions_equals_a_fresh_export(tmp_path: Path) -> None:
-    """Merge after revisions and deletions == fresh export (deltalake, polars, DuckDB), rewriting changed months only."""
+    """Merge after revisions and deletions == fresh export (deltalake, polars, DuckDB); only changed months written."""
     lake, fresh = tmp_path / "lake", tmp_path / "fresh"
     with open_store(str(tmp_path / "ledger.duckdb")) as store:
         _sync(store, EMULATOR_NOW)
