@@ -6,7 +6,8 @@ the orgs are dealt round-robin into W shards, and W ``usageledger sync --org <sh
 ``--concurrency``) start together against one fresh PostgreSQL database. After one unmeasured warm-up pass (the
 emulators' page caches filled), measured side by side in one run: wall time from the first start to the last exit,
 rows, rows/s; then every database is compared with the single-worker one, table by table (every endpoint table
-without ``synced_at``, every stream's watermark and row count): nothing written twice, nothing lost. The sum of rows inserted over all runs equals the rows stored (each row inserted once).
+without ``synced_at``, every stream's watermark and row count): nothing written twice, nothing lost. The sum of
+rows inserted over all runs equals the rows stored (each row inserted once).
 
 Run: ``.venv/bin/python bench/bench_workers.py`` (``--orgs 20 --workers 1,2,4 --days 90 --latency 200ms``;
 ``--pg-url postgresql://.../postgres`` to use an existing server: databases are created in it).
