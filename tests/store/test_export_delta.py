@@ -154,3 +154,32 @@ def test_the_store_and_foreign_directories_are_never_written(tmp_path: Path) -> 
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["costs"]
         assert (foreign / "notes.txt").read_text() == "mine"
     assert db.stat().st_size > 0
+
+
+def test_the_cli_exports_then_merges_and_refuses_filters_in_one_line(tmp_path: Path) -> None:
+    """`export --format delta`: the first run writes every month, the second none; filters and stdout are refused."""
+    from typer.testing import CliRunner
+
+    from usageledger.cli import app
+    from usageledger.store import Stream
+
+    db = str(tmp_path / "ledger.duckdb")
+    with open_store(db) as store, run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url:
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+        rows = _store_rows(store, "costs")
+    runner = CliRunner()
+    args = ["export", "--format", "delta", "--store", db, "--endpoint", "costs", "--output", str(tmp_path / "lake")]
+    first = runner.invoke(app, args, terminal_width=200)
+    assert first.exit_code == 0, first.output
+    assert f"Exported {rows:,} rows to {tmp_path / 'lake'} as 1 Delta tables (3 of 3 month partitions written)." in (
+        first.stderr
+    )
+    second = runner.invoke(app, args, terminal_width=200)
+    assert second.exit_code == 0 and "(0 of 3 month partitions written)" in second.stderr, second.output
+    assert _read(tmp_path / "lake" / "costs").num_rows == rows
+    for extra, message in (
+        (["--org", "x"], "--org: not with --format delta, which mirrors the whole ledger; filter when you read it"),
+        (["--output", "-"], "--output: --format delta writes a directory of tables; give one with --output DIR"),
+    ):
+        refused = runner.invoke(app, [*args, *extra], terminal_width=200)
+        assert refused.exit_code == 1 and refused.stderr.strip() == f"error: {message}", refused.output
