@@ -147,6 +147,8 @@ def _month_rows(store: BaseStore, spec: TableSpec, start: int, end: int, batch_r
 
 
 def _export_table(deltalake: Any, store: BaseStore, spec: TableSpec, where: Path, batch_rows: int) -> DeltaTableExport:
+    import pyarrow.compute as pc
+
     schema = delta_schema(spec)
     months = _store_months(store, spec)
     if not (where / "_delta_log").is_dir():
@@ -170,6 +172,7 @@ def _export_table(deltalake: Any, store: BaseStore, spec: TableSpec, where: Path
             f"--output: {where} holds a Delta table of other columns ({', '.join(held.names)}); use a new directory"
         )
     in_table = {p["month"] for p in table.partitions()}
+    dataset = table.to_pyarrow_dataset()  # once: each month below is a filtered scan of it (its files only)
     by_label = {label: (start, end) for label, start, end in months}
     changed: list[str] = []
     sources: list[pa.Table] = []
@@ -182,7 +185,7 @@ def _export_table(deltalake: Any, store: BaseStore, spec: TableSpec, where: Path
             ours = schema.empty_table()
         rows += ours.num_rows
         theirs = (
-            table.to_pyarrow_table(filters=[("month", "=", label)]).select(schema.names).cast(schema)
+            dataset.to_table(filter=pc.field("month") == label).select(schema.names).cast(schema)
             if label in in_table
             else schema.empty_table()
         )
