@@ -157,3 +157,28 @@ def test_a_worker_waits_for_a_stream_another_connection_holds(config: Path, _pg_
         _ok(proc)
         assert holder.query("SELECT COUNT(*) FROM costs WHERE org = 'beta'")[0][0] > 0
         assert holder.query("SELECT status FROM sync_runs") == [("ok",)]
+
+
+def test_a_worker_needs_only_the_keys_of_its_shard(emulators: dict[str, str], tmp_path: Path) -> None:
+    """Each org's key in its own variable: a machine holding alpha's key only syncs `--org alpha`; all orgs need all."""
+    config = tmp_path / "usageledger.toml"
+    config.write_text(
+        "".join(
+            f'[[orgs]]\nname = "{o}"\nkey_env = "KEY_{o.upper()}"\nbase_url = "{u}"\n\n' for o, u in emulators.items()
+        )
+    )
+    store = str(tmp_path / "alpha.duckdb")
+    base = [*cli(), "sync", "--config", str(config), "--store", store, "--now", str(EMULATOR_NOW), "--since", "5d"]
+    base += ["--endpoint", "costs", "--quiet", "--no-directory"]
+    environ = env("http://127.0.0.1:9/v1", KEY_ALPHA="sk-admin-alpha-only")
+    environ.pop("OPENAI_ADMIN_KEY")
+    every = subprocess.run(base, env=environ, capture_output=True, text=True, timeout=120, check=False)
+    assert every.returncode == 1
+    assert every.stderr.strip() == "error: org 'beta': no admin key: set KEY_BETA (orgs.key_env names the variable)"
+    assert "sk-admin-alpha-only" not in every.stderr + every.stdout
+    shard = subprocess.run(
+        [*base, "--org", "alpha"], env=environ, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert shard.returncode == 0, shard.stderr
+    with open_store(store) as opened:
+        assert opened.query("SELECT DISTINCT org FROM costs") == [("alpha",)]
