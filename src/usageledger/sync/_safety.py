@@ -169,8 +169,9 @@ def _why(run: RunningRun) -> str:
 def abandoned_runs(store: BaseStore, *, holding_sync_lock: bool = False) -> dict[str, str]:
     """The runs marked ``running`` whose process is gone, each with the reason (reads only).
 
-    With ``holding_sync_lock`` (the caller is a sync that took the store's lock) no other sync can be running, so
-    every run still marked ``running`` is dead unless its process is alive on this host.
+    A run this host cannot judge by its pid (another host, or none recorded) is judged by the store when it can
+    (PostgreSQL: the run's advisory lock). Otherwise, with ``holding_sync_lock`` (a sync holding a DuckDB file's
+    single-writer lock) no other sync can be running, so such a run is dead.
     """
     dead: dict[str, str] = {}
     for run in store.running_runs():
