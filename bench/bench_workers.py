@@ -1,13 +1,14 @@
 """Workers benchmark: many orgs synced into one PostgreSQL by 1, 2 and 4 `usageledger sync` worker processes.
 
-Setting: one helper process serves ``--orgs`` synthetic organisations, each its own emulator (own seed, own port,
-``--latency`` on every response, fixed clock). A config lists every org with its base URL. For each worker count W
-the orgs are dealt round-robin into W shards, and W ``usageledger sync --org <shard>`` processes (each with
-``--concurrency``) start together against one fresh PostgreSQL database. After one unmeasured warm-up pass (the
-emulators' page caches filled), measured side by side in one run: wall time from the first start to the last exit,
-rows, rows/s; then every database is compared with the single-worker one, table by table (every endpoint table
-without ``synced_at``, every stream's watermark and row count): nothing written twice, nothing lost. The sum of
-rows inserted over all runs equals the rows stored (each row inserted once).
+Setting: ``--emulator-processes`` helper processes serve ``--orgs`` synthetic organisations, each its own emulator
+(own seed, own port, ``--latency`` on every response, fixed clock). A config lists every org with its base URL. For
+each worker count W the orgs are dealt round-robin into W shards, and W ``usageledger sync --org <shard>`` processes
+(each with ``--concurrency``) start together against one fresh PostgreSQL database. After one unmeasured warm-up pass
+(the emulators' page caches filled), measured side by side in one run: wall time from the first start to the last
+exit, rows, rows/s, the CPU time of the workers and of the emulators; then every database is compared with the
+single-worker one, table by table (every endpoint table without ``synced_at``, every stream's watermark and row
+count): nothing written twice, nothing lost. The sum of rows inserted over all runs equals the rows stored (each row
+inserted once).
 
 Run: ``.venv/bin/python bench/bench_workers.py`` (``--orgs 20 --workers 1,2,4 --days 90 --latency 200ms``;
 ``--pg-url postgresql://.../postgres`` to use an existing server: databases are created in it).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -41,13 +43,14 @@ _SERVE = """
 import signal, sys, threading
 from contextlib import ExitStack
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
-now, orgs, days, latency = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+now, first, count, days, latency = (float(a) for a in sys.argv[1:6])
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 with ExitStack() as stack:
-    for i in range(orgs):
+    for i in range(int(first), int(first + count)):
         config = EmulatorConfig(
-            seed=100 + i, now=now, days=days + 10, projects=3, users=5, models=3, faults=FaultConfig(latency=latency)
+            seed=100 + i, now=int(now), days=int(days) + 10, projects=3, users=5, models=3,
+            faults=FaultConfig(latency=latency),
         )
         print(stack.enter_context(run_server(Emulator(config))), flush=True)
     print("ready", flush=True)
@@ -56,23 +59,38 @@ with ExitStack() as stack:
 
 
 @contextmanager
-def emulators(orgs: int, days: int, latency: float) -> Iterator[list[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, str(NOW), str(orgs), str(days), str(latency)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def emulators(orgs: int, days: int, latency: float, processes: int) -> Iterator[tuple[list[str], list[int]]]:
+    """``orgs`` emulators spread over ``processes`` helper processes; their base URLs, and the helpers' pids."""
+    per = -(-orgs // processes)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SERVE, str(NOW), str(first), str(min(per, orgs - first)), str(days), str(latency)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for first in range(0, orgs, per)
+    ]
     try:
-        assert proc.stdout is not None
         urls = []
-        for line in proc.stdout:
-            if line.strip() == "ready":
-                break
-            urls.append(line.strip())
-        yield urls
+        for proc in procs:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.strip() == "ready":
+                    break
+                urls.append(line.strip())
+        yield urls, [p.pid for p in procs]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` have used so far."""
+    import psutil
+
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
 @contextmanager
@@ -98,6 +116,12 @@ def postgres(url: str | None) -> Iterator[object]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the waited-for child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_workers(config: Path, store: str, shards: list[list[str]], days: int, concurrency: int) -> float:
@@ -126,6 +150,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--latency", default="200ms")
     parser.add_argument("--concurrency", type=int, default=4, help="Parallel requests per worker.")
+    parser.add_argument("--emulator-processes", type=int, default=4, help="Helper processes serving the orgs.")
     parser.add_argument("--pg-url", default=None)
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
@@ -135,7 +160,13 @@ def main() -> None:
         f"{args.orgs} orgs (one emulator each, {args.latency} latency), {args.days} days of every default daily "
         f"stream, --concurrency {args.concurrency} per worker, into one PostgreSQL database per worker count"
     )
-    with tempfile.TemporaryDirectory() as tmp, emulators(args.orgs, args.days, latency) as urls:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        emulators(args.orgs, args.days, latency, args.emulator_processes) as (
+            urls,
+            helpers,
+        ),
+    ):
         names = [f"org{i + 1:02d}" for i in range(len(urls))]
         config = Path(tmp) / "usageledger.toml"
         config.write_text(
@@ -152,7 +183,9 @@ def main() -> None:
             for w in counts:
                 store = server.createdb(f"bench_workers_{w}_{os.getpid()}")  # type: ignore[attr-defined]
                 shards = [names[i::w] for i in range(w)]
+                cpu, served = children_cpu(), process_cpu(helpers)
                 wall = run_workers(config, store, shards, args.days, args.concurrency)
+                cpu, served = children_cpu() - cpu, process_cpu(helpers) - served
                 with open_store(store) as opened:
                     shot = snapshot(opened)
                     inserted = sum(r[0] for r in opened.query("SELECT inserted FROM sync_runs"))
@@ -165,7 +198,8 @@ def main() -> None:
                 results.append((w, wall, rows, requests, same))
                 print(
                     f"{w} worker(s): {wall:6.2f}s wall, {requests:,} requests, {rows:,} rows,"
-                    f" {rows / wall:,.0f} rows/s; equal to 1 worker: {'yes' if same else 'NO'}",
+                    f" {rows / wall:,.0f} rows/s; CPU: workers {cpu:.1f}s, emulators {served:.1f}s;"
+                    f" equal to 1 worker: {'yes' if same else 'NO'}",
                     flush=True,
                 )
     base_wall = results[0][1]
