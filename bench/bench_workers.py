@@ -5,10 +5,10 @@ Setting: ``--emulator-processes`` helper processes serve ``--orgs`` synthetic or
 each worker count W the orgs are dealt round-robin into W shards, and W ``usageledger sync --org <shard>`` processes
 (each with ``--concurrency``) start together against one fresh PostgreSQL database. After one unmeasured warm-up pass
 (the emulators' page caches filled), measured side by side in one run: wall time from the first start to the last
-exit, rows, rows/s, the CPU time of the workers and of the emulators; then every database is compared with the
-single-worker one, table by table (every endpoint table without ``synced_at``, every stream's watermark and row
-count): nothing written twice, nothing lost. The sum of rows inserted over all runs equals the rows stored (each row
-inserted once).
+exit, rows, rows/s, the CPU time of the workers, the emulators and the PostgreSQL server; then every database is
+compared with the single-worker one, table by table (every endpoint table without ``synced_at``, every stream's
+watermark and row count): nothing written twice, nothing lost. The sum of rows inserted over all runs equals the
+rows stored (each row inserted once).
 
 Run: ``.venv/bin/python bench/bench_workers.py`` (``--orgs 20 --workers 1,2,4 --days 90 --latency 200ms``;
 ``--pg-url postgresql://.../postgres`` to use an existing server: databases are created in it).
@@ -91,6 +91,18 @@ def process_cpu(pids: list[int]) -> float:
     import psutil
 
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+
+def server_cpu(server: object) -> float | None:
+    """CPU seconds of the temporary PostgreSQL cluster: its postmaster, its live children and its reaped backends."""
+    import psutil
+
+    data = getattr(server, "data", None)
+    if data is None:
+        return None
+    postmaster = psutil.Process(int((Path(data) / "postmaster.pid").read_text().split()[0]))
+    total = sum(postmaster.cpu_times())  # user, system, and the reaped children's user and system
+    return total + sum(sum(c.cpu_times()[:2]) for c in postmaster.children(recursive=True))
 
 
 @contextmanager
@@ -183,9 +195,11 @@ def main() -> None:
             for w in counts:
                 store = server.createdb(f"bench_workers_{w}_{os.getpid()}")  # type: ignore[attr-defined]
                 shards = [names[i::w] for i in range(w)]
-                cpu, served = children_cpu(), process_cpu(helpers)
+                cpu, served, db = children_cpu(), process_cpu(helpers), server_cpu(server)
                 wall = run_workers(config, store, shards, args.days, args.concurrency)
                 cpu, served = children_cpu() - cpu, process_cpu(helpers) - served
+                db_after = server_cpu(server)
+                db_text = "" if db is None or db_after is None else f", PostgreSQL {db_after - db:.1f}s"
                 with open_store(store) as opened:
                     shot = snapshot(opened)
                     inserted = sum(r[0] for r in opened.query("SELECT inserted FROM sync_runs"))
@@ -198,7 +212,7 @@ def main() -> None:
                 results.append((w, wall, rows, requests, same))
                 print(
                     f"{w} worker(s): {wall:6.2f}s wall, {requests:,} requests, {rows:,} rows,"
-                    f" {rows / wall:,.0f} rows/s; CPU: workers {cpu:.1f}s, emulators {served:.1f}s;"
+                    f" {rows / wall:,.0f} rows/s; CPU: workers {cpu:.1f}s, emulators {served:.1f}s{db_text};"
                     f" equal to 1 worker: {'yes' if same else 'NO'}",
                     flush=True,
                 )
