@@ -41,6 +41,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_emulator_orgs.py",
         "test_emulator_server.py",
         "test_export.py",
+        "test_export_delta.py",
         "test_export_safety.py",
         "test_finality.py",
         "test_focus.py",
@@ -74,6 +75,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_sync_kill.py",
         "test_sync_signals.py",
         "test_sync_writer.py",
+        "test_sync_workers.py",
         "test_synthetic_orgs.py",
         "test_teams.py",
     }

@@ -220,6 +220,11 @@ def staged_file(store: BaseStore, target: Path, protect: Mapping[str, str | Path
         staging.discard()
 
 
+def export_guard(store: BaseStore, protect: Mapping[str, str | Path]) -> _Guard:
+    """The one check that an output path is none of the paths an export must never write (see ``_Guard``)."""
+    return _Guard(store, protect)
+
+
 class _Guard:
     """The paths an export must never write: the DuckDB store, its WAL, its lock files and what the caller protects."""
 

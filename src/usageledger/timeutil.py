@@ -207,3 +207,23 @@ def check_range(
 def iso(ts: int) -> str:
     """``ts`` as an ISO 8601 UTC string, for messages and reports."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def months(first: int, last: int) -> list[tuple[str, int, int]]:
+    """Every UTC calendar month from the one holding ``first`` to the one holding ``last``, as (``YYYY-MM``, start,
+    end) with ``end`` exclusive: the partitions of a Delta export."""
+    out: list[tuple[str, int, int]] = []
+    at = datetime.fromtimestamp(first, UTC)
+    year, month = at.year, at.month
+    while True:
+        start = int(datetime(year, month, 1, tzinfo=UTC).timestamp())
+        if start > last:
+            return out
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        out.append(
+            (
+                f"{datetime.fromtimestamp(start, UTC):%Y-%m}",
+                start,
+                int(datetime(year, month, 1, tzinfo=UTC).timestamp()),
+            )
+        )

@@ -1,8 +1,8 @@
 """Concurrency: two `usageledger sync` processes started together on one store serialise or both finish.
 
 A DuckDB store is written by one process only (it holds ``<store>.lock``): the second sync is refused at once with a
-message naming the PID of the sync that holds the store. A PostgreSQL store takes an advisory lock: the second sync
-is refused the same way, or, when the first has already finished, runs as an ordinary re-run. Either way the store
+message naming the PID of the sync that holds the store. On PostgreSQL syncs lock per (org, stream): the second
+waits for the streams the first holds and then runs as an ordinary re-run (both finish). Either way the store
 equals one clean sync (never corrupted, never double-counted), and a refused sync run again afterwards changes
 nothing.
 Rounds per store: 3 by default, 10 with ``USAGELEDGER_HEAVY=1``.

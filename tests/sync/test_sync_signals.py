@@ -143,9 +143,17 @@ def test_a_live_run_is_never_abandoned_and_a_reused_pid_does_not_keep_a_dead_one
         child = subprocess.Popen(["true"])
         child.wait()
         opened.begin_run("gone", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, me.host))
-        opened.begin_run("elsewhere", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, "another-host"))
+        if backend == "duckdb":
+            opened.begin_run("elsewhere", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, "another-host"))
+        else:  # a worker on another host: its own connection holds the run's advisory lock
+            worker = open_store(url)
+            worker.begin_run("elsewhere", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, "another-host"))
         assert sorted(reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=False)) == ["gone", "reused"]
         statuses = dict(opened.query("SELECT run_id, status FROM sync_runs"))
         assert statuses == {"live": "running", "reused": "abandoned", "gone": "abandoned", "elsewhere": "running"}
-        # A sync holding the store's lock knows no other sync runs: the other host's run is dead too.
+        if backend == "postgres":
+            # Workers on several hosts share the database: a live one is never abandoned, lock or no lock...
+            assert reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=True) == []
+            worker.close()  # ...until its connection dies, and the server drops the run's lock with it
+        # DuckDB: a sync holding the file knows no other sync runs: the other host's run is dead too.
         assert reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=True) == ["elsewhere"]

@@ -307,7 +307,13 @@ def sync_command(
         str | None,
         typer.Option(help="End (exclusive); a bounded backfill never moves watermarks.", rich_help_panel=_RANGE),
     ] = None,
-    org: Annotated[list[str] | None, typer.Option("--org", help="Only these orgs (names from the config).")] = None,
+    org: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--org",
+            help="Only these orgs (names from the config), repeated or comma-separated: one worker's shard.",
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option(help="Parallel requests (default: the config's sync concurrency, 8).")
     ] = None,
@@ -345,13 +351,14 @@ def sync_command(
     current = clock_now if clock_now is not None else timeutil.now_unix()
     streams = _streams_from_flags(config, endpoint or [], bucket_width, group_by, filters or [], filter_values)
     chosen = config.effective_orgs
-    if org:
-        unknown = sorted(set(org) - {o.name for o in chosen})
+    wanted = comma_list("--org", org)
+    if wanted:  # a shard: this worker syncs these orgs only (repeated, or a comma list)
+        unknown = sorted(set(wanted) - {o.name for o in chosen})
         if unknown:
             raise ConfigError(
                 f"--org: {', '.join(unknown)} not in the config; known: {', '.join(o.name for o in chosen)}"
             )
-        chosen = tuple(o for o in chosen if o.name in set(org))
+        chosen = tuple(o for o in chosen if o.name in set(wanted))
     since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
     orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
@@ -429,11 +436,12 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
 @friendly_errors
 def export_command(
     format: Annotated[
-        Literal["csv", "jsonl", "parquet", "focus"],
+        Literal["csv", "jsonl", "parquet", "focus", "delta"],
         typer.Option(
             "--format",
             "-f",
-            help="Output format; focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md).",
+            help="Output format; focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md); "
+            "delta: Delta Lake tables, merged on re-runs.",
         ),
     ] = "csv",
     output: Annotated[
@@ -487,6 +495,20 @@ def export_command(
         return
     if currency is not None or fx is not None:
         raise ConfigError("--currency/--fx: only --format focus converts; costs export as stored, in USD")
+    if format == "delta":
+        _export_delta(
+            config,
+            store,
+            output,
+            endpoint or (),
+            since=since,
+            until=until,
+            org=org,
+            stream=stream,
+            partition_by=partition_by,
+            with_names=with_names,
+        )
+        return
     with open_for_reading(_store_url(store, config)) as opened:
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
@@ -548,6 +570,40 @@ def _export_focus(
         )
     if output != "-":
         err_console.print(f"Exported {result.rows:,} FOCUS 1.2 rows to {output}.", highlight=False, soft_wrap=True)
+
+
+def _export_delta(
+    config: Config,
+    store: str | None,
+    output: str,
+    endpoints: Sequence[str],
+    **refused: Any,
+) -> None:
+    """``export --format delta``: the whole ledger, merged into Delta tables (filters belong to the reader)."""
+    from usageledger.export_delta import export_delta
+
+    for name, value in refused.items():
+        if value:  # a Delta export mirrors the ledger: a filtered MERGE would delete what the filter left out
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag}: not with --format delta, which mirrors the whole ledger; filter when you read it"
+            )
+    if output == "-":
+        raise ConfigError("--output: --format delta writes a directory of tables; give one with --output DIR")
+    with open_for_reading(_store_url(store, config)) as opened:
+        result = export_delta(
+            opened,
+            output,
+            endpoints=endpoints,
+            protect={} if config.path is None else {"the config file in use": config.path},
+        )
+    err_console.print(
+        f"Exported {result.total:,} rows to {output} as {len(result.tables)} Delta tables "
+        f"({result.rewritten} of {result.months} month partitions written).",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 # --- status ---------------------------------------------------------------------------------------------

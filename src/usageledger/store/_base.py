@@ -121,12 +121,36 @@ class BaseStore(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def acquire_sync_lock(self) -> bool:
-        """Take the store's sync lock (one sync writes at a time); False when another process holds it."""
+    def acquire_sync_lock(self, *, shared: bool = False) -> bool:
+        """Take the store's sync lock; False when another process holds it.
+
+        Syncs take it ``shared`` (several workers may write one PostgreSQL store, each holding the streams it syncs
+        with :meth:`try_lock_stream`); ``demo --remove``, which deletes whole orgs, takes it exclusive.
+        """
 
     @abstractmethod
-    def release_sync_lock(self) -> None:
-        """Release the sync lock."""
+    def release_sync_lock(self, *, shared: bool = False) -> None:
+        """Release the sync lock (taken the same way)."""
+
+    def try_lock_stream(self, org: str, stream_id: str) -> bool:
+        """Take the lock of one (org, stream) for this connection; False when another worker holds it.
+
+        A DuckDB file has one writer (``<store>.lock``), so this is always granted there; PostgreSQL takes a
+        session-level advisory lock, which the server drops when the connection ends, however it ends.
+        """
+        return True
+
+    def unlock_stream(self, org: str, stream_id: str) -> None:
+        """Release the lock of one (org, stream) (nothing to release on DuckDB: closing the store drops its lock)."""
+        return None
+
+    def run_is_live(self, run_id: str) -> bool | None:
+        """Whether the process of a run marked ``running`` still holds it: ``None`` when the store cannot tell.
+
+        PostgreSQL knows (a run holds an advisory lock on its id from ``begin_run`` to ``finish_run``, dropped by the
+        server when its connection dies, on any host); a DuckDB file cannot tell.
+        """
+        return None
 
     @abstractmethod
     def _migration_lock(self) -> None:

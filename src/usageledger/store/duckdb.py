@@ -281,11 +281,11 @@ class DuckDBStore(BaseStore):
         with self._use() as con:
             con.unregister(name)
 
-    def acquire_sync_lock(self) -> bool:
+    def acquire_sync_lock(self, *, shared: bool = False) -> bool:
         """Always granted: a writing DuckDB store holds ``<store>.lock`` from open to close (see ``_filelock``)."""
         return True
 
-    def release_sync_lock(self) -> None:
+    def release_sync_lock(self, *, shared: bool = False) -> None:
         """Nothing to release here: closing the store releases ``<store>.lock``."""
 
     def _migration_lock(self) -> None:

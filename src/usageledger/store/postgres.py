@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -12,6 +13,7 @@ import pyarrow as pa
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
+from usageledger.store._types import RunOwner, RunTotals
 from usageledger.store.schema import Dialect, TableSpec, q
 
 __all__ = ["PostgresStore"]
@@ -42,6 +44,7 @@ class PostgresStore(BaseStore):
         except self._pg.Error as exc:
             raise StoreError(f"cannot connect to the PostgreSQL store {_redact(url)}: {_first_line(exc)}") from exc
         self._con.execute("SET TIME ZONE 'UTC'")
+        self._held_runs: set[str] = set()
 
     @contextlib.contextmanager
     def _outer_transaction(self) -> Iterator[None]:
@@ -110,19 +113,71 @@ class PostgresStore(BaseStore):
     def _unstage(self, name: str) -> None:
         self._con.execute(f"DROP TABLE IF EXISTS {name}")
 
-    def acquire_sync_lock(self) -> bool:
-        """A session-level advisory lock: two syncs on one database serialise instead of racing on the same keys."""
-        row = self._con.execute("SELECT pg_try_advisory_lock(%s)", [_SYNC_LOCK]).fetchone()
+    def _try_lock(self, key: int, *, shared: bool = False) -> bool:
+        how = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        row = self._con.execute(f"SELECT {how}(%s)", [key]).fetchone()
         return bool(row and row[0])
 
-    def release_sync_lock(self) -> None:
-        self._con.execute("SELECT pg_advisory_unlock(%s)", [_SYNC_LOCK])
+    def _unlock(self, key: int, *, shared: bool = False) -> None:
+        how = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+        self._con.execute(f"SELECT {how}(%s)", [key])
+
+    def acquire_sync_lock(self, *, shared: bool = False) -> bool:
+        """A session-level advisory lock: shared by the syncs (workers) writing the database, exclusive for a command
+        that deletes whole orgs (``demo --remove``)."""
+        return self._try_lock(_SYNC_LOCK, shared=shared)
+
+    def release_sync_lock(self, *, shared: bool = False) -> None:
+        self._unlock(_SYNC_LOCK, shared=shared)
+
+    def try_lock_stream(self, org: str, stream_id: str) -> bool:
+        """A session-level advisory lock on a 64-bit hash of (org, stream): workers of other streams never wait."""
+        return self._try_lock(_lock_key("stream", org, stream_id))
+
+    def unlock_stream(self, org: str, stream_id: str) -> None:
+        self._unlock(_lock_key("stream", org, stream_id))
+
+    def begin_run(self, run_id: str, *, at: int, command: str, owner: RunOwner | None = None) -> None:
+        """Record the run, holding an advisory lock on its id until ``finish_run`` (or until this connection dies)."""
+        key = _lock_key("run", run_id)
+        self._try_lock(key)
+        self._held_runs.add(run_id)
+        try:
+            super().begin_run(run_id, at=at, command=command, owner=owner)
+        except BaseException:
+            self._held_runs.discard(run_id)
+            self._unlock(key)
+            raise
+
+    def finish_run(self, run_id: str, *, at: int, status: str, totals: RunTotals, error: str | None = None) -> None:
+        try:
+            super().finish_run(run_id, at=at, status=status, totals=totals, error=error)
+        finally:
+            if run_id in self._held_runs:
+                self._held_runs.discard(run_id)
+                self._unlock(_lock_key("run", run_id))
+
+    def run_is_live(self, run_id: str) -> bool | None:
+        """True while some connection holds the run's lock: its worker is alive, on whatever host it runs."""
+        if run_id in self._held_runs:
+            return True
+        key = _lock_key("run", run_id)
+        if self._try_lock(key):
+            self._unlock(key)
+            return False
+        return True
 
     def _migration_lock(self) -> None:
         self._con.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
 
     def close(self) -> None:
         self._con.close()
+
+
+def _lock_key(kind: str, *parts: str) -> int:
+    """A signed 64-bit advisory-lock key for ``kind`` and ``parts`` (blake2b: stable across processes and hosts)."""
+    text = "\0".join(("usageledger", kind, *parts)).encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
 def _redact(url: str) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
@@ -74,12 +75,46 @@ async def run_sync(
         raise SyncError("no organisation to sync: set OPENAI_ADMIN_KEY or list [[orgs]] in usageledger.toml")
     if options.concurrency < 1:
         raise SyncError("concurrency must be at least 1")
-    if not store.acquire_sync_lock():
+    if not store.acquire_sync_lock(shared=True):
         raise SyncError("another usageledger sync is writing to this store; wait for it to finish and run again")
     try:
-        return await _run_locked(store, orgs, streams, options, on_event, transport, clock, command)
+        async with _stream_locks(store, orgs, streams):
+            return await _run_locked(store, orgs, streams, options, on_event, transport, clock, command)
     finally:
-        store.release_sync_lock()
+        store.release_sync_lock(shared=True)
+
+
+_LOCK_POLL = 0.2
+"""Seconds between two tries of a stream lock another worker holds."""
+
+
+@contextlib.asynccontextmanager
+async def _stream_locks(store: BaseStore, orgs: Sequence[Org], streams: Sequence[Stream]) -> AsyncIterator[None]:
+    """Hold the lock of every (org, stream) of the run: workers of other orgs or streams run in parallel, two on one
+    stream serialise (the later one waits, then plans from the watermark the first one left).
+
+    Locks are taken in one global order (org, then stream id), so two workers with overlapping work never deadlock.
+    """
+    keys = sorted({(org.name, stream.id) for org in orgs for stream in streams})
+    held: list[tuple[str, str]] = []
+    try:
+        for org_name, stream_id in keys:
+            told = False
+            while not store.try_lock_stream(org_name, stream_id):
+                if not told:
+                    logger.warning(
+                        "waiting for stream %s of org %s: another usageledger worker is syncing it", stream_id, org_name
+                    )
+                    told = True
+                await asyncio.sleep(_LOCK_POLL)
+            held.append((org_name, stream_id))
+        yield
+    finally:
+        for org_name, stream_id in reversed(held):
+            try:
+                store.unlock_stream(org_name, stream_id)
+            except StoreError as exc:  # the connection is gone: the server dropped its locks with it
+                logger.info("could not release the lock of %s/%s: %s", org_name, stream_id, exc)
 
 
 async def _run_locked(

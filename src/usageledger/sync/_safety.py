@@ -10,8 +10,10 @@ real orgs into a store that holds a synthetic one, so ``report`` and ``check`` n
 **Abandoned runs.** Each run records its process (pid, host name and, on Linux, the process start time, which
 tells a live process from a later one given the same pid). A run still marked ``running`` whose process is known
 to be gone (same host, pid not alive or alive with another start time) is marked ``abandoned``, with every stream
-it left ``running``; so is any run still marked ``running`` when a sync has taken the store's sync lock (no other
-sync can then be running), unless its process is alive on this host.
+it left ``running``. A run of another host is judged by the store: on PostgreSQL a run holds an advisory lock on its
+id while its connection lives, so a run whose lock is free is dead, on any host (several workers on several machines
+share one database); a DuckDB file has one writer, so a sync that holds it knows every other ``running`` run is dead,
+unless its process is alive on this host.
 """
 
 from __future__ import annotations
@@ -167,12 +169,15 @@ def _why(run: RunningRun) -> str:
 def abandoned_runs(store: BaseStore, *, holding_sync_lock: bool = False) -> dict[str, str]:
     """The runs marked ``running`` whose process is gone, each with the reason (reads only).
 
-    With ``holding_sync_lock`` (the caller is a sync that took the store's lock) no other sync can be running, so
-    every run still marked ``running`` is dead unless its process is alive on this host.
+    A run this host cannot judge by its pid (another host, or none recorded) is judged by the store when it can
+    (PostgreSQL: the run's advisory lock). Otherwise, with ``holding_sync_lock`` (a sync holding a DuckDB file's
+    single-writer lock) no other sync can be running, so such a run is dead.
     """
     dead: dict[str, str] = {}
     for run in store.running_runs():
         alive = is_alive(run.owner)
+        if alive is None:  # another host, or not recorded: PostgreSQL still knows (the run's advisory lock)
+            alive = store.run_is_live(run.run_id)
         if alive is False or (alive is None and holding_sync_lock):
             dead[run.run_id] = _why(run)
     return dead

@@ -1,0 +1,223 @@
+"""Export the ledger to Delta Lake tables, and keep them in step with MERGE: ``export --format delta PATH``.
+
+``PATH/<table>`` is one Delta table per endpoint table of the store (``usage_completions``, ``costs``, ...); every
+stream of the endpoint shares it (they share one schema), told apart by the ``org`` and ``stream`` columns, as in the
+store. Columns: ``org``, ``stream``, ``bucket_start``, ``bucket_end`` (UTC timestamps), ``group_key`` (the store's
+key of the grouping values), the endpoint's dimensions and metrics (money ``decimal(38,18)``, exact), and ``month``
+(``YYYY-MM`` of ``bucket_start``), the partition column.
+
+The first export writes each table whole. A later one compares each month of the store with the table's partition
+of that month, and MERGEs only the months that differ, in one commit per table, on the natural key
+``(org, stream, bucket_start, group_key)``: changed rows are updated, new rows inserted, and rows of those months
+that the store no longer holds (a bucket the API revised away, an org deleted) deleted. Months that did not change
+are not rewritten, so Spark, Databricks, Trino, polars and DuckDB reading the tables see small, incremental commits.
+
+``PATH`` is never the store: the DuckDB file, its WAL and lock files, and what the caller protects are refused, and
+so is a directory of a table name that holds something other than a Delta table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+
+from usageledger import catalogue, timeutil
+from usageledger.errors import ConfigError
+from usageledger.export import BATCH_ROWS, export_guard
+from usageledger.store import BaseStore, TableSpec, table_for
+from usageledger.store.schema import q
+
+__all__ = ["DeltaExportResult", "DeltaTableExport", "delta_schema", "export_delta"]
+
+_TS: Final = pa.timestamp("us", tz="UTC")
+_KEY: Final = ("org", "stream", "bucket_start", "group_key")
+_SORT: Final = [(c, "ascending") for c in _KEY]
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaTableExport:
+    """One Delta table after an export: its rows, its months, and what this run rewrote."""
+
+    table: str
+    path: Path
+    rows: int
+    months: int
+    rewritten: tuple[str, ...]
+    """The months (partitions) this run wrote: every month on a first export, the changed ones afterwards."""
+    created: bool
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaExportResult:
+    tables: tuple[DeltaTableExport, ...] = field(default_factory=tuple)
+
+    @property
+    def total(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def rewritten(self) -> int:
+        return sum(len(t.rewritten) for t in self.tables)
+
+    @property
+    def months(self) -> int:
+        return sum(t.months for t in self.tables)
+
+
+def _deltalake() -> Any:
+    try:
+        import deltalake
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ConfigError("--format delta needs the deltalake package: pip install 'usageledger[delta]'") from None
+    return deltalake
+
+
+def delta_schema(spec: TableSpec) -> pa.Schema:
+    """The Arrow schema of an endpoint's Delta table (every field nullable, as Delta reads them back)."""
+    full = spec.arrow_schema()
+    fields = [pa.field("org", pa.string()), pa.field("stream", pa.string())]
+    fields += [pa.field("bucket_start", _TS), pa.field("bucket_end", _TS), pa.field("group_key", pa.string())]
+    fields += [full.field(c.name).with_nullable(True) for c in spec.data_columns]
+    return pa.schema([*fields, pa.field("month", pa.string())])
+
+
+def export_delta(
+    store: BaseStore,
+    path: str | Path,
+    *,
+    endpoints: Sequence[str] = (),
+    protect: Mapping[str, str | Path] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> DeltaExportResult:
+    """Write (first run) or MERGE (later runs) every endpoint table of the store into ``path/<table>``."""
+    deltalake = _deltalake()
+    names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
+    specs = []
+    for name in names:
+        try:
+            specs.append(table_for(name))
+        except KeyError as exc:
+            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+    root = Path(path)
+    guard = export_guard(store, protect or {})
+    guard.check(root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--output {root} is a file: a Delta export writes a directory of tables; pick a directory")
+    for spec in specs:  # every check before anything is written
+        where = root / spec.name
+        guard.check(where)
+        if where.exists() and (not where.is_dir() or (any(where.iterdir()) and not (where / "_delta_log").is_dir())):
+            raise ConfigError(
+                f"--output {root}: {where} exists and is not a Delta table; export to an empty or Delta directory"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    return DeltaExportResult(
+        tuple(_export_table(deltalake, store, spec, root / spec.name, batch_rows) for spec in specs)
+    )
+
+
+def _store_months(store: BaseStore, spec: TableSpec) -> list[tuple[str, int, int]]:
+    lo, hi = store.query(f"SELECT MIN(bucket_start), MAX(bucket_start) FROM {spec.name}")[0]
+    if lo is None:
+        return []
+    return timeutil.months(int(lo.timestamp()), int(hi.timestamp()))
+
+
+def _month_rows(store: BaseStore, spec: TableSpec, start: int, end: int, batch_rows: int) -> Iterator[pa.Table]:
+    """The store's rows of one month, in the Delta table's schema (``month`` included)."""
+    from datetime import UTC, datetime
+
+    import pyarrow.compute as pc
+
+    schema = delta_schema(spec)
+    read = pa.schema([f for f in schema if f.name != "month"])
+    cols = ", ".join(q(f.name) for f in read)
+    sql = f"SELECT {cols} FROM {spec.name} WHERE bucket_start >= %s AND bucket_start < %s"
+    params = (datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
+    for table in store.iter_batches(sql, params, read, batch_rows):
+        month = pc.strftime(table.column("bucket_start"), format="%Y-%m")
+        yield table.append_column("month", month).cast(schema)
+
+
+def _export_table(deltalake: Any, store: BaseStore, spec: TableSpec, where: Path, batch_rows: int) -> DeltaTableExport:
+    import pyarrow.compute as pc
+
+    schema = delta_schema(spec)
+    months = _store_months(store, spec)
+    if not (where / "_delta_log").is_dir():
+        count = 0
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            nonlocal count
+            for _, start, end in months:
+                for table in _month_rows(store, spec, start, end, batch_rows):
+                    count += table.num_rows
+                    yield from table.to_batches()
+
+        reader = pa.RecordBatchReader.from_batches(schema, batches())
+        deltalake.write_deltalake(str(where), reader, partition_by=["month"], mode="error", name=spec.name)
+        written = tuple(label for label, _, _ in months)
+        return DeltaTableExport(spec.name, where, count, len(months), written, True, inserted=count)
+    table = deltalake.DeltaTable(str(where))
+    held = pa.schema(table.schema().to_arrow())
+    if held.names != schema.names:
+        raise ConfigError(
+            f"--output: {where} holds a Delta table of other columns ({', '.join(held.names)}); use a new directory"
+        )
+    in_table = {p["month"] for p in table.partitions()}
+    dataset = table.to_pyarrow_dataset()  # once: each month below is a filtered scan of it (its files only)
+    by_label = {label: (start, end) for label, start, end in months}
+    changed: list[str] = []
+    sources: list[pa.Table] = []
+    rows = 0
+    for label in sorted(set(by_label) | in_table):
+        if label in by_label:
+            start, end = by_label[label]
+            ours = pa.concat_tables([schema.empty_table(), *_month_rows(store, spec, start, end, batch_rows)])
+        else:
+            ours = schema.empty_table()
+        rows += ours.num_rows
+        theirs = (
+            dataset.to_table(filter=pc.field("month") == label).select(schema.names).cast(schema)
+            if label in in_table
+            else schema.empty_table()
+        )
+        ours = ours.sort_by(_SORT)
+        if not ours.equals(theirs.sort_by(_SORT)):
+            changed.append(label)
+            sources.append(ours)
+    if not changed:
+        return DeltaTableExport(spec.name, where, rows, len(by_label), (), False)
+    in_changed = ", ".join(f"'{label}'" for label in changed)
+    key = " AND ".join(f"t.{c} = s.{c}" for c in (*_KEY, "month"))
+    differs = " OR ".join(f"(t.{q(c)} IS DISTINCT FROM s.{q(c)})" for c in spec.value_columns)
+    metrics = (
+        table.merge(
+            pa.concat_tables(sources),
+            f"{key} AND t.month IN ({in_changed})",
+            source_alias="s",
+            target_alias="t",
+        )
+        .when_matched_update_all(predicate=differs)
+        .when_not_matched_insert_all()
+        .when_not_matched_by_source_delete(predicate=f"t.month IN ({in_changed})")
+        .execute()
+    )
+    return DeltaTableExport(
+        spec.name,
+        where,
+        rows,
+        len(by_label),
+        tuple(changed),
+        False,
+        inserted=int(metrics.get("num_target_rows_inserted", 0)),
+        updated=int(metrics.get("num_target_rows_updated", 0)),
+        deleted=int(metrics.get("num_target_rows_deleted", 0)),
+    )

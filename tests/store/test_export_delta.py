@@ -1,0 +1,200 @@
+"""`export --format delta`: Delta Lake tables that a re-run MERGEs, rewriting only the months that changed.
+
+The ledger is synced from an emulator with revisions, exported, then synced again from the same organisation two days
+later (recent buckets have grown, new days have come) with one early day deleted from the store (rows that vanished).
+The re-run's tables must equal a fresh export of the same store, read back three ways: ``deltalake``, polars, and
+DuckDB's delta extension (the ``duckdb-extension-delta`` wheel, pinned to DuckDB 1.5.5, which ``scripts/bootstrap``
+installs apart in ``.venv/duckdb-delta``; it runs in a subprocess of its own).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.errors import ConfigError
+from usageledger.export_delta import DeltaExportResult, delta_schema, export_delta
+from usageledger.store import BaseStore, open_store, tables
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.syncing import DAY, run
+
+DUCKDB_DELTA = Path(sys.prefix) / "duckdb-delta"
+KEY = [(c, "ascending") for c in ("org", "stream", "bucket_start", "group_key")]
+
+
+def _sync(store: BaseStore, now: int) -> None:
+    """A sync at ``now`` (the first 100 days back; later ones from the watermarks, re-reading the lag window)."""
+    config = EmulatorConfig(seed=5, days=150, projects=3, users=4, models=3, now=now, revisions=True)
+    with run_server(Emulator(config)) as url:
+        since = {"since": EMULATOR_NOW - 100 * DAY} if now == EMULATOR_NOW else {}
+        assert run(store, url, now=now, **since).ok
+
+
+def _read(path: Path) -> pa.Table:
+    return DeltaTable(str(path)).to_pyarrow_table().sort_by(KEY)
+
+
+def _store_rows(store: BaseStore, name: str) -> int:
+    return int(store.query(f"SELECT COUNT(*) FROM {name}")[0][0])
+
+
+def _duckdb_read(lake: Path, fresh: Path, names: list[str]) -> dict[str, Any]:
+    """Per table, read by DuckDB's delta extension: rows, the cost total, and rows in one lake but not the other."""
+    script = """
+import json, os, sys
+import duckdb, duckdb_extension_delta
+ext = os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "v" + duckdb.__version__)
+con = duckdb.connect()
+con.execute(f"LOAD '{ext}/delta.duckdb_extension'")
+lake, fresh, names = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+out = {}
+for n in names:
+    a, b = f"delta_scan('{lake}/{n}')", f"delta_scan('{fresh}/{n}')"
+    only = con.sql(f"SELECT COUNT(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})").fetchone()[0]
+    only += con.sql(f"SELECT COUNT(*) FROM (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a})").fetchone()[0]
+    rows = con.sql(f"SELECT COUNT(*) FROM {a}").fetchone()[0]
+    total = con.sql(f"SELECT SUM(amount_value) FROM {a}").fetchone()[0] if n == "costs" else None
+    out[n] = {"rows": rows, "differ": only, "total": None if total is None else str(total)}
+print(json.dumps(out))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(lake), str(fresh), ",".join(names)],
+        env={"PYTHONPATH": str(DUCKDB_DELTA), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_a_rerun_after_revisions_equals_a_fresh_export(tmp_path: Path) -> None:
+    """Merge after revisions and deletions == fresh export (deltalake, polars, DuckDB); only changed months written."""
+    lake, fresh = tmp_path / "lake", tmp_path / "fresh"
+    with open_store(str(tmp_path / "ledger.duckdb")) as store:
+        _sync(store, EMULATOR_NOW)
+        first = export_delta(store, lake)
+        assert all(t.created and t.rewritten and len(t.rewritten) == t.months for t in first.tables)
+        assert first.total == sum(_store_rows(store, s.name) for s in tables())
+
+        again = export_delta(store, lake)  # nothing changed: nothing written, no new table version
+        assert again.rewritten == 0 and again.total == first.total
+        assert all(DeltaTable(str(t.path)).version() == 0 for t in again.tables)
+
+        _sync(store, EMULATOR_NOW + 2 * DAY)  # the clock moved: recent buckets revised, two new days
+        gone = store.execute(  # and one early day vanished from the ledger
+            "DELETE FROM costs WHERE bucket_start >= %s AND bucket_start < %s",
+            (_ts(EMULATOR_NOW - 95 * DAY), _ts(EMULATOR_NOW - 94 * DAY)),
+        )
+        assert gone > 0
+        merged = export_delta(store, lake)
+        export_delta(store, fresh)
+        names = [s.name for s in tables()]
+        specs = {s.name: s for s in tables()}
+        counts = {s.name: _store_rows(store, s.name) for s in tables()}
+        cost_total = store.query("SELECT SUM(amount_value) FROM costs")[0][0]
+
+    _check_merge(merged)
+    for name in names:
+        a, b = _read(lake / name), _read(fresh / name)
+        assert a.num_rows == counts[name]
+        assert a.equals(b), f"{name}: the merged table differs from a fresh export"
+        assert a.schema.names == delta_schema(specs[name]).names
+        pa_from_polars = pl.read_delta(str(lake / name)).sort(["org", "stream", "bucket_start", "group_key"])
+        assert pa_from_polars.equals(
+            pl.read_delta(str(fresh / name)).sort(["org", "stream", "bucket_start", "group_key"])
+        )
+        assert pa_from_polars.height == counts[name]
+    read = _duckdb_read(lake, fresh, names)
+    assert {n: (r["rows"], r["differ"]) for n, r in read.items()} == {n: (counts[n], 0) for n in names}
+    assert read["costs"]["total"] == str(cost_total)  # the money is exact through Delta and back
+
+
+def _check_merge(merged: DeltaExportResult) -> None:
+    """Only the changed months were rewritten: the recent ones (revisions, new days) and the deleted day's."""
+    costs = next(t for t in merged.tables if t.table == "costs")
+    assert costs.deleted > 0 and (costs.updated + costs.inserted) > 0
+    assert "2026-08" in costs.rewritten  # the deleted day (2026-08-18)
+    assert "2026-11" in costs.rewritten  # revisions and new days
+    assert "2026-09" not in costs.rewritten  # untouched months are left alone
+    assert 0 < merged.rewritten < merged.months
+    for t in merged.tables:
+        assert not t.created and DeltaTable(str(t.path)).version() == (1 if t.rewritten else 0)
+
+
+def _ts(at: int) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at, UTC)
+
+
+def test_the_store_and_foreign_directories_are_never_written(tmp_path: Path) -> None:
+    """PATH is never the store, nor a directory of a table name that holds something else; nothing is written."""
+    db = tmp_path / "ledger.duckdb"
+    with open_store(str(db)) as store:
+        with pytest.raises(ConfigError, match="is the DuckDB store"):
+            export_delta(store, db)
+        foreign = tmp_path / "out" / "costs"
+        foreign.mkdir(parents=True)
+        (foreign / "notes.txt").write_text("mine")
+        with pytest.raises(ConfigError, match="is not a Delta table"):
+            export_delta(store, tmp_path / "out")
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["costs"]
+        assert (foreign / "notes.txt").read_text() == "mine"
+    assert db.stat().st_size > 0
+
+
+def test_the_cli_exports_then_merges_and_refuses_filters_in_one_line(tmp_path: Path) -> None:
+    """`export --format delta`: the first run writes every month, the second none; filters and stdout are refused."""
+    from typer.testing import CliRunner
+
+    from usageledger.cli import app
+    from usageledger.store import Stream
+
+    db = str(tmp_path / "ledger.duckdb")
+    with open_store(db) as store, run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url:
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+        rows = _store_rows(store, "costs")
+    runner = CliRunner()
+    args = ["export", "--format", "delta", "--store", db, "--endpoint", "costs", "--output", str(tmp_path / "lake")]
+    first = runner.invoke(app, args, terminal_width=200)
+    assert first.exit_code == 0, first.output
+    assert f"Exported {rows:,} rows to {tmp_path / 'lake'} as 1 Delta tables (3 of 3 month partitions written)." in (
+        first.stderr
+    )
+    second = runner.invoke(app, args, terminal_width=200)
+    assert second.exit_code == 0 and "(0 of 3 month partitions written)" in second.stderr, second.output
+    assert _read(tmp_path / "lake" / "costs").num_rows == rows
+    for extra, message in (
+        (["--org", "x"], "--org: not with --format delta, which mirrors the whole ledger; filter when you read it"),
+        (["--output", "-"], "--output: --format delta writes a directory of tables; give one with --output DIR"),
+    ):
+        refused = runner.invoke(app, [*args, *extra], terminal_width=200)
+        assert refused.exit_code == 1 and refused.stderr.strip() == f"error: {message}", refused.output
+
+
+def test_a_postgres_ledger_exports_exactly_and_a_rerun_writes_nothing(pg_url: str, tmp_path: Path) -> None:
+    """From PostgreSQL too: every row, the money exact, and a re-run with nothing new writes no partition."""
+    import pyarrow.compute as pc
+
+    with open_store(pg_url) as store, run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url:
+        assert run(store, url, since=EMULATOR_NOW - 60 * DAY).ok
+        first = export_delta(store, tmp_path / "lake")
+        again = export_delta(store, tmp_path / "lake")
+        counts = {s.name: _store_rows(store, s.name) for s in tables()}
+        total = store.query("SELECT SUM(amount_value) FROM costs")[0][0]
+    assert {t.table: t.rows for t in first.tables} == counts
+    assert first.rewritten == first.months > 0 and again.rewritten == 0
+    assert pc.sum(_read(tmp_path / "lake" / "costs").column("amount_value")).as_py() == total
