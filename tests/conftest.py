@@ -41,6 +41,8 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_export.py",
         "test_export_safety.py",
         "test_finality.py",
+        "test_history.py",
+        "test_ledger_history.py",
         "test_fuzz_params.py",
         "test_keys.py",
         "test_load.py",
