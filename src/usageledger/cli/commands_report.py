@@ -27,6 +27,8 @@ from usageledger.report.alerts import (
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.history import adjustments
+from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
@@ -183,12 +185,21 @@ def report(
             "directory's project groups; see the README).",
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The report as the ledger held it at this time, rebuilt from the revision log (a date, a datetime, "
+            "Unix seconds, 2d).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
 ) -> None:
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
+    as_of_at = None if as_of is None else to_unix(as_of, now=int(now.timestamp()), param="--as-of")
     settings = load_config(config)
     overrides = _names(settings, names)
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
@@ -196,7 +207,14 @@ def report(
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        data = build_report(db, period, Scope(org=org, project=project))
+        if as_of_at is None:
+            data = build_report(db, period, Scope(org=org, project=project))
+            months = (period.since.replace(day=1), period.until)
+            data = replace(data, adjustments=tuple(adjustments(db, org=org, months=months)))
+        else:
+            with history_as_of(db, as_of_at) as past:
+                data = build_report(past, period, Scope(org=org, project=project))
+            data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         id_names = resolve_names(db, org=org, overrides=overrides)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         final = final_costs_until(db, settings.sync.to_options())
@@ -313,6 +331,14 @@ def check(
         ),
     ] = None,
     names: NamesOpt = None,
+    restated_over: Annotated[
+        str | None,
+        typer.Option(
+            "--restated-over",
+            help="Alert when a closed month's spend (an org's total or a project's) moved by more than this amount "
+            "since it was closed (see usageledger close).",
+        ),
+    ] = None,
     final_only: Annotated[
         bool,
         typer.Option(
@@ -350,6 +376,7 @@ def check(
     cfg = cfg.replace(anomaly=rule)
     if stale_after is not None:
         cfg = cfg.replace(stale_after=timedelta(seconds=parse_duration(stale_after, param="--stale-after")))
+    restated_limit = _amount(restated_over, "--restated-over")
     ts = int(now.timestamp())
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
@@ -368,6 +395,8 @@ def check(
             stale_keys=key_limit,
             names=id_names,
             final=final,
+            restated_over=restated_limit,
+            adjustments=adjustments(db, org=org) if restated_limit is not None else (),
         )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))

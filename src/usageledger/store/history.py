@@ -40,12 +40,14 @@ def real_table(store: BaseStore, spec: TableSpec) -> str:
 
 def stream_group_bys(store: BaseStore) -> dict[str, tuple[str, ...]]:
     """``{stream id: group_by}`` of every stream the store knows (a stream id fixes its grouping)."""
-    return {s: tuple(g for g in gb.split(",") if g) for s, gb in store.query("SELECT DISTINCT stream, group_by FROM streams")}
+    return {
+        s: tuple(g for g in gb.split(",") if g)
+        for s, gb in store.query("SELECT DISTINCT stream, group_by FROM streams")
+    }
 
 
 def _dimension(spec: TableSpec, name: str, groups: dict[str, tuple[str, ...]], dialect: Dialect, alias: str) -> str:
     """The SQL of one grouping column, decoded from ``<alias>.group_key`` by each stream's ``group_by``."""
-    column = next(c for c in spec.data_columns if c.name == name)
     cases = []
     for stream, group_by in sorted(groups.items()):
         if name not in group_by:
