@@ -82,7 +82,9 @@ def close(
     org: OrgOpt = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
-    now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
+    now_at: Annotated[
+        str | None, typer.Option("--now", hidden=True, help="Judge which months have ended at this time (tests).")
+    ] = None,
 ) -> None:
     """Close a month: record its spend per org and project as the ledger holds it; later restatements of it are
     reported as adjustments (changes, report, check --restated-over)."""
@@ -112,7 +114,8 @@ def close(
                 "MONTH",
                 f"{first:%Y-%m} is already closed for {', '.join(already)}: pass --reopen first to close it again",
             )
-        lines = close_month(db, first, orgs, at=now)
+        # Stamped with the real time, as the revision log's seen times are: a restatement seen later is after the close.
+        lines = close_month(db, first, orgs, at=timeutil.now_unix())
     table = DataTable(f"Closed {first:%Y-%m}", label("org"), label("project"), number("spend"))
     for line in lines:
         table.add_row(

@@ -16,8 +16,8 @@ from decimal import Decimal
 from typing import Final
 
 from usageledger import catalogue
-from usageledger.store._base import BaseStore
 from usageledger.store._types import to_datetime
+from usageledger.store.directory import BaseStore  # the Protocol: _base runs this module's migration
 from usageledger.store.schema import DECIMAL_PRECISION, DECIMAL_SCALE, Dialect, daily_view_name
 
 __all__ = [
