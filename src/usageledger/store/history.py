@@ -11,7 +11,7 @@ the JSON access that decodes a group key.
 * :func:`deltas_sql`: per key, each metric's change over a span of seen times (negative too), for consumers that
   accumulate: summed from nothing, the deltas give the table.
 * :func:`as_of` shadows the endpoint tables and their daily and named views, for one connection, with temporary
-  views of the rows as they stood: every report query then reads the past unchanged.
+  tables of the rows as they stood (and views over them): every report query then reads the past unchanged.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def as_of_sql(
     metrics = logged_metrics(spec)
     keys = ", ".join(KEY)
     pivot = ", ".join(
-        f"CAST(MAX(CASE WHEN v.metric = '{m}' THEN v.new_value END) AS {spec.sql_type(dialect, m)}) AS {q(m)}"
+        f"CAST(MAX(CASE WHEN metric = '{m}' THEN new_value END) AS {spec.sql_type(dialect, m)}) AS {q(m)}"
         for m in metrics
     )
     columns: list[str] = []
@@ -85,21 +85,20 @@ def as_of_sql(
         if c.role == "dimension":
             columns.append(f"{_dimension(spec, c.name, groups, dialect, 'r')} AS {q(c.name)}")
         elif c.name in metrics:
-            columns.append(f"m.{q(c.name)}")
+            columns.append(f"r.{q(c.name)}")
         else:
             columns.append(f"cur.{q(c.name)}")
+    # Per key and metric its latest entry; per key, the row existed unless its latest entry of all is a delete (a
+    # delete logs every metric the row had, so the key's latest entry is the latest of some metric's).
     sql = (
-        f"WITH e AS (SELECT seq, {keys}, bucket_end, change, metric, new_value, seen_at FROM revisions"
-        f" WHERE endpoint_table = '{spec.name}' AND seen_at <= %s),"
-        f" r AS (SELECT {keys}, bucket_end, change, seen_at FROM (SELECT e.*, ROW_NUMBER() OVER"
-        f" (PARTITION BY {keys} ORDER BY seq DESC) AS rn FROM e) AS x WHERE rn = 1 AND change <> 'delete'),"
-        f" v AS (SELECT {keys}, metric, new_value FROM (SELECT e.*, ROW_NUMBER() OVER"
-        f" (PARTITION BY {keys}, metric ORDER BY seq DESC) AS rn FROM e) AS x WHERE rn = 1),"
-        f" m AS (SELECT {keys}, {pivot} FROM v GROUP BY {keys})"
+        f"WITH v AS (SELECT {keys}, bucket_end, change, metric, new_value, seen_at, seq FROM (SELECT {keys},"
+        " bucket_end, change, metric, new_value, seen_at, seq, ROW_NUMBER() OVER"
+        f" (PARTITION BY {keys}, metric ORDER BY seq DESC) AS rn FROM revisions"
+        f" WHERE endpoint_table = '{spec.name}' AND seen_at <= %s) AS x WHERE rn = 1),"
+        f" r AS (SELECT {keys}, MAX(bucket_end) AS bucket_end, MAX(seen_at) AS seen_at, {pivot} FROM v"
+        f" GROUP BY {keys} HAVING MAX(seq) = MAX(CASE WHEN change <> 'delete' THEN seq END))"
         f" SELECT r.org, r.stream, r.bucket_start, r.bucket_end, r.group_key, {', '.join(columns)},"
-        " r.seen_at AS synced_at"
-        " FROM r JOIN m ON m.org = r.org AND m.stream = r.stream AND m.bucket_start = r.bucket_start"
-        " AND m.group_key = r.group_key"
+        " r.seen_at AS synced_at FROM r"
         f" LEFT JOIN {table} AS cur ON cur.org = r.org AND cur.stream = r.stream AND cur.bucket_start = r.bucket_start"
         " AND cur.group_key = r.group_key"
     )
@@ -171,10 +170,15 @@ def restatements_sql(
         where += " AND e.org = %s"
         params.append(org)
     keys = "endpoint_table, org, stream, bucket_start, group_key, metric"
+    bucket = "endpoint_table, org, stream, bucket_start"
+    # The run that first logged each bucket (one pass and a hash join: a correlated lookup per entry is quadratic
+    # without an index on the log).
     sql = (
-        "WITH e AS (SELECT e.* FROM revisions AS e WHERE " + where + " AND (e.change <> 'insert' OR EXISTS ("
-        "SELECT 1 FROM revisions AS p WHERE p.endpoint_table = e.endpoint_table AND p.org = e.org"
-        " AND p.stream = e.stream AND p.bucket_start = e.bucket_start AND p.seq < e.seq AND p.run_id <> e.run_id))),"
+        f"WITH b AS (SELECT {bucket}, run_id FROM (SELECT {bucket}, run_id, ROW_NUMBER() OVER"
+        f" (PARTITION BY {bucket} ORDER BY seq) AS rn FROM revisions) AS x WHERE rn = 1),"
+        " e AS (SELECT e.* FROM revisions AS e JOIN b ON b.endpoint_table = e.endpoint_table AND b.org = e.org"
+        " AND b.stream = e.stream AND b.bucket_start = e.bucket_start"
+        f" WHERE {where} AND (e.change <> 'insert' OR e.run_id <> b.run_id)),"
         f" f AS (SELECT {keys}, old_value, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq) AS rn FROM e),"
         f" l AS (SELECT {keys}, new_value, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq DESC) AS rn FROM e),"
         f" n AS (SELECT {keys}, COUNT(*) AS entries, MIN(seen_at) AS first_seen, MAX(seen_at) AS last_seen"
@@ -193,7 +197,7 @@ def restatements_sql(
 @contextlib.contextmanager
 def as_of(store: BaseStore, when: int) -> Iterator[BaseStore]:
     """``store``, whose endpoint tables and daily (and named) views read, until the block ends, as they stood at
-    ``when``: temporary views of this connection shadow them (nothing is written to the store).
+    ``when``: temporary tables and views of this connection shadow them (nothing is written to the store).
 
     Only this connection's own queries see the past: a DuckDB cursor (``iter_batches``) is another connection, so
     an export passes ``as_of`` to :func:`usageledger.export.export` instead.
@@ -203,8 +207,11 @@ def as_of(store: BaseStore, when: int) -> Iterator[BaseStore]:
     try:
         for spec in tables():
             sql, params = as_of_sql(spec, when, store.dialect, groups, real_table(store, spec))
-            store.execute(f"CREATE TEMPORARY VIEW {spec.name} AS {_inline(sql, params, store.dialect)}")
+            # Materialised once (a temporary table), so each report query reads rows, not the log.
+            store.execute(f"CREATE TEMPORARY TABLE {spec.name} AS {_inline(sql, params, store.dialect)}")
             created.append(spec.name)
+            if store.dialect == "postgres":
+                store.execute(f"ANALYZE pg_temp.{spec.name}")
             store.execute(spec.daily_view_sql().replace("CREATE VIEW", "CREATE TEMPORARY VIEW", 1))
             created.append(spec.daily_view)
             named = directory.named_view_sql(spec)
@@ -213,8 +220,10 @@ def as_of(store: BaseStore, when: int) -> Iterator[BaseStore]:
                 created.append(directory.named_view(spec))
         yield store
     finally:
+        schema = "temp" if store.dialect == "duckdb" else "pg_temp"
         for name in reversed(created):
-            store.execute(f"DROP VIEW IF EXISTS {'temp' if store.dialect == 'duckdb' else 'pg_temp'}.{name}")
+            kind = "TABLE" if name in {spec.name for spec in tables()} else "VIEW"
+            store.execute(f"DROP {kind} IF EXISTS {schema}.{name}")
 
 
 def _inline(sql: str, params: list[Any], dialect: Dialect) -> str:
