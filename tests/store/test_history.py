@@ -17,7 +17,9 @@ import pytest
 from usageledger import timeutil
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.report import Period, Scope, build_report
-from usageledger.store import BaseStore, Stream, open_store, table_for, tables
+from usageledger.report.history import adjustments, changes, deltas
+from usageledger.store import BaseStore, Stream, WindowWrite, open_store, table_for, tables, to_datetime
+from usageledger.store.closes import close_month, closed_lines, month_totals, reopen_month
 from usageledger.store.history import as_of, deltas_sql, restatements_sql, stream_group_bys
 from usageledger.store.revisions import logged_metrics
 
@@ -117,3 +119,86 @@ def test_restatements_are_the_second_syncs_changes_with_old_and_new(
     assert store.query(sql, params) == []  # the first sync read every bucket for the first time
     sql, params = restatements_sql(since=moment, org="nobody")
     assert store.query(sql, params) == []
+
+
+def test_a_vanished_row_is_a_change_to_zero_and_gone_from_the_present_not_the_past(store: BaseStore) -> None:
+    """A row a re-read no longer returns: `changes` shows it going to nothing, as of before it is still there."""
+    clock = [float(EMULATOR_NOW)]
+    emu = Emulator(EmulatorConfig(seed=3, days=20, projects=2, users=3, models=2), clock=lambda: clock[0])
+    stream = STREAMS[1]
+    day = timeutil.floor(EMULATOR_NOW, "1d") - DAY
+    with run_server(emu) as url:
+        assert run(store, url, streams=(stream,), since=SINCE, now=clock[0]).ok
+        columns = ("project_id", "line_item", "amount_value", "currency", "quantity", "quantity_unit")
+        stored = store.query(
+            f"SELECT {', '.join(columns)} FROM costs WHERE stream = %s AND bucket_start = %s",
+            (stream.id, to_datetime(day)),
+        )
+        ghost = ("proj_gone", "gpt-4o, input", Decimal("1.25"), "usd", Decimal("3"), "tokens")
+        rows = [
+            {"bucket_start": day, "bucket_end": day + DAY, **dict(zip(columns, r, strict=True))}
+            for r in [*stored, ghost]
+        ]
+        store.commit_window(WindowWrite("main", stream, rows, day, day + DAY, "manual", int(clock[0])))
+        moment = int(time.time())
+        while int(time.time()) <= moment:
+            time.sleep(0.05)
+        assert run(store, url, streams=(stream,), now=clock[0]).counts.deleted == 1
+        rerun = store.query("SELECT COUNT(*) FROM revisions")[0][0]
+        assert run(store, url, streams=(stream,), now=clock[0]).ok
+        assert store.query("SELECT COUNT(*) FROM revisions")[0][0] == rerun  # nothing changed, nothing logged
+    found = changes(store, since=moment)
+    gone = [r for r in found.restatements if dict(r.group).get("project_id") == "proj_gone"]
+    assert {(r.metric, r.old, r.new, r.delta) for r in gone} == {
+        ("amount_value", Decimal("1.25"), None, Decimal("-1.25")),
+        ("quantity", Decimal("3"), None, Decimal("-3")),
+    }
+    assert found.spend_delta == Decimal("-1.25")
+    assert [d.delta for d in deltas(store, since=moment, tables=["costs"]) if "proj_gone" in d.group_key] == [
+        Decimal("-1.25"),
+        Decimal("-3"),
+    ]
+    with as_of(store, moment) as past:
+        assert past.query("SELECT amount_value, currency FROM costs WHERE project_id = 'proj_gone'") == [
+            (Decimal("1.25"), None)  # the log follows metrics; a vanished row's currency is not known any more
+        ]
+    assert store.query("SELECT COUNT(*) FROM costs WHERE project_id = 'proj_gone'")[0][0] == 0
+
+
+def test_a_closed_month_keeps_its_figures_and_a_restatement_is_an_adjustment(
+    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+) -> None:
+    store, moment, _ = two_syncs
+    november = date(2026, 11, 1)
+    # Closed at the moment between the syncs, with the figures the store held then.
+    with as_of(store, moment) as past:
+        then = {(o, p): a for o, p, a, _ in month_totals(past, november)}
+    with store.transaction():
+        for (org, project), amount in then.items():
+            store.execute(
+                "INSERT INTO closed_months (org, month, level, project_id, amount, currency, closed_at)"
+                " VALUES (%s, %s, 'project', %s, %s, 'usd', %s)",
+                (org, november, project, amount, to_datetime(moment)),
+            )
+        store.execute(
+            "INSERT INTO closed_months (org, month, level, project_id, amount, currency, closed_at)"
+            " VALUES ('main', %s, 'org', NULL, %s, 'usd', %s)",
+            (november, sum(then.values(), Decimal(0)), to_datetime(moment)),
+        )
+    now = {(o, p): a for o, p, a, _ in month_totals(store, november)}
+    found = adjustments(store)
+    total = next(a for a in found if a.level == "org")
+    assert total.amount == sum(now.values(), Decimal(0)) - sum(then.values(), Decimal(0)) != 0
+    for a in found:
+        if a.level == "project":
+            assert a.amount == now.get(("main", a.project_id), Decimal(0)) - then.get(("main", a.project_id), 0)
+    restated = changes(store, since=moment).restatements
+    assert any(r.after_close for r in restated) and all(
+        r.after_close == r.is_spend for r in restated if r.table == "costs"
+    )
+    # Closing through the store layer records the present; nothing moved since, so nothing to adjust.
+    store.execute("DELETE FROM closed_months")
+    lines = close_month(store, november, ["main"], at=int(time.time()))
+    assert sum(line.amount for line in lines if line.level == "project") == sum(now.values(), Decimal(0))
+    assert adjustments(store) == []
+    assert reopen_month(store, november, ["main"]) == 1 and closed_lines(store) == []

@@ -163,7 +163,7 @@ def changes(
         group = tuple(zip(names, values, strict=False)) if len(names) == len(values) else (("group_key", key),)
         month = date(start.year, start.month, 1)
         closed_at = closed.get((o, month))
-        after = table == _MONEY_TABLE and closed_at is not None and last > closed_at
+        after = table == _MONEY_TABLE and metric == _MONEY_METRIC and closed_at is not None and last > closed_at
         out.append(Restatement(table, o, stream, start, group, metric, _dec(old), _dec(new), int(entries), last, after))
     return Changes(lo, hi, tuple(out), tuple(adjustments(store, org=org)))
 
