@@ -210,7 +210,10 @@ def report(
         if as_of_at is None:
             data = build_report(db, period, Scope(org=org, project=project))
             months = (period.since.replace(day=1), period.until)
-            data = replace(data, adjustments=tuple(adjustments(db, org=org, months=months)))
+            moved = adjustments(db, org=org, months=months)
+            if project is not None:  # the project's own figures only
+                moved = [a for a in moved if a.project_id == project]
+            data = replace(data, adjustments=tuple(moved))
         else:
             with history_as_of(db, as_of_at) as past:
                 data = build_report(past, period, Scope(org=org, project=project))

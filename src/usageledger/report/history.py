@@ -67,7 +67,8 @@ class Restatement:
         return self.table == _MONEY_TABLE and self.metric == _MONEY_METRIC
 
     def group_label(self, names: Names) -> str:
-        """The group for people: ``project Search, line_item gpt-4o, input``; ``(total)`` for an ungrouped row."""
+        """The group's values for people (IDs named where the directory or ``names`` knows them), in the stream's
+        ``group_by`` order: ``Search, gpt-4o``; ``(total)`` for an ungrouped row."""
         parts = []
         for name, value in self.group:
             shown = "-" if value is None else str(value)
@@ -77,7 +78,7 @@ class Restatement:
                 shown = names.user(value)
             elif name == "api_key_id" and isinstance(value, str):
                 shown = names.api_key(value)
-            parts.append(f"{name.removesuffix('_id')} {shown}")
+            parts.append(shown)
         return ", ".join(parts) or "(total)"
 
 

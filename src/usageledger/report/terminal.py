@@ -22,6 +22,7 @@ from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
+from usageledger.store import tables
 from usageledger.timeutil import iso
 
 __all__ = [
@@ -212,6 +213,13 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     )
 
 
+_HEADLINE: Final = {
+    spec.name: {m.name for m in spec.endpoint.metrics if m.required} for spec in tables() if not spec.endpoint.is_costs
+}
+"""The metrics `changes` lists in the terminal for each usage table (the required ones; every one where an endpoint
+has none): a restated bucket moves every token breakdown with its total."""
+
+
 def _value(value: Decimal | None, money: bool, currency: str | None) -> str:
     if value is None:
         return "-"
@@ -244,17 +252,23 @@ def render_changes(changes: Changes, names: Names | None = None) -> RenderableTy
     by_stream: dict[tuple[str, str], list[Restatement]] = {}
     for r in rows:
         by_stream.setdefault((r.org, r.stream), []).append(r)
+    hidden = 0
     for (org, stream), items in sorted(by_stream.items()):
+        fields = ", ".join(name for name, _ in items[0].group) or "group"
         table = DataTable(
             f"{stream} (org {org})",
             label("day"),
-            label("group"),
+            label(fields),
             label("metric"),
             number("old"),
             number("new"),
             number("delta"),
         )
+        shown = _HEADLINE.get(items[0].table)
         for r in items:
+            if shown and r.metric not in shown:
+                hidden += 1
+                continue
             style = "bold red" if r.after_close else ""
             money = r.is_spend
             mark = "! " if r.after_close else ""
@@ -267,6 +281,10 @@ def render_changes(changes: Changes, names: Names | None = None) -> RenderableTy
                 Text(_signed(r.delta, money), style=style),
             )
         parts.append(table)
+    if hidden:
+        parts.append(
+            Text(f"{hidden:,} restated token breakdowns (cached, audio, ...) are in --format json.", style="dim")
+        )
     if any(r.after_close for r in rows):
         parts.append(
             Text("! spend of a month restated after the month was closed (`usageledger close`)", style="bold red")
