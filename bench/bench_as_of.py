@@ -66,14 +66,20 @@ def main() -> None:
                 with as_of(store, moment) as then:
                     build_report(then, PERIOD, Scope())
 
+            def past_period() -> None:
+                with as_of(store, moment, buckets=(PERIOD.previous().start, PERIOD.end)) as then:
+                    build_report(then, PERIOD, Scope())
+
             plain = _median(lambda: build_report(store, PERIOD, Scope()), args.repeat)
             then = _median(past, args.repeat)
+            then_period = _median(past_period, args.repeat)
             listed = _median(lambda: changes(store), args.repeat)
             moved = _median(lambda: deltas(store, since=moment), args.repeat)
             count = len(changes(store).restatements)
     print(f"log entries: {entries:,}; costs + completions rows: {rows:,}; restated (row, metric): {count:,}")
     print(f"plain report (30 days):       {plain:.3f} s")
     print(f"report as of the moment:      {then:.3f} s  (ratio {then / plain:.1f})")
+    print(f"as of, the period's buckets:  {then_period:.3f} s  (ratio {then_period / plain:.1f})")
     print(f"changes (every restatement):  {listed:.3f} s")
     print(f"deltas since the moment:      {moved:.3f} s")
 

@@ -76,6 +76,10 @@ def test_as_of_gives_every_table_and_the_report_as_they_stood(
         for spec in tables():
             assert _rows(past, spec.name) == held[spec.name], spec.name
         then_total = build_report(past, PERIOD, Scope()).total_spend
+    span = (int(PERIOD.previous().start.timestamp()), int(PERIOD.end.timestamp()))
+    with as_of(store, moment, span) as period_only:  # only the buckets a report of the period reads
+        assert build_report(period_only, PERIOD, Scope()).total_spend == then_total
+        assert period_only.query("SELECT COUNT(*) FROM costs WHERE bucket_start >= %s", (PERIOD.end,)) == [(0,)]
     with as_of(store, int(time.time()) + 5) as present:
         assert build_report(present, PERIOD, Scope()).total_spend == now_total
     assert then_total != now_total

@@ -215,7 +215,7 @@ def report(
                 moved = [a for a in moved if a.project_id == project]
             data = replace(data, adjustments=tuple(moved))
         else:
-            with history_as_of(db, as_of_at) as past:
+            with history_as_of(db, as_of_at, buckets=(period.previous().start, period.end)) as past:
                 data = build_report(past, period, Scope(org=org, project=project))
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         id_names = resolve_names(db, org=org, overrides=overrides)

@@ -67,11 +67,17 @@ def _dimension(spec: TableSpec, name: str, groups: dict[str, tuple[str, ...]], d
 
 
 def as_of_sql(
-    spec: TableSpec, when: int, dialect: Dialect, groups: dict[str, tuple[str, ...]], table: str | None = None
+    spec: TableSpec,
+    when: int,
+    dialect: Dialect,
+    groups: dict[str, tuple[str, ...]],
+    table: str | None = None,
+    buckets: tuple[int, int] | None = None,
 ) -> tuple[str, list[Any]]:
     """A SELECT of the table's columns (``synced_at``: the last time the row changed) as they stood at ``when``.
 
-    ``table`` is the stored table the attributes are read from (default: ``spec.name``).
+    ``table`` is the stored table the attributes are read from (default: ``spec.name``); ``buckets`` (Unix
+    seconds, ``[start, end)``) keeps the rows whose bucket starts in it, and reads only their entries.
     """
     table = table or spec.name
     metrics = logged_metrics(spec)
@@ -88,13 +94,16 @@ def as_of_sql(
             columns.append(f"r.{q(c.name)}")
         else:
             columns.append(f"cur.{q(c.name)}")
+    span, extra = "", []
+    if buckets is not None:
+        span, extra = " AND bucket_start >= %s AND bucket_start < %s", [to_datetime(b) for b in buckets]
     # Per key and metric its latest entry; per key, the row existed unless its latest entry of all is a delete (a
     # delete logs every metric the row had, so the key's latest entry is the latest of some metric's).
     sql = (
         f"WITH v AS (SELECT {keys}, bucket_end, change, metric, new_value, seen_at, seq FROM (SELECT {keys},"
         " bucket_end, change, metric, new_value, seen_at, seq, ROW_NUMBER() OVER"
         f" (PARTITION BY {keys}, metric ORDER BY seq DESC) AS rn FROM revisions"
-        f" WHERE endpoint_table = '{spec.name}' AND seen_at <= %s) AS x WHERE rn = 1),"
+        f" WHERE endpoint_table = '{spec.name}' AND seen_at <= %s{span}) AS x WHERE rn = 1),"
         f" r AS (SELECT {keys}, MAX(bucket_end) AS bucket_end, MAX(seen_at) AS seen_at, {pivot} FROM v"
         f" GROUP BY {keys} HAVING MAX(seq) = MAX(CASE WHEN change <> 'delete' THEN seq END))"
         f" SELECT r.org, r.stream, r.bucket_start, r.bucket_end, r.group_key, {', '.join(columns)},"
@@ -102,7 +111,7 @@ def as_of_sql(
         f" LEFT JOIN {table} AS cur ON cur.org = r.org AND cur.stream = r.stream AND cur.bucket_start = r.bucket_start"
         " AND cur.group_key = r.group_key"
     )
-    return sql, [to_datetime(when)]
+    return sql, [to_datetime(when), *extra]
 
 
 def _seen(since: int | None, until: int | None, column: str = "seen_at") -> tuple[str, list[Any]]:
@@ -195,18 +204,19 @@ def restatements_sql(
 
 
 @contextlib.contextmanager
-def as_of(store: BaseStore, when: int) -> Iterator[BaseStore]:
+def as_of(store: BaseStore, when: int, buckets: tuple[int, int] | None = None) -> Iterator[BaseStore]:
     """``store``, whose endpoint tables and daily (and named) views read, until the block ends, as they stood at
     ``when``: temporary tables and views of this connection shadow them (nothing is written to the store).
 
     Only this connection's own queries see the past: a DuckDB cursor (``iter_batches``) is another connection, so
-    an export passes ``as_of`` to :func:`usageledger.export.export` instead.
+    an export passes ``as_of`` to :func:`usageledger.export.export` instead. ``buckets`` (``[start, end)``, Unix
+    seconds) rebuilds only the buckets starting in it (what a report of a period reads), the rest are empty.
     """
     groups = stream_group_bys(store)
     created: list[str] = []
     try:
         for spec in tables():
-            sql, params = as_of_sql(spec, when, store.dialect, groups, real_table(store, spec))
+            sql, params = as_of_sql(spec, when, store.dialect, groups, real_table(store, spec), buckets)
             # Materialised once (a temporary table), so each report query reads rows, not the log.
             store.execute(f"CREATE TEMPORARY TABLE {spec.name} AS {_inline(sql, params, store.dialect)}")
             created.append(spec.name)
