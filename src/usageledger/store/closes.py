@@ -31,7 +31,7 @@ __all__ = [
     "reopen_month",
 ]
 
-MIGRATION_NAME: Final = "0007_closed_months"
+MIGRATION_NAME: Final = "0008_closed_months"
 _COSTS: Final = daily_view_name(catalogue.get("costs"))
 """What reports read: each org's primary daily costs stream."""
 
