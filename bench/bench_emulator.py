@@ -1,4 +1,10 @@
-"""Emulator throughput, memory and start-up.
+"""Emulator: pages computed from nothing (before vs after), throughput, memory and start-up.
+
+Cold pages: every endpoint's 31-day daily page, grouped (completions and decisions by ``project_id,model``, costs
+by ``project_id,line_item``, the others by ``project_id`` and ``model`` where they have it), each from a fresh
+``Emulator(EmulatorConfig(now=...))``, timed in a child process per code version: *before* is another checkout's
+code (``--before-python``/``--before-src``, default /work/main), *after* this one. The two run interleaved, round by
+round, so load on the machine hits both alike; the child also hashes each body, so the bench shows the bytes agree.
 
 The server runs in its own process (``usageledger emulator --port 0``, default size, fixed ``--now``), exactly as
 users run it; the load generator is a minimal asyncio HTTP/1.1 keep-alive client in this process (httpx itself
@@ -6,6 +12,7 @@ would be the bottleneck on a 2-core machine). Each scenario runs C concurrent co
 warm-up and counts complete 200 responses.
 
 Usage: .venv/bin/python bench/bench_emulator.py [--seconds 10] [--connections 8] [--server cli|asgi|starlette]
+       [--rounds 5] [--repeats 3] [--before-python PATH --before-src DIR] [--no-before] [--cold-only]
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
 import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import psutil
@@ -61,31 +70,80 @@ _BARE = textwrap.dedent(
 )
 
 
-@dataclass
-class Result:
-    name: str
-    requests: int
-    seconds: float
-    bytes_per_response: int
+_COLD = textwrap.dedent(
+    """
+    import hashlib, json, sys, time
+    from urllib.parse import urlencode
+    from usageledger import catalogue
+    from usageledger.emulator import Emulator, EmulatorConfig, Request
 
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
+    now, day = int(sys.argv[1]), 86400
+    today = now - now % day
+    headers = {"authorization": "Bearer sk-admin-bench"}
+    out = {}
+    for endpoint in catalogue.ENDPOINTS:
+        if endpoint.is_costs:
+            group = "project_id,line_item"
+        else:
+            group = ",".join(g for g in endpoint.group_by if g in ("project_id", "model"))
+        query = urlencode({"start_time": today - 31 * day, "end_time": today, "limit": 31, "group_by": group})
+        emulator = Emulator(EmulatorConfig(now=now))
+        wall, cpu = time.perf_counter(), time.process_time()
+        response = emulator.handle(Request("GET", "/v1" + endpoint.path, query, headers))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        assert response.status == 200, response.body[:200]
+        out[endpoint.name] = [group, cpu, wall, len(response.body), hashlib.sha256(response.body).hexdigest()]
+    print(json.dumps(out))
+    """
+)
 
 
-def start_server(kind: str) -> tuple[subprocess.Popen[str], str, float]:
+def cold_pages(versions: dict[str, tuple[str, str]], rounds: int) -> dict[str, dict[str, list[list[object]]]]:
+    """Per version, per endpoint, one ``[group, cpu, wall, size, sha256]`` per round; versions interleaved."""
+    runs: dict[str, dict[str, list[list[object]]]] = {v: {} for v in versions}
+    for _ in range(rounds):
+        for version, (python, src) in versions.items():
+            env = {**os.environ, "PYTHONPATH": src}
+            done = subprocess.run([python, "-c", _COLD, str(NOW)], env=env, capture_output=True, text=True, check=True)
+            for name, row in json.loads(done.stdout).items():
+                runs[version].setdefault(name, []).append(row)
+    return runs
+
+
+def print_cold(runs: dict[str, dict[str, list[list[object]]]]) -> None:
+    versions = list(runs)
+    print("cold 31-day grouped daily page, from a fresh Emulator (median CPU ms [wall ms] over the rounds):")
+    head = "".join(f" | {v:>18}" for v in versions)
+    print(f"{'endpoint':28} {'group_by':22}{head} | ratio | bytes agree")
+    for name, rows in runs[versions[-1]].items():
+        cells, cpus = [], []
+        for v in versions:
+            cpu = statistics.median(float(r[1]) for r in runs[v][name]) * 1000  # type: ignore[arg-type]
+            wall = statistics.median(float(r[2]) for r in runs[v][name]) * 1000  # type: ignore[arg-type]
+            cells.append(f" | {cpu:7.1f} [{wall:7.1f}]")
+            cpus.append(cpu)
+        ratio = f"{cpus[0] / cpus[-1]:5.1f}x" if len(cpus) > 1 else "  -  "
+        same = len({r[4] for v in versions for r in runs[v][name]}) == 1
+        print(f"{name:28} {rows[0][0]!s:22}{''.join(cells)} | {ratio} | {'yes' if same else 'NO'} "
+              f"({int(rows[0][3]) // 1024} KiB)")  # type: ignore[call-overload]  # fmt: skip
+
+
+def start_server(
+    kind: str, python: str = sys.executable, src: str | None = None, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], str, float]:
     started = time.perf_counter()
+    env = None if src is None else {**os.environ, "PYTHONPATH": src}
     if kind == "cli":
-        command = [sys.executable, "-c", "from usageledger.cli import main; main()", "emulator", "--port", "0",
-                   "--now", str(NOW)]  # fmt: skip
+        command = [python, "-c", "from usageledger.cli import main; main()", "emulator", "--port", "0",
+                   "--now", str(NOW), *extra]  # fmt: skip
     else:
         import socket
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        command = [sys.executable, "-c", _BARE, str(NOW), str(port), kind]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        command = [python, "-c", _BARE, str(NOW), str(port), kind]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("Emulator ready at "):
@@ -200,29 +258,56 @@ def main() -> None:
         default="cli",
         help="cli: `usageledger emulator`; asgi/starlette: uvicorn with the bare ASGI app or a Starlette wrapper",
     )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of cold pages per version")
+    parser.add_argument("--before-python", default="/work/main/.venv/bin/python")
+    parser.add_argument("--before-src", default="/work/main/src")
+    parser.add_argument("--no-before", action="store_true", help="time this checkout only")
+    parser.add_argument("--cold-only", action="store_true", help="skip the server scenarios")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each server scenario")
     args = parser.parse_args()
+
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    versions = {"after": (sys.executable, here)}
+    if not args.no_before:
+        versions = {"before": (args.before_python, args.before_src), **versions}
+    print_cold(cold_pages(versions, args.rounds))
+    if args.cold_only:
+        return
 
     built, cold_daily, cold_minute = cold_page_seconds()
     print(f"in-process: Emulator() {built * 1000:.1f} ms; first daily grouped page {cold_daily * 1000:.1f} ms; "
           f"first 1440-minute page {cold_minute * 1000:.1f} ms")  # fmt: skip
 
-    proc, base, startup = start_server(args.server)
+    serve(versions, args)
+
+
+def serve(versions: dict[str, tuple[str, str]], args: argparse.Namespace) -> None:
+    """The throughput scenarios against every version's server, both up at once, interleaved ``--repeats`` times."""
+    servers = {v: start_server(args.server, python, src) for v, (python, src) in versions.items()}
     try:
-        process = psutil.Process(proc.pid)
-        rss_start = process.memory_info().rss
-        mib = rss_start / 2**20
-        print(f"server ({args.server}): ready in {startup:.2f} s (process spawn to 'ready' line); RSS {mib:.0f} MiB")
-        path = urlsplit(base).path
-        for name, targets in scenarios(path).items():
-            warm = not name.endswith("cold")
-            done, elapsed, size = asyncio.run(load(base, targets, args.connections, args.seconds, warm))
-            result = Result(name, done, elapsed, size)
-            print(f"{name}: {result.rate:,.0f} req/s ({done} in {elapsed:.1f} s, {args.connections} connections, "
-                  f"{size / 1024:.0f} KiB/response)")  # fmt: skip
-        print(f"server RSS after the runs: {process.memory_info().rss / 2**20:.0f} MiB")
+        for version, (proc, _, startup) in servers.items():
+            mib = psutil.Process(proc.pid).memory_info().rss / 2**20
+            print(f"[{version}] server ({args.server}): ready in {startup:.2f} s (spawn to 'ready'); RSS {mib:.0f} MiB")
+        for name in scenarios(""):
+            rates: dict[str, list[float]] = {v: [] for v in servers}
+            for _ in range(args.repeats):
+                for version, (_, base, _) in servers.items():
+                    targets = scenarios(urlsplit(base).path)[name]
+                    warm = not name.endswith("cold")
+                    done, elapsed, _ = asyncio.run(load(base, targets, args.connections, args.seconds, warm))
+                    rates[version].append(done / elapsed)
+            shown = "; ".join(
+                f"{v} {statistics.median(r):,.0f} req/s ({min(r):,.0f}-{max(r):,.0f})" for v, r in rates.items()
+            )
+            print(f"{name}: {shown}")
+        for version, (proc, _, _) in servers.items():
+            print(
+                f"[{version}] server RSS after the runs: {psutil.Process(proc.pid).memory_info().rss / 2**20:.0f} MiB"
+            )
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc, _, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,10 @@ class AlertConfig:
     project_budgets: Mapping[str, Budget] = field(default_factory=_no_projects)
     anomaly: AnomalyRule = AnomalyRule()
     stale_after: timedelta = timedelta(hours=48)
+    forecast_over: Decimal | None = None
+    """Alert when this month's forecast month-end spend is above it (``check --forecast-over``)."""
+    credit_below: Decimal | None = None
+    """Alert when the prepaid credit balance is below it (``check --credit-below``)."""
 
     def replace(self, **changes: Any) -> AlertConfig:
         return dataclasses.replace(self, **changes)
@@ -91,6 +95,8 @@ ALERT_KEYS: Final = (
     "anomaly_min_increase",
     "anomaly_min_baseline_days",
     "projects",
+    "forecast_over",
+    "credit_below",
 )
 _PROJECT_KEYS: Final = ("daily_budget", "monthly_budget")
 
@@ -171,6 +177,10 @@ def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") 
         project_budgets=MappingProxyType(projects),
         anomaly=rule,
         stale_after=stale,
+        forecast_over=_money(f"{where}.forecast_over", section["forecast_over"])
+        if "forecast_over" in section
+        else None,
+        credit_below=_money(f"{where}.credit_below", section["credit_below"]) if "credit_below" in section else None,
     )
 
 

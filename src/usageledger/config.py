@@ -114,6 +114,8 @@ class Config:
     names: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     teams: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """``{project_id: team}`` from ``[teams]`` (team = [project IDs]); ``report --by team`` uses it."""
+    statement_allocate: str = "proportional"
+    """``[statement] allocate``: how ``usageledger statement`` allocates shared spend (proportional, even, none)."""
 
     @property
     def effective_orgs(self) -> tuple[OrgConfig, ...]:
@@ -172,7 +174,9 @@ def load_config(path: str | Path | None = None) -> Config:
     return config
 
 
-_TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names", "teams")
+_TOP: Final = ("store", "sync", "orgs", "streams", "alerts", "names", "teams", "statement")
+STATEMENT_ALLOCATIONS: Final = ("proportional", "even", "none")
+"""The ``[statement] allocate`` rules (``usageledger.report.statement.ALLOCATIONS``; a test keeps them equal)."""
 
 
 def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config:
@@ -199,7 +203,18 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
     parse_alert_config(alerts)
     names_from_mapping(names_map)
     teams = parse_teams(_table(data["teams"], "teams")) if "teams" in data else MappingProxyType({})
-    return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map, teams)
+    allocate = _statement(_table(data["statement"], "statement")) if "statement" in data else "proportional"
+    return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map, teams, allocate)
+
+
+def _statement(table: Mapping[str, Any]) -> str:
+    _no_unknown(table, ("allocate",), "statement")
+    allocate = _str(table.get("allocate", "proportional"), "statement.allocate")
+    if allocate not in STATEMENT_ALLOCATIONS:
+        raise ConfigError(
+            f"statement.allocate: {allocate!r} is not a rule; choose one of: {', '.join(STATEMENT_ALLOCATIONS)}"
+        )
+    return allocate
 
 
 def _sync(table: Mapping[str, Any]) -> SyncConfig:
@@ -418,6 +433,8 @@ max_retries = {_ENGINE.max_retries}
 # monthly_budget = "3000"
 # stale_after = "36h"
 # anomaly_threshold = 3.5          # robust z-score against the trailing 28 days
+# forecast_over = "3000"          # this month's forecast month-end spend above it (see usageledger forecast)
+# credit_below = "100"             # the prepaid credit balance below it (see usageledger credit)
 # [alerts.projects.proj_abc]
 # daily_budget = "20"
 
@@ -430,6 +447,10 @@ max_retries = {_ENGINE.max_retries}
 # Teams for `usageledger report --by team`; they win over the directory's groups (see the README).
 # [teams]
 # Search = ["proj_abc", "proj_def"]
+
+# How `usageledger statement` allocates shared spend: proportional (to direct spend), even, or none.
+# [statement]
+# allocate = "proportional"
 '''
 
 

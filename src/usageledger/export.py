@@ -44,7 +44,7 @@ from usageledger.store import BaseStore, TableSpec, history, table_for
 from usageledger.store.directory import NamedId, name_joins, named_ids
 from usageledger.store.schema import q
 
-__all__ = ["ExportFormat", "ExportResult", "export", "format_decimal"]
+__all__ = ["ExportFormat", "ExportResult", "export", "format_decimal", "staged_file"]
 
 ExportFormat = Literal["csv", "jsonl", "parquet"]
 BATCH_ROWS: Final = 50_000
@@ -212,6 +212,24 @@ def export(
                     count = _write_one(fmt, fh, spec, batches, header=True, with_names=with_names)
             rows[spec.name] = count
         return ExportResult(rows, staging.commit())
+    finally:
+        staging.discard()
+
+
+@contextmanager
+def staged_file(store: BaseStore, target: Path, protect: Mapping[str, str | Path]) -> Iterator[IO[bytes]]:
+    """One output file written as :func:`export` writes its files: refused if it is the store, its WAL, a lock
+    file or a ``protect``-ed path; written under a temporary name and renamed into place only if the block
+    succeeds (a failure leaves no partial file and never truncates the old one)."""
+    guard = _Guard(store, protect)
+    guard.check(target)
+    if target.parent and not target.parent.exists():
+        raise ConfigError(f"--output: directory {target.parent} does not exist")
+    staging = _Staging(guard)
+    try:
+        with staging.open(target) as fh:
+            yield fh
+        staging.commit()
     finally:
         staging.discard()
 

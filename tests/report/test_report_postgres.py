@@ -4,7 +4,7 @@ and alerts, to the last decimal."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -70,3 +70,30 @@ def test_cli_report_on_postgres_url(both: tuple[BaseStore, BaseStore], postgres_
     result = CliRunner().invoke(app, ["report", "--store", postgres_url, *span, "--html", str(html)])
     assert result.exit_code == 0, result.output
     assert "chart-daily-spend-by-project" in html.read_text()
+
+
+def test_currency_statements_and_focus_are_identical_on_postgres(both: tuple[BaseStore, BaseStore]) -> None:
+    """The per-day conversion's SQL, the statements and the FOCUS rows give the same figures on both back ends."""
+    from usageledger.report.focus import focus_rows
+    from usageledger.report.fx import ConvertedCosts, FxRates
+    from usageledger.report.statement import build_statements
+    from usageledger.report.teams import project_teams
+
+    duck, pg = both
+    first = date(2026, 8, 1)
+    rates = FxRates("EUR", {first + timedelta(days=i): Decimal("0.9") + Decimal(i) / 1000 for i in range(122)}, "r")
+
+    def converted(db: BaseStore) -> object:
+        return build_report(ConvertedCosts(db, rates, start=PERIOD.previous().start, end=PERIOD.end, org=None), PERIOD)
+
+    whole = build_report(duck, PERIOD)
+    eur = converted(duck)
+    assert eur == converted(pg)
+    assert eur.currency == "eur" and eur.total_spend != whole.total_spend  # type: ignore[attr-defined]
+    month = date(2026, 10, 1)
+    for by in ("team", "project"):
+        on_duck = build_statements(duck, month, by=by, teams=project_teams(duck), fx=rates, today=NOW.date())
+        assert on_duck.adds_up and on_duck.total > 0
+        assert build_statements(pg, month, by=by, teams=project_teams(pg), fx=rates, today=NOW.date()) == on_duck
+    rows_duck = [r for t in focus_rows(duck, teams={}) for r in t.to_pylist()]
+    assert rows_duck and [r for t in focus_rows(pg, teams={}) for r in t.to_pylist()] == rows_duck

@@ -13,10 +13,13 @@ import typer
 from usageledger import timeutil
 from usageledger.cli._app import Verbose, app, console, fail, friendly_errors, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
+from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
 
 _SIZE = "Organisation"
 _FAULTS = "Faults"
+_DEFAULT_CACHE_MB = EmulatorConfig().cache_bytes // 2**20
+_MAX_CACHE_MB = 1 << 20
 
 
 def _rate(value: float) -> float:
@@ -98,12 +101,32 @@ def emulator(
         ),
     ] = False,
     revision_window: Annotated[str, typer.Option(help="How long buckets keep changing, e.g. 3d.")] = "3d",
+    cache_mb: Annotated[
+        int,
+        typer.Option(help="Memory for answers kept for reuse, in MiB (0 keeps none; least recently used go first)."),
+    ] = _DEFAULT_CACHE_MB,
+    orgs: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Serve N synthetic organisations, organisation n (seed SEED+n) under the key {org_key(1)[:-2]}NN "
+            f"({org_key(1)}, {org_key(2)}, ...); any other key is refused.",
+            rich_help_panel=_SIZE,
+        ),
+    ] = None,
     verbose: Verbose = 0,
 ) -> None:
     """Serve the offline Usage & Costs API double under /v1 until Ctrl-C (SIGINT) or SIGTERM."""
     setup_logging(verbose)
     if not 0 <= port <= 65535:
         raise fail(f"--port {port} is not a port; pick one from 1 to 65535 (0 = any free)")
+    if not 0 <= cache_mb <= _MAX_CACHE_MB:
+        raise fail(f"--cache-mb {cache_mb} is out of range; give MiB from 0 (no cache) to {_MAX_CACHE_MB}, e.g. 512")
+    if orgs is not None:
+        if not 1 <= orgs <= MAX_ORGS:
+            raise fail(f"--orgs {orgs} is out of range; give a number of organisations from 1 to {MAX_ORGS}")
+        if replay is not None or admin_key is not None:
+            given = "--replay" if replay is not None else "--admin-key (or USAGELEDGER_EMULATOR_ADMIN_KEY)"
+            raise fail(f"--orgs cannot be combined with {given}: each organisation has its own key, {org_key(1)}, ...")
     if replay is not None and not replay.is_file():
         raise fail(f"--replay {replay}: {_not_a_file(replay)}; give a JSON Lines or CSV file of usage records")
     if replay_directory is not None and not replay_directory.is_file():
@@ -128,9 +151,10 @@ def emulator(
             config = dataclasses.replace(config, replay_directory=replay_directory)
         if refuse_costs_user_by_project:
             config = dataclasses.replace(config, refuse_costs_user_by_project=True)
+        config = dataclasses.replace(config, cache_bytes=cache_mb * 2**20)
+        instance: Emulator | Organisations = Emulator(config) if orgs is None else Organisations(config, orgs)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    instance = Emulator(config)
 
     def ready(url: str) -> None:
         console.print(f"Emulator ready at {url}", highlight=False, soft_wrap=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -25,23 +25,26 @@ from usageledger.report.alerts import (
     run_checks,
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
+from usageledger.report.assemble import assemble_report, month_outlook, outlook_document, resolve_scope
 from usageledger.report.charts import report_charts, write_png
-from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.finality import final_costs_until
+from usageledger.report.forecast_out import credit_line, forecast_line
+from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
 from usageledger.report.history import adjustments
 from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
-from usageledger.report.jsonout import check_document, dumps, reconcile_document, report_document, teams_document
+from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
+from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
-from usageledger.timeutil import parse_duration, since_unix, to_unix
+from usageledger.timeutil import parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
-DEFAULT_DAYS: Final = 30
 
 StoreOpt = Annotated[
     str | None,
@@ -77,6 +80,13 @@ FormatOpt = Annotated[
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
 ]
+CurrencyOpt = Annotated[
+    str | None, typer.Option("--currency", help="Convert to this currency (EUR, GBP, ...) with the --fx rates.")
+]
+FxOpt = Annotated[
+    Path | None,
+    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
+]
 
 
 def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -> None:
@@ -103,19 +113,9 @@ def _database(url: str | None) -> Iterator[BaseStore]:
         yield store
 
 
-def _day(value: str, *, now: int, param: str, end: bool, since: bool = False) -> date:
-    """The UTC day ``value`` names; with ``since``, a span of days follows the period rule (:func:`since_unix`)."""
-    ts = since_unix(value, now=now, param=param) if since else to_unix(value, now=now, param=param)
-    moment = datetime.fromtimestamp(ts, UTC)
-    day = moment.date()
-    if end and moment != datetime(day.year, day.month, day.day, tzinfo=UTC):
-        day += timedelta(days=1)
-    return day
-
-
 def _past_day(value: str, *, now: int, param: str) -> date:
     """A day to judge: today or before (a later day has no data, so its "no alerts" would be a false all-clear)."""
-    day = _day(value, now=now, param=param, end=False)
+    day = report_day(value, now=now, param=param, end=False)
     today = datetime.fromtimestamp(now, UTC).date()
     if day > today:
         raise ParameterError(
@@ -125,16 +125,8 @@ def _past_day(value: str, *, now: int, param: str) -> date:
 
 
 def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
-    """Whole UTC days: ``--until`` is exclusive (a datetime inside a day includes that day); ``--since 30d`` and the
-    default are both the 30 days ending today."""
-    ts = int(now.timestamp())
-    until_day = _day(until, now=ts, param="--until", end=True) if until else now.date() + timedelta(days=1)
-    since_day = (
-        _day(since, now=ts, param="--since", end=False, since=True)
-        if since
-        else until_day - timedelta(days=DEFAULT_DAYS)
-    )
-    return Period(since_day, until_day)
+    """The report's period rule (:func:`usageledger.report.period.report_period`)."""
+    return report_period(since, until, now=now)
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
@@ -172,6 +164,12 @@ def report(
     until: UntilOpt = None,
     org: OrgOpt = None,
     project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Only this team's projects (teams as for --by team).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Only this model (costs: the line item's model).")
+    ] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
     png: Annotated[
         Path | None, typer.Option("--png", help="Also write the charts as PNG files into this directory.")
@@ -195,58 +193,85 @@ def report(
     ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
+    currency: CurrencyOpt = None,
+    fx: FxOpt = None,
 ) -> None:
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
     as_of_at = None if as_of is None else to_unix(as_of, now=int(now.timestamp()), param="--as-of")
     settings = load_config(config)
+    rates = rates_option(currency, fx)
+    used: list[tuple[date, Decimal]] = []
     overrides = _names(settings, names)
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
         url = store or settings.store_url or DEFAULT_STORE
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
+        past: AbstractContextManager[BaseStore] = nullcontext(db)
+        if as_of_at is not None:
+            past = history_as_of(db, as_of_at, buckets=(period.previous().start, period.end))
+        with past as read:  # --as-of: the store as it stood then (rebuilt from the revision log), for this block
+            scope = resolve_scope(read, period, org=org, project=project, team=team, model=model, teams=settings.teams)
+            source = None
+            if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)
+                source = converted = ConvertedCosts(read, rates, start=period.previous().start, end=period.end, org=org)
+            data, id_names = assemble_report(
+                read, period, scope, options=settings.sync.to_options(), overrides=overrides, source=source
+            )
+            if rates is not None:
+                used = converted.used()
         if as_of_at is None:
-            data = build_report(db, period, Scope(org=org, project=project))
-            months = (period.since.replace(day=1), period.until)
-            moved = adjustments(db, org=org, months=months)
+            moved = adjustments(db, org=org, months=(period.since.replace(day=1), period.until))
             if project is not None:  # the project's own figures only
                 moved = [a for a in moved if a.project_id == project]
             data = replace(data, adjustments=tuple(moved))
         else:
-            with history_as_of(db, as_of_at, buckets=(period.previous().start, period.end)) as past:
-                data = build_report(past, period, Scope(org=org, project=project))
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
-        id_names = resolve_names(db, org=org, overrides=overrides)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
-        final = final_costs_until(db, settings.sync.to_options())
-        data = replace(data, provisional_from=provisional_from(final, org))
+        outlook, credit = month_outlook(db, now=now, org=org, project=project)
     json_out = output_format == "json"
+    fx_said = rates is not None and not json_out
     if by == "team":
         by_team = spend_by_team(data.spend_by_project, teams)
         if json_out:
-            typer.echo(dumps(teams_document(data, by_team, id_names)))
+            doc = teams_document(data, by_team, id_names)
+            typer.echo(dumps(doc if rates is None else {**doc, "fx": fx_document(rates, used)}))
         else:
             console.print(render_teams(data, by_team, id_names))
+        if fx_said and rates is not None:
+            console.print(fx_note(rates, used), highlight=False, markup=False)
         if html is None and png is None:
             return
     elif json_out:
-        typer.echo(dumps(report_document(data, id_names)))
+        document = outlook_document(data, id_names, outlook, credit)
+        if rates is not None:
+            document["fx"] = fx_document(rates, used)
+        typer.echo(dumps(document))
     elif html is None and png is None:
         console.print(render_report(data, id_names))
+        if outlook is not None:
+            console.print(forecast_line(outlook))
+        if credit is not None:
+            console.print(credit_line(credit, data.currency if rates is None else "usd"))  # credit is in USD
+        if rates is not None:
+            console.print(fx_note(rates, used), highlight=False, markup=False)
         return
     # With --format json or --by team, stdout holds the document or the teams alone: what was written is said on
     # stderr.
     said = err_console if json_out or by is not None else console
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(data, id_names, generated_at=now), encoding="utf-8")
+        note = fx_note(rates, used) if rates is not None else None
+        html.write_text(render_html(data, id_names, generated_at=now, note=note), encoding="utf-8")
         said.print(f"wrote {html}", highlight=False, markup=False, soft_wrap=True)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):
             path = write_png(chart, png / f"{chart.slug}.png")
             said.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+    if rates is not None and by is None and not json_out:
+        said.print(fx_note(rates, used), highlight=False, markup=False)
 
 
 def _tolerance(value: str) -> Decimal:
@@ -333,6 +358,21 @@ def check(
             "an admin key, created longer ago (see usageledger keys).",
         ),
     ] = None,
+    forecast_over: Annotated[
+        str | None,
+        typer.Option(
+            "--forecast-over",
+            help="Alert when this month's forecast month-end spend is above this, before it is spent (see forecast; "
+            "else [alerts] forecast_over).",
+        ),
+    ] = None,
+    credit_below: Annotated[
+        str | None,
+        typer.Option(
+            "--credit-below",
+            help="Alert when the prepaid credit balance is below this (see credit; else [alerts] credit_below).",
+        ),
+    ] = None,
     names: NamesOpt = None,
     restated_over: Annotated[
         str | None,
@@ -352,7 +392,8 @@ def check(
     output_format: FormatOpt = "text",
     now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
 ) -> None:
-    """Budget, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3 when any fired.
+    """Budget, forecast, credit, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3
+    when any fired.
 
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
@@ -361,6 +402,8 @@ def check(
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
     key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
+    forecast_limit = _amount(forecast_over, "--forecast-over")
+    credit_limit = _amount(credit_below, "--credit-below")
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
     if flag_budget != Budget():
         if project is None:
@@ -398,6 +441,8 @@ def check(
             stale_keys=key_limit,
             names=id_names,
             final=final,
+            forecast_over=forecast_limit if forecast_limit is not None else cfg.forecast_over,
+            credit_below=credit_limit if credit_limit is not None else cfg.credit_below,
             restated_over=restated_limit,
             adjustments=adjustments(db, org=org) if restated_limit is not None else (),
         )

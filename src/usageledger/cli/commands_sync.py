@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -35,6 +36,8 @@ from usageledger.cli._app import (
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_config_target, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
+from usageledger.report.credit import credit_balance
+from usageledger.report.forecast_out import credit_document, credit_line
 from usageledger.report.jsonout import dumps, status_document
 from usageledger.report.tables import DataTable, label, number
 from usageledger.store import (
@@ -426,7 +429,12 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
 @friendly_errors
 def export_command(
     format: Annotated[
-        Literal["csv", "jsonl", "parquet"], typer.Option("--format", "-f", help="Output format.")
+        Literal["csv", "jsonl", "parquet", "focus"],
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format; focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md).",
+        ),
     ] = "csv",
     output: Annotated[
         str, typer.Option("--output", "-o", help="A file, a directory (one file per endpoint), or - for stdout.")
@@ -464,16 +472,39 @@ def export_command(
         str | None,
         typer.Option("--changed-since", help="With --deltas: only changes seen after this time (default: all)."),
     ] = None,
+    focus_format: Annotated[
+        Literal["csv", "parquet"], typer.Option("--focus-format", help="With --format focus: CSV or Parquet.")
+    ] = "csv",
+    currency: Annotated[
+        str | None,
+        typer.Option("--currency", help="With --format focus: add x_ columns converted to this currency (needs --fx)."),
+    ] = None,
+    fx: Annotated[
+        Path | None, typer.Option("--fx", help="Per-day rates for --currency: a CSV of date,rate (1 USD in it).")
+    ] = None,
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
-    """Write the store, or part of it, as CSV, JSON Lines or Parquet (exact decimals in every format)."""
+    """Write the store, or part of it, as CSV, JSON Lines or Parquet (exact decimals in every format), or the costs
+    as FOCUS 1.2 rows."""
     from usageledger.export import export
 
     config = load_config(config_path)
     now = timeutil.now_unix()
     since_at, until_at = _since(since, now), _time(until, "--until", now)
     timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
+    if format == "focus":
+        refused = [
+            n for n, v in (("--endpoint", endpoint), ("--stream", stream), ("--partition-by", partition_by)) if v
+        ]
+        refused += ["--with-names"] if with_names else []
+        refused += [n for n, v in (("--as-of", as_of), ("--deltas", deltas), ("--changed-since", changed_since)) if v]
+        if refused:
+            raise ConfigError(f"{refused[0]}: --format focus always writes the costs stream; leave {refused[0]} out")
+        _export_focus(config, store, output, focus_format, since_at, until_at, org or (), currency, fx)
+        return
+    if currency is not None or fx is not None:
+        raise ConfigError("--currency/--fx: only --format focus converts; costs export as stored, in USD")
     as_of_at = _time(as_of, "--as-of", now)
     changed_at = _time(changed_since, "--changed-since", now)
     if changed_at is not None and not deltas:
@@ -504,6 +535,48 @@ def export_command(
         err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)
 
 
+def _export_focus(
+    config: Config,
+    store: str | None,
+    output: str,
+    fmt: Literal["csv", "parquet"],
+    since: int | None,
+    until: int | None,
+    orgs: Sequence[str],
+    currency: str | None,
+    fx: Path | None,
+) -> None:
+    """``export --format focus``: see :mod:`usageledger.report.focus` (staged and guarded as ``export`` is)."""
+    from usageledger.report.focus import write_focus
+    from usageledger.report.fx import fx_note, rates_option
+    from usageledger.report.teams import project_teams
+
+    rates = rates_option(currency, fx)
+    with open_for_reading(_store_url(store, config)) as opened:
+        teams = project_teams(opened, config=config.teams)
+        result = write_focus(
+            opened,
+            fmt,
+            sys.stdout.buffer if output == "-" else output,
+            teams=teams,
+            since=since,
+            until=until,
+            orgs=orgs,
+            fx=rates,
+            protect={} if config.path is None else {"the config file in use": config.path},
+        )
+    if rates is not None:
+        err_console.print(
+            f"{fx_note(rates, list(result.rates))} The x_ columns hold {rates.currency}; "
+            "each row's rate is in x_FxRate.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if output != "-":
+        err_console.print(f"Exported {result.rows:,} FOCUS 1.2 rows to {output}.", highlight=False, soft_wrap=True)
+
+
 # --- status ---------------------------------------------------------------------------------------------
 
 
@@ -529,13 +602,18 @@ def status(
         states = stream_states_now(opened, at=timeutil.now_unix())
         directory = directory_summary(opened)
         options = config.sync.to_options()
+        credit = credit_balance(opened, now=datetime.fromtimestamp(timeutil.now_unix(), UTC))
         if output_format == "json":
-            typer.echo(dumps(status_document(url, states, options, directory)))
+            document = status_document(url, states, options, directory)
+            document["credit"] = credit_document(credit)
+            typer.echo(dumps(document))
         else:
             _print_status(states, url, options)
             for d in directory:
                 when = "" if d.last_change is None else f"; last change {timeutil.iso(d.last_change)}"
                 console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
+            if credit is not None:
+                console.print(credit_line(credit, None))
 
 
 def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> None:

@@ -82,3 +82,5 @@ class EmulatorConfig:
             raise EmulatorConfigError("projects, users and models must each be at least 1")
         if self.revision_window < 60:
             raise EmulatorConfigError("revision_window must be at least 60 seconds")
+        if self.cache_bytes < 0:
+            raise EmulatorConfigError("cache_bytes must not be negative")

@@ -328,7 +328,13 @@ class Emulator:
         has_more = position < end
         next_page = cursor.encode(position, binding) if has_more else None
         tail = _ENCODER.encode({"has_more": has_more, "next_page": next_page})
-        body = b'{"object":"page","data":[' + b",".join(chunks) + b"]," + tail[1:]
+        parts = [b'{"object":"page","data":[']
+        for i, chunk in enumerate(chunks):
+            if i:
+                parts.append(b",")
+            parts.append(chunk)
+        parts += (b"],", tail[1:])
+        body = b"".join(parts)  # one copy of what may be megabytes
         if settled:
             self._pages.put(page_key, body)
         return body

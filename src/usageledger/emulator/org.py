@@ -6,6 +6,8 @@ factors (weekly pattern, growth, quiet days and weeks, noise), the day is split 
 the project's time zone, and an hour into minutes; each split moves the request count first and every other atom
 in proportion to it (cumulative integer division), so the parts sum exactly to the whole and a quiet minute has no
 tokens. Late revisions scale a recent hour towards its final value; a revised day is the sum of its revised hours.
+Days are computed 64 at a time for every leaf with numpy (:mod:`usageledger.emulator.daily`, the same arithmetic
+as the per-leaf rule) and kept; a leaf's shape is a :class:`~usageledger.emulator.daily.Shape`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+
 from usageledger import catalogue
-from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, add_into, mix, unit
+from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, add_into, mix
 from usageledger.emulator.config import EmulatorConfig
+from usageledger.emulator.daily import Block, Bools, Ints, LeafRule, LeafTable, Shape, blocks
 from usageledger.emulator.directory import Directory
 from usageledger.emulator.directory_synthetic import retirements, synthetic_directory
 
@@ -79,9 +84,10 @@ _IMAGE_SOURCES: Final = {
     "dall-e-3": ("image.generation",),
     "dall-e-2": ("image.generation", "image.edit", "image.variation"),
 }
-_WEEKLY: Final = (1.0, 1.06, 1.08, 1.04, 0.94, 0.34, 0.28)  # Monday first
 _ALNUM: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _VARIANTS: Final = 16
+_BLOCK_DAYS: Final = 64
+"""Days of activity computed together (numpy, one pass per family); a 31-day page touches one or two blocks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +108,7 @@ class _Leaf:
     project: int
     base: float
     p_active: float
-    shape: Callable[[int, int], tuple[int, ...]]
+    shape: Shape
     flat: bool
     until: int | None = None
     """The day from which the leaf has no activity: its project archived or its key deleted."""
@@ -151,70 +157,24 @@ class Organisation:
         return None
 
 
-class _Shapes:
-    """Turns a leaf's request count for a day into its atom vector, in the family's atom order."""
-
-    def __init__(self, family: Family) -> None:
-        self.family = family
-
-    def vector(self, values: dict[str, int]) -> tuple[int, ...]:
-        return tuple(values.get(a, 0) for a in self.family.atoms)
-
-
-def _noise(bits: int, i: int, spread: float = 0.3) -> float:
-    return 1.0 - spread + 2 * spread * (((bits >> (5 * i)) & 31) / 31.0)
-
-
-def _chat_shape(family: Family, spec: ModelSpec, batch: bool) -> Callable[[int, int], tuple[int, ...]]:
-    shapes = _Shapes(family)
-    scale = 1.8 if batch else 1.0
-
-    def shape(req: int, bits: int) -> tuple[int, ...]:
-        inp = int(req * spec.input_per_request * scale * _noise(bits, 0))
-        cached = int(inp * spec.cached_share * _noise(bits, 1))
-        write = int(inp * spec.write_share * _noise(bits, 2))
-        w30 = int(write * 0.8)
-        uncached = inp - cached - write
-        audio = int(uncached * spec.audio_share)
-        image = int(uncached * spec.image_share * _noise(bits, 3))
-        c_audio = int(cached * spec.audio_share * 0.5)
-        c_image = int(cached * spec.image_share)
-        out = int(req * spec.output_per_request * scale * _noise(bits, 4))
-        o_audio = int(out * spec.audio_share * 0.8)
-        return shapes.vector(
-            {
-                "num_model_requests": req,
-                "input_cache_write_30m_tokens": w30,
-                "input_cache_write_12h_tokens": write - w30,
-                "input_text_tokens": uncached - audio - image,
-                "input_audio_tokens": audio,
-                "input_image_tokens": image,
-                "input_cached_text_tokens": cached - c_audio - c_image,
-                "input_cached_audio_tokens": c_audio,
-                "input_cached_image_tokens": c_image,
-                "output_text_tokens": out - o_audio,
-                "output_audio_tokens": o_audio,
-                "output_image_tokens": 0,
-            }
-        )
-
-    return shape
+def _chat_shape(spec: ModelSpec, batch: bool) -> Shape:
+    return Shape(
+        "chat",
+        input_per_request=spec.input_per_request,
+        output_per_request=spec.output_per_request,
+        scale=1.8 if batch else 1.0,
+        cached_share=spec.cached_share,
+        write_share=spec.write_share,
+        audio_share=spec.audio_share,
+        image_share=spec.image_share,
+    )
 
 
-def _per_request_shape(family: Family, metric: str, per_request: float) -> Callable[[int, int], tuple[int, ...]]:
-    shapes = _Shapes(family)
-    driver = family.atoms[family.driver]
-
-    def shape(req: int, bits: int) -> tuple[int, ...]:
-        return shapes.vector({driver: req, metric: max(req, int(req * per_request * _noise(bits, 0)))})
-
-    return shape
+def _per_request_shape(metric: str, per_request: float) -> Shape:
+    return Shape("per_request", metric=metric, per_request=per_request)
 
 
-def _count_shape(family: Family) -> Callable[[int, int], tuple[int, ...]]:
-    shapes = _Shapes(family)
-    driver = family.atoms[family.driver]
-    return lambda req, bits: shapes.vector({driver: req})
+_COUNT: Final = Shape("count")
 
 
 class SyntheticSource:
@@ -229,6 +189,8 @@ class SyntheticSource:
         self.retired = retirements(self.org, self.day0)
         self._leaves: dict[str, list[_Leaf]] = {}
         self._days: dict[tuple[str, int], LeafVectors] = {}
+        self._blocks: dict[tuple[str, int], Block] = {}
+        self._tables: dict[str | None, tuple[list[tuple[Family, int, int]], LeafTable]] = {}
         self._hours: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
         self._minutes: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
         self._lock = threading.Lock()
@@ -288,7 +250,7 @@ class SyntheticSource:
             def add(
                 values: dict[str, object],
                 base: float,
-                shape: Callable[[int, int], tuple[int, ...]],
+                shape: Shape,
                 project: Project = project,
             ) -> None:
                 dims = tuple(values.get(d) for d in family.dims)
@@ -318,7 +280,7 @@ class SyntheticSource:
                     tier = rng.choices([t for t, _ in _TIERS], weights=[w for _, w in _TIERS])[0]
                     source = "agents_api" if rng.random() < 0.2 else "unlabeled"
                     values = who() | {"model": spec.name, "batch": batch, "service_tier": tier, "api_source": source}
-                    add(values, volume * spec.popularity * (0.2 + rng.random()), _chat_shape(family, spec, batch))
+                    add(values, volume * spec.popularity * (0.2 + rng.random()), _chat_shape(spec, batch))
             elif name in by_kind:
                 specs = [m for m in org.other_models if m.kind == by_kind[name]]
                 for _ in range(6):
@@ -329,11 +291,11 @@ class SyntheticSource:
                             "size": rng.choice(_IMAGE_SIZES[spec.name]),
                             "source": rng.choice(_IMAGE_SOURCES[spec.name]),
                         }
-                        shape = _per_request_shape(family, "images", 1.6)
+                        shape = _per_request_shape("images", 1.6)
                         volume = 25.0
                     else:
                         metric = family.atoms[1 - family.driver]
-                        shape = _per_request_shape(family, metric, float(spec.input_per_request))
+                        shape = _per_request_shape(metric, float(spec.input_per_request))
                         volume = {"embeddings": 700.0, "moderations": 400.0}.get(name, 60.0)
                     add(values, volume * spec.popularity * (0.3 + rng.random()), shape)
             elif name == "web_search_calls":
@@ -344,29 +306,69 @@ class SyntheticSource:
                         "context_level": rng.choices(("low", "medium", "high"), weights=(3, 5, 2))[0],
                         "api_source": "agents_api" if rng.random() < 0.3 else "unlabeled",
                     }
-                    add(values, 80.0 * (0.3 + rng.random()), _per_request_shape(family, "num_requests", 1.4))
+                    add(values, 80.0 * (0.3 + rng.random()), _per_request_shape("num_requests", 1.4))
             elif name == "file_search_calls":
                 for _ in range(5):
                     values = who() | {"vector_store_id": rng.choice(project.vector_stores)}
-                    add(values, 150.0 * (0.3 + rng.random()), _count_shape(family))
+                    add(values, 150.0 * (0.3 + rng.random()), _COUNT)
             elif name == "code_interpreter_sessions":
-                add({"project_id": project.id}, 30.0 * (0.3 + rng.random()), _count_shape(family))
+                add({"project_id": project.id}, 30.0 * (0.3 + rng.random()), _COUNT)
             elif name == "vector_stores":
                 size = len(project.vector_stores) * rng.randint(40, 900) * 1024 * 1024
-                add({"project_id": project.id}, float(size), _count_shape(family))
+                add({"project_id": project.id}, float(size), _COUNT)
             else:  # a new catalogue endpoint without a generator still answers, with no activity
                 continue
         return out
 
     # --- days ----------------------------------------------------------------------------------------------
 
-    def _day_factor(self, day: int) -> float:
-        if day < self.day0:
-            return 0.0
-        if unit(self.seed, 11, day) < 0.02:
-            return 0.0  # an organisation-wide quiet day
-        growth = 0.45 + 0.55 * min(1.0, (day - self.day0) / self.config.days)
-        return _WEEKLY[(day + 3) % 7] * growth
+    def _block(self, family: Family, index: int, *, together: bool = False) -> Block:
+        """The final activity of every leaf on the ``_BLOCK_DAYS`` days of block ``index``, computed once.
+
+        ``together``: compute every endpoint's block in one numpy pass (what costs need), not this one's alone.
+        """
+        hit = self._blocks.get((family.name, index))
+        if hit is not None:
+            return hit
+        parts, table = self._table(None if together else family)
+        days = np.arange(index * _BLOCK_DAYS, (index + 1) * _BLOCK_DAYS, dtype=np.int64)
+        made = blocks(parts, table, days, seed=self.seed, day0=self.day0, history=self.config.days)
+        with self._lock:
+            for (fam, _, _), got in zip(parts, made, strict=True):
+                self._blocks.setdefault((fam.name, index), got)
+            return self._blocks[(family.name, index)]
+
+    def _table(self, family: Family | None) -> tuple[list[tuple[Family, int, int]], LeafTable]:
+        """The leaves of ``family`` (``None``: of every family) as one table, and each family's columns in it."""
+        key = None if family is None else family.name
+        hit = self._tables.get(key)
+        if hit is None:
+            parts: list[tuple[Family, int, int]] = []
+            rules: list[LeafRule] = []
+            for fam in FAMILIES.values() if family is None else (family,):
+                leaves = self._leaves[fam.name]
+                parts.append((fam, len(rules), len(rules) + len(leaves)))
+                rules.extend(LeafRule(x.uid, x.project, x.base, x.p_active, x.shape, x.until) for x in leaves)
+            hit = self._tables[key] = (parts, LeafTable.of(rules))
+        return hit
+
+    def day_block(
+        self, family: Family, start: int, now: int, *, together: bool = False
+    ) -> tuple[int, int, Ints, Bools] | None:
+        """The block holding the day at ``start``: (block number, the day's offset in it, values, present)."""
+        if not family.gauge and self._revising(start + DAY, now):
+            return None
+        day = start // DAY
+        values, present = self._block(family, day // _BLOCK_DAYS, together=together)
+        return day // _BLOCK_DAYS, day % _BLOCK_DAYS, values, present
+
+    def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None:
+        """The day starting at ``start`` as ``(values[leaf, atom], present[leaf])``; ``None`` while it is revised."""
+        if not family.gauge and self._revising(start + DAY, now):
+            return None
+        day = start // DAY
+        values, present = self._block(family, day // _BLOCK_DAYS)
+        return values[day % _BLOCK_DAYS], present[day % _BLOCK_DAYS]
 
     def _day_final(self, family: Family, start: int) -> LeafVectors:
         key = (family.name, start)
@@ -374,27 +376,10 @@ class SyntheticSource:
         if cached is not None:
             return cached
         day = start // DAY
-        factor = self._day_factor(day)
-        out: LeafVectors = {}
-        if factor > 0.0 or family.gauge:
-            for i, leaf in enumerate(self._leaves[family.name]):
-                if leaf.until is not None and day >= leaf.until:
-                    continue  # archived or deleted by then
-                if family.gauge:
-                    if day < self.day0:
-                        continue
-                    progress = min(1.0, (day - self.day0 + 1) / self.config.days)
-                    level = int(leaf.base * (0.25 + 0.75 * progress) * (0.98 + 0.04 * unit(leaf.uid, day)))
-                    out[i] = (level,)
-                    continue
-                if unit(self.seed, 12, leaf.project, day // 7) < 0.05:
-                    continue  # the project was quiet that week
-                if unit(leaf.uid, 13, day) >= leaf.p_active:
-                    continue
-                bits = mix(leaf.uid, 14, day)
-                req = int(leaf.base * factor * (0.6 + 0.8 * unit(leaf.uid, 15, day)))
-                if req > 0:
-                    out[i] = leaf.shape(req, bits)
+        values, present = self._block(family, day // _BLOCK_DAYS)
+        leaves = np.flatnonzero(present[day % _BLOCK_DAYS])
+        rows = values[day % _BLOCK_DAYS][leaves].tolist()
+        out: LeafVectors = dict(zip(leaves.tolist(), map(tuple, rows), strict=True))
         self._days[key] = out
         return out
 

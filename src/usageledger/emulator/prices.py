@@ -16,7 +16,16 @@ from typing import Final
 
 from usageledger.emulator.activity import HOUR, Family
 
-__all__ = ["AMOUNT_QUANTUM", "QUANTITY_QUANTUM", "TOKEN_KINDS", "LineItem", "line_items", "unit_price"]
+__all__ = [
+    "AMOUNT_QUANTUM",
+    "QUANTITY_QUANTUM",
+    "TOKEN_KINDS",
+    "Billing",
+    "LineItem",
+    "billings",
+    "line_items",
+    "unit_price",
+]
 
 _M: Final = Decimal(1_000_000)
 AMOUNT_QUANTUM: Final = Decimal("1e-12")
@@ -89,43 +98,57 @@ def _item(name: str, unit: str, quantity: Decimal, price: Decimal) -> LineItem:
     return LineItem(name, unit, q, (q * price).quantize(AMOUNT_QUANTUM))
 
 
-def line_items(family: Family, dims: Mapping[str, object], vec: tuple[int, ...], seconds: int) -> list[LineItem]:
-    """The cost line items of one leaf's usage over an interval of ``seconds`` (used by storage)."""
+@dataclass(frozen=True, slots=True)
+class Billing:
+    """One line item a leaf can bill: its name and unit, the atoms its quantity sums, and the unit price."""
+
+    name: str
+    unit: str
+    atoms: tuple[int, ...]
+    price: Decimal
+
+
+def billings(family: Family, dims: Mapping[str, object]) -> list[Billing]:
+    """The line items a leaf of ``family`` bills, quantity aside; none for storage (priced by time, see
+    :func:`line_items`) and for moderations (free). Depends on the model, batch, size and context level alone."""
     name = family.name
     model = str(dims.get("model"))
-    out: list[LineItem] = []
+    out: list[Billing] = []
     if name in ("completions", "decisions"):
         batch = bool(dims.get("batch"))
         prefix = ("batch " if batch else "") + ("decision " if name == "decisions" else "")
         factor = Decimal("0.5") if batch else Decimal(1)
         for kind, (atoms, _) in TOKEN_KINDS.items():
-            quantity = sum(vec[family.atom(a)] for a in atoms)
-            if quantity:
-                out.append(
-                    _item(f"{model}, {prefix}{kind}", "tokens", Decimal(quantity), unit_price(model, kind) * factor)
-                )
+            price = unit_price(model, kind) * factor
+            out.append(Billing(f"{model}, {prefix}{kind}", "tokens", tuple(family.atom(a) for a in atoms), price))
     elif name == "embeddings":
-        quantity = vec[family.atom("input_tokens")]
-        out.append(_item(f"{model}, input", "tokens", Decimal(quantity), unit_price(model, "input")))
+        out.append(Billing(f"{model}, input", "tokens", (family.atom("input_tokens"),), unit_price(model, "input")))
     elif name == "images":
         price = Decimal(_IMAGE_PRICES.get((model, str(dims.get("size"))), "0.04"))
-        out.append(_item(f"{model}, {dims.get('size')} images", "images", Decimal(vec[family.atom("images")]), price))
+        out.append(Billing(f"{model}, {dims.get('size')} images", "images", (family.atom("images"),), price))
     elif name == "audio_speeches":
         price = Decimal(_CHARACTER_PRICES.get(model, "15")) / _M
-        out.append(_item(f"{model}, characters", "characters", Decimal(vec[family.atom("characters")]), price))
+        out.append(Billing(f"{model}, characters", "characters", (family.atom("characters"),), price))
     elif name == "audio_transcriptions":
         price = Decimal(_SECOND_PRICES.get(model, "0.0001"))
-        out.append(_item(f"{model}, audio", "duration_seconds", Decimal(vec[family.atom("seconds")]), price))
+        out.append(Billing(f"{model}, audio", "duration_seconds", (family.atom("seconds"),), price))
     elif name == "web_search_calls":
         level = str(dims.get("context_level"))
         price = Decimal(_WEB_SEARCH_PRICES.get(level, "0.025"))
-        calls = Decimal(vec[family.atom("num_requests")])
-        out.append(_item(f"{model}, web search tool calls ({level} context)", "calls", calls, price))
+        name = f"{model}, web search tool calls ({level} context)"
+        out.append(Billing(name, "calls", (family.atom("num_requests"),), price))
     elif name == "file_search_calls":
-        out.append(_item("file search tool calls", "calls", Decimal(vec[0]), _FILE_SEARCH_PRICE))
+        out.append(Billing("file search tool calls", "calls", (0,), _FILE_SEARCH_PRICE))
     elif name == "code_interpreter_sessions":
-        out.append(_item("code interpreter sessions", "sessions", Decimal(vec[0]), _SESSION_PRICE))
-    elif name == "vector_stores":
+        out.append(Billing("code interpreter sessions", "sessions", (0,), _SESSION_PRICE))
+    return out
+
+
+def line_items(family: Family, dims: Mapping[str, object], vec: tuple[int, ...], seconds: int) -> list[LineItem]:
+    """The cost line items of one leaf's usage over an interval of ``seconds`` (used by storage)."""
+    if family.name == "vector_stores":
         gib_hours = Decimal(vec[0]) * Decimal(seconds) / Decimal(HOUR) / GIB
-        out.append(_item("vector store storage", "gibibyte_hours", gib_hours, _STORAGE_PRICE))
+        out = [_item("vector store storage", "gibibyte_hours", gib_hours, _STORAGE_PRICE)]
+    else:
+        out = [_item(b.name, b.unit, Decimal(sum(vec[i] for i in b.atoms)), b.price) for b in billings(family, dims)]
     return [item for item in out if item.quantity]

@@ -8,23 +8,88 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
-from usageledger.emulator.activity import FAMILIES, ActivitySource, Family, accumulate, interval
-from usageledger.emulator.prices import line_items
+from usageledger.emulator.activity import DAY, FAMILIES, ActivitySource, Family, accumulate, interval
+from usageledger.emulator.prices import billings, line_items
 from usageledger.rules import FilterValue
 
 __all__ = ["ResultBuilder", "filters_key"]
 
 FiltersKey = tuple[tuple[str, FilterValue], ...]
 Row = dict[str, Any]
+Results = list[Row] | msgspec.Raw
+"""A bucket's result rows, or (the costs fast path) the JSON array already encoded as the handler's encoder would."""
 
 _COSTS: Final = catalogue.get("costs")
 _COST_DIMS: Final = _COSTS.group_by
 _CURRENCY: Final = "usd"
+_AMOUNT_SCALE: Final = 10**12  # amounts are exact multiples of AMOUNT_QUANTUM
+_SAFE: Final = 2**62
+_PLAIN: Final = 10**6  # amounts from 1e-6 up print in plain notation (Decimal's rule); smaller ones in E notation
+_ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
+_ROW_HEAD: Final = '{"object":"' + _COSTS.result_object + '","amount":{"value":'
+_ROW_MID: Final = ',"currency":"' + _CURRENCY + '"},'
+
+Ints = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+
+@runtime_checkable
+class DayArrays(Protocol):
+    """A source that can hand out a whole settled day of every leaf as arrays (the synthetic organisation)."""
+
+    def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None: ...
+
+    def day_block(
+        self, family: Family, start: int, now: int, *, together: bool = False
+    ) -> tuple[int, int, Ints, Bools] | None:
+        """The block of days holding the settled day at ``start``: (block number, the day's offset, values,
+        present), arrays over ``[day, leaf, ...]``; ``None`` while the day is revised. ``together``: every
+        family will be asked for this block (costs), so compute them all at once."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Grouping:
+    """Leaves (or cost cells) mapped onto groups numbered in output order; ``tails`` are the group fields."""
+
+    index: Ints
+    tails: list[dict[str, object]]
+    values: list[tuple[object, ...]]
+    order: Ints
+    """The records sorted by group (stably), so group ``g`` is the run starting at ``starts[g]``."""
+    starts: Ints
+
+    def sum(self, values: Ints, mask: Bools) -> tuple[Ints, Bools]:
+        """Per group, the sum of the masked records' ``values`` (rows) and whether any record was masked in."""
+        kept = np.where(mask.reshape(-1, *([1] * (values.ndim - 1))), values, 0)[self.order]
+        return np.add.reduceat(kept, self.starts, axis=0), np.logical_or.reduceat(mask[self.order], self.starts)
+
+
+@dataclass(frozen=True, slots=True)
+class _CostCells:
+    """Every line item every leaf can bill, as cells: where each cell's quantity comes from and its price.
+
+    ``gather[cell]`` are flat indices into the leaf-by-atom values of the cell's family (padded with the index of a
+    zero); ``price`` is in units of AMOUNT_QUANTUM, so amounts are exact integers.
+    """
+
+    families: list[tuple[Family, int, int, Ints]]
+    """(family, first cell, end cell, gather) of each billed family but storage."""
+    keys: list[tuple[object, ...]]
+    units: dict[str, str]
+    price: Ints
+    storage: tuple[Family, int] | None
+    """The storage family and its first cell (one cell per leaf, priced by time in Python)."""
 
 
 def filters_key(filters: Mapping[str, FilterValue]) -> FiltersKey:
@@ -53,6 +118,13 @@ class ResultBuilder:
         self._allowed: dict[tuple[str, FiltersKey], list[bool]] = {}
         self._keys: dict[tuple[str, tuple[str, ...]], list[tuple[object, ...]]] = {}
         self._dims: dict[str, list[dict[str, object]]] = {}
+        self._arrays: DayArrays | None = source if isinstance(source, DayArrays) else None
+        self._groupings: dict[tuple[str, tuple[str, ...]], _Grouping] = {}
+        self._fields: dict[str, tuple[tuple[str, ...], Ints]] = {}
+        self._cells: _CostCells | None = None
+        self._cell_tests: dict[FiltersKey, Bools] = {}
+        self._quantities: dict[int, Ints] = {}
+        self._tails: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         self._lock = threading.Lock()
 
     # --- usage ----------------------------------------------------------------------------------------------
@@ -94,6 +166,9 @@ class ResultBuilder:
     ) -> list[Row]:
         """Result rows of a usage endpoint for the activity in ``[a, b)``; ``group_by`` in catalogue order."""
         family = FAMILIES[endpoint.name]
+        day = self._whole_day(family, a, b, now)
+        if day is not None:
+            return self._usage_day(endpoint, family, *day, group_by, fkey)
         vectors = interval(self.source, family, a, b, now)
         if not vectors:
             return []
@@ -114,6 +189,74 @@ class ResultBuilder:
                 row[g] = values.get(g)
             rows.append(row)
         return rows
+
+    def _whole_day(self, family: Family, a: int, b: int, now: int) -> tuple[Ints, Bools] | None:
+        """A settled whole day of the source as arrays, when ``[a, b)`` is one and the source has them."""
+        if a % DAY or b - a != DAY or b > now or self._arrays is None:
+            return None
+        return self._arrays.day_arrays(family, a, now)
+
+    def _grouping(
+        self, name: str, records: Sequence[tuple[object, ...]], fields: Sequence[str], group_by: tuple[str, ...]
+    ) -> _Grouping:
+        """``records`` (leaves or cost cells, their ``fields`` in order) numbered by group, groups in output order."""
+        key = (name, group_by)
+        hit = self._groupings.get(key)
+        if hit is not None:
+            return hit
+        positions = [fields.index(g) for g in group_by]
+        keys = [tuple(r[i] for i in positions) for r in records]
+        ordered = sorted(set(keys), key=_sort_key)
+        number = {k: i for i, k in enumerate(ordered)}
+        tails = []
+        for k in ordered:
+            values = dict(zip(group_by, k, strict=True))
+            tails.append({g: values.get(g) for g in fields})
+        index = np.array([number[k] for k in keys], dtype=np.int64)
+        order = np.argsort(index, kind="stable")
+        starts = np.flatnonzero(np.r_[True, index[order][1:] != index[order][:-1]]) if len(index) else index
+        made = _Grouping(index, tails, ordered, order, starts)
+        with self._lock:
+            self._groupings[key] = made
+        return made
+
+    def _usage_day(
+        self,
+        endpoint: Endpoint,
+        family: Family,
+        values: Ints,
+        present: Bools,
+        group_by: tuple[str, ...],
+        fkey: FiltersKey,
+    ) -> list[Row]:
+        """:meth:`usage` of one settled day, summed with numpy: the same integers, rows and order."""
+        mask = present & np.array(self._allowed_leaves(family, fkey), dtype=np.bool_)
+        if not mask.any():
+            return []
+        grouping = self._grouping(family.name, self.source.leaves(family), family.dims, group_by)
+        sums, hit = grouping.sum(values, mask)
+        names, matrix = self._field_matrix(family)
+        tag = endpoint.result_object
+        rows = []
+        groups = np.flatnonzero(hit)
+        for g, metrics in zip(groups.tolist(), (sums[groups] @ matrix).tolist(), strict=True):
+            row: Row = {"object": tag}
+            row.update(zip(names, metrics, strict=True))
+            row.update(grouping.tails[g])
+            rows.append(row)
+        return rows
+
+    def _field_matrix(self, family: Family) -> tuple[tuple[str, ...], Ints]:
+        """The family's result fields and the 0/1 matrix that sums atoms into them."""
+        hit = self._fields.get(family.name)
+        if hit is None:
+            matrix = np.zeros((len(family.atoms), len(family.fields)), dtype=np.int64)
+            for j, (_, idx) in enumerate(family.fields):
+                for i in idx:
+                    matrix[i, j] += 1
+            hit = (tuple(n for n, _ in family.fields), matrix)
+            self._fields[family.name] = hit
+        return hit
 
     # --- costs ----------------------------------------------------------------------------------------------
 
@@ -147,7 +290,163 @@ class ResultBuilder:
                         acc[1] += item.amount
         return out, units
 
-    def costs(self, a: int, b: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int) -> list[Row]:
+    def _cost_cells(self) -> _CostCells | None:
+        """The cost cells of every family; ``None`` when a price is not a multiple of AMOUNT_QUANTUM."""
+        if self._cells is not None:
+            return self._cells
+        families: list[tuple[Family, int, int, Ints]] = []
+        keys: list[tuple[object, ...]] = []
+        units: dict[str, str] = {}
+        prices: list[int] = []
+        storage: tuple[Family, int] | None = None
+        for family in FAMILIES.values():
+            dims = self._leaf_dims(family)
+            first = len(keys)
+            if family.gauge:
+                storage = (family, first)
+                for d in dims:
+                    keys.append(_cost_key(d, "vector store storage"))
+                    prices.append(0)
+                units["vector store storage"] = "gibibyte_hours"
+                continue
+            width = len(family.atoms)
+            zero = len(dims) * width
+            gather: list[list[int]] = []
+            plans: dict[tuple[object, ...], list[tuple[str, int, tuple[int, ...]]]] = {}
+            for leaf, d in enumerate(dims):
+                what = (d.get("model"), d.get("batch"), d.get("size"), d.get("context_level"))
+                plan = plans.get(what)
+                if plan is None:
+                    plan = plans[what] = []
+                    for bill in billings(family, d):
+                        units[bill.name] = bill.unit
+                        scaled = bill.price * _AMOUNT_SCALE
+                        if scaled != scaled.to_integral_value():
+                            return None
+                        plan.append((bill.name, int(scaled), bill.atoms))
+                project, key, user = d.get("project_id"), d.get("api_key_id"), d.get("user_id")
+                source = d.get("api_source") or "unlabeled"
+                keys.extend(_cost_tuple(project, name, key, user, source) for name, _, _ in plan)
+                prices.extend(price for _, price, _ in plan)
+                base = leaf * width
+                gather.extend([base + i for i in atoms] for _, _, atoms in plan)
+            pad = max((len(g) for g in gather), default=1)
+            table = np.array([g + [zero] * (pad - len(g)) for g in gather], dtype=np.int64).reshape(len(gather), pad)
+            families.append((family, first, len(keys), table))
+        self._cells = _CostCells(families, keys, units, np.array(prices, dtype=np.int64), storage)
+        return self._cells
+
+    def _costs_day(
+        self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
+    ) -> Results | None:
+        """:meth:`costs` of one settled day with integer amounts; ``None`` when it cannot be done exactly."""
+        quantity = self._day_quantities(cells, a, now)
+        if quantity is None:
+            return None
+        amount = quantity * cells.price
+        billed = quantity != 0
+        storage: dict[int, tuple[Decimal, int]] = {}
+        if cells.storage is not None:
+            family, first = cells.storage
+            dims = self._leaf_dims(family)
+            for leaf, vec in self.source.day(family, a, now).items():
+                for item in line_items(family, dims[leaf], vec, DAY):
+                    storage[first + leaf] = (item.quantity, int(item.amount.scaleb(12)))
+                    billed[first + leaf] = True
+        mask = billed & self._cell_filter(cells, fkey)
+        if not mask.any():
+            return []
+        grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
+        both, hit = grouping.sum(np.stack((amount, quantity), axis=1), mask)
+        amounts, quantities = both[:, 0], both[:, 1]
+        extra: dict[int, Decimal] = {}  # storage quantities (GiB-hours, not integers) by group
+        for cell, (q, m) in storage.items():
+            if mask[cell]:
+                g = int(grouping.index[cell])
+                amounts[g] += m
+                extra[g] = extra.get(g, Decimal(0)) + q
+        tails = self._cost_tails(grouping, group_by, cells.units)
+        by_item = "line_item" in group_by
+        groups = np.flatnonzero(hit)  # groups are numbered in output order
+        rows = []
+        for g, q, m in zip(groups.tolist(), quantities[groups].tolist(), amounts[groups].tolist(), strict=True):
+            mid, end = tails[g]
+            if not by_item:
+                text = "null"
+            elif g in extra:
+                text = str(_tidy(q + extra[g]))
+            else:
+                text = str(q)
+            if m >= _PLAIN:  # _amount_text, inlined: this loop runs once per row
+                digits = str(m).rjust(13, "0")
+                fraction = digits[-12:].rstrip("0")
+                value = digits[:-12] + "." + fraction if fraction else digits[:-12]
+            else:
+                value = _amount_text(m)
+            rows.append(f"{_ROW_HEAD}{value}{_ROW_MID}{mid}{text}{end}")
+        return msgspec.Raw(("[" + ",".join(rows) + "]").encode())
+
+    def _day_quantities(self, cells: _CostCells, a: int, now: int) -> Ints | None:
+        """Every cell's quantity on the settled day starting at ``a`` (computed a block of days at a time)."""
+        arrays = self._arrays
+        assert arrays is not None
+        first = None
+        for family, _, _, _ in cells.families:
+            first = arrays.day_block(family, a, now, together=True)
+            break
+        if first is None:
+            return None
+        number, offset, _, _ = first
+        hit = self._quantities.get(number)
+        if hit is None:
+            hit = np.zeros((first[2].shape[0], len(cells.keys)), dtype=np.int64)
+            for family, start, end, gather in cells.families:
+                got = arrays.day_block(family, a, now, together=True)
+                assert got is not None
+                values = got[2]
+                flat = np.concatenate((values.reshape(len(values), -1), np.zeros((len(values), 1), np.int64)), axis=1)
+                hit[:, start:end] = flat[:, gather].sum(axis=2)
+            if float(np.abs(hit).astype(np.float64).max(axis=0, initial=0) @ cells.price.astype(np.float64)) >= _SAFE:
+                return None  # the sum of every amount could leave int64: the Decimal path answers
+            with self._lock:
+                self._quantities[number] = hit
+        return hit[offset] if hit.shape[0] > offset else None
+
+    def _cost_tails(
+        self, grouping: _Grouping, group_by: tuple[str, ...], units: Mapping[str, str]
+    ) -> list[tuple[str, str]]:
+        """Each cost group's encoded fields around its quantity: ``"project_id":...,"quantity":`` and the unit."""
+        hit = self._tails.get(group_by)
+        if hit is None:
+            by_item = "line_item" in group_by
+            hit = []
+            for tail in grouping.tails:
+                unit = units.get(str(tail.get("line_item"))) if by_item else None
+                mid = _ENCODE(tail)[1:-1].decode() + ',"quantity":'
+                hit.append((mid, ',"quantity_unit":' + _ENCODE(unit).decode() + "}"))
+            with self._lock:
+                self._tails[group_by] = hit
+        return hit
+
+    def _cell_filter(self, cells: _CostCells, fkey: FiltersKey) -> Bools:
+        hit = self._cell_tests.get(fkey)
+        if hit is None:
+            index = {g: i for i, g in enumerate(_COST_DIMS)}
+            tests = [(index[_COSTS.filter(name).field], value) for name, value in fkey]
+            hit = np.array(
+                [all(key[i] in value for i, value in tests if isinstance(value, Sequence)) for key in cells.keys],
+                dtype=np.bool_,
+            )
+            with self._lock:
+                self._cell_tests[fkey] = hit
+        return hit
+
+    def costs(self, a: int, b: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int) -> Results:
+        if a % DAY == 0 and b - a == DAY and b <= now and self._arrays is not None:
+            cells = self._cost_cells()
+            rows = None if cells is None else self._costs_day(cells, a, group_by, fkey, now)
+            if rows is not None:
+                return rows
         leaves, units = self.cost_leaves(a, b, now)
         if not leaves:
             return []
@@ -165,10 +464,16 @@ class ResultBuilder:
             else:
                 acc[0] += quantity
                 acc[1] += amount
+        ordered = [(k, groups[k][0], groups[k][1]) for k in sorted(groups, key=_sort_key)]
+        return self._cost_rows(ordered, group_by, units)
+
+    @staticmethod
+    def _cost_rows(
+        groups: list[tuple[tuple[object, ...], Decimal, Decimal]], group_by: tuple[str, ...], units: Mapping[str, str]
+    ) -> Results:
         by_item = "line_item" in group_by
-        rows = []
-        for k in sorted(groups, key=_sort_key):
-            quantity, amount = groups[k]
+        rows: list[Row] = []
+        for k, quantity, amount in groups:
             values = dict(zip(group_by, k, strict=True))
             row: Row = {"object": _COSTS.result_object, "amount": {"value": _tidy(amount), "currency": _CURRENCY}}
             for g in _COST_DIMS:
@@ -178,3 +483,35 @@ class ResultBuilder:
             row["quantity_unit"] = units.get(str(item)) if by_item else None
             rows.append(row)
         return rows
+
+
+def _cost_tuple(project: object, item: str, key: object, user: object, source: object) -> tuple[object, ...]:
+    """A cost cell's fields in ``_COST_DIMS`` order."""
+    return (project, item, key, user, source)
+
+
+assert _COST_DIMS == ("project_id", "line_item", "api_key_id", "user_id", "api_source"), "update _cost_tuple"
+
+
+def _cost_key(d: Mapping[str, object], item: str) -> tuple[object, ...]:
+    """A cost leaf's fields in ``_COST_DIMS`` order, as :meth:`ResultBuilder.cost_leaves` keys them."""
+    values = {
+        "project_id": d.get("project_id"),
+        "line_item": item,
+        "api_key_id": d.get("api_key_id"),
+        "user_id": d.get("user_id"),
+        "api_source": d.get("api_source") or "unlabeled",
+    }
+    return tuple(values.get(g) for g in _COST_DIMS)
+
+
+def _amount_text(units: int) -> str:
+    """An amount of ``units`` AMOUNT_QUANTUMs as JSON, exactly as the encoder writes ``_tidy`` of its Decimal."""
+    if units == 0 or units >= _PLAIN:  # 1e-6 and up: plain notation, trailing zeros dropped
+        whole, fraction = divmod(units, _AMOUNT_SCALE)
+        return str(whole) if fraction == 0 else f"{whole}.{fraction:012d}".rstrip("0")
+    return str(_tidy(Decimal(units).scaleb(-12)))
+
+
+def _number_text(value: int | Decimal) -> str:
+    return str(value) if isinstance(value, int) else str(_tidy(value))

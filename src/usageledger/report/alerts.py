@@ -14,6 +14,11 @@ Rules, stated once here and repeated in the CLI output:
 * **Stale keys** (``--stale-keys 90d``) fire once per API key that is flagged by the rules of ``usageledger keys``
   with that span for both limits: unused for longer than it, its owner removed, or an admin key created longer ago
   (see :mod:`usageledger.report.keys`).
+* **Forecast** (``--forecast-over 1000``) fires when this month's forecast month-end spend (the method of
+  :mod:`usageledger.report.forecast`) is strictly above the amount, before the money is spent; the alert gives the
+  range and the runway day the amount is crossed at the forecast rate. Too little history to forecast is an error.
+* **Credit** (``--credit-below 100``) fires when the prepaid credit balance (:mod:`usageledger.report.credit`: the
+  top-ups minus the costs since the first one) is strictly below the amount; with no top-up recorded it is an error.
 * **Staleness** fires when the newest synced data is older than the limit (default 48 hours): each bucket
   covers up to its end, or up to when it was synced if it was still open then; the newest such point over every
   table of the store is compared with now. An empty store fires too.
@@ -39,8 +44,10 @@ from usageledger._sections import (
     Budget,
     parse_alert_config,
 )
-from usageledger.errors import AlertDeliveryError
+from usageledger.errors import AlertDeliveryError, UsageLedgerError
+from usageledger.report.credit import credit_balance
 from usageledger.report.finality import FinalEdges, final_only_sql
+from usageledger.report.forecasting import build_forecast
 from usageledger.report.formatting import format_money, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.report.keys import KeyRules, build_keys
@@ -67,7 +74,7 @@ __all__ = [
     "slack_payload",
 ]
 
-AlertKind = Literal["budget", "anomaly", "stale", "stale_key", "restated"]
+AlertKind = Literal["budget", "anomaly", "stale", "stale_key", "forecast", "credit", "restated"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +304,8 @@ def run_checks(
     stale_keys: timedelta | None = None,
     names: Names | None = None,
     final: FinalEdges | None = None,
+    forecast_over: Decimal | None = None,
+    credit_below: Decimal | None = None,
     restated_over: Decimal | None = None,
     adjustments: Sequence[Adjustment] = (),
 ) -> CheckResult:
@@ -343,6 +352,14 @@ def run_checks(
         checks.append(f"staleness: {text}")
         if age > limit:
             alerts.append(Alert("stale", "store", f"stale store: {text}; run usageledger sync"))
+    if forecast_over is not None:
+        more_checks, more_alerts = _forecast_alerts(db, forecast_over, now, org, project, currency, names)
+        checks.extend(more_checks)
+        alerts.extend(more_alerts)
+    if credit_below is not None:
+        more_checks, more_alerts = _credit_alerts(db, credit_below, now, org, currency)
+        checks.extend(more_checks)
+        alerts.extend(more_alerts)
     if restated_over is not None:
         moved = [a for a in adjustments if abs(a.amount) > restated_over]
         checks.append(
@@ -375,6 +392,59 @@ def run_checks(
         checks=tuple(checks),
         alerts=tuple(alerts),
     )
+
+
+def _forecast_alerts(
+    db: Database,
+    limit: Decimal,
+    now: datetime,
+    org: str | None,
+    project: str | None,
+    currency: str | None,
+    names: Names,
+) -> tuple[list[str], list[Alert]]:
+    """This month's forecast against ``limit``: fires when the month-end figure is above it."""
+    month = now.astimezone(UTC).date().replace(day=1)
+    try:
+        report = build_forecast(db, month, now=now, org=org, project=project, budget=limit)
+    except UsageLedgerError as exc:
+        raise UsageLedgerError(f"--forecast-over: cannot forecast {month:%Y-%m}: {exc}") from None
+    fc = report.total
+    subject = "organisation" if project is None else _project_subject(project, names)
+    text = (
+        f"{subject}: {fc.label} is forecast to end at {format_money(fc.month_end, currency)} "
+        f"(range {format_money(fc.low, currency)} to {format_money(fc.high, currency)}; "
+        f"{format_money(fc.actual_to_date, currency)} through {fc.as_of}) against {format_money(limit, currency)}"
+    )
+    if report.runway is None:
+        return [f"forecast {text}; not crossed this month"], []
+    when = f"crossed on {report.runway}" if report.runway > fc.as_of else f"already crossed on {report.runway}"
+    check = f"forecast {text}; {when}"
+    if not budget_exceeded(fc.month_end, limit):
+        return [check], []
+    over = format_money(fc.month_end - limit, currency)
+    return [check], [Alert("forecast", subject, f"forecast over budget by {over}: {text}; {when} at this rate")]
+
+
+def _credit_alerts(
+    db: Database, limit: Decimal, now: datetime, org: str | None, currency: str | None
+) -> tuple[list[str], list[Alert]]:
+    """The prepaid credit balance against ``limit``: fires when it is below it."""
+    balance = credit_balance(db, now=now, org=org)
+    where = "" if org is None else f" for org {org}"
+    if balance is None:
+        raise UsageLedgerError(
+            f"--credit-below: no credit top-up is recorded{where}; record one with `usageledger credit add DAY AMOUNT`"
+        )
+    runs_out = f"runs out on {balance.runway}" if balance.runway is not None else balance.runway_note
+    text = (
+        f"prepaid credit{where}: balance {format_money(balance.balance, currency)} "
+        f"({format_money(balance.topups, currency)} topped up, {format_money(balance.spent, currency)} spent since "
+        f"{balance.first_day}) against {format_money(limit, currency)}; {runs_out}"
+    )
+    if balance.balance < limit:
+        return [f"credit {text}"], [Alert("credit", "credit", f"credit below {format_money(limit, currency)}: {text}")]
+    return [f"credit {text}"], []
 
 
 def _stale_key_alerts(db: Database, limit: timedelta, now: datetime, org: str | None) -> tuple[list[str], list[Alert]]:

@@ -112,22 +112,28 @@ def _movers(movers: Sequence[Mover], key: str, name: Any = None) -> list[Documen
 
 
 def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> Document:
-    """``report --by team --format json``: each team's spend, share and projects; ``total`` is their exact sum."""
+    """``report --by team --format json``: each team's spend, share and projects; ``total`` is their exact sum.
+
+    ``teams`` and ``totals.spend`` hold the same figures as ``spend_by_team`` and ``total`` under the names the
+    other documents use (``totals.spend`` is the report's total; the teams add up to it exactly)."""
     total = data.total_spend
+    by_team = [
+        {
+            "team": t.team,
+            "spend": t.amount,
+            "share": _share(t.amount, total),
+            "projects": [{"project_id": p, "name": names.project(p)} for p in t.projects],
+        }
+        for t in teams
+    ]
     return {
         "period": _period(data.period),
         "scope": {"org": data.scope.org, "project": data.scope.project},
         "currency": data.currency,
         "total": sum((t.amount for t in teams), Decimal(0)),
-        "spend_by_team": [
-            {
-                "team": t.team,
-                "spend": t.amount,
-                "share": _share(t.amount, total),
-                "projects": [{"project_id": p, "name": names.project(p)} for p in t.projects],
-            }
-            for t in teams
-        ],
+        "totals": {"spend": total},
+        "spend_by_team": by_team,
+        "teams": by_team,
     }
 
 
@@ -138,7 +144,12 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
     trend = summarise(data.daily_spend)
     return {
         "period": _period(data.period),
-        "scope": {"org": data.scope.org, "project": data.scope.project},
+        "scope": {
+            "org": data.scope.org,
+            "project": data.scope.project,
+            "team": data.scope.team,
+            "model": data.scope.model,
+        },
         "currency": data.currency,
         "provisional_from": data.provisional_from,
         "as_of": data.as_of,

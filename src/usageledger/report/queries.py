@@ -126,13 +126,21 @@ class Period:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Optional filters: one org, one project."""
+    """Optional filters: one org, one project, one team (its projects), one model."""
 
     org: str | None = None
     project: str | None = None
+    team: str | None = None
+    """The team's name, as shown; the filter is ``team_projects``."""
+    team_projects: tuple[str | None, ...] | None = None
+    """With ``team``: the projects of the team (``None`` in it: spend with no project)."""
+    model: str | None = None
 
-    def where(self, period: Period, *, start: datetime | None = None) -> tuple[str, list[object]]:
-        """A WHERE clause for a daily view: the period (or from ``start``), then the org and project filters."""
+    def where(
+        self, period: Period, *, start: datetime | None = None, model_column: str = LINE_ITEM_MODEL
+    ) -> tuple[str, list[object]]:
+        """A WHERE clause for a daily view: the period (or from ``start``), then the org, project, team and model
+        filters; ``model_column`` is how the view names the model (costs parse it from the line item)."""
         clauses = ["bucket_start >= %s", "bucket_start < %s"]
         params: list[object] = [start or period.start, period.end]
         if self.org is not None:
@@ -141,6 +149,16 @@ class Scope:
         if self.project is not None:
             clauses.append("project_id = %s")
             params.append(self.project)
+        if self.team_projects is not None:
+            ids = [p for p in self.team_projects if p is not None]
+            either = [f"project_id IN ({', '.join(['%s'] * len(ids))})"] if ids else []
+            if None in self.team_projects:
+                either.append("project_id IS NULL")
+            clauses.append(f"({' OR '.join(either)})" if either else "FALSE")
+            params.extend(ids)
+        if self.model is not None:
+            clauses.append(f"{model_column} = %s")
+            params.append(self.model)
         return " AND ".join(clauses), params
 
 
@@ -284,7 +302,7 @@ def token_usage_sql(
     params: list[object] = []
     for endpoint in endpoints:
         names = {m.name for m in endpoint.additive_metrics}
-        where, p = scope.where(period, start=start)
+        where, p = scope.where(period, start=start, model_column="model")
         out = f"COALESCE({OUTPUT_TOKENS}, 0)" if OUTPUT_TOKENS in names else "0"
         req = f"COALESCE({REQUESTS}, 0)" if REQUESTS in names else "0"
         parts.append(

@@ -1,0 +1,283 @@
+"""``usageledger forecast`` (month-end spend, range and runway) and ``usageledger credit`` (prepaid top-ups)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from usageledger.cli._app import app, console, friendly_errors
+from usageledger.cli.commands_report import (
+    ConfigOpt,
+    FormatOpt,
+    NamesOpt,
+    OrgOpt,
+    StoreOpt,
+    _amount,
+    _database,
+    _names,
+    _warn_unknown_project,
+)
+from usageledger.config import load_config
+from usageledger.errors import ParameterError, StoreError
+from usageledger.report.credit import credit_balance
+from usageledger.report.forecast import Forecast, parse_month
+from usageledger.report.forecast_out import credit_document, credit_line, forecast_document
+from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast
+from usageledger.report.formatting import format_money
+from usageledger.report.jsonout import dumps
+from usageledger.report.names import Names, resolve_names
+from usageledger.report.tables import DataTable, label, number
+from usageledger.report.teams import project_teams
+from usageledger.store import DEFAULT_STORE, BaseStore, is_postgres_url, open_store
+from usageledger.store.credit import TopUp, add_topup, list_topups, remove_topup
+from usageledger.timeutil import to_unix
+
+NowOpt = Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")]
+
+
+def _now(now_at: str | None) -> datetime:
+    return datetime.fromtimestamp(to_unix(now_at, param="--now"), UTC) if now_at else datetime.now(UTC)
+
+
+def _render(report: ForecastReport, names: Names) -> RenderableType:
+    cur = report.currency
+    fc = report.total
+    scope = " · ".join(
+        part
+        for part in (
+            f"org {report.org}" if report.org else "",
+            f"project {names.project(report.project)}" if report.project else "",
+        )
+        if part
+    )
+    table = DataTable(
+        f"Forecast {fc.label} as of {fc.as_of}" + (f"  {scope}" if scope else ""),
+        label(report.by or "scope"),
+        number("to date"),
+        number("month end"),
+        number("low"),
+        number("high"),
+    )
+
+    def row(name: str, f: Forecast) -> None:
+        table.add_row(
+            name,
+            format_money(f.actual_to_date, cur),
+            format_money(f.month_end, cur),
+            format_money(f.low, cur),
+            format_money(f.high, cur),
+        )
+
+    for g in report.groups:
+        shown = names.project(g.key) if report.by == "project" else g.key
+        row(shown if shown is not None else f"(no {report.by})", g.forecast)
+    row("total", fc)
+    parts: list[RenderableType] = [table]
+    if report.budget is not None:
+        budget = format_money(report.budget, cur)
+        if report.runway is None:
+            parts.append(Text(f"Runway: the budget of {budget} is not crossed in {fc.label} at this rate."))
+        else:
+            parts.append(Text(f"Runway: the budget of {budget} is crossed on {report.runway} at this rate."))
+    if report.groups:
+        parts.append(
+            Text("Each row is forecast from its own daily spend: the rows need not add up to the total.", style="dim")
+        )
+    parts.append(Text(fc.method, style="dim"))
+    return Group(*parts)
+
+
+@app.command()
+@friendly_errors
+def forecast(
+    store: StoreOpt = None,
+    org: OrgOpt = None,
+    project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    month: Annotated[
+        str | None, typer.Option("--month", help="The month to forecast, YYYY-MM (default: this month, UTC).")
+    ] = None,
+    by: Annotated[
+        Literal["project", "team", "model"] | None,
+        typer.Option("--by", help="Also forecast each project, team (as report --by team) or model."),
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="A monthly budget: the runway is the day it is crossed.")
+    ] = None,
+    names: NamesOpt = None,
+    config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
+    now_at: NowOpt = None,
+) -> None:
+    """Where this month's spend ends, with a range, and the day a monthly budget is crossed (the runway).
+
+    The method (weekday factors x a damped Theil-Sen trend, range from its own out-of-sample error) is stated in the
+    output's footnote and in the README; its backtest is in bench/BENCHMARKS.md.
+    """
+    now = _now(now_at)
+    target = parse_month(month) if month is not None else now.date().replace(day=1)
+    limit = _amount(budget, "--budget")
+    settings = load_config(config)
+    with _database(store or settings.store_url) as db:
+        _warn_unknown_project(db, project, org)
+        teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
+        grouping: Grouping | None = by
+        report = build_forecast(db, target, now=now, org=org, project=project, by=grouping, teams=teams, budget=limit)
+        id_names = resolve_names(db, org=org, overrides=_names(settings, names))
+    if output_format == "json":
+        typer.echo(dumps(forecast_document(report, id_names)))
+    else:
+        console.print(_render(report, id_names))
+
+
+# --- credit ---------------------------------------------------------------------------------------------------
+
+credit_app = typer.Typer(
+    name="credit",
+    help="Prepaid credit: record top-ups; the balance (top-ups minus costs since the first) shows in status, report "
+    "and check --credit-below.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(credit_app, name="credit")
+
+
+@contextmanager
+def _writable(url: str) -> Iterator[BaseStore]:
+    """An existing store, opened to write (and migrated): never creates one."""
+    from usageledger.store.duckdb import no_store_message
+
+    if not is_postgres_url(url) and not Path(url).exists():
+        raise StoreError(no_store_message(url))
+    opened = open_store(url, migrate=False)
+    try:
+        if not opened.applied_migrations():
+            raise StoreError(
+                "no usageledger store there: it holds none of usageledger's tables; run `usageledger sync` first"
+            )
+        opened.migrate()
+        yield opened
+    finally:
+        opened.close()
+
+
+def _org_for(db: BaseStore, org: str | None) -> str:
+    if org is not None:
+        return org
+    known = [o.org for o in db.orgs()]
+    if len(known) == 1:
+        return known[0]
+    if not known:
+        raise ParameterError("--org", "the store holds no organisation yet; sync first or name the org with --org")
+    raise ParameterError("--org", f"the store holds several organisations ({', '.join(known)}); name one with --org")
+
+
+def _day_arg(value: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ParameterError("DAY", f"{value!r} is not a day; write it as YYYY-MM-DD, like 2026-11-01") from None
+
+
+def _topup_amount(value: str) -> Decimal:
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        raise ParameterError("AMOUNT", f"{value!r} is not an amount; write it like 500 or 500.00") from None
+    if not amount.is_finite() or amount <= 0:
+        raise ParameterError("AMOUNT", f"a top-up must be more than zero, got {value!r}")
+    if amount != amount.quantize(Decimal("0.000001")) or amount >= Decimal("1e15"):
+        raise ParameterError("AMOUNT", f"{value!r} has too many digits; give at most 6 decimal places")
+    return amount
+
+
+def _topup_row(t: TopUp) -> dict[str, Any]:
+    return {"id": t.id, "org": t.org, "day": t.day, "amount": t.amount, "note": t.note, "added_at": t.added_at}
+
+
+@credit_app.command("add")
+@friendly_errors
+def credit_add(
+    day: Annotated[
+        str, typer.Argument(help="The UTC day the credit was bought (YYYY-MM-DD): costs from it on draw on it.")
+    ],
+    amount: Annotated[str, typer.Argument(help="The amount bought, like 500.00 (the costs' currency).")],
+    note: Annotated[str | None, typer.Option("--note", help="A note kept with the top-up (an invoice number).")] = None,
+    store: StoreOpt = None,
+    org: OrgOpt = None,
+    config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
+) -> None:
+    """Record a prepaid credit top-up (the API has no endpoint for the balance)."""
+    when = _day_arg(day)
+    value = _topup_amount(amount)
+    settings = load_config(config)
+    with _writable(store or settings.store_url or DEFAULT_STORE) as db, db.transaction():
+        added = add_topup(db, org=_org_for(db, org), day=when, amount=value, note=note)
+    if output_format == "json":
+        typer.echo(dumps(_topup_row(added)))
+    else:
+        console.print(
+            f"Recorded top-up {added.id}: {format_money(added.amount, None)} for {added.org} on {added.day}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@credit_app.command("list")
+@friendly_errors
+def credit_list(
+    store: StoreOpt = None,
+    org: OrgOpt = None,
+    config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
+    now_at: NowOpt = None,
+) -> None:
+    """The recorded top-ups and the remaining balance with its runway."""
+    settings = load_config(config)
+    with _database(store or settings.store_url) as db:
+        topups = list_topups(db, org=org)
+        balance = credit_balance(db, now=_now(now_at), org=org)
+    if output_format == "json":
+        typer.echo(dumps({"topups": [_topup_row(t) for t in topups], "balance": credit_document(balance)}))
+        return
+    if not topups:
+        console.print("No top-ups recorded: `usageledger credit add DAY AMOUNT` records one.", markup=False)
+        return
+    table = DataTable(
+        "Prepaid credit top-ups", number("id"), label("org"), number("day"), number("amount"), label("note")
+    )
+    for t in topups:
+        table.add_row(str(t.id), t.org, t.day.isoformat(), format_money(t.amount, None), t.note or "")
+    console.print(table)
+    if balance is not None:
+        console.print(credit_line(balance, None))
+
+
+@credit_app.command("remove")
+@friendly_errors
+def credit_remove(
+    topup_id: Annotated[str, typer.Argument(metavar="ID", help="The top-up's ID (see credit list).")],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete one recorded top-up by its ID."""
+    if not topup_id.strip().isdigit():
+        raise ParameterError("ID", f"{topup_id!r} is not a top-up ID; give the number credit list shows")
+    settings = load_config(config)
+    with _writable(store or settings.store_url or DEFAULT_STORE) as db, db.transaction():
+        removed = remove_topup(db, int(topup_id))
+    if removed is None:
+        raise ParameterError("ID", f"no top-up has ID {topup_id.strip()}; credit list shows the IDs")
+    console.print(
+        f"Removed top-up {removed.id}: {format_money(removed.amount, None)} for {removed.org} on {removed.day}",
+        highlight=False,
+        markup=False,
+    )

@@ -1,0 +1,37 @@
+"""``usageledger mcp``: the ledger as a Model Context Protocol server over stdio (the ``mcp`` extra)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from usageledger.cli._app import app, fail, friendly_errors, open_for_reading
+from usageledger.cli.commands_report import ConfigOpt, StoreOpt
+from usageledger.config import load_config
+from usageledger.store import DEFAULT_STORE, BaseStore
+
+
+@app.command()
+@friendly_errors
+def mcp(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Serve the store to an assistant over MCP (stdio): spend, usage, movers, changes, alerts, lookup; read-only.
+
+    Never calls the API: every answer comes from the store. Needs the extra: pip install 'usageledger[mcp]'.
+    """
+    try:
+        from usageledger.mcp_server import build_server
+    except ImportError:
+        raise fail("usageledger mcp needs the mcp extra: pip install 'usageledger[mcp]'") from None
+    from usageledger.mcp_tools import LedgerTools
+
+    settings = load_config(config)
+    url = store or settings.store_url or DEFAULT_STORE
+    with open_for_reading(url):  # a missing or foreign store is one line now, not an error on every call
+        pass
+
+    @contextmanager
+    def reading() -> Iterator[BaseStore]:
+        with open_for_reading(url) as db:
+            yield db
+
+    build_server(LedgerTools(reading, settings)).run("stdio")

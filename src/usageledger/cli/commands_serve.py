@@ -1,0 +1,103 @@
+"""``usageledger serve``: the dashboard and its JSON API over the store, read-only, optionally syncing it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from usageledger._options import is_loopback
+from usageledger._secrets import redact_url_password
+from usageledger.cli._app import app, console, err_console, fail, friendly_errors, open_for_reading
+from usageledger.config import load_config
+from usageledger.store import DEFAULT_STORE, check_store_url
+from usageledger.timeutil import parse_duration
+
+TOKEN_ENV: Final = "USAGELEDGER_SERVE_TOKEN"
+MIN_TOKEN: Final = 16
+MIN_SYNC_EVERY: Final = 60.0
+
+
+def _token(allow_remote: bool) -> str | None:
+    """The bearer token from the environment: required with --allow-remote, refused when too short."""
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is not None and len(token.strip()) < MIN_TOKEN:
+        raise fail(f"{TOKEN_ENV} is shorter than {MIN_TOKEN} characters: set a longer random token")
+    if allow_remote and token is None:
+        raise fail(
+            f"--allow-remote needs a bearer token: set {TOKEN_ENV} to a random string of {MIN_TOKEN} or more "
+            "characters (clients then send Authorization: Bearer <token>)"
+        )
+    return None if token is None else token.strip()
+
+
+@app.command()
+@friendly_errors
+def serve(
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="DuckDB file or postgresql:// URL (default: the config's [store] url, else usageledger.duckdb).",
+            envvar="USAGELEDGER_STORE",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; other than loopback needs --allow-remote.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")] = 8080,
+    allow_remote: Annotated[
+        bool,
+        typer.Option("--allow-remote", help=f"Listen on a non-loopback address; requires {TOKEN_ENV} (bearer token)."),
+    ] = False,
+    sync_every: Annotated[
+        str | None,
+        typer.Option(
+            "--sync-every",
+            help="Run `usageledger sync --quiet` now and then every this long (1h); the key comes from the "
+            "environment or the config, as for sync.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="usageledger.toml: [store], [sync] finality, [names] and [teams]."),
+    ] = None,
+) -> None:
+    """Serve the dashboard and its JSON API (/, /api/report, /api/filters, /api/projects/ID, /healthz), read-only."""
+    from usageledger.serve import build_app
+    from usageledger.serve.runner import PeriodicSync, run, sync_argv
+
+    if not is_loopback(host) and not allow_remote:
+        raise fail(
+            f"--host {host} is not a loopback address: the ledger would be readable from the network; pass "
+            f"--allow-remote and set {TOKEN_ENV}, or keep the default --host 127.0.0.1"
+        )
+    token = _token(allow_remote)
+    interval = None if sync_every is None else parse_duration(sync_every, param="--sync-every")
+    if interval is not None and interval < MIN_SYNC_EVERY:
+        raise fail(f"--sync-every {sync_every} is shorter than a minute: give 1m or more (1h is typical)")
+    settings = load_config(config)
+    url = check_store_url(store or settings.store_url or DEFAULT_STORE)
+    with open_for_reading(url):  # a missing or unmigrated store is said now, not on the first page
+        pass
+    periodic = None
+    if interval is not None:
+        periodic = PeriodicSync(
+            sync_argv(config),
+            interval,
+            store_url=url,
+            say=lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True),
+        )
+
+    def ready(address: str) -> None:
+        console.print(
+            f"serving {redact_url_password(url)} at {address} (read-only"
+            f"{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+    run(build_app(url, token=token, config=settings), host, port, on_ready=ready, periodic=periodic)

@@ -1,0 +1,95 @@
+"""``usageledger statement``: one showback statement per team or project for a month, adding up to its costs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
+import typer
+
+from usageledger.cli._app import app, console, err_console, friendly_errors, refuse_overwriting
+from usageledger.cli.commands_report import (
+    ConfigOpt,
+    CurrencyOpt,
+    FormatOpt,
+    FxOpt,
+    NamesOpt,
+    OrgOpt,
+    StoreOpt,
+    _database,
+    _names,
+)
+from usageledger.config import load_config
+from usageledger.errors import ParameterError
+from usageledger.report.fx import rates_option
+from usageledger.report.jsonout import dumps
+from usageledger.report.names import resolve_names
+from usageledger.report.statement import Allocation, build_statements, parse_month
+from usageledger.report.statement_render import (
+    render_statements,
+    statement_csv,
+    statement_document,
+    statement_html,
+)
+from usageledger.report.teams import project_teams
+from usageledger.store import DEFAULT_STORE
+
+
+@app.command()
+@friendly_errors
+def statement(
+    month: Annotated[str, typer.Argument(help="The month, YYYY-MM (UTC), such as 2026-10.")],
+    by: Annotated[
+        Literal["team", "project"],
+        typer.Option("--by", help="One statement per team (config [teams], else directory groups) or per project."),
+    ] = "team",
+    allocate: Annotated[
+        Literal["proportional", "even", "none"] | None,
+        typer.Option(
+            "--allocate",
+            help="Shared spend (no project, or a project in no team): proportional to direct spend, even, or none "
+            "(its own statement). Default: the config's [statement] allocate, else proportional.",
+        ),
+    ] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Also write the statements' lines as CSV here.")
+    ] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the statements as an HTML page here.")] = None,
+    currency: CurrencyOpt = None,
+    fx: FxOpt = None,
+    store: StoreOpt = None,
+    org: OrgOpt = None,
+    names: NamesOpt = None,
+    config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
+) -> None:
+    """Showback: one statement per team or project for a month, lines by model and line item, shared spend
+    allocated by a stated rule; the statements add up to the month's costs to the cent, and say so."""
+    first = parse_month(month)
+    settings = load_config(config)
+    rule = cast(Allocation, allocate or settings.statement_allocate)
+    rates = rates_option(currency, fx)
+    url = store or settings.store_url or DEFAULT_STORE
+    for flag, path in (("--csv", csv_path), ("--html", html)):
+        if path is not None:
+            refuse_overwriting(flag, path, store_url=url, config_path=settings.path)
+            if path.is_dir():  # before any figure is computed (`--csv ''` is the working directory)
+                raise ParameterError(flag, f"{path} is a directory; give a file name, such as statements.{flag[2:]}")
+    with _database(store or settings.store_url) as db:
+        teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
+        id_names = resolve_names(db, org=org, overrides=_names(settings, names))
+        result = build_statements(
+            db, first, by=by, allocation=rule, teams=teams, org=org, fx=rates, today=datetime.now(UTC).date()
+        )
+    json_out = output_format == "json"
+    if json_out:
+        typer.echo(dumps(statement_document(result, id_names)))
+    else:
+        console.print(render_statements(result, id_names))
+    said = err_console if json_out else console
+    for path, text in ((csv_path, statement_csv), (html, statement_html)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text(result, id_names), encoding="utf-8")
+            said.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)

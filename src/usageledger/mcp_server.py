@@ -1,0 +1,175 @@
+"""``usageledger mcp``: a Model Context Protocol server over stdio, built with the official ``mcp`` SDK.
+
+The tools are :class:`usageledger.mcp_tools.LedgerTools`: read-only, answered from the store (never the live API),
+money as exact decimal strings and the period stated in every answer. This module only describes them to the SDK
+(name, description, input schema from the annotated signatures) and turns a usageledger error into a tool error the
+assistant can read and correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Final, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from usageledger.errors import UsageLedgerError
+from usageledger.mcp_tools import MAX_CHANGES, LedgerTools
+
+__all__ = ["SERVER_NAME", "build_server"]
+
+SERVER_NAME: Final = "usageledger"
+
+_INSTRUCTIONS: Final = (
+    "Answers questions about OpenAI organization spend and usage from a local usageledger store (synced from the "
+    "Usage and Costs API), never from the live API. Money is an exact decimal string in the answer's currency; "
+    "every answer states its period (UTC days, `until` exclusive). Use `lookup` to turn a project, user or API key "
+    "name into its ID and back."
+)
+_READ_ONLY: Final = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+Since = Annotated[
+    str | None,
+    Field(
+        description="First UTC day: a date (2026-11-01), a datetime, or a number of days ending today (7d = today "
+        "and the 6 days before). Default: the 30 days ending today."
+    ),
+]
+Until = Annotated[
+    str | None,
+    Field(description="End of the period, exclusive: a date or datetime. Default: tomorrow (so today is included)."),
+]
+Org = Annotated[str | None, Field(description="Only this organisation (as named in the store). Default: every org.")]
+Project = Annotated[
+    str | None,
+    Field(description="Only this project: its ID (proj_...) or its exact name (case-insensitive). Default: all."),
+]
+
+
+def _guarded(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a tool; a usageledger error (bad argument, missing store) becomes a one-line tool error."""
+    try:
+        return call()
+    except UsageLedgerError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def build_server(tools: LedgerTools) -> MCPServer:
+    """The MCP server with the ledger's tools: spend, usage, top_movers, changes, alerts, lookup."""
+    server: MCPServer = MCPServer(name=SERVER_NAME, instructions=_INSTRUCTIONS, log_level="WARNING")
+
+    @server.tool(
+        name="spend",
+        description="Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, "
+        "team, model, line_item, api_key, user or day, with the total and the previous period's total, optionally "
+        "for one model. Figures equal `usageledger report --format json` for the same period and filters. "
+        "`provisional_from` is the first day that may still be restated.",
+        annotations=_READ_ONLY,
+    )
+    def spend(
+        since: Since = None,
+        until: Until = None,
+        group_by: Annotated[
+            Literal["project", "team", "model", "line_item", "api_key", "user", "day"],
+            Field(
+                description="How to break the spend down. team: the config's [teams], else the directory's project "
+                "groups, as `usageledger report --by team`."
+            ),
+        ] = "project",
+        org: Org = None,
+        project: Project = None,
+        model: Annotated[
+            str | None,
+            Field(
+                description="Only this model's line items: gpt-4.1 also matches its dated snapshots "
+                "(gpt-4.1-2025-04-14), not gpt-4.1-mini. Default: every line item."
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        return _guarded(lambda: tools.spend(since, until, group_by, org, project, model))
+
+    @server.tool(
+        name="usage",
+        description="Token usage (input and output tokens) and model requests over a period, in total and by model, "
+        "from the token-metered usage endpoints (completions, embeddings, moderations...).",
+        annotations=_READ_ONLY,
+    )
+    def usage(since: Since = None, until: Until = None, org: Org = None, project: Project = None) -> dict[str, Any]:
+        return _guarded(lambda: tools.usage(since, until, org, project))
+
+    @server.tool(
+        name="top_movers",
+        description="The projects or models whose spend changed most against the previous period of the same "
+        "length (current, previous, change, change_ratio), biggest absolute change first.",
+        annotations=_READ_ONLY,
+    )
+    def top_movers(
+        since: Since = None,
+        until: Until = None,
+        by: Annotated[Literal["project", "model"], Field(description="Rank projects or models.")] = "project",
+        org: Org = None,
+        project: Project = None,
+    ) -> dict[str, Any]:
+        return _guarded(lambda: tools.top_movers(since, until, by, org, project))
+
+    @server.tool(
+        name="changes",
+        description="What syncs changed in already stored data, from the store's revision log: per table, bucket "
+        "day, change (update, delete, or insert) and metric, how many rows and the net change of the metric "
+        "(e.g. amount_value for costs). The period selects when the sync saw the change. 'restatements' (default) "
+        "leaves out first reads (inserts).",
+        annotations=_READ_ONLY,
+    )
+    def changes(
+        since: Since = None,
+        until: Until = None,
+        org: Org = None,
+        kind: Annotated[
+            Literal["restatements", "all"],
+            Field(description="restatements: updates and deletes only; all: inserts too."),
+        ] = "restatements",
+        limit: Annotated[
+            int, Field(ge=1, le=MAX_CHANGES, description="At most this many entries, newest first.")
+        ] = 100,
+    ) -> dict[str, Any]:
+        return _guarded(lambda: tools.changes(since, until, org, kind, limit))
+
+    @server.tool(
+        name="alerts",
+        description="The alerts `usageledger check` would raise with the config's [alerts] thresholds: daily and "
+        "monthly budgets, spend anomalies (robust z-score), stale data. `fired` says whether any did; `checks` "
+        "says what each check compared.",
+        annotations=_READ_ONLY,
+    )
+    def alerts(
+        org: Org = None,
+        project: Project = None,
+        date: Annotated[
+            str | None, Field(description="Day to check (YYYY-MM-DD, today or earlier). Default: today and yesterday.")
+        ] = None,
+    ) -> dict[str, Any]:
+        return _guarded(lambda: tools.alerts(org, project, date))
+
+    @server.tool(
+        name="lookup",
+        description="Find projects, users, service accounts and API keys in the synced directory: by exact ID, or by "
+        "part of a name or email (case-insensitive). Returns each match's ID, name, status and org: names for IDs "
+        "and IDs for names.",
+        annotations=_READ_ONLY,
+    )
+    def lookup(
+        query: Annotated[str, Field(min_length=1, description="An ID, or part of a name or email.")],
+        kind: Annotated[
+            Literal["project", "user", "project_service_account", "project_api_key", "admin_api_key"] | None,
+            Field(description="Only this kind of item. Default: every kind."),
+        ] = None,
+        org: Org = None,
+    ) -> dict[str, Any]:
+        return _guarded(lambda: tools.lookup(query, kind, org))
+
+    return server

@@ -1,0 +1,402 @@
+"""The MCP server's tools as plain functions over the store: each returns a JSON-able dict.
+
+Every answer comes from the store (never the API) and states its period: ``period`` holds the first and last UTC
+day and the bounds as ISO timestamps. Money, token quantities and ratios are exact decimal strings (``"12.500000"``),
+as ``report --format json`` writes them; the spend figures are the report's own (:func:`build_report`), so a tool's
+total equals ``usageledger report --format json`` for the same period and filters.
+
+Periods follow the report's rule (:func:`usageledger.report.period.report_period`): ``since`` is a date, a datetime
+or a number of days ending today (``7d``), ``until`` is exclusive; the default is the 30 days ending today.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Final, Literal, get_args
+
+from usageledger.config import Config
+from usageledger.errors import ParameterError
+from usageledger.report.alerts import parse_alert_config, run_checks
+from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.jsonout import check_document, dumps, report_document
+from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
+from usageledger.report.period import report_day, report_period
+from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Period, Scope, Spend, build_report, utc_day
+from usageledger.report.teams import project_teams, spend_by_team
+from usageledger.store import BaseStore
+
+__all__ = ["GROUP_BY", "MOVERS_BY", "LedgerTools", "SpendGroup"]
+
+Document = dict[str, Any]
+SpendGroup = Literal["project", "team", "model", "line_item", "api_key", "user", "day"]
+GROUP_BY: Final[tuple[str, ...]] = get_args(SpendGroup)
+MoversBy = Literal["project", "model"]
+MOVERS_BY: Final[tuple[str, ...]] = get_args(MoversBy)
+ChangeKind = Literal["restatements", "all"]
+_SPEND_ROWS: Final[dict[str, str]] = {
+    "project": "spend_by_project",
+    "team": "spend_by_project",
+    "model": "spend_by_model",
+    "line_item": "spend_by_line_item",
+    "api_key": "spend_by_api_key",
+    "user": "spend_by_user",
+    "day": "daily_spend",
+}
+_GROUP_COLUMNS: Final[dict[str, str]] = {
+    "project": "project_id",
+    "model": LINE_ITEM_MODEL,
+    "line_item": "line_item",
+    "api_key": "api_key_id",
+    "user": "user_id",
+    "day": DAY,
+}
+_ROW_KEYS: Final[dict[str, str]] = {
+    "project": "project_id",
+    "model": "model",
+    "line_item": "line_item",
+    "api_key": "api_key_id",
+    "user": "user_id",
+}
+_LOOKUP_KINDS: Final = tuple(k for ks in DIRECTORY_KINDS.values() for k in ks)
+MAX_CHANGES: Final = 500
+
+
+def _plain(document: Document) -> Document:
+    """The document as JSON would carry it: decimals as exact strings, dates and times as ISO text."""
+    out: Document = json.loads(dumps(document))
+    return out
+
+
+def _choice(value: str, allowed: tuple[str, ...], param: str) -> str:
+    if value not in allowed:
+        raise ParameterError(param, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+@dataclass
+class LedgerTools:
+    """The tools over one store: ``open_store`` opens it for reading (per call, so a running sync is no obstacle);
+    ``config`` gives names overrides, alert thresholds and the finality settings."""
+
+    open_store: Callable[[], AbstractContextManager[BaseStore]]
+    config: Config
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def _period(self, since: str | None, until: str | None) -> Period:
+        return report_period(since, until, now=self.clock(), since_param="since", until_param="until")
+
+    def _overrides(self) -> Names:
+        return names_from_mapping(self.config.names)
+
+    def _project_id(self, store: BaseStore, project: str | None, org: str | None) -> str | None:
+        """A project filter given as an ID or a name: the ID (a name must name exactly one project)."""
+        if project is None or project.startswith("proj_"):
+            return project
+        names = resolve_names(store, org=org, overrides=self._overrides())
+        found = sorted(pid for pid, name in names.projects.items() if name.casefold() == project.casefold())
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise ParameterError("project", f"no project is named {project!r}; use the lookup tool to find its ID")
+        raise ParameterError("project", f"{project!r} names several projects ({', '.join(found)}); give the ID")
+
+    def _report(self, since: str | None, until: str | None, org: str | None, project: str | None) -> Document:
+        period = self._period(since, until)
+        with self.open_store() as store:
+            pid = self._project_id(store, project, org)
+            data = build_report(store, period, Scope(org=org, project=pid))
+            names = resolve_names(store, org=org, overrides=self._overrides())
+            final = final_costs_until(store, self.config.sync.to_options())
+        return _plain(report_document(replace(data, provisional_from=provisional_from(final, org)), names))
+
+    def spend(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        group_by: str = "project",
+        org: str | None = None,
+        project: str | None = None,
+        model: str | None = None,
+    ) -> Document:
+        """Spend over the period, grouped, with the total, the previous period's total and the currency. ``model``
+        keeps the line items of one model (``gpt-4.1`` also matches its dated snapshots, ``gpt-4.1-2025-04-14``)."""
+        key = _SPEND_ROWS[_choice(group_by, GROUP_BY, "group_by")]
+        if group_by == "team":
+            return self._team_spend(self.spend(since, until, "project", org, project, model), org)
+        if model is not None:
+            return self._model_spend(since, until, group_by, org, project, model)
+        doc = self._report(since, until, org, project)
+        return {
+            "period": doc["period"],
+            "scope": doc["scope"],
+            "currency": doc["currency"],
+            "group_by": group_by,
+            "total": doc["totals"]["spend"],
+            "previous_period_total": doc["totals"]["previous_spend"],
+            "provisional_from": doc["provisional_from"],
+            "rows": doc[key],
+        }
+
+    def _team_spend(self, by_project: Document, org: str | None) -> Document:
+        """Spend by project regrouped by team (``report --by team``: the config's ``[teams]``, else the directory's
+        project groups; ``unassigned`` for the rest)."""
+        with self.open_store() as store:
+            teams = project_teams(store, org=org, config=self.config.teams)
+        rows = by_project["rows"]
+        names = {row["project_id"]: row["name"] for row in rows}
+        grouped = spend_by_team([Spend(row["project_id"], Decimal(row["spend"])) for row in rows], teams)
+        total = Decimal(by_project["total"])
+        team_rows = [
+            {
+                "team": t.team,
+                "spend": t.amount,
+                "share": None if total == 0 else t.amount / total,
+                "projects": [{"project_id": p, "name": names[p]} for p in t.projects],
+            }
+            for t in grouped
+        ]
+        return {**by_project, "group_by": "team", "rows": _plain({"rows": team_rows})["rows"]}
+
+    def _model_spend(
+        self, since: str | None, until: str | None, group_by: str, org: str | None, project: str | None, model: str
+    ) -> Document:
+        """The spend of one model's line items: summed in SQL per group and line item, the line items then kept by
+        their model (a handful per group), so the figures are the same sums the report makes."""
+        wanted = model.strip()
+        if not wanted:
+            raise ParameterError("model", "give a model name, such as gpt-4.1")
+        snapshot = re.compile(re.escape(wanted) + r"(-\d{4}-\d{2}-\d{2})?")
+        period = self._period(since, until)
+        with self.open_store() as store:
+            pid = self._project_id(store, project, org)
+            scope = Scope(org=org, project=pid)
+            where, params = scope.where(period, start=period.previous().start)
+            rows = store.query(
+                f"SELECT {_GROUP_COLUMNS[group_by]}, line_item, currency, bucket_start >= %s, SUM(amount_value) "
+                f"FROM {COSTS_VIEW} WHERE {where} AND line_item IS NOT NULL GROUP BY 1, 2, 3, 4",
+                [period.start, *params],
+            )
+            names = resolve_names(store, org=org, overrides=self._overrides())
+        current: dict[object, Decimal] = {}
+        previous = Decimal(0)
+        currencies: set[str] = set()
+        for group, line_item, currency, is_current, amount in rows:
+            if not snapshot.fullmatch(line_item.split(", ", 1)[0]) or ", " not in line_item:
+                continue
+            if currency is not None:
+                currencies.add(currency)
+            if is_current:
+                current[group] = current.get(group, Decimal(0)) + amount
+            else:
+                previous += amount
+        if len(currencies) > 1:
+            raise ParameterError("model", f"its costs are in several currencies ({', '.join(sorted(currencies))})")
+        total = sum(current.values(), Decimal(0))
+        return _plain(
+            {
+                "period": _period_doc(period),
+                "scope": {"org": org, "project": pid, "model": wanted},
+                "currency": next(iter(currencies), None),
+                "group_by": group_by,
+                "total": total,
+                "previous_period_total": previous,
+                "rows": _model_rows(group_by, current, total, names, period),
+            }
+        )
+
+    def usage(
+        self, since: str | None = None, until: str | None = None, org: str | None = None, project: str | None = None
+    ) -> Document:
+        """Tokens (input, output) and model requests over the period, in total and by model."""
+        doc = self._report(since, until, org, project)
+        return {
+            "period": doc["period"],
+            "scope": doc["scope"],
+            "totals": {"tokens": doc["totals"]["tokens"], "requests": doc["totals"]["requests"]},
+            "by_model": doc["usage_by_model"],
+        }
+
+    def top_movers(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        by: str = "project",
+        org: str | None = None,
+        project: str | None = None,
+    ) -> Document:
+        """The biggest changes in spend against the previous period of the same length."""
+        _choice(by, MOVERS_BY, "by")
+        doc = self._report(since, until, org, project)
+        current = self._period(since, until)
+        before = current.previous()
+        return {
+            "period": doc["period"],
+            "previous_period": _plain(_period_doc(before)),
+            "scope": doc["scope"],
+            "currency": doc["currency"],
+            "by": by,
+            "movers": doc["movers_by_project" if by == "project" else "movers_by_model"],
+        }
+
+    def changes(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        org: str | None = None,
+        kind: str = "restatements",
+        limit: int = 100,
+    ) -> Document:
+        """What syncs changed in the store during the period, from the revision log, summed per table, bucket day,
+        change and metric: restatements (rows updated or deleted after they were first read) or every change."""
+        _choice(kind, get_args(ChangeKind), "kind")
+        if not 1 <= limit <= MAX_CHANGES:
+            raise ParameterError("limit", f"give 1 to {MAX_CHANGES}, got {limit}")
+        period = self._period(since, until)
+        where = ["seen_at >= %s", "seen_at < %s"]
+        params: list[object] = [period.start, period.end]
+        if kind == "restatements":
+            where.append("change <> 'insert'")
+        if org is not None:
+            where.append("org = %s")
+            params.append(org)
+        sql = (
+            "SELECT org, endpoint_table, bucket_start, change, metric, COUNT(*), "
+            "SUM(COALESCE(new_value, 0) - COALESCE(old_value, 0)), MAX(seen_at) FROM revisions "
+            f"WHERE {' AND '.join(where)} GROUP BY 1, 2, 3, 4, 5 ORDER BY 8 DESC, 1, 2, 3, 4, 5 LIMIT %s"
+        )
+        with self.open_store() as store:
+            rows = store.query(sql, [*params, limit + 1])
+        entries = [
+            {
+                "org": o,
+                "table": table,
+                "bucket_day": bucket.astimezone(UTC).date() if isinstance(bucket, datetime) else bucket,
+                "change": change,
+                "metric": metric,
+                "rows": count,
+                "net_change": Decimal(delta).normalize() if delta is not None else None,
+                "last_seen_at": seen,
+            }
+            for o, table, bucket, change, metric, count, delta, seen in rows[:limit]
+        ]
+        return _plain(
+            {
+                "period": _period_doc(period),
+                "period_is": "when the sync saw the change (seen_at)",
+                "scope": {"org": org},
+                "kind": kind,
+                "truncated": len(rows) > limit,
+                "changes": entries,
+            }
+        )
+
+    def alerts(self, org: str | None = None, project: str | None = None, date_: str | None = None) -> Document:
+        """The ``check`` command's alerts with the config's thresholds ([alerts]): budgets, anomalies, staleness."""
+        now = self.clock()
+        day = None if date_ is None else report_day(date_, now=int(now.timestamp()), param="date", end=False)
+        if day is not None and day > now.date():
+            raise ParameterError("date", f"{day.isoformat()} is after today ({now.date().isoformat()})")
+        cfg = parse_alert_config(self.config.alerts)
+        with self.open_store() as store:
+            pid = self._project_id(store, project, org)
+            names = resolve_names(store, org=org, overrides=self._overrides())
+            result = run_checks(store, cfg, now=now, org=org, project=pid, budget_day=day, anomaly_day=day, names=names)
+        doc = _plain(check_document(result))
+        return {"period": _plain(_alert_period(result.budget_day, result.anomaly_day)), **doc}
+
+    def lookup(self, query: str, kind: str | None = None, org: str | None = None) -> Document:
+        """Directory items whose ID equals ``query`` or whose name or email contains it (case-insensitive)."""
+        text = query.strip()
+        if not text:
+            raise ParameterError("query", "give an ID or part of a name")
+        kinds = _LOOKUP_KINDS if kind is None else (_choice(kind, _LOOKUP_KINDS, "kind"),)
+        where = [
+            f"kind IN ({', '.join(['%s'] * len(kinds))})",
+            "(id = %s OR lower(name) LIKE %s ESCAPE '\\' OR lower(email) LIKE %s ESCAPE '\\')",
+        ]
+        # A literal match: LIKE's wildcards in the query are escaped.
+        like = "%" + "".join("\\" + c if c in "\\%_" else c for c in text.lower()) + "%"
+        params: list[object] = [*kinds, text, like, like]
+        if org is not None:
+            where.append("org = %s")
+            params.append(org)
+        sql = (
+            "SELECT org, kind, id, name, email, status, valid_from FROM directory_current "
+            f"WHERE {' AND '.join(where)} ORDER BY org, kind, name, id LIMIT 101"
+        )
+        with self.open_store() as store:
+            rows = store.query(sql, params)
+            names = resolve_names(store, org=org, overrides=self._overrides())
+        matches = [
+            {
+                "org": o,
+                "kind": k,
+                "id": ident,
+                "name": name,
+                "email": email,
+                "status": status,
+                "label": _label(names, k, ident, directory_label(ident, name, status, email)),
+                "known_since": since,
+            }
+            for o, k, ident, name, email, status, since in rows[:100]
+        ]
+        return _plain(
+            {
+                "period": "the directory as last synced (current versions)",
+                "query": text,
+                "truncated": len(rows) > 100,
+                "matches": matches,
+            }
+        )
+
+
+def _model_rows(
+    group_by: str, spend: dict[object, Decimal], total: Decimal, names: Names, period: Period
+) -> list[Document]:
+    """Rows shaped like the report's ``spend_by_*`` lists (``daily_spend`` for days: every day, zero included)."""
+    if group_by == "day":
+        by_day = {utc_day(k): v for k, v in spend.items()}
+        return [{"day": d, "spend": by_day.get(d, Decimal(0))} for d in period.each_day()]
+    name = {"project": names.project, "api_key": names.api_key, "user": names.user}.get(group_by)
+    out: list[Document] = []
+    for key, amount in sorted(spend.items(), key=lambda kv: (-kv[1], kv[0] is None, str(kv[0] or ""))):
+        row: Document = {_ROW_KEYS[group_by]: key}
+        if name is not None:
+            row["name"] = name(None if key is None else str(key))
+        row.update(spend=amount, share=None if total == 0 else amount / total)
+        out.append(row)
+    return out
+
+
+def _label(names: Names, kind: str, ident: str, fallback: str) -> str:
+    """The label reports show (a ``[names]`` override wins over the directory)."""
+    if kind == "project":
+        return names.projects.get(ident, fallback)
+    if kind in DIRECTORY_KINDS["users"]:
+        return names.users.get(ident, fallback)
+    return names.api_keys.get(ident, fallback)
+
+
+def _period_doc(period: Period) -> Document:
+    return {
+        "start": period.start,
+        "end": period.end,
+        "first_day": period.since,
+        "last_day": period.each_day()[-1],
+        "days": period.days,
+    }
+
+
+def _alert_period(budget_day: date, anomaly_day: date) -> Document:
+    """What the checks judged: the daily budget's day, the monthly budget's month to date, the anomaly's day."""
+    return {
+        "budget_day": budget_day,
+        "month_to_date": {"first_day": budget_day.replace(day=1), "last_day": budget_day},
+        "anomaly_day": anomaly_day,
+    }

@@ -1,0 +1,97 @@
+"""The whole report of a period and scope as ``report`` shows it: figures, names, and where spend turns provisional.
+
+One function for the ``report`` command and the dashboard's ``/api/report``, so both give the same document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.report.credit import CreditBalance, credit_balance
+from usageledger.report.finality import final_costs_until, provisional_from
+from usageledger.report.forecast_out import credit_document, forecast_document
+from usageledger.report.forecasting import ForecastReport, build_forecast
+from usageledger.report.jsonout import report_document
+from usageledger.report.names import Names, resolve_names
+from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report
+from usageledger.report.teams import UNASSIGNED, project_teams
+from usageledger.store import BaseStore
+from usageledger.sync_options import SyncOptions
+
+__all__ = ["assemble_report", "month_outlook", "outlook_document", "projects_in", "resolve_scope"]
+
+
+def assemble_report(
+    db: BaseStore,
+    period: Period,
+    scope: Scope,
+    *,
+    options: SyncOptions,
+    overrides: Names | None = None,
+    source: Database | None = None,
+) -> tuple[ReportData, Names]:
+    """The report's figures (with ``provisional_from`` by the sync's finalization grace in ``options``) and the
+    names to show for IDs: the store's directory, overridden by ``overrides``. ``source``, when given, is what the
+    figures are read from instead of ``db`` (the costs converted to another currency, :mod:`usageledger.report.fx`)."""
+    data = build_report(source if source is not None else db, period, scope)
+    id_names = resolve_names(db, org=scope.org, overrides=overrides)
+    final = final_costs_until(db, options)
+    return replace(data, provisional_from=provisional_from(final, scope.org)), id_names
+
+
+def month_outlook(
+    db: BaseStore, *, now: datetime, org: str | None, project: str | None = None
+) -> tuple[ForecastReport | None, CreditBalance | None]:
+    """This month's forecast (``None`` when the store holds too little history) and the prepaid credit balance
+    (``None`` without top-ups), as ``report``, ``status`` and the dashboard show them."""
+    try:
+        outlook = build_forecast(db, now.date().replace(day=1), now=now, org=org, project=project)
+    except UsageLedgerError:
+        outlook = None
+    return outlook, credit_balance(db, now=now, org=org)
+
+
+def outlook_document(
+    data: ReportData, names: Names, outlook: ForecastReport | None, credit: CreditBalance | None
+) -> dict[str, Any]:
+    """``report --format json`` and ``/api/report``: the report's document with ``forecast`` and ``credit``."""
+    document = report_document(data, names)
+    document["forecast"] = None if outlook is None else forecast_document(outlook, names)
+    document["credit"] = credit_document(credit)
+    return document
+
+
+def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:
+    """The projects with spend in the period (``None``: spend with no project)."""
+    where, params = Scope(org=org).where(period)
+    return [r[0] for r in db.query(f"SELECT DISTINCT project_id FROM {COSTS_VIEW} WHERE {where}", params)]
+
+
+def resolve_scope(
+    db: BaseStore,
+    period: Period,
+    *,
+    org: str | None = None,
+    project: str | None = None,
+    team: str | None = None,
+    model: str | None = None,
+    teams: Mapping[str, str] | None = None,
+    team_param: str = "--team",
+) -> Scope:
+    """The report scope of the filters; a team is its projects, by the rule of ``report --by team`` (``teams``, the
+    config's ``[teams]``, first, then the directory's project groups, else ``unassigned``)."""
+    members: tuple[str | None, ...] | None = None
+    if team is not None:
+        by_project = project_teams(db, org=org, config=teams)
+        if team == UNASSIGNED:
+            members = tuple(p for p in projects_in(db, period, org) if p is None or p not in by_project)
+        else:
+            members = tuple(sorted(p for p, t in by_project.items() if t == team))
+            if not members:
+                known = ", ".join(sorted({*by_project.values(), UNASSIGNED}))
+                raise ParameterError(team_param, f"no team is named {team!r}; the teams: {known}")
+    return Scope(org=org, project=project, team=team, team_projects=members, model=model)

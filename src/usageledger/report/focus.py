@@ -1,0 +1,348 @@
+"""The costs stream as FOCUS 1.2 rows (the FinOps Open Cost and Usage Specification), to CSV or Parquet.
+
+One FOCUS row per stored costs row of each org's primary daily costs stream (the ``costs_daily`` view, so groupings
+are never summed twice): a day, a project, a line item. ``docs/FOCUS.md`` has the mapping and the reason for each
+column. Money stays exact: Parquet keeps ``decimal128(38,18)`` and CSV writes the decimal digits as text.
+
+Currency: ``BilledCost`` is what OpenAI bills, in the invoice's currency (USD), so with ``--currency EUR --fx
+rates.csv`` the FOCUS columns stay as billed and the converted figures go in ``x_`` columns (FOCUS's prefix for
+columns outside the specification) with the day's rate beside them.
+
+Files are written the way ``export`` writes them (:func:`usageledger.export.staged_file`): under a temporary name,
+renamed into place only when the whole file is written, and never over the store or the config in use.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Final, Literal
+
+import msgspec
+import pyarrow as pa
+
+from usageledger.export import format_decimal, staged_file
+from usageledger.report.fx import FxRates
+from usageledger.report.queries import utc_day
+from usageledger.report.teams import UNASSIGNED
+from usageledger.store import BaseStore, table_for
+from usageledger.store.directory import named_view
+
+__all__ = [
+    "FOCUS_COLUMNS",
+    "FOCUS_VERSION",
+    "FX_COLUMNS",
+    "MANDATORY_COLUMNS",
+    "SERVICE_CATEGORY",
+    "SERVICE_SUBCATEGORY",
+    "FocusFormat",
+    "FocusResult",
+    "focus_rows",
+    "focus_unit",
+    "write_focus",
+]
+
+FocusFormat = Literal["csv", "parquet"]
+FOCUS_VERSION: Final = "1.2"
+PROVIDER: Final = "OpenAI"
+SERVICE_NAME: Final = "OpenAI API"
+SERVICE_CATEGORY: Final = "AI and Machine Learning"
+SERVICE_SUBCATEGORY: Final = "Generative AI"
+UNITS: Final = {
+    "tokens": "Tokens",
+    "1000_tokens": "1000 Tokens",
+    "characters": "Characters",
+    "duration_seconds": "Seconds",
+    "gibibyte_hours": "GiB-Hours",
+}
+"""The costs endpoint's ``quantity_unit`` in the FOCUS Unit Format; any other unit is title-cased (``calls`` ->
+``Calls``, ``image_generations`` -> ``Image Generations``)."""
+BATCH_ROWS: Final = 50_000
+
+_MONEY: Final = pa.decimal128(38, 18)
+_TS: Final = pa.timestamp("s", tz="UTC")
+
+MANDATORY_COLUMNS: Final[tuple[str, ...]] = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ContractedCost",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PricingQuantity",
+    "PricingUnit",
+    "ProviderName",
+    "PublisherName",
+    "ServiceCategory",
+    "ServiceName",
+)
+"""FOCUS 1.2's mandatory columns that this export fills (the issue's list of 21)."""
+
+FOCUS_COLUMNS: Final[tuple[tuple[str, pa.DataType], ...]] = (
+    ("BilledCost", _MONEY),
+    ("BillingAccountId", pa.string()),
+    ("BillingAccountName", pa.string()),
+    ("BillingCurrency", pa.string()),
+    ("BillingPeriodEnd", _TS),
+    ("BillingPeriodStart", _TS),
+    ("ChargeCategory", pa.string()),
+    ("ChargeClass", pa.string()),
+    ("ChargeDescription", pa.string()),
+    ("ChargeFrequency", pa.string()),
+    ("ChargePeriodEnd", _TS),
+    ("ChargePeriodStart", _TS),
+    ("ConsumedQuantity", _MONEY),
+    ("ConsumedUnit", pa.string()),
+    ("ContractedCost", _MONEY),
+    ("EffectiveCost", _MONEY),
+    ("InvoiceId", pa.string()),
+    ("InvoiceIssuerName", pa.string()),
+    ("ListCost", _MONEY),
+    ("PricingQuantity", _MONEY),
+    ("PricingUnit", pa.string()),
+    ("ProviderName", pa.string()),
+    ("PublisherName", pa.string()),
+    ("ServiceCategory", pa.string()),
+    ("ServiceName", pa.string()),
+    ("ServiceSubcategory", pa.string()),
+    ("SubAccountId", pa.string()),
+    ("SubAccountName", pa.string()),
+    ("Tags", pa.string()),
+)
+"""Every FOCUS column written, with its Parquet type, in file order."""
+
+FX_COLUMNS: Final[tuple[tuple[str, pa.DataType], ...]] = (
+    ("x_DisplayCurrency", pa.string()),
+    ("x_FxRate", _MONEY),
+    ("x_BilledCostInDisplayCurrency", _MONEY),
+    ("x_EffectiveCostInDisplayCurrency", _MONEY),
+)
+"""Added with ``--currency``/``--fx``: the converted costs and the day's rate (one USD in the display currency)."""
+
+_JSON: Final = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class FocusResult:
+    rows: int
+    path: Path | None
+    rates: tuple[tuple[date, Decimal], ...] = ()
+    """The ``(day, rate)`` pairs used, when converted."""
+
+
+def _billing_period(day: date) -> tuple[datetime, datetime]:
+    """The calendar month holding ``day``: OpenAI invoices a month of usage."""
+    start = datetime(day.year, day.month, 1, tzinfo=UTC)
+    following = (start + timedelta(days=32)).replace(day=1)
+    return start, following
+
+
+def focus_unit(unit: str) -> str:
+    """``quantity_unit`` as a FOCUS unit (see :data:`UNITS`)."""
+    return UNITS.get(unit) or " ".join(w.capitalize() for w in unit.replace("_", " ").split())
+
+
+def _tags(model: str | None, line_item: str | None, team: str) -> str:
+    tags = {"model": model, "line_item": line_item, "team": team}
+    return _JSON.encode({k: v for k, v in tags.items() if v is not None}).decode()
+
+
+def _model(line_item: str | None) -> str | None:
+    """The model of a line item ``"<model>, <what>"`` (the report's rule, :data:`queries.LINE_ITEM_MODEL`)."""
+    if line_item and ", " in line_item:
+        return line_item.split(", ", 1)[0]
+    return None
+
+
+def _select(since: int | None, until: int | None, orgs: Sequence[str]) -> tuple[str, list[Any], pa.Schema]:
+    spec = table_for("costs")
+    wanted = ["org", "bucket_start", "bucket_end", "project_id", "line_item", "amount_value", "currency"]
+    wanted += ["quantity", "quantity_unit", "project_name"]
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append("bucket_start >= %s")
+        params.append(datetime.fromtimestamp(since, UTC))
+    if until is not None:
+        where.append("bucket_start < %s")
+        params.append(datetime.fromtimestamp(until, UTC))
+    if orgs:
+        where.append(f"org IN ({', '.join(['%s'] * len(orgs))})")
+        params.extend(orgs)
+    # A costs stream synced without project_id or line_item grouping has NULL there: every grouping field is a
+    # column of the table, so the query never misses one.
+    sql = f"SELECT {', '.join(wanted)} FROM {named_view(spec)}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY org, bucket_start, project_id NULLS FIRST, line_item NULLS FIRST"
+    full = spec.arrow_schema()
+    fields = [
+        pa.field("org", pa.string()),
+        pa.field("bucket_start", _TS),
+        pa.field("bucket_end", _TS),
+        full.field("project_id"),
+        full.field("line_item"),
+        full.field("amount_value"),
+        full.field("currency"),
+        full.field("quantity"),
+        full.field("quantity_unit"),
+        pa.field("project_name", pa.string()),
+    ]
+    return sql, params, pa.schema(fields)
+
+
+def focus_rows(
+    store: BaseStore,
+    *,
+    teams: Mapping[str, str],
+    since: int | None = None,
+    until: int | None = None,
+    orgs: Sequence[str] = (),
+    fx: FxRates | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.Table]:
+    """The FOCUS rows in batches (see the module's docstring); ``teams`` maps project IDs to teams for ``Tags``."""
+    sql, params, schema = _select(since, until, orgs)
+    out_fields = [pa.field(n, t) for n, t in FOCUS_COLUMNS]
+    if fx is not None:
+        out_fields += [pa.field(n, t) for n, t in FX_COLUMNS]
+    out_schema = pa.schema(out_fields)
+    for batch in store.iter_batches(sql, params, schema, batch_rows):
+        records = batch.to_pylist()
+        if fx is not None:
+            fx.require(utc_day(r["bucket_start"]) for r in records)
+        yield pa.Table.from_pylist([_row(r, teams, fx) for r in records], schema=out_schema)
+
+
+def _row(r: Mapping[str, Any], teams: Mapping[str, str], fx: FxRates | None) -> dict[str, Any]:
+    start: datetime = r["bucket_start"]
+    day = utc_day(start)
+    period_start, period_end = _billing_period(day)
+    amount: Decimal = r["amount_value"] if r["amount_value"] is not None else Decimal(0)
+    project = r["project_id"]
+    line_item = r["line_item"]
+    team = teams.get(project, UNASSIGNED) if project is not None else UNASSIGNED
+    quantity = r["quantity"]
+    unit = focus_unit(r["quantity_unit"]) if r["quantity_unit"] else None
+    row: dict[str, Any] = {
+        "BilledCost": amount,
+        "BillingAccountId": r["org"],
+        "BillingAccountName": r["org"],
+        "BillingCurrency": (r["currency"] or "usd").upper(),
+        "BillingPeriodEnd": period_end,
+        "BillingPeriodStart": period_start,
+        "ChargeCategory": "Usage" if amount >= 0 else "Credit",
+        "ChargeClass": None,
+        "ChargeDescription": line_item or "OpenAI API usage",
+        "ChargeFrequency": "Usage-Based",
+        "ChargePeriodEnd": r["bucket_end"],
+        "ChargePeriodStart": start,
+        "ConsumedQuantity": quantity if unit else None,
+        "ConsumedUnit": unit,
+        "ContractedCost": amount,
+        "EffectiveCost": amount,
+        "InvoiceId": None,
+        "InvoiceIssuerName": PROVIDER,
+        "ListCost": amount,
+        "PricingQuantity": quantity if unit else None,
+        "PricingUnit": unit,
+        "ProviderName": PROVIDER,
+        "PublisherName": PROVIDER,
+        "ServiceCategory": SERVICE_CATEGORY,
+        "ServiceName": SERVICE_NAME,
+        "ServiceSubcategory": SERVICE_SUBCATEGORY,
+        "SubAccountId": project,
+        "SubAccountName": (r["project_name"] or project) if project is not None else None,
+        "Tags": _tags(_model(line_item), line_item, team),
+    }
+    if fx is not None:
+        rate = fx.rate(day)
+        row["x_DisplayCurrency"] = fx.currency
+        row["x_FxRate"] = rate
+        row["x_BilledCostInDisplayCurrency"] = amount * rate
+        row["x_EffectiveCostInDisplayCurrency"] = amount * rate
+    return row
+
+
+def _csv_text(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format_decimal(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+def _write(batches: Iterator[pa.Table], fmt: FocusFormat, out: IO[bytes], schema: pa.Schema) -> int:
+    count = 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetWriter(out, schema) as writer:
+            for table in batches:
+                writer.write_table(table)
+                count += table.num_rows
+        return count
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer_csv = csv.writer(text, lineterminator="\n")
+    writer_csv.writerow(schema.names)
+    for table in batches:
+        for record in table.to_pylist():
+            writer_csv.writerow([_csv_text(record[n]) for n in schema.names])
+        count += table.num_rows
+    text.flush()
+    text.detach()
+    return count
+
+
+def write_focus(
+    store: BaseStore,
+    fmt: FocusFormat,
+    output: str | Path | IO[bytes],
+    *,
+    teams: Mapping[str, str],
+    since: int | None = None,
+    until: int | None = None,
+    orgs: Sequence[str] = (),
+    fx: FxRates | None = None,
+    protect: Mapping[str, str | Path] | None = None,
+) -> FocusResult:
+    """Write the FOCUS rows to ``output`` (a file, or the caller's binary stream); files are staged as ``export``
+    stages them and never replace the store or a ``protect``-ed path."""
+    names = [n for n, _ in FOCUS_COLUMNS] + ([n for n, _ in FX_COLUMNS] if fx is not None else [])
+    types = dict(FOCUS_COLUMNS) | dict(FX_COLUMNS)
+    schema = pa.schema([pa.field(n, types[n]) for n in names])
+    days: set[date] = set()
+
+    def batches() -> Iterator[pa.Table]:
+        for table in focus_rows(store, teams=teams, since=since, until=until, orgs=orgs, fx=fx):
+            if fx is not None:
+                days.update(utc_day(v) for v in table.column("ChargePeriodStart").to_pylist())
+            yield table
+
+    if isinstance(output, str | Path):
+        target = Path(output)
+        with staged_file(store, target, protect or {}) as fh:
+            count = _write(batches(), fmt, fh, schema)
+        path: Path | None = target
+    else:
+        count = _write(batches(), fmt, output, schema)
+        output.flush()
+        path = None
+    rates = tuple(fx.used(days)) if fx is not None else ()
+    return FocusResult(count, path, rates)

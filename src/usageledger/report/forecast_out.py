@@ -1,0 +1,88 @@
+"""The forecast and the prepaid credit balance as JSON documents and terminal lines: ``forecast``, ``credit``,
+``report`` and ``status`` show them alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from usageledger.report.credit import CreditBalance
+from usageledger.report.forecast import Forecast
+from usageledger.report.forecasting import ForecastReport
+from usageledger.report.formatting import format_money
+from usageledger.report.names import Names
+
+__all__ = ["credit_document", "credit_line", "forecast_document", "forecast_figures", "forecast_line"]
+
+
+def forecast_figures(fc: Forecast) -> dict[str, Any]:
+    return {
+        "actual_to_date": fc.actual_to_date,
+        "month_end": fc.month_end,
+        "low": fc.low,
+        "high": fc.high,
+        "days_used": fc.days_used,
+    }
+
+
+def forecast_document(report: ForecastReport, names: Names | None = None) -> dict[str, Any]:
+    """``forecast --format json`` (and the report's ``forecast`` key): decimal strings, dates, the method."""
+    names = names or Names()
+    fc = report.total
+    groups = []
+    for g in report.groups:
+        row: dict[str, Any] = {report.by or "key": g.key}
+        if report.by == "project":
+            row["name"] = names.project(g.key)
+        row.update(forecast_figures(g.forecast))
+        groups.append(row)
+    return {
+        "month": fc.label,
+        "as_of": fc.as_of,
+        "scope": {"org": report.org, "project": report.project},
+        "currency": report.currency,
+        **forecast_figures(fc),
+        "budget": report.budget,
+        "runway": report.runway,
+        "by": report.by,
+        "groups": groups,
+        "method": fc.method,
+    }
+
+
+def credit_document(balance: CreditBalance | None) -> dict[str, Any] | None:
+    if balance is None:
+        return None
+    return {
+        "org": balance.org,
+        "topups": balance.topups,
+        "count": balance.count,
+        "since": balance.first_day,
+        "spent": balance.spent,
+        "balance": balance.balance,
+        "as_of": balance.as_of,
+        "runway": balance.runway,
+        "runway_note": balance.runway_note,
+    }
+
+
+def forecast_line(report: ForecastReport) -> Text:
+    """One line for the terminal report: where this month ends, its range, and the method in brief."""
+    fc, cur = report.total, report.currency
+    return Text.assemble(
+        (f"Forecast {fc.label} ", "bold"),
+        format_money(fc.month_end, cur),
+        f" (range {format_money(fc.low, cur)} to {format_money(fc.high, cur)}; "
+        f"{format_money(fc.actual_to_date, cur)} through {fc.as_of}; see `usageledger forecast`)",
+    )
+
+
+def credit_line(balance: CreditBalance, currency: str | None) -> Text:
+    runs_out = f"runs out on {balance.runway}" if balance.runway is not None else balance.runway_note
+    return Text.assemble(
+        ("Prepaid credit ", "bold"),
+        format_money(balance.balance, currency),
+        f" left ({format_money(balance.topups, currency)} topped up, {format_money(balance.spent, currency)} spent "
+        f"since {balance.first_day}); {runs_out}",
+    )

@@ -1,0 +1,173 @@
+"""The forecast over a store: read the daily costs (whole org, or by project, team or model) and apply
+:mod:`usageledger.report.forecast`, whose method is pure.
+
+*As of*: the last UTC day the synced costs fully cover (the newest costs bucket reaches to its end, or to when it was
+synced if it was still open; the day before that point's day unless it is midnight), never after yesterday. The
+forecast takes that day and the ones before it as actual, and forecasts the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Final, Literal
+
+from usageledger.errors import UsageLedgerError
+from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forecast_month, month_days, runway
+from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, utc_day
+from usageledger.report.teams import UNASSIGNED
+
+__all__ = ["GROUPINGS", "ForecastReport", "GroupForecast", "build_forecast", "daily_spend", "data_as_of"]
+
+Grouping = Literal["project", "team", "model"]
+GROUPINGS: Final[tuple[Grouping, ...]] = ("project", "team", "model")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupForecast:
+    key: str | None
+    """The project ID, team or model; ``None`` for spend with no project or model."""
+    forecast: Forecast
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastReport:
+    total: Forecast
+    groups: tuple[GroupForecast, ...]
+    """Each group forecast from its own daily spend (so their sum need not equal the total's forecast)."""
+    by: Grouping | None
+    currency: str | None
+    org: str | None
+    project: str | None
+    budget: Decimal | None
+    runway: date | None
+    """The day the month's cumulative spend goes above ``budget`` (``None``: not within the month, or no budget)."""
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _where(org: str | None, project: str | None) -> tuple[str, list[object]]:
+    sql, params = "", list[object]()
+    if org is not None:
+        sql += " AND org = %s"
+        params.append(org)
+    if project is not None:
+        sql += " AND project_id = %s"
+        params.append(project)
+    return sql, params
+
+
+def data_as_of(db: Database, *, now: datetime, org: str | None = None) -> date | None:
+    """The last day the synced costs fully cover, at most the day before ``now``; ``None`` for no costs at all."""
+    where, params = _where(org, None)
+    value = db.query(
+        f"SELECT MAX(LEAST(bucket_end, COALESCE(synced_at, bucket_end))) FROM costs WHERE TRUE {where}", params
+    )[0][0]
+    if value is None:
+        return None
+    # Covered through midnight of its date (a whole last day ends there; a day still open at that point is not whole).
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a TIMESTAMPTZ, got {type(value).__name__}")
+    day = value.astimezone(UTC).date() - timedelta(days=1)
+    return min(day, now.astimezone(UTC).date() - timedelta(days=1))
+
+
+def daily_spend(
+    db: Database,
+    first: date,
+    last: date,
+    *,
+    org: str | None = None,
+    project: str | None = None,
+    by: Literal["project", "model"] | None = None,
+) -> dict[str | None, list[tuple[date, Decimal]]]:
+    """``{key: [(day, spend), ...]}`` from ``first`` through ``last`` (days without spend left out); the key is
+    ``None`` without ``by``."""
+    where, params = _where(org, project)
+    key = {"project": "project_id", "model": LINE_ITEM_MODEL, None: "CAST(NULL AS TEXT)"}[by]
+    rows = db.query(
+        f"SELECT {DAY} AS day, {key} AS k, SUM(amount_value) FROM {COSTS_VIEW} "
+        f"WHERE bucket_start >= %s AND bucket_start < %s {where} GROUP BY 1, 2 ORDER BY 1",
+        [_day_start(first), _day_start(last + timedelta(days=1)), *params],
+    )
+    out: dict[str | None, list[tuple[date, Decimal]]] = {}
+    for day, k, amount in rows:
+        out.setdefault(k, []).append((utc_day(day), amount if isinstance(amount, Decimal) else Decimal(amount or 0)))
+    return out
+
+
+def _first_day(db: Database, org: str | None, project: str | None) -> date | None:
+    where, params = _where(org, project)
+    value = db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE TRUE {where}", params)[0][0]
+    return None if value is None else utc_day(value)
+
+
+def _currency(db: Database, org: str | None) -> str | None:
+    where, params = _where(org, None)
+    rows = db.query(
+        f"SELECT currency FROM {COSTS_VIEW} WHERE currency IS NOT NULL {where} "
+        "GROUP BY currency ORDER BY COUNT(*) DESC LIMIT 1",
+        params,
+    )
+    return rows[0][0] if rows else None
+
+
+def build_forecast(
+    db: Database,
+    month: date,
+    *,
+    now: datetime,
+    org: str | None = None,
+    project: str | None = None,
+    by: Grouping | None = None,
+    teams: Mapping[str, str] | None = None,
+    budget: Decimal | None = None,
+) -> ForecastReport:
+    """The forecast of ``month`` for the scope, by ``by`` when given (``teams``: ``{project: team}`` for ``team``).
+
+    Raises :class:`~usageledger.errors.UsageLedgerError` when the store holds too little history (see ``fit``).
+    """
+    as_of = data_as_of(db, now=now, org=org)
+    first_data = _first_day(db, org, project)
+    if as_of is None:
+        raise UsageLedgerError("the store holds no costs to forecast from: run `usageledger sync` first")
+    if first_data is None:
+        where = " ".join(f"{k} {v}" for k, v in (("org", org), ("project", project)) if v is not None)
+        raise UsageLedgerError(
+            f"the store holds no daily costs for {where or 'any org'} to forecast from; check the ID"
+        )
+    days = month_days(month)
+    start = max(first_data, min(days[0], as_of - timedelta(days=HISTORY_DAYS - 1)))
+    last = min(as_of, days[-1])
+    if start > last:
+        raise UsageLedgerError(
+            f"the store's costs start on {first_data}, after {month:%Y-%m}: there is nothing to forecast it from"
+        )
+    total_series = fill_days(daily_spend(db, start, last, org=org, project=project).get(None, []), start, last)
+    total = forecast_month(total_series, month, as_of=as_of)
+    groups: list[GroupForecast] = []
+    if by is not None:
+        raw = daily_spend(db, start, last, org=org, project=project, by="model" if by == "model" else "project")
+        if by == "team":
+            merged: dict[str | None, list[tuple[date, Decimal]]] = {}
+            for key, series in raw.items():
+                team = (teams or {}).get(key, UNASSIGNED) if key is not None else UNASSIGNED
+                merged.setdefault(team, []).extend(series)
+            raw = merged
+        for key, series in raw.items():
+            groups.append(GroupForecast(key, forecast_month(fill_days(series, start, last), month, as_of=as_of)))
+        groups.sort(key=lambda g: (-g.forecast.month_end, g.key is None, g.key or ""))
+    return ForecastReport(
+        total=total,
+        groups=tuple(groups),
+        by=by,
+        currency=_currency(db, org),
+        org=org,
+        project=project,
+        budget=budget,
+        runway=None if budget is None else runway(total, budget),
+    )

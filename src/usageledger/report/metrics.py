@@ -1,0 +1,308 @@
+"""Prometheus metrics from the store: spend, tokens and requests of the month to date and of today, and how fresh
+each stream is.
+
+Every figure is read from the store (never from the API), on each scrape, by :func:`render_metrics`: one query over
+``costs_daily``, one over the token-metered usage views and one over ``streams`` and ``sync_runs``. Period figures
+are **gauges**, never counters: a restated bucket can lower a month's spend, and a gauge says so where a counter
+would have to clamp or reset. The metrics (names follow Prometheus: base units, ``_usd`` for money, ``_seconds``
+for times):
+
+- ``usageledger_month_to_date_cost_usd`` and ``usageledger_today_cost_usd``
+  ``{org, project_id, project_name, model, line_item}``: spend in USD from the first UTC day of the current month
+  (or today, UTC) through now. Costs in another currency are left out (the name says USD). ``model`` is parsed from
+  the line item (``"gpt-4o, input"``), empty for line items without one.
+- ``usageledger_month_to_date_tokens`` and ``usageledger_today_tokens``
+  ``{org, project_id, project_name, model, direction}`` (``direction`` is ``input`` or ``output``), and
+  ``usageledger_month_to_date_requests`` / ``usageledger_today_requests`` ``{org, project_id, project_name,
+  model}``: from the token-metered usage endpoints, as the report counts them.
+- ``usageledger_last_sync_timestamp_seconds{org, stream}``: when the stream's last sync run ended (any outcome);
+  ``usageledger_data_until_timestamp_seconds{org, stream}``: the stream's watermark, the end of the data read in
+  full (only a successful read moves it, so ``time() - usageledger_data_until_timestamp_seconds`` is the staleness
+  to alert on); ``usageledger_sync_errors{org, stream}``: 1 when the stream's last run ended in an error (failed,
+  interrupted, abandoned), else 0.
+- ``usageledger_sync_runs{status}``: how many sync runs the store records, by status.
+
+Cardinality: ``labels`` (``--metrics-labels``) keeps some of ``org``, ``project`` (``project_id`` and
+``project_name`` together), ``model`` and ``line_item``; a dropped label is summed away, so every total is
+unchanged. ``direction``, ``stream`` and ``status`` always stay: they are part of what a series means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector
+
+from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.report.names import Names, resolve_names
+from usageledger.report.queries import COSTS_VIEW, LINE_ITEM_MODEL, Period, Scope, token_usage_sql
+from usageledger.store import BaseStore
+
+__all__ = [
+    "DEFAULT_METRICS_LABELS",
+    "METRICS_LABELS",
+    "METRIC_NAMES",
+    "metrics_endpoint",
+    "parse_metrics_labels",
+    "render_metrics",
+    "wants_openmetrics",
+]
+
+METRICS_LABELS: Final = ("org", "project", "model", "line_item")
+"""The labels ``--metrics-labels`` can keep (``project`` is ``project_id`` and ``project_name``)."""
+DEFAULT_METRICS_LABELS: Final = frozenset(METRICS_LABELS)
+CURRENCY: Final = "usd"
+"""The only currency the ``_usd`` metrics sum."""
+_ERROR_STATUSES: Final = frozenset({"failed", "interrupted", "abandoned"})
+
+METRIC_NAMES: Final = (
+    "usageledger_month_to_date_cost_usd",
+    "usageledger_today_cost_usd",
+    "usageledger_month_to_date_tokens",
+    "usageledger_today_tokens",
+    "usageledger_month_to_date_requests",
+    "usageledger_today_requests",
+    "usageledger_last_sync_timestamp_seconds",
+    "usageledger_data_until_timestamp_seconds",
+    "usageledger_sync_errors",
+    "usageledger_sync_runs",
+)
+"""Every metric :func:`render_metrics` can emit (the Grafana dashboard may use these and no others)."""
+
+
+def parse_metrics_labels(value: str) -> frozenset[str]:
+    """``"project,model"`` -> the labels to keep; anything else is a one-line ``--metrics-labels`` error."""
+    parts = [p.strip() for p in value.split(",")]
+    chosen = [p for p in parts if p]
+    allowed = ", ".join(METRICS_LABELS)
+    if not chosen:
+        raise ParameterError("--metrics-labels", f"give one or more of {allowed}, separated by commas")
+    unknown = [p for p in chosen if p not in METRICS_LABELS]
+    if unknown:
+        raise ParameterError("--metrics-labels", f"{', '.join(unknown)} is not a label; choose from {allowed}")
+    return frozenset(chosen)
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Whether an ``Accept`` header asks for OpenMetrics (as Prometheus does when it can read it)."""
+    return accept is not None and "application/openmetrics-text" in accept
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """Which label columns a figure keeps, in output order."""
+
+    labels: frozenset[str]
+
+    def cost_labels(self) -> list[str]:
+        return self._names(("org", "project", "model", "line_item"))
+
+    def usage_labels(self) -> list[str]:
+        return self._names(("org", "project", "model"))
+
+    def _names(self, order: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        for label in order:
+            if label in self.labels:
+                out += ["project_id", "project_name"] if label == "project" else [label]
+        return out
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _month_start(today: date) -> date:
+    return today.replace(day=1)
+
+
+class _Figures(Collector):
+    """A collector over metric families already read from the store (one registry per scrape)."""
+
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self._families)
+
+
+def _add(sums: dict[tuple[str, ...], Decimal], key: tuple[str, ...], value: object) -> None:
+    if value is None:
+        return
+    sums[key] = sums.get(key, Decimal(0)) + (value if isinstance(value, Decimal) else Decimal(str(value)))
+
+
+def _family(name: str, doc: str, labels: list[str], sums: dict[tuple[str, ...], Decimal]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for key in sorted(sums):
+        family.add_metric(list(key), float(sums[key]))
+    return family
+
+
+def _project_labels(project: object, names: Names) -> list[str]:
+    pid = _text(project)
+    return [pid, names.project(pid) if pid else ""]
+
+
+def _costs(
+    store: BaseStore, shape: _Shape, names: Names, month: datetime, today: datetime, end: datetime
+) -> list[Metric]:
+    # Grouped by line item first, the model parsed from the few groups (not from every row).
+    rows = store.query(
+        f"SELECT org, project_id, {LINE_ITEM_MODEL} AS model, line_item, today, amount FROM ("
+        "SELECT org, project_id, line_item, bucket_start >= %s AS today, SUM(amount_value) AS amount "
+        f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s AND lower(currency) = %s "
+        "GROUP BY 1, 2, 3, 4) c",
+        [today, month, end, CURRENCY],
+    )
+    labels = shape.cost_labels()
+    mtd: dict[tuple[str, ...], Decimal] = {}
+    day: dict[tuple[str, ...], Decimal] = {}
+    for org, project, model, line_item, is_today, amount in rows:
+        values = {"org": [_text(org)], "model": [_text(model)], "line_item": [_text(line_item)]}
+        values["project"] = _project_labels(project, names)
+        key = tuple(
+            v for label in ("org", "project", "model", "line_item") if label in shape.labels for v in values[label]
+        )
+        _add(mtd, key, amount)
+        if is_today:
+            _add(day, key, amount)
+    return [
+        _family(
+            "usageledger_month_to_date_cost_usd", "Spend in USD since the first UTC day of this month.", labels, mtd
+        ),
+        _family("usageledger_today_cost_usd", "Spend in USD of the current UTC day so far.", labels, day),
+    ]
+
+
+def _usage(store: BaseStore, shape: _Shape, names: Names, period: Period, today: datetime) -> list[Metric]:
+    inner, params = token_usage_sql(Scope(), period)
+    rows = store.query(
+        "SELECT org, project_id, model, bucket_start >= %s AS today, SUM(input_tokens), SUM(output_tokens), "
+        f"SUM(requests) FROM ({inner}) u GROUP BY 1, 2, 3, 4",
+        [today, *params],
+    )
+    labels = shape.usage_labels()
+    tokens: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
+    requests: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
+    for org, project, model, is_today, inp, out, req in rows:
+        values = {"org": [_text(org)], "model": [_text(model)], "project": _project_labels(project, names)}
+        key = tuple(v for label in ("org", "project", "model") if label in shape.labels for v in values[label])
+        for which in ("mtd", "today") if is_today else ("mtd",):
+            _add(tokens[which], (*key, "input"), inp)
+            _add(tokens[which], (*key, "output"), out)
+            _add(requests[which], key, req)
+    tlabels = [*labels, "direction"]
+    return [
+        _family(
+            "usageledger_month_to_date_tokens", "Tokens since the first UTC day of this month.", tlabels, tokens["mtd"]
+        ),
+        _family("usageledger_today_tokens", "Tokens of the current UTC day so far.", tlabels, tokens["today"]),
+        _family(
+            "usageledger_month_to_date_requests",
+            "Model requests since the first UTC day of this month.",
+            labels,
+            requests["mtd"],
+        ),
+        _family(
+            "usageledger_today_requests", "Model requests of the current UTC day so far.", labels, requests["today"]
+        ),
+    ]
+
+
+def _sync(store: BaseStore) -> list[Metric]:
+    last = GaugeMetricFamily(
+        "usageledger_last_sync_timestamp_seconds",
+        "When the stream's last sync run ended (any outcome).",
+        labels=["org", "stream"],
+    )
+    until = GaugeMetricFamily(
+        "usageledger_data_until_timestamp_seconds",
+        "The stream's watermark: its data is read in full up to this time.",
+        labels=["org", "stream"],
+    )
+    errors = GaugeMetricFamily(
+        "usageledger_sync_errors",
+        "1 when the stream's last sync run ended in an error, else 0.",
+        labels=["org", "stream"],
+    )
+    for s in store.stream_states():
+        if s.last_run_at is not None:
+            last.add_metric([s.org, s.stream], float(s.last_run_at))
+        if s.watermark is not None:
+            until.add_metric([s.org, s.stream], float(s.watermark))
+        errors.add_metric([s.org, s.stream], 1.0 if s.last_status in _ERROR_STATUSES else 0.0)
+    runs = GaugeMetricFamily("usageledger_sync_runs", "Sync runs recorded in the store, by status.", labels=["status"])
+    for status, count in store.query("SELECT status, COUNT(*) FROM sync_runs GROUP BY status ORDER BY status"):
+        runs.add_metric([str(status)], float(count))
+    return [last, until, errors, runs]
+
+
+def render_metrics(
+    store: BaseStore,
+    *,
+    labels: frozenset[str] = DEFAULT_METRICS_LABELS,
+    openmetrics: bool = False,
+    now: datetime | None = None,
+) -> tuple[bytes, str]:
+    """The metrics page of ``store`` at ``now`` (default: the clock): ``(body, content type)``, in the Prometheus
+    text format or, with ``openmetrics``, in OpenMetrics."""
+    unknown = labels - DEFAULT_METRICS_LABELS
+    if unknown:
+        raise ParameterError("--metrics-labels", f"{', '.join(sorted(unknown))} is not a label")
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    today = moment.date()
+    period = Period(_month_start(today), today + timedelta(days=1))
+    day_start = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    shape = _Shape(labels)
+    names = resolve_names(store) if "project" in labels else Names()
+    families = [
+        *_costs(store, shape, names, period.start, day_start, period.end),
+        *_usage(store, shape, names, period, day_start),
+        *_sync(store),
+    ]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Figures(families))
+    if openmetrics:
+        return generate_openmetrics(registry), OPENMETRICS_CONTENT_TYPE  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+StoreOpener = Callable[[], AbstractContextManager[BaseStore]]
+
+
+def metrics_endpoint(
+    store_opener: StoreOpener,
+    labels: frozenset[str] = DEFAULT_METRICS_LABELS,
+    *,
+    clock: Callable[[], datetime] | None = None,
+) -> Callable[[Any], Any]:
+    """A Starlette endpoint serving :func:`render_metrics`: the store is opened per scrape (read only, in a worker
+    thread), and an ``Accept`` header naming ``application/openmetrics-text`` gets OpenMetrics. ``clock`` (default:
+    the system's) says what "now" is, for tests and replays."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+
+    def scrape(openmetrics: bool) -> tuple[bytes, str]:
+        with store_opener() as store:
+            return render_metrics(store, labels=labels, openmetrics=openmetrics, now=None if clock is None else clock())
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            body, content_type = await run_in_threadpool(scrape, wants_openmetrics(request.headers.get("accept")))
+        except UsageLedgerError as exc:  # no store, a store of another schema: one line, and the scrape fails
+            return PlainTextResponse(f"error: {exc}\n", status_code=503)
+        return Response(body, headers={"Content-Type": content_type})
+
+    return endpoint

@@ -1,0 +1,306 @@
+"""Showback statements: what each team or project owes for a month, adding up to the month's costs to the cent.
+
+The month's costs are the store's ``costs_daily`` rows (each org's primary daily costs stream) of that calendar month
+(UTC). Each row belongs to an owner:
+
+* ``--by project``: its project; a row with no project is *shared*;
+* ``--by team``: its project's team (:func:`usageledger.report.teams.project_teams`: the config's ``[teams]``, else
+  the directory's groups); a row with no project, or whose project is in no team, is *shared*.
+
+Shared spend is allocated by a stated rule (:data:`ALLOCATIONS`):
+
+* ``proportional`` (the default): to each owner in proportion to its direct spend (evenly if no owner has any);
+* ``even``: the same part to each owner;
+* ``none``: not allocated; it is a statement of its own, ``shared (unallocated)``.
+
+Rounding happens once, at the end, by largest remainder: the month's exact total is rounded half-up to the cent (the
+invoice's figure), the statements' exact totals are floored to the cent and the cents left go to the largest
+remainders, then, inside each statement, its lines are apportioned to its rounded total the same way. So the
+statements add up to the month's costs to the cent, and each statement's lines add up to its total, by construction.
+
+With a rate table (:mod:`usageledger.report.fx`) every day's amounts are converted at that day's rate before
+anything is summed or rounded.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
+from typing import Final, Literal
+
+from usageledger.errors import ParameterError
+from usageledger.report.fx import BASE_CURRENCY, FxRates
+from usageledger.report.queries import COSTS_VIEW, Database, utc_day
+
+__all__ = [
+    "ALLOCATIONS",
+    "SHARED",
+    "Allocation",
+    "MonthStatements",
+    "Statement",
+    "StatementBy",
+    "StatementLine",
+    "apportion",
+    "build_statements",
+    "parse_month",
+]
+
+Allocation = Literal["proportional", "even", "none"]
+StatementBy = Literal["team", "project"]
+ALLOCATIONS: Final[tuple[Allocation, ...]] = ("proportional", "even", "none")
+RULES: Final[Mapping[Allocation, str]] = {
+    "proportional": "allocated in proportion to each statement's direct spend",
+    "even": "allocated evenly across the statements",
+    "none": "not allocated: it is its own statement",
+}
+SHARED: Final = "shared (unallocated)"
+"""The owner of the shared spend with ``--allocate none`` (or when there is no owner to allocate it to)."""
+CENT: Final = Decimal("0.01")
+_MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
+
+
+def parse_month(value: str, *, param: str = "MONTH") -> date:
+    """The first day of ``YYYY-MM``, or a one-line error naming ``param``."""
+    match = _MONTH.fullmatch(value.strip())
+    if match is None or not 1 <= int(match.group(2)) <= 12:
+        raise ParameterError(param, f"{value!r} is not a month; write it as YYYY-MM, such as 2026-10")
+    return date(int(match.group(1)), int(match.group(2)), 1)
+
+
+def _month_end(first: date) -> date:
+    """The first day of the following month."""
+    days = calendar.monthrange(first.year, first.month)[1]
+    return date.fromordinal(first.toordinal() + days)
+
+
+def apportion(values: Sequence[Decimal], target: Decimal) -> list[Decimal]:
+    """``values`` rounded to cents so they add up to ``target`` (a whole number of cents), by largest remainder:
+    each is floored, and the cents left go one each to the largest remainders (ties: the first listed)."""
+    floors = [v.quantize(CENT, rounding=ROUND_FLOOR) for v in values]
+    if not values:
+        return []
+    left = int((target - sum(floors, Decimal(0))) / CENT)
+    order = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i]), i))
+    out = list(floors)
+    step = CENT if left > 0 else -CENT
+    ranked = order if left > 0 else list(reversed(order))
+    for n in range(abs(left)):
+        out[ranked[n % len(ranked)]] += step
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    """One line of a statement: its direct spend on one model and line item (``shared``: its part of the shared
+    spend, model and line item ``None``)."""
+
+    model: str | None
+    line_item: str | None
+    amount: Decimal
+    """Rounded to the cent; the lines of a statement add up to its total."""
+    exact: Decimal
+    shared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    owner: str
+    """The team, the project ID, or :data:`SHARED`."""
+    projects: tuple[str | None, ...]
+    """The projects whose direct spend is on this statement (``None``: spend with no project)."""
+    lines: tuple[StatementLine, ...]
+    total: Decimal
+    shared_fraction: Decimal | None
+    """The fraction of the shared spend allocated to it (``None`` for ``--allocate none``)."""
+
+    @property
+    def direct(self) -> Decimal:
+        return sum((line.amount for line in self.lines if not line.shared), Decimal("0.00"))
+
+    @property
+    def shared(self) -> Decimal:
+        return sum((line.amount for line in self.lines if line.shared), Decimal("0.00"))
+
+
+@dataclass(frozen=True, slots=True)
+class MonthStatements:
+    month: date
+    by: StatementBy
+    allocation: Allocation
+    currency: str
+    statements: tuple[Statement, ...]
+    total: Decimal
+    """The month's costs rounded to the cent (half-up): what the statements add up to."""
+    exact_total: Decimal
+    shared_total: Decimal
+    """The shared spend, rounded to the cent."""
+    shared_projects: tuple[str | None, ...]
+    """The projects whose spend was shared (``None``: spend with no project)."""
+    rates: tuple[tuple[date, Decimal], ...]
+    """The day rates used (empty in USD)."""
+    complete: bool
+    """``False`` when the month is not over yet (its statement covers the days so far)."""
+
+    @property
+    def first_day(self) -> date:
+        return self.month
+
+    @property
+    def until(self) -> date:
+        return _month_end(self.month)
+
+    @property
+    def adds_up(self) -> bool:
+        return sum((s.total for s in self.statements), Decimal(0)) == self.total
+
+    @property
+    def rule(self) -> str:
+        return RULES[self.allocation]
+
+
+def _model(line_item: str | None) -> str | None:
+    """The model of a line item ``"<model>, <what>"`` (the report's rule, :data:`queries.LINE_ITEM_MODEL`)."""
+    if line_item and ", " in line_item:
+        return line_item.split(", ", 1)[0]
+    return None
+
+
+def _month_rows(
+    db: Database, first: date, until: date, org: str | None
+) -> list[tuple[date, str | None, str | None, Decimal]]:
+    sql = (
+        f"SELECT bucket_start, project_id, line_item, SUM(amount_value) FROM {COSTS_VIEW}"
+        " WHERE bucket_start >= %s AND bucket_start < %s"
+    )
+    params: list[object] = [
+        datetime(first.year, first.month, first.day, tzinfo=UTC),
+        datetime(until.year, until.month, until.day, tzinfo=UTC),
+    ]
+    if org is not None:
+        sql += " AND org = %s"
+        params.append(org)
+    # Ordered, so the projects a statement lists come in the same order from DuckDB and PostgreSQL.
+    sql += " GROUP BY bucket_start, project_id, line_item"
+    sql += " ORDER BY bucket_start, project_id NULLS FIRST, line_item NULLS FIRST"
+    return [(utc_day(d), p, li, Decimal(a or 0)) for d, p, li, a in db.query(sql, params)]
+
+
+def build_statements(
+    db: Database,
+    month: date,
+    *,
+    by: StatementBy = "team",
+    allocation: Allocation = "proportional",
+    teams: Mapping[str, str] | None = None,
+    org: str | None = None,
+    fx: FxRates | None = None,
+    today: date | None = None,
+) -> MonthStatements:
+    """The month's statements (see the module's docstring); ``teams`` maps project IDs to teams for ``by="team"``."""
+    if allocation not in ALLOCATIONS:
+        raise ParameterError("--allocate", f"unknown rule {allocation!r}", allowed=ALLOCATIONS)
+    first = month.replace(day=1)
+    until = _month_end(first)
+    rows = _month_rows(db, first, until, org)
+    if fx is not None:
+        fx.require(day for day, _, _, _ in rows)
+    team_of = teams or {}
+    direct: dict[str, dict[tuple[str | None, str | None], Decimal]] = {}
+    members: dict[str, list[str | None]] = {}
+    shared_exact = Decimal(0)
+    shared_projects: list[str | None] = []
+    total_exact = Decimal(0)
+    with localcontext() as ctx:
+        ctx.prec = 50
+        for day, project, line_item, amount in rows:
+            value = fx.convert(amount, day) if fx is not None else amount
+            total_exact += value
+            owner = project if by == "project" else (team_of.get(project) if project is not None else None)
+            if owner is None:
+                shared_exact += value
+                if project not in shared_projects:
+                    shared_projects.append(project)
+                continue
+            lines = direct.setdefault(owner, {})
+            key = (_model(line_item), line_item)
+            lines[key] = lines.get(key, Decimal(0)) + value
+            if project not in members.setdefault(owner, []):
+                members[owner].append(project)
+        owners = sorted(direct)
+        direct_totals = {o: sum(direct[o].values(), Decimal(0)) for o in owners}
+        fractions = _fractions(owners, direct_totals, allocation)
+        allocated = _allocate(shared_exact, fractions)
+        unallocated = shared_exact if not fractions else Decimal(0)
+        exact_totals = [direct_totals[o] + allocated.get(o, Decimal(0)) for o in owners]
+        owned: list[tuple[str, list[StatementLine]]] = []
+        for o in owners:
+            lines_o = [StatementLine(m, li, Decimal(0), v) for (m, li), v in sorted(direct[o].items(), key=_line_order)]
+            if o in allocated:
+                lines_o.append(StatementLine(None, None, Decimal(0), allocated[o], shared=True))
+            owned.append((o, lines_o))
+        if unallocated != 0 or (not owners and shared_projects):
+            exact_totals.append(unallocated)
+            owned.append((SHARED, [StatementLine(None, None, Decimal(0), unallocated, shared=True)]))
+    total = total_exact.quantize(CENT, rounding=ROUND_HALF_UP)
+    rounded_totals = apportion(exact_totals, total)
+    statements: list[Statement] = []
+    for (owner, lines_o), statement_total in zip(owned, rounded_totals, strict=True):
+        amounts = apportion([line.exact for line in lines_o], statement_total)
+        rounded = tuple(
+            StatementLine(line.model, line.line_item, a, line.exact, line.shared)
+            for line, a in zip(lines_o, amounts, strict=True)
+        )
+        statements.append(
+            Statement(
+                owner,
+                tuple(members.get(owner, shared_projects if owner == SHARED else [])),
+                rounded,
+                statement_total,
+                fractions.get(owner) if fractions else None,
+            )
+        )
+    statements.sort(key=lambda s: (s.owner == SHARED, -s.total, s.owner))
+    used = tuple(fx.used(day for day, _, _, _ in rows)) if fx is not None else ()
+    now = today or datetime.now(UTC).date()
+    return MonthStatements(
+        month=first,
+        by=by,
+        allocation=allocation,
+        currency=fx.currency if fx is not None else BASE_CURRENCY,
+        statements=tuple(statements),
+        total=total,
+        exact_total=total_exact,
+        shared_total=sum((s.shared for s in statements), Decimal("0.00")),
+        shared_projects=tuple(shared_projects),
+        rates=used,
+        complete=now >= until,
+    )
+
+
+def _line_order(item: tuple[tuple[str | None, str | None], Decimal]) -> tuple[str, str]:
+    (model, line_item), _ = item
+    return (model or "~", line_item or "")
+
+
+def _fractions(owners: Sequence[str], direct: Mapping[str, Decimal], allocation: Allocation) -> dict[str, Decimal]:
+    """Each owner's fraction of the shared spend; empty when nothing is allocated (``none``, or no owner)."""
+    if allocation == "none" or not owners:
+        return {}
+    total = sum(direct.values(), Decimal(0))
+    if allocation == "even" or total <= 0:
+        return {o: Decimal(1) / len(owners) for o in owners}
+    return {o: direct[o] / total for o in owners}
+
+
+def _allocate(shared: Decimal, fractions: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """``shared`` split by ``fractions``, exact: the last owner takes what is left, so the parts add up to it."""
+    if not fractions:
+        return {}
+    names = list(fractions)
+    parts = {o: shared * fractions[o] for o in names[:-1]}
+    parts[names[-1]] = shared - sum(parts.values(), Decimal(0))
+    return parts

@@ -1,0 +1,216 @@
+"""``usageledger statement``'s outputs: the terminal tables, the JSON document, the CSV lines and the HTML page.
+
+Every output states the allocation rule, says that the statements add up to the month's costs (and to how much),
+and, when converted, the currency and the day rates used.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from usageledger.report.formatting import format_money
+from usageledger.report.jsonout import decimal_string
+from usageledger.report.names import Names
+from usageledger.report.statement import SHARED, MonthStatements, Statement, StatementLine
+from usageledger.report.tables import DataTable, label, number
+
+__all__ = ["render_statements", "statement_csv", "statement_document", "statement_html", "statement_summary"]
+
+
+def _owner_name(statements: MonthStatements, names: Names) -> Callable[[str], str]:
+    def name(owner: str) -> str:
+        if statements.by == "project" and owner != SHARED:
+            shown = names.project(owner)
+            return shown if shown == owner else f"{shown} ({owner})"
+        return owner
+
+    return name
+
+
+def _line_label(line: StatementLine, statements: MonthStatements) -> tuple[str, str]:
+    if line.shared:
+        return "", f"shared spend, {statements.rule}"
+    item = line.line_item or "(no line item)"
+    if line.model and item.startswith(f"{line.model}, "):
+        item = item[len(line.model) + 2 :]  # the model has its own column
+    return line.model or "", item
+
+
+def _fraction(s: Statement) -> str:
+    return "" if s.shared_fraction is None else f"{(s.shared_fraction * 100).quantize(Decimal('0.1'))}%"
+
+
+def statement_summary(statements: MonthStatements, names: Names | None = None) -> list[str]:
+    """The sentences every output carries: what adds up to what, the rule, the rates, whether the month is over."""
+    cur = statements.currency
+    names = names or Names()
+    shared_from = ", ".join(names.project(p) if p is not None else "no project" for p in statements.shared_projects)
+    total = format_money(statements.total, cur)
+    count = len(statements.statements)
+    said = [
+        f"The {count} statement{'s' if count != 1 else ''} add up to {total}, the month's costs in the store to the "
+        f"cent ({'yes' if statements.adds_up else 'NO'}; largest-remainder rounding of the exact amounts).",
+        f"Shared spend (no project{', or a project in no team' if statements.by == 'team' else ''}): "
+        f"{format_money(statements.shared_total, cur)}{f' (from {shared_from})' if shared_from else ''}, "
+        f"{statements.rule}.",
+    ]
+    if statements.rates:
+        rates = [r for _, r in statements.rates]
+        said.append(
+            f"Converted from USD to {cur} at each day's rate: {len(rates)} day(s), {min(rates)} to {max(rates)} "
+            f"{cur} per USD (the JSON and CSV list every day's rate)."
+        )
+    if not statements.complete:
+        said.append(f"{statements.month:%Y-%m} is not over: these statements cover the days synced so far.")
+    return said
+
+
+def render_statements(statements: MonthStatements, names: Names) -> RenderableType:
+    cur = statements.currency
+    name = _owner_name(statements, names)
+    parts: list[RenderableType] = []
+    for s in statements.statements:
+        table = DataTable(
+            f"Statement {statements.month:%Y-%m}: {statements.by} {name(s.owner)}",
+            label("model"),
+            label("line item"),
+            number("amount"),
+        )
+        for line in s.lines:
+            model, item = _line_label(line, statements)
+            table.add_row(model, item, format_money(line.amount, cur))
+        table.add_row("total", "", format_money(s.total, cur))
+        parts += [table, Text("")]
+    summary = DataTable(
+        f"Statements {statements.month:%Y-%m} by {statements.by}",
+        label(statements.by),
+        number("direct"),
+        number("shared"),
+        number("share of shared"),
+        number("total"),
+    )
+    for s in statements.statements:
+        summary.add_row(
+            name(s.owner), format_money(s.direct, cur), format_money(s.shared, cur), _fraction(s),
+            format_money(s.total, cur),
+        )  # fmt: skip
+    summary.add_row("total", "", format_money(statements.shared_total, cur), "", format_money(statements.total, cur))
+    parts.append(summary)
+    parts += [Text(line) for line in statement_summary(statements, names)]
+    return Group(*parts)
+
+
+def statement_document(statements: MonthStatements, names: Names) -> dict[str, Any]:
+    """``statement --format json``: money as decimal strings (serialised by ``jsonout.dumps``)."""
+    name = _owner_name(statements, names)
+    return {
+        "month": f"{statements.month:%Y-%m}",
+        "first_day": statements.first_day,
+        "until": statements.until,
+        "complete": statements.complete,
+        "by": statements.by,
+        "currency": statements.currency,
+        "allocation": {"rule": statements.allocation, "description": statements.rule},
+        "total": statements.total,
+        "exact_total": statements.exact_total,
+        "shared_total": statements.shared_total,
+        "shared_projects": list(statements.shared_projects),
+        "adds_up": statements.adds_up,
+        "statements": [
+            {
+                "owner": s.owner,
+                "name": name(s.owner),
+                "projects": [{"project_id": p, "name": names.project(p)} for p in s.projects],
+                "direct": s.direct,
+                "shared": s.shared,
+                "shared_fraction": s.shared_fraction,
+                "total": s.total,
+                "lines": [
+                    {
+                        "model": line.model,
+                        "line_item": line.line_item,
+                        "shared": line.shared,
+                        "amount": line.amount,
+                        "exact": line.exact,
+                    }
+                    for line in s.lines
+                ],
+            }
+            for s in statements.statements
+        ],
+        "rates": [{"day": d, "rate": r} for d, r in statements.rates],
+        "notes": statement_summary(statements, names),
+    }
+
+
+def statement_csv(statements: MonthStatements, names: Names) -> str:
+    """One CSV line per statement line and one ``total`` line per statement; the rates used follow as ``rate``
+    lines (``line_item`` holds the day), so the file alone shows how it was converted."""
+    name = _owner_name(statements, names)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["month", "by", "owner", "name", "kind", "model", "line_item", "amount", "currency"])
+    month = f"{statements.month:%Y-%m}"
+    for s in statements.statements:
+        for line in s.lines:
+            kind = "shared" if line.shared else "direct"
+            writer.writerow(
+                [month, statements.by, s.owner, name(s.owner), kind, line.model or "", line.line_item or "",
+                 decimal_string(line.amount), statements.currency]
+            )  # fmt: skip
+        writer.writerow(
+            [
+                month,
+                statements.by,
+                s.owner,
+                name(s.owner),
+                "total",
+                "",
+                "",
+                decimal_string(s.total),
+                statements.currency,
+            ]
+        )
+    for day, rate in statements.rates:
+        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), decimal_string(rate), "USD"])
+    return out.getvalue()
+
+
+def statement_html(statements: MonthStatements, names: Names) -> str:
+    """A self-contained page: one table per statement, the summary, and the sentences of :func:`statement_summary`."""
+    cur = statements.currency
+    name = _owner_name(statements, names)
+    esc = html.escape
+    title = f"Statements {statements.month:%Y-%m} by {statements.by}"
+    body: list[str] = [f"<h1>{esc(title)}</h1>"]
+    body += [f"<p>{esc(line)}</p>" for line in statement_summary(statements, names)]
+    body.append("<table><tr><th>" + "</th><th>".join([esc(statements.by), "direct", "shared", "total"]) + "</th></tr>")
+    for s in statements.statements:
+        cells = [name(s.owner), format_money(s.direct, cur), format_money(s.shared, cur), format_money(s.total, cur)]
+        body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    body.append(f"<tr><th>total</th><td></td><td></td><td>{esc(format_money(statements.total, cur))}</td></tr></table>")
+    for s in statements.statements:
+        body.append(f"<h2>{esc(statements.by)} {esc(name(s.owner))}</h2>")
+        body.append("<table><tr><th>model</th><th>line item</th><th>amount</th></tr>")
+        for line in s.lines:
+            model, item = _line_label(line, statements)
+            body.append(
+                f"<tr><td>{esc(model)}</td><td>{esc(item)}</td><td>{esc(format_money(line.amount, cur))}</td></tr>"
+            )
+        body.append(f"<tr><th>total</th><td></td><td>{esc(format_money(s.total, cur))}</td></tr></table>")
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}td:last-child{text-align:right}"
+    )
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

@@ -1,0 +1,377 @@
+"""The dashboard and its JSON API: a Starlette app that reads the store, never writes it.
+
+Every request opens the store to read (:func:`usageledger.store.open_existing_store`) and closes it when done. A
+DuckDB store is one file that one process may write: a read that finds a running sync holding it takes its turn by
+the store's lock protocol (the sync closes the file between two transactions while a reader waits), so the
+dashboard answers during a sync and the sync goes on after it. PostgreSQL reads run alongside a sync as they are.
+
+Routes (one list, :func:`routes`): ``/`` the dashboard, ``/api/report`` (the document of ``report --format
+json``), ``/api/filters`` (what the dropdowns offer), ``/api/projects/{project_id}`` (a project's models and keys),
+``/healthz``. With a token, every route but ``/healthz`` wants ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from usageledger._secrets import mask_keys, redact_url_password
+from usageledger.config import Config
+from usageledger.errors import StoreError, UsageLedgerError
+from usageledger.report.assemble import assemble_report, month_outlook, outlook_document, resolve_scope
+from usageledger.report.credit import CreditBalance
+from usageledger.report.forecasting import ForecastReport
+from usageledger.report.html import render_html
+from usageledger.report.jsonout import dumps, keys_document, report_document
+from usageledger.report.keys import build_keys
+from usageledger.report.names import Names, names_from_mapping, resolve_names
+from usageledger.report.period import report_period
+from usageledger.report.queries import Period, ReportData
+from usageledger.report.queries import Scope as ReportScope
+from usageledger.serve import dashboard
+from usageledger.serve.filters import filter_options
+from usageledger.store import BaseStore, is_postgres_url, open_existing_store
+from usageledger.store._filelock import writer_pid
+from usageledger.timeutil import iso
+
+__all__ = ["CSP", "ServeContext", "StoreHolder", "build_app", "routes"]
+
+CSP: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+"""The dashboard's Content-Security-Policy: nothing is loaded from anywhere; forms and fetches stay on this host."""
+IDLE_HOLD: Final = 1.0
+"""Seconds a DuckDB store stays open after a request, for the next one (a sync that starts waits at most this)."""
+FILTERS: Final = ("since", "until", "org", "project", "team", "model")
+"""The query parameters of ``/``, ``/api/report`` and ``/api/filters``."""
+
+
+class StoreHolder:
+    """The store, open to read for each request.
+
+    PostgreSQL: a connection per request (reads run alongside a sync). DuckDB: one read-only connection, used by one
+    request at a time and kept between requests while they come, so a burst of them opens the file once. It is
+    given up when a sync wants the file: a request that finds a sync holding the writer lock opens the file afresh
+    (taking its turn by the lock protocol, which the sync gives way to between two transactions), and after
+    ``idle`` seconds without a request the file is closed, so a sync that starts meanwhile waits at most that long.
+    """
+
+    def __init__(self, url: str, *, idle: float = IDLE_HOLD) -> None:
+        self.url = url
+        self.idle = idle
+        self._duckdb = not is_postgres_url(url)
+        self._lock = threading.Lock()
+        self._store: BaseStore | None = None
+        self._timer: threading.Timer | None = None
+
+    @contextmanager
+    def reading(self) -> Iterator[BaseStore]:
+        """The store, open to read for the block (waiting its turn while a sync writes a DuckDB store)."""
+        if not self._duckdb:
+            with open_existing_store(self.url) as store:
+                yield store
+            return
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._store is not None and writer_pid(self.url) is not None:
+                self._drop()  # a sync wants the file, or has it between two turns: read by the lock protocol
+            if self._store is None:
+                self._store = open_existing_store(self.url)
+            try:
+                yield self._store
+            except BaseException:
+                self._drop()
+                raise
+            finally:
+                if self._store is not None and writer_pid(self.url) is not None:
+                    self._drop()
+                elif self._store is not None:
+                    self._timer = threading.Timer(self.idle, self._close_idle)
+                    self._timer.daemon = True
+                    self._timer.start()
+
+    def _drop(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def _close_idle(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._drop()
+
+    def close(self) -> None:
+        """Close the held store, if any (the server is stopping)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._drop()
+
+
+@dataclass
+class ServeContext:
+    """What every route reads: the store, the config (finality, names, teams) and the clock."""
+
+    holder: StoreHolder
+    config: Config = field(default_factory=Config)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    @property
+    def names(self) -> Names:
+        return names_from_mapping(self.config.names)
+
+
+def _params(request: Request) -> dict[str, str | None]:
+    """The filters of a request; an empty value is no filter (a dropdown's "all")."""
+    out: dict[str, str | None] = {}
+    for name in FILTERS:
+        value = request.query_params.get(name)
+        out[name] = value.strip() if value is not None and value.strip() else None
+    return out
+
+
+def _period(params: dict[str, str | None], now: datetime) -> Period:
+    return report_period(params["since"], params["until"], now=now, since_param="since", until_param="until")
+
+
+def _error(exc: UsageLedgerError) -> JSONResponse:
+    status = 503 if isinstance(exc, StoreError) else 400
+    return JSONResponse({"error": mask_keys(str(exc))}, status_code=status)
+
+
+def _json(document: dict[str, Any]) -> Response:
+    """A document written by the command line's one serializer: decimals as strings, times in UTC."""
+    return Response(dumps(document) + "\n", media_type="application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One reading of the store for a page or ``/api/report``: the report, its names, this month's outlook (the
+    forecast and the credit balance, as ``report`` shows them) and, for the page, what the dropdowns offer."""
+
+    data: ReportData
+    names: Names
+    outlook: ForecastReport | None
+    credit: CreditBalance | None
+    offered: dict[str, Any]
+
+
+def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool = False) -> _Answer:
+    """The report for ``params`` and, with ``options``, what the dropdowns offer, from one opening of the store."""
+    now = ctx.now()
+    period = _period(params, now)
+    with ctx.holder.reading() as db:
+        scope = resolve_scope(
+            db,
+            period,
+            org=params["org"],
+            project=params["project"],
+            team=params["team"],
+            model=params["model"],
+            teams=ctx.config.teams,
+            team_param="team",
+        )
+        data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
+        offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
+        outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
+    return _Answer(data, names, outlook, credit, offered)
+
+
+def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
+    period = _period(params, ctx.now())
+    scope = ReportScope(org=params["org"], project=project_id)
+    with ctx.holder.reading() as db:
+        data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
+        keys = build_keys(db, start=period.start, end=period.end, now=ctx.now(), org=params["org"])
+    report = report_document(data, names)
+    listed = keys_document(keys)
+    return {
+        "period": report["period"],
+        "project": {"id": project_id, "name": names.project(project_id)},
+        "org": params["org"],
+        "currency": report["currency"],
+        "provisional_from": report["provisional_from"],
+        "spend": report["totals"]["spend"],
+        "spend_by_model": report["spend_by_model"],
+        "usage_by_model": report["usage_by_model"],
+        "spend_by_api_key": report["spend_by_api_key"],
+        "keys": [k for k in listed["keys"] if (k["project"] or {}).get("id") == project_id],
+    }
+
+
+def routes(ctx: ServeContext) -> list[BaseRoute]:
+    """Every route of the app, in one list (add one here)."""
+
+    async def home(request: Request) -> Response:
+        params = _params(request)
+        try:
+            answer = await run_in_threadpool(functools.partial(_report, ctx, params, options=True))
+            data, names = answer.data, answer.names
+            drill = None
+            if params["project"] is not None:
+                drill = await run_in_threadpool(_project_document, ctx, params["project"], params)
+        except UsageLedgerError as exc:
+            page = dashboard.error_page(mask_keys(str(exc)))
+            return HTMLResponse(page, status_code=503 if isinstance(exc, StoreError) else 400)
+        html = render_html(
+            data,
+            names,
+            generated_at=ctx.now(),
+            before=dashboard.controls(params, answer.offered, data)
+            + dashboard.outlook(answer.outlook, answer.credit, data.currency),
+            after=dashboard.drill_down(params, data, names, drill),
+            script=dashboard.SCRIPT,
+        )
+        return HTMLResponse(html)
+
+    async def api_report(request: Request) -> Response:
+        params = _params(request)
+        try:
+            answer = await run_in_threadpool(_report, ctx, params)
+        except UsageLedgerError as exc:
+            return _error(exc)
+        return _json(outlook_document(answer.data, answer.names, answer.outlook, answer.credit))
+
+    async def api_filters(request: Request) -> Response:
+        params = _params(request)
+
+        def load() -> dict[str, Any]:
+            period = _period(params, ctx.now())
+            with ctx.holder.reading() as db:
+                names = resolve_names(db, org=params["org"], overrides=ctx.names)
+                return filter_options(db, period, params, names=names, teams=ctx.config.teams)
+
+        try:
+            return _json(await run_in_threadpool(load))
+        except UsageLedgerError as exc:
+            return _error(exc)
+
+    async def api_project(request: Request) -> Response:
+        params = _params(request)
+        try:
+            document = await run_in_threadpool(_project_document, ctx, request.path_params["project_id"], params)
+        except UsageLedgerError as exc:
+            return _error(exc)
+        return _json(document)
+
+    async def healthz(request: Request) -> Response:
+        def load() -> dict[str, Any]:
+            with ctx.holder.reading() as db:
+                states = db.stream_states()
+            runs = [s.last_run_at for s in states if s.last_run_at is not None]
+            ok_runs = [s.last_run_at for s in states if s.last_run_at is not None and s.last_status == "ok"]
+            return {
+                "ok": True,
+                "store": redact_url_password(ctx.holder.url),
+                "streams": len(states),
+                "last_sync": iso(max(runs)) if runs else None,
+                "last_successful_sync": iso(max(ok_runs)) if ok_runs else None,
+                "syncing": any(s.last_status == "running" for s in states),
+                "failing_streams": sorted(
+                    f"{s.org}/{s.stream}" for s in states if s.last_status in ("failed", "interrupted", "abandoned")
+                ),
+            }
+
+        try:
+            return _json(await run_in_threadpool(load))
+        except UsageLedgerError as exc:
+            body = {"ok": False, "store": redact_url_password(ctx.holder.url), "error": mask_keys(str(exc))}
+            return JSONResponse(body, status_code=503)
+
+    return [
+        Route("/", home),
+        Route("/api/report", api_report),
+        Route("/api/filters", api_filters),
+        Route("/api/projects/{project_id:str}", api_project),
+        Route("/healthz", healthz),
+    ]
+
+
+class _Guard:
+    """Security headers on every answer; with a token, ``Authorization: Bearer`` on every route but /healthz."""
+
+    OPEN: Final = frozenset({"/healthz"})
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = None if token is None else token.encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", CSP.encode("ascii")),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"cache-control", b"no-store"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if self.token is not None and scope["path"] not in self.OPEN and not self._authorized(scope):
+            refusal = JSONResponse(
+                {"error": "this server wants Authorization: Bearer <USAGELEDGER_SERVE_TOKEN>"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="usageledger"'},
+            )
+            await refusal(scope, receive, with_headers)  # type: ignore[arg-type]
+            return
+        await self.app(scope, receive, with_headers)  # type: ignore[arg-type]
+
+    def _authorized(self, scope: Scope) -> bool:
+        assert self.token is not None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                kind, _, given = bytes(value).partition(b" ")
+                if kind.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
+                    return True
+        return False
+
+
+def build_app(
+    store_url: str,
+    *,
+    token: str | None = None,
+    config: Config | None = None,
+    now: Callable[[], datetime] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The dashboard and API over the store at ``store_url`` (read-only). ``token``: require it as a bearer token
+    on every route but ``/healthz``; ``config``: finality grace, names and teams; ``now``: the clock (tests)."""
+    ctx = ServeContext(StoreHolder(store_url), config or Config())
+    if now is not None:
+        ctx.now = now
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        ctx.holder.close()
+
+    return Starlette(
+        routes=[*routes(ctx), *extra_routes],
+        middleware=[Middleware(_Guard, token=token)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,197 @@
+"""The dashboard's own parts around the HTML report: the filter form, the project drill-down, an error page.
+
+Plain HTML with every value escaped; links and the form are relative to this server, and the one script (submit
+the form when a dropdown changes) is inline, so the page loads nothing from anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from html import escape
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from usageledger.report.credit import CreditBalance
+from usageledger.report.forecast_out import credit_line, forecast_line
+from usageledger.report.forecasting import ForecastReport
+from usageledger.report.formatting import format_count, format_money
+from usageledger.report.names import Names
+from usageledger.report.queries import ReportData
+
+__all__ = ["SCRIPT", "controls", "drill_down", "error_page"]
+
+SCRIPT: Final = """
+(function () {
+  var form = document.getElementById("filters");
+  if (!form) { return; }
+  form.querySelectorAll("select").forEach(function (el) {
+    el.addEventListener("change", function () { form.submit(); });
+  });
+}());
+"""
+
+_STYLE: Final = """<style>
+.filters{display:flex;flex-wrap:wrap;gap:.6rem 1rem;align-items:end;margin:0 0 1rem;padding:.8rem 1rem;
+border:1px solid #ddd;border-radius:6px;background:#fafafa}
+.filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444;gap:.2rem}
+.filters input,.filters select{font:inherit;padding:.25rem .4rem;min-width:9rem}
+.provisional-note{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #d9a400;background:#fff8e1}
+.drill a{color:inherit}
+</style>"""
+
+
+def _link(params: Mapping[str, str | None], **changes: str | None) -> str:
+    merged = {**params, **changes}
+    return "?" + urlencode({k: v for k, v in merged.items() if v is not None})
+
+
+def _select(name: str, label: str, chosen: str | None, options: Sequence[tuple[str, str]]) -> str:
+    items = ['<option value="">all</option>']
+    for value, text in options:
+        selected = " selected" if value == chosen else ""
+        items.append(f'<option value="{escape(value)}"{selected}>{escape(text)}</option>')
+    return f'<label>{escape(label)}<select name="{name}" id="filter-{name}">{"".join(items)}</select></label>'
+
+
+def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data: ReportData) -> str:
+    """The filter form (period, org, project, team, model) and the provisional note."""
+    since, until = params.get("since") or "", params.get("until") or ""
+    parts = [
+        _STYLE,
+        '<form id="filters" class="filters" method="get" action="/">',
+        f'<label>since<input name="since" id="filter-since" value="{escape(since)}" placeholder="30d or 2026-11-01">'
+        "</label>",
+        f'<label>until (exclusive)<input name="until" id="filter-until" value="{escape(until)}" '
+        'placeholder="tomorrow"></label>',
+        _select("org", "org", params.get("org"), [(o, o) for o in options["orgs"]]),
+        _select(
+            "project",
+            "project",
+            params.get("project"),
+            [(p["id"], p["name"] if p["name"] == p["id"] else f"{p['name']} ({p['id']})") for p in options["projects"]],
+        ),
+        _select("team", "team", params.get("team"), [(t, t) for t in options["teams"]]),
+        _select("model", "model", params.get("model"), [(m, m) for m in options["models"]]),
+        '<button type="submit" id="filter-apply">Apply</button>',
+        "</form>",
+    ]
+    first = data.provisional_from
+    if first is not None and first < data.period.until:
+        shown = max(first, data.period.since)
+        parts.append(
+            f'<p class="provisional-note" id="provisional-note" data-provisional-from="{first.isoformat()}">'
+            f"Spend from {shown.isoformat()} to {(data.period.until - timedelta(days=1)).isoformat()} is provisional: "
+            "the API may still restate it (drawn lighter in the charts).</p>"
+        )
+    return "\n".join(parts)
+
+
+def outlook(forecast: ForecastReport | None, credit: CreditBalance | None, currency: str | None) -> str:
+    """This month's forecast and the prepaid credit balance, in the words of the terminal report (empty without
+    either)."""
+    lines = [] if forecast is None else [forecast_line(forecast).plain]
+    if credit is not None:
+        lines.append(credit_line(credit, currency).plain)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return f'<section class="card" id="outlook"><h2>This month</h2><ul>{items}</ul></section>'
+
+
+def _rows(rows: Sequence[Sequence[tuple[str, object]]]) -> str:
+    out = []
+    for row in rows:
+        cells = []
+        for i, (text, value) in enumerate(row):
+            attrs = ' class="num"' if i > 0 else ""
+            if value is not None:
+                attrs += f' data-value="{escape(str(value))}"'
+            cells.append(f"<td{attrs}>{text}</td>")
+        out.append(f"<tr>{''.join(cells)}</tr>")
+    return "".join(out)
+
+
+def _table(table_id: str, title: str, headers: Sequence[str], body: str, empty: str) -> str:
+    head = "".join(f'<th scope="col"{" class=num" if i else ""}>{escape(h)}</th>' for i, h in enumerate(headers))
+    if not body:
+        body = f'<tr><td colspan="{len(headers)}">{escape(empty)}</td></tr>'
+    return (
+        f'<section class="panel drill"><h2>{escape(title)}</h2><table class="sortable" id="{table_id}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
+    )
+
+
+def drill_down(
+    params: Mapping[str, str | None], data: ReportData, names: Names, project: Mapping[str, Any] | None
+) -> str:
+    """Each project links to its drill-down; with a project chosen, its models and its keys."""
+    cur = data.currency
+    rows = [
+        [
+            (
+                f'<a href="{escape(_link(params, project=s.key))}">{escape(names.project(s.key))}</a>'
+                if s.key is not None
+                else "(no project)",
+                None,
+            ),
+            (escape(format_money(s.amount, cur)), s.amount),
+        ]
+        for s in data.spend_by_project
+    ]
+    parts = [_table("drill-projects", "Drill down: projects", ["project", "spend"], _rows(rows), "No spend")]
+    if project is None:
+        return "\n".join(parts)
+    title = f"{project['project']['name']} ({project['project']['id']})"
+    usage = {u["model"]: u for u in project["usage_by_model"]}
+    models = []
+    for m in project["spend_by_model"]:
+        u = usage.get(m["model"])
+        models.append(
+            [
+                (escape(m["model"] or "(no model)"), None),
+                (escape(format_money(m["spend"], cur)), m["spend"]),
+                (escape(format_count(u["tokens"])) if u else "-", u["tokens"] if u else None),
+                (escape(format_count(u["requests"])) if u else "-", u["requests"] if u else None),
+            ]
+        )
+    parts.append(
+        _table(
+            "drill-models",
+            f"Models of {title}",
+            ["model", "spend", "tokens", "requests"],
+            _rows(models),
+            "No spend on a model in this period",
+        )
+    )
+    keys = []
+    for k in project["keys"]:
+        spend, requests = k["spend"], k["requests"]
+        keys.append(
+            [
+                (escape(k["name"] or k["id"]) + f" <small>{escape(k['id'])}</small>", None),
+                (escape(k["status"]), None),
+                ("-" if spend is None else escape(format_money(spend, cur)), spend),
+                ("-" if requests is None else escape(format_count(requests)), requests),
+            ]
+        )
+    parts.append(
+        _table(
+            "drill-keys",
+            f"API keys of {title}",
+            ["key", "status", "spend", "requests"],
+            _rows(keys),
+            "No API key of this project in the store",
+        )
+    )
+    parts.append(f'<p><a href="{escape(_link(params, project=None))}" id="all-projects">All projects</a></p>')
+    return "\n".join(parts)
+
+
+def error_page(message: str) -> str:
+    """A plain page saying what is wrong with the request (or the store) and how to start over."""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>usageledger: error</title></head><body>'
+        f'<h1>Cannot show this report</h1><p id="error">{escape(message)}</p>'
+        '<p><a href="/">Back to the last 30 days</a></p></body></html>'
+    )

@@ -1,0 +1,175 @@
+"""Run the dashboard in the foreground with uvicorn, optionally syncing the store every so often.
+
+``--sync-every`` runs ``usageledger sync --quiet`` as a child process: the child reads its admin key from the
+environment or the config exactly as a ``sync`` from cron would, so this process never handles the key, and what
+the child says is only ever logged masked (:func:`usageledger._secrets.mask_keys`). SIGINT/SIGTERM stop the server
+gracefully; a sync then running is sent SIGTERM (it records its run as interrupted) and waited for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from usageledger._secrets import mask_keys
+
+__all__ = ["PeriodicSync", "run", "sync_argv"]
+
+logger = logging.getLogger("usageledger.serve")
+
+STOP_GRACE: Final = 60.0
+"""Seconds a sync child gets to record itself as interrupted after SIGTERM before it is killed."""
+
+
+def sync_argv(config: Path | None) -> list[str]:
+    """The child's command line: this Python running ``usageledger sync --quiet`` (the store goes in its
+    environment, so a PostgreSQL password never shows in a process list)."""
+    argv = [sys.executable, "-c", "from usageledger.cli import main; main()", "sync", "--quiet"]
+    if config is not None:
+        argv += ["--config", str(config)]
+    return argv
+
+
+class PeriodicSync:
+    """Runs a sync child now and then every ``interval`` seconds, one at a time, until :meth:`stop`."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        interval: float,
+        *,
+        store_url: str,
+        say: Callable[[str], None],
+    ) -> None:
+        self.argv = list(argv)
+        self.interval = interval
+        self.store_url = store_url
+        self.say = say
+        self.runs = 0
+        self._stop = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="usageledger-serve-sync", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._run_once()
+            self._stop.wait(self.interval)
+
+    def _run_once(self) -> None:
+        env = {**os.environ, "USAGELEDGER_STORE": self.store_url}
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._child = subprocess.Popen(  # the argv is ours: this Python and fixed flags
+                self.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        child = self._child
+        _, err = child.communicate()
+        with self._lock:
+            self._child = None
+        self.runs += 1
+        lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+        if child.returncode == 0:
+            self.say("sync: ok")
+        else:
+            last = mask_keys(lines[-1]) if lines else "no message"
+            self.say(f"sync: exit {child.returncode}: {last}")
+
+    def stop(self) -> None:
+        """No more syncs; a running one is asked to stop (SIGTERM) and waited for."""
+        self._stop.set()
+        with self._lock:
+            child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        self._thread.join(timeout=STOP_GRACE + 5)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, run on a socket bound beforehand, telling when it is ready; SIGTERM stops it gracefully."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self._on_ready()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    on_ready: Callable[[str], None],
+    periodic: PeriodicSync | None = None,
+) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM; ``on_ready`` hears the URL once listening (port 0 picks a free one)."""
+    sock = _bind(host, port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=bound,
+        http="h11",
+        ws="none",
+        lifespan="on",
+        loop="asyncio",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
+
+    def ready() -> None:
+        on_ready(f"http://{shown}:{bound}/")
+        if periodic is not None:
+            periodic.start()
+
+    try:
+        _Server(config, ready).run(sockets=[sock])
+    finally:
+        if periodic is not None:
+            periodic.stop()
+        sock.close()

@@ -1,0 +1,104 @@
+"""The numpy day path gives exactly what the per-leaf path gives: hashes, days, usage and cost rows, amounts."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from usageledger import catalogue
+from usageledger.emulator import Emulator, EmulatorConfig
+from usageledger.emulator.activity import DAY, FAMILIES, mix, unit
+from usageledger.emulator.daily import np_mix, np_unit
+from usageledger.emulator.results import ResultBuilder, _amount_text, _tidy, filters_key
+
+from fixtures.emulator import EMULATOR_NOW
+
+TODAY = EMULATOR_NOW - EMULATOR_NOW % DAY
+ENCODE = msgspec.json.Encoder(decimal_format="number").encode
+WORDS = st.integers(min_value=-(2**70), max_value=2**70)
+
+
+@given(st.lists(WORDS, min_size=1, max_size=4))
+def test_np_mix_and_unit_equal_mix_and_unit(parts: list[int]) -> None:
+    arrays = [np.array([p % 2**64], dtype=np.uint64) for p in parts]
+    assert int(np_mix(*parts)[0]) == mix(*parts) == int(np_mix(*arrays)[0])
+    assert float(np_unit(*parts)[0]) == unit(*parts)
+
+
+@given(st.one_of(st.integers(0, 10**18), st.builds(lambda c, e: c * 10**e, st.integers(0, 10**6), st.integers(0, 12))))
+def test_amount_text_is_the_tidy_decimal(units: int) -> None:
+    assert _amount_text(units) == str(_tidy(Decimal(units).scaleb(-12)))
+
+
+@pytest.fixture(scope="module")
+def builders() -> tuple[ResultBuilder, ResultBuilder, Emulator]:
+    """Two builders on one organisation: the numpy day path, and the per-leaf path (the arrays switched off)."""
+    emulator = Emulator(EmulatorConfig(seed=9, days=90, projects=4, users=7, models=7, now=EMULATOR_NOW))
+    plain = ResultBuilder(emulator.source)
+    plain._arrays = None
+    fast = ResultBuilder(emulator.source)
+    assert fast._arrays is not None  # the synthetic organisation has day arrays
+    a = TODAY - 3 * DAY
+    assert isinstance(fast.costs(a, a + DAY, ("project_id",), (), EMULATOR_NOW), msgspec.Raw)  # the numpy path
+    assert isinstance(plain.costs(a, a + DAY, ("project_id",), (), EMULATOR_NOW), list)  # the per-leaf path
+    return fast, plain, emulator
+
+
+def _filters(emulator: Emulator, endpoint: catalogue.Endpoint, data: st.DataObject) -> dict[str, Any]:
+    org = emulator.source.org  # type: ignore[attr-defined]
+    choices: dict[str, list[Any]] = {
+        "project_ids": [p.id for p in org.projects],
+        "models": list(org.models),
+        "api_key_ids": [k for p in org.projects for k in p.api_keys],
+        "user_ids": list(org.users),
+        "line_items": [f"{m.name}, {k}" for m in org.chat_models for k in ("input", "output", "batch cached input")],
+    }
+    out: dict[str, Any] = {}
+    for flt in endpoint.filters:
+        if flt.name in choices and data.draw(st.booleans()):
+            out[flt.name] = tuple(data.draw(st.lists(st.sampled_from(choices[flt.name]), min_size=1, max_size=3)))
+        elif flt.kind == "bool" and data.draw(st.booleans()):
+            out[flt.name] = data.draw(st.booleans())
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_day_rows_equal_the_per_leaf_rows(builders: tuple[ResultBuilder, ResultBuilder, Emulator], data: Any) -> None:
+    """Any endpoint, grouping, filter and settled day (some before the history): the same bytes either way."""
+    fast, plain, emulator = builders
+    endpoint = data.draw(st.sampled_from(catalogue.ENDPOINTS), label="endpoint")
+    group_by = tuple(g for g in endpoint.group_by if data.draw(st.booleans()))
+    fkey = filters_key(_filters(emulator, endpoint, data))
+    a = TODAY - data.draw(st.integers(1, 100), label="days ago") * DAY
+    if endpoint.is_costs:
+        got, want = (
+            fast.costs(a, a + DAY, group_by, fkey, EMULATOR_NOW),
+            plain.costs(a, a + DAY, group_by, fkey, EMULATOR_NOW),
+        )
+    else:
+        got = fast.usage(endpoint, a, a + DAY, group_by, fkey, EMULATOR_NOW)
+        want = plain.usage(endpoint, a, a + DAY, group_by, fkey, EMULATOR_NOW)
+    assert ENCODE({"results": got}) == ENCODE({"results": want})
+
+
+def test_day_arrays_hold_the_day_vectors(builders: tuple[ResultBuilder, ResultBuilder, Emulator]) -> None:
+    """The day arrays agree with the day dicts the hours are split from, leaf by leaf, for the whole history."""
+    _, _, emulator = builders
+    source = emulator.source
+    for family in FAMILIES.values():
+        for k in range(-2, 95):
+            start = TODAY - k * DAY
+            day = source.day_arrays(family, start, EMULATOR_NOW)  # type: ignore[attr-defined]
+            assert day is not None
+            values, present = day
+            vectors = source.day(family, start, EMULATOR_NOW)
+            assert sorted(vectors) == np.flatnonzero(present).tolist()
+            assert all(list(vectors[i]) == values[i].tolist() for i in vectors)
+            assert not values[~present].any()

@@ -1,0 +1,177 @@
+"""``usageledger mcp``: the official SDK's stdio client starts the server as a subprocess, lists its tools and calls
+each one; the spend tool's figures equal ``usageledger report --format json``."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.store import open_existing_store
+from usageledger.store.directory import current_names
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+SINCE = "2026-10-22"
+UNTIL = "2026-11-21"
+"""30 days ending on the emulator's today (2026-11-20): the server's own clock is the real one."""
+CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
+TOOLS = {"spend", "usage", "top_movers", "changes", "alerts", "lookup"}
+
+
+@pytest.fixture(scope="module")
+def synced(emulator_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store synced by `usageledger sync` from the shared emulator: 70 days of every default stream (the period and
+    the one before it) and the directory."""
+    store = str(tmp_path_factory.mktemp("mcp") / "s.duckdb")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+        base = ["sync", "--store", store, "--now", str(EMULATOR_NOW), "--base-url", emulator_url]
+        result = CliRunner().invoke(app, [*base, "--since", "70d"])
+        assert result.exit_code == 0, result.output
+    return store
+
+
+def _report(store: str, *extra: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [*CLI, "report", "--store", store, "--since", SINCE, "--until", UNTIL, "--format", "json", *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
+async def _session_calls(store: str, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], list[Any]]:
+    # No admin key, and the API's base URL is a dead port: every answer has to come from the store.
+    params = StdioServerParameters(
+        command=CLI[0], args=[*CLI[1:], "mcp", "--store", store], env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        listed = await session.list_tools()
+        results = [await session.call_tool(name, args) for name, args in calls]
+    return list(listed.tools), results
+
+
+def _doc(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    doc: dict[str, Any] = result.structured_content
+    assert doc == json.loads(result.content[0].text)
+    return doc
+
+
+async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
+    period = {"since": SINCE, "until": UNTIL}
+    with open_existing_store(synced) as store:
+        names = current_names(store, "default", "project")
+        snapshots = [
+            m
+            for (m,) in store.query("SELECT DISTINCT split_part(line_item, ', ', 1) FROM costs_daily ORDER BY 1")
+            if re.fullmatch(r".+-\d{4}-\d{2}-\d{2}", m)
+        ]
+    some_id, (some_name, _) = sorted(names.items())[0]
+    model = snapshots[0][:-11]  # gpt-4o-2024-08-06 -> gpt-4o
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", period),
+        ("spend", {**period, "group_by": "model"}),
+        ("spend", {**period, "project": some_name}),
+        ("usage", period),
+        ("top_movers", {**period, "by": "model"}),
+        ("changes", {"since": "2026-01-01", "until": "2027-01-01", "kind": "all", "limit": 5}),
+        ("alerts", {}),
+        ("lookup", {"query": some_name[: max(3, len(some_name) // 2)].lower()}),
+        ("lookup", {"query": some_id}),
+        ("spend", {**period, "model": model}),
+        ("spend", {**period, "model": model, "group_by": "day"}),
+        ("spend", {**period, "group_by": "team"}),
+        ("spend", {**period, "group_by": "org"}),
+        ("spend", {"since": "yesterday-ish"}),
+    ]
+    tools, results = await _session_calls(synced, calls)
+
+    listed = {t.name: t for t in tools}
+    assert set(listed) == TOOLS
+    for tool in tools:
+        assert tool.description and len(tool.description) > 60
+        assert tool.input_schema["type"] == "object"
+        assert tool.annotations is not None and tool.annotations.read_only_hint is True
+    assert "group_by" in listed["spend"].input_schema["properties"]
+    assert listed["lookup"].input_schema["required"] == ["query"]
+
+    spend, by_model, one_project, usage, movers, changes, alerts, by_name, by_id, gpt4o, gpt4o_days = results[:11]
+    by_team, bad_group, bad_since = results[11:]
+    report = _report(synced)
+    doc = _doc(spend)
+    assert doc["period"] == report["period"] and doc["period"]["first_day"] == SINCE
+    assert doc["total"] == report["totals"]["spend"] and doc["total"] != "0"
+    assert doc["rows"] == report["spend_by_project"]
+    assert all(row["name"] == names[row["project_id"]][0] for row in doc["rows"])
+    assert _doc(by_model)["rows"] == report["spend_by_model"]
+    narrowed = _doc(one_project)
+    assert narrowed["scope"]["project"] == some_id
+    assert narrowed["total"] == _report(synced, "--project", some_id)["totals"]["spend"]
+
+    u = _doc(usage)
+    assert u["totals"] == {"tokens": report["totals"]["tokens"], "requests": report["totals"]["requests"]}
+    assert u["by_model"] == report["usage_by_model"] and u["totals"]["tokens"] > 0
+    m = _doc(movers)
+    assert m["movers"] == report["movers_by_model"] and m["previous_period"]["last_day"] == "2026-10-21"
+    c = _doc(changes)
+    assert c["changes"] and c["truncated"] is True and len(c["changes"]) == 5
+    assert all(e["change"] == "insert" and e["rows"] > 0 for e in c["changes"])
+    a = _doc(alerts)
+    assert isinstance(a["fired"], bool) and a["checks"] and a["period"]["budget_day"]
+    assert {(x["id"], x["kind"]) for x in _doc(by_name)["matches"]} >= {(some_id, "project")}
+    [match] = _doc(by_id)["matches"]
+    assert match["name"] == some_name
+
+    # One model: its dated snapshots, not its siblings (gpt-4o-mini), equal to a direct SQL sum.
+    with open_existing_store(synced) as store:
+        [(direct,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE bucket_start >= %s AND bucket_start < %s "
+            "AND regexp_full_match(line_item, %s)",
+            [f"{SINCE} 00:00:00+00", f"{UNTIL} 00:00:00+00", re.escape(model) + r"(-\d{4}-\d{2}-\d{2})?, .*"],
+        )
+    one = _doc(gpt4o)
+    assert one["scope"]["model"] == model and one["period"] == report["period"]
+    assert Decimal(one["total"]) == direct > 0
+    assert sum(Decimal(r["spend"]) for r in one["rows"]) == direct
+    assert all(r["name"] == names[r["project_id"]][0] for r in one["rows"])
+    days = _doc(gpt4o_days)["rows"]
+    assert len(days) == 30 and sum(Decimal(r["spend"]) for r in days) == direct
+
+    teams = _doc(by_team)
+    assert teams["rows"] == _report(synced, "--by", "team")["spend_by_team"] and teams["total"] == doc["total"]
+
+    assert bad_group.is_error and "group_by" in bad_group.content[0].text
+    assert bad_since.is_error and "since" in bad_since.content[0].text and "Traceback" not in bad_since.content[0].text
+
+
+def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CLI, "mcp", "--store", str(tmp_path / "none.duckdb")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_without_the_extra_it_says_how_to_install_it(synced: str) -> None:
+    code = "import sys; sys.modules['mcp'] = None; from usageledger.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "mcp", "--store", synced], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: usageledger mcp needs the mcp extra: pip install 'usageledger[mcp]'"

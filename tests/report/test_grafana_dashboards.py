@@ -1,0 +1,155 @@
+"""The Grafana dashboards under ``contrib/grafana/``: every PostgreSQL panel query runs against a PostgreSQL store
+synced from the emulator (after Grafana's macro substitution, documented in ``contrib/grafana/README.md``), and the
+Prometheus dashboard asks only for metrics that ``render_metrics`` emits. The same PostgreSQL store also serves the
+metrics and the MCP tools, which must run there as on DuckDB."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.config import Config
+from usageledger.mcp_tools import LedgerTools
+from usageledger.report.metrics import METRIC_NAMES, render_metrics
+from usageledger.store import BaseStore, open_existing_store
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+GRAFANA = Path(__file__).resolve().parents[2] / "contrib" / "grafana"
+NOW = datetime.fromtimestamp(EMULATOR_NOW, UTC)
+FROM = NOW - timedelta(days=30)
+
+
+def _dashboard(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((GRAFANA / name).read_text(encoding="utf-8"))
+    return doc
+
+
+def _targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for panel in doc["panels"] for t in panel["targets"]]
+
+
+def substitute(sql: str, *, start: datetime, end: datetime, orgs: list[str]) -> str:
+    """Grafana's macros and variables as Grafana's PostgreSQL data source expands them (see the README's table)."""
+    frm, to = (f"'{t.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}'" for t in (start, end))
+    sql = re.sub(r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m.group(1)} BETWEEN {frm} AND {to}", sql)
+    sql = sql.replace("$__timeFrom()", frm).replace("$__timeTo()", to)
+    sql = sql.replace("$org", ", ".join("'" + o.replace("'", "''") + "'" for o in orgs))
+    assert "$" not in sql, f"a macro or variable is left unsubstituted: {sql}"
+    return sql
+
+
+@pytest.fixture(scope="module")
+def pg_store(emulator_url: str, postgres_url: str) -> Iterator[BaseStore]:
+    """A PostgreSQL store after one `usageledger sync` from the emulator: usage, costs and the directory. One sync
+    restates nothing, so the revision log holds inserts only and the restatement panel is empty (it must still run)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+        result = CliRunner().invoke(
+            app,
+            ["sync", "--store", postgres_url, "--now", str(EMULATOR_NOW), "--base-url", emulator_url, "--since", "35d"],
+        )
+    assert result.exit_code == 0, result.output
+    with open_existing_store(postgres_url) as store:
+        yield store
+
+
+@pytest.mark.postgres
+def test_every_postgres_panel_query_runs_on_a_synced_store(pg_store: BaseStore) -> None:
+    doc = _dashboard("usageledger-postgres.json")
+    orgs = [row[0] for row in pg_store.query(doc["templating"]["list"][1]["query"])]
+    assert orgs == ["default"]
+    targets = _targets(doc)
+    assert len(targets) >= 8
+    empty = []
+    for target in targets:
+        assert target["rawQuery"] is True and target["format"] in ("table", "time_series")
+        rows = pg_store.query(substitute(target["rawSql"], start=FROM, end=NOW, orgs=orgs))
+        if not rows:
+            empty.append(target["rawSql"])
+    # Only the restatement panel may be empty: one sync restates nothing.
+    assert all("FROM revisions" in sql for sql in empty), empty
+
+
+@pytest.mark.postgres
+def test_spend_panel_equals_a_direct_sum(pg_store: BaseStore) -> None:
+    """The total panel and the per-project panel agree with each other and with a sum over the raw table."""
+    doc = _dashboard("usageledger-postgres.json")
+    by_title = {p["title"]: p["targets"][0]["rawSql"] for p in doc["panels"]}
+    [(total,)] = pg_store.query(substitute(by_title["Spend in the range"], start=FROM, end=NOW, orgs=["default"]))
+    projects = pg_store.query(substitute(by_title["Spend by project"], start=FROM, end=NOW, orgs=["default"]))
+    [(direct,)] = pg_store.query(
+        "SELECT SUM(c.amount_value) FROM costs c JOIN streams s ON s.org = c.org AND s.stream = c.stream "
+        "WHERE s.is_default AND s.bucket_width = '1d' AND c.bucket_start BETWEEN %s AND %s",
+        [FROM, NOW],
+    )
+    assert total == direct == sum(amount for _, amount in projects)
+    assert total > 0
+    names = {name for name, _ in projects}
+    assert not any(str(n).startswith("proj_") for n in names), names
+
+
+def test_substitution_leaves_nothing_of_grafana() -> None:
+    sql = substitute(
+        "SELECT 1 WHERE $__timeFilter(bucket_start) AND $__timeFrom() < $__timeTo() AND org IN ($org)",
+        start=FROM,
+        end=NOW,
+        orgs=["a", "o'b"],
+    )
+    assert "bucket_start BETWEEN '2026-10-21T12:00:00Z' AND '2026-11-20T12:00:00Z'" in sql
+    assert "org IN ('a', 'o''b')" in sql
+
+
+def test_prometheus_dashboard_uses_only_emitted_metrics() -> None:
+    doc = _dashboard("usageledger-prometheus.json")
+    exprs = [t["expr"] for t in _targets(doc)]
+    exprs += [v["definition"] for v in doc["templating"]["list"] if v["type"] == "query"]
+    used = {name for expr in exprs for name in re.findall(r"\busageledger_[a-z_]+", expr)}
+    assert used and used <= set(METRIC_NAMES), used - set(METRIC_NAMES)
+    # Every spend, token and freshness metric is on the dashboard somewhere.
+    assert {"usageledger_month_to_date_cost_usd", "usageledger_data_until_timestamp_seconds"} <= used
+    labels = {label for expr in exprs for group in re.findall(r"by \(([^)]*)\)", expr) for label in group.split(", ")}
+    assert labels <= {"org", "project_id", "project_name", "model", "line_item", "direction", "stream", "status"}
+
+
+@pytest.mark.postgres
+def test_metrics_and_the_mcp_tools_read_a_postgres_store(pg_store: BaseStore) -> None:
+    """The metrics and every MCP tool run on PostgreSQL too (the same SQL as on DuckDB), with the same sums."""
+    body, _ = render_metrics(pg_store, now=NOW)
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    got = sum(s.value for s in families["usageledger_month_to_date_cost_usd"].samples)
+    [(direct,)] = pg_store.query(
+        "SELECT SUM(amount_value) FROM costs_daily WHERE bucket_start >= %s AND bucket_start <= %s",
+        [NOW.replace(day=1, hour=0), NOW],
+    )
+    assert math.isclose(got, float(direct), rel_tol=1e-9) and got > 0
+
+    @contextmanager
+    def reading() -> Iterator[BaseStore]:
+        yield pg_store
+
+    tools = LedgerTools(reading, Config(), clock=lambda: NOW)
+    spend = tools.spend(since="30d")
+    assert Decimal(spend["total"]) > 0 and spend["period"]["last_day"] == NOW.date().isoformat()
+    assert Decimal(tools.spend(since="30d", model="gpt-4o")["total"]) >= 0
+    assert tools.usage(since="30d")["totals"]["tokens"] > 0
+    assert tools.top_movers(since="7d", by="model")["previous_period"]["days"] == 7
+    assert tools.changes(since="2026-01-01", until="2027-01-01", kind="all", limit=3)["changes"]
+    assert tools.alerts()["checks"]
+    project = spend["rows"][0]
+    [match] = [m for m in tools.lookup(project["name"])["matches"] if m["id"] == project["project_id"]]
+    assert match["kind"] == "project"
+    assert tools.lookup("50%_\\")["matches"] == []

@@ -1,0 +1,261 @@
+"""``/metrics``: Prometheus (and OpenMetrics) text from the store, parsed with ``prometheus_client``'s own parsers,
+checked against direct SQL sums over a store synced from the emulator, and served through uvicorn on loopback."""
+
+from __future__ import annotations
+
+import math
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+from starlette.applications import Starlette
+from starlette.routing import Route
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.errors import ParameterError
+from usageledger.report.metrics import (
+    METRIC_NAMES,
+    metrics_endpoint,
+    parse_metrics_labels,
+    render_metrics,
+)
+from usageledger.store import BaseStore, open_existing_store, open_store
+from usageledger.store.directory import current_names
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+NOW = datetime.fromtimestamp(EMULATOR_NOW, UTC)
+MONTH_START = datetime(NOW.year, NOW.month, 1, tzinfo=UTC)
+TODAY = datetime(NOW.year, NOW.month, NOW.day, tzinfo=UTC)
+ORG = "default"
+
+
+@pytest.fixture(scope="module")
+def synced(emulator_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store synced by `usageledger sync` from the shared emulator: 40 days of every default stream, and the
+    directory (so projects have names)."""
+    store = str(tmp_path_factory.mktemp("metrics") / "s.duckdb")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+        result = CliRunner().invoke(
+            app, ["sync", "--store", store, "--now", str(EMULATOR_NOW), "--base-url", emulator_url, "--since", "40d"]
+        )
+    assert result.exit_code == 0, result.output
+    return store
+
+
+@contextmanager
+def _reading(url: str) -> Iterator[BaseStore]:
+    with open_existing_store(url) as store:
+        yield store
+
+
+def _samples(text: str, name: str) -> list[Sample]:
+    for family in text_string_to_metric_families(text):
+        if family.name == name:
+            return list(family.samples)
+    return []
+
+
+def _page(url: str, labels: frozenset[str] | None = None) -> str:
+    with _reading(url) as store:
+        body, content_type = render_metrics(store, now=NOW, **({} if labels is None else {"labels": labels}))
+    assert content_type.startswith("text/plain")
+    return body.decode()
+
+
+def test_cost_metric_is_labelled_with_project_names_and_equals_sql(synced: str) -> None:
+    """Each project's month-to-date spend equals a direct SQL sum, and every sample carries the project's name."""
+    text = _page(synced)
+    samples = _samples(text, "usageledger_month_to_date_cost_usd")
+    assert samples
+    with _reading(synced) as store:
+        names = current_names(store, ORG, "project")
+        expected = dict(
+            store.query(
+                "SELECT project_id, SUM(amount_value) FROM costs_daily WHERE bucket_start >= %s AND bucket_start < %s"
+                " AND currency = 'usd' GROUP BY 1",
+                [MONTH_START, TODAY.replace(day=NOW.day + 1)],
+            )
+        )
+    got: dict[str, float] = {}
+    for s in samples:
+        assert set(s.labels) == {"org", "project_id", "project_name", "model", "line_item"}
+        assert s.labels["org"] == ORG
+        pid = s.labels["project_id"]
+        if pid:
+            assert s.labels["project_name"] == names[pid][0] != pid
+        got[pid] = got.get(pid, 0.0) + s.value
+    assert {k or None for k in got} == set(expected)
+    for pid, value in got.items():
+        assert math.isclose(value, float(expected[pid or None]), rel_tol=1e-9)
+
+
+def test_today_and_tokens_equal_sql(synced: str) -> None:
+    """Today's spend and the month's input tokens and requests equal direct SQL sums over the daily views."""
+    text = _page(synced)
+    today = sum(s.value for s in _samples(text, "usageledger_today_cost_usd"))
+    tokens = _samples(text, "usageledger_month_to_date_tokens")
+    requests = sum(s.value for s in _samples(text, "usageledger_month_to_date_requests"))
+    with _reading(synced) as store:
+        [(spend,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE bucket_start = %s AND currency = 'usd'", [TODAY]
+        )
+        [(inp, req)] = store.query(
+            "SELECT SUM(input_tokens), SUM(num_model_requests) FROM usage_completions_daily WHERE bucket_start >= %s",
+            [MONTH_START],
+        )
+        [(emb,)] = store.query(
+            "SELECT SUM(input_tokens) FROM usage_embeddings_daily WHERE bucket_start >= %s", [MONTH_START]
+        )
+    assert spend is not None and today > 0
+    assert math.isclose(today, float(spend), rel_tol=1e-9)
+    by_direction = {d: sum(s.value for s in tokens if s.labels["direction"] == d) for d in ("input", "output")}
+    assert by_direction["input"] >= int(inp) + int(emb) > 0
+    assert by_direction["output"] > 0
+    assert requests >= int(req) > 0
+
+
+def test_last_sync_time_and_errors_per_stream(synced: str) -> None:
+    """Each stream has its last sync time, its watermark and zero sync errors, as ``streams`` records them."""
+    text = _page(synced)
+    last = {s.labels["stream"]: s.value for s in _samples(text, "usageledger_last_sync_timestamp_seconds")}
+    until = {s.labels["stream"]: s.value for s in _samples(text, "usageledger_data_until_timestamp_seconds")}
+    errors = {s.labels["stream"]: s.value for s in _samples(text, "usageledger_sync_errors")}
+    runs = {s.labels["status"]: s.value for s in _samples(text, "usageledger_sync_runs")}
+    with _reading(synced) as store:
+        states = store.stream_states()
+    assert states and {s.stream for s in states} == set(last) == set(errors) == set(until)
+    for s in states:
+        assert last[s.stream] == s.last_run_at and until[s.stream] == s.watermark
+        assert errors[s.stream] == 0
+    assert runs == {"ok": 1.0}
+
+
+def test_a_failed_stream_shows_an_error_and_a_restatement_lowers_the_gauge(synced: str, tmp_path: Path) -> None:
+    """A stream whose last run failed reports 1; a spend lowered by a re-read lowers the gauge (never clamped)."""
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(Path(synced).read_bytes())
+    before = sum(s.value for s in _samples(_page(str(copy)), "usageledger_today_cost_usd"))
+    import duckdb
+
+    con = duckdb.connect(str(copy))
+    try:
+        con.execute("UPDATE streams SET last_status = 'failed' WHERE endpoint = 'costs'")
+        con.execute("UPDATE costs SET amount_value = amount_value / 2 WHERE bucket_start = ?", [TODAY])
+    finally:
+        con.close()
+    text = _page(str(copy))
+    failed = {s.labels["stream"] for s in _samples(text, "usageledger_sync_errors") if s.value == 1}
+    assert failed and all(stream.startswith("costs") for stream in failed)
+    after = sum(s.value for s in _samples(text, "usageledger_today_cost_usd"))
+    assert math.isclose(after, before / 2, rel_tol=1e-9)
+
+
+def test_label_switches_sum_dropped_labels_away(synced: str) -> None:
+    """``--metrics-labels model`` keeps only ``model`` (tokens keep ``direction``), and totals are unchanged."""
+    full = _page(synced)
+    narrow = _page(synced, parse_metrics_labels("model"))
+    cost = _samples(narrow, "usageledger_month_to_date_cost_usd")
+    assert cost and all(set(s.labels) == {"model"} for s in cost)
+    assert len({s.labels["model"] for s in cost}) == len(cost)
+    tokens = _samples(narrow, "usageledger_month_to_date_tokens")
+    assert tokens and all(set(s.labels) == {"model", "direction"} for s in tokens)
+    for name in ("usageledger_month_to_date_cost_usd", "usageledger_month_to_date_tokens"):
+        assert math.isclose(
+            sum(s.value for s in _samples(full, name)), sum(s.value for s in _samples(narrow, name)), rel_tol=1e-9
+        )
+    project = _samples(_page(synced, parse_metrics_labels("org, project")), "usageledger_today_cost_usd")
+    assert project and all(set(s.labels) == {"org", "project_id", "project_name"} for s in project)
+
+
+@pytest.mark.parametrize("value", ["", "project,team", "models", " , "])
+def test_a_bad_label_list_is_one_line_naming_the_flag(value: str) -> None:
+    with pytest.raises(ParameterError) as info:
+        parse_metrics_labels(value)
+    message = str(info.value)
+    assert message.startswith("--metrics-labels:") and "\n" not in message
+    assert "org, project, model, line_item" in message
+
+
+def test_every_metric_name_is_listed(synced: str) -> None:
+    """``METRIC_NAMES`` (what the Grafana dashboard may use) is exactly what the page emits."""
+    text = _page(synced)
+    assert {f.name for f in text_string_to_metric_families(text)} == set(METRIC_NAMES)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _serving(starlette: Starlette) -> Iterator[str]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(starlette, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_served_over_http_with_content_negotiation(synced: str) -> None:
+    """Through uvicorn: plain Prometheus text by default, OpenMetrics (ending in ``# EOF``) when Accept asks."""
+    endpoint = metrics_endpoint(lambda: _reading(synced), parse_metrics_labels("project"), clock=lambda: NOW)
+    with _serving(Starlette(routes=[Route("/metrics", endpoint)])) as base, httpx.Client(base_url=base) as client:
+        plain = client.get("/metrics")
+        om = client.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"}
+        )
+    assert plain.status_code == 200 and plain.headers["content-type"].startswith("text/plain")
+    assert om.status_code == 200 and om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.rstrip().endswith("# EOF")
+    families = {f.name: f for f in openmetrics_families(om.text)}
+    costs = families["usageledger_month_to_date_cost_usd"].samples
+    assert costs and all(set(s.labels) == {"project_id", "project_name"} for s in costs)
+    assert "usageledger_last_sync_timestamp_seconds" in families
+    plain_costs = _samples(plain.text, "usageledger_month_to_date_cost_usd")
+    assert sorted(s.value for s in plain_costs) == sorted(s.value for s in costs)
+    assert Decimal(str(sum(s.value for s in costs))) > 0
+
+
+def test_a_missing_store_fails_the_scrape_with_one_line(tmp_path: Path) -> None:
+    """No store: 503 and one line saying so (Prometheus marks the target down), never a traceback page."""
+    endpoint = metrics_endpoint(lambda: _reading(str(tmp_path / "none.duckdb")))
+    with _serving(Starlette(routes=[Route("/metrics", endpoint)])) as base:
+        response = httpx.get(f"{base}/metrics")
+    assert response.status_code == 503
+    assert response.text.startswith("error: no store at") and response.text.count("\n") == 1
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_an_empty_store_has_every_family_and_no_spend(tmp_path: Path) -> None:
+    """A store nothing was synced into yet: the page parses, with no spend series and no sync times."""
+    url = str(tmp_path / "empty.duckdb")
+    open_store(url).close()
+    text = _page(url)
+    assert {f.name for f in text_string_to_metric_families(text)} <= set(METRIC_NAMES)
+    assert _samples(text, "usageledger_month_to_date_cost_usd") == []
+    assert _samples(text, "usageledger_last_sync_timestamp_seconds") == []

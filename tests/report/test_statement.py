@@ -1,0 +1,287 @@
+"""`usageledger statement`: showback statements that add up to the month's costs to the cent, the allocation rules,
+the per-day currency conversion and its error, on a store synced from the emulator over 90 days."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from usageledger.cli import app
+from usageledger.config import STATEMENT_ALLOCATIONS, parse_config
+from usageledger.errors import ConfigError, ParameterError
+from usageledger.report.fx import load_rates
+from usageledger.report.queries import COSTS_VIEW, utc_day
+from usageledger.report.statement import ALLOCATIONS, SHARED, apportion, parse_month
+from usageledger.store import open_store
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+MONTH = "2026-10"
+FIRST, UNTIL = date(2026, 10, 1), date(2026, 11, 1)
+CENT = Decimal("0.01")
+
+
+def _run(*args: str) -> Result:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _json(*args: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(_run("statement", *args, "--format", "json").stdout)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def store(emulator_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """90 days of costs and the directory (projects, groups: one project is in no team) from the emulator."""
+    path = str(tmp_path_factory.mktemp("statement") / "s.duckdb")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+        _run("sync", "--store", path, "--now", str(EMULATOR_NOW), "--base-url", emulator_url, "-e", "costs",
+             "--since", "90d")  # fmt: skip
+    return path
+
+
+def _day_costs(store: str) -> dict[date, Decimal]:
+    with open_store(store, read_only=True) as db:
+        rows = db.query(
+            f"SELECT bucket_start, SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s"
+            " GROUP BY bucket_start",
+            [datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)],
+        )
+    return {utc_day(d): Decimal(a) for d, a in rows}
+
+
+def _invoice(store: str) -> Decimal:
+    """The month's costs straight from the store, rounded to the cent once: what the invoice says."""
+    return sum(_day_costs(store).values(), Decimal(0)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _check_sums(doc: dict[str, Any]) -> None:
+    statements = doc["statements"]
+    assert sum(Decimal(s["total"]) for s in statements) == Decimal(doc["total"])
+    for s in statements:
+        assert sum(Decimal(line["amount"]) for line in s["lines"]) == Decimal(s["total"]), s["owner"]
+        assert Decimal(s["direct"]) + Decimal(s["shared"]) == Decimal(s["total"])
+        for line in s["lines"]:
+            assert Decimal(line["amount"]) == Decimal(line["amount"]).quantize(CENT)
+            assert abs(Decimal(line["amount"]) - Decimal(line["exact"])) < CENT
+    assert doc["adds_up"] is True
+
+
+@pytest.mark.parametrize("by", ["team", "project"])
+@pytest.mark.parametrize("allocation", ALLOCATIONS)
+def test_statements_add_up_to_the_invoice(store: str, by: str, allocation: str) -> None:
+    doc = _json(MONTH, "--store", store, "--by", by, "--allocate", allocation)
+    assert Decimal(doc["total"]) == _invoice(store)
+    assert doc["month"] == MONTH and doc["complete"] is True and doc["currency"] == "USD"
+    assert doc["allocation"]["rule"] == allocation
+    _check_sums(doc)
+    owners = [s["owner"] for s in doc["statements"]]
+    assert len(owners) == len(set(owners)) >= 2
+    assert any("add up to" in note and doc["total"] in note.replace(",", "") for note in doc["notes"])
+
+
+def test_text_output_says_it_adds_up(store: str) -> None:
+    text = _run("statement", MONTH, "--store", store).stdout
+    total = f"${_invoice(store):,}"
+    assert f"add up to {total}" in " ".join(text.split())
+    assert "in proportion to each statement's direct spend" in " ".join(text.split())
+
+
+def test_shared_spend_is_allocated_by_the_rule(store: str) -> None:
+    """By team, one project is in no team: its spend is shared, and each rule spreads it as it says."""
+    proportional = _json(MONTH, "--store", store)
+    shared = Decimal(proportional["shared_total"])
+    assert shared > 10 and proportional["shared_projects"]
+    owners = proportional["statements"]
+    direct_total = sum(Decimal(s["direct"]) for s in owners)
+    for s in owners:
+        expected = shared * Decimal(s["direct"]) / direct_total
+        assert abs(Decimal(s["shared"]) - expected) < Decimal("0.02"), s["owner"]
+        assert [line for line in s["lines"] if line["shared"]], "the shared part is a line of its own"
+    even = _json(MONTH, "--store", store, "--allocate", "even")
+    parts = [Decimal(s["shared"]) for s in even["statements"]]
+    assert max(parts) - min(parts) <= CENT and sum(parts) == Decimal(even["shared_total"])
+    # The shared parts are rounded inside each statement, so their sum may move by a cent with the rule.
+    assert abs(Decimal(even["shared_total"]) - shared) <= CENT
+    none = _json(MONTH, "--store", store, "--allocate", "none")
+    by_owner = {s["owner"]: s for s in none["statements"]}
+    assert abs(Decimal(by_owner[SHARED]["total"]) - shared) <= CENT
+    assert all(Decimal(s["shared"]) == 0 for o, s in by_owner.items() if o != SHARED)
+    assert none["statements"][-1]["owner"] == SHARED
+
+
+def test_the_config_chooses_the_rule(store: str, tmp_path: Path) -> None:
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[statement]\nallocate = "even"\n', encoding="utf-8")
+    doc = _json(MONTH, "--store", store, "--config", str(config))
+    assert doc["allocation"]["rule"] == "even"
+    assert _json(MONTH, "--store", store, "--config", str(config), "--allocate", "none")["allocation"]["rule"] == "none"
+    with pytest.raises(ConfigError, match=r"statement\.allocate"):
+        parse_config({"statement": {"allocate": "by headcount"}})
+    assert STATEMENT_ALLOCATIONS == ALLOCATIONS
+
+
+def test_config_teams_decide_the_statements(store: str, tmp_path: Path) -> None:
+    with open_store(store, read_only=True) as db:
+        projects = sorted(p for (p,) in db.query(f"SELECT DISTINCT project_id FROM {COSTS_VIEW}") if p is not None)
+    config = tmp_path / "usageledger.toml"
+    config.write_text(f'[teams]\nAlpha = ["{projects[0]}"]\nBeta = {json.dumps(projects[1:])}\n', encoding="utf-8")
+    doc = _json(MONTH, "--store", store, "--config", str(config))
+    assert {s["owner"] for s in doc["statements"]} == {"Alpha", "Beta"}
+    assert doc["shared_projects"] in ([], [None])
+    assert Decimal(doc["total"]) == _invoice(store)
+    _check_sums(doc)
+
+
+def _rates(path: Path, skip: date | None = None) -> dict[date, Decimal]:
+    rates = {FIRST + timedelta(days=i): Decimal("0.9") + Decimal(i) / 1000 for i in range((UNTIL - FIRST).days)}
+    lines = ["date,rate", *(f"{d},{r}" for d, r in rates.items() if d != skip)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return rates
+
+
+def test_currency_converts_each_day_at_its_rate(store: str, tmp_path: Path) -> None:
+    rates = _rates(tmp_path / "rates.csv")
+    doc = _json(MONTH, "--store", store, "--currency", "eur", "--fx", str(tmp_path / "rates.csv"))
+    assert doc["currency"] == "EUR"
+    expected = sum((amount * rates[d] for d, amount in _day_costs(store).items()), Decimal(0))
+    assert Decimal(doc["total"]) == expected.quantize(CENT, rounding=ROUND_HALF_UP)
+    assert Decimal(doc["total"]) != _invoice(store)
+    assert {r["day"]: Decimal(r["rate"]) for r in doc["rates"]} == {d.isoformat(): r for d, r in rates.items()}
+    assert any("EUR" in note and "0.9 to 0.93" in note for note in doc["notes"])
+    _check_sums(doc)
+    text = " ".join(_run("statement", MONTH, "--store", store, "--currency", "EUR", "--fx",
+                         str(tmp_path / "rates.csv")).stdout.split())  # fmt: skip
+    assert "€" in text and "0.9 to 0.93 EUR per USD" in text
+
+
+def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
+    missing = date(2026, 10, 19)
+    _rates(tmp_path / "rates.csv", skip=missing)
+    result = subprocess.run(
+        [sys.executable, "-c", "from usageledger.cli import main; main()", "statement", MONTH, "--store", store,
+         "--currency", "EUR", "--fx", str(tmp_path / "rates.csv")],
+        capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "2026-10-19" in lines[0] and "--fx" in lines[0] and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    only_fx = CliRunner().invoke(app, ["statement", MONTH, "--store", store, "--fx", str(tmp_path / "rates.csv")])
+    assert only_fx.exit_code == 1 and "--currency" in only_fx.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("date,rate\n2026-10-01,abc\n", "not a positive rate"), ("day,value\n", "header"),
+     ("date,rate\n2026-10-01,0.9\n2026-10-01,0.8\n", "two different rates"), ("date,rate\n", "no rates")],
+)  # fmt: skip
+def test_bad_rate_files_name_fx(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rates.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ParameterError, match=message) as caught:
+        load_rates(path, "EUR")
+    assert str(caught.value).startswith("--fx:")
+    with pytest.raises(ParameterError, match="--currency"):
+        load_rates(path, "USD")
+
+
+def test_csv_and_html_outputs(store: str, tmp_path: Path) -> None:
+    out_csv, out_html = tmp_path / "s.csv", tmp_path / "s.html"
+    _run("statement", MONTH, "--store", store, "--by", "project", "--csv", str(out_csv), "--html", str(out_html))
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8"))))
+    totals = [Decimal(r["amount"]) for r in rows if r["kind"] == "total"]
+    assert sum(totals) == _invoice(store)
+    lines = [Decimal(r["amount"]) for r in rows if r["kind"] in ("direct", "shared")]
+    assert sum(lines) == _invoice(store)
+    page = out_html.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>") and f"${_invoice(store):,}" in page and "add up to" in page
+    refused = CliRunner().invoke(app, ["statement", MONTH, "--store", store, "--csv", store])
+    assert refused.exit_code == 1 and "would be overwritten" in refused.output
+    folder = CliRunner().invoke(app, ["statement", MONTH, "--store", store, "--html", str(tmp_path)])
+    assert folder.exit_code == 1 and "--html" in folder.output and "is a directory" in folder.output
+    assert "Statement" not in folder.output, "refused before anything is computed or printed"
+    with open_store(store, read_only=True) as db:
+        assert db.query(f"SELECT COUNT(*) FROM {COSTS_VIEW}")[0][0] > 1000
+
+
+def test_apportion_is_largest_remainder() -> None:
+    third = Decimal(1) / 3
+    assert apportion([third, third, third], Decimal("1.00")) == [Decimal("0.34"), Decimal("0.33"), Decimal("0.33")]
+    values = [Decimal("0.125"), Decimal("0.125"), Decimal("0.25")]
+    assert sum(apportion(values, Decimal("0.50"))) == Decimal("0.50")
+    assert apportion([Decimal("2.004"), Decimal("1.006")], Decimal("3.01")) == [Decimal("2.00"), Decimal("1.01")]
+    assert apportion([], Decimal(0)) == []
+
+
+def test_month_parsing() -> None:
+    assert parse_month("2026-10") == date(2026, 10, 1)
+    for bad in ("2026-13", "10-2026", "2026/10", "2026-1"):
+        with pytest.raises(ParameterError, match="YYYY-MM"):
+            parse_month(bad)
+
+
+def test_report_by_team_json_has_teams_adding_up_to_totals(store: str) -> None:
+    doc = json.loads(
+        _run(
+            "report",
+            "--store",
+            store,
+            "--by",
+            "team",
+            "--since",
+            "2026-10-01",
+            "--until",
+            "2026-11-01",
+            "--format",
+            "json",
+        ).stdout
+    )
+    assert isinstance(doc["teams"], list) and len(doc["teams"]) >= 2
+    for team in doc["teams"]:
+        assert isinstance(team["spend"], str) and Decimal(team["spend"]).is_finite()
+    total = Decimal(doc["totals"]["spend"])
+    assert isinstance(doc["totals"]["spend"], str)
+    assert sum(Decimal(t["spend"]) for t in doc["teams"]).quantize(CENT) == total.quantize(CENT)
+    assert total.quantize(CENT, rounding=ROUND_HALF_UP) == _invoice(store)
+
+
+def test_report_converts_totals_and_tables_per_day(store: str, tmp_path: Path) -> None:
+    rates = _rates(tmp_path / "rates.csv")
+    period = ("--since", "2026-10-17", "--until", "2026-11-01")  # the previous 15 days are in October too
+    args = ("report", "--store", store, *period, "--currency", "EUR", "--fx", str(tmp_path / "rates.csv"))
+    doc = json.loads(_run(*args, "--format", "json").stdout)
+    costs = _day_costs(store)
+    expected = sum((costs[d] * rates[d] for d in costs if d >= date(2026, 10, 17)), Decimal(0))
+    assert doc["currency"] == "eur"
+    assert Decimal(doc["totals"]["spend"]).quantize(CENT) == expected.quantize(CENT)
+    assert sum(Decimal(p["spend"]) for p in doc["spend_by_project"]).quantize(CENT) == expected.quantize(CENT)
+    assert {r["day"] for r in doc["fx"]["rates"]} == {(FIRST + timedelta(days=i)).isoformat() for i in range(1, 31)}
+    teams = json.loads(_run(*args, "--by", "team", "--format", "json").stdout)
+    assert sum(Decimal(t["spend"]) for t in teams["teams"]).quantize(CENT) == expected.quantize(CENT)
+    text = " ".join(_run(*args).stdout.split())
+    assert (
+        "€" in text and "Converted from USD to EUR at each day's rate" in text and "0.901 to 0.93 EUR per USD" in text
+    )
+    _run(*args, "--html", str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "€" in page and "Converted from USD to EUR at each day&#x27;s rate" in page
+    _rates(tmp_path / "rates.csv", skip=date(2026, 10, 5))
+    missing = CliRunner().invoke(app, list(args))
+    assert missing.exit_code == 1 and "2026-10-05" in missing.output and "--fx" in missing.output

@@ -1,0 +1,337 @@
+"""The dashboard's app over a store synced from the emulator: the API gives the report's document, the filters and
+the drill-down add up to SQL sums, a token guards every route but /healthz, the store is never written, and it
+answers while a sync writes the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from usageledger.report.queries import LINE_ITEM_MODEL
+from usageledger.serve import build_app
+from usageledger.store import open_store
+from usageledger.store._filelock import writer_pid
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.reliability import cli, emulator_process, env, finish, run_cli, sync_args
+from fixtures.reports import demo_sync
+
+CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
+TOKEN = "t0ken-for-the-serve-tests-0123456789"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`usageledger demo`: the emulator synced into a fresh DuckDB store (60 days, every default stream)."""
+    folder = tmp_path_factory.mktemp("serve")
+    path = folder / "demo.duckdb"
+    done = subprocess.run([*CLI, "demo", "--store", str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def period(store: str) -> dict[str, str]:
+    """The 30 days that end with the store's last day of costs (the demo syncs up to today)."""
+    last = _sql(store, "SELECT max(bucket_start) FROM costs_daily")[0][0].astimezone(UTC).date()
+    return {"since": (last - timedelta(days=29)).isoformat(), "until": (last + timedelta(days=1)).isoformat()}
+
+
+@pytest.fixture(scope="module")
+def client(store: str) -> Iterator[TestClient]:
+    with TestClient(build_app(store)) as c:
+        yield c
+
+
+def _sql(store: str, sql: str, *params: object) -> Any:
+    with duckdb.connect(store, read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def _cli_json(store: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [*CLI, "report", "--store", store, "--format", "json", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def _period_sum(store: str, period: dict[str, str], where: str = "TRUE", *params: object) -> Decimal:
+    rows = _sql(
+        store,
+        "SELECT COALESCE(SUM(amount_value), 0) FROM costs_daily WHERE bucket_start >= ?::TIMESTAMPTZ "
+        f"AND bucket_start < ?::TIMESTAMPTZ AND {where}",
+        f"{period['since']}T00:00:00Z",
+        f"{period['until']}T00:00:00Z",
+        *params,
+    )
+    return Decimal(rows[0][0])
+
+
+def _a_project(client: TestClient, period: dict[str, str]) -> dict[str, str]:
+    projects: list[dict[str, str]] = client.get("/api/filters", params=period).json()["projects"]
+    assert len(projects) >= 2, projects
+    return projects[1]
+
+
+def test_api_report_is_the_report_commands_json_document(
+    client: TestClient, store: str, period: dict[str, str]
+) -> None:
+    """/api/report and `report --format json` give the same document, whole, for the same period and filters."""
+    project = _a_project(client, period)["id"]
+    options = client.get("/api/filters", params=period).json()
+    cases: list[dict[str, str]] = [
+        period,
+        {"since": "14d"},
+        {"since": period["since"], "project": project},
+        {**period, "team": options["teams"][0], "model": options["models"][1]},
+        {**period, "team": "unassigned", "org": "demo"},
+    ]
+    for params in cases:
+        api = client.get("/api/report", params=params)
+        assert api.status_code == 200, api.text
+        assert api.headers["content-type"].startswith("application/json")
+        args = [a for key, value in params.items() for a in (f"--{key}", value)]
+        assert api.json() == _cli_json(store, *args), params
+    total = Decimal(client.get("/api/report", params=period).json()["totals"]["spend"])
+    assert total == _period_sum(store, period) and total > 0
+
+
+def test_model_team_and_project_filters_are_sql_sums(client: TestClient, store: str, period: dict[str, str]) -> None:
+    """Each filter's total is the SQL sum of the rows it names; the projects' spend adds up to the total."""
+    base = period
+    options = client.get("/api/filters", params=base).json()
+    assert options["orgs"] == ["demo"] and options["models"] and "unassigned" in options["teams"]
+    assert all(p["name"] for p in options["projects"])
+    model = options["models"][0]
+    doc = client.get("/api/report", params={**base, "model": model}).json()
+    assert doc["scope"]["model"] == model
+    assert Decimal(doc["totals"]["spend"]) == _period_sum(
+        store, period, f"{LINE_ITEM_MODEL.replace('%s', '?')} = ?", model
+    )
+    assert {m["model"] for m in doc["spend_by_model"]} == {model}
+    whole = client.get("/api/report", params=base).json()
+    assert sum(Decimal(p["spend"]) for p in whole["spend_by_project"]) == Decimal(whole["totals"]["spend"])
+    by_team: dict[str, Decimal] = {}
+    for team in options["teams"]:
+        team_doc = client.get("/api/report", params={**base, "team": team})
+        assert team_doc.status_code == 200, team_doc.text
+        by_team[team] = Decimal(team_doc.json()["totals"]["spend"])
+    assert sum(by_team.values()) == Decimal(whole["totals"]["spend"]), by_team
+    bad = client.get("/api/report", params={**base, "team": "no such team"})
+    assert bad.status_code == 400 and "team" in bad.json()["error"]
+
+
+def test_the_drill_down_gives_a_projects_models_and_keys(
+    client: TestClient, store: str, period: dict[str, str]
+) -> None:
+    project = _a_project(client, period)
+    got = client.get(f"/api/projects/{project['id']}", params=period)
+    assert got.status_code == 200, got.text
+    doc = got.json()
+    assert doc["project"] == {"id": project["id"], "name": project["name"]}
+    spend = Decimal(doc["spend"])
+    assert spend == _period_sum(store, period, "project_id = ?", project["id"]) and spend > 0
+    assert sum(Decimal(m["spend"]) for m in doc["spend_by_model"]) == spend
+    assert doc["keys"] and all(k["project"]["id"] == project["id"] for k in doc["keys"])
+    page = client.get("/", params={**period, "project": project["id"]})
+    assert page.status_code == 200
+    assert 'id="drill-models"' in page.text and 'id="drill-keys"' in page.text
+    assert doc["keys"][0]["id"] in page.text
+
+
+def test_the_dashboard_page_is_self_contained_and_marks_provisional_days(client: TestClient) -> None:
+    page = client.get("/", params={"since": "14d"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    # Nothing to fetch: no external src/href/url() (SVG's xmlns names a namespace, it loads nothing).
+    assert not re.search(r"""(src|href|action)\s*=\s*["']?(https?:)?//|url\(|<link|@import""", page.text)
+    document = client.get("/api/report", params={"since": "14d"}).json()
+    assert document["provisional_from"] is not None
+    assert f'data-provisional-from="{document["provisional_from"]}"' in page.text
+    assert 'class="provisional"' in page.text  # the chart's provisional bars
+
+
+def test_healthz_says_the_store_and_the_last_sync(client: TestClient, store: str, period: dict[str, str]) -> None:
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    body = health.json()
+    last = _sql(store, "SELECT max(last_run_at) FROM streams")[0][0]
+    assert body["ok"] is True and body["store"] == store and body["streams"] > 0
+    assert body["last_sync"] == last.strftime("%Y-%m-%dT%H:%M:%SZ") and body["failing_streams"] == []
+
+
+def test_bad_input_is_one_line_naming_the_parameter(client: TestClient) -> None:
+    for params, name in (({"since": "yesterdayish"}, "since"), ({"until": "nope"}, "until")):
+        got = client.get("/api/report", params=params)
+        assert got.status_code == 400 and got.json()["error"].startswith(f"{name}:"), got.text
+    page = client.get("/", params={"since": "2026-11-10", "until": "2026-11-01"})
+    assert page.status_code == 400 and "the period is empty" in page.text
+
+
+def test_a_token_guards_every_route_but_healthz(store: str) -> None:
+    with TestClient(build_app(store, token=TOKEN)) as guarded:
+        for path in ("/", "/api/report", "/api/filters", "/api/projects/x"):
+            assert guarded.get(path).status_code == 401, path
+            assert guarded.get(path, headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+            assert guarded.get(path, headers={"Authorization": TOKEN}).status_code == 401
+        assert guarded.get("/healthz").status_code == 200
+        ok = guarded.get("/api/report", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and ok.json()["totals"]["spend"]
+
+
+def test_serving_never_writes_the_store(store: str) -> None:
+    before = hashlib.sha256(Path(store).read_bytes()).hexdigest()
+    with TestClient(build_app(store)) as c:
+        for path in ("/", "/api/report", "/api/filters", "/healthz"):
+            assert c.get(path).status_code == 200
+    assert hashlib.sha256(Path(store).read_bytes()).hexdigest() == before
+    assert not Path(store + ".wal").exists()
+
+
+def test_the_command_refuses_a_remote_host_without_the_flag_and_the_token(store: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "USAGELEDGER_"))}
+    cases = [
+        (["--host", "0.0.0.0"], {}, "--host 0.0.0.0 is not a loopback address"),
+        (["--host", "0.0.0.0", "--allow-remote"], {}, "--allow-remote needs a bearer token"),
+        (["--host", "0.0.0.0", "--allow-remote"], {"USAGELEDGER_SERVE_TOKEN": "short"}, "shorter than 16"),
+        (["--sync-every", "5s"], {}, "--sync-every 5s is shorter than a minute"),
+        (["--sync-every", "soon"], {}, "--sync-every"),
+    ]
+    for args, extra, said in cases:
+        done = subprocess.run(
+            [*CLI, "serve", "--store", store, "--port", "0", *args],
+            env={**clean, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def _start_serve(args: list[str], environment: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [*cli(), "serve", "--port", "0", *args],
+        env=environment,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert " at http://127.0.0.1:" in line, (line, proc.poll())
+    return proc, line.split(" at ", 1)[1].split(" ", 1)[0]
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    return proc.returncode, out, err
+
+
+def test_it_answers_while_a_sync_writes_the_store(tmp_path: Path) -> None:
+    """A real server and a real sync on one DuckDB store: pages and the API answer during the sync, which goes on
+    and succeeds; SIGTERM stops the server with exit code 0."""
+    store = str(tmp_path / "busy.duckdb")
+    with emulator_process("--latency", "100ms") as url:
+        code, _, err = finish(run_cli([*cli(), *sync_args(store, "--since", "5d")], url, tmp_path))
+        assert code == 0, err
+        server, base = _start_serve(["--store", store], env(url), tmp_path)
+        try:
+            sync = run_cli([*cli(), *sync_args(store, "--concurrency", "1")], url, tmp_path)
+            try:
+                deadline = time.monotonic() + 60
+                while writer_pid(store) != sync.pid:
+                    assert sync.poll() is None and time.monotonic() < deadline, sync.communicate()
+                    time.sleep(0.05)
+                for path in ("api/report?since=2026-10-01&until=2026-11-21", "healthz", ""):
+                    got = httpx.get(base + path, timeout=60)
+                    assert got.status_code == 200, (path, got.text)
+                assert sync.poll() is None, "the reads must have run while the sync was still writing"
+            finally:
+                code, _, err = finish(sync)
+            assert code == 0, err
+            after = httpx.get(base + "api/report?since=2026-10-01&until=2026-11-21", timeout=60).json()
+            assert Decimal(after["totals"]["spend"]) > 0
+        finally:
+            code, _, err = _stop(server)
+        assert code == 0, err
+
+
+def test_sync_every_keeps_the_ledger_fresh_and_never_shows_the_key(tmp_path: Path) -> None:
+    """--sync-every runs a sync at once (then every interval) from the same process; the key is nowhere."""
+    store = str(tmp_path / "fresh.duckdb")
+    with emulator_process() as url:
+        code, _, err = finish(run_cli([*cli(), *sync_args(store, "--since", "3d")], url, tmp_path))
+        assert code == 0, err
+        first = _sql(store, "SELECT max(last_run_at) FROM streams")[0][0]
+        server, base = _start_serve(["--store", store, "--sync-every", "1h"], env(url), tmp_path)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                health = httpx.get(base + "healthz", timeout=30).json()
+                if health["last_sync"] != first.strftime("%Y-%m-%dT%H:%M:%SZ") and not health["syncing"]:
+                    break
+                assert server.poll() is None and time.monotonic() < deadline, "no sync ran"
+                time.sleep(0.2)
+            pages = [httpx.get(base + path, timeout=60).text for path in ("", "api/report", "healthz")]
+            while writer_pid(store) is not None:  # the sync child has recorded its run; let it exit
+                assert time.monotonic() < deadline, "the sync child never exited"
+                time.sleep(0.1)
+            time.sleep(1)
+        finally:
+            code, out, err = _stop(server)
+        assert code == 0, err
+        assert "sync: ok" in err, err
+        for text in (out, err, *pages):
+            assert FAKE_ADMIN_KEY not in text
+
+
+def test_the_api_gives_the_same_figures_on_postgres(tmp_path: Path, emulator_url: str, pg_url: str) -> None:
+    """The same sync into DuckDB and PostgreSQL: every API answer, filters included, is equal on both."""
+    duck_path = str(tmp_path / "parity.duckdb")
+    for url in (duck_path, pg_url):
+        with open_store(url) as target:
+            demo_sync(target, emulator_url)
+    day = datetime.fromtimestamp(EMULATOR_NOW, UTC).date()
+    period = {"since": (day - timedelta(days=29)).isoformat(), "until": (day + timedelta(days=1)).isoformat()}
+    with TestClient(build_app(duck_path)) as duck, TestClient(build_app(pg_url)) as pg:
+        options = duck.get("/api/filters", params=period).json()
+        assert pg.get("/api/filters", params=period).json() == options
+        project = options["projects"][0]["id"]
+        queries = [
+            ("/api/report", period),
+            ("/api/report", {**period, "model": options["models"][0]}),
+            ("/api/report", {**period, "team": options["teams"][0]}),
+            ("/api/report", {**period, "project": project, "org": options["orgs"][0]}),
+            (f"/api/projects/{project}", period),
+        ]
+        for path, params in queries:
+            on_duck, on_pg = duck.get(path, params=params), pg.get(path, params=params)
+            assert on_duck.status_code == on_pg.status_code == 200, (path, params, on_pg.text)
+            assert on_pg.json() == on_duck.json(), (path, params)
+        assert Decimal(duck.get("/api/report", params=period).json()["totals"]["spend"]) > 0
+        assert pg.get("/healthz").json()["ok"] is True

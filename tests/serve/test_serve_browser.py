@@ -1,0 +1,151 @@
+"""The dashboard in headless Chromium, served by a real `usageledger serve` on loopback over a store synced from the
+emulator: change the period and pick a project, and the figures on the page equal the JSON API and a direct SQL sum;
+the console stays clean, the screenshot is not blank, and no request leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import duckdb
+import httpx
+import pytest
+from PIL import Image, ImageStat
+from playwright.sync_api import Browser, Page, Route
+
+from usageledger.report.formatting import format_money
+
+CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`usageledger demo`: the emulator synced into a fresh DuckDB store."""
+    path = tmp_path_factory.mktemp("serve-browser") / "demo.duckdb"
+    done = subprocess.run([*CLI, "demo", "--store", str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def server(store: str) -> Iterator[str]:
+    """`usageledger serve` on a free loopback port; its base URL (``http://127.0.0.1:PORT/``)."""
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--store", store, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert " at http://127.0.0.1:" in line, (line, proc.poll())
+    try:
+        yield line.split(" at ", 1)[1].split(" ", 1)[0]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+
+
+def _sql_sum(store: str, since: str, until: str, project: str | None = None) -> Decimal:
+    sql = "SELECT COALESCE(SUM(amount_value), 0) FROM costs_daily WHERE bucket_start >= ?::TIMESTAMPTZ"
+    sql += " AND bucket_start < ?::TIMESTAMPTZ"
+    params: list[object] = [f"{since}T00:00:00Z", f"{until}T00:00:00Z"]
+    if project is not None:
+        sql += " AND project_id = ?"
+        params.append(project)
+    with duckdb.connect(store, read_only=True) as con:
+        row = con.execute(sql, params).fetchone()
+    assert row is not None
+    return Decimal(row[0])
+
+
+def _api(base: str, **params: str) -> dict[str, Any]:
+    got = httpx.get(base + "api/report?" + urlencode(params), timeout=60)
+    assert got.status_code == 200, got.text
+    document: dict[str, Any] = got.json()
+    return document
+
+
+def _page_figures(page: Page) -> tuple[str, Decimal]:
+    """The Spend card's text, and the exact sum of the project table's spend cells."""
+    card = page.locator(".card .value").first.inner_text().strip()
+    values = page.locator("#spend-by-project td.num[data-value]").evaluate_all(
+        "cells => cells.filter(c => c.cellIndex === 1).map(c => c.getAttribute('data-value'))"
+    )
+    return card, sum((Decimal(v) for v in values), Decimal(0))
+
+
+def _check(page: Page, base: str, store: str, since: str, until: str, project: str | None = None) -> Decimal:
+    params = {"since": since, "until": until, **({"project": project} if project else {})}
+    document = _api(base, **params)
+    total = Decimal(document["totals"]["spend"])
+    card, table_sum = _page_figures(page)
+    assert total == _sql_sum(store, since, until, project) and total > 0
+    assert card == format_money(total, document["currency"]), (card, total)
+    assert table_sum == total
+    return total
+
+
+def test_the_dashboard_in_chromium_follows_the_period_and_a_project(
+    browser: Browser, server: str, store: str, tmp_path: Path
+) -> None:
+    requests: list[str] = []
+    errors: list[str] = []
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+
+    def only_loopback(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            route.abort()
+
+    context.route("**/*", only_loopback)
+    page = context.new_page()
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        with duckdb.connect(store, read_only=True) as con:
+            row = con.execute("SELECT max(bucket_start) FROM costs_daily").fetchone()
+        assert row is not None
+        last = row[0].astimezone(UTC).date()
+        until = (last + timedelta(days=1)).isoformat()
+        since = (last - timedelta(days=29)).isoformat()
+        page.goto(server + "?" + urlencode({"since": since, "until": until}))
+        month = _check(page, server, store, since, until)
+
+        # A shorter period, typed into the form and applied.
+        shorter = (last - timedelta(days=6)).isoformat()
+        page.fill("#filter-since", shorter)
+        with page.expect_navigation():
+            page.click("#filter-apply")
+        week = _check(page, server, store, shorter, until)
+        assert week < month
+
+        # A project from the dropdown: choosing it reloads the page with its figures and its drill-down.
+        options = page.locator("#filter-project option").evaluate_all("os => os.map(o => o.value).filter(v => v)")
+        assert len(options) >= 2
+        project = options[1]
+        with page.expect_navigation():
+            page.select_option("#filter-project", project)
+        assert page.locator("#filter-project").input_value() == project
+        alone = _check(page, server, store, shorter, until, project)
+        assert alone < week
+        assert page.locator("#drill-models tbody tr").count() >= 1
+        assert page.locator("#drill-keys tbody tr").count() >= 1
+
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        with Image.open(shot) as image:
+            stat = ImageStat.Stat(image.convert("L"))
+            assert image.size[0] >= 1440 and stat.stddev[0] > 10, stat.stddev  # drawn, not one flat colour
+    finally:
+        context.close()
+    assert errors == []
+    assert requests and all(urlsplit(u).hostname == "127.0.0.1" for u in requests), requests
