@@ -46,6 +46,8 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_finality.py",
         "test_focus.py",
         "test_forecast_cli.py",
+        "test_history.py",
+        "test_ledger_history.py",
         "test_fuzz_params.py",
         "test_grafana_dashboards.py",
         "test_keys.py",

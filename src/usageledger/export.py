@@ -40,7 +40,7 @@ import pyarrow as pa
 from usageledger import catalogue, timeutil
 from usageledger._paths import real_path, same_file
 from usageledger.errors import ConfigError
-from usageledger.store import BaseStore, TableSpec, table_for
+from usageledger.store import BaseStore, TableSpec, history, table_for
 from usageledger.store.directory import NamedId, name_joins, named_ids
 from usageledger.store.schema import q
 
@@ -93,6 +93,7 @@ def _select(
     orgs: Sequence[str],
     streams: Sequence[str],
     with_names: bool = False,
+    source: tuple[str, list[Any]] | None = None,
 ) -> tuple[str, list[Any]]:
     names = ["org", "stream", "bucket_start", "bucket_end", *(c.name for c in spec.data_columns)]
     named = _named(spec) if with_names else ()
@@ -111,7 +112,9 @@ def _select(
     if streams:
         where.append(f"t.stream IN ({', '.join(['%s'] * len(streams))})")
         params.extend(streams)
-    sql = f"SELECT {cols} FROM {spec.name} AS t"
+    sql = f"SELECT {cols} FROM {spec.name if source is None else f'({source[0]})'} AS t"
+    if source is not None:
+        params = [*source[1], *params]
     if named:
         sql += " " + name_joins("t", named)
     if where:
@@ -153,12 +156,21 @@ def export(
     batch_rows: int = BATCH_ROWS,
     protect: Mapping[str, str | Path] | None = None,
     with_names: bool = False,
+    as_of: int | None = None,
+    deltas: bool = False,
+    changed_since: int | None = None,
 ) -> ExportResult:
     """Write the selected rows; ``output`` is ``-`` (stdout is the caller's binary stream), a file or a directory.
 
     ``protect`` maps a description ("the config file") to a path the export must never write; the DuckDB store and
     its WAL are always protected. ``with_names`` adds the name columns (see the module's docstring).
+
+    From the revision log (:mod:`usageledger.store.history`): ``as_of`` (Unix seconds) exports the rows as they
+    stood then; ``deltas`` exports, per row, each metric's change over the entries seen after ``changed_since`` (all,
+    without it) and at or before ``as_of`` (negative too; a vanished row's values come back negated).
     """
+    if changed_since is not None and not deltas:
+        raise ConfigError("--changed-since: only a --deltas export reads changes; add --deltas")
     timeutil.check_range(since, until, now=timeutil.now_unix(), start_param="since", end_param="until")
     names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
     specs = []
@@ -169,7 +181,9 @@ def export(
             raise ConfigError(f"--endpoint: {exc.args[0]}") from None
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
-    selection = _Selection(store, since, until, orgs, streams, batch_rows, with_names)
+    selection = _Selection(
+        store, since, until, orgs, streams, batch_rows, with_names, as_of, changed_since if deltas else None, deltas
+    )
     if not isinstance(output, str | Path):
         if fmt != "jsonl" and len(specs) != 1:
             raise ConfigError(f"{fmt} to stdout holds one endpoint: pass --endpoint, or an --output directory")
@@ -322,10 +336,28 @@ class _Selection:
     streams: Sequence[str]
     batch_rows: int
     with_names: bool
+    as_of: int | None = None
+    changed_since: int | None = None
+    deltas: bool = False
 
     def batches(self, spec: TableSpec) -> Iterator[pa.Table]:
+        source = None
+        if self.deltas or self.as_of is not None:
+            groups = history.stream_group_bys(self.store)
+            dialect = self.store.dialect
+            source = (
+                history.deltas_sql(spec, dialect, groups, since=self.changed_since, until=self.as_of)
+                if self.deltas
+                else history.as_of_sql(spec, self.as_of or 0, dialect, groups)
+            )
         sql, params = _select(
-            spec, since=self.since, until=self.until, orgs=self.orgs, streams=self.streams, with_names=self.with_names
+            spec,
+            since=self.since,
+            until=self.until,
+            orgs=self.orgs,
+            streams=self.streams,
+            with_names=self.with_names,
+            source=source,
         )
         yield from self.store.iter_batches(sql, params, _schema(spec, self.with_names), self.batch_rows)
 

@@ -17,6 +17,7 @@ from usageledger.cli import commands_mcp  # noqa: F401  isort: skip
 from usageledger.cli import commands_forecast  # noqa: F401  isort: skip
 from usageledger.cli import commands_serve  # noqa: F401  isort: skip
 from usageledger.cli import commands_statement  # noqa: F401  isort: skip
+from usageledger.cli import commands_history  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -29,6 +30,8 @@ from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_line, forecast_line
 from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
+from usageledger.report.history import adjustments
+from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
@@ -180,6 +183,14 @@ def report(
             "directory's project groups; see the README).",
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The report as the ledger held it at this time, rebuilt from the revision log (a date, a datetime, "
+            "Unix seconds, 2d).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
     currency: CurrencyOpt = None,
@@ -188,6 +199,7 @@ def report(
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
+    as_of_at = None if as_of is None else to_unix(as_of, now=int(now.timestamp()), param="--as-of")
     settings = load_config(config)
     rates = rates_option(currency, fx)
     used: list[tuple[date, Decimal]] = []
@@ -197,15 +209,26 @@ def report(
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
-        scope = resolve_scope(db, period, org=org, project=project, team=team, model=model, teams=settings.teams)
-        source = None
-        if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)
-            source = converted = ConvertedCosts(db, rates, start=period.previous().start, end=period.end, org=org)
-        data, id_names = assemble_report(
-            db, period, scope, options=settings.sync.to_options(), overrides=overrides, source=source
-        )
-        if rates is not None:
-            used = converted.used()
+        past: AbstractContextManager[BaseStore] = nullcontext(db)
+        if as_of_at is not None:
+            past = history_as_of(db, as_of_at, buckets=(period.previous().start, period.end))
+        with past as read:  # --as-of: the store as it stood then (rebuilt from the revision log), for this block
+            scope = resolve_scope(read, period, org=org, project=project, team=team, model=model, teams=settings.teams)
+            source = None
+            if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)
+                source = converted = ConvertedCosts(read, rates, start=period.previous().start, end=period.end, org=org)
+            data, id_names = assemble_report(
+                read, period, scope, options=settings.sync.to_options(), overrides=overrides, source=source
+            )
+            if rates is not None:
+                used = converted.used()
+        if as_of_at is None:
+            moved = adjustments(db, org=org, months=(period.since.replace(day=1), period.until))
+            if project is not None:  # the project's own figures only
+                moved = [a for a in moved if a.project_id == project]
+            data = replace(data, adjustments=tuple(moved))
+        else:
+            data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         outlook, credit = month_outlook(db, now=now, org=org, project=project)
     json_out = output_format == "json"
@@ -351,6 +374,14 @@ def check(
         ),
     ] = None,
     names: NamesOpt = None,
+    restated_over: Annotated[
+        str | None,
+        typer.Option(
+            "--restated-over",
+            help="Alert when a closed month's spend (an org's total or a project's) moved by more than this amount "
+            "since it was closed (see usageledger close).",
+        ),
+    ] = None,
     final_only: Annotated[
         bool,
         typer.Option(
@@ -391,6 +422,7 @@ def check(
     cfg = cfg.replace(anomaly=rule)
     if stale_after is not None:
         cfg = cfg.replace(stale_after=timedelta(seconds=parse_duration(stale_after, param="--stale-after")))
+    restated_limit = _amount(restated_over, "--restated-over")
     ts = int(now.timestamp())
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
@@ -411,6 +443,8 @@ def check(
             final=final,
             forecast_over=forecast_limit if forecast_limit is not None else cfg.forecast_over,
             credit_below=credit_limit if credit_limit is not None else cfg.credit_below,
+            restated_over=restated_limit,
+            adjustments=adjustments(db, org=org) if restated_limit is not None else (),
         )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))

@@ -35,7 +35,7 @@ from usageledger.cli._app import (
 )
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_config_target, check_sync_int, load_config, write_default_config
-from usageledger.errors import ConfigError, UsageLedgerError
+from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 from usageledger.report.credit import credit_balance
 from usageledger.report.forecast_out import credit_document, credit_line
 from usageledger.report.jsonout import dumps, status_document
@@ -463,6 +463,23 @@ def export_command(
             "directory that sync keeps.",
         ),
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="The rows as the store held them at this time (a date, a datetime, Unix seconds, 2d)."
+        ),
+    ] = None,
+    deltas: Annotated[
+        bool,
+        typer.Option(
+            "--deltas",
+            help="Per row, each metric's change (negative too) from the revision log, for consumers that add up.",
+        ),
+    ] = False,
+    changed_since: Annotated[
+        str | None,
+        typer.Option("--changed-since", help="With --deltas: only changes seen after this time (default: all)."),
+    ] = None,
     focus_format: Annotated[
         Literal["csv", "parquet"], typer.Option("--focus-format", help="With --format focus: CSV or Parquet.")
     ] = "csv",
@@ -489,6 +506,7 @@ def export_command(
             n for n, v in (("--endpoint", endpoint), ("--stream", stream), ("--partition-by", partition_by)) if v
         ]
         refused += ["--with-names"] if with_names else []
+        refused += [n for n, v in (("--as-of", as_of), ("--deltas", deltas), ("--changed-since", changed_since)) if v]
         if refused:
             raise ConfigError(f"{refused[0]}: --format focus always writes the costs stream; leave {refused[0]} out")
         _export_focus(config, store, output, focus_format, since_at, until_at, org or (), currency, fx)
@@ -507,8 +525,17 @@ def export_command(
             stream=stream,
             partition_by=partition_by,
             with_names=with_names,
+            as_of=as_of,
+            deltas=deltas,
+            changed_since=changed_since,
         )
         return
+    as_of_at = _time(as_of, "--as-of", now)
+    changed_at = _time(changed_since, "--changed-since", now)
+    if changed_at is not None and not deltas:
+        raise ParameterError("--changed-since", "only a --deltas export reads changes; add --deltas")
+    if changed_at is not None and as_of_at is not None and changed_at >= as_of_at:
+        raise ParameterError("--changed-since", "must be before --as-of")
     with open_for_reading(_store_url(store, config)) as opened:
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
@@ -525,6 +552,9 @@ def export_command(
             partition_by=partition_by,
             protect={} if config.path is None else {"the config file in use": config.path},
             with_names=with_names,
+            as_of=as_of_at,
+            deltas=deltas,
+            changed_since=changed_at,
         )
     if output != "-":
         err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)

@@ -8,6 +8,7 @@ format. Nothing in this package prints.
 from __future__ import annotations
 
 from usageledger.report.alerts import AlertConfig, CheckResult, parse_alert_config, run_checks
+from usageledger.report.history import as_of, changes, deltas
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.queries import Database, Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import ReconcileResult, reconcile
@@ -21,7 +22,10 @@ __all__ = [
     "ReconcileResult",
     "ReportData",
     "Scope",
+    "as_of",
     "build_report",
+    "changes",
+    "deltas",
     "load_names",
     "names_from_mapping",
     "parse_alert_config",

@@ -48,7 +48,8 @@ from usageledger.errors import AlertDeliveryError, UsageLedgerError
 from usageledger.report.credit import credit_balance
 from usageledger.report.finality import FinalEdges, final_only_sql
 from usageledger.report.forecasting import build_forecast
-from usageledger.report.formatting import format_money
+from usageledger.report.formatting import format_money, format_signed_money
+from usageledger.report.history import Adjustment
 from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.names import Names, with_id
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, utc_day
@@ -73,7 +74,7 @@ __all__ = [
     "slack_payload",
 ]
 
-AlertKind = Literal["budget", "anomaly", "stale", "stale_key", "forecast", "credit"]
+AlertKind = Literal["budget", "anomaly", "stale", "stale_key", "forecast", "credit", "restated"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +306,8 @@ def run_checks(
     final: FinalEdges | None = None,
     forecast_over: Decimal | None = None,
     credit_below: Decimal | None = None,
+    restated_over: Decimal | None = None,
+    adjustments: Sequence[Adjustment] = (),
 ) -> CheckResult:
     """Run every configured check. ``project`` narrows the anomaly check; budgets name their own scope;
     ``stale_keys`` adds the stale key check. Projects are named from ``names`` (see
@@ -312,6 +315,9 @@ def run_checks(
 
     ``final`` (``{org: boundary}``, see :func:`usageledger.report.finality.final_costs_until`): budgets and the anomaly
     check read final buckets only; the staleness check still judges everything synced.
+
+    ``restated_over``: one ``restated`` alert per closed-month figure of ``adjustments`` (see
+    :func:`usageledger.report.history.adjustments`) that moved by more than that amount since its month was closed.
     """
     names = names or Names()
     today = now.astimezone(UTC).date()
@@ -354,6 +360,24 @@ def run_checks(
         more_checks, more_alerts = _credit_alerts(db, credit_below, now, org, currency)
         checks.extend(more_checks)
         alerts.extend(more_alerts)
+    if restated_over is not None:
+        moved = [a for a in adjustments if abs(a.amount) > restated_over]
+        checks.append(
+            f"restated: {len(adjustments)} closed-month figure(s) moved since closing, {len(moved)} by more than"
+            f" {format_money(restated_over, currency)}"
+        )
+        for a in moved:
+            whose = "total" if a.project_id is None else _project_subject(a.project_id, names)
+            cur = a.currency or currency
+            alerts.append(
+                Alert(
+                    "restated",
+                    f"closed {a.month:%Y-%m} {a.org} {whose}",
+                    f"closed month {a.month:%Y-%m} restated: {a.org} {whose} closed at"
+                    f" {format_money(a.closed, cur)}, now {format_money(a.current, cur)}"
+                    f" ({format_signed_money(a.amount, cur)})",
+                )
+            )
     if stale_keys is not None:
         key_checks, key_alerts = _stale_key_alerts(db, stale_keys, now, org)
         checks.extend(key_checks)

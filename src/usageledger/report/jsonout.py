@@ -16,6 +16,7 @@ from typing import Any, cast
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.catalogue import BucketWidth
 from usageledger.report.alerts import CheckResult
+from usageledger.report.history import Adjustment, Changes
 from usageledger.report.keys import KeysReport
 from usageledger.report.names import Names
 from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Spend
@@ -28,6 +29,8 @@ from usageledger.sync_options import SyncOptions
 from usageledger.timeutil import iso
 
 __all__ = [
+    "adjustment_document",
+    "changes_document",
     "check_document",
     "dumps",
     "keys_document",
@@ -149,6 +152,8 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
         },
         "currency": data.currency,
         "provisional_from": data.provisional_from,
+        "as_of": data.as_of,
+        "adjustments": [adjustment_document(a, names) for a in data.adjustments],
         "totals": {
             "spend": total,
             "previous_spend": data.previous_spend,
@@ -174,6 +179,51 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
         ],
         "movers_by_project": _movers(data.movers_by_project, "project_id", names.project),
         "movers_by_model": _movers(data.movers_by_model, "model"),
+    }
+
+
+def adjustment_document(adj: Adjustment, names: Names) -> Document:
+    """A closed month's figure against the present: ``amount`` is present minus closed."""
+    return {
+        "month": f"{adj.month:%Y-%m}",
+        "org": adj.org,
+        "level": adj.level,
+        "project_id": adj.project_id,
+        "project_name": None if adj.project_id is None else names.project(adj.project_id),
+        "closed": adj.closed,
+        "current": adj.current,
+        "amount": adj.amount,
+        "currency": adj.currency,
+        "closed_at": adj.closed_at,
+    }
+
+
+def changes_document(changes: Changes, names: Names | None = None) -> Document:
+    """Every restatement of the span (row and metric: old, new, delta) and every closed month's adjustment."""
+    names = names or Names()
+    return {
+        "since": None if changes.since is None else iso(changes.since),
+        "until": None if changes.until is None else iso(changes.until),
+        "spend_delta": changes.spend_delta,
+        "restatements": [
+            {
+                "org": r.org,
+                "stream": r.stream,
+                "table": r.table,
+                "bucket_start": r.bucket_start,
+                "group": {k: v for k, v in r.group},
+                "group_label": r.group_label(names),
+                "metric": r.metric,
+                "old": r.old,
+                "new": r.new,
+                "delta": r.delta,
+                "entries": r.entries,
+                "last_seen": r.last_seen,
+                "after_close": r.after_close,
+            }
+            for r in changes.restatements
+        ],
+        "adjustments": [adjustment_document(a, names) for a in changes.adjustments],
     }
 
 

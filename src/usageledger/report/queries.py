@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
 from usageledger.errors import UsageLedgerError
+from usageledger.report.history import Adjustment
 from usageledger.store import daily_view_name
 
 __all__ = [
@@ -254,6 +255,10 @@ class ReportData:
     provisional_from: date | None = None
     """The first day whose spend is still provisional (may be restated); ``None``: not known (see
     :mod:`usageledger.report.finality`)."""
+    as_of: datetime | None = None
+    """The time the figures were rebuilt for from the revision log (``report --as-of``); ``None``: the present."""
+    adjustments: tuple[Adjustment, ...] = ()
+    """Closed months of the period whose spend moved since they were closed (see :mod:`usageledger.report.history`)."""
 
     @property
     def total_tokens(self) -> int:

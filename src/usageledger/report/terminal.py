@@ -15,16 +15,20 @@ from rich.text import Text
 from usageledger.report.alerts import AnomalyRule, CheckResult
 from usageledger.report.finality import first_provisional
 from usageledger.report.formatting import format_count, format_money, format_percent, format_ratio, format_signed_money
+from usageledger.report.history import Changes, Restatement
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
+from usageledger.store import tables
+from usageledger.timeutil import iso
 
 __all__ = [
     "LINE_ITEMS_SHOWN",
     "SPARK_CHARS",
+    "render_changes",
     "render_check",
     "render_reconcile",
     "render_report",
@@ -130,6 +134,20 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         f"low {format_money(min(values), cur)}, high {format_money(max(values), cur)}",
     )
     footnotes: list[RenderableType] = []
+    if data.as_of is not None:
+        footnotes.append(
+            Text(f"As of {data.as_of:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log.", style="bold")
+        )
+    for adj in data.adjustments:
+        whose = "total" if adj.project_id is None else f"project {names.project(adj.project_id)}"
+        footnotes.append(
+            Text(
+                f"! adjustment: {adj.month:%Y-%m} {adj.org} {whose} closed at {format_money(adj.closed, cur)}, now"
+                f" {format_money(adj.current, cur)} ({format_signed_money(adj.amount, cur)} restated after the close;"
+                " see `usageledger changes`)",
+                style="bold red",
+            )
+        )
     if cut < len(line) and data.provisional_from is not None:
         footnotes.append(
             Text(
@@ -197,6 +215,111 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     return Group(
         heading, summary, trend, *footnotes, Text(), by_project, *by_dimension, by_item, by_model, note, usage, *movers
     )
+
+
+_HEADLINE: Final = {
+    spec.name: {m.name for m in spec.endpoint.metrics if m.required} for spec in tables() if not spec.endpoint.is_costs
+}
+"""The metrics `changes` lists in the terminal for each usage table (the required ones; every one where an endpoint
+has none): a restated bucket moves every token breakdown with its total."""
+
+
+def _value(value: Decimal | None, money: bool, currency: str | None) -> str:
+    if value is None:
+        return "-"
+    if money:
+        return format_money(value, currency, places=4)
+    return format_count(value) if value == value.to_integral_value() else f"{value.normalize():f}"
+
+
+def render_changes(changes: Changes, names: Names | None = None) -> RenderableType:
+    """Restatements grouped by org and stream, a line per bucket, group and metric; spend restated after its month
+    was closed is marked ``!`` in red; then the closed months' adjustments."""
+    names = names or Names()
+    span = []
+    if changes.since is not None:
+        span.append(f"seen after {iso(changes.since)}")
+    if changes.until is not None:
+        span.append(f"up to {iso(changes.until)}")
+    rows = changes.restatements
+    buckets = {(r.table, r.org, r.stream, r.bucket_start) for r in rows}
+    parts: list[RenderableType] = [
+        Text.assemble(
+            ("Restatements ", "bold"),
+            " ".join(span) or "(all)",
+            f": {len(rows):,} changed values in {len(buckets):,} buckets; spend restated by"
+            f" {format_signed_money(changes.spend_delta, 'usd')}",
+        )
+    ]
+    if not rows:
+        parts.append(Text("Nothing was restated in this span.", style="dim"))
+    by_stream: dict[tuple[str, str], list[Restatement]] = {}
+    for r in rows:
+        by_stream.setdefault((r.org, r.stream), []).append(r)
+    hidden = 0
+    for (org, stream), items in sorted(by_stream.items()):
+        fields = ", ".join(name for name, _ in items[0].group) or "group"
+        table = DataTable(
+            f"{stream} (org {org})",
+            label("day"),
+            label(fields),
+            label("metric"),
+            number("old"),
+            number("new"),
+            number("delta"),
+        )
+        shown = _HEADLINE.get(items[0].table)
+        for r in items:
+            if shown and r.metric not in shown:
+                hidden += 1
+                continue
+            style = "bold red" if r.after_close else ""
+            money = r.is_spend
+            mark = "! " if r.after_close else ""
+            table.add_row(
+                Text(f"{mark}{r.bucket_start:%Y-%m-%d}", style=style),
+                Text(r.group_label(names), style=style),
+                Text(r.metric, style=style),
+                _value(r.old, money, "usd"),
+                _value(r.new, money, "usd"),
+                Text(_signed(r.delta, money), style=style),
+            )
+        parts.append(table)
+    if hidden:
+        parts.append(
+            Text(f"{hidden:,} restated token breakdowns (cached, audio, ...) are in --format json.", style="dim")
+        )
+    if any(r.after_close for r in rows):
+        parts.append(
+            Text("! spend of a month restated after the month was closed (`usageledger close`)", style="bold red")
+        )
+    if changes.adjustments:
+        adj = DataTable(
+            "Adjustments against closed months",
+            label("month"),
+            label("org"),
+            label("project"),
+            number("closed"),
+            number("now"),
+            number("adjustment"),
+        )
+        for a in changes.adjustments:
+            cur = a.currency
+            adj.add_row(
+                f"{a.month:%Y-%m}",
+                a.org,
+                "(total)" if a.project_id is None and a.level == "org" else names.project(a.project_id),
+                format_money(a.closed, cur),
+                format_money(a.current, cur),
+                Text(format_signed_money(a.amount, cur), style="bold red"),
+            )
+        parts.append(adj)
+    return Group(*parts)
+
+
+def _signed(value: Decimal, money: bool) -> str:
+    text = _value(abs(value), money, "usd")
+    return ("-" if value < 0 else "+") + text if value != 0 else text
 
 
 def render_reconcile(result: ReconcileResult) -> RenderableType:

@@ -297,6 +297,8 @@ class BaseStore(ABC):
                     deleted += max(self.execute(f"DELETE FROM {spec.name} WHERE org = %s", (org,)), 0)
             if "revisions" in existing:  # the org's data goes whole, its history with it
                 self.execute("DELETE FROM revisions WHERE org = %s", (org,))
+            if "closed_months" in existing:
+                self.execute("DELETE FROM closed_months WHERE org = %s", (org,))
             self.execute("DELETE FROM streams WHERE org = %s", (org,))
             self.execute("DELETE FROM directory_versions WHERE org = %s", (org,))  # its names go with its data
             self.execute("DELETE FROM orgs WHERE org = %s", (org,))

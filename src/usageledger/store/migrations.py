@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from usageledger.store import credit, directory, revisions
+from usageledger.store import closes, credit, directory, revisions
 from usageledger.store.schema import Dialect, q, tables
 
 __all__ = ["MIGRATIONS", "Migration", "all_names", "catalogue_migration", "pending"]
@@ -125,6 +125,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0005_directory", directory.migration_statements),  # the directory's versions (store/directory.py)
     Migration(revisions.MIGRATION_NAME, revisions.migration_statements),  # the revision log (store/revisions.py)
     Migration(credit.MIGRATION_NAME, credit.migration_statements),  # prepaid credit top-ups (store/credit.py)
+    Migration(closes.MIGRATION_NAME, closes.migration_statements),  # closed months' figures (store/closes.py)
 )
 """The hand-written migrations, in order. The catalogue step runs after them."""
 

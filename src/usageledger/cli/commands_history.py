@@ -1,0 +1,126 @@
+"""``usageledger changes`` and ``usageledger close``: what the revision log says was restated, and closed months."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+import typer
+
+from usageledger import timeutil
+from usageledger.cli._app import app, console, friendly_errors, open_for_reading
+from usageledger.cli.commands_report import ConfigOpt, FormatOpt, NamesOpt, OrgOpt, StoreOpt
+from usageledger.config import load_config
+from usageledger.errors import ParameterError
+from usageledger.report.formatting import format_money
+from usageledger.report.history import changes as read_changes
+from usageledger.report.jsonout import changes_document, dumps
+from usageledger.report.names import load_names, names_from_mapping, resolve_names
+from usageledger.report.tables import DataTable, label, number
+from usageledger.report.terminal import render_changes
+from usageledger.store import DEFAULT_STORE, check_store_url, open_store
+from usageledger.store.closes import close_month, closed_lines, reopen_month
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@app.command()
+@friendly_errors
+def changes(
+    store: StoreOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Restatements seen after this time (a date, a datetime, Unix seconds, 7d)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Restatements seen at or before this time.")] = None,
+    org: OrgOpt = None,
+    names: NamesOpt = None,
+    config: ConfigOpt = None,
+    output_format: FormatOpt = "text",
+) -> None:
+    """Restatements from the revision log: bucket, stream, group, old and new values and the delta, grouped by
+    stream; spend restated after its month was closed stands out, with the closed months' adjustments."""
+    now = timeutil.now_unix()
+    lo = None if since is None else timeutil.since_unix(since, now=now, param="--since")
+    hi = None if until is None else timeutil.to_unix(until, now=now, param="--until")
+    if lo is not None and hi is not None and hi <= lo:
+        raise ParameterError("--until", "must be after --since")
+    settings = load_config(config)
+    overrides = names_from_mapping(settings.names)
+    if names is not None:
+        overrides = overrides.merged(load_names(names))
+    with open_for_reading(check_store_url(store or settings.store_url or DEFAULT_STORE)) as db:
+        found = read_changes(db, since=lo, until=hi, org=org)
+        id_names = resolve_names(db, org=org, overrides=overrides)
+    if output_format == "json":
+        typer.echo(dumps(changes_document(found, id_names)))
+    else:
+        console.print(render_changes(found, id_names))
+
+
+def _month(value: str, now: int) -> date:
+    match = _MONTH.match(value.strip())
+    if match is None or not 1 <= int(match.group(2)) <= 12:
+        raise ParameterError("MONTH", f"{value!r} is not a month; write it as YYYY-MM, like 2026-10")
+    month = date(int(match.group(1)), int(match.group(2)), 1)
+    today = datetime.fromtimestamp(now, UTC).date()
+    if month >= today.replace(day=1):
+        raise ParameterError(
+            "MONTH", f"{value} has not ended yet (today is {today.isoformat()}): close a month once it is over"
+        )
+    return month
+
+
+@app.command()
+@friendly_errors
+def close(
+    month: Annotated[str, typer.Argument(metavar="MONTH", help="The month to close, YYYY-MM (e.g. 2026-10).")],
+    reopen: Annotated[
+        bool, typer.Option("--reopen", help="Reopen the month instead: forget its closed figures.")
+    ] = False,
+    org: OrgOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    now_at: Annotated[
+        str | None, typer.Option("--now", hidden=True, help="Judge which months have ended at this time (tests).")
+    ] = None,
+) -> None:
+    """Close a month: record its spend per org and project as the ledger holds it; later restatements of it are
+    reported as adjustments (changes, report, check --restated-over)."""
+    now = timeutil.to_unix(now_at, param="--now") if now_at else timeutil.now_unix()
+    first = _month(month, now)
+    settings = load_config(config)
+    url = check_store_url(store or settings.store_url or DEFAULT_STORE)
+    with open_for_reading(url) as existing:  # the store must exist: closing never creates one
+        known = [o.org for o in existing.orgs()]
+    orgs = [org] if org is not None else known
+    if org is not None and org not in known:
+        raise ParameterError("--org", f"{org} holds no data in this store (orgs: {', '.join(known) or 'none'})")
+    if not orgs:
+        raise ParameterError("MONTH", "the store holds no org yet: run `usageledger sync` first")
+    with open_store(url) as db:
+        closed = {line.org for line in closed_lines(db) if line.month == first}
+        if reopen:
+            count = reopen_month(db, first, orgs)
+            console.print(
+                f"Reopened {first:%Y-%m} for {count} org(s)." if count else f"{first:%Y-%m} was not closed.",
+                highlight=False,
+            )
+            return
+        already = sorted(closed & set(orgs))
+        if already:
+            raise ParameterError(
+                "MONTH",
+                f"{first:%Y-%m} is already closed for {', '.join(already)}: pass --reopen first to close it again",
+            )
+        # Stamped with the real time, as the revision log's seen times are: a restatement seen later is after the close.
+        lines = close_month(db, first, orgs, at=timeutil.now_unix())
+    table = DataTable(f"Closed {first:%Y-%m}", label("org"), label("project"), number("spend"))
+    for line in lines:
+        table.add_row(
+            line.org,
+            "(total)" if line.level == "org" else (line.project_id or "-"),
+            format_money(line.amount, line.currency),
+        )
+    console.print(table)

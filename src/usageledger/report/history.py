@@ -1,0 +1,224 @@
+"""The ledger's memory, for people and programs: the store as of a time, restatements, closed months, deltas.
+
+* :func:`as_of`: the store as it stood at a time (rebuilt from the revision log); :func:`build_report` on it gives
+  exactly the report of that time.
+* :func:`changes`: restatements seen in a span (an update, a vanished row as a change to zero, a row that appeared
+  late), per row and metric with the old and new value and the delta; spend restated after its month was closed
+  is flagged, and each closed month's figures are set against the present as adjustments.
+* :func:`adjustments`: per closed month, org and project, the present spend against the closed figure.
+* :func:`deltas`: per row and metric, the change over a span of seen times (negative too), for consumers that
+  accumulate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from usageledger import timeutil
+from usageledger._sections import Names
+from usageledger.store import BaseStore, to_datetime
+from usageledger.store import history as _history
+from usageledger.store.closes import ClosedLine, closed_lines, month_totals
+from usageledger.timeutil import TimeInput
+
+__all__ = ["Adjustment", "Changes", "Delta", "Restatement", "adjustments", "as_of", "changes", "deltas"]
+
+_MONEY_TABLE = "costs"
+_MONEY_METRIC = "amount_value"
+
+
+@contextmanager
+def as_of(
+    store: BaseStore, when: TimeInput, *, buckets: tuple[datetime, datetime] | None = None
+) -> Iterator[BaseStore]:
+    """``store`` as it stood at ``when`` (a datetime, a date, Unix seconds or the usual strings) for the block:
+    :func:`usageledger.report.build_report` and every query on it read the rows of that time. With ``buckets``
+    (``[start, end)``), only the buckets starting in it are rebuilt, faster on a long log: for a report, from the
+    previous period's start to the period's end (``(period.previous().start, period.end)``)."""
+    span = None if buckets is None else (int(buckets[0].timestamp()), int(buckets[1].timestamp()))
+    with _history.as_of(store, timeutil.to_unix(when, param="as_of"), span) as past:
+        yield past
+
+
+@dataclass(frozen=True, slots=True)
+class Restatement:
+    """One row's metric restated in the span: its value before the span's first change and after its last."""
+
+    table: str
+    org: str
+    stream: str
+    bucket_start: datetime
+    group: tuple[tuple[str, object], ...]
+    """The row's grouping values, ``(field, value)`` in the stream's ``group_by`` order."""
+    metric: str
+    old: Decimal | None
+    new: Decimal | None
+    entries: int
+    last_seen: datetime
+    after_close: bool = False
+    """Spend of a month that was closed before this restatement was seen."""
+
+    @property
+    def delta(self) -> Decimal:
+        return (self.new or Decimal(0)) - (self.old or Decimal(0))
+
+    @property
+    def is_spend(self) -> bool:
+        return self.table == _MONEY_TABLE and self.metric == _MONEY_METRIC
+
+    def group_label(self, names: Names) -> str:
+        """The group's values for people (IDs named where the directory or ``names`` knows them), in the stream's
+        ``group_by`` order: ``Search, gpt-4o``; ``(total)`` for an ungrouped row."""
+        parts = []
+        for name, value in self.group:
+            shown = "-" if value is None else str(value)
+            if name == "project_id" and isinstance(value, str):
+                shown = names.project(value)
+            elif name == "user_id" and isinstance(value, str):
+                shown = names.user(value)
+            elif name == "api_key_id" and isinstance(value, str):
+                shown = names.api_key(value)
+            parts.append(shown)
+        return ", ".join(parts) or "(total)"
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """A closed month's figure (an org's total, or one project's: ``project_id`` set, ``level`` ``project``) and
+    what the ledger holds for it now."""
+
+    org: str
+    month: date
+    level: str
+    project_id: str | None
+    closed: Decimal
+    current: Decimal
+    currency: str | None
+    closed_at: datetime
+
+    @property
+    def amount(self) -> Decimal:
+        """The adjustment: present minus closed (negative when spend was restated down)."""
+        return self.current - self.closed
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    since: int | None
+    until: int | None
+    restatements: tuple[Restatement, ...]
+    adjustments: tuple[Adjustment, ...]
+
+    @property
+    def spend_delta(self) -> Decimal:
+        return sum((r.delta for r in self.restatements if r.is_spend), Decimal(0))
+
+
+def adjustments(
+    store: BaseStore, *, org: str | None = None, months: tuple[date, date] | None = None, nonzero: bool = True
+) -> list[Adjustment]:
+    """Per closed month (starting in ``[first, last)`` of ``months``), org and project: closed against present.
+
+    With ``nonzero`` (the default) only the figures that moved since the close; an org's total comes first.
+    """
+    lines = closed_lines(store, org)
+    by_month: dict[tuple[str, date], list[ClosedLine]] = {}
+    for line in lines:
+        if months is None or months[0] <= line.month < months[1]:
+            by_month.setdefault((line.org, line.month), []).append(line)
+    out: list[Adjustment] = []
+    for (o, month), recorded in sorted(by_month.items()):
+        now = {project: (amount, cur) for _, project, amount, cur in month_totals(store, month, o)}
+        closed_at = recorded[0].closed_at
+        projects = {line.project_id: line for line in recorded if line.level == "project"}
+        total = next(line for line in recorded if line.level == "org")
+        present_total = sum((a for a, _ in now.values()), Decimal(0))
+        rows = [Adjustment(o, month, "org", None, total.amount, present_total, total.currency, closed_at)]
+        for project in sorted(set(projects) | set(now), key=lambda p: (p is None, p or "")):
+            was = projects.get(project)
+            amount, cur = now.get(project, (Decimal(0), None))
+            closed = Decimal(0) if was is None else was.amount
+            rows.append(
+                Adjustment(
+                    o, month, "project", project, closed, amount, cur or (was.currency if was else None), closed_at
+                )
+            )
+        out.extend(a for a in rows if not nonzero or a.amount != 0)
+    return out
+
+
+def changes(
+    store: BaseStore, *, since: TimeInput | None = None, until: TimeInput | None = None, org: str | None = None
+) -> Changes:
+    """The restatements seen after ``since`` and at or before ``until`` (both optional, the usual time forms), and
+    every closed month's adjustments (of ``org``)."""
+    lo = None if since is None else timeutil.since_unix(since, param="since")
+    hi = None if until is None else timeutil.to_unix(until, param="until")
+    sql, params = _history.restatements_sql(since=lo, until=hi, org=org)
+    groups = _history.stream_group_bys(store)
+    closed = {(line.org, line.month): line.closed_at for line in closed_lines(store, org) if line.level == "org"}
+    out: list[Restatement] = []
+    for table, o, stream, start, key, metric, old, new, entries, _first, last in store.query(sql, params):
+        values = json.loads(key)
+        names = groups.get(stream, ())
+        group = tuple(zip(names, values, strict=False)) if len(names) == len(values) else (("group_key", key),)
+        month = date(start.year, start.month, 1)
+        closed_at = closed.get((o, month))
+        after = table == _MONEY_TABLE and metric == _MONEY_METRIC and closed_at is not None and last > closed_at
+        out.append(Restatement(table, o, stream, start, group, metric, _dec(old), _dec(new), int(entries), last, after))
+    return Changes(lo, hi, tuple(out), tuple(adjustments(store, org=org)))
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One row's metric changed by ``delta`` over the span (negative when it went down or the row vanished)."""
+
+    table: str
+    org: str
+    stream: str
+    bucket_start: datetime
+    group_key: str
+    metric: str
+    delta: Decimal
+
+
+def deltas(
+    store: BaseStore,
+    *,
+    since: TimeInput | None = None,
+    until: TimeInput | None = None,
+    org: str | None = None,
+    tables: Sequence[str] = (),
+) -> list[Delta]:
+    """Per row and metric, the sum of the log's changes seen after ``since`` and at or before ``until``: summed from
+    nothing they give the store; from a consumer's last read, what to add to what it holds. Zero sums are left out."""
+    clauses: list[str] = ["TRUE"]
+    params: list[object] = []
+    if since is not None:
+        clauses.append("seen_at > %s")
+        params.append(to_datetime(timeutil.since_unix(since, param="since")))
+    if until is not None:
+        clauses.append("seen_at <= %s")
+        params.append(to_datetime(timeutil.to_unix(until, param="until")))
+    if org is not None:
+        clauses.append("org = %s")
+        params.append(org)
+    if tables:
+        clauses.append(f"endpoint_table IN ({', '.join(['%s'] * len(tables))})")
+        params.extend(tables)
+    rows = store.query(
+        "SELECT endpoint_table, org, stream, bucket_start, group_key, metric,"
+        " SUM(COALESCE(new_value, 0) - COALESCE(old_value, 0)) FROM revisions"
+        f" WHERE {' AND '.join(clauses)} GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
+        params,
+    )
+    return [Delta(r[0], r[1], r[2], r[3], r[4], r[5], Decimal(r[6])) for r in rows if Decimal(r[6]) != 0]
+
+
+def _dec(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value)) if not isinstance(value, Decimal) else value

@@ -1,0 +1,244 @@
+"""What the revision log answers: the rows as they stood at any time, per-key deltas, and restatements.
+
+Everything here reads ``revisions`` (:mod:`usageledger.store.revisions`) and is one SQL text for both dialects, bar
+the JSON access that decodes a group key.
+
+* :func:`as_of_sql`: an endpoint table as it stood at a time: per key, the latest entry seen at or before it decides
+  whether the row existed (a ``delete`` means it did not), and each metric is the ``new_value`` of its latest entry.
+  Grouping columns are decoded from the group key (a JSON array in the stream's ``group_by`` order); the attribute
+  columns the log does not follow (``currency``, ``quantity_unit``) come from the stored row with the same key,
+  and are NULL for a row that has vanished since.
+* :func:`deltas_sql`: per key, each metric's change over a span of seen times (negative too), for consumers that
+  accumulate: summed from nothing, the deltas give the table.
+* :func:`as_of` shadows the endpoint tables and their daily and named views, for one connection, with temporary
+  tables of the rows as they stood (and views over them): every report query then reads the past unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Final
+
+from usageledger.store import directory
+from usageledger.store._base import BaseStore
+from usageledger.store._types import to_datetime
+from usageledger.store.revisions import logged_metrics
+from usageledger.store.schema import Dialect, TableSpec, q, tables
+
+__all__ = ["as_of", "as_of_sql", "deltas_sql", "real_table", "restatements_sql", "stream_group_bys"]
+
+KEY: Final = ("org", "stream", "bucket_start", "group_key")
+
+
+def real_table(store: BaseStore, spec: TableSpec) -> str:
+    """The endpoint table's fully qualified name: what a temporary view of the same name cannot shadow."""
+    database, schema = store.query("SELECT current_database(), current_schema()")[0]
+    return f"{q(database)}.{q(schema)}.{spec.name}"
+
+
+def stream_group_bys(store: BaseStore) -> dict[str, tuple[str, ...]]:
+    """``{stream id: group_by}`` of every stream the store knows (a stream id fixes its grouping)."""
+    return {
+        s: tuple(g for g in gb.split(",") if g)
+        for s, gb in store.query("SELECT DISTINCT stream, group_by FROM streams")
+    }
+
+
+def _dimension(spec: TableSpec, name: str, groups: dict[str, tuple[str, ...]], dialect: Dialect, alias: str) -> str:
+    """The SQL of one grouping column, decoded from ``<alias>.group_key`` by each stream's ``group_by``."""
+    cases = []
+    for stream, group_by in sorted(groups.items()):
+        if name not in group_by:
+            continue
+        i = group_by.index(name)
+        text = (
+            f"json_extract_string({alias}.group_key, '$[{i}]')"
+            if dialect == "duckdb"
+            else f"(CAST({alias}.group_key AS jsonb) ->> {i})"
+        )
+        literal = stream.replace("'", "''")
+        cases.append(f"WHEN '{literal}' THEN {text}")
+    sql_type = spec.sql_type(dialect, name)
+    if not cases:
+        return f"CAST(NULL AS {sql_type})"
+    return f"CAST(CASE {alias}.stream {' '.join(cases)} END AS {sql_type})"
+
+
+def as_of_sql(
+    spec: TableSpec,
+    when: int,
+    dialect: Dialect,
+    groups: dict[str, tuple[str, ...]],
+    table: str | None = None,
+    buckets: tuple[int, int] | None = None,
+) -> tuple[str, list[Any]]:
+    """A SELECT of the table's columns (``synced_at``: the last time the row changed) as they stood at ``when``.
+
+    ``table`` is the stored table the attributes are read from (default: ``spec.name``); ``buckets`` (Unix
+    seconds, ``[start, end)``) keeps the rows whose bucket starts in it, and reads only their entries.
+    """
+    table = table or spec.name
+    metrics = logged_metrics(spec)
+    keys = ", ".join(KEY)
+    pivot = ", ".join(
+        f"CAST(MAX(CASE WHEN metric = '{m}' THEN new_value END) AS {spec.sql_type(dialect, m)}) AS {q(m)}"
+        for m in metrics
+    )
+    columns: list[str] = []
+    for c in spec.data_columns:
+        if c.role == "dimension":
+            columns.append(f"{_dimension(spec, c.name, groups, dialect, 'r')} AS {q(c.name)}")
+        elif c.name in metrics:
+            columns.append(f"r.{q(c.name)}")
+        else:
+            columns.append(f"cur.{q(c.name)}")
+    span, extra = "", []
+    if buckets is not None:
+        span, extra = " AND bucket_start >= %s AND bucket_start < %s", [to_datetime(b) for b in buckets]
+    # Per key and metric its latest entry; per key, the row existed unless its latest entry of all is a delete (a
+    # delete logs every metric the row had, so the key's latest entry is the latest of some metric's).
+    sql = (
+        f"WITH v AS (SELECT {keys}, bucket_end, change, metric, new_value, seen_at, seq FROM (SELECT {keys},"
+        " bucket_end, change, metric, new_value, seen_at, seq, ROW_NUMBER() OVER"
+        f" (PARTITION BY {keys}, metric ORDER BY seq DESC) AS rn FROM revisions"
+        f" WHERE endpoint_table = '{spec.name}' AND seen_at <= %s{span}) AS x WHERE rn = 1),"
+        f" r AS (SELECT {keys}, MAX(bucket_end) AS bucket_end, MAX(seen_at) AS seen_at, {pivot} FROM v"
+        f" GROUP BY {keys} HAVING MAX(seq) = MAX(CASE WHEN change <> 'delete' THEN seq END))"
+        f" SELECT r.org, r.stream, r.bucket_start, r.bucket_end, r.group_key, {', '.join(columns)},"
+        " r.seen_at AS synced_at FROM r"
+        f" LEFT JOIN {table} AS cur ON cur.org = r.org AND cur.stream = r.stream AND cur.bucket_start = r.bucket_start"
+        " AND cur.group_key = r.group_key"
+    )
+    return sql, [to_datetime(when), *extra]
+
+
+def _seen(since: int | None, until: int | None, column: str = "seen_at") -> tuple[str, list[Any]]:
+    clauses, params = ["TRUE"], []
+    if since is not None:
+        clauses.append(f"{column} > %s")
+        params.append(to_datetime(since))
+    if until is not None:
+        clauses.append(f"{column} <= %s")
+        params.append(to_datetime(until))
+    return " AND ".join(clauses), params
+
+
+def deltas_sql(
+    spec: TableSpec,
+    dialect: Dialect,
+    groups: dict[str, tuple[str, ...]],
+    *,
+    since: int | None = None,
+    until: int | None = None,
+    table: str | None = None,
+) -> tuple[str, list[Any]]:
+    """A SELECT of the table's columns where each metric is its change over entries seen after ``since`` and at or
+    before ``until`` (a key no entry of the span touches is left out; a vanished row's deltas are negative)."""
+    table = table or spec.name
+    metrics = logged_metrics(spec)
+    keys = ", ".join(KEY)
+    where, params = _seen(since, until)
+    sums = ", ".join(
+        f"CAST(SUM(CASE WHEN metric = '{m}' THEN COALESCE(new_value, 0) - COALESCE(old_value, 0) ELSE 0 END)"
+        f" AS {spec.sql_type(dialect, m)}) AS {q(m)}"
+        for m in metrics
+    )
+    columns: list[str] = []
+    for c in spec.data_columns:
+        if c.role == "dimension":
+            columns.append(f"{_dimension(spec, c.name, groups, dialect, 'd')} AS {q(c.name)}")
+        elif c.name in metrics:
+            columns.append(f"d.{q(c.name)}")
+        else:
+            columns.append(f"cur.{q(c.name)}")
+    sql = (
+        f"WITH d AS (SELECT {keys}, MAX(bucket_end) AS bucket_end, MAX(seen_at) AS seen_at, {sums} FROM revisions"
+        f" WHERE endpoint_table = '{spec.name}' AND {where} GROUP BY {keys})"
+        f" SELECT d.org, d.stream, d.bucket_start, d.bucket_end, d.group_key, {', '.join(columns)},"
+        " d.seen_at AS synced_at FROM d"
+        f" LEFT JOIN {table} AS cur ON cur.org = d.org AND cur.stream = d.stream AND cur.bucket_start = d.bucket_start"
+        " AND cur.group_key = d.group_key"
+    )
+    return sql, params
+
+
+def restatements_sql(
+    *, since: int | None = None, until: int | None = None, org: str | None = None
+) -> tuple[str, list[Any]]:
+    """Each (row, metric) restated by entries seen in the span, one line each: ``endpoint_table, org, stream,
+    bucket_start, group_key, metric, old (before the span's first entry), new (after its last), entries, first
+    seen, last seen``.
+
+    A restatement is an update, a delete (a vanished row: new NULL), or an insert into a bucket the log already
+    held from an earlier run (a row that appeared late). A bucket's first read is not one.
+    """
+    where, params = _seen(since, until, "e.seen_at")
+    if org is not None:
+        where += " AND e.org = %s"
+        params.append(org)
+    keys = "endpoint_table, org, stream, bucket_start, group_key, metric"
+    bucket = "endpoint_table, org, stream, bucket_start"
+    # The run that first logged each bucket (one pass and a hash join: a correlated lookup per entry is quadratic
+    # without an index on the log).
+    sql = (
+        f"WITH b AS (SELECT {bucket}, run_id FROM (SELECT {bucket}, run_id, ROW_NUMBER() OVER"
+        f" (PARTITION BY {bucket} ORDER BY seq) AS rn FROM revisions) AS x WHERE rn = 1),"
+        " e AS (SELECT e.* FROM revisions AS e JOIN b ON b.endpoint_table = e.endpoint_table AND b.org = e.org"
+        " AND b.stream = e.stream AND b.bucket_start = e.bucket_start"
+        f" WHERE {where} AND (e.change <> 'insert' OR e.run_id <> b.run_id)),"
+        f" f AS (SELECT {keys}, old_value, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq) AS rn FROM e),"
+        f" l AS (SELECT {keys}, new_value, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq DESC) AS rn FROM e),"
+        f" n AS (SELECT {keys}, COUNT(*) AS entries, MIN(seen_at) AS first_seen, MAX(seen_at) AS last_seen"
+        f" FROM e GROUP BY {keys})"
+        " SELECT n.endpoint_table, n.org, n.stream, n.bucket_start, n.group_key, n.metric, f.old_value, l.new_value,"
+        " n.entries, n.first_seen, n.last_seen FROM n"
+        " JOIN f ON f.rn = 1 AND f.endpoint_table = n.endpoint_table AND f.org = n.org AND f.stream = n.stream"
+        " AND f.bucket_start = n.bucket_start AND f.group_key = n.group_key AND f.metric = n.metric"
+        " JOIN l ON l.rn = 1 AND l.endpoint_table = n.endpoint_table AND l.org = n.org AND l.stream = n.stream"
+        " AND l.bucket_start = n.bucket_start AND l.group_key = n.group_key AND l.metric = n.metric"
+        " ORDER BY n.endpoint_table, n.org, n.stream, n.bucket_start, n.group_key, n.metric"
+    )
+    return sql, params
+
+
+@contextlib.contextmanager
+def as_of(store: BaseStore, when: int, buckets: tuple[int, int] | None = None) -> Iterator[BaseStore]:
+    """``store``, whose endpoint tables and daily (and named) views read, until the block ends, as they stood at
+    ``when``: temporary tables and views of this connection shadow them (nothing is written to the store).
+
+    Only this connection's own queries see the past: a DuckDB cursor (``iter_batches``) is another connection, so
+    an export passes ``as_of`` to :func:`usageledger.export.export` instead. ``buckets`` (``[start, end)``, Unix
+    seconds) rebuilds only the buckets starting in it (what a report of a period reads), the rest are empty.
+    """
+    groups = stream_group_bys(store)
+    created: list[str] = []
+    try:
+        for spec in tables():
+            sql, params = as_of_sql(spec, when, store.dialect, groups, real_table(store, spec), buckets)
+            # Materialised once (a temporary table), so each report query reads rows, not the log.
+            store.execute(f"CREATE TEMPORARY TABLE {spec.name} AS {_inline(sql, params, store.dialect)}")
+            created.append(spec.name)
+            if store.dialect == "postgres":
+                store.execute(f"ANALYZE pg_temp.{spec.name}")
+            store.execute(spec.daily_view_sql().replace("CREATE VIEW", "CREATE TEMPORARY VIEW", 1))
+            created.append(spec.daily_view)
+            named = directory.named_view_sql(spec)
+            if named is not None:
+                store.execute(named.replace("CREATE VIEW", "CREATE TEMPORARY VIEW", 1))
+                created.append(directory.named_view(spec))
+        yield store
+    finally:
+        schema = "temp" if store.dialect == "duckdb" else "pg_temp"
+        for name in reversed(created):
+            kind = "TABLE" if name in {spec.name for spec in tables()} else "VIEW"
+            store.execute(f"DROP {kind} IF EXISTS {schema}.{name}")
+
+
+def _inline(sql: str, params: list[Any], dialect: Dialect) -> str:
+    """``sql`` with its time placeholders written out (a view's definition takes no parameters)."""
+    for value in params:
+        assert isinstance(value, datetime)
+        sql = sql.replace("%s", f"CAST('{value.isoformat()}' AS TIMESTAMPTZ)", 1)
+    return sql

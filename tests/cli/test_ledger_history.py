@@ -1,0 +1,151 @@
+"""The ledger remembers, through the command line, on DuckDB and PostgreSQL: the issue's check scenario.
+
+A revising `usageledger emulator` at the tests' fixed now; a sync; the emulator two days on; a second sync. The plain
+report shows the revised totals, `changes` lists the restatements, `report --as-of` a moment between the syncs gives
+exactly the first sync's total, `export --as-of` its rows and `export --deltas` what moved. Then a closed month:
+its restatement is an adjustment in `changes`, in `report` and to `check --restated-over`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from usageledger.store import open_store
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
+
+DAY = 86400
+LATER = str(EMULATOR_NOW + 2 * DAY)
+PERIOD = ["--since", "2026-11-01", "--until", "2026-11-21"]
+"""The days both syncs read: the second sync's new days (21 and 22 November) are outside it."""
+
+
+@pytest.fixture(scope="module")
+def two_clocks() -> Iterator[tuple[str, str]]:
+    """Two revising emulators of one organisation: at the tests' now, and two days later."""
+    with emulator_process("--revisions") as now, emulator_process("--revisions", "--now", LATER) as later:
+        yield now, later
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(tmp_path / "ledger.duckdb") if request.param == "duckdb" else str(request.getfixturevalue("pg_url"))
+
+
+def ul(args: list[str], url: str, cwd: Path) -> tuple[int, str, str]:
+    return finish(run_cli([*cli(), *args], url, cwd))
+
+
+def ok(args: list[str], url: str, cwd: Path) -> str:
+    code, out, err = ul(args, url, cwd)
+    assert code == 0, f"{args}: {err}"
+    return out
+
+
+def spend(url: str, cwd: Path, store: str, *extra: str) -> str:
+    doc = json.loads(ok(["report", "--store", store, *PERIOD, "--format", "json", *extra], url, cwd))
+    return str(doc["totals"]["spend"])
+
+
+def sync_twice(store: str, clocks: tuple[str, str], cwd: Path) -> tuple[str, int]:
+    """The first sync's report total, and a moment (Unix seconds) after it and before the second sync."""
+    ok(sync_args(store), clocks[0], cwd)
+    first = spend(clocks[0], cwd, store)
+    moment = int(time.time())
+    while int(time.time()) <= moment:  # seen times are whole seconds: the second sync is seen after the moment
+        time.sleep(0.05)
+    ok(sync_args(store, "--now", LATER), clocks[1], cwd)
+    return first, moment
+
+
+def test_as_of_changes_and_deltas_after_a_restating_sync(
+    store_url: str, two_clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    url = two_clocks[1]
+    first, moment = sync_twice(store_url, two_clocks, tmp_path)
+    revised = spend(url, tmp_path, store_url)
+    with open_store(store_url) as db:
+        held = db.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE bucket_start >= %s AND bucket_start < %s",
+            (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)),
+        )[0][0]
+    assert Decimal(revised) == held and Decimal(revised) != Decimal(first)
+
+    changes = json.loads(ok(["changes", "--store", store_url, "--format", "json"], url, tmp_path))
+    spent = [r for r in changes["restatements"] if r["table"] == "costs" and r["metric"] == "amount_value"]
+    assert spent and all(Decimal(r["delta"]) == Decimal(r["new"] or 0) - Decimal(r["old"] or 0) for r in spent)
+    in_period = sum((Decimal(r["delta"]) for r in spent if r["bucket_start"] < "2026-11-21"), Decimal(0))
+    assert Decimal(first) + in_period == Decimal(revised)
+    before = json.loads(ok(["changes", "--store", store_url, "--until", str(moment), "-f", "json"], url, tmp_path))
+    assert before["restatements"] == []  # the first sync read every bucket for the first time
+    text = ok(["changes", "--store", store_url], url, tmp_path)
+    assert "Restatements" in text and spent[0]["stream"][:20] in text
+
+    # As of a moment between the syncs: exactly the first sync's total, and its rows.
+    assert spend(url, tmp_path, store_url, "--as-of", str(moment)) == first
+    iso_moment = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert spend(url, tmp_path, store_url, "--as-of", iso_moment) == first
+    then = ok(["export", "--store", store_url, "-e", "costs", "--as-of", str(moment), *PERIOD], url, tmp_path)
+    assert sum((Decimal(r["amount_value"]) for r in csv.DictReader(io.StringIO(then))), Decimal(0)) == Decimal(first)
+
+    # Deltas since the moment, added to the first sync's figures, give the revised ones (negative deltas included).
+    moved = ok(
+        ["export", "--store", store_url, "-e", "costs", "--deltas", "--changed-since", str(moment), *PERIOD],
+        url,
+        tmp_path,
+    )
+    rows = list(csv.DictReader(io.StringIO(moved)))
+    assert rows and Decimal(first) + sum((Decimal(r["amount_value"]) for r in rows), Decimal(0)) == Decimal(revised)
+
+    code, _, err = ul(["report", "--store", store_url, "--as-of", "yesterdayish"], url, tmp_path)
+    assert code != 0 and "--as-of" in err and "Traceback" not in err
+    code, _, err = ul(["export", "--store", store_url, "--changed-since", "1d"], url, tmp_path)
+    assert code != 0 and "--changed-since" in err and "--deltas" in err
+
+
+def test_a_closed_month_restated_is_an_adjustment(store_url: str, two_clocks: tuple[str, str], tmp_path: Path) -> None:
+    url = two_clocks[1]
+    ok(sync_args(store_url), two_clocks[0], tmp_path)
+    november = ["--since", "2026-11-01", "--until", "2026-12-01"]
+    doc = json.loads(ok(["report", "--store", store_url, *november, "-f", "json"], url, tmp_path))
+    closed_total = Decimal(doc["totals"]["spend"])
+    out = ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
+    assert "Closed 2026-11" in out
+    code, _, err = ul(["close", "2026-11", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
+    assert code != 0 and "already closed" in err and "--reopen" in err
+    code, _, err = ul(["close", "2026-12", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
+    assert code != 0 and "MONTH" in err and "not ended" in err and len(err.strip().splitlines()) == 1
+    time.sleep(1.05)  # the restatement is seen after the close (whole seconds)
+    ok(sync_args(store_url, "--now", LATER), url, tmp_path)
+
+    changes = json.loads(ok(["changes", "--store", store_url, "-f", "json"], url, tmp_path))
+    total = next(a for a in changes["adjustments"] if a["level"] == "org")
+    assert total["month"] == "2026-11" and Decimal(total["closed"]) == closed_total
+    doc = json.loads(ok(["report", "--store", store_url, *november, "-f", "json"], url, tmp_path))
+    assert Decimal(total["current"]) == Decimal(doc["totals"]["spend"]) != closed_total
+    assert Decimal(total["amount"]) == Decimal(total["current"]) - closed_total
+    assert any(a["level"] == "org" and a["amount"] == total["amount"] for a in doc["adjustments"])
+    assert any(r["after_close"] for r in changes["restatements"] if r["metric"] == "amount_value")
+    text = ok(["report", "--store", store_url, *november], url, tmp_path)
+    assert "adjustment: 2026-11" in text.replace("\n", " ")
+
+    check = ["check", "--store", store_url, "--now", LATER, "--stale-after", "100d"]
+    code, out, err = ul([*check, "--restated-over", "0.001"], url, tmp_path)
+    assert code == 3 and "closed month 2026-11 restated" in out, err
+    code, out, _ = ul([*check, "--restated-over", "1000000"], url, tmp_path)
+    assert "closed month" not in out and "restated: " in out
+
+    out = ok(["close", "2026-11", "--reopen", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
+    assert "Reopened 2026-11" in out
+    changes = json.loads(ok(["changes", "--store", store_url, "-f", "json"], url, tmp_path))
+    assert changes["adjustments"] == [] and not any(r["after_close"] for r in changes["restatements"])

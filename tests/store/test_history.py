@@ -1,0 +1,208 @@
+"""The revision log read back: the store as it stood at a time, per-key deltas and restatements, on both stores.
+
+A revising emulator grows recent buckets as its clock moves on; two syncs a second apart (seen times are whole
+seconds) give a moment between them to ask about.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from usageledger import timeutil
+from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.report import Period, Scope, build_report
+from usageledger.report.history import adjustments, changes, deltas
+from usageledger.store import BaseStore, Stream, WindowWrite, open_store, table_for, tables, to_datetime
+from usageledger.store.closes import close_month, closed_lines, month_totals, reopen_month
+from usageledger.store.history import as_of, deltas_sql, restatements_sql, stream_group_bys
+from usageledger.store.revisions import logged_metrics
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.syncing import run
+
+DAY = 86400
+STREAMS = (
+    Stream.create("completions", "1d", ("project_id", "model", "batch")),
+    Stream.create("costs", "1d", ("project_id", "line_item")),
+)
+SINCE = timeutil.floor(EMULATOR_NOW - 10 * DAY, "1d")
+PERIOD = Period(date(2026, 11, 5), date(2026, 11, 25))
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+    url = str(tmp_path / "ledger.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def two_syncs(store: BaseStore) -> Iterator[tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]]]:
+    """A sync, a moment, the clock two days on, a second sync: the store, the moment, the tables at the moment."""
+    clock = [float(EMULATOR_NOW)]
+    emu = Emulator(
+        EmulatorConfig(seed=3, days=20, projects=2, users=3, models=2, revisions=True), clock=lambda: clock[0]
+    )
+    with run_server(emu) as url:
+        assert run(store, url, streams=STREAMS, since=SINCE, now=clock[0]).ok
+        held = {spec.name: _rows(store, spec.name) for spec in tables()}
+        moment = int(time.time())
+        while int(time.time()) <= moment:
+            time.sleep(0.05)
+        clock[0] += 2 * DAY
+        second = run(store, url, streams=STREAMS, now=clock[0])
+        assert second.ok and second.counts.updated > 0
+        yield store, moment, held
+
+
+def _rows(db: BaseStore, table: str) -> list[tuple[object, ...]]:
+    spec = next(s for s in tables() if s.name == table)
+    cols = ", ".join(f'"{c}"' for c in spec.column_names if c != "synced_at")
+    return db.query(f"SELECT {cols} FROM {table} ORDER BY org, stream, bucket_start, group_key")
+
+
+def test_as_of_gives_every_table_and_the_report_as_they_stood(
+    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+) -> None:
+    store, moment, held = two_syncs
+    now_total = build_report(store, PERIOD, Scope()).total_spend
+    with as_of(store, moment) as past:
+        for spec in tables():
+            assert _rows(past, spec.name) == held[spec.name], spec.name
+        then_total = build_report(past, PERIOD, Scope()).total_spend
+    span = (int(PERIOD.previous().start.timestamp()), int(PERIOD.end.timestamp()))
+    with as_of(store, moment, span) as period_only:  # only the buckets a report of the period reads
+        assert build_report(period_only, PERIOD, Scope()).total_spend == then_total
+        assert period_only.query("SELECT COUNT(*) FROM costs WHERE bucket_start >= %s", (PERIOD.end,)) == [(0,)]
+    with as_of(store, int(time.time()) + 5) as present:
+        assert build_report(present, PERIOD, Scope()).total_spend == now_total
+    assert then_total != now_total
+    # The shadows are gone once the block ends: the store reads the present again.
+    assert build_report(store, PERIOD, Scope()).total_spend == now_total
+    with as_of(store, 0) as before_anything:
+        assert build_report(before_anything, PERIOD, Scope()).total_spend == 0
+
+
+def test_deltas_since_the_moment_add_up_to_the_change(
+    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+) -> None:
+    store, moment, held = two_syncs
+    spec = table_for("costs")
+    groups = stream_group_bys(store)
+    sql, params = deltas_sql(spec, store.dialect, groups, since=moment)
+    delta = Decimal(0)
+    amount = spec.column_names.index("amount_value")
+    for row in store.query(sql, params):
+        delta += row[amount]
+    before = sum((r[amount] for r in held["costs"] if r[amount] is not None), Decimal(0))
+    after = store.query("SELECT SUM(amount_value) FROM costs")[0][0]
+    assert delta != 0 and before + delta == after
+    # From nothing, the deltas rebuild the table (every metric of every row).
+    sql, params = deltas_sql(spec, store.dialect, groups)
+    rebuilt = {r[:5]: r for r in store.query(sql + " ORDER BY 1, 2, 3, 5", params)}
+    for row in _rows(store, "costs"):
+        for metric in logged_metrics(spec):
+            i = spec.column_names.index(metric)
+            assert (rebuilt[row[:5]][i] or 0) == (row[i] or 0)
+
+
+def test_restatements_are_the_second_syncs_changes_with_old_and_new(
+    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+) -> None:
+    store, moment, _ = two_syncs
+    sql, params = restatements_sql(since=moment)
+    rows = store.query(sql, params)
+    assert rows and all(r[6] != r[7] for r in rows)
+    sql, params = restatements_sql(until=moment)
+    assert store.query(sql, params) == []  # the first sync read every bucket for the first time
+    sql, params = restatements_sql(since=moment, org="nobody")
+    assert store.query(sql, params) == []
+
+
+def test_a_vanished_row_is_a_change_to_zero_and_gone_from_the_present_not_the_past(store: BaseStore) -> None:
+    """A row a re-read no longer returns: `changes` shows it going to nothing, as of before it is still there."""
+    clock = [float(EMULATOR_NOW)]
+    emu = Emulator(EmulatorConfig(seed=3, days=20, projects=2, users=3, models=2), clock=lambda: clock[0])
+    stream = STREAMS[1]
+    day = timeutil.floor(EMULATOR_NOW, "1d") - DAY
+    with run_server(emu) as url:
+        assert run(store, url, streams=(stream,), since=SINCE, now=clock[0]).ok
+        columns = ("project_id", "line_item", "amount_value", "currency", "quantity", "quantity_unit")
+        stored = store.query(
+            f"SELECT {', '.join(columns)} FROM costs WHERE stream = %s AND bucket_start = %s",
+            (stream.id, to_datetime(day)),
+        )
+        ghost = ("proj_gone", "gpt-4o, input", Decimal("1.25"), "usd", Decimal("3"), "tokens")
+        rows = [
+            {"bucket_start": day, "bucket_end": day + DAY, **dict(zip(columns, r, strict=True))}
+            for r in [*stored, ghost]
+        ]
+        store.commit_window(WindowWrite("main", stream, rows, day, day + DAY, "manual", int(clock[0])))
+        moment = int(time.time())
+        while int(time.time()) <= moment:
+            time.sleep(0.05)
+        assert run(store, url, streams=(stream,), now=clock[0]).counts.deleted == 1
+        rerun = store.query("SELECT COUNT(*) FROM revisions")[0][0]
+        assert run(store, url, streams=(stream,), now=clock[0]).ok
+        assert store.query("SELECT COUNT(*) FROM revisions")[0][0] == rerun  # nothing changed, nothing logged
+    found = changes(store, since=moment)
+    gone = [r for r in found.restatements if dict(r.group).get("project_id") == "proj_gone"]
+    assert {(r.metric, r.old, r.new, r.delta) for r in gone} == {
+        ("amount_value", Decimal("1.25"), None, Decimal("-1.25")),
+        ("quantity", Decimal("3"), None, Decimal("-3")),
+    }
+    assert found.spend_delta == Decimal("-1.25")
+    assert [d.delta for d in deltas(store, since=moment, tables=["costs"]) if "proj_gone" in d.group_key] == [
+        Decimal("-1.25"),
+        Decimal("-3"),
+    ]
+    with as_of(store, moment) as past:
+        assert past.query("SELECT amount_value, currency FROM costs WHERE project_id = 'proj_gone'") == [
+            (Decimal("1.25"), None)  # the log follows metrics; a vanished row's currency is not known any more
+        ]
+    assert store.query("SELECT COUNT(*) FROM costs WHERE project_id = 'proj_gone'")[0][0] == 0
+
+
+def test_a_closed_month_keeps_its_figures_and_a_restatement_is_an_adjustment(
+    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+) -> None:
+    store, moment, _ = two_syncs
+    november = date(2026, 11, 1)
+    # Closed at the moment between the syncs, with the figures the store held then.
+    with as_of(store, moment) as past:
+        then = {(o, p): a for o, p, a, _ in month_totals(past, november)}
+    with store.transaction():
+        for (org, project), amount in then.items():
+            store.execute(
+                "INSERT INTO closed_months (org, month, level, project_id, amount, currency, closed_at)"
+                " VALUES (%s, %s, 'project', %s, %s, 'usd', %s)",
+                (org, november, project, amount, to_datetime(moment)),
+            )
+        store.execute(
+            "INSERT INTO closed_months (org, month, level, project_id, amount, currency, closed_at)"
+            " VALUES ('main', %s, 'org', NULL, %s, 'usd', %s)",
+            (november, sum(then.values(), Decimal(0)), to_datetime(moment)),
+        )
+    now = {(o, p): a for o, p, a, _ in month_totals(store, november)}
+    found = adjustments(store)
+    total = next(a for a in found if a.level == "org")
+    assert total.amount == sum(now.values(), Decimal(0)) - sum(then.values(), Decimal(0)) != 0
+    for a in found:
+        if a.level == "project":
+            assert a.amount == now.get(("main", a.project_id), Decimal(0)) - then.get(("main", a.project_id), 0)
+    restated = changes(store, since=moment).restatements
+    assert any(r.after_close for r in restated) and all(
+        r.after_close == r.is_spend for r in restated if r.table == "costs"
+    )
+    # Closing through the store layer records the present; nothing moved since, so nothing to adjust.
+    store.execute("DELETE FROM closed_months")
+    lines = close_month(store, november, ["main"], at=int(time.time()))
+    assert sum(line.amount for line in lines if line.level == "project") == sum(now.values(), Decimal(0))
+    assert adjustments(store) == []
+    assert reopen_month(store, november, ["main"]) == 1 and closed_lines(store) == []
