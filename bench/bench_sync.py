@@ -15,6 +15,13 @@ faster than the SDK loop.
 
 Run: ``.venv/bin/python bench/bench_sync.py`` (``--concurrency 6,8 --days 365 --sdk-endpoints 11``;
 ``--pg-url postgresql://...`` to use an existing server instead of a temporary cluster).
+
+``--as-user`` measures instead what a user runs, with nothing given through the library: a ``usageledger emulator
+--latency 100ms --now ...`` process (its default cache), one unmeasured warm-up sync, then for each of ``--days-list``
+(90,365,730) a ``usageledger sync --bucket-width 1h --concurrency 8 --quiet --no-directory`` process into a fresh
+DuckDB file: its wall time (start-up included) against the concurrency-bound ideal, rows/s and its peak RSS.
+``--before PYTHON`` adds the same sync run by another interpreter (a checkout of main with its own venv), alternating
+with this tree's, so before and after are measured side by side in one run against the same emulator.
 """
 
 from __future__ import annotations
@@ -170,8 +177,85 @@ def sdk_loop(url: str, streams: list[Stream], since: int) -> tuple[int, int, flo
     return requests, results, time.perf_counter() - t0
 
 
+_CLI = "from usageledger.cli import main; main()"
+
+
+@contextmanager
+def cli_emulator(latency: str, days: int) -> Iterator[str]:
+    """``usageledger emulator`` as a user starts it (fixed clock, latency, default cache); yields its base URL."""
+    args = ["emulator", "--port", "0", "--latency", latency, "--now", str(NOW), "--days", str(days)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "Emulator ready at " not in line:
+            raise RuntimeError(f"the emulator did not start: {line!r}")
+        yield line.split("Emulator ready at ", 1)[1].strip()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def cli_sync(python: str, url: str, store: Path, days: int, concurrency: int) -> tuple[float, float, int, int]:
+    """One ``usageledger sync`` process: (wall seconds, peak RSS MB, requests, rows inserted)."""
+    since = timeutil.iso(timeutil.floor(NOW - days * 86400, "1h"))
+    argv = ["sync", "--store", str(store), "--base-url", url, "--bucket-width", "1h", "--since", since]
+    argv += ["--concurrency", str(concurrency), "--quiet", "--no-directory", "--now", str(NOW)]
+    env = {**os.environ, "OPENAI_ADMIN_KEY": KEY}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([python, "-c", _CLI, *argv], env=env, cwd=store.parent, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"sync failed ({python}): {err}")
+    import duckdb
+
+    with duckdb.connect(str(store), read_only=True) as con:
+        row = con.execute("SELECT requests, inserted FROM sync_runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    assert row is not None
+    return wall, usage.ru_maxrss / 1024, int(row[0]), int(row[1])
+
+
+def as_user(args: argparse.Namespace) -> None:
+    latency = timeutil.parse_duration(args.latency)
+    day_list = [int(d) for d in args.days_list.split(",")]
+    concurrency = int(args.concurrency.split(",")[-1])
+    pythons = {"after": sys.executable} if args.before is None else {"before": args.before, "after": sys.executable}
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
+    print(f"as a user runs it: CLI emulator --latency {args.latency}, CLI sync --bucket-width 1h (11 endpoints)")
+    print(f"--concurrency {concurrency}, days {day_list}, interpreters {pythons}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sync-user-"))
+    try:
+        with cli_emulator(args.latency, max(day_list) + 10) as url:
+            cli_sync(sys.executable, url, tmp / "warm.duckdb", max(day_list), concurrency)
+            print(
+                f"{'days':>5} {'code':>7} {'wall':>8} {'ideal':>7} {'wall/ideal':>10} {'requests':>8}"
+                f" {'rows':>9} {'rows/s':>9} {'peak RSS':>9}"
+            )
+            for days in day_list:
+                for label, python in pythons.items():
+                    store = tmp / f"{label}-{days}.duckdb"
+                    wall, rss, requests, rows = cli_sync(python, url, store, days, concurrency)
+                    ideal = requests / concurrency * latency
+                    print(
+                        f"{days:>5} {label:>7} {wall:>7.2f}s {ideal:>6.2f}s {wall / ideal:>10.2f} {requests:>8}"
+                        f" {rows:>9,} {rows / wall:>9,.0f} {rss:>6.0f} MB",
+                        flush=True,
+                    )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--as-user", action="store_true", help="CLI emulator and CLI sync processes (see above).")
+    parser.add_argument("--before", default=None, help="With --as-user: an interpreter with the code to compare.")
+    parser.add_argument("--days-list", default="90,365,730", help="With --as-user: the ranges to sync, in days.")
     parser.add_argument("--concurrency", default="6,8", help="Comma-separated concurrencies to measure.")
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--latency", default="100ms")
@@ -179,6 +263,9 @@ def main() -> None:
     parser.add_argument("--pg-url", default=None)
     parser.add_argument("--skip-postgres", action="store_true", help="Leave out the PostgreSQL run.")
     args = parser.parse_args()
+    if args.as_user:
+        as_user(args)
+        return
 
     latency = timeutil.parse_duration(args.latency)
     levels = [int(c) for c in args.concurrency.split(",")]

@@ -29,6 +29,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_cli_pipes.py",
         "test_cli_query.py",
         "test_cli_query_scale.py",
+        "test_cli_startup.py",
         "test_cli_sync_flags.py",
         "test_client_e2e.py",
         "test_config_fuzz.py",

@@ -201,3 +201,13 @@ def test_a_writer_waits_for_a_reader_that_holds_the_file(tmp_path: Path) -> None
         assert store.applied_migrations()
     holder.communicate()
     assert time.monotonic() - began > 0.5  # it did wait for the reader
+
+
+def test_duckdb_never_draws_its_progress_bar(tmp_path: Path) -> None:
+    """Writing and reading stores switch DuckDB's own progress bar off: a slow statement must not draw on stdout
+    (it broke `sync --quiet` and would corrupt a command's output)."""
+    path = str(tmp_path / "quiet.duckdb")
+    with open_store(path) as writing:
+        assert writing.query("SELECT current_setting('enable_progress_bar')") == [(False,)]
+    with open_store(path, read_only=True) as reading:
+        assert reading.query("SELECT current_setting('enable_progress_bar')") == [(False,)]

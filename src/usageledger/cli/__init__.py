@@ -1,27 +1,39 @@
-"""The command line: parse, call the library, format. Each command group lives in its own module."""
+"""The command line: parse, call the library, format. Each command group lives in its own module.
+
+The commands are listed in :data:`usageledger.cli._commands.COMMANDS`, and a command's module is imported only when
+the command runs: ``usageledger --help`` and ``usageledger version`` never import pyarrow, DuckDB or the reports.
+``usageledger.cli.app`` (for tests and embedding) is the application with every command registered.
+"""
 
 from __future__ import annotations
 
-from usageledger.cli._app import app
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# Importing a command module registers its commands on `app`.
-from usageledger.cli import commands_version  # noqa: F401  isort: skip
-from usageledger.cli import commands_query  # noqa: F401  isort: skip
-from usageledger.cli import commands_emulator  # noqa: F401  isort: skip
-from usageledger.cli import commands_demo  # noqa: F401  isort: skip
-from usageledger.cli import commands_report  # noqa: F401  isort: skip
-from usageledger.cli import commands_sync  # noqa: F401  isort: skip
-from usageledger.cli import commands_doctor  # noqa: F401  isort: skip
-from usageledger.cli import commands_keys  # noqa: F401  isort: skip
-from usageledger.cli import commands_mcp  # noqa: F401  isort: skip
-from usageledger.cli import commands_forecast  # noqa: F401  isort: skip
-from usageledger.cli import commands_serve  # noqa: F401  isort: skip
-from usageledger.cli import commands_statement  # noqa: F401  isort: skip
-from usageledger.cli import commands_history  # noqa: F401  isort: skip
+from usageledger.cli import _app
+from usageledger.cli._commands import COMMANDS
+
+if TYPE_CHECKING:
+    from typer import Typer
+
+    app: Typer
 
 __all__ = ["app", "main"]
 
 
+def load_all() -> None:
+    """Import every command module, so that ``app`` holds every command."""
+    for command in COMMANDS:
+        importlib.import_module(f"{__name__}.{command.module}")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        load_all()
+        return _app.app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: only the command that runs is imported."""
+    _app.app()

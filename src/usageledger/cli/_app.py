@@ -3,24 +3,90 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
 import os
 import sys
 import typing
 from collections.abc import Callable
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._paths import is_duckdb_file, same_file
 from usageledger._secrets import MaskKeysFilter, mask_keys
+from usageledger.cli._commands import COMMANDS
 from usageledger.errors import UsageLedgerError
-from usageledger.store import BaseStore, is_postgres_url, open_existing_store
+
+if TYPE_CHECKING:
+    from usageledger.store import BaseStore
+
+_BY_NAME = {c.name: c for c in COMMANDS}
+
+
+class LazyGroup(TyperGroup):
+    """The root command: lists commands from :data:`~usageledger.cli._commands.COMMANDS` and imports a command's
+    module only when it runs (or its own help is asked for), so start-up costs only what the command needs."""
+
+    # Contexts, commands and formatters are typed loosely: typer 0.2x vendors click, so they are click's classes or
+    # typer's copies of them depending on the installed typer.
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*_BY_NAME, *(name for name in self.commands if name not in _BY_NAME)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in _BY_NAME:
+            # The module registers its commands on `app` as it is imported; turn the new ones into click commands.
+            importlib.import_module(f"{__package__}.{_BY_NAME[cmd_name].module}")
+            for info in app.registered_commands:
+                assert info.callback is not None
+                name = info.name or typer.main.get_command_name(info.callback.__name__)
+                if name not in self.commands:
+                    self.commands[name] = typer.main.get_command_from_info(
+                        info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
+                    )
+            for group in app.registered_groups:  # sub-command groups, such as `credit add|list|remove`
+                assert group.typer_instance is not None
+                group_name = group.name or group.typer_instance.info.name
+                if isinstance(group_name, str) and group_name not in self.commands:
+                    self.commands[group_name] = typer.main.get_group_from_info(
+                        group,
+                        pretty_exceptions_short=app.pretty_exceptions_short,
+                        suggest_commands=True,
+                        rich_markup_mode=app.rich_markup_mode,
+                    )
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list of ``--help``: from the table for commands not imported yet, without importing them."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            loaded = self.commands.get(name)
+            if loaded is None:
+                rows.append((name, TyperCommand(name, help=_BY_NAME[name].summary).get_short_help_str(limit)))
+            elif not loaded.hidden:
+                rows.append((name, loaded.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        # Typer suggests only among the commands imported so far: suggest among every command instead.
+        if args and not args[0].startswith("-") and args[0] not in self.list_commands(ctx):
+            matches = get_close_matches(args[0], self.list_commands(ctx))
+            if matches:
+                ctx.fail(f"No such command {args[0]!r}. Did you mean {', '.join(repr(m) for m in matches)}?")
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="usageledger",
@@ -31,6 +97,7 @@ app = typer.Typer(
     # Help texts are plain text: config sections such as [store] and [alerts] must print as written, never be
     # swallowed as rich markup, so no help string needs escaping.
     rich_markup_mode=None,
+    cls=LazyGroup,
 )
 
 console = Console()
@@ -57,6 +124,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def open_for_reading(url: str) -> BaseStore:
     """The store every reading command uses: it must exist; a wait for a running sync is said once on stderr."""
+    from usageledger.store import open_existing_store
+
     return open_existing_store(
         url, on_wait=lambda message: err_console.print(message, highlight=False, markup=False, soft_wrap=True)
     )
@@ -65,6 +134,7 @@ def open_for_reading(url: str) -> BaseStore:
 def refuse_overwriting(flag: str, path: Path, *, store_url: str, config_path: Path | None) -> None:
     """Refuse an output file that is the store, its WAL or lock files, the config in use (by any spelling: a
     symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data."""
+    from usageledger.store import is_postgres_url
     from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
 
     kept: list[tuple[str, str | Path]] = []

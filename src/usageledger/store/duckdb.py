@@ -323,6 +323,9 @@ def no_store_message(path: str) -> str:
 def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(path, read_only=read_only)
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB draws its own progress bar on the terminal for a statement that runs over 2 s (a big commit on a busy
+    # machine): it would break `sync --quiet` and any output a command writes, so the store never shows it.
+    con.execute("SET enable_progress_bar = false")
     return con
 
 

@@ -251,7 +251,10 @@ async def _execute(
     jobs = interleave(runs)
     # Fetched windows wait here for the one writer; the bound keeps memory flat however long the range.
     queue: asyncio.Queue[FetchedWindow | None] = asyncio.Queue(maxsize=options.concurrency)
-    writer_task = asyncio.create_task(Writer(store, run_id=run_id, now=now, emit=emit).run(queue))
+    # A transaction takes up to two fetch rounds of windows: big enough for DuckDB to write whole row groups of the
+    # revision log instead of logging every entry, small enough to keep memory flat.
+    writer = Writer(store, run_id=run_id, now=now, emit=emit, max_windows=2 * options.concurrency)
+    writer_task = asyncio.create_task(writer.run(queue))
     workers = [asyncio.create_task(_fetch(jobs, clients, queue)) for _ in range(options.concurrency)]
     fetching = asyncio.gather(*workers)
     try:

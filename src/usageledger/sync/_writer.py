@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from usageledger import timeutil
 from usageledger.store import BaseStore, PreparedWindow, UpsertCounts, WindowWrite
@@ -18,13 +19,25 @@ __all__ = ["Writer"]
 logger = logging.getLogger("usageledger.sync")
 
 
-@dataclass(frozen=True, slots=True)
+MAX_BATCH_ROWS: Final = 50_000
+"""A batch stops taking windows at this many rows: it bounds the memory a batch holds while the one before commits."""
+
+
+@dataclass(slots=True)
 class _Batch:
     """Fetched windows that go into one transaction, with what the store made of them."""
 
     windows: list[FetchedWindow]
     writes: list[WindowWrite]
     prepared: list[PreparedWindow]
+
+    def full(self, max_windows: int, max_rows: int) -> bool:
+        return len(self.windows) >= max_windows or sum(p.rows for p in self.prepared) >= max_rows
+
+    def extend(self, more: _Batch) -> None:
+        self.windows += more.windows
+        self.writes += more.writes
+        self.prepared += more.prepared
 
     def rollback(self) -> None:
         for fetched in self.windows:
@@ -34,43 +47,74 @@ class _Batch:
 class Writer:
     """Owns the prepare/commit pipeline of a run.
 
-    A pipeline of two: the next batch is converted (CPU, on the event loop) while the previous one commits (in the
-    store's thread). Commits run one at a time and in order, so a batch's watermark is only written after every
-    batch before it has committed. Whatever is already waiting in the queue joins the batch: fewer commits, same
-    atomicity. A batch that never commits rolls its windows back, whichever way the run ends.
+    A pipeline of two: while one batch commits (in the store's thread), every window that arrives is converted (CPU,
+    on the event loop: its response objects are freed at once) and joins the next batch, which commits as soon as the
+    one before it has. The slower the store, the bigger its transactions: DuckDB then writes whole row groups
+    straight to the file instead of through its WAL, which is what keeps up with the API. Commits run one at a time
+    and in order, so a batch's watermark is only written after every batch before it has committed. A batch that
+    never commits rolls its windows back, whichever way the run ends.
     """
 
-    def __init__(self, store: BaseStore, *, run_id: str, now: int, emit: EventHandler) -> None:
+    def __init__(
+        self,
+        store: BaseStore,
+        *,
+        run_id: str,
+        now: int,
+        emit: EventHandler,
+        max_windows: int = 16,
+        max_rows: int = MAX_BATCH_ROWS,
+    ) -> None:
         self._store = store
         self._run_id = run_id
         self._now = now
         self._emit = emit
+        self._max_windows = max_windows
+        self._max_rows = max_rows
 
     async def run(self, queue: asyncio.Queue[FetchedWindow | None]) -> None:
         """Write every window the queue brings, until ``None``."""
         in_flight: asyncio.Task[None] | None = None
         waiting: _Batch | None = None  # prepared, not yet handed to a commit
+        getter: asyncio.Future[FetchedWindow | None] | None = None
         finished = False
         try:
-            while not finished:
-                item = await queue.get()
-                if item is None:
-                    break
-                windows = [item]
-                while not queue.empty():
-                    more = queue.get_nowait()
-                    if more is None:
-                        finished = True
+            while True:
+                if in_flight is not None and in_flight.done():
+                    task, in_flight = in_flight, None
+                    task.result()  # a failed commit ends the run here
+                if waiting is not None and in_flight is None:
+                    in_flight, waiting = asyncio.create_task(self._commit(waiting)), None
+                    continue
+                if finished or (waiting is not None and waiting.full(self._max_windows, self._max_rows)):
+                    if in_flight is None:
+                        break  # finished, and nothing waits
+                    await asyncio.wait([in_flight])
+                    continue
+                if getter is None:
+                    getter = asyncio.ensure_future(queue.get())
+                watched: list[asyncio.Future[Any]] = [getter] if in_flight is None else [getter, in_flight]
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    continue  # the commit ended first: the next one may start
+                item, getter = getter.result(), None
+                windows: list[FetchedWindow] = []
+                while item is not None:
+                    windows.append(item)
+                    if queue.empty():
                         break
-                    windows.append(more)
-                waiting = self._prepare(windows)
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.create_task(self._commit(waiting))
-                waiting = None
-            if in_flight is not None:
-                await in_flight
+                    item = queue.get_nowait()
+                else:
+                    finished = True
+                if windows:
+                    batch = self._prepare(windows)
+                    if waiting is None:
+                        waiting = batch
+                    else:
+                        waiting.extend(batch)
         except BaseException:
+            if getter is not None:
+                getter.cancel()
             if waiting is not None:  # its windows were never committed
                 waiting.rollback()
             # Nothing else may touch the store's connection while a transaction is still running in its thread.

@@ -1,0 +1,94 @@
+"""Start-up stays light: `--help` and `version` import neither pyarrow nor DuckDB nor the reports.
+
+Commands are listed from the table in ``cli/_commands.py`` and a command's module is imported only when it runs; the
+table must therefore agree with what the modules register (names and the one line `--help` shows).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import typer.main
+from typer.core import TyperCommand
+
+from usageledger.cli import app
+from usageledger.cli._commands import COMMANDS, Command
+
+HEAVY = ("pyarrow", "duckdb", "numpy", "psycopg", "usageledger.store", "usageledger.report", "usageledger.client")
+
+# Runs the CLI like the console script, then reports which heavy modules were imported (atexit runs after the
+# SystemExit that ends every click command).
+_PROBE = (
+    "import atexit, json, sys\n"
+    f"heavy = {HEAVY!r}\n"
+    "atexit.register(lambda: print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr))\n"
+    "from usageledger.cli import main\n"
+    "main()\n"
+)
+
+
+def _run(*argv: str) -> tuple[int, str, list[str]]:
+    """Exit code, stdout, and the heavy modules the run imported."""
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, timeout=60)
+    imported = json.loads(done.stderr.strip().splitlines()[-1])
+    return done.returncode, done.stdout, imported
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["version"]])
+def test_light_commands_import_nothing_heavy(argv: list[str]) -> None:
+    """`usageledger --help` and `usageledger version` import no heavy module."""
+    code, out, imported = _run(*argv)
+    assert code == 0, out
+    assert imported == []
+    assert out.strip()
+
+
+def test_help_lists_every_command_in_table_order() -> None:
+    """The command list of `--help` (printed without importing the commands) names every command, in order."""
+    code, out, _ = _run("--help")
+    listed = [line.split()[0] for line in out.split("Commands:", 1)[1].splitlines() if line.startswith("  ")]
+    assert code == 0
+    assert listed == [c.name for c in COMMANDS]
+
+
+def test_a_command_imports_what_it_needs() -> None:
+    """The mechanism loads for real: `status --help` imports the store modules (and still prints its help)."""
+    code, out, imported = _run("status", "--help")
+    assert code == 0 and "--store" in out
+    assert "usageledger.store" in imported
+
+
+def test_a_mistyped_command_is_suggested_without_importing_it() -> None:
+    """`usageledger reprot` suggests `report` (a command not imported yet)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from usageledger.cli import main; main()", "reprot"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "No such command 'reprot'. Did you mean 'report'" in done.stderr
+
+
+def test_the_table_names_exactly_the_registered_commands() -> None:
+    """Every registered command has a table entry pointing at its module, and every entry a command."""
+    group = typer.main.get_command(app)
+    commands = group.commands  # type: ignore[attr-defined]
+    assert sorted(c.name for c in COMMANDS) == sorted(commands)
+    for entry in COMMANDS:
+        command = commands[entry.name]
+        # A group (`credit add|list|remove`) has no callback of its own: its sub-commands name the module.
+        callbacks = [c.callback for c in command.commands.values()] if command.callback is None else [command.callback]
+        assert callbacks and {c.__module__ for c in callbacks} == {f"usageledger.cli.{entry.module}"}, entry
+
+
+@pytest.mark.parametrize("entry", COMMANDS, ids=[c.name for c in COMMANDS])
+def test_the_table_summary_is_the_commands_own(entry: Command) -> None:
+    """`--help` shows the same line whether a command is imported or not: the summary matches its docstring."""
+    name, _, summary = entry
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    for width in (40, 80, 400):
+        assert TyperCommand(name, help=summary).get_short_help_str(width) == command.get_short_help_str(width)
