@@ -99,10 +99,11 @@ class Writer:
                     continue  # the commit ended first: the next one may start
                 item, getter = getter.result(), None
                 windows: list[FetchedWindow] = []
+                held = 0 if waiting is None else len(waiting.windows)
                 while item is not None:
                     windows.append(item)
-                    if queue.empty():
-                        break
+                    if queue.empty() or held + len(windows) >= self._max_windows:
+                        break  # a batch never grows past max_windows, however many windows queue up
                     item = queue.get_nowait()
                 else:
                     finished = True
