@@ -191,7 +191,7 @@ def test_bad_input_is_one_line_naming_the_parameter(client: TestClient) -> None:
 
 def test_a_token_guards_every_route_but_healthz(store: str) -> None:
     with TestClient(build_app(store, token=TOKEN)) as guarded:
-        for path in ("/", "/api/report", "/api/filters", "/api/projects/x"):
+        for path in ("/", "/api/report", "/api/filters", "/api/projects/x", "/metrics"):
             assert guarded.get(path).status_code == 401, path
             assert guarded.get(path, headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
             assert guarded.get(path, headers={"Authorization": TOKEN}).status_code == 401
@@ -217,6 +217,8 @@ def test_the_command_refuses_a_remote_host_without_the_flag_and_the_token(store:
         (["--host", "0.0.0.0", "--allow-remote"], {"USAGELEDGER_SERVE_TOKEN": "short"}, "shorter than 16"),
         (["--sync-every", "5s"], {}, "--sync-every 5s is shorter than a minute"),
         (["--sync-every", "soon"], {}, "--sync-every"),
+        (["--metrics-labels", "project,colour"], {}, "--metrics-labels: colour is not a label"),
+        (["--metrics-labels", ""], {}, "--metrics-labels"),
     ]
     for args, extra, said in cases:
         done = subprocess.run(
@@ -335,3 +337,39 @@ def test_the_api_gives_the_same_figures_on_postgres(tmp_path: Path, emulator_url
             assert on_pg.json() == on_duck.json(), (path, params)
         assert Decimal(duck.get("/api/report", params=period).json()["totals"]["spend"]) > 0
         assert pg.get("/healthz").json()["ok"] is True
+
+
+def test_serve_exposes_prometheus_metrics_with_project_names(store: str, tmp_path: Path) -> None:
+    """The real command: `/metrics` parses with prometheus_client, its spend is labelled with project IDs and names
+    and adds up to the store's month to date, it has a last-sync time per stream, and `--metrics-labels` drops the
+    other labels; OpenMetrics when asked for."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+    from prometheus_client.parser import text_string_to_metric_families
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "USAGELEDGER_"))}
+    proc, address = _start_serve(["--store", store, "--metrics-labels", "project"], clean, tmp_path)
+    try:
+        scraped = httpx.get(f"{address}metrics", timeout=60)
+        asked = httpx.get(
+            f"{address}metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=60
+        )
+    finally:
+        code, _, err = _stop(proc)
+    assert code == 0, err
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+    cost = families["usageledger_month_to_date_cost_usd"]
+    assert cost.type == "gauge" and cost.samples
+    assert all(set(s.labels) == {"project_id", "project_name"} for s in cost.samples)
+    assert any(s.labels["project_name"] not in ("", s.labels["project_id"]) for s in cost.samples)
+    synced = families["usageledger_last_sync_timestamp_seconds"].samples
+    assert synced and all(s.value > 1.6e9 for s in synced)
+    month_start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    (expected,) = _sql(
+        store,
+        "SELECT sum(amount_value) FROM costs_daily WHERE bucket_start >= ? AND lower(currency) = 'usd'",
+        month_start,
+    )[0]
+    assert abs(sum(s.value for s in cost.samples) - float(expected or 0)) < 0.01
+    assert asked.status_code == 200 and asked.headers["content-type"].startswith("application/openmetrics-text")
+    assert "usageledger_month_to_date_cost_usd" in {f.name for f in parse_openmetrics(asked.text)}

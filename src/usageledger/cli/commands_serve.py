@@ -60,12 +60,21 @@ def serve(
             "environment or the config, as for sync.",
         ),
     ] = None,
+    metrics_labels: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-labels",
+            help="Labels /metrics keeps, comma-separated, of org, project, model, line_item (default: all); the "
+            "others are summed away, for fewer series.",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="usageledger.toml: [store], [sync] finality, [names] and [teams]."),
     ] = None,
 ) -> None:
     """Serve the dashboard and its JSON API (/, /api/report, /api/filters, /api/projects/ID, /healthz), read-only."""
+    from usageledger.report.metrics import DEFAULT_METRICS_LABELS, parse_metrics_labels
     from usageledger.serve import build_app
     from usageledger.serve.runner import PeriodicSync, run, sync_argv
 
@@ -75,6 +84,7 @@ def serve(
             f"--allow-remote and set {TOKEN_ENV}, or keep the default --host 127.0.0.1"
         )
     token = _token(allow_remote)
+    labels = DEFAULT_METRICS_LABELS if metrics_labels is None else parse_metrics_labels(metrics_labels)
     interval = None if sync_every is None else parse_duration(sync_every, param="--sync-every")
     if interval is not None and interval < MIN_SYNC_EVERY:
         raise fail(f"--sync-every {sync_every} is shorter than a minute: give 1m or more (1h is typical)")
@@ -100,4 +110,10 @@ def serve(
             soft_wrap=True,
         )
 
-    run(build_app(url, token=token, config=settings), host, port, on_ready=ready, periodic=periodic)
+    run(
+        build_app(url, token=token, config=settings, metrics_labels=labels),
+        host,
+        port,
+        on_ready=ready,
+        periodic=periodic,
+    )

@@ -38,6 +38,7 @@ from usageledger.report.forecasting import ForecastReport
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import dumps, keys_document, report_document
 from usageledger.report.keys import build_keys
+from usageledger.report.metrics import DEFAULT_METRICS_LABELS, metrics_endpoint
 from usageledger.report.names import Names, names_from_mapping, resolve_names
 from usageledger.report.period import report_period
 from usageledger.report.queries import Period, ReportData
@@ -133,6 +134,8 @@ class ServeContext:
     holder: StoreHolder
     config: Config = field(default_factory=Config)
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    metrics_labels: frozenset[str] = DEFAULT_METRICS_LABELS
+    """The labels ``/metrics`` keeps (``serve --metrics-labels``); the others are summed away."""
 
     @property
     def names(self) -> Names:
@@ -302,6 +305,8 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         Route("/api/filters", api_filters),
         Route("/api/projects/{project_id:str}", api_project),
         Route("/healthz", healthz),
+        # Prometheus: the same store, read per scrape; gauges for period figures (see usageledger.report.metrics)
+        Route("/metrics", metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now())),
     ]
 
 
@@ -357,11 +362,14 @@ def build_app(
     token: str | None = None,
     config: Config | None = None,
     now: Callable[[], datetime] | None = None,
+    metrics_labels: frozenset[str] = DEFAULT_METRICS_LABELS,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The dashboard and API over the store at ``store_url`` (read-only). ``token``: require it as a bearer token
-    on every route but ``/healthz``; ``config``: finality grace, names and teams; ``now``: the clock (tests)."""
-    ctx = ServeContext(StoreHolder(store_url), config or Config())
+    """The dashboard, API and ``/metrics`` over the store at ``store_url`` (read-only). ``token``: require it as a
+    bearer token on every route but ``/healthz``; ``config``: finality grace, names and teams; ``now``: the clock
+    (tests); ``metrics_labels``: the labels ``/metrics`` keeps (see
+    :func:`usageledger.report.metrics.parse_metrics_labels`)."""
+    ctx = ServeContext(StoreHolder(store_url), config or Config(), metrics_labels=metrics_labels)
     if now is not None:
         ctx.now = now
 
