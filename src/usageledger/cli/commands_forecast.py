@@ -19,6 +19,7 @@ from usageledger.cli.commands_report import (
     FormatOpt,
     NamesOpt,
     OrgOpt,
+    ProjectOpt,
     StoreOpt,
     _amount,
     _database,
@@ -100,7 +101,7 @@ def _render(report: ForecastReport, names: Names) -> RenderableType:
 def forecast(
     store: StoreOpt = None,
     org: OrgOpt = None,
-    project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    project: ProjectOpt = None,
     month: Annotated[
         str | None, typer.Option("--month", help="The month to forecast, YYYY-MM (default: this month, UTC).")
     ] = None,

@@ -55,6 +55,7 @@ StoreOpt = Annotated[
     ),
 ]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
+ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project ID.")]
 SinceOpt = Annotated[
     str | None,
     typer.Option(
@@ -163,7 +164,7 @@ def report(
     since: SinceOpt = None,
     until: UntilOpt = None,
     org: OrgOpt = None,
-    project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    project: ProjectOpt = None,
     team: Annotated[
         str | None, typer.Option("--team", help="Only this team's projects (teams as for --by team).")
     ] = None,
