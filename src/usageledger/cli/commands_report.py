@@ -56,6 +56,7 @@ StoreOpt = Annotated[
 ]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
 ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project ID.")]
+NowOpt = Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")]
 SinceOpt = Annotated[
     str | None,
     typer.Option(
@@ -128,6 +129,11 @@ def _past_day(value: str, *, now: int, param: str) -> date:
 def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
     """The report's period rule (:func:`usageledger.report.period.report_period`)."""
     return report_period(since, until, now=now)
+
+
+def _now(now_at: str | None) -> datetime:
+    """``--now`` as an aware UTC datetime; the real time when it is not given."""
+    return datetime.fromtimestamp(to_unix(now_at, param="--now"), UTC) if now_at else datetime.now(UTC)
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
@@ -391,7 +397,7 @@ def check(
     ] = False,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
-    now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
+    now_at: NowOpt = None,
 ) -> None:
     """Budget, forecast, credit, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3
     when any fired.
@@ -399,7 +405,7 @@ def check(
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
     """
-    now = datetime.fromtimestamp(to_unix(now_at, param="--now"), UTC) if now_at else datetime.now(UTC)
+    now = _now(now_at)
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
     key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
