@@ -51,6 +51,7 @@ __all__ = [
     "export",
     "format_decimal",
     "staged_file",
+    "tables_for",
     "write_csv",
     "write_parquet",
 ]
@@ -160,6 +161,18 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def tables_for(endpoints: Sequence[str]) -> list[TableSpec]:
+    """The tables of the ``--endpoint`` names given (each once, in order; none given: every endpoint); an unknown
+    name is a :class:`~usageledger.errors.ConfigError` naming ``--endpoint``."""
+    specs = []
+    for name in dict.fromkeys(endpoints) or catalogue.ENDPOINT_NAMES:
+        try:
+            specs.append(table_for(name))
+        except KeyError as exc:
+            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+    return specs
+
+
 def export(
     store: BaseStore,
     fmt: ExportFormat,
@@ -190,13 +203,7 @@ def export(
     if changed_since is not None and not deltas:
         raise ConfigError("--changed-since: only a --deltas export reads changes; add --deltas")
     timeutil.check_range(since, until, now=timeutil.now_unix(), start_param="since", end_param="until")
-    names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
-    specs = []
-    for name in names:
-        try:
-            specs.append(table_for(name))
-        except KeyError as exc:
-            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+    specs = tables_for(endpoints)
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
     selection = _Selection(
