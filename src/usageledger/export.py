@@ -44,7 +44,17 @@ from usageledger.store import BaseStore, TableSpec, history, table_for
 from usageledger.store.directory import NamedId, name_joins, named_ids
 from usageledger.store.schema import q
 
-__all__ = ["ExportFormat", "ExportResult", "export", "format_decimal", "staged_file"]
+__all__ = [
+    "ExportFormat",
+    "ExportResult",
+    "bucket_filter",
+    "export",
+    "format_decimal",
+    "staged_file",
+    "tables_for",
+    "write_csv",
+    "write_parquet",
+]
 
 ExportFormat = Literal["csv", "jsonl", "parquet"]
 BATCH_ROWS: Final = 50_000
@@ -85,6 +95,28 @@ def _named(spec: TableSpec) -> tuple[NamedId, ...]:
     return named_ids([c.name for c in spec.data_columns])
 
 
+def bucket_filter(
+    since: int | None, until: int | None, orgs: Sequence[str], streams: Sequence[str] = (), *, alias: str = ""
+) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions (to join with ``AND``) and their parameters that keep the buckets starting in
+    ``[since, until)`` (Unix seconds; ``None``: unbounded) of ``orgs`` and ``streams`` (empty: all); ``alias``
+    qualifies the columns."""
+    col = f"{alias}." if alias else ""
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append(f"{col}bucket_start >= %s")
+        params.append(datetime.fromtimestamp(since, UTC))
+    if until is not None:
+        where.append(f"{col}bucket_start < %s")
+        params.append(datetime.fromtimestamp(until, UTC))
+    for column, values in (("org", orgs), ("stream", streams)):
+        if values:
+            where.append(f"{col}{column} IN ({', '.join(['%s'] * len(values))})")
+            params.extend(values)
+    return where, params
+
+
 def _select(
     spec: TableSpec,
     *,
@@ -98,20 +130,7 @@ def _select(
     names = ["org", "stream", "bucket_start", "bucket_end", *(c.name for c in spec.data_columns)]
     named = _named(spec) if with_names else ()
     cols = ", ".join([*(f"t.{q(c)}" for c in names), *(f"{n.prefix}_dir.name AS {n.prefix}_name" for n in named)])
-    where: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        where.append("t.bucket_start >= %s")
-        params.append(datetime.fromtimestamp(since, UTC))
-    if until is not None:
-        where.append("t.bucket_start < %s")
-        params.append(datetime.fromtimestamp(until, UTC))
-    if orgs:
-        where.append(f"t.org IN ({', '.join(['%s'] * len(orgs))})")
-        params.extend(orgs)
-    if streams:
-        where.append(f"t.stream IN ({', '.join(['%s'] * len(streams))})")
-        params.extend(streams)
+    where, params = bucket_filter(since, until, orgs, streams, alias="t")
     sql = f"SELECT {cols} FROM {spec.name if source is None else f'({source[0]})'} AS t"
     if source is not None:
         params = [*source[1], *params]
@@ -140,6 +159,18 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value
+
+
+def tables_for(endpoints: Sequence[str]) -> list[TableSpec]:
+    """The tables of the ``--endpoint`` names given (each once, in order; none given: every endpoint); an unknown
+    name is a :class:`~usageledger.errors.ConfigError` naming ``--endpoint``."""
+    specs = []
+    for name in dict.fromkeys(endpoints) or catalogue.ENDPOINT_NAMES:
+        try:
+            specs.append(table_for(name))
+        except KeyError as exc:
+            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+    return specs
 
 
 def export(
@@ -172,13 +203,7 @@ def export(
     if changed_since is not None and not deltas:
         raise ConfigError("--changed-since: only a --deltas export reads changes; add --deltas")
     timeutil.check_range(since, until, now=timeutil.now_unix(), start_param="since", end_param="until")
-    names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
-    specs = []
-    for name in names:
-        try:
-            specs.append(table_for(name))
-        except KeyError as exc:
-            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+    specs = tables_for(endpoints)
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
     selection = _Selection(
@@ -371,6 +396,35 @@ def _write_stream(selection: _Selection, fmt: ExportFormat, out: IO[bytes], spec
     return ExportResult(rows, ())
 
 
+def write_parquet(out: IO[bytes], schema: pa.Schema, batches: Iterator[pa.Table]) -> int:
+    """Write ``batches`` as one Parquet file of ``schema``; the number of rows written."""
+    import pyarrow.parquet as pq
+
+    count = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for batch in batches:
+            writer.write_table(batch)
+            count += batch.num_rows
+    return count
+
+
+def write_csv(out: IO[bytes], columns: Sequence[str], batches: Iterator[pa.Table], *, header: bool = True) -> int:
+    """Write ``columns`` of ``batches`` as UTF-8 CSV (exact decimals, UTC times ending in ``Z``, empty for null),
+    after a header row when ``header``; the number of rows written."""
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
+    if header:
+        writer.writerow(columns)
+    count = 0
+    for batch in batches:
+        for record in batch.to_pylist():
+            writer.writerow([_text(record[n]) for n in columns])
+        count += batch.num_rows
+    text.flush()
+    text.detach()
+    return count
+
+
 def _write_one(
     fmt: ExportFormat,
     out: IO[bytes],
@@ -381,27 +435,11 @@ def _write_one(
     with_names: bool = False,
 ) -> int:
     schema = _schema(spec, with_names)
-    count = 0
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with pq.ParquetWriter(out, schema) as writer:
-            for batch in batches:
-                writer.write_table(batch)
-                count += batch.num_rows
-        return count
+        return write_parquet(out, schema, batches)
     if fmt == "csv":
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-        writer_csv = csv.writer(text, lineterminator="\n")
-        if header:
-            writer_csv.writerow(schema.names)
-        for batch in batches:
-            for record in batch.to_pylist():
-                writer_csv.writerow([_text(record[n]) for n in schema.names])
-            count += batch.num_rows
-        text.flush()
-        text.detach()
-        return count
+        return write_csv(out, schema.names, batches, header=header)
+    count = 0
     endpoint = spec.endpoint.name
     for batch in batches:
         lines = [

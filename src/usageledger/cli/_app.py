@@ -122,13 +122,17 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def say(text: str, to: Console | None = None) -> None:
+    """Print ``text`` as written (no markup, no highlighting) and never wrapped, so a path or command can be copied
+    whole; on stderr unless ``to`` names another console."""
+    (to or err_console).print(text, highlight=False, markup=False, soft_wrap=True)
+
+
 def open_for_reading(url: str) -> BaseStore:
     """The store every reading command uses: it must exist; a wait for a running sync is said once on stderr."""
     from usageledger.store import open_existing_store
 
-    return open_existing_store(
-        url, on_wait=lambda message: err_console.print(message, highlight=False, markup=False, soft_wrap=True)
-    )
+    return open_existing_store(url, on_wait=say)
 
 
 def refuse_overwriting(flag: str, path: Path, *, store_url: str, config_path: Path | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,11 +18,14 @@ from usageledger.cli.commands_report import (
     ConfigOpt,
     FormatOpt,
     NamesOpt,
+    NowOpt,
     OrgOpt,
+    ProjectOpt,
     StoreOpt,
     _amount,
     _database,
     _names,
+    _now,
     _warn_unknown_project,
 )
 from usageledger.config import load_config
@@ -38,13 +41,6 @@ from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
 from usageledger.store import DEFAULT_STORE, BaseStore, is_postgres_url, open_store
 from usageledger.store.credit import TopUp, add_topup, list_topups, remove_topup
-from usageledger.timeutil import to_unix
-
-NowOpt = Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")]
-
-
-def _now(now_at: str | None) -> datetime:
-    return datetime.fromtimestamp(to_unix(now_at, param="--now"), UTC) if now_at else datetime.now(UTC)
 
 
 def _render(report: ForecastReport, names: Names) -> RenderableType:
@@ -100,7 +96,7 @@ def _render(report: ForecastReport, names: Names) -> RenderableType:
 def forecast(
     store: StoreOpt = None,
     org: OrgOpt = None,
-    project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    project: ProjectOpt = None,
     month: Annotated[
         str | None, typer.Option("--month", help="The month to forecast, YYYY-MM (default: this month, UTC).")
     ] = None,

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from usageledger.cli._app import app, console, err_console, friendly_errors
-from usageledger.cli.commands_report import ConfigOpt, FormatOpt, OrgOpt, StoreOpt, _database
+from usageledger.cli._app import app, console, friendly_errors, say
+from usageledger.cli.commands_report import ConfigOpt, FormatOpt, NowOpt, OrgOpt, StoreOpt, _database
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_count, format_money
@@ -85,12 +85,9 @@ def _missing_sources(data: KeysReport) -> None:
         if not streams
     ]
     if missing:
-        err_console.print(
+        say(
             f"note: no synced stream groups {' or '.join(missing)} by api_key_id, so those columns are unknown; "
-            "sync one with: usageledger sync -e completions -e costs --group-by project_id,api_key_id",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
+            "sync one with: usageledger sync -e completions -e costs --group-by project_id,api_key_id"
         )
 
 
@@ -115,7 +112,7 @@ def keys(
     ] = "90d",
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
-    now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
+    now_at: NowOpt = None,
 ) -> None:
     """Every API key (project and admin, deleted ones marked): owner, project, created, last used, spend, requests,
     and flags: unused, owner removed, admin key too old."""

@@ -32,6 +32,7 @@ from usageledger.cli._app import (
     console,
     err_console,
     friendly_errors,
+    say,
     setup_logging,
 )
 from usageledger.client import Client, Query
@@ -288,7 +289,7 @@ def query(
             raise _as_flag(exc) from None
         note = None if quiet else estimate_note(found, bucket_width, output)
         if note is not None:
-            err_console.print(note, highlight=False, soft_wrap=True, markup=False)
+            say(note)
         # Progress only where a person watches stderr, and not over rows streaming to the same terminal.
         show = not quiet and err_console.is_terminal and (output == "table" or not sys.stdout.isatty())
         with _progress(show) as progress:
@@ -299,12 +300,7 @@ def query(
             table_rows, capped = _collect(batches, limit_rows)
     _print_table(found.endpoint, table_rows)
     if capped:
-        err_console.print(
-            f"note: the table stops at {TABLE_MAX_ROWS:,} rows; use --limit-rows, or -f csv or jsonl for every row",
-            highlight=False,
-            soft_wrap=True,
-            markup=False,
-        )
+        say(f"note: the table stops at {TABLE_MAX_ROWS:,} rows; use --limit-rows, or -f csv or jsonl for every row")
 
 
 __all__ = ["MANY_REQUESTS", "OUTPUT_FORMATS", "TABLE_MAX_ROWS", "estimate_note", "query"]

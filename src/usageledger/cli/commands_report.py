@@ -13,7 +13,7 @@ from typing import Annotated, Final, Literal
 import typer
 from rich.console import RenderableType
 
-from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading, refuse_overwriting
+from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading, refuse_overwriting, say
 from usageledger.config import Config, load_config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import (
@@ -55,6 +55,8 @@ StoreOpt = Annotated[
     ),
 ]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
+ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project ID.")]
+NowOpt = Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")]
 SinceOpt = Annotated[
     str | None,
     typer.Option(
@@ -92,12 +94,9 @@ FxOpt = Annotated[
 def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -> None:
     """Say so when --project names an ID the store has never seen: a typo would otherwise watch nothing, quietly."""
     if project is not None and not project_known(db, project, org):
-        err_console.print(
+        say(
             f"warning: --project {project} appears in no cost or usage row of this store"
-            f"{'' if org is None else f' for org {org}'}; check the ID (usageledger report lists the projects)",
-            highlight=False,
-            soft_wrap=True,
-            markup=False,
+            f"{'' if org is None else f' for org {org}'}; check the ID (usageledger report lists the projects)"
         )
 
 
@@ -109,7 +108,7 @@ def _database(url: str | None) -> Iterator[BaseStore]:
 
         warning = mixed_data(store)
         if warning is not None:
-            err_console.print(warning, highlight=False, soft_wrap=True, markup=False)
+            say(warning)
         yield store
 
 
@@ -127,6 +126,11 @@ def _past_day(value: str, *, now: int, param: str) -> date:
 def _period(since: str | None, until: str | None, *, now: datetime) -> Period:
     """The report's period rule (:func:`usageledger.report.period.report_period`)."""
     return report_period(since, until, now=now)
+
+
+def _now(now_at: str | None) -> datetime:
+    """``--now`` as an aware UTC datetime; the real time when it is not given."""
+    return datetime.fromtimestamp(to_unix(now_at, param="--now"), UTC) if now_at else datetime.now(UTC)
 
 
 def _names(config: Config, names_file: Path | None) -> Names:
@@ -163,7 +167,7 @@ def report(
     since: SinceOpt = None,
     until: UntilOpt = None,
     org: OrgOpt = None,
-    project: Annotated[str | None, typer.Option("--project", help="Only this project ID.")] = None,
+    project: ProjectOpt = None,
     team: Annotated[
         str | None, typer.Option("--team", help="Only this team's projects (teams as for --by team).")
     ] = None,
@@ -265,11 +269,11 @@ def report(
         html.parent.mkdir(parents=True, exist_ok=True)
         note = fx_note(rates, used) if rates is not None else None
         html.write_text(render_html(data, id_names, generated_at=now, note=note), encoding="utf-8")
-        said.print(f"wrote {html}", highlight=False, markup=False, soft_wrap=True)  # a path is never broken
+        say(f"wrote {html}", said)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):
             path = write_png(chart, png / f"{chart.slug}.png")
-            said.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+            say(f"wrote {path}", said)
     if rates is not None and by is None and not json_out:
         said.print(fx_note(rates, used), highlight=False, markup=False)
 
@@ -390,7 +394,7 @@ def check(
     ] = False,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
-    now_at: Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")] = None,
+    now_at: NowOpt = None,
 ) -> None:
     """Budget, forecast, credit, anomaly, staleness and stale key alerts for cron and CI: one line per alert, exit 3
     when any fired.
@@ -398,7 +402,7 @@ def check(
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
     """
-    now = datetime.fromtimestamp(to_unix(now_at, param="--now"), UTC) if now_at else datetime.now(UTC)
+    now = _now(now_at)
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
     key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
@@ -456,7 +460,7 @@ def check(
             status = post_webhook(webhook, make_slack_payload(result, org=org))
         except AlertDeliveryError as exc:
             # The alerts fired whether or not the webhook heard of them: exit 3 still, with the failure on stderr.
-            err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            say(f"error: {exc}")
         else:
             err_console.print(f"webhook: delivered {len(result.alerts)} alert(s) (HTTP {status})", highlight=False)
     if result.alerts:

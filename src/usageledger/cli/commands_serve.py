@@ -10,7 +10,7 @@ import typer
 
 from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
-from usageledger.cli._app import app, console, err_console, fail, friendly_errors, open_for_reading
+from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, say
 from usageledger.config import load_config
 from usageledger.store import DEFAULT_STORE, check_store_url
 from usageledger.timeutil import parse_duration
@@ -98,16 +98,14 @@ def serve(
             sync_argv(config),
             interval,
             store_url=url,
-            say=lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True),
+            say=say,
         )
 
     def ready(address: str) -> None:
-        console.print(
+        say(
             f"serving {redact_url_password(url)} at {address} (read-only"
             f"{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
+            console,
         )
 
     run(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, cast
 
 import typer
 
-from usageledger.cli._app import app, console, err_console, friendly_errors, refuse_overwriting
+from usageledger.cli._app import app, console, err_console, friendly_errors, refuse_overwriting, say
 from usageledger.cli.commands_report import (
     ConfigOpt,
     CurrencyOpt,
@@ -92,4 +92,4 @@ def statement(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text(result, id_names), encoding="utf-8")
-            said.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+            say(f"wrote {path}", said)

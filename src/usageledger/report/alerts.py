@@ -52,7 +52,7 @@ from usageledger.report.formatting import format_money, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.names import Names, with_id
-from usageledger.report.queries import COSTS_VIEW, DAY, Database, utc_day
+from usageledger.report.queries import COSTS_VIEW, DAY, Database, day_start, main_currency, utc_day
 from usageledger.store import tables
 
 __all__ = [
@@ -162,10 +162,6 @@ def scan_anomalies(daily: Sequence[tuple[date, Decimal]], rule: AnomalyRule) -> 
 # -- running the checks against a store -------------------------------------------------------------------------
 
 
-def _day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
 def _where_org(org: str | None, final: FinalEdges | None = None) -> tuple[str, list[object]]:
     """The condition on ``org`` (and, with ``final``, on final buckets only: see ``report.finality``)."""
     sql = "AND org = %s" if org is not None else ""
@@ -203,7 +199,7 @@ def _budget_alerts(
     rows = db.query(
         "SELECT project_id, SUM(CASE WHEN bucket_start >= %s THEN amount_value END), SUM(amount_value) "
         f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s {org_sql} GROUP BY project_id",
-        [_day_start(day), _day_start(month_start), _day_start(day + timedelta(days=1)), *org_params],
+        [day_start(day), day_start(month_start), day_start(day + timedelta(days=1)), *org_params],
     )
     by_project = {r[0]: (_dec(r[1]), _dec(r[2])) for r in rows}
     targets: list[tuple[str, Budget, Decimal, Decimal]] = []
@@ -244,12 +240,12 @@ def _anomaly(
     rows = db.query(
         f"SELECT {DAY} AS day, SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s "
         f"{org_sql} GROUP BY day ORDER BY day",
-        [_day_start(first), _day_start(day + timedelta(days=1)), *params],
+        [day_start(first), day_start(day + timedelta(days=1)), *params],
     )
     spend = {utc_day(r[0]): _dec(r[1]) for r in rows}
     earliest = db.query(
         f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE bucket_start < %s {org_sql}",
-        [_day_start(day), *params],
+        [day_start(day), *params],
     )[0][0]
     if earliest is None:
         return None
@@ -280,16 +276,6 @@ def _data_reaches(db: Database, org: str | None) -> datetime | None:
 def _hours(span: timedelta) -> str:
     hours = span.total_seconds() / 3600
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
-
-
-def _currency(db: Database, org: str | None) -> str | None:
-    org_sql, params = _where_org(org)
-    rows = db.query(
-        f"SELECT currency FROM {COSTS_VIEW} WHERE currency IS NOT NULL {org_sql} "
-        "GROUP BY currency ORDER BY COUNT(*) DESC LIMIT 1",
-        params,
-    )
-    return rows[0][0] if rows else None
 
 
 def run_checks(
@@ -323,7 +309,7 @@ def run_checks(
     today = now.astimezone(UTC).date()
     bday = budget_day or today
     aday = anomaly_day or today - timedelta(days=1)
-    currency = _currency(db, org)
+    currency = main_currency(db, org)
     checks, alerts = _budget_alerts(db, cfg, bday, org, currency, names, final)
 
     anomaly = _anomaly(db, cfg.anomaly, aday, org, project, final)

@@ -14,8 +14,6 @@ renamed into place only when the whole file is written, and never over the store
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -26,7 +24,7 @@ from typing import IO, Any, Final, Literal
 import msgspec
 import pyarrow as pa
 
-from usageledger.export import format_decimal, staged_file
+from usageledger.export import bucket_filter, staged_file, write_csv, write_parquet
 from usageledger.report.fx import FxRates
 from usageledger.report.queries import utc_day
 from usageledger.report.teams import UNASSIGNED
@@ -172,17 +170,7 @@ def _select(since: int | None, until: int | None, orgs: Sequence[str]) -> tuple[
     spec = table_for("costs")
     wanted = ["org", "bucket_start", "bucket_end", "project_id", "line_item", "amount_value", "currency"]
     wanted += ["quantity", "quantity_unit", "project_name"]
-    where: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        where.append("bucket_start >= %s")
-        params.append(datetime.fromtimestamp(since, UTC))
-    if until is not None:
-        where.append("bucket_start < %s")
-        params.append(datetime.fromtimestamp(until, UTC))
-    if orgs:
-        where.append(f"org IN ({', '.join(['%s'] * len(orgs))})")
-        params.extend(orgs)
+    where, params = bucket_filter(since, until, orgs)
     # A costs stream synced without project_id or line_item grouping has NULL there: every grouping field is a
     # column of the table, so the query never misses one.
     sql = f"SELECT {', '.join(wanted)} FROM {named_view(spec)}"
@@ -278,36 +266,8 @@ def _row(r: Mapping[str, Any], teams: Mapping[str, str], fx: FxRates | None) -> 
     return row
 
 
-def _csv_text(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return format_decimal(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return value
-
-
 def _write(batches: Iterator[pa.Table], fmt: FocusFormat, out: IO[bytes], schema: pa.Schema) -> int:
-    count = 0
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with pq.ParquetWriter(out, schema) as writer:
-            for table in batches:
-                writer.write_table(table)
-                count += table.num_rows
-        return count
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer_csv = csv.writer(text, lineterminator="\n")
-    writer_csv.writerow(schema.names)
-    for table in batches:
-        for record in table.to_pylist():
-            writer_csv.writerow([_csv_text(record[n]) for n in schema.names])
-        count += table.num_rows
-    text.flush()
-    text.detach()
-    return count
+    return write_parquet(out, schema, batches) if fmt == "parquet" else write_csv(out, schema.names, batches)
 
 
 def write_focus(

@@ -16,7 +16,7 @@ from typing import Final, Literal
 
 from usageledger.errors import UsageLedgerError
 from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forecast_month, month_days, runway
-from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, utc_day
+from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, day_start, main_currency, utc_day
 from usageledger.report.teams import UNASSIGNED
 
 __all__ = ["GROUPINGS", "ForecastReport", "GroupForecast", "build_forecast", "daily_spend", "data_as_of"]
@@ -44,10 +44,6 @@ class ForecastReport:
     budget: Decimal | None
     runway: date | None
     """The day the month's cumulative spend goes above ``budget`` (``None``: not within the month, or no budget)."""
-
-
-def _day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _where(org: str | None, project: str | None) -> tuple[str, list[object]]:
@@ -92,7 +88,7 @@ def daily_spend(
     rows = db.query(
         f"SELECT {DAY} AS day, {key} AS k, SUM(amount_value) FROM {COSTS_VIEW} "
         f"WHERE bucket_start >= %s AND bucket_start < %s {where} GROUP BY 1, 2 ORDER BY 1",
-        [_day_start(first), _day_start(last + timedelta(days=1)), *params],
+        [day_start(first), day_start(last + timedelta(days=1)), *params],
     )
     out: dict[str | None, list[tuple[date, Decimal]]] = {}
     for day, k, amount in rows:
@@ -104,16 +100,6 @@ def _first_day(db: Database, org: str | None, project: str | None) -> date | Non
     where, params = _where(org, project)
     value = db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE TRUE {where}", params)[0][0]
     return None if value is None else utc_day(value)
-
-
-def _currency(db: Database, org: str | None) -> str | None:
-    where, params = _where(org, None)
-    rows = db.query(
-        f"SELECT currency FROM {COSTS_VIEW} WHERE currency IS NOT NULL {where} "
-        "GROUP BY currency ORDER BY COUNT(*) DESC LIMIT 1",
-        params,
-    )
-    return rows[0][0] if rows else None
 
 
 def build_forecast(
@@ -165,7 +151,7 @@ def build_forecast(
         total=total,
         groups=tuple(groups),
         by=by,
-        currency=_currency(db, org),
+        currency=main_currency(db, org),
         org=org,
         project=project,
         budget=budget,

@@ -116,15 +116,7 @@ def render_html(
     names = names or Names()
     cur = data.currency
     generated = (generated_at or datetime.now(UTC)).astimezone(UTC)
-    scope = []
-    if data.scope.org:
-        scope.append(f"org {data.scope.org}")
-    if data.scope.project:
-        scope.append(f"project {names.project(data.scope.project)}")
-    if data.scope.team:
-        scope.append(f"team {data.scope.team}")
-    if data.scope.model:
-        scope.append(f"model {data.scope.model}")
+    scope = data.scope.labels(names.project)
     change = data.total_spend - data.previous_spend
     ratio = None if data.previous_spend == 0 else change / data.previous_spend
 

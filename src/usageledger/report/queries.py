@@ -15,7 +15,7 @@ from those SQL sums with ``Decimal`` arithmetic, and rankings are sorts of them;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -43,6 +43,8 @@ __all__ = [
     "Scope",
     "Spend",
     "build_report",
+    "day_start",
+    "main_currency",
     "project_known",
     "token_usage_sql",
     "utc_day",
@@ -89,6 +91,22 @@ def utc_day(value: object) -> date:
     raise TypeError(f"expected a TIMESTAMPTZ or DATE, got {type(value).__name__}")
 
 
+def day_start(day: date) -> datetime:
+    """Midnight UTC at the start of ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def main_currency(db: Database, org: str | None = None) -> str | None:
+    """The currency most cost rows (of ``org``, when given) are in; ``None`` when no cost row names one."""
+    where, params = ("AND org = %s", [org]) if org is not None else ("", [])
+    rows = db.query(
+        f"SELECT currency FROM {COSTS_VIEW} WHERE currency IS NOT NULL {where} "
+        "GROUP BY currency ORDER BY COUNT(*) DESC LIMIT 1",
+        params,
+    )
+    return rows[0][0] if rows else None
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """A half-open UTC range ``[since, until)`` of whole days."""
@@ -106,11 +124,11 @@ class Period:
 
     @property
     def start(self) -> datetime:
-        return datetime(self.since.year, self.since.month, self.since.day, tzinfo=UTC)
+        return day_start(self.since)
 
     @property
     def end(self) -> datetime:
-        return datetime(self.until.year, self.until.month, self.until.day, tzinfo=UTC)
+        return day_start(self.until)
 
     def previous(self) -> Period:
         """The period of the same length that ends where this one starts."""
@@ -135,6 +153,16 @@ class Scope:
     team_projects: tuple[str | None, ...] | None = None
     """With ``team``: the projects of the team (``None`` in it: spend with no project)."""
     model: str | None = None
+
+    def labels(self, project_name: Callable[[str], str]) -> list[str]:
+        """The filters set, in words for a report's heading (``org o``, ``project <name>``, ``team t``, ``model m``)."""
+        shown = (
+            ("org", self.org),
+            ("project", project_name(self.project) if self.project else None),
+            ("team", self.team),
+            ("model", self.model),
+        )
+        return [f"{what} {value}" for what, value in shown if value]
 
     def where(
         self, period: Period, *, start: datetime | None = None, model_column: str = LINE_ITEM_MODEL

@@ -99,15 +99,7 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     """The whole terminal report for one period."""
     names = names or Names()
     cur = data.currency
-    scope = []
-    if data.scope.org:
-        scope.append(f"org {data.scope.org}")
-    if data.scope.project:
-        scope.append(f"project {names.project(data.scope.project)}")
-    if data.scope.team:
-        scope.append(f"team {data.scope.team}")
-    if data.scope.model:
-        scope.append(f"model {data.scope.model}")
+    scope = data.scope.labels(names.project)
     heading = Text.assemble(("Usage & costs ", "bold"), str(data.period), (f"  {' · '.join(scope)}" if scope else ""))
     change = data.total_spend - data.previous_spend
     ratio = None if data.previous_spend == 0 else change / data.previous_spend

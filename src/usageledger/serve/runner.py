@@ -11,19 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Final
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from usageledger._secrets import mask_keys
+from usageledger._uvicorn import ReadyServer, bind, quiet_config
 
 __all__ = ["PeriodicSync", "run", "sync_argv"]
 
@@ -105,38 +103,6 @@ class PeriodicSync:
         self._thread.join(timeout=STOP_GRACE + 5)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, run on a socket bound beforehand, telling when it is ready; SIGTERM stops it gracefully."""
-
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_ready = on_ready
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
-        else:
-            self.should_exit = True
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if not self.should_exit:
-            self._on_ready()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]"), port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def run(
     app: ASGIApp,
     host: str,
@@ -146,21 +112,10 @@ def run(
     periodic: PeriodicSync | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM; ``on_ready`` hears the URL once listening (port 0 picks a free one)."""
-    sock = _bind(host, port)
+    sock = bind(host, port, backlog=128)
     bound = sock.getsockname()[1]
     shown = f"[{host.strip('[]')}]" if ":" in host else host
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=bound,
-        http="h11",
-        ws="none",
-        lifespan="on",
-        loop="asyncio",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-    )
+    config = quiet_config(app, host, bound, lifespan="on")
 
     def ready() -> None:
         on_ready(f"http://{shown}:{bound}/")
@@ -168,7 +123,7 @@ def run(
             periodic.start()
 
     try:
-        _Server(config, ready).run(sockets=[sock])
+        ReadyServer(config, ready).run(sockets=[sock])
     finally:
         if periodic is not None:
             periodic.stop()

@@ -1,0 +1,73 @@
+"""Serving an ASGI app with uvicorn on a socket bound beforehand: the one way the dashboard (``serve``) and the
+emulator start a server.
+
+Binding first makes port 0 usable (the real port is known before the server starts), and the server says when it is
+listening. SIGINT/SIGTERM shut it down gracefully and ``run`` returns normally (uvicorn would re-raise the signal
+after); a second SIGINT forces the exit.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+__all__ = ["ReadyServer", "bind", "quiet_config"]
+
+
+class ReadyServer(uvicorn.Server):
+    """uvicorn's server with a readiness callback; see the module's docstring."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._on_ready is not None and not self.should_exit:
+            self._on_ready()
+
+
+def bind(host: str, port: int, *, backlog: int, inheritable: bool = False) -> socket.socket:
+    """A TCP socket listening on ``host`` (IPv6 when it holds a ``:``, brackets allowed) and ``port`` (0: a free
+    one); a host or port it cannot listen on raises ``OSError`` without leaking the socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    if inheritable:
+        sock.set_inheritable(True)
+    return sock
+
+
+def quiet_config(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn's config for ``app`` as usageledger serves it: HTTP/1.1 (h11), no websockets, asyncio, warnings only,
+    no access log and no ``Server`` header; ``options`` are more of ``uvicorn.Config``'s (``lifespan``, ...)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="h11",
+        ws="none",
+        loop="asyncio",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        **options,
+    )
