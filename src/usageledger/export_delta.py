@@ -25,10 +25,10 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from usageledger import catalogue, timeutil
+from usageledger import timeutil
 from usageledger.errors import ConfigError
-from usageledger.export import BATCH_ROWS, export_guard
-from usageledger.store import BaseStore, TableSpec, table_for
+from usageledger.export import BATCH_ROWS, export_guard, tables_for
+from usageledger.store import BaseStore, TableSpec
 from usageledger.store.schema import q
 
 __all__ = ["DeltaExportResult", "DeltaTableExport", "delta_schema", "export_delta"]
@@ -98,13 +98,7 @@ def export_delta(
 ) -> DeltaExportResult:
     """Write (first run) or MERGE (later runs) every endpoint table of the store into ``path/<table>``."""
     deltalake = _deltalake()
-    names = list(dict.fromkeys(endpoints)) or list(catalogue.ENDPOINT_NAMES)
-    specs = []
-    for name in names:
-        try:
-            specs.append(table_for(name))
-        except KeyError as exc:
-            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+    specs = tables_for(endpoints)
     root = Path(path)
     guard = export_guard(store, protect or {})
     guard.check(root)

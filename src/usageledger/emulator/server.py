@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from types import FrameType
 from typing import Any, Final, Protocol
 
 import uvicorn
 
+from usageledger._uvicorn import ReadyServer, bind, quiet_config
 from usageledger.emulator.messages import API_PREFIX, Handler, Request, Response
 
 __all__ = ["Handles", "asgi_app", "run_server", "serve"]
@@ -109,52 +108,12 @@ def asgi_app(handler: Handler) -> ASGIApp:
     return app
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server with a readiness callback, run on a socket we bound (so port 0 is known up front)."""
-
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None = None) -> None:
-        super().__init__(config)
-        self._on_ready = on_ready
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Shut down gracefully on SIGINT/SIGTERM and return normally (uvicorn would re-raise the signal after)."""
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
-        else:
-            self.should_exit = True
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self._on_ready is not None and not self.should_exit:
-            self._on_ready()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()  # a host or port it cannot listen on must not leak the socket
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
 def _config(emulator: Handles, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
+    return quiet_config(
         asgi_app(emulator.handle),
-        host=host,
-        port=port,
-        http="h11",
-        ws="none",
+        host,
+        port,
         lifespan="off",
-        loop="asyncio",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
         date_header=False,
         backlog=2048,
         timeout_keep_alive=30,
@@ -170,9 +129,9 @@ def _base_url(sock: socket.socket) -> str:
 @contextlib.contextmanager
 def run_server(emulator: Handles, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``emulator`` with uvicorn in a background thread; yields the base URL (ending in ``/v1``)."""
-    sock = _bind(host, port)
+    sock = bind(host, port, backlog=2048, inheritable=True)
     ready = threading.Event()
-    server = _Server(_config(emulator, host, sock.getsockname()[1]), on_ready=ready.set)
+    server = ReadyServer(_config(emulator, host, sock.getsockname()[1]), on_ready=ready.set)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="usageledger-emulator", daemon=True)
     thread.start()
     try:
@@ -189,10 +148,10 @@ def run_server(emulator: Handles, host: str = "127.0.0.1", port: int = 0) -> Ite
 
 def serve(emulator: Handles, host: str, port: int, on_ready: Callable[[str], None]) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (uvicorn's handlers shut down gracefully)."""
-    sock = _bind(host, port)
+    sock = bind(host, port, backlog=2048, inheritable=True)
     url = _base_url(sock)
     started = time.perf_counter()
-    server = _Server(_config(emulator, host, sock.getsockname()[1]), on_ready=lambda: on_ready(url))
+    server = ReadyServer(_config(emulator, host, sock.getsockname()[1]), on_ready=lambda: on_ready(url))
     try:
         server.run(sockets=[sock])
     finally:
