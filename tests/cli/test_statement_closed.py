@@ -103,6 +103,7 @@ def test_a_closed_month_statement_uses_the_closed_figures_and_lists_adjustments_
              url, tmp_path)  # fmt: skip
     flat = " ".join(out.split())
     assert "Adjustments to 2026-11 since its close" in flat and "use the figures closed at" in flat
+    assert f"add up to ${Decimal(doc['total']):,}, the month's costs as closed to the cent" in flat
     rows = list(csv.DictReader(io.StringIO((tmp_path / "s.csv").read_text(encoding="utf-8"))))
     in_csv = {r["owner"]: Decimal(r["amount"]) for r in rows if r["kind"] == "adjustment"}
     assert in_csv == {o: Decimal(a["amount"]) for o, a in adjustments.items()}

@@ -93,6 +93,7 @@ def test_statements_add_up_to_the_invoice(store: str, by: str, allocation: str) 
     owners = [s["owner"] for s in doc["statements"]]
     assert len(owners) == len(set(owners)) >= 2
     assert any("add up to" in note and doc["total"] in note.replace(",", "") for note in doc["notes"])
+    assert doc["closed"] is None and doc["adjustments"] == []  # an open month: the current figures, nothing apart
 
 
 def test_text_output_says_it_adds_up(store: str) -> None:

@@ -83,9 +83,10 @@ def statement_summary(statements: MonthStatements, names: Names | None = None) -
     shared_from = ", ".join(names.project(p) if p is not None else "no project" for p in statements.shared_projects)
     total = format_money(statements.total, cur)
     count = len(statements.statements)
+    costs = "as closed" if statements.closed else "in the store"
     said = [
-        f"The {count} statement{'s' if count != 1 else ''} add up to {total}, the month's costs in the store to the "
-        f"cent ({'yes' if statements.adds_up else 'NO'}; largest-remainder rounding of the exact amounts).",
+        f"The {count} statement{'s' if count != 1 else ''} add up to {total}, the month's costs {costs} to the cent "
+        f"({'yes' if statements.adds_up else 'NO'}; largest-remainder rounding of the exact amounts).",
         f"Shared spend (no project{', or a project in no team' if statements.by == 'team' else ''}): "
         f"{format_money(statements.shared_total, cur)}{f' (from {shared_from})' if shared_from else ''}, "
         f"{statements.rule}.",
