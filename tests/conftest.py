@@ -22,6 +22,7 @@ pytest_plugins: list[str] = ["fixtures.emulator", "fixtures.browser", "fixtures.
 SLOW_MODULES: frozenset[str] = frozenset(
     {
         "test_alerts_store.py",
+        "test_statement_closed.py",
         "test_careless.py",
         "test_cli_empty_values.py",
         "test_cli_filters.py",

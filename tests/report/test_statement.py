@@ -7,8 +7,10 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -22,8 +24,16 @@ from usageledger.config import STATEMENT_ALLOCATIONS, parse_config
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.report.fx import load_rates
 from usageledger.report.queries import COSTS_VIEW, utc_day
-from usageledger.report.statement import ALLOCATIONS, SHARED, apportion, parse_month
+from usageledger.report.statement import (
+    ALLOCATIONS,
+    SHARED,
+    apportion,
+    build_statements,
+    month_statements,
+    parse_month,
+)
 from usageledger.store import open_store
+from usageledger.store.closes import close_month
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -93,6 +103,7 @@ def test_statements_add_up_to_the_invoice(store: str, by: str, allocation: str) 
     owners = [s["owner"] for s in doc["statements"]]
     assert len(owners) == len(set(owners)) >= 2
     assert any("add up to" in note and doc["total"] in note.replace(",", "") for note in doc["notes"])
+    assert doc["closed"] is None and doc["adjustments"] == []  # an open month: the current figures, nothing apart
 
 
 def test_text_output_says_it_adds_up(store: str) -> None:
@@ -219,6 +230,29 @@ def test_csv_and_html_outputs(store: str, tmp_path: Path) -> None:
     assert "Statement" not in folder.output, "refused before anything is computed or printed"
     with open_store(store, read_only=True) as db:
         assert db.query(f"SELECT COUNT(*) FROM {COSTS_VIEW}")[0][0] > 1000
+
+
+def test_a_closed_month_without_later_restatements(store: str, tmp_path: Path) -> None:
+    """Closed and not restated since: the statements are the current ones, every adjustment zero; an org that has
+    not closed the month contributes its present figures and is named."""
+    copy = tmp_path / "closed.duckdb"
+    shutil.copyfile(store, copy)
+    with open_store(str(copy)) as db:
+        (org,) = db.query(f"SELECT DISTINCT org FROM {COSTS_VIEW}")[0]
+        open_now = build_statements(db, FIRST, by="project")
+        assert not open_now.closed and month_statements(db, FIRST, by="project") == open_now
+        close_month(db, FIRST, ["org-without-spend"], at=int(time.time()))
+        mixed = month_statements(db, FIRST, by="project")
+        assert mixed.open_orgs == (org,) and mixed.closed_total == 0 and mixed.matches_close
+        assert mixed.statements == open_now.statements
+        close_month(db, FIRST, [org], at=int(time.time()))
+        closed = month_statements(db, FIRST, by="project")
+    assert closed.closed and closed.open_orgs == () and {o for o, _ in closed.closes} == {org, "org-without-spend"}
+    assert closed.matches_close and closed.closed_total == open_now.exact_total
+    assert closed.statements == open_now.statements and closed.total == _invoice(store)
+    assert [a.owner for a in closed.adjustments] == [s.owner for s in open_now.statements]
+    assert all(a.amount == 0 and a.closed == a.present for a in closed.adjustments)
+    assert closed.present_total == closed.total and closed.adjustment_total == 0
 
 
 def test_apportion_is_largest_remainder() -> None:

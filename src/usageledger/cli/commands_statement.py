@@ -25,7 +25,7 @@ from usageledger.errors import ParameterError
 from usageledger.report.fx import rates_option
 from usageledger.report.jsonout import dumps
 from usageledger.report.names import resolve_names
-from usageledger.report.statement import Allocation, build_statements, parse_month
+from usageledger.report.statement import Allocation, month_statements, parse_month
 from usageledger.report.statement_render import (
     render_statements,
     statement_csv,
@@ -65,7 +65,8 @@ def statement(
     output_format: FormatOpt = "text",
 ) -> None:
     """Showback: one statement per team or project for a month, lines by model and line item, shared spend
-    allocated by a stated rule; the statements add up to the month's costs to the cent, and say so."""
+    allocated by a stated rule; the statements add up to the month's costs to the cent, and say so. A closed month
+    (`close`) uses the figures closed and lists the later adjustments apart."""
     first = parse_month(month)
     settings = load_config(config)
     rule = cast(Allocation, allocate or settings.statement_allocate)
@@ -79,7 +80,7 @@ def statement(
     with _database(store or settings.store_url) as db:
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
-        result = build_statements(
+        result = month_statements(
             db, first, by=by, allocation=rule, teams=teams, org=org, fx=rates, today=datetime.now(UTC).date()
         )
     json_out = output_format == "json"

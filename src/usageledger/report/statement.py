@@ -20,6 +20,12 @@ statements add up to the month's costs to the cent, and each statement's lines a
 
 With a rate table (:mod:`usageledger.report.fx`) every day's amounts are converted at that day's rate before
 anything is summed or rounded.
+
+A closed month (``usageledger close``, :mod:`usageledger.store.closes`): :func:`month_statements` computes each org's
+rows from the ledger as it stood when that org closed the month (:func:`usageledger.report.history.as_of`), so every
+line is the closed figure and the total is the closed month's total; what the ledger holds now is set apart, per
+statement, as an adjustment (present minus closed). An org that has not closed the month contributes its present
+rows (and no adjustment).
 """
 
 from __future__ import annotations
@@ -27,14 +33,17 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from typing import Final, Literal
 
 from usageledger.errors import ParameterError
 from usageledger.report.fx import BASE_CURRENCY, FxRates
+from usageledger.report.history import as_of
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
+from usageledger.store import BaseStore
+from usageledger.store.closes import closed_lines, month_bounds
 
 __all__ = [
     "ALLOCATIONS",
@@ -42,10 +51,12 @@ __all__ = [
     "Allocation",
     "MonthStatements",
     "Statement",
+    "StatementAdjustment",
     "StatementBy",
     "StatementLine",
     "apportion",
     "build_statements",
+    "month_statements",
     "parse_month",
 ]
 
@@ -127,6 +138,20 @@ class Statement:
 
 
 @dataclass(frozen=True, slots=True)
+class StatementAdjustment:
+    """A closed month's statement set against the present: what the ledger holds for it now minus the closed
+    figure (both rounded to the cent the statements' way)."""
+
+    owner: str
+    closed: Decimal
+    present: Decimal
+
+    @property
+    def amount(self) -> Decimal:
+        return self.present - self.closed
+
+
+@dataclass(frozen=True, slots=True)
 class MonthStatements:
     month: date
     by: StatementBy
@@ -144,6 +169,18 @@ class MonthStatements:
     """The day rates used (empty in USD)."""
     complete: bool
     """``False`` when the month is not over yet (its statement covers the days so far)."""
+    closes: tuple[tuple[str, datetime], ...] = ()
+    """``(org, closed_at)`` of each org whose closed figures the statements use (empty: an open month)."""
+    open_orgs: tuple[str, ...] = ()
+    """Orgs with spend in a closed month that have not closed it themselves: their present figures are used."""
+    closed_total: Decimal | None = None
+    """The closed orgs' month total recorded by ``close`` (in USD), for a closed month."""
+    closed_exact: Decimal | None = None
+    """The same orgs' month total as read from the ledger as of their close (in USD): equal to ``closed_total``."""
+    present_total: Decimal | None = None
+    """The month's costs as the ledger holds them now, to the cent, for a closed month."""
+    adjustments: tuple[StatementAdjustment, ...] = ()
+    """Per statement, present minus closed (a closed month only; zero ones included)."""
 
     @property
     def first_day(self) -> date:
@@ -160,6 +197,19 @@ class MonthStatements:
     @property
     def rule(self) -> str:
         return RULES[self.allocation]
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.closes)
+
+    @property
+    def matches_close(self) -> bool:
+        """The rows read as of the close add up to the month total ``close`` recorded (USD, exact)."""
+        return self.closed_total is not None and self.closed_exact == self.closed_total
+
+    @property
+    def adjustment_total(self) -> Decimal:
+        return sum((a.amount for a in self.adjustments), Decimal("0.00"))
 
 
 def _model(line_item: str | None) -> str | None:
@@ -201,11 +251,24 @@ def build_statements(
     today: date | None = None,
 ) -> MonthStatements:
     """The month's statements (see the module's docstring); ``teams`` maps project IDs to teams for ``by="team"``."""
+    first = month.replace(day=1)
+    rows = _month_rows(db, first, _month_end(first), org)
+    return _from_rows(rows, first, by=by, allocation=allocation, teams=teams, fx=fx, today=today)
+
+
+def _from_rows(
+    rows: Sequence[tuple[date, str | None, str | None, Decimal]],
+    first: date,
+    *,
+    by: StatementBy,
+    allocation: Allocation,
+    teams: Mapping[str, str] | None,
+    fx: FxRates | None,
+    today: date | None,
+) -> MonthStatements:
     if allocation not in ALLOCATIONS:
         raise ParameterError("--allocate", f"unknown rule {allocation!r}", allowed=ALLOCATIONS)
-    first = month.replace(day=1)
     until = _month_end(first)
-    rows = _month_rows(db, first, until, org)
     if fx is not None:
         fx.require(day for day, _, _, _ in rows)
     team_of = teams or {}
@@ -278,6 +341,62 @@ def build_statements(
         shared_projects=tuple(shared_projects),
         rates=used,
         complete=now >= until,
+    )
+
+
+def month_statements(
+    store: BaseStore,
+    month: date,
+    *,
+    by: StatementBy = "team",
+    allocation: Allocation = "proportional",
+    teams: Mapping[str, str] | None = None,
+    org: str | None = None,
+    fx: FxRates | None = None,
+    today: date | None = None,
+) -> MonthStatements:
+    """:func:`build_statements`, but for a month closed by the org(s) in question (``org``, else every org with
+    spend in it or a close of it): the figures closed, and the later adjustments per statement (module docstring)."""
+    first = month.replace(day=1)
+    until = _month_end(first)
+    present = build_statements(store, first, by=by, allocation=allocation, teams=teams, org=org, fx=fx, today=today)
+    recorded = [line for line in closed_lines(store, org) if line.month == first and line.level == "org"]
+    if not recorded:
+        return present
+    closes = {line.org: line.closed_at for line in recorded}
+    rows: list[tuple[date, str | None, str | None, Decimal]] = []
+    closed_exact = Decimal(0)
+    for when in sorted(set(closes.values())):
+        with as_of(store, when, buckets=month_bounds(first)) as past:
+            for o in sorted(o for o, at in closes.items() if at == when):
+                got = _month_rows(past, first, until, o)
+                closed_exact += sum((amount for _, _, _, amount in got), Decimal(0))
+                rows += got
+    orgs_now = store.query(
+        f"SELECT DISTINCT org FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s"
+        + ("" if org is None else " AND org = %s")
+        + " ORDER BY org",
+        [*month_bounds(first), *([] if org is None else [org])],
+    )
+    open_orgs = tuple(o for (o,) in orgs_now if o not in closes)
+    for o in open_orgs:
+        rows += _month_rows(store, first, until, o)
+    # One order whichever org a row came from, so the projects a statement lists come in the query's order.
+    rows.sort(key=lambda r: (r[0], r[1] is not None, r[1] or "", r[2] is not None, r[2] or ""))
+    closed = _from_rows(rows, first, by=by, allocation=allocation, teams=teams, fx=fx, today=today)
+    was = {s.owner: s.total for s in closed.statements}
+    now = {s.owner: s.total for s in present.statements}
+    owners = [s.owner for s in closed.statements] + [s.owner for s in present.statements if s.owner not in was]
+    return replace(
+        closed,
+        closes=tuple(sorted(closes.items())),
+        open_orgs=open_orgs,
+        closed_total=sum((line.amount for line in recorded), Decimal(0)),
+        closed_exact=closed_exact,
+        present_total=present.total,
+        adjustments=tuple(
+            StatementAdjustment(o, was.get(o, Decimal("0.00")), now.get(o, Decimal("0.00"))) for o in owners
+        ),
     )
 
 

@@ -1,7 +1,8 @@
 """``usageledger statement``'s outputs: the terminal tables, the JSON document, the CSV lines and the HTML page.
 
 Every output states the allocation rule, says that the statements add up to the month's costs (and to how much),
-and, when converted, the currency and the day rates used.
+and, when converted, the currency and the day rates used. For a closed month, it says the figures are those closed
+(and when), and lists the later adjustments apart: per statement, present minus closed.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import csv
 import html
 import io
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from usageledger import timeutil
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import decimal_string
 from usageledger.report.names import Names
@@ -48,6 +51,31 @@ def _fraction(s: Statement) -> str:
     return "" if s.shared_fraction is None else f"{(s.shared_fraction * 100).quantize(Decimal('0.1'))}%"
 
 
+def _when(at: datetime) -> str:
+    return timeutil.iso(int(at.timestamp()))
+
+
+def _closes(statements: MonthStatements) -> str:
+    return "; ".join(f"{_when(at)} ({org})" for org, at in statements.closes)
+
+
+def _closed_sentences(statements: MonthStatements) -> list[str]:
+    cur = statements.currency
+    if not statements.closed:
+        return []
+    said = [
+        f"{statements.month:%Y-%m} is closed: these statements use the figures closed at {_closes(statements)}; "
+        f"the month total recorded by close is {format_money(statements.closed_total or Decimal(0), 'USD')} "
+        f"({'matches' if statements.matches_close else 'DOES NOT match'} the ledger as of the close).",
+        f"Later adjustments, listed apart (present minus closed): "
+        f"{format_money(statements.adjustment_total, cur)} in all; the month's costs now are "
+        f"{format_money(statements.present_total or Decimal(0), cur)} (closed + adjustments).",
+    ]
+    if statements.open_orgs:
+        said.append(f"Not closed by {', '.join(statements.open_orgs)}: their present figures are on the statements.")
+    return said
+
+
 def statement_summary(statements: MonthStatements, names: Names | None = None) -> list[str]:
     """The sentences every output carries: what adds up to what, the rule, the rates, whether the month is over."""
     cur = statements.currency
@@ -55,9 +83,10 @@ def statement_summary(statements: MonthStatements, names: Names | None = None) -
     shared_from = ", ".join(names.project(p) if p is not None else "no project" for p in statements.shared_projects)
     total = format_money(statements.total, cur)
     count = len(statements.statements)
+    costs = "as closed" if statements.closed else "in the store"
     said = [
-        f"The {count} statement{'s' if count != 1 else ''} add up to {total}, the month's costs in the store to the "
-        f"cent ({'yes' if statements.adds_up else 'NO'}; largest-remainder rounding of the exact amounts).",
+        f"The {count} statement{'s' if count != 1 else ''} add up to {total}, the month's costs {costs} to the cent "
+        f"({'yes' if statements.adds_up else 'NO'}; largest-remainder rounding of the exact amounts).",
         f"Shared spend (no project{', or a project in no team' if statements.by == 'team' else ''}): "
         f"{format_money(statements.shared_total, cur)}{f' (from {shared_from})' if shared_from else ''}, "
         f"{statements.rule}.",
@@ -68,6 +97,7 @@ def statement_summary(statements: MonthStatements, names: Names | None = None) -
             f"Converted from USD to {cur} at each day's rate: {len(rates)} day(s), {min(rates)} to {max(rates)} "
             f"{cur} per USD (the JSON and CSV list every day's rate)."
         )
+    said += _closed_sentences(statements)
     if not statements.complete:
         said.append(f"{statements.month:%Y-%m} is not over: these statements cover the days synced so far.")
     return said
@@ -104,6 +134,24 @@ def render_statements(statements: MonthStatements, names: Names) -> RenderableTy
         )  # fmt: skip
     summary.add_row("total", "", format_money(statements.shared_total, cur), "", format_money(statements.total, cur))
     parts.append(summary)
+    if statements.closed:
+        later = DataTable(
+            f"Adjustments to {statements.month:%Y-%m} since its close ({_closes(statements)})",
+            label(statements.by),
+            number("closed"),
+            number("present"),
+            number("adjustment"),
+        )
+        for a in statements.adjustments:
+            later.add_row(name(a.owner), format_money(a.closed, cur), format_money(a.present, cur),
+                          format_money(a.amount, cur))  # fmt: skip
+        later.add_row(
+            "total",
+            format_money(statements.total, cur),
+            format_money(statements.present_total or Decimal(0), cur),
+            format_money(statements.adjustment_total, cur),
+        )
+        parts += [Text(""), later]
     parts += [Text(line) for line in statement_summary(statements, names)]
     return Group(*parts)
 
@@ -147,6 +195,20 @@ def statement_document(statements: MonthStatements, names: Names) -> dict[str, A
             for s in statements.statements
         ],
         "rates": [{"day": d, "rate": r} for d, r in statements.rates],
+        "closed": None
+        if not statements.closed
+        else {
+            "closes": [{"org": o, "closed_at": at} for o, at in statements.closes],
+            "closed_total": statements.closed_total,
+            "matches_close": statements.matches_close,
+            "open_orgs": list(statements.open_orgs),
+            "present_total": statements.present_total,
+            "adjustment_total": statements.adjustment_total,
+        },
+        "adjustments": [
+            {"owner": a.owner, "name": name(a.owner), "closed": a.closed, "present": a.present, "amount": a.amount}
+            for a in statements.adjustments
+        ],
         "notes": statement_summary(statements, names),
     }
 
@@ -179,6 +241,12 @@ def statement_csv(statements: MonthStatements, names: Names) -> str:
                 statements.currency,
             ]
         )
+    for a in statements.adjustments:  # apart from the closed figures: present minus closed, per statement
+        since = "since the close at " + _closes(statements)
+        writer.writerow(
+            [month, statements.by, a.owner, name(a.owner), "adjustment", "", since, decimal_string(a.amount),
+             statements.currency]
+        )  # fmt: skip
     for day, rate in statements.rates:
         writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), decimal_string(rate), "USD"])
     return out.getvalue()
@@ -206,6 +274,17 @@ def statement_html(statements: MonthStatements, names: Names) -> str:
                 f"<tr><td>{esc(model)}</td><td>{esc(item)}</td><td>{esc(format_money(line.amount, cur))}</td></tr>"
             )
         body.append(f"<tr><th>total</th><td></td><td>{esc(format_money(s.total, cur))}</td></tr></table>")
+    if statements.closed:
+        body.append(f"<h2>Adjustments since the close ({esc(_closes(statements))})</h2>")
+        body.append(
+            "<table><tr><th>" + "</th><th>".join([esc(statements.by), "closed", "present", "adjustment"]) + "</th></tr>"
+        )
+        for a in statements.adjustments:
+            cells = [name(a.owner), *(format_money(v, cur) for v in (a.closed, a.present, a.amount))]
+            body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+        totals = (statements.total, statements.present_total or Decimal(0), statements.adjustment_total)
+        body.append("<tr><th>total</th>" + "".join(f"<td>{esc(format_money(v, cur))}</td>" for v in totals))
+        body.append("</tr></table>")
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}td:last-child{text-align:right}"

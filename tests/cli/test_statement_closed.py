@@ -1,0 +1,117 @@
+"""`usageledger statement` of a closed month, through the command line, on DuckDB and PostgreSQL.
+
+A revising emulator at the tests' fixed now; a sync; `close 2026-11`; the emulator two days on and a second sync
+that restates November. The statement then shows the figures closed (the very statements of before the close, adding
+up to the closed total), and lists apart, per statement, the adjustment: present minus closed. Closed plus
+adjustments is the month's present costs, to the cent. Reopened, the month is an open one again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
+
+LATER = str(EMULATOR_NOW + 2 * 86400)
+NOVEMBER = ["--since", "2026-11-01", "--until", "2026-12-01"]
+CENT = Decimal("0.01")
+
+
+@pytest.fixture(scope="module")
+def clocks() -> Iterator[tuple[str, str]]:
+    """Two revising emulators of one organisation: at the tests' now, and two days later."""
+    with emulator_process("--revisions") as now, emulator_process("--revisions", "--now", LATER) as later:
+        yield now, later
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(tmp_path / "ledger.duckdb") if request.param == "duckdb" else str(request.getfixturevalue("pg_url"))
+
+
+def ok(args: list[str], url: str, cwd: Path) -> str:
+    code, out, err = finish(run_cli([*cli(), *args], url, cwd))
+    assert code == 0, f"{args}: {err}"
+    return out
+
+
+def statement(store: str, url: str, cwd: Path, *extra: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(
+        ok(["statement", "2026-11", "--store", store, "--by", "project", "-f", "json", *extra], url, cwd)
+    )
+    return doc
+
+
+def month_spend(store: str, url: str, cwd: Path) -> Decimal:
+    doc = json.loads(ok(["report", "--store", store, *NOVEMBER, "-f", "json"], url, cwd))
+    return Decimal(doc["totals"]["spend"])
+
+
+def test_a_closed_month_statement_uses_the_closed_figures_and_lists_adjustments_apart(
+    store_url: str, clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    url = clocks[1]
+    ok(sync_args(store_url), clocks[0], tmp_path)
+    before = statement(store_url, url, tmp_path)
+    assert before["closed"] is None and before["adjustments"] == []
+    closed_spend = month_spend(store_url, url, tmp_path)
+    assert Decimal(before["total"]) == closed_spend.quantize(CENT, rounding=ROUND_HALF_UP)
+
+    ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
+    time.sleep(1.05)  # the restatement is seen after the close (whole seconds)
+    ok(sync_args(store_url, "--now", LATER), url, tmp_path)
+    present_spend = month_spend(store_url, url, tmp_path)
+    assert present_spend != closed_spend  # November was restated after its close
+
+    doc = statement(store_url, url, tmp_path)
+    closed = doc["closed"]
+    assert closed is not None and closed["matches_close"] is True and closed["open_orgs"] == []
+    recorded = json.loads(ok(["changes", "--store", store_url, "-f", "json"], url, tmp_path))["adjustments"]
+    org_line = next(a for a in recorded if a["level"] == "org" and a["month"] == "2026-11")
+    assert Decimal(closed["closed_total"]) == Decimal(org_line["closed"]) == closed_spend
+    assert [c["closed_at"] for c in closed["closes"]] == [org_line["closed_at"]]
+
+    # The statements are the closed figures: those of before the close, line by line, adding up to the closed total.
+    assert doc["statements"] == before["statements"]
+    assert Decimal(doc["total"]) == closed_spend.quantize(CENT, rounding=ROUND_HALF_UP)
+    assert sum((Decimal(s["total"]) for s in doc["statements"]), Decimal(0)) == Decimal(doc["total"])
+
+    # Adjustments, apart: per statement present minus closed; closed plus adjustments is the month's present costs.
+    adjustments = {a["owner"]: a for a in doc["adjustments"]}
+    closed_totals = {s["owner"]: Decimal(s["total"]) for s in doc["statements"]}
+    assert set(closed_totals) <= set(adjustments)
+    for owner, a in adjustments.items():
+        assert Decimal(a["closed"]) == closed_totals.get(owner, Decimal(0))
+        assert Decimal(a["amount"]) == Decimal(a["present"]) - Decimal(a["closed"])
+    moved = sum((Decimal(a["amount"]) for a in doc["adjustments"]), Decimal(0))
+    assert moved != 0 and Decimal(closed["adjustment_total"]) == moved
+    present = present_spend.quantize(CENT, rounding=ROUND_HALF_UP)
+    assert Decimal(closed["present_total"]) == present
+    assert sum(closed_totals.values(), Decimal(0)) + moved == present
+
+    out = ok(["statement", "2026-11", "--store", store_url, "--by", "project", "--csv", "s.csv", "--html", "s.html"],
+             url, tmp_path)  # fmt: skip
+    flat = " ".join(out.split())
+    assert "Adjustments to 2026-11 since its close" in flat and "use the figures closed at" in flat
+    assert f"add up to ${Decimal(doc['total']):,}, the month's costs as closed to the cent" in flat
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "s.csv").read_text(encoding="utf-8"))))
+    in_csv = {r["owner"]: Decimal(r["amount"]) for r in rows if r["kind"] == "adjustment"}
+    assert in_csv == {o: Decimal(a["amount"]) for o, a in adjustments.items()}
+    assert sum((Decimal(r["amount"]) for r in rows if r["kind"] == "total"), Decimal(0)) == Decimal(doc["total"])
+    assert "Adjustments since the close" in (tmp_path / "s.html").read_text(encoding="utf-8")
+
+    # Reopened, the month is open again: its statements are the present figures, with no adjustments.
+    ok(["close", "2026-11", "--reopen", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
+    reopened = statement(store_url, url, tmp_path)
+    assert reopened["closed"] is None and reopened["adjustments"] == []
+    assert Decimal(reopened["total"]) == present
