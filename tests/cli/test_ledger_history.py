@@ -138,6 +138,10 @@ def test_a_closed_month_restated_is_an_adjustment(store_url: str, two_clocks: tu
     assert any(r["after_close"] for r in changes["restatements"] if r["metric"] == "amount_value")
     text = ok(["report", "--store", store_url, *november], url, tmp_path)
     assert "adjustment: 2026-11" in text.replace("\n", " ")
+    html = tmp_path / "november.html"  # the HTML report shows it too, in its own card, with the JSON's figure
+    ok(["report", "--store", store_url, *november, "--html", str(html)], url, tmp_path)
+    card = html.read_text(encoding="utf-8").split('id="adjustments"', 1)[1].split("</section>", 1)[0]
+    assert f'data-amount="{total["amount"]}"' in card and "adjustment: 2026-11" in card
 
     check = ["check", "--store", store_url, "--now", LATER, "--stale-after", "100d"]
     code, out, err = ul([*check, "--restated-over", "0.001"], url, tmp_path)

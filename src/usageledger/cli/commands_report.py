@@ -268,7 +268,16 @@ def report(
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         note = fx_note(rates, used) if rates is not None else None
-        html.write_text(render_html(data, id_names, generated_at=now, note=note), encoding="utf-8")
+        page = render_html(
+            data,
+            id_names,
+            generated_at=now,
+            note=note,
+            forecast=outlook,
+            credit=credit,
+            credit_currency=data.currency if rates is None else "usd",  # credit is in USD
+        )
+        html.write_text(page, encoding="utf-8")
         say(f"wrote {html}", said)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):

@@ -238,10 +238,11 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             data,
             names,
             generated_at=ctx.now(),
-            before=dashboard.controls(params, answer.offered, data)
-            + dashboard.outlook(answer.outlook, answer.credit, data.currency),
+            before=dashboard.controls(params, answer.offered, data),
             after=dashboard.drill_down(params, data, names, drill),
             script=dashboard.SCRIPT,
+            forecast=answer.outlook,
+            credit=answer.credit,
         )
         return HTMLResponse(html)
 
