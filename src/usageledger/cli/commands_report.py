@@ -25,7 +25,13 @@ from usageledger.report.alerts import (
     run_checks,
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
-from usageledger.report.assemble import assemble_report, month_outlook, outlook_document, resolve_scope
+from usageledger.report.assemble import (
+    assemble_report,
+    closed_adjustments,
+    month_outlook,
+    outlook_document,
+    resolve_scope,
+)
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_line, forecast_line
@@ -227,10 +233,7 @@ def report(
             if rates is not None:
                 used = converted.used()
         if as_of_at is None:
-            moved = adjustments(db, org=org, months=(period.since.replace(day=1), period.until))
-            if project is not None:  # the project's own figures only
-                moved = [a for a in moved if a.project_id == project]
-            data = replace(data, adjustments=tuple(moved))
+            data = replace(data, adjustments=closed_adjustments(db, period, org=org, project=project))
         else:
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
