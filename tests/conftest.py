@@ -49,6 +49,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_focus.py",
         "test_forecast_cli.py",
         "test_history.py",
+        "test_report_html_outlook.py",
         "test_ledger_history.py",
         "test_fuzz_params.py",
         "test_grafana_dashboards.py",

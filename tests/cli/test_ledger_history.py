@@ -18,7 +18,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
+from usageledger.serve import build_app
 from usageledger.store import open_store
 
 from fixtures.emulator import EMULATOR_NOW
@@ -138,6 +140,16 @@ def test_a_closed_month_restated_is_an_adjustment(store_url: str, two_clocks: tu
     assert any(r["after_close"] for r in changes["restatements"] if r["metric"] == "amount_value")
     text = ok(["report", "--store", store_url, *november], url, tmp_path)
     assert "adjustment: 2026-11" in text.replace("\n", " ")
+    html = tmp_path / "november.html"  # the HTML report shows it too, in its own card, with the JSON's figure
+    ok(["report", "--store", store_url, *november, "--html", str(html)], url, tmp_path)
+    card = html.read_text(encoding="utf-8").split('id="adjustments"', 1)[1].split("</section>", 1)[0]
+    assert f'data-amount="{total["amount"]}"' in card and "adjustment: 2026-11" in card
+    with TestClient(build_app(store_url)) as client:  # and so does the dashboard, with the same card
+        november_q = {"since": "2026-11-01", "until": "2026-12-01"}
+        api = client.get("/api/report", params=november_q).json()
+        assert api["adjustments"] == doc["adjustments"]
+        shown = client.get("/", params=november_q).text.split('id="adjustments"', 1)[1].split("</section>", 1)[0]
+        assert f'data-amount="{total["amount"]}"' in shown and "adjustment: 2026-11" in shown
 
     check = ["check", "--store", store_url, "--now", LATER, "--stale-after", "100d"]
     code, out, err = ul([*check, "--restated-over", "0.001"], url, tmp_path)

@@ -25,6 +25,7 @@ import psutil
 import pytest
 from starlette.testclient import TestClient
 
+from usageledger.report.formatting import format_money
 from usageledger.report.queries import LINE_ITEM_MODEL
 from usageledger.serve import build_app
 from usageledger.store import open_store
@@ -171,6 +172,20 @@ def test_the_dashboard_page_is_self_contained_and_marks_provisional_days(client:
     assert document["provisional_from"] is not None
     assert f'data-provisional-from="{document["provisional_from"]}"' in page.text
     assert 'class="provisional"' in page.text  # the chart's provisional bars
+
+
+def test_the_dashboard_shows_this_months_forecast_as_the_report_file_does(client: TestClient) -> None:
+    """One card for both (``report.html.outlook``): the page's forecast line holds the API's exact figure."""
+    document = client.get("/api/report").json()
+    forecast = document["forecast"]
+    assert forecast is not None
+    page = client.get("/").text
+    card = page[page.index('<section class="panel outlook" id="outlook">') :]
+    card = card[: card.index("</section>")]
+    assert f'data-month-end="{forecast["month_end"]}"' in card
+    shown = format_money(Decimal(forecast["month_end"]), document["currency"])
+    assert f"Forecast {forecast['month']} {shown} (range " in card
+    assert page.count('id="outlook"') == 1 and 'id="outlook-credit"' not in page  # no top-up in this store
 
 
 def test_healthz_says_the_store_and_the_last_sync(client: TestClient, store: str, period: dict[str, str]) -> None:

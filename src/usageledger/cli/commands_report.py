@@ -25,7 +25,13 @@ from usageledger.report.alerts import (
     run_checks,
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
-from usageledger.report.assemble import assemble_report, month_outlook, outlook_document, resolve_scope
+from usageledger.report.assemble import (
+    assemble_report,
+    closed_adjustments,
+    month_outlook,
+    outlook_document,
+    resolve_scope,
+)
 from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_line, forecast_line
@@ -227,10 +233,7 @@ def report(
             if rates is not None:
                 used = converted.used()
         if as_of_at is None:
-            moved = adjustments(db, org=org, months=(period.since.replace(day=1), period.until))
-            if project is not None:  # the project's own figures only
-                moved = [a for a in moved if a.project_id == project]
-            data = replace(data, adjustments=tuple(moved))
+            data = replace(data, adjustments=closed_adjustments(db, period, org=org, project=project))
         else:
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
@@ -268,7 +271,16 @@ def report(
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         note = fx_note(rates, used) if rates is not None else None
-        html.write_text(render_html(data, id_names, generated_at=now, note=note), encoding="utf-8")
+        page = render_html(
+            data,
+            id_names,
+            generated_at=now,
+            note=note,
+            forecast=outlook,
+            credit=credit,
+            credit_currency=data.currency if rates is None else "usd",  # credit is in USD
+        )
+        html.write_text(page, encoding="utf-8")
         say(f"wrote {html}", said)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):

@@ -15,6 +15,7 @@ from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.forecast_out import credit_document, forecast_document
 from usageledger.report.forecasting import ForecastReport, build_forecast
+from usageledger.report.history import Adjustment, adjustments
 from usageledger.report.jsonout import report_document
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report
@@ -22,7 +23,7 @@ from usageledger.report.teams import UNASSIGNED, project_teams
 from usageledger.store import BaseStore
 from usageledger.sync_options import SyncOptions
 
-__all__ = ["assemble_report", "month_outlook", "outlook_document", "projects_in", "resolve_scope"]
+__all__ = ["assemble_report", "closed_adjustments", "month_outlook", "outlook_document", "projects_in", "resolve_scope"]
 
 
 def assemble_report(
@@ -41,6 +42,15 @@ def assemble_report(
     id_names = resolve_names(db, org=scope.org, overrides=overrides)
     final = final_costs_until(db, options)
     return replace(data, provisional_from=provisional_from(final, scope.org)), id_names
+
+
+def closed_adjustments(
+    db: BaseStore, period: Period, *, org: str | None, project: str | None = None
+) -> tuple[Adjustment, ...]:
+    """The adjustments of the closed months the period touches (of ``org``; with ``project``, its own figures only),
+    as ``report`` and the dashboard show them."""
+    moved = adjustments(db, org=org, months=(period.since.replace(day=1), period.until))
+    return tuple(a for a in moved if project is None or a.project_id == project)
 
 
 def month_outlook(

@@ -1,5 +1,6 @@
 """The forecast and the prepaid credit balance as JSON documents and terminal lines: ``forecast``, ``credit``,
-``report`` and ``status`` show them alike."""
+``report`` and ``status`` show them alike; and a closed month's adjustment as one line (the terminal and the HTML
+report word it alike)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from rich.text import Text
 from usageledger.report.credit import CreditBalance
 from usageledger.report.forecast import Forecast
 from usageledger.report.forecasting import ForecastReport
-from usageledger.report.formatting import format_money
+from usageledger.report.formatting import format_money, format_signed_money
+from usageledger.report.history import Adjustment
 from usageledger.report.names import Names
 
-__all__ = ["credit_document", "credit_line", "forecast_document", "forecast_figures", "forecast_line"]
+__all__ = [
+    "adjustment_line",
+    "credit_document",
+    "credit_line",
+    "forecast_document",
+    "forecast_figures",
+    "forecast_line",
+]
 
 
 def forecast_figures(fc: Forecast) -> dict[str, Any]:
@@ -85,4 +94,15 @@ def credit_line(balance: CreditBalance, currency: str | None) -> Text:
         format_money(balance.balance, currency),
         f" left ({format_money(balance.topups, currency)} topped up, {format_money(balance.spent, currency)} spent "
         f"since {balance.first_day}); {runs_out}",
+    )
+
+
+def adjustment_line(adj: Adjustment, names: Names, currency: str | None) -> Text:
+    """A closed month's figure against the present, ``!``-marked: it was restated after the month was closed."""
+    whose = "total" if adj.project_id is None else f"project {names.project(adj.project_id)}"
+    return Text(
+        f"! adjustment: {adj.month:%Y-%m} {adj.org} {whose} closed at {format_money(adj.closed, currency)}, now"
+        f" {format_money(adj.current, currency)} ({format_signed_money(adj.amount, currency)} restated after the"
+        " close; see `usageledger changes`)",
+        style="bold red",
     )

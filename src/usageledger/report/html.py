@@ -18,11 +18,16 @@ from string import Template
 from usageledger import __version__
 from usageledger.report.chart_html import render_chart
 from usageledger.report.charts import report_charts
+from usageledger.report.credit import CreditBalance
+from usageledger.report.forecast_out import adjustment_line, credit_line, forecast_line
+from usageledger.report.forecasting import ForecastReport
 from usageledger.report.formatting import format_count, format_money, format_ratio, format_signed_money
+from usageledger.report.history import Adjustment
+from usageledger.report.jsonout import decimal_string
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 
-__all__ = ["render_html"]
+__all__ = ["outlook", "render_html"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,52 @@ def _card(label: str, value: str, sub: str = "") -> str:
     )
 
 
+def outlook(
+    forecast: ForecastReport | None,
+    credit: CreditBalance | None,
+    currency: str | None,
+    adjustments: Sequence[Adjustment] = (),
+    names: Names | None = None,
+    *,
+    adjustment_currency: str | None = None,
+) -> str:
+    """The "This month" card (this month's forecast, the prepaid credit balance in ``currency``) and its sibling, the
+    closed months' adjustments (in ``adjustment_currency``), in the words of the terminal report; each card only
+    when it has a line.
+
+    Each line carries its exact figures as ``data-*`` decimal strings, as ``--format json`` writes them."""
+    names = names or Names()
+    items = []
+    if forecast is not None:
+        fc = forecast.total
+        items.append(
+            f'<li id="outlook-forecast" data-month="{escape(fc.label)}" '
+            f'data-month-end="{decimal_string(fc.month_end)}" data-low="{decimal_string(fc.low)}" '
+            f'data-high="{decimal_string(fc.high)}">{escape(forecast_line(forecast).plain)}</li>'
+        )
+    if credit is not None:
+        items.append(
+            f'<li id="outlook-credit" data-balance="{decimal_string(credit.balance)}">'
+            f"{escape(credit_line(credit, currency).plain)}</li>"
+        )
+    restated = [
+        f'<li class="adjustment" data-month="{adj.month:%Y-%m}" data-amount="{decimal_string(adj.amount)}">'
+        f"{escape(adjustment_line(adj, names, adjustment_currency).plain)}</li>"
+        for adj in adjustments
+    ]
+    parts = []
+    if items:
+        parts.append(
+            f'<section class="panel outlook" id="outlook"><h2>This month</h2><ul>{"".join(items)}</ul></section>'
+        )
+    if restated:
+        parts.append(
+            '<section class="panel outlook" id="adjustments"><h2>Closed months restated</h2>'
+            f"<ul>{''.join(restated)}</ul></section>"
+        )
+    return "\n".join(parts)
+
+
 def render_html(
     data: ReportData,
     names: Names | None = None,
@@ -107,12 +158,16 @@ def render_html(
     after: str = "",
     script: str = "",
     note: str | None = None,
+    forecast: ForecastReport | None = None,
+    credit: CreditBalance | None = None,
+    credit_currency: str | None = None,
 ) -> str:
     """The report as one HTML document (a string), with its charts, CSS and script inline.
 
     ``before`` and ``after`` are HTML put before and after the report's own (the dashboard's filters and drill-down),
     ``script`` more inline JavaScript run after the report's; ``note`` (such as the currency rates used) goes in the
-    footer."""
+    footer. ``forecast`` and ``credit`` (in ``credit_currency``, else the report's currency) fill the "This month"
+    card (:func:`outlook`), with the closed months' adjustments of ``data``."""
     names = names or Names()
     cur = data.currency
     generated = (generated_at or datetime.now(UTC)).astimezone(UTC)
@@ -135,6 +190,14 @@ def render_html(
         _card("Tokens", format_count(data.total_tokens), "input + output, token-metered endpoints"),
         _card("Requests", format_count(data.total_requests), "model requests, token-metered endpoints"),
         "</div>",
+        outlook(
+            forecast,
+            credit,
+            cur if credit_currency is None else credit_currency,
+            data.adjustments,
+            names,
+            adjustment_currency=cur,
+        ),
         '<div class="charts">',
     ]
     for chart in report_charts(data, names):

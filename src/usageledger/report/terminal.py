@@ -14,6 +14,7 @@ from rich.text import Text
 
 from usageledger.report.alerts import AnomalyRule, CheckResult
 from usageledger.report.finality import first_provisional
+from usageledger.report.forecast_out import adjustment_line
 from usageledger.report.formatting import format_count, format_money, format_percent, format_ratio, format_signed_money
 from usageledger.report.history import Changes, Restatement
 from usageledger.report.names import Names
@@ -130,16 +131,7 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         footnotes.append(
             Text(f"As of {data.as_of:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log.", style="bold")
         )
-    for adj in data.adjustments:
-        whose = "total" if adj.project_id is None else f"project {names.project(adj.project_id)}"
-        footnotes.append(
-            Text(
-                f"! adjustment: {adj.month:%Y-%m} {adj.org} {whose} closed at {format_money(adj.closed, cur)}, now"
-                f" {format_money(adj.current, cur)} ({format_signed_money(adj.amount, cur)} restated after the close;"
-                " see `usageledger changes`)",
-                style="bold red",
-            )
-        )
+    footnotes.extend(adjustment_line(adj, names, cur) for adj in data.adjustments)
     if cut < len(line) and data.provisional_from is not None:
         footnotes.append(
             Text(

@@ -17,7 +17,7 @@ import hmac
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -32,7 +32,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.config import Config
 from usageledger.errors import StoreError, UsageLedgerError
-from usageledger.report.assemble import assemble_report, month_outlook, outlook_document, resolve_scope
+from usageledger.report.assemble import (
+    assemble_report,
+    closed_adjustments,
+    month_outlook,
+    outlook_document,
+    resolve_scope,
+)
 from usageledger.report.credit import CreditBalance
 from usageledger.report.forecasting import ForecastReport
 from usageledger.report.html import render_html
@@ -193,6 +199,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
             team_param="team",
         )
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
+        data = replace(data, adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]))
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
     return _Answer(data, names, outlook, credit, offered)
@@ -238,10 +245,11 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             data,
             names,
             generated_at=ctx.now(),
-            before=dashboard.controls(params, answer.offered, data)
-            + dashboard.outlook(answer.outlook, answer.credit, data.currency),
+            before=dashboard.controls(params, answer.offered, data),
             after=dashboard.drill_down(params, data, names, drill),
             script=dashboard.SCRIPT,
+            forecast=answer.outlook,
+            credit=answer.credit,
         )
         return HTMLResponse(html)
 

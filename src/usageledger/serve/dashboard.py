@@ -12,9 +12,6 @@ from html import escape
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from usageledger.report.credit import CreditBalance
-from usageledger.report.forecast_out import credit_line, forecast_line
-from usageledger.report.forecasting import ForecastReport
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.names import Names
 from usageledger.report.queries import ReportData
@@ -85,18 +82,6 @@ def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data:
             "the API may still restate it (drawn lighter in the charts).</p>"
         )
     return "\n".join(parts)
-
-
-def outlook(forecast: ForecastReport | None, credit: CreditBalance | None, currency: str | None) -> str:
-    """This month's forecast and the prepaid credit balance, in the words of the terminal report (empty without
-    either)."""
-    lines = [] if forecast is None else [forecast_line(forecast).plain]
-    if credit is not None:
-        lines.append(credit_line(credit, currency).plain)
-    if not lines:
-        return ""
-    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
-    return f'<section class="card" id="outlook"><h2>This month</h2><ul>{items}</ul></section>'
 
 
 def _rows(rows: Sequence[Sequence[tuple[str, object]]]) -> str:
