@@ -17,7 +17,7 @@ the JSON access that decodes a group key.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -86,14 +86,7 @@ def as_of_sql(
         f"CAST(MAX(CASE WHEN metric = '{m}' THEN new_value END) AS {spec.sql_type(dialect, m)}) AS {q(m)}"
         for m in metrics
     )
-    columns: list[str] = []
-    for c in spec.data_columns:
-        if c.role == "dimension":
-            columns.append(f"{_dimension(spec, c.name, groups, dialect, 'r')} AS {q(c.name)}")
-        elif c.name in metrics:
-            columns.append(f"r.{q(c.name)}")
-        else:
-            columns.append(f"cur.{q(c.name)}")
+    columns = _data_columns(spec, metrics, groups, dialect, "r")
     span, extra = "", []
     if buckets is not None:
         span, extra = " AND bucket_start >= %s AND bucket_start < %s", [to_datetime(b) for b in buckets]
@@ -112,6 +105,22 @@ def as_of_sql(
         " AND cur.group_key = r.group_key"
     )
     return sql, [to_datetime(when), *extra]
+
+
+def _data_columns(
+    spec: TableSpec, metrics: Sequence[str], groups: dict[str, tuple[str, ...]], dialect: Dialect, alias: str
+) -> list[str]:
+    """The table's data columns in order: dimensions and logged metrics from ``alias`` (the rebuilt rows), the
+    rest (currency, units) from the stored row ``cur``."""
+    columns: list[str] = []
+    for c in spec.data_columns:
+        if c.role == "dimension":
+            columns.append(f"{_dimension(spec, c.name, groups, dialect, alias)} AS {q(c.name)}")
+        elif c.name in metrics:
+            columns.append(f"{alias}.{q(c.name)}")
+        else:
+            columns.append(f"cur.{q(c.name)}")
+    return columns
 
 
 def _seen(since: int | None, until: int | None, column: str = "seen_at") -> tuple[str, list[Any]]:
@@ -145,14 +154,7 @@ def deltas_sql(
         f" AS {spec.sql_type(dialect, m)}) AS {q(m)}"
         for m in metrics
     )
-    columns: list[str] = []
-    for c in spec.data_columns:
-        if c.role == "dimension":
-            columns.append(f"{_dimension(spec, c.name, groups, dialect, 'd')} AS {q(c.name)}")
-        elif c.name in metrics:
-            columns.append(f"d.{q(c.name)}")
-        else:
-            columns.append(f"cur.{q(c.name)}")
+    columns = _data_columns(spec, metrics, groups, dialect, "d")
     sql = (
         f"WITH d AS (SELECT {keys}, MAX(bucket_end) AS bucket_end, MAX(seen_at) AS seen_at, {sums} FROM revisions"
         f" WHERE endpoint_table = '{spec.name}' AND {where} GROUP BY {keys})"
