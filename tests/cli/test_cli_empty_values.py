@@ -105,3 +105,25 @@ def test_the_library_reads_ten_digit_unix_seconds_and_refuses_shorter_strings() 
     assert timeutil.to_unix(str(EMULATOR_NOW)) == EMULATOR_NOW and timeutil.to_unix(90) == 90
     with pytest.raises(ParameterError, match=r"^start_time: 90 read as Unix seconds is 1970-01-01T00:01:30Z"):
         timeutil.to_unix("90")
+
+
+PATH_OPTIONS = [
+    (["report", "--html", ""], "--html"),
+    (["report", "--png="], "--png"),
+    (["statement", "2026-11", "--csv", " "], "--csv"),
+    (["statement", "2026-11", "--html", ""], "--html"),
+    (["export", "--format", "focus", "--fx", "", "--currency", "EUR"], "--fx"),
+]
+
+
+@pytest.mark.parametrize(("argv", "flag"), PATH_OPTIONS, ids=[" ".join(a) for a, _ in PATH_OPTIONS])
+def test_an_empty_path_is_refused_before_it_reads_as_the_working_directory(
+    tmp_path: Path, synced: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], flag: str
+) -> None:
+    """A path option's type turns `''` into `.`: it is refused from the raw arguments, naming the flag."""
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
+    lines = done.stderr.strip().splitlines()
+    assert done.exit_code == 1 and len(lines) == 1, done.output
+    assert lines[0] == f"error: {flag}: the value is empty; give a value, or leave {flag} out for its default"
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from fixtures.data import FAKE_ADMIN_KEY
 
@@ -39,3 +40,25 @@ def test_query_json_lines_use_iso_times(emulator_url: str) -> None:
     assert process.returncode == 0, err
     assert [r["bucket_start"] for r in rows] == ["2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"]
     assert rows[0]["bucket_end"] == "2026-10-02T00:00:00Z"
+
+
+def test_tables_cut_short_by_their_reader_end_with_zero(emulator_url: str, tmp_path: Path) -> None:
+    """`report | head -1` (rich tables, whose own broken-pipe handling exits 1): exit 0, nothing on stderr, as
+    `query` does; under `set -o pipefail` a 1 would fail the user's script."""
+    store = str(tmp_path / "u.duckdb")
+    env = {**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "COLUMNS": "80"}
+    cli = [sys.executable, "-c", "from usageledger.cli import main; main()"]
+    sync = [*cli, "sync", "--store", store, "--base-url", emulator_url, "--since", "20d", "-e", "costs", "--quiet"]
+    assert subprocess.run(sync, env=env, capture_output=True, timeout=120).returncode == 0
+    for argv in (["report", "--since", "20d"], ["statement", "2026-10"], ["status"]):
+        process = subprocess.Popen(
+            [*cli, *argv, "--store", store], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        code = process.wait(timeout=120)
+        stderr = process.stderr.read().decode()
+        process.stderr.close()
+        assert first.strip(), argv
+        assert code == 0 and stderr == "", (argv, code, stderr)

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
@@ -85,7 +85,38 @@ class LazyGroup(TyperGroup):
             matches = get_close_matches(args[0], self.list_commands(ctx))
             if matches:
                 ctx.fail(f"No such command {args[0]!r}. Did you mean {', '.join(repr(m) for m in matches)}?")
-        return super().resolve_command(ctx, args)
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            refuse_blank_option_values(command, rest)
+        return name, command, rest
+
+
+def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
+    """Refuse an option given an empty or blank value on the command line, before its type reads it.
+
+    :func:`refuse_empty_values` sees values once they are converted, and a path option has by then turned ``''`` into
+    ``Path('.')`` (``statement --csv ''`` said "``.`` is a directory", ``--png ''`` wrote into the working directory):
+    the raw arguments are the one place every option type can be checked alike.
+    """
+    takes_value = {
+        opt: param
+        for param in getattr(command, "params", ())
+        # typer vendors click in some versions, so the option's class is told by its attributes
+        if getattr(param, "param_type_name", "") == "option"
+        and not getattr(param, "is_flag", False)
+        and not getattr(param, "count", False)
+        for opt in param.opts
+    }
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return
+        flag, eq, value = arg.partition("=")
+        if not eq:
+            flag, value = arg, args[i + 1] if i + 1 < len(args) else "x"
+        if flag in takes_value and not value.strip():
+            name = max(takes_value[flag].opts, key=len)
+            hint = "" if takes_value[flag].required else f", or leave {name} out for its default"
+            raise fail(f"{name}: the value is empty; give a value{hint}")
 
 
 app = typer.Typer(
@@ -100,8 +131,26 @@ app = typer.Typer(
     cls=LazyGroup,
 )
 
-console = Console()
-err_console = Console(stderr=True)
+
+def reader_gone() -> typer.Exit:
+    """The reader of stdout went away (`| head`): stdout goes to /dev/null, so nothing more is written and Python does
+    not report the flush at exit; the Exit to raise ends the command with 0, as a program cut short by its reader
+    should (under `set -o pipefail` a 1 would fail the script)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return typer.Exit(0)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's own handling exits with 1: end as every other writer to a closed pipe does (:func:`reader_gone`).
+        self.quiet = True
+        raise reader_gone()
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 # --- options that several commands take, declared once ---
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")]
@@ -135,9 +184,18 @@ def open_for_reading(url: str) -> BaseStore:
     return open_existing_store(url, on_wait=say)
 
 
-def refuse_overwriting(flag: str, path: Path, *, store_url: str, config_path: Path | None) -> None:
+def refuse_overwriting(
+    flag: str,
+    path: Path,
+    *,
+    store_url: str,
+    config_path: Path | None,
+    other_outputs: Sequence[tuple[str, Path | None]] = (),
+) -> None:
     """Refuse an output file that is the store, its WAL or lock files, the config in use (by any spelling: a
-    symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data."""
+    symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data.
+    ``other_outputs`` (flag, path) are the command's other output files: one of them named twice would overwrite
+    the other."""
     from usageledger.store import is_postgres_url
     from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
 
@@ -147,6 +205,7 @@ def refuse_overwriting(flag: str, path: Path, *, store_url: str, config_path: Pa
         kept += [("a lock file of the DuckDB store", store_url + suffix) for suffix in (LOCK_SUFFIX, READERS_SUFFIX)]
     if config_path is not None:
         kept.append(("the config file in use", config_path))
+    kept += [(f"the file of {other}", other_path) for other, other_path in other_outputs if other_path is not None]
     for what, protected in kept:
         if same_file(path, protected):
             raise fail(f"{flag} {path} is {what} ({protected}) and would be overwritten: write to another file")
@@ -237,11 +296,7 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except UsageLedgerError as exc:
             raise fail(str(exc)) from None
         except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, and keep Python from reporting the flush at exit.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-            raise typer.Exit(0) from None
+            raise reader_gone() from None
         except OSError as exc:
             raise fail(describe_os_error(exc)) from None
         except KeyboardInterrupt:

@@ -72,9 +72,10 @@ def statement(
     rule = cast(Allocation, allocate or settings.statement_allocate)
     rates = rates_option(currency, fx)
     url = store or settings.store_url or DEFAULT_STORE
-    for flag, path in (("--csv", csv_path), ("--html", html)):
+    outputs = (("--csv", csv_path), ("--html", html))
+    for i, (flag, path) in enumerate(outputs):
         if path is not None:
-            refuse_overwriting(flag, path, store_url=url, config_path=settings.path)
+            refuse_overwriting(flag, path, store_url=url, config_path=settings.path, other_outputs=outputs[:i])
             if path.is_dir():  # before any figure is computed (`--csv ''` is the working directory)
                 raise ParameterError(flag, f"{path} is a directory; give a file name, such as statements.{flag[2:]}")
     with _database(store or settings.store_url) as db:
