@@ -97,6 +97,10 @@ def test_as_of_changes_and_deltas_after_a_restating_sync(
     assert spend(url, tmp_path, store_url, "--as-of", str(moment)) == first
     iso_moment = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert spend(url, tmp_path, store_url, "--as-of", iso_moment) == first
+    as_of_doc = json.loads(
+        ok(["report", "--store", store_url, *PERIOD, "--format", "json", "--as-of", iso_moment], url, tmp_path)
+    )
+    assert as_of_doc["forecast"] is None and as_of_doc["credit"] is None, "today's outlook is not the ledger then"
     then = ok(["export", "--store", store_url, "-e", "costs", "--as-of", str(moment), *PERIOD], url, tmp_path)
     assert sum((Decimal(r["amount_value"]) for r in csv.DictReader(io.StringIO(then))), Decimal(0)) == Decimal(first)
 

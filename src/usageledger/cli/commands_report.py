@@ -237,7 +237,8 @@ def report(
         else:
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
-        outlook, credit = month_outlook(db, now=now, org=org, project=project)
+        # This month's forecast and credit speak of today: an --as-of report (what the ledger held then) has none.
+        outlook, credit = month_outlook(db, now=now, org=org, project=project) if as_of_at is None else (None, None)
     json_out = output_format == "json"
     fx_said = rates is not None and not json_out
     if by == "team":
