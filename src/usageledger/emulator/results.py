@@ -511,7 +511,3 @@ def _amount_text(units: int) -> str:
         whole, fraction = divmod(units, _AMOUNT_SCALE)
         return str(whole) if fraction == 0 else f"{whole}.{fraction:012d}".rstrip("0")
     return str(_tidy(Decimal(units).scaleb(-12)))
-
-
-def _number_text(value: int | Decimal) -> str:
-    return str(value) if isinstance(value, int) else str(_tidy(value))
