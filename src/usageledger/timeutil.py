@@ -204,6 +204,18 @@ def check_range(
         )
 
 
+_MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
+
+
+def parse_month(value: str, *, param: str = "MONTH") -> date:
+    """The first day of the month ``YYYY-MM`` names (``forecast --month``, ``statement``, ``close``), or a one-line
+    :class:`~usageledger.errors.ParameterError` naming ``param``."""
+    match = _MONTH.fullmatch(value.strip())
+    if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
+        raise ParameterError(param, f"{value!r} is not a month; write it as YYYY-MM, like 2026-10")
+    return date(int(match.group(1)), int(match.group(2)), 1)
+
+
 def iso(ts: int) -> str:
     """``ts`` as an ISO 8601 UTC string, for messages and reports."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

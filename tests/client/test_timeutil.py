@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from usageledger.errors import ParameterError
-from usageledger.timeutil import ceil, floor, iso, parse_duration, to_unix
+from usageledger.timeutil import ceil, floor, iso, parse_duration, parse_month, to_unix
 
 NOW = 1_795_176_000  # 2026-11-20T12:00:00Z
 
@@ -57,3 +57,17 @@ def test_floor_ceil_iso() -> None:
     """Buckets are UTC-aligned."""
     assert floor(NOW + 59, "1m") == NOW and ceil(NOW + 1, "1h") == NOW + 3600 and ceil(NOW, "1d") == NOW + 43200
     assert iso(NOW) == "2026-11-20T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-13", "2026", "26-12", "2026-1", "december", "2026-12-01", "10-2026", "2026/10", "1969-12", ""]
+)
+def test_a_bad_month_names_the_parameter_and_the_form(text: str) -> None:
+    """One month parser for `forecast --month`, `statement MONTH` and `close MONTH`."""
+    with pytest.raises(ParameterError, match=r"--month: .* YYYY-MM"):
+        parse_month(text, param="--month")
+
+
+def test_a_month_parses_to_its_first_day() -> None:
+    assert parse_month("2026-12") == date(2026, 12, 1)
+    assert parse_month(" 2026-10 ", param="MONTH") == date(2026, 10, 1)

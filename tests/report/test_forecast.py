@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.errors import UsageLedgerError
 from usageledger.report.forecast import (
     METHOD,
     credit_runway,
@@ -15,7 +15,6 @@ from usageledger.report.forecast import (
     fit,
     forecast_month,
     month_days,
-    parse_month,
     quantile,
     runway,
 )
@@ -130,13 +129,3 @@ def test_quantile_interpolates() -> None:
     values = [Decimal(v) for v in (1, 2, 3, 4, 5)]
     assert quantile(values, Decimal("0.1")) == Decimal("1.4")
     assert quantile(values, Decimal("0.9")) == Decimal("4.6")
-
-
-@pytest.mark.parametrize("text", ["2026-13", "2026", "26-12", "2026-1", "december", "2026-12-01"])
-def test_a_bad_month_names_the_flag_and_the_form(text: str) -> None:
-    with pytest.raises(ParameterError, match=r"--month: .* YYYY-MM"):
-        parse_month(text)
-
-
-def test_a_month_parses_to_its_first_day() -> None:
-    assert parse_month("2026-12") == date(2026, 12, 1)

@@ -30,7 +30,6 @@ from usageledger.report.statement import (
     apportion,
     build_statements,
     month_statements,
-    parse_month,
 )
 from usageledger.store import open_store
 from usageledger.store.closes import close_month
@@ -267,13 +266,6 @@ def test_apportion_is_largest_remainder() -> None:
     assert sum(apportion(values, Decimal("0.50"))) == Decimal("0.50")
     assert apportion([Decimal("2.004"), Decimal("1.006")], Decimal("3.01")) == [Decimal("2.00"), Decimal("1.01")]
     assert apportion([], Decimal(0)) == []
-
-
-def test_month_parsing() -> None:
-    assert parse_month("2026-10") == date(2026, 10, 1)
-    for bad in ("2026-13", "10-2026", "2026/10", "2026-1"):
-        with pytest.raises(ParameterError, match="YYYY-MM"):
-            parse_month(bad)
 
 
 def test_report_by_team_json_has_teams_adding_up_to_totals(store: str) -> None:

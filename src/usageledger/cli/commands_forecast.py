@@ -31,7 +31,7 @@ from usageledger.cli.commands_report import (
 from usageledger.config import load_config
 from usageledger.errors import ParameterError, StoreError
 from usageledger.report.credit import credit_balance
-from usageledger.report.forecast import Forecast, parse_month
+from usageledger.report.forecast import Forecast
 from usageledger.report.forecast_out import credit_document, credit_line, forecast_document
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast
 from usageledger.report.formatting import format_money
@@ -41,6 +41,7 @@ from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
 from usageledger.store import DEFAULT_STORE, BaseStore, is_postgres_url, open_store
 from usageledger.store.credit import TopUp, add_topup, list_topups, remove_topup
+from usageledger.timeutil import parse_month
 
 
 def _render(report: ForecastReport, names: Names) -> RenderableType:
@@ -118,7 +119,7 @@ def forecast(
     output's footnote and in the README; its backtest is in bench/BENCHMARKS.md.
     """
     now = _now(now_at)
-    target = parse_month(month) if month is not None else now.date().replace(day=1)
+    target = parse_month(month, param="--month") if month is not None else now.date().replace(day=1)
     limit = _amount(budget, "--budget")
     settings = load_config(config)
     with _database(store or settings.store_url) as db:

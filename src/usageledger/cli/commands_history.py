@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -21,8 +20,6 @@ from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import render_changes
 from usageledger.store import DEFAULT_STORE, check_store_url, open_store
 from usageledger.store.closes import close_month, closed_lines, reopen_month
-
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 @app.command()
@@ -60,10 +57,7 @@ def changes(
 
 
 def _month(value: str, now: int) -> date:
-    match = _MONTH.match(value.strip())
-    if match is None or not 1 <= int(match.group(2)) <= 12:
-        raise ParameterError("MONTH", f"{value!r} is not a month; write it as YYYY-MM, like 2026-10")
-    month = date(int(match.group(1)), int(match.group(2)), 1)
+    month = timeutil.parse_month(value)
     today = datetime.fromtimestamp(now, UTC).date()
     if month >= today.replace(day=1):
         raise ParameterError(

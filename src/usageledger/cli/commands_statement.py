@@ -25,7 +25,7 @@ from usageledger.errors import ParameterError
 from usageledger.report.fx import rates_option
 from usageledger.report.jsonout import dumps
 from usageledger.report.names import resolve_names
-from usageledger.report.statement import Allocation, month_statements, parse_month
+from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
     render_statements,
     statement_csv,
@@ -34,6 +34,7 @@ from usageledger.report.statement_render import (
 )
 from usageledger.report.teams import project_teams
 from usageledger.store import DEFAULT_STORE
+from usageledger.timeutil import parse_month
 
 
 @app.command()

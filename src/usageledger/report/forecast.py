@@ -39,7 +39,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
 
-from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.errors import UsageLedgerError
 
 __all__ = [
     "HISTORY_DAYS",
@@ -54,7 +54,6 @@ __all__ = [
     "fit",
     "forecast_month",
     "month_days",
-    "parse_month",
     "quantile",
     "runway",
 ]
@@ -185,16 +184,6 @@ def fill_days(series: Sequence[tuple[date, Decimal]], first: date, last: date) -
 def month_days(month: date) -> list[date]:
     first = month.replace(day=1)
     return [first + timedelta(days=i) for i in range(calendar.monthrange(first.year, first.month)[1])]
-
-
-def parse_month(text: str, *, param: str = "--month") -> date:
-    """``2026-12`` as the month's first day; a :class:`~usageledger.errors.ParameterError` otherwise."""
-    parts = text.strip().split("-")
-    if len(parts) == 2 and all(p.isdigit() for p in parts) and len(parts[0]) == 4 and len(parts[1]) == 2:
-        year, month = int(parts[0]), int(parts[1])
-        if 1 <= month <= 12 and year >= 1970:
-            return date(year, month, 1)
-    raise ParameterError(param, f"{text!r} is not a month; write it as YYYY-MM, like 2026-12")
 
 
 def _mean(values: Sequence[Decimal]) -> Decimal:

@@ -31,7 +31,6 @@ rows (and no adjustment).
 from __future__ import annotations
 
 import calendar
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -57,7 +56,6 @@ __all__ = [
     "apportion",
     "build_statements",
     "month_statements",
-    "parse_month",
 ]
 
 Allocation = Literal["proportional", "even", "none"]
@@ -71,15 +69,6 @@ RULES: Final[Mapping[Allocation, str]] = {
 SHARED: Final = "shared (unallocated)"
 """The owner of the shared spend with ``--allocate none`` (or when there is no owner to allocate it to)."""
 CENT: Final = Decimal("0.01")
-_MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
-
-
-def parse_month(value: str, *, param: str = "MONTH") -> date:
-    """The first day of ``YYYY-MM``, or a one-line error naming ``param``."""
-    match = _MONTH.fullmatch(value.strip())
-    if match is None or not 1 <= int(match.group(2)) <= 12:
-        raise ParameterError(param, f"{value!r} is not a month; write it as YYYY-MM, such as 2026-10")
-    return date(int(match.group(1)), int(match.group(2)), 1)
 
 
 def _month_end(first: date) -> date:
