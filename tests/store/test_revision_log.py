@@ -19,6 +19,7 @@ from usageledger import timeutil
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.store import BaseStore, Stream, WindowWrite, open_store, table_for, tables
 from usageledger.store._types import to_datetime
+from usageledger.store import revisions
 from usageledger.store.revisions import logged_metrics
 from usageledger.sync import Org
 
@@ -34,7 +35,7 @@ LATER = str(EMULATOR_NOW + 2 * DAY)
 """The second emulator's now in the kill test: two days on, so the re-read restates recent buckets."""
 LOG = (
     "SELECT seq, org, stream, endpoint_table, bucket_start, group_key, change, metric, old_value, new_value, run_id"
-    " FROM revisions ORDER BY seq"
+    " FROM revisions ORDER BY seq, metric"  # the entries of one inserted row share its seq
 )
 
 
@@ -220,10 +221,12 @@ def test_a_store_written_before_the_log_gets_a_baseline_when_migrated(
     assert run(store, url, streams=STREAMS, since=SINCE, now=clock[0]).ok
     rows = store.query("SELECT COUNT(*) FROM costs")[0][0]
     with store.transaction():  # the store as a release before the log left it
-        store.execute("DROP TABLE revisions")
+        drop_the_log(store)
         store.execute("DROP SEQUENCE revisions_seq")
-        store.execute("DELETE FROM schema_migrations WHERE name = '0006_revision_log'")
-    assert store.migrate() == ["0006_revision_log"]
+        store.execute(
+            "DELETE FROM schema_migrations WHERE name IN ('0006_revision_log', %s)", (revisions.INSERTS_MIGRATION,)
+        )
+    assert store.migrate() == ["0006_revision_log", revisions.INSERTS_MIGRATION]
     baseline = store.query(
         "SELECT COUNT(*), MIN(run_id), MAX(run_id) FROM revisions WHERE endpoint_table = 'costs'"
         " AND metric = 'amount_value'"
@@ -246,4 +249,43 @@ def test_removing_an_org_removes_its_history_and_nothing_else(
     assert other > 0
     store.delete_org("main")
     assert store.query("SELECT org, COUNT(*) FROM revisions GROUP BY org") == [("other", other)]
+    assert_log_explains_the_store(store)
+
+
+def drop_the_log(store: BaseStore) -> None:
+    """Drop the ``revisions`` view and every table behind it (not the sequence)."""
+    store.execute("DROP VIEW revisions")
+    for table in revisions.log_tables():
+        store.execute(f"DROP TABLE {table}")
+
+
+def test_a_store_with_the_narrow_log_keeps_every_entry_when_its_inserts_go_wide(
+    store: BaseStore, revising: tuple[str, list[float]]
+) -> None:
+    """Migration 0009 renames the narrow log (one row per entry, as 0006 made it) to ``revision_entries`` and puts
+    the ``revisions`` view over it and the new wide insert tables: what the log said before, it says after, and the
+    next sync's fresh inserts go wide."""
+    url, clock = revising
+    assert run(store, url, streams=STREAMS, since=SINCE, now=clock[0]).ok
+    entries = store.query(LOG)
+    columns = "seq, org, stream, endpoint_table, bucket_start, bucket_end, group_key, change, metric, old_value,"
+    columns += " new_value, run_id, seen_at"
+    rows = store.query(f"SELECT {columns} FROM revisions ORDER BY seq, metric")
+    with store.transaction():  # the store as the release with the narrow log left it
+        drop_the_log(store)
+        store.execute(revisions.migration_statements(store.dialect, {})[1])  # 0006's CREATE TABLE revisions
+        placeholders = ", ".join(["%s"] * 13)
+        for row in rows:
+            store.execute(f"INSERT INTO revisions ({columns}) VALUES ({placeholders})", row)
+        store.execute("DELETE FROM schema_migrations WHERE name = %s", (revisions.INSERTS_MIGRATION,))
+    assert store.migrate() == [revisions.INSERTS_MIGRATION]
+    assert store.query(LOG) == entries
+    assert store.query(f"SELECT COUNT(*) FROM {revisions.ENTRIES}")[0][0] == len(entries)
+    assert_log_explains_the_store(store)
+    clock[0] += 2 * DAY
+    more = (*STREAMS, Stream.create("completions", "1d", ("model",)))  # a new stream: its windows are fresh
+    assert run(store, url, streams=more, since=SINCE, now=clock[0]).ok
+    wide = sum(store.query(f"SELECT COUNT(*) FROM {revisions.insert_table(s)}")[0][0] for s in tables())
+    assert wide > 0
+    assert store.query(LOG)[: len(entries)] == entries
     assert_log_explains_the_store(store)

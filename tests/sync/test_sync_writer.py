@@ -54,14 +54,14 @@ def test_a_stream_run_moves_its_watermark_over_taken_windows_and_finishes_once()
     assert behind.next_watermark(EMULATOR_NOW) is None  # never backwards
 
 
-def _fetched(emulator: Emulator, run: StreamRun) -> list[FetchedWindow]:
+def _fetched(emulator: Emulator, run: StreamRun, store: BaseStore) -> list[FetchedWindow]:
     with Client(api_key=FAKE_ADMIN_KEY, transport=emulator.transport()) as client:
         out = []
         for index, window in enumerate(run.plan.windows):
             buckets = client.fetch_range(
                 STREAM.endpoint, start_time=window.start, end_time=window.end, group_by=STREAM.group_by
             )
-            out.append(FetchedWindow.of(WindowJob(run, index), buckets))
+            out.append(FetchedWindow.read(WindowJob(run, index), buckets, store, "r1"))
     return out
 
 
@@ -70,15 +70,15 @@ def _write(store: BaseStore, fetched: list[FetchedWindow]) -> list[SyncEvent]:
     queue: asyncio.Queue[FetchedWindow | None] = asyncio.Queue()
     for item in (*fetched, None):
         queue.put_nowait(item)
-    asyncio.run(Writer(store, run_id="r1", now=EMULATOR_NOW, emit=events.append).run(queue))
+    asyncio.run(Writer(store, now=EMULATOR_NOW, emit=events.append).run(queue))
     return events
 
 
 def test_the_writer_commits_every_window_and_records_the_stream_ok(tmp_path: Path, emulator: Emulator) -> None:
     """Two windows in: both committed in one batch, one WindowDone each, one StreamFinished, the stream `ok`."""
     run = _run()
-    fetched = _fetched(emulator, run)
     with open_store(tmp_path / "w.duckdb") as store:
+        fetched = _fetched(emulator, run, store)
         store.register_stream("acme", STREAM)
         store.mark_stream("acme", STREAM.id, run_id="r1", at=EMULATOR_NOW, status="running")
         events = _write(store, fetched)
@@ -93,8 +93,8 @@ def test_the_writer_commits_every_window_and_records_the_stream_ok(tmp_path: Pat
 def test_a_batch_that_fails_to_commit_rolls_its_windows_back(tmp_path: Path, emulator: Emulator) -> None:
     """A commit that fails raises from the writer, leaves no window taken and no row, and moves no watermark."""
     run = _run()
-    fetched = _fetched(emulator, run)
     with open_store(tmp_path / "broken.duckdb") as store:
+        fetched = _fetched(emulator, run, store)
         store.execute("DROP TABLE streams")  # the rows insert, then the stream's watermark update fails
         with pytest.raises(StoreError, match="streams"):
             _write(store, fetched)

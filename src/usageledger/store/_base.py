@@ -12,6 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -295,8 +296,9 @@ class BaseStore(ABC):
             for spec in tables():
                 if spec.name in existing:
                     deleted += max(self.execute(f"DELETE FROM {spec.name} WHERE org = %s", (org,)), 0)
-            if "revisions" in existing:  # the org's data goes whole, its history with it
-                self.execute("DELETE FROM revisions WHERE org = %s", (org,))
+            for log in revisions.log_tables():  # the org's data goes whole, its history with it
+                if log in existing:
+                    self.execute(f"DELETE FROM {log} WHERE org = %s", (org,))
             if "closed_months" in existing:
                 self.execute("DELETE FROM closed_months WHERE org = %s", (org,))
             self.execute("DELETE FROM streams WHERE org = %s", (org,))
@@ -335,7 +337,10 @@ class BaseStore(ABC):
         """Check a window and convert its rows for loading: pure CPU, so a caller can do it off the writer thread."""
         spec = table_for(write.stream.endpoint)
         columns = columns_of(spec, write)
-        return PreparedWindow(write, len(columns["group_key"]), self._payload(spec, columns))
+        # The prepared window keeps the write's bounds and marks, not its rows: those live on in the payload.
+        return PreparedWindow(
+            replace(write, rows=(), buckets=()), len(columns["group_key"]), self._payload(spec, columns)
+        )
 
     def commit_windows(self, writes: Sequence[WindowWrite | PreparedWindow]) -> list[UpsertCounts]:
         """Commit several windows (each complete) in one transaction: all of them, or none.
@@ -370,7 +375,7 @@ class BaseStore(ABC):
         select_cols = ", ".join(f"i.{q(n)}" for n, _ in spec.incoming_columns)
         staged = self._stage(spec, payload)
         try:
-            self._log_revisions(revisions.inserts_sql(spec, staged, self.dialect), (run_id, to_datetime(synced_at)))
+            self._log_revisions(revisions.inserts_sql(spec, staged), (run_id, to_datetime(synced_at)))
             return self.execute(
                 f"INSERT INTO {spec.name} ({insert_cols}) SELECT {select_cols}, %s FROM {staged} AS i",
                 (to_datetime(synced_at),),

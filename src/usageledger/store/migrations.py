@@ -92,6 +92,8 @@ def _endpoint_tables(dialect: Dialect, existing: Mapping[str, Sequence[str]]) ->
         for col in spec.column_names:
             if col not in have:
                 out.append(f"ALTER TABLE {spec.name} ADD COLUMN {q(col)} {spec.sql_type(dialect, col)}")
+    if revisions.ENTRIES in existing:  # the log's insert tables follow the catalogue's metrics (migration 0009)
+        out += revisions.log_tables_statements(dialect, existing)
     return out + _views(dialect)
 
 
@@ -126,6 +128,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(revisions.MIGRATION_NAME, revisions.migration_statements),  # the revision log (store/revisions.py)
     Migration(credit.MIGRATION_NAME, credit.migration_statements),  # prepaid credit top-ups (store/credit.py)
     Migration(closes.MIGRATION_NAME, closes.migration_statements),  # closed months' figures (store/closes.py)
+    Migration(revisions.INSERTS_MIGRATION, revisions.inserts_migration_statements),  # fresh inserts logged wide
 )
 """The hand-written migrations, in order. The catalogue step runs after them."""
 
@@ -136,6 +139,7 @@ def _catalogue_digest() -> str:
         parts.append(spec.name + ":" + ",".join(f"{n}={t}" for n, t in spec.incoming_columns))
         parts.append(spec.daily_view_sql())
         parts.append(directory.named_view_sql(spec) or "")
+    parts += revisions.log_tables_statements("duckdb", {})
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 

@@ -1,14 +1,26 @@
 """The revision log: every change a sync makes to a stored row, appended in the transaction that makes it.
 
-``revisions`` holds one entry per changed metric of a changed row: the row's org, stream, endpoint table, bucket and
-group key, what happened to the row (``insert``, ``update`` or ``delete``), the metric, its old and new value
-(``DECIMAL(38,18)``: money and token counts exact; old NULL for an insert, new NULL for a delete), the sync run and
-the time the window was read. A metric whose value did not change (or is NULL on both sides) has no entry, so a
+``revisions`` reads as one entry per changed metric of a changed row: the row's org, stream, endpoint table,
+bucket and group key, what happened to the row (``insert``, ``update`` or ``delete``), the metric, its old and new
+value (``DECIMAL(38,18)``: money and token counts exact; old NULL for an insert, new NULL for a delete), the sync run
+and the time the window was read. A metric whose value did not change (or is NULL on both sides) has no entry, so a
 re-read that changes nothing appends nothing. The log is append-only: nothing here updates or deletes it.
 
-The entries are computed in SQL, set-based: the staged window is compared with the stored rows of the window (a
-full outer join on the primary key), unpivoted over the numeric metrics, and inserted in one statement before the
-window's upsert runs. Only the unpivot differs between the dialects (``%s`` placeholders in both).
+Where the entries live (migration ``0009_revision_inserts``): ``revisions`` is a view over two kinds of table.
+
+* ``revisions_<endpoint table>`` (``revisions_costs``, ``revisions_usage_completions``, ...): the rows of *fresh*
+  windows (a stream's first read of its buckets, the bulk of any first sync), one row per inserted row with its
+  logged metrics as columns. Unpivoted in the view, each gives one ``insert`` entry per non-NULL metric, as if it
+  had been written narrow; kept wide, it costs about what the row itself costs to write (the narrow form was one
+  log row per metric: nine to seventeen per data row, and 80 % of a first sync's store time).
+* ``revision_entries``: everything else, narrow: the updates, deletes and late inserts of re-read windows, and the
+  baseline of a store that predates the log.
+
+The entries are computed in SQL, set-based: a fresh window's staged rows are copied as they are; a re-read window is
+compared with the stored rows of the window (a full outer join on the primary key), unpivoted over the numeric
+metrics, and inserted in one statement before the window's upsert runs. Only the unpivot differs between the
+dialects (``%s`` placeholders in both). ``seq`` orders the log: each narrow entry, and each row of a fresh window,
+takes the next value of ``revisions_seq``, so the entries of one inserted row share theirs (they differ by metric).
 """
 
 from __future__ import annotations
@@ -18,9 +30,25 @@ from typing import Final
 
 from usageledger.store.schema import DECIMAL_PRECISION, DECIMAL_SCALE, Dialect, TableSpec, q, tables
 
-__all__ = ["LOG_COLUMNS", "MIGRATION_NAME", "changes_sql", "inserts_sql", "logged_metrics", "migration_statements"]
+__all__ = [
+    "ENTRIES",
+    "INSERTS_MIGRATION",
+    "LOG_COLUMNS",
+    "MIGRATION_NAME",
+    "changes_sql",
+    "insert_table",
+    "inserts_migration_statements",
+    "inserts_sql",
+    "log_tables",
+    "log_tables_statements",
+    "logged_metrics",
+    "migration_statements",
+]
 
 MIGRATION_NAME: Final = "0006_revision_log"
+INSERTS_MIGRATION: Final = "0009_revision_inserts"
+ENTRIES: Final = "revision_entries"
+"""The narrow table behind the ``revisions`` view (named ``revisions`` itself until migration 0009)."""
 
 LOG_COLUMNS: Final = (
     "org, stream, endpoint_table, bucket_start, bucket_end, group_key, change, metric, old_value, new_value,"
@@ -67,7 +95,7 @@ def _baseline(spec: TableSpec, dialect: Dialect, columns: Sequence[str]) -> str:
         " COALESCE(i.synced_at, i.bucket_end) AS seen,"
         f" {old}, {new} FROM {spec.name} AS i"
     )
-    return _unpivot(spec, source, dialect, metrics, f"'{MIGRATION_NAME}', seen")
+    return _unpivot(spec, source, dialect, metrics, f"'{MIGRATION_NAME}', seen", target="revisions")
 
 
 def logged_metrics(spec: TableSpec) -> tuple[str, ...]:
@@ -76,18 +104,23 @@ def logged_metrics(spec: TableSpec) -> tuple[str, ...]:
 
 
 def _unpivot(
-    spec: TableSpec, source: str, dialect: Dialect, metrics: Sequence[str] | None = None, run_seen: str = "%s, %s"
+    spec: TableSpec,
+    source: str,
+    dialect: Dialect,
+    metrics: Sequence[str] | None = None,
+    run_seen: str = "%s, %s",
+    target: str = ENTRIES,
 ) -> str:
-    """``INSERT INTO revisions`` from ``source`` (a relation with the key, ``change``, and each metric's ``o_<m>``
-    and ``n_<m>`` as decimals): one entry per metric whose old and new values differ. Placeholders: run id, seen
-    at, then those of ``source``.
+    """``INSERT INTO <target>`` (the narrow log) from ``source`` (a relation with the key, ``change``, and each
+    metric's ``o_<m>`` and ``n_<m>`` as decimals): one entry per metric whose old and new values differ.
+    Placeholders: run id, seen at, then those of ``source``.
 
     DuckDB's own ``UNPIVOT`` plans in a third of the time of a portable unpivot (it runs once per window, so its
     fixed cost is what a sync feels); PostgreSQL's ``LATERAL (VALUES ...)`` is its idiomatic equivalent.
     """
     metrics = logged_metrics(spec) if metrics is None else metrics
     head = (
-        f"INSERT INTO revisions ({LOG_COLUMNS}) SELECT org, stream, '{spec.name}', bucket_start, bucket_end,"
+        f"INSERT INTO {target} ({LOG_COLUMNS}) SELECT org, stream, '{spec.name}', bucket_start, bucket_end,"
         f" group_key, change, metric, old_value, new_value, {run_seen} FROM "
     )
     if dialect == "duckdb":
@@ -100,16 +133,87 @@ def _unpivot(
     return head + body + " WHERE old_value IS DISTINCT FROM new_value"
 
 
-def inserts_sql(spec: TableSpec, staged: str, dialect: Dialect) -> str:
-    """The log entries of a window whose rows are all new (nothing stored in it). Placeholders: run id, seen at."""
-    metrics = logged_metrics(spec)
-    new = ", ".join(f"CAST(i.{q(m)} AS {_DECIMAL}) AS {q('n_' + m)}" for m in metrics)
-    old = ", ".join(f"CAST(NULL AS {_DECIMAL}) AS {q('o_' + m)}" for m in metrics)
-    source = (
-        f"SELECT i.org, i.stream, i.bucket_start, i.bucket_end, i.group_key, 'insert' AS change, {old}, {new}"
-        f" FROM {staged} AS i"
+def insert_table(spec: TableSpec) -> str:
+    """The wide log table of an endpoint table's fresh inserts: ``revisions_<table>``."""
+    return f"revisions_{spec.name}"
+
+
+_ROW_KEY: Final = ("org", "stream", "bucket_start", "bucket_end", "group_key")
+_INSERT_KEY: Final = ("seq", "run_id", "seen_at", *_ROW_KEY)
+
+
+def _insert_columns(spec: TableSpec) -> tuple[str, ...]:
+    return (*_INSERT_KEY, *logged_metrics(spec))
+
+
+def inserts_sql(spec: TableSpec, staged: str) -> str:
+    """Log a fresh window's rows (nothing stored in their buckets) as they are, in ``revisions_<table>``.
+
+    Placeholders: run id, seen at. One statement, no unpivot: the view does that when the log is read. Each row
+    takes the next ``seq``; its metrics' entries share it.
+    """
+    metrics = ", ".join(f"i.{q(m)}" for m in logged_metrics(spec))
+    columns = ", ".join(q(c) for c in _insert_columns(spec))
+    return (
+        f"INSERT INTO {insert_table(spec)} ({columns}) SELECT nextval('revisions_seq'), %s, %s, i.org, i.stream,"
+        f" i.bucket_start, i.bucket_end, i.group_key, {metrics} FROM {staged} AS i"
     )
-    return _unpivot(spec, source, dialect)
+
+
+def log_tables() -> tuple[str, ...]:
+    """Every table the log is kept in (what deleting an org's history clears)."""
+    return (ENTRIES, *(insert_table(spec) for spec in tables()))
+
+
+def log_tables_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """Bring the wide insert tables in line with the catalogue (create, add columns) and (re)create the
+    ``revisions`` view over them and ``revision_entries``: run by migration 0009 and by every catalogue step."""
+    decimal = _DECIMAL if dialect == "duckdb" else f"NUMERIC({DECIMAL_PRECISION},{DECIMAL_SCALE})"
+    out: list[str] = []
+    for spec in tables():
+        table = insert_table(spec)
+        types = {"seq": "BIGINT", "run_id": "TEXT", "seen_at": "TIMESTAMPTZ"}
+        have = existing.get(table)
+        for column in _insert_columns(spec):
+            sql_type = types.get(column) or spec.sql_type(dialect, column)
+            if have is not None and column not in have:
+                out.append(f"ALTER TABLE {table} ADD COLUMN {q(column)} {sql_type}")
+        if have is None:
+            columns = ",\n  ".join(
+                f"{q(c)} {types.get(c) or spec.sql_type(dialect, c)}{' NOT NULL' if c in _INSERT_KEY else ''}"
+                for c in _insert_columns(spec)
+            )
+            out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns}\n)")
+    branches = [f"SELECT seq, {LOG_COLUMNS} FROM {ENTRIES}"]
+    for spec in tables():
+        metrics = logged_metrics(spec)
+        head = (
+            f"SELECT seq, org, stream, '{spec.name}' AS endpoint_table, bucket_start, bucket_end, group_key,"
+            f" 'insert' AS change, metric, CAST(NULL AS {decimal}) AS old_value, new_value, run_id, seen_at FROM "
+        )
+        if dialect == "duckdb":
+            cast = ", ".join(f"CAST({q(m)} AS {decimal}) AS {q(m)}" for m in metrics)
+            source = f"(SELECT seq, run_id, seen_at, {', '.join(_ROW_KEY)}, {cast} FROM {insert_table(spec)})"
+            # UNPIVOT leaves out NULLs by default: one entry per non-NULL metric, as the narrow log wrote them.
+            names = ", ".join(q(m) for m in metrics)
+            branches.append(f"{head}(UNPIVOT {source} ON {names} INTO NAME metric VALUE new_value) AS e")
+        else:
+            values = ", ".join(f"('{m}', CAST(d.{q(m)} AS {decimal}))" for m in metrics)
+            branches.append(
+                f"{head}(SELECT d.seq, d.run_id, d.seen_at, {', '.join('d.' + k for k in _ROW_KEY)}, e.metric,"
+                f" e.new_value FROM {insert_table(spec)} AS d CROSS JOIN LATERAL (VALUES {values})"
+                " AS e(metric, new_value) WHERE e.new_value IS NOT NULL) AS e"
+            )
+    out.append("DROP VIEW IF EXISTS revisions")
+    out.append("CREATE VIEW revisions AS\n" + "\nUNION ALL\n".join(branches))
+    return out
+
+
+def inserts_migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """Migration ``0009_revision_inserts``: the narrow table becomes ``revision_entries`` (its entries stay), the
+    wide insert tables are created and ``revisions`` becomes the view over all of them."""
+    out = [] if ENTRIES in existing else [f"ALTER TABLE revisions RENAME TO {ENTRIES}"]
+    return out + log_tables_statements(dialect, {k: v for k, v in existing.items() if k != "revisions"})
 
 
 def changes_sql(spec: TableSpec, staged: str, in_window: str, key_match: str, dialect: Dialect) -> str:

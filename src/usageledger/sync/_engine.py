@@ -214,9 +214,17 @@ def _finish(
 
 
 async def _fetch(
-    jobs: Iterator[WindowJob], clients: dict[str, AsyncClient], queue: asyncio.Queue[FetchedWindow | None]
+    jobs: Iterator[WindowJob],
+    clients: dict[str, AsyncClient],
+    queue: asyncio.Queue[FetchedWindow | None],
+    store: BaseStore,
+    run_id: str,
 ) -> None:
-    """A fetching worker: take the next job, read every page of its window, hand it to the writer."""
+    """A fetching worker: take the next job, read every page of its window, convert it, hand it to the writer.
+
+    Converting here, as soon as the pages are in, lets the pages go before the window waits for the writer. A
+    window the store refuses (a group twice in a bucket, a bucket outside the window) fails its stream only.
+    """
     for job in jobs:
         if job.run.error is not None:
             continue
@@ -236,7 +244,14 @@ async def _fetch(
             job.run.fail(mask_keys(f"{job.where()}: {exc}"))
             logger.error("sync failed: %s", job.run.error)
             continue
-        await queue.put(FetchedWindow.of(job, buckets))
+        try:
+            fetched = FetchedWindow.read(job, buckets, store, run_id)
+        except StoreError as exc:
+            job.run.fail(mask_keys(f"{job.where()}: {exc}"))
+            logger.error("sync failed: %s", job.run.error)
+            continue
+        del buckets
+        await queue.put(fetched)
 
 
 async def _execute(
@@ -253,9 +268,9 @@ async def _execute(
     queue: asyncio.Queue[FetchedWindow | None] = asyncio.Queue(maxsize=options.concurrency)
     # A transaction takes up to two fetch rounds of windows: big enough for DuckDB to write whole row groups of the
     # revision log instead of logging every entry, small enough to keep memory flat.
-    writer = Writer(store, run_id=run_id, now=now, emit=emit, max_windows=2 * options.concurrency)
+    writer = Writer(store, now=now, emit=emit, max_windows=2 * options.concurrency)
     writer_task = asyncio.create_task(writer.run(queue))
-    workers = [asyncio.create_task(_fetch(jobs, clients, queue)) for _ in range(options.concurrency)]
+    workers = [asyncio.create_task(_fetch(jobs, clients, queue, store, run_id)) for _ in range(options.concurrency)]
     fetching = asyncio.gather(*workers)
     try:
         watched: list[asyncio.Future[Any]] = [writer_task, fetching]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from usageledger import rules, timeutil
 from usageledger.models import Bucket
-from usageledger.store import UpsertCounts
+from usageledger.store import BaseStore, PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.sync._model import StreamPlan, StreamResult
 
 __all__ = ["FetchedWindow", "StreamRun", "WindowJob", "interleave"]
@@ -119,19 +120,32 @@ class WindowJob:
 
 @dataclass(frozen=True, slots=True)
 class FetchedWindow:
-    """A window with all its pages in: its buckets and the span ``[lo, hi)`` they cover (at least the window)."""
+    """A window with all its pages in, already converted for the store: its rows as the store loads them, the span
+    ``[lo, hi)`` they cover (at least the window), and when it was read. The decoded pages are not kept: a window
+    waiting for the writer holds its columns, a fraction of the memory of the pages as objects."""
 
     job: WindowJob
-    buckets: list[Bucket]
-    lo: int
-    hi: int
+    prepared: PreparedWindow
 
     @classmethod
-    def of(cls, job: WindowJob, buckets: list[Bucket]) -> FetchedWindow:
+    def read(cls, job: WindowJob, buckets: list[Bucket], store: BaseStore, run_id: str) -> FetchedWindow:
+        """Check and convert a window's buckets (pure CPU: :meth:`BaseStore.prepare`); a ``StoreError`` names what
+        is wrong with them."""
         window = job.window
         lo = min((b.start_time for b in buckets), default=window.start)
         hi = max((b.end_time for b in buckets), default=window.end)
-        return cls(job, buckets, min(lo, window.start), max(hi, window.end))
+        plan = job.run.plan
+        write = WindowWrite(
+            plan.org,
+            plan.stream,
+            (),
+            min(lo, window.start),
+            max(hi, window.end),
+            run_id,
+            int(time.time()),
+            buckets=buckets,
+        )
+        return cls(job, store.prepare(write))
 
 
 def interleave(runs: Sequence[StreamRun]) -> Iterator[WindowJob]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from usageledger import timeutil
 from usageledger.store import BaseStore, PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.sync._model import EventHandler, StreamFinished, WindowDone
-from usageledger.sync._state import FetchedWindow
+from usageledger.sync._state import FetchedWindow, WindowJob
 
 __all__ = ["Writer"]
 
@@ -25,23 +24,25 @@ MAX_BATCH_ROWS: Final = 50_000
 
 @dataclass(slots=True)
 class _Batch:
-    """Fetched windows that go into one transaction, with what the store made of them."""
+    """Windows that go into one transaction: their jobs, and what the store made of them.
 
-    windows: list[FetchedWindow]
-    writes: list[WindowWrite]
+    Only the converted rows are held: the decoded pages are let go as soon as a window is prepared (a batch waits
+    while the one before it commits, and pages as objects take several times the memory of their columns).
+    """
+
+    jobs: list[WindowJob]
     prepared: list[PreparedWindow]
 
     def full(self, max_windows: int, max_rows: int) -> bool:
-        return len(self.windows) >= max_windows or sum(p.rows for p in self.prepared) >= max_rows
+        return len(self.jobs) >= max_windows or sum(p.rows for p in self.prepared) >= max_rows
 
     def extend(self, more: _Batch) -> None:
-        self.windows += more.windows
-        self.writes += more.writes
+        self.jobs += more.jobs
         self.prepared += more.prepared
 
     def rollback(self) -> None:
-        for fetched in self.windows:
-            fetched.job.run.rollback(fetched.job.index)
+        for job in self.jobs:
+            job.run.rollback(job.index)
 
 
 class Writer:
@@ -59,14 +60,12 @@ class Writer:
         self,
         store: BaseStore,
         *,
-        run_id: str,
         now: int,
         emit: EventHandler,
         max_windows: int = 16,
         max_rows: int = MAX_BATCH_ROWS,
     ) -> None:
         self._store = store
-        self._run_id = run_id
         self._now = now
         self._emit = emit
         self._max_windows = max_windows
@@ -99,7 +98,7 @@ class Writer:
                     continue  # the commit ended first: the next one may start
                 item, getter = getter.result(), None
                 windows: list[FetchedWindow] = []
-                held = 0 if waiting is None else len(waiting.windows)
+                held = 0 if waiting is None else len(waiting.jobs)
                 while item is not None:
                     windows.append(item)
                     if queue.empty() or held + len(windows) >= self._max_windows:
@@ -109,6 +108,8 @@ class Writer:
                     finished = True
                 if windows:
                     batch = self._prepare(windows)
+                    windows.clear()  # the decoded pages go now; the batch holds their columns
+                    item = None
                     if waiting is None:
                         waiting = batch
                     else:
@@ -124,38 +125,23 @@ class Writer:
             raise
 
     def _prepare(self, windows: list[FetchedWindow]) -> _Batch:
+        """Take windows into a batch, in order, and give each its place in its stream: whether it is fresh, the
+        watermark it moves, whether it finishes the stream (every window taken: this transaction records it ``ok``,
+        so a later kill cannot leave it ``running``)."""
         for fetched in windows:
             fetched.job.run.take(fetched.job.index)
-        synced_at = int(time.time())
-        writes = [self._write(fetched, synced_at) for fetched in windows]
-        # Converting rows is CPU work that holds the GIL: doing it here, between awaits, rather than in the writer
-        # thread keeps the two threads from convoying on the GIL (which delays every response the loop handles).
-        try:
-            prepared = [self._store.prepare(w) for w in writes]
-        except BaseException:
-            for fetched in windows:
-                fetched.job.run.rollback(fetched.job.index)
-            raise
-        return _Batch(windows, writes, prepared)
+        return _Batch([fetched.job for fetched in windows], [self._placed(fetched) for fetched in windows])
 
-    def _write(self, fetched: FetchedWindow, synced_at: int) -> WindowWrite:
+    def _placed(self, fetched: FetchedWindow) -> PreparedWindow:
         run = fetched.job.run
-        plan = run.plan
-        return WindowWrite(
-            plan.org,
-            plan.stream,
-            (),
-            fetched.lo,
-            fetched.hi,
-            self._run_id,
-            synced_at,
-            run.next_watermark(self._now),
-            fresh=run.extent is None or fetched.lo > run.extent,
-            buckets=fetched.buckets,
-            # Every window of the stream is committed, in the commit before this one, or in this batch: this
-            # transaction finishes the stream and records it `ok` (a later kill cannot leave it `running`).
+        read = fetched.prepared
+        write = replace(
+            read.write,
+            watermark=run.next_watermark(self._now),
+            fresh=run.extent is None or read.write.lo > run.extent,
             completes_stream=run.all_taken,
         )
+        return PreparedWindow(write, read.rows, read.payload)
 
     async def _commit(self, batch: _Batch) -> None:
         commit = asyncio.ensure_future(asyncio.to_thread(self._store.commit_windows, batch.prepared))
@@ -171,14 +157,12 @@ class Writer:
         except BaseException:
             batch.rollback()
             raise
-        self._committed(batch.windows, batch.writes, counts)
+        self._committed(batch.jobs, [p.write for p in batch.prepared], counts)
 
-    def _committed(
-        self, windows: Sequence[FetchedWindow], writes: Sequence[WindowWrite], counts: list[UpsertCounts]
-    ) -> None:
-        for fetched, write, c in zip(windows, writes, counts, strict=True):
-            run = fetched.job.run
-            window = fetched.job.window
+    def _committed(self, jobs: Sequence[WindowJob], writes: Sequence[WindowWrite], counts: list[UpsertCounts]) -> None:
+        for job, write, c in zip(jobs, writes, counts, strict=True):
+            run = job.run
+            window = job.window
             finished = run.mark_committed(c, write.watermark)
             logger.info(
                 "window committed",
