@@ -17,9 +17,8 @@ import pytest
 
 from usageledger import timeutil
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
-from usageledger.store import BaseStore, Stream, WindowWrite, open_store, table_for, tables
+from usageledger.store import BaseStore, Stream, WindowWrite, open_store, revisions, table_for, tables
 from usageledger.store._types import to_datetime
-from usageledger.store import revisions
 from usageledger.store.revisions import logged_metrics
 from usageledger.sync import Org
 
