@@ -8,8 +8,9 @@ assistant can read and correct.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -54,12 +55,17 @@ Project = Annotated[
 _Tool = TypeVar("_Tool", bound=Callable[..., dict[str, Any]])
 
 
-def _guarded(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run a tool; a usageledger error (bad argument, missing store) becomes a one-line tool error."""
-    try:
-        return call()
-    except UsageLedgerError as exc:
-        raise ToolError(str(exc)) from None
+def _guarded(tool: _Tool) -> _Tool:
+    """The tool, with a usageledger error (bad argument, missing store) turned into a one-line tool error."""
+
+    @functools.wraps(tool)
+    def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return tool(*args, **kwargs)
+        except UsageLedgerError as exc:
+            raise ToolError(str(exc)) from None
+
+    return cast(_Tool, run)
 
 
 def build_server(tools: LedgerTools) -> MCPServer:
@@ -67,8 +73,14 @@ def build_server(tools: LedgerTools) -> MCPServer:
     server: MCPServer = MCPServer(name=SERVER_NAME, instructions=_INSTRUCTIONS, log_level="WARNING")
 
     def read_only(name: str, description: str) -> Callable[[_Tool], _Tool]:
-        """Register a tool under ``name``: every tool only reads the store, and says so in its annotations."""
-        return server.tool(name=name, description=description, annotations=_READ_ONLY)
+        """Register a tool under ``name``: every tool only reads the store, says so in its annotations, and answers
+        a usageledger error with a one-line tool error (see :func:`_guarded`)."""
+
+        def register(tool: _Tool) -> _Tool:
+            server.tool(name=name, description=description, annotations=_READ_ONLY)(_guarded(tool))
+            return tool
+
+        return register
 
     @read_only(
         "spend",
@@ -97,7 +109,7 @@ def build_server(tools: LedgerTools) -> MCPServer:
             ),
         ] = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.spend(since, until, group_by, org, project, model))
+        return tools.spend(since, until, group_by, org, project, model)
 
     @read_only(
         "usage",
@@ -105,7 +117,7 @@ def build_server(tools: LedgerTools) -> MCPServer:
         "from the token-metered usage endpoints (completions, embeddings, moderations...).",
     )
     def usage(since: Since = None, until: Until = None, org: Org = None, project: Project = None) -> dict[str, Any]:
-        return _guarded(lambda: tools.usage(since, until, org, project))
+        return tools.usage(since, until, org, project)
 
     @read_only(
         "top_movers",
@@ -119,7 +131,7 @@ def build_server(tools: LedgerTools) -> MCPServer:
         org: Org = None,
         project: Project = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.top_movers(since, until, by, org, project))
+        return tools.top_movers(since, until, by, org, project)
 
     @read_only(
         "changes",
@@ -140,7 +152,7 @@ def build_server(tools: LedgerTools) -> MCPServer:
             int, Field(ge=1, le=MAX_CHANGES, description="At most this many entries, newest first.")
         ] = 100,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.changes(since, until, org, kind, limit))
+        return tools.changes(since, until, org, kind, limit)
 
     @read_only(
         "alerts",
@@ -155,7 +167,7 @@ def build_server(tools: LedgerTools) -> MCPServer:
             str | None, Field(description="Day to check (YYYY-MM-DD, today or earlier). Default: today and yesterday.")
         ] = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.alerts(org, project, date))
+        return tools.alerts(org, project, date)
 
     @read_only(
         "lookup",
@@ -171,6 +183,6 @@ def build_server(tools: LedgerTools) -> MCPServer:
         ] = None,
         org: Org = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.lookup(query, kind, org))
+        return tools.lookup(query, kind, org)
 
     return server
