@@ -8,8 +8,9 @@ assistant can read and correct.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -51,25 +52,42 @@ Project = Annotated[
 ]
 
 
-def _guarded(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run a tool; a usageledger error (bad argument, missing store) becomes a one-line tool error."""
-    try:
-        return call()
-    except UsageLedgerError as exc:
-        raise ToolError(str(exc)) from None
+_Tool = TypeVar("_Tool", bound=Callable[..., dict[str, Any]])
+
+
+def _guarded(tool: _Tool) -> _Tool:
+    """The tool, with a usageledger error (bad argument, missing store) turned into a one-line tool error."""
+
+    @functools.wraps(tool)
+    def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return tool(*args, **kwargs)
+        except UsageLedgerError as exc:
+            raise ToolError(str(exc)) from None
+
+    return cast(_Tool, run)
 
 
 def build_server(tools: LedgerTools) -> MCPServer:
     """The MCP server with the ledger's tools: spend, usage, top_movers, changes, alerts, lookup."""
     server: MCPServer = MCPServer(name=SERVER_NAME, instructions=_INSTRUCTIONS, log_level="WARNING")
 
-    @server.tool(
-        name="spend",
-        description="Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, "
+    def read_only(name: str, description: str) -> Callable[[_Tool], _Tool]:
+        """Register a tool under ``name``: every tool only reads the store, says so in its annotations, and answers
+        a usageledger error with a one-line tool error (see :func:`_guarded`)."""
+
+        def register(tool: _Tool) -> _Tool:
+            server.tool(name=name, description=description, annotations=_READ_ONLY)(_guarded(tool))
+            return tool
+
+        return register
+
+    @read_only(
+        "spend",
+        "Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, "
         "team, model, line_item, api_key, user or day, with the total and the previous period's total, optionally "
         "for one model. Figures equal `usageledger report --format json` for the same period and filters. "
         "`provisional_from` is the first day that may still be restated.",
-        annotations=_READ_ONLY,
     )
     def spend(
         since: Since = None,
@@ -91,22 +109,20 @@ def build_server(tools: LedgerTools) -> MCPServer:
             ),
         ] = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.spend(since, until, group_by, org, project, model))
+        return tools.spend(since, until, group_by, org, project, model)
 
-    @server.tool(
-        name="usage",
-        description="Token usage (input and output tokens) and model requests over a period, in total and by model, "
+    @read_only(
+        "usage",
+        "Token usage (input and output tokens) and model requests over a period, in total and by model, "
         "from the token-metered usage endpoints (completions, embeddings, moderations...).",
-        annotations=_READ_ONLY,
     )
     def usage(since: Since = None, until: Until = None, org: Org = None, project: Project = None) -> dict[str, Any]:
-        return _guarded(lambda: tools.usage(since, until, org, project))
+        return tools.usage(since, until, org, project)
 
-    @server.tool(
-        name="top_movers",
-        description="The projects or models whose spend changed most against the previous period of the same "
+    @read_only(
+        "top_movers",
+        "The projects or models whose spend changed most against the previous period of the same "
         "length (current, previous, change, change_ratio), biggest absolute change first.",
-        annotations=_READ_ONLY,
     )
     def top_movers(
         since: Since = None,
@@ -115,15 +131,14 @@ def build_server(tools: LedgerTools) -> MCPServer:
         org: Org = None,
         project: Project = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.top_movers(since, until, by, org, project))
+        return tools.top_movers(since, until, by, org, project)
 
-    @server.tool(
-        name="changes",
-        description="What syncs changed in already stored data, from the store's revision log: per table, bucket "
+    @read_only(
+        "changes",
+        "What syncs changed in already stored data, from the store's revision log: per table, bucket "
         "day, change (update, delete, or insert) and metric, how many rows and the net change of the metric "
         "(e.g. amount_value for costs). The period selects when the sync saw the change. 'restatements' (default) "
         "leaves out first reads (inserts).",
-        annotations=_READ_ONLY,
     )
     def changes(
         since: Since = None,
@@ -137,14 +152,13 @@ def build_server(tools: LedgerTools) -> MCPServer:
             int, Field(ge=1, le=MAX_CHANGES, description="At most this many entries, newest first.")
         ] = 100,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.changes(since, until, org, kind, limit))
+        return tools.changes(since, until, org, kind, limit)
 
-    @server.tool(
-        name="alerts",
-        description="The alerts `usageledger check` would raise with the config's [alerts] thresholds: daily and "
+    @read_only(
+        "alerts",
+        "The alerts `usageledger check` would raise with the config's [alerts] thresholds: daily and "
         "monthly budgets, spend anomalies (robust z-score), stale data. `fired` says whether any did; `checks` "
         "says what each check compared.",
-        annotations=_READ_ONLY,
     )
     def alerts(
         org: Org = None,
@@ -153,14 +167,13 @@ def build_server(tools: LedgerTools) -> MCPServer:
             str | None, Field(description="Day to check (YYYY-MM-DD, today or earlier). Default: today and yesterday.")
         ] = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.alerts(org, project, date))
+        return tools.alerts(org, project, date)
 
-    @server.tool(
-        name="lookup",
-        description="Find projects, users, service accounts and API keys in the synced directory: by exact ID, or by "
+    @read_only(
+        "lookup",
+        "Find projects, users, service accounts and API keys in the synced directory: by exact ID, or by "
         "part of a name or email (case-insensitive). Returns each match's ID, name, status and org: names for IDs "
         "and IDs for names.",
-        annotations=_READ_ONLY,
     )
     def lookup(
         query: Annotated[str, Field(min_length=1, description="An ID, or part of a name or email.")],
@@ -170,6 +183,6 @@ def build_server(tools: LedgerTools) -> MCPServer:
         ] = None,
         org: Org = None,
     ) -> dict[str, Any]:
-        return _guarded(lambda: tools.lookup(query, kind, org))
+        return tools.lookup(query, kind, org)
 
     return server
