@@ -117,30 +117,6 @@ def bucket_filter(
     return where, params
 
 
-def _select(
-    spec: TableSpec,
-    *,
-    since: int | None,
-    until: int | None,
-    orgs: Sequence[str],
-    streams: Sequence[str],
-    with_names: bool = False,
-    source: tuple[str, list[Any]] | None = None,
-) -> tuple[str, list[Any]]:
-    names = ["org", "stream", "bucket_start", "bucket_end", *(c.name for c in spec.data_columns)]
-    named = _named(spec) if with_names else ()
-    cols = ", ".join([*(f"t.{q(c)}" for c in names), *(f"{n.prefix}_dir.name AS {n.prefix}_name" for n in named)])
-    where, params = bucket_filter(since, until, orgs, streams, alias="t")
-    sql = f"SELECT {cols} FROM {spec.name if source is None else f'({source[0]})'} AS t"
-    if source is not None:
-        params = [*source[1], *params]
-    if named:
-        sql += " " + name_joins("t", named)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return sql + " ORDER BY t.org, t.stream, t.bucket_start, t.group_key", params
-
-
 def _text(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format_decimal(value)
@@ -365,6 +341,22 @@ class _Selection:
     changed_since: int | None = None
     deltas: bool = False
 
+    def _sql(self, spec: TableSpec, source: tuple[str, list[Any]] | None) -> tuple[str, list[Any]]:
+        """The SELECT of ``spec``'s rows in this selection, from ``source`` (a subquery and its parameters) when
+        given, else from the table itself; with ``with_names``, the directory's names joined on."""
+        names = ["org", "stream", "bucket_start", "bucket_end", *(c.name for c in spec.data_columns)]
+        named = _named(spec) if self.with_names else ()
+        cols = ", ".join([*(f"t.{q(c)}" for c in names), *(f"{n.prefix}_dir.name AS {n.prefix}_name" for n in named)])
+        where, params = bucket_filter(self.since, self.until, self.orgs, self.streams, alias="t")
+        sql = f"SELECT {cols} FROM {spec.name if source is None else f'({source[0]})'} AS t"
+        if source is not None:
+            params = [*source[1], *params]
+        if named:
+            sql += " " + name_joins("t", named)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return sql + " ORDER BY t.org, t.stream, t.bucket_start, t.group_key", params
+
     def batches(self, spec: TableSpec) -> Iterator[pa.Table]:
         source = None
         if self.deltas or self.as_of is not None:
@@ -375,15 +367,7 @@ class _Selection:
                 if self.deltas
                 else history.as_of_sql(spec, self.as_of or 0, dialect, groups)
             )
-        sql, params = _select(
-            spec,
-            since=self.since,
-            until=self.until,
-            orgs=self.orgs,
-            streams=self.streams,
-            with_names=self.with_names,
-            source=source,
-        )
+        sql, params = self._sql(spec, source)
         yield from self.store.iter_batches(sql, params, _schema(spec, self.with_names), self.batch_rows)
 
 

@@ -90,38 +90,34 @@ MANDATORY_COLUMNS: Final[tuple[str, ...]] = (
 )
 """FOCUS 1.2's mandatory columns that this export fills (the issue's list of 21)."""
 
-FOCUS_COLUMNS: Final[tuple[tuple[str, pa.DataType], ...]] = (
-    ("BilledCost", _MONEY),
-    ("BillingAccountId", pa.string()),
-    ("BillingAccountName", pa.string()),
-    ("BillingCurrency", pa.string()),
-    ("BillingPeriodEnd", _TS),
-    ("BillingPeriodStart", _TS),
-    ("ChargeCategory", pa.string()),
-    ("ChargeClass", pa.string()),
-    ("ChargeDescription", pa.string()),
-    ("ChargeFrequency", pa.string()),
-    ("ChargePeriodEnd", _TS),
-    ("ChargePeriodStart", _TS),
-    ("ConsumedQuantity", _MONEY),
-    ("ConsumedUnit", pa.string()),
-    ("ContractedCost", _MONEY),
-    ("EffectiveCost", _MONEY),
-    ("InvoiceId", pa.string()),
-    ("InvoiceIssuerName", pa.string()),
-    ("ListCost", _MONEY),
-    ("PricingQuantity", _MONEY),
-    ("PricingUnit", pa.string()),
-    ("ProviderName", pa.string()),
-    ("PublisherName", pa.string()),
-    ("ServiceCategory", pa.string()),
-    ("ServiceName", pa.string()),
-    ("ServiceSubcategory", pa.string()),
-    ("SubAccountId", pa.string()),
-    ("SubAccountName", pa.string()),
-    ("Tags", pa.string()),
+_MORE_COLUMNS: Final = (
+    "ChargeFrequency",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "InvoiceId",
+    "ServiceSubcategory",
+    "SubAccountId",
+    "SubAccountName",
+    "Tags",
 )
-"""Every FOCUS column written, with its Parquet type, in file order."""
+"""The columns written beyond :data:`MANDATORY_COLUMNS`."""
+
+_MONEY_COLUMNS: Final = (
+    "BilledCost",
+    "ConsumedQuantity",
+    "ContractedCost",
+    "EffectiveCost",
+    "ListCost",
+    "PricingQuantity",
+)
+_TIME_COLUMNS: Final = ("BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart")
+_TYPES: Final[Mapping[str, pa.DataType]] = dict.fromkeys(_MONEY_COLUMNS, _MONEY) | dict.fromkeys(_TIME_COLUMNS, _TS)
+"""The columns that are not strings, and their Parquet types."""
+
+FOCUS_COLUMNS: Final[tuple[tuple[str, pa.DataType], ...]] = tuple(
+    (name, _TYPES.get(name, pa.string())) for name in sorted((*MANDATORY_COLUMNS, *_MORE_COLUMNS))
+)
+"""Every FOCUS column written, with its Parquet type, in file order (by name)."""
 
 FX_COLUMNS: Final[tuple[tuple[str, pa.DataType], ...]] = (
     ("x_DisplayCurrency", pa.string()),

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
-from typing import Final, Literal
+from typing import Final, Literal, TypedDict, Unpack
 
 from usageledger.errors import ParameterError
 from usageledger.report.fx import BASE_CURRENCY, FxRates
@@ -53,6 +53,7 @@ __all__ = [
     "StatementAdjustment",
     "StatementBy",
     "StatementLine",
+    "StatementOptions",
     "apportion",
     "build_statements",
     "month_statements",
@@ -69,6 +70,23 @@ RULES: Final[Mapping[Allocation, str]] = {
 SHARED: Final = "shared (unallocated)"
 """The owner of the shared spend with ``--allocate none`` (or when there is no owner to allocate it to)."""
 CENT: Final = Decimal("0.01")
+
+
+class StatementOptions(TypedDict, total=False):
+    """How :func:`build_statements` and :func:`month_statements` draw up a month's statements (each optional)."""
+
+    by: StatementBy
+    """An owner is a ``team`` (the default) or a ``project``."""
+    allocation: Allocation
+    """The rule that splits the shared spend (:data:`ALLOCATIONS`; default ``proportional``)."""
+    teams: Mapping[str, str] | None
+    """Project IDs to teams, for ``by="team"`` (default: none, so all spend is shared)."""
+    org: str | None
+    """One org's spend only (default: every org's)."""
+    fx: FxRates | None
+    """A rate table to convert every day's amounts with (default: none, USD)."""
+    today: date | None
+    """The day that decides whether the month is over (default: today, UTC)."""
 
 
 def _month_end(first: date) -> date:
@@ -228,39 +246,27 @@ def _month_rows(
     return [(utc_day(d), p, li, Decimal(a or 0)) for d, p, li, a in db.query(sql, params)]
 
 
-def build_statements(
-    db: Database,
-    month: date,
-    *,
-    by: StatementBy = "team",
-    allocation: Allocation = "proportional",
-    teams: Mapping[str, str] | None = None,
-    org: str | None = None,
-    fx: FxRates | None = None,
-    today: date | None = None,
-) -> MonthStatements:
-    """The month's statements (see the module's docstring); ``teams`` maps project IDs to teams for ``by="team"``."""
+def build_statements(db: Database, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
+    """The month's statements (see the module's docstring and :class:`StatementOptions`)."""
     first = month.replace(day=1)
-    rows = _month_rows(db, first, _month_end(first), org)
-    return _from_rows(rows, first, by=by, allocation=allocation, teams=teams, fx=fx, today=today)
+    rows = _month_rows(db, first, _month_end(first), options.get("org"))
+    return _from_rows(rows, first, options)
 
 
 def _from_rows(
-    rows: Sequence[tuple[date, str | None, str | None, Decimal]],
-    first: date,
-    *,
-    by: StatementBy,
-    allocation: Allocation,
-    teams: Mapping[str, str] | None,
-    fx: FxRates | None,
-    today: date | None,
+    rows: Sequence[tuple[date, str | None, str | None, Decimal]], first: date, options: StatementOptions
 ) -> MonthStatements:
+    """The statements of ``rows`` (already limited to ``options``' org); the options' defaults are set here."""
+    by = options.get("by", "team")
+    allocation = options.get("allocation", "proportional")
+    fx = options.get("fx")
+    today = options.get("today")
     if allocation not in ALLOCATIONS:
         raise ParameterError("--allocate", f"unknown rule {allocation!r}", allowed=ALLOCATIONS)
     until = _month_end(first)
     if fx is not None:
         fx.require(day for day, _, _, _ in rows)
-    team_of = teams or {}
+    team_of = options.get("teams") or {}
     direct: dict[str, dict[tuple[str | None, str | None], Decimal]] = {}
     members: dict[str, list[str | None]] = {}
     shared_exact = Decimal(0)
@@ -333,22 +339,13 @@ def _from_rows(
     )
 
 
-def month_statements(
-    store: BaseStore,
-    month: date,
-    *,
-    by: StatementBy = "team",
-    allocation: Allocation = "proportional",
-    teams: Mapping[str, str] | None = None,
-    org: str | None = None,
-    fx: FxRates | None = None,
-    today: date | None = None,
-) -> MonthStatements:
+def month_statements(store: BaseStore, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """:func:`build_statements`, but for a month closed by the org(s) in question (``org``, else every org with
     spend in it or a close of it): the figures closed, and the later adjustments per statement (module docstring)."""
     first = month.replace(day=1)
     until = _month_end(first)
-    present = build_statements(store, first, by=by, allocation=allocation, teams=teams, org=org, fx=fx, today=today)
+    org = options.get("org")
+    present = build_statements(store, first, **options)
     recorded = [line for line in closed_lines(store, org) if line.month == first and line.level == "org"]
     if not recorded:
         return present
@@ -372,7 +369,7 @@ def month_statements(
         rows += _month_rows(store, first, until, o)
     # One order whichever org a row came from, so the projects a statement lists come in the query's order.
     rows.sort(key=lambda r: (r[0], r[1] is not None, r[1] or "", r[2] is not None, r[2] or ""))
-    closed = _from_rows(rows, first, by=by, allocation=allocation, teams=teams, fx=fx, today=today)
+    closed = _from_rows(rows, first, options)
     was = {s.owner: s.total for s in closed.statements}
     now = {s.owner: s.total for s in present.statements}
     owners = [s.owner for s in closed.statements] + [s.owner for s in present.statements if s.owner not in was]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from usageledger import catalogue
-from usageledger.store._types import to_datetime, to_unix
+from usageledger.store._types import UpsertCounts, to_datetime, to_unix
 from usageledger.store.schema import Dialect, TableSpec, q
 
 
@@ -90,12 +90,16 @@ class Snapshot:
     complete: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
 
-@dataclass(frozen=True, slots=True)
-class DirectoryCounts:
-    inserted: int = 0
-    changed: int = 0
-    deleted: int = 0
-    unchanged: int = 0
+class DirectoryCounts(UpsertCounts):
+    """What a refresh did to an org's directory, counted as a sync write is: items new, changed (``updated``: a new
+    version), unchanged, and deleted."""
+
+    __slots__ = ()
+
+    @property
+    def changed(self) -> int:
+        """The directory's word for ``updated``."""
+        return self.updated
 
 
 def migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
@@ -167,7 +171,7 @@ def refresh(store: BaseStore, org: str, snapshot: Snapshot, *, at: int) -> Direc
             gone = Entry(key[0], key[1], key[2], name, "{}", email, "deleted", owner_type, owner_id)
             _insert(store, org, gone, "deleted", "deleted", when)
             deleted += 1
-    return DirectoryCounts(inserted, changed, deleted, unchanged)
+    return DirectoryCounts(inserted=inserted, updated=changed, unchanged=unchanged, deleted=deleted)
 
 
 def _close(store: BaseStore, org: str, key: tuple[str, str, str], when: object) -> None:
