@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import logging
 import os
 import sys
 import typing
@@ -20,7 +19,6 @@ from typer.core import TyperCommand, TyperGroup
 from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._paths import is_duckdb_file, same_file
-from usageledger._secrets import MaskKeysFilter, mask_keys
 from usageledger.cli._commands import COMMANDS
 from usageledger.errors import UsageLedgerError
 
@@ -241,6 +239,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear line on stderr (key-shaped text masked, whatever its source) and return the Exit to raise."""
     from rich.markup import escape
 
+    from usageledger._secrets import mask_keys
+
     # The message is plain text: a config section such as [store] in it must print as written, not as markup.
     _err_console().print(f"[bold red]error:[/] {escape(mask_keys(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -382,6 +382,10 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
     """Configure logging for the CLI; library code only ever logs."""
+    import logging  # with the secrets filter, only for commands that log: `version` needs neither
+
+    from usageledger._secrets import MaskKeysFilter
+
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
