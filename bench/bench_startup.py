@@ -1,8 +1,9 @@
-"""Start-up benchmark: wall time and peak RSS of `usageledger --help` and `usageledger version`.
+"""Start-up benchmark: wall time and peak RSS of `usageledger --help`, `version`, `version --help` and `report --help`.
 
 Each command runs as a user runs it (a fresh interpreter: ``python -c "from usageledger.cli import main; main()"``),
 ``--runs`` times, alternating between the interpreters given, so both meet the same machine load. Reported: the
-median wall time and the median peak RSS (``wait4``'s ``ru_maxrss``) per command and interpreter.
+median wall time, the median CPU time (user + system, from ``wait4``: less swayed by the load of a shared machine than
+the wall time) and the median peak RSS (``wait4``'s ``ru_maxrss``) per command and interpreter.
 
 Run: ``.venv/bin/python bench/bench_startup.py --before /work/main/.venv/bin/python`` (``--before`` is an interpreter
 with the code to compare against, e.g. a checkout of main with its own venv; leave it out to measure this tree only).
@@ -17,12 +18,12 @@ import subprocess
 import sys
 import time
 
-COMMANDS: tuple[tuple[str, ...], ...] = (("--help",), ("version",))
+COMMANDS: tuple[tuple[str, ...], ...] = (("--help",), ("version",), ("version", "--help"), ("report", "--help"))
 ENTRY = "from usageledger.cli import main; main()"
 
 
-def once(python: str, argv: tuple[str, ...]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one run."""
+def once(python: str, argv: tuple[str, ...]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one run."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([python, "-c", ENTRY, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -30,7 +31,7 @@ def once(python: str, argv: tuple[str, ...]) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{python} {' '.join(argv)} exited {proc.returncode}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     pythons = {"after": sys.executable} if args.before is None else {"before": args.before, "after": sys.executable}
-    results: dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = {}
+    results: dict[tuple[str, tuple[str, ...]], list[tuple[float, float, float]]] = {}
     for python in pythons.values():  # one unmeasured run each: warm the page cache and the .pyc files
         for argv in COMMANDS:
             once(python, argv)
@@ -47,14 +48,18 @@ def main() -> None:
         for label, python in pythons.items():
             for argv in COMMANDS:
                 results.setdefault((label, argv), []).append(once(python, argv))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"median of {args.runs} runs, alternating, python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    print(f"{'command':<22}{'':>8}{'wall':>10}{'peak RSS':>12}")
+    print(f"load average at the end (1, 5, 15 min): {load}")
+    print(f"{'command':<30}{'':>8}{'wall':>10}{'CPU':>10}{'peak RSS':>12}")
     for argv in COMMANDS:
         for label in pythons:
             runs = results[(label, argv)]
-            wall = statistics.median(w for w, _ in runs)
-            rss = statistics.median(r for _, r in runs)
-            print(f"{'usageledger ' + ' '.join(argv):<22}{label:>8}{wall * 1000:>8.0f}ms{rss:>9.0f} MB")
+            wall = statistics.median(w for w, _, _ in runs)
+            cpu = statistics.median(c for _, c, _ in runs)
+            rss = statistics.median(r for _, _, r in runs)
+            name = "usageledger " + " ".join(argv)
+            print(f"{name:<30}{label:>8}{wall * 1000:>8.0f}ms{cpu * 1000:>8.0f}ms{rss:>9.0f} MB")
 
 
 if __name__ == "__main__":

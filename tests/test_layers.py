@@ -211,3 +211,23 @@ def test_a_fault_rate_out_of_range_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="rate_5xx") as info:
         FaultConfig(rate_5xx=2.0)
     assert isinstance(info.value, ValueError)
+
+
+def test_no_test_module_imports_conftest() -> None:
+    """Fixtures come from the ``tests/fixtures`` plugins: no test module imports ``conftest`` (which pytest may load
+    under another name, giving two copies of every fixture and constant)."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = (
+                    [node.module or "", *(alias.name for alias in node.names)] if node.level else [node.module or ""]
+                )
+            else:
+                continue
+            if any(name == "conftest" or name.endswith(".conftest") for name in names):
+                offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
+    assert offenders == []

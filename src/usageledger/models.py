@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal, TypeAlias
+from typing import Annotated, Any, Final, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -240,21 +240,12 @@ class UsageResponse(msgspec.Struct, kw_only=True):
 _DECODER: Final = msgspec.json.Decoder(UsageResponse)
 _KNOWN_OBJECTS: Final = frozenset(
     t.__struct_config__.tag
-    for t in (
-        CompletionsResult,
-        DecisionsResult,
-        EmbeddingsResult,
-        ModerationsResult,
-        ImagesResult,
-        AudioSpeechesResult,
-        AudioTranscriptionsResult,
-        VectorStoresResult,
-        CodeInterpreterSessionsResult,
-        FileSearchCallsResult,
-        WebSearchCallsResult,
-        CostsResult,
-    )
+    for t in get_args(Result)
+    if t is not OpaqueResult and isinstance(t.__struct_config__.tag, str)
 )
+"""The ``object`` of every typed result, read from :data:`Result` itself: a model added to the union is known to the
+tolerant decoding path too (a second list here once had to be kept in step, or a new endpoint's results turned
+opaque whenever its page also held an unknown result)."""
 _RESULT_DECODER: Final = msgspec.json.Decoder(Result)
 
 

@@ -1,4 +1,5 @@
-"""Start-up stays light: `--help` and `version` import neither pyarrow nor DuckDB nor the reports.
+"""Start-up stays light: `--help` and `version` import neither pyarrow nor DuckDB nor the reports, nor pydantic (which
+typer's coercion of an option not given would pull in) nor rich (which only commands printing rich output need).
 
 Commands are listed from the table in ``cli/_commands.py`` and a command's module is imported only when it runs; the
 table must therefore agree with what the modules register (names and the one line `--help` shows).
@@ -14,10 +15,22 @@ import pytest
 import typer.main
 from typer.core import TyperCommand
 
+import usageledger
 from usageledger.cli import app
 from usageledger.cli._commands import COMMANDS, Command
 
-HEAVY = ("pyarrow", "duckdb", "numpy", "psycopg", "usageledger.store", "usageledger.report", "usageledger.client")
+HEAVY = (
+    "pyarrow",
+    "duckdb",
+    "numpy",
+    "psycopg",
+    "usageledger.store",
+    "usageledger.report",
+    "usageledger.client",
+    "pydantic",
+    "typer._adapters",
+    "rich",
+)
 
 # Runs the CLI like the console script, then reports which heavy modules were imported (atexit runs after the
 # SystemExit that ends every click command).
@@ -37,13 +50,41 @@ def _run(*argv: str) -> tuple[int, str, list[str]]:
     return done.returncode, done.stdout, imported
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["version"]])
+@pytest.mark.parametrize("argv", [["--help"], ["version"], ["version", "--help"]])
 def test_light_commands_import_nothing_heavy(argv: list[str]) -> None:
-    """`usageledger --help` and `usageledger version` import no heavy module."""
+    """`usageledger --help`, `usageledger version` and `usageledger version --help` import no heavy module."""
     code, out, imported = _run(*argv)
     assert code == 0, out
     assert imported == []
     assert out.strip()
+
+
+def test_version_prints_the_version_alone() -> None:
+    """`usageledger version` prints the version and nothing else, as it did through the rich console."""
+    code, out, _ = _run("version")
+    assert code == 0
+    assert out == f"{usageledger.__version__}\n"
+
+
+def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:
+    """`credit add --help` passes through the root and the `credit` group without their help options' coercion
+    importing pydantic (the command's own module is imported, and prints the help)."""
+    code, out, imported = _run("credit", "add", "--help")
+    assert code == 0 and "--note" in out
+    assert "pydantic" not in imported
+
+
+def test_a_command_with_options_still_coerces_them() -> None:
+    """The help options are read without pydantic, every other option still through typer's coercion: a bad integer
+    is refused as before, naming the option."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from usageledger.cli import main; main()", "query", "costs", "--limit-rows", "many"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Invalid value for '--limit-rows'" in done.stderr
 
 
 def test_help_lists_every_command_in_table_order() -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from usageledger import Client
+from usageledger import Client, catalogue
 from usageledger.models import CompletionsResult, CostsResult, OpaqueResult, decode_page
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
@@ -108,3 +108,15 @@ def test_money_is_decimal_exactly_as_sent(text: str) -> None:
     assert result.amount_value == Decimal(text) and str(result.amount_value) == str(Decimal(text))
     assert result.quantity == Decimal(text)
     assert (result.currency, result.line_item) == ("usd", "gpt-6-astra, input_tokens")
+
+
+@pytest.mark.parametrize("endpoint", catalogue.ENDPOINTS, ids=lambda e: e.name)
+def test_every_endpoint_s_result_stays_typed_beside_an_unknown_one(endpoint: catalogue.Endpoint) -> None:
+    """A page holding an unknown result takes the tolerant path; every catalogue endpoint's result is still decoded
+    to its own type there, never kept as opaque (a new endpoint's model needs no second list to be known)."""
+    page = json.loads((EXAMPLES / f"{endpoint.name}.json").read_text())
+    known = page["data"][0]["results"][0]
+    page["data"][0]["results"] = [{"object": "organization.usage.new_thing.result", "x": 1}, known]
+    results = decode_page(json.dumps(page)).data[0].results
+    assert type(results[0]) is OpaqueResult
+    assert type(results[1]) is endpoint.result_type

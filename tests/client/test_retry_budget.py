@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar, Final
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from usageledger import AsyncClient, Client, RetryPolicy
@@ -32,10 +32,11 @@ from usageledger.errors import (
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 
-KINDS: Final = ("429", "500", "timeout", "drop", "bad")
+KINDS: Final = ("429", "500", "503", "timeout", "drop", "bad")
 RAISED: Final[dict[str, type[APIError]]] = {
     "429": RateLimitError,
     "500": InternalServerError,
+    "503": InternalServerError,
     "timeout": APITimeoutError,
     "drop": APIConnectionError,
     "bad": ResponseDecodeError,
@@ -80,10 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, extra = {
             "429": (429, b'{"error": {"message": "slow down", "type": "rate_limit"}}', {"retry-after": "0"}),
             "500": (500, b'{"error": {"message": "boom", "type": "server_error"}}', {}),
+            "503": (503, b"<html>Service Unavailable</html>", {"content-type": "text/html"}),
             "bad": (200, b"<html><body>502 Bad Gateway</body></html>", {}),
         }[kind]
         self.send_response(status)
-        for name, value in {"content-type": "application/json", **extra}.items():
+        for name, value in ({"content-type": "application/json"} | extra).items():
             self.send_header(name, value)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -138,22 +140,41 @@ def _expect(script: Script, before: list[str], max_retries: int, raised: BaseExc
 MIXES: Final = st.lists(st.sampled_from(KINDS), max_size=5)
 BUDGETS: Final = st.integers(min_value=0, max_value=4)
 SETTINGS: Final = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Mixes tried on every run, whatever hypothesis draws: every kind of failure before the undecodable 200s, failures
+# that outlast the budget, and undecodable 200s alone.
+EVERY_KIND: Final = example(before=["429", "500", "timeout", "drop", "503"], max_retries=4)
+EVERY_KIND_SHORT: Final = example(before=["drop", "bad", "429", "503", "timeout"], max_retries=2)
+ONLY_BAD: Final = example(before=[], max_retries=3)
+NO_RETRY: Final = example(before=["bad"], max_retries=0)
+
+
+def _examples(test: Callable[..., None]) -> Callable[..., None]:
+    for add in (EVERY_KIND, EVERY_KIND_SHORT, ONLY_BAD, NO_RETRY):
+        test = add(test)
+    return test
 
 
 @SETTINGS
+@_examples
 @given(before=MIXES, max_retries=BUDGETS)
 def test_sync_client_asks_for_an_undecodable_page_at_most_max_retries_plus_one_times(
     scripted: tuple[str, Script], before: list[str], max_retries: int
 ) -> None:
-    """Client: whatever failures come first, a 200 that never decodes costs max_retries + 1 requests in all."""
+    """Client: whatever failures come first, a 200 that never decodes costs max_retries + 1 requests in all,
+    through page() and through a query's pages."""
     url, script = scripted
-    script.reset(before)
-    with Client(**_options(url, max_retries)) as client, pytest.raises(APIError) as info:  # type: ignore[arg-type]
-        client.page("completions", start_time=START, end_time=START + 86400)
-    _expect(script, before, max_retries, info.value)
+    for use_query in (False, True):
+        script.reset(before)
+        with Client(**_options(url, max_retries)) as client, pytest.raises(APIError) as info:  # type: ignore[arg-type]
+            if use_query:
+                list(client.query("completions", start_time=START, end_time=START + 86400).pages())
+            else:
+                client.page("completions", start_time=START, end_time=START + 86400)
+        _expect(script, before, max_retries, info.value)
 
 
 @SETTINGS
+@_examples
 @given(before=MIXES, max_retries=BUDGETS)
 def test_async_client_asks_for_an_undecodable_page_at_most_max_retries_plus_one_times(
     scripted: tuple[str, Script], before: list[str], max_retries: int

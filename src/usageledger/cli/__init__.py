@@ -1,7 +1,8 @@
 """The command line: parse, call the library, format. Each command group lives in its own module.
 
 The commands are listed in :data:`usageledger.cli._commands.COMMANDS`, and a command's module is imported only when
-the command runs: ``usageledger --help`` and ``usageledger version`` never import pyarrow, DuckDB or the reports.
+the command runs: ``usageledger --help`` and ``usageledger version`` never import pyarrow, DuckDB or the reports (nor
+pydantic or rich: see ``cli/_app.py``).
 ``usageledger.cli.app`` (for tests and embedding) is the application with every command registered.
 """
 
@@ -25,6 +26,7 @@ def load_all() -> None:
     """Import every command module, so that ``app`` holds every command."""
     for command in COMMANDS:
         importlib.import_module(f"{__name__}.{command.module}")
+    _app.plain_help_classes(_app.app)
 
 
 def __getattr__(name: str) -> Any:

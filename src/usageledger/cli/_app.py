@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import logging
 import os
 import sys
 import typing
@@ -16,20 +15,72 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 import typer.main
-from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._paths import is_duckdb_file, same_file
-from usageledger._secrets import MaskKeysFilter, mask_keys
 from usageledger.cli._commands import COMMANDS
 from usageledger.errors import UsageLedgerError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from usageledger.store import BaseStore
 
+    console: Console
+    """The console of stdout (rich), made on first import (PEP 562): a command that prints nothing rich never
+    imports rich."""
+    err_console: Console
+    """The console of stderr, made like :data:`console`."""
+
 _BY_NAME = {c.name: c for c in COMMANDS}
+
+
+def _plain_help_option(option: Any) -> Any:
+    """The help option as typer makes it, but read without pydantic.
+
+    typer (0.2x with its own coercion layer) builds a pydantic ``TypeAdapter`` for every option it processes, even
+    one not given whose value stays ``None``: every command paid for importing pydantic (~40 ms) on behalf of
+    ``--help``, a flag whose value is only ever ``None`` or a bool. Its coercion is set to typer's pass-through one,
+    which accepts a bool as it is; with a typer that has no such layer the option is returned unchanged.
+    """
+    if option is not None and getattr(option, "_runtime_param", False) is None:
+        try:
+            from typer._coercion import PassThroughRuntimeParam
+        except ImportError:  # pragma: no cover - another typer: nothing to spare
+            return option
+        option._runtime_param = PassThroughRuntimeParam(
+            parameter_info=option.type_descriptor.parameter_info, annotation=bool
+        )
+    return option
+
+
+class PlainHelpCommand(TyperCommand):
+    """A command whose ``--help`` costs no pydantic import (:func:`_plain_help_option`)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain_help_option(super().get_help_option(ctx))
+
+
+class PlainHelpGroup(TyperGroup):
+    """A sub-command group whose ``--help`` costs no pydantic import (:func:`_plain_help_option`)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain_help_option(super().get_help_option(ctx))
+
+
+def plain_help_classes(typer_app: typer.Typer) -> None:
+    """Give the commands and groups registered on ``typer_app`` (and its groups) the plain-help classes, unless a
+    command asked for a class of its own."""
+    for info in typer_app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = PlainHelpCommand
+    for group in typer_app.registered_groups:
+        if group.typer_instance is None:
+            continue
+        if typer.main.solve_typer_info_defaults(group).cls in (None, TyperGroup):
+            group.cls = PlainHelpGroup
+        plain_help_classes(group.typer_instance)
 
 
 class LazyGroup(TyperGroup):
@@ -39,6 +90,9 @@ class LazyGroup(TyperGroup):
     # Contexts, commands and formatters are typed loosely: typer 0.2x vendors click, so they are click's classes or
     # typer's copies of them depending on the installed typer.
 
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain_help_option(super().get_help_option(ctx))
+
     def list_commands(self, ctx: Any) -> list[str]:
         return [*_BY_NAME, *(name for name in self.commands if name not in _BY_NAME)]
 
@@ -46,6 +100,7 @@ class LazyGroup(TyperGroup):
         if cmd_name not in self.commands and cmd_name in _BY_NAME:
             # The module registers its commands on `app` as it is imported; turn the new ones into click commands.
             importlib.import_module(f"{__package__}.{_BY_NAME[cmd_name].module}")
+            plain_help_classes(app)
             for info in app.registered_commands:
                 assert info.callback is not None
                 name = info.name or typer.main.get_command_name(info.callback.__name__)
@@ -142,15 +197,31 @@ def reader_gone() -> typer.Exit:
     return typer.Exit(0)
 
 
-class _Console(Console):
-    def on_broken_pipe(self) -> None:
-        # rich's own handling exits with 1: end as every other writer to a closed pipe does (:func:`reader_gone`).
-        self.quiet = True
-        raise reader_gone()
+def _make_console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's own handling exits with 1: end as every other writer to a closed pipe does (:func:`reader_gone`).
+            self.quiet = True
+            raise reader_gone()
+
+    return _Console(stderr=stderr)
 
 
-console = _Console()
-err_console = _Console(stderr=True)
+def __getattr__(name: str) -> Any:
+    # `console` and `err_console` are made when first imported: rich costs ~35 ms, which `version` need not pay.
+    if name in ("console", "err_console"):
+        made = globals()[name] = _make_console(stderr=name == "err_console")
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _err_console() -> Console:
+    """:data:`err_console`, made if need be (a name of this module read inside it skips ``__getattr__``)."""
+    made: Console = globals().get("err_console") or __getattr__("err_console")
+    return made
+
 
 # --- options that several commands take, declared once ---
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")]
@@ -166,15 +237,19 @@ R = TypeVar("R")
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear line on stderr (key-shaped text masked, whatever its source) and return the Exit to raise."""
+    from rich.markup import escape
+
+    from usageledger._secrets import mask_keys
+
     # The message is plain text: a config section such as [store] in it must print as written, not as markup.
-    err_console.print(f"[bold red]error:[/] {escape(mask_keys(message))}", highlight=False, soft_wrap=True)
+    _err_console().print(f"[bold red]error:[/] {escape(mask_keys(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def say(text: str, to: Console | None = None) -> None:
     """Print ``text`` as written (no markup, no highlighting) and never wrapped, so a path or command can be copied
     whole; on stderr unless ``to`` names another console."""
-    (to or err_console).print(text, highlight=False, markup=False, soft_wrap=True)
+    (to or _err_console()).print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def open_for_reading(url: str) -> BaseStore:
@@ -307,6 +382,10 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
     """Configure logging for the CLI; library code only ever logs."""
+    import logging  # with the secrets filter, only for commands that log: `version` needs neither
+
+    from usageledger._secrets import MaskKeysFilter
+
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
