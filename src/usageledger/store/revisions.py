@@ -170,43 +170,42 @@ def log_tables_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]
     ``revisions`` view over them and ``revision_entries``: run by migration 0009 and by every catalogue step."""
     decimal = _DECIMAL if dialect == "duckdb" else f"NUMERIC({DECIMAL_PRECISION},{DECIMAL_SCALE})"
     out: list[str] = []
+    types = {"seq": "BIGINT", "run_id": "TEXT", "seen_at": "TIMESTAMPTZ"}
     for spec in tables():
         table = insert_table(spec)
-        types = {"seq": "BIGINT", "run_id": "TEXT", "seen_at": "TIMESTAMPTZ"}
+        columns = {c: types.get(c) or spec.sql_type(dialect, c) for c in _insert_columns(spec)}
         have = existing.get(table)
-        for column in _insert_columns(spec):
-            sql_type = types.get(column) or spec.sql_type(dialect, column)
-            if have is not None and column not in have:
-                out.append(f"ALTER TABLE {table} ADD COLUMN {q(column)} {sql_type}")
         if have is None:
-            columns = ",\n  ".join(
-                f"{q(c)} {types.get(c) or spec.sql_type(dialect, c)}{' NOT NULL' if c in _INSERT_KEY else ''}"
-                for c in _insert_columns(spec)
-            )
-            out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns}\n)")
-    branches = [f"SELECT seq, {LOG_COLUMNS} FROM {ENTRIES}"]
-    for spec in tables():
-        metrics = logged_metrics(spec)
-        head = (
-            f"SELECT seq, org, stream, '{spec.name}' AS endpoint_table, bucket_start, bucket_end, group_key,"
-            f" 'insert' AS change, metric, CAST(NULL AS {decimal}) AS old_value, new_value, run_id, seen_at FROM "
-        )
-        if dialect == "duckdb":
-            cast = ", ".join(f"CAST({q(m)} AS {decimal}) AS {q(m)}" for m in metrics)
-            source = f"(SELECT seq, run_id, seen_at, {', '.join(_ROW_KEY)}, {cast} FROM {insert_table(spec)})"
-            # UNPIVOT leaves out NULLs by default: one entry per non-NULL metric, as the narrow log wrote them.
-            names = ", ".join(q(m) for m in metrics)
-            branches.append(f"{head}(UNPIVOT {source} ON {names} INTO NAME metric VALUE new_value) AS e")
+            body = ",\n  ".join(f"{q(c)} {t}{' NOT NULL' if c in _INSERT_KEY else ''}" for c, t in columns.items())
+            out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {body}\n)")
         else:
-            values = ", ".join(f"('{m}', CAST(d.{q(m)} AS {decimal}))" for m in metrics)
-            branches.append(
-                f"{head}(SELECT d.seq, d.run_id, d.seen_at, {', '.join('d.' + k for k in _ROW_KEY)}, e.metric,"
-                f" e.new_value FROM {insert_table(spec)} AS d CROSS JOIN LATERAL (VALUES {values})"
-                " AS e(metric, new_value) WHERE e.new_value IS NOT NULL) AS e"
-            )
+            out += [f"ALTER TABLE {table} ADD COLUMN {q(c)} {t}" for c, t in columns.items() if c not in have]
+    branches = [f"SELECT seq, {LOG_COLUMNS} FROM {ENTRIES}"]
+    branches += [
+        f"SELECT seq, org, stream, '{spec.name}' AS endpoint_table, bucket_start, bucket_end, group_key,"
+        f" 'insert' AS change, metric, CAST(NULL AS {decimal}) AS old_value, new_value, run_id, seen_at"
+        f" FROM {_as_entries(spec, dialect, decimal)} AS e"
+        for spec in tables()
+    ]
     out.append("DROP VIEW IF EXISTS revisions")
     out.append("CREATE VIEW revisions AS\n" + "\nUNION ALL\n".join(branches))
     return out
+
+
+def _as_entries(spec: TableSpec, dialect: Dialect, decimal: str) -> str:
+    """A wide insert table as narrow entries: its rows' ``seq, run_id, seen_at``, key, ``metric`` and
+    ``new_value``, one per non-NULL metric (as the narrow log wrote them)."""
+    metrics = logged_metrics(spec)
+    if dialect == "duckdb":  # UNPIVOT leaves out NULLs by default
+        cast = ", ".join(f"CAST({q(m)} AS {decimal}) AS {q(m)}" for m in metrics)
+        source = f"(SELECT seq, run_id, seen_at, {', '.join(_ROW_KEY)}, {cast} FROM {insert_table(spec)})"
+        return f"(UNPIVOT {source} ON {', '.join(q(m) for m in metrics)} INTO NAME metric VALUE new_value)"
+    values = ", ".join(f"('{m}', CAST(d.{q(m)} AS {decimal}))" for m in metrics)
+    return (
+        f"(SELECT d.seq, d.run_id, d.seen_at, {', '.join('d.' + k for k in _ROW_KEY)}, e.metric, e.new_value"
+        f" FROM {insert_table(spec)} AS d CROSS JOIN LATERAL (VALUES {values}) AS e(metric, new_value)"
+        " WHERE e.new_value IS NOT NULL)"
+    )
 
 
 def inserts_migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
