@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from usageledger.emulator.activity import Family
 
-__all__ = ["Block", "LeafRule", "LeafTable", "Shape", "blocks", "np_mix", "np_unit"]
+__all__ = ["Block", "LeafRule", "LeafTable", "Shape", "blocks", "np_mix", "np_unit", "split"]
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -33,6 +33,7 @@ _S31: Final = np.uint64(31)
 _S29: Final = np.uint64(29)
 _S11: Final = np.uint64(11)
 _TWO53: Final = float(1 << 53)
+_INT64: Final = 2**63
 _WEEKLY: Final = np.array((1.0, 1.06, 1.08, 1.04, 0.94, 0.34, 0.28))  # Monday first, as in org.py
 
 
@@ -221,3 +222,30 @@ def blocks(
         zeros = np.zeros((len(days), b - a), dtype=np.int64)
         out.append((np.stack([values.get(atom, zeros) for atom in family.atoms], axis=-1), present[:, a:b]))
     return out
+
+
+def split(values: Ints, present: Bools, cum: Ints, driver: int) -> Block | None:
+    """Every leaf's vector split into ``n`` parts at once, exactly as ``SyntheticSource._split`` splits one.
+
+    ``values[leaf, atom]`` and ``present[leaf]`` are a day, ``cum[leaf, n + 1]`` each leaf's cumulative weights
+    (from 0 up to their total). The driver atom is split first (``r * cum // total``); every atom ``c`` of part
+    ``k`` is ``c * hi // r - c * lo // r`` between the part's driver bounds; a part whose bounds meet is absent, and
+    a leaf with no driver count keeps its whole vector in the first part. Returns ``(parts[n, leaf, atom],
+    present[n, leaf])``; ``None`` where an intermediate product could leave int64 (the per-leaf rule answers).
+    """
+    r = values[:, driver]
+    total = cum[:, -1]
+    rmax = int(np.abs(r).max(initial=0))  # a bound lies between 0 and r: products stay below rmax times these
+    if rmax * max(int(np.abs(values).max(initial=0)), int(np.abs(cum).max(initial=0))) >= _INT64:
+        return None
+    bounds = r[:, None] * cum // total[:, None]
+    # c * hi // r - c * lo // r, with each part's hi the next part's lo: one product and division per bound
+    divisor = np.where(r == 0, 1, r)[:, None, None]
+    parts = np.diff(values[:, None, :] * bounds[:, :, None] // divisor, axis=1)
+    live = present[:, None] & (bounds[:, :-1] != bounds[:, 1:])
+    idle = present & (r == 0)
+    if idle.any():
+        parts[idle, 0, :] = values[idle]
+        live[idle, 0] = True
+    parts[~live] = 0
+    return parts.transpose(1, 0, 2), live.T

@@ -7,6 +7,7 @@ line item first, so a grouped bucket always adds up to the ungrouped one.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,7 +19,7 @@ import numpy.typing as npt
 
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
-from usageledger.emulator.activity import DAY, FAMILIES, ActivitySource, Family, accumulate, interval
+from usageledger.emulator.activity import DAY, FAMILIES, HOUR, ActivitySource, Family, accumulate, interval
 from usageledger.emulator.prices import billings, line_items
 from usageledger.rules import FilterValue
 
@@ -35,6 +36,8 @@ _CURRENCY: Final = "usd"
 _AMOUNT_SCALE: Final = 10**12  # amounts are exact multiples of AMOUNT_QUANTUM
 _SAFE: Final = 2**62
 _PLAIN: Final = 10**6  # amounts from 1e-6 up print in plain notation (Decimal's rule); smaller ones in E notation
+_HOUR_SUMS: Final = 64
+"""Days of grouped hourly sums kept (per endpoint, grouping and filters): a few KiB to 100 KiB each."""
 _ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
 _ROW_HEAD: Final = '{"object":"' + _COSTS.result_object + '","amount":{"value":'
 _ROW_MID: Final = ',"currency":"' + _CURRENCY + '"},'
@@ -45,9 +48,18 @@ Bools = npt.NDArray[np.bool_]
 
 @runtime_checkable
 class DayArrays(Protocol):
-    """A source that can hand out a whole settled day of every leaf as arrays (the synthetic organisation)."""
+    """A source that can hand out a whole settled day or hour of every leaf as arrays (the synthetic organisation)."""
 
     def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None: ...
+
+    def hour_block(self, family: Family, start: int, now: int) -> tuple[int, Ints, Bools] | None:
+        """The day holding the settled hour at ``start``: (the hour's index in it, values, present), arrays over
+        ``[hour, leaf, ...]``; ``None`` while the hour is revised."""
+        ...
+
+    def revised(self, end: int, now: int) -> bool:
+        """Whether activity up to ``end`` is still being revised at ``now``."""
+        ...
 
     def day_block(
         self, family: Family, start: int, now: int, *, together: bool = False
@@ -125,6 +137,11 @@ class ResultBuilder:
         self._cell_tests: dict[FiltersKey, Bools] = {}
         self._quantities: dict[int, Ints] = {}
         self._tails: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        self._templates: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._masks: dict[tuple[str, FiltersKey], Bools] = {}
+        self._hours: OrderedDict[tuple[str, int, tuple[str, ...], FiltersKey], tuple[Ints, list[int], list[int]]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
     # --- usage ----------------------------------------------------------------------------------------------
@@ -163,12 +180,18 @@ class ResultBuilder:
 
     def usage(
         self, endpoint: Endpoint, a: int, b: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
-    ) -> list[Row]:
+    ) -> Results:
         """Result rows of a usage endpoint for the activity in ``[a, b)``; ``group_by`` in catalogue order."""
         family = FAMILIES[endpoint.name]
         day = self._whole_day(family, a, b, now)
         if day is not None:
-            return self._usage_day(endpoint, family, *day, group_by, fkey)
+            metrics, hit = self._group_sums(family, *day, group_by, fkey)
+            there = np.flatnonzero(hit)
+            return self._usage_rows(endpoint, family, there.tolist(), metrics[there].tolist(), group_by)
+        if a % HOUR == 0 and b - a == HOUR and b <= now and self._arrays is not None:
+            hours = self._hour_sums(family, a, group_by, fkey, now)
+            if hours is not None:
+                return self._usage_rows(endpoint, family, *hours, group_by)
         vectors = interval(self.source, family, a, b, now)
         if not vectors:
             return []
@@ -220,31 +243,98 @@ class ResultBuilder:
             self._groupings[key] = made
         return made
 
-    def _usage_day(
+    def _leaf_grouping(self, family: Family, group_by: tuple[str, ...]) -> _Grouping:
+        hit = self._groupings.get((family.name, group_by))
+        return hit or self._grouping(family.name, self.source.leaves(family), family.dims, group_by)
+
+    def _leaf_mask(self, family: Family, fkey: FiltersKey) -> Bools:
+        """:meth:`_allowed_leaves` as an array."""
+        key = (family.name, fkey)
+        hit = self._masks.get(key)
+        if hit is None:
+            hit = np.array(self._allowed_leaves(family, fkey), dtype=np.bool_)
+            with self._lock:
+                self._masks[key] = hit
+        return hit
+
+    def _group_sums(
+        self, family: Family, values: Ints, present: Bools, group_by: tuple[str, ...], fkey: FiltersKey
+    ) -> tuple[Ints, Bools]:
+        """The result metrics of each group (``[..., group, field]``) over ``values[..., leaf, atom]``, and whether
+        a leaf of the group is there (``[..., group]``); the leading axes (hours of a day) are kept."""
+        grouping = self._leaf_grouping(family, group_by)
+        _, matrix = self._field_matrix(family)
+        mask = present & self._leaf_mask(family, fkey)
+        if not len(grouping.starts):  # no leaves at all
+            return np.zeros((*mask.shape, matrix.shape[1]), dtype=np.int64), mask
+        lead = values.ndim - 2
+        kept = np.where(mask[..., None], values, 0).take(grouping.order, axis=lead)
+        sums = np.add.reduceat(kept, grouping.starts, axis=lead)
+        return sums @ matrix, np.logical_or.reduceat(mask.take(grouping.order, axis=lead), grouping.starts, axis=lead)
+
+    def _hour_sums(
+        self, family: Family, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
+    ) -> tuple[list[int], list[list[int]]] | None:
+        """The settled hour at ``a``: the groups that are there and their metrics (:meth:`_group_sums`), computed
+        for all 24 hours of its day at once and kept as the rows that are there, hour after hour."""
+        assert self._arrays is not None
+        if self._arrays.revised(a + HOUR, now):
+            return None
+        key = (family.name, a - a % DAY, group_by, fkey)
+        with self._lock:
+            hit = self._hours.get(key)
+            if hit is not None:
+                self._hours.move_to_end(key)
+        if hit is None:
+            got = self._arrays.hour_block(family, a, now)
+            if got is None:
+                return None
+            metrics, there = self._group_sums(family, got[1], got[2], group_by, fkey)
+            hours, groups = np.nonzero(there)  # row-major: hour by hour, groups in order
+            ends = np.searchsorted(hours, np.arange(25)).tolist()
+            hit = (metrics[hours, groups], groups.tolist(), ends)
+            with self._lock:
+                self._hours[key] = hit
+                if len(self._hours) > _HOUR_SUMS:
+                    self._hours.popitem(last=False)
+        rows, groups_of, ends = hit
+        hour = (a % DAY) // HOUR
+        lo, hi = ends[hour], ends[hour + 1]
+        return groups_of[lo:hi], rows[lo:hi].tolist()
+
+    def _usage_rows(
         self,
         endpoint: Endpoint,
         family: Family,
-        values: Ints,
-        present: Bools,
+        groups: list[int],
+        metrics: list[list[int]],
         group_by: tuple[str, ...],
-        fkey: FiltersKey,
-    ) -> list[Row]:
-        """:meth:`usage` of one settled day, summed with numpy: the same integers, rows and order."""
-        mask = present & np.array(self._allowed_leaves(family, fkey), dtype=np.bool_)
-        if not mask.any():
+    ) -> Results:
+        """The rows of ``groups`` (numbers in output order) with their ``metrics``, printed from each group's
+        template: the bytes the handler's encoder writes for the per-leaf path's rows."""
+        if not groups:
             return []
-        grouping = self._grouping(family.name, self.source.leaves(family), family.dims, group_by)
-        sums, hit = grouping.sum(values, mask)
-        names, matrix = self._field_matrix(family)
-        tag = endpoint.result_object
-        rows = []
-        groups = np.flatnonzero(hit)
-        for g, metrics in zip(groups.tolist(), (sums[groups] @ matrix).tolist(), strict=True):
-            row: Row = {"object": tag}
-            row.update(zip(names, metrics, strict=True))
-            row.update(grouping.tails[g])
-            rows.append(row)
-        return rows
+        templates = self._row_templates(endpoint, family, self._leaf_grouping(family, group_by), group_by)
+        rows = map(str.__mod__, map(templates.__getitem__, groups), map(tuple, metrics))
+        return msgspec.Raw(("[" + ",".join(rows) + "]").encode())
+
+    def _row_templates(
+        self, endpoint: Endpoint, family: Family, grouping: _Grouping, group_by: tuple[str, ...]
+    ) -> list[str]:
+        """Per group, its row as JSON with a ``%d`` for each metric: ``{"object":...,"<metric>":%d,...,<fields>}``."""
+        key = (family.name, group_by)
+        hit = self._templates.get(key)
+        if hit is None:
+            names, _ = self._field_matrix(family)
+            head = ['"object":' + _ENCODE(endpoint.result_object).decode()]
+            head += [_ENCODE(name).decode().replace("%", "%%") + ":%d" for name in names]
+            hit = []
+            for tail in grouping.tails:
+                fields = _ENCODE(tail)[1:-1].decode().replace("%", "%%")
+                hit.append("{" + ",".join(head + ([fields] if fields else [])) + "}")
+            with self._lock:
+                self._templates[key] = hit
+        return hit
 
     def _field_matrix(self, family: Family) -> tuple[tuple[str, ...], Ints]:
         """The family's result fields and the 0/1 matrix that sums atoms into them."""
