@@ -77,13 +77,14 @@ def np_mix(*parts: int | Words) -> Words:
     """:func:`usageledger.emulator.activity.mix` element-wise over broadcast uint64 arrays (or Python ints)."""
     words = _words(parts)
     shape = np.broadcast_shapes(*(w.shape for w in words))
-    h = np.full(shape, _START, dtype=np.uint64)
+    # the state takes each part's shape as it comes (leaf-only parts first cost one row, not the whole block)
+    h = np.full((1,) * len(shape), _START, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for p in words:
             h = (h ^ p) * _M1
             h = (h ^ (h >> _S31)) * _M2
             h ^= h >> _S29
-    return h
+    return np.broadcast_to(h, shape) if h.shape != shape else h
 
 
 def np_unit(*parts: int | Words) -> Floats:

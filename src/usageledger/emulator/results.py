@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
@@ -228,7 +229,10 @@ class ResultBuilder:
         if hit is not None:
             return hit
         positions = [fields.index(g) for g in group_by]
-        keys = [tuple(r[i] for i in positions) for r in records]
+        if len(positions) > 1:
+            keys: list[tuple[object, ...]] = list(map(itemgetter(*positions), records))
+        else:
+            keys = [tuple(r[i] for i in positions) for r in records]
         ordered = sorted(set(keys), key=_sort_key)
         number = {k: i for i, k in enumerate(ordered)}
         tails = []
@@ -400,28 +404,40 @@ class ResultBuilder:
                 units["vector store storage"] = "gibibyte_hours"
                 continue
             width = len(family.atoms)
-            zero = len(dims) * width
-            gather: list[list[int]] = []
-            plans: dict[tuple[object, ...], list[tuple[str, int, tuple[int, ...]]]] = {}
-            for leaf, d in enumerate(dims):
+            plans: dict[tuple[object, ...], int] = {}
+            plan_names: list[list[str]] = []
+            plan_prices: list[list[int]] = []
+            plan_atoms: list[list[tuple[int, ...]]] = []
+            used: list[int] = []  # each leaf's plan
+            for d in dims:
                 what = (d.get("model"), d.get("batch"), d.get("size"), d.get("context_level"))
-                plan = plans.get(what)
-                if plan is None:
-                    plan = plans[what] = []
-                    for bill in billings(family, d):
+                number = plans.get(what)
+                if number is None:
+                    number = plans[what] = len(plan_names)
+                    bills = billings(family, d)
+                    for bill in bills:
                         units[bill.name] = bill.unit
                         scaled = bill.price * _AMOUNT_SCALE
                         if scaled != scaled.to_integral_value():
                             return None
-                        plan.append((bill.name, int(scaled), bill.atoms))
+                    plan_names.append([bill.name for bill in bills])
+                    plan_prices.append([int(bill.price * _AMOUNT_SCALE) for bill in bills])
+                    plan_atoms.append([bill.atoms for bill in bills])
+                used.append(number)
                 project, key, user = d.get("project_id"), d.get("api_key_id"), d.get("user_id")
                 source = d.get("api_source") or "unlabeled"
-                keys.extend(_cost_tuple(project, name, key, user, source) for name, _, _ in plan)
-                prices.extend(price for _, price, _ in plan)
-                base = leaf * width
-                gather.extend([base + i for i in atoms] for _, _, atoms in plan)
-            pad = max((len(g) for g in gather), default=1)
-            table = np.array([g + [zero] * (pad - len(g)) for g in gather], dtype=np.int64).reshape(len(gather), pad)
+                keys.extend([(project, name, key, user, source) for name in plan_names[number]])  # _COST_DIMS order
+                prices.extend(plan_prices[number])
+            # gather: a cell's atoms offset by its leaf's row; the padding points at the zero after the last row
+            pad = max((len(atoms) for plan in plan_atoms for atoms in plan), default=1)
+            padded = [
+                np.array([[*a] + [-1] * (pad - len(a)) for a in plan], dtype=np.int64).reshape(len(plan), pad)
+                for plan in plan_atoms
+            ]
+            counts = np.array([len(plan_names[n]) for n in used], dtype=np.int64)
+            bases = np.repeat(np.arange(len(dims), dtype=np.int64) * width, counts)[:, None]
+            table = np.concatenate([padded[n] for n in used]) if used else np.zeros((0, pad), dtype=np.int64)
+            table = np.where(table < 0, len(dims) * width, table + bases)
             families.append((family, first, len(keys), table))
         self._cells = _CostCells(families, keys, units, np.array(prices, dtype=np.int64), storage)
         return self._cells
@@ -575,12 +591,7 @@ class ResultBuilder:
         return rows
 
 
-def _cost_tuple(project: object, item: str, key: object, user: object, source: object) -> tuple[object, ...]:
-    """A cost cell's fields in ``_COST_DIMS`` order."""
-    return (project, item, key, user, source)
-
-
-assert _COST_DIMS == ("project_id", "line_item", "api_key_id", "user_id", "api_source"), "update _cost_tuple"
+assert _COST_DIMS == ("project_id", "line_item", "api_key_id", "user_id", "api_source"), "update _cost_cells"
 
 
 def _cost_key(d: Mapping[str, object], item: str) -> tuple[object, ...]:
