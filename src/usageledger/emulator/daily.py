@@ -234,6 +234,8 @@ def split(values: Ints, present: Bools, cum: Ints, driver: int) -> Block | None:
     a leaf with no driver count keeps its whole vector in the first part. Returns ``(parts[n, leaf, atom],
     present[n, leaf])``; ``None`` where an intermediate product could leave int64 (the per-leaf rule answers).
     """
+    leaves = np.flatnonzero(present)  # only leaves that are there have parts
+    values, cum = values[leaves], cum[leaves]
     r = values[:, driver]
     total = cum[:, -1]
     rmax = int(np.abs(r).max(initial=0))  # a bound lies between 0 and r: products stay below rmax times these
@@ -242,11 +244,16 @@ def split(values: Ints, present: Bools, cum: Ints, driver: int) -> Block | None:
     bounds = r[:, None] * cum // total[:, None]
     # c * hi // r - c * lo // r, with each part's hi the next part's lo: one product and division per bound
     divisor = np.where(r == 0, 1, r)[:, None, None]
-    parts = np.diff(values[:, None, :] * bounds[:, :, None] // divisor, axis=1)
-    live = present[:, None] & (bounds[:, :-1] != bounds[:, 1:])
-    idle = present & (r == 0)
+    parts = np.diff(values[:, None, :] * bounds[:, :, None] // divisor, axis=1)  # [leaf there, part, atom]
+    live = bounds[:, :-1] != bounds[:, 1:]
+    idle = r == 0
     if idle.any():
         parts[idle, 0, :] = values[idle]
         live[idle, 0] = True
     parts[~live] = 0
-    return parts.transpose(1, 0, 2), live.T
+    n = cum.shape[1] - 1
+    out = np.zeros((n, len(present), values.shape[1]), dtype=np.int64)
+    out[:, leaves] = parts.transpose(1, 0, 2)
+    there = np.zeros((n, len(present)), dtype=np.bool_)
+    there[:, leaves] = live.T
+    return out, there

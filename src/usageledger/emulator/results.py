@@ -188,7 +188,7 @@ class ResultBuilder:
         if day is not None:
             metrics, hit = self._group_sums(family, *day, group_by, fkey)
             there = np.flatnonzero(hit)
-            return self._usage_rows(endpoint, family, there.tolist(), metrics[there].tolist(), group_by)
+            return self._usage_rows(endpoint, family, there.tolist(), metrics[there], group_by)
         if a % HOUR == 0 and b - a == HOUR and b <= now and self._arrays is not None:
             hours = self._hour_sums(family, a, group_by, fkey, now)
             if hours is not None:
@@ -278,7 +278,7 @@ class ResultBuilder:
 
     def _hour_sums(
         self, family: Family, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
-    ) -> tuple[list[int], list[list[int]]] | None:
+    ) -> tuple[list[int], Ints] | None:
         """The settled hour at ``a``: the groups that are there and their metrics (:meth:`_group_sums`), computed
         for all 24 hours of its day at once and kept as the rows that are there, hour after hour."""
         assert self._arrays is not None
@@ -304,23 +304,25 @@ class ResultBuilder:
         rows, groups_of, ends = hit
         hour = (a % DAY) // HOUR
         lo, hi = ends[hour], ends[hour + 1]
-        return groups_of[lo:hi], rows[lo:hi].tolist()
+        return groups_of[lo:hi], rows[lo:hi]
 
     def _usage_rows(
         self,
         endpoint: Endpoint,
         family: Family,
         groups: list[int],
-        metrics: list[list[int]],
+        metrics: Ints,
         group_by: tuple[str, ...],
     ) -> Results:
-        """The rows of ``groups`` (numbers in output order) with their ``metrics``, printed from each group's
-        template: the bytes the handler's encoder writes for the per-leaf path's rows."""
+        """The rows of ``groups`` (numbers in output order) with their ``metrics[row, field]``, printed from the
+        groups' templates in one formatting: the bytes the handler's encoder writes for the per-leaf path's rows."""
         if not groups:
             return []
-        templates = self._row_templates(endpoint, family, self._leaf_grouping(family, group_by), group_by)
-        rows = map(str.__mod__, map(templates.__getitem__, groups), map(tuple, metrics))
-        return msgspec.Raw(("[" + ",".join(rows) + "]").encode())
+        templates = self._templates.get((family.name, group_by))
+        if templates is None:
+            templates = self._row_templates(endpoint, family, self._leaf_grouping(family, group_by), group_by)
+        text = "[" + ",".join(map(templates.__getitem__, groups)) + "]"
+        return msgspec.Raw((text % tuple(metrics.ravel().tolist())).encode())
 
     def _row_templates(
         self, endpoint: Endpoint, family: Family, grouping: _Grouping, group_by: tuple[str, ...]
