@@ -6,7 +6,7 @@ factors (weekly pattern, growth, quiet days and weeks, noise), the day is split 
 the project's time zone, and an hour into minutes; each split moves the request count first and every other atom
 in proportion to it (cumulative integer division), so the parts sum exactly to the whole and a quiet minute has no
 tokens. Late revisions scale a recent hour towards its final value; a revised day is the sum of its revised hours.
-Days are computed 64 at a time for every leaf with numpy (:mod:`usageledger.emulator.daily`, the same arithmetic
+Days are computed 32 at a time for every leaf with numpy (:mod:`usageledger.emulator.daily`, the same arithmetic
 as the per-leaf rule) and kept; a leaf's shape is a :class:`~usageledger.emulator.daily.Shape`.
 """
 
@@ -87,8 +87,9 @@ _IMAGE_SOURCES: Final = {
 }
 _ALNUM: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _VARIANTS: Final = 16
-_BLOCK_DAYS: Final = 64
-"""Days of activity computed together (numpy, one pass per family); a 31-day page touches one or two blocks."""
+_BLOCK_DAYS: Final = 32
+"""Days of activity computed together (numpy, one pass per family): a 31-day page computes at most 64 days (64 or 128
+with 64-day blocks; a day costs about the same in either)."""
 _HOUR_DAYS: Final = 32
 """Days of numpy hours kept (every leaf's 24 hours of one family's day): up to about 300 KiB each."""
 
