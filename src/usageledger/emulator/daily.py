@@ -136,9 +136,10 @@ class LeafTable:
         )
 
 
-def _chat(table: LeafTable, req: Ints, bits: Words) -> dict[str, Ints]:
-    """org.py's chat shape: a chat model's tokens per request, split into the token atoms."""
-    col = table.columns
+def _chat(table: LeafTable, req: Ints, bits: Words, cols: slice) -> dict[str, Ints]:
+    """org.py's chat shape: a chat model's tokens per request, split into the token atoms (of the leaves ``cols``:
+    ``req`` and ``bits`` are those columns)."""
+    col = {name: column[:, cols] for name, column in table.columns.items()}
     ipr = col["input_per_request"].astype(np.int64)
     opr = col["output_per_request"].astype(np.int64)
     scale = col["scale"]
@@ -200,7 +201,9 @@ def blocks(
     present = active & (req > 0)
     req = np.where(present, req, 0)
     bits = np.where(present, bits, np.uint64(0))
-    chat = _chat(table, req, bits) if "chat" in kinds else {}
+    chats = [i for i, r in enumerate(table.rules) if r.shape.kind == "chat"]
+    lo, hi = (chats[0], chats[-1] + 1) if chats else (0, 0)  # the chat leaves' span (org.py puts them first)
+    chat = _chat(table, req[:, lo:hi], bits[:, lo:hi], slice(lo, hi)) if chats else {}
     metric = None
     if "per_request" in kinds:
         metric = np.maximum(req, _trunc(req.astype(np.float64) * table.columns["per_request"] * _noise(bits, 0)))
@@ -215,7 +218,7 @@ def blocks(
         assert all(r.shape.kind == kind for r in rules), "a family's leaves share one shape kind"
         values: dict[str, Ints] = {}
         if kind == "chat":
-            values = {name: v[:, a:b] for name, v in chat.items()}
+            values = {name: v[:, a - lo : b - lo] for name, v in chat.items()}
         values[family.atoms[family.driver]] = req[:, a:b]
         if kind == "per_request":
             assert metric is not None and len({r.shape.metric for r in rules}) == 1

@@ -351,12 +351,18 @@ class SyntheticSource:
         if hit is None:
             parts: list[tuple[Family, int, int]] = []
             rules: list[LeafRule] = []
-            for fam in FAMILIES.values() if family is None else (family,):
+            # every family together: the chat families first, so the chat shape runs over their span alone
+            together = sorted(FAMILIES.values(), key=lambda f: self._kind(f) != "chat")
+            for fam in together if family is None else (family,):
                 leaves = self._leaves[fam.name]
                 parts.append((fam, len(rules), len(rules) + len(leaves)))
                 rules.extend(LeafRule(x.uid, x.project, x.base, x.p_active, x.shape, x.until) for x in leaves)
             hit = self._tables[key] = (parts, LeafTable.of(rules))
         return hit
+
+    def _kind(self, family: Family) -> str:
+        leaves = self._leaves[family.name]
+        return leaves[0].shape.kind if leaves else "count"
 
     def day_block(
         self, family: Family, start: int, now: int, *, together: bool = False

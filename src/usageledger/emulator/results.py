@@ -228,18 +228,20 @@ class ResultBuilder:
         hit = self._groupings.get(key)
         if hit is not None:
             return hit
-        positions = [fields.index(g) for g in group_by]
+        positions = [fields.index(g) for g in group_by]  # (a group_by name outside ``fields`` fails here)
         if len(positions) > 1:
             keys: list[tuple[object, ...]] = list(map(itemgetter(*positions), records))
         else:
             keys = [tuple(r[i] for i in positions) for r in records]
         ordered = sorted(set(keys), key=_sort_key)
         number = {k: i for i, k in enumerate(ordered)}
+        blank = dict.fromkeys(fields)  # every field in order, None where it is not grouped by
         tails = []
         for k in ordered:
-            values = dict(zip(group_by, k, strict=True))
-            tails.append({g: values.get(g) for g in fields})
-        index = np.array([number[k] for k in keys], dtype=np.int64)
+            tail = blank.copy()
+            tail.update(zip(group_by, k, strict=True))
+            tails.append(tail)
+        index = np.fromiter(map(number.__getitem__, keys), dtype=np.int64, count=len(keys))
         order = np.argsort(index, kind="stable")
         starts = np.flatnonzero(np.r_[True, index[order][1:] != index[order][:-1]]) if len(index) else index
         made = _Grouping(index, tails, ordered, order, starts)
