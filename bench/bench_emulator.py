@@ -115,7 +115,7 @@ _COLD = textwrap.dedent(
 
 _YEAR = textwrap.dedent(
     """
-    import hashlib, json, sys, time
+    import hashlib, json, resource, sys, time
     from urllib.parse import urlencode
     from usageledger import catalogue
     from usageledger.emulator import Emulator, EmulatorConfig, Request
@@ -145,7 +145,8 @@ _YEAR = textwrap.dedent(
             if not body["has_more"]:
                 break
             query["page"] = body["next_page"]
-    print(json.dumps([cpu, wall, pages, results, digest.hexdigest()]))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB, the child's peak
+    print(json.dumps([cpu, wall, pages, results, digest.hexdigest(), peak]))
     """
 )
 
@@ -195,7 +196,9 @@ def year_hourly(versions: dict[str, tuple[str, str]], rounds: int) -> None:
     for version, rows in runs.items():
         cpus = ", ".join(f"{float(r[0]):.2f}" for r in rows)  # type: ignore[arg-type]
         walls = ", ".join(f"{float(r[1]):.2f}" for r in rows)  # type: ignore[arg-type]
-        print(f"  {version}: CPU s {cpus}; wall s {walls}; {rows[0][2]} pages, {rows[0][3]:,} results")
+        peak = max(float(r[5]) for r in rows)  # type: ignore[arg-type]
+        print(f"  {version}: CPU s {cpus}; wall s {walls}; {rows[0][2]} pages, {rows[0][3]:,} results; "
+              f"peak RSS {peak:.0f} MiB")  # fmt: skip
     same = len({r[4] for rows in runs.values() for r in rows}) == 1
     print(f"  bytes agree: {'yes' if same else 'NO'}")
 

@@ -37,6 +37,8 @@ _CURRENCY: Final = "usd"
 _AMOUNT_SCALE: Final = 10**12  # amounts are exact multiples of AMOUNT_QUANTUM
 _SAFE: Final = 2**62
 _PLAIN: Final = 10**6  # amounts from 1e-6 up print in plain notation (Decimal's rule); smaller ones in E notation
+_COST_SUMS: Final = 16
+"""Blocks of grouped daily cost sums kept (per grouping and filters): a few hundred KiB each."""
 _HOUR_SUMS: Final = 64
 """Days of grouped hourly sums kept (per endpoint, grouping and filters): a few KiB to 100 KiB each."""
 _ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
@@ -137,6 +139,7 @@ class ResultBuilder:
         self._cells: _CostCells | None = None
         self._cell_tests: dict[FiltersKey, Bools] = {}
         self._quantities: dict[int, Ints] = {}
+        self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], tuple[Ints, Ints, Bools]] = OrderedDict()
         self._tails: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         self._templates: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._masks: dict[tuple[str, FiltersKey], Bools] = {}
@@ -450,11 +453,10 @@ class ResultBuilder:
         self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
     ) -> Results | None:
         """:meth:`costs` of one settled day with integer amounts; ``None`` when it cannot be done exactly."""
-        quantity = self._day_quantities(cells, a, now)
-        if quantity is None:
+        sums = self._block_sums(cells, a, group_by, fkey, now)
+        if sums is None:
             return None
-        amount = quantity * cells.price
-        billed = quantity != 0
+        amounts, quantities, hit = sums
         storage: dict[int, tuple[Decimal, int]] = {}
         if cells.storage is not None:
             family, first = cells.storage
@@ -462,19 +464,19 @@ class ResultBuilder:
             for leaf, vec in self.source.day(family, a, now).items():
                 for item in line_items(family, dims[leaf], vec, DAY):
                     storage[first + leaf] = (item.quantity, int(item.amount.scaleb(12)))
-                    billed[first + leaf] = True
-        mask = billed & self._cell_filter(cells, fkey)
-        if not mask.any():
-            return []
+        allowed = self._cell_filter(cells, fkey)
         grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
-        both, hit = grouping.sum(np.stack((amount, quantity), axis=1), mask)
-        amounts, quantities = both[:, 0], both[:, 1]
         extra: dict[int, Decimal] = {}  # storage quantities (GiB-hours, not integers) by group
+        if storage:
+            amounts, hit = amounts.copy(), hit.copy()
         for cell, (q, m) in storage.items():
-            if mask[cell]:
+            if allowed[cell]:
                 g = int(grouping.index[cell])
                 amounts[g] += m
+                hit[g] = True
                 extra[g] = extra.get(g, Decimal(0)) + q
+        if not hit.any():
+            return []
         tails = self._cost_tails(grouping, group_by, cells.units)
         by_item = "line_item" in group_by
         groups = np.flatnonzero(hit)  # groups are numbered in output order
@@ -496,7 +498,41 @@ class ResultBuilder:
             rows.append(f"{_ROW_HEAD}{value}{_ROW_MID}{mid}{text}{end}")
         return msgspec.Raw(("[" + ",".join(rows) + "]").encode())
 
-    def _day_quantities(self, cells: _CostCells, a: int, now: int) -> Ints | None:
+    def _block_sums(
+        self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
+    ) -> tuple[Ints, Ints, Bools] | None:
+        """Per group, the amount and quantity of the billed, allowed cells (storage aside) on the settled day at
+        ``a``, and whether one is there: summed for every day of its block at once, kept for the next days."""
+        arrays = self._arrays
+        assert arrays is not None
+        first = next(iter(cells.families), None)
+        got = None if first is None else arrays.day_block(first[0], a, now, together=True)
+        if got is None:
+            return None
+        number, offset = got[0], got[1]
+        key = (number, group_by, fkey)
+        with self._lock:
+            hit = self._sums.get(key)
+            if hit is not None:
+                self._sums.move_to_end(key)
+        if hit is None:
+            quantity = self._day_quantities(cells, a, now, whole=True)
+            if quantity is None:
+                return None
+            mask = (quantity != 0) & self._cell_filter(cells, fkey)
+            grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
+            kept = np.where(mask[..., None], np.stack((quantity * cells.price, quantity), axis=2), 0)
+            both = np.add.reduceat(kept.take(grouping.order, axis=1), grouping.starts, axis=1)
+            there = np.logical_or.reduceat(mask.take(grouping.order, axis=1), grouping.starts, axis=1)
+            hit = (both[:, :, 0], both[:, :, 1], there)
+            with self._lock:
+                self._sums[key] = hit
+                if len(self._sums) > _COST_SUMS:
+                    self._sums.popitem(last=False)
+        amounts, quantities, there = hit
+        return (amounts[offset], quantities[offset], there[offset]) if len(amounts) > offset else None
+
+    def _day_quantities(self, cells: _CostCells, a: int, now: int, *, whole: bool = False) -> Ints | None:
         """Every cell's quantity on the settled day starting at ``a`` (computed a block of days at a time)."""
         arrays = self._arrays
         assert arrays is not None
@@ -520,6 +556,8 @@ class ResultBuilder:
                 return None  # the sum of every amount could leave int64: the Decimal path answers
             with self._lock:
                 self._quantities[number] = hit
+        if whole:
+            return hit
         return hit[offset] if hit.shape[0] > offset else None
 
     def _cost_tails(
