@@ -15,11 +15,12 @@ warm-up and counts complete 200 responses.
 A year of hourly pages: in a child per version, every usage endpoint's 375 days of hourly buckets (default
 grouping, 168 a page, the cursor followed) through one ``Emulator(EmulatorConfig(days=375))`` with the default
 cache, as ``usageledger sync --bucket-width 1h`` asks them of ``usageledger emulator --days 375``: the emulator's
-CPU seconds for such a sync (HTTP not included).
+CPU seconds for such a sync (HTTP not included). ``--cli-sync N`` runs that sync for real (CLI emulator with
+``--latency 100ms``, CLI sync with ``--concurrency 8`` into a temporary store) and reports the emulator process's CPU.
 
 Usage: .venv/bin/python bench/bench_emulator.py [--seconds 10] [--connections 8] [--server cli|asgi|starlette]
-       [--rounds 5] [--repeats 3] [--year-rounds 1] [--before-python PATH --before-src DIR] [--no-before]
-       [--cold-only]
+       [--rounds 5] [--repeats 3] [--year-rounds 1] [--cli-sync 0] [--before-python PATH --before-src DIR]
+       [--no-before] [--cold-only]
 """
 
 from __future__ import annotations
@@ -203,6 +204,36 @@ def year_hourly(versions: dict[str, tuple[str, str]], rounds: int) -> None:
     print(f"  bytes agree: {'yes' if same else 'NO'}")
 
 
+def cli_sync(versions: dict[str, tuple[str, str]], rounds: int) -> None:
+    """The lead's scenario for real: ``usageledger emulator --latency 100ms --now NOW --days 375`` in one process,
+    ``usageledger sync --bucket-width 1h --concurrency 8`` of the year into a fresh store; the emulator process's
+    CPU (psutil, user + system, HTTP serving included) and the sync's wall time, versions interleaved."""
+    import tempfile
+
+    until = str(NOW)  # the emulator's clock, not the wall clock: no window past its now
+    for _ in range(rounds):
+        for version, (python, src) in versions.items():
+            env = {**os.environ, "PYTHONPATH": src, "OPENAI_ADMIN_KEY": KEY}
+            emulator, base, _ = start_server("cli", python, src, ("--latency", "100ms", "--days", "375"))
+            try:
+                process = psutil.Process(emulator.pid)
+                before = process.cpu_times()
+                with tempfile.TemporaryDirectory() as tmp:
+                    command = [python, "-c", "from usageledger.cli import main; main()", "sync", "--bucket-width",
+                               "1h", "--concurrency", "8", "--since", "375d", "--until", until,
+                               "--store", str(Path(tmp) / "bench.duckdb")]  # fmt: skip
+                    started = time.perf_counter()
+                    done = subprocess.run(command, env={**env, "OPENAI_BASE_URL": base}, capture_output=True, text=True)
+                    wall = time.perf_counter() - started
+                after = process.cpu_times()
+            finally:
+                emulator.terminate()
+                emulator.wait(timeout=30)
+            cpu = after.user + after.system - before.user - before.system
+            print(f"[{version}] CLI year-hourly sync: exit {done.returncode}, sync wall {wall:.1f} s, emulator CPU "
+                  f"{cpu:.2f} s (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+
+
 def start_server(
     kind: str, python: str = sys.executable, src: str | None = None, extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[str], str, float]:
@@ -340,6 +371,7 @@ def main() -> None:
     parser.add_argument("--cold-only", action="store_true", help="skip the server scenarios")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each server scenario")
     parser.add_argument("--year-rounds", type=int, default=1, help="rounds of the year of hourly pages (0: skip)")
+    parser.add_argument("--cli-sync", type=int, default=0, help="rounds of the real CLI year-hourly sync (slow)")
     args = parser.parse_args()
 
     here = str(Path(__file__).resolve().parents[1] / "src")
@@ -349,6 +381,8 @@ def main() -> None:
     print_cold(cold_pages(versions, args.rounds))
     if args.year_rounds:
         year_hourly(versions, args.year_rounds)
+    if args.cli_sync:
+        cli_sync(versions, args.cli_sync)
     if args.cold_only:
         return
 
