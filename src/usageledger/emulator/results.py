@@ -29,7 +29,7 @@ __all__ = ["ResultBuilder", "filters_key"]
 FiltersKey = tuple[tuple[str, FilterValue], ...]
 Row = dict[str, Any]
 Results = list[Row] | msgspec.Raw
-"""A bucket's result rows, or (the costs fast path) the JSON array already encoded as the handler's encoder would."""
+"""A bucket's result rows, or (the numpy paths) the JSON array already encoded as the handler's encoder would."""
 
 _COSTS: Final = catalogue.get("costs")
 _COST_DIMS: Final = _COSTS.group_by
@@ -83,11 +83,6 @@ class _Grouping:
     order: Ints
     """The records sorted by group (stably), so group ``g`` is the run starting at ``starts[g]``."""
     starts: Ints
-
-    def sum(self, values: Ints, mask: Bools) -> tuple[Ints, Bools]:
-        """Per group, the sum of the masked records' ``values`` (rows) and whether any record was masked in."""
-        kept = np.where(mask.reshape(-1, *([1] * (values.ndim - 1))), values, 0)[self.order]
-        return np.add.reduceat(kept, self.starts, axis=0), np.logical_or.reduceat(mask[self.order], self.starts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,6 +516,8 @@ class ResultBuilder:
                 return None
             mask = (quantity != 0) & self._cell_filter(cells, fkey)
             grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
+            if not len(grouping.starts):
+                return None  # no cells at all: the per-leaf path answers (with nothing)
             kept = np.where(mask[..., None], np.stack((quantity * cells.price, quantity), axis=2), 0)
             both = np.add.reduceat(kept.take(grouping.order, axis=1), grouping.starts, axis=1)
             there = np.logical_or.reduceat(mask.take(grouping.order, axis=1), grouping.starts, axis=1)
