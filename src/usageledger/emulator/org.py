@@ -199,6 +199,7 @@ class SyntheticSource:
         self._minutes: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
         self._hour_arrays: OrderedDict[tuple[str, int], Block | None] = OrderedDict()
         self._hour_rows: dict[str, tuple[Ints, Ints, npt.NDArray[np.uint64]]] = {}
+        self._diurnal_days: dict[tuple[str, int], Ints] = {}
         self._lock = threading.Lock()
         rng = random.Random(mix(config.seed, 7))
         self._hour_tables = {
@@ -482,8 +483,14 @@ class SyntheticSource:
         if family.gauge:  # a level: the same in every hour
             return np.broadcast_to(values, (24, *values.shape)), np.broadcast_to(present, (24, *present.shape))
         cums, first, uids = self._diurnal_rows(family)
-        rows = first + (np_mix(uids, day) % np.uint64(_VARIANTS)).astype(np.int64)
-        return split(values, present, cums[rows], family.driver)
+        block = day // _BLOCK_DAYS
+        rows = self._diurnal_days.get((family.name, block))
+        if rows is None:  # each leaf's diurnal table on every day of the block: mix(uid, day) % _VARIANTS
+            days = np.arange(block * _BLOCK_DAYS, (block + 1) * _BLOCK_DAYS, dtype=np.uint64)[:, None]
+            rows = first + (np_mix(uids, days) % np.uint64(_VARIANTS)).astype(np.int64)
+            with self._lock:
+                self._diurnal_days[(family.name, block)] = rows
+        return split(values, present, cums[rows[day % _BLOCK_DAYS]], family.driver)
 
     def _diurnal_rows(self, family: Family) -> tuple[Ints, Ints, npt.NDArray[np.uint64]]:
         """The diurnal tables as rows ``pair * _VARIANTS + v`` (``pair`` numbers the (offset, flat) pairs), and per
