@@ -136,7 +136,7 @@ class ResultBuilder:
         self._quantities: dict[int, Ints] = {}
         self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], tuple[Ints, Ints, Bools]] = OrderedDict()
         self._tails: dict[tuple[str, ...], list[tuple[str, str]]] = {}
-        self._templates: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._templates: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
         self._masks: dict[tuple[str, FiltersKey], Bools] = {}
         self._hours: OrderedDict[tuple[str, int, tuple[str, ...], FiltersKey], tuple[Ints, list[int], list[int]]] = (
             OrderedDict()
@@ -321,23 +321,23 @@ class ResultBuilder:
         templates = self._templates.get((family.name, group_by))
         if templates is None:
             templates = self._row_templates(endpoint, family, self._leaf_grouping(family, group_by), group_by)
-        text = "[" + ",".join(map(templates.__getitem__, groups)) + "]"
-        return msgspec.Raw((text % tuple(metrics.ravel().tolist())).encode())
+        text = b"[" + b",".join(map(templates.__getitem__, groups)) + b"]"
+        return msgspec.Raw(text % tuple(metrics.ravel().tolist()))  # bytes formatting: no str to encode after
 
     def _row_templates(
         self, endpoint: Endpoint, family: Family, grouping: _Grouping, group_by: tuple[str, ...]
-    ) -> list[str]:
+    ) -> list[bytes]:
         """Per group, its row as JSON with a ``%d`` for each metric: ``{"object":...,"<metric>":%d,...,<fields>}``."""
         key = (family.name, group_by)
         hit = self._templates.get(key)
         if hit is None:
             names, _ = self._field_matrix(family)
-            head = ['"object":' + _ENCODE(endpoint.result_object).decode()]
-            head += [_ENCODE(name).decode().replace("%", "%%") + ":%d" for name in names]
+            head = [b'"object":' + _ENCODE(endpoint.result_object).replace(b"%", b"%%")]
+            head += [_ENCODE(name).replace(b"%", b"%%") + b":%d" for name in names]
             hit = []
             for tail in grouping.tails:
-                fields = _ENCODE(tail)[1:-1].decode().replace("%", "%%")
-                hit.append("{" + ",".join(head + ([fields] if fields else [])) + "}")
+                fields = _ENCODE(tail)[1:-1].replace(b"%", b"%%")
+                hit.append(b"{" + b",".join(head + ([fields] if fields else [])) + b"}")
             with self._lock:
                 self._templates[key] = hit
         return hit
