@@ -1,9 +1,10 @@
 """Emulator: pages computed from nothing (before vs after), throughput, memory and start-up.
 
 Cold pages: every endpoint's 31-day daily page, grouped (completions and decisions by ``project_id,model``, costs
-by ``project_id,line_item``, the others by ``project_id`` and ``model`` where they have it), each from a fresh
-``Emulator(EmulatorConfig(now=...))``, timed in a child process per code version: *before* is another checkout's
-code (``--before-python``/``--before-src``, default /work/main), *after* this one. The two run interleaved, round by
+by ``project_id,line_item``, the others by ``project_id`` and ``model`` where they have it), and every usage
+endpoint's week of hours (168 buckets, its default grouping), each from a fresh ``Emulator(EmulatorConfig(now=...))``,
+timed in a child process per code version: *before* is another checkout's code (``--before-python``/``--before-src``,
+default /work/main), *after* this one. The two run interleaved, round by
 round, so load on the machine hits both alike; the child also hashes each body, so the bench shows the bytes agree.
 
 The server runs in its own process (``usageledger emulator --port 0``, default size, fixed ``--now``), exactly as
@@ -11,8 +12,15 @@ users run it; the load generator is a minimal asyncio HTTP/1.1 keep-alive client
 would be the bottleneck on a 2-core machine). Each scenario runs C concurrent connections for T seconds after a
 warm-up and counts complete 200 responses.
 
+A year of hourly pages: in a child per version, every usage endpoint's 375 days of hourly buckets (default
+grouping, 168 a page, the cursor followed) through one ``Emulator(EmulatorConfig(days=375))`` with the default
+cache, as ``usageledger sync --bucket-width 1h`` asks them of ``usageledger emulator --days 375``: the emulator's
+CPU seconds for such a sync (HTTP not included). ``--cli-sync N`` runs that sync for real (CLI emulator with
+``--latency 100ms``, CLI sync with ``--concurrency 8`` into a temporary store) and reports the emulator process's CPU.
+
 Usage: .venv/bin/python bench/bench_emulator.py [--seconds 10] [--connections 8] [--server cli|asgi|starlette]
-       [--rounds 5] [--repeats 3] [--before-python PATH --before-src DIR] [--no-before] [--cold-only]
+       [--rounds 5] [--repeats 3] [--year-rounds 1] [--cli-sync 0] [--before-python PATH --before-src DIR]
+       [--no-before] [--cold-only]
 """
 
 from __future__ import annotations
@@ -81,25 +89,71 @@ _COLD = textwrap.dedent(
     today = now - now % day
     headers = {"authorization": "Bearer sk-admin-bench"}
     out = {}
+    pages = []
     for endpoint in catalogue.ENDPOINTS:
         if endpoint.is_costs:
             group = "project_id,line_item"
         else:
             group = ",".join(g for g in endpoint.group_by if g in ("project_id", "model"))
-        query = urlencode({"start_time": today - 31 * day, "end_time": today, "limit": 31, "group_by": group})
+        query = {"start_time": today - 31 * day, "end_time": today, "limit": 31, "group_by": group}
+        pages.append(("1d", endpoint, group, query))
+    for endpoint in catalogue.USAGE_ENDPOINTS:  # a week of hours, grouped as `sync --bucket-width 1h` groups them
+        group = ",".join(endpoint.default_group_by)
+        query = {"start_time": today - 60 * day, "end_time": today - 53 * day, "bucket_width": "1h", "limit": 168,
+                 "group_by": group}
+        pages.append(("1h", endpoint, group, query))
+    for width, endpoint, group, query in pages:
         emulator = Emulator(EmulatorConfig(now=now))
         wall, cpu = time.perf_counter(), time.process_time()
-        response = emulator.handle(Request("GET", "/v1" + endpoint.path, query, headers))
+        response = emulator.handle(Request("GET", "/v1" + endpoint.path, urlencode(query), headers))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         assert response.status == 200, response.body[:200]
-        out[endpoint.name] = [group, cpu, wall, len(response.body), hashlib.sha256(response.body).hexdigest()]
+        digest = hashlib.sha256(response.body).hexdigest()
+        out[f"{width} {endpoint.name}"] = [group, cpu, wall, len(response.body), digest]
     print(json.dumps(out))
+    """
+)
+
+_YEAR = textwrap.dedent(
+    """
+    import hashlib, json, resource, sys, time
+    from urllib.parse import urlencode
+    from usageledger import catalogue
+    from usageledger.emulator import Emulator, EmulatorConfig, Request
+
+    # What `usageledger emulator --days 375` computes for `usageledger sync --bucket-width 1h`: every usage
+    # endpoint's year of hourly buckets, default grouping, pages of 168 buckets, default cache (128 MB).
+    now, day = int(sys.argv[1]), 86400
+    emulator = Emulator(EmulatorConfig(now=now, days=375))
+    first = (now // day - 375) * day
+    headers = {"authorization": "Bearer sk-admin-bench"}
+    digest = hashlib.sha256()
+    pages = results = 0
+    cpu = wall = 0.0  # of handle() alone: reading the pages (json.loads) is the sync's work, not the emulator's
+    for endpoint in catalogue.USAGE_ENDPOINTS:
+        query = {"start_time": first, "end_time": now - now % 3600, "bucket_width": "1h", "limit": 168,
+                 "group_by": ",".join(endpoint.default_group_by)}
+        while True:
+            request = Request("GET", "/v1" + endpoint.path, urlencode(query), headers)
+            started, begun = time.perf_counter(), time.process_time()
+            response = emulator.handle(request)
+            cpu, wall = cpu + time.process_time() - begun, wall + time.perf_counter() - started
+            assert response.status == 200, response.body[:200]
+            digest.update(response.body)
+            body = json.loads(response.body)
+            pages += 1
+            results += sum(len(b["results"]) for b in body["data"])
+            if not body["has_more"]:
+                break
+            query["page"] = body["next_page"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB, the child's peak
+    print(json.dumps([cpu, wall, pages, results, digest.hexdigest(), peak]))
     """
 )
 
 
 def cold_pages(versions: dict[str, tuple[str, str]], rounds: int) -> dict[str, dict[str, list[list[object]]]]:
-    """Per version, per endpoint, one ``[group, cpu, wall, size, sha256]`` per round; versions interleaved."""
+    """Per version, per page, one ``[group, cpu, wall, size, sha256]`` per round; versions interleaved."""
     runs: dict[str, dict[str, list[list[object]]]] = {v: {} for v in versions}
     for _ in range(rounds):
         for version, (python, src) in versions.items():
@@ -112,9 +166,11 @@ def cold_pages(versions: dict[str, tuple[str, str]], rounds: int) -> dict[str, d
 
 def print_cold(runs: dict[str, dict[str, list[list[object]]]]) -> None:
     versions = list(runs)
-    print("cold 31-day grouped daily page, from a fresh Emulator (median CPU ms [wall ms] over the rounds):")
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min)")
+    print("cold pages from a fresh Emulator: 31-day grouped daily (1d) and 168-hour grouped hourly (1h)")
+    print("(median CPU ms [wall ms] over the rounds)")
     head = "".join(f" | {v:>18}" for v in versions)
-    print(f"{'endpoint':28} {'group_by':22}{head} | ratio | bytes agree")
+    print(f"{'page':34} {'group_by':36}{head} | ratio | bytes agree")
     for name, rows in runs[versions[-1]].items():
         cells, cpus = [], []
         for v in versions:
@@ -124,8 +180,58 @@ def print_cold(runs: dict[str, dict[str, list[list[object]]]]) -> None:
             cpus.append(cpu)
         ratio = f"{cpus[0] / cpus[-1]:5.1f}x" if len(cpus) > 1 else "  -  "
         same = len({r[4] for v in versions for r in runs[v][name]}) == 1
-        print(f"{name:28} {rows[0][0]!s:22}{''.join(cells)} | {ratio} | {'yes' if same else 'NO'} "
+        print(f"{name:34} {rows[0][0]!s:36}{''.join(cells)} | {ratio} | {'yes' if same else 'NO'} "
               f"({int(rows[0][3]) // 1024} KiB)")  # type: ignore[call-overload]  # fmt: skip
+
+
+def year_hourly(versions: dict[str, tuple[str, str]], rounds: int) -> None:
+    """The emulator's CPU for a year of hourly pages of every usage endpoint, versions interleaved."""
+    runs: dict[str, list[list[object]]] = {v: [] for v in versions}
+    for _ in range(rounds):
+        for version, (python, src) in versions.items():
+            env = {**os.environ, "PYTHONPATH": src}
+            done = subprocess.run([python, "-c", _YEAR, str(NOW)], env=env, capture_output=True, text=True, check=True)
+            runs[version].append(json.loads(done.stdout))
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min)")
+    print("a year of hourly pages (--days 375, every usage endpoint, default group_by, 168 buckets a page):")
+    for version, rows in runs.items():
+        cpus = ", ".join(f"{float(r[0]):.2f}" for r in rows)  # type: ignore[arg-type]
+        walls = ", ".join(f"{float(r[1]):.2f}" for r in rows)  # type: ignore[arg-type]
+        peak = max(float(r[5]) for r in rows)  # type: ignore[arg-type]
+        print(f"  {version}: CPU s {cpus}; wall s {walls}; {rows[0][2]} pages, {rows[0][3]:,} results; "
+              f"peak RSS {peak:.0f} MiB")  # fmt: skip
+    same = len({r[4] for rows in runs.values() for r in rows}) == 1
+    print(f"  bytes agree: {'yes' if same else 'NO'}")
+
+
+def cli_sync(versions: dict[str, tuple[str, str]], rounds: int) -> None:
+    """The lead's scenario for real: ``usageledger emulator --latency 100ms --now NOW --days 375`` in one process,
+    ``usageledger sync --bucket-width 1h --concurrency 8`` of the year into a fresh store; the emulator process's
+    CPU (psutil, user + system, HTTP serving included) and the sync's wall time, versions interleaved."""
+    import tempfile
+
+    until = str(NOW)  # the emulator's clock, not the wall clock: no window past its now
+    for _ in range(rounds):
+        for version, (python, src) in versions.items():
+            env = {**os.environ, "PYTHONPATH": src, "OPENAI_ADMIN_KEY": KEY}
+            emulator, base, _ = start_server("cli", python, src, ("--latency", "100ms", "--days", "375"))
+            try:
+                process = psutil.Process(emulator.pid)
+                before = process.cpu_times()
+                with tempfile.TemporaryDirectory() as tmp:
+                    command = [python, "-c", "from usageledger.cli import main; main()", "sync", "--bucket-width",
+                               "1h", "--concurrency", "8", "--since", "375d", "--until", until,
+                               "--store", str(Path(tmp) / "bench.duckdb")]  # fmt: skip
+                    started = time.perf_counter()
+                    done = subprocess.run(command, env={**env, "OPENAI_BASE_URL": base}, capture_output=True, text=True)
+                    wall = time.perf_counter() - started
+                after = process.cpu_times()
+            finally:
+                emulator.terminate()
+                emulator.wait(timeout=30)
+            cpu = after.user + after.system - before.user - before.system
+            print(f"[{version}] CLI year-hourly sync: exit {done.returncode}, sync wall {wall:.1f} s, emulator CPU "
+                  f"{cpu:.2f} s (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
 
 
 def start_server(
@@ -264,6 +370,8 @@ def main() -> None:
     parser.add_argument("--no-before", action="store_true", help="time this checkout only")
     parser.add_argument("--cold-only", action="store_true", help="skip the server scenarios")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each server scenario")
+    parser.add_argument("--year-rounds", type=int, default=1, help="rounds of the year of hourly pages (0: skip)")
+    parser.add_argument("--cli-sync", type=int, default=0, help="rounds of the real CLI year-hourly sync (slow)")
     args = parser.parse_args()
 
     here = str(Path(__file__).resolve().parents[1] / "src")
@@ -271,6 +379,10 @@ def main() -> None:
     if not args.no_before:
         versions = {"before": (args.before_python, args.before_src), **versions}
     print_cold(cold_pages(versions, args.rounds))
+    if args.year_rounds:
+        year_hourly(versions, args.year_rounds)
+    if args.cli_sync:
+        cli_sync(versions, args.cli_sync)
     if args.cold_only:
         return
 

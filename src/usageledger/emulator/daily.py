@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from usageledger.emulator.activity import Family
 
-__all__ = ["Block", "LeafRule", "LeafTable", "Shape", "blocks", "np_mix", "np_unit"]
+__all__ = ["Block", "LeafRule", "LeafTable", "Shape", "blocks", "np_mix", "np_unit", "split"]
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -33,6 +33,7 @@ _S31: Final = np.uint64(31)
 _S29: Final = np.uint64(29)
 _S11: Final = np.uint64(11)
 _TWO53: Final = float(1 << 53)
+_INT64: Final = 2**63
 _WEEKLY: Final = np.array((1.0, 1.06, 1.08, 1.04, 0.94, 0.34, 0.28))  # Monday first, as in org.py
 
 
@@ -76,13 +77,14 @@ def np_mix(*parts: int | Words) -> Words:
     """:func:`usageledger.emulator.activity.mix` element-wise over broadcast uint64 arrays (or Python ints)."""
     words = _words(parts)
     shape = np.broadcast_shapes(*(w.shape for w in words))
-    h = np.full(shape, _START, dtype=np.uint64)
+    # the state takes each part's shape as it comes (leaf-only parts first cost one row, not the whole block)
+    h = np.full((1,) * len(shape), _START, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for p in words:
             h = (h ^ p) * _M1
             h = (h ^ (h >> _S31)) * _M2
             h ^= h >> _S29
-    return h
+    return np.broadcast_to(h, shape) if h.shape != shape else h
 
 
 def np_unit(*parts: int | Words) -> Floats:
@@ -134,9 +136,10 @@ class LeafTable:
         )
 
 
-def _chat(table: LeafTable, req: Ints, bits: Words) -> dict[str, Ints]:
-    """org.py's chat shape: a chat model's tokens per request, split into the token atoms."""
-    col = table.columns
+def _chat(table: LeafTable, req: Ints, bits: Words, cols: slice) -> dict[str, Ints]:
+    """org.py's chat shape: a chat model's tokens per request, split into the token atoms (of the leaves ``cols``:
+    ``req`` and ``bits`` are those columns)."""
+    col = {name: column[:, cols] for name, column in table.columns.items()}
     ipr = col["input_per_request"].astype(np.int64)
     opr = col["output_per_request"].astype(np.int64)
     scale = col["scale"]
@@ -198,7 +201,9 @@ def blocks(
     present = active & (req > 0)
     req = np.where(present, req, 0)
     bits = np.where(present, bits, np.uint64(0))
-    chat = _chat(table, req, bits) if "chat" in kinds else {}
+    chats = [i for i, r in enumerate(table.rules) if r.shape.kind == "chat"]
+    lo, hi = (chats[0], chats[-1] + 1) if chats else (0, 0)  # the chat leaves' span (org.py puts them first)
+    chat = _chat(table, req[:, lo:hi], bits[:, lo:hi], slice(lo, hi)) if chats else {}
     metric = None
     if "per_request" in kinds:
         metric = np.maximum(req, _trunc(req.astype(np.float64) * table.columns["per_request"] * _noise(bits, 0)))
@@ -213,7 +218,7 @@ def blocks(
         assert all(r.shape.kind == kind for r in rules), "a family's leaves share one shape kind"
         values: dict[str, Ints] = {}
         if kind == "chat":
-            values = {name: v[:, a:b] for name, v in chat.items()}
+            values = {name: v[:, a - lo : b - lo] for name, v in chat.items()}
         values[family.atoms[family.driver]] = req[:, a:b]
         if kind == "per_request":
             assert metric is not None and len({r.shape.metric for r in rules}) == 1
@@ -221,3 +226,37 @@ def blocks(
         zeros = np.zeros((len(days), b - a), dtype=np.int64)
         out.append((np.stack([values.get(atom, zeros) for atom in family.atoms], axis=-1), present[:, a:b]))
     return out
+
+
+def split(values: Ints, present: Bools, cum: Ints, driver: int) -> Block | None:
+    """Every leaf's vector split into ``n`` parts at once, exactly as ``SyntheticSource._split`` splits one.
+
+    ``values[leaf, atom]`` and ``present[leaf]`` are a day, ``cum[leaf, n + 1]`` each leaf's cumulative weights
+    (from 0 up to their total). The driver atom is split first (``r * cum // total``); every atom ``c`` of part
+    ``k`` is ``c * hi // r - c * lo // r`` between the part's driver bounds; a part whose bounds meet is absent, and
+    a leaf with no driver count keeps its whole vector in the first part. Returns ``(parts[n, leaf, atom],
+    present[n, leaf])``; ``None`` where an intermediate product could leave int64 (the per-leaf rule answers).
+    """
+    leaves = np.flatnonzero(present)  # only leaves that are there have parts
+    values, cum = values[leaves], cum[leaves]
+    r = values[:, driver]
+    total = cum[:, -1]
+    rmax = int(np.abs(r).max(initial=0))  # a bound lies between 0 and r: products stay below rmax times these
+    if rmax * max(int(np.abs(values).max(initial=0)), int(np.abs(cum).max(initial=0))) >= _INT64:
+        return None
+    bounds = r[:, None] * cum // total[:, None]
+    # c * hi // r - c * lo // r, with each part's hi the next part's lo: one product and division per bound
+    divisor = np.where(r == 0, 1, r)[:, None, None]
+    parts = np.diff(values[:, None, :] * bounds[:, :, None] // divisor, axis=1)  # [leaf there, part, atom]
+    live = bounds[:, :-1] != bounds[:, 1:]
+    idle = r == 0
+    if idle.any():
+        parts[idle, 0, :] = values[idle]
+        live[idle, 0] = True
+    parts[~live] = 0
+    n = cum.shape[1] - 1
+    out = np.zeros((n, len(present), values.shape[1]), dtype=np.int64)
+    out[:, leaves] = parts.transpose(1, 0, 2)
+    there = np.zeros((n, len(present)), dtype=np.bool_)
+    there[:, leaves] = live.T
+    return out, there

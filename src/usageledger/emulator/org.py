@@ -6,7 +6,7 @@ factors (weekly pattern, growth, quiet days and weeks, noise), the day is split 
 the project's time zone, and an hour into minutes; each split moves the request count first and every other atom
 in proportion to it (cumulative integer division), so the parts sum exactly to the whole and a quiet minute has no
 tokens. Late revisions scale a recent hour towards its final value; a revised day is the sum of its revised hours.
-Days are computed 64 at a time for every leaf with numpy (:mod:`usageledger.emulator.daily`, the same arithmetic
+Days are computed 32 at a time for every leaf with numpy (:mod:`usageledger.emulator.daily`, the same arithmetic
 as the per-leaf rule) and kept; a leaf's shape is a :class:`~usageledger.emulator.daily.Shape`.
 """
 
@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 from usageledger import catalogue
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, add_into, mix
 from usageledger.emulator.config import EmulatorConfig
-from usageledger.emulator.daily import Block, Bools, Ints, LeafRule, LeafTable, Shape, blocks
+from usageledger.emulator.daily import Block, Bools, Ints, LeafRule, LeafTable, Shape, blocks, np_mix, split
 from usageledger.emulator.directory import Directory
 from usageledger.emulator.directory_synthetic import retirements, synthetic_directory
 
@@ -86,8 +87,11 @@ _IMAGE_SOURCES: Final = {
 }
 _ALNUM: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _VARIANTS: Final = 16
-_BLOCK_DAYS: Final = 64
-"""Days of activity computed together (numpy, one pass per family); a 31-day page touches one or two blocks."""
+_BLOCK_DAYS: Final = 32
+"""Days of activity computed together (numpy, one pass per family): a 31-day page computes at most 64 days (64 or 128
+with 64-day blocks; a day costs about the same in either)."""
+_HOUR_DAYS: Final = 32
+"""Days of numpy hours kept (every leaf's 24 hours of one family's day): up to about 300 KiB each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +197,9 @@ class SyntheticSource:
         self._tables: dict[str | None, tuple[list[tuple[Family, int, int]], LeafTable]] = {}
         self._hours: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
         self._minutes: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
+        self._hour_arrays: OrderedDict[tuple[str, int], Block | None] = OrderedDict()
+        self._hour_rows: dict[str, tuple[Ints, Ints, npt.NDArray[np.uint64]]] = {}
+        self._diurnal_days: dict[tuple[str, int], Ints] = {}
         self._lock = threading.Lock()
         rng = random.Random(mix(config.seed, 7))
         self._hour_tables = {
@@ -345,12 +352,18 @@ class SyntheticSource:
         if hit is None:
             parts: list[tuple[Family, int, int]] = []
             rules: list[LeafRule] = []
-            for fam in FAMILIES.values() if family is None else (family,):
+            # every family together: the chat families first, so the chat shape runs over their span alone
+            together = sorted(FAMILIES.values(), key=lambda f: self._kind(f) != "chat")
+            for fam in together if family is None else (family,):
                 leaves = self._leaves[fam.name]
                 parts.append((fam, len(rules), len(rules) + len(leaves)))
                 rules.extend(LeafRule(x.uid, x.project, x.base, x.p_active, x.shape, x.until) for x in leaves)
             hit = self._tables[key] = (parts, LeafTable.of(rules))
         return hit
+
+    def _kind(self, family: Family) -> str:
+        leaves = self._leaves[family.name]
+        return leaves[0].shape.kind if leaves else "count"
 
     def day_block(
         self, family: Family, start: int, now: int, *, together: bool = False
@@ -441,6 +454,58 @@ class SyntheticSource:
                 self._hours.popitem(last=False)
         return hours
 
+    def hour_block(self, family: Family, start: int, now: int) -> tuple[int, Ints, Bools] | None:
+        """The day holding the settled hour at ``start`` as arrays: (the hour's index in its day, the day's
+        ``values[hour, leaf, atom]``, ``present[hour, leaf]``), the same vectors as :meth:`hour`; ``None`` while the
+        hour is revised (or where the numpy split cannot be exact)."""
+        if self._revising(start + HOUR, now):
+            return None
+        day_start = start - start % DAY
+        key = (family.name, day_start)
+        with self._lock:
+            known = key in self._hour_arrays
+            hit = self._hour_arrays.get(key)
+            if known:
+                self._hour_arrays.move_to_end(key)
+        if not known:
+            hit = self._split_day(family, day_start)
+            with self._lock:
+                self._hour_arrays[key] = hit
+                if len(self._hour_arrays) > _HOUR_DAYS:
+                    self._hour_arrays.popitem(last=False)
+        return None if hit is None else ((start - day_start) // HOUR, *hit)
+
+    def _split_day(self, family: Family, day_start: int) -> Block | None:
+        """Every leaf's 24 final hours of a day: :meth:`_hours_final`'s split, with numpy."""
+        day = day_start // DAY
+        values, present = self._block(family, day // _BLOCK_DAYS)
+        values, present = values[day % _BLOCK_DAYS], present[day % _BLOCK_DAYS]
+        if family.gauge:  # a level: the same in every hour
+            return np.broadcast_to(values, (24, *values.shape)), np.broadcast_to(present, (24, *present.shape))
+        cums, first, uids = self._diurnal_rows(family)
+        block = day // _BLOCK_DAYS
+        rows = self._diurnal_days.get((family.name, block))
+        if rows is None:  # each leaf's diurnal table on every day of the block: mix(uid, day) % _VARIANTS
+            days = np.arange(block * _BLOCK_DAYS, (block + 1) * _BLOCK_DAYS, dtype=np.uint64)[:, None]
+            rows = first + (np_mix(uids, days) % np.uint64(_VARIANTS)).astype(np.int64)
+            with self._lock:
+                self._diurnal_days[(family.name, block)] = rows
+        return split(values, present, cums[rows[day % _BLOCK_DAYS]], family.driver)
+
+    def _diurnal_rows(self, family: Family) -> tuple[Ints, Ints, npt.NDArray[np.uint64]]:
+        """The diurnal tables as rows ``pair * _VARIANTS + v`` (``pair`` numbers the (offset, flat) pairs), and per
+        leaf of ``family`` its first row and its hash: what :meth:`_hours_final` looks up leaf by leaf."""
+        hit = self._hour_rows.get(family.name)
+        if hit is None:
+            keys = sorted(self._hour_tables)  # (offset, flat, v): each pair's variants in a run, v = 0 first
+            cums = np.array([self._hour_tables[k] for k in keys], dtype=np.int64)
+            first_row = {(offset, flat): i for i, (offset, flat, v) in enumerate(keys) if v == 0}
+            leaves = self._leaves[family.name]
+            first = [first_row[(self.org.projects[x.project].utc_offset, x.flat)] for x in leaves]
+            hit = (cums, np.array(first, dtype=np.int64), np.array([x.uid for x in leaves], dtype=np.uint64))
+            self._hour_rows[family.name] = hit
+        return hit
+
     def _minutes_of(self, family: Family, hour_start: int, vectors: LeafVectors) -> list[LeafVectors]:
         tables = self._minute_tables
         return self._split_all(family, vectors, lambda leaf: tables[mix(leaf.uid, hour_start) % _VARIANTS], 60)
@@ -449,6 +514,10 @@ class SyntheticSource:
 
     def _revising(self, end: int, now: int) -> bool:
         return self.config.revisions and end > now - self.config.revision_window
+
+    def revised(self, end: int, now: int) -> bool:
+        """Whether activity up to ``end`` is still being revised at ``now`` (its hours and days are not final)."""
+        return self._revising(end, now)
 
     def _revise(self, family: Family, vectors: LeafVectors, end: int, now: int) -> LeafVectors:
         if family.gauge:

@@ -7,9 +7,11 @@ line item first, so a grouped bucket always adds up to the ungrouped one.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
@@ -18,7 +20,7 @@ import numpy.typing as npt
 
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
-from usageledger.emulator.activity import DAY, FAMILIES, ActivitySource, Family, accumulate, interval
+from usageledger.emulator.activity import DAY, FAMILIES, HOUR, ActivitySource, Family, accumulate, interval
 from usageledger.emulator.prices import billings, line_items
 from usageledger.rules import FilterValue
 
@@ -27,7 +29,7 @@ __all__ = ["ResultBuilder", "filters_key"]
 FiltersKey = tuple[tuple[str, FilterValue], ...]
 Row = dict[str, Any]
 Results = list[Row] | msgspec.Raw
-"""A bucket's result rows, or (the costs fast path) the JSON array already encoded as the handler's encoder would."""
+"""A bucket's result rows, or (the numpy paths) the JSON array already encoded as the handler's encoder would."""
 
 _COSTS: Final = catalogue.get("costs")
 _COST_DIMS: Final = _COSTS.group_by
@@ -35,6 +37,10 @@ _CURRENCY: Final = "usd"
 _AMOUNT_SCALE: Final = 10**12  # amounts are exact multiples of AMOUNT_QUANTUM
 _SAFE: Final = 2**62
 _PLAIN: Final = 10**6  # amounts from 1e-6 up print in plain notation (Decimal's rule); smaller ones in E notation
+_COST_SUMS: Final = 16
+"""Blocks of grouped daily cost sums kept (per grouping and filters): a few hundred KiB each."""
+_HOUR_SUMS: Final = 64
+"""Days of grouped hourly sums kept (per endpoint, grouping and filters): a few KiB to 100 KiB each."""
 _ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
 _ROW_HEAD: Final = '{"object":"' + _COSTS.result_object + '","amount":{"value":'
 _ROW_MID: Final = ',"currency":"' + _CURRENCY + '"},'
@@ -45,9 +51,18 @@ Bools = npt.NDArray[np.bool_]
 
 @runtime_checkable
 class DayArrays(Protocol):
-    """A source that can hand out a whole settled day of every leaf as arrays (the synthetic organisation)."""
+    """A source that can hand out a whole settled day or hour of every leaf as arrays (the synthetic organisation)."""
 
     def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None: ...
+
+    def hour_block(self, family: Family, start: int, now: int) -> tuple[int, Ints, Bools] | None:
+        """The day holding the settled hour at ``start``: (the hour's index in it, values, present), arrays over
+        ``[hour, leaf, ...]``; ``None`` while the hour is revised."""
+        ...
+
+    def revised(self, end: int, now: int) -> bool:
+        """Whether activity up to ``end`` is still being revised at ``now``."""
+        ...
 
     def day_block(
         self, family: Family, start: int, now: int, *, together: bool = False
@@ -68,11 +83,6 @@ class _Grouping:
     order: Ints
     """The records sorted by group (stably), so group ``g`` is the run starting at ``starts[g]``."""
     starts: Ints
-
-    def sum(self, values: Ints, mask: Bools) -> tuple[Ints, Bools]:
-        """Per group, the sum of the masked records' ``values`` (rows) and whether any record was masked in."""
-        kept = np.where(mask.reshape(-1, *([1] * (values.ndim - 1))), values, 0)[self.order]
-        return np.add.reduceat(kept, self.starts, axis=0), np.logical_or.reduceat(mask[self.order], self.starts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +134,13 @@ class ResultBuilder:
         self._cells: _CostCells | None = None
         self._cell_tests: dict[FiltersKey, Bools] = {}
         self._quantities: dict[int, Ints] = {}
+        self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], tuple[Ints, Ints, Bools]] = OrderedDict()
         self._tails: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        self._templates: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
+        self._masks: dict[tuple[str, FiltersKey], Bools] = {}
+        self._hours: OrderedDict[tuple[str, int, tuple[str, ...], FiltersKey], tuple[Ints, list[int], list[int]]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
     # --- usage ----------------------------------------------------------------------------------------------
@@ -163,12 +179,18 @@ class ResultBuilder:
 
     def usage(
         self, endpoint: Endpoint, a: int, b: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
-    ) -> list[Row]:
+    ) -> Results:
         """Result rows of a usage endpoint for the activity in ``[a, b)``; ``group_by`` in catalogue order."""
         family = FAMILIES[endpoint.name]
         day = self._whole_day(family, a, b, now)
         if day is not None:
-            return self._usage_day(endpoint, family, *day, group_by, fkey)
+            metrics, hit = self._group_sums(family, *day, group_by, fkey)
+            there = np.flatnonzero(hit)
+            return self._usage_rows(endpoint, family, there.tolist(), metrics[there], group_by)
+        if a % HOUR == 0 and b - a == HOUR and b <= now and self._arrays is not None:
+            hours = self._hour_sums(family, a, group_by, fkey, now)
+            if hours is not None:
+                return self._usage_rows(endpoint, family, *hours, group_by)
         vectors = interval(self.source, family, a, b, now)
         if not vectors:
             return []
@@ -204,15 +226,20 @@ class ResultBuilder:
         hit = self._groupings.get(key)
         if hit is not None:
             return hit
-        positions = [fields.index(g) for g in group_by]
-        keys = [tuple(r[i] for i in positions) for r in records]
+        positions = [fields.index(g) for g in group_by]  # (a group_by name outside ``fields`` fails here)
+        if len(positions) > 1:
+            keys: list[tuple[object, ...]] = list(map(itemgetter(*positions), records))
+        else:
+            keys = [tuple(r[i] for i in positions) for r in records]
         ordered = sorted(set(keys), key=_sort_key)
         number = {k: i for i, k in enumerate(ordered)}
+        blank = dict.fromkeys(fields)  # every field in order, None where it is not grouped by
         tails = []
         for k in ordered:
-            values = dict(zip(group_by, k, strict=True))
-            tails.append({g: values.get(g) for g in fields})
-        index = np.array([number[k] for k in keys], dtype=np.int64)
+            tail = blank.copy()
+            tail.update(zip(group_by, k, strict=True))
+            tails.append(tail)
+        index = np.fromiter(map(number.__getitem__, keys), dtype=np.int64, count=len(keys))
         order = np.argsort(index, kind="stable")
         starts = np.flatnonzero(np.r_[True, index[order][1:] != index[order][:-1]]) if len(index) else index
         made = _Grouping(index, tails, ordered, order, starts)
@@ -220,31 +247,100 @@ class ResultBuilder:
             self._groupings[key] = made
         return made
 
-    def _usage_day(
+    def _leaf_grouping(self, family: Family, group_by: tuple[str, ...]) -> _Grouping:
+        hit = self._groupings.get((family.name, group_by))
+        return hit or self._grouping(family.name, self.source.leaves(family), family.dims, group_by)
+
+    def _leaf_mask(self, family: Family, fkey: FiltersKey) -> Bools:
+        """:meth:`_allowed_leaves` as an array."""
+        key = (family.name, fkey)
+        hit = self._masks.get(key)
+        if hit is None:
+            hit = np.array(self._allowed_leaves(family, fkey), dtype=np.bool_)
+            with self._lock:
+                self._masks[key] = hit
+        return hit
+
+    def _group_sums(
+        self, family: Family, values: Ints, present: Bools, group_by: tuple[str, ...], fkey: FiltersKey
+    ) -> tuple[Ints, Bools]:
+        """The result metrics of each group (``[..., group, field]``) over ``values[..., leaf, atom]``, and whether
+        a leaf of the group is there (``[..., group]``); the leading axes (hours of a day) are kept."""
+        grouping = self._leaf_grouping(family, group_by)
+        _, matrix = self._field_matrix(family)
+        mask = present & self._leaf_mask(family, fkey)
+        if not len(grouping.starts):  # no leaves at all
+            return np.zeros((*mask.shape, matrix.shape[1]), dtype=np.int64), mask
+        lead = values.ndim - 2
+        kept = np.where(mask[..., None], values, 0).take(grouping.order, axis=lead)
+        sums = np.add.reduceat(kept, grouping.starts, axis=lead)
+        return sums @ matrix, np.logical_or.reduceat(mask.take(grouping.order, axis=lead), grouping.starts, axis=lead)
+
+    def _hour_sums(
+        self, family: Family, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
+    ) -> tuple[list[int], Ints] | None:
+        """The settled hour at ``a``: the groups that are there and their metrics (:meth:`_group_sums`), computed
+        for all 24 hours of its day at once and kept as the rows that are there, hour after hour."""
+        assert self._arrays is not None
+        if self._arrays.revised(a + HOUR, now):
+            return None
+        key = (family.name, a - a % DAY, group_by, fkey)
+        with self._lock:
+            hit = self._hours.get(key)
+            if hit is not None:
+                self._hours.move_to_end(key)
+        if hit is None:
+            got = self._arrays.hour_block(family, a, now)
+            if got is None:
+                return None
+            metrics, there = self._group_sums(family, got[1], got[2], group_by, fkey)
+            hours, groups = np.nonzero(there)  # row-major: hour by hour, groups in order
+            ends = np.searchsorted(hours, np.arange(25)).tolist()
+            hit = (metrics[hours, groups], groups.tolist(), ends)
+            with self._lock:
+                self._hours[key] = hit
+                if len(self._hours) > _HOUR_SUMS:
+                    self._hours.popitem(last=False)
+        rows, groups_of, ends = hit
+        hour = (a % DAY) // HOUR
+        lo, hi = ends[hour], ends[hour + 1]
+        return groups_of[lo:hi], rows[lo:hi]
+
+    def _usage_rows(
         self,
         endpoint: Endpoint,
         family: Family,
-        values: Ints,
-        present: Bools,
+        groups: list[int],
+        metrics: Ints,
         group_by: tuple[str, ...],
-        fkey: FiltersKey,
-    ) -> list[Row]:
-        """:meth:`usage` of one settled day, summed with numpy: the same integers, rows and order."""
-        mask = present & np.array(self._allowed_leaves(family, fkey), dtype=np.bool_)
-        if not mask.any():
+    ) -> Results:
+        """The rows of ``groups`` (numbers in output order) with their ``metrics[row, field]``, printed from the
+        groups' templates in one formatting: the bytes the handler's encoder writes for the per-leaf path's rows."""
+        if not groups:
             return []
-        grouping = self._grouping(family.name, self.source.leaves(family), family.dims, group_by)
-        sums, hit = grouping.sum(values, mask)
-        names, matrix = self._field_matrix(family)
-        tag = endpoint.result_object
-        rows = []
-        groups = np.flatnonzero(hit)
-        for g, metrics in zip(groups.tolist(), (sums[groups] @ matrix).tolist(), strict=True):
-            row: Row = {"object": tag}
-            row.update(zip(names, metrics, strict=True))
-            row.update(grouping.tails[g])
-            rows.append(row)
-        return rows
+        templates = self._templates.get((family.name, group_by))
+        if templates is None:
+            templates = self._row_templates(endpoint, family, self._leaf_grouping(family, group_by), group_by)
+        text = b"[" + b",".join(map(templates.__getitem__, groups)) + b"]"
+        return msgspec.Raw(text % tuple(metrics.ravel().tolist()))  # bytes formatting: no str to encode after
+
+    def _row_templates(
+        self, endpoint: Endpoint, family: Family, grouping: _Grouping, group_by: tuple[str, ...]
+    ) -> list[bytes]:
+        """Per group, its row as JSON with a ``%d`` for each metric: ``{"object":...,"<metric>":%d,...,<fields>}``."""
+        key = (family.name, group_by)
+        hit = self._templates.get(key)
+        if hit is None:
+            names, _ = self._field_matrix(family)
+            head = [b'"object":' + _ENCODE(endpoint.result_object).replace(b"%", b"%%")]
+            head += [_ENCODE(name).replace(b"%", b"%%") + b":%d" for name in names]
+            hit = []
+            for tail in grouping.tails:
+                fields = _ENCODE(tail)[1:-1].replace(b"%", b"%%")
+                hit.append(b"{" + b",".join(head + ([fields] if fields else [])) + b"}")
+            with self._lock:
+                self._templates[key] = hit
+        return hit
 
     def _field_matrix(self, family: Family) -> tuple[tuple[str, ...], Ints]:
         """The family's result fields and the 0/1 matrix that sums atoms into them."""
@@ -310,28 +406,40 @@ class ResultBuilder:
                 units["vector store storage"] = "gibibyte_hours"
                 continue
             width = len(family.atoms)
-            zero = len(dims) * width
-            gather: list[list[int]] = []
-            plans: dict[tuple[object, ...], list[tuple[str, int, tuple[int, ...]]]] = {}
-            for leaf, d in enumerate(dims):
+            plans: dict[tuple[object, ...], int] = {}
+            plan_names: list[list[str]] = []
+            plan_prices: list[list[int]] = []
+            plan_atoms: list[list[tuple[int, ...]]] = []
+            used: list[int] = []  # each leaf's plan
+            for d in dims:
                 what = (d.get("model"), d.get("batch"), d.get("size"), d.get("context_level"))
-                plan = plans.get(what)
-                if plan is None:
-                    plan = plans[what] = []
-                    for bill in billings(family, d):
+                number = plans.get(what)
+                if number is None:
+                    number = plans[what] = len(plan_names)
+                    bills = billings(family, d)
+                    for bill in bills:
                         units[bill.name] = bill.unit
                         scaled = bill.price * _AMOUNT_SCALE
                         if scaled != scaled.to_integral_value():
                             return None
-                        plan.append((bill.name, int(scaled), bill.atoms))
+                    plan_names.append([bill.name for bill in bills])
+                    plan_prices.append([int(bill.price * _AMOUNT_SCALE) for bill in bills])
+                    plan_atoms.append([bill.atoms for bill in bills])
+                used.append(number)
                 project, key, user = d.get("project_id"), d.get("api_key_id"), d.get("user_id")
                 source = d.get("api_source") or "unlabeled"
-                keys.extend(_cost_tuple(project, name, key, user, source) for name, _, _ in plan)
-                prices.extend(price for _, price, _ in plan)
-                base = leaf * width
-                gather.extend([base + i for i in atoms] for _, _, atoms in plan)
-            pad = max((len(g) for g in gather), default=1)
-            table = np.array([g + [zero] * (pad - len(g)) for g in gather], dtype=np.int64).reshape(len(gather), pad)
+                keys.extend([(project, name, key, user, source) for name in plan_names[number]])  # _COST_DIMS order
+                prices.extend(plan_prices[number])
+            # gather: a cell's atoms offset by its leaf's row; the padding points at the zero after the last row
+            pad = max((len(atoms) for plan in plan_atoms for atoms in plan), default=1)
+            padded = [
+                np.array([[*a] + [-1] * (pad - len(a)) for a in plan], dtype=np.int64).reshape(len(plan), pad)
+                for plan in plan_atoms
+            ]
+            counts = np.array([len(plan_names[n]) for n in used], dtype=np.int64)
+            bases = np.repeat(np.arange(len(dims), dtype=np.int64) * width, counts)[:, None]
+            table = np.concatenate([padded[n] for n in used]) if used else np.zeros((0, pad), dtype=np.int64)
+            table = np.where(table < 0, len(dims) * width, table + bases)
             families.append((family, first, len(keys), table))
         self._cells = _CostCells(families, keys, units, np.array(prices, dtype=np.int64), storage)
         return self._cells
@@ -340,11 +448,10 @@ class ResultBuilder:
         self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
     ) -> Results | None:
         """:meth:`costs` of one settled day with integer amounts; ``None`` when it cannot be done exactly."""
-        quantity = self._day_quantities(cells, a, now)
-        if quantity is None:
+        sums = self._block_sums(cells, a, group_by, fkey, now)
+        if sums is None:
             return None
-        amount = quantity * cells.price
-        billed = quantity != 0
+        amounts, quantities, hit = sums
         storage: dict[int, tuple[Decimal, int]] = {}
         if cells.storage is not None:
             family, first = cells.storage
@@ -352,19 +459,19 @@ class ResultBuilder:
             for leaf, vec in self.source.day(family, a, now).items():
                 for item in line_items(family, dims[leaf], vec, DAY):
                     storage[first + leaf] = (item.quantity, int(item.amount.scaleb(12)))
-                    billed[first + leaf] = True
-        mask = billed & self._cell_filter(cells, fkey)
-        if not mask.any():
-            return []
+        allowed = self._cell_filter(cells, fkey)
         grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
-        both, hit = grouping.sum(np.stack((amount, quantity), axis=1), mask)
-        amounts, quantities = both[:, 0], both[:, 1]
         extra: dict[int, Decimal] = {}  # storage quantities (GiB-hours, not integers) by group
+        if storage:
+            amounts, hit = amounts.copy(), hit.copy()
         for cell, (q, m) in storage.items():
-            if mask[cell]:
+            if allowed[cell]:
                 g = int(grouping.index[cell])
                 amounts[g] += m
+                hit[g] = True
                 extra[g] = extra.get(g, Decimal(0)) + q
+        if not hit.any():
+            return []
         tails = self._cost_tails(grouping, group_by, cells.units)
         by_item = "line_item" in group_by
         groups = np.flatnonzero(hit)  # groups are numbered in output order
@@ -386,7 +493,43 @@ class ResultBuilder:
             rows.append(f"{_ROW_HEAD}{value}{_ROW_MID}{mid}{text}{end}")
         return msgspec.Raw(("[" + ",".join(rows) + "]").encode())
 
-    def _day_quantities(self, cells: _CostCells, a: int, now: int) -> Ints | None:
+    def _block_sums(
+        self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
+    ) -> tuple[Ints, Ints, Bools] | None:
+        """Per group, the amount and quantity of the billed, allowed cells (storage aside) on the settled day at
+        ``a``, and whether one is there: summed for every day of its block at once, kept for the next days."""
+        arrays = self._arrays
+        assert arrays is not None
+        first = next(iter(cells.families), None)
+        got = None if first is None else arrays.day_block(first[0], a, now, together=True)
+        if got is None:
+            return None
+        number, offset = got[0], got[1]
+        key = (number, group_by, fkey)
+        with self._lock:
+            hit = self._sums.get(key)
+            if hit is not None:
+                self._sums.move_to_end(key)
+        if hit is None:
+            quantity = self._day_quantities(cells, a, now, whole=True)
+            if quantity is None:
+                return None
+            mask = (quantity != 0) & self._cell_filter(cells, fkey)
+            grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
+            if not len(grouping.starts):
+                return None  # no cells at all: the per-leaf path answers (with nothing)
+            kept = np.where(mask[..., None], np.stack((quantity * cells.price, quantity), axis=2), 0)
+            both = np.add.reduceat(kept.take(grouping.order, axis=1), grouping.starts, axis=1)
+            there = np.logical_or.reduceat(mask.take(grouping.order, axis=1), grouping.starts, axis=1)
+            hit = (both[:, :, 0], both[:, :, 1], there)
+            with self._lock:
+                self._sums[key] = hit
+                if len(self._sums) > _COST_SUMS:
+                    self._sums.popitem(last=False)
+        amounts, quantities, there = hit
+        return (amounts[offset], quantities[offset], there[offset]) if len(amounts) > offset else None
+
+    def _day_quantities(self, cells: _CostCells, a: int, now: int, *, whole: bool = False) -> Ints | None:
         """Every cell's quantity on the settled day starting at ``a`` (computed a block of days at a time)."""
         arrays = self._arrays
         assert arrays is not None
@@ -410,6 +553,8 @@ class ResultBuilder:
                 return None  # the sum of every amount could leave int64: the Decimal path answers
             with self._lock:
                 self._quantities[number] = hit
+        if whole:
+            return hit
         return hit[offset] if hit.shape[0] > offset else None
 
     def _cost_tails(
@@ -485,12 +630,7 @@ class ResultBuilder:
         return rows
 
 
-def _cost_tuple(project: object, item: str, key: object, user: object, source: object) -> tuple[object, ...]:
-    """A cost cell's fields in ``_COST_DIMS`` order."""
-    return (project, item, key, user, source)
-
-
-assert _COST_DIMS == ("project_id", "line_item", "api_key_id", "user_id", "api_source"), "update _cost_tuple"
+assert _COST_DIMS == ("project_id", "line_item", "api_key_id", "user_id", "api_source"), "update _cost_cells"
 
 
 def _cost_key(d: Mapping[str, object], item: str) -> tuple[object, ...]:
