@@ -444,36 +444,31 @@ class BaseStore(ABC):
             per_stream[key] = (w.run_id, mark, total + c)
             if w.completes_stream:
                 completed.add(key)
+        if not per_stream:
+            return
+        # One statement for every stream of the batch (a DuckDB UPDATE has a fixed cost of its own, per statement).
+        row = (
+            "(CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TIMESTAMPTZ), CAST(%s AS BOOLEAN),"
+            " CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS BIGINT))"
+        )
+        params: list[Any] = []
         for (org, stream_id), (run, mark, c) in per_stream.items():
-            self.execute(
-                "UPDATE streams SET watermark = COALESCE(%s, watermark), row_count = row_count + %s,"
-                " last_status = CASE WHEN %s THEN 'ok' ELSE last_status END,"
-                " last_inserted = CASE WHEN last_run_id = %s THEN last_inserted + %s ELSE %s END,"
-                " last_updated = CASE WHEN last_run_id = %s THEN last_updated + %s ELSE %s END,"
-                " last_unchanged = CASE WHEN last_run_id = %s THEN last_unchanged + %s ELSE %s END,"
-                " last_deleted = CASE WHEN last_run_id = %s THEN last_deleted + %s ELSE %s END,"
-                " last_run_id = %s WHERE org = %s AND stream = %s",
-                (
-                    None if mark is None else to_datetime(mark),
-                    c.inserted - c.deleted,
-                    (org, stream_id) in completed,
-                    run,
-                    c.inserted,
-                    c.inserted,
-                    run,
-                    c.updated,
-                    c.updated,
-                    run,
-                    c.unchanged,
-                    c.unchanged,
-                    run,
-                    c.deleted,
-                    c.deleted,
-                    run,
-                    org,
-                    stream_id,
-                ),
-            )
+            params += [org, stream_id, run, None if mark is None else to_datetime(mark), (org, stream_id) in completed]
+            params += [c.inserted - c.deleted, c.inserted, c.updated, c.unchanged, c.deleted]
+        self.execute(
+            "UPDATE streams SET watermark = COALESCE(v.mark, streams.watermark),"
+            " row_count = streams.row_count + v.net,"
+            " last_status = CASE WHEN v.completed THEN 'ok' ELSE streams.last_status END,"
+            " last_inserted = CASE WHEN streams.last_run_id = v.run THEN streams.last_inserted + v.ins ELSE v.ins END,"
+            " last_updated = CASE WHEN streams.last_run_id = v.run THEN streams.last_updated + v.upd ELSE v.upd END,"
+            " last_unchanged = CASE WHEN streams.last_run_id = v.run THEN streams.last_unchanged + v.unch"
+            " ELSE v.unch END,"
+            " last_deleted = CASE WHEN streams.last_run_id = v.run THEN streams.last_deleted + v.del ELSE v.del END,"
+            f" last_run_id = v.run FROM (VALUES {', '.join([row] * len(per_stream))})"
+            " AS v(org, stream, run, mark, completed, net, ins, upd, unch, del)"
+            " WHERE streams.org = v.org AND streams.stream = v.stream",
+            params,
+        )
 
     def stream_extent(self, org: str, stream: Stream) -> int | None:
         """The start of the newest stored bucket of a stream, or ``None`` when it holds no row."""
