@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Column
 from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
@@ -51,6 +50,9 @@ from usageledger.store import (
 )
 from usageledger.store.directory import directory_summary
 from usageledger.sync_options import SyncOptions
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -177,10 +179,24 @@ def _streams_from_flags(
 
 
 class _ProgressView:
-    """The rich progress display: one line per stream, and a header with requests and rows."""
+    """The rich progress display: one line per stream, and a header with requests and rows.
+
+    A quiet run builds none of it (rich's progress machinery is a tenth of a second of imports) and hears no event.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.enabled = not quiet
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+        self.rows: dict[tuple[str, str], int] = {}
+        self.total: TaskID | None = None
+        self.requests = 0
+        self.total_rows = 0
+        if quiet:
+            self.live: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Column
+
         # On a narrow terminal the stream label shortens (and the bar narrows); counts and times are never cut.
         self.progress = Progress(
             TextColumn("{task.description}", table_column=Column(ratio=1, overflow="ellipsis", min_width=8)),
@@ -189,14 +205,9 @@ class _ProgressView:
             TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True)),
             TimeElapsedColumn(table_column=Column(no_wrap=True)),
             console=err_console,
-            disable=quiet,
             transient=False,
         )
-        self.tasks: dict[tuple[str, str], TaskID] = {}
-        self.rows: dict[tuple[str, str], int] = {}
-        self.total: TaskID | None = None
-        self.requests = 0
-        self.total_rows = 0
+        self.live = self.progress
 
     def __call__(self, event: Any) -> None:
         from usageledger import sync as engine
@@ -376,13 +387,13 @@ def sync_command(
         check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
-    with sigterm_as_interrupt(), open_store(url) as opened, view.progress:
+    with sigterm_as_interrupt(), open_store(url) as opened, view.live:
         result = engine.sync(
             opened,
             orgs,
             streams,
             options,
-            on_event=view,
+            on_event=view if view.enabled else None,
             clock=(lambda: float(clock_now)) if clock_now is not None else None,
             command=f"sync --since={since} --until={until}",
         )
