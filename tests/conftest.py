@@ -89,6 +89,8 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_sync_workers.py",
         "test_synthetic_orgs.py",
         "test_teams.py",
+        "test_security.py",
+        "test_generate.py",
     }
 )
 
