@@ -14,7 +14,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.pop("COLUMNS", None)
     os.environ.pop("LINES", None)
 
-pytest_plugins: list[str] = ["fixtures.emulator", "fixtures.browser", "fixtures.postgres"]
+pytest_plugins: list[str] = [
+    "fixtures.emulator",
+    "fixtures.browser",
+    "fixtures.postgres",
+    "fixtures.stores",
+    "fixtures.scheduling",
+]
 
 # Modules whose tests start processes (CLI runs, emulator servers, kills), a browser or PostgreSQL, or fuzz at length:
 # each takes seconds. They carry the ``slow`` marker, so ``scripts/test-fast`` (``-m "not slow"``) leaves them out.
@@ -83,6 +89,8 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_sync_workers.py",
         "test_synthetic_orgs.py",
         "test_teams.py",
+        "test_security.py",
+        "test_generate.py",
     }
 )
 

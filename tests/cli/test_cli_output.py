@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +29,6 @@ from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import LINE_ITEMS_SHOWN, render_reconcile, render_report
 from usageledger.report.trend import summarise
 from usageledger.store import default_streams, open_store
-from usageledger.sync import Org, SyncOptions, sync
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -43,26 +41,9 @@ CUT_NUMBER = re.compile(r"(\$[\d,.]*|\d,[\d,]*|\d\.\d*)…|…[\d,.]*\d")
 
 
 @pytest.fixture(scope="module")
-def store_path(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
-    """A DuckDB store filled by a real sync of every default stream, 90 days back, from the emulator on loopback."""
-    path = tmp_path_factory.mktemp("output") / "usageledger.duckdb"
-    with open_store(path) as store, ThreadPoolExecutor(max_workers=1) as pool:
-        result = pool.submit(
-            sync,
-            store,
-            [Org("org-demo", FAKE_ADMIN_KEY, emulator_url)],
-            default_streams(),
-            SyncOptions(since=timeutil.floor(EMULATOR_NOW - 90 * 86400, "1d")),
-            clock=lambda: EMULATOR_NOW,
-        ).result()
-    assert result.ok, result.errors
-    return path
-
-
-@pytest.fixture(scope="module")
-def report_data(store_path: Path) -> ReportData:
+def report_data(demo_store: Path) -> ReportData:
     """The report's figures for the 30 days ending on the emulator's today."""
-    return build_report_for(store_path, 30)
+    return build_report_for(demo_store, 30)
 
 
 def _render(renderable: RenderableType, width: int) -> str:
@@ -98,10 +79,10 @@ def test_report_prints_every_number_whole(report_data: ReportData, width: int) -
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_reconcile_prints_every_number_whole(store_path: Path, width: int) -> None:
+def test_reconcile_prints_every_number_whole(demo_store: Path, width: int) -> None:
     """The reconciliation's token counts and percentages are whole at every width."""
     period = Period(TODAY - timedelta(days=29), TODAY + timedelta(days=1))
-    with open_store(store_path, read_only=True) as store:
+    with open_store(demo_store, read_only=True) as store:
         result = reconcile(store, period, tolerance=Decimal(0))
     text = _render(render_reconcile(result), width)
     for r in result.differences:
@@ -123,11 +104,11 @@ def test_table_shortens_labels_never_numbers(width: int) -> None:
         assert long_label not in text
 
 
-def test_status_prints_every_count_whole(store_path: Path) -> None:
+def test_status_prints_every_count_whole(demo_store: Path) -> None:
     """`status` at 80 columns (not a terminal) shows every stream's row count and watermark in full."""
-    result = _invoke("status", "--store", str(store_path))
+    result = _invoke("status", "--store", str(demo_store))
     assert result.exit_code == 0, result.output
-    with open_store(store_path, read_only=True) as store:
+    with open_store(demo_store, read_only=True) as store:
         states = store.stream_states()
     for s in states:
         assert f"{s.row_count:,}" in result.output
@@ -135,22 +116,22 @@ def test_status_prints_every_count_whole(store_path: Path) -> None:
     assert not CUT_NUMBER.search(result.output)
 
 
-def test_check_prints_one_alert_per_line_when_piped(store_path: Path) -> None:
+def test_check_prints_one_alert_per_line_when_piped(demo_store: Path) -> None:
     """Piped, `check` prints each alert on one line however long, so `grep ALERT` sees whole messages."""
     day = (TODAY - timedelta(days=1)).isoformat()
-    as_json = _invoke("check", "--store", str(store_path), "--daily-budget", "0", "--date", day, "--format", "json")
+    as_json = _invoke("check", "--store", str(demo_store), "--daily-budget", "0", "--date", day, "--format", "json")
     alerts = json.loads(as_json.stdout)["alerts"]
     assert alerts and as_json.exit_code == EXIT_FINDINGS
-    plain = _invoke("check", "--store", str(store_path), "--daily-budget", "0", "--date", day)
+    plain = _invoke("check", "--store", str(demo_store), "--daily-budget", "0", "--date", day)
     lines = plain.stdout.splitlines()
     for alert in alerts:
         assert f"ALERT {alert['kind']}: {alert['message']}" in lines
     assert any(len(line) > 80 for line in lines)
 
 
-def test_report_json_is_one_document(store_path: Path, report_data: ReportData) -> None:
+def test_report_json_is_one_document(demo_store: Path, report_data: ReportData) -> None:
     """`report --format json` prints one document: ISO period, decimal-string totals and every table."""
-    result = _invoke("report", "--store", str(store_path), *RANGE, "--format", "json")
+    result = _invoke("report", "--store", str(demo_store), *RANGE, "--format", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["period"]["start"] == f"{TODAY - timedelta(days=29)}T00:00:00Z"
@@ -177,9 +158,9 @@ def test_report_json_is_one_document(store_path: Path, report_data: ReportData) 
     assert doc["trend"]["grain"] == "day" and len(doc["trend"]["points"]) == 30
 
 
-def test_reconcile_json_has_rows_with_decimal_ratios(store_path: Path) -> None:
+def test_reconcile_json_has_rows_with_decimal_ratios(demo_store: Path) -> None:
     """`reconcile --format json` lists every day/model pair with its ratio as a decimal string."""
-    result = _invoke("reconcile", "--store", str(store_path), *RANGE, "--tolerance", "0.5", "--format", "json")
+    result = _invoke("reconcile", "--store", str(demo_store), *RANGE, "--tolerance", "0.5", "--format", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["tolerance"] == "0.5"
@@ -199,9 +180,9 @@ def test_reconcile_json_has_rows_with_decimal_ratios(store_path: Path) -> None:
     assert doc["differences"] == sum(r["beyond_tolerance"] for r in doc["rows"])
 
 
-def test_status_json_lists_streams(store_path: Path) -> None:
+def test_status_json_lists_streams(demo_store: Path) -> None:
     """`status --format json` gives each stream's state, cursor and last run."""
-    result = _invoke("status", "--store", str(store_path), "--format", "json")
+    result = _invoke("status", "--store", str(demo_store), "--format", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     streams = doc["streams"]
@@ -213,19 +194,19 @@ def test_status_json_lists_streams(store_path: Path) -> None:
         assert s["rows"] > 0
 
 
-def test_check_json_without_alerts_exits_zero(store_path: Path) -> None:
+def test_check_json_without_alerts_exits_zero(demo_store: Path) -> None:
     """`check --format json` says `fired: false` and exits 0 when nothing fired."""
     day = (TODAY - timedelta(days=1)).isoformat()
-    result = _invoke("check", "--store", str(store_path), "--date", day, "--stale-after", "99999d", "--format", "json")
+    result = _invoke("check", "--store", str(demo_store), "--date", day, "--stale-after", "99999d", "--format", "json")
     doc = json.loads(result.stdout)
     assert doc["fired"] is False and doc["alerts"] == []
     assert result.exit_code == 0
 
 
-def test_since_days_means_that_many_days(store_path: Path) -> None:
+def test_since_days_means_that_many_days(demo_store: Path) -> None:
     """`report --since 30d` covers 30 days ending today, exactly as the default does."""
-    default = json.loads(_invoke("report", "--store", str(store_path), "--format", "json").stdout)
-    spanned = json.loads(_invoke("report", "--store", str(store_path), "--since", "30d", "--format", "json").stdout)
+    default = json.loads(_invoke("report", "--store", str(demo_store), "--format", "json").stdout)
+    spanned = json.loads(_invoke("report", "--store", str(demo_store), "--since", "30d", "--format", "json").stdout)
     today = datetime.now(UTC).date()
     assert spanned["period"] == default["period"]
     assert spanned["period"]["days"] == 30
@@ -249,36 +230,36 @@ def test_since_unix_rule() -> None:
             timeutil.since_unix(bad, now=now)
 
 
-def test_long_period_is_summarised_by_month(store_path: Path) -> None:
+def test_long_period_is_summarised_by_month(demo_store: Path) -> None:
     """Five years are shown as about 60 monthly points, not a 1,826-character sparkline."""
     period = Period(TODAY - timedelta(days=5 * 365), TODAY + timedelta(days=1))
-    with open_store(store_path, read_only=True) as store:
+    with open_store(demo_store, read_only=True) as store:
         data = build_report(store, period, Scope())
     text = _render(render_report(data), 200)
     trend = next(line for line in text.splitlines() if any(ch in line for ch in "▁▂▃▄▅▆▇█"))
     assert trend.startswith("Monthly spend")
     assert 59 <= sum(ch in "▁▂▃▄▅▆▇█" for ch in trend) <= 62
-    weekly = _render(render_report(build_report_for(store_path, 200)), 200)
+    weekly = _render(render_report(build_report_for(demo_store, 200)), 200)
     assert "Weekly spend" in weekly
 
 
-def build_report_for(store_path: Path, days: int) -> ReportData:
+def build_report_for(demo_store: Path, days: int) -> ReportData:
     """The report for the ``days`` days ending on the emulator's today."""
-    with open_store(store_path, read_only=True) as store:
+    with open_store(demo_store, read_only=True) as store:
         return build_report(store, Period(TODAY - timedelta(days=days - 1), TODAY + timedelta(days=1)), Scope())
 
 
-def test_long_period_charts_are_weekly_or_monthly(store_path: Path) -> None:
+def test_long_period_charts_are_weekly_or_monthly(demo_store: Path) -> None:
     """The HTML/PNG charts of a long period get one point per week or month, and keep every cent of the days."""
-    five_years = build_report_for(store_path, 5 * 365)
+    five_years = build_report_for(demo_store, 5 * 365)
     charts = {c.slug: c for c in report_charts(five_years, Names())}
     spend = charts["daily-spend-by-project"]
     assert 60 <= len(spend.categories) <= 61
     assert spend.title.startswith("Monthly")
     assert sum(sum(s.values) for s in spend.series) == five_years.total_spend
-    weekly = report_charts(build_report_for(store_path, 200), Names())[0]
+    weekly = report_charts(build_report_for(demo_store, 200), Names())[0]
     assert 29 <= len(weekly.categories) <= 30 and weekly.title.startswith("Weekly")
-    daily = report_charts(build_report_for(store_path, 30), Names())[0]
+    daily = report_charts(build_report_for(demo_store, 30), Names())[0]
     assert len(daily.categories) == 30
 
 
@@ -316,10 +297,10 @@ def test_query_table_shows_every_amount_whole(emulator_url: str, monkeypatch: py
     assert max(len(line.rstrip()) for line in result.stdout.splitlines()) <= width
 
 
-def test_report_json_with_html_keeps_stdout_one_document(store_path: Path, tmp_path: Path) -> None:
+def test_report_json_with_html_keeps_stdout_one_document(demo_store: Path, tmp_path: Path) -> None:
     """With `--format json --html`, stdout is the JSON document alone; what was written is said on stderr."""
     page = tmp_path / "report.html"
-    result = _invoke("report", "--store", str(store_path), *RANGE, "-f", "json", "--html", str(page))
+    result = _invoke("report", "--store", str(demo_store), *RANGE, "-f", "json", "--html", str(page))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["period"]["days"] == 30
     assert page.is_file() and f"wrote {page}" in result.stderr

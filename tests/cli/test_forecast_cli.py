@@ -4,10 +4,8 @@ emulator over 90 days (its fixed now: 2026-11-20T12:00Z, so the forecast is as o
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,26 +18,10 @@ from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.store import open_store
 
-from fixtures.reports import ORG, demo_sync
+from fixtures.reports import ORG
 
 NOW = "2026-11-20T12:00:00Z"
 AS_OF = date(2026, 11, 19)
-
-
-@pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
-    path = tmp_path_factory.mktemp("forecast") / "store.duckdb"
-    with open_store(path) as store:
-        demo_sync(store, emulator_url)
-    return path
-
-
-@pytest.fixture
-def store(synced: Path, tmp_path: Path) -> Iterator[Path]:
-    """A copy of the synced store that a test may write to."""
-    copy = tmp_path / "store.duckdb"
-    shutil.copy(synced, copy)
-    yield copy
 
 
 def _spend(path: Path, first: date, until: date) -> Decimal:
@@ -64,7 +46,7 @@ def _json(*args: str, code: int = 0) -> Any:
     return json.loads(_run(*args, "--format", "json", code=code).stdout)
 
 
-def test_forecast_json_has_a_month_end_figure_with_a_range(synced: Path) -> None:
+def test_forecast_json_has_a_month_end_figure_with_a_range(demo_store: Path) -> None:
     """Run as the user would (a fresh process): decimal strings, a range around the figure, the method."""
     out = subprocess.run(
         [
@@ -73,7 +55,7 @@ def test_forecast_json_has_a_month_end_figure_with_a_range(synced: Path) -> None
             "from usageledger.cli import main; main()",
             "forecast",
             "--store",
-            str(synced),
+            str(demo_store),
             "--format",
             "json",
             "--now",
@@ -89,31 +71,31 @@ def test_forecast_json_has_a_month_end_figure_with_a_range(synced: Path) -> None
     actual = Decimal(doc["actual_to_date"])
     assert all(isinstance(doc[k], str) for k in ("low", "month_end", "high", "actual_to_date"))
     assert actual <= low <= point <= high and low < high
-    assert actual == _spend(synced, date(2026, 11, 1), date(2026, 11, 20)).quantize(Decimal("0.01"))
+    assert actual == _spend(demo_store, date(2026, 11, 1), date(2026, 11, 20)).quantize(Decimal("0.01"))
     # Eleven days of November are left: the forecast adds a plausible share on top of 19 days of spend.
     assert actual * Decimal("1.2") < point < actual * Decimal("2.5")
     assert "Theil-Sen" in doc["method"] and doc["days_used"] == 56
     assert doc["runway"] is None and doc["groups"] == []
 
 
-def test_runway_is_the_day_a_budget_is_crossed(synced: Path) -> None:
-    doc = _json("forecast", "--store", str(synced), "--now", NOW)
+def test_runway_is_the_day_a_budget_is_crossed(demo_store: Path) -> None:
+    doc = _json("forecast", "--store", str(demo_store), "--now", NOW)
     point, actual = Decimal(doc["month_end"]), Decimal(doc["actual_to_date"])
-    later = _json("forecast", "--store", str(synced), "--now", NOW, "--budget", str((actual + point) / 2))
+    later = _json("forecast", "--store", str(demo_store), "--now", NOW, "--budget", str((actual + point) / 2))
     assert AS_OF < date.fromisoformat(later["runway"]) <= date(2026, 11, 30)
-    crossed = _json("forecast", "--store", str(synced), "--now", NOW, "--budget", str(actual / 2))
+    crossed = _json("forecast", "--store", str(demo_store), "--now", NOW, "--budget", str(actual / 2))
     assert date.fromisoformat(crossed["runway"]) < AS_OF
-    never = _json("forecast", "--store", str(synced), "--now", NOW, "--budget", str(point * 2))
+    never = _json("forecast", "--store", str(demo_store), "--now", NOW, "--budget", str(point * 2))
     assert never["runway"] is None and Decimal(never["budget"]) == point * 2
 
 
 @pytest.mark.parametrize("by", ["project", "team", "model"])
-def test_forecast_by_a_dimension_gives_one_row_each(synced: Path, by: str, tmp_path: Path) -> None:
+def test_forecast_by_a_dimension_gives_one_row_each(demo_store: Path, by: str, tmp_path: Path) -> None:
     """Teams as report --by team reads them: here the config's [teams] puts the biggest project in "Search"."""
     config = tmp_path / "usageledger.toml"
-    biggest = _json("forecast", "--store", str(synced), "--now", NOW, "--by", "project")["groups"][0]["project"]
+    biggest = _json("forecast", "--store", str(demo_store), "--now", NOW, "--by", "project")["groups"][0]["project"]
     config.write_text(f'[teams]\nSearch = ["{biggest}"]\n', encoding="utf-8")
-    doc = _json("forecast", "--store", str(synced), "--now", NOW, "--by", by, "--config", str(config))
+    doc = _json("forecast", "--store", str(demo_store), "--now", NOW, "--by", by, "--config", str(config))
     if by == "team":
         assert [g["team"] for g in doc["groups"]] == ["Search", "unassigned"] or {g["team"] for g in doc["groups"]} == {
             "Search",
@@ -127,18 +109,18 @@ def test_forecast_by_a_dimension_gives_one_row_each(synced: Path, by: str, tmp_p
         assert all(g["project"] is None or g["project"].startswith("proj_") for g in doc["groups"])
 
 
-def test_other_months(synced: Path) -> None:
-    december = _json("forecast", "--store", str(synced), "--now", NOW, "--month", "2026-12")
+def test_other_months(demo_store: Path) -> None:
+    december = _json("forecast", "--store", str(demo_store), "--now", NOW, "--month", "2026-12")
     assert december["actual_to_date"] == "0.00" and Decimal(december["month_end"]) > 0
-    october = _json("forecast", "--store", str(synced), "--now", NOW, "--month", "2026-10")
+    october = _json("forecast", "--store", str(demo_store), "--now", NOW, "--month", "2026-10")
     assert october["low"] == october["month_end"] == october["high"] == october["actual_to_date"]
-    assert Decimal(october["month_end"]) == _spend(synced, date(2026, 10, 1), date(2026, 11, 1)).quantize(
+    assert Decimal(october["month_end"]) == _spend(demo_store, date(2026, 10, 1), date(2026, 11, 1)).quantize(
         Decimal("0.01")
     )
 
 
-def test_the_terminal_table_and_footnote(synced: Path) -> None:
-    out = _run("forecast", "--store", str(synced), "--now", NOW, "--budget", "1", "--by", "project").stdout
+def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
+    out = _run("forecast", "--store", str(demo_store), "--now", NOW, "--budget", "1", "--by", "project").stdout
     assert "Forecast 2026-11 as of 2026-11-19" in out and "total" in out
     assert "Runway: the budget of $1.00 is crossed on 2026-11-01" in out
     assert "Theil-Sen" in out and "need not add up" in out
@@ -155,45 +137,45 @@ def test_the_terminal_table_and_footnote(synced: Path) -> None:
         (["--project", "proj_nope"], "no daily costs for project proj_nope to forecast from; check the ID"),
     ],
 )
-def test_bad_input_is_one_line(synced: Path, args: list[str], says: str) -> None:
-    result = _run("forecast", "--store", str(synced), "--now", NOW, *args, code=1)
+def test_bad_input_is_one_line(demo_store: Path, args: list[str], says: str) -> None:
+    result = _run("forecast", "--store", str(demo_store), "--now", NOW, *args, code=1)
     errors = [line for line in result.output.strip().splitlines() if not line.startswith("warning:")]
     assert says in result.output and len(errors) == 1
     assert "Traceback" not in result.output
 
 
-def test_report_shows_this_months_forecast(synced: Path) -> None:
-    doc = _json("report", "--store", str(synced))
+def test_report_shows_this_months_forecast(demo_store: Path) -> None:
+    doc = _json("report", "--store", str(demo_store))
     fc = doc["forecast"]
     assert Decimal(fc["low"]) <= Decimal(fc["month_end"]) <= Decimal(fc["high"])
     assert doc["credit"] is None
-    text = _run("report", "--store", str(synced)).stdout
+    text = _run("report", "--store", str(demo_store)).stdout
     assert f"Forecast {fc['month']} " in text
 
 
-def test_credit_add_list_remove_and_the_balance(store: Path) -> None:
-    added = _json("credit", "add", "2026-11-01", "1500.00", "--note", "INV-7", "--store", str(store))
+def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
+    added = _json("credit", "add", "2026-11-01", "1500.00", "--note", "INV-7", "--store", str(demo_store_copy))
     assert added["org"] == ORG and Decimal(added["amount"]) == 1500 and added["day"] == "2026-11-01"
-    second = _json("credit", "add", "2026-11-10", "250", "--store", str(store))
-    listed = _json("credit", "list", "--store", str(store), "--now", NOW)
+    second = _json("credit", "add", "2026-11-10", "250", "--store", str(demo_store_copy))
+    listed = _json("credit", "list", "--store", str(demo_store_copy), "--now", NOW)
     assert [t["id"] for t in listed["topups"]] == [added["id"], second["id"]]
     assert listed["topups"][0]["note"] == "INV-7"
     balance = listed["balance"]
-    spent = _spend(store, date(2026, 11, 1), date(2026, 11, 21))
+    spent = _spend(demo_store_copy, date(2026, 11, 1), date(2026, 11, 21))
     assert Decimal(balance["spent"]) == spent and Decimal(balance["balance"]) == 1750 - spent
     assert balance["since"] == "2026-11-01" and balance["as_of"] == AS_OF.isoformat()
     assert balance["runway"] is not None and date.fromisoformat(balance["runway"]) > AS_OF
-    status = _json("status", "--store", str(store))
+    status = _json("status", "--store", str(demo_store_copy))
     assert status["credit"]["balance"] == balance["balance"]
-    assert "Prepaid credit" in _run("status", "--store", str(store)).stdout
-    assert _json("report", "--store", str(store))["credit"]["balance"] == balance["balance"]
+    assert "Prepaid credit" in _run("status", "--store", str(demo_store_copy)).stdout
+    assert _json("report", "--store", str(demo_store_copy))["credit"]["balance"] == balance["balance"]
 
-    removed = _run("credit", "remove", str(second["id"]), "--store", str(store))
+    removed = _run("credit", "remove", str(second["id"]), "--store", str(demo_store_copy))
     assert f"Removed top-up {second['id']}" in removed.stdout
-    after = _json("credit", "list", "--store", str(store), "--now", NOW)
+    after = _json("credit", "list", "--store", str(demo_store_copy), "--now", NOW)
     assert [t["id"] for t in after["topups"]] == [added["id"]]
     assert date.fromisoformat(after["balance"]["runway"]) < date.fromisoformat(balance["runway"])
-    again = _run("credit", "remove", str(second["id"]), "--store", str(store), code=1)
+    again = _run("credit", "remove", str(second["id"]), "--store", str(demo_store_copy), code=1)
     assert f"ID: no top-up has ID {second['id']}" in again.output
 
 
@@ -207,10 +189,10 @@ def test_credit_add_list_remove_and_the_balance(store: Path) -> None:
         (["remove", "abc"], "ID: 'abc' is not a top-up ID"),
     ],
 )
-def test_bad_credit_input_is_one_line_and_stores_nothing(store: Path, args: list[str], says: str) -> None:
-    result = _run("credit", *args, "--store", str(store), code=1)
+def test_bad_credit_input_is_one_line_and_stores_nothing(demo_store_copy: Path, args: list[str], says: str) -> None:
+    result = _run("credit", *args, "--store", str(demo_store_copy), code=1)
     assert says in result.output and len(result.output.strip().splitlines()) == 1
-    assert _json("credit", "list", "--store", str(store))["topups"] == []
+    assert _json("credit", "list", "--store", str(demo_store_copy))["topups"] == []
 
 
 def test_credit_never_creates_a_store(tmp_path: Path) -> None:
@@ -223,62 +205,65 @@ def _alerts(doc: Any, kind: str) -> list[Any]:
     return [a for a in doc["alerts"] if a["kind"] == kind]
 
 
-def test_check_forecast_over_fires_before_the_money_is_spent(synced: Path) -> None:
-    doc = _json("forecast", "--store", str(synced), "--now", NOW)
+def test_check_forecast_over_fires_before_the_money_is_spent(demo_store: Path) -> None:
+    doc = _json("forecast", "--store", str(demo_store), "--now", NOW)
     actual, point = Decimal(doc["actual_to_date"]), Decimal(doc["month_end"])
     budget = str(((actual + point) / 2).quantize(Decimal("0.01")))  # not spent yet, but on the way
-    fired = _json("check", "--store", str(synced), "--now", NOW, "--forecast-over", budget, code=EXIT_FINDINGS)
+    fired = _json("check", "--store", str(demo_store), "--now", NOW, "--forecast-over", budget, code=EXIT_FINDINGS)
     [alert] = _alerts(fired, "forecast")
     assert alert["message"].startswith("forecast over budget by") and "crossed on 2026-11-" in alert["message"]
     calm = CliRunner().invoke(
-        app, ["check", "--store", str(synced), "--now", NOW, "--forecast-over", str(point * 2), "--format", "json"]
+        app, ["check", "--store", str(demo_store), "--now", NOW, "--forecast-over", str(point * 2), "--format", "json"]
     )
     doc = json.loads(calm.stdout)
     assert _alerts(doc, "forecast") == [] and any(c.startswith("forecast organisation") for c in doc["checks"])
 
 
-def test_a_spent_balance_ran_out_on_the_day_it_went_below_zero(store: Path) -> None:
+def test_a_spent_balance_ran_out_on_the_day_it_went_below_zero(demo_store_copy: Path) -> None:
     """100 bought on 1 November: it ran out on the first day the spend since then was above 100."""
-    _run("credit", "add", "2026-11-01", "100", "--store", str(store))
-    balance = _json("credit", "list", "--store", str(store), "--now", NOW)["balance"]
+    _run("credit", "add", "2026-11-01", "100", "--store", str(demo_store_copy))
+    balance = _json("credit", "list", "--store", str(demo_store_copy), "--now", NOW)["balance"]
     day = date(2026, 11, 1)
-    while _spend(store, date(2026, 11, 1), day + timedelta(days=1)) <= 100:
+    while _spend(demo_store_copy, date(2026, 11, 1), day + timedelta(days=1)) <= 100:
         day += timedelta(days=1)
     assert Decimal(balance["balance"]) < 0 and balance["runway"] == day.isoformat()
     assert balance["runway_note"] == f"ran out on {balance['runway']}"
 
 
-def test_check_credit_below(store: Path) -> None:
-    _run("credit", "add", "2026-11-01", "5000", "--store", str(store))
-    listed = _json("credit", "list", "--store", str(store), "--now", NOW)
+def test_check_credit_below(demo_store_copy: Path) -> None:
+    _run("credit", "add", "2026-11-01", "5000", "--store", str(demo_store_copy))
+    listed = _json("credit", "list", "--store", str(demo_store_copy), "--now", NOW)
     left = Decimal(listed["balance"]["balance"])
-    fired = _json("check", "--store", str(store), "--now", NOW, "--credit-below", str(left + 1), code=EXIT_FINDINGS)
+    fired = _json(
+        "check", "--store", str(demo_store_copy), "--now", NOW, "--credit-below", str(left + 1), code=EXIT_FINDINGS
+    )
     [alert] = _alerts(fired, "credit")
     assert "balance" in alert["message"] and "runs out on" in alert["message"]
     calm = CliRunner().invoke(
-        app, ["check", "--store", str(store), "--now", NOW, "--credit-below", str(left - 1), "--format", "json"]
+        app,
+        ["check", "--store", str(demo_store_copy), "--now", NOW, "--credit-below", str(left - 1), "--format", "json"],
     )
     assert _alerts(json.loads(calm.stdout), "credit") == []
 
 
-def test_check_credit_below_without_top_ups_is_an_error(synced: Path) -> None:
-    result = _run("check", "--store", str(synced), "--now", NOW, "--credit-below", "10", code=1)
+def test_check_credit_below_without_top_ups_is_an_error(demo_store: Path) -> None:
+    result = _run("check", "--store", str(demo_store), "--now", NOW, "--credit-below", "10", code=1)
     assert "--credit-below: no credit top-up is recorded" in result.output
 
 
-def test_the_config_alerts_section_sets_both_thresholds(store: Path, tmp_path: Path) -> None:
+def test_the_config_alerts_section_sets_both_thresholds(demo_store_copy: Path, tmp_path: Path) -> None:
     """[alerts] forecast_over and credit_below act as the flags do; a flag wins over the config."""
-    _run("credit", "add", "2026-11-01", "5000", "--store", str(store))
+    _run("credit", "add", "2026-11-01", "5000", "--store", str(demo_store_copy))
     config = tmp_path / "usageledger.toml"
     config.write_text('[alerts]\nforecast_over = "1"\ncredit_below = "1000000"\n', encoding="utf-8")
-    doc = _json("check", "--store", str(store), "--now", NOW, "--config", str(config), code=EXIT_FINDINGS)
+    doc = _json("check", "--store", str(demo_store_copy), "--now", NOW, "--config", str(config), code=EXIT_FINDINGS)
     assert len(_alerts(doc, "forecast")) == 1 and len(_alerts(doc, "credit")) == 1
     calm = CliRunner().invoke(
         app,
         [
             "check",
             "--store",
-            str(store),
+            str(demo_store_copy),
             "--now",
             NOW,
             "--config",
@@ -294,5 +279,5 @@ def test_the_config_alerts_section_sets_both_thresholds(store: Path, tmp_path: P
     doc = json.loads(calm.stdout)
     assert _alerts(doc, "forecast") == [] and _alerts(doc, "credit") == []
     config.write_text('[alerts]\nforecast_over = "lots"\n', encoding="utf-8")
-    bad = _run("check", "--store", str(store), "--config", str(config), code=1)
+    bad = _run("check", "--store", str(demo_store_copy), "--config", str(config), code=1)
     assert "alerts.forecast_over: 'lots' is not an amount" in bad.output

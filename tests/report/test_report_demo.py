@@ -35,7 +35,7 @@ from usageledger.sync import Org, SyncOptions, sync
 from fixtures.browser import BrowserPage
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
-from fixtures.reports import ORG, demo_sync
+from fixtures.reports import ORG
 
 CHARTS = ("daily-spend-by-project", "tokens-by-model", "spend-by-line-item", "cost-per-million-tokens")
 TOKEN_VIEWS = [
@@ -43,15 +43,6 @@ TOKEN_VIEWS = [
     for e in catalogue.USAGE_ENDPOINTS
     if "model" in e.group_by and "input_tokens" in {m.name for m in e.metrics}
 ]
-
-
-@pytest.fixture(scope="module")
-def demo_store(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
-    """The demo store: a DuckDB file filled by a real sync from the emulator over loopback."""
-    path = tmp_path_factory.mktemp("demo") / "usageledger.duckdb"
-    with open_store(path) as store:
-        demo_sync(store, emulator_url)
-    return path
 
 
 @pytest.fixture(scope="module")

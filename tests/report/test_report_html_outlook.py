@@ -4,15 +4,12 @@ months restated: the figures of ``report --format json`` and the lines of the te
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
 from usageledger.cli import app
@@ -20,9 +17,6 @@ from usageledger.report.formatting import format_money
 from usageledger.report.history import Adjustment
 from usageledger.report.html import outlook
 from usageledger.report.names import Names
-from usageledger.store import open_store
-
-from fixtures.reports import demo_sync
 
 
 class _Items(HTMLParser):
@@ -64,35 +58,21 @@ def _one(page: str, item_id: str) -> dict[str, Any]:
     return found[0]
 
 
-@pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
-    path = tmp_path_factory.mktemp("html-outlook") / "store.duckdb"
-    with open_store(path) as store:
-        demo_sync(store, emulator_url)
-    return path
-
-
-@pytest.fixture
-def store(synced: Path, tmp_path: Path) -> Iterator[Path]:
-    """A copy of the synced store that a test may write to (a credit top-up)."""
-    copy = tmp_path / "store.duckdb"
-    shutil.copy(synced, copy)
-    yield copy
-
-
 def _run(*args: str) -> str:
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     return result.stdout
 
 
-def test_the_html_report_shows_the_forecast_and_the_credit_as_json_and_terminal_do(store: Path, tmp_path: Path) -> None:
-    _run("credit", "add", "2026-11-01", "1500.00", "--store", str(store))
-    doc = json.loads(_run("report", "--store", str(store), "--format", "json"))
+def test_the_html_report_shows_the_forecast_and_the_credit_as_json_and_terminal_do(
+    demo_store_copy: Path, tmp_path: Path
+) -> None:
+    _run("credit", "add", "2026-11-01", "1500.00", "--store", str(demo_store_copy))
+    doc = json.loads(_run("report", "--store", str(demo_store_copy), "--format", "json"))
     fc, credit = doc["forecast"], doc["credit"]
     assert fc is not None and credit is not None and Decimal(credit["balance"]) < 1500
     html = tmp_path / "report.html"
-    _run("report", "--store", str(store), "--html", str(html))
+    _run("report", "--store", str(demo_store_copy), "--html", str(html))
     page = html.read_text(encoding="utf-8")
 
     forecast = _one(page, "outlook-forecast")
@@ -109,14 +89,14 @@ def test_the_html_report_shows_the_forecast_and_the_credit_as_json_and_terminal_
     assert balance["text"].startswith(f"Prepaid credit {format_money(Decimal(credit['balance']), 'usd')} left")
 
     # The same words as the terminal report's lines.
-    terminal = [line.strip() for line in _run("report", "--store", str(store)).splitlines()]
+    terminal = [line.strip() for line in _run("report", "--store", str(demo_store_copy)).splitlines()]
     assert forecast["text"] in terminal and balance["text"] in terminal
     assert 'id="adjustments"' not in page  # no month was closed
 
 
-def test_without_a_credit_the_card_holds_the_forecast_alone(synced: Path, tmp_path: Path) -> None:
+def test_without_a_credit_the_card_holds_the_forecast_alone(demo_store: Path, tmp_path: Path) -> None:
     html = tmp_path / "report.html"
-    _run("report", "--store", str(synced), "--html", str(html))
+    _run("report", "--store", str(demo_store), "--html", str(html))
     items = [i for i in _items(html.read_text(encoding="utf-8")) if i["section"] == "outlook"]
     assert [i["attrs"].get("id") for i in items] == ["outlook-forecast"]
 

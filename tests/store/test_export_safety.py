@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,20 +32,34 @@ def _costs_rows(path: Path) -> int:
         return int(opened.query("SELECT count(*) FROM costs")[0][0])
 
 
-@pytest.fixture
-def synced(tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(scope="module")
+def _synced_once(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
     """A working directory with `init`'s config and a DuckDB store holding 20 days of the emulator's costs."""
+    folder = tmp_path_factory.mktemp("export-safety")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+        mp.setenv("OPENAI_BASE_URL", emulator_url)
+        for name in ("USAGELEDGER_CONFIG", "USAGELEDGER_STORE"):
+            mp.delenv(name, raising=False)
+        runner = CliRunner()
+        init = runner.invoke(app, ["init"])
+        assert init.exit_code == 0, init.output
+        done = runner.invoke(app, ["sync", "-e", "costs", "--since", "20d", "--now", str(EMULATOR_NOW), "--quiet"])
+        assert done.exit_code == 0, done.output
+    assert _costs_rows(folder / STORE) > 0
+    return folder
+
+
+@pytest.fixture
+def synced(_synced_once: Path, tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's copy of the synced working directory (config, store and its lock files), as the current one."""
+    shutil.copytree(_synced_once, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("USAGELEDGER_CONFIG", raising=False)
     monkeypatch.delenv("USAGELEDGER_STORE", raising=False)
     monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", emulator_url)
-    runner = CliRunner()
-    init = runner.invoke(app, ["init"])
-    assert init.exit_code == 0, init.output
-    done = runner.invoke(app, ["sync", "-e", "costs", "--since", "20d", "--now", str(EMULATOR_NOW), "--quiet"])
-    assert done.exit_code == 0, done.output
-    assert _costs_rows(tmp_path / STORE) > 0
     return tmp_path
 
 
