@@ -220,3 +220,20 @@ def test_duckdb_store_held_by_another_process_is_a_clear_error(tmp_path: Path) -
         holder.stdin.close()
         holder.wait(timeout=30)
         holder.stdout.close() if holder.stdout else None
+
+
+def test_a_bucket_s_foreign_results_are_left_out_and_its_own_kept(store: BaseStore) -> None:
+    """Decoded buckets go straight into columns; a result of another endpoint in a bucket is not written."""
+    from usageledger.models import Bucket, CompletionsResult, EmbeddingsResult
+
+    stream = Stream.create("completions", "1d", ("model",))
+    own = [CompletionsResult(input_tokens=n, output_tokens=1, num_model_requests=1, model=f"m{n}") for n in (1, 2)]
+    foreign = EmbeddingsResult(input_tokens=5, num_model_requests=1, model="e")
+    buckets = [
+        Bucket(start_time=T0, end_time=T0 + DAY, results=[own[0], foreign, own[1]]),
+        Bucket(start_time=T0 + DAY, end_time=T0 + 2 * DAY, results=[own[0]]),
+    ]
+    counts = store.commit_window(WindowWrite("acme", stream, (), T0, T0 + 2 * DAY, "run", T0, buckets=buckets))
+    assert counts.inserted == 3
+    rows = store.query("SELECT model, input_tokens FROM usage_completions ORDER BY bucket_start, model")
+    assert rows == [("m1", 1), ("m2", 2), ("m1", 1)]

@@ -30,8 +30,10 @@ def _bucket_columns(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]
     values: list[tuple[Any, ...]] = []
     skipped = 0
     for bucket in write.buckets:
-        results = [r for r in bucket.results if type(r) is result_type]
-        skipped += len(bucket.results) - len(results)
+        results = bucket.results
+        if set(map(type, results)) - {result_type}:  # rare: another endpoint's or an unknown result (C-level check)
+            results = [r for r in results if type(r) is result_type]
+            skipped += len(bucket.results) - len(results)
         starts += [bucket.start_time] * len(results)
         ends += [bucket.end_time] * len(results)
         values += map(getter, results) if len(names) > 1 else ((getter(r),) for r in results)
