@@ -11,6 +11,7 @@ import json
 import signal
 import socket
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +155,12 @@ def test_a_live_run_is_never_abandoned_and_a_reused_pid_does_not_keep_a_dead_one
         if backend == "postgres":
             # Workers on several hosts share the database: a live one is never abandoned, lock or no lock...
             assert reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=True) == []
+            backend_pid = worker.query("SELECT pg_backend_pid()")[0][0]
             worker.close()  # ...until its connection dies, and the server drops the run's lock with it
+            # The server ends the backend (and frees its locks) just after the client has gone: wait for that.
+            deadline = time.monotonic() + 30
+            while opened.query("SELECT COUNT(*) FROM pg_locks WHERE pid = %s", (backend_pid,))[0][0]:
+                assert time.monotonic() < deadline, "the closed worker's backend kept its locks for 30 s"
+                time.sleep(0.05)
         # DuckDB: a sync holding the file knows no other sync runs: the other host's run is dead too.
         assert reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=True) == ["elsewhere"]
