@@ -132,8 +132,9 @@ def _wait_for_writer(store: str, sync: subprocess.Popen[str]) -> None:
 def test_readers_work_during_a_duckdb_sync_and_a_second_sync_is_refused_at_once(tmp_path: Path) -> None:
     """status and report succeed while a real sync writes; a second sync is refused in one line naming its PID."""
     store = str(tmp_path / "busy.duckdb")
-    with emulator_process("--latency", "100ms") as url:
-        # One request at a time, 100 ms each: the sync writes for ten seconds or more.
+    with emulator_process("--latency", "300ms") as url:
+        # One request at a time, 300 ms each: the sync writes for over ten seconds, longer than the three CLI
+        # processes below take to start and run even on a loaded machine.
         sync = run_cli([*cli(), *sync_args(store, "--concurrency", "1")], url, tmp_path)
         try:
             _wait_for_writer(store, sync)
