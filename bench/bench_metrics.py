@@ -20,22 +20,20 @@ import os
 import resource
 import socket
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from bench_report import FIRST_DAY, generate
+from bench_report import FIRST_DAY, generated_store
 from usageledger.report.metrics import metrics_endpoint, parse_metrics_labels, render_metrics
-from usageledger.store import BaseStore, open_existing_store, open_store
+from usageledger.store import BaseStore, open_existing_store
 
 TARGET_SECONDS = 2.0
 """A scrape must fit well inside Prometheus's default 10 s scrape timeout: we ask for a fifth of it."""
@@ -83,13 +81,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.duckdb"
-        began = time.perf_counter()
-        with open_store(path) as store:
-            counts = generate(store, args.rows, args.days)
-            store.execute("CHECKPOINT")
-        print(f"generated {sum(counts.values()):,} rows {counts} in {time.perf_counter() - began:.1f} s")
+    with generated_store(args.rows, args.days) as path:
         last = FIRST_DAY + timedelta(days=args.days - 1)
         now = datetime(last.year, last.month, last.day, 12, tzinfo=UTC)
 

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -113,19 +115,26 @@ def _verdict(label: str, times: list[float]) -> bool:
     return not ok
 
 
+@contextmanager
+def generated_store(rows: int, days: int) -> Iterator[Path]:
+    """A temporary DuckDB file of ``rows`` generated rows over ``days`` days (checkpointed), for the block."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.duckdb"
+        began = time.perf_counter()
+        with open_store(path) as store:
+            counts = generate(store, rows, days)
+            store.execute("CHECKPOINT")
+        print(f"generated {sum(counts.values()):,} rows {counts} in {time.perf_counter() - began:.1f} s")
+        yield path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.duckdb"
-        began = time.perf_counter()
-        with open_store(path) as store:
-            counts = generate(store, args.rows, args.days)
-            store.execute("CHECKPOINT")
-        print(f"generated {sum(counts.values()):,} rows {counts} in {time.perf_counter() - began:.1f} s")
+    with generated_store(args.rows, args.days) as path:
         last = FIRST_DAY + timedelta(days=args.days)
         periods = {
             "every row": Period(FIRST_DAY + timedelta(days=args.days // 2), last),

@@ -75,12 +75,14 @@ def emulator(latency: float, size: tuple[int, int, int] = (5, 12, 6), cache_mb: 
     """
     projects, users, models = size
     args = [NOW, 400, projects, users, models, latency, cache_mb * 2**20]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    with _served([sys.executable, "-c", _SERVE, *map(str, args)]) as url:
+        yield url
+
+
+@contextmanager
+def _served(argv: list[str]) -> Iterator[str]:
+    """An emulator process started with ``argv``: its base URL once it says it is ready; SIGTERM at the end."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -184,18 +186,8 @@ _CLI = "from usageledger.cli import main; main()"
 def cli_emulator(latency: str, days: int) -> Iterator[str]:
     """``usageledger emulator`` as a user starts it (fixed clock, latency, default cache); yields its base URL."""
     args = ["emulator", "--port", "0", "--latency", latency, "--now", str(NOW), "--days", str(days)]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "Emulator ready at " not in line:
-            raise RuntimeError(f"the emulator did not start: {line!r}")
-        yield line.split("Emulator ready at ", 1)[1].strip()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    with _served([sys.executable, "-c", _CLI, *args]) as url:
+        yield url
 
 
 def cli_sync(python: str, url: str, store: Path, days: int, concurrency: int) -> tuple[float, float, int, int]:
