@@ -103,12 +103,8 @@ def postgres(url: str | None) -> Iterator[str]:
     sys.path.insert(0, str(REPO / "tests"))
     from fixtures.postgres import _Cluster
 
-    cluster = _Cluster()
-    cluster.start()
-    try:
+    with _Cluster() as cluster:
         yield cluster.createdb("bench")
-    finally:
-        cluster.stop()
 
 
 class TimedStore:

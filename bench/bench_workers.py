@@ -122,12 +122,8 @@ def postgres(url: str | None) -> Iterator[object]:
         return
     from fixtures.postgres import _Cluster
 
-    cluster = _Cluster()
-    cluster.start()
-    try:
+    with _Cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def children_cpu() -> float:
