@@ -9,7 +9,7 @@ where the leaf had no activity) and ``present[day, leaf]`` (the leaf appears in 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from usageledger.emulator.activity import Family
 
-__all__ = ["Block", "LeafRule", "LeafTable", "Shape", "blocks", "np_mix", "np_unit", "split"]
+__all__ = ["Block", "LeafRule", "LeafTable", "Shape", "Tokens", "blocks", "np_mix", "np_unit", "split"]
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -38,21 +38,29 @@ _WEEKLY: Final = np.array((1.0, 1.06, 1.08, 1.04, 0.94, 0.34, 0.28))  # Monday f
 
 
 @dataclass(frozen=True, slots=True)
-class Shape:
-    """How a leaf's request count becomes its atom vector (org.py's rule, by kind).
+class Tokens:
+    """A model's tokens per request: input and output, and the shares of input that are cached, cache writes, audio
+    and image (declared once: a model in org.py carries one, and so does the chat shape of each of its leaves)."""
 
-    ``chat``: tokens per request of the model; ``per_request``: ``metric`` is ``per_request`` times the requests
-    (at least the requests); ``count``: the requests alone.
-    """
-
-    kind: str
     input_per_request: int = 0
     output_per_request: int = 0
-    scale: float = 1.0
     cached_share: float = 0.0
     write_share: float = 0.0
     audio_share: float = 0.0
     image_share: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How a leaf's request count becomes its atom vector (org.py's rule, by kind).
+
+    ``chat``: ``tokens`` of the model, times ``scale``; ``per_request``: ``metric`` is ``per_request`` times the
+    requests (at least the requests); ``count``: the requests alone.
+    """
+
+    kind: str
+    tokens: Tokens = Tokens()
+    scale: float = 1.0
     metric: str = ""
     per_request: float = 0.0
 
@@ -112,7 +120,7 @@ class LeafTable:
     p_active: Floats
     until: Ints
     columns: dict[str, Floats]
-    """The shape parameters, by :class:`Shape` field name."""
+    """The shape parameters, by :class:`Tokens` field name, and ``scale`` and ``per_request``."""
 
     @classmethod
     def of(cls, rules: Sequence[LeafRule]) -> LeafTable:
@@ -120,11 +128,8 @@ class LeafTable:
             return np.array(values, dtype=dtype).reshape(1, len(rules))
 
         never = np.iinfo(np.int64).max
-        names = ("input_per_request", "output_per_request", "scale", "cached_share", "write_share", "audio_share")
-        columns = {
-            name: row([getattr(r.shape, name) for r in rules], np.float64)
-            for name in (*names, "image_share", "per_request")
-        }
+        columns = {f.name: row([getattr(r.shape.tokens, f.name) for r in rules], np.float64) for f in fields(Tokens)}
+        columns |= {name: row([getattr(r.shape, name) for r in rules], np.float64) for name in ("scale", "per_request")}
         return cls(
             tuple(rules),
             row([r.uid for r in rules], np.uint64),

@@ -16,7 +16,7 @@ import random
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -25,7 +25,7 @@ import numpy.typing as npt
 from usageledger import catalogue
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, MINUTE, Family, LeafVectors, add_into, mix
 from usageledger.emulator.config import EmulatorConfig
-from usageledger.emulator.daily import Block, Bools, Ints, LeafRule, LeafTable, Shape, blocks, np_mix, split
+from usageledger.emulator.daily import Block, Bools, Ints, LeafRule, LeafTable, Shape, Tokens, blocks, np_mix, split
 from usageledger.emulator.directory import Directory
 from usageledger.emulator.directory_synthetic import retirements, synthetic_directory
 
@@ -39,39 +39,34 @@ class ModelSpec:
     name: str
     kind: str
     popularity: float
-    input_per_request: int = 0
-    output_per_request: int = 0
-    cached_share: float = 0.0
-    write_share: float = 0.0
-    audio_share: float = 0.0
-    image_share: float = 0.0
+    tokens: Tokens = field(default_factory=Tokens)
 
 
 CHAT_MODELS: Final[tuple[ModelSpec, ...]] = (
-    ModelSpec("gpt-4o-mini-2024-07-18", "chat", 1.0, 1400, 350, 0.35, 0.05, 0.0, 0.04),
-    ModelSpec("gpt-4o-2024-08-06", "chat", 0.6, 2200, 480, 0.40, 0.06, 0.0, 0.08),
-    ModelSpec("o3-mini-2025-01-31", "chat", 0.35, 1800, 1500, 0.30, 0.04),
-    ModelSpec("gpt-4.1-2025-04-14", "chat", 0.4, 3000, 600, 0.45, 0.07, 0.0, 0.05),
-    ModelSpec("gpt-4.1-mini-2025-04-14", "chat", 0.5, 1600, 400, 0.35, 0.05),
-    ModelSpec("gpt-4o-audio-preview-2024-12-17", "chat", 0.12, 900, 700, 0.10, 0.02, 0.6, 0.0),
-    ModelSpec("o4-mini-2025-04-16", "chat", 0.3, 2000, 1600, 0.35, 0.05, 0.0, 0.06),
-    ModelSpec("gpt-4.1-nano-2025-04-14", "chat", 0.45, 800, 150, 0.25, 0.03),
-    ModelSpec("gpt-5-2025-08-07", "chat", 0.25, 2600, 1900, 0.50, 0.08, 0.0, 0.07),
-    ModelSpec("gpt-5-mini-2025-08-07", "chat", 0.35, 1500, 900, 0.45, 0.06),
+    ModelSpec("gpt-4o-mini-2024-07-18", "chat", 1.0, Tokens(1400, 350, 0.35, 0.05, 0.0, 0.04)),
+    ModelSpec("gpt-4o-2024-08-06", "chat", 0.6, Tokens(2200, 480, 0.40, 0.06, 0.0, 0.08)),
+    ModelSpec("o3-mini-2025-01-31", "chat", 0.35, Tokens(1800, 1500, 0.30, 0.04)),
+    ModelSpec("gpt-4.1-2025-04-14", "chat", 0.4, Tokens(3000, 600, 0.45, 0.07, 0.0, 0.05)),
+    ModelSpec("gpt-4.1-mini-2025-04-14", "chat", 0.5, Tokens(1600, 400, 0.35, 0.05)),
+    ModelSpec("gpt-4o-audio-preview-2024-12-17", "chat", 0.12, Tokens(900, 700, 0.10, 0.02, 0.6, 0.0)),
+    ModelSpec("o4-mini-2025-04-16", "chat", 0.3, Tokens(2000, 1600, 0.35, 0.05, 0.0, 0.06)),
+    ModelSpec("gpt-4.1-nano-2025-04-14", "chat", 0.45, Tokens(800, 150, 0.25, 0.03)),
+    ModelSpec("gpt-5-2025-08-07", "chat", 0.25, Tokens(2600, 1900, 0.50, 0.08, 0.0, 0.07)),
+    ModelSpec("gpt-5-mini-2025-08-07", "chat", 0.35, Tokens(1500, 900, 0.45, 0.06)),
 )
 """Chat models, most used first; ``EmulatorConfig.models`` takes the first N."""
 
 OTHER_MODELS: Final[tuple[ModelSpec, ...]] = (
-    ModelSpec("text-embedding-3-small", "embedding", 1.0, 700),
-    ModelSpec("text-embedding-3-large", "embedding", 0.3, 900),
-    ModelSpec("omni-moderation-latest", "moderation", 1.0, 300),
+    ModelSpec("text-embedding-3-small", "embedding", 1.0, Tokens(700)),
+    ModelSpec("text-embedding-3-large", "embedding", 0.3, Tokens(900)),
+    ModelSpec("omni-moderation-latest", "moderation", 1.0, Tokens(300)),
     ModelSpec("gpt-image-1", "image", 1.0),
     ModelSpec("dall-e-3", "image", 0.5),
     ModelSpec("dall-e-2", "image", 0.2),
-    ModelSpec("tts-1", "tts", 0.6, 650),
-    ModelSpec("gpt-4o-mini-tts", "tts", 1.0, 500),
-    ModelSpec("whisper-1", "stt", 0.7, 95),
-    ModelSpec("gpt-4o-transcribe", "stt", 1.0, 70),
+    ModelSpec("tts-1", "tts", 0.6, Tokens(650)),
+    ModelSpec("gpt-4o-mini-tts", "tts", 1.0, Tokens(500)),
+    ModelSpec("whisper-1", "stt", 0.7, Tokens(95)),
+    ModelSpec("gpt-4o-transcribe", "stt", 1.0, Tokens(70)),
 )
 
 _TIERS: Final = (("default", 0.8), ("flex", 0.1), ("priority", 0.07), ("scale", 0.03))
@@ -108,14 +103,8 @@ class Project:
 @dataclass(frozen=True, slots=True)
 class _Leaf:
     dims: tuple[object, ...]
-    uid: int
-    project: int
-    base: float
-    p_active: float
-    shape: Shape
+    rule: LeafRule
     flat: bool
-    until: int | None = None
-    """The day from which the leaf has no activity: its project archived or its key deleted."""
 
 
 def _ident(rng: random.Random, prefix: str, n: int) -> str:
@@ -162,16 +151,7 @@ class Organisation:
 
 
 def _chat_shape(spec: ModelSpec, batch: bool) -> Shape:
-    return Shape(
-        "chat",
-        input_per_request=spec.input_per_request,
-        output_per_request=spec.output_per_request,
-        scale=1.8 if batch else 1.0,
-        cached_share=spec.cached_share,
-        write_share=spec.write_share,
-        audio_share=spec.audio_share,
-        image_share=spec.image_share,
-    )
+    return Shape("chat", spec.tokens, scale=1.8 if batch else 1.0)
 
 
 def _per_request_shape(metric: str, per_request: float) -> Shape:
@@ -268,7 +248,8 @@ class SyntheticSource:
                 p_active = 0.55 + 0.45 * rng.random()
                 flat = bool(values.get("batch"))
                 until = self.retired.until(values.get("project_id"), values.get("api_key_id"))
-                out.append(_Leaf(dims, uid, project.index, base * project.weight, p_active, shape, flat, until))
+                rule = LeafRule(uid, project.index, base * project.weight, p_active, shape, until)
+                out.append(_Leaf(dims, rule, flat))
 
             def who(project: Project = project) -> dict[str, object]:
                 return {
@@ -302,7 +283,7 @@ class SyntheticSource:
                         volume = 25.0
                     else:
                         metric = family.atoms[1 - family.driver]
-                        shape = _per_request_shape(metric, float(spec.input_per_request))
+                        shape = _per_request_shape(metric, float(spec.tokens.input_per_request))
                         volume = {"embeddings": 700.0, "moderations": 400.0}.get(name, 60.0)
                     add(values, volume * spec.popularity * (0.3 + rng.random()), shape)
             elif name == "web_search_calls":
@@ -357,13 +338,13 @@ class SyntheticSource:
             for fam in together if family is None else (family,):
                 leaves = self._leaves[fam.name]
                 parts.append((fam, len(rules), len(rules) + len(leaves)))
-                rules.extend(LeafRule(x.uid, x.project, x.base, x.p_active, x.shape, x.until) for x in leaves)
+                rules.extend(x.rule for x in leaves)
             hit = self._tables[key] = (parts, LeafTable.of(rules))
         return hit
 
     def _kind(self, family: Family) -> str:
         leaves = self._leaves[family.name]
-        return leaves[0].shape.kind if leaves else "count"
+        return leaves[0].rule.shape.kind if leaves else "count"
 
     def day_block(
         self, family: Family, start: int, now: int, *, together: bool = False
@@ -444,7 +425,7 @@ class SyntheticSource:
             family,
             self._day_final(family, day_start),
             lambda leaf: self._hour_tables[
-                (projects[leaf.project].utc_offset, leaf.flat, mix(leaf.uid, day) % _VARIANTS)
+                (projects[leaf.rule.project].utc_offset, leaf.flat, mix(leaf.rule.uid, day) % _VARIANTS)
             ],
             24,
         )
@@ -501,14 +482,14 @@ class SyntheticSource:
             cums = np.array([self._hour_tables[k] for k in keys], dtype=np.int64)
             first_row = {(offset, flat): i for i, (offset, flat, v) in enumerate(keys) if v == 0}
             leaves = self._leaves[family.name]
-            first = [first_row[(self.org.projects[x.project].utc_offset, x.flat)] for x in leaves]
-            hit = (cums, np.array(first, dtype=np.int64), np.array([x.uid for x in leaves], dtype=np.uint64))
+            first = [first_row[(self.org.projects[x.rule.project].utc_offset, x.flat)] for x in leaves]
+            hit = (cums, np.array(first, dtype=np.int64), np.array([x.rule.uid for x in leaves], dtype=np.uint64))
             self._hour_rows[family.name] = hit
         return hit
 
     def _minutes_of(self, family: Family, hour_start: int, vectors: LeafVectors) -> list[LeafVectors]:
         tables = self._minute_tables
-        return self._split_all(family, vectors, lambda leaf: tables[mix(leaf.uid, hour_start) % _VARIANTS], 60)
+        return self._split_all(family, vectors, lambda leaf: tables[mix(leaf.rule.uid, hour_start) % _VARIANTS], 60)
 
     # --- revisions -----------------------------------------------------------------------------------------
 
