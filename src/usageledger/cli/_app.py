@@ -230,6 +230,12 @@ Insecure = Annotated[
     bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
 ]
 """``--allow-insecure-http``: passed on to the client's ``allow_insecure_http``."""
+FxOpt = Annotated[
+    Path | None,
+    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
+]
+"""``--fx``: the rates file that :func:`usageledger.report.fx.rates_option` reads (``report``, ``statement``,
+``export --format focus``)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -13,7 +13,16 @@ from typing import Annotated, Final, Literal
 import typer
 from rich.console import RenderableType
 
-from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading, refuse_overwriting, say
+from usageledger.cli._app import (
+    FxOpt,
+    app,
+    console,
+    err_console,
+    friendly_errors,
+    open_for_reading,
+    refuse_overwriting,
+    say,
+)
 from usageledger.config import Config, load_config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import (
@@ -90,10 +99,6 @@ NamesOpt = Annotated[
 ]
 CurrencyOpt = Annotated[
     str | None, typer.Option("--currency", help="Convert to this currency (EUR, GBP, ...) with the --fx rates.")
-]
-FxOpt = Annotated[
-    Path | None,
-    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
 ]
 
 

@@ -21,6 +21,7 @@ from usageledger._secrets import redact_url_password
 from usageledger.catalogue import BucketWidth
 from usageledger.cli import _filters
 from usageledger.cli._app import (
+    FxOpt,
     Insecure,
     Verbose,
     app,
@@ -498,9 +499,7 @@ def export_command(
         str | None,
         typer.Option("--currency", help="With --format focus: add x_ columns converted to this currency (needs --fx)."),
     ] = None,
-    fx: Annotated[
-        Path | None, typer.Option("--fx", help="Per-day rates for --currency: a CSV of date,rate (1 USD in it).")
-    ] = None,
+    fx: FxOpt = None,
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
