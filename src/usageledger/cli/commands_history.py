@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from usageledger import timeutil
-from usageledger.cli._app import app, console, friendly_errors, open_for_reading
-from usageledger.cli.commands_report import ConfigOpt, FormatOpt, NamesOpt, OrgOpt, StoreOpt, _names
+from usageledger.cli._app import FormatOpt, app, console, friendly_errors, open_for_reading
+from usageledger.cli.commands_report import ConfigOpt, NamesOpt, OrgOpt, StoreOpt, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money

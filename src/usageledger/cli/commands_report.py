@@ -14,6 +14,7 @@ import typer
 from rich.console import RenderableType
 
 from usageledger.cli._app import (
+    FormatOpt,
     FxOpt,
     app,
     console,
@@ -86,13 +87,6 @@ UntilOpt = Annotated[
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="usageledger.toml with [alerts], [names] and [teams] (default: ./usageledger.toml)."),
-]
-OutputFormat = Literal["text", "json"]
-FormatOpt = Annotated[
-    OutputFormat,
-    typer.Option(
-        "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
-    ),
 ]
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
