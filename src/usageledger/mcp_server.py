@@ -72,23 +72,15 @@ def build_server(tools: LedgerTools) -> MCPServer:
     """The MCP server with the ledger's tools: spend, usage, top_movers, changes, alerts, lookup."""
     server: MCPServer = MCPServer(name=SERVER_NAME, instructions=_INSTRUCTIONS, log_level="WARNING")
 
-    def read_only(name: str, description: str) -> Callable[[_Tool], _Tool]:
-        """Register a tool under ``name``: every tool only reads the store, says so in its annotations, and answers
-        a usageledger error with a one-line tool error (see :func:`_guarded`)."""
+    def read_only(tool: _Tool) -> _Tool:
+        """Register a tool under its function's name, described by its docstring (folded to one line): every tool
+        only reads the store, says so in its annotations, and answers a usageledger error with a one-line tool error
+        (see :func:`_guarded`)."""
+        description = " ".join((tool.__doc__ or "").split())
+        server.tool(name=tool.__name__, description=description, annotations=_READ_ONLY)(_guarded(tool))
+        return tool
 
-        def register(tool: _Tool) -> _Tool:
-            server.tool(name=name, description=description, annotations=_READ_ONLY)(_guarded(tool))
-            return tool
-
-        return register
-
-    @read_only(
-        "spend",
-        "Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, "
-        "team, model, line_item, api_key, user or day, with the total and the previous period's total, optionally "
-        "for one model. Figures equal `usageledger report --format json` for the same period and filters. "
-        "`provisional_from` is the first day that may still be restated.",
-    )
+    @read_only
     def spend(
         since: Since = None,
         until: Until = None,
@@ -109,21 +101,19 @@ def build_server(tools: LedgerTools) -> MCPServer:
             ),
         ] = None,
     ) -> dict[str, Any]:
+        """Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, team, model,
+        line_item, api_key, user or day, with the total and the previous period's total, optionally for one model.
+        Figures equal `usageledger report --format json` for the same period and filters. `provisional_from` is the
+        first day that may still be restated."""
         return tools.spend(since, until, group_by, org, project, model)
 
-    @read_only(
-        "usage",
-        "Token usage (input and output tokens) and model requests over a period, in total and by model, "
-        "from the token-metered usage endpoints (completions, embeddings, moderations...).",
-    )
+    @read_only
     def usage(since: Since = None, until: Until = None, org: Org = None, project: Project = None) -> dict[str, Any]:
+        """Token usage (input and output tokens) and model requests over a period, in total and by model, from the
+        token-metered usage endpoints (completions, embeddings, moderations...)."""
         return tools.usage(since, until, org, project)
 
-    @read_only(
-        "top_movers",
-        "The projects or models whose spend changed most against the previous period of the same "
-        "length (current, previous, change, change_ratio), biggest absolute change first.",
-    )
+    @read_only
     def top_movers(
         since: Since = None,
         until: Until = None,
@@ -131,15 +121,11 @@ def build_server(tools: LedgerTools) -> MCPServer:
         org: Org = None,
         project: Project = None,
     ) -> dict[str, Any]:
+        """The projects or models whose spend changed most against the previous period of the same length (current,
+        previous, change, change_ratio), biggest absolute change first."""
         return tools.top_movers(since, until, by, org, project)
 
-    @read_only(
-        "changes",
-        "What syncs changed in already stored data, from the store's revision log: per table, bucket "
-        "day, change (update, delete, or insert) and metric, how many rows and the net change of the metric "
-        "(e.g. amount_value for costs). The period selects when the sync saw the change. 'restatements' (default) "
-        "leaves out first reads (inserts).",
-    )
+    @read_only
     def changes(
         since: Since = None,
         until: Until = None,
@@ -152,14 +138,13 @@ def build_server(tools: LedgerTools) -> MCPServer:
             int, Field(ge=1, le=MAX_CHANGES, description="At most this many entries, newest first.")
         ] = 100,
     ) -> dict[str, Any]:
+        """What syncs changed in already stored data, from the store's revision log: per table, bucket day, change
+        (update, delete, or insert) and metric, how many rows and the net change of the metric (e.g. amount_value for
+        costs). The period selects when the sync saw the change. 'restatements' (default) leaves out first reads
+        (inserts)."""
         return tools.changes(since, until, org, kind, limit)
 
-    @read_only(
-        "alerts",
-        "The alerts `usageledger check` would raise with the config's [alerts] thresholds: daily and "
-        "monthly budgets, spend anomalies (robust z-score), stale data. `fired` says whether any did; `checks` "
-        "says what each check compared.",
-    )
+    @read_only
     def alerts(
         org: Org = None,
         project: Project = None,
@@ -167,14 +152,12 @@ def build_server(tools: LedgerTools) -> MCPServer:
             str | None, Field(description="Day to check (YYYY-MM-DD, today or earlier). Default: today and yesterday.")
         ] = None,
     ) -> dict[str, Any]:
+        """The alerts `usageledger check` would raise with the config's [alerts] thresholds: daily and monthly budgets,
+        spend anomalies (robust z-score), stale data. `fired` says whether any did; `checks` says what each check
+        compared."""
         return tools.alerts(org, project, date)
 
-    @read_only(
-        "lookup",
-        "Find projects, users, service accounts and API keys in the synced directory: by exact ID, or by "
-        "part of a name or email (case-insensitive). Returns each match's ID, name, status and org: names for IDs "
-        "and IDs for names.",
-    )
+    @read_only
     def lookup(
         query: Annotated[str, Field(min_length=1, description="An ID, or part of a name or email.")],
         kind: Annotated[
@@ -183,6 +166,9 @@ def build_server(tools: LedgerTools) -> MCPServer:
         ] = None,
         org: Org = None,
     ) -> dict[str, Any]:
+        """Find projects, users, service accounts and API keys in the synced directory: by exact ID, or by part of a
+        name or email (case-insensitive). Returns each match's ID, name, status and org: names for IDs and IDs for
+        names."""
         return tools.lookup(query, kind, org)
 
     return server

@@ -11,7 +11,7 @@ import typing
 from collections.abc import Callable, Sequence
 from difflib import get_close_matches
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
 import typer.main
@@ -230,6 +230,19 @@ Insecure = Annotated[
     bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
 ]
 """``--allow-insecure-http``: passed on to the client's ``allow_insecure_http``."""
+FormatOpt = Annotated[
+    Literal["text", "json"],
+    typer.Option(
+        "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
+    ),
+]
+"""``--format``/``-f`` of the commands that print text or one JSON document."""
+FxOpt = Annotated[
+    Path | None,
+    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
+]
+"""``--fx``: the rates file that :func:`usageledger.report.fx.rates_option` reads (``report``, ``statement``,
+``export --format focus``)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -13,10 +13,9 @@ import typer
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from usageledger.cli._app import app, console, friendly_errors
+from usageledger.cli._app import FormatOpt, app, console, friendly_errors
 from usageledger.cli.commands_report import (
     ConfigOpt,
-    FormatOpt,
     NamesOpt,
     NowOpt,
     OrgOpt,

@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 
 from usageledger import timeutil
-from usageledger.cli._app import app, console, friendly_errors, open_for_reading
-from usageledger.cli.commands_report import ConfigOpt, FormatOpt, NamesOpt, OrgOpt, StoreOpt
+from usageledger.cli._app import FormatOpt, app, console, friendly_errors, open_for_reading
+from usageledger.cli.commands_report import ConfigOpt, NamesOpt, OrgOpt, StoreOpt, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money
 from usageledger.report.history import changes as read_changes
 from usageledger.report.jsonout import changes_document, dumps
-from usageledger.report.names import load_names, names_from_mapping, resolve_names
+from usageledger.report.names import resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import render_changes
 from usageledger.store import DEFAULT_STORE, check_store_url, open_store
@@ -44,9 +44,7 @@ def changes(
     if lo is not None and hi is not None and hi <= lo:
         raise ParameterError("--until", "must be after --since")
     settings = load_config(config)
-    overrides = names_from_mapping(settings.names)
-    if names is not None:
-        overrides = overrides.merged(load_names(names))
+    overrides = _names(settings, names)  # a bad names file is refused before the store is opened
     with open_for_reading(check_store_url(store or settings.store_url or DEFAULT_STORE)) as db:
         found = read_changes(db, since=lo, until=hi, org=org)
         id_names = resolve_names(db, org=org, overrides=overrides)

@@ -13,7 +13,17 @@ from typing import Annotated, Final, Literal
 import typer
 from rich.console import RenderableType
 
-from usageledger.cli._app import app, console, err_console, friendly_errors, open_for_reading, refuse_overwriting, say
+from usageledger.cli._app import (
+    FormatOpt,
+    FxOpt,
+    app,
+    console,
+    err_console,
+    friendly_errors,
+    open_for_reading,
+    refuse_overwriting,
+    say,
+)
 from usageledger.config import Config, load_config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import (
@@ -78,22 +88,11 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="usageledger.toml with [alerts], [names] and [teams] (default: ./usageledger.toml)."),
 ]
-OutputFormat = Literal["text", "json"]
-FormatOpt = Annotated[
-    OutputFormat,
-    typer.Option(
-        "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
-    ),
-]
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
 ]
 CurrencyOpt = Annotated[
     str | None, typer.Option("--currency", help="Convert to this currency (EUR, GBP, ...) with the --fx rates.")
-]
-FxOpt = Annotated[
-    Path | None,
-    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
 ]
 
 

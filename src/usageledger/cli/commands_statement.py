@@ -8,12 +8,10 @@ from typing import Annotated, Literal, cast
 
 import typer
 
-from usageledger.cli._app import app, console, err_console, friendly_errors, refuse_overwriting, say
+from usageledger.cli._app import FormatOpt, FxOpt, app, console, err_console, friendly_errors, refuse_overwriting, say
 from usageledger.cli.commands_report import (
     ConfigOpt,
     CurrencyOpt,
-    FormatOpt,
-    FxOpt,
     NamesOpt,
     OrgOpt,
     StoreOpt,

@@ -21,6 +21,8 @@ from usageledger._secrets import redact_url_password
 from usageledger.catalogue import BucketWidth
 from usageledger.cli import _filters
 from usageledger.cli._app import (
+    FormatOpt,
+    FxOpt,
     Insecure,
     Verbose,
     app,
@@ -498,9 +500,7 @@ def export_command(
         str | None,
         typer.Option("--currency", help="With --format focus: add x_ columns converted to this currency (needs --fx)."),
     ] = None,
-    fx: Annotated[
-        Path | None, typer.Option("--fx", help="Per-day rates for --currency: a CSV of date,rate (1 USD in it).")
-    ] = None,
+    fx: FxOpt = None,
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
 ) -> None:
@@ -655,12 +655,7 @@ def _export_delta(
 def status(
     store: StoreOpt = None,
     config_path: ConfigOpt = None,
-    output_format: Annotated[
-        Literal["text", "json"],
-        typer.Option(
-            "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
-        ),
-    ] = "text",
+    output_format: FormatOpt = "text",
 ) -> None:
     """Show each stream's watermark, last run and row counts, and each org's directory (projects, keys, ...)."""
     config = load_config(config_path)
