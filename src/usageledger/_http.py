@@ -8,6 +8,7 @@ message.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import threading
@@ -236,8 +237,24 @@ class _Decoded(Generic[T]):
     value: T
 
 
-_Sent: TypeAlias = httpx.Response | httpx.TransportError
-"""What the attempt loop is sent back after asking for a request: the response, or the error of no response."""
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """The attempt loop asks its driver to decode a success's body; it is sent back the :class:`_Decoded` value or
+    the :class:`ResponseDecodeError` (the driver chooses where the decoding runs: inline, or in a worker thread)."""
+
+    content: bytes
+
+
+_Sent: TypeAlias = httpx.Response | httpx.TransportError | _Decoded[T] | ResponseDecodeError
+"""What the attempt loop is sent back: the response or the error of no response after a request, the outcome of
+decoding after a body."""
+
+
+def _decode(decode: Callable[[bytes], T], content: bytes) -> _Decoded[T] | ResponseDecodeError:
+    try:
+        return _Decoded(decode(content))
+    except ResponseDecodeError as exc:
+        return exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,29 +322,24 @@ class _Base:
         url: str,
         retries: int,
         response: httpx.Response | None,
-        error: httpx.TransportError | None,
-        decode: Callable[[bytes], T],
-    ) -> _Decoded[T] | RetryDecision:
-        """What one attempt means, with no I/O: the decoded body of a success, or how to retry; raises when no
-        retry is left.
+        error: httpx.TransportError | ResponseDecodeError | None,
+    ) -> RetryDecision:
+        """What one failed attempt means, with no I/O: how to retry; raises when no retry is left.
 
-        A 200 whose body ``decode`` refuses (:class:`ResponseDecodeError`: a body cut short without a length to
-        betray it, a proxy's HTML page sent with 200) is as transient as a lost response and is judged like one,
-        against the same ``retries``: one page never costs more than ``max_retries + 1`` requests. A 429's wait
-        moves into the client-wide pause, which every request of this client waits for.
+        A 200 whose body the decoder refuses (``error`` is the :class:`ResponseDecodeError`: a body cut short
+        without a length to betray it, a proxy's HTML page sent with 200) is as transient as a lost response and is
+        judged like one, against the same ``retries``: one page never costs more than ``max_retries + 1``
+        requests. A 429's wait moves into the client-wide pause, which every request of this client waits for.
         """
         config = self._config
         policy = config.retry
-        if response is not None and response.is_success:
-            try:
-                return _Decoded(decode(response.content))
-            except ResponseDecodeError as exc:
-                decision = decide_retry(
-                    policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
-                )
-                if not decision.retry:
-                    raise
-                return RetryDecision(True, decision.delay, f"HTTP 200 but {exc}, backoff")
+        if isinstance(error, ResponseDecodeError):
+            decision = decide_retry(
+                policy, retries_done=retries, status_code=None, now=policy.wall_clock(), jitter=policy.random()
+            )
+            if not decision.retry:
+                raise error
+            return RetryDecision(True, decision.delay, f"HTTP 200 but {error}, backoff")
         if response is None:
             assert error is not None
             decision = decide_retry(
@@ -364,11 +376,12 @@ class _Base:
         return (wait, until) if wait > 0 else None
 
     def _attempts(
-        self, url: str, decode: Callable[[bytes], T], timeout: httpx.Timeout
-    ) -> Generator[_Request | float | _Decoded[T], _Sent | None, None]:
+        self, url: str, timeout: httpx.Timeout
+    ) -> Generator[_Request | _Body | float | _Decoded[T], _Sent[T] | None, None]:
         """The one attempt loop, with its I/O left to the twin that drives it: it yields a :class:`_Request` to
-        send (and is sent back the response, or the transport error), a number of seconds to sleep, and at last
-        the decoded body of the first success; it raises the last failure's error (see :meth:`_judge`).
+        send (and is sent back the response, or the transport error), a success's :class:`_Body` to decode (and is
+        sent back the outcome), a number of seconds to sleep, and at last the decoded body of the first success; it
+        raises the last failure's error (see :meth:`_judge`).
 
         Before each attempt it waits out the client-wide pause, again only while another request's 429 moves it.
         """
@@ -382,14 +395,16 @@ class _Base:
                 logger.debug("waiting %.3fs: the client is paused after a 429", wait)
                 yield wait
             sent = yield request
+            if isinstance(sent, httpx.Response) and sent.is_success:
+                sent = yield _Body(sent.content)
+                if isinstance(sent, _Decoded):
+                    yield sent
+                    return
             if isinstance(sent, httpx.Response):
-                outcome = self._judge(url, retries, sent, None, decode)
+                outcome = self._judge(url, retries, sent, None)
             else:
-                assert sent is not None  # the driver answers a request with what came of it
-                outcome = self._judge(url, retries, None, sent, decode)
-            if isinstance(outcome, _Decoded):
-                yield outcome
-                return
+                assert isinstance(sent, httpx.TransportError | ResponseDecodeError)  # the driver answers every ask
+                outcome = self._judge(url, retries, None, sent)
             retries += 1
             _log_retry(outcome, url, retries, policy)
             if outcome.delay > 0:
@@ -426,13 +441,14 @@ class SyncHTTP(_Base):
         """``GET`` and ``decode`` the body, in one attempt loop with one retry counter (:meth:`_Base._attempts`):
         the first success that decodes, else the error of the last failure (an undecodable body raises
         ``decode``'s error)."""
-        attempts = self._attempts(self._prepare(path, params), decode, self._timeout(timeout))
+        attempts: Generator[_Request | _Body | float | _Decoded[T], _Sent[T] | None, None]
+        attempts = self._attempts(self._prepare(path, params), self._timeout(timeout))
         step = next(attempts)
         while not isinstance(step, _Decoded):
-            step = attempts.send(self._act(step))
+            step = attempts.send(_decode(decode, step.content) if isinstance(step, _Body) else self._act(step))
         return step.value
 
-    def _act(self, step: _Request | float) -> _Sent | None:
+    def _act(self, step: _Request | float) -> _Sent[T] | None:
         """Do what the attempt loop asks: send the request, or sleep."""
         if not isinstance(step, _Request):
             self._config.retry.sleep(step)
@@ -475,16 +491,31 @@ class AsyncHTTP(_Base):
             await self._client.aclose()
 
     async def fetch(
-        self, path: str, params: QueryItems, decode: Callable[[bytes], T], *, timeout: TimeoutTypes = None
+        self,
+        path: str,
+        params: QueryItems,
+        decode: Callable[[bytes], T],
+        *,
+        timeout: TimeoutTypes = None,
+        offload: bool = False,
     ) -> T:
-        """The async twin of :meth:`SyncHTTP.fetch`: the same attempt loop, driven with ``await``."""
-        attempts = self._attempts(self._prepare(path, params), decode, self._timeout(timeout))
+        """The async twin of :meth:`SyncHTTP.fetch`: the same attempt loop, driven with ``await``.
+
+        ``offload``: decode in a worker thread, for a ``decode`` that does its work without the GIL (Arrow's JSON
+        reader), so that the event loop keeps receiving other responses meanwhile."""
+        attempts: Generator[_Request | _Body | float | _Decoded[T], _Sent[T] | None, None]
+        attempts = self._attempts(self._prepare(path, params), self._timeout(timeout))
         step = next(attempts)
         while not isinstance(step, _Decoded):
-            step = attempts.send(await self._act(step))
+            if not isinstance(step, _Body):
+                step = attempts.send(await self._act(step))
+            elif offload:
+                step = attempts.send(await asyncio.to_thread(_decode, decode, step.content))
+            else:
+                step = attempts.send(_decode(decode, step.content))
         return step.value
 
-    async def _act(self, step: _Request | float) -> _Sent | None:
+    async def _act(self, step: _Request | float) -> _Sent[T] | None:
         """Do what the attempt loop asks: send the request, or sleep (every concurrent request keeps going)."""
         if not isinstance(step, _Request):
             await self._config.retry.async_sleep(step)

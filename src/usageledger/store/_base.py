@@ -342,6 +342,16 @@ class BaseStore(ABC):
             replace(write, rows=(), buckets=()), len(columns["group_key"]), self._payload(spec, columns)
         )
 
+    def prepare_table(self, write: WindowWrite, table: pa.Table) -> PreparedWindow:
+        """A window already checked and converted into its table's Arrow schema (the sync's Arrow path), ready to
+        load: the table itself where the back end loads Arrow, its columns as :meth:`prepare` makes them otherwise."""
+        spec = table_for(write.stream.endpoint)
+        columns = {
+            name: (column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else column).to_pylist()
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }
+        return PreparedWindow(write, table.num_rows, self._payload(spec, columns))
+
     def commit_windows(self, writes: Sequence[WindowWrite | PreparedWindow]) -> list[UpsertCounts]:
         """Commit several windows (each complete) in one transaction: all of them, or none.
 

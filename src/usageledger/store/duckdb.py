@@ -25,6 +25,7 @@ import pyarrow as pa
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer_pid
+from usageledger.store._types import PreparedWindow, WindowWrite
 from usageledger.store.schema import Dialect, TableSpec
 
 __all__ = ["READ_WAIT_LIMIT", "WRITE_WAIT_LIMIT", "DuckDBStore"]
@@ -267,6 +268,10 @@ class DuckDBStore(BaseStore):
     def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> pa.Table:
         schema = spec.arrow_schema()
         return pa.table({f.name: pa.array(columns[f.name], f.type) for f in schema}, schema=schema)
+
+    def prepare_table(self, write: WindowWrite, table: pa.Table) -> PreparedWindow:
+        """The table is the payload: DuckDB loads Arrow as it is."""
+        return PreparedWindow(write, table.num_rows, table)
 
     def _merge(self, payloads: Sequence[Any]) -> pa.Table:
         return payloads[0] if len(payloads) == 1 else pa.concat_tables(payloads)

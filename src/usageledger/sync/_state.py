@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from usageledger import rules, timeutil
 from usageledger.models import Bucket
 from usageledger.store import BaseStore, PreparedWindow, UpsertCounts, WindowWrite
+from usageledger.store.schema import table_for
+from usageledger.sync._arrow import ArrowPage, window_table
 from usageledger.sync._model import StreamPlan, StreamResult
 
 __all__ = ["FetchedWindow", "StreamRun", "WindowJob", "interleave"]
@@ -146,6 +148,19 @@ class FetchedWindow:
             buckets=buckets,
         )
         return cls(job, store.prepare(write))
+
+    @classmethod
+    def from_pages(cls, job: WindowJob, pages: Sequence[ArrowPage], store: BaseStore, run_id: str) -> FetchedWindow:
+        """The same for pages read into Arrow (the fast path): checked and converted by Arrow kernels, which run
+        without the GIL, so a worker thread can do it beside the event loop."""
+        window = job.window
+        plan = job.run.plan
+        lo = min((p.lo for p in pages if p.lo is not None), default=window.start)
+        hi = max((p.hi for p in pages if p.hi is not None), default=window.end)
+        write = WindowWrite(
+            plan.org, plan.stream, (), min(lo, window.start), max(hi, window.end), run_id, int(time.time())
+        )
+        return cls(job, store.prepare_table(write, window_table(table_for(plan.stream.endpoint), write, pages)))
 
 
 def interleave(runs: Sequence[StreamRun]) -> Iterator[WindowJob]:

@@ -1,0 +1,228 @@
+"""Pages straight into Arrow: the sync's fast path from a response body to a store that loads Arrow (DuckDB).
+
+A page body is parsed by Arrow's JSON reader against the endpoint's schema, read from its result model, so that
+no Python object is made per result and the work runs without the GIL, beside the event loop. The fast path only
+takes a page it can read exactly as :func:`~usageledger.models.decode_page` would: every result of the endpoint's
+own ``object``, every required field there, no seed-era spelling. Any other page is decoded by ``decode_page``
+itself (an unknown result kept aside with a warning, an undecodable body a :class:`ResponseDecodeError` that the
+attempt loop retries), so both paths give the same rows, and the same errors, for every body.
+
+A window's pages then become one write batch: the grouping key, the check that no group comes twice in a bucket
+and that every bucket lies in the window, and the store's column types, all by Arrow kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from usageledger import rows
+from usageledger.catalogue import Endpoint
+from usageledger.errors import StoreError
+from usageledger.models import decode_page
+from usageledger.store import WindowWrite
+from usageledger.store.schema import TableSpec
+from usageledger.store.streams import encode_group_key
+
+__all__ = ["ArrowPage", "arrow_readable", "page_decoder", "window_table"]
+
+_UNIX_MAX = 2**40
+"""The largest bucket time the models accept (``UnixTime``)."""
+_SCALARS: dict[type, pa.DataType] = {
+    msgspec.inspect.IntType: pa.int64(),
+    msgspec.inspect.StrType: pa.string(),
+    msgspec.inspect.BoolType: pa.bool_(),
+}
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+"""What a JSON string escapes: a grouping value holding one gets its key from :func:`encode_group_key` itself."""
+_SLOW_SPELLINGS = (b'"result":', b'"sessions":')
+"""Seed-era and pre-2025 names the models accept and rewrite: a page using them takes the model path."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArrowPage:
+    """One decoded page: its cursor, its results as a flat table (``bucket_start``, ``bucket_end``, then the
+    endpoint's columns), and the span its buckets cover (``None`` for a page without buckets)."""
+
+    has_more: bool
+    next_page: str | None
+    rows: pa.Table
+    lo: int | None
+    hi: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    schema: pa.Schema
+    tag: str
+    required: tuple[str, ...]
+
+
+def _shape(endpoint: Endpoint) -> _Shape | None:
+    """The Arrow schema of ``endpoint``'s page, from its result model; ``None`` when a field is not a plain
+    integer, string or boolean (money, nested objects): such endpoints take the model path."""
+    return _shape_of(endpoint.result_type)
+
+
+@functools.cache
+def _shape_of(result_type: type) -> _Shape | None:
+    info = msgspec.inspect.type_info(result_type)
+    assert isinstance(info, msgspec.inspect.StructType) and isinstance(info.tag, str)
+    fields: list[pa.Field] = [pa.field("object", pa.string())]
+    required: list[str] = []
+    for f in info.fields:
+        kinds = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        scalars = [k for k in kinds if not isinstance(k, msgspec.inspect.NoneType)]
+        if len(scalars) != 1 or type(scalars[0]) not in _SCALARS:
+            return None
+        fields.append(pa.field(f.encode_name, _SCALARS[type(scalars[0])]))
+        if f.required:
+            required.append(f.encode_name)
+    bucket = pa.struct(
+        [
+            ("object", pa.string()),
+            ("start_time", pa.int64()),
+            ("end_time", pa.int64()),
+            ("results", pa.list_(pa.struct(fields))),
+        ]
+    )
+    schema = pa.schema(
+        [("object", pa.string()), ("data", pa.list_(bucket)), ("has_more", pa.bool_()), ("next_page", pa.string())]
+    )
+    return _Shape(schema, info.tag, tuple(required))
+
+
+def arrow_readable(endpoint: Endpoint) -> bool:
+    """Whether ``endpoint``'s pages can take the Arrow path (every usage endpoint; not costs, which holds money)."""
+    return _shape(endpoint) is not None
+
+
+def _only(array: pa.Array | pa.ChunkedArray, value: str) -> bool:
+    """Every entry is ``value`` or missing."""
+    return bool(pc.all(pc.equal(array.fill_null(value), value)).as_py() is not False)
+
+
+def _fast(endpoint: Endpoint, shape: _Shape, body: bytes) -> ArrowPage | None:
+    """The page read by Arrow, or ``None`` when it is not one the fast path reads exactly like the models."""
+    if any(s in body for s in _SLOW_SPELLINGS):
+        return None
+    try:
+        table = pj.read_json(
+            io.BytesIO(body),
+            read_options=pj.ReadOptions(use_threads=False, block_size=len(body) + 1),
+            parse_options=pj.ParseOptions(explicit_schema=shape.schema, unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != 1 or table.column("data").null_count or not _only(table.column("object"), "page"):
+        return None
+    buckets = pc.list_flatten(table.column("data").combine_chunks())
+    starts, ends = buckets.field("start_time"), buckets.field("end_time")
+    if starts.null_count or ends.null_count or not _only(buckets.field("object"), "bucket"):
+        return None
+    lo = hi = None
+    if len(buckets):
+        lo, top = pc.min_max(starts).values()
+        low_end, hi = pc.min_max(ends).values()
+        lo, top, low_end, hi = lo.as_py(), top.as_py(), low_end.as_py(), hi.as_py()
+        if min(lo, low_end) < 0 or max(top, hi) > _UNIX_MAX:
+            return None
+    results_lists = buckets.field("results")
+    parents = pc.list_parent_indices(results_lists)
+    results = pc.list_flatten(results_lists)
+    if results.null_count:
+        return None
+    if len(results) and not _only(results.field("object").fill_null(""), shape.tag):
+        return None
+    if any(results.field(name).null_count for name in shape.required):
+        return None
+    columns: dict[str, pa.Array] = {
+        "bucket_start": pc.take(starts, parents),
+        "bucket_end": pc.take(ends, parents),
+    }
+    for c in endpoint.columns:
+        columns[c.name] = results.field(c.name)
+    has_more = table.column("has_more")[0].as_py()
+    return ArrowPage(bool(has_more), table.column("next_page")[0].as_py(), pa.table(columns), lo, hi)
+
+
+def _from_models(endpoint: Endpoint, body: bytes) -> ArrowPage:
+    """The page through :func:`decode_page`, the exact reference (raises its ``ResponseDecodeError``)."""
+    page = decode_page(body)
+    flat = list(rows.flatten(endpoint, page.data))
+    columns: dict[str, pa.Array] = {
+        "bucket_start": pa.array([r["bucket_start"] for r in flat], pa.int64()),
+        "bucket_end": pa.array([r["bucket_end"] for r in flat], pa.int64()),
+    }
+    for c in endpoint.columns:
+        columns[c.name] = pa.array([r[c.name] for r in flat], rows.arrow_type(c.type))
+    lo = min((b.start_time for b in page.data), default=None)
+    hi = max((b.end_time for b in page.data), default=None)
+    return ArrowPage(page.has_more, page.next_page, pa.table(columns), lo, hi)
+
+
+def page_decoder(endpoint: Endpoint) -> Callable[[bytes], ArrowPage]:
+    """The decode function of ``endpoint``'s pages for the attempt loop: the Arrow path, else the models'."""
+    shape = _shape(endpoint)
+    if shape is None:
+        raise ValueError(f"{endpoint.name} pages cannot be read into Arrow directly")
+
+    def decode(body: bytes) -> ArrowPage:
+        return _fast(endpoint, shape, body) or _from_models(endpoint, body)
+
+    return decode
+
+
+def _group_keys(table: pa.Table, group_by: Sequence[str]) -> pa.Array:
+    """:func:`encode_group_key` of every row, by string kernels (a value JSON would escape: the function itself)."""
+    n = table.num_rows
+    if not group_by:
+        return pa.array([encode_group_key(())] * n, pa.string()) if n else pa.array([], pa.string())
+    parts: list[pa.Array] = []
+    for name in group_by:
+        column = table.column(name)
+        if pa.types.is_boolean(column.type):
+            part = pc.if_else(column, "true", "false")
+        elif pa.types.is_string(column.type) and not pc.any(pc.match_substring_regex(column, _NEEDS_ESCAPE)).as_py():
+            part = pc.binary_join_element_wise('"', column, '"', "")
+        else:
+            values = zip(*(table.column(g).to_pylist() for g in group_by), strict=True)
+            return pa.array([encode_group_key(v) for v in values], pa.string())
+        parts.append(part.fill_null("null"))
+    joined = pc.binary_join_element_wise(*parts, ",") if len(parts) > 1 else parts[0]
+    return pc.binary_join_element_wise("[", joined, "]", "").combine_chunks()
+
+
+def window_table(spec: TableSpec, write: WindowWrite, pages: Sequence[ArrowPage]) -> pa.Table:
+    """A window's pages as one write batch in ``spec``'s Arrow schema, checked as :func:`columns_of` checks rows:
+    no group twice in a bucket, every bucket inside ``[write.lo, write.hi)``."""
+    flat = pa.concat_tables([p.rows for p in pages]) if pages else None
+    n = 0 if flat is None else flat.num_rows
+    schema = spec.arrow_schema()
+    if flat is None or n == 0:
+        return schema.empty_table()
+    keys = _group_keys(flat, write.stream.group_by)
+    starts = flat.column("bucket_start")
+    if pa.table({"s": starts, "k": keys}).group_by(["s", "k"]).aggregate([]).num_rows != n:
+        raise StoreError(
+            f"{write.stream.id}: the API returned the same group twice in one bucket; refusing to write the window"
+        )
+    low, high = (v.as_py() for v in pc.min_max(starts).values())
+    if not (write.lo <= low and high < write.hi):
+        outside_mask = pc.or_(pc.less(starts, write.lo), pc.greater_equal(starts, write.hi))
+        outside = starts[pc.index(outside_mask, True).as_py()].as_py()
+        raise StoreError(f"{write.stream.id}: a bucket starting at {outside} lies outside the window it was read for")
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        "org": pa.repeat(pa.scalar(write.org, pa.string()), n),
+        "stream": pa.repeat(pa.scalar(write.stream.id, pa.string()), n),
+        "group_key": keys,
+    }
+    arrays = [columns[f.name] if f.name in columns else flat.column(f.name).cast(f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
