@@ -70,7 +70,11 @@ def test_every_endpoint_has_a_typed_table_with_exact_money() -> None:
     for dialect, money in (("duckdb", "DECIMAL(38,18)"), ("postgres", "NUMERIC(38,18)")):
         sql = costs.create_sql(dialect)  # type: ignore[arg-type]
         assert f'"amount_value" {money}' in sql and f'"quantity" {money}' in sql
-        assert "PRIMARY KEY (org, stream, bucket_start, group_key)" in sql
+        # PostgreSQL indexes the key; DuckDB checks it at commit (test_a_key_written_twice_is_refused_at_commit)
+        assert ("PRIMARY KEY (org, stream, bucket_start, group_key)" in sql) is (dialect == "postgres")
+        lines = [line.strip().rstrip(",") for line in sql.splitlines()]
+        for key in ("org", "stream", "bucket_start", "group_key"):
+            assert any(line.startswith(f'"{key}" ') and line.endswith("NOT NULL") for line in lines), key
         assert "DOUBLE" not in sql and "REAL" not in sql and "FLOAT" not in sql
     assert table_for("completions").create_sql("duckdb").count("BIGINT") == len(catalogue.get("completions").metrics)
     assert '"batch" BOOLEAN' in table_for("completions").create_sql("postgres")
@@ -237,3 +241,24 @@ def test_a_bucket_s_foreign_results_are_left_out_and_its_own_kept(store: BaseSto
     assert counts.inserted == 3
     rows = store.query("SELECT model, input_tokens FROM usage_completions ORDER BY bucket_start, model")
     assert rows == [("m1", 1), ("m2", 2), ("m1", 1)]
+
+
+def test_a_key_written_twice_is_refused_at_commit(store: BaseStore) -> None:
+    """A caller that wrongly marks a window fresh (no stored row at or after its start) cannot store a key twice:
+    PostgreSQL's primary key refuses it, DuckDB's check at commit does, and the transaction leaves nothing."""
+    rows = [cost_row(0, "p1", "in", "1.5"), cost_row(1, "p1", "in", "2.5")]
+    write(store, rows)
+    before = store.query("SELECT org, stream, bucket_start, group_key, amount_value FROM costs ORDER BY bucket_start")
+    again = WindowWrite("acme", COSTS, [cost_row(1, "p1", "in", "9")], T0 + DAY, T0 + 2 * DAY, "run2", T0, fresh=True)
+    with pytest.raises(StoreError):
+        store.commit_windows([again])
+    # two fresh windows of one batch that overlap: refused whole, neither is written
+    other = WindowWrite(
+        "acme", COSTS, [cost_row(5, "p2", "in", "1")], T0 + 5 * DAY, T0 + 6 * DAY, "run3", T0, fresh=True
+    )
+    with pytest.raises(StoreError):
+        store.commit_windows([other, other])
+    after = store.query("SELECT org, stream, bucket_start, group_key, amount_value FROM costs ORDER BY bucket_start")
+    assert after == before and len(after) == 2
+    counts = store.commit_windows([other])
+    assert counts[0].inserted == 1

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from usageledger.errors import StoreError
 from usageledger.store import migrations, revisions
 from usageledger.store._columns import columns_of
 from usageledger.store._types import (
@@ -50,6 +51,9 @@ class BaseStore(ABC):
     """The store interface, over one connection. Not thread-safe: one writer at a time."""
 
     dialect: ClassVar[Dialect]
+    key_indexed: ClassVar[bool] = True
+    """Whether the endpoint tables hold their key as a primary key (see :meth:`TableSpec.create_sql`); when not,
+    each write's key is checked at commit."""
     this_schema: ClassVar[str]
     """The dialect's condition on ``information_schema.columns`` for "a table of this store"."""
 
@@ -377,8 +381,35 @@ class BaseStore(ABC):
                     counts[i] = UpsertCounts(inserted=prepared[i].rows)
             done = [c for c in counts if c is not None]
             assert len(done) == len(prepared)
+            if not self.key_indexed:
+                self._check_keys([p.write for p in prepared])
             self._update_streams([p.write for p in prepared], done)
         return done
+
+    def _check_keys(self, writes: Sequence[WindowWrite]) -> None:
+        """Refuse the transaction when it leaves a key twice in a range it wrote (a store without a key index).
+
+        The writes' own checks already refuse a group twice in one read, and reconciling never inserts a stored
+        key; this holds even against a caller that marks a window ``fresh`` wrongly. One query per table, over
+        the written ranges only (DuckDB skips every other row group by its min/max).
+        """
+        ranges: dict[str, list[WindowWrite]] = {}
+        for w in writes:
+            ranges.setdefault(table_for(w.stream.endpoint).name, []).append(w)
+        for table, ws in ranges.items():
+            where = " OR ".join(["(org = %s AND stream = %s AND bucket_start >= %s AND bucket_start < %s)"] * len(ws))
+            params = [v for w in ws for v in (w.org, w.stream.id, to_datetime(w.lo), to_datetime(w.hi))]
+            twice = self.query(
+                f"SELECT org, stream, bucket_start, group_key FROM {table} WHERE {where}"
+                " GROUP BY org, stream, bucket_start, group_key HAVING COUNT(*) > 1 LIMIT 1",
+                params,
+            )
+            if twice:
+                org, stream, bucket, key = twice[0]
+                raise StoreError(
+                    f"{table}: this write would store org {org!r}, stream {stream!r}, bucket {bucket}, group {key}"
+                    " twice; nothing was written"
+                )
 
     def _bulk_insert(self, spec: TableSpec, payload: Any, synced_at: int, run_id: str) -> int:
         insert_cols = ", ".join(q(c) for c in spec.column_names)

@@ -57,6 +57,7 @@ class DuckDBStore(BaseStore):
     """
 
     dialect: ClassVar[Dialect] = "duckdb"
+    key_indexed: ClassVar[bool] = False
     this_schema: ClassVar[str] = "table_schema = current_schema() AND table_catalog = current_database()"
 
     def __init__(self, path: str | Path, *, read_only: bool = False, on_wait: WaitHandler | None = None) -> None:
