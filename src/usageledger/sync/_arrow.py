@@ -226,7 +226,10 @@ def window_table(spec: TableSpec, write: WindowWrite, pages: Sequence[ArrowPage]
         return schema.empty_table()
     keys = _group_keys(flat, write.stream.group_by)
     starts = flat.column("bucket_start")
-    if _table({"s": starts, "k": keys}).group_by(["s", "k"]).aggregate([]).num_rows != n:
+    # (start, key) pairs as text ("<digits>|[...]": unambiguous); Acero's group_by would import pyarrow.dataset,
+    # and pandas with it.
+    pairs = pc.binary_join_element_wise(pc.cast(starts, pa.string()), keys, _text("|"))
+    if pc.count_distinct(pairs).as_py() != n:
         raise StoreError(
             f"{write.stream.id}: the API returned the same group twice in one bucket; refusing to write the window"
         )
