@@ -386,6 +386,11 @@ class BaseStore(ABC):
             self._update_streams([p.write for p in prepared], done)
         return done
 
+    def bounded_memory(self) -> AbstractContextManager[None]:
+        """While a sync writes: keep the back end's own cache small where that is safe (see DuckDB's); nothing for
+        a server database, whose memory is not this process's."""
+        return contextlib.nullcontext()
+
     def _check_keys(self, writes: Sequence[WindowWrite]) -> None:
         """Refuse the transaction when it leaves a key twice in a range it wrote (a store without a key index).
 

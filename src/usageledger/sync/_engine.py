@@ -172,7 +172,8 @@ async def _run_locked(
                 transport=counting,
                 clock=wall,
             )
-        await _execute(store, runs, clients, options, run_id, now, emit)
+        with store.bounded_memory():
+            await _execute(store, runs, clients, options, run_id, now, emit)
         status = "ok" if all(r.result().status == "ok" for r in runs) else "failed"
     except BaseException as exc:
         error = str(exc) if isinstance(exc, UsageLedgerError) else type(exc).__name__
