@@ -312,12 +312,10 @@ class DuckDBStore(BaseStore):
 
     def _unstage(self, name: str) -> None:
         with self._use() as con:
-            try:
+            # A statement on the staged rows may have failed and aborted the transaction: its rollback, which
+            # follows, drops the registration; raising here would hide that statement's error.
+            with contextlib.suppress(duckdb.TransactionException):
                 con.unregister(name)
-            except duckdb.TransactionException:
-                # A statement on the staged rows failed and aborted the transaction: its rollback, which follows,
-                # drops the registration; raising here would hide that statement's error.
-                pass
 
     def acquire_sync_lock(self, *, shared: bool = False) -> bool:
         """Always granted: a writing DuckDB store holds ``<store>.lock`` from open to close (see ``_filelock``)."""
