@@ -311,11 +311,10 @@ class DuckDBStore(BaseStore):
         return name
 
     def _unstage(self, name: str) -> None:
-        with self._use() as con:
-            # A statement on the staged rows may have failed and aborted the transaction: its rollback, which
-            # follows, drops the registration; raising here would hide that statement's error.
-            with contextlib.suppress(duckdb.TransactionException):
-                con.unregister(name)
+        # A statement on the staged rows may have failed and aborted the transaction: its rollback, which follows,
+        # drops the registration; raising here would hide that statement's error.
+        with self._use() as con, contextlib.suppress(duckdb.TransactionException):
+            con.unregister(name)
 
     def acquire_sync_lock(self, *, shared: bool = False) -> bool:
         """Always granted: a writing DuckDB store holds ``<store>.lock`` from open to close (see ``_filelock``)."""
