@@ -395,26 +395,30 @@ class BaseStore(ABC):
         """Refuse the transaction when it leaves a key twice in a range it wrote (a store without a key index).
 
         The writes' own checks already refuse a group twice in one read, and reconciling never inserts a stored
-        key; this holds even against a caller that marks a window ``fresh`` wrongly. One query per table, over
-        the written ranges only (DuckDB skips every other row group by its min/max).
+        key; this holds even against a caller that marks a window ``fresh`` wrongly. It reads every table over
+        the written ranges only (DuckDB skips every other row group by its min/max), in one statement.
         """
         ranges: dict[str, list[WindowWrite]] = {}
         for w in writes:
             ranges.setdefault(table_for(w.stream.endpoint).name, []).append(w)
+        selects: list[str] = []
+        params: list[Any] = []
         for table, ws in ranges.items():
             where = " OR ".join(["(org = %s AND stream = %s AND bucket_start >= %s AND bucket_start < %s)"] * len(ws))
-            params = [v for w in ws for v in (w.org, w.stream.id, to_datetime(w.lo), to_datetime(w.hi))]
-            twice = self.query(
-                f"SELECT org, stream, bucket_start, group_key FROM {table} WHERE {where}"
-                " GROUP BY org, stream, bucket_start, group_key HAVING COUNT(*) > 1 LIMIT 1",
-                params,
+            selects.append(
+                f"SELECT '{table}' AS tbl, org, stream, bucket_start, group_key FROM {table} WHERE {where}"
+                " GROUP BY org, stream, bucket_start, group_key HAVING COUNT(*) > 1"
             )
-            if twice:
-                org, stream, bucket, key = twice[0]
-                raise StoreError(
-                    f"{table}: this write would store org {org!r}, stream {stream!r}, bucket {bucket}, group {key}"
-                    " twice; nothing was written"
-                )
+            params += [v for w in ws for v in (w.org, w.stream.id, to_datetime(w.lo), to_datetime(w.hi))]
+        if not selects:
+            return
+        twice = self.query(" UNION ALL ".join(selects) + " LIMIT 1", params)
+        if twice:
+            table, org, stream, bucket, key = twice[0]
+            raise StoreError(
+                f"{table}: this write would store org {org!r}, stream {stream!r}, bucket {bucket}, group {key}"
+                " twice; nothing was written"
+            )
 
     def _bulk_insert(self, spec: TableSpec, payload: Any, synced_at: int, run_id: str) -> int:
         insert_cols = ", ".join(q(c) for c in spec.column_names)
