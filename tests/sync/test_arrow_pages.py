@@ -17,7 +17,16 @@ from usageledger.errors import ResponseDecodeError, StoreError
 from usageledger.store import Stream, WindowWrite
 from usageledger.store.schema import table_for
 from usageledger.store.streams import encode_group_key
-from usageledger.sync._arrow import ArrowPage, _from_models, _group_keys, arrow_readable, page_decoder, window_table
+from usageledger.sync._arrow import (
+    ArrowPage,
+    _fast,
+    _from_models,
+    _group_keys,
+    _shape,
+    arrow_readable,
+    page_decoder,
+    window_table,
+)
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -67,13 +76,21 @@ def test_emulator_pages_read_the_same_as_through_the_models(emulator_url: str, e
     _same(page, _from_models(endpoint, body))
     example = (EXAMPLES / f"{endpoint.name}.json").read_bytes()
     _same(page_decoder(endpoint)(example), _from_models(endpoint, example))
+    shape = _shape(endpoint)
+    assert shape is not None
+    assert _fast(endpoint, shape, body) is not None  # read by Arrow itself, not handed to the models
+    assert _fast(endpoint, shape, example) is not None
 
 
 @pytest.mark.parametrize(
-    ("body", "rows"),
+    ("body", "rows", "fast"),
     [
         # another endpoint's result: skipped with a warning, as the models do
-        (_page([{"object": "organization.usage.embeddings.result", "input_tokens": 1, "num_model_requests": 1}]), 0),
+        (
+            _page([{"object": "organization.usage.embeddings.result", "input_tokens": 1, "num_model_requests": 1}]),
+            0,
+            False,
+        ),
         # the seed-era array name
         (
             json.dumps(
@@ -90,6 +107,7 @@ def test_emulator_pages_read_the_same_as_through_the_models(emulator_url: str, e
                 }
             ).encode(),
             1,
+            False,
         ),
         # pretty-printed, with unknown fields at every level
         (
@@ -120,18 +138,34 @@ def test_emulator_pages_read_the_same_as_through_the_models(emulator_url: str, e
                 indent=2,
             ).encode(),
             1,
+            True,
         ),
         # no buckets at all
-        (b'{"object":"page","data":[],"has_more":false,"next_page":null}', 0),
-        # a bucket without results
-        (b'{"object":"page","data":[{"object":"bucket","start_time":5,"end_time":9}]}', 0),
+        (b'{"object":"page","data":[],"has_more":false,"next_page":null}', 0, True),
+        # a bucket without results, a page without has_more
+        (b'{"object":"page","data":[{"object":"bucket","start_time":5,"end_time":9}],"has_more":false}', 0, True),
+        (b'{"object":"page","data":[{"object":"bucket","start_time":5,"end_time":9}]}', 0, False),
+        # an empty seed-era array beside the results
+        (b'{"object":"page","data":[{"object":"bucket","start_time":5,"end_time":9,"result":[]}]}', 0, False),
     ],
-    ids=["foreign-result", "seed-era-result", "pretty-unknown-fields", "empty", "bucket-without-results"],
+    ids=[
+        "foreign-result",
+        "seed-era-result",
+        "pretty-unknown-fields",
+        "empty",
+        "bucket-without-results",
+        "no-has-more",
+        "empty-seed-era-array",
+    ],
 )
 def test_unusual_pages_read_the_same_as_through_the_models(
-    body: bytes, rows: int, caplog: pytest.LogCaptureFixture
+    body: bytes, rows: int, fast: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Each page gives what the models give, whichever path reads it; ``fast``: Arrow reads it itself."""
     caplog.set_level(logging.WARNING)
+    shape = _shape(COMPLETIONS)
+    assert shape is not None
+    assert (_fast(COMPLETIONS, shape, body) is not None) is fast
     page = page_decoder(COMPLETIONS)(body)
     assert page.rows.num_rows == rows
     _same(page, _from_models(COMPLETIONS, body))
@@ -140,8 +174,10 @@ def test_unusual_pages_read_the_same_as_through_the_models(
 def test_code_interpreter_old_name_sessions_is_read_as_num_sessions() -> None:
     endpoint = catalogue.get("code_interpreter_sessions")
     result = {"object": "organization.usage.code_interpreter_sessions.result", "sessions": 4, "project_id": "p"}
-    page = page_decoder(endpoint)(_page([result]))
-    assert page.rows.column("num_sessions").to_pylist() == [4]
+    body = _page([result])
+    shape = _shape(endpoint)
+    assert shape is not None and _fast(endpoint, shape, body) is None  # the model renames it
+    assert page_decoder(endpoint)(body).rows.column("num_sessions").to_pylist() == [4]
 
 
 @pytest.mark.parametrize(
@@ -162,7 +198,10 @@ def test_a_page_the_models_refuse_is_refused_alike(result: dict[str, Any]) -> No
         page_decoder(COMPLETIONS)(body)
 
 
-@pytest.mark.parametrize("body", [b"<html>bad gateway</html>", b'{"object":"page","data":[', b"", b"[1, 2]"])
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>bad gateway</html>", b'{"object":"page","data":[', b"", b"[1, 2]", b'{"data":[],"has_more":null}'],
+)
 def test_a_body_that_is_not_a_page_is_a_decode_error(body: bytes) -> None:
     with pytest.raises(ResponseDecodeError):
         page_decoder(COMPLETIONS)(body)

@@ -43,8 +43,6 @@ _SCALARS: dict[type, pa.DataType] = {
 }
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 """What a JSON string escapes: a grouping value holding one gets its key from :func:`encode_group_key` itself."""
-_SLOW_SPELLINGS = (b'"result":', b'"sessions":')
-"""Seed-era and pre-2025 names the models accept and rewrite: a page using them takes the model path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +62,19 @@ class _Shape:
     schema: pa.Schema
     tag: str
     required: tuple[str, ...]
+    aliases: tuple[str, ...]
+    """Fields of the model that are not columns (``sessions``, the old name of ``num_sessions``): the model
+    rewrites them, so a page that sends one takes the model path."""
 
 
 def _shape(endpoint: Endpoint) -> _Shape | None:
     """The Arrow schema of ``endpoint``'s page, from its result model; ``None`` when a field is not a plain
     integer, string or boolean (money, nested objects): such endpoints take the model path."""
-    return _shape_of(endpoint.result_type)
+    return _shape_of(endpoint.result_type, tuple(c.name for c in endpoint.columns))
 
 
 @functools.cache
-def _shape_of(result_type: type) -> _Shape | None:
+def _shape_of(result_type: type, columns: tuple[str, ...]) -> _Shape | None:
     info = msgspec.inspect.type_info(result_type)
     assert isinstance(info, msgspec.inspect.StructType) and isinstance(info.tag, str)
     fields: list[pa.Field] = [pa.field("object", pa.string())]
@@ -92,12 +93,14 @@ def _shape_of(result_type: type) -> _Shape | None:
             ("start_time", pa.int64()),
             ("end_time", pa.int64()),
             ("results", pa.list_(pa.struct(fields))),
+            ("result", pa.list_(pa.null())),  # the seed-era name: present (even empty) means the model path
         ]
     )
     schema = pa.schema(
         [("object", pa.string()), ("data", pa.list_(bucket)), ("has_more", pa.bool_()), ("next_page", pa.string())]
     )
-    return _Shape(schema, info.tag, tuple(required))
+    aliases = tuple(f.encode_name for f in info.fields if f.encode_name not in columns)
+    return _Shape(schema, info.tag, tuple(required), aliases)
 
 
 def arrow_readable(endpoint: Endpoint) -> bool:
@@ -127,8 +130,6 @@ def _table(columns: dict[str, pa.Array | pa.ChunkedArray]) -> pa.Table:
 
 def _fast(endpoint: Endpoint, shape: _Shape, body: bytes) -> ArrowPage | None:
     """The page read by Arrow, or ``None`` when it is not one the fast path reads exactly like the models."""
-    if any(s in body for s in _SLOW_SPELLINGS):
-        return None
     try:
         table = pj.read_json(
             io.BytesIO(body),
@@ -142,6 +143,8 @@ def _fast(endpoint: Endpoint, shape: _Shape, body: bytes) -> ArrowPage | None:
     buckets = pc.list_flatten(table.column("data").combine_chunks())
     starts, ends = buckets.field("start_time"), buckets.field("end_time")
     if starts.null_count or ends.null_count or not _only(buckets.field("object"), "bucket"):
+        return None
+    if buckets.field("result").null_count != len(buckets):
         return None
     lo = hi = None
     if len(buckets):
@@ -159,6 +162,8 @@ def _fast(endpoint: Endpoint, shape: _Shape, body: bytes) -> ArrowPage | None:
         return None
     if any(results.field(name).null_count for name in shape.required):
         return None
+    if any(results.field(name).null_count != len(results) for name in shape.aliases):
+        return None
     columns: dict[str, pa.Array] = {
         "bucket_start": pc.take(starts, parents),
         "bucket_end": pc.take(ends, parents),
@@ -166,7 +171,9 @@ def _fast(endpoint: Endpoint, shape: _Shape, body: bytes) -> ArrowPage | None:
     for c in endpoint.columns:
         columns[c.name] = results.field(c.name)
     has_more = table.column("has_more")[0].as_py()
-    return ArrowPage(bool(has_more), table.column("next_page")[0].as_py(), _table(columns), lo, hi)
+    if has_more is None:  # missing means False to the models, but null is refused: let them say which
+        return None
+    return ArrowPage(has_more, table.column("next_page")[0].as_py(), _table(columns), lo, hi)
 
 
 def _from_models(endpoint: Endpoint, body: bytes) -> ArrowPage:
