@@ -252,7 +252,8 @@ class DuckDBStore(BaseStore):
         try:
             yield
         finally:
-            self.execute(f"SET memory_limit = '{before}'")
+            with contextlib.suppress(StoreError):  # never hide why the sync ended behind a setting not restored
+                self.execute(f"SET memory_limit = '{before}'")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         with self._use() as con:
