@@ -8,15 +8,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.store import open_store
-from usageledger.store._filelock import writer_pid
+from usageledger.store._filelock import reader_turn, writer_pid
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.reliability import cli, emulator_process, env, finish, run_cli, sync_args
@@ -212,3 +214,42 @@ def test_duckdb_never_draws_its_progress_bar(tmp_path: Path) -> None:
         assert writing.query("SELECT current_setting('enable_progress_bar')") == [(False,)]
     with open_store(path, read_only=True) as reading:
         assert reading.query("SELECT current_setting('enable_progress_bar')") == [(False,)]
+
+
+def test_a_waiting_reader_never_gets_the_file_between_two_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that starts waiting while a sync migrates a new store gets the file after the last migration,
+    never in between (there it said "older schema: run `usageledger sync`")."""
+    path = str(tmp_path / "new.duckdb")
+    with open_store(path, migrate=False) as store:
+        statements = 0
+        execute, step_aside = store.execute, store._step_aside  # type: ignore[attr-defined]
+        reader = threading.Thread(target=lambda: _wait_as_reader(path, 0.3))
+
+        def counted(sql: str, params: Any = ()) -> int:
+            nonlocal statements
+            statements += 1
+            if statements == 3:  # a reader comes while the migrations run
+                reader.start()
+                time.sleep(0.1)
+            return execute(sql, params)
+
+        asides: list[int] = []
+
+        def recorded() -> None:
+            asides.append(statements)
+            step_aside()
+
+        monkeypatch.setattr(store, "execute", counted)
+        monkeypatch.setattr(store, "_step_aside", recorded)
+        applied = store.migrate()
+        reader.join()
+        assert applied and statements > 3
+        # Handing the file over before the first statement or after the last one is right; in between is not.
+        assert set(asides) <= {0, statements}, f"the file was handed over after {asides} of {statements} statements"
+
+
+def _wait_as_reader(path: str, seconds: float) -> None:
+    with reader_turn(path):
+        time.sleep(seconds)

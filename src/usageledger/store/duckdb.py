@@ -201,6 +201,19 @@ class DuckDBStore(BaseStore):
                 raise StoreError(f"the DuckDB store {self.path} is closed")
             yield self._con
 
+    def migrate(self) -> list[str]:
+        """:meth:`BaseStore.migrate`, holding the file throughout: a waiting reader gets its turn once the schema is
+        whole, never between two migrations (where it would see an older schema and say so)."""
+        with self._mutex:
+            with self._use():
+                pass  # open (after any reader already waiting)
+            self._busy += 1
+        try:
+            return super().migrate()
+        finally:
+            with self._mutex:
+                self._busy -= 1
+
     def _release_files(self) -> None:
         if self._readers is not None:
             self._readers.close()
