@@ -15,7 +15,6 @@ buckets; 40 projects, 12 models, six token line-item kinds). Timed, each ``--rep
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import socket
@@ -31,7 +30,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from bench_report import FIRST_DAY, generated_store
+from bench_report import FIRST_DAY, generated_store, store_args
 from usageledger.report.metrics import metrics_endpoint, parse_metrics_labels, render_metrics
 from usageledger.store import BaseStore, open_existing_store
 
@@ -76,11 +75,7 @@ def _say(label: str, times: list[float], size: int) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    args = store_args(__doc__)
     with generated_store(args.rows, args.days) as path:
         last = FIRST_DAY + timedelta(days=args.days - 1)
         now = datetime(last.year, last.month, last.day, 12, tzinfo=UTC)

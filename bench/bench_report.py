@@ -128,12 +128,17 @@ def generated_store(rows: int, days: int) -> Iterator[Path]:
         yield path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def store_args(doc: str | None) -> argparse.Namespace:
+    """The command line of a bench over a :func:`generated_store`: ``--rows``, ``--days``, ``--repeat``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = store_args(__doc__)
     with generated_store(args.rows, args.days) as path:
         last = FIRST_DAY + timedelta(days=args.days)
         periods = {

@@ -33,7 +33,7 @@ from usageledger.store._types import (
     to_datetime,
     to_unix,
 )
-from usageledger.store.schema import Dialect, TableSpec, q, table_for, tables
+from usageledger.store.schema import KEY_COLUMNS, Dialect, TableSpec, q, table_for, tables
 from usageledger.store.streams import Stream
 
 __all__ = ["BaseStore"]
@@ -401,13 +401,13 @@ class BaseStore(ABC):
         ranges: dict[str, list[WindowWrite]] = {}
         for w in writes:
             ranges.setdefault(table_for(w.stream.endpoint).name, []).append(w)
+        key = ", ".join(KEY_COLUMNS)
         selects: list[str] = []
         params: list[Any] = []
         for table, ws in ranges.items():
             where = " OR ".join(["(org = %s AND stream = %s AND bucket_start >= %s AND bucket_start < %s)"] * len(ws))
             selects.append(
-                f"SELECT '{table}' AS tbl, org, stream, bucket_start, group_key FROM {table} WHERE {where}"
-                " GROUP BY org, stream, bucket_start, group_key HAVING COUNT(*) > 1"
+                f"SELECT '{table}' AS tbl, {key} FROM {table} WHERE {where} GROUP BY {key} HAVING COUNT(*) > 1"
             )
             params += [v for w in ws for v in (w.org, w.stream.id, to_datetime(w.lo), to_datetime(w.hi))]
         if not selects:

@@ -26,7 +26,7 @@ from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer_pid
 from usageledger.store._types import PreparedWindow, WindowWrite
-from usageledger.store.schema import Dialect, TableSpec
+from usageledger.store.schema import Dialect, TableSpec, tables
 
 __all__ = ["READ_WAIT_LIMIT", "WRITE_WAIT_LIMIT", "DuckDBStore"]
 
@@ -253,9 +253,11 @@ class DuckDBStore(BaseStore):
         store created before the key moved to a check at commit still holds that index, which grows with the
         table, so such a store is left uncapped rather than risk a sync failing for memory.
         """
+        names = [spec.name for spec in tables()]
         indexed = self.query(
             "SELECT COUNT(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
-            " AND (starts_with(table_name, 'usage_') OR table_name = 'costs')"
+            f" AND table_name IN ({', '.join(['%s'] * len(names))})",
+            names,
         )[0][0]
         if indexed:
             yield

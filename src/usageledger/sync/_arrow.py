@@ -179,16 +179,12 @@ def _fast(endpoint: Endpoint, shape: _Shape, body: bytes) -> ArrowPage | None:
 def _from_models(endpoint: Endpoint, body: bytes) -> ArrowPage:
     """The page through :func:`decode_page`, the exact reference (raises its ``ResponseDecodeError``)."""
     page = decode_page(body)
-    flat = list(rows.flatten(endpoint, page.data))
-    columns: dict[str, pa.Array] = {
-        "bucket_start": pa.array([r["bucket_start"] for r in flat], pa.int64()),
-        "bucket_end": pa.array([r["bucket_end"] for r in flat], pa.int64()),
-    }
-    for c in endpoint.columns:
-        columns[c.name] = pa.array([r[c.name] for r in flat], rows.arrow_type(c.type))
+    table = rows.to_arrow(endpoint, rows.flatten(endpoint, page.data))
+    columns = {name: table.column(name).cast(pa.int64()) for name in ("bucket_start", "bucket_end")}
+    columns.update((c.name, table.column(c.name)) for c in endpoint.columns)
     lo = min((b.start_time for b in page.data), default=None)
     hi = max((b.end_time for b in page.data), default=None)
-    return ArrowPage(page.has_more, page.next_page, pa.table(columns), lo, hi)
+    return ArrowPage(page.has_more, page.next_page, _table(columns), lo, hi)
 
 
 def page_decoder(endpoint: Endpoint) -> Callable[[bytes], ArrowPage]:
