@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -18,6 +19,7 @@ from typer.core import TyperCommand
 import usageledger
 from usageledger.cli import app
 from usageledger.cli._commands import COMMANDS, Command
+from usageledger.store import open_store
 
 HEAVY = (
     "pyarrow",
@@ -133,3 +135,16 @@ def test_the_table_summary_is_the_commands_own(entry: Command) -> None:
     command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
     for width in (40, 80, 400):
         assert TyperCommand(name, help=summary).get_short_help_str(width) == command.get_short_help_str(width)
+
+
+def test_reading_a_duckdb_store_needs_no_arrow(tmp_path: Path) -> None:
+    """`status` and `report` on a DuckDB store read it through DuckDB alone: pyarrow (and numpy, which pyarrow
+    imports) are imported only where Arrow tables are made (a sync's pages, an export), not by opening a store."""
+    store = tmp_path / "usage.duckdb"
+    with open_store(str(store)) as opened:
+        opened.migrate()
+    for argv in (["status", "--store", str(store)], ["report", "--store", str(store), "--since", "2026-11-01"]):
+        code, out, imported = _run(*argv)
+        assert code == 0, out
+        assert "usageledger.store" in imported and "duckdb" in imported
+        assert "pyarrow" not in imported and "numpy" not in imported, argv

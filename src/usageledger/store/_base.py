@@ -14,9 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from usageledger.errors import StoreError
 from usageledger.store import migrations, revisions
@@ -35,6 +33,9 @@ from usageledger.store._types import (
 )
 from usageledger.store.schema import KEY_COLUMNS, Dialect, TableSpec, q, table_for, tables
 from usageledger.store.streams import Stream
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["BaseStore"]
 
@@ -349,6 +350,8 @@ class BaseStore(ABC):
     def prepare_table(self, write: WindowWrite, table: pa.Table) -> PreparedWindow:
         """A window already checked and converted into its table's Arrow schema (the sync's Arrow path), ready to
         load: the table itself where the back end loads Arrow, its columns as :meth:`prepare` makes them otherwise."""
+        import pyarrow as pa
+
         spec = table_for(write.stream.endpoint)
         columns = {
             name: (column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else column).to_pylist()

@@ -17,16 +17,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import duckdb
-import pyarrow as pa
 
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer_pid
 from usageledger.store._types import PreparedWindow, WindowWrite
 from usageledger.store.schema import Dialect, TableSpec, tables
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["READ_WAIT_LIMIT", "WRITE_WAIT_LIMIT", "DuckDBStore"]
 
@@ -290,6 +292,8 @@ class DuckDBStore(BaseStore):
                 raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
 
     def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
+        import pyarrow as pa
+
         # The lock is not held across yields (a consumer may stop in another thread, or never): ``_busy`` alone keeps
         # a writer from closing the file under the open cursor.
         with self._use() as con:
@@ -310,6 +314,8 @@ class DuckDBStore(BaseStore):
             cur.close()
 
     def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> pa.Table:
+        import pyarrow as pa
+
         schema = spec.arrow_schema()
         return pa.table({f.name: pa.array(columns[f.name], f.type) for f in schema}, schema=schema)
 
@@ -318,6 +324,8 @@ class DuckDBStore(BaseStore):
         return PreparedWindow(write, table.num_rows, table)
 
     def _merge(self, payloads: Sequence[Any]) -> pa.Table:
+        import pyarrow as pa
+
         return payloads[0] if len(payloads) == 1 else pa.concat_tables(payloads)
 
     def _stage(self, spec: TableSpec, payload: Any) -> str:

@@ -6,15 +6,16 @@ import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._types import RunOwner, RunTotals
 from usageledger.store.schema import Dialect, TableSpec, q
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["PostgresStore"]
 
@@ -69,6 +70,8 @@ class PostgresStore(BaseStore):
         return rows
 
     def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
+        import pyarrow as pa
+
         # A server-side cursor needs a transaction; it streams instead of loading the whole result.
         try:
             with self._con.transaction(), self._con.cursor(name="usageledger_export") as cur:

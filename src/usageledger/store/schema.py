@@ -9,13 +9,14 @@ One table per endpoint (``usage_<name>``, and ``costs``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Final, Literal
 
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
 from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE, ArrowColumnType, arrow_type
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "DECIMAL_PRECISION",
@@ -94,6 +95,8 @@ class TableSpec:
 
     def arrow_schema(self) -> pa.Schema:
         """The Arrow schema of a write batch."""
+        import pyarrow as pa
+
         return pa.schema([pa.field(n, arrow_type(t), nullable=n not in KEY_COLUMNS) for n, t in self.incoming_columns])
 
     def sql_type(self, dialect: Dialect, column: str) -> str:

@@ -17,7 +17,6 @@ from usageledger._secrets import mask_keys
 from usageledger.client import AsyncClient
 from usageledger.errors import StoreError, SyncError, UsageLedgerError
 from usageledger.store import BaseStore, RunTotals, Stream
-from usageledger.sync._arrow import arrow_readable, page_decoder
 from usageledger.sync._model import (
     EventHandler,
     Org,
@@ -227,6 +226,8 @@ async def _fetch(
     Converting here, as soon as the pages are in, lets the pages go before the window waits for the writer. A
     window the store refuses (a group twice in a bucket, a bucket outside the window) fails its stream only.
     """
+    from usageledger.sync._arrow import arrow_readable, page_decoder  # pyarrow: only when a sync fetches
+
     for job in jobs:
         if job.run.error is not None:
             continue

@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from usageledger import rules, timeutil
 from usageledger.models import Bucket
 from usageledger.store import BaseStore, PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.store.schema import table_for
-from usageledger.sync._arrow import ArrowPage, window_table
 from usageledger.sync._model import StreamPlan, StreamResult
+
+if TYPE_CHECKING:
+    from usageledger.sync._arrow import ArrowPage
 
 __all__ = ["FetchedWindow", "StreamRun", "WindowJob", "interleave"]
 
@@ -153,6 +156,8 @@ class FetchedWindow:
     def from_pages(cls, job: WindowJob, pages: Sequence[ArrowPage], store: BaseStore, run_id: str) -> FetchedWindow:
         """The same for pages read into Arrow (the fast path): checked and converted by Arrow kernels, which run
         without the GIL, so a worker thread can do it beside the event loop."""
+        from usageledger.sync._arrow import window_table  # pyarrow: only where pages are converted
+
         window = job.window
         plan = job.run.plan
         lo = min((p.lo for p in pages if p.lo is not None), default=window.start)
