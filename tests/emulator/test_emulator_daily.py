@@ -17,7 +17,15 @@ from usageledger.emulator import Emulator, EmulatorConfig
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, mix, unit
 from usageledger.emulator.daily import np_mix, np_unit, split
 from usageledger.emulator.org import SyntheticSource
-from usageledger.emulator.results import ResultBuilder, _amount_text, _tidy, filters_key
+from usageledger.emulator.results import (
+    _AMOUNT_FORMS,
+    _TINY,
+    ResultBuilder,
+    _amount_parts,
+    _amount_text,
+    _tidy,
+    filters_key,
+)
 
 from fixtures.emulator import EMULATOR_NOW
 
@@ -36,6 +44,26 @@ def test_np_mix_and_unit_equal_mix_and_unit(parts: list[int]) -> None:
 @given(st.one_of(st.integers(0, 10**18), st.builds(lambda c, e: c * 10**e, st.integers(0, 10**6), st.integers(0, 12))))
 def test_amount_text_is_the_tidy_decimal(units: int) -> None:
     assert _amount_text(units) == str(_tidy(Decimal(units).scaleb(-12)))
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-(10**6), 10**18),
+            st.builds(lambda c, e: c * 10**e, st.integers(0, 10**6), st.integers(0, 12)),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_amount_parts_print_the_amount_text(amounts: list[int]) -> None:
+    """The cost rows' amounts as formatted from numpy: the same text, E notation only below 1e-6 (not zero)."""
+    whole, width, digits, form = _amount_parts(np.array(amounts, dtype=np.int64))
+    for i, units in enumerate(amounts):
+        tiny = int(form[i]) == _TINY
+        assert tiny == (units != 0 and units < 10**6)
+        first = _amount_text(units).encode() if tiny else int(whole[i])
+        assert _AMOUNT_FORMS[int(form[i])] % (first, int(width[i]), int(digits[i])) == _amount_text(units).encode()
 
 
 @pytest.fixture(scope="module")

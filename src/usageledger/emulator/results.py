@@ -44,6 +44,12 @@ _HOUR_SUMS: Final = 64
 _ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
 _ROW_HEAD: Final = '{"object":"' + _COSTS.result_object + '","amount":{"value":'
 _ROW_MID: Final = ',"currency":"' + _CURRENCY + '"},'
+_STORAGE: Final = "vector store storage"
+_WHOLE: Final = 1
+_TINY: Final = 2
+_AMOUNT_FORMS: Final = (b"%d.%0*d", b"%d%.0a%.0a", b"%s%.0a%.0a")
+"""How an amount prints from :func:`_amount_parts` (whole, width, digits), by its form: with a fraction, whole,
+and below 1e-6 (the whole part's slot then takes the text of :func:`_amount_text` as bytes)."""
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -135,7 +141,7 @@ class ResultBuilder:
         self._cell_tests: dict[FiltersKey, Bools] = {}
         self._quantities: dict[int, Ints] = {}
         self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], tuple[Ints, Ints, Bools]] = OrderedDict()
-        self._tails: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        self._stored: dict[tuple[str, ...], Bools] = {}
         self._templates: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
         self._masks: dict[tuple[str, FiltersKey], Bools] = {}
         self._hours: OrderedDict[tuple[str, int, tuple[str, ...], FiltersKey], tuple[Ints, list[int], list[int]]] = (
@@ -401,9 +407,9 @@ class ResultBuilder:
             if family.gauge:
                 storage = (family, first)
                 for d in dims:
-                    keys.append(_cost_key(d, "vector store storage"))
+                    keys.append(_cost_key(d, _STORAGE))
                     prices.append(0)
-                units["vector store storage"] = "gibibyte_hours"
+                units[_STORAGE] = "gibibyte_hours"
                 continue
             width = len(family.atoms)
             plans: dict[tuple[object, ...], int] = {}
@@ -472,26 +478,24 @@ class ResultBuilder:
                 extra[g] = extra.get(g, Decimal(0)) + q
         if not hit.any():
             return []
-        tails = self._cost_tails(grouping, group_by, cells.units)
+        templates, stored = self._cost_templates(grouping, group_by, cells.units)
         by_item = "line_item" in group_by
         groups = np.flatnonzero(hit)  # groups are numbered in output order
-        rows = []
-        for g, q, m in zip(groups.tolist(), quantities[groups].tolist(), amounts[groups].tolist(), strict=True):
-            mid, end = tails[g]
-            if not by_item:
-                text = "null"
-            elif g in extra:
-                text = str(_tidy(q + extra[g]))
-            else:
-                text = str(q)
-            if m >= _PLAIN:  # _amount_text, inlined: this loop runs once per row
-                digits = str(m).rjust(13, "0")
-                fraction = digits[-12:].rstrip("0")
-                value = digits[:-12] + "." + fraction if fraction else digits[:-12]
-            else:
-                value = _amount_text(m)
-            rows.append(f"{_ROW_HEAD}{value}{_ROW_MID}{mid}{text}{end}")
-        return msgspec.Raw(("[" + ",".join(rows) + "]").encode())
+        units = amounts[groups]
+        whole, width, fraction, variant = _amount_parts(units)
+        columns = (whole, width, fraction, quantities[groups]) if by_item else (whole, width, fraction)
+        args: list[Any] = np.stack(columns, axis=1).ravel().tolist()
+        step = len(columns)
+        for i in np.flatnonzero(variant == _TINY).tolist():  # below 1e-6 (a few tokens at most): E notation
+            args[i * step] = _amount_text(int(units[i])).encode()
+        if by_item:  # storage rows: a GiB-hours quantity, not an integer
+            for i in np.flatnonzero(stored[groups]).tolist():
+                g = int(groups[i])
+                whole_q = args[i * step + 3]
+                args[i * step + 3] = (str(_tidy(whole_q + extra[g])) if g in extra else str(whole_q)).encode()
+        pick = templates.__getitem__
+        text = b"[" + b",".join(map(pick, (groups * 3 + variant).tolist())) + b"]"
+        return msgspec.Raw(text % tuple(args))  # one bytes formatting per bucket: no str to encode after
 
     def _block_sums(
         self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
@@ -557,21 +561,33 @@ class ResultBuilder:
             return hit
         return hit[offset] if hit.shape[0] > offset else None
 
-    def _cost_tails(
+    def _cost_templates(
         self, grouping: _Grouping, group_by: tuple[str, ...], units: Mapping[str, str]
-    ) -> list[tuple[str, str]]:
-        """Each cost group's encoded fields around its quantity: ``"project_id":...,"quantity":`` and the unit."""
-        hit = self._tails.get(group_by)
-        if hit is None:
+    ) -> tuple[list[bytes], Bools]:
+        """Each cost group's row as JSON with ``%`` slots, in three forms by how its amount prints (see
+        :func:`_amount_parts`): the templates of group ``g`` are ``3 * g + form``. The slots are the amount's
+        whole part, its fraction's width and digits, then (grouped by line item) the quantity: ``%d``, or ``%s``
+        for the storage groups (``stored``), whose quantity is a decimal."""
+        hit = self._templates.get(("costs", group_by))
+        if hit is None or group_by not in self._stored:
             by_item = "line_item" in group_by
+            head = _ROW_HEAD.encode().replace(b"%", b"%%")
+            mid = _ROW_MID.encode().replace(b"%", b"%%")
             hit = []
-            for tail in grouping.tails:
-                unit = units.get(str(tail.get("line_item"))) if by_item else None
-                mid = _ENCODE(tail)[1:-1].decode() + ',"quantity":'
-                hit.append((mid, ',"quantity_unit":' + _ENCODE(unit).decode() + "}"))
+            stored = np.zeros(len(grouping.tails), dtype=np.bool_)
+            for g, tail in enumerate(grouping.tails):
+                item = tail.get("line_item")
+                unit = units.get(str(item)) if by_item else None
+                if by_item and item == _STORAGE:
+                    stored[g] = True
+                quantity = (b"%s" if stored[g] else b"%d") if by_item else b"null"
+                fields = _ENCODE(tail)[1:-1].replace(b"%", b"%%")
+                end = b',"quantity":' + quantity + b',"quantity_unit":' + _ENCODE(unit).replace(b"%", b"%%") + b"}"
+                hit.extend(head + form + mid + fields + end for form in _AMOUNT_FORMS)
             with self._lock:
-                self._tails[group_by] = hit
-        return hit
+                self._templates[("costs", group_by)] = hit
+                self._stored[group_by] = stored
+        return hit, self._stored[group_by]
 
     def _cell_filter(self, cells: _CostCells, fkey: FiltersKey) -> Bools:
         hit = self._cell_tests.get(fkey)
@@ -643,6 +659,23 @@ def _cost_key(d: Mapping[str, object], item: str) -> tuple[object, ...]:
         "api_source": d.get("api_source") or "unlabeled",
     }
     return tuple(values.get(g) for g in _COST_DIMS)
+
+
+def _amount_parts(units: Ints) -> tuple[Ints, Ints, Ints, Ints]:
+    """Amounts in AMOUNT_QUANTUMs as :func:`_amount_text` prints them, for ``%d.%0*d`` formatting: the whole part,
+    the width and digits of the fraction without its trailing zeros, and the form: 0 with a fraction, ``_WHOLE``
+    without one (``%d``), ``_TINY`` below 1e-6 (E notation: printed by :func:`_amount_text`)."""
+    whole, fraction = np.divmod(units, _AMOUNT_SCALE)
+    digits = fraction
+    width = np.full(len(units), 12, dtype=np.int64)
+    for zeros in (8, 4, 2, 1):  # strip the trailing zeros, at most 11 of them: 8 + 2 + 1 at worst
+        scale = 10**zeros
+        strip = digits % scale == 0
+        digits = np.where(strip, digits // scale, digits)
+        width -= strip * zeros
+    form = np.where(fraction == 0, _WHOLE, 0)
+    form[(units < _PLAIN) & (units != 0)] = _TINY
+    return whole, width, digits, form
 
 
 def _amount_text(units: int) -> str:
