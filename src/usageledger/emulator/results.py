@@ -11,7 +11,6 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from operator import itemgetter
 from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
@@ -81,10 +80,11 @@ class DayArrays(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Grouping:
-    """Leaves (or cost cells) mapped onto groups numbered in output order; ``tails`` are the group fields."""
+    """Leaves (or cost cells) mapped onto groups numbered in output order; ``members`` are each group's fields as
+    JSON object members (``"project_id":"p","model":null``: every field in order, null where not grouped by)."""
 
     index: Ints
-    tails: list[dict[str, object]]
+    members: list[bytes]
     values: list[tuple[object, ...]]
     order: Ints
     """The records sorted by group (stably), so group ``g`` is the run starting at ``starts[g]``."""
@@ -113,8 +113,12 @@ def filters_key(filters: Mapping[str, FilterValue]) -> FiltersKey:
     return tuple(sorted((name, v if isinstance(v, bool) else tuple(sorted(set(v)))) for name, v in filters.items()))
 
 
+def _value_key(value: object) -> tuple[int, str]:
+    return (0, "") if value is None else (1, str(value))
+
+
 def _sort_key(values: tuple[object, ...]) -> tuple[tuple[int, str], ...]:
-    return tuple((0, "") if v is None else (1, str(v)) for v in values)
+    return tuple(map(_value_key, values))
 
 
 def _tidy(value: Decimal) -> Decimal:
@@ -227,28 +231,50 @@ class ResultBuilder:
     def _grouping(
         self, name: str, records: Sequence[tuple[object, ...]], fields: Sequence[str], group_by: tuple[str, ...]
     ) -> _Grouping:
-        """``records`` (leaves or cost cells, their ``fields`` in order) numbered by group, groups in output order."""
+        """``records`` (leaves or cost cells, their ``fields`` in order) numbered by group, groups in output order.
+
+        Each grouped field's distinct values are ranked in :func:`_sort_key` order once, so the groups' order is
+        the lexicographic order of the records' ranks (one ``lexsort``), not a sort of Python key tuples."""
         key = (name, group_by)
         hit = self._groupings.get(key)
         if hit is not None:
             return hit
         positions = [fields.index(g) for g in group_by]  # (a group_by name outside ``fields`` fails here)
-        if len(positions) > 1:
-            keys: list[tuple[object, ...]] = list(map(itemgetter(*positions), records))
-        else:
-            keys = [tuple(r[i] for i in positions) for r in records]
-        ordered = sorted(set(keys), key=_sort_key)
-        number = {k: i for i, k in enumerate(ordered)}
-        blank = dict.fromkeys(fields)  # every field in order, None where it is not grouped by
-        tails = []
-        for k in ordered:
-            tail = blank.copy()
-            tail.update(zip(group_by, k, strict=True))
-            tails.append(tail)
-        index = np.fromiter(map(number.__getitem__, keys), dtype=np.int64, count=len(keys))
-        order = np.argsort(index, kind="stable")
-        starts = np.flatnonzero(np.r_[True, index[order][1:] != index[order][:-1]]) if len(index) else index
-        made = _Grouping(index, tails, ordered, order, starts)
+        n = len(records)
+        distinct: list[list[object]] = []
+        ranks = np.zeros((len(positions), n), dtype=np.int64)
+        for row, i in enumerate(positions):
+            column = [r[i] for r in records]
+            values = sorted(set(column), key=_value_key)
+            distinct.append(values)
+            rank = {v: j for j, v in enumerate(values)}
+            ranks[row] = np.fromiter(map(rank.__getitem__, column), dtype=np.int64, count=n)
+        # stable: a group's records keep their order; the first grouped field is the primary key
+        order = np.lexsort(ranks[::-1]) if len(positions) else np.arange(n, dtype=np.int64)
+        ranked = ranks[:, order]
+        new = np.ones(n, dtype=np.bool_)
+        new[1:] = (ranked[:, 1:] != ranked[:, :-1]).any(axis=0)
+        starts = np.flatnonzero(new)
+        index = np.empty(n, dtype=np.int64)
+        index[order] = np.cumsum(new) - 1
+        firsts = ranked[:, starts].tolist()  # each group's ranks, field by field
+        ordered: list[tuple[object, ...]] = list(
+            zip(*[[col[j] for j in js] for col, js in zip(distinct, firsts, strict=True)])
+        )
+        if not positions and n:
+            ordered = [()]
+        # each group's fields as JSON object members, every field in order, null where it is not grouped by
+        members: list[list[bytes]] = []
+        for f in fields:
+            label = _ENCODE(f) + b":"
+            if f in group_by:
+                row = group_by.index(f)
+                texts = [label + _ENCODE(v) for v in distinct[row]]
+                members.append([texts[j] for j in firsts[row]])
+            else:
+                members.append([label + b"null"] * len(ordered))
+        encoded = [b",".join(m) for m in zip(*members, strict=True)] if members else [b""] * len(ordered)
+        made = _Grouping(index, encoded, ordered, order, starts)
         with self._lock:
             self._groupings[key] = made
         return made
@@ -341,8 +367,8 @@ class ResultBuilder:
             head = [b'"object":' + _ENCODE(endpoint.result_object).replace(b"%", b"%%")]
             head += [_ENCODE(name).replace(b"%", b"%%") + b":%d" for name in names]
             hit = []
-            for tail in grouping.tails:
-                fields = _ENCODE(tail)[1:-1].replace(b"%", b"%%")
+            for members in grouping.members:
+                fields = members.replace(b"%", b"%%")
                 hit.append(b"{" + b",".join(head + ([fields] if fields else [])) + b"}")
             with self._lock:
                 self._templates[key] = hit
@@ -571,19 +597,21 @@ class ResultBuilder:
         hit = self._templates.get(("costs", group_by))
         if hit is None or group_by not in self._stored:
             by_item = "line_item" in group_by
-            head = _ROW_HEAD.encode().replace(b"%", b"%%")
+            heads = [_ROW_HEAD.encode().replace(b"%", b"%%") + form for form in _AMOUNT_FORMS]
             mid = _ROW_MID.encode().replace(b"%", b"%%")
+            at = group_by.index("line_item") if by_item else None
+            items = [None if at is None else v[at] for v in grouping.values]
+            stored = np.array([by_item and item == _STORAGE for item in items], dtype=np.bool_)
+            ends: dict[object, bytes] = {}  # by line item: the quantity slot and the unit
             hit = []
-            stored = np.zeros(len(grouping.tails), dtype=np.bool_)
-            for g, tail in enumerate(grouping.tails):
-                item = tail.get("line_item")
-                unit = units.get(str(item)) if by_item else None
-                if by_item and item == _STORAGE:
-                    stored[g] = True
-                quantity = (b"%s" if stored[g] else b"%d") if by_item else b"null"
-                fields = _ENCODE(tail)[1:-1].replace(b"%", b"%%")
-                end = b',"quantity":' + quantity + b',"quantity_unit":' + _ENCODE(unit).replace(b"%", b"%%") + b"}"
-                hit.extend(head + form + mid + fields + end for form in _AMOUNT_FORMS)
+            for members, item, storage in zip(grouping.members, items, stored.tolist(), strict=True):
+                end = ends.get(item)
+                if end is None:
+                    unit = _ENCODE(units.get(str(item)) if by_item else None).replace(b"%", b"%%")
+                    quantity = (b"%s" if storage else b"%d") if by_item else b"null"
+                    end = ends[item] = b',"quantity":' + quantity + b',"quantity_unit":' + unit + b"}"
+                tail = mid + members.replace(b"%", b"%%") + end
+                hit += [head + tail for head in heads]
             with self._lock:
                 self._templates[("costs", group_by)] = hit
                 self._stored[group_by] = stored
