@@ -258,9 +258,8 @@ class ResultBuilder:
         index = np.empty(n, dtype=np.int64)
         index[order] = np.cumsum(new) - 1
         firsts = ranked[:, starts].tolist()  # each group's ranks, field by field
-        ordered: list[tuple[object, ...]] = list(
-            zip(*[[col[j] for j in js] for col, js in zip(distinct, firsts, strict=True)])
-        )
+        keys = [[col[j] for j in js] for col, js in zip(distinct, firsts, strict=True)]  # field by field
+        ordered: list[tuple[object, ...]] = list(zip(*keys, strict=True))
         if not positions and n:
             ordered = [()]
         # each group's fields as JSON object members, every field in order, null where it is not grouped by
