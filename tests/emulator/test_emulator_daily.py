@@ -19,7 +19,7 @@ from usageledger.emulator.daily import np_mix, np_unit, split
 from usageledger.emulator.org import SyntheticSource
 from usageledger.emulator.results import (
     _AMOUNT_FORMS,
-    _TINY,
+    _TEXT,
     ResultBuilder,
     _amount_parts,
     _amount_text,
@@ -60,7 +60,7 @@ def test_amount_parts_print_the_amount_text(amounts: list[int]) -> None:
     """The cost rows' amounts as formatted from numpy: the same text, E notation only below 1e-6 (not zero)."""
     whole, width, digits, form = _amount_parts(np.array(amounts, dtype=np.int64))
     for i, units in enumerate(amounts):
-        tiny = int(form[i]) == _TINY
+        tiny = int(form[i]) == _TEXT
         assert tiny == (units != 0 and units < 10**6)
         first = _amount_text(units).encode() if tiny else int(whole[i])
         assert _AMOUNT_FORMS[int(form[i])] % (first, int(width[i]), int(digits[i])) == _amount_text(units).encode()
