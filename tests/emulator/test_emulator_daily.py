@@ -16,7 +16,7 @@ from usageledger import catalogue
 from usageledger.emulator import Emulator, EmulatorConfig
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, mix, unit
 from usageledger.emulator.daily import np_mix, np_unit, split
-from usageledger.emulator.org import SyntheticSource
+from usageledger.emulator.org import _BLOCK_DAYS, SyntheticSource
 from usageledger.emulator.results import (
     _AMOUNT_FORMS,
     _TEXT,
@@ -196,3 +196,32 @@ def test_split_refuses_what_could_leave_int64() -> None:
     assert split(values, np.ones(1, dtype=np.bool_), cum, 2) is not None  # 2**33 times a count of 5
     values[0, 1] = 2**32  # 2**33 times a count of 2**32
     assert split(values, np.ones(1, dtype=np.bool_), cum, 1) is None
+
+
+def test_blocks_end_at_the_latest_day_and_grow_with_the_clock() -> None:
+    """A block is computed up to the source's latest day, not to its end; a clock that moves on past it gets the
+    block again, longer, with the same days (as a block computed in one go has them), and the cost and usage rows
+    of the numpy path still equal the per-leaf path's."""
+    config = EmulatorConfig(seed=5, days=40, projects=3, users=5, models=4, now=EMULATOR_NOW)
+    source = SyntheticSource(config, EMULATOR_NOW)
+    fast, plain = ResultBuilder(source), ResultBuilder(source)
+    plain._arrays = None
+    completions = catalogue.get("completions")
+    today = TODAY // DAY
+    assert isinstance(fast.costs(TODAY - DAY, TODAY, ("project_id",), (), EMULATOR_NOW), msgspec.Raw)
+    assert len(source._blocks[("completions", today // _BLOCK_DAYS)][0]) == today % _BLOCK_DAYS + 1
+    for k in range(1, 2 * _BLOCK_DAYS):  # the clock moves on a day at a time, over the next block's edge
+        now, a = EMULATOR_NOW + k * DAY, TODAY + (k - 1) * DAY
+        for group_by in (("project_id", "line_item"), ()):
+            got = fast.costs(a, a + DAY, group_by, (), now)
+            assert isinstance(got, msgspec.Raw)
+            assert ENCODE({"results": got}) == ENCODE({"results": plain.costs(a, a + DAY, group_by, (), now)})
+        got = fast.usage(completions, a, a + DAY, ("project_id", "model"), (), now)
+        want = plain.usage(completions, a, a + DAY, ("project_id", "model"), (), now)
+        assert ENCODE({"results": got}) == ENCODE({"results": want})
+    fresh = SyntheticSource(config, EMULATOR_NOW)  # asked the last day first: its block in one go
+    last = TODAY + (2 * _BLOCK_DAYS - 2) * DAY
+    for family in FAMILIES.values():
+        grown, once = source.day_arrays(family, last, last + DAY), fresh.day_arrays(family, last, last + DAY)
+        assert grown is not None and once is not None
+        assert np.array_equal(grown[0], once[0]) and np.array_equal(grown[1], once[1])

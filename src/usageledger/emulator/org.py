@@ -174,6 +174,7 @@ class SyntheticSource:
         self._leaves: dict[str, list[_Leaf]] = {}
         self._days: dict[tuple[str, int], LeafVectors] = {}
         self._blocks: dict[tuple[str, int], Block] = {}
+        self._latest = anchor // DAY  # the latest day asked of the source (or its start's): blocks end there
         self._tables: dict[str | None, tuple[list[tuple[Family, int, int]], LeafTable]] = {}
         self._hours: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
         self._minutes: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
@@ -310,20 +311,29 @@ class SyntheticSource:
 
     # --- days ----------------------------------------------------------------------------------------------
 
-    def _block(self, family: Family, index: int, *, together: bool = False) -> Block:
-        """The final activity of every leaf on the ``_BLOCK_DAYS`` days of block ``index``, computed once.
+    def _block(self, family: Family, day: int, *, together: bool = False, today: int = 0) -> Block:
+        """The final activity of every leaf on the days of the ``_BLOCK_DAYS``-day block holding ``day``, computed
+        once: from the block's first day up to the latest day asked of the source so far, or ``today`` (the
+        caller's clock) if later. A day's values do not depend on the block's length, so days that have not begun
+        are left for later, and a block asked beyond its length is computed again, longer. ``values[d]`` is the
+        block's day ``d``, as :meth:`day_block` numbers it.
 
         ``together``: compute every endpoint's block in one numpy pass (what costs need), not this one's alone.
         """
+        index = day // _BLOCK_DAYS
         hit = self._blocks.get((family.name, index))
-        if hit is not None:
+        if hit is not None and len(hit[0]) > day % _BLOCK_DAYS:
             return hit
+        with self._lock:
+            self._latest = last = max(self._latest, day, today)
         parts, table = self._table(None if together else family)
-        days = np.arange(index * _BLOCK_DAYS, (index + 1) * _BLOCK_DAYS, dtype=np.int64)
+        days = np.arange(index * _BLOCK_DAYS, min((index + 1) * _BLOCK_DAYS, last + 1), dtype=np.int64)
         made = blocks(parts, table, days, seed=self.seed, day0=self.day0, history=self.config.days)
         with self._lock:
             for (fam, _, _), got in zip(parts, made, strict=True):
-                self._blocks.setdefault((fam.name, index), got)
+                kept = self._blocks.get((fam.name, index))
+                if kept is None or len(kept[0]) < len(got[0]):
+                    self._blocks[(fam.name, index)] = got
             return self._blocks[(family.name, index)]
 
     def _table(self, family: Family | None) -> tuple[list[tuple[Family, int, int]], LeafTable]:
@@ -353,7 +363,7 @@ class SyntheticSource:
         if not family.gauge and self._revising(start + DAY, now):
             return None
         day = start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS, together=together)
+        values, present = self._block(family, day, together=together, today=now // DAY)
         return day // _BLOCK_DAYS, day % _BLOCK_DAYS, values, present
 
     def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None:
@@ -361,7 +371,7 @@ class SyntheticSource:
         if not family.gauge and self._revising(start + DAY, now):
             return None
         day = start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS)
+        values, present = self._block(family, day, today=now // DAY)
         return values[day % _BLOCK_DAYS], present[day % _BLOCK_DAYS]
 
     def _day_final(self, family: Family, start: int) -> LeafVectors:
@@ -370,7 +380,7 @@ class SyntheticSource:
         if cached is not None:
             return cached
         day = start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS)
+        values, present = self._block(family, day)
         leaves = np.flatnonzero(present[day % _BLOCK_DAYS])
         rows = values[day % _BLOCK_DAYS][leaves].tolist()
         out: LeafVectors = dict(zip(leaves.tolist(), map(tuple, rows), strict=True))
@@ -459,7 +469,7 @@ class SyntheticSource:
     def _split_day(self, family: Family, day_start: int) -> Block | None:
         """Every leaf's 24 final hours of a day: :meth:`_hours_final`'s split, with numpy."""
         day = day_start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS)
+        values, present = self._block(family, day)
         values, present = values[day % _BLOCK_DAYS], present[day % _BLOCK_DAYS]
         if family.gauge:  # a level: the same in every hour
             return np.broadcast_to(values, (24, *values.shape)), np.broadcast_to(present, (24, *present.shape))
