@@ -426,55 +426,71 @@ class ResultBuilder:
         families: list[tuple[Family, int, int, Ints]] = []
         keys: list[tuple[object, ...]] = []
         units: dict[str, str] = {}
-        prices: list[int] = []
+        prices: list[Ints] = []
         storage: tuple[Family, int] | None = None
         for family in FAMILIES.values():
-            dims = self._leaf_dims(family)
+            leaves = self.source.leaves(family)
+            n = len(leaves)
+            at = {name: i for i, name in enumerate(family.dims)}
+
+            def column(
+                name: str, leaves: Sequence[tuple[object, ...]] = leaves, at: dict[str, int] = at
+            ) -> list[object]:
+                i = at.get(name)
+                return [None] * len(leaves) if i is None else [leaf[i] for leaf in leaves]
+
+            projects, api_keys, users = column("project_id"), column("api_key_id"), column("user_id")
+            sources = [s or "unlabeled" for s in column("api_source")]
             first = len(keys)
             if family.gauge:
                 storage = (family, first)
-                for d in dims:
-                    keys.append(_cost_key(d, _STORAGE))
-                    prices.append(0)
+                keys += [(*k[:1], _STORAGE, *k[1:]) for k in zip(projects, api_keys, users, sources, strict=True)]
+                prices.append(np.zeros(n, dtype=np.int64))
                 units[_STORAGE] = "gibibyte_hours"
                 continue
-            width = len(family.atoms)
+            # a leaf's line items depend on its model, batch, size and context level alone: one billing plan each
             plans: dict[tuple[object, ...], int] = {}
-            plan_names: list[list[str]] = []
-            plan_prices: list[list[int]] = []
-            plan_atoms: list[list[tuple[int, ...]]] = []
-            used: list[int] = []  # each leaf's plan
-            for d in dims:
-                what = (d.get("model"), d.get("batch"), d.get("size"), d.get("context_level"))
-                number = plans.get(what)
+            used = np.zeros(n, dtype=np.int64)  # each leaf's plan
+            names: list[list[str]] = []
+            plan_prices: list[int] = []
+            plan_atoms: list[tuple[int, ...]] = []
+            plan_first: list[int] = []
+            what = zip(column("model"), column("batch"), column("size"), column("context_level"), strict=True)
+            for leaf, plan in enumerate(what):
+                number = plans.get(plan)
                 if number is None:
-                    number = plans[what] = len(plan_names)
-                    bills = billings(family, d)
+                    number = plans[plan] = len(names)
+                    bills = billings(family, dict(zip(family.dims, leaves[leaf], strict=True)))
                     for bill in bills:
                         units[bill.name] = bill.unit
                         scaled = bill.price * _AMOUNT_SCALE
                         if scaled != scaled.to_integral_value():
                             return None
-                    plan_names.append([bill.name for bill in bills])
-                    plan_prices.append([int(bill.price * _AMOUNT_SCALE) for bill in bills])
-                    plan_atoms.append([bill.atoms for bill in bills])
-                used.append(number)
-                project, key, user = d.get("project_id"), d.get("api_key_id"), d.get("user_id")
-                source = d.get("api_source") or "unlabeled"
-                keys.extend([(project, name, key, user, source) for name in plan_names[number]])  # _COST_DIMS order
-                prices.extend(plan_prices[number])
-            # gather: a cell's atoms offset by its leaf's row; the padding points at the zero after the last row
-            pad = max((len(atoms) for plan in plan_atoms for atoms in plan), default=1)
-            padded = [
-                np.array([[*a] + [-1] * (pad - len(a)) for a in plan], dtype=np.int64).reshape(len(plan), pad)
-                for plan in plan_atoms
+                    names.append([bill.name for bill in bills])
+                    plan_first.append(len(plan_prices))
+                    plan_prices += [int(bill.price * _AMOUNT_SCALE) for bill in bills]
+                    plan_atoms += [bill.atoms for bill in bills]
+                used[leaf] = number
+            keys += [
+                (project, name, api_key, user, source)  # _COST_DIMS order
+                for project, api_key, user, source, number in zip(
+                    projects, api_keys, users, sources, used.tolist(), strict=True
+                )
+                for name in names[number]
             ]
-            counts = np.array([len(plan_names[n]) for n in used], dtype=np.int64)
-            bases = np.repeat(np.arange(len(dims), dtype=np.int64) * width, counts)[:, None]
-            table = np.concatenate([padded[n] for n in used]) if used else np.zeros((0, pad), dtype=np.int64)
-            table = np.where(table < 0, len(dims) * width, table + bases)
+            # each cell: its plan's line item, and its atoms offset by its leaf's row in the leaf-by-atom values;
+            # the padding points at the zero after the last row
+            counts = np.array([len(x) for x in names], dtype=np.int64)[used]
+            leaf_of = np.repeat(np.arange(n, dtype=np.int64), counts)
+            item = np.arange(len(leaf_of), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+            line = np.array(plan_first, dtype=np.int64)[used][leaf_of] + item if n else item
+            width, pad = len(family.atoms), max(map(len, plan_atoms), default=1)
+            atoms = np.array([[*x] + [-1] * (pad - len(x)) for x in plan_atoms], dtype=np.int64).reshape(-1, pad)
+            table = atoms[line]
+            table = np.where(table < 0, n * width, table + (leaf_of * width)[:, None])
+            prices.append(np.array(plan_prices, dtype=np.int64)[line])
             families.append((family, first, len(keys), table))
-        self._cells = _CostCells(families, keys, units, np.array(prices, dtype=np.int64), storage)
+        self._cells = _CostCells(families, keys, units, np.concatenate(prices), storage)
         return self._cells
 
     def _costs_day(
@@ -559,12 +575,14 @@ class ResultBuilder:
             grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
             if not len(grouping.starts):
                 return None  # no cells at all: the per-leaf path answers (with nothing)
-            kept = np.where(mask[..., None], np.stack((quantity * cells.price, quantity), axis=2), 0)
-            both = np.add.reduceat(kept.take(grouping.order, axis=1), grouping.starts, axis=1)
-            there = np.logical_or.reduceat(mask.take(grouping.order, axis=1), grouping.starts, axis=1)
-            amounts = both[:, :, 0]
+            # cells by group along the first axis (the days along the second): reduceat sums whole rows
+            order, starts = grouping.order, grouping.starts
+            kept = np.where(mask, quantity, 0).T.take(order, axis=0)
+            quantities = np.add.reduceat(kept, starts, axis=0).T
+            amounts = np.add.reduceat(kept * cells.price[order][:, None], starts, axis=0).T
+            there = np.add.reduceat(mask.T.take(order, axis=0).view(np.int8), starts, axis=0, dtype=np.int64).T > 0
             whole, width, digits, form = _amount_parts(amounts)
-            hit = (amounts, np.stack((whole, width, digits, both[:, :, 1]), axis=2), form, there)
+            hit = (amounts, np.stack((whole, width, digits, quantities), axis=2), form, there)
             with self._lock:
                 self._sums[key] = hit
                 if len(self._sums) > _COST_SUMS:
@@ -633,10 +651,13 @@ class ResultBuilder:
         if hit is None:
             index = {g: i for i, g in enumerate(_COST_DIMS)}
             tests = [(index[_COSTS.filter(name).field], value) for name, value in fkey]
-            hit = np.array(
-                [all(key[i] in value for i, value in tests if isinstance(value, Sequence)) for key in cells.keys],
-                dtype=np.bool_,
-            )
+            if tests:
+                allowed = [
+                    all(key[i] in value for i, value in tests if isinstance(value, Sequence)) for key in cells.keys
+                ]
+                hit = np.array(allowed, dtype=np.bool_)
+            else:  # no filters (the common case): every cell
+                hit = np.ones(len(cells.keys), dtype=np.bool_)
             with self._lock:
                 self._cell_tests[fkey] = hit
         return hit
