@@ -115,6 +115,14 @@ def filters_key(filters: Mapping[str, FilterValue]) -> FiltersKey:
     return tuple(sorted((name, v if isinstance(v, bool) else tuple(sorted(set(v)))) for name, v in filters.items()))
 
 
+def _array(rows: list[bytes]) -> bytes:
+    """``rows`` (at least one) as a JSON array, copied once: the brackets go on the first and last row, not
+    around the joined text (each ``+`` of a bucket's 50 KiB would copy it again)."""
+    rows[0] = b"[" + rows[0]
+    rows[-1] += b"]"
+    return b",".join(rows)
+
+
 def _value_key(value: object) -> tuple[int, str]:
     return (0, "") if value is None else (1, str(value))
 
@@ -354,7 +362,7 @@ class ResultBuilder:
         templates = self._templates.get((family.name, group_by))
         if templates is None:
             templates = self._row_templates(endpoint, family, self._leaf_grouping(family, group_by), group_by)
-        text = b"[" + b",".join(map(templates.__getitem__, groups)) + b"]"
+        text = _array(list(map(templates.__getitem__, groups)))
         return msgspec.Raw(text % tuple(metrics.ravel().tolist()))  # bytes formatting: no str to encode after
 
     def _row_templates(
@@ -543,8 +551,7 @@ class ResultBuilder:
             for i in np.flatnonzero(stored[groups]).tolist():
                 if int(groups[i]) not in extra:
                     args[i * step + 3] = str(args[i * step + 3]).encode()
-        pick = templates.__getitem__
-        text = b"[" + b",".join(map(pick, (groups * 3 + form).tolist())) + b"]"
+        text = _array(list(map(templates.__getitem__, (groups * 3 + form).tolist())))
         return msgspec.Raw(text % tuple(args))  # one bytes formatting per bucket: no str to encode after
 
     def _block_sums(
