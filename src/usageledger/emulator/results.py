@@ -575,19 +575,19 @@ class ResultBuilder:
             if hit is not None:
                 self._sums.move_to_end(key)
         if hit is None:
-            quantity = self._day_quantities(cells, a, now, whole=True)
+            quantity = self._block_quantities(cells, a, now)
             if quantity is None:
                 return None
-            mask = (quantity != 0) & self._cell_filter(cells, fkey)
+            mask = (quantity != 0) & self._cell_filter(cells, fkey)[:, None]
             grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
             if not len(grouping.starts):
                 return None  # no cells at all: the per-leaf path answers (with nothing)
             # cells by group along the first axis (the days along the second): reduceat sums whole rows
             order, starts = grouping.order, grouping.starts
-            kept = np.where(mask, quantity, 0).T.take(order, axis=0)
+            kept = np.where(mask, quantity, 0).take(order, axis=0)
             quantities = np.add.reduceat(kept, starts, axis=0).T
             amounts = np.add.reduceat(kept * cells.price[order][:, None], starts, axis=0).T
-            there = np.add.reduceat(mask.T.take(order, axis=0).view(np.int8), starts, axis=0, dtype=np.int64).T > 0
+            there = np.add.reduceat(mask.take(order, axis=0).view(np.int8), starts, axis=0, dtype=np.int64).T > 0
             whole, width, digits, form = _amount_parts(amounts)
             hit = (amounts, np.stack((whole, width, digits, quantities), axis=2), form, there)
             with self._lock:
@@ -597,9 +597,9 @@ class ResultBuilder:
         amounts, columns, forms, there = hit
         return (amounts[offset], columns[offset], forms[offset], there[offset]) if len(amounts) > offset else None
 
-    def _day_quantities(self, cells: _CostCells, a: int, now: int, *, whole: bool = False) -> Ints | None:
-        """Every cell's quantity on the settled day starting at ``a`` (computed a block of days at a time, as many
-        days of it as every family's block holds: the blocks end at the source's latest day)."""
+    def _block_quantities(self, cells: _CostCells, a: int, now: int) -> Ints | None:
+        """Every cell's quantity on each day of the block holding the settled day at ``a``, ``[cell, day]``: as
+        many days as every family's block holds (the blocks end at the source's latest day), computed once."""
         arrays = self._arrays
         assert arrays is not None
         got = [arrays.day_block(family, a, now, together=True) for family, _, _, _ in cells.families]
@@ -608,20 +608,20 @@ class ResultBuilder:
         blocks = [g for g in got if g is not None]
         number, offset = blocks[0][0], blocks[0][1]
         hit = self._quantities.get(number)
-        if hit is None or hit.shape[0] <= offset:
+        if hit is None or hit.shape[1] <= offset:
             days = min(len(g[2]) for g in blocks)
-            hit = np.zeros((days, len(cells.keys)), dtype=np.int64)
+            hit = np.zeros((len(cells.keys), days), dtype=np.int64)  # by cell: rows of days, gathered whole
             for (_, start, end, gather), block in zip(cells.families, blocks, strict=True):
                 values = block[2][:days]
-                flat = np.concatenate((values.reshape(days, -1), np.zeros((days, 1), np.int64)), axis=1)
-                hit[:, start:end] = flat[:, gather].sum(axis=2)
-            if float(np.abs(hit).astype(np.float64).max(axis=0, initial=0) @ cells.price.astype(np.float64)) >= _SAFE:
+                rows = np.concatenate((values.reshape(days, -1).T, np.zeros((1, days), np.int64)))
+                cell = hit[start:end]
+                for atoms in gather.T:  # the padding gathers the zero row
+                    cell += rows[atoms]
+            if float(np.abs(hit).astype(np.float64).max(axis=1, initial=0) @ cells.price.astype(np.float64)) >= _SAFE:
                 return None  # the sum of every amount could leave int64: the Decimal path answers
             with self._lock:
                 self._quantities[number] = hit
-        if whole:
-            return hit
-        return hit[offset] if hit.shape[0] > offset else None
+        return hit
 
     def _cost_templates(
         self, grouping: _Grouping, group_by: tuple[str, ...], units: Mapping[str, str]
