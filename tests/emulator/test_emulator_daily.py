@@ -198,20 +198,19 @@ def test_split_refuses_what_could_leave_int64() -> None:
     assert split(values, np.ones(1, dtype=np.bool_), cum, 1) is None
 
 
-def test_blocks_end_at_the_latest_day_and_grow_with_the_clock() -> None:
-    """A block is computed up to the source's latest day, not to its end; a clock that moves on past it gets the
-    block again, longer, with the same days (as a block computed in one go has them), and the cost and usage rows
-    of the numpy path still equal the per-leaf path's."""
+def test_blocks_hold_the_days_asked_and_grow_with_the_clock() -> None:
+    """A block is computed from the first day asked of it up to the source's latest day, not the whole block; a
+    clock that moves on past it, or a day before it, gets the block again, wider, with the same days (as a block
+    computed in one go has them), and the cost and usage rows of the numpy path still equal the per-leaf path's."""
     config = EmulatorConfig(seed=5, days=40, projects=3, users=5, models=4, now=EMULATOR_NOW)
     source = SyntheticSource(config, EMULATOR_NOW)
     fast, plain = ResultBuilder(source), ResultBuilder(source)
     plain._arrays = None
     completions = catalogue.get("completions")
     today = TODAY // DAY
-    assert isinstance(fast.costs(TODAY - DAY, TODAY, ("project_id",), (), EMULATOR_NOW), msgspec.Raw)
-    assert len(source._blocks[("completions", today // _BLOCK_DAYS)][0]) == today % _BLOCK_DAYS + 1
-    for k in range(1, 2 * _BLOCK_DAYS):  # the clock moves on a day at a time, over the next block's edge
-        now, a = EMULATOR_NOW + k * DAY, TODAY + (k - 1) * DAY
+    assert today % _BLOCK_DAYS >= 3  # yesterday and the day before it are in today's block
+
+    def same(a: int, now: int) -> None:
         for group_by in (("project_id", "line_item"), ()):
             got = fast.costs(a, a + DAY, group_by, (), now)
             assert isinstance(got, msgspec.Raw)
@@ -219,6 +218,15 @@ def test_blocks_end_at_the_latest_day_and_grow_with_the_clock() -> None:
         got = fast.usage(completions, a, a + DAY, ("project_id", "model"), (), now)
         want = plain.usage(completions, a, a + DAY, ("project_id", "model"), (), now)
         assert ENCODE({"results": got}) == ENCODE({"results": want})
+
+    same(TODAY - DAY, EMULATOR_NOW)
+    first, (values, _) = source._blocks[("completions", today // _BLOCK_DAYS)]
+    assert (first, len(values)) == (today - 1, 2)  # yesterday and today, not the block's other 30 days
+    same(TODAY - 2 * DAY, EMULATOR_NOW)  # a day before: the block from its start
+    first, (values, _) = source._blocks[("completions", today // _BLOCK_DAYS)]
+    assert (first, len(values)) == (today - today % _BLOCK_DAYS, today % _BLOCK_DAYS + 1)
+    for k in range(1, 2 * _BLOCK_DAYS):  # the clock moves on a day at a time, over the next block's edge
+        same(TODAY + (k - 1) * DAY, EMULATOR_NOW + k * DAY)
     fresh = SyntheticSource(config, EMULATOR_NOW)  # asked the last day first: its block in one go
     last = TODAY + (2 * _BLOCK_DAYS - 2) * DAY
     for family in FAMILIES.values():

@@ -153,8 +153,10 @@ class ResultBuilder:
         self._fields: dict[str, tuple[tuple[str, ...], Ints]] = {}
         self._cells: _CostCells | None = None
         self._cell_tests: dict[FiltersKey, Bools] = {}
-        self._quantities: dict[int, Ints] = {}
-        self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], tuple[Ints, Ints, Ints, Bools]] = OrderedDict()
+        self._quantities: dict[int, tuple[int, Ints]] = {}
+        self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], tuple[int, Ints, Ints, Ints, Bools]] = (
+            OrderedDict()
+        )
         self._stored: dict[tuple[str, ...], Bools] = {}
         self._templates: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
         self._masks: dict[tuple[str, FiltersKey], Bools] = {}
@@ -559,25 +561,26 @@ class ResultBuilder:
     ) -> tuple[Ints, Ints, Ints, Bools] | None:
         """Per group, on the settled day at ``a``, of the billed, allowed cells (storage aside): the amount, the
         formatting arguments ``[group, (whole, width, digits, quantity)]`` and form (:func:`_amount_parts`), and
-        whether one is there: computed for every day of its block at once, kept for the next days."""
+        whether one is there: computed for the days the sources' block holds at once, kept for the next days."""
         arrays = self._arrays
         assert arrays is not None
         first = next(iter(cells.families), None)
         got = None if first is None else arrays.day_block(first[0], a, now, together=True)
-        if got is None:
+        if got is None:  # revised, or nothing billed at all
             return None
-        number, offset = got[0], got[1]
-        key = (number, group_by, fkey)
+        day = a // DAY
+        key = (got[0], group_by, fkey)
         with self._lock:
             hit = self._sums.get(key)
-            if hit is not None and len(hit[0]) <= offset:  # kept before the block held this day
+            if hit is not None and not hit[0] <= day < hit[0] + len(hit[1]):  # kept before the block held the day
                 hit = None
             if hit is not None:
                 self._sums.move_to_end(key)
         if hit is None:
-            quantity = self._block_quantities(cells, a, now)
-            if quantity is None:
+            block = self._block_quantities(cells, a, now)
+            if block is None:
                 return None
+            d0, quantity = block
             mask = (quantity != 0) & self._cell_filter(cells, fkey)[:, None]
             grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
             if not len(grouping.starts):
@@ -589,38 +592,44 @@ class ResultBuilder:
             amounts = np.add.reduceat(kept * cells.price[order][:, None], starts, axis=0).T
             there = np.add.reduceat(mask.take(order, axis=0).view(np.int8), starts, axis=0, dtype=np.int64).T > 0
             whole, width, digits, form = _amount_parts(amounts)
-            hit = (amounts, np.stack((whole, width, digits, quantities), axis=2), form, there)
+            hit = (d0, amounts, np.stack((whole, width, digits, quantities), axis=2), form, there)
             with self._lock:
                 self._sums[key] = hit
                 if len(self._sums) > _COST_SUMS:
                     self._sums.popitem(last=False)
-        amounts, columns, forms, there = hit
-        return (amounts[offset], columns[offset], forms[offset], there[offset]) if len(amounts) > offset else None
+        d0, amounts, columns, forms, there = hit
+        row = day - d0
+        return (amounts[row], columns[row], forms[row], there[row]) if 0 <= row < len(amounts) else None
 
-    def _block_quantities(self, cells: _CostCells, a: int, now: int) -> Ints | None:
-        """Every cell's quantity on each day of the block holding the settled day at ``a``, ``[cell, day]``: as
-        many days as every family's block holds (the blocks end at the source's latest day), computed once."""
+    def _block_quantities(self, cells: _CostCells, a: int, now: int) -> tuple[int, Ints] | None:
+        """Every cell's quantity, ``[cell, day]``, on the days around the settled day at ``a`` that every billed
+        family's block holds (a block holds the days from the first asked of it to the source's latest), and the
+        first of those days (a Unix day number); computed once, again when the blocks hold days they did not."""
         arrays = self._arrays
         assert arrays is not None
         got = [arrays.day_block(family, a, now, together=True) for family, _, _, _ in cells.families]
         if not got or any(g is None for g in got):
             return None
         blocks = [g for g in got if g is not None]
-        number, offset = blocks[0][0], blocks[0][1]
-        hit = self._quantities.get(number)
-        if hit is None or hit.shape[1] <= offset:
-            days = min(len(g[2]) for g in blocks)
-            hit = np.zeros((len(cells.keys), days), dtype=np.int64)  # by cell: rows of days, gathered whole
-            for (_, start, end, gather), block in zip(cells.families, blocks, strict=True):
-                values = block[2][:days]
+        day = a // DAY
+        hit = self._quantities.get(blocks[0][0])
+        if hit is None or not hit[0] <= day < hit[0] + hit[1].shape[1]:
+            firsts = [day - row for _, row, _, _ in blocks]  # each family's first day (blocks may differ)
+            d0 = max(firsts)
+            days = min(first + len(values) for first, (_, _, values, _) in zip(firsts, blocks, strict=True)) - d0
+            quantity = np.zeros((len(cells.keys), days), dtype=np.int64)  # by cell: rows of days, gathered whole
+            for (_, start, end, gather), first, block in zip(cells.families, firsts, blocks, strict=True):
+                values = block[2][d0 - first : d0 - first + days]
                 rows = np.concatenate((values.reshape(days, -1).T, np.zeros((1, days), np.int64)))
-                cell = hit[start:end]
+                cell = quantity[start:end]
                 for atoms in gather.T:  # the padding gathers the zero row
                     cell += rows[atoms]
-            if float(np.abs(hit).astype(np.float64).max(axis=1, initial=0) @ cells.price.astype(np.float64)) >= _SAFE:
+            top = np.abs(quantity).astype(np.float64).max(axis=1, initial=0)
+            if float(top @ cells.price.astype(np.float64)) >= _SAFE:
                 return None  # the sum of every amount could leave int64: the Decimal path answers
+            hit = (d0, quantity)
             with self._lock:
-                self._quantities[number] = hit
+                self._quantities[blocks[0][0]] = hit
         return hit
 
     def _cost_templates(
