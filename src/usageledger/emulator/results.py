@@ -107,7 +107,35 @@ class _CostCells:
     units: dict[str, str]
     price: Ints
     storage: tuple[Family, int] | None
-    """The storage family and its first cell (one cell per leaf, priced by time in Python)."""
+    """The storage family and its first cell (one cell per leaf, priced by time with Decimal, its line items
+    computed for a block's days at once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _CostDays:
+    """The cost cells on consecutive days from Unix day number ``first``: every cell's quantity ``[cell, day]``
+    (zero for storage); the storage cells' amounts ``[leaf, day]`` (AMOUNT_QUANTUMs), whether they have a line
+    item, and its quantity (GiB-hours, by (leaf, day))."""
+
+    first: int
+    quantity: Ints
+    storage: Ints
+    storage_there: Bools
+    storage_quantities: dict[tuple[int, int], Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupDays:
+    """A grouping's cost sums on consecutive days from Unix day number ``first``, ``[day, group]``: amounts, the
+    formatting arguments (``[..., (whole, width, digits, quantity)]``), the amounts' forms, whether a cell is
+    there, and per day the storage groups' quantities as text (grouped by line item)."""
+
+    first: int
+    amounts: Ints
+    columns: Ints
+    forms: Ints
+    there: Bools
+    storage: list[dict[int, bytes]]
 
 
 def filters_key(filters: Mapping[str, FilterValue]) -> FiltersKey:
@@ -153,10 +181,8 @@ class ResultBuilder:
         self._fields: dict[str, tuple[tuple[str, ...], Ints]] = {}
         self._cells: _CostCells | None = None
         self._cell_tests: dict[FiltersKey, Bools] = {}
-        self._quantities: dict[int, tuple[int, Ints]] = {}
-        self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], tuple[int, Ints, Ints, Ints, Bools]] = (
-            OrderedDict()
-        )
+        self._quantities: dict[int, _CostDays] = {}
+        self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], _GroupDays] = OrderedDict()
         self._stored: dict[tuple[str, ...], Bools] = {}
         self._templates: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
         self._masks: dict[tuple[str, FiltersKey], Bools] = {}
@@ -510,58 +536,30 @@ class ResultBuilder:
         sums = self._block_sums(cells, a, group_by, fkey, now)
         if sums is None:
             return None
-        amounts, columns, forms, hit = sums
-        storage: dict[int, tuple[Decimal, int]] = {}
-        if cells.storage is not None:
-            family, first = cells.storage
-            dims = self._leaf_dims(family)
-            for leaf, vec in self.source.day(family, a, now).items():
-                for item in line_items(family, dims[leaf], vec, DAY):
-                    storage[first + leaf] = (item.quantity, int(item.amount.scaleb(12)))
-        allowed = self._cell_filter(cells, fkey)
-        grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
-        extra: dict[int, tuple[Decimal, int]] = {}  # storage by group: quantity (GiB-hours, not integers), amount
-        for cell, (q, m) in storage.items():
-            if allowed[cell]:
-                g = int(grouping.index[cell])
-                had = extra.get(g, (Decimal(0), 0))
-                extra[g] = (had[0] + q, had[1] + m)
-        if extra:
-            hit = hit.copy()
-            hit[list(extra)] = True
+        amounts, columns, forms, hit, storage = sums
         if not hit.any():
             return []
+        grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
         templates, stored = self._cost_templates(grouping, group_by, cells.units)
-        by_item = "line_item" in group_by
         groups = np.flatnonzero(hit)  # groups are numbered in output order
-        step = 4 if by_item else 3  # whole, width, digits of the amount; the quantity
+        step = 4 if "line_item" in group_by else 3  # whole, width, digits of the amount; the quantity
         args: list[Any] = columns[groups, :step].ravel().tolist()
         form = forms[groups]
-        texts = np.flatnonzero(form == _TEXT).tolist()  # below 1e-6 (a few tokens at most): E notation
-        if extra:  # storage: its amount added in Python, its quantity a decimal
-            form = form.copy()
-            rows = np.searchsorted(groups, list(extra)).tolist()
-            for i, (q, _) in zip(rows, extra.values(), strict=True):
-                form[i] = _TEXT
-                texts.append(i)
-                if by_item:
-                    args[i * step + 3] = str(_tidy(args[i * step + 3] + q)).encode()
-        for i in texts:
-            g = int(groups[i])
-            args[i * step] = _amount_text(int(amounts[g]) + extra.get(g, (0, 0))[1]).encode()
-        if by_item:  # storage groups without storage on this day (none so far): the quantity as text all the same
+        for i in np.flatnonzero(form == _TEXT).tolist():  # below 1e-6 (a few tokens at most): E notation
+            args[i * step] = _amount_text(int(amounts[groups[i]])).encode()
+        if step == 4:  # storage rows by line item: a GiB-hours quantity, a decimal
             for i in np.flatnonzero(stored[groups]).tolist():
-                if int(groups[i]) not in extra:
-                    args[i * step + 3] = str(args[i * step + 3]).encode()
+                args[i * step + 3] = storage[int(groups[i])]
         text = _array(list(map(templates.__getitem__, (groups * 3 + form).tolist())))
         return msgspec.Raw(text % tuple(args))  # one bytes formatting per bucket: no str to encode after
 
     def _block_sums(
         self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
-    ) -> tuple[Ints, Ints, Ints, Bools] | None:
-        """Per group, on the settled day at ``a``, of the billed, allowed cells (storage aside): the amount, the
-        formatting arguments ``[group, (whole, width, digits, quantity)]`` and form (:func:`_amount_parts`), and
-        whether one is there: computed for the days the sources' block holds at once, kept for the next days."""
+    ) -> tuple[Ints, Ints, Ints, Bools, dict[int, bytes]] | None:
+        """Per group, on the settled day at ``a``, of the billed, allowed cells: the amount, the formatting
+        arguments ``[group, (whole, width, digits, quantity)]`` and form (:func:`_amount_parts`), whether one is
+        there, and (grouped by line item) the storage groups' quantities as text: computed for the days the
+        sources' block holds at once, kept for the next days."""
         arrays = self._arrays
         assert arrays is not None
         first = next(iter(cells.families), None)
@@ -572,64 +570,110 @@ class ResultBuilder:
         key = (got[0], group_by, fkey)
         with self._lock:
             hit = self._sums.get(key)
-            if hit is not None and not hit[0] <= day < hit[0] + len(hit[1]):  # kept before the block held the day
+            if hit is not None and not hit.first <= day < hit.first + len(hit.amounts):  # kept before it held the day
                 hit = None
             if hit is not None:
                 self._sums.move_to_end(key)
         if hit is None:
-            block = self._block_quantities(cells, a, now)
-            if block is None:
+            hit = self._group_sums_of(cells, a, group_by, fkey, now)
+            if hit is None:
                 return None
-            d0, quantity = block
-            mask = (quantity != 0) & self._cell_filter(cells, fkey)[:, None]
-            grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
-            if not len(grouping.starts):
-                return None  # no cells at all: the per-leaf path answers (with nothing)
-            # cells by group along the first axis (the days along the second): reduceat sums whole rows
-            order, starts = grouping.order, grouping.starts
-            kept = np.where(mask, quantity, 0).take(order, axis=0)
-            quantities = np.add.reduceat(kept, starts, axis=0).T
-            amounts = np.add.reduceat(kept * cells.price[order][:, None], starts, axis=0).T
-            there = np.add.reduceat(mask.take(order, axis=0).view(np.int8), starts, axis=0, dtype=np.int64).T > 0
-            whole, width, digits, form = _amount_parts(amounts)
-            hit = (d0, amounts, np.stack((whole, width, digits, quantities), axis=2), form, there)
             with self._lock:
                 self._sums[key] = hit
                 if len(self._sums) > _COST_SUMS:
                     self._sums.popitem(last=False)
-        d0, amounts, columns, forms, there = hit
-        row = day - d0
-        return (amounts[row], columns[row], forms[row], there[row]) if 0 <= row < len(amounts) else None
+        row = day - hit.first
+        if not 0 <= row < len(hit.amounts):
+            return None
+        return hit.amounts[row], hit.columns[row], hit.forms[row], hit.there[row], hit.storage[row]
 
-    def _block_quantities(self, cells: _CostCells, a: int, now: int) -> tuple[int, Ints] | None:
-        """Every cell's quantity, ``[cell, day]``, on the days around the settled day at ``a`` that every billed
-        family's block holds (a block holds the days from the first asked of it to the source's latest), and the
-        first of those days (a Unix day number); computed once, again when the blocks hold days they did not."""
+    def _group_sums_of(
+        self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
+    ) -> _GroupDays | None:
+        """:meth:`_block_sums` of every day the block holding ``a`` holds."""
+        block = self._block_quantities(cells, a, now)
+        if block is None:
+            return None
+        grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
+        if not len(grouping.starts):
+            return None  # no cells at all: the per-leaf path answers (with nothing)
+        quantity = block.quantity
+        allowed = self._cell_filter(cells, fkey)
+        mask = (quantity != 0) & allowed[:, None]
+        amount = np.where(mask, quantity * cells.price[:, None], 0)
+        storage: list[dict[int, bytes]] = [{} for _ in range(quantity.shape[1])]
+        if cells.storage is not None:  # storage cells: amounts from the block's line items, quantities decimal
+            _, s0 = cells.storage
+            s1 = s0 + len(block.storage)
+            mask[s0:s1] = block.storage_there & allowed[s0:s1, None]
+            amount[s0:s1] = np.where(mask[s0:s1], block.storage, 0)
+            if "line_item" in group_by:
+                sums: dict[tuple[int, int], Decimal] = {}
+                for (leaf, d), q in block.storage_quantities.items():
+                    if allowed[s0 + leaf]:
+                        at = (d, int(grouping.index[s0 + leaf]))
+                        sums[at] = sums.get(at, Decimal(0)) + q
+                for (d, g), q in sums.items():
+                    storage[d][g] = str(_tidy(q)).encode()
+        # cells by group along the first axis (the days along the second): reduceat sums whole rows
+        order, starts = grouping.order, grouping.starts
+        quantities = np.add.reduceat(np.where(mask, quantity, 0).take(order, axis=0), starts, axis=0).T
+        amounts = np.add.reduceat(amount.take(order, axis=0), starts, axis=0).T
+        there = np.add.reduceat(mask.take(order, axis=0).view(np.int8), starts, axis=0, dtype=np.int64).T > 0
+        whole, width, digits, form = _amount_parts(amounts)
+        columns = np.stack((whole, width, digits, quantities), axis=2)
+        return _GroupDays(block.first, amounts, columns, form, there, storage)
+
+    def _block_quantities(self, cells: _CostCells, a: int, now: int) -> _CostDays | None:
+        """Every cell's quantity, and the storage cells' line items, on the days around the settled day at ``a``
+        that every family's block holds (a block holds the days from the first asked of it to the source's
+        latest); computed once, again when the blocks hold days they did not."""
         arrays = self._arrays
         assert arrays is not None
-        got = [arrays.day_block(family, a, now, together=True) for family, _, _, _ in cells.families]
+        families = [family for family, _, _, _ in cells.families]
+        if cells.storage is not None:
+            families.append(cells.storage[0])
+        got = [arrays.day_block(family, a, now, together=True) for family in families]
         if not got or any(g is None for g in got):
             return None
         blocks = [g for g in got if g is not None]
         day = a // DAY
         hit = self._quantities.get(blocks[0][0])
-        if hit is None or not hit[0] <= day < hit[0] + hit[1].shape[1]:
-            firsts = [day - row for _, row, _, _ in blocks]  # each family's first day (blocks may differ)
-            d0 = max(firsts)
-            days = min(first + len(values) for first, (_, _, values, _) in zip(firsts, blocks, strict=True)) - d0
-            quantity = np.zeros((len(cells.keys), days), dtype=np.int64)  # by cell: rows of days, gathered whole
-            for (_, start, end, gather), first, block in zip(cells.families, firsts, blocks, strict=True):
-                values = block[2][d0 - first : d0 - first + days]
-                rows = np.concatenate((values.reshape(days, -1).T, np.zeros((1, days), np.int64)))
-                cell = quantity[start:end]
-                for atoms in gather.T:  # the padding gathers the zero row
-                    cell += rows[atoms]
-            top = np.abs(quantity).astype(np.float64).max(axis=1, initial=0)
-            if float(top @ cells.price.astype(np.float64)) >= _SAFE:
-                return None  # the sum of every amount could leave int64: the Decimal path answers
-            hit = (d0, quantity)
-            with self._lock:
-                self._quantities[blocks[0][0]] = hit
+        if hit is not None and hit.first <= day < hit.first + hit.quantity.shape[1]:
+            return hit
+        firsts = [day - row for _, row, _, _ in blocks]  # each family's first day (blocks may differ)
+        d0 = max(firsts)
+        days = min(first + len(values) for first, (_, _, values, _) in zip(firsts, blocks, strict=True)) - d0
+        quantity = np.zeros((len(cells.keys), days), dtype=np.int64)  # by cell: rows of days, gathered whole
+        for (_, start, end, gather), first, block in zip(
+            cells.families, firsts[: len(cells.families)], blocks[: len(cells.families)], strict=True
+        ):
+            values = block[2][d0 - first : d0 - first + days]
+            rows = np.concatenate((values.reshape(days, -1).T, np.zeros((1, days), np.int64)))
+            cell = quantity[start:end]
+            for atoms in gather.T:  # the padding gathers the zero row
+                cell += rows[atoms]
+        storage = np.zeros((0, days), dtype=np.int64)
+        storage_there = np.zeros((0, days), dtype=np.bool_)
+        storage_quantities: dict[tuple[int, int], Decimal] = {}
+        if cells.storage is not None:  # priced by time, in Decimal: each leaf's line item on each day
+            family = cells.storage[0]
+            dims = self._leaf_dims(family)
+            first, (_, _, values, present) = firsts[-1], blocks[-1]
+            values, present = values[d0 - first : d0 - first + days], present[d0 - first : d0 - first + days]
+            storage = np.zeros((len(dims), days), dtype=np.int64)
+            storage_there = np.zeros((len(dims), days), dtype=np.bool_)
+            for d, leaf in zip(*np.nonzero(present), strict=True):
+                for item in line_items(family, dims[leaf], tuple(values[d, leaf].tolist()), DAY):
+                    storage[leaf, d] = int(item.amount.scaleb(12))
+                    storage_there[leaf, d] = True
+                    storage_quantities[(int(leaf), int(d))] = item.quantity
+        top = float(np.abs(quantity).astype(np.float64).max(axis=1, initial=0) @ cells.price.astype(np.float64))
+        if top + float(np.abs(storage).max(axis=1, initial=0).astype(np.float64).sum()) >= _SAFE:
+            return None  # the sum of every amount could leave int64: the Decimal path answers
+        hit = _CostDays(d0, quantity, storage, storage_there, storage_quantities)
+        with self._lock:
+            self._quantities[blocks[0][0]] = hit
         return hit
 
     def _cost_templates(
