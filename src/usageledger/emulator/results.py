@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Protocol, runtime_checkable
@@ -459,11 +459,17 @@ class ResultBuilder:
         """The cost cells of every family; ``None`` when a price is not a multiple of AMOUNT_QUANTUM."""
         if self._cells is not None:
             return self._cells
-        families: list[tuple[Family, int, int, Ints]] = []
         keys: list[tuple[object, ...]] = []
-        units: dict[str, str] = {}
-        prices: list[Ints] = []
-        storage: tuple[Family, int] | None = None
+        units: dict[str, str] = {_STORAGE: "gibibyte_hours"}
+        # billing plans: a leaf's line items depend on its family, model, batch, size and context level alone
+        plans: dict[tuple[object, ...], int] = {}
+        names: list[list[str]] = []
+        lines: list[tuple[int, tuple[int, ...]]] = []  # every plan's line items: (price, atoms)
+        plan_first: list[int] = []
+        used: list[int] = []  # each leaf's plan, family after family
+        base: list[int] = []  # each leaf's first value in its family's flat leaf-by-atom values
+        zero: list[int] = []  # and the index of the zero after its family's values
+        spans: list[tuple[Family, int, int]] = []  # each family's leaves
         for family in FAMILIES.values():
             leaves = self.source.leaves(family)
             n = len(leaves)
@@ -477,56 +483,61 @@ class ResultBuilder:
 
             projects, api_keys, users = column("project_id"), column("api_key_id"), column("user_id")
             sources = [s or "unlabeled" for s in column("api_source")]
-            first = len(keys)
-            if family.gauge:
-                storage = (family, first)
-                keys += [(*k[:1], _STORAGE, *k[1:]) for k in zip(projects, api_keys, users, sources, strict=True)]
-                prices.append(np.zeros(n, dtype=np.int64))
-                units[_STORAGE] = "gibibyte_hours"
-                continue
-            # a leaf's line items depend on its model, batch, size and context level alone: one billing plan each
-            plans: dict[tuple[object, ...], int] = {}
-            used = np.zeros(n, dtype=np.int64)  # each leaf's plan
-            names: list[list[str]] = []
-            plan_prices: list[int] = []
-            plan_atoms: list[tuple[int, ...]] = []
-            plan_first: list[int] = []
-            what = zip(column("model"), column("batch"), column("size"), column("context_level"), strict=True)
+            what: Iterator[tuple[object, ...]]
+            if family.gauge:  # storage: one line item, priced by time (see _block_quantities)
+                what = iter([(family.name,)] * n)
+            else:
+                what = zip(column("model"), column("batch"), column("size"), column("context_level"), strict=True)
+            spans.append((family, len(used), len(used) + n))
             for leaf, plan in enumerate(what):
+                plan = (family.name, *plan)
                 number = plans.get(plan)
                 if number is None:
                     number = plans[plan] = len(names)
-                    bills = billings(family, dict(zip(family.dims, leaves[leaf], strict=True)))
-                    for bill in bills:
-                        units[bill.name] = bill.unit
-                        scaled = bill.price * _AMOUNT_SCALE
-                        if scaled != scaled.to_integral_value():
-                            return None
-                    names.append([bill.name for bill in bills])
-                    plan_first.append(len(plan_prices))
-                    plan_prices += [int(bill.price * _AMOUNT_SCALE) for bill in bills]
-                    plan_atoms += [bill.atoms for bill in bills]
-                used[leaf] = number
+                    plan_first.append(len(lines))
+                    if family.gauge:
+                        names.append([_STORAGE])
+                        lines.append((0, ()))
+                    else:
+                        bills = billings(family, dict(zip(family.dims, leaves[leaf], strict=True)))
+                        for bill in bills:
+                            units[bill.name] = bill.unit
+                            scaled = bill.price * _AMOUNT_SCALE
+                            if scaled != scaled.to_integral_value():
+                                return None
+                            lines.append((int(scaled), bill.atoms))
+                        names.append([bill.name for bill in bills])
+                used.append(number)
+            width = len(family.atoms)
+            base += range(0, n * width, width)
+            zero += [n * width] * n
             keys += [
                 (project, name, api_key, user, source)  # _COST_DIMS order
                 for project, api_key, user, source, number in zip(
-                    projects, api_keys, users, sources, used.tolist(), strict=True
+                    projects, api_keys, users, sources, used[-n:] if n else [], strict=True
                 )
                 for name in names[number]
             ]
-            # each cell: its plan's line item, and its atoms offset by its leaf's row in the leaf-by-atom values;
-            # the padding points at the zero after the last row
-            counts = np.array([len(x) for x in names], dtype=np.int64)[used]
-            leaf_of = np.repeat(np.arange(n, dtype=np.int64), counts)
-            item = np.arange(len(leaf_of), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-            line = np.array(plan_first, dtype=np.int64)[used][leaf_of] + item if n else item
-            width, pad = len(family.atoms), max(map(len, plan_atoms), default=1)
-            atoms = np.array([[*x] + [-1] * (pad - len(x)) for x in plan_atoms], dtype=np.int64).reshape(-1, pad)
-            table = atoms[line]
-            table = np.where(table < 0, n * width, table + (leaf_of * width)[:, None])
-            prices.append(np.array(plan_prices, dtype=np.int64)[line])
-            families.append((family, first, len(keys), table))
-        self._cells = _CostCells(families, keys, units, np.concatenate(prices), storage)
+        # each cell: its plan's line item, and its atoms offset by its leaf's first value; the padding (and
+        # storage, which has no atoms) points at the zero after its family's values
+        plan_of = np.array(used, dtype=np.int64)
+        counts = np.array([len(x) for x in names], dtype=np.int64)[plan_of]
+        leaf_of = np.repeat(np.arange(len(used), dtype=np.int64), counts)
+        item = np.arange(len(leaf_of), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        line = np.array(plan_first, dtype=np.int64)[plan_of][leaf_of] + item
+        pad = max((len(atoms) for _, atoms in lines), default=1) or 1
+        atoms = np.array([[*x] + [-1] * (pad - len(x)) for _, x in lines], dtype=np.int64).reshape(-1, pad)[line]
+        table = np.where(atoms < 0, np.array(zero)[leaf_of][:, None], atoms + np.array(base)[leaf_of][:, None])
+        ends = np.searchsorted(leaf_of, [end for _, _, end in spans]).tolist()  # each family's end cell
+        families: list[tuple[Family, int, int, Ints]] = []
+        storage: tuple[Family, int] | None = None
+        for (family, _, _), first, end in zip(spans, [0, *ends], ends, strict=False):
+            if family.gauge:
+                storage = (family, first)
+            else:
+                families.append((family, first, end, table[first:end]))
+        prices = np.array([price for price, _ in lines], dtype=np.int64)[line]
+        self._cells = _CostCells(families, keys, units, prices, storage)
         return self._cells
 
     def _costs_day(
