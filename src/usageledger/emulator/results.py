@@ -631,8 +631,12 @@ class ResultBuilder:
         quantities = np.add.reduceat(np.where(mask, quantity, 0).take(order, axis=0), starts, axis=0).T
         amounts = np.add.reduceat(amount.take(order, axis=0), starts, axis=0).T
         there = np.add.reduceat(mask.take(order, axis=0).view(np.int8), starts, axis=0, dtype=np.int64).T > 0
-        whole, width, digits, form = _amount_parts(amounts)
-        columns = np.stack((whole, width, digits, quantities), axis=2)
+        whole, width, digits, printed = _amount_parts(amounts[there])  # only the groups there are printed
+        columns = np.zeros((*amounts.shape, 4), dtype=np.int64)
+        columns[there, :3] = np.stack((whole, width, digits), axis=1)
+        columns[..., 3] = quantities
+        form = np.zeros(amounts.shape, dtype=np.int64)
+        form[there] = printed
         return _GroupDays(block.first, amounts, columns, form, there, storage)
 
     def _block_quantities(self, cells: _CostCells, a: int, now: int) -> _CostDays | None:
