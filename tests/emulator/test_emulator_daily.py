@@ -233,3 +233,21 @@ def test_blocks_hold_the_days_asked_and_grow_with_the_clock() -> None:
         grown, once = source.day_arrays(family, last, last + DAY), fresh.day_arrays(family, last, last + DAY)
         assert grown is not None and once is not None
         assert np.array_equal(grown[0], once[0]) and np.array_equal(grown[1], once[1])
+
+
+def test_tiny_amounts_print_as_the_decimal_does(builders: tuple[ResultBuilder, ResultBuilder, Emulator]) -> None:
+    """An amount below 1e-6 (a few tokens of a cheap model) prints in E notation, as the per-leaf path's Decimal
+    would: the numpy rows give it its own form. Forced here on one group of a kept day, on a builder of its own."""
+    _, _, emulator = builders
+    builder = ResultBuilder(emulator.source)
+    a, group_by = TODAY - 3 * DAY, ("project_id", "line_item")
+    before = msgspec.json.decode(bytes(builder.costs(a, a + DAY, group_by, (), EMULATOR_NOW)))  # type: ignore[arg-type]
+    (sums,) = builder._sums.values()
+    row = a // DAY - sums.first
+    g = int(np.flatnonzero(sums.there[row])[0])
+    sums.amounts[row, g] = 7  # 7e-12 USD
+    sums.columns[row, g, :3], sums.forms[row, g] = (0, 12, 7), _TEXT
+    after = builder.costs(a, a + DAY, group_by, (), EMULATOR_NOW)
+    assert isinstance(after, msgspec.Raw) and b'"value":7E-12,' in bytes(after)
+    rows = msgspec.json.decode(bytes(after))
+    assert rows[0]["amount"]["value"] == 7e-12 and rows[1:] == before[1:]

@@ -42,7 +42,7 @@ group and day, 0.7 MiB for the 427 groups by ``project_id,line_item``."""
 _HOUR_SUMS: Final = 64
 """Days of grouped hourly sums kept (per endpoint, grouping and filters): a few KiB to 100 KiB each."""
 _ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
-_ROW_HEAD: Final = '{"object":"' + _COSTS.result_object + '","amount":{"value":'
+_ROW_HEAD: Final = ('{"object":"' + _COSTS.result_object + '","amount":{"value":').encode().replace(b"%", b"%%")
 _ROW_MID: Final = ',"currency":"' + _CURRENCY + '"},'
 _STORAGE: Final = "vector store storage"
 _WHOLE: Final = 1
@@ -109,6 +109,18 @@ class _CostCells:
     storage: tuple[Family, int] | None
     """The storage family and its first cell (one cell per leaf, priced by time with Decimal, its line items
     computed for a block's days at once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _CostRows:
+    """A cost grouping's rows as JSON with ``%`` slots: the amount's (whole part, fraction width and digits, as
+    :data:`_AMOUNT_FORMS` prints them), then (grouped by line item) the quantity: ``%d``, or ``%s`` for the storage
+    groups (``stored``), whose quantity is a decimal. ``rows[g]`` is group ``g``'s row for an amount with a
+    fraction (most rows); another form's row is ``_ROW_HEAD``, the form, and ``tails[g]``."""
+
+    rows: list[bytes]
+    tails: list[bytes]
+    stored: Bools
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +195,7 @@ class ResultBuilder:
         self._cell_tests: dict[FiltersKey, Bools] = {}
         self._quantities: dict[int, _CostDays] = {}
         self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], _GroupDays] = OrderedDict()
-        self._stored: dict[tuple[str, ...], Bools] = {}
+        self._row_forms: dict[tuple[str, ...], _CostRows] = {}
         self._templates: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
         self._masks: dict[tuple[str, FiltersKey], Bools] = {}
         self._hours: OrderedDict[tuple[str, int, tuple[str, ...], FiltersKey], tuple[Ints, list[int], list[int]]] = (
@@ -551,7 +563,7 @@ class ResultBuilder:
         if not hit.any():
             return []
         grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
-        templates, stored = self._cost_templates(grouping, group_by, cells.units)
+        templates = self._cost_templates(grouping, group_by, cells.units)
         groups = np.flatnonzero(hit)  # groups are numbered in output order
         step = 4 if "line_item" in group_by else 3  # whole, width, digits of the amount; the quantity
         args: list[Any] = columns[groups, :step].ravel().tolist()
@@ -559,9 +571,12 @@ class ResultBuilder:
         for i in np.flatnonzero(form == _TEXT).tolist():  # below 1e-6 (a few tokens at most): E notation
             args[i * step] = _amount_text(int(amounts[groups[i]])).encode()
         if step == 4:  # storage rows by line item: a GiB-hours quantity, a decimal
-            for i in np.flatnonzero(stored[groups]).tolist():
+            for i in np.flatnonzero(templates.stored[groups]).tolist():
                 args[i * step + 3] = storage[int(groups[i])]
-        text = _array(list(map(templates.__getitem__, (groups * 3 + form).tolist())))
+        rows = list(map(templates.rows.__getitem__, groups.tolist()))
+        for i in np.flatnonzero(form).tolist():  # whole amounts, E notation: their own forms (few rows)
+            rows[i] = _ROW_HEAD + _AMOUNT_FORMS[int(form[i])] + templates.tails[int(groups[i])]
+        text = _array(rows)
         return msgspec.Raw(text % tuple(args))  # one bytes formatting per bucket: no str to encode after
 
     def _block_sums(
@@ -691,35 +706,28 @@ class ResultBuilder:
             self._quantities[blocks[0][0]] = hit
         return hit
 
-    def _cost_templates(
-        self, grouping: _Grouping, group_by: tuple[str, ...], units: Mapping[str, str]
-    ) -> tuple[list[bytes], Bools]:
-        """Each cost group's row as JSON with ``%`` slots, in three forms by how its amount prints (see
-        :func:`_amount_parts`): the templates of group ``g`` are ``3 * g + form``. The slots are the amount's
-        whole part, its fraction's width and digits, then (grouped by line item) the quantity: ``%d``, or ``%s``
-        for the storage groups (``stored``), whose quantity is a decimal."""
-        hit = self._templates.get(("costs", group_by))
-        if hit is None or group_by not in self._stored:
+    def _cost_templates(self, grouping: _Grouping, group_by: tuple[str, ...], units: Mapping[str, str]) -> _CostRows:
+        """Each cost group's row as JSON with ``%`` slots (see :class:`_CostRows`)."""
+        hit = self._row_forms.get(group_by)
+        if hit is None:
             by_item = "line_item" in group_by
-            heads = [_ROW_HEAD.encode().replace(b"%", b"%%") + form for form in _AMOUNT_FORMS]
             mid = _ROW_MID.encode().replace(b"%", b"%%")
             at = group_by.index("line_item") if by_item else None
             items = [None if at is None else v[at] for v in grouping.values]
             stored = np.array([by_item and item == _STORAGE for item in items], dtype=np.bool_)
             ends: dict[object, bytes] = {}  # by line item: the quantity slot and the unit
-            hit = []
+            tails = []
             for members, item, storage in zip(grouping.members, items, stored.tolist(), strict=True):
                 end = ends.get(item)
                 if end is None:
                     unit = _ENCODE(units.get(str(item)) if by_item else None).replace(b"%", b"%%")
                     quantity = (b"%s" if storage else b"%d") if by_item else b"null"
                     end = ends[item] = b',"quantity":' + quantity + b',"quantity_unit":' + unit + b"}"
-                tail = mid + members.replace(b"%", b"%%") + end
-                hit += [head + tail for head in heads]
+                tails.append(mid + members.replace(b"%", b"%%") + end)
+            hit = _CostRows([_ROW_HEAD + _AMOUNT_FORMS[0] + tail for tail in tails], tails, stored)
             with self._lock:
-                self._templates[("costs", group_by)] = hit
-                self._stored[group_by] = stored
-        return hit, self._stored[group_by]
+                self._row_forms[group_by] = hit
+        return hit
 
     def _cell_filter(self, cells: _CostCells, fkey: FiltersKey) -> Bools:
         hit = self._cell_tests.get(fkey)
