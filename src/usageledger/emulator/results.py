@@ -623,29 +623,37 @@ class ResultBuilder:
         grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
         if not len(grouping.starts):
             return None  # no cells at all: the per-leaf path answers (with nothing)
-        quantity = block.quantity
+        # cells by group along the first axis (the days along the second): reduceat sums whole rows. One copy
+        # of the block's quantities, worked on in place (each temporary the size of a block is fresh memory)
+        order, starts = grouping.order, grouping.starts
         allowed = self._cell_filter(cells, fkey)
-        mask = (quantity != 0) & allowed[:, None]
-        amount = np.where(mask, quantity * cells.price[:, None], 0)
-        storage: list[dict[int, bytes]] = [{} for _ in range(quantity.shape[1])]
+        kept = block.quantity.take(order, axis=0)
+        mask = kept != 0
+        mask &= allowed[order][:, None]
+        storage: list[dict[int, bytes]] = [{} for _ in range(kept.shape[1])]
+        at = np.zeros(0, dtype=np.int64)
         if cells.storage is not None:  # storage cells: amounts from the block's line items, quantities decimal
             _, s0 = cells.storage
             s1 = s0 + len(block.storage)
-            mask[s0:s1] = block.storage_there & allowed[s0:s1, None]
-            amount[s0:s1] = np.where(mask[s0:s1], block.storage, 0)
+            position = np.empty_like(order)
+            position[order] = np.arange(len(order))
+            at = position[s0:s1]  # the storage cells' rows in group order
+            mask[at] = block.storage_there & allowed[s0:s1, None]
             if "line_item" in group_by:
                 sums: dict[tuple[int, int], Decimal] = {}
                 for (leaf, d), q in block.storage_quantities.items():
                     if allowed[s0 + leaf]:
-                        at = (d, int(grouping.index[s0 + leaf]))
-                        sums[at] = sums.get(at, Decimal(0)) + q
+                        day_group = (d, int(grouping.index[s0 + leaf]))
+                        sums[day_group] = sums.get(day_group, Decimal(0)) + q
                 for (d, g), q in sums.items():
                     storage[d][g] = str(_tidy(q)).encode()
-        # cells by group along the first axis (the days along the second): reduceat sums whole rows
-        order, starts = grouping.order, grouping.starts
-        quantities = np.add.reduceat(np.where(mask, quantity, 0).take(order, axis=0), starts, axis=0).T
-        amounts = np.add.reduceat(amount.take(order, axis=0), starts, axis=0).T
-        there = np.add.reduceat(mask.take(order, axis=0).view(np.int8), starts, axis=0, dtype=np.int64).T > 0
+        kept *= mask
+        quantities = np.add.reduceat(kept, starts, axis=0).T
+        kept *= cells.price[order][:, None]  # the amounts
+        if len(at):
+            kept[at] = np.where(mask[at], block.storage, 0)
+        amounts = np.add.reduceat(kept, starts, axis=0).T
+        there = np.add.reduceat(mask.view(np.int8), starts, axis=0, dtype=np.int64).T > 0
         whole, width, digits, printed = _amount_parts(amounts[there])  # only the groups there are printed
         columns = np.zeros((*amounts.shape, 4), dtype=np.int64)
         columns[there, :3] = np.stack((whole, width, digits), axis=1)
@@ -680,9 +688,9 @@ class ResultBuilder:
         ):
             values = block[2][d0 - first : d0 - first + days]
             rows = np.concatenate((values.reshape(days, -1).T, np.zeros((1, days), np.int64)))
-            cell = quantity[start:end]
+            cell, gathered = quantity[start:end], np.empty((end - start, days), dtype=np.int64)
             for atoms in gather.T:  # the padding gathers the zero row
-                cell += rows[atoms]
+                cell += np.take(rows, atoms, axis=0, out=gathered)
         storage = np.zeros((0, days), dtype=np.int64)
         storage_there = np.zeros((0, days), dtype=np.bool_)
         storage_quantities: dict[tuple[int, int], Decimal] = {}
@@ -698,8 +706,8 @@ class ResultBuilder:
                     storage[leaf, d] = int(item.amount.scaleb(12))
                     storage_there[leaf, d] = True
                     storage_quantities[(int(leaf), int(d))] = item.quantity
-        top = float(np.abs(quantity).astype(np.float64).max(axis=1, initial=0) @ cells.price.astype(np.float64))
-        if top + float(np.abs(storage).max(axis=1, initial=0).astype(np.float64).sum()) >= _SAFE:
+        top = np.maximum(quantity.max(axis=1, initial=0), -quantity.min(axis=1, initial=0)).astype(np.float64)
+        if float(top @ cells.price.astype(np.float64)) + float(np.abs(storage).sum(dtype=np.float64)) >= _SAFE:
             return None  # the sum of every amount could leave int64: the Decimal path answers
         hit = _CostDays(d0, quantity, storage, storage_there, storage_quantities)
         with self._lock:
