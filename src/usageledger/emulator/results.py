@@ -38,7 +38,7 @@ _SAFE: Final = 2**62
 _PLAIN: Final = 10**6  # amounts from 1e-6 up print in plain notation (Decimal's rule); smaller ones in E notation
 _COST_SUMS: Final = 16
 """Blocks of grouped daily cost sums kept (per grouping and filters), with their formatting arguments: 49 bytes a
-group and day, 0.7 MiB for the 427 groups by ``project_id,line_item``."""
+group and day, 0.6 MiB for the 427 groups by ``project_id,line_item``."""
 _HOUR_SUMS: Final = 64
 """Days of grouped hourly sums kept (per endpoint, grouping and filters): a few KiB to 100 KiB each."""
 _ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
