@@ -173,7 +173,8 @@ class SyntheticSource:
         self.retired = retirements(self.org, self.day0)
         self._leaves: dict[str, list[_Leaf]] = {}
         self._days: dict[tuple[str, int], LeafVectors] = {}
-        self._blocks: dict[tuple[str, int], Block] = {}
+        self._blocks: dict[tuple[str, int], tuple[int, Block]] = {}  # (first day, block)
+        self._latest = anchor // DAY  # the latest day asked of the source (or its start's): blocks end there
         self._tables: dict[str | None, tuple[list[tuple[Family, int, int]], LeafTable]] = {}
         self._hours: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
         self._minutes: OrderedDict[tuple[str, int], list[LeafVectors]] = OrderedDict()
@@ -310,21 +311,38 @@ class SyntheticSource:
 
     # --- days ----------------------------------------------------------------------------------------------
 
-    def _block(self, family: Family, index: int, *, together: bool = False) -> Block:
-        """The final activity of every leaf on the ``_BLOCK_DAYS`` days of block ``index``, computed once.
+    def _block(self, family: Family, day: int, *, together: bool = False, today: int = 0) -> tuple[int, Block]:
+        """The final activity of every leaf on days of the ``_BLOCK_DAYS``-day block holding ``day``, computed once,
+        as ``(first, (values, present))``: the arrays' rows are the days from ``first`` on.
+
+        A block is computed from the first day asked of it (the whole block once a day before that is asked) up
+        to the latest day asked of the source so far, or ``today`` (the caller's clock) if later. A day's values
+        do not depend on the days computed with it, so a page of days computes its own days (not the block's
+        earlier ones, nor days that have not begun), and a block asked outside its days is computed again, wider.
 
         ``together``: compute every endpoint's block in one numpy pass (what costs need), not this one's alone.
         """
+        index = day // _BLOCK_DAYS
         hit = self._blocks.get((family.name, index))
-        if hit is not None:
+        if hit is not None and hit[0] <= day < hit[0] + len(hit[1][0]):
             return hit
+        with self._lock:
+            self._latest = last = max(self._latest, day, today)
         parts, table = self._table(None if together else family)
-        days = np.arange(index * _BLOCK_DAYS, (index + 1) * _BLOCK_DAYS, dtype=np.int64)
+        first = day if hit is None else index * _BLOCK_DAYS
+        days = np.arange(first, min((index + 1) * _BLOCK_DAYS, last + 1), dtype=np.int64)
         made = blocks(parts, table, days, seed=self.seed, day0=self.day0, history=self.config.days)
         with self._lock:
             for (fam, _, _), got in zip(parts, made, strict=True):
-                self._blocks.setdefault((fam.name, index), got)
+                kept = self._blocks.get((fam.name, index))
+                if kept is None or (first <= kept[0] and len(got[0]) - (kept[0] - first) >= len(kept[1][0])):
+                    self._blocks[(fam.name, index)] = (first, got)  # (kept otherwise: it holds days this lacks)
             return self._blocks[(family.name, index)]
+
+    def _day_rows(self, family: Family, day: int, today: int = 0) -> Block:
+        """The final ``(values[leaf, atom], present[leaf])`` of every leaf on Unix day number ``day``."""
+        first, (values, present) = self._block(family, day, today=today)
+        return values[day - first], present[day - first]
 
     def _table(self, family: Family | None) -> tuple[list[tuple[Family, int, int]], LeafTable]:
         """The leaves of ``family`` (``None``: of every family) as one table, and each family's columns in it."""
@@ -349,30 +367,27 @@ class SyntheticSource:
     def day_block(
         self, family: Family, start: int, now: int, *, together: bool = False
     ) -> tuple[int, int, Ints, Bools] | None:
-        """The block holding the day at ``start``: (block number, the day's offset in it, values, present)."""
+        """The block holding the day at ``start``: (block number, the day's row in the arrays, values, present)."""
         if not family.gauge and self._revising(start + DAY, now):
             return None
         day = start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS, together=together)
-        return day // _BLOCK_DAYS, day % _BLOCK_DAYS, values, present
+        first, (values, present) = self._block(family, day, together=together, today=now // DAY)
+        return day // _BLOCK_DAYS, day - first, values, present
 
     def day_arrays(self, family: Family, start: int, now: int) -> tuple[Ints, Bools] | None:
         """The day starting at ``start`` as ``(values[leaf, atom], present[leaf])``; ``None`` while it is revised."""
         if not family.gauge and self._revising(start + DAY, now):
             return None
-        day = start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS)
-        return values[day % _BLOCK_DAYS], present[day % _BLOCK_DAYS]
+        return self._day_rows(family, start // DAY, now // DAY)
 
     def _day_final(self, family: Family, start: int) -> LeafVectors:
         key = (family.name, start)
         cached = self._days.get(key)
         if cached is not None:
             return cached
-        day = start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS)
-        leaves = np.flatnonzero(present[day % _BLOCK_DAYS])
-        rows = values[day % _BLOCK_DAYS][leaves].tolist()
+        values, present = self._day_rows(family, start // DAY)
+        leaves = np.flatnonzero(present)
+        rows = values[leaves].tolist()
         out: LeafVectors = dict(zip(leaves.tolist(), map(tuple, rows), strict=True))
         self._days[key] = out
         return out
@@ -459,8 +474,7 @@ class SyntheticSource:
     def _split_day(self, family: Family, day_start: int) -> Block | None:
         """Every leaf's 24 final hours of a day: :meth:`_hours_final`'s split, with numpy."""
         day = day_start // DAY
-        values, present = self._block(family, day // _BLOCK_DAYS)
-        values, present = values[day % _BLOCK_DAYS], present[day % _BLOCK_DAYS]
+        values, present = self._day_rows(family, day)
         if family.gauge:  # a level: the same in every hour
             return np.broadcast_to(values, (24, *values.shape)), np.broadcast_to(present, (24, *present.shape))
         cums, first, uids = self._diurnal_rows(family)

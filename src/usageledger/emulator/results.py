@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from operator import itemgetter
 from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
@@ -38,12 +37,20 @@ _AMOUNT_SCALE: Final = 10**12  # amounts are exact multiples of AMOUNT_QUANTUM
 _SAFE: Final = 2**62
 _PLAIN: Final = 10**6  # amounts from 1e-6 up print in plain notation (Decimal's rule); smaller ones in E notation
 _COST_SUMS: Final = 16
-"""Blocks of grouped daily cost sums kept (per grouping and filters): a few hundred KiB each."""
+"""Blocks of grouped daily cost sums kept (per grouping and filters), with their formatting arguments: 49 bytes a
+group and day, 0.6 MiB for the 427 groups by ``project_id,line_item``."""
 _HOUR_SUMS: Final = 64
 """Days of grouped hourly sums kept (per endpoint, grouping and filters): a few KiB to 100 KiB each."""
 _ENCODE: Final = msgspec.json.Encoder(decimal_format="number").encode
-_ROW_HEAD: Final = '{"object":"' + _COSTS.result_object + '","amount":{"value":'
+_ROW_HEAD: Final = ('{"object":"' + _COSTS.result_object + '","amount":{"value":').encode().replace(b"%", b"%%")
 _ROW_MID: Final = ',"currency":"' + _CURRENCY + '"},'
+_STORAGE: Final = "vector store storage"
+_WHOLE: Final = 1
+_TEXT: Final = 2
+_AMOUNT_FORMS: Final = (b"%d.%0*d", b"%d%.0a%.0a", b"%s%.0a%.0a")
+"""How an amount prints from :func:`_amount_parts` (whole, width, digits), by its form: with a fraction, whole,
+and as text (below 1e-6, or with storage added in Python: the whole part's slot takes :func:`_amount_text`'s
+bytes)."""
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -75,10 +82,11 @@ class DayArrays(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Grouping:
-    """Leaves (or cost cells) mapped onto groups numbered in output order; ``tails`` are the group fields."""
+    """Leaves (or cost cells) mapped onto groups numbered in output order; ``members`` are each group's fields as
+    JSON object members (``"project_id":"p","model":null``: every field in order, null where not grouped by)."""
 
     index: Ints
-    tails: list[dict[str, object]]
+    members: list[bytes]
     values: list[tuple[object, ...]]
     order: Ints
     """The records sorted by group (stably), so group ``g`` is the run starting at ``starts[g]``."""
@@ -99,7 +107,47 @@ class _CostCells:
     units: dict[str, str]
     price: Ints
     storage: tuple[Family, int] | None
-    """The storage family and its first cell (one cell per leaf, priced by time in Python)."""
+    """The storage family and its first cell (one cell per leaf, priced by time with Decimal, its line items
+    computed for a block's days at once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _CostRows:
+    """A cost grouping's rows as JSON with ``%`` slots: the amount's (whole part, fraction width and digits, as
+    :data:`_AMOUNT_FORMS` prints them), then (grouped by line item) the quantity: ``%d``, or ``%s`` for the storage
+    groups (``stored``), whose quantity is a decimal. ``rows[g]`` is group ``g``'s row for an amount with a
+    fraction (most rows); another form's row is ``_ROW_HEAD``, the form, and ``tails[g]``."""
+
+    rows: list[bytes]
+    tails: list[bytes]
+    stored: Bools
+
+
+@dataclass(frozen=True, slots=True)
+class _CostDays:
+    """The cost cells on consecutive days from Unix day number ``first``: every cell's quantity ``[cell, day]``
+    (zero for storage); the storage cells' amounts ``[leaf, day]`` (AMOUNT_QUANTUMs), whether they have a line
+    item, and its quantity (GiB-hours, by (leaf, day))."""
+
+    first: int
+    quantity: Ints
+    storage: Ints
+    storage_there: Bools
+    storage_quantities: dict[tuple[int, int], Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupDays:
+    """A grouping's cost sums on consecutive days from Unix day number ``first``, ``[day, group]``: amounts, the
+    formatting arguments (``[..., (whole, width, digits, quantity)]``), the amounts' forms, whether a cell is
+    there, and per day the storage groups' quantities as text (grouped by line item)."""
+
+    first: int
+    amounts: Ints
+    columns: Ints
+    forms: Ints
+    there: Bools
+    storage: list[dict[int, bytes]]
 
 
 def filters_key(filters: Mapping[str, FilterValue]) -> FiltersKey:
@@ -107,8 +155,20 @@ def filters_key(filters: Mapping[str, FilterValue]) -> FiltersKey:
     return tuple(sorted((name, v if isinstance(v, bool) else tuple(sorted(set(v)))) for name, v in filters.items()))
 
 
+def _array(rows: list[bytes]) -> bytes:
+    """``rows`` (at least one) as a JSON array, copied once: the brackets go on the first and last row, not
+    around the joined text (each ``+`` of a bucket's 50 KiB would copy it again)."""
+    rows[0] = b"[" + rows[0]
+    rows[-1] += b"]"
+    return b",".join(rows)
+
+
+def _value_key(value: object) -> tuple[int, str]:
+    return (0, "") if value is None else (1, str(value))
+
+
 def _sort_key(values: tuple[object, ...]) -> tuple[tuple[int, str], ...]:
-    return tuple((0, "") if v is None else (1, str(v)) for v in values)
+    return tuple(map(_value_key, values))
 
 
 def _tidy(value: Decimal) -> Decimal:
@@ -133,9 +193,9 @@ class ResultBuilder:
         self._fields: dict[str, tuple[tuple[str, ...], Ints]] = {}
         self._cells: _CostCells | None = None
         self._cell_tests: dict[FiltersKey, Bools] = {}
-        self._quantities: dict[int, Ints] = {}
-        self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], tuple[Ints, Ints, Bools]] = OrderedDict()
-        self._tails: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        self._quantities: dict[int, _CostDays] = {}
+        self._sums: OrderedDict[tuple[int, tuple[str, ...], FiltersKey], _GroupDays] = OrderedDict()
+        self._row_forms: dict[tuple[str, ...], _CostRows] = {}
         self._templates: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
         self._masks: dict[tuple[str, FiltersKey], Bools] = {}
         self._hours: OrderedDict[tuple[str, int, tuple[str, ...], FiltersKey], tuple[Ints, list[int], list[int]]] = (
@@ -221,28 +281,49 @@ class ResultBuilder:
     def _grouping(
         self, name: str, records: Sequence[tuple[object, ...]], fields: Sequence[str], group_by: tuple[str, ...]
     ) -> _Grouping:
-        """``records`` (leaves or cost cells, their ``fields`` in order) numbered by group, groups in output order."""
+        """``records`` (leaves or cost cells, their ``fields`` in order) numbered by group, groups in output order.
+
+        Each grouped field's distinct values are ranked in :func:`_sort_key` order once, so the groups' order is
+        the lexicographic order of the records' ranks (one ``lexsort``), not a sort of Python key tuples."""
         key = (name, group_by)
         hit = self._groupings.get(key)
         if hit is not None:
             return hit
         positions = [fields.index(g) for g in group_by]  # (a group_by name outside ``fields`` fails here)
-        if len(positions) > 1:
-            keys: list[tuple[object, ...]] = list(map(itemgetter(*positions), records))
-        else:
-            keys = [tuple(r[i] for i in positions) for r in records]
-        ordered = sorted(set(keys), key=_sort_key)
-        number = {k: i for i, k in enumerate(ordered)}
-        blank = dict.fromkeys(fields)  # every field in order, None where it is not grouped by
-        tails = []
-        for k in ordered:
-            tail = blank.copy()
-            tail.update(zip(group_by, k, strict=True))
-            tails.append(tail)
-        index = np.fromiter(map(number.__getitem__, keys), dtype=np.int64, count=len(keys))
-        order = np.argsort(index, kind="stable")
-        starts = np.flatnonzero(np.r_[True, index[order][1:] != index[order][:-1]]) if len(index) else index
-        made = _Grouping(index, tails, ordered, order, starts)
+        n = len(records)
+        distinct: list[list[object]] = []
+        ranks = np.zeros((len(positions), n), dtype=np.int64)
+        for row, i in enumerate(positions):
+            column = [r[i] for r in records]
+            values = sorted(set(column), key=_value_key)
+            distinct.append(values)
+            rank = {v: j for j, v in enumerate(values)}
+            ranks[row] = np.fromiter(map(rank.__getitem__, column), dtype=np.int64, count=n)
+        # stable: a group's records keep their order; the first grouped field is the primary key
+        order = np.lexsort(ranks[::-1]) if len(positions) else np.arange(n, dtype=np.int64)
+        ranked = ranks[:, order]
+        new = np.ones(n, dtype=np.bool_)
+        new[1:] = (ranked[:, 1:] != ranked[:, :-1]).any(axis=0)
+        starts = np.flatnonzero(new)
+        index = np.empty(n, dtype=np.int64)
+        index[order] = np.cumsum(new) - 1
+        firsts = ranked[:, starts].tolist()  # each group's ranks, field by field
+        keys = [[col[j] for j in js] for col, js in zip(distinct, firsts, strict=True)]  # field by field
+        ordered: list[tuple[object, ...]] = list(zip(*keys, strict=True))
+        if not positions and n:
+            ordered = [()]
+        # each group's fields as JSON object members, every field in order, null where it is not grouped by
+        members: list[list[bytes]] = []
+        for f in fields:
+            label = _ENCODE(f) + b":"
+            if f in group_by:
+                row = group_by.index(f)
+                texts = [label + _ENCODE(v) for v in distinct[row]]
+                members.append([texts[j] for j in firsts[row]])
+            else:
+                members.append([label + b"null"] * len(ordered))
+        encoded = [b",".join(m) for m in zip(*members, strict=True)] if members else [b""] * len(ordered)
+        made = _Grouping(index, encoded, ordered, order, starts)
         with self._lock:
             self._groupings[key] = made
         return made
@@ -321,7 +402,7 @@ class ResultBuilder:
         templates = self._templates.get((family.name, group_by))
         if templates is None:
             templates = self._row_templates(endpoint, family, self._leaf_grouping(family, group_by), group_by)
-        text = b"[" + b",".join(map(templates.__getitem__, groups)) + b"]"
+        text = _array(list(map(templates.__getitem__, groups)))
         return msgspec.Raw(text % tuple(metrics.ravel().tolist()))  # bytes formatting: no str to encode after
 
     def _row_templates(
@@ -335,8 +416,8 @@ class ResultBuilder:
             head = [b'"object":' + _ENCODE(endpoint.result_object).replace(b"%", b"%%")]
             head += [_ENCODE(name).replace(b"%", b"%%") + b":%d" for name in names]
             hit = []
-            for tail in grouping.tails:
-                fields = _ENCODE(tail)[1:-1].replace(b"%", b"%%")
+            for members in grouping.members:
+                fields = members.replace(b"%", b"%%")
                 hit.append(b"{" + b",".join(head + ([fields] if fields else [])) + b"}")
             with self._lock:
                 self._templates[key] = hit
@@ -390,58 +471,85 @@ class ResultBuilder:
         """The cost cells of every family; ``None`` when a price is not a multiple of AMOUNT_QUANTUM."""
         if self._cells is not None:
             return self._cells
-        families: list[tuple[Family, int, int, Ints]] = []
         keys: list[tuple[object, ...]] = []
-        units: dict[str, str] = {}
-        prices: list[int] = []
-        storage: tuple[Family, int] | None = None
+        units: dict[str, str] = {_STORAGE: "gibibyte_hours"}
+        # billing plans: a leaf's line items depend on its family, model, batch, size and context level alone
+        plans: dict[tuple[object, ...], int] = {}
+        names: list[list[str]] = []
+        lines: list[tuple[int, tuple[int, ...]]] = []  # every plan's line items: (price, atoms)
+        plan_first: list[int] = []
+        used: list[int] = []  # each leaf's plan, family after family
+        base: list[int] = []  # each leaf's first value in its family's flat leaf-by-atom values
+        zero: list[int] = []  # and the index of the zero after its family's values
+        spans: list[tuple[Family, int, int]] = []  # each family's leaves
         for family in FAMILIES.values():
-            dims = self._leaf_dims(family)
-            first = len(keys)
+            leaves = self.source.leaves(family)
+            n = len(leaves)
+            at = {name: i for i, name in enumerate(family.dims)}
+
+            def column(
+                name: str, leaves: Sequence[tuple[object, ...]] = leaves, at: dict[str, int] = at
+            ) -> list[object]:
+                i = at.get(name)
+                return [None] * len(leaves) if i is None else [leaf[i] for leaf in leaves]
+
+            projects, api_keys, users = column("project_id"), column("api_key_id"), column("user_id")
+            sources = [s or "unlabeled" for s in column("api_source")]
+            what: Iterator[tuple[object, ...]]
+            if family.gauge:  # storage: one line item, priced by time (see _block_quantities)
+                what = iter([(family.name,)] * n)
+            else:
+                what = zip(column("model"), column("batch"), column("size"), column("context_level"), strict=True)
+            spans.append((family, len(used), len(used) + n))
+            for leaf, plan in enumerate(what):
+                plan = (family.name, *plan)
+                number = plans.get(plan)
+                if number is None:
+                    number = plans[plan] = len(names)
+                    plan_first.append(len(lines))
+                    if family.gauge:
+                        names.append([_STORAGE])
+                        lines.append((0, ()))
+                    else:
+                        bills = billings(family, dict(zip(family.dims, leaves[leaf], strict=True)))
+                        for bill in bills:
+                            units[bill.name] = bill.unit
+                            scaled = bill.price * _AMOUNT_SCALE
+                            if scaled != scaled.to_integral_value():
+                                return None
+                            lines.append((int(scaled), bill.atoms))
+                        names.append([bill.name for bill in bills])
+                used.append(number)
+            width = len(family.atoms)
+            base += range(0, n * width, width)
+            zero += [n * width] * n
+            keys += [
+                (project, name, api_key, user, source)  # _COST_DIMS order
+                for project, api_key, user, source, number in zip(
+                    projects, api_keys, users, sources, used[-n:] if n else [], strict=True
+                )
+                for name in names[number]
+            ]
+        # each cell: its plan's line item, and its atoms offset by its leaf's first value; the padding (and
+        # storage, which has no atoms) points at the zero after its family's values
+        plan_of = np.array(used, dtype=np.int64)
+        counts = np.array([len(x) for x in names], dtype=np.int64)[plan_of]
+        leaf_of = np.repeat(np.arange(len(used), dtype=np.int64), counts)
+        item = np.arange(len(leaf_of), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        line = np.array(plan_first, dtype=np.int64)[plan_of][leaf_of] + item
+        pad = max((len(atoms) for _, atoms in lines), default=1) or 1
+        atoms = np.array([[*x] + [-1] * (pad - len(x)) for _, x in lines], dtype=np.int64).reshape(-1, pad)[line]
+        table = np.where(atoms < 0, np.array(zero)[leaf_of][:, None], atoms + np.array(base)[leaf_of][:, None])
+        ends = np.searchsorted(leaf_of, [end for _, _, end in spans]).tolist()  # each family's end cell
+        families: list[tuple[Family, int, int, Ints]] = []
+        storage: tuple[Family, int] | None = None
+        for (family, _, _), first, end in zip(spans, [0, *ends], ends, strict=False):
             if family.gauge:
                 storage = (family, first)
-                for d in dims:
-                    keys.append(_cost_key(d, "vector store storage"))
-                    prices.append(0)
-                units["vector store storage"] = "gibibyte_hours"
-                continue
-            width = len(family.atoms)
-            plans: dict[tuple[object, ...], int] = {}
-            plan_names: list[list[str]] = []
-            plan_prices: list[list[int]] = []
-            plan_atoms: list[list[tuple[int, ...]]] = []
-            used: list[int] = []  # each leaf's plan
-            for d in dims:
-                what = (d.get("model"), d.get("batch"), d.get("size"), d.get("context_level"))
-                number = plans.get(what)
-                if number is None:
-                    number = plans[what] = len(plan_names)
-                    bills = billings(family, d)
-                    for bill in bills:
-                        units[bill.name] = bill.unit
-                        scaled = bill.price * _AMOUNT_SCALE
-                        if scaled != scaled.to_integral_value():
-                            return None
-                    plan_names.append([bill.name for bill in bills])
-                    plan_prices.append([int(bill.price * _AMOUNT_SCALE) for bill in bills])
-                    plan_atoms.append([bill.atoms for bill in bills])
-                used.append(number)
-                project, key, user = d.get("project_id"), d.get("api_key_id"), d.get("user_id")
-                source = d.get("api_source") or "unlabeled"
-                keys.extend([(project, name, key, user, source) for name in plan_names[number]])  # _COST_DIMS order
-                prices.extend(plan_prices[number])
-            # gather: a cell's atoms offset by its leaf's row; the padding points at the zero after the last row
-            pad = max((len(atoms) for plan in plan_atoms for atoms in plan), default=1)
-            padded = [
-                np.array([[*a] + [-1] * (pad - len(a)) for a in plan], dtype=np.int64).reshape(len(plan), pad)
-                for plan in plan_atoms
-            ]
-            counts = np.array([len(plan_names[n]) for n in used], dtype=np.int64)
-            bases = np.repeat(np.arange(len(dims), dtype=np.int64) * width, counts)[:, None]
-            table = np.concatenate([padded[n] for n in used]) if used else np.zeros((0, pad), dtype=np.int64)
-            table = np.where(table < 0, len(dims) * width, table + bases)
-            families.append((family, first, len(keys), table))
-        self._cells = _CostCells(families, keys, units, np.array(prices, dtype=np.int64), storage)
+            else:
+                families.append((family, first, end, table[first:end]))
+        prices = np.array([price for price, _ in lines], dtype=np.int64)[line]
+        self._cells = _CostCells(families, keys, units, prices, storage)
         return self._cells
 
     def _costs_day(
@@ -451,126 +559,182 @@ class ResultBuilder:
         sums = self._block_sums(cells, a, group_by, fkey, now)
         if sums is None:
             return None
-        amounts, quantities, hit = sums
-        storage: dict[int, tuple[Decimal, int]] = {}
-        if cells.storage is not None:
-            family, first = cells.storage
-            dims = self._leaf_dims(family)
-            for leaf, vec in self.source.day(family, a, now).items():
-                for item in line_items(family, dims[leaf], vec, DAY):
-                    storage[first + leaf] = (item.quantity, int(item.amount.scaleb(12)))
-        allowed = self._cell_filter(cells, fkey)
-        grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
-        extra: dict[int, Decimal] = {}  # storage quantities (GiB-hours, not integers) by group
-        if storage:
-            amounts, hit = amounts.copy(), hit.copy()
-        for cell, (q, m) in storage.items():
-            if allowed[cell]:
-                g = int(grouping.index[cell])
-                amounts[g] += m
-                hit[g] = True
-                extra[g] = extra.get(g, Decimal(0)) + q
+        amounts, columns, forms, hit, storage = sums
         if not hit.any():
             return []
-        tails = self._cost_tails(grouping, group_by, cells.units)
-        by_item = "line_item" in group_by
+        grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
+        templates = self._cost_templates(grouping, group_by, cells.units)
         groups = np.flatnonzero(hit)  # groups are numbered in output order
-        rows = []
-        for g, q, m in zip(groups.tolist(), quantities[groups].tolist(), amounts[groups].tolist(), strict=True):
-            mid, end = tails[g]
-            if not by_item:
-                text = "null"
-            elif g in extra:
-                text = str(_tidy(q + extra[g]))
-            else:
-                text = str(q)
-            if m >= _PLAIN:  # _amount_text, inlined: this loop runs once per row
-                digits = str(m).rjust(13, "0")
-                fraction = digits[-12:].rstrip("0")
-                value = digits[:-12] + "." + fraction if fraction else digits[:-12]
-            else:
-                value = _amount_text(m)
-            rows.append(f"{_ROW_HEAD}{value}{_ROW_MID}{mid}{text}{end}")
-        return msgspec.Raw(("[" + ",".join(rows) + "]").encode())
+        step = 4 if "line_item" in group_by else 3  # whole, width, digits of the amount; the quantity
+        args: list[Any] = columns[groups, :step].ravel().tolist()
+        form = forms[groups]
+        for i in np.flatnonzero(form == _TEXT).tolist():  # below 1e-6 (a few tokens at most): E notation
+            args[i * step] = _amount_text(int(amounts[groups[i]])).encode()
+        if step == 4:  # storage rows by line item: a GiB-hours quantity, a decimal
+            for i in np.flatnonzero(templates.stored[groups]).tolist():
+                args[i * step + 3] = storage[int(groups[i])]
+        rows = list(map(templates.rows.__getitem__, groups.tolist()))
+        for i in np.flatnonzero(form).tolist():  # whole amounts, E notation: their own forms (few rows)
+            rows[i] = _ROW_HEAD + _AMOUNT_FORMS[int(form[i])] + templates.tails[int(groups[i])]
+        text = _array(rows)
+        return msgspec.Raw(text % tuple(args))  # one bytes formatting per bucket: no str to encode after
 
     def _block_sums(
         self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
-    ) -> tuple[Ints, Ints, Bools] | None:
-        """Per group, the amount and quantity of the billed, allowed cells (storage aside) on the settled day at
-        ``a``, and whether one is there: summed for every day of its block at once, kept for the next days."""
+    ) -> tuple[Ints, Ints, Ints, Bools, dict[int, bytes]] | None:
+        """Per group, on the settled day at ``a``, of the billed, allowed cells: the amount, the formatting
+        arguments ``[group, (whole, width, digits, quantity)]`` and form (:func:`_amount_parts`), whether one is
+        there, and (grouped by line item) the storage groups' quantities as text: computed for the days the
+        sources' block holds at once, kept for the next days."""
         arrays = self._arrays
         assert arrays is not None
         first = next(iter(cells.families), None)
         got = None if first is None else arrays.day_block(first[0], a, now, together=True)
-        if got is None:
+        if got is None:  # revised, or nothing billed at all
             return None
-        number, offset = got[0], got[1]
-        key = (number, group_by, fkey)
+        day = a // DAY
+        key = (got[0], group_by, fkey)
         with self._lock:
             hit = self._sums.get(key)
+            if hit is not None and not hit.first <= day < hit.first + len(hit.amounts):  # kept before it held the day
+                hit = None
             if hit is not None:
                 self._sums.move_to_end(key)
         if hit is None:
-            quantity = self._day_quantities(cells, a, now, whole=True)
-            if quantity is None:
+            hit = self._group_sums_of(cells, a, group_by, fkey, now)
+            if hit is None:
                 return None
-            mask = (quantity != 0) & self._cell_filter(cells, fkey)
-            grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
-            if not len(grouping.starts):
-                return None  # no cells at all: the per-leaf path answers (with nothing)
-            kept = np.where(mask[..., None], np.stack((quantity * cells.price, quantity), axis=2), 0)
-            both = np.add.reduceat(kept.take(grouping.order, axis=1), grouping.starts, axis=1)
-            there = np.logical_or.reduceat(mask.take(grouping.order, axis=1), grouping.starts, axis=1)
-            hit = (both[:, :, 0], both[:, :, 1], there)
             with self._lock:
                 self._sums[key] = hit
                 if len(self._sums) > _COST_SUMS:
                     self._sums.popitem(last=False)
-        amounts, quantities, there = hit
-        return (amounts[offset], quantities[offset], there[offset]) if len(amounts) > offset else None
+        row = day - hit.first
+        if not 0 <= row < len(hit.amounts):
+            return None
+        return hit.amounts[row], hit.columns[row], hit.forms[row], hit.there[row], hit.storage[row]
 
-    def _day_quantities(self, cells: _CostCells, a: int, now: int, *, whole: bool = False) -> Ints | None:
-        """Every cell's quantity on the settled day starting at ``a`` (computed a block of days at a time)."""
+    def _group_sums_of(
+        self, cells: _CostCells, a: int, group_by: tuple[str, ...], fkey: FiltersKey, now: int
+    ) -> _GroupDays | None:
+        """:meth:`_block_sums` of every day the block holding ``a`` holds."""
+        block = self._block_quantities(cells, a, now)
+        if block is None:
+            return None
+        grouping = self._grouping("costs", cells.keys, _COST_DIMS, group_by)
+        if not len(grouping.starts):
+            return None  # no cells at all: the per-leaf path answers (with nothing)
+        # cells by group along the first axis (the days along the second): reduceat sums whole rows. One copy
+        # of the block's quantities, worked on in place (each temporary the size of a block is fresh memory)
+        order, starts = grouping.order, grouping.starts
+        allowed = self._cell_filter(cells, fkey)
+        kept = block.quantity.take(order, axis=0)
+        mask = kept != 0
+        mask &= allowed[order][:, None]
+        storage: list[dict[int, bytes]] = [{} for _ in range(kept.shape[1])]
+        at = np.zeros(0, dtype=np.int64)
+        if cells.storage is not None:  # storage cells: amounts from the block's line items, quantities decimal
+            _, s0 = cells.storage
+            s1 = s0 + len(block.storage)
+            position = np.empty_like(order)
+            position[order] = np.arange(len(order))
+            at = position[s0:s1]  # the storage cells' rows in group order
+            mask[at] = block.storage_there & allowed[s0:s1, None]
+            if "line_item" in group_by:
+                sums: dict[tuple[int, int], Decimal] = {}
+                for (leaf, d), q in block.storage_quantities.items():
+                    if allowed[s0 + leaf]:
+                        day_group = (d, int(grouping.index[s0 + leaf]))
+                        sums[day_group] = sums.get(day_group, Decimal(0)) + q
+                for (d, g), q in sums.items():
+                    storage[d][g] = str(_tidy(q)).encode()
+        kept *= mask
+        quantities = np.add.reduceat(kept, starts, axis=0).T
+        kept *= cells.price[order][:, None]  # the amounts
+        if len(at):
+            kept[at] = np.where(mask[at], block.storage, 0)
+        amounts = np.add.reduceat(kept, starts, axis=0).T
+        there = np.add.reduceat(mask.view(np.int8), starts, axis=0, dtype=np.int64).T > 0
+        whole, width, digits, printed = _amount_parts(amounts[there])  # only the groups there are printed
+        columns = np.zeros((*amounts.shape, 4), dtype=np.int64)
+        columns[there, :3] = np.stack((whole, width, digits), axis=1)
+        columns[..., 3] = quantities
+        form = np.zeros(amounts.shape, dtype=np.int64)
+        form[there] = printed
+        return _GroupDays(block.first, amounts, columns, form, there, storage)
+
+    def _block_quantities(self, cells: _CostCells, a: int, now: int) -> _CostDays | None:
+        """Every cell's quantity, and the storage cells' line items, on the days around the settled day at ``a``
+        that every family's block holds (a block holds the days from the first asked of it to the source's
+        latest); computed once, again when the blocks hold days they did not."""
         arrays = self._arrays
         assert arrays is not None
-        first = None
-        for family, _, _, _ in cells.families:
-            first = arrays.day_block(family, a, now, together=True)
-            break
-        if first is None:
+        families = [family for family, _, _, _ in cells.families]
+        if cells.storage is not None:
+            families.append(cells.storage[0])
+        got = [arrays.day_block(family, a, now, together=True) for family in families]
+        if not got or any(g is None for g in got):
             return None
-        number, offset, _, _ = first
-        hit = self._quantities.get(number)
-        if hit is None:
-            hit = np.zeros((first[2].shape[0], len(cells.keys)), dtype=np.int64)
-            for family, start, end, gather in cells.families:
-                got = arrays.day_block(family, a, now, together=True)
-                assert got is not None
-                values = got[2]
-                flat = np.concatenate((values.reshape(len(values), -1), np.zeros((len(values), 1), np.int64)), axis=1)
-                hit[:, start:end] = flat[:, gather].sum(axis=2)
-            if float(np.abs(hit).astype(np.float64).max(axis=0, initial=0) @ cells.price.astype(np.float64)) >= _SAFE:
-                return None  # the sum of every amount could leave int64: the Decimal path answers
-            with self._lock:
-                self._quantities[number] = hit
-        if whole:
+        blocks = [g for g in got if g is not None]
+        day = a // DAY
+        hit = self._quantities.get(blocks[0][0])
+        if hit is not None and hit.first <= day < hit.first + hit.quantity.shape[1]:
             return hit
-        return hit[offset] if hit.shape[0] > offset else None
+        firsts = [day - row for _, row, _, _ in blocks]  # each family's first day (blocks may differ)
+        d0 = max(firsts)
+        days = min(first + len(values) for first, (_, _, values, _) in zip(firsts, blocks, strict=True)) - d0
+        quantity = np.zeros((len(cells.keys), days), dtype=np.int64)  # by cell: rows of days, gathered whole
+        for (_, start, end, gather), first, block in zip(
+            cells.families, firsts[: len(cells.families)], blocks[: len(cells.families)], strict=True
+        ):
+            values = block[2][d0 - first : d0 - first + days]
+            rows = np.concatenate((values.reshape(days, -1).T, np.zeros((1, days), np.int64)))
+            cell, gathered = quantity[start:end], np.empty((end - start, days), dtype=np.int64)
+            for atoms in gather.T:  # the padding gathers the zero row
+                cell += np.take(rows, atoms, axis=0, out=gathered)
+        storage = np.zeros((0, days), dtype=np.int64)
+        storage_there = np.zeros((0, days), dtype=np.bool_)
+        storage_quantities: dict[tuple[int, int], Decimal] = {}
+        if cells.storage is not None:  # priced by time, in Decimal: each leaf's line item on each day
+            family = cells.storage[0]
+            dims = self._leaf_dims(family)
+            first, (_, _, values, present) = firsts[-1], blocks[-1]
+            values, present = values[d0 - first : d0 - first + days], present[d0 - first : d0 - first + days]
+            storage = np.zeros((len(dims), days), dtype=np.int64)
+            storage_there = np.zeros((len(dims), days), dtype=np.bool_)
+            for d, leaf in zip(*np.nonzero(present), strict=True):
+                for item in line_items(family, dims[leaf], tuple(values[d, leaf].tolist()), DAY):
+                    storage[leaf, d] = int(item.amount.scaleb(12))
+                    storage_there[leaf, d] = True
+                    storage_quantities[(int(leaf), int(d))] = item.quantity
+        top = np.maximum(quantity.max(axis=1, initial=0), -quantity.min(axis=1, initial=0)).astype(np.float64)
+        if float(top @ cells.price.astype(np.float64)) + float(np.abs(storage).sum(dtype=np.float64)) >= _SAFE:
+            return None  # the sum of every amount could leave int64: the Decimal path answers
+        hit = _CostDays(d0, quantity, storage, storage_there, storage_quantities)
+        with self._lock:
+            self._quantities[blocks[0][0]] = hit
+        return hit
 
-    def _cost_tails(
-        self, grouping: _Grouping, group_by: tuple[str, ...], units: Mapping[str, str]
-    ) -> list[tuple[str, str]]:
-        """Each cost group's encoded fields around its quantity: ``"project_id":...,"quantity":`` and the unit."""
-        hit = self._tails.get(group_by)
+    def _cost_templates(self, grouping: _Grouping, group_by: tuple[str, ...], units: Mapping[str, str]) -> _CostRows:
+        """Each cost group's row as JSON with ``%`` slots (see :class:`_CostRows`)."""
+        hit = self._row_forms.get(group_by)
         if hit is None:
             by_item = "line_item" in group_by
-            hit = []
-            for tail in grouping.tails:
-                unit = units.get(str(tail.get("line_item"))) if by_item else None
-                mid = _ENCODE(tail)[1:-1].decode() + ',"quantity":'
-                hit.append((mid, ',"quantity_unit":' + _ENCODE(unit).decode() + "}"))
+            mid = _ROW_MID.encode().replace(b"%", b"%%")
+            at = group_by.index("line_item") if by_item else None
+            items = [None if at is None else v[at] for v in grouping.values]
+            stored = np.array([by_item and item == _STORAGE for item in items], dtype=np.bool_)
+            ends: dict[object, bytes] = {}  # by line item: the quantity slot and the unit
+            tails = []
+            for members, item, storage in zip(grouping.members, items, stored.tolist(), strict=True):
+                end = ends.get(item)
+                if end is None:
+                    unit = _ENCODE(units.get(str(item)) if by_item else None).replace(b"%", b"%%")
+                    quantity = (b"%s" if storage else b"%d") if by_item else b"null"
+                    end = ends[item] = b',"quantity":' + quantity + b',"quantity_unit":' + unit + b"}"
+                tails.append(mid + members.replace(b"%", b"%%") + end)
+            hit = _CostRows([_ROW_HEAD + _AMOUNT_FORMS[0] + tail for tail in tails], tails, stored)
             with self._lock:
-                self._tails[group_by] = hit
+                self._row_forms[group_by] = hit
         return hit
 
     def _cell_filter(self, cells: _CostCells, fkey: FiltersKey) -> Bools:
@@ -578,10 +742,13 @@ class ResultBuilder:
         if hit is None:
             index = {g: i for i, g in enumerate(_COST_DIMS)}
             tests = [(index[_COSTS.filter(name).field], value) for name, value in fkey]
-            hit = np.array(
-                [all(key[i] in value for i, value in tests if isinstance(value, Sequence)) for key in cells.keys],
-                dtype=np.bool_,
-            )
+            if tests:
+                allowed = [
+                    all(key[i] in value for i, value in tests if isinstance(value, Sequence)) for key in cells.keys
+                ]
+                hit = np.array(allowed, dtype=np.bool_)
+            else:  # no filters (the common case): every cell
+                hit = np.ones(len(cells.keys), dtype=np.bool_)
             with self._lock:
                 self._cell_tests[fkey] = hit
         return hit
@@ -643,6 +810,25 @@ def _cost_key(d: Mapping[str, object], item: str) -> tuple[object, ...]:
         "api_source": d.get("api_source") or "unlabeled",
     }
     return tuple(values.get(g) for g in _COST_DIMS)
+
+
+def _amount_parts(units: Ints) -> tuple[Ints, Ints, Ints, Ints]:
+    """Amounts in AMOUNT_QUANTUMs as :func:`_amount_text` prints them, for ``%d.%0*d`` formatting: the whole part,
+    the width and digits of the fraction without its trailing zeros, and the form: 0 with a fraction, ``_WHOLE``
+    without one (``%d``), ``_TEXT`` below 1e-6 (E notation: printed by :func:`_amount_text`)."""
+    whole = units // _AMOUNT_SCALE  # integer division by a scalar (libdivide): several times faster than ``%``
+    fraction = units - whole * _AMOUNT_SCALE
+    digits = fraction.copy()
+    width = np.full(units.shape, 12, dtype=np.int64)
+    for zeros in (8, 4, 2, 1):  # strip the trailing zeros, at most 11 of them: 8 + 2 + 1 at worst
+        scale = 10**zeros
+        shorter = digits // scale
+        strip = shorter * scale == digits
+        np.copyto(digits, shorter, where=strip)
+        width -= strip * zeros
+    form = np.where(fraction == 0, _WHOLE, 0)
+    form[(units < _PLAIN) & (units != 0)] = _TEXT
+    return whole, width, digits, form
 
 
 def _amount_text(units: int) -> str:
