@@ -12,7 +12,6 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from usageledger import _allocator
 from usageledger.cli import _app
 from usageledger.cli._commands import COMMANDS
 
@@ -46,9 +45,7 @@ def main() -> None:
 
     The command's Arrow buffers come from the C allocator unless ``ARROW_DEFAULT_MEMORY_POOL`` says otherwise:
     Arrow's default (mimalloc) keeps a heap per thread, and a year's sync decodes pages in several threads; it
-    peaked about 150 MB higher with it (bench/BENCHMARKS.md). Set before pyarrow is first imported. The C
-    allocator itself is tuned for threads by :func:`usageledger._allocator.tune`.
+    peaked about 150 MB higher with it (bench/BENCHMARKS.md). Set before pyarrow is first imported.
     """
     os.environ.setdefault(ARROW_POOL_ENV, "system")
-    _allocator.tune()
     _app.app()
