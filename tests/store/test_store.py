@@ -265,18 +265,25 @@ def test_a_key_written_twice_is_refused_at_commit(store: BaseStore) -> None:
 
 
 def test_a_sync_bounds_duckdbs_cache_only_where_no_key_index_can_outgrow_it(tmp_path: Path) -> None:
-    """While a sync writes, DuckDB's cache is capped and afterwards restored; a store still holding a primary-key
-    index (created before the key check at commit) is left uncapped, so its sync cannot fail for memory."""
+    """While a sync writes, DuckDB works in one thread and its cache is capped, both restored afterwards; a store
+    still holding a primary-key index (created before the key check at commit) is left uncapped, so its sync
+    cannot fail for memory."""
 
     def limit(store: BaseStore) -> str:
         return str(store.query("SELECT current_setting('memory_limit')")[0][0])
 
+    def threads(store: BaseStore) -> int:
+        return int(store.query("SELECT current_setting('threads')")[0][0])
+
     with open_store(str(tmp_path / "new.duckdb")) as store:
         before = limit(store)
-        with store.bounded_memory():
+        store.execute("SET threads = 3")  # a setting of the user's own comes back too
+        with store.sync_settings():
             assert limit(store) == "122.0 MiB"  # 128 MB
+            assert threads(store) == 1
             write(store, [cost_row(0, "p1", "in", "1.5")])
         assert limit(store) != "122.0 MiB" and limit(store).split()[1] == before.split()[1]
+        assert threads(store) == 3
     with open_store(str(tmp_path / "old.duckdb")) as store:
         old_ddl = table_for("costs").create_sql("duckdb")
         old_ddl = old_ddl[: old_ddl.rindex(")")] + ",\n  PRIMARY KEY (org, stream, bucket_start, group_key)\n)"
@@ -284,8 +291,8 @@ def test_a_sync_bounds_duckdbs_cache_only_where_no_key_index_can_outgrow_it(tmp_
         store.execute("DROP TABLE costs")
         store.execute(old_ddl)
         before = limit(store)
-        with store.bounded_memory():
-            assert limit(store) == before
+        with store.sync_settings():
+            assert limit(store) == before and threads(store) == 1
             write(store, [cost_row(0, "p1", "in", "1.5")])
         with pytest.raises(StoreError):  # the old index still refuses a key twice, as the check does
             store.commit_windows(

@@ -389,9 +389,10 @@ class BaseStore(ABC):
             self._update_streams([p.write for p in prepared], done)
         return done
 
-    def bounded_memory(self) -> AbstractContextManager[None]:
-        """While a sync writes: keep the back end's own cache small where that is safe (see DuckDB's); nothing for
-        a server database, whose memory is not this process's."""
+    def sync_settings(self) -> AbstractContextManager[None]:
+        """While a sync writes: the back end's settings for one bulk writer in this process (DuckDB's: one thread,
+        a small cache, where that is safe); nothing for a server database, whose threads and memory are not this
+        process's."""
         return contextlib.nullcontext()
 
     def _check_keys(self, writes: Sequence[WindowWrite]) -> None:

@@ -37,7 +37,9 @@ logger = logging.getLogger("usageledger.store")
 _names = itertools.count(1)
 
 SYNC_MEMORY_LIMIT: Final = "128MB"
-"""DuckDB's buffer cache while a sync writes (:meth:`DuckDBStore.bounded_memory`)."""
+"""DuckDB's buffer cache while a sync writes (:meth:`DuckDBStore.sync_settings`)."""
+SYNC_THREADS: Final = 1
+"""DuckDB's threads while a sync writes (:meth:`DuckDBStore.sync_settings`)."""
 
 READ_WAIT_LIMIT: Final = 120.0
 """Seconds a reader waits for a running sync to release the store before it gives up (with one line)."""
@@ -246,11 +248,16 @@ class DuckDBStore(BaseStore):
                 self._busy -= 1
 
     @contextlib.contextmanager
-    def bounded_memory(self) -> Iterator[None]:
-        """Cap DuckDB's buffer cache at :data:`SYNC_MEMORY_LIMIT` while a sync writes, then restore the setting.
+    def sync_settings(self) -> Iterator[None]:
+        """While a sync writes: DuckDB works in one thread (:data:`SYNC_THREADS`) and its buffer cache is capped at
+        :data:`SYNC_MEMORY_LIMIT`; both settings are restored afterwards.
 
-        A sync appends and re-reads only the windows it writes, so cached table blocks are of no use to it, and
-        uncapped they grew with the range (a 730-day sync peaked at 550 MB, 355 MB capped). What cannot be
+        One thread: a sync's transactions are a few thousand rows each, too small for DuckDB's parallel insert to
+        gain, while the sync's own threads (the event loop, decoding pages) and often the API's other work want the
+        cores; a year's CLI sync took 6 % less CPU and 4 % less wall time in one (``bench/BENCHMARKS.md``).
+
+        The cap: a sync appends and re-reads only the windows it writes, so cached table blocks are of no use to
+        it, and uncapped they grew with the range (a 730-day sync peaked at 550 MB, 355 MB capped). What cannot be
         evicted is a transaction's own rows (a batch: at most ``MAX_BATCH_ROWS``) and a primary-key index; a
         store created before the key moved to a check at commit still holds that index, which grows with the
         table, so such a store is left uncapped rather than risk a sync failing for memory.
@@ -261,16 +268,20 @@ class DuckDBStore(BaseStore):
             f" AND table_name IN ({', '.join(['%s'] * len(names))})",
             names,
         )[0][0]
-        if indexed:
-            yield
-            return
-        before = self.query("SELECT current_setting('memory_limit')")[0][0]
-        self.execute(f"SET memory_limit = '{SYNC_MEMORY_LIMIT}'")
+        settings = (
+            {"threads": str(SYNC_THREADS)}
+            if indexed
+            else {"threads": str(SYNC_THREADS), "memory_limit": SYNC_MEMORY_LIMIT}
+        )
+        before = {name: self.query(f"SELECT current_setting('{name}')")[0][0] for name in settings}
         try:
+            for name, value in settings.items():
+                self.execute(f"SET {name} = '{value}'")
             yield
         finally:
-            with contextlib.suppress(StoreError):  # never hide why the sync ended behind a setting not restored
-                self.execute(f"SET memory_limit = '{before}'")
+            for name, value in before.items():
+                with contextlib.suppress(StoreError):  # never hide why the sync ended behind a setting not restored
+                    self.execute(f"SET {name} = '{value}'")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         with self._use() as con:

@@ -171,7 +171,7 @@ async def _run_locked(
                 transport=counting,
                 clock=wall,
             )
-        with store.bounded_memory():
+        with store.sync_settings():
             await _execute(store, runs, clients, options, run_id, now, emit)
         status = "ok" if all(r.result().status == "ok" for r in runs) else "failed"
     except BaseException as exc:
