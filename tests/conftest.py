@@ -37,6 +37,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_cli_query.py",
         "test_cli_query_scale.py",
         "test_cli_startup.py",
+        "test_cli_settle.py",
         "test_cli_sync_flags.py",
         "test_client_e2e.py",
         "test_config_fuzz.py",

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from usageledger import timeutil
-from usageledger.cli._app import Verbose, app, console, fail, friendly_errors, setup_logging
+from usageledger.cli._app import Verbose, app, console, fail, friendly_errors, settle, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
@@ -159,6 +159,7 @@ def emulator(
     def ready(url: str) -> None:
         console.print(f"Emulator ready at {url}", highlight=False, soft_wrap=True)
 
+    settle()
     try:
         serve(instance, host, port, ready)
     except OSError as exc:

@@ -10,7 +10,7 @@ import typer
 
 from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
-from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, say
+from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, say, settle
 from usageledger.config import load_config
 from usageledger.store import DEFAULT_STORE, check_store_url
 from usageledger.timeutil import parse_duration
@@ -108,8 +108,10 @@ def serve(
             console,
         )
 
+    served = build_app(url, token=token, config=settings, metrics_labels=labels)
+    settle()
     run(
-        build_app(url, token=token, config=settings, metrics_labels=labels),
+        served,
         host,
         port,
         on_ready=ready,

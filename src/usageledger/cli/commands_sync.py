@@ -32,6 +32,7 @@ from usageledger.cli._app import (
     fail,
     friendly_errors,
     open_for_reading,
+    settle,
     setup_logging,
 )
 from usageledger.cli._signals import sigterm_as_interrupt
@@ -390,6 +391,7 @@ def sync_command(
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
     with sigterm_as_interrupt(), open_store(url) as opened, view.live:
+        settle()
         result = engine.sync(
             opened,
             orgs,
