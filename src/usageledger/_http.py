@@ -417,6 +417,20 @@ class _Base:
         return f"{type(self).__name__}(base_url={self._config.base_url!r})"
 
 
+def _unbound(response: httpx.Response) -> httpx.Response:
+    """A read (and closed) response, out of the reference cycle httpx puts it in.
+
+    httpx binds a response's stream to the response (``BoundAsyncStream._response``, to time it), so every response,
+    body and all, outlived its last reference until the cyclic collector next walked its generation: a request
+    takes long enough that it is usually the oldest, so tens of megabytes of read pages piled up between full
+    collections (a year's sync: every one of its responses was found in cyclic garbage). Once the body is read the
+    stream has nothing left to give; an empty one in its place breaks the cycle, and the body goes with the last
+    reference.
+    """
+    response.stream = httpx.ByteStream(b"")
+    return response
+
+
 class SyncHTTP(_Base):
     """Blocking transport over an ``httpx.Client``."""
 
@@ -454,7 +468,7 @@ class SyncHTTP(_Base):
             self._config.retry.sleep(step)
             return None
         try:
-            return self._client.get(step.url, headers=self._headers(), timeout=step.timeout)
+            return _unbound(self._client.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:
             return exc
 
@@ -521,7 +535,7 @@ class AsyncHTTP(_Base):
             await self._config.retry.async_sleep(step)
             return None
         try:
-            return await self._client.get(step.url, headers=self._headers(), timeout=step.timeout)
+            return _unbound(await self._client.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:
             return exc
 
