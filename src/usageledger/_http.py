@@ -423,7 +423,7 @@ def _unbound(response: httpx.Response) -> httpx.Response:
     httpx binds a response's stream to the response (``BoundAsyncStream._response``, to time it), so every response,
     body and all, outlived its last reference until the cyclic collector next walked its generation: a request
     takes long enough that it is usually the oldest, so tens of megabytes of read pages piled up between full
-    collections (a year's sync: every one of its responses was found in cyclic garbage). Once the body is read the
+    collections (every response of a 90-day sync was found in cyclic garbage). Once the body is read the
     stream has nothing left to give; an empty one in its place breaks the cycle, and the body goes with the last
     reference.
     """

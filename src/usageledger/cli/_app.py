@@ -399,7 +399,7 @@ def settle() -> None:
 
     What is alive at that point is nearly all imported modules (typer, rich, httpx, DuckDB's and the package's
     own: some 300,000 objects), which live as long as the process anyway; left in the collector's oldest
-    generation, every full collection walks all of them again. A year's CLI sync took 6-7 % less wall and CPU
+    generation, every full collection walks all of them again. A year's CLI sync took 4-7 % less wall time
     (``bench/BENCHMARKS.md``). Only the command line does this: the library never touches the host's collector.
     """
     import gc
