@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_sync_settles_once_and_still_syncs(tmp_path: Path, emulator_url: str) ->
         capture_output=True,
         text=True,
         timeout=120,
-        env={"OPENAI_ADMIN_KEY": "sk-admin-settle-test-key", "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "OPENAI_ADMIN_KEY": "sk-admin-settle-test-key"},
         check=False,
     )
     assert done.returncode == 0, done.stderr
