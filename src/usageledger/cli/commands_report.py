@@ -108,9 +108,9 @@ def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -
 @contextmanager
 def _database(url: str | None) -> Iterator[BaseStore]:
     """The store, opened to read only (see ``open_existing_store``): reports never create or migrate it."""
-    with open_for_reading(url or DEFAULT_STORE) as store:
-        from usageledger.sync._safety import mixed_data
+    from usageledger.sync._safety import mixed_data  # before opening: a running sync waits while a reader holds it
 
+    with open_for_reading(url or DEFAULT_STORE) as store:
         warning = mixed_data(store)
         if warning is not None:
             say(warning)

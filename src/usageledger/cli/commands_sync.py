@@ -662,9 +662,10 @@ def status(
     """Show each stream's watermark, last run and row counts, and each org's directory (projects, keys, ...)."""
     config = load_config(config_path)
     url = _store_url(store, config)
-    with open_for_reading(url) as opened:
-        from usageledger.sync._safety import stream_states_now
+    # Imported before the store is opened: a running sync waits for this reader to let the file go.
+    from usageledger.sync._safety import stream_states_now
 
+    with open_for_reading(url) as opened:
         # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
         states = stream_states_now(opened, at=timeutil.now_unix())
         directory = directory_summary(opened)
