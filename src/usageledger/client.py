@@ -602,8 +602,20 @@ class AsyncClient(
         return AsyncQuery(self, spec, timeout)
 
     async def _send_page(self, path: str, items: list[tuple[str, QueryValue]], timeout: TimeoutTypes) -> UsageResponse:
+        return await self._decoded(path, items, timeout, decode_page)
+
+    async def _decoded(
+        self,
+        path: str,
+        items: list[tuple[str, QueryValue]],
+        timeout: TimeoutTypes,
+        decode: Callable[[bytes], P],
+        *,
+        offload: bool = False,
+    ) -> P:
+        """One page decoded by ``decode`` inside the attempt loop, within the client's concurrency limit."""
         async with self._semaphore():
-            return await self._http.fetch(path, items, decode_page, timeout=timeout)
+            return await self._http.fetch(path, items, decode, timeout=timeout, offload=offload)
 
     def _all_buckets(self, query: AsyncQuery) -> Coroutine[Any, Any, list[Bucket]]:
         return query.buckets()
@@ -653,10 +665,7 @@ class AsyncClient(
         pages: list[P] = []
         while True:
             params = _window_params(spec, window, cursor)
-            async with self._semaphore():
-                response = await self._http.fetch(
-                    path, _query_items(spec.endpoint, params), decode, timeout=timeout, offload=offload
-                )
+            response = await self._decoded(path, _query_items(spec.endpoint, params), timeout, decode, offload=offload)
             pages.append(response)
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:

@@ -13,11 +13,23 @@ from usageledger.store._types import WindowWrite
 from usageledger.store.schema import TableSpec
 from usageledger.store.streams import encode_group_key
 
-__all__ = ["columns_of"]
+__all__ = ["columns_of", "group_twice", "outside_window"]
 
 logger = logging.getLogger("usageledger.store")
 
 _KEY_ENCODE = msgspec.json.Encoder().encode
+
+
+def group_twice(write: WindowWrite) -> StoreError:
+    """The refusal of a window whose read holds a group twice in one bucket (both conversion paths raise it)."""
+    return StoreError(
+        f"{write.stream.id}: the API returned the same group twice in one bucket; refusing to write the window"
+    )
+
+
+def outside_window(write: WindowWrite, start: int) -> StoreError:
+    """The refusal of a window whose read holds a bucket outside it (both conversion paths raise it)."""
+    return StoreError(f"{write.stream.id}: a bucket starting at {start} lies outside the window it was read for")
 
 
 def _bucket_columns(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]:
@@ -79,11 +91,8 @@ def columns_of(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]:
     n = len(cols["group_key"])
     keys = set(zip(cols["bucket_start"], cols["group_key"], strict=True))
     if len(keys) != n:
-        raise StoreError(
-            f"{write.stream.id}: the API returned the same group twice in one bucket; refusing to write the window"
-        )
+        raise group_twice(write)
     starts = cols["bucket_start"]
     if starts and not (write.lo <= min(starts) and max(starts) < write.hi):
-        outside = next(s for s in starts if not write.lo <= s < write.hi)
-        raise StoreError(f"{write.stream.id}: a bucket starting at {outside} lies outside the window it was read for")
+        raise outside_window(write, next(s for s in starts if not write.lo <= s < write.hi))
     return cols

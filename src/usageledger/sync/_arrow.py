@@ -26,9 +26,9 @@ import pyarrow.json as pj
 
 from usageledger import rows
 from usageledger.catalogue import Endpoint
-from usageledger.errors import StoreError
 from usageledger.models import decode_page
 from usageledger.store import WindowWrite
+from usageledger.store._columns import group_twice, outside_window
 from usageledger.store.schema import TableSpec
 from usageledger.store.streams import encode_group_key
 
@@ -233,14 +233,11 @@ def window_table(spec: TableSpec, write: WindowWrite, pages: Sequence[ArrowPage]
     # and pandas with it.
     pairs = pc.binary_join_element_wise(pc.cast(starts, pa.string()), keys, _text("|"))
     if pc.count_distinct(pairs).as_py() != n:
-        raise StoreError(
-            f"{write.stream.id}: the API returned the same group twice in one bucket; refusing to write the window"
-        )
+        raise group_twice(write)
     low, high = (v.as_py() for v in pc.min_max(starts).values())
     if not (write.lo <= low and high < write.hi):
         outside_mask = pc.or_(pc.less(starts, write.lo), pc.greater_equal(starts, write.hi))
-        outside = starts[pc.index(outside_mask, True).as_py()].as_py()
-        raise StoreError(f"{write.stream.id}: a bucket starting at {outside} lies outside the window it was read for")
+        raise outside_window(write, starts[pc.index(outside_mask, True).as_py()].as_py())
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
         "org": pa.repeat(_text(write.org), n),
         "stream": pa.repeat(_text(write.stream.id), n),

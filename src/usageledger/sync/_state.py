@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from usageledger import rules, timeutil
@@ -122,6 +122,15 @@ class WindowJob:
         w = self.window
         return f"stream {self.run.plan.label}, window {timeutil.iso(w.start)} to {timeutil.iso(w.end)}"
 
+    def write(self, lo: int | None, hi: int | None, run_id: str) -> WindowWrite:
+        """The window's write, read now, spanning ``[lo, hi)`` as its buckets do (``None``: none) and at least the
+        window itself."""
+        window = self.window
+        plan = self.run.plan
+        low = window.start if lo is None else min(lo, window.start)
+        high = window.end if hi is None else max(hi, window.end)
+        return WindowWrite(plan.org, plan.stream, (), low, high, run_id, int(time.time()))
+
 
 @dataclass(frozen=True, slots=True)
 class FetchedWindow:
@@ -136,21 +145,9 @@ class FetchedWindow:
     def read(cls, job: WindowJob, buckets: list[Bucket], store: BaseStore, run_id: str) -> FetchedWindow:
         """Check and convert a window's buckets (pure CPU: :meth:`BaseStore.prepare`); a ``StoreError`` names what
         is wrong with them."""
-        window = job.window
-        lo = min((b.start_time for b in buckets), default=window.start)
-        hi = max((b.end_time for b in buckets), default=window.end)
-        plan = job.run.plan
-        write = WindowWrite(
-            plan.org,
-            plan.stream,
-            (),
-            min(lo, window.start),
-            max(hi, window.end),
-            run_id,
-            int(time.time()),
-            buckets=buckets,
-        )
-        return cls(job, store.prepare(write))
+        lo = min((b.start_time for b in buckets), default=None)
+        hi = max((b.end_time for b in buckets), default=None)
+        return cls(job, store.prepare(replace(job.write(lo, hi, run_id), buckets=buckets)))
 
     @classmethod
     def from_pages(cls, job: WindowJob, pages: Sequence[ArrowPage], store: BaseStore, run_id: str) -> FetchedWindow:
@@ -158,14 +155,10 @@ class FetchedWindow:
         without the GIL, so a worker thread can do it beside the event loop."""
         from usageledger.sync._arrow import window_table  # pyarrow: only where pages are converted
 
-        window = job.window
-        plan = job.run.plan
-        lo = min((p.lo for p in pages if p.lo is not None), default=window.start)
-        hi = max((p.hi for p in pages if p.hi is not None), default=window.end)
-        write = WindowWrite(
-            plan.org, plan.stream, (), min(lo, window.start), max(hi, window.end), run_id, int(time.time())
-        )
-        return cls(job, store.prepare_table(write, window_table(table_for(plan.stream.endpoint), write, pages)))
+        lo = min((p.lo for p in pages if p.lo is not None), default=None)
+        hi = max((p.hi for p in pages if p.hi is not None), default=None)
+        write = job.write(lo, hi, run_id)
+        return cls(job, store.prepare_table(write, window_table(table_for(write.stream.endpoint), write, pages)))
 
 
 def interleave(runs: Sequence[StreamRun]) -> Iterator[WindowJob]:
