@@ -55,6 +55,7 @@ import json, os, sys
 import duckdb, duckdb_extension_delta
 ext = os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "v" + duckdb.__version__)
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")  # stdout carries only the JSON
 con.execute(f"LOAD '{ext}/delta.duckdb_extension'")
 lake, fresh, names = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 out = {}
