@@ -8,6 +8,7 @@ table must therefore agree with what the modules register (names and the one lin
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,33 @@ def test_reading_a_duckdb_store_needs_no_arrow(tmp_path: Path) -> None:
         assert code == 0, out
         assert "usageledger.store" in imported and "duckdb" in imported
         assert "pyarrow" not in imported and "numpy" not in imported, argv
+
+
+# Runs main() with the command replaced by one that imports numpy, then prints the settings main() made and how many
+# threads the process has: OpenBLAS starts its threads when numpy is imported.
+_THREADS = (
+    "import os, sys\n"
+    "from usageledger import cli\n"
+    "from usageledger.cli import _app\n"
+    "def command():\n"
+    "    import numpy\n"
+    "    blas, pool = os.environ.get('OPENBLAS_NUM_THREADS', '-'), os.environ['ARROW_DEFAULT_MEMORY_POOL']\n"
+    "    print(blas, pool, len(os.listdir('/proc/self/task')))\n"
+    "_app.app = command\n"
+    "cli.main()\n"
+)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("2", "2")])
+def test_a_command_starts_no_blas_threads_unless_the_user_asks(given: str | None, expected: str) -> None:
+    """No command does linear algebra: numpy's OpenBLAS gets one thread (the process none more), not one per core; a
+    user's own OPENBLAS_NUM_THREADS is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    done = subprocess.run([sys.executable, "-c", _THREADS], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    blas, pool, threads = done.stdout.split()
+    assert (blas, pool) == (expected, "system")
+    if given is None:
+        assert threads == "1", "numpy's import started threads"

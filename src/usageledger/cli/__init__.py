@@ -38,6 +38,7 @@ def __getattr__(name: str) -> Any:
 
 
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
+BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
 
 
 def main() -> None:
@@ -46,6 +47,11 @@ def main() -> None:
     The command's Arrow buffers come from the C allocator unless ``ARROW_DEFAULT_MEMORY_POOL`` says otherwise:
     Arrow's default (mimalloc) keeps a heap per thread, and a year's sync decodes pages in several threads; it
     peaked about 150 MB higher with it (bench/BENCHMARKS.md). Set before pyarrow is first imported.
+
+    numpy's OpenBLAS starts one thread per core when numpy is imported, unless ``OPENBLAS_NUM_THREADS`` says
+    otherwise. No command does linear algebra, so it gets one: a `sync` then starts with about 0.08 s less CPU on
+    two cores (more on bigger machines) and the same wall time (bench/BENCHMARKS.md).
     """
     os.environ.setdefault(ARROW_POOL_ENV, "system")
+    os.environ.setdefault(BLAS_THREADS_ENV, "1")
     _app.app()
