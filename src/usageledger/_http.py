@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -431,6 +433,13 @@ def _unbound(response: httpx.Response) -> httpx.Response:
     return response
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client this process makes, made as httpx makes its own (certifi, or SSL_CERT_FILE
+    and SSL_CERT_DIR): loading the certificates takes ~25 ms a client, and a sync makes two (usage and directory)."""
+    return httpx.create_ssl_context()
+
+
 class SyncHTTP(_Base):
     """Blocking transport over an ``httpx.Client``."""
 
@@ -439,7 +448,7 @@ class SyncHTTP(_Base):
     ) -> None:
         super().__init__(config)
         self._owns = client is None
-        self._client = client or httpx.Client(transport=transport, follow_redirects=False)
+        self._client = client or httpx.Client(transport=transport, follow_redirects=False, verify=_tls())
         self._lock = threading.Lock()
 
     @property
@@ -493,7 +502,7 @@ class AsyncHTTP(_Base):
     ) -> None:
         super().__init__(config)
         self._owns = client is None
-        self._client = client or httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self._client = client or httpx.AsyncClient(transport=transport, follow_redirects=False, verify=_tls())
 
     @property
     def http_client(self) -> httpx.AsyncClient:

@@ -14,7 +14,7 @@ from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig
 from usageledger.errors import PermissionDeniedError
 from usageledger.store import BaseStore, open_store
-from usageledger.store.directory import Snapshot, current_names, refresh
+from usageledger.store.directory import Entry, Snapshot, current_names, refresh
 from usageledger.sync import Org
 from usageledger.sync.directory import refresh_org, snapshot
 
@@ -67,6 +67,43 @@ def test_a_renamed_project_shows_its_new_name_with_the_old_in_history(store: Bas
     )
     assert counts.changed == 1 and history == [(target.name, False), ("Renamed", True)]
     assert store.query("SELECT name FROM directory_projects WHERE id = %s", [target.id]) == [("Renamed",)]
+
+
+def test_a_large_directory_is_written_a_statement_a_step_not_a_row(
+    store: BaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 users, then 200 renamed and 100 gone: each refresh ends versions in one statement and adds them in one
+    (a statement a row took seconds for a large org), and the history is what it is a row at a time."""
+    users = [
+        Entry("user", "org", f"user-{i:05d}", f"User {i}", f'{{"id": "user-{i:05d}"}}', f"u{i}@example.com", "active")
+        for i in range(2000)
+    ]
+    complete = frozenset({("user", "org")})
+    statements: list[str] = []
+    execute = type(store).execute
+    monkeypatch.setattr(
+        type(store), "execute", lambda self, sql, params=(): statements.append(sql) or execute(self, sql, params)
+    )
+    first = refresh(store, "main", Snapshot(users, complete), at=EMULATOR_NOW)
+    assert first.inserted == 2000 and len(statements) == 1
+    renamed = [
+        dataclasses.replace(u, name=f"{u.name}!", record=u.record + " ") if i % 10 == 0 else u
+        for i, u in enumerate(users)
+    ]
+    statements.clear()
+    second = refresh(store, "main", Snapshot(renamed[:1900], complete), at=EMULATOR_NOW + DAY)
+    assert (second.changed, second.deleted, second.unchanged) == (190, 100, 1710) and len(statements) == 2
+    assert _versions(store) == 2000 + 190 + 100
+    rows = store.query(
+        "SELECT id, name, status FROM directory_versions WHERE valid_to IS NULL AND id IN (%s, %s, %s) ORDER BY id",
+        ["user-00010", "user-00011", "user-01990"],
+    )
+    assert rows == [
+        ("user-00010", "User 10!", "active"),
+        ("user-00011", "User 11", "active"),
+        ("user-01990", "User 1990", "deleted"),
+    ]
+    assert store.query("SELECT COUNT(*) FROM directory_versions WHERE valid_to IS NOT NULL")[0][0] == 290
 
 
 def test_a_deleted_key_keeps_its_name(store: BaseStore, snap: Snapshot) -> None:

@@ -149,6 +149,8 @@ def refresh(store: BaseStore, org: str, snapshot: Snapshot, *, at: int) -> Direc
             )
         }
         seen: set[tuple[str, str, str]] = set()
+        versions: list[tuple[Entry, str, str | None]] = []  # (item, digest, status) of each new version
+        ending: list[tuple[str, str, str]] = []  # the items whose current version ends
         for e in snapshot.entries:
             key = (e.kind, e.scope, e.id)
             if key in seen:
@@ -159,33 +161,49 @@ def refresh(store: BaseStore, org: str, snapshot: Snapshot, *, at: int) -> Direc
                 unchanged += 1
                 continue
             if old is not None:
-                _close(store, org, key, when)
+                ending.append(key)
                 changed += 1
             else:
                 inserted += 1
-            _insert(store, org, e, e.digest, e.status, when)
+            versions.append((e, e.digest, e.status))
         for key, (_, status, name, email, owner_type, owner_id) in current.items():
             if key in seen or status == "deleted" or (key[0], key[1]) not in snapshot.complete:
                 continue
-            _close(store, org, key, when)
+            ending.append(key)
             gone = Entry(key[0], key[1], key[2], name, "{}", email, "deleted", owner_type, owner_id)
-            _insert(store, org, gone, "deleted", "deleted", when)
+            versions.append((gone, "deleted", "deleted"))
             deleted += 1
+        # A statement each, not one a row (3 s for an org of 1,000 users on DuckDB); the closes first, so that they
+        # end only the versions before these.
+        _close(store, org, ending, when)
+        _insert(store, org, versions, when)
     return DirectoryCounts(inserted=inserted, updated=changed, unchanged=unchanged, deleted=deleted)
 
 
-def _close(store: BaseStore, org: str, key: tuple[str, str, str], when: object) -> None:
+def _close(store: BaseStore, org: str, keys: Sequence[tuple[str, str, str]], when: object) -> None:
+    """End the current version of each item ``(kind, scope, id)`` in ``keys`` at ``when``, in one statement."""
+    if not keys:
+        return
+    kinds, scopes, ids = (list(part) for part in zip(*keys, strict=True))
     store.execute(
-        "UPDATE directory_versions SET valid_to = %s"
-        " WHERE org = %s AND kind = %s AND scope = %s AND id = %s AND valid_to IS NULL",
-        [when, org, *key],
+        "UPDATE directory_versions SET valid_to = %s WHERE org = %s AND valid_to IS NULL AND (kind, scope, id) IN"
+        " (SELECT unnest(CAST(%s AS TEXT[])), unnest(CAST(%s AS TEXT[])), unnest(CAST(%s AS TEXT[])))",
+        [when, org, kinds, scopes, ids],
     )
 
 
-def _insert(store: BaseStore, org: str, e: Entry, digest: str, status: str | None, when: object) -> None:
+def _insert(store: BaseStore, org: str, versions: Sequence[tuple[Entry, str, str | None]], when: object) -> None:
+    """Insert ``versions`` (item, digest, status), all valid from ``when``, in one statement: a column a list."""
+    if not versions:
+        return
+    columns = [
+        [e.kind, e.scope, e.id, e.name, e.email, status, e.owner_type, e.owner_id, e.record, digest]
+        for e, digest, status in versions
+    ]
+    lists = ", ".join(["unnest(CAST(%s AS TEXT[]))"] * 10)
     store.execute(
-        f"INSERT INTO directory_versions ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL)",
-        [org, e.kind, e.scope, e.id, e.name, e.email, status, e.owner_type, e.owner_id, e.record, digest, when],
+        f"INSERT INTO directory_versions ({_COLUMNS}) SELECT %s, {lists}, %s, NULL",
+        [org, *(list(column) for column in zip(*columns, strict=True)), when],
     )
 
 
