@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import functools
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -36,12 +37,14 @@ from usageledger.errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    CertificateError,
     ResponseDecodeError,
     status_error_class,
 )
 
 __all__ = [
     "ARRAY_FORMATS",
+    "CERT_ENVS",
     "DEFAULT_TIMEOUT",
     "ArrayFormat",
     "AsyncHTTP",
@@ -55,6 +58,8 @@ __all__ = [
     "encode_query",
     "parse_retry_after",
     "redact",
+    "tls_context",
+    "verify_for",
 ]
 
 logger = logging.getLogger("usageledger.http")
@@ -433,11 +438,30 @@ def _unbound(response: httpx.Response) -> httpx.Response:
     return response
 
 
+CERT_ENVS: Final = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+"""Where the certificates come from instead of certifi's bundle: the first one set, as httpx reads them."""
+
+
 @functools.cache
-def _tls() -> ssl.SSLContext:
-    """One TLS context for every client this process makes, made as httpx makes its own (certifi, or SSL_CERT_FILE
-    and SSL_CERT_DIR): loading the certificates takes ~25 ms a client, and a sync makes two (usage and directory)."""
-    return httpx.create_ssl_context()
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every client this process makes, made as httpx makes its own (certifi, or
+    :data:`CERT_ENVS`): loading the certificates takes ~25 ms a client, and a sync makes two (usage and directory).
+
+    Certificates that cannot be loaded (``SSL_CERT_FILE`` naming a missing file) are a :class:`CertificateError`
+    naming the variable, not a bare ``No such file or directory``.
+    """
+    try:
+        return httpx.create_ssl_context()
+    except (OSError, ssl.SSLError) as exc:
+        given = next((f"{name}={os.environ[name]}" for name in CERT_ENVS if os.environ.get(name)), None)
+        source, fix = (given, "point it at a readable CA bundle or unset it") if given else ("certifi", "reinstall it")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CertificateError(f"could not load the TLS certificates from {source}: {reason}; {fix}") from None
+
+
+def verify_for(transport: object | None) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: the shared context, or httpx's own default where a transport is given (it needs none)."""
+    return tls_context() if transport is None else True
 
 
 class SyncHTTP(_Base):
@@ -448,7 +472,7 @@ class SyncHTTP(_Base):
     ) -> None:
         super().__init__(config)
         self._owns = client is None
-        self._client = client or httpx.Client(transport=transport, follow_redirects=False, verify=_tls())
+        self._client = client or httpx.Client(transport=transport, follow_redirects=False, verify=verify_for(transport))
         self._lock = threading.Lock()
 
     @property
@@ -502,7 +526,9 @@ class AsyncHTTP(_Base):
     ) -> None:
         super().__init__(config)
         self._owns = client is None
-        self._client = client or httpx.AsyncClient(transport=transport, follow_redirects=False, verify=_tls())
+        self._client = client or httpx.AsyncClient(
+            transport=transport, follow_redirects=False, verify=verify_for(transport)
+        )
 
     @property
     def http_client(self) -> httpx.AsyncClient:

@@ -35,6 +35,7 @@ from usageledger.errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
+    CertificateError,
     ConfigError,
     InsecureURLError,
     NotFoundError,
@@ -270,6 +271,9 @@ def _check_org(
             "use https://, or a loopback address for the emulator; allow plain http only if you must",
             "not sent: the base URL is refused",
         )
+    except CertificateError as exc:
+        message, _, fix = str(exc).partition("; ")
+        return out + _unreachable(label, f"{url} (from {where_url}): {message}", fix, "not sent: no TLS certificates")
     except ConfigError as exc:
         return out + _unreachable(
             label,

@@ -21,6 +21,7 @@ __all__ = [
     "AlertDeliveryError",
     "AuthenticationError",
     "BadRequestError",
+    "CertificateError",
     "ConfigError",
     "ConflictError",
     "EmulatorConfigError",
@@ -53,6 +54,11 @@ class ConfigError(UsageLedgerError):
 
     def __init__(self, message: object = "", *args: object) -> None:
         super().__init__(mask_keys(str(message)), *args)
+
+
+class CertificateError(ConfigError):
+    """The TLS certificates cannot be loaded: ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` names no readable CA bundle
+    (or certifi's bundle is missing). Raised when a client is made; the message names the variable and the fix."""
 
 
 class InsecureURLError(ConfigError):

@@ -306,3 +306,31 @@ def test_the_demo_reports_the_same_30_days_as_report(tmp_path: Path) -> None:
     assert first_line.split("  ")[0] in demo.output, (first_line, demo.output)
     refused = CliRunner().invoke(app, ["demo", "--store", store, "--days", "0"])
     assert refused.exit_code == 1 and "--days: must be at least 1" in refused.output
+
+
+def test_certificates_that_cannot_be_loaded_are_one_line_naming_the_variable(tmp_path: Path, emulator_url: str) -> None:
+    """SSL_CERT_FILE left pointing at a file that is gone (or at something that is no CA bundle): `sync`, `query`
+    end with one line naming the variable and the fix, leaving no run `running` in the store; `doctor` shows it as
+    the base URL's problem; never a bare "No such file or directory" or a traceback."""
+    for bad, reason in ((tmp_path / "gone.pem", "No such file or directory"), (tmp_path / "x.pem", "no certificate")):
+        if bad.name == "x.pem":
+            bad.write_text("not a certificate\n")
+        environ = env(emulator_url, SSL_CERT_FILE=str(bad))
+        store = str(tmp_path / "u.duckdb")
+        for args in (
+            ["sync", "--store", store, "--since", "2d", "-e", "costs", "--quiet"],
+            ["query", "costs", "--start", "2026-11-18", "-f", "jsonl"],
+        ):
+            done = subprocess.run([*cli(), *args], env=environ, cwd=tmp_path, capture_output=True, text=True)
+            line = f"could not load the TLS certificates from SSL_CERT_FILE={bad}"
+            assert done.returncode == 1 and done.stderr.count("\n") == 1, (args, done.stderr)
+            assert line in done.stderr and reason in done.stderr and "unset it" in done.stderr, (args, done.stderr)
+        with open_store(store) as opened:  # the sync stopped before recording a run: none is left `running`
+            assert opened.query("SELECT COUNT(*) FROM sync_runs WHERE status = 'running'") == [(0,)]
+        done = subprocess.run(
+            [*cli(), "doctor", "--store", store], env=environ, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+        assert (
+            f"SSL_CERT_FILE={bad}" in done.stdout and "fix: point it at a readable CA bundle or unset it" in done.stdout
+        )

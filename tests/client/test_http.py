@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,10 +23,10 @@ from usageledger._http import (
     ClientOptions,
     RetryPolicy,
     SyncHTTP,
-    _tls,
     decide_retry,
     encode_query,
     parse_retry_after,
+    tls_context,
 )
 from usageledger.errors import (
     APIConnectionError,
@@ -33,6 +34,7 @@ from usageledger.errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CertificateError,
     ConfigError,
     InsecureURLError,
     InternalServerError,
@@ -502,7 +504,7 @@ def test_the_clients_of_a_process_load_the_certificates_once(
     made: list[ssl.SSLContext] = []
     create = ssl.create_default_context
     monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: made.append(create(*a, **k)) or made[-1])
-    _tls.cache_clear()
+    tls_context.cache_clear()
     clients = [Client(FAKE_ADMIN_KEY, emulator_url) for _ in range(3)]
 
     async def page_async() -> int:
@@ -516,3 +518,22 @@ def test_the_clients_of_a_process_load_the_certificates_once(
     finally:
         for client in clients:
             client.close()
+
+
+def test_certificates_that_cannot_be_loaded_raise_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SSL_CERT_FILE naming a missing file: making a client raises CertificateError (a ConfigError) naming it and the
+    fix, not a bare OSError; with a transport of its own a client needs no certificates."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gone.pem"))
+    tls_context.cache_clear()
+    try:
+        with pytest.raises(CertificateError, match=r"SSL_CERT_FILE=.*gone\.pem: No such file or directory; point it"):
+            Client(FAKE_ADMIN_KEY, "https://api.openai.com/v1")
+        with pytest.raises(ConfigError):
+            AsyncClient(FAKE_ADMIN_KEY, "https://api.openai.com/v1")
+        Client(
+            FAKE_ADMIN_KEY, "https://api.openai.com/v1", transport=httpx.MockTransport(lambda r: httpx.Response(500))
+        ).close()
+    finally:
+        tls_context.cache_clear()

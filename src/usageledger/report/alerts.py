@@ -35,6 +35,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
+from usageledger._http import verify_for
 from usageledger._secrets import redact_url, redact_webhook
 from usageledger._sections import (
     ALERT_KEYS,
@@ -479,7 +480,7 @@ def post_webhook(
     """
     shown = redact_url(url)
     try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
+        with httpx.Client(timeout=timeout, transport=transport, verify=verify_for(transport)) as client:
             response = client.post(url, json=dict(payload))
     except httpx.HTTPError as exc:
         # `from None`: httpx's exception holds the whole URL, and a chained cause would carry it into tracebacks.

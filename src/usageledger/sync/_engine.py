@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
+from usageledger._http import tls_context
 from usageledger._secrets import mask_keys
 from usageledger.client import AsyncClient
 from usageledger.errors import StoreError, SyncError, UsageLedgerError
@@ -133,6 +134,9 @@ async def _run_locked(
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     runs: list[StreamRun] = []
+    # Made before the run is recorded: certificates that cannot be loaded (a CertificateError) end the sync with
+    # nothing written, not with a run left `running`.
+    inner = transport or httpx.AsyncHTTPTransport(retries=0, verify=tls_context())
     check_orgs(store, orgs, at=int(time.time()))
     reap_abandoned(store, at=int(time.time()), holding_sync_lock=True)
     for org in orgs:
@@ -155,7 +159,6 @@ async def _run_locked(
         requests += 1
         emit(RequestSent(requests))
 
-    inner = transport or httpx.AsyncHTTPTransport(retries=0)
     counting = _CountingTransport(inner, count_request)
     status = "interrupted"
     error: str | None = None
