@@ -272,7 +272,7 @@ def _check_org(
             "not sent: the base URL is refused",
         )
     except CertificateError as exc:
-        message, _, fix = str(exc).partition("; ")
+        message, _, fix = str(exc).rpartition("; ")  # the fix is the last part of the message
         return out + _unreachable(label, f"{url} (from {where_url}): {message}", fix, "not sent: no TLS certificates")
     except ConfigError as exc:
         return out + _unreachable(
