@@ -335,3 +335,26 @@ def test_two_syncs_on_one_postgres_store_serialise(pg_url: str, emulator_url: st
         assert second.query("SELECT COUNT(*) FROM costs") == [(0,)]
         first.release_sync_lock()
         assert run(second, emulator_url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 3 * DAY).ok
+
+
+def test_a_run_that_fails_as_it_starts_is_recorded_failed_not_left_running(duck: BaseStore, emulator_url: str) -> None:
+    """The caller's event handler raising on RunStarted (a progress display whose terminal went away): the run is
+    finished as failed and its streams as interrupted, nothing written, never left `running` for the next sync."""
+
+    def handler(event: object) -> None:
+        if type(event).__name__ == "RunStarted":
+            raise RuntimeError("the display went away")
+
+    stream = Stream.create("costs", "1d", ())
+    with pytest.raises(RuntimeError, match="display went away"):
+        sync(
+            duck,
+            [Org("main", FAKE_ADMIN_KEY, emulator_url)],
+            (stream,),
+            SyncOptions(since=START_90),
+            on_event=handler,
+            clock=lambda: EMULATOR_NOW,
+        )
+    assert duck.query("SELECT status, error FROM sync_runs") == [("failed", "RuntimeError")]
+    assert [s.last_status for s in duck.stream_states()] == ["interrupted"]  # unfinished, as after Ctrl-C
+    assert duck.query("SELECT COUNT(*) FROM costs") == [(0,)]

@@ -145,13 +145,6 @@ async def _run_locked(
             plan = plan_stream(org.name, stream, state.watermark, options, now=now)
             extent = store.stream_extent(org.name, stream)
             runs.append(StreamRun.start(plan, watermark=state.watermark, extent=extent))
-    store.begin_run(run_id, at=now, command=command, owner=this_process())
-    for r in runs:
-        # A stream with nothing to read is finished already; the others are `running` until their last commit.
-        status = "running" if r.plan.windows else "ok"
-        store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status=status)
-    emit(RunStarted(run_id, tuple(r.plan for r in runs)))
-
     requests = 0
 
     def count_request() -> None:
@@ -163,7 +156,13 @@ async def _run_locked(
     status = "interrupted"
     error: str | None = None
     clients: dict[str, AsyncClient] = {}
-    try:
+    store.begin_run(run_id, at=now, command=command, owner=this_process())
+    try:  # from here on, whatever happens, the run is finished (`finally`): never left `running`
+        for r in runs:
+            # A stream with nothing to read is finished already; the others are `running` until their last commit.
+            mark = "running" if r.plan.windows else "ok"
+            store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status=mark)
+        emit(RunStarted(run_id, tuple(r.plan for r in runs)))
         for org in orgs:
             clients[org.name] = AsyncClient(
                 api_key=org.api_key,
