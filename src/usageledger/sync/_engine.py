@@ -134,9 +134,10 @@ async def _run_locked(
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     runs: list[StreamRun] = []
-    # Made before the run is recorded: certificates that cannot be loaded (a CertificateError) end the sync with
-    # nothing written, not with a run left `running`.
-    inner = transport or httpx.AsyncHTTPTransport(retries=0, verify=tls_context())
+    # The certificates are loaded (once a process) before anything is recorded: ones that cannot be end the sync with
+    # a CertificateError and nothing written, not with a run left `running`.
+    if transport is None:
+        tls_context()
     check_orgs(store, orgs, at=int(time.time()))
     reap_abandoned(store, at=int(time.time()), holding_sync_lock=True)
     for org in orgs:
@@ -152,6 +153,7 @@ async def _run_locked(
         requests += 1
         emit(RequestSent(requests))
 
+    inner = transport or httpx.AsyncHTTPTransport(retries=0, verify=tls_context())
     counting = _CountingTransport(inner, count_request)
     status = "interrupted"
     error: str | None = None
