@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.store import open_store
-from usageledger.store._filelock import reader_turn, writer_pid
+from usageledger.store._filelock import ReaderSignal, reader_turn, writer_pid
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.reliability import cli, emulator_process, env, finish, run_cli, sync_args
@@ -248,6 +248,38 @@ def test_a_waiting_reader_never_gets_the_file_between_two_migrations(
         assert applied and statements > 3
         # Handing the file over before the first statement or after the last one is right; in between is not.
         assert set(asides) <= {0, statements}, f"the file was handed over after {asides} of {statements} statements"
+
+
+_READ_MIGRATIONS = """
+import sys
+from usageledger.store import open_existing_store
+try:
+    with open_existing_store(sys.argv[1]) as reader:
+        print(reader.query("SELECT COUNT(*) FROM schema_migrations")[0][0])
+except StoreError as exc:
+    print(exc)
+"""
+
+
+def test_a_reader_that_comes_before_the_first_migration_waits_for_the_whole_schema(tmp_path: Path) -> None:
+    """A reader that starts waiting after a sync created a new store but before it migrated it (a `status` typed
+    right after `sync`) gets the file once the schema is whole: it said "no usageledger store" when the writer's
+    watcher handed over the empty file."""
+    path = str(tmp_path / "new.duckdb")
+    with open_store(path, migrate=False) as store:  # the file exists, without a table yet
+        reader = subprocess.Popen([sys.executable, "-c", _READ_MIGRATIONS, path], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        signal = ReaderSignal(path)  # the writer's own probe, from a second descriptor
+        while not signal.waiting():
+            assert reader.poll() is None, reader.communicate()
+            assert time.monotonic() < deadline, "the reader never started waiting"
+            time.sleep(0.02)
+        signal.close()
+        time.sleep(0.5)  # ten of the writer's looks for a waiting reader
+        assert reader.poll() is None, reader.communicate()
+        applied = store.migrate()
+        out, _ = reader.communicate(timeout=60)
+    assert applied and out.strip() == str(len(applied))
 
 
 def _wait_as_reader(path: str, seconds: float) -> None:

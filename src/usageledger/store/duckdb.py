@@ -74,6 +74,9 @@ class DuckDBStore(BaseStore):
         self._on_wait = on_wait
         self._mutex = threading.RLock()
         self._busy = 0  # transactions and result streams in progress: the file may not be closed under them
+        # A writer gives the file to waiting readers only once it has migrated: before that the file may hold no
+        # schema yet (a store this open created) or an older one, and a reader would fail on it (see migrate()).
+        self._migrated = False
         self._writer: WriterLock | None = None
         self._readers: ReaderSignal | None = None
         self._turn = contextlib.ExitStack()  # a reader's turn, held until it closes
@@ -184,7 +187,9 @@ class DuckDBStore(BaseStore):
         """While idle (between transactions, waiting on the API), give the file to a waiting reader."""
         while not self._stop.wait(_WATCH_EVERY):
             readers = self._readers
-            if readers is None or not readers.waiting() or not self._mutex.acquire(blocking=False):
+            if readers is None or not self._migrated or not readers.waiting():
+                continue
+            if not self._mutex.acquire(blocking=False):
                 continue
             try:
                 if self._busy == 0:
@@ -197,7 +202,7 @@ class DuckDBStore(BaseStore):
         """The connection, held for the block; a writer first gives way to waiting readers, then reopens."""
         with self._mutex:
             if self._readers is not None and self._busy == 0:
-                if self._con is not None and self._readers.waiting():
+                if self._con is not None and self._migrated and self._readers.waiting():
                     self._step_aside()
                 if self._con is None:
                     self._con = self._open_writer()
@@ -206,14 +211,17 @@ class DuckDBStore(BaseStore):
             yield self._con
 
     def migrate(self) -> list[str]:
-        """:meth:`BaseStore.migrate`, holding the file throughout: a waiting reader gets its turn once the schema is
-        whole, never between two migrations (where it would see an older schema and say so)."""
+        """:meth:`BaseStore.migrate`, holding the file from the writer's open to the last migration: a waiting
+        reader gets its turn once the schema is whole, never before the first migration (a new file has no tables:
+        it would say there is no store) or between two (it would see an older schema and say so)."""
         with self._mutex:
             with self._use():
-                pass  # open (after any reader already waiting)
+                pass  # open if a reader had the file (it cannot get it from here on until the schema is whole)
             self._busy += 1
         try:
-            return super().migrate()
+            applied = super().migrate()
+            self._migrated = True
+            return applied
         finally:
             with self._mutex:
                 self._busy -= 1
