@@ -20,6 +20,7 @@ pytest_plugins: list[str] = [
     "fixtures.postgres",
     "fixtures.stores",
     "fixtures.scheduling",
+    "fixtures.zygote",
 ]
 
 # Modules whose tests start processes (CLI runs, emulator servers, kills), a browser or PostgreSQL, or fuzz at length:
