@@ -33,6 +33,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_careless.py",
         "test_cli_empty_values.py",
         "test_cli_filters.py",
+        "test_cli_forked.py",
         "test_cli_output.py",
         "test_cli_pipes.py",
         "test_cli_query.py",
