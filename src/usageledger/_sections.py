@@ -9,6 +9,8 @@ stay where users found them.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -119,6 +121,19 @@ def _positive_int(key: str, value: object, minimum: int) -> int:
     return value
 
 
+def key_path(where: str, key: object) -> str:
+    """``where.key`` for a message, the key as TOML would write it: bare when it is a bare key, else quoted with
+    its control characters escaped, so a key such as ``"a\\nb"`` keeps a refusal on one line and still says which
+    key is at fault. ``where`` empty: the key alone."""
+    text = str(key)
+    if not _BARE_KEY.fullmatch(text):
+        text = '"' + "".join(c if c.isprintable() and c not in '"\\' else json.dumps(c)[1:-1] for c in text) + '"'
+    return f"{where}.{text}" if where else text
+
+
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _budget(where: str, table: Mapping[str, object], keys: Sequence[str]) -> Budget:
     return Budget(
         daily=_money(f"{where}.daily_budget", table["daily_budget"]) if "daily_budget" in table else None,
@@ -129,7 +144,7 @@ def _budget(where: str, table: Mapping[str, object], keys: Sequence[str]) -> Bud
 def _check_keys(where: str, table: Mapping[str, object], allowed: Sequence[str]) -> None:
     for key in table:
         if key not in allowed:
-            raise ConfigError(f"{where}.{key}: unknown key; the known keys are: {', '.join(allowed)}")
+            raise ConfigError(f"{key_path(where, key)}: unknown key; the known keys are: {', '.join(allowed)}")
 
 
 def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") -> AlertConfig:
@@ -235,7 +250,7 @@ def names_from_mapping(data: Mapping[str, object], *, where: str = "names") -> N
     tables: dict[IdKind, Mapping[str, str]] = {}
     for kind, table in data.items():
         if kind not in KINDS:
-            raise ConfigError(f"{where}.{kind}: unknown section; use one of: {', '.join(KINDS)}")
+            raise ConfigError(f"{key_path(where, kind)}: unknown section; use one of: {', '.join(KINDS)}")
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}.{kind}: expected a table of id = name, got {type(table).__name__}")
         checked: dict[str, str] = {}
@@ -243,7 +258,9 @@ def names_from_mapping(data: Mapping[str, object], *, where: str = "names") -> N
             if not isinstance(key, str) or not key:
                 raise ConfigError(f"{where}.{kind}: IDs must be non-empty strings, got {key!r}")
             if not isinstance(name, str) or not name:
-                raise ConfigError(f"{where}.{kind}.{key}: the name must be a non-empty string, got {name!r}")
+                raise ConfigError(
+                    f"{key_path(f'{where}.{kind}', key)}: the name must be a non-empty string, got {name!r}"
+                )
             checked[key] = name
         tables[kind] = MappingProxyType(checked)
     return Names(
@@ -266,9 +283,13 @@ def parse_teams(section: Mapping[str, object], *, where: str = "teams") -> Mappi
         if not isinstance(team, str) or not team.strip():
             raise ConfigError(f"{where}: team names must be non-empty strings, got {team!r}")
         if not isinstance(projects, list) or not all(isinstance(p, str) and p for p in projects):
-            raise ConfigError(f'{where}.{team}: expected a list of project IDs, such as ["proj_abc"], got {projects!r}')
+            raise ConfigError(
+                f'{key_path(where, team)}: expected a list of project IDs, such as ["proj_abc"], got {projects!r}'
+            )
         for project in projects:
             other = teams.setdefault(project, team)
             if other != team:
-                raise ConfigError(f"{where}.{team}: project {project} is already in team {other}; list it once")
+                raise ConfigError(
+                    f"{key_path(where, team)}: project {project} is already in team {other}; list it once"
+                )
     return MappingProxyType(teams)

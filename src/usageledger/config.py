@@ -22,7 +22,7 @@ from typing import Any, Final
 from usageledger import catalogue, timeutil
 from usageledger._paths import is_duckdb_file
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
-from usageledger._sections import names_from_mapping, parse_alert_config, parse_teams
+from usageledger._sections import key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -325,8 +325,7 @@ def _stream(table: Mapping[str, Any], where: str) -> Stream:
 def _no_unknown(table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
     for key in table:
         if key not in known:
-            name = f"{where}.{key}" if where else key
-            raise ConfigError(f"{name}: unknown key; expected one of: {', '.join(known)}")
+            raise ConfigError(f"{key_path(where, key)}: unknown key; expected one of: {', '.join(known)}")
 
 
 def _table(value: Any, key: str) -> Mapping[str, Any]:

@@ -140,6 +140,30 @@ def test_bad_configs_name_the_key(tmp_path: Path, text: str, key: str | None) ->
 
 
 @pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[store]\n"\\n" = ""', 'store."\\n"'),
+        ('"a\\tb" = 1', '"a\\tb"'),
+        ('[sync]\n"lag days" = 1', 'sync."lag days"'),
+        ('[[orgs]]\nname = "a"\n"x\\u2028y" = 1', 'orgs[0]."x\\u2028y"'),
+        ('[alerts]\n"\\r" = 1', 'alerts."\\r"'),
+        ('[names]\n"pro\\njects" = {}', 'names."pro\\njects"'),
+        ('[names.projects]\n"proj\\n1" = ""', 'names.projects."proj\\n1"'),
+        ('[teams]\n"a\\nteam" = "proj_1"', 'teams."a\\nteam"'),
+    ],
+)
+def test_a_key_with_control_characters_is_named_on_one_line(tmp_path: Path, text: str, key: str) -> None:
+    """A quoted key holding a newline, tab or line separator made a refusal span two lines; it is named as TOML
+    writes it (quoted, escaped), so the message stays one line and still says which key is at fault."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{key}:"), message
+    assert len(message.splitlines()) == 1, message
+
+
+@pytest.mark.parametrize(
     ("text", "key", "fix"),
     [
         ("[sync]\nsince = 90", "sync.since", 'since = "90d"'),
