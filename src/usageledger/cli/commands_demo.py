@@ -29,9 +29,9 @@ def demo(
         bool, typer.Option("--remove", help="Delete every synthetic org (the demo's, the emulator's) from --store.")
     ] = False,
 ) -> None:
-    """Start the emulator in-process, sync the last 30 days of every default stream into a DuckDB file of its own
-    (usageledger-demo.duckdb), and print the report from it. No key, no network; run it again and the sync is
-    incremental. The demo refuses a store that holds real data."""
+    """Start the emulator in-process, sync the last 60 days of every default stream into a DuckDB file of its own
+    (usageledger-demo.duckdb), and print the report of the last 30 (against the 30 before). No key, no network;
+    run it again and the sync is incremental. The demo refuses a store that holds real data."""
     if remove:
         _remove(store)
         return
