@@ -37,8 +37,8 @@ COMMANDS: Final[tuple[Command, ...]] = (
     Command(
         "demo",
         "commands_demo",
-        "Start the emulator in-process, sync the last 30 days of every default stream into a DuckDB file of its own"
-        " (usageledger-demo.duckdb), and print the report from it.",
+        "Start the emulator in-process, sync the last 60 days of every default stream into a DuckDB file of its own"
+        " (usageledger-demo.duckdb), and print the report of the last 30 (against the 30 before).",
     ),
     Command(
         "report",
