@@ -9,7 +9,6 @@ stay where users found them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from usageledger._text import one_line
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.timeutil import parse_duration
 
@@ -127,7 +127,7 @@ def key_path(where: str, key: object) -> str:
     key is at fault. ``where`` empty: the key alone."""
     text = str(key)
     if not _BARE_KEY.fullmatch(text):
-        text = '"' + "".join(c if c.isprintable() and c not in '"\\' else json.dumps(c)[1:-1] for c in text) + '"'
+        text = '"' + one_line(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return f"{where}.{text}" if where else text
 
 

@@ -334,3 +334,26 @@ def test_certificates_that_cannot_be_loaded_are_one_line_naming_the_variable(tmp
         assert (
             f"SSL_CERT_FILE={bad}" in done.stdout and "fix: point it at a readable CA bundle or unset it" in done.stdout
         )
+
+
+@pytest.mark.parametrize(
+    ("toml", "shown"),
+    [
+        ('[[streams]]\nendpoint = "costs"\nfilters = { "a\\nb" = 1 }', "streams[0].filters.a\\nb:"),
+        ('[[streams]]\nendpoint = "costs"\ngroup_by = ["pro\\nject_id"]', "'pro\\nject_id'"),
+        ('[[streams]]\nendpoint = "costs"\ngroup_by = ["\\u001b[2Jx"]', "'\\u001b[2Jx'"),
+        ('[store]\n"\\r" = 1', 'store."\\r":'),
+    ],
+    ids=["newline in a filter name", "newline in a value", "escape sequence in a value", "carriage return in a key"],
+)
+def test_an_error_that_quotes_what_was_typed_stays_one_line(
+    toml: str, shown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config value or key holding a newline or an escape sequence split the error over two lines (or could clear
+    the screen): every `error:` line shows such characters as escapes, on one line."""
+    (tmp_path / "usageledger.toml").write_text(toml, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["status"])
+    assert done.exit_code == 1, done.output
+    assert len(done.output.splitlines()) == 1 and done.output.startswith("error: "), done.output
+    assert "\x1b" not in done.output and shown in done.output, done.output

@@ -253,9 +253,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     from rich.markup import escape
 
     from usageledger._secrets import mask_keys
+    from usageledger._text import one_line
 
-    # The message is plain text: a config section such as [store] in it must print as written, not as markup.
-    _err_console().print(f"[bold red]error:[/] {escape(mask_keys(message))}", highlight=False, soft_wrap=True)
+    # The message is plain text: a config section such as [store] in it must print as written, not as markup. It
+    # may quote what the user typed, newlines and escape sequences included: those print as escapes, on one line.
+    _err_console().print(f"[bold red]error:[/] {escape(one_line(mask_keys(message)))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

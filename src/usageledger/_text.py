@@ -1,0 +1,16 @@
+"""Text that must print on one line: an error names what the user typed, and what they typed may hold anything."""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["one_line"]
+
+
+def one_line(text: str) -> str:
+    """``text`` with each character that is not printable (a newline, a carriage return, a tab, an escape sequence's
+    ESC, a line separator) written as its JSON escape (``\\n``, ``\\u001b``): it prints on one line, cannot drive
+    the terminal, and still shows which character was there."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
