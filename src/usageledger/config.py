@@ -10,6 +10,7 @@ otherwise it is refused, with the ``chmod 600`` fix.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -279,11 +280,23 @@ def check_sync_int(key: str, value: Any, *, name: str | None = None) -> int:
     return _int(value, name or f"sync.{key}", minimum=low, maximum=high)
 
 
+def _shown_name(name: str) -> str:
+    """``name`` as it was probably meant: unprintable characters as spaces, spaces trimmed and collapsed."""
+    return " ".join("".join(c if c.isprintable() else " " for c in name).split()) or "acme"
+
+
 def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
     _no_unknown(table, ("name", "key_env", "base_url", "api_key"), where)
     if "name" not in table:
         raise ConfigError(f"{where}.name: missing (every [[orgs]] entry needs a name)")
     name = _str(table["name"], f"{where}.name")
+    if name != name.strip() or not name.isprintable():
+        # The name is how reports, `--org` and the store's org column say the organisation: a stray space or
+        # newline would make a second org that no one can type.
+        raise ConfigError(
+            f"{where}.name: {name!r} has spaces at either end or a character that does not print; write the name"
+            f" as it should be shown, e.g. name = {json.dumps(_shown_name(name))}"
+        )
     key_env = _str(table.get("key_env", ADMIN_KEY_ENV), f"{where}.key_env")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
         if _SECRET.search(key_env) or key_env.startswith("sk-"):
