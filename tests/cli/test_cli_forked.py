@@ -30,7 +30,7 @@ def _both(args: list[str], **kwargs: object) -> tuple[tuple[int, str, str], tupl
         proc = popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
         stdout, stderr = proc.communicate(timeout=120)
         if forked:
-            assert proc._zygote_done, "the run was not forked"
+            assert proc.forked, "the run was not forked"
         out.append((proc.returncode, stdout, stderr))
     return out[0], out[1]
 
@@ -84,4 +84,4 @@ def test_an_import_time_variable_starts_a_fresh_interpreter() -> None:
     proc = ZygotePopen([*CLI, "version"], stdout=subprocess.PIPE, text=True, env=env)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out.strip()
-    assert not getattr(proc, "_zygote_done", False)
+    assert not proc.forked
