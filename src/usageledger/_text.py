@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["one_line"]
+__all__ = ["counted", "one_line"]
 
 
 def one_line(text: str) -> str:
@@ -14,3 +14,9 @@ def one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` with thousands separators and ``noun`` agreeing with it: ``1 file``, ``0 files``, ``12,500 rows``
+    (``plural`` where adding an *s* is wrong)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -172,7 +172,7 @@ def test_the_cli_exports_then_merges_and_refuses_filters_in_one_line(tmp_path: P
     args = ["export", "--format", "delta", "--store", db, "--endpoint", "costs", "--output", str(tmp_path / "lake")]
     first = runner.invoke(app, args, terminal_width=200)
     assert first.exit_code == 0, first.output
-    assert f"Exported {rows:,} rows to {tmp_path / 'lake'} as 1 Delta tables (3 of 3 month partitions written)." in (
+    assert f"Exported {rows:,} rows to {tmp_path / 'lake'} as 1 Delta table (3 of 3 month partitions written)." in (
         first.stderr
     )
     second = runner.invoke(app, args, terminal_width=200)

@@ -125,6 +125,7 @@ def test_export_onto_an_explicit_config_is_refused(synced: Path) -> None:
     fine = CliRunner().invoke(app, ["export", "-e", "costs", "--config", str(moved), "-o", "costs.csv"])
     assert fine.exit_code == 0, fine.output
     assert (synced / "costs.csv").read_text().startswith("org,stream,bucket_start")
+    assert fine.stderr.rstrip().endswith("rows to costs.csv (1 file).")  # not "(1 files)"
 
 
 def test_same_file_compares_real_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

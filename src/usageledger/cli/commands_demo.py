@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from usageledger import timeutil
+from usageledger._text import counted
 from usageledger.cli._app import app, console, fail, friendly_errors
 from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
@@ -96,5 +97,5 @@ def _remove(store: str) -> None:
     if not removed:
         console.print(f"No synthetic org in {shown}: nothing removed.", highlight=False)
         return
-    what = ", ".join(f"{org} ({rows:,} rows)" for org, rows in removed)
+    what = ", ".join(f"{org} ({counted(rows, 'row')})" for org, rows in removed)
     console.print(f"Removed the synthetic org(s) {what} from {shown}.", highlight=False)

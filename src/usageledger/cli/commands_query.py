@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
+from usageledger._text import counted
 from usageledger.catalogue import BUCKET_SECONDS
 from usageledger.cli import _filters
 from usageledger.cli._app import (
@@ -140,7 +141,8 @@ def estimate_note(query: Query, width: catalogue.BucketWidth, output: str) -> st
     if output == "table":
         narrow += f"; a table shows at most {TABLE_MAX_ROWS:,} rows, -f csv or jsonl streams them all"
     return (
-        f"warning: this query may take up to {len(windows):,} requests ({buckets:,} buckets of {width}, "
+        f"warning: this query may take up to {counted(len(windows), 'request')}"
+        f" ({counted(buckets, 'bucket')} of {width}, "
         f"at most {most:,} per request); {narrow}"
     )
 

@@ -18,6 +18,7 @@ from usageledger import catalogue, rules, timeutil
 from usageledger._options import base_url_from, check_base_url
 from usageledger._paths import same_file
 from usageledger._secrets import redact_url_password
+from usageledger._text import counted
 from usageledger.catalogue import BucketWidth
 from usageledger.cli import _filters
 from usageledger.cli._app import (
@@ -233,7 +234,7 @@ class _ProgressView:
             key = (event.org, event.stream)
             self.rows[key] += event.counts.rows
             self.total_rows += event.counts.rows
-            self.progress.update(self.tasks[key], advance=1, detail=f"{self.rows[key]:,} rows")
+            self.progress.update(self.tasks[key], advance=1, detail=counted(self.rows[key], "row"))
             if self.total is not None:
                 self.progress.update(self.total, advance=1)
             self._header()
@@ -243,14 +244,16 @@ class _ProgressView:
 
     def _header(self) -> None:
         if self.total is not None:
-            self.progress.update(self.total, detail=f"{self.requests:,} requests, {self.total_rows:,} rows")
+            self.progress.update(
+                self.total, detail=f"{counted(self.requests, 'request')}, {counted(self.total_rows, 'row')}"
+            )
 
 
 def _summary(result: Any) -> DataTable:
     """Rows inserted, updated, unchanged and deleted per stream (watermarks are in `usageledger status`)."""
     several = len({s.org for s in result.streams}) > 1
     table = DataTable(
-        f"Synced: {result.requests:,} requests in {result.elapsed:.1f}s",
+        f"Synced: {counted(result.requests, 'request')} in {result.elapsed:.1f}s",
         label("stream"),
         *(number(col) for col in ("windows", "inserted", "updated", "unchanged", "deleted")),
         label("status"),
@@ -570,7 +573,10 @@ def export_command(
             changed_since=changed_at,
         )
     if output != "-":
-        err_console.print(f"Exported {result.total:,} rows to {output} ({len(result.files)} files).", highlight=False)
+        err_console.print(
+            f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).",
+            highlight=False,
+        )
 
 
 def _export_focus(
@@ -641,8 +647,8 @@ def _export_delta(
             protect={} if config.path is None else {"the config file in use": config.path},
         )
     err_console.print(
-        f"Exported {result.total:,} rows to {output} as {len(result.tables)} Delta tables "
-        f"({result.rewritten} of {result.months} month partitions written).",
+        f"Exported {counted(result.total, 'row')} to {output} as {counted(len(result.tables), 'Delta table')} "
+        f"({result.rewritten:,} of {counted(result.months, 'month partition')} written).",
         highlight=False,
         markup=False,
         soft_wrap=True,

@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from usageledger._text import counted
 from usageledger.report.alerts import AnomalyRule, CheckResult
 from usageledger.report.finality import first_provisional
 from usageledger.report.forecast_out import adjustment_line
@@ -231,7 +232,7 @@ def render_changes(changes: Changes, names: Names | None = None) -> RenderableTy
         Text.assemble(
             ("Restatements ", "bold"),
             " ".join(span) or "(all)",
-            f": {len(rows):,} changed values in {len(buckets):,} buckets; spend restated by"
+            f": {counted(len(rows), 'changed value')} in {counted(len(buckets), 'bucket')}; spend restated by"
             f" {format_signed_money(changes.spend_delta, 'usd')}",
         )
     ]
@@ -271,7 +272,11 @@ def render_changes(changes: Changes, names: Names | None = None) -> RenderableTy
         parts.append(table)
     if hidden:
         parts.append(
-            Text(f"{hidden:,} restated token breakdowns (cached, audio, ...) are in --format json.", style="dim")
+            Text(
+                f"{counted(hidden, 'restated token breakdown')} (cached, audio, ...)"
+                f" {'is' if hidden == 1 else 'are'} in --format json.",
+                style="dim",
+            )
         )
     if any(r.after_close for r in rows):
         parts.append(
