@@ -40,6 +40,7 @@ from usageledger._options import (
     retry_from,
 )
 from usageledger._paging import AsyncPaged, Paged
+from usageledger._text import counted
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.errors import ConfigError, PaginationError, ParameterError
 from usageledger.models import Bucket, UsageResponse, decode_page
@@ -246,7 +247,7 @@ class _QueryBase(Generic[C]):
         p = self._spec.params
         return (
             f"{type(self).__name__}({self.endpoint.name!r}, [{p.start_time}, {p.end_time}), {p.bucket_width}, "
-            f"{len(self.windows)} window(s))"
+            f"{counted(len(self.windows), 'window')})"
         )
 
 

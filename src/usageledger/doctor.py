@@ -28,6 +28,7 @@ import httpx
 
 from usageledger import timeutil
 from usageledger._secrets import exposure, holds_key, mask_keys, redact_url_password
+from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_PREFIX, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.client import Client
 from usageledger.config import Config, OrgConfig, find_config, load_config
@@ -162,7 +163,7 @@ def _check_config(config_path: str | Path | None, findings: list[Finding]) -> Co
         return None
     orgs = ", ".join(o.name for o in config.effective_orgs)
     findings.append(
-        Finding("config", "ok", f"{path} is valid (orgs: {orgs}; {len(config.effective_streams)} stream(s))")
+        Finding("config", "ok", f"{path} is valid (orgs: {orgs}; {counted(len(config.effective_streams), 'stream')})")
     )
     return config
 
@@ -383,7 +384,10 @@ def _check_store_in_use(url: str, shown: str, pid: int) -> list[Finding]:
         )
     ]
     if pending:
-        return [*out, Finding("migrations", "ok", f"{len(pending)} migration(s) to apply; the running sync does that")]
+        return [
+            *out,
+            Finding("migrations", "ok", f"{counted(len(pending), 'migration')} to apply; the running sync does that"),
+        ]
     return [*out, Finding("migrations", "ok", "the schema is current")]
 
 
@@ -453,7 +457,7 @@ def _check_store(url: str) -> list[Finding]:
             Finding(
                 "migrations",
                 "fail",
-                f"{len(pending)} migration(s) not applied yet: {', '.join(pending)}",
+                f"{counted(len(pending), 'migration')} not applied yet: {', '.join(pending)}",
                 "run `usageledger sync` (it applies them before syncing)",
             ),
         ]

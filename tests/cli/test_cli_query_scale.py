@@ -73,7 +73,7 @@ def test_a_table_stops_at_the_cap_and_says_so(run, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(commands_query, "TABLE_MAX_ROWS", 1_500)  # the same rule, rendered faster
     result = run(*WIDE)
     assert result.exit_code == 0, result.output
-    assert "completions: 1500 row(s)" in result.stdout
+    assert "completions: 1,500 rows" in result.stdout
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
     assert notes == ["note: the table stops at 1,500 rows; use --limit-rows, or -f csv or jsonl for every row"]
     warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]

@@ -99,7 +99,7 @@ def test_a_real_sync_refuses_a_store_that_holds_the_demo_until_it_is_removed(
 
     removed = CliRunner().invoke(app, ["demo", "--remove", "--store", str(path)])
     assert removed.exit_code == 0, removed.output
-    assert "Removed the synthetic org(s) demo" in removed.output
+    assert "Removed the synthetic org demo" in removed.output
     with open_store(path) as store:
         assert store.orgs() == [] and _org_rows(store) == {}
         _real_sync(store, emulator)

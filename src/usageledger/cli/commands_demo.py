@@ -98,4 +98,6 @@ def _remove(store: str) -> None:
         console.print(f"No synthetic org in {shown}: nothing removed.", highlight=False)
         return
     what = ", ".join(f"{org} ({counted(rows, 'row')})" for org, rows in removed)
-    console.print(f"Removed the synthetic org(s) {what} from {shown}.", highlight=False)
+    console.print(
+        f"Removed the synthetic {'org' if len(removed) == 1 else 'orgs'} {what} from {shown}.", highlight=False
+    )

@@ -8,6 +8,7 @@ from typing import Annotated, Final
 import typer
 from rich.markup import escape
 
+from usageledger._text import counted
 from usageledger.cli._app import Insecure, Verbose, app, console, friendly_errors, setup_logging
 from usageledger.doctor import Diagnosis, Finding, diagnose
 
@@ -30,7 +31,7 @@ def render(diagnosis: Diagnosis) -> None:
         _render(finding)
     failed = len(diagnosis.failures)
     if failed:
-        console.print(f"[bold red]{failed} problem(s) found.[/]", highlight=False)
+        console.print(f"[bold red]{counted(failed, 'problem')} found.[/]", highlight=False)
     else:
         console.print("[green]All checks passed.[/]", highlight=False)
 

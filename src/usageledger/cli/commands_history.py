@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from usageledger import timeutil
+from usageledger._text import counted
 from usageledger.cli._app import FormatOpt, app, console, friendly_errors, open_for_reading
 from usageledger.cli.commands_report import ConfigOpt, NamesOpt, OrgOpt, StoreOpt, _names
 from usageledger.config import load_config
@@ -96,7 +97,7 @@ def close(
         if reopen:
             count = reopen_month(db, first, orgs)
             console.print(
-                f"Reopened {first:%Y-%m} for {count} org(s)." if count else f"{first:%Y-%m} was not closed.",
+                f"Reopened {first:%Y-%m} for {counted(count, 'org')}." if count else f"{first:%Y-%m} was not closed.",
                 highlight=False,
             )
             return

@@ -68,7 +68,7 @@ def _print_table(endpoint: catalogue.Endpoint, found: list[rows.Row]) -> None:
 
     def build(columns: list[catalogue.Column]) -> DataTable:
         table = DataTable(
-            f"{endpoint.name}: {len(found)} row(s)",
+            f"{endpoint.name}: {counted(len(found), 'row')}",
             number("bucket_start"),
             *(number(c.name) if c.type in ("int", "decimal") else label(c.name) for c in columns),
         )
@@ -88,7 +88,7 @@ def _print_table(endpoint: catalogue.Endpoint, found: list[rows.Row]) -> None:
     console.print(table)
     if hidden:
         console.print(
-            f"{hidden} more column(s) hidden to fit the terminal; use --format csv or jsonl for all.",
+            f"{counted(hidden, 'more column')} hidden to fit the terminal; use --format csv or jsonl for all.",
             style="dim",
             highlight=False,
         )

@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal
 import typer
 from rich.console import RenderableType
 
+from usageledger._text import counted
 from usageledger.cli._app import (
     FormatOpt,
     FxOpt,
@@ -474,6 +475,8 @@ def check(
             # The alerts fired whether or not the webhook heard of them: exit 3 still, with the failure on stderr.
             say(f"error: {exc}")
         else:
-            err_console.print(f"webhook: delivered {len(result.alerts)} alert(s) (HTTP {status})", highlight=False)
+            err_console.print(
+                f"webhook: delivered {counted(len(result.alerts), 'alert')} (HTTP {status})", highlight=False
+            )
     if result.alerts:
         raise typer.Exit(EXIT_FINDINGS)

@@ -45,6 +45,7 @@ from usageledger._sections import (
     Budget,
     parse_alert_config,
 )
+from usageledger._text import counted
 from usageledger.errors import AlertDeliveryError, UsageLedgerError
 from usageledger.report.credit import credit_balance
 from usageledger.report.finality import FinalEdges, final_only_sql
@@ -350,7 +351,8 @@ def run_checks(
     if restated_over is not None:
         moved = [a for a in adjustments if abs(a.amount) > restated_over]
         checks.append(
-            f"restated: {len(adjustments)} closed-month figure(s) moved since closing, {len(moved)} by more than"
+            f"restated: {counted(len(adjustments), 'closed-month figure')} moved since closing,"
+            f" {len(moved)} by more than"
             f" {format_money(restated_over, currency)}"
         )
         for a in moved:
@@ -438,7 +440,9 @@ def _stale_key_alerts(db: Database, limit: timedelta, now: datetime, org: str | 
     """One alert per key flagged by the ``keys`` rules with ``limit`` for both spans."""
     data = build_keys(db, start=now - limit, end=now, now=now, org=org, rules=KeyRules(limit, limit))
     live = sum(1 for k in data.keys if k.status == "active")
-    checks = [f"stale keys: {live} existing API key(s) checked against {_hours(limit)}, {len(data.flagged)} flagged"]
+    checks = [
+        f"stale keys: {counted(live, 'existing API key')} checked against {_hours(limit)}, {len(data.flagged)} flagged"
+    ]
     alerts = [
         Alert(
             "stale_key",

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
+from usageledger._text import counted
 from usageledger.errors import ParameterError
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
 from usageledger.store import table_for
@@ -195,7 +196,7 @@ def fx_note(rates: FxRates, used: list[tuple[date, Decimal]]) -> str:
         return f"Converted to {rates.currency} with {rates.source}: no day with costs, so no rate was used."
     values = [r for _, r in used]
     return (
-        f"Converted from USD to {rates.currency} at each day's rate from {rates.source}: {len(used)} day(s), "
+        f"Converted from USD to {rates.currency} at each day's rate from {rates.source}: {counted(len(used), 'day')}, "
         f"{used[0][0]} to {used[-1][0]}, {min(values)} to {max(values)} {rates.currency} per USD."
     )
 

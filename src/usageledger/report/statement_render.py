@@ -19,6 +19,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger import timeutil
+from usageledger._text import counted
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import decimal_string
 from usageledger.report.names import Names
@@ -94,7 +95,8 @@ def statement_summary(statements: MonthStatements, names: Names | None = None) -
     if statements.rates:
         rates = [r for _, r in statements.rates]
         said.append(
-            f"Converted from USD to {cur} at each day's rate: {len(rates)} day(s), {min(rates)} to {max(rates)} "
+            f"Converted from USD to {cur} at each day's rate: {counted(len(rates), 'day')},"
+            f" {min(rates)} to {max(rates)} "
             f"{cur} per USD (the JSON and CSV list every day's rate)."
         )
     said += _closed_sentences(statements)

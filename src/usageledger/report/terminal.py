@@ -326,7 +326,8 @@ def render_reconcile(result: ReconcileResult) -> RenderableType:
         several = len({r.org for r in result.rows}) > 1
         headers = [number("day"), label("model"), *(number(h) for h in ("usage", "costs", "costs − usage", "%"))]
         table = DataTable(
-            f"{len(diffs)} difference(s) beyond the tolerance", *([label("org"), *headers] if several else headers)
+            f"{counted(len(diffs), 'difference')} beyond the tolerance",
+            *([label("org"), *headers] if several else headers),
         )
         for r in diffs:
             cells = [

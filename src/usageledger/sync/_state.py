@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from usageledger import rules, timeutil
+from usageledger._text import counted
 from usageledger.models import Bucket
 from usageledger.store import BaseStore, PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.store.schema import table_for
@@ -93,7 +94,7 @@ class StreamRun:
         """At the end of a run: a stream without an error must have taken every window."""
         if self.error is None and not self.all_taken:  # pragma: no cover - every job commits or records an error
             missing = len(self.taken) - sum(self.taken)
-            self.error = f"stream {self.plan.label}: {missing} window(s) were not written"
+            self.error = f"stream {self.plan.label}: {counted(missing, 'window')} not written"
 
     def result(self) -> StreamResult:
         return StreamResult(
