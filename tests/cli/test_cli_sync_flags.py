@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,35 @@ def test_plain_http_off_loopback_names_the_flag(
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--allow-insecure-http" in lines[0] and "usage.invalid" in lines[0], lines
+
+
+def test_endpoints_orgs_and_streams_take_a_comma_list_as_group_by_does(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync -e images,costs` syncs both (it was refused as one unknown endpoint 'images,costs'), and export's
+    --endpoint, --org and --stream read a comma list the same way; an empty part is refused, never dropped."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    store = tmp_path / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    result = CliRunner().invoke(app, [*argv, "-e", "images,costs", "--since", "3d"])
+    assert result.exit_code == 0, result.output
+    status = CliRunner().invoke(app, ["status", "--store", str(store), "--format", "json"])
+    assert status.exit_code == 0, status.output
+    assert sorted(s["stream"].split(".")[0] for s in json.loads(status.stdout)["streams"]) == ["costs", "images"]
+
+    streams = sorted(s["stream"] for s in json.loads(status.stdout)["streams"])
+    out = tmp_path / "out"
+    export = ["export", "--store", str(store), "-o", str(out)]
+    both = CliRunner().invoke(app, [*export, "-e", "images,costs", "--org", "default,default"])
+    assert both.exit_code == 0, both.output
+    assert sorted(p.name for p in out.iterdir()) == ["costs.csv", "usage_images.csv"]
+    one = CliRunner().invoke(app, [*export, "-o", str(tmp_path / "s.jsonl"), "-f", "jsonl", "--stream", streams[0]])
+    assert one.exit_code == 0, one.output
+    by_stream = CliRunner().invoke(app, [*export, "-o", "-", "-f", "jsonl", "--stream", ",".join(streams)])
+    assert {json.loads(line)["stream"] for line in by_stream.stdout.splitlines()} == set(streams)
+
+    for command in (["sync", *argv[1:], "-e", "images,"], [*export, "-e", "images,,costs"], [*export, "--org", ","]):
+        refused = CliRunner().invoke(app, command)
+        assert refused.exit_code == 1, refused.output
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "holds an empty value" in lines[0], lines

@@ -286,7 +286,10 @@ def sync_command(
     endpoint: Annotated[
         list[str] | None,
         typer.Option(
-            "--endpoint", "-e", help=f"Endpoint(s): {', '.join(catalogue.ENDPOINT_NAMES)}.", rich_help_panel=_STREAMS
+            "--endpoint",
+            "-e",
+            help=f"Endpoints, repeated or comma-separated: {', '.join(catalogue.ENDPOINT_NAMES)}.",
+            rich_help_panel=_STREAMS,
         ),
     ] = None,
     bucket_width: Annotated[
@@ -366,7 +369,8 @@ def sync_command(
     config = load_config(config_path)
     clock_now = timeutil.to_unix(now, param="--now") if now is not None else None
     current = clock_now if clock_now is not None else timeutil.now_unix()
-    streams = _streams_from_flags(config, endpoint or [], bucket_width, group_by, filters or [], filter_values)
+    endpoints = comma_list("--endpoint", endpoint) or []
+    streams = _streams_from_flags(config, endpoints, bucket_width, group_by, filters or [], filter_values)
     chosen = config.effective_orgs
     wanted = comma_list("--org", org)
     if wanted:  # a shard: this worker syncs these orgs only (repeated, or a comma list)
@@ -465,11 +469,18 @@ def export_command(
     output: Annotated[
         str, typer.Option("--output", "-o", help="A file, a directory (one file per endpoint), or - for stdout.")
     ] = "-",
-    endpoint: Annotated[list[str] | None, typer.Option("--endpoint", "-e", help="Only these endpoints.")] = None,
+    endpoint: Annotated[
+        list[str] | None, typer.Option("--endpoint", "-e", help="Only these endpoints (repeated or comma-separated).")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="Buckets starting at or after this time.")] = None,
     until: Annotated[str | None, typer.Option(help="Buckets starting before this time.")] = None,
-    org: Annotated[list[str] | None, typer.Option("--org", help="Only these orgs.")] = None,
-    stream: Annotated[list[str] | None, typer.Option("--stream", help="Only these stream ids (see `status`).")] = None,
+    org: Annotated[
+        list[str] | None, typer.Option("--org", help="Only these orgs (repeated or comma-separated).")
+    ] = None,
+    stream: Annotated[
+        list[str] | None,
+        typer.Option("--stream", help="Only these stream ids (see `status`), repeated or comma-separated."),
+    ] = None,
     partition_by: Annotated[
         Literal["day"] | None, typer.Option("--partition-by", help="Hive-partition a Parquet export by day.")
     ] = None,
@@ -513,6 +524,9 @@ def export_command(
     as FOCUS 1.2 rows."""
     from usageledger.export import export
 
+    endpoint = comma_list("--endpoint", endpoint)
+    org = comma_list("--org", org)
+    stream = comma_list("--stream", stream)
     config = load_config(config_path)
     now = timeutil.now_unix()
     since_at, until_at = _since(since, now), _time(until, "--until", now)
