@@ -30,21 +30,22 @@ _MIN_DIGITS: Final = 10
 """A time given as a digit string has at least ten digits (September 2001 on); shorter is a span missing its unit."""
 
 
-def parse_duration(text: object, *, param: str = "duration") -> float:
+def parse_duration(text: object, *, param: str = "duration", units: tuple[str, str] = ("h", "d")) -> float:
     """Seconds in a span such as ``100ms``, ``15m``, ``36h``, ``90d`` or ``2w``.
 
     The only duration parser: config keys and CLI flags all come here. A bare number (``90``, ``"36"``) is
-    refused, because whether it meant seconds, hours or days cannot be told.
+    refused, because whether it meant seconds, hours or days cannot be told; the refusal suggests the number in
+    ``units``, the two a value of ``param`` is usually written in (``("ms", "s")`` for a latency).
     """
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ParameterError(param, f"expected a duration, got {_shown(text)}; use {_DURATION_HELP}")
     if not isinstance(text, str):
-        raise ParameterError(param, _no_unit(_shown(text)))
+        raise ParameterError(param, _no_unit(_shown(text), units))
     stripped = text.strip()
     match = _DURATION.match(stripped)
     if match is None:
         if _BARE_NUMBER.match(stripped):
-            raise ParameterError(param, _no_unit(_shown(stripped)[1:-1]))
+            raise ParameterError(param, _no_unit(_shown(stripped)[1:-1], units))
         raise ParameterError(param, f"cannot read {_shown(text)} as a duration; use {_DURATION_HELP}")
     value = float(match.group(1)) * _UNITS[match.group(2)]
     if not math.isfinite(value):
@@ -53,11 +54,12 @@ def parse_duration(text: object, *, param: str = "duration") -> float:
     return value
 
 
-def _no_unit(number: str) -> str:
+def _no_unit(number: str, units: tuple[str, str]) -> str:
     """The message for a number given where a duration is expected: which unit it was meant in is unknowable."""
+    first, second = units
     if len(number) > 20 or not re.fullmatch(r"\d+(\.\d+)?", number):
-        return f"{number} has no unit; write a number and a unit ({_UNITS_HELP}), e.g. 36h or 90d"
-    return f"{number} has no unit; write {number}h or {number}d ({_UNITS_HELP})"
+        return f"{number} has no unit; write a number and a unit ({_UNITS_HELP}), e.g. 36{first} or 90{second}"
+    return f"{number} has no unit; write {number}{first} or {number}{second} ({_UNITS_HELP})"
 
 
 def now_unix(clock: float | None = None) -> int:

@@ -45,6 +45,10 @@ def test_emulator_refuses_latency_without_a_unit(runner: CliRunner) -> None:
     """Every duration flag goes through the one parser: `emulator --latency 50` is refused naming the flag."""
     result = runner.invoke(app, ["emulator", "--latency", "50"])
     assert result.exit_code != 0 and "--latency: 50 has no unit" in result.stderr
+    # the fix it suggests is in a latency's units, not 50h or 50d
+    assert "write 50ms or 50s" in result.stderr, result.stderr
+    every = runner.invoke(app, ["serve", "--sync-every", "15"])
+    assert every.exit_code == 1 and "--sync-every: 15 has no unit; write 15m or 15h" in every.stderr, every.stderr
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--models", ""), ("--project-ids", ",,"), ("--models", "a,,b")])

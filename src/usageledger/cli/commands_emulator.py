@@ -136,8 +136,8 @@ def emulator(
         )
     try:
         faults = FaultConfig(
-            latency=timeutil.parse_duration(latency, param="--latency"),
-            jitter=timeutil.parse_duration(jitter, param="--jitter"),
+            latency=timeutil.parse_duration(latency, param="--latency", units=("ms", "s")),
+            jitter=timeutil.parse_duration(jitter, param="--jitter", units=("ms", "s")),
             rate_429=rate_429,
             rate_5xx=rate_5xx,
             rate_drop=rate_drop,

@@ -85,7 +85,7 @@ def serve(
         )
     token = _token(allow_remote)
     labels = DEFAULT_METRICS_LABELS if metrics_labels is None else parse_metrics_labels(metrics_labels)
-    interval = None if sync_every is None else parse_duration(sync_every, param="--sync-every")
+    interval = None if sync_every is None else parse_duration(sync_every, param="--sync-every", units=("m", "h"))
     if interval is not None and interval < MIN_SYNC_EVERY:
         raise fail(f"--sync-every {sync_every} is shorter than a minute: give 1m or more (1h is typical)")
     settings = load_config(config)
