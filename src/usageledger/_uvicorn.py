@@ -8,6 +8,7 @@ after); a second SIGINT forces the exit.
 
 from __future__ import annotations
 
+import errno
 import signal
 import socket
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from usageledger.errors import ListenError
 
 __all__ = ["ReadyServer", "bind", "quiet_config"]
 
@@ -41,22 +44,39 @@ class ReadyServer(uvicorn.Server):
 
 def bind(host: str, port: int, *, backlog: int, inheritable: bool = False) -> socket.socket:
     """A TCP socket listening on ``host`` (IPv6 when it holds a ``:``, brackets allowed) and ``port`` (0: a free
-    one); a host or port it cannot listen on raises ``OSError`` without leaking the socket."""
+    one); a host or port it cannot listen on raises :class:`ListenError` (naming the flag to change) without
+    leaking the socket."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on accepted sockets whose protocol says TCP,
-    # and an accepted socket takes its listener's. With Nagle on, a body written after its headers waits for
-    # their ACK, which the client delays by 40 ms: every small response would be 40 ms late.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on accepted sockets whose protocol says
+        # TCP, and an accepted socket takes its listener's. With Nagle on, a body written after its headers waits
+        # for their ACK, which the client delays by 40 ms: every small response would be 40 ms late.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise _listen_error(exc, host, port) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host.strip("[]"), port))
         sock.listen(backlog)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise _listen_error(exc, host, port) from None
     if inheritable:
         sock.set_inheritable(True)
     return sock
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> ListenError:
+    """What failed and what to change: the port when it is taken or privileged, else the host."""
+    if isinstance(exc, socket.gaierror) or exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        advice = "--host must be an address of this machine, e.g. 127.0.0.1 (0.0.0.0 for every interface)"
+    elif exc.errno == errno.EACCES and 0 < port < 1024:
+        advice = "ports below 1024 need privileges; pick another --port (0 = any free)"
+    else:
+        advice = "pick another --port (0 = any free)"
+    error = ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {advice}")
+    error.errno = exc.errno
+    return error
 
 
 def quiet_config(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Config:

@@ -27,6 +27,7 @@ __all__ = [
     "EmulatorConfigError",
     "InsecureURLError",
     "InternalServerError",
+    "ListenError",
     "NotFoundError",
     "PaginationError",
     "ParameterError",
@@ -202,6 +203,11 @@ class SyncError(UsageLedgerError):
 
 class AlertDeliveryError(UsageLedgerError):
     """The webhook could not be delivered: no response, or a status other than 2xx."""
+
+
+class ListenError(UsageLedgerError, OSError):
+    """A server (the emulator, the dashboard) cannot listen on its host and port; the message says which of the two to
+    change. An ``OSError`` too, with the ``errno`` of the failed bind."""
 
 
 class EmulatorConfigError(ConfigError, ValueError):

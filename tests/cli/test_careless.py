@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +18,10 @@ from typer.testing import CliRunner
 
 from usageledger import Client
 from usageledger._secrets import redact_webhook
+from usageledger._uvicorn import bind
 from usageledger.cli import app
 from usageledger.cli.commands_sync import _ProgressView
-from usageledger.errors import AlertDeliveryError, ConfigError
+from usageledger.errors import AlertDeliveryError, ConfigError, ListenError
 from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
 
@@ -143,6 +146,28 @@ def test_an_emulator_host_it_cannot_listen_on_blames_host_not_port(host: str) ->
     assert done.exit_code == 1, done.output
     assert done.output.startswith(f"error: cannot listen on {host}:0: "), done.output
     assert "--host must be an address of this machine" in done.output and "--port" not in done.output
+
+
+@pytest.mark.parametrize("command", ["emulator", "serve"])
+def test_a_taken_port_is_one_line_naming_the_port_for_every_server(command: str, tmp_path: Path) -> None:
+    """`serve --port N` on a taken port said only "error: Address already in use"; both servers now say where
+    they could not listen and what to change (one bind, one message), and raise ListenError, an OSError too."""
+    store = tmp_path / "u.duckdb"
+    open_store(str(store)).close()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    with taken:
+        argv = [command, "--port", str(port)] + (["--store", str(store)] if command == "serve" else [])
+        done = CliRunner().invoke(app, argv)
+        assert done.exit_code == 1, done.output
+        lines = done.output.strip().splitlines()
+        assert lines[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: "), done.output
+        assert lines[-1].endswith("pick another --port (0 = any free)"), done.output
+        with pytest.raises(ListenError) as info:
+            bind("127.0.0.1", port, backlog=1)
+        assert isinstance(info.value, OSError) and info.value.errno == errno.EADDRINUSE
 
 
 def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:

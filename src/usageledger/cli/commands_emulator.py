@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import errno
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -160,24 +158,12 @@ def emulator(
         console.print(f"Emulator ready at {url}", highlight=False, soft_wrap=True)
 
     settle()
-    try:
-        serve(instance, host, port, ready)
-    except OSError as exc:
-        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {_listen_advice(exc, port)}") from None
+    serve(instance, host, port, ready)  # a host or port it cannot listen on is a ListenError: one line, exit 1
     console.print("Emulator stopped", highlight=False)
 
 
 def _not_a_file(path: Path) -> str:
     return "a directory, not a file" if path.is_dir() else "no such file"
-
-
-def _listen_advice(exc: OSError, port: int) -> str:
-    """What to change when the server cannot listen: the port when it is taken or privileged, else the host."""
-    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-        return "--host must be an address of this machine, e.g. 127.0.0.1 (0.0.0.0 for every interface)"
-    if exc.errno == errno.EACCES and 0 < port < 1024:
-        return "ports below 1024 need privileges; pick another --port (0 = any free)"
-    return "pick another --port (0 = any free)"
 
 
 def _config(
