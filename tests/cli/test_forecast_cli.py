@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
+from usageledger.errors import ParameterError
 from usageledger.store import open_store
+from usageledger.store.credit import add_topup, list_topups
 
 from fixtures.reports import ORG
 
@@ -186,6 +188,12 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         (["add", "2026-11-01", "five"], "AMOUNT: 'five' is not an amount"),
         (["add", "2026-11-01", "0"], "AMOUNT: a top-up must be more than zero"),
         (["add", "2026-11-01", "1.0000001"], "AMOUNT: '1.0000001' has too many digits"),
+        # 1e309 was a traceback (decimal.InvalidOperation from quantize)
+        (["add", "2026-11-01", "1e309"], "AMOUNT: '1e309' is too large"),
+        (["add", "2026-11-01", "1e15"], "AMOUNT: '1e15' is too large"),
+        # a newline split every listing's row, an escape sequence reached the terminal
+        (["add", "2026-11-01", "5", "--note", "INV-1\nINV-2"], "--note: 'INV-1\\nINV-2' holds a newline"),
+        (["add", "2026-11-01", "5", "--note", "\x1b[31mred"], "--note: '\\x1b[31mred' holds a newline or a control"),
         (["remove", "abc"], "ID: 'abc' is not a top-up ID"),
     ],
 )
@@ -281,3 +289,11 @@ def test_the_config_alerts_section_sets_both_thresholds(demo_store_copy: Path, t
     config.write_text('[alerts]\nforecast_over = "lots"\n', encoding="utf-8")
     bad = _run("check", "--store", str(demo_store_copy), "--config", str(config), code=1)
     assert "alerts.forecast_over: 'lots' is not an amount" in bad.output
+
+
+def test_the_library_refuses_a_note_that_is_not_one_line(demo_store_copy: Path) -> None:
+    """`add_topup` itself keeps notes to one printable line, whoever calls it; nothing is stored."""
+    with open_store(str(demo_store_copy)) as db:
+        with pytest.raises(ParameterError, match=r"^note: 'a\\rb' holds a newline or a control character"):
+            add_topup(db, org="demo", day=date(2026, 11, 1), amount=Decimal(5), note="a\rb")
+        assert list_topups(db) == []

@@ -39,7 +39,7 @@ from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
 from usageledger.store import DEFAULT_STORE, BaseStore, is_postgres_url, open_store
-from usageledger.store.credit import TopUp, add_topup, list_topups, remove_topup
+from usageledger.store.credit import TopUp, add_topup, check_note, list_topups, remove_topup
 from usageledger.timeutil import parse_month
 
 
@@ -189,7 +189,9 @@ def _topup_amount(value: str) -> Decimal:
         raise ParameterError("AMOUNT", f"{value!r} is not an amount; write it like 500 or 500.00") from None
     if not amount.is_finite() or amount <= 0:
         raise ParameterError("AMOUNT", f"a top-up must be more than zero, got {value!r}")
-    if amount != amount.quantize(Decimal("0.000001")) or amount >= Decimal("1e15"):
+    if amount >= Decimal("1e15"):  # before quantize(), which cannot hold more digits than the context's 28
+        raise ParameterError("AMOUNT", f"{value!r} is too large; a top-up is below 1,000,000,000,000,000")
+    if amount != amount.quantize(Decimal("0.000001")):
         raise ParameterError("AMOUNT", f"{value!r} has too many digits; give at most 6 decimal places")
     return amount
 
@@ -214,6 +216,7 @@ def credit_add(
     """Record a prepaid credit top-up (the API has no endpoint for the balance)."""
     when = _day_arg(day)
     value = _topup_amount(amount)
+    check_note(note, "--note")
     settings = load_config(config)
     with _writable(store or settings.store_url or DEFAULT_STORE) as db, db.transaction():
         added = add_topup(db, org=_org_for(db, org), day=when, amount=value, note=note)

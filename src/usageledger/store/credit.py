@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final, Protocol
 
+from usageledger.errors import ParameterError
 from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store.schema import Dialect
 
@@ -66,10 +67,20 @@ def _topup(row: tuple[Any, ...]) -> TopUp:
     return TopUp(int(row[0]), row[1], day, amount, row[4], row[5].astimezone(UTC))
 
 
+def check_note(note: str | None, param: str = "note") -> str | None:
+    """A top-up's note as it is kept: one printable line (a newline would split the row of every listing, an escape
+    sequence would drive the terminal), else :class:`ParameterError` naming ``param``."""
+    if note is not None and not note.isprintable():
+        raise ParameterError(param, f"{note!r} holds a newline or a control character; give one line of text")
+    return note
+
+
 def add_topup(
     db: _Writable, *, org: str, day: date, amount: Decimal, note: str | None, now: datetime | None = None
 ) -> TopUp:
-    """Record a top-up; the stored record (with its new ID)."""
+    """Record a top-up; the stored record (with its new ID). A note that is not one printable line is refused
+    (:func:`check_note`)."""
+    check_note(note)
     rows = db.query(
         "INSERT INTO credit_topups (org, day, amount, note, added_at) VALUES (%s, %s, %s, %s, %s)"
         f" RETURNING {_COLUMNS}",
