@@ -1,10 +1,18 @@
-"""Text that must print on one line: an error names what the user typed, and what they typed may hold anything."""
+"""Text that goes to a terminal: an error names what the user typed, a table shows names the API sent, and either
+may hold anything."""
 
 from __future__ import annotations
 
 import json
+import re
+from typing import Final
 
-__all__ = ["counted", "one_line"]
+__all__ = ["counted", "one_line", "terminal_safe"]
+
+_UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""What data must not send to a terminal: C0 and C1 controls but the newline and the tab (ESC starts the sequences
+that move the cursor, clear the screen, set the title or make links; a carriage return overwrites a line), line and
+paragraph separators, and the bidirectional controls that make text display in another order than it reads."""
 
 
 def one_line(text: str) -> str:
@@ -14,6 +22,13 @@ def one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with each character of :data:`_UNSAFE` written as its JSON escape (``\\u001b``); newlines, tabs,
+    joiners and other format characters that emoji and scripts need, stay. The CLI's consoles pass every piece of
+    text through it, so a project named with an escape sequence shows the sequence instead of running it."""
+    return _UNSAFE.sub(lambda m: json.dumps(m.group())[1:-1], text)
 
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:

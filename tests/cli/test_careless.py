@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,25 @@ def test_an_error_that_quotes_what_was_typed_stays_one_line(
     assert done.exit_code == 1, done.output
     assert len(done.output.splitlines()) == 1 and done.output.startswith("error: "), done.output
     assert "\x1b" not in done.output and shown in done.output, done.output
+
+
+def test_a_name_holding_an_escape_sequence_is_shown_not_run(demo_store: Path, tmp_path: Path) -> None:
+    """Project names come from the API and from names files: one named ``ESC[2J`` cleared the screen of whoever ran
+    `report`. The CLI's consoles now show such characters escaped, in tables and in every other line, while rich's
+    own colours still reach a colour terminal."""
+    with open_store(str(demo_store)) as db:
+        project = db.query("SELECT project_id FROM costs WHERE project_id IS NOT NULL LIMIT 1")[0][0]
+    names = tmp_path / "names.csv"
+    names.write_text(f"kind,id,name\nproject,{project},\x1b[2J\x1b]0;pwned\x07Evil\u202eexe\n", encoding="utf-8")
+    argv = ["report", "--store", str(demo_store), "--names", str(names)]
+    done = subprocess.run(
+        [sys.executable, "-c", "from usageledger.cli import main; main()", *argv],
+        capture_output=True,
+        text=True,
+        env=env("http://127.0.0.1:9/v1", FORCE_COLOR="1", COLUMNS="120"),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\\u001b[2J\\u001b]0;pwned\\u0007Evil\\u202eexe" in done.stdout
+    assert "\x1b[2J" not in done.stdout and "\x07" not in done.stdout and "\u202e" not in done.stdout
+    assert "\x1b[1m" in done.stdout or "\x1b[3" in done.stdout  # rich's styling is untouched

@@ -8,7 +8,7 @@ import inspect
 import os
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
@@ -198,13 +198,27 @@ def reader_gone() -> typer.Exit:
 
 
 def _make_console(stderr: bool) -> Console:
-    from rich.console import Console
+    from rich.console import Console, ConsoleOptions, RenderableType
+    from rich.segment import Segment
+
+    from usageledger._text import terminal_safe
 
     class _Console(Console):
         def on_broken_pipe(self) -> None:
             # rich's own handling exits with 1: end as every other writer to a closed pipe does (:func:`reader_gone`).
             self.quiet = True
             raise reader_gone()
+
+        def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterator[Segment]:
+            # Names, line items and notes come from the API and from files: a control character in one (an ESC that
+            # clears the screen or rewrites a line) is shown escaped, never sent raw. rich's own styles and cursor
+            # moves are control segments or styles, not text, so they pass.
+            for segment in super().render(renderable, options):
+                text = segment.text
+                if segment.control or text.isprintable() or text == "\n":
+                    yield segment
+                else:
+                    yield Segment(terminal_safe(text), segment.style, segment.control)
 
     return _Console(stderr=stderr)
 

@@ -28,6 +28,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from usageledger._text import terminal_safe
+
 __all__ = ["MIN_LABEL", "Column", "DataTable", "label", "label_floor", "number"]
 
 MIN_LABEL: Final = 8
@@ -55,7 +57,12 @@ def number(header: str) -> Column:
 
 
 def _text(cell: _Cell) -> Text:
-    return cell if isinstance(cell, Text) else Text(cell)
+    """A cell as rich text, a control character in it escaped before the widths are measured (names come from the
+    API and from files; see :func:`usageledger._text.terminal_safe`)."""
+    plain = cell.plain if isinstance(cell, Text) else cell
+    if plain.isprintable() or terminal_safe(plain) == plain:
+        return cell if isinstance(cell, Text) else Text(cell)
+    return Text(terminal_safe(plain), style=cell.style if isinstance(cell, Text) else "")
 
 
 def _width(cell: Text) -> int:
