@@ -405,3 +405,21 @@ def test_a_name_holding_an_escape_sequence_is_shown_not_run(demo_store: Path, tm
     assert "\\u001b[2J\\u001b]0;pwned\\u0007Evil\\u202eexe" in done.stdout
     assert "\x1b[2J" not in done.stdout and "\x07" not in done.stdout and "\u202e" not in done.stdout
     assert "\x1b[1m" in done.stdout or "\x1b[3" in done.stdout  # rich's styling is untouched
+
+
+@pytest.mark.parametrize("png", ["r.html", "./r.html", "store.duckdb", "notes.txt"])
+def test_report_refuses_a_png_path_that_is_not_a_directory_before_writing(
+    demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, png: str
+) -> None:
+    """`report --html r.html --png r.html` wrote the page, then failed on the charts; a --png that names the page
+    or any existing file is now refused first, in one line, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("keep me\n")
+    store = tmp_path / "store.duckdb"
+    store.write_bytes(demo_store.read_bytes())
+    done = CliRunner().invoke(app, ["report", "--store", str(store), "--html", "r.html", "--png", png])
+    assert done.exit_code == 1, done.output
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --png: "), lines
+    assert not (tmp_path / "r.html").exists()
+    assert (tmp_path / "notes.txt").read_text() == "keep me\n" and store.read_bytes() == demo_store.read_bytes()

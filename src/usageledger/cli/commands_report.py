@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal
 import typer
 from rich.console import RenderableType
 
+from usageledger._paths import same_file
 from usageledger._text import counted
 from usageledger.cli._app import (
     FormatOpt,
@@ -217,6 +218,11 @@ def report(
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
         url = store or settings.store_url or DEFAULT_STORE
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
+    if png is not None:  # said before anything is written: `--html r.html --png r.html` wrote the page, then failed
+        if html is not None and same_file(html, png):
+            raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
+        if png.exists() and not png.is_dir():
+            raise ParameterError("--png", f"{png} is a file; give a directory for the charts (it is made if missing)")
     with _database(store or settings.store_url) as db:
         _warn_unknown_project(db, project, org)
         past: AbstractContextManager[BaseStore] = nullcontext(db)
