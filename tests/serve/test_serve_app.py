@@ -203,6 +203,12 @@ def test_bad_input_is_one_line_naming_the_parameter(client: TestClient) -> None:
         assert got.status_code == 400 and got.json()["error"].startswith(f"{name}:"), got.text
     page = client.get("/", params={"since": "2026-11-10", "until": "2026-11-01"})
     assert page.status_code == 400 and "the period is empty" in page.text
+    # the web API names its own parameters, not the CLI's flags (it said "--until ... --since")
+    empty = client.get("/api/report", params={"since": "2026-11-10", "until": "2026-11-01"})
+    assert empty.status_code == 400, empty.text
+    assert empty.json()["error"] == (
+        "until: the period is empty: 2026-11-01 is not after since 2026-11-10; pass an end after the start"
+    )
 
 
 def test_a_token_guards_every_route_but_healthz(store: str) -> None:

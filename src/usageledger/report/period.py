@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
+from usageledger.errors import ParameterError
 from usageledger.report.queries import Period
 from usageledger.timeutil import since_unix, to_unix
 
@@ -44,4 +45,10 @@ def report_period(
         if since
         else until_day - timedelta(days=DEFAULT_DAYS)
     )
+    if until_day <= since_day:  # named as the caller spells them: --until for the CLI, until for the web and MCP
+        start = f"{since_param} {since}" if since else f"the default start ({DEFAULT_DAYS} days before it)"
+        raise ParameterError(
+            until_param,
+            f"the period is empty: {until or since_day} is not after {start}; pass an end after the start",
+        )
     return Period(since_day, until_day)
