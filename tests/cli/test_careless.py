@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
+import pty
 import signal
 import socket
 import subprocess
@@ -423,3 +425,41 @@ def test_report_refuses_a_png_path_that_is_not_a_directory_before_writing(
     assert len(lines) == 1 and lines[0].startswith("error: --png: "), lines
     assert not (tmp_path / "r.html").exists()
     assert (tmp_path / "notes.txt").read_text() == "keep me\n" and store.read_bytes() == demo_store.read_bytes()
+
+
+def _run_on_a_terminal(argv: list[str]) -> tuple[int, bytes, str]:
+    """Run ``argv`` with stdout on a pseudo-terminal, read as it writes (a full terminal would block it): its exit
+    status, what reached the terminal and its stderr."""
+    leader, follower = pty.openpty()
+    written = bytearray()
+    try:
+        proc = subprocess.Popen(argv, stdout=follower, stderr=subprocess.PIPE, text=True)
+        os.close(follower)
+        follower = -1
+        while True:  # until the last holder of the terminal's other end has gone (EIO on Linux)
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            written += chunk
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    return proc.returncode, bytes(written), err
+
+
+@pytest.mark.parametrize("fmt", [["-f", "parquet", "-e", "costs"], ["-f", "focus", "--focus-format", "parquet"]])
+def test_parquet_is_never_written_to_a_terminal(demo_store: Path, fmt: list[str]) -> None:
+    """`export -f parquet -e costs` with no -o dumped Parquet bytes onto the terminal; with stdout a terminal it is
+    now one line naming --output, and through a pipe the bytes still flow."""
+    argv = [sys.executable, "-c", "from usageledger.cli import main; main()", "export", "--store", str(demo_store)]
+    code, written, err = _run_on_a_terminal([*argv, *fmt])
+    assert code == 1, err
+    assert err.strip() == "error: --output: Parquet is binary and stdout is a terminal; pass --output FILE, or pipe it"
+    assert b"PAR1" not in written
+    piped = subprocess.run([*argv, *fmt], capture_output=True, check=False)
+    assert piped.returncode == 0 and piped.stdout.startswith(b"PAR1"), piped.stderr

@@ -527,6 +527,9 @@ def export_command(
     endpoint = comma_list("--endpoint", endpoint)
     org = comma_list("--org", org)
     stream = comma_list("--stream", stream)
+    binary = format == "parquet" or (format == "focus" and focus_format == "parquet")
+    if binary and output == "-" and sys.stdout.isatty():  # Parquet bytes would garble, even drive, the terminal
+        raise ParameterError("--output", "Parquet is binary and stdout is a terminal; pass --output FILE, or pipe it")
     config = load_config(config_path)
     now = timeutil.now_unix()
     since_at, until_at = _since(since, now), _time(until, "--until", now)
@@ -632,7 +635,9 @@ def _export_focus(
             soft_wrap=True,
         )
     if output != "-":
-        err_console.print(f"Exported {result.rows:,} FOCUS 1.2 rows to {output}.", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"Exported {counted(result.rows, 'FOCUS 1.2 row')} to {output}.", highlight=False, soft_wrap=True
+        )
 
 
 def _export_delta(
