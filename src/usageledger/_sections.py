@@ -13,10 +13,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from usageledger._amounts import parse_amount
 from usageledger._text import one_line
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.timeutil import parse_duration
@@ -104,15 +105,10 @@ _PROJECT_KEYS: Final = ("daily_budget", "monthly_budget")
 
 
 def _money(key: str, value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise ConfigError(f'{key}: expected an amount (a number or a string such as "12.50"), got {value!r}')
     try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(f"{key}: {value!r} is not an amount") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"{key}: an amount must be zero or more, got {value!r}")
-    return amount
+        return parse_amount(value, param=key, example='150 or "12.50"')
+    except ParameterError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _positive_int(key: str, value: object, minimum: int) -> int:

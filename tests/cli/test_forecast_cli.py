@@ -135,6 +135,7 @@ def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
         (["--month", "next"], "--month: 'next' is not a month"),
         (["--budget", "lots"], "--budget: 'lots' is not an amount"),
         (["--budget", "-5"], "--budget: an amount must be zero or more"),
+        (["--budget", "1e400"], "--budget: '1e400' is too large"),
         (["--month", "2020-01"], "after 2020-01: there is nothing to forecast it from"),
         (["--project", "proj_nope"], "no daily costs for project proj_nope to forecast from; check the ID"),
     ],
@@ -289,6 +290,12 @@ def test_the_config_alerts_section_sets_both_thresholds(demo_store_copy: Path, t
     config.write_text('[alerts]\nforecast_over = "lots"\n', encoding="utf-8")
     bad = _run("check", "--store", str(demo_store_copy), "--config", str(config), code=1)
     assert "alerts.forecast_over: 'lots' is not an amount" in bad.output
+    config.write_text('[alerts]\ndaily_budget = "1e400"\n', encoding="utf-8")  # was a decimal.InvalidOperation
+    huge = _run("check", "--store", str(demo_store_copy), "--config", str(config), code=1)
+    assert (
+        huge.output.strip()
+        == "error: alerts.daily_budget: '1e400' is too large; an amount is below 1,000,000,000,000,000"
+    )
 
 
 def test_the_library_refuses_a_note_that_is_not_one_line(demo_store_copy: Path) -> None:

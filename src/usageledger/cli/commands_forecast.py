@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,6 +13,7 @@ import typer
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from usageledger._amounts import parse_amount
 from usageledger.cli._app import FormatOpt, app, console, friendly_errors
 from usageledger.cli.commands_report import (
     ConfigOpt,
@@ -183,17 +184,7 @@ def _day_arg(value: str) -> date:
 
 
 def _topup_amount(value: str) -> Decimal:
-    try:
-        amount = Decimal(value.strip())
-    except InvalidOperation:
-        raise ParameterError("AMOUNT", f"{value!r} is not an amount; write it like 500 or 500.00") from None
-    if not amount.is_finite() or amount <= 0:
-        raise ParameterError("AMOUNT", f"a top-up must be more than zero, got {value!r}")
-    if amount >= Decimal("1e15"):  # before quantize(), which cannot hold more digits than the context's 28
-        raise ParameterError("AMOUNT", f"{value!r} is too large; a top-up is below 1,000,000,000,000,000")
-    if amount != amount.quantize(Decimal("0.000001")):
-        raise ParameterError("AMOUNT", f"{value!r} has too many digits; give at most 6 decimal places")
-    return amount
+    return parse_amount(value, param="AMOUNT", noun="a top-up", positive=True, places=6, example="500 or 500.00")
 
 
 def _topup_row(t: TopUp) -> dict[str, Any]:

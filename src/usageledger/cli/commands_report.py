@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal
 import typer
 from rich.console import RenderableType
 
+from usageledger._amounts import parse_amount
 from usageledger._paths import same_file
 from usageledger._text import counted
 from usageledger.cli._app import (
@@ -147,15 +148,7 @@ def _names(config: Config, names_file: Path | None) -> Names:
 
 
 def _amount(value: str | None, param: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise ParameterError(param, f"{value!r} is not an amount; write it like 150 or 12.50") from None
-    if not amount.is_finite() or amount < 0:
-        raise ParameterError(param, f"an amount must be zero or more, got {value!r}")
-    return amount
+    return None if value is None else parse_amount(value, param=param)
 
 
 def synced_report(store: BaseStore, *, since: int, until: int, org: str | None = None) -> RenderableType:

@@ -1,0 +1,49 @@
+"""The one reader of money amounts that people type: budgets, thresholds and limits in flags and in the config, and
+prepaid top-ups.
+
+Every such amount is a finite decimal, zero or more (more than zero where zero means nothing, as for a top-up), and
+below :data:`MAX_AMOUNT`: a larger one (``1e400``) is no budget anyone means, and it cannot be rounded to cents
+within :mod:`decimal`'s 28 digits (``quantize`` raised ``InvalidOperation`` where it was printed).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+from usageledger.errors import ParameterError
+
+__all__ = ["MAX_AMOUNT", "parse_amount"]
+
+MAX_AMOUNT: Final = Decimal("1e15")
+"""Amounts are below a thousand trillion: 15 digits before the point leave room for cents (and six places) in 28."""
+
+
+def parse_amount(
+    value: object,
+    *,
+    param: str,
+    noun: str = "an amount",
+    positive: bool = False,
+    places: int | None = None,
+    example: str = "150 or 12.50",
+) -> Decimal:
+    """``value`` (text or a number) as a :class:`~decimal.Decimal`, else a :class:`ParameterError` naming ``param``.
+
+    ``positive``: zero is refused too. ``places``: at most that many decimal places. ``noun`` and ``example`` word
+    the refusals (``a top-up must be more than zero``; ``write it like 500 or 500.00``).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ParameterError(param, f'expected an amount (a number or a string such as "12.50"), got {value!r}')
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ParameterError(param, f"{value!r} is not an amount; write it like {example}") from None
+    if not amount.is_finite() or amount < 0 or (positive and amount == 0):
+        rule = "more than zero" if positive else "zero or more"
+        raise ParameterError(param, f"{noun} must be {rule}, got {value!r}")
+    if amount >= MAX_AMOUNT:
+        raise ParameterError(param, f"{value!r} is too large; {noun} is below 1,000,000,000,000,000")
+    if places is not None and amount != amount.quantize(Decimal(1).scaleb(-places)):
+        raise ParameterError(param, f"{value!r} has too many digits; give at most {places} decimal places")
+    return amount

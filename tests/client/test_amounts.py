@@ -1,0 +1,39 @@
+"""The one reader of typed amounts: budgets, thresholds and top-ups, from flags and from the config."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from usageledger._amounts import parse_amount
+from usageledger.errors import ParameterError
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("150", Decimal(150)), (" 12.50 ", Decimal("12.50")), (0, Decimal(0)), (2.5, Decimal("2.5"))],
+)
+def test_amounts_read_as_decimals(value: object, expected: Decimal) -> None:
+    assert parse_amount(value, param="--budget") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "kwargs", "message"),
+    [
+        ("lots", {}, "--budget: 'lots' is not an amount; write it like 150 or 12.50"),
+        ("-5", {}, "--budget: an amount must be zero or more, got '-5'"),
+        ("nan", {}, "--budget: an amount must be zero or more, got 'nan'"),
+        ("-inf", {}, "--budget: an amount must be zero or more, got '-inf'"),
+        # past 28 digits, rounding to cents raised decimal.InvalidOperation where the budget was printed
+        ("1e400", {}, "--budget: '1e400' is too large; an amount is below 1,000,000,000,000,000"),
+        ("0", {"positive": True, "noun": "a top-up"}, "--budget: a top-up must be more than zero, got '0'"),
+        ("1.0000001", {"places": 6}, "--budget: '1.0000001' has too many digits; give at most 6 decimal places"),
+        (True, {}, "--budget: expected an amount"),
+        (None, {}, "--budget: expected an amount"),
+    ],
+)
+def test_bad_amounts_are_refused_naming_the_parameter(value: object, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ParameterError) as info:
+        parse_amount(value, param="--budget", **kwargs)  # type: ignore[arg-type]
+    assert str(info.value).startswith(message), str(info.value)
