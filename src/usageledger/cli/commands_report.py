@@ -427,7 +427,11 @@ def check(
         else:
             cfg = cfg.replace(project_budgets={**cfg.project_budgets, project: flag_budget})
     rule = cfg.anomaly
-    threshold = _amount(anomaly_threshold, "--anomaly-threshold")
+    threshold = (
+        None
+        if anomaly_threshold is None
+        else parse_amount(anomaly_threshold, param="--anomaly-threshold", noun="a threshold", example="3.5")
+    )
     increase = _amount(min_increase, "--min-increase")
     rule = AnomalyRule(
         threshold=threshold if threshold is not None else rule.threshold,
