@@ -1,11 +1,29 @@
-"""One place that decides whether two paths name the same file: resolved real paths, not string equality."""
+"""One place that decides whether two paths name the same file (resolved real paths, not string equality), and one
+reader of the text files people write (the config, names, rates, replays)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["is_duckdb_file", "real_path", "same_file"]
+from usageledger.errors import ConfigError
+
+__all__ = ["is_duckdb_file", "read_user_text", "real_path", "same_file"]
+
+
+def read_user_text(path: str | Path) -> str:
+    """The text of a file a person wrote or saved from a spreadsheet: UTF-8, with a leading byte-order mark dropped
+    (Excel's "CSV UTF-8" and Notepad write one). Bytes that are not UTF-8 (a Latin-1 ``é``) are a
+    :class:`~usageledger.errors.ConfigError` saying where, never a ``UnicodeDecodeError`` traceback or silently
+    replaced characters. ``OSError`` as ``Path.read_bytes`` raises it."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line} holds a byte that is not UTF-8 (0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
 
 
 def real_path(path: str | Path) -> Path:

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import is_duckdb_file
+from usageledger._paths import is_duckdb_file, read_user_text
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
 from usageledger._sections import key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
@@ -154,13 +154,12 @@ def load_config(path: str | Path | None = None) -> Config:
     found = find_config(path)
     if found is None:
         return Config()
+    if is_duckdb_file(found):  # `--config usageledger.duckdb`: the store given where the config goes
+        raise ConfigError(f"{found} is a DuckDB store, not a config file: pass usageledger.toml with --config")
     try:
-        raw_bytes = found.read_bytes()
+        text = read_user_text(found)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {found}: {exc.strerror or exc}") from None
-    if raw_bytes[8:12] == b"DUCK":  # `--config usageledger.duckdb`: the store given where the config goes
-        raise ConfigError(f"{found} is a DuckDB store, not a config file: pass usageledger.toml with --config")
-    text = raw_bytes.decode("utf-8", errors="replace")
     # A file holding a key is refused for its mode before anything else is said about it: whatever else is wrong,
     # the first fix is `chmod 600`.
     if holds_key(text):

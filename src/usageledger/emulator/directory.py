@@ -25,9 +25,10 @@ from urllib.parse import parse_qsl, unquote
 import msgspec
 
 from usageledger import catalogue, rules
+from usageledger._paths import read_user_text
 from usageledger.catalogue import DirectoryEndpoint
 from usageledger.emulator.messages import error_body
-from usageledger.errors import ReplayError
+from usageledger.errors import ConfigError, ReplayError
 
 __all__ = ["Directory", "DirectoryData", "Item"]
 
@@ -56,8 +57,8 @@ class Directory:
     def load(cls, path: Path) -> Directory:
         """A directory file (format in the module docstring), or :class:`ReplayError` naming what is wrong."""
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = json.loads(read_user_text(path))
+        except (OSError, ConfigError, json.JSONDecodeError) as exc:
             raise ReplayError(f"{path}: not a readable JSON directory file: {exc}") from None
         if not isinstance(raw, dict):
             raise ReplayError(f"{path}: expected a JSON object of directory lists")

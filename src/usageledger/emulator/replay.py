@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 from usageledger import catalogue, timeutil
+from usageledger._paths import read_user_text
 from usageledger.emulator.activity import DAY, DERIVED, FAMILIES, HOUR, MINUTE, Family, LeafVectors, accumulate
-from usageledger.errors import ReplayError
+from usageledger.errors import ConfigError, ReplayError
 
 __all__ = ["ReplayError", "ReplaySource"]
 
@@ -41,7 +43,11 @@ _REMAINDER: Final[Mapping[str, str]] = {
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    with path.open(newline="", encoding="utf-8") as fh:
+    try:
+        text = read_user_text(path)
+    except ConfigError as exc:  # not UTF-8
+        raise ReplayError(str(exc)) from None
+    with io.StringIO(text, newline="") as fh:
         if path.suffix.lower() == ".csv":
             for n, row in enumerate(csv.DictReader(fh), start=2):
                 yield n, {k: v for k, v in row.items() if k is not None and v not in (None, "")}

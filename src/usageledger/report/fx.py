@@ -19,8 +19,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
+from usageledger._paths import read_user_text
 from usageledger._text import counted
-from usageledger.errors import ParameterError
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
 from usageledger.store import table_for
 
@@ -88,9 +89,11 @@ def load_rates(path: Path | str, currency: str) -> FxRates:
         raise ParameterError("--currency", f"costs are already in {BASE_CURRENCY}; leave out --currency and --fx")
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = read_user_text(path)
     except OSError as exc:
         raise ParameterError("--fx", f"cannot read {source}: {exc.strerror or exc}") from None
+    except ConfigError as exc:  # not UTF-8
+        raise ParameterError("--fx", str(exc)) from None
     rows = list(csv.reader(text.splitlines()))
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if header[:2] != ["date", "rate"]:

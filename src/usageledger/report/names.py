@@ -22,6 +22,7 @@ renamed project shows its current name, and an archived project or a deleted key
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tomllib
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from usageledger._paths import read_user_text
 from usageledger._sections import KINDS, IdKind, Names, names_from_mapping
 from usageledger.errors import ConfigError
 from usageledger.store.directory import BaseStore
@@ -65,7 +67,7 @@ _CSV_KINDS: Final[Mapping[str, IdKind]] = MappingProxyType(
 
 def _from_csv(path: Path) -> Names:
     tables: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
-    with path.open(newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_user_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or {"kind", "id", "name"} - set(reader.fieldnames):
             raise ConfigError(f"{path}: a names CSV needs the header kind,id,name")
@@ -89,10 +91,9 @@ def load_names(path: Path) -> Names:
         if suffix == ".csv":
             return _from_csv(path)
         if suffix == ".toml":
-            with path.open("rb") as fh:
-                data: object = tomllib.load(fh)
+            data: object = tomllib.loads(read_user_text(path))
         elif suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_user_text(path))
         else:
             raise ConfigError(f"{path}: a names file must end in .toml, .json or .csv")
     except OSError as exc:
