@@ -334,6 +334,10 @@ def test_the_demo_reports_the_same_30_days_as_report(tmp_path: Path) -> None:
     assert first_line.split("  ")[0] in demo.output, (first_line, demo.output)
     refused = CliRunner().invoke(app, ["demo", "--store", store, "--days", "0"])
     assert refused.exit_code == 1 and "--days: must be at least 1" in refused.output
+    # `--days 100000` synced 200,000 days of buckets (for hours); past its org's history it is refused at once
+    huge = CliRunner().invoke(app, ["demo", "--store", str(tmp_path / "huge.duckdb"), "--days", "100000"])
+    assert huge.exit_code == 1 and huge.output.startswith("error: --days: at most 200, got 100,000"), huge.output
+    assert not (tmp_path / "huge.duckdb").exists()
 
 
 def test_certificates_that_cannot_be_loaded_are_one_line_naming_the_variable(tmp_path: Path, emulator_url: str) -> None:

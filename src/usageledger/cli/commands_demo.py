@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 
@@ -17,11 +17,16 @@ from usageledger.report.tables import DataTable, label, number
 from usageledger.store import is_postgres_url
 from usageledger.sync._safety import DEMO_STORE
 
+MAX_DEMO_DAYS: Final = EmulatorConfig().days // 2
+"""The longest --days: twice it (the period and the one before) stays within the synthetic org's history."""
+
 
 @app.command()
 @friendly_errors
 def demo(
-    days: Annotated[int, typer.Option(help="Days to report on (twice as many are synced, for the comparison).")] = 30,
+    days: Annotated[
+        int, typer.Option(help="Days to report on, 1 to 200 (twice as many are synced, for the comparison).")
+    ] = 30,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic organisation.")] = 0,
     store: Annotated[
         str, typer.Option(help="DuckDB file (or postgresql:// URL) for the demo's synthetic data; never a real store.")
@@ -44,6 +49,11 @@ def demo(
     instance = Emulator(EmulatorConfig(seed=seed))
     if days < 1:
         raise fail(f"--days: must be at least 1, got {days}")
+    if days > MAX_DEMO_DAYS:  # `--days 100000` synced 200,000 days, nearly all of them before its org existed
+        raise fail(
+            f"--days: at most {MAX_DEMO_DAYS}, got {days:,}: the demo syncs twice --days, and its organisation has "
+            f"{EmulatorConfig().days} days of history"
+        )
     now = instance.now()
     # The one period rule (see timeutil.span_start): the last `days` whole UTC days, today included, as `report`.
     start = timeutil.span_start(int(now), days * 86400)
