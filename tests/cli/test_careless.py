@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -467,3 +468,14 @@ def test_parquet_is_never_written_to_a_terminal(demo_store: Path, fmt: list[str]
     assert b"PAR1" not in written
     piped = subprocess.run([*argv, *fmt], capture_output=True, check=False)
     assert piped.returncode == 0 and piped.stdout.startswith(b"PAR1"), piped.stderr
+
+
+def test_a_one_day_report_and_a_start_after_today(demo_store: Path) -> None:
+    """`report --since 1d` said "(1 days)"; `report --since <tomorrow>` blamed --until, which was not given."""
+    one = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--since", "1d"], env={"COLUMNS": "200"})
+    assert one.exit_code == 0, one.output
+    assert "(1 day)" in one.stdout.splitlines()[0] and "against the previous 1 day)" in one.stdout, one.stdout
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    late = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--since", tomorrow])
+    assert late.exit_code == 1, late.output
+    assert late.stderr.startswith(f"error: --since: the period is empty: {tomorrow} is after today"), late.stderr

@@ -318,7 +318,8 @@ def run_checks(
     subject = "organisation" if project is None else _project_subject(project, names)
     if anomaly is None:
         checks.append(
-            f"anomaly {subject}: not enough history before {aday} to judge (needs {cfg.anomaly.min_baseline_days} days)"
+            f"anomaly {subject}: not enough history before {aday} to judge"
+            f" (needs {counted(cfg.anomaly.min_baseline_days, 'day')})"
         )
     else:
         checks.append(f"anomaly {subject}: {anomaly.describe(currency)}")

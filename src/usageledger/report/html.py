@@ -16,6 +16,7 @@ from importlib import resources
 from string import Template
 
 from usageledger import __version__
+from usageledger._text import counted
 from usageledger.report.chart_html import render_chart
 from usageledger.report.charts import report_charts
 from usageledger.report.credit import CreditBalance
@@ -185,7 +186,8 @@ def render_html(
         _card(
             "Spend",
             format_money(data.total_spend, cur),
-            f"{format_signed_money(change, cur)} ({format_ratio(ratio)}) vs previous {data.period.days} days",
+            f"{format_signed_money(change, cur)} ({format_ratio(ratio)})"
+            f" vs previous {counted(data.period.days, 'day')}",
         ),
         _card("Tokens", format_count(data.total_tokens), "input + output, token-metered endpoints"),
         _card("Requests", format_count(data.total_requests), "model requests, token-metered endpoints"),
@@ -280,7 +282,7 @@ def render_html(
         parts.append(
             _table(
                 table_id,
-                f"{title} (vs the previous {data.period.days} days)",
+                f"{title} (vs the previous {counted(data.period.days, 'day')})",
                 [label, "this period", "previous", "change", "change %"],
                 _mover_rows(movers, cur, mover_names),
             )

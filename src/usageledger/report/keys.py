@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 from usageledger import catalogue
+from usageledger._text import counted
 from usageledger.errors import UsageLedgerError
 from usageledger.report.queries import Database
 from usageledger.store import table_for
@@ -307,7 +308,7 @@ def _flags(key: KeyInfo, rules: KeyRules, now: datetime) -> tuple[KeyFlag, ...]:
         return ()
     flags: list[KeyFlag] = []
     if rules.unused_after is not None:
-        limit = f"{rules.unused_after.days} days" if rules.unused_after.days else str(rules.unused_after)
+        limit = counted(rules.unused_after.days, "day") if rules.unused_after.days else str(rules.unused_after)
         if key.last_used is not None and now - key.last_used > rules.unused_after:
             text = f"unused for {_age(now, key.last_used)} (last used {key.last_used:%Y-%m-%d}; limit {limit})"
             flags.append(KeyFlag("unused", text))
@@ -325,7 +326,8 @@ def _flags(key: KeyInfo, rules: KeyRules, now: datetime) -> tuple[KeyFlag, ...]:
         flags.append(
             KeyFlag(
                 "admin_age",
-                f"admin key created {_age(now, key.created)} ago (limit {rules.admin_max_age.days} days); rotate it",
+                f"admin key created {_age(now, key.created)} ago"
+                f" (limit {counted(rules.admin_max_age.days, 'day')}); rotate it",
             )
         )
     return tuple(flags)

@@ -46,9 +46,14 @@ def report_period(
         else until_day - timedelta(days=DEFAULT_DAYS)
     )
     if until_day <= since_day:  # named as the caller spells them: --until for the CLI, until for the web and MCP
-        start = f"{since_param} {since}" if since else f"the default start ({DEFAULT_DAYS} days before it)"
+        if until is None:  # only a start was given, at or after the default end (today included)
+            raise ParameterError(
+                since_param,
+                f"the period is empty: {since} is after today ({now.date()}), where the period ends by default;"
+                " pass an earlier start",
+            )
         raise ParameterError(
             until_param,
-            f"the period is empty: {until or since_day} is not after {start}; pass an end after the start",
+            f"the period is empty: {until} is not after {since_param} {since}; pass an end after the start",
         )
     return Period(since_day, until_day)

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any, Final, Protocol
 
 from usageledger import catalogue
+from usageledger._text import counted
 from usageledger.catalogue import Endpoint
 from usageledger.errors import UsageLedgerError
 from usageledger.report.history import Adjustment
@@ -139,7 +140,7 @@ class Period:
 
     def __str__(self) -> str:
         last = self.until - timedelta(days=1)
-        return f"{self.since.isoformat()} to {last.isoformat()} ({self.days} days)"
+        return f"{self.since.isoformat()} to {last.isoformat()} ({counted(self.days, 'day')})"
 
 
 @dataclass(frozen=True, slots=True)

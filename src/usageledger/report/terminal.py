@@ -108,7 +108,8 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     summary = Text.assemble(
         ("Spend ", "bold"),
         format_money(data.total_spend, cur),
-        f"  ({format_signed_money(change, cur)}, {format_ratio(ratio)} against the previous {data.period.days} days)",
+        f"  ({format_signed_money(change, cur)}, {format_ratio(ratio)}"
+        f" against the previous {counted(data.period.days, 'day')})",
         ("   Tokens ", "bold"),
         format_count(data.total_tokens),
         ("   Requests ", "bold"),
@@ -189,7 +190,7 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
             format_count(u.requests),
         )
 
-    period = f"{data.period.days} days"
+    period = counted(data.period.days, "day")
     movers = [
         _movers(f"Top movers by project (vs the previous {period})", data.movers_by_project, "project", cur, names),
         _movers(f"Top movers by model (vs the previous {period})", data.movers_by_model, "model", cur, None),
