@@ -205,6 +205,20 @@ def test_init_force_never_writes_its_config_over_a_store(
     assert not Path(other).exists() and not Path(f"{store}.wal").exists()
 
 
+@pytest.mark.parametrize("argv", [["--path", "."], ["--path", ".", "--force"], ["--path", "sub"]])
+def test_init_with_a_folder_for_its_path_is_refused_before_the_store_is_made(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init --path .` said "already exists; pass --force", and with --force made the store, then failed on the
+    folder. Now a folder is refused first, with a file name to use, and nothing is created."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    done = CliRunner().invoke(app, ["init", *argv])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: {argv[1]} is a folder; give the config a file name, such as "), done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"] and not any((tmp_path / "sub").iterdir())
+
+
 def test_a_failed_init_leaves_no_half_written_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`init --store missing/x.duckdb` fails on the store and leaves no config behind (a rerun is not refused)."""
     monkeypatch.chdir(tmp_path)
