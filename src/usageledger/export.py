@@ -202,6 +202,12 @@ def export(
                 result = _write_stream(selection, fmt, fh, specs)
             staging.commit()
             return ExportResult(result.rows, (target,))
+        if target.exists() and not target.is_dir():
+            what = "a partitioned export" if partition_by is not None else f"{fmt} of {len(specs)} endpoints"
+            raise ConfigError(
+                f"--output: {target} is a file, and {what} writes a directory of files; pass a directory"
+                + ("" if partition_by is not None else ", or one --endpoint for one file")
+            )
         target.mkdir(parents=True, exist_ok=True)
         rows: dict[str, int] = {}
         for spec in specs:

@@ -493,3 +493,30 @@ def test_a_one_day_report_and_a_start_after_today(demo_store: Path) -> None:
     late = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--since", tomorrow])
     assert late.exit_code == 1, late.output
     assert late.stderr.startswith(f"error: --since: the period is empty: {tomorrow} is after today"), late.stderr
+
+
+def test_export_to_a_file_where_a_directory_is_needed_and_a_name_that_says_another_format(
+    demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export -o out.csv` of every endpoint into an existing file said "File exists: pick a path that does not
+    exist yet"; it now says a directory is needed, or one --endpoint, and leaves the file. `-f parquet -o x.csv`
+    writes what was asked and notes that the name says csv."""
+    monkeypatch.chdir(tmp_path)
+    Path("out.csv").write_text("mine\n")
+    done = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-o", "out.csv"])
+    assert done.exit_code == 1, done.output
+    assert done.stderr.strip() == (
+        "error: --output: out.csv is a file, and csv of 12 endpoints writes a directory of files; pass a directory, "
+        "or one --endpoint for one file"
+    )
+    assert Path("out.csv").read_text() == "mine\n"
+    named = CliRunner().invoke(
+        app, ["export", "--store", str(demo_store), "-o", "x.csv", "-f", "parquet", "-e", "costs"]
+    )
+    assert named.exit_code == 0, named.output
+    assert Path("x.csv").read_bytes().startswith(b"PAR1")
+    assert "note: x.csv holds parquet (--format parquet), though its name says csv" in named.stderr
+    plain = CliRunner().invoke(
+        app, ["export", "--store", str(demo_store), "-o", "y.parquet", "-f", "parquet", "-e", "costs"]
+    )
+    assert plain.exit_code == 0 and "note:" not in plain.stderr, plain.stderr

@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, cast
 
 import typer
 from rich.text import Text
@@ -594,6 +595,17 @@ def export_command(
             f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).",
             highlight=False,
         )
+        named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+        if len(result.files) == 1 and named is not None and named != format:  # `-f parquet -o out.csv`
+            err_console.print(
+                f"note: {output} holds {format} (--format {format}), though its name says {named}",
+                highlight=False,
+                markup=False,
+            )
+
+
+_SUFFIX_FORMATS: Final = MappingProxyType({".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"})
+"""What a file's name says it holds, for the note when --format says otherwise."""
 
 
 def _export_focus(
