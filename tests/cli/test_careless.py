@@ -520,3 +520,21 @@ def test_export_to_a_file_where_a_directory_is_needed_and_a_name_that_says_anoth
         app, ["export", "--store", str(demo_store), "-o", "y.parquet", "-f", "parquet", "-e", "costs"]
     )
     assert plain.exit_code == 0 and "note:" not in plain.stderr, plain.stderr
+
+
+def test_sigterm_stops_an_export_as_ctrl_c_does(demo_store: Path) -> None:
+    """Only `sync` and `demo` turned SIGTERM into an interrupt: an export killed by it left its staged
+    ``.NAME.tmp`` files behind and ended without a word. Every command now stops on SIGTERM as on Ctrl-C (staged
+    files removed, one line, exit 143). Here the export blocks on a full pipe that nobody reads, then gets it."""
+    argv = [sys.executable, "-c", "from usageledger.cli import main; main()", "export", "--store", str(demo_store)]
+    proc = subprocess.Popen([*argv, "-f", "jsonl", "-o", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.read(1)  # the export is writing: the pipe is full behind this byte
+        assert first == b"{"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.decode().strip() == "error: interrupted by SIGTERM"

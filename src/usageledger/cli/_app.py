@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 import os
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from difflib import get_close_matches
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, ParamSpec, TypeVar
 
 import typer
 import typer.main
@@ -388,15 +392,57 @@ def comma_list(flag: str, values: typing.Iterable[str] | None) -> list[str] | No
     return parts
 
 
+EXIT_SIGTERM: Final = 128 + signal.SIGTERM
+"""143: the shell's code for a process ended by SIGTERM, kept so callers (systemd, cron, CI) see what happened."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises SIGINT, so a command stops the way Ctrl-C stops it: a sync records its run
+    and streams as ``interrupted``, an export removes its staged files, and the block ends with one line and exit
+    code 143. Every command runs in it (:func:`friendly_errors`); a server that installs its own handlers while it
+    serves (uvicorn) has them, and this one back when it stops.
+
+    A process started with SIGINT ignored (``cmd &`` in a script, which then stops it with ``kill``) gets Python's
+    SIGINT handler for the block, else the relayed signal would be ignored too and SIGTERM would not stop the run.
+    Outside the main thread (signals cannot be handled there) the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if received:
+            raise fail("interrupted by SIGTERM", EXIT_SIGTERM) from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn library errors (and bad values) into one line on stderr and exit code 1, never a traceback; refuse
-    empty values first (:func:`refuse_empty_values`)."""
+    empty values first (:func:`refuse_empty_values`). SIGTERM stops the command as Ctrl-C does
+    (:func:`sigterm_as_interrupt`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             refuse_empty_values(wrapper, dict(kwargs))
-            return fn(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return fn(*args, **kwargs)
         except UsageLedgerError as exc:
             raise fail(str(exc)) from None
         except BrokenPipeError:

@@ -11,7 +11,6 @@ import typer
 from usageledger import timeutil
 from usageledger._text import counted
 from usageledger.cli._app import app, console, fail, friendly_errors
-from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.report.tables import DataTable, label, number
 from usageledger.store import is_postgres_url
@@ -59,7 +58,7 @@ def demo(
     start = timeutil.span_start(int(now), days * 86400)
     # The report compares the period with the one before it, so sync that one too.
     sync_start = timeutil.span_start(int(now), 2 * days * 86400)
-    with sigterm_as_interrupt(), run_server(instance) as url, open_store(store) as ledger:
+    with run_server(instance) as url, open_store(store) as ledger:
         org = Org("demo", "sk-admin-demo", url, synthetic=True)
         result = sync(
             ledger,

@@ -37,7 +37,6 @@ from usageledger.cli._app import (
     settle,
     setup_logging,
 )
-from usageledger.cli._signals import sigterm_as_interrupt
 from usageledger.config import Config, check_config_target, check_sync_int, load_config, write_default_config
 from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 from usageledger.report.credit import credit_balance
@@ -398,7 +397,7 @@ def sync_command(
         check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
-    with sigterm_as_interrupt(), open_store(url) as opened, view.live:
+    with open_store(url) as opened, view.live:
         settle()
         result = engine.sync(
             opened,
