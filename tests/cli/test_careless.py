@@ -538,3 +538,18 @@ def test_sigterm_stops_an_export_as_ctrl_c_does(demo_store: Path) -> None:
         proc.kill()
     assert proc.returncode == 143, err
     assert err.decode().strip() == "error: interrupted by SIGTERM"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("nan", "error: --anomaly-threshold: a threshold must be zero or more, got 'nan'"),
+        ("-1", "error: --anomaly-threshold: a threshold must be zero or more, got '-1'"),
+        ("1e400", "error: --anomaly-threshold: '1e400' is too large; a threshold is below 1,000,000,000,000,000"),
+    ],
+)
+def test_a_bad_anomaly_threshold_is_refused_as_a_threshold(demo_store: Path, value: str, says: str) -> None:
+    """`check --anomaly-threshold nan` was refused as "an amount" (money); it is a robust z-score threshold."""
+    done = CliRunner().invoke(app, ["check", "--store", str(demo_store), "--anomaly-threshold", value])
+    assert done.exit_code == 1, done.output
+    assert done.stderr.strip() == says
