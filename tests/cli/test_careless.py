@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -24,6 +25,7 @@ from usageledger import Client
 from usageledger._secrets import redact_webhook
 from usageledger._uvicorn import bind
 from usageledger.cli import app
+from usageledger.cli._app import sigterm_as_interrupt
 from usageledger.cli.commands_sync import _ProgressView
 from usageledger.errors import AlertDeliveryError, ConfigError, ListenError
 from usageledger.report.alerts import post_webhook
@@ -553,3 +555,30 @@ def test_a_bad_anomaly_threshold_is_refused_as_a_threshold(demo_store: Path, val
     done = CliRunner().invoke(app, ["check", "--store", str(demo_store), "--anomaly-threshold", value])
     assert done.exit_code == 1, done.output
     assert done.stderr.strip() == says
+
+
+def test_a_stop_that_duckdb_reports_as_its_own_error_is_an_interruption_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """DuckDB stops a statement on SIGINT and raises its own error ("Query interrupted") in place of
+    KeyboardInterrupt: SIGTERM to `mcp` while it opened its store printed that traceback. The block every command
+    runs in (`sigterm_as_interrupt`, from friendly_errors) now ends such a stop with one line and the exit code.
+    The signal is delivered by calling the installed SIGTERM handler, which raises SIGINT in this thread, as the
+    kernel's delivery does; DuckDB's part is played by turning the KeyboardInterrupt into its error."""
+    with pytest.raises(typer.Exit) as info, sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        try:
+            handler(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            raise RuntimeError("Query interrupted") from None
+    assert info.value.exit_code == 143
+    assert capsys.readouterr().err.strip() == "error: interrupted by SIGTERM"
+    # Ctrl-C inside a statement: DuckDB's error alone, no SIGTERM seen
+    with pytest.raises(typer.Exit) as info, sigterm_as_interrupt():
+        raise RuntimeError("Query interrupted")
+    assert info.value.exit_code == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted"
+    # any other error is not taken for an interruption
+    with pytest.raises(RuntimeError, match="something else"), sigterm_as_interrupt():
+        raise RuntimeError("something else")

@@ -422,14 +422,28 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
-    except KeyboardInterrupt:
+    except (typer.Exit, typer.Abort):
+        raise  # the command's own ending, said already
+    except (KeyboardInterrupt, Exception) as exc:
+        # After SIGTERM, whatever the interrupted code raised is the stop's doing: DuckDB, interrupted in a
+        # statement, raises its own error ("Query interrupted") in place of the KeyboardInterrupt.
         if received:
             raise fail("interrupted by SIGTERM", EXIT_SIGTERM) from None
+        if _interrupted_query(exc):  # Ctrl-C inside a DuckDB statement
+            raise fail("interrupted", 130) from None
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         if previous_int is signal.SIG_IGN:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interrupted_query(exc: BaseException) -> bool:
+    """DuckDB's answer to a SIGINT that arrives during a statement: it stops the statement and raises its own
+    ``InterruptException`` (or a ``RuntimeError`` reading "Query interrupted") instead of ``KeyboardInterrupt``."""
+    return type(exc).__name__ == "InterruptException" or (
+        type(exc) is RuntimeError and str(exc).strip() == "Query interrupted"
+    )
 
 
 def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
