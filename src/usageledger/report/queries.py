@@ -117,7 +117,7 @@ class Period:
 
     def __post_init__(self) -> None:
         if self.until <= self.since:
-            raise UsageLedgerError(f"the period is empty: --until {self.until} is not after --since {self.since}")
+            raise UsageLedgerError(f"the period is empty: its end {self.until} is not after its start {self.since}")
 
     @property
     def days(self) -> int:
