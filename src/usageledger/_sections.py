@@ -178,7 +178,7 @@ def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") 
     if not isinstance(raw_projects, Mapping):
         raise ConfigError(f"{where}.projects: expected a table of project_id = {{ daily_budget, monthly_budget }}")
     for project_id, table in raw_projects.items():
-        at = f"{where}.projects.{project_id}"
+        at = key_path(f"{where}.projects", project_id)
         if not isinstance(table, Mapping):
             raise ConfigError(f"{at}: expected a table with daily_budget and/or monthly_budget")
         _check_keys(at, table, _PROJECT_KEYS)

@@ -153,6 +153,8 @@ def test_bad_configs_name_the_key(tmp_path: Path, text: str, key: str | None) ->
         ('[names]\n"pro\\njects" = {}', 'names."pro\\njects"'),
         ('[names.projects]\n"proj\\n1" = ""', 'names.projects."proj\\n1"'),
         ('[teams]\n"a\\nteam" = "proj_1"', 'teams."a\\nteam"'),
+        ('[alerts.projects]\n"proj\\n1" = 5', 'alerts.projects."proj\\n1"'),
+        ('[alerts.projects."proj\\n1"]\ndaily_budget = "x"', 'alerts.projects."proj\\n1".daily_budget'),
     ],
 )
 def test_a_key_with_control_characters_is_named_on_one_line(tmp_path: Path, text: str, key: str) -> None:

@@ -376,6 +376,15 @@ def test_cli_errors_are_one_line(tmp_path: Path, demo_store: Path) -> None:
     assert bad.exit_code == 1 and "--tolerance" in bad.output
 
 
+@pytest.mark.parametrize("bare", ["5", "1", "2.5"])
+def test_reconcile_refuses_a_bare_tolerance_that_reads_as_a_percentage(demo_store: Path, bare: str) -> None:
+    """No relative difference exceeds 1, so `--tolerance 5` would pass everything; it is refused with the fix."""
+    result = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", bare, "--fail-over"])
+    assert result.exit_code == 1, result.output
+    assert "--tolerance" in result.output and f"write {bare}%" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
 def test_several_orgs_reconcile_and_report_separately(
     tmp_path: Path, emulator_url: str, demo_report: ReportData, demo_period: Period
 ) -> None:

@@ -291,13 +291,20 @@ def report(
 
 
 def _tolerance(value: str) -> Decimal:
+    """A relative difference: ``0.01`` or ``1%``. A bare number of 1 or more is refused: no relative difference
+    exceeds 1, so ``--tolerance 5`` would hide every finding, and whoever typed it almost surely meant 5%."""
     text = value.strip()
+    percent = text.endswith("%")
     try:
-        tol = Decimal(text[:-1]) / 100 if text.endswith("%") else Decimal(text)
+        tol = Decimal(text[:-1]) / 100 if percent else Decimal(text)
     except InvalidOperation:
         raise ParameterError("--tolerance", f"{value!r} is not a fraction; write 0.01 or 1%") from None
     if not tol.is_finite() or tol < 0:
         raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}")
+    if not percent and tol >= 1:
+        raise ParameterError(
+            "--tolerance", f"{text} would allow {tol * 100:f}%, hiding every difference; for {text} percent write {text}%"
+        )
     return tol
 
 
