@@ -16,12 +16,14 @@ from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from usageledger._keyshape import KEY_SHAPED, mask_keys
+from usageledger.errors import ParameterError
 
 __all__ = [
     "ADMIN_KEY_PREFIX",
     "KEY_SHAPED",
     "MaskKeysFilter",
     "check_private",
+    "check_webhook_url",
     "exposure",
     "holds_key",
     "mask_keys",
@@ -93,6 +95,33 @@ def redact_url(url: str) -> str:
         return "<webhook URL>"
     shown = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{shown}{f':{port}' if port else ''}"
+
+
+def check_webhook_url(url: str, *, param: str = "--webhook") -> str:
+    """The webhook URL as it will be used, trimmed of the white space a paste brings, or a one-line
+    :class:`ParameterError` naming ``param``: an ``http``/``https`` URL with a host and nothing unprintable in it.
+
+    Checked before anything runs, so a cron job with a broken URL fails on its first run rather than on the day an
+    alert fires. The refusal never shows the URL beyond its scheme and host: its path is the credential.
+    """
+    text = url.strip()
+    if not text:
+        raise ParameterError(
+            param, "the URL is empty; pass the webhook's whole URL (https://hooks.slack.com/services/...)"
+        )
+    shown = redact_url(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ParameterError(param, f"{shown} is not a valid URL; pass the webhook's whole URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ParameterError(
+            param, f"{shown} is not an http(s) URL with a host; pass the webhook's whole URL (https://host/path)"
+        )
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ParameterError(param, f"the URL for {shown} holds white space or control characters; paste it again")
+    return text
 
 
 def redact_webhook(text: str, url: str) -> str:

@@ -254,3 +254,34 @@ def test_cli_check_webhook_failure_shows_only_the_host_and_still_exits_3(tmp_pat
     assert f"webhook http://127.0.0.1:{port}: no response" in result.output
     assert "SECRET" not in result.output and "/services" not in result.output and "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("not a url", "<webhook URL> is not an http(s) URL with a host"),
+        ("http://", "<webhook URL> is not an http(s) URL with a host"),
+        ("ftp://files.example/T0SECRET", "ftp://files.example is not an http(s) URL"),
+        ("https://hooks.example:port/T0SECRET", "<webhook URL> is not a valid URL"),
+        ("https://hooks.example/T0 SECRET", "https://hooks.example holds white space"),
+        ("  ", "is empty"),
+    ],
+)
+def test_cli_check_refuses_a_malformed_webhook_before_checking(tmp_path: Path, url: str, said: str) -> None:
+    """A broken --webhook used to pass unnoticed until the day an alert fired (then a garbled error); it is refused
+    up front, in one line, without the URL's path, even when no alert would fire."""
+    store = make_store(tmp_path / "s.duckdb", _days(spike=False))
+    result = CliRunner().invoke(app, ["check", "--store", str(store), "--stale-after", "100000d", "--webhook", url])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: --webhook: ") and said in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "SECRET" not in result.output
+
+
+def test_cli_check_trims_a_pasted_webhook_url(tmp_path: Path, receiver: tuple[str, list[bytes]]) -> None:
+    """A URL pasted with its trailing newline still delivers."""
+    url, bodies = receiver
+    store = make_store(tmp_path / "s.duckdb", _days(spike=True))
+    args = ["check", "--store", str(store), "--date", LAST.isoformat(), "--daily-budget", "50"]
+    result = CliRunner().invoke(app, [*args, "--stale-after", "100000d", "--webhook", f" {url}\n"])
+    assert result.exit_code == EXIT_FINDINGS, result.output
+    assert "webhook: delivered" in result.output and len(bodies) == 1

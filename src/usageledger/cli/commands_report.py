@@ -15,6 +15,7 @@ from rich.console import RenderableType
 
 from usageledger._amounts import parse_amount
 from usageledger._paths import same_file
+from usageledger._secrets import check_webhook_url
 from usageledger._text import counted
 from usageledger.cli._app import (
     FormatOpt,
@@ -303,7 +304,8 @@ def _tolerance(value: str) -> Decimal:
         raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}")
     if not percent and tol >= 1:
         raise ParameterError(
-            "--tolerance", f"{text} would allow {tol * 100:f}%, hiding every difference; for {text} percent write {text}%"
+            "--tolerance",
+            f"{text} would allow {tol * 100:f}%, hiding every difference; for {text} percent write {text}%",
         )
     return tol
 
@@ -422,6 +424,7 @@ def check(
     config file's [alerts] section.
     """
     now = _now(now_at)
+    webhook = None if webhook is None else check_webhook_url(webhook)
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
     key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
