@@ -196,6 +196,10 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         (["add", "2026-11-01", "5", "--note", "INV-1\nINV-2"], "--note: 'INV-1\\nINV-2' holds a newline"),
         (["add", "2026-11-01", "5", "--note", "\x1b[31mred"], "--note: '\\x1b[31mred' holds a newline or a control"),
         (["remove", "abc"], "ID: 'abc' is not a top-up ID"),
+        # credit not bought yet counted in today's balance and hid a low-credit alert
+        (["add", "2999-01-01", "5"], "DAY: 2999-01-01 is after today"),
+        # recorded, then shown as $0.00
+        (["add", "2026-11-01", "0.001"], "AMOUNT: '0.001' has too many digits; give at most 2 decimal places"),
     ],
 )
 def test_bad_credit_input_is_one_line_and_stores_nothing(demo_store_copy: Path, args: list[str], says: str) -> None:
@@ -304,3 +308,16 @@ def test_the_library_refuses_a_note_that_is_not_one_line(demo_store_copy: Path) 
         with pytest.raises(ParameterError, match=r"^note: 'a\\rb' holds a newline or a control character"):
             add_topup(db, org="demo", day=date(2026, 11, 1), amount=Decimal(5), note="a\rb")
         assert list_topups(db) == []
+
+
+def test_a_top_up_dated_after_now_is_not_in_the_balance_yet(demo_store_copy: Path) -> None:
+    """The balance as of --now counts the top-ups bought by that day: one dated later (recorded before this rule,
+    or read at an earlier --now) waits for its day instead of hiding a low-credit alert."""
+    with open_store(str(demo_store_copy)) as db:
+        add_topup(db, org=ORG, day=date(2026, 11, 1), amount=Decimal(100), note=None)
+        add_topup(db, org=ORG, day=date(2026, 11, 25), amount=Decimal(5000), note=None)
+    before = _json("credit", "list", "--store", str(demo_store_copy), "--now", NOW)["balance"]
+    after = _json("credit", "list", "--store", str(demo_store_copy), "--now", "2026-11-26T00:00:00Z")["balance"]
+    assert Decimal(before["topups"]) == 100 and Decimal(after["topups"]) == 5100
+    fired = _json("check", "--store", str(demo_store_copy), "--now", NOW, "--credit-below", "100", code=EXIT_FINDINGS)
+    assert len(_alerts(fired, "credit")) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -177,14 +177,21 @@ def _org_for(db: BaseStore, org: str | None) -> str:
 
 
 def _day_arg(value: str) -> date:
+    """A top-up's day: a past or today's UTC day. A later one is refused: credit not yet bought would count in
+    today's balance and hide a low-credit alert."""
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         raise ParameterError("DAY", f"{value!r} is not a day; write it as YYYY-MM-DD, like 2026-11-01") from None
+    today = datetime.now(UTC).date()
+    if day > today:
+        raise ParameterError("DAY", f"{day} is after today ({today}); record a top-up on or after the day it is bought")
+    return day
 
 
 def _topup_amount(value: str) -> Decimal:
-    return parse_amount(value, param="AMOUNT", noun="a top-up", positive=True, places=6, example="500 or 500.00")
+    """Money paid: whole cents at most (``0.001`` was recorded and then shown as $0.00)."""
+    return parse_amount(value, param="AMOUNT", noun="a top-up", positive=True, places=2, example="500 or 500.00")
 
 
 def _topup_row(t: TopUp) -> dict[str, Any]:

@@ -72,8 +72,11 @@ def _ran_out(topups: list[TopUp], series: list[tuple[date, Decimal]], first: dat
 
 
 def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> CreditBalance | None:
-    """The balance and its runway; ``None`` when no top-up is recorded (for ``org``)."""
-    topups = list_topups(db, org=org)
+    """The balance and its runway; ``None`` when no top-up is recorded (for ``org``) on or before ``now``'s UTC day.
+
+    A top-up dated after that day is not bought yet and counts from its day on, never in an earlier balance."""
+    today = now.astimezone(UTC).date()
+    topups = [t for t in list_topups(db, org=org) if t.day <= today]
     if not topups:
         return None
     total = sum((t.amount for t in topups), Decimal(0))
