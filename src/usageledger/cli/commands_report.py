@@ -175,9 +175,19 @@ def report(
     model: Annotated[
         str | None, typer.Option("--model", help="Only this model (costs: the line item's model).")
     ] = None,
-    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write a self-contained HTML report here, in place of the terminal report (a JSON document "
+            "or --by team is still printed).",
+        ),
+    ] = None,
     png: Annotated[
-        Path | None, typer.Option("--png", help="Also write the charts as PNG files into this directory.")
+        Path | None,
+        typer.Option(
+            "--png", help="Write the charts as PNG files into this directory, in place of the terminal report."
+        ),
     ] = None,
     names: NamesOpt = None,
     by: Annotated[
