@@ -104,6 +104,30 @@ def test_table_shortens_labels_never_numbers(width: int) -> None:
         assert long_label not in text
 
 
+@pytest.mark.parametrize("width", (30, 40, *WIDTHS))
+def test_shortened_labels_never_make_two_rows_read_the_same(width: int) -> None:
+    """At 40 columns `text-embedding-3-large` and `-small` were both `text-embeddin…`: labels that would collide
+    fold onto more lines instead, so every name can still be read whole; labels that stay distinct are cut."""
+    table = DataTable("Spend by model", label("model"), number("spend"), number("per 1M tokens"))
+    for model, spend in (("text-embedding-3-large", "$2.10"), ("text-embedding-3-small", "$0.84")):
+        table.add_row(model, spend, "$0.1300")
+    text = _render(table, width)
+    assert "$2.10" in text and "$0.84" in text and "…" not in text
+    lines = text.splitlines()
+    first, second = (next(i for i, line in enumerate(lines) if spend in line) for spend in ("$2.10", "$0.84"))
+    # What each row shows of its name, from its first line up to the next row's (or the end of the table).
+    shown = [
+        "".join(lines[first:second]).replace("$2.10", "").replace("$0.1300", ""),
+        "".join(lines[second:]).replace("$0.84", "").replace("$0.1300", ""),
+    ]
+    assert shown[0] != shown[1], text
+    distinct = DataTable("Spend by model", label("model"), number("spend"), number("per 1M tokens"))
+    distinct.add_row("gpt-4o-mini-2024-07-18, input tokens", "$2.10", "$0.1300")
+    distinct.add_row("o3-mini-2025-01-31, output tokens", "$0.84", "$0.1300")
+    if width == 40:
+        assert "…" in _render(distinct, width)
+
+
 def test_status_prints_every_count_whole(demo_store: Path) -> None:
     """`status` at 80 columns (not a terminal) shows every stream's row count and watermark in full."""
     result = _invoke("status", "--store", str(demo_store))

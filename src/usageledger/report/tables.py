@@ -6,7 +6,8 @@ Every table the CLI prints is a :class:`DataTable`. Its columns are labels (name
 * number columns are as wide as their widest value, so a value never wraps, folds or shortens (a narrow header
   wraps above it instead); a cell holding several numbers separated by spaces may wrap between them;
 * label columns share what is left: they keep their natural width when it fits, else the widest are shortened with
-  ``…`` first;
+  ``…`` first, unless shortening would make two different labels read the same: then that column's labels fold
+  onto more lines instead;
 * if the numbers do not fit even beside labels cut to their floor (:func:`label_floor`: 40% of their width, at
   least :data:`MIN_LABEL` characters), the table drops its borders, and if that is still too wide, every row is
   printed as a block of ``header: value`` lines (a label cut to a few characters no longer says which row it is).
@@ -164,14 +165,28 @@ class DataTable:
             pad_edge=bordered,
             expand=False,
         )
-        for col, width in zip(self.columns, widths, strict=True):
+        for i, (col, width) in enumerate(zip(self.columns, widths, strict=True)):
             if col.numeric:
                 table.add_column(col.header, justify="right", width=width, no_wrap=False, overflow="fold")
+            elif self._shortening_collides(i, width):
+                # Two rows would read the same (`text-embeddin…` twice): the labels fold onto more lines instead.
+                table.add_column(col.header, justify="left", width=width, no_wrap=False, overflow="fold")
             else:
                 table.add_column(col.header, justify="left", width=width, no_wrap=True, overflow="ellipsis")
         for row in self.rows:
             table.add_row(*row)
         return table
+
+    def _shortening_collides(self, i: int, width: int) -> bool:
+        """Whether cutting column ``i``'s labels to ``width`` cells with ``…`` would make two different labels read
+        the same."""
+        seen: dict[str, str] = {}
+        for row in self.rows:
+            plain = row[i].plain
+            shown = plain if _width(row[i]) <= width else row[i][: max(width - 1, 0)].plain + "…"
+            if seen.setdefault(shown, plain) != plain:
+                return True
+        return False
 
     def _records(self) -> Group:
         """The narrowest layout: each row as a block of ``header: value`` lines."""
