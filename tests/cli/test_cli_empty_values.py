@@ -127,3 +127,10 @@ def test_an_empty_path_is_refused_before_it_reads_as_the_working_directory(
     assert done.exit_code == 1 and len(lines) == 1, done.output
     assert lines[0] == f"error: {flag}: the value is empty; give a value, or leave {flag} out for its default"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "named"), [(["credit", "remove", " "], "ID"), (["statement", ""], "MONTH")])
+def test_an_empty_argument_is_named_as_the_help_shows_it(synced: Path, argv: list[str], named: str) -> None:
+    """`credit remove ''` said `TOPUP_ID:` (the Python parameter) where the help and every other error say `ID`."""
+    done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
+    assert done.exit_code == 1 and done.stderr.strip() == f"error: {named}: the value is empty; give a value"

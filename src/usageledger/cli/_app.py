@@ -355,8 +355,9 @@ def _flag_names(fn: Callable[..., object]) -> dict[str, tuple[str, bool]]:
         spelled = [d for info in infos for d in (info.default, *(getattr(info, "param_decls", None) or ()))]
         decls = [d for d in spelled if isinstance(d, str) and d.startswith("--")]
         optional = param.default is not inspect.Parameter.empty
-        if any(isinstance(info, ArgumentInfo) for info in infos):
-            names[name] = (name.upper(), False)
+        arguments = [info for info in infos if isinstance(info, ArgumentInfo)]
+        if arguments:  # named as the help shows it: its metavar (`ID`), else the parameter's name in capitals
+            names[name] = (getattr(arguments[0], "metavar", None) or name.upper(), False)
         else:
             names[name] = (decls[0] if decls else "--" + name.replace("_", "-"), optional)
     return names
