@@ -212,6 +212,9 @@ def test_credit_never_creates_a_store(tmp_path: Path) -> None:
     missing = tmp_path / "nothing.duckdb"
     result = _run("credit", "add", "2026-11-01", "5", "--store", str(missing), code=1)
     assert "no store at" in result.output and not missing.exists()
+    for command in (["add", "2026-11-01", "5"], ["remove", "1"]):  # said "no store at", as if it could be made
+        other = _run("credit", *command, "--store", "sqlite:///x.db", code=1)
+        assert "unsupported store sqlite:///x.db" in other.output
 
 
 def _alerts(doc: Any, kind: str) -> list[Any]:

@@ -39,7 +39,7 @@ from usageledger.report.jsonout import dumps
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
-from usageledger.store import DEFAULT_STORE, BaseStore, is_postgres_url, open_store
+from usageledger.store import DEFAULT_STORE, BaseStore, check_store_url, is_postgres_url, open_store
 from usageledger.store.credit import TopUp, add_topup, check_note, list_topups, remove_topup
 from usageledger.timeutil import parse_month
 
@@ -151,6 +151,7 @@ def _writable(url: str) -> Iterator[BaseStore]:
     """An existing store, opened to write (and migrated): never creates one."""
     from usageledger.store.duckdb import no_store_message
 
+    url = check_store_url(url)  # `sqlite:///x.db` is an unsupported store, not a missing one
     if not is_postgres_url(url) and not Path(url).exists():
         raise StoreError(no_store_message(url))
     opened = open_store(url, migrate=False)
