@@ -1,14 +1,25 @@
-"""One place that decides whether two paths name the same file (resolved real paths, not string equality), and one
-reader of the text files people write (the config, names, rates, replays)."""
+"""One place that decides whether two paths name the same file (resolved real paths, not string equality) and
+whether an output path may be written, and one reader of the text files people write (the config, names, rates,
+replays)."""
 
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from usageledger.errors import ConfigError
 
-__all__ = ["is_duckdb_file", "read_user_text", "real_path", "same_file"]
+__all__ = [
+    "is_duckdb_file",
+    "is_stream",
+    "overwrite_refusal",
+    "read_user_text",
+    "real_path",
+    "same_file",
+    "store_files",
+]
 
 
 def read_user_text(path: str | Path) -> str:
@@ -44,7 +55,41 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 def is_duckdb_file(path: str | Path) -> bool:
     """True when ``path`` is a DuckDB database file (bytes 8 to 12 read ``DUCK``): never a file to overwrite."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # opening a FIFO to read would wait for a writer
+            return False
         with open(path, "rb") as fh:
             return fh.read(12)[8:12] == b"DUCK"
     except OSError:
         return False
+
+
+def store_files(url: str) -> list[tuple[str, str]]:
+    """What a DuckDB store at ``url`` is made of, as ``(what, path)``: the file, its WAL and its lock files; none for a
+    PostgreSQL URL or an in-memory database."""
+    if url.startswith(("postgresql://", "postgres://")) or url == ":memory:":
+        return []
+    from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
+
+    files = [("the DuckDB store", url), ("the DuckDB store's WAL", f"{url}.wal")]
+    return files + [("a lock file of the DuckDB store", url + suffix) for suffix in (LOCK_SUFFIX, READERS_SUFFIX)]
+
+
+def overwrite_refusal(path: str | Path, kept: Sequence[tuple[str, str | Path]]) -> str | None:
+    """Why writing ``path`` would destroy data, or ``None``: it is one of ``kept`` (``(what, path)``, by any
+    spelling: a symlink, a hard link, ``./``) or any DuckDB file. The one rule behind every command's output files."""
+    for what, protected in kept:
+        if same_file(path, protected):
+            return f"{path} is {what} ({protected}) and would be overwritten"
+    if is_duckdb_file(path):
+        return f"{path} is a DuckDB store and would be overwritten"
+    return None
+
+
+def is_stream(path: str | Path) -> bool:
+    """True when ``path`` exists and is not a regular file or a folder (a FIFO, ``/dev/stdout``, a device): written
+    straight through, never replaced by a renamed file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)

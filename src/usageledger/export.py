@@ -38,7 +38,7 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import real_path, same_file
+from usageledger._paths import is_stream, overwrite_refusal, real_path, store_files
 from usageledger.errors import ConfigError
 from usageledger.store import BaseStore, TableSpec, history, table_for
 from usageledger.store.directory import NamedId, name_joins, named_ids
@@ -250,21 +250,17 @@ class _Guard:
     """The paths an export must never write: the DuckDB store, its WAL, its lock files and what the caller protects."""
 
     def __init__(self, store: BaseStore, protect: Mapping[str, str | Path]) -> None:
-        from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
         from usageledger.store.duckdb import DuckDBStore
 
         self._paths: list[tuple[str, str | Path]] = []
-        if isinstance(store, DuckDBStore) and store.path != ":memory:":
-            self._paths += [("the DuckDB store", store.path), ("the DuckDB store's WAL", f"{store.path}.wal")]
-            self._paths += [("a lock file of the DuckDB store", store.path + s) for s in (LOCK_SUFFIX, READERS_SUFFIX)]
+        if isinstance(store, DuckDBStore):
+            self._paths += store_files(store.path)
         self._paths += list(protect.items())
 
     def check(self, path: Path) -> None:
-        for what, kept in self._paths:
-            if same_file(path, kept):
-                raise ConfigError(
-                    f"--output {path} is {what} ({kept}) and would be overwritten: export to another file or directory"
-                )
+        reason = overwrite_refusal(path, self._paths)
+        if reason is not None:
+            raise ConfigError(f"--output {reason}: export to another file or directory")
 
 
 class _Staging:
@@ -284,6 +280,10 @@ class _Staging:
     def open(self, final: Path) -> Iterator[IO[bytes]]:
         """A new temporary file for ``final`` (never the target itself, so nothing existing is truncated)."""
         self._guard.check(final)
+        if is_stream(final):  # a FIFO, /dev/stdout, a device: written through; a rename would replace it with a file
+            with open(final, "wb") as stream:
+                yield stream
+            return
         if final.is_symlink():  # replace the file the link points at, as writing through it did, and keep the link
             final = real_path(final)
         temp = self._temp_name(final)

@@ -186,8 +186,8 @@ def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--path", "{store}", "--force"], "--path {store} is the store ({store})"),
-        (["--path", "{store}.wal", "--force"], "--path {store}.wal is the store's WAL"),
+        (["--path", "{store}", "--force"], "--path {store} is the DuckDB store ({store})"),
+        (["--path", "{store}.wal", "--force"], "--path {store}.wal is the DuckDB store's WAL"),
         (["--path", "{store}", "--force", "--store", "{other}"], "{store} is a DuckDB store, not a config file"),
     ],
 )

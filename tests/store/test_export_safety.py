@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,37 @@ def test_export_onto_the_store_is_refused(synced: Path, output: str, fmt: str) -
     # The sync left its lock files beside the store (see docs/STORE.md); the export wrote nothing.
     locks = [f"{STORE}.lock", f"{STORE}.readers"]
     assert sorted(p.name for p in synced.iterdir()) == sorted([STORE, *locks, CONFIG, "sub", "link.csv"])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_onto_another_duckdb_store_is_refused(synced: Path, fmt: str) -> None:
+    """Only the store being read was protected: `-o other.duckdb` turned another store into CSV."""
+    shutil.copy(synced / STORE, synced / "other.duckdb")
+    kept = (synced / "other.duckdb").read_bytes()
+    assert "other.duckdb is a DuckDB store" in _refused(["-e", "costs", "-f", fmt, "-o", "other.duckdb"])
+    (synced / "dir").mkdir()
+    shutil.copy(synced / STORE, synced / "dir" / "costs.csv")  # a store under a name the directory export writes
+    assert "is a DuckDB store" in _refused(["-e", "costs,completions", "-o", "dir"])
+    assert (synced / "other.duckdb").read_bytes() == kept == (synced / "dir" / "costs.csv").read_bytes()
+
+
+def test_export_into_a_fifo_writes_through_it(synced: Path) -> None:
+    """`-o fifo` was renamed over: the FIFO became a regular file and its reader got nothing (`-o /dev/null`, as
+    root, replaced the device). A FIFO or device is written straight through and stays what it was."""
+    fifo = synced / "rows.fifo"
+    os.mkfifo(fifo)
+    with open(synced / "read.csv", "wb") as sink:  # a file, not a pipe nobody drains while the export writes
+        reader = subprocess.Popen(["cat", str(fifo)], stdout=sink)
+        try:
+            result = CliRunner().invoke(app, ["export", "-e", "costs", "-o", str(fifo)])
+            reader.wait(timeout=60)
+        finally:
+            reader.kill()
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    lines = (synced / "read.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("org,stream,bucket_start") and len(lines) - 1 == _costs_rows(synced / STORE)
+    assert not [p for p in synced.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_export_of_every_endpoint_onto_the_store_is_refused(synced: Path) -> None:

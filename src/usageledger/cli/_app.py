@@ -22,7 +22,7 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup
 from typer.models import ArgumentInfo, ParameterInfo
 
-from usageledger._paths import is_duckdb_file, same_file
+from usageledger._paths import overwrite_refusal, store_files
 from usageledger.cli._commands import COMMANDS
 from usageledger.errors import UsageLedgerError
 
@@ -304,21 +304,13 @@ def refuse_overwriting(
     symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data.
     ``other_outputs`` (flag, path) are the command's other output files: one of them named twice would overwrite
     the other."""
-    from usageledger.store import is_postgres_url
-    from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
-
-    kept: list[tuple[str, str | Path]] = []
-    if not is_postgres_url(store_url):
-        kept += [("the DuckDB store", store_url), ("the DuckDB store's WAL", f"{store_url}.wal")]
-        kept += [("a lock file of the DuckDB store", store_url + suffix) for suffix in (LOCK_SUFFIX, READERS_SUFFIX)]
+    kept: list[tuple[str, str | Path]] = [*store_files(store_url)]
     if config_path is not None:
         kept.append(("the config file in use", config_path))
     kept += [(f"the file of {other}", other_path) for other, other_path in other_outputs if other_path is not None]
-    for what, protected in kept:
-        if same_file(path, protected):
-            raise fail(f"{flag} {path} is {what} ({protected}) and would be overwritten: write to another file")
-    if is_duckdb_file(path):
-        raise fail(f"{flag} {path} is a DuckDB store and would be overwritten: write to another file")
+    reason = overwrite_refusal(path, kept)
+    if reason is not None:
+        raise fail(f"{flag} {reason}: write to another file")
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
 from usageledger._options import base_url_from, check_base_url
-from usageledger._paths import same_file
+from usageledger._paths import same_file, store_files
 from usageledger._secrets import redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth
@@ -49,7 +49,6 @@ from usageledger.store import (
     Stream,
     StreamState,
     check_store_url,
-    is_postgres_url,
     open_store,
 )
 from usageledger.store.directory import directory_summary
@@ -94,15 +93,9 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,
 ) -> None:
     """Write a commented usageledger.toml (mode 0600) and create the store with its tables."""
-    if not is_postgres_url(store):
-        for what, kept in (
-            ("the store", store),
-            ("the store's WAL", f"{store}.wal"),
-            ("a lock file of the store", f"{store}.lock"),
-            ("a lock file of the store", f"{store}.readers"),
-        ):
-            if same_file(path, kept):
-                raise fail(f"--path {path} is {what} ({kept}); the config needs a file of its own: pick another --path")
+    for what, kept in store_files(store):
+        if same_file(path, kept):
+            raise fail(f"--path {path} is {what} ({kept}); the config needs a file of its own: pick another --path")
     if not path.parent.is_dir():  # before the store is made: a failed init leaves neither file behind
         raise fail(f"--path {path}: the folder {path.parent} does not exist; create it or pick another --path")
     check_config_target(path, force=force)
