@@ -196,6 +196,8 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         (["add", "2026-11-01", "5", "--note", "INV-1\nINV-2"], "--note: 'INV-1\\nINV-2' holds a newline"),
         (["add", "2026-11-01", "5", "--note", "\x1b[31mred"], "--note: '\\x1b[31mred' holds a newline or a control"),
         (["remove", "abc"], "ID: 'abc' is not a top-up ID"),
+        # a top-up for a mistyped org was recorded, and never met a cost
+        (["add", "2026-11-01", "5", "--org", "nope"], "--org: nope holds no data in this store (orgs: org-demo)"),
     ],
 )
 def test_bad_credit_input_is_one_line_and_stores_nothing(demo_store_copy: Path, args: list[str], says: str) -> None:

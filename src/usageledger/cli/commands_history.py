@@ -47,6 +47,7 @@ def changes(
     settings = load_config(config)
     overrides = _names(settings, names)  # a bad names file is refused before the store is opened
     with open_for_reading(check_store_url(store or settings.store_url or DEFAULT_STORE)) as db:
+        db.check_orgs(org)
         found = read_changes(db, since=lo, until=hi, org=org)
         id_names = resolve_names(db, org=org, overrides=overrides)
     if output_format == "json":
@@ -86,10 +87,9 @@ def close(
     settings = load_config(config)
     url = check_store_url(store or settings.store_url or DEFAULT_STORE)
     with open_for_reading(url) as existing:  # the store must exist: closing never creates one
-        known = [o.org for o in existing.orgs()]
-    orgs = [org] if org is not None else known
-    if org is not None and org not in known:
-        raise ParameterError("--org", f"{org} holds no data in this store (orgs: {', '.join(known) or 'none'})")
+        existing.check_orgs(org)
+        known = existing.known_orgs()
+    orgs = [org] if org is not None and known else known
     if not orgs:
         raise ParameterError("MONTH", "the store holds no org yet: run `usageledger sync` first")
     with open_store(url) as db:

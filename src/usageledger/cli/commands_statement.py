@@ -77,7 +77,7 @@ def statement(
             refuse_overwriting(flag, path, store_url=url, config_path=settings.path, other_outputs=outputs[:i])
             if path.is_dir():  # before any figure is computed (`--csv ''` is the working directory)
                 raise ParameterError(flag, f"{path} is a directory; give a file name, such as statements.{flag[2:]}")
-    with _database(store or settings.store_url) as db:
+    with _database(store or settings.store_url, org=org) as db:
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
         result = month_statements(
