@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -88,6 +88,14 @@ class LedgerTools:
     config: Config
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
+    @contextmanager
+    def _reading(self, org: str | None) -> Iterator[BaseStore]:
+        """The store, open for one tool call; an ``org`` it holds no data for is refused (``BaseStore.check_orgs``,
+        the command line's ``--org`` check), never answered as an org with no spend."""
+        with self.open_store() as store:
+            store.check_orgs(org, param="org")
+            yield store
+
     def _period(self, since: str | None, until: str | None) -> Period:
         return report_period(since, until, now=self.clock(), since_param="since", until_param="until")
 
@@ -108,7 +116,7 @@ class LedgerTools:
 
     def _report(self, since: str | None, until: str | None, org: str | None, project: str | None) -> Document:
         period = self._period(since, until)
-        with self.open_store() as store:
+        with self._reading(org) as store:
             pid = self._project_id(store, project, org)
             data = build_report(store, period, Scope(org=org, project=pid))
             names = resolve_names(store, org=org, overrides=self._overrides())
@@ -146,7 +154,7 @@ class LedgerTools:
     def _team_spend(self, by_project: Document, org: str | None) -> Document:
         """Spend by project regrouped by team (``report --by team``: the config's ``[teams]``, else the directory's
         project groups; ``unassigned`` for the rest)."""
-        with self.open_store() as store:
+        with self._reading(org) as store:
             teams = project_teams(store, org=org, config=self.config.teams)
         rows = by_project["rows"]
         names = {row["project_id"]: row["name"] for row in rows}
@@ -173,7 +181,7 @@ class LedgerTools:
             raise ParameterError("model", "give a model name, such as gpt-4.1")
         snapshot = re.compile(re.escape(wanted) + r"(-\d{4}-\d{2}-\d{2})?")
         period = self._period(since, until)
-        with self.open_store() as store:
+        with self._reading(org) as store:
             pid = self._project_id(store, project, org)
             scope = Scope(org=org, project=pid)
             where, params = scope.where(period, start=period.previous().start)
@@ -270,7 +278,7 @@ class LedgerTools:
             "SUM(COALESCE(new_value, 0) - COALESCE(old_value, 0)), MAX(seen_at) FROM revisions "
             f"WHERE {' AND '.join(where)} GROUP BY 1, 2, 3, 4, 5 ORDER BY 8 DESC, 1, 2, 3, 4, 5 LIMIT %s"
         )
-        with self.open_store() as store:
+        with self._reading(org) as store:
             rows = store.query(sql, [*params, limit + 1])
         entries = [
             {
@@ -303,7 +311,7 @@ class LedgerTools:
         if day is not None and day > now.date():
             raise ParameterError("date", f"{day.isoformat()} is after today ({now.date().isoformat()})")
         cfg = parse_alert_config(self.config.alerts)
-        with self.open_store() as store:
+        with self._reading(org) as store:
             pid = self._project_id(store, project, org)
             names = resolve_names(store, org=org, overrides=self._overrides())
             result = run_checks(store, cfg, now=now, org=org, project=pid, budget_day=day, anomaly_day=day, names=names)
@@ -330,7 +338,7 @@ class LedgerTools:
             "SELECT org, kind, id, name, email, status, valid_from FROM directory_current "
             f"WHERE {' AND '.join(where)} ORDER BY org, kind, name, id LIMIT 101"
         )
-        with self.open_store() as store:
+        with self._reading(org) as store:
             rows = store.query(sql, params)
             names = resolve_names(store, org=org, overrides=self._overrides())
         matches = [

@@ -582,3 +582,76 @@ def test_a_stop_that_duckdb_reports_as_its_own_error_is_an_interruption_not_a_tr
     # any other error is not taken for an interruption
     with pytest.raises(RuntimeError, match="something else"), sigterm_as_interrupt():
         raise RuntimeError("something else")
+
+
+_ORG_READERS: list[list[str]] = [
+    ["report"],
+    ["reconcile", "--fail-over"],
+    ["check"],
+    ["forecast", "--now", "2026-11-20T12:00:00Z"],
+    ["statement", "2026-11"],
+    ["export", "-e", "costs"],
+    ["export", "-f", "focus"],
+    ["changes"],
+    ["keys"],
+    ["credit", "list"],
+    ["close", "2026-10", "--now", "2026-12-02"],
+]
+"""Every command whose --org names orgs to read from the store (``sync --org`` names configured orgs instead)."""
+
+
+def _org_commands() -> set[str]:
+    """The commands (``credit list``) that take an ``--org`` option, found from the CLI itself."""
+    import click
+    import typer.main
+
+    from usageledger.cli._commands import COMMANDS
+
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    found: set[str] = set()
+    for entry in COMMANDS:
+        command = root.get_command(ctx, entry.name)  # type: ignore[attr-defined]
+        subs = getattr(command, "commands", None) or {"": command}
+        for sub_name, sub in subs.items():
+            if any("--org" in p.opts for p in sub.params):
+                found.add(f"{entry.name} {sub_name}".strip())
+    return found
+
+
+def test_every_command_with_an_org_option_checks_it() -> None:
+    """The list below is every --org of the CLI: a new command with one gets the check and a case here."""
+    listed = {" ".join(a for a in argv[:2] if not a.startswith("-") and not a[0].isdigit()) for argv in _ORG_READERS}
+    assert _org_commands() == listed | {"sync", "credit add"}
+
+
+@pytest.mark.parametrize("argv", _ORG_READERS, ids=lambda argv: "-".join(argv[:2]))
+def test_a_mistyped_org_is_refused_by_every_command_that_reads_one(demo_store: Path, argv: list[str]) -> None:
+    """Only `close` checked --org: `check --org nope` said "stale store" (exit 3), `forecast` "no costs", `report` and
+    `statement` printed $0.00, `reconcile --fail-over` passed with 0 pairs, `export` wrote a header. Every command
+    now refuses it with close's one line, naming the orgs the store holds."""
+    done = CliRunner().invoke(app, [*argv, "--store", str(demo_store), "--org", "nope"])
+    assert done.exit_code == 1, done.output
+    assert done.stderr.strip() == "error: --org: nope holds no data in this store (orgs: org-demo)", done.stderr
+    assert done.stdout == ""
+    known = CliRunner().invoke(app, [*argv, "--store", str(demo_store), "--org", "org-demo"])
+    assert "holds no data" not in known.output, known.output
+
+
+def test_export_names_each_unknown_org_of_its_list(demo_store: Path) -> None:
+    done = CliRunner().invoke(app, ["export", "-e", "costs", "--store", str(demo_store), "--org", "org-demo,x,y"])
+    assert done.exit_code == 1 and done.stderr.strip() == (
+        "error: --org: x, y hold no data in this store (orgs: org-demo)"
+    ), done.stderr
+
+
+def test_an_org_given_to_an_empty_store_keeps_its_sync_first_message(tmp_path: Path) -> None:
+    """A store with no org yet has no orgs to list: each command says "run usageledger sync first" as before."""
+    store = tmp_path / "empty.duckdb"
+    open_store(str(store)).close()
+    forecast = CliRunner().invoke(app, ["forecast", "--store", str(store), "--org", "x"])
+    assert forecast.exit_code == 1 and "run `usageledger sync` first" in forecast.stderr, forecast.output
+    close = CliRunner().invoke(app, ["close", "2026-10", "--store", str(store), "--org", "x", "--now", "2026-12-02"])
+    assert close.exit_code == 1 and close.stderr.strip() == (
+        "error: MONTH: the store holds no org yet: run `usageledger sync` first"
+    ), close.output

@@ -200,6 +200,8 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         (["add", "2999-01-01", "5"], "DAY: 2999-01-01 is after today"),
         # recorded, then shown as $0.00
         (["add", "2026-11-01", "0.001"], "AMOUNT: '0.001' has too many digits; give at most 2 decimal places"),
+        # a top-up for a mistyped org was recorded, and never met a cost
+        (["add", "2026-11-01", "5", "--org", "nope"], "--org: nope holds no data in this store (orgs: org-demo)"),
     ],
 )
 def test_bad_credit_input_is_one_line_and_stores_nothing(demo_store_copy: Path, args: list[str], says: str) -> None:

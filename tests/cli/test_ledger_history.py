@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from typer.testing import CliRunner, Result
 
+from usageledger.cli import app
 from usageledger.serve import build_app
 from usageledger.store import open_store
+from usageledger.store.closes import closed_lines
 
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
@@ -125,8 +128,12 @@ def test_a_closed_month_restated_is_an_adjustment(store_url: str, two_clocks: tu
     november = ["--since", "2026-11-01", "--until", "2026-12-01"]
     doc = json.loads(ok(["report", "--store", store_url, *november, "-f", "json"], url, tmp_path))
     closed_total = Decimal(doc["totals"]["spend"])
-    out = ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
-    assert "Closed 2026-11" in out
+    # The emulator's November ends on the 20th: closed as the store holds it, and said so.
+    code, out, err = ul(
+        ["close", "2026-11", "--store", store_url, "--now", "2026-12-02", "--allow-partial"], url, tmp_path
+    )
+    assert code == 0 and "Closed 2026-11" in out, err
+    assert err.startswith("warning: closing 2026-11 without 2026-11-20 to 2026-11-30 for default"), err
     code, _, err = ul(["close", "2026-11", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
     assert code != 0 and "already closed" in err and "--reopen" in err
     code, _, err = ul(["close", "2026-12", "--store", store_url, "--now", "2026-12-02"], url, tmp_path)
@@ -165,3 +172,39 @@ def test_a_closed_month_restated_is_an_adjustment(store_url: str, two_clocks: tu
     assert "Reopened 2026-11" in out
     changes = json.loads(ok(["changes", "--store", store_url, "-f", "json"], url, tmp_path))
     assert changes["adjustments"] == [] and not any(r["after_close"] for r in changes["restatements"])
+
+
+def _close(store: Path, *args: str) -> Result:
+    return CliRunner().invoke(app, ["close", *args, "--store", str(store), "--now", "2026-12-02"])
+
+
+def test_close_refuses_a_month_the_store_does_not_cover(demo_store_copy: Path) -> None:
+    """`close 2020-01` recorded $0.00 for a month before the store's first costs, and a month whose first days the
+    store lacks was closed as if whole. The first is refused; the second too, unless --allow-partial, which then
+    closes it with one warning naming the missing days. The demo store's costs run from 2026-08-22 to 2026-11-19."""
+    before = _close(demo_store_copy, "2020-01")
+    assert before.exit_code == 1 and before.stderr.strip() == (
+        "error: MONTH: 2020-01 ends before the store's costs start on 2026-08-22: give 2026-08 or a later month, or "
+        "sync that month first (usageledger sync --since 2020-01-01)"
+    ), before.output
+    partial = _close(demo_store_copy, "2026-08")
+    assert partial.exit_code == 1 and partial.stderr.strip() == (
+        "error: MONTH: the store lacks days of 2026-08: 2026-08-01 to 2026-08-21 for org-demo (its costs start on "
+        "2026-08-22); sync them first (usageledger sync --since 2026-08-01), or pass --allow-partial to close it as "
+        "the store holds it"
+    ), partial.output
+    unsynced = _close(demo_store_copy, "2026-11")
+    assert unsynced.exit_code == 1, unsynced.output
+    assert "2026-11-20 to 2026-11-30 for org-demo (its costs are synced through 2026-11-19)" in unsynced.stderr
+    with open_store(str(demo_store_copy)) as db:
+        assert closed_lines(db) == [], "a refused close records nothing"
+
+    allowed = _close(demo_store_copy, "2026-08", "--allow-partial")
+    assert allowed.exit_code == 0 and "Closed 2026-08" in allowed.stdout, allowed.output
+    assert allowed.stderr.strip() == (
+        "warning: closing 2026-08 without 2026-08-01 to 2026-08-21 for org-demo (its costs start on 2026-08-22)"
+    )
+    whole = _close(demo_store_copy, "2026-10")
+    assert whole.exit_code == 0 and whole.stderr == "", whole.output
+    with open_store(str(demo_store_copy)) as db:
+        assert sorted({line.month.isoformat() for line in closed_lines(db)}) == ["2026-08-01", "2026-10-01"]

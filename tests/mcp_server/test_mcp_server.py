@@ -4,6 +4,7 @@ each one; the spend tool's figures equal ``usageledger report --format json``.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -55,8 +56,12 @@ def _report(store: str, *extra: str) -> dict[str, Any]:
 
 async def _session_calls(store: str, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], list[Any]]:
     # No admin key, and the API's base URL is a dead port: every answer has to come from the store.
+    # PYTHONPATH is kept, so the server runs the code under test (a source tree not installed).
+    kept = {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
     params = StdioServerParameters(
-        command=CLI[0], args=[*CLI[1:], "mcp", "--store", store], env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+        command=CLI[0],
+        args=[*CLI[1:], "mcp", "--store", store],
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
@@ -98,6 +103,10 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
         ("spend", {**period, "group_by": "team"}),
         ("spend", {**period, "group_by": "org"}),
         ("spend", {"since": "yesterday-ish"}),
+        ("spend", {**period, "org": "nope"}),
+        ("changes", {"org": "nope"}),
+        ("lookup", {"query": some_id, "org": "nope"}),
+        ("alerts", {"org": "nope"}),
     ]
     tools, results = await _session_calls(synced, calls)
 
@@ -111,7 +120,8 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     assert listed["lookup"].input_schema["required"] == ["query"]
 
     spend, by_model, one_project, usage, movers, changes, alerts, by_name, by_id, gpt4o, gpt4o_days = results[:11]
-    by_team, bad_group, bad_since = results[11:]
+    by_team, bad_group, bad_since = results[11:14]
+    unknown_org = results[14:]
     report = _report(synced)
     doc = _doc(spend)
     assert doc["period"] == report["period"] and doc["period"]["first_day"] == SINCE
@@ -157,6 +167,9 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
 
     assert bad_group.is_error and "group_by" in bad_group.content[0].text
     assert bad_since.is_error and "since" in bad_since.content[0].text and "Traceback" not in bad_since.content[0].text
+    # An org the store does not hold was answered as an org with no spend; now refused as the CLI's --org is.
+    for refused in unknown_org:
+        assert refused.is_error and "org: nope holds no data in this store (orgs: default)" in refused.content[0].text
 
 
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:

@@ -316,3 +316,33 @@ def test_report_converts_totals_and_tables_per_day(store: str, tmp_path: Path) -
     _rates(tmp_path / "rates.csv", skip=date(2026, 10, 5))
     missing = CliRunner().invoke(app, list(args))
     assert missing.exit_code == 1 and "2026-10-05" in missing.output and "--fx" in missing.output
+
+
+def test_a_month_the_store_does_not_cover_is_refused_or_said(store: str) -> None:
+    """`statement 2027-01` (not started) and a month before the store's first costs printed a $0.00 statement "adding
+    up to the month's costs"; both are refused, naming MONTH. A month whose first days the store lacks is given
+    with a warning on stderr naming them."""
+    with open_store(store, read_only=True) as db:
+        first = utc_day(db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW}")[0][0])
+    runner = CliRunner()
+    before = runner.invoke(app, ["statement", "2020-01", "--store", store])
+    assert before.exit_code == 1 and before.stdout == "", before.output
+    assert before.stderr.startswith(f"error: MONTH: 2020-01 ends before the store's costs start on {first}: give "), (
+        before.stderr
+    )
+    today = datetime.now(UTC).date()
+    later = date(today.year + today.month // 12, today.month % 12 + 1, 1)
+    future = runner.invoke(app, ["statement", f"{later:%Y-%m}", "--store", store])
+    assert future.exit_code == 1 and future.stderr.strip() == (
+        f"error: MONTH: {later:%Y-%m} has not started yet (today is {today}): give this month or an earlier one"
+    ), future.output
+    assert first.day > 1, "the store's costs start inside a month"
+    partial = runner.invoke(app, ["statement", f"{first:%Y-%m}", "--store", store, "--format", "json"])
+    assert partial.exit_code == 0, partial.output
+    assert partial.stderr.strip() == (
+        f"warning: the store lacks days of {first:%Y-%m}: {first.replace(day=1)} to {first - timedelta(days=1)} for "
+        f"default (its costs start on {first})"
+    )
+    assert json.loads(partial.stdout)["month"] == f"{first:%Y-%m}"
+    whole = runner.invoke(app, ["statement", MONTH, "--store", store])
+    assert whole.exit_code == 0 and whole.stderr == "", whole.output

@@ -211,6 +211,64 @@ def test_bad_input_is_one_line_naming_the_parameter(client: TestClient) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("foo=bar", "foo: not a parameter of /api/report; it takes since, until, org, project, team, model"),
+        ("as_of=abc", "as_of: not a parameter of /api/report; it takes since, until, org, project, team, model"),
+        ("project=a&project=b", "project: given more than once; give it once"),
+        ("since=7d&since=14d", "since: given more than once; give it once"),
+        ("org=nope", "org: nope holds no data in this store (orgs: demo)"),
+    ],
+)
+def test_an_unknown_repeated_or_unknown_org_parameter_is_refused(client: TestClient, query: str, error: str) -> None:
+    """`?foo=bar` and `?as_of=abc` were ignored, `?project=a&project=b` used the last, `?org=nope` answered $0.00:
+    each is now a 400 naming the parameter, as the CLI names its flag."""
+    got = client.get(f"/api/report?{query}")
+    assert got.status_code == 400 and got.json() == {"error": error}, got.text
+    page = client.get(f"/?{query}")
+    assert page.status_code == 400 and error.split(":", 1)[0] in page.text
+
+
+def test_filters_and_the_drill_down_refuse_what_the_store_does_not_hold(client: TestClient) -> None:
+    """`/api/filters?org=nope` offered the org it was given; `/api/projects/nope` answered 200 with a project named
+    nope; the drill-down took filters it never applied (`?model=`)."""
+    filters = client.get("/api/filters", params={"org": "nope"})
+    assert filters.status_code == 400, filters.text
+    assert filters.json() == {"error": "org: nope holds no data in this store (orgs: demo)"}
+    assert client.get("/api/filters", params={"org": "demo"}).json()["orgs"] == ["demo"]
+    missing = client.get("/api/projects/nope")
+    assert missing.status_code == 404, missing.text
+    assert missing.json() == {"error": "project: nope is no project in this store; /api/filters lists the projects"}
+    assert client.get("/", params={"project": "nope"}).status_code == 404
+    project = client.get("/api/filters").json()["projects"][0]["id"]
+    assert client.get(f"/api/projects/{project}").status_code == 200
+    assert client.get(f"/api/projects/{project}", params={"org": "nope"}).status_code == 400
+    ignored = client.get(f"/api/projects/{project}", params={"model": "gpt-4o"})
+    assert ignored.status_code == 400 and ignored.json()["error"].startswith("model: not a parameter of /api/projects/")
+
+
+def test_the_real_server_refuses_them_over_http(store: str, tmp_path: Path) -> None:
+    """The same refusals from `usageledger serve` itself, over a socket (a query string as a browser sends it)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "USAGELEDGER_"))}
+    proc, base = _start_serve(["--store", store], clean, tmp_path)
+    try:
+        answers = {
+            path: httpx.get(base + path, timeout=60)
+            for path in ("api/report?as_of=abc", "api/report?project=a&project=b", "api/filters?org=nope")
+        }
+        missing = httpx.get(base + "api/projects/nope", timeout=60)
+    finally:
+        code, _, err = _stop(proc)
+    assert code == 0, err
+    assert {path: (a.status_code, a.json()["error"].split(":", 1)[0]) for path, a in answers.items()} == {
+        "api/report?as_of=abc": (400, "as_of"),
+        "api/report?project=a&project=b": (400, "project"),
+        "api/filters?org=nope": (400, "org"),
+    }
+    assert missing.status_code == 404 and missing.json()["error"].startswith("project: nope is no project")
+
+
 def test_a_token_guards_every_route_but_healthz(store: str) -> None:
     with TestClient(build_app(store, token=TOKEN)) as guarded:
         for path in ("/", "/api/report", "/api/filters", "/api/projects/x", "/metrics"):

@@ -122,7 +122,7 @@ def forecast(
     target = parse_month(month, param="--month") if month is not None else now.date().replace(day=1)
     limit = _amount(budget, "--budget")
     settings = load_config(config)
-    with _database(store or settings.store_url) as db:
+    with _database(store or settings.store_url, org=org) as db:
         _warn_unknown_project(db, project, org)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
@@ -168,6 +168,7 @@ def _writable(url: str) -> Iterator[BaseStore]:
 
 def _org_for(db: BaseStore, org: str | None) -> str:
     if org is not None:
+        db.check_orgs(org)  # a top-up for a mistyped org would never meet its costs
         return org
     known = [o.org for o in db.orgs()]
     if len(known) == 1:
@@ -240,7 +241,7 @@ def credit_list(
 ) -> None:
     """The recorded top-ups and the remaining balance with its runway."""
     settings = load_config(config)
-    with _database(store or settings.store_url) as db:
+    with _database(store or settings.store_url, org=org) as db:
         topups = list_topups(db, org=org)
         balance = credit_balance(db, now=_now(now_at), org=org)
     if output_format == "json":

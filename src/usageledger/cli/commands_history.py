@@ -9,13 +9,14 @@ import typer
 
 from usageledger import timeutil
 from usageledger._text import counted
-from usageledger.cli._app import FormatOpt, app, console, friendly_errors, open_for_reading
+from usageledger.cli._app import FormatOpt, app, console, friendly_errors, open_for_reading, say
 from usageledger.cli.commands_report import ConfigOpt, NamesOpt, OrgOpt, StoreOpt, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money
 from usageledger.report.history import changes as read_changes
 from usageledger.report.jsonout import changes_document, dumps
+from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import render_changes
@@ -47,6 +48,7 @@ def changes(
     settings = load_config(config)
     overrides = _names(settings, names)  # a bad names file is refused before the store is opened
     with open_for_reading(check_store_url(store or settings.store_url or DEFAULT_STORE)) as db:
+        db.check_orgs(org)
         found = read_changes(db, since=lo, until=hi, org=org)
         id_names = resolve_names(db, org=org, overrides=overrides)
     if output_format == "json":
@@ -72,6 +74,14 @@ def close(
     reopen: Annotated[
         bool, typer.Option("--reopen", help="Reopen the month instead: forget its closed figures.")
     ] = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="Close a month the store covers only in part (costs starting after its first day, or synced short "
+            "of its last), with a warning naming the missing days; without it such a close is refused.",
+        ),
+    ] = False,
     org: OrgOpt = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
@@ -86,10 +96,9 @@ def close(
     settings = load_config(config)
     url = check_store_url(store or settings.store_url or DEFAULT_STORE)
     with open_for_reading(url) as existing:  # the store must exist: closing never creates one
-        known = [o.org for o in existing.orgs()]
-    orgs = [org] if org is not None else known
-    if org is not None and org not in known:
-        raise ParameterError("--org", f"{org} holds no data in this store (orgs: {', '.join(known) or 'none'})")
+        existing.check_orgs(org)
+        known = existing.known_orgs()
+    orgs = [org] if org is not None and known else known
     if not orgs:
         raise ParameterError("MONTH", "the store holds no org yet: run `usageledger sync` first")
     with open_store(url) as db:
@@ -107,6 +116,18 @@ def close(
                 "MONTH",
                 f"{first:%Y-%m} is already closed for {', '.join(already)}: pass --reopen first to close it again",
             )
+        # A month before the store's costs, or with days it does not hold, is no month to close as it is.
+        today = datetime.fromtimestamp(now, UTC).date()
+        check_month(db, first, today=today, org=org)
+        gaps = missing_days(db, first, orgs, today=today)
+        if gaps and not allow_partial:
+            raise ParameterError(
+                "MONTH",
+                f"the store lacks days of {first:%Y-%m}: {gaps_text(gaps)}; sync them first (usageledger sync --since "
+                f"{min(g.first for g in gaps)}), or pass --allow-partial to close it as the store holds it",
+            )
+        if gaps:
+            say(f"warning: closing {first:%Y-%m} without {gaps_text(gaps)}")
         # Stamped with the real time, as the revision log's seen times are: a restatement seen later is after the close.
         lines = close_month(db, first, orgs, at=timeutil.now_unix())
     table = DataTable(f"Closed {first:%Y-%m}", label("org"), label("project"), number("spend"))

@@ -126,7 +126,7 @@ def keys(
         admin_max_age=duration_flag(admin_max_age, "--admin-max-age"),
     )
     settings = load_config(config)
-    with _database(store or settings.store_url) as db:
+    with _database(store or settings.store_url, org=org) as db:
         data = build_keys(db, start=start, end=now, now=now, org=org, rules=rules)
     _missing_sources(data)
     if output_format == "json":

@@ -110,11 +110,13 @@ def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -
 
 
 @contextmanager
-def _database(url: str | None) -> Iterator[BaseStore]:
-    """The store, opened to read only (see ``open_existing_store``): reports never create or migrate it."""
+def _database(url: str | None, *, org: str | None = None) -> Iterator[BaseStore]:
+    """The store, opened to read only (see ``open_existing_store``): reports never create or migrate it. An ``--org``
+    the store holds no data for is refused (:meth:`BaseStore.check_orgs`), never read as an empty org."""
     from usageledger.sync._safety import mixed_data  # before opening: a running sync waits while a reader holds it
 
     with open_for_reading(url or DEFAULT_STORE) as store:
+        store.check_orgs(org)
         warning = mixed_data(store)
         if warning is not None:
             say(warning)
@@ -227,7 +229,7 @@ def report(
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
         if png.exists() and not png.is_dir():
             raise ParameterError("--png", f"{png} is a file; give a directory for the charts (it is made if missing)")
-    with _database(store or settings.store_url) as db:
+    with _database(store or settings.store_url, org=org) as db:
         _warn_unknown_project(db, project, org)
         past: AbstractContextManager[BaseStore] = nullcontext(db)
         if as_of_at is not None:
@@ -340,7 +342,7 @@ def reconcile(
     period = _period(since, until, now=datetime.now(UTC))
     tol = _tolerance(tolerance)
     settings = load_config(config)
-    with _database(store or settings.store_url) as db:
+    with _database(store or settings.store_url, org=org) as db:
         result = run_reconcile(db, period, Scope(org=org), tolerance=tol)
     if output_format == "json":
         typer.echo(dumps(reconcile_document(result)))
@@ -466,7 +468,7 @@ def check(
     ts = int(now.timestamp())
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
-    with _database(store or settings.store_url) as db:
+    with _database(store or settings.store_url, org=org) as db:
         _warn_unknown_project(db, project, org)
         final = final_costs_until(db, settings.sync.to_options()) if final_only else None
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))

@@ -22,6 +22,7 @@ from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.fx import rates_option
 from usageledger.report.jsonout import dumps
+from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import resolve_names
 from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
@@ -77,12 +78,15 @@ def statement(
             refuse_overwriting(flag, path, store_url=url, config_path=settings.path, other_outputs=outputs[:i])
             if path.is_dir():  # before any figure is computed (`--csv ''` is the working directory)
                 raise ParameterError(flag, f"{path} is a directory; give a file name, such as statements.{flag[2:]}")
-    with _database(store or settings.store_url) as db:
+    today = datetime.now(UTC).date()
+    with _database(store or settings.store_url, org=org) as db:
+        check_month(db, first, today=today, org=org)
+        gaps = missing_days(db, first, [org] if org is not None else db.known_orgs(), today=today)
+        if gaps:  # the statements add up to what the store holds, which is not the whole month
+            say(f"warning: the store lacks days of {first:%Y-%m}: {gaps_text(gaps)}")
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
-        result = month_statements(
-            db, first, by=by, allocation=rule, teams=teams, org=org, fx=rates, today=datetime.now(UTC).date()
-        )
+        result = month_statements(db, first, by=by, allocation=rule, teams=teams, org=org, fx=rates, today=today)
     json_out = output_format == "json"
     if json_out:
         typer.echo(dumps(statement_document(result, id_names)))

@@ -563,6 +563,7 @@ def export_command(
     if changed_at is not None and as_of_at is not None and changed_at >= as_of_at:
         raise ParameterError("--changed-since", "must be before --as-of")
     with open_for_reading(_store_url(store, config)) as opened:
+        opened.check_orgs(org)
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
             raise ConfigError("--partition-by needs an --output directory")
@@ -618,6 +619,7 @@ def _export_focus(
 
     rates = rates_option(currency, fx)
     with open_for_reading(_store_url(store, config)) as opened:
+        opened.check_orgs(orgs)
         teams = project_teams(opened, config=config.teams)
         result = write_focus(
             opened,

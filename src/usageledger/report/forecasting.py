@@ -16,6 +16,7 @@ from typing import Final, Literal
 
 from usageledger.errors import UsageLedgerError
 from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forecast_month, month_days, runway
+from usageledger.report.months import first_cost_day
 from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, day_start, main_currency, utc_day
 from usageledger.report.teams import UNASSIGNED
 
@@ -96,12 +97,6 @@ def daily_spend(
     return out
 
 
-def _first_day(db: Database, org: str | None, project: str | None) -> date | None:
-    where, params = _where(org, project)
-    value = db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE TRUE {where}", params)[0][0]
-    return None if value is None else utc_day(value)
-
-
 def build_forecast(
     db: Database,
     month: date,
@@ -118,7 +113,7 @@ def build_forecast(
     Raises :class:`~usageledger.errors.UsageLedgerError` when the store holds too little history (see ``fit``).
     """
     as_of = data_as_of(db, now=now, org=org)
-    first_data = _first_day(db, org, project)
+    first_data = first_cost_day(db, org, project)
     if as_of is None:
         raise UsageLedgerError("the store holds no costs to forecast from: run `usageledger sync` first")
     if first_data is None:

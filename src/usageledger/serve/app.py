@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.config import Config
-from usageledger.errors import StoreError, UsageLedgerError
+from usageledger.errors import ParameterError, StoreError, UsageLedgerError
 from usageledger.report.assemble import (
     assemble_report,
     closed_adjustments,
@@ -47,7 +47,7 @@ from usageledger.report.keys import build_keys
 from usageledger.report.metrics import DEFAULT_METRICS_LABELS, metrics_endpoint
 from usageledger.report.names import Names, names_from_mapping, resolve_names
 from usageledger.report.period import report_period
-from usageledger.report.queries import Period, ReportData
+from usageledger.report.queries import Period, ReportData, project_known
 from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
@@ -66,6 +66,8 @@ IDLE_HOLD: Final = 1.0
 """Seconds a DuckDB store stays open after a request, for the next one (a sync that starts waits at most this)."""
 FILTERS: Final = ("since", "until", "org", "project", "team", "model")
 """The query parameters of ``/``, ``/api/report`` and ``/api/filters``."""
+PROJECT_FILTERS: Final = ("since", "until", "org")
+"""The query parameters of ``/api/projects/{project_id}`` (the project is in the path)."""
 
 
 class StoreHolder:
@@ -148,10 +150,22 @@ class ServeContext:
         return names_from_mapping(self.config.names)
 
 
-def _params(request: Request) -> dict[str, str | None]:
-    """The filters of a request; an empty value is no filter (a dropdown's "all")."""
+class _NotFound(ParameterError):
+    """What the path names is not in the store: a 404, never an empty answer (private to this module)."""
+
+
+def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str | None]:
+    """The filters of a request; an empty value is no filter (a dropdown's "all"). A parameter the route does not
+    take (a typo, ``as_of``) or one given twice is refused, naming it: read as no filter, or as its last value, it
+    would answer another question than the one asked."""
+    given = request.query_params.multi_items()
+    for name, _ in given:
+        if name not in allowed:
+            raise ParameterError(name, f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
+        if sum(1 for other, _ in given if other == name) > 1:
+            raise ParameterError(name, "given more than once; give it once")
     out: dict[str, str | None] = {}
-    for name in FILTERS:
+    for name in allowed:
         value = request.query_params.get(name)
         out[name] = value.strip() if value is not None and value.strip() else None
     return out
@@ -161,9 +175,12 @@ def _period(params: dict[str, str | None], now: datetime) -> Period:
     return report_period(params["since"], params["until"], now=now, since_param="since", until_param="until")
 
 
+def _status(exc: UsageLedgerError) -> int:
+    return 503 if isinstance(exc, StoreError) else 404 if isinstance(exc, _NotFound) else 400
+
+
 def _error(exc: UsageLedgerError) -> JSONResponse:
-    status = 503 if isinstance(exc, StoreError) else 400
-    return JSONResponse({"error": mask_keys(str(exc))}, status_code=status)
+    return JSONResponse({"error": mask_keys(str(exc))}, status_code=_status(exc))
 
 
 def _json(document: dict[str, Any]) -> Response:
@@ -188,6 +205,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
     now = ctx.now()
     period = _period(params, now)
     with ctx.holder.reading() as db:
+        db.check_orgs(params["org"], param="org")
         scope = resolve_scope(
             db,
             period,
@@ -209,7 +227,13 @@ def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str 
     period = _period(params, ctx.now())
     scope = ReportScope(org=params["org"], project=project_id)
     with ctx.holder.reading() as db:
+        db.check_orgs(params["org"], param="org")
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
+        if not project_known(db, project_id, params["org"]) and project_id not in names.projects:
+            where = "" if params["org"] is None else f" of org {params['org']}"
+            raise _NotFound(
+                "project", f"{project_id} is no project{where} in this store; /api/filters lists the projects"
+            )
         keys = build_keys(db, start=period.start, end=period.end, now=ctx.now(), org=params["org"])
     report = report_document(data, names)
     listed = keys_document(keys)
@@ -231,8 +255,8 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     """Every route of the app, in one list (add one here)."""
 
     async def home(request: Request) -> Response:
-        params = _params(request)
         try:
+            params = _params(request)
             answer = await run_in_threadpool(functools.partial(_report, ctx, params, options=True))
             data, names = answer.data, answer.names
             drill = None
@@ -240,7 +264,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
                 drill = await run_in_threadpool(_project_document, ctx, params["project"], params)
         except UsageLedgerError as exc:
             page = dashboard.error_page(mask_keys(str(exc)))
-            return HTMLResponse(page, status_code=503 if isinstance(exc, StoreError) else 400)
+            return HTMLResponse(page, status_code=_status(exc))
         html = render_html(
             data,
             names,
@@ -254,30 +278,29 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         return HTMLResponse(html)
 
     async def api_report(request: Request) -> Response:
-        params = _params(request)
         try:
+            params = _params(request)
             answer = await run_in_threadpool(_report, ctx, params)
         except UsageLedgerError as exc:
             return _error(exc)
         return _json(outlook_document(answer.data, answer.names, answer.outlook, answer.credit))
 
     async def api_filters(request: Request) -> Response:
-        params = _params(request)
-
-        def load() -> dict[str, Any]:
+        def load(params: dict[str, str | None]) -> dict[str, Any]:
             period = _period(params, ctx.now())
             with ctx.holder.reading() as db:
+                db.check_orgs(params["org"], param="org")
                 names = resolve_names(db, org=params["org"], overrides=ctx.names)
                 return filter_options(db, period, params, names=names, teams=ctx.config.teams)
 
         try:
-            return _json(await run_in_threadpool(load))
+            return _json(await run_in_threadpool(load, _params(request)))
         except UsageLedgerError as exc:
             return _error(exc)
 
     async def api_project(request: Request) -> Response:
-        params = _params(request)
         try:
+            params = _params(request, PROJECT_FILTERS)
             document = await run_in_threadpool(_project_document, ctx, request.path_params["project_id"], params)
         except UsageLedgerError as exc:
             return _error(exc)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from usageledger.errors import StoreError
+from usageledger.errors import ParameterError, StoreError
 from usageledger.store import migrations, revisions
 from usageledger.store._columns import columns_of
 from usageledger.store._types import (
@@ -282,6 +282,26 @@ class BaseStore(ABC):
         """Every org the store holds data for, and whether that data is synthetic."""
         rows = self.query("SELECT org, synthetic, source, registered_at FROM orgs ORDER BY org")
         return [OrgRecord(r[0], bool(r[1]), r[2], to_unix(r[3])) for r in rows]
+
+    def known_orgs(self) -> list[str]:
+        """Every org the store holds: registered by a sync, or named by one of its streams (sorted)."""
+        return [r[0] for r in self.query("SELECT org FROM orgs UNION SELECT org FROM streams ORDER BY 1")]
+
+    def check_orgs(self, orgs: str | Iterable[str] | None, *, param: str = "--org") -> None:
+        """Refuse an org the store holds no data for, in a :class:`ParameterError` naming ``param`` and the orgs it
+        holds: the one check behind every ``--org`` that names orgs to read (and the dashboard's and MCP's ``org``).
+
+        ``None`` (no filter) passes; so does any org when the store holds none yet, whose commands each say "run
+        ``usageledger sync`` first" their own way.
+        """
+        wanted = [orgs] if isinstance(orgs, str) else list(orgs or ())
+        if not wanted:
+            return
+        known = self.known_orgs()
+        unknown = [o for o in wanted if o not in known]
+        if known and unknown:
+            verb = "holds" if len(unknown) == 1 else "hold"
+            raise ParameterError(param, f"{', '.join(unknown)} {verb} no data in this store (orgs: {', '.join(known)})")
 
     def register_org(self, org: str, *, synthetic: bool, source: str, at: int) -> None:
         """Record an org (idempotent: the first record stands; callers check :meth:`orgs` before writing)."""

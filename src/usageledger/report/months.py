@@ -1,0 +1,101 @@
+"""Which days of a month the store's costs cover: one rule for every command that takes a month (``close``,
+``statement``, ``forecast --month``).
+
+The costs start on the first day ``costs_daily`` holds (:func:`first_cost_day`: what ``forecast`` calls "the store's
+costs start on ...") and reach the day the org's primary daily costs stream is synced up to, its watermark
+(:func:`synced_until`). :func:`check_month` refuses a month that starts after today or ends before the costs start;
+:func:`missing_days` says which days of a month are outside that span, per org, for ``close`` to refuse (or, told
+so, to warn about) and ``statement`` to warn about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from usageledger.errors import ParameterError
+from usageledger.report.queries import COSTS_VIEW, Database, utc_day
+from usageledger.store.schema import primary_daily_streams_sql
+
+__all__ = ["Gap", "check_month", "first_cost_day", "gaps_text", "missing_days", "month_end", "synced_until"]
+
+
+def month_end(month: date) -> date:
+    """The first day of the month after ``month``'s."""
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def first_cost_day(db: Database, org: str | None = None, project: str | None = None) -> date | None:
+    """The first day of the store's daily costs (of ``org``, of ``project``); ``None`` when it holds none."""
+    clauses, params = ["TRUE"], []
+    for column, value in (("org", org), ("project_id", project)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    value = db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE {' AND '.join(clauses)}", params)[0][0]
+    return None if value is None else utc_day(value)
+
+
+def synced_until(db: Database, org: str) -> date | None:
+    """The day the org's primary daily costs stream is synced up to (exclusive: the days before it are in the store);
+    ``None`` when it has no watermark yet."""
+    rows = db.query(primary_daily_streams_sql("costs", "org, watermark"))
+    marks = [utc_day(mark) for o, mark in rows if o == org and mark is not None]
+    return max(marks) if marks else None
+
+
+def check_month(db: Database, month: date, *, today: date, org: str | None = None, param: str = "MONTH") -> None:
+    """Refuse a month that has not started (after ``today``) or that ends before the store's costs (of ``org``)
+    start, in a :class:`ParameterError` naming ``param``; a store without costs passes (its commands say so)."""
+    if month > today:
+        raise ParameterError(
+            param,
+            f"{month:%Y-%m} has not started yet (today is {today.isoformat()}): give this month or an earlier one",
+        )
+    first = first_cost_day(db, org)
+    if first is not None and month_end(month) <= first:
+        raise ParameterError(
+            param,
+            f"{month:%Y-%m} ends before the store's costs start on {first.isoformat()}: give {first:%Y-%m} or a later "
+            f"month, or sync that month first (usageledger sync --since {month.isoformat()})",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Days of a month (``first`` to ``last``, inclusive) an org's costs in the store do not cover, and why."""
+
+    org: str
+    first: date
+    last: date
+    reason: str
+
+    def describe(self) -> str:
+        days = self.first.isoformat() if self.first == self.last else f"{self.first} to {self.last}"
+        return f"{days} for {self.org} ({self.reason})"
+
+
+def missing_days(db: Database, month: date, orgs: Sequence[str], *, today: date) -> list[Gap]:
+    """Per org, the days of ``month`` up to ``today`` (exclusive) before its costs start or after its costs stream is
+    synced up to: what a close or a statement of the month would leave out."""
+    end = min(month_end(month), today)
+    gaps: list[Gap] = []
+    for org in orgs:
+        first = first_cost_day(db, org)
+        if first is None:
+            gaps.append(Gap(org, month, end - timedelta(days=1), "the store holds no costs of it"))
+            continue
+        if first > month:
+            gaps.append(Gap(org, month, min(first, end) - timedelta(days=1), f"its costs start on {first}"))
+        until = synced_until(db, org)
+        if until is not None and until < end:
+            start = max(until, month)
+            synced = until - timedelta(days=1)
+            gaps.append(Gap(org, start, end - timedelta(days=1), f"its costs are synced through {synced}"))
+    return [g for g in gaps if g.first <= g.last]
+
+
+def gaps_text(gaps: Sequence[Gap]) -> str:
+    """The gaps in one line: ``2026-10-01 to 2026-10-03 for default (its costs start on 2026-10-04)``."""
+    return "; ".join(g.describe() for g in gaps)
