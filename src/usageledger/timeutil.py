@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 from usageledger.catalogue import BUCKET_SECONDS, BucketWidth
@@ -35,8 +35,21 @@ def parse_duration(text: object, *, param: str = "duration", units: tuple[str, s
 
     The only duration parser: config keys and CLI flags all come here. A bare number (``90``, ``"36"``) is
     refused, because whether it meant seconds, hours or days cannot be told; the refusal suggests the number in
-    ``units``, the two a value of ``param`` is usually written in (``("ms", "s")`` for a latency).
+    ``units``, the two a value of ``param`` is usually written in (``("ms", "s")`` for a latency). A span longer
+    than 1970 to 9999 is refused too: no two times are that far apart (and a ``timedelta`` of it overflows).
     """
+    value = _read_duration(text, param=param, units=units)
+    if value > MAX_UNIX:
+        # `keys --unused-after 9999999999d` was an OverflowError traceback, making its timedelta.
+        raise ParameterError(
+            param,
+            f"{_shown(text)} is longer than {MAX_UNIX // _DAY:,} days, the span from 1970 to 9999; pass a shorter span",
+        )
+    return value
+
+
+def _read_duration(text: object, *, param: str, units: tuple[str, str] = ("h", "d")) -> float:
+    """:func:`parse_duration` without its longest-span check (:func:`back_from` says "before 1970" instead)."""
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ParameterError(param, f"expected a duration, got {_shown(text)}; use {_DURATION_HELP}")
     if not isinstance(text, str):
@@ -108,16 +121,38 @@ def since_unix(value: TimeInput, *, now: float | None = None, param: str = "--si
     if isinstance(value, str):
         match = _DURATION.match(value.strip())
         if match is not None and match.group(2) in ("d", "w"):
-            seconds = parse_duration(value, param=param)
+            seconds = _read_duration(value, param=param)
             if seconds < _DAY or seconds % _DAY:
                 raise ParameterError(
                     param, f"{_shown(value)} is not a whole number of days; a period counts whole days (1d, 30d, 2w)"
                 )
-            start = span_start(now_unix(now), int(seconds))
-            if start < 0:
-                raise ParameterError(param, f"{_shown(value)} reaches back before 1970; pass a shorter span")
-            return start
+            return back_from(now_unix(now), value, param=param, whole_days=True)
     return to_unix(value, now=now, param=param)
+
+
+def back_from(now: float, span: str | float | timedelta, *, param: str, whole_days: bool = False) -> int:
+    """Unix seconds ``span`` before ``now``: the start of a span back from now, the one step behind every flag that
+    counts back (``--since 30d``, ``--as-of 2d``, ``--start 36h``, ``check --stale-keys 90d``).
+
+    ``span`` is text (``"36h"``, read by :func:`parse_duration`), seconds or a ``timedelta``. With ``whole_days`` a
+    span of whole days follows the period rule (:func:`span_start`); otherwise it counts back from ``now`` exactly.
+    A start before 1970 is a :class:`~usageledger.errors.ParameterError` naming ``param``: there is no time there
+    to start from (``99999999d`` was an ``OverflowError`` traceback where a date was subtracted)."""
+    if isinstance(span, str):
+        seconds = _read_duration(span, param=param)
+        shown = _shown(span)
+    else:
+        seconds = span.total_seconds() if isinstance(span, timedelta) else float(span)
+        shown = f"a span of {seconds / _DAY:,.0f} days" if seconds >= _DAY else f"a span of {seconds:,.0f} seconds"
+    if seconds > MAX_UNIX:
+        start = -1
+    elif whole_days:
+        start = span_start(int(now), int(seconds))
+    else:
+        start = int(now) - int(seconds)
+    if start < 0:
+        raise ParameterError(param, f"{shown} reaches back before 1970; pass a shorter span")
+    return start
 
 
 def span_start(now: int, seconds: int) -> int:
@@ -158,7 +193,7 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
     if s == "today":
         return floor(current, "1d")
     if _DURATION.match(s):
-        return current - int(parse_duration(s, param=param))
+        return back_from(current, s, param=param)
     try:
         parsed = datetime.fromisoformat(s)
     except ValueError:

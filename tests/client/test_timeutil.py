@@ -7,7 +7,17 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from usageledger.errors import ParameterError
-from usageledger.timeutil import ceil, floor, iso, parse_duration, parse_month, to_unix
+from usageledger.timeutil import (
+    MAX_UNIX,
+    back_from,
+    ceil,
+    floor,
+    iso,
+    parse_duration,
+    parse_month,
+    since_unix,
+    to_unix,
+)
 
 NOW = 1_795_176_000  # 2026-11-20T12:00:00Z
 
@@ -41,6 +51,29 @@ def test_durations() -> None:
     assert [parse_duration(x) for x in ("15m", "36h", "3d", "2w", "7s")] == [900, 129600, 259200, 1209600, 7]
     with pytest.raises(ParameterError, match="latency"):
         parse_duration("fast", param="latency")
+
+
+def test_back_from_counts_back_from_now_and_refuses_before_1970() -> None:
+    """The one step behind every flag that counts back: exact spans, whole days by the period rule, a timedelta; a
+    start before 1970 names the parameter (a date minus `99999999d` was an OverflowError)."""
+    assert back_from(NOW, "36h", param="--as-of") == NOW - 36 * 3600
+    assert back_from(NOW, "2d", param="--since", whole_days=True) == NOW - 12 * 3600 - 86400
+    assert back_from(NOW, timedelta(days=90), param="stale_keys") == NOW - 90 * 86400
+    assert back_from(NOW, f"{NOW}s", param="x") == 0
+    for span in (f"{NOW + 1}s", "99999999d", "9999999999999999999999w", timedelta(days=999_999_999), 1e300):
+        with pytest.raises(ParameterError, match=r"^--stale-keys: .* reaches back before 1970; pass a shorter span$"):
+            back_from(NOW, span, param="--stale-keys")
+    for reads in (lambda: to_unix("99999999d", now=NOW, param="--as-of"), lambda: since_unix("99999999h", now=NOW)):
+        with pytest.raises(ParameterError, match="reaches back before 1970"):
+            reads()
+
+
+def test_a_duration_longer_than_1970_to_9999_is_refused() -> None:
+    """Every duration becomes a timedelta somewhere: `9999999999d` overflowed it (an OverflowError traceback)."""
+    assert parse_duration(f"{MAX_UNIX}s") == MAX_UNIX
+    for text in (f"{MAX_UNIX + 1}s", "9999999999d", "99999999999w"):
+        with pytest.raises(ParameterError, match=r"^--unused-after: .* is longer than 2,932,896 days, the span from"):
+            parse_duration(text, param="--unused-after")
 
 
 @pytest.mark.parametrize("bare", [36, "36", " 36 ", 36.0, "36.5", "0", 0])

@@ -60,7 +60,7 @@ from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
-from usageledger.timeutil import parse_duration, to_unix
+from usageledger.timeutil import back_from, parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
@@ -424,7 +424,9 @@ def check(
     now = _now(now_at)
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
-    key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
+    ts = int(now.timestamp())
+    # A span back from now, so read by the one step that counts back (a start before 1970 is refused, naming the flag).
+    key_limit = None if stale_keys is None else timedelta(seconds=ts - back_from(ts, stale_keys, param="--stale-keys"))
     forecast_limit = _amount(forecast_over, "--forecast-over")
     credit_limit = _amount(credit_below, "--credit-below")
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
@@ -450,7 +452,6 @@ def check(
     if stale_after is not None:
         cfg = cfg.replace(stale_after=timedelta(seconds=parse_duration(stale_after, param="--stale-after")))
     restated_limit = _amount(restated_over, "--restated-over")
-    ts = int(now.timestamp())
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
     with _database(store or settings.store_url) as db:
