@@ -30,15 +30,21 @@ _MIN_DIGITS: Final = 10
 """A time given as a digit string has at least ten digits (September 2001 on); shorter is a span missing its unit."""
 
 
-def parse_duration(text: object, *, param: str = "duration", units: tuple[str, str] = ("h", "d")) -> float:
+def parse_duration(
+    text: object, *, param: str = "duration", units: tuple[str, str] = ("h", "d"), minimum: float = 0
+) -> float:
     """Seconds in a span such as ``100ms``, ``15m``, ``36h``, ``90d`` or ``2w``.
 
     The only duration parser: config keys and CLI flags all come here. A bare number (``90``, ``"36"``) is
     refused, because whether it meant seconds, hours or days cannot be told; the refusal suggests the number in
-    ``units``, the two a value of ``param`` is usually written in (``("ms", "s")`` for a latency). A span longer
-    than 1970 to 9999 is refused too: no two times are that far apart (and a ``timedelta`` of it overflows).
+    ``units``, the two a value of ``param`` is usually written in (``("ms", "s")`` for a latency). A span shorter
+    than ``minimum`` seconds is refused naming the shortest (``--sync-every 0m``: "write 1m or more"), and no
+    refusal suggests a span this call would refuse. A span longer than 1970 to 9999 is refused too: no two times
+    are that far apart (and a ``timedelta`` of it overflows).
     """
-    value = _read_duration(text, param=param, units=units)
+    value = _read_duration(text, param=param, units=units, minimum=minimum)
+    if value < minimum:
+        raise ParameterError(param, _too_short(_shown(text), value, span_text(minimum)))
     if value > MAX_UNIX:
         # `keys --unused-after 9999999999d` was an OverflowError traceback, making its timedelta.
         raise ParameterError(
@@ -48,17 +54,17 @@ def parse_duration(text: object, *, param: str = "duration", units: tuple[str, s
     return value
 
 
-def _read_duration(text: object, *, param: str, units: tuple[str, str] = ("h", "d")) -> float:
-    """:func:`parse_duration` without its longest-span check (:func:`back_from` says "before 1970" instead)."""
+def _read_duration(text: object, *, param: str, units: tuple[str, str] = ("h", "d"), minimum: float = 0) -> float:
+    """:func:`parse_duration` without its range checks (:func:`back_from` says "before 1970" instead)."""
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ParameterError(param, f"expected a duration, got {_shown(text)}; use {_DURATION_HELP}")
     if not isinstance(text, str):
-        raise ParameterError(param, _no_unit(_shown(text), units))
+        raise ParameterError(param, _no_unit(_shown(text), units, minimum))
     stripped = text.strip()
     match = _DURATION.match(stripped)
     if match is None:
         if _BARE_NUMBER.match(stripped):
-            raise ParameterError(param, _no_unit(_shown(stripped)[1:-1], units))
+            raise ParameterError(param, _no_unit(_shown(stripped)[1:-1], units, minimum))
         raise ParameterError(param, f"cannot read {_shown(text)} as a duration; use {_DURATION_HELP}")
     value = float(match.group(1)) * _UNITS[match.group(2)]
     if not math.isfinite(value):
@@ -67,12 +73,48 @@ def _read_duration(text: object, *, param: str, units: tuple[str, str] = ("h", "
     return value
 
 
-def _no_unit(number: str, units: tuple[str, str]) -> str:
-    """The message for a number given where a duration is expected: which unit it was meant in is unknowable."""
+def _no_unit(number: str, units: tuple[str, str], minimum: float = 0) -> str:
+    """The message for a number given where a duration is expected: which unit it was meant in is unknowable. It
+    suggests the number in each of ``units`` that would be accepted (``0`` where ``minimum`` is above zero gets the
+    shortest span instead: `--since 0` suggested `0d`, itself refused)."""
     first, second = units
+    generic = f"{number} has no unit; write a number and a unit ({_UNITS_HELP}), e.g. 36{first} or 90{second}"
     if len(number) > 20 or not re.fullmatch(r"\d+(\.\d+)?", number):
-        return f"{number} has no unit; write a number and a unit ({_UNITS_HELP}), e.g. 36{first} or 90{second}"
-    return f"{number} has no unit; write {number}{first} or {number}{second} ({_UNITS_HELP})"
+        return generic
+    amount = float(number)
+    fits = unit_suggestions(number, units, minimum)
+    if not fits:
+        if amount == 0:
+            return f"{number} has no unit, and a span of zero holds nothing; write {span_text(minimum)} or more"
+        if amount * _UNITS[first] < minimum:
+            return f"{number} has no unit; write {span_text(minimum)} or more ({_UNITS_HELP})"
+        return generic
+    return f"{number} has no unit; write {' or '.join(fits)} ({_UNITS_HELP})"
+
+
+def unit_suggestions(number: str, units: tuple[str, str], minimum: float = 0) -> list[str]:
+    """``number`` in each of ``units`` that :func:`parse_duration` would accept with ``minimum``: the fixes a refusal
+    of a bare number may suggest (the config writes them in TOML quotes)."""
+    if len(number) > 20 or not re.fullmatch(r"\d+(\.\d+)?", number):
+        return []
+    amount = float(number)
+    return [f"{number}{unit}" for unit in units if minimum <= amount * _UNITS[unit] <= MAX_UNIX]
+
+
+def _too_short(shown: str, seconds: float, least: str) -> str:
+    """Why a span below the shortest a value takes is refused, and the fix: zero holds nothing."""
+    if seconds == 0:
+        return f"{shown} is a span of zero, which holds nothing; write {least} or more"
+    return f"{shown} is shorter than {least}; write {least} or more"
+
+
+def span_text(seconds: float) -> str:
+    """``seconds`` as the span a user would type: ``60`` is ``1m``, ``86400`` is ``1d``, ``1209600`` is ``2w``."""
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        count = seconds / _UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
 
 
 def now_unix(clock: float | None = None) -> int:
@@ -120,13 +162,17 @@ def since_unix(value: TimeInput, *, now: float | None = None, param: str = "--si
     """
     if isinstance(value, str):
         match = _DURATION.match(value.strip())
-        if match is not None and match.group(2) in ("d", "w"):
+        if match is not None:
             seconds = _read_duration(value, param=param)
-            if seconds < _DAY or seconds % _DAY:
-                raise ParameterError(
-                    param, f"{_shown(value)} is not a whole number of days; a period counts whole days (1d, 30d, 2w)"
-                )
-            return back_from(now_unix(now), value, param=param, whole_days=True)
+            if seconds == 0:  # `0d` was "not a whole number of days", `0h` a period of today
+                raise ParameterError(param, _too_short(_shown(value), 0, "1d"))
+            if match.group(2) in ("d", "w"):
+                if seconds % _DAY:
+                    raise ParameterError(
+                        param,
+                        f"{_shown(value)} is not a whole number of days; a period counts whole days (1d, 30d, 2w)",
+                    )
+                return back_from(now_unix(now), value, param=param, whole_days=True)
     return to_unix(value, now=now, param=param)
 
 
@@ -182,11 +228,13 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
         if len(s) < _MIN_DIGITS:
             # `--since 90` meant 90 days, not 1970: Unix seconds of fewer than ten digits fall before September
             # 2001, long before any usage data, so a short bare number is a missing unit, as in a duration.
-            raise ParameterError(
-                param,
-                f"{s} read as Unix seconds is {iso(int(s))}; for a span back from now write {int(s)}d or "
-                f"{int(s)}h, or give a date (2026-11-01)",
+            # The suggestion is one this parameter takes: `--since 0` suggested `0d`, itself refused as empty.
+            span = (
+                f"; for a span back from now write {int(s)}d or {int(s)}h"
+                if int(s)
+                else (", and a span of zero holds nothing; for a span back from now write 1d or more")
             )
+            raise ParameterError(param, f"{s} read as Unix seconds is {iso(int(s))}{span}, or give a date (2026-11-01)")
         return int(s)
     if s == "now":
         return current
