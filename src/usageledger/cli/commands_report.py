@@ -290,10 +290,19 @@ def report(
         said.print(fx_note(rates, used), highlight=False, markup=False)
 
 
+TOLERANCE_PLACES: Final = 8
+"""The finest tolerance: 8 decimal places of a fraction, 6 of a percent (0.000001%). Token counts are whole, so a
+finer one changes nothing, and `1e-999` printed as a percentage a thousand digits long."""
+
+
 def _tolerance(value: str) -> Decimal:
-    """A relative difference: ``0.01`` or ``1%``. A bare number of 1 or more is refused: no relative difference
-    exceeds 1, so ``--tolerance 5`` would hide every finding, and whoever typed it almost surely meant 5%."""
+    """A relative difference: ``0.01`` or ``1%``, below 100% and at most 6 decimal places of a percent.
+
+    No relative difference exceeds 1 (token counts are never negative, and a pair with one side missing is exactly
+    1), so a tolerance of 100% or more hides every finding: refused in either spelling, a bare ``5`` with the fix
+    ``5%`` (whoever typed it almost surely meant that)."""
     text = value.strip()
+    shown = text if len(text) <= 40 else text[:37] + "..."
     percent = text.endswith("%")
     try:
         tol = Decimal(text[:-1]) / 100 if percent else Decimal(text)
@@ -301,9 +310,23 @@ def _tolerance(value: str) -> Decimal:
         raise ParameterError("--tolerance", f"{value!r} is not a fraction; write 0.01 or 1%") from None
     if not tol.is_finite() or tol < 0:
         raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}")
-    if not percent and tol >= 1:
+    if tol >= 1:
+        if not percent and tol < 100:
+            raise ParameterError(
+                "--tolerance",
+                f"{shown} would allow {tol * 100:f}%, hiding every difference; for {shown} percent write {shown}%",
+            )
         raise ParameterError(
-            "--tolerance", f"{text} would allow {tol * 100:f}%, hiding every difference; for {text} percent write {text}%"
+            "--tolerance",
+            f"{shown} hides every difference: no relative difference exceeds 100% (token counts are never "
+            "negative); give less than 100%, like 5%",
+        )
+    exponent = tol.normalize().as_tuple().exponent
+    if tol and isinstance(exponent, int) and exponent < -TOLERANCE_PLACES:
+        raise ParameterError(
+            "--tolerance",
+            f"{shown} is finer than a tolerance can be; give at most 6 decimal places of a percent (0.000001%), "
+            "or 0 to see every difference",
         )
     return tol
 
