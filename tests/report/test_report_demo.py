@@ -23,9 +23,11 @@ from typer.testing import CliRunner
 from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
+from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money, format_percent
 from usageledger.report.html import render_html
 from usageledger.report.names import Names, names_from_mapping
+from usageledger.report.period import report_period
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
 from usageledger.report.terminal import render_report
@@ -408,6 +410,23 @@ def test_reconcile_refuses_a_tolerance_finer_than_six_places_of_a_percent(demo_s
     assert result.output.startswith("error: --tolerance: ") and "6 decimal places of a percent" in result.output
     finest = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", "0.000001%"])
     assert finest.exit_code == 0 and "tolerance 0.000001%" in finest.output, finest.output
+
+
+def test_an_until_after_today_is_refused_naming_the_flag(demo_store: Path) -> None:
+    """`report --since 2026-11-01 --until 2030-01-01` compared a month with "the previous 1,157 days": an end after
+    today is refused on one line (CLI: --until; web and MCP: until), and the end of today is still accepted."""
+    result = CliRunner().invoke(
+        app, ["report", "--store", str(demo_store), "--since", "2026-11-01", "--until", "2030-01-01"]
+    )
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: --until: 2030-01-01 is after today") and "leave it out" in lines[0]
+    now = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    assert report_period("2026-11-01", "2026-11-21", now=now) == Period(date(2026, 11, 1), date(2026, 11, 21))
+    assert report_period("2026-11-01", "2026-11-20T16:00:00Z", now=now).until == date(2026, 11, 21)
+    for until in ("2026-11-22", "2026-11-21T00:00:01Z", "2030-01-01"):
+        with pytest.raises(ParameterError, match=r"^until: .* is after today \(2026-11-20\).*up to 2026-11-21"):
+            report_period("2026-11-01", until, now=now, until_param="until")
 
 
 def test_format_percent_is_short_for_tiny_and_huge_fractions() -> None:
