@@ -221,17 +221,12 @@ def _sync(table: Mapping[str, Any]) -> SyncConfig:
     keys = ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries")
     _no_unknown(table, (*keys, *(k for k, _, _ in _FINAL_KEYS)), "sync")
     d = SyncConfig()
-    if "since" in table and _duration(table, "since", d.since, "sync") <= 0:
-        # The first sync of a stream reads from `since` back to now: a zero span is an empty range.
-        raise ConfigError(
-            f"sync.since: {table['since']!r} reaches no time back, so a first sync reads nothing; "
-            'use a span such as "90d"'
-        )
     settings = SyncConfig(
         lag_days=check_sync_int("lag_days", table.get("lag_days", d.lag_days)),
         minute_grace=_duration(table, "minute_grace", d.minute_grace, "sync"),
         hour_grace=_duration(table, "hour_grace", d.hour_grace, "sync"),
-        since=_duration(table, "since", d.since, "sync"),
+        # The first sync of a stream reads from `since` back to now: a zero span is an empty range.
+        since=_duration(table, "since", d.since, "sync", minimum=1),
         concurrency=check_sync_int("concurrency", table.get("concurrency", d.concurrency)),
         max_retries=check_sync_int("max_retries", table.get("max_retries", d.max_retries)),
     )
@@ -368,19 +363,22 @@ def _int(value: Any, key: str, *, minimum: int, maximum: int | None = None) -> i
     return value
 
 
-def _duration(table: Mapping[str, Any], name: str, default: int, where: str) -> int:
-    """Whole seconds of ``table[name]`` (a string such as ``"15m"``), or ``default`` when the key is absent."""
+def _duration(table: Mapping[str, Any], name: str, default: int, where: str, *, minimum: float = 0) -> int:
+    """Whole seconds of ``table[name]`` (a string such as ``"15m"``), at least ``minimum``, or ``default`` when the
+    key is absent."""
     if name not in table:
         return default
     value = table[name]
     try:
-        return int(timeutil.parse_duration(value, param=f"{where}.{name}"))
+        return int(timeutil.parse_duration(value, param=f"{where}.{name}", minimum=minimum))
     except ParameterError as exc:
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
-            # A bare number: the unit it was meant in (seconds? days?) is unknowable. TOML needs the quotes.
+        fits = timeutil.unit_suggestions(str(value), ("d", "h"), minimum) if isinstance(value, int) else []
+        if fits and not isinstance(value, bool):
+            # A bare number: the unit it was meant in (seconds? days?) is unknowable. TOML needs the quotes; only a
+            # span the key takes is suggested (`since = 0` suggested "0d", itself refused).
+            quoted = " or ".join(f'"{f}"' for f in fits)
             raise ConfigError(
-                f'{where}.{name}: {value} has no unit; write {name} = "{value}d" or "{value}h"'
-                " (units: ms, s, m (minutes), h, d, w)"
+                f"{where}.{name}: {value} has no unit; write {name} = {quoted} (units: ms, s, m (minutes), h, d, w)"
             ) from None
         raise ConfigError(str(exc)) from None
 

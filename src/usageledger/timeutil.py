@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 from usageledger.catalogue import BUCKET_SECONDS, BucketWidth
@@ -30,22 +30,41 @@ _MIN_DIGITS: Final = 10
 """A time given as a digit string has at least ten digits (September 2001 on); shorter is a span missing its unit."""
 
 
-def parse_duration(text: object, *, param: str = "duration", units: tuple[str, str] = ("h", "d")) -> float:
+def parse_duration(
+    text: object, *, param: str = "duration", units: tuple[str, str] = ("h", "d"), minimum: float = 0
+) -> float:
     """Seconds in a span such as ``100ms``, ``15m``, ``36h``, ``90d`` or ``2w``.
 
     The only duration parser: config keys and CLI flags all come here. A bare number (``90``, ``"36"``) is
     refused, because whether it meant seconds, hours or days cannot be told; the refusal suggests the number in
-    ``units``, the two a value of ``param`` is usually written in (``("ms", "s")`` for a latency).
+    ``units``, the two a value of ``param`` is usually written in (``("ms", "s")`` for a latency). A span shorter
+    than ``minimum`` seconds is refused naming the shortest (``--sync-every 0m``: "write 1m or more"), and no
+    refusal suggests a span this call would refuse. A span longer than 1970 to 9999 is refused too: no two times
+    are that far apart (and a ``timedelta`` of it overflows).
     """
+    value = _read_duration(text, param=param, units=units, minimum=minimum)
+    if value < minimum:
+        raise ParameterError(param, _too_short(_shown(text), value, span_text(minimum)))
+    if value > MAX_UNIX:
+        # `keys --unused-after 9999999999d` was an OverflowError traceback, making its timedelta.
+        raise ParameterError(
+            param,
+            f"{_shown(text)} is longer than {MAX_UNIX // _DAY:,} days, the span from 1970 to 9999; pass a shorter span",
+        )
+    return value
+
+
+def _read_duration(text: object, *, param: str, units: tuple[str, str] = ("h", "d"), minimum: float = 0) -> float:
+    """:func:`parse_duration` without its range checks (:func:`back_from` says "before 1970" instead)."""
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ParameterError(param, f"expected a duration, got {_shown(text)}; use {_DURATION_HELP}")
     if not isinstance(text, str):
-        raise ParameterError(param, _no_unit(_shown(text), units))
+        raise ParameterError(param, _no_unit(_shown(text), units, minimum))
     stripped = text.strip()
     match = _DURATION.match(stripped)
     if match is None:
         if _BARE_NUMBER.match(stripped):
-            raise ParameterError(param, _no_unit(_shown(stripped)[1:-1], units))
+            raise ParameterError(param, _no_unit(_shown(stripped)[1:-1], units, minimum))
         raise ParameterError(param, f"cannot read {_shown(text)} as a duration; use {_DURATION_HELP}")
     value = float(match.group(1)) * _UNITS[match.group(2)]
     if not math.isfinite(value):
@@ -54,12 +73,48 @@ def parse_duration(text: object, *, param: str = "duration", units: tuple[str, s
     return value
 
 
-def _no_unit(number: str, units: tuple[str, str]) -> str:
-    """The message for a number given where a duration is expected: which unit it was meant in is unknowable."""
+def _no_unit(number: str, units: tuple[str, str], minimum: float = 0) -> str:
+    """The message for a number given where a duration is expected: which unit it was meant in is unknowable. It
+    suggests the number in each of ``units`` that would be accepted (``0`` where ``minimum`` is above zero gets the
+    shortest span instead: `--since 0` suggested `0d`, itself refused)."""
     first, second = units
+    generic = f"{number} has no unit; write a number and a unit ({_UNITS_HELP}), e.g. 36{first} or 90{second}"
     if len(number) > 20 or not re.fullmatch(r"\d+(\.\d+)?", number):
-        return f"{number} has no unit; write a number and a unit ({_UNITS_HELP}), e.g. 36{first} or 90{second}"
-    return f"{number} has no unit; write {number}{first} or {number}{second} ({_UNITS_HELP})"
+        return generic
+    amount = float(number)
+    fits = unit_suggestions(number, units, minimum)
+    if not fits:
+        if amount == 0:
+            return f"{number} has no unit, and a span of zero holds nothing; write {span_text(minimum)} or more"
+        if amount * _UNITS[first] < minimum:
+            return f"{number} has no unit; write {span_text(minimum)} or more ({_UNITS_HELP})"
+        return generic
+    return f"{number} has no unit; write {' or '.join(fits)} ({_UNITS_HELP})"
+
+
+def unit_suggestions(number: str, units: tuple[str, str], minimum: float = 0) -> list[str]:
+    """``number`` in each of ``units`` that :func:`parse_duration` would accept with ``minimum``: the fixes a refusal
+    of a bare number may suggest (the config writes them in TOML quotes)."""
+    if len(number) > 20 or not re.fullmatch(r"\d+(\.\d+)?", number):
+        return []
+    amount = float(number)
+    return [f"{number}{unit}" for unit in units if minimum <= amount * _UNITS[unit] <= MAX_UNIX]
+
+
+def _too_short(shown: str, seconds: float, least: str) -> str:
+    """Why a span below the shortest a value takes is refused, and the fix: zero holds nothing."""
+    if seconds == 0:
+        return f"{shown} is a span of zero, which holds nothing; write {least} or more"
+    return f"{shown} is shorter than {least}; write {least} or more"
+
+
+def span_text(seconds: float) -> str:
+    """``seconds`` as the span a user would type: ``60`` is ``1m``, ``86400`` is ``1d``, ``1209600`` is ``2w``."""
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        count = seconds / _UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
 
 
 def now_unix(clock: float | None = None) -> int:
@@ -107,17 +162,43 @@ def since_unix(value: TimeInput, *, now: float | None = None, param: str = "--si
     """
     if isinstance(value, str):
         match = _DURATION.match(value.strip())
-        if match is not None and match.group(2) in ("d", "w"):
-            seconds = parse_duration(value, param=param)
-            if seconds < _DAY or seconds % _DAY:
-                raise ParameterError(
-                    param, f"{_shown(value)} is not a whole number of days; a period counts whole days (1d, 30d, 2w)"
-                )
-            start = span_start(now_unix(now), int(seconds))
-            if start < 0:
-                raise ParameterError(param, f"{_shown(value)} reaches back before 1970; pass a shorter span")
-            return start
+        if match is not None:
+            seconds = _read_duration(value, param=param)
+            if seconds == 0:  # `0d` was "not a whole number of days", `0h` a period of today
+                raise ParameterError(param, _too_short(_shown(value), 0, "1d"))
+            if match.group(2) in ("d", "w"):
+                if seconds % _DAY:
+                    raise ParameterError(
+                        param,
+                        f"{_shown(value)} is not a whole number of days; a period counts whole days (1d, 30d, 2w)",
+                    )
+                return back_from(now_unix(now), value, param=param, whole_days=True)
     return to_unix(value, now=now, param=param)
+
+
+def back_from(now: float, span: str | float | timedelta, *, param: str, whole_days: bool = False) -> int:
+    """Unix seconds ``span`` before ``now``: the start of a span back from now, the one step behind every flag that
+    counts back (``--since 30d``, ``--as-of 2d``, ``--start 36h``, ``check --stale-keys 90d``).
+
+    ``span`` is text (``"36h"``, read by :func:`parse_duration`), seconds or a ``timedelta``. With ``whole_days`` a
+    span of whole days follows the period rule (:func:`span_start`); otherwise it counts back from ``now`` exactly.
+    A start before 1970 is a :class:`~usageledger.errors.ParameterError` naming ``param``: there is no time there
+    to start from (``99999999d`` was an ``OverflowError`` traceback where a date was subtracted)."""
+    if isinstance(span, str):
+        seconds = _read_duration(span, param=param)
+        shown = _shown(span)
+    else:
+        seconds = span.total_seconds() if isinstance(span, timedelta) else float(span)
+        shown = f"a span of {seconds / _DAY:,.0f} days" if seconds >= _DAY else f"a span of {seconds:,.0f} seconds"
+    if seconds > MAX_UNIX:
+        start = -1
+    elif whole_days:
+        start = span_start(int(now), int(seconds))
+    else:
+        start = int(now) - int(seconds)
+    if start < 0:
+        raise ParameterError(param, f"{shown} reaches back before 1970; pass a shorter span")
+    return start
 
 
 def span_start(now: int, seconds: int) -> int:
@@ -147,18 +228,20 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
         if len(s) < _MIN_DIGITS:
             # `--since 90` meant 90 days, not 1970: Unix seconds of fewer than ten digits fall before September
             # 2001, long before any usage data, so a short bare number is a missing unit, as in a duration.
-            raise ParameterError(
-                param,
-                f"{s} read as Unix seconds is {iso(int(s))}; for a span back from now write {int(s)}d or "
-                f"{int(s)}h, or give a date (2026-11-01)",
+            # The suggestion is one this parameter takes: `--since 0` suggested `0d`, itself refused as empty.
+            span = (
+                f"; for a span back from now write {int(s)}d or {int(s)}h"
+                if int(s)
+                else (", and a span of zero holds nothing; for a span back from now write 1d or more")
             )
+            raise ParameterError(param, f"{s} read as Unix seconds is {iso(int(s))}{span}, or give a date (2026-11-01)")
         return int(s)
     if s == "now":
         return current
     if s == "today":
         return floor(current, "1d")
     if _DURATION.match(s):
-        return current - int(parse_duration(s, param=param))
+        return back_from(current, s, param=param)
     try:
         parsed = datetime.fromisoformat(s)
     except ValueError:

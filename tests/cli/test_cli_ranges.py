@@ -73,12 +73,17 @@ def test_the_library_export_refuses_a_reversed_range_naming_since_and_until(sync
 
 
 def test_a_zero_sync_since_in_the_config_is_refused(tmp_path: Path) -> None:
-    """`[sync] since = "0d"` would make every first sync an empty range: the loader refuses it naming sync.since."""
+    """`[sync] since = "0d"` would make every first sync an empty range: the loader refuses it naming sync.since, and
+    `since = 0` no longer suggests "0d" (the same refusal) but a span the key takes."""
     from usageledger.config import load_config
 
     config = tmp_path / "usageledger.toml"
-    config.write_text('[sync]\nsince = "0d"\n')
-    with pytest.raises(ConfigError, match=r"^sync\.since: '0d' reaches no time back.*90d"):
+    for text in ('"0d"', '"0h"', "0", '"0"'):
+        config.write_text(f"[sync]\nsince = {text}\n")
+        with pytest.raises(ConfigError, match=r"^sync\.since: .*a span of zero.*holds nothing; write 1s or more$"):
+            load_config(config)
+    config.write_text("[sync]\nsince = 1\n")
+    with pytest.raises(ConfigError, match=r'^sync\.since: 1 has no unit; write since = "1d" or "1h"'):
         load_config(config)
     config.write_text('[sync]\nsince = "2d"\n')
     assert load_config(config).sync.since == 2 * 86400

@@ -137,6 +137,8 @@ def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
         (["--budget", "-5"], "--budget: an amount must be zero or more"),
         (["--budget", "1e400"], "--budget: '1e400' is too large"),
         (["--month", "2020-01"], "after 2020-01: there is nothing to forecast it from"),
+        (["--month", "9999-12"], "--month: 9999-12 starts after next month; a forecast reaches at most one month"),
+        (["--month", "2027-01"], "pass 2026-11 (this month), 2026-12 or an earlier month"),
         (["--project", "proj_nope"], "no daily costs for project proj_nope to forecast from; check the ID"),
     ],
 )

@@ -51,6 +51,35 @@ def test_emulator_refuses_latency_without_a_unit(runner: CliRunner) -> None:
     assert every.exit_code == 1 and "--sync-every: 15 has no unit; write 15m or 15h" in every.stderr, every.stderr
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "--since"], ["keys", "--since"], ["reconcile", "--since"], ["changes", "--since"],
+        ["export", "--output", "out.csv", "--since"], ["sync", "--since"], ["serve", "--sync-every"],
+        ["emulator", "--revision-window"],
+    ],
+)  # fmt: skip
+def test_a_zero_span_is_refused_and_the_fix_offered_is_taken(runner: CliRunner, tmp_path: Any, argv: list[str]) -> None:
+    """`report --since 0` suggested `0d`, which was refused as "not a whole number of days"; `serve --sync-every 0`
+    suggested `0m`, refused as shorter than a minute; `emulator --revision-window 0` `0h`, refused without naming
+    the flag. Every zero is now refused on one line naming the flag, and the span it offers is accepted."""
+    store = ["--store", str(tmp_path / "none.duckdb")] if argv[0] not in ("serve", "emulator") else []
+    flag = argv[-1]
+    offered = set()
+    for zero in ("0", "0d", "0h", "0s"):
+        result = runner.invoke(app, [*argv, zero, *store])
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert lines[0].startswith(f"error: {flag}: ") and "a span of zero" in lines[0] and "holds nothing" in lines[0]
+        assert "whole number" not in lines[0] and "revision_window" not in lines[0]
+        offered.add(lines[0].rsplit("write ", 1)[1].split()[0])
+    (least,) = offered
+    assert least == ("1m" if argv[0] in ("serve", "emulator") else "1d")
+    if argv[0] in ("report", "keys", "reconcile", "changes"):
+        taken = runner.invoke(app, [*argv, least, *store])
+        assert flag not in taken.output, taken.output  # whatever else happens (no store), the span is taken
+
+
 @pytest.mark.parametrize(("flag", "value"), [("--models", ""), ("--project-ids", ",,"), ("--models", "a,,b")])
 def test_query_refuses_an_empty_filter_value(runner: CliRunner, emulator_url: str, flag: str, value: str) -> None:
     """`query --models ''` and `--project-ids ',,'` returned unfiltered rows; now one line naming the flag."""

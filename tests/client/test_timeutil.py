@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from usageledger.errors import ParameterError
-from usageledger.timeutil import ceil, floor, iso, parse_duration, parse_month, to_unix
+from usageledger.timeutil import (
+    MAX_UNIX,
+    back_from,
+    ceil,
+    floor,
+    iso,
+    parse_duration,
+    parse_month,
+    since_unix,
+    to_unix,
+)
 
 NOW = 1_795_176_000  # 2026-11-20T12:00:00Z
 
@@ -41,6 +53,75 @@ def test_durations() -> None:
     assert [parse_duration(x) for x in ("15m", "36h", "3d", "2w", "7s")] == [900, 129600, 259200, 1209600, 7]
     with pytest.raises(ParameterError, match="latency"):
         parse_duration("fast", param="latency")
+
+
+def test_back_from_counts_back_from_now_and_refuses_before_1970() -> None:
+    """The one step behind every flag that counts back: exact spans, whole days by the period rule, a timedelta; a
+    start before 1970 names the parameter (a date minus `99999999d` was an OverflowError)."""
+    assert back_from(NOW, "36h", param="--as-of") == NOW - 36 * 3600
+    assert back_from(NOW, "2d", param="--since", whole_days=True) == NOW - 12 * 3600 - 86400
+    assert back_from(NOW, timedelta(days=90), param="stale_keys") == NOW - 90 * 86400
+    assert back_from(NOW, f"{NOW}s", param="x") == 0
+    for span in (f"{NOW + 1}s", "99999999d", "9999999999999999999999w", timedelta(days=999_999_999), 1e300):
+        with pytest.raises(ParameterError, match=r"^--stale-keys: .* reaches back before 1970; pass a shorter span$"):
+            back_from(NOW, span, param="--stale-keys")
+    for reads in (lambda: to_unix("99999999d", now=NOW, param="--as-of"), lambda: since_unix("99999999h", now=NOW)):
+        with pytest.raises(ParameterError, match="reaches back before 1970"):
+            reads()
+
+
+def test_a_duration_longer_than_1970_to_9999_is_refused() -> None:
+    """Every duration becomes a timedelta somewhere: `9999999999d` overflowed it (an OverflowError traceback)."""
+    assert parse_duration(f"{MAX_UNIX}s") == MAX_UNIX
+    for text in (f"{MAX_UNIX + 1}s", "9999999999d", "99999999999w"):
+        with pytest.raises(ParameterError, match=r"^--unused-after: .* is longer than 2,932,896 days, the span from"):
+            parse_duration(text, param="--unused-after")
+
+
+SPAN = re.compile(r"\b\d+(?:\.\d+)?(?:ms|s|m|h|d|w)\b")
+READERS: dict[str, Callable[[str], object]] = {
+    "since_unix": lambda v: since_unix(v, now=NOW),
+    "to_unix": lambda v: to_unix(v, now=NOW),
+    "parse_duration": lambda v: parse_duration(v),
+    "parse_duration, minimum 1m": lambda v: parse_duration(v, units=("m", "h"), minimum=60),
+    "parse_duration, minimum 1d": lambda v: parse_duration(v, minimum=86400),
+}
+
+
+ZEROS = ("0d", "0.0d", "0s", "0h", "0w", "0ms")
+FORMAT_HELP = "e.g. 100ms, 15m, 36h, 90d"
+"""The duration format's examples: how to write a span, not a value suggested for this parameter."""
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+@pytest.mark.parametrize("value", ["0", "00", *ZEROS, "-1d", "0.5d", "5", "36.5", "5s", "90d", "1.5"])
+def test_no_refusal_suggests_a_value_the_same_reader_refuses(reader: str, value: str) -> None:
+    """`--since 0` suggested `0d`, which was then refused as "not a whole number of days": every span a refusal
+    suggests is now one the same reader accepts, and a zero span, where refused, says it holds nothing."""
+    read = READERS[reader]
+    try:
+        read(value)
+    except ParameterError as exc:
+        message = str(exc)
+        for suggested in SPAN.findall(message.replace(FORMAT_HELP, "")):
+            if suggested != value:
+                read(suggested)  # raises if the suggestion is itself refused
+        if value in ZEROS:
+            assert "a span of zero, which holds nothing; write 1" in message, message
+            assert "whole number" not in message, message
+
+
+def test_a_zero_span_for_since_names_its_own_fix() -> None:
+    """The messages the tester met: `--since 0` and `--since 0d` each say a span of zero holds nothing, write 1d."""
+    with pytest.raises(ParameterError, match=r"^--since: 0 read as .*a span of zero holds nothing; .*write 1d or more"):
+        since_unix("0", now=NOW)
+    with pytest.raises(
+        ParameterError, match=r"^--since: '0d' is a span of zero, which holds nothing; write 1d or more$"
+    ):
+        since_unix("0d", now=NOW)
+    assert since_unix("1d", now=NOW) == NOW - 12 * 3600
+    with pytest.raises(ParameterError, match=r"^--sync-every: '5s' is shorter than 1m; write 1m or more$"):
+        parse_duration("5s", param="--sync-every", minimum=60)
 
 
 @pytest.mark.parametrize("bare", [36, "36", " 36 ", 36.0, "36.5", "0", 0])

@@ -255,6 +255,27 @@ def test_currency_adds_x_columns_and_keeps_the_billed_usd(store: str, tmp_path: 
     assert out.read_bytes() == before, "a failed export leaves the old file as it was"
 
 
+def test_a_rate_of_many_decimals_is_rounded_to_the_columns_places(store: str, tmp_path: Path) -> None:
+    """A rate of ten significant digits times an amount of 7 places has 20: the 18-place column was an Arrow
+    "Rescaling Decimal value would cause data loss" traceback; the converted cost is rounded to 18 places."""
+    days = sorted(_store_days(store))
+    rate = Decimal("0.0000123456789")
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,rate\n" + "".join(f"{d},{rate}\n" for d in days), encoding="utf-8")
+    out = tmp_path / "tiny.csv"
+    result = _cli(
+        "export", "--format", "focus", "--store", store, "--output", str(out), "--currency", "EUR", "--fx", str(rates)
+    )
+    assert result.returncode == 0, result.stderr
+    rows = _rows(out)
+    rounded = 0
+    for row in rows:
+        exact = Decimal(row["BilledCost"]) * rate
+        assert Decimal(row["x_BilledCostInDisplayCurrency"]) == exact.quantize(Decimal("1e-18"))
+        rounded += exact != exact.quantize(Decimal("1e-18"))
+    assert rounded > 100, "many products had more than 18 places"
+
+
 def test_focus_refuses_the_store_and_other_endpoints(store: str) -> None:
     result = _cli("export", "--format", "focus", "--store", store, "--output", store)
     assert result.returncode == 1 and "would be overwritten" in result.stderr

@@ -162,6 +162,19 @@ def test_check_stale_keys_raises_one_alert_per_stale_key(store: str, emulator_or
     assert "stale_key" not in quiet.output, quiet.output
 
 
+def test_a_stale_keys_span_reaching_before_1970_is_one_line_naming_the_flag(store: str) -> None:
+    """`--stale-keys` counts back from now: a span past 1970 was an OverflowError traceback (a date minus it); now
+    the one step that counts back refuses it, while a span that still starts after 1970 checks the keys."""
+    days_since_1970 = EMULATOR_NOW // 86400
+    for span in ("99999999d", "9999999999d", f"{days_since_1970 + 1}d"):
+        result = CliRunner().invoke(app, ["check", "--store", store, *NOW, "--stale-keys", span])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"error: --stale-keys: '{span}' reaches back before 1970; pass a shorter span"]
+    kept = CliRunner().invoke(app, ["check", "--store", store, *NOW, "--stale-keys", f"{days_since_1970 - 1}d"])
+    assert kept.exit_code == 0 and "checked  stale keys" in kept.output, kept.output
+
+
 def test_keys_text_table_names_every_key_with_whole_numbers(store: str) -> None:
     """The text output names every key and prints each spend whole, with the flags one line each."""
     doc = _keys(store, "--since", "120d")
@@ -250,6 +263,11 @@ def test_a_key_whose_owner_left_its_project_is_flagged_and_alerted(
         (["keys", "--since", "30"], "--since"),
         (["check", "--stale-keys", "90"], "--stale-keys"),
         (["check", "--stale-keys", ""], "--stale-keys"),
+        (["check", "--stale-keys", "99999999d"], "--stale-keys"),
+        (["check", "--stale-after", "9999999999d"], "--stale-after"),
+        (["keys", "--unused-after", "9999999999d"], "--unused-after"),
+        (["keys", "--admin-max-age", "99999999999w"], "--admin-max-age"),
+        (["keys", "--since", "99999999d"], "--since"),
     ],
 )
 def test_careless_inputs_get_one_line_errors(tmp_path: Path, args: list[str], flag: str) -> None:

@@ -23,9 +23,11 @@ from typer.testing import CliRunner
 from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
-from usageledger.report.formatting import format_money
+from usageledger.errors import ParameterError
+from usageledger.report.formatting import format_money, format_percent
 from usageledger.report.html import render_html
 from usageledger.report.names import Names, names_from_mapping
+from usageledger.report.period import report_period
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
 from usageledger.report.terminal import render_report
@@ -357,8 +359,10 @@ def test_cli_reconcile_explains_and_fails_over(demo_store: Path, demo_period: Pe
     revised = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--fail-over"])
     assert revised.exit_code == EXIT_FINDINGS, revised.output
     assert "beyond the tolerance" in revised.output
-    tolerant = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--tolerance", "100%", "--fail-over"])
-    assert tolerant.exit_code == 0, tolerant.output
+    # 99%, not 100%: a tolerance of 100% or more hides every difference and is refused (see below); doubling one
+    # day's input tokens moves that day's pairs by well under 99%, and no pair lost a side.
+    tolerant = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--tolerance", "99%", "--fail-over"])
+    assert tolerant.exit_code == 0 and "tolerance 99%" in tolerant.output, tolerant.output
     half = CliRunner().invoke(app, ["reconcile", "--store", str(copy), *span, "--tolerance", "0.5"])
     assert "tolerance 50%" in half.output and "E+" not in half.output, half.output
 
@@ -383,6 +387,53 @@ def test_reconcile_refuses_a_bare_tolerance_that_reads_as_a_percentage(demo_stor
     assert result.exit_code == 1, result.output
     assert "--tolerance" in result.output and f"write {bare}%" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.parametrize("tolerance", ["100%", "1000%", "100", "1e999", "1e999%", "100.0%"])
+def test_reconcile_refuses_a_tolerance_of_100_percent_or_more(demo_store: Path, tolerance: str) -> None:
+    """No relative difference exceeds 100% (token counts are never negative), so such a tolerance hides every
+    difference: `100%` and `1000%` were accepted; now one line naming --tolerance, in either spelling, whose fix
+    is not itself refused (a bare `100` no longer suggests `100%`)."""
+    result = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", tolerance])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --tolerance: "), result.output
+    assert "hides every difference" in lines[0] and "give less than 100%, like 5%" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("tolerance", ["1e-999", "1e-999%", "0.000000001", "0.0000001%"])
+def test_reconcile_refuses_a_tolerance_finer_than_six_places_of_a_percent(demo_store: Path, tolerance: str) -> None:
+    """`--tolerance 1e-999` printed a tolerance about a thousand digits long: refused on one line, with the finest
+    accepted (0.000001%, which is printed as given)."""
+    result = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", tolerance])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("error: --tolerance: ") and "6 decimal places of a percent" in result.output
+    finest = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", "0.000001%"])
+    assert finest.exit_code == 0 and "tolerance 0.000001%" in finest.output, finest.output
+
+
+def test_an_until_after_today_is_refused_naming_the_flag(demo_store: Path) -> None:
+    """`report --since 2026-11-01 --until 2030-01-01` compared a month with "the previous 1,157 days": an end after
+    today is refused on one line (CLI: --until; web and MCP: until), and the end of today is still accepted."""
+    result = CliRunner().invoke(
+        app, ["report", "--store", str(demo_store), "--since", "2026-11-01", "--until", "2030-01-01"]
+    )
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: --until: 2030-01-01 is after today") and "leave it out" in lines[0]
+    now = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    assert report_period("2026-11-01", "2026-11-21", now=now) == Period(date(2026, 11, 1), date(2026, 11, 21))
+    assert report_period("2026-11-01", "2026-11-20T16:00:00Z", now=now).until == date(2026, 11, 21)
+    for until in ("2026-11-22", "2026-11-21T00:00:01Z", "2030-01-01"):
+        with pytest.raises(ParameterError, match=r"^until: .* is after today \(2026-11-20\).*up to 2026-11-21"):
+            report_period("2026-11-01", until, now=now, until_param="until")
+
+
+def test_format_percent_is_short_for_tiny_and_huge_fractions() -> None:
+    """The library's reconcile takes any Decimal tolerance: its percentage is still a short number."""
+    assert format_percent(Decimal("0.5")) == "50%" and format_percent(Decimal("0.123456789")) == "12.345679%"
+    assert format_percent(Decimal("1e-999")) == "<0.000001%" and format_percent(Decimal(0)) == "0%"
+    assert format_percent(Decimal("1e999")) == "1e+1001%"
 
 
 def test_several_orgs_reconcile_and_report_separately(

@@ -200,7 +200,13 @@ def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [("date,rate\n2026-10-01,abc\n", "not a positive rate"), ("day,value\n", "header"),
-     ("date,rate\n2026-10-01,0.9\n2026-10-01,0.8\n", "two different rates"), ("date,rate\n", "no rates")],
+     ("date,rate\n2026-10-01,0.9\n2026-10-01,0.8\n", "two different rates"), ("date,rate\n", "no rates"),
+     ("date,rate\n2026-10-01,0\n", "not a positive rate"), ("date,rate\n2026-10-01,-0.9\n", "not a positive rate"),
+     ("date,rate\n2026-10-01,1e30\n", "line 2: '1e30' is out of range; a rate is between 0.000001 and 1000000"),
+     ("date,rate\n2026-10-01,1e-999\n", "'1e-999' is out of range"), ("date,rate\n2026-10-01,1e999\n", "range"),
+     ("date,rate\n2026-10-01,0.0000009\n", "out of range"), ("date,rate\n2026-10-01,1000000.1\n", "out of range"),
+     ("date,rate\n2026-10-01,0.92153456789012\n", "'0.92153456789012' has 14 significant digits; round it to 10"),
+     ("date,rate\n2026-10-01,1000000\n2026-10-02,0.000001234567\n", "need 19 digits side by side")],
 )  # fmt: skip
 def test_bad_rate_files_name_fx(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "rates.csv"
@@ -210,6 +216,45 @@ def test_bad_rate_files_name_fx(tmp_path: Path, text: str, message: str) -> None
     assert str(caught.value).startswith("--fx:")
     with pytest.raises(ParameterError, match="--currency"):
         load_rates(path, "USD")
+
+
+@pytest.mark.parametrize("rate", ["1e30", "1e-999", "1e999", "0.123456789012345"])
+@pytest.mark.parametrize(
+    "command",
+    [["statement", MONTH], ["report", "--since", "2026-10-01", "--until", "2026-11-01"],
+     ["report", "--since", "2026-10-01", "--until", "2026-11-01", "--format", "json"],
+     ["export", "--format", "focus", "--output", "focus.csv"]],
+)  # fmt: skip
+def test_an_absurd_rate_is_refused_naming_fx(store: str, tmp_path: Path, rate: str, command: list[str]) -> None:
+    """1e30 was a decimal.InvalidOperation traceback (statement) or a DuckDB overflow naming no flag (report);
+    1e-999 a TypeError traceback (the product became a float column); 15 digits overflowed DuckDB's DECIMAL(38)."""
+    path = tmp_path / "rates.csv"
+    day = date(2026, 8, 1)
+    path.write_text("date,rate\n" + "".join(f"{day + timedelta(days=i)},{rate}\n" for i in range(150)), "utf-8")
+    args = [a if a != "focus.csv" else str(tmp_path / a) for a in command]
+    result = CliRunner().invoke(app, [*args, "--store", store, "--currency", "EUR", "--fx", str(path)])
+    assert result.exit_code == 1 and not isinstance(result.exception, TypeError | ArithmeticError), result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --fx: ") and "line 2" in lines[0], result.output
+    assert f"{rate!r} " in lines[0] and ("out of range" in lines[0] or "15 significant digits" in lines[0])
+
+
+@pytest.mark.parametrize("rate", ["1000000", "0.000001", "0.0000123456789", "999999.9999", "0.9215000000000000000000"])
+def test_rates_at_the_limits_convert_exactly(store: str, tmp_path: Path, rate: str) -> None:
+    """Rates at the ends of the range, and of ten significant digits, convert exactly in the report's SQL and in
+    the statement's Decimals: the same totals as converting the store's amounts by hand."""
+    path = tmp_path / "rates.csv"
+    day = date(2026, 8, 1)
+    path.write_text("date,rate\n" + "".join(f"{day + timedelta(days=i)},{rate}\n" for i in range(150)), "utf-8")
+    expected = sum((a * Decimal(rate) for a in _day_costs(store).values()), Decimal(0))
+    doc = _json(MONTH, "--store", store, "--currency", "EUR", "--fx", str(path))
+    assert Decimal(doc["total"]) == expected.quantize(CENT, rounding=ROUND_HALF_UP)
+    _check_sums(doc)
+    report = json.loads(
+        _run("report", "--since", "2026-10-01", "--until", "2026-11-01", "--store", store, "--format", "json",
+             "--currency", "EUR", "--fx", str(path)).stdout
+    )  # fmt: skip
+    assert Decimal(report["totals"]["spend"]) == expected
 
 
 def test_csv_and_html_outputs(store: str, tmp_path: Path) -> None:

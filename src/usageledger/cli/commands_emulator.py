@@ -11,6 +11,7 @@ import typer
 from usageledger import timeutil
 from usageledger.cli._app import Verbose, app, console, fail, friendly_errors, settle, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
+from usageledger.emulator.config import MIN_REVISION_WINDOW
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
 
@@ -188,7 +189,9 @@ def _config(
         now=None if now is None else timeutil.to_unix(now, param="--now"),
         admin_key=admin_key,
         revisions=revisions,
-        revision_window=int(timeutil.parse_duration(revision_window, param="--revision-window")),
+        revision_window=int(
+            timeutil.parse_duration(revision_window, param="--revision-window", minimum=MIN_REVISION_WINDOW)
+        ),
         faults=faults,
         replay=replay,
     )

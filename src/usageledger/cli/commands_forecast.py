@@ -33,7 +33,7 @@ from usageledger.errors import ParameterError, StoreError
 from usageledger.report.credit import credit_balance
 from usageledger.report.forecast import Forecast
 from usageledger.report.forecast_out import credit_document, credit_line, forecast_document
-from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast
+from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import dumps
 from usageledger.report.names import Names, resolve_names
@@ -120,6 +120,7 @@ def forecast(
     """
     now = _now(now_at)
     target = parse_month(month, param="--month") if month is not None else now.date().replace(day=1)
+    check_horizon(target, now=now, param="--month")  # before the store is opened
     limit = _amount(budget, "--budget")
     settings = load_config(config)
     with _database(store or settings.store_url, org=org) as db:

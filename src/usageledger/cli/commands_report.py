@@ -61,7 +61,7 @@ from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
-from usageledger.timeutil import parse_duration, to_unix
+from usageledger.timeutil import back_from, parse_duration, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
@@ -303,10 +303,19 @@ def report(
         said.print(fx_note(rates, used), highlight=False, markup=False)
 
 
+TOLERANCE_PLACES: Final = 8
+"""The finest tolerance: 8 decimal places of a fraction, 6 of a percent (0.000001%). Token counts are whole, so a
+finer one changes nothing, and `1e-999` printed as a percentage a thousand digits long."""
+
+
 def _tolerance(value: str) -> Decimal:
-    """A relative difference: ``0.01`` or ``1%``. A bare number of 1 or more is refused: no relative difference
-    exceeds 1, so ``--tolerance 5`` would hide every finding, and whoever typed it almost surely meant 5%."""
+    """A relative difference: ``0.01`` or ``1%``, below 100% and at most 6 decimal places of a percent.
+
+    No relative difference exceeds 1 (token counts are never negative, and a pair with one side missing is exactly
+    1), so a tolerance of 100% or more hides every finding: refused in either spelling, a bare ``5`` with the fix
+    ``5%`` (whoever typed it almost surely meant that)."""
     text = value.strip()
+    shown = text if len(text) <= 40 else text[:37] + "..."
     percent = text.endswith("%")
     try:
         tol = Decimal(text[:-1]) / 100 if percent else Decimal(text)
@@ -314,10 +323,23 @@ def _tolerance(value: str) -> Decimal:
         raise ParameterError("--tolerance", f"{value!r} is not a fraction; write 0.01 or 1%") from None
     if not tol.is_finite() or tol < 0:
         raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}")
-    if not percent and tol >= 1:
+    if tol >= 1:
+        if not percent and tol < 100:
+            raise ParameterError(
+                "--tolerance",
+                f"{shown} would allow {tol * 100:f}%, hiding every difference; for {shown} percent write {shown}%",
+            )
         raise ParameterError(
             "--tolerance",
-            f"{text} would allow {tol * 100:f}%, hiding every difference; for {text} percent write {text}%",
+            f"{shown} hides every difference: no relative difference exceeds 100% (token counts are never "
+            "negative); give less than 100%, like 5%",
+        )
+    exponent = tol.normalize().as_tuple().exponent
+    if tol and isinstance(exponent, int) and exponent < -TOLERANCE_PLACES:
+        raise ParameterError(
+            "--tolerance",
+            f"{shown} is finer than a tolerance can be; give at most 6 decimal places of a percent (0.000001%), "
+            "or 0 to see every difference",
         )
     return tol
 
@@ -439,7 +461,9 @@ def check(
     webhook = None if webhook is None else check_webhook_url(webhook)
     settings = load_config(config)
     cfg = parse_alert_config(settings.alerts)
-    key_limit = None if stale_keys is None else timedelta(seconds=parse_duration(stale_keys, param="--stale-keys"))
+    ts = int(now.timestamp())
+    # A span back from now, so read by the one step that counts back (a start before 1970 is refused, naming the flag).
+    key_limit = None if stale_keys is None else timedelta(seconds=ts - back_from(ts, stale_keys, param="--stale-keys"))
     forecast_limit = _amount(forecast_over, "--forecast-over")
     credit_limit = _amount(credit_below, "--credit-below")
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
@@ -465,7 +489,6 @@ def check(
     if stale_after is not None:
         cfg = cfg.replace(stale_after=timedelta(seconds=parse_duration(stale_after, param="--stale-after")))
     restated_limit = _amount(restated_over, "--restated-over")
-    ts = int(now.timestamp())
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
     with _database(store or settings.store_url, org=org) as db:

@@ -85,9 +85,11 @@ def serve(
         )
     token = _token(allow_remote)
     labels = DEFAULT_METRICS_LABELS if metrics_labels is None else parse_metrics_labels(metrics_labels)
-    interval = None if sync_every is None else parse_duration(sync_every, param="--sync-every", units=("m", "h"))
-    if interval is not None and interval < MIN_SYNC_EVERY:
-        raise fail(f"--sync-every {sync_every} is shorter than a minute: give 1m or more (1h is typical)")
+    interval = (
+        None
+        if sync_every is None
+        else parse_duration(sync_every, param="--sync-every", units=("m", "h"), minimum=MIN_SYNC_EVERY)
+    )
     settings = load_config(config)
     url = check_store_url(store or settings.store_url or DEFAULT_STORE)
     with open_for_reading(url):  # a missing or unmigrated store is said now, not on the first page

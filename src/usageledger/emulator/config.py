@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from usageledger.errors import EmulatorConfigError
 
-__all__ = ["EmulatorConfig", "FaultConfig"]
+__all__ = ["MIN_REVISION_WINDOW", "EmulatorConfig", "FaultConfig"]
+
+MIN_REVISION_WINDOW: Final = 60
+"""The shortest ``revision_window`` (seconds): a minute bucket must have time to change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,7 @@ class EmulatorConfig:
             raise EmulatorConfigError("days must be at least 1")
         if self.projects < 1 or self.users < 1 or self.models < 1:
             raise EmulatorConfigError("projects, users and models must each be at least 1")
-        if self.revision_window < 60:
-            raise EmulatorConfigError("revision_window must be at least 60 seconds")
+        if self.revision_window < MIN_REVISION_WINDOW:
+            raise EmulatorConfigError(f"revision_window must be at least {MIN_REVISION_WINDOW} seconds")
         if self.cache_bytes < 0:
             raise EmulatorConfigError("cache_bytes must not be negative")

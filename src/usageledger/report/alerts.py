@@ -56,6 +56,7 @@ from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.names import Names, with_id
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, day_start, main_currency, utc_day
 from usageledger.store import tables
+from usageledger.timeutil import back_from
 
 __all__ = [
     "ALERT_KEYS",
@@ -439,7 +440,9 @@ def _credit_alerts(
 
 def _stale_key_alerts(db: Database, limit: timedelta, now: datetime, org: str | None) -> tuple[list[str], list[Alert]]:
     """One alert per key flagged by the ``keys`` rules with ``limit`` for both spans."""
-    data = build_keys(db, start=now - limit, end=now, now=now, org=org, rules=KeyRules(limit, limit))
+    # The one step that counts back from now: a limit reaching before 1970 is a one-line error, not an OverflowError.
+    start = datetime.fromtimestamp(back_from(now.timestamp(), limit, param="stale_keys"), UTC)
+    data = build_keys(db, start=start, end=now, now=now, org=org, rules=KeyRules(limit, limit))
     live = sum(1 for k in data.keys if k.status == "active")
     checks = [
         f"stale keys: {counted(live, 'existing API key')} checked against {_hours(limit)}, {len(data.flagged)} flagged"

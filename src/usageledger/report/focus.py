@@ -28,6 +28,7 @@ from usageledger.export import bucket_filter, staged_file, write_csv, write_parq
 from usageledger.report.fx import FxRates
 from usageledger.report.queries import utc_day
 from usageledger.report.teams import UNASSIGNED
+from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store import BaseStore, table_for
 from usageledger.store.directory import named_view
 
@@ -62,7 +63,9 @@ UNITS: Final = {
 ``Calls``, ``image_generations`` -> ``Image Generations``)."""
 BATCH_ROWS: Final = 50_000
 
-_MONEY: Final = pa.decimal128(38, 18)
+_MONEY: Final = pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
+_MONEY_STEP: Final = Decimal(1).scaleb(-DECIMAL_SCALE)
+"""The last place of a ``_MONEY`` value: a converted amount (18 places times a rate's) is rounded to it."""
 _TS: Final = pa.timestamp("s", tz="UTC")
 
 MANDATORY_COLUMNS: Final[tuple[str, ...]] = (
@@ -257,8 +260,10 @@ def _row(r: Mapping[str, Any], teams: Mapping[str, str], fx: FxRates | None) -> 
         rate = fx.rate(day)
         row["x_DisplayCurrency"] = fx.currency
         row["x_FxRate"] = rate
-        row["x_BilledCostInDisplayCurrency"] = amount * rate
-        row["x_EffectiveCostInDisplayCurrency"] = amount * rate
+        # The product has the amount's 18 places and the rate's: the column keeps 18 (Arrow refuses to drop more).
+        converted = (amount * rate).quantize(_MONEY_STEP)
+        row["x_BilledCostInDisplayCurrency"] = converted
+        row["x_EffectiveCostInDisplayCurrency"] = converted
     return row
 
 

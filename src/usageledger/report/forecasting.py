@@ -14,13 +14,21 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Final, Literal
 
-from usageledger.errors import UsageLedgerError
+from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forecast_month, month_days, runway
 from usageledger.report.months import first_cost_day
 from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, day_start, main_currency, utc_day
 from usageledger.report.teams import UNASSIGNED
 
-__all__ = ["GROUPINGS", "ForecastReport", "GroupForecast", "build_forecast", "daily_spend", "data_as_of"]
+__all__ = [
+    "GROUPINGS",
+    "ForecastReport",
+    "GroupForecast",
+    "build_forecast",
+    "check_horizon",
+    "daily_spend",
+    "data_as_of",
+]
 
 Grouping = Literal["project", "team", "model"]
 GROUPINGS: Final[tuple[Grouping, ...]] = ("project", "team", "model")
@@ -97,6 +105,19 @@ def daily_spend(
     return out
 
 
+def check_horizon(month: date, *, now: datetime, param: str = "month") -> None:
+    """Refuse forecasting a month that starts more than one month after the current one (UTC): the model projects
+    the recent daily rate, and ``--month 9999-12`` printed a confident eight-million-dollar figure for it."""
+    this = now.astimezone(UTC).date().replace(day=1)
+    following = (this + timedelta(days=32)).replace(day=1)
+    if month.replace(day=1) > following:
+        raise ParameterError(
+            param,
+            f"{month:%Y-%m} starts after next month; a forecast reaches at most one month ahead: pass "
+            f"{this:%Y-%m} (this month), {following:%Y-%m} or an earlier month",
+        )
+
+
 def build_forecast(
     db: Database,
     month: date,
@@ -112,6 +133,7 @@ def build_forecast(
 
     Raises :class:`~usageledger.errors.UsageLedgerError` when the store holds too little history (see ``fit``).
     """
+    check_horizon(month, now=now)
     as_of = data_as_of(db, now=now, org=org)
     first_data = first_cost_day(db, org, project)
     if as_of is None:

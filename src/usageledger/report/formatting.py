@@ -34,9 +34,22 @@ def format_count(value: int | Decimal) -> str:
     return f"{int(value):,}"
 
 
+PERCENT_PLACES: Final = 6
+"""Decimal places a percentage keeps: a tolerance of ``Decimal("1e-999")`` printed a thousand digits."""
+
+
 def format_percent(fraction: Decimal) -> str:
-    """A fraction as a plain percentage without trailing zeros: ``0.5`` is ``50%`` (never ``5E+1%``)."""
-    return f"{(fraction * 100).normalize():f}%"
+    """A fraction as a plain percentage without trailing zeros, to at most 6 decimal places: ``0.5`` is ``50%``
+    (never ``5E+1%``); a fraction too small to show is ``<0.000001%``, and an absurdly large one is shortened
+    (``1e+1001%``), never a thousand digits."""
+    pct = fraction * 100
+    if abs(pct) >= 10**15:
+        return f"{pct.normalize():.6g}%"
+    step = Decimal(1).scaleb(-PERCENT_PLACES)
+    rounded = pct.quantize(step, rounding=ROUND_HALF_UP)
+    if rounded == 0 and pct != 0:
+        return f"<{step:f}%" if pct > 0 else f">-{step:f}%"
+    return f"{rounded.normalize():f}%"
 
 
 def format_ratio(ratio: Decimal | None) -> str:

@@ -23,22 +23,39 @@ from usageledger._paths import read_user_text
 from usageledger._text import counted
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
+from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store import table_for
 
 __all__ = [
     "BASE_CURRENCY",
+    "MAX_RATE",
+    "MAX_RATE_DIGITS",
+    "MIN_RATE",
     "ConvertedCosts",
     "FxRates",
     "currency_code",
     "fx_document",
     "fx_note",
     "load_rates",
+    "rate_problem",
     "rates_option",
 ]
 
 BASE_CURRENCY: Final = "USD"
 """The currency the costs endpoint reports in (the store's ``currency`` column)."""
 _CODE: Final = re.compile(r"[A-Z]{3}")
+
+MIN_RATE: Final = Decimal("0.000001")
+MAX_RATE: Final = Decimal("1000000")
+"""The range of a rate (units of a currency for one USD): every currency's rate lies well inside it, and past it a
+typo (``1e30``, ``1e-999``) would only make figures no store type can hold."""
+_CONVERTED_USD_DIGITS: Final = 10
+"""Converting stays exact up to $10 billion (10**10) of spend in one figure."""
+MAX_RATE_DIGITS: Final = DECIMAL_PRECISION - DECIMAL_SCALE - _CONVERTED_USD_DIGITS
+"""Significant digits a rate may have (10; published rates have 4 to 8). The store's amounts are ``DECIMAL(38,18)``
+and :class:`ConvertedCosts` multiplies them by the rate exactly in SQL: the product's 38 digits hold the amount's 18
+places, the rate's ``d`` digits, and ``38 - 18 - d`` digits of dollars, so with 10 any sum below $10 billion
+converts without overflowing. A rate of more digits, or ``1e-999``, made a DuckDB overflow or a float column."""
 
 
 def currency_code(value: str) -> str:
@@ -56,6 +73,20 @@ class FxRates:
     currency: str
     rates: Mapping[date, Decimal]
     source: str
+
+    def __post_init__(self) -> None:
+        for day, rate in self.rates.items():
+            problem = rate_problem(rate)
+            if problem is not None:
+                raise ParameterError("--fx", f"{self.source}: the rate of {day.isoformat()}, {problem}")
+        together = _digits_together(self.rates.values())
+        if together > MAX_RATE_DIGITS:
+            low, high = min(self.rates.values()), max(self.rates.values())
+            raise ParameterError(
+                "--fx",
+                f"{self.source}: rates from {low} to {high} need {together} digits side by side, and exact "
+                f"conversion holds {MAX_RATE_DIGITS}; write every rate with fewer decimals",
+            )
 
     def rate(self, day: date) -> Decimal:
         """That day's rate; a day the file lacks is a one-line error naming the day and ``--fx``."""
@@ -80,6 +111,43 @@ class FxRates:
     def used(self, days: Iterable[date]) -> list[tuple[date, Decimal]]:
         """``(day, rate)`` for each of ``days``, sorted: what an output shows as the rates it used."""
         return [(d, self.rate(d)) for d in sorted(set(days))]
+
+
+def rate_problem(rate: Decimal, text: str | None = None) -> str | None:
+    """Why ``rate`` (written ``text``) cannot convert costs (``"'1e30' is out of range; ..."``), or ``None`` for a
+    usable rate: finite, within :data:`MIN_RATE`..:data:`MAX_RATE`, at most :data:`MAX_RATE_DIGITS` significant
+    digits. The one rule of :func:`load_rates` and of :class:`FxRates` made directly."""
+    written = str(rate) if text is None else text
+    shown = repr(written) if len(written) <= 40 else repr(written[:37]) + "..."
+    if not rate.is_finite() or rate <= 0:
+        return f"{shown} is not a positive rate"
+    if not MIN_RATE <= rate <= MAX_RATE:
+        return f"{shown} is out of range; a rate is between {MIN_RATE} and {MAX_RATE} (units for one USD)"
+    digits = _digits_together([rate])
+    if digits > MAX_RATE_DIGITS:
+        return (
+            f"{shown} has {digits} significant digits; round it to {MAX_RATE_DIGITS} or fewer "
+            "(the store's decimals cannot convert more exactly)"
+        )
+    return None
+
+
+def _plain(rate: Decimal) -> Decimal:
+    """``rate`` without trailing zeros after the point (``0.92150000`` is ``0.9215``) and never in exponent form
+    (``1e6`` is ``1000000``): the fewest digits the SQL literal, and the product's scale, need."""
+    normal = rate.normalize()
+    exponent = normal.as_tuple().exponent
+    return normal.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normal
+
+
+def _digits_together(rates: Iterable[Decimal]) -> int:
+    """The digits of the largest rate written with the most decimals any rate has: what one SQL column of the rates
+    (a ``VALUES`` list has one DECIMAL type) needs. For a single rate, its significant digits."""
+    values = [_plain(r) for r in rates]
+    if not values:
+        return 0
+    scale = max(-min(int(v.as_tuple().exponent), 0) for v in values)  # finite: rate_problem came first
+    return len(str(int(max(values).scaleb(scale))))
 
 
 def load_rates(path: Path | str, currency: str) -> FxRates:
@@ -113,8 +181,9 @@ def load_rates(path: Path | str, currency: str) -> FxRates:
             rate = Decimal(rate_text)
         except InvalidOperation:
             rate = Decimal("NaN")
-        if not rate.is_finite() or rate <= 0:
-            raise ParameterError("--fx", f"{source} line {number}: {rate_text!r} is not a positive rate")
+        problem = rate_problem(rate, rate_text)
+        if problem is not None:
+            raise ParameterError("--fx", f"{source} line {number}: {problem}")
         if day in rates and rates[day] != rate:
             raise ParameterError("--fx", f"{source} line {number}: {day_text} has two different rates")
         rates[day] = rate
@@ -173,10 +242,11 @@ class ConvertedCosts:
             else:
                 select.append(f"c.{c}")
         # Dates and rates are parsed values (a date, a finite Decimal), written as literals: nothing from the user
-        # reaches the SQL as text.
+        # reaches the SQL as text. A literal's digits are its DECIMAL's: with at most MAX_RATE_DIGITS of them the
+        # product of DECIMAL(38,18) amounts stays a DECIMAL that holds any sum below $10 billion.
         values = ", ".join(
-            f"(CAST('{datetime(d.year, d.month, d.day, tzinfo=UTC).isoformat()}' AS TIMESTAMPTZ), {self.fx.rate(d):f})"
-            for d in self.days
+            f"(CAST('{datetime(d.year, d.month, d.day, tzinfo=UTC).isoformat()}' AS TIMESTAMPTZ), {rate:f})"
+            for d, rate in ((d, _plain(self.fx.rate(d))) for d in self.days)
         )
         return (
             f"(SELECT {', '.join(select)} FROM {COSTS_VIEW} AS c "

@@ -1,7 +1,8 @@
 """The report's period rule, one place for ``report``, ``reconcile`` and the dashboard's API.
 
-Whole UTC days: the end is exclusive (a datetime inside a day includes that day); a start of ``30d`` and the default
-are both the 30 days ending today.
+Whole UTC days: the end is exclusive (a datetime inside a day includes that day) and at the latest the end of today
+(a later one is refused: the days to come hold nothing); a start of ``30d`` and the default are both the 30 days
+ending today.
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ def report_period(
     """The period ``since``/``until`` name (either may be left out), judged at ``now``; a bad value is a
     :class:`~usageledger.errors.ParameterError` naming ``since_param`` or ``until_param``."""
     ts = int(now.timestamp())
-    until_day = report_day(until, now=ts, param=until_param, end=True) if until else now.date() + timedelta(days=1)
+    tomorrow = now.astimezone(UTC).date() + timedelta(days=1)
+    until_day = report_day(until, now=ts, param=until_param, end=True) if until else tomorrow
+    if until_day > tomorrow:
+        # Days to come hold no spend: `--until 2030-01-01` compared a few weeks with "the previous 1,157 days".
+        raise ParameterError(
+            until_param,
+            f"{until} is after today ({tomorrow - timedelta(days=1)}), and days to come hold no spend yet; leave it "
+            f"out to end with today, or pass an end up to {tomorrow} (exclusive)",
+        )
     since_day = (
         report_day(since, now=ts, param=since_param, end=False, since=True)
         if since
