@@ -90,3 +90,50 @@ def test_endpoints_orgs_and_streams_take_a_comma_list_as_group_by_does(
         assert refused.exit_code == 1, refused.output
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and "holds an empty value" in lines[0], lines
+
+
+@pytest.mark.parametrize("command", [["sync", "--quiet", "-e", "costs"], ["query", "costs", "--start", "2d"]])
+def test_a_base_url_with_credentials_is_refused_naming_where_it_came_from(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """httpx sent a base URL's `user:password@` as Basic auth in place of the key: `query` got "Authorization header
+    is malformed" and `doctor` blamed the key. Now --base-url, OPENAI_BASE_URL and a config org's base_url are refused
+    up front, in one line naming that source, without the password; no store is made."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.chdir(tmp_path)
+    url = emulator_url.replace("http://", "http://user:pw-SECRET@")
+    flag = CliRunner().invoke(app, [*command, "--base-url", url])
+    env = CliRunner(env={"OPENAI_BASE_URL": url}).invoke(app, command)
+    Path("usageledger.toml").write_text(f'[[orgs]]\nname = "acme"\nbase_url = "{url}"\n')
+    config = CliRunner().invoke(app, command)
+    outcomes = {"--base-url": flag, "OPENAI_BASE_URL": env}
+    if command[0] == "sync":  # query reads no config file
+        outcomes["orgs[0].base_url"] = config
+    for source, done in outcomes.items():
+        assert done.exit_code == 1, done.output
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"error: {source}: the base URL http://…@127.0.0.1:"), line
+        assert "holds a user name or password" in line and "SECRET" not in done.output and "user" not in line[:60]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["usageledger.toml"], "a refused sync creates no store"
+
+
+def test_white_space_around_the_base_url_is_trimmed_as_the_keys_is(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`OPENAI_BASE_URL='http://host/v1 '` gave "HTTP 404 ... Invalid URL (GET /v1 /organization/costs)" while a key
+    with the same space worked: the white space around a base URL is trimmed (query and sync then reach the
+    emulator), and white space inside it is refused in one line naming the variable."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", f" {FAKE_ADMIN_KEY}\n")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{emulator_url} ")
+    queried = CliRunner().invoke(app, ["query", "costs", "--start", "2026-11-18", "--end", "2026-11-20", "-f", "csv"])
+    assert queried.exit_code == 0, queried.output
+    assert len(queried.stdout.splitlines()) > 1
+    store = tmp_path / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--now", str(EMULATOR_NOW), "--quiet", "-e", "costs", "--since", "3d"]
+    synced = CliRunner().invoke(app, argv)
+    assert synced.exit_code == 0, synced.output
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator_url.replace("/v1", " /v1"))
+    inside = CliRunner().invoke(app, ["query", "costs", "--start", "2d"])
+    assert inside.exit_code == 1
+    (line,) = inside.stderr.strip().splitlines()
+    assert line.startswith("error: OPENAI_BASE_URL: the base URL") and "white space" in line, line

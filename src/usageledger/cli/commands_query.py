@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
+from usageledger._options import base_url_from
 from usageledger._text import counted
 from usageledger.catalogue import BUCKET_SECONDS
 from usageledger.cli import _filters
@@ -277,7 +278,12 @@ def query(
     )
     # --- end of generated filter values ---
     filters: dict[str, Any] = filter_values  # by API name; none is called `timeout`, which query() also takes
-    with Client(base_url=base_url, array_format=array_format, allow_insecure_http=allow_insecure_http) as client:
+    with Client(
+        # The URL as the command line gives it: a refusal names the flag or variable to fix.
+        base_url=base_url_from(base_url, source="--base-url"),
+        array_format=array_format,
+        allow_insecure_http=allow_insecure_http,
+    ) as client:
         try:
             found = client.query(
                 endpoint,
