@@ -28,6 +28,7 @@ from usageledger.errors import ConfigError, InsecureURLError
 __all__ = [
     "ARRAY_FORMATS",
     "DEFAULT_TIMEOUT",
+    "LIBRARY_KEY_HINT",
     "ArrayFormat",
     "ClientOptions",
     "RetryPolicy",
@@ -145,16 +146,21 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
     return httpx.Timeout(float(value), connect=min(float(value), DEFAULT_TIMEOUT.connect or 5.0))
 
 
-def _no_key() -> ConfigError:
-    return ConfigError(f"no admin API key: set {ADMIN_KEY_ENV} or pass api_key=")
+LIBRARY_KEY_HINT: Final = f"set {ADMIN_KEY_ENV} or pass api_key="
+"""How a caller of the library gives the key: what a missing key's error says unless the caller knows better."""
 
 
-def key_from(api_key: str | None) -> str:
-    """The admin key: the argument, else ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error."""
+def _no_key(hint: str = LIBRARY_KEY_HINT) -> ConfigError:
+    return ConfigError(f"no admin API key: {hint}")
+
+
+def key_from(api_key: str | None, *, hint: str = LIBRARY_KEY_HINT) -> str:
+    """The admin key: the argument, else ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error
+    whose fix is ``hint``, how the caller's user gives a key (the CLI names its own ways, not ``api_key=``)."""
     raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
     key = normalize_key(raw, "api_key=" if api_key is not None else ADMIN_KEY_ENV) if raw else raw
     if not key:
-        raise _no_key()
+        raise _no_key(hint)
     return key
 
 

@@ -137,3 +137,18 @@ def test_white_space_around_the_base_url_is_trimmed_as_the_keys_is(
     assert inside.exit_code == 1
     (line,) = inside.stderr.strip().splitlines()
     assert line.startswith("error: OPENAI_BASE_URL: the base URL") and "white space" in line, line
+
+
+def test_a_missing_key_is_told_as_the_command_line_takes_it(tmp_path: Path, emulator_url: str) -> None:
+    """`query` without a key said "set OPENAI_ADMIN_KEY or pass api_key=": a keyword of the Python library. It says
+    how the command line takes the key (the variable); the library keeps its own hint."""
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": None}).invoke(
+        app, ["query", "costs", "--start", "2d", "--base-url", emulator_url]
+    )
+    assert done.exit_code == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (
+        "error: no admin API key: set OPENAI_ADMIN_KEY to an organization admin key:"
+        " export OPENAI_ADMIN_KEY=sk-admin-..."
+    )
+    assert "api_key=" not in done.output
