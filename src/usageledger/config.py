@@ -88,6 +88,11 @@ class OrgConfig:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
 
+    @property
+    def key_source(self) -> str:
+        """Where :meth:`resolve_key` reads the key, as a message tells the user to fix it."""
+        return f"api_key of org {self.name!r} in the config" if self.api_key else self.key_env
+
     def resolve_key(self, environ: Mapping[str, str] | None = None) -> str:
         env = os.environ if environ is None else environ
         if self.api_key:

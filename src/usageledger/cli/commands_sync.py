@@ -382,7 +382,7 @@ def sync_command(
         chosen = tuple(o for o in chosen if o.name in set(wanted))
     since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
-    orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
+    orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url), key_source=o.key_source) for o in chosen]
     settings = config.sync
     if lag_days is not None:
         settings = replace(settings, lag_days=check_sync_int("lag_days", lag_days, name="--lag-days"))
@@ -408,8 +408,10 @@ def sync_command(
             clock=(lambda: float(clock_now)) if clock_now is not None else None,
             command=f"sync --since={since} --until={until}",
         )
-        if not no_directory:
-            _refresh_directory(opened, orgs, options, current, quiet or log_format == "json")
+        if not no_directory:  # not with a key the API refused: that is said once, in the error below
+            refused = set(result.refused_orgs)
+            kept = [o for o in orgs if o.name not in refused]
+            _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
     if log_format == "json":
         for s in result.streams:
             logger.info(
