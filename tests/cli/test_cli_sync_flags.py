@@ -152,3 +152,64 @@ def test_a_missing_key_is_told_as_the_command_line_takes_it(tmp_path: Path, emul
         " export OPENAI_ADMIN_KEY=sk-admin-..."
     )
     assert "api_key=" not in done.output
+
+
+def test_a_width_an_endpoint_lacks_names_that_endpoint_and_the_fix(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync -e completions,costs --bucket-width 1h` said only "Invalid bucket_width provided: '1h'. Supported values
+    are: '1d'.", as if completions had no hourly buckets. It names costs, its widths and both fixes, before any store
+    is made; the same width with -e completions alone syncs."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    store = tmp_path / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    mixed = CliRunner().invoke(app, [*argv, "-e", "completions,costs", "--bucket-width", "1h", "--since", "3h"])
+    assert mixed.exit_code == 1, mixed.output
+    assert mixed.stderr.strip().splitlines() == [
+        "error: --bucket-width: costs has 1d buckets only, not 1h; leave costs out of --endpoint, or sync it"
+        " separately: -e costs --bucket-width 1d"
+    ]
+    alone = CliRunner().invoke(app, [*argv, "-e", "costs", "--bucket-width", "1h"])
+    assert alone.stderr.strip() == "error: --bucket-width: costs has 1d buckets only, not 1h; use --bucket-width 1d"
+    assert not store.exists()
+    fixed = CliRunner().invoke(app, [*argv, "-e", "completions", "--bucket-width", "1h", "--since", "3h"])
+    assert fixed.exit_code == 0, fixed.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            ["-e", "costs", "--filter", "bogus=1"],
+            "error: --filter bogus: Unrecognized request argument supplied: bogus. Supported filters are:"
+            " 'project_ids', 'api_key_ids', 'line_items'.",
+        ),
+        (
+            ["-e", "completions,costs", "--filter", "line_items=x"],
+            "error: --filter line_items: completions: Unrecognized request argument supplied: line_items.",
+        ),
+        (
+            ["-e", "completions,costs", "--line-items", "x"],
+            "error: --line-items: completions: Unrecognized request argument supplied: line_items.",
+        ),
+        (
+            ["--filter", "bogus=1"],
+            "error: --filter bogus: no endpoint synced takes the filter bogus (allowed: api_key_ids",
+        ),
+    ],
+    ids=["one-endpoint", "two-endpoints", "own-option", "no-endpoint-named"],
+)
+def test_a_refused_filter_is_named_as_it_was_given(
+    flags: list[str], expected: str, tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync -e costs --filter bogus=1` blamed `--bogus`, an option that does not exist: a filter is named as it was
+    given (`--filter bogus`, or its own option), with the endpoint when several are synced and the filters accepted.
+    Without -e an unknown --filter was dropped from every stream and the sync ran unfiltered; it is refused too."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    store = tmp_path / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    result = CliRunner().invoke(app, [*argv, *flags])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(expected), line
+    assert not store.exists()
