@@ -20,13 +20,15 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import httpx
 
-from usageledger._secrets import normalize_key, redact
+from usageledger._secrets import normalize_key, redact, url_userinfo
+from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.errors import ConfigError, InsecureURLError
 
 __all__ = [
     "ARRAY_FORMATS",
     "DEFAULT_TIMEOUT",
+    "LIBRARY_KEY_HINT",
     "ArrayFormat",
     "ClientOptions",
     "RetryPolicy",
@@ -34,6 +36,7 @@ __all__ = [
     "as_timeout",
     "base_url_from",
     "key_from",
+    "normalize_base_url",
     "retry_from",
 ]
 
@@ -86,7 +89,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
+def normalize_base_url(raw: str, source: str) -> str:
+    """The base URL given by ``source`` (``--base-url``, ``OPENAI_BASE_URL``, a config key, ``base_url=``), trimmed of
+    the white space a paste brings; a one-line :class:`ConfigError` naming ``source`` otherwise.
+
+    Refused here, once, wherever the URL comes from: nothing left after trimming; white space or a control character
+    inside (the request line would carry it: ``GET /v1 /organization/costs``); and a user name or password before
+    the host, which httpx would send as Basic auth in place of the admin key, so the API would refuse a good key.
+    The refusal shows the URL with those credentials cut (``http://…@host/v1``), never the password.
+    """
+    if not isinstance(raw, str):  # a number or bytes from careless code: name the source
+        raise ConfigError(f"{source}: the base URL must be a string, got {type(raw).__name__}")
+    text = raw.strip()
+    if not text:
+        raise ConfigError(f"{source}: the base URL is blank; give one ending in /v1, e.g. {DEFAULT_BASE_URL}")
+    has_credentials, shown = url_userinfo(text)
+    if has_credentials:
+        raise ConfigError(
+            f"{source}: the base URL {one_line(shown)} holds a user name or password before its host; the API takes"
+            " the admin key alone (they would be sent in its place): remove the part before '@'"
+        )
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ConfigError(
+            f"{source}: the base URL {one_line(text)} has white space or a control character inside it;"
+            f" give the URL alone, e.g. {DEFAULT_BASE_URL}"
+        )
+    return text
+
+
+def check_base_url(base_url: str, *, allow_insecure_http: bool, source: str = "base_url=") -> str:
+    """The base URL normalised (:func:`normalize_base_url`, naming ``source``) and checked: an http(s) URL with a
+    host, plain http only to loopback (or with ``allow_insecure_http``); without a trailing slash."""
+    base_url = normalize_base_url(base_url, source)
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
@@ -112,22 +146,31 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
     return httpx.Timeout(float(value), connect=min(float(value), DEFAULT_TIMEOUT.connect or 5.0))
 
 
-def _no_key() -> ConfigError:
-    return ConfigError(f"no admin API key: set {ADMIN_KEY_ENV} or pass api_key=")
+LIBRARY_KEY_HINT: Final = f"set {ADMIN_KEY_ENV} or pass api_key="
+"""How a caller of the library gives the key: what a missing key's error says unless the caller knows better."""
 
 
-def key_from(api_key: str | None) -> str:
-    """The admin key: the argument, else ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error."""
+def _no_key(hint: str = LIBRARY_KEY_HINT) -> ConfigError:
+    return ConfigError(f"no admin API key: {hint}")
+
+
+def key_from(api_key: str | None, *, hint: str = LIBRARY_KEY_HINT) -> str:
+    """The admin key: the argument, else ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error
+    whose fix is ``hint``, how the caller's user gives a key (the CLI names its own ways, not ``api_key=``)."""
     raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
     key = normalize_key(raw, "api_key=" if api_key is not None else ADMIN_KEY_ENV) if raw else raw
     if not key:
-        raise _no_key()
+        raise _no_key(hint)
     return key
 
 
-def base_url_from(base_url: str | None) -> str:
-    """The base URL: the argument, else ``OPENAI_BASE_URL``, else the public API."""
-    return base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+def base_url_from(base_url: str | None, *, source: str = "base_url=") -> str:
+    """The base URL: the argument (given by ``source``: ``--base-url`` for the CLI), else ``OPENAI_BASE_URL``, else
+    the public API; normalised by :func:`normalize_base_url`, whose refusal names where the URL came from."""
+    if base_url:
+        return normalize_base_url(base_url, source)
+    from_env = os.environ.get(BASE_URL_ENV)
+    return normalize_base_url(from_env, BASE_URL_ENV) if from_env else DEFAULT_BASE_URL
 
 
 def retry_from(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:

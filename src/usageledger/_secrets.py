@@ -13,7 +13,7 @@ import re
 import stat
 from pathlib import Path
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from usageledger._keyshape import KEY_SHAPED, mask_keys
 from usageledger.errors import ParameterError
@@ -32,6 +32,7 @@ __all__ = [
     "redact_url",
     "redact_url_password",
     "redact_webhook",
+    "url_userinfo",
 ]
 
 ADMIN_KEY_PREFIX: Final = "sk-admin-"
@@ -143,6 +144,19 @@ def redact_webhook(text: str, url: str) -> str:
         if len(piece.strip("/")) > 1:
             text = text.replace(piece, "…")
     return text
+
+
+def url_userinfo(url: str) -> tuple[bool, str]:
+    """Whether ``url`` holds a user name or password before its host (``https://user:pw@host/v1``), and the URL as it
+    may be shown: that part cut to ``…@``, whether a name or a password (a token is often given as the user name)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False, url
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or not userinfo:
+        return False, url
+    return True, urlunsplit((parts.scheme, f"…@{host}", parts.path, parts.query, parts.fragment))
 
 
 def redact_url_password(url: str) -> str:

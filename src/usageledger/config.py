@@ -88,6 +88,11 @@ class OrgConfig:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
 
+    @property
+    def key_source(self) -> str:
+        """Where :meth:`resolve_key` reads the key, as a message tells the user to fix it."""
+        return f"api_key of org {self.name!r} in the config" if self.api_key else self.key_env
+
     def resolve_key(self, environ: Mapping[str, str] | None = None) -> str:
         env = os.environ if environ is None else environ
         if self.api_key:
@@ -97,9 +102,27 @@ class OrgConfig:
             raise ConfigError(f"org {self.name!r}: no admin key: set {self.key_env} (orgs.key_env names the variable)")
         return normalize_key(value, self.key_env)
 
-    def resolve_base_url(self, override: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    def base_url_source(
+        self, override: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> tuple[str | None, str]:
+        """The base URL this org uses and where it comes from: ``override`` (the CLI's ``--base-url``), else the
+        org's ``base_url``, else ``OPENAI_BASE_URL``; ``(None, "the default")`` for the public API. Normalised by
+        :func:`~usageledger._options.normalize_base_url`, so a refusal names the source to fix."""
+        from usageledger._options import normalize_base_url  # httpx: only where a base URL is read
+
         env = os.environ if environ is None else environ
-        return override or self.base_url or env.get(BASE_URL_ENV) or None
+        for value, source in (
+            (override, "--base-url"),
+            (self.base_url, f"base_url of org {self.name!r} in the config"),
+            (env.get(BASE_URL_ENV), BASE_URL_ENV),
+        ):
+            if value:
+                return normalize_base_url(value, source), source
+        return None, "the default"
+
+    def resolve_base_url(self, override: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+        """The base URL of :meth:`base_url_source` (``None``: the public API)."""
+        return self.base_url_source(override, environ)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +324,11 @@ def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
                 " put the key in an environment variable and give that variable's name here"
             )
         raise ConfigError(f"{where}.key_env: {key_env!r} is not an environment variable name")
-    base_url = _str(table["base_url"], f"{where}.base_url") if "base_url" in table else None
+    base_url = None
+    if "base_url" in table:  # trimmed, and refused with credentials in it, as every base URL is
+        from usageledger._options import normalize_base_url  # httpx: only for a config that names a base URL
+
+        base_url = normalize_base_url(_str(table["base_url"], f"{where}.base_url"), f"{where}.base_url")
     api_key = _str(table["api_key"], f"{where}.api_key") if "api_key" in table else None
     return OrgConfig(name, key_env, base_url, api_key)
 

@@ -29,7 +29,7 @@ import httpx
 from usageledger import timeutil
 from usageledger._secrets import exposure, holds_key, mask_keys, redact_url_password
 from usageledger._text import counted
-from usageledger.catalogue import ADMIN_KEY_PREFIX, BASE_URL_ENV, DEFAULT_BASE_URL
+from usageledger.catalogue import ADMIN_KEY_PREFIX, DEFAULT_BASE_URL
 from usageledger.client import Client
 from usageledger.config import Config, OrgConfig, find_config, load_config
 from usageledger.errors import (
@@ -245,16 +245,17 @@ def _check_org(
             status, finding, fix = _key_shape(key)
             source = "the config file" if org.api_key else org.key_env
             out.append(Finding(f"key{label}", status, f"{finding}, from {source}", fix))
-    url = org.resolve_base_url(base_url, env) or DEFAULT_BASE_URL
-    where_url = (
-        "--base-url"
-        if base_url
-        else "the config"
-        if org.base_url
-        else BASE_URL_ENV
-        if env.get(BASE_URL_ENV)
-        else "the default"
-    )
+    try:
+        resolved, where_url = org.base_url_source(base_url, env)
+    except ConfigError as exc:  # blank, white space inside, or a user name or password: the message names where
+        return out + _unreachable(
+            label,
+            str(exc),
+            "give the base URL alone, ending in /v1, with no user name, password or white space, "
+            f"e.g. {DEFAULT_BASE_URL}",
+            "not sent: the base URL is refused",
+        )
+    url = resolved or DEFAULT_BASE_URL
     try:
         client = Client(
             key or "missing",

@@ -109,7 +109,10 @@ def test_an_empty_group_by_part_is_refused_not_dropped(
     ("flags", "expected"),
     [
         (["--bucket-width", "2h"], "--bucket-width: no endpoint has 2h buckets; use one of 1d, 1h, 1m"),
-        (["--bucket-width", "1m", "-e", "costs"], "--bucket-width: Invalid bucket_width provided: '1m'"),
+        (
+            ["--bucket-width", "1m", "-e", "costs"],
+            "--bucket-width: costs has 1d buckets only, not 1m; use --bucket-width 1d",
+        ),
         (["--group-by", "nope", "-e", "costs"], "--group-by: Invalid group_by value: 'nope'"),
         (["-e", "images", "--sizes", "1x1"], "--sizes: Invalid value for 'sizes': '1x1'"),
     ],

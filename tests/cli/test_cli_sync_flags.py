@@ -90,3 +90,126 @@ def test_endpoints_orgs_and_streams_take_a_comma_list_as_group_by_does(
         assert refused.exit_code == 1, refused.output
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and "holds an empty value" in lines[0], lines
+
+
+@pytest.mark.parametrize("command", [["sync", "--quiet", "-e", "costs"], ["query", "costs", "--start", "2d"]])
+def test_a_base_url_with_credentials_is_refused_naming_where_it_came_from(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """httpx sent a base URL's `user:password@` as Basic auth in place of the key: `query` got "Authorization header
+    is malformed" and `doctor` blamed the key. Now --base-url, OPENAI_BASE_URL and a config org's base_url are refused
+    up front, in one line naming that source, without the password; no store is made."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.chdir(tmp_path)
+    url = emulator_url.replace("http://", "http://user:pw-SECRET@")
+    flag = CliRunner().invoke(app, [*command, "--base-url", url])
+    env = CliRunner(env={"OPENAI_BASE_URL": url}).invoke(app, command)
+    Path("usageledger.toml").write_text(f'[[orgs]]\nname = "acme"\nbase_url = "{url}"\n')
+    config = CliRunner().invoke(app, command)
+    outcomes = {"--base-url": flag, "OPENAI_BASE_URL": env}
+    if command[0] == "sync":  # query reads no config file
+        outcomes["orgs[0].base_url"] = config
+    for source, done in outcomes.items():
+        assert done.exit_code == 1, done.output
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"error: {source}: the base URL http://…@127.0.0.1:"), line
+        assert "holds a user name or password" in line and "SECRET" not in done.output and "user" not in line[:60]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["usageledger.toml"], "a refused sync creates no store"
+
+
+def test_white_space_around_the_base_url_is_trimmed_as_the_keys_is(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`OPENAI_BASE_URL='http://host/v1 '` gave "HTTP 404 ... Invalid URL (GET /v1 /organization/costs)" while a key
+    with the same space worked: the white space around a base URL is trimmed (query and sync then reach the
+    emulator), and white space inside it is refused in one line naming the variable."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", f" {FAKE_ADMIN_KEY}\n")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{emulator_url} ")
+    queried = CliRunner().invoke(app, ["query", "costs", "--start", "2026-11-18", "--end", "2026-11-20", "-f", "csv"])
+    assert queried.exit_code == 0, queried.output
+    assert len(queried.stdout.splitlines()) > 1
+    store = tmp_path / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--now", str(EMULATOR_NOW), "--quiet", "-e", "costs", "--since", "3d"]
+    synced = CliRunner().invoke(app, argv)
+    assert synced.exit_code == 0, synced.output
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator_url.replace("/v1", " /v1"))
+    inside = CliRunner().invoke(app, ["query", "costs", "--start", "2d"])
+    assert inside.exit_code == 1
+    (line,) = inside.stderr.strip().splitlines()
+    assert line.startswith("error: OPENAI_BASE_URL: the base URL") and "white space" in line, line
+
+
+def test_a_missing_key_is_told_as_the_command_line_takes_it(tmp_path: Path, emulator_url: str) -> None:
+    """`query` without a key said "set OPENAI_ADMIN_KEY or pass api_key=": a keyword of the Python library. It says
+    how the command line takes the key (the variable); the library keeps its own hint."""
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": None}).invoke(
+        app, ["query", "costs", "--start", "2d", "--base-url", emulator_url]
+    )
+    assert done.exit_code == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (
+        "error: no admin API key: set OPENAI_ADMIN_KEY to an organization admin key:"
+        " export OPENAI_ADMIN_KEY=sk-admin-..."
+    )
+    assert "api_key=" not in done.output
+
+
+def test_a_width_an_endpoint_lacks_names_that_endpoint_and_the_fix(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync -e completions,costs --bucket-width 1h` said only "Invalid bucket_width provided: '1h'. Supported values
+    are: '1d'.", as if completions had no hourly buckets. It names costs, its widths and both fixes, before any store
+    is made; the same width with -e completions alone syncs."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    store = tmp_path / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    mixed = CliRunner().invoke(app, [*argv, "-e", "completions,costs", "--bucket-width", "1h", "--since", "3h"])
+    assert mixed.exit_code == 1, mixed.output
+    assert mixed.stderr.strip().splitlines() == [
+        "error: --bucket-width: costs has 1d buckets only, not 1h; leave costs out of --endpoint, or sync it"
+        " separately: -e costs --bucket-width 1d"
+    ]
+    alone = CliRunner().invoke(app, [*argv, "-e", "costs", "--bucket-width", "1h"])
+    assert alone.stderr.strip() == "error: --bucket-width: costs has 1d buckets only, not 1h; use --bucket-width 1d"
+    assert not store.exists()
+    fixed = CliRunner().invoke(app, [*argv, "-e", "completions", "--bucket-width", "1h", "--since", "3h"])
+    assert fixed.exit_code == 0, fixed.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            ["-e", "costs", "--filter", "bogus=1"],
+            "error: --filter bogus: Unrecognized request argument supplied: bogus. Supported filters are:"
+            " 'project_ids', 'api_key_ids', 'line_items'.",
+        ),
+        (
+            ["-e", "completions,costs", "--filter", "line_items=x"],
+            "error: --filter line_items: completions: Unrecognized request argument supplied: line_items.",
+        ),
+        (
+            ["-e", "completions,costs", "--line-items", "x"],
+            "error: --line-items: completions: Unrecognized request argument supplied: line_items.",
+        ),
+        (
+            ["--filter", "bogus=1"],
+            "error: --filter bogus: no endpoint synced takes the filter bogus (allowed: api_key_ids",
+        ),
+    ],
+    ids=["one-endpoint", "two-endpoints", "own-option", "no-endpoint-named"],
+)
+def test_a_refused_filter_is_named_as_it_was_given(
+    flags: list[str], expected: str, tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync -e costs --filter bogus=1` blamed `--bogus`, an option that does not exist: a filter is named as it was
+    given (`--filter bogus`, or its own option), with the endpoint when several are synced and the filters accepted.
+    Without -e an unknown --filter was dropped from every stream and the sync ran unfiltered; it is refused too."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    store = tmp_path / "u.duckdb"
+    argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    result = CliRunner().invoke(app, [*argv, *flags])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(expected), line
+    assert not store.exists()

@@ -120,6 +120,32 @@ def test_a_refused_or_wrong_base_url_is_explained(setup: Path, emulator_url: str
     assert base.status == "fail" and words in base.finding and not diagnosis.ok
 
 
+def test_credentials_or_white_space_in_the_base_url_fail_the_base_url_not_the_key(
+    setup: Path, emulator_url: str
+) -> None:
+    """`doctor --base-url http://user:pw@host/v1` said the API refused the key (httpx sent the URL's user and
+    password as Basic auth, so the emulator answered 401 invalid_authorization_header) and told the user to create a
+    new key. Now the base URL check fails naming where the URL came from, without its password; the good key stays
+    ok and no request is sent. A trailing space (a paste) is trimmed and the probe passes."""
+    with_credentials = emulator_url.replace("http://", "http://user:pw-SECRET@")
+    cli = CliRunner().invoke(app, ["doctor", "--base-url", with_credentials], env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    assert cli.exit_code == 1, cli.output
+    assert "✗ base URL: --base-url: the base URL http://…@127.0.0.1" in cli.stdout, cli.stdout
+    assert "✓ key:" in cli.stdout and "- probe: not sent" in cli.stdout and "create a new admin key" not in cli.stdout
+    assert "SECRET" not in cli.output
+    from_env = diagnose(environ={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": with_credentials})
+    base = from_env.by_check("base URL")
+    assert base.status == "fail" and base.finding.startswith("OPENAI_BASE_URL: the base URL http://…@"), base
+    assert "SECRET" not in f"{base.finding} {base.fix}"
+    (setup / "usageledger.toml").write_text(f'[[orgs]]\nname = "acme"\nbase_url = "{with_credentials}"\n')
+    in_config = diagnose(environ={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}, clock=lambda: CLOCK)
+    assert in_config.by_check("config").status == "fail"
+    assert in_config.by_check("config").finding.startswith("orgs[0].base_url: the base URL http://…@")
+    (setup / "usageledger.toml").unlink()
+    trimmed = run(emulator_url, base_url=f"{emulator_url} ")
+    assert statuses(trimmed)["base URL"] == statuses(trimmed)["probe"] == "ok", trimmed
+
+
 def test_a_world_readable_config_with_a_key_fails_with_the_chmod_fix(setup: Path, emulator_url: str) -> None:
     """A config holding a key at mode 0644 fails, and the fix is the chmod line; the key is never shown."""
     key = canary_key()

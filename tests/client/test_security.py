@@ -21,7 +21,13 @@ from typer.testing import CliRunner
 from usageledger import AsyncClient, Client, UsageApi
 from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
-from usageledger.errors import APIStatusError, AuthenticationError, InsecureURLError, PermissionDeniedError
+from usageledger.errors import (
+    APIStatusError,
+    AuthenticationError,
+    ConfigError,
+    InsecureURLError,
+    PermissionDeniedError,
+)
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -36,7 +42,6 @@ REMOTE_HTTP: Final = [
     "HTTP://API.EXAMPLE.COM/v1",
     "http://localhost.evil.example/v1",  # looks like localhost, is not
     "http://127.0.0.1.nip.io/v1",  # resolves to loopback through someone else's DNS
-    "http://127.0.0.1@evil.example/v1",  # the host is evil.example; 127.0.0.1 is the user name
     "http://0.0.0.0:8000/v1",
     "http://192.168.1.10/v1",
     "http://[2001:db8::1]/v1",
@@ -87,6 +92,57 @@ def test_the_cli_refuses_plain_http_to_a_remote_host_in_one_line() -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("error: refusing plain http:// to usage.example.com")
     assert "Traceback" not in result.output and FAKE_ADMIN_KEY not in result.output
+
+
+# --- what a base URL may hold ---------------------------------------------------------------------------
+
+CREDENTIALED: Final = [
+    "http://user:pw-SECRET@127.0.0.1:{port}/v1",
+    "https://user:pw-SECRET@api.openai.com/v1",
+    "http://pw-SECRET@127.0.0.1:{port}/v1",  # a token given as the user name
+    "http://127.0.0.1@evil.example/v1",  # the host is evil.example; 127.0.0.1 is the user name
+]
+
+
+@pytest.mark.parametrize("url", CREDENTIALED)
+def test_a_base_url_with_credentials_is_refused_naming_its_source(
+    url: str, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpx sends a URL's user name and password as Basic auth in place of the Bearer key (the emulator said 401
+    `invalid_authorization_header`, blaming a good key): every client refuses them before any request, naming where
+    the URL came from (`base_url=`, `OPENAI_BASE_URL`) and never showing the password or the user name."""
+    url = url.format(port=httpx.URL(emulator_url).port)
+    for make in (Client, AsyncClient, UsageApi):
+        with pytest.raises(
+            ConfigError, match=r"^base_url=: the base URL \S+//…@\S+ holds a user name or pass"
+        ) as caught:
+            make(FAKE_ADMIN_KEY, url)
+        assert "SECRET" not in str(caught.value) and "user" not in str(caught.value).split("holds")[0]
+    with Client(FAKE_ADMIN_KEY, emulator_url) as client, pytest.raises(ConfigError, match=r"^base_url=: "):
+        client.with_options(base_url=url)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    with pytest.raises(ConfigError, match=r"^OPENAI_BASE_URL: the base URL ") as caught:
+        Client(FAKE_ADMIN_KEY)
+    assert "SECRET" not in str(caught.value) and "remove the part before '@'" in str(caught.value)
+
+
+def test_white_space_around_a_base_url_is_trimmed_and_inside_it_refused(
+    emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`OPENAI_BASE_URL='http://host/v1 '` asked for `/v1 /organization/costs` (a 404 blaming the URL's path): the
+    white space a paste brings is trimmed, as the key's is, and the emulator answers; inside the URL it is refused."""
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{emulator_url} \n")
+    with Client(FAKE_ADMIN_KEY, clock=lambda: EMULATOR_NOW) as client:
+        assert client.base_url == emulator_url
+        assert client.page("costs", start_time=START).data
+    with Client(FAKE_ADMIN_KEY, f"\t{emulator_url}/ ", clock=lambda: EMULATOR_NOW) as client:
+        assert client.base_url == emulator_url and client.page("costs", start_time=START).data
+    inside = emulator_url.replace("/v1", "/ v1")
+    with pytest.raises(ConfigError, match=r"^base_url=: the base URL .* has white space or a control character"):
+        Client(FAKE_ADMIN_KEY, inside)
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator_url + "\x1b[2J")
+    with pytest.raises(ConfigError, match=r"^OPENAI_BASE_URL: the base URL \S+\\u001b\[2J has white space"):
+        Client(FAKE_ADMIN_KEY)
 
 
 def test_a_redirect_is_not_followed() -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from usageledger import catalogue, timeutil
 from usageledger.cli import app
-from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
 from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
 from usageledger.sync import Org, SyncOptions, WindowDone, plan_stream, sync
 
@@ -252,19 +252,47 @@ def test_duckdb_and_postgres_hold_identical_data(
 
 
 def test_a_failing_stream_names_stream_and_window_and_commits_nothing(duck: BaseStore) -> None:
-    """A refused key fails every stream loudly; no row and no watermark is written."""
-    emu = Emulator(EmulatorConfig(seed=1, days=10, admin_key="sk-admin-the-right-one", now=EMULATOR_NOW))
+    """A window that fails past its retries (a 5xx every time) fails its stream loudly, naming stream and window;
+    no row and no watermark is written."""
+    emu = Emulator(EmulatorConfig(seed=1, days=10, now=EMULATOR_NOW, faults=FaultConfig(rate_5xx=1.0)))
     stream = Stream.create("costs", "1d")
     with run_server(emu) as url:
         result = run(duck, url, streams=(stream,), since=EMULATOR_NOW - 5 * DAY, max_retries=0)
-    assert not result.ok
+    assert not result.ok and result.refused_orgs == ()
     (error,) = result.errors
-    assert "stream main/costs.1d.total, window 2026-11-15T00:00:00Z to 2026-11-20T12:00:00Z" in error and "401" in error
-    assert FAKE_ADMIN_KEY not in error
+    assert (
+        "stream main/costs.1d.total, window 2026-11-15T00:00:00Z to 2026-11-20T12:00:00Z" in error
+        and "HTTP 50" in error
+    )
     assert duck.query("SELECT COUNT(*) FROM costs") == [(0,)]
     (state,) = duck.stream_states()
     assert state.watermark is None and state.last_status == "failed" and state.last_error == error
     assert duck.query("SELECT status FROM sync_runs") == [("failed",)]
+
+
+def test_a_refused_key_stops_every_stream_of_its_org_with_one_message(duck: BaseStore) -> None:
+    """A 401 is the org's key, not a window: the first one stops every stream of the org with one message (which
+    org, the status, what to do) instead of one 401 per stream (twelve of them, ~5,000 characters); no more
+    requests go out with the key; the streams and the run are recorded failed with that message. Another org of the
+    same run, whose key is good, syncs in full."""
+    right = "sk-admin-the-right-one"
+    emu = Emulator(EmulatorConfig(seed=1, days=10, admin_key=right, now=EMULATOR_NOW))
+    since = EMULATOR_NOW - 5 * DAY
+    with run_server(emu) as url:
+        refused = run(duck, url, since=since, max_retries=0, concurrency=2)
+        both = run(duck, url, orgs=[Org("main", FAKE_ADMIN_KEY, url), Org("good", right, url)], since=since)
+    assert not refused.ok and refused.requests <= 2, "one round of requests, then no more with a refused key"
+    (error,) = refused.errors
+    assert error.startswith("org 'main': the API refused the admin key (HTTP 401 invalid_api_key): it is wrong")
+    assert "valid organization admin key" in error and FAKE_ADMIN_KEY not in error and len(error) < 300
+    assert refused.refused_orgs == ("main",)
+    assert all(s.error == error and s.key_refused and s.status == "failed" for s in refused.streams)
+    assert duck.query("SELECT status, error FROM sync_runs ORDER BY started_at LIMIT 1") == [("failed", error)]
+    (error_both,) = both.errors
+    assert error_both == error and both.refused_orgs == ("main",)
+    assert all(s.status == "ok" for s in both.streams if s.org == "good") and both.counts.inserted > 0
+    states = {(s.org, s.last_status, s.last_error) for s in duck.stream_states()}
+    assert states == {("main", "failed", error), ("good", "ok", None)}
 
 
 def test_events_report_every_window(duck: BaseStore, emulator_url: str) -> None:
@@ -309,6 +337,41 @@ def test_cli_sync_status_and_json_logs(tmp_path: Path, emulator_url: str, monkey
     assert FAKE_ADMIN_KEY not in first.output + second.output + status.output
 
 
+def test_cli_a_refused_key_is_said_once_in_one_line_naming_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync` with a key the API refuses printed one ~5,000-character line (the same 401 for each of 12 streams),
+    and each failure again as an `ERROR usageledger.sync: sync failed:` log line, `-q` or not. Now it is one line
+    naming the org, the variable the key came from and the fix, exit 1, no directory warning, the run failed in the
+    store; a key of a config org names that org's key_env; a project key's 403 says the key may not read usage."""
+    monkeypatch.chdir(tmp_path)
+    emu = Emulator(EmulatorConfig(seed=1, days=10, admin_key="sk-admin-the-right-one", now=EMULATOR_NOW))
+    with run_server(emu) as url:
+        argv = ["sync", "--base-url", url, "--now", str(EMULATOR_NOW), "--since", "3d", "--store", "k.duckdb"]
+        quiet = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, [*argv, "-q"])
+        shown = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)
+        project = CliRunner(env={"OPENAI_ADMIN_KEY": "sk-proj-" + "p" * 20}).invoke(app, [*argv, "-q"])
+        Path("u.toml").write_text('[[orgs]]\nname = "acme"\nkey_env = "ACME_ADMIN_KEY"\n')
+        config = CliRunner(env={"ACME_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, [*argv, "-q", "--config", "u.toml"])
+    assert quiet.exit_code == shown.exit_code == project.exit_code == config.exit_code == 1
+    (line,) = quiet.stderr.splitlines()
+    assert line.startswith("error: org 'default': the API refused the admin key from OPENAI_ADMIN_KEY (HTTP 401"), line
+    assert line.endswith("set OPENAI_ADMIN_KEY to a valid organization admin key (sk-admin-...) and sync again")
+    assert len(line) < 300 and quiet.stdout == ""
+    assert [t for t in shown.stderr.splitlines() if "error" in t.lower()] == [line], shown.stderr
+    assert "failed" in shown.stdout and "directory" not in shown.output
+    assert "the admin key from OPENAI_ADMIN_KEY may not read usage (HTTP 403 missing_scope)" in project.stderr
+    assert len(project.stderr.splitlines()) == 1
+    (acme,) = config.stderr.splitlines()
+    assert "org 'acme': the API refused the admin key from ACME_ADMIN_KEY" in acme and "set ACME_ADMIN_KEY to" in acme
+    with open_store("k.duckdb") as opened:
+        runs = opened.query("SELECT status, error FROM sync_runs ORDER BY started_at")
+        assert [status for status, _ in runs] == ["failed"] * 4
+        assert runs[0][1] == line.removeprefix("error: ")
+        assert {s.last_status for s in opened.stream_states()} == {"failed"}
+    assert FAKE_ADMIN_KEY not in quiet.output + shown.output + project.output + config.output
+
+
 def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Unknown endpoints, bad widths, missing keys: one clear line and exit code 1."""
     monkeypatch.chdir(tmp_path)
@@ -319,7 +382,7 @@ def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path, monkeypatch: pytest
     bad = runner.invoke(app, ["sync", "--endpoint", "nope"])
     assert bad.exit_code == 1 and "unknown endpoint" in bad.stderr
     width = runner.invoke(app, ["sync", "--endpoint", "costs", "--bucket-width", "1h"])
-    assert width.exit_code == 1 and "bucket_width" in width.stderr
+    assert width.exit_code == 1 and "--bucket-width: costs has 1d buckets only" in width.stderr
     assert "Traceback" not in missing.output + bad.output + width.output
     assert {s.endpoint.name for s in default_streams()} == set(catalogue.ENDPOINT_NAMES)
 

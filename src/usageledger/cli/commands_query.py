@@ -22,8 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
+from usageledger._options import base_url_from, key_from
 from usageledger._text import counted
-from usageledger.catalogue import BUCKET_SECONDS
+from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
 from usageledger.cli._app import (
     Insecure,
@@ -277,7 +278,13 @@ def query(
     )
     # --- end of generated filter values ---
     filters: dict[str, Any] = filter_values  # by API name; none is called `timeout`, which query() also takes
-    with Client(base_url=base_url, array_format=array_format, allow_insecure_http=allow_insecure_http) as client:
+    with Client(
+        # The key and URL as the command line gives them: a refusal names the variable or flag to fix.
+        key_from(None, hint=f"set {ADMIN_KEY_ENV} to an organization admin key: export {ADMIN_KEY_ENV}=sk-admin-..."),
+        base_url_from(base_url, source="--base-url"),
+        array_format=array_format,
+        allow_insecure_http=allow_insecure_http,
+    ) as client:
         try:
             found = client.query(
                 endpoint,

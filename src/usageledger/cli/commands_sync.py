@@ -128,6 +128,23 @@ def _parse_filters(values: Sequence[str]) -> dict[str, list[str] | bool]:
     return out
 
 
+def _width_refused(width: str, lacking: Sequence[catalogue.Endpoint], others: int) -> ParameterError:
+    """``--bucket-width`` refused for the endpoints given with ``-e`` that lack it, each named with the widths it
+    has, and the fix: leave them out (the ``others`` take the width), or sync them in a run of their own."""
+    has = "; ".join(f"{ep.name} has {'/'.join(ep.bucket_widths)} buckets only" for ep in lacking)
+    if not others:
+        widths = sorted(set.intersection(*(set(ep.bucket_widths) for ep in lacking)))
+        fix = f"use --bucket-width {' or '.join(widths)}" if widths else "sync each in a run of its own width"
+        return ParameterError("--bucket-width", f"{has}, not {width}; {fix}")
+    names = ",".join(ep.name for ep in lacking)
+    own = " or ".join(sorted({w for ep in lacking for w in ep.bucket_widths}))
+    return ParameterError(
+        "--bucket-width",
+        f"{has}, not {width}; leave {names} out of --endpoint, or sync {'it' if len(lacking) == 1 else 'them'}"
+        f" separately: -e {names} --bucket-width {own}",
+    )
+
+
 def _streams_from_flags(
     config: Config,
     endpoints: Sequence[str],
@@ -140,31 +157,45 @@ def _streams_from_flags(
         return config.effective_streams
     names = list(dict.fromkeys(endpoints)) or list(dict.fromkeys(s.endpoint.name for s in config.effective_streams))
     parsed = _parse_filters(filters)
+    # Each filter as the user gave it: `--filter NAME=...` or its own option (--project-ids), for every message.
+    flags = {name: f"--filter {name}" for name in parsed}
     for name, value in given.items():  # --project-ids and friends, beside the older --filter NAME=...
         prior = parsed.get(name)
         parsed[name] = value if isinstance(value, bool) else [*(prior if isinstance(prior, list) else []), *value]
+        flags[name] = "--" + name.replace("_", "-")
     groups = comma_list("--group-by", group_by)
-    streams = []
-    skipped: list[str] = []
+    chosen = []
     for name in names:
         try:
-            ep = catalogue.get(name)
+            chosen.append(catalogue.get(name))
         except KeyError as exc:
             raise ConfigError(f"--endpoint: {exc.args[0]}") from None
-        width = bucket_width or "1d"
-        if width not in ep.bucket_widths and not endpoints:
-            # e.g. costs has no hourly buckets: `--bucket-width 1h` alone means "the endpoints that have them"
-            skipped.append(f"{ep.name} (it has {'/'.join(ep.bucket_widths)} buckets only)")
-            continue
+    width = bucket_width or "1d"
+    lacking = [ep for ep in chosen if width not in ep.bucket_widths]
+    if lacking and endpoints:  # named with -e: each one must take the width, and the message says which do not
+        raise _width_refused(width, lacking, len(chosen) - len(lacking))
+    # e.g. costs has no hourly buckets: `--bucket-width 1h` alone means "the endpoints that have them"
+    skipped = [f"{ep.name} (it has {'/'.join(ep.bucket_widths)} buckets only)" for ep in lacking]
+    chosen = [ep for ep in chosen if ep not in lacking]
+    if not chosen:
+        widths = sorted({w for name in names for w in catalogue.get(name).bucket_widths})
+        raise ConfigError(f"--bucket-width: no endpoint has {bucket_width} buckets; use one of {', '.join(widths)}")
+    if not endpoints:  # a filter that no synced endpoint takes would be dropped from every stream: say so instead
+        taken = {f for ep in chosen for f in ep.filter_names}
+        for name in parsed:
+            if name not in taken:
+                raise ParameterError(flags[name], f"no endpoint synced takes the filter {name}", allowed=sorted(taken))
+    streams = []
+    for ep in chosen:
         applicable = {k: v for k, v in parsed.items() if k in ep.filter_names or endpoints}
         try:
             streams.append(Stream.create(ep, width, ep.default_group_by if groups is None else groups, applicable))
         except ConfigError as exc:  # told by the flag: `bucket_width` is --bucket-width, `filters.models` --models
             param, _, message = str(exc).partition(": ")
-            raise ConfigError(f"--{param.removeprefix('filters.').replace('_', '-')}: {message}") from None
-    if not streams:
-        widths = sorted({w for name in names for w in catalogue.get(name).bucket_widths})
-        raise ConfigError(f"--bucket-width: no endpoint has {bucket_width} buckets; use one of {', '.join(widths)}")
+            name = param.removeprefix("filters.")
+            flag = flags.get(name) if param.startswith("filters.") else None
+            which = f"{ep.name}: " if len(chosen) > 1 else ""  # which endpoint refused it, when there are several
+            raise ConfigError(f"{flag or '--' + name.replace('_', '-')}: {which}{message}") from None
     if skipped:
         err_console.print(
             f"note: --bucket-width {bucket_width} skips {', '.join(skipped)}; sync those in a run of their own width",
@@ -375,7 +406,7 @@ def sync_command(
         chosen = tuple(o for o in chosen if o.name in set(wanted))
     since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
-    orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
+    orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url), key_source=o.key_source) for o in chosen]
     settings = config.sync
     if lag_days is not None:
         settings = replace(settings, lag_days=check_sync_int("lag_days", lag_days, name="--lag-days"))
@@ -401,8 +432,10 @@ def sync_command(
             clock=(lambda: float(clock_now)) if clock_now is not None else None,
             command=f"sync --since={since} --until={until}",
         )
-        if not no_directory:
-            _refresh_directory(opened, orgs, options, current, quiet or log_format == "json")
+        if not no_directory:  # not with a key the API refused: that is said once, in the error below
+            refused = set(result.refused_orgs)
+            kept = [o for o in orgs if o.name not in refused]
+            _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
     if log_format == "json":
         for s in result.streams:
             logger.info(

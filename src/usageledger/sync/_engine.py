@@ -8,15 +8,23 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
 from usageledger._http import tls_context
 from usageledger._secrets import mask_keys
+from usageledger._text import counted
 from usageledger.client import AsyncClient
-from usageledger.errors import StoreError, SyncError, UsageLedgerError
+from usageledger.errors import (
+    APIStatusError,
+    AuthenticationError,
+    PermissionDeniedError,
+    StoreError,
+    SyncError,
+    UsageLedgerError,
+)
 from usageledger.store import BaseStore, RunTotals, Stream
 from usageledger.sync._model import (
     EventHandler,
@@ -176,7 +184,7 @@ async def _run_locked(
                 clock=wall,
             )
         with store.sync_settings():
-            await _execute(store, runs, clients, options, run_id, now, emit)
+            await _execute(store, runs, {org.name: org for org in orgs}, clients, options, run_id, now, emit)
         status = "ok" if all(r.result().status == "ok" for r in runs) else "failed"
     except BaseException as exc:
         error = str(exc) if isinstance(exc, UsageLedgerError) else type(exc).__name__
@@ -218,8 +226,26 @@ def _finish(
     )
 
 
+def _key_refusal(org: Org, exc: APIStatusError) -> str:
+    """The one message for an org whose key the API refused (401) or may not read usage (403): where the key came
+    from, and what to do. The API's own text is left out: it is the same for every request, and may echo the key."""
+    status = f"HTTP {exc.status_code}" + (f" {exc.code}" if exc.code else "")
+    source = f" from {org.key_source}" if org.key_source else ""
+    if exc.status_code == 401:
+        problem = f"the API refused the admin key{source} ({status}): it is wrong, revoked or for another organization"
+    else:
+        problem = (
+            f"the admin key{source} may not read usage ({status}): it is not an organization admin key with the"
+            " api.usage.read scope"
+        )
+    fix = f"set {org.key_source} to" if org.key_source else "give the org"
+    return f"org {org.name!r}: {problem}; {fix} a valid organization admin key (sk-admin-...) and sync again"
+
+
 async def _fetch(
     jobs: Iterator[WindowJob],
+    runs: Sequence[StreamRun],
+    orgs: Mapping[str, Org],
     clients: dict[str, AsyncClient],
     queue: asyncio.Queue[FetchedWindow | None],
     store: BaseStore,
@@ -228,7 +254,9 @@ async def _fetch(
     """A fetching worker: take the next job, read every page of its window, convert it, hand it to the writer.
 
     Converting here, as soon as the pages are in, lets the pages go before the window waits for the writer. A
-    window the store refuses (a group twice in a bucket, a bucket outside the window) fails its stream only.
+    window the store refuses (a group twice in a bucket, a bucket outside the window) fails its stream only. A key
+    the API refuses (401, 403) is the org's, not the window's: every stream of the org stops at once with one
+    message, and nothing more is asked with that key.
     """
     from usageledger.sync._arrow import arrow_readable, page_decoder  # pyarrow: only when a sync fetches
 
@@ -255,9 +283,16 @@ async def _fetch(
                 buckets = await clients[plan.org].fetch_range(endpoint, **span, **filters)
                 fetched = FetchedWindow.read(job, buckets, store, run_id)
                 del buckets
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            refusal = mask_keys(_key_refusal(orgs[plan.org], exc))
+            stopped = [r.plan.label for r in runs if r.plan.org == plan.org and r.refuse_key(refusal)]
+            if stopped:  # said once, by the worker that stopped them (the result and the store hold it too)
+                logger.info("%s (stopped %s)", refusal, counted(len(stopped), "stream"))
+            continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)
             job.run.fail(mask_keys(f"{job.where()}: {exc}"))
-            logger.error("sync failed: %s", job.run.error)
+            # Info, not an error: the failure is in the result, which the caller reports (the CLI's one error line).
+            logger.info("stream failed: %s", job.run.error)
             continue
         await queue.put(fetched)
 
@@ -265,6 +300,7 @@ async def _fetch(
 async def _execute(
     store: BaseStore,
     runs: Sequence[StreamRun],
+    orgs: Mapping[str, Org],
     clients: dict[str, AsyncClient],
     options: SyncOptions,
     run_id: str,
@@ -278,7 +314,9 @@ async def _execute(
     # revision log instead of logging every entry, small enough to keep memory flat.
     writer = Writer(store, now=now, emit=emit, max_windows=2 * options.concurrency)
     writer_task = asyncio.create_task(writer.run(queue))
-    workers = [asyncio.create_task(_fetch(jobs, clients, queue, store, run_id)) for _ in range(options.concurrency)]
+    workers = [
+        asyncio.create_task(_fetch(jobs, runs, orgs, clients, queue, store, run_id)) for _ in range(options.concurrency)
+    ]
     fetching = asyncio.gather(*workers)
     try:
         watched: list[asyncio.Future[Any]] = [writer_task, fetching]

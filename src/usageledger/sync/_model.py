@@ -23,6 +23,9 @@ class Org:
     api_key: str = field(repr=False)
     base_url: str | None = None
     synthetic: bool = False
+    key_source: str | None = None
+    """Where the key came from, as a user would fix it (``OPENAI_ADMIN_KEY``, a config key): a refused key's
+    message names it. ``None``: the key the caller passed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class StreamResult:
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     watermark: int | None = None
     error: str | None = None
+    key_refused: bool = False
+    """The API refused the org's key (401/403): ``error`` is that refusal, the same for every stream of the org."""
 
     @property
     def status(self) -> Literal["ok", "failed", "interrupted"]:
@@ -83,7 +88,14 @@ class SyncResult:
 
     @property
     def errors(self) -> list[str]:
-        return [s.error for s in self.streams if s.error is not None]
+        """Each failure once, in stream order: a stream's own names its stream and window; a refused key stops
+        every stream of its org with one message, which is listed once."""
+        return list(dict.fromkeys(s.error for s in self.streams if s.error is not None))
+
+    @property
+    def refused_orgs(self) -> tuple[str, ...]:
+        """The orgs whose key the API refused (401/403): nothing more was asked with it."""
+        return tuple(dict.fromkeys(s.org for s in self.streams if s.key_refused))
 
 
 # --- events ---------------------------------------------------------------------------------------------

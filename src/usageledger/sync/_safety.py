@@ -27,9 +27,8 @@ from typing import Final
 
 import httpx
 
-from usageledger._options import is_loopback
+from usageledger._options import base_url_from, is_loopback
 from usageledger._secrets import redact_url_password
-from usageledger.catalogue import BASE_URL_ENV
 from usageledger.errors import StoreError, SyncError
 from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner, StreamState
 from usageledger.sync._model import Org
@@ -59,15 +58,14 @@ def data_source(org: Org) -> str:
     """Where an org's data comes from: ``demo``, ``emulator`` (plain http to loopback) or ``api``."""
     if org.synthetic:
         return "demo"
-    # The base URL the client will use: the org's, else OPENAI_BASE_URL, else the public API.
-    base_url = org.base_url or os.environ.get(BASE_URL_ENV)
-    if base_url:
-        try:
-            url = httpx.URL(base_url)
-        except httpx.InvalidURL:
-            return "api"
-        if url.scheme == "http" and is_loopback(url.host):
-            return "emulator"
+    # The base URL the client will use (the org's, else OPENAI_BASE_URL, else the public API), read by the one
+    # rule the client reads it by: a refused one (credentials, white space inside) stops the run before it starts.
+    try:
+        url = httpx.URL(base_url_from(org.base_url))
+    except httpx.InvalidURL:
+        return "api"
+    if url.scheme == "http" and is_loopback(url.host):
+        return "emulator"
     return "api"
 
 

@@ -41,6 +41,8 @@ class StreamRun:
     """Windows whose transaction has committed."""
     finished: bool = False
     """Every window committed, and announced once."""
+    key_refused: bool = False
+    """The stream stopped because the API refused the org's key (see :meth:`refuse_key`)."""
 
     @classmethod
     def start(cls, plan: StreamPlan, *, watermark: int | None, extent: int | None) -> StreamRun:
@@ -57,6 +59,14 @@ class StreamRun:
     def fail(self, message: str) -> None:
         """A window could not be fetched: the stream stops here (windows already taken still commit)."""
         self.error = message
+
+    def refuse_key(self, message: str) -> bool:
+        """The API refused the org's key: the stream stops here with ``message`` unless it has failed already or
+        has every window written; True when it stopped."""
+        if self.error is not None or self.all_taken:
+            return False
+        self.error, self.key_refused = message, True
+        return True
 
     @property
     def all_taken(self) -> bool:
@@ -105,6 +115,7 @@ class StreamRun:
             counts=self.counts,
             watermark=self.watermark,
             error=self.error,
+            key_refused=self.key_refused,
         )
 
 
