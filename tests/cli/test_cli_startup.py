@@ -87,7 +87,30 @@ def test_a_command_with_options_still_coerces_them() -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "Invalid value for '--limit-rows'" in done.stderr
+    # One line naming the flag first, as every other refusal (click's own was four lines: usage, hint, blank, error)
+    assert done.stderr.startswith("error: --limit-rows: ") and "see `usageledger query --help`" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["changes", "-f", "csv"], "error: --format: 'csv' is not one of 'text', 'json' (see `usageledger changes"),
+        (["sync", "--concurrency", "abc"], "error: --concurrency: Input should be a valid integer"),
+        (["credit", "add", "2026-11-01", "-5"], "error: No such option: -5 (see `usageledger credit add --help`)"),
+        (["export", "--nte", "x"], "error: No such option: --nte"),
+        (["--bogus"], "error: No such option: --bogus (see `usageledger --help`)"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_flag(argv: list[str], said: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "from usageledger.cli import main; main()", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(said) and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_help_lists_every_command_in_table_order() -> None:

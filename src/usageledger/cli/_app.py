@@ -87,12 +87,55 @@ def plain_help_classes(typer_app: typer.Typer) -> None:
         plain_help_classes(group.typer_instance)
 
 
+_click: Any = getattr(typer.core, "_click", None) or importlib.import_module("click")
+"""click as the installed typer uses it: its own copy (typer 0.2x) or the click package."""
+
+
+class _OneLineUsageError(_click.exceptions.UsageError):  # type: ignore[misc]
+    """A usage error (a value the option's type refuses, an unknown option) shown as the CLI's other refusals are:
+    one line, ``error: --flag: what is wrong; see usageledger CMD --help``, exit 2 as click's own."""
+
+    def show(self, file: Any = None) -> None:
+        path = self.ctx.command_path.split(" ")[1:] if self.ctx is not None else []
+        command = " ".join(["usageledger", *path])  # argv[0] is `-c` or `__main__.py` when run through python
+        typer.echo(f"error: {self.format_message()} (see `{command} --help`)", err=True)
+
+
+def _one_line(exc: Any) -> Any:
+    """``exc`` (a click usage error) as a :class:`_OneLineUsageError` that names the flag first."""
+    message = exc.format_message()
+    param = getattr(exc, "param", None)
+    if isinstance(exc, _click.exceptions.BadParameter) and param is not None and exc.message:
+        opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
+        name = max(opts, key=len) if opts else (param.human_readable_name or param.name or "").upper()
+        message = f"{name}: {str(exc.message).removeprefix('Value error, ')}"
+    error = _OneLineUsageError(" ".join(message.split()).rstrip("."), ctx=exc.ctx)
+    error.exit_code = exc.exit_code
+    return error
+
+
 class LazyGroup(TyperGroup):
     """The root command: lists commands from :data:`~usageledger.cli._commands.COMMANDS` and imports a command's
     module only when it runs (or its own help is asked for), so start-up costs only what the command needs."""
 
     # Contexts, commands and formatters are typed loosely: typer 0.2x vendors click, so they are click's classes or
     # typer's copies of them depending on the installed typer.
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _click.exceptions.UsageError as exc:
+            if isinstance(exc, _OneLineUsageError | _click.exceptions.NoArgsIsHelpError):
+                raise
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _click.exceptions.UsageError as exc:  # a sub-command's options, parsed in its own make_context
+            if isinstance(exc, _OneLineUsageError) or type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            raise _one_line(exc) from None
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help_option(super().get_help_option(ctx))
