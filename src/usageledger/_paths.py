@@ -18,7 +18,6 @@ __all__ = [
     "read_user_text",
     "real_path",
     "same_file",
-    "store_files",
 ]
 
 
@@ -61,17 +60,6 @@ def is_duckdb_file(path: str | Path) -> bool:
             return fh.read(12)[8:12] == b"DUCK"
     except OSError:
         return False
-
-
-def store_files(url: str) -> list[tuple[str, str]]:
-    """What a DuckDB store at ``url`` is made of, as ``(what, path)``: the file, its WAL and its lock files; none for a
-    PostgreSQL URL or an in-memory database."""
-    if url.startswith(("postgresql://", "postgres://")) or url == ":memory:":
-        return []
-    from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
-
-    files = [("the DuckDB store", url), ("the DuckDB store's WAL", f"{url}.wal")]
-    return files + [("a lock file of the DuckDB store", url + suffix) for suffix in (LOCK_SUFFIX, READERS_SUFFIX)]
 
 
 def overwrite_refusal(path: str | Path, kept: Sequence[tuple[str, str | Path]]) -> str | None:

@@ -44,7 +44,7 @@ from usageledger.errors import (
     ResponseDecodeError,
     StoreError,
 )
-from usageledger.store import DEFAULT_STORE, is_postgres_url, open_existing_store, open_store
+from usageledger.store import DEFAULT_STORE, check_store_url, is_postgres_url, open_existing_store, open_store
 from usageledger.store._filelock import writer_pid
 
 __all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
@@ -394,6 +394,10 @@ def _check_store_in_use(url: str, shown: str, pid: int) -> list[Finding]:
 
 def _check_store(url: str) -> list[Finding]:
     shown = redact_url_password(url)
+    try:
+        check_store_url(url)  # `:memory:`, `usageledger.toml`, `sqlite:///x`: refused before the folder is looked at
+    except StoreError as exc:
+        return [Finding("store", "fail", str(exc), "pass --store with a DuckDB file path or a postgresql:// URL")]
     if not is_postgres_url(url):
         path = Path(url)
         if not path.exists():

@@ -38,9 +38,9 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import is_stream, overwrite_refusal, real_path, store_files
+from usageledger._paths import is_stream, overwrite_refusal, real_path
 from usageledger.errors import ConfigError
-from usageledger.store import BaseStore, TableSpec, history, table_for
+from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
 from usageledger.store.directory import NamedId, name_joins, named_ids
 from usageledger.store.schema import q
 

@@ -37,3 +37,34 @@ def test_paths_and_postgres_urls_pass() -> None:
     """Plain paths, drive-letter paths and PostgreSQL URLs are not schemes to refuse."""
     for url in ("usageledger.duckdb", "./a:b.duckdb", "C:/ledger.duckdb", "postgresql://u@h/db", "postgres://h/db"):
         assert check_store_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        (":memory:", "unsupported store :memory:: an in-memory database keeps nothing"),
+        ("usageledger.toml", "usageledger.toml is named like a config file, not a store"),
+        ("out.csv", "out.csv is named like a CSV export, not a store"),
+    ],
+)
+@pytest.mark.parametrize("command", [["sync", "-e", "costs", "-q"], ["status"], ["doctor"]])
+def test_a_store_that_would_keep_nothing_or_take_a_files_name_is_refused(
+    store: str, said: str, command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync --store :memory:` synced and kept nothing; `sync --store usageledger.toml` made a database where every
+    later command looks for its config. Both are refused before anything is made."""
+    monkeypatch.chdir(tmp_path)
+    env = {"OPENAI_ADMIN_KEY": "sk-admin-schemes-test", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    result = CliRunner(env=env).invoke(app, [*command, "--store", store])
+    assert result.exit_code == 1, result.output
+    assert said in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_duckdb_store_by_such_a_name_still_opens(tmp_path: Path) -> None:
+    """The name rule guards against slips only: a DuckDB file already named `x.json` is still a store."""
+    with open_store(tmp_path / "ledger.duckdb") as opened:
+        opened.register_org("acme", synthetic=False, source="api", at=0)
+    (tmp_path / "ledger.duckdb").rename(tmp_path / "ledger.json")
+    with open_store(tmp_path / "ledger.json") as opened:
+        assert opened.known_orgs() == ["acme"]

@@ -22,7 +22,7 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup
 from typer.models import ArgumentInfo, ParameterInfo
 
-from usageledger._paths import overwrite_refusal, store_files
+from usageledger._paths import overwrite_refusal
 from usageledger.cli._commands import COMMANDS
 from usageledger.errors import UsageLedgerError
 
@@ -347,6 +347,8 @@ def refuse_overwriting(
     symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data.
     ``other_outputs`` (flag, path) are the command's other output files: one of them named twice would overwrite
     the other."""
+    from usageledger.store import store_files
+
     kept: list[tuple[str, str | Path]] = [*store_files(store_url)]
     if config_path is not None:
         kept.append(("the config file in use", config_path))

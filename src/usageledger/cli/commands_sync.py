@@ -17,7 +17,7 @@ from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
 from usageledger._options import base_url_from, check_base_url
-from usageledger._paths import same_file, store_files
+from usageledger._paths import same_file
 from usageledger._secrets import redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth
@@ -50,6 +50,7 @@ from usageledger.store import (
     StreamState,
     check_store_url,
     open_store,
+    store_files,
 )
 from usageledger.store.directory import directory_summary
 from usageledger.sync_options import SyncOptions

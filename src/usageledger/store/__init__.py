@@ -12,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from usageledger._paths import is_duckdb_file
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
+from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
 from usageledger.store._types import *  # noqa: F403  (the store's records: their one list is _types.__all__)
 from usageledger.store._types import __all__ as _records
 from usageledger.store.schema import TableSpec, daily_view_name, table_for, tables
@@ -33,6 +35,7 @@ __all__ = [
     "encode_group_key",
     "is_postgres_url",
     "open_existing_store",
+    "store_files",
     "open_store",
     "table_for",
     "tables",
@@ -50,6 +53,15 @@ def is_postgres_url(url: str) -> bool:
 _SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
 
+def store_files(url: str) -> list[tuple[str, str]]:
+    """What a DuckDB store at ``url`` is made of, as ``(what, path)``: the file, its WAL and its lock files; none for a
+    PostgreSQL URL or an in-memory database."""
+    if is_postgres_url(url) or url == ":memory:":
+        return []
+    files = [("the DuckDB store", url), ("the DuckDB store's WAL", f"{url}.wal")]
+    return files + [("a lock file of the DuckDB store", url + suffix) for suffix in (LOCK_SUFFIX, READERS_SUFFIX)]
+
+
 def check_store_url(url: str | Path) -> str:
     """``url`` as text, or :class:`StoreError` for a scheme other than PostgreSQL's, before anything opens it.
 
@@ -63,7 +75,30 @@ def check_store_url(url: str | Path) -> str:
             f"unsupported store {redact_url_password(text)}: the scheme {scheme.group(1)}: is not one usageledger "
             "stores in; give a DuckDB file path or a postgresql:// URL"
         )
+    if text == ":memory:":  # `sync --store :memory:` synced, said it succeeded and kept nothing
+        raise StoreError(
+            "unsupported store :memory:: an in-memory database keeps nothing once the command ends; give a DuckDB "
+            "file path (like usageledger.duckdb) or a postgresql:// URL"
+        )
+    if not is_postgres_url(text) and Path(text).suffix.lower() in _NOT_A_STORE and not is_duckdb_file(text):
+        # `sync --store usageledger.toml` made a database where every later command looks for its config
+        raise StoreError(
+            f"{text} is named like a {_NOT_A_STORE[Path(text).suffix.lower()]}, not a store: give the store a name "
+            "of its own, like usageledger.duckdb"
+        )
     return text
+
+
+_NOT_A_STORE: Final = {
+    ".toml": "config file",
+    ".csv": "CSV export",
+    ".jsonl": "JSON Lines export",
+    ".json": "JSON file",
+    ".parquet": "Parquet export",
+    ".html": "web page",
+    ".png": "chart",
+}
+"""Endings of the files usageledger reads or writes besides its store: a store by such a name is a slip."""
 
 
 def open_store(url: str | Path = DEFAULT_STORE, *, migrate: bool = True, read_only: bool = False) -> BaseStore:
