@@ -281,5 +281,12 @@ def test_focus_refuses_the_store_and_other_endpoints(store: str) -> None:
     assert result.returncode == 1 and "would be overwritten" in result.stderr
     result = _cli("export", "--format", "focus", "--store", store, "--endpoint", "usage_completions")
     assert result.returncode == 1 and "--endpoint" in result.stderr and "Traceback" not in result.stderr
+    # `-f csv --focus-format parquet` wrote plain CSV without a word
+    result = _cli("export", "--format", "csv", "--store", store, "--focus-format", "parquet", "-o", "-")
+    assert result.returncode == 1 and result.stdout == ""
+    assert (
+        result.stderr.strip()
+        == "error: --focus-format: only --format focus reads it; for Parquet here pass --format parquet"
+    )
     with open_store(store, read_only=True) as db:
         assert db.query(f"SELECT COUNT(*) FROM {COSTS_VIEW}")[0][0] > 1000

@@ -284,3 +284,16 @@ def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(store: 
     assert (synced / "via.csv").is_symlink()
     assert (synced / "real.csv").read_text().startswith("org,stream,bucket_start")
     assert _leftovers(synced) == []
+
+
+def test_export_refuses_a_stream_the_store_does_not_hold(synced: Path) -> None:
+    """`--stream bogus` exported a header and nothing else, exit 0; it is refused naming the store's streams."""
+    result = CliRunner().invoke(app, ["export", "-e", "costs", "--stream", "costs.1d.bogus", "-o", "-"])
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: --stream: costs.1d.bogus is not a stream of this store (see `usageledger status`")
+    assert "costs.1d" in message.split("status`:", 1)[1] and len(message.splitlines()) == 1
+    good = CliRunner().invoke(
+        app, ["export", "-e", "costs", "--stream", message.split(": ")[-1].split(",")[0].rstrip(")")]
+    )
+    assert good.exit_code == 0 and good.stdout.count("\n") > 1, good.output

@@ -537,8 +537,9 @@ def export_command(
         typer.Option("--changed-since", help="With --deltas: only changes seen after this time (default: all)."),
     ] = None,
     focus_format: Annotated[
-        Literal["csv", "parquet"], typer.Option("--focus-format", help="With --format focus: CSV or Parquet.")
-    ] = "csv",
+        Literal["csv", "parquet"] | None,
+        typer.Option("--focus-format", help="With --format focus: CSV (the default) or Parquet."),
+    ] = None,
     currency: Annotated[
         str | None,
         typer.Option("--currency", help="With --format focus: add x_ columns converted to this currency (needs --fx)."),
@@ -569,10 +570,12 @@ def export_command(
         refused += [n for n, v in (("--as-of", as_of), ("--deltas", deltas), ("--changed-since", changed_since)) if v]
         if refused:
             raise ConfigError(f"{refused[0]}: --format focus always writes the costs stream; leave {refused[0]} out")
-        _export_focus(config, store, output, focus_format, since_at, until_at, org or (), currency, fx)
+        _export_focus(config, store, output, focus_format or "csv", since_at, until_at, org or (), currency, fx)
         return
     if currency is not None or fx is not None:
         raise ConfigError("--currency/--fx: only --format focus converts; costs export as stored, in USD")
+    if focus_format is not None:  # `-f csv --focus-format parquet` wrote CSV without a word
+        raise ParameterError("--focus-format", "only --format focus reads it; for Parquet here pass --format parquet")
     if format == "delta":
         _export_delta(
             config,
@@ -598,6 +601,7 @@ def export_command(
         raise ParameterError("--changed-since", "must be before --as-of")
     with open_for_reading(_store_url(store, config)) as opened:
         opened.check_orgs(org)
+        opened.check_streams(stream)
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
             raise ConfigError("--partition-by needs an --output directory")

@@ -303,6 +303,19 @@ class BaseStore(ABC):
             verb = "holds" if len(unknown) == 1 else "hold"
             raise ParameterError(param, f"{', '.join(unknown)} {verb} no data in this store (orgs: {', '.join(known)})")
 
+    def check_streams(self, streams: Iterable[str] | None, *, param: str = "--stream") -> None:
+        """Refuse a stream ID the store does not hold, like :meth:`check_orgs` (an unknown one exported a header
+        and nothing else, exit 0). ``None`` or empty passes; so does any ID when the store holds no stream yet."""
+        wanted = list(streams or ())
+        known = sorted({s.stream for s in self.stream_states()})
+        unknown = [s for s in wanted if s not in known]
+        if known and unknown:
+            shown = ", ".join(known[:6]) + (f" and {len(known) - 6} more" if len(known) > 6 else "")
+            verb = "is" if len(unknown) == 1 else "are"
+            raise ParameterError(
+                param, f"{', '.join(unknown)} {verb} not a stream of this store (see `usageledger status`: {shown})"
+            )
+
     def register_org(self, org: str, *, synthetic: bool, source: str, at: int) -> None:
         """Record an org (idempotent: the first record stands; callers check :meth:`orgs` before writing)."""
         with self.transaction():
