@@ -134,3 +134,14 @@ def test_an_empty_argument_is_named_as_the_help_shows_it(synced: Path, argv: lis
     """`credit remove ''` said `TOPUP_ID:` (the Python parameter) where the help and every other error say `ID`."""
     done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
     assert done.exit_code == 1 and done.stderr.strip() == f"error: {named}: the value is empty; give a value"
+
+
+def test_a_blank_environment_variable_is_named_not_the_flag(synced: Path) -> None:
+    """`USAGELEDGER_STORE='  ' usageledger status` said `--store: the value is empty` though no --store was given."""
+    done = CliRunner(env={"USAGELEDGER_STORE": "  "}).invoke(app, ["status"])
+    assert done.exit_code == 1
+    assert done.stderr.strip() == (
+        "error: USAGELEDGER_STORE: the environment variable is set but empty; unset it, or give it a value (--store)"
+    )
+    flag_wins = CliRunner(env={"USAGELEDGER_STORE": "  "}).invoke(app, ["status", "--store", str(synced)])
+    assert flag_wins.exit_code == 0, flag_wins.output

@@ -219,6 +219,17 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
             name = max(takes_value[flag].opts, key=len)
             hint = "" if takes_value[flag].required else f", or leave {name} out for its default"
             raise fail(f"{name}: the value is empty; give a value{hint}")
+    given = {arg.partition("=")[0] for arg in args}
+    for param in {id(p): p for p in takes_value.values()}.values():
+        envvars = param.envvar if isinstance(param.envvar, list | tuple) else [param.envvar]
+        for envvar in (e for e in envvars if isinstance(e, str)):
+            raw = os.environ.get(envvar)
+            if raw and not raw.strip() and not given & set(param.opts):  # "" is unset, as click reads it
+                # `USAGELEDGER_STORE='  '` said "--store: the value is empty" though no --store was given
+                name = max(param.opts, key=len)
+                raise fail(
+                    f"{envvar}: the environment variable is set but empty; unset it, or give it a value ({name})"
+                )
 
 
 app = typer.Typer(
