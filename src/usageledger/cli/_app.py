@@ -309,6 +309,13 @@ FormatOpt = Annotated[
     ),
 ]
 """``--format``/``-f`` of the commands that print text or one JSON document."""
+STORE_HELP: Final = (
+    "The store: a DuckDB file path or a postgresql:// URL (default: the config's [store] url, else usageledger.duckdb)."
+)
+StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP, envvar="USAGELEDGER_STORE")]
+"""The one ``--store`` option of every command that reads or writes a store."""
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default: ./usageledger.toml).")]
+"""The one ``--config`` option."""
 FxOpt = Annotated[
     Path | None,
     typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),

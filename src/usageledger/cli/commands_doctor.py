@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from usageledger._text import counted
-from usageledger.cli._app import Insecure, Verbose, app, console, friendly_errors, setup_logging
+from usageledger.cli._app import Insecure, StoreOpt, Verbose, app, console, friendly_errors, setup_logging
 from usageledger.doctor import Diagnosis, Finding, diagnose
 
 _MARKS: Final = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
@@ -42,10 +42,7 @@ def doctor(
     config_path: Annotated[
         Path | None, typer.Option("--config", help="Config file (default: $USAGELEDGER_CONFIG or ./usageledger.toml).")
     ] = None,
-    store: Annotated[
-        str | None,
-        typer.Option("--store", envvar="USAGELEDGER_STORE", help="The store to check (default: [store] url)."),
-    ] = None,
+    store: StoreOpt = None,
     base_url: Annotated[
         str | None,
         typer.Option("--base-url", help="API base URL ending in /v1 (default: the config, OPENAI_BASE_URL)."),

@@ -14,14 +14,12 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import FormatOpt, app, console, friendly_errors
+from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors
 from usageledger.cli.commands_report import (
-    ConfigOpt,
     NamesOpt,
     NowOpt,
     OrgOpt,
     ProjectOpt,
-    StoreOpt,
     _amount,
     _database,
     _names,

@@ -9,8 +9,8 @@ import typer
 
 from usageledger import timeutil
 from usageledger._text import counted
-from usageledger.cli._app import FormatOpt, app, console, friendly_errors, open_for_reading, say
-from usageledger.cli.commands_report import ConfigOpt, NamesOpt, OrgOpt, StoreOpt, _names
+from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, open_for_reading, say
+from usageledger.cli.commands_report import NamesOpt, OrgOpt, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from usageledger.cli._app import FormatOpt, app, console, friendly_errors, say
-from usageledger.cli.commands_report import ConfigOpt, NowOpt, OrgOpt, StoreOpt, _database
+from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, say
+from usageledger.cli.commands_report import NowOpt, OrgOpt, _database
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_count, format_money

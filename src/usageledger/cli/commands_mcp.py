@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from usageledger.cli._app import app, fail, friendly_errors, open_for_reading
-from usageledger.cli.commands_report import ConfigOpt, StoreOpt
+from usageledger.cli._app import ConfigOpt, StoreOpt, app, fail, friendly_errors, open_for_reading
 from usageledger.config import load_config
 from usageledger.store import DEFAULT_STORE, BaseStore
 

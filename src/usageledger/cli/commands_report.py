@@ -18,8 +18,10 @@ from usageledger._paths import same_file
 from usageledger._secrets import check_webhook_url
 from usageledger._text import counted
 from usageledger.cli._app import (
+    ConfigOpt,
     FormatOpt,
     FxOpt,
+    StoreOpt,
     app,
     console,
     err_console,
@@ -66,14 +68,6 @@ from usageledger.timeutil import back_from, parse_duration, to_unix
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
 
-StoreOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="DuckDB file or postgresql:// URL (default: the config's [store] url, else usageledger.duckdb).",
-        envvar="USAGELEDGER_STORE",
-    ),
-]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
 ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project ID.")]
 NowOpt = Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")]
@@ -87,10 +81,6 @@ SinceOpt = Annotated[
 ]
 UntilOpt = Annotated[
     str | None, typer.Option("--until", help="End of the period, exclusive (a date or datetime). Default: tomorrow.")
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="usageledger.toml with [alerts], [names] and [teams] (default: ./usageledger.toml)."),
 ]
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")

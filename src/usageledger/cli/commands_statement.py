@@ -8,16 +8,19 @@ from typing import Annotated, Literal, cast
 
 import typer
 
-from usageledger.cli._app import FormatOpt, FxOpt, app, console, err_console, friendly_errors, refuse_overwriting, say
-from usageledger.cli.commands_report import (
+from usageledger.cli._app import (
     ConfigOpt,
-    CurrencyOpt,
-    NamesOpt,
-    OrgOpt,
+    FormatOpt,
+    FxOpt,
     StoreOpt,
-    _database,
-    _names,
+    app,
+    console,
+    err_console,
+    friendly_errors,
+    refuse_overwriting,
+    say,
 )
+from usageledger.cli.commands_report import CurrencyOpt, NamesOpt, OrgOpt, _database, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.fx import rates_option

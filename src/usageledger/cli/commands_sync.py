@@ -23,9 +23,12 @@ from usageledger._text import counted
 from usageledger.catalogue import BucketWidth
 from usageledger.cli import _filters
 from usageledger.cli._app import (
+    STORE_HELP,
+    ConfigOpt,
     FormatOpt,
     FxOpt,
     Insecure,
+    StoreOpt,
     Verbose,
     app,
     comma_list,
@@ -60,14 +63,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("usageledger.cli")
 
-_STORE_HELP = (
-    "The store: a DuckDB file path or a postgresql:// URL (default: the config's store url, else usageledger.duckdb)."
-)
 _RANGE = "Range"
 _STREAMS = "Streams"
-
-StoreOpt = Annotated[str | None, typer.Option("--store", help=_STORE_HELP, envvar="USAGELEDGER_STORE")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default: ./usageledger.toml).")]
 
 
 def _store_url(store: str | None, config: Config) -> str:
@@ -90,7 +87,7 @@ def _since(value: str | None, now: int) -> int | None:
 @friendly_errors
 def init(
     path: Annotated[Path, typer.Option("--path", help="Where to write the config file.")] = Path("usageledger.toml"),
-    store: Annotated[str, typer.Option("--store", help=_STORE_HELP)] = DEFAULT_STORE,
+    store: Annotated[str, typer.Option("--store", help=STORE_HELP)] = DEFAULT_STORE,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,
 ) -> None:
     """Write a commented usageledger.toml (mode 0600) and create the store with its tables."""
