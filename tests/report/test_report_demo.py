@@ -7,6 +7,7 @@ the report's own queries.
 from __future__ import annotations
 
 import io
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -412,21 +413,25 @@ def test_reconcile_refuses_a_tolerance_finer_than_six_places_of_a_percent(demo_s
     assert finest.exit_code == 0 and "tolerance 0.000001%" in finest.output, finest.output
 
 
-def test_an_until_after_today_is_refused_naming_the_flag(demo_store: Path) -> None:
+def test_an_until_after_today_ends_the_period_with_today(demo_store: Path) -> None:
     """`report --since 2026-11-01 --until 2030-01-01` compared a month with "the previous 1,157 days": an end after
-    today is refused on one line (CLI: --until; web and MCP: until), and the end of today is still accepted."""
-    result = CliRunner().invoke(
-        app, ["report", "--store", str(demo_store), "--since", "2026-11-01", "--until", "2030-01-01"]
-    )
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1 and len(lines) == 1, result.output
-    assert lines[0].startswith("error: --until: 2030-01-01 is after today") and "leave it out" in lines[0]
+    today ends the period with today (so `--until` the first of next month means "this month"); a period wholly
+    after today is refused on one line naming the start."""
     now = datetime(2026, 11, 20, 15, tzinfo=UTC)
     assert report_period("2026-11-01", "2026-11-21", now=now) == Period(date(2026, 11, 1), date(2026, 11, 21))
     assert report_period("2026-11-01", "2026-11-20T16:00:00Z", now=now).until == date(2026, 11, 21)
-    for until in ("2026-11-22", "2026-11-21T00:00:01Z", "2030-01-01"):
-        with pytest.raises(ParameterError, match=r"^until: .* is after today \(2026-11-20\).*up to 2026-11-21"):
-            report_period("2026-11-01", until, now=now, until_param="until")
+    for until in ("2026-11-22", "2026-11-21T00:00:01Z", "2026-12-01", "2030-01-01"):
+        assert report_period("2026-11-01", until, now=now) == Period(date(2026, 11, 1), date(2026, 11, 21))
+    with pytest.raises(ParameterError, match=r"^since: the period is empty: 2026-12-01 is after today \(2026-11-20\)"):
+        report_period("2026-12-01", "2027-01-01", now=now, since_param="since", until_param="until")
+    with pytest.raises(ParameterError, match=r"^until: the period is empty: 2026-11-01 is not after since"):
+        report_period("2026-11-05", "2026-11-01", now=now, since_param="since", until_param="until")
+    result = CliRunner().invoke(
+        app, ["report", "--store", str(demo_store), "--since", "2026-11-01", "--until", "2030-01-01", "-f", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    period = json.loads(result.stdout)["period"]
+    assert period["first_day"] == "2026-11-01" and period["last_day"] == datetime.now(UTC).date().isoformat(), period
 
 
 def test_format_percent_is_short_for_tiny_and_huge_fractions() -> None:

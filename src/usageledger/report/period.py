@@ -1,7 +1,7 @@
 """The report's period rule, one place for ``report``, ``reconcile`` and the dashboard's API.
 
 Whole UTC days: the end is exclusive (a datetime inside a day includes that day) and at the latest the end of today
-(a later one is refused: the days to come hold nothing); a start of ``30d`` and the default are both the 30 days
+(a later one ends with today: the days to come hold nothing); a start of ``30d`` and the default are both the 30 days
 ending today.
 """
 
@@ -41,24 +41,20 @@ def report_period(
     :class:`~usageledger.errors.ParameterError` naming ``since_param`` or ``until_param``."""
     ts = int(now.timestamp())
     tomorrow = now.astimezone(UTC).date() + timedelta(days=1)
-    until_day = report_day(until, now=ts, param=until_param, end=True) if until else tomorrow
-    if until_day > tomorrow:
-        # Days to come hold no spend: `--until 2030-01-01` compared a few weeks with "the previous 1,157 days".
-        raise ParameterError(
-            until_param,
-            f"{until} is after today ({tomorrow - timedelta(days=1)}), and days to come hold no spend yet; leave it "
-            f"out to end with today, or pass an end up to {tomorrow} (exclusive)",
-        )
+    asked = report_day(until, now=ts, param=until_param, end=True) if until else tomorrow
+    # Days to come hold no spend: an end after today ends with today (`--until 2027-01-01` for "this month"), so the
+    # period and the one it is compared with are the days that can hold spend, not "the previous 1,157 days".
+    until_day = min(asked, tomorrow)
     since_day = (
         report_day(since, now=ts, param=since_param, end=False, since=True)
         if since
         else until_day - timedelta(days=DEFAULT_DAYS)
     )
     if until_day <= since_day:  # named as the caller spells them: --until for the CLI, until for the web and MCP
-        if until is None:  # only a start was given, at or after the default end (today included)
+        if until is None or since_day < asked:  # the start is at or after the end of today
             raise ParameterError(
                 since_param,
-                f"the period is empty: {since} is after today ({now.date()}), where the period ends by default;"
+                f"the period is empty: {since} is after today ({now.date()}), and days to come hold no spend yet;"
                 " pass an earlier start",
             )
         raise ParameterError(
