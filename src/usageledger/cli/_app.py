@@ -107,7 +107,8 @@ def _one_line(exc: Any) -> Any:
     param = getattr(exc, "param", None)
     if isinstance(exc, _click.exceptions.BadParameter) and param is not None and exc.message:
         opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
-        name = max(opts, key=len) if opts else (param.human_readable_name or param.name or "").upper()
+        shown = getattr(param, "metavar", None) or getattr(param, "human_readable_name", None) or param.name or ""
+        name = max(opts, key=len) if opts else str(shown).upper()
         message = f"{name}: {str(exc.message).removeprefix('Value error, ')}"
     error = _OneLineUsageError(" ".join(message.split()).rstrip("."), ctx=exc.ctx)
     error.exit_code = exc.exit_code

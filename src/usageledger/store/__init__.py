@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from usageledger._paths import is_duckdb_file
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
@@ -80,7 +79,7 @@ def check_store_url(url: str | Path) -> str:
             "unsupported store :memory:: an in-memory database keeps nothing once the command ends; give a DuckDB "
             "file path (like usageledger.duckdb) or a postgresql:// URL"
         )
-    if not is_postgres_url(text) and Path(text).suffix.lower() in _NOT_A_STORE and not is_duckdb_file(text):
+    if not is_postgres_url(text) and Path(text).suffix.lower() in _NOT_A_STORE and not Path(text).exists():
         # `sync --store usageledger.toml` made a database where every later command looks for its config
         raise StoreError(
             f"{text} is named like a {_NOT_A_STORE[Path(text).suffix.lower()]}, not a store: give the store a name "
