@@ -170,6 +170,12 @@ def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | N
         return violation
     end = effective_end(params, now=now)
     if end is not None and end <= params.start_time:
+        if end != params.end_time:  # clamped to now: the values compared are now and start_time, not end_time
+            return Violation(
+                "start_time",
+                f"start_time ({params.start_time}) must be before now ({now}); end_time ({params.end_time}) is "
+                "clamped to now.",
+            )
         return Violation(
             "end_time",
             f"end_time ({params.end_time}) must be greater than start_time ({params.start_time}).",

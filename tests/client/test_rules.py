@@ -81,6 +81,16 @@ def test_future_end_time_is_clamped_not_refused() -> None:
     assert check(catalogue.get("completions"), q(end_time=NOW + 10 * 86400), now=NOW) is None
 
 
+def test_a_start_after_now_is_blamed_on_start_time_when_the_end_was_clamped() -> None:
+    """`end_time (1796171145) must be greater than start_time (1796165745)` was said of an end that *was* greater,
+    before it was clamped to now: the refusal names start_time and the now it was compared with."""
+    v = check(catalogue.get("completions"), q(start_time=NOW + 3600, end_time=NOW + 7200), now=NOW)
+    assert v is not None and v.param == "start_time"
+    assert v.message == (
+        f"start_time ({NOW + 3600}) must be before now ({NOW}); end_time ({NOW + 7200}) is clamped to now."
+    )
+
+
 def test_windows_split_at_the_maximum() -> None:
     """70 days of daily buckets from an unaligned start split into 31 + 31 + 9 buckets, contiguous."""
     start = 1_767_225_600 + 1000
