@@ -97,7 +97,7 @@ def test_a_command_with_options_still_coerces_them() -> None:
     [
         (["changes", "-f", "csv"], "error: --format: 'csv' is not one of 'text', 'json' (see `usageledger changes"),
         (["sync", "--concurrency", "abc"], "error: --concurrency: Input should be a valid integer"),
-        (["credit", "add", "2026-11-01", "-5"], "error: No such option: -5 (see `usageledger credit add --help`)"),
+        (["credit", "list", "--zzz"], "error: No such option: --zzz (see `usageledger credit list --help`)"),
         (["export", "--nte", "x"], "error: No such option: --nte"),
         (["--bogus"], "error: No such option: --bogus (see `usageledger --help`)"),
     ],

@@ -190,6 +190,8 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         (["add", "2026-13-01", "5"], "DAY: '2026-13-01' is not a day"),
         (["add", "2026-11-01", "five"], "AMOUNT: 'five' is not an amount"),
         (["add", "2026-11-01", "0"], "AMOUNT: a top-up must be more than zero"),
+        # click read -5 as an option: "No such option: -5"
+        (["add", "2026-11-01", "-5"], "AMOUNT: a top-up must be more than zero, got '-5'"),
         (["add", "2026-11-01", "1.0000001"], "AMOUNT: '1.0000001' has too many digits"),
         # 1e309 was a traceback (decimal.InvalidOperation from quantize)
         (["add", "2026-11-01", "1e309"], "AMOUNT: '1e309' is too large"),

@@ -199,7 +199,7 @@ def _topup_row(t: TopUp) -> dict[str, Any]:
     return {"id": t.id, "org": t.org, "day": t.day, "amount": t.amount, "note": t.note, "added_at": t.added_at}
 
 
-@credit_app.command("add")
+@credit_app.command("add", context_settings={"ignore_unknown_options": True})  # `-5` is an AMOUNT to refuse
 @friendly_errors
 def credit_add(
     day: Annotated[
