@@ -99,6 +99,8 @@ def test_a_command_with_options_still_coerces_them() -> None:
         (["sync", "--concurrency", "abc"], "error: --concurrency: Input should be a valid integer"),
         (["credit", "list", "--zzz"], "error: No such option: --zzz (see `usageledger credit list --help`)"),
         (["export", "--nte", "x"], "error: No such option: --nte"),
+        # the hidden test clock was offered: "(Possible options: --now, --store)"
+        (["credit", "list", "--nte"], "error: No such option: --nte (Possible options: --store) (see `usageledger"),
         (["--bogus"], "error: No such option: --bogus (see `usageledger --help`)"),
     ],
 )

@@ -103,6 +103,9 @@ class _OneLineUsageError(_click.exceptions.UsageError):  # type: ignore[misc]
 
 def _one_line(exc: Any) -> Any:
     """``exc`` (a click usage error) as a :class:`_OneLineUsageError` that names the flag first."""
+    if getattr(exc, "possibilities", None) and exc.ctx is not None:  # never suggest a hidden option (`--now`)
+        hidden = {o for p in exc.ctx.command.params if getattr(p, "hidden", False) for o in p.opts}
+        exc.possibilities = [o for o in exc.possibilities if o not in hidden]
     message = exc.format_message()
     param = getattr(exc, "param", None)
     if isinstance(exc, _click.exceptions.BadParameter) and param is not None and exc.message:
