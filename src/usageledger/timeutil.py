@@ -301,6 +301,12 @@ def parse_month(value: str, *, param: str = "MONTH") -> date:
     return date(int(match.group(1)), int(match.group(2)), 1)
 
 
+def next_month(month: date) -> date:
+    """The first day of the month after the one ``month`` falls in: the one step every month's end is taken from
+    (a statement's, a close's, the FOCUS billing period's, a forecast's horizon)."""
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
 def iso(ts: int) -> str:
     """``ts`` as an ISO 8601 UTC string, for messages and reports."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -118,6 +118,17 @@ def _one_line(exc: Any) -> Any:
     return error
 
 
+@contextlib.contextmanager
+def _usage_errors_in_one_line() -> Iterator[None]:
+    """Re-raise a click usage error as :class:`_OneLineUsageError`; help shown for a bare group passes as it is."""
+    try:
+        yield
+    except _click.exceptions.UsageError as exc:
+        if isinstance(exc, _OneLineUsageError) or type(exc).__name__ == "NoArgsIsHelpError":
+            raise
+        raise _one_line(exc) from None
+
+
 class LazyGroup(TyperGroup):
     """The root command: lists commands from :data:`~usageledger.cli._commands.COMMANDS` and imports a command's
     module only when it runs (or its own help is asked for), so start-up costs only what the command needs."""
@@ -126,20 +137,12 @@ class LazyGroup(TyperGroup):
     # typer's copies of them depending on the installed typer.
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _usage_errors_in_one_line():  # the root's own options, `No such command`
             return super().make_context(*args, **kwargs)
-        except _click.exceptions.UsageError as exc:
-            if isinstance(exc, _OneLineUsageError | _click.exceptions.NoArgsIsHelpError):
-                raise
-            raise _one_line(exc) from None
 
     def invoke(self, ctx: Any) -> Any:
-        try:
+        with _usage_errors_in_one_line():  # a sub-command's options, parsed in its own make_context
             return super().invoke(ctx)
-        except _click.exceptions.UsageError as exc:  # a sub-command's options, parsed in its own make_context
-            if isinstance(exc, _OneLineUsageError) or type(exc).__name__ == "NoArgsIsHelpError":
-                raise
-            raise _one_line(exc) from None
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help_option(super().get_help_option(ctx))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Final, Literal
@@ -31,6 +31,7 @@ from usageledger.report.teams import UNASSIGNED
 from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store import BaseStore, table_for
 from usageledger.store.directory import named_view
+from usageledger.timeutil import next_month
 
 __all__ = [
     "FOCUS_COLUMNS",
@@ -143,9 +144,8 @@ class FocusResult:
 
 def _billing_period(day: date) -> tuple[datetime, datetime]:
     """The calendar month holding ``day``: OpenAI invoices a month of usage."""
-    start = datetime(day.year, day.month, 1, tzinfo=UTC)
-    following = (start + timedelta(days=32)).replace(day=1)
-    return start, following
+    following = next_month(day)
+    return datetime(day.year, day.month, 1, tzinfo=UTC), datetime(following.year, following.month, 1, tzinfo=UTC)
 
 
 def focus_unit(unit: str) -> str:

@@ -19,6 +19,7 @@ from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forec
 from usageledger.report.months import first_cost_day
 from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, day_start, main_currency, utc_day
 from usageledger.report.teams import UNASSIGNED
+from usageledger.timeutil import next_month
 
 __all__ = [
     "GROUPINGS",
@@ -109,7 +110,7 @@ def check_horizon(month: date, *, now: datetime, param: str = "month") -> None:
     """Refuse forecasting a month that starts more than one month after the current one (UTC): the model projects
     the recent daily rate, and ``--month 9999-12`` printed a confident eight-million-dollar figure for it."""
     this = now.astimezone(UTC).date().replace(day=1)
-    following = (this + timedelta(days=32)).replace(day=1)
+    following = next_month(this)
     if month.replace(day=1) > following:
         raise ParameterError(
             param,

@@ -17,13 +17,9 @@ from datetime import date, timedelta
 from usageledger.errors import ParameterError
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
 from usageledger.store.schema import primary_daily_streams_sql
+from usageledger.timeutil import next_month
 
-__all__ = ["Gap", "check_month", "first_cost_day", "gaps_text", "missing_days", "month_end", "synced_until"]
-
-
-def month_end(month: date) -> date:
-    """The first day of the month after ``month``'s."""
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+__all__ = ["Gap", "check_month", "first_cost_day", "gaps_text", "missing_days", "synced_until"]
 
 
 def first_cost_day(db: Database, org: str | None = None, project: str | None = None) -> date | None:
@@ -54,7 +50,7 @@ def check_month(db: Database, month: date, *, today: date, org: str | None = Non
             f"{month:%Y-%m} has not started yet (today is {today.isoformat()}): give this month or an earlier one",
         )
     first = first_cost_day(db, org)
-    if first is not None and month_end(month) <= first:
+    if first is not None and next_month(month) <= first:
         raise ParameterError(
             param,
             f"{month:%Y-%m} ends before the store's costs start on {first.isoformat()}: give {first:%Y-%m} or a later "
@@ -79,7 +75,7 @@ class Gap:
 def missing_days(db: Database, month: date, orgs: Sequence[str], *, today: date) -> list[Gap]:
     """Per org, the days of ``month`` up to ``today`` (exclusive) before its costs start or after its costs stream is
     synced up to: what a close or a statement of the month would leave out."""
-    end = min(month_end(month), today)
+    end = min(next_month(month), today)
     gaps: list[Gap] = []
     for org in orgs:
         first = first_cost_day(db, org)

@@ -30,7 +30,6 @@ rows (and no adjustment).
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -43,6 +42,7 @@ from usageledger.report.history import as_of
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
 from usageledger.store import BaseStore
 from usageledger.store.closes import closed_lines, month_bounds
+from usageledger.timeutil import next_month
 
 __all__ = [
     "ALLOCATIONS",
@@ -87,12 +87,6 @@ class StatementOptions(TypedDict, total=False):
     """A rate table to convert every day's amounts with (default: none, USD)."""
     today: date | None
     """The day that decides whether the month is over (default: today, UTC)."""
-
-
-def _month_end(first: date) -> date:
-    """The first day of the following month."""
-    days = calendar.monthrange(first.year, first.month)[1]
-    return date.fromordinal(first.toordinal() + days)
 
 
 def apportion(values: Sequence[Decimal], target: Decimal) -> list[Decimal]:
@@ -195,7 +189,7 @@ class MonthStatements:
 
     @property
     def until(self) -> date:
-        return _month_end(self.month)
+        return next_month(self.month)
 
     @property
     def adds_up(self) -> bool:
@@ -249,7 +243,7 @@ def _month_rows(
 def build_statements(db: Database, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """The month's statements (see the module's docstring and :class:`StatementOptions`)."""
     first = month.replace(day=1)
-    rows = _month_rows(db, first, _month_end(first), options.get("org"))
+    rows = _month_rows(db, first, next_month(first), options.get("org"))
     return _from_rows(rows, first, options)
 
 
@@ -263,7 +257,7 @@ def _from_rows(
     today = options.get("today")
     if allocation not in ALLOCATIONS:
         raise ParameterError("--allocate", f"unknown rule {allocation!r}", allowed=ALLOCATIONS)
-    until = _month_end(first)
+    until = next_month(first)
     if fx is not None:
         fx.require(day for day, _, _, _ in rows)
     team_of = options.get("teams") or {}
@@ -343,7 +337,7 @@ def month_statements(store: BaseStore, month: date, **options: Unpack[StatementO
     """:func:`build_statements`, but for a month closed by the org(s) in question (``org``, else every org with
     spend in it or a close of it): the figures closed, and the later adjustments per statement (module docstring)."""
     first = month.replace(day=1)
-    until = _month_end(first)
+    until = next_month(first)
     org = options.get("org")
     present = build_statements(store, first, **options)
     recorded = [line for line in closed_lines(store, org) if line.month == first and line.level == "org"]

@@ -149,6 +149,14 @@ class ServeContext:
     def names(self) -> Names:
         return names_from_mapping(self.config.names)
 
+    @contextmanager
+    def reading(self, params: dict[str, str | None]) -> Iterator[BaseStore]:
+        """The store for one request whose ``org`` filter it holds (``BaseStore.check_orgs``, the command line's
+        ``--org`` check): an unknown org is refused, never answered as an org with no spend."""
+        with self.holder.reading() as db:
+            db.check_orgs(params["org"], param="org")
+            yield db
+
 
 class _NotFound(ParameterError):
     """What the path names is not in the store: a 404, never an empty answer (private to this module)."""
@@ -204,8 +212,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
     """The report for ``params`` and, with ``options``, what the dropdowns offer, from one opening of the store."""
     now = ctx.now()
     period = _period(params, now)
-    with ctx.holder.reading() as db:
-        db.check_orgs(params["org"], param="org")
+    with ctx.reading(params) as db:
         scope = resolve_scope(
             db,
             period,
@@ -226,8 +233,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
 def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
     period = _period(params, ctx.now())
     scope = ReportScope(org=params["org"], project=project_id)
-    with ctx.holder.reading() as db:
-        db.check_orgs(params["org"], param="org")
+    with ctx.reading(params) as db:
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         if not project_known(db, project_id, params["org"]) and project_id not in names.projects:
             where = "" if params["org"] is None else f" of org {params['org']}"
@@ -288,8 +294,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     async def api_filters(request: Request) -> Response:
         def load(params: dict[str, str | None]) -> dict[str, Any]:
             period = _period(params, ctx.now())
-            with ctx.holder.reading() as db:
-                db.check_orgs(params["org"], param="org")
+            with ctx.reading(params) as db:
                 names = resolve_names(db, org=params["org"], overrides=ctx.names)
                 return filter_options(db, period, params, names=names, teams=ctx.config.teams)
 

@@ -19,6 +19,7 @@ from usageledger import catalogue
 from usageledger.store._types import to_datetime
 from usageledger.store.directory import BaseStore  # the Protocol: _base runs this module's migration
 from usageledger.store.schema import DECIMAL_PRECISION, DECIMAL_SCALE, Dialect, daily_view_name
+from usageledger.timeutil import next_month
 
 __all__ = [
     "MIGRATION_NAME",
@@ -67,7 +68,8 @@ class ClosedLine:
 def month_bounds(month: date) -> tuple[datetime, datetime]:
     """The month's first instant and the next month's, in UTC."""
     start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    end = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+    following = next_month(month)
+    end = datetime(following.year, following.month, 1, tzinfo=UTC)
     return start, end
 
 
