@@ -130,9 +130,10 @@ class APIStatusError(APIError):
             text += f" (param: {param})"
         if request_id:
             text += f" [request id {request_id}]"
-        hint = _HINTS.get(status_code)
-        if hint:
-            text += f". {hint}"
+        self.hint = _HINTS.get(status_code, "")
+        """What to do about this status, when there is one thing to say (a wrong key, a wrong base URL)."""
+        if self.hint:
+            text += f". {self.hint}"
         super().__init__(text)
 
 

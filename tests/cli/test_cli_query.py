@@ -50,6 +50,15 @@ def test_table_is_the_default(run) -> None:  # type: ignore[no-untyped-def]
     assert "2026-11-01T00:00:00Z" in result.stdout
 
 
+def test_since_and_until_spell_the_range_as_the_other_commands_do(run) -> None:  # type: ignore[no-untyped-def]
+    """``sync``, ``report``, ``changes`` and ``keys`` take --since/--until; ``query`` takes them too (beside the
+    API's --start/--end), with the same rows, instead of "No such option: --since (Possible options: --sizes)"."""
+    spelled = run("costs", "--since", START, "--until", END, "--format", "csv")
+    assert spelled.exit_code == 0, spelled.output
+    assert spelled.stdout == run("costs", "--start", START, "--end", END, "--format", "csv").stdout
+    assert spelled.stdout.count("\n") > 1
+
+
 def test_csv_matches_the_library(run, emulator_url: str) -> None:  # type: ignore[no-untyped-def]
     """CSV has the catalogue's columns and the same rows as Client.query(...).rows()."""
     result = run("costs", "--start", START, "--end", END, "--group-by", "project_id,line_item", "--format", "csv")

@@ -69,6 +69,14 @@ def test_version_prints_the_version_alone() -> None:
     assert out == f"{usageledger.__version__}\n"
 
 
+def test_python_m_usageledger_is_the_same_command_line() -> None:
+    """`python -m usageledger` (where the console script is not on PATH) runs the same commands."""
+    done = subprocess.run([sys.executable, "-m", "usageledger", "version"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"{usageledger.__version__}\n"), done.stderr
+    usage = subprocess.run([sys.executable, "-m", "usageledger", "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "python -m usageledger" in usage.stdout and "sync" in usage.stdout
+
+
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:
     """`credit add --help` passes through the root and the `credit` group without their help options' coercion
     importing pydantic (the command's own module is imported, and prints the help)."""

@@ -295,6 +295,22 @@ def test_a_refused_key_stops_every_stream_of_its_org_with_one_message(duck: Base
     assert states == {("main", "failed", error), ("good", "ok", None)}
 
 
+def test_a_base_url_without_v1_is_said_once_for_all_the_streams(duck: BaseStore) -> None:
+    """A base URL missing its /v1 makes every path a 404: the run's errors say so once for the org (how many
+    streams, the base URL, the fix) instead of one 250-character 404 per stream; each stream keeps its own
+    message (stream, window, request id) in the store."""
+    emu = Emulator(EmulatorConfig(seed=1, days=10, now=EMULATOR_NOW))
+    with run_server(emu) as url:
+        bare = url.removesuffix("/v1")
+        result = run(duck, bare, since=EMULATOR_NOW - 5 * DAY, max_retries=0)
+    assert not result.ok and len(result.streams) > 3
+    (error,) = result.errors
+    assert error.startswith(f"org 'main': {len(result.streams)} streams failed (")
+    assert f"HTTP 404 from {bare}: the API has no such path there. Check the base URL: it must end in /v1" in error
+    assert len(error) < 300, error
+    assert all(s.error and "HTTP 404" in s.error and "window" in s.error for s in result.streams)
+
+
 def test_events_report_every_window(duck: BaseStore, emulator_url: str) -> None:
     """The engine emits one WindowDone per window, with counts that add up to the result."""
     events: list[Any] = []

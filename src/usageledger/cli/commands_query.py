@@ -209,8 +209,9 @@ def _collect(batches: Iterator[list[rows.Row]], limit_rows: int | None) -> tuple
 
 
 Endpoint = Annotated[_filters.EndpointName, typer.Argument(help="The endpoint to query.")]
-Start = Annotated[str, typer.Option("--start", help="Start (inclusive): 2026-11-01, Unix seconds, or 7d.")]
-End = Annotated[str | None, typer.Option("--end", help="End (exclusive); default now.")]
+# --since/--until as the other commands spell the range (sync, report, changes, keys).
+Start = Annotated[str, typer.Option("--start", "--since", help="Start (inclusive): 2026-11-01, Unix seconds, or 7d.")]
+End = Annotated[str | None, typer.Option("--end", "--until", help="End (exclusive); default now.")]
 Width = Annotated[catalogue.BucketWidth, typer.Option("--bucket-width", help="Bucket width.", show_default=True)]
 GroupBy = Annotated[
     list[str] | None, typer.Option("--group-by", help="Group by this field; repeat or give a comma list.")

@@ -20,6 +20,7 @@ from usageledger.client import AsyncClient
 from usageledger.errors import (
     APIStatusError,
     AuthenticationError,
+    NotFoundError,
     PermissionDeniedError,
     StoreError,
     SyncError,
@@ -288,6 +289,12 @@ async def _fetch(
             stopped = [r.plan.label for r in runs if r.plan.org == plan.org and r.refuse_key(refusal)]
             if stopped:  # said once, by the worker that stopped them (the result and the store hold it too)
                 logger.info("%s (stopped %s)", refusal, counted(len(stopped), "stream"))
+            continue
+        except NotFoundError as exc:  # no such path: every stream of the org meets it under a wrong base URL
+            base = clients[plan.org].base_url
+            cause = f"HTTP 404 from {base}: the API has no such path there. {exc.hint}"
+            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=mask_keys(cause))
+            logger.info("stream failed: %s", job.run.error)
             continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)
             job.run.fail(mask_keys(f"{job.where()}: {exc}"))

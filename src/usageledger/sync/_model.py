@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from usageledger import rules, timeutil
+from usageledger._text import counted
 from usageledger.store import Stream, UpsertCounts
 from usageledger.sync_options import SyncOptions
 
@@ -58,6 +59,8 @@ class StreamResult:
     error: str | None = None
     key_refused: bool = False
     """The API refused the org's key (401/403): ``error`` is that refusal, the same for every stream of the org."""
+    cause: str | None = None
+    """The failure without its stream and window, when other streams may share it (a path the API does not have)."""
 
     @property
     def status(self) -> Literal["ok", "failed", "interrupted"]:
@@ -89,13 +92,32 @@ class SyncResult:
     @property
     def errors(self) -> list[str]:
         """Each failure once, in stream order: a stream's own names its stream and window; a refused key stops
-        every stream of its org with one message, which is listed once."""
-        return list(dict.fromkeys(s.error for s in self.streams if s.error is not None))
+        every stream of its org with one message, which is listed once; streams that failed for one shared cause
+        (every path a 404 under a wrong base URL) are listed once, with that cause."""
+        failed = [s for s in self.streams if s.error is not None]
+        shared: dict[tuple[str, str], list[str]] = {}
+        for s in failed:
+            if s.cause is not None:
+                shared.setdefault((s.org, s.cause), []).append(s.stream)
+        said: dict[str, None] = {}
+        for s in failed:
+            streams = shared.get((s.org, s.cause)) if s.cause is not None else None
+            if streams is not None and len(streams) > 1:
+                said[f"org {s.org!r}: {counted(len(streams), 'stream')} failed ({_listed(streams)}): {s.cause}"] = None
+            else:
+                said[s.error or ""] = None
+        return list(said)
 
     @property
     def refused_orgs(self) -> tuple[str, ...]:
         """The orgs whose key the API refused (401/403): nothing more was asked with it."""
         return tuple(dict.fromkeys(s.org for s in self.streams if s.key_refused))
+
+
+def _listed(names: list[str], most: int = 3) -> str:
+    """The first few of ``names``, and how many more."""
+    more = len(names) - most
+    return ", ".join(names[:most]) + (f" and {more} more" if more > 0 else "")
 
 
 # --- events ---------------------------------------------------------------------------------------------

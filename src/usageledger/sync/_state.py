@@ -37,6 +37,8 @@ class StreamRun:
     extent: int | None = None
     """The newest stored bucket start of the stream when the run began: later windows are fresh inserts."""
     error: str | None = None
+    cause: str | None = None
+    """A failure's cause when other streams may share it word for word (see :meth:`fail`)."""
     committed: int = 0
     """Windows whose transaction has committed."""
     finished: bool = False
@@ -56,9 +58,11 @@ class StreamRun:
         """A window's batch will never commit: it is to be written again by a later run."""
         self.taken[index] = False
 
-    def fail(self, message: str) -> None:
-        """A window could not be fetched: the stream stops here (windows already taken still commit)."""
-        self.error = message
+    def fail(self, message: str, *, cause: str | None = None) -> None:
+        """A window could not be fetched: the stream stops here (windows already taken still commit). ``cause``,
+        when given, is the failure without its stream and window, for a cause every stream of the org may meet
+        (a base URL the API has no such path under): the run's errors then say it once for all of them."""
+        self.error, self.cause = message, cause
 
     def refuse_key(self, message: str) -> bool:
         """The API refused the org's key: the stream stops here with ``message`` unless it has failed already or
@@ -116,6 +120,7 @@ class StreamRun:
             watermark=self.watermark,
             error=self.error,
             key_refused=self.key_refused,
+            cause=self.cause,
         )
 
 
