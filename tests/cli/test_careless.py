@@ -527,6 +527,16 @@ def test_export_to_a_file_where_a_directory_is_needed_and_a_name_that_says_anoth
     assert plain.exit_code == 0 and "note:" not in plain.stderr, plain.stderr
 
 
+def test_a_path_with_brackets_is_named_as_written(demo_store: Path, tmp_path: Path) -> None:
+    """`export -o 'data[raw].csv'` said "Exported ... to data.csv": rich read ``[raw]`` as markup and the user was
+    sent to look for a file that does not exist. What a command says it wrote is printed as written."""
+    for name in ("data[raw].csv", "x[bold]y.csv"):
+        out = tmp_path / name
+        done = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-e", "costs", "-o", str(out)])
+        assert done.exit_code == 0, done.output
+        assert out.is_file() and f"to {out} (1 file)." in done.stderr, done.stderr
+
+
 def test_sigterm_stops_an_export_as_ctrl_c_does(demo_store: Path) -> None:
     """Only `sync` and `demo` turned SIGTERM into an interrupt: an export killed by it left its staged
     ``.NAME.tmp`` files behind and ended without a word. Every command now stops on SIGTERM as on Ctrl-C (staged

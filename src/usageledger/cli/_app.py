@@ -348,9 +348,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def say(text: str, to: Console | None = None) -> None:
-    """Print ``text`` as written (no markup, no highlighting) and never wrapped, so a path or command can be copied
-    whole; on stderr unless ``to`` names another console."""
-    (to or _err_console()).print(text, highlight=False, markup=False, soft_wrap=True)
+    """Print ``text`` as written (no markup, no highlighting: a path such as ``data[raw].csv`` or an API message
+    with ``[request id …]`` stays whole) and never wrapped, so a path or command can be copied whole; key-shaped
+    text masked, as :func:`fail` does; on stderr unless ``to`` names another console."""
+    from usageledger._secrets import mask_keys
+
+    (to or _err_console()).print(mask_keys(text), highlight=False, markup=False, soft_wrap=True)
 
 
 def open_for_reading(url: str) -> BaseStore:

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated, Final
 
 import typer
+from rich.markup import escape
 
 from usageledger import timeutil
 from usageledger._text import counted
-from usageledger.cli._app import app, console, fail, friendly_errors
+from usageledger.cli._app import app, console, fail, friendly_errors, say
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.report.tables import DataTable, label, number
 from usageledger.store import is_postgres_url
@@ -76,8 +77,9 @@ def demo(
         report = synced_report(ledger, since=start, until=now, org="demo")
 
     console.print(
-        f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into {store}"
-        f" ({result.requests} requests, {result.elapsed:.1f}s)"
+        f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into {escape(store)}"
+        f" ({result.requests} requests, {result.elapsed:.1f}s)",
+        highlight=False,
     )
     synced = DataTable("Synced", label("stream"), number("inserted"), number("updated"), number("unchanged"))
     for s in result.streams:
@@ -104,9 +106,7 @@ def _remove(store: str) -> None:
         finally:
             opened.release_sync_lock()
     if not removed:
-        console.print(f"No synthetic org in {shown}: nothing removed.", highlight=False)
+        say(f"No synthetic org in {shown}: nothing removed.", to=console)
         return
     what = ", ".join(f"{org} ({counted(rows, 'row')})" for org, rows in removed)
-    console.print(
-        f"Removed the synthetic {'org' if len(removed) == 1 else 'orgs'} {what} from {shown}.", highlight=False
-    )
+    say(f"Removed the synthetic {'org' if len(removed) == 1 else 'orgs'} {what} from {shown}.", to=console)

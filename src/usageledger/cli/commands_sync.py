@@ -37,6 +37,7 @@ from usageledger.cli._app import (
     fail,
     friendly_errors,
     open_for_reading,
+    say,
     settle,
     setup_logging,
 )
@@ -101,8 +102,8 @@ def init(
         applied = opened.applied_migrations()
     written = write_default_config(path, store_url=store, force=force)
     shown = redact_url_password(store)
-    console.print(f"Wrote {written} and prepared the store {shown} ({len(applied)} migrations applied).")
-    console.print("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", highlight=False)
+    say(f"Wrote {written} and prepared the store {shown} ({len(applied)} migrations applied).", to=console)
+    say("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", to=console)
 
 
 # --- sync -----------------------------------------------------------------------------------------------
@@ -465,13 +466,13 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
                 store, org, at=at, allow_insecure_http=options.allow_insecure_http, max_retries=options.max_retries
             )
         except UsageLedgerError as exc:
-            err_console.print(f"warning: the directory of {org.name} was not refreshed: {exc}", highlight=False)
+            say(f"warning: the directory of {org.name} was not refreshed: {exc}")
             continue
         if not quiet:
-            console.print(
+            say(
                 f"directory of {org.name}: {counts.inserted} new, {counts.changed} changed, "
                 f"{counts.deleted} gone, {counts.unchanged} unchanged",
-                highlight=False,
+                to=console,
             )
 
 
@@ -619,10 +620,7 @@ def export_command(
             changed_since=changed_at,
         )
     if output != "-":
-        err_console.print(
-            f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).",
-            highlight=False,
-        )
+        say(f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).")
         named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
         if len(result.files) == 1 and named is not None and named != format:  # `-f parquet -o out.csv`
             err_console.print(
@@ -676,9 +674,7 @@ def _export_focus(
             soft_wrap=True,
         )
     if output != "-":
-        err_console.print(
-            f"Exported {counted(result.rows, 'FOCUS 1.2 row')} to {output}.", highlight=False, soft_wrap=True
-        )
+        say(f"Exported {counted(result.rows, 'FOCUS 1.2 row')} to {output}.")
 
 
 def _export_delta(
