@@ -313,10 +313,14 @@ class _Base:
         return f"{self._config.base_url}{path}?{query}" if query else f"{self._config.base_url}{path}"
 
     def _headers(self) -> dict[str, str]:
+        """Every request's headers: the defaults, replaced by ``headers=`` however it spells them (``user-agent``
+        beside ``User-Agent`` would send both), then the key (``headers=`` may not hold it)."""
+        given = self._config.headers
+        names = {name.lower() for name in given}
+        defaults = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         return {
-            "Accept": "application/json",
-            "User-Agent": _USER_AGENT,
-            **self._config.headers,
+            **{name: value for name, value in defaults.items() if name.lower() not in names},
+            **given,
             "Authorization": f"Bearer {self._config.api_key}",
         }
 
