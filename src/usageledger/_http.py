@@ -38,6 +38,7 @@ from usageledger.errors import (
     APIStatusError,
     APITimeoutError,
     CertificateError,
+    ClientClosedError,
     ResponseDecodeError,
     status_error_class,
 )
@@ -299,6 +300,9 @@ def _log_retry(decision: RetryDecision, url: str, attempt: int, policy: RetryPol
 class _Base:
     """What the sync and async transports share: settings, URL building, and the client-wide pause."""
 
+    _owns: bool
+    """Whether the httpx client was made here (else it was handed in as ``http_client=``)."""
+
     def __init__(self, config: ClientOptions) -> None:
         self._config = config
         self._not_before = 0.0
@@ -424,6 +428,18 @@ class _Base:
     def _timeout(self, timeout: TimeoutTypes) -> httpx.Timeout:
         return self._config.timeout if timeout is None else as_timeout(timeout)
 
+    def _refuse_if_closed(self, closed: bool) -> None:
+        """A request on a closed connection pool is a :class:`ClientClosedError` saying which was closed and the fix
+        (httpx's own was a bare ``RuntimeError``, outside the package's errors)."""
+        if not closed:
+            return
+        if self._owns:
+            raise ClientClosedError(
+                "this client is closed (close() was called, or its with block ended); make a new client, or send"
+                " requests inside the with block"
+            )
+        raise ClientClosedError("the http_client= this client was given is closed; pass one that is open")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._config.base_url!r})"
 
@@ -504,6 +520,7 @@ class SyncHTTP(_Base):
         if not isinstance(step, _Request):
             self._config.retry.sleep(step)
             return None
+        self._refuse_if_closed(self._client.is_closed)
         try:
             return _unbound(self._client.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:
@@ -573,6 +590,7 @@ class AsyncHTTP(_Base):
         if not isinstance(step, _Request):
             await self._config.retry.async_sleep(step)
             return None
+        self._refuse_if_closed(self._client.is_closed)
         try:
             return _unbound(await self._client.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:

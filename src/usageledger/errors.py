@@ -22,6 +22,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CertificateError",
+    "ClientClosedError",
     "ConfigError",
     "ConflictError",
     "EmulatorConfigError",
@@ -79,6 +80,12 @@ class CertificateError(ConfigError):
 
 class InsecureURLError(ConfigError):
     """A plain ``http://`` URL to a host that is not loopback, without ``allow_insecure_http=True``."""
+
+
+class ClientClosedError(UsageLedgerError, RuntimeError):
+    """A request on a client that is closed: ``close()`` / ``aclose()`` was called or its ``with`` block ended, or
+    the ``http_client=`` it was given was closed. Make a new client (the message says which). A ``RuntimeError``
+    too, as httpx's own refusal was."""
 
 
 class ParameterError(UsageLedgerError, ValueError):
