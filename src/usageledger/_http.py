@@ -547,9 +547,27 @@ class AsyncHTTP(_Base):
     ) -> None:
         super().__init__(config)
         self._owns = client is None
-        self._client = client or httpx.AsyncClient(
-            transport=transport, follow_redirects=False, verify=verify_for(transport)
-        )
+        self._transport = transport
+        self._client = client or self._new_client()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop whose connections the pool holds (the last one a request was sent from)."""
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self._transport, follow_redirects=False, verify=verify_for(self._transport))
+
+    def _pool(self) -> httpx.AsyncClient:
+        """The connection pool for the running loop. A pool made here whose connections belong to a loop that has
+        ended (``asyncio.run`` twice with one client) is replaced: reusing them was ``RuntimeError: Event loop is
+        closed``, and they cannot be closed without their loop. A pool handed in (``http_client=``), or over a
+        ``transport=`` given, is the caller's and is kept."""
+        loop = asyncio.get_running_loop()
+        old = self._loop
+        if old is not loop:
+            ended = old is not None and old.is_closed()
+            if ended and self._owns and self._transport is None and not self._client.is_closed:
+                self._client = self._new_client()
+            self._loop = loop
+        return self._client
 
     @property
     def http_client(self) -> httpx.AsyncClient:
@@ -558,7 +576,7 @@ class AsyncHTTP(_Base):
 
     async def aclose(self) -> None:
         if self._owns:
-            await self._client.aclose()
+            await self._pool().aclose()  # a pool of an ended loop cannot be closed from this one: its fresh one is
 
     async def fetch(
         self,
@@ -590,9 +608,10 @@ class AsyncHTTP(_Base):
         if not isinstance(step, _Request):
             await self._config.retry.async_sleep(step)
             return None
-        self._refuse_if_closed(self._client.is_closed)
+        pool = self._pool()
+        self._refuse_if_closed(pool.is_closed)
         try:
-            return _unbound(await self._client.get(step.url, headers=self._headers(), timeout=step.timeout))
+            return _unbound(await pool.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:
             return exc
 
