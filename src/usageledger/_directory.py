@@ -22,6 +22,7 @@ import msgspec
 
 from usageledger import catalogue
 from usageledger._http import QueryValue, TimeoutTypes
+from usageledger._options import check_timeout
 from usageledger._paging import AsyncPaged, Paged
 from usageledger.catalogue import DirectoryEndpoint
 from usageledger.directory_models import DirectoryPage
@@ -64,6 +65,9 @@ class DirectoryCall:
     after: str | None = None
     item_id: str | None = None
     timeout: TimeoutTypes = None
+
+    def __post_init__(self) -> None:
+        check_timeout(self.timeout)  # when the method is called: a lazy list or an async retrieve returns first
 
 
 # --- pure helpers ---------------------------------------------------------------------------------------------

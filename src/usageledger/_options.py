@@ -37,6 +37,7 @@ __all__ = [
     "as_timeout",
     "base_url_from",
     "check_headers",
+    "check_timeout",
     "key_from",
     "normalize_base_url",
     "retry_from",
@@ -182,6 +183,13 @@ def check_headers(headers: object) -> dict[str, str]:
         seen[name.lower()] = name
         out[name] = text
     return out
+
+
+def check_timeout(value: TimeoutTypes) -> None:
+    """A per-call ``timeout=`` checked when the call is made (``None``: the client's), as :func:`as_timeout` checks
+    it: a lazy query or an async call that returns first was refused only when it sent, far from the mistake."""
+    if value is not None:
+        as_timeout(value)
 
 
 LIBRARY_KEY_HINT: Final = f"set {ADMIN_KEY_ENV} or pass api_key="
