@@ -69,6 +69,15 @@ def test_version_prints_the_version_alone() -> None:
     assert out == f"{usageledger.__version__}\n"
 
 
+def test_python_dash_m_runs_the_command_line() -> None:
+    """`python -m usageledger emulator ...` was `No module named usageledger.__main__`: the package ran only as the
+    console script. It now runs the same CLI, exit codes included."""
+    done = subprocess.run([sys.executable, "-m", "usageledger", "version"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"{usageledger.__version__}\n"), done.stderr
+    bad = subprocess.run([sys.executable, "-m", "usageledger", "nosuch"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+
+
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:
     """`credit add --help` passes through the root and the `credit` group without their help options' coercion
     importing pydantic (the command's own module is imported, and prints the help)."""
