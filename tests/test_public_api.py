@@ -19,6 +19,7 @@ PUBLIC = {
     "BadRequestError",
     "Bucket",
     "Client",
+    "ClientClosedError",
     "CodeInterpreterSessionsResult",
     "CompletionsResult",
     "ConfigError",

@@ -22,6 +22,7 @@ import msgspec
 
 from usageledger import catalogue
 from usageledger._http import QueryValue, TimeoutTypes
+from usageledger._options import check_timeout
 from usageledger._paging import AsyncPaged, Paged
 from usageledger.catalogue import DirectoryEndpoint
 from usageledger.directory_models import DirectoryPage
@@ -65,13 +66,22 @@ class DirectoryCall:
     item_id: str | None = None
     timeout: TimeoutTypes = None
 
+    def __post_init__(self) -> None:
+        check_timeout(self.timeout)  # when the method is called: a lazy list or an async retrieve returns first
+
 
 # --- pure helpers ---------------------------------------------------------------------------------------------
 
 
 def _path_part(name: str, value: object) -> str:
+    """One ID as a path segment: percent-encoded, so ``/``, ``?`` and ``#`` stay inside it. ``.`` and ``..`` are
+    refused: no encoding keeps them (``%2E`` is the same dot), and the URL's dot segments were resolved away, so
+    ``client.project_users("..")`` listed the organization's users as the project's and ``client.project(".")``
+    asked for the list of projects."""
     if not isinstance(value, str) or not value.strip() or value != value.strip():
         raise ParameterError(name, f"expected a non-empty ID without spaces around it, got {value!r}")
+    if value in (".", ".."):
+        raise ParameterError(name, f"{value!r} is a path step, not an ID; pass the ID itself (such as proj_abc123)")
     return quote(value, safe="")
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Generic, Literal, TypeAlias, TypeVar
 
 from usageledger._http import TimeoutTypes
+from usageledger._options import check_timeout
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.models import UsageResponse
 from usageledger.timeutil import TimeInput
@@ -44,6 +45,9 @@ class EndpointCall:
     limit: int | None = None
     page: str | None = None
     timeout: TimeoutTypes = None
+
+    def __post_init__(self) -> None:
+        check_timeout(self.timeout)  # when the method is called, not when (or if) it sends: async calls return first
 
 
 CompletionsGroupBy = Literal["project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source"]

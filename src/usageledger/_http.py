@@ -38,6 +38,7 @@ from usageledger.errors import (
     APIStatusError,
     APITimeoutError,
     CertificateError,
+    ClientClosedError,
     ResponseDecodeError,
     status_error_class,
 )
@@ -299,6 +300,9 @@ def _log_retry(decision: RetryDecision, url: str, attempt: int, policy: RetryPol
 class _Base:
     """What the sync and async transports share: settings, URL building, and the client-wide pause."""
 
+    _owns: bool
+    """Whether the httpx client was made here (else it was handed in as ``http_client=``)."""
+
     def __init__(self, config: ClientOptions) -> None:
         self._config = config
         self._not_before = 0.0
@@ -313,10 +317,14 @@ class _Base:
         return f"{self._config.base_url}{path}?{query}" if query else f"{self._config.base_url}{path}"
 
     def _headers(self) -> dict[str, str]:
+        """Every request's headers: the defaults, replaced by ``headers=`` however it spells them (``user-agent``
+        beside ``User-Agent`` would send both), then the key (``headers=`` may not hold it)."""
+        given = self._config.headers
+        names = {name.lower() for name in given}
+        defaults = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         return {
-            "Accept": "application/json",
-            "User-Agent": _USER_AGENT,
-            **self._config.headers,
+            **{name: value for name, value in defaults.items() if name.lower() not in names},
+            **given,
             "Authorization": f"Bearer {self._config.api_key}",
         }
 
@@ -420,6 +428,18 @@ class _Base:
     def _timeout(self, timeout: TimeoutTypes) -> httpx.Timeout:
         return self._config.timeout if timeout is None else as_timeout(timeout)
 
+    def _refuse_if_closed(self, closed: bool) -> None:
+        """A request on a closed connection pool is a :class:`ClientClosedError` saying which was closed and the fix
+        (httpx's own was a bare ``RuntimeError``, outside the package's errors)."""
+        if not closed:
+            return
+        if self._owns:
+            raise ClientClosedError(
+                "this client is closed (close() was called, or its with block ended); make a new client, or send"
+                " requests inside the with block"
+            )
+        raise ClientClosedError("the http_client= this client was given is closed; pass one that is open")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._config.base_url!r})"
 
@@ -500,6 +520,7 @@ class SyncHTTP(_Base):
         if not isinstance(step, _Request):
             self._config.retry.sleep(step)
             return None
+        self._refuse_if_closed(self._client.is_closed)
         try:
             return _unbound(self._client.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:
@@ -526,9 +547,27 @@ class AsyncHTTP(_Base):
     ) -> None:
         super().__init__(config)
         self._owns = client is None
-        self._client = client or httpx.AsyncClient(
-            transport=transport, follow_redirects=False, verify=verify_for(transport)
-        )
+        self._transport = transport
+        self._client = client or self._new_client()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop whose connections the pool holds (the last one a request was sent from)."""
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self._transport, follow_redirects=False, verify=verify_for(self._transport))
+
+    def _pool(self) -> httpx.AsyncClient:
+        """The connection pool for the running loop. A pool made here whose connections belong to a loop that has
+        ended (``asyncio.run`` twice with one client) is replaced: reusing them was ``RuntimeError: Event loop is
+        closed``, and they cannot be closed without their loop. A pool handed in (``http_client=``), or over a
+        ``transport=`` given, is the caller's and is kept."""
+        loop = asyncio.get_running_loop()
+        old = self._loop
+        if old is not loop:
+            ended = old is not None and old.is_closed()
+            if ended and self._owns and self._transport is None and not self._client.is_closed:
+                self._client = self._new_client()
+            self._loop = loop
+        return self._client
 
     @property
     def http_client(self) -> httpx.AsyncClient:
@@ -537,7 +576,7 @@ class AsyncHTTP(_Base):
 
     async def aclose(self) -> None:
         if self._owns:
-            await self._client.aclose()
+            await self._pool().aclose()  # a pool of an ended loop cannot be closed from this one: its fresh one is
 
     async def fetch(
         self,
@@ -569,8 +608,10 @@ class AsyncHTTP(_Base):
         if not isinstance(step, _Request):
             await self._config.retry.async_sleep(step)
             return None
+        pool = self._pool()
+        self._refuse_if_closed(pool.is_closed)
         try:
-            return _unbound(await self._client.get(step.url, headers=self._headers(), timeout=step.timeout))
+            return _unbound(await pool.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:
             return exc
 

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -35,6 +36,8 @@ __all__ = [
     "TimeoutTypes",
     "as_timeout",
     "base_url_from",
+    "check_headers",
+    "check_timeout",
     "key_from",
     "normalize_base_url",
     "retry_from",
@@ -146,6 +149,49 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
     return httpx.Timeout(float(value), connect=min(float(value), DEFAULT_TIMEOUT.connect or 5.0))
 
 
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name (RFC 9110's token)."""
+
+_OWN_HEADERS: Final = {"authorization": "the admin key goes as api_key= (or OPENAI_ADMIN_KEY), never as a header"}
+"""Headers the client sets itself and that ``headers=`` may not add a second of (the server would read either)."""
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    """``headers=`` as the extra headers every request sends, checked here, once, not at the first request (where a
+    bad one was a ``TypeError``, a ``UnicodeEncodeError``, or a connection error quoting the value): a mapping of
+    header names to text, values trimmed of the white space a paste brings. A :class:`ConfigError` names the header,
+    never its value (it may be a token): a name that is not an HTTP token, a value that is not a string or holds a
+    control or non-ASCII character, two spellings of one name, or ``Authorization`` (the key's header)."""
+    if not isinstance(headers, Mapping):
+        raise ConfigError(f"headers must be a mapping of header names to values, got {type(headers).__name__}")
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigError(f"headers: {one_line(repr(name))} is not a header name (letters, digits and -)")
+        if name.lower() in _OWN_HEADERS:
+            raise ConfigError(f"headers: {name} is set by the client; {_OWN_HEADERS[name.lower()]}")
+        if name.lower() in seen:
+            raise ConfigError(f"headers: {seen[name.lower()]} and {name} are one header; give it once")
+        if not isinstance(value, str):
+            raise ConfigError(f"headers: the value of {name} must be a string, got {type(value).__name__}")
+        text = value.strip()
+        if not all(ch == " " or ch == "\t" or (ch.isascii() and ch.isprintable()) for ch in text):
+            raise ConfigError(
+                f"headers: the value of {name} holds a control or non-ASCII character; give it as plain ASCII text"
+            )
+        seen[name.lower()] = name
+        out[name] = text
+    return out
+
+
+def check_timeout(value: TimeoutTypes) -> None:
+    """A per-call ``timeout=`` checked when the call is made (``None``: the client's), as :func:`as_timeout` checks
+    it: a lazy query or an async call that returns first was refused only when it sent, far from the mistake."""
+    if value is not None:
+        as_timeout(value)
+
+
 LIBRARY_KEY_HINT: Final = f"set {ADMIN_KEY_ENV} or pass api_key="
 """How a caller of the library gives the key: what a missing key's error says unless the caller knows better."""
 
@@ -219,7 +265,7 @@ class ClientOptions:
             raise ConfigError(f"max_concurrency must be at least 1, got {concurrency!r}")
         if not callable(self.clock):
             raise ConfigError(f"clock must be a function returning Unix seconds, got {self.clock!r}")
-        sets(self, "headers", MappingProxyType(dict(self.headers)))
+        sets(self, "headers", MappingProxyType(check_headers(self.headers)))
 
     def arguments(self) -> dict[str, Any]:
         """The settings as constructor keywords: ``Client(**options.arguments())`` builds a client with them."""

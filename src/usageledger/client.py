@@ -102,6 +102,16 @@ def _group_by(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
 
 
+def _merged_headers(old: Mapping[str, str], new: object) -> object:
+    """``old`` with ``new`` put in; a name in ``new`` replaces ``old``'s however it is spelled (``x-team`` replaces
+    ``X-Team``: header names are case-insensitive, and both would be sent). Anything but a mapping is left for
+    ``ClientOptions`` to refuse."""
+    if not isinstance(new, Mapping):
+        return new
+    names = {name.lower() for name in new if isinstance(name, str)}
+    return {**{name: value for name, value in old.items() if name.lower() not in names}, **new}
+
+
 def _sendable(name: str, text: str) -> str:
     """``text``, or :class:`ParameterError` when it cannot go out as UTF-8 (a lone surrogate such as ``\\ud800``)."""
     try:
@@ -396,11 +406,11 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
             "allow_insecure_http": allow_insecure_http,
             "max_concurrency": max_concurrency,
             "clock": clock,
+            "headers": _merged_headers(old.headers, headers or {}),  # refused in __post_init__ unless a mapping
         }
         options = replace(
             old,
             retry=policy,
-            headers={**old.headers, **(headers or {})},
             **{name: value for name, value in given.items() if value is not None},
         )
         return type(self)(**options.arguments(), http_client=self._http.http_client)

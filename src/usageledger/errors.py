@@ -22,6 +22,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CertificateError",
+    "ClientClosedError",
     "ConfigError",
     "ConflictError",
     "EmulatorConfigError",
@@ -44,7 +45,22 @@ __all__ = [
 
 
 class UsageLedgerError(Exception):
-    """Root of every error this package raises on purpose."""
+    """Root of every error this package raises on purpose.
+
+    Every error of the tree survives ``pickle`` and ``copy`` (a worker process sends its exception back pickled),
+    whatever its constructor takes: it is rebuilt from its ``args`` (the finished, key-free message) and attributes,
+    never by calling ``__init__`` again with arguments it does not take.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _rebuild, (type(self), self.args), dict(vars(self))
+
+
+def _rebuild(cls: type[UsageLedgerError], args: tuple[object, ...]) -> UsageLedgerError:
+    """An error of ``cls`` holding ``args``, made without its ``__init__`` (its attributes follow, from the pickle)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class ConfigError(UsageLedgerError):
@@ -64,6 +80,12 @@ class CertificateError(ConfigError):
 
 class InsecureURLError(ConfigError):
     """A plain ``http://`` URL to a host that is not loopback, without ``allow_insecure_http=True``."""
+
+
+class ClientClosedError(UsageLedgerError, RuntimeError):
+    """A request on a client that is closed: ``close()`` / ``aclose()`` was called or its ``with`` block ended, or
+    the ``http_client=`` it was given was closed. Make a new client (the message says which). A ``RuntimeError``
+    too, as httpx's own refusal was."""
 
 
 class ParameterError(UsageLedgerError, ValueError):

@@ -25,7 +25,8 @@ from usageledger._directory_endpoints import SeedDirectoryMethods
 from usageledger._endpoints import EndpointCall, SeedMethods
 from usageledger._options import ArrayFormat, RetryPolicy, TimeoutTypes
 from usageledger._secrets import normalize_key
-from usageledger.client import Client
+from usageledger.client import AsyncClient, Client
+from usageledger.errors import ConfigError
 from usageledger.models import UsageResponse
 
 __all__ = ["ClientSettings", "UsageApi"]
@@ -60,9 +61,24 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
         client: Client | None = None,
         **options: Unpack[ClientSettings],
     ) -> None:
-        if access_token is not None and client is None:
+        if client is not None:
+            # A ready client brings its own key, URL and options: any given beside it would be silently ignored
+            # (the calls would go with another key, or to another server, than the one written here).
+            beside = {"access_token": access_token, "base_url": base_url, **options}
+            given = [name for name, value in beside.items() if value is not None]
+            if given:
+                raise ConfigError(
+                    f"UsageApi(client=...) takes its settings from the client; {', '.join(given)} would be ignored:"
+                    " pass them to Client(...) instead, or leave client= out"
+                )
+            if not isinstance(client, Client):
+                hint = "; UsageApi is blocking" if isinstance(client, AsyncClient) else ""
+                raise ConfigError(f"client= must be a usageledger.Client, got {type(client).__name__}{hint}")
+            self._client = client
+            return
+        if access_token is not None:
             access_token = normalize_key(access_token, "access_token=")  # so an error names this argument
-        self._client = client or Client(access_token, base_url, **options)
+        self._client = Client(access_token, base_url, **options)
 
     @property
     def client(self) -> Client:

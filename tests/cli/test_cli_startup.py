@@ -69,12 +69,13 @@ def test_version_prints_the_version_alone() -> None:
     assert out == f"{usageledger.__version__}\n"
 
 
-def test_python_m_usageledger_is_the_same_command_line() -> None:
-    """`python -m usageledger` (where the console script is not on PATH) runs the same commands."""
+def test_python_dash_m_runs_the_command_line() -> None:
+    """`python -m usageledger emulator ...` was `No module named usageledger.__main__`: the package ran only as the
+    console script. It now runs the same CLI, exit codes included."""
     done = subprocess.run([sys.executable, "-m", "usageledger", "version"], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, f"{usageledger.__version__}\n"), done.stderr
-    usage = subprocess.run([sys.executable, "-m", "usageledger", "--help"], capture_output=True, text=True, timeout=60)
-    assert usage.returncode == 0 and "python -m usageledger" in usage.stdout and "sync" in usage.stdout
+    bad = subprocess.run([sys.executable, "-m", "usageledger", "nosuch"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
 
 
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:

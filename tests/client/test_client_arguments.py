@@ -58,3 +58,26 @@ def test_group_by_of_the_wrong_type_names_group_by(value: object) -> None:
     """A group_by that is not a name or a list of names is a ParameterError naming group_by."""
     with Client(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1") as client, pytest.raises(ParameterError, match=r"^group_by:"):
         client.query("costs", start_time="2026-11-01", end_time="2026-11-03", group_by=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, -1, "5", float("nan")])
+def test_a_per_call_timeout_is_checked_when_the_call_is_made(value: object, emulator_url: str) -> None:
+    """A bad per-call timeout= passed through a lazy query (sync or async), an async page or fetch_range (which
+    return a coroutine) and a directory list, and was refused only when a request went out, if ever. It is a
+    ConfigError naming timeout at the call, as the constructor's is; a good one still fetches."""
+    sync = Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW)
+    twin = AsyncClient(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW)
+    calls = [
+        lambda: sync.costs(start_time="3d", timeout=value),  # type: ignore[arg-type]
+        lambda: sync.query("costs", start_time="3d", timeout=value),  # type: ignore[arg-type]
+        lambda: twin.completions(start_time="3d", timeout=value),  # type: ignore[arg-type]
+        lambda: twin.page("costs", start_time="3d", timeout=value),  # type: ignore[arg-type]
+        lambda: twin.fetch_range("costs", start_time="3d", timeout=value),  # type: ignore[arg-type]
+        lambda: sync.projects(timeout=value),  # type: ignore[arg-type]
+        lambda: twin.users(timeout=value),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match=r"^timeout must be a positive number of seconds"):
+            call()
+    with sync:
+        assert sync.costs(start_time="3d", timeout=2.5).buckets()

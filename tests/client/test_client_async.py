@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import warnings
 from decimal import Decimal
 
 import httpx
 import pytest
 
 from usageledger import AsyncClient, RetryPolicy
-from usageledger.errors import BadRequestError, PaginationError, ParameterError
+from usageledger.errors import BadRequestError, ClientClosedError, PaginationError, ParameterError
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
 from fixtures.paging import DAY, NOW, START, PagedServer, expected_starts, starts_of
@@ -220,3 +222,23 @@ def test_async_client_refuses_a_sync_transport() -> None:
 
     with pytest.raises(ConfigError, match="async transport"):
         AsyncClient(FAKE_ADMIN_KEY, transport=httpx.HTTPTransport())
+
+
+def test_one_client_serves_one_asyncio_run_after_another(emulator_url: str) -> None:
+    """A script calling asyncio.run twice with one AsyncClient got `RuntimeError: Event loop is closed` the second
+    time: its pool's kept-alive connections belonged to the first, ended loop (the client already kept a semaphore
+    per loop). The pool is renewed for the new loop; closing it from a later loop works too, and then the client is
+    closed. The abandoned connections' sockets are freed with them (their loop is gone: no graceful close)."""
+    client = AsyncClient(FAKE_ADMIN_KEY, emulator_url, clock=lambda: 1795176000)
+
+    async def use() -> tuple[int, int]:
+        buckets = await client.costs(start_time="40d").buckets()
+        return len(buckets), len((await client.page("completions", start_time="2d")).data)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the first loop's sockets, closed by the collector
+        assert asyncio.run(use()) == asyncio.run(use()) == (41, 3)
+        asyncio.run(client.aclose())
+        with pytest.raises(ClientClosedError):
+            asyncio.run(use())
+        gc.collect()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 import tomllib
 from typing import Any
 
@@ -146,3 +147,52 @@ def test_to_options_maps_every_key() -> None:
         max_retries=7,
         allow_insecure_http=True,
     )
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-Proxy-Token": "tok-abc\r\nX-Evil: 1"}, "the value of X-Proxy-Token holds a control or non-ASCII"),
+        ({"X-Proxy-Token": "tok-abcé"}, "the value of X-Proxy-Token holds a control or non-ASCII"),
+        ({"X-Retries": 3}, "the value of X-Retries must be a string, got int"),
+        ({"X Team": "search"}, "'X Team' is not a header name"),
+        ({"authorization": "Bearer tok-abc"}, "authorization is set by the client; the admin key goes as api_key="),
+        ({"X-Team": "a", "x-team": "b"}, "X-Team and x-team are one header; give it once"),
+        ("X-Team: search", "headers must be a mapping of header names to values, got str"),
+    ],
+)
+@pytest.mark.parametrize("face", [Client, AsyncClient])
+def test_headers_are_checked_when_the_client_is_made(face: Any, headers: Any, message: str, emulator_url: str) -> None:
+    """A bad header was found only at the first request: a TypeError, a UnicodeEncodeError, or (a newline in a value)
+    an APIConnectionError 'could not reach' quoting the value, a token, in full; a lowercase `authorization` went
+    out beside the client's own, so the server could read either key. Each is a ConfigError when the client is made
+    (or copied), naming the header and never showing its value."""
+    with pytest.raises(ConfigError, match=re.escape(message)) as made:
+        face(FAKE_ADMIN_KEY, emulator_url, headers=headers)
+    with pytest.raises(ConfigError, match=re.escape(message)) as copied:
+        face(FAKE_ADMIN_KEY, emulator_url).with_options(headers=headers)
+    assert "tok-abc" not in str(made.value) + str(copied.value)
+
+
+def test_headers_replace_the_defaults_however_they_are_spelled(emulator_url: str) -> None:
+    """`user-agent` replaced `User-Agent` in the dict but both went out; a header's value loses the white space a paste
+    brings; with_options(headers={"x-team": ...}) replaces X-Team instead of sending both. The emulator answers."""
+    seen: list[list[tuple[str, str]]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.multi_items())
+        return httpx.Response(200, content=(EXAMPLES / "costs.json").read_bytes())
+
+    client = Client(
+        FAKE_ADMIN_KEY,
+        transport=httpx.MockTransport(record),
+        headers={"user-agent": "my-tool/1.0", "X-Team": " search\n"},
+        clock=lambda: EMULATOR_NOW,
+    )
+    client.page("costs", start_time="3d")
+    client.with_options(headers={"x-team": "ads"}).page("costs", start_time="3d")
+    first, second = ({name: [v for n, v in sent if n == name] for name, _ in sent} for sent in seen)
+    assert first["user-agent"] == ["my-tool/1.0"] and first["x-team"] == ["search"]
+    assert second["x-team"] == ["ads"] and first["authorization"] == [f"Bearer {FAKE_ADMIN_KEY}"]
+    with Client(FAKE_ADMIN_KEY, emulator_url, headers={"User-Agent": "my-tool/1.0"}, clock=lambda: EMULATOR_NOW) as c:
+        assert c.page("costs", start_time="3d").data

@@ -152,6 +152,10 @@ def test_bad_arguments_are_refused_before_sending(emulator: Emulator) -> None:
             (lambda: client.project_api_keys(""), "project_id"),
             (lambda: client.project(" proj "), "project_id"),
             (lambda: client.users(emails=[""]), "emails"),
+            # dot segments: /projects/../users was /users, the organization's users listed as the project's
+            (lambda: client.project_users(".."), "project_id"),
+            (lambda: client.project("."), "project_id"),
+            (lambda: client.project_api_key("proj_abc", ".."), "api_key_id"),
         ]
         for call, param in cases:
             with pytest.raises(ParameterError) as info:

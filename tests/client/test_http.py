@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import gc
 import logging
@@ -35,10 +36,12 @@ from usageledger.errors import (
     AuthenticationError,
     BadRequestError,
     CertificateError,
+    ClientClosedError,
     ConfigError,
     InsecureURLError,
     InternalServerError,
     NotFoundError,
+    ParameterError,
     RateLimitError,
 )
 
@@ -471,6 +474,58 @@ def test_key_is_absent_from_errors_tracebacks_and_logs(caplog: pytest.LogCapture
 
 def _live_responses() -> int:
     return sum(1 for o in gc.get_objects() if isinstance(o, httpx.Response))
+
+
+def test_every_error_survives_pickle_and_copy_without_the_key(emulator_url: str) -> None:
+    """A worker process hands its exception back pickled: a status error (keyword-only ``status_code``) and a
+    ParameterError (``param``, ``message``) came back as a TypeError from their ``__init__``, hiding the real error.
+    They round-trip whole, attributes and message, and the pickle holds no key."""
+    with Client(FAKE_ADMIN_KEY, emulator_url + "x", clock=lambda: EMULATOR_NOW, max_retries=0) as client:
+        with pytest.raises(NotFoundError) as status:
+            client.page("costs", start_time="3d")
+        with pytest.raises(ParameterError) as parameter:
+            client.page("costs", start_time="3d", bucket_width="1h")
+    errors: list[Exception] = [status.value, parameter.value, ConfigError(f"bad {FAKE_ADMIN_KEY}")]
+    for error in errors:
+        data = pickle.dumps(error)
+        assert FAKE_ADMIN_KEY.encode() not in data
+        for again in (pickle.loads(data), copy.copy(error), copy.deepcopy(error)):
+            assert type(again) is type(error) and str(again) == str(error) and again.args == error.args
+            assert vars(again) == vars(error)
+    assert pickle.loads(pickle.dumps(status.value)).status_code == 404
+    assert pickle.loads(pickle.dumps(parameter.value)).allowed == ("1d",)
+
+
+def test_a_closed_client_says_so_in_the_package_error(emulator_url: str) -> None:
+    """Using a client after close() (or after its with block) was httpx's bare RuntimeError 'Cannot send a request,
+    as the client has been closed', outside the package's errors; now a ClientClosedError (still a RuntimeError)
+    with the fix, for pages, queries and the directory, sync and async, and one naming a closed http_client=."""
+    at = {"clock": lambda: EMULATOR_NOW}
+    with Client(FAKE_ADMIN_KEY, emulator_url, **at) as client:
+        assert client.page("costs", start_time="3d").data
+    for call in (
+        lambda: client.page("costs", start_time="3d"),
+        lambda: list(client.costs(start_time="3d")),
+        lambda: list(client.projects()),
+    ):
+        with pytest.raises(ClientClosedError, match=r"this client is closed .*; make a new client") as info:
+            call()
+        assert isinstance(info.value, RuntimeError)
+
+    async def use_async() -> None:
+        async with AsyncClient(FAKE_ADMIN_KEY, emulator_url, **at) as client:
+            assert (await client.page("costs", start_time="3d")).data
+        with pytest.raises(ClientClosedError, match=r"this client is closed"):
+            await client.page("costs", start_time="3d")
+        with pytest.raises(ClientClosedError, match=r"this client is closed"):
+            await client.costs(start_time="3d").buckets()
+
+    asyncio.run(use_async())
+    shared = httpx.Client()
+    client = Client(FAKE_ADMIN_KEY, emulator_url, http_client=shared, **at)
+    shared.close()
+    with pytest.raises(ClientClosedError, match=r"the http_client= this client was given is closed"):
+        client.page("costs", start_time="3d")
 
 
 def test_a_read_response_goes_with_its_last_reference_sync_and_async(emulator_url: str) -> None:

@@ -12,12 +12,13 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from usageledger import UsageApi, catalogue
+from usageledger import AsyncClient, Client, UsageApi, catalogue
 from usageledger.catalogue import Endpoint
 from usageledger.errors import BadRequestError, ConfigError, ParameterError
 from usageledger.models import UsageResponse
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY, SEED
+from fixtures.emulator import EMULATOR_NOW
 
 CURSOR = "page_AAAAAGdGxdEiJdKO+/AAAAAGcqsYA="
 SEED_SIGNATURE = re.compile(r"^UsageResponse (usage_\w+)\((.*)\)$", re.MULTILINE)
@@ -241,3 +242,27 @@ def test_usage_api_wraps_a_client() -> None:
     api, _ = recording_api("completions")
     with api as same:
         assert same.client.query("completions", start_time=1730419200, end_time=1730505600).windows
+
+
+def test_a_ready_client_is_not_given_settings_it_would_ignore(emulator_url: str) -> None:
+    """UsageApi(access_token=..., client=c) sent every call with c's key, and base_url= or max_retries= beside a
+    client were dropped the same way; an AsyncClient made every method return an unawaited coroutine. Each is
+    refused in one line naming what would be ignored, and a Client alone is used as it is."""
+    client = Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW)
+    other_key = "sk-admin-" + "z" * 24
+    for beside, named in [
+        ({"access_token": other_key}, "access_token"),
+        ({"base_url": "https://api.openai.com/v1"}, "base_url"),
+        ({"max_retries": 0, "timeout": 3}, "max_retries, timeout"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"takes its settings from the client; {named} would be ignored") as info:
+            UsageApi(client=client, **beside)  # type: ignore[arg-type]
+        assert other_key not in str(info.value)
+    with pytest.raises(
+        ConfigError, match=r"client= must be a usageledger.Client, got AsyncClient; UsageApi is blocking"
+    ):
+        UsageApi(client=AsyncClient(FAKE_ADMIN_KEY, emulator_url))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"client= must be a usageledger.Client, got str"):
+        UsageApi(client="sk-admin-secret")  # type: ignore[arg-type]
+    with UsageApi(client=client) as api:
+        assert api.client is client and api.usage_costs(start_time="3d").data
