@@ -93,13 +93,19 @@ def _endpoint(value: EndpointLike) -> Endpoint:
 
 
 def _group_by(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """The fields to group by; ``None`` or an empty sequence means no grouping."""
+    """The fields to group by; ``None`` or an empty sequence means no grouping. A name may be a comma list; an empty
+    name (``""``, ``"model,"``) is refused, never dropped."""
     if value is None:
         return ()
     if not isinstance(value, str | Sequence) or not all(isinstance(item, str) for item in value):
         raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
     items = [value] if isinstance(value, str) else list(value)
-    return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
+    parts = tuple(part.strip() for item in items for part in item.split(","))
+    if not all(parts):  # `group_by="model,"`, `["model", ""]`: a blank is a slip, as the CLI's --group-by says
+        raise ParameterError(
+            "group_by", f"{value!r} holds an empty field name; give field names, or leave group_by out for none"
+        )
+    return parts
 
 
 def _merged_headers(old: Mapping[str, str], new: object) -> object:
@@ -151,6 +157,8 @@ def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryP
     if page is not None:
         if not isinstance(page, str):
             raise ParameterError("page", f"expected the previous page's next_page string, got {page!r}")
+        if not page.strip():  # the API's 400 says "invalid page" about a value that was never a cursor
+            raise ParameterError("page", "is empty; pass the previous page's next_page, or leave page out")
         _sendable("page", page)
     params = rules.QueryParams(
         start_time=timeutil.to_unix(call.start_time, now=now, param="start_time"),

@@ -60,6 +60,25 @@ def test_group_by_of_the_wrong_type_names_group_by(value: object) -> None:
         client.query("costs", start_time="2026-11-01", end_time="2026-11-03", group_by=value)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("value", ["", "model,", ",model", ["model", ""], ["model", " "]])
+def test_an_empty_group_by_name_is_refused_not_dropped(value: object) -> None:
+    """`group_by="model,"` or `["model", ""]` dropped the blank and `""` meant no grouping, where the CLI's
+    `--group-by` and every filter refuse a blank: it is a ParameterError naming group_by (sync and async)."""
+    for face in (Client, AsyncClient):
+        client = face(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1")
+        with pytest.raises(ParameterError, match=r"^group_by: .* holds an empty field name"):
+            client.query("costs", start_time="2026-11-01", end_time="2026-11-03", group_by=value)  # type: ignore[arg-type]
+
+
+def test_an_empty_page_cursor_is_refused_before_sending() -> None:
+    """`page=""` went out and came back as the API's 400 "invalid page"; it is refused before any request."""
+    with (
+        Client(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1") as client,
+        pytest.raises(ParameterError, match=r"^page: is empty"),
+    ):
+        client.page("costs", start_time="2026-11-01", page="")
+
+
 @pytest.mark.parametrize("value", [0, -1, "5", float("nan")])
 def test_a_per_call_timeout_is_checked_when_the_call_is_made(value: object, emulator_url: str) -> None:
     """A bad per-call timeout= passed through a lazy query (sync or async), an async page or fetch_range (which
