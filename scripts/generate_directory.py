@@ -24,8 +24,8 @@ Every method builds one :class:`~usageledger._directory.DirectoryCall` and hands
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal
 
 from usageledger._directory import (
     AsyncDirectoryQuery,
@@ -168,9 +168,11 @@ def _retrieve_method(ep: Any, h: Any, kind: str) -> str:
     call = f'DirectoryCall("{ep.name}", {path_args}, item_id={ep.item_param}, timeout=timeout)'
     method = f"retrieve_{ep.item}" if kind == "seed" else ep.item
     if kind == "async":
+        # A plain method returning the coroutine: its IDs and timeout are checked at the call, as every async
+        # method's arguments are, not when (or if) it is awaited.
         return (
-            f"    async def {method}(self, {signature}) -> {item}:\n        {doc}\n"
-            f"        return await aretrieve(self._directory_get, {call}, {item})\n"
+            f"    def {method}(self, {signature}) -> Coroutine[Any, Any, {item}]:\n        {doc}\n"
+            f"        return aretrieve(self._directory_get, {call}, {item})\n"
         )
     return (
         f"    def {method}(self, {signature}) -> {item}:\n        {doc}\n"

@@ -13,7 +13,7 @@ Paging follows the official SDK exactly: ``last_id`` lists send ``after=<last_id
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 from urllib.parse import quote
@@ -199,11 +199,17 @@ def retrieve(get: Get, call: DirectoryCall, item_type: type[T]) -> T:
     return item
 
 
-async def aretrieve(get: AsyncGet, call: DirectoryCall, item_type: type[T]) -> T:
-    """The async twin of :func:`retrieve`."""
+def aretrieve(get: AsyncGet, call: DirectoryCall, item_type: type[T]) -> Coroutine[Any, Any, T]:
+    """The async twin of :func:`retrieve`: the path (its IDs checked) is made now, at the call; the coroutine
+    returned sends the request when awaited."""
     ep = catalogue.DIRECTORY_BY_NAME[call.endpoint]
-    item: T = decode_item(ep, await get(path_of(ep, call), [], call.timeout))
-    return item
+    path = path_of(ep, call)
+
+    async def fetch() -> T:
+        item: T = decode_item(ep, await get(path, [], call.timeout))
+        return item
+
+    return fetch()
 
 
 # --- rows and Arrow -------------------------------------------------------------------------------------------

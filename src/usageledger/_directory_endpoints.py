@@ -13,8 +13,8 @@ Every method builds one :class:`~usageledger._directory.DirectoryCall` and hands
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal
 
 from usageledger._directory import (
     AsyncDirectoryQuery,
@@ -421,7 +421,7 @@ class AsyncDirectoryMethods(ABC):
             Project,
         )
 
-    async def project(self, project_id: str, *, timeout: TimeoutTypes = None) -> Project:
+    def project(self, project_id: str, *, timeout: TimeoutTypes = None) -> Coroutine[Any, Any, Project]:
         """One project by ID.
 
         ``GET /organization/projects/{project_id}``; returns a :class:`~usageledger.directory_models.Project`.
@@ -430,7 +430,7 @@ class AsyncDirectoryMethods(ABC):
             project_id: The ``project_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
+        return aretrieve(
             self._directory_get, DirectoryCall("projects", {}, item_id=project_id, timeout=timeout), Project
         )
 
@@ -454,7 +454,7 @@ class AsyncDirectoryMethods(ABC):
             OrganizationUser,
         )
 
-    async def user(self, user_id: str, *, timeout: TimeoutTypes = None) -> OrganizationUser:
+    def user(self, user_id: str, *, timeout: TimeoutTypes = None) -> Coroutine[Any, Any, OrganizationUser]:
         """One user by ID.
 
         ``GET /organization/users/{user_id}``; returns a
@@ -464,7 +464,7 @@ class AsyncDirectoryMethods(ABC):
             user_id: The ``user_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
+        return aretrieve(
             self._directory_get, DirectoryCall("users", {}, item_id=user_id, timeout=timeout), OrganizationUser
         )
 
@@ -488,7 +488,7 @@ class AsyncDirectoryMethods(ABC):
             AdminApiKey,
         )
 
-    async def admin_api_key(self, key_id: str, *, timeout: TimeoutTypes = None) -> AdminApiKey:
+    def admin_api_key(self, key_id: str, *, timeout: TimeoutTypes = None) -> Coroutine[Any, Any, AdminApiKey]:
         """One admin api key by ID.
 
         ``GET /organization/admin_api_keys/{key_id}``; returns a
@@ -498,7 +498,7 @@ class AsyncDirectoryMethods(ABC):
             key_id: The ``key_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
+        return aretrieve(
             self._directory_get, DirectoryCall("admin_api_keys", {}, item_id=key_id, timeout=timeout), AdminApiKey
         )
 
@@ -536,7 +536,9 @@ class AsyncDirectoryMethods(ABC):
             ProjectApiKey,
         )
 
-    async def project_api_key(self, project_id: str, api_key_id: str, *, timeout: TimeoutTypes = None) -> ProjectApiKey:
+    def project_api_key(
+        self, project_id: str, api_key_id: str, *, timeout: TimeoutTypes = None
+    ) -> Coroutine[Any, Any, ProjectApiKey]:
         """One project api key by ID.
 
         ``GET /organization/projects/{project_id}/api_keys/{api_key_id}``; returns a
@@ -547,7 +549,7 @@ class AsyncDirectoryMethods(ABC):
             api_key_id: The ``api_key_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
+        return aretrieve(
             self._directory_get,
             DirectoryCall("project_api_keys", {"project_id": project_id}, item_id=api_key_id, timeout=timeout),
             ProjectApiKey,
@@ -573,9 +575,9 @@ class AsyncDirectoryMethods(ABC):
             ProjectServiceAccount,
         )
 
-    async def project_service_account(
+    def project_service_account(
         self, project_id: str, service_account_id: str, *, timeout: TimeoutTypes = None
-    ) -> ProjectServiceAccount:
+    ) -> Coroutine[Any, Any, ProjectServiceAccount]:
         """One project service account by ID.
 
         ``GET /organization/projects/{project_id}/service_accounts/{service_account_id}``; returns a
@@ -586,7 +588,7 @@ class AsyncDirectoryMethods(ABC):
             service_account_id: The ``service_account_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
+        return aretrieve(
             self._directory_get,
             DirectoryCall(
                 "project_service_accounts", {"project_id": project_id}, item_id=service_account_id, timeout=timeout
@@ -614,7 +616,9 @@ class AsyncDirectoryMethods(ABC):
             ProjectUser,
         )
 
-    async def project_user(self, project_id: str, user_id: str, *, timeout: TimeoutTypes = None) -> ProjectUser:
+    def project_user(
+        self, project_id: str, user_id: str, *, timeout: TimeoutTypes = None
+    ) -> Coroutine[Any, Any, ProjectUser]:
         """One project user by ID.
 
         ``GET /organization/projects/{project_id}/users/{user_id}``; returns a
@@ -625,7 +629,7 @@ class AsyncDirectoryMethods(ABC):
             user_id: The ``user_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
+        return aretrieve(
             self._directory_get,
             DirectoryCall("project_users", {"project_id": project_id}, item_id=user_id, timeout=timeout),
             ProjectUser,
@@ -648,7 +652,7 @@ class AsyncDirectoryMethods(ABC):
             self._directory_get, DirectoryCall("groups", {}, {"order": order}, limit, timeout=timeout), Group
         )
 
-    async def group(self, group_id: str, *, timeout: TimeoutTypes = None) -> Group:
+    def group(self, group_id: str, *, timeout: TimeoutTypes = None) -> Coroutine[Any, Any, Group]:
         """One group by ID.
 
         ``GET /organization/groups/{group_id}``; returns a :class:`~usageledger.directory_models.Group`.
@@ -657,9 +661,7 @@ class AsyncDirectoryMethods(ABC):
             group_id: The ``group_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
-            self._directory_get, DirectoryCall("groups", {}, item_id=group_id, timeout=timeout), Group
-        )
+        return aretrieve(self._directory_get, DirectoryCall("groups", {}, item_id=group_id, timeout=timeout), Group)
 
     def group_users(
         self,
@@ -687,7 +689,9 @@ class AsyncDirectoryMethods(ABC):
             GroupUser,
         )
 
-    async def group_user(self, group_id: str, user_id: str, *, timeout: TimeoutTypes = None) -> GroupUser:
+    def group_user(
+        self, group_id: str, user_id: str, *, timeout: TimeoutTypes = None
+    ) -> Coroutine[Any, Any, GroupUser]:
         """One group user by ID.
 
         ``GET /organization/groups/{group_id}/users/{user_id}``; returns a
@@ -698,7 +702,7 @@ class AsyncDirectoryMethods(ABC):
             user_id: The ``user_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
+        return aretrieve(
             self._directory_get,
             DirectoryCall("group_users", {"group_id": group_id}, item_id=user_id, timeout=timeout),
             GroupUser,
@@ -730,7 +734,9 @@ class AsyncDirectoryMethods(ABC):
             ProjectGroup,
         )
 
-    async def project_group(self, project_id: str, group_id: str, *, timeout: TimeoutTypes = None) -> ProjectGroup:
+    def project_group(
+        self, project_id: str, group_id: str, *, timeout: TimeoutTypes = None
+    ) -> Coroutine[Any, Any, ProjectGroup]:
         """One project group by ID.
 
         ``GET /organization/projects/{project_id}/groups/{group_id}``; returns a
@@ -741,7 +747,7 @@ class AsyncDirectoryMethods(ABC):
             group_id: The ``group_id`` in the path.
             timeout: Seconds or an ``httpx.Timeout`` per request; default the client's.
         """
-        return await aretrieve(
+        return aretrieve(
             self._directory_get,
             DirectoryCall("project_groups", {"project_id": project_id}, item_id=group_id, timeout=timeout),
             ProjectGroup,

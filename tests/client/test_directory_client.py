@@ -14,7 +14,7 @@ from usageledger import AsyncClient, Client, DirectoryPage, UsageApi, catalogue
 from usageledger._directory_endpoints import AsyncDirectoryMethods, DirectoryMethods
 from usageledger.directory_models import Group, Project
 from usageledger.emulator import Emulator
-from usageledger.errors import NotFoundError, PaginationError, ParameterError
+from usageledger.errors import ConfigError, NotFoundError, PaginationError, ParameterError
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -162,6 +162,23 @@ def test_bad_arguments_are_refused_before_sending(emulator: Emulator) -> None:
                 call()
             assert info.value.param == param
     assert recording.urls == []
+
+
+def test_the_async_retrieves_check_their_arguments_at_the_call() -> None:
+    """`AsyncClient.project("..", timeout=0)` made a coroutine that refused its arguments only when awaited, far from
+    the mistake (a task created and never awaited said nothing); every other async call checks them at once, as the
+    sync twin does. Nothing is sent."""
+    client = AsyncClient(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1")
+    for call, param in [
+        (lambda: client.project(".."), "project_id"),
+        (lambda: client.project_api_key("proj_abc", " "), "api_key_id"),
+        (lambda: client.user(""), "user_id"),
+    ]:
+        with pytest.raises(ParameterError) as info:
+            call()
+        assert info.value.param == param
+    with pytest.raises(ConfigError, match="timeout"):
+        client.project("proj_abc", timeout=0)
 
 
 def test_a_cursor_that_stops_or_repeats_is_an_error() -> None:
