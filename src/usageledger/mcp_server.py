@@ -122,7 +122,8 @@ def build_server(tools: LedgerTools) -> MCPServer:
         project: Project = None,
     ) -> dict[str, Any]:
         """The projects or models whose spend changed most against the previous period of the same length (current,
-        previous, change, change_ratio), biggest absolute change first."""
+        previous, change, change_ratio), biggest absolute change first. Empty, with ``previous_partial_from`` set,
+        when the store's costs start inside the previous period (it was never synced in full)."""
         return tools.top_movers(since, until, by, org, project)
 
     @read_only

@@ -147,6 +147,7 @@ class LedgerTools:
             "group_by": group_by,
             "total": doc["totals"]["spend"],
             "previous_period_total": doc["totals"]["previous_spend"],
+            "previous_partial_from": doc["previous_partial_from"],
             "provisional_from": doc["provisional_from"],
             "rows": doc[key],
         }
@@ -250,6 +251,7 @@ class LedgerTools:
             "currency": doc["currency"],
             "by": by,
             "movers": doc["movers_by_project" if by == "project" else "movers_by_model"],
+            "previous_partial_from": doc["previous_partial_from"],
         }
 
     def changes(

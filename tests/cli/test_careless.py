@@ -489,6 +489,33 @@ def test_parquet_is_never_written_to_a_terminal(demo_store: Path, fmt: list[str]
     assert piped.returncode == 0 and piped.stdout.startswith(b"PAR1"), piped.stderr
 
 
+def test_a_previous_period_the_store_only_partly_holds_is_not_compared(demo_store: Path, tmp_path: Path) -> None:
+    """A user who synced 90 days and asked for the last 50 got "+711% against the previous 50 days": the previous
+    period began before the store's first costs (2026-08-22), so the change was against days never synced. The
+    terminal, the JSON and the HTML report now say there is no comparison and why, with no movers; a period whose
+    previous one is in the store still compares."""
+    store = str(demo_store)
+    partial = ["report", "--store", store, "--since", "2026-10-01", "--until", "2026-11-20"]
+    text = CliRunner().invoke(app, partial, env={"COLUMNS": "200"})
+    assert text.exit_code == 0, text.output
+    assert (
+        "(no comparison: the store's costs start on 2026-08-22, inside the previous 50 days; sync further back to"
+        " compare)" in text.stdout
+    ), text.stdout
+    assert "%  against" not in text.stdout and "Top movers" not in text.stdout
+    doc = json.loads(CliRunner().invoke(app, [*partial, "-f", "json"]).stdout)
+    assert doc["previous_partial_from"] == "2026-08-22" and doc["totals"]["previous_spend"] is None
+    assert doc["movers_by_project"] == doc["movers_by_model"] == []
+    html = tmp_path / "r.html"
+    assert CliRunner().invoke(app, [*partial, "--html", str(html)]).exit_code == 0
+    page = html.read_text(encoding="utf-8")
+    assert "no comparison: the store&#x27;s costs start on 2026-08-22" in page and "movers-by-project" not in page
+    whole = ["report", "--store", store, "--since", "2026-10-20", "--until", "2026-11-20", "-f", "json"]
+    covered = json.loads(CliRunner().invoke(app, whole).stdout)
+    assert covered["previous_partial_from"] is None and covered["totals"]["previous_spend"] is not None
+    assert covered["movers_by_project"]
+
+
 def test_a_one_day_report_and_a_start_after_today(demo_store: Path) -> None:
     """`report --since 1d` said "(1 days)"; `report --since <tomorrow>` blamed --until, which was not given."""
     one = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--since", "1d"], env={"COLUMNS": "200"})

@@ -107,6 +107,9 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
         ("changes", {"org": "nope"}),
         ("lookup", {"query": some_id, "org": "nope"}),
         ("alerts", {"org": "nope"}),
+        # 50 days whose previous 50 start before the store's 70 days: no comparison, not one against unsynced days
+        ("top_movers", {"since": "2026-10-01", "until": UNTIL}),
+        ("spend", {"since": "2026-10-01", "until": UNTIL}),
     ]
     tools, results = await _session_calls(synced, calls)
 
@@ -121,7 +124,8 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
 
     spend, by_model, one_project, usage, movers, changes, alerts, by_name, by_id, gpt4o, gpt4o_days = results[:11]
     by_team, bad_group, bad_since = results[11:14]
-    unknown_org = results[14:]
+    unknown_org = results[14:18]
+    partial_movers, partial_spend = results[18:]
     report = _report(synced)
     doc = _doc(spend)
     assert doc["period"] == report["period"] and doc["period"]["first_day"] == SINCE
@@ -170,6 +174,9 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     # An org the store does not hold was answered as an org with no spend; now refused as the CLI's --org is.
     for refused in unknown_org:
         assert refused.is_error and "org: nope holds no data in this store (orgs: default)" in refused.content[0].text
+    moved, spent = _doc(partial_movers), _doc(partial_spend)
+    assert moved["movers"] == [] and moved["previous_partial_from"] == spent["previous_partial_from"] == "2026-09-12"
+    assert spent["previous_period_total"] is None and spent["total"] != "0"
 
 
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:

@@ -173,8 +173,6 @@ def render_html(
     cur = data.currency
     generated = (generated_at or datetime.now(UTC)).astimezone(UTC)
     scope = data.scope.labels(names.project)
-    change = data.total_spend - data.previous_spend
-    ratio = None if data.previous_spend == 0 else change / data.previous_spend
 
     parts = [
         before,
@@ -186,8 +184,7 @@ def render_html(
         _card(
             "Spend",
             format_money(data.total_spend, cur),
-            f"{format_signed_money(change, cur)} ({format_ratio(ratio)})"
-            f" vs previous {counted(data.period.days, 'day')}",
+            data.comparison(),
         ),
         _card("Tokens", format_count(data.total_tokens), "input + output, token-metered endpoints"),
         _card("Requests", format_count(data.total_requests), "model requests, token-metered endpoints"),
@@ -275,10 +272,11 @@ def render_html(
             ],
         )
     )
+    compared = data.previous_partial_from is None  # else the Spend card says why there is no comparison
     for table_id, title, label, movers, mover_names in (
         ("movers-by-project", "Top movers by project", "project", data.movers_by_project, names),
         ("movers-by-model", "Top movers by model", "model", data.movers_by_model, None),
-    ):
+    )[: 2 if compared else 0]:
         parts.append(
             _table(
                 table_id,

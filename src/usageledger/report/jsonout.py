@@ -154,9 +154,11 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
         "provisional_from": data.provisional_from,
         "as_of": data.as_of,
         "adjustments": [adjustment_document(a, names) for a in data.adjustments],
+        "previous_partial_from": data.previous_partial_from,
         "totals": {
             "spend": total,
-            "previous_spend": data.previous_spend,
+            # null, as the movers are empty, when the previous period is only partly in the store
+            "previous_spend": None if data.previous_partial_from is not None else data.previous_spend,
             "tokens": data.total_tokens,
             "requests": data.total_requests,
         },

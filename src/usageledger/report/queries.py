@@ -25,6 +25,7 @@ from usageledger import catalogue
 from usageledger._text import counted
 from usageledger.catalogue import Endpoint
 from usageledger.errors import UsageLedgerError
+from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.store import daily_view_name
 
@@ -288,6 +289,23 @@ class ReportData:
     """The time the figures were rebuilt for from the revision log (``report --as-of``); ``None``: the present."""
     adjustments: tuple[Adjustment, ...] = ()
     """Closed months of the period whose spend moved since they were closed (see :mod:`usageledger.report.history`)."""
+    previous_partial_from: date | None = None
+    """The day the store's costs start (of the org in scope that starts last), when it falls after the previous
+    period's first day: the previous period is then only partly in the store, so ``previous_spend`` and the movers
+    would compare with days never synced, and no rendering shows them. ``None``: the previous period is covered."""
+
+    def comparison(self) -> str:
+        """The change against the previous period, in words (``+$12.00, +5.0% against the previous 30 days``), or
+        why there is none: one wording for the terminal, the HTML report and the dashboard."""
+        days = counted(self.period.days, "day")
+        if self.previous_partial_from is not None:
+            return (
+                f"no comparison: the store's costs start on {self.previous_partial_from},"
+                f" inside the previous {days}; sync further back to compare"
+            )
+        change = self.total_spend - self.previous_spend
+        ratio = None if self.previous_spend == 0 else change / self.previous_spend
+        return f"{format_signed_money(change, self.currency)}, {format_ratio(ratio)} against the previous {days}"
 
     @property
     def total_tokens(self) -> int:
@@ -418,6 +436,7 @@ def _usage_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
 
 def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_movers: int = TOP_MOVERS) -> ReportData:
     """Run the report's three queries (costs of both periods, daily costs, token usage) for ``period``."""
+    partial = previous_partial_from(db, scope, period.previous().since)
     total = previous = Decimal(0)
     currencies: set[str] = set()
     spend: dict[str, list[Spend]] = {k: [] for k in _ROLLUP}
@@ -485,6 +504,19 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
         daily_spend=tuple((d, daily.get(d, Decimal(0))) for d in period.each_day()),
         daily_spend_by_project=tuple(sorted(daily_by_project, key=lambda v: (v.day, v.key is None, v.key or ""))),
         daily_tokens_by_model=tuple(sorted(daily_tokens, key=lambda v: (v.day, v.key is None, v.key or ""))),
-        movers_by_project=_top_movers([Mover(k, *v) for k, v in moved["project_id"].items()], top_movers),
-        movers_by_model=_top_movers([Mover(k, *v) for k, v in moved["model"].items()], top_movers),
+        movers_by_project=()
+        if partial
+        else _top_movers([Mover(k, *v) for k, v in moved["project_id"].items()], top_movers),
+        movers_by_model=() if partial else _top_movers([Mover(k, *v) for k, v in moved["model"].items()], top_movers),
+        previous_partial_from=partial,
     )
+
+
+def previous_partial_from(db: Database, scope: Scope, since: date) -> date | None:
+    """The day from which the store holds the costs of every org in ``scope``, when it is after ``since`` (the
+    previous period's first day); ``None`` when every org's costs start on or before it, or there are none. An org
+    new to the API looks the same as one synced from a later day: the store cannot tell them apart, and says so."""
+    where, params = ("WHERE org = %s", [scope.org]) if scope.org is not None else ("", [])
+    rows = db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} {where} GROUP BY org", params)
+    latest = max((utc_day(first) for (first,) in rows if first is not None), default=None)
+    return latest if latest is not None and latest > since else None

@@ -103,13 +103,10 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     cur = data.currency
     scope = data.scope.labels(names.project)
     heading = Text.assemble(("Usage & costs ", "bold"), str(data.period), (f"  {' · '.join(scope)}" if scope else ""))
-    change = data.total_spend - data.previous_spend
-    ratio = None if data.previous_spend == 0 else change / data.previous_spend
     summary = Text.assemble(
         ("Spend ", "bold"),
         format_money(data.total_spend, cur),
-        f"  ({format_signed_money(change, cur)}, {format_ratio(ratio)}"
-        f" against the previous {counted(data.period.days, 'day')})",
+        f"  ({data.comparison()})",
         ("   Tokens ", "bold"),
         format_count(data.total_tokens),
         ("   Requests ", "bold"),
@@ -191,10 +188,14 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         )
 
     period = counted(data.period.days, "day")
-    movers = [
-        _movers(f"Top movers by project (vs the previous {period})", data.movers_by_project, "project", cur, names),
-        _movers(f"Top movers by model (vs the previous {period})", data.movers_by_model, "model", cur, None),
-    ]
+    movers = (
+        []  # the summary line says why: the previous period is only partly in the store
+        if data.previous_partial_from is not None
+        else [
+            _movers(f"Top movers by project (vs the previous {period})", data.movers_by_project, "project", cur, names),
+            _movers(f"Top movers by model (vs the previous {period})", data.movers_by_model, "model", cur, None),
+        ]
+    )
     note = Text(
         "Cost per 1M tokens: spend on token-priced line items divided by the tokens billed for them.", style="dim"
     )
