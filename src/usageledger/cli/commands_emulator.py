@@ -14,6 +14,7 @@ from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.config import MIN_REVISION_WINDOW
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
+from usageledger.errors import EmulatorConfigError
 
 _SIZE = "Organisation"
 _FAULTS = "Faults"
@@ -152,6 +153,9 @@ def emulator(
             config = dataclasses.replace(config, refuse_costs_user_by_project=True)
         config = dataclasses.replace(config, cache_bytes=cache_mb * 2**20)
         instance: Emulator | Organisations = Emulator(config) if orgs is None else Organisations(config, orgs)
+    except EmulatorConfigError as exc:
+        # a setting the config refuses is named by its flag (`--days: 0 is too few`), not by its field
+        raise fail(str(exc) if exc.setting is None else f"--{exc.setting.replace('_', '-')}: {exc.reason}") from None
     except ValueError as exc:
         raise fail(str(exc)) from None
 
