@@ -172,6 +172,31 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
         assert refused.is_error and "org: nope holds no data in this store (orgs: default)" in refused.content[0].text
 
 
+async def test_a_project_id_the_store_does_not_hold_is_refused_not_answered_as_zero(synced: str) -> None:
+    """`spend(project="proj_nope")` answered $0 for the period: a mistyped ID read as a project with no spend, while
+    a mistyped name was refused. Every tool with a project now refuses an ID the store does not know, naming lookup."""
+    with open_existing_store(synced) as store:
+        known = sorted(current_names(store, "default", "project"))[0]
+    period = {"since": SINCE, "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {**period, "project": "proj_nope"}),
+        ("usage", {**period, "project": "proj_nope"}),
+        ("top_movers", {**period, "project": "proj_nope"}),
+        ("alerts", {"project": "proj_nope"}),
+        ("spend", {**period, "project": "proj_nope", "org": "default"}),
+        ("spend", {**period, "project": known}),
+    ]
+    _, results = await _session_calls(synced, calls)
+    *refused, of_org, fine = results
+    for result in refused:
+        assert result.is_error, result.content
+        assert result.content[0].text.endswith(
+            "project: proj_nope is no project in this store; use the lookup tool to find its ID"
+        )
+    assert of_org.is_error and "proj_nope is no project of org default in this store" in of_org.content[0].text
+    assert _doc(fine)["scope"]["project"] == known
+
+
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "mcp", "--store", str(tmp_path / "none.duckdb")], capture_output=True, text=True, timeout=60
