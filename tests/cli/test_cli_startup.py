@@ -204,3 +204,16 @@ def test_a_command_starts_no_blas_threads_unless_the_user_asks(given: str | None
     assert (blas, pool) == (expected, "system")
     if given is None:
         assert threads == "1", "numpy's import started threads"
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    """`python -m usageledger version` said "No module named usageledger.__main__": the package could not be run
+    with the interpreter at hand. It now runs the same command line as the console script, start-up light."""
+    done = subprocess.run([sys.executable, "-m", "usageledger", "version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == usageledger.__version__
+    refused = subprocess.run(
+        [sys.executable, "-m", "usageledger", "status", "--format", "yaml"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and refused.stderr.startswith("error: --format:"), refused.stderr
+    assert "usageledger status --help" in refused.stderr
