@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -185,6 +187,34 @@ def test_emulator_command_serves_and_stops_cleanly(sig: signal.Signals) -> None:
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Emulator stopped" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_does_not_wait_out_a_slow_answer(sig: signal.Signals) -> None:
+    """`emulator --latency 60s` with a request in flight took the whole latency to stop on SIGTERM or Ctrl-C (a
+    `kill` had to wait a minute, or forever for a long enough latency). It now gives requests in flight a short
+    grace (`_uvicorn.SHUTDOWN_GRACE`), cancels the rest, says so in one line (not uvicorn's traceback per request)
+    and exits 0."""
+    proc, url = _start_cli("--days", "5", "--projects", "1", "--latency", "60s")
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(
+                b"GET /v1/organization/costs?start_time=0 HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer sk-admin-x\r\n\r\n"
+            )
+            time.sleep(0.5)  # the request has arrived and waits out its latency
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=20)  # it took 60 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Emulator stopped" in out
+    assert "Traceback" not in err and "CancelledError" not in err, err
+    [line] = err.strip().splitlines()
+    assert re.search(r"stopped 1 request still running after [\d.]+ s$", line), err
 
 
 def test_emulator_command_takes_fault_flags() -> None:
