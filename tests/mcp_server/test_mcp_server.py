@@ -197,6 +197,30 @@ async def test_a_project_id_the_store_does_not_hold_is_refused_not_answered_as_z
     assert _doc(fine)["scope"]["project"] == known
 
 
+async def test_an_empty_argument_is_refused_naming_it(synced: str) -> None:
+    """`spend(since="")` answered for the default 30 days, `spend(since=" ")` was "cannot read ' '", `spend(org="")`
+    "org:  holds no data": an empty text argument was read three ways. Each is now refused naming it, as the command
+    line refuses an empty flag value; an argument left out still means its default."""
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {"since": ""}),
+        ("spend", {"since": " "}),
+        ("spend", {"org": ""}),
+        ("usage", {"project": "\t"}),
+        ("changes", {"until": ""}),
+        ("alerts", {"date": ""}),
+        ("lookup", {"query": "  "}),
+        ("spend", {"since": SINCE, "until": UNTIL}),
+    ]
+    _, results = await _session_calls(synced, calls)
+    *refused, fine = results
+    for (_, args), result in zip(calls, refused, strict=False):
+        [name] = args
+        assert result.is_error, (args, result.content)
+        tail = "" if name == "query" else f", or leave {name} out for its default"
+        assert result.content[0].text.endswith(f"{name}: the value is empty; give a value{tail}"), result.content
+    assert _doc(fine)["period"]["first_day"] == SINCE
+
+
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "mcp", "--store", str(tmp_path / "none.duckdb")], capture_output=True, text=True, timeout=60
