@@ -217,6 +217,30 @@ def test_a_stop_does_not_wait_out_a_slow_answer(sig: signal.Signals) -> None:
     assert re.search(r"stopped 1 request still running after [\d.]+ s$", line), err
 
 
+def test_a_pinned_key_is_read_as_clients_read_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`USAGELEDGER_EMULATOR_ADMIN_KEY=" sk-admin-x "` was pinned with its spaces, so every client (which strips the
+    key it sends, as `normalize_key` does) got 401 with the very key it was given. The pinned key is now read by the
+    same rule: surrounding whitespace dropped, a space or control character inside refused in one line."""
+    monkeypatch.setenv("USAGELEDGER_EMULATOR_ADMIN_KEY", "  sk-admin-pinned-padded \n")
+    proc, url = _start_cli("--days", "5", "--projects", "1")
+    try:
+        answer = httpx.get(
+            f"{url}/organization/costs",
+            params={"start_time": 0, "limit": 1},
+            headers={"Authorization": "Bearer sk-admin-pinned-padded"},
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert answer.status_code == 200, answer.text
+    inner = CliRunner().invoke(app, ["emulator", "--port", "0", "--admin-key", "sk-admin-SECRET inside"])
+    assert inner.exit_code == 1 and "SECRET" not in inner.output, inner.output
+    assert inner.output.strip().splitlines() == [
+        "error: the admin key from --admin-key (or USAGELEDGER_EMULATOR_ADMIN_KEY) (sk-admin-…) has a whitespace "
+        "character inside it; paste the key again, exactly as issued"
+    ]
+
+
 def test_emulator_command_takes_fault_flags() -> None:
     """The fault flags reach the server: --rate-429 1 answers every request with 429 and Retry-After."""
     proc, url = _start_cli("--days", "5", "--projects", "1", "--rate-429", "1", "--latency", "1ms", "--jitter", "1ms")
