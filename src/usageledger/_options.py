@@ -130,6 +130,11 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool, source: str = "b
         raise ConfigError(f"base URL {base_url!r} is not a URL: {exc}; pass e.g. {DEFAULT_BASE_URL}") from exc
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"base URL {base_url!r} must start with https:// and name a host, e.g. {DEFAULT_BASE_URL}")
+    if url.port is not None and not 0 < url.port <= 65535:  # httpx takes :99999, then "Connection refused"
+        raise ConfigError(
+            f"base URL {base_url!r} has port {url.port}, which no server listens on; give a port from 1 to 65535 "
+            "(the emulator's: usageledger emulator prints its URL)"
+        )
     if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise InsecureURLError(
             f"refusing plain http:// to {url.host}: the admin key would travel unencrypted. Use https://, "

@@ -8,19 +8,28 @@ after); a second SIGINT forces the exit.
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import logging
 import signal
 import socket
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Final, cast
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from usageledger._text import counted
 from usageledger.errors import ListenError
 
-__all__ = ["ReadyServer", "bind", "quiet_config"]
+__all__ = ["SHUTDOWN_GRACE", "ReadyServer", "bind", "quiet_config"]
+
+logger = logging.getLogger("usageledger.server")
+
+SHUTDOWN_GRACE: Final = 2.0
+"""Seconds SIGINT/SIGTERM leave requests in flight to finish before they are cancelled and the server exits: an
+emulator answering after ``--latency 30s``, or a dashboard report still reading, no longer holds the stop."""
 
 
 class ReadyServer(uvicorn.Server):
@@ -36,10 +45,46 @@ class ReadyServer(uvicorn.Server):
         else:
             self.should_exit = True
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, with requests still running after :data:`SHUTDOWN_GRACE` said in one line: uvicorn
+        logs each cancelled one as an "Exception in ASGI application" with its traceback."""
+        quiet = _CancelledQuietly()
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.addFilter(quiet)
+        try:
+            await super().shutdown(sockets)
+            cancelled = [task for task in self.server_state.tasks if not task.done()]
+            if cancelled:  # they log their cancellation when they next run: let them, with the filter on
+                await asyncio.wait(cancelled, timeout=1.0)
+        finally:
+            uvicorn_log.removeFilter(quiet)
+        if quiet.cancelled:
+            logger.warning("stopped %s still running after %g s", counted(quiet.cancelled, "request"), SHUTDOWN_GRACE)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self._on_ready is not None and not self.should_exit:
             self._on_ready()
+
+
+class _CancelledQuietly(logging.Filter):
+    """Drops uvicorn's records of the requests its shutdown cancels (their tracebacks, and its own count, kept in
+    ``cancelled``); lets every other record through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _CANCEL_MESSAGE and record.args:
+            self.cancelled = int(cast(tuple[Any, ...], record.args)[0])
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
+_CANCEL_MESSAGE: Final = "Cancel %s running task(s), timeout graceful shutdown exceeded"
+"""uvicorn's record when :data:`SHUTDOWN_GRACE` runs out (``uvicorn.server.Server.shutdown``)."""
 
 
 def bind(host: str, port: int, *, backlog: int, inheritable: bool = False) -> socket.socket:
@@ -92,5 +137,5 @@ def quiet_config(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.
         access_log=False,
         log_level="warning",
         server_header=False,
-        **options,
+        **{"timeout_graceful_shutdown": SHUTDOWN_GRACE, **options},
     )

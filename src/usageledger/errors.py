@@ -234,7 +234,15 @@ class ListenError(UsageLedgerError, OSError):
 
 
 class EmulatorConfigError(ConfigError, ValueError):
-    """The emulator's configuration is out of range: a fault rate outside [0, 1], a negative latency, no days."""
+    """The emulator's configuration is out of range: a fault rate outside [0, 1], a negative latency, no days.
+
+    ``setting`` names the :class:`~usageledger.emulator.EmulatorConfig` field at fault (``days``), when one is, and
+    ``reason`` says what is wrong with its value, so the command line can name its flag (``--days: ...``)."""
+
+    def __init__(self, message: object = "", *args: object, setting: str | None = None, reason: str = "") -> None:
+        super().__init__(message, *args)
+        self.setting = setting
+        self.reason = reason or str(message)
 
 
 class ReplayError(EmulatorConfigError):

@@ -9,6 +9,7 @@ assistant can read and correct.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
@@ -56,10 +57,20 @@ _Tool = TypeVar("_Tool", bound=Callable[..., dict[str, Any]])
 
 
 def _guarded(tool: _Tool) -> _Tool:
-    """The tool, with a usageledger error (bad argument, missing store) turned into a one-line tool error."""
+    """The tool, with a usageledger error (bad argument, missing store) turned into a one-line tool error.
+
+    An empty or blank text argument is refused naming it, as the command line refuses an empty flag value: it was
+    read three ways (``since=""`` as the default period, ``since=" "`` as unreadable, ``org=""`` as an org named
+    nothing), and read as "not given" it would answer for every project or org while the assistant meant one."""
+
+    optional = {name for name, p in inspect.signature(tool).parameters.items() if p.default is not p.empty}
 
     @functools.wraps(tool)
     def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        for name, value in kwargs.items():
+            if isinstance(value, str) and not value.strip():
+                hint = f", or leave {name} out for its default" if name in optional else ""
+                raise ToolError(f"{name}: the value is empty; give a value{hint}")
         try:
             return tool(*args, **kwargs)
         except UsageLedgerError as exc:

@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, get_args
 from usageledger.config import Config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import parse_alert_config, run_checks
+from usageledger.report.assemble import known_project
 from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import check_document, dumps, report_document
 from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
@@ -103,10 +104,18 @@ class LedgerTools:
         return names_from_mapping(self.config.names)
 
     def _project_id(self, store: BaseStore, project: str | None, org: str | None) -> str | None:
-        """A project filter given as an ID or a name: the ID (a name must name exactly one project)."""
-        if project is None or project.startswith("proj_"):
-            return project
+        """A project filter given as an ID or a name: the ID (a name must name exactly one project; an ID one the
+        store knows, or the answer would be a mistyped project's $0)."""
+        if project is None:
+            return None
         names = resolve_names(store, org=org, overrides=self._overrides())
+        if project.startswith("proj_"):
+            if not known_project(store, project, org=org, names=names):
+                where = "" if org is None else f" of org {org}"
+                raise ParameterError(
+                    "project", f"{project} is no project{where} in this store; use the lookup tool to find its ID"
+                )
+            return project
         found = sorted(pid for pid, name in names.projects.items() if name.casefold() == project.casefold())
         if len(found) == 1:
             return found[0]

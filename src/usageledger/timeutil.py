@@ -130,8 +130,7 @@ def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_t
     if isinstance(value, bool):
         raise ParameterError(param, f"expected a time, got {value!r}; pass a datetime, a date or Unix seconds")
     if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        result = int(aware.timestamp())
+        result = _datetime_unix(value)
     elif isinstance(value, date):
         result = int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
     elif isinstance(value, int):
@@ -149,7 +148,10 @@ def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_t
     if result < 0:
         raise ParameterError(param, f"{_shown(value)} is before 1970; pass a time after the Unix epoch")
     if result > MAX_UNIX:
-        raise ParameterError(param, f"{_shown(value)} is after the year 9999; pass Unix seconds, not milliseconds")
+        # only a number can be milliseconds; a date after 9999 is just too late
+        number = not isinstance(value, str) or value.strip().isdecimal()
+        fix = "pass Unix seconds, not milliseconds" if number else "pass an earlier time"
+        raise ParameterError(param, f"{_shown(value)} is after the year 9999; {fix}")
     return result
 
 
@@ -250,7 +252,13 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
             f"cannot read {text!r} as a time; use an ISO date (2026-11-01), a datetime "
             "(2026-11-01T12:00:00Z), Unix seconds, or a span back from now (90d, 36h)",
         ) from None
-    return to_unix(parsed, param=param)
+    return _datetime_unix(parsed)  # to_unix range-checks it, quoting the text typed (not the datetime's repr)
+
+
+def _datetime_unix(value: datetime) -> int:
+    """Unix seconds of an aware or naive (= UTC) datetime, unchecked (:func:`to_unix` checks the range)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return int(aware.timestamp())
 
 
 def floor(ts: int, width: BucketWidth) -> int:

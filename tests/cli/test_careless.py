@@ -224,6 +224,24 @@ def test_init_with_a_folder_for_its_path_is_refused_before_the_store_is_made(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"] and not any((tmp_path / "sub").iterdir())
 
 
+def test_init_over_an_existing_store_says_it_kept_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`init` beside a store holding data said "prepared the store ... (9 migrations applied)", as if it had made it
+    anew: it counted every migration ever applied. It now says it kept the store and its data, and a new store
+    still gets its count."""
+    monkeypatch.chdir(tmp_path)
+    with open_store("held.duckdb") as opened:
+        opened.register_org("acme", synthetic=False, source="api", at=0)
+    kept = CliRunner().invoke(app, ["init", "--store", "held.duckdb"])
+    assert kept.exit_code == 0, kept.output
+    assert "kept the store held.duckdb and its data (its schema is current)" in " ".join(kept.stdout.split())
+    assert "migrations applied" not in kept.stdout
+    with open_store("held.duckdb") as opened:
+        assert opened.query("SELECT org FROM orgs") == [("acme",)]
+    made = CliRunner().invoke(app, ["init", "--path", "second.toml", "--store", "new.duckdb"])
+    assert made.exit_code == 0, made.output
+    assert "prepared the store new.duckdb (" in made.stdout and " migrations applied)" in made.stdout
+
+
 def test_a_failed_init_leaves_no_half_written_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`init --store missing/x.duckdb` fails on the store and leaves no config behind (a rerun is not refused)."""
     monkeypatch.chdir(tmp_path)

@@ -69,15 +69,6 @@ def test_version_prints_the_version_alone() -> None:
     assert out == f"{usageledger.__version__}\n"
 
 
-def test_python_dash_m_runs_the_command_line() -> None:
-    """`python -m usageledger emulator ...` was `No module named usageledger.__main__`: the package ran only as the
-    console script. It now runs the same CLI, exit codes included."""
-    done = subprocess.run([sys.executable, "-m", "usageledger", "version"], capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout) == (0, f"{usageledger.__version__}\n"), done.stderr
-    bad = subprocess.run([sys.executable, "-m", "usageledger", "nosuch"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
-
-
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:
     """`credit add --help` passes through the root and the `credit` group without their help options' coercion
     importing pydantic (the command's own module is imported, and prints the help)."""
@@ -213,3 +204,18 @@ def test_a_command_starts_no_blas_threads_unless_the_user_asks(given: str | None
     assert (blas, pool) == (expected, "system")
     if given is None:
         assert threads == "1", "numpy's import started threads"
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    """`python -m usageledger version` said "No module named usageledger.__main__": the package could not be run
+    with the interpreter at hand. It now runs the same command line as the console script, start-up light."""
+    done = subprocess.run([sys.executable, "-m", "usageledger", "version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == usageledger.__version__
+    refused = subprocess.run(
+        [sys.executable, "-m", "usageledger", "status", "--format", "yaml"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and refused.stderr.startswith("error: --format:"), refused.stderr
+    assert "usageledger status --help" in refused.stderr
+    bad = subprocess.run([sys.executable, "-m", "usageledger", "nosuch"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr

@@ -155,3 +155,14 @@ def test_an_omitted_filter_is_no_filter(emulator_url: str) -> None:
         plain = list(client.query("completions", start_time=START, end_time=END).rows())
         none = list(client.query("completions", start_time=START, end_time=END, models=None).rows())
     assert plain == none and plain
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--days", "0"), ("--days", "-1"), ("--projects", "0"), ("--models", "-2")]
+)
+def test_an_emulator_size_below_one_names_its_flag(runner: CliRunner, flag: str, value: str) -> None:
+    """`emulator --days 0` said "days must be at least 1" and `--projects 0` "projects, users and models must each
+    be at least 1": neither named the flag. Now one line names it, the value and the fix, as `--orgs 0` does."""
+    result = runner.invoke(app, ["emulator", "--port", "0", flag, value])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [f"error: {flag}: {value} is too few; give 1 or more"]

@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from usageledger import AsyncClient, Client, UsageApi
 from usageledger._options import DEFAULT_TIMEOUT, ClientOptions, RetryPolicy
+from usageledger.cli import app
 from usageledger.config import SyncConfig, default_config_text, parse_config
 from usageledger.errors import ConfigError, InsecureURLError
 from usageledger.sync import SyncOptions
@@ -52,6 +54,19 @@ def test_a_replaced_copy_is_checked_as_a_new_one(change: dict[str, Any], error: 
     """dataclasses.replace runs the same checks as the constructor, with the same messages."""
     with pytest.raises(error, match=message):
         dataclasses.replace(ClientOptions(api_key=FAKE_ADMIN_KEY, base_url=LOOPBACK), **change)
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0"])
+def test_a_base_url_port_out_of_range_is_refused_not_tried(port: str, tmp_path: Any) -> None:
+    """`--base-url http://127.0.0.1:99999/v1` (a digit too many) was tried, retried and reported as "Connection
+    refused"; `doctor` said the URL "does not answer". It is now refused when read, naming the port."""
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(ConfigError, match=f"has port {port}, which no server listens on; give a port from 1 to 65535"):
+        ClientOptions(api_key=FAKE_ADMIN_KEY, base_url=url)
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(
+        app, ["doctor", "--base-url", url, "--store", str(tmp_path / "none.duckdb")]
+    )
+    assert f"has port {port}, which no server listens on" in done.output and "does not answer" not in done.output
 
 
 def test_replace_normalises_as_the_constructor_does() -> None:

@@ -152,3 +152,21 @@ def test_a_bad_month_names_the_parameter_and_the_form(text: str) -> None:
 def test_a_month_parses_to_its_first_day() -> None:
     assert parse_month("2026-12") == date(2026, 12, 1)
     assert parse_month(" 2026-10 ", param="MONTH") == date(2026, 10, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("0001-01-01", "'0001-01-01' is before 1970; pass a time after the Unix epoch"),
+        ("1969-12-31T23:59:59Z", "'1969-12-31T23:59:59Z' is before 1970"),
+        ("9999-12-31T23:00:00-05:00", "'9999-12-31T23:00:00-05:00' is after the year 9999; pass an earlier time"),
+    ],
+)
+def test_a_date_out_of_range_is_quoted_as_typed(text: str, says: str) -> None:
+    """`changes --since 0001-01-01` (and the dashboard's and MCP tools' `since`) said `datetime.datetime(1, 1, 1, 0, 0)
+    is before 1970`: the parsed value's repr, not what was typed. A date after 9999 is not told to drop milliseconds."""
+    for read in (to_unix, since_unix):
+        with pytest.raises(ParameterError) as info:
+            read(text, now=NOW, param="--since")
+        assert str(info.value).startswith(f"--since: {says}")
+        assert "datetime" not in str(info.value) and "milliseconds" not in str(info.value)

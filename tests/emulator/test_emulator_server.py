@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -185,6 +187,58 @@ def test_emulator_command_serves_and_stops_cleanly(sig: signal.Signals) -> None:
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Emulator stopped" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_does_not_wait_out_a_slow_answer(sig: signal.Signals) -> None:
+    """`emulator --latency 60s` with a request in flight took the whole latency to stop on SIGTERM or Ctrl-C (a
+    `kill` had to wait a minute, or forever for a long enough latency). It now gives requests in flight a short
+    grace (`_uvicorn.SHUTDOWN_GRACE`), cancels the rest, says so in one line (not uvicorn's traceback per request)
+    and exits 0."""
+    proc, url = _start_cli("--days", "5", "--projects", "1", "--latency", "60s")
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(
+                b"GET /v1/organization/costs?start_time=0 HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer sk-admin-x\r\n\r\n"
+            )
+            time.sleep(0.5)  # the request has arrived and waits out its latency
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=20)  # it took 60 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Emulator stopped" in out
+    assert "Traceback" not in err and "CancelledError" not in err, err
+    [line] = err.strip().splitlines()
+    assert re.search(r"stopped 1 request still running after [\d.]+ s$", line), err
+
+
+def test_a_pinned_key_is_read_as_clients_read_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`USAGELEDGER_EMULATOR_ADMIN_KEY=" sk-admin-x "` was pinned with its spaces, so every client (which strips the
+    key it sends, as `normalize_key` does) got 401 with the very key it was given. The pinned key is now read by the
+    same rule: surrounding whitespace dropped, a space or control character inside refused in one line."""
+    monkeypatch.setenv("USAGELEDGER_EMULATOR_ADMIN_KEY", "  sk-admin-pinned-padded \n")
+    proc, url = _start_cli("--days", "5", "--projects", "1")
+    try:
+        answer = httpx.get(
+            f"{url}/organization/costs",
+            params={"start_time": 0, "limit": 1},
+            headers={"Authorization": "Bearer sk-admin-pinned-padded"},
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert answer.status_code == 200, answer.text
+    inner = CliRunner().invoke(app, ["emulator", "--port", "0", "--admin-key", "sk-admin-SECRET inside"])
+    assert inner.exit_code == 1 and "SECRET" not in inner.output, inner.output
+    assert inner.output.strip().splitlines() == [
+        "error: the admin key from --admin-key (or USAGELEDGER_EMULATOR_ADMIN_KEY) (sk-admin-…) has a whitespace "
+        "character inside it; paste the key again, exactly as issued"
+    ]
 
 
 def test_emulator_command_takes_fault_flags() -> None:

@@ -179,6 +179,55 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     assert spent["previous_period_total"] is None and spent["total"] != "0"
 
 
+async def test_a_project_id_the_store_does_not_hold_is_refused_not_answered_as_zero(synced: str) -> None:
+    """`spend(project="proj_nope")` answered $0 for the period: a mistyped ID read as a project with no spend, while
+    a mistyped name was refused. Every tool with a project now refuses an ID the store does not know, naming lookup."""
+    with open_existing_store(synced) as store:
+        known = sorted(current_names(store, "default", "project"))[0]
+    period = {"since": SINCE, "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {**period, "project": "proj_nope"}),
+        ("usage", {**period, "project": "proj_nope"}),
+        ("top_movers", {**period, "project": "proj_nope"}),
+        ("alerts", {"project": "proj_nope"}),
+        ("spend", {**period, "project": "proj_nope", "org": "default"}),
+        ("spend", {**period, "project": known}),
+    ]
+    _, results = await _session_calls(synced, calls)
+    *refused, of_org, fine = results
+    for result in refused:
+        assert result.is_error, result.content
+        assert result.content[0].text.endswith(
+            "project: proj_nope is no project in this store; use the lookup tool to find its ID"
+        )
+    assert of_org.is_error and "proj_nope is no project of org default in this store" in of_org.content[0].text
+    assert _doc(fine)["scope"]["project"] == known
+
+
+async def test_an_empty_argument_is_refused_naming_it(synced: str) -> None:
+    """`spend(since="")` answered for the default 30 days, `spend(since=" ")` was "cannot read ' '", `spend(org="")`
+    "org:  holds no data": an empty text argument was read three ways. Each is now refused naming it, as the command
+    line refuses an empty flag value; an argument left out still means its default."""
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {"since": ""}),
+        ("spend", {"since": " "}),
+        ("spend", {"org": ""}),
+        ("usage", {"project": "\t"}),
+        ("changes", {"until": ""}),
+        ("alerts", {"date": ""}),
+        ("lookup", {"query": "  "}),
+        ("spend", {"since": SINCE, "until": UNTIL}),
+    ]
+    _, results = await _session_calls(synced, calls)
+    *refused, fine = results
+    for (_, args), result in zip(calls, refused, strict=False):
+        [name] = args
+        assert result.is_error, (args, result.content)
+        tail = "" if name == "query" else f", or leave {name} out for its default"
+        assert result.content[0].text.endswith(f"{name}: the value is empty; give a value{tail}"), result.content
+    assert _doc(fine)["period"]["first_day"] == SINCE
+
+
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "mcp", "--store", str(tmp_path / "none.duckdb")], capture_output=True, text=True, timeout=60

@@ -248,6 +248,19 @@ def test_filters_and_the_drill_down_refuse_what_the_store_does_not_hold(client: 
     assert ignored.status_code == 400 and ignored.json()["error"].startswith("model: not a parameter of /api/projects/")
 
 
+@pytest.mark.parametrize("route", ["/api/report", "/"])
+def test_a_report_of_a_project_the_store_does_not_hold_is_refused(client: TestClient, route: str) -> None:
+    """`/api/report?project=nope` answered 200 with $0.00 (a mistyped ID read as a project with no spend) while the
+    page and `/api/projects/nope` answered 404: now the API refuses it too, as they do, and a known project passes."""
+    for params, where in (({"project": "nope"}, ""), ({"project": "proj_nope", "org": "demo"}, " of org demo")):
+        got = client.get(route, params=params)
+        assert got.status_code == 404, got.text
+        error = f"project: {params['project']} is no project{where} in this store; /api/filters lists the projects"
+        assert (got.json() == {"error": error}) if route != "/" else (error in got.text)
+    project = client.get("/api/filters").json()["projects"][0]["id"]
+    assert client.get(route, params={"project": project}).status_code == 200
+
+
 def test_the_real_server_refuses_them_over_http(store: str, tmp_path: Path) -> None:
     """The same refusals from `usageledger serve` itself, over a socket (a query string as a browser sends it)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "USAGELEDGER_"))}

@@ -96,8 +96,12 @@ class _OneLineUsageError(_click.exceptions.UsageError):  # type: ignore[misc]
     one line, ``error: --flag: what is wrong; see usageledger CMD --help``, exit 2 as click's own."""
 
     def show(self, file: Any = None) -> None:
-        path = self.ctx.command_path.split(" ")[1:] if self.ctx is not None else []
-        command = " ".join(["usageledger", *path])  # argv[0] is `-c` or `__main__.py` when run through python
+        path: list[str] = []
+        ctx = self.ctx
+        while ctx is not None and ctx.parent is not None:  # the subcommands' names, not the root's: that is
+            path.insert(0, ctx.info_name or "")  # `-c`, or `python -m usageledger`, when run through python
+            ctx = ctx.parent
+        command = " ".join(["usageledger", *path])
         typer.echo(f"error: {self.format_message()} (see `{command} --help`)", err=True)
 
 

@@ -9,13 +9,16 @@ from typing import Annotated
 import typer
 
 from usageledger import timeutil
+from usageledger._secrets import normalize_key
 from usageledger.cli._app import Verbose, app, console, fail, friendly_errors, settle, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.config import MIN_REVISION_WINDOW
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
+from usageledger.errors import EmulatorConfigError
 
 _SIZE = "Organisation"
+_ADMIN_KEY_SOURCE = "--admin-key (or USAGELEDGER_EMULATOR_ADMIN_KEY)"
 _FAULTS = "Faults"
 _DEFAULT_CACHE_MB = EmulatorConfig().cache_bytes // 2**20
 _MAX_CACHE_MB = 1 << 20
@@ -124,7 +127,7 @@ def emulator(
         if not 1 <= orgs <= MAX_ORGS:
             raise fail(f"--orgs {orgs} is out of range; give a number of organisations from 1 to {MAX_ORGS}")
         if replay is not None or admin_key is not None:
-            given = "--replay" if replay is not None else "--admin-key (or USAGELEDGER_EMULATOR_ADMIN_KEY)"
+            given = "--replay" if replay is not None else _ADMIN_KEY_SOURCE
             raise fail(f"--orgs cannot be combined with {given}: each organisation has its own key, {org_key(1)}, ...")
     if replay is not None and not replay.is_file():
         raise fail(f"--replay {replay}: {_not_a_file(replay)}; give a JSON Lines or CSV file of usage records")
@@ -152,6 +155,9 @@ def emulator(
             config = dataclasses.replace(config, refuse_costs_user_by_project=True)
         config = dataclasses.replace(config, cache_bytes=cache_mb * 2**20)
         instance: Emulator | Organisations = Emulator(config) if orgs is None else Organisations(config, orgs)
+    except EmulatorConfigError as exc:
+        # a setting the config refuses is named by its flag (`--days: 0 is too few`), not by its field
+        raise fail(str(exc) if exc.setting is None else f"--{exc.setting.replace('_', '-')}: {exc.reason}") from None
     except ValueError as exc:
         raise fail(str(exc)) from None
 
@@ -187,7 +193,8 @@ def _config(
         users=users,
         models=models,
         now=None if now is None else timeutil.to_unix(now, param="--now"),
-        admin_key=admin_key,
+        # the one reading of a key: a padded one was pinned as typed, while every client strips the key it sends
+        admin_key=None if admin_key is None else normalize_key(admin_key, _ADMIN_KEY_SOURCE),
         revisions=revisions,
         revision_window=int(
             timeutil.parse_duration(revision_window, param="--revision-window", minimum=MIN_REVISION_WINDOW)

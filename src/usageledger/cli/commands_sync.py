@@ -98,11 +98,19 @@ def init(
     if not path.parent.is_dir():  # before the store is made: a failed init leaves neither file behind
         raise fail(f"--path {path}: the folder {path.parent} does not exist; create it or pick another --path")
     check_config_target(path, force=force)
-    with open_store(store) as opened:
-        applied = opened.applied_migrations()
+    with open_store(store, migrate=False) as opened:
+        existed = bool(opened.applied_migrations())
+        applied = opened.migrate()
     written = write_default_config(path, store_url=store, force=force)
     shown = redact_url_password(store)
-    say(f"Wrote {written} and prepared the store {shown} ({len(applied)} migrations applied).", to=console)
+    # what init did to the store: an existing one (its data kept) was said to have had every migration applied
+    done = (
+        f"kept the store {shown} and its data"
+        + (f" ({counted(len(applied), 'migration')} applied)" if applied else " (its schema is current)")
+        if existed
+        else f"prepared the store {shown} ({counted(len(applied), 'migration')} applied)"
+    )
+    say(f"Wrote {written} and {done}.", to=console)
     say("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", to=console)
 
 

@@ -80,10 +80,11 @@ class EmulatorConfig:
     cache_bytes: int = 128 * 2**20
 
     def __post_init__(self) -> None:
-        if self.days < 1:
-            raise EmulatorConfigError("days must be at least 1")
-        if self.projects < 1 or self.users < 1 or self.models < 1:
-            raise EmulatorConfigError("projects, users and models must each be at least 1")
+        for name in ("days", "projects", "users", "models"):
+            value = getattr(self, name)
+            if value < 1:
+                reason = f"{value} is too few; give 1 or more"
+                raise EmulatorConfigError(f"{name}: {reason}", setting=name, reason=reason)
         if self.revision_window < MIN_REVISION_WINDOW:
             raise EmulatorConfigError(f"revision_window must be at least {MIN_REVISION_WINDOW} seconds")
         if self.cache_bytes < 0:

@@ -18,12 +18,20 @@ from usageledger.report.forecasting import ForecastReport, build_forecast
 from usageledger.report.history import Adjustment, adjustments
 from usageledger.report.jsonout import report_document
 from usageledger.report.names import Names, resolve_names
-from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report
+from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report, project_known
 from usageledger.report.teams import UNASSIGNED, project_teams
 from usageledger.store import BaseStore
 from usageledger.sync_options import SyncOptions
 
-__all__ = ["assemble_report", "closed_adjustments", "month_outlook", "outlook_document", "projects_in", "resolve_scope"]
+__all__ = [
+    "assemble_report",
+    "closed_adjustments",
+    "known_project",
+    "month_outlook",
+    "outlook_document",
+    "projects_in",
+    "resolve_scope",
+]
 
 
 def assemble_report(
@@ -73,6 +81,13 @@ def outlook_document(
     document["forecast"] = None if outlook is None else forecast_document(outlook, names)
     document["credit"] = credit_document(credit)
     return document
+
+
+def known_project(db: BaseStore, project: str, *, org: str | None, names: Names) -> bool:
+    """Whether ``project`` is a project of the store (of ``org``, when given): named by a cost or usage row at any
+    time, or by the directory or a ``[names]`` override (``names``, from :func:`resolve_names`). The one test of a
+    project filter the dashboard and the MCP tools refuse, never answering a mistyped ID as a project with no spend."""
+    return project_known(db, project, org) or project in names.projects
 
 
 def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:

@@ -35,6 +35,7 @@ from usageledger.errors import ParameterError, StoreError, UsageLedgerError
 from usageledger.report.assemble import (
     assemble_report,
     closed_adjustments,
+    known_project,
     month_outlook,
     outlook_document,
     resolve_scope,
@@ -47,7 +48,7 @@ from usageledger.report.keys import build_keys
 from usageledger.report.metrics import DEFAULT_METRICS_LABELS, metrics_endpoint
 from usageledger.report.names import Names, names_from_mapping, resolve_names
 from usageledger.report.period import report_period
-from usageledger.report.queries import Period, ReportData, project_known
+from usageledger.report.queries import Period, ReportData
 from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
@@ -224,10 +225,20 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
             team_param="team",
         )
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
+        if params["project"] is not None:
+            _check_project(db, params["project"], params["org"], names)
         data = replace(data, adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]))
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
     return _Answer(data, names, outlook, credit, offered)
+
+
+def _check_project(db: BaseStore, project_id: str, org: str | None, names: Names) -> None:
+    """A project the store does not know is a 404 (``?project=`` of a report as ``/api/projects/ID``), never a report
+    of a project with no spend."""
+    if not known_project(db, project_id, org=org, names=names):
+        where = "" if org is None else f" of org {org}"
+        raise _NotFound("project", f"{project_id} is no project{where} in this store; /api/filters lists the projects")
 
 
 def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
@@ -235,11 +246,7 @@ def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str 
     scope = ReportScope(org=params["org"], project=project_id)
     with ctx.reading(params) as db:
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
-        if not project_known(db, project_id, params["org"]) and project_id not in names.projects:
-            where = "" if params["org"] is None else f" of org {params['org']}"
-            raise _NotFound(
-                "project", f"{project_id} is no project{where} in this store; /api/filters lists the projects"
-            )
+        _check_project(db, project_id, params["org"], names)
         keys = build_keys(db, start=period.start, end=period.end, now=ctx.now(), org=params["org"])
     report = report_document(data, names)
     listed = keys_document(keys)
