@@ -5,6 +5,7 @@ replays)."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from usageledger.errors import ConfigError
 
 __all__ = [
+    "from_file",
     "is_duckdb_file",
     "is_stream",
     "overwrite_refusal",
@@ -34,6 +36,36 @@ def read_user_text(path: str | Path) -> str:
         raise ConfigError(
             f"{path}: line {line} holds a byte that is not UTF-8 (0x{raw[exc.start]:02x}); save the file as UTF-8"
         ) from None
+
+
+def from_file(value: str, file: str | Path | None) -> str:
+    """A path written in ``file`` (a config), as the file means it: a relative one is relative to the file's folder,
+    wherever the command runs (``--config team/usageledger.toml`` with ``url = "ledger.duckdb"`` is
+    ``team/ledger.duckdb``, not a new empty store in the working directory). An absolute path, a URL
+    (``postgresql://``), or a path read with no file is kept as written."""
+    if file is None or _as_written(value):
+        return value
+    folder = os.path.dirname(os.fspath(file))
+    return os.path.join(folder, value) if folder else value
+
+
+def in_file(path: str, file: str | Path) -> str:
+    """``path`` (as the user gave it, relative to the working directory) as it must be written in ``file`` for
+    :func:`from_file` to read it back as the same path: relative to the file's folder. The inverse of ``from_file``;
+    a URL or an absolute path is kept as given."""
+    if _as_written(path):
+        return path
+    folder = os.path.dirname(os.fspath(file)) or os.curdir
+    return os.path.relpath(path, folder)
+
+
+def _as_written(value: str) -> bool:
+    """A value no folder changes: empty, absolute, ``~``, ``:memory:``, or anything with a scheme (``postgresql:``,
+    and the ``md:``/``s3:`` the store refuses by its scheme)."""
+    return not value or os.path.isabs(value) or value.startswith(("~", ":")) or bool(_SCHEME.match(value))
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 def real_path(path: str | Path) -> Path:

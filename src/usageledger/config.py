@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import is_duckdb_file, read_user_text
+from usageledger._paths import from_file, in_file, is_duckdb_file, read_user_text
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
 from usageledger._sections import key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
@@ -210,7 +210,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
         store = _table(data["store"], "store")
         _no_unknown(store, ("url",), "store")
         if "url" in store:
-            store_url = _str(store["url"], "store.url")
+            store_url = from_file(_str(store["url"], "store.url"), path)
     sync = _sync(_table(data["sync"], "sync")) if "sync" in data else SyncConfig()
     orgs = tuple(_org(t, f"orgs[{i}]") for i, t in enumerate(_array_of_tables(data.get("orgs", []), "orgs")))
     names = [o.name for o in orgs]
@@ -426,7 +426,8 @@ def default_config_text(store_url: str = DEFAULT_STORE) -> str:
     return f'''# usageledger configuration. Every key is optional; unknown keys are refused.
 
 [store]
-# A DuckDB file path, or a PostgreSQL URL (postgresql://user@host/db). --store overrides it.
+# A DuckDB file path (relative to this file's folder), or a PostgreSQL URL (postgresql://user@host/db).
+# --store overrides it.
 url = "{store_url}"
 
 [sync]
@@ -515,7 +516,7 @@ def write_default_config(
 ) -> Path:
     """Write the commented default config (mode 0600); refuse to overwrite unless ``force``."""
     target = check_config_target(path, force=force)
-    text = default_config_text(store_url)
+    text = default_config_text(in_file(store_url, target))  # read back relative to the config's folder
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -42,9 +42,10 @@ def test_default_streams_follow_the_catalogue() -> None:
             assert {"project_id", "model"} <= set(streams[ep.name].group_by)
 
 
-def test_init_writes_a_commented_private_file_that_loads(tmp_path: Path) -> None:
+def test_init_writes_a_commented_private_file_that_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file `init` writes is 0600, commented, and loads back to the defaults."""
-    path = write_default_config(tmp_path / "usageledger.toml", store_url="x.duckdb")
+    monkeypatch.chdir(tmp_path)
+    path = write_default_config(Path("usageledger.toml"), store_url="x.duckdb")
     assert os.stat(path).st_mode & 0o777 == 0o600
     text = path.read_text()
     assert text.count("#") > 20 and "lag_days = 3" in text
@@ -53,6 +54,31 @@ def test_init_writes_a_commented_private_file_that_loads(tmp_path: Path) -> None
     assert config.sync.hour_grace == 7200 and config.streams == ()
     with pytest.raises(ConfigError, match="already exists"):
         write_default_config(path)
+
+
+def test_a_relative_store_path_is_read_from_the_configs_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`url = "ledger.duckdb"` in team/usageledger.toml named ./ledger.duckdb of wherever the command ran: a sync
+    run from another folder made a new empty store there, and reports read it. It is the config's folder's file, as
+    a path written in a file is read; `init --path team/x.toml --store s.duckdb` writes the path that reads back as
+    the store it made. Absolute paths, URLs and a config read from the working directory are as before."""
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "usageledger.toml").write_text('[store]\nurl = "ledger.duckdb"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert Path(load_config(team / "usageledger.toml").store_url).resolve() == team / "ledger.duckdb"
+    assert load_config(Path("../team/usageledger.toml")).store_url == "../team/ledger.duckdb"
+    for kept in ("/srv/ledger.duckdb", "postgresql://u@h/db", "md:ledger"):
+        (team / "kept.toml").write_text(f'[store]\nurl = "{kept}"\n')
+        assert load_config(team / "kept.toml").store_url == kept
+    monkeypatch.chdir(tmp_path)
+    written = write_default_config(Path("team/init.toml"), store_url="s.duckdb")
+    assert 'url = "../s.duckdb"' in written.read_text()
+    monkeypatch.chdir(elsewhere)
+    assert Path(load_config(team / "init.toml").store_url).resolve() == tmp_path / "s.duckdb"
 
 
 def test_full_config_is_typed(tmp_path: Path) -> None:
