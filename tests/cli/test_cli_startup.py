@@ -53,7 +53,7 @@ def _run(*argv: str) -> tuple[int, str, list[str]]:
     return done.returncode, done.stdout, imported
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["version"], ["version", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["version"], ["--version"], ["version", "--help"]])
 def test_light_commands_import_nothing_heavy(argv: list[str]) -> None:
     """`usageledger --help`, `usageledger version` and `usageledger version --help` import no heavy module."""
     code, out, imported = _run(*argv)
@@ -63,10 +63,12 @@ def test_light_commands_import_nothing_heavy(argv: list[str]) -> None:
 
 
 def test_version_prints_the_version_alone() -> None:
-    """`usageledger version` prints the version and nothing else, as it did through the rich console."""
-    code, out, _ = _run("version")
-    assert code == 0
-    assert out == f"{usageledger.__version__}\n"
+    """`usageledger version` prints the version and nothing else, as it did through the rich console; so does
+    `usageledger --version`, which most tools take and which said "No such option: --version"."""
+    for argv in (["version"], ["--version"]):
+        code, out, _ = _run(*argv)
+        assert code == 0
+        assert out == f"{usageledger.__version__}\n"
 
 
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:

@@ -56,9 +56,7 @@ def test_init_writes_a_commented_private_file_that_loads(tmp_path: Path, monkeyp
         write_default_config(path)
 
 
-def test_a_relative_store_path_is_read_from_the_configs_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_relative_store_path_is_read_from_the_configs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`url = "ledger.duckdb"` in team/usageledger.toml named ./ledger.duckdb of wherever the command ran: a sync
     run from another folder made a new empty store there, and reports read it. It is the config's folder's file, as
     a path written in a file is read; `init --path team/x.toml --store s.duckdb` writes the path that reads back as

@@ -140,9 +140,11 @@ class LazyGroup(TyperGroup):
     # Contexts, commands and formatters are typed loosely: typer 0.2x vendors click, so they are click's classes or
     # typer's copies of them depending on the installed typer.
 
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+    def make_context(self, info_name: Any, args: list[str], *rest: Any, **kwargs: Any) -> Any:
+        if args[:1] == ["--version"]:  # as most tools take it: the `version` command, before anything else is read
+            args = ["version", *args[1:]]
         with _usage_errors_in_one_line():  # the root's own options, `No such command`
-            return super().make_context(*args, **kwargs)
+            return super().make_context(info_name, args, *rest, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
         with _usage_errors_in_one_line():  # a sub-command's options, parsed in its own make_context

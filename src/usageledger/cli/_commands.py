@@ -23,7 +23,7 @@ class Command(NamedTuple):
 
 
 COMMANDS: Final[tuple[Command, ...]] = (
-    Command("version", "commands_version", "Print the installed usageledger version."),
+    Command("version", "commands_version", "Print the installed usageledger version (also: --version)."),
     Command(
         "query",
         "commands_query",

@@ -10,7 +10,7 @@ from usageledger.cli._app import app, reader_gone
 
 @app.command()
 def version() -> None:
-    """Print the installed usageledger version."""
+    """Print the installed usageledger version (also: --version)."""
     # Written plainly, not through the rich console: the lightest command does not import rich (~35 ms).
     try:
         sys.stdout.write(f"{__version__}\n")
