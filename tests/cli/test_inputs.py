@@ -57,12 +57,15 @@ def test_emulator_refuses_latency_without_a_unit(runner: CliRunner) -> None:
         ["report", "--since"], ["keys", "--since"], ["reconcile", "--since"], ["changes", "--since"],
         ["export", "--output", "out.csv", "--since"], ["sync", "--since"], ["serve", "--sync-every"],
         ["emulator", "--revision-window"],
+        # a key's staleness: `0d` flagged every key ("limit 0:00:00"); a last use is known to the day
+        ["keys", "--unused-after"], ["keys", "--admin-max-age"], ["check", "--stale-keys"],
     ],
 )  # fmt: skip
 def test_a_zero_span_is_refused_and_the_fix_offered_is_taken(runner: CliRunner, tmp_path: Any, argv: list[str]) -> None:
     """`report --since 0` suggested `0d`, which was refused as "not a whole number of days"; `serve --sync-every 0`
     suggested `0m`, refused as shorter than a minute; `emulator --revision-window 0` `0h`, refused without naming
-    the flag. Every zero is now refused on one line naming the flag, and the span it offers is accepted."""
+    the flag; `keys --unused-after 0d` flagged every key. Every zero is now refused on one line naming the flag, and
+    the span it offers is accepted."""
     store = ["--store", str(tmp_path / "none.duckdb")] if argv[0] not in ("serve", "emulator") else []
     flag = argv[-1]
     offered = set()

@@ -13,16 +13,16 @@ from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.jsonout import dumps, keys_document
-from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys
+from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys, key_span
 from usageledger.report.tables import DataTable, label, number
-from usageledger.timeutil import now_unix, parse_duration, since_unix, to_unix
+from usageledger.timeutil import now_unix, since_unix, to_unix
 
 DEFAULT_SINCE = "30d"
 
 
 def duration_flag(value: str, param: str) -> timedelta:
-    """A span given to a flag (``30d``, ``36h``); a bare number or a negative span is a one-line error."""
-    return timedelta(seconds=parse_duration(value, param=param))
+    """A key-staleness span given to a flag (``30d``): :func:`usageledger.report.keys.key_span`."""
+    return key_span(value, param)
 
 
 def _owner(owner: KeyOwner) -> str:

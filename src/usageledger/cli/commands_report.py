@@ -56,6 +56,7 @@ from usageledger.report.history import adjustments
 from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
+from usageledger.report.keys import key_span
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, project_known
@@ -453,7 +454,9 @@ def check(
     cfg = parse_alert_config(settings.alerts)
     ts = int(now.timestamp())
     # A span back from now, so read by the one step that counts back (a start before 1970 is refused, naming the flag).
-    key_limit = None if stale_keys is None else timedelta(seconds=ts - back_from(ts, stale_keys, param="--stale-keys"))
+    key_limit = None if stale_keys is None else key_span(stale_keys, "--stale-keys")
+    if stale_keys is not None:
+        back_from(ts, stale_keys, param="--stale-keys")  # a span reaching before 1970 is refused as --since's is
     forecast_limit = _amount(forecast_over, "--forecast-over")
     credit_limit = _amount(credit_below, "--credit-below")
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))

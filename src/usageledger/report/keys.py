@@ -34,6 +34,7 @@ from usageledger._text import counted
 from usageledger.errors import UsageLedgerError
 from usageledger.report.queries import Database
 from usageledger.store import table_for
+from usageledger.timeutil import parse_duration, span_text
 
 __all__ = [
     "FlagCode",
@@ -66,6 +67,23 @@ COSTS: Final = catalogue.get("costs")
 
 _StreamRow = tuple[str, str, str, str, tuple[str, ...], str]
 """A row of the ``streams`` table: org, stream id, endpoint, bucket width, group_by, filters (JSON)."""
+
+
+KEY_SPAN_MINIMUM: Final = 86_400
+"""The shortest staleness span: a key's last use is known to the day (usage buckets), so ``0d`` (which flagged every
+key, "limit 0:00:00") or ``6h`` cannot be judged."""
+
+
+def key_span(value: str, param: str) -> timedelta:
+    """A staleness span a user gave (``30d``, ``12w``): a bare number, a negative span or one under a day is a
+    one-line :class:`~usageledger.errors.ParameterError` naming ``param`` (``keys --unused-after``,
+    ``--admin-max-age``, ``check --stale-keys``)."""
+    return timedelta(seconds=parse_duration(value, param=param, minimum=KEY_SPAN_MINIMUM))
+
+
+def _limit(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    return counted(span.days, "day") if seconds % KEY_SPAN_MINIMUM == 0 else span_text(seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +326,7 @@ def _flags(key: KeyInfo, rules: KeyRules, now: datetime) -> tuple[KeyFlag, ...]:
         return ()
     flags: list[KeyFlag] = []
     if rules.unused_after is not None:
-        limit = counted(rules.unused_after.days, "day") if rules.unused_after.days else str(rules.unused_after)
+        limit = _limit(rules.unused_after)
         if key.last_used is not None and now - key.last_used > rules.unused_after:
             text = f"unused for {_age(now, key.last_used)} (last used {key.last_used:%Y-%m-%d}; limit {limit})"
             flags.append(KeyFlag("unused", text))
@@ -326,8 +344,7 @@ def _flags(key: KeyInfo, rules: KeyRules, now: datetime) -> tuple[KeyFlag, ...]:
         flags.append(
             KeyFlag(
                 "admin_age",
-                f"admin key created {_age(now, key.created)} ago"
-                f" (limit {counted(rules.admin_max_age.days, 'day')}); rotate it",
+                f"admin key created {_age(now, key.created)} ago (limit {_limit(rules.admin_max_age)}); rotate it",
             )
         )
     return tuple(flags)
