@@ -36,7 +36,7 @@ def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path) -> None:
 def test_the_config_names_and_rates_read_a_bom(tmp_path: Path) -> None:
     config = tmp_path / "usageledger.toml"
     config.write_bytes(BOM + b'[store]\nurl = "ledger.duckdb"\n')
-    assert load_config(config).store_url == "ledger.duckdb"
+    assert load_config(config).store_url == str(tmp_path / "ledger.duckdb")  # beside the config
     for suffix, body in (
         ("csv", b"kind,id,name\nproject,proj_a,Search\n"),
         ("json", b'{"projects": {"proj_a": "Search"}}'),

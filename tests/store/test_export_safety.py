@@ -152,6 +152,10 @@ def test_export_onto_an_explicit_config_is_refused(synced: Path) -> None:
     (synced / "elsewhere").mkdir()
     moved = synced / "elsewhere" / "u.toml"
     os.replace(synced / CONFIG, moved)
+    # a relative [store] url is the config folder's file: the moved config names the store it was written beside
+    text = moved.read_text()
+    assert 'url = "usageledger.duckdb"' in text
+    moved.write_text(text.replace('url = "usageledger.duckdb"', 'url = "../usageledger.duckdb"'))
     config = moved.read_bytes()
     _refused(["-e", "costs", "--config", str(moved), "-o", "elsewhere/../elsewhere/u.toml"])
     assert moved.read_bytes() == config
