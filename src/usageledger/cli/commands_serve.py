@@ -12,7 +12,7 @@ from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, say, settle
 from usageledger.config import load_config
-from usageledger.store import DEFAULT_STORE, check_store_url
+from usageledger.store import DEFAULT_STORE, check_store_url, is_postgres_url, open_store
 from usageledger.timeutil import parse_duration
 
 TOKEN_ENV: Final = "USAGELEDGER_SERVE_TOKEN"
@@ -92,6 +92,11 @@ def serve(
     )
     settings = load_config(config)
     url = check_store_url(store or settings.store_url or DEFAULT_STORE)
+    if interval is not None and (is_postgres_url(url) or not Path(url).exists()):
+        # A new store (or a PostgreSQL database without the tables) is made now: the periodic sync, whose first run
+        # starts now, fills it, and until then the dashboard shows an empty ledger rather than refusing to start.
+        with open_store(url):
+            pass
     with open_for_reading(url):  # a missing or unmigrated store is said now, not on the first page
         pass
     periodic = None
