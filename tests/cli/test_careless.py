@@ -534,6 +534,19 @@ def test_a_previous_period_the_store_only_partly_holds_is_not_compared(demo_stor
     assert covered["movers_by_project"]
 
 
+@pytest.mark.parametrize("command", [["report"], ["changes"], ["statement", "2026-10"]])
+def test_a_names_file_that_cannot_be_read_names_the_flag(demo_store: Path, tmp_path: Path, command: list[str]) -> None:
+    """`changes --names DIR` said "DIR: a names file must end in ..." without naming --names; a names file that is
+    not TOML likewise. Each is one line that starts with the flag."""
+    broken = tmp_path / "names.toml"
+    broken.write_text("x\n")
+    for given, says in ((tmp_path, "a names file must end in .toml, .json or .csv"), (broken, "not valid TOML")):
+        done = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--names", str(given)])
+        assert done.exit_code == 1, done.output
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"error: --names: {given}: {says}"), line
+
+
 def test_a_one_day_report_and_a_start_after_today(demo_store: Path) -> None:
     """`report --since 1d` said "(1 days)"; `report --since <tomorrow>` blamed --until, which was not given."""
     one = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--since", "1d"], env={"COLUMNS": "200"})

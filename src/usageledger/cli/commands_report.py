@@ -31,7 +31,7 @@ from usageledger.cli._app import (
     say,
 )
 from usageledger.config import Config, load_config
-from usageledger.errors import ParameterError
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.report.alerts import (
     AlertDeliveryError,
     AnomalyRule,
@@ -138,7 +138,12 @@ def _now(now_at: str | None) -> datetime:
 def _names(config: Config, names_file: Path | None) -> Names:
     """The overrides of the directory's names: the config's [names], overridden by a names file."""
     names = names_from_mapping(config.names)
-    return names.merged(load_names(names_file)) if names_file is not None else names
+    if names_file is None:
+        return names
+    try:
+        return names.merged(load_names(names_file))
+    except ConfigError as exc:  # the file's own error ("x.txt: a names file must end in ...") names the flag too
+        raise ParameterError("--names", str(exc)) from None
 
 
 def _amount(value: str | None, param: str) -> Decimal | None:
