@@ -28,7 +28,12 @@ RANGES = {
     "future": (("2030-01-01", None), "start", "2030-01-01T00:00:00Z is not before now"),
     "future with an end": (("2030-01-01", "2030-02-01"), "start", "2030-01-01T00:00:00Z is not before now"),
 }
-FLAGS = {"sync": ("--since", "--until"), "export": ("--since", "--until"), "query": ("--start", "--end")}
+FLAGS = {
+    "sync": ("--since", "--until"),
+    "export": ("--since", "--until"),
+    "query": ("--start", "--end"),
+    "changes": ("--since", "--until"),  # said "--until: must be after --since", without either time
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +59,7 @@ def test_a_range_that_holds_nothing_is_refused_naming_the_flag(
         "sync": ["sync", "--store", str(store), "--base-url", emulator_url, "-e", "costs"],
         "export": ["export", "--store", str(synced), "-e", "costs"],
         "query": ["query", "costs", "--base-url", emulator_url],
+        "changes": ["changes", "--store", str(synced)],
     }[command]
     argv += [first, start] + ([second, end] if end is not None else [])
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)

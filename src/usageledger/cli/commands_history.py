@@ -43,8 +43,7 @@ def changes(
     now = timeutil.now_unix()
     lo = None if since is None else timeutil.since_unix(since, now=now, param="--since")
     hi = None if until is None else timeutil.to_unix(until, now=now, param="--until")
-    if lo is not None and hi is not None and hi <= lo:
-        raise ParameterError("--until", "must be after --since")
+    timeutil.check_range(lo, hi, now=now, start_param="--since", end_param="--until")  # the one range check
     settings = load_config(config)
     overrides = _names(settings, names)  # a bad names file is refused before the store is opened
     with open_for_reading(check_store_url(store or settings.store_url or DEFAULT_STORE)) as db:
