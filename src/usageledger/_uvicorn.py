@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 from usageledger._text import counted
 from usageledger.errors import ListenError
 
-__all__ = ["SHUTDOWN_GRACE", "ReadyServer", "bind", "quiet_config"]
+__all__ = ["SHUTDOWN_GRACE", "ReadyServer", "bind", "listen_address", "quiet_config"]
 
 logger = logging.getLogger("usageledger.server")
 
@@ -85,6 +85,17 @@ class _CancelledQuietly(logging.Filter):
 
 _CANCEL_MESSAGE: Final = "Cancel %s running task(s), timeout graceful shutdown exceeded"
 """uvicorn's record when :data:`SHUTDOWN_GRACE` runs out (``uvicorn.server.Server.shutdown``)."""
+
+
+def listen_address(host: str, port: int) -> tuple[str, int]:
+    """``--host`` and ``--port`` as every server command reads them, before anything else is done: the host with the
+    white space a paste brings trimmed (``' 127.0.0.1'`` was "Name or service not known", or "not a loopback
+    address"), and a port from 0 (any free one) to 65535, else a :class:`ListenError` naming the flag."""
+    if not 0 <= port <= 65535:
+        raise ListenError(f"--port {port} is not a port; pick one from 1 to 65535 (0 = any free)")
+    if not host.strip():
+        raise ListenError("--host is empty; give an address of this machine, e.g. 127.0.0.1")
+    return host.strip(), port
 
 
 def bind(host: str, port: int, *, backlog: int, inheritable: bool = False) -> socket.socket:

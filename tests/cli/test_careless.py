@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from usageledger import Client
 from usageledger._secrets import redact_webhook
-from usageledger._uvicorn import bind
+from usageledger._uvicorn import bind, listen_address
 from usageledger.cli import app
 from usageledger.cli._app import sigterm_as_interrupt
 from usageledger.cli.commands_sync import _ProgressView
@@ -177,6 +177,29 @@ def test_a_taken_port_is_one_line_naming_the_port_for_every_server(command: str,
         with pytest.raises(ListenError) as info:
             bind("127.0.0.1", port, backlog=1)
         assert isinstance(info.value, OSError) and info.value.errno == errno.EADDRINUSE
+
+
+@pytest.mark.parametrize("command", ["emulator", "serve"])
+def test_both_servers_read_host_and_port_alike(command: str, tmp_path: Path) -> None:
+    """`serve --port 99999` said pydantic's "Input should be less than or equal to 65535" (exit 2) where the
+    emulator said "--port 99999 is not a port"; `--host ' 127.0.0.1'` (a pasted space) was "not a loopback
+    address" for serve and "Name or service not known" for the emulator. One reader (listen_address) now: the same
+    line for both, and a padded host is the host."""
+    store = tmp_path / "u.duckdb"
+    open_store(str(store)).close()
+    extra = ["--store", str(store)] if command == "serve" else []
+    for port in ("99999", "-1"):
+        done = CliRunner().invoke(app, [command, "--port", port, *extra])
+        assert done.exit_code == 1, done.output
+        assert done.output.strip() == f"error: --port {port} is not a port; pick one from 1 to 65535 (0 = any free)"
+    assert listen_address(" 127.0.0.1\n", 0) == ("127.0.0.1", 0)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    with taken:  # the padded host reaches the listener: the port it then finds taken is the one complaint
+        port = str(taken.getsockname()[1])
+        done = CliRunner().invoke(app, [command, "--host", " 127.0.0.1", "--port", port, *extra])
+        assert done.exit_code == 1 and f"error: cannot listen on 127.0.0.1:{port}: " in done.output, done.output
 
 
 def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import typer
 
 from usageledger import timeutil
 from usageledger._secrets import normalize_key
+from usageledger._uvicorn import listen_address
 from usageledger.cli._app import Verbose, app, console, fail, friendly_errors, settle, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.config import MIN_REVISION_WINDOW
@@ -119,8 +120,7 @@ def emulator(
 ) -> None:
     """Serve the offline Usage & Costs API double under /v1 until Ctrl-C (SIGINT) or SIGTERM."""
     setup_logging(verbose)
-    if not 0 <= port <= 65535:
-        raise fail(f"--port {port} is not a port; pick one from 1 to 65535 (0 = any free)")
+    host, port = listen_address(host, port)
     if not 0 <= cache_mb <= _MAX_CACHE_MB:
         raise fail(f"--cache-mb {cache_mb} is out of range; give MiB from 0 (no cache) to {_MAX_CACHE_MB}, e.g. 512")
     if orgs is not None:

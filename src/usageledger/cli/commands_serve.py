@@ -10,6 +10,7 @@ import typer
 
 from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
+from usageledger._uvicorn import listen_address
 from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, say, settle
 from usageledger.config import load_config
 from usageledger.store import DEFAULT_STORE, check_store_url, is_postgres_url, open_store
@@ -47,7 +48,7 @@ def serve(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on; other than loopback needs --allow-remote.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")] = 8080,
+    port: Annotated[int, typer.Option("--port", help="Port (0: any free port).")] = 8080,
     allow_remote: Annotated[
         bool,
         typer.Option("--allow-remote", help=f"Listen on a non-loopback address; requires {TOKEN_ENV} (bearer token)."),
@@ -78,6 +79,7 @@ def serve(
     from usageledger.serve import build_app
     from usageledger.serve.runner import PeriodicSync, run, sync_argv
 
+    host, port = listen_address(host, port)
     if not is_loopback(host) and not allow_remote:
         raise fail(
             f"--host {host} is not a loopback address: the ledger would be readable from the network; pass "
