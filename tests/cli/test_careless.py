@@ -207,6 +207,8 @@ def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -
     done = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", str(tmp_path)])
     assert done.exit_code == 1, done.output
     assert f"--replay {tmp_path}: a directory, not a file;" in done.output
+    device = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", "/dev/null"])  # it said "no such file"
+    assert device.exit_code == 1 and "--replay /dev/null: not a regular file (a device or a pipe);" in device.output
 
 
 @pytest.mark.parametrize(

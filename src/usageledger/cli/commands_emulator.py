@@ -170,7 +170,9 @@ def emulator(
 
 
 def _not_a_file(path: Path) -> str:
-    return "a directory, not a file" if path.is_dir() else "no such file"
+    if path.is_dir():
+        return "a directory, not a file"
+    return "not a regular file (a device or a pipe)" if path.exists() else "no such file"
 
 
 def _config(
