@@ -133,8 +133,8 @@ def build_server(tools: LedgerTools) -> MCPServer:
         project: Project = None,
     ) -> dict[str, Any]:
         """The projects or models whose spend changed most against the previous period of the same length (current,
-        previous, change, change_ratio), biggest absolute change first. Empty, with ``previous_partial_from`` set,
-        when the store's costs start inside the previous period (it was never synced in full)."""
+        previous, change, change_ratio), biggest absolute change first. Empty, with ``previous_partial_from`` or
+        ``unsynced_from`` set, when the store's costs start inside the previous period or end before this one."""
         return tools.top_movers(since, until, by, org, project)
 
     @read_only

@@ -157,6 +157,7 @@ class LedgerTools:
             "total": doc["totals"]["spend"],
             "previous_period_total": doc["totals"]["previous_spend"],
             "previous_partial_from": doc["previous_partial_from"],
+            "unsynced_from": doc["unsynced_from"],
             "provisional_from": doc["provisional_from"],
             "rows": doc[key],
         }
@@ -261,6 +262,7 @@ class LedgerTools:
             "by": by,
             "movers": doc["movers_by_project" if by == "project" else "movers_by_model"],
             "previous_partial_from": doc["previous_partial_from"],
+            "unsynced_from": doc["unsynced_from"],
         }
 
     def changes(

@@ -559,6 +559,28 @@ def test_a_previous_period_the_store_only_partly_holds_is_not_compared(demo_stor
     assert covered["movers_by_project"]
 
 
+def test_a_period_running_past_the_synced_days_is_not_compared(demo_store: Path) -> None:
+    """`report --since 30d` on a store last synced two weeks ago read "-20% against the previous 30 days": the
+    period's last days were never synced and counted as $0. A period that runs more than a day past the store's
+    costs watermark is not compared (terminal and JSON say why); one a day past it, as a daily cron leaves the
+    store, still is."""
+    store = str(demo_store)
+    late = ["report", "--store", store, "--since", "2026-11-01", "--until", "2026-11-30"]
+    text = CliRunner().invoke(app, late, env={"COLUMNS": "200"})
+    assert text.exit_code == 0, text.output
+    assert (
+        "(no comparison: the store's costs are whole only through 2026-11-19, so the period's last 10 days are"
+        " missing or partial; run `usageledger sync` to compare)" in text.stdout
+    ), text.stdout
+    assert "Top movers" not in text.stdout
+    doc = json.loads(CliRunner().invoke(app, [*late, "-f", "json"]).stdout)
+    assert doc["unsynced_from"] == "2026-11-20" and doc["previous_partial_from"] is None
+    assert doc["totals"]["previous_spend"] is None and doc["movers_by_model"] == []
+    cron = ["report", "--store", store, "--since", "2026-11-01", "--until", "2026-11-21", "-f", "json"]
+    behind_a_day = json.loads(CliRunner().invoke(app, cron).stdout)
+    assert behind_a_day["unsynced_from"] is None and behind_a_day["totals"]["previous_spend"] is not None
+
+
 @pytest.mark.parametrize("command", [["report"], ["changes"], ["statement", "2026-10"]])
 def test_a_names_file_that_cannot_be_read_names_the_flag(demo_store: Path, tmp_path: Path, command: list[str]) -> None:
     """`changes --names DIR` said "DIR: a names file must end in ..." without naming --names; a names file that is
@@ -576,7 +598,9 @@ def test_a_one_day_report_and_a_start_after_today(demo_store: Path) -> None:
     """`report --since 1d` said "(1 days)"; `report --since <tomorrow>` blamed --until, which was not given."""
     one = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--since", "1d"], env={"COLUMNS": "200"})
     assert one.exit_code == 0, one.output
-    assert "(1 day)" in one.stdout.splitlines()[0] and "against the previous 1 day)" in one.stdout, one.stdout
+    assert "(1 day)" in one.stdout.splitlines()[0], one.stdout
+    # the demo store's costs end on 2026-11-20 (the emulator's clock): no change against the day before today
+    assert "through 2026-11-19, before the period starts; run `usageledger sync` to compare" in one.stdout
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     late = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--since", tomorrow])
     assert late.exit_code == 1, late.output

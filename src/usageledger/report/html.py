@@ -272,7 +272,7 @@ def render_html(
             ],
         )
     )
-    compared = data.previous_partial_from is None  # else the Spend card says why there is no comparison
+    compared = data.compared  # else the Spend card says why there is no comparison
     for table_id, title, label, movers, mover_names in (
         ("movers-by-project", "Top movers by project", "project", data.movers_by_project, names),
         ("movers-by-model", "Top movers by model", "model", data.movers_by_model, None),

@@ -155,10 +155,11 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
         "as_of": data.as_of,
         "adjustments": [adjustment_document(a, names) for a in data.adjustments],
         "previous_partial_from": data.previous_partial_from,
+        "unsynced_from": data.unsynced_from,
         "totals": {
             "spend": total,
-            # null, as the movers are empty, when the previous period is only partly in the store
-            "previous_spend": None if data.previous_partial_from is not None else data.previous_spend,
+            # null, as the movers are empty, when either period is only partly in the store
+            "previous_spend": data.previous_spend if data.compared else None,
             "tokens": data.total_tokens,
             "requests": data.total_requests,
         },

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from usageledger.errors import ParameterError
-from usageledger.report.queries import COSTS_VIEW, Database, utc_day
-from usageledger.store.schema import primary_daily_streams_sql
+from usageledger.report.queries import COSTS_VIEW, Database, costs_synced_until, utc_day
 from usageledger.timeutil import next_month
 
 __all__ = ["Gap", "check_month", "first_cost_day", "gaps_text", "missing_days", "synced_until"]
@@ -36,9 +35,7 @@ def first_cost_day(db: Database, org: str | None = None, project: str | None = N
 def synced_until(db: Database, org: str) -> date | None:
     """The day the org's primary daily costs stream is synced up to (exclusive: the days before it are in the store);
     ``None`` when it has no watermark yet."""
-    rows = db.query(primary_daily_streams_sql("costs", "org, watermark"))
-    marks = [utc_day(mark) for o, mark in rows if o == org and mark is not None]
-    return max(marks) if marks else None
+    return costs_synced_until(db).get(org)
 
 
 def check_month(db: Database, month: date, *, today: date, org: str | None = None, param: str = "MONTH") -> None:

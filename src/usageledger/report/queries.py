@@ -28,6 +28,7 @@ from usageledger.errors import UsageLedgerError
 from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.store import daily_view_name
+from usageledger.store.schema import primary_daily_streams_sql
 
 __all__ = [
     "COSTS_VIEW",
@@ -293,6 +294,17 @@ class ReportData:
     """The day the store's costs start (of the org in scope that starts last), when it falls after the previous
     period's first day: the previous period is then only partly in the store, so ``previous_spend`` and the movers
     would compare with days never synced, and no rendering shows them. ``None``: the previous period is covered."""
+    unsynced_from: date | None = None
+    """The day the store's costs are synced up to (exclusive; of the org in scope synced least far), when that
+    leaves more than a day of the period out: the period's last days read as $0, so the change against a whole
+    previous period is not shown either. ``None``: the period is synced (to within a day, as a daily cron leaves
+    it)."""
+
+    @property
+    def compared(self) -> bool:
+        """Whether the change against the previous period (its spend, the movers) means anything: both periods
+        are in the store."""
+        return self.previous_partial_from is None and self.unsynced_from is None
 
     def comparison(self) -> str:
         """The change against the previous period, in words (``+$12.00, +5.0% against the previous 30 days``), or
@@ -302,6 +314,15 @@ class ReportData:
             return (
                 f"no comparison: the store's costs start on {self.previous_partial_from},"
                 f" inside the previous {days}; sync further back to compare"
+            )
+        if self.unsynced_from is not None:
+            whole = f"the store's costs are whole only through {self.unsynced_from - timedelta(days=1)}"
+            if self.unsynced_from <= self.period.since:
+                return f"no comparison: {whole}, before the period starts; run `usageledger sync` to compare"
+            missing = counted((self.period.until - self.unsynced_from).days, "day")
+            return (
+                f"no comparison: {whole}, so the period's last {missing} are missing or partial; run"
+                " `usageledger sync` to compare"
             )
         change = self.total_spend - self.previous_spend
         ratio = None if self.previous_spend == 0 else change / self.previous_spend
@@ -437,6 +458,8 @@ def _usage_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
 def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_movers: int = TOP_MOVERS) -> ReportData:
     """Run the report's three queries (costs of both periods, daily costs, token usage) for ``period``."""
     partial = previous_partial_from(db, scope, period.previous().since)
+    unsynced = unsynced_from(db, scope, period)
+    compared = partial is None and unsynced is None
     total = previous = Decimal(0)
     currencies: set[str] = set()
     spend: dict[str, list[Spend]] = {k: [] for k in _ROLLUP}
@@ -504,12 +527,32 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
         daily_spend=tuple((d, daily.get(d, Decimal(0))) for d in period.each_day()),
         daily_spend_by_project=tuple(sorted(daily_by_project, key=lambda v: (v.day, v.key is None, v.key or ""))),
         daily_tokens_by_model=tuple(sorted(daily_tokens, key=lambda v: (v.day, v.key is None, v.key or ""))),
-        movers_by_project=()
-        if partial
-        else _top_movers([Mover(k, *v) for k, v in moved["project_id"].items()], top_movers),
-        movers_by_model=() if partial else _top_movers([Mover(k, *v) for k, v in moved["model"].items()], top_movers),
+        movers_by_project=_top_movers([Mover(k, *v) for k, v in moved["project_id"].items()], top_movers)
+        if compared
+        else (),
+        movers_by_model=_top_movers([Mover(k, *v) for k, v in moved["model"].items()], top_movers) if compared else (),
         previous_partial_from=partial,
+        unsynced_from=unsynced,
     )
+
+
+def costs_synced_until(db: Database) -> dict[str, date]:
+    """Per org, the day its primary daily costs stream is synced up to (exclusive: the days before it are in the
+    store); an org whose costs stream has no watermark yet is left out."""
+    out: dict[str, date] = {}
+    for org, mark in db.query(primary_daily_streams_sql("costs", "org, watermark")):
+        if mark is not None:
+            day = utc_day(mark)
+            out[org] = max(out.get(org, day), day)
+    return out
+
+
+def unsynced_from(db: Database, scope: Scope, period: Period) -> date | None:
+    """The day the costs of the org in ``scope`` synced least far are synced up to, when the period runs more than
+    a day past it; ``None`` otherwise (a store with no costs stream included: it has nothing to be behind on)."""
+    marks = [day for org, day in costs_synced_until(db).items() if scope.org is None or org == scope.org]
+    least = min(marks, default=None)
+    return least if least is not None and (period.until - least).days > 1 else None
 
 
 def previous_partial_from(db: Database, scope: Scope, since: date) -> date | None:

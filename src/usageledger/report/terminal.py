@@ -190,7 +190,7 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     period = counted(data.period.days, "day")
     movers = (
         []  # the summary line says why: the previous period is only partly in the store
-        if data.previous_partial_from is not None
+        if not data.compared
         else [
             _movers(f"Top movers by project (vs the previous {period})", data.movers_by_project, "project", cur, names),
             _movers(f"Top movers by model (vs the previous {period})", data.movers_by_model, "model", cur, None),
