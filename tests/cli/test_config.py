@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
@@ -11,6 +13,9 @@ from usageledger import catalogue
 from usageledger.config import Config, load_config, parse_config, write_default_config
 from usageledger.errors import ConfigError
 from usageledger.store import Stream, default_streams
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.reliability import cli, env, finish
 
 
 def write(tmp_path: Path, text: str, mode: int = 0o644) -> Path:
@@ -259,3 +264,38 @@ def test_a_key_pasted_into_key_env_is_never_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="looks like an API key") as info:
         load_config(path)
     assert "abcdefghijklmnop" not in str(info.value)
+
+
+def test_a_store_path_starting_with_a_tilde_is_in_the_home_folder(tmp_path: Path, emulator_url: str) -> None:
+    """`url = "~/ledger.duckdb"` (no shell expands a config), `USAGELEDGER_STORE=~/…` (a systemd unit) and
+    `--store=~/…`: DuckDB opens $HOME/ledger.duckdb, but sync first refused "the folder <cwd>/~ does not exist",
+    doctor failed the store, and status said "no store". Every command reads the home folder's file."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    (work / "usageledger.toml").write_text('[store]\nurl = "~/ledger.duckdb"\n')
+
+    def run(*args: str, **more: str) -> tuple[int, str, str]:
+        proc = subprocess.Popen(
+            [*cli(), *args],
+            env=env(emulator_url, HOME=str(home), COLUMNS="400", **more),
+            cwd=work,
+            stdout=PIPE,
+            stderr=PIPE,
+            text=True,
+        )
+        return finish(proc, timeout=120)
+
+    code, _, err = run("sync", "--now", str(EMULATOR_NOW), "--since", "2d", "-e", "costs", "--quiet")
+    assert code == 0, err
+    assert (home / "ledger.duckdb").is_file() and not (work / "~").exists()
+    for args, more in (
+        (("status",), {}),
+        (("status", "--store=~/ledger.duckdb"), {}),
+        (("status",), {"USAGELEDGER_STORE": "~/ledger.duckdb"}),
+        (("doctor",), {}),
+    ):
+        code, out, err = run(*args, **more)
+        assert "ledger.duckdb" in out and "no store" not in out + err, (args, out, err)
+        assert "✗ store" not in out and (code == 0 or args[0] == "doctor"), (args, out, err)
+    assert not (work / "~").exists()
