@@ -314,6 +314,14 @@ def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
             f"{where}.name: {name!r} has spaces at either end or a character that does not print; write the name"
             f" as it should be shown, e.g. name = {json.dumps(_shown_name(name))}"
         )
+    if "," in name:
+        # `--org` takes a comma list (`sync --org a,b`, `export --org a,b`): "Acme, Inc" is read as the orgs "Acme"
+        # and "Inc", so no command could name this org alone.
+        meant = _shown_name(name.replace(",", " "))
+        raise ConfigError(
+            f"{where}.name: {name!r} has a comma, which --org reads as a list separator (--org a,b), so no command"
+            f" could name this org; write the name without it, e.g. name = {json.dumps(meant)}"
+        )
     key_env = _str(table.get("key_env", ADMIN_KEY_ENV), f"{where}.key_env")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
         if _SECRET.search(key_env) or key_env.startswith("sk-"):

@@ -150,6 +150,7 @@ proj_1 = "Search"
         ("[[orgs]]\nname = 'acme '", "orgs[0].name"),
         ("[[orgs]]\nname = '  '", "orgs[0].name"),
         ('[[orgs]]\nname = "ac\\nme"', "orgs[0].name"),
+        ("[[orgs]]\nname = 'a'\n[[orgs]]\nname = 'Acme, Inc'", "orgs[1].name"),
         ("[[streams]]\nbucket_width = '1d'", "streams[0].endpoint"),
         ("[[streams]]\nendpoint = 'nope'", "streams[0].endpoint"),
         ("[[streams]]\nendpoint = 'costs'\nbucket_width = '1h'", "streams[0].bucket_width"),
