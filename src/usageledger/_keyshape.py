@@ -21,6 +21,10 @@ KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
 # A URL's password: ``scheme://user:password@`` (a PostgreSQL store URL carries one).
 _URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):[^\s/@]+@")
 
+# A password given as a URL's query parameter: libpq reads ``postgresql://user@host/db?password=…`` (and
+# ``sslpassword=``, the client key's) as it reads ``user:password@``.
+_QUERY_PASSWORD: Final = re.compile(r"([?&](?:ssl)?password=)[^&#\s]+", re.IGNORECASE)
+
 
 # The API's own echo of a rejected key (``Incorrect API key provided: SECRETga****bage.``): it keeps 8 leading and 4
 # trailing characters, which for a short or mangled key is nearly all of it.
@@ -29,7 +33,9 @@ _ECHOED_KEY: Final = re.compile(r"(API key provided: )\S+?(?=[.,;]?(?:\s|$))")
 
 def mask_keys(text: str) -> str:
     """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``), the API's echo of a rejected key
-    removed and every URL's password shown as ``***``, so no message can echo a key or a store password."""
+    removed and every URL's password (``user:password@``, ``?password=``) shown as ``***``, so no message can echo
+    a key or a store password."""
     text = _URL_PASSWORD.sub(r"\1:***@", text)
+    text = _QUERY_PASSWORD.sub(r"\1***", text)
     text = _ECHOED_KEY.sub(r"\1…", text)
     return KEY_SHAPED.sub(lambda m: f"sk-{m.group(1)}-…" if m.group(1) else "sk-…", text)

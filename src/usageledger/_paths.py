@@ -13,6 +13,7 @@ from pathlib import Path
 from usageledger.errors import ConfigError
 
 __all__ = [
+    "expand_home",
     "from_file",
     "is_duckdb_file",
     "is_stream",
@@ -41,12 +42,21 @@ def read_user_text(path: str | Path) -> str:
 def from_file(value: str, file: str | Path | None) -> str:
     """A path written in ``file`` (a config), as the file means it: a relative one is relative to the file's folder,
     wherever the command runs (``--config team/usageledger.toml`` with ``url = "ledger.duckdb"`` is
-    ``team/ledger.duckdb``, not a new empty store in the working directory). An absolute path, a URL
-    (``postgresql://``), or a path read with no file is kept as written."""
+    ``team/ledger.duckdb``, not a new empty store in the working directory). A leading ``~`` is the home folder
+    (:func:`expand_home`); an absolute path, a URL (``postgresql://``), or a path read with no file is kept as
+    written."""
     if file is None or _as_written(value):
-        return value
+        return expand_home(value)
     folder = os.path.dirname(os.fspath(file))
     return os.path.join(folder, value) if folder else value
+
+
+def expand_home(path: str) -> str:
+    """``path`` with a leading ``~`` or ``~user`` made that home folder, as a shell does for a word it sees: a path
+    that reached usageledger unexpanded (``[store] url = "~/ledger.duckdb"``, ``USAGELEDGER_STORE=~/x`` in a
+    systemd unit, ``--store=~/x``) names the same file DuckDB opens, never a folder named ``~`` in the working
+    directory. Anything else is kept as given."""
+    return os.path.expanduser(path) if path.startswith("~") else path
 
 
 def in_file(path: str, file: str | Path) -> str:

@@ -160,13 +160,13 @@ def url_userinfo(url: str) -> tuple[bool, str]:
 
 
 def redact_url_password(url: str) -> str:
-    """The URL without its password (``postgresql://user:***@host/db``)."""
+    """The URL without its password (``postgresql://user:***@host/db``, ``...?password=***``)."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
         user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
-    return url
+        url = f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+    return mask_keys(url)  # a password in the query (`?password=`), which libpq reads too
 
 
 # --- files that hold a key -----------------------------------------------------------------------------

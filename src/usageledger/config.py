@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -37,6 +37,7 @@ __all__ = [
     "OrgConfig",
     "SyncConfig",
     "check_config_target",
+    "check_distinct_orgs",
     "default_config_text",
     "find_config",
     "load_config",
@@ -217,6 +218,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"orgs.name: {', '.join(dupes)} listed more than once")
+    _one_organisation_per_key(orgs)
     streams = tuple(
         _stream(t, f"streams[{i}]") for i, t in enumerate(_array_of_tables(data.get("streams", []), "streams"))
     )
@@ -314,6 +316,14 @@ def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
             f"{where}.name: {name!r} has spaces at either end or a character that does not print; write the name"
             f" as it should be shown, e.g. name = {json.dumps(_shown_name(name))}"
         )
+    if "," in name:
+        # `--org` takes a comma list (`sync --org a,b`, `export --org a,b`): "Acme, Inc" is read as the orgs "Acme"
+        # and "Inc", so no command could name this org alone.
+        meant = _shown_name(name.replace(",", " "))
+        raise ConfigError(
+            f"{where}.name: {name!r} has a comma, which --org reads as a list separator (--org a,b), so no command"
+            f" could name this org; write the name without it, e.g. name = {json.dumps(meant)}"
+        )
     key_env = _str(table.get("key_env", ADMIN_KEY_ENV), f"{where}.key_env")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
         if _SECRET.search(key_env) or key_env.startswith("sk-"):
@@ -331,6 +341,37 @@ def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
         base_url = normalize_base_url(_str(table["base_url"], f"{where}.base_url"), f"{where}.base_url")
     api_key = _str(table["api_key"], f"{where}.api_key") if "api_key" in table else None
     return OrgConfig(name, key_env, base_url, api_key)
+
+
+def _one_organisation_per_key(orgs: Sequence[OrgConfig]) -> None:
+    """Two orgs that read one key at one base URL are one organisation under two names: every sync would store its
+    usage twice and every report across orgs would count it twice. Refused, naming the second org's key setting."""
+    seen: dict[tuple[str, str, str | None], OrgConfig] = {}
+    for i, org in enumerate(orgs):
+        source = ("api_key", org.api_key) if org.api_key else ("key_env", org.key_env)
+        first = seen.setdefault((*source, org.base_url), org)
+        if first is not org:
+            shown = f"reads its key from {org.key_env}" if source[0] == "key_env" else "has the same api_key"
+            raise ConfigError(
+                f"orgs[{i}].{source[0]}: org {org.name!r} {shown} at the same base URL as org {first.name!r}: one"
+                " organisation under two names, synced and counted twice; give each org the variable of its own"
+                " admin key, or list the organisation once"
+            )
+
+
+def check_distinct_orgs(orgs: Sequence[tuple[OrgConfig, str, str | None]]) -> None:
+    """``(org, key, base_url)`` as a run resolved them: two orgs whose variables hold one key for one base URL are
+    one organisation synced twice (the config check cannot see the keys). A :class:`ConfigError` naming both
+    variables, never the key."""
+    seen: dict[tuple[str, str | None], OrgConfig] = {}
+    for org, key, base_url in orgs:
+        first = seen.setdefault((key, base_url), org)
+        if first is not org:
+            raise ConfigError(
+                f"orgs: {first.key_source} (org {first.name!r}) and {org.key_source} (org {org.name!r}) hold the same"
+                " admin key for the same base URL: one organisation under two names, synced and counted twice; set"
+                " each variable to its own organisation's key, or list the organisation once"
+            )
 
 
 def _stream(table: Mapping[str, Any], where: str) -> Stream:

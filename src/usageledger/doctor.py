@@ -395,7 +395,7 @@ def _check_store_in_use(url: str, shown: str, pid: int) -> list[Finding]:
 def _check_store(url: str) -> list[Finding]:
     shown = redact_url_password(url)
     try:
-        check_store_url(url)  # `:memory:`, `usageledger.toml`, `sqlite:///x`: refused before the folder is looked at
+        url = check_store_url(url)  # `:memory:`, `usageledger.toml`, `sqlite:///x`: refused before the folder is seen
     except StoreError as exc:
         return [Finding("store", "fail", str(exc), "pass --store with a DuckDB file path or a postgresql:// URL")]
     if not is_postgres_url(url):

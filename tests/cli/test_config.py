@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import tomllib
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
@@ -11,6 +14,9 @@ from usageledger import catalogue
 from usageledger.config import Config, load_config, parse_config, write_default_config
 from usageledger.errors import ConfigError
 from usageledger.store import Stream, default_streams
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.reliability import cli, env, finish
 
 
 def write(tmp_path: Path, text: str, mode: int = 0o644) -> Path:
@@ -145,6 +151,7 @@ proj_1 = "Search"
         ("[[orgs]]\nname = 'acme '", "orgs[0].name"),
         ("[[orgs]]\nname = '  '", "orgs[0].name"),
         ('[[orgs]]\nname = "ac\\nme"', "orgs[0].name"),
+        ("[[orgs]]\nname = 'a'\n[[orgs]]\nname = 'Acme, Inc'", "orgs[1].name"),
         ("[[streams]]\nbucket_width = '1d'", "streams[0].endpoint"),
         ("[[streams]]\nendpoint = 'nope'", "streams[0].endpoint"),
         ("[[streams]]\nendpoint = 'costs'\nbucket_width = '1h'", "streams[0].bucket_width"),
@@ -259,3 +266,74 @@ def test_a_key_pasted_into_key_env_is_never_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="looks like an API key") as info:
         load_config(path)
     assert "abcdefghijklmnop" not in str(info.value)
+
+
+def test_a_store_path_starting_with_a_tilde_is_in_the_home_folder(tmp_path: Path, emulator_url: str) -> None:
+    """`url = "~/ledger.duckdb"` (no shell expands a config), `USAGELEDGER_STORE=~/…` (a systemd unit) and
+    `--store=~/…`: DuckDB opens $HOME/ledger.duckdb, but sync first refused "the folder <cwd>/~ does not exist",
+    doctor failed the store, and status said "no store". Every command reads the home folder's file."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    (work / "usageledger.toml").write_text('[store]\nurl = "~/ledger.duckdb"\n')
+
+    def run(*args: str, **more: str) -> tuple[int, str, str]:
+        proc = subprocess.Popen(
+            [*cli(), *args],
+            env=env(emulator_url, HOME=str(home), COLUMNS="400", **more),
+            cwd=work,
+            stdout=PIPE,
+            stderr=PIPE,
+            text=True,
+        )
+        return finish(proc, timeout=120)
+
+    code, _, err = run("sync", "--now", str(EMULATOR_NOW), "--since", "2d", "-e", "costs", "--quiet")
+    assert code == 0, err
+    assert (home / "ledger.duckdb").is_file() and not (work / "~").exists()
+    for args, more in (
+        (("status",), {}),
+        (("status", "--store=~/ledger.duckdb"), {}),
+        (("status",), {"USAGELEDGER_STORE": "~/ledger.duckdb"}),
+        (("doctor",), {}),
+    ):
+        code, out, err = run(*args, **more)
+        assert "ledger.duckdb" in out and "no store" not in out + err, (args, out, err)
+        assert "✗ store" not in out and (code == 0 or args[0] == "doctor"), (args, out, err)
+    assert not (work / "~").exists()
+
+
+def test_two_orgs_of_one_key_are_refused_before_anything_is_synced(tmp_path: Path, emulator_url: str) -> None:
+    """Orgs `a` and `c` reading one key at one base URL are one organisation under two names: sync stored its usage
+    twice and `report` across orgs counted every dollar twice. The config is refused when they name one variable;
+    `sync` refuses two variables holding the same key (naming the variables, never the key), storing nothing; orgs
+    of one key at different base URLs stay allowed."""
+    config = write(
+        tmp_path,
+        "".join(f'[[orgs]]\nname = "{o}"\nkey_env = "KEY_{o.upper()}"\nbase_url = "{emulator_url}"\n' for o in "ac"),
+    )
+    key = env(emulator_url)["OPENAI_ADMIN_KEY"]
+    store = tmp_path / "s.duckdb"
+
+    def sync(*args: str, **keys: str) -> tuple[int, str, str]:
+        command = [*cli(), "sync", "--config", str(config), "--store", str(store), "--now", str(EMULATOR_NOW)]
+        proc = subprocess.Popen(
+            [*command, "--since", "2d", "-e", "costs", "--quiet", *args],
+            env=env(emulator_url, COLUMNS="400", **keys),
+            cwd=tmp_path,
+            stdout=PIPE,
+            stderr=PIPE,
+            text=True,
+        )
+        return finish(proc, timeout=120)
+
+    code, _, err = sync(KEY_A=key, KEY_C=key)
+    assert code == 1 and err.count("\n") == 1 and "KEY_A (org 'a') and KEY_C (org 'c')" in err, err
+    assert key not in err and not store.exists()
+    code, _, err = sync("--org", "a", KEY_A=key, KEY_C=key)  # one of them alone is one organisation
+    assert code == 0, err
+    config.write_text(config.read_text().replace("KEY_C", "KEY_A"))
+    with pytest.raises(ConfigError, match=r"^orgs\[1\]\.key_env: org 'c' reads its key from KEY_A"):
+        load_config(config)
+    elsewhere = config.read_text().replace(emulator_url, "http://127.0.0.1:9/v1", 1)
+    assert [o.name for o in parse_config(tomllib.loads(elsewhere)).orgs] == ["a", "c"]

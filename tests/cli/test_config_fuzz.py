@@ -176,6 +176,7 @@ BAD_FILES: Final = [
     ("[[orgs]]\nkey_env = 'A'", "orgs[0].name: missing"),
     ("[[orgs]]\nname = 'a'\n[[orgs]]\nname = 'b'\nbase_url = 5", "orgs[1].base_url: must be a non-empty string"),
     ("[[orgs]]\nname = 'a'\ntoken = 'x'", "orgs[0].token: unknown key"),
+    ("[[orgs]]\nname = 'a'\nkey_env = 'K'\n[[orgs]]\nname = 'c'\nkey_env = 'K'", "orgs[1].key_env: org 'c' reads"),
     ("[[streams]]\nendpoint = 'costs'\n[[streams]]\nendpoint = 'images'\ngroup_by = 'model'", "streams[1].group_by"),
     ("[[streams]]\nendpoint = 'costs'\nwidth = '1d'", "streams[0].width: unknown key"),
     ("[[streams]]\nbucket_width = '1d'", "streams[0].endpoint: missing"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from usageledger import Client
-from usageledger._secrets import mask_keys, normalize_key, redact, redact_url
+from usageledger._secrets import mask_keys, normalize_key, redact, redact_url, redact_url_password
 from usageledger.config import OrgConfig
 from usageledger.errors import ConfigError
 
@@ -207,3 +207,31 @@ def test_mask_keys_hides_a_url_password_in_any_message() -> None:
     assert mask_keys(text) == (
         "cannot connect to postgresql://bob:***@db:5432/x; see postgresql://bob@db/x or https://h.example/a:b@c"
     )
+
+
+def test_mask_keys_and_redact_url_password_hide_a_password_in_the_query() -> None:
+    """libpq reads `?password=` (and `sslpassword=`) as it reads `user:password@`: both are shown as ***."""
+    url = "postgresql://bob@db:5432/x?sslmode=require&password=s3cr3t&SSLPASSWORD=k3y#f"
+    shown = "postgresql://bob@db:5432/x?sslmode=require&password=***&SSLPASSWORD=***#f"
+    assert mask_keys(f"cannot connect to {url}: refused") == f"cannot connect to {shown}: refused"
+    assert redact_url_password(url) == shown
+    assert redact_url_password("postgresql://bob:pw@db/x?password=pw") == "postgresql://bob:***@db/x?password=***"
+
+
+@pytest.mark.postgres
+def test_a_store_password_in_the_url_query_shows_nowhere(tmp_path: Path, pg_url: str, emulator_url: str) -> None:
+    """`postgresql://user@host/db?password=…`: sync, status, doctor and a failed connection never print it."""
+    secret = "PWCANARY" + "z" * 8
+    url = f"{pg_url}?password={secret}"
+    key = canary_key()
+    runs = {
+        "sync": run_cli(key, "sync", "--store", url, "--base-url", emulator_url, "--now", NOW_ISO, "--since", "2d"),
+        "status": run_cli(key, "status", "--store", url),
+        "doctor": run_cli(key, "doctor", "--store", url, "--base-url", emulator_url),
+        "dead": run_cli(key, "status", "--store", url.replace(pg_url.rsplit("@", 1)[1], "127.0.0.1:9/x")),
+    }
+    assert [runs[n].returncode for n in ("sync", "status")] == [0, 0], runs
+    assert "password=***" in runs["status"].stdout, runs["status"].stdout
+    assert runs["dead"].returncode == 1 and "Traceback" not in runs["dead"].stderr, runs["dead"].stderr
+    text = "".join(r.stdout + r.stderr for r in runs.values())
+    assert secret not in text and "PWCANARY" not in text, text

@@ -41,7 +41,14 @@ from usageledger.cli._app import (
     settle,
     setup_logging,
 )
-from usageledger.config import Config, check_config_target, check_sync_int, load_config, write_default_config
+from usageledger.config import (
+    Config,
+    check_config_target,
+    check_distinct_orgs,
+    check_sync_int,
+    load_config,
+    write_default_config,
+)
 from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 from usageledger.report.credit import credit_balance
 from usageledger.report.forecast_out import credit_document, credit_line
@@ -413,7 +420,9 @@ def sync_command(
         chosen = tuple(o for o in chosen if o.name in set(wanted))
     since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
-    orgs = [engine.Org(o.name, o.resolve_key(), o.resolve_base_url(base_url), key_source=o.key_source) for o in chosen]
+    resolved = [(o, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
+    check_distinct_orgs(resolved)
+    orgs = [engine.Org(o.name, key, at, key_source=o.key_source) for o, key, at in resolved]
     settings = config.sync
     if lag_days is not None:
         settings = replace(settings, lag_days=check_sync_int("lag_days", lag_days, name="--lag-days"))

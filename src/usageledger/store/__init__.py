@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from usageledger._paths import expand_home
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
@@ -57,12 +58,14 @@ def store_files(url: str) -> list[tuple[str, str]]:
     PostgreSQL URL or an in-memory database."""
     if is_postgres_url(url) or url == ":memory:":
         return []
+    url = expand_home(url)
     files = [("the DuckDB store", url), ("the DuckDB store's WAL", f"{url}.wal")]
     return files + [("a lock file of the DuckDB store", url + suffix) for suffix in (LOCK_SUFFIX, READERS_SUFFIX)]
 
 
 def check_store_url(url: str | Path) -> str:
-    """``url`` as text, or :class:`StoreError` for a scheme other than PostgreSQL's, before anything opens it.
+    """``url`` as text (a DuckDB path's leading ``~`` made the home folder: :func:`~usageledger._paths.expand_home`),
+    or :class:`StoreError` for a scheme other than PostgreSQL's, before anything opens it.
 
     Without this, DuckDB would read ``md:x`` or ``https://host/x`` as a location of its own and try to download an
     extension for it; a one-letter "scheme" is a Windows drive, a path.
@@ -79,6 +82,8 @@ def check_store_url(url: str | Path) -> str:
             "unsupported store :memory:: an in-memory database keeps nothing once the command ends; give a DuckDB "
             "file path (like usageledger.duckdb) or a postgresql:// URL"
         )
+    if not is_postgres_url(text):
+        text = expand_home(text)
     if not is_postgres_url(text) and Path(text).suffix.lower() in _NOT_A_STORE and not Path(text).exists():
         # `sync --store usageledger.toml` made a database where every later command looks for its config
         raise StoreError(
