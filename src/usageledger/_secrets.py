@@ -26,6 +26,7 @@ __all__ = [
     "check_webhook_url",
     "exposure",
     "holds_key",
+    "holds_password",
     "mask_keys",
     "normalize_key",
     "redact",
@@ -179,6 +180,16 @@ def holds_key(text: str) -> bool:
     return KEY_SHAPED.search(text) is not None or _API_KEY_LINE.search(text) is not None
 
 
+_URL_PASSWORD: Final = re.compile(r"://[^/\s:@\"']+:[^/\s@\"']+@|[?&](?:ssl)?password=[^&\s\"']", re.IGNORECASE)
+"""A password in a URL: ``postgresql://user:pw@host`` or ``?password=`` (``sslpassword=``), as libpq reads both."""
+
+
+def holds_password(text: str) -> bool:
+    """Whether a config file's text holds a password in a URL (a ``[store] url`` written by ``init --store
+    postgresql://user:pw@host/db``): the file must then be as private as one holding a key."""
+    return _URL_PASSWORD.search(text) is not None
+
+
 def exposure(path: Path) -> tuple[int, str | None]:
     """``path``'s permission bits, and who besides its owner can reach it (``None``: its owner only)."""
     mode = stat.S_IMODE(path.stat().st_mode)
@@ -191,14 +202,14 @@ def exposure(path: Path) -> tuple[int, str | None]:
     return mode, None
 
 
-def check_private(path: Path) -> None:
-    """Refuse a file that holds a key (a :class:`ConfigError` with the ``chmod 600`` fix) unless only its owner can
-    reach it."""
+def check_private(path: Path, what: str = "an API key") -> None:
+    """Refuse a file that holds ``what`` (a key, a password: a :class:`ConfigError` with the ``chmod 600`` fix)
+    unless only its owner can reach it."""
     from usageledger.errors import ConfigError
 
     mode, who = exposure(path)
     if who is not None:
-        raise ConfigError(f"{path} contains an API key but {who} (mode {mode:04o}); run: chmod 600 {path}")
+        raise ConfigError(f"{path} contains {what} but {who} (mode {mode:04o}); run: chmod 600 {path}")
 
 
 # --- logs -----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from usageledger import catalogue, timeutil
 from usageledger._paths import from_file, in_file, is_duckdb_file, read_user_text
-from usageledger._secrets import KEY_SHAPED, check_private, holds_key, normalize_key
+from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, normalize_key
 from usageledger._sections import key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
@@ -188,6 +188,8 @@ def load_config(path: str | Path | None = None) -> Config:
     # the first fix is `chmod 600`.
     if holds_key(text):
         check_private(found)
+    elif holds_password(text):  # a store URL with its password: as private as a key
+        check_private(found, "a password (in a URL)")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

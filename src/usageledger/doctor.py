@@ -27,7 +27,7 @@ from typing import Final, Literal
 import httpx
 
 from usageledger import timeutil
-from usageledger._secrets import exposure, holds_key, mask_keys, redact_url_password
+from usageledger._secrets import exposure, holds_key, holds_password, mask_keys, redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_PREFIX, DEFAULT_BASE_URL
 from usageledger.client import Client
@@ -175,19 +175,22 @@ def _permissions(path: Path) -> Finding | None:
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         return Finding("config permissions", "fail", f"cannot read {path}: {exc.strerror or exc}", f"check {path}")
-    has_key = holds_key(text)
-    if has_key and who is not None:
+    secret = "an API key" if holds_key(text) else "a password (in a URL)" if holds_password(text) else None
+    if secret is not None and who is not None:
+        move = (
+            "the key to an environment variable named by key_env" if holds_key(text) else "the password to PGPASSFILE"
+        )
         return Finding(
             "config permissions",
             "fail",
-            f"{path} holds an API key and {who} (mode {mode:04o}); usageledger refuses such a file",
-            f"run: chmod 600 {path} (or better, move the key to an environment variable named by key_env)",
+            f"{path} holds {secret} and {who} (mode {mode:04o}); usageledger refuses such a file",
+            f"run: chmod 600 {path} (or better, move {move})",
         )
-    if has_key:
+    if secret is not None:
         return Finding(
             "config permissions",
             "ok",
-            f"{path} holds an API key and only its owner can read it (mode {mode:04o})",
+            f"{path} holds {secret} and only its owner can read it (mode {mode:04o})",
         )
     if mode & 0o004:
         return Finding(

@@ -232,6 +232,24 @@ def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:
     assert "sk-admin" not in repr(config)
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql://ledger:S3cret@db/ledger", "postgresql://ledger@db/ledger?sslmode=require&password=S3cret"]
+)
+def test_a_file_holding_a_store_password_must_be_private(tmp_path: Path, url: str) -> None:
+    """`init --store postgresql://user:PW@host/db` writes the password into the config (0600), but only a key made
+    the file's mode matter: a later `chmod 644` went unnoticed. A password in a URL counts as a key does; the
+    refusal never shows it, and a store URL without one is not held to it."""
+    path = write(tmp_path, f'[store]\nurl = "{url}"\n', mode=0o644)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path} contains a password (in a URL) but every user can read it")
+    assert "S3cret" not in str(info.value) and f"chmod 600 {path}" in str(info.value)
+    path.chmod(0o600)
+    assert load_config(path).store_url == url
+    plain = write(tmp_path, '[store]\nurl = "postgresql://ledger@db/ledger?sslmode=require"\n', mode=0o644)
+    assert load_config(plain).store_url.endswith("sslmode=require")
+
+
 def test_a_key_pasted_anywhere_counts(tmp_path: Path) -> None:
     """A key-looking string in a comment still makes the file subject to the 0600 rule."""
     path = write(tmp_path, "# OPENAI_ADMIN_KEY=sk-admin-abcdefghijklmnop\n", mode=0o640)
