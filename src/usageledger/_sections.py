@@ -78,6 +78,7 @@ class AlertConfig:
     project_budgets: Mapping[str, Budget] = field(default_factory=_no_projects)
     anomaly: AnomalyRule = AnomalyRule()
     stale_after: timedelta = timedelta(hours=48)
+    """Staleness fires when the newest bucket ended longer ago (:func:`stale_after_span` reads it)."""
     forecast_over: Decimal | None = None
     """Alert when this month's forecast month-end spend is above it (``check --forecast-over``)."""
     credit_below: Decimal | None = None
@@ -143,6 +144,17 @@ def _check_keys(where: str, table: Mapping[str, object], allowed: Sequence[str])
             raise ConfigError(f"{key_path(where, key)}: unknown key; the known keys are: {', '.join(allowed)}")
 
 
+STALE_AFTER_MINIMUM: Final = 3600
+"""The shortest staleness limit: buckets are an hour at the finest the store keeps final, so `0s` (which fired on
+every run) or `30m` cannot be judged."""
+
+
+def stale_after_span(value: object, param: str) -> timedelta:
+    """A staleness limit (``48h``; ``check --stale-after``, ``[alerts] stale_after``): a bare number, a negative
+    span or one under an hour is a one-line :class:`ParameterError` naming ``param``."""
+    return timedelta(seconds=parse_duration(value, param=param, minimum=STALE_AFTER_MINIMUM))
+
+
 def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") -> AlertConfig:
     """Validate the config's raw ``[alerts]`` mapping; an unknown key or a wrong type raises ``ConfigError``
     naming the key."""
@@ -170,7 +182,7 @@ def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") 
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             raise ConfigError(f'{where}.stale_after: expected a duration such as "36h", got {raw!r}')
         try:
-            stale = timedelta(seconds=parse_duration(raw, param=f"{where}.stale_after"))
+            stale = stale_after_span(raw, f"{where}.stale_after")
         except ParameterError as exc:
             raise ConfigError(str(exc)) from None
     projects: dict[str, Budget] = {}

@@ -220,6 +220,16 @@ def test_a_duration_without_a_unit_is_refused(tmp_path: Path, text: str, key: st
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(("value", "says"), [('"0s"', "a span of zero"), ('"30m"', "is shorter than 1h")])
+def test_a_staleness_limit_under_an_hour_is_refused(tmp_path: Path, value: str, says: str) -> None:
+    """`[alerts] stale_after = "0s"` made `check` fire on every run; a limit under an hour is refused naming the key,
+    as `check --stale-after 0h` is, with the shortest it takes."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, f"[alerts]\nstale_after = {value}\n"))
+    assert str(info.value).startswith("alerts.stale_after: ") and says in str(info.value)
+    assert str(info.value).endswith("write 1h or more")
+
+
 def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:
     """A literal key in a group- or world-readable file is refused with the chmod fix; 0600 is accepted."""
     path = write(tmp_path, '[[orgs]]\nname = "a"\napi_key = "sk-admin-abcdefghijkl"\n', mode=0o644)

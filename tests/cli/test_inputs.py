@@ -59,6 +59,8 @@ def test_emulator_refuses_latency_without_a_unit(runner: CliRunner) -> None:
         ["emulator", "--revision-window"],
         # a key's staleness: `0d` flagged every key ("limit 0:00:00"); a last use is known to the day
         ["keys", "--unused-after"], ["keys", "--admin-max-age"], ["check", "--stale-keys"],
+        # staleness: `--stale-after 0h` (and `[alerts] stale_after = "0s"`) fired on every run
+        ["check", "--stale-after"],
     ],
 )  # fmt: skip
 def test_a_zero_span_is_refused_and_the_fix_offered_is_taken(runner: CliRunner, tmp_path: Any, argv: list[str]) -> None:
@@ -77,7 +79,7 @@ def test_a_zero_span_is_refused_and_the_fix_offered_is_taken(runner: CliRunner, 
         assert "whole number" not in lines[0] and "revision_window" not in lines[0]
         offered.add(lines[0].rsplit("write ", 1)[1].split()[0])
     (least,) = offered
-    assert least == ("1m" if argv[0] in ("serve", "emulator") else "1d")
+    assert least == ("1m" if argv[0] in ("serve", "emulator") else "1h" if flag == "--stale-after" else "1d")
     if argv[0] in ("report", "keys", "reconcile", "changes"):
         taken = runner.invoke(app, [*argv, least, *store])
         assert flag not in taken.output, taken.output  # whatever else happens (no store), the span is taken

@@ -16,6 +16,7 @@ from rich.console import RenderableType
 from usageledger._amounts import parse_amount
 from usageledger._paths import same_file
 from usageledger._secrets import check_webhook_url
+from usageledger._sections import stale_after_span
 from usageledger._text import counted
 from usageledger.cli._app import (
     ConfigOpt,
@@ -64,7 +65,7 @@ from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
-from usageledger.timeutil import back_from, parse_duration, to_unix
+from usageledger.timeutil import back_from, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
@@ -485,7 +486,7 @@ def check(
     )
     cfg = cfg.replace(anomaly=rule)
     if stale_after is not None:
-        cfg = cfg.replace(stale_after=timedelta(seconds=parse_duration(stale_after, param="--stale-after")))
+        cfg = cfg.replace(stale_after=stale_after_span(stale_after, "--stale-after"))
     restated_limit = _amount(restated_over, "--restated-over")
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
