@@ -19,7 +19,9 @@ KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
 
 
 # A URL's password: ``scheme://user:password@`` (a PostgreSQL store URL carries one).
-_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):[^\s/@]+@")
+# Up to the last ``@`` of the word: a password holding an unencoded ``@`` or ``/`` (``u:p@ss@host``) is masked whole
+# (a ``host:port/path@x`` is masked too: showing too little is the safe side).
+_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):\S+@")
 
 # A password given as a URL's query parameter: libpq reads ``postgresql://user@host/db?password=…`` (and
 # ``sslpassword=``, the client key's) as it reads ``user:password@``.

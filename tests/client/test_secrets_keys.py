@@ -209,6 +209,15 @@ def test_mask_keys_hides_a_url_password_in_any_message() -> None:
     )
 
 
+@pytest.mark.parametrize("password", ["p@ss", "p/ss", "a@b/c@d"])
+def test_a_password_holding_an_unencoded_at_or_slash_is_masked_whole(password: str) -> None:
+    """`postgresql://u:p@ss@host` showed `ss` (the mask stopped at the first `@`) and `u:p/ss@host` was not masked at
+    all; the mask now runs to the word's last `@`."""
+    text = f"cannot connect to postgresql://u:{password}@db:5432/x (timeout)"
+    assert mask_keys(text) == "cannot connect to postgresql://u:***@db:5432/x (timeout)"
+    assert "ss" not in redact_url_password(f"postgresql://u:{password}@db/x").replace("postgresql", "")
+
+
 def test_mask_keys_and_redact_url_password_hide_a_password_in_the_query() -> None:
     """libpq reads `?password=` (and `sslpassword=`) as it reads `user:password@`: both are shown as ***."""
     url = "postgresql://bob@db:5432/x?sslmode=require&password=s3cr3t&SSLPASSWORD=k3y#f"
