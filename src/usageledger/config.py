@@ -164,6 +164,8 @@ def find_config(explicit: str | Path | None = None) -> Path | None:
             raise ConfigError(f"config file {path} does not exist; create one with `usageledger init`")
         return path
     env = os.environ.get(CONFIG_ENV)
+    if env and not env.strip():  # `USAGELEDGER_CONFIG=' '` said "names  , which does not exist"
+        raise ConfigError(f"{CONFIG_ENV}: the environment variable is set but empty; unset it, or give it a path")
     if env:
         path = Path(env)
         if not path.exists():

@@ -230,6 +230,14 @@ def test_a_staleness_limit_under_an_hour_is_refused(tmp_path: Path, value: str, 
     assert str(info.value).endswith("write 1h or more")
 
 
+def test_a_blank_config_variable_names_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`USAGELEDGER_CONFIG=' '` said "USAGELEDGER_CONFIG names  , which does not exist"; it is named as blank, as a
+    blank USAGELEDGER_STORE is. An empty one is unset, as the CLI reads every empty variable."""
+    monkeypatch.setenv("USAGELEDGER_CONFIG", " \t")
+    with pytest.raises(ConfigError, match=r"^USAGELEDGER_CONFIG: the environment variable is set but empty; unset it"):
+        load_config()
+
+
 def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:
     """A literal key in a group- or world-readable file is refused with the chmod fix; 0600 is accepted."""
     path = write(tmp_path, '[[orgs]]\nname = "a"\napi_key = "sk-admin-abcdefghijkl"\n', mode=0o644)
