@@ -105,6 +105,7 @@ def test_a_base_url_with_credentials_is_refused_naming_where_it_came_from(
     flag = CliRunner().invoke(app, [*command, "--base-url", url])
     env = CliRunner(env={"OPENAI_BASE_URL": url}).invoke(app, command)
     Path("usageledger.toml").write_text(f'[[orgs]]\nname = "acme"\nbase_url = "{url}"\n')
+    Path("usageledger.toml").chmod(0o600)  # else its password is refused first, for the file's mode
     config = CliRunner().invoke(app, command)
     outcomes = {"--base-url": flag, "OPENAI_BASE_URL": env}
     if command[0] == "sync":  # query reads no config file
