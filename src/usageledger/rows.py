@@ -114,7 +114,9 @@ def to_arrow(endpoint: Endpoint, rows: Iterable[Row]) -> pyarrow.Table:
     for row in rows:
         for name, append in appenders:
             append(row.get(name))
-    arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+    from usageledger._arrays import array_of  # not pa.array: it imports pandas where installed
+
+    arrays = [array_of(columns[f.name], f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -22,6 +22,9 @@ from usageledger.cli import app
 from usageledger.cli._commands import COMMANDS, Command
 from usageledger.store import open_store
 
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
 HEAVY = (
     "pyarrow",
     "duckdb",
@@ -69,6 +72,27 @@ def test_version_prints_the_version_alone() -> None:
         code, out, _ = _run(*argv)
         assert code == 0
         assert out == f"{usageledger.__version__}\n"
+
+
+def test_a_sync_of_costs_never_imports_pandas(emulator_url: str, tmp_path: Path) -> None:
+    """A costs window was loaded through ``pa.array``, which makes pyarrow import pandas where it is installed (as
+    here): ~0.3 s of CPU and 50 MB in every default sync. The columns are now built from buffers."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('pandas' in sys.modules, file=sys.stderr))\n"
+        "from usageledger.cli import main\n"
+        "main()\n"
+    )
+    argv = ["sync", "--store", str(tmp_path / "s.duckdb"), "--base-url", emulator_url, "--since", "10d", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv, "--now", str(EMULATOR_NOW)],
+        env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr
 
 
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:
