@@ -165,7 +165,7 @@ def test_readers_work_during_a_duckdb_sync_and_a_second_sync_is_refused_at_once(
 
 
 def test_a_reader_holds_a_writing_store_up_only_briefly(tmp_path: Path) -> None:
-    """A writer committing back to back gives the file to a `status` subprocess and goes on within a second."""
+    """A writer committing back to back gives the file to a `status` subprocess and goes on within two seconds."""
     path = tmp_path / "hot.duckdb"
     reader: subprocess.Popen[str] | None = None
     gaps: list[float] = []
@@ -186,7 +186,9 @@ def test_a_reader_holds_a_writing_store_up_only_briefly(tmp_path: Path) -> None:
         "",
         f"waiting for the running sync (PID {os.getpid()}) to release the store {path}…",
     )
-    assert max(gaps) < 1.0, f"the writer waited {max(gaps):.2f}s for one reader"
+    # A reader holds the file ~0.1-0.2 s; on a loaded 2-core machine a descheduled reader stretched one hold to
+    # 1.27-1.28 s (twice in full runs). Two seconds still catches a reader that keeps the file for its whole run.
+    assert max(gaps) < 2.0, f"the writer waited {max(gaps):.2f}s for one reader"
 
 
 def test_a_writer_waits_for_a_reader_that_holds_the_file(tmp_path: Path) -> None:
