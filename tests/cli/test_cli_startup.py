@@ -74,7 +74,7 @@ def test_version_prints_the_version_alone() -> None:
         assert out == f"{usageledger.__version__}\n"
 
 
-def test_a_sync_of_costs_never_imports_pandas(emulator_url: str, tmp_path: Path) -> None:
+def test_a_sync_of_costs_and_its_export_never_import_pandas(emulator_url: str, tmp_path: Path) -> None:
     """A costs window was loaded through ``pa.array``, which makes pyarrow import pandas where it is installed (as
     here): ~0.3 s of CPU and 50 MB in every default sync. The columns are now built from buffers."""
     probe = (
@@ -83,16 +83,34 @@ def test_a_sync_of_costs_never_imports_pandas(emulator_url: str, tmp_path: Path)
         "from usageledger.cli import main\n"
         "main()\n"
     )
-    argv = ["sync", "--store", str(tmp_path / "s.duckdb"), "--base-url", emulator_url, "--since", "10d", "--quiet"]
-    done = subprocess.run(
-        [sys.executable, "-c", probe, *argv, "--now", str(EMULATOR_NOW)],
-        env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr
+    store = str(tmp_path / "s.duckdb")
+    sync = [
+        "sync",
+        "--store",
+        store,
+        "--base-url",
+        emulator_url,
+        "--since",
+        "10d",
+        "--quiet",
+        "--now",
+        str(EMULATOR_NOW),
+    ]
+    # An export as CSV or JSON Lines read each UTC time through pandas too (pyarrow's time-zone path).
+    exports = [
+        ["export", "--store", store, "-e", "costs", "-f", f, "-o", str(tmp_path / f"c.{f}")] for f in ("csv", "jsonl")
+    ]
+    for argv in (sync, *exports):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv],
+            env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip().splitlines()[-1] == "False", (argv[0], done.stderr)
+    assert (tmp_path / "c.csv").read_text().splitlines()[1].split(",")[2].endswith("T00:00:00Z")
 
 
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:
