@@ -532,53 +532,52 @@ def test_parquet_is_never_written_to_a_terminal(demo_store: Path, fmt: list[str]
     assert piped.returncode == 0 and piped.stdout.startswith(b"PAR1"), piped.stderr
 
 
-def test_a_previous_period_the_store_only_partly_holds_is_not_compared(demo_store: Path, tmp_path: Path) -> None:
-    """A user who synced 90 days and asked for the last 50 got "+711% against the previous 50 days": the previous
-    period began before the store's first costs (2026-08-22), so the change was against days never synced. The
-    terminal, the JSON and the HTML report now say there is no comparison and why, with no movers; a period whose
-    previous one is in the store still compares."""
-    store = str(demo_store)
-    partial = ["report", "--store", store, "--since", "2026-10-01", "--until", "2026-11-20"]
-    text = CliRunner().invoke(app, partial, env={"COLUMNS": "200"})
+@pytest.mark.parametrize(
+    ("period", "why", "field", "day"),
+    [
+        (  # synced 90 days, asked for the last 50: the previous 50 begin before the store's first costs
+            ("2026-10-01", "2026-11-20"),
+            "the store's costs start on 2026-08-22, inside the previous 50 days; sync further back to compare",
+            "previous_partial_from",
+            "2026-08-22",
+        ),
+        (  # a store last synced weeks ago: the period's last days were never synced
+            ("2026-11-01", "2026-11-30"),
+            "the store's costs are whole only through 2026-11-19, so the period's last 10 days are missing or"
+            " partial; run `usageledger sync` to compare",
+            "unsynced_from",
+            "2026-11-20",
+        ),
+    ],
+)
+def test_a_period_compared_with_days_never_synced_is_not_compared(
+    demo_store: Path, tmp_path: Path, period: tuple[str, str], why: str, field: str, day: str
+) -> None:
+    """ "+711% against the previous 50 days" (the previous period began before the store's first costs) and "-20%
+    against the previous 30 days" (the period's last days were never synced, read as $0) compared with days the
+    store does not hold. The terminal, the JSON and the HTML report now say there is no comparison and why, with no
+    movers."""
+    argv = ["report", "--store", str(demo_store), "--since", period[0], "--until", period[1]]
+    text = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
     assert text.exit_code == 0, text.output
-    assert (
-        "(no comparison: the store's costs start on 2026-08-22, inside the previous 50 days; sync further back to"
-        " compare)" in text.stdout
-    ), text.stdout
-    assert "%  against" not in text.stdout and "Top movers" not in text.stdout
-    doc = json.loads(CliRunner().invoke(app, [*partial, "-f", "json"]).stdout)
-    assert doc["previous_partial_from"] == "2026-08-22" and doc["totals"]["previous_spend"] is None
+    assert f"(no comparison: {why})" in text.stdout and "Top movers" not in text.stdout, text.stdout
+    doc = json.loads(CliRunner().invoke(app, [*argv, "-f", "json"]).stdout)
+    assert doc[field] == day and doc["totals"]["previous_spend"] is None
     assert doc["movers_by_project"] == doc["movers_by_model"] == []
     html = tmp_path / "r.html"
-    assert CliRunner().invoke(app, [*partial, "--html", str(html)]).exit_code == 0
+    assert CliRunner().invoke(app, [*argv, "--html", str(html)]).exit_code == 0
     page = html.read_text(encoding="utf-8")
-    assert "no comparison: the store&#x27;s costs start on 2026-08-22" in page and "movers-by-project" not in page
-    whole = ["report", "--store", store, "--since", "2026-10-20", "--until", "2026-11-20", "-f", "json"]
-    covered = json.loads(CliRunner().invoke(app, whole).stdout)
-    assert covered["previous_partial_from"] is None and covered["totals"]["previous_spend"] is not None
-    assert covered["movers_by_project"]
+    assert f"no comparison: {why.split(',')[0]}".replace("'", "&#x27;") in page and "movers-by-project" not in page
 
 
-def test_a_period_running_past_the_synced_days_is_not_compared(demo_store: Path) -> None:
-    """`report --since 30d` on a store last synced two weeks ago read "-20% against the previous 30 days": the
-    period's last days were never synced and counted as $0. A period that runs more than a day past the store's
-    costs watermark is not compared (terminal and JSON say why); one a day past it, as a daily cron leaves the
-    store, still is."""
-    store = str(demo_store)
-    late = ["report", "--store", store, "--since", "2026-11-01", "--until", "2026-11-30"]
-    text = CliRunner().invoke(app, late, env={"COLUMNS": "200"})
-    assert text.exit_code == 0, text.output
-    assert (
-        "(no comparison: the store's costs are whole only through 2026-11-19, so the period's last 10 days are"
-        " missing or partial; run `usageledger sync` to compare)" in text.stdout
-    ), text.stdout
-    assert "Top movers" not in text.stdout
-    doc = json.loads(CliRunner().invoke(app, [*late, "-f", "json"]).stdout)
-    assert doc["unsynced_from"] == "2026-11-20" and doc["previous_partial_from"] is None
-    assert doc["totals"]["previous_spend"] is None and doc["movers_by_model"] == []
-    cron = ["report", "--store", store, "--since", "2026-11-01", "--until", "2026-11-21", "-f", "json"]
-    behind_a_day = json.loads(CliRunner().invoke(app, cron).stdout)
-    assert behind_a_day["unsynced_from"] is None and behind_a_day["totals"]["previous_spend"] is not None
+def test_periods_the_store_holds_with_their_previous_ones_are_compared(demo_store: Path) -> None:
+    """A period whose previous one is in the store compares; so does one a day past the costs watermark, as a
+    daily cron leaves the store."""
+    for since, until in (("2026-10-20", "2026-11-20"), ("2026-11-01", "2026-11-21")):
+        argv = ["report", "--store", str(demo_store), "--since", since, "--until", until, "-f", "json"]
+        doc = json.loads(CliRunner().invoke(app, argv).stdout)
+        assert doc["previous_partial_from"] is None and doc["unsynced_from"] is None, (since, until)
+        assert doc["totals"]["previous_spend"] is not None and doc["movers_by_project"]
 
 
 @pytest.mark.parametrize("command", [["report"], ["changes"], ["statement", "2026-10"]])
