@@ -383,6 +383,8 @@ def test_cli_a_refused_key_is_said_once_in_one_line_naming_its_variable(
     with open_store("k.duckdb") as opened:
         runs = opened.query("SELECT status, error FROM sync_runs ORDER BY started_at")
         assert [status for status, _ in runs] == ["failed"] * 4
+        # the run's command as asked: it read "sync --since=3d --until=None", naming a flag never given
+        assert {c for (c,) in opened.query("SELECT command FROM sync_runs")} == {"sync --since=3d"}
         assert runs[0][1] == line.removeprefix("error: ")
         assert {s.last_status for s in opened.stream_states()} == {"failed"}
     assert FAKE_ADMIN_KEY not in quiet.output + shown.output + project.output + config.output

@@ -446,7 +446,10 @@ def sync_command(
             options,
             on_event=view if view.enabled else None,
             clock=(lambda: float(clock_now)) if clock_now is not None else None,
-            command=f"sync --since={since} --until={until}",
+            # what was asked, as typed (`sync_runs.command`): "sync --since=None --until=None" said flags never given
+            command=" ".join(
+                ["sync", *(f"{flag}={value}" for flag, value in (("--since", since), ("--until", until)) if value)]
+            ),
         )
         if not no_directory:  # not with a key the API refused: that is said once, in the error below
             refused = set(result.refused_orgs)
