@@ -234,7 +234,7 @@ def _check_org(
             Finding(
                 f"key{label}",
                 "fail",
-                f"no admin key: {org.key_env} is not set",
+                f"no admin key: {org.key_env} is {'set but empty' if org.key_env in env else 'not set'}",
                 f"export {org.key_env}=sk-admin-... (an organization admin key from {_ADMIN_KEYS_PAGE})",
             )
         )

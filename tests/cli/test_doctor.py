@@ -74,6 +74,9 @@ def test_a_missing_key_is_named_with_the_variable_to_set(setup: Path, emulator_u
     assert diagnosis.by_check("probe").status == "skip" and not diagnosis.ok
     result = CliRunner().invoke(app, ["doctor", "--base-url", emulator_url], env={"OPENAI_ADMIN_KEY": None})
     assert result.exit_code == 1 and "✗ key: no admin key" in result.stdout and "fix: export" in result.stdout
+    # set to "" (an `export OPENAI_ADMIN_KEY=` with nothing pasted): it said "is not set"
+    empty = run(emulator_url, key="").by_check("key")
+    assert empty.status == "fail" and "OPENAI_ADMIN_KEY is set but empty" in empty.finding
 
 
 def test_a_project_key_fails_by_prefix_and_by_the_403_probe(setup: Path, emulator_url: str) -> None:
