@@ -145,3 +145,27 @@ def test_a_blank_environment_variable_is_named_not_the_flag(synced: Path) -> Non
     )
     flag_wins = CliRunner(env={"USAGELEDGER_STORE": "  "}).invoke(app, ["status", "--store", str(synced)])
     assert flag_wins.exit_code == 0, flag_wins.output
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["report", "--since", "30d", "--since", "7d"], "--since: given 2 times ('30d', '7d'); give it once"),
+        (["status", "--store", "a.duckdb"], "--store: given 2 times ('a.duckdb', '{store}'); give it once"),
+        (["export", "-o", "x.csv", "--output=y.csv", "-e", "costs"], "--output: given 2 times ('x.csv', 'y.csv')"),
+    ],
+)
+def test_an_option_given_twice_with_two_values_is_refused(
+    synced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], said: str
+) -> None:
+    """`--since 30d ... --since 7d` or two --store paths: click kept the last without a word. An option of one value
+    given twice with different values is refused in one line listing both; nothing is read or written."""
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
+    (line,) = done.stderr.strip().splitlines()
+    assert done.exit_code == 1 and line.startswith(f"error: {said.format(store=synced)}"), line
+    assert list(tmp_path.iterdir()) == []
+    same = CliRunner().invoke(app, ["report", "--store", str(synced), "--since", "7d", "--since", "7d"])
+    assert same.exit_code == 0, same.output  # the same value twice is the same request
+    lists = CliRunner().invoke(app, ["export", "--store", str(synced), "-e", "costs", "-e", "costs", "-o", "-"])
+    assert lists.exit_code == 0 and lists.stdout.startswith("org,"), lists.output  # a list option takes each

@@ -232,6 +232,7 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
             name = max(takes_value[flag].opts, key=len)
             hint = "" if takes_value[flag].required else f", or leave {name} out for its default"
             raise fail(f"{name}: the value is empty; give a value{hint}")
+    _refuse_repeated(takes_value, args)
     given = {arg.partition("=")[0] for arg in args}
     for param in {id(p): p for p in takes_value.values()}.values():
         envvars = param.envvar if isinstance(param.envvar, list | tuple) else [param.envvar]
@@ -243,6 +244,32 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
                 raise fail(
                     f"{envvar}: the environment variable is set but empty; unset it, or give it a value ({name})"
                 )
+
+
+def _refuse_repeated(takes_value: dict[str, Any], args: Sequence[str]) -> None:
+    """Refuse an option of one value given twice with different values (`--since 30d ... --since 7d`, `--store a
+    --store b`): click keeps the last without a word, and which one the user meant is a guess. A list option
+    (`--group-by a --group-by b`) takes each, and the same value twice is the same request."""
+    seen: dict[int, tuple[Any, list[str]]] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            break
+        flag, eq, value = arg.partition("=")
+        param = takes_value.get(flag)
+        if param is not None:
+            if not eq:
+                value = args[i + 1] if i + 1 < len(args) else ""
+                i += 1
+            if not getattr(param, "multiple", False):
+                seen.setdefault(id(param), (param, []))[1].append(value)
+        i += 1
+    for param, values in seen.values():
+        if len(set(values)) > 1:
+            name = max(param.opts, key=len)
+            shown = ", ".join(repr(v) for v in dict.fromkeys(values))
+            raise fail(f"{name}: given {len(values)} times ({shown}); give it once")
 
 
 app = typer.Typer(
