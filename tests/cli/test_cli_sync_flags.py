@@ -76,8 +76,8 @@ def test_endpoints_orgs_and_streams_take_a_comma_list_as_group_by_does(
 
     streams = sorted(s["stream"] for s in json.loads(status.stdout)["streams"])
     out = tmp_path / "out"
-    export = ["export", "--store", str(store), "-o", str(out)]
-    both = CliRunner().invoke(app, [*export, "-e", "images,costs", "--org", "default,default"])
+    export = ["export", "--store", str(store)]
+    both = CliRunner().invoke(app, [*export, "-o", str(out), "-e", "images,costs", "--org", "default,default"])
     assert both.exit_code == 0, both.output
     assert sorted(p.name for p in out.iterdir()) == ["costs.csv", "usage_images.csv"]
     one = CliRunner().invoke(app, [*export, "-o", str(tmp_path / "s.jsonl"), "-f", "jsonl", "--stream", streams[0]])

@@ -178,11 +178,13 @@ def test_the_cli_exports_then_merges_and_refuses_filters_in_one_line(tmp_path: P
     second = runner.invoke(app, args, terminal_width=200)
     assert second.exit_code == 0 and "(0 of 3 month partitions written)" in second.stderr, second.output
     assert _read(tmp_path / "lake" / "costs").num_rows == rows
+    without_output = args[: args.index("--output")]
     for extra, message in (
         (["--org", "x"], "--org: not with --format delta, which mirrors the whole ledger; filter when you read it"),
         (["--output", "-"], "--output: --format delta writes a directory of tables; give one with --output DIR"),
     ):
-        refused = runner.invoke(app, [*args, *extra], terminal_width=200)
+        given = [*without_output, *extra] if extra[0] == "--output" else [*args, *extra]
+        refused = runner.invoke(app, given, terminal_width=200)
         assert refused.exit_code == 1 and refused.stderr.strip() == f"error: {message}", refused.output
 
 
