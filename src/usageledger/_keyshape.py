@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["KEY_SHAPED", "mask_keys"]
+__all__ = ["KEY_SHAPED", "QUERY_PASSWORD", "URL_PASSWORD", "mask_keys"]
 
 # A key-shaped value: ``sk-`` (optionally ``admin-``/``proj-``/``svcacct-``), then at least 8 characters that are
 # not a separator. The body also takes non-ASCII letters and backslash escapes (``\n``, ``\t``, ``\xe9``,
@@ -21,11 +21,11 @@ KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
 # A URL's password: ``scheme://user:password@`` (a PostgreSQL store URL carries one).
 # Up to the last ``@`` of the word: a password holding an unencoded ``@`` or ``/`` (``u:p@ss@host``) is masked whole
 # (a ``host:port/path@x`` is masked too: showing too little is the safe side).
-_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):\S+@")
+URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):\S+@")
 
 # A password given as a URL's query parameter: libpq reads ``postgresql://user@host/db?password=…`` (and
 # ``sslpassword=``, the client key's) as it reads ``user:password@``.
-_QUERY_PASSWORD: Final = re.compile(r"([?&](?:ssl)?password=)[^&#\s]+", re.IGNORECASE)
+QUERY_PASSWORD: Final = re.compile(r"([?&](?:ssl)?password=)[^&#\s]+", re.IGNORECASE)
 
 
 # The API's own echo of a rejected key (``Incorrect API key provided: SECRETga****bage.``): it keeps 8 leading and 4
@@ -37,7 +37,7 @@ def mask_keys(text: str) -> str:
     """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``), the API's echo of a rejected key
     removed and every URL's password (``user:password@``, ``?password=``) shown as ``***``, so no message can echo
     a key or a store password."""
-    text = _URL_PASSWORD.sub(r"\1:***@", text)
-    text = _QUERY_PASSWORD.sub(r"\1***", text)
+    text = URL_PASSWORD.sub(r"\1:***@", text)
+    text = QUERY_PASSWORD.sub(r"\1***", text)
     text = _ECHOED_KEY.sub(r"\1…", text)
     return KEY_SHAPED.sub(lambda m: f"sk-{m.group(1)}-…" if m.group(1) else "sk-…", text)

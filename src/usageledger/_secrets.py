@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from usageledger._keyshape import KEY_SHAPED, mask_keys
+from usageledger._keyshape import KEY_SHAPED, QUERY_PASSWORD, URL_PASSWORD, mask_keys
 from usageledger.errors import ParameterError
 
 __all__ = [
@@ -180,14 +180,11 @@ def holds_key(text: str) -> bool:
     return KEY_SHAPED.search(text) is not None or _API_KEY_LINE.search(text) is not None
 
 
-_URL_PASSWORD: Final = re.compile(r"://[^/\s:@\"']+:[^/\s@\"']+@|[?&](?:ssl)?password=[^&\s\"']", re.IGNORECASE)
-"""A password in a URL: ``postgresql://user:pw@host`` or ``?password=`` (``sslpassword=``), as libpq reads both."""
-
-
 def holds_password(text: str) -> bool:
     """Whether a config file's text holds a password in a URL (a ``[store] url`` written by ``init --store
-    postgresql://user:pw@host/db``): the file must then be as private as one holding a key."""
-    return _URL_PASSWORD.search(text) is not None
+    postgresql://user:pw@host/db``, or ``?password=``): the file must then be as private as one holding a key. The
+    patterns are :func:`mask_keys`' own, so what is refused here is what is masked everywhere else."""
+    return URL_PASSWORD.search(text) is not None or QUERY_PASSWORD.search(text) is not None
 
 
 def exposure(path: Path) -> tuple[int, str | None]:
