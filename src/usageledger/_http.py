@@ -31,6 +31,7 @@ from usageledger._options import (
     RetryPolicy,
     TimeoutTypes,
     as_timeout,
+    merged_headers,
 )
 from usageledger._secrets import redact
 from usageledger.errors import (
@@ -319,14 +320,8 @@ class _Base:
     def _headers(self) -> dict[str, str]:
         """Every request's headers: the defaults, replaced by ``headers=`` however it spells them (``user-agent``
         beside ``User-Agent`` would send both), then the key (``headers=`` may not hold it)."""
-        given = self._config.headers
-        names = {name.lower() for name in given}
         defaults = {"Accept": "application/json", "User-Agent": _USER_AGENT}
-        return {
-            **{name: value for name, value in defaults.items() if name.lower() not in names},
-            **given,
-            "Authorization": f"Bearer {self._config.api_key}",
-        }
+        return {**merged_headers(defaults, self._config.headers), "Authorization": f"Bearer {self._config.api_key}"}
 
     def _pause_all_until(self, until: float) -> None:
         if until > self._not_before:

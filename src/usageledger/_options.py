@@ -39,6 +39,7 @@ __all__ = [
     "check_headers",
     "check_timeout",
     "key_from",
+    "merged_headers",
     "normalize_base_url",
     "retry_from",
 ]
@@ -188,6 +189,13 @@ def check_headers(headers: object) -> dict[str, str]:
         seen[name.lower()] = name
         out[name] = text
     return out
+
+
+def merged_headers(base: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``given`` put in: a name in ``given`` replaces ``base``'s however either spells it (header names
+    are case-insensitive, and ``x-team`` beside ``X-Team`` would send both)."""
+    names = {name.lower() for name in given if isinstance(name, str)}
+    return {**{name: value for name, value in base.items() if name.lower() not in names}, **given}
 
 
 def check_timeout(value: TimeoutTypes) -> None:

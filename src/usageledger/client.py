@@ -37,6 +37,7 @@ from usageledger._options import (
     as_timeout,
     base_url_from,
     key_from,
+    merged_headers,
     retry_from,
 )
 from usageledger._paging import AsyncPaged, Paged
@@ -112,10 +113,7 @@ def _merged_headers(old: Mapping[str, str], new: object) -> object:
     """``old`` with ``new`` put in; a name in ``new`` replaces ``old``'s however it is spelled (``x-team`` replaces
     ``X-Team``: header names are case-insensitive, and both would be sent). Anything but a mapping is left for
     ``ClientOptions`` to refuse."""
-    if not isinstance(new, Mapping):
-        return new
-    names = {name.lower() for name in new if isinstance(name, str)}
-    return {**{name: value for name, value in old.items() if name.lower() not in names}, **new}
+    return merged_headers(old, new) if isinstance(new, Mapping) else new
 
 
 def _sendable(name: str, text: str) -> str:

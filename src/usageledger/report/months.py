@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from usageledger.errors import ParameterError
-from usageledger.report.queries import COSTS_VIEW, Database, costs_synced_until, utc_day
+from usageledger.report.queries import Database, costs_synced_until, first_cost_days
 from usageledger.timeutil import next_month
 
 __all__ = ["Gap", "check_month", "first_cost_day", "gaps_text", "missing_days", "synced_until"]
@@ -23,13 +23,7 @@ __all__ = ["Gap", "check_month", "first_cost_day", "gaps_text", "missing_days", 
 
 def first_cost_day(db: Database, org: str | None = None, project: str | None = None) -> date | None:
     """The first day of the store's daily costs (of ``org``, of ``project``); ``None`` when it holds none."""
-    clauses, params = ["TRUE"], []
-    for column, value in (("org", org), ("project_id", project)):
-        if value is not None:
-            clauses.append(f"{column} = %s")
-            params.append(value)
-    value = db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE {' AND '.join(clauses)}", params)[0][0]
-    return None if value is None else utc_day(value)
+    return min(first_cost_days(db, org, project).values(), default=None)
 
 
 def synced_until(db: Database, org: str) -> date | None:

@@ -559,7 +559,17 @@ def previous_partial_from(db: Database, scope: Scope, since: date) -> date | Non
     """The day from which the store holds the costs of every org in ``scope``, when it is after ``since`` (the
     previous period's first day); ``None`` when every org's costs start on or before it, or there are none. An org
     new to the API looks the same as one synced from a later day: the store cannot tell them apart, and says so."""
-    where, params = ("WHERE org = %s", [scope.org]) if scope.org is not None else ("", [])
-    rows = db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} {where} GROUP BY org", params)
-    latest = max((utc_day(first) for (first,) in rows if first is not None), default=None)
+    latest = max(first_cost_days(db, scope.org).values(), default=None)
     return latest if latest is not None and latest > since else None
+
+
+def first_cost_days(db: Database, org: str | None = None, project: str | None = None) -> dict[str, date]:
+    """Per org, the first day of the store's daily costs (of ``org``, of ``project``, when given)."""
+    clauses, params = ["TRUE"], []
+    for column, value in (("org", org), ("project_id", project)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    where = " AND ".join(clauses)
+    rows = db.query(f"SELECT org, MIN(bucket_start) FROM {COSTS_VIEW} WHERE {where} GROUP BY org", params)
+    return {name: utc_day(first) for name, first in rows if first is not None}
