@@ -17,7 +17,17 @@ from typing import Final, Literal
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forecast_month, month_days, runway
 from usageledger.report.months import first_cost_day
-from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Database, day_start, main_currency, utc_day
+from usageledger.report.queries import (
+    COSTS_VIEW,
+    DAY,
+    LINE_ITEM_MODEL,
+    Database,
+    Keyed,
+    biggest_first,
+    day_start,
+    main_currency,
+    utc_day,
+)
 from usageledger.report.teams import UNASSIGNED
 from usageledger.timeutil import next_month
 
@@ -36,9 +46,9 @@ GROUPINGS: Final[tuple[Grouping, ...]] = ("project", "team", "model")
 
 
 @dataclass(frozen=True, slots=True)
-class GroupForecast:
-    key: str | None
-    """The project ID, team or model; ``None`` for spend with no project or model."""
+class GroupForecast(Keyed):
+    """The forecast of one project, team or model."""
+
     forecast: Forecast
 
 
@@ -164,10 +174,9 @@ def build_forecast(
             raw = merged
         for key, series in raw.items():
             groups.append(GroupForecast(key, forecast_month(fill_days(series, start, last), month, as_of=as_of)))
-        groups.sort(key=lambda g: (-g.forecast.month_end, g.key is None, g.key or ""))
     return ForecastReport(
         total=total,
-        groups=tuple(groups),
+        groups=tuple(biggest_first(groups, lambda g: g.forecast.month_end)),
         by=by,
         currency=main_currency(db, org),
         org=org,

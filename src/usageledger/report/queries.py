@@ -15,11 +15,11 @@ from those SQL sums with ``Decimal`` arithmetic, and rankings are sorts of them;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from usageledger import catalogue
 from usageledger._text import counted
@@ -38,6 +38,7 @@ __all__ = [
     "TOKEN_UNIT_FACTORS",
     "DailyValue",
     "Database",
+    "Keyed",
     "ModelSpend",
     "ModelUsage",
     "Mover",
@@ -45,6 +46,7 @@ __all__ = [
     "ReportData",
     "Scope",
     "Spend",
+    "biggest_first",
     "build_report",
     "day_start",
     "main_currency",
@@ -202,8 +204,24 @@ def project_known(db: Database, project: str, org: str | None = None) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Spend:
+class Keyed:
+    """A row of a breakdown, named by what it groups: a project ID, team, model, line item, API key or user."""
+
     key: str | None
+    """``None`` for the spend that has none (no project, no model)."""
+
+
+_Row = TypeVar("_Row", bound=Keyed)
+
+
+def biggest_first(rows: Iterable[_Row], size: Callable[[_Row], Decimal]) -> list[_Row]:
+    """``rows`` by ``size``, largest first; among equals by key, the row without one last. The one order of every
+    ranked breakdown: spend, movers, group forecasts."""
+    return sorted(rows, key=lambda row: (-size(row), row.key is None, row.key or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Spend(Keyed):
     amount: Decimal
 
 
@@ -237,8 +255,7 @@ class ModelUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class Mover:
-    key: str | None
+class Mover(Keyed):
     current: Decimal
     previous: Decimal
 
@@ -430,7 +447,7 @@ def _daily_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
 
 
 def _ranked(spends: list[Spend]) -> tuple[Spend, ...]:
-    return tuple(sorted(spends, key=lambda s: (-s.amount, s.key is None, s.key or "")))
+    return tuple(biggest_first(spends, lambda s: s.amount))
 
 
 def _grouped(spends: list[Spend]) -> tuple[Spend, ...]:
@@ -440,7 +457,7 @@ def _grouped(spends: list[Spend]) -> tuple[Spend, ...]:
 
 def _top_movers(movers: list[Mover], limit: int) -> tuple[Mover, ...]:
     moved = [m for m in movers if m.change != 0]
-    return tuple(sorted(moved, key=lambda m: (-abs(m.change), m.key is None, m.key or ""))[:limit])
+    return tuple(biggest_first(moved, lambda m: abs(m.change))[:limit])
 
 
 def _usage_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
