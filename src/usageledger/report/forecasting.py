@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Literal
 
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forecast_month, month_days, runway
@@ -32,7 +32,6 @@ from usageledger.report.teams import UNASSIGNED
 from usageledger.timeutil import next_month
 
 __all__ = [
-    "GROUPINGS",
     "ForecastReport",
     "GroupForecast",
     "build_forecast",
@@ -42,7 +41,6 @@ __all__ = [
 ]
 
 Grouping = Literal["project", "team", "model"]
-GROUPINGS: Final[tuple[Grouping, ...]] = ("project", "team", "model")
 
 
 @dataclass(frozen=True, slots=True)
