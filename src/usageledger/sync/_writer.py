@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import Any, Final
 
 from usageledger import timeutil
@@ -45,6 +45,7 @@ class _Batch:
             job.run.rollback(job.index)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
 class Writer:
     """Owns the prepare/commit pipeline of a run.
 
@@ -56,20 +57,12 @@ class Writer:
     never commits rolls its windows back, whichever way the run ends.
     """
 
-    def __init__(
-        self,
-        store: BaseStore,
-        *,
-        now: int,
-        emit: EventHandler,
-        max_windows: int = 16,
-        max_rows: int = MAX_BATCH_ROWS,
-    ) -> None:
-        self._store = store
-        self._now = now
-        self._emit = emit
-        self._max_windows = max_windows
-        self._max_rows = max_rows
+    store: BaseStore
+    _: KW_ONLY
+    now: int
+    emit: EventHandler
+    max_windows: int = 16
+    max_rows: int = MAX_BATCH_ROWS
 
     async def run(self, queue: asyncio.Queue[FetchedWindow | None]) -> None:
         """Write every window the queue brings, until ``None``."""
@@ -85,7 +78,7 @@ class Writer:
                 if waiting is not None and in_flight is None:
                     in_flight, waiting = asyncio.create_task(self._commit(waiting)), None
                     continue
-                if finished or (waiting is not None and waiting.full(self._max_windows, self._max_rows)):
+                if finished or (waiting is not None and waiting.full(self.max_windows, self.max_rows)):
                     if in_flight is None:
                         break  # finished, and nothing waits
                     await asyncio.wait([in_flight])
@@ -101,7 +94,7 @@ class Writer:
                 held = 0 if waiting is None else len(waiting.jobs)
                 while item is not None:
                     windows.append(item)
-                    if queue.empty() or held + len(windows) >= self._max_windows:
+                    if queue.empty() or held + len(windows) >= self.max_windows:
                         break  # a batch never grows past max_windows, however many windows queue up
                     item = queue.get_nowait()
                 else:
@@ -137,14 +130,14 @@ class Writer:
         read = fetched.prepared
         write = replace(
             read.write,
-            watermark=run.next_watermark(self._now),
+            watermark=run.next_watermark(self.now),
             fresh=run.extent is None or read.write.lo > run.extent,
             completes_stream=run.all_taken,
         )
         return PreparedWindow(write, read.rows, read.payload)
 
     async def _commit(self, batch: _Batch) -> None:
-        commit = asyncio.ensure_future(asyncio.to_thread(self._store.commit_windows, batch.prepared))
+        commit = asyncio.ensure_future(asyncio.to_thread(self.store.commit_windows, batch.prepared))
         try:
             counts = await asyncio.shield(commit)
         except asyncio.CancelledError:
@@ -178,6 +171,6 @@ class Writer:
                     "watermark": None if write.watermark is None else timeutil.iso(write.watermark),
                 },
             )
-            self._emit(WindowDone(write.org, write.stream.id, window, c))
+            self.emit(WindowDone(write.org, write.stream.id, window, c))
             if finished:
-                self._emit(StreamFinished(run.result()))
+                self.emit(StreamFinished(run.result()))
