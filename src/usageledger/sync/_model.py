@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from usageledger import rules, timeutil
 from usageledger._text import counted
@@ -143,14 +143,24 @@ class WindowDone:
     counts: UpsertCounts
 
 
-@dataclass(frozen=True, slots=True)
-class StreamFinished:
-    result: StreamResult
+_Result = TypeVar("_Result", StreamResult, SyncResult)
 
 
 @dataclass(frozen=True, slots=True)
-class RunFinished:
-    result: SyncResult
+class _Finished(Generic[_Result]):
+    """A stream or the whole run is done; the two finish events differ only in the result they carry."""
+
+    result: _Result
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFinished(_Finished[StreamResult]):
+    """One (org, stream) is done: how it fared."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(_Finished[SyncResult]):
+    """The run is done: every stream's result, the requests sent and the wall time."""
 
 
 SyncEvent = RunStarted | RequestSent | WindowDone | StreamFinished | RunFinished
