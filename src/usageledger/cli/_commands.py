@@ -100,7 +100,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
     ),
     Command(
         "statement",
-        "commands_statement",
+        "commands_report",
         "Showback: one statement per team or project for a month, lines by model and line item, shared spend"
         " allocated by a stated rule; the statements add up to the month's costs to the cent, and say so.",
     ),
