@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeAlias
 
 from usageledger.emulator.activity import HOUR, Family
 
@@ -33,8 +33,10 @@ AMOUNT_QUANTUM: Final = Decimal("1e-12")
 QUANTITY_QUANTUM: Final = Decimal("1e-9")
 GIB: Final = Decimal(1 << 30)
 
-# Per 1M tokens: (input, cached input, cache write, audio input, output, audio output)
-_TOKEN_PRICES: Final[Mapping[str, tuple[str, str, str, str, str, str]]] = {
+_TokenPrices: TypeAlias = tuple[str, str, str, str, str, str]
+"""Per 1M tokens: input, cached input, cache write, audio input, output, audio output."""
+
+_CHAT_TOKEN_PRICES: Final[Mapping[str, _TokenPrices]] = {
     "gpt-4o-mini-2024-07-18": ("0.15", "0.075", "0.1875", "0.15", "0.60", "0.60"),
     "gpt-4o-2024-08-06": ("2.50", "1.25", "3.125", "2.50", "10.00", "10.00"),
     "o3-mini-2025-01-31": ("1.10", "0.55", "1.375", "1.10", "4.40", "4.40"),
@@ -45,9 +47,14 @@ _TOKEN_PRICES: Final[Mapping[str, tuple[str, str, str, str, str, str]]] = {
     "gpt-4.1-nano-2025-04-14": ("0.10", "0.025", "0.125", "0.10", "0.40", "0.40"),
     "gpt-5-2025-08-07": ("1.25", "0.125", "1.5625", "1.25", "10.00", "10.00"),
     "gpt-5-mini-2025-08-07": ("0.25", "0.025", "0.3125", "0.25", "2.00", "2.00"),
-    "text-embedding-3-small": ("0.02", "0.02", "0.02", "0.02", "0", "0"),
-    "text-embedding-3-large": ("0.13", "0.13", "0.13", "0.13", "0", "0"),
 }
+_EMBEDDING_PRICES: Final[Mapping[str, str]] = {"text-embedding-3-small": "0.02", "text-embedding-3-large": "0.13"}
+"""Per 1M input tokens: an embedding model bills its input alone, every kind of input at one price."""
+_TOKEN_PRICES: Final[Mapping[str, _TokenPrices]] = {
+    **_CHAT_TOKEN_PRICES,
+    **{model: (price, price, price, price, "0", "0") for model, price in _EMBEDDING_PRICES.items()},
+}
+"""Every token-billed model's prices, as :func:`unit_price` looks them up (an embedding model's output is free)."""
 
 TOKEN_KINDS: Final[Mapping[str, tuple[tuple[str, ...], int]]] = {
     "input": (("input_text_tokens", "input_image_tokens"), 0),
@@ -75,7 +82,7 @@ _WEB_SEARCH_PRICES: Final[Mapping[str, str]] = {"low": "0.025", "medium": "0.027
 _FILE_SEARCH_PRICE: Final = Decimal("0.0025")  # per call
 _SESSION_PRICE: Final = Decimal("0.03")
 _STORAGE_PRICE: Final = Decimal("0.004")  # per GiB-hour
-_DEFAULT_TOKEN_PRICE: Final = ("1", "0.5", "1.25", "1", "4", "4")  # replayed models not in the table
+_DEFAULT_TOKEN_PRICE: Final[_TokenPrices] = ("1", "0.5", "1.25", "1", "4", "4")  # replayed models not in the table
 
 
 @dataclass(frozen=True, slots=True)
