@@ -38,7 +38,7 @@ from usageledger.sync._model import (
 )
 from usageledger.sync._safety import check_orgs, reap_abandoned, this_process
 from usageledger.sync._state import FetchedWindow, StreamRun, WindowJob, interleave
-from usageledger.sync._writer import Writer
+from usageledger.sync._writer import WINDOWS_PER_SLOT, Writer
 from usageledger.sync_options import SyncOptions
 
 logger = logging.getLogger("usageledger.sync")
@@ -317,9 +317,10 @@ async def _execute(
     jobs = interleave(runs)
     # Fetched windows wait here for the one writer; the bound keeps memory flat however long the range.
     queue: asyncio.Queue[FetchedWindow | None] = asyncio.Queue(maxsize=options.concurrency)
-    # A transaction takes up to two fetch rounds of windows: big enough for DuckDB to write whole row groups of the
-    # revision log instead of logging every entry, small enough to keep memory flat.
-    writer = Writer(store, now=now, emit=emit, max_windows=2 * options.concurrency)
+    # A transaction takes up to eight fetch rounds of windows (and at most MAX_BATCH_ROWS rows): a commit costs
+    # DuckDB tens of milliseconds whatever its size, so few big ones keep up with the API; the rows cap keeps memory
+    # flat.
+    writer = Writer(store, now=now, emit=emit, max_windows=WINDOWS_PER_SLOT * options.concurrency)
     writer_task = asyncio.create_task(writer.run(queue))
     workers = [
         asyncio.create_task(_fetch(jobs, runs, orgs, clients, queue, store, run_id)) for _ in range(options.concurrency)
