@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import usageledger.store.duckdb as duckdb_store
 from usageledger import catalogue
 from usageledger.errors import StoreError
 from usageledger.store import (
@@ -264,6 +266,42 @@ def test_a_key_written_twice_is_refused_at_commit(store: BaseStore) -> None:
     assert counts[0].inserted == 1
 
 
+def test_a_transaction_too_big_for_the_syncs_cap_lifts_it_and_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cap saves memory and never fails a sync: DuckDB running out of memory under it (a real out-of-memory
+    error, the cap made tiny) rolls the transaction back, lifts the cap for the rest of the sync and commits the
+    transaction again, once; the user's limit comes back after the sync."""
+    monkeypatch.setattr(duckdb_store, "SYNC_MEMORY_LIMIT", "4MB")
+    rows = [cost_row(0, f"proj_{i:06d}", f"item {i}", "1.25") for i in range(30_000)]
+
+    def limit(store: BaseStore) -> str:  # DuckDB shows it rounded: 18.8 GiB set reads back as 18.7 GiB
+        return str(store.query("SELECT current_setting('memory_limit')")[0][0])
+
+    with open_store(str(tmp_path / "s.duckdb")) as store:
+        before = limit(store)
+        with store.sync_settings(), caplog.at_level(logging.INFO, logger="usageledger.store"):
+            assert limit(store) == "3.8 MiB"
+            assert write(store, rows).inserted == 30_000
+            lifted = limit(store)
+            assert (
+                lifted.split()[1] == before.split()[1]
+                and abs(float(lifted.split()[0]) - float(before.split()[0])) < 0.2
+            )
+            assert write(store, [cost_row(1, "p1", "in", "2")], 1, 2).inserted == 1
+        assert limit(store).split()[1] == before.split()[1]
+        assert store.query("SELECT COUNT(*), SUM(amount_value) FROM costs") == [(30_001, Decimal("37502"))]
+    lifted = [r.getMessage() for r in caplog.records if "cap" in r.getMessage()]
+    assert lifted == [f"a transaction needed more memory than the sync's DuckDB cap (4MB): lifted to {before}"]
+    # Outside a sync there is no cap to lift: the same error is the caller's, whole, and nothing is written.
+    with open_store(str(tmp_path / "t.duckdb")) as store:
+        store.execute("SET memory_limit = '4MB'")
+        with pytest.raises(StoreError, match="Out of Memory"):
+            write(store, rows)
+        store.execute("RESET memory_limit")
+        assert store.query("SELECT COUNT(*) FROM costs") == [(0,)]
+
+
 def test_a_sync_bounds_duckdbs_cache_only_where_no_key_index_can_outgrow_it(tmp_path: Path) -> None:
     """While a sync writes, DuckDB works in one thread and its cache is capped, both restored afterwards; a store
     still holding a primary-key index (created before the key check at commit) is left uncapped, so its sync
@@ -279,10 +317,10 @@ def test_a_sync_bounds_duckdbs_cache_only_where_no_key_index_can_outgrow_it(tmp_
         before = limit(store)
         store.execute("SET threads = 3")  # a setting of the user's own comes back too
         with store.sync_settings():
-            assert limit(store) == "122.0 MiB"  # 128 MB
+            assert limit(store) == "30.5 MiB"  # 32 MB
             assert threads(store) == 1
             write(store, [cost_row(0, "p1", "in", "1.5")])
-        assert limit(store) != "122.0 MiB" and limit(store).split()[1] == before.split()[1]
+        assert limit(store) != "30.5 MiB" and limit(store).split()[1] == before.split()[1]
         assert threads(store) == 3
     with open_store(str(tmp_path / "old.duckdb")) as store:
         old_ddl = table_for("costs").create_sql("duckdb")

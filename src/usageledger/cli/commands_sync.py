@@ -437,6 +437,7 @@ def sync_command(
         check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
+    engine.start_decoder_import()
     with open_store(url) as opened, view.live:
         settle()
         result = engine.sync(

@@ -24,7 +24,7 @@ import duckdb
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer_pid
-from usageledger.store._types import PreparedWindow, WindowWrite
+from usageledger.store._types import PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.store.schema import Dialect, TableSpec, tables
 
 if TYPE_CHECKING:
@@ -36,8 +36,9 @@ logger = logging.getLogger("usageledger.store")
 
 _names = itertools.count(1)
 
-SYNC_MEMORY_LIMIT: Final = "128MB"
-"""DuckDB's buffer cache while a sync writes (:meth:`DuckDBStore.sync_settings`)."""
+SYNC_MEMORY_LIMIT: Final = "32MB"
+"""DuckDB's buffer cache while a sync writes (:meth:`DuckDBStore.sync_settings`); lifted for the rest of the sync
+if a transaction needs more (:meth:`DuckDBStore.commit_windows`)."""
 SYNC_THREADS: Final = 1
 """DuckDB's threads while a sync writes (:meth:`DuckDBStore.sync_settings`)."""
 
@@ -83,6 +84,7 @@ class DuckDBStore(BaseStore):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._uncapped: str | None = None  # while a sync's cap holds: the memory limit it replaced
         try:
             if self.path in ("", ":memory:"):
                 self._con = _connect(self.path, read_only=read_only)
@@ -265,10 +267,12 @@ class DuckDBStore(BaseStore):
         cores; a year's CLI sync took 6 % less CPU and 4 % less wall time in one (``bench/BENCHMARKS.md``).
 
         The cap: a sync appends and re-reads only the windows it writes, so cached table blocks are of no use to
-        it, and uncapped they grew with the range (a 730-day sync peaked at 550 MB, 355 MB capped). What cannot be
-        evicted is a transaction's own rows (a batch: at most ``MAX_BATCH_ROWS``) and a primary-key index; a
-        store created before the key moved to a check at commit still holds that index, which grows with the
-        table, so such a store is left uncapped rather than risk a sync failing for memory.
+        it, and uncapped they grew with the range (a year's hourly sync peaked at 302-311 MB with 128 MB, 236-244
+        MB with 32 MB: ``bench/BENCHMARKS.md``). DuckDB spills a big transaction's rows to the file (a year's
+        485,000 rows commit in one transaction under the cap), but a transaction that still needs more is not
+        failed: :meth:`commit_windows` lifts the cap and commits it again. A store created before the key moved
+        to a check at commit still holds a primary-key index, which grows with the table and cannot be evicted, so
+        such a store is left uncapped.
         """
         names = [spec.name for spec in tables()]
         indexed = self.query(
@@ -285,8 +289,10 @@ class DuckDBStore(BaseStore):
         try:
             for name, value in settings.items():
                 self.execute(f"SET {name} = '{value}'")
+            self._uncapped = before.get("memory_limit")
             yield
         finally:
+            self._uncapped = None
             for name, value in before.items():
                 with contextlib.suppress(StoreError):  # never hide why the sync ended behind a setting not restored
                     self.execute(f"SET {name} = '{value}'")
@@ -339,6 +345,22 @@ class DuckDBStore(BaseStore):
 
         schema = spec.arrow_schema()
         return pa.Table.from_arrays([array_of(columns[f.name], f.type) for f in schema], schema=schema)
+
+    def commit_windows(self, writes: Sequence[WindowWrite | PreparedWindow]) -> list[UpsertCounts]:
+        """:meth:`BaseStore.commit_windows`; under a sync's memory cap (:meth:`sync_settings`), a transaction that
+        runs out of memory is rolled back, the cap lifted for the rest of the sync, and the transaction committed
+        again: the cap saves memory, it never fails a sync."""
+        try:
+            return super().commit_windows(writes)
+        except StoreError as exc:
+            if self._uncapped is None or not isinstance(exc.__cause__, duckdb.OutOfMemoryException):
+                raise
+            limit, self._uncapped = self._uncapped, None
+        logger.info(
+            "a transaction needed more memory than the sync's DuckDB cap (%s): lifted to %s", SYNC_MEMORY_LIMIT, limit
+        )
+        self.execute(f"SET memory_limit = '{limit}'")
+        return super().commit_windows(writes)
 
     def prepare_table(self, write: WindowWrite, table: pa.Table) -> PreparedWindow:
         """The table is the payload: DuckDB loads Arrow as it is."""

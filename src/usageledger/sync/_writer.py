@@ -9,6 +9,7 @@ from dataclasses import KW_ONLY, dataclass, replace
 from typing import Any, Final
 
 from usageledger import timeutil
+from usageledger._memory import release_free_memory
 from usageledger.store import BaseStore, PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.sync._model import EventHandler, StreamFinished, WindowDone
 from usageledger.sync._state import FetchedWindow, WindowJob
@@ -146,7 +147,7 @@ class Writer:
         return PreparedWindow(write, read.rows, read.payload)
 
     async def _commit(self, batch: _Batch) -> None:
-        commit = asyncio.ensure_future(asyncio.to_thread(self.store.commit_windows, batch.prepared))
+        commit = asyncio.ensure_future(asyncio.to_thread(self._commit_and_release, batch.prepared))
         try:
             counts = await asyncio.shield(commit)
         except asyncio.CancelledError:
@@ -160,6 +161,12 @@ class Writer:
             batch.rollback()
             raise
         self._committed(batch.jobs, [p.write for p in batch.prepared], counts)
+
+    def _commit_and_release(self, prepared: Sequence[PreparedWindow]) -> list[UpsertCounts]:
+        try:
+            return self.store.commit_windows(prepared)
+        finally:
+            release_free_memory()  # the batch's rows and the store's transaction are freed by now
 
     def _committed(self, jobs: Sequence[WindowJob], writes: Sequence[WindowWrite], counts: list[UpsertCounts]) -> None:
         for job, write, c in zip(jobs, writes, counts, strict=True):
