@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +37,36 @@ def test_memory_the_allocator_kept_after_free_goes_back_to_the_system() -> None:
     release_free_memory()
     assert _rss_mb() < held - 150
     libc.free(blocks[-1])
+
+
+_ARENAS = """
+import ctypes, ctypes.util, sys, threading
+from usageledger._memory import limit_arenas
+if sys.argv[1] == "limited":
+    limit_arenas(2)
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+barrier = threading.Barrier(6)
+def allocate():
+    barrier.wait()
+    for _ in range(2000):
+        libc.malloc(256)
+threads = [threading.Thread(target=allocate) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc.malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's; elsewhere the call does nothing")
+@pytest.mark.parametrize(("how", "most"), [("limited", 2), ("default", 99)])
+def test_a_sync_process_keeps_two_malloc_arenas_for_all_its_threads(how: str, most: int) -> None:
+    """Six threads allocating at once get arenas of their own from glibc (here: more than two), unless
+    :func:`limit_arenas` capped them first, as ``usageledger sync`` does (``SYNC_ARENAS``)."""
+    done = subprocess.run([sys.executable, "-c", _ARENAS, how], capture_output=True, text=True, check=True, timeout=60)
+    arenas = sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+    assert 1 <= arenas <= most
+    if how == "default":
+        assert arenas > 2

@@ -16,6 +16,7 @@ import typer
 from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
+from usageledger._memory import limit_arenas
 from usageledger._options import base_url_from, check_base_url
 from usageledger._paths import same_file
 from usageledger._secrets import redact_url_password
@@ -437,6 +438,7 @@ def sync_command(
         check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
+    limit_arenas(SYNC_ARENAS)
     engine.start_decoder_import()
     with open_store(url) as opened, view.live:
         settle()
@@ -650,6 +652,9 @@ def export_command(
                 markup=False,
             )
 
+
+SYNC_ARENAS: Final = 2
+"""glibc malloc arenas a sync process keeps (:func:`usageledger._memory.limit_arenas`): its threads share them."""
 
 _SUFFIX_FORMATS: Final = MappingProxyType({".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"})
 """What a file's name says it holds, for the note when --format says otherwise."""
