@@ -27,6 +27,7 @@ with this tree's, so before and after are measured side by side in one run again
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import resource
@@ -226,8 +227,9 @@ def as_user(args: argparse.Namespace) -> None:
                 f" {'rows':>9} {'rows/s':>9} {'peak RSS':>9}"
             )
             for days in day_list:
-                for label, python in pythons.items():
+                for _, (label, python) in itertools.product(range(args.rounds), pythons.items()):
                     store = tmp / f"{label}-{days}.duckdb"
+                    store.unlink(missing_ok=True)
                     wall, rss, requests, rows = cli_sync(python, url, store, days, concurrency)
                     ideal = requests / concurrency * latency
                     print(
@@ -243,6 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--as-user", action="store_true", help="CLI emulator and CLI sync processes (see above).")
     parser.add_argument("--before", default=None, help="With --as-user: an interpreter with the code to compare.")
+    parser.add_argument("--rounds", type=int, default=1, help="With --as-user: syncs per range and code, alternating.")
     parser.add_argument("--days-list", default="90,365,730", help="With --as-user: the ranges to sync, in days.")
     parser.add_argument("--concurrency", default="6,8", help="Comma-separated concurrencies to measure.")
     parser.add_argument("--days", type=int, default=365)

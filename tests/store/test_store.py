@@ -302,6 +302,22 @@ def test_a_transaction_too_big_for_the_syncs_cap_lifts_it_and_commits(
         assert store.query("SELECT COUNT(*) FROM costs") == [(0,)]
 
 
+def test_the_spill_folder_a_killed_sync_left_goes_at_close_only_when_empty(tmp_path: Path) -> None:
+    """A sync killed while DuckDB spilled under its cap leaves ``<store>.tmp``; the next writer's DuckDB empties
+    it and the store removes the empty folder when it closes. A folder with anything in it is never touched."""
+    path = tmp_path / "s.duckdb"
+    spill = tmp_path / "s.duckdb.tmp"
+    spill.mkdir()
+    with open_store(str(path)) as store, store.sync_settings():
+        write(store, [cost_row(0, "p1", "in", "1.5")])
+    assert not spill.exists() and path.exists()
+    spill.mkdir()
+    (spill / "notes.txt").write_text("mine")
+    with open_store(str(path)) as store:
+        write(store, [cost_row(1, "p1", "in", "1.5")], 1, 2)
+    assert (spill / "notes.txt").read_text() == "mine"
+
+
 def test_a_sync_bounds_duckdbs_cache_only_where_no_key_index_can_outgrow_it(tmp_path: Path) -> None:
     """While a sync writes, DuckDB works in one thread and its cache is capped, both restored afterwards; a store
     still holding a primary-key index (created before the key check at commit) is left uncapped, so its sync

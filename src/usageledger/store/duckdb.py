@@ -39,6 +39,8 @@ _names = itertools.count(1)
 SYNC_MEMORY_LIMIT: Final = "32MB"
 """DuckDB's buffer cache while a sync writes (:meth:`DuckDBStore.sync_settings`); lifted for the rest of the sync
 if a transaction needs more (:meth:`DuckDBStore.commit_windows`)."""
+TEMP_SUFFIX: Final = ".tmp"
+"""DuckDB's folder for what does not fit its memory limit, beside the file (its default ``temp_directory``)."""
 SYNC_THREADS: Final = 1
 """DuckDB's threads while a sync writes (:meth:`DuckDBStore.sync_settings`)."""
 
@@ -233,6 +235,10 @@ class DuckDBStore(BaseStore):
             self._readers.close()
             self._readers = None
         if self._writer is not None:
+            # DuckDB's spill folder (a sync's big transactions under its memory cap): DuckDB empties it, but leaves
+            # the folder itself when an earlier process was killed mid-spill. Only an empty one goes.
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path + TEMP_SUFFIX)
             self._writer.release()
             self._writer = None
         self._turn.close()
