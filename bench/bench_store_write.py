@@ -2,9 +2,9 @@
 
 Setting: one unmeasured in-process sync (11 usage endpoints, default grouping, hourly, ``--days`` days) from an
 emulator process with no latency gives the rows. They are read back as Arrow, cut into the sync's windows, and
-committed into fresh stores by ``BaseStore.commit_windows`` in batches of ``--batch`` windows (the sync's
-``8 x concurrency`` at most): the revision log's wide insert, the data insert, the key check at commit, the streams update
-and the commit itself, with no HTTP and no decoding. Measured side by side in one run:
+committed into fresh stores by ``BaseStore.commit_windows`` in batches of ``--batch`` windows (the sync's: at
+most ``8 x concurrency``): the revision log's wide insert, the data insert, the key check at commit, the streams
+update and the commit itself, with no HTTP and no decoding. Measured side by side in one run:
 
 1. a fresh DuckDB store (the key checked at commit, no index);
 2. the same with every endpoint table keyed by a primary key (a store created before the check at commit).
@@ -89,7 +89,9 @@ def commit_all(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--batch", type=int, default=16, help="Windows per transaction (the sync: up to 8 x concurrency).")
+    parser.add_argument(
+        "--batch", type=int, default=16, help="Windows per transaction (the sync: up to 8 x concurrency)."
+    )
     args = parser.parse_args()
     since = timeutil.floor(NOW - args.days * 86400, "1h")
     streams = [Stream.create(ep, "1h", ep.default_group_by) for ep in catalogue.USAGE_ENDPOINTS]

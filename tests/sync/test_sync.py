@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
@@ -309,6 +310,22 @@ def test_a_base_url_without_v1_is_said_once_for_all_the_streams(duck: BaseStore)
     assert f"HTTP 404 from {bare}: the API has no such path there. Check the base URL: it must end in /v1" in error
     assert len(error) < 300, error
     assert all(s.error and "HTTP 404" in s.error and "window" in s.error for s in result.streams)
+
+
+def test_a_host_that_cannot_be_reached_is_said_once_for_all_the_streams(duck: BaseStore) -> None:
+    """A closed port fails every stream with the same words: the run's errors say it once for the org, with the
+    number of streams, instead of twelve copies of "could not reach ..." on one line; a window's own failure
+    (here none) would still be listed on its own, and each stream keeps its full message in the store."""
+    with socket.socket() as sock:  # a port bound and never listened on: connections are refused at once
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        result = run(duck, dead, since=EMULATOR_NOW - 5 * DAY, max_retries=0)
+    assert not result.ok and len(result.streams) > 3
+    (error,) = result.errors
+    assert error.startswith(f"org 'main': {len(result.streams)} streams failed ("), error
+    assert "could not reach 127.0.0.1" in error and "check the base URL and the network" in error
+    assert len(error) < 300, error
+    assert all(s.error and "could not reach" in s.error and "window" in s.error for s in result.streams)
 
 
 def test_events_report_every_window(duck: BaseStore, emulator_url: str) -> None:

@@ -312,7 +312,9 @@ async def _fetch(
             logger.info("stream failed: %s", job.run.error)
             continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)
-            job.run.fail(mask_keys(f"{job.where()}: {exc}"))
+            # Its words are the shared cause: streams that met the same failure (a host that cannot be reached, a
+            # server that keeps answering 500) are listed once; a window's own failure names it and stays its own.
+            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=mask_keys(str(exc)))
             # Info, not an error: the failure is in the result, which the caller reports (the CLI's one error line).
             logger.info("stream failed: %s", job.run.error)
             continue
