@@ -21,6 +21,7 @@ from usageledger._secrets import mask_keys
 from usageledger._text import counted
 from usageledger.client import AsyncClient
 from usageledger.errors import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     NotFoundError,
@@ -312,13 +313,20 @@ async def _fetch(
             logger.info("stream failed: %s", job.run.error)
             continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)
-            # Its words are the shared cause: streams that met the same failure (a host that cannot be reached, a
-            # server that keeps answering 500) are listed once; a window's own failure names it and stays its own.
-            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=mask_keys(str(exc)))
+            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=_host_unreachable(exc))
             # Info, not an error: the failure is in the result, which the caller reports (the CLI's one error line).
             logger.info("stream failed: %s", job.run.error)
             continue
         await queue.put(fetched)
+
+
+def _host_unreachable(exc: UsageLedgerError) -> str | None:
+    """The failure as the org's, for every stream to share, when no attempt connected at all (refused, no such
+    host): each stream meets it word for word, and the run's errors say it once. A connection dropped or a page
+    that failed is a window's own, named with its window."""
+    if isinstance(exc, APIConnectionError) and isinstance(exc.__cause__, httpx.ConnectError):
+        return mask_keys(str(exc))
+    return None
 
 
 async def _execute(
