@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 __all__ = ["limit_arenas", "release_free_memory"]
@@ -15,14 +14,11 @@ _M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 def _glibc() -> ctypes.CDLL | None:
     """The C library where it is glibc (it has ``malloc_trim`` and ``mallopt``), else ``None`` (musl, macOS,
     Windows)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the symbols the process has loaded: the C library's among them, no look-up
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
         libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows takes no CDLL(None)
         return None
     return libc
 
