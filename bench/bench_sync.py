@@ -254,6 +254,8 @@ def main() -> None:
     parser.add_argument("--pg-url", default=None)
     parser.add_argument("--skip-postgres", action="store_true", help="Leave out the PostgreSQL run.")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give 1 or more syncs per range and code")
     if args.as_user:
         as_user(args)
         return
