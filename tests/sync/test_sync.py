@@ -312,20 +312,26 @@ def test_a_base_url_without_v1_is_said_once_for_all_the_streams(duck: BaseStore)
     assert all(s.error and "HTTP 404" in s.error and "window" in s.error for s in result.streams)
 
 
-def test_a_host_that_cannot_be_reached_is_said_once_for_all_the_streams(duck: BaseStore) -> None:
-    """A closed port fails every stream with the same words: the run's errors say it once for the org, with the
-    number of streams, instead of twelve copies of "could not reach ..." on one line; a window's own failure
-    (here none) would still be listed on its own, and each stream keeps its full message in the store."""
+def test_a_host_that_cannot_be_reached_stops_the_orgs_streams_and_is_said_once(duck: BaseStore) -> None:
+    """A closed port fails every stream with the same words: once one window has spent its retries without a
+    connection, the org's other streams stop instead of each spending its own retries on the same host, and the
+    run's errors say it once, with the number of streams (not twelve copies of "could not reach ..."). Each
+    stream keeps its message in the store; a dropped connection stays its window's own (test_sync_faults)."""
     with socket.socket() as sock:  # a port bound and never listened on: connections are refused at once
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        result = run(duck, dead, since=EMULATOR_NOW - 5 * DAY, max_retries=0)
+        result = run(duck, dead, since=EMULATOR_NOW - 5 * DAY, max_retries=1, concurrency=1)
     assert not result.ok and len(result.streams) > 3
+    assert result.requests == 2  # the first window's attempt and its one retry; no other stream asked
     (error,) = result.errors
     assert error.startswith(f"org 'main': {len(result.streams)} streams failed ("), error
     assert "could not reach 127.0.0.1" in error and "check the base URL and the network" in error
     assert len(error) < 300, error
-    assert all(s.error and "could not reach" in s.error and "window" in s.error for s in result.streams)
+    first, *others = result.streams
+    assert first.error and "window" in first.error and "could not reach" in first.error
+    assert all(s.error and s.error.endswith("check the base URL and the network") for s in others)
+    states = {(s.stream, s.last_status) for s in duck.stream_states()}
+    assert {status for _, status in states} == {"failed"} and len(states) == len(result.streams)
 
 
 def test_events_report_every_window(duck: BaseStore, emulator_url: str) -> None:

@@ -302,7 +302,7 @@ async def _fetch(
                 del buckets
         except (AuthenticationError, PermissionDeniedError) as exc:
             refusal = mask_keys(_key_refusal(orgs[plan.org], exc))
-            stopped = [r.plan.label for r in runs if r.plan.org == plan.org and r.refuse_key(refusal)]
+            stopped = [r.plan.label for r in runs if r.plan.org == plan.org and r.stop(refusal, key_refused=True)]
             if stopped:  # said once, by the worker that stopped them (the result and the store hold it too)
                 logger.info("%s (stopped %s)", refusal, counted(len(stopped), "stream"))
             continue
@@ -313,17 +313,22 @@ async def _fetch(
             logger.info("stream failed: %s", job.run.error)
             continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)
-            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=_host_unreachable(exc))
+            unreachable = _host_unreachable(exc)
+            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=unreachable)
             # Info, not an error: the failure is in the result, which the caller reports (the CLI's one error line).
             logger.info("stream failed: %s", job.run.error)
+            if unreachable is not None:  # every attempt and retry failed to connect: the org's other streams stop
+                for r in runs:
+                    if r.plan.org == plan.org:
+                        r.stop(f"stream {r.plan.label}: not read: {unreachable}", cause=unreachable)
             continue
         await queue.put(fetched)
 
 
 def _host_unreachable(exc: UsageLedgerError) -> str | None:
-    """The failure as the org's, for every stream to share, when no attempt connected at all (refused, no such
-    host): each stream meets it word for word, and the run's errors say it once. A connection dropped or a page
-    that failed is a window's own, named with its window."""
+    """The failure as the org's when no attempt connected at all, retries included (refused, no such host): the
+    org's streams stop rather than each spend its own retries on the same host, and the run's errors say it once.
+    A connection dropped or a page that failed is a window's own, named with its window."""
     if isinstance(exc, APIConnectionError) and isinstance(exc.__cause__, httpx.ConnectError):
         return mask_keys(str(exc))
     return None

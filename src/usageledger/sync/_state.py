@@ -44,7 +44,7 @@ class StreamRun:
     finished: bool = False
     """Every window committed, and announced once."""
     key_refused: bool = False
-    """The stream stopped because the API refused the org's key (see :meth:`refuse_key`)."""
+    """The stream stopped because the API refused the org's key (see :meth:`stop`)."""
 
     @classmethod
     def start(cls, plan: StreamPlan, *, watermark: int | None, extent: int | None) -> StreamRun:
@@ -64,12 +64,12 @@ class StreamRun:
         (a base URL the API has no such path under): the run's errors then say it once for all of them."""
         self.error, self.cause = message, cause
 
-    def refuse_key(self, message: str) -> bool:
-        """The API refused the org's key: the stream stops here with ``message`` unless it has failed already or
-        has every window written; True when it stopped."""
+    def stop(self, message: str, *, cause: str | None = None, key_refused: bool = False) -> bool:
+        """The org failed as a whole (the API refused its key, or no attempt reached its host): the stream stops
+        here with ``message`` unless it has failed already or has every window written; True when it stopped."""
         if self.error is not None or self.all_taken:
             return False
-        self.error, self.key_refused = message, True
+        self.error, self.cause, self.key_refused = message, cause, key_refused
         return True
 
     @property
