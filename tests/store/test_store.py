@@ -98,6 +98,26 @@ def test_migrations_are_named_ordered_recorded_and_idempotent(store: BaseStore) 
     assert store.migrate() == []
 
 
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_failing_migration_leaves_the_store_as_it_was(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pending migrations run in one transaction: one that fails undoes the others, nothing is half-made."""
+    url = str(tmp_path / "s.duckdb") if backend == "duckdb" else request.getfixturevalue("pg_url")
+    broken = migrations.Migration("9999_broken", lambda dialect, existing: ["CREATE TABLE nonsense (x NOSUCHTYPE)"])
+    real = migrations.pending
+    monkeypatch.setattr(migrations, "pending", lambda applied: [*real(applied), broken])
+    with open_store(url, migrate=False) as store:
+        with pytest.raises(StoreError):
+            store.migrate()
+        assert store.applied_migrations() == []
+        made = f"SELECT COUNT(*) FROM information_schema.tables WHERE {store.this_schema} AND table_name = 'streams'"
+        assert store.query(made) == [(0,)]
+    monkeypatch.setattr(migrations, "pending", real)
+    with open_store(url) as store:  # the next open migrates it whole
+        assert store.applied_migrations() == migrations.all_names()
+
+
 def test_upsert_counts_inserted_updated_unchanged_and_deleted(store: BaseStore) -> None:
     """A re-read counts unchanged rows, a revised value updates in place, a vanished row is deleted."""
     store.register_stream("acme", COSTS)

@@ -165,28 +165,30 @@ class BaseStore(ABC):
     # --- migrations ---------------------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        """Apply pending migrations, each in its own transaction; the names applied."""
+        """Apply the pending migrations, all in one transaction; the names applied.
+
+        One transaction: a store is never left between two migrations (an upgrade that fails leaves the store as
+        it was, and a reader never sees it half-way), and a new store is made in one commit, not one per step.
+        """
         applied_now: list[str] = []
         with self.transaction():
-            self._migration_lock()
+            self._migration_lock()  # another process may have migrated meanwhile: what is pending is read under it
             self.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "name TEXT PRIMARY KEY, seq INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
             )
-        for migration in migrations.pending(self.applied_migrations()):
-            with self.transaction():
-                self._migration_lock()
-                done = self.applied_migrations()
-                if migration.name in done:
-                    continue
+            done = self.applied_migrations()
+            at = datetime.now(UTC)
+            for migration in migrations.pending(done):
                 for sql in migration.statements(self.dialect, self._table_columns()):
                     self.execute(sql)
                 self.execute(
                     "INSERT INTO schema_migrations (name, seq, applied_at) VALUES (%s, %s, %s)",
-                    (migration.name, len(done) + 1, datetime.now(UTC)),
+                    (migration.name, len(done) + len(applied_now) + 1, at),
                 )
-            logger.info("applied migration %s", migration.name)
-            applied_now.append(migration.name)
+                applied_now.append(migration.name)
+        for name in applied_now:
+            logger.info("applied migration %s", name)
         return applied_now
 
     def applied_migrations(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""Named, ordered schema migrations, recorded in ``schema_migrations`` and applied in one transaction each.
+"""Named, ordered schema migrations, recorded in ``schema_migrations``; the pending ones are applied together in
+one transaction.
 
 The list only ever grows: a released migration is never edited. Endpoint tables and views are derived from the
 catalogue, so a catalogue change (a new endpoint or column) is picked up by the ``catalogue`` step, recorded under
