@@ -51,9 +51,6 @@ from usageledger.config import (
     write_default_config,
 )
 from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
-from usageledger.report.credit import credit_balance
-from usageledger.report.forecast_out import credit_document, credit_line
-from usageledger.report.jsonout import dumps, status_document
 from usageledger.report.tables import DataTable, label, number
 from usageledger.store import (
     DEFAULT_STORE,
@@ -64,7 +61,6 @@ from usageledger.store import (
     open_store,
     store_files,
 )
-from usageledger.store.directory import directory_summary
 from usageledger.sync_options import SyncOptions
 
 if TYPE_CHECKING:
@@ -750,7 +746,12 @@ def status(
     """Show each stream's watermark, last run and row counts, and each org's directory (projects, keys, ...)."""
     config = load_config(config_path)
     url = _store_url(store, config)
-    # Imported before the store is opened: a running sync waits for this reader to let the file go.
+    # Imported here, not for every command of this module (a sync starts sooner), and before the store is opened: a
+    # running sync waits for this reader to let the file go.
+    from usageledger.report.credit import credit_balance
+    from usageledger.report.forecast_out import credit_document, credit_line
+    from usageledger.report.jsonout import dumps, status_document
+    from usageledger.store.directory import directory_summary
     from usageledger.sync._safety import stream_states_now
 
     with open_for_reading(url) as opened:
