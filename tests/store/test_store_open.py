@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.store import duckdb as duckdb_store
-from usageledger.store import open_store
+from usageledger.store import migrations, open_store
 from usageledger.store._filelock import ReaderSignal, reader_turn, writer_pid
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -319,3 +319,38 @@ def test_a_reader_that_comes_before_the_first_migration_waits_for_the_whole_sche
 def _wait_as_reader(path: str, seconds: float) -> None:
     with reader_turn(path):
         time.sleep(seconds)
+
+
+_SLOW_MIGRATION = """
+import sys, time
+from usageledger.store import open_store
+store = open_store(sys.argv[1], migrate=False)
+execute, count = store.execute, [0]
+def slow(sql, params=()):
+    count[0] += 1
+    if count[0] == 40:  # well inside the migrations: several are done, more to come
+        print("mid", flush=True)
+        time.sleep(60)
+    return execute(sql, params)
+store.execute = slow
+store.migrate()
+"""
+
+
+def test_a_sync_killed_mid_migration_leaves_no_half_made_store(tmp_path: Path) -> None:
+    """SIGKILL while the migrations run: the file holds none of them (one transaction), `status` says to sync, and
+    the next open migrates the store whole."""
+    path = str(tmp_path / "killed.duckdb")
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_MIGRATION, path], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "mid"
+    finally:
+        proc.kill()
+        proc.communicate()
+    done = subprocess.run([*cli(), "status", "--store", path], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(f"error: no usageledger store in {path}: it holds none of usageledger's")
+    assert "run `usageledger sync`" in done.stderr
+    with open_store(path) as store:
+        assert store.applied_migrations() == migrations.all_names()
