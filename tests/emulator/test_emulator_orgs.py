@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -147,3 +148,38 @@ def test_emulator_command_refuses_bad_cache_and_orgs(args: list[str], needle: st
     assert needle in result.stderr
     assert "Traceback" not in result.stderr and "sk-admin-x" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _pages_of_a_pass(emulator: Emulator, count: int) -> list[bytes]:
+    headers = {"authorization": "Bearer sk-admin-x"}
+    bodies = []
+    for k in range(count):  # a day of hours each, none overlapping: a sync's windows
+        query = f"start_time={TODAY - (k + 1) * DAY}&end_time={TODAY - k * DAY}&bucket_width=1h&limit=24"
+        query += "&group_by=project_id,model,user_id"
+        bodies.append(emulator.handle(Request("GET", "/v1/organization/usage/completions", query, headers)).body)
+    return bodies
+
+
+def test_a_cache_under_pressure_packs_pages_and_answers_a_second_pass_from_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sync asks for the same pages again (a re-run, a warm-up): once the pages' half of the cache fills, pages are
+    kept compressed, so a pass over several times the raw budget is answered again without computing a bucket."""
+    emulator = Emulator(EmulatorConfig(seed=4, days=60, projects=3, now=EMULATOR_NOW, cache_bytes=3 * 2**20))
+    first = _pages_of_a_pass(emulator, 40)
+    raw = sum(map(len, first))
+    assert raw > 2 * 3 * 2**20, "the pass must not fit the cache uncompressed"
+    assert emulator._buckets.size + emulator._pages.size <= 3 * 2**20
+    computed: list[int] = []
+    usage = emulator.results.usage
+    monkeypatch.setattr(emulator.results, "usage", lambda *a, **k: computed.append(1) or usage(*a, **k))
+    assert _pages_of_a_pass(emulator, 40) == first
+    assert computed == []
+
+
+def test_a_body_larger_than_the_cache_does_not_empty_it() -> None:
+    emulator = Emulator(EmulatorConfig(seed=4, days=60, projects=3, now=EMULATOR_NOW, cache_bytes=64 * 1024))
+    emulator._pages.put(("small",), b"x" * 1000)
+    emulator._pages.put(("huge",), random.Random(7).randbytes(2**20))  # 1 MiB that does not compress: never fits
+    assert emulator._pages.get(("small",)) == b"x" * 1000
+    assert emulator._pages.get(("huge",)) is None
