@@ -2,7 +2,7 @@
 
 The commands are listed in :data:`usageledger.cli._commands.COMMANDS`, and a command's module is imported only when
 the command runs: ``usageledger --help`` and ``usageledger version`` never import pyarrow, DuckDB or the reports (nor
-pydantic or rich: see ``cli/_app.py``).
+rich: see ``cli/_app.py``).
 ``usageledger.cli.app`` (for tests and embedding) is the application with every command registered.
 """
 
@@ -27,7 +27,6 @@ def load_all() -> None:
     """Import every command module, so that ``app`` holds every command."""
     for command in COMMANDS:
         importlib.import_module(f"{__name__}.{command.module}")
-    _app.plain_help_classes(_app.app)
 
 
 def __getattr__(name: str) -> Any:

@@ -40,53 +40,6 @@ if TYPE_CHECKING:
 _BY_NAME = {c.name: c for c in COMMANDS}
 
 
-def _plain_help_option(option: Any) -> Any:
-    """The help option as typer makes it, but read without pydantic.
-
-    typer (0.2x with its own coercion layer) builds a pydantic ``TypeAdapter`` for every option it processes, even
-    one not given whose value stays ``None``: every command paid for importing pydantic (~40 ms) on behalf of
-    ``--help``, a flag whose value is only ever ``None`` or a bool. Its coercion is set to typer's pass-through one,
-    which accepts a bool as it is; with a typer that has no such layer the option is returned unchanged.
-    """
-    if option is not None and getattr(option, "_runtime_param", False) is None:
-        try:
-            from typer._coercion import PassThroughRuntimeParam
-        except ImportError:  # pragma: no cover - another typer: nothing to spare
-            return option
-        option._runtime_param = PassThroughRuntimeParam(
-            parameter_info=option.type_descriptor.parameter_info, annotation=bool
-        )
-    return option
-
-
-class PlainHelpCommand(TyperCommand):
-    """A command whose ``--help`` costs no pydantic import (:func:`_plain_help_option`)."""
-
-    def get_help_option(self, ctx: Any) -> Any:
-        return _plain_help_option(super().get_help_option(ctx))
-
-
-class PlainHelpGroup(TyperGroup):
-    """A sub-command group whose ``--help`` costs no pydantic import (:func:`_plain_help_option`)."""
-
-    def get_help_option(self, ctx: Any) -> Any:
-        return _plain_help_option(super().get_help_option(ctx))
-
-
-def plain_help_classes(typer_app: typer.Typer) -> None:
-    """Give the commands and groups registered on ``typer_app`` (and its groups) the plain-help classes, unless a
-    command asked for a class of its own."""
-    for info in typer_app.registered_commands:
-        if info.cls in (None, TyperCommand):
-            info.cls = PlainHelpCommand
-    for group in typer_app.registered_groups:
-        if group.typer_instance is None:
-            continue
-        if typer.main.solve_typer_info_defaults(group).cls in (None, TyperGroup):
-            group.cls = PlainHelpGroup
-        plain_help_classes(group.typer_instance)
-
-
 _click: Any = getattr(typer.core, "_click", None) or importlib.import_module("click")
 """click as the installed typer uses it: its own copy (typer 0.2x) or the click package."""
 
@@ -150,9 +103,6 @@ class LazyGroup(TyperGroup):
         with _usage_errors_in_one_line():  # a sub-command's options, parsed in its own make_context
             return super().invoke(ctx)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        return _plain_help_option(super().get_help_option(ctx))
-
     def list_commands(self, ctx: Any) -> list[str]:
         return [*_BY_NAME, *(name for name in self.commands if name not in _BY_NAME)]
 
@@ -160,7 +110,6 @@ class LazyGroup(TyperGroup):
         if cmd_name not in self.commands and cmd_name in _BY_NAME:
             # The module registers its commands on `app` as it is imported; turn the new ones into click commands.
             importlib.import_module(f"{__package__}.{_BY_NAME[cmd_name].module}")
-            plain_help_classes(app)
             for info in app.registered_commands:
                 assert info.callback is not None
                 name = info.name or typer.main.get_command_name(info.callback.__name__)
