@@ -61,9 +61,9 @@ class EmulatorConfig:
       :mod:`usageledger.emulator.directory`) instead of the synthetic one; in replay mode without it, they answer 404.
     * ``refuse_costs_user_by_project``: behave like organisations whose costs refuse ``user_id`` grouping together
       with ``project_id`` grouping or the ``project_ids`` filter (reference §7, §10: HTTP 400).
-    * ``cache_bytes``: budget for encoded buckets and pages kept for reuse (least recently used go first): half for
-      buckets, half for pages, which are kept zlib-compressed once that half is a quarter full (a year of hourly
-      pages for every usage endpoint, ~410 MB of JSON, fits the default 128 MiB).
+    * ``cache_bytes``: budget for encoded buckets and pages kept for reuse (least recently used go first): a quarter
+      for buckets, three quarters for pages, which are kept zlib-compressed once they hold a sixteenth of the budget
+      (two years of hourly pages for every usage endpoint, ~830 MB of JSON, fit the default 128 MiB).
     """
 
     seed: int = 0

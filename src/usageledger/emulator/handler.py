@@ -55,8 +55,8 @@ class _Lru:
 
     Once more than ``pack_after`` bytes are held, new bodies are kept compressed (zlib level :data:`_PACK_LEVEL`:
     JSON pages shrink about tenfold, and unpacking one costs a small part of computing it again), so a cache under
-    pressure holds ten times the pages instead of dropping them: a year of hourly pages for every usage endpoint
-    (about 410 MB of JSON) fits the default budget, and a second pass over it is answered from the cache. Below
+    pressure holds ten times the pages instead of dropping them: two years of hourly pages for every usage endpoint
+    (about 830 MB of JSON) fit the default budget, and a second pass over them is answered from the cache. Below
     ``pack_after`` nothing is compressed, so the small caches of tests and the demo pay nothing for it.
     """
 
@@ -178,11 +178,12 @@ class Emulator:
         self.source: ActivitySource = self._make_source(int(clock()))
         self.results = ResultBuilder(self.source)
         self.directory: Directory | None = self._make_directory()
-        # Buckets and whole pages are kept apart so that one-off pages never push out reusable buckets. Pages are
-        # packed once their half is a quarter full: a sync asks for the same pages again, and ten times as many fit.
+        # Buckets and whole pages are kept apart so that one-off pages never push out reusable buckets. Pages get
+        # three quarters, packed once they hold a sixteenth of the budget: a sync asks for the same pages again, and
+        # packed, two years of hourly pages for every usage endpoint (~830 MB of JSON) fit the default 128 MiB.
         budget = self.config.cache_bytes
-        self._buckets = _Lru(budget // 2)
-        self._pages = _Lru(budget // 2, pack_after=budget // 8)
+        self._buckets = _Lru(budget // 4)
+        self._pages = _Lru(budget * 3 // 4, pack_after=budget // 16)
         self._counter = itertools.count()
         self.startup_seconds = time.perf_counter() - started
 
