@@ -9,6 +9,7 @@ message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import functools
 import logging
@@ -581,16 +582,25 @@ class AsyncHTTP(_Base):
         *,
         timeout: TimeoutTypes = None,
         offload: bool = False,
+        slot: contextlib.AbstractAsyncContextManager[object] | None = None,
     ) -> T:
         """The async twin of :meth:`SyncHTTP.fetch`: the same attempt loop, driven with ``await``.
 
         ``offload``: decode in a worker thread, for a ``decode`` that does its work without the GIL (Arrow's JSON
-        reader), so that the event loop keeps receiving other responses meanwhile."""
+        reader), so that the event loop keeps receiving other responses meanwhile.
+
+        ``slot``: the caller's bound on requests in flight (a semaphore, entered with ``async with``), held while
+        requests are out and their retries wait, and let go while a body is decoded: decoding goes on beside the
+        next request, and one page's retries still hold their place (no other request slips in between)."""
         attempts: Generator[_Request | _Body | float | _Decoded[T], _Sent[T] | None, None]
         attempts = self._attempts(self._prepare(path, params), self._timeout(timeout))
         step = next(attempts)
         while not isinstance(step, _Decoded):
-            if not isinstance(step, _Body):
+            if not isinstance(step, _Body) and slot is not None:
+                async with slot:  # requests and retry waits, until a body is in
+                    while not isinstance(step, (_Body, _Decoded)):
+                        step = attempts.send(await self._act(step))
+            elif not isinstance(step, _Body):
                 step = attempts.send(await self._act(step))
             elif offload:
                 step = attempts.send(await asyncio.to_thread(_decode, decode, step.content))

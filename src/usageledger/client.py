@@ -12,6 +12,7 @@ client fetches up to ``max_concurrency`` windows at once and still yields bucket
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import abstractmethod
@@ -629,8 +630,13 @@ class AsyncClient(
         decode: Callable[[bytes], P],
         *,
         offload: bool = False,
+        slot: contextlib.AbstractAsyncContextManager[object] | None = None,
     ) -> P:
-        """One page decoded by ``decode`` inside the attempt loop, within the client's concurrency limit."""
+        """One page decoded by ``decode`` inside the attempt loop, within the client's concurrency limit; or, given
+        ``slot`` (a caller's bound shared by several clients), within that one, let go while the page decodes
+        (:meth:`AsyncHTTP.fetch <usageledger._http.AsyncHTTP.fetch>`)."""
+        if slot is not None:
+            return await self._http.fetch(path, items, decode, timeout=timeout, offload=offload, slot=slot)
         async with self._semaphore():
             return await self._http.fetch(path, items, decode, timeout=timeout, offload=offload)
 
@@ -652,19 +658,20 @@ class AsyncClient(
         bucket_width: BucketWidth = "1d",
         group_by: str | Sequence[str] = (),
         timeout: TimeoutTypes = None,
+        slot: contextlib.AbstractAsyncContextManager[object] | None = None,
         **filters: FilterInput,
     ) -> list[P]:
         """Every page of the range, in order, each body decoded by ``decode`` in a worker thread, inside the attempt
         loop (a body ``decode`` refuses with :class:`ResponseDecodeError` is retried like a lost response).
 
         For a decoder that works without the GIL (the sync's Arrow reader): the event loop keeps receiving other
-        pages meanwhile. A page is anything with ``has_more`` and ``next_page``.
+        pages meanwhile. A page is anything with ``has_more`` and ``next_page``. ``slot``: see :meth:`_decoded`.
         """
         call = EndpointCall(endpoint, start_time, end_time, bucket_width, group_by, filters, timeout=timeout)
         spec = _range(call, self._clock())
         pages: list[P] = []
         for window in spec.windows:
-            pages += await self._window_pages(spec, window, timeout, decode, offload=True)
+            pages += await self._window_pages(spec, window, timeout, decode, offload=True, slot=slot)
         return pages
 
     async def _window_pages(
@@ -675,6 +682,7 @@ class AsyncClient(
         decode: Callable[[bytes], P] = decode_page,  # type: ignore[assignment]  # P is UsageResponse by default
         *,
         offload: bool = False,
+        slot: contextlib.AbstractAsyncContextManager[object] | None = None,
     ) -> list[P]:
         seen: set[str] = set()
         cursor: str | None = None
@@ -682,7 +690,8 @@ class AsyncClient(
         pages: list[P] = []
         while True:
             params = _window_params(spec, window, cursor)
-            response = await self._decoded(path, _query_items(spec.endpoint, params), timeout, decode, offload=offload)
+            items = _query_items(spec.endpoint, params)
+            response = await self._decoded(path, items, timeout, decode, offload=offload, slot=slot)
             pages.append(response)
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:

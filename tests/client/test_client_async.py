@@ -14,6 +14,7 @@ import pytest
 
 from usageledger import AsyncClient, RetryPolicy
 from usageledger.errors import BadRequestError, ClientClosedError, PaginationError, ParameterError
+from usageledger.models import UsageResponse, decode_page
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY
 from fixtures.paging import DAY, NOW, START, PagedServer, expected_starts, starts_of
@@ -82,6 +83,29 @@ async def test_concurrency_is_real_and_bounded() -> None:
         buckets = await client.fetch_range("completions", start_time=START, end_time=START + 6 * 31 * DAY)
     assert peak == 3
     assert len(buckets) == 6 * 31
+
+
+async def test_a_callers_slot_is_held_while_a_request_is_out_not_while_its_page_decodes() -> None:
+    """The sync's run-wide bound on requests (``slot``) covers each request on the wire; the page's decoding, in a
+    worker thread, happens with the slot free for the next request."""
+    server = PagedServer(page_size=10)
+    slot = asyncio.Semaphore(1)
+    held: list[bool] = []
+    on_the_wire: list[bool] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        on_the_wire.append(slot.locked())
+        return server.handler(request)
+
+    def decode(body: bytes) -> UsageResponse:
+        held.append(slot.locked())
+        return decode_page(body)
+
+    client = AsyncClient(FAKE_ADMIN_KEY, transport=httpx.MockTransport(handler), clock=lambda: NOW)
+    async with client:
+        pages = await client._fetch_pages("completions", decode, start_time=START, end_time=START + 31 * DAY, slot=slot)
+    assert len(pages) == 4 and len(held) == 4
+    assert on_the_wire == [True] * 4 and held == [False] * 4
 
 
 async def test_a_429_pauses_every_worker_of_the_client() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections import defaultdict
@@ -10,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from openai import OpenAI
 from typer.testing import CliRunner
@@ -462,3 +464,46 @@ def test_a_run_that_fails_as_it_starts_is_recorded_failed_not_left_running(duck:
     assert duck.query("SELECT status, error FROM sync_runs") == [("failed", "RuntimeError")]
     assert [s.last_status for s in duck.stream_states()] == ["interrupted"]  # unfinished, as after Ctrl-C
     assert duck.query("SELECT COUNT(*) FROM costs") == [(0,)]
+
+
+class _PeakTransport(httpx.AsyncBaseTransport):
+    """The in-process emulator behind a count of the requests on the wire (a body read counts as on the wire)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.in_flight = 0
+        self.peak = 0
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.requests += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.002)  # long enough for every other worker to send what it may
+            response = await self.inner.handle_async_request(request)
+            await response.aread()
+            return response
+        finally:
+            self.in_flight -= 1
+
+
+def test_concurrency_bounds_the_runs_requests_across_orgs_and_paths(duck: BaseStore, emulator: Emulator) -> None:
+    """`--concurrency 3` is three requests on the wire for the whole run: two orgs, hourly usage (its pages decoded
+    beside the requests, by twice as many workers) and daily costs (the models' path) together never have a fourth
+    out, and the run does reach three."""
+    transport = _PeakTransport(emulator.transport())
+    orgs = [Org("acme", FAKE_ADMIN_KEY, "http://127.0.0.1/v1"), Org("beta", FAKE_ADMIN_KEY, "http://127.0.0.1/v1")]
+    hourly = Stream.create(catalogue.BY_NAME["completions"], "1h", ("project_id",))
+    costs = Stream.create(catalogue.BY_NAME["costs"], "1d", ())
+    result = sync(
+        duck,
+        orgs,
+        (hourly, costs),
+        SyncOptions(concurrency=3, since=EMULATOR_NOW - 60 * DAY),
+        transport=transport,
+        clock=lambda: EMULATOR_NOW,
+    )
+    assert all(s.status == "ok" for s in result.streams), result.streams
+    assert transport.requests >= 20
+    assert transport.peak == 3
