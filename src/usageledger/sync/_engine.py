@@ -263,7 +263,7 @@ FETCH_WORKERS_PER_SLOT: Final = 2
 """Fetching workers per request slot (``--concurrency``). A worker also decodes and converts the window it fetched,
 which takes a few milliseconds a page; the slots bound the requests out (one semaphore for the run, all orgs) and
 are let go while a page decodes, so with twice the workers a slot is not idle while its last page is decoded: a
-year's hourly sync went from a median of 11.8 s to 11.1 s over eight pairs, peak RSS +3-8 MB
+year's hourly sync went from a mean of 11.50 s to 11.13 s over eleven pairs, peak RSS +6 MB
 (``bench/BENCHMARKS.md``)."""
 
 
