@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from usageledger.emulator import Emulator, EmulatorConfig, Request
+from usageledger.emulator import handler
 from usageledger.emulator.orgs import Organisations, org_key
 from usageledger.errors import EmulatorConfigError
 
@@ -183,3 +184,15 @@ def test_a_body_larger_than_the_cache_does_not_empty_it() -> None:
     emulator._pages.put(("huge",), random.Random(7).randbytes(2**20))  # 1 MiB that does not compress: never fits
     assert emulator._pages.get(("small",)) == b"x" * 1000
     assert emulator._pages.get(("huge",)) is None
+
+
+def test_no_cache_packs_nothing_and_answers_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--cache-mb 0`: every page is computed afresh, none is compressed on its way to a cache that keeps nothing."""
+    packed: list[int] = []
+    compress = handler.zlib.compress
+    monkeypatch.setattr(handler.zlib, "compress", lambda data, level: packed.append(len(data)) or compress(data, level))
+    cached = Emulator(EmulatorConfig(seed=4, days=60, projects=3, now=EMULATOR_NOW))
+    uncached = Emulator(EmulatorConfig(seed=4, days=60, projects=3, now=EMULATOR_NOW, cache_bytes=0))
+    assert _pages_of_a_pass(uncached, 3) == _pages_of_a_pass(uncached, 3) == _pages_of_a_pass(cached, 3)
+    assert packed == [] and uncached._pages.size == uncached._buckets.size == 0
+

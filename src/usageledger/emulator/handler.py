@@ -75,6 +75,8 @@ class _Lru:
         return zlib.decompress(hit.data) if isinstance(hit, _Packed) else hit
 
     def put(self, key: tuple[object, ...], body: bytes) -> None:
+        if self.budget <= _ENTRY_OVERHEAD:
+            return  # no cache (`--cache-mb 0`): nothing to keep, nothing to pack
         kept: bytes | _Packed = body
         if self.pack_after is not None and self.size + len(body) > self.pack_after:
             kept = _Packed(zlib.compress(body, _PACK_LEVEL))
