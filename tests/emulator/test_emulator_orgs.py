@@ -195,4 +195,3 @@ def test_no_cache_packs_nothing_and_answers_the_same(monkeypatch: pytest.MonkeyP
     uncached = Emulator(EmulatorConfig(seed=4, days=60, projects=3, now=EMULATOR_NOW, cache_bytes=0))
     assert _pages_of_a_pass(uncached, 3) == _pages_of_a_pass(uncached, 3) == _pages_of_a_pass(cached, 3)
     assert packed == [] and uncached._pages.size == uncached._buckets.size == 0
-
