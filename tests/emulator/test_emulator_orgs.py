@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from usageledger.emulator import Emulator, EmulatorConfig, Request
-from usageledger.emulator import handler
+from usageledger.emulator import Emulator, EmulatorConfig, Request, handler
 from usageledger.emulator.orgs import Organisations, org_key
 from usageledger.errors import EmulatorConfigError
 
