@@ -163,7 +163,7 @@ def _pages_of_a_pass(emulator: Emulator, count: int) -> list[bytes]:
 def test_a_cache_under_pressure_packs_pages_and_answers_a_second_pass_from_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A sync asks for the same pages again (a re-run, a warm-up): once the pages' half of the cache fills, pages are
+    """A sync asks for the same pages again (a re-run, a warm-up): once pages hold a sixteenth of the cache, they are
     kept compressed, so a pass over several times the raw budget is answered again without computing a bucket."""
     emulator = Emulator(EmulatorConfig(seed=4, days=60, projects=3, now=EMULATOR_NOW, cache_bytes=3 * 2**20))
     first = _pages_of_a_pass(emulator, 40)
