@@ -596,12 +596,10 @@ class AsyncHTTP(_Base):
         attempts = self._attempts(self._prepare(path, params), self._timeout(timeout))
         step = next(attempts)
         while not isinstance(step, _Decoded):
-            if not isinstance(step, _Body) and slot is not None:
-                async with slot:  # requests and retry waits, until a body is in
+            if not isinstance(step, _Body):
+                async with slot or contextlib.nullcontext():  # requests and retry waits, until a body is in
                     while not isinstance(step, (_Body, _Decoded)):
                         step = attempts.send(await self._act(step))
-            elif not isinstance(step, _Body):
-                step = attempts.send(await self._act(step))
             elif offload:
                 step = attempts.send(await asyncio.to_thread(_decode, decode, step.content))
             else:
