@@ -45,10 +45,14 @@ def _planned() -> dict[str, int]:
 def _start_and_signal(store: str, url: str, cwd: Path, sig: signal.Signals) -> tuple[int, str, Counter[str], int]:
     """Start a sync; once a stream has committed all its windows (others still open), send ``sig``.
 
+    One request at a time (``--concurrency 1``): the one-window costs stream finishes in the first round and the
+    other streams' windows still take over a second to come, so the signal always lands with streams open. With
+    several requests out, the windows could all arrive during the first commits and finish in one transaction.
+
     Exit code, stderr, windows committed per stream (from the JSON log), and the process id.
     """
     planned = _planned()
-    proc = run_cli([*cli(), *sync_args(store, "--log-format", "json")], url, cwd)
+    proc = run_cli([*cli(), *sync_args(store, "--log-format", "json", "--concurrency", "1")], url, cwd)
     assert proc.stderr is not None
     committed: Counter[str] = Counter()
     lines: list[str] = []
