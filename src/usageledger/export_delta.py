@@ -14,10 +14,16 @@ are not rewritten, so Spark, Databricks, Trino, polars and DuckDB reading the ta
 
 ``PATH`` is never the store: the DuckDB file, its WAL and lock files, and what the caller protects are refused, and
 so is a directory of a table name that holds something other than a Delta table.
+
+A table mirrors one store. Its description names that store's identity (:meth:`BaseStore.identity`), and an export
+from another store is refused before anything is written: its MERGE would delete every row the other store wrote (the
+demo's synthetic ledger exported over the real one replaced it whole). A table written before tables carried the
+identity is taken over by the first store that exports to it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +42,12 @@ __all__ = ["DeltaExportResult", "DeltaTableExport", "delta_schema", "export_delt
 _TS: Final = pa.timestamp("us", tz="UTC")
 _KEY: Final = ("org", "stream", "bucket_start", "group_key")
 _SORT: Final = [(c, "ascending") for c in _KEY]
+_OWNER: Final = re.compile(r"\bof usageledger store ([0-9a-f-]{36})\b")
+"""How a table's description names the store it mirrors."""
+
+
+def _description(table: str, store_id: str) -> str:
+    return f"The {table} table of usageledger store {store_id}, merged on (org, stream, bucket_start, group_key)."
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +116,7 @@ def export_delta(
     guard.check(root)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output {root} is a file: a Delta export writes a directory of tables; pick a directory")
+    ours = store.identity()
     for spec in specs:  # every check before anything is written
         where = root / spec.name
         guard.check(where)
@@ -111,10 +124,30 @@ def export_delta(
             raise ConfigError(
                 f"--output {root}: {where} exists and is not a Delta table; export to an empty or Delta directory"
             )
+        owner = _owner(deltalake, where)
+        if owner is not None and owner != ours:
+            this = "this store (synthetic data: the demo's or the emulator's)" if _synthetic(store) else "this store"
+            raise ConfigError(
+                f"--output {root}: {where} mirrors another store ({owner}); exporting {this} over it would replace "
+                "that store's rows: export each store to a directory of its own"
+            )
     root.mkdir(parents=True, exist_ok=True)
     return DeltaExportResult(
-        tuple(_export_table(deltalake, store, spec, root / spec.name, batch_rows) for spec in specs)
+        tuple(_export_table(deltalake, store, spec, root / spec.name, batch_rows, ours) for spec in specs)
     )
+
+
+def _owner(deltalake: Any, where: Path) -> str | None:
+    """The identity of the store a Delta table mirrors; ``None`` for no table, or one that names no store."""
+    if not (where / "_delta_log").is_dir():
+        return None
+    found = _OWNER.search(deltalake.DeltaTable(str(where)).metadata().description or "")
+    return None if found is None else found.group(1)
+
+
+def _synthetic(store: BaseStore) -> bool:
+    orgs = store.orgs()
+    return bool(orgs) and all(o.synthetic for o in orgs)
 
 
 def _store_months(store: BaseStore, spec: TableSpec) -> list[tuple[str, int, int]]:
@@ -140,7 +173,9 @@ def _month_rows(store: BaseStore, spec: TableSpec, start: int, end: int, batch_r
         yield table.append_column("month", month).cast(schema)
 
 
-def _export_table(deltalake: Any, store: BaseStore, spec: TableSpec, where: Path, batch_rows: int) -> DeltaTableExport:
+def _export_table(
+    deltalake: Any, store: BaseStore, spec: TableSpec, where: Path, batch_rows: int, store_id: str
+) -> DeltaTableExport:
     import pyarrow.compute as pc
 
     schema = delta_schema(spec)
@@ -156,7 +191,14 @@ def _export_table(deltalake: Any, store: BaseStore, spec: TableSpec, where: Path
                     yield from table.to_batches()
 
         reader = pa.RecordBatchReader.from_batches(schema, batches())
-        deltalake.write_deltalake(str(where), reader, partition_by=["month"], mode="error", name=spec.name)
+        deltalake.write_deltalake(
+            str(where),
+            reader,
+            partition_by=["month"],
+            mode="error",
+            name=spec.name,
+            description=_description(spec.name, store_id),
+        )
         written = tuple(label for label, _, _ in months)
         return DeltaTableExport(spec.name, where, count, len(months), written, True, inserted=count)
     table = deltalake.DeltaTable(str(where))
@@ -165,6 +207,8 @@ def _export_table(deltalake: Any, store: BaseStore, spec: TableSpec, where: Path
         raise ConfigError(
             f"--output: {where} holds a Delta table of other columns ({', '.join(held.names)}); use a new directory"
         )
+    if _owner(deltalake, where) is None:  # written before tables named their store: this store takes it over
+        table.alter.set_table_description(_description(spec.name, store_id))
     in_table = {p["month"] for p in table.partitions()}
     dataset = table.to_pyarrow_dataset()  # once: each month below is a filtered scan of it (its files only)
     by_label = {label: (start, end) for label, start, end in months}

@@ -25,6 +25,7 @@ from usageledger.errors import ConfigError
 from usageledger.export_delta import DeltaExportResult, delta_schema, export_delta
 from usageledger.store import BaseStore, open_store, tables
 
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.syncing import DAY, run
 
@@ -201,3 +202,40 @@ def test_a_postgres_ledger_exports_exactly_and_a_rerun_writes_nothing(pg_url: st
     assert {t.table: t.rows for t in first.tables} == counts
     assert first.rewritten == first.months > 0 and again.rewritten == 0
     assert pc.sum(_read(tmp_path / "lake" / "costs").column("amount_value")).as_py() == total
+
+
+def test_another_stores_export_is_refused_and_the_lake_keeps_its_rows(tmp_path: Path) -> None:
+    """A lake mirrors one store: the demo's synthetic ledger exported over a real one would have replaced it whole.
+    Another store's export is refused before anything is written; the owner's own re-runs go on merging."""
+    from usageledger.store import Stream
+    from usageledger.sync import Org
+
+    lake = tmp_path / "lake"
+    costs = (Stream.create("costs", "1d"),)
+    with run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url:
+        with open_store(str(tmp_path / "real.duckdb")) as real:
+            assert run(real, url, streams=costs, since=EMULATOR_NOW - 30 * DAY).ok
+            assert export_delta(real, lake, endpoints=["costs"]).total == _store_rows(real, "costs")
+            real_id = real.identity()
+        with open_store(str(tmp_path / "demo.duckdb")) as demo:
+            demo_org = Org("demo", FAKE_ADMIN_KEY, url, synthetic=True)
+            assert run(demo, url, streams=costs, orgs=[demo_org], since=EMULATOR_NOW - 10 * DAY).ok
+            assert demo.identity() != real_id
+            before = DeltaTable(str(lake / "costs")).version()
+            with pytest.raises(ConfigError) as refused:
+                export_delta(demo, lake)
+            assert str(refused.value) == (
+                f"--output {lake}: {lake / 'costs'} mirrors another store ({real_id}); exporting this store "
+                "(synthetic data: the demo's or the emulator's) over it would replace that store's rows: export "
+                "each store to a directory of its own"
+            )
+            assert sorted(p.name for p in lake.iterdir()) == ["costs"]  # nothing written, not even the other tables
+            assert DeltaTable(str(lake / "costs")).version() == before
+    with open_store(str(tmp_path / "real.duckdb")) as real:
+        assert real.identity() == real_id  # kept for the store's life
+        assert _read(lake / "costs").column("org").unique().to_pylist() == ["main"]
+        assert export_delta(real, lake, endpoints=["costs"]).rewritten == 0
+        # A table written before tables named their store is taken over by the first store that exports to it.
+        DeltaTable(str(lake / "costs")).alter.set_table_description("")
+        assert export_delta(real, lake, endpoints=["costs"]).rewritten == 0
+        assert real_id in (DeltaTable(str(lake / "costs")).metadata().description or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -372,3 +373,15 @@ def test_a_sync_bounds_duckdbs_cache_only_where_no_key_index_can_outgrow_it(tmp_
             store.commit_windows(
                 [WindowWrite("acme", COSTS, [cost_row(0, "p1", "in", "2")], T0, T0 + DAY, "r", T0, fresh=True)]
             )
+
+
+def test_each_store_has_an_identity_of_its_own_kept_for_its_life(tmp_path: Path) -> None:
+    """A UUID made at creation, the same on every open, another for another store: what its exports carry."""
+    first, second = str(tmp_path / "a.duckdb"), str(tmp_path / "b.duckdb")
+    with open_store(first) as a, open_store(second) as b:
+        made = a.identity()
+        assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", made)
+        assert b.identity() != made
+        assert a.query("SELECT COUNT(*) FROM store_identity") == [(1,)]
+    with open_store(first) as again:
+        assert again.migrate() == [] and again.identity() == made

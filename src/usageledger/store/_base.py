@@ -201,6 +201,11 @@ class BaseStore(ABC):
     def pending_migrations(self) -> list[str]:
         return [m.name for m in migrations.pending(self.applied_migrations())]
 
+    def identity(self) -> str:
+        """The store's identity, a UUID made when it was created (or first migrated) and kept for its life: what
+        tells this store's exports from another's."""
+        return str(self.query("SELECT id FROM store_identity")[0][0])
+
     # --- streams and runs ---------------------------------------------------------------------------------
 
     def register_stream(self, org: str, stream: Stream) -> StreamState:

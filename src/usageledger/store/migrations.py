@@ -9,6 +9,7 @@ a name that carries a digest of the derived schema: adding an endpoint needs no 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -121,6 +122,16 @@ def _run_owner(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[
     return [f"ALTER TABLE sync_runs ADD COLUMN {n} {t}" for n, t in columns.items() if n not in have]
 
 
+def _store_identity(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """The store's identity: a random UUID made once, when the store is created or first migrated, and never
+    changed. What a store writes outside itself (a Delta export) carries it, so that another store's export is never
+    merged over it (``export_delta``)."""
+    return [
+        "CREATE TABLE IF NOT EXISTS store_identity (id TEXT NOT NULL)",
+        f"INSERT INTO store_identity (id) SELECT '{uuid.uuid4()}' WHERE NOT EXISTS (SELECT 1 FROM store_identity)",
+    ]
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0001_streams_and_sync_runs", _core),
     Migration("0003_org_registry", _org_registry),
@@ -130,6 +141,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(credit.MIGRATION_NAME, credit.migration_statements),  # prepaid credit top-ups (store/credit.py)
     Migration(closes.MIGRATION_NAME, closes.migration_statements),  # closed months' figures (store/closes.py)
     Migration(revisions.INSERTS_MIGRATION, revisions.inserts_migration_statements),  # fresh inserts logged wide
+    Migration("0010_store_identity", _store_identity),
 )
 """The hand-written migrations, in order. The catalogue step runs after them."""
 
