@@ -157,6 +157,13 @@ def test_a_command_with_options_still_coerces_them() -> None:
         # the hidden test clock was offered: "(Possible options: --now, --store)"
         (["credit", "list", "--nte"], "error: No such option: --nte (Possible options: --store) (see `usageledger"),
         (["--bogus"], "error: No such option: --bogus (see `usageledger --help`)"),
+        # forecast takes --month; statement and close take the month as an argument
+        (
+            ["statement", "--month", "2026-11"],
+            "error: --month: MONTH is an argument of this command, not an option; give the value alone, without "
+            "--month (see `usageledger statement --help`)",
+        ),
+        (["close", "--month", "2026-11"], "error: --month: MONTH is an argument of this command, not an option"),
     ],
 )
 def test_usage_errors_are_one_line_naming_the_flag(argv: list[str], said: str) -> None:

@@ -64,6 +64,12 @@ def _one_line(exc: Any) -> Any:
         hidden = {o for p in exc.ctx.command.params if getattr(p, "hidden", False) for o in p.opts}
         exc.possibilities = [o for o in exc.possibilities if o not in hidden]
     message = exc.format_message()
+    flag = getattr(exc, "option_name", None)
+    argument = _argument_named(exc.ctx, flag) if isinstance(exc, _click.exceptions.NoSuchOption) else None
+    if argument is not None:  # `statement --month 2026-11`, where forecast spells it as an option
+        message = (
+            f"{flag}: {argument} is an argument of this command, not an option; give the value alone, without {flag}"
+        )
     param = getattr(exc, "param", None)
     if isinstance(exc, _click.exceptions.BadParameter) and param is not None and exc.message:
         opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
@@ -73,6 +79,17 @@ def _one_line(exc: Any) -> Any:
     error = _OneLineUsageError(" ".join(message.split()).rstrip("."), ctx=exc.ctx)
     error.exit_code = exc.exit_code
     return error
+
+
+def _argument_named(ctx: Any, flag: str | None) -> str | None:
+    """The metavar of the command's positional argument that ``flag`` (``--month``) names, if it has one."""
+    if ctx is None or not flag or not flag.startswith("--"):
+        return None
+    wanted = flag[2:].replace("-", "_").lower()
+    for param in ctx.command.params:
+        if getattr(param, "param_type_name", "") == "argument" and (param.name or "").lower() == wanted:
+            return str(getattr(param, "metavar", None) or param.name.upper())
+    return None
 
 
 @contextlib.contextmanager
