@@ -354,3 +354,21 @@ def test_a_sync_killed_mid_migration_leaves_no_half_made_store(tmp_path: Path) -
     assert "run `usageledger sync`" in done.stderr
     with open_store(path) as store:
         assert store.applied_migrations() == migrations.all_names()
+
+
+@pytest.mark.parametrize(("org", "fix"), [("acme", "usageledger sync"), ("demo", "usageledger demo --store {path}")])
+def test_a_store_of_an_older_schema_names_the_command_that_migrates_it(tmp_path: Path, org: str, fix: str) -> None:
+    """A reader refuses a store a migration behind, naming what migrates it: `sync`, or `demo` for the demo's store
+    (a `sync` there would ask the real API, whose data the store refuses beside the demo's); then it reads."""
+    path = tmp_path / "older.duckdb"
+    with open_store(str(path)) as store:
+        store.register_org(org, synthetic=org == "demo", source="demo" if org == "demo" else "api", at=0)
+        store.execute("DROP TABLE store_identity")  # as a store made before migration 0010 holds it
+        store.execute("DELETE FROM schema_migrations WHERE name = '0010_store_identity'")
+    result = CliRunner().invoke(app, ["status", "--store", str(path)])
+    assert result.exit_code == 1
+    expected = fix.format(path=path)
+    assert result.stderr == f"error: the store {path} has an older schema: run `{expected}` once to migrate it\n"
+    with open_store(str(path)) as store:  # what the sync or the demo does first
+        assert store.pending_migrations() == [] and store.identity()
+    assert CliRunner().invoke(app, ["status", "--store", str(path)]).exit_code == 0

@@ -126,6 +126,12 @@ def open_store(url: str | Path = DEFAULT_STORE, *, migrate: bool = True, read_on
     return store
 
 
+def _only_demo(store: BaseStore) -> bool:
+    """Whether every org a store holds is the demo's (``usageledger demo``'s own org)."""
+    orgs = store.known_orgs() if "orgs" in store._table_columns() else []
+    return bool(orgs) and set(orgs) == {"demo"}
+
+
 def open_existing_store(url: str | Path, *, on_wait: Callable[[str], None] | None = None) -> BaseStore:
     """Open a store that must already exist, to read it: never creates a file, a table or a folder, never migrates.
 
@@ -153,9 +159,10 @@ def open_existing_store(url: str | Path, *, on_wait: Callable[[str], None] | Non
                 " `usageledger sync` (or `usageledger init`) to create them, or pass --store to read another"
             )
         if store.pending_migrations():
-            raise StoreError(
-                f"the store {redact_url_password(text)} has an older schema: run `usageledger sync` once to migrate it"
-            )
+            shown = redact_url_password(text)
+            # The demo's store: `sync` would ask the real API, whose data the store refuses beside the demo's.
+            how = "usageledger sync" if not _only_demo(store) else f"usageledger demo --store {shown}"
+            raise StoreError(f"the store {shown} has an older schema: run `{how}` once to migrate it")
     except BaseException:
         store.close()
         raise
