@@ -244,3 +244,30 @@ def test_without_the_extra_it_says_how_to_install_it(synced: str) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "error: usageledger mcp needs the mcp extra: pip install 'usageledger[mcp]'"
+
+
+def test_started_by_hand_in_a_terminal_it_says_what_it_is_waiting_for(synced: str) -> None:
+    """On a terminal the server would wait in silence for JSON-RPC: one line on stderr says what it is and how to
+    stop it; stdout, the protocol's channel, stays empty. Started by an assistant (pipes), it says nothing."""
+    import signal
+
+    primary, secondary = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [*CLI, "mcp", "--store", synced],
+            stdin=secondary,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert line.startswith("usageledger mcp: serving the store over MCP on stdin/stdout") and "Ctrl-C" in line
+    assert out == ""
+    piped = subprocess.run([*CLI, "mcp", "--store", synced], input="", capture_output=True, text=True, timeout=60)
+    assert piped.stderr == "" and piped.stdout == ""

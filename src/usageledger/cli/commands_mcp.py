@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from usageledger.cli._app import ConfigOpt, StoreOpt, app, fail, friendly_errors, open_for_reading
+from usageledger.cli._app import ConfigOpt, StoreOpt, app, fail, friendly_errors, open_for_reading, say
 from usageledger.config import load_config
 from usageledger.store import DEFAULT_STORE, BaseStore
 
@@ -33,4 +34,9 @@ def mcp(store: StoreOpt = None, config: ConfigOpt = None) -> None:
         with open_for_reading(url) as db:
             yield db
 
+    if sys.stdin.isatty():  # started by hand: it waits for an assistant's JSON-RPC and would say nothing at all
+        say(
+            "usageledger mcp: serving the store over MCP on stdin/stdout, for an assistant to start (its config: see "
+            "the README's MCP section); typing here does nothing useful. Ctrl-C stops it."
+        )
     build_server(LedgerTools(reading, settings)).run("stdio")
