@@ -246,9 +246,13 @@ def test_without_the_extra_it_says_how_to_install_it(synced: str) -> None:
     assert result.stderr.strip() == "error: usageledger mcp needs the mcp extra: pip install 'usageledger[mcp]'"
 
 
-def test_started_by_hand_in_a_terminal_it_says_what_it_is_waiting_for(synced: str) -> None:
+@pytest.mark.parametrize(("stop", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_started_by_hand_in_a_terminal_it_says_what_it_waits_for_and_stops_at_once(
+    synced: str, stop: str, code: int
+) -> None:
     """On a terminal the server would wait in silence for JSON-RPC: one line on stderr says what it is and how to
-    stop it; stdout, the protocol's channel, stays empty. Started by an assistant (pipes), it says nothing."""
+    stop it; stdout, the protocol's channel, stays empty. Ctrl-C or SIGTERM ends it at once, with the signal's exit
+    code (both waited for the next line on stdin, for ever). Started by an assistant (pipes), it says nothing."""
     import signal
 
     primary, secondary = os.openpty()
@@ -262,12 +266,12 @@ def test_started_by_hand_in_a_terminal_it_says_what_it_is_waiting_for(synced: st
         )
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        proc.send_signal(getattr(signal, stop))
+        out, err = proc.communicate(timeout=30)
     finally:
         os.close(primary)
         os.close(secondary)
     assert line.startswith("usageledger mcp: serving the store over MCP on stdin/stdout") and "Ctrl-C" in line
-    assert out == ""
+    assert proc.returncode == code and out == "" and err == ""
     piped = subprocess.run([*CLI, "mcp", "--store", synced], input="", capture_output=True, text=True, timeout=60)
     assert piped.stderr == "" and piped.stdout == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,4 +41,14 @@ def mcp(store: StoreOpt = None, config: ConfigOpt = None) -> None:
             "usageledger mcp: serving the store over MCP on stdin/stdout, for an assistant to start (its config: see "
             "the README's MCP section); typing here does nothing useful. Ctrl-C stops it."
         )
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _stop_now)
     build_server(LedgerTools(reading, settings)).run("stdio")
+
+
+def _stop_now(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM (an assistant stopping it) ends the server at once, with the shell's code for the signal.
+    The stdio transport reads stdin in a worker thread that no cancellation reaches, so the event loop's own
+    handling waited for the next line on stdin, for ever on a terminal; the server keeps no state and writes nothing
+    but its answers, so there is nothing to finish."""
+    os._exit(128 + signum)
