@@ -248,30 +248,31 @@ def test_without_the_extra_it_says_how_to_install_it(synced: str) -> None:
 
 @pytest.mark.parametrize(("stop", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_started_by_hand_in_a_terminal_it_says_what_it_waits_for_and_stops_at_once(
-    synced: str, stop: str, code: int
+    synced: str, stop: str, code: int, tmp_path: Path
 ) -> None:
     """On a terminal the server would wait in silence for JSON-RPC: one line on stderr says what it is and how to
     stop it; stdout, the protocol's channel, stays empty. Ctrl-C or SIGTERM ends it at once, with the signal's exit
     code (both waited for the next line on stdin, for ever). Started by an assistant (pipes), it says nothing."""
     import signal
+    import time
 
+    log = tmp_path / "stderr.txt"
     primary, secondary = os.openpty()
     try:
-        proc = subprocess.Popen(
-            [*CLI, "mcp", "--store", synced],
-            stdin=secondary,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        proc.send_signal(getattr(signal, stop))
-        out, err = proc.communicate(timeout=30)
+        with log.open("w") as stderr:
+            proc = subprocess.Popen(
+                [*CLI, "mcp", "--store", synced], stdin=secondary, stdout=subprocess.PIPE, stderr=stderr, text=True
+            )
+        deadline = time.monotonic() + 60
+        while not log.read_text().endswith("\n") and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(getattr(signal, stop))  # once the line is out, the server is ready to be stopped
+        out, _ = proc.communicate(timeout=30)
     finally:
         os.close(primary)
         os.close(secondary)
-    assert line.startswith("usageledger mcp: serving the store over MCP on stdin/stdout") and "Ctrl-C" in line
-    assert proc.returncode == code and out == "" and err == ""
+    said = log.read_text()
+    assert said.startswith("usageledger mcp: serving the store over MCP on stdin/stdout") and "Ctrl-C" in said
+    assert len(said.splitlines()) == 1 and proc.returncode == code and out == "", said
     piped = subprocess.run([*CLI, "mcp", "--store", synced], input="", capture_output=True, text=True, timeout=60)
     assert piped.stderr == "" and piped.stdout == ""

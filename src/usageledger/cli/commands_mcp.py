@@ -36,13 +36,13 @@ def mcp(store: StoreOpt = None, config: ConfigOpt = None) -> None:
         with open_for_reading(url) as db:
             yield db
 
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _stop_now)
     if sys.stdin.isatty():  # started by hand: it waits for an assistant's JSON-RPC and would say nothing at all
         say(
             "usageledger mcp: serving the store over MCP on stdin/stdout, for an assistant to start (its config: see "
             "the README's MCP section); typing here does nothing useful. Ctrl-C stops it."
         )
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop, _stop_now)
     build_server(LedgerTools(reading, settings)).run("stdio")
 
 
