@@ -208,7 +208,8 @@ def _export_table(
             f"--output: {where} holds a Delta table of other columns ({', '.join(held.names)}); use a new directory"
         )
     if _owner(deltalake, where) is None:  # written before tables named their store: this store takes it over
-        table.alter.set_table_description(_description(spec.name, store_id))
+        kept = (table.metadata().description or "").strip()  # a comment someone set on the table stays
+        table.alter.set_table_description("\n".join(filter(None, [kept, _description(spec.name, store_id)])))
     in_table = {p["month"] for p in table.partitions()}
     dataset = table.to_pyarrow_dataset()  # once: each month below is a filtered scan of it (its files only)
     by_label = {label: (start, end) for label, start, end in months}

@@ -235,7 +235,11 @@ def test_another_stores_export_is_refused_and_the_lake_keeps_its_rows(tmp_path: 
         assert real.identity() == real_id  # kept for the store's life
         assert _read(lake / "costs").column("org").unique().to_pylist() == ["main"]
         assert export_delta(real, lake, endpoints=["costs"]).rewritten == 0
-        # A table written before tables named their store is taken over by the first store that exports to it.
-        DeltaTable(str(lake / "costs")).alter.set_table_description("")
+        # A table written before tables named their store is taken over by the first store that exports to it;
+        # a comment someone set on the table stays, the store's line after it.
+        DeltaTable(str(lake / "costs")).alter.set_table_description("Spend, for finance")
         assert export_delta(real, lake, endpoints=["costs"]).rewritten == 0
-        assert real_id in (DeltaTable(str(lake / "costs")).metadata().description or "")
+        described = DeltaTable(str(lake / "costs")).metadata().description or ""
+        assert (
+            described.startswith("Spend, for finance\nThe costs table of usageledger store ") and real_id in described
+        )
