@@ -164,6 +164,12 @@ def test_a_command_with_options_still_coerces_them() -> None:
             "--month (see `usageledger statement --help`)",
         ),
         (["close", "--month", "2026-11"], "error: --month: MONTH is an argument of this command, not an option"),
+        # the issue's own spelling, `export --format delta PATH`: the path is --output's
+        (
+            ["export", "--format", "delta", "lake"],
+            "error: Got unexpected extra argument(s) (lake); to write to lake, pass --output lake (see `usageledger",
+        ),
+        (["export", "-o", "x.csv", "lake"], "error: Got unexpected extra argument(s) (lake) (see `usageledger export"),
     ],
 )
 def test_usage_errors_are_one_line_naming_the_flag(argv: list[str], said: str) -> None:

@@ -7,6 +7,7 @@ import functools
 import importlib
 import inspect
 import os
+import re
 import signal
 import sys
 import threading
@@ -70,6 +71,9 @@ def _one_line(exc: Any) -> Any:
         message = (
             f"{flag}: {argument} is an argument of this command, not an option; give the value alone, without {flag}"
         )
+    extra = _EXTRA.fullmatch(message)
+    if extra is not None and " " not in extra[1] and _takes(exc.ctx, "--output"):  # `export -f delta lake/`
+        message += f"; to write to {extra[1]}, pass --output {extra[1]}"
     param = getattr(exc, "param", None)
     if isinstance(exc, _click.exceptions.BadParameter) and param is not None and exc.message:
         opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
@@ -79,6 +83,19 @@ def _one_line(exc: Any) -> Any:
     error = _OneLineUsageError(" ".join(message.split()).rstrip("."), ctx=exc.ctx)
     error.exit_code = exc.exit_code
     return error
+
+
+_EXTRA: Final = re.compile(r"Got unexpected extra arguments? ?(?:\(s\))? ?\((.+)\)")
+"""click's message for words left over after the options and arguments; the group is those words."""
+
+
+def _takes(ctx: Any, flag: str) -> bool:
+    """Whether the command has option ``flag`` and it was not given (a word left over then may be its value)."""
+    param = next((p for p in ctx.command.params if flag in getattr(p, "opts", ())), None) if ctx else None
+    if param is None:
+        return False
+    source = ctx.get_parameter_source(param.name)
+    return source is None or source.name != "COMMANDLINE"
 
 
 def _argument_named(ctx: Any, flag: str | None) -> str | None:
