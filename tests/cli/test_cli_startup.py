@@ -170,6 +170,10 @@ def test_a_command_with_options_still_coerces_them() -> None:
             "error: Got unexpected extra argument(s) (lake); to write to lake, pass --output lake (see `usageledger",
         ),
         (["export", "-o", "x.csv", "lake"], "error: Got unexpected extra argument(s) (lake) (see `usageledger export"),
+        (
+            ["credit", "add", "--day", "2026-11-01", "5"],
+            "error: --day: DAY is an argument of this command, not an option; give the value alone, without --day (see",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_naming_the_flag(argv: list[str], said: str) -> None:

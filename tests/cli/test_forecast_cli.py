@@ -206,6 +206,9 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         (["add", "2026-11-01", "0.001"], "AMOUNT: '0.001' has too many digits; give at most 2 decimal places"),
         # a top-up for a mistyped org was recorded, and never met a cost
         (["add", "2026-11-01", "5", "--org", "nope"], "--org: nope holds no data in this store (orgs: org-demo)"),
+        # `-5` is read as a value here, so `--day` was taken as DAY: "'--day' is not a day"
+        (["add", "--day", "2026-11-01"], "--day: DAY is an argument of this command, not an option; give the value"),
+        (["add", "2026-11-01", "5", "--org", "--org"], "--org: no value given (--org was read as its own value)"),
     ],
 )
 def test_bad_credit_input_is_one_line_and_stores_nothing(demo_store_copy: Path, args: list[str], says: str) -> None:

@@ -68,10 +68,12 @@ def _one_line(exc: Any) -> Any:
     flag = getattr(exc, "option_name", None)
     argument = _argument_named(exc.ctx, flag) if isinstance(exc, _click.exceptions.NoSuchOption) else None
     if argument is not None:  # `statement --month 2026-11`, where forecast spells it as an option
-        message = (
-            f"{flag}: {argument} is an argument of this command, not an option; give the value alone, without {flag}"
-        )
+        message = _as_argument(str(flag), argument)
     extra = _EXTRA.fullmatch(message)
+    spelled = spelled_as_option(exc.ctx.params) if extra is not None and exc.ctx is not None else None
+    named = _argument_named(exc.ctx, spelled)
+    if named is not None:  # `credit add --day 2026-11-01 5`: --day was read as DAY, so 5 was left over
+        message, extra = _as_argument(str(spelled), named), None
     if extra is not None and " " not in extra[1] and _takes(exc.ctx, "--output"):  # `export -f delta lake/`
         message += f"; to write to {extra[1]}, pass --output {extra[1]}"
     param = getattr(exc, "param", None)
@@ -96,6 +98,20 @@ def _takes(ctx: Any, flag: str) -> bool:
         return False
     source = ctx.get_parameter_source(param.name)
     return source is None or source.name != "COMMANDLINE"
+
+
+def spelled_as_option(values: typing.Mapping[str, object]) -> str | None:
+    """The flag a value spells when it is its own parameter's name as an option: ``credit add --day 2026-11-01``,
+    where a command that reads ``-5`` as a value (``ignore_unknown_options``) took ``--day`` as DAY's value."""
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, str) and value.lower() == flag:
+            return flag
+    return None
+
+
+def _as_argument(flag: str, argument: str) -> str:
+    return f"{flag}: {argument} is an argument of this command, not an option; give the value alone, without {flag}"
 
 
 def _argument_named(ctx: Any, flag: str | None) -> str | None:
@@ -459,6 +475,12 @@ def refuse_empty_values(fn: Callable[..., object], values: dict[str, object]) ->
         flag, optional = _flag_names(fn).get(blank[0], (blank[0], False))
         hint = f", or leave {flag} out for its default" if optional else ""
         raise fail(f"{flag}: the value is empty; give a value{hint}")
+    spelled = spelled_as_option(values)
+    if spelled is not None:  # `credit add --store s --day 2026-11-01`: DAY got '--day'
+        name = spelled[2:].replace("-", "_")
+        flag, _ = _flag_names(fn).get(name, (name.upper(), False))
+        said = f"{flag}: no value given ({flag} was read as its own value); write {flag} VALUE"
+        raise fail(_as_argument(spelled, flag) if not flag.startswith("--") else said)
 
 
 def comma_list(flag: str, values: typing.Iterable[str] | None) -> list[str] | None:
