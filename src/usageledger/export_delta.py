@@ -141,7 +141,11 @@ def _owner(deltalake: Any, where: Path) -> str | None:
     """The identity of the store a Delta table mirrors; ``None`` for no table, or one that names no store."""
     if not (where / "_delta_log").is_dir():
         return None
-    found = _OWNER.search(deltalake.DeltaTable(str(where)).metadata().description or "")
+    return _named_store(deltalake.DeltaTable(str(where)).metadata().description)
+
+
+def _named_store(description: str | None) -> str | None:
+    found = _OWNER.search(description or "")
     return None if found is None else found.group(1)
 
 
@@ -207,8 +211,9 @@ def _export_table(
         raise ConfigError(
             f"--output: {where} holds a Delta table of other columns ({', '.join(held.names)}); use a new directory"
         )
-    if _owner(deltalake, where) is None:  # written before tables named their store: this store takes it over
-        kept = (table.metadata().description or "").strip()  # a comment someone set on the table stays
+    described = table.metadata().description
+    if _named_store(described) is None:  # written before tables named their store: this store takes it over
+        kept = (described or "").strip()  # a comment someone set on the table stays
         table.alter.set_table_description("\n".join(filter(None, [kept, _description(spec.name, store_id)])))
     in_table = {p["month"] for p in table.partitions()}
     dataset = table.to_pyarrow_dataset()  # once: each month below is a filtered scan of it (its files only)

@@ -464,7 +464,9 @@ def refuse_empty_values(fn: Callable[..., object], values: dict[str, object]) ->
     """Refuse a flag or argument given as an empty or blank string (``--output ''``, ``--org ''``, ``--since ' '``).
 
     An empty value is a mistake (an unset shell variable, a stray quote), never a way to say "the default": read
-    as the default it would export into the working directory, drop a filter or report the wrong period.
+    as the default it would export into the working directory, drop a filter or report the wrong period. So is a
+    value that is its own parameter spelled as an option (:func:`spelled_as_option`): an argument typed with a flag,
+    or an option that took its own flag as its value.
     """
     blank = [
         name

@@ -14,7 +14,7 @@ from usageledger._text import counted
 from usageledger.cli._app import app, console, fail, friendly_errors, say
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.report.tables import DataTable, label, number
-from usageledger.store import is_postgres_url
+from usageledger.store import DEMO_ORG, is_postgres_url
 from usageledger.sync._safety import DEMO_STORE
 
 MAX_DEMO_DAYS: Final = EmulatorConfig().days // 2
@@ -60,7 +60,7 @@ def demo(
     # The report compares the period with the one before it, so sync that one too.
     sync_start = timeutil.span_start(int(now), 2 * days * 86400)
     with run_server(instance) as url, open_store(store) as ledger:
-        org = Org("demo", "sk-admin-demo", url, synthetic=True)
+        org = Org(DEMO_ORG, "sk-admin-demo", url, synthetic=True)
         result = sync(
             ledger,
             [org],
@@ -74,7 +74,7 @@ def demo(
         refresh_org(ledger, org, at=now)  # the directory, as `usageledger sync` reads it: the report shows names
         from usageledger.cli.commands_report import synced_report
 
-        report = synced_report(ledger, since=start, until=now, org="demo")
+        report = synced_report(ledger, since=start, until=now, org=DEMO_ORG)
 
     console.print(
         f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into {escape(store)}"

@@ -18,6 +18,7 @@ from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
 from usageledger.store._types import *  # noqa: F403  (the store's records: their one list is _types.__all__)
+from usageledger.store._types import DEMO_ORG
 from usageledger.store._types import __all__ as _records
 from usageledger.store.schema import TableSpec, daily_view_name, table_for, tables
 from usageledger.store.streams import Stream, default_streams, encode_group_key
@@ -129,7 +130,7 @@ def open_store(url: str | Path = DEFAULT_STORE, *, migrate: bool = True, read_on
 def _only_demo(store: BaseStore) -> bool:
     """Whether every org a store holds is the demo's (``usageledger demo``'s own org)."""
     orgs = store.known_orgs() if "orgs" in store._table_columns() else []
-    return bool(orgs) and set(orgs) == {"demo"}
+    return bool(orgs) and set(orgs) == {DEMO_ORG}
 
 
 def open_existing_store(url: str | Path, *, on_wait: Callable[[str], None] | None = None) -> BaseStore:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from usageledger.errors import StoreError
 from usageledger.models import Bucket
 from usageledger.store.streams import Stream
 
 __all__ = [
+    "DEMO_ORG",
     "OrgRecord",
     "PreparedWindow",
     "RunOwner",
@@ -124,6 +125,10 @@ class PreparedWindow:
     write: WindowWrite
     rows: int
     payload: Any
+
+
+DEMO_ORG: Final = "demo"
+"""The org ``usageledger demo`` syncs its synthetic data as (and the name migration 0003 took for the demo's)."""
 
 
 @dataclass(frozen=True, slots=True)
