@@ -541,6 +541,27 @@ def test_parquet_is_never_written_to_a_terminal(demo_store: Path, fmt: list[str]
             "previous_partial_from",
             "2026-08-22",
         ),
+        (  # said "inside the previous 31 days": the period's own first days are not in the store either
+            ("2026-08-01", "2026-09-01"),
+            "the store's costs start on 2026-08-22, inside the period, so its first 21 days and the previous period"
+            " are missing; sync further back to compare",
+            "previous_partial_from",
+            "2026-08-22",
+        ),
+        (  # said "inside the previous 10 days": the previous period ends where the store's costs start
+            ("2026-08-22", "2026-09-01"),
+            "the store's costs start on 2026-08-22, the period's first day, so none of the previous 10 days are in"
+            " the store; sync further back to compare",
+            "previous_partial_from",
+            "2026-08-22",
+        ),
+        (  # said "inside the previous 31 days" of a period wholly before the store's data, reported as $0.00
+            ("2026-07-01", "2026-08-01"),
+            "the store's costs start on 2026-08-22, after the period ends, so it holds none of the period's days;"
+            " sync further back, or pick a later period",
+            "previous_partial_from",
+            "2026-08-22",
+        ),
         (  # a store last synced weeks ago: the period's last days were never synced
             ("2026-11-01", "2026-11-30"),
             "the store's costs are whole only through 2026-11-19, so the period's last 10 days are missing or"

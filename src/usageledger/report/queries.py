@@ -327,10 +327,29 @@ class ReportData:
         """The change against the previous period, in words (``+$12.00, +5.0% against the previous 30 days``), or
         why there is none: one wording for the terminal, the HTML report and the dashboard."""
         days = counted(self.period.days, "day")
-        if self.previous_partial_from is not None:
+        first = self.previous_partial_from
+        if first is not None:
+            # Where the first day falls decides what is missing: part of the previous period, all of it, the
+            # period's own first days too, or the whole period (a period before the store's data reads as $0).
+            if first >= self.period.until:
+                return (
+                    f"no comparison: the store's costs start on {first}, after the period ends, so it holds none"
+                    " of the period's days; sync further back, or pick a later period"
+                )
+            if first > self.period.since:
+                missing = counted((first - self.period.since).days, "day")
+                return (
+                    f"no comparison: the store's costs start on {first}, inside the period, so its first {missing}"
+                    " and the previous period are missing; sync further back to compare"
+                )
+            if first == self.period.since:
+                return (
+                    f"no comparison: the store's costs start on {first}, the period's first day, so none of the"
+                    f" previous {days} are in the store; sync further back to compare"
+                )
             return (
-                f"no comparison: the store's costs start on {self.previous_partial_from},"
-                f" inside the previous {days}; sync further back to compare"
+                f"no comparison: the store's costs start on {first}, inside the previous {days};"
+                " sync further back to compare"
             )
         if self.unsynced_from is not None:
             whole = f"the store's costs are whole only through {self.unsynced_from - timedelta(days=1)}"
