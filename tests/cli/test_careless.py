@@ -795,3 +795,19 @@ def test_an_org_given_to_an_empty_store_keeps_its_sync_first_message(tmp_path: P
     assert close.exit_code == 1 and close.stderr.strip() == (
         "error: MONTH: the store holds no org yet: run `usageledger sync` first"
     ), close.output
+
+
+def test_a_directory_given_for_an_output_file_names_the_flag(demo_store: Path, tmp_path: Path) -> None:
+    """`report --html DIR` built the whole report, then said only "Is a directory: DIR; give a file name, not a
+    folder". The one check of output files (`refuse_overwriting`) now refuses a directory first, naming the flag and
+    a file in it; `statement --csv DIR` goes through the same check."""
+    for argv, flag, name in (
+        (["report", "--html", str(tmp_path)], "--html", "report.html"),
+        (["statement", "2026-10", "--csv", str(tmp_path)], "--csv", "statements.csv"),
+    ):
+        done = CliRunner().invoke(app, [*argv, "--store", str(demo_store)])
+        assert done.exit_code == 1, done.output
+        assert done.stderr.strip() == (
+            f"error: {flag}: {tmp_path} is a directory; give a file name, such as {tmp_path / name}"
+        ), done.stderr
+    assert list(tmp_path.iterdir()) == []

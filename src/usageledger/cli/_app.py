@@ -401,13 +401,18 @@ def refuse_overwriting(
     *,
     store_url: str,
     config_path: Path | None,
+    example: str,
     other_outputs: Sequence[tuple[str, Path | None]] = (),
 ) -> None:
     """Refuse an output file that is the store, its WAL or lock files, the config in use (by any spelling: a
     symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data.
     ``other_outputs`` (flag, path) are the command's other output files: one of them named twice would overwrite
-    the other."""
+    the other. A directory is refused too, naming ``flag`` and a file in it called ``example``, before any figure is
+    computed (``report --html out/`` built the whole report, then failed without naming --html)."""
     from usageledger.store import store_files
+
+    if path.is_dir():
+        raise fail(f"{flag}: {path} is a directory; give a file name, such as {path / example}")
 
     kept: list[tuple[str, str | Path]] = [*store_files(store_url)]
     if config_path is not None:

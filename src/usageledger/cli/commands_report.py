@@ -229,7 +229,7 @@ def report(
     overrides = _names(settings, names)
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
         url = store or settings.store_url or DEFAULT_STORE
-        refuse_overwriting("--html", html, store_url=url, config_path=settings.path)
+        refuse_overwriting("--html", html, store_url=url, config_path=settings.path, example="report.html")
     if png is not None:  # said before anything is written: `--html r.html --png r.html` wrote the page, then failed
         if html is not None and same_file(html, png):
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
@@ -580,9 +580,14 @@ def statement(
     outputs = (("--csv", csv_path), ("--html", html))
     for i, (flag, path) in enumerate(outputs):
         if path is not None:
-            refuse_overwriting(flag, path, store_url=url, config_path=settings.path, other_outputs=outputs[:i])
-            if path.is_dir():  # before any figure is computed (`--csv ''` is the working directory)
-                raise ParameterError(flag, f"{path} is a directory; give a file name, such as statements.{flag[2:]}")
+            refuse_overwriting(
+                flag,
+                path,
+                store_url=url,
+                config_path=settings.path,
+                example=f"statements.{flag[2:]}",
+                other_outputs=outputs[:i],
+            )
     today = datetime.now(UTC).date()
     with _database(store or settings.store_url, org=org) as db:
         check_month(db, first, today=today, org=org)
