@@ -173,3 +173,21 @@ def test_every_catalogue_endpoint_is_a_choice(run, endpoint: str) -> None:  # ty
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].split(",") == list(rows.row_keys(catalogue.get(endpoint)))
     assert run(endpoint, "--start", START, "--bucket-width", "1w").exit_code == 2
+
+
+def test_rows_printed_as_blocks_keep_every_column(  # type: ignore[no-untyped-def]
+    run, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 60 columns no table of completions fits, even with columns hidden, so each row is a block of
+    `column: value` lines, which any width holds. It still hid 13 columns and said "13 more columns hidden to fit
+    the terminal"; a block now shows them all."""
+    from usageledger.cli import _app
+
+    monkeypatch.setattr(_app.console, "_width", 60)
+    result = run("completions", "--start", START, "--end", END)
+    assert result.exit_code == 0, result.output
+    assert "hidden" not in result.output, result.output
+    found = library_rows(emulator_url, "completions")
+    shown = [c.name for c in catalogue.get("completions").columns if any(r.get(c.name) is not None for r in found)]
+    assert len(shown) > 10
+    assert all(f"  {name}: " in result.stdout for name in shown), result.stdout

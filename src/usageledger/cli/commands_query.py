@@ -85,6 +85,10 @@ def _print_table(endpoint: catalogue.Endpoint, found: list[rows.Row]) -> None:
     while droppable and not table.fits(console.width):
         shown.remove(droppable.pop(0))
         table = build(shown)
+    if not table.fits(console.width):
+        # No table fits even so: each row becomes a block of `column: value` lines, which holds every column.
+        shown = list(filled)
+        table = build(shown)
     hidden = len(filled) - len(shown)
     console.print(table)
     if hidden:
