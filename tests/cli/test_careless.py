@@ -811,3 +811,23 @@ def test_a_directory_given_for_an_output_file_names_the_flag(demo_store: Path, t
             f"error: {flag}: {tmp_path} is a directory; give a file name, such as {tmp_path / name}"
         ), done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_the_store_never_saw_is_said(demo_store: Path) -> None:
+    """`report --model gpt-4o` printed "Spend $0.00" without a word, while `--project nope` warned: the store names
+    the model gpt-4o-2024-08-06. A model no row names is now a warning on stderr with the store's models like it;
+    a model the store holds reports without one."""
+    argv = ["report", "--store", str(demo_store), "--since", "2026-11-01", "--until", "2026-11-20", "-f", "json"]
+    base = CliRunner().invoke(app, [*argv, "--model", "GPT-4o"])
+    assert base.exit_code == 0, base.output
+    (line,) = base.stderr.strip().splitlines()
+    assert line.startswith("warning: --model GPT-4o appears in no cost or usage row of this store; did you mean "), line
+    assert "gpt-4o-2024-08-06" in line and "gpt-4o-mini-2024-07-18" in line and "gpt-4.1" not in line, line
+    typo = CliRunner().invoke(app, [*argv, "--model", "nope"])
+    assert typo.stderr.strip() == (
+        "warning: --model nope appears in no cost or usage row of this store; check the name (usageledger report "
+        "lists the models)"
+    )
+    known = CliRunner().invoke(app, [*argv, "--model", "gpt-4o-2024-08-06"])
+    assert known.exit_code == 0 and known.stderr == "", known.stderr
+    assert json.loads(known.stdout)["totals"]["spend"] != "0"

@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Final, Literal, cast
 
@@ -62,7 +63,7 @@ from usageledger.report.keys import key_span
 from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
-from usageledger.report.queries import Period, Scope, build_report, project_known
+from usageledger.report.queries import Period, Scope, build_report, known_models, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
@@ -101,13 +102,25 @@ CurrencyOpt = Annotated[
 ]
 
 
-def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None) -> None:
-    """Say so when --project names an ID the store has never seen: a typo would otherwise watch nothing, quietly."""
+def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None, model: str | None = None) -> None:
+    """Say so when --project names an ID, or --model a model, the store has never seen: a typo (or a model's base
+    name, `gpt-4o` for `gpt-4o-2024-08-06`) would otherwise report $0.00, quietly."""
+    where = "" if org is None else f" for org {org}"
     if project is not None and not project_known(db, project, org):
         say(
             f"warning: --project {project} appears in no cost or usage row of this store"
-            f"{'' if org is None else f' for org {org}'}; check the ID (usageledger report lists the projects)"
+            f"{where}; check the ID (usageledger report lists the projects)"
         )
+    if model is not None:
+        models = known_models(db, org)
+        if model not in models:
+            wanted = model.lower()
+            like = sorted(m for m in models if m.lower() == wanted or m.lower().startswith(f"{wanted}-"))
+            like = like or get_close_matches(model, sorted(models))
+            hint = (
+                f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
+            )
+            say(f"warning: --model {model} appears in no cost or usage row of this store{where}; {hint}")
 
 
 @contextmanager
@@ -236,7 +249,7 @@ def report(
         if png.exists() and not png.is_dir():
             raise ParameterError("--png", f"{png} is a file; give a directory for the charts (it is made if missing)")
     with _database(store or settings.store_url, org=org) as db:
-        _warn_unknown_project(db, project, org)
+        _warn_unknown_project(db, project, org, model)
         past: AbstractContextManager[BaseStore] = nullcontext(db)
         if as_of_at is not None:
             past = history_as_of(db, as_of_at, buckets=(period.previous().start, period.end))

@@ -49,6 +49,7 @@ __all__ = [
     "biggest_first",
     "build_report",
     "day_start",
+    "known_models",
     "main_currency",
     "project_known",
     "token_usage_sql",
@@ -201,6 +202,15 @@ def project_known(db: Database, project: str, org: str | None = None) -> bool:
     params: list[object] = [project] if org is None else [project, org]
     views = [COSTS_VIEW, *(daily_view_name(e) for e in catalogue.ENDPOINTS if e.name != "costs")]
     return any(db.query(f"SELECT 1 FROM {view} WHERE {where} LIMIT 1", params) for view in views)
+
+
+def known_models(db: Database, org: str | None = None) -> set[str]:
+    """The models the store's costs line items and token usage name (in ``org``, when given), at any time."""
+    where = "" if org is None else " WHERE org = %s"
+    params: list[object] = [] if org is None else [org]
+    selects = [f"SELECT DISTINCT {LINE_ITEM_MODEL} FROM {COSTS_VIEW}{where}"]
+    selects += [f"SELECT DISTINCT model FROM {daily_view_name(e)}{where}" for e in TOKEN_ENDPOINTS]
+    return {model for sql in selects for (model,) in db.query(sql, params) if model is not None}
 
 
 @dataclass(frozen=True, slots=True)
