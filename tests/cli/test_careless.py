@@ -831,3 +831,18 @@ def test_a_model_the_store_never_saw_is_said(demo_store: Path) -> None:
     known = CliRunner().invoke(app, [*argv, "--model", "gpt-4o-2024-08-06"])
     assert known.exit_code == 0 and known.stderr == "", known.stderr
     assert json.loads(known.stdout)["totals"]["spend"] != "0"
+
+
+def test_reconcile_over_days_the_store_lacks_says_there_is_nothing_to_compare(demo_store: Path) -> None:
+    """`reconcile --since 2026-07-01 --until 2026-08-01`, before the store's first day, said in green "No
+    differences beyond the tolerance across 0 day/model pairs", an all-clear for a period it holds nothing of."""
+    argv = ["reconcile", "--store", str(demo_store), "--since", "2026-07-01", "--until", "2026-08-01"]
+    done = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "No differences" not in done.stdout, done.stdout
+    assert (
+        "Nothing to compare: the store holds no token usage and no billed tokens in this period; check the period,"
+        " or sync it." in done.stdout
+    ), done.stdout
+    held = CliRunner().invoke(app, [*argv[:3], "--since", "2026-11-01", "--until", "2026-11-03"])
+    assert "No differences beyond the tolerance across" in held.stdout, held.stdout

@@ -342,6 +342,14 @@ def render_reconcile(result: ReconcileResult) -> RenderableType:
             ]
             table.add_row(*([r.org, *cells] if several else cells))
         parts.append(table)
+    elif not result.rows:  # "No differences ... across 0 day/model pairs" read as an all-clear
+        parts.append(
+            Text(
+                "Nothing to compare: the store holds no token usage and no billed tokens in this period"
+                f"{'' if result.scope.org is None else f' for org {result.scope.org}'}; check the period, or sync it.",
+                style="yellow",
+            )
+        )
     else:
         parts.append(
             Text(f"No differences beyond the tolerance across {len(result.rows)} day/model pairs.", style="green")
