@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.report.alerts import AlertConfig, Budget, run_checks
-from usageledger.report.queries import Period, Scope, build_report
+from usageledger.report.queries import Period, Scope, build_report, known_models
 from usageledger.report.reconcile import reconcile
 from usageledger.store import BaseStore, open_store
 
@@ -50,6 +50,8 @@ def test_report_is_identical_on_postgres(both: tuple[BaseStore, BaseStore]) -> N
     assert build_report(pg, PERIOD) == whole
     project = whole.spend_by_project[-1].key
     assert build_report(pg, PERIOD, Scope(project=project)) == build_report(duck, PERIOD, Scope(project=project))
+    models = known_models(duck)  # what `report --model` checks a name against
+    assert "gpt-4o-2024-08-06" in models and known_models(pg) == models
 
 
 def test_reconcile_and_checks_are_identical_on_postgres(both: tuple[BaseStore, BaseStore]) -> None:
