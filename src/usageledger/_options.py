@@ -99,8 +99,9 @@ def normalize_base_url(raw: str, source: str) -> str:
 
     Refused here, once, wherever the URL comes from: nothing left after trimming; white space or a control character
     inside (the request line would carry it: ``GET /v1 /organization/costs``); and a user name or password before
-    the host, which httpx would send as Basic auth in place of the admin key, so the API would refuse a good key.
-    The refusal shows the URL with those credentials cut (``http://…@host/v1``), never the password.
+    the host, which httpx would send as Basic auth in place of the admin key, so the API would refuse a good key;
+    and a query (``?key=…``) or fragment, which no request would carry. The refusal shows the URL with those parts
+    cut (``http://…@host/v1``, ``http://host/v1?…``), never the password or the query.
     """
     if not isinstance(raw, str):  # a number or bytes from careless code: name the source
         raise ConfigError(f"{source}: the base URL must be a string, got {type(raw).__name__}")
@@ -117,6 +118,12 @@ def normalize_base_url(raw: str, source: str) -> str:
         raise ConfigError(
             f"{source}: the base URL {one_line(text)} has white space or a control character inside it;"
             f" give the URL alone, e.g. {DEFAULT_BASE_URL}"
+        )
+    cut = min((i for i in (text.find("?"), text.find("#")) if i >= 0), default=-1)
+    if cut >= 0:  # the endpoint path went after it (GET /v1?k=…/organization/costs: a 404); it may hold a key
+        raise ConfigError(
+            f"{source}: the base URL {one_line(text[:cut])}{text[cut]}… has a query or fragment; each request"
+            f" sends its own parameters and the key goes in a header: remove the part from '{text[cut]}'"
         )
     return text
 
