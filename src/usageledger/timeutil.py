@@ -178,6 +178,20 @@ def since_unix(value: TimeInput, *, now: float | None = None, param: str = "--si
     return to_unix(value, now=now, param=param)
 
 
+def past_unix(value: TimeInput, *, now: float, param: str = "--as-of") -> int:
+    """A moment in the past or now, as :func:`to_unix` reads it: the one rule for ``--as-of``, which asks what the
+    ledger held then. A later time is refused, naming ``param``: the ledger holds nothing after now, and a report
+    stamped "as of 2099-01-01" would show today's figures under a date nobody has seen yet."""
+    result = to_unix(value, now=now, param=param)
+    if result > now:
+        raise ParameterError(
+            param,
+            f"{_shown(value)} is {iso(result)}, after now ({iso(int(now))}); the ledger answers as of a past time:"
+            f" pass an earlier one, or leave {param} out for now",
+        )
+    return result
+
+
 def back_from(now: float, span: str | float | timedelta, *, param: str, whole_days: bool = False) -> int:
     """Unix seconds ``span`` before ``now``: the start of a span back from now, the one step behind every flag that
     counts back (``--since 30d``, ``--as-of 2d``, ``--start 36h``, ``check --stale-keys 90d``).

@@ -30,6 +30,7 @@ from usageledger.cli.commands_sync import _ProgressView
 from usageledger.errors import AlertDeliveryError, ConfigError, ListenError
 from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
+from usageledger.timeutil import iso
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.reliability import cli, emulator_process, env, finish, sync_args
@@ -846,3 +847,27 @@ def test_reconcile_over_days_the_store_lacks_says_there_is_nothing_to_compare(de
     ), done.stdout
     held = CliRunner().invoke(app, [*argv[:3], "--since", "2026-11-01", "--until", "2026-11-03"])
     assert "No differences beyond the tolerance across" in held.stdout, held.stdout
+
+
+@pytest.mark.parametrize("command", [["report"], ["export", "-f", "csv", "-e", "costs", "-o", "-"]])
+def test_as_of_a_time_the_ledger_cannot_answer_is_said(command: list[str], demo_store: Path) -> None:
+    """`report --as-of 2099-01-01` printed today's figures stamped "As of 2099-01-01", and `--as-of 2026-11-01` on a
+    store first synced later printed $0.00 with no word of why. A time after now is refused naming --as-of; a time
+    before the revision log begins is answered, with a warning that says when the log begins and what --since is
+    for; a time after that has no warning."""
+    store = ["--store", str(demo_store)]
+    future = CliRunner().invoke(app, [*command, *store, "--as-of", "2099-01-01"])
+    assert future.exit_code == 1, future.output
+    (line,) = future.stderr.strip().splitlines()
+    assert line.startswith("error: --as-of: '2099-01-01' is 2099-01-01T00:00:00Z, after now"), line
+    assert "leave --as-of out" in line and "As of" not in future.stdout
+    with open_store(str(demo_store), migrate=False, read_only=True) as opened:
+        (first,) = opened.query("SELECT MIN(seen_at) FROM revisions")[0]
+    began = int(first.timestamp())
+    early = CliRunner().invoke(app, [*command, *store, "--as-of", "2020-01-01"])
+    assert early.exit_code == 0, early.output
+    warning = f"warning: --as-of 2020-01-01T00:00:00Z: the store's revision log begins at {iso(began)}"
+    assert warning in early.stderr and "use --since and --until" in early.stderr, early.stderr
+    later = CliRunner().invoke(app, [*command, *store, "--as-of", str(began + 1)])
+    assert later.exit_code == 0, later.output
+    assert "warning" not in later.stderr, later.stderr

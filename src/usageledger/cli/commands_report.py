@@ -55,7 +55,7 @@ from usageledger.report.charts import report_charts, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_line, forecast_line
 from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
-from usageledger.report.history import adjustments
+from usageledger.report.history import adjustments, before_the_log
 from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
@@ -75,7 +75,7 @@ from usageledger.report.statement_render import (
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
-from usageledger.timeutil import back_from, parse_month, to_unix
+from usageledger.timeutil import back_from, parse_month, past_unix, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
@@ -235,7 +235,7 @@ def report(
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
-    as_of_at = None if as_of is None else to_unix(as_of, now=int(now.timestamp()), param="--as-of")
+    as_of_at = None if as_of is None else past_unix(as_of, now=int(now.timestamp()), param="--as-of")
     settings = load_config(config)
     rates = rates_option(currency, fx)
     used: list[tuple[date, Decimal]] = []
@@ -252,6 +252,8 @@ def report(
         _warn_unknown_project(db, project, org, model)
         past: AbstractContextManager[BaseStore] = nullcontext(db)
         if as_of_at is not None:
+            if (empty := before_the_log(db, as_of_at)) is not None:
+                say(f"warning: {empty}")
             past = history_as_of(db, as_of_at, buckets=(period.previous().start, period.end))
         with past as read:  # --as-of: the store as it stood then (rebuilt from the revision log), for this block
             scope = resolve_scope(read, period, org=org, project=project, team=team, model=model, teams=settings.teams)

@@ -610,7 +610,7 @@ def export_command(
             changed_since=changed_since,
         )
         return
-    as_of_at = _time(as_of, "--as-of", now)
+    as_of_at = None if as_of is None else timeutil.past_unix(as_of, now=now, param="--as-of")
     changed_at = _time(changed_since, "--changed-since", now)
     if changed_at is not None and not deltas:
         raise ParameterError("--changed-since", "only a --deltas export reads changes; add --deltas")
@@ -622,6 +622,11 @@ def export_command(
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
             raise ConfigError("--partition-by needs an --output directory")
+        if as_of_at is not None:
+            from usageledger.report.history import before_the_log  # the sync itself never reads the log
+
+            if (empty := before_the_log(opened, as_of_at)) is not None:
+                say(f"warning: {empty}")
         result = export(
             opened,
             format,

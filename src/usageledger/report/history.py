@@ -26,7 +26,17 @@ from usageledger.store import history as _history
 from usageledger.store.closes import ClosedLine, closed_lines, month_totals
 from usageledger.timeutil import TimeInput
 
-__all__ = ["Adjustment", "Changes", "Delta", "Restatement", "adjustments", "as_of", "changes", "deltas"]
+__all__ = [
+    "Adjustment",
+    "Changes",
+    "Delta",
+    "Restatement",
+    "adjustments",
+    "as_of",
+    "before_the_log",
+    "changes",
+    "deltas",
+]
 
 _MONEY_TABLE = "costs"
 _MONEY_METRIC = "amount_value"
@@ -43,6 +53,20 @@ def as_of(
     span = None if buckets is None else (int(buckets[0].timestamp()), int(buckets[1].timestamp()))
     with _history.as_of(store, timeutil.to_unix(when, param="as_of"), span) as past:
         yield past
+
+
+def before_the_log(store: BaseStore, when: int, *, param: str = "--as-of") -> str | None:
+    """Why an as-of reading at ``when`` is empty, when it is (``None`` otherwise): the store's revision log begins
+    later, at its first sync, or is empty. ``--as-of 2026-11-01`` on a store first synced on 2026-12-01 read as
+    "$0.00 spent" with no word of why; the usual wish behind it is a period's spend, which ``--since`` gives."""
+    first = _history.first_seen(store)
+    if first is not None and when >= first:
+        return None
+    began = "holds no entries yet" if first is None else f"begins at {timeutil.iso(first)}, the store's first sync"
+    return (
+        f"{param} {timeutil.iso(when)}: the store's revision log {began}, so it held nothing then; {param} asks what"
+        " the store knew at a time (for spend over a period, use --since and --until)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,11 @@ from typing import Any, Final
 
 from usageledger.store import directory
 from usageledger.store._base import BaseStore
-from usageledger.store._types import to_datetime
-from usageledger.store.revisions import logged_metrics
+from usageledger.store._types import to_datetime, to_unix
+from usageledger.store.revisions import ENTRIES, insert_table, logged_metrics
 from usageledger.store.schema import Dialect, TableSpec, q, tables
 
-__all__ = ["as_of", "as_of_sql", "deltas_sql", "real_table", "restatements_sql", "stream_group_bys"]
+__all__ = ["as_of", "as_of_sql", "deltas_sql", "first_seen", "real_table", "restatements_sql", "stream_group_bys"]
 
 KEY: Final = ("org", "stream", "bucket_start", "group_key")
 
@@ -203,6 +203,15 @@ def restatements_sql(
         " ORDER BY n.endpoint_table, n.org, n.stream, n.bucket_start, n.group_key, n.metric"
     )
     return sql, params
+
+
+def first_seen(store: BaseStore) -> int | None:
+    """When the store's revision log begins (its first entry's ``seen_at``, Unix seconds), ``None`` for an empty log:
+    before it, an as-of reading holds nothing. Read from each log table's own minimum, not the ``revisions`` view."""
+    tables_ = [ENTRIES, *(insert_table(spec) for spec in tables())]
+    union = " UNION ALL ".join(f"SELECT MIN(seen_at) AS s FROM {t}" for t in tables_)
+    value = store.query(f"SELECT MIN(s) FROM ({union}) AS m")[0][0]
+    return to_unix(value)
 
 
 @contextlib.contextmanager
