@@ -106,6 +106,8 @@ def check_webhook_url(url: str, *, param: str = "--webhook") -> str:
     Checked before anything runs, so a cron job with a broken URL fails on its first run rather than on the day an
     alert fires. The refusal never shows the URL beyond its scheme and host: its path is the credential.
     """
+    if not isinstance(url, str):  # an httpx.URL or bytes from careless code: name the type, never the value
+        raise ParameterError(param, f"the webhook URL must be a string, got {type(url).__name__}")
     text = url.strip()
     if not text:
         raise ParameterError(
@@ -123,6 +125,15 @@ def check_webhook_url(url: str, *, param: str = "--webhook") -> str:
         )
     if any(ch.isspace() or not ch.isprintable() for ch in text):
         raise ParameterError(param, f"the URL for {shown} holds white space or control characters; paste it again")
+    import httpx  # here, not at the top: every command imports this module, and few check a webhook
+
+    try:
+        # the host as the POST will send it: httpx's IDNA reading, then the socket's (a label over 63 characters)
+        httpx.URL(text).host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError):
+        raise ParameterError(
+            param, f"{shown} does not have a valid host name; pass the webhook's whole URL (https://host/path)"
+        ) from None
     return text
 
 

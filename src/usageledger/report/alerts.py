@@ -36,7 +36,7 @@ from typing import Any, Final, Literal
 import httpx
 
 from usageledger._http import verify_for
-from usageledger._secrets import redact_url, redact_webhook
+from usageledger._secrets import check_webhook_url, redact_url, redact_webhook
 from usageledger._sections import (
     ALERT_KEYS,
     MAD_SCALE,
@@ -484,8 +484,11 @@ def post_webhook(
 ) -> int:
     """POST the payload as JSON; returns the status code, raises :class:`AlertDeliveryError` unless 2xx.
 
-    The URL is a secret (a Slack webhook's path is its credential): errors show its scheme and host only.
+    The URL is a secret (a Slack webhook's path is its credential): errors show its scheme and host only. A URL
+    that cannot be sent to (no http(s) scheme, a host name that does not encode) is a :class:`ParameterError`
+    naming ``url``, raised before any request.
     """
+    url = check_webhook_url(url, param="url")  # a URL httpx cannot send to raises here, never with its path
     shown = redact_url(url)
     try:
         with httpx.Client(timeout=timeout, transport=transport, verify=verify_for(transport)) as client:
