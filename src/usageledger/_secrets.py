@@ -13,7 +13,7 @@ import re
 import stat
 from pathlib import Path
 from typing import Final
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from usageledger._keyshape import KEY_SHAPED, QUERY_PASSWORD, URL_PASSWORD, mask_keys
 from usageledger.errors import ParameterError
@@ -141,7 +141,9 @@ def redact_webhook(text: str, url: str) -> str:
     """``text`` (an error, a response body) without any part of the webhook ``url`` that could be its credential.
 
     The whole URL becomes :func:`redact_url`'s scheme and host; its path, query and password, which a server may
-    echo on their own (``Cannot POST /services/T0/B0/XXXX``), raw or percent-decoded, become ``…``.
+    echo on their own (``Cannot POST /services/T0/B0/XXXX``), raw, percent-decoded or JSON-escaped (``\\/``),
+    become ``…``, and so does each longer part of them alone (``invalid_token: XXXX``): a path segment or a query
+    value of four characters or more.
     """
     shown = redact_url(url)
     text = text.replace(url, shown).replace(url.strip(), shown)
@@ -152,10 +154,24 @@ def redact_webhook(text: str, url: str) -> str:
         return text
     pieces = {parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.query, password or ""}
     pieces |= {unquote(piece) for piece in pieces}
-    for piece in sorted(pieces, key=len, reverse=True):
-        if len(piece.strip("/")) > 1:
-            text = text.replace(piece, "…")
+    pieces |= {piece.replace("/", "\\/") for piece in pieces}
+    whole = {piece for piece in pieces if len(piece.strip("/")) > 1}
+    # the path's segments and the query's values (its names, `token=`, are words, not the credential)
+    parts_alone = [*parts.path.split("/"), *(value for _, value in parse_qsl(parts.query)), password or ""]
+    alone = {
+        part
+        for raw in parts_alone
+        for part in (raw, unquote(raw))
+        if len(part) >= _ECHOED_PART_MIN  # shorter ones ("v1", "id") are words in any message
+    }
+    for piece in sorted(whole, key=len, reverse=True):
+        text = text.replace(piece, "…")
+    for part in sorted(alone, key=len, reverse=True):
+        text = text.replace(part, "…")
     return text
+
+
+_ECHOED_PART_MIN: Final = 4
 
 
 def url_userinfo(url: str) -> tuple[bool, str]:

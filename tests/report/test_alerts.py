@@ -167,11 +167,18 @@ class _Receiver(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.path, self.headers["Content-Type"], body))
-        status = 500 if self.path == "/fail" else 200
-        self.send_response(status)
+        if self.path.startswith("/echo/"):  # what some hosts answer: the token alone, or the path JSON-escaped
+            token = self.path.rsplit("/", 1)[-1]
+            escaped = self.path.replace("/", "\\/")
+            answer = (403, f'{{"error": "invalid_token: {token}", "path": "{escaped}"}}'.encode())
+        elif self.path == "/moved":
+            answer = (302, b"")
+        else:
+            answer = (500, b"broken") if self.path == "/fail" else (200, b"ok")
+        self.send_response(answer[0])
         self.send_header("Content-Type", "text/plain")
         self.end_headers()
-        self.wfile.write(b"ok" if status == 200 else b"broken")
+        self.wfile.write(answer[1])
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -209,6 +216,19 @@ def test_webhook_error_status_is_reported(receiver: tuple[str, list[tuple[str, s
     url, _ = receiver
     with pytest.raises(AlertDeliveryError, match="HTTP 500"):
         post_webhook(f"{url}/fail", {"text": "x"})
+
+
+def test_webhook_error_never_echoes_a_part_of_the_path(receiver: tuple[str, list[tuple[str, str, bytes]]]) -> None:
+    """A host answering `invalid_token: <token>` or the path JSON-escaped (`\\/`) shows neither; no body, no colon."""
+    url, _ = receiver
+    with pytest.raises(AlertDeliveryError) as caught:
+        post_webhook(f"{url}/echo/T0AB12/B0CD34/XSECRETX", {"text": "x"})
+    message = str(caught.value)
+    assert "HTTP 403" in message and "invalid_token: …" in message
+    assert "XSECRETX" not in message and "T0AB12" not in message and "B0CD34" not in message
+    with pytest.raises(AlertDeliveryError) as moved:
+        post_webhook(f"{url}/moved", {"text": "x"})
+    assert str(moved.value) == f"webhook {url}: HTTP 302 with no body; check the webhook URL"
 
 
 def test_webhook_without_response_is_reported() -> None:

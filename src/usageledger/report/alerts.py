@@ -499,5 +499,6 @@ def post_webhook(
         raise AlertDeliveryError(f"webhook {shown}: no response ({detail}); check the URL and the network") from None
     if not response.is_success:
         body = redact_webhook(" ".join(response.text.split()), url)[:200]
-        raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}: {body}; check the webhook URL")
+        answer = f": {body}" if body else " with no body"
+        raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}{answer}; check the webhook URL")
     return response.status_code
