@@ -213,13 +213,14 @@ def _no_key(hint: str = LIBRARY_KEY_HINT) -> ConfigError:
     return ConfigError(f"no admin API key: {hint}")
 
 
-def key_from(api_key: str | None, *, hint: str = LIBRARY_KEY_HINT) -> str:
-    """The admin key: the argument, else ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error
-    whose fix is ``hint``, how the caller's user gives a key (the CLI names its own ways, not ``api_key=``)."""
+def key_from(api_key: str | None, *, hint: str | None = None, param: str = "api_key=") -> str:
+    """The admin key: the argument (``param``, as the caller spells it: ``UsageApi``'s is ``access_token=``), else
+    ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error whose fix is ``hint``, how the caller's
+    user gives a key (the CLI names its own ways, not ``api_key=``); by default, the variable or ``param``."""
     raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
-    key = normalize_key(raw, "api_key=" if api_key is not None else ADMIN_KEY_ENV) if raw else raw
+    key = normalize_key(raw, param if api_key is not None else ADMIN_KEY_ENV) if raw else raw
     if not key:
-        raise _no_key(hint)
+        raise _no_key(hint or f"set {ADMIN_KEY_ENV} or pass {param}")
     return key
 
 

@@ -70,6 +70,18 @@ def test_an_empty_group_by_name_is_refused_not_dropped(value: object) -> None:
             client.query("costs", start_time="2026-11-01", end_time="2026-11-03", group_by=value)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("value", [1, {"a": "b"}, b"x", ["x"]])
+def test_a_misspelt_filter_is_named_unknown_whatever_its_value(value: object) -> None:
+    """`page("costs", foo=1)` said "foo: expected a list of strings"; an unknown filter is named as such first, with
+    the endpoint's filters (sync and async, page and query)."""
+    for face in (Client, AsyncClient):
+        client = face(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1")
+        for call in (client.page, client.query):
+            with pytest.raises(ParameterError, match=r"^foo: Unrecognized request argument supplied: foo\. ") as info:
+                call("costs", start_time="2026-11-01", end_time="2026-11-03", foo=value)
+            assert info.value.allowed == ("project_ids", "api_key_ids", "line_items")
+
+
 def test_an_empty_page_cursor_is_refused_before_sending() -> None:
     """`page=""` went out and came back as the API's 400 "invalid page"; it is refused before any request."""
     with (
