@@ -21,7 +21,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import httpx
 
-from usageledger._secrets import normalize_key, redact, url_userinfo
+from usageledger._secrets import KEY_SHAPED, mask_keys, normalize_key, redact, url_userinfo
 from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.errors import ConfigError, InsecureURLError
@@ -113,10 +113,23 @@ def normalize_base_url(raw: str, source: str) -> str:
             f"{source}: the base URL {one_line(shown)} holds a user name or password before its host; the API takes"
             " the admin key alone (they would be sent in its place): remove the part before '@'"
         )
+    if KEY_SHAPED.search(text):  # pasted into the wrong place: it would go out in every request line, and in reprs
+        raise ConfigError(
+            f"{source}: the base URL {one_line(mask_keys(text))} holds an API key; the key goes in {ADMIN_KEY_ENV}"
+            f" (or api_key=), never in the URL: give the URL alone, e.g. {DEFAULT_BASE_URL}"
+        )
     if any(ch.isspace() or not ch.isprintable() for ch in text):
         raise ConfigError(
             f"{source}: the base URL {one_line(text)} has white space or a control character inside it;"
             f" give the URL alone, e.g. {DEFAULT_BASE_URL}"
+        )
+    cut = min((at for at in (text.find("?"), text.find("#")) if at >= 0), default=-1)
+    if cut >= 0:
+        # each request appends its own path and query: `/v1?token=…` + `/organization/costs?…` reaches no route
+        mark = text[cut]
+        raise ConfigError(
+            f"{source}: the base URL {text[:cut]}{mark}… has a {'query' if mark == '?' else 'fragment'},"
+            f" which no request can carry; give the URL alone, ending in /v1, e.g. {DEFAULT_BASE_URL}"
         )
     return text
 
