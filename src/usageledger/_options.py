@@ -25,6 +25,7 @@ from usageledger._secrets import KEY_SHAPED, mask_keys, normalize_key, redact, u
 from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.errors import ConfigError, InsecureURLError
+from usageledger.timeutil import MAX_UNIX
 
 __all__ = [
     "ARRAY_FORMATS",
@@ -41,6 +42,7 @@ __all__ = [
     "key_from",
     "merged_headers",
     "normalize_base_url",
+    "read_clock",
     "retry_from",
 ]
 
@@ -224,6 +226,16 @@ LIBRARY_KEY_HINT: Final = f"set {ADMIN_KEY_ENV} or pass api_key="
 
 def _no_key(hint: str = LIBRARY_KEY_HINT) -> ConfigError:
     return ConfigError(f"no admin API key: {hint}")
+
+
+def read_clock(clock: Callable[[], float]) -> float:
+    """What ``clock`` says now, or a :class:`ConfigError` naming ``clock``: ``clock=datetime.now`` raised a TypeError
+    from deep inside, and ``time.time_ns`` was blamed on ``start_time`` ("'2d' is after the year 9999")."""
+    value = clock()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_UNIX:
+        hint = "; time.time_ns gives nanoseconds" if isinstance(value, int | float) and value > MAX_UNIX else ""
+        raise ConfigError(f"clock must return Unix seconds (as time.time does), got {value!r}{hint}")
+    return value
 
 
 def key_from(api_key: str | None, *, hint: str | None = None, param: str = "api_key=") -> str:

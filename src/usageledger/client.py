@@ -39,6 +39,7 @@ from usageledger._options import (
     base_url_from,
     key_from,
     merged_headers,
+    read_clock,
     retry_from,
 )
 from usageledger._paging import AsyncPaged, Paged
@@ -446,7 +447,7 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         return self._config.max_concurrency
 
     def _clock(self) -> float:
-        return self._config.clock()
+        return read_clock(self._config.clock)
 
     def __repr__(self) -> str:
         return (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -112,3 +114,13 @@ def test_a_per_call_timeout_is_checked_when_the_call_is_made(value: object, emul
             call()
     with sync:
         assert sync.costs(start_time="3d", timeout=2.5).buckets()
+
+
+@pytest.mark.parametrize("clock", [datetime.now, time.time_ns, lambda: None, lambda: "1795176000", lambda: True])
+def test_a_clock_that_does_not_give_unix_seconds_is_named(clock: Any) -> None:
+    """`clock=datetime.now` raised a TypeError from deep inside and `clock=time.time_ns` was blamed on start_time
+    ("'2d' is after the year 9999"): both are a ConfigError naming clock, before any request (sync and async)."""
+    for face in (Client, AsyncClient):
+        client = face(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1", clock=clock)
+        with pytest.raises(ConfigError, match=r"^clock must return Unix seconds \(as time\.time does\), got "):
+            client.query("costs", start_time="2d")
