@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -211,6 +212,18 @@ def test_webhook_reaches_a_local_receiver(receiver: tuple[str, list[tuple[str, s
     path, content_type, body = received[0]
     assert path == "/hook" and content_type == "application/json"
     assert json.loads(body) == payload
+
+
+def test_webhook_url_never_reaches_the_logs(
+    receiver: tuple[str, list[tuple[str, str, bytes]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx.Client logged `HTTP Request: POST <the whole webhook URL>` at INFO: a program logging at INFO (or DEBUG)
+    wrote the secret down. The POST is still made, and nothing logged names its path."""
+    url, received = receiver
+    with caplog.at_level(logging.DEBUG):
+        assert post_webhook(f"{url}/services/T0AB12/B0CD34/XSECRETX", {"text": "x"}) == 200
+    assert received and received[-1][0] == "/services/T0AB12/B0CD34/XSECRETX"
+    assert caplog.records and not [r for r in caplog.records if "XSECRETX" in r.getMessage()]
 
 
 def test_webhook_error_status_is_reported(receiver: tuple[str, list[tuple[str, str, bytes]]]) -> None:

@@ -490,9 +490,13 @@ def post_webhook(
     """
     url = check_webhook_url(url, param="url")  # a URL httpx cannot send to raises here, never with its path
     shown = redact_url(url)
+    # Through the transport, not an httpx.Client: the client logs every request's whole URL at INFO ("HTTP Request:
+    # POST https://hooks.slack.com/services/..."), which any program with logging at INFO would write down.
+    request = httpx.Request("POST", url, json=dict(payload), extensions={"timeout": httpx.Timeout(timeout).as_dict()})
     try:
-        with httpx.Client(timeout=timeout, transport=transport, verify=verify_for(transport)) as client:
-            response = client.post(url, json=dict(payload))
+        with transport or httpx.HTTPTransport(verify=verify_for(transport)) as sender:
+            response = sender.handle_request(request)
+            response.read()
     except httpx.HTTPError as exc:
         # `from None`: httpx's exception holds the whole URL, and a chained cause would carry it into tracebacks.
         detail = redact_webhook(str(exc) or type(exc).__name__, url)
