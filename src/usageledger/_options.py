@@ -133,24 +133,29 @@ def normalize_base_url(raw: str, source: str) -> str:
             f"{source}: the base URL {text[:cut]}{mark}… has a {'query' if mark == '?' else 'fragment'},"
             f" which no request can carry; give the URL alone, ending in /v1, e.g. {DEFAULT_BASE_URL}"
         )
+    # the shape, here too, so that every refusal names where the URL came from (`--base-url 127.0.0.1:8787/v1`)
+    shown = f"{source}: the base URL {one_line(text)}"
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{shown} is not a URL ({exc}); give one ending in /v1, e.g. {DEFAULT_BASE_URL}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"{shown} must start with https:// (or http:// to loopback) and name a host, e.g. {DEFAULT_BASE_URL}"
+        )
+    if url.port is not None and not 0 < url.port <= 65535:  # httpx takes :99999, then "Connection refused"
+        raise ConfigError(
+            f"{shown} has port {url.port}, which no server listens on; give a port from 1 to 65535 "
+            "(the emulator's: usageledger emulator prints its URL)"
+        )
     return text
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool, source: str = "base_url=") -> str:
-    """The base URL normalised (:func:`normalize_base_url`, naming ``source``) and checked: an http(s) URL with a
-    host, plain http only to loopback (or with ``allow_insecure_http``); without a trailing slash."""
+    """The base URL normalised and checked (:func:`normalize_base_url`, naming ``source``: an http(s) URL with a
+    host), plain http only to loopback (or with ``allow_insecure_http``); without a trailing slash."""
     base_url = normalize_base_url(base_url, source)
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL as exc:
-        raise ConfigError(f"base URL {base_url!r} is not a URL: {exc}; pass e.g. {DEFAULT_BASE_URL}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"base URL {base_url!r} must start with https:// and name a host, e.g. {DEFAULT_BASE_URL}")
-    if url.port is not None and not 0 < url.port <= 65535:  # httpx takes :99999, then "Connection refused"
-        raise ConfigError(
-            f"base URL {base_url!r} has port {url.port}, which no server listens on; give a port from 1 to 65535 "
-            "(the emulator's: usageledger emulator prints its URL)"
-        )
+    url = httpx.URL(base_url)  # read by normalize_base_url already
     if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise InsecureURLError(
             f"refusing plain http:// to {url.host}: the admin key would travel unencrypted. Use https://, "

@@ -92,6 +92,29 @@ def test_a_base_url_holding_a_key_or_a_query_is_refused_without_showing_it(url: 
     assert done.exit_code == 1 and done.output.startswith(f"error: OPENAI_BASE_URL: the base URL {shown} {why}")
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("127.0.0.1:8787/v1", "must start with https://"),
+        ("http://[::1", "is not a URL"),
+        ("http://127.0.0.1:99999/v1", "has port 99999"),
+    ],
+)
+def test_a_malformed_base_url_names_where_it_came_from(url: str, why: str) -> None:
+    """`--base-url 127.0.0.1:8787/v1` said only "base URL ... must start with https://", never whether the flag,
+    OPENAI_BASE_URL or base_url= gave it, as every other refusal of a base URL says."""
+    with pytest.raises(ConfigError, match=rf"^base_url=: the base URL .* {why}"):
+        Client(FAKE_ADMIN_KEY, url)
+    for argv, environ, source in [
+        (["--base-url", url], {}, "--base-url"),
+        ([], {"OPENAI_BASE_URL": url}, "OPENAI_BASE_URL"),
+    ]:
+        done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, **environ}).invoke(
+            app, ["query", "costs", "--start", "2d", *argv]
+        )
+        assert done.exit_code == 1 and done.output.startswith(f"error: {source}: the base URL {url} {why}"), done.output
+
+
 def test_replace_normalises_as_the_constructor_does() -> None:
     """A timeout in seconds becomes an httpx.Timeout and a pasted key loses its newline, on a copy too."""
     copy = dataclasses.replace(ClientOptions(api_key=FAKE_ADMIN_KEY), timeout=2, api_key=f" {FAKE_ADMIN_KEY}\n")
