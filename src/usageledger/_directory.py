@@ -85,11 +85,13 @@ def _path_part(name: str, value: object) -> str:
     return quote(value, safe="")
 
 
-def path_of(ep: DirectoryEndpoint, call: DirectoryCall) -> str:
-    """The request path with its IDs percent-encoded, or :class:`ParameterError` naming an empty one."""
-    path = ep.path if call.item_id is None else ep.item_path
-    args = dict(call.path_args)
-    if call.item_id is not None:
+def path_of(ep: DirectoryEndpoint, call: DirectoryCall, *, item: bool = False) -> str:
+    """The request path with its IDs percent-encoded, or :class:`ParameterError` naming an empty one. ``item``: a
+    retrieve's, whose ID is checked like any other (``client.project(None)`` asked for the list of projects)."""
+    item = item or call.item_id is not None
+    path = ep.item_path if item else ep.path
+    args: dict[str, object] = dict(call.path_args)
+    if item:
         args[ep.item_param] = call.item_id
     for name in re.findall(r"{(\w+)}", path):
         path = path.replace("{" + name + "}", _path_part(name, args.get(name)))
@@ -195,7 +197,7 @@ def page(get: Get, call: DirectoryCall, item_type: type[T]) -> DirectoryPage[T]:
 def retrieve(get: Get, call: DirectoryCall, item_type: type[T]) -> T:
     """One item by its ID."""
     ep = catalogue.DIRECTORY_BY_NAME[call.endpoint]
-    item: T = decode_item(ep, get(path_of(ep, call), [], call.timeout))
+    item: T = decode_item(ep, get(path_of(ep, call, item=True), [], call.timeout))
     return item
 
 
@@ -203,7 +205,7 @@ def aretrieve(get: AsyncGet, call: DirectoryCall, item_type: type[T]) -> Corouti
     """The async twin of :func:`retrieve`: the path (its IDs checked) is made now, at the call; the coroutine
     returned sends the request when awaited."""
     ep = catalogue.DIRECTORY_BY_NAME[call.endpoint]
-    path = path_of(ep, call)
+    path = path_of(ep, call, item=True)
 
     async def fetch() -> T:
         item: T = decode_item(ep, await get(path, [], call.timeout))

@@ -21,10 +21,11 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import httpx
 
-from usageledger._secrets import normalize_key, redact, url_userinfo
+from usageledger._secrets import KEY_SHAPED, mask_keys, normalize_key, redact, url_userinfo
 from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.errors import ConfigError, InsecureURLError
+from usageledger.timeutil import MAX_UNIX
 
 __all__ = [
     "ARRAY_FORMATS",
@@ -41,6 +42,7 @@ __all__ = [
     "key_from",
     "merged_headers",
     "normalize_base_url",
+    "read_clock",
     "retry_from",
 ]
 
@@ -114,35 +116,47 @@ def normalize_base_url(raw: str, source: str) -> str:
             f"{source}: the base URL {one_line(shown)} holds a user name or password before its host; the API takes"
             " the admin key alone (they would be sent in its place): remove the part before '@'"
         )
+    if KEY_SHAPED.search(text):  # pasted into the wrong place: it would go out in every request line, and in reprs
+        raise ConfigError(
+            f"{source}: the base URL {one_line(mask_keys(text))} holds an API key; the key goes in {ADMIN_KEY_ENV}"
+            f" (or api_key=), never in the URL: give the URL alone, e.g. {DEFAULT_BASE_URL}"
+        )
     if any(ch.isspace() or not ch.isprintable() for ch in text):
         raise ConfigError(
             f"{source}: the base URL {one_line(text)} has white space or a control character inside it;"
             f" give the URL alone, e.g. {DEFAULT_BASE_URL}"
         )
-    cut = min((i for i in (text.find("?"), text.find("#")) if i >= 0), default=-1)
-    if cut >= 0:  # the endpoint path went after it (GET /v1?k=…/organization/costs: a 404); it may hold a key
+    cut = min((at for at in (text.find("?"), text.find("#")) if at >= 0), default=-1)
+    if cut >= 0:
+        # each request appends its own path and query: `/v1?token=…` + `/organization/costs?…` reaches no route
+        mark = text[cut]
         raise ConfigError(
-            f"{source}: the base URL {one_line(text[:cut])}{text[cut]}… has a query or fragment; each request"
-            f" sends its own parameters and the key goes in a header: remove the part from '{text[cut]}'"
+            f"{source}: the base URL {text[:cut]}{mark}… has a {'query' if mark == '?' else 'fragment'},"
+            f" which no request can carry; give the URL alone, ending in /v1, e.g. {DEFAULT_BASE_URL}"
+        )
+    # the shape, here too, so that every refusal names where the URL came from (`--base-url 127.0.0.1:8787/v1`)
+    shown = f"{source}: the base URL {one_line(text)}"
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{shown} is not a URL ({exc}); give one ending in /v1, e.g. {DEFAULT_BASE_URL}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"{shown} must start with https:// (or http:// to loopback) and name a host, e.g. {DEFAULT_BASE_URL}"
+        )
+    if url.port is not None and not 0 < url.port <= 65535:  # httpx takes :99999, then "Connection refused"
+        raise ConfigError(
+            f"{shown} has port {url.port}, which no server listens on; give a port from 1 to 65535 "
+            "(the emulator's: usageledger emulator prints its URL)"
         )
     return text
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool, source: str = "base_url=") -> str:
-    """The base URL normalised (:func:`normalize_base_url`, naming ``source``) and checked: an http(s) URL with a
-    host, plain http only to loopback (or with ``allow_insecure_http``); without a trailing slash."""
+    """The base URL normalised and checked (:func:`normalize_base_url`, naming ``source``: an http(s) URL with a
+    host), plain http only to loopback (or with ``allow_insecure_http``); without a trailing slash."""
     base_url = normalize_base_url(base_url, source)
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL as exc:
-        raise ConfigError(f"base URL {base_url!r} is not a URL: {exc}; pass e.g. {DEFAULT_BASE_URL}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"base URL {base_url!r} must start with https:// and name a host, e.g. {DEFAULT_BASE_URL}")
-    if url.port is not None and not 0 < url.port <= 65535:  # httpx takes :99999, then "Connection refused"
-        raise ConfigError(
-            f"base URL {base_url!r} has port {url.port}, which no server listens on; give a port from 1 to 65535 "
-            "(the emulator's: usageledger emulator prints its URL)"
-        )
+    url = httpx.URL(base_url)  # read by normalize_base_url already
     if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise InsecureURLError(
             f"refusing plain http:// to {url.host}: the admin key would travel unencrypted. Use https://, "
@@ -220,13 +234,24 @@ def _no_key(hint: str = LIBRARY_KEY_HINT) -> ConfigError:
     return ConfigError(f"no admin API key: {hint}")
 
 
-def key_from(api_key: str | None, *, hint: str = LIBRARY_KEY_HINT) -> str:
-    """The admin key: the argument, else ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error
-    whose fix is ``hint``, how the caller's user gives a key (the CLI names its own ways, not ``api_key=``)."""
+def read_clock(clock: Callable[[], float]) -> float:
+    """What ``clock`` says now, or a :class:`ConfigError` naming ``clock``: ``clock=datetime.now`` raised a TypeError
+    from deep inside, and ``time.time_ns`` was blamed on ``start_time`` ("'2d' is after the year 9999")."""
+    value = clock()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_UNIX:
+        hint = "; time.time_ns gives nanoseconds" if isinstance(value, int | float) and value > MAX_UNIX else ""
+        raise ConfigError(f"clock must return Unix seconds (as time.time does), got {value!r}{hint}")
+    return value
+
+
+def key_from(api_key: str | None, *, hint: str | None = None, param: str = "api_key=") -> str:
+    """The admin key: the argument (``param``, as the caller spells it: ``UsageApi``'s is ``access_token=``), else
+    ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error whose fix is ``hint``, how the caller's
+    user gives a key (the CLI names its own ways, not ``api_key=``); by default, the variable or ``param``."""
     raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
-    key = normalize_key(raw, "api_key=" if api_key is not None else ADMIN_KEY_ENV) if raw else raw
+    key = normalize_key(raw, param if api_key is not None else ADMIN_KEY_ENV) if raw else raw
     if not key:
-        raise _no_key(hint)
+        raise _no_key(hint or f"set {ADMIN_KEY_ENV} or pass {param}")
     return key
 
 

@@ -13,7 +13,7 @@ import re
 import stat
 from pathlib import Path
 from typing import Final
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from usageledger._keyshape import KEY_SHAPED, QUERY_PASSWORD, URL_PASSWORD, mask_keys
 from usageledger.errors import ParameterError
@@ -106,6 +106,8 @@ def check_webhook_url(url: str, *, param: str = "--webhook") -> str:
     Checked before anything runs, so a cron job with a broken URL fails on its first run rather than on the day an
     alert fires. The refusal never shows the URL beyond its scheme and host: its path is the credential.
     """
+    if not isinstance(url, str):  # an httpx.URL or bytes from careless code: name the type, never the value
+        raise ParameterError(param, f"the webhook URL must be a string, got {type(url).__name__}")
     text = url.strip()
     if not text:
         raise ParameterError(
@@ -123,6 +125,15 @@ def check_webhook_url(url: str, *, param: str = "--webhook") -> str:
         )
     if any(ch.isspace() or not ch.isprintable() for ch in text):
         raise ParameterError(param, f"the URL for {shown} holds white space or control characters; paste it again")
+    import httpx  # here, not at the top: every command imports this module, and few check a webhook
+
+    try:
+        # the host as the POST will send it: httpx's IDNA reading, then the socket's (a label over 63 characters)
+        httpx.URL(text).host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError):
+        raise ParameterError(
+            param, f"{shown} does not have a valid host name; pass the webhook's whole URL (https://host/path)"
+        ) from None
     return text
 
 
@@ -130,7 +141,9 @@ def redact_webhook(text: str, url: str) -> str:
     """``text`` (an error, a response body) without any part of the webhook ``url`` that could be its credential.
 
     The whole URL becomes :func:`redact_url`'s scheme and host; its path, query and password, which a server may
-    echo on their own (``Cannot POST /services/T0/B0/XXXX``), raw or percent-decoded, become ``…``.
+    echo on their own (``Cannot POST /services/T0/B0/XXXX``), raw, percent-decoded or JSON-escaped (``\\/``),
+    become ``…``, and so does each longer part of them alone (``invalid_token: XXXX``): a path segment or a query
+    value of four characters or more.
     """
     shown = redact_url(url)
     text = text.replace(url, shown).replace(url.strip(), shown)
@@ -141,10 +154,24 @@ def redact_webhook(text: str, url: str) -> str:
         return text
     pieces = {parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.query, password or ""}
     pieces |= {unquote(piece) for piece in pieces}
-    for piece in sorted(pieces, key=len, reverse=True):
-        if len(piece.strip("/")) > 1:
-            text = text.replace(piece, "…")
+    pieces |= {piece.replace("/", "\\/") for piece in pieces}
+    whole = {piece for piece in pieces if len(piece.strip("/")) > 1}
+    # the path's segments and the query's values (its names, `token=`, are words, not the credential)
+    parts_alone = [*parts.path.split("/"), *(value for _, value in parse_qsl(parts.query)), password or ""]
+    alone = {
+        part
+        for raw in parts_alone
+        for part in (raw, unquote(raw))
+        if len(part) >= _ECHOED_PART_MIN  # shorter ones ("v1", "id") are words in any message
+    }
+    for piece in sorted(whole, key=len, reverse=True):
+        text = text.replace(piece, "…")
+    for part in sorted(alone, key=len, reverse=True):
+        text = text.replace(part, "…")
     return text
+
+
+_ECHOED_PART_MIN: Final = 4
 
 
 def url_userinfo(url: str) -> tuple[bool, str]:

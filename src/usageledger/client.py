@@ -39,6 +39,7 @@ from usageledger._options import (
     base_url_from,
     key_from,
     merged_headers,
+    read_clock,
     retry_from,
 )
 from usageledger._paging import AsyncPaged, Paged
@@ -126,11 +127,13 @@ def _sendable(name: str, text: str) -> str:
     return text
 
 
-def _filters(raw: Mapping[str, FilterInput]) -> Mapping[str, rules.FilterValue]:
+def _filters(endpoint: Endpoint, raw: Mapping[str, FilterInput]) -> Mapping[str, rules.FilterValue]:
     out: dict[str, rules.FilterValue] = {}
     for name, value in raw.items():
         if value is None:
             continue
+        if name not in endpoint.filter_names:  # a misspelt name first: `foo=1` is not "expected a list of strings"
+            raise rules.unknown_filter(endpoint, name).to_error()
         normal = rules.filter_value(name, value)
         out[name] = normal if isinstance(normal, bool) else tuple(_sendable(name, v) for v in normal)
     return MappingProxyType(out)
@@ -166,7 +169,7 @@ def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryP
         group_by=_group_by(call.group_by),
         limit=limit,
         page=page,
-        filters=_filters(call.filters),
+        filters=_filters(ep, call.filters),
     )
     return ep, _checked(ep, params, int(now))
 
@@ -444,7 +447,7 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         return self._config.max_concurrency
 
     def _clock(self) -> float:
-        return self._config.clock()
+        return read_clock(self._config.clock)
 
     def __repr__(self) -> str:
         return (

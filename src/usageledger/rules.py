@@ -91,6 +91,16 @@ def _bad_width(endpoint: Endpoint, bucket_width: str) -> Violation:
     )
 
 
+def unknown_filter(endpoint: Endpoint, name: str) -> Violation:
+    """The live API's 400 for a filter ``endpoint`` does not take (``foo=``, ``project_id=`` for ``project_ids=``)."""
+    return Violation(
+        name,
+        f"Unrecognized request argument supplied: {name}. Supported filters are: {_quoted(endpoint.filter_names)}.",
+        allowed=endpoint.filter_names,
+        code="unknown_parameter",
+    )
+
+
 def _groups_and_filters(
     endpoint: Endpoint, group_by: Iterable[str], filters: Mapping[str, FilterValue]
 ) -> Violation | None:
@@ -105,13 +115,7 @@ def _groups_and_filters(
     for name, value in filters.items():
         flt = known.get(name)
         if flt is None:
-            return Violation(
-                name,
-                f"Unrecognized request argument supplied: {name}. "
-                f"Supported filters are: {_quoted(endpoint.filter_names)}.",
-                allowed=endpoint.filter_names,
-                code="unknown_parameter",
-            )
+            return unknown_filter(endpoint, name)
         if flt.kind == "bool":
             if not isinstance(value, bool):
                 return Violation(name, f"Invalid value for '{name}': {value!r}. Expected a boolean.")

@@ -23,8 +23,7 @@ from usageledger._closing import Closing
 from usageledger._directory import Items
 from usageledger._directory_endpoints import SeedDirectoryMethods
 from usageledger._endpoints import EndpointCall, SeedMethods
-from usageledger._options import ArrayFormat, RetryPolicy, TimeoutTypes
-from usageledger._secrets import normalize_key
+from usageledger._options import ArrayFormat, RetryPolicy, TimeoutTypes, key_from
 from usageledger.client import AsyncClient, Client
 from usageledger.errors import ConfigError
 from usageledger.models import UsageResponse
@@ -76,9 +75,8 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
                 raise ConfigError(f"client= must be a usageledger.Client, got {type(client).__name__}{hint}")
             self._client = client
             return
-        if access_token is not None:
-            access_token = normalize_key(access_token, "access_token=")  # so an error names this argument
-        self._client = Client(access_token, base_url, **options)
+        # resolved here, so a missing, empty or malformed key is named as this class spells it (`access_token=`)
+        self._client = Client(key_from(access_token, param="access_token="), base_url, **options)
 
     @property
     def client(self) -> Client:

@@ -27,7 +27,7 @@ from usageledger._uvicorn import bind, listen_address
 from usageledger.cli import app
 from usageledger.cli._app import sigterm_as_interrupt
 from usageledger.cli.commands_sync import _ProgressView
-from usageledger.errors import AlertDeliveryError, ConfigError, ListenError
+from usageledger.errors import AlertDeliveryError, ConfigError, ListenError, ParameterError
 from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
 from usageledger.timeutil import iso
@@ -89,6 +89,20 @@ def test_a_webhook_that_echoes_its_path_does_not_leak_it(emulator_url: str) -> N
     assert redact_webhook("Cannot POST /hooks/T0/B0/XSECRETPATHX", "https://h/hooks/T%30/B0/XSECRETPATHX") == (
         "Cannot POST …"
     )
+
+
+@pytest.mark.parametrize("host", ["xn--zz", "a" * 70 + ".com", "ex\u00e4..mple.com"])
+def test_a_webhook_host_that_does_not_encode_is_refused_in_one_line(host: str, tmp_path: Path) -> None:
+    """`check --webhook https://xn--zz/...` is refused before anything runs, not a traceback after the alerts fire."""
+    url = f"https://{host}/services/T0/B0/XSECRETPATHX"
+    done = CliRunner().invoke(app, ["check", "--store", str(tmp_path / "s.duckdb"), "--webhook", url])
+    assert done.exit_code == 1, done.output
+    assert done.output == f"error: --webhook: https://{host} does not have a valid host name; pass the webhook's " + (
+        "whole URL (https://host/path)\n"
+    )
+    with pytest.raises(ParameterError) as caught:  # the library refuses it the same way, before any request
+        post_webhook(url, {"text": "x"})
+    assert "XSECRETPATHX" not in repr(caught.value) and str(caught.value).startswith("url: ")
 
 
 @pytest.mark.parametrize("command", ["query", "sync"])

@@ -171,3 +171,15 @@ def test_an_emulator_size_below_one_names_its_flag(runner: CliRunner, flag: str,
     result = runner.invoke(app, ["emulator", "--port", "0", flag, value])
     assert result.exit_code == 1, result.output
     assert result.stderr.strip().splitlines() == [f"error: {flag}: {value} is too few; give 1 or more"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "top"),
+    [("--models", "11", "10"), ("--projects", "100000", "1,000"), ("--users", "99999999", "100,000")],
+)
+def test_an_emulator_size_above_its_top_names_its_flag(runner: CliRunner, flag: str, value: str, top: str) -> None:
+    """`--models 50` served 10 models without a word, and `--users 99999999` built for an hour before it listened:
+    each is refused in one line naming the flag and the largest size it takes."""
+    result = runner.invoke(app, ["emulator", "--port", "0", flag, value])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [f"error: {flag}: {value} is too many; give 1 to {top}"]

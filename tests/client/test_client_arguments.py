@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -70,6 +72,18 @@ def test_an_empty_group_by_name_is_refused_not_dropped(value: object) -> None:
             client.query("costs", start_time="2026-11-01", end_time="2026-11-03", group_by=value)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("value", [1, {"a": "b"}, b"x", ["x"]])
+def test_a_misspelt_filter_is_named_unknown_whatever_its_value(value: object) -> None:
+    """`page("costs", foo=1)` said "foo: expected a list of strings"; an unknown filter is named as such first, with
+    the endpoint's filters (sync and async, page and query)."""
+    for face in (Client, AsyncClient):
+        client = face(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1")
+        for call in (client.page, client.query):
+            with pytest.raises(ParameterError, match=r"^foo: Unrecognized request argument supplied: foo\. ") as info:
+                call("costs", start_time="2026-11-01", end_time="2026-11-03", foo=value)
+            assert info.value.allowed == ("project_ids", "api_key_ids", "line_items")
+
+
 def test_an_empty_page_cursor_is_refused_before_sending() -> None:
     """`page=""` went out and came back as the API's 400 "invalid page"; it is refused before any request."""
     with (
@@ -100,3 +114,13 @@ def test_a_per_call_timeout_is_checked_when_the_call_is_made(value: object, emul
             call()
     with sync:
         assert sync.costs(start_time="3d", timeout=2.5).buckets()
+
+
+@pytest.mark.parametrize("clock", [datetime.now, time.time_ns, lambda: None, lambda: "1795176000", lambda: True])
+def test_a_clock_that_does_not_give_unix_seconds_is_named(clock: Any) -> None:
+    """`clock=datetime.now` raised a TypeError from deep inside and `clock=time.time_ns` was blamed on start_time
+    ("'2d' is after the year 9999"): both are a ConfigError naming clock, before any request (sync and async)."""
+    for face in (Client, AsyncClient):
+        client = face(FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1", clock=clock)
+        with pytest.raises(ConfigError, match=r"^clock must return Unix seconds \(as time\.time does\), got "):
+            client.query("costs", start_time="2d")

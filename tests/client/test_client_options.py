@@ -69,6 +69,52 @@ def test_a_base_url_port_out_of_range_is_refused_not_tried(port: str, tmp_path: 
     assert f"has port {port}, which no server listens on" in done.output and "does not answer" not in done.output
 
 
+@pytest.mark.parametrize(
+    ("url", "shown", "why"),
+    [
+        (f"http://127.0.0.1:9/v1?key={FAKE_ADMIN_KEY}", "http://127.0.0.1:9/v1?key=sk-admin-…", "holds an API key"),
+        (f"https://api.openai.com/v1/{FAKE_ADMIN_KEY}", "https://api.openai.com/v1/sk-admin-…", "holds an API key"),
+        ("http://127.0.0.1:9/v1?token=XSECRETX", "http://127.0.0.1:9/v1?…", "has a query, which no request"),
+        ("http://127.0.0.1:9/v1#XSECRETX", "http://127.0.0.1:9/v1#…", "has a fragment, which no request"),
+    ],
+)
+def test_a_base_url_holding_a_key_or_a_query_is_refused_without_showing_it(url: str, shown: str, why: str) -> None:
+    """`base_url=".../v1?key=sk-admin-..."` was kept, sent in every request line and shown whole by repr(Client);
+    a query can reach no route (`/v1?x=1/organization/costs`). Both are refused naming the source, the value cut."""
+    for face in (Client, AsyncClient):
+        with pytest.raises(ConfigError) as info:
+            face(FAKE_ADMIN_KEY, url)
+        assert str(info.value).startswith(f"base_url=: the base URL {shown} {why}")
+        assert FAKE_ADMIN_KEY not in repr(info.value) and "XSECRETX" not in repr(info.value)
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": url}).invoke(
+        app, ["query", "costs", "--start", "2d"]
+    )
+    assert done.exit_code == 1 and done.output.startswith(f"error: OPENAI_BASE_URL: the base URL {shown} {why}")
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("127.0.0.1:8787/v1", "must start with https://"),
+        ("http://[::1", "is not a URL"),
+        ("http://127.0.0.1:99999/v1", "has port 99999"),
+    ],
+)
+def test_a_malformed_base_url_names_where_it_came_from(url: str, why: str) -> None:
+    """`--base-url 127.0.0.1:8787/v1` said only "base URL ... must start with https://", never whether the flag,
+    OPENAI_BASE_URL or base_url= gave it, as every other refusal of a base URL says."""
+    with pytest.raises(ConfigError, match=rf"^base_url=: the base URL .* {why}"):
+        Client(FAKE_ADMIN_KEY, url)
+    for argv, environ, source in [
+        (["--base-url", url], {}, "--base-url"),
+        ([], {"OPENAI_BASE_URL": url}, "OPENAI_BASE_URL"),
+    ]:
+        done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, **environ}).invoke(
+            app, ["query", "costs", "--start", "2d", *argv]
+        )
+        assert done.exit_code == 1 and done.output.startswith(f"error: {source}: the base URL {url} {why}"), done.output
+
+
 def test_replace_normalises_as_the_constructor_does() -> None:
     """A timeout in seconds becomes an httpx.Timeout and a pasted key loses its newline, on a copy too."""
     copy = dataclasses.replace(ClientOptions(api_key=FAKE_ADMIN_KEY), timeout=2, api_key=f" {FAKE_ADMIN_KEY}\n")

@@ -156,6 +156,10 @@ def test_bad_arguments_are_refused_before_sending(emulator: Emulator) -> None:
             (lambda: client.project_users(".."), "project_id"),
             (lambda: client.project("."), "project_id"),
             (lambda: client.project_api_key("proj_abc", ".."), "api_key_id"),
+            # None as the ID asked for the list (GET /projects), which then failed to decode as one project
+            (lambda: client.project(None), "project_id"),  # type: ignore[arg-type]
+            (lambda: client.project_api_key("proj_abc", None), "api_key_id"),  # type: ignore[arg-type]
+            (lambda: UsageApi(client=client).retrieve_group(None), "group_id"),  # type: ignore[arg-type]
         ]
         for call, param in cases:
             with pytest.raises(ParameterError) as info:
@@ -173,6 +177,7 @@ def test_the_async_retrieves_check_their_arguments_at_the_call() -> None:
         (lambda: client.project(".."), "project_id"),
         (lambda: client.project_api_key("proj_abc", " "), "api_key_id"),
         (lambda: client.user(""), "user_id"),
+        (lambda: client.user(None), "user_id"),  # type: ignore[arg-type]
     ]:
         with pytest.raises(ParameterError) as info:
             call()

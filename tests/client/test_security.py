@@ -268,7 +268,7 @@ def test_the_emulator_takes_its_pinned_key_from_the_environment_not_only_argv() 
         proc.communicate(timeout=30)
 
 
-@pytest.mark.parametrize("tail", ["?key=sk-admin-SECRET", "/?api_key=SECRET", "#SECRET"])
+@pytest.mark.parametrize("tail", ["?key=SECRET", "/?api_key=SECRET", "#SECRET"])
 def test_a_base_url_with_a_query_or_fragment_is_refused_without_showing_it(
     tail: str, emulator_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,10 +277,10 @@ def test_a_base_url_with_a_query_or_fragment_is_refused_without_showing_it(
     a key) is never shown."""
     url = emulator_url + tail
     for make in (Client, AsyncClient, UsageApi):
-        shown = r"^base_url=: the base URL http://127\.0\.0\.1:\d+/v1/?[?#]… has a query"
+        shown = r"^base_url=: the base URL http://127\.0\.0\.1:\d+/v1/?[?#]… has a (query|fragment), which no"
         with pytest.raises(ConfigError, match=shown) as caught:
             make(FAKE_ADMIN_KEY, url)
-        assert "SECRET" not in str(caught.value) and "remove the part from" in str(caught.value)
+        assert "SECRET" not in str(caught.value) and "give the URL alone" in str(caught.value)
     monkeypatch.setenv("OPENAI_BASE_URL", url)
     with pytest.raises(ConfigError, match=r"^OPENAI_BASE_URL: the base URL ") as caught:
         Client(FAKE_ADMIN_KEY)

@@ -220,6 +220,16 @@ def test_access_token_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPa
     assert "sk-admin-…" in repr(UsageApi()) and FAKE_ADMIN_KEY not in repr(UsageApi())
 
 
+@pytest.mark.parametrize("token", [None, "", "  "])
+def test_a_missing_access_token_is_named_as_usage_api_spells_it(token: str | None) -> None:
+    """UsageApi's own argument is access_token=: a missing or blank one said "pass api_key=", Client's name."""
+    with pytest.raises(ConfigError) as info:
+        UsageApi(access_token=token)
+    assert str(info.value) == "no admin API key: set OPENAI_ADMIN_KEY or pass access_token="
+    with pytest.raises(ConfigError, match=r"^the admin key from access_token= \(sk-admin-…\) has a whitespace"):
+        UsageApi(access_token="sk-admin-abc def")
+
+
 def test_api_errors_raise_typed_exceptions_naming_the_parameter() -> None:
     """Where the Perl client dies, UsageApi raises BadRequestError with the API's param."""
     body = {"error": {"type": "invalid_request_error", "message": "Bad group", "param": "group_by", "code": None}}

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from usageledger import catalogue
 from usageledger.emulator import Emulator, EmulatorConfig
+from usageledger.emulator.config import MAX_SIZE
+from usageledger.emulator.org import CHAT_MODELS
 from usageledger.emulator.prices import TOKEN_KINDS, unit_price
 
 from fixtures.emulator import EMULATOR_NOW
@@ -280,3 +282,8 @@ def test_any_grouping_filter_and_range_adds_up(api: httpx.Client, emulator: Emul
     for whole, parts in zip(total["data"], grouped["data"], strict=True):
         assert metric_totals(endpoint, parts) == metric_totals(endpoint, whole)
         assert len({tuple(r[g] for g in group_by) for r in parts["results"]}) == len(parts["results"])
+
+
+def test_the_emulators_top_model_count_is_the_models_it_knows() -> None:
+    """MAX_SIZE["models"] is len(CHAT_MODELS): a model added to the organisation raises the top with it."""
+    assert MAX_SIZE["models"] == len(CHAT_MODELS)

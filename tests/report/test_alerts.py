@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -129,6 +130,8 @@ def test_alert_config_defaults() -> None:
         ({"projects": {"proj_a": {"weekly_budget": 3}}}, "alerts.projects.proj_a.weekly_budget"),
         ({"projects": {"proj_a": 3}}, "alerts.projects.proj_a"),
         ({"projects": []}, "alerts.projects"),
+        ({"projects": {"": {"daily_budget": 3}}}, 'alerts.projects."": a project ID is empty'),
+        ({"projects": {"proj_a ": {"daily_budget": 3}}}, 'alerts.projects."proj_a ": a project ID is empty or padded'),
     ],
 )
 def test_alert_config_errors_name_the_key(section: dict[str, Any], key: str) -> None:
@@ -167,11 +170,18 @@ class _Receiver(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.path, self.headers["Content-Type"], body))
-        status = 500 if self.path == "/fail" else 200
-        self.send_response(status)
+        if self.path.startswith("/echo/"):  # what some hosts answer: the token alone, or the path JSON-escaped
+            token = self.path.rsplit("/", 1)[-1]
+            escaped = self.path.replace("/", "\\/")
+            answer = (403, f'{{"error": "invalid_token: {token}", "path": "{escaped}"}}'.encode())
+        elif self.path == "/moved":
+            answer = (302, b"")
+        else:
+            answer = (500, b"broken") if self.path == "/fail" else (200, b"ok")
+        self.send_response(answer[0])
         self.send_header("Content-Type", "text/plain")
         self.end_headers()
-        self.wfile.write(b"ok" if status == 200 else b"broken")
+        self.wfile.write(answer[1])
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -204,11 +214,36 @@ def test_webhook_reaches_a_local_receiver(receiver: tuple[str, list[tuple[str, s
     assert json.loads(body) == payload
 
 
+def test_webhook_url_never_reaches_the_logs(
+    receiver: tuple[str, list[tuple[str, str, bytes]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx.Client logged `HTTP Request: POST <the whole webhook URL>` at INFO: a program logging at INFO (or DEBUG)
+    wrote the secret down. The POST is still made, and nothing logged names its path."""
+    url, received = receiver
+    with caplog.at_level(logging.DEBUG):
+        assert post_webhook(f"{url}/services/T0AB12/B0CD34/XSECRETX", {"text": "x"}) == 200
+    assert received and received[-1][0] == "/services/T0AB12/B0CD34/XSECRETX"
+    assert caplog.records and not [r for r in caplog.records if "XSECRETX" in r.getMessage()]
+
+
 def test_webhook_error_status_is_reported(receiver: tuple[str, list[tuple[str, str, bytes]]]) -> None:
     """A non-2xx answer becomes AlertDeliveryError with the status."""
     url, _ = receiver
     with pytest.raises(AlertDeliveryError, match="HTTP 500"):
         post_webhook(f"{url}/fail", {"text": "x"})
+
+
+def test_webhook_error_never_echoes_a_part_of_the_path(receiver: tuple[str, list[tuple[str, str, bytes]]]) -> None:
+    """A host answering `invalid_token: <token>` or the path JSON-escaped (`\\/`) shows neither; no body, no colon."""
+    url, _ = receiver
+    with pytest.raises(AlertDeliveryError) as caught:
+        post_webhook(f"{url}/echo/T0AB12/B0CD34/XSECRETX", {"text": "x"})
+    message = str(caught.value)
+    assert "HTTP 403" in message and "invalid_token: …" in message
+    assert "XSECRETX" not in message and "T0AB12" not in message and "B0CD34" not in message
+    with pytest.raises(AlertDeliveryError) as moved:
+        post_webhook(f"{url}/moved", {"text": "x"})
+    assert str(moved.value) == f"webhook {url}: HTTP 302 with no body; check the webhook URL"
 
 
 def test_webhook_without_response_is_reported() -> None:

@@ -201,6 +201,20 @@ def test_cli_check_alerts_exit_code_and_webhook(tmp_path: Path, receiver: tuple[
     assert [b["type"] for b in payload["blocks"]] == ["header", "section", "section", "context"]
 
 
+def test_cli_check_warns_of_a_budgeted_project_the_store_does_not_hold(tmp_path: Path) -> None:
+    """`[alerts.projects.proj_typo]` watches nothing: warned of as `--project proj_typo` is; a known one is not."""
+    store = make_store(tmp_path / "s.duckdb", _days(spike=False))
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[alerts.projects.proj_typo]\ndaily_budget = "1"\n[alerts.projects.proj_a]\ndaily_budget = "1"\n')
+    argv = ["check", "--store", str(store), "--config", str(config), "--date", LAST.isoformat()]
+    result = CliRunner().invoke(app, [*argv, "--stale-after", "100000d"])
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: alerts.projects.proj_typo appears in no cost or usage row of this store; check the ID "
+        "(usageledger report lists the projects)"
+    ], result.output
+
+
 def test_cli_check_quiet_store_exits_zero(tmp_path: Path, receiver: tuple[str, list[bytes]]) -> None:
     """Without alerts `check` says OK, exits 0 and posts nothing."""
     url, bodies = receiver

@@ -18,7 +18,7 @@ from rich.console import RenderableType
 from usageledger._amounts import parse_amount
 from usageledger._paths import same_file
 from usageledger._secrets import check_webhook_url
-from usageledger._sections import stale_after_span
+from usageledger._sections import key_path, stale_after_span
 from usageledger._text import counted
 from usageledger.cli._app import (
     ConfigOpt,
@@ -102,13 +102,16 @@ CurrencyOpt = Annotated[
 ]
 
 
-def _warn_unknown_project(db: BaseStore, project: str | None, org: str | None, model: str | None = None) -> None:
-    """Say so when --project names an ID, or --model a model, the store has never seen: a typo (or a model's base
-    name, `gpt-4o` for `gpt-4o-2024-08-06`) would otherwise report $0.00, quietly."""
+def _warn_unknown_project(
+    db: BaseStore, project: str | None, org: str | None, model: str | None = None, source: str = "--project"
+) -> None:
+    """Say so when --project (or ``source``, a config key) names an ID, or --model a model, the store has never seen:
+    a typo (or a model's base name, `gpt-4o` for `gpt-4o-2024-08-06`) would otherwise report $0.00, quietly."""
     where = "" if org is None else f" for org {org}"
     if project is not None and not project_known(db, project, org):
+        shown = f"--project {project}" if source == "--project" else source
         say(
-            f"warning: --project {project} appears in no cost or usage row of this store"
+            f"warning: {shown} appears in no cost or usage row of this store"
             f"{where}; check the ID (usageledger report lists the projects)"
         )
     if model is not None:
@@ -516,6 +519,8 @@ def check(
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
     with _database(store or settings.store_url, org=org) as db:
         _warn_unknown_project(db, project, org)
+        for budgeted in sorted(set(cfg.project_budgets) - {project}):  # [alerts.projects.X]: a mistyped X, likewise
+            _warn_unknown_project(db, budgeted, org, source=key_path("alerts.projects", budgeted))
         final = final_costs_until(db, settings.sync.to_options()) if final_only else None
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
         result = run_checks(

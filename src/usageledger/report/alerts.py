@@ -36,7 +36,7 @@ from typing import Any, Final, Literal
 import httpx
 
 from usageledger._http import verify_for
-from usageledger._secrets import redact_url, redact_webhook
+from usageledger._secrets import check_webhook_url, redact_url, redact_webhook
 from usageledger._sections import (
     ALERT_KEYS,
     MAD_SCALE,
@@ -484,17 +484,25 @@ def post_webhook(
 ) -> int:
     """POST the payload as JSON; returns the status code, raises :class:`AlertDeliveryError` unless 2xx.
 
-    The URL is a secret (a Slack webhook's path is its credential): errors show its scheme and host only.
+    The URL is a secret (a Slack webhook's path is its credential): errors show its scheme and host only. A URL
+    that cannot be sent to (no http(s) scheme, a host name that does not encode) is a :class:`ParameterError`
+    naming ``url``, raised before any request.
     """
+    url = check_webhook_url(url, param="url")  # a URL httpx cannot send to raises here, never with its path
     shown = redact_url(url)
+    # Through the transport, not an httpx.Client: the client logs every request's whole URL at INFO ("HTTP Request:
+    # POST https://hooks.slack.com/services/..."), which any program with logging at INFO would write down.
+    request = httpx.Request("POST", url, json=dict(payload), extensions={"timeout": httpx.Timeout(timeout).as_dict()})
     try:
-        with httpx.Client(timeout=timeout, transport=transport, verify=verify_for(transport)) as client:
-            response = client.post(url, json=dict(payload))
+        with transport or httpx.HTTPTransport(verify=verify_for(transport)) as sender:
+            response = sender.handle_request(request)
+            response.read()
     except httpx.HTTPError as exc:
         # `from None`: httpx's exception holds the whole URL, and a chained cause would carry it into tracebacks.
         detail = redact_webhook(str(exc) or type(exc).__name__, url)
         raise AlertDeliveryError(f"webhook {shown}: no response ({detail}); check the URL and the network") from None
     if not response.is_success:
         body = redact_webhook(" ".join(response.text.split()), url)[:200]
-        raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}: {body}; check the webhook URL")
+        answer = f": {body}" if body else " with no body"
+        raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}{answer}; check the webhook URL")
     return response.status_code
