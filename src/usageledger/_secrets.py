@@ -72,6 +72,11 @@ def normalize_key(raw: str, source: str) -> str:
         raise ConfigError(
             f"the admin key from {source} ({_prefix(key)}) has {problem}; paste the key again, exactly as issued"
         )
+    if key.lower().startswith(("http://", "https://")):  # `Client(base_url)`: the URL went out as the Bearer key
+        raise ConfigError(
+            f"the admin key from {source} is a URL; give the admin key (sk-admin-…) there, and the URL as the base URL"
+            " (base_url=, --base-url or OPENAI_BASE_URL)"
+        )
     return key
 
 

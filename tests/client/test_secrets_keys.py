@@ -244,3 +244,21 @@ def test_a_store_password_in_the_url_query_shows_nowhere(tmp_path: Path, pg_url:
     assert runs["dead"].returncode == 1 and "Traceback" not in runs["dead"].stderr, runs["dead"].stderr
     text = "".join(r.stdout + r.stderr for r in runs.values())
     assert secret not in text and "PWCANARY" not in text, text
+
+
+def test_a_url_given_as_the_key_is_refused_before_it_goes_out_as_one(emulator_url: str) -> None:
+    """`Client("http://127.0.0.1:8787/v1")` took the URL as the key, sent it as the Bearer token to the default host
+    and got a 401 blaming the key; the same from OPENAI_ADMIN_KEY. It is refused where every key is read, naming the
+    source and where the URL belongs, without showing it."""
+    from usageledger import AsyncClient, UsageApi
+
+    for make, source in ((Client, "api_key="), (AsyncClient, "api_key="), (UsageApi, "access_token=")):
+        with pytest.raises(ConfigError, match=rf"^the admin key from {source} is a URL; give the admin key") as caught:
+            make(emulator_url)
+        assert "127.0.0.1" not in str(caught.value) and "--base-url" in str(caught.value)
+    done = run_cli(emulator_url, "query", "costs", "--start", "2d", "--base-url", emulator_url)
+    assert done.returncode == 1 and done.stdout == "", done
+    assert done.stderr.strip() == (
+        "error: the admin key from OPENAI_ADMIN_KEY is a URL; give the admin key (sk-admin-…) there, and the URL as"
+        " the base URL (base_url=, --base-url or OPENAI_BASE_URL)"
+    )
