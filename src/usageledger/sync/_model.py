@@ -93,7 +93,8 @@ class SyncResult:
     def errors(self) -> list[str]:
         """Each failure once, in stream order: a stream's own names its stream and window; a refused key stops
         every stream of its org with one message, which is listed once; streams that failed for one shared cause
-        (every path a 404 under a wrong base URL, a host that cannot be reached) are listed once, with it."""
+        (every path a 404 under a wrong base URL, a host that cannot be reached, one error status word for word) are
+        listed once, with it."""
         failed = [s for s in self.streams if s.error is not None]
         shared: dict[tuple[str, str], list[str]] = {}
         for s in failed:
