@@ -764,6 +764,18 @@ def test_sigterm_inside_the_import_machinery_is_delivered_again_outside_it() -> 
     assert returned and info.value.exit_code == 143
 
 
+@pytest.mark.parametrize("wrong", ["without /v1", "no connection"])
+def test_an_org_that_got_nowhere_is_not_asked_for_its_directory(wrong: str, emulator_url: str, tmp_path: Path) -> None:
+    """A base URL without /v1 (every path a 404) or a host no attempt reaches said it twice: a warning that the
+    directory was not refreshed, with the same cause, then the error. One line now."""
+    url = emulator_url.removesuffix("/v1") if wrong == "without /v1" else "http://127.0.0.1:9/v1"
+    argv = ["sync", "-q", "-e", "costs", "--since", "3d", "--store", str(tmp_path / "s.duckdb"), "--base-url", url]
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)
+    assert done.exit_code == 1, done.output
+    lines = done.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.output
+
+
 _ORG_READERS: list[list[str]] = [
     ["report"],
     ["reconcile", "--fail-over"],

@@ -114,6 +114,16 @@ class SyncResult:
         """The orgs whose key the API refused (401/403): nothing more was asked with it."""
         return tuple(dict.fromkeys(s.org for s in self.streams if s.key_refused))
 
+    @property
+    def unreached_orgs(self) -> tuple[str, ...]:
+        """The orgs that got nowhere: their key refused, or every stream failed for one shared cause (a wrong base
+        URL's 404, a host no attempt reached). Asking such an org for more (its directory) fails the same way."""
+        causes: dict[str, set[str | None]] = {}
+        for s in self.streams:
+            causes.setdefault(s.org, set()).add(s.cause if s.error is not None and s.windows_done == 0 else "")
+        shared = (org for org, found in causes.items() if len(found) == 1 and None not in found and "" not in found)
+        return tuple(dict.fromkeys([*self.refused_orgs, *shared]))
+
 
 def _listed(names: list[str], most: int = 3) -> str:
     """The first few of ``names``, and how many more."""
