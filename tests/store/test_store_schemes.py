@@ -45,6 +45,9 @@ def test_paths_and_postgres_urls_pass() -> None:
         (":memory:", "unsupported store :memory:: an in-memory database keeps nothing"),
         ("usageledger.toml", "usageledger.toml is named like a config file, not a store"),
         ("out.csv", "out.csv is named like a CSV export, not a store"),
+        # `--store ledger.duckdb.wal` made a store that ledger.duckdb's next open replayed as its log and deleted
+        ("ledger.duckdb.wal", "ledger.duckdb.wal is named like a DuckDB write-ahead log, not a store"),
+        ("ledger.duckdb.readers", "ledger.duckdb.readers is named like a lock file of a store, not a store"),
     ],
 )
 @pytest.mark.parametrize("command", [["sync", "-e", "costs", "-q"], ["status"], ["doctor"]])

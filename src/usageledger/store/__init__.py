@@ -115,6 +115,10 @@ _NOT_A_STORE: Final = {
     ".parquet": "Parquet export",
     ".html": "web page",
     ".png": "chart",
+    # A store beside another's own files: DuckDB takes `x.duckdb.wal` for x.duckdb's log, replays and deletes it
+    ".wal": "DuckDB write-ahead log",
+    LOCK_SUFFIX: "lock file of a store",
+    READERS_SUFFIX: "lock file of a store",
 }
 """Endings of the files usageledger reads or writes besides its store: a store by such a name is a slip."""
 
