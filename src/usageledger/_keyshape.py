@@ -18,10 +18,12 @@ _BODY: Final = r"(?:[A-Za-z0-9_\-]|[^\x00-\x7f\s]|\\(?:[ntr]|x[0-9a-fA-F]{2}|u[0
 KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
 
 
-# A URL's password: ``scheme://user:password@`` (a PostgreSQL store URL carries one).
+# A URL's password: ``scheme://user:password@`` (a PostgreSQL store URL carries one), also when the separator is
+# mistyped (``postgresql:/u:pw@h``, ``postgresql:u:pw@h``, ``postgresql//u:pw@h``): a URL spelled wrong is refused
+# in a message that quotes it, and its password is as secret as a well-formed one's.
 # Up to the last ``@`` of the word: a password holding an unencoded ``@`` or ``/`` (``u:p@ss@host``) is masked whole
 # (a ``host:port/path@x`` is masked too: showing too little is the safe side).
-URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):\S+@")
+URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*(?::/{0,3}|//)[^\s/:@]*):\S+@")
 
 # A password given as a URL's query parameter: libpq reads ``postgresql://user@host/db?password=…`` (and
 # ``sslpassword=``, the client key's) as it reads ``user:password@``.

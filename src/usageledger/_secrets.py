@@ -59,7 +59,11 @@ def normalize_key(raw: str, source: str) -> str:
         raise ConfigError(f"the admin key from {source} must be a string, got {type(raw).__name__}")
     key = raw.strip()
     problem = None
-    for ch in key:
+    if key[:1] in ("'", '"') or key[-1:] in ("'", '"'):  # an env file (docker --env-file, systemd) keeps quotes
+        problem = "quotes around it; set the key without them"
+    elif "sk-" in key and not key.startswith("sk-"):  # `Bearer sk-admin-…`, `OPENAI_ADMIN_KEY=sk-admin-…`
+        problem = "text before its sk- prefix; set the key alone"
+    for ch in "" if problem else key:
         if ch.isspace():
             problem = "a whitespace character inside it"
         elif not ch.isascii():
@@ -69,9 +73,8 @@ def normalize_key(raw: str, source: str) -> str:
         if problem:
             break
     if problem:
-        raise ConfigError(
-            f"the admin key from {source} ({_prefix(key)}) has {problem}; paste the key again, exactly as issued"
-        )
+        fix = "" if ";" in problem else "; paste the key again, exactly as issued"
+        raise ConfigError(f"the admin key from {source} ({_prefix(key.strip(chr(34) + chr(39)))}) has {problem}{fix}")
     if key.lower().startswith(("http://", "https://")):  # `Client(base_url)`: the URL went out as the Bearer key
         raise ConfigError(
             f"the admin key from {source} is a URL; give the admin key (sk-admin-…) there, and the URL as the base URL"

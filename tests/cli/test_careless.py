@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -737,6 +738,78 @@ def test_a_stop_that_duckdb_reports_as_its_own_error_is_an_interruption_not_a_tr
     # any other error is not taken for an interruption
     with pytest.raises(RuntimeError, match="something else"), sigterm_as_interrupt():
         raise RuntimeError("something else")
+
+
+_SWALLOWS_INTERRUPTS = """
+import signal, sys, time
+from usageledger.cli import _app
+_app.STOP_GRACE = 1.0
+with _app.sigterm_as_interrupt():
+    signal.signal(signal.SIGINT, lambda signum, frame: None)  # swallowed, as in an import's module-lock callback
+    print("ready", flush=True)
+    time.sleep(60)
+sys.exit(0)
+"""
+
+
+def test_sigterm_ends_a_command_that_swallowed_the_interruption(tmp_path: Path) -> None:
+    """SIGTERM reached a sync while its threads were importing: the KeyboardInterrupt it becomes was "ignored" in
+    importlib's module-lock callback, the import lock stayed held, and the sync hung for ever (a second SIGTERM too).
+    A command whose block has not ended STOP_GRACE seconds after SIGTERM now ends at once, exit 143, in one line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SWALLOWS_INTERRUPTS],
+        env=env("http://127.0.0.1:9/v1"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc, timeout=30)
+    assert code == 143, err
+    assert err.strip() == "error: interrupted by SIGTERM, and not stopped within 1 s: ended at once", err
+
+
+def test_a_block_that_stops_in_time_is_not_ended_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grace ends with the block: a SIGTERM handled in time (here in-process) never ends the process later."""
+    told: list[threading.Event] = []
+    monkeypatch.setattr("usageledger.cli._app._end_unless_stopped", lambda stopped, grace: told.append(stopped))
+    with pytest.raises(typer.Exit), sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        handler(signal.SIGTERM, None)
+    for _ in range(100):  # the watchdog thread records its event as it starts
+        if told:
+            break
+        threading.Event().wait(0.01)
+    assert len(told) == 1 and told[0].is_set()
+
+
+def test_sigterm_inside_the_import_machinery_is_delivered_again_outside_it() -> None:
+    """The hang's cause: SIGTERM became a KeyboardInterrupt inside importlib's module-lock callback, which swallowed
+    it with the import lock held. Caught inside importlib's code, the stop is now delivered again a moment later,
+    and the command stops as it should (exit 143). importlib's frame is played by code compiled under its name."""
+    inside_importlib = compile("handler(signal.SIGTERM, sys._getframe())", "<frozen importlib._bootstrap>", "exec")
+    returned = False
+    with pytest.raises(typer.Exit) as info, sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        exec(inside_importlib, {"handler": handler, "signal": signal, "sys": sys})
+        returned = True  # no KeyboardInterrupt inside importlib's code
+        threading.Event().wait(10)  # the signal delivered again interrupts this wait
+    assert returned and info.value.exit_code == 143
+
+
+@pytest.mark.parametrize("wrong", ["without /v1", "no connection"])
+def test_an_org_that_got_nowhere_is_not_asked_for_its_directory(wrong: str, emulator_url: str, tmp_path: Path) -> None:
+    """A base URL without /v1 (every path a 404) or a host no attempt reaches said it twice: a warning that the
+    directory was not refreshed, with the same cause, then the error. One line now."""
+    url = emulator_url.removesuffix("/v1") if wrong == "without /v1" else "http://127.0.0.1:9/v1"
+    argv = ["sync", "-q", "-e", "costs", "--since", "3d", "--store", str(tmp_path / "s.duckdb"), "--base-url", url]
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)
+    assert done.exit_code == 1, done.output
+    lines = done.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.output
 
 
 _ORG_READERS: list[list[str]] = [

@@ -218,6 +218,39 @@ def test_a_password_holding_an_unencoded_at_or_slash_is_masked_whole(password: s
     assert "ss" not in redact_url_password(f"postgresql://u:{password}@db/x").replace("postgresql", "")
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql:/u:PWCANARY@db/x", "postgresql:/u:***@db/x"),
+        ("postgresql:u:PWCANARY@db/x", "postgresql:u:***@db/x"),
+        ("postgresql//u:PWCANARY@db/x", "postgresql//u:***@db/x"),
+        ("postgres ql://u:PWCANARY@db/x", "postgres ql://u:***@db/x"),
+    ],
+)
+def test_a_password_in_a_mistyped_url_is_masked(text: str, shown: str) -> None:
+    """`postgresql:/u:pw@host` (a slash or the colon missing) was quoted whole by the store's refusal: a URL spelled
+    wrong holds the same password, so the mask takes any of `scheme:`, `scheme:/`, `scheme//` before the user."""
+    assert mask_keys(f"unsupported store {text}: refused") == f"unsupported store {shown}: refused"
+    assert redact_url_password(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        ('"sk-admin-QUOTEDCANARY1"', "(sk-admin-…) has quotes around it; set the key without them"),
+        ("'sk-admin-QUOTEDCANARY1'", "(sk-admin-…) has quotes around it; set the key without them"),
+        ("OPENAI_ADMIN_KEY=sk-admin-QUOTEDCANARY1", "(…) has text before its sk- prefix; set the key alone"),
+    ],
+)
+def test_a_key_wrapped_in_quotes_or_text_is_refused_naming_the_slip(raw: str, said: str) -> None:
+    """An env file (docker --env-file) keeps `"sk-admin-…"` with its quotes, and a pasted `NAME=sk-admin-…` keeps the
+    name: the key was sent as it was and the API refused it (401), or doctor said "does not look like an OpenAI
+    key". The one key reader now names the slip, never showing the key."""
+    with pytest.raises(ConfigError) as caught:
+        normalize_key(raw, "OPENAI_ADMIN_KEY")
+    assert str(caught.value) == f"the admin key from OPENAI_ADMIN_KEY {said}"
+
+
 def test_mask_keys_and_redact_url_password_hide_a_password_in_the_query() -> None:
     """libpq reads `?password=` (and `sslpassword=`) as it reads `user:password@`: both are shown as ***."""
     url = "postgresql://bob@db:5432/x?sslmode=require&password=s3cr3t&SSLPASSWORD=k3y#f"

@@ -45,6 +45,9 @@ def test_paths_and_postgres_urls_pass() -> None:
         (":memory:", "unsupported store :memory:: an in-memory database keeps nothing"),
         ("usageledger.toml", "usageledger.toml is named like a config file, not a store"),
         ("out.csv", "out.csv is named like a CSV export, not a store"),
+        # `--store ledger.duckdb.wal` made a store that ledger.duckdb's next open replayed as its log and deleted
+        ("ledger.duckdb.wal", "ledger.duckdb.wal is named like a DuckDB write-ahead log, not a store"),
+        ("ledger.duckdb.readers", "ledger.duckdb.readers is named like a lock file of a store, not a store"),
     ],
 )
 @pytest.mark.parametrize("command", [["sync", "-e", "costs", "-q"], ["status"], ["doctor"]])
@@ -68,3 +71,43 @@ def test_an_existing_duckdb_store_by_such_a_name_still_opens(tmp_path: Path) -> 
     (tmp_path / "ledger.duckdb").rename(tmp_path / "ledger.json")
     with open_store(tmp_path / "ledger.json") as opened:
         assert opened.known_orgs() == ["acme"]
+
+
+@pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        ("postgresql:/u:PWCANARY@127.0.0.1/db", "starts with 'postgresql:/'; start it with postgresql://"),
+        ("postgresql//u:PWCANARY@127.0.0.1/db", "starts with 'postgresql//'; start it with postgresql://"),
+        ("POSTGRESQL://u:PWCANARY@127.0.0.1:9/db", "starts with 'POSTGRESQL://'; start it with postgresql://"),
+        (" postgresql://u:PWCANARY@127.0.0.1:9/db", "starts or ends with white space (a paste slip?); remove it"),
+        ("ledger.duckdb ", "'ledger.duckdb ' starts or ends with white space"),
+    ],
+)
+@pytest.mark.parametrize("command", [["sync", "-e", "costs", "-q"], ["status"]])
+def test_a_mistyped_postgresql_url_is_refused_without_its_password(
+    store: str, said: str, command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--store postgresql:/u:pw@host/db` was refused quoting the password, `postgresql//...` and ` postgresql://...`
+    became DuckDB paths (a folder missing, the password in it); now one line says what to fix, and shows no password,
+    before anything is made."""
+    monkeypatch.chdir(tmp_path)
+    env = {"OPENAI_ADMIN_KEY": "sk-admin-schemes-test", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    result = CliRunner(env=env).invoke(app, [*command, "--store", store])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], result.output
+    assert "PWCANARY" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_duckdb_file_in_a_folder_named_postgres_is_still_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a URL-like start (`postgres:`, `postgres//`) is taken for a mistyped URL: `postgres/ledger.duckdb` is a
+    store in a folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "postgres").mkdir()
+    url = "postgres/ledger.duckdb"
+    assert check_store_url(url) == url
+    with open_store(url) as opened:
+        assert opened.known_orgs() == []

@@ -336,6 +336,21 @@ def test_a_host_that_cannot_be_reached_stops_the_orgs_streams_and_is_said_once(d
     assert {status for _, status in states} == {"failed"} and len(states) == len(result.streams)
 
 
+def test_one_refusal_met_by_every_stream_is_said_once(duck: BaseStore) -> None:
+    """A clock ahead of the API's (a sync without --now against an emulator pinned to a past now) made every stream's
+    first window a 400 `start_time must be before now`: the CLI's error was twelve copies of it, each with its own
+    request id, in one line of 4,000 characters. Word for word but for the request id, it is said once."""
+    emu = Emulator(EmulatorConfig(seed=1, days=10, now=EMULATOR_NOW))
+    with run_server(emu) as url:
+        result = run(duck, url, now=EMULATOR_NOW + 3 * DAY, since=EMULATOR_NOW + DAY, max_retries=0)
+    assert not result.ok and len(result.streams) > 3
+    (error,) = result.errors
+    assert error.startswith(f"org 'main': {len(result.streams)} streams failed ("), error
+    assert "HTTP 400 invalid_request_error: start_time" in error and "request id" not in error
+    assert len(error) < 400, error
+    assert all(s.error and "request id" in s.error and "window" in s.error for s in result.streams)
+
+
 def test_events_report_every_window(duck: BaseStore, emulator_url: str) -> None:
     """The engine emits one WindowDone per window, with counts that add up to the result."""
     events: list[Any] = []

@@ -124,6 +124,26 @@ def test_a_sync_from_the_emulator_on_loopback_is_synthetic(
             _real_sync(store, emulator, org="default")
 
 
+def test_a_first_run_that_reached_nothing_does_not_decide_the_kind_of_store(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync --base-url https://127.0.0.1:…` (a typo for the emulator's http) failed and registered org `default` as
+    real, so every later sync from the emulator was refused: "a store of real data" that held no row. An org that
+    holds nothing decides nothing; the next run records it again as what it is."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    argv = ["sync", "-q", "-e", "costs", "--since", "3d", "--now", str(EMULATOR_NOW), "--no-directory"]
+    typo = runner.invoke(app, [*argv, "--base-url", "https://127.0.0.1:9/v1"])
+    assert typo.exit_code == 1 and "could not reach 127.0.0.1" in typo.output, typo.output
+    done = runner.invoke(app, [*argv, "--base-url", emulator_url])
+    assert done.exit_code == 0, done.output
+    with open_store(tmp_path / "usageledger.duckdb") as store:
+        assert [(r.org, r.synthetic, r.source) for r in store.orgs()] == [("default", True, "emulator")]
+        assert set(_org_rows(store)) == {"default"}
+    again = runner.invoke(app, [*argv, "--base-url", "https://127.0.0.1:9/v1"])  # now the store holds its rows
+    assert again.exit_code == 1 and "refusing to write real data" in _one_error_line(again.output)
+
+
 def test_one_run_never_mixes_real_and_synthetic_orgs(tmp_path: Path, emulator_url: str) -> None:
     """A run with an emulator org and a real org is refused before it records anything."""
     with open_store(tmp_path / "two.duckdb") as store:
@@ -142,6 +162,9 @@ def test_a_store_from_before_the_registry_is_migrated_by_org_name(
     with open_store(url) as store:
         for org in ("acme", "demo"):
             store.register_stream(org, default_streams()[0])
+            store.set_watermark(
+                org, default_streams()[0].id, SINCE
+            )  # each org has synced: an empty one decides nothing
         # What a store written before the registry looks like: no orgs table, the migration not recorded.
         store.execute("DROP TABLE orgs")
         store.execute("DELETE FROM schema_migrations WHERE name = '0003_org_registry'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import importlib
@@ -11,6 +12,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from difflib import get_close_matches
@@ -506,6 +508,14 @@ def comma_list(flag: str, values: typing.Iterable[str] | None) -> list[str] | No
 EXIT_SIGTERM: Final = 128 + signal.SIGTERM
 """143: the shell's code for a process ended by SIGTERM, kept so callers (systemd, cron, CI) see what happened."""
 
+STOP_GRACE: float = 30.0
+"""Seconds a command has, after SIGTERM, to stop the way Ctrl-C stops it; past them it ends at once, exit 143.
+
+Python delivers the interruption as an exception wherever the main thread is, and some places swallow it: inside an
+import's module-lock callback it is "ignored" and leaves the import lock held, so a sync whose threads were importing
+waited on it for ever and SIGTERM (and a second one) never stopped it. The store is as safe as after SIGKILL: its
+writes are transactions, and the next command marks the run abandoned. Below systemd's 90 s before SIGKILL."""
+
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
@@ -516,15 +526,22 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     A process started with SIGINT ignored (``cmd &`` in a script, which then stops it with ``kill``) gets Python's
     SIGINT handler for the block, else the relayed signal would be ignored too and SIGTERM would not stop the run.
-    Outside the main thread (signals cannot be handled there) the block runs as it is.
+    Outside the main thread (signals cannot be handled there) the block runs as it is. A block that has not ended
+    :data:`STOP_GRACE` seconds after SIGTERM (the interruption was swallowed) ends the process at once, exit 143.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
+    stopped = threading.Event()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if not received:  # a low-level thread: it takes none of threading's locks, which the interrupted code may hold
+            _thread.start_new_thread(_end_unless_stopped, (stopped, STOP_GRACE))
         received.append(signum)
+        if _importing(frame):  # an interruption raised in importlib's own code can leave the import lock held
+            _thread.start_new_thread(_signal_again, (signum,))
+            return
         signal.raise_signal(signal.SIGINT)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
@@ -544,9 +561,41 @@ def sigterm_as_interrupt() -> Iterator[None]:
             raise fail("interrupted", 130) from None
         raise
     finally:
+        stopped.set()
         signal.signal(signal.SIGTERM, previous)
         if previous_int is signal.SIG_IGN:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the main thread was stopped inside the import machinery: a KeyboardInterrupt there (in a module-lock
+    callback, between taking the import lock and the ``try`` that lets it go) is "ignored" with the lock still held,
+    and every later import, in any thread, waits for ever."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib."):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _signal_again(signum: int) -> None:
+    """Deliver ``signum`` again a moment later, when the import that was running has most likely finished."""
+    time.sleep(_RESIGNAL_AFTER)
+    os.kill(os.getpid(), signum)
+
+
+_RESIGNAL_AFTER: Final = 0.05
+"""Seconds before a signal deferred out of an import (:func:`_importing`) is delivered again."""
+
+
+def _end_unless_stopped(stopped: threading.Event, grace: float) -> None:
+    """After SIGTERM, in a thread of its own: end the process with exit 143 unless the command's block ended within
+    ``grace`` seconds (:data:`STOP_GRACE`)."""
+    if stopped.wait(grace):
+        return
+    message = f"error: interrupted by SIGTERM, and not stopped within {grace:g} s: ended at once\n"
+    os.write(sys.stderr.fileno(), message.encode())
+    os._exit(EXIT_SIGTERM)
 
 
 def _interrupted_query(exc: BaseException) -> bool:

@@ -450,8 +450,8 @@ def sync_command(
                 ["sync", *(f"{flag}={value}" for flag, value in (("--since", since), ("--until", until)) if value)]
             ),
         )
-        if not no_directory:  # not with a key the API refused: that is said once, in the error below
-            refused = set(result.refused_orgs)
+        if not no_directory:  # not for an org that got nowhere (a refused key, a wrong base URL): the error says it
+            refused = set(result.unreached_orgs)
             kept = [o for o in orgs if o.name not in refused]
             _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
     if log_format == "json":

@@ -52,6 +52,9 @@ def is_postgres_url(url: str) -> bool:
 
 
 _SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+_NEAR_POSTGRES: Final = re.compile(r"postgres(?:ql)?(?::/*|//+)", re.IGNORECASE)
+"""The start of a PostgreSQL URL typed carelessly: any case, a slash or the colon missing. A DuckDB path never
+starts so (``postgres/ledger.duckdb``, a file in a folder, does not match)."""
 
 
 def store_files(url: str) -> list[tuple[str, str]]:
@@ -72,6 +75,16 @@ def check_store_url(url: str | Path) -> str:
     extension for it; a one-letter "scheme" is a Windows drive, a path.
     """
     text = str(url)
+    if text != text.strip():  # ` postgresql://…` was a DuckDB file in a folder named ` postgresql:`
+        raise StoreError(
+            f"the store {redact_url_password(text)!r} starts or ends with white space (a paste slip?); remove it"
+        )
+    misspelled = _NEAR_POSTGRES.match(text)
+    if misspelled and not is_postgres_url(text):  # `postgresql:/u:pw@h`, `postgres//h/db`, `POSTGRESQL://h/db`
+        raise StoreError(
+            f"the store {redact_url_password(text)} looks like a PostgreSQL URL, but it starts with "
+            f"{misspelled.group(0)!r}; start it with postgresql:// (lower case, two slashes)"
+        )
     scheme = _SCHEME.match(text)
     if scheme and not is_postgres_url(text):
         raise StoreError(
@@ -102,6 +115,10 @@ _NOT_A_STORE: Final = {
     ".parquet": "Parquet export",
     ".html": "web page",
     ".png": "chart",
+    # A store beside another's own files: DuckDB takes `x.duckdb.wal` for x.duckdb's log, replays and deletes it
+    ".wal": "DuckDB write-ahead log",
+    LOCK_SUFFIX: "lock file of a store",
+    READERS_SUFFIX: "lock file of a store",
 }
 """Endings of the files usageledger reads or writes besides its store: a store by such a name is a slip."""
 

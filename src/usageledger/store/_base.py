@@ -323,14 +323,34 @@ class BaseStore(ABC):
                 param, f"{', '.join(unknown)} {verb} not a stream of this store (see `usageledger status`: {shown})"
             )
 
-    def register_org(self, org: str, *, synthetic: bool, source: str, at: int) -> None:
-        """Record an org (idempotent: the first record stands; callers check :meth:`orgs` before writing)."""
+    def register_org(self, org: str, *, synthetic: bool, source: str, at: int, replace: bool = False) -> None:
+        """Record an org (idempotent: the first record stands, unless ``replace``; callers check :meth:`orgs` before
+        writing)."""
+        on_conflict = (
+            "DO UPDATE SET synthetic = excluded.synthetic, source = excluded.source,"
+            " registered_at = excluded.registered_at"
+            if replace
+            else "DO NOTHING"
+        )
         with self.transaction():
             self.execute(
                 "INSERT INTO orgs (org, synthetic, source, registered_at) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (org) DO NOTHING",
+                f" ON CONFLICT (org) {on_conflict}",
                 (org, synthetic, source, to_datetime(at)),
             )
+
+    def empty_orgs(self) -> set[str]:
+        """The registered orgs that hold nothing: no stream of theirs has a watermark or a row, and no directory.
+
+        A first run that reached nothing (a mistyped base URL, a refused key) leaves such a record; it says nothing
+        about where the store's data comes from.
+        """
+        rows = self.query(
+            "SELECT org FROM orgs"
+            " WHERE org NOT IN (SELECT org FROM streams WHERE watermark IS NOT NULL OR row_count > 0)"
+            " AND org NOT IN (SELECT org FROM directory_versions)"
+        )
+        return {r[0] for r in rows}
 
     def delete_org(self, org: str) -> int:
         """Delete an org's rows from every endpoint table, its streams, its directory and its registry entry; the

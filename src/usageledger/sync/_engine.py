@@ -16,7 +16,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 import httpx
 
-from usageledger._http import tls_context
+from usageledger._http import is_retryable_status, tls_context
 from usageledger._secrets import mask_keys
 from usageledger._text import counted
 from usageledger.client import AsyncClient
@@ -353,7 +353,7 @@ async def _fetch(
             continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)
             unreachable = _host_unreachable(exc)
-            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=unreachable)
+            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=unreachable or _refusal(exc))
             # Info, not an error: the failure is in the result, which the caller reports (the CLI's one error line).
             logger.info("stream failed: %s", job.run.error)
             if unreachable is not None:  # every attempt and retry failed to connect: the org's other streams stop
@@ -362,6 +362,17 @@ async def _fetch(
                         r.stop(f"stream {r.plan.label}: not read: {unreachable}", cause=unreachable)
             continue
         await queue.put(fetched)
+
+
+def _refusal(exc: UsageLedgerError) -> str | None:
+    """An error status the API answered, without its request id: streams asking alike meet it word for word (a
+    clock ahead of the API's makes every first window's ``start_time must be before now``), and the run's errors
+    then say it once, with the number of streams, instead of once per stream. A status worth retrying (a 503, a 429
+    past the retries) stays its window's own: which windows failed is the news there."""
+    if not isinstance(exc, APIStatusError) or is_retryable_status(exc.status_code):
+        return None
+    text = str(exc)
+    return mask_keys(text.replace(f" [request id {exc.request_id}]", "") if exc.request_id else text)
 
 
 def _host_unreachable(exc: UsageLedgerError) -> str | None:

@@ -93,7 +93,8 @@ class SyncResult:
     def errors(self) -> list[str]:
         """Each failure once, in stream order: a stream's own names its stream and window; a refused key stops
         every stream of its org with one message, which is listed once; streams that failed for one shared cause
-        (every path a 404 under a wrong base URL, a host that cannot be reached) are listed once, with it."""
+        (every path a 404 under a wrong base URL, a host that cannot be reached, one error status word for word) are
+        listed once, with it."""
         failed = [s for s in self.streams if s.error is not None]
         shared: dict[tuple[str, str], list[str]] = {}
         for s in failed:
@@ -112,6 +113,16 @@ class SyncResult:
     def refused_orgs(self) -> tuple[str, ...]:
         """The orgs whose key the API refused (401/403): nothing more was asked with it."""
         return tuple(dict.fromkeys(s.org for s in self.streams if s.key_refused))
+
+    @property
+    def unreached_orgs(self) -> tuple[str, ...]:
+        """The orgs that got nowhere: their key refused, or every stream failed for one shared cause (a wrong base
+        URL's 404, a host no attempt reached). Asking such an org for more (its directory) fails the same way."""
+        causes: dict[str, set[str | None]] = {}
+        for s in self.streams:
+            causes.setdefault(s.org, set()).add(s.cause if s.error is not None and s.windows_done == 0 else "")
+        shared = (org for org, found in causes.items() if len(found) == 1 and None not in found and "" not in found)
+        return tuple(dict.fromkeys([*self.refused_orgs, *shared]))
 
 
 def _listed(names: list[str], most: int = 3) -> str:

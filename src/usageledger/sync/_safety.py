@@ -5,7 +5,9 @@ process died without a word is found out and marked ``abandoned``.
 URL (else ``OPENAI_BASE_URL``) is a plain ``http://`` URL to a loopback host, which is where the emulator serves
 (the real API is only reached over https). Every org is recorded in the store's ``orgs`` registry the first time
 a run is for it, before it fetches. A run refuses to write synthetic orgs into a store that holds a real one and
-real orgs into a store that holds a synthetic one, so ``report`` and ``check`` never sum the two.
+real orgs into a store that holds a synthetic one, so ``report`` and ``check`` never sum the two. An org registered
+by a run that wrote nothing for it (no watermark, no row, no directory: a wrong base URL, a refused key) holds
+nothing, so it decides nothing, and the next run records it again as what it is then.
 
 **Abandoned runs.** Each run records its process (pid, host name and, on Linux, the process start time, which
 tells a live process from a later one given the same pid). A run still marked ``running`` whose process is known
@@ -92,7 +94,11 @@ def check_orgs(store: BaseStore, orgs: Sequence[Org], *, at: int) -> None:
             f"refusing to sync real orgs ({', '.join(real)}) and synthetic ones ({', '.join(sorted(synthetic))}, "
             "from the emulator) in one run: they would share the store; sync each kind into a store of its own (--org)"
         )
-    held = store.orgs()
+    # An org a failed first run registered but never wrote to (an https typo, a refused key) holds nothing: it
+    # decides nothing, and this run records it again as what it is now.
+    empty = store.empty_orgs()
+    registered = {r.org: r for r in store.orgs()}
+    held = [r for r in registered.values() if r.org not in empty]
     if synthetic:
         real_held = [r for r in held if not r.synthetic]
         if real_held:
@@ -108,10 +114,10 @@ def check_orgs(store: BaseStore, orgs: Sequence[Org], *, at: int) -> None:
                 "sync into another store (--store FILE), or first remove the synthetic data with "
                 f"`usageledger demo --remove --store {where}`"
             )
-    known = {r.org for r in held}
     for name, source in sources.items():
-        if name not in known:
-            store.register_org(name, synthetic=source != "api", source=source, at=at)
+        record = registered.get(name)
+        if record is None or (name in empty and record.source != source):
+            store.register_org(name, synthetic=source != "api", source=source, at=at, replace=record is not None)
 
 
 # --- abandoned runs -------------------------------------------------------------------------------------
