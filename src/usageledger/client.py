@@ -132,8 +132,9 @@ def _filters(endpoint: Endpoint, raw: Mapping[str, FilterInput]) -> Mapping[str,
     for name, value in raw.items():
         if value is None:
             continue
-        if name not in endpoint.filter_names:  # a misspelt name first: `foo=1` is not "expected a list of strings"
-            raise rules.unknown_filter(endpoint, name).to_error()
+        if name not in endpoint.filter_names:  # `foo=1` is an unknown filter, not "expected a list of strings": the
+            out[name] = ()  # rules refuse it whatever its value, in the API's order (a bad bucket_width comes first)
+            continue
         normal = rules.filter_value(name, value)
         out[name] = normal if isinstance(normal, bool) else tuple(_sendable(name, v) for v in normal)
     return MappingProxyType(out)

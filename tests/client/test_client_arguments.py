@@ -6,9 +6,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from usageledger import AsyncClient, Client, UsageApi
+from usageledger.emulator import Emulator
 from usageledger.errors import ConfigError, ParameterError
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -82,6 +84,22 @@ def test_a_misspelt_filter_is_named_unknown_whatever_its_value(value: object) ->
             with pytest.raises(ParameterError, match=r"^foo: Unrecognized request argument supplied: foo\. ") as info:
                 call("costs", start_time="2026-11-01", end_time="2026-11-03", foo=value)
             assert info.value.allowed == ("project_ids", "api_key_ids", "line_items")
+
+
+def test_an_unknown_filter_is_refused_in_the_apis_order(emulator: Emulator) -> None:
+    """The rule above first refused `foo=` before everything else, so `bucket_width="0", foo=1` named foo where the
+    API (and the emulator) name bucket_width: found by the fuzz parity test. The client and the emulator agree."""
+    with (
+        Client(FAKE_ADMIN_KEY, "http://127.0.0.1/v1", transport=emulator.transport()) as client,
+        pytest.raises(ParameterError, match=r"^bucket_width: ") as info,
+    ):
+        client.page("completions", start_time="2026-11-01", bucket_width="0", foo=1)
+    with httpx.Client(transport=emulator.transport(), headers={"Authorization": f"Bearer {FAKE_ADMIN_KEY}"}) as raw:
+        sent = raw.get(
+            "http://127.0.0.1/v1/organization/usage/completions",
+            params={"start_time": 1793491200, "bucket_width": "0", "foo": "1"},
+        )
+    assert sent.status_code == 400 and sent.json()["error"]["param"] == info.value.param
 
 
 def test_an_empty_page_cursor_is_refused_before_sending() -> None:
