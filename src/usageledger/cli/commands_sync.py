@@ -788,7 +788,7 @@ def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> 
         number("last run"),
         label("status"),
         number("rows"),
-        number("last run: +ins ~upd =same -del"),
+        number("last run +ins ~upd =same -del"),
     )
     for s in states:
         c = s.last_counts
