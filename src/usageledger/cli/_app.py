@@ -355,6 +355,20 @@ STORE_HELP: Final = (
 )
 StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP, envvar="USAGELEDGER_STORE")]
 """The one ``--store`` option of every command that reads or writes a store."""
+
+
+def given_as(param: str, flag: str) -> str:
+    """Where the running command read ``param`` from: ``flag``, or the environment variable click took it from
+    (``USAGELEDGER_STORE`` for ``--store``), so a fix names the place the user must change."""
+    ctx = _click.globals.get_current_context(silent=True)
+    source = ctx.get_parameter_source(param) if ctx is not None else None
+    if source is not None and source.name == "ENVIRONMENT":
+        envvar = next((p.envvar for p in ctx.command.params if p.name == param), None)
+        if isinstance(envvar, str):
+            return envvar
+    return flag
+
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default: ./usageledger.toml).")]
 """The one ``--config`` option."""
 FxOpt = Annotated[
