@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -39,6 +40,7 @@ __all__ = [
     "base_url_from",
     "check_headers",
     "check_timeout",
+    "corrected_base_url",
     "key_from",
     "merged_headers",
     "normalize_base_url",
@@ -150,6 +152,24 @@ def normalize_base_url(raw: str, source: str) -> str:
             "(the emulator's: usageledger emulator prints its URL)"
         )
     return text
+
+
+def corrected_base_url(url: str) -> str | None:
+    """The base URL that ``url`` (one the API answered 404 under) most likely meant, ending in ``/v1``: cut after its
+    ``v1`` segment (``…/v1/organization/costs``), or before ``organization``, else the host's ``/v1``, the API's
+    own path (``http://127.0.0.1:8080/``, ``…/v1x``). ``None`` when ``url`` ends in ``/v1`` already: then the path
+    is not the slip."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    if segments[-1:] == ["v1"]:
+        return None
+    if "v1" in segments:
+        segments = segments[: segments.index("v1") + 1]
+    elif "organization" in segments:
+        segments = [*segments[: segments.index("organization")], "v1"]
+    else:
+        segments = ["v1"]
+    return urlunsplit((parts.scheme, parts.netloc, "/" + "/".join(segments), "", ""))
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool, source: str = "base_url=") -> str:

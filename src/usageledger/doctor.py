@@ -23,11 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from usageledger import timeutil
+from usageledger._options import corrected_base_url
 from usageledger._secrets import exposure, holds_key, holds_password, mask_keys, redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_PREFIX, DEFAULT_BASE_URL
@@ -345,7 +345,7 @@ def _probe(
         return _unreachable(
             label,
             f"{url} (from {where_url}) answers, but has no usage API there (404)",
-            f"the base URL must end in /v1, e.g. {DEFAULT_BASE_URL}"
+            f"{url} ends in /v1 but serves no usage API: check its host and path, e.g. {DEFAULT_BASE_URL}"
             if corrected is None
             else f"the base URL must end in /v1: {set_to(where_url, '--base-url', corrected)}",
             "not possible: wrong base URL",
@@ -369,26 +369,6 @@ def _probe(
         Finding(f"base URL{label}", "ok", f"{url} answers (from {where_url})"),
         Finding(f"probe{label}", "ok", "a one-bucket costs request succeeded: the key reads usage and costs"),
     ]
-
-
-def corrected_base_url(url: str) -> str | None:
-    """The base URL ``url`` most likely meant, ending in ``/v1``: cut after its ``v1`` segment
-    (``…/v1/organization/costs``), or before ``organization``, else ``/v1`` added (``http://127.0.0.1:8080/``);
-    a URL that already ends in ``/v1`` becomes its host's ``/v1``. ``None`` when that is ``url`` itself."""
-    parts = urlsplit(url)
-    segments = [s for s in parts.path.split("/") if s]
-    if "v1" in segments:
-        segments = segments[: segments.index("v1") + 1]
-    elif "organization" in segments:
-        segments = [*segments[: segments.index("organization")], "v1"]
-    else:
-        segments.append("v1")
-    path = "/" + "/".join(segments)
-    if path == parts.path.rstrip("/"):
-        path = "/v1"
-    if path == parts.path.rstrip("/"):
-        return None
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def set_to(source: str, flag: str, value: str, *, literal: bool = True) -> str:

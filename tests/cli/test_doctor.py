@@ -123,7 +123,7 @@ def test_a_refused_or_wrong_base_url_is_explained(setup: Path, emulator_url: str
     assert base.status == "fail" and words in base.finding and not diagnosis.ok
 
 
-@pytest.mark.parametrize("path", ["/v1/organization", "/v1/organization/costs", "/", "", "/api/v1"])
+@pytest.mark.parametrize("path", ["/v1/organization", "/v1/organization/costs", "/", ""])
 def test_a_base_url_with_a_wrong_path_gets_the_corrected_url_as_its_fix(
     setup: Path, emulator_url: str, path: str
 ) -> None:
@@ -135,6 +135,10 @@ def test_a_base_url_with_a_wrong_path_gets_the_corrected_url_as_its_fix(
     assert base.fix == f"the base URL must end in /v1: pass --base-url {emulator_url}"
     env = diagnose(environ={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": origin + path}, clock=lambda: CLOCK)
     assert env.by_check("base URL").fix == f"the base URL must end in /v1: set OPENAI_BASE_URL={emulator_url}"
+    proxy = run(emulator_url, base_url=f"{origin}/api/v1").by_check("base URL")  # ends in /v1: the path is not it
+    assert proxy.fix == f"{origin}/api/v1 ends in /v1 but serves no usage API: check its host and path, e.g. " + (
+        "https://api.openai.com/v1"
+    )
 
 
 def test_credentials_or_white_space_in_the_base_url_fail_the_base_url_not_the_key(
