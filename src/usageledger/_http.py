@@ -32,6 +32,7 @@ from usageledger._options import (
     RetryPolicy,
     TimeoutTypes,
     as_timeout,
+    corrected_base_url,
     merged_headers,
 )
 from usageledger._secrets import redact
@@ -225,7 +226,15 @@ def _status_error(response: httpx.Response, config: ClientOptions, *, now: float
         code=code,
         request_id=response.headers.get("x-request-id"),
         retry_after=parse_retry_after(response.headers, now=now),
+        hint=_not_found_hint(config.base_url) if status == 404 else None,
     )
+
+
+def _not_found_hint(base_url: str) -> str | None:
+    """A 404 under a base URL that does not end in /v1 (``http://127.0.0.1:8787/``, ``…/v1/organization``): the URL
+    it meant, built from it, in place of the generic example."""
+    corrected = corrected_base_url(base_url)
+    return None if corrected is None else f"Check the base URL: it must end in /v1, so use {corrected}"
 
 
 def _opt_str(value: object) -> str | None:

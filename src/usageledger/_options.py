@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -39,6 +40,7 @@ __all__ = [
     "base_url_from",
     "check_headers",
     "check_timeout",
+    "corrected_base_url",
     "key_from",
     "merged_headers",
     "normalize_base_url",
@@ -132,7 +134,7 @@ def normalize_base_url(raw: str, source: str) -> str:
         mark = text[cut]
         raise ConfigError(
             f"{source}: the base URL {text[:cut]}{mark}… has a {'query' if mark == '?' else 'fragment'},"
-            f" which no request can carry; give the URL alone, ending in /v1, e.g. {DEFAULT_BASE_URL}"
+            f" which no request can carry; give the URL alone, ending in /v1: {_meant(text[:cut])}"
         )
     # the shape, here too, so that every refusal names where the URL came from (`--base-url 127.0.0.1:8787/v1`)
     shown = f"{source}: the base URL {one_line(text)}"
@@ -141,15 +143,39 @@ def normalize_base_url(raw: str, source: str) -> str:
     except httpx.InvalidURL as exc:
         raise ConfigError(f"{shown} is not a URL ({exc}); give one ending in /v1, e.g. {DEFAULT_BASE_URL}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(
-            f"{shown} must start with https:// (or http:// to loopback) and name a host, e.g. {DEFAULT_BASE_URL}"
-        )
+        host = urlsplit(f"//{text}").hostname if "://" not in text else None
+        # `127.0.0.1:8787/v1`: the scheme left out, the rest a URL; http:// only where the client allows it
+        example = _meant(f"{'http' if is_loopback(host) else 'https'}://{text}") if host else DEFAULT_BASE_URL
+        raise ConfigError(f"{shown} must start with https:// (or http:// to loopback) and name a host, e.g. {example}")
     if url.port is not None and not 0 < url.port <= 65535:  # httpx takes :99999, then "Connection refused"
         raise ConfigError(
             f"{shown} has port {url.port}, which no server listens on; give a port from 1 to 65535 "
             "(the emulator's: usageledger emulator prints its URL)"
         )
     return text
+
+
+def corrected_base_url(url: str) -> str | None:
+    """The base URL that ``url`` (one the API answered 404 under) most likely meant, ending in ``/v1``: cut after its
+    ``v1`` segment (``…/v1/organization/costs``), or before ``organization``, else the host's ``/v1``, the API's
+    own path (``http://127.0.0.1:8080/``, ``…/v1x``). ``None`` when ``url`` ends in ``/v1`` already: then the path
+    is not the slip."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    if segments[-1:] == ["v1"]:
+        return None
+    if "v1" in segments:
+        segments = segments[: segments.index("v1") + 1]
+    elif "organization" in segments:
+        segments = [*segments[: segments.index("organization")], "v1"]
+    else:
+        segments = ["v1"]
+    return urlunsplit((parts.scheme, parts.netloc, "/" + "/".join(segments), "", ""))
+
+
+def _meant(url: str) -> str:
+    """``url`` made to end in ``/v1`` (:func:`corrected_base_url`), for a refusal's example."""
+    return corrected_base_url(url) or url
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool, source: str = "base_url=") -> str:

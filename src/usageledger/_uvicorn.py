@@ -95,7 +95,35 @@ def listen_address(host: str, port: int) -> tuple[str, int]:
         raise ListenError(f"--port {port} is not a port; pick one from 1 to 65535 (0 = any free)")
     if not host.strip():
         raise ListenError("--host is empty; give an address of this machine, e.g. 127.0.0.1")
+    slip = _not_an_address(host.strip(), port)
+    if slip is not None:
+        raise ListenError(slip)
     return host.strip(), port
+
+
+def _not_an_address(host: str, port: int) -> str | None:
+    """What is wrong with a ``--host`` that holds more than an address (``http://127.0.0.1``, ``127.0.0.1:19313``,
+    ``[::1]:8080``, ``localhost/``), with the flags to give instead; ``None`` for anything else (``::1`` is an
+    address: its colons are not a port's)."""
+    from urllib.parse import urlsplit
+
+    if "://" in host or "/" in host:
+        what = "a URL" if "://" in host else "an address with a path"
+        parts = urlsplit(host if "://" in host else f"//{host}")
+    elif (host.startswith("[") and "]:" in host) or host.count(":") == 1:
+        what = "an address with a port"
+        parts = urlsplit(f"//{host}")
+    else:
+        return None
+    try:
+        given = parts.port
+    except ValueError:  # `127.0.0.1:abc`: no port to carry over
+        given = None
+    address = parts.hostname or "127.0.0.1"
+    return (
+        f"--host {host} is {what}; --host takes the address alone and --port the port: "
+        f"--host {address} --port {port if given is None else given}"
+    )
 
 
 def bind(host: str, port: int, *, backlog: int, inheritable: bool = False) -> socket.socket:

@@ -141,6 +141,18 @@ class Config:
     """``{project_id: team}`` from ``[teams]`` (team = [project IDs]); ``report --by team`` uses it."""
     statement_allocate: str = "proportional"
     """``[statement] allocate``: how ``usageledger statement`` allocates shared spend (proportional, even, none)."""
+    store_in_file: bool = False
+    """Whether ``store_url`` was written in the file (``[store] url``), not the default."""
+
+    def store_source(self, override: str | None = None, *, override_source: str = "--store") -> tuple[str, str]:
+        """The store this config uses and where it comes from, as :meth:`OrgConfig.base_url_source` tells a base
+        URL's: ``override`` (``--store``, or the variable it was read from), else ``[store] url in <file>``, else
+        ``(DEFAULT_STORE, "the default")``; a fix then names the place to change."""
+        if override:
+            return override, override_source
+        if self.store_in_file:
+            return self.store_url, f"[store] url in {self.path or 'the config'}"
+        return self.store_url or DEFAULT_STORE, "the default"
 
     @property
     def effective_orgs(self) -> tuple[OrgConfig, ...]:
@@ -210,12 +222,12 @@ STATEMENT_ALLOCATIONS: Final = ("proportional", "even", "none")
 def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config:
     """Validate parsed TOML into a :class:`Config`."""
     _no_unknown(data, _TOP, "")
-    store_url = DEFAULT_STORE
+    store_url, store_in_file = DEFAULT_STORE, False
     if "store" in data:
         store = _table(data["store"], "store")
         _no_unknown(store, ("url",), "store")
         if "url" in store:
-            store_url = from_file(_str(store["url"], "store.url"), path)
+            store_url, store_in_file = from_file(_str(store["url"], "store.url"), path), True
     sync = _sync(_table(data["sync"], "sync")) if "sync" in data else SyncConfig()
     orgs = tuple(_org(t, f"orgs[{i}]") for i, t in enumerate(_array_of_tables(data.get("orgs", []), "orgs")))
     names = [o.name for o in orgs]
@@ -233,7 +245,18 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
     names_from_mapping(names_map)
     teams = parse_teams(_table(data["teams"], "teams")) if "teams" in data else MappingProxyType({})
     allocate = _statement(_table(data["statement"], "statement")) if "statement" in data else "proportional"
-    return Config(path, store_url, sync, orgs, tuple(dict.fromkeys(streams)), alerts, names_map, teams, allocate)
+    return Config(
+        path,
+        store_url,
+        sync,
+        orgs,
+        tuple(dict.fromkeys(streams)),
+        alerts,
+        names_map,
+        teams,
+        allocate,
+        store_in_file=store_in_file,
+    )
 
 
 def _statement(table: Mapping[str, Any]) -> str:

@@ -27,6 +27,7 @@ from typing import Final, Literal
 import httpx
 
 from usageledger import timeutil
+from usageledger._options import corrected_base_url
 from usageledger._secrets import exposure, holds_key, holds_password, mask_keys, redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_PREFIX, DEFAULT_BASE_URL
@@ -44,7 +45,7 @@ from usageledger.errors import (
     ResponseDecodeError,
     StoreError,
 )
-from usageledger.store import DEFAULT_STORE, check_store_url, is_postgres_url, open_existing_store, open_store
+from usageledger.store import check_store_url, is_postgres_url, open_existing_store, open_store
 from usageledger.store._filelock import writer_pid
 
 __all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
@@ -100,11 +101,13 @@ def diagnose(
     store: str | None = None,
     base_url: str | None = None,
     allow_insecure_http: bool = False,
+    store_source: str = "--store",
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> Diagnosis:
-    """Run every check. ``store`` and ``base_url`` override the config, as the CLI's ``--store``/``--base-url`` do.
+    """Run every check. ``store`` and ``base_url`` override the config, as the CLI's ``--store``/``--base-url`` do;
+    ``store_source`` is where ``store`` was read (``USAGELEDGER_STORE``), which a store's fix names.
 
     ``environ`` (default ``os.environ``) is where keys are looked up; ``transport`` and ``clock`` are for tests.
     """
@@ -118,7 +121,8 @@ def diagnose(
     if config is None and store is None:
         findings.append(Finding("store", "skip", "not checked: the store is named in the config file, which failed"))
     else:
-        findings += _check_store(store or (config.store_url if config is not None else None) or DEFAULT_STORE)
+        url, source = (config or Config()).store_source(store, override_source=store_source)
+        findings += _check_store(url, source)
     return Diagnosis(tuple(_redacted(f) for f in findings))
 
 
@@ -337,10 +341,13 @@ def _probe(
             f"use an organization admin key ({ADMIN_KEY_PREFIX}…) from {_ADMIN_KEYS_PAGE}; an org owner creates it",
         )
     except NotFoundError:
+        corrected = corrected_base_url(url)
         return _unreachable(
             label,
-            f"{url} answers, but has no usage API there (404)",
-            f"the base URL must end in /v1, e.g. {DEFAULT_BASE_URL}",
+            f"{url} (from {where_url}) answers, but has no usage API there (404)",
+            f"{url} ends in /v1 but serves no usage API: check its host and path, e.g. {DEFAULT_BASE_URL}"
+            if corrected is None
+            else f"the base URL must end in /v1: {set_to(where_url, '--base-url', corrected)}",
             "not possible: wrong base URL",
         )
     except ResponseDecodeError:
@@ -362,6 +369,17 @@ def _probe(
         Finding(f"base URL{label}", "ok", f"{url} answers (from {where_url})"),
         Finding(f"probe{label}", "ok", "a one-bucket costs request succeeded: the key reads usage and costs"),
     ]
+
+
+def set_to(source: str, flag: str, value: str, *, literal: bool = True) -> str:
+    """How to change a setting read from ``source`` to ``value`` (a value, or with ``literal=False`` a description of
+    one): pass ``flag`` when it came from that flag or is the default, else set the variable or the config key it
+    came from (``[store] url in ./usageledger.toml``), so the fix names the place the user must edit."""
+    if source.startswith("-") or source == "the default":
+        return f"pass {flag} {value}" if literal else f"pass {flag} with {value}"
+    if source.isupper():  # an environment variable
+        return f"set {source}={value}" if literal else f"set {source} to {value}"
+    return f"set {source} to {value}"
 
 
 # --- store ------------------------------------------------------------------------------------------------
@@ -395,12 +413,14 @@ def _check_store_in_use(url: str, shown: str, pid: int) -> list[Finding]:
     return [*out, Finding("migrations", "ok", "the schema is current")]
 
 
-def _check_store(url: str) -> list[Finding]:
+def _check_store(url: str, source: str) -> list[Finding]:
+    """The store at ``url``, read from ``source`` (``--store``, ``[store] url in FILE``, ...), which a fix names."""
     shown = redact_url_password(url)
     try:
         url = check_store_url(url)  # `:memory:`, `usageledger.toml`, `sqlite:///x`: refused before the folder is seen
     except StoreError as exc:
-        return [Finding("store", "fail", str(exc), "pass --store with a DuckDB file path or a postgresql:// URL")]
+        fix = set_to(source, "--store", "a DuckDB file path or a postgresql:// URL", literal=False)
+        return [Finding("store", "fail", f"{exc} (from {source})", fix)]
     if not is_postgres_url(url):
         path = Path(url)
         if not path.exists():
@@ -417,8 +437,8 @@ def _check_store(url: str) -> list[Finding]:
                 Finding(
                     "store",
                     "fail",
-                    f"no store at {shown}, and its folder {folder} is missing or not writable",
-                    f"create {folder} (or pass --store with a path in a writable folder)",
+                    f"no store at {shown} (from {source}), and its folder {folder} is missing or not writable",
+                    f"create {folder} (or {set_to(source, '--store', 'a path in a writable folder', literal=False)})",
                 )
             ]
         pid = writer_pid(url)

@@ -136,6 +136,7 @@ class APIStatusError(APIError):
         code: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.message = message
@@ -152,8 +153,9 @@ class APIStatusError(APIError):
             text += f" (param: {param})"
         if request_id:
             text += f" [request id {request_id}]"
-        self.hint = _HINTS.get(status_code, "")
-        """What to do about this status, when there is one thing to say (a wrong key, a wrong base URL)."""
+        self.hint = _HINTS.get(status_code, "") if hint is None else hint
+        """What to do about this status, when there is one thing to say (a wrong key, a wrong base URL); the
+        transport passes ``hint`` when it knows better (the corrected base URL of a 404)."""
         if self.hint:
             text += f". {self.hint}"
         super().__init__(text)

@@ -218,6 +218,48 @@ def test_both_servers_read_host_and_port_alike(command: str, tmp_path: Path) -> 
         assert done.exit_code == 1 and f"error: cannot listen on 127.0.0.1:{port}: " in done.output, done.output
 
 
+@pytest.mark.parametrize("command", ["emulator", "serve"])
+@pytest.mark.parametrize(
+    ("host", "what", "fix"),
+    [
+        ("http://127.0.0.1", "a URL", "--host 127.0.0.1 --port 19499"),
+        ("http://127.0.0.1:19313/v1", "a URL", "--host 127.0.0.1 --port 19313"),
+        ("127.0.0.1:19313", "an address with a port", "--host 127.0.0.1 --port 19313"),
+        ("[::1]:19313", "an address with a port", "--host ::1 --port 19313"),
+        ("localhost/", "an address with a path", "--host localhost --port 19499"),
+    ],
+)
+def test_a_url_or_a_port_given_to_host_is_named_with_the_flags_to_give(
+    command: str, host: str, what: str, fix: str, tmp_path: Path
+) -> None:
+    """`emulator --host http://127.0.0.1` (or `127.0.0.1:19313`) said "cannot listen on http://127.0.0.1:19499:
+    Name or service not known" and serve "not a loopback address": one reader (listen_address) now says a URL or a
+    port was given where an address belongs, and the two flags to give instead."""
+    extra = ["--store", str(tmp_path / "u.duckdb")] if command == "serve" else []
+    done = CliRunner().invoke(app, [command, "--host", host, "--port", "19499", *extra])
+    assert done.exit_code == 1, done.output
+    assert done.output.strip() == (
+        f"error: --host {host} is {what}; --host takes the address alone and --port the port: {fix}"
+    ), done.output
+    assert listen_address("::1", 0) == ("::1", 0)  # an IPv6 address's colons are not a port's
+
+
+@pytest.mark.parametrize("command", [["status"], ["report"], ["keys"], ["credit", "list"], ["changes"]])
+def test_a_refused_store_names_the_config_or_variable_it_came_from(command: list[str], tmp_path: Path) -> None:
+    """`[store] url = ":memory:"` in the config was refused as "unsupported store :memory:" with no word of where
+    it came from (the user never typed it): one resolver (resolve_store) now starts the refusal with the place to
+    change, `[store] url in FILE` or `USAGELEDGER_STORE`; a --store refusal is unchanged."""
+    config = tmp_path / "team.toml"
+    config.write_text('[store]\nurl = ":memory:"\n')
+    done = CliRunner().invoke(app, [*command, "--config", str(config)])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: [store] url in {config}: unsupported store :memory:"), done.output
+    by_env = CliRunner().invoke(app, command, env={"USAGELEDGER_STORE": "sqlite:///x.db"})
+    assert by_env.output.startswith("error: USAGELEDGER_STORE: unsupported store sqlite:///x.db"), by_env.output
+    flag = CliRunner().invoke(app, [*command, "--store", ":memory:"])
+    assert flag.output.startswith("error: unsupported store :memory:"), flag.output
+
+
 def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
     """`emulator --replay DIR` names the real cause (a directory), not "no such file"."""
     done = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", str(tmp_path)])

@@ -128,6 +128,39 @@ def test_shortened_labels_never_make_two_rows_read_the_same(width: int) -> None:
         assert "…" in _render(distinct, width)
 
 
+def test_a_column_header_never_holds_a_colon_and_blank_cells_have_no_line() -> None:
+    """In the block layout a row is `header: value` lines: `status`'s counts read `last run: +ins ~upd =same -del:
+    +385` (a colon in the header) and `sync`'s total at 60 columns printed an empty `windows:` line. A header with a
+    colon is refused when the table is made, and a blank cell is left out of its row's block."""
+    with pytest.raises(ValueError, match="holds ':'"):
+        DataTable(None, label("stream"), number("last run: +ins"))
+    table = DataTable("Synced", label("stream"), number("windows"), number("inserted"), label("status"))
+    table.add_row("costs.1d.project_id", "3/3", "17,389", "ok")
+    table.add_row("total", "", "25,661", "")
+    lines = [line.strip() for line in _render(table, 30).splitlines()]
+    assert lines == [
+        "Synced",
+        "stream: costs.1d.project_id",
+        "windows: 3/3",
+        "inserted: 17,389",
+        "status: ok",
+        "stream: total",
+        "inserted: 25,661",
+    ], lines
+
+
+def test_status_blocks_at_60_columns_read_one_label_per_line(demo_store: Path) -> None:
+    """`status` at 60 columns prints blocks; the counts line is `last run +ins ~upd =same -del: +N ...`, never a
+    second `last run:` label inside a label."""
+    result = CliRunner().invoke(app, ["status", "--store", str(demo_store)], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    counts = [line.strip() for line in result.output.splitlines() if "+ins" in line]
+    assert counts, result.output
+    assert all(re.fullmatch(r"last run \+ins ~upd =same -del: \+[\d,]+ ~[\d,]+ =[\d,]+ -[\d,]+", c) for c in counts), (
+        counts
+    )
+
+
 def test_status_prints_every_count_whole(demo_store: Path) -> None:
     """`status` at 80 columns (not a terminal) shows every stream's row count and watermark in full."""
     result = _invoke("status", "--store", str(demo_store))

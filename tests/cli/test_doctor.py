@@ -123,6 +123,24 @@ def test_a_refused_or_wrong_base_url_is_explained(setup: Path, emulator_url: str
     assert base.status == "fail" and words in base.finding and not diagnosis.ok
 
 
+@pytest.mark.parametrize("path", ["/v1/organization", "/v1/organization/costs", "/", ""])
+def test_a_base_url_with_a_wrong_path_gets_the_corrected_url_as_its_fix(
+    setup: Path, emulator_url: str, path: str
+) -> None:
+    """`--base-url http://host:P/v1/organization` (or `http://host:P/`) answered 404 and the fix was the generic
+    `e.g. https://api.openai.com/v1`: it is now the URL the user gave cut to end in /v1, set where it came from."""
+    origin = emulator_url.removesuffix("/v1")
+    base = run(emulator_url, base_url=origin + path).by_check("base URL")
+    assert base.status == "fail" and "(from --base-url)" in base.finding, base
+    assert base.fix == f"the base URL must end in /v1: pass --base-url {emulator_url}"
+    env = diagnose(environ={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": origin + path}, clock=lambda: CLOCK)
+    assert env.by_check("base URL").fix == f"the base URL must end in /v1: set OPENAI_BASE_URL={emulator_url}"
+    proxy = run(emulator_url, base_url=f"{origin}/api/v1").by_check("base URL")  # ends in /v1: the path is not it
+    assert proxy.fix == f"{origin}/api/v1 ends in /v1 but serves no usage API: check its host and path, e.g. " + (
+        "https://api.openai.com/v1"
+    )
+
+
 def test_credentials_or_white_space_in_the_base_url_fail_the_base_url_not_the_key(
     setup: Path, emulator_url: str
 ) -> None:
@@ -197,6 +215,27 @@ def test_a_store_in_a_missing_folder_fails(setup: Path, emulator_url: str) -> No
     """A store path whose folder does not exist cannot be created: fail, with the fix."""
     store = run(emulator_url, store=str(setup / "nowhere" / "ledger.duckdb")).by_check("store")
     assert store.status == "fail" and "missing or not writable" in store.finding
+
+
+def test_a_store_fix_names_where_the_store_came_from(
+    setup: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store named by `[store] url` in the config was told "pass --store": the fix now names the config key (or
+    USAGELEDGER_STORE, or --store) that gave it, and what to change there."""
+    config = Path("usageledger.toml")  # found in the working directory (setup), and named as found
+    config.write_text('[store]\nurl = ":memory:"\n')
+    memory = run(emulator_url).by_check("store")
+    assert memory.status == "fail" and f"(from [store] url in {config})" in memory.finding, memory
+    assert memory.fix == f"set [store] url in {config} to a DuckDB file path or a postgresql:// URL"
+    config.write_text('[store]\nurl = "nowhere/ledger.duckdb"\n')
+    missing = run(emulator_url).by_check("store")
+    assert missing.fix == f"create nowhere (or set [store] url in {config} to a path in a writable folder)"
+    flag = run(emulator_url, store=":memory:").by_check("store")
+    assert flag.fix == "pass --store with a DuckDB file path or a postgresql:// URL"
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    done = CliRunner().invoke(app, ["doctor", "--base-url", emulator_url], env={"USAGELEDGER_STORE": ":memory:"})
+    assert "(from USAGELEDGER_STORE)" in done.output, done.output
+    assert "fix: set USAGELEDGER_STORE to a DuckDB file path or a postgresql:// URL" in done.output, done.output
 
 
 def test_no_store_yet_is_fine_when_its_folder_is_writable(setup: Path, emulator_url: str) -> None:

@@ -115,6 +115,25 @@ def test_a_malformed_base_url_names_where_it_came_from(url: str, why: str) -> No
         assert done.exit_code == 1 and done.output.startswith(f"error: {source}: the base URL {url} {why}"), done.output
 
 
+@pytest.mark.parametrize(
+    ("url", "meant"),
+    [
+        ("http://127.0.0.1:9/v1?token=XSECRETX", "http://127.0.0.1:9/v1"),
+        ("http://127.0.0.1:9/#top", "http://127.0.0.1:9/v1"),
+        ("127.0.0.1:8787/v1", "http://127.0.0.1:8787/v1"),
+        ("localhost:8787", "http://localhost:8787/v1"),
+        ("api.openai.com/v1/organization", "https://api.openai.com/v1"),
+    ],
+)
+def test_a_refused_base_url_gives_the_url_it_meant_as_its_example(url: str, meant: str) -> None:
+    """`--base-url 127.0.0.1:8787/v1` or `.../v1?x=1` was told "e.g. https://api.openai.com/v1": the example is
+    now the given URL with the slip mended (scheme added, query cut, path made to end in /v1)."""
+    with pytest.raises(ConfigError) as info:
+        Client(FAKE_ADMIN_KEY, url)
+    assert str(info.value).endswith(f": {meant}") or str(info.value).endswith(f"e.g. {meant}"), info.value
+    assert "XSECRETX" not in str(info.value)
+
+
 def test_replace_normalises_as_the_constructor_does() -> None:
     """A timeout in seconds becomes an httpx.Timeout and a pasted key loses its newline, on a copy too."""
     copy = dataclasses.replace(ClientOptions(api_key=FAKE_ADMIN_KEY), timeout=2, api_key=f" {FAKE_ADMIN_KEY}\n")

@@ -496,6 +496,23 @@ def test_every_error_survives_pickle_and_copy_without_the_key(emulator_url: str)
     assert pickle.loads(pickle.dumps(parameter.value)).allowed == ("1d",)
 
 
+@pytest.mark.parametrize("path", ["/v1/organization", "/v1/organization/costs", "/", "/v1x", "/openai"])
+def test_a_404_under_a_base_url_not_ending_in_v1_names_the_url_it_meant(emulator_url: str, path: str) -> None:
+    """A 404 under `http://host:P/v1/organization` (or `http://host:P/`) said "for example
+    https://api.openai.com/v1": the hint is now the given URL made to end in /v1; under a URL that ends in /v1
+    already (an unknown ID, a proxy's path), the generic hint stays."""
+    origin = emulator_url.removesuffix("/v1")
+    client = Client(FAKE_ADMIN_KEY, origin + path, clock=lambda: EMULATOR_NOW, max_retries=0)
+    with client, pytest.raises(NotFoundError) as info:
+        client.page("costs", start_time="3d")
+    assert info.value.hint == f"Check the base URL: it must end in /v1, so use {emulator_url}"
+    assert str(info.value).endswith(info.value.hint)
+    proxy = Client(FAKE_ADMIN_KEY, origin + "/api/v1", clock=lambda: EMULATOR_NOW, max_retries=0)
+    with proxy, pytest.raises(NotFoundError) as generic:
+        proxy.page("costs", start_time="3d")
+    assert generic.value.hint == "Check the base URL: it must end in /v1 (for example https://api.openai.com/v1)"
+
+
 def test_a_closed_client_says_so_in_the_package_error(emulator_url: str) -> None:
     """Using a client after close() (or after its with block) was httpx's bare RuntimeError 'Cannot send a request,
     as the client has been closed', outside the package's errors; now a ClientClosedError (still a RuntimeError)

@@ -310,6 +310,7 @@ def test_a_base_url_without_v1_is_said_once_for_all_the_streams(duck: BaseStore)
     (error,) = result.errors
     assert error.startswith(f"org 'main': {len(result.streams)} streams failed (")
     assert f"HTTP 404 from {bare}: the API has no such path there. Check the base URL: it must end in /v1" in error
+    assert error.endswith(f"so use {url}"), error  # the URL it meant, not a generic example
     assert len(error) < 300, error
     assert all(s.error and "HTTP 404" in s.error and "window" in s.error for s in result.streams)
 

@@ -32,6 +32,7 @@ from usageledger.errors import UsageLedgerError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from usageledger.config import Config
     from usageledger.store import BaseStore
 
     console: Console
@@ -355,6 +356,37 @@ STORE_HELP: Final = (
 )
 StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP, envvar="USAGELEDGER_STORE")]
 """The one ``--store`` option of every command that reads or writes a store."""
+
+
+def resolve_store(store: str | None, config: Config) -> str:
+    """The store a command uses: ``--store`` (or ``USAGELEDGER_STORE``), else the config's ``[store] url``, else the
+    default (:meth:`~usageledger.config.Config.store_source`), checked by :func:`~usageledger.store.check_store_url`;
+    a refusal of one not given as ``--store`` starts with where it came from (``[store] url in ./usageledger.toml``),
+    the place to change."""
+    from usageledger.errors import StoreError
+    from usageledger.store import check_store_url
+
+    url, source = config.store_source(store, override_source=given_as("store", "--store"))
+    try:
+        return check_store_url(url)
+    except StoreError as exc:
+        if source == "--store":
+            raise
+        raise StoreError(f"{source}: {exc}") from None
+
+
+def given_as(param: str, flag: str) -> str:
+    """Where the running command read ``param`` from: ``flag``, or the environment variable click took it from
+    (``USAGELEDGER_STORE`` for ``--store``), so a fix names the place the user must change."""
+    ctx = _click.globals.get_current_context(silent=True)
+    source = ctx.get_parameter_source(param) if ctx is not None else None
+    if source is not None and source.name == "ENVIRONMENT":
+        envvar = next((p.envvar for p in ctx.command.params if p.name == param), None)
+        if isinstance(envvar, str):
+            return envvar
+    return flag
+
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default: ./usageledger.toml).")]
 """The one ``--config`` option."""
 FxOpt = Annotated[

@@ -9,7 +9,16 @@ import typer
 from rich.markup import escape
 
 from usageledger._text import counted
-from usageledger.cli._app import Insecure, StoreOpt, Verbose, app, console, friendly_errors, setup_logging
+from usageledger.cli._app import (
+    Insecure,
+    StoreOpt,
+    Verbose,
+    app,
+    console,
+    friendly_errors,
+    given_as,
+    setup_logging,
+)
 from usageledger.doctor import Diagnosis, Finding, diagnose
 
 _MARKS: Final = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
@@ -56,7 +65,11 @@ def doctor(
     """
     setup_logging(verbose)
     diagnosis = diagnose(
-        config_path=config_path, store=store, base_url=base_url, allow_insecure_http=allow_insecure_http
+        config_path=config_path,
+        store=store,
+        base_url=base_url,
+        allow_insecure_http=allow_insecure_http,
+        store_source=given_as("store", "--store"),
     )
     render(diagnosis)
     if not diagnosis.ok:

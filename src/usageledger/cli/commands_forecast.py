@@ -14,7 +14,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors
+from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, resolve_store
 from usageledger.cli.commands_report import (
     NamesOpt,
     NowOpt,
@@ -37,7 +37,7 @@ from usageledger.report.jsonout import dumps
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
-from usageledger.store import DEFAULT_STORE, BaseStore, check_store_url, is_postgres_url, open_store
+from usageledger.store import BaseStore, check_store_url, is_postgres_url, open_store
 from usageledger.store.credit import TopUp, add_topup, check_note, list_topups, remove_topup
 from usageledger.timeutil import parse_month
 
@@ -121,7 +121,7 @@ def forecast(
     check_horizon(target, now=now, param="--month")  # before the store is opened
     limit = _amount(budget, "--budget")
     settings = load_config(config)
-    with _database(store or settings.store_url, org=org) as db:
+    with _database(resolve_store(store, settings), org=org) as db:
         _warn_unknown_project(db, project, org)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
@@ -217,7 +217,7 @@ def credit_add(
     value = _topup_amount(amount)
     check_note(note, "--note")
     settings = load_config(config)
-    with _writable(store or settings.store_url or DEFAULT_STORE) as db, db.transaction():
+    with _writable(resolve_store(store, settings)) as db, db.transaction():
         added = add_topup(db, org=_org_for(db, org), day=when, amount=value, note=note)
     if output_format == "json":
         typer.echo(dumps(_topup_row(added)))
@@ -240,7 +240,7 @@ def credit_list(
 ) -> None:
     """The recorded top-ups and the remaining balance with its runway."""
     settings = load_config(config)
-    with _database(store or settings.store_url, org=org) as db:
+    with _database(resolve_store(store, settings), org=org) as db:
         topups = list_topups(db, org=org)
         balance = credit_balance(db, now=_now(now_at), org=org)
     if output_format == "json":
@@ -270,7 +270,7 @@ def credit_remove(
     if not topup_id.strip().isdigit():
         raise ParameterError("ID", f"{topup_id!r} is not a top-up ID; give the number credit list shows")
     settings = load_config(config)
-    with _writable(store or settings.store_url or DEFAULT_STORE) as db, db.transaction():
+    with _writable(resolve_store(store, settings)) as db, db.transaction():
         removed = remove_topup(db, int(topup_id))
     if removed is None:
         raise ParameterError("ID", f"no top-up has ID {topup_id.strip()}; credit list shows the IDs")

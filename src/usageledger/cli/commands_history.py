@@ -9,7 +9,17 @@ import typer
 
 from usageledger import timeutil
 from usageledger._text import counted
-from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, open_for_reading, say
+from usageledger.cli._app import (
+    ConfigOpt,
+    FormatOpt,
+    StoreOpt,
+    app,
+    console,
+    friendly_errors,
+    open_for_reading,
+    resolve_store,
+    say,
+)
 from usageledger.cli.commands_report import NamesOpt, OrgOpt, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
@@ -20,7 +30,7 @@ from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import render_changes
-from usageledger.store import DEFAULT_STORE, check_store_url, open_store
+from usageledger.store import open_store
 from usageledger.store.closes import close_month, closed_lines, reopen_month
 
 
@@ -46,7 +56,7 @@ def changes(
     timeutil.check_range(lo, hi, now=now, start_param="--since", end_param="--until")  # the one range check
     settings = load_config(config)
     overrides = _names(settings, names)  # a bad names file is refused before the store is opened
-    with open_for_reading(check_store_url(store or settings.store_url or DEFAULT_STORE)) as db:
+    with open_for_reading(resolve_store(store, settings)) as db:
         db.check_orgs(org)
         found = read_changes(db, since=lo, until=hi, org=org)
         id_names = resolve_names(db, org=org, overrides=overrides)
@@ -93,7 +103,7 @@ def close(
     now = timeutil.to_unix(now_at, param="--now") if now_at else timeutil.now_unix()
     first = _month(month, now)
     settings = load_config(config)
-    url = check_store_url(store or settings.store_url or DEFAULT_STORE)
+    url = resolve_store(store, settings)
     with open_for_reading(url) as existing:  # the store must exist: closing never creates one
         existing.check_orgs(org)
         known = existing.known_orgs()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, say
+from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, resolve_store, say
 from usageledger.cli.commands_report import NowOpt, OrgOpt, _database
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
@@ -126,7 +126,7 @@ def keys(
         admin_max_age=duration_flag(admin_max_age, "--admin-max-age"),
     )
     settings = load_config(config)
-    with _database(store or settings.store_url, org=org) as db:
+    with _database(resolve_store(store, settings), org=org) as db:
         data = build_keys(db, start=start, end=now, now=now, org=org, rules=rules)
     _missing_sources(data)
     if output_format == "json":

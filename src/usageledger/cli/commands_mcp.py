@@ -8,9 +8,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from usageledger.cli._app import ConfigOpt, StoreOpt, app, fail, friendly_errors, open_for_reading, say
+from usageledger.cli._app import ConfigOpt, StoreOpt, app, fail, friendly_errors, open_for_reading, resolve_store, say
 from usageledger.config import load_config
-from usageledger.store import DEFAULT_STORE, BaseStore
+from usageledger.store import BaseStore
 
 
 @app.command()
@@ -27,7 +27,7 @@ def mcp(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     from usageledger.mcp_tools import LedgerTools
 
     settings = load_config(config)
-    url = store or settings.store_url or DEFAULT_STORE
+    url = resolve_store(store, settings)
     with open_for_reading(url):  # a missing or foreign store is one line now, not an error on every call
         pass
 

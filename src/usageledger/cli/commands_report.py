@@ -31,6 +31,7 @@ from usageledger.cli._app import (
     friendly_errors,
     open_for_reading,
     refuse_overwriting,
+    resolve_store,
     say,
 )
 from usageledger.config import Config, load_config
@@ -244,14 +245,14 @@ def report(
     used: list[tuple[date, Decimal]] = []
     overrides = _names(settings, names)
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
-        url = store or settings.store_url or DEFAULT_STORE
+        url = resolve_store(store, settings)
         refuse_overwriting("--html", html, store_url=url, config_path=settings.path, example="report.html")
     if png is not None:  # said before anything is written: `--html r.html --png r.html` wrote the page, then failed
         if html is not None and same_file(html, png):
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
         if png.exists() and not png.is_dir():
             raise ParameterError("--png", f"{png} is a file; give a directory for the charts (it is made if missing)")
-    with _database(store or settings.store_url, org=org) as db:
+    with _database(resolve_store(store, settings), org=org) as db:
         _warn_unknown_project(db, project, org, model)
         past: AbstractContextManager[BaseStore] = nullcontext(db)
         if as_of_at is not None:
@@ -388,7 +389,7 @@ def reconcile(
     period = _period(since, until, now=datetime.now(UTC))
     tol = _tolerance(tolerance)
     settings = load_config(config)
-    with _database(store or settings.store_url, org=org) as db:
+    with _database(resolve_store(store, settings), org=org) as db:
         result = run_reconcile(db, period, Scope(org=org), tolerance=tol)
     if output_format == "json":
         typer.echo(dumps(reconcile_document(result)))
@@ -517,7 +518,7 @@ def check(
     restated_limit = _amount(restated_over, "--restated-over")
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
-    with _database(store or settings.store_url, org=org) as db:
+    with _database(resolve_store(store, settings), org=org) as db:
         _warn_unknown_project(db, project, org)
         for budgeted in sorted(set(cfg.project_budgets) - {project}):  # [alerts.projects.X]: a mistyped X, likewise
             _warn_unknown_project(db, budgeted, org, source=key_path("alerts.projects", budgeted))
@@ -596,7 +597,7 @@ def statement(
     settings = load_config(config)
     rule = cast(Allocation, allocate or settings.statement_allocate)
     rates = rates_option(currency, fx)
-    url = store or settings.store_url or DEFAULT_STORE
+    url = resolve_store(store, settings)
     outputs = (("--csv", csv_path), ("--html", html))
     for i, (flag, path) in enumerate(outputs):
         if path is not None:
@@ -609,7 +610,7 @@ def statement(
                 other_outputs=outputs[:i],
             )
     today = datetime.now(UTC).date()
-    with _database(store or settings.store_url, org=org) as db:
+    with _database(resolve_store(store, settings), org=org) as db:
         check_month(db, first, today=today, org=org)
         gaps = missing_days(db, first, [org] if org is not None else db.known_orgs(), today=today)
         if gaps:  # the statements add up to what the store holds, which is not the whole month

@@ -11,9 +11,9 @@ import typer
 from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger._uvicorn import listen_address
-from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, say, settle
+from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, resolve_store, say, settle
 from usageledger.config import load_config
-from usageledger.store import DEFAULT_STORE, check_store_url, is_postgres_url, open_store
+from usageledger.store import is_postgres_url, open_store
 from usageledger.timeutil import parse_duration
 
 TOKEN_ENV: Final = "USAGELEDGER_SERVE_TOKEN"
@@ -93,7 +93,7 @@ def serve(
         else parse_duration(sync_every, param="--sync-every", units=("m", "h"), minimum=MIN_SYNC_EVERY)
     )
     settings = load_config(config)
-    url = check_store_url(store or settings.store_url or DEFAULT_STORE)
+    url = resolve_store(store, settings)
     if interval is not None and (is_postgres_url(url) or not Path(url).exists()):
         # A new store (or a PostgreSQL database without the tables) is made now: the periodic sync, whose first run
         # starts now, fills it, and until then the dashboard shows an empty ledger rather than refusing to start.

@@ -38,6 +38,7 @@ from usageledger.cli._app import (
     fail,
     friendly_errors,
     open_for_reading,
+    resolve_store,
     say,
     settle,
     setup_logging,
@@ -57,7 +58,6 @@ from usageledger.store import (
     BaseStore,
     Stream,
     StreamState,
-    check_store_url,
     open_store,
     store_files,
 )
@@ -73,7 +73,7 @@ _STREAMS = "Streams"
 
 
 def _store_url(store: str | None, config: Config) -> str:
-    return check_store_url(store or config.store_url or DEFAULT_STORE)
+    return resolve_store(store, config)
 
 
 def _time(value: str | None, param: str, now: int) -> int | None:
@@ -788,7 +788,7 @@ def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> 
         number("last run"),
         label("status"),
         number("rows"),
-        number("last run: +ins ~upd =same -del"),
+        number("last run +ins ~upd =same -del"),
     )
     for s in states:
         c = s.last_counts

@@ -10,7 +10,9 @@ Every table the CLI prints is a :class:`DataTable`. Its columns are labels (name
   onto more lines instead;
 * if the numbers do not fit even beside labels cut to their floor (:func:`label_floor`: 40% of their width, at
   least :data:`MIN_LABEL` characters), the table drops its borders, and if that is still too wide, every row is
-  printed as a block of ``header: value`` lines (a label cut to a few characters no longer says which row it is).
+  printed as a block of ``header: value`` lines (a label cut to a few characters no longer says which row it is);
+  an empty cell (a total row's blank status) has no line there, and a header may not hold ``:``, which would read
+  as two labels (``last run: +ins: +385``).
 
 Rich alone cannot promise this: when a table is too wide it shrinks every column in turn, numbers included, and the
 console crops what sticks out on the right.
@@ -101,6 +103,9 @@ class DataTable:
     def __init__(self, title: str | None, *columns: Column) -> None:
         if not columns:
             raise ValueError("a table needs at least one column")
+        for col in columns:  # the block layout writes `header: value`; a colon in the header reads as two labels
+            if ":" in col.header:
+                raise ValueError(f"column header {col.header!r} holds ':'; a row's block line would read garbled")
         self.title = title
         self.columns = columns
         self.rows: list[tuple[Text, ...]] = []
@@ -194,7 +199,9 @@ class DataTable:
         if self.title:
             lines.append(Text(self.title, style="bold"))
         for row in self.rows:
-            for i, (col, cell) in enumerate(zip(self.columns, row, strict=True)):
+            # A blank cell (the total row's status or window count) says nothing: no `windows: ` line for it.
+            shown = [(col, cell) for col, cell in zip(self.columns, row, strict=True) if cell.plain.strip()]
+            for i, (col, cell) in enumerate(shown):
                 line = Text.assemble("" if i == 0 else "  ", (f"{col.header}: ", "dim"), cell)
                 line.overflow = "fold"
                 lines.append(line)
