@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -549,3 +550,27 @@ def test_an_unknown_project_id_is_warned_about(demo_store: Path) -> None:
         assert len(warnings) == 1 and "--project proj_typo" in warnings[0], typo.stderr
         fine = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--project", known])
         assert "warning:" not in fine.stderr, fine.stderr
+
+
+def test_a_period_takes_whole_days_in_any_form_and_names_a_wrong_edge(store: BaseStore) -> None:
+    """`Period(datetime(2026, 10, 1), ...)` built, then `build_report` failed deep inside with "can't compare
+    datetime.datetime to datetime.date"; `Period("2026-10-01", ...)` with a TypeError on `-`; a reversed period was
+    the root error naming no parameter; `top_movers="5"` a TypeError. A datetime at midnight UTC and an ISO day are
+    the day; anything else is a ParameterError naming the edge."""
+    day = Period(date(2026, 10, 1), date(2026, 11, 1))
+    assert Period(datetime(2026, 10, 1), datetime(2026, 11, 1, tzinfo=UTC)) == day
+    assert Period("2026-10-01", "2026-11-01") == day  # type: ignore[arg-type]
+    assert build_report(store, Period(datetime(2026, 10, 1), datetime(2026, 11, 1))).total_spend > 0
+    refused: list[tuple[Any, Any, str]] = [
+        (datetime(2026, 10, 1, 12), date(2026, 11, 1), "since: 2026-10-01T12:00:00 is not a whole UTC day"),
+        (date(2026, 10, 1), "November", "until: cannot read 'November' as a day"),
+        (1790000000, date(2026, 11, 1), "since: expected a date, got int"),
+        (date(2026, 11, 1), date(2026, 10, 1), "until: the period is empty"),
+    ]
+    for since, until, said in refused:
+        with pytest.raises(ParameterError, match=rf"^{re.escape(said)}"):
+            Period(since, until)
+    with pytest.raises(ParameterError, match=r"^top_movers: expected a whole number"):
+        build_report(store, day, top_movers="5")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"^period: expected a Period"):
+        build_report(store, (day.since, day.until))  # type: ignore[arg-type]
