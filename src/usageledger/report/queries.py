@@ -528,6 +528,8 @@ def _usage_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
 
 def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_movers: int = TOP_MOVERS) -> ReportData:
     """Run the report's three queries (costs of both periods, daily costs, token usage) for ``period``."""
+    if not callable(getattr(db, "query", None)):  # a path failed deep inside: "'str' object has no attribute 'query'"
+        raise ParameterError("db", f"expected an open store (open_store(url)), got {type(db).__name__}")
     if not isinstance(period, Period):  # `build_report(db, (since, until))` failed deep inside on `.previous()`
         raise ParameterError("period", f"expected a Period(since, until), got {type(period).__name__}")
     if not isinstance(scope, Scope):
