@@ -573,3 +573,21 @@ def test_sync_options_are_checked_when_made(options: dict[str, Any], said: str) 
     with pytest.raises(ConfigError) as caught:
         SyncOptions(**options)
     assert str(caught.value) == said
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (("", FAKE_ADMIN_KEY), "name: expected an org's name without spaces at either end, got ''"),
+        ((" acme", FAKE_ADMIN_KEY), "name: expected an org's name without spaces at either end, got ' acme'"),
+        ((5, FAKE_ADMIN_KEY), "name: expected an org's name without spaces at either end, got 5"),
+        (("acme", None), "api_key: expected the admin key as a string, got NoneType"),
+        (("acme", FAKE_ADMIN_KEY, 8080), "base_url: expected a URL string or None, got int"),
+    ],
+)
+def test_an_org_is_checked_when_made(arguments: tuple[Any, ...], said: str) -> None:
+    """`Org("", key)` and `Org(5, key)` were kept and their rows written under that org (the config refuses both); a
+    None key or an int base URL failed deep inside the client."""
+    with pytest.raises(ParameterError) as caught:
+        Org(*arguments)
+    assert str(caught.value) == said
