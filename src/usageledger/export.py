@@ -219,6 +219,8 @@ def export(
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
     output = _output(output, partition_by)
+    store.check_orgs(_names("orgs", orgs), param="orgs")  # an unknown one exported headers and nothing else
+    store.check_streams(_names("streams", streams), param="streams")
     selection = _Selection(
         store,
         start,

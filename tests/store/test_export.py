@@ -173,6 +173,8 @@ def test_bad_export_requests_are_refused(store: BaseStore, tmp_path: Path) -> No
         ({"since": object()}, "since"),
         ({"as_of": -5}, "as_of"),
         ({"protect": "usageledger.toml"}, "protect"),
+        ({"orgs": ["nope"]}, "orgs"),
+        ({"streams": ["nope"]}, "streams"),
     ],
 )
 def test_wrong_export_arguments_are_refused_naming_the_parameter(
@@ -180,7 +182,8 @@ def test_wrong_export_arguments_are_refused_naming_the_parameter(
 ) -> None:
     """`fmt="xlsx"` wrote CSV under any name, `partition_by="month"` wrote no partitions, `batch_rows=0` and a None,
     int or text-stream output leaked DuckDB's or Python's own errors from deep inside, `output=""` wrote into the
-    working folder: each is now one ParameterError naming the parameter, and nothing is written."""
+    working folder, an unknown org or stream exported headers only: each is now one ParameterError naming the
+    parameter, and nothing is written."""
     monkeypatch.chdir(tmp_path)
     call: dict[str, Any] = {"fmt": "csv", "output": tmp_path / "out.csv", "endpoints": ["costs"], **arguments}
     with pytest.raises(ParameterError) as caught:
@@ -197,6 +200,8 @@ def test_export_takes_one_name_and_friendly_times(store: BaseStore, tmp_path: Pa
     since = datetime.fromtimestamp(T0 + DAY, UTC)
     result = export(store, "jsonl", out, endpoints="costs", orgs="acme", since=since, until=str(T0 + 3 * DAY))
     assert result.rows == {"costs": 2}
+    assert export(store, "jsonl", io.BytesIO(), streams=COSTS.id).rows["costs"] == 8
+    store.check_streams(COSTS.id)  # one ID, as check_orgs takes one org (it read the characters as IDs)
 
 
 def test_cli_export_to_stdout_and_file(store: BaseStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
