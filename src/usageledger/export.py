@@ -50,6 +50,9 @@ __all__ = [
     "ExportFormat",
     "ExportResult",
     "bucket_filter",
+    "check_batch_rows",
+    "check_directory",
+    "endpoint_names",
     "export",
     "format_decimal",
     "staged_file",
@@ -213,8 +216,7 @@ def export(
     timeutil.check_range(start, end, now=now, start_param="since", end_param="until")
     _check_choice("fmt", fmt, typing.get_args(ExportFormat))
     _check_choice("partition_by", partition_by, (None, "day"))
-    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
-        raise ParameterError("batch_rows", f"expected a whole number of rows above 0, got {batch_rows!r}")
+    check_batch_rows(batch_rows)
     specs = tables_for(_names("endpoints", endpoints))
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
@@ -274,6 +276,24 @@ def export(
 def _check_choice(param: str, value: object, allowed: Sequence[object]) -> None:
     if value not in allowed or isinstance(value, bool):
         raise ParameterError(param, f"{value!r} is not one of them", allowed=[a for a in allowed if a is not None])
+
+
+def check_batch_rows(batch_rows: object) -> None:
+    """Rows per batch read from the store: a whole number above 0 (0 leaked DuckDB's or Arrow's own error)."""
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ParameterError("batch_rows", f"expected a whole number of rows above 0, got {batch_rows!r}")
+
+
+def check_directory(path: object, param: str = "path") -> Path:
+    """A directory an export writes into, as a ``Path``: ``""`` was the working folder, and None a TypeError."""
+    if not isinstance(path, str | Path) or not str(path).strip():
+        raise ParameterError(param, f"expected a directory path, got {path!r}")
+    return Path(path)
+
+
+def endpoint_names(value: object) -> tuple[str, ...]:
+    """``endpoints`` as names: one string is one endpoint (``"costs"`` was the endpoints c, o, s, t, s)."""
+    return _names("endpoints", value)
 
 
 def _names(param: str, value: object) -> tuple[str, ...]:
