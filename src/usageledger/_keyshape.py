@@ -1,7 +1,8 @@
 """What a key looks like, and masking it: the one pattern, below :mod:`usageledger.errors` so errors can mask.
 
 Import these from :mod:`usageledger._secrets`, the module that owns secrets; they live in this leaf only because
-``ConfigError`` masks its message with them while ``_secrets`` raises ``ConfigError``, and layers point down.
+every error (``UsageLedgerError``, the root) masks its message with them while ``_secrets`` raises ``ConfigError``,
+and layers point down.
 """
 
 from __future__ import annotations

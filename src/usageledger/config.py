@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from usageledger import catalogue, timeutil
 from usageledger._paths import from_file, in_file, is_duckdb_file, read_user_text
-from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, normalize_key
+from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, mask_keys, normalize_key
 from usageledger._sections import key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
@@ -153,6 +153,12 @@ class Config:
         if self.store_in_file:
             return self.store_url, f"[store] url in {self.path or 'the config'}"
         return self.store_url or DEFAULT_STORE, "the default"
+
+    def __repr__(self) -> str:
+        """The dataclass's repr with the store URL's password (``postgresql://u:pw@h``, ``?password=``) masked: a
+        config printed in a notebook or a log must not show it."""
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return mask_keys(f"{type(self).__name__}({shown})")
 
     @property
     def effective_orgs(self) -> tuple[OrgConfig, ...]:

@@ -50,7 +50,13 @@ class UsageLedgerError(Exception):
     Every error of the tree survives ``pickle`` and ``copy`` (a worker process sends its exception back pickled),
     whatever its constructor takes: it is rebuilt from its ``args`` (the finished, key-free message) and attributes,
     never by calling ``__init__`` again with arguments it does not take.
+
+    Every text argument is masked here, once for the whole tree (:func:`~usageledger._keyshape.mask_keys`): a message
+    may quote what a dependency said, and libpq quotes a mistyped store URL whole, password and all.
     """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(mask_keys(a) if isinstance(a, str) else a for a in args))
 
     def __reduce__(self) -> tuple[object, ...]:
         return _rebuild, (type(self), self.args), dict(vars(self))
@@ -70,7 +76,7 @@ class ConfigError(UsageLedgerError):
     """
 
     def __init__(self, message: object = "", *args: object) -> None:
-        super().__init__(mask_keys(str(message)), *args)
+        super().__init__(str(message), *args)
 
 
 class CertificateError(ConfigError):

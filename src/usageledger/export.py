@@ -26,7 +26,9 @@ import io
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+import sys
+import typing
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +41,7 @@ import pyarrow as pa
 
 from usageledger import catalogue, timeutil
 from usageledger._paths import is_stream, overwrite_refusal, real_path
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
 from usageledger.store.directory import NamedId, name_joins, named_ids
 from usageledger.store.schema import q
@@ -48,6 +50,9 @@ __all__ = [
     "ExportFormat",
     "ExportResult",
     "bucket_filter",
+    "check_batch_rows",
+    "check_directory",
+    "endpoint_names",
     "export",
     "format_decimal",
     "staged_file",
@@ -176,19 +181,23 @@ def export(
     output: str | Path | IO[bytes],
     *,
     endpoints: Sequence[str] = (),
-    since: int | None = None,
-    until: int | None = None,
+    since: timeutil.TimeInput | None = None,
+    until: timeutil.TimeInput | None = None,
     orgs: Sequence[str] = (),
     streams: Sequence[str] = (),
     partition_by: Literal["day"] | None = None,
     batch_rows: int = BATCH_ROWS,
     protect: Mapping[str, str | Path] | None = None,
     with_names: bool = False,
-    as_of: int | None = None,
+    as_of: timeutil.TimeInput | None = None,
     deltas: bool = False,
-    changed_since: int | None = None,
+    changed_since: timeutil.TimeInput | None = None,
 ) -> ExportResult:
-    """Write the selected rows; ``output`` is ``-`` (stdout is the caller's binary stream), a file or a directory.
+    """Write the selected rows; ``output`` is ``-`` (stdout's binary stream), a binary stream, a file or a directory.
+
+    ``endpoints``, ``orgs`` and ``streams`` take names (one string is one name; none: all); ``since``, ``until``,
+    ``as_of`` and ``changed_since`` take any time the client takes (:func:`usageledger.timeutil.to_unix`). A wrong
+    argument is a :class:`~usageledger.errors.ParameterError` naming it, before anything is read or written.
 
     ``protect`` maps a description ("the config file") to a path the export must never write; the DuckDB store and
     its WAL are always protected. ``with_names`` adds the name columns (see the module's docstring).
@@ -199,12 +208,32 @@ def export(
     """
     if changed_since is not None and not deltas:
         raise ConfigError("--changed-since: only a --deltas export reads changes; add --deltas")
-    timeutil.check_range(since, until, now=timeutil.now_unix(), start_param="since", end_param="until")
-    specs = tables_for(endpoints)
+    now = timeutil.now_unix()
+    start, end, at, changed = (
+        None if value is None else timeutil.to_unix(value, now=now, param=param)
+        for value, param in ((since, "since"), (until, "until"), (as_of, "as_of"), (changed_since, "changed_since"))
+    )
+    timeutil.check_range(start, end, now=now, start_param="since", end_param="until")
+    _check_choice("fmt", fmt, typing.get_args(ExportFormat))
+    _check_choice("partition_by", partition_by, (None, "day"))
+    check_batch_rows(batch_rows)
+    specs = tables_for(_names("endpoints", endpoints))
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
+    output = _output(output, partition_by)
+    store.check_orgs(_names("orgs", orgs), param="orgs")  # an unknown one exported headers and nothing else
+    store.check_streams(_names("streams", streams), param="streams")
     selection = _Selection(
-        store, since, until, orgs, streams, batch_rows, with_names, as_of, changed_since if deltas else None, deltas
+        store,
+        start,
+        end,
+        _names("orgs", orgs),
+        _names("streams", streams),
+        batch_rows,
+        with_names,
+        at,
+        changed if deltas else None,
+        deltas,
     )
     if not isinstance(output, str | Path):
         if fmt != "jsonl" and len(specs) != 1:
@@ -244,6 +273,61 @@ def export(
         staging.discard()
 
 
+def _check_choice(param: str, value: object, allowed: Sequence[object]) -> None:
+    if value not in allowed or isinstance(value, bool):
+        raise ParameterError(param, f"{value!r} is not one of them", allowed=[a for a in allowed if a is not None])
+
+
+def check_batch_rows(batch_rows: object) -> None:
+    """Rows per batch read from the store: a whole number above 0 (0 leaked DuckDB's or Arrow's own error)."""
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ParameterError("batch_rows", f"expected a whole number of rows above 0, got {batch_rows!r}")
+
+
+def check_directory(path: object, param: str = "path") -> Path:
+    """A directory an export writes into, as a ``Path``: ``""`` was the working folder, and None a TypeError."""
+    if not isinstance(path, str | Path) or not str(path).strip():
+        raise ParameterError(param, f"expected a directory path, got {path!r}")
+    return Path(path)
+
+
+def endpoint_names(value: object) -> tuple[str, ...]:
+    """``endpoints`` as names: one string is one endpoint (``"costs"`` was the endpoints c, o, s, t, s)."""
+    return _names("endpoints", value)
+
+
+def _names(param: str, value: object) -> tuple[str, ...]:
+    """``endpoints``/``orgs``/``streams`` as a tuple of names: one string is one name (``orgs="acme"`` was read as
+    the orgs ``a``, ``c``, ``m``, ``e``, and exported nothing); an empty tuple is "all"."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
+        raise ParameterError(param, f"expected a list of names, got {type(value).__name__}")
+    names = tuple(items)
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ParameterError(param, f"expected non-empty names, got {name!r}; leave {param} out for all")
+    return names
+
+
+def _output(output: object, partition_by: str | None) -> str | Path | IO[bytes]:
+    """``output`` checked before anything is read: ``-`` is stdout's binary stream, a text stream or anything but a
+    path or a binary stream is refused (a None reached ``write`` as an AttributeError, ``""`` wrote into the working
+    folder)."""
+    if output == "-":
+        output = sys.stdout.buffer
+    if isinstance(output, str | Path):
+        if not str(output).strip():
+            raise ParameterError("output", "is empty; give a file or directory path, or - for stdout")
+        return output
+    if isinstance(output, io.TextIOBase):
+        raise ParameterError("output", "is a text stream; pass a binary one (for stdout, sys.stdout.buffer)")
+    if not callable(getattr(output, "write", None)):
+        raise ParameterError("output", f"expected a path or a binary stream, got {type(output).__name__}")
+    if partition_by is not None:
+        raise ParameterError("partition_by", "a partitioned export is a directory of files; pass a directory")
+    return output  # type: ignore[return-value]
+
+
 @contextmanager
 def staged_file(store: BaseStore, target: Path, protect: Mapping[str, str | Path]) -> Iterator[IO[bytes]]:
     """One output file written as :func:`export` writes its files: refused if it is the store, its WAL, a lock
@@ -273,6 +357,10 @@ class _Guard:
     def __init__(self, store: BaseStore, protect: Mapping[str, str | Path]) -> None:
         from usageledger.store.duckdb import DuckDBStore
 
+        if not isinstance(protect, Mapping):
+            raise ParameterError(
+                "protect", f"expected a mapping of descriptions to paths, got {type(protect).__name__}"
+            )
         self._paths: list[tuple[str, str | Path]] = []
         if isinstance(store, DuckDBStore):
             self._paths += store_files(store.path)

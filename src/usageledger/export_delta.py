@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from usageledger import timeutil
 from usageledger.errors import ConfigError
-from usageledger.export import BATCH_ROWS, export_guard, tables_for
+from usageledger.export import BATCH_ROWS, check_batch_rows, check_directory, endpoint_names, export_guard, tables_for
 from usageledger.store import BaseStore, TableSpec
 from usageledger.store.schema import q
 
@@ -109,9 +109,10 @@ def export_delta(
     batch_rows: int = BATCH_ROWS,
 ) -> DeltaExportResult:
     """Write (first run) or MERGE (later runs) every endpoint table of the store into ``path/<table>``."""
+    root = check_directory(path)
+    check_batch_rows(batch_rows)
     deltalake = _deltalake()
-    specs = tables_for(endpoints)
-    root = Path(path)
+    specs = tables_for(endpoint_names(endpoints))
     guard = export_guard(store, protect or {})
     guard.check(root)
     if root.exists() and not root.is_dir():

@@ -10,11 +10,29 @@ from dataclasses import dataclass
 from typing import Final
 
 from usageledger.catalogue import BUCKET_SECONDS, BucketWidth
+from usageledger.errors import ConfigError
 
 __all__ = ["DEFAULT_SINCE", "SyncOptions"]
 
 DEFAULT_SINCE: Final = 90 * 86400
 """How far back the first sync of a stream reaches, when ``since`` is not given."""
+
+
+_LEAST: Final = {
+    "since": 0,
+    "until": 0,
+    "lag_days": 0,
+    "hour_grace": 0,
+    "minute_grace": 0,
+    "first_since": 0,
+    "concurrency": 1,
+    "max_retries": 0,
+    "final_after_days": 0,
+    "hour_final_after": 0,
+    "minute_final_after": 0,
+}
+"""The least value of each integer field of :class:`SyncOptions`."""
+_OPTIONAL: Final = frozenset({"since", "until", "final_after_days", "hour_final_after", "minute_final_after"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +62,22 @@ class SyncOptions:
     """The same for hourly streams (seconds); ``None``: ``hour_grace``."""
     minute_final_after: int | None = None
     """The same for minute streams (seconds); ``None``: ``minute_grace``."""
+
+    def __post_init__(self) -> None:
+        """Each field's type and least value, checked once here: ``SyncOptions(concurrency="4")`` or ``since="90d"``
+        was kept and failed deep inside the engine (a ``TypeError`` on ``<``), ``concurrency=-1`` only when the run
+        began, and ``lag_days=-1`` read past now."""
+        for name, least in _LEAST.items():
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                kind = "Unix seconds" if name in ("since", "until") else "a whole number"
+                raise ConfigError(f"{name}: expected {kind}, got {value!r}")
+            if value < least:
+                raise ConfigError(f"{name}: must be at least {least}, got {value}")
+        if not isinstance(self.allow_insecure_http, bool):
+            raise ConfigError(f"allow_insecure_http: expected True or False, got {self.allow_insecure_http!r}")
 
     def lag(self, width: BucketWidth) -> int:
         """The trailing span re-read on every run, for a bucket width."""

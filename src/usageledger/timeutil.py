@@ -323,6 +323,26 @@ def parse_month(value: str, *, param: str = "MONTH") -> date:
     return date(int(match.group(1)), int(match.group(2)), 1)
 
 
+def utc_moment(value: object, *, param: str = "now") -> datetime:
+    """``value`` as an aware UTC datetime: an aware one converted, a naive one read as UTC (the package's one rule,
+    as :func:`to_unix` reads it; ``astimezone`` alone read it in the machine's zone); else a ParameterError."""
+    if not isinstance(value, datetime):
+        raise ParameterError(param, f"expected a datetime, got {type(value).__name__}")
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def month_start(value: object, *, param: str = "month") -> date:
+    """The first day of the month ``value`` falls in: a ``date``, a ``datetime`` (naive = UTC) or ``YYYY-MM`` text
+    (:func:`parse_month`); the one reader of a month that forecasts, statements and closes take from Python."""
+    if isinstance(value, datetime):
+        return utc_moment(value, param=param).date().replace(day=1)
+    if isinstance(value, date):
+        return value.replace(day=1)
+    if isinstance(value, str):
+        return parse_month(value, param=param)
+    raise ParameterError(param, f"expected a date or YYYY-MM, got {type(value).__name__}")
+
+
 def next_month(month: date) -> date:
     """The first day of the month after the one ``month`` falls in: the one step every month's end is taken from
     (a statement's, a close's, the FOCUS billing period's, a forecast's horizon)."""

@@ -256,7 +256,8 @@ def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:
 def test_a_file_holding_a_store_password_must_be_private(tmp_path: Path, url: str) -> None:
     """`init --store postgresql://user:PW@host/db` writes the password into the config (0600), but only a key made
     the file's mode matter: a later `chmod 644` went unnoticed. A password in a URL counts as a key does; the
-    refusal never shows it, and a store URL without one is not held to it."""
+    refusal never shows it, nor does the loaded config's repr (it did), and a store URL without one is not held to
+    it."""
     path = write(tmp_path, f'[store]\nurl = "{url}"\n', mode=0o644)
     with pytest.raises(ConfigError) as info:
         load_config(path)
@@ -264,6 +265,7 @@ def test_a_file_holding_a_store_password_must_be_private(tmp_path: Path, url: st
     assert "S3cret" not in str(info.value) and f"chmod 600 {path}" in str(info.value)
     path.chmod(0o600)
     assert load_config(path).store_url == url
+    assert "S3cret" not in repr(load_config(path)) and "db/ledger" in repr(load_config(path))
     plain = write(tmp_path, '[store]\nurl = "postgresql://ledger@db/ledger?sslmode=require"\n', mode=0o644)
     assert load_config(plain).store_url.endswith("sslmode=require")
 

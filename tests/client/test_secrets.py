@@ -208,3 +208,19 @@ def test_the_library_never_shows_the_key_in_reprs_exceptions_tracebacks_or_debug
     }
     assert_no_secret(texts, admin)
     assert_no_secret(texts, project)
+
+
+def test_the_objects_a_library_user_makes_never_show_a_key_or_a_store_password_in_their_repr(tmp_path: Path) -> None:
+    """`EmulatorConfig(admin_key=...)` showed the pinned key in its repr, the one place the emulator keeps it; the
+    sync engine's `Org`, the config's `OrgConfig` and the loaded `Config` are checked beside it."""
+    from usageledger.config import load_config
+    from usageledger.sync import Org
+
+    key = canary_key(fill="q")
+    path = tmp_path / "usageledger.toml"
+    path.write_text(f'[store]\nurl = "postgresql://u:PWCANARY@db/x"\n[[orgs]]\nname = "a"\napi_key = "{key}"\n')
+    path.chmod(0o600)
+    config = load_config(path)
+    objects = [EmulatorConfig(admin_key=key), Org("a", key, "https://api.openai.com/v1"), config, config.orgs[0]]
+    for shown in [text for o in objects for text in (repr(o), str(o))]:
+        assert key not in shown and "PWCANARY" not in shown, shown

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,12 +27,15 @@ from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.errors import ParameterError
+from usageledger.report.forecasting import build_forecast, check_horizon
 from usageledger.report.formatting import format_money, format_percent
 from usageledger.report.html import render_html
+from usageledger.report.months import check_month
 from usageledger.report.names import Names, names_from_mapping
 from usageledger.report.period import report_period
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
+from usageledger.report.statement import month_statements
 from usageledger.report.terminal import render_report
 from usageledger.store import BaseStore, Stream, default_streams, open_store
 from usageledger.sync import Org, SyncOptions, sync
@@ -549,3 +554,55 @@ def test_an_unknown_project_id_is_warned_about(demo_store: Path) -> None:
         assert len(warnings) == 1 and "--project proj_typo" in warnings[0], typo.stderr
         fine = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--project", known])
         assert "warning:" not in fine.stderr, fine.stderr
+
+
+def test_a_period_takes_whole_days_in_any_form_and_names_a_wrong_edge(store: BaseStore) -> None:
+    """`Period(datetime(2026, 10, 1), ...)` built, then `build_report` failed deep inside with "can't compare
+    datetime.datetime to datetime.date"; `Period("2026-10-01", ...)` with a TypeError on `-`; a reversed period was
+    the root error naming no parameter; `top_movers="5"` a TypeError. A datetime at midnight UTC and an ISO day are
+    the day; anything else is a ParameterError naming the edge."""
+    day = Period(date(2026, 10, 1), date(2026, 11, 1))
+    assert Period(datetime(2026, 10, 1), datetime(2026, 11, 1, tzinfo=UTC)) == day
+    assert Period("2026-10-01", "2026-11-01") == day  # type: ignore[arg-type]
+    assert build_report(store, Period(datetime(2026, 10, 1), datetime(2026, 11, 1))).total_spend > 0
+    refused: list[tuple[Any, Any, str]] = [
+        (datetime(2026, 10, 1, 12), date(2026, 11, 1), "since: 2026-10-01T12:00:00 is not a whole UTC day"),
+        (date(2026, 10, 1), "November", "until: cannot read 'November' as a day"),
+        (1790000000, date(2026, 11, 1), "since: expected a date, got int"),
+        (date(2026, 11, 1), date(2026, 10, 1), "until: the period is empty"),
+    ]
+    for since, until, said in refused:
+        with pytest.raises(ParameterError, match=rf"^{re.escape(said)}"):
+            Period(since, until)
+    with pytest.raises(ParameterError, match=r"^top_movers: expected a whole number"):
+        build_report(store, day, top_movers="5")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"^period: expected a Period"):
+        build_report(store, (day.since, day.until))  # type: ignore[arg-type]
+
+
+def test_forecasts_statements_and_months_take_any_month_form_and_naive_times_as_utc(
+    store: BaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`build_forecast(db, datetime(2026, 11, 1), ...)` and `check_month(..., today=datetime(...))` were TypeErrors
+    ("can't compare datetime.datetime to datetime.date"), `"2026-11"` one from `str.replace`, and a naive `now` was
+    read in the machine's zone: on a UTC+14 machine, 2026-11-01 05:00 (UTC) was October, and December "starts after
+    next month". A month is a date, a datetime or YYYY-MM; a naive time is UTC, as everywhere else."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    try:
+        check_horizon(date(2026, 12, 1), now=datetime(2026, 11, 1, 5))
+        now = datetime(2026, 11, 20, 12)
+        want = build_forecast(store, date(2026, 11, 1), now=now.replace(tzinfo=UTC))
+        for month in (datetime(2026, 11, 1), "2026-11", date(2026, 11, 15)):
+            assert build_forecast(store, month, now=now) == want  # type: ignore[arg-type]
+        october = month_statements(store, date(2026, 10, 1))
+        assert month_statements(store, "2026-10") == october  # type: ignore[arg-type]
+        assert month_statements(store, datetime(2026, 10, 1)) == october
+        check_month(store, datetime(2026, 10, 1), today=datetime(2026, 11, 20))
+        with pytest.raises(ParameterError, match=r"^month: 'Oct' is not a month"):
+            build_forecast(store, "Oct", now=now)  # type: ignore[arg-type]
+        with pytest.raises(ParameterError, match=r"^now: expected a datetime, got date"):
+            build_forecast(store, date(2026, 11, 1), now=date(2026, 11, 20))  # type: ignore[arg-type]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

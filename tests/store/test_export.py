@@ -6,8 +6,10 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -17,7 +19,7 @@ from typer.testing import CliRunner
 
 from usageledger import timeutil
 from usageledger.cli import app
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.export import export, format_decimal
 from usageledger.store import BaseStore, Stream, WindowWrite, open_store
 
@@ -150,6 +152,56 @@ def test_bad_export_requests_are_refused(store: BaseStore, tmp_path: Path) -> No
         export(store, "csv", tmp_path / "x", partition_by="day")
     with pytest.raises(ConfigError, match="unknown endpoint"):
         export(store, "csv", io.BytesIO(), endpoints=["nope"])
+
+
+@pytest.mark.parametrize("store", ["duckdb"], indirect=True)
+@pytest.mark.parametrize(
+    ("arguments", "param"),
+    [
+        ({"fmt": "xlsx"}, "fmt"),
+        ({"fmt": "CSV"}, "fmt"),
+        ({"partition_by": "month", "fmt": "parquet"}, "partition_by"),
+        ({"batch_rows": 0}, "batch_rows"),
+        ({"batch_rows": -1}, "batch_rows"),
+        ({"output": ""}, "output"),
+        ({"output": None}, "output"),
+        ({"output": 3}, "output"),
+        ({"output": io.StringIO()}, "output"),
+        ({"output": io.BytesIO(), "fmt": "parquet", "partition_by": "day"}, "partition_by"),
+        ({"endpoints": [""]}, "endpoints"),
+        ({"orgs": 5}, "orgs"),
+        ({"since": object()}, "since"),
+        ({"as_of": -5}, "as_of"),
+        ({"protect": "usageledger.toml"}, "protect"),
+        ({"orgs": ["nope"]}, "orgs"),
+        ({"streams": ["nope"]}, "streams"),
+    ],
+)
+def test_wrong_export_arguments_are_refused_naming_the_parameter(
+    store: BaseStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arguments: dict[str, object], param: str
+) -> None:
+    """`fmt="xlsx"` wrote CSV under any name, `partition_by="month"` wrote no partitions, `batch_rows=0` and a None,
+    int or text-stream output leaked DuckDB's or Python's own errors from deep inside, `output=""` wrote into the
+    working folder, an unknown org or stream exported headers only: each is now one ParameterError naming the
+    parameter, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    call: dict[str, Any] = {"fmt": "csv", "output": tmp_path / "out.csv", "endpoints": ["costs"], **arguments}
+    with pytest.raises(ParameterError) as caught:
+        export(store, call.pop("fmt"), call.pop("output"), **call)
+    assert caught.value.param == param and "\n" not in str(caught.value)
+    assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("store", ["duckdb"], indirect=True)
+def test_export_takes_one_name_and_friendly_times(store: BaseStore, tmp_path: Path) -> None:
+    """`orgs="acme"` was read as the orgs a, c, m, e and exported nothing; `since` as a datetime was a TypeError
+    from deep inside. One string is one name, and the times take what the client takes."""
+    out = io.BytesIO()
+    since = datetime.fromtimestamp(T0 + DAY, UTC)
+    result = export(store, "jsonl", out, endpoints="costs", orgs="acme", since=since, until=str(T0 + 3 * DAY))
+    assert result.rows == {"costs": 2}
+    assert export(store, "jsonl", io.BytesIO(), streams=COSTS.id).rows["costs"] == 8
+    store.check_streams(COSTS.id)  # one ID, as check_orgs takes one org (it read the characters as IDs)
 
 
 def test_cli_export_to_stdout_and_file(store: BaseStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

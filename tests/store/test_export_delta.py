@@ -21,7 +21,7 @@ import pytest
 from deltalake import DeltaTable
 
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.export_delta import DeltaExportResult, delta_schema, export_delta
 from usageledger.store import BaseStore, open_store, tables
 
@@ -243,3 +243,20 @@ def test_another_stores_export_is_refused_and_the_lake_keeps_its_rows(tmp_path: 
         assert (
             described.startswith("Spend, for finance\nThe costs table of usageledger store ") and real_id in described
         )
+
+
+def test_wrong_delta_export_arguments_are_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export_delta(store, "")` wrote the lake's tables into the working folder, `endpoints="costs"` was the
+    endpoints c, o, s, t, s, and `batch_rows=0` a DeltaError quoting Arrow's C Data interface; each is now one
+    ParameterError naming the argument (one string is one endpoint), and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    with open_store(str(tmp_path / "ledger.duckdb")) as store:
+        for arguments, param in [({"path": ""}, "path"), ({"path": None}, "path"), ({"batch_rows": 0}, "batch_rows")]:
+            call: dict[str, Any] = {"path": tmp_path / "lake", "endpoints": ["costs"], **arguments}
+            with pytest.raises(ParameterError) as caught:
+                export_delta(store, call.pop("path"), **call)
+            assert caught.value.param == param
+        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("ledger.duckdb")) == []
+        assert [t.table for t in export_delta(store, tmp_path / "lake", endpoints="costs").tables] == ["costs"]

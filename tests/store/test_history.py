@@ -16,6 +16,7 @@ import pytest
 
 from usageledger import timeutil
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.errors import ParameterError
 from usageledger.report import Period, Scope, build_report
 from usageledger.report.history import adjustments, changes, deltas
 from usageledger.store import BaseStore, Stream, WindowWrite, open_store, table_for, tables, to_datetime
@@ -206,3 +207,28 @@ def test_a_closed_month_keeps_its_figures_and_a_restatement_is_an_adjustment(
     assert sum(line.amount for line in lines if line.level == "project") == sum(now.values(), Decimal(0))
     assert adjustments(store) == []
     assert reopen_month(store, november, ["main"]) == 1 and closed_lines(store) == []
+
+
+@pytest.mark.parametrize("store", ["duckdb"], indirect=True)
+def test_wrong_history_arguments_are_refused_naming_them(store: BaseStore) -> None:
+    """A reversed span answered "no changes", `deltas(tables="costs")` read the tables c, o, s, t, s and an unknown
+    table answered nothing, `org=5` leaked DuckDB's Conversion Error, and a path for the store (here and in
+    `build_report`) an AttributeError from deep inside; each is now a ParameterError naming the argument."""
+    costs = Stream.create("costs", "1d", ("project_id", "line_item"))
+    store.register_stream("acme", costs)
+    row = {"project_id": "p", "line_item": "gpt, input", "amount_value": Decimal("1.5"), "currency": "usd"}
+    start = EMULATOR_NOW - EMULATOR_NOW % DAY - DAY
+    rows = [{"bucket_start": start, "bucket_end": start + DAY, "quantity": None, "quantity_unit": None, **row}]
+    store.commit_window(WindowWrite("acme", costs, rows, start, start + DAY, "r", start))
+    assert deltas(store, tables="costs") == deltas(store, tables=["costs"]) != []
+    for call, said in [
+        (lambda: changes(store, since="2026-11-10", until="2026-11-01"), "until: 2026-11-01T00:00:00Z is not after"),
+        (lambda: deltas(store, since="2026-11-10", until="2026-11-10"), "until: 2026-11-10T00:00:00Z is not after"),
+        (lambda: deltas(store, tables=["nope"]), "tables: 'nope' is not a table of the store"),
+        (lambda: changes(store, org=5), "org: expected an org's name, got 5"),
+        (lambda: changes("ledger.duckdb"), "store: expected an open store"),
+        (lambda: build_report("ledger.duckdb", Period(date(2026, 10, 1), date(2026, 11, 1))), "db: expected an open"),
+    ]:
+        with pytest.raises(ParameterError) as caught:
+            call()  # type: ignore[no-untyped-call]
+        assert str(caught.value).startswith(said)

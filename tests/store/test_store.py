@@ -385,3 +385,9 @@ def test_each_store_has_an_identity_of_its_own_kept_for_its_life(tmp_path: Path)
         assert a.query("SELECT COUNT(*) FROM store_identity") == [(1,)]
     with open_store(first) as again:
         assert again.migrate() == [] and again.identity() == made
+
+
+def test_a_stream_grouped_by_one_string_is_grouped_by_that_field() -> None:
+    """`Stream.create("completions", "1d", "model")` read the string as the fields m, o, d, e, l and was refused
+    naming 'm'; one string is one field, as the client reads `group_by="model"`."""
+    assert Stream.create("completions", "1d", "model") == Stream.create("completions", "1d", ["model"])

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.errors import StoreError
-from usageledger.store import check_store_url, open_store
+from usageledger.store import check_store_url, open_existing_store, open_store
 
 URLS = ["mysql://u:hunter2@db/ledger", "https://example.com/ledger.duckdb", "md:ledger", "sqlite:///x.db"]
 
@@ -111,3 +111,36 @@ def test_a_duckdb_file_in_a_folder_named_postgres_is_still_a_path(
     assert check_store_url(url) == url
     with open_store(url) as opened:
         assert opened.known_orgs() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (None, "not NoneType"),
+        (5, "not int"),
+        (b"ledger.duckdb", "not bytes"),
+        ("", "the store is empty"),
+        ("led\x00ger.duckdb", "holds a NUL character"),
+    ],
+)
+def test_a_store_of_the_wrong_type_or_empty_is_refused_before_anything_is_made(
+    url: object, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`open_store(None)` made a store named `None` in the working folder, `open_store(5)` one named `5`, `""` an
+    in-memory store that kept nothing (and `open_existing_store("")` leaked DuckDB's CatalogException), a NUL a bare
+    ValueError: each is now one StoreError saying what a store is, and nothing is created."""
+    monkeypatch.chdir(tmp_path)
+    for opener in (open_store, open_existing_store):
+        with pytest.raises(StoreError, match=said) as caught:
+            opener(url)  # type: ignore[operator]
+        assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_postgresql_driver_message_quoting_the_url_shows_no_password() -> None:
+    """libpq quotes a malformed URL whole in its message (`... in URI: "postgresql://u:pw@[::1/db"`); the CLI masked
+    it, but the StoreError the library raised held the password in its str and repr."""
+    with pytest.raises(StoreError) as caught:
+        open_store("postgresql://u:PWCANARY@[::1/db")
+    assert "in URI" in str(caught.value)
+    assert "PWCANARY" not in str(caught.value) and "PWCANARY" not in repr(caught.value)

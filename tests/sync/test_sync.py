@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
 from usageledger.sync import Org, SyncOptions, WindowDone, plan_stream, sync
 
@@ -523,3 +524,71 @@ def test_concurrency_bounds_the_runs_requests_across_orgs_and_paths(duck: BaseSt
     assert all(s.status == "ok" for s in result.streams), result.streams
     assert transport.requests >= 20
     assert transport.peak == 3
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        ({"orgs": "ORG"}, "orgs: expected a list of Org, got Org"),
+        ({"orgs": "ORG,ORG"}, "orgs: 'acme' is listed twice"),
+        ({"streams": []}, "streams: is empty, so nothing would be synced"),
+        ({"streams": "costs"}, "streams: expected a list of Stream, got str"),
+        ({"streams": ["costs.1d"]}, "streams: expected Stream items, got str"),
+        ({"streams": "TWICE"}, "streams: 'costs.1d.project_id+line_item' is listed twice"),
+        ({"options": None}, "options: expected SyncOptions(...), got NoneType"),
+        ({"store": "ledger.duckdb"}, "store: expected an open store (open_store(url)), got str"),
+    ],
+)
+def test_wrong_sync_arguments_are_refused_before_anything_runs(
+    duck: BaseStore, arguments: dict[str, Any], said: str
+) -> None:
+    """A single Org, a string, None options or a path for the store failed deep inside the engine ("'Org' object is
+    not iterable", "'str' object has no attribute 'id'"); no streams synced nothing and returned success; a stream
+    listed twice was fetched and then refused at the write. Each is now one ParameterError naming the argument."""
+    org = Org("acme", FAKE_ADMIN_KEY, "http://127.0.0.1:9/v1", synthetic=True)
+    costs = Stream.create("costs", "1d", ("project_id", "line_item"))
+    values: dict[str, Any] = {"store": duck, "orgs": [org], "streams": [costs], "options": SyncOptions()}
+    special = {"ORG": org, "ORG,ORG": [org, org], "TWICE": [costs, costs]}
+    values |= {k: special.get(v, v) if isinstance(v, str) else v for k, v in arguments.items()}
+    with pytest.raises(ParameterError) as caught:
+        sync(values["store"], values["orgs"], values["streams"], values["options"], clock=lambda: EMULATOR_NOW)
+    assert str(caught.value).startswith(said) and "\n" not in str(caught.value)
+    assert duck.query("SELECT count(*) FROM sync_runs", []) == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"concurrency": 0}, "concurrency: must be at least 1, got 0"),
+        ({"concurrency": "4"}, "concurrency: expected a whole number, got '4'"),
+        ({"since": "90d"}, "since: expected Unix seconds, got '90d'"),
+        ({"lag_days": -1}, "lag_days: must be at least 0, got -1"),
+        ({"max_retries": True}, "max_retries: expected a whole number, got True"),
+        ({"hour_final_after": 1.5}, "hour_final_after: expected a whole number, got 1.5"),
+        ({"allow_insecure_http": "yes"}, "allow_insecure_http: expected True or False, got 'yes'"),
+    ],
+)
+def test_sync_options_are_checked_when_made(options: dict[str, Any], said: str) -> None:
+    """`SyncOptions(concurrency="4")`, `since="90d"` and `lag_days=-1` were kept as given and failed deep inside a
+    run (a TypeError on `<`) or read past now; `concurrency=0` only when the run began."""
+    with pytest.raises(ConfigError) as caught:
+        SyncOptions(**options)
+    assert str(caught.value) == said
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (("", FAKE_ADMIN_KEY), "name: expected an org's name without spaces at either end, got ''"),
+        ((" acme", FAKE_ADMIN_KEY), "name: expected an org's name without spaces at either end, got ' acme'"),
+        ((5, FAKE_ADMIN_KEY), "name: expected an org's name without spaces at either end, got 5"),
+        (("acme", None), "api_key: expected the admin key as a string, got NoneType"),
+        (("acme", FAKE_ADMIN_KEY, 8080), "base_url: expected a URL string or None, got int"),
+    ],
+)
+def test_an_org_is_checked_when_made(arguments: tuple[Any, ...], said: str) -> None:
+    """`Org("", key)` and `Org(5, key)` were kept and their rows written under that org (the config refuses both); a
+    None key or an int base URL failed deep inside the client."""
+    with pytest.raises(ParameterError) as caught:
+        Org(*arguments)
+    assert str(caught.value) == said

@@ -77,7 +77,7 @@ class EmulatorConfig:
     users: int = 12
     models: int = 6
     now: int | None = None
-    admin_key: str | None = None
+    admin_key: str | None = field(default=None, repr=False)  # a pinned key may be a real one: never in a repr
     revisions: bool = False
     revision_window: int = 3 * 86400
     faults: FaultConfig = field(default_factory=FaultConfig)

@@ -29,7 +29,7 @@ from usageledger.report.queries import (
     utc_day,
 )
 from usageledger.report.teams import UNASSIGNED
-from usageledger.timeutil import next_month
+from usageledger.timeutil import month_start, next_month, utc_moment
 
 __all__ = [
     "ForecastReport",
@@ -87,7 +87,7 @@ def data_as_of(db: Database, *, now: datetime, org: str | None = None) -> date |
     if not isinstance(value, datetime):
         raise TypeError(f"expected a TIMESTAMPTZ, got {type(value).__name__}")
     day = value.astimezone(UTC).date() - timedelta(days=1)
-    return min(day, now.astimezone(UTC).date() - timedelta(days=1))
+    return min(day, utc_moment(now).date() - timedelta(days=1))
 
 
 def daily_spend(
@@ -117,9 +117,10 @@ def daily_spend(
 def check_horizon(month: date, *, now: datetime, param: str = "month") -> None:
     """Refuse forecasting a month that starts more than one month after the current one (UTC): the model projects
     the recent daily rate, and ``--month 9999-12`` printed a confident eight-million-dollar figure for it."""
-    this = now.astimezone(UTC).date().replace(day=1)
+    this = utc_moment(now).date().replace(day=1)
     following = next_month(this)
-    if month.replace(day=1) > following:
+    month = month_start(month, param=param)
+    if month > following:
         raise ParameterError(
             param,
             f"{month:%Y-%m} starts after next month; a forecast reaches at most one month ahead: pass "
@@ -142,6 +143,7 @@ def build_forecast(
 
     Raises :class:`~usageledger.errors.UsageLedgerError` when the store holds too little history (see ``fit``).
     """
+    month, now = month_start(month), utc_moment(now)
     check_horizon(month, now=now)
     as_of = data_as_of(db, now=now, org=org)
     first_data = first_cost_day(db, org, project)

@@ -21,7 +21,8 @@ from decimal import Decimal
 
 from usageledger import timeutil
 from usageledger._sections import Names
-from usageledger.store import BaseStore, to_datetime
+from usageledger.errors import ParameterError
+from usageledger.store import BaseStore, tables, to_datetime
 from usageledger.store import history as _history
 from usageledger.store.closes import ClosedLine, closed_lines, month_totals
 from usageledger.timeutil import TimeInput
@@ -50,6 +51,7 @@ def as_of(
     :func:`usageledger.report.build_report` and every query on it read the rows of that time. With ``buckets``
     (``[start, end)``), only the buckets starting in it are rebuilt, faster on a long log: for a report, from the
     previous period's start to the period's end (``(period.previous().start, period.end)``)."""
+    _check_store(store)
     span = None if buckets is None else (int(buckets[0].timestamp()), int(buckets[1].timestamp()))
     with _history.as_of(store, timeutil.to_unix(when, param="as_of"), span) as past:
         yield past
@@ -181,8 +183,7 @@ def changes(
 ) -> Changes:
     """The restatements seen after ``since`` and at or before ``until`` (both optional, the usual time forms), and
     every closed month's adjustments (of ``org``)."""
-    lo = None if since is None else timeutil.since_unix(since, param="since")
-    hi = None if until is None else timeutil.to_unix(until, param="until")
+    lo, hi = _span(store, since, until, org)
     sql, params = _history.restatements_sql(since=lo, until=hi, org=org)
     groups = _history.stream_group_bys(store)
     closed = {(line.org, line.month): line.closed_at for line in closed_lines(store, org) if line.level == "org"}
@@ -221,14 +222,16 @@ def deltas(
 ) -> list[Delta]:
     """Per row and metric, the sum of the log's changes seen after ``since`` and at or before ``until``: summed from
     nothing they give the store; from a consumer's last read, what to add to what it holds. Zero sums are left out."""
+    lo, hi = _span(store, since, until, org)
+    tables = _table_names(tables)
     clauses: list[str] = ["TRUE"]
     params: list[object] = []
-    if since is not None:
+    if lo is not None:
         clauses.append("seen_at > %s")
-        params.append(to_datetime(timeutil.since_unix(since, param="since")))
-    if until is not None:
+        params.append(to_datetime(lo))
+    if hi is not None:
         clauses.append("seen_at <= %s")
-        params.append(to_datetime(timeutil.to_unix(until, param="until")))
+        params.append(to_datetime(hi))
     if org is not None:
         clauses.append("org = %s")
         params.append(org)
@@ -242,6 +245,42 @@ def deltas(
         params,
     )
     return [Delta(r[0], r[1], r[2], r[3], r[4], r[5], Decimal(r[6])) for r in rows if Decimal(r[6]) != 0]
+
+
+def _check_store(store: object) -> None:
+    if not isinstance(store, BaseStore):  # a path failed deep inside: "'str' object has no attribute 'query'"
+        raise ParameterError("store", f"expected an open store (open_store(url)), got {type(store).__name__}")
+
+
+def _span(
+    store: object, since: TimeInput | None, until: TimeInput | None, org: object
+) -> tuple[int | None, int | None]:
+    """The arguments :func:`changes` and :func:`deltas` share, checked: ``since``/``until`` as Unix seconds, a span
+    that can hold something (a reversed one answered "no changes"), ``org`` a name (an int leaked DuckDB's
+    Conversion Error)."""
+    _check_store(store)
+    lo = None if since is None else timeutil.since_unix(since, param="since")
+    hi = None if until is None else timeutil.to_unix(until, param="until")
+    if lo is not None and hi is not None and hi <= lo:
+        raise ParameterError(
+            "until", f"{timeutil.iso(hi)} is not after since ({timeutil.iso(lo)}), so no change can be seen in it"
+        )
+    if org is not None and (not isinstance(org, str) or not org.strip()):
+        raise ParameterError("org", f"expected an org's name, got {org!r}")
+    return lo, hi
+
+
+def _table_names(value: object) -> tuple[str, ...]:
+    """``deltas``' ``tables``: one string is one table (``"costs"`` was read as c, o, s, t, s), and each must be one
+    of the store's tables (an unknown one answered "no changes")."""
+    names = (value,) if isinstance(value, str) else value
+    if not isinstance(names, Sequence):
+        raise ParameterError("tables", f"expected a list of table names, got {type(value).__name__}")
+    known = [spec.name for spec in tables()]
+    for name in names:
+        if name not in known:
+            raise ParameterError("tables", f"{name!r} is not a table of the store", allowed=known)
+    return tuple(names)
 
 
 def _dec(value: object) -> Decimal | None:

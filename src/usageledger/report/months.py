@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from usageledger.errors import ParameterError
 from usageledger.report.queries import Database, costs_synced_until, first_cost_days
-from usageledger.timeutil import next_month
+from usageledger.timeutil import month_start, next_month, utc_moment
 
 __all__ = ["Gap", "check_month", "first_cost_day", "gaps_text", "missing_days", "synced_until"]
 
@@ -35,6 +35,9 @@ def synced_until(db: Database, org: str) -> date | None:
 def check_month(db: Database, month: date, *, today: date, org: str | None = None, param: str = "MONTH") -> None:
     """Refuse a month that has not started (after ``today``) or that ends before the store's costs (of ``org``)
     start, in a :class:`ParameterError` naming ``param``; a store without costs passes (its commands say so)."""
+    month = month_start(month, param=param)
+    if isinstance(today, datetime):  # a datetime is a date too, and comparing it with one is a TypeError
+        today = utc_moment(today, param="today").date()
     if month > today:
         raise ParameterError(
             param,

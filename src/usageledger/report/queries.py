@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol, TypeVar
 from usageledger import catalogue
 from usageledger._text import counted
 from usageledger.catalogue import Endpoint
-from usageledger.errors import UsageLedgerError
+from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.store import daily_view_name
@@ -113,6 +113,27 @@ def main_currency(db: Database, org: str | None = None) -> str | None:
     return rows[0][0] if rows else None
 
 
+def _whole_day(value: object, param: str) -> date:
+    """A period's edge as a ``date``: a date, an ISO date string or a datetime at midnight UTC (naive = UTC, as
+    everywhere); ``Period(datetime(2026, 10, 1), ...)`` was a TypeError deep in the report's SQL parameters."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
+        if moment.time() != datetime.min.time():
+            raise ParameterError(
+                param, f"{value.isoformat()} is not a whole UTC day; a period is whole days, pass a date"
+            )
+        return moment.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise ParameterError(param, f"cannot read {value!r} as a day; write it as YYYY-MM-DD") from None
+    raise ParameterError(param, f"expected a date, got {type(value).__name__}")
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """A half-open UTC range ``[since, until)`` of whole days."""
@@ -121,8 +142,12 @@ class Period:
     until: date
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "since", _whole_day(self.since, "since"))
+        object.__setattr__(self, "until", _whole_day(self.until, "until"))
         if self.until <= self.since:
-            raise UsageLedgerError(f"the period is empty: its end {self.until} is not after its start {self.since}")
+            raise ParameterError(
+                "until", f"the period is empty: its end {self.until} is not after its start {self.since}"
+            )
 
     @property
     def days(self) -> int:
@@ -503,6 +528,14 @@ def _usage_sql(scope: Scope, period: Period) -> tuple[str, list[object]]:
 
 def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_movers: int = TOP_MOVERS) -> ReportData:
     """Run the report's three queries (costs of both periods, daily costs, token usage) for ``period``."""
+    if not callable(getattr(db, "query", None)):  # a path failed deep inside: "'str' object has no attribute 'query'"
+        raise ParameterError("db", f"expected an open store (open_store(url)), got {type(db).__name__}")
+    if not isinstance(period, Period):  # `build_report(db, (since, until))` failed deep inside on `.previous()`
+        raise ParameterError("period", f"expected a Period(since, until), got {type(period).__name__}")
+    if not isinstance(scope, Scope):
+        raise ParameterError("scope", f"expected a Scope(org=..., project=...), got {type(scope).__name__}")
+    if isinstance(top_movers, bool) or not isinstance(top_movers, int) or top_movers < 0:
+        raise ParameterError("top_movers", f"expected a whole number of 0 or more, got {top_movers!r}")
     partial = previous_partial_from(db, scope, period.previous().since)
     unsynced = unsynced_from(db, scope, period)
     compared = partial is None and unsynced is None

@@ -42,7 +42,7 @@ from usageledger.report.history import as_of
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
 from usageledger.store import BaseStore
 from usageledger.store.closes import closed_lines, month_bounds
-from usageledger.timeutil import next_month
+from usageledger.timeutil import month_start, next_month
 
 __all__ = [
     "ALLOCATIONS",
@@ -242,7 +242,7 @@ def _month_rows(
 
 def build_statements(db: Database, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """The month's statements (see the module's docstring and :class:`StatementOptions`)."""
-    first = month.replace(day=1)
+    first = month_start(month)
     rows = _month_rows(db, first, next_month(first), options.get("org"))
     return _from_rows(rows, first, options)
 
@@ -336,7 +336,7 @@ def _from_rows(
 def month_statements(store: BaseStore, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """:func:`build_statements`, but for a month closed by the org(s) in question (``org``, else every org with
     spend in it or a close of it): the figures closed, and the later adjustments per statement (module docstring)."""
-    first = month.replace(day=1)
+    first = month_start(month)
     until = next_month(first)
     org = options.get("org")
     present = build_statements(store, first, **options)

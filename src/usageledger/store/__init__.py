@@ -74,7 +74,15 @@ def check_store_url(url: str | Path) -> str:
     Without this, DuckDB would read ``md:x`` or ``https://host/x`` as a location of its own and try to download an
     extension for it; a one-letter "scheme" is a Windows drive, a path.
     """
+    if not isinstance(url, str | Path):  # `open_store(None)` made a store named "None" in the working folder
+        raise StoreError(
+            f"the store must be a DuckDB file path (str or Path) or a postgresql:// URL, not {type(url).__name__}"
+        )
     text = str(url)
+    if not text:  # DuckDB reads "" as an in-memory database, which keeps nothing (as `:memory:`)
+        raise StoreError("the store is empty: give a DuckDB file path (like usageledger.duckdb) or a postgresql:// URL")
+    if "\x00" in text:
+        raise StoreError(f"the store {redact_url_password(text)!r} holds a NUL character; no file or URL can")
     if text != text.strip():  # ` postgresql://…` was a DuckDB file in a folder named ` postgresql:`
         raise StoreError(
             f"the store {redact_url_password(text)!r} starts or ends with white space (a paste slip?); remove it"

@@ -313,7 +313,7 @@ class BaseStore(ABC):
     def check_streams(self, streams: Iterable[str] | None, *, param: str = "--stream") -> None:
         """Refuse a stream ID the store does not hold, like :meth:`check_orgs` (an unknown one exported a header
         and nothing else, exit 0). ``None`` or empty passes; so does any ID when the store holds no stream yet."""
-        wanted = list(streams or ())
+        wanted = [streams] if isinstance(streams, str) else list(streams or ())  # one ID, not its characters
         known = sorted({s.stream for s in self.stream_states()})
         unknown = [s for s in wanted if s not in known]
         if known and unknown:

@@ -58,6 +58,8 @@ class Stream:
         with the parameter (``bucket_width``, ``group_by``, ``filters.<name>``).
         """
         ep = endpoint if isinstance(endpoint, Endpoint) else _endpoint(endpoint)
+        if isinstance(group_by, str):  # one field, as the client reads it ("model" was the fields m, o, d, e, l)
+            group_by = (group_by,)
         norm: dict[str, FilterValue] = {}
         for name, value in sorted((filters or {}).items()):
             try:

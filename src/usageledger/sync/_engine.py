@@ -25,6 +25,7 @@ from usageledger.errors import (
     APIStatusError,
     AuthenticationError,
     NotFoundError,
+    ParameterError,
     PermissionDeniedError,
     StoreError,
     SyncError,
@@ -97,10 +98,9 @@ async def run_sync(
     ``transport`` (an httpx async transport, e.g. ``emulator.transport()``) and ``clock`` are for tests and
     embedding; by default requests go over the network and now is the wall clock.
     """
+    _check_arguments(store, orgs, streams, options)
     if not orgs:
         raise SyncError("no organisation to sync: set OPENAI_ADMIN_KEY or list [[orgs]] in usageledger.toml")
-    if options.concurrency < 1:
-        raise SyncError("concurrency must be at least 1")
     if not store.acquire_sync_lock(shared=True):
         raise SyncError("another usageledger sync is writing to this store; wait for it to finish and run again")
     try:
@@ -108,6 +108,29 @@ async def run_sync(
             return await _run_locked(store, orgs, streams, options, on_event, transport, clock, command)
     finally:
         store.release_sync_lock(shared=True)
+
+
+def _check_arguments(store: object, orgs: object, streams: object, options: object) -> None:
+    """The run's arguments, checked before the store is locked: a single ``Org`` or stream, a string, ``None``
+    options or a path for the store each failed deep inside (``'Org' object is not iterable``, ``'str' object has no
+    attribute 'id'``); no stream synced nothing and said it succeeded; a stream or org listed twice was fetched,
+    then refused at the write."""
+    if not isinstance(store, BaseStore):
+        raise ParameterError("store", f"expected an open store (open_store(url)), got {type(store).__name__}")
+    if not isinstance(options, SyncOptions):
+        raise ParameterError("options", f"expected SyncOptions(...), got {type(options).__name__}")
+    for param, items, kind, key in (("orgs", orgs, Org, "name"), ("streams", streams, Stream, "id")):
+        if isinstance(items, str | kind) or not isinstance(items, Sequence):
+            raise ParameterError(param, f"expected a list of {kind.__name__}, got {type(items).__name__}")
+        seen: set[str] = set()
+        for item in items:
+            if not isinstance(item, kind):
+                raise ParameterError(param, f"expected {kind.__name__} items, got {type(item).__name__}")
+            if getattr(item, key) in seen:
+                raise ParameterError(param, f"{getattr(item, key)!r} is listed twice; list each once")
+            seen.add(getattr(item, key))
+    if not streams:
+        raise ParameterError("streams", "is empty, so nothing would be synced; pass default_streams() for all")
 
 
 _LOCK_POLL = 0.2

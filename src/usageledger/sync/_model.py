@@ -8,6 +8,7 @@ from typing import Generic, Literal, TypeVar
 
 from usageledger import rules, timeutil
 from usageledger._text import counted
+from usageledger.errors import ParameterError
 from usageledger.store import Stream, UpsertCounts
 from usageledger.sync_options import SyncOptions
 
@@ -27,6 +28,18 @@ class Org:
     key_source: str | None = None
     """Where the key came from, as a user would fix it (``OPENAI_ADMIN_KEY``, a config key): a refused key's
     message names it. ``None``: the key the caller passed."""
+
+    def __post_init__(self) -> None:
+        """The name is the store's ``org`` column: ``Org("", ...)`` or ``Org(5, ...)`` was kept and written as such
+        (the config refuses both); a key or base URL of another type failed deep inside the client."""
+        if not isinstance(self.name, str) or not self.name.strip() or self.name != self.name.strip():
+            raise ParameterError("name", f"expected an org's name without spaces at either end, got {self.name!r}")
+        if not isinstance(self.api_key, str):
+            raise ParameterError("api_key", f"expected the admin key as a string, got {type(self.api_key).__name__}")
+        if self.base_url is not None and not isinstance(self.base_url, str):
+            raise ParameterError("base_url", f"expected a URL string or None, got {type(self.base_url).__name__}")
+        if not isinstance(self.synthetic, bool):
+            raise ParameterError("synthetic", f"expected True or False, got {self.synthetic!r}")
 
 
 @dataclass(frozen=True, slots=True)
