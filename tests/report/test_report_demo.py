@@ -606,3 +606,25 @@ def test_forecasts_statements_and_months_take_any_month_form_and_naive_times_as_
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_a_naive_now_is_utc_in_periods_checks_and_metrics(store: BaseStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forecast's fix above, at its mechanism: `report_period`, `run_checks` and the metrics page (and the
+    credit balance) read a naive `now` in the machine's zone too (`astimezone`), so on a UTC+14 machine 2026-11-01
+    02:00 was October 31st: another period, budget day and month. Each reads it as UTC now (`utc_moment`)."""
+    from usageledger._sections import AlertConfig
+    from usageledger.report.alerts import run_checks
+    from usageledger.report.metrics import render_metrics
+
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    try:
+        naive = datetime(2026, 11, 1, 2)  # 2026-10-31 12:00 UTC, read in UTC+14
+        aware = naive.replace(tzinfo=UTC)
+        assert report_period("7d", None, now=naive) == report_period("7d", None, now=aware)
+        checked, want = run_checks(store, AlertConfig(), now=naive), run_checks(store, AlertConfig(), now=aware)
+        assert (checked.budget_day, checked.anomaly_day) == (want.budget_day, want.anomaly_day)
+        assert render_metrics(store, now=naive) == render_metrics(store, now=aware)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

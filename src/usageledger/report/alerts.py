@@ -56,7 +56,7 @@ from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.names import Names, with_id
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, day_start, main_currency, utc_day
 from usageledger.store import tables
-from usageledger.timeutil import back_from
+from usageledger.timeutil import back_from, utc_moment
 
 __all__ = [
     "ALERT_KEYS",
@@ -309,7 +309,8 @@ def run_checks(
     :func:`usageledger.report.history.adjustments`) that moved by more than that amount since its month was closed.
     """
     names = names or Names()
-    today = now.astimezone(UTC).date()
+    now = utc_moment(now)  # a naive one is UTC, not the machine's zone
+    today = now.date()
     bday = budget_day or today
     aday = anomaly_day or today - timedelta(days=1)
     currency = main_currency(db, org)
@@ -395,7 +396,7 @@ def _forecast_alerts(
     names: Names,
 ) -> tuple[list[str], list[Alert]]:
     """This month's forecast against ``limit``: fires when the month-end figure is above it."""
-    month = now.astimezone(UTC).date().replace(day=1)
+    month = utc_moment(now).date().replace(day=1)
     try:
         report = build_forecast(db, month, now=now, org=org, project=project, budget=limit)
     except UsageLedgerError as exc:

@@ -20,6 +20,7 @@ from usageledger.report.forecast import CREDIT_HORIZON_DAYS, HISTORY_DAYS, credi
 from usageledger.report.forecasting import daily_spend, data_as_of
 from usageledger.report.queries import COSTS_VIEW, Database, utc_day
 from usageledger.store.credit import TopUp, list_topups
+from usageledger.timeutil import utc_moment
 
 __all__ = ["CreditBalance", "credit_balance"]
 
@@ -75,7 +76,7 @@ def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> Cr
     """The balance and its runway; ``None`` when no top-up is recorded (for ``org``) on or before ``now``'s UTC day.
 
     A top-up dated after that day is not bought yet and counts from its day on, never in an earlier balance."""
-    today = now.astimezone(UTC).date()
+    today = utc_moment(now).date()  # a naive now is UTC, not the machine's zone
     topups = [t for t in list_topups(db, org=org) if t.day <= today]
     if not topups:
         return None

@@ -47,6 +47,7 @@ from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.queries import COSTS_VIEW, LINE_ITEM_MODEL, Period, Scope, token_usage_sql
 from usageledger.store import BaseStore
+from usageledger.timeutil import utc_moment
 
 __all__ = [
     "DEFAULT_METRICS_LABELS",
@@ -260,7 +261,7 @@ def render_metrics(
     unknown = labels - DEFAULT_METRICS_LABELS
     if unknown:
         raise ParameterError("--metrics-labels", f"{', '.join(sorted(unknown))} is not a label")
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    moment = utc_moment(now or datetime.now(UTC))  # a naive now is UTC, not the machine's zone
     today = moment.date()
     period = Period(_month_start(today), today + timedelta(days=1))
     day_start = datetime(today.year, today.month, today.day, tzinfo=UTC)

@@ -12,7 +12,7 @@ from typing import Final
 
 from usageledger.errors import ParameterError
 from usageledger.report.queries import Period
-from usageledger.timeutil import since_unix, to_unix
+from usageledger.timeutil import since_unix, to_unix, utc_moment
 
 __all__ = ["DEFAULT_DAYS", "report_day", "report_period"]
 
@@ -39,8 +39,9 @@ def report_period(
 ) -> Period:
     """The period ``since``/``until`` name (either may be left out), judged at ``now``; a bad value is a
     :class:`~usageledger.errors.ParameterError` naming ``since_param`` or ``until_param``."""
+    now = utc_moment(now)  # a naive one is UTC, not the machine's zone
     ts = int(now.timestamp())
-    tomorrow = now.astimezone(UTC).date() + timedelta(days=1)
+    tomorrow = now.date() + timedelta(days=1)
     asked = report_day(until, now=ts, param=until_param, end=True) if until else tomorrow
     # Days to come hold no spend: an end after today ends with today (`--until 2027-01-01` for "this month"), so the
     # period and the one it is compared with are the days that can hold spend, not "the previous 1,157 days".
