@@ -196,8 +196,9 @@ def export(
     """Write the selected rows; ``output`` is ``-`` (stdout's binary stream), a binary stream, a file or a directory.
 
     ``endpoints``, ``orgs`` and ``streams`` take names (one string is one name; none: all); ``since``, ``until``,
-    ``as_of`` and ``changed_since`` take any time the client takes (:func:`usageledger.timeutil.to_unix`). A wrong
-    argument is a :class:`~usageledger.errors.ParameterError` naming it, before anything is read or written.
+    ``as_of`` and ``changed_since`` take any time the client takes (:func:`usageledger.timeutil.to_unix`; ``as_of``
+    not after now, :func:`~usageledger.timeutil.past_unix`). A wrong argument is a
+    :class:`~usageledger.errors.ParameterError` naming it, before anything is read or written.
 
     ``protect`` maps a description ("the config file") to a path the export must never write; the DuckDB store and
     its WAL are always protected. ``with_names`` adds the name columns (see the module's docstring).
@@ -209,10 +210,11 @@ def export(
     if changed_since is not None and not deltas:
         raise ConfigError("--changed-since: only a --deltas export reads changes; add --deltas")
     now = timeutil.now_unix()
-    start, end, at, changed = (
+    start, end, changed = (
         None if value is None else timeutil.to_unix(value, now=now, param=param)
-        for value, param in ((since, "since"), (until, "until"), (as_of, "as_of"), (changed_since, "changed_since"))
+        for value, param in ((since, "since"), (until, "until"), (changed_since, "changed_since"))
     )
+    at = None if as_of is None else timeutil.past_unix(as_of, now=now, param="as_of")  # the ledger's past only
     timeutil.check_range(start, end, now=now, start_param="since", end_param="until")
     _check_choice("fmt", fmt, typing.get_args(ExportFormat))
     _check_choice("partition_by", partition_by, (None, "day"))

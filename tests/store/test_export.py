@@ -172,6 +172,7 @@ def test_bad_export_requests_are_refused(store: BaseStore, tmp_path: Path) -> No
         ({"orgs": 5}, "orgs"),
         ({"since": object()}, "since"),
         ({"as_of": -5}, "as_of"),
+        ({"as_of": "2099-01-01"}, "as_of"),  # after now: the ledger holds no future (the CLI's --as-of rule)
         ({"protect": "usageledger.toml"}, "protect"),
         ({"orgs": ["nope"]}, "orgs"),
         ({"streams": ["nope"]}, "streams"),
