@@ -28,7 +28,7 @@ import secrets
 import shutil
 import sys
 import typing
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +42,7 @@ import pyarrow as pa
 from usageledger import catalogue, timeutil
 from usageledger._paths import is_stream, overwrite_refusal, real_path
 from usageledger.errors import ConfigError, ParameterError
+from usageledger.rules import name_list
 from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
 from usageledger.store.directory import NamedId, name_joins, named_ids
 from usageledger.store.schema import q
@@ -219,18 +220,18 @@ def export(
     _check_choice("fmt", fmt, typing.get_args(ExportFormat))
     _check_choice("partition_by", partition_by, (None, "day"))
     check_batch_rows(batch_rows)
-    specs = tables_for(_names("endpoints", endpoints))
+    specs = tables_for(name_list("endpoints", endpoints))
     if partition_by is not None and fmt != "parquet":
         raise ConfigError("--partition-by: only Parquet exports can be partitioned")
     output = _output(output, partition_by)
-    store.check_orgs(_names("orgs", orgs), param="orgs")  # an unknown one exported headers and nothing else
-    store.check_streams(_names("streams", streams), param="streams")
+    store.check_orgs(name_list("orgs", orgs), param="orgs")  # an unknown one exported headers and nothing else
+    store.check_streams(name_list("streams", streams), param="streams")
     selection = _Selection(
         store,
         start,
         end,
-        _names("orgs", orgs),
-        _names("streams", streams),
+        name_list("orgs", orgs),
+        name_list("streams", streams),
         batch_rows,
         with_names,
         at,
@@ -295,20 +296,7 @@ def check_directory(path: object, param: str = "path") -> Path:
 
 def endpoint_names(value: object) -> tuple[str, ...]:
     """``endpoints`` as names: one string is one endpoint (``"costs"`` was the endpoints c, o, s, t, s)."""
-    return _names("endpoints", value)
-
-
-def _names(param: str, value: object) -> tuple[str, ...]:
-    """``endpoints``/``orgs``/``streams`` as a tuple of names: one string is one name (``orgs="acme"`` was read as
-    the orgs ``a``, ``c``, ``m``, ``e``, and exported nothing); an empty tuple is "all"."""
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
-        raise ParameterError(param, f"expected a list of names, got {type(value).__name__}")
-    names = tuple(items)
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise ParameterError(param, f"expected non-empty names, got {name!r}; leave {param} out for all")
-    return names
+    return name_list("endpoints", value)
 
 
 def _output(output: object, partition_by: str | None) -> str | Path | IO[bytes]:

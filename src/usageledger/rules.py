@@ -74,6 +74,19 @@ def filter_value(param: str, value: object, kind: Literal["list", "bool"] | None
     return values
 
 
+def name_list(param: str, value: object) -> tuple[str, ...]:
+    """``endpoints``/``orgs``/``streams`` as a tuple of names: one string is one name (``orgs="acme"`` was read as
+    the orgs ``a``, ``c``, ``m``, ``e``, and exported nothing); an empty tuple is "all"."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
+        raise ParameterError(param, f"expected a list of names, got {type(value).__name__}")
+    names = tuple(items)
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ParameterError(param, f"expected non-empty names, got {name!r}; leave {param} out for all")
+    return names
+
+
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

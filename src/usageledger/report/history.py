@@ -22,7 +22,8 @@ from decimal import Decimal
 from usageledger import timeutil
 from usageledger._sections import Names
 from usageledger.errors import ParameterError
-from usageledger.store import BaseStore, tables, to_datetime
+from usageledger.rules import name_list
+from usageledger.store import BaseStore, require_store, tables, to_datetime
 from usageledger.store import history as _history
 from usageledger.store.closes import ClosedLine, closed_lines, month_totals
 from usageledger.timeutil import TimeInput
@@ -51,7 +52,7 @@ def as_of(
     :func:`usageledger.report.build_report` and every query on it read the rows of that time. With ``buckets``
     (``[start, end)``), only the buckets starting in it are rebuilt, faster on a long log: for a report, from the
     previous period's start to the period's end (``(period.previous().start, period.end)``)."""
-    _check_store(store)
+    require_store(store)
     span = None if buckets is None else (int(buckets[0].timestamp()), int(buckets[1].timestamp()))
     with _history.as_of(store, timeutil.to_unix(when, param="as_of"), span) as past:
         yield past
@@ -247,18 +248,13 @@ def deltas(
     return [Delta(r[0], r[1], r[2], r[3], r[4], r[5], Decimal(r[6])) for r in rows if Decimal(r[6]) != 0]
 
 
-def _check_store(store: object) -> None:
-    if not isinstance(store, BaseStore):  # a path failed deep inside: "'str' object has no attribute 'query'"
-        raise ParameterError("store", f"expected an open store (open_store(url)), got {type(store).__name__}")
-
-
 def _span(
     store: object, since: TimeInput | None, until: TimeInput | None, org: object
 ) -> tuple[int | None, int | None]:
     """The arguments :func:`changes` and :func:`deltas` share, checked: ``since``/``until`` as Unix seconds, a span
     that can hold something (a reversed one answered "no changes"), ``org`` a name (an int leaked DuckDB's
     Conversion Error)."""
-    _check_store(store)
+    require_store(store)
     lo = None if since is None else timeutil.since_unix(since, param="since")
     hi = None if until is None else timeutil.to_unix(until, param="until")
     if lo is not None and hi is not None and hi <= lo:
@@ -273,9 +269,7 @@ def _span(
 def _table_names(value: object) -> tuple[str, ...]:
     """``deltas``' ``tables``: one string is one table (``"costs"`` was read as c, o, s, t, s), and each must be one
     of the store's tables (an unknown one answered "no changes")."""
-    names = (value,) if isinstance(value, str) else value
-    if not isinstance(names, Sequence):
-        raise ParameterError("tables", f"expected a list of table names, got {type(value).__name__}")
+    names = name_list("tables", value)
     known = [spec.name for spec in tables()]
     for name in names:
         if name not in known:

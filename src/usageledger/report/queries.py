@@ -29,6 +29,7 @@ from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.store import daily_view_name
 from usageledger.store.schema import primary_daily_streams_sql
+from usageledger.timeutil import utc_moment
 
 __all__ = [
     "COSTS_VIEW",
@@ -117,8 +118,7 @@ def _whole_day(value: object, param: str) -> date:
     """A period's edge as a ``date``: a date, an ISO date string or a datetime at midnight UTC (naive = UTC, as
     everywhere); ``Period(datetime(2026, 10, 1), ...)`` was a TypeError deep in the report's SQL parameters."""
     if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        moment = moment.astimezone(UTC)
+        moment = utc_moment(value, param=param)
         if moment.time() != datetime.min.time():
             raise ParameterError(
                 param, f"{value.isoformat()} is not a whole UTC day; a period is whole days, pass a date"

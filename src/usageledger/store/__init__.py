@@ -14,7 +14,7 @@ from typing import Final
 
 from usageledger._paths import expand_home
 from usageledger._secrets import redact_url_password
-from usageledger.errors import StoreError
+from usageledger.errors import ParameterError, StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
 from usageledger.store._types import *  # noqa: F403  (the store's records: their one list is _types.__all__)
@@ -38,6 +38,7 @@ __all__ = [
     "open_existing_store",
     "store_files",
     "open_store",
+    "require_store",
     "table_for",
     "tables",
 ]
@@ -129,6 +130,14 @@ _NOT_A_STORE: Final = {
     READERS_SUFFIX: "lock file of a store",
 }
 """Endings of the files usageledger reads or writes besides its store: a store by such a name is a slip."""
+
+
+def require_store(value: object, param: str = "store") -> BaseStore:
+    """``value`` if it is an open store, else a ParameterError naming ``param``: a path passed where the library
+    takes a store failed deep inside (``'str' object has no attribute 'query'``)."""
+    if not isinstance(value, BaseStore):
+        raise ParameterError(param, f"expected an open store (open_store(url)), got {type(value).__name__}")
+    return value
 
 
 def open_store(url: str | Path = DEFAULT_STORE, *, migrate: bool = True, read_only: bool = False) -> BaseStore:

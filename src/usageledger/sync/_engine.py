@@ -31,7 +31,7 @@ from usageledger.errors import (
     SyncError,
     UsageLedgerError,
 )
-from usageledger.store import BaseStore, RunTotals, Stream
+from usageledger.store import BaseStore, RunTotals, Stream, require_store
 from usageledger.sync._model import (
     EventHandler,
     Org,
@@ -115,8 +115,7 @@ def _check_arguments(store: object, orgs: object, streams: object, options: obje
     options or a path for the store each failed deep inside (``'Org' object is not iterable``, ``'str' object has no
     attribute 'id'``); no stream synced nothing and said it succeeded; a stream or org listed twice was fetched,
     then refused at the write."""
-    if not isinstance(store, BaseStore):
-        raise ParameterError("store", f"expected an open store (open_store(url)), got {type(store).__name__}")
+    require_store(store)
     if not isinstance(options, SyncOptions):
         raise ParameterError("options", f"expected SyncOptions(...), got {type(options).__name__}")
     for param, items, kind, key in (("orgs", orgs, Org, "name"), ("streams", streams, Stream, "id")):
