@@ -28,7 +28,17 @@ from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import check_document, dumps, period_document, report_document
 from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
-from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Period, Scope, Spend, build_report, utc_day
+from usageledger.report.queries import (
+    COSTS_VIEW,
+    DAY,
+    LINE_ITEM_MODEL,
+    Period,
+    Scope,
+    Spend,
+    build_report,
+    line_item_model,
+    utc_day,
+)
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.store import BaseStore
 
@@ -206,7 +216,8 @@ class LedgerTools:
         previous = Decimal(0)
         currencies: set[str] = set()
         for group, line_item, currency, is_current, amount in rows:
-            if not snapshot.fullmatch(line_item.split(", ", 1)[0]) or ", " not in line_item:
+            line_model = line_item_model(line_item)
+            if line_model is None or not snapshot.fullmatch(line_model):
                 continue
             if currency is not None:
                 currencies.add(currency)

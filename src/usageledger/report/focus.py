@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from usageledger.export import bucket_filter, staged_file, write_csv, write_parquet
 from usageledger.report.fx import FxRates
-from usageledger.report.queries import utc_day
+from usageledger.report.queries import line_item_model, utc_day
 from usageledger.report.teams import UNASSIGNED
 from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store import BaseStore, table_for
@@ -158,13 +158,6 @@ def _tags(model: str | None, line_item: str | None, team: str) -> str:
     return _JSON.encode({k: v for k, v in tags.items() if v is not None}).decode()
 
 
-def _model(line_item: str | None) -> str | None:
-    """The model of a line item ``"<model>, <what>"`` (the report's rule, :data:`queries.LINE_ITEM_MODEL`)."""
-    if line_item and ", " in line_item:
-        return line_item.split(", ", 1)[0]
-    return None
-
-
 def _select(since: int | None, until: int | None, orgs: Sequence[str]) -> tuple[str, list[Any], pa.Schema]:
     spec = table_for("costs")
     wanted = ["org", "bucket_start", "bucket_end", "project_id", "line_item", "amount_value", "currency"]
@@ -254,7 +247,7 @@ def _row(r: Mapping[str, Any], teams: Mapping[str, str], fx: FxRates | None) -> 
         "ServiceSubcategory": SERVICE_SUBCATEGORY,
         "SubAccountId": project,
         "SubAccountName": (r["project_name"] or project) if project is not None else None,
-        "Tags": _tags(_model(line_item), line_item, team),
+        "Tags": _tags(line_item_model(line_item), line_item, team),
     }
     if fx is not None:
         rate = fx.rate(day)

@@ -51,6 +51,7 @@ __all__ = [
     "build_report",
     "day_start",
     "known_models",
+    "line_item_model",
     "main_currency",
     "project_known",
     "token_usage_sql",
@@ -64,6 +65,14 @@ the timestamp is grouping by UTC day, and far cheaper than converting every row 
 the few distinct values into dates."""
 LINE_ITEM_MODEL: Final = "CASE WHEN strpos(line_item, ', ') > 0 THEN split_part(line_item, ', ', 1) END"
 """The model of a costs line item ``"<model>, <what was billed>"``; NULL for line items without a model."""
+
+
+def line_item_model(line_item: str | None) -> str | None:
+    """:data:`LINE_ITEM_MODEL` in Python: the model of a line item ``"<model>, <what>"``, ``None`` without one."""
+    if line_item and ", " in line_item:
+        return line_item.split(", ", 1)[0]
+    return None
+
 
 INPUT_TOKENS: Final = "input_tokens"
 OUTPUT_TOKENS: Final = "output_tokens"
