@@ -39,7 +39,7 @@ from typing import Final, Literal, TypedDict, Unpack
 from usageledger.errors import ParameterError
 from usageledger.report.fx import BASE_CURRENCY, FxRates
 from usageledger.report.history import as_of
-from usageledger.report.queries import COSTS_VIEW, Database, line_item_model, utc_day
+from usageledger.report.queries import COSTS_VIEW, Database, day_start, line_item_model, utc_day
 from usageledger.store import BaseStore
 from usageledger.store.closes import closed_lines, month_bounds
 from usageledger.timeutil import month_start, next_month
@@ -220,10 +220,7 @@ def _month_rows(
         f"SELECT bucket_start, project_id, line_item, SUM(amount_value) FROM {COSTS_VIEW}"
         " WHERE bucket_start >= %s AND bucket_start < %s"
     )
-    params: list[object] = [
-        datetime(first.year, first.month, first.day, tzinfo=UTC),
-        datetime(until.year, until.month, until.day, tzinfo=UTC),
-    ]
+    params: list[object] = [day_start(first), day_start(until)]
     if org is not None:
         sql += " AND org = %s"
         params.append(org)
