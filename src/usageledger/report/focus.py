@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Final, Literal
@@ -30,8 +30,8 @@ from usageledger.report.queries import line_item_model, utc_day
 from usageledger.report.teams import UNASSIGNED
 from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store import BaseStore, table_for
+from usageledger.store.closes import month_bounds
 from usageledger.store.directory import named_view
-from usageledger.timeutil import next_month
 
 __all__ = [
     "FOCUS_COLUMNS",
@@ -142,12 +142,6 @@ class FocusResult:
     """The ``(day, rate)`` pairs used, when converted."""
 
 
-def _billing_period(day: date) -> tuple[datetime, datetime]:
-    """The calendar month holding ``day``: OpenAI invoices a month of usage."""
-    following = next_month(day)
-    return datetime(day.year, day.month, 1, tzinfo=UTC), datetime(following.year, following.month, 1, tzinfo=UTC)
-
-
 def focus_unit(unit: str) -> str:
     """``quantity_unit`` as a FOCUS unit (see :data:`UNITS`)."""
     return UNITS.get(unit) or " ".join(w.capitalize() for w in unit.replace("_", " ").split())
@@ -211,7 +205,7 @@ def focus_rows(
 def _row(r: Mapping[str, Any], teams: Mapping[str, str], fx: FxRates | None) -> dict[str, Any]:
     start: datetime = r["bucket_start"]
     day = utc_day(start)
-    period_start, period_end = _billing_period(day)
+    period_start, period_end = month_bounds(day)  # the billing period: OpenAI invoices a calendar month
     amount: Decimal = r["amount_value"] if r["amount_value"] is not None else Decimal(0)
     project = r["project_id"]
     line_item = r["line_item"]
