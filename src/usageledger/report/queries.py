@@ -49,6 +49,7 @@ __all__ = [
     "Spend",
     "biggest_first",
     "build_report",
+    "column_decimal",
     "day_start",
     "known_models",
     "line_item_model",
@@ -417,7 +418,8 @@ class ReportData:
         return sum(u.requests for u in self.usage_by_model)
 
 
-def _dec(value: object) -> Decimal:
+def column_decimal(value: object) -> Decimal:
+    """A DECIMAL/NUMERIC (or integer) column's value as either driver returns it; NULL (an empty ``SUM``) is 0."""
     if value is None:
         return Decimal(0)
     if isinstance(value, Decimal):
@@ -556,7 +558,7 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
     sql, params = _costs_sql(scope, period)
     for row in db.query(sql, params):
         g, values, cur = row[0], row[1 : 1 + len(_ROLLUP)], row[1 + len(_ROLLUP)]
-        amount, token_v, tokens_v = _dec(row[-3]), row[-2], row[-1]
+        amount, token_v, tokens_v = column_decimal(row[-3]), row[-2], row[-1]
         key = _kept(g)
         if key is None:
             if cur:
@@ -573,7 +575,7 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
             if value is not None:
                 currencies.add(value)
         elif key == "model":
-            by_model[value] = ModelSpend(value, amount, _dec(token_v), _dec(tokens_v))
+            by_model[value] = ModelSpend(value, amount, column_decimal(token_v), column_decimal(tokens_v))
         else:
             spend[key].append(Spend(value, amount))
     if len(currencies) > 1:
@@ -587,9 +589,9 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
     sql, params = _daily_sql(scope, period)
     for g, start, project, amount_v in db.query(sql, params):
         if g == 0:
-            daily_by_project.append(DailyValue(utc_day(start), project, _dec(amount_v)))
+            daily_by_project.append(DailyValue(utc_day(start), project, column_decimal(amount_v)))
         else:
-            daily[utc_day(start)] = _dec(amount_v)
+            daily[utc_day(start)] = column_decimal(amount_v)
 
     usage: list[ModelUsage] = []
     daily_tokens: list[DailyValue] = []
