@@ -422,6 +422,14 @@ def say(text: str, to: Console | None = None) -> None:
     (to or _err_console()).print(mask_keys(text), highlight=False, markup=False, soft_wrap=True)
 
 
+def announce(text: str, to: Console) -> None:
+    """:func:`say` for a server's status lines (ready, stopped): a daemon started with its output closed or on a
+    full disk (`serve ... >&-`) serves on without them, where any other command fails on an output it cannot write.
+    """
+    with contextlib.suppress(OSError):
+        say(text, to)
+
+
 def open_for_reading(url: str) -> BaseStore:
     """The store every reading command uses: it must exist; a wait for a running sync is said once on stderr."""
     from usageledger.store import open_existing_store

@@ -11,7 +11,17 @@ import typer
 from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger._uvicorn import listen_address
-from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, resolve_store, say, settle
+from usageledger.cli._app import (
+    announce,
+    app,
+    console,
+    fail,
+    friendly_errors,
+    open_for_reading,
+    resolve_store,
+    say,
+    settle,
+)
 from usageledger.config import load_config
 from usageledger.store import is_postgres_url, open_store
 from usageledger.timeutil import parse_duration
@@ -111,7 +121,7 @@ def serve(
         )
 
     def ready(address: str) -> None:
-        say(
+        announce(
             f"serving {redact_url_password(url)} at {address} (read-only"
             f"{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
             console,
