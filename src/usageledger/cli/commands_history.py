@@ -110,7 +110,7 @@ def close(
     orgs = [org] if org is not None and known else known
     if not orgs:
         raise ParameterError("MONTH", "the store holds no org yet: run `usageledger sync` first")
-    with open_store(url) as db:
+    with open_store(url, brief="close", on_wait=say) as db:  # brief: a second close or top-up waits for it
         closed = {line.org for line in closed_lines(db) if line.month == first}
         if reopen:
             count = reopen_month(db, first, orgs)
