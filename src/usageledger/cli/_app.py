@@ -25,7 +25,7 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup
 from typer.models import ArgumentInfo, ParameterInfo
 
-from usageledger._paths import overwrite_refusal
+from usageledger._paths import expand_home, overwrite_refusal
 from usageledger.cli._commands import COMMANDS
 from usageledger.errors import UsageLedgerError
 
@@ -532,6 +532,22 @@ def refuse_empty_values(fn: Callable[..., object], values: dict[str, object]) ->
         raise fail(_as_argument(spelled, flag) if not flag.startswith("--") else said)
 
 
+_PATH_STRINGS: Final = frozenset({"output"})
+"""String parameters that name a file to write (``export --output``, which is a ``str`` so that ``-`` is stdout)."""
+
+
+def home_expanded(values: dict[str, object]) -> dict[str, object]:
+    """The path parameters whose value starts with ``~``, made the home folder (:func:`_paths.expand_home`), as
+    ``--store`` already is. ``--html=~/r.html`` (no shell expands after ``=``) wrote ``./~/r.html``: a folder named
+    ``~`` in the working directory, one ``rm -rf ~`` away from the home folder."""
+    return {
+        name: (type(value)(expand_home(str(value))) if isinstance(value, Path) else expand_home(value))
+        for name, value in values.items()
+        if (isinstance(value, Path) or (isinstance(value, str) and name in _PATH_STRINGS))
+        and str(value).startswith("~")
+    }
+
+
 def comma_list(flag: str, values: typing.Iterable[str] | None) -> list[str] | None:
     """A list flag given repeated or as a comma list (``--group-by a,b``), ``None`` when not given.
 
@@ -655,6 +671,7 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             refuse_empty_values(wrapper, dict(kwargs))
+            kwargs.update(home_expanded(kwargs))
             with sigterm_as_interrupt():
                 return fn(*args, **kwargs)
         except UsageLedgerError as exc:
