@@ -1,7 +1,8 @@
-"""A ``~`` that no shell expanded (``--html=~/r.html``) is the home folder for every file a command writes."""
+"""Paths across commands: a `~` no shell expanded is the home folder, and no output overwrites an input."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,36 @@ def test_a_tilde_after_an_equals_sign_is_the_home_folder(
     assert result.exit_code == 0, result.output
     assert (home / written).is_file()
     assert not (work / "~").exists()
+
+
+def _rates(path: Path) -> None:
+    """A rates file with a rate for every day the demo store can hold."""
+    start = date(2026, 1, 1)
+    days = (start + timedelta(days=i) for i in range(400))
+    path.write_text("date,rate\n" + "".join(f"{d.isoformat()},0.9\n" for d in days))
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "given"),
+    [
+        (["report", "--names", "n.csv", "--html", "./n.csv"], "--html", "--names"),
+        (["statement", "2026-11", "--names", "n.csv", "--csv", "n.csv"], "--csv", "--names"),
+        (["statement", "2026-11", "--currency", "EUR", "--fx", "fx.csv", "--html", "fx.csv"], "--html", "--fx"),
+        (["export", "-f", "focus", "--currency", "EUR", "--fx", "fx.csv", "-o", "fx.csv"], "--output", "--fx"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_an_output_that_is_the_commands_own_input_is_refused(
+    argv: list[str], flag: str, given: str, demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same path as an input and an output of one command: `report --names n.csv --html n.csv` replaced the
+    names file with the page, and `export -f focus --fx r.csv -o r.csv` the rates with the rows. Refused, the input
+    untouched."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "n.csv").write_text("kind,id,name\n")
+    _rates(tmp_path / "fx.csv")
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")}
+    result = CliRunner().invoke(app, [*argv, "--store", str(demo_store)], terminal_width=200)
+    assert result.exit_code == 1, result.output
+    assert f"error: {flag} " in result.output and f"is the file of {given}" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")} == before

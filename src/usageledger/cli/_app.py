@@ -448,9 +448,10 @@ def refuse_overwriting(
 ) -> None:
     """Refuse an output file that is the store, its WAL or lock files, the config in use (by any spelling: a
     symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data.
-    ``other_outputs`` (flag, path) are the command's other output files: one of them named twice would overwrite
-    the other. A directory is refused too, naming ``flag`` and a file in it called ``example``, before any figure is
-    computed (``report --html out/`` built the whole report, then failed without naming --html)."""
+    ``other_outputs`` (flag, path) are the command's other files, its outputs and the files it reads (``--names``,
+    ``--fx``): one of them named twice would be overwritten (`report --names n.csv --html n.csv` replaced the names
+    file with the page). A directory is refused too, naming ``flag`` and a file in it called ``example``, before any
+    figure is computed (``report --html out/`` built the whole report, then failed without naming --html)."""
     from usageledger.store import store_files
 
     if path.is_dir():

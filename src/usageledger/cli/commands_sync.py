@@ -690,7 +690,11 @@ def _export_focus(
             until=until,
             orgs=orgs,
             fx=rates,
-            protect={} if config.path is None else {"the config file in use": config.path},
+            protect={
+                what: path
+                for what, path in (("the config file in use", config.path), ("the file of --fx", fx))
+                if path is not None
+            },
         )
     if rates is not None:
         err_console.print(
