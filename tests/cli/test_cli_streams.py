@@ -67,3 +67,10 @@ def test_a_server_announces_nothing_when_its_output_is_closed(monkeypatch: pytes
     announce("serving at http://127.0.0.1:8080", console)
     with pytest.raises(OSError, match="standard output is closed"):
         say("the answer", console)
+
+
+def test_a_closed_input_reads_as_an_empty_one(demo_store: Path) -> None:
+    """`mcp <&-` was an AttributeError traceback (Python has no sys.stdin then): it ends as `mcp < /dev/null` does."""
+    done = _run("mcp", "--store", str(demo_store), redirect="<&-")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

@@ -123,6 +123,8 @@ def standard_streams() -> None:
                 os.dup2(devnull, fd)
                 os.close(devnull)
             os.set_inheritable(fd, True)
+    if sys.stdin is None:  # `mcp <&-` was an AttributeError traceback: a closed input reads as an empty one
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 (for the process's life)
     if sys.stdout is None:
         sys.stdout = _ClosedOutput()
     if sys.stderr is None:
