@@ -74,3 +74,17 @@ def test_top_ups_and_a_close_at_once_all_land(demo_store_copy: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     days = sorted(t["day"] for t in json.loads(listed.stdout)["topups"])
     assert days == ["2026-11-01", "2026-11-02", "2026-11-03"], listed.stdout
+
+
+def test_doctor_names_a_brief_writer_for_what_it_is(demo_store_copy: Path) -> None:
+    """`doctor` while a top-up holds the store said "a running sync"; it names the top-up."""
+    from usageledger.doctor import diagnose
+
+    held = WriterLock.acquire(str(demo_store_copy), brief="credit add")
+    try:
+        found = [f for f in diagnose(store=str(demo_store_copy), environ={}).findings if f.check == "store"]
+    finally:
+        held.release()
+    assert [f.status for f in found] == ["warn"]
+    assert f"being written by a running credit add (PID {os.getpid()})" in found[0].finding
+    assert "once the credit add has finished" in found[0].fix
