@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from usageledger.cli import _ClosedOutput
+from usageledger.cli import _ClosedOutput, drop_unusable_sizes
 from usageledger.cli._app import _make_console, announce, say
 
 CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
@@ -74,3 +74,23 @@ def test_a_closed_input_reads_as_an_empty_one(demo_store: Path) -> None:
     done = _run("mcp", "--store", str(demo_store), redirect="<&-")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_width_of_zero_prints_at_80_columns_not_nothing(demo_store: Path) -> None:
+    """`COLUMNS=0` (some CI runners export it): rich took it as zero columns and `status`, `report` and even the
+    `error:` lines printed nothing; unusable sizes are now forgotten, and the output is whole."""
+    done = _run("status", "--store", str(demo_store), redirect="", env={"COLUMNS": "0"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Streams in ")
+    failed = _run("report", "--store", str(demo_store) + ".missing", redirect="", env={"COLUMNS": "0"})
+    assert failed.returncode == 1 and failed.stderr.startswith("error: no store at "), failed.stderr
+
+
+def test_only_positive_sizes_are_kept() -> None:
+    """`COLUMNS`/`LINES` that are zero, negative or not numbers are dropped; a usable one stays."""
+    environ = {"COLUMNS": "0", "LINES": "-3", "TERM": "dumb"}
+    drop_unusable_sizes(environ)
+    assert environ == {"TERM": "dumb"}
+    environ = {"COLUMNS": "60", "LINES": "abc"}
+    drop_unusable_sizes(environ)
+    assert environ == {"COLUMNS": "60"}

@@ -14,6 +14,7 @@ import importlib
 import io
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
 from usageledger.cli import _app
@@ -58,6 +59,7 @@ def main() -> None:
     os.environ.setdefault(ARROW_POOL_ENV, "system")
     os.environ.setdefault(BLAS_THREADS_ENV, "1")
     standard_streams()
+    drop_unusable_sizes(os.environ)
     try:
         _app.app()
     except OSError as exc:  # `version` and `--help` write outside the commands' error handling
@@ -73,6 +75,17 @@ traceback."""
 
 
 _CLOSED: Final = "standard output is closed; run the command with it open, or redirect it to a file"
+
+
+def drop_unusable_sizes(environ: MutableMapping[str, str]) -> None:
+    """Forget ``COLUMNS``/``LINES`` when they are not a positive number: rich takes ``COLUMNS=0`` (what some CI
+    runners and containers export when ``tput cols`` knows no terminal) as a width of zero and prints nothing at
+    all, so `report`, `status` and even `error:` lines came out empty with exit 0 or 1. Without them rich asks the
+    terminal, else uses 80 columns."""
+    for name in ("COLUMNS", "LINES"):
+        value = environ.get(name)
+        if value is not None and not (value.strip().isdigit() and int(value) > 0):
+            del environ[name]
 
 
 class _ClosedBytes(io.RawIOBase):
