@@ -46,7 +46,7 @@ from usageledger.errors import (
     StoreError,
 )
 from usageledger.store import check_store_url, is_postgres_url, open_existing_store, open_store
-from usageledger.store._filelock import writer_pid
+from usageledger.store._filelock import Writer, writer
 
 __all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
 
@@ -389,9 +389,11 @@ class _Rollback(Exception):
     """Raised inside the write probe's transaction so nothing it wrote stays."""
 
 
-def _check_store_in_use(url: str, shown: str, pid: int) -> list[Finding]:
-    """A DuckDB store a running sync writes: opened to read (waiting briefly, as readers do); writes not probed."""
-    who = f"a running sync (PID {pid})" if pid else "a running sync"
+def _check_store_in_use(url: str, shown: str, held: Writer) -> list[Finding]:
+    """A DuckDB store a running sync (or a brief write, a top-up) writes: opened to read (waiting briefly, as readers
+    do); writes not probed."""
+    what = held.what
+    who = f"a running {what} (PID {held.pid})" if held.pid else f"a running {what}"
     try:
         with open_existing_store(url) as opened:
             pending = opened.pending_migrations()
@@ -402,13 +404,13 @@ def _check_store_in_use(url: str, shown: str, pid: int) -> list[Finding]:
             "store",
             "warn",
             f"{shown} is being written by {who}: it opens for reading; the write check was skipped",
-            "run `usageledger doctor` again once the sync has finished to check writes",
+            f"run `usageledger doctor` again once the {what} has finished to check writes",
         )
     ]
     if pending:
         return [
             *out,
-            Finding("migrations", "ok", f"{counted(len(pending), 'migration')} to apply; the running sync does that"),
+            Finding("migrations", "ok", f"{counted(len(pending), 'migration')} to apply; the running {what} does that"),
         ]
     return [*out, Finding("migrations", "ok", "the schema is current")]
 
@@ -441,9 +443,9 @@ def _check_store(url: str, source: str) -> list[Finding]:
                     f"create {folder} (or {set_to(source, '--store', 'a path in a writable folder', literal=False)})",
                 )
             ]
-        pid = writer_pid(url)
-        if pid is not None:  # a running sync holds the writer's lock: read, as every reading command does
-            return _check_store_in_use(url, shown, pid)
+        held = writer(url)
+        if held is not None:  # a running sync holds the writer's lock: read, as every reading command does
+            return _check_store_in_use(url, shown, held)
     try:
         opened = open_store(url, migrate=False)
     except StoreError as exc:

@@ -181,7 +181,8 @@ def test_a_store_from_before_the_registry_is_migrated_by_org_name(
 
 
 def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, emulator: Emulator) -> None:
-    """A store mixed before the registry says so on stderr in `report` and `check`, naming the fix."""
+    """A store mixed before the registry says so on stderr in `report`, `check` and `changes` (whose "spend restated
+    by" added both without a word), naming the fix."""
     path = tmp_path / "mixed.duckdb"
     with open_store(path) as store:
         _real_sync(store, emulator, org="acme")
@@ -190,7 +191,7 @@ def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, 
         store.execute("DELETE FROM schema_migrations WHERE name = '0003_org_registry'")
     with open_store(path):
         pass  # migrated as `sync` would: `demo` synthetic, `acme` real
-    for command in (["report"], ["check", "--daily-budget", "1000000"]):
+    for command in (["report"], ["check", "--daily-budget", "1000000"], ["changes"]):
         result = CliRunner().invoke(app, [*command, "--store", str(path)], terminal_width=400)
         assert result.exit_code in (0, EXIT_FINDINGS), result.output  # `check` finds the store stale (real clock)
         assert (

@@ -8,9 +8,14 @@ rich: see ``cli/_app.py``).
 
 from __future__ import annotations
 
+import codecs
+import errno
 import importlib
+import io
 import os
-from typing import TYPE_CHECKING, Any
+import sys
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, Final
 
 from usageledger.cli import _app
 from usageledger.cli._commands import COMMANDS
@@ -53,4 +58,94 @@ def main() -> None:
     """
     os.environ.setdefault(ARROW_POOL_ENV, "system")
     os.environ.setdefault(BLAS_THREADS_ENV, "1")
-    _app.app()
+    standard_streams()
+    drop_unusable_sizes(os.environ)
+    try:
+        _app.app()
+    except OSError as exc:  # `version` and `--help` write outside the commands' error handling
+        if exc.errno not in _WRITE_FAILURES:
+            raise
+        sys.stderr.write(f"error: {exc.strerror or exc}\n")  # `version > /dev/full` was a traceback
+        raise SystemExit(1) from None
+
+
+_WRITE_FAILURES: Final = frozenset({errno.EBADF, errno.ENOSPC, errno.EDQUOT, errno.EIO})
+"""Why writing to standard output can fail (closed, a full disk, a quota, a device error): one line, not a
+traceback."""
+
+
+_CLOSED: Final = "standard output is closed; run the command with it open, or redirect it to a file"
+
+
+def drop_unusable_sizes(environ: MutableMapping[str, str]) -> None:
+    """Forget ``COLUMNS``/``LINES`` when they are not a positive number: rich takes ``COLUMNS=0`` (what some CI
+    runners and containers export when ``tput cols`` knows no terminal) as a width of zero and prints nothing at
+    all, so `report`, `status` and even `error:` lines came out empty with exit 0 or 1. Without them rich asks the
+    terminal, else uses 80 columns."""
+    for name in ("COLUMNS", "LINES"):
+        value = environ.get(name)
+        if value is not None and not (value.strip().isdigit() and int(value) > 0):
+            del environ[name]
+
+
+class _ClosedBytes(io.RawIOBase):
+    """``sys.stdout.buffer`` of :class:`_ClosedOutput`: ``export`` writes its bytes there, refused the same way."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise OSError(errno.EBADF, _CLOSED)
+
+
+class _ClosedOutput(io.TextIOBase):
+    """``sys.stdout`` when the command was started with its output closed (``>&-``): Python leaves it ``None``, and
+    rich then drops every line without a word, so `report >&-` printed nothing and exited 0. Writing here fails
+    instead, as any other write that cannot happen (`> /dev/full`) fails: one error line, exit 1. A command that
+    prints nothing (``serve``, ``sync --quiet``) runs as before."""
+
+    encoding = "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: object) -> int:
+        raise OSError(errno.EBADF, _CLOSED)
+
+    @property
+    def buffer(self) -> _ClosedBytes:
+        return _ClosedBytes()
+
+
+def standard_streams() -> None:
+    """Make the three standard streams safe to use before any file is opened.
+
+    * A closed descriptor 0, 1 or 2 is opened on ``/dev/null``: otherwise the next file opened (the store, its lock
+      file, an export) gets that number, and anything written to "standard error" lands in it. ``sys.stdout`` then
+      refuses writes (:class:`_ClosedOutput`); ``sys.stderr`` writes to ``/dev/null``, as the user asked.
+    * Standard output whose encoding is not UTF-8 (``PYTHONIOENCODING=latin-1``, a legacy console) replaces what it
+      cannot encode (``…``, ``→``, the trend's blocks) with ``?`` instead of ending the command with a
+      ``UnicodeEncodeError`` traceback. Standard error already does (Python gives it ``backslashreplace``).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            os.set_inheritable(fd, True)
+    if sys.stdin is None:  # `mcp <&-` was an AttributeError traceback: a closed input reads as an empty one
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 (for the process's life)
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115 (for the process's life)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        utf8 = codecs.lookup(encoding).name.startswith("utf")
+    except LookupError:
+        utf8 = False
+    if not utf8 and isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")

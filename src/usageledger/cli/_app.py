@@ -25,7 +25,7 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup
 from typer.models import ArgumentInfo, ParameterInfo
 
-from usageledger._paths import overwrite_refusal
+from usageledger._paths import expand_home, overwrite_refusal
 from usageledger.cli._commands import COMMANDS
 from usageledger.errors import UsageLedgerError
 
@@ -422,6 +422,14 @@ def say(text: str, to: Console | None = None) -> None:
     (to or _err_console()).print(mask_keys(text), highlight=False, markup=False, soft_wrap=True)
 
 
+def announce(text: str, to: Console) -> None:
+    """:func:`say` for a server's status lines (ready, stopped): a daemon started with its output closed or on a
+    full disk (`serve ... >&-`) serves on without them, where any other command fails on an output it cannot write.
+    """
+    with contextlib.suppress(OSError):
+        say(text, to)
+
+
 def open_for_reading(url: str) -> BaseStore:
     """The store every reading command uses: it must exist; a wait for a running sync is said once on stderr."""
     from usageledger.store import open_existing_store
@@ -440,9 +448,10 @@ def refuse_overwriting(
 ) -> None:
     """Refuse an output file that is the store, its WAL or lock files, the config in use (by any spelling: a
     symlink, a hard link, ``./``) or any DuckDB file: what a command writes beside its reading never destroys data.
-    ``other_outputs`` (flag, path) are the command's other output files: one of them named twice would overwrite
-    the other. A directory is refused too, naming ``flag`` and a file in it called ``example``, before any figure is
-    computed (``report --html out/`` built the whole report, then failed without naming --html)."""
+    ``other_outputs`` (flag, path) are the command's other files, its outputs and the files it reads (``--names``,
+    ``--fx``): one of them named twice would be overwritten (`report --names n.csv --html n.csv` replaced the names
+    file with the page). A directory is refused too, naming ``flag`` and a file in it called ``example``, before any
+    figure is computed (``report --html out/`` built the whole report, then failed without naming --html)."""
     from usageledger.store import store_files
 
     if path.is_dir():
@@ -522,6 +531,22 @@ def refuse_empty_values(fn: Callable[..., object], values: dict[str, object]) ->
         flag, _ = _flag_names(fn).get(name, (name.upper(), False))
         said = f"{flag}: no value given ({flag} was read as its own value); write {flag} VALUE"
         raise fail(_as_argument(spelled, flag) if not flag.startswith("--") else said)
+
+
+_PATH_STRINGS: Final = frozenset({"output"})
+"""String parameters that name a file to write (``export --output``, which is a ``str`` so that ``-`` is stdout)."""
+
+
+def home_expanded(values: dict[str, object]) -> dict[str, object]:
+    """The path parameters whose value starts with ``~``, made the home folder (:func:`_paths.expand_home`), as
+    ``--store`` already is. ``--html=~/r.html`` (no shell expands after ``=``) wrote ``./~/r.html``: a folder named
+    ``~`` in the working directory, one ``rm -rf ~`` away from the home folder."""
+    return {
+        name: (type(value)(expand_home(str(value))) if isinstance(value, Path) else expand_home(value))
+        for name, value in values.items()
+        if (isinstance(value, Path) or (isinstance(value, str) and name in _PATH_STRINGS))
+        and str(value).startswith("~")
+    }
 
 
 def comma_list(flag: str, values: typing.Iterable[str] | None) -> list[str] | None:
@@ -647,6 +672,7 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             refuse_empty_values(wrapper, dict(kwargs))
+            kwargs.update(home_expanded(kwargs))
             with sigterm_as_interrupt():
                 return fn(*args, **kwargs)
         except UsageLedgerError as exc:

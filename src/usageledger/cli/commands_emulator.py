@@ -11,7 +11,7 @@ import typer
 from usageledger import timeutil
 from usageledger._secrets import normalize_key
 from usageledger._uvicorn import listen_address
-from usageledger.cli._app import Verbose, app, console, fail, friendly_errors, settle, setup_logging
+from usageledger.cli._app import Verbose, announce, app, console, fail, friendly_errors, settle, setup_logging
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.config import MIN_REVISION_WINDOW
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
@@ -162,11 +162,11 @@ def emulator(
         raise fail(str(exc)) from None
 
     def ready(url: str) -> None:
-        console.print(f"Emulator ready at {url}", highlight=False, soft_wrap=True)
+        announce(f"Emulator ready at {url}", console)
 
     settle()
     serve(instance, host, port, ready)  # a host or port it cannot listen on is a ListenError: one line, exit 1
-    console.print("Emulator stopped", highlight=False)
+    announce("Emulator stopped", console)
 
 
 def _not_a_file(path: Path) -> str:

@@ -14,7 +14,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, resolve_store
+from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, resolve_store, say
 from usageledger.cli.commands_report import (
     NamesOpt,
     NowOpt,
@@ -146,14 +146,15 @@ app.add_typer(credit_app, name="credit")
 
 
 @contextmanager
-def _writable(url: str) -> Iterator[BaseStore]:
-    """An existing store, opened to write (and migrated): never creates one."""
+def _writable(url: str, what: str) -> Iterator[BaseStore]:
+    """An existing store, opened to write (and migrated): never creates one. ``what`` (``credit add``) is a brief
+    write: two at once wait for each other, saying so, instead of one being refused as if a sync held the store."""
     from usageledger.store.duckdb import no_store_message
 
     url = check_store_url(url)  # `sqlite:///x.db` is an unsupported store, not a missing one
     if not is_postgres_url(url) and not Path(url).exists():
         raise StoreError(no_store_message(url))
-    opened = open_store(url, migrate=False)
+    opened = open_store(url, migrate=False, brief=what, on_wait=say)
     try:
         if not opened.applied_migrations():
             raise StoreError(
@@ -217,7 +218,7 @@ def credit_add(
     value = _topup_amount(amount)
     check_note(note, "--note")
     settings = load_config(config)
-    with _writable(resolve_store(store, settings)) as db, db.transaction():
+    with _writable(resolve_store(store, settings), "credit add") as db, db.transaction():
         added = add_topup(db, org=_org_for(db, org), day=when, amount=value, note=note)
     if output_format == "json":
         typer.echo(dumps(_topup_row(added)))
@@ -270,7 +271,7 @@ def credit_remove(
     if not topup_id.strip().isdigit():
         raise ParameterError("ID", f"{topup_id!r} is not a top-up ID; give the number credit list shows")
     settings = load_config(config)
-    with _writable(resolve_store(store, settings)) as db, db.transaction():
+    with _writable(resolve_store(store, settings), "credit remove") as db, db.transaction():
         removed = remove_topup(db, int(topup_id))
     if removed is None:
         raise ParameterError("ID", f"no top-up has ID {topup_id.strip()}; credit list shows the IDs")

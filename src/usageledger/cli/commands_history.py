@@ -20,7 +20,7 @@ from usageledger.cli._app import (
     resolve_store,
     say,
 )
-from usageledger.cli.commands_report import NamesOpt, OrgOpt, _names
+from usageledger.cli.commands_report import NamesOpt, OrgOpt, _database, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money
@@ -56,8 +56,7 @@ def changes(
     timeutil.check_range(lo, hi, now=now, start_param="--since", end_param="--until")  # the one range check
     settings = load_config(config)
     overrides = _names(settings, names)  # a bad names file is refused before the store is opened
-    with open_for_reading(resolve_store(store, settings)) as db:
-        db.check_orgs(org)
+    with _database(resolve_store(store, settings), org=org) as db:  # warns of a store mixing synthetic and real
         found = read_changes(db, since=lo, until=hi, org=org)
         id_names = resolve_names(db, org=org, overrides=overrides)
     if output_format == "json":
@@ -110,7 +109,7 @@ def close(
     orgs = [org] if org is not None and known else known
     if not orgs:
         raise ParameterError("MONTH", "the store holds no org yet: run `usageledger sync` first")
-    with open_store(url) as db:
+    with open_store(url, brief="close", on_wait=say) as db:  # brief: a second close or top-up waits for it
         closed = {line.org for line in closed_lines(db) if line.month == first}
         if reopen:
             count = reopen_month(db, first, orgs)

@@ -246,7 +246,14 @@ def report(
     overrides = _names(settings, names)
     if html is not None:  # never over the store or the config (`--html usageledger.duckdb` replaced the store)
         url = resolve_store(store, settings)
-        refuse_overwriting("--html", html, store_url=url, config_path=settings.path, example="report.html")
+        refuse_overwriting(
+            "--html",
+            html,
+            store_url=url,
+            config_path=settings.path,
+            example="report.html",
+            other_outputs=(("--names", names), ("--fx", fx)),
+        )
     if png is not None:  # said before anything is written: `--html r.html --png r.html` wrote the page, then failed
         if html is not None and same_file(html, png):
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
@@ -607,7 +614,7 @@ def statement(
                 store_url=url,
                 config_path=settings.path,
                 example=f"statements.{flag[2:]}",
-                other_outputs=outputs[:i],
+                other_outputs=(*outputs[:i], ("--names", names), ("--fx", fx)),
             )
     today = datetime.now(UTC).date()
     with _database(resolve_store(store, settings), org=org) as db:

@@ -11,7 +11,17 @@ import typer
 from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger._uvicorn import listen_address
-from usageledger.cli._app import app, console, fail, friendly_errors, open_for_reading, resolve_store, say, settle
+from usageledger.cli._app import (
+    announce,
+    app,
+    console,
+    fail,
+    friendly_errors,
+    open_for_reading,
+    resolve_store,
+    say,
+    settle,
+)
 from usageledger.config import load_config
 from usageledger.store import is_postgres_url, open_store
 from usageledger.timeutil import parse_duration
@@ -97,7 +107,7 @@ def serve(
     if interval is not None and (is_postgres_url(url) or not Path(url).exists()):
         # A new store (or a PostgreSQL database without the tables) is made now: the periodic sync, whose first run
         # starts now, fills it, and until then the dashboard shows an empty ledger rather than refusing to start.
-        with open_store(url):
+        with open_store(url, on_wait=say):
             pass
     with open_for_reading(url):  # a missing or unmigrated store is said now, not on the first page
         pass
@@ -111,7 +121,7 @@ def serve(
         )
 
     def ready(address: str) -> None:
-        say(
+        announce(
             f"serving {redact_url_password(url)} at {address} (read-only"
             f"{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
             console,

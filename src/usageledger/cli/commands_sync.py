@@ -102,7 +102,7 @@ def init(
     if not path.parent.is_dir():  # before the store is made: a failed init leaves neither file behind
         raise fail(f"--path {path}: the folder {path.parent} does not exist; create it or pick another --path")
     check_config_target(path, force=force)
-    with open_store(store, migrate=False) as opened:
+    with open_store(store, migrate=False, on_wait=say) as opened:
         existed = bool(opened.applied_migrations())
         applied = opened.migrate()
     written = write_default_config(path, store_url=store, force=force)
@@ -436,7 +436,7 @@ def sync_command(
     url = _store_url(store, config)
     limit_arenas(SYNC_ARENAS)
     engine.start_decoder_import()
-    with open_store(url) as opened, view.live:
+    with open_store(url, on_wait=say) as opened, view.live:  # says so if it waits for a top-up or a close
         settle()
         result = engine.sync(
             opened,
@@ -690,7 +690,11 @@ def _export_focus(
             until=until,
             orgs=orgs,
             fx=rates,
-            protect={} if config.path is None else {"the config file in use": config.path},
+            protect={
+                what: path
+                for what, path in (("the config file in use", config.path), ("the file of --fx", fx))
+                if path is not None
+            },
         )
     if rates is not None:
         err_console.print(

@@ -140,8 +140,18 @@ def require_store(value: object, param: str = "store") -> BaseStore:
     return value
 
 
-def open_store(url: str | Path = DEFAULT_STORE, *, migrate: bool = True, read_only: bool = False) -> BaseStore:
-    """Open (and by default migrate) the store at ``url``: a ``postgresql://`` URL or a DuckDB file path."""
+def open_store(
+    url: str | Path = DEFAULT_STORE,
+    *,
+    migrate: bool = True,
+    read_only: bool = False,
+    brief: str | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> BaseStore:
+    """Open (and by default migrate) the store at ``url``: a ``postgresql://`` URL or a DuckDB file path.
+
+    ``brief`` names a write of a few rows (``credit add``, ``close``): another writer of a DuckDB file waits for it
+    (bounded) rather than being refused, and ``on_wait`` hears once when this one waits for such a write."""
     text = check_store_url(url)
     store: BaseStore
     if is_postgres_url(text):
@@ -151,7 +161,7 @@ def open_store(url: str | Path = DEFAULT_STORE, *, migrate: bool = True, read_on
     else:
         from usageledger.store.duckdb import DuckDBStore
 
-        store = DuckDBStore(text, read_only=read_only)
+        store = DuckDBStore(text, read_only=read_only, on_wait=on_wait, brief=brief)
     if migrate and not read_only:
         try:
             store.migrate()

@@ -3,8 +3,10 @@
 DuckDB lets one process hold a file for writing, and then no other process may open it, not even to read. So:
 
 * ``<store>.lock`` is held (``flock``, exclusive) by the one usageledger process that writes the store (``sync``,
-  ``init``, ``demo``), for as long as it has the store open; it holds that process's PID. The kernel drops the lock
-  when the process ends, however it ends, so a file left behind by a dead process never blocks anyone.
+  ``init``, ``demo``, ``credit``, ``close``), for as long as it has the store open; it holds that process's PID and,
+  on a second line, what it is: a sync (the default), or a brief write such as ``credit add`` that another writer
+  waits for (bounded, saying so) instead of being refused at once. The kernel drops the lock when the process ends,
+  however it ends, so a file left behind by a dead process never blocks anyone.
 * ``<store>.readers`` is held (``flock``, shared) by a reader that found the store busy, until it has read. The
   writer looks at it between two transactions: while any reader waits, it closes the store and opens it again only
   once every waiting reader is done.
@@ -18,17 +20,42 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import Final, NamedTuple
 
 from usageledger.errors import StoreError
 
-__all__ = ["LOCK_SUFFIX", "READERS_SUFFIX", "ReaderSignal", "WriterLock", "reader_turn", "writer_pid"]
+__all__ = [
+    "BRIEF_WAIT_LIMIT",
+    "LOCK_SUFFIX",
+    "READERS_SUFFIX",
+    "ReaderSignal",
+    "Writer",
+    "WriterLock",
+    "reader_turn",
+    "writer",
+    "writer_pid",
+]
 
 LOCK_SUFFIX: Final = ".lock"
 READERS_SUFFIX: Final = ".readers"
 _ACQUIRE_TRIES: Final = 10
 """A reader's probe holds the writer lock shared for an instant: retry that long before calling the store taken."""
+BRIEF_WAIT_LIMIT: Final = 60.0
+"""Seconds a writer waits for a brief writer (``credit add``, ``close``: a second or so) before it gives up."""
+_UNSAID_GRACE: Final = 1.0
+"""Seconds a lock held by a process that has not yet written who it is is looked at again before it is refused."""
+SYNC: Final = "sync"
+_BRIEF: Final = "brief "
+
+
+class Writer(NamedTuple):
+    """The usageledger process writing a store: its PID (0 when it did not say) and what it runs (``sync``, or the
+    brief write's name); ``brief`` when it only records a few rows and lets go."""
+
+    pid: int
+    what: str = SYNC
+    brief: bool = False
 
 
 def _locked(fd: int, how: int) -> bool:
@@ -41,8 +68,18 @@ def _locked(fd: int, how: int) -> bool:
 
 
 def _read_pid(fd: int) -> int | None:
-    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    return int(text) if text.isdigit() else None
+    return _read_writer(fd).pid or None
+
+
+def _read_writer(fd: int) -> Writer:
+    """What the lock file says: ``PID`` then, on a second line, ``brief NAME`` for a brief writer (a sync says
+    nothing more, as every version before this did)."""
+    first, _, second = os.pread(fd, 256, 0).decode("utf-8", "replace").partition("\n")
+    pid = int(first.strip()) if first.strip().isdigit() else 0
+    second = second.strip()
+    if second.startswith(_BRIEF) and second[len(_BRIEF) :].strip():
+        return Writer(pid, second[len(_BRIEF) :].strip(), brief=True)
+    return Writer(pid)
 
 
 class WriterLock:
@@ -52,22 +89,40 @@ class WriterLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, store_path: str) -> WriterLock:
-        """Take the lock, or :class:`StoreError` naming the PID of the usageledger process that holds it."""
+    def acquire(
+        cls, store_path: str, *, brief: str | None = None, on_wait: Callable[[str], None] | None = None
+    ) -> WriterLock:
+        """Take the lock, or :class:`StoreError` naming the usageledger process that holds it and what it runs.
+
+        ``brief`` names this process's write when it is brief (``credit add``). A brief holder is waited for, up to
+        :data:`BRIEF_WAIT_LIMIT`, and ``on_wait`` hears that once: two top-ups at once both land. A sync is long, so
+        a writer that finds one is refused at once (a second sync would only repeat it)."""
         fd = os.open(store_path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            for attempt in range(_ACQUIRE_TRIES):
-                if _locked(fd, fcntl.LOCK_EX):
-                    break
-                if attempt + 1 == _ACQUIRE_TRIES:
-                    pid = _read_pid(fd)
-                    raise StoreError(
-                        f"another usageledger process (PID {pid if pid is not None else 'unknown'}, a running sync)"
-                        f" is writing to the store {store_path}: wait for it to finish, or pass another --store"
-                    )
-                time.sleep(0.02)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            started = time.monotonic()
+            attempt = 0
+            told = False
+            while not _locked(fd, fcntl.LOCK_EX):
+                attempt += 1
+                holder = _read_writer(fd)
+                waited = time.monotonic() - started
+                # A holder that has not said who it is yet (an instant between its lock and its write) is looked
+                # at again, for up to a second, rather than taken for a sync.
+                says_sync = not holder.brief and (holder.pid != 0 or waited > _UNSAID_GRACE)
+                if attempt >= _ACQUIRE_TRIES and (says_sync or waited > BRIEF_WAIT_LIMIT):
+                    raise StoreError(_busy(store_path, holder, waited if holder.brief else None))
+                if holder.brief and attempt >= _ACQUIRE_TRIES and not told:
+                    told = True
+                    if on_wait is not None:
+                        on_wait(
+                            f"waiting for the running {holder.what} (PID {holder.pid or 'unknown'}) to finish writing"
+                            f" the store {store_path}…"
+                        )
+                time.sleep(0.02 if attempt < _ACQUIRE_TRIES else 0.05)
+            mark = "" if brief is None else f"{_BRIEF}{' '.join(brief.split())}\n"
+            said = f"{os.getpid()}\n{mark}".encode()
+            os.pwrite(fd, said, 0)  # then cut what a longer earlier text left: the file is never seen empty
+            os.ftruncate(fd, len(said))
         except BaseException:
             os.close(fd)
             raise
@@ -80,8 +135,17 @@ class WriterLock:
             self._fd = None
 
 
-def writer_pid(store_path: str) -> int | None:
-    """The PID of the usageledger process writing the store now (0 when it did not say), or None when none is."""
+def _busy(store_path: str, holder: Writer, waited: float | None) -> str:
+    """The refusal: who writes the store, and what to do."""
+    after = "" if waited is None else f" (waited {waited:.0f} s)"
+    return (
+        f"another usageledger process (PID {holder.pid or 'unknown'}, a running {holder.what}) is writing to the store"
+        f" {store_path}{after}: wait for it to finish, or pass another --store"
+    )
+
+
+def writer(store_path: str) -> Writer | None:
+    """The usageledger process writing the store now, or None when none is."""
     try:
         fd = os.open(store_path + LOCK_SUFFIX, os.O_RDONLY)
     except OSError:
@@ -90,9 +154,15 @@ def writer_pid(store_path: str) -> int | None:
         if _locked(fd, fcntl.LOCK_SH):
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
-        return _read_pid(fd) or 0
+        return _read_writer(fd)
     finally:
         os.close(fd)
+
+
+def writer_pid(store_path: str) -> int | None:
+    """The PID of the usageledger process writing the store now (0 when it did not say), or None when none is."""
+    held = writer(store_path)
+    return None if held is None else held.pid
 
 
 class ReaderSignal:

@@ -23,7 +23,7 @@ import duckdb
 
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
-from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer_pid
+from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer
 from usageledger.store._types import PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.store.schema import Dialect, TableSpec, tables
 
@@ -63,14 +63,23 @@ WaitHandler = Callable[[str], None]
 class DuckDBStore(BaseStore):
     """A DuckDB file (or ``:memory:``): one writing process at a time, readers between its transactions.
 
-    ``on_wait`` hears, once, that a reading store waits for a running sync to release the file.
+    ``on_wait`` hears, once, that a reading store waits for a running sync to release the file, or that a writing
+    one waits for a brief writer to finish. ``brief`` names a writing store's brief write (``credit add``), which
+    another writer waits for instead of being refused (see :meth:`WriterLock.acquire`).
     """
 
     dialect: ClassVar[Dialect] = "duckdb"
     key_indexed: ClassVar[bool] = False
     this_schema: ClassVar[str] = "table_schema = current_schema() AND table_catalog = current_database()"
 
-    def __init__(self, path: str | Path, *, read_only: bool = False, on_wait: WaitHandler | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        on_wait: WaitHandler | None = None,
+        brief: str | None = None,
+    ) -> None:
         super().__init__(str(path))
         self.path = str(path)
         self.read_only = read_only
@@ -99,7 +108,7 @@ class DuckDBStore(BaseStore):
                 # Lock files this open creates are removed again if it fails (a typo must leave nothing behind).
                 fresh = [self.path + s for s in (LOCK_SUFFIX, READERS_SUFFIX) if not os.path.exists(self.path + s)]
                 try:
-                    self._writer = WriterLock.acquire(self.path)
+                    self._writer = WriterLock.acquire(self.path, brief=brief, on_wait=on_wait)
                     self._readers = ReaderSignal(self.path)
                 except OSError as exc:
                     raise StoreError(
@@ -137,20 +146,22 @@ class DuckDBStore(BaseStore):
             if isinstance(held, duckdb.DuckDBPyConnection):
                 return held
             now = time.monotonic()
-            pid = writer_pid(self.path)
-            if pid is None:  # not a usageledger writer (or one that is just letting go: look again first)
+            holder = writer(self.path)
+            if holder is None:  # not a usageledger writer (or one that is just letting go: look again first)
                 attempts.foreign(held)
             elif not waiting:
                 waiting = True
                 self._turn.enter_context(reader_turn(self.path))
                 if self._on_wait is not None:
                     self._on_wait(
-                        f"waiting for the running sync (PID {pid or 'unknown'}) to release the store {self.path}…"
+                        f"waiting for the running {holder.what} (PID {holder.pid or 'unknown'}) to release the store"
+                        f" {self.path}…"
                     )
             if now - started > READ_WAIT_LIMIT:
+                what, pid = (holder.what, holder.pid) if holder is not None else ("sync", 0)
                 raise StoreError(
-                    f"the store {self.path} stayed busy: the running sync (PID {pid or 'unknown'}) did not release it"
-                    f" within {READ_WAIT_LIMIT:.0f} s; run again when it has finished"
+                    f"the store {self.path} stayed busy: the running {what} (PID {pid or 'unknown'}) did not release"
+                    f" it within {READ_WAIT_LIMIT:.0f} s; run again when it has finished"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.05)

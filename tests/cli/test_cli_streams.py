@@ -1,0 +1,96 @@
+"""Standard streams a careless shell hands over: output closed (`>&-`), on a full disk, or not UTF-8."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from usageledger.cli import _ClosedOutput, drop_unusable_sizes
+from usageledger.cli._app import _make_console, announce, say
+
+CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
+
+
+def _run(*argv: str, redirect: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI through ``sh`` with ``redirect`` applied to its standard output (``>&-``, ``>/dev/full``)."""
+    script = f'"$@" {redirect}'
+    return subprocess.run(
+        ["sh", "-c", script, "sh", *CLI, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80", **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["report"], ["status"], ["export", "-e", "costs", "-f", "jsonl"], ["version"], ["--help"]],
+    ids=lambda argv: " ".join(argv),
+)
+def test_a_closed_output_is_an_error_not_a_silent_success(argv: list[str], demo_store: Path) -> None:
+    """`report >&-` printed nothing and exited 0 (rich drops lines when Python has no stdout); `export >&-` was a
+    traceback: each is one error line and exit 1, as `> /dev/full` is."""
+    store = [] if argv[0] in ("version", "--help") else ["--store", str(demo_store)]
+    done = _run(*argv, *store, redirect=">&-")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == "error: standard output is closed; run the command with it open, or redirect it to a file\n"
+
+
+@pytest.mark.parametrize("argv", [["version"], ["sync", "--help"]], ids=" ".join)
+def test_a_full_disk_outside_a_command_is_one_line(argv: list[str]) -> None:
+    """`version > /dev/full` (and `--help`) wrote outside the commands' error handling: a traceback, now one line."""
+    done = _run(*argv, redirect=">/dev/full")
+    assert done.returncode == 1
+    assert done.stderr == "error: No space left on device\n"
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_an_output_that_is_not_utf8_gets_question_marks_not_a_traceback(encoding: str, demo_store: Path) -> None:
+    """`report` draws its trend with block characters and periods with `…`: on an output that cannot encode them it
+    was a UnicodeEncodeError traceback; now they are `?` and the report is whole."""
+    done = _run("report", "--store", str(demo_store), redirect="", env={"PYTHONIOENCODING": encoding})
+    assert done.returncode == 0, done.stderr
+    assert "Daily spend ?" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_server_announces_nothing_when_its_output_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve ... >&-` (a daemon): its ready line cannot be written and the server serves on, where a command that
+    cannot print its answer fails."""
+    monkeypatch.setattr(sys, "stdout", _ClosedOutput())
+    console = _make_console(stderr=False)
+    announce("serving at http://127.0.0.1:8080", console)
+    with pytest.raises(OSError, match="standard output is closed"):
+        say("the answer", console)
+
+
+def test_a_closed_input_reads_as_an_empty_one(demo_store: Path) -> None:
+    """`mcp <&-` was an AttributeError traceback (Python has no sys.stdin then): it ends as `mcp < /dev/null` does."""
+    done = _run("mcp", "--store", str(demo_store), redirect="<&-")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_width_of_zero_prints_at_80_columns_not_nothing(demo_store: Path) -> None:
+    """`COLUMNS=0` (some CI runners export it): rich took it as zero columns and `status`, `report` and even the
+    `error:` lines printed nothing; unusable sizes are now forgotten, and the output is whole."""
+    done = _run("status", "--store", str(demo_store), redirect="", env={"COLUMNS": "0"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Streams in ")
+    failed = _run("report", "--store", str(demo_store) + ".missing", redirect="", env={"COLUMNS": "0"})
+    assert failed.returncode == 1 and failed.stderr.startswith("error: no store at "), failed.stderr
+
+
+def test_only_positive_sizes_are_kept() -> None:
+    """`COLUMNS`/`LINES` that are zero, negative or not numbers are dropped; a usable one stays."""
+    environ = {"COLUMNS": "0", "LINES": "-3", "TERM": "dumb"}
+    drop_unusable_sizes(environ)
+    assert environ == {"TERM": "dumb"}
+    environ = {"COLUMNS": "60", "LINES": "abc"}
+    drop_unusable_sizes(environ)
+    assert environ == {"COLUMNS": "60"}

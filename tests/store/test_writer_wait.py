@@ -1,0 +1,90 @@
+"""Two writers of one DuckDB file: a brief write (`credit add`, `close`) is waited for, saying so; a sync is not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from usageledger.errors import StoreError
+from usageledger.store import _filelock
+from usageledger.store._filelock import WriterLock, writer
+
+CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
+
+
+def test_a_brief_writer_is_waited_for_and_the_wait_is_said_once(tmp_path: Path) -> None:
+    """A second writer finding a `credit add` holding the store waits for it (it let go after 0.5 s) and hears once
+    what it waits for; the lock then says who holds it now."""
+    store = str(tmp_path / "s.duckdb")
+    first = WriterLock.acquire(store, brief="credit add")
+    assert writer(store) == _filelock.Writer(os.getpid(), "credit add", brief=True)
+    timer = threading.Timer(0.5, first.release)
+    timer.start()
+    heard: list[str] = []
+    second = WriterLock.acquire(store, brief="close", on_wait=heard.append)
+    timer.join()
+    assert heard == [f"waiting for the running credit add (PID {os.getpid()}) to finish writing the store {store}…"]
+    assert writer(store) == _filelock.Writer(os.getpid(), "close", brief=True)
+    second.release()
+    assert writer(store) is None
+
+
+def test_a_sync_is_refused_at_once_and_a_brief_writer_that_stays_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync holding the store refuses another writer at once ("a running sync", as before); a brief writer that
+    holds it past the bound is named for what it is, never called a sync."""
+    store = str(tmp_path / "s.duckdb")
+    sync = WriterLock.acquire(store)
+    with pytest.raises(StoreError, match=rf"\(PID {os.getpid()}, a running sync\) is writing to the store"):
+        WriterLock.acquire(store, brief="credit add", on_wait=pytest.fail)
+    sync.release()
+    monkeypatch.setattr(_filelock, "BRIEF_WAIT_LIMIT", 0.3)
+    held = WriterLock.acquire(store, brief="credit add")
+    try:
+        with pytest.raises(StoreError, match=r"a running credit add\) is writing to the store .* \(waited 0 s\)"):
+            WriterLock.acquire(store)
+    finally:
+        held.release()
+
+
+def test_top_ups_and_a_close_at_once_all_land(demo_store_copy: Path) -> None:
+    """`credit add` three times and `close` at once on one store: one of them was refused with "a running sync"
+    (none ran); now each waits its turn and every top-up is recorded."""
+    store = str(demo_store_copy)
+    argvs = [["credit", "add", f"2026-11-0{i}", f"1{i}", "--store", store] for i in (1, 2, 3)]
+    argvs.append(["close", "2026-10", "--allow-partial", "--store", store])
+    env = {**os.environ, "COLUMNS": "80"}
+    procs = [
+        subprocess.Popen([*CLI, *a], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in argvs
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    for proc, (_out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+        assert "running sync" not in err
+    listed = subprocess.run(
+        [*CLI, "credit", "list", "--store", store, "--format", "json"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    days = sorted(t["day"] for t in json.loads(listed.stdout)["topups"])
+    assert days == ["2026-11-01", "2026-11-02", "2026-11-03"], listed.stdout
+
+
+def test_doctor_names_a_brief_writer_for_what_it_is(demo_store_copy: Path) -> None:
+    """`doctor` while a top-up holds the store said "a running sync"; it names the top-up."""
+    from usageledger.doctor import diagnose
+
+    held = WriterLock.acquire(str(demo_store_copy), brief="credit add")
+    try:
+        found = [f for f in diagnose(store=str(demo_store_copy), environ={}).findings if f.check == "store"]
+    finally:
+        held.release()
+    assert [f.status for f in found] == ["warn"]
+    assert f"being written by a running credit add (PID {os.getpid()})" in found[0].finding
+    assert "once the credit add has finished" in found[0].fix
