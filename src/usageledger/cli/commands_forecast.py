@@ -14,7 +14,16 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, resolve_store
+from usageledger.cli._app import (
+    ConfigOpt,
+    FormatOpt,
+    StoreOpt,
+    app,
+    console,
+    friendly_errors,
+    resolve_store,
+    store_elsewhere,
+)
 from usageledger.cli.commands_report import (
     NamesOpt,
     NowOpt,
@@ -152,7 +161,7 @@ def _writable(url: str) -> Iterator[BaseStore]:
 
     url = check_store_url(url)  # `sqlite:///x.db` is an unsupported store, not a missing one
     if not is_postgres_url(url) and not Path(url).exists():
-        raise StoreError(no_store_message(url))
+        raise StoreError(no_store_message(url, store_elsewhere(url)))
     opened = open_store(url, migrate=False)
     try:
         if not opened.applied_migrations():
