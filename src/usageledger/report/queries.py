@@ -28,6 +28,7 @@ from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.store import daily_view_name
+from usageledger.store._base import check_orgs
 from usageledger.store.schema import primary_daily_streams_sql
 from usageledger.timeutil import utc_moment
 
@@ -536,6 +537,7 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
         raise ParameterError("scope", f"expected a Scope(org=..., project=...), got {type(scope).__name__}")
     if isinstance(top_movers, bool) or not isinstance(top_movers, int) or top_movers < 0:
         raise ParameterError("top_movers", f"expected a whole number of 0 or more, got {top_movers!r}")
+    check_orgs(db, scope.org, param="scope.org")  # an org the store does not hold was a report of zeros
     partial = previous_partial_from(db, scope, period.previous().since)
     unsynced = unsynced_from(db, scope, period)
     compared = partial is None and unsynced is None
