@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from usageledger.errors import ParameterError
+from usageledger.report.history import as_of
 from usageledger.report.queries import Period, Scope, build_report
 from usageledger.report.reconcile import reconcile
 from usageledger.store import BaseStore, open_store
+from usageledger.store.history import as_of as store_as_of
 
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reports import ORG
@@ -39,3 +41,19 @@ def test_a_scope_org_the_store_does_not_hold_is_refused_listing_the_orgs(store: 
         f"scope.org: nope holds no data in this store (orgs: {ORG})"
     )
     assert build(store, _period(), Scope(org=ORG)) is not None  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("reversed_", [True, False], ids=["reversed", "empty"])
+def test_as_of_refuses_buckets_given_reversed_or_empty(store: BaseStore, reversed_: bool) -> None:
+    """`as_of(store, when, buckets=(end, start))` read as a store with no rows: it is refused naming `buckets`, in
+    the library's face and the store's; the right order still reads rows."""
+    start, end = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    wrong = (end, start) if reversed_ else (start, start)
+    with pytest.raises(ParameterError) as caught, as_of(store, "now", buckets=wrong):
+        pass
+    assert caught.value.param == "buckets" and "pass an end after the start" in str(caught.value)
+    seconds = (int(wrong[0].timestamp()), int(wrong[1].timestamp()))
+    with pytest.raises(ParameterError, match=r"^buckets: "), store_as_of(store, EMULATOR_NOW, seconds):
+        pass
+    with as_of(store, "now", buckets=(start, end.replace(tzinfo=None))) as past:  # a naive end is UTC
+        assert past.query("SELECT count(*) FROM costs")[0][0] > 0
