@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Final, Literal, cast
@@ -15,7 +15,7 @@ from typing import Annotated, Final, Literal, cast
 import typer
 from rich.console import RenderableType
 
-from usageledger._amounts import parse_amount
+from usageledger._amounts import finite_decimal, parse_amount
 from usageledger._paths import same_file
 from usageledger._secrets import check_webhook_url
 from usageledger._sections import key_path, stale_after_span
@@ -342,12 +342,12 @@ def _tolerance(value: str) -> Decimal:
     text = value.strip()
     shown = text if len(text) <= 40 else text[:37] + "..."
     percent = text.endswith("%")
-    try:
-        tol = Decimal(text[:-1]) / 100 if percent else Decimal(text)
-    except InvalidOperation:
-        raise ParameterError("--tolerance", f"{value!r} is not a fraction; write 0.01 or 1%") from None
-    if not tol.is_finite() or tol < 0:
-        raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}")
+    number = finite_decimal(
+        text[:-1] if percent else text, param="--tolerance", noun="a fraction", example="0.01 or 1%", shown=value
+    )
+    tol = number / 100 if percent else number
+    if tol < 0:
+        raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}; write 0.01 or 1%")
     if tol >= 1:
         if not percent and tol < 100:
             raise ParameterError(
