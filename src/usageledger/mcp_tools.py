@@ -12,7 +12,6 @@ or a number of days ending today (``7d``), ``until`` is exclusive; the default i
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -28,7 +27,17 @@ from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import check_document, dumps, report_document
 from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
-from usageledger.report.queries import COSTS_VIEW, DAY, LINE_ITEM_MODEL, Period, Scope, Spend, build_report, utc_day
+from usageledger.report.queries import (
+    COSTS_VIEW,
+    DAY,
+    LINE_ITEM_MODEL,
+    Period,
+    Scope,
+    Spend,
+    build_report,
+    model_matches,
+    utc_day,
+)
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.store import BaseStore
 
@@ -190,7 +199,6 @@ class LedgerTools:
         wanted = model.strip()
         if not wanted:
             raise ParameterError("model", "give a model name, such as gpt-4.1")
-        snapshot = re.compile(re.escape(wanted) + r"(-\d{4}-\d{2}-\d{2})?")
         period = self._period(since, until)
         with self._reading(org) as store:
             pid = self._project_id(store, project, org)
@@ -206,7 +214,7 @@ class LedgerTools:
         previous = Decimal(0)
         currencies: set[str] = set()
         for group, line_item, currency, is_current, amount in rows:
-            if not snapshot.fullmatch(line_item.split(", ", 1)[0]) or ", " not in line_item:
+            if ", " not in line_item or not model_matches(line_item.split(", ", 1)[0], wanted):
                 continue
             if currency is not None:
                 currencies.add(currency)

@@ -64,7 +64,7 @@ from usageledger.report.keys import key_span
 from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
-from usageledger.report.queries import Period, Scope, build_report, known_models, project_known
+from usageledger.report.queries import Period, Scope, build_report, known_models, model_matches, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
@@ -117,7 +117,7 @@ def _warn_unknown_project(
         )
     if model is not None:
         models = known_models(db, org)
-        if model not in models:
+        if not any(model_matches(m, model) for m in models):
             wanted = model.lower()
             like = sorted(m for m in models if m.lower() == wanted or m.lower().startswith(f"{wanted}-"))
             like = like or get_close_matches(model, sorted(models))
@@ -198,7 +198,8 @@ def report(
         str | None, typer.Option("--team", help="Only this team's projects (teams as for --by team).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Only this model (costs: the line item's model).")
+        str | None,
+        typer.Option("--model", help="Only this model and its dated snapshots (gpt-4o: also gpt-4o-2024-08-06)."),
     ] = None,
     html: Annotated[
         Path | None,

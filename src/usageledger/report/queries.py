@@ -15,6 +15,7 @@ from those SQL sums with ``Decimal`` arithmetic, and rankings are sorts of them;
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -217,9 +218,26 @@ class Scope:
             clauses.append(f"({' OR '.join(either)})" if either else "FALSE")
             params.extend(ids)
         if self.model is not None:
-            clauses.append(f"{model_column} = %s")
-            params.append(self.model)
+            clauses.append(model_sql(model_column))
+            params += [self.model, self.model]
         return " AND ".join(clauses), params
+
+
+SNAPSHOT_SUFFIX: Final = "-[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+"""A dated snapshot's suffix (``-2024-08-06``), in the syntax Python, DuckDB and PostgreSQL regexes share."""
+
+
+def model_matches(name: str | None, wanted: str) -> bool:
+    """Whether the model ``name`` is the one a filter ``wanted`` asks for: the same name, or a dated snapshot of it
+    (``gpt-4o`` is ``gpt-4o`` and ``gpt-4o-2024-08-06``, never ``gpt-4o-mini``); ``gpt-4o-2024-08-06`` is itself
+    alone. The one rule of ``report --model``, the dashboard's and the MCP tools' ``model``; :func:`model_sql` is it
+    in SQL."""
+    return name is not None and (name == wanted or re.sub(SNAPSHOT_SUFFIX, "", name) == wanted)
+
+
+def model_sql(column: str) -> str:
+    """:func:`model_matches` as a SQL condition on ``column``, taking the wanted name twice as parameters."""
+    return f"({column} = %s OR regexp_replace({column}, '{SNAPSHOT_SUFFIX}', '') = %s)"
 
 
 def project_known(db: Database, project: str, org: str | None = None) -> bool:
