@@ -24,7 +24,7 @@ from usageledger.errors import ParameterError
 from usageledger.report.alerts import parse_alert_config, run_checks
 from usageledger.report.assemble import known_project
 from usageledger.report.finality import final_costs_until, provisional_from
-from usageledger.report.jsonout import check_document, dumps, report_document
+from usageledger.report.jsonout import check_document, dumps, period_document, report_document
 from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import (
@@ -35,6 +35,7 @@ from usageledger.report.queries import (
     Scope,
     Spend,
     build_report,
+    line_item_model,
     model_matches,
     utc_day,
 )
@@ -214,7 +215,7 @@ class LedgerTools:
         previous = Decimal(0)
         currencies: set[str] = set()
         for group, line_item, currency, is_current, amount in rows:
-            if ", " not in line_item or not model_matches(line_item.split(", ", 1)[0], wanted):
+            if not model_matches(line_item_model(line_item), wanted):
                 continue
             if currency is not None:
                 currencies.add(currency)
@@ -227,7 +228,7 @@ class LedgerTools:
         total = sum(current.values(), Decimal(0))
         return _plain(
             {
-                "period": _period_doc(period),
+                "period": period_document(period),
                 "scope": {"org": org, "project": pid, "model": wanted},
                 "currency": next(iter(currencies), None),
                 "group_by": group_by,
@@ -264,7 +265,7 @@ class LedgerTools:
         before = current.previous()
         return {
             "period": doc["period"],
-            "previous_period": _plain(_period_doc(before)),
+            "previous_period": _plain(period_document(before)),
             "scope": doc["scope"],
             "currency": doc["currency"],
             "by": by,
@@ -316,7 +317,7 @@ class LedgerTools:
         ]
         return _plain(
             {
-                "period": _period_doc(period),
+                "period": period_document(period),
                 "period_is": "when the sync saw the change (seen_at)",
                 "scope": {"org": org},
                 "kind": kind,
@@ -410,16 +411,6 @@ def _label(names: Names, kind: str, ident: str, fallback: str) -> str:
     if kind in DIRECTORY_KINDS["users"]:
         return names.users.get(ident, fallback)
     return names.api_keys.get(ident, fallback)
-
-
-def _period_doc(period: Period) -> Document:
-    return {
-        "start": period.start,
-        "end": period.end,
-        "first_day": period.since,
-        "last_day": period.each_day()[-1],
-        "days": period.days,
-    }
 
 
 def _alert_period(budget_day: date, anomaly_day: date) -> Document:

@@ -54,7 +54,7 @@ from usageledger.report.formatting import format_money, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.names import Names, with_id
-from usageledger.report.queries import COSTS_VIEW, DAY, Database, day_start, main_currency, utc_day
+from usageledger.report.queries import COSTS_VIEW, DAY, Database, column_decimal, day_start, main_currency, utc_day
 from usageledger.store import tables
 from usageledger.timeutil import back_from, utc_moment
 
@@ -175,14 +175,6 @@ def _where_org(org: str | None, final: FinalEdges | None = None) -> tuple[str, l
     return sql, params
 
 
-def _dec(value: object) -> Decimal:
-    if value is None:
-        return Decimal(0)
-    if isinstance(value, Decimal | int):
-        return Decimal(value)
-    raise TypeError(f"expected a DECIMAL/NUMERIC column, got {type(value).__name__}")
-
-
 def _project_subject(project_id: str, names: Names) -> str:
     """``project Search (proj_abc)`` where the project has a name, else ``project proj_abc``."""
     return f"project {with_id(names.project(project_id), project_id)}"
@@ -204,7 +196,7 @@ def _budget_alerts(
         f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s {org_sql} GROUP BY project_id",
         [day_start(day), day_start(month_start), day_start(day + timedelta(days=1)), *org_params],
     )
-    by_project = {r[0]: (_dec(r[1]), _dec(r[2])) for r in rows}
+    by_project = {r[0]: (column_decimal(r[1]), column_decimal(r[2])) for r in rows}
     targets: list[tuple[str, Budget, Decimal, Decimal]] = []
     if cfg.budget.daily is not None or cfg.budget.monthly is not None:
         today = sum((v[0] for v in by_project.values()), Decimal(0))
@@ -245,7 +237,7 @@ def _anomaly(
         f"{org_sql} GROUP BY day ORDER BY day",
         [day_start(first), day_start(day + timedelta(days=1)), *params],
     )
-    spend = {utc_day(r[0]): _dec(r[1]) for r in rows}
+    spend = {utc_day(r[0]): column_decimal(r[1]) for r in rows}
     earliest = db.query(
         f"SELECT MIN(bucket_start) FROM {COSTS_VIEW} WHERE bucket_start < %s {org_sql}",
         [day_start(day), *params],

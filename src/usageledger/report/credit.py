@@ -12,13 +12,13 @@ has run out: its runway is the day it went below zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from usageledger.errors import UsageLedgerError
 from usageledger.report.forecast import CREDIT_HORIZON_DAYS, HISTORY_DAYS, credit_runway, fill_days
 from usageledger.report.forecasting import daily_spend, data_as_of
-from usageledger.report.queries import COSTS_VIEW, Database, utc_day
+from usageledger.report.queries import COSTS_VIEW, Database, day_start, utc_day
 from usageledger.store.credit import TopUp, list_topups
 from usageledger.timeutil import utc_moment
 
@@ -47,11 +47,10 @@ class CreditBalance:
 
 def _spent(db: Database, first: date, last: date | None, org: str | None) -> Decimal:
     sql = f"SELECT SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= %s"
-    params: list[object] = [datetime(first.year, first.month, first.day, tzinfo=UTC)]
+    params: list[object] = [day_start(first)]
     if last is not None:
         sql += " AND bucket_start < %s"
-        end = last + timedelta(days=1)
-        params.append(datetime(end.year, end.month, end.day, tzinfo=UTC))
+        params.append(day_start(last + timedelta(days=1)))
     if org is not None:
         sql += " AND org = %s"
         params.append(org)

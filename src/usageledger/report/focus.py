@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Final, Literal
@@ -26,12 +26,12 @@ import pyarrow as pa
 
 from usageledger.export import bucket_filter, staged_file, write_csv, write_parquet
 from usageledger.report.fx import FxRates
-from usageledger.report.queries import utc_day
+from usageledger.report.queries import line_item_model, utc_day
 from usageledger.report.teams import UNASSIGNED
 from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store import BaseStore, table_for
+from usageledger.store.closes import month_bounds
 from usageledger.store.directory import named_view
-from usageledger.timeutil import next_month
 
 __all__ = [
     "FOCUS_COLUMNS",
@@ -142,12 +142,6 @@ class FocusResult:
     """The ``(day, rate)`` pairs used, when converted."""
 
 
-def _billing_period(day: date) -> tuple[datetime, datetime]:
-    """The calendar month holding ``day``: OpenAI invoices a month of usage."""
-    following = next_month(day)
-    return datetime(day.year, day.month, 1, tzinfo=UTC), datetime(following.year, following.month, 1, tzinfo=UTC)
-
-
 def focus_unit(unit: str) -> str:
     """``quantity_unit`` as a FOCUS unit (see :data:`UNITS`)."""
     return UNITS.get(unit) or " ".join(w.capitalize() for w in unit.replace("_", " ").split())
@@ -156,13 +150,6 @@ def focus_unit(unit: str) -> str:
 def _tags(model: str | None, line_item: str | None, team: str) -> str:
     tags = {"model": model, "line_item": line_item, "team": team}
     return _JSON.encode({k: v for k, v in tags.items() if v is not None}).decode()
-
-
-def _model(line_item: str | None) -> str | None:
-    """The model of a line item ``"<model>, <what>"`` (the report's rule, :data:`queries.LINE_ITEM_MODEL`)."""
-    if line_item and ", " in line_item:
-        return line_item.split(", ", 1)[0]
-    return None
 
 
 def _select(since: int | None, until: int | None, orgs: Sequence[str]) -> tuple[str, list[Any], pa.Schema]:
@@ -218,7 +205,7 @@ def focus_rows(
 def _row(r: Mapping[str, Any], teams: Mapping[str, str], fx: FxRates | None) -> dict[str, Any]:
     start: datetime = r["bucket_start"]
     day = utc_day(start)
-    period_start, period_end = _billing_period(day)
+    period_start, period_end = month_bounds(day)  # the billing period: OpenAI invoices a calendar month
     amount: Decimal = r["amount_value"] if r["amount_value"] is not None else Decimal(0)
     project = r["project_id"]
     line_item = r["line_item"]
@@ -254,7 +241,7 @@ def _row(r: Mapping[str, Any], teams: Mapping[str, str], fx: FxRates | None) -> 
         "ServiceSubcategory": SERVICE_SUBCATEGORY,
         "SubAccountId": project,
         "SubAccountName": (r["project_name"] or project) if project is not None else None,
-        "Tags": _tags(_model(line_item), line_item, team),
+        "Tags": _tags(line_item_model(line_item), line_item, team),
     }
     if fx is not None:
         rate = fx.rate(day)

@@ -14,7 +14,7 @@ import csv
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
@@ -22,7 +22,7 @@ from typing import Any, Final
 from usageledger._paths import read_user_text
 from usageledger._text import counted
 from usageledger.errors import ConfigError, ParameterError
-from usageledger.report.queries import COSTS_VIEW, Database, utc_day
+from usageledger.report.queries import COSTS_VIEW, Database, day_start, utc_day
 from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store import table_for
 
@@ -245,7 +245,7 @@ class ConvertedCosts:
         # reaches the SQL as text. A literal's digits are its DECIMAL's: with at most MAX_RATE_DIGITS of them the
         # product of DECIMAL(38,18) amounts stays a DECIMAL that holds any sum below $10 billion.
         values = ", ".join(
-            f"(CAST('{datetime(d.year, d.month, d.day, tzinfo=UTC).isoformat()}' AS TIMESTAMPTZ), {rate:f})"
+            f"(CAST('{day_start(d).isoformat()}' AS TIMESTAMPTZ), {rate:f})"
             for d, rate in ((d, _plain(self.fx.rate(d))) for d in self.days)
         )
         return (

@@ -34,6 +34,7 @@ __all__ = [
     "check_document",
     "dumps",
     "keys_document",
+    "period_document",
     "reconcile_document",
     "report_document",
     "status_document",
@@ -64,7 +65,8 @@ def dumps(document: Document) -> str:
     return json.dumps(document, default=_default, indent=2, ensure_ascii=False)
 
 
-def _period(period: Period) -> Document:
+def period_document(period: Period) -> Document:
+    """A period as the documents carry it (the command line's and the MCP tools'): its times, first and last day."""
     return {
         "start": period.start,
         "end": period.end,
@@ -127,7 +129,7 @@ def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -
         for t in teams
     ]
     return {
-        "period": _period(data.period),
+        "period": period_document(data.period),
         "scope": {"org": data.scope.org, "project": data.scope.project},
         "currency": data.currency,
         "total": sum((t.amount for t in teams), Decimal(0)),
@@ -143,7 +145,7 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
     total = data.total_spend
     trend = summarise(data.daily_spend)
     return {
-        "period": _period(data.period),
+        "period": period_document(data.period),
         "scope": {
             "org": data.scope.org,
             "project": data.scope.project,
@@ -243,7 +245,7 @@ def reconcile_document(result: ReconcileResult) -> Document:
     """Every day/model pair compared, whether it is beyond the tolerance, and the totals; every number in one
     format (:func:`_exact`: plain digits, no trailing zeros)."""
     return {
-        "period": _period(result.period),
+        "period": period_document(result.period),
         "scope": {"org": result.scope.org, "project": result.scope.project},
         "tolerance": _exact(result.tolerance),
         "usage_tokens": _exact(result.usage_total),

@@ -45,7 +45,7 @@ from prometheus_client.registry import Collector
 
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.names import Names, resolve_names
-from usageledger.report.queries import COSTS_VIEW, LINE_ITEM_MODEL, Period, Scope, token_usage_sql
+from usageledger.report.queries import COSTS_VIEW, LINE_ITEM_MODEL, Period, Scope, day_start, token_usage_sql
 from usageledger.store import BaseStore
 from usageledger.timeutil import utc_moment
 
@@ -264,12 +264,12 @@ def render_metrics(
     moment = utc_moment(now or datetime.now(UTC))  # a naive now is UTC, not the machine's zone
     today = moment.date()
     period = Period(_month_start(today), today + timedelta(days=1))
-    day_start = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    today_start = day_start(today)
     shape = _Shape(labels)
     names = resolve_names(store) if "project" in labels else Names()
     families = [
-        *_costs(store, shape, names, period.start, day_start, period.end),
-        *_usage(store, shape, names, period, day_start),
+        *_costs(store, shape, names, period.start, today_start, period.end),
+        *_usage(store, shape, names, period, today_start),
         *_sync(store),
     ]
     registry = CollectorRegistry(auto_describe=False)

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 from usageledger.errors import ParameterError
-from usageledger.report.queries import Period
+from usageledger.report.queries import Period, day_start
 from usageledger.timeutil import since_unix, to_unix, utc_moment
 
 __all__ = ["DEFAULT_DAYS", "report_day", "report_period"]
@@ -24,7 +24,7 @@ def report_day(value: str, *, now: int, param: str, end: bool, since: bool = Fal
     ts = since_unix(value, now=now, param=param) if since else to_unix(value, now=now, param=param)
     moment = datetime.fromtimestamp(ts, UTC)
     day = moment.date()
-    if end and moment != datetime(day.year, day.month, day.day, tzinfo=UTC):
+    if end and moment != day_start(day):
         day += timedelta(days=1)
     return day
 

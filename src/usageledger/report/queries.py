@@ -51,8 +51,10 @@ __all__ = [
     "Spend",
     "biggest_first",
     "build_report",
+    "column_decimal",
     "day_start",
     "known_models",
+    "line_item_model",
     "main_currency",
     "project_known",
     "token_usage_sql",
@@ -66,6 +68,14 @@ the timestamp is grouping by UTC day, and far cheaper than converting every row 
 the few distinct values into dates."""
 LINE_ITEM_MODEL: Final = "CASE WHEN strpos(line_item, ', ') > 0 THEN split_part(line_item, ', ', 1) END"
 """The model of a costs line item ``"<model>, <what was billed>"``; NULL for line items without a model."""
+
+
+def line_item_model(line_item: str | None) -> str | None:
+    """:data:`LINE_ITEM_MODEL` in Python: the model of a line item ``"<model>, <what>"``, ``None`` without one."""
+    if line_item and ", " in line_item:
+        return line_item.split(", ", 1)[0]
+    return None
+
 
 INPUT_TOKENS: Final = "input_tokens"
 OUTPUT_TOKENS: Final = "output_tokens"
@@ -427,7 +437,8 @@ class ReportData:
         return sum(u.requests for u in self.usage_by_model)
 
 
-def _dec(value: object) -> Decimal:
+def column_decimal(value: object) -> Decimal:
+    """A DECIMAL/NUMERIC (or integer) column's value as either driver returns it; NULL (an empty ``SUM``) is 0."""
     if value is None:
         return Decimal(0)
     if isinstance(value, Decimal):
@@ -567,7 +578,7 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
     sql, params = _costs_sql(scope, period)
     for row in db.query(sql, params):
         g, values, cur = row[0], row[1 : 1 + len(_ROLLUP)], row[1 + len(_ROLLUP)]
-        amount, token_v, tokens_v = _dec(row[-3]), row[-2], row[-1]
+        amount, token_v, tokens_v = column_decimal(row[-3]), row[-2], row[-1]
         key = _kept(g)
         if key is None:
             if cur:
@@ -584,7 +595,7 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
             if value is not None:
                 currencies.add(value)
         elif key == "model":
-            by_model[value] = ModelSpend(value, amount, _dec(token_v), _dec(tokens_v))
+            by_model[value] = ModelSpend(value, amount, column_decimal(token_v), column_decimal(tokens_v))
         else:
             spend[key].append(Spend(value, amount))
     if len(currencies) > 1:
@@ -598,9 +609,9 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
     sql, params = _daily_sql(scope, period)
     for g, start, project, amount_v in db.query(sql, params):
         if g == 0:
-            daily_by_project.append(DailyValue(utc_day(start), project, _dec(amount_v)))
+            daily_by_project.append(DailyValue(utc_day(start), project, column_decimal(amount_v)))
         else:
-            daily[utc_day(start)] = _dec(amount_v)
+            daily[utc_day(start)] = column_decimal(amount_v)
 
     usage: list[ModelUsage] = []
     daily_tokens: list[DailyValue] = []

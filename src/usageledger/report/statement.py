@@ -39,7 +39,7 @@ from typing import Final, Literal, TypedDict, Unpack
 from usageledger.errors import ParameterError
 from usageledger.report.fx import BASE_CURRENCY, FxRates
 from usageledger.report.history import as_of
-from usageledger.report.queries import COSTS_VIEW, Database, utc_day
+from usageledger.report.queries import COSTS_VIEW, Database, day_start, line_item_model, utc_day
 from usageledger.store import BaseStore
 from usageledger.store.closes import closed_lines, month_bounds
 from usageledger.timeutil import month_start, next_month
@@ -213,13 +213,6 @@ class MonthStatements:
         return sum((a.amount for a in self.adjustments), Decimal("0.00"))
 
 
-def _model(line_item: str | None) -> str | None:
-    """The model of a line item ``"<model>, <what>"`` (the report's rule, :data:`queries.LINE_ITEM_MODEL`)."""
-    if line_item and ", " in line_item:
-        return line_item.split(", ", 1)[0]
-    return None
-
-
 def _month_rows(
     db: Database, first: date, until: date, org: str | None
 ) -> list[tuple[date, str | None, str | None, Decimal]]:
@@ -227,10 +220,7 @@ def _month_rows(
         f"SELECT bucket_start, project_id, line_item, SUM(amount_value) FROM {COSTS_VIEW}"
         " WHERE bucket_start >= %s AND bucket_start < %s"
     )
-    params: list[object] = [
-        datetime(first.year, first.month, first.day, tzinfo=UTC),
-        datetime(until.year, until.month, until.day, tzinfo=UTC),
-    ]
+    params: list[object] = [day_start(first), day_start(until)]
     if org is not None:
         sql += " AND org = %s"
         params.append(org)
@@ -278,7 +268,7 @@ def _from_rows(
                     shared_projects.append(project)
                 continue
             lines = direct.setdefault(owner, {})
-            key = (_model(line_item), line_item)
+            key = (line_item_model(line_item), line_item)
             lines[key] = lines.get(key, Decimal(0)) + value
             if project not in members.setdefault(owner, []):
                 members[owner].append(project)

@@ -66,7 +66,8 @@ class ClosedLine:
 
 
 def month_bounds(month: date) -> tuple[datetime, datetime]:
-    """The month's first instant and the next month's, in UTC."""
+    """The first instant of the month ``month`` falls in and of the next, in UTC (a close's and a statement's month,
+    the FOCUS rows' billing period)."""
     start = datetime(month.year, month.month, 1, tzinfo=UTC)
     following = next_month(month)
     end = datetime(following.year, following.month, 1, tzinfo=UTC)
