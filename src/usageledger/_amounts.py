@@ -13,7 +13,7 @@ from typing import Final
 
 from usageledger.errors import ParameterError
 
-__all__ = ["MAX_AMOUNT", "parse_amount"]
+__all__ = ["MAX_AMOUNT", "finite_decimal", "parse_amount"]
 
 MAX_AMOUNT: Final = Decimal("1e15")
 """Amounts are below a thousand trillion: 15 digits before the point leave room for cents (and six places) in 28."""
@@ -27,23 +27,40 @@ def parse_amount(
     positive: bool = False,
     places: int | None = None,
     example: str = "150 or 12.50",
+    at_most: Decimal | None = None,
 ) -> Decimal:
     """``value`` (text or a number) as a :class:`~decimal.Decimal`, else a :class:`ParameterError` naming ``param``.
 
-    ``positive``: zero is refused too. ``places``: at most that many decimal places. ``noun`` and ``example`` word
-    the refusals (``a top-up must be more than zero``; ``write it like 500 or 500.00``).
+    ``positive``: zero is refused too. ``places``: at most that many decimal places. ``at_most``: the largest value
+    (a rate's 1). ``noun`` and ``example`` word the refusals (``a top-up must be more than zero, got '0'; write it
+    like 500 or 500.00``): every refusal ends in the example, ``nan`` and ``inf`` included.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ParameterError(param, f'expected an amount (a number or a string such as "12.50"), got {value!r}')
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ParameterError(param, f"{value!r} is not an amount; write it like {example}") from None
-    if not amount.is_finite() or amount < 0 or (positive and amount == 0):
+    amount = finite_decimal(value, param=param, example=example)
+    if amount < 0 or (positive and amount == 0):
         rule = "more than zero" if positive else "zero or more"
-        raise ParameterError(param, f"{noun} must be {rule}, got {value!r}")
+        raise ParameterError(param, f"{noun} must be {rule}, got {value!r}; write it like {example}")
+    if at_most is not None and amount > at_most:
+        raise ParameterError(param, f"{noun} is at most {at_most}, got {value!r}; write it like {example}")
     if amount >= MAX_AMOUNT:
         raise ParameterError(param, f"{value!r} is too large; {noun} is below 1,000,000,000,000,000")
     if places is not None and amount != amount.quantize(Decimal(1).scaleb(-places)):
         raise ParameterError(param, f"{value!r} has too many digits; give at most {places} decimal places")
+    return amount
+
+
+def finite_decimal(
+    value: object, *, param: str, noun: str = "an amount", example: str, shown: object = None
+) -> Decimal:
+    """``value``'s text as a finite :class:`~decimal.Decimal`: text that is no number, and ``nan``, ``inf`` or
+    ``1e400`` read as a float, are one :class:`ParameterError` naming ``param`` and ending in ``example``.
+    ``shown`` is what the user typed when ``value`` is a part of it (``inf`` of ``inf%``)."""
+    typed = value if shown is None else shown
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ParameterError(param, f"{typed!r} is not {noun}; write it like {example}") from None
+    if not amount.is_finite():
+        raise ParameterError(param, f"{typed!r} is not a finite number; write it like {example}")
     return amount

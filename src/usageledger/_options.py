@@ -25,7 +25,7 @@ import httpx
 from usageledger._secrets import KEY_SHAPED, mask_keys, normalize_key, redact, url_userinfo
 from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
-from usageledger.errors import ConfigError, InsecureURLError
+from usageledger.errors import BaseURLError, ConfigError, InsecureURLError
 from usageledger.timeutil import MAX_UNIX
 
 __all__ = [
@@ -108,49 +108,75 @@ def normalize_base_url(raw: str, source: str) -> str:
     cut (``http://…@host/v1``, ``http://host/v1?…``), never the password or the query.
     """
     if not isinstance(raw, str):  # a number or bytes from careless code: name the source
-        raise ConfigError(f"{source}: the base URL must be a string, got {type(raw).__name__}")
+        raise _refusal(source, f"the base URL must be a string, got {type(raw).__name__}", f"e.g. {DEFAULT_BASE_URL}")
     text = raw.strip()
     if not text:
-        raise ConfigError(f"{source}: the base URL is blank; give one ending in /v1, e.g. {DEFAULT_BASE_URL}")
+        raise _refusal(source, "the base URL is blank", f"give one ending in /v1, e.g. {DEFAULT_BASE_URL}")
     has_credentials, shown = url_userinfo(text)
     if has_credentials:
-        raise ConfigError(
-            f"{source}: the base URL {one_line(shown)} holds a user name or password before its host; the API takes"
-            " the admin key alone (they would be sent in its place): remove the part before '@'"
+        parts = urlsplit(text)
+        meant = _suggest(urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")))
+        raise _refusal(
+            source,
+            f"the base URL {one_line(shown)} holds a user name or password before its host; the API takes"
+            " the admin key alone (they would be sent in its place)",
+            "remove the part before '@'" + (f": {meant}" if meant else ""),
+            meant,
         )
-    if KEY_SHAPED.search(text):  # pasted into the wrong place: it would go out in every request line, and in reprs
-        raise ConfigError(
-            f"{source}: the base URL {one_line(mask_keys(text))} holds an API key; the key goes in {ADMIN_KEY_ENV}"
-            f" (or api_key=), never in the URL: give the URL alone, e.g. {DEFAULT_BASE_URL}"
+    key = KEY_SHAPED.search(text)
+    if key:  # pasted into the wrong place: it would go out in every request line, and in reprs
+        meant = _suggest(_cut(text, key.start()).rstrip("/"))
+        raise _refusal(
+            source,
+            f"the base URL {one_line(mask_keys(text))} holds an API key; the key goes in {ADMIN_KEY_ENV}"
+            " (or api_key=), never in the URL",
+            f"give the URL alone: {meant}" if meant else f"give the URL alone, e.g. {DEFAULT_BASE_URL}",
+            meant,
         )
     if any(ch.isspace() or not ch.isprintable() for ch in text):
-        raise ConfigError(
-            f"{source}: the base URL {one_line(text)} has white space or a control character inside it;"
-            f" give the URL alone, e.g. {DEFAULT_BASE_URL}"
+        raise _refusal(
+            source,
+            f"the base URL {one_line(text)} has white space or a control character inside it",
+            f"give the URL alone, e.g. {DEFAULT_BASE_URL}",
         )
-    cut = min((at for at in (text.find("?"), text.find("#")) if at >= 0), default=-1)
-    if cut >= 0:
+    cut = _cut(text, len(text))
+    if len(cut) < len(text):
         # each request appends its own path and query: `/v1?token=…` + `/organization/costs?…` reaches no route
-        mark = text[cut]
-        raise ConfigError(
-            f"{source}: the base URL {text[:cut]}{mark}… has a {'query' if mark == '?' else 'fragment'},"
-            f" which no request can carry; give the URL alone, ending in /v1: {_meant(text[:cut])}"
+        mark = text[len(cut)]
+        meant = _suggest(cut)
+        raise _refusal(
+            source,
+            f"the base URL {cut}{mark}… has a {'query' if mark == '?' else 'fragment'}, which no request can carry",
+            f"give the URL alone, ending in /v1: {meant}" if meant else f"give the URL alone, e.g. {DEFAULT_BASE_URL}",
+            meant,
         )
     # the shape, here too, so that every refusal names where the URL came from (`--base-url 127.0.0.1:8787/v1`)
-    shown = f"{source}: the base URL {one_line(text)}"
+    shown = f"the base URL {one_line(text)}"
     try:
         url = httpx.URL(text)
     except httpx.InvalidURL as exc:
-        raise ConfigError(f"{shown} is not a URL ({exc}); give one ending in /v1, e.g. {DEFAULT_BASE_URL}") from None
+        raise _refusal(
+            source, f"{shown} is not a URL ({exc})", f"give one ending in /v1, e.g. {DEFAULT_BASE_URL}"
+        ) from None
     if url.scheme not in ("http", "https") or not url.host:
-        host = urlsplit(f"//{text}").hostname if "://" not in text else None
-        # `127.0.0.1:8787/v1`: the scheme left out, the rest a URL; http:// only where the client allows it
-        example = _meant(f"{'http' if is_loopback(host) else 'https'}://{text}") if host else DEFAULT_BASE_URL
-        raise ConfigError(f"{shown} must start with https:// (or http:// to loopback) and name a host, e.g. {example}")
+        if "://" in text:  # `ftp://host/v1`: another scheme; the same host over https is the likely meaning
+            rest = text.partition("://")[2]
+            host = urlsplit(f"//{rest}").hostname
+        else:  # `127.0.0.1:8787/v1`: the scheme left out, the rest a URL; http:// only where the client allows it
+            rest, host = text, urlsplit(f"//{text}").hostname
+        meant = _suggest(f"{'http' if is_loopback(host) else 'https'}://{rest}") if host else None
+        raise _refusal(
+            source,
+            f"{shown} must start with https:// (or http:// to loopback) and name a host",
+            meant or f"e.g. {DEFAULT_BASE_URL}",
+            meant,
+            joint=", e.g. " if meant else ", ",
+        )
     if url.port is not None and not 0 < url.port <= 65535:  # httpx takes :99999, then "Connection refused"
-        raise ConfigError(
-            f"{shown} has port {url.port}, which no server listens on; give a port from 1 to 65535 "
-            "(the emulator's: usageledger emulator prints its URL)"
+        raise _refusal(
+            source,
+            f"{shown} has port {url.port}, which no server listens on",
+            "give a port from 1 to 65535 (the emulator's: usageledger emulator prints its URL)",
         )
     return text
 
@@ -176,6 +202,29 @@ def corrected_base_url(url: str) -> str | None:
 def _meant(url: str) -> str:
     """``url`` made to end in ``/v1`` (:func:`corrected_base_url`), for a refusal's example."""
     return corrected_base_url(url) or url
+
+
+def _cut(text: str, end: int) -> str:
+    """``text`` up to ``end``, and before any query or fragment there."""
+    marks = [at for at in (text.find("?", 0, end), text.find("#", 0, end)) if at >= 0]
+    return text[: min(marks, default=end)]
+
+
+def _suggest(candidate: str) -> str | None:
+    """``candidate`` (a refused URL with its slip taken out) ending in ``/v1``, if that is a base URL accepted as
+    written; else ``None`` and the refusal gives an example instead."""
+    if not candidate:
+        return None
+    try:
+        return _meant(normalize_base_url(candidate, ""))
+    except ConfigError:
+        return None
+
+
+def _refusal(source: str, problem: str, fix: str, meant: str | None = None, *, joint: str = "; ") -> BaseURLError:
+    """The one shape of a base URL's refusal: ``<source>: <problem>; <fix>``, the fix and the URL meant kept apart
+    (:class:`~usageledger.errors.BaseURLError`) for ``doctor``'s fix line."""
+    return BaseURLError(f"{source}: {problem}{joint}{fix}", source=source, fix=fix, meant=meant)
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool, source: str = "base_url=") -> str:

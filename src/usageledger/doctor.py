@@ -37,6 +37,7 @@ from usageledger.errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
+    BaseURLError,
     CertificateError,
     ConfigError,
     InsecureURLError,
@@ -254,14 +255,9 @@ def _check_org(
             out.append(Finding(f"key{label}", status, f"{finding}, from {source}", fix))
     try:
         resolved, where_url = org.base_url_source(base_url, env)
-    except ConfigError as exc:  # blank, white space inside, or a user name or password: the message names where
-        return out + _unreachable(
-            label,
-            str(exc),
-            "give the base URL alone, ending in /v1, with no user name, password or white space, "
-            f"e.g. {DEFAULT_BASE_URL}",
-            "not sent: the base URL is refused",
-        )
+    except BaseURLError as exc:  # a query, a key, a password, another scheme: the refusal's own fix, set where
+        fix = set_to(exc.source, "--base-url", exc.meant) if exc.meant else f"{exc.source}: {exc.fix}"
+        return out + _unreachable(label, str(exc), fix, "not sent: the base URL is refused")
     url = resolved or DEFAULT_BASE_URL
     try:
         client = Client(

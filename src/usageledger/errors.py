@@ -21,6 +21,7 @@ __all__ = [
     "AlertDeliveryError",
     "AuthenticationError",
     "BadRequestError",
+    "BaseURLError",
     "CertificateError",
     "ClientClosedError",
     "ConfigError",
@@ -77,6 +78,19 @@ class ConfigError(UsageLedgerError):
 
     def __init__(self, message: object = "", *args: object) -> None:
         super().__init__(str(message), *args)
+
+
+class BaseURLError(ConfigError):
+    """A base URL refused as written (a query, a key or a password in it, another scheme, ...). ``source`` is where it
+    came from (``--base-url``, ``OPENAI_BASE_URL``, ...), ``fix`` the refusal's own advice, the end of the message,
+    and ``meant`` the URL it most likely meant when there is one (``http://127.0.0.1:8787/v1``), so ``doctor`` can
+    say what to set where."""
+
+    def __init__(self, message: object = "", *, source: str = "", fix: str = "", meant: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.fix = fix
+        self.meant = meant
 
 
 class CertificateError(ConfigError):

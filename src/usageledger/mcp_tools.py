@@ -12,7 +12,6 @@ or a number of days ending today (``7d``), ``until`` is exclusive; the default i
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,7 @@ from usageledger.report.queries import (
     Spend,
     build_report,
     line_item_model,
+    model_matches,
     utc_day,
 )
 from usageledger.report.teams import project_teams, spend_by_team
@@ -200,7 +200,6 @@ class LedgerTools:
         wanted = model.strip()
         if not wanted:
             raise ParameterError("model", "give a model name, such as gpt-4.1")
-        snapshot = re.compile(re.escape(wanted) + r"(-\d{4}-\d{2}-\d{2})?")
         period = self._period(since, until)
         with self._reading(org) as store:
             pid = self._project_id(store, project, org)
@@ -216,8 +215,7 @@ class LedgerTools:
         previous = Decimal(0)
         currencies: set[str] = set()
         for group, line_item, currency, is_current, amount in rows:
-            line_model = line_item_model(line_item)
-            if line_model is None or not snapshot.fullmatch(line_model):
+            if not model_matches(line_item_model(line_item), wanted):
                 continue
             if currency is not None:
                 currencies.add(currency)

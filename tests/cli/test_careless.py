@@ -743,8 +743,9 @@ def test_sigterm_stops_an_export_as_ctrl_c_does(demo_store: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        ("nan", "error: --anomaly-threshold: a threshold must be zero or more, got 'nan'"),
-        ("-1", "error: --anomaly-threshold: a threshold must be zero or more, got '-1'"),
+        ("nan", "error: --anomaly-threshold: 'nan' is not a finite number; write it like 3.5"),
+        ("inf", "error: --anomaly-threshold: 'inf' is not a finite number; write it like 3.5"),
+        ("-1", "error: --anomaly-threshold: a threshold must be zero or more, got '-1'; write it like 3.5"),
         ("1e400", "error: --anomaly-threshold: '1e400' is too large; a threshold is below 1,000,000,000,000,000"),
     ],
 )
@@ -753,6 +754,41 @@ def test_a_bad_anomaly_threshold_is_refused_as_a_threshold(demo_store: Path, val
     done = CliRunner().invoke(app, ["check", "--store", str(demo_store), "--anomaly-threshold", value])
     assert done.exit_code == 1, done.output
     assert done.stderr.strip() == says
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["reconcile", "--tolerance", "nan"],
+            "error: --tolerance: 'nan' is not a finite number; write it like 0.01 or 1%",
+        ),
+        (
+            ["reconcile", "--tolerance", "inf%"],
+            "error: --tolerance: 'inf%' is not a finite number; write it like 0.01 or 1%",
+        ),
+        (
+            ["check", "--daily-budget", "inf"],
+            "error: --daily-budget: 'inf' is not a finite number; write it like 150 or 12.50",
+        ),
+        (["emulator", "--rate-429", "nan"], "error: --rate-429: nan is not a finite number; write it like 0.05"),
+        (["emulator", "--rate-5xx", "inf"], "error: --rate-5xx: inf is not a finite number; write it like 0.05"),
+        (
+            ["emulator", "--rate-drop", "-1"],
+            "error: --rate-drop: a rate must be zero or more, got -1.0; write it like 0.05",
+        ),
+    ],
+    ids=["tolerance-nan", "tolerance-inf%", "budget-inf", "rate-nan", "rate-inf", "rate-negative"],
+)
+def test_nan_and_inf_in_any_number_option_are_one_line_naming_the_option_and_an_example(
+    demo_store: Path, argv: list[str], says: str
+) -> None:
+    """Every number a flag takes goes through one reader (parse_amount / finite_decimal): `nan`, `inf` and `-1` were
+    "must be zero or more, got 'nan'" (or "a rate must be between 0 and 1"), with no example to copy."""
+    store = ["--store", str(demo_store)] if argv[0] != "emulator" else []
+    done = CliRunner().invoke(app, [*argv, *store])
+    assert done.exit_code == (2 if argv[0] == "emulator" else 1), done.output
+    assert done.stderr.strip().removesuffix(" (see `usageledger emulator --help`)") == says
 
 
 def test_a_stop_that_duckdb_reports_as_its_own_error_is_an_interruption_not_a_traceback(

@@ -22,9 +22,10 @@ from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.client import Client
 from usageledger.report.charts import report_charts
 from usageledger.report.formatting import format_count, format_money
+from usageledger.report.jsonout import dumps, reconcile_document
 from usageledger.report.names import Names
 from usageledger.report.queries import Period, ReportData, Scope, build_report
-from usageledger.report.reconcile import reconcile
+from usageledger.report.reconcile import ReconcileResult, ReconcileRow, reconcile
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import LINE_ITEMS_SHOWN, render_reconcile, render_report
 from usageledger.report.trend import summarise
@@ -235,6 +236,25 @@ def test_reconcile_json_has_rows_with_decimal_ratios(demo_store: Path) -> None:
     }
     assert all(isinstance(r["relative"], str) and "E" not in r["relative"] for r in doc["rows"])
     assert doc["differences"] == sum(r["beyond_tolerance"] for r in doc["rows"])
+
+
+def test_reconcile_json_writes_every_number_in_one_format(demo_store: Path) -> None:
+    """Usage tokens came out as `"1424931"` and the same billed tokens as `"1424931.000000000000000000"` (the
+    store's 18 places), the difference and ratio with 18 places too: every number is now plain digits with no
+    trailing zeros, on the command line and for a result built by hand with exponents and trailing zeros."""
+    result = _invoke("reconcile", "--store", str(demo_store), *RANGE, "--tolerance", "1%", "--format", "json")
+    doc = json.loads(result.stdout)
+    numbers = [doc["tolerance"], doc["usage_tokens"], doc["costs_tokens"]]
+    numbers += [r[k] for r in doc["rows"] for k in ("usage_tokens", "costs_tokens", "difference", "relative")]
+    plain = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")
+    assert all(isinstance(n, str) and plain.fullmatch(n) for n in numbers if n is not None), numbers
+    row = ReconcileRow("o", date(2026, 11, 1), "m", Decimal("1E+1"), Decimal("12.500000000000000000"))
+    built = reconcile_document(
+        ReconcileResult(Period(date(2026, 11, 1), date(2026, 11, 2)), Scope(), Decimal("1E-7"), (row,))
+    )
+    written = json.loads(dumps(built))
+    assert written["tolerance"] == "0.0000001" and written["usage_tokens"] == "10" and written["costs_tokens"] == "12.5"
+    assert written["rows"][0]["difference"] == "2.5" and written["rows"][0]["relative"] == "0.2"
 
 
 def test_status_json_lists_streams(demo_store: Path) -> None:

@@ -141,6 +141,40 @@ def test_a_base_url_with_a_wrong_path_gets_the_corrected_url_as_its_fix(
     )
 
 
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [
+        ("{origin}/v1?x=1", "{origin}/v1"),
+        ("{origin}/v1#top", "{origin}/v1"),
+        ("{origin}/v1/sk-admin-" + "a" * 24, "{origin}/v1"),
+        ("http://user:pw@{host}/v1", "{origin}/v1"),
+        ("ftp://usage.example.com/v1", "https://usage.example.com/v1"),
+        ("{host}/v1", "{origin}/v1"),
+    ],
+    ids=["query", "fragment", "key", "password", "ftp", "no-scheme"],
+)
+def test_a_refused_base_url_gets_the_refusals_own_fix_set_where_it_came_from(
+    setup: Path, emulator_url: str, given: str, meant: str
+) -> None:
+    """`doctor --base-url http://host/v1?x=1` (a key, a password, ftp://, no scheme) gave the generic fix "give the
+    base URL alone, ending in /v1, with no user name, ...": the fix is now the URL the refusal itself names, set
+    where it came from (`pass --base-url ...`, `set OPENAI_BASE_URL=...`)."""
+    origin = emulator_url.removesuffix("/v1")
+    host = origin.removeprefix("http://")
+    url, want = given.format(origin=origin, host=host), meant.format(origin=origin)
+    base = run(emulator_url, base_url=url).by_check("base URL")
+    assert base.status == "fail" and want in base.finding, base
+    assert base.fix == f"pass --base-url {want}", base
+    env = diagnose(environ={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": url}, clock=lambda: CLOCK)
+    assert env.by_check("base URL").fix == f"set OPENAI_BASE_URL={want}"
+
+
+def test_a_refused_base_url_with_no_url_meant_names_its_source_in_the_fix(setup: Path, emulator_url: str) -> None:
+    """White space inside or a port out of range: no URL to suggest, so the fix is the refusal's advice, named."""
+    base = run(emulator_url, base_url="http://127.0.0.1:99999/v1").by_check("base URL")
+    assert base.fix == "--base-url: give a port from 1 to 65535 (the emulator's: usageledger emulator prints its URL)"
+
+
 def test_credentials_or_white_space_in_the_base_url_fail_the_base_url_not_the_key(
     setup: Path, emulator_url: str
 ) -> None:

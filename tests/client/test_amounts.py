@@ -23,8 +23,11 @@ def test_amounts_read_as_decimals(value: object, expected: Decimal) -> None:
     [
         ("lots", {}, "--budget: 'lots' is not an amount; write it like 150 or 12.50"),
         ("-5", {}, "--budget: an amount must be zero or more, got '-5'"),
-        ("nan", {}, "--budget: an amount must be zero or more, got 'nan'"),
-        ("-inf", {}, "--budget: an amount must be zero or more, got '-inf'"),
+        ("-5", {}, "--budget: an amount must be zero or more, got '-5'; write it like 150 or 12.50"),
+        ("nan", {}, "--budget: 'nan' is not a finite number; write it like 150 or 12.50"),
+        ("-inf", {}, "--budget: '-inf' is not a finite number; write it like 150 or 12.50"),
+        (float("inf"), {}, "--budget: inf is not a finite number; write it like 150 or 12.50"),
+        ("2", {"at_most": Decimal(1), "noun": "a rate"}, "--budget: a rate is at most 1, got '2'; write it like 150"),
         # past 28 digits, rounding to cents raised decimal.InvalidOperation where the budget was printed
         ("1e400", {}, "--budget: '1e400' is too large; an amount is below 1,000,000,000,000,000"),
         ("0", {"positive": True, "noun": "a top-up"}, "--budget: a top-up must be more than zero, got '0'"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -215,6 +216,38 @@ def test_a_stop_does_not_wait_out_a_slow_answer(sig: signal.Signals) -> None:
     assert "Traceback" not in err and "CancelledError" not in err, err
     [line] = err.strip().splitlines()
     assert re.search(r"stopped 1 request still running after [\d.]+ s$", line), err
+
+
+def test_a_request_cut_off_by_the_stop_gets_a_json_503_to_retry() -> None:
+    """A request still waiting out its latency when the stop's grace ran out got uvicorn's plain-text
+    `500 Internal Server Error`, which the client reported as a server failure with an unreadable body. It now gets
+    the API's JSON error shape, 503 with `Retry-After` and its request ID, which the client retries and names."""
+    proc, url = _start_cli("--days", "5", "--projects", "1", "--latency", "60s")
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(
+                b"GET /v1/organization/costs?start_time=0 HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer sk-admin-x\r\n\r\n"
+            )
+            time.sleep(0.5)  # the request has arrived and waits out its latency
+            proc.send_signal(signal.SIGINT)
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert lines[0] == "HTTP/1.1 503 Service Unavailable", answer
+    assert headers["content-type"] == "application/json" and headers["retry-after"] == "1"
+    assert headers["x-request-id"].startswith("req_")
+    error = json.loads(body)["error"]
+    assert error["type"] == "server_error" and "shutting down" in error["message"]
 
 
 def test_a_pinned_key_is_read_as_clients_read_keys(monkeypatch: pytest.MonkeyPatch) -> None:

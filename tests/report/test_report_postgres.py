@@ -54,6 +54,14 @@ def test_report_is_identical_on_postgres(both: tuple[BaseStore, BaseStore]) -> N
     assert "gpt-4o-2024-08-06" in models and known_models(pg) == models
 
 
+def test_a_model_base_name_reads_its_snapshots_on_postgres_too(both: tuple[BaseStore, BaseStore]) -> None:
+    """`Scope(model="gpt-4o")` keeps gpt-4o's dated snapshots (`model_sql`'s regexp_replace) on both back ends."""
+    duck, pg = both
+    base = build_report(duck, PERIOD, Scope(model="gpt-4o"))
+    assert base.total_spend > 0 and [m.model for m in base.spend_by_model] == ["gpt-4o-2024-08-06"]
+    assert build_report(pg, PERIOD, Scope(model="gpt-4o")) == base
+
+
 def test_reconcile_and_checks_are_identical_on_postgres(both: tuple[BaseStore, BaseStore]) -> None:
     """Reconciliation and every check give the same result on both back ends."""
     duck, pg = both

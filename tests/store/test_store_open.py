@@ -59,6 +59,21 @@ def test_a_reading_command_on_a_missing_store_says_so_and_creates_nothing(
     assert _files(tmp_path) == []
 
 
+@pytest.mark.parametrize("argv", [*READERS, ["changes"], ["credit", "add", "2026-11-01", "5"]])
+def test_a_missing_store_names_the_config_file_that_was_read(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store missing from `--config c1.toml` names c1.toml (never usageledger.toml) as the place to change."""
+    monkeypatch.chdir(tmp_path)
+    Path("c1.toml").write_text('[store]\nurl = "gone.duckdb"\n', encoding="utf-8")
+    Path("c2.toml").write_text("[sync]\n", encoding="utf-8")
+    named = _one_line(CliRunner().invoke(app, [*argv, "--config", "c1.toml"]))
+    assert named.startswith("error: no store at gone.duckdb:") and "change [store] url in c1.toml" in named, named
+    default = _one_line(CliRunner().invoke(app, [*argv, "--config", "c2.toml"]))
+    assert "set [store] url in c2.toml" in default and "usageledger.toml" not in default, default
+    assert _files(tmp_path) == ["c1.toml", "c2.toml"]
+
+
 @pytest.mark.parametrize("argv", READERS, ids=IDS)
 def test_a_reading_command_on_a_postgres_database_without_the_schema_creates_no_table(
     argv: list[str], pg_url: str

@@ -368,11 +368,35 @@ def resolve_store(store: str | None, config: Config) -> str:
 
     url, source = config.store_source(store, override_source=given_as("store", "--store"))
     try:
-        return check_store_url(url)
+        checked = check_store_url(url)
     except StoreError as exc:
         if source == "--store":
             raise
         raise StoreError(f"{source}: {exc}") from None
+    ctx = _click.globals.get_current_context(silent=True)
+    if ctx is not None:  # what this command's store refusals say to change (see store_elsewhere)
+        ctx.meta[_ELSEWHERE] = (checked, _elsewhere(source, config))
+    return checked
+
+
+_ELSEWHERE: Final = "usageledger.store_elsewhere"
+
+
+def _elsewhere(source: str, config: Config) -> str:
+    """How to read another store than the one that came from ``source``, naming the config file actually read."""
+    if source.startswith("[store] url in "):
+        return f"change {source} (or pass --store)"
+    if source not in ("--store", "the default"):  # the environment variable --store was read from
+        return f"set {source} to another (or pass --store)"
+    return f"pass --store (or set [store] url in {config.path or 'usageledger.toml'})"
+
+
+def store_elsewhere(url: str) -> str | None:
+    """How to read another store than ``url``, as :func:`resolve_store` worked it out for this command (``None``
+    when ``url`` did not come from it): the missing store's line then names the config file that was read."""
+    ctx = _click.globals.get_current_context(silent=True)
+    remembered = ctx.meta.get(_ELSEWHERE) if ctx is not None else None
+    return remembered[1] if remembered is not None and remembered[0] == url else None
 
 
 def given_as(param: str, flag: str) -> str:
@@ -434,7 +458,7 @@ def open_for_reading(url: str) -> BaseStore:
     """The store every reading command uses: it must exist; a wait for a running sync is said once on stderr."""
     from usageledger.store import open_existing_store
 
-    return open_existing_store(url, on_wait=say)
+    return open_existing_store(url, on_wait=say, elsewhere=store_elsewhere(url))
 
 
 def refuse_overwriting(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from usageledger import timeutil
+from usageledger._amounts import parse_amount
 from usageledger._secrets import normalize_key
 from usageledger._uvicorn import listen_address
 from usageledger.cli._app import Verbose, announce, app, console, fail, friendly_errors, settle, setup_logging
@@ -16,7 +18,7 @@ from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.config import MIN_REVISION_WINDOW
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
-from usageledger.errors import EmulatorConfigError
+from usageledger.errors import EmulatorConfigError, ParameterError
 
 _SIZE = "Organisation"
 _ADMIN_KEY_SOURCE = "--admin-key (or USAGELEDGER_EMULATOR_ADMIN_KEY)"
@@ -25,9 +27,14 @@ _DEFAULT_CACHE_MB = EmulatorConfig().cache_bytes // 2**20
 _MAX_CACHE_MB = 1 << 20
 
 
-def _rate(value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise typer.BadParameter("a rate must be between 0 and 1")
+def _rate(param: typer.CallbackParam, value: float) -> float:
+    """A share of answers, from 0 to 1, read by the one reader of typed numbers (``parse_amount``): ``nan``, ``inf``
+    and ``-1`` are refused in one line naming the flag and ending in an example."""
+    flag = param.opts[0] if param.opts else str(param.name)
+    try:
+        parse_amount(value, param=flag, noun="a rate", example="0.05", at_most=Decimal(1))
+    except ParameterError as exc:
+        raise typer.BadParameter(str(exc).removeprefix(f"{flag}: ")) from None
     return value
 
 

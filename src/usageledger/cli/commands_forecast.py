@@ -14,7 +14,17 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, resolve_store, say
+from usageledger.cli._app import (
+    ConfigOpt,
+    FormatOpt,
+    StoreOpt,
+    app,
+    console,
+    friendly_errors,
+    resolve_store,
+    say,
+    store_elsewhere,
+)
 from usageledger.cli.commands_report import (
     NamesOpt,
     NowOpt,
@@ -153,7 +163,7 @@ def _writable(url: str, what: str) -> Iterator[BaseStore]:
 
     url = check_store_url(url)  # `sqlite:///x.db` is an unsupported store, not a missing one
     if not is_postgres_url(url) and not Path(url).exists():
-        raise StoreError(no_store_message(url))
+        raise StoreError(no_store_message(url, store_elsewhere(url)))
     opened = open_store(url, migrate=False, brief=what, on_wait=say)
     try:
         if not opened.applied_migrations():

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Final, Literal, cast
@@ -15,7 +15,7 @@ from typing import Annotated, Final, Literal, cast
 import typer
 from rich.console import RenderableType
 
-from usageledger._amounts import parse_amount
+from usageledger._amounts import finite_decimal, parse_amount
 from usageledger._paths import same_file
 from usageledger._secrets import check_webhook_url
 from usageledger._sections import key_path, stale_after_span
@@ -64,7 +64,7 @@ from usageledger.report.keys import key_span
 from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
-from usageledger.report.queries import Period, Scope, build_report, known_models, project_known
+from usageledger.report.queries import Period, Scope, build_report, known_models, model_matches, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
@@ -117,7 +117,7 @@ def _warn_unknown_project(
         )
     if model is not None:
         models = known_models(db, org)
-        if model not in models:
+        if not any(model_matches(m, model) for m in models):
             wanted = model.lower()
             like = sorted(m for m in models if m.lower() == wanted or m.lower().startswith(f"{wanted}-"))
             like = like or get_close_matches(model, sorted(models))
@@ -198,7 +198,8 @@ def report(
         str | None, typer.Option("--team", help="Only this team's projects (teams as for --by team).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Only this model (costs: the line item's model).")
+        str | None,
+        typer.Option("--model", help="Only this model and its dated snapshots (gpt-4o: also gpt-4o-2024-08-06)."),
     ] = None,
     html: Annotated[
         Path | None,
@@ -349,12 +350,12 @@ def _tolerance(value: str) -> Decimal:
     text = value.strip()
     shown = text if len(text) <= 40 else text[:37] + "..."
     percent = text.endswith("%")
-    try:
-        tol = Decimal(text[:-1]) / 100 if percent else Decimal(text)
-    except InvalidOperation:
-        raise ParameterError("--tolerance", f"{value!r} is not a fraction; write 0.01 or 1%") from None
-    if not tol.is_finite() or tol < 0:
-        raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}")
+    number = finite_decimal(
+        text[:-1] if percent else text, param="--tolerance", noun="a fraction", example="0.01 or 1%", shown=value
+    )
+    tol = number / 100 if percent else number
+    if tol < 0:
+        raise ParameterError("--tolerance", f"the tolerance must be zero or more, got {value!r}; write 0.01 or 1%")
     if tol >= 1:
         if not percent and tol < 100:
             raise ParameterError(

@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 import uvicorn
 
 from usageledger._uvicorn import ReadyServer, bind, quiet_config
-from usageledger.emulator.messages import API_PREFIX, Handler, Request, Response
+from usageledger.emulator.messages import API_PREFIX, Handler, Request, Response, error_body
 
 __all__ = ["Handles", "asgi_app", "run_server", "serve"]
 
@@ -57,6 +57,23 @@ async def _drop(send: Send) -> None:
         await asyncio.sleep(0)
 
 
+STOPPING_RETRY_AFTER: Final = 1
+"""``Retry-After`` of the 503 a request gets when the emulator stops before its answer was due."""
+
+
+async def _send_stopping(send: Send, answer: Response) -> None:
+    """Answer a request the stopping server cancels (``SHUTDOWN_GRACE`` ran out during its latency) as the API
+    answers when it cannot serve: a JSON 503 with ``Retry-After`` and the request's ID, which the client retries and
+    names. uvicorn's own answer was a plain-text 500 ``Internal Server Error``."""
+    body = error_body("The emulator is shutting down; try again later.", "server_error", None, None)
+    kept = [(k, v) for k, v in answer.headers if k.lower() == "x-request-id"]
+    headers = [("content-type", "application/json"), *kept, ("retry-after", str(STOPPING_RETRY_AFTER))]
+    headers.append(("content-length", str(len(body))))
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    await send({"type": "http.response.start", "status": 503, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
 def asgi_app(handler: Handler) -> ASGIApp:
     """A minimal ASGI application: every HTTP request goes to ``handler`` (usually ``Emulator.handle``)."""
 
@@ -79,7 +96,11 @@ def asgi_app(handler: Handler) -> ASGIApp:
         # computing the page counts towards it rather than adding to it.
         remaining = fault.delay - (loop.time() - arrived)
         if remaining > 0:
-            await asyncio.sleep(remaining)
+            try:
+                await asyncio.sleep(remaining)
+            except asyncio.CancelledError:  # the server stops and its grace ran out before this answer was due
+                await _send_stopping(send, response)
+                raise
         if fault.kind == "drop":
             await _drop(send)
             return

@@ -53,9 +53,17 @@ def as_of(
     (``[start, end)``), only the buckets starting in it are rebuilt, faster on a long log: for a report, from the
     previous period's start to the period's end (``(period.previous().start, period.end)``)."""
     require_store(store)
-    span = None if buckets is None else (int(buckets[0].timestamp()), int(buckets[1].timestamp()))
+    span = None if buckets is None else _bucket_span(buckets)
     with _history.as_of(store, timeutil.to_unix(when, param="as_of"), span) as past:
         yield past
+
+
+def _bucket_span(buckets: object) -> tuple[int, int]:
+    """``as_of``'s ``buckets`` as Unix seconds ``[start, end)``: a pair of times (a naive datetime is UTC, where
+    ``.timestamp()`` read it in the machine's zone); the store's ``as_of`` refuses a reversed pair."""
+    if not isinstance(buckets, tuple | list) or len(buckets) != 2:
+        raise ParameterError("buckets", f"expected (start, end), two datetimes, got {buckets!r}")
+    return timeutil.to_unix(buckets[0], param="buckets"), timeutil.to_unix(buckets[1], param="buckets")
 
 
 def before_the_log(store: BaseStore, when: int, *, param: str = "--as-of") -> str | None:

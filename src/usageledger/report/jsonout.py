@@ -232,24 +232,34 @@ def changes_document(changes: Changes, names: Names | None = None) -> Document:
     }
 
 
+def _exact(value: Decimal | None) -> Decimal | None:
+    """``value`` without the trailing zeros of the store's 18-place decimals, so both sides of a comparison print
+    alike: usage's ``"1424931"`` beside costs' ``"1424931"``, not ``"1424931.000000000000000000"``."""
+    if value is None:
+        return None
+    trimmed = value.normalize()
+    return trimmed.quantize(Decimal(1)) if trimmed == trimmed.to_integral_value() else trimmed
+
+
 def reconcile_document(result: ReconcileResult) -> Document:
-    """Every day/model pair compared, whether it is beyond the tolerance, and the totals."""
+    """Every day/model pair compared, whether it is beyond the tolerance, and the totals; every number in one
+    format (:func:`_exact`: plain digits, no trailing zeros)."""
     return {
         "period": period_document(result.period),
         "scope": {"org": result.scope.org, "project": result.scope.project},
-        "tolerance": result.tolerance,
-        "usage_tokens": result.usage_total,
-        "costs_tokens": result.costs_total,
+        "tolerance": _exact(result.tolerance),
+        "usage_tokens": _exact(result.usage_total),
+        "costs_tokens": _exact(result.costs_total),
         "differences": len(result.differences),
         "rows": [
             {
                 "org": r.org,
                 "day": r.day,
                 "model": r.model,
-                "usage_tokens": r.usage_tokens,
-                "costs_tokens": r.costs_tokens,
-                "difference": r.difference,
-                "relative": r.relative,
+                "usage_tokens": _exact(r.usage_tokens),
+                "costs_tokens": _exact(r.costs_tokens),
+                "difference": _exact(r.difference),
+                "relative": _exact(r.relative),
                 "beyond_tolerance": r.beyond(result.tolerance),
             }
             for r in result.rows

@@ -15,6 +15,7 @@ from those SQL sums with ``Decimal`` arithmetic, and rankings are sorts of them;
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +29,7 @@ from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.store import daily_view_name
+from usageledger.store._base import check_orgs
 from usageledger.store.schema import primary_daily_streams_sql
 from usageledger.timeutil import utc_moment
 
@@ -226,9 +228,26 @@ class Scope:
             clauses.append(f"({' OR '.join(either)})" if either else "FALSE")
             params.extend(ids)
         if self.model is not None:
-            clauses.append(f"{model_column} = %s")
-            params.append(self.model)
+            clauses.append(model_sql(model_column))
+            params += [self.model, self.model]
         return " AND ".join(clauses), params
+
+
+SNAPSHOT_SUFFIX: Final = "-[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+"""A dated snapshot's suffix (``-2024-08-06``), in the syntax Python, DuckDB and PostgreSQL regexes share."""
+
+
+def model_matches(name: str | None, wanted: str) -> bool:
+    """Whether the model ``name`` is the one a filter ``wanted`` asks for: the same name, or a dated snapshot of it
+    (``gpt-4o`` is ``gpt-4o`` and ``gpt-4o-2024-08-06``, never ``gpt-4o-mini``); ``gpt-4o-2024-08-06`` is itself
+    alone. The one rule of ``report --model``, the dashboard's and the MCP tools' ``model``; :func:`model_sql` is it
+    in SQL."""
+    return name is not None and (name == wanted or re.sub(SNAPSHOT_SUFFIX, "", name) == wanted)
+
+
+def model_sql(column: str) -> str:
+    """:func:`model_matches` as a SQL condition on ``column``, taking the wanted name twice as parameters."""
+    return f"({column} = %s OR regexp_replace({column}, '{SNAPSHOT_SUFFIX}', '') = %s)"
 
 
 def project_known(db: Database, project: str, org: str | None = None) -> bool:
@@ -547,6 +566,7 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
         raise ParameterError("scope", f"expected a Scope(org=..., project=...), got {type(scope).__name__}")
     if isinstance(top_movers, bool) or not isinstance(top_movers, int) or top_movers < 0:
         raise ParameterError("top_movers", f"expected a whole number of 0 or more, got {top_movers!r}")
+    check_orgs(db, scope.org, param="scope.org")  # an org the store does not hold was a report of zeros
     partial = previous_partial_from(db, scope, period.previous().since)
     unsynced = unsynced_from(db, scope, period)
     compared = partial is None and unsynced is None

@@ -30,6 +30,7 @@ from usageledger.report.queries import (
     token_usage_sql,
     utc_day,
 )
+from usageledger.store._base import check_orgs
 
 __all__ = ["BILLED_TOKEN_ENDPOINTS", "WHY_THEY_DIFFER", "ReconcileResult", "ReconcileRow", "reconcile"]
 
@@ -114,6 +115,7 @@ def reconcile(
     """Compare usage tokens with billed token quantities per org, UTC day and model over ``period``."""
     if tolerance < 0:
         raise ValueError("tolerance cannot be negative")
+    check_orgs(db, scope.org, param="scope.org")  # as build_report: an org the store does not hold is refused
     usage_rows, usage_params = token_usage_sql(scope, period, endpoints=BILLED_TOKEN_ENDPOINTS)
     costs_sql, costs_params = _costs_tokens_sql(scope, period)
     rows = db.query(

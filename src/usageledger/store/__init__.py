@@ -177,12 +177,15 @@ def _only_demo(store: BaseStore) -> bool:
     return bool(orgs) and set(orgs) == {DEMO_ORG}
 
 
-def open_existing_store(url: str | Path, *, on_wait: Callable[[str], None] | None = None) -> BaseStore:
+def open_existing_store(
+    url: str | Path, *, on_wait: Callable[[str], None] | None = None, elsewhere: str | None = None
+) -> BaseStore:
     """Open a store that must already exist, to read it: never creates a file, a table or a folder, never migrates.
 
     A missing DuckDB file, a PostgreSQL database without usageledger's tables, and a store of an older schema are
     each a :class:`StoreError` of one line that says how to fix it. A DuckDB store that a running sync holds is
-    waited for (bounded); ``on_wait`` hears that once (the CLI prints it on stderr).
+    waited for (bounded); ``on_wait`` hears that once (the CLI prints it on stderr). ``elsewhere`` is how the
+    missing store's line says to read another (:func:`~usageledger.store.duckdb.no_store_message`).
     """
     text = check_store_url(url)
     store: BaseStore
@@ -194,7 +197,7 @@ def open_existing_store(url: str | Path, *, on_wait: Callable[[str], None] | Non
         from usageledger.store.duckdb import DuckDBStore, no_store_message
 
         if not Path(text).exists():  # checked here too, so nothing below ever gets the chance to create it
-            raise StoreError(no_store_message(text))
+            raise StoreError(no_store_message(text, elsewhere))
         store = DuckDBStore(text, read_only=True, on_wait=on_wait)
     try:
         applied = store.applied_migrations()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from usageledger.errors import ParameterError, StoreError
 from usageledger.store import migrations, revisions
@@ -46,6 +46,33 @@ _STREAM_COLUMNS = (
     "org, stream, endpoint, bucket_width, group_by, filters, is_default, watermark, last_run_id, last_run_at,"
     " last_status, last_error, row_count, last_inserted, last_updated, last_unchanged, last_deleted"
 )
+
+
+class _Queryable(Protocol):
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+def known_orgs(db: _Queryable) -> list[str]:
+    """Every org the store ``db`` holds: registered by a sync, or named by one of its streams (sorted)."""
+    return [r[0] for r in db.query("SELECT org FROM orgs UNION SELECT org FROM streams ORDER BY 1")]
+
+
+def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str = "--org") -> None:
+    """Refuse an org the store ``db`` holds no data for, in a :class:`ParameterError` naming ``param`` and the orgs
+    it holds: the one check behind every ``--org`` that names orgs to read, the dashboard's and MCP's ``org``, and
+    the library's ``Scope(org=...)`` (``build_report``, ``reconcile``).
+
+    ``None`` (no filter) passes; so does any org when the store holds none yet, whose commands each say "run
+    ``usageledger sync`` first" their own way.
+    """
+    wanted = [orgs] if isinstance(orgs, str) else list(orgs or ())
+    if not wanted:
+        return
+    known = known_orgs(db)
+    unknown = [o for o in wanted if o not in known]
+    if known and unknown:
+        verb = "holds" if len(unknown) == 1 else "hold"
+        raise ParameterError(param, f"{', '.join(unknown)} {verb} no data in this store (orgs: {', '.join(known)})")
 
 
 class BaseStore(ABC):
@@ -292,23 +319,11 @@ class BaseStore(ABC):
 
     def known_orgs(self) -> list[str]:
         """Every org the store holds: registered by a sync, or named by one of its streams (sorted)."""
-        return [r[0] for r in self.query("SELECT org FROM orgs UNION SELECT org FROM streams ORDER BY 1")]
+        return known_orgs(self)
 
     def check_orgs(self, orgs: str | Iterable[str] | None, *, param: str = "--org") -> None:
-        """Refuse an org the store holds no data for, in a :class:`ParameterError` naming ``param`` and the orgs it
-        holds: the one check behind every ``--org`` that names orgs to read (and the dashboard's and MCP's ``org``).
-
-        ``None`` (no filter) passes; so does any org when the store holds none yet, whose commands each say "run
-        ``usageledger sync`` first" their own way.
-        """
-        wanted = [orgs] if isinstance(orgs, str) else list(orgs or ())
-        if not wanted:
-            return
-        known = self.known_orgs()
-        unknown = [o for o in wanted if o not in known]
-        if known and unknown:
-            verb = "holds" if len(unknown) == 1 else "hold"
-            raise ParameterError(param, f"{', '.join(unknown)} {verb} no data in this store (orgs: {', '.join(known)})")
+        """Refuse an org the store holds no data for (:func:`check_orgs`, the one check)."""
+        check_orgs(self, orgs, param=param)
 
     def check_streams(self, streams: Iterable[str] | None, *, param: str = "--stream") -> None:
         """Refuse a stream ID the store does not hold, like :meth:`check_orgs` (an unknown one exported a header

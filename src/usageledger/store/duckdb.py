@@ -431,11 +431,15 @@ class DuckDBStore(BaseStore):
             return con
 
 
-def no_store_message(path: str) -> str:
-    """The one line a reading command gives for a store that does not exist."""
+DEFAULT_ELSEWHERE = "pass --store (or set [store] url in usageledger.toml)"
+"""How to read another store, when the caller does not say where its store came from."""
+
+
+def no_store_message(path: str, elsewhere: str | None = None) -> str:
+    """The one line a reading command gives for a store that does not exist; ``elsewhere`` says how to read another
+    (the CLI names the place its store came from: ``change [store] url in c1.toml``)."""
     return (
-        f"no store at {path}: run `usageledger sync` to create it, or pass --store (or set [store] url in"
-        " usageledger.toml) to read another"
+        f"no store at {path}: run `usageledger sync` to create it, or {elsewhere or DEFAULT_ELSEWHERE} to read another"
     )
 
 

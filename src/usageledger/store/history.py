@@ -17,6 +17,7 @@ the JSON access that decodes a group key.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -26,6 +27,7 @@ from usageledger.store._base import BaseStore
 from usageledger.store._types import to_datetime, to_unix
 from usageledger.store.revisions import ENTRIES, insert_table, logged_metrics
 from usageledger.store.schema import Dialect, TableSpec, q, tables
+from usageledger.timeutil import check_range
 
 __all__ = ["as_of", "as_of_sql", "deltas_sql", "first_seen", "real_table", "restatements_sql", "stream_group_bys"]
 
@@ -221,8 +223,11 @@ def as_of(store: BaseStore, when: int, buckets: tuple[int, int] | None = None) -
 
     Only this connection's own queries see the past: a DuckDB cursor (``iter_batches``) is another connection, so
     an export passes ``as_of`` to :func:`usageledger.export.export` instead. ``buckets`` (``[start, end)``, Unix
-    seconds) rebuilds only the buckets starting in it (what a report of a period reads), the rest are empty.
+    seconds) rebuilds only the buckets starting in it (what a report of a period reads), the rest are empty; a
+    reversed or empty one (which read as a store with no rows) is a ``ParameterError`` naming ``buckets``.
     """
+    if buckets is not None:
+        check_range(buckets[0], buckets[1], now=math.inf, start_param="buckets", end_param="buckets")
     groups = stream_group_bys(store)
     created: list[str] = []
     try:

@@ -1,0 +1,102 @@
+"""The report library refuses what the CLI refuses, in a ParameterError naming the argument: never a silent zero."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.config import Config
+from usageledger.errors import ParameterError
+from usageledger.mcp_tools import LedgerTools
+from usageledger.report.history import as_of
+from usageledger.report.queries import Period, Scope, build_report, model_matches
+from usageledger.report.reconcile import reconcile
+from usageledger.store import BaseStore, open_store
+from usageledger.store.history import as_of as store_as_of
+
+from fixtures.emulator import EMULATOR_NOW
+from fixtures.reports import ORG
+
+
+@pytest.fixture
+def store(demo_store: Path) -> Iterator[BaseStore]:
+    """The demo store, opened read-only."""
+    with open_store(demo_store, migrate=False, read_only=True) as opened:
+        yield opened
+
+
+def _period() -> Period:
+    today = datetime.fromtimestamp(EMULATOR_NOW, UTC).date()
+    return Period(today - timedelta(days=30), today)
+
+
+@pytest.mark.parametrize("build", [build_report, reconcile], ids=["build_report", "reconcile"])
+def test_a_scope_org_the_store_does_not_hold_is_refused_listing_the_orgs(store: BaseStore, build: object) -> None:
+    """`build_report(db, period, Scope(org="nope"))` returned a report of zeros: it is refused as `--org nope` is,
+    naming `scope.org` and the store's orgs; the org the store holds still reads."""
+    with pytest.raises(ParameterError) as caught:
+        build(store, _period(), Scope(org="nope"))  # type: ignore[operator]
+    assert caught.value.param == "scope.org" and str(caught.value) == (
+        f"scope.org: nope holds no data in this store (orgs: {ORG})"
+    )
+    assert build(store, _period(), Scope(org=ORG)) is not None  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("reversed_", [True, False], ids=["reversed", "empty"])
+def test_as_of_refuses_buckets_given_reversed_or_empty(store: BaseStore, reversed_: bool) -> None:
+    """`as_of(store, when, buckets=(end, start))` read as a store with no rows: it is refused naming `buckets`, in
+    the library's face and the store's; the right order still reads rows."""
+    start, end = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    wrong = (end, start) if reversed_ else (start, start)
+    with pytest.raises(ParameterError) as caught, as_of(store, "now", buckets=wrong):
+        pass
+    assert caught.value.param == "buckets" and "pass an end after the start" in str(caught.value)
+    seconds = (int(wrong[0].timestamp()), int(wrong[1].timestamp()))
+    with pytest.raises(ParameterError, match=r"^buckets: "), store_as_of(store, EMULATOR_NOW, seconds):
+        pass
+    with as_of(store, "now", buckets=(start, end.replace(tzinfo=None))) as past:  # a naive end is UTC
+        assert past.query("SELECT count(*) FROM costs")[0][0] > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "wanted", "matches"),
+    [
+        ("gpt-4o", "gpt-4o", True),
+        ("gpt-4o-2024-08-06", "gpt-4o", True),
+        ("gpt-4o-2024-08-06", "gpt-4o-2024-08-06", True),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o", False),
+        ("gpt-4o-mini-tts", "gpt-4o", False),
+        ("gpt-4o", "gpt-4o-2024-08-06", False),
+        (None, "gpt-4o", False),
+    ],
+)
+def test_one_model_rule(name: str | None, wanted: str, matches: bool) -> None:
+    """A model filter is the name itself or a dated snapshot of it, never a longer name that starts with it."""
+    assert model_matches(name, wanted) is matches
+
+
+def test_report_model_and_the_mcp_tool_read_the_same_models(store: BaseStore, demo_store: Path) -> None:
+    """`report --model gpt-4o` matched the name exactly (spend 0, with a warning) while the MCP `spend` tool's
+    `model="gpt-4o"` also read `gpt-4o-2024-08-06`: both now read the base name's snapshots, and agree."""
+    period = _period()
+    base = build_report(store, period, Scope(model="gpt-4o"))
+    assert base.total_spend > 0 and [m.model for m in base.spend_by_model] == ["gpt-4o-2024-08-06"]
+    assert build_report(store, period, Scope(model="gpt-4o-2024-08-06")).total_spend == base.total_spend
+
+    @contextmanager
+    def reading() -> Iterator[BaseStore]:
+        with open_store(demo_store, migrate=False, read_only=True) as opened:
+            yield opened
+
+    tools = LedgerTools(reading, Config(), clock=lambda: datetime.fromtimestamp(EMULATOR_NOW, UTC))
+    since, until = period.since.isoformat(), period.until.isoformat()
+    assert Decimal(tools.spend(since, until, "project", model="gpt-4o")["total"]) == base.total_spend
+    done = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--model", "gpt-4o", "--since", since])
+    assert "warning" not in done.stderr, done.stderr
