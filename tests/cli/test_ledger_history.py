@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -42,9 +46,42 @@ def two_clocks() -> Iterator[tuple[str, str]]:
         yield now, later
 
 
+_copies = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def first_syncs() -> dict[str, str]:
+    """Per back end, a store after the first sync at the tests' now, made by the first test that needs it."""
+    return {}
+
+
 @pytest.fixture(params=["duckdb", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return str(tmp_path / "ledger.duckdb") if request.param == "duckdb" else str(request.getfixturevalue("pg_url"))
+def store_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    two_clocks: tuple[str, str],
+    first_syncs: dict[str, str],
+) -> str:
+    """A store after the first sync (a CLI sync from the emulator at the tests' now), the test's own copy.
+
+    Every test here starts with that same sync; it runs once per back end and module, and each test gets a copy
+    (the DuckDB file, or a PostgreSQL database made from it as a template).
+    """
+    kind = request.param
+    cluster: Any = request.getfixturevalue("_pg_cluster") if kind == "postgres" else None
+    tag = f"ledger_{os.getpid()}_{next(_copies)}"
+    if kind not in first_syncs:
+        where = tmp_path_factory.mktemp("first")
+        first_syncs[kind] = str(where / "first.duckdb") if cluster is None else tag
+        ok(sync_args(str(where / "first.duckdb") if cluster is None else cluster.createdb(tag)), two_clocks[0], where)
+        tag = f"ledger_{os.getpid()}_{next(_copies)}"
+    if cluster is None:
+        for suffix in ("", ".wal"):  # the closed store's file, and its write-ahead log if one was left
+            if os.path.exists(first_syncs[kind] + suffix):
+                shutil.copyfile(first_syncs[kind] + suffix, str(tmp_path / "ledger.duckdb") + suffix)
+        return str(tmp_path / "ledger.duckdb")
+    return str(cluster.createdb(tag, template=first_syncs[kind]))
 
 
 def ul(args: list[str], url: str, cwd: Path) -> tuple[int, str, str]:
@@ -63,8 +100,8 @@ def spend(url: str, cwd: Path, store: str, *extra: str) -> str:
 
 
 def sync_twice(store: str, clocks: tuple[str, str], cwd: Path) -> tuple[str, int]:
-    """The first sync's report total, and a moment (Unix seconds) after it and before the second sync."""
-    ok(sync_args(store), clocks[0], cwd)
+    """The first sync's report total, and a moment (Unix seconds) after it and before the second sync (``store``
+    comes synced once: see ``store_url``)."""
     first = spend(clocks[0], cwd, store)
     moment = int(time.time())
     while int(time.time()) <= moment:  # seen times are whole seconds: the second sync is seen after the moment
@@ -123,8 +160,7 @@ def test_as_of_changes_and_deltas_after_a_restating_sync(
 
 
 def test_a_closed_month_restated_is_an_adjustment(store_url: str, two_clocks: tuple[str, str], tmp_path: Path) -> None:
-    url = two_clocks[1]
-    ok(sync_args(store_url), two_clocks[0], tmp_path)
+    url = two_clocks[1]  # the store comes synced once at the tests' now (``store_url``)
     november = ["--since", "2026-11-01", "--until", "2026-12-01"]
     doc = json.loads(ok(["report", "--store", store_url, *november, "-f", "json"], url, tmp_path))
     closed_total = Decimal(doc["totals"]["spend"])

@@ -7,7 +7,9 @@ previous entry's new value) and end at the stored value, so the sum of deltas eq
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -175,21 +177,40 @@ def two_clocks() -> Iterator[tuple[str, str]]:
         yield now, later
 
 
+def _copy_duckdb(source: str, target: str) -> None:
+    """Copy a closed DuckDB store (its write-ahead log too, if one was left)."""
+    for suffix in ("", ".wal"):
+        if os.path.exists(source + suffix):
+            shutil.copyfile(source + suffix, target + suffix)
+
+
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_sigkill_mid_commit_leaves_the_log_and_the_rows_consistent(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, two_clocks: tuple[str, str]
 ) -> None:
     """SIGKILL right after a write (or the log append) or a watermark of a revising re-read: log and rows agree."""
     rng = random.Random()
+    first: str | None = None  # the store after the first sync, made once and copied for the second kill
     for i, (phase, at) in enumerate((("write", rng.randint(1, 12)), ("watermark", rng.randint(1, 6)))):
         where = f"{kind}, {phase} #{at}"
         if kind == "duckdb":
             url = str(tmp_path / f"k{i}.duckdb")
+            if first is not None:
+                _copy_duckdb(first, url)
         else:
-            url = request.getfixturevalue("_pg_cluster").createdb(f"revkill_{i}_{rng.randrange(10**9)}")
-        code, _, err = finish(run_cli([*launcher(), *sync_args(url)], two_clocks[0], tmp_path))
-        assert code == 0, err
-        args = [*launcher(), *sync_args(url, "--now", LATER)]
+            name = f"revkill_{i}_{rng.randrange(10**9)}"
+            url = request.getfixturevalue("_pg_cluster").createdb(name, template=first)
+        if first is None:
+            # The first sync (no directory: nothing here reads it, and no kill point falls in it).
+            code, _, err = finish(run_cli([*launcher(), *sync_args(url, "--no-directory")], two_clocks[0], tmp_path))
+            assert code == 0, err
+            if kind == "duckdb":
+                first = str(tmp_path / "first.duckdb")
+                _copy_duckdb(url, first)
+            else:
+                first = name + "_first"
+                request.getfixturevalue("_pg_cluster").createdb(first, template=name)
+        args = [*launcher(), *sync_args(url, "--now", LATER, "--no-directory")]
         code, _, err = finish(run_cli(args, two_clocks[1], tmp_path, KILL_PHASE=phase, KILL_AT=str(at)))
         assert code == -9, f"{where}: the sync finished before its kill point: {err}"
         with open_store(url) as opened:

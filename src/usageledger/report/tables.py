@@ -109,6 +109,8 @@ class DataTable:
         self.title = title
         self.columns = columns
         self.rows: list[tuple[Text, ...]] = []
+        self._measured: dict[tuple[bool, int], int] = {}
+        self._measured_rows = 0
 
     def add_row(self, *cells: _Cell) -> None:
         """One row; a ``str`` is plain text (never markup), a :class:`~rich.text.Text` keeps its style."""
@@ -120,7 +122,7 @@ class DataTable:
         """Content widths for every column within ``room`` cells, or None when the numbers do not fit."""
         widths: list[int] = []
         for i, col in enumerate(self.columns):
-            data = max((_width(row[i]) for row in self.rows), default=0)
+            data = self._measure(i, words=False)
             if col.numeric:
                 widths.append(max(data, _longest_word(col.header), 1))
             else:
@@ -158,8 +160,20 @@ class DataTable:
     def _longest_number(self, i: int) -> int:
         """The widest space-free run in column ``i`` or its header: how narrow it can be without cutting a value
         (or a header word)."""
-        longest = max((_longest_word(row[i].plain) for row in self.rows), default=0)
+        longest = self._measure(i, words=True)
         return max(longest, _longest_word(self.columns[i].header), 1)
+
+    def _measure(self, i: int, *, words: bool) -> int:
+        """Column ``i``'s widest cell (or, with ``words``, widest space-free run) over the rows, measured once while
+        the rows stay the same: each layout tried (up to two per :meth:`fits` or render) measured every row of every
+        column again, which made a table of thousands of rows take seconds before printing."""
+        if self._measured_rows != len(self.rows):
+            self._measured, self._measured_rows = {}, len(self.rows)
+        key = (words, i)
+        if key not in self._measured:
+            cells = (_longest_word(row[i].plain) if words else _width(row[i]) for row in self.rows)
+            self._measured[key] = max(cells, default=0)
+        return self._measured[key]
 
     def _table(self, widths: list[int], *, bordered: bool) -> Table:
         table = Table(
