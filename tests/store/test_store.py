@@ -17,6 +17,7 @@ from usageledger.errors import StoreError
 from usageledger.store import (
     BaseStore,
     Stream,
+    StreamMark,
     WindowWrite,
     encode_group_key,
     migrations,
@@ -219,6 +220,36 @@ def test_streams_state_and_runs_are_recorded(store: BaseStore) -> None:
     state = store.stream_state("acme", COSTS.id)
     assert state is not None and state.last_status == "ok" and state.last_run_at == T0
     assert store.query("SELECT status FROM sync_runs WHERE run_id = 'r1'") == [("running",)]
+
+
+def test_streams_are_registered_and_marked_together_each_with_its_own_state(store: BaseStore) -> None:
+    """A sync registers and marks all its streams in one statement each: every (org, stream) gets its own state,
+    in the order asked, twice asked is one row, and each mark keeps its own status and error; a new run's mark
+    starts the counters again, a mark of the same run keeps them."""
+    hourly = Stream.create("completions", "1h", ("model",))
+    pairs = [("acme", COSTS), ("beta", COSTS), ("acme", hourly)]
+    states = store.register_streams(pairs)
+    assert [(s.org, s.stream) for s in states] == [("acme", COSTS.id), ("beta", COSTS.id), ("acme", hourly.id)]
+    assert store.register_streams([*pairs, ("acme", COSTS)])[:3] == states
+    assert store.query("SELECT COUNT(*) FROM streams") == [(3,)]
+    assert store.register_streams([]) == []
+    store.mark_streams(
+        [StreamMark("acme", COSTS.id, "ok"), StreamMark("beta", COSTS.id, "failed", "HTTP 500")], run_id="r1", at=T0
+    )
+    store.execute("UPDATE streams SET last_inserted = 7 WHERE org = 'acme'")
+    store.mark_streams(
+        [StreamMark("acme", COSTS.id, "ok"), StreamMark("acme", hourly.id, "running")], run_id="r1", at=T0
+    )
+    got = {(s.org, s.stream): s for s in store.stream_states()}
+    assert (got["acme", COSTS.id].last_status, got["acme", COSTS.id].last_error) == ("ok", None)
+    assert (got["beta", COSTS.id].last_status, got["beta", COSTS.id].last_error) == ("failed", "HTTP 500")
+    assert got["acme", hourly.id].last_status == "running" and got["acme", hourly.id].last_run_at == T0
+    assert got["acme", COSTS.id].last_counts.inserted == 7  # the same run: its counts stay
+    assert got["acme", hourly.id].last_counts.inserted == 0  # its first mark of r1: a new run's counts start at 0
+    store.mark_streams([StreamMark("acme", COSTS.id, "ok")], run_id="r2", at=T0 + DAY)
+    again = store.stream_state("acme", COSTS.id)
+    assert again is not None and again.last_counts.inserted == 0 and again.last_run_id == "r2"
+    assert again.last_run_at == T0 + DAY
 
 
 def test_duckdb_store_held_by_another_process_is_a_clear_error(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from usageledger.store._types import (
     RunningRun,
     RunOwner,
     RunTotals,
+    StreamMark,
     StreamState,
     UpsertCounts,
     WindowWrite,
@@ -237,23 +238,40 @@ class BaseStore(ABC):
 
     def register_stream(self, org: str, stream: Stream) -> StreamState:
         """Record a stream (idempotent) and return its state."""
+        return self.register_streams([(org, stream)])[0]
+
+    def register_streams(self, pairs: Sequence[tuple[str, Stream]]) -> list[StreamState]:
+        """Record each ``(org, stream)`` (idempotent) and return their states, in ``pairs``' order.
+
+        One statement and one transaction for all of them: on DuckDB an ``INSERT ... ON CONFLICT`` costs about
+        10 ms a statement, so a sync's twelve streams registered one by one cost 120-170 ms before its first
+        request, against about 15 ms together."""
+        if not pairs:
+            return []
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(pairs))
+        params: list[Any] = []
+        for org, stream in pairs:
+            params += [
+                org,
+                stream.id,
+                stream.endpoint.name,
+                stream.bucket_width,
+                ",".join(stream.group_by),
+                stream.filters_json,
+                stream.is_default,
+            ]
         with self.transaction():
             self.execute(
                 "INSERT INTO streams (org, stream, endpoint, bucket_width, group_by, filters, is_default)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (org, stream) DO NOTHING",
-                (
-                    org,
-                    stream.id,
-                    stream.endpoint.name,
-                    stream.bucket_width,
-                    ",".join(stream.group_by),
-                    stream.filters_json,
-                    stream.is_default,
-                ),
+                f" VALUES {values} ON CONFLICT (org, stream) DO NOTHING",
+                params,
             )
-        state = self.stream_state(org, stream.id)
-        assert state is not None
-        return state
+        wanted = " OR ".join(["(org = %s AND stream = %s)"] * len(pairs))
+        rows = self.query(
+            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE {wanted}", [v for org, st in pairs for v in (org, st.id)]
+        )
+        states = {(state.org, state.stream): state for state in map(_state, rows)}
+        return [states[(org, stream.id)] for org, stream in pairs]
 
     def stream_state(self, org: str, stream_id: str) -> StreamState | None:
         rows = self.query(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org = %s AND stream = %s", (org, stream_id))
@@ -267,15 +285,24 @@ class BaseStore(ABC):
         self, org: str, stream_id: str, *, run_id: str, at: int, status: str, error: str | None = None
     ) -> None:
         """Set a stream's last run, status and error."""
+        self.mark_streams([StreamMark(org, stream_id, status, error)], run_id=run_id, at=at)
+
+    def mark_streams(self, marks: Sequence[StreamMark], *, run_id: str, at: int) -> None:
+        """Set the last run, status and error of each stream in ``marks``, in one statement (a sync marks all its
+        streams at its start and at its end: one ``UPDATE`` each time, not one a stream)."""
+        if not marks:
+            return
+        values = ", ".join(["(%s, %s, %s, CAST(%s AS TEXT))"] * len(marks))
+        counters = ", ".join(
+            f"{c} = CASE WHEN t.last_run_id = %s THEN t.{c} ELSE 0 END"
+            for c in ("last_inserted", "last_updated", "last_unchanged", "last_deleted")
+        )
         with self.transaction():
             self.execute(
-                "UPDATE streams SET last_run_at = %s, last_status = %s, last_error = %s,"
-                " last_inserted = CASE WHEN last_run_id = %s THEN last_inserted ELSE 0 END,"
-                " last_updated = CASE WHEN last_run_id = %s THEN last_updated ELSE 0 END,"
-                " last_unchanged = CASE WHEN last_run_id = %s THEN last_unchanged ELSE 0 END,"
-                " last_deleted = CASE WHEN last_run_id = %s THEN last_deleted ELSE 0 END,"
-                " last_run_id = %s WHERE org = %s AND stream = %s",
-                (to_datetime(at), status, error, run_id, run_id, run_id, run_id, run_id, org, stream_id),
+                f"UPDATE streams AS t SET last_run_at = %s, last_status = v.status, last_error = v.error, {counters},"
+                f" last_run_id = %s FROM (VALUES {values}) AS v(org, stream, status, error)"
+                " WHERE t.org = v.org AND t.stream = v.stream",
+                [to_datetime(at), *[run_id] * 5, *(v for m in marks for v in (m.org, m.stream_id, m.status, m.error))],
             )
 
     def begin_run(self, run_id: str, *, at: int, command: str, owner: RunOwner | None = None) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "RunOwner",
     "RunTotals",
     "RunningRun",
+    "StreamMark",
     "StreamState",
     "UpsertCounts",
     "WindowWrite",
@@ -70,6 +71,16 @@ class RunTotals:
     windows: int = 0
     requests: int = 0
     counts: UpsertCounts = field(default_factory=UpsertCounts)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMark:
+    """A stream's status at a run's start or end (:meth:`BaseStore.mark_streams`)."""
+
+    org: str
+    stream_id: str
+    status: str
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

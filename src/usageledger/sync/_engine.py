@@ -31,7 +31,7 @@ from usageledger.errors import (
     SyncError,
     UsageLedgerError,
 )
-from usageledger.store import BaseStore, RunTotals, Stream, require_store
+from usageledger.store import BaseStore, RunTotals, Stream, StreamMark, require_store
 from usageledger.sync._model import (
     EventHandler,
     Org,
@@ -187,12 +187,11 @@ async def _run_locked(
         tls_context()
     check_orgs(store, orgs, at=int(time.time()))
     reap_abandoned(store, at=int(time.time()), holding_sync_lock=True)
-    for org in orgs:
-        for stream in streams:
-            state = store.register_stream(org.name, stream)
-            plan = plan_stream(org.name, stream, state.watermark, options, now=now)
-            extent = store.stream_extent(org.name, stream)
-            runs.append(StreamRun.start(plan, watermark=state.watermark, extent=extent))
+    pairs = [(org.name, stream) for org in orgs for stream in streams]
+    for (org_name, stream), state in zip(pairs, store.register_streams(pairs), strict=True):
+        plan = plan_stream(org_name, stream, state.watermark, options, now=now)
+        extent = store.stream_extent(org_name, stream)
+        runs.append(StreamRun.start(plan, watermark=state.watermark, extent=extent))
     requests = 0
 
     def count_request() -> None:
@@ -207,10 +206,9 @@ async def _run_locked(
     clients: dict[str, AsyncClient] = {}
     store.begin_run(run_id, at=now, command=command, owner=this_process())
     try:  # from here on, whatever happens, the run is finished (`finally`): never left `running`
-        for r in runs:
-            # A stream with nothing to read is finished already; the others are `running` until their last commit.
-            mark = "running" if r.plan.windows else "ok"
-            store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status=mark)
+        # A stream with nothing to read is finished already; the others are `running` until their last commit.
+        marks = [StreamMark(r.plan.org, r.plan.stream.id, "running" if r.plan.windows else "ok") for r in runs]
+        store.mark_streams(marks, run_id=run_id, at=now)
         emit(RunStarted(run_id, tuple(r.plan for r in runs)))
         for org in orgs:
             clients[org.name] = AsyncClient(
@@ -251,9 +249,10 @@ def _finish(
     error: str | None,
     result: SyncResult,
 ) -> None:
-    for r in runs:
-        s = r.result()
-        store.mark_stream(r.plan.org, r.plan.stream.id, run_id=run_id, at=now, status=s.status, error=s.error)
+    results = [(r, r.result()) for r in runs]
+    store.mark_streams(
+        [StreamMark(r.plan.org, r.plan.stream.id, s.status, s.error) for r, s in results], run_id=run_id, at=now
+    )
     totals = RunTotals(
         streams=len(runs),
         windows=sum(s.windows_done for s in result.streams),
