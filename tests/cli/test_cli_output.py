@@ -79,6 +79,25 @@ def test_report_prints_every_number_whole(report_data: ReportData, width: int) -
     assert max(len(line.rstrip()) for line in text.splitlines()) <= width
 
 
+@pytest.mark.parametrize("width", [40, 60, 72, 80, 100, 140])
+def test_the_reports_header_never_parts_a_label_from_its_figure(report_data: ReportData, width: int) -> None:
+    """`Tokens` ended an 80-column line with its count on the next one, and `low $4.40,` was parted from `high`:
+    the summary breaks only between a label and figure pair and the next, and is one line where it fits."""
+    text = _render(render_report(report_data), width)
+    lines = text.splitlines()
+    tokens, requests = format_count(report_data.total_tokens), format_count(report_data.total_requests)
+    for pair in (
+        f"Tokens {tokens}",
+        f"Requests {requests}",
+        f"Spend {format_money(report_data.total_spend, report_data.currency)}",
+    ):
+        assert any(pair in line for line in lines), f"{pair!r} is parted at {width} columns:\n{text}"
+    assert any(re.search(r"low \$[\d,.]+, high \$[\d,.]+", line) for line in lines), text
+    summary = f"Spend {format_money(report_data.total_spend, report_data.currency)}  ({report_data.comparison()})"
+    if len(summary) + len(f"   Tokens {tokens}   Requests {requests}") <= width:
+        assert any(line.rstrip().endswith(f"Requests {requests}") and line.startswith("Spend") for line in lines)
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_reconcile_prints_every_number_whole(demo_store: Path, width: int) -> None:
     """The reconciliation's token counts and percentages are whole at every width."""

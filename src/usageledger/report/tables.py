@@ -33,7 +33,7 @@ from rich.text import Text
 
 from usageledger._text import terminal_safe
 
-__all__ = ["MIN_LABEL", "Column", "DataTable", "label", "label_floor", "number"]
+__all__ = ["MIN_LABEL", "Column", "DataTable", "Flow", "label", "label_floor", "number"]
 
 MIN_LABEL: Final = 8
 """The fewest characters a label column is shortened to before the table changes its layout."""
@@ -242,3 +242,31 @@ class DataTable:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(1, options.max_width)
+
+
+class Flow:
+    """Parts of one line (``Spend $446.18 (...)``, ``Tokens 124,618,296``, ``Requests 41,611``), laid out as one line
+    where the width allows, else as many lines as needed, breaking only between parts: a label never ends one line
+    with its number on the next (``Tokens`` at the end of an 80-column line, ``124,618,296`` below it). A part wider
+    than the line alone is wrapped at its spaces, as any text is."""
+
+    def __init__(self, *parts: Text, gap: int = 3) -> None:
+        self.parts = [p for p in parts if p.plain]
+        self.gap = gap
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        lines: list[Text] = []
+        for part in self.parts:
+            current = lines[-1] if lines else None
+            if current is not None and cell_len(current.plain) + self.gap + cell_len(part.plain) <= width:
+                current.append(" " * self.gap)
+                current.append_text(part)
+            else:
+                lines.append(part.copy())
+        yield Group(*lines)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        longest = max((cell_len(p.plain) for p in self.parts), default=0)
+        total = sum(cell_len(p.plain) for p in self.parts) + self.gap * max(len(self.parts) - 1, 0)
+        return Measurement(min(longest, options.max_width), min(total, options.max_width))

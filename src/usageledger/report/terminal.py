@@ -21,7 +21,7 @@ from usageledger.report.history import Changes, Restatement
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
-from usageledger.report.tables import DataTable, label, number
+from usageledger.report.tables import DataTable, Flow, label, number
 from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 from usageledger.store import tables
@@ -102,28 +102,27 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
     names = names or Names()
     cur = data.currency
     scope = data.scope.labels(names.project)
-    heading = Text.assemble(("Usage & costs ", "bold"), str(data.period), (f"  {' · '.join(scope)}" if scope else ""))
-    summary = Text.assemble(
-        ("Spend ", "bold"),
-        format_money(data.total_spend, cur),
-        f"  ({data.comparison()})",
-        ("   Tokens ", "bold"),
-        format_count(data.total_tokens),
-        ("   Requests ", "bold"),
-        format_count(data.total_requests),
+    heading = Flow(Text.assemble(("Usage & costs ", "bold"), str(data.period)), Text(" · ".join(scope)), gap=2)
+    summary = Flow(
+        Text.assemble(("Spend ", "bold"), format_money(data.total_spend, cur), f"  ({data.comparison()})"),
+        Text.assemble(("Tokens ", "bold"), format_count(data.total_tokens)),
+        Text.assemble(("Requests ", "bold"), format_count(data.total_requests)),
     )
     series = summarise(data.daily_spend)
     values = [v for _, v in series.points]
     line = sparkline(values)
     # Points that hold a provisional day: yellow, marked `*`, explained below the line.
     cut = first_provisional([d for d, _ in series.points], data.provisional_from, data.period.until)
-    trend = Text.assemble(
-        (f"{_GRAIN_TITLES[series.grain]} spend ", "bold"),
-        (line[:cut], "cyan"),
-        (line[cut:], "yellow"),
-        ("*" if cut < len(line) else ""),
-        f"  {data.period.since} … {data.period.until - timedelta(days=1)}, "
-        f"low {format_money(min(values), cur)}, high {format_money(max(values), cur)}",
+    trend = Flow(
+        Text.assemble(
+            (f"{_GRAIN_TITLES[series.grain]} spend ", "bold"),
+            (line[:cut], "cyan"),
+            (line[cut:], "yellow"),
+            ("*" if cut < len(line) else ""),
+        ),
+        Text(f"{data.period.since} … {data.period.until - timedelta(days=1)}"),
+        Text(f"low {format_money(min(values), cur)}, high {format_money(max(values), cur)}"),
+        gap=2,
     )
     footnotes: list[RenderableType] = []
     if data.as_of is not None:
