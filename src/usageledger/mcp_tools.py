@@ -41,6 +41,7 @@ from usageledger.report.queries import (
 )
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.store import BaseStore
+from usageledger.sync._safety import data_warnings
 
 __all__ = ["GROUP_BY", "MOVERS_BY", "LedgerTools", "SpendGroup"]
 
@@ -140,7 +141,9 @@ class LedgerTools:
             data = build_report(store, period, Scope(org=org, project=pid))
             names = resolve_names(store, org=org, overrides=self._overrides())
             final = final_costs_until(store, self.config.sync.to_options())
-        return _plain(report_document(replace(data, provisional_from=provisional_from(final, org)), names))
+            warnings = data_warnings(store, org)  # a store mixing synthetic and real orgs, as `report` says
+        data = replace(data, provisional_from=provisional_from(final, org), warnings=warnings)
+        return _plain(report_document(data, names))
 
     def spend(
         self,
@@ -169,6 +172,7 @@ class LedgerTools:
             "previous_partial_from": doc["previous_partial_from"],
             "unsynced_from": doc["unsynced_from"],
             "provisional_from": doc["provisional_from"],
+            "warnings": doc["warnings"],
             "rows": doc[key],
         }
 
@@ -211,6 +215,7 @@ class LedgerTools:
                 [period.start, *params],
             )
             names = resolve_names(store, org=org, overrides=self._overrides())
+            warnings = data_warnings(store, org)
         current: dict[object, Decimal] = {}
         previous = Decimal(0)
         currencies: set[str] = set()
@@ -234,6 +239,7 @@ class LedgerTools:
                 "group_by": group_by,
                 "total": total,
                 "previous_period_total": previous,
+                "warnings": list(warnings),
                 "rows": _model_rows(group_by, current, total, names, period),
             }
         )
@@ -248,6 +254,7 @@ class LedgerTools:
             "scope": doc["scope"],
             "totals": {"tokens": doc["totals"]["tokens"], "requests": doc["totals"]["requests"]},
             "by_model": doc["usage_by_model"],
+            "warnings": doc["warnings"],
         }
 
     def top_movers(
@@ -272,6 +279,7 @@ class LedgerTools:
             "movers": doc["movers_by_project" if by == "project" else "movers_by_model"],
             "previous_partial_from": doc["previous_partial_from"],
             "unsynced_from": doc["unsynced_from"],
+            "warnings": doc["warnings"],
         }
 
     def changes(
@@ -302,6 +310,7 @@ class LedgerTools:
         )
         with self._reading(org) as store:
             rows = store.query(sql, [*params, limit + 1])
+            warnings = data_warnings(store, org)
         entries = [
             {
                 "org": o,
@@ -322,6 +331,7 @@ class LedgerTools:
                 "scope": {"org": org},
                 "kind": kind,
                 "truncated": len(rows) > limit,
+                "warnings": list(warnings),
                 "changes": entries,
             }
         )
@@ -337,8 +347,13 @@ class LedgerTools:
             pid = self._project_id(store, project, org)
             names = resolve_names(store, org=org, overrides=self._overrides())
             result = run_checks(store, cfg, now=now, org=org, project=pid, budget_day=day, anomaly_day=day, names=names)
+            warnings = data_warnings(store, org)
         doc = _plain(check_document(result))
-        return {"period": _plain(_alert_period(result.budget_day, result.anomaly_day)), **doc}
+        return {
+            "period": _plain(_alert_period(result.budget_day, result.anomaly_day)),
+            "warnings": list(warnings),
+            **doc,
+        }
 
     def lookup(self, query: str, kind: str | None = None, org: str | None = None) -> Document:
         """Directory items whose ID equals ``query`` or whose name or email contains it (case-insensitive)."""

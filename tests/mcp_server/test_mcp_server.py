@@ -17,11 +17,13 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from typer.testing import CliRunner
 
 from usageledger.cli import app
+from usageledger.emulator import Emulator
 from usageledger.store import open_existing_store
 from usageledger.store.directory import current_names
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import mixed_store
 
 SINCE = "2026-10-22"
 UNTIL = "2026-11-21"
@@ -177,6 +179,41 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     moved, spent = _doc(partial_movers), _doc(partial_spend)
     assert moved["movers"] == [] and moved["previous_partial_from"] == spent["previous_partial_from"] == "2026-09-12"
     assert spent["previous_period_total"] is None and spent["total"] != "0"
+
+
+@pytest.fixture
+def mixed(tmp_path: Path, emulator: Emulator) -> str:
+    """A store an older demo left mixed (``fixtures.stores.mixed_store``), made outside the test's event loop."""
+    return str(mixed_store(tmp_path / "mixed.duckdb", emulator))
+
+
+async def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_every_summing_tool(mixed: str) -> None:
+    """`spend` and the other tools that add up the store's orgs added the demo's synthetic org to a real one without a
+    word, where `report` warns: each answer carries the same line in `warnings` (`spend` keeps the report's figures);
+    asked for one org, whose figures are its own, none does."""
+    path = mixed
+    period = {"since": SINCE, "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", period),
+        ("spend", {**period, "group_by": "team"}),
+        ("spend", {**period, "model": "gpt-4o"}),
+        ("usage", period),
+        ("top_movers", period),
+        ("changes", {"since": "2026-01-01", "until": "2027-01-01", "kind": "all", "limit": 5}),
+        ("alerts", {}),
+        ("spend", {**period, "org": "acme"}),
+        ("changes", {"since": "2026-01-01", "until": "2027-01-01", "org": "acme"}),
+        ("alerts", {"org": "acme"}),
+    ]
+    _, results = await _session_calls(path, calls)
+    said = (
+        "this store mixes synthetic data (org demo, the demo's org name, from before the registry) with real data, "
+        f"and its totals add both; remove the synthetic data with `usageledger demo --remove --store {path}`"
+    )
+    docs = [_doc(r) for r in results]
+    assert [d["warnings"] for d in docs] == [[said]] * 7 + [[]] * 3
+    report = _report(path)
+    assert report["warnings"] == [said] and docs[0]["total"] == report["totals"]["spend"]
 
 
 async def test_a_project_id_the_store_does_not_hold_is_refused_not_answered_as_zero(synced: str) -> None:

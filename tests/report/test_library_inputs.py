@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,9 +15,14 @@ from usageledger.cli import app
 from usageledger.config import Config
 from usageledger.errors import ParameterError
 from usageledger.mcp_tools import LedgerTools
-from usageledger.report.history import as_of
+from usageledger.report.alerts import AlertConfig, run_checks
+from usageledger.report.credit import credit_balance
+from usageledger.report.forecasting import build_forecast
+from usageledger.report.history import as_of, changes, deltas
+from usageledger.report.keys import build_keys
 from usageledger.report.queries import Period, Scope, build_report, model_matches
 from usageledger.report.reconcile import reconcile
+from usageledger.report.statement import build_statements, month_statements
 from usageledger.store import BaseStore, open_store
 from usageledger.store.history import as_of as store_as_of
 
@@ -47,6 +52,34 @@ def test_a_scope_org_the_store_does_not_hold_is_refused_listing_the_orgs(store: 
         f"scope.org: nope holds no data in this store (orgs: {ORG})"
     )
     assert build(store, _period(), Scope(org=ORG)) is not None  # type: ignore[operator]
+
+
+def _now() -> datetime:
+    return datetime.fromtimestamp(EMULATOR_NOW, UTC)
+
+
+_ORG_TAKERS: dict[str, Callable[[BaseStore, str], object]] = {
+    "run_checks": lambda db, org: run_checks(db, AlertConfig(), now=_now(), org=org),
+    "build_forecast": lambda db, org: build_forecast(db, _now().date(), now=_now(), org=org),
+    "build_statements": lambda db, org: build_statements(db, _period().since.replace(day=1), org=org),
+    "month_statements": lambda db, org: month_statements(db, _period().since.replace(day=1), org=org),
+    "changes": lambda db, org: changes(db, org=org),
+    "deltas": lambda db, org: deltas(db, org=org),
+    "credit_balance": lambda db, org: credit_balance(db, now=_now(), org=org),
+    "build_keys": lambda db, org: build_keys(db, start=_now() - timedelta(days=30), end=_now(), now=_now(), org=org),
+}
+
+
+@pytest.mark.parametrize("call", list(_ORG_TAKERS.values()), ids=list(_ORG_TAKERS))
+def test_an_org_argument_the_store_does_not_hold_is_refused_listing_the_orgs(
+    store: BaseStore, call: Callable[[BaseStore, str], object]
+) -> None:
+    """Each library function taking `org=` answered an org the store does not hold with zeros, "no alerts", "no
+    changes" or "sync first": each refuses it through `check_orgs`, naming `org`; the store's own org still reads."""
+    with pytest.raises(ParameterError) as caught:
+        call(store, "nope")
+    assert caught.value.param == "org" and str(caught.value) == f"org: nope holds no data in this store (orgs: {ORG})"
+    call(store, ORG)
 
 
 @pytest.mark.parametrize("reversed_", [True, False], ids=["reversed", "empty"])

@@ -6,6 +6,7 @@ answers while a sync writes the store.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import psutil
 import pytest
 from starlette.testclient import TestClient
 
+from usageledger.emulator import Emulator
 from usageledger.report.formatting import format_money
 from usageledger.report.queries import LINE_ITEM_MODEL
 from usageledger.serve import build_app
@@ -35,6 +37,7 @@ from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, env, finish, run_cli, sync_args
 from fixtures.reports import demo_sync
+from fixtures.stores import MIXED_SINCE, mixed_store
 
 CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
 TOKEN = "t0ken-for-the-serve-tests-0123456789"
@@ -259,6 +262,33 @@ def test_a_report_of_a_project_the_store_does_not_hold_is_refused(client: TestCl
         assert (got.json() == {"error": error}) if route != "/" else (error in got.text)
     project = client.get("/api/filters").json()["projects"][0]["id"]
     assert client.get(route, params={"project": project}).status_code == 200
+
+
+def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_the_api_and_on_the_page(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """/api/report and the page added the demo's synthetic org to a real one without a word, where `report` warns on
+    stderr: the document carries the same line in `warnings` (it is still `report --format json`'s), and the page
+    shows it; read for one org, whose figures are its own, neither does."""
+    path = str(mixed_store(tmp_path / "mixed.duckdb", emulator))
+    first = datetime.fromtimestamp(MIXED_SINCE, UTC).date()
+    period = {"since": first.isoformat(), "until": (first + timedelta(days=6)).isoformat()}
+    said = (
+        "this store mixes synthetic data (org demo, the demo's org name, from before the registry) with real data, "
+        f"and its totals add both; remove the synthetic data with `usageledger demo --remove --store {path}`"
+    )
+    with TestClient(build_app(path)) as c:
+        mixed = c.get("/api/report", params=period)
+        one = c.get("/api/report", params={**period, "org": "acme"})
+        page = c.get("/", params=period)
+        page_one = c.get("/", params={**period, "org": "acme"})
+    assert mixed.status_code == 200 and mixed.json()["warnings"] == [said], mixed.text
+    assert mixed.json() == _cli_json(path, "--since", period["since"], "--until", period["until"])
+    assert one.status_code == 200 and one.json()["warnings"] == []
+    assert page.status_code == 200 and page_one.status_code == 200
+    shown = html.escape(f"Warning: {said}")
+    assert '<p class="store-warning" role="alert">' + shown + "</p>" in page.text, page.text[:3000]
+    assert 'class="store-warning"' not in page_one.text
 
 
 def test_the_real_server_refuses_them_over_http(store: str, tmp_path: Path) -> None:

@@ -131,14 +131,20 @@ def _warn_unknown_project(
 def _database(url: str | None, *, org: str | None = None) -> Iterator[BaseStore]:
     """The store, opened to read only (see ``open_existing_store``): reports never create or migrate it. An ``--org``
     the store holds no data for is refused (:meth:`BaseStore.check_orgs`), never read as an empty org."""
-    from usageledger.sync._safety import mixed_data  # before opening: a running sync waits while a reader holds it
+    from usageledger.sync._safety import data_warnings  # before opening: a running sync waits while a reader holds it
 
     with open_for_reading(url or DEFAULT_STORE) as store:
         store.check_orgs(org)
-        warning = mixed_data(store)
-        if warning is not None:
-            say(warning)
+        for warning in data_warnings(store, org):
+            say(f"warning: {warning}")
         yield store
+
+
+def _warnings(store: BaseStore, org: str | None) -> tuple[str, ...]:
+    """The warnings :func:`_database` said on stderr, for a JSON document's ``warnings``."""
+    from usageledger.sync._safety import data_warnings
+
+    return data_warnings(store, org)
 
 
 def _past_day(value: str, *, now: int, param: str) -> date:
@@ -281,6 +287,7 @@ def report(
             data = replace(data, adjustments=closed_adjustments(db, period, org=org, project=project))
         else:
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
+        data = replace(data, warnings=_warnings(db, org))  # said on stderr too; the JSON carries them
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         # This month's forecast and credit speak of today: an --as-of report (what the ledger held then) has none.
         outlook, credit = month_outlook(db, now=now, org=org, project=project) if as_of_at is None else (None, None)

@@ -56,6 +56,7 @@ from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.names import Names, with_id
 from usageledger.report.queries import COSTS_VIEW, DAY, Database, column_decimal, day_start, main_currency, utc_day
 from usageledger.store import tables
+from usageledger.store._base import check_orgs
 from usageledger.timeutil import back_from, utc_moment
 
 __all__ = [
@@ -300,6 +301,7 @@ def run_checks(
     ``restated_over``: one ``restated`` alert per closed-month figure of ``adjustments`` (see
     :func:`usageledger.report.history.adjustments`) that moved by more than that amount since its month was closed.
     """
+    check_orgs(db, org, param="org")  # an org the store does not hold answered "no alerts", a false all-clear
     names = names or Names()
     now = utc_moment(now)  # a naive one is UTC, not the machine's zone
     today = now.date()

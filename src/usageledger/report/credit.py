@@ -19,6 +19,7 @@ from usageledger.errors import UsageLedgerError
 from usageledger.report.forecast import CREDIT_HORIZON_DAYS, HISTORY_DAYS, credit_runway, fill_days
 from usageledger.report.forecasting import daily_spend, data_as_of
 from usageledger.report.queries import COSTS_VIEW, Database, day_start, utc_day
+from usageledger.store._base import check_orgs
 from usageledger.store.credit import TopUp, list_topups
 from usageledger.timeutil import utc_moment
 
@@ -75,6 +76,7 @@ def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> Cr
     """The balance and its runway; ``None`` when no top-up is recorded (for ``org``) on or before ``now``'s UTC day.
 
     A top-up dated after that day is not bought yet and counts from its day on, never in an earlier balance."""
+    check_orgs(db, org, param="org")  # an org the store does not hold read as one with no top-up
     today = utc_moment(now).date()  # a naive now is UTC, not the machine's zone
     topups = [t for t in list_topups(db, org=org) if t.day <= today]
     if not topups:

@@ -29,6 +29,7 @@ from usageledger.report.queries import (
     utc_day,
 )
 from usageledger.report.teams import UNASSIGNED
+from usageledger.store._base import check_orgs
 from usageledger.timeutil import month_start, next_month, utc_moment
 
 __all__ = [
@@ -145,6 +146,7 @@ def build_forecast(
     """
     month, now = month_start(month), utc_moment(now)
     check_horizon(month, now=now)
+    check_orgs(db, org, param="org")  # an org the store does not hold was told "run `usageledger sync` first"
     as_of = data_as_of(db, now=now, org=org)
     first_data = first_cost_day(db, org, project)
     if as_of is None:

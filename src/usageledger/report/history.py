@@ -25,6 +25,7 @@ from usageledger.errors import ParameterError
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, require_store, tables, to_datetime
 from usageledger.store import history as _history
+from usageledger.store._base import check_orgs
 from usageledger.store.closes import ClosedLine, closed_lines, month_totals
 from usageledger.timeutil import TimeInput
 
@@ -261,8 +262,8 @@ def _span(
 ) -> tuple[int | None, int | None]:
     """The arguments :func:`changes` and :func:`deltas` share, checked: ``since``/``until`` as Unix seconds, a span
     that can hold something (a reversed one answered "no changes"), ``org`` a name (an int leaked DuckDB's
-    Conversion Error)."""
-    require_store(store)
+    Conversion Error) the store holds (as ``--org``: one it does not hold answered "no changes")."""
+    db = require_store(store)
     lo = None if since is None else timeutil.since_unix(since, param="since")
     hi = None if until is None else timeutil.to_unix(until, param="until")
     if lo is not None and hi is not None and hi <= lo:
@@ -271,6 +272,7 @@ def _span(
         )
     if org is not None and (not isinstance(org, str) or not org.strip()):
         raise ParameterError("org", f"expected an org's name, got {org!r}")
+    check_orgs(db, org if isinstance(org, str) else None, param="org")
     return lo, hi
 
 

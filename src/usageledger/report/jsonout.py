@@ -132,6 +132,7 @@ def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -
         "period": period_document(data.period),
         "scope": {"org": data.scope.org, "project": data.scope.project},
         "currency": data.currency,
+        "warnings": list(data.warnings),
         "total": sum((t.amount for t in teams), Decimal(0)),
         "totals": {"spend": total},
         "spend_by_team": by_team,
@@ -158,6 +159,7 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
         "adjustments": [adjustment_document(a, names) for a in data.adjustments],
         "previous_partial_from": data.previous_partial_from,
         "unsynced_from": data.unsynced_from,
+        "warnings": list(data.warnings),
         "totals": {
             "spend": total,
             # null, as the movers are empty, when either period is only partly in the store

@@ -34,6 +34,7 @@ from usageledger._text import counted
 from usageledger.errors import UsageLedgerError
 from usageledger.report.queries import Database
 from usageledger.store import table_for
+from usageledger.store._base import check_orgs
 from usageledger.timeutil import parse_duration, span_text
 
 __all__ = [
@@ -354,6 +355,7 @@ def build_keys(
     db: Database, *, start: datetime, end: datetime, now: datetime, org: str | None = None, rules: KeyRules = KeyRules()
 ) -> KeysReport:
     """Every key of the store (of ``org``), with spend and requests over ``[start, end)`` and flags as of ``now``."""
+    check_orgs(db, org, param="org")  # an org the store does not hold answered "no keys"
     directory = key_directory(db, org)
     streams = _streams(db, org)
     spend_from = _chosen(streams, COSTS.name)

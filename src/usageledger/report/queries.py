@@ -380,6 +380,9 @@ class ReportData:
     leaves more than a day of the period out: the period's last days read as $0, so the change against a whole
     previous period is not shown either. ``None``: the period is synced (to within a day, as a daily cron leaves
     it)."""
+    warnings: tuple[str, ...] = ()
+    """What the reader must be told about these figures (a store mixing synthetic and real orgs: see
+    :func:`usageledger.sync._safety.data_warnings`); set by the caller that opened the store."""
 
     @property
     def compared(self) -> bool:

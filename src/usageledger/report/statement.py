@@ -41,6 +41,7 @@ from usageledger.report.fx import BASE_CURRENCY, FxRates
 from usageledger.report.history import as_of
 from usageledger.report.queries import COSTS_VIEW, Database, day_start, line_item_model, utc_day
 from usageledger.store import BaseStore
+from usageledger.store._base import check_orgs
 from usageledger.store.closes import closed_lines, month_bounds
 from usageledger.timeutil import month_start, next_month
 
@@ -233,6 +234,7 @@ def _month_rows(
 def build_statements(db: Database, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """The month's statements (see the module's docstring and :class:`StatementOptions`)."""
     first = month_start(month)
+    check_orgs(db, options.get("org"), param="org")  # an org the store does not hold had statements of $0.00
     rows = _month_rows(db, first, next_month(first), options.get("org"))
     return _from_rows(rows, first, options)
 

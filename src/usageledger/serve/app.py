@@ -54,6 +54,7 @@ from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
 from usageledger.store import BaseStore, is_postgres_url, open_existing_store
 from usageledger.store._filelock import writer_pid
+from usageledger.sync._safety import data_warnings
 from usageledger.timeutil import iso
 
 __all__ = ["CSP", "ServeContext", "StoreHolder", "build_app", "routes"]
@@ -227,7 +228,11 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         if params["project"] is not None:
             _check_project(db, params["project"], params["org"], names)
-        data = replace(data, adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]))
+        data = replace(
+            data,
+            adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]),
+            warnings=data_warnings(db, params["org"]),  # a store mixing synthetic and real orgs, as the CLI says
+        )
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
     return _Answer(data, names, outlook, credit, offered)

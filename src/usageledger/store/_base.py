@@ -60,8 +60,10 @@ def known_orgs(db: _Queryable) -> list[str]:
 
 def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str = "--org") -> None:
     """Refuse an org the store ``db`` holds no data for, in a :class:`ParameterError` naming ``param`` and the orgs
-    it holds: the one check behind every ``--org`` that names orgs to read, the dashboard's and MCP's ``org``, and
-    the library's ``Scope(org=...)`` (``build_report``, ``reconcile``).
+    it holds: the one check behind every ``--org`` that names orgs to read, the dashboard's and MCP's ``org``, the
+    library's ``Scope(org=...)`` (``build_report``, ``reconcile``) and the ``org=`` of its other readers
+    (``run_checks``, ``build_forecast``, ``build_statements``, ``changes``, ``deltas``, ``credit_balance``,
+    ``build_keys``).
 
     ``None`` (no filter) passes; so does any org when the store holds none yet, whose commands each say "run
     ``usageledger sync`` first" their own way.

@@ -40,6 +40,7 @@ __all__ = [
     "abandoned_runs",
     "check_orgs",
     "data_source",
+    "data_warnings",
     "is_alive",
     "mixed_data",
     "reap_abandoned",
@@ -217,13 +218,23 @@ def stream_states_now(store: BaseStore, *, at: int) -> list[StreamState]:
     ]
 
 
-def mixed_data(store: BaseStore) -> str | None:
-    """A one-line warning when a store holds synthetic and real orgs together (written before the registry)."""
+def mixed_data(store: BaseStore, org: str | None = None) -> str | None:
+    """A one-line warning when a store holds synthetic and real orgs together (written before the registry) and a
+    reading adds them up: none when it reads one ``org`` (whose figures are that org's alone)."""
+    if org is not None:
+        return None
     held = store.orgs()
     fake = [r for r in held if r.synthetic]
     if not fake or len(fake) == len(held):
         return None
     return (
-        f"warning: this store mixes synthetic data ({_names(fake)}) with real data, and its totals add both; "
+        f"this store mixes synthetic data ({_names(fake)}) with real data, and its totals add both; "
         f"remove the synthetic data with `usageledger demo --remove --store {redact_url_password(store.url)}`"
     )
+
+
+def data_warnings(store: BaseStore, org: str | None = None) -> tuple[str, ...]:
+    """What a reading of the store (of ``org``, else every org) must be told about its figures: the command line
+    prints each on stderr (``warning: ...``), the JSON documents of the dashboard and the MCP tools list them in
+    ``warnings``."""
+    return tuple(w for w in (mixed_data(store, org),) if w is not None)
