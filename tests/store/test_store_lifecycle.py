@@ -14,6 +14,9 @@ from usageledger.cli import app
 from usageledger.errors import StoreError
 from usageledger.store import open_existing_store, open_store
 
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
 NEWER = "0099_from_the_future"
 
 COMMANDS = [
@@ -149,3 +152,59 @@ def test_an_empty_duckdb_file_becomes_a_store(tmp_path: Path) -> None:
     duckdb.connect(str(path)).close()
     with open_store(str(path)) as store:
         assert store.applied_migrations()
+
+
+DAY = 86_400
+
+
+def _sync(store: Path, url: str, now: int, *streams: str) -> object:
+    return CliRunner().invoke(
+        app,
+        ["sync", "--store", str(store), "--base-url", url, "--now", str(now), "--quiet", *(streams or ("-e", "costs"))],
+        env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
+    )
+
+
+def _watermarks(path: Path) -> set[int | None]:
+    with open_existing_store(str(path)) as store:
+        return {s.watermark for s in store.stream_states()}
+
+
+def test_a_clock_that_went_backwards_is_refused_before_anything_is_written(tmp_path: Path, emulator_url: str) -> None:
+    """`sync --now` earlier than the store's watermark (a clock set back): one line naming both times, and the file
+    unchanged. It re-read a lag window ending mid-day, overwrote finished days with partial ones, deleted rows and
+    recorded a last run before the one it follows."""
+    path = tmp_path / "s.duckdb"
+    assert _sync(path, emulator_url, EMULATOR_NOW).exit_code == 0  # type: ignore[attr-defined]
+    before = _digest(path)
+    back = EMULATOR_NOW - 60 * DAY
+    result = _sync(path, emulator_url, back)
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert result.stderr == (  # type: ignore[attr-defined]
+        "error: the clock reads 2026-09-21T12:00:00Z, before the watermark 2026-11-20T00:00:00Z of"
+        " default/costs.1d.project_id+line_item (the store is synced past it already): check the system clock (or"
+        " --now); nothing was synced\n"
+    )
+    assert _digest(path) == before
+    assert _sync(path, emulator_url, EMULATOR_NOW + 3600).exit_code == 0  # type: ignore[attr-defined]
+
+
+def test_a_clock_ahead_of_the_api_never_moves_the_watermark_past_what_the_api_gave(
+    tmp_path: Path, emulator_url: str
+) -> None:
+    """`sync --now` weeks ahead of the API's clock: the API cuts the first window short at its own now and refuses
+    the next. The watermark stays at the API's today; it went to the end of the window, weeks ahead, so the next
+    sync at the right time refused the clock (or, before that, skipped the days between for good)."""
+    path = tmp_path / "s.duckdb"
+    assert _sync(path, emulator_url, EMULATOR_NOW).exit_code == 0  # type: ignore[attr-defined]
+    assert _watermarks(path) == {EMULATOR_NOW // DAY * DAY}
+    ahead = _sync(path, emulator_url, EMULATOR_NOW + 56 * DAY)  # costs: one window, which the API cuts short
+    assert ahead.exit_code == 0, ahead.output  # type: ignore[attr-defined]
+    assert _watermarks(path) == {EMULATOR_NOW // DAY * DAY}
+    further = _sync(path, emulator_url, EMULATOR_NOW + 56 * DAY, "-e", "completions", "--bucket-width", "1h")
+    assert further.exit_code == 1 and "must be before now" in further.stderr  # type: ignore[attr-defined]
+    assert len(further.stderr.splitlines()) == 1  # type: ignore[attr-defined]
+    with open_existing_store(str(path)) as store:
+        hourly = [s.watermark for s in store.stream_states() if s.stream.startswith("completions.1h")]
+    assert hourly == [EMULATOR_NOW - 3600]  # the start of the last hour the API gave, not its first window's end
+    assert _sync(path, emulator_url, EMULATOR_NOW + 3600).exit_code == 0  # type: ignore[attr-defined]
