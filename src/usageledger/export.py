@@ -245,7 +245,10 @@ def export(
     target = Path(output)
     guard = _Guard(store, protect or {})
     guard.check(target)
-    directory = partition_by is not None or target.is_dir() or (len(specs) > 1 and fmt != "jsonl")
+    # `--output out/`: the trailing slash names a directory, made if missing (it was written as a file named `out`,
+    # or refused naming its parent's parent when that was missing too).
+    named_dir = str(output).endswith(("/", os.sep))
+    directory = partition_by is not None or target.is_dir() or named_dir or (len(specs) > 1 and fmt != "jsonl")
     staging = _Staging(guard)
     try:
         if not directory:
@@ -319,10 +322,13 @@ def _output(output: object, partition_by: str | None) -> str | Path | IO[bytes]:
 
 
 @contextmanager
-def staged_file(store: BaseStore, target: Path, protect: Mapping[str, str | Path]) -> Iterator[IO[bytes]]:
+def staged_file(store: BaseStore, output: str | Path, protect: Mapping[str, str | Path]) -> Iterator[IO[bytes]]:
     """One output file written as :func:`export` writes its files: refused if it is the store, its WAL, a lock
-    file or a ``protect``-ed path; written under a temporary name and renamed into place only if the block
-    succeeds (a failure leaves no partial file and never truncates the old one)."""
+    file or a ``protect``-ed path, or a directory; written under a temporary name and renamed into place only if the
+    block succeeds (a failure leaves no partial file and never truncates the old one)."""
+    target = Path(output)
+    if str(output).endswith(("/", os.sep)) or target.is_dir():  # `out/` was written as a file named `out`
+        raise ConfigError(f"--output {output} is a directory, and this output is one file: give a file's path in it")
     guard = _Guard(store, protect)
     guard.check(target)
     if target.parent and not target.parent.exists():

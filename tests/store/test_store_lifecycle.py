@@ -208,3 +208,42 @@ def test_a_clock_ahead_of_the_api_never_moves_the_watermark_past_what_the_api_ga
         hourly = [s.watermark for s in store.stream_states() if s.stream.startswith("completions.1h")]
     assert hourly == [EMULATOR_NOW - 3600]  # the start of the last hour the API gave, not its first window's end
     assert _sync(path, emulator_url, EMULATOR_NOW + 3600).exit_code == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("argv", "made"),
+    [
+        (["--format", "jsonl"], "usage_completions.jsonl"),  # every endpoint: jsonl could be one file
+        (["-e", "costs", "--format", "csv"], "costs.csv"),  # one endpoint: one file
+        (["--format", "csv"], "costs.csv"),
+    ],
+    ids=["jsonl-all", "csv-one", "csv-all"],
+)
+def test_an_output_with_a_trailing_slash_is_a_directory_made_with_its_parents(
+    tmp_path: Path, argv: list[str], made: str
+) -> None:
+    """`export --output nope/deeper/` (two folders that do not exist): the slash names a directory, made with its
+    parents, as `--output nope/deeper` is for a directory export. One endpoint, or every one as JSON Lines, was
+    written as a file named `deeper`, or refused naming `nope` as the missing directory."""
+    store = tmp_path / "s.duckdb"
+    open_store(str(store)).close()
+    out = tmp_path / "nope" / "deeper"
+    result = CliRunner().invoke(app, ["export", *argv, "--output", f"{out}/", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert out.is_dir() and (out / made).is_file()
+
+
+def test_a_focus_export_to_a_directory_is_refused_in_one_line(tmp_path: Path) -> None:
+    """FOCUS rows are one file: `--output dir/` or an existing directory is refused naming it, and nothing is
+    written (`dir/` was written as a file named `dir`; an existing one failed on the rename)."""
+    store = tmp_path / "s.duckdb"
+    open_store(str(store)).close()
+    (tmp_path / "there").mkdir()
+    for output in (f"{tmp_path / 'new'}/", str(tmp_path / "there")):
+        result = CliRunner().invoke(app, ["export", "--format", "focus", "--output", output, "--store", str(store)])
+        assert result.exit_code == 1
+        assert (
+            result.stderr
+            == f"error: --output {output} is a directory, and this output is one file: give a file's path in it\n"
+        )
+    assert not (tmp_path / "new").exists() and list((tmp_path / "there").iterdir()) == []
