@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from usageledger.cli import app
 from usageledger.errors import StoreError
 from usageledger.store import open_existing_store, open_store
+from usageledger.store.duckdb import DuckDBStore
+from usageledger.sync import _engine as engine
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -247,3 +249,26 @@ def test_a_focus_export_to_a_directory_is_refused_in_one_line(tmp_path: Path) ->
             == f"error: --output {output} is a directory, and this output is one file: give a file's path in it\n"
         )
     assert not (tmp_path / "new").exists() and list((tmp_path / "there").iterdir()) == []
+
+
+def test_a_disk_that_fills_during_a_sync_is_one_line_and_the_next_sync_completes(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails a window's commit, and then the record of the run's end: the user sees the commit's error
+    alone (a WARNING line about the run's end came first), the store stays readable, and the next sync, with room
+    again, completes (finding the run abandoned)."""
+    path = tmp_path / "s.duckdb"
+    assert _sync(path, emulator_url, EMULATOR_NOW).exit_code == 0  # type: ignore[attr-defined]
+    full = StoreError('DuckDB commit failed: Could not write file "s.duckdb.wal": No space left on device')
+
+    def no_room(*args: object, **kwargs: object) -> None:
+        raise full
+
+    with monkeypatch.context() as patched:
+        patched.setattr(DuckDBStore, "commit_windows", no_room)
+        patched.setattr(engine, "_finish", no_room)
+        failed = _sync(path, emulator_url, EMULATOR_NOW + 3600)
+    assert failed.exit_code == 1  # type: ignore[attr-defined]
+    assert failed.stderr == f"error: {full}\n"  # type: ignore[attr-defined]
+    assert CliRunner().invoke(app, ["status", "--store", str(path)]).exit_code == 0
+    assert _sync(path, emulator_url, EMULATOR_NOW + 7200).exit_code == 0  # type: ignore[attr-defined]

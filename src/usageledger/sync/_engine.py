@@ -254,7 +254,10 @@ async def _run_locked(
         try:
             _finish(store, runs, run_id, now, status, error, result)
         except StoreError as exc:
-            logger.warning("could not record the end of run %s: %s", run_id, exc)
+            # When the run already ends with an error (a full disk fails the commit and then this), that error is
+            # the one line the user sees; the next sync finds the run abandoned and says so.
+            log = logger.warning if error is None else logger.info
+            log("could not record the end of run %s: %s", run_id, exc)
     emit(RunFinished(result))
     return result
 
