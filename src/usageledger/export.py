@@ -40,7 +40,7 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import is_stream, overwrite_refusal, real_path
+from usageledger._paths import is_stream, naming_full_disk, overwrite_refusal, real_path
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
@@ -393,7 +393,7 @@ class _Staging:
             final = real_path(final)
         temp = self._temp_name(final)
         self._moves.append((temp, final))
-        with open(temp, "xb") as fh:
+        with naming_full_disk(final), open(temp, "xb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -3,7 +3,9 @@ moved, or written on a full disk. Every refusal is one line, and a refused store
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from pathlib import Path
 
 import duckdb
@@ -272,3 +274,29 @@ def test_a_disk_that_fills_during_a_sync_is_one_line_and_the_next_sync_completes
     assert failed.stderr == f"error: {full}\n"  # type: ignore[attr-defined]
     assert CliRunner().invoke(app, ["status", "--store", str(path)]).exit_code == 0
     assert _sync(path, emulator_url, EMULATOR_NOW + 7200).exit_code == 0  # type: ignore[attr-defined]
+
+
+def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report --html` on a full disk: one line naming the file, the old page kept as it was and no partial or
+    temporary file left (the page was truncated first and left empty, and the error named no file)."""
+    store = tmp_path / "s.duckdb"
+    _sync_demo(store)
+    page = tmp_path / "r.html"
+    page.write_text("old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    result = CliRunner().invoke(app, ["report", "--html", str(page), "--store", str(store)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: No space left on device: {page}\n"
+    assert page.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir() if "r.html" in p.name) == ["r.html"]
+
+
+def _sync_demo(store: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--store", str(store)])
+    assert result.exit_code == 0, result.output
