@@ -300,3 +300,35 @@ def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
 def _sync_demo(store: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--store", str(store)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_delta_export_cut_short_by_a_full_disk_is_one_line_and_the_next_one_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails deltalake's first write of a table before its commit: the error is one line naming the
+    table (deltalake's is several lines of coloured text), and the next export, with room again, writes the table
+    over what the failed write left (an empty `_delta_log`, which deltalake refused with a traceback)."""
+    import deltalake
+
+    store = tmp_path / "s.duckdb"
+    _sync_demo(store)
+    lake = tmp_path / "lake"
+    real = deltalake.write_deltalake
+
+    def full(where: str, *args: object, **kwargs: object) -> None:
+        (Path(where) / "_delta_log").mkdir(parents=True)
+        (Path(where) / "month=2026-11").mkdir()
+        raise OSError(
+            "Generic LocalFileSystem error\n  \x1b[31m\u21b3\x1b[0m Unable to copy data to file\n"
+            "  \x1b[31m\u21b3\x1b[0m No space left on device (os error 28)\n"
+        )
+
+    args = ["export", "--format", "delta", "-e", "costs", "--output", str(lake), "--store", str(store)]
+    monkeypatch.setattr(deltalake, "write_deltalake", full)
+    failed = CliRunner().invoke(app, args)
+    assert failed.exit_code == 1
+    assert failed.stderr == f"error: No space left on device: {lake / 'costs'}\n"
+    monkeypatch.setattr(deltalake, "write_deltalake", real)
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert deltalake.DeltaTable(str(lake / "costs")).version() == 0
