@@ -4,10 +4,13 @@ replays)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import secrets
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from usageledger.errors import ConfigError
@@ -17,10 +20,12 @@ __all__ = [
     "from_file",
     "is_duckdb_file",
     "is_stream",
+    "naming_full_disk",
     "overwrite_refusal",
     "read_user_text",
     "real_path",
     "same_file",
+    "write_whole_text",
 ]
 
 
@@ -123,3 +128,37 @@ def is_stream(path: str | Path) -> bool:
     except OSError:
         return False
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def write_whole_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all, as ``export`` writes its files: under a temporary name
+    beside it, renamed into place once written. A failure (a full disk) leaves no partial file and the old one as it
+    was; ``write_text`` truncated it first, and left it empty. A FIFO or device is written through, and a symlink
+    keeps pointing at the file it names, which is replaced."""
+    if is_stream(path):
+        path.write_text(text, encoding="utf-8")
+        return
+    final = real_path(path) if path.is_symlink() else path
+    temp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with naming_full_disk(path), open(temp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+@contextlib.contextmanager
+def naming_full_disk(path: str | Path) -> Iterator[None]:
+    """A full disk (or quota) while writing ``path`` named with it: the error a write raises names no file, so the
+    one line said only "No space left on device"."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise

@@ -40,7 +40,7 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import is_stream, overwrite_refusal, real_path
+from usageledger._paths import is_stream, naming_full_disk, overwrite_refusal, real_path
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
@@ -245,7 +245,10 @@ def export(
     target = Path(output)
     guard = _Guard(store, protect or {})
     guard.check(target)
-    directory = partition_by is not None or target.is_dir() or (len(specs) > 1 and fmt != "jsonl")
+    # `--output out/`: the trailing slash names a directory, made if missing (it was written as a file named `out`,
+    # or refused naming its parent's parent when that was missing too).
+    named_dir = str(output).endswith(("/", os.sep))
+    directory = partition_by is not None or target.is_dir() or named_dir or (len(specs) > 1 and fmt != "jsonl")
     staging = _Staging(guard)
     try:
         if not directory:
@@ -319,10 +322,13 @@ def _output(output: object, partition_by: str | None) -> str | Path | IO[bytes]:
 
 
 @contextmanager
-def staged_file(store: BaseStore, target: Path, protect: Mapping[str, str | Path]) -> Iterator[IO[bytes]]:
+def staged_file(store: BaseStore, output: str | Path, protect: Mapping[str, str | Path]) -> Iterator[IO[bytes]]:
     """One output file written as :func:`export` writes its files: refused if it is the store, its WAL, a lock
-    file or a ``protect``-ed path; written under a temporary name and renamed into place only if the block
-    succeeds (a failure leaves no partial file and never truncates the old one)."""
+    file or a ``protect``-ed path, or a directory; written under a temporary name and renamed into place only if the
+    block succeeds (a failure leaves no partial file and never truncates the old one)."""
+    target = Path(output)
+    if str(output).endswith(("/", os.sep)) or target.is_dir():  # `out/` was written as a file named `out`
+        raise ConfigError(f"--output {output} is a directory, and this output is one file: give a file's path in it")
     guard = _Guard(store, protect)
     guard.check(target)
     if target.parent and not target.parent.exists():
@@ -387,7 +393,7 @@ class _Staging:
             final = real_path(final)
         temp = self._temp_name(final)
         self._moves.append((temp, final))
-        with open(temp, "xb") as fh:
+        with naming_full_disk(final), open(temp, "xb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

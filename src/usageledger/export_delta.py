@@ -23,7 +23,10 @@ identity is taken over by the first store that exports to it.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,9 +121,13 @@ def export_delta(
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output {root} is a file: a Delta export writes a directory of tables; pick a directory")
     ours = store.identity()
+    unfinished: list[Path] = []
     for spec in specs:  # every check before anything is written
         where = root / spec.name
         guard.check(where)
+        if _never_committed(where):
+            unfinished.append(where)
+            continue
         if where.exists() and (not where.is_dir() or (any(where.iterdir()) and not (where / "_delta_log").is_dir())):
             raise ConfigError(
                 f"--output {root}: {where} exists and is not a Delta table; export to an empty or Delta directory"
@@ -132,10 +139,38 @@ def export_delta(
                 f"--output {root}: {where} mirrors another store ({owner}); exporting {this} over it would replace "
                 "that store's rows: export each store to a directory of its own"
             )
+    for where in unfinished:  # a first write that never committed (a full disk): no table refers to its files
+        shutil.rmtree(where)
     root.mkdir(parents=True, exist_ok=True)
-    return DeltaExportResult(
-        tuple(_export_table(deltalake, store, spec, root / spec.name, batch_rows, ours) for spec in specs)
-    )
+    return DeltaExportResult(tuple(_export_one(deltalake, store, spec, root, batch_rows, ours) for spec in specs))
+
+
+def _never_committed(where: Path) -> bool:
+    """Whether ``where`` holds the remains of a first write that failed before its commit: a ``_delta_log`` with no
+    commit or checkpoint in it, beside nothing but this export's ``month=`` partitions. deltalake refused to open
+    it ("No files in log segment"), so the next export, with room again, ended in a traceback."""
+    log = where / "_delta_log"
+    if not log.is_dir() or any(p.suffix == ".json" or "checkpoint" in p.name for p in log.iterdir()):
+        return False
+    return all(p == log or (p.is_dir() and p.name.startswith("month=")) for p in where.iterdir())
+
+
+def _export_one(
+    deltalake: Any, store: BaseStore, spec: TableSpec, root: Path, batch_rows: int, store_id: str
+) -> DeltaTableExport:
+    """:func:`_export_table`, with deltalake's failures to write in one line naming the table (its own message is
+    several lines of coloured text, which the CLI printed escaped: ``\\n``, ``\\u001b[31m``)."""
+    where = root / spec.name
+    try:
+        return _export_table(deltalake, store, spec, where, batch_rows, store_id)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        if "os error 28" in text:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where)) from exc
+        parts = [line.strip(" \u21b3") for line in text.splitlines()]
+        raise OSError(exc.errno, ": ".join(p for p in parts if p), str(where)) from exc
 
 
 def _owner(deltalake: Any, where: Path) -> str | None:

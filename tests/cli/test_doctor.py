@@ -234,14 +234,25 @@ def test_an_invalid_config_names_the_key(setup: Path, emulator_url: str) -> None
 def test_a_store_that_is_not_migrated_lists_the_pending_migrations(setup: Path, emulator_url: str) -> None:
     """A DuckDB file without the schema: the store opens and writes, migrations fail naming them, fix is sync."""
     bare = setup / "bare.duckdb"
-    with duckdb.connect(str(bare)) as con:
-        con.execute("CREATE TABLE notes (x INTEGER)")
+    duckdb.connect(str(bare)).close()
     diagnosis = run(emulator_url, store=str(bare))
     assert diagnosis.by_check("store").status == "ok"
     migrations = diagnosis.by_check("migrations")
     assert migrations.status == "fail" and "0001_streams_and_sync_runs" in migrations.finding
     assert migrations.fix == "run `usageledger sync` (it applies them before syncing)"
     with duckdb.connect(str(bare)) as con:  # the check changed nothing
+        assert con.execute("SELECT table_name FROM information_schema.tables").fetchall() == []
+
+
+def test_another_programs_duckdb_file_fails_the_store_check(setup: Path, emulator_url: str) -> None:
+    """A DuckDB file holding another program's tables is no store to sync into (the fix said "run sync", which wrote
+    usageledger's tables beside them): the store check fails naming them, and the file is left as it was."""
+    bare = setup / "bare.duckdb"
+    with duckdb.connect(str(bare)) as con:
+        con.execute("CREATE TABLE notes (x INTEGER)")
+    store = run(emulator_url, store=str(bare)).by_check("store")
+    assert store.status == "fail" and "a DuckDB database of another program (it holds notes)" in store.finding
+    with duckdb.connect(str(bare)) as con:
         assert con.execute("SELECT table_name FROM information_schema.tables").fetchall() == [("notes",)]
 
 

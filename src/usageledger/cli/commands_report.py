@@ -16,7 +16,7 @@ import typer
 from rich.console import RenderableType
 
 from usageledger._amounts import finite_decimal, parse_amount
-from usageledger._paths import same_file
+from usageledger._paths import same_file, write_whole_text
 from usageledger._secrets import check_webhook_url
 from usageledger._sections import key_path, stale_after_span
 from usageledger._text import counted
@@ -333,7 +333,7 @@ def report(
             credit=credit,
             credit_currency=data.currency if rates is None else "usd",  # credit is in USD
         )
-        html.write_text(page, encoding="utf-8")
+        write_whole_text(html, page)
         say(f"wrote {html}", said)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):
@@ -642,5 +642,5 @@ def statement(
     for path, text in ((csv_path, statement_csv), (html, statement_html)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text(result, id_names), encoding="utf-8")
+            write_whole_text(path, text(result, id_names))
             say(f"wrote {path}", said)

@@ -284,10 +284,9 @@ def write_focus(
             yield table
 
     if isinstance(output, str | Path):
-        target = Path(output)
-        with staged_file(store, target, protect or {}) as fh:
+        with staged_file(store, output, protect or {}) as fh:
             count = _write(batches(), fmt, fh, schema)
-        path: Path | None = target
+        path: Path | None = Path(output)
     else:
         count = _write(batches(), fmt, output, schema)
         output.flush()

@@ -201,6 +201,13 @@ def open_existing_store(
         store = DuckDBStore(text, read_only=True, on_wait=on_wait)
     try:
         applied = store.applied_migrations()
+        if not applied and not is_postgres_url(text):
+            from usageledger.store.duckdb import foreign_message, foreign_tables
+
+            assert isinstance(store, DuckDBStore)
+            foreign = foreign_tables(store.connection)
+            if foreign:  # another program's database: `sync` refuses it too, so never advise it
+                raise StoreError(foreign_message(text, foreign))
         if not applied:
             raise StoreError(
                 f"no usageledger store in {redact_url_password(text)}: it holds none of usageledger's tables; run"

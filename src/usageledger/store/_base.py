@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from usageledger._secrets import redact_url_password
 from usageledger.errors import ParameterError, StoreError
 from usageledger.store import migrations, revisions
 from usageledger.store._columns import columns_of
@@ -222,11 +223,20 @@ class BaseStore(ABC):
         return applied_now
 
     def applied_migrations(self) -> list[str]:
-        """Names of the applied migrations, in the order they ran."""
+        """Names of the applied migrations, in the order they ran; a :class:`StoreError` when a newer usageledger
+        made the store (it lists a migration this code does not know): every command, reading or writing, asks this
+        before anything else, so none reads a schema it does not know or migrates over it."""
         tables = self._table_columns()
         if "schema_migrations" not in tables:
             return []
-        return [r[0] for r in self.query("SELECT name FROM schema_migrations ORDER BY seq")]
+        applied = [r[0] for r in self.query("SELECT name FROM schema_migrations ORDER BY seq")]
+        newer = migrations.unknown(applied)
+        if newer:
+            raise StoreError(
+                f"the store {redact_url_password(self.url)} was made by a newer usageledger (its schema has"
+                f" {', '.join(newer)}, which this version does not know): upgrade usageledger to use it"
+            )
+        return applied
 
     def pending_migrations(self) -> list[str]:
         return [m.name for m in migrations.pending(self.applied_migrations())]

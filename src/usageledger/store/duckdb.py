@@ -96,6 +96,7 @@ class DuckDBStore(BaseStore):
         self._watcher: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._uncapped: str | None = None  # while a sync's cap holds: the memory limit it replaced
+        self._fresh: list[str] = []  # the lock files this open created
         try:
             if self.path in ("", ":memory:"):
                 self._con = _connect(self.path, read_only=read_only)
@@ -115,13 +116,13 @@ class DuckDBStore(BaseStore):
                         f"cannot create the lock file beside the store {self.path} ({exc.strerror}): the folder must"
                         " be writable to write the store"
                     ) from exc
-                try:
-                    self._con = self._open_writer()
-                except BaseException:
-                    for created in fresh:  # still under the writer lock: no other writer can be using them
-                        with contextlib.suppress(OSError):
-                            os.unlink(created)
-                    raise
+                # ... and so are those of an open whose store is then refused (another program's file, a newer
+                # schema: see _release_files).
+                self._fresh = fresh
+                self._con = self._open_writer()
+                foreign = foreign_tables(self._con)
+                if foreign:
+                    raise _foreign(self.path, foreign)
                 self._watcher = threading.Thread(target=self._watch, name="usageledger-store-watch", daemon=True)
                 self._watcher.start()
         except BaseException:
@@ -242,6 +243,13 @@ class DuckDBStore(BaseStore):
                 self._busy -= 1
 
     def _release_files(self) -> None:
+        if not self._migrated:
+            # An open that never got as far as a migrated store (refused, failed, or a probe such as `doctor`'s)
+            # leaves no lock file it made: a typo or a refused file must leave nothing behind. Still under the writer
+            # lock, so no other writer is using them.
+            for created in self._fresh:
+                with contextlib.suppress(OSError):
+                    os.unlink(created)
         if self._readers is not None:
             self._readers.close()
             self._readers = None
@@ -324,14 +332,14 @@ class DuckDBStore(BaseStore):
                     return int(row[0]) if row else 0
                 return -1
             except duckdb.Error as exc:
-                raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+                raise _statement_error(self.path, exc) from exc
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._use() as con:
             try:
                 return con.execute(sql.replace("%s", "?"), list(params)).fetchall()
             except duckdb.Error as exc:
-                raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+                raise _statement_error(self.path, exc) from exc
 
     def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
         import pyarrow as pa
@@ -349,7 +357,7 @@ class DuckDBStore(BaseStore):
             for batch in reader:
                 yield pa.Table.from_batches([batch]).cast(schema)
         except duckdb.Error as exc:
-            raise StoreError(f"DuckDB: {_first_line(exc)}") from exc
+            raise _statement_error(self.path, exc) from exc
         finally:
             with self._mutex:
                 self._busy -= 1
@@ -498,6 +506,32 @@ def _check_header(path: str) -> None:
         raise _not_duckdb(path)
 
 
+def foreign_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables and views of a DuckDB file that holds no usageledger store (no ``schema_migrations``): another
+    program's database, which usageledger never writes its tables into. Empty for a store, or for a file with no
+    tables at all (as good as a new file)."""
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_catalog = current_database() ORDER BY 1"
+        ).fetchall()
+    ]
+    return [] if "schema_migrations" in names else names
+
+
+def foreign_message(path: str, names: Sequence[str]) -> str:
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"{path} is a DuckDB database of another program (it holds {shown}), not a usageledger store: pass another"
+        " --store (a new file is made for it)"
+    )
+
+
+def _foreign(path: str, names: Sequence[str]) -> StoreError:
+    return StoreError(foreign_message(path, names))
+
+
 def _not_duckdb(path: str) -> StoreError:
     return StoreError(
         f"{path} is not a DuckDB database file: pass the path of a usageledger store (a .duckdb file) with --store"
@@ -528,7 +562,28 @@ def _open_error(path: str, exc: duckdb.Error) -> StoreError:
         return _directory(path)
     if "not a valid DuckDB database file" in text:
         return _not_duckdb(path)
+    if _is_damage(exc):
+        return _damaged(path, exc)
     return StoreError(f"cannot open the DuckDB store {path}: {_first_line(exc)}")
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """Whether DuckDB's error says the file is cut short or corrupt (a partial copy, `head -c`): it may say so when
+    the file opens, or only when a statement reaches a missing block."""
+    text = str(exc)
+    return "Could not read enough bytes" in text or "Corrupt database file" in text
+
+
+def _damaged(path: str, exc: BaseException) -> StoreError:
+    return StoreError(
+        f"the DuckDB store {path} is damaged or cut short (a partial copy?): restore it from a whole copy, or pass"
+        f" another --store ({_first_line(exc)})"
+    )
+
+
+def _statement_error(path: str, exc: duckdb.Error) -> StoreError:
+    """A failed statement, in one line: a damaged file said so, anything else as DuckDB says it."""
+    return _damaged(path, exc) if _is_damage(exc) else StoreError(f"DuckDB: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:

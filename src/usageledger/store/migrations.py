@@ -17,7 +17,7 @@ from typing import Final
 from usageledger.store import closes, credit, directory, revisions
 from usageledger.store.schema import Dialect, q, tables
 
-__all__ = ["MIGRATIONS", "Migration", "all_names", "catalogue_migration", "pending"]
+__all__ = ["CATALOGUE_PREFIX", "MIGRATIONS", "Migration", "all_names", "catalogue_migration", "pending", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +156,28 @@ def _catalogue_digest() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
+CATALOGUE_PREFIX: Final = "0002_catalogue_"
+"""How the catalogue step's name starts; the digest that follows changes with every catalogue, older or newer."""
+
+
 def catalogue_migration() -> Migration:
     """The step that brings endpoint tables and views in line with the catalogue, named by its digest."""
-    return Migration(f"0002_catalogue_{_catalogue_digest()}", _endpoint_tables)
+    return Migration(f"{CATALOGUE_PREFIX}{_catalogue_digest()}", _endpoint_tables)
 
 
 def pending(applied: Sequence[str]) -> list[Migration]:
     """The migrations not yet recorded, in order."""
     done = set(applied)
     return [m for m in (*MIGRATIONS, catalogue_migration()) if m.name not in done]
+
+
+def unknown(applied: Sequence[str]) -> list[str]:
+    """The applied migrations this code does not know: a newer usageledger made them, and this one must neither read
+    nor write the store (it would misread a changed table, or migrate over a newer schema). A catalogue step of
+    another digest is not among them: it is an older catalogue's as often as a newer one's, and this code's own
+    catalogue step only adds what is missing."""
+    known = set(all_names())
+    return [name for name in applied if name not in known and not name.startswith(CATALOGUE_PREFIX)]
 
 
 def all_names() -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 import httpx
 
+from usageledger import timeutil
 from usageledger._http import is_retryable_status, tls_context
 from usageledger._secrets import mask_keys
 from usageledger._text import counted
@@ -50,6 +51,23 @@ logger = logging.getLogger("usageledger.sync")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _check_clock(store: BaseStore, orgs: Sequence[Org], streams: Sequence[Stream], now: int) -> None:
+    """Refuse a clock earlier than a watermark of the streams to sync, before anything is written: the store holds
+    buckets complete up to it, so that clock went backwards (or ``--now`` was mistyped). Synced on, the run re-read
+    a lag window of finished days with an end in the middle of one, overwrote whole buckets with partial ones and
+    deleted rows, and recorded a last run earlier than the one before."""
+    wanted = {(org.name, stream.id) for org in orgs for stream in streams}
+    ahead = [s for s in store.stream_states() if (s.org, s.stream) in wanted and (s.watermark or 0) > now]
+    if not ahead:
+        return
+    latest = max(ahead, key=lambda s: s.watermark or 0)
+    mark = timeutil.iso(latest.watermark or 0)
+    raise SyncError(
+        f"the clock reads {timeutil.iso(now)}, before the watermark {mark} of {latest.org}/{latest.stream} (the store"
+        " is synced past it already): check the system clock (or --now); nothing was synced"
+    )
 
 
 # --- running --------------------------------------------------------------------------------------------
@@ -177,6 +195,7 @@ async def _run_locked(
 ) -> SyncResult:
     wall = clock or time.time
     now = int(wall())
+    _check_clock(store, orgs, streams, now)
     emit: EventHandler = on_event or (lambda _event: None)
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
@@ -235,7 +254,10 @@ async def _run_locked(
         try:
             _finish(store, runs, run_id, now, status, error, result)
         except StoreError as exc:
-            logger.warning("could not record the end of run %s: %s", run_id, exc)
+            # When the run already ends with an error (a full disk fails the commit and then this), that error is
+            # the one line the user sees; the next sync finds the run abandoned and says so.
+            log = logger.warning if error is None else logger.info
+            log("could not record the end of run %s: %s", run_id, exc)
     emit(RunFinished(result))
     return result
 

@@ -45,6 +45,9 @@ class StreamRun:
     """Every window committed, and announced once."""
     key_refused: bool = False
     """The stream stopped because the API refused the org's key (see :meth:`stop`)."""
+    api_end: int | None = None
+    """The end of the last bucket the API gave for a window it cut short (it clamps a window's end to its own now):
+    the API's clock is behind ours there, so the watermark stops at that bucket's start (see :meth:`cut_short`)."""
 
     @classmethod
     def start(cls, plan: StreamPlan, *, watermark: int | None, extent: int | None) -> StreamRun:
@@ -53,6 +56,12 @@ class StreamRun:
     def take(self, index: int) -> None:
         """A window enters a batch (it counts for the watermark of that batch)."""
         self.taken[index] = True
+
+    def cut_short(self, hi: int) -> None:
+        """The API answered a taken window with buckets only up to ``hi``, short of the window's end: its now is
+        before ours (a clock ahead, or ``--now`` in the future). The watermark must not pass what it has given, or
+        the days between would never be read (the next run, at the right time, re-reads only its lag window)."""
+        self.api_end = hi if self.api_end is None else min(self.api_end, hi)
 
     def rollback(self, index: int) -> None:
         """A window's batch will never commit: it is to be written again by a later run."""
@@ -89,7 +98,8 @@ class StreamRun:
             end = window.end
         if end is None:
             return None
-        candidate = timeutil.floor(min(end, now), self.plan.stream.bucket_width)
+        limit = min(end, now) if self.api_end is None else min(end, now, self.api_end - 1)
+        candidate = timeutil.floor(limit, self.plan.stream.bucket_width)
         return candidate if self.watermark is None or candidate > self.watermark else None
 
     def mark_committed(self, counts: UpsertCounts, watermark: int | None) -> bool:
@@ -157,6 +167,9 @@ class FetchedWindow:
 
     job: WindowJob
     prepared: PreparedWindow
+    short_at: int | None = None
+    """The end of the last bucket when the API's answer stopped short of the window's end (see
+    :meth:`StreamRun.cut_short`), else ``None``."""
 
     @classmethod
     def read(cls, job: WindowJob, buckets: list[Bucket], store: BaseStore, run_id: str) -> FetchedWindow:
@@ -164,7 +177,7 @@ class FetchedWindow:
         is wrong with them."""
         lo = min((b.start_time for b in buckets), default=None)
         hi = max((b.end_time for b in buckets), default=None)
-        return cls(job, store.prepare(replace(job.write(lo, hi, run_id), buckets=buckets)))
+        return cls(job, store.prepare(replace(job.write(lo, hi, run_id), buckets=buckets)), _short(job, hi))
 
     @classmethod
     def from_pages(cls, job: WindowJob, pages: Sequence[ArrowPage], store: BaseStore, run_id: str) -> FetchedWindow:
@@ -175,7 +188,13 @@ class FetchedWindow:
         lo = min((p.lo for p in pages if p.lo is not None), default=None)
         hi = max((p.hi for p in pages if p.hi is not None), default=None)
         write = job.write(lo, hi, run_id)
-        return cls(job, store.prepare_table(write, window_table(table_for(write.stream.endpoint), write, pages)))
+        prepared = store.prepare_table(write, window_table(table_for(write.stream.endpoint), write, pages))
+        return cls(job, prepared, _short(job, hi))
+
+
+def _short(job: WindowJob, hi: int | None) -> int | None:
+    """``hi``, the end of a window's last bucket, when it falls short of the window's end."""
+    return hi if hi is not None and hi < job.window.end else None
 
 
 def interleave(runs: Sequence[StreamRun]) -> Iterator[WindowJob]:

@@ -133,6 +133,8 @@ class Writer:
         so a later kill cannot leave it ``running``)."""
         for fetched in windows:
             fetched.job.run.take(fetched.job.index)
+            if fetched.short_at is not None:
+                fetched.job.run.cut_short(fetched.short_at)
         return _Batch([fetched.job for fetched in windows], [self._placed(fetched) for fetched in windows])
 
     def _placed(self, fetched: FetchedWindow) -> PreparedWindow:

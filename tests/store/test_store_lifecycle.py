@@ -1,0 +1,334 @@
+"""A store's life cycle handled carelessly: made by a newer usageledger, or by another program, copied mid-write,
+moved, or written on a full disk. Every refusal is one line, and a refused store is left byte for byte as it was."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.errors import StoreError
+from usageledger.store import open_existing_store, open_store
+from usageledger.store.duckdb import DuckDBStore
+from usageledger.sync import _engine as engine
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+NEWER = "0099_from_the_future"
+
+COMMANDS = [
+    ["status"],
+    ["report"],
+    ["reconcile"],
+    ["check"],
+    ["forecast"],
+    ["changes"],
+    ["keys"],
+    ["statement", "2026-10"],
+    ["export", "--format", "csv", "--output", "{out}"],
+    ["credit", "list"],
+    ["credit", "add", "2026-11-01", "5"],
+    ["close", "2026-10"],
+    ["init", "--path", "{cfg}"],
+    ["demo", "--remove"],
+    ["demo"],
+    ["sync", "--since", "2d"],
+]
+IDS = ["-".join(a for a in argv if not a.startswith(("{", "-")) and not a[0].isdigit()) for argv in COMMANDS]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _newer_store(path: Path) -> None:
+    with open_store(str(path)) as store:
+        store.register_org("acme", synthetic=False, source="api", at=0)
+        store.execute("INSERT INTO schema_migrations (name, seq, applied_at) VALUES (%s, 99, now())", (NEWER,))
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=IDS)
+def test_a_store_made_by_a_newer_version_is_refused_and_left_alone(
+    tmp_path: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store whose migrations table lists one this code does not know: every command says in one line that the
+    store is newer and to upgrade, and the file is unchanged (nothing migrated, synced, removed or recorded)."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never reached: the store is refused first
+    path = tmp_path / "newer.duckdb"
+    _newer_store(path)
+    before = _digest(path)
+    args = [a.format(out=tmp_path / "out", cfg=tmp_path / "c.toml") for a in argv]
+    result = CliRunner().invoke(app, [*args, "--store", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"error: the store {path} was made by a newer usageledger (its schema has {NEWER}, which this version does not"
+        " know): upgrade usageledger to use it\n"
+    )
+    assert _digest(path) == before
+    assert not (tmp_path / "out").exists() and not (tmp_path / "c.toml").exists()
+
+
+def test_a_newer_postgresql_store_is_refused_before_any_migration(pg_url: str) -> None:
+    """The same on PostgreSQL, for the library's readers and writers alike: nothing is migrated over a newer schema."""
+    with open_store(pg_url) as store:
+        store.execute("INSERT INTO schema_migrations (name, seq, applied_at) VALUES (%s, 99, now())", (NEWER,))
+    for opening in (open_store, open_existing_store):
+        with pytest.raises(StoreError, match=r"made by a newer usageledger \(its schema has 0099_from_the_future"):
+            opening(pg_url).close()
+
+
+def _foreign(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE streams (id INTEGER)")  # a name usageledger uses too: never taken for its own
+    con.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    con.execute("INSERT INTO customers VALUES (1, 'a')")
+    con.close()
+
+
+def _truncated(path: Path, tmp_path: Path) -> None:
+    whole = tmp_path / "whole.duckdb"
+    with open_store(str(whole)) as store:
+        store.register_org("acme", synthetic=False, source="api", at=0)
+    path.write_bytes(whole.read_bytes()[:100_000])  # `head -c 100000 whole.duckdb`: past the header, short of a block
+
+
+BROKEN = {
+    "another-programs-duckdb": (
+        _foreign,
+        "{path} is a DuckDB database of another program (it holds customers, streams), not a usageledger store: pass"
+        " another --store (a new file is made for it)",
+    ),
+    "csv-renamed": (
+        lambda p: p.write_text("a,b\n1,2\n"),
+        "{path} is not a DuckDB database file: pass the path of a usageledger store (a .duckdb file) with --store",
+    ),
+    "zero-bytes": (
+        lambda p: p.write_bytes(b""),
+        "{path} is not a DuckDB database file: pass the path of a usageledger store (a .duckdb file) with --store",
+    ),
+    "truncated-copy": (
+        None,
+        "the DuckDB store {path} is damaged or cut short (a partial copy?): restore it from a whole copy, or pass"
+        " another --store (IO Error: Could not read enough bytes",
+    ),
+}
+WRITERS = [["sync", "--since", "2d"], ["init", "--path", "{cfg}"], ["credit", "add", "2026-11-01", "5"], ["status"]]
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+@pytest.mark.parametrize("argv", WRITERS, ids=[argv[0] for argv in WRITERS])
+def test_a_file_that_is_no_store_is_refused_in_one_line_and_left_as_it_was(
+    tmp_path: Path, kind: str, argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program's DuckDB database, a renamed CSV, a zero-byte file and a truncated copy of a store: writers
+    and readers refuse each in one line naming what it is; the file is unchanged and no lock file is left beside it
+    (a sync wrote its tables into another program's database, or failed on its `streams` with a binder error)."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    path = tmp_path / "s.duckdb"
+    make, expected = BROKEN[kind]
+    if make is None:
+        _truncated(path, tmp_path)
+    else:
+        make(path)
+    before = _digest(path)
+    args = [a.format(cfg=tmp_path / "c.toml") for a in argv]
+    result = CliRunner().invoke(app, [*args, "--store", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: " + expected.format(path=path)), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert _digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("s.")) == ["s.duckdb"]
+
+
+def test_an_empty_duckdb_file_becomes_a_store(tmp_path: Path) -> None:
+    """A DuckDB file with no table at all holds nothing to overwrite: a writer makes the store in it, as in a new
+    file (the line between it and another program's database is whether any table exists)."""
+    path = tmp_path / "empty.duckdb"
+    duckdb.connect(str(path)).close()
+    with open_store(str(path)) as store:
+        assert store.applied_migrations()
+
+
+DAY = 86_400
+
+
+def _sync(store: Path, url: str, now: int, *streams: str) -> object:
+    return CliRunner().invoke(
+        app,
+        ["sync", "--store", str(store), "--base-url", url, "--now", str(now), "--quiet", *(streams or ("-e", "costs"))],
+        env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
+    )
+
+
+def _watermarks(path: Path) -> set[int | None]:
+    with open_existing_store(str(path)) as store:
+        return {s.watermark for s in store.stream_states()}
+
+
+def test_a_clock_that_went_backwards_is_refused_before_anything_is_written(tmp_path: Path, emulator_url: str) -> None:
+    """`sync --now` earlier than the store's watermark (a clock set back): one line naming both times, and the file
+    unchanged. It re-read a lag window ending mid-day, overwrote finished days with partial ones, deleted rows and
+    recorded a last run before the one it follows."""
+    path = tmp_path / "s.duckdb"
+    assert _sync(path, emulator_url, EMULATOR_NOW).exit_code == 0  # type: ignore[attr-defined]
+    before = _digest(path)
+    back = EMULATOR_NOW - 60 * DAY
+    result = _sync(path, emulator_url, back)
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert result.stderr == (  # type: ignore[attr-defined]
+        "error: the clock reads 2026-09-21T12:00:00Z, before the watermark 2026-11-20T00:00:00Z of"
+        " default/costs.1d.project_id+line_item (the store is synced past it already): check the system clock (or"
+        " --now); nothing was synced\n"
+    )
+    assert _digest(path) == before
+    assert _sync(path, emulator_url, EMULATOR_NOW + 3600).exit_code == 0  # type: ignore[attr-defined]
+
+
+def test_a_clock_ahead_of_the_api_never_moves_the_watermark_past_what_the_api_gave(
+    tmp_path: Path, emulator_url: str
+) -> None:
+    """`sync --now` weeks ahead of the API's clock: the API cuts the first window short at its own now and refuses
+    the next. The watermark stays at the API's today; it went to the end of the window, weeks ahead, so the next
+    sync at the right time refused the clock (or, before that, skipped the days between for good)."""
+    path = tmp_path / "s.duckdb"
+    assert _sync(path, emulator_url, EMULATOR_NOW).exit_code == 0  # type: ignore[attr-defined]
+    assert _watermarks(path) == {EMULATOR_NOW // DAY * DAY}
+    ahead = _sync(path, emulator_url, EMULATOR_NOW + 56 * DAY)  # costs: one window, which the API cuts short
+    assert ahead.exit_code == 0, ahead.output  # type: ignore[attr-defined]
+    assert _watermarks(path) == {EMULATOR_NOW // DAY * DAY}
+    further = _sync(path, emulator_url, EMULATOR_NOW + 56 * DAY, "-e", "completions", "--bucket-width", "1h")
+    assert further.exit_code == 1 and "must be before now" in further.stderr  # type: ignore[attr-defined]
+    assert len(further.stderr.splitlines()) == 1  # type: ignore[attr-defined]
+    with open_existing_store(str(path)) as store:
+        hourly = [s.watermark for s in store.stream_states() if s.stream.startswith("completions.1h")]
+    assert hourly == [EMULATOR_NOW - 3600]  # the start of the last hour the API gave, not its first window's end
+    assert _sync(path, emulator_url, EMULATOR_NOW + 3600).exit_code == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("argv", "made"),
+    [
+        (["--format", "jsonl"], "usage_completions.jsonl"),  # every endpoint: jsonl could be one file
+        (["-e", "costs", "--format", "csv"], "costs.csv"),  # one endpoint: one file
+        (["--format", "csv"], "costs.csv"),
+    ],
+    ids=["jsonl-all", "csv-one", "csv-all"],
+)
+def test_an_output_with_a_trailing_slash_is_a_directory_made_with_its_parents(
+    tmp_path: Path, argv: list[str], made: str
+) -> None:
+    """`export --output nope/deeper/` (two folders that do not exist): the slash names a directory, made with its
+    parents, as `--output nope/deeper` is for a directory export. One endpoint, or every one as JSON Lines, was
+    written as a file named `deeper`, or refused naming `nope` as the missing directory."""
+    store = tmp_path / "s.duckdb"
+    open_store(str(store)).close()
+    out = tmp_path / "nope" / "deeper"
+    result = CliRunner().invoke(app, ["export", *argv, "--output", f"{out}/", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert out.is_dir() and (out / made).is_file()
+
+
+def test_a_focus_export_to_a_directory_is_refused_in_one_line(tmp_path: Path) -> None:
+    """FOCUS rows are one file: `--output dir/` or an existing directory is refused naming it, and nothing is
+    written (`dir/` was written as a file named `dir`; an existing one failed on the rename)."""
+    store = tmp_path / "s.duckdb"
+    open_store(str(store)).close()
+    (tmp_path / "there").mkdir()
+    for output in (f"{tmp_path / 'new'}/", str(tmp_path / "there")):
+        result = CliRunner().invoke(app, ["export", "--format", "focus", "--output", output, "--store", str(store)])
+        assert result.exit_code == 1
+        assert (
+            result.stderr
+            == f"error: --output {output} is a directory, and this output is one file: give a file's path in it\n"
+        )
+    assert not (tmp_path / "new").exists() and list((tmp_path / "there").iterdir()) == []
+
+
+def test_a_disk_that_fills_during_a_sync_is_one_line_and_the_next_sync_completes(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails a window's commit, and then the record of the run's end: the user sees the commit's error
+    alone (a WARNING line about the run's end came first), the store stays readable, and the next sync, with room
+    again, completes (finding the run abandoned)."""
+    path = tmp_path / "s.duckdb"
+    assert _sync(path, emulator_url, EMULATOR_NOW).exit_code == 0  # type: ignore[attr-defined]
+    full = StoreError('DuckDB commit failed: Could not write file "s.duckdb.wal": No space left on device')
+
+    def no_room(*args: object, **kwargs: object) -> None:
+        raise full
+
+    with monkeypatch.context() as patched:
+        patched.setattr(DuckDBStore, "commit_windows", no_room)
+        patched.setattr(engine, "_finish", no_room)
+        failed = _sync(path, emulator_url, EMULATOR_NOW + 3600)
+    assert failed.exit_code == 1  # type: ignore[attr-defined]
+    assert failed.stderr == f"error: {full}\n"  # type: ignore[attr-defined]
+    assert CliRunner().invoke(app, ["status", "--store", str(path)]).exit_code == 0
+    assert _sync(path, emulator_url, EMULATOR_NOW + 7200).exit_code == 0  # type: ignore[attr-defined]
+
+
+def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report --html` on a full disk: one line naming the file, the old page kept as it was and no partial or
+    temporary file left (the page was truncated first and left empty, and the error named no file)."""
+    store = tmp_path / "s.duckdb"
+    _sync_demo(store)
+    page = tmp_path / "r.html"
+    page.write_text("old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    result = CliRunner().invoke(app, ["report", "--html", str(page), "--store", str(store)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: No space left on device: {page}\n"
+    assert page.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir() if "r.html" in p.name) == ["r.html"]
+
+
+def _sync_demo(store: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_delta_export_cut_short_by_a_full_disk_is_one_line_and_the_next_one_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails deltalake's first write of a table before its commit: the error is one line naming the
+    table (deltalake's is several lines of coloured text), and the next export, with room again, writes the table
+    over what the failed write left (an empty `_delta_log`, which deltalake refused with a traceback)."""
+    import deltalake
+
+    store = tmp_path / "s.duckdb"
+    _sync_demo(store)
+    lake = tmp_path / "lake"
+    real = deltalake.write_deltalake
+
+    def full(where: str, *args: object, **kwargs: object) -> None:
+        (Path(where) / "_delta_log").mkdir(parents=True)
+        (Path(where) / "month=2026-11").mkdir()
+        raise OSError(
+            "Generic LocalFileSystem error\n  \x1b[31m\u21b3\x1b[0m Unable to copy data to file\n"
+            "  \x1b[31m\u21b3\x1b[0m No space left on device (os error 28)\n"
+        )
+
+    args = ["export", "--format", "delta", "-e", "costs", "--output", str(lake), "--store", str(store)]
+    monkeypatch.setattr(deltalake, "write_deltalake", full)
+    failed = CliRunner().invoke(app, args)
+    assert failed.exit_code == 1
+    assert failed.stderr == f"error: No space left on device: {lake / 'costs'}\n"
+    monkeypatch.setattr(deltalake, "write_deltalake", real)
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert deltalake.DeltaTable(str(lake / "costs")).version() == 0
