@@ -193,6 +193,21 @@ def test_a_clock_that_went_backwards_is_refused_before_anything_is_written(tmp_p
     assert _sync(path, emulator_url, EMULATOR_NOW + 3600).exit_code == 0  # type: ignore[attr-defined]
 
 
+def test_a_clock_seconds_or_minutes_behind_a_watermark_still_syncs(tmp_path: Path, emulator_url: str) -> None:
+    """Workers on two machines into one store: an hourly watermark set at the hour by one is minutes after the
+    other's clock. That is no clock gone backwards (the API's buckets hold the data): the run syncs, and a clock
+    hours behind is still refused."""
+    path = tmp_path / "s.duckdb"
+    hourly = ("-e", "completions", "--bucket-width", "1h")
+    assert _sync(path, emulator_url, EMULATOR_NOW, *hourly).exit_code == 0  # type: ignore[attr-defined]
+    assert _watermarks(path) == {EMULATOR_NOW}
+    behind = _sync(path, emulator_url, EMULATOR_NOW - 10 * 60, *hourly)
+    assert behind.exit_code == 0, behind.output  # type: ignore[attr-defined]
+    assert _watermarks(path) == {EMULATOR_NOW}
+    hours = _sync(path, emulator_url, EMULATOR_NOW - 2 * 3600, *hourly)
+    assert hours.exit_code == 1 and "before the watermark" in hours.stderr  # type: ignore[attr-defined]
+
+
 def test_a_clock_ahead_of_the_api_never_moves_the_watermark_past_what_the_api_gave(
     tmp_path: Path, emulator_url: str
 ) -> None:

@@ -53,13 +53,19 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+CLOCK_SLACK: Final = 15 * 60
+"""Seconds a clock may read before a watermark without being refused: workers on several machines syncing into one
+PostgreSQL keep clocks that differ by seconds, and an hourly watermark set at 18:00:30 on one machine is after
+17:59:50 on another. Within it, a run re-reads as it always did (the API's buckets, not our clock, hold the data)."""
+
+
 def _check_clock(store: BaseStore, orgs: Sequence[Org], streams: Sequence[Stream], now: int) -> None:
-    """Refuse a clock earlier than a watermark of the streams to sync, before anything is written: the store holds
-    buckets complete up to it, so that clock went backwards (or ``--now`` was mistyped). Synced on, the run re-read
-    a lag window of finished days with an end in the middle of one, overwrote whole buckets with partial ones and
-    deleted rows, and recorded a last run earlier than the one before."""
+    """Refuse a clock earlier than a watermark of the streams to sync by more than :data:`CLOCK_SLACK`, before
+    anything is written: the store holds buckets complete up to it, so that clock went backwards (or ``--now`` was
+    mistyped). Synced on, the run re-read a lag window of finished days with an end in the middle of one, overwrote
+    whole buckets with partial ones and deleted rows, and recorded a last run earlier than the one before."""
     wanted = {(org.name, stream.id) for org in orgs for stream in streams}
-    ahead = [s for s in store.stream_states() if (s.org, s.stream) in wanted and (s.watermark or 0) > now]
+    ahead = [s for s in store.stream_states() if (s.org, s.stream) in wanted and (s.watermark or 0) > now + CLOCK_SLACK]
     if not ahead:
         return
     latest = max(ahead, key=lambda s: s.watermark or 0)
