@@ -22,6 +22,7 @@ from usageledger.sync import Org, SyncOptions, sync
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import real_sync
 
 COSTS = Stream.create(catalogue.get("costs"), "1d", ["project_id", "line_item"], {})
 SINCE = timeutil.floor(EMULATOR_NOW - 5 * 86400, "1d")
@@ -29,15 +30,7 @@ SINCE = timeutil.floor(EMULATOR_NOW - 5 * 86400, "1d")
 
 def _real_sync(store: BaseStore, emulator: Emulator, org: str = "acme") -> None:
     """A sync the store must take for real: the default https base URL (served in-process by the emulator)."""
-    result = sync(
-        store,
-        [Org(org, FAKE_ADMIN_KEY)],
-        [COSTS],
-        SyncOptions(since=SINCE),
-        transport=emulator.transport(),
-        clock=lambda: EMULATOR_NOW,
-    )
-    assert result.ok, result.errors
+    real_sync(store, emulator, org, since=SINCE)
 
 
 def _org_rows(store: BaseStore) -> dict[str, int]:
