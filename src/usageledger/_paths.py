@@ -25,6 +25,7 @@ __all__ = [
     "read_user_text",
     "real_path",
     "same_file",
+    "temp_beside",
     "write_whole_text",
 ]
 
@@ -130,6 +131,12 @@ def is_stream(path: str | Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+def temp_beside(final: Path) -> Path:
+    """A new hidden name beside ``final`` (``.name.<random>.tmp``) for a file written whole, then renamed into place:
+    the one spelling of every such temporary file (reports, statements, exports)."""
+    return final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+
+
 def write_whole_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all, as ``export`` writes its files: under a temporary name
     beside it, renamed into place once written. A failure (a full disk) leaves no partial file and the old one as it
@@ -139,7 +146,7 @@ def write_whole_text(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
         return
     final = real_path(path) if path.is_symlink() else path
-    temp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+    temp = temp_beside(final)
     try:
         with naming_full_disk(path), open(temp, "x", encoding="utf-8") as fh:
             fh.write(text)

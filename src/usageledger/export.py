@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import secrets
 import shutil
 import sys
 import typing
@@ -40,7 +39,7 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import is_stream, naming_full_disk, overwrite_refusal, real_path
+from usageledger._paths import is_stream, naming_full_disk, overwrite_refusal, real_path, temp_beside
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
@@ -377,10 +376,6 @@ class _Staging:
         self._dirs: list[Path] = []
         self._stale: list[Path] = []
 
-    @staticmethod
-    def _temp_name(final: Path) -> Path:
-        return final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
-
     @contextmanager
     def open(self, final: Path) -> Iterator[IO[bytes]]:
         """A new temporary file for ``final`` (never the target itself, so nothing existing is truncated)."""
@@ -391,7 +386,7 @@ class _Staging:
             return
         if final.is_symlink():  # replace the file the link points at, as writing through it did, and keep the link
             final = real_path(final)
-        temp = self._temp_name(final)
+        temp = temp_beside(final)
         self._moves.append((temp, final))
         with naming_full_disk(final), open(temp, "xb") as fh:
             yield fh
@@ -401,7 +396,7 @@ class _Staging:
     def directory(self, final: Path) -> Path:
         """A new temporary directory beside ``final`` for a writer that makes its own files (a Parquet dataset)."""
         final.parent.mkdir(parents=True, exist_ok=True)
-        temp = self._temp_name(final)
+        temp = temp_beside(final)
         temp.mkdir()
         self._dirs.append(temp)
         return temp
