@@ -36,3 +36,32 @@ def test_help_keeps_every_section_name(name: str) -> None:
     flat = " ".join(result.output.split())
     missing = [s for s in _written(COMMANDS[name]) if f"[{s}]" not in flat]
     assert missing == [], f"{name} --help lost {missing}"
+
+
+def _leaves(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command's words (``("credit", "add")``), sub-commands included."""
+    out: list[tuple[str, ...]] = []
+    for name, command in sorted(getattr(group, "commands", {}).items()):
+        sub = getattr(command, "commands", None)
+        out += _leaves(command, (*path, name)) if sub else [(*path, name)]
+    return out
+
+
+LEAVES = _leaves(COMMAND)
+
+
+def test_every_command_and_sub_command_is_listed() -> None:
+    assert ("query",) in LEAVES and ("credit", "add") in LEAVES
+
+
+@pytest.mark.parametrize("words", LEAVES, ids=" ".join)
+def test_usage_line_fits_80_columns_with_arguments_in_capitals(words: tuple[str, ...]) -> None:
+    """At 80 columns the usage line is one line, and each argument is named as its errors name it (`MONTH`, not
+    `month`; `ENDPOINT`, not the twelve endpoints spelled out and wrapped mid-word)."""
+    result = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    usage, following = result.output.splitlines()[:2]
+    assert usage.startswith(f"Usage: usageledger {' '.join(words)} [OPTIONS]")
+    assert len(usage) <= 80 and following.strip() == "", usage
+    arguments = usage.split("[OPTIONS]", 1)[1].split()
+    assert all(a.strip("{}[]").isupper() for a in arguments), usage

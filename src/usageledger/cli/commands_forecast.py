@@ -214,9 +214,14 @@ def _topup_row(t: TopUp) -> dict[str, Any]:
 @friendly_errors
 def credit_add(
     day: Annotated[
-        str, typer.Argument(help="The UTC day the credit was bought (YYYY-MM-DD): costs from it on draw on it.")
+        str,
+        typer.Argument(
+            metavar="DAY", help="The UTC day the credit was bought (YYYY-MM-DD): costs from it on draw on it."
+        ),
     ],
-    amount: Annotated[str, typer.Argument(help="The amount bought, like 500.00 (the costs' currency).")],
+    amount: Annotated[
+        str, typer.Argument(metavar="AMOUNT", help="The amount bought, like 500.00 (the costs' currency).")
+    ],
     note: Annotated[str | None, typer.Option("--note", help="A note kept with the top-up (an invoice number).")] = None,
     store: StoreOpt = None,
     org: OrgOpt = None,
