@@ -206,7 +206,10 @@ def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
      ("date,rate\n2026-10-01,1e-999\n", "'1e-999' is out of range"), ("date,rate\n2026-10-01,1e999\n", "range"),
      ("date,rate\n2026-10-01,0.0000009\n", "out of range"), ("date,rate\n2026-10-01,1000000.1\n", "out of range"),
      ("date,rate\n2026-10-01,0.92153456789012\n", "'0.92153456789012' has 14 significant digits; round it to 10"),
-     ("date,rate\n2026-10-01,1000000\n2026-10-02,0.000001234567\n", "need 19 digits side by side")],
+     ("date,rate\n2026-10-01,1000000\n2026-10-02,0.000001234567\n", "need 19 digits side by side"),
+     ("date,rate\n2026-10-01,1,23\n", r"line 2: .* has 3 values .* decimal point \(1\.23\), not a comma"),
+     ("date,rate\n2026-10-01,0.92,ECB\n", "line 2: .* 3 values and the header 2"),
+     ("date;rate\n2026-10-01;0,92\n", "header line date,rate .*semicolons")],
 )  # fmt: skip
 def test_bad_rate_files_name_fx(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "rates.csv"
