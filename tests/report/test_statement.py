@@ -284,6 +284,28 @@ def test_csv_and_html_outputs(store: str, tmp_path: Path) -> None:
         assert db.query(f"SELECT COUNT(*) FROM {COSTS_VIEW}")[0][0] > 1000
 
 
+def test_names_cannot_run_as_formulas_or_markup(store: str, tmp_path: Path) -> None:
+    """A project named `=cmd|' /C calc'!A0` (names come from the API and from files) went into the statement CSV as
+    is, a formula a spreadsheet runs; its cell now starts with an apostrophe. Commas, quotes and newlines stay one
+    cell, the HTML page escapes markup, and amounts (negative ones too) stay numbers."""
+    owners = [s["owner"] for s in _json(MONTH, "--store", store, "--by", "project")["statements"]]
+    evil = ["=cmd|' /C calc'!A0 <b>bold</b>", '+1, "two"\nlines & more', "@SUM(1)"]
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"projects": dict(zip(owners, evil, strict=False))}), encoding="utf-8")
+    out_csv, out_html = tmp_path / "s.csv", tmp_path / "s.html"
+    _run("statement", MONTH, "--store", store, "--by", "project", "--names", str(names), "--csv", str(out_csv),
+         "--html", str(out_html))  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8"), newline="")))
+    shown = {r["owner"]: r["name"] for r in rows if r["kind"] == "total"}
+    for owner, name in zip(owners, evil, strict=False):
+        expected = f"{name} ({owner})"
+        assert shown[owner] == ("'" + expected if name[0] in "=+@" else expected)
+    assert all(not r["name"].startswith(("=", "+", "@", "-")) for r in rows)
+    assert sum(Decimal(r["amount"]) for r in rows if r["kind"] == "total") == _invoice(store)
+    page = out_html.read_text(encoding="utf-8")
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "&quot;two&quot;\nlines &amp; more" in page and "<b>" not in page
+
+
 def test_a_closed_month_without_later_restatements(store: str, tmp_path: Path) -> None:
     """Closed and not restated since: the statements are the current ones, every adjustment zero; an org that has
     not closed the month contributes its present figures and is named."""
