@@ -329,6 +329,36 @@ def test_a_closed_month_without_later_restatements(store: str, tmp_path: Path) -
     assert closed.present_total == closed.total and closed.adjustment_total == 0
 
 
+def test_a_statement_that_did_not_change_since_the_close_has_no_adjustment(store: str, tmp_path: Path) -> None:
+    """One project restated after the close by fractions of a cent: its statement moves, the others' do not. Each
+    adjustment was present minus closed of two largest-remainder apportionments, so an unchanged statement could
+    show a cent moved there by the rounding of the others; now only a changed one has an adjustment, and closed +
+    adjustments is the present total to the cent."""
+    copy = tmp_path / "closed.duckdb"
+    shutil.copyfile(store, copy)
+    with open_store(str(copy)) as db:
+        (org,) = db.query(f"SELECT DISTINCT org FROM {COSTS_VIEW}")[0]
+        close_month(db, FIRST, [org], at=int(time.time()) - 1)
+        owners = [s.owner for s in build_statements(db, FIRST, by="project").statements]
+        moved = owners[-1]
+        bucket = datetime(2026, 10, 20, tzinfo=UTC)
+        phantoms = []
+        for step in range(1, 5):  # the restatement is not logged: as of the close, the month is unchanged
+            db.execute(
+                "UPDATE costs SET amount_value = amount_value + 0.0007 WHERE project_id = %s AND bucket_start = %s",
+                [moved, bucket],
+            )
+            closed = month_statements(db, FIRST, by="project")
+            present = build_statements(db, FIRST, by="project")
+            assert closed.closed and closed.present_total == present.total
+            assert sum((a.amount for a in closed.adjustments), closed.total) == present.total
+            for a in closed.adjustments:
+                assert a.present == a.closed + a.amount
+                if a.owner != moved and a.amount != 0:
+                    phantoms.append((step, a.owner, a.amount))
+    assert phantoms == []
+
+
 def test_apportion_is_largest_remainder() -> None:
     third = Decimal(1) / 3
     assert apportion([third, third, third], Decimal("1.00")) == [Decimal("0.34"), Decimal("0.33"), Decimal("0.33")]
