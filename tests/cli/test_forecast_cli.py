@@ -202,6 +202,8 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         (["remove", "abc"], "ID: 'abc' is not a top-up ID"),
         # credit not bought yet counted in today's balance and hid a low-credit alert
         (["add", "2999-01-01", "5"], "DAY: 2999-01-01 is after today"),
+        # the balance counted the days before the store's first costs as nothing spent: the whole $5 was left
+        (["add", "2020-01-01", "5"], "DAY: 2020-01-01 is before the store's costs of org-demo start on 2026-"),
         # recorded, then shown as $0.00
         (["add", "2026-11-01", "0.001"], "AMOUNT: '0.001' has too many digits; give at most 2 decimal places"),
         # a top-up for a mistyped org was recorded, and never met a cost

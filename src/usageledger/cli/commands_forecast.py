@@ -44,6 +44,7 @@ from usageledger.report.forecast_out import credit_document, credit_line, foreca
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import dumps
+from usageledger.report.months import first_cost_day
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
@@ -201,6 +202,20 @@ def _day_arg(value: str) -> date:
     return day
 
 
+def _check_costs_cover(db: BaseStore, org: str, day: date) -> None:
+    """Refuse a top-up dated before the org's costs in the store start: the balance counts the costs from the
+    top-up's day on, and the days before the store's first one counted as nothing spent (a 2020 top-up on a store
+    synced for 90 days showed its whole amount left). A store without costs yet passes: its first sync comes."""
+    first = first_cost_day(db, org)
+    if first is not None and day < first:
+        raise ParameterError(
+            "DAY",
+            f"{day} is before the store's costs of {org} start on {first}: the spend between them is not in the "
+            f"store, so the balance would be too high; sync from that day first (usageledger sync --since {day}), "
+            f"or record what was left of it on {first}",
+        )
+
+
 def _topup_amount(value: str) -> Decimal:
     """Money paid: whole cents at most (``0.001`` was recorded and then shown as $0.00)."""
     return parse_amount(value, param="AMOUNT", noun="a top-up", positive=True, places=2, example="500 or 500.00")
@@ -229,7 +244,9 @@ def credit_add(
     check_note(note, "--note")
     settings = load_config(config)
     with _writable(resolve_store(store, settings), "credit add") as db, db.transaction():
-        added = add_topup(db, org=_org_for(db, org), day=when, amount=value, note=note)
+        owner = _org_for(db, org)
+        _check_costs_cover(db, owner, when)
+        added = add_topup(db, org=owner, day=when, amount=value, note=note)
     if output_format == "json":
         typer.echo(dumps(_topup_row(added)))
     else:
