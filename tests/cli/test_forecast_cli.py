@@ -121,6 +121,22 @@ def test_other_months(demo_store: Path) -> None:
     )
 
 
+def test_a_month_the_store_covers_in_part_is_said(demo_store: Path) -> None:
+    """The store's first month: its days before the first costs counted as nothing spent, without a word (a month
+    that is over read as its whole spend); now a warning names them, as `statement` does. A whole month says none."""
+    with open_store(demo_store, migrate=False, read_only=True) as db:
+        first = db.query("SELECT MIN(bucket_start) FROM costs_daily")[0][0].date()
+    month = f"{first:%Y-%m}"
+    result = CliRunner().invoke(app, ["forecast", "--store", str(demo_store), "--now", NOW, "--month", month])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: the store lacks days of {month}: {first.replace(day=1)} to {first - timedelta(days=1)} for {ORG} "
+        f"(its costs start on {first}); they count as nothing spent"
+    ) in result.output
+    whole = CliRunner().invoke(app, ["forecast", "--store", str(demo_store), "--now", NOW, "--month", "2026-10"])
+    assert whole.exit_code == 0 and "warning" not in whole.output, whole.output
+
+
 def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
     out = _run("forecast", "--store", str(demo_store), "--now", NOW, "--budget", "1", "--by", "project").stdout
     assert "Forecast 2026-11 as of 2026-11-19" in out and "total" in out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,7 +44,7 @@ from usageledger.report.forecast_out import credit_document, credit_line, foreca
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import dumps
-from usageledger.report.months import first_cost_day
+from usageledger.report.months import first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
@@ -137,6 +137,11 @@ def forecast(
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
         report = build_forecast(db, target, now=now, org=org, project=project, by=grouping, teams=teams, budget=limit)
+        # Days of the month up to *as of* the store lacks count as nothing spent: said, as `statement` says them.
+        covered = report.total.as_of + timedelta(days=1)
+        gaps = missing_days(db, target, [org] if org is not None else db.known_orgs(), today=covered)
+        if gaps:
+            say(f"warning: the store lacks days of {target:%Y-%m}: {gaps_text(gaps)}; they count as nothing spent")
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
     if output_format == "json":
         typer.echo(dumps(forecast_document(report, id_names)))
