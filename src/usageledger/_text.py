@@ -7,7 +7,7 @@ import json
 import re
 from typing import Final
 
-__all__ = ["counted", "one_line", "terminal_safe"]
+__all__ = ["counted", "one_line", "spreadsheet_text", "terminal_safe"]
 
 _UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """What data must not send to a terminal: C0 and C1 controls but the newline and the tab (ESC starts the sequences
@@ -29,6 +29,17 @@ def terminal_safe(text: str) -> str:
     joiners and other format characters that emoji and scripts need, stay. The CLI's consoles pass every piece of
     text through it, so a project named with an escape sequence shows the sequence instead of running it."""
     return _UNSAFE.sub(lambda m: json.dumps(m.group())[1:-1], text)
+
+
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP's list): ``=cmd|' /C calc'!A0`` runs a program."""
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text cell of a CSV meant for a spreadsheet (a statement): one that a spreadsheet would run as a formula is
+    written after an apostrophe (``'=cmd|...``), which shows it as the text it is. Only for text: an amount such as
+    ``-0.08`` is a number and stays as it is."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:

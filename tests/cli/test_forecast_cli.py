@@ -121,6 +121,22 @@ def test_other_months(demo_store: Path) -> None:
     )
 
 
+def test_a_month_the_store_covers_in_part_is_said(demo_store: Path) -> None:
+    """The store's first month: its days before the first costs counted as nothing spent, without a word (a month
+    that is over read as its whole spend); now a warning names them, as `statement` does. A whole month says none."""
+    with open_store(demo_store, migrate=False, read_only=True) as db:
+        first = db.query("SELECT MIN(bucket_start) FROM costs_daily")[0][0].date()
+    month = f"{first:%Y-%m}"
+    result = CliRunner().invoke(app, ["forecast", "--store", str(demo_store), "--now", NOW, "--month", month])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: the store lacks days of {month}: {first.replace(day=1)} to {first - timedelta(days=1)} for {ORG} "
+        f"(its costs start on {first}); they count as nothing spent"
+    ) in result.output
+    whole = CliRunner().invoke(app, ["forecast", "--store", str(demo_store), "--now", NOW, "--month", "2026-10"])
+    assert whole.exit_code == 0 and "warning" not in whole.output, whole.output
+
+
 def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
     out = _run("forecast", "--store", str(demo_store), "--now", NOW, "--budget", "1", "--by", "project").stdout
     assert "Forecast 2026-11 as of 2026-11-19" in out and "total" in out
@@ -202,6 +218,8 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         (["remove", "abc"], "ID: 'abc' is not a top-up ID"),
         # credit not bought yet counted in today's balance and hid a low-credit alert
         (["add", "2999-01-01", "5"], "DAY: 2999-01-01 is after today"),
+        # the balance counted the days before the store's first costs as nothing spent: the whole $5 was left
+        (["add", "2020-01-01", "5"], "DAY: 2020-01-01 is before the store's costs of org-demo start on 2026-"),
         # recorded, then shown as $0.00
         (["add", "2026-11-01", "0.001"], "AMOUNT: '0.001' has too many digits; give at most 2 decimal places"),
         # a top-up for a mistyped org was recorded, and never met a cost

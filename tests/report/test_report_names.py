@@ -73,3 +73,23 @@ def test_bad_files_are_config_errors(tmp_path: Path) -> None:
         load_names(tmp_path / "n.yaml")
     with pytest.raises(ConfigError, match="cannot read"):
         load_names(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text", "message"),
+    [
+        (".csv", "kind,id,name\nproject,proj_a,Search\nproject,proj_a,Ads\n", r"n\.csv:3: proj_a is named 'Search'"),
+        (".json", '{"projects": {"proj_a": "Search", "proj_a": "Ads"}}', r"n\.json: proj_a is given twice"),
+        (".toml", '[projects]\nproj_a = "Search"\nproj_a = "Ads"\n', r"n\.toml: not valid TOML"),
+    ],
+)
+def test_one_id_with_two_names_is_refused(tmp_path: Path, suffix: str, text: str, message: str) -> None:
+    """A names file giving one project two names was read with the last one (CSV, JSON); now refused naming it.
+    One name for two projects stays allowed: statements and alerts show the ID beside it."""
+    path = tmp_path / f"n{suffix}"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_names(path)
+    same = tmp_path / "same.csv"
+    same.write_text("kind,id,name\nproject,proj_a,Search\nproject,proj_a,Search\nproject,proj_b,Search\n")
+    assert load_names(same).project("proj_b") == "Search"

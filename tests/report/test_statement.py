@@ -206,7 +206,10 @@ def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
      ("date,rate\n2026-10-01,1e-999\n", "'1e-999' is out of range"), ("date,rate\n2026-10-01,1e999\n", "range"),
      ("date,rate\n2026-10-01,0.0000009\n", "out of range"), ("date,rate\n2026-10-01,1000000.1\n", "out of range"),
      ("date,rate\n2026-10-01,0.92153456789012\n", "'0.92153456789012' has 14 significant digits; round it to 10"),
-     ("date,rate\n2026-10-01,1000000\n2026-10-02,0.000001234567\n", "need 19 digits side by side")],
+     ("date,rate\n2026-10-01,1000000\n2026-10-02,0.000001234567\n", "need 19 digits side by side"),
+     ("date,rate\n2026-10-01,1,23\n", r"line 2: .* has 3 values .* decimal point \(1\.23\), not a comma"),
+     ("date,rate\n2026-10-01,0.92,ECB\n", "line 2: .* 3 values and the header 2"),
+     ("date;rate\n2026-10-01;0,92\n", "header line date,rate .*semicolons")],
 )  # fmt: skip
 def test_bad_rate_files_name_fx(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "rates.csv"
@@ -281,6 +284,28 @@ def test_csv_and_html_outputs(store: str, tmp_path: Path) -> None:
         assert db.query(f"SELECT COUNT(*) FROM {COSTS_VIEW}")[0][0] > 1000
 
 
+def test_names_cannot_run_as_formulas_or_markup(store: str, tmp_path: Path) -> None:
+    """A project named `=cmd|' /C calc'!A0` (names come from the API and from files) went into the statement CSV as
+    is, a formula a spreadsheet runs; its cell now starts with an apostrophe. Commas, quotes and newlines stay one
+    cell, the HTML page escapes markup, and amounts (negative ones too) stay numbers."""
+    owners = [s["owner"] for s in _json(MONTH, "--store", store, "--by", "project")["statements"]]
+    evil = ["=cmd|' /C calc'!A0 <b>bold</b>", '+1, "two"\nlines & more', "@SUM(1)"]
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"projects": dict(zip(owners, evil, strict=False))}), encoding="utf-8")
+    out_csv, out_html = tmp_path / "s.csv", tmp_path / "s.html"
+    _run("statement", MONTH, "--store", store, "--by", "project", "--names", str(names), "--csv", str(out_csv),
+         "--html", str(out_html))  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8"), newline="")))
+    shown = {r["owner"]: r["name"] for r in rows if r["kind"] == "total"}
+    for owner, name in zip(owners, evil, strict=False):
+        expected = f"{name} ({owner})"
+        assert shown[owner] == ("'" + expected if name[0] in "=+@" else expected)
+    assert all(not r["name"].startswith(("=", "+", "@", "-")) for r in rows)
+    assert sum(Decimal(r["amount"]) for r in rows if r["kind"] == "total") == _invoice(store)
+    page = out_html.read_text(encoding="utf-8")
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "&quot;two&quot;\nlines &amp; more" in page and "<b>" not in page
+
+
 def test_a_closed_month_without_later_restatements(store: str, tmp_path: Path) -> None:
     """Closed and not restated since: the statements are the current ones, every adjustment zero; an org that has
     not closed the month contributes its present figures and is named."""
@@ -302,6 +327,36 @@ def test_a_closed_month_without_later_restatements(store: str, tmp_path: Path) -
     assert [a.owner for a in closed.adjustments] == [s.owner for s in open_now.statements]
     assert all(a.amount == 0 and a.closed == a.present for a in closed.adjustments)
     assert closed.present_total == closed.total and closed.adjustment_total == 0
+
+
+def test_a_statement_that_did_not_change_since_the_close_has_no_adjustment(store: str, tmp_path: Path) -> None:
+    """One project restated after the close by fractions of a cent: its statement moves, the others' do not. Each
+    adjustment was present minus closed of two largest-remainder apportionments, so an unchanged statement could
+    show a cent moved there by the rounding of the others; now only a changed one has an adjustment, and closed +
+    adjustments is the present total to the cent."""
+    copy = tmp_path / "closed.duckdb"
+    shutil.copyfile(store, copy)
+    with open_store(str(copy)) as db:
+        (org,) = db.query(f"SELECT DISTINCT org FROM {COSTS_VIEW}")[0]
+        close_month(db, FIRST, [org], at=int(time.time()) - 1)
+        owners = [s.owner for s in build_statements(db, FIRST, by="project").statements]
+        moved = owners[-1]
+        bucket = datetime(2026, 10, 20, tzinfo=UTC)
+        phantoms = []
+        for step in range(1, 5):  # the restatement is not logged: as of the close, the month is unchanged
+            db.execute(
+                "UPDATE costs SET amount_value = amount_value + 0.0007 WHERE project_id = %s AND bucket_start = %s",
+                [moved, bucket],
+            )
+            closed = month_statements(db, FIRST, by="project")
+            present = build_statements(db, FIRST, by="project")
+            assert closed.closed and closed.present_total == present.total
+            assert sum((a.amount for a in closed.adjustments), closed.total) == present.total
+            for a in closed.adjustments:
+                assert a.present == a.closed + a.amount
+                if a.owner != moved and a.amount != 0:
+                    phantoms.append((step, a.owner, a.amount))
+    assert phantoms == []
 
 
 def test_apportion_is_largest_remainder() -> None:

@@ -175,8 +175,8 @@ def test_a_store_from_before_the_registry_is_migrated_by_org_name(
 
 def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, emulator: Emulator) -> None:
     """A store mixed before the registry says so on stderr in `report`, `check` and `changes` (whose "spend restated
-    by" added both without a word), naming the fix; with `--org`, whose figures are that org's alone, they do not
-    (they said "its totals add both" there too)."""
+    by" added both without a word) and `export --format focus` (whose BilledCost a FinOps tool adds up), naming the
+    fix; with `--org`, whose figures are that org's alone, they do not (they said "its totals add both" there too)."""
     path = tmp_path / "mixed.duckdb"
     with open_store(path) as store:
         _real_sync(store, emulator, org="acme")
@@ -185,7 +185,14 @@ def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, 
         store.execute("DELETE FROM schema_migrations WHERE name = '0003_org_registry'")
     with open_store(path):
         pass  # migrated as `sync` would: `demo` synthetic, `acme` real
-    for command in (["report"], ["check", "--daily-budget", "1000000"], ["changes"]):
+    focus = ["export", "--format", "focus", "-o", str(tmp_path / "focus.csv")]
+    for command in (
+        ["report"],
+        ["check", "--daily-budget", "1000000"],
+        ["changes"],
+        focus,
+        [*focus, "--org", "acme,demo"],
+    ):
         result = CliRunner().invoke(app, [*command, "--store", str(path)], terminal_width=400)
         assert result.exit_code in (0, EXIT_FINDINGS), result.output  # `check` finds the store stale (real clock)
         assert (
@@ -193,7 +200,7 @@ def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, 
             "with real data, and its totals "
             f"add both; remove the synthetic data with `usageledger demo --remove --store {path}`"
         ) in result.output
-    for command in (["report"], ["check", "--daily-budget", "1000000"], ["changes"]):  # one org's figures are its own
+    for command in (["report"], ["check", "--daily-budget", "1000000"], ["changes"], focus):  # one org's are its own
         result = CliRunner().invoke(app, [*command, "--store", str(path), "--org", "acme"], terminal_width=400)
         assert result.exit_code in (0, EXIT_FINDINGS), result.output
         assert "mixes synthetic data" not in result.output, result.output

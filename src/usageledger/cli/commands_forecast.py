@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,6 +44,7 @@ from usageledger.report.forecast_out import credit_document, credit_line, foreca
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import dumps
+from usageledger.report.months import first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
@@ -136,6 +137,11 @@ def forecast(
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
         report = build_forecast(db, target, now=now, org=org, project=project, by=grouping, teams=teams, budget=limit)
+        # Days of the month up to *as of* the store lacks count as nothing spent: said, as `statement` says them.
+        covered = report.total.as_of + timedelta(days=1)
+        gaps = missing_days(db, target, [org] if org is not None else db.known_orgs(), today=covered)
+        if gaps:
+            say(f"warning: the store lacks days of {target:%Y-%m}: {gaps_text(gaps)}; they count as nothing spent")
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
     if output_format == "json":
         typer.echo(dumps(forecast_document(report, id_names)))
@@ -201,6 +207,20 @@ def _day_arg(value: str) -> date:
     return day
 
 
+def _check_costs_cover(db: BaseStore, org: str, day: date) -> None:
+    """Refuse a top-up dated before the org's costs in the store start: the balance counts the costs from the
+    top-up's day on, and the days before the store's first one counted as nothing spent (a 2020 top-up on a store
+    synced for 90 days showed its whole amount left). A store without costs yet passes: its first sync comes."""
+    first = first_cost_day(db, org)
+    if first is not None and day < first:
+        raise ParameterError(
+            "DAY",
+            f"{day} is before the store's costs of {org} start on {first}: the spend between them is not in the "
+            f"store, so the balance would be too high; sync from that day first (usageledger sync --since {day}), "
+            f"or record what was left of it on {first}",
+        )
+
+
 def _topup_amount(value: str) -> Decimal:
     """Money paid: whole cents at most (``0.001`` was recorded and then shown as $0.00)."""
     return parse_amount(value, param="AMOUNT", noun="a top-up", positive=True, places=2, example="500 or 500.00")
@@ -234,7 +254,9 @@ def credit_add(
     check_note(note, "--note")
     settings = load_config(config)
     with _writable(resolve_store(store, settings), "credit add") as db, db.transaction():
-        added = add_topup(db, org=_org_for(db, org), day=when, amount=value, note=note)
+        owner = _org_for(db, org)
+        _check_costs_cover(db, owner, when)
+        added = add_topup(db, org=owner, day=when, amount=value, note=note)
     if output_format == "json":
         typer.echo(dumps(_topup_row(added)))
     else:

@@ -676,10 +676,13 @@ def _export_focus(
     from usageledger.report.focus import write_focus
     from usageledger.report.fx import fx_note, rates_option
     from usageledger.report.teams import project_teams
+    from usageledger.sync._safety import data_warnings
 
     rates = rates_option(currency, fx)
     with open_for_reading(_store_url(store, config)) as opened:
         opened.check_orgs(orgs)
+        for warning in data_warnings(opened, orgs):  # FinOps tools add BilledCost up: the demo's would count
+            say(f"warning: {warning}")
         teams = project_teams(opened, config=config.teams)
         result = write_focus(
             opened,

@@ -165,13 +165,16 @@ def load_rates(path: Path | str, currency: str) -> FxRates:
     rows = list(csv.reader(text.splitlines()))
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if header[:2] != ["date", "rate"]:
-        raise ParameterError("--fx", f"{source} must start with the header line date,rate")
+        semicolons = " (comma-separated: this file uses semicolons)" if rows and ";" in rows[0][0] else ""
+        raise ParameterError("--fx", f"{source} must start with the header line date,rate{semicolons}")
     rates: dict[date, Decimal] = {}
     for number, row in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in row):
             continue
         if len(row) < 2:
             raise ParameterError("--fx", f"{source} line {number}: expected date,rate, got {','.join(row)!r}")
+        if len(_trimmed(row)) > len(_trimmed(rows[0])):  # `2026-10-01,1,23` was read as a rate of 1
+            raise ParameterError("--fx", f"{source} line {number}: {_extra_values(row, len(_trimmed(rows[0])))}")
         day_text, rate_text = row[0].strip(), row[1].strip()
         try:
             day = date.fromisoformat(day_text)
@@ -190,6 +193,23 @@ def load_rates(path: Path | str, currency: str) -> FxRates:
     if not rates:
         raise ParameterError("--fx", f"{source} holds no rates: add lines date,rate under the header")
     return FxRates(code, rates, source)
+
+
+def _trimmed(cells: Sequence[str]) -> list[str]:
+    """``cells`` without the empty ones at the end (``2026-10-01,0.92,`` has two values)."""
+    out = list(cells)
+    while out and not out[-1].strip():
+        out.pop()
+    return out
+
+
+def _extra_values(row: Sequence[str], columns: int) -> str:
+    """Why a line with more values than the header's ``columns`` is refused: never read as its first two."""
+    values = _trimmed(row)
+    said = f"{','.join(values)!r} has {len(values)} values and the header {columns}"
+    if len(values) == 3 and all(v.strip().isdigit() for v in values[1:]):
+        return f"{said}; write the rate with a decimal point ({values[1].strip()}.{values[2].strip()}), not a comma"
+    return f"{said}; write one date and one rate per line"
 
 
 def rates_option(currency: str | None, fx: Path | None) -> FxRates | None:

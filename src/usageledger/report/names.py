@@ -80,8 +80,25 @@ def _from_csv(path: Path) -> Names:
             ident, name = (row["id"] or "").strip(), (row["name"] or "").strip()
             if not ident or not name:
                 raise ConfigError(f"{path}:{line}: both id and name are required")
-            tables[kind][ident] = name
+            other = tables[kind].setdefault(ident, name)
+            if other != name:  # the last line won without a word: one project shown under two names
+                raise ConfigError(f"{path}:{line}: {ident} is named {other!r} on an earlier line; name it once")
     return names_from_mapping(tables, where=str(path))
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object gives one key two values (caught in :func:`load_names`, which names the file)."""
+
+
+def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose keys are distinct: ``json`` keeps a repeated key's last value without a word (TOML
+    refuses one itself), so one ID given two names would show the second."""
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out and out[key] != value:
+            raise _RepeatedKey(f"{key} is given twice, as {out[key]!r} and {value!r}; name it once")
+        out[key] = value
+    return out
 
 
 def load_names(path: Path) -> Names:
@@ -93,13 +110,15 @@ def load_names(path: Path) -> Names:
         if suffix == ".toml":
             data: object = tomllib.loads(read_user_text(path))
         elif suffix == ".json":
-            data = json.loads(read_user_text(path))
+            data = json.loads(read_user_text(path), object_pairs_hook=_no_repeated_keys)
         else:
             raise ConfigError(f"{path}: a names file must end in .toml, .json or .csv")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the names file ({exc.strerror})") from exc
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not valid {suffix[1:].upper()}: {exc}") from exc
+    except _RepeatedKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a table of sections ({', '.join(KINDS)})")
     return names_from_mapping(data, where=str(path))

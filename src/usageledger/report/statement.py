@@ -141,8 +141,8 @@ class Statement:
 
 @dataclass(frozen=True, slots=True)
 class StatementAdjustment:
-    """A closed month's statement set against the present: what the ledger holds for it now minus the closed
-    figure (both rounded to the cent the statements' way)."""
+    """A closed month's statement set against the present: the closed figure, and ``present`` = closed + the
+    statement's change since, rounded once (see :func:`month_statements`)."""
 
     owner: str
     closed: Decimal
@@ -356,9 +356,6 @@ def month_statements(store: BaseStore, month: date, **options: Unpack[StatementO
     # One order whichever org a row came from, so the projects a statement lists come in the query's order.
     rows.sort(key=lambda r: (r[0], r[1] is not None, r[1] or "", r[2] is not None, r[2] or ""))
     closed = _from_rows(rows, first, options)
-    was = {s.owner: s.total for s in closed.statements}
-    now = {s.owner: s.total for s in present.statements}
-    owners = [s.owner for s in closed.statements] + [s.owner for s in present.statements if s.owner not in was]
     return replace(
         closed,
         closes=tuple(sorted(closes.items())),
@@ -366,10 +363,32 @@ def month_statements(store: BaseStore, month: date, **options: Unpack[StatementO
         closed_total=sum((line.amount for line in recorded), Decimal(0)),
         closed_exact=closed_exact,
         present_total=present.total,
-        adjustments=tuple(
-            StatementAdjustment(o, was.get(o, Decimal("0.00")), now.get(o, Decimal("0.00"))) for o in owners
-        ),
+        adjustments=_adjustments(closed, present),
     )
+
+
+def _adjustments(closed: MonthStatements, present: MonthStatements) -> tuple[StatementAdjustment, ...]:
+    """Per statement, present minus closed, rounded once: each statement's exact change, apportioned (largest
+    remainder) to the change of the month's rounded total. Subtracting two apportioned totals instead gave a
+    statement whose spend did not change an adjustment of a cent, moved there by the other statements' rounding;
+    a statement with no change now has none, and closed + adjustments is the present total to the cent."""
+    was = {s.owner: s for s in closed.statements}
+    now = {s.owner: s for s in present.statements}
+    owners = [*was, *(o for o in now if o not in was)]
+
+    def exact(statement: Statement | None) -> Decimal:
+        return Decimal(0) if statement is None else sum((line.exact for line in statement.lines), Decimal(0))
+
+    with localcontext() as ctx:
+        ctx.prec = 50
+        changes = {o: exact(now.get(o)) - exact(was.get(o)) for o in owners}
+    moved = [o for o in owners if changes[o] != 0]
+    amounts = dict(zip(moved, apportion([changes[o] for o in moved], present.total - closed.total), strict=True))
+    adjustments = []
+    for o in owners:
+        before = was[o].total if o in was else Decimal("0.00")
+        adjustments.append(StatementAdjustment(o, before, before + amounts.get(o, Decimal("0.00"))))
+    return tuple(adjustments)
 
 
 def _line_order(item: tuple[tuple[str | None, str | None], Decimal]) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger import timeutil
-from usageledger._text import counted
+from usageledger._text import counted, spreadsheet_text
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import decimal_string
 from usageledger.report.names import Names
@@ -223,31 +223,23 @@ def statement_csv(statements: MonthStatements, names: Names) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["month", "by", "owner", "name", "kind", "model", "line_item", "amount", "currency"])
     month = f"{statements.month:%Y-%m}"
+    text = spreadsheet_text  # names come from the API and from files: `=cmd|...` must not run as a formula
     for s in statements.statements:
         for line in s.lines:
             kind = "shared" if line.shared else "direct"
             writer.writerow(
-                [month, statements.by, s.owner, name(s.owner), kind, line.model or "", line.line_item or "",
-                 decimal_string(line.amount), statements.currency]
+                [month, statements.by, text(s.owner), text(name(s.owner)), kind, text(line.model or ""),
+                 text(line.line_item or ""), decimal_string(line.amount), statements.currency]
             )  # fmt: skip
         writer.writerow(
-            [
-                month,
-                statements.by,
-                s.owner,
-                name(s.owner),
-                "total",
-                "",
-                "",
-                decimal_string(s.total),
-                statements.currency,
-            ]
-        )
+            [month, statements.by, text(s.owner), text(name(s.owner)), "total", "", "", decimal_string(s.total),
+             statements.currency]
+        )  # fmt: skip
     for a in statements.adjustments:  # apart from the closed figures: present minus closed, per statement
         since = "since the close at " + _closes(statements)
         writer.writerow(
-            [month, statements.by, a.owner, name(a.owner), "adjustment", "", since, decimal_string(a.amount),
-             statements.currency]
+            [month, statements.by, text(a.owner), text(name(a.owner)), "adjustment", "", since,
+             decimal_string(a.amount), statements.currency]
         )  # fmt: skip
     for day, rate in statements.rates:
         writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), decimal_string(rate), "USD"])

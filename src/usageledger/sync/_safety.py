@@ -218,12 +218,13 @@ def stream_states_now(store: BaseStore, *, at: int) -> list[StreamState]:
     ]
 
 
-def mixed_data(store: BaseStore, org: str | None = None) -> str | None:
+def mixed_data(store: BaseStore, org: str | Sequence[str] | None = None) -> str | None:
     """A one-line warning when a store holds synthetic and real orgs together (written before the registry) and a
-    reading adds them up: none when it reads one ``org`` (whose figures are that org's alone)."""
-    if org is not None:
+    reading adds them up: none when it reads one ``org`` (whose figures are that org's alone); ``org`` may be the
+    several orgs a reading is limited to (``export --org a,b``), an empty one meaning every org."""
+    if isinstance(org, str):
         return None
-    held = store.orgs()
+    held = [r for r in store.orgs() if not org or r.org in org]
     fake = [r for r in held if r.synthetic]
     if not fake or len(fake) == len(held):
         return None
@@ -233,7 +234,7 @@ def mixed_data(store: BaseStore, org: str | None = None) -> str | None:
     )
 
 
-def data_warnings(store: BaseStore, org: str | None = None) -> tuple[str, ...]:
+def data_warnings(store: BaseStore, org: str | Sequence[str] | None = None) -> tuple[str, ...]:
     """What a reading of the store (of ``org``, else every org) must be told about its figures: the command line
     prints each on stderr (``warning: ...``), the JSON documents of the dashboard and the MCP tools list them in
     ``warnings``."""
