@@ -13,10 +13,10 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
-from pydantic import Field
+from mcp.types import CallToolResult, InputRequiredResult, Tool, ToolAnnotations
+from pydantic import Field, ValidationError
 
 from usageledger.errors import UsageLedgerError
 from usageledger.mcp_tools import MAX_CHANGES, LedgerTools
@@ -79,9 +79,49 @@ def _guarded(tool: _Tool) -> _Tool:
     return cast(_Tool, run)
 
 
+class _LedgerServer(MCPServer):
+    """The SDK's server, with the arguments of a call checked the way the command line checks its flags: an argument
+    a tool does not take is refused naming it (it was dropped without a word, so ``{"projects": "Search"}`` answered
+    for every project), and an argument of the wrong type or outside its choices is one line naming it and what it
+    takes (the SDK's text was pydantic's, over four lines, ending in a link to pydantic's documentation)."""
+
+    async def list_tools(self) -> list[Tool]:
+        """The tools, each schema closed to other arguments (``additionalProperties: false``), as calls are."""
+        return [
+            tool.model_copy(update={"input_schema": {**tool.input_schema, "additionalProperties": False}})
+            for tool in await super().list_tools()
+        ]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        known = {tool.name: tool.input_schema.get("properties", {}) for tool in await super().list_tools()}
+        if name in known and (unknown := sorted(set(arguments) - set(known[name]))):
+            takes = ", ".join(known[name]) or "no arguments"
+            raise ToolError(f"Error executing tool {name}: {unknown[0]}: no such argument; {name} takes {takes}")
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {_one_line(exc.__cause__)}") from exc.__cause__
+
+
+def _one_line(exc: ValidationError) -> str:
+    """A tool's arguments refused by its schema, as one line naming the first bad argument and what it takes."""
+    error = exc.errors(include_url=False)[0]
+    name = ".".join(str(part) for part in error["loc"]) or "arguments"
+    if error["type"] == "missing":
+        return f"{name}: missing; this argument is required"
+    got = repr(error.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    msg = error["msg"]
+    return f"{name}: {msg[:1].lower()}{msg[1:]}, not {got}"
+
+
 def build_server(tools: LedgerTools) -> MCPServer:
     """The MCP server with the ledger's tools: spend, usage, top_movers, changes, alerts, lookup."""
-    server: MCPServer = MCPServer(name=SERVER_NAME, instructions=_INSTRUCTIONS, log_level="WARNING")
+    server: MCPServer = _LedgerServer(name=SERVER_NAME, instructions=_INSTRUCTIONS, log_level="WARNING")
 
     def read_only(tool: _Tool) -> _Tool:
         """Register a tool under its function's name, described by its docstring (folded to one line): every tool

@@ -313,3 +313,36 @@ def test_started_by_hand_in_a_terminal_it_says_what_it_waits_for_and_stops_at_on
     assert len(said.splitlines()) == 1 and proc.returncode == code and out == "", said
     piped = subprocess.run([*CLI, "mcp", "--store", synced], input="", capture_output=True, text=True, timeout=60)
     assert piped.stderr == "" and piped.stdout == ""
+
+
+async def test_careless_arguments_are_one_line_naming_the_argument(synced: str) -> None:
+    """A wrong type, a value outside the choices, a missing or out-of-range argument came back as pydantic's text:
+    four lines ending in a link to pydantic's documentation; an argument a tool does not take (`projects`, a typo)
+    was dropped without a word and the answer given for everything. Each is now one line naming the argument and
+    what it takes, and the schemas the client lists are closed to other arguments."""
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {"since": 7}),
+        ("spend", {"group_by": "Project"}),
+        ("spend", {"org": ["default"]}),
+        ("changes", {"limit": 0}),
+        ("lookup", {}),
+        ("lookup", {"query": "x", "kind": "projects"}),
+        ("spend", {"since": SINCE, "projects": "Search"}),
+        ("usage", {"start_date": SINCE}),
+    ]
+    tools, results = await _session_calls(synced, calls)
+    expected = [
+        "since: input should be a valid string, not 7",
+        "group_by: input should be 'project', 'team', 'model', 'line_item', 'api_key', 'user' or 'day', not 'Project'",
+        "org: input should be a valid string, not ['default']",
+        "limit: input should be greater than or equal to 1, not 0",
+        "query: missing; this argument is required",
+        "kind: input should be 'project', 'user', 'project_service_account', 'project_api_key' or 'admin_api_key', "
+        "not 'projects'",
+        "projects: no such argument; spend takes since, until, group_by, org, project, model",
+        "start_date: no such argument; usage takes since, until, org, project",
+    ]
+    for (name, _), result, said in zip(calls, results, expected, strict=True):
+        assert result.is_error, result.content
+        assert result.content[0].text == f"Error executing tool {name}: {said}"
+    assert all(tool.input_schema["additionalProperties"] is False for tool in tools)

@@ -580,7 +580,7 @@ def check(
 @app.command()
 @friendly_errors
 def statement(
-    month: Annotated[str, typer.Argument(help="The month, YYYY-MM (UTC), such as 2026-10.")],
+    month: Annotated[str, typer.Argument(metavar="MONTH", help="The month, YYYY-MM (UTC), such as 2026-10.")],
     by: Annotated[
         Literal["team", "project"],
         typer.Option("--by", help="One statement per team (config [teams], else directory groups) or per project."),
