@@ -148,7 +148,8 @@ def build_server(tools: LedgerTools) -> MCPServer:
             str | None,
             Field(
                 description="Only this model's line items: gpt-4.1 also matches its dated snapshots "
-                "(gpt-4.1-2025-04-14), not gpt-4.1-mini. Default: every line item."
+                "(gpt-4.1-2025-04-14), not gpt-4.1-mini; a model the store never saw is refused with those like it. "
+                "Default: every line item."
             ),
         ] = None,
     ) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from usageledger.report.queries import (
     build_report,
     line_item_model,
     model_matches,
+    models_like,
     utc_day,
 )
 from usageledger.report.teams import project_teams, spend_by_team
@@ -206,6 +207,10 @@ class LedgerTools:
             raise ParameterError("model", "give a model name, such as gpt-4.1")
         period = self._period(since, until)
         with self._reading(org) as store:
+            if (like := models_like(store, wanted, org)) is not None:
+                where = "" if org is None else f" of org {org}"
+                hint = f"did you mean {', '.join(like)}?" if like else "spend with group_by model lists the models"
+                raise ParameterError("model", f"{wanted} is no model{where} in this store; {hint}")
             pid = self._project_id(store, project, org)
             scope = Scope(org=org, project=pid)
             where, params = scope.where(period, start=period.previous().start)

@@ -346,3 +346,24 @@ async def test_careless_arguments_are_one_line_naming_the_argument(synced: str) 
         assert result.is_error, result.content
         assert result.content[0].text == f"Error executing tool {name}: {said}"
     assert all(tool.input_schema["additionalProperties"] is False for tool in tools)
+
+
+async def test_a_model_no_row_names_is_refused_with_those_like_it(synced: str) -> None:
+    """`spend(model="gpt-4")`, a prefix of several models, or a typo, answered a total of "0" for the period with no
+    warning, where `report --model` warns: now refused naming the model and the store's models it begins, or those
+    closest to it (the one check, `models_like`)."""
+    period = {"since": SINCE, "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {**period, "model": "gpt-4"}),
+        ("spend", {**period, "model": "nope"}),
+        ("spend", {**period, "model": "gpt-4o", "org": "default"}),
+    ]
+    _, (prefix, typo, fine) = await _session_calls(synced, calls)
+    assert prefix.is_error and prefix.content[0].text.startswith(
+        "Error executing tool spend: model: gpt-4 is no model in this store; did you mean gpt-4"
+    )
+    assert "gpt-4o-2024-08-06" in prefix.content[0].text and "gpt-4.1" in prefix.content[0].text
+    assert typo.is_error and typo.content[0].text == (
+        "Error executing tool spend: model: nope is no model in this store; spend with group_by model lists the models"
+    )
+    assert Decimal(_doc(fine)["total"]) > 0
