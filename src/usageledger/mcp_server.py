@@ -156,7 +156,8 @@ def build_server(tools: LedgerTools) -> MCPServer:
         """Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, team, model,
         line_item, api_key, user or day, with the total and the previous period's total, optionally for one model.
         Figures equal `usageledger report --format json` for the same period and filters. `provisional_from` is the
-        first day that may still be restated."""
+        first day that may still be restated. At most 100 rows, biggest first (`truncated` and `rows_total` say what
+        was left out; the total is always the whole); by day, at most 366 days."""
         return tools.spend(since, until, group_by, org, project, model)
 
     @read_only

@@ -367,3 +367,43 @@ async def test_a_model_no_row_names_is_refused_with_those_like_it(synced: str) -
         "Error executing tool spend: model: nope is no model in this store; spend with group_by model lists the models"
     )
     assert Decimal(_doc(fine)["total"]) > 0
+
+
+async def test_spend_by_day_is_bounded_and_says_so(synced: str) -> None:
+    """`spend(since="1971-01-01", group_by="day")` answered a row a day since 1971: 20,000 rows, 1.2 MB in one
+    answer. A spend by day now takes at most 366 days, refused beyond naming the fix; every answer says whether its
+    rows were cut (`truncated`, `rows_total`)."""
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {"since": "1971-01-01", "until": UNTIL, "group_by": "day"}),
+        ("spend", {"since": "2025-11-20", "until": UNTIL, "group_by": "day"}),
+    ]
+    _, (long, year) = await _session_calls(synced, calls)
+    assert long.is_error and long.content[0].text == (
+        "Error executing tool spend: group_by: day gives a row a day, at most 366, and the period has 20413; pass a "
+        "later since or an earlier until, or another group_by"
+    )
+    doc = _doc(year)
+    assert len(doc["rows"]) == doc["rows_total"] == 366 and doc["truncated"] is False
+
+
+def test_every_breakdown_is_capped_biggest_first(synced: str) -> None:
+    """A breakdown had no cap (an org with thousands of keys, or a long period by line item, is one answer as long as
+    them): at most ``max_rows`` rows, the biggest, with ``truncated`` and ``rows_total``; the total stays the whole."""
+    from usageledger.config import Config
+    from usageledger.mcp_tools import LedgerTools
+
+    def whole() -> Any:
+        return open_existing_store(synced)
+
+    capped = LedgerTools(whole, Config(), max_rows=5)
+    full = LedgerTools(whole, Config())
+    for group_by in ("line_item", "model", "team"):
+        cut, every = capped.spend(SINCE, UNTIL, group_by), full.spend(SINCE, UNTIL, group_by)
+        assert cut["rows"] == every["rows"][: min(5, every["rows_total"])] and cut["total"] == every["total"]
+        assert cut["rows_total"] == every["rows_total"] == len(every["rows"])
+        assert cut["truncated"] is (every["rows_total"] > 5) and every["truncated"] is False
+    assert capped.spend(SINCE, UNTIL, "line_item")["truncated"] is True
+    usage = capped.usage(SINCE, UNTIL)
+    assert usage["truncated"] is True and usage["by_model"] == full.usage(SINCE, UNTIL)["by_model"][:5]
+    found = capped.lookup("e")
+    assert found["truncated"] is True and len(found["matches"]) == 5
