@@ -38,6 +38,8 @@ from usageledger.report.queries import (
     line_item_model,
     model_matches,
     models_like,
+    previous_partial_from,
+    unsynced_from,
     utc_day,
 )
 from usageledger.report.teams import project_teams, spend_by_team
@@ -251,6 +253,10 @@ class LedgerTools:
             )
             names = resolve_names(store, org=org, overrides=self._overrides())
             warnings = data_warnings(store, org)
+            # The report's rule for the comparison: none against days the store does not hold.
+            partial = previous_partial_from(store, scope, period.previous().since)
+            unsynced = unsynced_from(store, scope, period)
+            final = final_costs_until(store, self.config.sync.to_options())
         current: dict[object, Decimal] = {}
         previous = Decimal(0)
         currencies: set[str] = set()
@@ -273,7 +279,10 @@ class LedgerTools:
                 "currency": next(iter(currencies), None),
                 "group_by": group_by,
                 "total": total,
-                "previous_period_total": previous,
+                "previous_period_total": previous if partial is None and unsynced is None else None,
+                "previous_partial_from": partial,
+                "unsynced_from": unsynced,
+                "provisional_from": provisional_from(final, org),
                 "warnings": list(warnings),
                 "rows": _model_rows(group_by, current, total, names, period),
             }

@@ -407,3 +407,22 @@ def test_every_breakdown_is_capped_biggest_first(synced: str) -> None:
     assert usage["truncated"] is True and usage["by_model"] == full.usage(SINCE, UNTIL)["by_model"][:5]
     found = capped.lookup("e")
     assert found["truncated"] is True and len(found["matches"]) == 5
+
+
+async def test_one_models_spend_is_not_compared_with_days_the_store_does_not_hold(synced: str) -> None:
+    """`spend(model=...)` gave a previous period's total even when the store holds only part of that period (its
+    costs start inside it), a fall against days never synced, where the same question without a model says "no
+    comparison" (`previous_period_total` null, `previous_partial_from`); it now follows the report's rule and carries
+    the same fields as the answer without a model."""
+    period = {"since": "2026-10-01", "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {**period, "model": "gpt-4o"}),
+        ("spend", period),
+        ("spend", {"since": SINCE, "until": UNTIL, "model": "gpt-4o"}),
+    ]
+    _, (one, every, compared) = await _session_calls(synced, calls)
+    doc, whole = _doc(one), _doc(every)
+    assert doc["previous_period_total"] is None and doc["previous_partial_from"] == "2026-09-12"
+    assert set(doc) == set(whole) and doc["provisional_from"] == whole["provisional_from"]
+    assert doc["unsynced_from"] is None and Decimal(doc["total"]) > 0
+    assert Decimal(_doc(compared)["previous_period_total"]) > 0
