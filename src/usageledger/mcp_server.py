@@ -156,14 +156,18 @@ def build_server(tools: LedgerTools) -> MCPServer:
         """Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, team, model,
         line_item, api_key, user or day, with the total and the previous period's total, optionally for one model.
         Figures equal `usageledger report --format json` for the same period and filters. `provisional_from` is the
-        first day that may still be restated. At most 100 rows, biggest first (`truncated` and `rows_total` say what
-        was left out; the total is always the whole); by day, at most 366 days."""
+        first day that may still be restated. `unsynced_from`, when set, is the day the store's synced costs end: the
+        days from it on are not in the store (they count as 0 until a sync), so say so rather than report a fall;
+        `previous_partial_from`, when set, is the day its costs start, inside the previous period; either way
+        `previous_period_total` is null: no comparison. At most 100 rows, biggest first (`truncated` and
+        `rows_total` say what was left out; the total is always the whole); by day, at most 366 days."""
         return tools.spend(since, until, group_by, org, project, model)
 
     @read_only
     def usage(since: Since = None, until: Until = None, org: Org = None, project: Project = None) -> dict[str, Any]:
         """Token usage (input and output tokens) and model requests over a period, in total and by model, from the
-        token-metered usage endpoints (completions, embeddings, moderations...)."""
+        token-metered usage endpoints (completions, embeddings, moderations...). `unsynced_from`, when set, is the day
+        the store's synced costs end: the days from it on are not in the store yet (run `usageledger sync`)."""
         return tools.usage(since, until, org, project)
 
     @read_only

@@ -299,6 +299,7 @@ class LedgerTools:
             "totals": {"tokens": doc["totals"]["tokens"], "requests": doc["totals"]["requests"]},
             "truncated": len(doc["usage_by_model"]) > self.max_rows,
             "by_model": doc["usage_by_model"][: self.max_rows],
+            "unsynced_from": doc["unsynced_from"],
             "warnings": doc["warnings"],
         }
 

@@ -419,10 +419,15 @@ async def test_one_models_spend_is_not_compared_with_days_the_store_does_not_hol
         ("spend", {**period, "model": "gpt-4o"}),
         ("spend", period),
         ("spend", {"since": SINCE, "until": UNTIL, "model": "gpt-4o"}),
+        ("spend", {"since": SINCE, "until": "2026-11-25", "model": "gpt-4o"}),
+        ("usage", {"since": SINCE, "until": "2026-11-25"}),
     ]
-    _, (one, every, compared) = await _session_calls(synced, calls)
+    _, (one, every, compared, behind, used) = await _session_calls(synced, calls)
     doc, whole = _doc(one), _doc(every)
     assert doc["previous_period_total"] is None and doc["previous_partial_from"] == "2026-09-12"
     assert set(doc) == set(whole) and doc["provisional_from"] == whole["provisional_from"]
     assert doc["unsynced_from"] is None and Decimal(doc["total"]) > 0
     assert Decimal(_doc(compared)["previous_period_total"]) > 0
+    # A period running past the synced costs: no comparison, and `usage` says where the store ends too.
+    assert _doc(behind)["previous_period_total"] is None
+    assert _doc(used)["unsynced_from"] == _doc(behind)["unsynced_from"] == "2026-11-20"
