@@ -99,12 +99,30 @@ class _LedgerServer(MCPServer):
         if name in known and (unknown := sorted(set(arguments) - set(known[name]))):
             takes = ", ".join(known[name]) or "no arguments"
             raise ToolError(f"Error executing tool {name}: {unknown[0]}: no such argument; {name} takes {takes}")
+        for arg, value in arguments.items():  # pydantic reads true as 1: `limit: true` gave one entry
+            schema = known.get(name, {}).get(arg, {})
+            types = _types(schema)
+            if isinstance(value, bool) and "boolean" not in types:
+                choices = [v for b in schema.get("anyOf", [schema]) for v in b.get("enum", [])]
+                kinds = " or ".join(_KINDS.get(t, t) for t in sorted(types - {"null"}))
+                wanted = f"one of {', '.join(choices)}" if choices else kinds
+                said = "true" if value else "false"
+                raise ToolError(f"Error executing tool {name}: {arg}: {said} is a boolean; give {wanted}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if not isinstance(exc.__cause__, ValidationError):
                 raise
             raise ToolError(f"Error executing tool {name}: {_one_line(exc.__cause__)}") from exc.__cause__
+
+
+_KINDS: Final = {"string": "a string", "integer": "a whole number", "number": "a number"}
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types an argument's schema allows (``type``, or each ``anyOf`` branch's)."""
+    branches = schema.get("anyOf", [schema])
+    return {t for b in branches for t in ([b["type"]] if isinstance(b.get("type"), str) else b.get("type", []))}
 
 
 def _one_line(exc: ValidationError) -> str:

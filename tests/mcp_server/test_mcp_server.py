@@ -318,8 +318,8 @@ def test_started_by_hand_in_a_terminal_it_says_what_it_waits_for_and_stops_at_on
 async def test_careless_arguments_are_one_line_naming_the_argument(synced: str) -> None:
     """A wrong type, a value outside the choices, a missing or out-of-range argument came back as pydantic's text:
     four lines ending in a link to pydantic's documentation; an argument a tool does not take (`projects`, a typo)
-    was dropped without a word and the answer given for everything. Each is now one line naming the argument and
-    what it takes, and the schemas the client lists are closed to other arguments."""
+    was dropped without a word and the answer given for everything; `limit: true` was read as 1. Each is now one line
+    naming the argument and what it takes, and the schemas the client lists are closed to other arguments."""
     calls: list[tuple[str, dict[str, Any]]] = [
         ("spend", {"since": 7}),
         ("spend", {"group_by": "Project"}),
@@ -329,6 +329,8 @@ async def test_careless_arguments_are_one_line_naming_the_argument(synced: str) 
         ("lookup", {"query": "x", "kind": "projects"}),
         ("spend", {"since": SINCE, "projects": "Search"}),
         ("usage", {"start_date": SINCE}),
+        ("changes", {"limit": True}),
+        ("spend", {"group_by": True}),
     ]
     tools, results = await _session_calls(synced, calls)
     expected = [
@@ -341,6 +343,8 @@ async def test_careless_arguments_are_one_line_naming_the_argument(synced: str) 
         "not 'projects'",
         "projects: no such argument; spend takes since, until, group_by, org, project, model",
         "start_date: no such argument; usage takes since, until, org, project",
+        "limit: true is a boolean; give a whole number",  # pydantic read it as 1
+        "group_by: true is a boolean; give one of project, team, model, line_item, api_key, user, day",
     ]
     for (name, _), result, said in zip(calls, results, expected, strict=True):
         assert result.is_error, result.content
