@@ -13,10 +13,10 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
-from pydantic import Field
+from mcp.types import CallToolResult, InputRequiredResult, Tool, ToolAnnotations
+from pydantic import Field, ValidationError
 
 from usageledger.errors import UsageLedgerError
 from usageledger.mcp_tools import MAX_CHANGES, LedgerTools
@@ -79,9 +79,67 @@ def _guarded(tool: _Tool) -> _Tool:
     return cast(_Tool, run)
 
 
+class _LedgerServer(MCPServer):
+    """The SDK's server, with the arguments of a call checked the way the command line checks its flags: an argument
+    a tool does not take is refused naming it (it was dropped without a word, so ``{"projects": "Search"}`` answered
+    for every project), and an argument of the wrong type or outside its choices is one line naming it and what it
+    takes (the SDK's text was pydantic's, over four lines, ending in a link to pydantic's documentation)."""
+
+    async def list_tools(self) -> list[Tool]:
+        """The tools, each schema closed to other arguments (``additionalProperties: false``), as calls are."""
+        return [
+            tool.model_copy(update={"input_schema": {**tool.input_schema, "additionalProperties": False}})
+            for tool in await super().list_tools()
+        ]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        known = {tool.name: tool.input_schema.get("properties", {}) for tool in await super().list_tools()}
+        if name in known and (unknown := sorted(set(arguments) - set(known[name]))):
+            takes = ", ".join(known[name]) or "no arguments"
+            raise ToolError(f"Error executing tool {name}: {unknown[0]}: no such argument; {name} takes {takes}")
+        for arg, value in arguments.items():  # pydantic reads true as 1: `limit: true` gave one entry
+            schema = known.get(name, {}).get(arg, {})
+            types = _types(schema)
+            if isinstance(value, bool) and "boolean" not in types:
+                choices = [v for b in schema.get("anyOf", [schema]) for v in b.get("enum", [])]
+                kinds = " or ".join(_KINDS.get(t, t) for t in sorted(types - {"null"}))
+                wanted = f"one of {', '.join(choices)}" if choices else kinds
+                said = "true" if value else "false"
+                raise ToolError(f"Error executing tool {name}: {arg}: {said} is a boolean; give {wanted}")
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {_one_line(exc.__cause__)}") from exc.__cause__
+
+
+_KINDS: Final = {"string": "a string", "integer": "a whole number", "number": "a number"}
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types an argument's schema allows (``type``, or each ``anyOf`` branch's)."""
+    branches = schema.get("anyOf", [schema])
+    return {t for b in branches for t in ([b["type"]] if isinstance(b.get("type"), str) else b.get("type", []))}
+
+
+def _one_line(exc: ValidationError) -> str:
+    """A tool's arguments refused by its schema, as one line naming the first bad argument and what it takes."""
+    error = exc.errors(include_url=False)[0]
+    name = ".".join(str(part) for part in error["loc"]) or "arguments"
+    if error["type"] == "missing":
+        return f"{name}: missing; this argument is required"
+    got = repr(error.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    msg = error["msg"]
+    return f"{name}: {msg[:1].lower()}{msg[1:]}, not {got}"
+
+
 def build_server(tools: LedgerTools) -> MCPServer:
     """The MCP server with the ledger's tools: spend, usage, top_movers, changes, alerts, lookup."""
-    server: MCPServer = MCPServer(name=SERVER_NAME, instructions=_INSTRUCTIONS, log_level="WARNING")
+    server: MCPServer = _LedgerServer(name=SERVER_NAME, instructions=_INSTRUCTIONS, log_level="WARNING")
 
     def read_only(tool: _Tool) -> _Tool:
         """Register a tool under its function's name, described by its docstring (folded to one line): every tool
@@ -108,20 +166,26 @@ def build_server(tools: LedgerTools) -> MCPServer:
             str | None,
             Field(
                 description="Only this model's line items: gpt-4.1 also matches its dated snapshots "
-                "(gpt-4.1-2025-04-14), not gpt-4.1-mini. Default: every line item."
+                "(gpt-4.1-2025-04-14), not gpt-4.1-mini; a model the store never saw is refused with those like it. "
+                "Default: every line item."
             ),
         ] = None,
     ) -> dict[str, Any]:
         """Spend (cost in the store's currency, exact decimal strings) over a period, grouped by project, team, model,
         line_item, api_key, user or day, with the total and the previous period's total, optionally for one model.
         Figures equal `usageledger report --format json` for the same period and filters. `provisional_from` is the
-        first day that may still be restated."""
+        first day that may still be restated. `unsynced_from`, when set, is the day the store's synced costs end: the
+        days from it on are not in the store (they count as 0 until a sync), so say so rather than report a fall;
+        `previous_partial_from`, when set, is the day its costs start, inside the previous period; either way
+        `previous_period_total` is null: no comparison. At most 100 rows, biggest first (`truncated` and
+        `rows_total` say what was left out; the total is always the whole); by day, at most 366 days."""
         return tools.spend(since, until, group_by, org, project, model)
 
     @read_only
     def usage(since: Since = None, until: Until = None, org: Org = None, project: Project = None) -> dict[str, Any]:
         """Token usage (input and output tokens) and model requests over a period, in total and by model, from the
-        token-metered usage endpoints (completions, embeddings, moderations...)."""
+        token-metered usage endpoints (completions, embeddings, moderations...). `unsynced_from`, when set, is the day
+        the store's synced costs end: the days from it on are not in the store yet (run `usageledger sync`)."""
         return tools.usage(since, until, org, project)
 
     @read_only

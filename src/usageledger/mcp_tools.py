@@ -37,13 +37,16 @@ from usageledger.report.queries import (
     build_report,
     line_item_model,
     model_matches,
+    models_like,
+    previous_partial_from,
+    unsynced_from,
     utc_day,
 )
 from usageledger.report.teams import project_teams, spend_by_team
 from usageledger.store import BaseStore
 from usageledger.sync._safety import data_warnings
 
-__all__ = ["GROUP_BY", "MOVERS_BY", "LedgerTools", "SpendGroup"]
+__all__ = ["GROUP_BY", "MAX_DAYS", "MAX_ROWS", "MOVERS_BY", "LedgerTools", "SpendGroup"]
 
 Document = dict[str, Any]
 SpendGroup = Literal["project", "team", "model", "line_item", "api_key", "user", "day"]
@@ -77,6 +80,12 @@ _ROW_KEYS: Final[dict[str, str]] = {
 }
 _LOOKUP_KINDS: Final = tuple(k for ks in DIRECTORY_KINDS.values() for k in ks)
 MAX_CHANGES: Final = 500
+MAX_ROWS: Final = 100
+"""At most this many rows in a breakdown (the biggest; ``truncated`` and ``rows_total`` say what was left out), as
+``lookup`` gives at most 100 matches: an organisation with thousands of keys or users, or a long period by line
+item, would otherwise fill the assistant's context with one answer."""
+MAX_DAYS: Final = 366
+"""At most this many days in a spend by ``day``: a row a day, so ``since="1971-01-01"`` was 20,000 rows (1.2 MB)."""
 
 
 def _plain(document: Document) -> Document:
@@ -94,11 +103,13 @@ def _choice(value: str, allowed: tuple[str, ...], param: str) -> str:
 @dataclass
 class LedgerTools:
     """The tools over one store: ``open_store`` opens it for reading (per call, so a running sync is no obstacle);
-    ``config`` gives names overrides, alert thresholds and the finality settings."""
+    ``config`` gives names overrides, alert thresholds and the finality settings; ``max_rows`` bounds every list an
+    answer carries (:data:`MAX_ROWS`)."""
 
     open_store: Callable[[], AbstractContextManager[BaseStore]]
     config: Config
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    max_rows: int = MAX_ROWS
 
     @contextmanager
     def _reading(self, org: str | None) -> Iterator[BaseStore]:
@@ -156,9 +167,31 @@ class LedgerTools:
     ) -> Document:
         """Spend over the period, grouped, with the total, the previous period's total and the currency. ``model``
         keeps the line items of one model (``gpt-4.1`` also matches its dated snapshots, ``gpt-4.1-2025-04-14``)."""
-        key = _SPEND_ROWS[_choice(group_by, GROUP_BY, "group_by")]
+        _choice(group_by, GROUP_BY, "group_by")
+        if group_by == "day" and (days := self._period(since, until).days) > MAX_DAYS:
+            raise ParameterError(
+                "group_by",
+                f"day gives a row a day, at most {MAX_DAYS}, and the period has {days}; pass a later since or an "
+                "earlier until, or another group_by",
+            )
+        doc = self._spend(since, until, group_by, org, project, model)
+        rows = doc["rows"]
+        cap = MAX_DAYS if group_by == "day" else self.max_rows  # every day of the period, or the biggest rows
+        return {**doc, "truncated": len(rows) > cap, "rows_total": len(rows), "rows": rows[:cap]}
+
+    def _spend(
+        self,
+        since: str | None,
+        until: str | None,
+        group_by: str,
+        org: str | None,
+        project: str | None,
+        model: str | None,
+    ) -> Document:
+        """:meth:`spend`, every row."""
+        key = _SPEND_ROWS[group_by]
         if group_by == "team":
-            return self._team_spend(self.spend(since, until, "project", org, project, model), org)
+            return self._team_spend(self._spend(since, until, "project", org, project, model), org)
         if model is not None:
             return self._model_spend(since, until, group_by, org, project, model)
         doc = self._report(since, until, org, project)
@@ -206,6 +239,10 @@ class LedgerTools:
             raise ParameterError("model", "give a model name, such as gpt-4.1")
         period = self._period(since, until)
         with self._reading(org) as store:
+            if (like := models_like(store, wanted, org)) is not None:
+                where = "" if org is None else f" of org {org}"
+                hint = f"did you mean {', '.join(like)}?" if like else "spend with group_by model lists the models"
+                raise ParameterError("model", f"{wanted} is no model{where} in this store; {hint}")
             pid = self._project_id(store, project, org)
             scope = Scope(org=org, project=pid)
             where, params = scope.where(period, start=period.previous().start)
@@ -216,6 +253,10 @@ class LedgerTools:
             )
             names = resolve_names(store, org=org, overrides=self._overrides())
             warnings = data_warnings(store, org)
+            # The report's rule for the comparison: none against days the store does not hold.
+            partial = previous_partial_from(store, scope, period.previous().since)
+            unsynced = unsynced_from(store, scope, period)
+            final = final_costs_until(store, self.config.sync.to_options())
         current: dict[object, Decimal] = {}
         previous = Decimal(0)
         currencies: set[str] = set()
@@ -238,7 +279,10 @@ class LedgerTools:
                 "currency": next(iter(currencies), None),
                 "group_by": group_by,
                 "total": total,
-                "previous_period_total": previous,
+                "previous_period_total": previous if partial is None and unsynced is None else None,
+                "previous_partial_from": partial,
+                "unsynced_from": unsynced,
+                "provisional_from": provisional_from(final, org),
                 "warnings": list(warnings),
                 "rows": _model_rows(group_by, current, total, names, period),
             }
@@ -253,7 +297,9 @@ class LedgerTools:
             "period": doc["period"],
             "scope": doc["scope"],
             "totals": {"tokens": doc["totals"]["tokens"], "requests": doc["totals"]["requests"]},
-            "by_model": doc["usage_by_model"],
+            "truncated": len(doc["usage_by_model"]) > self.max_rows,
+            "by_model": doc["usage_by_model"][: self.max_rows],
+            "unsynced_from": doc["unsynced_from"],
             "warnings": doc["warnings"],
         }
 
@@ -373,7 +419,7 @@ class LedgerTools:
             params.append(org)
         sql = (
             "SELECT org, kind, id, name, email, status, valid_from FROM directory_current "
-            f"WHERE {' AND '.join(where)} ORDER BY org, kind, name, id LIMIT 101"
+            f"WHERE {' AND '.join(where)} ORDER BY org, kind, name, id LIMIT {self.max_rows + 1}"
         )
         with self._reading(org) as store:
             rows = store.query(sql, params)
@@ -389,13 +435,13 @@ class LedgerTools:
                 "label": _label(names, k, ident, directory_label(ident, name, status, email)),
                 "known_since": since,
             }
-            for o, k, ident, name, email, status, since in rows[:100]
+            for o, k, ident, name, email, status, since in rows[: self.max_rows]
         ]
         return _plain(
             {
                 "period": "the directory as last synced (current versions)",
                 "query": text,
-                "truncated": len(rows) > 100,
+                "truncated": len(rows) > self.max_rows,
                 "matches": matches,
             }
         )

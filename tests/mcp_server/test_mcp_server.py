@@ -313,3 +313,125 @@ def test_started_by_hand_in_a_terminal_it_says_what_it_waits_for_and_stops_at_on
     assert len(said.splitlines()) == 1 and proc.returncode == code and out == "", said
     piped = subprocess.run([*CLI, "mcp", "--store", synced], input="", capture_output=True, text=True, timeout=60)
     assert piped.stderr == "" and piped.stdout == ""
+
+
+async def test_careless_arguments_are_one_line_naming_the_argument(synced: str) -> None:
+    """A wrong type, a value outside the choices, a missing or out-of-range argument came back as pydantic's text:
+    four lines ending in a link to pydantic's documentation; an argument a tool does not take (`projects`, a typo)
+    was dropped without a word and the answer given for everything; `limit: true` was read as 1. Each is now one line
+    naming the argument and what it takes, and the schemas the client lists are closed to other arguments."""
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {"since": 7}),
+        ("spend", {"group_by": "Project"}),
+        ("spend", {"org": ["default"]}),
+        ("changes", {"limit": 0}),
+        ("lookup", {}),
+        ("lookup", {"query": "x", "kind": "projects"}),
+        ("spend", {"since": SINCE, "projects": "Search"}),
+        ("usage", {"start_date": SINCE}),
+        ("changes", {"limit": True}),
+        ("spend", {"group_by": True}),
+    ]
+    tools, results = await _session_calls(synced, calls)
+    expected = [
+        "since: input should be a valid string, not 7",
+        "group_by: input should be 'project', 'team', 'model', 'line_item', 'api_key', 'user' or 'day', not 'Project'",
+        "org: input should be a valid string, not ['default']",
+        "limit: input should be greater than or equal to 1, not 0",
+        "query: missing; this argument is required",
+        "kind: input should be 'project', 'user', 'project_service_account', 'project_api_key' or 'admin_api_key', "
+        "not 'projects'",
+        "projects: no such argument; spend takes since, until, group_by, org, project, model",
+        "start_date: no such argument; usage takes since, until, org, project",
+        "limit: true is a boolean; give a whole number",  # pydantic read it as 1
+        "group_by: true is a boolean; give one of project, team, model, line_item, api_key, user, day",
+    ]
+    for (name, _), result, said in zip(calls, results, expected, strict=True):
+        assert result.is_error, result.content
+        assert result.content[0].text == f"Error executing tool {name}: {said}"
+    assert all(tool.input_schema["additionalProperties"] is False for tool in tools)
+
+
+async def test_a_model_no_row_names_is_refused_with_those_like_it(synced: str) -> None:
+    """`spend(model="gpt-4")`, a prefix of several models, or a typo, answered a total of "0" for the period with no
+    warning, where `report --model` warns: now refused naming the model and the store's models it begins, or those
+    closest to it (the one check, `models_like`)."""
+    period = {"since": SINCE, "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {**period, "model": "gpt-4"}),
+        ("spend", {**period, "model": "nope"}),
+        ("spend", {**period, "model": "gpt-4o", "org": "default"}),
+    ]
+    _, (prefix, typo, fine) = await _session_calls(synced, calls)
+    assert prefix.is_error and prefix.content[0].text.startswith(
+        "Error executing tool spend: model: gpt-4 is no model in this store; did you mean gpt-4"
+    )
+    assert "gpt-4o-2024-08-06" in prefix.content[0].text and "gpt-4.1" in prefix.content[0].text
+    assert typo.is_error and typo.content[0].text == (
+        "Error executing tool spend: model: nope is no model in this store; spend with group_by model lists the models"
+    )
+    assert Decimal(_doc(fine)["total"]) > 0
+
+
+async def test_spend_by_day_is_bounded_and_says_so(synced: str) -> None:
+    """`spend(since="1971-01-01", group_by="day")` answered a row a day since 1971: 20,000 rows, 1.2 MB in one
+    answer. A spend by day now takes at most 366 days, refused beyond naming the fix; every answer says whether its
+    rows were cut (`truncated`, `rows_total`)."""
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {"since": "1971-01-01", "until": UNTIL, "group_by": "day"}),
+        ("spend", {"since": "2025-11-20", "until": UNTIL, "group_by": "day"}),
+    ]
+    _, (long, year) = await _session_calls(synced, calls)
+    assert long.is_error and long.content[0].text == (
+        "Error executing tool spend: group_by: day gives a row a day, at most 366, and the period has 20413; pass a "
+        "later since or an earlier until, or another group_by"
+    )
+    doc = _doc(year)
+    assert len(doc["rows"]) == doc["rows_total"] == 366 and doc["truncated"] is False
+
+
+def test_every_breakdown_is_capped_biggest_first(synced: str) -> None:
+    """A breakdown had no cap (an org with thousands of keys, or a long period by line item, is one answer as long as
+    them): at most ``max_rows`` rows, the biggest, with ``truncated`` and ``rows_total``; the total stays the whole."""
+    from usageledger.config import Config
+    from usageledger.mcp_tools import LedgerTools
+
+    def whole() -> Any:
+        return open_existing_store(synced)
+
+    capped = LedgerTools(whole, Config(), max_rows=5)
+    full = LedgerTools(whole, Config())
+    for group_by in ("line_item", "model", "team"):
+        cut, every = capped.spend(SINCE, UNTIL, group_by), full.spend(SINCE, UNTIL, group_by)
+        assert cut["rows"] == every["rows"][: min(5, every["rows_total"])] and cut["total"] == every["total"]
+        assert cut["rows_total"] == every["rows_total"] == len(every["rows"])
+        assert cut["truncated"] is (every["rows_total"] > 5) and every["truncated"] is False
+    assert capped.spend(SINCE, UNTIL, "line_item")["truncated"] is True
+    usage = capped.usage(SINCE, UNTIL)
+    assert usage["truncated"] is True and usage["by_model"] == full.usage(SINCE, UNTIL)["by_model"][:5]
+    found = capped.lookup("e")
+    assert found["truncated"] is True and len(found["matches"]) == 5
+
+
+async def test_one_models_spend_is_not_compared_with_days_the_store_does_not_hold(synced: str) -> None:
+    """`spend(model=...)` gave a previous period's total even when the store holds only part of that period (its
+    costs start inside it), a fall against days never synced, where the same question without a model says "no
+    comparison" (`previous_period_total` null, `previous_partial_from`); it now follows the report's rule and carries
+    the same fields as the answer without a model."""
+    period = {"since": "2026-10-01", "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {**period, "model": "gpt-4o"}),
+        ("spend", period),
+        ("spend", {"since": SINCE, "until": UNTIL, "model": "gpt-4o"}),
+        ("spend", {"since": SINCE, "until": "2026-11-25", "model": "gpt-4o"}),
+        ("usage", {"since": SINCE, "until": "2026-11-25"}),
+    ]
+    _, (one, every, compared, behind, used) = await _session_calls(synced, calls)
+    doc, whole = _doc(one), _doc(every)
+    assert doc["previous_period_total"] is None and doc["previous_partial_from"] == "2026-09-12"
+    assert set(doc) == set(whole) and doc["provisional_from"] == whole["provisional_from"]
+    assert doc["unsynced_from"] is None and Decimal(doc["total"]) > 0
+    assert Decimal(_doc(compared)["previous_period_total"]) > 0
+    # A period running past the synced costs: no comparison, and `usage` says where the store ends too.
+    assert _doc(behind)["previous_period_total"] is None
+    assert _doc(used)["unsynced_from"] == _doc(behind)["unsynced_from"] == "2026-11-20"

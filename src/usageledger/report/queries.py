@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from difflib import get_close_matches
 from typing import Any, Final, Protocol, TypeVar
 
 from usageledger import catalogue
@@ -56,6 +57,7 @@ __all__ = [
     "known_models",
     "line_item_model",
     "main_currency",
+    "models_like",
     "project_known",
     "token_usage_sql",
     "utc_day",
@@ -265,6 +267,19 @@ def known_models(db: Database, org: str | None = None) -> set[str]:
     selects = [f"SELECT DISTINCT {LINE_ITEM_MODEL} FROM {COSTS_VIEW}{where}"]
     selects += [f"SELECT DISTINCT model FROM {daily_view_name(e)}{where}" for e in TOKEN_ENDPOINTS]
     return {model for sql in selects for (model,) in db.query(sql, params) if model is not None}
+
+
+def models_like(db: Database, model: str, org: str | None = None) -> list[str] | None:
+    """``None`` when a model filter matches a model of the store (:func:`model_matches`, in ``org`` when given);
+    else the store's models it may have meant (empty when none is). The one check of ``report --model`` and the MCP
+    tools' ``model``: a typo, or a prefix of several (``gpt-4``), would otherwise answer $0. At most ten: those it
+    begins (``gpt-4`` begins ``gpt-4o`` and ``gpt-4.1``), else the closest."""
+    models = known_models(db, org)
+    if any(model_matches(m, model) for m in models):
+        return None
+    wanted = model.lower()
+    like = sorted(m for m in models if m.lower().startswith(wanted))
+    return (like or get_close_matches(model, sorted(models)))[:10]
 
 
 @dataclass(frozen=True, slots=True)
