@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["KEY_SHAPED", "QUERY_PASSWORD", "URL_PASSWORD", "mask_keys"]
+__all__ = ["KEY_SHAPED", "QUERY_PASSWORD", "URL_PASSWORD", "WEBHOOK_SHAPED", "mask_keys"]
 
 # A key-shaped value: ``sk-`` (optionally ``admin-``/``proj-``/``svcacct-``), then at least 8 characters that are
 # not a separator. The body also takes non-ASCII letters and backslash escapes (``\n``, ``\t``, ``\xe9``,
@@ -31,6 +31,19 @@ URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*(?::/{0,3}|//)[^\s/:
 QUERY_PASSWORD: Final = re.compile(r"([?&](?:ssl)?password=)[^&#\s]+", re.IGNORECASE)
 
 
+# A webhook URL whose path is its credential, by the hosts that issue them (Slack's ``hooks.slack.com/services/...``,
+# which `check --webhook` documents; Discord's ``/api/webhooks/...``; Microsoft's ``*.webhook.office.com``): shown by
+# its scheme and host, as ``_secrets.redact_url`` shows a webhook, wherever a message quotes one it was never meant
+# to (a config value in the wrong key: ``daily_budget = "https://hooks.slack.com/services/..."``).
+WEBHOOK_SHAPED: Final = re.compile(
+    r"(https?://(?:hooks\.slack\.com|(?:[\w-]+\.)?discord(?:app)?\.com(?=/api/webhooks)"
+    r"|[\w.-]+\.webhook\.office\.com))[/?][^\s'\"<>]*",
+    re.IGNORECASE,
+)
+
+# A credential in any URL's query: ``?token=``, ``&sig=`` (a signed URL), ``key=``, ``secret=``.
+_QUERY_TOKEN: Final = re.compile(r"([?&](?:token|access_token|sig|signature|key|secret)=)[^&#\s'\"]+", re.IGNORECASE)
+
 # The API's own echo of a rejected key (``Incorrect API key provided: SECRETga****bage.``): it keeps 8 leading and 4
 # trailing characters, which for a short or mangled key is nearly all of it.
 _ECHOED_KEY: Final = re.compile(r"(API key provided: )\S+?(?=[.,;]?(?:\s|$))")
@@ -38,9 +51,12 @@ _ECHOED_KEY: Final = re.compile(r"(API key provided: )\S+?(?=[.,;]?(?:\s|$))")
 
 def mask_keys(text: str) -> str:
     """``text`` with every key-shaped value cut to its prefix (``sk-admin-…``), the API's echo of a rejected key
-    removed and every URL's password (``user:password@``, ``?password=``) shown as ``***``, so no message can echo
-    a key or a store password."""
+    removed, every URL's password (``user:password@``, ``?password=``) shown as ``***``, a webhook URL of the hosts
+    above cut to its host and a query's token (``?token=``, ``&sig=``) to ``…``, so no message can echo a key, a store
+    password or a webhook's credential."""
     text = URL_PASSWORD.sub(r"\1:***@", text)
     text = QUERY_PASSWORD.sub(r"\1***", text)
+    text = WEBHOOK_SHAPED.sub(r"\1/…", text)
+    text = _QUERY_TOKEN.sub(r"\1…", text)
     text = _ECHOED_KEY.sub(r"\1…", text)
     return KEY_SHAPED.sub(lambda m: f"sk-{m.group(1)}-…" if m.group(1) else "sk-…", text)

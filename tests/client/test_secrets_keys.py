@@ -295,3 +295,30 @@ def test_a_url_given_as_the_key_is_refused_before_it_goes_out_as_one(emulator_ur
         "error: the admin key from OPENAI_ADMIN_KEY is a URL; give the admin key (sk-admin-…) there, and the URL as"
         " the base URL (base_url=, --base-url or OPENAI_BASE_URL)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("'https://hooks.slack.com/services/T0/B0/SECRETPATH' is not", "'https://hooks.slack.com/…' is not"),
+        ("at https://discord.com/api/webhooks/123/abcSECRET.", "at https://discord.com/…"),
+        ("https://acme.webhook.office.com/webhookb2/x@y/IncomingWebhook/SECRET", "https://acme.webhook.office.com/…"),
+        ("POST https://h.example/hook?token=SECRET&v=1 failed", "POST https://h.example/hook?token=…&v=1 failed"),
+        ("https://h.example/signed?sv=1&sig=SECRET", "https://h.example/signed?sv=1&sig=…"),
+        # what is no credential stays: an API path and its query, a Discord page that is not a webhook
+        ("http://127.0.0.1:8787/v1/organization/costs?start_time=1", None),
+        ("https://discord.com/channels/1/2", None),
+    ],
+)
+def test_mask_keys_hides_a_webhook_credential_in_any_message(text: str, shown: str | None) -> None:
+    assert mask_keys(text) == (text if shown is None else shown)
+    assert "SECRET" not in mask_keys(text)
+
+
+def test_a_webhook_url_in_the_wrong_config_key_is_never_echoed(tmp_path: Path) -> None:
+    """A Slack webhook pasted as `[alerts] daily_budget` is refused naming the key, its URL cut to the host."""
+    config = tmp_path / "c.toml"
+    config.write_text('[alerts]\ndaily_budget = "https://hooks.slack.com/services/T0/B0/SECRETPATH"\n')
+    done = run_cli("", "check", "--config", str(config), "--store", str(tmp_path / "s.duckdb"))
+    assert done.returncode == 1 and "alerts.daily_budget" in done.stderr, done.stderr
+    assert "hooks.slack.com/…" in done.stderr and "SECRETPATH" not in done.stdout + done.stderr
