@@ -327,7 +327,6 @@ def report(
     # stderr.
     said = err_console if json_out or by is not None else console
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
         note = fx_note(rates, used) if rates is not None else None
         page = render_html(
             data,
@@ -646,6 +645,5 @@ def statement(
     said = err_console if json_out else console
     for path, text in ((csv_path, statement_csv), (html, statement_html)):
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
             write_whole_text(path, text(result, id_names))
             say(f"wrote {path}", said)
