@@ -295,7 +295,8 @@ def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`report --html` on a full disk: one line naming the file, the old page kept as it was and no partial or
-    temporary file left (the page was truncated first and left empty, and the error named no file)."""
+    temporary file left (the page was truncated first and left empty, and the error named no file), nor a folder
+    made for it."""
     store = tmp_path / "s.duckdb"
     _sync_demo(store)
     page = tmp_path / "r.html"
@@ -310,6 +311,10 @@ def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
     assert result.stderr == f"error: No space left on device: {page}\n"
     assert page.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir() if "r.html" in p.name) == ["r.html"]
+    # a page into folders it made: they go too (the command made them first, and left them empty)
+    fresh = tmp_path / "new" / "pages" / "r.html"
+    result = CliRunner().invoke(app, ["report", "--html", str(fresh), "--store", str(store)])
+    assert result.stderr == f"error: No space left on device: {fresh}\n" and not (tmp_path / "new").exists()
 
 
 def _sync_demo(store: Path) -> None:
