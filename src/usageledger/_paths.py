@@ -20,10 +20,12 @@ __all__ = [
     "from_file",
     "is_duckdb_file",
     "is_stream",
+    "make_folder",
     "naming_full_disk",
     "overwrite_refusal",
     "read_user_text",
     "real_path",
+    "remove_made",
     "same_file",
     "temp_beside",
     "write_whole_text",
@@ -137,15 +139,38 @@ def temp_beside(final: Path) -> Path:
     return final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
 
 
+def make_folder(folder: Path) -> tuple[Path, ...]:
+    """Make ``folder`` and its missing parents, the one rule of every output (a file's folder, an export's
+    directory): a folder that does not exist yet is made, never refused. The folders made, deepest first, for
+    :func:`remove_made` to take away when the output then fails, so a failure leaves nothing it created."""
+    made: list[Path] = []
+    missing = folder
+    while not os.path.lexists(missing) and missing != missing.parent:
+        made.append(missing)
+        missing = missing.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return tuple(made)
+
+
+def remove_made(made: Sequence[Path]) -> None:
+    """Remove the folders :func:`make_folder` made, deepest first, each only while it is empty (something another
+    process put there meanwhile is kept, with its folders)."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def write_whole_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all, as ``export`` writes its files: under a temporary name
-    beside it, renamed into place once written. A failure (a full disk) leaves no partial file and the old one as it
-    was; ``write_text`` truncated it first, and left it empty. A FIFO or device is written through, and a symlink
-    keeps pointing at the file it names, which is replaced."""
+    beside it, renamed into place once written, its folder made when missing (:func:`make_folder`). A failure (a
+    full disk) leaves no partial file, the old one as it was and no folder it made; ``write_text`` truncated it
+    first, and left it empty. A FIFO or device is written through, and a symlink keeps pointing at the file it names,
+    which is replaced."""
     if is_stream(path):
         path.write_text(text, encoding="utf-8")
         return
     final = real_path(path) if path.is_symlink() else path
+    made = make_folder(final.parent)
     temp = temp_beside(final)
     try:
         with naming_full_disk(path), open(temp, "x", encoding="utf-8") as fh:
@@ -156,6 +181,7 @@ def write_whole_text(path: Path, text: str) -> None:
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
+        remove_made(made)
         raise
 
 

@@ -39,7 +39,15 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import is_stream, naming_full_disk, overwrite_refusal, real_path, temp_beside
+from usageledger._paths import (
+    is_stream,
+    make_folder,
+    naming_full_disk,
+    overwrite_refusal,
+    real_path,
+    remove_made,
+    temp_beside,
+)
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
@@ -251,8 +259,6 @@ def export(
     staging = _Staging(guard)
     try:
         if not directory:
-            if target.parent and not target.parent.exists():
-                raise ConfigError(f"--output: directory {target.parent} does not exist")
             with staging.open(target) as fh:
                 result = _write_stream(selection, fmt, fh, specs)
             staging.commit()
@@ -263,7 +269,7 @@ def export(
                 f"--output: {target} is a file, and {what} writes a directory of files; pass a directory"
                 + ("" if partition_by is not None else ", or one --endpoint for one file")
             )
-        target.mkdir(parents=True, exist_ok=True)
+        staging.folder(target)
         rows: dict[str, int] = {}
         for spec in specs:
             batches = selection.batches(spec)
@@ -330,8 +336,6 @@ def staged_file(store: BaseStore, output: str | Path, protect: Mapping[str, str 
         raise ConfigError(f"--output {output} is a directory, and this output is one file: give a file's path in it")
     guard = _Guard(store, protect)
     guard.check(target)
-    if target.parent and not target.parent.exists():
-        raise ConfigError(f"--output: directory {target.parent} does not exist")
     staging = _Staging(guard)
     try:
         with staging.open(target) as fh:
@@ -368,13 +372,20 @@ class _Guard:
 
 
 class _Staging:
-    """Files written under temporary names beside their targets, renamed into place together by ``commit``."""
+    """Files written under temporary names beside their targets, renamed into place together by ``commit``; the
+    folders made for them (:func:`~usageledger._paths.make_folder`) are removed again by ``discard`` unless
+    committed, so an export that fails leaves nothing it created."""
 
     def __init__(self, guard: _Guard) -> None:
         self._guard = guard
         self._moves: list[tuple[Path, Path]] = []
         self._dirs: list[Path] = []
         self._stale: list[Path] = []
+        self._made: list[Path] = []
+
+    def folder(self, path: Path) -> None:
+        """Make the folder ``path`` when missing (and its missing parents), to be removed if the export fails."""
+        self._made[:0] = make_folder(path)  # deepest first, the later (deeper) ones before the earlier
 
     @contextmanager
     def open(self, final: Path) -> Iterator[IO[bytes]]:
@@ -386,6 +397,7 @@ class _Staging:
             return
         if final.is_symlink():  # replace the file the link points at, as writing through it did, and keep the link
             final = real_path(final)
+        self.folder(final.parent)
         temp = temp_beside(final)
         self._moves.append((temp, final))
         with naming_full_disk(final), open(temp, "xb") as fh:
@@ -395,7 +407,7 @@ class _Staging:
 
     def directory(self, final: Path) -> Path:
         """A new temporary directory beside ``final`` for a writer that makes its own files (a Parquet dataset)."""
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.folder(final.parent)
         temp = temp_beside(final)
         temp.mkdir()
         self._dirs.append(temp)
@@ -419,7 +431,7 @@ class _Staging:
         for old in self._stale:
             if old not in finals:
                 old.unlink(missing_ok=True)
-        self._moves, self._stale = [], []
+        self._moves, self._stale, self._made = [], [], []
         return tuple(sorted(finals))
 
     def discard(self) -> None:
@@ -429,7 +441,8 @@ class _Staging:
                 temp.unlink()
         for temp_dir in self._dirs:
             shutil.rmtree(temp_dir, ignore_errors=True)
-        self._moves, self._dirs = [], []
+        remove_made(self._made)
+        self._moves, self._dirs, self._made = [], [], []
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,7 @@ class LedgerTools:
             data = build_report(store, period, Scope(org=org, project=pid))
             names = resolve_names(store, org=org, overrides=self._overrides())
             final = final_costs_until(store, self.config.sync.to_options())
-            warnings = data_warnings(store, org)  # a store mixing synthetic and real orgs, as `report` says
+            warnings = data_warnings(store, org, period=period)  # as `report` says them
         data = replace(data, provisional_from=provisional_from(final, org), warnings=warnings)
         return _plain(report_document(data, names))
 
@@ -252,7 +252,7 @@ class LedgerTools:
                 [period.start, *params],
             )
             names = resolve_names(store, org=org, overrides=self._overrides())
-            warnings = data_warnings(store, org)
+            warnings = data_warnings(store, org, period=period)
             # The report's rule for the comparison: none against days the store does not hold.
             partial = previous_partial_from(store, scope, period.previous().since)
             unsynced = unsynced_from(store, scope, period)

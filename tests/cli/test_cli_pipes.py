@@ -53,7 +53,7 @@ def test_tables_cut_short_by_their_reader_end_with_zero(emulator_url: str, tmp_p
     span = ["--since", "2026-10-01", "--until", "2026-11-01", "--now", str(EMULATOR_NOW)]
     sync = [*cli, "sync", "--store", store, "--base-url", emulator_url, *span, "-e", "costs", "--quiet"]
     assert subprocess.run(sync, env=env, capture_output=True, timeout=120).returncode == 0
-    for argv in (["report", "--since", "20d"], ["statement", "2026-10"], ["status"]):
+    for argv in (["report", "--since", "2026-10-12", "--until", "2026-11-01"], ["statement", "2026-10"], ["status"]):
         process = subprocess.Popen(
             [*cli, *argv, "--store", store], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )

@@ -29,7 +29,13 @@ def _run(*argv: str, redirect: str, env: dict[str, str] | None = None) -> subpro
 
 @pytest.mark.parametrize(
     "argv",
-    [["report"], ["status"], ["export", "-e", "costs", "-f", "jsonl"], ["version"], ["--help"]],
+    [
+        ["report", "--since", "2026-10-22", "--until", "2026-11-21"],  # days held: a later one warns, unsynced
+        ["status"],
+        ["export", "-e", "costs", "-f", "jsonl"],
+        ["version"],
+        ["--help"],
+    ],
     ids=lambda argv: " ".join(argv),
 )
 def test_a_closed_output_is_an_error_not_a_silent_success(argv: list[str], demo_store: Path) -> None:

@@ -131,5 +131,7 @@ def test_report_model_and_the_mcp_tool_read_the_same_models(store: BaseStore, de
     tools = LedgerTools(reading, Config(), clock=lambda: datetime.fromtimestamp(EMULATOR_NOW, UTC))
     since, until = period.since.isoformat(), period.until.isoformat()
     assert Decimal(tools.spend(since, until, "project", model="gpt-4o")["total"]) == base.total_spend
-    done = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--model", "gpt-4o", "--since", since])
+    done = CliRunner().invoke(
+        app, ["report", "--store", str(demo_store), "--model", "gpt-4o", "--since", since, "--until", until]
+    )
     assert "warning" not in done.stderr, done.stderr

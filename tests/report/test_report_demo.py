@@ -15,18 +15,22 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from html import escape
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image, ImageStat
 from rich.console import Console
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
+from usageledger.config import Config
 from usageledger.errors import ParameterError
+from usageledger.mcp_tools import LedgerTools
 from usageledger.report.forecasting import build_forecast, check_horizon
 from usageledger.report.formatting import format_money, format_percent
 from usageledger.report.html import render_html
@@ -37,7 +41,9 @@ from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconcile import reconcile
 from usageledger.report.statement import month_statements
 from usageledger.report.terminal import render_report
-from usageledger.store import BaseStore, Stream, default_streams, open_store
+from usageledger.serve import build_app
+from usageledger.store import BaseStore, OrgRecord, Stream, default_streams, open_store
+from usageledger.store.duckdb import DuckDBStore
 from usageledger.sync import Org, SyncOptions, sync
 
 from fixtures.browser import BrowserPage
@@ -543,11 +549,81 @@ def test_demo_prints_the_report(tmp_path: Path) -> None:
         assert section in tail
 
 
+def test_a_report_says_when_costs_were_never_synced_or_only_in_part(emulator_url: str, tmp_path: Path) -> None:
+    """A sync of `--bucket-width 1h` stores usage and skips costs (so does a first sync killed before them): the
+    report said "$0.00, new against the previous 20 days" without a word, read as "we spent nothing". The terminal
+    (stderr), the JSON, the HTML page, the dashboard's /api/report and the MCP tools now say the costs were never
+    synced and how to fix it; once costs are synced only in part, they name the days held and those left out."""
+    store = str(tmp_path / "usage.duckdb")
+    sync = ["sync", "--store", store, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
+    done = CliRunner().invoke(app, [*sync, "--since", "2d", "--bucket-width", "1h"], env=env)
+    assert done.exit_code == 0 and "skips costs" in done.stderr, done.output
+    period = ["--since", "2026-11-01", "--until", "2026-11-21"]
+    never = (
+        "costs have not been synced for org default, so the spend shown leaves them out; run `usageledger sync` "
+        "(costs come in 1d buckets only: give no --bucket-width, or 1d)"
+    )
+    part = (
+        "costs of org default are synced only from 2026-11-01 through 2026-11-09, so the spend shown leaves out "
+        "2026-11-10 to 2026-11-20; run `usageledger sync`"
+    )
+    for said in (never, part):
+        argv = ["report", "--store", store, *period]
+        text = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
+        assert text.exit_code == 0 and text.stderr == f"warning: {said}\n", text.output
+        doc = json.loads(CliRunner().invoke(app, [*argv, "-f", "json"]).stdout)
+        assert doc["warnings"] == [said]
+        page = tmp_path / "r.html"
+        assert CliRunner().invoke(app, [*argv, "--html", str(page)]).exit_code == 0
+        shown = f'<p class="store-warning" role="alert">{escape(f"Warning: {said}")}</p>'
+        assert shown in page.read_text(encoding="utf-8")
+        with TestClient(build_app(store)) as client:
+            assert client.get("/api/report", params={"since": period[1], "until": period[3]}).json() == doc
+        tools = LedgerTools(
+            lambda: open_store(store, migrate=False, read_only=True),
+            Config(),
+            clock=lambda: datetime.fromtimestamp(EMULATOR_NOW, UTC),
+        )
+        for answer in (tools.spend(period[1], period[3]), tools.spend(period[1], period[3], model="gpt-4o")):
+            assert answer["warnings"] == [said]
+        # then a bounded sync of the costs of 2026-11-01 to 2026-11-09 alone
+        done = CliRunner().invoke(
+            app, [*sync, "-e", "costs", "--since", "2026-11-01", "--until", "2026-11-10"], env=env
+        )
+        assert done.exit_code == 0, done.output
+    # synced whole, the costs say nothing (a day short of the period's end is what a daily cron leaves)
+    assert CliRunner().invoke(app, [*sync, "-e", "costs", "--since", "2026-11-01"], env=env).exit_code == 0
+    whole = CliRunner().invoke(app, ["report", "--store", store, *period, "-f", "json"])
+    assert whole.stderr == "" and json.loads(whole.stdout)["warnings"] == [], whole.stderr
+
+
+def test_a_report_reads_the_org_registry_once(demo_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`report` read the org registry twice (the warnings said on stderr, then again for the JSON's `warnings`): it
+    reads it once, and says and carries the same warnings."""
+    argv = ["report", "--store", str(demo_store), "--since", "2026-11-01", "-f", "json"]
+    before = CliRunner().invoke(app, argv)
+    reads: list[str] = []
+    real = DuckDBStore.orgs
+
+    def counted(self: DuckDBStore) -> list[OrgRecord]:
+        reads.append(self.url)
+        return real(self)
+
+    monkeypatch.setattr(DuckDBStore, "orgs", counted)
+    after = CliRunner().invoke(app, argv)
+    assert len(reads) == 1, reads
+    doc = json.loads(after.stdout)
+    assert (after.stdout, after.stderr) == (before.stdout, before.stderr) and doc["warnings"]
+    assert after.stderr == "".join(f"warning: {w}\n" for w in doc["warnings"])
+
+
 def test_an_unknown_project_id_is_warned_about(demo_store: Path) -> None:
     """`check --project` and `report --project` with an ID the store never saw warn on stderr; a known one does not."""
     with open_store(demo_store, migrate=False, read_only=True) as store:
         known = store.query("SELECT min(project_id) FROM costs_daily WHERE project_id IS NOT NULL")[0][0]
-    for command in (["check"], ["report"]):
+    # the report of days the store holds: a later one warns that its costs are not synced too
+    for command in (["check"], ["report", "--since", "2026-10-22", "--until", "2026-11-21"]):
         typo = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--project", "proj_typo"])
         assert typo.exit_code in (0, EXIT_FINDINGS), typo.output
         warnings = [line for line in typo.stderr.splitlines() if line.startswith("warning:")]

@@ -301,3 +301,49 @@ def test_export_refuses_a_stream_the_store_does_not_hold(synced: Path) -> None:
         app, ["export", "-e", "costs", "--stream", message.split(": ")[-1].split(",")[0].rstrip(")")]
     )
     assert good.exit_code == 0 and good.stdout.count("\n") > 1, good.output
+
+
+def _entries(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("partition_by", [None, "day"], ids=["parquet-files", "partitioned"])
+def test_a_failed_folder_export_leaves_nothing_it_created(
+    store: BaseStore, synced: Path, monkeypatch: pytest.MonkeyPatch, partition_by: Any
+) -> None:
+    """`export --format parquet --output new/lake/` cut short by a full disk left `new/lake/` behind, empty: it now
+    leaves no folder it made, and in a folder that was there, nothing new; so does a single file into a new folder."""
+    before = _entries(synced)
+    monkeypatch.setattr(store, "iter_batches", Failing(store, after=2))
+    for target in (synced / "new" / "lake", synced / "new" / "lake" / "costs.parquet"):
+        if target.suffix and partition_by is not None:
+            continue  # a partitioned export is a folder
+        endpoints = ["costs"] if target.suffix else ["costs", "embeddings"]
+        with pytest.raises(OSError, match="No space"):
+            export(store, "parquet", target, endpoints=endpoints, partition_by=partition_by, batch_rows=5)
+        assert _entries(synced) == before
+    kept = synced / "kept"
+    kept.mkdir()
+    with pytest.raises(OSError, match="No space"):
+        export(store, "parquet", kept, endpoints=["costs", "embeddings"], partition_by=partition_by, batch_rows=5)
+    assert kept.is_dir() and _entries(kept) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-e", "costs", "-f", "csv", "-o", "{new}/costs.csv"],
+        ["-e", "costs", "-f", "parquet", "-o", "{new}/costs.parquet"],
+        ["-e", "costs", "-f", "jsonl", "-o", "{new}/costs.jsonl"],
+        ["-f", "focus", "-o", "{new}/focus.csv"],
+        ["-f", "parquet", "-o", "{new}/"],
+    ],
+    ids=["csv", "parquet", "jsonl", "focus", "folder"],
+)
+def test_every_export_makes_the_folder_it_writes_into(synced: Path, argv: list[str]) -> None:
+    """`export -f csv -o missing/costs.csv` was refused ("directory missing does not exist") while `-o missing/`
+    made its folder: every format now makes a missing folder, as `report --html` does."""
+    new = synced / "made" / "here"
+    done = CliRunner().invoke(app, ["export", *(a.format(new=new) for a in argv)])
+    assert done.exit_code == 0, done.output
+    assert new.is_dir() and any(new.iterdir()) and _leftovers(synced) == []

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.errors import StoreError
-from usageledger.store import open_existing_store, open_store
+from usageledger.store import migrations, open_existing_store, open_store
 from usageledger.store.duckdb import DuckDBStore
 from usageledger.sync import _engine as engine
 
@@ -83,6 +83,68 @@ def test_a_newer_postgresql_store_is_refused_before_any_migration(pg_url: str) -
     for opening in (open_store, open_existing_store):
         with pytest.raises(StoreError, match=r"made by a newer usageledger \(its schema has 0099_from_the_future"):
             opening(pg_url).close()
+
+
+CATALOGUES = {1: "d70e40e65e21"}
+"""The digest of each catalogue version (``migrations.CATALOGUE_VERSION``): a catalogue change raises the version."""
+
+
+def test_each_catalogue_version_has_one_digest() -> None:
+    """The catalogue step is named by its version and digest; a change of the schema the catalogue derives (a new
+    endpoint, column or view) changes the digest and must raise CATALOGUE_VERSION, so an older usageledger refuses
+    the store the newer one writes. When this fails: raise the version in store/migrations.py and pin its digest
+    here."""
+    digest = migrations.catalogue_digest()
+    assert CATALOGUES.get(migrations.CATALOGUE_VERSION) == digest, (migrations.CATALOGUE_VERSION, digest)
+    assert max(CATALOGUES) == migrations.CATALOGUE_VERSION
+    assert migrations.catalogue_migration().name == f"0002_catalogue_v{max(CATALOGUES)}_{digest}"
+
+
+def _catalogue_recorded_as(url: str, name: str) -> None:
+    """The store's catalogue step recorded under ``name`` instead (another version's, or from before versions),
+    written past usageledger, which refuses a newer store."""
+    sql = f"UPDATE schema_migrations SET name = '{name}' WHERE name LIKE '0002_catalogue_%'"
+    if url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql)
+    else:
+        con = duckdb.connect(url)
+        con.execute(sql)
+        con.close()
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_store_of_a_newer_catalogue_is_refused_and_one_from_before_versions_opens(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A store whose catalogue step a newer usageledger recorded (a new endpoint, nothing else) was not refused: a
+    reader said its schema was older and to run `sync`, which put this version's views over the newer ones. A higher
+    catalogue version is now refused as a newer migration is; a store recorded before versions opens as it did,
+    read as it is when its digest is this one's and upgraded when it is an older one's."""
+    url = str(tmp_path / "s.duckdb") if backend == "duckdb" else request.getfixturevalue("pg_url")
+    open_store(url).close()
+    digest = migrations.catalogue_digest()
+    newer = f"0002_catalogue_v{migrations.CATALOGUE_VERSION + 1}_0123456789ab"
+    _catalogue_recorded_as(url, newer)
+    for opening in (open_store, open_existing_store):
+        with pytest.raises(StoreError, match=rf"made by a newer usageledger \(its schema has {newer}, which"):
+            opening(url).close()
+    if backend == "duckdb":
+        before = _digest(Path(url))
+        refused = CliRunner().invoke(app, ["report", "--store", url])
+        assert refused.exit_code == 1 and "made by a newer usageledger" in refused.stderr, refused.output
+        assert _digest(Path(url)) == before
+    _catalogue_recorded_as(url, f"0002_catalogue_{digest}")  # this catalogue, recorded before versions
+    with open_existing_store(url) as store:
+        assert store.pending_migrations() == []
+    _catalogue_recorded_as(url, "0002_catalogue_00000000aaaa")  # an older catalogue, before versions: upgraded
+    with pytest.raises(StoreError, match="has an older schema: run `usageledger sync` once to migrate it"):
+        open_existing_store(url).close()
+    with open_store(url) as store:
+        assert store.pending_migrations() == []
+        assert store.applied_migrations()[-1] == migrations.catalogue_migration().name
 
 
 def _foreign(path: Path) -> None:
@@ -295,7 +357,8 @@ def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`report --html` on a full disk: one line naming the file, the old page kept as it was and no partial or
-    temporary file left (the page was truncated first and left empty, and the error named no file)."""
+    temporary file left (the page was truncated first and left empty, and the error named no file), nor a folder
+    made for it."""
     store = tmp_path / "s.duckdb"
     _sync_demo(store)
     page = tmp_path / "r.html"
@@ -310,6 +373,10 @@ def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
     assert result.stderr == f"error: No space left on device: {page}\n"
     assert page.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir() if "r.html" in p.name) == ["r.html"]
+    # a page into folders it made: they go too (the command made them first, and left them empty)
+    fresh = tmp_path / "new" / "pages" / "r.html"
+    result = CliRunner().invoke(app, ["report", "--html", str(fresh), "--store", str(store)])
+    assert result.stderr == f"error: No space left on device: {fresh}\n" and not (tmp_path / "new").exists()
 
 
 def _sync_demo(store: Path) -> None:

@@ -120,23 +120,28 @@ def _warn_unknown_project(
 
 
 @contextmanager
-def _database(url: str | None, *, org: str | None = None) -> Iterator[BaseStore]:
+def _reading(
+    url: str | None, *, org: str | None = None, period: Period | None = None
+) -> Iterator[tuple[BaseStore, tuple[str, ...]]]:
     """The store, opened to read only (see ``open_existing_store``): reports never create or migrate it. An ``--org``
-    the store holds no data for is refused (:meth:`BaseStore.check_orgs`), never read as an empty org."""
+    the store holds no data for is refused (:meth:`BaseStore.check_orgs`), never read as an empty org. What the reader
+    must be told about the figures (:func:`~usageledger.sync._safety.data_warnings`, of the spend over ``period`` when
+    given) is said on stderr, and comes with the store for a JSON document's or a page's ``warnings``: read once."""
     from usageledger.sync._safety import data_warnings  # before opening: a running sync waits while a reader holds it
 
     with open_for_reading(url or DEFAULT_STORE) as store:
         store.check_orgs(org)
-        for warning in data_warnings(store, org):
+        warnings = data_warnings(store, org, period=period)
+        for warning in warnings:
             say(f"warning: {warning}")
+        yield store, warnings
+
+
+@contextmanager
+def _database(url: str | None, *, org: str | None = None) -> Iterator[BaseStore]:
+    """The store as :func:`_reading` opens it, for a command whose output carries no ``warnings``."""
+    with _reading(url, org=org) as (store, _):
         yield store
-
-
-def _warnings(store: BaseStore, org: str | None) -> tuple[str, ...]:
-    """The warnings :func:`_database` said on stderr, for a JSON document's ``warnings``."""
-    from usageledger.sync._safety import data_warnings
-
-    return data_warnings(store, org)
 
 
 def _past_day(value: str, *, now: int, param: str) -> date:
@@ -258,7 +263,7 @@ def report(
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
         if png.exists() and not png.is_dir():
             raise ParameterError("--png", f"{png} is a file; give a directory for the charts (it is made if missing)")
-    with _database(resolve_store(store, settings), org=org) as db:
+    with _reading(resolve_store(store, settings), org=org, period=period) as (db, warnings):
         _warn_unknown_project(db, project, org, model)
         past: AbstractContextManager[BaseStore] = nullcontext(db)
         if as_of_at is not None:
@@ -279,7 +284,7 @@ def report(
             data = replace(data, adjustments=closed_adjustments(db, period, org=org, project=project))
         else:
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
-        data = replace(data, warnings=_warnings(db, org))  # said on stderr too; the JSON carries them
+        data = replace(data, warnings=warnings)  # said on stderr too; the JSON and the HTML page carry them
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         # This month's forecast and credit speak of today: an --as-of report (what the ledger held then) has none.
         outlook, credit = month_outlook(db, now=now, org=org, project=project) if as_of_at is None else (None, None)
@@ -314,7 +319,6 @@ def report(
     # stderr.
     said = err_console if json_out or by is not None else console
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
         note = fx_note(rates, used) if rates is not None else None
         page = render_html(
             data,
@@ -633,6 +637,5 @@ def statement(
     said = err_console if json_out else console
     for path, text in ((csv_path, statement_csv), (html, statement_html)):
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
             write_whole_text(path, text(result, id_names))
             say(f"wrote {path}", said)

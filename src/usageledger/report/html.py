@@ -180,6 +180,8 @@ def render_html(
         "<h1>Usage &amp; costs</h1>",
         f"<p>{escape(str(data.period))}{escape(' · ' + ' · '.join(scope)) if scope else ''}</p>",
         "</header>",
+        # What `report` says on stderr (costs never synced, a store mixing synthetic and real orgs), above the figures.
+        *(f'<p class="store-warning" role="alert">Warning: {escape(warning)}</p>' for warning in data.warnings),
         '<div class="cards">',
         _card(
             "Spend",

@@ -273,9 +273,10 @@ def models_like(db: Database, model: str, org: str | None = None) -> list[str] |
     """``None`` when a model filter matches a model of the store (:func:`model_matches`, in ``org`` when given);
     else the store's models it may have meant (empty when none is). The one check of ``report --model`` and the MCP
     tools' ``model``: a typo, or a prefix of several (``gpt-4``), would otherwise answer $0. At most ten: those it
-    begins (``gpt-4`` begins ``gpt-4o`` and ``gpt-4.1``), else the closest."""
+    begins (``gpt-4`` begins ``gpt-4o`` and ``gpt-4.1``), else the closest. A store that knows no model at all (no
+    costs synced yet) is no typo: ``None``, and the reading's warnings say why its spend is $0."""
     models = known_models(db, org)
-    if any(model_matches(m, model) for m in models):
+    if not models or any(model_matches(m, model) for m in models):
         return None
     wanted = model.lower()
     like = sorted(m for m in models if m.lower().startswith(wanted))
@@ -701,3 +702,50 @@ def first_cost_days(db: Database, org: str | None = None, project: str | None = 
     where = " AND ".join(clauses)
     rows = db.query(f"SELECT org, MIN(bucket_start) FROM {COSTS_VIEW} WHERE {where} GROUP BY org", params)
     return {name: utc_day(first) for name, first in rows if first is not None}
+
+
+SYNC_COSTS: Final = "run `usageledger sync` (costs come in 1d buckets only: give no --bucket-width, or 1d)"
+"""How to get costs never synced into the store, as a warning about them ends."""
+
+
+def costs_not_synced(db: Database, org: str | Sequence[str] | None, period: Period) -> tuple[str, ...]:
+    """What the store's costs leave out of ``period`` for ``org`` (else each org it has streams of), so $0.00 is not
+    read as nothing spent: the orgs that have no costs in the store at all (a sync stopped before them, or one of
+    usage alone such as ``--bucket-width 1h``), in one warning; and each org whose costs reach only to a day the
+    period runs more than a day past (the rule of :func:`unsynced_from`: the watermark, or the day after the last of
+    a bounded sync's rows when no run set one), naming the days the store holds and those it leaves out. Empty when the
+    costs cover the period's end."""
+    if isinstance(org, str):
+        orgs = [org]
+    elif org:  # the several orgs a reading is limited to (`export --org a,b`)
+        orgs = list(org)
+    else:
+        orgs = [name for (name,) in db.query("SELECT DISTINCT org FROM streams ORDER BY org")]
+    if not orgs:
+        return (f"nothing has been synced into this store yet, so it holds no costs; {SYNC_COSTS}",)
+    synced = costs_synced_until(db)
+    held = {
+        name: (utc_day(first), utc_day(last) + timedelta(days=1))
+        for name, first, last in db.query(
+            f"SELECT org, MIN(bucket_start), MAX(bucket_start) FROM {COSTS_VIEW} GROUP BY org"
+        )
+        if first is not None
+    }
+    said: list[str] = []
+    never = [name for name in orgs if name not in synced and name not in held]
+    if never:
+        which = f"org {never[0]}" if len(never) == 1 else f"orgs {', '.join(never)}"
+        said.append(f"costs have not been synced for {which}, so the spend shown leaves them out; {SYNC_COSTS}")
+    last = period.until - timedelta(days=1)
+    for name in orgs:
+        first, after = held.get(name, (None, None))
+        until = synced.get(name, after)  # whole days: today's bucket, partial, is in the rows but not the watermark
+        if until is None or (period.until - until).days <= 1:
+            continue
+        through = until - timedelta(days=1)
+        days = f"through {through}" if first is None else f"from {first} through {through}"
+        left = "the whole period" if until <= period.since else f"{max(until, period.since)} to {last}"
+        said.append(
+            f"costs of org {name} are synced only {days}, so the spend shown leaves out {left}; run `usageledger sync`"
+        )
+    return tuple(said)

@@ -231,7 +231,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         data = replace(
             data,
             adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]),
-            warnings=data_warnings(db, params["org"]),  # a store mixing synthetic and real orgs, as the CLI says
+            warnings=data_warnings(db, params["org"], period=period),  # as `report` says them
         )
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])

@@ -34,7 +34,6 @@ border:1px solid #ddd;border-radius:6px;background:#fafafa}
 .filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444;gap:.2rem}
 .filters input,.filters select{font:inherit;padding:.25rem .4rem;min-width:9rem}
 .provisional-note{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #d9a400;background:#fff8e1}
-.store-warning{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #c62828;background:#ffebee}
 .drill a{color:inherit}
 </style>"""
 
@@ -53,7 +52,8 @@ def _select(name: str, label: str, chosen: str | None, options: Sequence[tuple[s
 
 
 def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data: ReportData) -> str:
-    """The filter form (period, org, project, team, model), the report's warnings and the provisional note."""
+    """The filter form (period, org, project, team, model) and the provisional note (the report's warnings are the
+    page's own: :func:`usageledger.report.html.render_html`)."""
     since, until = params.get("since") or "", params.get("until") or ""
     parts = [
         _STYLE,
@@ -74,8 +74,6 @@ def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data:
         '<button type="submit" id="filter-apply">Apply</button>',
         "</form>",
     ]
-    for warning in data.warnings:  # what `report` says on stderr (a store mixing synthetic and real orgs)
-        parts.append(f'<p class="store-warning" role="alert">Warning: {escape(warning)}</p>')
     first = data.provisional_from
     if first is not None and first < data.period.until:
         shown = max(first, data.period.since)

@@ -3,12 +3,18 @@ one transaction.
 
 The list only ever grows: a released migration is never edited. Endpoint tables and views are derived from the
 catalogue, so a catalogue change (a new endpoint or column) is picked up by the ``catalogue`` step, recorded under
-a name that carries a digest of the derived schema: adding an endpoint needs no hand-written migration.
+a name that carries :data:`CATALOGUE_VERSION` and a digest of the derived schema
+(``0002_catalogue_v1_<digest>``): adding an endpoint needs no hand-written migration, only the version raised
+(``tests/store/test_store_lifecycle.py`` pins the digest of each version, and fails until it is). The version tells
+an older catalogue from a newer one, which a digest cannot: a store whose catalogue step has a higher version was
+made by a newer usageledger and is refused, as a hand-written migration this code does not know is. Names without
+a version (``0002_catalogue_<digest>``) were recorded before versions, by an older usageledger.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +23,18 @@ from typing import Final
 from usageledger.store import closes, credit, directory, revisions
 from usageledger.store.schema import Dialect, q, tables
 
-__all__ = ["CATALOGUE_PREFIX", "MIGRATIONS", "Migration", "all_names", "catalogue_migration", "pending", "unknown"]
+__all__ = [
+    "CATALOGUE_PREFIX",
+    "CATALOGUE_VERSION",
+    "MIGRATIONS",
+    "Migration",
+    "all_names",
+    "catalogue_digest",
+    "catalogue_migration",
+    "catalogue_version",
+    "pending",
+    "unknown",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +163,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
 """The hand-written migrations, in order. The catalogue step runs after them."""
 
 
-def _catalogue_digest() -> str:
+def catalogue_digest() -> str:
+    """A digest of the schema the catalogue derives (endpoint tables, daily and named views, the log's tables)."""
     parts: list[str] = []
     for spec in tables():
         parts.append(spec.name + ":" + ",".join(f"{n}={t}" for n, t in spec.incoming_columns))
@@ -157,27 +175,49 @@ def _catalogue_digest() -> str:
 
 
 CATALOGUE_PREFIX: Final = "0002_catalogue_"
-"""How the catalogue step's name starts; the digest that follows changes with every catalogue, older or newer."""
+"""How the catalogue step's name starts; the version and the digest follow."""
+
+CATALOGUE_VERSION: Final = 1
+"""Raised by one with every change of :func:`catalogue_digest` (a test pins each version's digest)."""
+
+_VERSIONED: Final = re.compile(r"v([0-9]+)_[0-9a-f]+")
+
+
+def catalogue_version(name: str) -> int | None:
+    """The catalogue version a migration name records: ``None`` for a hand-written migration, 0 for a catalogue step
+    recorded before versions (``0002_catalogue_<digest>``, always older than this code's)."""
+    if not name.startswith(CATALOGUE_PREFIX):
+        return None
+    versioned = _VERSIONED.fullmatch(name.removeprefix(CATALOGUE_PREFIX))
+    return int(versioned.group(1)) if versioned else 0
 
 
 def catalogue_migration() -> Migration:
-    """The step that brings endpoint tables and views in line with the catalogue, named by its digest."""
-    return Migration(f"{CATALOGUE_PREFIX}{_catalogue_digest()}", _endpoint_tables)
+    """The step that brings endpoint tables and views in line with the catalogue, named by its version and digest."""
+    return Migration(f"{CATALOGUE_PREFIX}v{CATALOGUE_VERSION}_{catalogue_digest()}", _endpoint_tables)
 
 
 def pending(applied: Sequence[str]) -> list[Migration]:
-    """The migrations not yet recorded, in order."""
+    """The migrations not yet recorded, in order. The catalogue step recorded under its name from before versions
+    (the same digest, so the same schema) counts as done: a store already in line is not migrated again."""
     done = set(applied)
+    if f"{CATALOGUE_PREFIX}{catalogue_digest()}" in done:
+        done.add(catalogue_migration().name)
     return [m for m in (*MIGRATIONS, catalogue_migration()) if m.name not in done]
 
 
 def unknown(applied: Sequence[str]) -> list[str]:
     """The applied migrations this code does not know: a newer usageledger made them, and this one must neither read
-    nor write the store (it would misread a changed table, or migrate over a newer schema). A catalogue step of
-    another digest is not among them: it is an older catalogue's as often as a newer one's, and this code's own
-    catalogue step only adds what is missing."""
+    nor write the store (it would misread a changed table, or migrate over a newer schema). A catalogue step of a
+    higher version is among them (a newer catalogue's views would be replaced by this one's); one of a lower or the
+    same version is not: this code's own catalogue step only adds what an older one lacks."""
     known = set(all_names())
-    return [name for name in applied if name not in known and not name.startswith(CATALOGUE_PREFIX)]
+    return [name for name in applied if name not in known and _newer(catalogue_version(name))]
+
+
+def _newer(version: int | None) -> bool:
+    """Whether an unknown migration of this catalogue ``version`` (``None``: hand-written) is a newer code's."""
+    return version is None or version > CATALOGUE_VERSION
 
 
 def all_names() -> list[str]:

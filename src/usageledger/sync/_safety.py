@@ -32,6 +32,7 @@ import httpx
 from usageledger._options import base_url_from, is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError, SyncError
+from usageledger.report.queries import Period, costs_not_synced
 from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner, StreamState
 from usageledger.sync._model import Org
 
@@ -234,8 +235,14 @@ def mixed_data(store: BaseStore, org: str | Sequence[str] | None = None) -> str 
     )
 
 
-def data_warnings(store: BaseStore, org: str | Sequence[str] | None = None) -> tuple[str, ...]:
+def data_warnings(
+    store: BaseStore, org: str | Sequence[str] | None = None, *, period: Period | None = None
+) -> tuple[str, ...]:
     """What a reading of the store (of ``org``, else every org) must be told about its figures: the command line
     prints each on stderr (``warning: ...``), the JSON documents of the dashboard and the MCP tools list them in
-    ``warnings``."""
-    return tuple(w for w in (mixed_data(store, org),) if w is not None)
+    ``warnings``, the HTML report and the dashboard's page show them above the figures. With ``period`` (a reading
+    of spend over it), also what the store's costs leave out of it (``report.queries.costs_not_synced``: never
+    synced, or synced short of its end), so $0.00 is never read as nothing spent."""
+    mixed = mixed_data(store, org)
+    said = () if mixed is None else (mixed,)
+    return said if period is None else (*said, *costs_not_synced(store, org, period))
