@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,9 @@ T0 = 1_790_000_000 - 1_790_000_000 % DAY
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
-    """A fresh, migrated store on each back end."""
-    url = str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+def store(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[str, Path], str]) -> Iterator[BaseStore]:
+    """A fresh, migrated store on each back end (a copy of one migrated before: ``new_store``)."""
+    url = new_store(request.param, tmp_path / "s.duckdb")
     with open_store(url) as opened:
         yield opened
 
@@ -92,8 +92,17 @@ def test_group_key_keeps_null_apart_from_every_value() -> None:
     assert encode_group_key(["p", None, True]) == encode_group_key(["p", None, True]) == '["p",null,true]'
 
 
-def test_migrations_are_named_ordered_recorded_and_idempotent(store: BaseStore) -> None:
+@pytest.fixture(params=["duckdb", "postgres"])
+def scratch_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+    """A store of each back end migrated from scratch by this open (``store`` is a copy of one migrated before)."""
+    url = str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
+        yield opened
+
+
+def test_migrations_are_named_ordered_recorded_and_idempotent(scratch_store: BaseStore) -> None:
     """Applied migrations are recorded in order; re-opening applies nothing."""
+    store = scratch_store
     assert store.applied_migrations() == migrations.all_names()
     assert store.applied_migrations()[0] == "0001_streams_and_sync_runs"
     assert store.pending_migrations() == []

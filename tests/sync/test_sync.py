@@ -243,11 +243,11 @@ def test_daily_views_sum_to_the_default_stream_only(duck: BaseStore, emulator_ur
 
 
 def test_duckdb_and_postgres_hold_identical_data(
-    synced_90: tuple[BaseStore, Snapshot], emulator_url: str, pg_url: str
+    synced_90: tuple[BaseStore, Snapshot], emulator_url: str, migrated_pg_url: str
 ) -> None:
     """The same 90-day sync into PostgreSQL gives exactly the DuckDB rows, watermarks and counts."""
     _, duck_snapshot = synced_90
-    with open_store(pg_url) as pg:
+    with open_store(migrated_pg_url) as pg:
         assert run(pg, emulator_url, since=START_90).ok
         assert snapshot(pg) == duck_snapshot
         again = run(pg, emulator_url)
@@ -447,11 +447,11 @@ def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path, monkeypatch: pytest
     assert {s.endpoint.name for s in default_streams()} == set(catalogue.ENDPOINT_NAMES)
 
 
-def test_two_syncs_on_one_postgres_store_serialise(pg_url: str, emulator_url: str) -> None:
+def test_two_syncs_on_one_postgres_store_serialise(migrated_pg_url: str, emulator_url: str) -> None:
     """While one sync holds the store's lock, a second one is refused with a clear message and writes nothing."""
     from usageledger.errors import SyncError
 
-    with open_store(pg_url) as first, open_store(pg_url) as second:
+    with open_store(migrated_pg_url) as first, open_store(migrated_pg_url) as second:
         assert first.acquire_sync_lock()
         with pytest.raises(SyncError, match="another usageledger sync"):
             run(second, emulator_url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 3 * DAY)
