@@ -431,3 +431,24 @@ def test_a_stream_grouped_by_one_string_is_grouped_by_that_field() -> None:
     """`Stream.create("completions", "1d", "model")` read the string as the fields m, o, d, e, l and was refused
     naming 'm'; one string is one field, as the client reads `group_by="model"`."""
     assert Stream.create("completions", "1d", "model") == Stream.create("completions", "1d", ["model"])
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_stores_copied_from_the_migrated_template_are_migrated_empty_and_each_its_own(
+    backend: str, tmp_path: Path, new_store: Callable[[str, Path], str], request: pytest.FixtureRequest
+) -> None:
+    """The tests' ``new_store`` copies: every migration applied, no rows, and two copies never share an identity."""
+    url = new_store(backend, tmp_path / "copy.duckdb")
+    if backend == "duckdb":
+        other = new_store(backend, tmp_path / "other.duckdb")
+    else:  # new_store gives one database a test; a second copy straight from the cluster
+        other = request.getfixturevalue("_pg_cluster").copydb(
+            "t_other", request.getfixturevalue("_pg_migrated_template")
+        )
+    identities = set()
+    for each in (url, other):
+        with open_store(each, migrate=False) as store:
+            assert store.pending_migrations() == [] and store.applied_migrations() == migrations.all_names()
+            assert store.query("SELECT COUNT(*) FROM streams") == [(0,)]
+            identities.add(store.identity())
+    assert len(identities) == 2
