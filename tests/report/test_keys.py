@@ -37,13 +37,13 @@ def _sync(url: str, emulator_url: str, *args: str) -> None:
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> str:
-    """A store holding 120 days of the emulator's default streams and directory, plus completions and costs grouped
-    by API key."""
+    """A store holding the emulator's directory and 120 days of completions and costs grouped by API key (the first
+    sync, for the directory, reads one day of costs: no default stream groups by key, so `keys` reads none)."""
     if request.param == "duckdb":
         url = str(tmp_path_factory.mktemp("keys") / "keys.duckdb")
     else:
         url = request.getfixturevalue("_pg_cluster").createdb(f"keys_{id(request)}")
-    _sync(url, emulator_url, "--since", "120d")
+    _sync(url, emulator_url, "--since", "1d", "-e", "costs")
     _sync(url, emulator_url, "--since", "120d", "-e", "completions", "-e", "costs", *KEYED)
     return url
 
