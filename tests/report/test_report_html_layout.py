@@ -48,12 +48,15 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=WIDTHS, ids=[f"{w}px" for w in WIDTHS])
-def opened(request: pytest.FixtureRequest, browser_page: BrowserPage, report_file: Path) -> Iterator[BrowserPage]:
-    """The report loaded offline at one viewport width."""
-    browser_page.page.set_viewport_size({"width": request.param, "height": 900})
-    browser_page.page.goto(report_file.as_uri())
-    browser_page.page.wait_for_load_state("load")
-    yield browser_page
+def opened(
+    request: pytest.FixtureRequest, report_file: Path, module_browser_page: BrowserPage
+) -> Iterator[BrowserPage]:
+    """The report loaded offline at one viewport width (in a fresh context of the module's one Chromium, started
+    after ``report_file``: `demo` runs an event loop of its own, which it cannot beside Playwright's)."""
+    module_browser_page.page.set_viewport_size({"width": request.param, "height": 900})
+    module_browser_page.page.goto(report_file.as_uri())
+    module_browser_page.page.wait_for_load_state("load")
+    yield module_browser_page
 
 
 def _luminance(rgb: str) -> float:
