@@ -44,13 +44,9 @@ TOKEN = "t0ken-for-the-serve-tests-0123456789"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store(demo_command_store: Path) -> str:
     """`usageledger demo`: the emulator synced into a fresh DuckDB store (60 days, every default stream)."""
-    folder = tmp_path_factory.mktemp("serve")
-    path = folder / "demo.duckdb"
-    done = subprocess.run([*CLI, "demo", "--store", str(path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return str(path)
+    return str(demo_command_store)
 
 
 @pytest.fixture(scope="module")
