@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -81,9 +81,9 @@ def sdk_totals(base_url: str, stream: Stream, start: int, end: int) -> dict[str,
 
 
 @pytest.fixture
-def duck(tmp_path: Path) -> Iterator[BaseStore]:
-    """A fresh DuckDB store."""
-    with open_store(tmp_path / "ledger.duckdb") as store:
+def duck(tmp_path: Path, new_store: Callable[[str, Path], str]) -> Iterator[BaseStore]:
+    """A fresh DuckDB store (a copy of one migrated before: ``new_store``)."""
+    with open_store(new_store("duckdb", tmp_path / "ledger.duckdb")) as store:
         yield store
 
 
