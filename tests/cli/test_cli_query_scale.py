@@ -70,12 +70,12 @@ def test_a_small_query_and_quiet_say_nothing_on_stderr(run) -> None:  # type: ig
 def test_a_table_stops_at_the_cap_and_says_so(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """A table is held in memory, so it stops at TABLE_MAX_ROWS rows (fetching no further) and says how to get all."""
     assert TABLE_MAX_ROWS == 10_000
-    monkeypatch.setattr(commands_query, "TABLE_MAX_ROWS", 1_500)  # the same rule, rendered faster
+    monkeypatch.setattr(commands_query, "TABLE_MAX_ROWS", 1_000)  # the same rule, rendered faster (one page)
     result = run(*WIDE)
     assert result.exit_code == 0, result.output
-    assert "completions: 1,500 rows" in result.stdout
+    assert "completions: 1,000 rows" in result.stdout
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
-    assert notes == ["note: the table stops at 1,500 rows; use --limit-rows, or -f csv or jsonl for every row"]
+    assert notes == ["note: the table stops at 1,000 rows; use --limit-rows, or -f csv or jsonl for every row"]
     warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "-f csv or jsonl streams them all" in warning[0]
 

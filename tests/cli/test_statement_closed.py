@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,8 @@ def clocks() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return str(tmp_path / "ledger.duckdb") if request.param == "duckdb" else str(request.getfixturevalue("pg_url"))
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[str, Path], str]) -> str:
+    return new_store(request.param, tmp_path / "ledger.duckdb")
 
 
 def ok(args: list[str], url: str, cwd: Path) -> str:

@@ -37,13 +37,13 @@ def _sync(url: str, emulator_url: str, *args: str) -> None:
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> str:
-    """A store holding 120 days of the emulator's default streams and directory, plus completions and costs grouped
-    by API key."""
+    """A store holding the emulator's directory and 120 days of completions and costs grouped by API key (the first
+    sync, for the directory, reads one day of costs: no default stream groups by key, so `keys` reads none)."""
     if request.param == "duckdb":
         url = str(tmp_path_factory.mktemp("keys") / "keys.duckdb")
     else:
         url = request.getfixturevalue("_pg_cluster").createdb(f"keys_{id(request)}")
-    _sync(url, emulator_url, "--since", "120d")
+    _sync(url, emulator_url, "--since", "1d", "-e", "costs")
     _sync(url, emulator_url, "--since", "120d", "-e", "completions", "-e", "costs", *KEYED)
     return url
 
@@ -285,11 +285,11 @@ def test_careless_inputs_get_one_line_errors(tmp_path: Path, args: list[str], fl
 
 @pytest.mark.parametrize("backend", ["duckdb", "postgres"])
 def test_a_key_deleted_between_two_refreshes_keeps_its_name_owner_and_creation(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, new_store: Callable[[str, Path], str]
 ) -> None:
     """The directory read before (46 days of history) and after (120 days) the emulator deletes keys: `keys` shows
     each deleted key by its old name, marked deleted, with the owner and creation time of its last listed version."""
-    url = str(tmp_path / "h.duckdb") if backend == "duckdb" else request.getfixturevalue("pg_url")
+    url = new_store(backend, tmp_path / "h.duckdb")
     young = Emulator(dataclasses.replace(EMULATOR_CONFIG, days=46))
     old = Emulator(EMULATOR_CONFIG)
 

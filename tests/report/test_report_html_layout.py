@@ -27,12 +27,10 @@ WASHED_GREY = "rgb(227, 227, 227)"
 
 
 @pytest.fixture(scope="module")
-def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`usageledger demo` into a fresh store, then `report --html` with wide project names from a CSV file."""
+def report_file(tmp_path_factory: pytest.TempPathFactory, demo_command_store: Path) -> Path:
+    """A copy of the `usageledger demo` store, then `report --html` with wide project names from a CSV file."""
     folder = tmp_path_factory.mktemp("html-layout")
-    store = folder / "demo.duckdb"
-    demo = CliRunner().invoke(app, ["demo", "--store", str(store)])
-    assert demo.exit_code == 0, demo.output
+    store = demo_command_store
     with duckdb.connect(str(store), read_only=True) as conn:
         ids = [r[0] for r in conn.execute("SELECT DISTINCT project_id FROM costs_daily ORDER BY 1").fetchall()]
     names = folder / "names.csv"
@@ -48,12 +46,15 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=WIDTHS, ids=[f"{w}px" for w in WIDTHS])
-def opened(request: pytest.FixtureRequest, browser_page: BrowserPage, report_file: Path) -> Iterator[BrowserPage]:
-    """The report loaded offline at one viewport width."""
-    browser_page.page.set_viewport_size({"width": request.param, "height": 900})
-    browser_page.page.goto(report_file.as_uri())
-    browser_page.page.wait_for_load_state("load")
-    yield browser_page
+def opened(
+    request: pytest.FixtureRequest, report_file: Path, module_browser_page: BrowserPage
+) -> Iterator[BrowserPage]:
+    """The report loaded offline at one viewport width (in a fresh context of the module's one Chromium, started
+    after ``report_file``, which runs commands in this thread: none may meet Playwright's event loop)."""
+    module_browser_page.page.set_viewport_size({"width": request.param, "height": 900})
+    module_browser_page.page.goto(report_file.as_uri())
+    module_browser_page.page.wait_for_load_state("load")
+    yield module_browser_page
 
 
 def _luminance(rgb: str) -> float:

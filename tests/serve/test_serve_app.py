@@ -44,13 +44,9 @@ TOKEN = "t0ken-for-the-serve-tests-0123456789"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store(demo_command_store: Path) -> str:
     """`usageledger demo`: the emulator synced into a fresh DuckDB store (60 days, every default stream)."""
-    folder = tmp_path_factory.mktemp("serve")
-    path = folder / "demo.duckdb"
-    done = subprocess.run([*CLI, "demo", "--store", str(path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return str(path)
+    return str(demo_command_store)
 
 
 @pytest.fixture(scope="module")
@@ -437,15 +433,15 @@ def test_sync_every_keeps_the_ledger_fresh_and_never_shows_the_key(tmp_path: Pat
             assert FAKE_ADMIN_KEY not in text
 
 
-def test_the_api_gives_the_same_figures_on_postgres(tmp_path: Path, emulator_url: str, pg_url: str) -> None:
+def test_the_api_gives_the_same_figures_on_postgres(tmp_path: Path, emulator_url: str, migrated_pg_url: str) -> None:
     """The same sync into DuckDB and PostgreSQL: every API answer, filters included, is equal on both."""
     duck_path = str(tmp_path / "parity.duckdb")
-    for url in (duck_path, pg_url):
+    for url in (duck_path, migrated_pg_url):
         with open_store(url) as target:
             demo_sync(target, emulator_url)
     day = datetime.fromtimestamp(EMULATOR_NOW, UTC).date()
     period = {"since": (day - timedelta(days=29)).isoformat(), "until": (day + timedelta(days=1)).isoformat()}
-    with TestClient(build_app(duck_path)) as duck, TestClient(build_app(pg_url)) as pg:
+    with TestClient(build_app(duck_path)) as duck, TestClient(build_app(migrated_pg_url)) as pg:
         options = duck.get("/api/filters", params=period).json()
         assert pg.get("/api/filters", params=period).json() == options
         project = options["projects"][0]["id"]

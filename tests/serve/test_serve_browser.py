@@ -27,12 +27,9 @@ CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store(demo_command_store: Path) -> str:
     """`usageledger demo`: the emulator synced into a fresh DuckDB store."""
-    path = tmp_path_factory.mktemp("serve-browser") / "demo.duckdb"
-    done = subprocess.run([*CLI, "demo", "--store", str(path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return str(path)
+    return str(demo_command_store)
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,9 @@ DAY = 86_400
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[str, Path], str]) -> Iterator[BaseStore]:
     """A fresh, migrated store of each back end."""
-    url = str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    url = new_store(request.param, tmp_path / "s.duckdb")
     with open_store(url) as opened:
         yield opened
 

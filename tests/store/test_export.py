@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,9 +31,9 @@ AMOUNTS = ["0.000000000000000001", "12345678901234567890.5", "0.1", "7"]
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[str, Path], str]) -> Iterator[BaseStore]:
     """A store holding 4 days of costs for two orgs and 2 days of embeddings."""
-    url = str(tmp_path / "e.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    url = new_store(request.param, tmp_path / "e.duckdb")
     with open_store(url) as opened:
         for org in ("acme", "beta"):
             opened.register_stream(org, COSTS)

@@ -189,11 +189,14 @@ def test_the_cli_exports_then_merges_and_refuses_filters_in_one_line(tmp_path: P
         assert refused.exit_code == 1 and refused.stderr.strip() == f"error: {message}", refused.output
 
 
-def test_a_postgres_ledger_exports_exactly_and_a_rerun_writes_nothing(pg_url: str, tmp_path: Path) -> None:
+def test_a_postgres_ledger_exports_exactly_and_a_rerun_writes_nothing(migrated_pg_url: str, tmp_path: Path) -> None:
     """From PostgreSQL too: every row, the money exact, and a re-run with nothing new writes no partition."""
     import pyarrow.compute as pc
 
-    with open_store(pg_url) as store, run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url:
+    with (
+        open_store(migrated_pg_url) as store,
+        run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
+    ):
         assert run(store, url, since=EMULATOR_NOW - 60 * DAY).ok
         first = export_delta(store, tmp_path / "lake")
         again = export_delta(store, tmp_path / "lake")

@@ -7,7 +7,7 @@ seconds) give a moment between them to ask about.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -37,8 +37,8 @@ PERIOD = Period(date(2026, 11, 5), date(2026, 11, 25))
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
-    url = str(tmp_path / "ledger.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+def store(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[str, Path], str]) -> Iterator[BaseStore]:
+    url = new_store(request.param, tmp_path / "ledger.duckdb")
     with open_store(url) as opened:
         yield opened
 

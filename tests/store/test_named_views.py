@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,9 +33,15 @@ def _run(*args: str) -> Result:
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def synced(request: pytest.FixtureRequest, tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def synced(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    new_store: Callable[[str, Path], str],
+    emulator_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
     """A store of each back end synced by the CLI: costs by project and key, completions by project, user and key."""
-    url = str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    url = new_store(request.param, tmp_path / "s.duckdb")
     monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
     base = ["sync", "--store", url, "--now", str(EMULATOR_NOW), "--base-url", emulator_url, "--since", "5d"]
     _run(*base, "-e", "costs", "--group-by", "project_id,api_key_id")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,9 @@ LOG = (
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[str, Path], str]) -> Iterator[BaseStore]:
     """A fresh store of each kind."""
-    url = str(tmp_path / "ledger.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    url = new_store(request.param, tmp_path / "ledger.duckdb")
     with open_store(url) as opened:
         yield opened
 

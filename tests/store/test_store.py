@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,9 @@ T0 = 1_790_000_000 - 1_790_000_000 % DAY
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
-    """A fresh, migrated store on each back end."""
-    url = str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+def store(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[str, Path], str]) -> Iterator[BaseStore]:
+    """A fresh, migrated store on each back end (a copy of one migrated before: ``new_store``)."""
+    url = new_store(request.param, tmp_path / "s.duckdb")
     with open_store(url) as opened:
         yield opened
 
@@ -92,8 +92,17 @@ def test_group_key_keeps_null_apart_from_every_value() -> None:
     assert encode_group_key(["p", None, True]) == encode_group_key(["p", None, True]) == '["p",null,true]'
 
 
-def test_migrations_are_named_ordered_recorded_and_idempotent(store: BaseStore) -> None:
+@pytest.fixture(params=["duckdb", "postgres"])
+def scratch_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+    """A store of each back end migrated from scratch by this open (``store`` is a copy of one migrated before)."""
+    url = str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
+        yield opened
+
+
+def test_migrations_are_named_ordered_recorded_and_idempotent(scratch_store: BaseStore) -> None:
     """Applied migrations are recorded in order; re-opening applies nothing."""
+    store = scratch_store
     assert store.applied_migrations() == migrations.all_names()
     assert store.applied_migrations()[0] == "0001_streams_and_sync_runs"
     assert store.pending_migrations() == []
@@ -422,3 +431,24 @@ def test_a_stream_grouped_by_one_string_is_grouped_by_that_field() -> None:
     """`Stream.create("completions", "1d", "model")` read the string as the fields m, o, d, e, l and was refused
     naming 'm'; one string is one field, as the client reads `group_by="model"`."""
     assert Stream.create("completions", "1d", "model") == Stream.create("completions", "1d", ["model"])
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_stores_copied_from_the_migrated_template_are_migrated_empty_and_each_its_own(
+    backend: str, tmp_path: Path, new_store: Callable[[str, Path], str], request: pytest.FixtureRequest
+) -> None:
+    """The tests' ``new_store`` copies: every migration applied, no rows, and two copies never share an identity."""
+    url = new_store(backend, tmp_path / "copy.duckdb")
+    if backend == "duckdb":
+        other = new_store(backend, tmp_path / "other.duckdb")
+    else:  # new_store gives one database a test; a second copy straight from the cluster
+        other = request.getfixturevalue("_pg_cluster").copydb(
+            "t_other", request.getfixturevalue("_pg_migrated_template")
+        )
+    identities = set()
+    for each in (url, other):
+        with open_store(each, migrate=False) as store:
+            assert store.pending_migrations() == [] and store.applied_migrations() == migrations.all_names()
+            assert store.query("SELECT COUNT(*) FROM streams") == [(0,)]
+            identities.add(store.identity())
+    assert len(identities) == 2

@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -81,9 +81,9 @@ def sdk_totals(base_url: str, stream: Stream, start: int, end: int) -> dict[str,
 
 
 @pytest.fixture
-def duck(tmp_path: Path) -> Iterator[BaseStore]:
-    """A fresh DuckDB store."""
-    with open_store(tmp_path / "ledger.duckdb") as store:
+def duck(tmp_path: Path, new_store: Callable[[str, Path], str]) -> Iterator[BaseStore]:
+    """A fresh DuckDB store (a copy of one migrated before: ``new_store``)."""
+    with open_store(new_store("duckdb", tmp_path / "ledger.duckdb")) as store:
         yield store
 
 
@@ -243,11 +243,11 @@ def test_daily_views_sum_to_the_default_stream_only(duck: BaseStore, emulator_ur
 
 
 def test_duckdb_and_postgres_hold_identical_data(
-    synced_90: tuple[BaseStore, Snapshot], emulator_url: str, pg_url: str
+    synced_90: tuple[BaseStore, Snapshot], emulator_url: str, migrated_pg_url: str
 ) -> None:
     """The same 90-day sync into PostgreSQL gives exactly the DuckDB rows, watermarks and counts."""
     _, duck_snapshot = synced_90
-    with open_store(pg_url) as pg:
+    with open_store(migrated_pg_url) as pg:
         assert run(pg, emulator_url, since=START_90).ok
         assert snapshot(pg) == duck_snapshot
         again = run(pg, emulator_url)
@@ -447,11 +447,11 @@ def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path, monkeypatch: pytest
     assert {s.endpoint.name for s in default_streams()} == set(catalogue.ENDPOINT_NAMES)
 
 
-def test_two_syncs_on_one_postgres_store_serialise(pg_url: str, emulator_url: str) -> None:
+def test_two_syncs_on_one_postgres_store_serialise(migrated_pg_url: str, emulator_url: str) -> None:
     """While one sync holds the store's lock, a second one is refused with a clear message and writes nothing."""
     from usageledger.errors import SyncError
 
-    with open_store(pg_url) as first, open_store(pg_url) as second:
+    with open_store(migrated_pg_url) as first, open_store(migrated_pg_url) as second:
         assert first.acquire_sync_lock()
         with pytest.raises(SyncError, match="another usageledger sync"):
             run(second, emulator_url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 3 * DAY)

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -135,10 +135,10 @@ def test_the_next_sync_marks_a_killed_run_abandoned_and_finishes_the_job(slow_em
 
 @pytest.mark.parametrize("backend", ["duckdb", "postgres"])
 def test_a_live_run_is_never_abandoned_and_a_reused_pid_does_not_keep_a_dead_one(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, new_store: Callable[[str, Path], str]
 ) -> None:
     """A run whose process is alive stays `running`; one whose pid now belongs to a later process is abandoned."""
-    url = str(tmp_path / "live.duckdb") if backend == "duckdb" else request.getfixturevalue("pg_url")
+    url = new_store(backend, tmp_path / "live.duckdb")
     with open_store(url) as opened:
         me = this_process()
         opened.begin_run("live", at=EMULATOR_NOW, command="sync", owner=me)
