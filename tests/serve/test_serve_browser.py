@@ -149,3 +149,21 @@ def test_the_dashboard_in_chromium_follows_the_period_and_a_project(
         context.close()
     assert errors == []
     assert requests and all(urlsplit(u).hostname == "127.0.0.1" for u in requests), requests
+
+
+def test_the_dashboard_fits_a_phone_and_a_narrow_window(browser: Browser, server: str) -> None:
+    """At 375 px and at 640 px the page never scrolls sideways: the filters (a project's name with its ID is wider
+    than a phone) shrink to the window, and a wide table scrolls inside its own panel."""
+    for width in (375, 640):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        try:
+            page = context.new_page()
+            page.goto(server)
+            widest = page.evaluate("document.documentElement.scrollWidth")
+            box = page.locator("#filter-project").bounding_box()
+            assert box is not None
+            assert widest <= width, (width, widest)
+            assert box["x"] + box["width"] <= width, (width, box)
+        finally:
+            context.close()
+

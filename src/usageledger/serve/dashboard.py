@@ -31,8 +31,8 @@ SCRIPT: Final = """
 _STYLE: Final = """<style>
 .filters{display:flex;flex-wrap:wrap;gap:.6rem 1rem;align-items:end;margin:0 0 1rem;padding:.8rem 1rem;
 border:1px solid #ddd;border-radius:6px;background:#fafafa}
-.filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444;gap:.2rem}
-.filters input,.filters select{font:inherit;padding:.25rem .4rem;min-width:9rem}
+.filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444;gap:.2rem;min-width:0;max-width:100%}
+.filters input,.filters select{font:inherit;padding:.25rem .4rem;min-width:9rem;max-width:100%;box-sizing:border-box}
 .provisional-note{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #d9a400;background:#fff8e1}
 .store-warning{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #c62828;background:#ffebee}
 .drill a{color:inherit}
