@@ -167,3 +167,29 @@ def test_the_dashboard_fits_a_phone_and_a_narrow_window(browser: Browser, server
         finally:
             context.close()
 
+
+def test_a_dropdown_stepped_through_with_the_keyboard_applies_on_enter(browser: Browser, server: str) -> None:
+    """Arrow keys on a focused dropdown change it at each press: the page waits for Enter (or Apply) rather than
+    reloading at the first press, so a keyboard user can reach any option; Enter applies the one chosen."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(server)
+        options = page.locator("#filter-model option").evaluate_all("os => os.map(o => o.value)")
+        assert len(options) >= 3 and options[0] == ""
+        # Count submissions as they are made (a reload would only begin after the press returned).
+        page.evaluate(
+            "() => { window.submits = 0; const submit = HTMLFormElement.prototype.submit;"
+            " HTMLFormElement.prototype.submit = function () { window.submits += 1; return submit.call(this); }; }"
+        )
+        page.focus("#filter-model")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")
+        assert page.evaluate("window.submits") == 0
+        assert page.locator("#filter-model").input_value() == options[2]
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.locator("#filter-model").input_value() == options[2]
+        assert f"model={options[2]}" in urlsplit(page.url).query
+    finally:
+        context.close()
