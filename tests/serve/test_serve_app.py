@@ -264,6 +264,19 @@ def test_a_report_of_a_project_the_store_does_not_hold_is_refused(client: TestCl
     assert client.get(route, params={"project": project}).status_code == 200
 
 
+@pytest.mark.parametrize("route", ["/api/report", "/"])
+def test_a_report_of_a_model_the_store_does_not_hold_is_refused(client: TestClient, route: str) -> None:
+    """`/api/report?model=gpt-5` answered 200 with $0.00 (a mistyped model read as one with no spend) where an
+    unknown project is a 404: now a model is refused the same way, naming those like it; a base name, which takes
+    in its dated snapshots, passes."""
+    for model, hint in (("gpt-5", "/api/filters lists the models"), ("GPT-4O", "did you mean gpt-4o-2024-08-06")):
+        got = client.get(route, params={"model": model})
+        assert got.status_code == 404, got.text
+        error = f"model: {model} is no model in this store; {hint}"
+        assert got.json()["error"].startswith(error) if route != "/" else (html.escape(error) in got.text)
+    assert client.get(route, params={"model": "gpt-4o"}).status_code == 200
+
+
 def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_the_api_and_on_the_page(
     tmp_path: Path, emulator: Emulator
 ) -> None:

@@ -8,7 +8,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Final, Literal, cast
 
@@ -48,6 +47,7 @@ from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.assemble import (
     assemble_report,
     closed_adjustments,
+    models_like,
     month_outlook,
     outlook_document,
     resolve_scope,
@@ -64,7 +64,7 @@ from usageledger.report.keys import key_span
 from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
-from usageledger.report.queries import Period, Scope, build_report, known_models, model_matches, project_known
+from usageledger.report.queries import Period, Scope, build_report, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
@@ -115,16 +115,10 @@ def _warn_unknown_project(
             f"warning: {shown} appears in no cost or usage row of this store"
             f"{where}; check the ID (usageledger report lists the projects)"
         )
-    if model is not None:
-        models = known_models(db, org)
-        if not any(model_matches(m, model) for m in models):
-            wanted = model.lower()
-            like = sorted(m for m in models if m.lower() == wanted or m.lower().startswith(f"{wanted}-"))
-            like = like or get_close_matches(model, sorted(models))
-            hint = (
-                f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
-            )
-            say(f"warning: --model {model} appears in no cost or usage row of this store{where}; {hint}")
+    like = None if model is None else models_like(db, model, org=org)
+    if like is not None:
+        hint = f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
+        say(f"warning: --model {model} appears in no cost or usage row of this store{where}; {hint}")
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from difflib import get_close_matches
 from typing import Any
 
 from usageledger.errors import ParameterError, UsageLedgerError
@@ -18,7 +19,17 @@ from usageledger.report.forecasting import ForecastReport, build_forecast
 from usageledger.report.history import Adjustment, adjustments
 from usageledger.report.jsonout import report_document
 from usageledger.report.names import Names, resolve_names
-from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report, project_known
+from usageledger.report.queries import (
+    COSTS_VIEW,
+    Database,
+    Period,
+    ReportData,
+    Scope,
+    build_report,
+    known_models,
+    model_matches,
+    project_known,
+)
 from usageledger.report.teams import UNASSIGNED, project_teams
 from usageledger.store import BaseStore
 from usageledger.sync_options import SyncOptions
@@ -27,6 +38,7 @@ __all__ = [
     "assemble_report",
     "closed_adjustments",
     "known_project",
+    "models_like",
     "month_outlook",
     "outlook_document",
     "projects_in",
@@ -88,6 +100,19 @@ def known_project(db: BaseStore, project: str, *, org: str | None, names: Names)
     time, or by the directory or a ``[names]`` override (``names``, from :func:`resolve_names`). The one test of a
     project filter the dashboard and the MCP tools refuse, never answering a mistyped ID as a project with no spend."""
     return project_known(db, project, org) or project in names.projects
+
+
+def models_like(db: BaseStore, model: str, *, org: str | None) -> list[str] | None:
+    """``None`` when a model filter finds a model of the store (of ``org``, when given; by :func:`model_matches`, at
+    any time); else the store's models like it (its dated snapshots, or close spellings), maybe none. The one test
+    of a model filter: ``report --model`` warns with it, the dashboard refuses the model, never answering a typo
+    as a model with no spend."""
+    models = known_models(db, org)
+    if any(model_matches(m, model) for m in models):
+        return None
+    wanted = model.lower()
+    like = sorted(m for m in models if m.lower() == wanted or m.lower().startswith(f"{wanted}-"))
+    return like or get_close_matches(model, sorted(models))
 
 
 def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:

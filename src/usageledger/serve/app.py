@@ -36,6 +36,7 @@ from usageledger.report.assemble import (
     assemble_report,
     closed_adjustments,
     known_project,
+    models_like,
     month_outlook,
     outlook_document,
     resolve_scope,
@@ -228,6 +229,8 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         if params["project"] is not None:
             _check_project(db, params["project"], params["org"], names)
+        if params["model"] is not None:
+            _check_model(db, params["model"], params["org"])
         data = replace(
             data,
             adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]),
@@ -244,6 +247,16 @@ def _check_project(db: BaseStore, project_id: str, org: str | None, names: Names
     if not known_project(db, project_id, org=org, names=names):
         where = "" if org is None else f" of org {org}"
         raise _NotFound("project", f"{project_id} is no project{where} in this store; /api/filters lists the projects")
+
+
+def _check_model(db: BaseStore, model: str, org: str | None) -> None:
+    """A model no cost or usage row names (a typo, or a model of another org) is a 404, as an unknown project is,
+    never a report of a model with no spend."""
+    like = models_like(db, model, org=org)
+    if like is not None:
+        where = "" if org is None else f" of org {org}"
+        hint = f"did you mean {', '.join(like)}?" if like else "/api/filters lists the models"
+        raise _NotFound("model", f"{model} is no model{where} in this store; {hint}")
 
 
 def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
