@@ -26,6 +26,7 @@ import psutil
 import pytest
 from starlette.testclient import TestClient
 
+from usageledger.config import Config
 from usageledger.emulator import Emulator
 from usageledger.report.formatting import format_money
 from usageledger.report.queries import LINE_ITEM_MODEL
@@ -511,3 +512,25 @@ def test_serve_exposes_prometheus_metrics_with_project_names(store: str, tmp_pat
     assert abs(sum(s.value for s in cost.samples) - float(expected or 0)) < 0.01
     assert asked.status_code == 200 and asked.headers["content-type"].startswith("application/openmetrics-text")
     assert "usageledger_month_to_date_cost_usd" in {f.name for f in parse_openmetrics(asked.text)}
+
+
+def test_metrics_name_projects_as_the_dashboard_does(store: str) -> None:
+    """`/metrics` labelled projects with the directory's names only, while the page and the API used the config's
+    `[names]` over them: one project, two names. Now they agree, and a name with a quote, a backslash, a newline
+    and non-ASCII comes back whole from both exposition formats."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with TestClient(build_app(store)) as plain:
+        project = plain.get("/api/filters").json()["projects"][0]["id"]
+    name = 'Dat"a \\ Pipe\nline <b>é€🚀</b>'
+    settings = Config(names={"projects": {project: name}})
+    with TestClient(build_app(store, config=settings)) as client:
+        listed = {p["id"]: p["name"] for p in client.get("/api/filters").json()["projects"]}
+        text = client.get("/metrics").text
+        om = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}).text
+    assert listed[project] == name
+    for families in (text_string_to_metric_families(text), parse_openmetrics(om)):
+        samples = [s for f in families if f.name == "usageledger_month_to_date_cost_usd" for s in f.samples]
+        assert samples
+        assert {s.labels["project_name"] for s in samples if s.labels["project_id"] == project} == {name}

@@ -367,7 +367,10 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         Route("/api/projects/{project_id:str}", api_project),
         Route("/healthz", healthz),
         # Prometheus: the same store, read per scrape; gauges for period figures (see usageledger.report.metrics)
-        Route("/metrics", metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now())),
+        Route(
+            "/metrics",
+            metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now(), overrides=ctx.names),
+        ),
     ]
 
 
