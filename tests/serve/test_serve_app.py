@@ -534,3 +534,17 @@ def test_metrics_name_projects_as_the_dashboard_does(store: str) -> None:
         samples = [s for f in families if f.name == "usageledger_month_to_date_cost_usd" for s in f.samples]
         assert samples
         assert {s.labels["project_name"] for s in samples if s.labels["project_id"] == project} == {name}
+
+
+def test_an_empty_store_says_there_is_no_spend_not_that_it_is_new(tmp_path: Path) -> None:
+    """A store nothing was synced into yet said "$0.00, new against the previous 30 days" under the Spend card, as if
+    spend had appeared: with no spend in either period it says so."""
+    url = str(tmp_path / "empty.duckdb")
+    open_store(url).close()
+    with TestClient(build_app(url)) as client:
+        page = client.get("/")
+        document = client.get("/api/report").json()
+    assert page.status_code == 200, page.text
+    assert "no spend in this period or the previous 30 days" in page.text
+    assert "new against" not in page.text
+    assert document["totals"]["spend"] == "0"
