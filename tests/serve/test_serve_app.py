@@ -548,3 +548,22 @@ def test_an_empty_store_says_there_is_no_spend_not_that_it_is_new(tmp_path: Path
     assert "no spend in this period or the previous 30 days" in page.text
     assert "new against" not in page.text
     assert document["totals"]["spend"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("GET", "/api/nothing", 404, "path: /api/nothing is not a route of this server; the routes: /, /api/report"),
+        ("GET", "/api/projects/", 404, "project: /api/projects/ names no project ID; use /api/projects/ID"),
+        ("POST", "/api/report", 405, "method: POST is not served at /api/report; use GET"),
+    ],
+)
+def test_a_path_or_method_no_route_serves_is_one_json_line(
+    client: TestClient, method: str, path: str, status: int, error: str
+) -> None:
+    """A mistyped route, a project ID left out and a POST got Starlette's plain-text `Not Found` / `Method Not
+    Allowed`, unlike every other refusal of the API: now one JSON line naming what is wrong."""
+    got = client.request(method, path)
+    assert got.status_code == status
+    assert got.headers["content-type"] == "application/json"
+    assert got.json()["error"].startswith(error), got.text

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -374,6 +375,24 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     ]
 
 
+ROUTES: Final = ("/", "/api/report", "/api/filters", "/api/projects/ID", "/healthz", "/metrics")
+"""What a request for a path or method no route serves is told (the routes of :func:`routes`)."""
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """A path no route serves, or a method a route does not take: one line naming it, in JSON like every other
+    refusal of the API (Starlette's own answer is a plain ``Not Found``)."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 405:
+        message = f"method: {request.method} is not served at {path}; use GET"
+    elif path.startswith("/api/projects/"):
+        message = f"project: {path} names no project ID; use /api/projects/ID (/api/filters lists the projects)"
+    else:
+        message = f"path: {path} is not a route of this server; the routes: {', '.join(ROUTES)}"
+    return JSONResponse({"error": mask_keys(message)}, status_code=exc.status_code, headers=exc.headers)
+
+
 class _Guard:
     """Security headers on every answer; with a token, ``Authorization: Bearer`` on every route but /healthz."""
 
@@ -445,5 +464,6 @@ def build_app(
     return Starlette(
         routes=[*routes(ctx), *extra_routes],
         middleware=[Middleware(_Guard, token=token)],
+        exception_handlers={HTTPException: _no_route},
         lifespan=lifespan,
     )
