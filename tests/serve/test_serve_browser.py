@@ -20,8 +20,11 @@ import httpx
 import pytest
 from PIL import Image, ImageStat
 from playwright.sync_api import Browser, Page, Route
+from starlette.testclient import TestClient
 
+from usageledger.config import Config
 from usageledger.report.formatting import format_money
+from usageledger.serve import build_app
 
 CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
 
@@ -191,5 +194,23 @@ def test_a_dropdown_stepped_through_with_the_keyboard_applies_on_enter(browser: 
             page.keyboard.press("Enter")
         assert page.locator("#filter-model").input_value() == options[2]
         assert f"model={options[2]}" in urlsplit(page.url).query
+    finally:
+        context.close()
+
+
+def test_a_long_project_name_wraps_on_a_phone(browser: Browser, store: str) -> None:
+    """A project named without spaces (a slug, 90 characters) chosen on the page pushed it 400 px past a 375 px
+    phone: the period line and the drill-down's headings, which carry the name, now wrap it."""
+    with TestClient(build_app(store)) as plain:
+        project = plain.get("/api/filters").json()["projects"][0]["id"]
+    name = "MarketingCopy" + "AndOn" * 15 + "WithoutSpaces"
+    with TestClient(build_app(store, config=Config(names={"projects": {project: name}}))) as client:
+        page_html = client.get("/", params={"project": project}).text
+    assert name in page_html
+    context = browser.new_context(viewport={"width": 375, "height": 800}, offline=True)
+    try:
+        page = context.new_page()
+        page.set_content(page_html)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
     finally:
         context.close()
