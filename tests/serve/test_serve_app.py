@@ -278,6 +278,17 @@ def test_a_report_of_a_model_the_store_does_not_hold_is_refused(client: TestClie
     assert client.get(route, params={"model": "gpt-4o"}).status_code == 200
 
 
+@pytest.mark.parametrize("name", ["model", "project", "since"])
+def test_a_very_long_value_is_refused_without_echoing_it(client: TestClient, name: str) -> None:
+    """A 20,000-character `?model=` came back whole inside the refusal (a 20 KB error line); now it is refused by
+    its length, naming the parameter, on the API and the page alike."""
+    for route in ("/api/report", "/"):
+        got = client.get(route, params={name: "x" * 20_000})
+        assert got.status_code == 400, got.text[:200]
+        assert len(got.text) < 2_000
+        assert f"{name}: 20,000 characters is too long; give at most 256" in got.text
+
+
 def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_the_api_and_on_the_page(
     tmp_path: Path, emulator: Emulator
 ) -> None:

@@ -70,6 +70,9 @@ IDLE_HOLD: Final = 1.0
 """Seconds a DuckDB store stays open after a request, for the next one (a sync that starts waits at most this)."""
 FILTERS: Final = ("since", "until", "org", "project", "team", "model")
 """The query parameters of ``/``, ``/api/report`` and ``/api/filters``."""
+MAX_VALUE: Final = 256
+"""The longest filter value read (a date, an ID, a model, a team name are far shorter): a longer one is refused
+naming it, rather than echoed whole in the refusal and the page."""
 PROJECT_FILTERS: Final = ("since", "until", "org")
 """The query parameters of ``/api/projects/{project_id}`` (the project is in the path)."""
 
@@ -176,6 +179,9 @@ def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str
             raise ParameterError(name, f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
         if sum(1 for other, _ in given if other == name) > 1:
             raise ParameterError(name, "given more than once; give it once")
+    for name, value in given:
+        if len(value) > MAX_VALUE:
+            raise ParameterError(name, f"{len(value):,} characters is too long; give at most {MAX_VALUE}")
     out: dict[str, str | None] = {}
     for name in allowed:
         value = request.query_params.get(name)
