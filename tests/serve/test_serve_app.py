@@ -289,6 +289,22 @@ def test_a_very_long_value_is_refused_without_echoing_it(client: TestClient, nam
         assert f"{name}: 20,000 characters is too long; give at most 256" in got.text
 
 
+def test_the_filters_refuse_a_project_team_or_model_the_store_does_not_hold(client: TestClient) -> None:
+    """`/api/filters?project=nope` (or `team=`, `model=`) answered 200 and offered the typo back among the choices,
+    while `/api/report` refused it: now the filters refuse it as the report does, and a known value passes."""
+    for params, status, error in (
+        ({"project": "nope"}, 404, "project: nope is no project in this store"),
+        ({"model": "gpt-5"}, 404, "model: gpt-5 is no model in this store"),
+        ({"team": "nope"}, 400, "team: no team is named 'nope'"),
+    ):
+        got = client.get("/api/filters", params=params)
+        assert got.status_code == status, got.text
+        assert got.json()["error"].startswith(error), got.text
+    options = client.get("/api/filters").json()
+    chosen = {"project": options["projects"][0]["id"], "model": options["models"][0], "team": options["teams"][0]}
+    assert client.get("/api/filters", params=chosen).status_code == 200
+
+
 def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_the_api_and_on_the_page(
     tmp_path: Path, emulator: Emulator
 ) -> None:

@@ -179,9 +179,9 @@ def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str
             raise ParameterError(name, f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
         if sum(1 for other, _ in given if other == name) > 1:
             raise ParameterError(name, "given more than once; give it once")
-    for name, value in given:
-        if len(value) > MAX_VALUE:
-            raise ParameterError(name, f"{len(value):,} characters is too long; give at most {MAX_VALUE}")
+    for name, text in given:
+        if len(text) > MAX_VALUE:
+            raise ParameterError(name, f"{len(text):,} characters is too long; give at most {MAX_VALUE}")
     out: dict[str, str | None] = {}
     for name in allowed:
         value = request.query_params.get(name)
@@ -234,10 +234,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
             team_param="team",
         )
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
-        if params["project"] is not None:
-            _check_project(db, params["project"], params["org"], names)
-        if params["model"] is not None:
-            _check_model(db, params["model"], params["org"])
+        _check_named(db, params, names)
         data = replace(
             data,
             adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]),
@@ -246,6 +243,15 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
     return _Answer(data, names, outlook, credit, offered)
+
+
+def _check_named(db: BaseStore, params: dict[str, str | None], names: Names) -> None:
+    """The ``project`` and ``model`` filters name what the store holds (a 404 otherwise): the one check of
+    ``/``, ``/api/report`` and ``/api/filters``."""
+    if params["project"] is not None:
+        _check_project(db, params["project"], params["org"], names)
+    if params["model"] is not None:
+        _check_model(db, params["model"], params["org"])
 
 
 def _check_project(db: BaseStore, project_id: str, org: str | None, names: Names) -> None:
@@ -328,6 +334,11 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             period = _period(params, ctx.now())
             with ctx.reading(params) as db:
                 names = resolve_names(db, org=params["org"], overrides=ctx.names)
+                # the filters given are checked as a report checks them: never offered back when the store has none
+                resolve_scope(
+                    db, period, org=params["org"], team=params["team"], teams=ctx.config.teams, team_param="team"
+                )
+                _check_named(db, params, names)
                 return filter_options(db, period, params, names=names, teams=ctx.config.teams)
 
         try:
