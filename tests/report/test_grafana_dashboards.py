@@ -125,6 +125,36 @@ def test_prometheus_dashboard_uses_only_emitted_metrics() -> None:
     assert labels <= {"org", "project_id", "project_name", "model", "line_item", "direction", "stream", "status"}
 
 
+@pytest.mark.parametrize("name", ["usageledger-prometheus.json", "usageledger-postgres.json"])
+def test_the_data_source_is_a_variable_every_query_uses(name: str) -> None:
+    """The dashboards declared an import input (`DS_PROMETHEUS`) that nothing referenced: Grafana's import asked
+    for a data source and then ignored the answer (the panels follow the `datasource` variable). Every panel and
+    variable query now names the variable, and no input is declared that would be asked for in vain."""
+    doc = _dashboard(name)
+    assert "__inputs" not in doc
+    variables = doc["templating"]["list"]
+    assert [v["name"] for v in variables if v["type"] == "datasource"] == ["datasource"]
+    queried = [*doc["panels"], *_targets(doc), *(v for v in variables if v["type"] == "query")]
+    assert all(item["datasource"]["uid"] == "${datasource}" for item in queried)
+
+
+def test_projects_of_one_name_stay_apart_on_both_dashboards() -> None:
+    """Every organisation's first project is called "Default project": grouped by name alone, the panels summed
+    the projects of two orgs (or two projects named alike) into one bar. They now group by the project's ID too,
+    and show it beside the name."""
+    prometheus = [t for t in _targets(_dashboard("usageledger-prometheus.json")) if "project_name" in t["expr"]]
+    assert prometheus
+    for target in prometheus:
+        groups = [set(g.split(", ")) for g in re.findall(r"by \(([^)]*)\)", target["expr"])]
+        assert all("project_id" in g for g in groups if "project_name" in g), target["expr"]
+        assert "{{project_id}}" in target["legendFormat"], target
+    postgres = [t["rawSql"] for t in _targets(_dashboard("usageledger-postgres.json")) if "project_name" in t["rawSql"]]
+    assert postgres
+    for sql in postgres:
+        label = re.search(r"COALESCE\((.*?)\) AS (?:project|metric)", sql)
+        assert label is not None and "project_name || ' (' || project_id || ')'" in label.group(1), sql
+
+
 @pytest.mark.postgres
 def test_metrics_and_the_mcp_tools_read_a_postgres_store(pg_store: BaseStore) -> None:
     """The metrics and every MCP tool run on PostgreSQL too (the same SQL as on DuckDB), with the same sums."""

@@ -26,6 +26,7 @@ import psutil
 import pytest
 from starlette.testclient import TestClient
 
+from usageledger.config import Config
 from usageledger.emulator import Emulator
 from usageledger.report.formatting import format_money
 from usageledger.report.queries import LINE_ITEM_MODEL
@@ -258,6 +259,46 @@ def test_a_report_of_a_project_the_store_does_not_hold_is_refused(client: TestCl
         assert (got.json() == {"error": error}) if route != "/" else (error in got.text)
     project = client.get("/api/filters").json()["projects"][0]["id"]
     assert client.get(route, params={"project": project}).status_code == 200
+
+
+@pytest.mark.parametrize("route", ["/api/report", "/"])
+def test_a_report_of_a_model_the_store_does_not_hold_is_refused(client: TestClient, route: str) -> None:
+    """`/api/report?model=gpt-5` answered 200 with $0.00 (a mistyped model read as one with no spend) where an
+    unknown project is a 404: now a model is refused the same way, naming those like it; a base name, which takes
+    in its dated snapshots, passes."""
+    for model, hint in (("gpt-5", "/api/filters lists the models"), ("GPT-4O", "did you mean gpt-4o-2024-08-06")):
+        got = client.get(route, params={"model": model})
+        assert got.status_code == 404, got.text
+        error = f"model: {model} is no model in this store; {hint}"
+        assert got.json()["error"].startswith(error) if route != "/" else (html.escape(error) in got.text)
+    assert client.get(route, params={"model": "gpt-4o"}).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["model", "project", "since"])
+def test_a_very_long_value_is_refused_without_echoing_it(client: TestClient, name: str) -> None:
+    """A 20,000-character `?model=` came back whole inside the refusal (a 20 KB error line); now it is refused by
+    its length, naming the parameter, on the API and the page alike."""
+    for route in ("/api/report", "/"):
+        got = client.get(route, params={name: "x" * 20_000})
+        assert got.status_code == 400, got.text[:200]
+        assert len(got.text) < 2_000
+        assert f"{name}: 20,000 characters is too long; give at most 256" in got.text
+
+
+def test_the_filters_refuse_a_project_team_or_model_the_store_does_not_hold(client: TestClient) -> None:
+    """`/api/filters?project=nope` (or `team=`, `model=`) answered 200 and offered the typo back among the choices,
+    while `/api/report` refused it: now the filters refuse it as the report does, and a known value passes."""
+    for params, status, error in (
+        ({"project": "nope"}, 404, "project: nope is no project in this store"),
+        ({"model": "gpt-5"}, 404, "model: gpt-5 is no model in this store"),
+        ({"team": "nope"}, 400, "team: no team is named 'nope'"),
+    ):
+        got = client.get("/api/filters", params=params)
+        assert got.status_code == status, got.text
+        assert got.json()["error"].startswith(error), got.text
+    options = client.get("/api/filters").json()
+    chosen = {"project": options["projects"][0]["id"], "model": options["models"][0], "team": options["teams"][0]}
+    assert client.get("/api/filters", params=chosen).status_code == 200
 
 
 def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_the_api_and_on_the_page(
@@ -494,3 +535,58 @@ def test_serve_exposes_prometheus_metrics_with_project_names(store: str, tmp_pat
     assert abs(sum(s.value for s in cost.samples) - float(expected or 0)) < 0.01
     assert asked.status_code == 200 and asked.headers["content-type"].startswith("application/openmetrics-text")
     assert "usageledger_month_to_date_cost_usd" in {f.name for f in parse_openmetrics(asked.text)}
+
+
+def test_metrics_name_projects_as_the_dashboard_does(store: str) -> None:
+    """`/metrics` labelled projects with the directory's names only, while the page and the API used the config's
+    `[names]` over them: one project, two names. Now they agree, and a name with a quote, a backslash, a newline
+    and non-ASCII comes back whole from both exposition formats."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with TestClient(build_app(store)) as plain:
+        project = plain.get("/api/filters").json()["projects"][0]["id"]
+    name = 'Dat"a \\ Pipe\nline <b>é€🚀</b>'
+    settings = Config(names={"projects": {project: name}})
+    with TestClient(build_app(store, config=settings)) as client:
+        listed = {p["id"]: p["name"] for p in client.get("/api/filters").json()["projects"]}
+        text = client.get("/metrics").text
+        om = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}).text
+    assert listed[project] == name
+    for families in (text_string_to_metric_families(text), parse_openmetrics(om)):
+        samples = [s for f in families if f.name == "usageledger_month_to_date_cost_usd" for s in f.samples]
+        assert samples
+        assert {s.labels["project_name"] for s in samples if s.labels["project_id"] == project} == {name}
+
+
+def test_an_empty_store_says_there_is_no_spend_not_that_it_is_new(tmp_path: Path) -> None:
+    """A store nothing was synced into yet said "$0.00, new against the previous 30 days" under the Spend card, as if
+    spend had appeared: with no spend in either period it says so."""
+    url = str(tmp_path / "empty.duckdb")
+    open_store(url).close()
+    with TestClient(build_app(url)) as client:
+        page = client.get("/")
+        document = client.get("/api/report").json()
+    assert page.status_code == 200, page.text
+    assert "no spend in this period or the previous 30 days" in page.text
+    assert "new against" not in page.text
+    assert document["totals"]["spend"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("GET", "/api/nothing", 404, "path: /api/nothing is not a route of this server; the routes: /, /api/report"),
+        ("GET", "/api/projects/", 404, "project: /api/projects/ names no project ID; use /api/projects/ID"),
+        ("POST", "/api/report", 405, "method: POST is not served at /api/report; use GET"),
+    ],
+)
+def test_a_path_or_method_no_route_serves_is_one_json_line(
+    client: TestClient, method: str, path: str, status: int, error: str
+) -> None:
+    """A mistyped route, a project ID left out and a POST got Starlette's plain-text `Not Found` / `Method Not
+    Allowed`, unlike every other refusal of the API: now one JSON line naming what is wrong."""
+    got = client.request(method, path)
+    assert got.status_code == status
+    assert got.headers["content-type"] == "application/json"
+    assert got.json()["error"].startswith(error), got.text

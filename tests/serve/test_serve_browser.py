@@ -20,8 +20,11 @@ import httpx
 import pytest
 from PIL import Image, ImageStat
 from playwright.sync_api import Browser, Page, Route
+from starlette.testclient import TestClient
 
+from usageledger.config import Config
 from usageledger.report.formatting import format_money
+from usageledger.serve import build_app
 
 CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
 
@@ -146,3 +149,65 @@ def test_the_dashboard_in_chromium_follows_the_period_and_a_project(
         context.close()
     assert errors == []
     assert requests and all(urlsplit(u).hostname == "127.0.0.1" for u in requests), requests
+
+
+def test_the_dashboard_fits_a_phone_and_a_narrow_window(browser: Browser, server: str) -> None:
+    """At 375 px and at 640 px the page never scrolls sideways: the filters (a project's name with its ID is wider
+    than a phone) shrink to the window, and a wide table scrolls inside its own panel."""
+    for width in (375, 640):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        try:
+            page = context.new_page()
+            page.goto(server)
+            widest = page.evaluate("document.documentElement.scrollWidth")
+            box = page.locator("#filter-project").bounding_box()
+            assert box is not None
+            assert widest <= width, (width, widest)
+            assert box["x"] + box["width"] <= width, (width, box)
+        finally:
+            context.close()
+
+
+def test_a_dropdown_stepped_through_with_the_keyboard_applies_on_enter(browser: Browser, server: str) -> None:
+    """Arrow keys on a focused dropdown change it at each press: the page waits for Enter (or Apply) rather than
+    reloading at the first press, so a keyboard user can reach any option; Enter applies the one chosen."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(server)
+        options = page.locator("#filter-model option").evaluate_all("os => os.map(o => o.value)")
+        assert len(options) >= 3 and options[0] == ""
+        # Count submissions as they are made (a reload would only begin after the press returned).
+        page.evaluate(
+            "() => { window.submits = 0; const submit = HTMLFormElement.prototype.submit;"
+            " HTMLFormElement.prototype.submit = function () { window.submits += 1; return submit.call(this); }; }"
+        )
+        page.focus("#filter-model")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")
+        assert page.evaluate("window.submits") == 0
+        assert page.locator("#filter-model").input_value() == options[2]
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.locator("#filter-model").input_value() == options[2]
+        assert f"model={options[2]}" in urlsplit(page.url).query
+    finally:
+        context.close()
+
+
+def test_a_long_project_name_wraps_on_a_phone(browser: Browser, store: str) -> None:
+    """A project named without spaces (a slug, 90 characters) chosen on the page pushed it 400 px past a 375 px
+    phone: the period line and the drill-down's headings, which carry the name, now wrap it."""
+    with TestClient(build_app(store)) as plain:
+        project = plain.get("/api/filters").json()["projects"][0]["id"]
+    name = "MarketingCopy" + "AndOn" * 15 + "WithoutSpaces"
+    with TestClient(build_app(store, config=Config(names={"projects": {project: name}}))) as client:
+        page_html = client.get("/", params={"project": project}).text
+    assert name in page_html
+    context = browser.new_context(viewport={"width": 375, "height": 800}, offline=True)
+    try:
+        page = context.new_page()
+        page.set_content(page_html)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    finally:
+        context.close()

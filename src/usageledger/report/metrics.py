@@ -255,9 +255,11 @@ def render_metrics(
     labels: frozenset[str] = DEFAULT_METRICS_LABELS,
     openmetrics: bool = False,
     now: datetime | None = None,
+    overrides: Names | None = None,
 ) -> tuple[bytes, str]:
     """The metrics page of ``store`` at ``now`` (default: the clock): ``(body, content type)``, in the Prometheus
-    text format or, with ``openmetrics``, in OpenMetrics."""
+    text format or, with ``openmetrics``, in OpenMetrics. ``project_name`` is the directory's name, overridden by
+    ``overrides`` (the config's ``[names]``), as the dashboard and ``report`` name a project."""
     unknown = labels - DEFAULT_METRICS_LABELS
     if unknown:
         raise ParameterError("--metrics-labels", f"{', '.join(sorted(unknown))} is not a label")
@@ -266,7 +268,7 @@ def render_metrics(
     period = Period(_month_start(today), today + timedelta(days=1))
     today_start = day_start(today)
     shape = _Shape(labels)
-    names = resolve_names(store) if "project" in labels else Names()
+    names = resolve_names(store, overrides=overrides) if "project" in labels else Names()
     families = [
         *_costs(store, shape, names, period.start, today_start, period.end),
         *_usage(store, shape, names, period, today_start),
@@ -287,17 +289,19 @@ def metrics_endpoint(
     labels: frozenset[str] = DEFAULT_METRICS_LABELS,
     *,
     clock: Callable[[], datetime] | None = None,
+    overrides: Names | None = None,
 ) -> Callable[[Any], Any]:
     """A Starlette endpoint serving :func:`render_metrics`: the store is opened per scrape (read only, in a worker
     thread), and an ``Accept`` header naming ``application/openmetrics-text`` gets OpenMetrics. ``clock`` (default:
-    the system's) says what "now" is, for tests and replays."""
+    the system's) says what "now" is, for tests and replays; ``overrides``: names over the directory's."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
 
     def scrape(openmetrics: bool) -> tuple[bytes, str]:
         with store_opener() as store:
-            return render_metrics(store, labels=labels, openmetrics=openmetrics, now=None if clock is None else clock())
+            now = None if clock is None else clock()
+            return render_metrics(store, labels=labels, openmetrics=openmetrics, now=now, overrides=overrides)
 
     async def endpoint(request: Request) -> Response:
         try:

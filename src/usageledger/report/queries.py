@@ -443,6 +443,8 @@ class ReportData:
                 f"no comparison: {whole}, so the period's last {missing} are missing or partial; run"
                 " `usageledger sync` to compare"
             )
+        if self.total_spend == 0 and self.previous_spend == 0:  # "$0.00, new" would say spend appeared
+            return f"no spend in this period or the previous {days}"
         change = self.total_spend - self.previous_spend
         ratio = None if self.previous_spend == 0 else change / self.previous_spend
         return f"{format_signed_money(change, self.currency)}, {format_ratio(ratio)} against the previous {days}"

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -48,7 +49,7 @@ from usageledger.report.keys import build_keys
 from usageledger.report.metrics import DEFAULT_METRICS_LABELS, metrics_endpoint
 from usageledger.report.names import Names, names_from_mapping, resolve_names
 from usageledger.report.period import report_period
-from usageledger.report.queries import Period, ReportData
+from usageledger.report.queries import Period, ReportData, models_like
 from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
@@ -68,6 +69,9 @@ IDLE_HOLD: Final = 1.0
 """Seconds a DuckDB store stays open after a request, for the next one (a sync that starts waits at most this)."""
 FILTERS: Final = ("since", "until", "org", "project", "team", "model")
 """The query parameters of ``/``, ``/api/report`` and ``/api/filters``."""
+MAX_VALUE: Final = 256
+"""The longest filter value read (a date, an ID, a model, a team name are far shorter): a longer one is refused
+naming it, rather than echoed whole in the refusal and the page."""
 PROJECT_FILTERS: Final = ("since", "until", "org")
 """The query parameters of ``/api/projects/{project_id}`` (the project is in the path)."""
 
@@ -174,6 +178,9 @@ def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str
             raise ParameterError(name, f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
         if sum(1 for other, _ in given if other == name) > 1:
             raise ParameterError(name, "given more than once; give it once")
+    for name, text in given:
+        if len(text) > MAX_VALUE:
+            raise ParameterError(name, f"{len(text):,} characters is too long; give at most {MAX_VALUE}")
     out: dict[str, str | None] = {}
     for name in allowed:
         value = request.query_params.get(name)
@@ -226,8 +233,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
             team_param="team",
         )
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
-        if params["project"] is not None:
-            _check_project(db, params["project"], params["org"], names)
+        _check_named(db, params, names)
         data = replace(
             data,
             adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]),
@@ -238,12 +244,31 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
     return _Answer(data, names, outlook, credit, offered)
 
 
+def _check_named(db: BaseStore, params: dict[str, str | None], names: Names) -> None:
+    """The ``project`` and ``model`` filters name what the store holds (a 404 otherwise): the one check of
+    ``/``, ``/api/report`` and ``/api/filters``."""
+    if params["project"] is not None:
+        _check_project(db, params["project"], params["org"], names)
+    if params["model"] is not None:
+        _check_model(db, params["model"], params["org"])
+
+
 def _check_project(db: BaseStore, project_id: str, org: str | None, names: Names) -> None:
     """A project the store does not know is a 404 (``?project=`` of a report as ``/api/projects/ID``), never a report
     of a project with no spend."""
     if not known_project(db, project_id, org=org, names=names):
         where = "" if org is None else f" of org {org}"
         raise _NotFound("project", f"{project_id} is no project{where} in this store; /api/filters lists the projects")
+
+
+def _check_model(db: BaseStore, model: str, org: str | None) -> None:
+    """A model no cost or usage row names (a typo, or a model of another org) is a 404, as an unknown project is,
+    never a report of a model with no spend."""
+    like = models_like(db, model, org=org)
+    if like is not None:
+        where = "" if org is None else f" of org {org}"
+        hint = f"did you mean {', '.join(like)}?" if like else "/api/filters lists the models"
+        raise _NotFound("model", f"{model} is no model{where} in this store; {hint}")
 
 
 def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
@@ -308,6 +333,11 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             period = _period(params, ctx.now())
             with ctx.reading(params) as db:
                 names = resolve_names(db, org=params["org"], overrides=ctx.names)
+                # the filters given are checked as a report checks them: never offered back when the store has none
+                resolve_scope(
+                    db, period, org=params["org"], team=params["team"], teams=ctx.config.teams, team_param="team"
+                )
+                _check_named(db, params, names)
                 return filter_options(db, period, params, names=names, teams=ctx.config.teams)
 
         try:
@@ -354,8 +384,29 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         Route("/api/projects/{project_id:str}", api_project),
         Route("/healthz", healthz),
         # Prometheus: the same store, read per scrape; gauges for period figures (see usageledger.report.metrics)
-        Route("/metrics", metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now())),
+        Route(
+            "/metrics",
+            metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now(), overrides=ctx.names),
+        ),
     ]
+
+
+ROUTES: Final = ("/", "/api/report", "/api/filters", "/api/projects/ID", "/healthz", "/metrics")
+"""What a request for a path or method no route serves is told (the routes of :func:`routes`)."""
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """A path no route serves, or a method a route does not take: one line naming it, in JSON like every other
+    refusal of the API (Starlette's own answer is a plain ``Not Found``)."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 405:
+        message = f"method: {request.method} is not served at {path}; use GET"
+    elif path.startswith("/api/projects/"):
+        message = f"project: {path} names no project ID; use /api/projects/ID (/api/filters lists the projects)"
+    else:
+        message = f"path: {path} is not a route of this server; the routes: {', '.join(ROUTES)}"
+    return JSONResponse({"error": mask_keys(message)}, status_code=exc.status_code, headers=exc.headers)
 
 
 class _Guard:
@@ -429,5 +480,6 @@ def build_app(
     return Starlette(
         routes=[*routes(ctx), *extra_routes],
         middleware=[Middleware(_Guard, token=token)],
+        exception_handlers={HTTPException: _no_route},
         lifespan=lifespan,
     )

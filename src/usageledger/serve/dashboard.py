@@ -1,7 +1,7 @@
 """The dashboard's own parts around the HTML report: the filter form, the project drill-down, an error page.
 
 Plain HTML with every value escaped; links and the form are relative to this server, and the one script (submit
-the form when a dropdown changes) is inline, so the page loads nothing from anywhere.
+the form when a dropdown is picked with the mouse, or on Enter) is inline, so the page loads nothing from anywhere.
 """
 
 from __future__ import annotations
@@ -23,16 +23,24 @@ SCRIPT: Final = """
   var form = document.getElementById("filters");
   if (!form) { return; }
   form.querySelectorAll("select").forEach(function (el) {
-    el.addEventListener("change", function () { form.submit(); });
+    var keyed = false;
+    el.addEventListener("keydown", function (event) {
+      keyed = event.key !== "Enter";
+      if (event.key === "Enter") { event.preventDefault(); form.submit(); }
+    });
+    el.addEventListener("pointerdown", function () { keyed = false; });
+    el.addEventListener("change", function () { if (!keyed) { form.submit(); } });
   });
 }());
 """
+"""A dropdown picked with the mouse applies at once; one stepped through with the arrow keys (which change it at
+each press) waits for Enter or Apply, so a keyboard user can reach every option."""
 
 _STYLE: Final = """<style>
 .filters{display:flex;flex-wrap:wrap;gap:.6rem 1rem;align-items:end;margin:0 0 1rem;padding:.8rem 1rem;
 border:1px solid #ddd;border-radius:6px;background:#fafafa}
-.filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444;gap:.2rem}
-.filters input,.filters select{font:inherit;padding:.25rem .4rem;min-width:9rem}
+.filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444;gap:.2rem;min-width:0;max-width:100%}
+.filters input,.filters select{font:inherit;padding:.25rem .4rem;min-width:9rem;max-width:100%;box-sizing:border-box}
 .provisional-note{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #d9a400;background:#fff8e1}
 .drill a{color:inherit}
 </style>"""
