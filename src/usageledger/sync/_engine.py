@@ -131,7 +131,10 @@ async def run_sync(
         async with _stream_locks(store, orgs, streams):
             return await _run_locked(store, orgs, streams, options, on_event, transport, clock, command)
     finally:
-        store.release_sync_lock(shared=True)
+        try:
+            store.release_sync_lock(shared=True)
+        except StoreError as exc:  # the connection is gone: the server dropped the lock with it, and the run's
+            logger.info("could not release the sync lock: %s", exc)  # own error (if any) is the one to say
 
 
 def _check_arguments(store: object, orgs: object, streams: object, options: object) -> None:

@@ -165,7 +165,9 @@ def is_alive(owner: RunOwner | None) -> bool | None:
     return True
 
 
-def _why(run: RunningRun) -> str:
+def _why(run: RunningRun, *, lost: bool = False) -> str:
+    if lost and run.owner is not None:
+        return f"the run's connection to the store was lost (pid {run.owner.pid} on {run.owner.host} lives on)"
     if run.owner is None:
         return "the run ended without recording it (its process is gone)"
     return f"the run's process (pid {run.owner.pid} on {run.owner.host}) ended without finishing it"
@@ -180,11 +182,14 @@ def abandoned_runs(store: BaseStore, *, holding_sync_lock: bool = False) -> dict
     """
     dead: dict[str, str] = {}
     for run in store.running_runs():
-        alive = is_alive(run.owner)
-        if alive is None:  # another host, or not recorded: PostgreSQL still knows (the run's advisory lock)
-            alive = store.run_is_live(run.run_id)
+        process = is_alive(run.owner)
+        # PostgreSQL knows, on any host: the run's advisory lock lives exactly as long as its connection. A living
+        # process can still have lost its run (a server restarted under it, so the run's end could not be recorded),
+        # and in a long-lived process (`serve --sync-every`) the pid alone kept such a run `running` for ever.
+        held = None if process is False else store.run_is_live(run.run_id)
+        alive = process if held is None else held
         if alive is False or (alive is None and holding_sync_lock):
-            dead[run.run_id] = _why(run)
+            dead[run.run_id] = _why(run, lost=process is True)
     return dead
 
 
