@@ -42,7 +42,7 @@ from usageledger.sync._model import (
     SyncResult,
     plan_stream,
 )
-from usageledger.sync._safety import check_orgs, reap_abandoned, this_process
+from usageledger.sync._safety import check_org_keys, check_orgs, reap_abandoned, this_process
 from usageledger.sync._state import FetchedWindow, StreamRun, WindowJob, interleave
 from usageledger.sync._writer import WINDOWS_PER_SLOT, Writer
 from usageledger.sync_options import SyncOptions
@@ -214,6 +214,18 @@ async def _run_locked(
     if transport is None:
         tls_context()
     check_orgs(store, orgs, at=int(time.time()))
+    await check_org_keys(
+        store,
+        orgs,
+        lambda org: AsyncClient(
+            api_key=org.api_key,
+            base_url=org.base_url,
+            max_retries=options.max_retries,
+            allow_insecure_http=options.allow_insecure_http,
+            transport=transport,
+            clock=wall,
+        ),
+    )
     reap_abandoned(store, at=int(time.time()), holding_sync_lock=True)
     pairs = [(org.name, stream) for org in orgs for stream in streams]
     for (org_name, stream), state in zip(pairs, store.register_streams(pairs), strict=True):
