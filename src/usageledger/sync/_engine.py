@@ -264,8 +264,15 @@ async def _run_locked(
             await _execute(store, runs, {org.name: org for org in orgs}, clients, options, run_id, now, emit)
         status = "ok" if all(r.result().status == "ok" for r in runs) else "failed"
     except BaseException as exc:
-        error = str(exc) if isinstance(exc, UsageLedgerError) else type(exc).__name__
         status = "failed" if isinstance(exc, Exception) else "interrupted"
+        # An interruption (Ctrl-C, SIGTERM: the loop cancels the run) was recorded as `CancelledError`: say what it is.
+        error = (
+            str(exc)
+            if isinstance(exc, UsageLedgerError)
+            else type(exc).__name__
+            if status == "failed"
+            else "interrupted: the process was stopped (Ctrl-C or SIGTERM); sync again to go on"
+        )
         raise
     finally:
         for client in clients.values():
