@@ -133,6 +133,13 @@ def export_delta(
     guard.check(root)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output {root} is a file: a Delta export writes a directory of tables; pick a directory")
+    here = root.absolute()
+    table = next((p for p in (here, *here.parents) if (p / "_delta_log").is_dir()), None)
+    if table is not None:  # `--output lake/costs` nested twelve tables in a table, whose VACUUM would delete them
+        raise ConfigError(
+            f"--output {root} is {'' if table == here else 'inside '}the Delta table {table}: a lake is a directory"
+            " of tables, not a table; export to the lake's directory or another one"
+        )
     ours = store.identity()
     made = not root.exists()
     root.mkdir(parents=True, exist_ok=True)

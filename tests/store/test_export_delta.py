@@ -305,3 +305,21 @@ def test_an_export_waits_for_another_export_of_the_same_lake(tmp_path: Path) -> 
         later.join(120)
     assert results and results[0].total == rows and results[0].rewritten == 0  # it found the table equal
     assert _read(lake / "costs").num_rows == rows  # each row once
+
+
+def test_an_output_inside_a_delta_table_is_refused(tmp_path: Path) -> None:
+    """`--output lake/costs` (a table, not the lake) nested twelve tables in the costs table's directory, where its
+    VACUUM deletes every file the table's log does not name: refused, the table and the lake left as they were."""
+    from usageledger.store import Stream
+
+    db = str(tmp_path / "ledger.duckdb")
+    with open_store(db) as store, run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url:
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 10 * DAY).ok
+        export_delta(store, tmp_path / "lake", endpoints=["costs"])
+        before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*"))
+        table = tmp_path / "lake" / "costs"
+        month = next(table.glob("month=*"))
+        for output, said in ((table, "is the Delta table"), (month / "x", "is inside the Delta table")):
+            with pytest.raises(ConfigError, match=f"{said} {table}: a lake is a directory of tables, not a table"):
+                export_delta(store, output, endpoints=["costs"])
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*")) == before
