@@ -27,8 +27,12 @@ KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
 URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*(?::/{0,3}|//)[^\s/:@]*):\S+@")
 
 # A password given as a URL's query parameter: libpq reads ``postgresql://user@host/db?password=…`` (and
-# ``sslpassword=``, the client key's) as it reads ``user:password@``.
-QUERY_PASSWORD: Final = re.compile(r"([?&](?:ssl)?password=)[^&#\s]+", re.IGNORECASE)
+# ``sslpassword=``, the client key's) as it reads ``user:password@``; or as a word of libpq's keyword/value
+# connection string (``host=db password=… dbname=ledger``, quoted ``password='a b'`` too), which a careless
+# ``--store`` gets: usageledger refuses that form, in a message that must not show the password.
+QUERY_PASSWORD: Final = re.compile(
+    r"((?:[?&]|(?<![^\s'\"]))(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&#\s]+)", re.IGNORECASE
+)
 
 
 # A webhook URL whose path is its credential, by the hosts that issue them (Slack's ``hooks.slack.com/services/...``,

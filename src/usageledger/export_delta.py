@@ -23,7 +23,10 @@ identity is taken over by the first store that exports to it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import logging
 import os
 import re
 import shutil
@@ -36,11 +39,21 @@ import pyarrow as pa
 
 from usageledger import timeutil
 from usageledger.errors import ConfigError
-from usageledger.export import BATCH_ROWS, check_batch_rows, check_directory, endpoint_names, export_guard, tables_for
+from usageledger.export import (
+    BATCH_ROWS,
+    _Guard,
+    check_batch_rows,
+    check_directory,
+    endpoint_names,
+    export_guard,
+    tables_for,
+)
 from usageledger.store import BaseStore, TableSpec
 from usageledger.store.schema import q
 
 __all__ = ["DeltaExportResult", "DeltaTableExport", "delta_schema", "export_delta"]
+
+logger = logging.getLogger("usageledger.export")
 
 _TS: Final = pa.timestamp("us", tz="UTC")
 _KEY: Final = ("org", "stream", "bucket_start", "group_key")
@@ -120,7 +133,54 @@ def export_delta(
     guard.check(root)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output {root} is a file: a Delta export writes a directory of tables; pick a directory")
+    here = root.absolute()
+    table = next((p for p in (here, *here.parents) if (p / "_delta_log").is_dir()), None)
+    if table is not None:  # `--output lake/costs` nested twelve tables in a table, whose VACUUM would delete them
+        raise ConfigError(
+            f"--output {root} is {'' if table == here else 'inside '}the Delta table {table}: a lake is a directory"
+            " of tables, not a table; export to the lake's directory or another one"
+        )
     ours = store.identity()
+    made = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        with _lake_lock(root):
+            return _export_locked(deltalake, store, specs, root, guard, batch_rows, ours)
+    except BaseException:
+        if made and not any(root.iterdir()):  # a refused export leaves no directory it made
+            root.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def _lake_lock(root: Path) -> Iterator[None]:
+    """Hold ``root`` (``flock`` on the directory itself: no file is added to the lake) for one export at a time.
+
+    Two exports to one lake at once both found no table, both wrote one, and the second appended every row again:
+    the lake held each row twice, and later MERGEs (one source row matching two) never undid it. The later export
+    now waits, then compares with what the first one left, so it rewrites nothing that is already equal.
+    """
+    fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("waiting for %s: another usageledger export is writing it", root)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor lets the lock go
+
+
+def _export_locked(
+    deltalake: Any,
+    store: BaseStore,
+    specs: Sequence[TableSpec],
+    root: Path,
+    guard: _Guard,
+    batch_rows: int,
+    ours: str,
+) -> DeltaExportResult:
     unfinished: list[Path] = []
     for spec in specs:  # every check before anything is written
         where = root / spec.name
@@ -141,7 +201,6 @@ def export_delta(
             )
     for where in unfinished:  # a first write that never committed (a full disk): no table refers to its files
         shutil.rmtree(where)
-    root.mkdir(parents=True, exist_ok=True)
     return DeltaExportResult(tuple(_export_one(deltalake, store, spec, root, batch_rows, ours) for spec in specs))
 
 

@@ -130,7 +130,7 @@ class LedgerTools:
         store knows, or the answer would be a mistyped project's $0)."""
         if project is None:
             return None
-        names = resolve_names(store, org=org, overrides=self._overrides())
+        names = resolve_names(store, org=org, overrides=self._overrides(), distinct=False)
         if project.startswith("proj_"):
             if not known_project(store, project, org=org, names=names):
                 where = "" if org is None else f" of org {org}"

@@ -176,3 +176,31 @@ def test_demo_report_names_projects(tmp_path: Path) -> None:
     assert removed.exit_code == 0, removed.output
     with open_store(str(store), read_only=True) as db:
         assert db.query("SELECT COUNT(*) FROM directory_versions WHERE org = 'demo'") == [(0,)]
+
+
+def test_two_projects_named_alike_stay_apart_and_every_name_is_one_line(synced: str, tmp_path: Path) -> None:
+    """Two projects the directory names alike were two identical rows of every report (which is which?), and a
+    newline in a name drew a row of its own: each alike name now carries its ID, and every name is one line."""
+    import shutil
+
+    store = str(tmp_path / "alike.duckdb")
+    shutil.copy(synced, store)
+    doc = _report(synced, EMULATOR_NOW - 29 * DAY, EMULATOR_NOW)
+    rows = doc["spend_by_project"]
+    assert isinstance(rows, list) and len(rows) >= 3
+    first, second, third = (r["project_id"] for r in rows[:3])
+    with open_store(store) as db:
+        for pid, name in ((first, "Search"), (second, "search"), (third, "Ops\nTeam")):
+            db.execute("UPDATE directory_versions SET name = %s WHERE kind = 'project' AND id = %s", (name, pid))
+    since, until = _day(EMULATOR_NOW - 29 * DAY), _day(EMULATOR_NOW)
+    text = _run("report", "--store", store, "--since", since, "--until", until).stdout
+    assert f"Search ({first})" in text and f"search ({second})" in text and "Ops\\nTeam" in text
+    again = _report(store, EMULATOR_NOW - 29 * DAY, EMULATOR_NOW)
+    by_id = {r["project_id"]: r["name"] for r in again["spend_by_project"]}  # type: ignore[union-attr]
+    assert (by_id[first], by_id[second], by_id[third]) == (f"Search ({first})", f"search ({second})", "Ops\\nTeam")
+    keys = _run("keys", "--store", store, "--now", str(EMULATOR_NOW)).stdout
+    assert f"Search ({first})" in keys and "Ops\\nTeam" in keys and "Ops\nTeam" not in keys
+    alert = CliRunner().invoke(
+        app, ["check", "--store", store, "--project", first, "--monthly-budget", "0", "--date", until]
+    )
+    assert f"project Search ({first}): monthly spend" in alert.stdout, alert.output  # its ID said once

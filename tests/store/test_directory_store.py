@@ -177,3 +177,36 @@ def test_a_key_deleted_between_two_syncs_keeps_its_name(store: BaseStore) -> Non
     assert all(names[key][1] == "deleted" and names[key][0] for key in deleted)
     archived = set(old.source.retired.projects)
     assert archived and all(current_names(store, "main", "project")[p][1] == "archived" for p in archived)
+
+
+def test_two_refreshes_of_one_org_at_once_keep_one_current_version_per_item(pg_url: str) -> None:
+    """Two workers of one org refreshing its directory at once both found no current version and both inserted one:
+    every item twice in directory_current, so every row of a named view that joins it counted twice. The later
+    refresh now waits for the first one's commit and then finds every item unchanged."""
+    import threading
+    import time
+
+    entries = [Entry("project", "", f"proj_{i}", f"P{i}", "{}") for i in range(50)]
+    snap = Snapshot(entries, frozenset({("project", "")}))
+    first, later = open_store(pg_url), open_store(pg_url)
+    later_pid = later.query("SELECT pg_backend_pid()")[0][0]
+    done: list[object] = []
+    try:
+        with first.transaction():
+            refresh(first, "o", snap, at=EMULATOR_NOW)  # written, not committed yet
+            thread = threading.Thread(target=lambda: done.append(refresh(later, "o", snap, at=EMULATOR_NOW + 1)))
+            thread.start()
+            deadline = time.monotonic() + 30
+            while (
+                thread.is_alive()
+                and not first.query("SELECT COUNT(*) FROM pg_locks WHERE pid = %s AND NOT granted", (later_pid,))[0][0]
+            ):
+                assert time.monotonic() < deadline, "the later refresh neither waited nor finished"
+                time.sleep(0.01)
+        thread.join(30)
+        assert done and done[0] == dataclasses.replace(done[0], inserted=0, unchanged=50)  # type: ignore[type-var]
+        rows = first.query("SELECT COUNT(*), COUNT(DISTINCT id) FROM directory_current WHERE org = 'o'")
+        assert rows == [(50, 50)]
+    finally:
+        first.close()
+        later.close()

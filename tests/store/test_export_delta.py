@@ -263,3 +263,66 @@ def test_wrong_delta_export_arguments_are_refused_before_anything_is_written(
             assert caught.value.param == param
         assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("ledger.duckdb")) == []
         assert [t.table for t in export_delta(store, tmp_path / "lake", endpoints="costs").tables] == ["costs"]
+
+
+def test_an_export_waits_for_another_export_of_the_same_lake(tmp_path: Path) -> None:
+    """Two exports into one lake at once both wrote every table, the later appending each row again (a lake of
+    doubled rows that MERGE never repaired): one waits for the other's lock, saying so, then writes only what
+    differs."""
+    import fcntl
+    import logging
+    import os
+    import shutil
+    import threading
+
+    from usageledger.store import Stream
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    waiting = threading.Event()
+
+    class _Told(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "another usageledger export is writing it" in record.getMessage():
+                waiting.set()
+
+    told = _Told()
+    logging.getLogger("usageledger.export").addHandler(told)
+    db = str(tmp_path / "ledger.duckdb")
+    with open_store(db) as store, run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url:
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 30 * DAY).ok
+        rows = _store_rows(store, "costs")
+        results: list[DeltaExportResult] = []
+        held = os.open(lake, os.O_RDONLY)  # what the other export holds while it writes
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            later = threading.Thread(target=lambda: results.append(export_delta(store, lake, endpoints=["costs"])))
+            later.start()
+            assert waiting.wait(60), "the second export did not wait for the lake's lock"
+            assert not (lake / "costs").exists()  # nothing written while the other export holds the lake
+            export_delta(store, tmp_path / "other", endpoints=["costs"])  # the other export writes its table...
+            shutil.copytree(tmp_path / "other" / "costs", lake / "costs")  # ...into the lake, then lets go
+        finally:
+            os.close(held)
+            logging.getLogger("usageledger.export").removeHandler(told)
+        later.join(120)
+    assert results and results[0].total == rows and results[0].rewritten == 0  # it found the table equal
+    assert _read(lake / "costs").num_rows == rows  # each row once
+
+
+def test_an_output_inside_a_delta_table_is_refused(tmp_path: Path) -> None:
+    """`--output lake/costs` (a table, not the lake) nested twelve tables in the costs table's directory, where its
+    VACUUM deletes every file the table's log does not name: refused, the table and the lake left as they were."""
+    from usageledger.store import Stream
+
+    db = str(tmp_path / "ledger.duckdb")
+    with open_store(db) as store, run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url:
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 10 * DAY).ok
+        export_delta(store, tmp_path / "lake", endpoints=["costs"])
+        before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*"))
+        table = tmp_path / "lake" / "costs"
+        month = next(table.glob("month=*"))
+        for output, said in ((table, "is the Delta table"), (month / "x", "is inside the Delta table")):
+            with pytest.raises(ConfigError, match=f"{said} {table}: a lake is a directory of tables, not a table"):
+                export_delta(store, output, endpoints=["costs"])
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*")) == before

@@ -14,9 +14,11 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.errors import StoreError
-from usageledger.store import migrations, open_existing_store, open_store
+from usageledger.store import Stream, migrations, open_existing_store, open_store
 from usageledger.store.duckdb import DuckDBStore
+from usageledger.sync import Org, RunStarted, sync
 from usageledger.sync import _engine as engine
+from usageledger.sync._safety import reap_abandoned
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -414,3 +416,31 @@ def test_a_delta_export_cut_short_by_a_full_disk_is_one_line_and_the_next_one_co
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
     assert deltalake.DeltaTable(str(lake / "costs")).version() == 0
+
+
+def test_a_postgresql_server_gone_mid_sync_is_one_store_error_and_the_next_run_finds_it(
+    pg_url: str, emulator_url: str
+) -> None:
+    """The server ending the sync's connection mid-run (a restart): a StoreError of one line, not psycopg's
+    exception out of the lock release; the next opening marks the run abandoned and a re-run syncs whole."""
+    streams = [Stream.create("costs", "1d", ("project_id", "line_item"))]
+    store = open_store(pg_url)
+    backend = store.query("SELECT pg_backend_pid()")[0][0]
+    killer = open_store(pg_url)
+
+    def cut(event: object) -> None:
+        if isinstance(event, RunStarted):  # the run is recorded `running`; nothing is written yet
+            killer.query("SELECT pg_terminate_backend(%s)", (backend,))
+
+    with pytest.raises(StoreError) as failed:
+        sync(store, [Org("main", FAKE_ADMIN_KEY, emulator_url)], streams, on_event=cut, clock=lambda: EMULATOR_NOW)
+    assert "\n" not in str(failed.value) and str(failed.value).startswith("PostgreSQL: ")
+    for step in (lambda: store.try_lock_stream("main", "s"), lambda: store.release_sync_lock(shared=True)):
+        with pytest.raises(StoreError):  # every lock step of a dead connection, not psycopg.OperationalError
+            step()
+    store.close()
+    killer.close()
+    with open_store(pg_url) as reopened:
+        assert len(reap_abandoned(reopened, at=EMULATOR_NOW, holding_sync_lock=False)) == 1  # this process lives on
+        assert sync(reopened, [Org("main", FAKE_ADMIN_KEY, emulator_url)], streams, clock=lambda: EMULATOR_NOW).ok
+        assert reopened.query("SELECT last_status FROM streams")[0][0] == "ok"

@@ -144,3 +144,27 @@ def test_a_postgresql_driver_message_quoting_the_url_shows_no_password() -> None
         open_store("postgresql://u:PWCANARY@[::1/db")
     assert "in URI" in str(caught.value)
     assert "PWCANARY" not in str(caught.value) and "PWCANARY" not in repr(caught.value)
+
+
+@pytest.mark.parametrize("command", [["sync", "-e", "costs", "-q"], ["status"], ["report"]])
+def test_a_libpq_keyword_connection_string_is_refused_and_its_password_never_shown(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--store "host=db dbname=ledger password=..."` (psycopg's other form) synced into a DuckDB file named with the
+    password, and a reader's "no store at" error printed it: refused in one line, the URL form said, nothing made."""
+    monkeypatch.chdir(tmp_path)
+    env = {"OPENAI_ADMIN_KEY": "sk-admin-schemes-test", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    dsn = "host=127.0.0.1 port=5432 password=hunter2 dbname=ledger user=me"
+    result = CliRunner().invoke(app, [*command, "--store", dsn], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: the store looks like a PostgreSQL keyword/value connection string (host=... dbname=...); give it as"
+        " a URL: postgresql://USER@HOST:PORT/DBNAME (keep the password in PGPASSFILE or PGPASSWORD)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+    # Every error masks a keyword/value password as it masks a URL's, quoted or not, wherever the text comes from.
+    assert (
+        str(StoreError(f"no store at {dsn}"))
+        == "no store at host=127.0.0.1 port=5432 password=*** dbname=ledger user=me"
+    )
+    assert str(StoreError("dbname=x password = 'a b' user=u")) == "dbname=x password = *** user=u"

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
-from usageledger.errors import ConfigError, ParameterError
+from usageledger.errors import ConfigError, ParameterError, SyncError
 from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
 from usageledger.sync import Org, SyncOptions, WindowDone, plan_stream, sync
 
@@ -297,6 +297,33 @@ def test_a_refused_key_stops_every_stream_of_its_org_with_one_message(duck: Base
     assert all(s.status == "ok" for s in both.streams if s.org == "good") and both.counts.inserted > 0
     states = {(s.org, s.last_status, s.last_error) for s in duck.stream_states()}
     assert states == {("main", "failed", error), ("good", "ok", None)}
+
+
+def test_another_organizations_key_is_refused_before_it_overwrites_the_org(duck: BaseStore) -> None:
+    """A key swapped between two orgs' variables synced gamma's usage under `alpha`, replacing alpha's rows and
+    marking its whole directory deleted, in silence. An org whose stored directory has projects is refused when none
+    of them is found with its key, before anything is written; its own key syncs on."""
+    from usageledger.emulator.orgs import Organisations, org_key
+    from usageledger.sync.directory import refresh_org
+
+    streams = (Stream.create("costs", "1d", ("project_id", "line_item")),)
+    since = EMULATOR_NOW - 5 * DAY
+    with run_server(Organisations(EmulatorConfig(days=10, now=EMULATOR_NOW), 3)) as url:
+        alpha = Org("alpha", org_key(1), url, key_source="KEY_ALPHA")
+        assert run(duck, url, orgs=[alpha], streams=streams, since=since).ok
+        refresh_org(duck, alpha, at=EMULATOR_NOW, allow_insecure_http=True)
+        directory = "SELECT * FROM directory_versions ORDER BY kind, scope, id, valid_from"
+        before = (snapshot(duck), duck.query(directory))
+        assert before[0]["costs"] and before[1]
+        swapped = Org("alpha", org_key(3), url, key_source="KEY_ALPHA")
+        with pytest.raises(SyncError) as refused:
+            run(duck, url, orgs=[swapped], streams=streams, since=since)
+        assert (snapshot(duck), duck.query(directory)) == before
+        assert duck.query("SELECT COUNT(*) FROM sync_runs")[0][0] == 1  # not even a run was recorded
+        assert run(duck, url, orgs=[alpha], streams=streams).ok
+    said = str(refused.value)
+    assert said.startswith("org 'alpha': the admin key from KEY_ALPHA belongs to another organization: none of")
+    assert said.endswith("set KEY_ALPHA to alpha's own admin key; nothing was synced") and org_key(3) not in said
 
 
 def test_a_base_url_without_v1_is_said_once_for_all_the_streams(duck: BaseStore) -> None:

@@ -90,7 +90,8 @@ def test_sigterm_records_the_run_as_interrupted_and_keeps_finished_streams(slow_
     assert statuses == expected
     assert "ok" in statuses.values() and "interrupted" in statuses.values()
     with open_store(store) as opened:
-        assert opened.query("SELECT status FROM sync_runs") == [("interrupted",)]
+        (run,) = opened.query("SELECT status, error FROM sync_runs")
+    assert run == ("interrupted", "interrupted: the process was stopped (Ctrl-C or SIGTERM); sync again to go on")
     code, _, err = finish(run_cli([*cli(), *sync_args(store)], slow_emulator, tmp_path))
     assert code == 0, err
     assert set(_stream_statuses(store).values()) == {"ok"}

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from usageledger._text import one_line
 from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, resolve_store, say
 from usageledger.cli.commands_report import NowOpt, OrgOpt, _database
 from usageledger.config import load_config
@@ -14,6 +15,7 @@ from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.jsonout import dumps, keys_document
 from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys, key_span
+from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.timeutil import now_unix, since_unix, to_unix
 
@@ -27,7 +29,7 @@ def duration_flag(value: str, param: str) -> timedelta:
 
 def _owner(owner: KeyOwner) -> str:
     """The owner's name (a service account says so); the email is in the JSON, removal in the flags."""
-    who = owner.name or owner.email or owner.id or "?"
+    who = one_line(owner.name or owner.email or owner.id or "?")
     return f"{who} (service account)" if owner.type == "service_account" else who
 
 
@@ -35,7 +37,9 @@ def _when(value: datetime | None) -> str:
     return "never" if value is None else f"{value:%Y-%m-%d}"
 
 
-def render_keys(data: KeysReport) -> DataTable:
+def render_keys(data: KeysReport, names: Names) -> DataTable:
+    """The keys as a table; projects named as every report names them (``names``, from ``resolve_names``: one line
+    each, two projects called alike told apart by their IDs, archived ones marked)."""
     """The keys as a table whose numbers are never cut."""
     title = f"API keys: spend and requests from {data.start:%Y-%m-%d %H:%M} to {data.end:%Y-%m-%d %H:%M} UTC"
     table = DataTable(
@@ -53,11 +57,9 @@ def render_keys(data: KeysReport) -> DataTable:
         label("flags"),
     )
     for k in data.keys:
-        project = k.project_name or k.project_id or ""
-        if k.project_status not in (None, "active"):
-            project += f" ({k.project_status})"
+        project = "" if k.project_id is None else names.project(k.project_id)
         table.add_row(
-            k.name or "",
+            one_line(k.name or ""),
             k.id,
             k.kind,
             k.status,
@@ -128,11 +130,12 @@ def keys(
     settings = load_config(config)
     with _database(resolve_store(store, settings), org=org) as db:
         data = build_keys(db, start=start, end=now, now=now, org=org, rules=rules)
+        names = resolve_names(db, org=org)
     _missing_sources(data)
     if output_format == "json":
         typer.echo(dumps(keys_document(data)))
     else:
-        console.print(render_keys(data))
+        console.print(render_keys(data, names))
         if not data.keys:
             console.print("no API keys: the store holds no directory and no usage grouped by api_key_id")
         # Piped into a log or a mail, every flag stays on one line, however long.

@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 from usageledger import catalogue
-from usageledger._text import counted
+from usageledger._text import counted, one_line
 from usageledger.errors import UsageLedgerError
 from usageledger.report.queries import Database
 from usageledger.store import table_for
@@ -135,7 +135,7 @@ class KeyInfo:
     @property
     def label(self) -> str:
         """The key's name (or ID), marked when it no longer exists."""
-        shown = self.name or self.id
+        shown = one_line(self.name or self.id)  # a name the API sent with a newline still flags on one line
         return shown if self.status == "active" else f"{shown} ({self.status})"
 
 

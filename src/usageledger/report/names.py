@@ -32,6 +32,7 @@ from typing import Final
 
 from usageledger._paths import read_user_text
 from usageledger._sections import KINDS, IdKind, Names, names_from_mapping
+from usageledger._text import one_line
 from usageledger.errors import ConfigError
 from usageledger.store.directory import BaseStore
 
@@ -154,13 +155,36 @@ def directory_names(store: BaseStore, org: str | None = None) -> Names:
     )
 
 
-def resolve_names(store: BaseStore, *, org: str | None = None, overrides: Names | None = None) -> Names:
+def resolve_names(
+    store: BaseStore, *, org: str | None = None, overrides: Names | None = None, distinct: bool = True
+) -> Names:
     """The names every command shows: the store's directory, overridden by ``overrides`` (``[names]`` and a
-    ``--names`` file, see :func:`load_names`)."""
+    ``--names`` file, see :func:`load_names`).
+
+    With ``distinct`` (the default) they are fit to show: each on one line (a newline or other control character
+    the API sent is written as its escape, ``\\n``, so a name never reads as two rows of a table), and names two
+    IDs of one kind share carry their ID (``Search (proj_abc)``, ``Search (proj_def)``: two projects called alike,
+    or every org's ``Default project``, stay two rows a reader can tell apart). ``distinct=False`` gives the names
+    as they are, to look an ID up by its name.
+    """
     names = directory_names(store, org)
-    return names.merged(overrides) if overrides is not None else names
+    names = names.merged(overrides) if overrides is not None else names
+    if not distinct:
+        return names
+    return Names(projects=_distinct(names.projects), users=_distinct(names.users), api_keys=_distinct(names.api_keys))
+
+
+def _distinct(table: Mapping[str, str]) -> Mapping[str, str]:
+    shown = {ident: one_line(label) for ident, label in table.items()}
+    held: dict[str, int] = {}
+    for label in shown.values():
+        held[label.casefold()] = held.get(label.casefold(), 0) + 1
+    return MappingProxyType(
+        {ident: with_id(label, ident) if held[label.casefold()] > 1 else label for ident, label in shown.items()}
+    )
 
 
 def with_id(label: str, ident: str) -> str:
-    """``Search (proj_abc)``: a name with its ID, for messages read later (alerts, logs); the ID alone if unnamed."""
-    return ident if label == ident else f"{label} ({ident})"
+    """``Search (proj_abc)``: a name with its ID, for messages read later (alerts, logs); the ID alone if unnamed,
+    and a label that carries its ID already (:func:`resolve_names` gives two alike names their IDs) as it is."""
+    return label if label == ident or label.endswith(f" ({ident})") else f"{label} ({ident})"

@@ -22,7 +22,7 @@ from usageledger import timeutil
 from usageledger._text import counted, spreadsheet_text
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import decimal_string
-from usageledger.report.names import Names
+from usageledger.report.names import Names, with_id
 from usageledger.report.statement import SHARED, MonthStatements, Statement, StatementLine
 from usageledger.report.tables import DataTable, label, number
 
@@ -32,8 +32,7 @@ __all__ = ["render_statements", "statement_csv", "statement_document", "statemen
 def _owner_name(statements: MonthStatements, names: Names) -> Callable[[str], str]:
     def name(owner: str) -> str:
         if statements.by == "project" and owner != SHARED:
-            shown = names.project(owner)
-            return shown if shown == owner else f"{shown} ({owner})"
+            return with_id(names.project(owner), owner)
         return owner
 
     return name

@@ -58,6 +58,13 @@ _NEAR_POSTGRES: Final = re.compile(r"postgres(?:ql)?(?::/*|//+)", re.IGNORECASE)
 starts so (``postgres/ledger.duckdb``, a file in a folder, does not match)."""
 
 
+_LIBPQ_WORDS: Final = re.compile(
+    r"^(?:host|hostaddr|port|dbname|user|password|passfile|service|sslmode|connect_timeout)\s*=", re.IGNORECASE
+)
+"""The start of libpq's keyword/value connection string, which psycopg takes but a store never is (never shown:
+it may hold a password)."""
+
+
 def store_files(url: str) -> list[tuple[str, str]]:
     """What a DuckDB store at ``url`` is made of, as ``(what, path)``: the file, its WAL and its lock files; none for a
     PostgreSQL URL or an in-memory database."""
@@ -93,6 +100,11 @@ def check_store_url(url: str | Path) -> str:
         raise StoreError(
             f"the store {redact_url_password(text)} looks like a PostgreSQL URL, but it starts with "
             f"{misspelled.group(0)!r}; start it with postgresql:// (lower case, two slashes)"
+        )
+    if _LIBPQ_WORDS.match(text):  # `host=db dbname=ledger password=…` became a DuckDB file of that name
+        raise StoreError(
+            "the store looks like a PostgreSQL keyword/value connection string (host=... dbname=...); give it as a "
+            "URL: postgresql://USER@HOST:PORT/DBNAME (keep the password in PGPASSFILE or PGPASSWORD)"
         )
     scheme = _SCHEME.match(text)
     if scheme and not is_postgres_url(text):

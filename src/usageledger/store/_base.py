@@ -189,6 +189,12 @@ class BaseStore(ABC):
         """
         return None
 
+    def lock_in_transaction(self, *key: str) -> None:
+        """Inside a transaction: wait until no other connection's transaction holds ``key``, then hold it until this
+        one ends (PostgreSQL's transaction advisory lock), so two writers of one thing (an org's directory) take
+        turns, the later one reading what the first committed. A DuckDB file has one writer: nothing to wait for."""
+        return None
+
     @abstractmethod
     def _migration_lock(self) -> None:
         """Serialise migrations between processes (inside the migration's transaction)."""

@@ -35,6 +35,7 @@ class BaseStore(Protocol):
     def transaction(self) -> AbstractContextManager[None]: ...
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def lock_in_transaction(self, *key: str) -> None: ...
 
 
 __all__ = [
@@ -137,6 +138,10 @@ def refresh(store: BaseStore, org: str, snapshot: Snapshot, *, at: int) -> Direc
     """Bring ``org``'s versions in line with ``snapshot`` at Unix time ``at``, in one transaction."""
     inserted = changed = deleted = unchanged = 0
     with store.transaction():
+        # Two workers of one org refreshing at once both found no current version and both inserted one: every item
+        # twice in directory_current (and every row of a named view that joins it). The later one now waits, then
+        # compares with what the first committed.
+        store.lock_in_transaction("directory", org)
         latest = store.query("SELECT MAX(valid_from) FROM directory_versions WHERE org = %s", [org])[0][0]
         last = to_unix(latest)
         when = to_datetime(at if last is None or at > last else last + 1)  # versions of one item never share a start

@@ -107,23 +107,30 @@ class PostgresStore(BaseStore):
         name = "_incoming"
         names = [n for n, _ in spec.incoming_columns]
         col_defs = ", ".join(f"{q(n)} {spec.sql_type('postgres', n)}" for n in names)
-        self._con.execute(f"CREATE TEMP TABLE {name} ({col_defs}) ON COMMIT DROP")
-        with self._con.cursor() as cur, cur.copy(f"COPY {name} ({', '.join(q(n) for n in names)}) FROM STDIN") as cp:
-            for row in payload:
-                cp.write_row(row)
+        self.execute(f"CREATE TEMP TABLE {name} ({col_defs}) ON COMMIT DROP")
+        copy = f"COPY {name} ({', '.join(q(n) for n in names)}) FROM STDIN"
+        try:
+            with self._con.cursor() as cur, cur.copy(copy) as cp:
+                for row in payload:
+                    cp.write_row(row)
+        except self._pg.Error as exc:
+            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
         return name
 
+    # Every statement below goes through `execute`/`query`, so a server gone mid-run (restarted, its connection
+    # killed) is a StoreError, one line, never psycopg's exception and its traceback.
+
     def _unstage(self, name: str) -> None:
-        self._con.execute(f"DROP TABLE IF EXISTS {name}")
+        self.execute(f"DROP TABLE IF EXISTS {name}")
 
     def _try_lock(self, key: int, *, shared: bool = False) -> bool:
         how = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-        row = self._con.execute(f"SELECT {how}(%s)", [key]).fetchone()
-        return bool(row and row[0])
+        rows = self.query(f"SELECT {how}(%s)", [key])
+        return bool(rows and rows[0][0])
 
     def _unlock(self, key: int, *, shared: bool = False) -> None:
         how = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
-        self._con.execute(f"SELECT {how}(%s)", [key])
+        self.execute(f"SELECT {how}(%s)", [key])
 
     def acquire_sync_lock(self, *, shared: bool = False) -> bool:
         """A session-level advisory lock: shared by the syncs (workers) writing the database, exclusive for a command
@@ -170,8 +177,11 @@ class PostgresStore(BaseStore):
             return False
         return True
 
+    def lock_in_transaction(self, *key: str) -> None:
+        self.query("SELECT pg_advisory_xact_lock(%s)", [_lock_key("transaction", *key)])
+
     def _migration_lock(self) -> None:
-        self._con.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+        self.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
 
     def close(self) -> None:
         self._con.close()

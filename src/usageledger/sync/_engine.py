@@ -42,7 +42,7 @@ from usageledger.sync._model import (
     SyncResult,
     plan_stream,
 )
-from usageledger.sync._safety import check_orgs, reap_abandoned, this_process
+from usageledger.sync._safety import check_org_keys, check_orgs, reap_abandoned, this_process
 from usageledger.sync._state import FetchedWindow, StreamRun, WindowJob, interleave
 from usageledger.sync._writer import WINDOWS_PER_SLOT, Writer
 from usageledger.sync_options import SyncOptions
@@ -131,7 +131,10 @@ async def run_sync(
         async with _stream_locks(store, orgs, streams):
             return await _run_locked(store, orgs, streams, options, on_event, transport, clock, command)
     finally:
-        store.release_sync_lock(shared=True)
+        try:
+            store.release_sync_lock(shared=True)
+        except StoreError as exc:  # the connection is gone: the server dropped the lock with it, and the run's
+            logger.info("could not release the sync lock: %s", exc)  # own error (if any) is the one to say
 
 
 def _check_arguments(store: object, orgs: object, streams: object, options: object) -> None:
@@ -211,6 +214,18 @@ async def _run_locked(
     if transport is None:
         tls_context()
     check_orgs(store, orgs, at=int(time.time()))
+    await check_org_keys(
+        store,
+        orgs,
+        lambda org: AsyncClient(
+            api_key=org.api_key,
+            base_url=org.base_url,
+            max_retries=options.max_retries,
+            allow_insecure_http=options.allow_insecure_http,
+            transport=transport,
+            clock=wall,
+        ),
+    )
     reap_abandoned(store, at=int(time.time()), holding_sync_lock=True)
     pairs = [(org.name, stream) for org in orgs for stream in streams]
     for (org_name, stream), state in zip(pairs, store.register_streams(pairs), strict=True):
@@ -249,8 +264,15 @@ async def _run_locked(
             await _execute(store, runs, {org.name: org for org in orgs}, clients, options, run_id, now, emit)
         status = "ok" if all(r.result().status == "ok" for r in runs) else "failed"
     except BaseException as exc:
-        error = str(exc) if isinstance(exc, UsageLedgerError) else type(exc).__name__
         status = "failed" if isinstance(exc, Exception) else "interrupted"
+        # An interruption (Ctrl-C, SIGTERM: the loop cancels the run) was recorded as `CancelledError`: say what it is.
+        error = (
+            str(exc)
+            if isinstance(exc, UsageLedgerError)
+            else type(exc).__name__
+            if status == "failed"
+            else "interrupted: the process was stopped (Ctrl-C or SIGTERM); sync again to go on"
+        )
         raise
     finally:
         for client in clients.values():

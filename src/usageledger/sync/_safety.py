@@ -24,14 +24,16 @@ import dataclasses
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import httpx
 
 from usageledger._options import base_url_from, is_loopback
 from usageledger._secrets import redact_url_password
-from usageledger.errors import StoreError, SyncError
+from usageledger._text import one_line
+from usageledger.client import AsyncClient
+from usageledger.errors import NotFoundError, StoreError, SyncError, UsageLedgerError
 from usageledger.report.queries import Period, costs_not_synced
 from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner, StreamState
 from usageledger.sync._model import Org
@@ -39,6 +41,7 @@ from usageledger.sync._model import Org
 __all__ = [
     "DEMO_STORE",
     "abandoned_runs",
+    "check_org_keys",
     "check_orgs",
     "data_source",
     "data_warnings",
@@ -53,6 +56,52 @@ logger = logging.getLogger("usageledger.sync")
 
 DEMO_STORE: Final = "usageledger-demo.duckdb"
 """Where the demo writes by default: a store of its own, never the real one."""
+
+
+# --- one org's key, one org's ledger --------------------------------------------------------------------
+
+_KNOWN_PROJECTS: Final = 3
+"""How many of an org's known projects a run asks for by ID before it trusts the org's key (one, mostly)."""
+
+
+async def check_org_keys(store: BaseStore, orgs: Sequence[Org], client_for: Callable[[Org], AsyncClient]) -> None:
+    """Refuse, before anything is written, an org whose key belongs to another organisation.
+
+    A key swapped between two variables (``KEY_ALPHA`` holding gamma's key) synced gamma's usage under ``alpha``: the
+    lag window's rows were replaced by another organisation's, alpha's whole directory marked deleted, and nothing
+    said so. An organisation never deletes a project (archived ones are still retrieved by ID), so an org whose
+    stored directory holds projects is asked for its oldest few by ID: when none is found, the key is another
+    organisation's. Any other answer (a refused key, no connection) is left to the run, which reports it.
+    """
+    for org in orgs:
+        known = store.query(
+            "SELECT id, name FROM directory_versions WHERE org = %s AND kind = 'project' AND valid_to IS NULL"
+            " AND status <> 'deleted' ORDER BY valid_from, id LIMIT %s",
+            (org.name, _KNOWN_PROJECTS),
+        )
+        if not known:
+            continue
+        async with client_for(org) as client:
+            missing = 0
+            for project_id, _ in known:
+                try:
+                    await client.project(project_id)
+                except NotFoundError:
+                    missing += 1
+                    continue
+                except UsageLedgerError:  # refused, unreachable: the run meets it and says so
+                    pass
+                break
+        if missing == len(known):
+            project_id, name = known[0]
+            source = f" from {org.key_source}" if org.key_source else ""
+            fix = f"set {org.key_source} to" if org.key_source else "give it"
+            shown = project_id if not name else f"{one_line(name)} ({project_id})"
+            raise SyncError(
+                f"org {org.name!r}: the admin key{source} belongs to another organization: none of the projects"
+                f" the store holds for {org.name!r} is found with it ({shown}, ...); {fix} {org.name}'s own"
+                " admin key; nothing was synced"
+            )
 
 
 # --- synthetic or real ----------------------------------------------------------------------------------
@@ -166,7 +215,9 @@ def is_alive(owner: RunOwner | None) -> bool | None:
     return True
 
 
-def _why(run: RunningRun) -> str:
+def _why(run: RunningRun, *, lost: bool = False) -> str:
+    if lost and run.owner is not None:
+        return f"the run's connection to the store was lost (pid {run.owner.pid} on {run.owner.host} lives on)"
     if run.owner is None:
         return "the run ended without recording it (its process is gone)"
     return f"the run's process (pid {run.owner.pid} on {run.owner.host}) ended without finishing it"
@@ -181,11 +232,14 @@ def abandoned_runs(store: BaseStore, *, holding_sync_lock: bool = False) -> dict
     """
     dead: dict[str, str] = {}
     for run in store.running_runs():
-        alive = is_alive(run.owner)
-        if alive is None:  # another host, or not recorded: PostgreSQL still knows (the run's advisory lock)
-            alive = store.run_is_live(run.run_id)
+        process = is_alive(run.owner)
+        # PostgreSQL knows, on any host: the run's advisory lock lives exactly as long as its connection. A living
+        # process can still have lost its run (a server restarted under it, so the run's end could not be recorded),
+        # and in a long-lived process (`serve --sync-every`) the pid alone kept such a run `running` for ever.
+        held = None if process is False else store.run_is_live(run.run_id)
+        alive = process if held is None else held
         if alive is False or (alive is None and holding_sync_lock):
-            dead[run.run_id] = _why(run)
+            dead[run.run_id] = _why(run, lost=process is True)
     return dead
 
 
