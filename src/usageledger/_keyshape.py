@@ -46,7 +46,10 @@ WEBHOOK_SHAPED: Final = re.compile(
 )
 
 # A credential in any URL's query: ``?token=``, ``&sig=`` (a signed URL), ``key=``, ``secret=``.
-_QUERY_TOKEN: Final = re.compile(r"([?&](?:token|access_token|sig|signature|key|secret)=)[^&#\s'\"]+", re.IGNORECASE)
+# A key-shaped value (``?key=sk-admin-...``) is left to KEY_SHAPED, which shows its prefix.
+_QUERY_TOKEN: Final = re.compile(
+    r"([?&](?:token|access_token|sig|signature|key|secret)=)(?!sk-)[^&#\s'\"]+", re.IGNORECASE
+)
 
 # The API's own echo of a rejected key (``Incorrect API key provided: SECRETga****bage.``): it keeps 8 leading and 4
 # trailing characters, which for a short or mangled key is nearly all of it.

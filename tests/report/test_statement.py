@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from usageledger._text import one_line
 from usageledger.cli import app
 from usageledger.config import STATEMENT_ALLOCATIONS, parse_config
 from usageledger.errors import ConfigError, ParameterError
@@ -286,8 +287,9 @@ def test_csv_and_html_outputs(store: str, tmp_path: Path) -> None:
 
 def test_names_cannot_run_as_formulas_or_markup(store: str, tmp_path: Path) -> None:
     """A project named `=cmd|' /C calc'!A0` (names come from the API and from files) went into the statement CSV as
-    is, a formula a spreadsheet runs; its cell now starts with an apostrophe. Commas, quotes and newlines stay one
-    cell, the HTML page escapes markup, and amounts (negative ones too) stay numbers."""
+    is, a formula a spreadsheet runs; its cell now starts with an apostrophe. Commas and quotes stay one cell, a
+    newline is written as its escape (a name is one line), the HTML page escapes markup, and amounts (negative ones
+    too) stay numbers."""
     owners = [s["owner"] for s in _json(MONTH, "--store", store, "--by", "project")["statements"]]
     evil = ["=cmd|' /C calc'!A0 <b>bold</b>", '+1, "two"\nlines & more', "@SUM(1)"]
     names = tmp_path / "names.json"
@@ -298,12 +300,12 @@ def test_names_cannot_run_as_formulas_or_markup(store: str, tmp_path: Path) -> N
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8"), newline="")))
     shown = {r["owner"]: r["name"] for r in rows if r["kind"] == "total"}
     for owner, name in zip(owners, evil, strict=False):
-        expected = f"{name} ({owner})"
+        expected = f"{one_line(name)} ({owner})"  # one line: its newline written as `\n`
         assert shown[owner] == ("'" + expected if name[0] in "=+@" else expected)
     assert all(not r["name"].startswith(("=", "+", "@", "-")) for r in rows)
     assert sum(Decimal(r["amount"]) for r in rows if r["kind"] == "total") == _invoice(store)
     page = out_html.read_text(encoding="utf-8")
-    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "&quot;two&quot;\nlines &amp; more" in page and "<b>" not in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "&quot;two&quot;\\nlines &amp; more" in page and "<b>" not in page
 
 
 def test_a_closed_month_without_later_restatements(store: str, tmp_path: Path) -> None:

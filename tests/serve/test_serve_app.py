@@ -26,6 +26,7 @@ import psutil
 import pytest
 from starlette.testclient import TestClient
 
+from usageledger._text import one_line
 from usageledger.config import Config
 from usageledger.emulator import Emulator
 from usageledger.report.formatting import format_money
@@ -540,7 +541,7 @@ def test_serve_exposes_prometheus_metrics_with_project_names(store: str, tmp_pat
 def test_metrics_name_projects_as_the_dashboard_does(store: str) -> None:
     """`/metrics` labelled projects with the directory's names only, while the page and the API used the config's
     `[names]` over them: one project, two names. Now they agree, and a name with a quote, a backslash, a newline
-    and non-ASCII comes back whole from both exposition formats."""
+    (shown as its escape, as every name is: one line) and non-ASCII comes back whole from both exposition formats."""
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -552,11 +553,12 @@ def test_metrics_name_projects_as_the_dashboard_does(store: str) -> None:
         listed = {p["id"]: p["name"] for p in client.get("/api/filters").json()["projects"]}
         text = client.get("/metrics").text
         om = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}).text
-    assert listed[project] == name
+    shown = one_line(name)
+    assert listed[project] == shown and "\n" not in shown
     for families in (text_string_to_metric_families(text), parse_openmetrics(om)):
         samples = [s for f in families if f.name == "usageledger_month_to_date_cost_usd" for s in f.samples]
         assert samples
-        assert {s.labels["project_name"] for s in samples if s.labels["project_id"] == project} == {name}
+        assert {s.labels["project_name"] for s in samples if s.labels["project_id"] == project} == {shown}
 
 
 def test_an_empty_store_says_there_is_no_spend_not_that_it_is_new(tmp_path: Path) -> None:
