@@ -224,15 +224,13 @@ def _parse(ep: DirectoryEndpoint, query: str) -> _Query:
             params[name] = _split(lists[name])
     limit = None
     if "limit" in scalars:
-        try:
-            limit = int(scalars["limit"])
-        except ValueError:
-            raise _Refused(
-                400, "limit", f"Invalid value for 'limit': '{scalars['limit']}'. Expected an integer.", "invalid_type"
-            ) from None
-        violation = rules.limit_violation(limit, ep.limit)
+        parsed = rules.query_integer("limit", scalars["limit"])
+        if isinstance(parsed, rules.Violation):
+            raise _Refused(400, parsed.param, parsed.message, parsed.code)
+        violation = rules.limit_violation(parsed, ep.limit)
         if violation is not None:
             raise _Refused(400, violation.param, violation.message, violation.code)
+        limit = parsed
     after = scalars.get("after") or None
     return _Query(limit, after, params)
 

@@ -119,12 +119,10 @@ def _split_values(values: list[str]) -> tuple[str, ...]:
 def _int(name: str, raw: str | None) -> int | None:
     if raw is None:
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise _BadRequest(
-            rules.Violation(name, f"Invalid value for '{name}': '{raw}'. Expected an integer.", code="invalid_type")
-        ) from None
+    value = rules.query_integer(name, raw)
+    if isinstance(value, rules.Violation):
+        raise _BadRequest(value)
+    return value
 
 
 def parse_query(endpoint: Endpoint, query: str) -> rules.QueryParams:
