@@ -8,6 +8,7 @@ each fit the endpoint's maximum ``limit``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -156,6 +157,20 @@ def check_definition(
     if bucket_width not in endpoint.bucket_widths:
         return _bad_width(endpoint, bucket_width)
     return _groups_and_filters(endpoint, group_by, filters)
+
+
+_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+
+
+def query_integer(param: str, raw: str) -> int | Violation:
+    """An integer query value: optional sign and ASCII digits, nothing else, or the API's 400 naming ``param``.
+
+    Python's ``int()`` also takes ``"1_795_000_000"``, ``" 7 "`` and other scripts' digits (``"\uff17"``), which an
+    HTTP API reads as the strings they are.
+    """
+    if _INTEGER.fullmatch(raw) is None:
+        return Violation(param, f"Invalid value for '{param}': '{raw}'. Expected an integer.", code="invalid_type")
+    return int(raw)
 
 
 def limit_violation(limit: int | None, rule: Limit) -> Violation | None:

@@ -177,6 +177,20 @@ def test_directory_refusals_have_the_usage_error_shape(api: httpx.Client) -> Non
     assert api.get("/organization/users", headers={"Authorization": ""}).status_code == 401
 
 
+def test_an_empty_groups_page_still_says_where_to_go_on(api: httpx.Client) -> None:
+    """Groups take limit=0 (0-1000): the empty page says has_more, so its next cursor must be set and lead on from
+    where the page began. It was null, and a client following `next` had nowhere to go."""
+    whole = api.get("/organization/groups").json()["data"]
+    empty = api.get("/organization/groups", params={"limit": 0}).json()
+    assert empty["data"] == [] and empty["has_more"] is True and empty["next"]
+    assert api.get("/organization/groups", params={"after": empty["next"]}).json()["data"] == whole
+    first = api.get("/organization/groups", params={"limit": 1}).json()
+    again = api.get("/organization/groups", params={"limit": 0, "after": first["next"]}).json()
+    assert again["data"] == [] and again["next"] == first["next"]
+    rest = api.get("/organization/groups", params={"after": again["next"]}).json()
+    assert rest["data"] == whole[1:] and rest["has_more"] is False and rest["next"] is None
+
+
 def test_small_history_retires_nothing() -> None:
     """Under 47 days of history nothing is archived or deleted, so every listed thing is live."""
     emulator = Emulator(EmulatorConfig(seed=3, days=20, projects=4, users=5, now=EMULATOR_NOW))

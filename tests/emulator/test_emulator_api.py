@@ -215,6 +215,31 @@ def test_invalid_values_are_400s(api: httpx.Client) -> None:
         assert error_of(r)["param"] == param
 
 
+@pytest.mark.parametrize("raw", ["1_000", " 7", "7 ", "\uff17", "\u0663", "7.0", "0x7", ""])
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/organization/usage/images", "limit"),
+        ("/organization/costs", "start_time"),
+        ("/organization/usage/completions", "end_time"),
+        ("/organization/users", "limit"),
+    ],
+)
+def test_integers_are_ascii_digits_only(api: httpx.Client, path: str, param: str, raw: str) -> None:
+    """start_time, end_time and limit take a sign and ASCII digits only: Python's int() let through "1_000",
+    padded numbers and other scripts' digits ("\uff17" as 7), which an HTTP API refuses as not integers."""
+    params = {"start_time": START, param: raw} if "usage" in path or "costs" in path else {param: raw}
+    r = api.get(path, params=params)
+    assert r.status_code == 400, raw
+    assert error_of(r) == {
+        "message": f"Invalid value for '{param}': '{raw}'. Expected an integer.",
+        "type": "invalid_request_error",
+        "param": param,
+        "code": "invalid_type",
+    }
+    assert api.get(path, params={**params, param: "+7" if param == "limit" else str(START + DAY)}).status_code == 200
+
+
 def test_page_token_is_bound_to_its_query(api: httpx.Client) -> None:
     """Re-sending next_page with any other parameter changed gets the live 400 wording."""
     params: dict[str, Any] = {"start_time": START, "limit": 2, "group_by": "model"}

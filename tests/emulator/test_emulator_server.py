@@ -125,7 +125,8 @@ def test_in_process_faults(emulator: Emulator) -> None:
 
 
 def test_faults_over_http(emulator: Emulator) -> None:
-    """Over HTTP: a drop closes the socket without a response; truncated bodies end early; slow bodies arrive whole."""
+    """Over HTTP: a drop closes the socket without a response; truncated bodies end early; slow bodies arrive whole;
+    a malformed answer is a gateway's 502 HTML page."""
     url = f"/organization/usage/completions?start_time={EMULATOR_NOW - 3 * 86400}"
     dropping = faulty(rate_drop=1.0)
     with (
@@ -151,7 +152,9 @@ def test_faults_over_http(emulator: Emulator) -> None:
                 r = client.get(url)
                 if kind == "slow":
                     assert r.content == clean.body
-                else:
+                else:  # a gateway's own failure page: 502, HTML, none of the API's headers (was a 200 "JSON")
+                    assert r.status_code == 502 and r.headers["content-type"].startswith("text/html")
+                    assert b"502 Bad Gateway" in r.content and "x-request-id" not in r.headers
                     with pytest.raises(ResponseDecodeError):
                         models.decode_page(r.content)
 

@@ -34,7 +34,7 @@ KINDS = ("429", "500", "503", "drop", "truncate", "malformed", "slow")
 
 
 def faulty(seed: int, **rates: float) -> FaultConfig:
-    """30% faults by default: 6% 429, 9% 5xx, 6% drops, 9% truncated/malformed/slow bodies; 2-5 ms latency."""
+    """30% faults by default: 6% 429, 9% 5xx, 6% drops, 9% truncated/slow bodies or 502 pages; 2-5 ms latency."""
     values = {"rate_429": 0.06, "rate_5xx": 0.09, "rate_drop": 0.06, "rate_truncate": 0.09} | rates
     return FaultConfig(latency=0.002, jitter=0.003, seed=seed, **values)
 

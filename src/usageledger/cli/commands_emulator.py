@@ -88,7 +88,7 @@ def emulator(
         float,
         typer.Option(
             "--rate-truncate",
-            help="Share of truncated, malformed or slow bodies.",
+            help="Share of truncated or slow bodies and gateway 502 HTML pages.",
             callback=_rate,
             rich_help_panel=_FAULTS,
         ),

@@ -135,18 +135,21 @@ class Directory:
         if q.after is not None:
             key = _from_next(ep, q.after) if ep.pagination == "next" else q.after
             positions = [n for n, i in enumerate(items) if i[ep.key_field] == key]
-            if not positions:
+            if not positions and key != _BEGINNING:
                 raise _Refused(
                     400, "after", f"Invalid 'after': '{q.after}' is not a cursor of this list.", "invalid_cursor"
                 )
-            start = positions[0] + 1
+            start = positions[0] + 1 if positions else 0
         limit = ep.limit.default if q.limit is None else q.limit
         data = items[start : start + limit]
         has_more = start + limit < len(items)
         body: dict[str, object] = {"object": "list", "data": data}
         if ep.pagination == "next":
-            last = data[-1][ep.key_field] if data else None
-            body["next"] = _to_next(ep, last) if has_more and last is not None else None
+            # The cursor holds the position reached: after the page's last item, or, for an empty page (groups
+            # take limit=0), where the page began. has_more with no next would leave a client nowhere to go.
+            reached = start + len(data)
+            last = items[reached - 1][ep.key_field] if reached else _BEGINNING
+            body["next"] = _to_next(ep, last) if has_more else None
         else:
             body["first_id"] = data[0][ep.key_field] if data else None
             body["last_id"] = data[-1][ep.key_field] if data else None
@@ -160,6 +163,10 @@ class _Refused(Exception):
     def __init__(self, status: int, param: str | None, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.param, self.message, self.code = status, param, message, code
+
+
+_BEGINNING: Final = ""
+"""The key a groups ``next`` cursor holds for the start of a list (an empty first page, ``limit=0``)."""
 
 
 def _to_next(ep: DirectoryEndpoint, key: str) -> str:
@@ -217,15 +224,13 @@ def _parse(ep: DirectoryEndpoint, query: str) -> _Query:
             params[name] = _split(lists[name])
     limit = None
     if "limit" in scalars:
-        try:
-            limit = int(scalars["limit"])
-        except ValueError:
-            raise _Refused(
-                400, "limit", f"Invalid value for 'limit': '{scalars['limit']}'. Expected an integer.", "invalid_type"
-            ) from None
-        violation = rules.limit_violation(limit, ep.limit)
+        parsed = rules.query_integer("limit", scalars["limit"])
+        if isinstance(parsed, rules.Violation):
+            raise _Refused(400, parsed.param, parsed.message, parsed.code)
+        violation = rules.limit_violation(parsed, ep.limit)
         if violation is not None:
             raise _Refused(400, violation.param, violation.message, violation.code)
+        limit = parsed
     after = scalars.get("after") or None
     return _Query(limit, after, params)
 

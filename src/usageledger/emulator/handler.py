@@ -34,6 +34,11 @@ from usageledger.emulator.transport import EmulatorTransport
 __all__ = ["Emulator"]
 _ENCODER: Final = msgspec.json.Encoder(decimal_format="number")
 _JSON: Final = ("content-type", "application/json")
+_HTML: Final = ("content-type", "text/html")
+_GATEWAY_PAGE: Final = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>"
+    b"\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
+)
 _SCALARS: Final = frozenset({"start_time", "end_time", "bucket_width", "limit", "page"})
 _LISTS: Final = frozenset({"group_by"})
 _ENTRY_OVERHEAD: Final = 300  # bytes per cache entry beyond the body: key tuple, dict slot, bytes header
@@ -114,12 +119,10 @@ def _split_values(values: list[str]) -> tuple[str, ...]:
 def _int(name: str, raw: str | None) -> int | None:
     if raw is None:
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise _BadRequest(
-            rules.Violation(name, f"Invalid value for '{name}': '{raw}'. Expected an integer.", code="invalid_type")
-        ) from None
+    value = rules.query_integer(name, raw)
+    if isinstance(value, rules.Violation):
+        raise _BadRequest(value)
+    return value
 
 
 def parse_query(endpoint: Endpoint, query: str) -> rules.QueryParams:
@@ -236,11 +239,13 @@ class Emulator:
             if status == 503:
                 message = "The engine is currently overloaded, please try again later."
             return Response(status, tuple(headers), _error(message, "server_error", None, None), fault)
+        if fault.kind == "malformed":
+            # A gateway in front of the API failed: its own HTML page, status and content type, and none of the
+            # API's headers. (It was the page's text under a 200 labelled application/json, which no server sends.)
+            return Response(502, (_HTML,), _GATEWAY_PAGE, fault)
         status, body = self._answer(request)
         if fault.kind == "truncate":
             body = body[: max(1, len(body) // 2)]
-        elif fault.kind == "malformed":
-            body = b"<html><body>502 Bad Gateway</body></html>" if status == 200 else body[::-1]
         return Response(status, tuple(headers), body, fault)
 
     def _answer(self, request: Request) -> tuple[int, bytes]:
