@@ -244,3 +244,16 @@ def test_close_refuses_a_month_the_store_does_not_cover(demo_store_copy: Path) -
     assert whole.exit_code == 0 and whole.stderr == "", whole.output
     with open_store(str(demo_store_copy)) as db:
         assert sorted({line.month.isoformat() for line in closed_lines(db)}) == ["2026-08-01", "2026-10-01"]
+
+
+def test_as_of_before_the_log_says_why_in_the_json(demo_store_copy: Path) -> None:
+    """`report --as-of` before the store's first sync said why its figures are empty on stderr only: the JSON
+    document's `warnings`, which a program reads, was `[]` beside a spend of 0."""
+    done = CliRunner().invoke(
+        app, ["report", "--store", str(demo_store_copy), "--as-of", "2020-01-01", "--format", "json"]
+    )
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    assert Decimal(doc["totals"]["spend"]) == 0 and doc["as_of"] == "2020-01-01T00:00:00Z"
+    said = [w for w in doc["warnings"] if w.startswith("--as-of 2020-01-01T00:00:00Z: the store's revision log begins")]
+    assert len(said) == 1 and f"warning: {said[0]}" in done.stderr
