@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,18 @@ import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
+from usageledger import timeutil
 from usageledger.cli import app
+from usageledger.report.names import resolve_names
 from usageledger.serve import build_app
-from usageledger.store import open_store
+from usageledger.store import default_streams, open_store
 from usageledger.store.closes import closed_lines
+from usageledger.sync import Org, SyncOptions, sync
 
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
+from fixtures.reports import ORG
 
 DAY = 86400
 LATER = str(EMULATOR_NOW + 2 * DAY)
@@ -244,3 +249,63 @@ def test_close_refuses_a_month_the_store_does_not_cover(demo_store_copy: Path) -
     assert whole.exit_code == 0 and whole.stderr == "", whole.output
     with open_store(str(demo_store_copy)) as db:
         assert sorted({line.month.isoformat() for line in closed_lines(db)}) == ["2026-08-01", "2026-10-01"]
+
+
+def test_close_shows_each_project_by_name(demo_command_store: Path, tmp_path: Path) -> None:
+    """`close` listed the projects it closed by ID alone (proj_3trS...), where `changes`, `report` and `check` name
+    them: each project line is its directory name with its ID."""
+    store = tmp_path / "demo.duckdb"
+    shutil.copyfile(demo_command_store, store)
+    last_month = (datetime.now(UTC).date().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    done = CliRunner().invoke(
+        app, ["close", last_month, "--store", str(store), "--allow-partial"], env={"COLUMNS": "200"}
+    )
+    assert done.exit_code == 0, done.output
+    with open_store(str(store)) as db:
+        lines = closed_lines(db)
+        names = {line.org: resolve_names(db, org=line.org) for line in lines}
+    projects = [(line.org, line.project_id) for line in lines if line.level == "project" and line.project_id]
+    assert projects and all(names[o].project(p) != p for o, p in projects), "the demo's directory names them"
+    for org, project in projects:
+        assert f"{names[org].project(project)} ({project})" in done.stdout, done.stdout
+
+
+def test_closing_every_org_when_one_has_closed_names_the_others(demo_store_copy: Path, emulator_url: str) -> None:
+    """With one org's month closed, `close 2026-10` (every org) was refused with "pass --reopen first" alone: a
+    hurried user would reopen, and so forget, the closed figures. The refusal also names the --org of each org still
+    open, and that close records the other org without touching the closed one."""
+    with open_store(str(demo_store_copy)) as db:  # a second synthetic org beside the demo's: costs from October on
+        result = sync(
+            db,
+            [Org("org-second", FAKE_ADMIN_KEY, emulator_url)],
+            [s for s in default_streams() if s.endpoint.name == "costs"],
+            SyncOptions(since=timeutil.to_unix("2026-10-01")),
+            clock=lambda: EMULATOR_NOW,
+        )
+        assert result.ok, result.errors
+    assert _close(demo_store_copy, "2026-10", "--org", ORG).exit_code == 0
+    with open_store(str(demo_store_copy)) as db:
+        before = closed_lines(db)
+    refused = _close(demo_store_copy, "2026-10")
+    assert refused.exit_code == 1 and refused.stderr.strip() == (
+        f"error: MONTH: 2026-10 is already closed for {ORG}: pass --reopen first to close it again, or close it for "
+        "each org still open: --org org-second"
+    ), refused.output
+    assert _close(demo_store_copy, "2026-10", "--org", "org-second").exit_code == 0
+    with open_store(str(demo_store_copy)) as db:
+        after = closed_lines(db)
+    assert [line for line in after if line.org == ORG] == before
+    assert {line.org for line in after} == {ORG, "org-second"}
+
+
+def test_as_of_before_the_log_says_why_in_the_json(demo_store_copy: Path) -> None:
+    """`report --as-of` before the store's first sync said why its figures are empty on stderr only: the JSON
+    document's `warnings`, which a program reads, was `[]` beside a spend of 0."""
+    done = CliRunner().invoke(
+        app, ["report", "--store", str(demo_store_copy), "--as-of", "2020-01-01", "--format", "json"]
+    )
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    assert Decimal(doc["totals"]["spend"]) == 0 and doc["as_of"] == "2020-01-01T00:00:00Z"
+    said = [w for w in doc["warnings"] if w.startswith("--as-of 2020-01-01T00:00:00Z: the store's revision log begins")]
+    assert len(said) == 1 and f"warning: {said[0]}" in done.stderr

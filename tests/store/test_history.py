@@ -232,3 +232,29 @@ def test_wrong_history_arguments_are_refused_naming_them(store: BaseStore) -> No
         with pytest.raises(ParameterError) as caught:
             call()  # type: ignore[no-untyped-call]
         assert str(caught.value).startswith(said)
+
+
+@pytest.mark.parametrize("store", ["duckdb"], indirect=True)
+def test_a_write_right_after_a_close_is_after_it(store: BaseStore) -> None:
+    """`close 2026-10 && sync`: the log's seen times are whole seconds, and a restatement written in the close's
+    second was read back as closed: the statement's closed figures moved (DOES NOT match the close) and its
+    adjustments, and `after_close`, said nothing moved. A close now ends after its second."""
+    stream, day = STREAMS[1], timeutil.to_unix("2026-10-20")
+
+    def write(amount: str) -> None:
+        row = {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
+        row |= {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
+        store.commit_window(WindowWrite("main", stream, [row], day, day + DAY, "manual", int(time.time())))
+
+    store.register_stream("main", stream)
+    write("10.00")
+    time.sleep(1 - time.time() % 1)  # at the start of a second: the close takes a small part of it
+    at = int(time.time())
+    close_month(store, date(2026, 10, 1), ["main"], at=at)
+    write("12.50")  # a sync right after the close
+    with as_of(store, at) as past:
+        assert [(p, a) for _, p, a, _ in month_totals(past, date(2026, 10, 1))] == [("proj_a", Decimal("10.00"))]
+    total = next(a for a in adjustments(store) if a.level == "org")
+    assert (total.closed, total.current, total.amount) == (Decimal("10.00"), Decimal("12.50"), Decimal("2.50"))
+    restated = [r for r in changes(store, since=at - 1).restatements if r.metric == "amount_value"]
+    assert [(r.delta, r.after_close) for r in restated] == [(Decimal("2.50"), True)]

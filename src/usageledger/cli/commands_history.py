@@ -27,7 +27,7 @@ from usageledger.report.formatting import format_money
 from usageledger.report.history import changes as read_changes
 from usageledger.report.jsonout import changes_document, dumps
 from usageledger.report.months import check_month, gaps_text, missing_days
-from usageledger.report.names import resolve_names
+from usageledger.report.names import resolve_names, with_id
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import render_changes
 from usageledger.store import open_store
@@ -120,9 +120,15 @@ def close(
             return
         already = sorted(closed & set(orgs))
         if already:
+            # Closing every org when some have the month closed: the others are closed one by one with --org,
+            # never by reopening (and so forgetting) the closed figures.
+            still_open = [o for o in orgs if o not in closed]
+            each = ", ".join(f"--org {o}" for o in still_open)
+            others = f", or close it for each org still open: {each}" if still_open else ""
             raise ParameterError(
                 "MONTH",
-                f"{first:%Y-%m} is already closed for {', '.join(already)}: pass --reopen first to close it again",
+                f"{first:%Y-%m} is already closed for {', '.join(already)}: pass --reopen first to close it again"
+                f"{others}",
             )
         # A month before the store's costs, or with days it does not hold, is no month to close as it is.
         today = datetime.fromtimestamp(now, UTC).date()
@@ -138,11 +144,10 @@ def close(
             say(f"warning: closing {first:%Y-%m} without {gaps_text(gaps)}")
         # Stamped with the real time, as the revision log's seen times are: a restatement seen later is after the close.
         lines = close_month(db, first, orgs, at=timeutil.now_unix())
+        overrides = _names(settings, None)  # the config's [names], as `changes` and `report` show them
+        shown = {o: resolve_names(db, org=o, overrides=overrides) for o in {line.org for line in lines}}
     table = DataTable(f"Closed {first:%Y-%m}", label("org"), label("project"), number("spend"))
     for line in lines:
-        table.add_row(
-            line.org,
-            "(total)" if line.level == "org" else (line.project_id or "-"),
-            format_money(line.amount, line.currency),
-        )
+        project = "-" if line.project_id is None else with_id(shown[line.org].project(line.project_id), line.project_id)
+        table.add_row(line.org, "(total)" if line.level == "org" else project, format_money(line.amount, line.currency))
     console.print(table)

@@ -269,6 +269,7 @@ def report(
         if as_of_at is not None:
             if (empty := before_the_log(db, as_of_at)) is not None:
                 say(f"warning: {empty}")
+                warnings = (*warnings, empty)  # the JSON's and the page's too: empty figures with the reason
             past = history_as_of(db, as_of_at, buckets=(period.previous().start, period.end))
         with past as read:  # --as-of: the store as it stood then (rebuilt from the revision log), for this block
             scope = resolve_scope(read, period, org=org, project=project, team=team, model=model, teams=settings.teams)

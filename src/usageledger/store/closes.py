@@ -9,6 +9,7 @@ deletes its lines; closing it again records the figures of that moment.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -104,7 +105,13 @@ def closed_lines(store: BaseStore, org: str | None = None) -> list[ClosedLine]:
 
 
 def close_month(store: BaseStore, month: date, orgs: Sequence[str], *, at: int) -> list[ClosedLine]:
-    """Record the month's figures for each of ``orgs`` (none of them may have it closed); the lines recorded."""
+    """Record the month's figures for each of ``orgs`` (none of them may have it closed); the lines recorded.
+
+    Returns once the clock has left the second ``at``. The revision log's seen times are whole seconds, and what a
+    closed month held is read back from it as of ``at`` (statements, ``after_close``): a sync that wrote in the
+    close's second, right after it (``close 2026-10 && sync``), was counted as closed, so the statement's closed
+    figures moved and its adjustments read $0.00. The caller holds the store (``usageledger close`` its lock) until
+    then, so any later write is seen after the close."""
     start, _ = month_bounds(month)
     with store.transaction():
         for org in orgs:
@@ -118,6 +125,8 @@ def close_month(store: BaseStore, month: date, orgs: Sequence[str], *, at: int) 
                     " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     (org, start.date(), level, project, amount, cur, to_datetime(at)),
                 )
+    while (left := at + 1 - time.time()) > 0:
+        time.sleep(left)
     return [line for line in closed_lines(store) if line.month == start.date() and line.org in orgs]
 
 
