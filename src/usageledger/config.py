@@ -10,18 +10,27 @@ otherwise it is refused, with the ``chmod 600`` fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import from_file, in_file, is_duckdb_file, read_user_text
+from usageledger._paths import (
+    from_file,
+    in_file,
+    is_duckdb_file,
+    naming_full_disk,
+    read_user_text,
+    real_path,
+    temp_beside,
+)
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, mask_keys, normalize_key
 from usageledger._sections import key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
@@ -41,6 +50,7 @@ __all__ = [
     "default_config_text",
     "find_config",
     "load_config",
+    "staged_default_config",
     "write_default_config",
 ]
 
@@ -585,14 +595,39 @@ def check_config_target(path: str | Path, *, force: bool = False) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def staged_default_config(
+    path: str | Path = DEFAULT_CONFIG, *, store_url: str = DEFAULT_STORE, force: bool = False
+) -> Iterator[Path]:
+    """The commented default config (mode 0600), written beside ``path`` under a temporary name on entry and renamed
+    into place when the block ends without an error (removed when it fails). ``init`` makes its store inside the
+    block, so a folder the config cannot be written to is said, naming ``--path``, before the store is made, and a
+    store that cannot be made leaves no config."""
+    target = check_config_target(path, force=force)
+    text = default_config_text(in_file(store_url, target))  # read back relative to the config's folder
+    final = real_path(target) if target.is_symlink() else target
+    temp = temp_beside(final)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"--path {target}: cannot write a file in the folder {final.parent or '.'} ({exc.strerror}); run init in"
+            " a folder you can write, or pick another --path"
+        ) from exc
+    try:
+        with naming_full_disk(target), os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(temp, 0o600)
+        yield target
+        os.replace(temp, final)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+
+
 def write_default_config(
     path: str | Path = DEFAULT_CONFIG, *, store_url: str = DEFAULT_STORE, force: bool = False
 ) -> Path:
-    """Write the commented default config (mode 0600); refuse to overwrite unless ``force``."""
-    target = check_config_target(path, force=force)
-    text = default_config_text(in_file(store_url, target))  # read back relative to the config's folder
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(target, 0o600)
-    return target
+    """Write the commented default config (mode 0600) whole; refuse to overwrite unless ``force``."""
+    with staged_default_config(path, store_url=store_url, force=force) as target:
+        return target
