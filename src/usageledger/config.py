@@ -187,20 +187,27 @@ class Config:
 def find_config(explicit: str | Path | None = None) -> Path | None:
     """The config file to read: ``explicit``, else ``$USAGELEDGER_CONFIG``, else ``./usageledger.toml`` if present."""
     if explicit is not None:
-        path = Path(explicit)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist; create one with `usageledger init`")
-        return path
+        return _config_file(Path(explicit), "--config")
     env = os.environ.get(CONFIG_ENV)
     if env and not env.strip():  # `USAGELEDGER_CONFIG=' '` said "names  , which does not exist"
         raise ConfigError(f"{CONFIG_ENV}: the environment variable is set but empty; unset it, or give it a path")
     if env:
-        path = Path(env)
-        if not path.exists():
-            raise ConfigError(f"{CONFIG_ENV} names {path}, which does not exist")
-        return path
+        return _config_file(Path(env), CONFIG_ENV)
     default = Path(DEFAULT_CONFIG)
-    return default if default.exists() else None
+    return _config_file(default, "the config") if default.exists() else None
+
+
+def _config_file(path: Path, given: str) -> Path:
+    """``path`` as a config file to read, or one line naming where it was ``given`` (``--config``, the variable) and
+    the fix: a file that does not exist, or a folder (which said only "cannot read config file /tmp: Is a
+    directory")."""
+    if path.is_dir():
+        raise ConfigError(f"{given} {path} is a folder; give the config file in it, such as {path / DEFAULT_CONFIG}")
+    if not path.exists():
+        raise ConfigError(
+            f"{given} {path}: no such file; write one with `usageledger init --path {path}`, or give an existing config"
+        )
+    return path
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -32,7 +32,7 @@ from usageledger._secrets import exposure, holds_key, holds_password, mask_keys,
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_PREFIX, DEFAULT_BASE_URL
 from usageledger.client import Client
-from usageledger.config import Config, OrgConfig, find_config, load_config
+from usageledger.config import CONFIG_ENV, Config, OrgConfig, find_config, load_config
 from usageledger.errors import (
     APIConnectionError,
     APIStatusError,
@@ -146,7 +146,12 @@ def _check_config(config_path: str | Path | None, findings: list[Finding]) -> Co
         path = find_config(config_path)
     except ConfigError as exc:
         findings.append(
-            Finding("config", "fail", str(exc), "pass --config with an existing file, or run `usageledger init`")
+            Finding(
+                "config",
+                "fail",
+                str(exc),
+                f"give an existing config file (--config, or {CONFIG_ENV}), or write one with `usageledger init`",
+            )
         )
         return None
     if path is None:
