@@ -594,9 +594,11 @@ def check_config_target(path: str | Path, *, force: bool = False) -> Path:
     """Where a new config may go: not over an existing file unless ``force``, never over a DuckDB store."""
     target = Path(path)
     if target.is_dir():  # said first: --force cannot help, and `init` must refuse before it makes the store
-        raise ConfigError(f"{target} is a folder; give the config a file name, such as {target / DEFAULT_CONFIG}")
+        raise ConfigError(
+            f"--path {target} is a folder; give the config a file name, such as {target / DEFAULT_CONFIG}"
+        )
     if target.exists() and not force:
-        raise ConfigError(f"{target} already exists; pass --force to overwrite it")
+        raise ConfigError(f"--path {target} already exists; pass --force to overwrite it, or pick another --path")
     if is_duckdb_file(target):  # --force overwrites a config, never a store
         raise ConfigError(f"{target} is a DuckDB store, not a config file; write the config to another --path")
     return target

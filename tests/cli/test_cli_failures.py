@@ -46,3 +46,18 @@ def test_init_where_the_config_cannot_be_written_is_refused_before_the_store_is_
     assert output.startswith("error: --path /proc/usageledger.toml: cannot write a file in the folder /proc ("), output
     assert output.endswith("run init in a folder you can write, or pick another --path"), output
     assert list(tmp_path.iterdir()) == [], "no store is made for a config that cannot be written"
+
+
+def test_init_twice_names_path_and_both_fixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second `init` said "usageledger.toml already exists; pass --force", naming no flag for the file; now it names
+    --path and both fixes, and the first config is kept as it was."""
+    monkeypatch.chdir(tmp_path)
+    first = CliRunner().invoke(app, ["init"])
+    assert first.exit_code == 0, first.output
+    written = (tmp_path / "usageledger.toml").read_bytes()
+    again = CliRunner().invoke(app, ["init"])
+    assert again.exit_code == 1, again.output
+    assert again.output.strip() == (
+        "error: --path usageledger.toml already exists; pass --force to overwrite it, or pick another --path"
+    )
+    assert (tmp_path / "usageledger.toml").read_bytes() == written
