@@ -32,7 +32,7 @@ from usageledger._paths import (
     temp_beside,
 )
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, mask_keys, normalize_key
-from usageledger._sections import key_path, names_from_mapping, parse_alert_config, parse_teams
+from usageledger._sections import check_keys, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -448,9 +448,7 @@ def _stream(table: Mapping[str, Any], where: str) -> Stream:
 
 
 def _no_unknown(table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{key_path(where, key)}: unknown key; expected one of: {', '.join(known)}")
+    check_keys(where, table, known)
 
 
 def _table(value: Any, key: str) -> Mapping[str, Any]:

@@ -270,6 +270,23 @@ def test_a_config_that_is_missing_or_a_folder_names_where_it_was_given(
     assert done.output.startswith(f"error: {says}") and len(done.output.splitlines()) == 1, done.output
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[sotre]\nurl = "x.duckdb"\n', "sotre: unknown key (did you mean store?); expected one of: store, sync, "),
+        ("[sync]\nlag_day = 3\n", "sync.lag_day: unknown key (did you mean lag_days?); expected one of: lag_days, "),
+        ('[alerts]\ndaily_budgett = "5"\n', "alerts.daily_budgett: unknown key (did you mean daily_budget?); expected"),
+        ("[sync]\ncolour = 1\n", "sync.colour: unknown key; expected one of: lag_days, "),
+    ],
+)
+def test_a_mistyped_key_is_refused_with_the_key_it_likely_meant(text: str, says: str, tmp_path: Path) -> None:
+    """A newcomer's typo (`[sotre]`, `lag_day`) got the bare list of keys, and [alerts] said it in other words than
+    every other section; one refusal now names the likely key, and says nothing when no key is like it."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert str(info.value).startswith(says), str(info.value)
+
+
 def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:
     """A literal key in a group- or world-readable file is refused with the chmod fix; 0600 is accepted."""
     path = write(tmp_path, '[[orgs]]\nname = "a"\napi_key = "sk-admin-abcdefghijkl"\n', mode=0o644)
