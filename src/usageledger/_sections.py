@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from difflib import get_close_matches
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
@@ -138,10 +139,14 @@ def _budget(where: str, table: Mapping[str, object], keys: Sequence[str]) -> Bud
     )
 
 
-def _check_keys(where: str, table: Mapping[str, object], allowed: Sequence[str]) -> None:
+def check_keys(where: str, table: Mapping[str, object], allowed: Sequence[str]) -> None:
+    """The one refusal of a key a config table does not take (every section's): it names the key, the one it most
+    likely meant (`[sotre]` is `store`) and the keys the table takes."""
     for key in table:
         if key not in allowed:
-            raise ConfigError(f"{key_path(where, key)}: unknown key; the known keys are: {', '.join(allowed)}")
+            close = get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            meant = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{key_path(where, key)}: unknown key{meant}; expected one of: {', '.join(allowed)}")
 
 
 STALE_AFTER_MINIMUM: Final = 3600
@@ -158,7 +163,7 @@ def stale_after_span(value: object, param: str) -> timedelta:
 def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") -> AlertConfig:
     """Validate the config's raw ``[alerts]`` mapping; an unknown key or a wrong type raises ``ConfigError``
     naming the key."""
-    _check_keys(where, section, ALERT_KEYS)
+    check_keys(where, section, ALERT_KEYS)
     defaults = AnomalyRule()
     rule = AnomalyRule(
         threshold=_money(f"{where}.anomaly_threshold", section.get("anomaly_threshold", defaults.threshold)),
@@ -196,7 +201,7 @@ def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") 
         if not str(project_id).strip() or str(project_id) != str(project_id).strip():
             # an empty or padded ID matches no row: the budget would guard nothing, with no word said
             raise ConfigError(f"{at}: a project ID is empty or padded with spaces; write it as issued (proj_...)")
-        _check_keys(at, table, _PROJECT_KEYS)
+        check_keys(at, table, _PROJECT_KEYS)
         projects[str(project_id)] = _budget(at, table, _PROJECT_KEYS)
     return AlertConfig(
         budget=_budget(where, section, _PROJECT_KEYS),

@@ -10,20 +10,29 @@ otherwise it is refused, with the ``chmod 600`` fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
 from usageledger import catalogue, timeutil
-from usageledger._paths import from_file, in_file, is_duckdb_file, read_user_text
+from usageledger._paths import (
+    from_file,
+    in_file,
+    is_duckdb_file,
+    naming_full_disk,
+    read_user_text,
+    real_path,
+    temp_beside,
+)
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, mask_keys, normalize_key
-from usageledger._sections import key_path, names_from_mapping, parse_alert_config, parse_teams
+from usageledger._sections import check_keys, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -41,6 +50,7 @@ __all__ = [
     "default_config_text",
     "find_config",
     "load_config",
+    "staged_default_config",
     "write_default_config",
 ]
 
@@ -177,20 +187,27 @@ class Config:
 def find_config(explicit: str | Path | None = None) -> Path | None:
     """The config file to read: ``explicit``, else ``$USAGELEDGER_CONFIG``, else ``./usageledger.toml`` if present."""
     if explicit is not None:
-        path = Path(explicit)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist; create one with `usageledger init`")
-        return path
+        return _config_file(Path(explicit), "--config")
     env = os.environ.get(CONFIG_ENV)
     if env and not env.strip():  # `USAGELEDGER_CONFIG=' '` said "names  , which does not exist"
         raise ConfigError(f"{CONFIG_ENV}: the environment variable is set but empty; unset it, or give it a path")
     if env:
-        path = Path(env)
-        if not path.exists():
-            raise ConfigError(f"{CONFIG_ENV} names {path}, which does not exist")
-        return path
+        return _config_file(Path(env), CONFIG_ENV)
     default = Path(DEFAULT_CONFIG)
-    return default if default.exists() else None
+    return _config_file(default, "the config") if default.exists() else None
+
+
+def _config_file(path: Path, given: str) -> Path:
+    """``path`` as a config file to read, or one line naming where it was ``given`` (``--config``, the variable) and
+    the fix: a file that does not exist, or a folder (which said only "cannot read config file /tmp: Is a
+    directory")."""
+    if path.is_dir():
+        raise ConfigError(f"{given} {path} is a folder; give the config file in it, such as {path / DEFAULT_CONFIG}")
+    if not path.exists():
+        raise ConfigError(
+            f"{given} {path}: no such file; write one with `usageledger init --path {path}`, or give an existing config"
+        )
+    return path
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -431,9 +448,7 @@ def _stream(table: Mapping[str, Any], where: str) -> Stream:
 
 
 def _no_unknown(table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{key_path(where, key)}: unknown key; expected one of: {', '.join(known)}")
+    check_keys(where, table, known)
 
 
 def _table(value: Any, key: str) -> Mapping[str, Any]:
@@ -577,22 +592,49 @@ def check_config_target(path: str | Path, *, force: bool = False) -> Path:
     """Where a new config may go: not over an existing file unless ``force``, never over a DuckDB store."""
     target = Path(path)
     if target.is_dir():  # said first: --force cannot help, and `init` must refuse before it makes the store
-        raise ConfigError(f"{target} is a folder; give the config a file name, such as {target / DEFAULT_CONFIG}")
+        raise ConfigError(
+            f"--path {target} is a folder; give the config a file name, such as {target / DEFAULT_CONFIG}"
+        )
     if target.exists() and not force:
-        raise ConfigError(f"{target} already exists; pass --force to overwrite it")
+        raise ConfigError(f"--path {target} already exists; pass --force to overwrite it, or pick another --path")
     if is_duckdb_file(target):  # --force overwrites a config, never a store
         raise ConfigError(f"{target} is a DuckDB store, not a config file; write the config to another --path")
     return target
 
 
+@contextlib.contextmanager
+def staged_default_config(
+    path: str | Path = DEFAULT_CONFIG, *, store_url: str = DEFAULT_STORE, force: bool = False
+) -> Iterator[Path]:
+    """The commented default config (mode 0600), written beside ``path`` under a temporary name on entry and renamed
+    into place when the block ends without an error (removed when it fails). ``init`` makes its store inside the
+    block, so a folder the config cannot be written to is said, naming ``--path``, before the store is made, and a
+    store that cannot be made leaves no config."""
+    target = check_config_target(path, force=force)
+    text = default_config_text(in_file(store_url, target))  # read back relative to the config's folder
+    final = real_path(target) if target.is_symlink() else target
+    temp = temp_beside(final)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"--path {target}: cannot write a file in the folder {final.parent or '.'} ({exc.strerror}); run init in"
+            " a folder you can write, or pick another --path"
+        ) from exc
+    try:
+        with naming_full_disk(target), os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(temp, 0o600)
+        yield target
+        os.replace(temp, final)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+
+
 def write_default_config(
     path: str | Path = DEFAULT_CONFIG, *, store_url: str = DEFAULT_STORE, force: bool = False
 ) -> Path:
-    """Write the commented default config (mode 0600); refuse to overwrite unless ``force``."""
-    target = check_config_target(path, force=force)
-    text = default_config_text(in_file(store_url, target))  # read back relative to the config's folder
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(target, 0o600)
-    return target
+    """Write the commented default config (mode 0600) whole; refuse to overwrite unless ``force``."""
+    with staged_default_config(path, store_url=store_url, force=force) as target:
+        return target

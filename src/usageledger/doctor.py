@@ -32,7 +32,7 @@ from usageledger._secrets import exposure, holds_key, holds_password, mask_keys,
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_PREFIX, DEFAULT_BASE_URL
 from usageledger.client import Client
-from usageledger.config import Config, OrgConfig, find_config, load_config
+from usageledger.config import CONFIG_ENV, Config, OrgConfig, find_config, load_config
 from usageledger.errors import (
     APIConnectionError,
     APIStatusError,
@@ -146,7 +146,12 @@ def _check_config(config_path: str | Path | None, findings: list[Finding]) -> Co
         path = find_config(config_path)
     except ConfigError as exc:
         findings.append(
-            Finding("config", "fail", str(exc), "pass --config with an existing file, or run `usageledger init`")
+            Finding(
+                "config",
+                "fail",
+                str(exc),
+                f"give an existing config file (--config, or {CONFIG_ENV}), or write one with `usageledger init`",
+            )
         )
         return None
     if path is None:
@@ -296,9 +301,14 @@ def _unreachable(label: str, finding: str, fix: str, skipped: str) -> list[Findi
     return [Finding(f"base URL{label}", "fail", finding, fix), Finding(f"probe{label}", "skip", skipped)]
 
 
-def _refused(label: str, url: str, finding: str, fix: str) -> list[Finding]:
+def _answers(label: str, url: str, where_url: str) -> Finding:
+    """The base URL answered, said with where it came from, whatever the probe then found."""
+    return Finding(f"base URL{label}", "ok", f"{url} answers (from {where_url})")
+
+
+def _refused(label: str, url: str, where_url: str, finding: str, fix: str) -> list[Finding]:
     """The base URL answers but the probe fails: the other way."""
-    return [Finding(f"base URL{label}", "ok", f"{url} answers"), Finding(f"probe{label}", "fail", finding, fix)]
+    return [_answers(label, url, where_url), Finding(f"probe{label}", "fail", finding, fix)]
 
 
 def _probe(
@@ -318,12 +328,13 @@ def _probe(
     except AuthenticationError as exc:
         if not have_key:
             return [
-                Finding(f"base URL{label}", "ok", f"{url} answers"),
+                _answers(label, url, where_url),
                 Finding(f"probe{label}", "skip", "not authenticated: there is no key to send"),
             ]
         return _refused(
             label,
             url,
+            where_url,
             f"the API refused the key (401 {exc.code or 'unauthorized'}): "
             "it is wrong, revoked, or for another organization",
             f"create a new admin key at {_ADMIN_KEYS_PAGE} and set it",
@@ -332,6 +343,7 @@ def _probe(
         return _refused(
             label,
             url,
+            where_url,
             f"the key is valid but may not read usage (403 {exc.code or 'forbidden'}): it lacks the api.usage.read "
             "scope, so it is not an organization admin key",
             f"use an organization admin key ({ADMIN_KEY_PREFIX}…) from {_ADMIN_KEYS_PAGE}; an org owner creates it",
@@ -358,11 +370,12 @@ def _probe(
         return _refused(
             label,
             url,
+            where_url,
             f"the probe request failed: {exc}",
             "try again in a minute; if it persists, check https://status.openai.com",
         )
     return [
-        Finding(f"base URL{label}", "ok", f"{url} answers (from {where_url})"),
+        _answers(label, url, where_url),
         Finding(f"probe{label}", "ok", "a one-bucket costs request succeeded: the key reads usage and costs"),
     ]
 

@@ -303,7 +303,9 @@ def test_init_with_a_folder_for_its_path_is_refused_before_the_store_is_made(
     (tmp_path / "sub").mkdir()
     done = CliRunner().invoke(app, ["init", *argv])
     assert done.exit_code == 1, done.output
-    assert done.output.startswith(f"error: {argv[1]} is a folder; give the config a file name, such as "), done.output
+    assert done.output.startswith(f"error: --path {argv[1]} is a folder; give the config a file name, such as "), (
+        done.output
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"] and not any((tmp_path / "sub").iterdir())
 
 

@@ -30,3 +30,34 @@ def test_start_up_failures_are_one_line(tmp_path: Path, argv: list[str], names: 
     assert "Traceback" not in output and len(output.splitlines()) == 1, output
     assert names.replace("{tmp}", str(tmp_path)) in output, output
     assert list(tmp_path.iterdir()) == [], "a failed start-up leaves nothing behind"
+
+
+def test_init_where_the_config_cannot_be_written_is_refused_before_the_store_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init` in a read-only folder (here /proc, where no one, root included, can make a file) made the store, then
+    failed on the config with "error: Read-only file system: usageledger.toml", naming no flag, and left the store.
+    Now the config is written first: one line naming --path and the folder, and no store is made."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init", "--path", "/proc/usageledger.toml", "--store", "made.duckdb"])
+    output = result.output.strip()
+    assert result.exit_code == 1, output
+    assert len(output.splitlines()) == 1, output
+    assert output.startswith("error: --path /proc/usageledger.toml: cannot write a file in the folder /proc ("), output
+    assert output.endswith("run init in a folder you can write, or pick another --path"), output
+    assert list(tmp_path.iterdir()) == [], "no store is made for a config that cannot be written"
+
+
+def test_init_twice_names_path_and_both_fixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second `init` said "usageledger.toml already exists; pass --force", naming no flag for the file; now it names
+    --path and both fixes, and the first config is kept as it was."""
+    monkeypatch.chdir(tmp_path)
+    first = CliRunner().invoke(app, ["init"])
+    assert first.exit_code == 0, first.output
+    written = (tmp_path / "usageledger.toml").read_bytes()
+    again = CliRunner().invoke(app, ["init"])
+    assert again.exit_code == 1, again.output
+    assert again.output.strip() == (
+        "error: --path usageledger.toml already exists; pass --force to overwrite it, or pick another --path"
+    )
+    assert (tmp_path / "usageledger.toml").read_bytes() == written

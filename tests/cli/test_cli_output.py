@@ -181,6 +181,20 @@ def test_status_blocks_at_60_columns_read_one_label_per_line(demo_store: Path) -
     )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["report", *RANGE], ["reconcile", *RANGE], ["forecast"], ["status"], ["changes"]],
+    ids=lambda argv: argv[0],
+)
+def test_no_line_piped_ends_in_blanks(demo_store: Path, argv: list[str]) -> None:
+    """Piped at 80 columns, `report`'s and `forecast`'s titles and wrapped notes ended in the blanks rich pads them
+    with to the table's width (`forecast | grep '2026-12-01$'` found nothing); a pipe or a file gets none."""
+    result = CliRunner().invoke(app, [*argv, "--store", str(demo_store)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    padded = [line for line in result.stdout.splitlines() if line != line.rstrip()]
+    assert padded == [] and result.stdout.strip(), padded
+
+
 def test_status_prints_every_count_whole(demo_store: Path) -> None:
     """`status` at 80 columns (not a terminal) shows every stream's row count and watermark in full."""
     result = _invoke("status", "--store", str(demo_store))

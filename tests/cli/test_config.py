@@ -9,8 +9,10 @@ from pathlib import Path
 from subprocess import PIPE
 
 import pytest
+from typer.testing import CliRunner
 
 from usageledger import catalogue
+from usageledger.cli import app
 from usageledger.config import Config, load_config, parse_config, write_default_config
 from usageledger.errors import ConfigError
 from usageledger.store import Stream, default_streams
@@ -238,6 +240,53 @@ def test_a_blank_config_variable_names_itself(monkeypatch: pytest.MonkeyPatch) -
         load_config()
 
 
+@pytest.mark.parametrize(
+    ("given", "target", "says"),
+    [
+        (
+            "--config",
+            "nope.toml",
+            "--config nope.toml: no such file; write one with `usageledger init --path nope.toml`",
+        ),
+        ("--config", "sub", "--config sub is a folder; give the config file in it, such as sub/usageledger.toml"),
+        ("USAGELEDGER_CONFIG", "nope.toml", "USAGELEDGER_CONFIG nope.toml: no such file; write one with `usageledger"),
+        ("USAGELEDGER_CONFIG", "sub", "USAGELEDGER_CONFIG sub is a folder; give the config file in it, such as sub/"),
+    ],
+)
+def test_a_config_that_is_missing_or_a_folder_names_where_it_was_given(
+    given: str, target: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status --config nope.toml` said "config file nope.toml does not exist" and `--config /tmp` "cannot read config
+    file /tmp: Is a directory", naming neither the flag nor (for the variable) a fix; now one line names where the
+    path was given and what to do."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    if given == "--config":
+        done = CliRunner().invoke(app, ["status", "--config", target])
+    else:
+        monkeypatch.setenv(given, target)
+        done = CliRunner().invoke(app, ["status"])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"error: {says}") and len(done.output.splitlines()) == 1, done.output
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[sotre]\nurl = "x.duckdb"\n', "sotre: unknown key (did you mean store?); expected one of: store, sync, "),
+        ("[sync]\nlag_day = 3\n", "sync.lag_day: unknown key (did you mean lag_days?); expected one of: lag_days, "),
+        ('[alerts]\ndaily_budgett = "5"\n', "alerts.daily_budgett: unknown key (did you mean daily_budget?); expected"),
+        ("[sync]\ncolour = 1\n", "sync.colour: unknown key; expected one of: lag_days, "),
+    ],
+)
+def test_a_mistyped_key_is_refused_with_the_key_it_likely_meant(text: str, says: str, tmp_path: Path) -> None:
+    """A newcomer's typo (`[sotre]`, `lag_day`) got the bare list of keys, and [alerts] said it in other words than
+    every other section; one refusal now names the likely key, and says nothing when no key is like it."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert str(info.value).startswith(says), str(info.value)
+
+
 def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:
     """A literal key in a group- or world-readable file is refused with the chmod fix; 0600 is accepted."""
     path = write(tmp_path, '[[orgs]]\nname = "a"\napi_key = "sk-admin-abcdefghijkl"\n', mode=0o644)
@@ -287,7 +336,7 @@ def test_missing_key_variable_names_it() -> None:
 
 def test_missing_explicit_file_and_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--config and USAGELEDGER_CONFIG pointing nowhere are errors; bad TOML is an error naming the file."""
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "none.toml")
     monkeypatch.setenv("USAGELEDGER_CONFIG", str(tmp_path / "none.toml"))
     with pytest.raises(ConfigError, match="USAGELEDGER_CONFIG"):

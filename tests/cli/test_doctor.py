@@ -87,7 +87,8 @@ def test_a_project_key_fails_by_prefix_and_by_the_403_probe(setup: Path, emulato
     probe = diagnosis.by_check("probe")
     assert probe.status == "fail" and "403" in probe.finding and "api.usage.read" in probe.finding
     assert probe.fix is not None and "admin key" in probe.fix
-    assert diagnosis.by_check("base URL").status == "ok"
+    base = diagnosis.by_check("base URL")  # said with its source, as when the probe passes ("answers" alone was)
+    assert base.status == "ok" and base.finding == f"{emulator_url} answers (from --base-url)", base.finding
     assert_no_secret({f.check: f"{f.finding} {f.fix}" for f in diagnosis.findings}, key)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -390,6 +391,20 @@ def test_cli_errors_are_one_line(tmp_path: Path, demo_store: Path) -> None:
     assert missing.exit_code == 1 and "no store at" in missing.output
     bad = CliRunner().invoke(app, ["reconcile", "--store", str(tmp_path / "x.duckdb"), "--tolerance", "lots"])
     assert bad.exit_code == 1 and "--tolerance" in bad.output
+
+
+def test_png_without_matplotlib_is_refused_before_the_html_is_written(
+    tmp_path: Path, demo_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the core install `scripts/demo` makes, the README's `report --html report.html --png charts/` wrote the
+    page, then failed on the charts; now the missing extra is one line naming --png, before anything is written."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    html, charts = tmp_path / "report.html", tmp_path / "charts"
+    done = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--html", str(html), "--png", str(charts)])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith("error: --png: PNG charts need matplotlib: install the charts extra"), done.output
+    assert len(done.output.strip().splitlines()) == 1, done.output
+    assert not html.exists() and not charts.exists()
 
 
 @pytest.mark.parametrize("bare", ["5", "1", "2.5"])

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from difflib import get_close_matches
 from pathlib import Path
 from types import FrameType
@@ -313,12 +313,36 @@ def _make_console(stderr: bool) -> Console:
             # Names, line items and notes come from the API and from files: a control character in one (an ESC that
             # clears the screen or rewrites a line) is shown escaped, never sent raw. rich's own styles and cursor
             # moves are control segments or styles, not text, so they pass.
-            for segment in super().render(renderable, options):
-                text = segment.text
-                if segment.control or text.isprintable() or text == "\n":
-                    yield segment
-                else:
-                    yield Segment(terminal_safe(text), segment.style, segment.control)
+            safe = (
+                segment
+                if segment.control or segment.text.isprintable() or segment.text == "\n"
+                else Segment(terminal_safe(segment.text), segment.style, segment.control)
+                for segment in super().render(renderable, options)
+            )
+            yield from (safe if self.is_terminal else _without_trailing_blanks(safe))
+
+    def _without_trailing_blanks(segments: Iterable[Segment]) -> Iterator[Segment]:
+        # Into a pipe or a file, no line ends in the blanks rich pads a title or a wrapped line with to the table's
+        # or the console's width (`report | grep 'total$'`, a diff of two runs). A line not yet ended (a prompt) is
+        # left as it is.
+        line: list[Segment] = []
+        for segment in segments:
+            if segment.control or "\n" not in segment.text:
+                line.append(segment)
+                continue
+            *ended, rest = segment.text.split("\n")
+            for part in ended:
+                line.append(Segment(part, segment.style))
+                while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                    line.pop()
+                if line and not line[-1].control:
+                    line[-1] = Segment(line[-1].text.rstrip(" "), line[-1].style)
+                yield from line
+                yield Segment("\n", segment.style)
+                line = []
+            if rest:
+                line.append(Segment(rest, segment.style))
+        yield from line
 
     return _Console(stderr=stderr)
 

@@ -51,7 +51,7 @@ from usageledger.report.assemble import (
     outlook_document,
     resolve_scope,
 )
-from usageledger.report.charts import report_charts, write_png
+from usageledger.report.charts import check_png_support, report_charts, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_line, forecast_line
 from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
@@ -263,6 +263,10 @@ def report(
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
         if png.exists() and not png.is_dir():
             raise ParameterError("--png", f"{png} is a file; give a directory for the charts (it is made if missing)")
+        try:
+            check_png_support()
+        except ConfigError as exc:
+            raise ParameterError("--png", f"{exc}, or leave --png out") from exc
     with _reading(resolve_store(store, settings), org=org, period=period) as (db, warnings):
         _warn_unknown_project(db, project, org, model)
         past: AbstractContextManager[BaseStore] = nullcontext(db)

@@ -45,11 +45,10 @@ from usageledger.cli._app import (
 )
 from usageledger.config import (
     Config,
-    check_config_target,
     check_distinct_orgs,
     check_sync_int,
     load_config,
-    write_default_config,
+    staged_default_config,
 )
 from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 from usageledger.report.tables import DataTable, label, number
@@ -101,11 +100,14 @@ def init(
             raise fail(f"--path {path} is {what} ({kept}); the config needs a file of its own: pick another --path")
     if not path.parent.is_dir():  # before the store is made: a failed init leaves neither file behind
         raise fail(f"--path {path}: the folder {path.parent} does not exist; create it or pick another --path")
-    check_config_target(path, force=force)
-    with open_store(store, migrate=False, on_wait=say) as opened:
+    # The config is written first, under a temporary name, and renamed into place once the store is made: a folder
+    # it cannot go in is refused before the store is made, and a failed init leaves neither file behind.
+    with (
+        staged_default_config(path, store_url=store, force=force) as written,
+        open_store(store, migrate=False, on_wait=say) as opened,
+    ):
         existed = bool(opened.applied_migrations())
         applied = opened.migrate()
-    written = write_default_config(path, store_url=store, force=force)
     shown = redact_url_password(store)
     # what init did to the store: an existing one (its data kept) was said to have had every migration applied
     done = (

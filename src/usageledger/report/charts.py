@@ -150,6 +150,12 @@ def _matplotlib() -> tuple[type[Figure], type[FuncFormatter]]:
     return Figure, FuncFormatter
 
 
+def check_png_support() -> None:
+    """Raise the ``ConfigError`` naming the ``usageledger[charts]`` extra when matplotlib cannot be imported: said
+    before a command writes anything, so ``report --html r.html --png charts/`` does not write the page, then fail."""
+    _matplotlib()
+
+
 def png_figure(chart: Chart) -> Figure:
     """The chart as a matplotlib ``Figure`` (needs the ``usageledger[charts]`` extra).
 
