@@ -4,15 +4,16 @@ The emulator runs as ``usageledger emulator --port 0`` (its ready line gives the
 workers owns one :class:`usageledger.AsyncClient` and pages through a rotating list of range queries (every
 endpoint; daily, hourly and minute buckets; grouped and not), following ``next_page`` cursors, until ``--seconds``
 have passed or ``--max-requests`` were sent. With ``--faults`` the emulator injects 429s (``Retry-After: 1``),
-500/503s, dropped connections, cut and malformed bodies and slow bodies; the clients retry as they do in real use.
+500/503s, dropped connections, cut and slow bodies and a gateway's 502 HTML page; the clients retry as they do in
+real use.
 
 Every attempt is classified at the transport (a wrapper around httpx's, so retries are seen one by one): a 200
-with a usage page, 429, 5xx, no response, a cut body, a body that is not a usage page, or anything else. The
-emulator's fault decisions are a pure function of (seed, request number), so after the run the faults it injected
-into requests ``0 .. N-1`` are recomputed and compared kind by kind with what the clients observed. Any error the
-emulator did not inject (an unexpected status, a timeout, a connection refused, one more fault of a kind than were
-injected) is an **uninjected error**; the run must end with zero. Latency is per attempt (request sent to body
-read) and per page (including retries and waits).
+with a usage page, 429, 5xx, a gateway's 502 page, no response, a cut body, a body that is not a usage page, or
+anything else. The emulator's fault decisions are a pure function of (seed, request number), so after the run the
+faults it injected into requests ``0 .. N-1`` are recomputed and compared kind by kind with what the clients
+observed. Any error the emulator did not inject (an unexpected status, a timeout, a connection refused, one more
+fault of a kind than were injected) is an **uninjected error**; the run must end with zero. Latency is per attempt
+(request sent to body read) and per page (including retries and waits).
 
 Run: ``.venv/bin/python bench/bench_load.py`` (60 s, 16 clients, no faults) and
 ``.venv/bin/python bench/bench_load.py --faults`` (the same with 15% faults); ``--seconds 5`` for a short run,
@@ -80,7 +81,7 @@ OBSERVABLE: Final = {
     "503": "5xx",
     "drop": "no response",
     "truncate": "cut body",
-    "malformed": "not a usage page",
+    "malformed": "gateway page",
 }
 
 
@@ -137,6 +138,8 @@ class CountingTransport(httpx.AsyncBaseTransport):
             self._tally.attempts["429"] += 1
         elif status in (500, 503):
             self._tally.attempts["5xx"] += 1
+        elif status == 502 and response.headers.get("content-type", "").startswith("text/html"):
+            self._tally.attempts["gateway page"] += 1
         else:
             self._note("other", f"HTTP {status}: {body[:200]!r}")
         return httpx.Response(status, headers=response.headers, content=body, request=request)

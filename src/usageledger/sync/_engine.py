@@ -214,18 +214,20 @@ async def _run_locked(
     if transport is None:
         tls_context()
     check_orgs(store, orgs, at=int(time.time()))
-    await check_org_keys(
-        store,
-        orgs,
-        lambda org: AsyncClient(
+
+    def client_for(org: Org, via: httpx.AsyncBaseTransport | None, **more: Any) -> AsyncClient:
+        """An org's client with the run's retries, HTTP rule and clock (the key check's, then the run's own)."""
+        return AsyncClient(
             api_key=org.api_key,
             base_url=org.base_url,
             max_retries=options.max_retries,
             allow_insecure_http=options.allow_insecure_http,
-            transport=transport,
+            transport=via,
             clock=wall,
-        ),
-    )
+            **more,
+        )
+
+    await check_org_keys(store, orgs, lambda org: client_for(org, transport))
     reap_abandoned(store, at=int(time.time()), holding_sync_lock=True)
     pairs = [(org.name, stream) for org in orgs for stream in streams]
     for (org_name, stream), state in zip(pairs, store.register_streams(pairs), strict=True):
@@ -251,15 +253,7 @@ async def _run_locked(
         store.mark_streams(marks, run_id=run_id, at=now)
         emit(RunStarted(run_id, tuple(r.plan for r in runs)))
         for org in orgs:
-            clients[org.name] = AsyncClient(
-                api_key=org.api_key,
-                base_url=org.base_url,
-                max_concurrency=options.concurrency,
-                max_retries=options.max_retries,
-                allow_insecure_http=options.allow_insecure_http,
-                transport=counting,
-                clock=wall,
-            )
+            clients[org.name] = client_for(org, counting, max_concurrency=options.concurrency)
         with store.sync_settings():
             await _execute(store, runs, {org.name: org for org in orgs}, clients, options, run_id, now, emit)
         status = "ok" if all(r.result().status == "ok" for r in runs) else "failed"
