@@ -168,9 +168,12 @@ def query_integer(param: str, raw: str) -> int | Violation:
     Python's ``int()`` also takes ``"1_795_000_000"``, ``" 7 "`` and other scripts' digits (``"\uff17"``), which an
     HTTP API reads as the strings they are.
     """
-    if _INTEGER.fullmatch(raw) is None:
-        return Violation(param, f"Invalid value for '{param}': '{raw}'. Expected an integer.", code="invalid_type")
-    return int(raw)
+    if _INTEGER.fullmatch(raw) is not None:
+        try:
+            return int(raw)
+        except ValueError:  # more digits than Python converts (4,300): no integer any API takes either
+            pass
+    return Violation(param, f"Invalid value for '{param}': '{raw}'. Expected an integer.", code="invalid_type")
 
 
 def limit_violation(limit: int | None, rule: Limit) -> Violation | None:
