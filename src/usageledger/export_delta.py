@@ -38,6 +38,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from usageledger import timeutil
+from usageledger._paths import make_folder, remove_made
 from usageledger.errors import ConfigError
 from usageledger.export import (
     BATCH_ROWS,
@@ -141,14 +142,12 @@ def export_delta(
             " of tables, not a table; export to the lake's directory or another one"
         )
     ours = store.identity()
-    made = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
+    made = make_folder(root)
     try:
         with _lake_lock(root):
             return _export_locked(deltalake, store, specs, root, guard, batch_rows, ours)
     except BaseException:
-        if made and not any(root.iterdir()):  # a refused export leaves no directory it made
-            root.rmdir()
+        remove_made(made)  # a refused export leaves no directory it made (each only while empty)
         raise
 
 

@@ -37,8 +37,8 @@ from usageledger.report.queries import (
     build_report,
     line_item_model,
     model_matches,
-    models_like,
     previous_partial_from,
+    unknown_model,
     unsynced_from,
     utc_day,
 )
@@ -239,10 +239,9 @@ class LedgerTools:
             raise ParameterError("model", "give a model name, such as gpt-4.1")
         period = self._period(since, until)
         with self._reading(org) as store:
-            if (like := models_like(store, wanted, org)) is not None:
-                where = "" if org is None else f" of org {org}"
-                hint = f"did you mean {', '.join(like)}?" if like else "spend with group_by model lists the models"
-                raise ParameterError("model", f"{wanted} is no model{where} in this store; {hint}")
+            refused = unknown_model(store, wanted, org, listed_by="spend with group_by model")
+            if refused is not None:
+                raise ParameterError("model", refused)
             pid = self._project_id(store, project, org)
             scope = Scope(org=org, project=pid)
             where, params = scope.where(period, start=period.previous().start)

@@ -38,9 +38,8 @@ def _when(value: datetime | None) -> str:
 
 
 def render_keys(data: KeysReport, names: Names) -> DataTable:
-    """The keys as a table; projects named as every report names them (``names``, from ``resolve_names``: one line
-    each, two projects called alike told apart by their IDs, archived ones marked)."""
-    """The keys as a table whose numbers are never cut."""
+    """The keys as a table whose numbers are never cut; projects named as every report names them (``names``, from
+    ``resolve_names``: one line each, two projects called alike told apart by their IDs)."""
     title = f"API keys: spend and requests from {data.start:%Y-%m-%d %H:%M} to {data.end:%Y-%m-%d %H:%M} UTC"
     table = DataTable(
         title,

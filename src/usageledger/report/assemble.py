@@ -18,15 +18,7 @@ from usageledger.report.forecasting import ForecastReport, build_forecast
 from usageledger.report.history import Adjustment, adjustments
 from usageledger.report.jsonout import report_document
 from usageledger.report.names import Names, resolve_names
-from usageledger.report.queries import (
-    COSTS_VIEW,
-    Database,
-    Period,
-    ReportData,
-    Scope,
-    build_report,
-    project_known,
-)
+from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report, project_known
 from usageledger.report.teams import UNASSIGNED, project_teams
 from usageledger.store import BaseStore
 from usageledger.sync_options import SyncOptions

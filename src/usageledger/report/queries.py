@@ -60,6 +60,7 @@ __all__ = [
     "models_like",
     "project_known",
     "token_usage_sql",
+    "unknown_model",
     "utc_day",
 ]
 
@@ -281,6 +282,18 @@ def models_like(db: Database, model: str, org: str | None = None) -> list[str] |
     wanted = model.lower()
     like = sorted(m for m in models if m.lower().startswith(wanted))
     return (like or get_close_matches(model, sorted(models)))[:10]
+
+
+def unknown_model(db: Database, model: str, org: str | None = None, *, listed_by: str) -> str | None:
+    """Why ``model`` is refused (:func:`models_like`: a model the store never saw), naming those like it, else where
+    the models are listed (``listed_by``); ``None`` when it names one. The one wording of the dashboard's 404 and the
+    MCP tools' refusal."""
+    like = models_like(db, model, org)
+    if like is None:
+        return None
+    where = "" if org is None else f" of org {org}"
+    hint = f"did you mean {', '.join(like)}?" if like else f"{listed_by} lists the models"
+    return f"{model} is no model{where} in this store; {hint}"
 
 
 @dataclass(frozen=True, slots=True)

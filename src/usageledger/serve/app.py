@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -49,7 +50,7 @@ from usageledger.report.keys import build_keys
 from usageledger.report.metrics import DEFAULT_METRICS_LABELS, metrics_endpoint
 from usageledger.report.names import Names, names_from_mapping, resolve_names
 from usageledger.report.period import report_period
-from usageledger.report.queries import Period, ReportData, models_like
+from usageledger.report.queries import Period, ReportData, unknown_model
 from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
@@ -264,11 +265,9 @@ def _check_project(db: BaseStore, project_id: str, org: str | None, names: Names
 def _check_model(db: BaseStore, model: str, org: str | None) -> None:
     """A model no cost or usage row names (a typo, or a model of another org) is a 404, as an unknown project is,
     never a report of a model with no spend."""
-    like = models_like(db, model, org=org)
-    if like is not None:
-        where = "" if org is None else f" of org {org}"
-        hint = f"did you mean {', '.join(like)}?" if like else "/api/filters lists the models"
-        raise _NotFound("model", f"{model} is no model{where} in this store; {hint}")
+    refused = unknown_model(db, model, org, listed_by="/api/filters")
+    if refused is not None:
+        raise _NotFound("model", refused)
 
 
 def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
@@ -391,8 +390,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     ]
 
 
-ROUTES: Final = ("/", "/api/report", "/api/filters", "/api/projects/ID", "/healthz", "/metrics")
-"""What a request for a path or method no route serves is told (the routes of :func:`routes`)."""
+_PATH_PARAM: Final = re.compile(r"\{[^}]*\}")
 
 
 async def _no_route(request: Request, exc: Exception) -> Response:
@@ -405,7 +403,8 @@ async def _no_route(request: Request, exc: Exception) -> Response:
     elif path.startswith("/api/projects/"):
         message = f"project: {path} names no project ID; use /api/projects/ID (/api/filters lists the projects)"
     else:
-        message = f"path: {path} is not a route of this server; the routes: {', '.join(ROUTES)}"
+        served = [_PATH_PARAM.sub("ID", r.path) for r in request.app.routes if isinstance(r, Route)]
+        message = f"path: {path} is not a route of this server; the routes: {', '.join(served)}"
     return JSONResponse({"error": mask_keys(message)}, status_code=exc.status_code, headers=exc.headers)
 
 
