@@ -5,9 +5,11 @@ the console stays clean, the screenshot is not blank, and no request leaves 127.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from decimal import Decimal
@@ -23,8 +25,11 @@ from playwright.sync_api import Browser, Page, Route
 from starlette.testclient import TestClient
 
 from usageledger.config import Config
+from usageledger.errors import StoreError
 from usageledger.report.formatting import format_money
 from usageledger.serve import build_app
+from usageledger.serve.dashboard import LIVE_SECONDS
+from usageledger.store import open_store
 
 CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
 
@@ -211,3 +216,67 @@ def test_a_long_project_name_wraps_on_a_phone(browser: Browser, store: str) -> N
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
     finally:
         context.close()
+
+
+def _serve(store: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--store", store, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert " at http://127.0.0.1:" in line, (line, proc.poll())
+    return proc, line.split(" at ", 1)[1].split(" ", 1)[0]
+
+
+def _a_sync_writes(store: str, at: int) -> None:
+    """What a sync from cron does to the store at its end, through the store's own API: its streams marked ``ok``
+    at a new time (the server lets the file go a second after each request; wait for that)."""
+    for _ in range(100):
+        try:
+            with open_store(store, brief="test: a sync ends") as db:
+                state = db.stream_states()[0]
+                db.mark_stream(state.org, state.stream, run_id=f"run-{at}", at=at, status="ok")
+                return
+        except StoreError:
+            time.sleep(0.1)
+    raise AssertionError("the served store stayed locked")
+
+
+def test_the_dashboard_reloads_itself_when_a_sync_has_written(browser: Browser, store: str, tmp_path: Path) -> None:
+    """The page is live: a sync that finishes while it is open (from cron or `serve --sync-every`) reloads it, with
+    its filters kept; while someone is typing a filter it only offers a Reload link, so what they typed stays."""
+    copy = tmp_path / "live.duckdb"
+    shutil.copyfile(store, copy)
+    proc, base = _serve(str(copy))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.clock.install()
+        page.goto(base + "?model=")
+        assert f"every {LIVE_SECONDS} s" in page.locator("#live-note").inner_text()
+        page.wait_for_load_state("networkidle")  # the first look at /healthz: what the page was drawn from
+        page.evaluate("window.drawn = 'before'")
+        page.clock.run_for((LIVE_SECONDS + 1) * 1000)
+        assert page.evaluate("window.drawn") == "before"  # nothing synced: no reload
+
+        _a_sync_writes(str(copy), int(time.time()) + 60)
+        with page.expect_navigation():
+            page.clock.run_for((LIVE_SECONDS + 1) * 1000)
+        assert page.evaluate("window.drawn === undefined")
+        assert "model=" in urlsplit(page.url).query
+
+        page.wait_for_load_state("networkidle")
+        page.fill("#filter-since", "7d")  # someone is changing a filter
+        _a_sync_writes(str(copy), int(time.time()) + 120)
+        page.evaluate("window.drawn = 'typing'")
+        page.clock.run_for((LIVE_SECONDS + 1) * 1000)
+        page.locator("#live-reload").wait_for()
+        assert page.evaluate("window.drawn") == "typing"
+        assert page.locator("#filter-since").input_value() == "7d"
+        with page.expect_navigation():
+            page.click("#live-reload")
+    finally:
+        context.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err

@@ -162,13 +162,16 @@ def render_html(
     forecast: ForecastReport | None = None,
     credit: CreditBalance | None = None,
     credit_currency: str | None = None,
+    connect_self: bool = False,
 ) -> str:
     """The report as one HTML document (a string), with its charts, CSS and script inline.
 
     ``before`` and ``after`` are HTML put before and after the report's own (the dashboard's filters and drill-down),
     ``script`` more inline JavaScript run after the report's; ``note`` (such as the currency rates used) goes in the
     footer. ``forecast`` and ``credit`` (in ``credit_currency``, else the report's currency) fill the "This month"
-    card (:func:`outlook`), with the closed months' adjustments of ``data``."""
+    card (:func:`outlook`), with the closed months' adjustments of ``data``. ``connect_self`` lets the page's script
+    fetch from the server that served it (the live dashboard asks it for the last sync); a file report fetches
+    nothing."""
     names = names or Names()
     cur = data.currency
     generated = (generated_at or datetime.now(UTC)).astimezone(UTC)
@@ -299,4 +302,5 @@ def render_html(
         css=_asset("report.css"),
         js=_asset("report.js") + script,
         body="\n".join(parts),
+        connect="; connect-src 'self'" if connect_self else "",
     )

@@ -314,6 +314,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             before=dashboard.controls(params, answer.offered, data),
             after=dashboard.drill_down(params, data, names, drill),
             script=dashboard.SCRIPT,
+            connect_self=True,
             forecast=answer.outlook,
             credit=answer.credit,
         )

@@ -16,9 +16,12 @@ from usageledger.report.formatting import format_count, format_money
 from usageledger.report.names import Names
 from usageledger.report.queries import ReportData
 
-__all__ = ["SCRIPT", "controls", "drill_down", "error_page"]
+__all__ = ["LIVE_SECONDS", "SCRIPT", "controls", "drill_down", "error_page"]
 
-SCRIPT: Final = """
+LIVE_SECONDS: Final = 30
+"""How often the page asks ``/healthz`` whether a sync has written since it was drawn."""
+
+_FORM_SCRIPT: Final = """
 (function () {
   var form = document.getElementById("filters");
   if (!form) { return; }
@@ -36,6 +39,66 @@ SCRIPT: Final = """
 """A dropdown picked with the mouse applies at once; one stepped through with the arrow keys (which change it at
 each press) waits for Enter or Apply, so a keyboard user can reach every option."""
 
+_LIVE_SCRIPT: Final = (
+    """
+(function () {
+  var note = document.getElementById("live-note");
+  var form = document.getElementById("filters");
+  if (!note || !window.fetch) { return; }
+  var seen, syncing = false, first = true;
+  function editing() {
+    if (!form) { return false; }
+    if (form.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON") { return true; }
+    var changed = false;
+    form.querySelectorAll("input").forEach(function (el) { if (el.value !== el.defaultValue) { changed = true; } });
+    form.querySelectorAll("select").forEach(function (el) {
+      var drawn = 0;  // the option the page was drawn with: the one marked selected, else the first
+      for (var i = 0; i < el.options.length; i += 1) { if (el.options[i].defaultSelected) { drawn = i; } }
+      if (el.selectedIndex !== drawn) { changed = true; }
+    });
+    return changed;
+  }
+  function say(text, link) {
+    note.textContent = text;
+    if (link) {
+      var a = document.createElement("a");
+      a.href = "#"; a.id = "live-reload"; a.textContent = "Reload";
+      a.addEventListener("click", function (event) { event.preventDefault(); location.reload(); });
+      note.appendChild(document.createTextNode(" ")); note.appendChild(a);
+    }
+  }
+  function check() {
+    if (document.hidden) { return; }
+    fetch("/healthz", {cache: "no-store", credentials: "same-origin"}).then(function (answer) {
+      return answer.ok ? answer.json() : null;
+    }).then(function (health) {
+      if (!health) { return; }
+      if (first) { first = false; seen = health.last_sync; syncing = health.syncing; }
+      if (health.syncing) {
+        syncing = true;
+        say("A sync is running: this page reloads when it has finished.");
+        return;
+      }
+      if (health.last_sync === seen && !syncing) { return; }
+      if (editing()) { say("New data has been synced since this page was drawn.", true); return; }
+      location.reload();
+    }).catch(function () { /* the server is away for a moment: ask again next time */ });
+  }
+  check();
+  setInterval(check, """
+    + str(LIVE_SECONDS * 1000)
+    + """);
+  document.addEventListener("visibilitychange", check);
+}());
+"""
+)
+"""The live page: every ``LIVE_SECONDS`` (and when the tab comes back into view) it asks ``/healthz`` for the last
+sync, and reloads when a sync has finished since the page was drawn, keeping its filters (they are in its URL). While
+someone is changing a filter it only offers a Reload link, so nothing they are typing is lost."""
+
+SCRIPT: Final = _FORM_SCRIPT + _LIVE_SCRIPT
+"""Everything the dashboard page runs, inline (the Content-Security-Policy allows no other script)."""
+
 _STYLE: Final = """<style>
 .filters{display:flex;flex-wrap:wrap;gap:.6rem 1rem;align-items:end;margin:0 0 1rem;padding:.8rem 1rem;
 border:1px solid #ddd;border-radius:6px;background:#fafafa}
@@ -43,6 +106,7 @@ border:1px solid #ddd;border-radius:6px;background:#fafafa}
 .filters input,.filters select{font:inherit;padding:.25rem .4rem;min-width:9rem;max-width:100%;box-sizing:border-box}
 .provisional-note{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #d9a400;background:#fff8e1}
 .drill a{color:inherit}
+.live-note{margin:-.4rem 0 1rem;font-size:.8rem;color:#555}
 </style>"""
 
 
@@ -81,6 +145,8 @@ def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data:
         _select("model", "model", params.get("model"), [(m, m) for m in options["models"]]),
         '<button type="submit" id="filter-apply">Apply</button>',
         "</form>",
+        f'<p class="live-note" id="live-note" aria-live="polite">Live: this page reloads when a sync has written new'
+        f" data (it checks every {LIVE_SECONDS} s).</p>",
     ]
     first = data.provisional_from
     if first is not None and first < data.period.until:
