@@ -94,6 +94,11 @@ def _plain(document: Document) -> Document:
     return out
 
 
+def _kept(report: Document, *keys: str) -> Document:
+    """The report document's ``keys`` as it has them, in that order: what a tool's answer passes on unchanged."""
+    return {key: report[key] for key in keys}
+
+
 def _choice(value: str, allowed: tuple[str, ...], param: str) -> str:
     if value not in allowed:
         raise ParameterError(param, f"{value!r} is not one of {', '.join(allowed)}")
@@ -196,16 +201,11 @@ class LedgerTools:
             return self._model_spend(since, until, group_by, org, project, model)
         doc = self._report(since, until, org, project)
         return {
-            "period": doc["period"],
-            "scope": doc["scope"],
-            "currency": doc["currency"],
+            **_kept(doc, "period", "scope", "currency"),
             "group_by": group_by,
             "total": doc["totals"]["spend"],
             "previous_period_total": doc["totals"]["previous_spend"],
-            "previous_partial_from": doc["previous_partial_from"],
-            "unsynced_from": doc["unsynced_from"],
-            "provisional_from": doc["provisional_from"],
-            "warnings": doc["warnings"],
+            **_kept(doc, "previous_partial_from", "unsynced_from", "provisional_from", "warnings"),
             "rows": doc[key],
         }
 
@@ -293,13 +293,11 @@ class LedgerTools:
         """Tokens (input, output) and model requests over the period, in total and by model."""
         doc = self._report(since, until, org, project)
         return {
-            "period": doc["period"],
-            "scope": doc["scope"],
-            "totals": {"tokens": doc["totals"]["tokens"], "requests": doc["totals"]["requests"]},
+            **_kept(doc, "period", "scope"),
+            "totals": _kept(doc["totals"], "tokens", "requests"),
             "truncated": len(doc["usage_by_model"]) > self.max_rows,
             "by_model": doc["usage_by_model"][: self.max_rows],
-            "unsynced_from": doc["unsynced_from"],
-            "warnings": doc["warnings"],
+            **_kept(doc, "unsynced_from", "warnings"),
         }
 
     def top_movers(
@@ -318,13 +316,10 @@ class LedgerTools:
         return {
             "period": doc["period"],
             "previous_period": _plain(period_document(before)),
-            "scope": doc["scope"],
-            "currency": doc["currency"],
+            **_kept(doc, "scope", "currency"),
             "by": by,
             "movers": doc["movers_by_project" if by == "project" else "movers_by_model"],
-            "previous_partial_from": doc["previous_partial_from"],
-            "unsynced_from": doc["unsynced_from"],
-            "warnings": doc["warnings"],
+            **_kept(doc, "previous_partial_from", "unsynced_from", "warnings"),
         }
 
     def changes(
