@@ -54,7 +54,7 @@ __all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
 Status = Literal["ok", "warn", "fail", "skip"]
 
 PROBE_TIMEOUT: Final = 15.0
-"""What counts as a key written into a config file (the config loader's rule), and what findings never show."""
+"""The one-bucket costs probe's request timeout, in seconds (its client retries once)."""
 _ADMIN_KEYS_PAGE: Final = "https://platform.openai.com/settings/organization/admin-keys"
 
 
