@@ -20,8 +20,10 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
+from usageledger import timeutil
+from usageledger.catalogue import BucketWidth
 from usageledger.store import directory
 from usageledger.store._base import BaseStore
 from usageledger.store._types import to_datetime, to_unix
@@ -238,6 +240,8 @@ def as_of(
     groups = stream_group_bys(store)
     created: list[str] = []
     try:
+        _streams_then(store, when)
+        created.append("streams")
         for spec in tables():
             sql, params = as_of_sql(spec, when, store.dialect, groups, real_table(store, spec), buckets, seq)
             # Materialised once (a temporary table), so each report query reads rows, not the log.
@@ -255,8 +259,23 @@ def as_of(
     finally:
         schema = "temp" if store.dialect == "duckdb" else "pg_temp"
         for name in reversed(created):
-            kind = "TABLE" if name in {spec.name for spec in tables()} else "VIEW"
+            kind = "TABLE" if name in {"streams", *(spec.name for spec in tables())} else "VIEW"
             store.execute(f"DROP {kind} IF EXISTS {schema}.{name}")
+
+
+def _streams_then(store: BaseStore, when: int) -> None:
+    """Shadow ``streams`` (a temporary copy) with each stream's watermark as it could stand at ``when``: no later
+    than the bucket ``when`` falls in, as a sync never sets one past its own clock, nor than it is now, as one
+    never moves back. What is final (``report.finality``) is then judged as of ``when``: an ``--as-of`` report
+    took today's watermarks, and called final the days that were provisional then. Watermarks are not logged, so
+    a stream not synced up to ``when`` may have stood earlier; this is the latest it can have stood."""
+    database, schema = store.query("SELECT current_database(), current_schema()")[0]
+    store.execute(f"CREATE TEMPORARY TABLE streams AS SELECT * FROM {q(database)}.{q(schema)}.streams")
+    temp = "temp.streams" if store.dialect == "duckdb" else "pg_temp.streams"
+    widths = [r[0] for r in store.query(f"SELECT DISTINCT bucket_width FROM {temp} WHERE watermark IS NOT NULL")]
+    for width in widths:
+        cap = to_datetime(timeutil.floor(when, cast(BucketWidth, width)))
+        store.execute(f"UPDATE {temp} SET watermark = %s WHERE bucket_width = %s AND watermark > %s", (cap, width, cap))
 
 
 def _inline(sql: str, params: list[Any], dialect: Dialect) -> str:
