@@ -164,3 +164,38 @@ def test_a_report_as_of_a_past_time_judges_finality_as_of_then(tmp_path: Path) -
     assert doc["provisional_from"] == then.isoformat() != now.isoformat()
     text = " ".join(_invoke(*args, "--as-of", at).stdout.split())
     assert f"* provisional: spend from {then.isoformat()} on may still be restated" in text
+
+
+def test_tokens_synced_only_hourly_are_summed_to_days(synced: Path, tmp_path: Path) -> None:
+    """A store that syncs completions only at `--bucket-width 1h` reported Tokens 0 (the report reads the daily
+    views, which show daily streams only). The hourly rows are now summed to UTC days, for an org with no daily
+    stream of the endpoint only: one that has both is read from its daily stream, never counted twice."""
+    doc = json.loads(_report(synced, "2026-11-19", "--format", "json").stdout)
+    period = Period(date(2026, 11, 5), date(2026, 11, 19))  # --until is the first day left out
+    with open_store(synced) as store:
+        ((inp, out, req),) = store.query(
+            "SELECT SUM(input_tokens), SUM(output_tokens), SUM(num_model_requests) FROM usage_completions"
+            " WHERE stream = %s AND bucket_start >= %s AND bucket_start < %s",
+            (HOURLY.id, period.start, period.end),
+        )
+        per_day = store.query(
+            "SELECT CAST(bucket_start AS DATE) AS d, SUM(input_tokens + output_tokens) FROM usage_completions"
+            " WHERE bucket_start >= %s AND bucket_start < %s GROUP BY d ORDER BY d",
+            (period.start, period.end),
+        )
+        data, _ = assemble_report(store, period, Scope(), options=SyncOptions())
+    assert inp > 0 and doc["totals"]["tokens"] == inp + out and doc["totals"]["requests"] == req
+    days: dict[date, Decimal] = {}
+    for value in data.daily_tokens_by_model:
+        days[value.day] = days.get(value.day, Decimal(0)) + value.value
+    assert sorted(days.items()) == [(d, Decimal(t)) for d, t in per_day]
+    both = tmp_path / "both.duckdb"
+    both.write_bytes(synced.read_bytes())
+    daily_stream = Stream.create("completions", "1d", ("model",))
+    with open_store(both) as store:
+        store.register_stream("main", daily_stream)
+        day = timeutil.to_unix("2026-11-10")
+        row = {"bucket_start": day, "bucket_end": day + DAY, "model": "gpt-x", "input_tokens": 7, "output_tokens": 3}
+        store.commit_window(WindowWrite("main", daily_stream, [row], day, day + DAY, "r", day + DAY))
+    doc = json.loads(_report(both, "2026-11-19", "--format", "json").stdout)
+    assert doc["totals"]["tokens"] == 10
