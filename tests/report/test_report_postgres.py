@@ -113,7 +113,7 @@ def test_currency_statements_and_focus_are_identical_on_postgres(both: tuple[Bas
 
 def test_tokens_synced_only_hourly_read_the_same_on_postgres(tmp_path: Path, emulator_url: str, pg_url: str) -> None:
     """Tokens of an org that syncs completions only hourly are summed to UTC days alike on both back ends (the
-    day's start is cut in UTC whatever the session's zone), and are not 0."""
+    day's start is cut in UTC whatever the session's zone), and are not 0; its models are known to `--model`."""
     hourly = Stream.create("completions", "1h", ("project_id", "model"))
     since = EMULATOR_NOW - EMULATOR_NOW % 86400 - 10 * 86400
     reports = []
@@ -130,6 +130,9 @@ def test_tokens_synced_only_hourly_read_the_same_on_postgres(tmp_path: Path, emu
             )
             assert done.ok, done.errors
             reports.append(build_report(store, PERIOD))
+            # what `report --model` checks a name against: the hourly stream's models (there are no costs)
+            named = {m for (m,) in store.query("SELECT DISTINCT model FROM usage_completions")}
+            assert named and known_models(store) == named == known_models(store, "hourly")
     duck, pg = reports
     assert duck.total_tokens > 0 and duck.daily_tokens_by_model and pg == duck
     assert all(v.day >= datetime.fromtimestamp(since, UTC).date() for v in duck.daily_tokens_by_model)

@@ -267,6 +267,9 @@ def known_models(db: Database, org: str | None = None) -> set[str]:
     params: list[object] = [] if org is None else [org]
     selects = [f"SELECT DISTINCT {LINE_ITEM_MODEL} FROM {COSTS_VIEW}{where}"]
     selects += [f"SELECT DISTINCT model FROM {daily_view_name(e)}{where}" for e in TOKEN_ENDPOINTS]
+    # An org's token endpoint synced only hourly: its finer stream names the models (see token_usage_sql).
+    finer_where = "" if org is None else " WHERE t.org = %s"
+    selects += [f"SELECT DISTINCT t.model FROM {_finer_rows(e)}{finer_where}" for e in TOKEN_ENDPOINTS]
     return {model for sql in selects for (model,) in db.query(sql, params) if model is not None}
 
 
@@ -531,6 +534,22 @@ def _finer_days_sql(endpoint: Endpoint, where: str) -> str:
 
     Sound for these metrics: tokens and requests add up, and a day's hourly buckets make up the day (the API's
     daily buckets are UTC days too). Placeholders: those of ``where``."""
+    names = {m.name for m in endpoint.additive_metrics}
+    metrics = ((INPUT_TOKENS, "input_tokens"), (OUTPUT_TOKENS, "output_tokens"), (REQUESTS, "requests"))
+    columns = ", ".join(f"t.{c}" for c, _ in metrics if c in names)
+    sums = ", ".join(f"SUM(COALESCE({c}, 0)) AS {a}" if c in names else f"0 AS {a}" for c, a in metrics)
+    rows = (
+        f"SELECT t.org, t.bucket_start, {_UTC_DAY} AS day, t.project_id, t.model, {columns}"
+        f" FROM {_finer_rows(endpoint)}"
+    )
+    return (
+        f"SELECT org, day AS bucket_start, project_id, model, {sums} FROM ({rows}) AS h WHERE {where}"
+        " GROUP BY org, day, project_id, model"
+    )
+
+
+def _finer_rows(endpoint: Endpoint) -> str:
+    """``<endpoint table> AS t`` joined to each org's primary finer stream of it, for the orgs with no daily one."""
     name = endpoint.name.replace("'", "''")
     finer = (
         "SELECT org, stream FROM (SELECT org, stream, ROW_NUMBER() OVER (PARTITION BY org ORDER BY"
@@ -538,18 +557,7 @@ def _finer_days_sql(endpoint: Endpoint, where: str) -> str:
         f" WHERE endpoint = '{name}' AND bucket_width <> '1d' AND org NOT IN"
         f" (SELECT org FROM streams WHERE endpoint = '{name}' AND bucket_width = '1d')) AS ranked WHERE rn = 1"
     )
-    names = {m.name for m in endpoint.additive_metrics}
-    metrics = ((INPUT_TOKENS, "input_tokens"), (OUTPUT_TOKENS, "output_tokens"), (REQUESTS, "requests"))
-    columns = ", ".join(f"t.{c}" for c, _ in metrics if c in names)
-    sums = ", ".join(f"SUM(COALESCE({c}, 0)) AS {a}" if c in names else f"0 AS {a}" for c, a in metrics)
-    rows = (
-        f"SELECT t.org, t.bucket_start, {_UTC_DAY} AS day, t.project_id, t.model, {columns}"
-        f" FROM {table_for(endpoint.name).name} AS t JOIN ({finer}) AS p ON t.org = p.org AND t.stream = p.stream"
-    )
-    return (
-        f"SELECT org, day AS bucket_start, project_id, model, {sums} FROM ({rows}) AS h WHERE {where}"
-        " GROUP BY org, day, project_id, model"
-    )
+    return f"{table_for(endpoint.name).name} AS t JOIN ({finer}) AS p ON t.org = p.org AND t.stream = p.stream"
 
 
 def _token_unit_case(expr: str) -> str:
