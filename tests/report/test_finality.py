@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,10 @@ from usageledger import timeutil
 from usageledger.cli import app
 from usageledger.config import load_config
 from usageledger.errors import ConfigError
-from usageledger.store import Stream, open_store
+from usageledger.report import Period, Scope
+from usageledger.report.assemble import assemble_report
+from usageledger.report.history import as_of
+from usageledger.store import Stream, WindowWrite, open_store
 from usageledger.sync import Org, SyncOptions, sync
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -128,3 +132,70 @@ def test_reports_mark_provisional_days_in_the_terminal_json_and_html(synced: Pat
     assert early.exit_code == 0 and "provisional" not in early.stdout
     _report(synced, "2026-11-12", "--html", str(page))
     assert 'class="provisional"' not in page.read_text()
+
+
+def test_a_report_as_of_a_past_time_judges_finality_as_of_then(tmp_path: Path) -> None:
+    """`report --as-of` took today's watermarks: days provisional at the as-of time were reported final (no `*`,
+    `provisional_from` of today). The as-of store's watermarks now stand where they could then, so the library,
+    the terminal and the JSON all put the edge where it was."""
+    first, second = timeutil.to_unix("2026-10-20"), timeutil.to_unix("2026-10-30")  # each sync's watermark
+    path = tmp_path / "ledger.duckdb"
+    with open_store(path) as store:
+        store.register_stream("main", COSTS)
+        for mark, amount in ((first, "1.00"), (second, "2.00")):
+            lo = timeutil.to_unix("2026-10-01")
+            rows = [
+                {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
+                | {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
+                for day in range(lo, mark + DAY, DAY)
+            ]
+            store.commit_window(WindowWrite("main", COSTS, rows, lo, mark + DAY, f"run-{mark}", mark + 3600, mark))
+        options = SyncOptions()
+        then = datetime.fromtimestamp(options.final_until("1d", first) or 0, UTC).date()
+        now = datetime.fromtimestamp(options.final_until("1d", second) or 0, UTC).date()
+        period = Period(date(2026, 10, 1), date(2026, 10, 31))
+        assert assemble_report(store, period, Scope(), options=options)[0].provisional_from == now
+        with as_of(store, first + 7200) as past:
+            assert assemble_report(past, period, Scope(), options=options)[0].provisional_from == then
+        assert assemble_report(store, period, Scope(), options=options)[0].provisional_from == now  # shadow gone
+    args = ("report", "--store", str(path), "--since", "2026-10-01", "--until", "2026-10-31")
+    at = timeutil.iso(first + 7200)
+    doc = json.loads(_invoke(*args, "--as-of", at, "--format", "json").stdout)
+    assert doc["provisional_from"] == then.isoformat() != now.isoformat()
+    text = " ".join(_invoke(*args, "--as-of", at).stdout.split())
+    assert f"* provisional: spend from {then.isoformat()} on may still be restated" in text
+
+
+def test_tokens_synced_only_hourly_are_summed_to_days(synced: Path, tmp_path: Path) -> None:
+    """A store that syncs completions only at `--bucket-width 1h` reported Tokens 0 (the report reads the daily
+    views, which show daily streams only). The hourly rows are now summed to UTC days, for an org with no daily
+    stream of the endpoint only: one that has both is read from its daily stream, never counted twice."""
+    doc = json.loads(_report(synced, "2026-11-19", "--format", "json").stdout)
+    period = Period(date(2026, 11, 5), date(2026, 11, 19))  # --until is the first day left out
+    with open_store(synced) as store:
+        ((inp, out, req),) = store.query(
+            "SELECT SUM(input_tokens), SUM(output_tokens), SUM(num_model_requests) FROM usage_completions"
+            " WHERE stream = %s AND bucket_start >= %s AND bucket_start < %s",
+            (HOURLY.id, period.start, period.end),
+        )
+        per_day = store.query(
+            "SELECT CAST(bucket_start AS DATE) AS d, SUM(input_tokens + output_tokens) FROM usage_completions"
+            " WHERE bucket_start >= %s AND bucket_start < %s GROUP BY d ORDER BY d",
+            (period.start, period.end),
+        )
+        data, _ = assemble_report(store, period, Scope(), options=SyncOptions())
+    assert inp > 0 and doc["totals"]["tokens"] == inp + out and doc["totals"]["requests"] == req
+    days: dict[date, Decimal] = {}
+    for value in data.daily_tokens_by_model:
+        days[value.day] = days.get(value.day, Decimal(0)) + value.value
+    assert sorted(days.items()) == [(d, Decimal(t)) for d, t in per_day]
+    both = tmp_path / "both.duckdb"
+    both.write_bytes(synced.read_bytes())
+    daily_stream = Stream.create("completions", "1d", ("model",))
+    with open_store(both) as store:
+        store.register_stream("main", daily_stream)
+        day = timeutil.to_unix("2026-11-10")
+        row = {"bucket_start": day, "bucket_end": day + DAY, "model": "gpt-x", "input_tokens": 7, "output_tokens": 3}
+        store.commit_window(WindowWrite("main", daily_stream, [row], day, day + DAY, "r", day + DAY))
+    doc = json.loads(_report(both, "2026-11-19", "--format", "json").stdout)
+    assert doc["totals"]["tokens"] == 10

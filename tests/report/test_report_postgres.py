@@ -15,8 +15,10 @@ from usageledger.cli import app
 from usageledger.report.alerts import AlertConfig, Budget, run_checks
 from usageledger.report.queries import Period, Scope, build_report, known_models
 from usageledger.report.reconcile import reconcile
-from usageledger.store import BaseStore, open_store
+from usageledger.store import BaseStore, Stream, open_store
+from usageledger.sync import Org, SyncOptions, sync
 
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reports import demo_sync
 
@@ -107,3 +109,30 @@ def test_currency_statements_and_focus_are_identical_on_postgres(both: tuple[Bas
         assert build_statements(pg, month, by=by, teams=project_teams(pg), fx=rates, today=NOW.date()) == on_duck
     rows_duck = [r for t in focus_rows(duck, teams={}) for r in t.to_pylist()]
     assert rows_duck and [r for t in focus_rows(pg, teams={}) for r in t.to_pylist()] == rows_duck
+
+
+def test_tokens_synced_only_hourly_read_the_same_on_postgres(tmp_path: Path, emulator_url: str, pg_url: str) -> None:
+    """Tokens of an org that syncs completions only hourly are summed to UTC days alike on both back ends (the
+    day's start is cut in UTC whatever the session's zone), and are not 0; its models are known to `--model`."""
+    hourly = Stream.create("completions", "1h", ("project_id", "model"))
+    since = EMULATOR_NOW - EMULATOR_NOW % 86400 - 10 * 86400
+    reports = []
+    for url in (str(tmp_path / "hourly.duckdb"), pg_url):
+        with open_store(url) as store:
+            if store.dialect == "postgres":
+                store.execute("SET TIME ZONE 'America/Los_Angeles'")  # a day cut in the session's zone would differ
+            done = sync(
+                store,
+                [Org("hourly", FAKE_ADMIN_KEY, emulator_url)],
+                (hourly,),
+                SyncOptions(since=since),
+                clock=lambda: EMULATOR_NOW,
+            )
+            assert done.ok, done.errors
+            reports.append(build_report(store, PERIOD))
+            # what `report --model` checks a name against: the hourly stream's models (there are no costs)
+            named = {m for (m,) in store.query("SELECT DISTINCT model FROM usage_completions")}
+            assert named and known_models(store) == named == known_models(store, "hourly")
+    duck, pg = reports
+    assert duck.total_tokens > 0 and duck.daily_tokens_by_model and pg == duck
+    assert all(v.day >= datetime.fromtimestamp(since, UTC).date() for v in duck.daily_tokens_by_model)

@@ -18,9 +18,10 @@ from usageledger import timeutil
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.errors import ParameterError
 from usageledger.report import Period, Scope, build_report
-from usageledger.report.history import adjustments, changes, deltas
+from usageledger.report.history import adjustments, as_closed, changes, deltas
+from usageledger.report.statement import month_statements
 from usageledger.store import BaseStore, Stream, WindowWrite, open_store, table_for, tables, to_datetime
-from usageledger.store.closes import close_month, closed_lines, month_totals, reopen_month
+from usageledger.store.closes import close_month, closed_lines, month_bounds, month_totals, reopen_month
 from usageledger.store.history import as_of, deltas_sql, restatements_sql, stream_group_bys
 from usageledger.store.revisions import logged_metrics
 
@@ -234,27 +235,74 @@ def test_wrong_history_arguments_are_refused_naming_them(store: BaseStore) -> No
         assert str(caught.value).startswith(said)
 
 
-@pytest.mark.parametrize("store", ["duckdb"], indirect=True)
-def test_a_write_right_after_a_close_is_after_it(store: BaseStore) -> None:
-    """`close 2026-10 && sync`: the log's seen times are whole seconds, and a restatement written in the close's
-    second was read back as closed: the statement's closed figures moved (DOES NOT match the close) and its
-    adjustments, and `after_close`, said nothing moved. A close now ends after its second."""
-    stream, day = STREAMS[1], timeutil.to_unix("2026-10-20")
+def test_a_write_in_the_closes_second_is_after_it(store: BaseStore) -> None:
+    """`close 2026-10 && sync`: the log's seen times are whole seconds, and a closed month was read back by the
+    close's time, so a restatement seen in the close's second counted as closed: the statement's closed figures
+    moved and its adjustments, and `after_close`, said nothing moved (the close waited its second out to avoid it).
+    A close now records the log's high-water mark and is read back by it: here the write after the close is seen in
+    the very second of the close, and is still after it."""
+    stream, day, at = STREAMS[1], timeutil.to_unix("2026-10-20"), int(time.time())
+    october = date(2026, 10, 1)
 
-    def write(amount: str) -> None:
+    def write(amount: str, seen: int) -> None:
         row = {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
         row |= {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
-        store.commit_window(WindowWrite("main", stream, [row], day, day + DAY, "manual", int(time.time())))
+        store.commit_window(WindowWrite("main", stream, [row], day, day + DAY, "manual", seen))
 
     store.register_stream("main", stream)
-    write("10.00")
-    time.sleep(1 - time.time() % 1)  # at the start of a second: the close takes a small part of it
-    at = int(time.time())
-    close_month(store, date(2026, 10, 1), ["main"], at=at)
-    write("12.50")  # a sync right after the close
-    with as_of(store, at) as past:
-        assert [(p, a) for _, p, a, _ in month_totals(past, date(2026, 10, 1))] == [("proj_a", Decimal("10.00"))]
+    write("10.00", at)
+    (line,) = [c for c in close_month(store, october, ["main"], at=at) if c.level == "org"]
+    write("12.50", at)  # a sync right after the close, in its second
+    assert line.closed_seq is not None and line.amount == Decimal("10.00")
+    with as_closed(store, line, buckets=month_bounds(october)) as past:
+        assert [(p, a) for _, p, a, _ in month_totals(past, october)] == [("proj_a", Decimal("10.00"))]
     total = next(a for a in adjustments(store) if a.level == "org")
     assert (total.closed, total.current, total.amount) == (Decimal("10.00"), Decimal("12.50"), Decimal("2.50"))
     restated = [r for r in changes(store, since=at - 1).restatements if r.metric == "amount_value"]
     assert [(r.delta, r.after_close) for r in restated] == [(Decimal("2.50"), True)]
+    statements = month_statements(store, october, by="project")
+    assert statements.matches_close and statements.closed_exact == Decimal("10.00")
+    assert (statements.total, statements.present_total) == (Decimal("10.00"), Decimal("12.50"))
+    assert statements.adjustment_total == Decimal("2.50")
+
+
+def test_a_close_recorded_before_the_high_water_mark_is_read_by_its_time(store: BaseStore) -> None:
+    """A close from before migration 0011 has no `closed_seq`: it is read back as it was, by `closed_at` (every
+    entry seen up to its second is closed, a later one after it)."""
+    stream, day, at = STREAMS[1], timeutil.to_unix("2026-10-20"), int(time.time())
+    october = date(2026, 10, 1)
+
+    def write(amount: str, seen: int) -> None:
+        row = {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
+        row |= {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
+        store.commit_window(WindowWrite("main", stream, [row], day, day + DAY, "manual", seen))
+
+    store.register_stream("main", stream)
+    write("10.00", at - 5)
+    close_month(store, october, ["main"], at=at - 5)
+    store.execute("UPDATE closed_months SET closed_seq = NULL")  # as an older usageledger recorded it
+    write("11.00", at - 5)  # in the close's second: by time, part of the closed month
+    write("12.50", at)
+    (line,) = [c for c in closed_lines(store) if c.level == "org"]
+    assert line.closed_seq is None
+    with as_closed(store, line, buckets=month_bounds(october)) as past:
+        assert [a for _, _, a, _ in month_totals(past, october)] == [Decimal("11.00")]
+    restated = [r for r in changes(store, since=at - 6).restatements if r.metric == "amount_value"]
+    assert [(r.delta, r.after_close) for r in restated] == [(Decimal("2.50"), True)]
+    assert month_statements(store, october, by="project").closed_exact == Decimal("11.00")
+
+
+def test_an_older_stores_closes_gain_an_empty_high_water_mark(store: BaseStore) -> None:
+    """Migration 0011 adds `closed_seq` to a store's `closed_months`, its closes kept (with none: read by time)."""
+    at = int(time.time())
+    store.execute("ALTER TABLE closed_months DROP COLUMN closed_seq")
+    store.execute("DELETE FROM schema_migrations WHERE name = '0011_close_seq'")
+    store.execute(
+        "INSERT INTO closed_months (org, month, level, project_id, amount, currency, closed_at)"
+        " VALUES ('main', %s, 'org', NULL, 1, 'usd', %s)",
+        (date(2026, 10, 1), to_datetime(at)),
+    )
+    assert store.pending_migrations() == ["0011_close_seq"]
+    assert store.migrate() == ["0011_close_seq"]
+    (line,) = closed_lines(store)
+    assert (line.org, line.amount, line.closed_seq) == ("main", Decimal(1), None)

@@ -35,6 +35,7 @@ __all__ = [
     "Delta",
     "Restatement",
     "adjustments",
+    "as_closed",
     "as_of",
     "before_the_log",
     "changes",
@@ -196,17 +197,33 @@ def changes(
     lo, hi = _span(store, since, until, org)
     sql, params = _history.restatements_sql(since=lo, until=hi, org=org)
     groups = _history.stream_group_bys(store)
-    closed = {(line.org, line.month): line.closed_at for line in closed_lines(store, org) if line.level == "org"}
+    closed = {(line.org, line.month): line for line in closed_lines(store, org) if line.level == "org"}
     out: list[Restatement] = []
-    for table, o, stream, start, key, metric, old, new, entries, _first, last in store.query(sql, params):
+    for table, o, stream, start, key, metric, old, new, entries, _first, last, last_seq in store.query(sql, params):
         values = json.loads(key)
         names = groups.get(stream, ())
         group = tuple(zip(names, values, strict=False)) if len(names) == len(values) else (("group_key", key),)
-        month = date(start.year, start.month, 1)
-        closed_at = closed.get((o, month))
-        after = table == _MONEY_TABLE and metric == _MONEY_METRIC and closed_at is not None and last > closed_at
+        close = closed.get((o, date(start.year, start.month, 1)))
+        after = (
+            table == _MONEY_TABLE and metric == _MONEY_METRIC and close is not None and _after(close, last, last_seq)
+        )
         out.append(Restatement(table, o, stream, start, group, metric, _dec(old), _dec(new), int(entries), last, after))
     return Changes(lo, hi, tuple(out), tuple(adjustments(store, org=org)))
+
+
+def _after(close: ClosedLine, seen: datetime, seq: int) -> bool:
+    """Whether a log entry (seen at ``seen``, numbered ``seq``) came after ``close``: by the log's high-water mark the
+    close recorded, else (a close recorded before it) by time."""
+    return seq > close.closed_seq if close.closed_seq is not None else seen > close.closed_at
+
+
+@contextmanager
+def as_closed(store: BaseStore, close: ClosedLine, *, buckets: tuple[datetime, datetime]) -> Iterator[BaseStore]:
+    """:func:`as_of` the moment of ``close``: the log's entries up to the high-water mark it recorded (a close
+    recorded before the mark was: those seen up to its ``closed_at``), the buckets starting in ``buckets`` only."""
+    when = timeutil.to_unix(close.closed_at, param="closed_at")
+    with _history.as_of(store, when, _bucket_span(buckets), seq=close.closed_seq) as past:
+        yield past
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,10 @@ With a rate table (:mod:`usageledger.report.fx`) every day's amounts are convert
 anything is summed or rounded.
 
 A closed month (``usageledger close``, :mod:`usageledger.store.closes`): :func:`month_statements` computes each org's
-rows from the ledger as it stood when that org closed the month (:func:`usageledger.report.history.as_of`), so every
-line is the closed figure and the total is the closed month's total; what the ledger holds now is set apart, per
-statement, as an adjustment (present minus closed). An org that has not closed the month contributes its present
-rows (and no adjustment).
+rows from the ledger as it stood when that org closed the month (:func:`usageledger.report.history.as_closed`: the
+revision log up to the high-water mark the close recorded), so every line is the closed figure and the total is the
+closed month's total; what the ledger holds now is set apart, per statement, as an adjustment (present minus closed).
+An org that has not closed the month contributes its present rows (and no adjustment).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Final, Literal, TypedDict, Unpack
 
 from usageledger.errors import ParameterError
 from usageledger.report.fx import BASE_CURRENCY, FxRates
-from usageledger.report.history import as_of
+from usageledger.report.history import as_closed
 from usageledger.report.queries import COSTS_VIEW, Database, day_start, line_item_model, utc_day
 from usageledger.store import BaseStore
 from usageledger.store._base import check_orgs
@@ -338,9 +338,11 @@ def month_statements(store: BaseStore, month: date, **options: Unpack[StatementO
     closes = {line.org: line.closed_at for line in recorded}
     rows: list[tuple[date, str | None, str | None, Decimal]] = []
     closed_exact = Decimal(0)
-    for when in sorted(set(closes.values())):
-        with as_of(store, when, buckets=month_bounds(first)) as past:
-            for o in sorted(o for o, at in closes.items() if at == when):
+    # One reading of the log per close: the entries up to the high-water mark it recorded (by time: an older close).
+    by_mark = {line.mark: line for line in recorded}
+    for mark in sorted(by_mark, key=lambda m: (m[1], m[0] is not None, m[0] or 0)):
+        with as_closed(store, by_mark[mark], buckets=month_bounds(first)) as past:
+            for o in sorted(line.org for line in recorded if line.mark == mark):
                 got = _month_rows(past, first, until, o)
                 closed_exact += sum((amount for _, _, _, amount in got), Decimal(0))
                 rows += got

@@ -5,11 +5,16 @@ one ``project`` line per project (``project_id`` NULL for spend without one), al
 org's primary daily costs stream, what reports read) at the moment of closing. Later restatements leave these lines
 as they are: reports compare the present with them and show the difference as an adjustment. Reopening a month
 deletes its lines; closing it again records the figures of that moment.
+
+Each line also records where the revision log stood at the close (``closed_seq``, migration ``0011_close_seq``):
+the log's entries up to that sequence number are what the close saw, every later one came after it. Reading the
+month back as closed (statements, ``after_close``) selects entries by it, not by time: the log's seen times are
+whole seconds, so a sync in the close's own second could not be told from the close. A close recorded before the
+migration has no ``closed_seq`` and is read by ``closed_at``, as it was.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -24,6 +29,7 @@ from usageledger.timeutil import next_month
 
 __all__ = [
     "MIGRATION_NAME",
+    "SEQ_MIGRATION",
     "ClosedLine",
     "close_month",
     "closed_lines",
@@ -31,9 +37,11 @@ __all__ = [
     "month_bounds",
     "month_totals",
     "reopen_month",
+    "seq_migration_statements",
 ]
 
 MIGRATION_NAME: Final = "0008_closed_months"
+SEQ_MIGRATION: Final = "0011_close_seq"
 _COSTS: Final = daily_view_name(catalogue.get("costs"))
 """What reports read: each org's primary daily costs stream."""
 
@@ -53,6 +61,14 @@ def migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]
     ]
 
 
+def seq_migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """Migration ``0011_close_seq``: ``closed_seq``, the revision log's high-water mark at the close (NULL for the
+    closes recorded before it, which are read by ``closed_at``)."""
+    if "closed_seq" in existing.get("closed_months", ()):
+        return []
+    return ["ALTER TABLE closed_months ADD COLUMN closed_seq BIGINT"]
+
+
 @dataclass(frozen=True, slots=True)
 class ClosedLine:
     """One recorded figure of a closed month: the org's total (``level`` ``org``) or one project's."""
@@ -64,6 +80,14 @@ class ClosedLine:
     amount: Decimal
     currency: str | None
     closed_at: datetime
+    closed_seq: int | None = None
+    """The revision log's high-water mark at the close: its entries with a ``seq`` up to it are what the close saw
+    (``None``: a close recorded before migration ``0011_close_seq``, read by ``closed_at``)."""
+
+    @property
+    def mark(self) -> tuple[int | None, datetime]:
+        """What tells one close's reading of the log from another's: ``(closed_seq, closed_at)``."""
+        return (self.closed_seq, self.closed_at)
 
 
 def month_bounds(month: date) -> tuple[datetime, datetime]:
@@ -97,23 +121,29 @@ def closed_lines(store: BaseStore, org: str | None = None) -> list[ClosedLine]:
     """Every recorded line of every closed month (of ``org``), by org, month, level and project."""
     where, params = ("", []) if org is None else (" WHERE org = %s", [org])
     rows = store.query(
-        "SELECT org, month, level, project_id, amount, currency, closed_at FROM closed_months"
+        "SELECT org, month, level, project_id, amount, currency, closed_at, closed_seq FROM closed_months"
         f"{where} ORDER BY org, month, level, project_id",
         params,
     )
-    return [ClosedLine(r[0], _date(r[1]), r[2], r[3], Decimal(r[4]), r[5], r[6]) for r in rows]
+    return [
+        ClosedLine(r[0], _date(r[1]), r[2], r[3], Decimal(r[4]), r[5], r[6], None if r[7] is None else int(r[7]))
+        for r in rows
+    ]
 
 
 def close_month(store: BaseStore, month: date, orgs: Sequence[str], *, at: int) -> list[ClosedLine]:
-    """Record the month's figures for each of ``orgs`` (none of them may have it closed); the lines recorded.
+    """Record the month's figures for each of ``orgs`` (none of them may have it closed), closed at ``at``; the
+    lines recorded.
 
-    Returns once the clock has left the second ``at``. The revision log's seen times are whole seconds, and what a
-    closed month held is read back from it as of ``at`` (statements, ``after_close``): a sync that wrote in the
-    close's second, right after it (``close 2026-10 && sync``), was counted as closed, so the statement's closed
-    figures moved and its adjustments read $0.00. The caller holds the store (``usageledger close`` its lock) until
-    then, so any later write is seen after the close."""
+    Each line records the revision log's high-water mark (``closed_seq``): the close draws the next number of the
+    log's sequence, so every entry written before it has a lower one and every entry written after it a higher one.
+    What the month held is read back by it (statements, ``after_close``). It was read back by ``at`` before, and the
+    log's seen times are whole seconds: a sync in the close's second (``close 2026-10 && sync``) counted as closed
+    unless the close waited that second out."""
     start, _ = month_bounds(month)
     with store.transaction():
+        drawn = store.query("SELECT nextval('revisions_seq')")[0][0]
+        mark = int(drawn) - 1
         for org in orgs:
             totals = month_totals(store, month, org)
             total = sum((t[2] for t in totals), Decimal(0))
@@ -121,14 +151,10 @@ def close_month(store: BaseStore, month: date, orgs: Sequence[str], *, at: int) 
             lines = [("org", None, total, currency), *(("project", t[1], t[2], t[3]) for t in totals)]
             for level, project, amount, cur in lines:
                 store.execute(
-                    "INSERT INTO closed_months (org, month, level, project_id, amount, currency, closed_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (org, start.date(), level, project, amount, cur, to_datetime(at)),
+                    "INSERT INTO closed_months (org, month, level, project_id, amount, currency, closed_at, closed_seq)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (org, start.date(), level, project, amount, cur, to_datetime(at), mark),
                 )
-    # At most one second: an `at` ahead of this clock (a caller's own time) must not hold the close for longer.
-    deadline = min(at + 1, time.time() + 1)
-    while (left := deadline - time.time()) > 0:
-        time.sleep(left)
     return [line for line in closed_lines(store) if line.month == start.date() and line.org in orgs]
 
 

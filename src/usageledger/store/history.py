@@ -20,8 +20,10 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
+from usageledger import timeutil
+from usageledger.catalogue import BucketWidth
 from usageledger.store import directory
 from usageledger.store._base import BaseStore
 from usageledger.store._types import to_datetime, to_unix
@@ -75,11 +77,14 @@ def as_of_sql(
     groups: dict[str, tuple[str, ...]],
     table: str | None = None,
     buckets: tuple[int, int] | None = None,
+    seq: int | None = None,
 ) -> tuple[str, list[Any]]:
     """A SELECT of the table's columns (``synced_at``: the last time the row changed) as they stood at ``when``.
 
     ``table`` is the stored table the attributes are read from (default: ``spec.name``); ``buckets`` (Unix
-    seconds, ``[start, end)``) keeps the rows whose bucket starts in it, and reads only their entries.
+    seconds, ``[start, end)``) keeps the rows whose bucket starts in it, and reads only their entries. With ``seq``
+    (a closed month's high-water mark), the entries up to that sequence number are read instead of those seen up
+    to ``when``: exact where seen times, whole seconds, cannot tell a close from a sync in its second.
     """
     table = table or spec.name
     metrics = logged_metrics(spec)
@@ -92,13 +97,14 @@ def as_of_sql(
     span, extra = "", []
     if buckets is not None:
         span, extra = " AND bucket_start >= %s AND bucket_start < %s", [to_datetime(b) for b in buckets]
+    upto, bound = ("seen_at <= %s", to_datetime(when)) if seq is None else ("seq <= %s", seq)
     # Per key and metric its latest entry; per key, the row existed unless its latest entry of all is a delete (a
     # delete logs every metric the row had, so the key's latest entry is the latest of some metric's).
     sql = (
         f"WITH v AS (SELECT {keys}, bucket_end, change, metric, new_value, seen_at, seq FROM (SELECT {keys},"
         " bucket_end, change, metric, new_value, seen_at, seq, ROW_NUMBER() OVER"
         f" (PARTITION BY {keys}, metric ORDER BY seq DESC) AS rn FROM revisions"
-        f" WHERE endpoint_table = '{spec.name}' AND seen_at <= %s{span}) AS x WHERE rn = 1),"
+        f" WHERE endpoint_table = '{spec.name}' AND {upto}{span}) AS x WHERE rn = 1),"
         f" r AS (SELECT {keys}, MAX(bucket_end) AS bucket_end, MAX(seen_at) AS seen_at, {pivot} FROM v"
         f" GROUP BY {keys} HAVING MAX(seq) = MAX(CASE WHEN change <> 'delete' THEN seq END))"
         f" SELECT r.org, r.stream, r.bucket_start, r.bucket_end, r.group_key, {', '.join(columns)},"
@@ -106,7 +112,7 @@ def as_of_sql(
         f" LEFT JOIN {table} AS cur ON cur.org = r.org AND cur.stream = r.stream AND cur.bucket_start = r.bucket_start"
         " AND cur.group_key = r.group_key"
     )
-    return sql, [to_datetime(when), *extra]
+    return sql, [bound, *extra]
 
 
 def _data_columns(
@@ -173,7 +179,7 @@ def restatements_sql(
 ) -> tuple[str, list[Any]]:
     """Each (row, metric) restated by entries seen in the span, one line each: ``endpoint_table, org, stream,
     bucket_start, group_key, metric, old (before the span's first entry), new (after its last), entries, first
-    seen, last seen``.
+    seen, last seen, last seq`` (the last entry's place in the log: after a close or not, see ``closes``).
 
     A restatement is an update, a delete (a vanished row: new NULL), or an insert into a bucket the log already
     held from an earlier run (a row that appeared late). A bucket's first read is not one.
@@ -194,10 +200,10 @@ def restatements_sql(
         f" WHERE {where} AND (e.change <> 'insert' OR e.run_id <> b.run_id)),"
         f" f AS (SELECT {keys}, old_value, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq) AS rn FROM e),"
         f" l AS (SELECT {keys}, new_value, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq DESC) AS rn FROM e),"
-        f" n AS (SELECT {keys}, COUNT(*) AS entries, MIN(seen_at) AS first_seen, MAX(seen_at) AS last_seen"
-        f" FROM e GROUP BY {keys})"
+        f" n AS (SELECT {keys}, COUNT(*) AS entries, MIN(seen_at) AS first_seen, MAX(seen_at) AS last_seen,"
+        f" MAX(seq) AS last_seq FROM e GROUP BY {keys})"
         " SELECT n.endpoint_table, n.org, n.stream, n.bucket_start, n.group_key, n.metric, f.old_value, l.new_value,"
-        " n.entries, n.first_seen, n.last_seen FROM n"
+        " n.entries, n.first_seen, n.last_seen, n.last_seq FROM n"
         " JOIN f ON f.rn = 1 AND f.endpoint_table = n.endpoint_table AND f.org = n.org AND f.stream = n.stream"
         " AND f.bucket_start = n.bucket_start AND f.group_key = n.group_key AND f.metric = n.metric"
         " JOIN l ON l.rn = 1 AND l.endpoint_table = n.endpoint_table AND l.org = n.org AND l.stream = n.stream"
@@ -217,9 +223,12 @@ def first_seen(store: BaseStore) -> int | None:
 
 
 @contextlib.contextmanager
-def as_of(store: BaseStore, when: int, buckets: tuple[int, int] | None = None) -> Iterator[BaseStore]:
+def as_of(
+    store: BaseStore, when: int, buckets: tuple[int, int] | None = None, *, seq: int | None = None
+) -> Iterator[BaseStore]:
     """``store``, whose endpoint tables and daily (and named) views read, until the block ends, as they stood at
-    ``when``: temporary tables and views of this connection shadow them (nothing is written to the store).
+    ``when`` (with ``seq``, as they stood when the log's sequence was there: :func:`as_of_sql`): temporary tables
+    and views of this connection shadow them (nothing is written to the store).
 
     Only this connection's own queries see the past: a DuckDB cursor (``iter_batches``) is another connection, so
     an export passes ``as_of`` to :func:`usageledger.export.export` instead. ``buckets`` (``[start, end)``, Unix
@@ -231,8 +240,10 @@ def as_of(store: BaseStore, when: int, buckets: tuple[int, int] | None = None) -
     groups = stream_group_bys(store)
     created: list[str] = []
     try:
+        _streams_then(store, when)
+        created.append("streams")
         for spec in tables():
-            sql, params = as_of_sql(spec, when, store.dialect, groups, real_table(store, spec), buckets)
+            sql, params = as_of_sql(spec, when, store.dialect, groups, real_table(store, spec), buckets, seq)
             # Materialised once (a temporary table), so each report query reads rows, not the log.
             store.execute(f"CREATE TEMPORARY TABLE {spec.name} AS {_inline(sql, params, store.dialect)}")
             created.append(spec.name)
@@ -248,13 +259,31 @@ def as_of(store: BaseStore, when: int, buckets: tuple[int, int] | None = None) -
     finally:
         schema = "temp" if store.dialect == "duckdb" else "pg_temp"
         for name in reversed(created):
-            kind = "TABLE" if name in {spec.name for spec in tables()} else "VIEW"
+            kind = "TABLE" if name in {"streams", *(spec.name for spec in tables())} else "VIEW"
             store.execute(f"DROP {kind} IF EXISTS {schema}.{name}")
 
 
+def _streams_then(store: BaseStore, when: int) -> None:
+    """Shadow ``streams`` (a temporary copy) with each stream's watermark as it could stand at ``when``: no later
+    than the bucket ``when`` falls in, as a sync never sets one past its own clock, nor than it is now, as one
+    never moves back. What is final (``report.finality``) is then judged as of ``when``: an ``--as-of`` report
+    took today's watermarks, and called final the days that were provisional then. Watermarks are not logged, so
+    a stream not synced up to ``when`` may have stood earlier; this is the latest it can have stood."""
+    database, schema = store.query("SELECT current_database(), current_schema()")[0]
+    store.execute(f"CREATE TEMPORARY TABLE streams AS SELECT * FROM {q(database)}.{q(schema)}.streams")
+    temp = "temp.streams" if store.dialect == "duckdb" else "pg_temp.streams"
+    widths = [r[0] for r in store.query(f"SELECT DISTINCT bucket_width FROM {temp} WHERE watermark IS NOT NULL")]
+    for width in widths:
+        cap = to_datetime(timeutil.floor(when, cast(BucketWidth, width)))
+        store.execute(f"UPDATE {temp} SET watermark = %s WHERE bucket_width = %s AND watermark > %s", (cap, width, cap))
+
+
 def _inline(sql: str, params: list[Any], dialect: Dialect) -> str:
-    """``sql`` with its time placeholders written out (a view's definition takes no parameters)."""
+    """``sql`` with its time (and sequence) placeholders written out (a view's definition takes no parameters)."""
     for value in params:
+        if isinstance(value, int):
+            sql = sql.replace("%s", str(int(value)), 1)
+            continue
         assert isinstance(value, datetime)
         sql = sql.replace("%s", f"CAST('{value.isoformat()}' AS TIMESTAMPTZ)", 1)
     return sql

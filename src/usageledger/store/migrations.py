@@ -159,6 +159,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(closes.MIGRATION_NAME, closes.migration_statements),  # closed months' figures (store/closes.py)
     Migration(revisions.INSERTS_MIGRATION, revisions.inserts_migration_statements),  # fresh inserts logged wide
     Migration("0010_store_identity", _store_identity),
+    Migration(closes.SEQ_MIGRATION, closes.seq_migration_statements),  # the log's high-water mark at each close
 )
 """The hand-written migrations, in order. The catalogue step runs after them."""
 
