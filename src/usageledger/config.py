@@ -243,7 +243,18 @@ STATEMENT_ALLOCATIONS: Final = ("proportional", "even", "none")
 
 
 def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config:
-    """Validate parsed TOML into a :class:`Config`."""
+    """Validate parsed TOML into a :class:`Config`; a :class:`ConfigError` names the key, and ``path`` (the file the
+    data was read from) first: `status` run from a cron job said "sync.workers: unknown key" without saying which of
+    the config files (``--config``, ``$USAGELEDGER_CONFIG``, ``./usageledger.toml``) held it."""
+    try:
+        return _parse_config(data, path)
+    except ConfigError as exc:
+        if path is not None and exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{path}: {exc.args[0]}", *exc.args[1:])  # the same error, its type and attributes kept
+        raise
+
+
+def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
     _no_unknown(data, _TOP, "")
     store_url, store_in_file = DEFAULT_STORE, False
     if "store" in data:
