@@ -98,6 +98,8 @@ class OrgConfig:
     key_env: str = ADMIN_KEY_ENV
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    file: Path | None = field(default=None, repr=False, compare=False)
+    """The config file the org was read from: where a fix to its ``base_url`` is made."""
 
     @property
     def key_source(self) -> str:
@@ -124,7 +126,7 @@ class OrgConfig:
         env = os.environ if environ is None else environ
         for value, source in (
             (override, "--base-url"),
-            (self.base_url, f"base_url of org {self.name!r} in the config"),
+            (self.base_url, f"base_url of org {self.name!r} in {self.file or 'the config'}"),
             (env.get(BASE_URL_ENV), BASE_URL_ENV),
         ):
             if value:
@@ -263,7 +265,8 @@ def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
         if "url" in store:
             store_url, store_in_file = from_file(_str(store["url"], "store.url"), path), True
     sync = _sync(_table(data["sync"], "sync")) if "sync" in data else SyncConfig()
-    orgs = tuple(_org(t, f"orgs[{i}]") for i, t in enumerate(_array_of_tables(data.get("orgs", []), "orgs")))
+    tables = _array_of_tables(data.get("orgs", []), "orgs")
+    orgs = tuple(replace(_org(t, f"orgs[{i}]"), file=path) for i, t in enumerate(tables))
     names = [o.name for o in orgs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

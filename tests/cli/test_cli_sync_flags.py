@@ -245,7 +245,7 @@ def test_a_base_url_without_v1_names_where_it_came_from(
     fix = {
         "flag": f"The base URL (from --base-url) must end in /v1: pass --base-url {emulator_url}",
         "variable": f"The base URL (from OPENAI_BASE_URL) must end in /v1: set OPENAI_BASE_URL={emulator_url}",
-        "config": "The base URL (from base_url of org 'acme' in the config) must end in /v1: set base_url of org"
-        f" 'acme' in the config to {emulator_url}",
+        "config": "The base URL (from base_url of org 'acme' in usageledger.toml) must end in /v1: set base_url of"
+        f" org 'acme' in usageledger.toml to {emulator_url}",
     }[where]
     assert line.endswith(fix), line
