@@ -25,7 +25,7 @@ import httpx
 from usageledger._secrets import KEY_SHAPED, mask_keys, normalize_key, redact, url_userinfo
 from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
-from usageledger.errors import BaseURLError, ConfigError, InsecureURLError
+from usageledger.errors import APIStatusError, BaseURLError, ConfigError, InsecureURLError
 from usageledger.timeutil import MAX_UNIX
 
 __all__ = [
@@ -46,6 +46,9 @@ __all__ = [
     "normalize_base_url",
     "read_clock",
     "retry_from",
+    "set_to",
+    "v1_fix",
+    "with_v1_fix",
 ]
 
 ArrayFormat = Literal["brackets", "repeat", "comma"]
@@ -197,6 +200,34 @@ def corrected_base_url(url: str) -> str | None:
     else:
         segments = ["v1"]
     return urlunsplit((parts.scheme, parts.netloc, "/" + "/".join(segments), "", ""))
+
+
+def set_to(source: str, flag: str, value: str, *, literal: bool = True) -> str:
+    """How to change a setting read from ``source`` to ``value`` (a value, or with ``literal=False`` a description of
+    one): pass ``flag`` when it came from that flag or is the default, else set the variable or the config key it
+    came from (``[store] url in ./usageledger.toml``), so the fix names the place the user must edit."""
+    if source.startswith("-") or source == "the default":
+        return f"pass {flag} {value}" if literal else f"pass {flag} with {value}"
+    if source.isupper():  # an environment variable
+        return f"set {source}={value}" if literal else f"set {source} to {value}"
+    return f"set {source} to {value}"
+
+
+def v1_fix(url: str, source: str | None) -> str | None:
+    """What to do about a 404 under the base URL ``url`` read from ``source`` (``--base-url``, ``OPENAI_BASE_URL``, a
+    config key): when it lacks ``/v1``, set it where it came from to the URL meant, as ``doctor`` says it; ``None``
+    when its path is not the slip or its source is not known (the transport's hint then stands)."""
+    corrected = corrected_base_url(url)
+    if corrected is None or source is None:
+        return None
+    return f"The base URL (from {source}) must end in /v1: {set_to(source, '--base-url', corrected)}"
+
+
+def with_v1_fix(exc: APIStatusError, url: str, source: str | None) -> str:
+    """The text of ``exc`` (a 404 under ``url``), its generic hint replaced by :func:`v1_fix` when there is one."""
+    fix = v1_fix(url, source)
+    text = str(exc)
+    return text if fix is None else f"{text.removesuffix(f'. {exc.hint}')}. {fix}"
 
 
 def _meant(url: str) -> str:

@@ -98,6 +98,8 @@ class OrgConfig:
     key_env: str = ADMIN_KEY_ENV
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    file: Path | None = field(default=None, repr=False, compare=False)
+    """The config file the org was read from: where a fix to its ``base_url`` is made."""
 
     @property
     def key_source(self) -> str:
@@ -124,7 +126,7 @@ class OrgConfig:
         env = os.environ if environ is None else environ
         for value, source in (
             (override, "--base-url"),
-            (self.base_url, f"base_url of org {self.name!r} in the config"),
+            (self.base_url, f"base_url of org {self.name!r} in {self.file or 'the config'}"),
             (env.get(BASE_URL_ENV), BASE_URL_ENV),
         ):
             if value:
@@ -243,7 +245,18 @@ STATEMENT_ALLOCATIONS: Final = ("proportional", "even", "none")
 
 
 def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config:
-    """Validate parsed TOML into a :class:`Config`."""
+    """Validate parsed TOML into a :class:`Config`; a :class:`ConfigError` names the key, and ``path`` (the file the
+    data was read from) first: `status` run from a cron job said "sync.workers: unknown key" without saying which of
+    the config files (``--config``, ``$USAGELEDGER_CONFIG``, ``./usageledger.toml``) held it."""
+    try:
+        return _parse_config(data, path)
+    except ConfigError as exc:
+        if path is not None and exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{path}: {exc.args[0]}", *exc.args[1:])  # the same error, its type and attributes kept
+        raise
+
+
+def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
     _no_unknown(data, _TOP, "")
     store_url, store_in_file = DEFAULT_STORE, False
     if "store" in data:
@@ -252,7 +265,8 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
         if "url" in store:
             store_url, store_in_file = from_file(_str(store["url"], "store.url"), path), True
     sync = _sync(_table(data["sync"], "sync")) if "sync" in data else SyncConfig()
-    orgs = tuple(_org(t, f"orgs[{i}]") for i, t in enumerate(_array_of_tables(data.get("orgs", []), "orgs")))
+    tables = _array_of_tables(data.get("orgs", []), "orgs")
+    orgs = tuple(replace(_org(t, f"orgs[{i}]"), file=path) for i, t in enumerate(tables))
     names = [o.name for o in orgs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -27,7 +27,7 @@ from typing import Final, Literal
 import httpx
 
 from usageledger import timeutil
-from usageledger._options import corrected_base_url
+from usageledger._options import corrected_base_url, set_to
 from usageledger._secrets import exposure, holds_key, holds_password, mask_keys, redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_PREFIX, DEFAULT_BASE_URL
@@ -378,17 +378,6 @@ def _probe(
         _answers(label, url, where_url),
         Finding(f"probe{label}", "ok", "a one-bucket costs request succeeded: the key reads usage and costs"),
     ]
-
-
-def set_to(source: str, flag: str, value: str, *, literal: bool = True) -> str:
-    """How to change a setting read from ``source`` to ``value`` (a value, or with ``literal=False`` a description of
-    one): pass ``flag`` when it came from that flag or is the default, else set the variable or the config key it
-    came from (``[store] url in ./usageledger.toml``), so the fix names the place the user must edit."""
-    if source.startswith("-") or source == "the default":
-        return f"pass {flag} {value}" if literal else f"pass {flag} with {value}"
-    if source.isupper():  # an environment variable
-        return f"set {source}={value}" if literal else f"set {source} to {value}"
-    return f"set {source} to {value}"
 
 
 # --- store ------------------------------------------------------------------------------------------------

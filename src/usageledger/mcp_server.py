@@ -178,7 +178,8 @@ def build_server(tools: LedgerTools) -> MCPServer:
         days from it on are not in the store (they count as 0 until a sync), so say so rather than report a fall;
         `previous_partial_from`, when set, is the day its costs start, inside the previous period; either way
         `previous_period_total` is null: no comparison. At most 100 rows, biggest first (`truncated` and
-        `rows_total` say what was left out; the total is always the whole); by day, at most 366 days."""
+        `rows_total` say what was left out; the total is always the whole), and at most 100 projects in a team row
+        (`projects_truncated`, `projects_total`); by day, at most 366 days."""
         return tools.spend(since, until, group_by, org, project, model)
 
     @read_only

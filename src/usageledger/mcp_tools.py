@@ -211,7 +211,9 @@ class LedgerTools:
 
     def _team_spend(self, by_project: Document, org: str | None) -> Document:
         """Spend by project regrouped by team (``report --by team``: the config's ``[teams]``, else the directory's
-        project groups; ``unassigned`` for the rest)."""
+        project groups; ``unassigned`` for the rest). A team's projects are capped as the rows are (:data:`MAX_ROWS`,
+        the biggest, with ``projects_truncated`` and ``projects_total``): one team of an org with thousands of
+        projects (``unassigned``, where no team is set) made one answer as long as them."""
         with self._reading(org) as store:
             teams = project_teams(store, org=org, config=self.config.teams)
         rows = by_project["rows"]
@@ -223,7 +225,9 @@ class LedgerTools:
                 "team": t.team,
                 "spend": t.amount,
                 "share": None if total == 0 else t.amount / total,
-                "projects": [{"project_id": p, "name": names[p]} for p in t.projects],
+                "projects": [{"project_id": p, "name": names[p]} for p in t.projects[: self.max_rows]],
+                "projects_truncated": len(t.projects) > self.max_rows,
+                "projects_total": len(t.projects),
             }
             for t in grouped
         ]

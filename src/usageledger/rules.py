@@ -75,6 +75,19 @@ def filter_value(param: str, value: object, kind: Literal["list", "bool"] | None
     return values
 
 
+def one_filter(param: str, value: object) -> str | None:
+    """A filter of one value (a report's ``org``, ``project``, ``team`` or ``model``): ``None`` is no filter; else a
+    non-blank string, refused in one line naming ``param`` otherwise, as :func:`filter_value` refuses ``[]`` or
+    ``""``: ``Scope(model="")`` matched no line item and reported a spend of 0 without a word."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ParameterError(param, f"expected one value as a string, got {_shown(value)}")
+    if not value.strip():
+        raise ParameterError(param, f"is empty; give a value, or leave {param} out (None) for no filter")
+    return value
+
+
 def name_list(param: str, value: object) -> tuple[str, ...]:
     """``endpoints``/``orgs``/``streams`` as a tuple of names: one string is one name (``orgs="acme"`` was read as
     the orgs ``a``, ``c``, ``m``, ``e``, and exported nothing); an empty tuple is "all"."""

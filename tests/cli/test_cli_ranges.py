@@ -3,6 +3,7 @@ that names the flag and shows ISO times, before any store is opened or written; 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -84,12 +85,15 @@ def test_a_zero_sync_since_in_the_config_is_refused(tmp_path: Path) -> None:
     from usageledger.config import load_config
 
     config = tmp_path / "usageledger.toml"
+    file = re.escape(f"{config}: ")  # every config error names the file first
     for text in ('"0d"', '"0h"', "0", '"0"'):
         config.write_text(f"[sync]\nsince = {text}\n")
-        with pytest.raises(ConfigError, match=r"^sync\.since: .*a span of zero.*holds nothing; write 1s or more$"):
+        with pytest.raises(
+            ConfigError, match=rf"^{file}sync\.since: .*a span of zero.*holds nothing; write 1s or more$"
+        ):
             load_config(config)
     config.write_text("[sync]\nsince = 1\n")
-    with pytest.raises(ConfigError, match=r'^sync\.since: 1 has no unit; write since = "1d" or "1h"'):
+    with pytest.raises(ConfigError, match=rf'^{file}sync\.since: 1 has no unit; write since = "1d" or "1h"'):
         load_config(config)
     config.write_text('[sync]\nsince = "2d"\n')
     assert load_config(config).sync.since == 2 * 86400

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import typer.main
 from typer.core import TyperCommand
+from typer.testing import CliRunner
 
 import usageledger
 from usageledger.cli import app
@@ -291,3 +292,27 @@ def test_python_dash_m_runs_the_command_line() -> None:
     assert "usageledger status --help" in refused.stderr
     bad = subprocess.run([sys.executable, "-m", "usageledger", "nosuch"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+
+
+def _every_command() -> list[list[str]]:
+    """Every command as typed, sub-commands (`credit add`) included, found from the CLI itself."""
+    group = typer.main.get_command(app)
+    out: list[list[str]] = []
+    for entry in COMMANDS:
+        command = group.commands[entry.name]  # type: ignore[attr-defined]
+        subs = getattr(command, "commands", None)
+        out += [[entry.name, sub] for sub in subs] if subs else [[entry.name]]
+    return out
+
+
+@pytest.mark.parametrize("argv", _every_command(), ids=" ".join)
+def test_every_commands_usage_error_exits_2_in_one_line(argv: list[str]) -> None:
+    """A usage error (an option the command does not take, a value its type refuses) exits 2 in one line naming the
+    command's --help, for every command alike: one mechanism (`LazyGroup`) handles them all, `serve` and `close`
+    too, so a script can tell "called wrongly" (2) from "failed" (1) whatever the command."""
+    done = CliRunner().invoke(app, [*argv, "--no-such-flag"])
+    assert done.exit_code == 2, (argv, done.output)
+    assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    # `credit add` reads an unknown option as a value (`-5`), so it is missing its AMOUNT there instead
+    assert done.stderr.startswith(("error: No such option: --no-such-flag", "error: Missing argument")), done.stderr
+    assert done.stderr.rstrip().endswith(f"(see `usageledger {' '.join(argv)} --help`)"), done.stderr

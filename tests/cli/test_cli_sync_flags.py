@@ -109,7 +109,7 @@ def test_a_base_url_with_credentials_is_refused_naming_where_it_came_from(
     config = CliRunner().invoke(app, command)
     outcomes = {"--base-url": flag, "OPENAI_BASE_URL": env}
     if command[0] == "sync":  # query reads no config file
-        outcomes["orgs[0].base_url"] = config
+        outcomes["usageledger.toml: orgs[0].base_url"] = config
     for source, done in outcomes.items():
         assert done.exit_code == 1, done.output
         (line,) = done.stderr.strip().splitlines()
@@ -214,3 +214,38 @@ def test_a_refused_filter_is_named_as_it_was_given(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(expected), line
     assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "where"),
+    [("sync", "flag"), ("sync", "variable"), ("sync", "config"), ("query", "flag"), ("query", "variable")],
+)
+def test_a_base_url_without_v1_names_where_it_came_from(
+    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch, where: str, command: str
+) -> None:
+    """`--base-url http://host:port` (no /v1) made every request a 404, and the error said "use .../v1" without saying
+    which setting held the URL; sync and query now name the flag, the variable or the config key, and the fix there,
+    as doctor does."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    monkeypatch.chdir(tmp_path)
+    bare = emulator_url.removesuffix("/v1")
+    argv = ["--base-url", bare] if where == "flag" else []
+    if where == "variable":
+        monkeypatch.setenv("OPENAI_BASE_URL", bare)
+    if where == "config":  # query reads no config
+        (tmp_path / "usageledger.toml").write_text(f'[[orgs]]\nname = "acme"\nbase_url = "{bare}"\n')
+    if command == "sync":
+        argv += ["--store", str(tmp_path / "u.duckdb"), "--now", str(EMULATOR_NOW), "--since", "2d", "-e", "costs"]
+        argv += ["--quiet", "--no-directory"]
+    else:
+        argv += ["costs", "--start", "2d"]
+    result = CliRunner().invoke(app, [command, *argv])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    fix = {
+        "flag": f"The base URL (from --base-url) must end in /v1: pass --base-url {emulator_url}",
+        "variable": f"The base URL (from OPENAI_BASE_URL) must end in /v1: set OPENAI_BASE_URL={emulator_url}",
+        "config": "The base URL (from base_url of org 'acme' in usageledger.toml) must end in /v1: set base_url of"
+        f" org 'acme' in usageledger.toml to {emulator_url}",
+    }[where]
+    assert line.endswith(fix), line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tomllib
 from pathlib import Path
@@ -167,12 +168,15 @@ proj_1 = "Search"
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, text: str, key: str | None) -> None:
-    """Unknown keys, wrong types and missing keys are ConfigErrors that start with the key's name."""
+    """Unknown keys, wrong types and missing keys are ConfigErrors that name the file, then the key: "sync.workers:
+    unknown key" alone did not say which config (``--config``, ``$USAGELEDGER_CONFIG``, ``./usageledger.toml``)."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_config(path)
+    assert str(info.value).startswith(f"{path}: "), str(info.value)
+    assert "\n" not in str(info.value)
     if key is not None:
-        assert str(info.value).startswith(f"{key}:"), str(info.value)
+        assert str(info.value).startswith(f"{path}: {key}:"), str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +201,7 @@ def test_a_key_with_control_characters_is_named_on_one_line(tmp_path: Path, text
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
-    assert message.startswith(f"{key}:"), message
+    assert message.startswith(f"{path}: {key}:"), message
     assert len(message.splitlines()) == 1, message
 
 
@@ -218,7 +222,7 @@ def test_a_duration_without_a_unit_is_refused(tmp_path: Path, text: str, key: st
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
-    assert message.startswith(f"{key}:") and "has no unit" in message and fix in message, message
+    assert message.startswith(f"{path}: {key}:") and "has no unit" in message and fix in message, message
     assert "\n" not in message
 
 
@@ -226,9 +230,10 @@ def test_a_duration_without_a_unit_is_refused(tmp_path: Path, text: str, key: st
 def test_a_staleness_limit_under_an_hour_is_refused(tmp_path: Path, value: str, says: str) -> None:
     """`[alerts] stale_after = "0s"` made `check` fire on every run; a limit under an hour is refused naming the key,
     as `check --stale-after 0h` is, with the shortest it takes."""
+    path = write(tmp_path, f"[alerts]\nstale_after = {value}\n")
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, f"[alerts]\nstale_after = {value}\n"))
-    assert str(info.value).startswith("alerts.stale_after: ") and says in str(info.value)
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: alerts.stale_after: ") and says in str(info.value)
     assert str(info.value).endswith("write 1h or more")
 
 
@@ -282,9 +287,10 @@ def test_a_config_that_is_missing_or_a_folder_names_where_it_was_given(
 def test_a_mistyped_key_is_refused_with_the_key_it_likely_meant(text: str, says: str, tmp_path: Path) -> None:
     """A newcomer's typo (`[sotre]`, `lag_day`) got the bare list of keys, and [alerts] said it in other words than
     every other section; one refusal now names the likely key, and says nothing when no key is like it."""
+    path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text))
-    assert str(info.value).startswith(says), str(info.value)
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: {says}"), str(info.value)
 
 
 def test_a_file_holding_a_key_must_be_private(tmp_path: Path) -> None:
@@ -420,7 +426,9 @@ def test_two_orgs_of_one_key_are_refused_before_anything_is_synced(tmp_path: Pat
     code, _, err = sync("--org", "a", KEY_A=key, KEY_C=key)  # one of them alone is one organisation
     assert code == 0, err
     config.write_text(config.read_text().replace("KEY_C", "KEY_A"))
-    with pytest.raises(ConfigError, match=r"^orgs\[1\]\.key_env: org 'c' reads its key from KEY_A"):
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(config))}: orgs\[1\]\.key_env: org 'c' reads its key from KEY_A"
+    ):
         load_config(config)
     elsewhere = config.read_text().replace(emulator_url, "http://127.0.0.1:9/v1", 1)
     assert [o.name for o in parse_config(tomllib.loads(elsewhere)).orgs] == ["a", "c"]

@@ -196,7 +196,7 @@ def test_credentials_or_white_space_in_the_base_url_fail_the_base_url_not_the_ke
     (setup / "usageledger.toml").write_text(f'[[orgs]]\nname = "acme"\nbase_url = "{with_credentials}"\n')
     in_config = diagnose(environ={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}, clock=lambda: CLOCK)
     assert in_config.by_check("config").status == "fail"
-    assert in_config.by_check("config").finding.startswith("orgs[0].base_url: the base URL http://…@")
+    assert in_config.by_check("config").finding.startswith("usageledger.toml: orgs[0].base_url: the base URL http://…@")
     (setup / "usageledger.toml").unlink()
     trimmed = run(emulator_url, base_url=f"{emulator_url} ")
     assert statuses(trimmed)["base URL"] == statuses(trimmed)["probe"] == "ok", trimmed

@@ -328,7 +328,7 @@ def test_the_config_alerts_section_sets_both_thresholds(demo_store_copy: Path, t
     huge = _run("check", "--store", str(demo_store_copy), "--config", str(config), code=1)
     assert (
         huge.output.strip()
-        == "error: alerts.daily_budget: '1e400' is too large; an amount is below 1,000,000,000,000,000"
+        == f"error: {config}: alerts.daily_budget: '1e400' is too large; an amount is below 1,000,000,000,000,000"
     )
 
 

@@ -179,3 +179,35 @@ def test_filter_value_is_one_type() -> None:
 
     assert streams.FilterValue is rules.FilterValue
     assert results.FilterValue is rules.FilterValue
+
+
+@pytest.mark.parametrize("value", [[], (), "", "  ", [""], ["gpt-4o", " "]])
+def test_an_empty_models_filter_is_refused_by_every_library_entry(value: object) -> None:
+    """`--models ''` is refused on the command line; `models=[]` or `models=""` is refused alike by the client, the
+    seed-compatible UsageApi, a stream's filters and a report's scope, by the one rule (`rules`), before any request:
+    never read as "no filter" (every row) or as a filter that matches nothing (a spend of 0)."""
+    import httpx
+
+    from usageledger import Client, UsageApi
+    from usageledger.errors import ConfigError, ParameterError
+    from usageledger.report.queries import Scope
+    from usageledger.store.streams import Stream
+
+    def no_request(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"a request was sent: {request.url}")
+
+    client = Client("sk-admin-" + "x" * 40, transport=httpx.MockTransport(no_request))
+    calls = {
+        "models": [
+            lambda: client.page("completions", start_time=0, models=value),
+            lambda: client.query("completions", start_time=0, models=value),
+            lambda: UsageApi(client=client).usage_completions(start_time=0, models=value),
+        ],
+        "filters.models": [lambda: Stream.create("completions", "1d", (), {"models": value})],
+        "model": [lambda: Scope(model=value)],  # type: ignore[arg-type]
+    }
+    for param, refused in calls.items():
+        for call in refused:
+            with pytest.raises((ParameterError, ConfigError)) as info:  # a stream's filters are its config's
+                call()
+            assert str(info.value).startswith(f"{param}: ") and "\n" not in str(info.value), info.value

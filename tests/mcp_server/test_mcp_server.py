@@ -169,7 +169,9 @@ async def test_stdio_client_lists_the_tools_and_calls_each(synced: str) -> None:
     assert len(days) == 30 and sum(Decimal(r["spend"]) for r in days) == direct
 
     teams = _doc(by_team)
-    assert teams["rows"] == _report(synced, "--by", "team")["spend_by_team"] and teams["total"] == doc["total"]
+    cut = [{k: v for k, v in r.items() if k not in ("projects_truncated", "projects_total")} for r in teams["rows"]]
+    assert cut == _report(synced, "--by", "team")["spend_by_team"] and teams["total"] == doc["total"]
+    assert all(r["projects_total"] == len(r["projects"]) and not r["projects_truncated"] for r in teams["rows"])
 
     assert bad_group.is_error and "group_by" in bad_group.content[0].text
     assert bad_since.is_error and "since" in bad_since.content[0].text and "Traceback" not in bad_since.content[0].text
@@ -393,7 +395,7 @@ async def test_spend_by_day_is_bounded_and_says_so(synced: str) -> None:
 def test_every_breakdown_is_capped_biggest_first(synced: str) -> None:
     """A breakdown had no cap (an org with thousands of keys, or a long period by line item, is one answer as long as
     them): at most ``max_rows`` rows, the biggest, with ``truncated`` and ``rows_total``; the total stays the whole."""
-    from usageledger.config import Config
+    from usageledger.config import Config, parse_config
     from usageledger.mcp_tools import LedgerTools
 
     def whole() -> Any:
@@ -401,6 +403,16 @@ def test_every_breakdown_is_capped_biggest_first(synced: str) -> None:
 
     capped = LedgerTools(whole, Config(), max_rows=5)
     full = LedgerTools(whole, Config())
+    # A team's projects are capped as the rows are: the biggest team's, with projects_truncated and projects_total.
+    ids = [r["project_id"] for r in full.spend(SINCE, UNTIL, "project")["rows"] if r["project_id"]]
+    one_team = parse_config({"teams": {"all": ids}})
+    few = LedgerTools(whole, one_team, max_rows=1)
+    team = few.spend(SINCE, UNTIL, "team")["rows"][0]
+    whole_team = LedgerTools(whole, one_team).spend(SINCE, UNTIL, "team")["rows"][0]
+    assert whole_team["team"] == "all" and whole_team["projects_total"] == len(ids) > 1
+    assert whole_team["projects_truncated"] is False
+    assert team["projects"] == whole_team["projects"][:1] and team["projects_truncated"] is True
+    assert team["projects_total"] == whole_team["projects_total"] == len(whole_team["projects"])
     for group_by in ("line_item", "model", "team"):
         cut, every = capped.spend(SINCE, UNTIL, group_by), full.spend(SINCE, UNTIL, group_by)
         assert cut["rows"] == every["rows"][: min(5, every["rows_total"])] and cut["total"] == every["total"]

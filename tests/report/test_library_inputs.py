@@ -135,3 +135,15 @@ def test_report_model_and_the_mcp_tool_read_the_same_models(store: BaseStore, de
         app, ["report", "--store", str(demo_store), "--model", "gpt-4o", "--since", since, "--until", until]
     )
     assert "warning" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("field", ["org", "project", "team", "model"])
+@pytest.mark.parametrize("value", ["", "  ", [], ["gpt-4o"]])
+def test_an_empty_or_listed_scope_filter_is_refused_naming_it(field: str, value: object) -> None:
+    """`Scope(model="")` matched no line item and the report said a spend of 0 without a word, where the CLI
+    refuses `--model ''` and the client refuses `models=[]`: an empty, blank or non-string filter is refused by the
+    one rule of filters (`rules`), naming it."""
+    with pytest.raises(ParameterError) as info:
+        Scope(**{field: value})  # type: ignore[arg-type]
+    assert str(info.value).startswith(f"{field}: ") and "\n" not in str(info.value), info.value
+    assert Scope(**{field: "x"}) != Scope()

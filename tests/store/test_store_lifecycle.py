@@ -444,3 +444,50 @@ def test_a_postgresql_server_gone_mid_sync_is_one_store_error_and_the_next_run_f
         assert len(reap_abandoned(reopened, at=EMULATOR_NOW, holding_sync_lock=False)) == 1  # this process lives on
         assert sync(reopened, [Org("main", FAKE_ADMIN_KEY, emulator_url)], streams, clock=lambda: EMULATOR_NOW).ok
         assert reopened.query("SELECT last_status FROM streams")[0][0] == "ok"
+
+
+def test_a_full_disk_names_the_store_the_fix_and_keeps_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync on a disk that filled said "DuckDB commit failed: TransactionContext Error: Failed to commit: Could not
+    write file ".../s.duckdb.wal": No space left on device", and left s.duckdb.wal, which a user may delete to make
+    room and so lose committed windows (DuckDB replays it when the store next opens: a sync on a 3 MB tmpfs, run
+    again once it had room, equalled a clean sync). A commit, a statement or an open that meets a full disk or quota
+    is now one line naming the store, the fix, and to keep the .wal."""
+    import contextlib
+
+    from usageledger.store import duckdb as duck
+
+    path = tmp_path / "s.duckdb"
+    wal = f'Could not write file "{path}.wal": No space left on device'
+
+    class _NoRoom:
+        """The store's connection, whose commit meets a full disk."""
+
+        def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+            self._con = con
+
+        def commit(self) -> None:
+            raise duckdb.IOException(f"TransactionContext Error: Failed to commit: {wal}")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._con, name)
+
+    with open_store(path) as db:
+        real = DuckDBStore._use
+
+        @contextlib.contextmanager
+        def no_room(self: DuckDBStore) -> object:
+            with real(self) as con:
+                yield _NoRoom(con)
+
+        monkeypatch.setattr(DuckDBStore, "_use", no_room)
+        with pytest.raises(StoreError) as info, db.transaction():
+            pass
+        monkeypatch.undo()
+    said = str(info.value)
+    assert said.startswith(f"the disk of the DuckDB store {path} is full (") and "No space left on device" in said
+    assert "free some space" in said and "keep the .wal file" in said and "\n" not in said
+    quota = duckdb.IOException(f'Could not write file "{path}": Disk quota exceeded')
+    for error in (duck._statement_error(str(path), quota), duck._open_error(str(path), quota)):
+        assert str(error).startswith(f"the disk of the DuckDB store {path} is full ("), error
+    other = duckdb.IOException("Could not read enough bytes")
+    assert "is full" not in str(duck._statement_error(str(path), other))

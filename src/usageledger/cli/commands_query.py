@@ -11,7 +11,9 @@ that stops early (``| head``) ends the command at once; a table holds at most :d
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal, get_args
@@ -22,9 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
-from usageledger._options import base_url_from, key_from
+from usageledger._options import base_url_from, key_from, with_v1_fix
 from usageledger._text import counted
-from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
+from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
 from usageledger.cli._app import (
     Insecure,
@@ -33,12 +35,13 @@ from usageledger.cli._app import (
     comma_list,
     console,
     err_console,
+    fail,
     friendly_errors,
     say,
     setup_logging,
 )
 from usageledger.client import Client, Query
-from usageledger.errors import ParameterError
+from usageledger.errors import NotFoundError, ParameterError
 from usageledger.report.tables import DataTable, label, number
 
 OutputFormat = Literal["table", "csv", "jsonl"]
@@ -292,13 +295,19 @@ def query(
     )
     # --- end of generated filter values ---
     filters: dict[str, Any] = filter_values  # by API name; none is called `timeout`, which query() also takes
-    with Client(
-        # The key and URL as the command line gives them: a refusal names the variable or flag to fix.
-        key_from(None, hint=f"set {ADMIN_KEY_ENV} to an organization admin key: export {ADMIN_KEY_ENV}=sk-admin-..."),
-        base_url_from(base_url, source="--base-url"),
-        array_format=array_format,
-        allow_insecure_http=allow_insecure_http,
-    ) as client:
+    url = base_url_from(base_url, source="--base-url")
+    with (
+        _v1_named(url, base_url),
+        Client(
+            # The key and URL as the command line gives them: a refusal names the variable or flag to fix.
+            key_from(
+                None, hint=f"set {ADMIN_KEY_ENV} to an organization admin key: export {ADMIN_KEY_ENV}=sk-admin-..."
+            ),
+            url,
+            array_format=array_format,
+            allow_insecure_http=allow_insecure_http,
+        ) as client,
+    ):
         try:
             found = client.query(
                 endpoint,
@@ -324,6 +333,17 @@ def query(
     _print_table(found.endpoint, table_rows)
     if capped:
         say(f"note: the table stops at {TABLE_MAX_ROWS:,} rows; use --limit-rows, or -f csv or jsonl for every row")
+
+
+@contextlib.contextmanager
+def _v1_named(url: str, given: str | None) -> Iterator[None]:
+    """A 404 under a base URL without ``/v1`` (``--base-url http://127.0.0.1:8787``) names where the URL came from
+    (``--base-url`` or ``OPENAI_BASE_URL``) and the fix there, as ``sync`` and ``doctor`` do."""
+    try:
+        yield
+    except NotFoundError as exc:
+        source = "--base-url" if given else BASE_URL_ENV if os.environ.get(BASE_URL_ENV) else None
+        raise fail(with_v1_fix(exc, url, source)) from None
 
 
 __all__ = ["MANY_REQUESTS", "OUTPUT_FORMATS", "TABLE_MAX_ROWS", "estimate_note", "query"]

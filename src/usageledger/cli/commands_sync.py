@@ -421,7 +421,10 @@ def sync_command(
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
     resolved = [(o, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
     check_distinct_orgs(resolved)
-    orgs = [engine.Org(o.name, key, at, key_source=o.key_source) for o, key, at in resolved]
+    orgs = [
+        engine.Org(o.name, key, at, key_source=o.key_source, base_url_source=o.base_url_source(base_url)[1])
+        for o, key, at in resolved
+    ]
     settings = config.sync
     if lag_days is not None:
         settings = replace(settings, lag_days=check_sync_int("lag_days", lag_days, name="--lag-days"))

@@ -29,6 +29,7 @@ from usageledger.catalogue import Endpoint
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
+from usageledger.rules import one_filter
 from usageledger.store import daily_view_name, table_for
 from usageledger.store._base import check_orgs
 from usageledger.store.schema import primary_daily_streams_sql
@@ -199,6 +200,12 @@ class Scope:
     team_projects: tuple[str | None, ...] | None = None
     """With ``team``: the projects of the team (``None`` in it: spend with no project)."""
     model: str | None = None
+
+    def __post_init__(self) -> None:
+        """An empty or blank filter is refused naming it (:func:`~usageledger.rules.one_filter`), never read as a
+        filter that matches nothing: ``Scope(model="")`` reported a spend of 0."""
+        for name in ("org", "project", "team", "model"):
+            one_filter(name, getattr(self, name))
 
     def labels(self, project_name: Callable[[str], str]) -> list[str]:
         """The filters set, in words for a report's heading (``org o``, ``project <name>``, ``team t``, ``model m``)."""

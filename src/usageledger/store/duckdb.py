@@ -278,6 +278,8 @@ class DuckDBStore(BaseStore):
                 try:
                     con.commit()
                 except duckdb.Error as exc:
+                    if _is_full(exc):
+                        raise _disk_full(self.path, exc) from exc
                     raise StoreError(f"DuckDB commit failed: {_first_line(exc)}") from exc
             finally:
                 self._busy -= 1
@@ -564,6 +566,8 @@ def _open_error(path: str, exc: duckdb.Error) -> StoreError:
         return _not_duckdb(path)
     if _is_damage(exc):
         return _damaged(path, exc)
+    if _is_full(exc):  # replaying the WAL, or making a new store, on a full disk
+        return _disk_full(path, exc)
     return StoreError(f"cannot open the DuckDB store {path}: {_first_line(exc)}")
 
 
@@ -581,8 +585,27 @@ def _damaged(path: str, exc: BaseException) -> StoreError:
     )
 
 
+def _is_full(exc: BaseException) -> bool:
+    """Whether DuckDB's error is a full disk or quota: a write to the store, its WAL or its spill folder failed."""
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def _disk_full(path: str, exc: BaseException) -> StoreError:
+    """A full disk, named with the store and the fix. The failed transaction is not kept, and every one committed
+    before it is: DuckDB leaves ``<store>.wal`` on purpose and replays it when the store next opens (a sync on a
+    3 MB disk, re-run once it had room, ended as a clean sync), so the line says to keep it, not to delete it."""
+    return StoreError(
+        f"the disk of the DuckDB store {path} is full ({_first_line(exc)}); what was written before stays and the"
+        f" failed write was not kept: free some space, or move the store and its {os.path.basename(path)}.wal to a"
+        " disk with room, then run the command again (keep the .wal file: it holds committed data DuckDB replays)"
+    )
+
+
 def _statement_error(path: str, exc: duckdb.Error) -> StoreError:
-    """A failed statement, in one line: a damaged file said so, anything else as DuckDB says it."""
+    """A failed statement, in one line: a full disk or a damaged file said so, anything else as DuckDB says it."""
+    if _is_full(exc):
+        return _disk_full(path, exc)
     return _damaged(path, exc) if _is_damage(exc) else StoreError(f"DuckDB: {_first_line(exc)}")
 
 

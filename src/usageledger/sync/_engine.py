@@ -18,6 +18,7 @@ import httpx
 
 from usageledger import timeutil
 from usageledger._http import is_retryable_status, tls_context
+from usageledger._options import v1_fix, with_v1_fix
 from usageledger._secrets import mask_keys
 from usageledger._text import counted
 from usageledger.client import AsyncClient
@@ -412,8 +413,9 @@ async def _fetch(
             continue
         except NotFoundError as exc:  # no such path: every stream of the org meets it under a wrong base URL
             base = clients[plan.org].base_url
-            cause = f"HTTP 404 from {base}: the API has no such path there. {exc.hint}"
-            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=mask_keys(cause))
+            source = orgs[plan.org].base_url_source  # the fix names where the URL came from (no /v1, say)
+            cause = f"HTTP 404 from {base}: the API has no such path there. {v1_fix(base, source) or exc.hint}"
+            job.run.fail(mask_keys(f"{job.where()}: {with_v1_fix(exc, base, source)}"), cause=mask_keys(cause))
             logger.info("stream failed: %s", job.run.error)
             continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)

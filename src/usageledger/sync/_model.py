@@ -28,6 +28,9 @@ class Org:
     key_source: str | None = None
     """Where the key came from, as a user would fix it (``OPENAI_ADMIN_KEY``, a config key): a refused key's
     message names it. ``None``: the key the caller passed."""
+    base_url_source: str | None = None
+    """Where the base URL came from, as a user would fix it (``--base-url``, ``OPENAI_BASE_URL``, a config key): a
+    base URL the API answers 404 under (no ``/v1``) is named with it and the fix. ``None``: the caller's own."""
 
     def __post_init__(self) -> None:
         """The name is the store's ``org`` column: ``Org("", ...)`` or ``Org(5, ...)`` was kept and written as such
