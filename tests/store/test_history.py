@@ -235,6 +235,13 @@ def test_wrong_history_arguments_are_refused_naming_them(store: BaseStore) -> No
         assert str(caught.value).startswith(said)
 
 
+def _write_costs(store: BaseStore, stream: Stream, day: int, amount: str, seen: int) -> None:
+    """One day's costs row of proj_a, ``amount`` dollars, as a sync sees it at ``seen``."""
+    row = {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
+    row |= {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
+    store.commit_window(WindowWrite("main", stream, [row], day, day + DAY, "manual", seen))
+
+
 def test_a_write_in_the_closes_second_is_after_it(store: BaseStore) -> None:
     """`close 2026-10 && sync`: the log's seen times are whole seconds, and a closed month was read back by the
     close's time, so a restatement seen in the close's second counted as closed: the statement's closed figures
@@ -245,9 +252,7 @@ def test_a_write_in_the_closes_second_is_after_it(store: BaseStore) -> None:
     october = date(2026, 10, 1)
 
     def write(amount: str, seen: int) -> None:
-        row = {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
-        row |= {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
-        store.commit_window(WindowWrite("main", stream, [row], day, day + DAY, "manual", seen))
+        _write_costs(store, stream, day, amount, seen)
 
     store.register_stream("main", stream)
     write("10.00", at)
@@ -273,9 +278,7 @@ def test_a_close_recorded_before_the_high_water_mark_is_read_by_its_time(store: 
     october = date(2026, 10, 1)
 
     def write(amount: str, seen: int) -> None:
-        row = {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
-        row |= {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
-        store.commit_window(WindowWrite("main", stream, [row], day, day + DAY, "manual", seen))
+        _write_costs(store, stream, day, amount, seen)
 
     store.register_stream("main", stream)
     write("10.00", at - 5)
