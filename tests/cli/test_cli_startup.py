@@ -114,14 +114,17 @@ def test_a_sync_of_costs_and_its_export_never_import_pandas(emulator_url: str, t
     assert (tmp_path / "c.csv").read_text().splitlines()[1].split(",")[2].endswith("T00:00:00Z")
 
 
-def test_a_quiet_sync_imports_neither_httpxs_command_line_nor_rich(emulator_url: str, tmp_path: Path) -> None:
+def test_a_quiet_sync_imports_neither_httpxs_command_line_nor_rich_nor_the_reports(
+    emulator_url: str, tmp_path: Path
+) -> None:
     """`import httpx` imported httpx's command line (click, pygments, rich's progress and syntax) in every sync, ~25-40
     ms of CPU a run; main() keeps it out, and the sync still talks to the API. A quiet sync (cron, `serve
-    --sync-every`) prints nothing, so it imports no rich either (its consoles and tables, ~40 ms). An httpx imported
-    before main() (embedding, the test process) is left as it is."""
+    --sync-every`) prints nothing, so it imports no rich either (its consoles and tables, ~40 ms), nor the reports'
+    queries (the engine's safety checks imported them for a warning only readers give). An httpx imported before
+    main() (embedding, the test process) is left as it is."""
     probe = (
         "import atexit, json, sys\n"
-        "mods = ('httpx._main', 'click', 'pygments', 'rich')\n"
+        "mods = ('httpx._main', 'click', 'pygments', 'rich', 'usageledger.report')\n"
         "atexit.register(lambda: print(json.dumps([m for m in mods if sys.modules.get(m)]), file=sys.stderr))\n"
         "from usageledger.cli import main\n"
         "main()\n"
