@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 from typer.testing import CliRunner
 
 import usageledger
+from usageledger import cli
 from usageledger.cli import app
 from usageledger.cli._commands import COMMANDS, Command
 from usageledger.store import open_store
@@ -112,6 +113,39 @@ def test_a_sync_of_costs_and_its_export_never_import_pandas(emulator_url: str, t
         assert done.returncode == 0, done.stderr
         assert done.stderr.strip().splitlines()[-1] == "False", (argv[0], done.stderr)
     assert (tmp_path / "c.csv").read_text().splitlines()[1].split(",")[2].endswith("T00:00:00Z")
+
+
+def test_a_quiet_sync_imports_neither_httpxs_command_line_nor_rich_nor_the_reports(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    """`import httpx` imported httpx's command line (click, pygments, rich's progress and syntax) in every sync, ~25-40
+    ms of CPU a run; main() keeps it out, and the sync still talks to the API. A quiet sync (cron, `serve
+    --sync-every`) prints nothing, so it imports no rich either (its consoles and tables, ~40 ms), nor the reports'
+    queries (the engine's safety checks imported them for a warning only readers give). An httpx imported before
+    main() (embedding, the test process) is left as it is."""
+    probe = (
+        "import atexit, json, sys\n"
+        "mods = ('httpx._main', 'click', 'pygments', 'rich', 'usageledger.report')\n"
+        "atexit.register(lambda: print(json.dumps([m for m in mods if sys.modules.get(m)]), file=sys.stderr))\n"
+        "from usageledger.cli import main\n"
+        "main()\n"
+    )
+    argv = ["sync", "--store", str(tmp_path / "s.duckdb"), "--base-url", emulator_url, "-e", "costs"]
+    argv += ["--since", "2d", "--no-directory", "--quiet", "--now", str(EMULATOR_NOW)]
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    with open_store(str(tmp_path / "s.duckdb")) as store:
+        assert store.query("SELECT COUNT(*) FROM costs")[0][0] > 0
+    before = sys.modules.get("httpx._main")
+    cli.skip_httpx_command_line()  # httpx is imported here: nothing changes
+    assert sys.modules.get("httpx._main") is before
 
 
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:

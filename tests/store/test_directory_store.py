@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -125,6 +127,28 @@ def test_a_list_not_read_in_full_deletes_nothing(store: BaseStore, snap: Snapsho
     refresh(store, "main", snap, at=EMULATOR_NOW)
     partial = Snapshot([e for e in snap.entries if e.kind != "group_user"], frozenset())
     assert refresh(store, "main", partial, at=EMULATOR_NOW + DAY).deleted == 0
+
+
+def test_the_directory_lists_are_read_a_few_at_once_and_listed_in_one_order(emulator_url: str, snap: Snapshot) -> None:
+    """The per-project lists were read one after another (four round trips a project after every sync): two of them
+    now wait for each other at a barrier, which only lists read at once pass. The entries come in the order of a
+    snapshot read one list at a time, whatever the order the answers come in."""
+    barrier = threading.Barrier(2, timeout=30)
+    met: list[str] = []
+
+    class Meeting(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if "/projects/" in request.url.path and len(met) < 2:
+                met.append(request.url.path)
+                barrier.wait()  # broken (an error) unless a second list is asked for meanwhile
+            return super().handle_request(request)
+
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW, transport=Meeting()) as client:
+        at_once = snapshot(client)
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW) as client:
+        one_by_one = snapshot(client, readers=1)
+    assert len(met) == 2
+    assert at_once == one_by_one == snap
 
 
 def test_a_failed_read_leaves_the_stored_directory(store: BaseStore, snap: Snapshot, emulator_url: str) -> None:

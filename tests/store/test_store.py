@@ -145,6 +145,38 @@ def test_upsert_counts_inserted_updated_unchanged_and_deleted(store: BaseStore) 
     assert store.stream_states()[0].row_count == 2
 
 
+def test_a_window_read_again_unchanged_writes_and_logs_nothing(
+    store: BaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-read lag window that came back as it was (NULLs included) is counted unchanged without a statement that
+    logs, deletes, updates or inserts rows (they were most of a no-op sync's store time); one with as many rows but
+    one revised and one replaced still takes every step."""
+    store.register_stream("acme", COSTS)
+    rows = [cost_row(0, "p1", "a", "0.06"), cost_row(0, None, "a", "0.07"), cost_row(1, "p1", "a", "1.5")]
+    write(store, rows)
+    logged = store.query("SELECT COUNT(*) FROM revisions")[0][0]
+    statements: list[str] = []
+    execute = store.execute
+
+    def spy(sql: str, params: Any = ()) -> int:
+        statements.append(sql)
+        return execute(sql, params)
+
+    monkeypatch.setattr(store, "execute", spy)
+    again = write(store, [dict(r) for r in rows])
+    assert (again.inserted, again.updated, again.unchanged, again.deleted) == (0, 0, 3, 0)
+    rows_touched = [s for s in statements if s.startswith(("INSERT", "DELETE", "UPDATE costs"))]
+    assert rows_touched == []
+    assert store.query("SELECT COUNT(*) FROM revisions")[0][0] == logged
+    # The same number of rows, but one revised and one replaced by another group: not a no-op.
+    revised = [cost_row(0, "p1", "a", "0.09"), cost_row(0, "p2", "a", "0.07"), cost_row(1, "p1", "a", "1.5")]
+    third = write(store, revised)
+    assert (third.inserted, third.updated, third.unchanged, third.deleted) == (1, 1, 1, 1)
+    stored = store.query("SELECT project_id, amount_value FROM costs ORDER BY bucket_start, project_id")
+    assert stored == [("p1", Decimal("0.09")), ("p2", Decimal("0.07")), ("p1", Decimal("1.5"))]
+    assert store.query("SELECT COUNT(*) FROM revisions")[0][0] > logged
+
+
 def test_vanished_rows_are_only_deleted_inside_the_reread_window(store: BaseStore) -> None:
     """Rows outside [lo, hi) and rows of other streams or orgs are never touched by a window's delete."""
     other = Stream.create("costs", "1d", ("project_id",))

@@ -58,6 +58,7 @@ def main() -> None:
     """
     os.environ.setdefault(ARROW_POOL_ENV, "system")
     os.environ.setdefault(BLAS_THREADS_ENV, "1")
+    skip_httpx_command_line()
     standard_streams()
     drop_unusable_sizes(os.environ)
     try:
@@ -67,6 +68,22 @@ def main() -> None:
             raise
         sys.stderr.write(f"error: {exc.strerror or exc}\n")  # `version > /dev/full` was a traceback
         raise SystemExit(1) from None
+
+
+HTTPX_CLI: Final = "httpx._main"
+"""httpx's own command line, which ``import httpx`` imports whenever click, pygments and rich are installed."""
+
+
+def skip_httpx_command_line() -> None:
+    """Keep ``import httpx`` from importing httpx's command line (click, pygments, rich's progress and syntax).
+
+    Every command that talks to the API pays that import, ~25-40 ms of CPU a run (a quiet `sync` from cron, each
+    `serve --sync-every` child), and no usageledger command runs httpx's command line. httpx imports it in a
+    ``try``, and a ``None`` in :data:`sys.modules` is an ImportError there: ``httpx.main`` becomes httpx's own
+    stand-in, everything else is untouched. Nothing is done once httpx is imported (embedding, tests).
+    """
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault(HTTPX_CLI, None)  # type: ignore[arg-type]  # None: "not importable" (importlib)
 
 
 _WRITE_FAILURES: Final = frozenset({errno.EBADF, errno.ENOSPC, errno.EDQUOT, errno.EIO})

@@ -13,7 +13,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, cast
 
 import typer
-from rich.text import Text
 
 from usageledger import catalogue, rules, timeutil
 from usageledger._memory import limit_arenas
@@ -22,7 +21,7 @@ from usageledger._paths import same_file
 from usageledger._secrets import redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth
-from usageledger.cli import _filters
+from usageledger.cli import _app, _filters
 from usageledger.cli._app import (
     STORE_HELP,
     ConfigOpt,
@@ -33,8 +32,6 @@ from usageledger.cli._app import (
     Verbose,
     app,
     comma_list,
-    console,
-    err_console,
     fail,
     friendly_errors,
     open_for_reading,
@@ -51,7 +48,6 @@ from usageledger.config import (
     staged_default_config,
 )
 from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
-from usageledger.report.tables import DataTable, label, number
 from usageledger.store import (
     DEFAULT_STORE,
     BaseStore,
@@ -64,6 +60,8 @@ from usageledger.sync_options import SyncOptions
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
+
+    from usageledger.report.tables import DataTable
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -116,8 +114,8 @@ def init(
         if existed
         else f"prepared the store {shown} ({counted(len(applied), 'migration')} applied)"
     )
-    say(f"Wrote {written} and {done}.", to=console)
-    say("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", to=console)
+    say(f"Wrote {written} and {done}.", to=_app.console)
+    say("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", to=_app.console)
 
 
 # --- sync -----------------------------------------------------------------------------------------------
@@ -210,7 +208,7 @@ def _streams_from_flags(
             which = f"{ep.name}: " if len(chosen) > 1 else ""  # which endpoint refused it, when there are several
             raise ConfigError(f"{flag or '--' + name.replace('_', '-')}: {which}{message}") from None
     if skipped:
-        err_console.print(
+        _app.err_console.print(
             f"note: --bucket-width {bucket_width} skips {', '.join(skipped)}; sync those in a run of their own width",
             highlight=False,
             soft_wrap=True,
@@ -245,7 +243,7 @@ class _ProgressView:
             MofNCompleteColumn(table_column=Column(no_wrap=True)),
             TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True)),
             TimeElapsedColumn(table_column=Column(no_wrap=True)),
-            console=err_console,
+            console=_app.err_console,
             transient=False,
         )
         self.live = self.progress
@@ -288,6 +286,10 @@ class _ProgressView:
 
 def _summary(result: Any) -> DataTable:
     """Rows inserted, updated, unchanged and deleted per stream (watermarks are in `usageledger status`)."""
+    from rich.text import Text  # rich only where a run prints a table: a quiet sync (cron, serve) never imports it
+
+    from usageledger.report.tables import DataTable, label, number
+
     several = len({s.org for s in result.streams}) > 1
     table = DataTable(
         f"Synced: {counted(result.requests, 'request')} in {result.elapsed:.1f}s",
@@ -475,7 +477,7 @@ def sync_command(
                 },
             )
     elif not quiet:
-        console.print(_summary(result))
+        _app.console.print(_summary(result))
     if not result.ok:
         raise fail("; ".join(result.errors) or "the sync did not finish")
 
@@ -496,7 +498,7 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
             say(
                 f"directory of {org.name}: {counts.inserted} new, {counts.changed} changed, "
                 f"{counts.deleted} gone, {counts.unchanged} unchanged",
-                to=console,
+                to=_app.console,
             )
 
 
@@ -652,7 +654,7 @@ def export_command(
         say(f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).")
         named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
         if len(result.files) == 1 and named is not None and named != format:  # `-f parquet -o out.csv`
-            err_console.print(
+            _app.err_console.print(
                 f"note: {output} holds {format} (--format {format}), though its name says {named}",
                 highlight=False,
                 markup=False,
@@ -705,7 +707,7 @@ def _export_focus(
             },
         )
     if rates is not None:
-        err_console.print(
+        _app.err_console.print(
             f"{fx_note(rates, list(result.rates))} The x_ columns hold {rates.currency}; "
             "each row's rate is in x_FxRate.",
             highlight=False,
@@ -741,7 +743,7 @@ def _export_delta(
             endpoints=endpoints,
             protect={} if config.path is None else {"the config file in use": config.path},
         )
-    err_console.print(
+    _app.err_console.print(
         f"Exported {counted(result.total, 'row')} to {output} as {counted(len(result.tables), 'Delta table')} "
         f"({result.rewritten:,} of {counted(result.months, 'month partition')} written).",
         highlight=False,
@@ -785,12 +787,14 @@ def status(
             _print_status(states, url, options)
             for d in directory:
                 when = "" if d.last_change is None else f"; last change {timeutil.iso(d.last_change)}"
-                console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
+                _app.console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
             if credit is not None:
-                console.print(credit_line(credit, None))
+                _app.console.print(credit_line(credit, None))
 
 
 def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> None:
+    from usageledger.report.tables import DataTable, label, number
+
     table = DataTable(
         f"Streams in {redact_url_password(url)}",
         label("org"),
@@ -816,6 +820,6 @@ def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> 
             f"+{c.inserted:,} ~{c.updated:,} ={c.unchanged:,} -{c.deleted:,}",
         )
     if not states:
-        console.print("No streams yet: run `usageledger sync`.")
+        _app.console.print("No streams yet: run `usageledger sync`.")
         return
-    console.print(table)
+    _app.console.print(table)

@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
 
@@ -35,9 +35,11 @@ from usageledger._secrets import redact_url_password
 from usageledger._text import one_line
 from usageledger.client import AsyncClient
 from usageledger.errors import NotFoundError, StoreError, SyncError, UsageLedgerError
-from usageledger.report.queries import Period, costs_not_synced
 from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner, StreamState
 from usageledger.sync._model import Org
+
+if TYPE_CHECKING:
+    from usageledger.report.queries import Period
 
 __all__ = [
     "DEMO_STORE",
@@ -305,4 +307,8 @@ def data_warnings(
     synced, or synced short of its end), so $0.00 is never read as nothing spent."""
     mixed = mixed_data(store, org)
     said = () if mixed is None else (mixed,)
-    return said if period is None else (*said, *costs_not_synced(store, org, period))
+    if period is None:
+        return said
+    from usageledger.report.queries import costs_not_synced  # the reports' queries: never a sync's to import
+
+    return (*said, *costs_not_synced(store, org, period))
