@@ -45,7 +45,7 @@ from usageledger._options import (
 from usageledger._paging import AsyncPaged, Paged
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth, Endpoint
-from usageledger.errors import ConfigError, PaginationError, ParameterError
+from usageledger.errors import BadRequestError, ConfigError, PaginationError, ParameterError
 from usageledger.models import Bucket, UsageResponse, decode_page
 from usageledger.timeutil import TimeInput
 
@@ -141,14 +141,16 @@ def _filters(endpoint: Endpoint, raw: Mapping[str, FilterInput]) -> Mapping[str,
 
 
 def _checked(endpoint: Endpoint, params: rules.QueryParams, now: int) -> rules.QueryParams:
-    """``params`` with ``end_time`` clamped to now, or :class:`ParameterError` naming the broken rule."""
+    """``params`` with ``end_time`` clamped to now (the live API refuses a future one), or :class:`ParameterError`
+    naming the broken rule."""
+    end = rules.effective_end(params, now=now)
+    if end != params.end_time and params.start_time is not None and params.start_time < now:  # else: start refused
+        logger.debug("end_time %s is in the future; clamped to now (%s)", params.end_time, end)
+        params = replace(params, end_time=end)
     violation = rules.check(endpoint, params, now=now)
     if violation is not None:
         raise violation.to_error()
-    end = rules.effective_end(params, now=now)
-    if end != params.end_time:
-        logger.debug("end_time %s is in the future; clamped to now (%s)", params.end_time, end)
-    return replace(params, end_time=end)
+    return params
 
 
 def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryParams]:
@@ -208,8 +210,20 @@ def _query_items(endpoint: Endpoint, params: rules.QueryParams) -> list[tuple[st
     return items
 
 
-def _window_params(spec: _Range, window: rules.Window, page: str | None) -> rules.QueryParams:
-    return replace(spec.params, start_time=window.start, end_time=window.end, limit=window.limit, page=page)
+def _window_params(spec: _Range, window: rules.Window, page: str | None, *, open_end: bool) -> rules.QueryParams:
+    end = None if open_end else window.end
+    return replace(spec.params, start_time=window.start, end_time=end, limit=window.limit, page=page)
+
+
+def _ends_at_the_apis_now(exc: BadRequestError, params: rules.QueryParams, where: str) -> bool:
+    """Whether to ask a window's first page again without ``end_time``: the API refused ours (a 400 on
+    ``end_time``, which the pre-flight checks passed, so it is after the API's now: its clock is behind ours, or
+    ``--now`` is ahead). Asked without it, the API ends the window at its own now, and the sync sees the window
+    cut short (``StreamRun.cut_short``) instead of failing it."""
+    if exc.param != "end_time" or params.end_time is None or params.page is not None:
+        return False
+    logger.debug("%s: the API refused end_time %s (%s); asking again up to its own now", where, params.end_time, exc)
+    return True
 
 
 class _Cursor(Protocol):
@@ -572,9 +586,16 @@ class Client(Closing, _ClientBase[Query, UsageResponse, list[Bucket]], Directory
         seen: set[str] = set()
         cursor: str | None = None
         path = spec.endpoint.path
+        open_end = False
         while True:
-            params = _window_params(spec, window, cursor)
-            response = self._send_page(path, _query_items(spec.endpoint, params), timeout)
+            params = _window_params(spec, window, cursor, open_end=open_end)
+            try:
+                response = self._send_page(path, _query_items(spec.endpoint, params), timeout)
+            except BadRequestError as exc:
+                if open_end or not _ends_at_the_apis_now(exc, params, _where(spec, window)):
+                    raise
+                open_end = True
+                continue
             yield response
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:
@@ -692,10 +713,17 @@ class AsyncClient(
         cursor: str | None = None
         path = spec.endpoint.path
         pages: list[P] = []
+        open_end = False
         while True:
-            params = _window_params(spec, window, cursor)
+            params = _window_params(spec, window, cursor, open_end=open_end)
             items = _query_items(spec.endpoint, params)
-            response = await self._decoded(path, items, timeout, decode, offload=offload, slot=slot)
+            try:
+                response = await self._decoded(path, items, timeout, decode, offload=offload, slot=slot)
+            except BadRequestError as exc:
+                if open_end or not _ends_at_the_apis_now(exc, params, _where(spec, window)):
+                    raise
+                open_end = True
+                continue
             pages.append(response)
             cursor = _next_cursor(response, seen, _where(spec, window))
             if cursor is None:

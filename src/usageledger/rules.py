@@ -216,18 +216,23 @@ def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | N
     violation = _groups_and_filters(endpoint, params.group_by, params.filters)
     if violation is not None:
         return violation
-    end = effective_end(params, now=now)
-    if end is not None and end <= params.start_time:
-        if end != params.end_time:  # clamped to now: the values compared are now and start_time, not end_time
+    # Reference §10: the live API fails on an end_time in the future; the client clamps (effective_end) before it
+    # checks and sends, so only another clock's now (a server behind the client's) ever meets this refusal. A range
+    # that starts at or after now is blamed on start_time; without an end_time, the reference says nothing of one,
+    # and it reads as no buckets.
+    if params.end_time is not None:
+        if params.end_time <= params.start_time:
             return Violation(
-                "start_time",
-                f"start_time ({params.start_time}) must be before now ({now}); end_time ({params.end_time}) is "
-                "clamped to now.",
+                "end_time",
+                f"end_time ({params.end_time}) must be greater than start_time ({params.start_time}).",
             )
-        return Violation(
-            "end_time",
-            f"end_time ({params.end_time}) must be greater than start_time ({params.start_time}).",
-        )
+        if params.start_time >= now:
+            return Violation("start_time", f"start_time ({params.start_time}) must be before now ({now}).")
+        if params.end_time > now:
+            return Violation(
+                "end_time",
+                f"end_time ({params.end_time}) must not be in the future (now: {now}); omit it to end at now.",
+            )
     for fld, cutoff in endpoint.group_by_cutoffs.items():
         if fld in params.group_by and params.start_time < cutoff:
             return Violation(
@@ -239,7 +244,8 @@ def check(endpoint: Endpoint, params: QueryParams, *, now: int) -> Violation | N
 
 
 def effective_end(params: QueryParams, *, now: int) -> int | None:
-    """``end_time`` clamped to ``now``: the live API fails on future end times, so both sides clamp."""
+    """``end_time`` clamped to ``now``, as the client sends it: the live API refuses a future end time (:func:`check`
+    says so), so the client clamps before it checks."""
     if params.end_time is None:
         return None
     return min(params.end_time, now)

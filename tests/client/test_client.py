@@ -176,6 +176,15 @@ def test_future_end_time_is_clamped_to_now() -> None:
     assert buckets[-1].end_time == NOW
 
 
+def test_a_future_range_is_blamed_on_its_start_not_on_the_clamped_end() -> None:
+    """A start and an end both after now: the end clamped to now is before the start, but the refusal names
+    start_time (the clamped end_time was never the user's), and nothing is sent."""
+    server = PagedServer()
+    with pytest.raises(ParameterError, match=rf"^start_time: start_time \({NOW + 3600}\) must be before now"):
+        server.client().page("completions", start_time=NOW + 3600, end_time=NOW + 7200)
+    assert server.requests == []
+
+
 def test_open_range_ends_now() -> None:
     """A query without end_time runs up to the injected now."""
     server = PagedServer()

@@ -76,19 +76,22 @@ def test_costs_api_key_grouping_cutoff() -> None:
     assert check(costs, q(start_time=cutoff, group_by=("api_key_id",)), now=NOW) is None
 
 
-def test_future_end_time_is_clamped_not_refused() -> None:
-    """An end_time in the future is accepted (both sides clamp it to now)."""
-    assert check(catalogue.get("completions"), q(end_time=NOW + 10 * 86400), now=NOW) is None
+def test_future_end_time_is_refused_as_the_live_api_refuses_it() -> None:
+    """An end_time in the future is the live API's 400 (reference §10); the client clamps before it checks."""
+    v = check(catalogue.get("completions"), q(end_time=NOW + 10 * 86400), now=NOW)
+    assert v is not None and v.param == "end_time"
+    assert v.message == f"end_time ({NOW + 10 * 86400}) must not be in the future (now: {NOW}); omit it to end at now."
+    assert check(catalogue.get("completions"), q(end_time=NOW), now=NOW) is None
 
 
-def test_a_start_after_now_is_blamed_on_start_time_when_the_end_was_clamped() -> None:
+def test_a_start_after_now_is_blamed_on_start_time() -> None:
     """`end_time (1796171145) must be greater than start_time (1796165745)` was said of an end that *was* greater,
-    before it was clamped to now: the refusal names start_time and the now it was compared with."""
+    before it was clamped to now: a range that starts at or after now is refused on start_time, with the now it was
+    compared with; without an end_time it passes (it holds no buckets)."""
     v = check(catalogue.get("completions"), q(start_time=NOW + 3600, end_time=NOW + 7200), now=NOW)
     assert v is not None and v.param == "start_time"
-    assert v.message == (
-        f"start_time ({NOW + 3600}) must be before now ({NOW}); end_time ({NOW + 7200}) is clamped to now."
-    )
+    assert v.message == f"start_time ({NOW + 3600}) must be before now ({NOW})."
+    assert check(catalogue.get("completions"), q(start_time=NOW + 3600), now=NOW) is None
 
 
 def test_windows_split_at_the_maximum() -> None:

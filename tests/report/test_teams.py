@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
 from usageledger.cli import app
-from usageledger.config import parse_config
+from usageledger.config import Config, parse_config
+from usageledger.emulator import EmulatorConfig, run_server
+from usageledger.emulator.orgs import Organisations, org_key
 from usageledger.errors import ConfigError
+from usageledger.mcp_tools import LedgerTools
 from usageledger.report.queries import Spend
 from usageledger.report.teams import UNASSIGNED, spend_by_team
-from usageledger.store import open_store
+from usageledger.serve import build_app
+from usageledger.store import BaseStore, open_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -109,3 +116,111 @@ def test_a_project_in_two_config_teams_is_refused() -> None:
         parse_config({"teams": {"A": ["proj_a"], "B": ["proj_a"]}})
     with pytest.raises(ConfigError, match=r"teams\.A: expected a list of project IDs"):
         parse_config({"teams": {"A": "proj_a"}})
+
+
+@pytest.fixture(scope="module")
+def two_orgs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A store of two emulated orgs, acme and beta, synced by `usageledger sync` with their directories: their
+    synthetic groups share names (Platform, Research, ...), as two real orgs' groups may; and the config used."""
+    folder = tmp_path_factory.mktemp("two-orgs")
+    store, config = folder / "s.duckdb", folder / "usageledger.toml"
+    orgs = Organisations(EmulatorConfig(days=10, projects=5, users=6, models=4, now=EMULATOR_NOW), 2)
+    with run_server(orgs) as url, pytest.MonkeyPatch.context() as mp:
+        config.write_text(
+            "".join(f'[[orgs]]\nname = "{n}"\nkey_env = "KEY_{n.upper()}"\nbase_url = "{url}"\n' for n in ORG_NAMES),
+            encoding="utf-8",
+        )
+        for number, name in enumerate(ORG_NAMES, start=1):
+            mp.setenv(f"KEY_{name.upper()}", org_key(number))
+        sync = ("sync", "--config", str(config), "--store", str(store), "--now", str(EMULATOR_NOW), "-e", "costs")
+        _run(*sync, "--allow-insecure-http")
+    return str(store), config
+
+
+ORG_NAMES = ("acme", "beta")
+
+
+def _teams_of(store: str, *args: str) -> dict[str, list[str]]:
+    """``{team: its project IDs}`` of `report --by team`, checked to add up to the report's total."""
+    doc = _json("report", "--store", store, "--since", SINCE, "--until", UNTIL, "--by", "team", *args)
+    whole = _json("report", "--store", store, "--since", SINCE, "--until", UNTIL, *args)
+    rows = doc["spend_by_team"]
+    assert isinstance(rows, list)
+    assert sum(Decimal(t["spend"]) for t in rows) == Decimal(whole["totals"]["spend"]) > 0  # type: ignore[index]
+    return {t["team"]: sorted(p["project_id"] for p in t["projects"]) for t in rows}
+
+
+def _org_of(store: str) -> dict[str, str]:
+    with open_store(store, read_only=True) as db:
+        return dict(db.query("SELECT DISTINCT id, org FROM directory_current WHERE kind = 'project'"))
+
+
+def test_two_orgs_groups_of_one_name_are_two_teams(two_orgs: tuple[str, Path]) -> None:
+    """Both orgs have a group "Platform": `--by team` summed them as one team. Now each org's is its own team, named
+    with its org only where the name collides; within one org (`--org`) the plain names, as in a one-org store."""
+    store, _ = two_orgs
+    org_of = _org_of(store)
+    teams = _teams_of(store)
+    apart = {t for t in teams if t.endswith((" (acme)", " (beta)"))}
+    assert {"Platform (acme)", "Platform (beta)"} <= apart and "Platform" not in teams
+    for team in apart:
+        assert {org_of[p] for p in teams[team]} == {team.rsplit(" (", 1)[1].rstrip(")")}
+    for org in ORG_NAMES:
+        alone = _teams_of(store, "--org", org)
+        assert "Platform" in alone and not any(t.endswith(f" ({org})") for t in alone)
+        mine = {t.removesuffix(f" ({org})"): ps for t, ps in teams.items() if {org_of[p] for p in ps} == {org}}
+        assert {t: ps for t, ps in alone.items() if t != UNASSIGNED} == mine
+
+
+def test_team_filter_picks_one_orgs_team_and_refuses_a_shared_name(two_orgs: tuple[str, Path]) -> None:
+    """`--team Platform` took both orgs' groups; now a name two orgs' teams share is a one-line error listing the
+    choices, and `--team "Platform (acme)"` (or `--org acme --team Platform`) is acme's team alone."""
+    store, _ = two_orgs
+    period = ("--since", SINCE, "--until", UNTIL)
+    refused = CliRunner().invoke(app, ["report", "--store", store, *period, "--team", "Platform"])
+    assert refused.exit_code == 1
+    said = refused.output.strip()
+    assert said == "error: --team: 'Platform' is a team in several orgs; pick one: Platform (acme), Platform (beta)"
+    acme = _teams_of(store)["Platform (acme)"]
+    for args in (
+        ("--team", "Platform (acme)"),
+        ("--org", "acme", "--team", "Platform"),
+        ("--org", "acme", "--team", "Platform (acme)"),
+    ):
+        doc = _json("report", "--store", store, *period, *args)
+        assert sorted(p["project_id"] for p in doc["spend_by_project"]) == acme  # type: ignore[union-attr]
+    dashboard = TestClient(build_app(store))
+    with dashboard:
+        offered = dashboard.get("/api/filters", params={"since": SINCE, "until": UNTIL}).json()["teams"]
+        assert {"Platform (acme)", "Platform (beta)"} <= set(offered) and "Platform" not in offered
+        got = dashboard.get("/api/report", params={"since": SINCE, "until": UNTIL, "team": "Platform"})
+        assert got.status_code == 400 and "pick one: Platform (acme), Platform (beta)" in got.json()["error"]
+
+
+def test_config_teams_can_join_two_orgs_and_stay_as_written(two_orgs: tuple[str, Path], tmp_path: Path) -> None:
+    """A [teams] entry listing both orgs' Platform projects makes them one team, named as the config names it; the
+    MCP tools and `statement` show the teams `report --by team` does."""
+    store, config = two_orgs
+    teams = _teams_of(store)
+    joined = teams["Platform (acme)"] + teams["Platform (beta)"]
+    listed = ", ".join(f'"{p}"' for p in joined)
+    mine = tmp_path / "usageledger.toml"
+    mine.write_text(config.read_text(encoding="utf-8") + f"[teams]\nPlatform = [{listed}]\n", encoding="utf-8")
+    again = _teams_of(store, "--config", str(mine))
+    assert again["Platform"] == sorted(joined) and not {"Platform (acme)", "Platform (beta)"} & set(again)
+    assert {t: ps for t, ps in again.items() if t != "Platform"} == {
+        t: ps for t, ps in teams.items() if t not in ("Platform (acme)", "Platform (beta)")
+    }
+
+    @contextmanager
+    def reading() -> Iterator[BaseStore]:
+        with open_store(store, read_only=True) as opened:
+            yield opened
+
+    tools = LedgerTools(reading, Config(), clock=lambda: datetime.fromtimestamp(EMULATOR_NOW, UTC))
+    rows = tools.spend(SINCE, UNTIL, "team")["rows"]
+    assert {r["team"]: sorted(p["project_id"] for p in r["projects"]) for r in rows} == teams
+    month = datetime.fromtimestamp(EMULATOR_NOW, UTC).strftime("%Y-%m")
+    statements = _json("statement", month, "--store", store)["statements"]
+    assert isinstance(statements, list)
+    assert {"Platform (acme)", "Platform (beta)"} <= {s["owner"] for s in statements}

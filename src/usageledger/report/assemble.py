@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.errors import UsageLedgerError
 from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.forecast_out import credit_document, forecast_document
@@ -19,7 +19,7 @@ from usageledger.report.history import Adjustment, adjustments
 from usageledger.report.jsonout import report_document
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report, project_known
-from usageledger.report.teams import UNASSIGNED, project_teams
+from usageledger.report.teams import UNASSIGNED, project_teams, select_team
 from usageledger.store import BaseStore
 from usageledger.sync_options import SyncOptions
 
@@ -111,12 +111,9 @@ def resolve_scope(
     config's ``[teams]``, first, then the directory's project groups, else ``unassigned``)."""
     members: tuple[str | None, ...] | None = None
     if team is not None:
-        by_project = project_teams(db, org=org, config=teams)
         if team == UNASSIGNED:
+            by_project = project_teams(db, org=org, config=teams)
             members = tuple(p for p in projects_in(db, period, org) if p is None or p not in by_project)
-        else:
-            members = tuple(sorted(p for p, t in by_project.items() if t == team))
-            if not members:
-                known = ", ".join(sorted({*by_project.values(), UNASSIGNED}))
-                raise ParameterError(team_param, f"no team is named {team!r}; the teams: {known}")
+        else:  # two orgs' groups of one name are two teams: a name both have is refused with the choices
+            team, members = select_team(db, team, org=org, config=teams, param=team_param)
     return Scope(org=org, project=project, team=team, team_projects=members, model=model)

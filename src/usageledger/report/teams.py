@@ -8,6 +8,13 @@ The rule, in order:
    choice is stable and never splits a cent;
 3. else, and for spend with no project at all, the team ``unassigned``.
 
+A group is an organisation's object: two orgs' groups of one name are two teams (a config ``[teams]`` entry listing
+both orgs' projects makes them one). Such a name carries its org where it collides, case-insensitively, in what is
+shown (``Platform (acme)``, ``Platform (beta)``), as :func:`usageledger.report.names.resolve_names` gives two alike
+names their IDs; a store with one org, or a report of one ``org``, shows the plain name. A ``[teams]`` name is the
+config's, and shown as it is. :func:`select_team` finds a team by its shown name, its plain name when that is not
+ambiguous, or ``name (org)``.
+
 Each project's whole spend goes to one team, and :func:`spend_by_team` only regroups the report's spend by project,
 so the teams' sum is the report's total exactly (Decimal, no rounding).
 """
@@ -19,10 +26,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from usageledger.errors import ParameterError
 from usageledger.report.queries import Spend
 from usageledger.store.directory import BaseStore
 
-__all__ = ["UNASSIGNED", "TeamSpend", "project_teams", "spend_by_team"]
+__all__ = ["UNASSIGNED", "TeamSpend", "project_teams", "select_team", "spend_by_team"]
 
 UNASSIGNED: Final = "unassigned"
 """The team of a project in no ``[teams]`` entry and no directory group, and of spend with no project."""
@@ -36,25 +44,72 @@ class TeamSpend:
     """The projects whose spend is in this team (``None``: spend with no project)."""
 
 
-def project_teams(
-    store: BaseStore, *, org: str | None = None, config: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """``{project_id: team}`` by the module's rule, for every project the directory or ``config`` knows."""
+def _directory_teams(store: BaseStore, org: str | None) -> dict[str, tuple[str, str]]:
+    """``{project_id: (org, group name)}``: each project's first group by the module's rule."""
     sql = (
-        "SELECT scope, name, id FROM directory_versions"
+        "SELECT org, scope, name, id FROM directory_versions"
         " WHERE kind = 'project_group' AND valid_to IS NULL AND status <> 'deleted'"
     )
     params: list[object] = []
     if org is not None:
         sql += " AND org = %s"
         params.append(org)
-    groups: dict[str, list[tuple[str, str, str]]] = {}
-    for project, name, group_id in store.query(sql, params):
+    groups: dict[str, list[tuple[str, str, str, str]]] = {}
+    for owner, project, name, group_id in store.query(sql, params):
         shown = name or group_id
-        groups.setdefault(project, []).append((shown.casefold(), shown, group_id))
-    teams = {project: min(found)[1] for project, found in groups.items()}
-    teams.update(config or {})
-    return teams
+        groups.setdefault(project, []).append((shown.casefold(), shown, group_id, owner))
+    return {project: (first[3], first[1]) for project, first in ((p, min(found)) for p, found in groups.items())}
+
+
+def _labels(
+    directory: Mapping[str, tuple[str, str]], config: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """``({project_id: team}, {team: the names that select it too})``: directory teams carry their org where two
+    orgs' groups share a name (config teams are as written); each directory team is also ``name`` and
+    ``name (org)``."""
+    chosen = {p: found for p, found in directory.items() if p not in config}
+    orgs_of: dict[str, set[str]] = {}
+    for owner, name in chosen.values():
+        orgs_of.setdefault(name.casefold(), set()).add(owner)
+    teams: dict[str, str] = {}
+    aliases: dict[str, set[str]] = {}
+    for project, (owner, name) in chosen.items():
+        team = f"{name} ({owner})" if len(orgs_of[name.casefold()]) > 1 else name
+        teams[project] = team
+        aliases.setdefault(team, set()).update((name, f"{name} ({owner})"))
+    teams.update(config)
+    return teams, aliases
+
+
+def project_teams(
+    store: BaseStore, *, org: str | None = None, config: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``{project_id: team}`` by the module's rule, for every project the directory or ``config`` knows."""
+    return _labels(_directory_teams(store, org), config or {})[0]
+
+
+def select_team(
+    store: BaseStore,
+    team: str,
+    *,
+    org: str | None = None,
+    config: Mapping[str, str] | None = None,
+    param: str = "--team",
+) -> tuple[str, tuple[str, ...]]:
+    """``(team, its project IDs)`` of the team named ``team`` (not ``unassigned``): its shown name, else its plain
+    group name when one team has it, else ``name (org)``. A name two orgs' teams share is refused with the choices,
+    one unknown with the teams (:class:`ParameterError` on ``param``)."""
+    teams, aliases = _labels(_directory_teams(store, org), config or {})
+    shown = set(teams.values())
+    if team not in shown:
+        matches = sorted(t for t, names in aliases.items() if team in names)
+        if len(matches) > 1:
+            raise ParameterError(param, f"{team!r} is a team in several orgs; pick one: {', '.join(matches)}")
+        if not matches:
+            known = ", ".join(sorted({*shown, UNASSIGNED}))
+            raise ParameterError(param, f"no team is named {team!r}; the teams: {known}")
+        team = matches[0]
+    return team, tuple(sorted(p for p, t in teams.items() if t == team))
 
 
 def spend_by_team(spend_by_project: Sequence[Spend], teams: Mapping[str, str]) -> tuple[TeamSpend, ...]:

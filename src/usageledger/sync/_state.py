@@ -46,8 +46,9 @@ class StreamRun:
     key_refused: bool = False
     """The stream stopped because the API refused the org's key (see :meth:`stop`)."""
     api_end: int | None = None
-    """The end of the last bucket the API gave for a window it cut short (it clamps a window's end to its own now):
-    the API's clock is behind ours there, so the watermark stops at that bucket's start (see :meth:`cut_short`)."""
+    """The end of the last bucket the API gave for a window it cut short (it refuses an end after its own now, and
+    the client asks again without one): the API's clock is behind ours there, so the watermark stops at that
+    bucket's start (see :meth:`cut_short`)."""
 
     @classmethod
     def start(cls, plan: StreamPlan, *, watermark: int | None, extent: int | None) -> StreamRun:
