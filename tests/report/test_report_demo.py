@@ -591,7 +591,9 @@ def test_a_report_says_when_costs_were_never_synced_or_only_in_part(emulator_url
         assert doc["warnings"] == [said]
         page = tmp_path / "r.html"
         assert CliRunner().invoke(app, [*argv, "--html", str(page)]).exit_code == 0
-        shown = f'<p class="store-warning" role="alert">{escape(f"Warning: {said}")}</p>'
+        as_code = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(f"Warning: {said}"))  # `usageledger sync`, as code
+        shown = f'<p class="store-warning" role="alert">{as_code}</p>'
+        assert "<code>usageledger sync</code>" in shown
         assert shown in page.read_text(encoding="utf-8")
         with TestClient(build_app(store)) as client:
             assert client.get("/api/report", params={"since": period[1], "until": period[3]}).json() == doc

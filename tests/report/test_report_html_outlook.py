@@ -52,6 +52,10 @@ def _items(page: str) -> list[dict[str, Any]]:
     return parser.items
 
 
+def forecast_line_of(terminal: list[str]) -> str:
+    return next(line for line in terminal if line.startswith("Forecast "))
+
+
 def _one(page: str, item_id: str) -> dict[str, Any]:
     found = [i for i in _items(page) if i["attrs"].get("id") == item_id]
     assert len(found) == 1, f"{item_id}: {len(found)} found"
@@ -90,7 +94,9 @@ def test_the_html_report_shows_the_forecast_and_the_credit_as_json_and_terminal_
 
     # The same words as the terminal report's lines.
     terminal = [line.strip() for line in _run("report", "--store", str(demo_store_copy)).splitlines()]
-    assert forecast["text"] in terminal and balance["text"] in terminal
+    assert "see `usageledger forecast`" in forecast_line_of(terminal)  # the terminal marks the command with backticks
+    assert forecast["text"] in [line.replace("`", "") for line in terminal] and balance["text"] in terminal
+    assert "<code>usageledger forecast</code>" in page and "`" not in forecast["text"]  # the page sets it as code
     assert 'id="adjustments"' not in page  # no month was closed
 
 
@@ -124,8 +130,9 @@ def test_closed_month_adjustments_get_their_own_card_in_the_terminal_words() -> 
     assert [i["attrs"]["data-amount"] for i in items] == ["12.345", "-4.5"]
     assert items[0]["text"] == (
         "! adjustment: 2026-10 org-<demo> total closed at $100.00, now $112.35 (+$12.35 restated after the close; "
-        "see `usageledger changes`)"
+        "see usageledger changes)"
     )
+    assert "see <code>usageledger changes</code>" in page  # the terminal's backticks, set as code
     assert "project Search & <Ads> closed at $40.00, now $35.50 (-$4.50 restated" in items[1]["text"]
     assert "<Ads>" not in page and "org-&lt;demo&gt;" in page  # escaped in the page
     assert outlook(None, None, "usd") == ""

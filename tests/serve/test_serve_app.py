@@ -324,7 +324,8 @@ def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_the_api_and_on_the_pa
     assert mixed.json() == _cli_json(path, "--since", period["since"], "--until", period["until"])
     assert one.status_code == 200 and one.json()["warnings"] == []
     assert page.status_code == 200 and page_one.status_code == 200
-    shown = html.escape(f"Warning: {said}")
+    shown = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(f"Warning: {said}"))  # the command set as code
+    assert "<code>usageledger demo --remove" in shown
     assert '<p class="store-warning" role="alert">' + shown + "</p>" in page.text, page.text[:3000]
     assert 'class="store-warning"' not in page_one.text
 

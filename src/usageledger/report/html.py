@@ -7,6 +7,7 @@ network, no CDN and no other file. A Content-Security-Policy in the page forbids
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from decimal import Decimal
 from html import escape
 from importlib import resources
 from string import Template
+from typing import Final
 
 from usageledger import __version__
 from usageledger._text import counted
@@ -125,16 +127,16 @@ def outlook(
         items.append(
             f'<li id="outlook-forecast" data-month="{escape(fc.label)}" '
             f'data-month-end="{decimal_string(fc.month_end)}" data-low="{decimal_string(fc.low)}" '
-            f'data-high="{decimal_string(fc.high)}">{escape(forecast_line(forecast).plain)}</li>'
+            f'data-high="{decimal_string(fc.high)}">{_prose(forecast_line(forecast).plain)}</li>'
         )
     if credit is not None:
         items.append(
             f'<li id="outlook-credit" data-balance="{decimal_string(credit.balance)}">'
-            f"{escape(credit_line(credit, currency).plain)}</li>"
+            f"{_prose(credit_line(credit, currency).plain)}</li>"
         )
     restated = [
         f'<li class="adjustment" data-month="{adj.month:%Y-%m}" data-amount="{decimal_string(adj.amount)}">'
-        f"{escape(adjustment_line(adj, names, adjustment_currency).plain)}</li>"
+        f"{_prose(adjustment_line(adj, names, adjustment_currency).plain)}</li>"
         for adj in adjustments
     ]
     parts = []
@@ -148,6 +150,15 @@ def outlook(
             f"<ul>{''.join(restated)}</ul></section>"
         )
     return "\n".join(parts)
+
+
+_COMMAND: Final = re.compile(r"`([^`]+)`")
+
+
+def _prose(text: str) -> str:
+    """A line of the terminal report as HTML: escaped, and a command in backticks (`usageledger forecast`) set as
+    code, as the terminal's Markdown-ish backticks would read as stray marks on a page."""
+    return _COMMAND.sub(r"<code>\1</code>", escape(text))
 
 
 def render_html(
@@ -184,7 +195,7 @@ def render_html(
         f"<p>{escape(str(data.period))}{escape(' · ' + ' · '.join(scope)) if scope else ''}</p>",
         "</header>",
         # What `report` says on stderr (costs never synced, a store mixing synthetic and real orgs), above the figures.
-        *(f'<p class="store-warning" role="alert">Warning: {escape(warning)}</p>' for warning in data.warnings),
+        *(f'<p class="store-warning" role="alert">Warning: {_prose(warning)}</p>' for warning in data.warnings),
         '<div class="cards">',
         _card(
             "Spend",
