@@ -56,7 +56,7 @@ from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
 from usageledger.store import BaseStore, is_postgres_url, open_existing_store
 from usageledger.store._filelock import writer_pid
-from usageledger.sync._safety import data_warnings
+from usageledger.sync._safety import data_warnings, stream_states_now
 from usageledger.timeutil import iso
 
 __all__ = ["CSP", "ServeContext", "StoreHolder", "build_app", "routes"]
@@ -356,7 +356,9 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     async def healthz(request: Request) -> Response:
         def load() -> dict[str, Any]:
             with ctx.holder.reading() as db:
-                states = db.stream_states()
+                # as `status` shows them: a sync killed mid-run (SIGKILL, OOM) left its streams `running`, and the
+                # live page said "a sync is running" until the next sync; read-only, the store is never written
+                states = stream_states_now(db, at=int(ctx.now().timestamp()), record=False)
             runs = [s.last_run_at for s in states if s.last_run_at is not None]
             ok_runs = [s.last_run_at for s in states if s.last_run_at is not None and s.last_status == "ok"]
             return {
