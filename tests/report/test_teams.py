@@ -197,6 +197,22 @@ def test_team_filter_picks_one_orgs_team_and_refuses_a_shared_name(two_orgs: tup
         assert got.status_code == 400 and "pick one: Platform (acme), Platform (beta)" in got.json()["error"]
 
 
+def test_the_dashboard_shows_the_team_a_name_picked_once(two_orgs: tuple[str, Path]) -> None:
+    """Picked "Platform (acme)" from the dropdown, then org acme: the report is acme's "Platform", but the dropdown
+    offered "Platform" and "Platform (acme)" both (the given value was added as a second option, and selected)."""
+    store, _ = two_orgs
+    period = {"since": SINCE, "until": UNTIL, "org": "acme"}
+    with TestClient(build_app(store)) as dashboard:
+        for given in ("Platform (acme)", "Platform"):
+            page = dashboard.get("/", params={**period, "team": given})
+            assert page.status_code == 200, page.text
+            select = page.text[page.text.index('<select name="team"') :]
+            select = select[: select.index("</select>")]
+            assert '<option value="Platform" selected>' in select and "Platform (acme)" not in select, select
+            offered = dashboard.get("/api/filters", params={**period, "team": given}).json()["teams"]
+            assert "Platform" in offered and "Platform (acme)" not in offered
+
+
 def test_config_teams_can_join_two_orgs_and_stay_as_written(two_orgs: tuple[str, Path], tmp_path: Path) -> None:
     """A [teams] entry listing both orgs' Platform projects makes them one team, named as the config names it; the
     MCP tools and `statement` show the teams `report --by team` does."""

@@ -216,6 +216,9 @@ class _Answer:
     outlook: ForecastReport | None
     credit: CreditBalance | None
     offered: dict[str, Any]
+    params: dict[str, str | None]
+    """The filters as the report read them: a team given by its plain name or as ``name (org)`` is the team it
+    picked, as the dropdown lists it."""
 
 
 def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool = False) -> _Answer:
@@ -235,6 +238,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         )
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         _check_named(db, params, names)
+        params = {**params, "team": scope.team}
         data = replace(
             data,
             adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]),
@@ -242,7 +246,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         )
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
-    return _Answer(data, names, outlook, credit, offered)
+    return _Answer(data, names, outlook, credit, offered, params)
 
 
 def _check_named(db: BaseStore, params: dict[str, str | None], names: Names) -> None:
@@ -300,7 +304,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         try:
             params = _params(request)
             answer = await run_in_threadpool(functools.partial(_report, ctx, params, options=True))
-            data, names = answer.data, answer.names
+            data, names, params = answer.data, answer.names, answer.params
             drill = None
             if params["project"] is not None:
                 drill = await run_in_threadpool(_project_document, ctx, params["project"], params)
@@ -334,11 +338,12 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             with ctx.reading(params) as db:
                 names = resolve_names(db, org=params["org"], overrides=ctx.names)
                 # the filters given are checked as a report checks them: never offered back when the store has none
-                resolve_scope(
+                scope = resolve_scope(
                     db, period, org=params["org"], team=params["team"], teams=ctx.config.teams, team_param="team"
                 )
                 _check_named(db, params, names)
-                return filter_options(db, period, params, names=names, teams=ctx.config.teams)
+                chosen = {**params, "team": scope.team}  # offered as the dropdown lists it, not a second time
+                return filter_options(db, period, chosen, names=names, teams=ctx.config.teams)
 
         try:
             return _json(await run_in_threadpool(load, _params(request)))
