@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,10 +18,10 @@ from usageledger.cli import app
 from usageledger.config import Config, parse_config
 from usageledger.emulator import EmulatorConfig, run_server
 from usageledger.emulator.orgs import Organisations, org_key
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.mcp_tools import LedgerTools
 from usageledger.report.queries import Spend
-from usageledger.report.teams import UNASSIGNED, spend_by_team
+from usageledger.report.teams import UNASSIGNED, select_team, spend_by_team
 from usageledger.serve import build_app
 from usageledger.store import BaseStore, open_store
 
@@ -195,6 +196,26 @@ def test_team_filter_picks_one_orgs_team_and_refuses_a_shared_name(two_orgs: tup
         assert {"Platform (acme)", "Platform (beta)"} <= set(offered) and "Platform" not in offered
         got = dashboard.get("/api/report", params={"since": SINCE, "until": UNTIL, "team": "Platform"})
         assert got.status_code == 400 and "pick one: Platform (acme), Platform (beta)" in got.json()["error"]
+
+
+def test_a_team_typed_by_hand_is_found_ignoring_case_and_spaces(two_orgs: tuple[str, Path], tmp_path: Path) -> None:
+    """`--team "platform  (ACME)"` or `"Platform(acme)"` was "no team is named"; and names collide ignoring case, so
+    beta's group renamed "platform" is shown as "platform (beta)", but `--team Platform` silently took acme's alone."""
+    store, _ = two_orgs
+    with open_store(store, read_only=True) as db:
+        for typed in ("Platform (acme)", " platform  (ACME) ", "Platform(acme)", "PLATFORM ( acme )"):
+            assert select_team(db, typed) == select_team(db, "Platform (acme)"), typed
+            assert select_team(db, typed)[0] == "Platform (acme)"
+        with pytest.raises(ParameterError, match="is a team in several orgs; pick one: Platform"):
+            select_team(db, " platform ")
+    renamed = tmp_path / "renamed.duckdb"
+    shutil.copyfile(store, renamed)
+    with open_store(str(renamed)) as db:
+        db.execute("UPDATE directory_versions SET name = 'platform' WHERE org = 'beta' AND name = 'Platform'")
+        with pytest.raises(ParameterError, match=r"pick one: Platform \(acme\), platform \(beta\)$"):
+            select_team(db, "Platform")
+        assert select_team(db, "platform (beta)")[0] == "platform (beta)"
+        assert select_team(db, "Platform (Beta)")[0] == "platform (beta)"
 
 
 def test_the_dashboard_shows_the_team_a_name_picked_once(two_orgs: tuple[str, Path]) -> None:
