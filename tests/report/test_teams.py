@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+from playwright.sync_api import Browser, Route
 from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
@@ -232,6 +234,34 @@ def test_the_dashboard_shows_the_team_a_name_picked_once(two_orgs: tuple[str, Pa
             assert '<option value="Platform" selected>' in select and "Platform (acme)" not in select, select
             offered = dashboard.get("/api/filters", params={**period, "team": given}).json()["teams"]
             assert "Platform" in offered and "Platform (acme)" not in offered
+
+
+def test_the_dashboard_lets_the_team_go_when_the_org_changes(two_orgs: tuple[str, Path], browser: Browser) -> None:
+    """Team "Platform (acme)" picked with every org, then org beta chosen: the page was an error page ("no team is
+    named 'Platform (acme)'"), every filter lost. Another org now lets the team go; `unassigned` is kept."""
+    store, _ = two_orgs
+    base = "http://dashboard.test/"
+
+    with TestClient(build_app(store)) as app_client:
+
+        def from_the_app(route: Route) -> None:  # the page, served by the app in this process
+            got = app_client.get(route.request.url.removeprefix(base.rstrip("/")))
+            route.fulfill(status=got.status_code, body=got.content, content_type=got.headers["content-type"])
+
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            context.route("http://dashboard.test/**", from_the_app)
+            page = context.new_page()
+            for team, kept in (("Platform (acme)", ""), ("unassigned", "unassigned")):
+                page.goto(base + "?" + urlencode({"since": SINCE, "until": UNTIL, "team": team}))
+                assert page.locator("#filter-team").input_value() == team
+                with page.expect_navigation():
+                    page.select_option("#filter-org", "beta")
+                assert page.locator("#error").count() == 0, page.locator("#error").inner_text()
+                assert page.locator("#filter-org").input_value() == "beta"
+                assert page.locator("#filter-team").input_value() == kept
+        finally:
+            context.close()
 
 
 def test_config_teams_can_join_two_orgs_and_stay_as_written(two_orgs: tuple[str, Path], tmp_path: Path) -> None:

@@ -32,12 +32,18 @@ _FORM_SCRIPT: Final = """
       if (event.key === "Enter") { event.preventDefault(); form.submit(); }
     });
     el.addEventListener("pointerdown", function () { keyed = false; });
-    el.addEventListener("change", function () { if (!keyed) { form.submit(); } });
+    el.addEventListener("change", function () {
+      var team = form.elements.namedItem("team");
+      if (el.name === "org" && team && team.value !== "unassigned") { team.value = ""; }
+      if (!keyed) { form.submit(); }
+    });
   });
 }());
 """
 """A dropdown picked with the mouse applies at once; one stepped through with the arrow keys (which change it at
-each press) waits for Enter or Apply, so a keyboard user can reach every option."""
+each press) waits for Enter or Apply, so a keyboard user can reach every option. Another org lets the team go (but
+``unassigned``): the dropdown listed the teams of the org before, and one of them may be no team, or two, in the
+next (``Platform (acme)`` in org beta, or ``Platform`` of acme with every org) and the page was an error."""
 
 _LIVE_SCRIPT: Final = (
     """
