@@ -280,3 +280,34 @@ def test_the_dashboard_reloads_itself_when_a_sync_has_written(browser: Browser, 
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+
+
+def test_a_page_opened_in_a_background_tab_reloads_for_a_sync_that_ended_before_it_was_seen(
+    browser: Browser, store: str, tmp_path: Path
+) -> None:
+    """A page opened in a background tab asks nothing while hidden; it took the last sync from its first answer, so
+    a sync that ended before the tab was brought forward was what it had been "drawn" from, and it never reloaded.
+    It now compares with the last sync it was drawn from, which the page carries."""
+    copy = tmp_path / "background.duckdb"
+    shutil.copyfile(store, copy)
+    proc, base = _serve(str(copy))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.add_init_script(
+            "window.hiddenTab = true;"
+            " Object.defineProperty(document, 'hidden', {configurable: true, get: () => window.hiddenTab});"
+        )
+        page.clock.install()
+        page.goto(base)
+        page.evaluate("window.drawn = 'before'")
+        page.clock.run_for((LIVE_SECONDS + 1) * 1000)  # hidden: it asks nothing
+        _a_sync_writes(str(copy), int(time.time()) + 60)
+        with page.expect_navigation():
+            page.evaluate("window.hiddenTab = false; document.dispatchEvent(new Event('visibilitychange'))")
+        assert page.evaluate("window.drawn === undefined")
+    finally:
+        context.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err

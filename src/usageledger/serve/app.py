@@ -54,7 +54,7 @@ from usageledger.report.queries import Period, ReportData, unknown_model
 from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
-from usageledger.store import BaseStore, is_postgres_url, open_existing_store
+from usageledger.store import BaseStore, StreamState, is_postgres_url, open_existing_store
 from usageledger.store._filelock import writer_pid
 from usageledger.sync._safety import data_warnings, stream_states_now
 from usageledger.timeutil import iso
@@ -219,6 +219,8 @@ class _Answer:
     params: dict[str, str | None]
     """The filters as the report read them: a team given by its plain name or as ``name (org)`` is the team it
     picked, as the dropdown lists it."""
+    last_sync: str | None
+    """For the page: the last sync of the store it read, as ``/healthz`` says it (the live page compares the two)."""
 
 
 def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool = False) -> _Answer:
@@ -246,7 +248,14 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         )
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
-    return _Answer(data, names, outlook, credit, offered, params)
+        last_sync = _last_sync(db.stream_states()) if options else None
+    return _Answer(data, names, outlook, credit, offered, params, last_sync)
+
+
+def _last_sync(states: Sequence[StreamState]) -> str | None:
+    """The start of the last sync run: ``/healthz``'s ``last_sync``, and the one the page was drawn from."""
+    runs = [s.last_run_at for s in states if s.last_run_at is not None]
+    return iso(max(runs)) if runs else None
 
 
 def _check_named(db: BaseStore, params: dict[str, str | None], names: Names) -> None:
@@ -315,7 +324,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             data,
             names,
             generated_at=ctx.now(),
-            before=dashboard.controls(params, answer.offered, data),
+            before=dashboard.controls(params, answer.offered, data, answer.last_sync),
             after=dashboard.drill_down(params, data, names, drill),
             script=dashboard.SCRIPT,
             connect_self=True,
@@ -364,13 +373,12 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
                 # as `status` shows them: a sync killed mid-run (SIGKILL, OOM) left its streams `running`, and the
                 # live page said "a sync is running" until the next sync; read-only, the store is never written
                 states = stream_states_now(db, at=int(ctx.now().timestamp()), record=False)
-            runs = [s.last_run_at for s in states if s.last_run_at is not None]
             ok_runs = [s.last_run_at for s in states if s.last_run_at is not None and s.last_status == "ok"]
             return {
                 "ok": True,
                 "store": redact_url_password(ctx.holder.url),
                 "streams": len(states),
-                "last_sync": iso(max(runs)) if runs else None,
+                "last_sync": _last_sync(states),
                 "last_successful_sync": iso(max(ok_runs)) if ok_runs else None,
                 "syncing": any(s.last_status == "running" for s in states),
                 "failing_streams": sorted(

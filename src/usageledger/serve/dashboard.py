@@ -51,7 +51,7 @@ _LIVE_SCRIPT: Final = (
   var note = document.getElementById("live-note");
   var form = document.getElementById("filters");
   if (!note || !window.fetch) { return; }
-  var seen, syncing = false, first = true;
+  var seen = note.getAttribute("data-last-sync") || null, syncing = false;  // the last sync the page was drawn from
   function editing() {
     if (!form) { return false; }
     if (form.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON") { return true; }
@@ -79,7 +79,6 @@ _LIVE_SCRIPT: Final = (
       return answer.ok ? answer.json() : null;
     }).then(function (health) {
       if (!health) { return; }
-      if (first) { first = false; seen = health.last_sync; syncing = health.syncing; }
       if (health.syncing) {
         syncing = true;
         say("A sync is running: this page reloads when it has finished.");
@@ -129,9 +128,12 @@ def _select(name: str, label: str, chosen: str | None, options: Sequence[tuple[s
     return f'<label>{escape(label)}<select name="{name}" id="filter-{name}">{"".join(items)}</select></label>'
 
 
-def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data: ReportData) -> str:
+def controls(
+    params: Mapping[str, str | None], options: Mapping[str, Any], data: ReportData, last_sync: str | None = None
+) -> str:
     """The filter form (period, org, project, team, model) and the provisional note (the report's warnings are the
-    page's own: :func:`usageledger.report.html.render_html`)."""
+    page's own: :func:`usageledger.report.html.render_html`). ``last_sync``: the last sync the page is drawn from,
+    as ``/healthz`` says it, which the live page compares with what ``/healthz`` says later."""
     since, until = params.get("since") or "", params.get("until") or ""
     parts = [
         _STYLE,
@@ -151,7 +153,8 @@ def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data:
         _select("model", "model", params.get("model"), [(m, m) for m in options["models"]]),
         '<button type="submit" id="filter-apply">Apply</button>',
         "</form>",
-        f'<p class="live-note" id="live-note" aria-live="polite">Live: this page reloads when a sync has written new'
+        f'<p class="live-note" id="live-note" data-last-sync="{escape(last_sync or "")}" aria-live="polite">'
+        "Live: this page reloads when a sync has written new"
         f" data (it checks every {LIVE_SECONDS} s).</p>",
     ]
     first = data.provisional_from
