@@ -221,6 +221,8 @@ class _Answer:
     picked, as the dropdown lists it."""
     last_sync: str | None
     """For the page: the last sync of the store it read, as ``/healthz`` says it (the live page compares the two)."""
+    syncing: bool
+    """For the page: whether a sync was writing the store it read (its end is a new sync to the live page)."""
 
 
 def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool = False) -> _Answer:
@@ -248,8 +250,9 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         )
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
-        last_sync = _last_sync(db.stream_states()) if options else None
-    return _Answer(data, names, outlook, credit, offered, params, last_sync)
+        states = stream_states_now(db, at=int(now.timestamp()), record=False) if options else []
+    syncing = any(s.last_status == "running" for s in states)
+    return _Answer(data, names, outlook, credit, offered, params, _last_sync(states), syncing)
 
 
 def _last_sync(states: Sequence[StreamState]) -> str | None:
@@ -324,7 +327,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             data,
             names,
             generated_at=ctx.now(),
-            before=dashboard.controls(params, answer.offered, data, answer.last_sync),
+            before=dashboard.controls(params, answer.offered, data, answer.last_sync, syncing=answer.syncing),
             after=dashboard.drill_down(params, data, names, drill),
             script=dashboard.SCRIPT,
             connect_self=True,

@@ -51,7 +51,8 @@ _LIVE_SCRIPT: Final = (
   var note = document.getElementById("live-note");
   var form = document.getElementById("filters");
   if (!note || !window.fetch) { return; }
-  var seen = note.getAttribute("data-last-sync") || null, syncing = false;  // the last sync the page was drawn from
+  // the last sync the page was drawn from, and whether one was writing then (a sync keeps its time to its end)
+  var seen = note.getAttribute("data-last-sync") || null, syncing = note.getAttribute("data-syncing") === "true";
   function editing() {
     if (!form) { return false; }
     if (form.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON") { return true; }
@@ -129,11 +130,17 @@ def _select(name: str, label: str, chosen: str | None, options: Sequence[tuple[s
 
 
 def controls(
-    params: Mapping[str, str | None], options: Mapping[str, Any], data: ReportData, last_sync: str | None = None
+    params: Mapping[str, str | None],
+    options: Mapping[str, Any],
+    data: ReportData,
+    last_sync: str | None = None,
+    *,
+    syncing: bool = False,
 ) -> str:
     """The filter form (period, org, project, team, model) and the provisional note (the report's warnings are the
     page's own: :func:`usageledger.report.html.render_html`). ``last_sync``: the last sync the page is drawn from,
-    as ``/healthz`` says it, which the live page compares with what ``/healthz`` says later."""
+    as ``/healthz`` says it, which the live page compares with what ``/healthz`` says later; ``syncing``: whether a
+    sync was writing then (its end reloads the page)."""
     since, until = params.get("since") or "", params.get("until") or ""
     parts = [
         _STYLE,
@@ -153,7 +160,8 @@ def controls(
         _select("model", "model", params.get("model"), [(m, m) for m in options["models"]]),
         '<button type="submit" id="filter-apply">Apply</button>',
         "</form>",
-        f'<p class="live-note" id="live-note" data-last-sync="{escape(last_sync or "")}" aria-live="polite">'
+        f'<p class="live-note" id="live-note" data-last-sync="{escape(last_sync or "")}"'
+        f' data-syncing="{"true" if syncing else "false"}" aria-live="polite">'
         "Live: this page reloads when a sync has written new"
         f" data (it checks every {LIVE_SECONDS} s).</p>",
     ]
