@@ -210,6 +210,9 @@ def test_a_team_typed_by_hand_is_found_ignoring_case_and_spaces(two_orgs: tuple[
             assert select_team(db, typed)[0] == "Platform (acme)"
         with pytest.raises(ParameterError, match="is a team in several orgs; pick one: Platform"):
             select_team(db, " platform ")
+    unassigned = _json("report", "--store", store, "--since", SINCE, "--until", UNTIL, "--team", "unassigned")
+    typed = _json("report", "--store", store, "--since", SINCE, "--until", UNTIL, "--team", " Unassigned")
+    assert typed["totals"] == unassigned["totals"] and typed["scope"] == unassigned["scope"]
     renamed = tmp_path / "renamed.duckdb"
     shutil.copyfile(store, renamed)
     with open_store(str(renamed)) as db:
