@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from usageledger.report.metrics import (
     parse_metrics_labels,
     render_metrics,
 )
-from usageledger.store import BaseStore, open_existing_store, open_store
+from usageledger.store import BaseStore, RunOwner, StreamMark, open_existing_store, open_store
 from usageledger.store.directory import current_names
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -163,6 +164,25 @@ def test_a_failed_stream_shows_an_error_and_a_restatement_lowers_the_gauge(synce
     assert failed and all(stream.startswith("costs") for stream in failed)
     after = sum(s.value for s in _samples(text, "usageledger_today_cost_usd"))
     assert math.isclose(after, before / 2, rel_tol=1e-9)
+
+
+def test_a_sync_killed_mid_run_is_an_error_not_running(synced: str, tmp_path: Path) -> None:
+    """A sync killed mid-run (SIGKILL) leaves its run and a stream `running`: /metrics said no error and one run
+    running until the next sync, so an alert on usageledger_sync_errors stayed silent; now as `status` shows it."""
+    copy = tmp_path / "killed.duckdb"
+    copy.write_bytes(Path(synced).read_bytes())
+    child = subprocess.Popen(["true"])
+    child.wait()  # a process that is gone: the killed sync
+    with open_store(str(copy)) as store:
+        state = store.stream_states()[0]
+        store.begin_run("killed", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, socket.gethostname()))
+        store.mark_streams([StreamMark(state.org, state.stream, "running")], run_id="killed", at=EMULATOR_NOW)
+    text = _page(str(copy))
+    errors = {s.labels["stream"]: s.value for s in _samples(text, "usageledger_sync_errors")}
+    assert errors[state.stream] == 1 and sum(errors.values()) == 1
+    assert {s.labels["status"]: s.value for s in _samples(text, "usageledger_sync_runs")} == {"ok": 1, "abandoned": 1}
+    with _reading(str(copy)) as store:  # a scrape never writes the store
+        assert store.query("SELECT status FROM sync_runs WHERE run_id = 'killed'") == [("running",)]
 
 
 def test_label_switches_sum_dropped_labels_away(synced: str) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+from playwright.sync_api import Browser, Route
 from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
@@ -17,10 +20,10 @@ from usageledger.cli import app
 from usageledger.config import Config, parse_config
 from usageledger.emulator import EmulatorConfig, run_server
 from usageledger.emulator.orgs import Organisations, org_key
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.mcp_tools import LedgerTools
 from usageledger.report.queries import Spend
-from usageledger.report.teams import UNASSIGNED, spend_by_team
+from usageledger.report.teams import UNASSIGNED, select_team, spend_by_team
 from usageledger.serve import build_app
 from usageledger.store import BaseStore, open_store
 
@@ -195,6 +198,73 @@ def test_team_filter_picks_one_orgs_team_and_refuses_a_shared_name(two_orgs: tup
         assert {"Platform (acme)", "Platform (beta)"} <= set(offered) and "Platform" not in offered
         got = dashboard.get("/api/report", params={"since": SINCE, "until": UNTIL, "team": "Platform"})
         assert got.status_code == 400 and "pick one: Platform (acme), Platform (beta)" in got.json()["error"]
+
+
+def test_a_team_typed_by_hand_is_found_ignoring_case_and_spaces(two_orgs: tuple[str, Path], tmp_path: Path) -> None:
+    """`--team "platform  (ACME)"` or `"Platform(acme)"` was "no team is named"; and names collide ignoring case, so
+    beta's group renamed "platform" is shown as "platform (beta)", but `--team Platform` silently took acme's alone."""
+    store, _ = two_orgs
+    with open_store(store, read_only=True) as db:
+        for typed in ("Platform (acme)", " platform  (ACME) ", "Platform(acme)", "PLATFORM ( acme )"):
+            assert select_team(db, typed) == select_team(db, "Platform (acme)"), typed
+            assert select_team(db, typed)[0] == "Platform (acme)"
+        with pytest.raises(ParameterError, match="is a team in several orgs; pick one: Platform"):
+            select_team(db, " platform ")
+    unassigned = _json("report", "--store", store, "--since", SINCE, "--until", UNTIL, "--team", "unassigned")
+    typed = _json("report", "--store", store, "--since", SINCE, "--until", UNTIL, "--team", " Unassigned")
+    assert typed["totals"] == unassigned["totals"] and typed["scope"] == unassigned["scope"]
+    renamed = tmp_path / "renamed.duckdb"
+    shutil.copyfile(store, renamed)
+    with open_store(str(renamed)) as db:
+        db.execute("UPDATE directory_versions SET name = 'platform' WHERE org = 'beta' AND name = 'Platform'")
+        with pytest.raises(ParameterError, match=r"pick one: Platform \(acme\), platform \(beta\)$"):
+            select_team(db, "Platform")
+        assert select_team(db, "platform (beta)")[0] == "platform (beta)"
+        assert select_team(db, "Platform (Beta)")[0] == "platform (beta)"
+
+
+def test_the_dashboard_shows_the_team_a_name_picked_once(two_orgs: tuple[str, Path]) -> None:
+    """Picked "Platform (acme)" from the dropdown, then org acme: the report is acme's "Platform", but the dropdown
+    offered "Platform" and "Platform (acme)" both (the given value was added as a second option, and selected)."""
+    store, _ = two_orgs
+    period = {"since": SINCE, "until": UNTIL, "org": "acme"}
+    with TestClient(build_app(store)) as dashboard:
+        for given in ("Platform (acme)", "Platform"):
+            page = dashboard.get("/", params={**period, "team": given})
+            assert page.status_code == 200, page.text
+            select = page.text[page.text.index('<select name="team"') :]
+            select = select[: select.index("</select>")]
+            assert '<option value="Platform" selected>' in select and "Platform (acme)" not in select, select
+            offered = dashboard.get("/api/filters", params={**period, "team": given}).json()["teams"]
+            assert "Platform" in offered and "Platform (acme)" not in offered
+
+
+def test_the_dashboard_lets_the_team_go_when_the_org_changes(two_orgs: tuple[str, Path], browser: Browser) -> None:
+    """Team "Platform (acme)" picked with every org, then org beta chosen: the page was an error page ("no team is
+    named 'Platform (acme)'"), every filter lost. Another org now lets the team go; `unassigned` is kept."""
+    store, _ = two_orgs
+    base = "http://dashboard.test/"
+
+    with TestClient(build_app(store)) as app_client:
+
+        def from_the_app(route: Route) -> None:  # the page, served by the app in this process
+            got = app_client.get(route.request.url.removeprefix(base.rstrip("/")))
+            route.fulfill(status=got.status_code, body=got.content, content_type=got.headers["content-type"])
+
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            context.route("http://dashboard.test/**", from_the_app)
+            page = context.new_page()
+            for team, kept in (("Platform (acme)", ""), ("unassigned", "unassigned")):
+                page.goto(base + "?" + urlencode({"since": SINCE, "until": UNTIL, "team": team}))
+                assert page.locator("#filter-team").input_value() == team
+                with page.expect_navigation():
+                    page.select_option("#filter-org", "beta")
+                assert page.locator("#error").count() == 0, page.locator("#error").inner_text()
+                assert page.locator("#filter-org").input_value() == "beta"
+                assert page.locator("#filter-team").input_value() == kept
+        finally:
+            context.close()
 
 
 def test_config_teams_can_join_two_orgs_and_stay_as_written(two_orgs: tuple[str, Path], tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ import html
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +34,7 @@ from usageledger.emulator import Emulator
 from usageledger.report.formatting import format_money
 from usageledger.report.queries import LINE_ITEM_MODEL
 from usageledger.serve import build_app
-from usageledger.store import open_store
+from usageledger.store import RunOwner, StreamMark, open_store
 from usageledger.store._filelock import writer_pid
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -196,6 +198,23 @@ def test_healthz_says_the_store_and_the_last_sync(client: TestClient, store: str
     last = _sql(store, "SELECT max(last_run_at) FROM streams")[0][0]
     assert body["ok"] is True and body["store"] == store and body["streams"] > 0
     assert body["last_sync"] == last.strftime("%Y-%m-%dT%H:%M:%SZ") and body["failing_streams"] == []
+
+
+def test_healthz_is_not_syncing_for_a_run_whose_process_is_gone(store: str, tmp_path: Path) -> None:
+    """A sync killed mid-run (SIGKILL) leaves its run and streams `running`: /healthz said `syncing` until the next
+    sync, so the live page said "a sync is running" for as long; it judges the run as `status` does, read-only."""
+    killed = tmp_path / "killed.duckdb"
+    shutil.copyfile(store, killed)
+    child = subprocess.Popen(["true"])
+    child.wait()  # a process that is gone: the killed sync
+    with open_store(str(killed)) as opened:
+        (org, stream) = opened.query("SELECT org, stream FROM streams ORDER BY org, stream LIMIT 1")[0]
+        opened.begin_run("killed", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, socket.gethostname()))
+        opened.mark_streams([StreamMark(org, stream, "running")], run_id="killed", at=EMULATOR_NOW)
+    with TestClient(build_app(str(killed))) as c:
+        body = c.get("/healthz").json()
+    assert body["syncing"] is False and f"{org}/{stream}" in body["failing_streams"], body
+    assert _sql(str(killed), "SELECT status FROM sync_runs WHERE run_id = 'killed'") == [("running",)]  # not written
 
 
 def test_bad_input_is_one_line_naming_the_parameter(client: TestClient) -> None:

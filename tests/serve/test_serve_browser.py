@@ -29,7 +29,8 @@ from usageledger.errors import StoreError
 from usageledger.report.formatting import format_money
 from usageledger.serve import build_app
 from usageledger.serve.dashboard import LIVE_SECONDS
-from usageledger.store import open_store
+from usageledger.store import StreamMark, open_store
+from usageledger.sync._safety import this_process
 
 CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
 
@@ -275,6 +276,85 @@ def test_the_dashboard_reloads_itself_when_a_sync_has_written(browser: Browser, 
         assert page.locator("#filter-since").input_value() == "7d"
         with page.expect_navigation():
             page.click("#live-reload")
+    finally:
+        context.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def test_a_page_opened_in_a_background_tab_reloads_for_a_sync_that_ended_before_it_was_seen(
+    browser: Browser, store: str, tmp_path: Path
+) -> None:
+    """A page opened in a background tab asks nothing while hidden; it took the last sync from its first answer, so
+    a sync that ended before the tab was brought forward was what it had been "drawn" from, and it never reloaded.
+    It now compares with the last sync it was drawn from, which the page carries."""
+    copy = tmp_path / "background.duckdb"
+    shutil.copyfile(store, copy)
+    proc, base = _serve(str(copy))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.add_init_script(
+            "window.hiddenTab = true;"
+            " Object.defineProperty(document, 'hidden', {configurable: true, get: () => window.hiddenTab});"
+        )
+        page.clock.install()
+        page.goto(base)
+        page.evaluate("window.drawn = 'before'")
+        page.clock.run_for((LIVE_SECONDS + 1) * 1000)  # hidden: it asks nothing
+        _a_sync_writes(str(copy), int(time.time()) + 60)
+        with page.expect_navigation():
+            page.evaluate("window.hiddenTab = false; document.dispatchEvent(new Event('visibilitychange'))")
+        assert page.evaluate("window.drawn === undefined")
+    finally:
+        context.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def _a_sync_marks(store: str, at: int, status: str) -> None:
+    """A sync of this process marks the store's first stream ``status`` (``running`` at its start, ``ok`` at its
+    end), with its start time ``at`` both times, as a sync does."""
+    for _ in range(100):
+        try:
+            with open_store(store, brief="test: a sync runs") as db:
+                state = db.stream_states()[0]
+                if status == "running":
+                    db.begin_run(f"run-{at}", at=at, command="sync", owner=this_process())
+                db.mark_streams([StreamMark(state.org, state.stream, status)], run_id=f"run-{at}", at=at)
+                return
+        except StoreError:
+            time.sleep(0.1)
+    raise AssertionError("the served store stayed locked")
+
+
+def test_a_page_drawn_during_a_sync_reloads_when_it_has_ended_even_unseen(
+    browser: Browser, store: str, tmp_path: Path
+) -> None:
+    """A sync keeps its start time to its end, so a page drawn while it ran and first asking once it had ended (a
+    background tab, or a quick sync) saw the same last sync and nothing running, and stayed half-drawn; the page now
+    carries that a sync was writing when it was drawn."""
+    copy = tmp_path / "during.duckdb"
+    shutil.copyfile(store, copy)
+    at = int(time.time()) + 60
+    _a_sync_marks(str(copy), at, "running")
+    proc, base = _serve(str(copy))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.add_init_script(
+            "window.hiddenTab = true;"
+            " Object.defineProperty(document, 'hidden', {configurable: true, get: () => window.hiddenTab});"
+        )
+        page.clock.install()
+        page.goto(base)
+        page.evaluate("window.drawn = 'during'")
+        _a_sync_marks(str(copy), at, "ok")
+        with page.expect_navigation():
+            page.evaluate("window.hiddenTab = false; document.dispatchEvent(new Event('visibilitychange'))")
+        assert page.evaluate("window.drawn === undefined")
     finally:
         context.close()
         proc.send_signal(signal.SIGTERM)

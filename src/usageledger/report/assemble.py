@@ -110,10 +110,12 @@ def resolve_scope(
     """The report scope of the filters; a team is its projects, by the rule of ``report --by team`` (``teams``, the
     config's ``[teams]``, first, then the directory's project groups, else ``unassigned``)."""
     members: tuple[str | None, ...] | None = None
-    if team is not None:
-        if team == UNASSIGNED:
-            by_project = project_teams(db, org=org, config=teams)
+    if team is not None and " ".join(team.split()).casefold() == UNASSIGNED:  # as select_team matches names
+        by_project = project_teams(db, org=org, config=teams)
+        if team == UNASSIGNED or team not in by_project.values():  # never a [teams] team of that very name
+            team = UNASSIGNED
             members = tuple(p for p in projects_in(db, period, org) if p is None or p not in by_project)
-        else:  # two orgs' groups of one name are two teams: a name both have is refused with the choices
-            team, members = select_team(db, team, org=org, config=teams, param=team_param)
+    if team is not None and members is None:
+        # two orgs' groups of one name are two teams: a name both have is refused with the choices
+        team, members = select_team(db, team, org=org, config=teams, param=team_param)
     return Scope(org=org, project=project, team=team, team_projects=members, model=model)

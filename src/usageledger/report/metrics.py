@@ -237,15 +237,30 @@ def _sync(store: BaseStore) -> list[Metric]:
         "1 when the stream's last sync run ended in an error, else 0.",
         labels=["org", "stream"],
     )
-    for s in store.stream_states():
+    # as `status` shows them: a run whose process is gone (killed mid-sync) is `abandoned`, an error, not `running`
+    # until the next sync; read-only (a scrape never writes). Imported here: it brings httpx, which nothing else
+    # of a report needs at start-up.
+    from usageledger.sync._safety import abandoned_runs, stream_states_now
+
+    dead = abandoned_runs(store)
+    for s in stream_states_now(store, at=0, record=False):
         if s.last_run_at is not None:
             last.add_metric([s.org, s.stream], float(s.last_run_at))
         if s.watermark is not None:
             until.add_metric([s.org, s.stream], float(s.watermark))
         errors.add_metric([s.org, s.stream], 1.0 if s.last_status in _ERROR_STATUSES else 0.0)
     runs = GaugeMetricFamily("usageledger_sync_runs", "Sync runs recorded in the store, by status.", labels=["status"])
-    for status, count in store.query("SELECT status, COUNT(*) FROM sync_runs GROUP BY status ORDER BY status"):
-        runs.add_metric([str(status)], float(count))
+    counts = {
+        str(status): int(count)
+        for status, count in store.query("SELECT status, COUNT(*) FROM sync_runs GROUP BY status")
+    }
+    moved = min(len(dead), counts.get("running", 0))  # a sync may have recorded them abandoned meanwhile
+    if moved:
+        counts["running"] -= moved
+        counts["abandoned"] = counts.get("abandoned", 0) + moved
+    for status, count in sorted(counts.items()):
+        if count:
+            runs.add_metric([status], float(count))
     return [last, until, errors, runs]
 
 

@@ -13,7 +13,7 @@ both orgs' projects makes them one). Such a name carries its org where it collid
 shown (``Platform (acme)``, ``Platform (beta)``), as :func:`usageledger.report.names.resolve_names` gives two alike
 names their IDs; a store with one org, or a report of one ``org``, shows the plain name. A ``[teams]`` name is the
 config's, and shown as it is. :func:`select_team` finds a team by its shown name, its plain name when that is not
-ambiguous, or ``name (org)``.
+ambiguous, or ``name (org)``, ignoring case and extra spaces.
 
 Each project's whole spend goes to one team, and :func:`spend_by_team` only regroups the report's spend by project,
 so the teams' sum is the report's total exactly (Decimal, no rounding).
@@ -21,6 +21,7 @@ so the teams' sum is the report's total exactly (Decimal, no rounding).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -97,12 +98,15 @@ def select_team(
     param: str = "--team",
 ) -> tuple[str, tuple[str, ...]]:
     """``(team, its project IDs)`` of the team named ``team`` (not ``unassigned``): its shown name, else its plain
-    group name when one team has it, else ``name (org)``. A name two orgs' teams share is refused with the choices,
-    one unknown with the teams (:class:`ParameterError` on ``param``)."""
+    group name when one team has it, else ``name (org)``: but for the exact shown name, all compared ignoring case
+    (as names collide) and extra spaces. A name two orgs' teams share is refused with the choices, one unknown with
+    the teams (:class:`ParameterError` on ``param``)."""
     teams, aliases = _labels(_directory_teams(store, org), config or {})
     shown = set(teams.values())
     if team not in shown:
-        matches = sorted(t for t, names in aliases.items() if team in names)
+        # as names collide: ignoring case, and spaces doubled or around the org's parentheses (typed by hand)
+        key = _match_key(team)
+        matches = sorted(t for t in shown if key in {_match_key(n) for n in {t, *aliases.get(t, ())}})
         if len(matches) > 1:
             raise ParameterError(param, f"{team!r} is a team in several orgs; pick one: {', '.join(matches)}")
         if not matches:
@@ -110,6 +114,14 @@ def select_team(
             raise ParameterError(param, f"no team is named {team!r}; the teams: {known}")
         team = matches[0]
     return team, tuple(sorted(p for p, t in teams.items() if t == team))
+
+
+def _match_key(name: str) -> str:
+    """``name`` as :func:`select_team` compares it: case-folded, runs of whitespace one space, none inside the
+    parentheses of ``name (org)`` and one before them (``platform(ACME )`` is ``Platform (acme)``)."""
+    text = " ".join(name.split())
+    text = re.sub(r" ?\( ?", " (", re.sub(r" ?\)", ")", text))
+    return text.strip().casefold()
 
 
 def spend_by_team(spend_by_project: Sequence[Spend], teams: Mapping[str, str]) -> tuple[TeamSpend, ...]:

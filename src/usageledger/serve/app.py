@@ -54,9 +54,9 @@ from usageledger.report.queries import Period, ReportData, unknown_model
 from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
-from usageledger.store import BaseStore, is_postgres_url, open_existing_store
+from usageledger.store import BaseStore, StreamState, is_postgres_url, open_existing_store
 from usageledger.store._filelock import writer_pid
-from usageledger.sync._safety import data_warnings
+from usageledger.sync._safety import data_warnings, stream_states_now
 from usageledger.timeutil import iso
 
 __all__ = ["CSP", "ServeContext", "StoreHolder", "build_app", "routes"]
@@ -216,6 +216,13 @@ class _Answer:
     outlook: ForecastReport | None
     credit: CreditBalance | None
     offered: dict[str, Any]
+    params: dict[str, str | None]
+    """The filters as the report read them: a team given by its plain name or as ``name (org)`` is the team it
+    picked, as the dropdown lists it."""
+    last_sync: str | None
+    """For the page: the last sync of the store it read, as ``/healthz`` says it (the live page compares the two)."""
+    syncing: bool
+    """For the page: whether a sync was writing the store it read (its end is a new sync to the live page)."""
 
 
 def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool = False) -> _Answer:
@@ -235,6 +242,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         )
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         _check_named(db, params, names)
+        params = {**params, "team": scope.team}
         data = replace(
             data,
             adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]),
@@ -242,7 +250,15 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         )
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
-    return _Answer(data, names, outlook, credit, offered)
+        states = stream_states_now(db, at=int(now.timestamp()), record=False) if options else []
+    syncing = any(s.last_status == "running" for s in states)
+    return _Answer(data, names, outlook, credit, offered, params, _last_sync(states), syncing)
+
+
+def _last_sync(states: Sequence[StreamState]) -> str | None:
+    """The start of the last sync run: ``/healthz``'s ``last_sync``, and the one the page was drawn from."""
+    runs = [s.last_run_at for s in states if s.last_run_at is not None]
+    return iso(max(runs)) if runs else None
 
 
 def _check_named(db: BaseStore, params: dict[str, str | None], names: Names) -> None:
@@ -300,7 +316,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         try:
             params = _params(request)
             answer = await run_in_threadpool(functools.partial(_report, ctx, params, options=True))
-            data, names = answer.data, answer.names
+            data, names, params = answer.data, answer.names, answer.params
             drill = None
             if params["project"] is not None:
                 drill = await run_in_threadpool(_project_document, ctx, params["project"], params)
@@ -311,7 +327,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             data,
             names,
             generated_at=ctx.now(),
-            before=dashboard.controls(params, answer.offered, data),
+            before=dashboard.controls(params, answer.offered, data, answer.last_sync, syncing=answer.syncing),
             after=dashboard.drill_down(params, data, names, drill),
             script=dashboard.SCRIPT,
             connect_self=True,
@@ -334,11 +350,12 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             with ctx.reading(params) as db:
                 names = resolve_names(db, org=params["org"], overrides=ctx.names)
                 # the filters given are checked as a report checks them: never offered back when the store has none
-                resolve_scope(
+                scope = resolve_scope(
                     db, period, org=params["org"], team=params["team"], teams=ctx.config.teams, team_param="team"
                 )
                 _check_named(db, params, names)
-                return filter_options(db, period, params, names=names, teams=ctx.config.teams)
+                chosen = {**params, "team": scope.team}  # offered as the dropdown lists it, not a second time
+                return filter_options(db, period, chosen, names=names, teams=ctx.config.teams)
 
         try:
             return _json(await run_in_threadpool(load, _params(request)))
@@ -356,14 +373,15 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     async def healthz(request: Request) -> Response:
         def load() -> dict[str, Any]:
             with ctx.holder.reading() as db:
-                states = db.stream_states()
-            runs = [s.last_run_at for s in states if s.last_run_at is not None]
+                # as `status` shows them: a sync killed mid-run (SIGKILL, OOM) left its streams `running`, and the
+                # live page said "a sync is running" until the next sync; read-only, the store is never written
+                states = stream_states_now(db, at=int(ctx.now().timestamp()), record=False)
             ok_runs = [s.last_run_at for s in states if s.last_run_at is not None and s.last_status == "ok"]
             return {
                 "ok": True,
                 "store": redact_url_password(ctx.holder.url),
                 "streams": len(states),
-                "last_sync": iso(max(runs)) if runs else None,
+                "last_sync": _last_sync(states),
                 "last_successful_sync": iso(max(ok_runs)) if ok_runs else None,
                 "syncing": any(s.last_status == "running" for s in states),
                 "failing_streams": sorted(

@@ -32,12 +32,18 @@ _FORM_SCRIPT: Final = """
       if (event.key === "Enter") { event.preventDefault(); form.submit(); }
     });
     el.addEventListener("pointerdown", function () { keyed = false; });
-    el.addEventListener("change", function () { if (!keyed) { form.submit(); } });
+    el.addEventListener("change", function () {
+      var team = form.elements.namedItem("team");
+      if (el.name === "org" && team && team.value !== "unassigned") { team.value = ""; }
+      if (!keyed) { form.submit(); }
+    });
   });
 }());
 """
 """A dropdown picked with the mouse applies at once; one stepped through with the arrow keys (which change it at
-each press) waits for Enter or Apply, so a keyboard user can reach every option."""
+each press) waits for Enter or Apply, so a keyboard user can reach every option. Another org lets the team go (but
+``unassigned``): the dropdown listed the teams of the org before, and one of them may be no team, or two, in the
+next (``Platform (acme)`` in org beta, or ``Platform`` of acme with every org) and the page was an error."""
 
 _LIVE_SCRIPT: Final = (
     """
@@ -45,7 +51,8 @@ _LIVE_SCRIPT: Final = (
   var note = document.getElementById("live-note");
   var form = document.getElementById("filters");
   if (!note || !window.fetch) { return; }
-  var seen, syncing = false, first = true;
+  // the last sync the page was drawn from, and whether one was writing then (a sync keeps its time to its end)
+  var seen = note.getAttribute("data-last-sync") || null, syncing = note.getAttribute("data-syncing") === "true";
   function editing() {
     if (!form) { return false; }
     if (form.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON") { return true; }
@@ -73,7 +80,6 @@ _LIVE_SCRIPT: Final = (
       return answer.ok ? answer.json() : null;
     }).then(function (health) {
       if (!health) { return; }
-      if (first) { first = false; seen = health.last_sync; syncing = health.syncing; }
       if (health.syncing) {
         syncing = true;
         say("A sync is running: this page reloads when it has finished.");
@@ -123,9 +129,18 @@ def _select(name: str, label: str, chosen: str | None, options: Sequence[tuple[s
     return f'<label>{escape(label)}<select name="{name}" id="filter-{name}">{"".join(items)}</select></label>'
 
 
-def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data: ReportData) -> str:
+def controls(
+    params: Mapping[str, str | None],
+    options: Mapping[str, Any],
+    data: ReportData,
+    last_sync: str | None = None,
+    *,
+    syncing: bool = False,
+) -> str:
     """The filter form (period, org, project, team, model) and the provisional note (the report's warnings are the
-    page's own: :func:`usageledger.report.html.render_html`)."""
+    page's own: :func:`usageledger.report.html.render_html`). ``last_sync``: the last sync the page is drawn from,
+    as ``/healthz`` says it, which the live page compares with what ``/healthz`` says later; ``syncing``: whether a
+    sync was writing then (its end reloads the page)."""
     since, until = params.get("since") or "", params.get("until") or ""
     parts = [
         _STYLE,
@@ -145,7 +160,9 @@ def controls(params: Mapping[str, str | None], options: Mapping[str, Any], data:
         _select("model", "model", params.get("model"), [(m, m) for m in options["models"]]),
         '<button type="submit" id="filter-apply">Apply</button>',
         "</form>",
-        f'<p class="live-note" id="live-note" aria-live="polite">Live: this page reloads when a sync has written new'
+        f'<p class="live-note" id="live-note" data-last-sync="{escape(last_sync or "")}"'
+        f' data-syncing="{"true" if syncing else "false"}" aria-live="polite">'
+        "Live: this page reloads when a sync has written new"
         f" data (it checks every {LIVE_SECONDS} s).</p>",
     ]
     first = data.provisional_from
