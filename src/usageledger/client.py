@@ -226,6 +226,21 @@ def _ends_at_the_apis_now(exc: BadRequestError, params: rules.QueryParams, where
     return True
 
 
+def _starts_after_the_apis_now(exc: BadRequestError, first: int | None, params: rules.QueryParams, where: str) -> bool:
+    """Whether a later window of the range holds nothing yet: the API refused its ``start_time`` (a 400 on it, which
+    the pre-flight checks passed, so it is after the API's now: its clock is behind ours by more than a window, or
+    ``--now`` is ahead). The range starts before the API's now (else its first window is refused, and that error is
+    the range's), so the window holding the API's now was cut short there (:func:`_ends_at_the_apis_now`); this
+    one is read as empty instead of failing the range after its first windows were read. ``first``: the range's
+    start (a sync fetches its plan's windows one by one, each a range of its own)."""
+    if exc.param != "start_time" or params.page is not None or params.start_time is None or first is None:
+        return False
+    if params.start_time <= first:
+        return False
+    logger.debug("%s: the API refused start_time %s (%s): after its now, nothing yet", where, params.start_time, exc)
+    return True
+
+
 class _Cursor(Protocol):
     """What paging reads of a page: :class:`UsageResponse`, or the sync's Arrow page."""
 
@@ -592,6 +607,8 @@ class Client(Closing, _ClientBase[Query, UsageResponse, list[Bucket]], Directory
             try:
                 response = self._send_page(path, _query_items(spec.endpoint, params), timeout)
             except BadRequestError as exc:
+                if _starts_after_the_apis_now(exc, spec.params.start_time, params, _where(spec, window)):
+                    return
                 if open_end or not _ends_at_the_apis_now(exc, params, _where(spec, window)):
                     raise
                 open_end = True
@@ -684,6 +701,7 @@ class AsyncClient(
         group_by: str | Sequence[str] = (),
         timeout: TimeoutTypes = None,
         slot: contextlib.AbstractAsyncContextManager[object] | None = None,
+        range_start: int | None = None,
         **filters: FilterInput,
     ) -> list[P]:
         """Every page of the range, in order, each body decoded by ``decode`` in a worker thread, inside the attempt
@@ -691,12 +709,16 @@ class AsyncClient(
 
         For a decoder that works without the GIL (the sync's Arrow reader): the event loop keeps receiving other
         pages meanwhile. A page is anything with ``has_more`` and ``next_page``. ``slot``: see :meth:`_decoded`.
+        ``range_start``: where the caller's whole range starts, when this one is a later window of it (a window
+        starting after the API's now is then empty, not an error: :func:`_starts_after_the_apis_now`).
         """
         call = EndpointCall(endpoint, start_time, end_time, bucket_width, group_by, filters, timeout=timeout)
         spec = _range(call, self._clock())
         pages: list[P] = []
         for window in spec.windows:
-            pages += await self._window_pages(spec, window, timeout, decode, offload=True, slot=slot)
+            pages += await self._window_pages(
+                spec, window, timeout, decode, offload=True, slot=slot, range_start=range_start
+            )
         return pages
 
     async def _window_pages(
@@ -708,6 +730,7 @@ class AsyncClient(
         *,
         offload: bool = False,
         slot: contextlib.AbstractAsyncContextManager[object] | None = None,
+        range_start: int | None = None,
     ) -> list[P]:
         seen: set[str] = set()
         cursor: str | None = None
@@ -720,6 +743,9 @@ class AsyncClient(
             try:
                 response = await self._decoded(path, items, timeout, decode, offload=offload, slot=slot)
             except BadRequestError as exc:
+                first = spec.params.start_time if range_start is None else range_start
+                if _starts_after_the_apis_now(exc, first, params, _where(spec, window)):
+                    return pages
                 if open_end or not _ends_at_the_apis_now(exc, params, _where(spec, window)):
                     raise
                 open_end = True

@@ -106,3 +106,31 @@ def test_a_client_whose_clock_is_ahead_reads_up_to_the_apis_now(emulator_url: st
         )
         assert result.ok, result.errors
         assert [s.watermark for s in store.stream_states()] == [TODAY]
+
+
+def test_a_clock_ahead_by_more_than_a_window_reads_the_range_up_to_the_apis_now(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    """A range whose later windows start after the API's now (a clock ahead by more than a window: a day of
+    minutes) failed on the API's 400 on their start_time, after the first window had been read up to its now.
+    Those windows hold nothing yet: the client and its twin read the range up to the API's now, and a sync of it
+    succeeds with its watermark there."""
+    ahead = EMULATOR_NOW + 2 * DAY
+    since = EMULATOR_NOW - 6 * 3600
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: ahead) as client:
+        buckets = client.fetch_range("completions", start_time=since, bucket_width="1m")
+    assert buckets[0].start_time == since and buckets[-1].end_time == EMULATOR_NOW
+
+    async def read() -> list[Any]:
+        async with AsyncClient(FAKE_ADMIN_KEY, emulator_url, clock=lambda: ahead) as ac:
+            return await ac.fetch_range("completions", start_time=since, bucket_width="1m")
+
+    assert asyncio.run(read()) == buckets
+    stream = Stream.create("completions", "1m", ("project_id",))
+    with open_store(tmp_path / "s.duckdb") as store:
+        result = sync(
+            store, [Org("main", FAKE_ADMIN_KEY, emulator_url)], (stream,), SyncOptions(since=since), clock=lambda: ahead
+        )
+        assert result.ok, result.errors
+        [state] = store.stream_states()
+        assert state.watermark is not None and since < state.watermark < EMULATOR_NOW

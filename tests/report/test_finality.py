@@ -199,3 +199,28 @@ def test_tokens_synced_only_hourly_are_summed_to_days(synced: Path, tmp_path: Pa
         store.commit_window(WindowWrite("main", daily_stream, [row], day, day + DAY, "r", day + DAY))
     doc = json.loads(_report(both, "2026-11-19", "--format", "json").stdout)
     assert doc["totals"]["tokens"] == 10
+
+
+def test_a_report_as_of_a_time_before_a_streams_first_sync_has_nothing_final_or_synced(tmp_path: Path) -> None:
+    """`report --as-of` a time before the store's first sync capped each watermark at that time, so the store
+    that held nothing then was "whole only through" the day before and provisional from three days before. A
+    stream the log has no entry of by then had no watermark: no provisional edge, no unsynced day."""
+    mark = timeutil.to_unix("2026-10-30")
+    path = tmp_path / "ledger.duckdb"
+    with open_store(path) as store:
+        store.register_stream("main", COSTS)
+        lo = timeutil.to_unix("2026-10-01")
+        rows = [
+            {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
+            | {"amount_value": Decimal("1.00"), "currency": "usd", "quantity": None, "quantity_unit": None}
+            for day in range(lo, mark + DAY, DAY)
+        ]
+        store.commit_window(WindowWrite("main", COSTS, rows, lo, mark + DAY, "run-1", mark + 3600, mark))
+        options = SyncOptions()
+        period = Period(date(2026, 9, 1), date(2026, 10, 1))
+        with as_of(store, timeutil.to_unix("2026-09-15")) as past:
+            data = assemble_report(past, period, Scope(), options=options)[0]
+            assert (data.provisional_from, data.unsynced_from) == (None, None)
+    args = ("report", "--store", str(path), "--since", "2026-09-01", "--until", "2026-10-01", "--as-of", "2026-09-15")
+    text = " ".join(_invoke(*args).stdout.split())
+    assert "provisional" not in text and "whole only through" not in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -149,6 +150,37 @@ def test_the_directory_lists_are_read_a_few_at_once_and_listed_in_one_order(emul
         one_by_one = snapshot(client, readers=1)
     assert len(met) == 2
     assert at_once == one_by_one == snap
+
+
+def test_ctrl_c_ends_the_snapshot_without_waiting_for_lists_still_in_flight(emulator_url: str) -> None:
+    """Ctrl-C while the lists were read waited for every list still in flight (their timeouts and retries
+    included): an interrupted sync did not stop until the slowest answer came, where lists read one after another
+    stopped at once. It is raised at once now; a list in flight is left to end on its own, its answer unused."""
+    release = threading.Event()
+    held: list[str] = []
+
+    class OneSlowOneInterrupted(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/users") and "/projects/" in request.url.path and not held:
+                held.append(request.url.path)
+                release.wait(30)  # an answer that takes its time (refused: no socket left behind)
+                body = {"error": {"message": "late", "type": "invalid_request_error", "param": None, "code": None}}
+                return httpx.Response(403, json=body, request=request)
+            if request.url.path.endswith("/service_accounts"):
+                raise KeyboardInterrupt  # as the main thread gets it, through the list it waits for
+            return super().handle_request(request)
+
+    started = time.monotonic()
+    try:
+        client = Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW, transport=OneSlowOneInterrupted())
+        with client, pytest.raises(KeyboardInterrupt):
+            snapshot(client)
+        assert held and time.monotonic() - started < 10
+    finally:
+        release.set()
+        for reader in threading.enumerate():
+            if reader.name.startswith("usageledger-directory"):
+                reader.join(10)
 
 
 def test_a_failed_read_leaves_the_stored_directory(store: BaseStore, snap: Snapshot, emulator_url: str) -> None:

@@ -27,7 +27,7 @@ from usageledger.catalogue import BucketWidth
 from usageledger.store import directory
 from usageledger.store._base import BaseStore
 from usageledger.store._types import to_datetime, to_unix
-from usageledger.store.revisions import ENTRIES, insert_table, logged_metrics
+from usageledger.store.revisions import ENTRIES, insert_table, log_tables, logged_metrics
 from usageledger.store.schema import Dialect, TableSpec, q, tables
 from usageledger.timeutil import check_range
 
@@ -240,7 +240,7 @@ def as_of(
     groups = stream_group_bys(store)
     created: list[str] = []
     try:
-        _streams_then(store, when)
+        _streams_then(store, when, seq)
         created.append("streams")
         for spec in tables():
             sql, params = as_of_sql(spec, when, store.dialect, groups, real_table(store, spec), buckets, seq)
@@ -263,15 +263,25 @@ def as_of(
             store.execute(f"DROP {kind} IF EXISTS {schema}.{name}")
 
 
-def _streams_then(store: BaseStore, when: int) -> None:
+def _streams_then(store: BaseStore, when: int, seq: int | None = None) -> None:
     """Shadow ``streams`` (a temporary copy) with each stream's watermark as it could stand at ``when``: no later
     than the bucket ``when`` falls in, as a sync never sets one past its own clock, nor than it is now, as one
     never moves back. What is final (``report.finality``) is then judged as of ``when``: an ``--as-of`` report
     took today's watermarks, and called final the days that were provisional then. Watermarks are not logged, so
-    a stream not synced up to ``when`` may have stood earlier; this is the latest it can have stood."""
+    a stream not synced up to ``when`` may have stood earlier; this is the latest it can have stood.
+
+    A stream the log has no entry of by then (up to ``seq``, when given) had not been synced yet: it has no
+    watermark. Capped instead, ``--as-of`` a time before the first sync called the store's costs whole through
+    the day before it and the days after it provisional, of a store that held nothing."""
     database, schema = store.query("SELECT current_database(), current_schema()")[0]
     store.execute(f"CREATE TEMPORARY TABLE streams AS SELECT * FROM {q(database)}.{q(schema)}.streams")
     temp = "temp.streams" if store.dialect == "duckdb" else "pg_temp.streams"
+    upto, bound = ("seen_at <= %s", to_datetime(when)) if seq is None else ("seq <= %s", seq)
+    logged = " UNION ".join(f"SELECT DISTINCT org, stream FROM {t} WHERE {upto}" for t in log_tables())
+    seen = {(org, stream) for org, stream in store.query(logged, [bound] * len(log_tables()))}
+    for org, stream in store.query(f"SELECT org, stream FROM {temp} WHERE watermark IS NOT NULL"):
+        if (org, stream) not in seen:
+            store.execute(f"UPDATE {temp} SET watermark = NULL WHERE org = %s AND stream = %s", (org, stream))
     widths = [r[0] for r in store.query(f"SELECT DISTINCT bucket_width FROM {temp} WHERE watermark IS NOT NULL")]
     for width in widths:
         cap = to_datetime(timeutil.floor(when, cast(BucketWidth, width)))

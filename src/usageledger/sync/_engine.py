@@ -395,7 +395,10 @@ async def _fetch(
                 # The fast path: bodies read into Arrow and checked by Arrow kernels, in worker threads (no GIL).
                 client = clients[plan.org]
                 slot = _Slot(slots, job.run)
-                pages = await client._fetch_pages(endpoint, page_decoder(endpoint), slot=slot, **span, **filters)
+                first = plan.windows[0].start  # a later window starting after the API's now is empty
+                pages = await client._fetch_pages(
+                    endpoint, page_decoder(endpoint), slot=slot, range_start=first, **span, **filters
+                )
                 fetched = await asyncio.to_thread(FetchedWindow.from_pages, job, pages, store, run_id)
                 del pages
             else:

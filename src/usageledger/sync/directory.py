@@ -9,10 +9,12 @@ until every list has been read, so a failed read leaves the stored directory as 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -24,6 +26,8 @@ from usageledger.sync._model import Org
 __all__ = ["refresh_org", "snapshot"]
 
 logger = logging.getLogger("usageledger.sync.directory")
+
+T = TypeVar("T")
 
 
 def _entry(kind: str, scope: str, key: str, item: Any) -> Entry:
@@ -54,15 +58,63 @@ for more than 40 round trips after every sync, however little it synced."""
 def snapshot(client: Client, *, readers: int = READERS) -> Snapshot:
     """Every directory list of the client's org, read in full, ``readers`` lists at once (a client may be shared
     between threads); the entries come in the same order whatever the order the answers come in."""
-    with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="usageledger-directory") as pool:
-        try:
-            return _read_all(client, pool)
-        except BaseException:  # the first failure is the snapshot's: the lists not yet asked for are not read
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    pool = _Readers(readers)
+    try:
+        snap = _read_all(client, pool)
+    except BaseException as exc:  # the first failure is the snapshot's: the lists not yet asked for are not read
+        pool.stop(wait=isinstance(exc, Exception))  # Ctrl-C (KeyboardInterrupt) waits for no list in flight
+        raise
+    pool.stop(wait=True)
+    return snap
 
 
-def _read_all(client: Client, pool: ThreadPoolExecutor) -> Snapshot:
+class _Readers:
+    """``readers`` daemon threads that run the lists' reads; ``stop`` cancels what has not started.
+
+    A failed list waits for the lists in flight (they end before the client is closed under them); Ctrl-C does
+    not: they are left to end on their own, their answers unused. A ``ThreadPoolExecutor`` waited for them on
+    shutdown and again at exit (its threads are joined), so an interrupted sync did not stop until the slowest
+    answer, timeouts and retries included, had come, where one list read after another stopped at once."""
+
+    def __init__(self, readers: int) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._futures: list[Future[Any]] = []
+        self._threads = [
+            threading.Thread(target=self._work, name=f"usageledger-directory-{n}", daemon=True)
+            for n in range(max(1, readers))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._futures.append(future)
+        self._queue.put((future, fn))
+        return future
+
+    def stop(self, *, wait: bool) -> None:
+        """Cancel what no thread has started and let every thread end once it is idle; with ``wait``, wait for them."""
+        for future in self._futures:
+            future.cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            future, fn = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 (handed to the waiting thread, which raises it, as a
+                # ThreadPoolExecutor's worker does: a future never resolved would leave that thread waiting forever)
+                future.set_exception(exc)
+
+
+def _read_all(client: Client, pool: _Readers) -> Snapshot:
     reads: list[tuple[str, str, Future[list[Entry]]]] = []
 
     def read(kind: str, scope: str, key: str, items: Callable[[], Iterable[Any]]) -> None:
