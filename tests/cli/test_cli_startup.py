@@ -103,16 +103,21 @@ def test_a_sync_of_costs_and_its_export_never_import_pandas(emulator_url: str, t
         ["export", "--store", store, "-e", "costs", "-f", f, "-o", str(tmp_path / f"c.{f}")] for f in ("csv", "jsonl")
     ]
     for argv in (sync, *exports):
-        done = subprocess.run(
-            [sys.executable, "-c", probe, *argv],
-            env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = _probed(probe, argv)
         assert done.returncode == 0, done.stderr
         assert done.stderr.strip().splitlines()[-1] == "False", (argv[0], done.stderr)
     assert (tmp_path / "c.csv").read_text().splitlines()[1].split(",")[2].endswith("T00:00:00Z")
+
+
+def _probed(probe: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``probe`` (Python that runs the CLI's ``main()`` and reports on stderr at exit) with the CLI's ``argv``."""
+    return subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_quiet_sync_imports_neither_httpxs_command_line_nor_rich_nor_the_reports(
@@ -132,13 +137,7 @@ def test_a_quiet_sync_imports_neither_httpxs_command_line_nor_rich_nor_the_repor
     )
     argv = ["sync", "--store", str(tmp_path / "s.duckdb"), "--base-url", emulator_url, "-e", "costs"]
     argv += ["--since", "2d", "--no-directory", "--quiet", "--now", str(EMULATOR_NOW)]
-    done = subprocess.run(
-        [sys.executable, "-c", probe, *argv],
-        env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _probed(probe, argv)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stderr.strip().splitlines()[-1]) == []
     with open_store(str(tmp_path / "s.duckdb")) as store:

@@ -5,6 +5,7 @@ the console stays clean, the screenshot is not blank, and no request leaves 127.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -243,17 +244,42 @@ def _a_sync_writes(store: str, at: int) -> None:
     raise AssertionError("the served store stayed locked")
 
 
-def test_the_dashboard_reloads_itself_when_a_sync_has_written(browser: Browser, store: str, tmp_path: Path) -> None:
-    """The page is live: a sync that finishes while it is open (from cron or `serve --sync-every`) reloads it, with
-    its filters kept; while someone is typing a filter it only offers a Reload link, so what they typed stays."""
-    copy = tmp_path / "live.duckdb"
-    shutil.copyfile(store, copy)
-    proc, base = _serve(str(copy))
+@contextlib.contextmanager
+def _live_page(browser: Browser, store: Path, *, hidden: bool = False) -> Iterator[Page]:
+    """A page of `usageledger serve` over ``store`` (a copy of the demo's), with Playwright's fake clock; ``hidden``:
+    a background tab (``document.hidden`` true until the test sets ``window.hiddenTab = false``). The server is
+    stopped at the end, and must exit 0."""
+    proc, base = _serve(str(store))
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     try:
         page = context.new_page()
+        if hidden:
+            page.add_init_script(
+                "window.hiddenTab = true;"
+                " Object.defineProperty(document, 'hidden', {configurable: true, get: () => window.hiddenTab});"
+            )
         page.clock.install()
-        page.goto(base + "?model=")
+        page.goto(base)
+        yield page
+    finally:
+        context.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def _copy(store: str, tmp_path: Path, name: str) -> Path:
+    copy = tmp_path / name
+    shutil.copyfile(store, copy)
+    return copy
+
+
+def test_the_dashboard_reloads_itself_when_a_sync_has_written(browser: Browser, store: str, tmp_path: Path) -> None:
+    """The page is live: a sync that finishes while it is open (from cron or `serve --sync-every`) reloads it, with
+    its filters kept; while someone is typing a filter it only offers a Reload link, so what they typed stays."""
+    copy = _copy(store, tmp_path, "live.duckdb")
+    with _live_page(browser, copy) as page:
+        page.goto(page.url + "?model=")
         assert f"every {LIVE_SECONDS} s" in page.locator("#live-note").inner_text()
         page.wait_for_load_state("networkidle")  # the first look at /healthz: what the page was drawn from
         page.evaluate("window.drawn = 'before'")
@@ -276,11 +302,6 @@ def test_the_dashboard_reloads_itself_when_a_sync_has_written(browser: Browser, 
         assert page.locator("#filter-since").input_value() == "7d"
         with page.expect_navigation():
             page.click("#live-reload")
-    finally:
-        context.close()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
 
 
 def test_a_page_opened_in_a_background_tab_reloads_for_a_sync_that_ended_before_it_was_seen(
@@ -289,29 +310,14 @@ def test_a_page_opened_in_a_background_tab_reloads_for_a_sync_that_ended_before_
     """A page opened in a background tab asks nothing while hidden; it took the last sync from its first answer, so
     a sync that ended before the tab was brought forward was what it had been "drawn" from, and it never reloaded.
     It now compares with the last sync it was drawn from, which the page carries."""
-    copy = tmp_path / "background.duckdb"
-    shutil.copyfile(store, copy)
-    proc, base = _serve(str(copy))
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    try:
-        page = context.new_page()
-        page.add_init_script(
-            "window.hiddenTab = true;"
-            " Object.defineProperty(document, 'hidden', {configurable: true, get: () => window.hiddenTab});"
-        )
-        page.clock.install()
-        page.goto(base)
+    copy = _copy(store, tmp_path, "background.duckdb")
+    with _live_page(browser, copy, hidden=True) as page:
         page.evaluate("window.drawn = 'before'")
         page.clock.run_for((LIVE_SECONDS + 1) * 1000)  # hidden: it asks nothing
         _a_sync_writes(str(copy), int(time.time()) + 60)
         with page.expect_navigation():
             page.evaluate("window.hiddenTab = false; document.dispatchEvent(new Event('visibilitychange'))")
         assert page.evaluate("window.drawn === undefined")
-    finally:
-        context.close()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
 
 
 def _a_sync_marks(store: str, at: int, status: str) -> None:
@@ -336,27 +342,12 @@ def test_a_page_drawn_during_a_sync_reloads_when_it_has_ended_even_unseen(
     """A sync keeps its start time to its end, so a page drawn while it ran and first asking once it had ended (a
     background tab, or a quick sync) saw the same last sync and nothing running, and stayed half-drawn; the page now
     carries that a sync was writing when it was drawn."""
-    copy = tmp_path / "during.duckdb"
-    shutil.copyfile(store, copy)
+    copy = _copy(store, tmp_path, "during.duckdb")
     at = int(time.time()) + 60
     _a_sync_marks(str(copy), at, "running")
-    proc, base = _serve(str(copy))
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    try:
-        page = context.new_page()
-        page.add_init_script(
-            "window.hiddenTab = true;"
-            " Object.defineProperty(document, 'hidden', {configurable: true, get: () => window.hiddenTab});"
-        )
-        page.clock.install()
-        page.goto(base)
+    with _live_page(browser, copy, hidden=True) as page:
         page.evaluate("window.drawn = 'during'")
         _a_sync_marks(str(copy), at, "ok")
         with page.expect_navigation():
             page.evaluate("window.hiddenTab = false; document.dispatchEvent(new Event('visibilitychange'))")
         assert page.evaluate("window.drawn === undefined")
-    finally:
-        context.close()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
