@@ -6,6 +6,7 @@ seconds) give a moment between them to ask about.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -21,7 +22,7 @@ from usageledger.report import Period, Scope, build_report
 from usageledger.report.history import adjustments, as_closed, changes, deltas
 from usageledger.report.statement import month_statements
 from usageledger.store import BaseStore, Stream, WindowWrite, open_store, table_for, tables, to_datetime
-from usageledger.store.closes import close_month, closed_lines, month_bounds, month_totals, reopen_month
+from usageledger.store.closes import ClosedLine, close_month, closed_lines, month_bounds, month_totals, reopen_month
 from usageledger.store.history import as_of, deltas_sql, restatements_sql, stream_group_bys
 from usageledger.store.revisions import logged_metrics
 
@@ -309,3 +310,37 @@ def test_an_older_stores_closes_gain_an_empty_high_water_mark(store: BaseStore) 
     assert store.migrate() == ["0011_close_seq"]
     (line,) = closed_lines(store)
     assert (line.org, line.amount, line.closed_seq) == ("main", Decimal(1), None)
+
+
+def test_a_close_waits_for_a_sync_transaction_in_flight(tmp_path: Path, new_store: Callable[[str, Path], str]) -> None:
+    """Two writers of one PostgreSQL store: a sync's transaction has written a restatement (its log entry took a
+    sequence number) but not committed when `close` runs. The close read the month without it, yet recorded a mark
+    after its number, so reading the month back "as closed" took it in: the statement's closed figures were not the
+    ones recorded. A close now waits for the writes in flight (and holds new ones) while it reads and marks."""
+    stream, day, at = STREAMS[1], timeutil.to_unix("2026-10-20"), int(time.time())
+    october = date(2026, 10, 1)
+    url = new_store("postgres", tmp_path / "ledger.duckdb")  # a DuckDB file has one writer: nothing is in flight
+    store = open_store(url)
+    store.register_stream("main", stream)
+    _write_costs(store, stream, day, "10.00", at)
+    closed = threading.Event()
+    lines: list[ClosedLine] = []
+
+    def close() -> None:
+        with open_store(url) as other:
+            lines.extend(close_month(other, october, ["main"], at=at))
+        closed.set()
+
+    closer = threading.Thread(target=close)
+    with store.transaction():  # the sync's transaction: written, not committed
+        _write_costs(store, stream, day, "12.50", at)
+        closer.start()
+        assert not closed.wait(1.0)  # the close waits for it
+    closer.join(30)
+    assert closed.is_set()
+    (total,) = [c for c in lines if c.level == "org"]
+    assert total.amount == Decimal("12.50")  # the close saw the committed write, and marked after it
+    statements = month_statements(store, october, by="project")
+    assert statements.matches_close and statements.closed_exact == Decimal("12.50")
+    assert statements.adjustment_total == Decimal("0")
+    store.close()

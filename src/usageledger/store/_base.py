@@ -189,10 +189,12 @@ class BaseStore(ABC):
         """
         return None
 
-    def lock_in_transaction(self, *key: str) -> None:
+    def lock_in_transaction(self, *key: str, shared: bool = False) -> None:
         """Inside a transaction: wait until no other connection's transaction holds ``key``, then hold it until this
         one ends (PostgreSQL's transaction advisory lock), so two writers of one thing (an org's directory) take
-        turns, the later one reading what the first committed. A DuckDB file has one writer: nothing to wait for."""
+        turns, the later one reading what the first committed. ``shared``: held beside other shared holders, waited
+        for by an exclusive one (the syncs' commits, and a ``close`` that marks the revision log). A DuckDB file has
+        one writer: nothing to wait for."""
         return None
 
     @abstractmethod
@@ -489,6 +491,8 @@ class BaseStore(ABC):
         prepared = [w if isinstance(w, PreparedWindow) else self.prepare(w) for w in writes]
         counts: list[UpsertCounts | None] = [None] * len(prepared)
         with self.transaction():
+            # Beside other writers, never beside a close marking the log (see ``closes.close_month``).
+            self.lock_in_transaction(*revisions.LOG_WRITES, shared=True)
             fresh: dict[str, list[int]] = {}
             for i, p in enumerate(prepared):
                 if p.write.fresh:

@@ -24,6 +24,7 @@ from typing import Final
 from usageledger import catalogue
 from usageledger.store._types import to_datetime
 from usageledger.store.directory import BaseStore  # the Protocol: _base runs this module's migration
+from usageledger.store.revisions import LOG_WRITES
 from usageledger.store.schema import DECIMAL_PRECISION, DECIMAL_SCALE, Dialect, daily_view_name
 from usageledger.timeutil import next_month
 
@@ -142,6 +143,10 @@ def close_month(store: BaseStore, month: date, orgs: Sequence[str], *, at: int) 
     unless the close waited that second out."""
     start, _ = month_bounds(month)
     with store.transaction():
+        # No sync's write in flight while the month is read and the mark drawn (PostgreSQL: two writers at once): an
+        # uncommitted restatement whose log entry already had its number would be under the mark, read "as closed",
+        # though the figures recorded here never saw it. New writes wait for this transaction.
+        store.lock_in_transaction(*LOG_WRITES)
         drawn = store.query("SELECT nextval('revisions_seq')")[0][0]
         mark = int(drawn) - 1
         for org in orgs:

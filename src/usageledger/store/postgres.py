@@ -177,8 +177,9 @@ class PostgresStore(BaseStore):
             return False
         return True
 
-    def lock_in_transaction(self, *key: str) -> None:
-        self.query("SELECT pg_advisory_xact_lock(%s)", [_lock_key("transaction", *key)])
+    def lock_in_transaction(self, *key: str, shared: bool = False) -> None:
+        how = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        self.query(f"SELECT {how}(%s)", [_lock_key("transaction", *key)])
 
     def _migration_lock(self) -> None:
         self.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])

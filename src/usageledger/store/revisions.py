@@ -34,6 +34,7 @@ __all__ = [
     "ENTRIES",
     "INSERTS_MIGRATION",
     "LOG_COLUMNS",
+    "LOG_WRITES",
     "MIGRATION_NAME",
     "changes_sql",
     "insert_table",
@@ -44,6 +45,11 @@ __all__ = [
     "logged_metrics",
     "migration_statements",
 ]
+
+LOG_WRITES: Final = ("revision log", "writes")
+"""The transaction lock (``BaseStore.lock_in_transaction``) that a write to the log holds shared and ``close``
+exclusive: a close reads the month and draws its mark (``closes.close_month``) with no write in flight, so every
+entry under the mark had been committed when the close read."""
 
 MIGRATION_NAME: Final = "0006_revision_log"
 INSERTS_MIGRATION: Final = "0009_revision_inserts"
