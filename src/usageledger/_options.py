@@ -38,6 +38,7 @@ __all__ = [
     "TimeoutTypes",
     "as_timeout",
     "base_url_from",
+    "base_url_origin",
     "check_headers",
     "check_timeout",
     "corrected_base_url",
@@ -364,10 +365,18 @@ def key_from(api_key: str | None, *, hint: str | None = None, param: str = "api_
 def base_url_from(base_url: str | None, *, source: str = "base_url=") -> str:
     """The base URL: the argument (given by ``source``: ``--base-url`` for the CLI), else ``OPENAI_BASE_URL``, else
     the public API; normalised by :func:`normalize_base_url`, whose refusal names where the URL came from."""
+    where = base_url_origin(base_url, source=source)
+    if where is None:
+        return DEFAULT_BASE_URL
+    return normalize_base_url(base_url or os.environ[BASE_URL_ENV], where)
+
+
+def base_url_origin(base_url: str | None, *, source: str = "base_url=") -> str | None:
+    """Where :func:`base_url_from` takes the URL from: ``source`` when ``base_url`` is given, else ``OPENAI_BASE_URL``
+    when it is set, else ``None`` (the public API)."""
     if base_url:
-        return normalize_base_url(base_url, source)
-    from_env = os.environ.get(BASE_URL_ENV)
-    return normalize_base_url(from_env, BASE_URL_ENV) if from_env else DEFAULT_BASE_URL
+        return source
+    return BASE_URL_ENV if os.environ.get(BASE_URL_ENV) else None
 
 
 def retry_from(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal, get_args
@@ -24,9 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
-from usageledger._options import base_url_from, key_from, with_v1_fix
+from usageledger._options import base_url_from, base_url_origin, key_from, with_v1_fix
 from usageledger._text import counted
-from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BUCKET_SECONDS
+from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
 from usageledger.cli._app import (
     Insecure,
@@ -297,7 +296,7 @@ def query(
     filters: dict[str, Any] = filter_values  # by API name; none is called `timeout`, which query() also takes
     url = base_url_from(base_url, source="--base-url")
     with (
-        _v1_named(url, base_url),
+        _v1_named(url, base_url_origin(base_url, source="--base-url")),
         Client(
             # The key and URL as the command line gives them: a refusal names the variable or flag to fix.
             key_from(
@@ -336,13 +335,12 @@ def query(
 
 
 @contextlib.contextmanager
-def _v1_named(url: str, given: str | None) -> Iterator[None]:
+def _v1_named(url: str, source: str | None) -> Iterator[None]:
     """A 404 under a base URL without ``/v1`` (``--base-url http://127.0.0.1:8787``) names where the URL came from
-    (``--base-url`` or ``OPENAI_BASE_URL``) and the fix there, as ``sync`` and ``doctor`` do."""
+    (``source``: ``--base-url`` or ``OPENAI_BASE_URL``) and the fix there, as ``sync`` and ``doctor`` do."""
     try:
         yield
     except NotFoundError as exc:
-        source = "--base-url" if given else BASE_URL_ENV if os.environ.get(BASE_URL_ENV) else None
         raise fail(with_v1_fix(exc, url, source)) from None
 
 

@@ -421,11 +421,11 @@ def sync_command(
         chosen = tuple(o for o in chosen if o.name in set(wanted))
     since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
-    resolved = [(o, o.resolve_key(), o.resolve_base_url(base_url)) for o in chosen]
+    urls = {o.name: o.base_url_source(base_url) for o in chosen}  # each URL, and where it came from, read once
+    resolved = [(o, o.resolve_key(), urls[o.name][0]) for o in chosen]
     check_distinct_orgs(resolved)
     orgs = [
-        engine.Org(o.name, key, at, key_source=o.key_source, base_url_source=o.base_url_source(base_url)[1])
-        for o, key, at in resolved
+        engine.Org(o.name, key, at, key_source=o.key_source, base_url_source=urls[o.name][1]) for o, key, at in resolved
     ]
     settings = config.sync
     if lag_days is not None:

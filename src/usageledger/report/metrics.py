@@ -243,7 +243,7 @@ def _sync(store: BaseStore) -> list[Metric]:
     from usageledger.sync._safety import abandoned_runs, stream_states_now
 
     dead = abandoned_runs(store)
-    for s in stream_states_now(store, at=0, record=False):
+    for s in stream_states_now(store, at=0, record=False, dead=dead):
         if s.last_run_at is not None:
             last.add_metric([s.org, s.stream], float(s.last_run_at))
         if s.watermark is not None:

@@ -260,14 +260,16 @@ def reap_abandoned(store: BaseStore, *, at: int, holding_sync_lock: bool) -> lis
     return list(dead)
 
 
-def stream_states_now(store: BaseStore, *, at: int, record: bool = True) -> list[StreamState]:
+def stream_states_now(
+    store: BaseStore, *, at: int, record: bool = True, dead: dict[str, str] | None = None
+) -> list[StreamState]:
     """Every stream's state as ``status`` shows it: never ``running`` for a run whose process is gone.
 
     The abandoned runs are recorded when the store is writable and ``record`` is true; a store opened read-only (a
     DuckDB file a reader opens), or a reader that never writes (``serve``), leaves it as it is, and the states are
-    corrected in what this returns.
+    corrected in what this returns. ``dead``: :func:`abandoned_runs` when the caller has just asked it.
     """
-    dead = abandoned_runs(store)
+    dead = abandoned_runs(store) if dead is None else dead
     if dead and record:
         try:
             for run_id, why in dead.items():
