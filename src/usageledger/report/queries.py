@@ -32,7 +32,7 @@ from usageledger.report.history import Adjustment
 from usageledger.rules import one_filter
 from usageledger.store import daily_view_name, table_for
 from usageledger.store._base import check_orgs
-from usageledger.store.schema import primary_daily_streams_sql
+from usageledger.store.schema import primary_daily_streams_sql, primary_streams_sql
 from usageledger.timeutil import utc_moment
 
 __all__ = [
@@ -557,12 +557,10 @@ def _finer_days_sql(endpoint: Endpoint, where: str) -> str:
 
 def _finer_rows(endpoint: Endpoint) -> str:
     """``<endpoint table> AS t`` joined to each org's primary finer stream of it, for the orgs with no daily one."""
-    name = endpoint.name.replace("'", "''")
-    finer = (
-        "SELECT org, stream FROM (SELECT org, stream, ROW_NUMBER() OVER (PARTITION BY org ORDER BY"
-        " (bucket_width = '1h') DESC, is_default DESC, (filters <> '{}') ASC, stream ASC) AS rn FROM streams"
-        f" WHERE endpoint = '{name}' AND bucket_width <> '1d' AND org NOT IN"
-        f" (SELECT org FROM streams WHERE endpoint = '{name}' AND bucket_width = '1d')) AS ranked WHERE rn = 1"
+    name = endpoint.name
+    daily = f"SELECT org FROM streams WHERE endpoint = '{name}' AND bucket_width = '1d'"
+    finer = primary_streams_sql(
+        name, where=f"bucket_width <> '1d' AND org NOT IN ({daily})", first="(bucket_width = '1h') DESC"
     )
     return f"{table_for(endpoint.name).name} AS t JOIN ({finer}) AS p ON t.org = p.org AND t.stream = p.stream"
 

@@ -26,6 +26,7 @@ __all__ = [
     "TableSpec",
     "daily_view_name",
     "primary_daily_streams_sql",
+    "primary_streams_sql",
     "table_for",
     "tables",
 ]
@@ -142,12 +143,22 @@ class TableSpec:
 
 def primary_daily_streams_sql(endpoint: str, columns: str = "org, stream") -> str:
     """``columns`` of each org's primary daily stream of ``endpoint`` in ``streams`` (the daily views' choice)."""
+    return primary_streams_sql(endpoint, columns)
+
+
+def primary_streams_sql(
+    endpoint: str, columns: str = "org, stream", *, where: str = "bucket_width = '1d'", first: str = ""
+) -> str:
+    """``columns`` of each org's primary stream of ``endpoint`` among those ``where`` picks, by the daily views'
+    rule (the default stream, else an unfiltered one, else the first by name), ``first`` (an ``ORDER BY`` term)
+    before it: the report's hourly fallback ranks hourly streams before by-the-minute ones."""
+    order = "is_default DESC, (filters <> '{}') ASC, stream ASC"
     return (
         f"  SELECT {columns} FROM (\n"
         f"    SELECT {columns}, ROW_NUMBER() OVER (\n"
-        "      PARTITION BY org ORDER BY is_default DESC, (filters <> '{}') ASC, stream ASC\n"
+        f"      PARTITION BY org ORDER BY {first + ', ' if first else ''}{order}\n"
         "    ) AS rn\n"
-        f"    FROM streams WHERE endpoint = '{endpoint}' AND bucket_width = '1d'\n"
+        f"    FROM streams WHERE endpoint = '{endpoint}' AND {where}\n"
         "  ) AS ranked WHERE rn = 1"
     )
 
