@@ -55,7 +55,7 @@ from usageledger.report.charts import check_png_support, report_charts, write_pn
 from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_line, forecast_line
 from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
-from usageledger.report.history import adjustments, before_the_log
+from usageledger.report.history import adjustments, before_the_log, watermarks_unlogged
 from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
@@ -274,6 +274,9 @@ def report(
             if (empty := before_the_log(db, as_of_at)) is not None:
                 say(f"warning: {empty}")
                 warnings = (*warnings, empty)  # the JSON's and the page's too: empty figures with the reason
+            elif (guessed := watermarks_unlogged(db, as_of_at)) is not None:  # finality by the rule before the log
+                say(f"warning: {guessed}")
+                warnings = (*warnings, guessed)
             past = history_as_of(db, as_of_at, buckets=(period.previous().start, period.end))
         with past as read:  # --as-of: the store as it stood then (rebuilt from the revision log), for this block
             scope = resolve_scope(read, period, org=org, project=project, team=team, model=model, teams=settings.teams)

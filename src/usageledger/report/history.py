@@ -40,6 +40,7 @@ __all__ = [
     "before_the_log",
     "changes",
     "deltas",
+    "watermarks_unlogged",
 ]
 
 _MONEY_TABLE = "costs"
@@ -79,6 +80,20 @@ def before_the_log(store: BaseStore, when: int, *, param: str = "--as-of") -> st
     return (
         f"{param} {timeutil.iso(when)}: the store's revision log {began}, so it held nothing then; {param} asks what"
         " the store knew at a time (for spend over a period, use --since and --until)"
+    )
+
+
+def watermarks_unlogged(store: BaseStore, when: int, *, param: str = "--as-of") -> str | None:
+    """Why an as-of reading at ``when`` may call final what was provisional then (``None``: it cannot): the store
+    was upgraded to the watermark log (migration ``0012_watermark_log``) after ``when``, so where its streams'
+    watermarks stood then is not known, and each is taken as the latest it can have stood."""
+    since = _history.watermarks_before_the_log(store, when)
+    if since is None:
+        return None
+    return (
+        f"{param} {timeutil.iso(when)}: the store has logged where its streams were synced up to only since"
+        f" {timeutil.iso(since)} (its upgrade to the watermark log), so each is taken as synced as far as it can have"
+        " been then; days shown final may still have been provisional"
     )
 
 

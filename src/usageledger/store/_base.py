@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from usageledger._secrets import redact_url_password
 from usageledger.errors import ParameterError, StoreError
-from usageledger.store import migrations, revisions
+from usageledger.store import migrations, revisions, watermarks
 from usageledger.store._columns import columns_of
 from usageledger.store._types import (
     OrgRecord,
@@ -428,6 +428,8 @@ class BaseStore(ABC):
                     self.execute(f"DELETE FROM {log} WHERE org = %s", (org,))
             if "closed_months" in existing:
                 self.execute("DELETE FROM closed_months WHERE org = %s", (org,))
+            if watermarks.LOG in existing:
+                self.execute(f"DELETE FROM {watermarks.LOG} WHERE org = %s", (org,))
             self.execute("DELETE FROM streams WHERE org = %s", (org,))
             self.execute("DELETE FROM directory_versions WHERE org = %s", (org,))  # its names go with its data
             self.execute("DELETE FROM orgs WHERE org = %s", (org,))
@@ -630,17 +632,25 @@ class BaseStore(ABC):
 
     def _update_streams(self, writes: Sequence[WindowWrite], counts: Sequence[UpsertCounts]) -> None:
         per_stream: dict[tuple[str, str], tuple[str, int | None, UpsertCounts]] = {}
+        seen: dict[tuple[str, str], int] = {}  # when the window that moved the stream's watermark was read
         completed: set[tuple[str, str]] = set()
         for w, c in zip(writes, counts, strict=True):
             key = (w.org, w.stream.id)
             _, mark, total = per_stream.get(key, (w.run_id, None, UpsertCounts()))
-            if w.watermark is not None:
-                mark = w.watermark if mark is None else max(mark, w.watermark)
+            if w.watermark is not None and (mark is None or w.watermark >= mark):
+                mark = w.watermark
+                seen[key] = max(seen.get(key, w.synced_at), w.synced_at)
             per_stream[key] = (w.run_id, mark, total + c)
             if w.completes_stream:
                 completed.add(key)
         if not per_stream:
             return
+        moves = [(key, run, mark) for key, (run, mark, _) in per_stream.items() if mark is not None]
+        if moves:  # the watermark log (``store.watermarks``): one statement for the batch's moves
+            self.execute(
+                watermarks.log_sql(len(moves)),
+                [v for (o, s), run, m in moves for v in (o, s, to_datetime(m), run, to_datetime(seen[(o, s)]))],
+            )
         # One statement for every stream of the batch (a DuckDB UPDATE has a fixed cost of its own, per statement).
         row = (
             "(CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TIMESTAMPTZ), CAST(%s AS BOOLEAN),"
@@ -671,14 +681,21 @@ class BaseStore(ABC):
         row = self.query(f"SELECT MAX(bucket_start) FROM {spec.name} WHERE org = %s AND stream = %s", (org, stream.id))
         return to_unix(row[0][0]) if row else None
 
-    def set_watermark(self, org: str, stream_id: str, watermark: int) -> None:
-        """Move a stream's watermark (forward only)."""
+    def set_watermark(self, org: str, stream_id: str, watermark: int, *, at: int | None = None) -> None:
+        """Move a stream's watermark (forward only), logged as seen at ``at`` (default: now) in the watermark log."""
+        seen = to_datetime(int(datetime.now(UTC).timestamp()) if at is None else at)
         with self.transaction():
-            self.execute(
-                "UPDATE streams SET watermark = %s WHERE org = %s AND stream = %s"
-                " AND (watermark IS NULL OR watermark < %s)",
-                (to_datetime(watermark), org, stream_id, to_datetime(watermark)),
+            moved = self.query(
+                "SELECT org FROM streams WHERE org = %s AND stream = %s AND (watermark IS NULL OR watermark < %s)",
+                (org, stream_id, to_datetime(watermark)),
             )
+            if not moved:
+                return
+            self.execute(
+                "UPDATE streams SET watermark = %s WHERE org = %s AND stream = %s",
+                (to_datetime(watermark), org, stream_id),
+            )
+            self.execute(watermarks.log_sql(1), (org, stream_id, to_datetime(watermark), "set_watermark", seen))
 
     def __enter__(self) -> BaseStore:
         return self

@@ -11,7 +11,8 @@ the JSON access that decodes a group key.
 * :func:`deltas_sql`: per key, each metric's change over a span of seen times (negative too), for consumers that
   accumulate: summed from nothing, the deltas give the table.
 * :func:`as_of` shadows the endpoint tables and their daily and named views, for one connection, with temporary
-  tables of the rows as they stood (and views over them): every report query then reads the past unchanged.
+  tables of the rows as they stood (and views over them), and ``streams`` with each watermark as the watermark log
+  (:mod:`usageledger.store.watermarks`) has it then: every report query then reads the past unchanged.
 """
 
 from __future__ import annotations
@@ -24,14 +25,23 @@ from typing import Any, Final, cast
 
 from usageledger import timeutil
 from usageledger.catalogue import BucketWidth
-from usageledger.store import directory
+from usageledger.store import directory, watermarks
 from usageledger.store._base import BaseStore
 from usageledger.store._types import to_datetime, to_unix
 from usageledger.store.revisions import ENTRIES, insert_table, log_tables, logged_metrics
 from usageledger.store.schema import Dialect, TableSpec, q, tables
 from usageledger.timeutil import check_range
 
-__all__ = ["as_of", "as_of_sql", "deltas_sql", "first_seen", "real_table", "restatements_sql", "stream_group_bys"]
+__all__ = [
+    "as_of",
+    "as_of_sql",
+    "deltas_sql",
+    "first_seen",
+    "real_table",
+    "restatements_sql",
+    "stream_group_bys",
+    "watermarks_before_the_log",
+]
 
 KEY: Final = ("org", "stream", "bucket_start", "group_key")
 
@@ -264,28 +274,54 @@ def as_of(
 
 
 def _streams_then(store: BaseStore, when: int, seq: int | None = None) -> None:
-    """Shadow ``streams`` (a temporary copy) with each stream's watermark as it could stand at ``when``: no later
-    than the bucket ``when`` falls in, as a sync never sets one past its own clock, nor than it is now, as one
-    never moves back. What is final (``report.finality``) is then judged as of ``when``: an ``--as-of`` report
-    took today's watermarks, and called final the days that were provisional then. Watermarks are not logged, so
-    a stream not synced up to ``when`` may have stood earlier; this is the latest it can have stood.
+    """Shadow ``streams`` (a temporary copy) with each stream's watermark as it stood at ``when`` (up to ``seq``,
+    when given), so that what is final (``report.finality``) is judged as of then: an ``--as-of`` report took
+    today's watermarks, and called final the days that were provisional then.
 
-    A stream the log has no entry of by then (up to ``seq``, when given) had not been synced yet: it has no
-    watermark. Capped instead, ``--as-of`` a time before the first sync called the store's costs whole through
-    the day before it and the days after it provisional, of a store that held nothing."""
+    Read from the watermark log (:mod:`usageledger.store.watermarks`): the stream's last move up to then, none if it
+    had not moved yet. For a time before a stream's log began (a store upgraded to it: its baseline is later), the
+    rule from before the log: the latest the watermark can have stood, no later than the bucket ``when`` falls in
+    (a sync never sets one past its own clock) nor than the baseline (one never moves back), and none at all if the
+    revision log has no entry of the stream by then (it had not been synced: capped instead, ``--as-of`` a time
+    before the first sync called the store's costs whole through the day before it)."""
     database, schema = store.query("SELECT current_database(), current_schema()")[0]
     store.execute(f"CREATE TEMPORARY TABLE streams AS SELECT * FROM {q(database)}.{q(schema)}.streams")
     temp = "temp.streams" if store.dialect == "duckdb" else "pg_temp.streams"
+    then = watermarks.standing(store, when, seq)
+    marks = dict(then.logged)  # a stream's baseline is its first line: none of these is before its log
+    if then.before_log:
+        seen = _synced_by(store, when, seq)
+        for org, stream, width in store.query(f"SELECT org, stream, bucket_width FROM {temp}"):
+            if (org, stream) in then.before_log and (org, stream) in seen:
+                cap = timeutil.floor(when, cast(BucketWidth, width))
+                marks[(org, stream)] = min(then.before_log[(org, stream)][0], cap)
+    store.execute(f"UPDATE {temp} SET watermark = NULL")
+    if marks:
+        row = "(CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TIMESTAMPTZ))"
+        store.execute(
+            f"UPDATE {temp} AS t SET watermark = v.mark FROM (VALUES {', '.join([row] * len(marks))})"
+            " AS v(org, stream, mark) WHERE t.org = v.org AND t.stream = v.stream",
+            [x for (org, stream), mark in marks.items() for x in (org, stream, to_datetime(mark))],
+        )
+
+
+def _synced_by(store: BaseStore, when: int, seq: int | None = None) -> set[tuple[str, str]]:
+    """The ``(org, stream)`` pairs the revision log has an entry of by ``when`` (up to ``seq``, when given)."""
     upto, bound = ("seen_at <= %s", to_datetime(when)) if seq is None else ("seq <= %s", seq)
     logged = " UNION ".join(f"SELECT DISTINCT org, stream FROM {t} WHERE {upto}" for t in log_tables())
-    seen = {(org, stream) for org, stream in store.query(logged, [bound] * len(log_tables()))}
-    for org, stream in store.query(f"SELECT org, stream FROM {temp} WHERE watermark IS NOT NULL"):
-        if (org, stream) not in seen:
-            store.execute(f"UPDATE {temp} SET watermark = NULL WHERE org = %s AND stream = %s", (org, stream))
-    widths = [r[0] for r in store.query(f"SELECT DISTINCT bucket_width FROM {temp} WHERE watermark IS NOT NULL")]
-    for width in widths:
-        cap = to_datetime(timeutil.floor(when, cast(BucketWidth, width)))
-        store.execute(f"UPDATE {temp} SET watermark = %s WHERE bucket_width = %s AND watermark > %s", (cap, width, cap))
+    return {(org, stream) for org, stream in store.query(logged, [bound] * len(log_tables()))}
+
+
+def watermarks_before_the_log(store: BaseStore, when: int) -> int | None:
+    """When the watermark log begins to know every stream an as-of reading at ``when`` finds synced (``None``: it
+    knows them all then). Until then, :func:`as_of` takes such a stream's watermark as the latest it can have stood
+    (see ``_streams_then``), not where it stood: a store upgraded to the log (migration ``0012_watermark_log``)."""
+    before = watermarks.standing(store, when).before_log
+    if not before:
+        return None
+    seen = _synced_by(store, when)
+    since = [start for key, (_, start) in before.items() if key in seen]
+    return max(since, default=None)
 
 
 def _inline(sql: str, params: list[Any], dialect: Dialect) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from usageledger.store import closes, credit, directory, revisions
+from usageledger.store import closes, credit, directory, revisions, watermarks
 from usageledger.store.schema import Dialect, q, tables
 
 __all__ = [
@@ -160,6 +160,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(revisions.INSERTS_MIGRATION, revisions.inserts_migration_statements),  # fresh inserts logged wide
     Migration("0010_store_identity", _store_identity),
     Migration(closes.SEQ_MIGRATION, closes.seq_migration_statements),  # the log's high-water mark at each close
+    Migration(watermarks.MIGRATION_NAME, watermarks.migration_statements),  # each stream's watermark moves
 )
 """The hand-written migrations, in order. The catalogue step runs after them."""
 
