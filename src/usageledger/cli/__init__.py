@@ -59,6 +59,8 @@ def main() -> None:
     os.environ.setdefault(ARROW_POOL_ENV, "system")
     os.environ.setdefault(BLAS_THREADS_ENV, "1")
     skip_httpx_command_line()
+    if sys.argv[1:2] == ["sync"]:
+        skip_numpy()
     standard_streams()
     drop_unusable_sizes(os.environ)
     try:
@@ -84,6 +86,23 @@ def skip_httpx_command_line() -> None:
     """
     if "httpx" not in sys.modules:
         sys.modules.setdefault(HTTPX_CLI, None)  # type: ignore[arg-type]  # None: "not importable" (importlib)
+
+
+NUMPY: Final = "numpy"
+
+
+def skip_numpy() -> None:
+    """Keep numpy out of a `sync` process: pyarrow imports it at its own import whenever it is installed, and no
+    step of a sync uses it (pages are read by Arrow's JSON reader and written by DuckDB, the costs window is built
+    from buffers: ``usageledger._arrays``).
+
+    numpy's import is ~0.1 s of CPU, and its code and objects ~12 MB of a sync's peak RSS (bench/BENCHMARKS.md).
+    A ``None`` in :data:`sys.modules` is an ImportError for ``import numpy``, which pyarrow (and DuckDB, pandas'
+    check in pyarrow) take as "not installed". Only the console script's `sync` does this, and nothing is done
+    once numpy is imported (embedding, tests).
+    """
+    if NUMPY not in sys.modules:
+        sys.modules[NUMPY] = None  # type: ignore[assignment]  # None: "not importable" (importlib)
 
 
 _WRITE_FAILURES: Final = frozenset({errno.EBADF, errno.ENOSPC, errno.EDQUOT, errno.EIO})
