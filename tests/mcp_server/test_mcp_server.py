@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
 from typer.testing import CliRunner
 
 from usageledger.cli import app
@@ -57,6 +56,10 @@ def _report(store: str, *extra: str) -> dict[str, Any]:
 
 
 async def _session_calls(store: str, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], list[Any]]:
+    # The SDK is imported here: every pytest-xdist worker imports every test module to collect it, and mcp costs
+    # ~0.65 s of CPU to import; only the worker that runs these tests pays it.
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
     # No admin key, and the API's base URL is a dead port: every answer has to come from the store.
     # PYTHONPATH is kept, so the server runs the code under test (a source tree not installed).
     kept = {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
