@@ -4,6 +4,7 @@ testing something else."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -85,3 +86,22 @@ def test_an_import_time_variable_starts_a_fresh_interpreter() -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out.strip()
     assert not proc.forked
+
+
+def test_a_run_asyncio_starts_is_forked_and_exits_as_a_fresh_one(caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio (mcp's stdio client starts its server so) waits its children with ``waitpid``, which a forked run is
+    not: it said "Unknown child process pid" and exit code 255, and left the run's zygote socket open. A forked run
+    now exits with its own status there too, the same as a fresh one's."""
+
+    async def run(argv: list[str]) -> tuple[int, bytes, bool]:
+        proc = await asyncio.create_subprocess_exec(*CLI, *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        forked = bool(proc._transport._proc.forked)  # type: ignore[attr-defined]  # the Popen asyncio made
+        out, _ = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out, forked
+
+    for argv in (["version"], ["reprot"]):
+        code, out, forked = asyncio.run(run(argv))
+        fresh = _ORIGINAL([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert forked and (code, out) == (fresh.wait(timeout=60), fresh.communicate()[0])
+    assert "Unknown child process" not in caplog.text

@@ -6,11 +6,10 @@ import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from openai import OpenAI
 
 from usageledger import Client, catalogue
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
@@ -19,6 +18,11 @@ from usageledger.errors import ReplayError
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 
+if TYPE_CHECKING:
+    # Imported where used: every pytest-xdist worker imports every test module to collect it, and the openai SDK
+    # costs ~0.4 s of CPU to import; only the worker that runs these tests pays it.
+    from openai import OpenAI
+
 DAY = 86_400
 KEY = {"Authorization": f"Bearer {FAKE_ADMIN_KEY}"}
 
@@ -26,6 +30,8 @@ KEY = {"Authorization": f"Bearer {FAKE_ADMIN_KEY}"}
 @pytest.fixture(scope="module")
 def sdk(emulator_url: str) -> Iterator[OpenAI]:
     """The official openai SDK pointed at the loopback emulator."""
+    from openai import OpenAI
+
     client = OpenAI(admin_api_key=FAKE_ADMIN_KEY, base_url=emulator_url, max_retries=0)
     yield client
     client.close()
@@ -231,6 +237,8 @@ def test_replay_serves_a_directory_file(tmp_path: Path) -> None:
     }
     usage, names = _write_replay(tmp_path, {"projects": [project], "project_api_keys": {"proj_r": [key]}})
     emulator = Emulator(EmulatorConfig(replay=usage, replay_directory=names, now=EMULATOR_NOW))
+    from openai import OpenAI
+
     with run_server(emulator) as url:
         sdk = OpenAI(admin_api_key=FAKE_ADMIN_KEY, base_url=url, max_retries=0)
         assert [p.name for p in sdk.admin.organization.projects.list()] == ["Replayed"]

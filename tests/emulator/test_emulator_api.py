@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import yaml
-from openai import OpenAI
-from openapi_core import OpenAPI
-from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from usageledger import catalogue
@@ -21,6 +18,13 @@ from usageledger.emulator.cursor import INVALID_TOKEN_MESSAGE
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY, SPEC
 from fixtures.emulator import EMULATOR_NOW
+
+if TYPE_CHECKING:
+    # Imported where used: every pytest-xdist worker imports every test module to collect it, and the openai SDK
+    # and openapi-core cost ~0.6 s of CPU to import; only the worker that runs these tests pays it.
+    from openai import OpenAI
+    from openapi_core import OpenAPI
+    from openapi_core.datatypes import RequestParameters
 
 KEY = {"Authorization": f"Bearer {FAKE_ADMIN_KEY}"}
 DAY = 86400
@@ -38,6 +42,8 @@ def api(emulator: Emulator) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def sdk(emulator_url: str) -> Iterator[OpenAI]:
     """The official openai SDK pointed at the loopback emulator."""
+    from openai import OpenAI
+
     client = OpenAI(admin_api_key=FAKE_ADMIN_KEY, base_url=emulator_url, max_retries=0)
     yield client
     client.close()
@@ -101,6 +107,8 @@ class _SpecRequest:
     parameters: RequestParameters = field(init=False)
 
     def __post_init__(self) -> None:
+        from openapi_core.datatypes import RequestParameters
+
         self.parameters = RequestParameters(query=ImmutableMultiDict(self.query), header=Headers(KEY))
 
 
@@ -121,6 +129,8 @@ def spec() -> OpenAPI:
     mapping added here sends each value to the schema whose ``object`` enum holds it, so every result is still
     validated against its own schema.
     """
+    from openapi_core import OpenAPI
+
     document = yaml.safe_load(SPEC.read_text())
     schemas = document["components"]["schemas"]
     items = schemas["UsageTimeBucket"]["properties"]["results"]["items"]

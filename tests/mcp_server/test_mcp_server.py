@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
 from typer.testing import CliRunner
 
 from usageledger.cli import app
@@ -24,6 +23,7 @@ from usageledger.store.directory import current_names
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.stores import mixed_store
+from fixtures.zygote import import_time_variable
 
 SINCE = "2026-10-22"
 UNTIL = "2026-11-21"
@@ -57,9 +57,15 @@ def _report(store: str, *extra: str) -> dict[str, Any]:
 
 
 async def _session_calls(store: str, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], list[Any]]:
-    # No admin key, and the API's base URL is a dead port: every answer has to come from the store.
-    # PYTHONPATH is kept, so the server runs the code under test (a source tree not installed).
-    kept = {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
+    # The SDK is imported here: every pytest-xdist worker imports every test module to collect it, and mcp costs
+    # ~0.65 s of CPU to import; only the worker that runs these tests pays it.
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    # No admin key, and the API's base URL is a dead port: every answer has to come from the store. What Python reads
+    # at start-up is kept: PYTHONPATH, so the server runs the code under test (a source tree not installed), and the
+    # locale and other PYTHON* variables, so the zygote forks it (tests/fixtures/zygote.py) instead of a fresh
+    # interpreter paying ~1.5 s of CPU for its imports.
+    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}  # PYTHONPATH among them
     params = StdioServerParameters(
         command=CLI[0],
         args=[*CLI[1:], "mcp", "--store", store],

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from matplotlib.figure import Figure
 from PIL import Image, ImageStat
 
 from usageledger.report.charts import Chart, Series, png_figure, write_png
+
+if TYPE_CHECKING:
+    # Imported where used: every pytest-xdist worker imports every test module to collect it, and matplotlib
+    # costs ~0.3 s of CPU to import; only the worker that runs these tests pays it.
+    from matplotlib.figure import Figure
 
 DAYS = tuple(f"Nov {d:02d}" for d in range(1, 31))
 MODELS = tuple(f"gpt-4o-mini-2024-07-18-variant-{i}" for i in range(8))

@@ -42,6 +42,14 @@ def store(demo_command_store: Path) -> str:
     return str(demo_command_store)
 
 
+@pytest.fixture
+def browser(module_browser: Browser) -> Browser:
+    """One Chromium for the module (``fixtures.browser.module_browser``: a launch costs about 2 s of CPU), not one a
+    test: every test here drives a page, opens its own context and closes it, and none runs an event loop of its
+    own."""
+    return module_browser
+
+
 @pytest.fixture(scope="module")
 def server(store: str) -> Iterator[str]:
     """`usageledger serve` on a free loopback port; its base URL (``http://127.0.0.1:PORT/``)."""

@@ -13,12 +13,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
 
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.errors import ConfigError, ParameterError
@@ -28,6 +26,9 @@ from usageledger.store import BaseStore, open_store, tables
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.syncing import DAY, run
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 DUCKDB_DELTA = Path(sys.prefix) / "duckdb-delta"
 KEY = [(c, "ascending") for c in ("org", "stream", "bucket_start", "group_key")]
@@ -41,8 +42,17 @@ def _sync(store: BaseStore, now: int) -> None:
         assert run(store, url, now=now, **since).ok
 
 
+def _delta_table(path: Path) -> DeltaTable:
+    """The Delta table at ``path``. deltalake and polars are imported where used: deltalake loads pyarrow.dataset
+    and pandas, polars its own engine, ~0.4 s of CPU that every pytest-xdist worker would pay to collect this
+    module."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(path))
+
+
 def _read(path: Path) -> pa.Table:
-    return DeltaTable(str(path)).to_pyarrow_table().sort_by(KEY)
+    return _delta_table(path).to_pyarrow_table().sort_by(KEY)
 
 
 def _store_rows(store: BaseStore, name: str) -> int:
@@ -93,7 +103,7 @@ def test_a_rerun_after_revisions_equals_a_fresh_export(tmp_path: Path) -> None:
 
         again = export_delta(store, lake)  # nothing changed: nothing written, no new table version
         assert again.rewritten == 0 and again.total == first.total
-        assert all(DeltaTable(str(t.path)).version() == 0 for t in again.tables)
+        assert all(_delta_table(t.path).version() == 0 for t in again.tables)
 
         _sync(store, EMULATOR_NOW + 2 * DAY)  # the clock moved: recent buckets revised, two new days
         gone = store.execute(  # and one early day vanished from the ledger
@@ -114,6 +124,8 @@ def test_a_rerun_after_revisions_equals_a_fresh_export(tmp_path: Path) -> None:
         assert a.num_rows == counts[name]
         assert a.equals(b), f"{name}: the merged table differs from a fresh export"
         assert a.schema.names == delta_schema(specs[name]).names
+        import polars as pl
+
         pa_from_polars = pl.read_delta(str(lake / name)).sort(["org", "stream", "bucket_start", "group_key"])
         assert pa_from_polars.equals(
             pl.read_delta(str(fresh / name)).sort(["org", "stream", "bucket_start", "group_key"])
@@ -133,7 +145,7 @@ def _check_merge(merged: DeltaExportResult) -> None:
     assert "2026-09" not in costs.rewritten  # untouched months are left alone
     assert 0 < merged.rewritten < merged.months
     for t in merged.tables:
-        assert not t.created and DeltaTable(str(t.path)).version() == (1 if t.rewritten else 0)
+        assert not t.created and _delta_table(t.path).version() == (1 if t.rewritten else 0)
 
 
 def _ts(at: int) -> Any:
@@ -224,7 +236,7 @@ def test_another_stores_export_is_refused_and_the_lake_keeps_its_rows(tmp_path: 
             demo_org = Org("demo", FAKE_ADMIN_KEY, url, synthetic=True)
             assert run(demo, url, streams=costs, orgs=[demo_org], since=EMULATOR_NOW - 10 * DAY).ok
             assert demo.identity() != real_id
-            before = DeltaTable(str(lake / "costs")).version()
+            before = _delta_table(lake / "costs").version()
             with pytest.raises(ConfigError) as refused:
                 export_delta(demo, lake)
             assert str(refused.value) == (
@@ -233,16 +245,16 @@ def test_another_stores_export_is_refused_and_the_lake_keeps_its_rows(tmp_path: 
                 "each store to a directory of its own"
             )
             assert sorted(p.name for p in lake.iterdir()) == ["costs"]  # nothing written, not even the other tables
-            assert DeltaTable(str(lake / "costs")).version() == before
+            assert _delta_table(lake / "costs").version() == before
     with open_store(str(tmp_path / "real.duckdb")) as real:
         assert real.identity() == real_id  # kept for the store's life
         assert _read(lake / "costs").column("org").unique().to_pylist() == ["main"]
         assert export_delta(real, lake, endpoints=["costs"]).rewritten == 0
         # A table written before tables named their store is taken over by the first store that exports to it;
         # a comment someone set on the table stays, the store's line after it.
-        DeltaTable(str(lake / "costs")).alter.set_table_description("Spend, for finance")
+        _delta_table(lake / "costs").alter.set_table_description("Spend, for finance")
         assert export_delta(real, lake, endpoints=["costs"]).rewritten == 0
-        described = DeltaTable(str(lake / "costs")).metadata().description or ""
+        described = _delta_table(lake / "costs").metadata().description or ""
         assert (
             described.startswith("Spend, for finance\nThe costs table of usageledger store ") and real_id in described
         )
