@@ -615,6 +615,33 @@ def test_a_report_says_when_costs_were_never_synced_or_only_in_part(emulator_url
     assert whole.stderr == "" and json.loads(whole.stdout)["warnings"] == [], whole.stderr
 
 
+def test_an_as_of_report_says_what_the_costs_covered_then(emulator_url: str, tmp_path: Path) -> None:
+    """`report --as-of` a time before the costs were first synced said nothing of them, its coverage warning
+    reading today's store (costs synced whole) beside the figures of then ($0.00 spent, read as nothing spent):
+    it now says what the store's costs covered at that time, on stderr and in the JSON's `warnings`."""
+    store = str(tmp_path / "s.duckdb")
+    sync = ["sync", "--store", store, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
+    done = CliRunner().invoke(app, [*sync, "--since", "2026-11-01", "--bucket-width", "1h"], env=env)
+    assert done.exit_code == 0, done.output
+    moment = int(time.time())
+    while int(time.time()) <= moment:  # seen times are whole seconds: the costs are seen after the moment
+        time.sleep(0.05)
+    assert CliRunner().invoke(app, [*sync, "-e", "costs", "--since", "2026-11-01"], env=env).exit_code == 0
+    argv = ["report", "--store", store, "--since", "2026-11-01", "--until", "2026-11-21", "-f", "json"]
+    today = CliRunner().invoke(app, argv)
+    assert today.exit_code == 0 and today.stderr == "" and json.loads(today.stdout)["warnings"] == [], today.stderr
+    then = CliRunner().invoke(app, [*argv, "--as-of", str(moment)])
+    assert then.exit_code == 0, then.output
+    said = (
+        "costs have not been synced for org default, so the spend shown leaves them out; run `usageledger sync` "
+        "(costs come in 1d buckets only: give no --bucket-width, or 1d)"
+    )
+    doc = json.loads(then.stdout)
+    assert Decimal(doc["totals"]["spend"]) == 0 and doc["warnings"] == [said]
+    assert then.stderr == f"warning: {said}\n"
+
+
 def test_a_report_reads_the_org_registry_once(demo_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`report` read the org registry twice (the warnings said on stderr, then again for the JSON's `warnings`): it
     reads it once, and says and carries the same warnings."""
