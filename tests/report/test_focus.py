@@ -249,7 +249,7 @@ def test_currency_adds_x_columns_and_keeps_the_billed_usd(store: str, tmp_path: 
     result = _cli(
         "export", "--format", "focus", "--store", store, "--output", str(out), "--currency", "EUR", "--fx", str(rates)
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and missing.isoformat() in lines[0] and "--fx" in lines[0], result.stderr
     assert out.read_bytes() == before, "a failed export leaves the old file as it was"
@@ -283,7 +283,7 @@ def test_focus_refuses_the_store_and_other_endpoints(store: str) -> None:
     assert result.returncode == 1 and "--endpoint" in result.stderr and "Traceback" not in result.stderr
     # `-f csv --focus-format parquet` wrote plain CSV without a word
     result = _cli("export", "--format", "csv", "--store", store, "--focus-format", "parquet", "-o", "-")
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 2 and result.stdout == ""
     assert (
         result.stderr.strip()
         == "error: --focus-format: only --format focus reads it; for Parquet here pass --format parquet"
@@ -305,7 +305,7 @@ def test_an_export_of_no_costs_is_refused_not_written_as_a_file_the_validator_fa
             "export", "--format", "focus", "--focus-format", fmt, "--store", store, "--output", str(out),
             "--since", "2020-01-01", "--until", "2020-02-01",
         )  # fmt: skip
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == 2, result.stderr
         [line] = result.stderr.strip().splitlines()
         assert line.startswith("error: --since/--until: no costs from 2020-01-01T00:00:00Z to 2020-02-01T00:00:00Z")
         assert f"the store's costs run from {days[0]} to {days[-1]}" in line and "Traceback" not in result.stderr
