@@ -708,7 +708,8 @@ class AsyncClient(
         loop (a body ``decode`` refuses with :class:`ResponseDecodeError` is retried like a lost response).
 
         For a decoder that works without the GIL (the sync's Arrow reader): the event loop keeps receiving other
-        pages meanwhile. A page is anything with ``has_more`` and ``next_page``. ``slot``: see :meth:`_decoded`.
+        pages meanwhile; the sync reads costs through it too, with :func:`decode_page`, for ``range_start``. A page
+        is anything with ``has_more`` and ``next_page``. ``slot``: see :meth:`_decoded`.
         ``range_start``: where the caller's whole range starts, when this one is a later window of it (a window
         starting after the API's now is then empty, not an error: :func:`_starts_after_the_apis_now`).
         """

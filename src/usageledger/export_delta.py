@@ -314,6 +314,9 @@ def _export_table(
     by_label = {label: (start, end) for label, start, end in months}
     changed: list[str] = []
     sources: list[pa.Table] = []
+    doubled: list[str] = []  # changed months holding a key twice: rewritten whole (see _doubled)
+    repairs: list[pa.Table] = []
+    inserted = deleted = 0
     rows = 0
     for label in sorted(set(by_label) | in_table):
         if label in by_label:
@@ -328,11 +331,30 @@ def _export_table(
             else schema.empty_table()
         )
         ours = ours.sort_by(_SORT)
-        if not ours.equals(theirs.sort_by(_SORT)):
+        if ours.equals(theirs.sort_by(_SORT)):
+            continue
+        if _doubled(theirs):
+            doubled.append(label)
+            repairs.append(ours)
+            kept = _keys(theirs).join(_keys(ours), list(_KEY), join_type="inner").num_rows
+            inserted += ours.num_rows - kept
+            deleted += theirs.num_rows - kept
+        else:
             changed.append(label)
             sources.append(ours)
+    if doubled:  # one commit replacing those months with the store's rows: MERGE cannot undo a doubled row
+        in_doubled = ", ".join(f"'{label}'" for label in doubled)
+        said = "%s: months %s held rows twice (two exports at once, before they took turns): rewritten"
+        logger.warning(said, where, ", ".join(doubled))
+        repaired = pa.concat_tables([schema.empty_table(), *repairs])
+        predicate = f"month IN ({in_doubled})"
+        deltalake.write_deltalake(table, repaired, mode="overwrite", predicate=predicate, partition_by=["month"])
+        table.update_incremental()
     if not changed:
-        return DeltaTableExport(spec.name, where, rows, len(by_label), (), False)
+        rewritten = tuple(sorted(doubled))
+        return DeltaTableExport(
+            spec.name, where, rows, len(by_label), rewritten, False, inserted=inserted, deleted=deleted
+        )
     in_changed = ", ".join(f"'{label}'" for label in changed)
     key = " AND ".join(f"t.{c} = s.{c}" for c in (*_KEY, "month"))
     differs = " OR ".join(f"(t.{q(c)} IS DISTINCT FROM s.{q(c)})" for c in spec.value_columns)
@@ -353,9 +375,22 @@ def _export_table(
         where,
         rows,
         len(by_label),
-        tuple(changed),
+        tuple(sorted((*changed, *doubled))),
         False,
-        inserted=int(metrics.get("num_target_rows_inserted", 0)),
+        inserted=inserted + int(metrics.get("num_target_rows_inserted", 0)),
         updated=int(metrics.get("num_target_rows_updated", 0)),
-        deleted=int(metrics.get("num_target_rows_deleted", 0)),
+        deleted=deleted + int(metrics.get("num_target_rows_deleted", 0)),
     )
+
+
+def _keys(month: pa.Table) -> pa.Table:
+    """The month's distinct natural keys."""
+    return month.select(list(_KEY)).group_by(list(_KEY)).aggregate([])
+
+
+def _doubled(month: pa.Table) -> bool:
+    """Whether a month of the table holds a natural key more than once: what two exports into one lake at once left
+    (before :func:`_lake_lock`), every row appended again. A MERGE matches both copies to the store's one row, so it
+    updates and deletes neither, and the month differed from the store at every export after; such a month is
+    rewritten whole instead (its surplus copies counted as deleted)."""
+    return bool(month.num_rows > 0 and _keys(month).num_rows < month.num_rows)

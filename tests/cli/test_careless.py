@@ -97,7 +97,7 @@ def test_a_webhook_host_that_does_not_encode_is_refused_in_one_line(host: str, t
     """`check --webhook https://xn--zz/...` is refused before anything runs, not a traceback after the alerts fire."""
     url = f"https://{host}/services/T0/B0/XSECRETPATHX"
     done = CliRunner().invoke(app, ["check", "--store", str(tmp_path / "s.duckdb"), "--webhook", url])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.output == f"error: --webhook: https://{host} does not have a valid host name; pass the webhook's " + (
         "whole URL (https://host/path)\n"
     )
@@ -140,7 +140,7 @@ def test_a_sync_flag_that_breaks_a_stream_rule_is_named_as_a_flag(
     store = tmp_path / "w.duckdb"
     env_vars = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
     done = CliRunner(env=env_vars).invoke(app, ["sync", "-q", "--store", str(store), *flags])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.output.startswith(f"error: {expected}"), done.output
     assert not store.exists()
 
@@ -547,7 +547,7 @@ def test_report_refuses_a_png_path_that_is_not_a_directory_before_writing(
     store = tmp_path / "store.duckdb"
     store.write_bytes(demo_store.read_bytes())
     done = CliRunner().invoke(app, ["report", "--store", str(store), "--html", "r.html", "--png", png])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --png: "), lines
     assert not (tmp_path / "r.html").exists()
@@ -585,7 +585,7 @@ def test_parquet_is_never_written_to_a_terminal(demo_store: Path, fmt: list[str]
     now one line naming --output, and through a pipe the bytes still flow."""
     argv = [sys.executable, "-c", "from usageledger.cli import main; main()", "export", "--store", str(demo_store)]
     code, written, err = _run_on_a_terminal([*argv, *fmt])
-    assert code == 1, err
+    assert code == 2, err
     assert err.strip() == "error: --output: Parquet is binary and stdout is a terminal; pass --output FILE, or pipe it"
     assert b"PAR1" not in written
     piped = subprocess.run([*argv, *fmt], capture_output=True, check=False)
@@ -669,7 +669,7 @@ def test_a_names_file_that_cannot_be_read_names_the_flag(demo_store: Path, tmp_p
     broken.write_text("x\n")
     for given, says in ((tmp_path, "a names file must end in .toml, .json or .csv"), (broken, "not valid TOML")):
         done = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--names", str(given)])
-        assert done.exit_code == 1, done.output
+        assert done.exit_code == 2, done.output
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith(f"error: --names: {given}: {says}"), line
 
@@ -683,7 +683,7 @@ def test_a_one_day_report_and_a_start_after_today(demo_store: Path) -> None:
     assert "through 2026-11-19, before the period starts; run `usageledger sync` to compare" in one.stdout
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     late = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--since", tomorrow])
-    assert late.exit_code == 1, late.output
+    assert late.exit_code == 2, late.output
     assert late.stderr.startswith(f"error: --since: the period is empty: {tomorrow} is after today"), late.stderr
 
 
@@ -754,7 +754,7 @@ def test_sigterm_stops_an_export_as_ctrl_c_does(demo_store: Path) -> None:
 def test_a_bad_anomaly_threshold_is_refused_as_a_threshold(demo_store: Path, value: str, says: str) -> None:
     """`check --anomaly-threshold nan` was refused as "an amount" (money); it is a robust z-score threshold."""
     done = CliRunner().invoke(app, ["check", "--store", str(demo_store), "--anomaly-threshold", value])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.stderr.strip() == says
 
 
@@ -789,7 +789,7 @@ def test_nan_and_inf_in_any_number_option_are_one_line_naming_the_option_and_an_
     "must be zero or more, got 'nan'" (or "a rate must be between 0 and 1"), with no example to copy."""
     store = ["--store", str(demo_store)] if argv[0] != "emulator" else []
     done = CliRunner().invoke(app, [*argv, *store])
-    assert done.exit_code == (2 if argv[0] == "emulator" else 1), done.output
+    assert done.exit_code == 2, done.output
     assert done.stderr.strip().removesuffix(" (see `usageledger emulator --help`)") == says
 
 
@@ -939,7 +939,7 @@ def test_a_mistyped_org_is_refused_by_every_command_that_reads_one(demo_store: P
     `statement` printed $0.00, `reconcile --fail-over` passed with 0 pairs, `export` wrote a header. Every command
     now refuses it with close's one line, naming the orgs the store holds."""
     done = CliRunner().invoke(app, [*argv, "--store", str(demo_store), "--org", "nope"])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.stderr.strip() == "error: --org: nope holds no data in this store (orgs: org-demo)", done.stderr
     assert done.stdout == ""
     known = CliRunner().invoke(app, [*argv, "--store", str(demo_store), "--org", "org-demo"])
@@ -948,7 +948,7 @@ def test_a_mistyped_org_is_refused_by_every_command_that_reads_one(demo_store: P
 
 def test_export_names_each_unknown_org_of_its_list(demo_store: Path) -> None:
     done = CliRunner().invoke(app, ["export", "-e", "costs", "--store", str(demo_store), "--org", "org-demo,x,y"])
-    assert done.exit_code == 1 and done.stderr.strip() == (
+    assert done.exit_code == 2 and done.stderr.strip() == (
         "error: --org: x, y hold no data in this store (orgs: org-demo)"
     ), done.stderr
 
@@ -960,7 +960,7 @@ def test_an_org_given_to_an_empty_store_keeps_its_sync_first_message(tmp_path: P
     forecast = CliRunner().invoke(app, ["forecast", "--store", str(store), "--org", "x"])
     assert forecast.exit_code == 1 and "run `usageledger sync` first" in forecast.stderr, forecast.output
     close = CliRunner().invoke(app, ["close", "2026-10", "--store", str(store), "--org", "x", "--now", "2026-12-02"])
-    assert close.exit_code == 1 and close.stderr.strip() == (
+    assert close.exit_code == 2 and close.stderr.strip() == (
         "error: MONTH: the store holds no org yet: run `usageledger sync` first"
     ), close.output
 
@@ -1028,7 +1028,7 @@ def test_as_of_a_time_the_ledger_cannot_answer_is_said(command: list[str], demo_
     for; a time after that has no warning."""
     store = ["--store", str(demo_store)]
     future = CliRunner().invoke(app, [*command, *store, "--as-of", "2099-01-01"])
-    assert future.exit_code == 1, future.output
+    assert future.exit_code == 2, future.output
     (line,) = future.stderr.strip().splitlines()
     assert line.startswith("error: --as-of: '2099-01-01' is 2099-01-01T00:00:00Z, after now"), line
     assert "leave --as-of out" in line and "As of" not in future.stdout

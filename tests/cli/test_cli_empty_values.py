@@ -61,7 +61,7 @@ def test_an_empty_value_is_refused_naming_the_flag(
     named: str,
     optional: bool,
 ) -> None:
-    """Exit 1 with one line `error: FLAG: the value is empty`, nothing written to the working directory."""
+    """Exit 2 (bad input) with one line `error: FLAG: the value is empty`, nothing written to the working directory."""
     monkeypatch.chdir(tmp_path)
     argv = {
         "export": ["export", "--store", str(synced), "-e", "costs"],
@@ -75,7 +75,7 @@ def test_an_empty_value_is_refused_naming_the_flag(
     }[command]
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, [*argv, flag, value])
     lines = done.stderr.strip().splitlines()
-    assert done.exit_code == 1 and len(lines) == 1, done.output
+    assert done.exit_code == 2 and len(lines) == 1, done.output
     assert lines[0].startswith(f"error: {named}: the value is empty; give a value"), lines[0]
     assert (f"leave {named} out" in lines[0]) == optional, lines[0]
     assert done.stdout == "" and list(tmp_path.iterdir()) == []
@@ -91,10 +91,10 @@ def test_an_empty_value_is_refused_naming_the_flag(
     ],
 )
 def test_a_short_bare_number_for_a_time_is_a_missing_unit(synced: Path, argv: list[str], flag: str) -> None:
-    """`--since 90` is not 1970-01-01T00:01:30Z: one line with the ISO reading and the fix (90d), exit 1."""
+    """`--since 90` is not 1970-01-01T00:01:30Z: one line with the ISO reading and the fix (90d), exit 2."""
     done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
     lines = done.stderr.strip().splitlines()
-    assert done.exit_code == 1 and len(lines) == 1, done.output
+    assert done.exit_code == 2 and len(lines) == 1, done.output
     number = argv[-1]
     assert lines[0].startswith(f"error: {flag}: {number} read as Unix seconds is 1970-01-01T00:"), lines[0]
     assert f"write {number}d" in lines[0] and done.stdout == ""
@@ -124,7 +124,7 @@ def test_an_empty_path_is_refused_before_it_reads_as_the_working_directory(
     monkeypatch.chdir(tmp_path)
     done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
     lines = done.stderr.strip().splitlines()
-    assert done.exit_code == 1 and len(lines) == 1, done.output
+    assert done.exit_code == 2 and len(lines) == 1, done.output
     assert lines[0] == f"error: {flag}: the value is empty; give a value, or leave {flag} out for its default"
     assert list(tmp_path.iterdir()) == []
 
@@ -133,7 +133,7 @@ def test_an_empty_path_is_refused_before_it_reads_as_the_working_directory(
 def test_an_empty_argument_is_named_as_the_help_shows_it(synced: Path, argv: list[str], named: str) -> None:
     """`credit remove ''` said `TOPUP_ID:` (the Python parameter) where the help and every other error say `ID`."""
     done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
-    assert done.exit_code == 1 and done.stderr.strip() == f"error: {named}: the value is empty; give a value"
+    assert done.exit_code == 2 and done.stderr.strip() == f"error: {named}: the value is empty; give a value"
 
 
 def test_a_blank_environment_variable_is_named_not_the_flag(synced: Path) -> None:
@@ -163,7 +163,7 @@ def test_an_option_given_twice_with_two_values_is_refused(
     monkeypatch.chdir(tmp_path)
     done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
     (line,) = done.stderr.strip().splitlines()
-    assert done.exit_code == 1 and line.startswith(f"error: {said.format(store=synced)}"), line
+    assert done.exit_code == 2 and line.startswith(f"error: {said.format(store=synced)}"), line
     assert list(tmp_path.iterdir()) == []
     same = CliRunner().invoke(app, ["report", "--store", str(synced), "--since", "7d", "--since", "7d"])
     assert same.exit_code == 0, same.output  # the same value twice is the same request

@@ -61,3 +61,28 @@ def test_init_twice_names_path_and_both_fixes(tmp_path: Path, monkeypatch: pytes
         "error: --path usageledger.toml already exists; pass --force to overwrite it, or pick another --path"
     )
     assert (tmp_path / "usageledger.toml").read_bytes() == written
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["report", "--since", "2999-01-01"], "error: --since: the period is empty"),
+        (["check", "--anomaly-threshold", "nan"], "error: --anomaly-threshold: 'nan' is not a finite number"),
+        (["check", "--stale-keys", "90"], "error: --stale-keys: 90 has no unit"),
+        (["report", "--since", "7d", "--since", "30d"], "error: --since: given 2 times"),
+        (["report", "--org", ""], "error: --org: the value is empty"),
+        (["report", "--no-such-flag"], "No such option"),
+    ],
+    ids=["period", "number", "span", "twice", "empty", "typer-unknown-option"],
+)
+def test_bad_input_exits_2_from_any_command_as_typers_own_usage_errors(
+    tmp_path: Path, argv: list[str], says: str
+) -> None:
+    """A value a command refuses once it reads it (a ParameterError, raised in the command's body or the library
+    under it) exited 1, as a failure does, while a value Typer refuses exited 2: a script could not tell bad input
+    from a failed run. Bad input now exits 2, whichever command and wherever it is found."""
+    done = CliRunner().invoke(app, [*argv, "--store", str(tmp_path / "none.duckdb")])
+    assert done.exit_code == 2, done.output
+    assert says in done.output and "Traceback" not in done.output
+    failed = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "none.duckdb")])
+    assert failed.exit_code == 1 and "no store at" in failed.stderr, failed.output  # a failure is still 1

@@ -57,5 +57,5 @@ def test_sync_refuses_an_empty_filter_option(
     result = CliRunner().invoke(
         app, ["sync", "-e", "costs", "--project-ids", ",,", "--store", str(store), "--base-url", emulator_url]
     )
-    assert result.exit_code == 1 and result.stderr.startswith("error: --project-ids:"), result.output
+    assert result.exit_code == 2 and result.stderr.startswith("error: --project-ids:"), result.output
     assert not store.exists()

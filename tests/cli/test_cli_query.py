@@ -120,9 +120,9 @@ def test_filters_are_sent(run) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_rule_breaks_are_one_line_and_non_zero(run) -> None:  # type: ignore[no-untyped-def]
-    """A library error is one line on stderr naming the parameter, exit code 1, no traceback."""
+    """A library error is one line on stderr naming the parameter, exit code 2 (bad input), no traceback."""
     result = run("costs", "--start", START, "--bucket-width", "1h")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--bucket-width" in lines[0] and "1d" in lines[0]
     assert "Traceback" not in result.output
@@ -131,7 +131,7 @@ def test_rule_breaks_are_one_line_and_non_zero(run) -> None:  # type: ignore[no-
 def test_a_future_start_blames_start_with_dates(run) -> None:  # type: ignore[no-untyped-def]
     """A --start after now names --start and shows both times as dates, never as epoch seconds."""
     result = run("completions", "--start", "2099-01-01")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --start:"), lines
     assert "2099-01-01T00:00:00Z" in lines[0] and "4070908800" not in lines[0]
@@ -141,7 +141,7 @@ def test_a_future_start_blames_start_with_dates(run) -> None:  # type: ignore[no
 def test_filter_of_another_endpoint_is_refused(run) -> None:  # type: ignore[no-untyped-def]
     """--models on vector_stores names the filters vector_stores accepts."""
     result = run("vector_stores", "--start", START, "--models", "gpt-4o")
-    assert result.exit_code == 1 and "models" in result.stderr and "project_ids" in result.stderr
+    assert result.exit_code == 2 and "models" in result.stderr and "project_ids" in result.stderr
 
 
 def test_missing_key_is_a_clear_error(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -52,7 +52,7 @@ def synced(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Path:
 def test_a_range_that_holds_nothing_is_refused_naming_the_flag(
     tmp_path: Path, emulator_url: str, synced: Path, command: str, case: str
 ) -> None:
-    """Reversed, empty or future: exit 1, one line naming --since/--until (--start/--end) with ISO times, no store."""
+    """Reversed, empty or future: exit 2, one line naming --since/--until (--start/--end) with ISO times, no store."""
     (start, end), blamed, shown = RANGES[case]
     first, second = FLAGS[command]
     store = tmp_path / "new.duckdb"
@@ -65,7 +65,7 @@ def test_a_range_that_holds_nothing_is_refused_naming_the_flag(
     argv += [first, start] + ([second, end] if end is not None else [])
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)
     lines = done.stderr.strip().splitlines()
-    assert done.exit_code == 1 and len(lines) == 1, done.output
+    assert done.exit_code == 2 and len(lines) == 1, done.output
     flag = first if blamed == "start" else second
     assert lines[0].startswith(f"error: {flag}: ") and shown in lines[0], lines[0]
     assert done.stdout == "" and not store.exists()

@@ -165,7 +165,7 @@ def test_a_width_an_endpoint_lacks_names_that_endpoint_and_the_fix(
     store = tmp_path / "u.duckdb"
     argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
     mixed = CliRunner().invoke(app, [*argv, "-e", "completions,costs", "--bucket-width", "1h", "--since", "3h"])
-    assert mixed.exit_code == 1, mixed.output
+    assert mixed.exit_code == 2, mixed.output
     assert mixed.stderr.strip().splitlines() == [
         "error: --bucket-width: costs has 1d buckets only, not 1h; leave costs out of --endpoint, or sync it"
         " separately: -e costs --bucket-width 1d"
@@ -210,7 +210,7 @@ def test_a_refused_filter_is_named_as_it_was_given(
     store = tmp_path / "u.duckdb"
     argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
     result = CliRunner().invoke(app, [*argv, *flags])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(expected), line
     assert not store.exists()

@@ -36,7 +36,7 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 def test_check_refuses_stale_after_without_a_unit(runner: CliRunner, tmp_path: Any) -> None:
     """`check --stale-after 36` was 36 seconds ("0.0 h"): now one line naming the flag and the fix."""
     result = runner.invoke(app, ["check", "--stale-after", "36", "--store", str(tmp_path / "u.duckdb")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--stale-after: 36 has no unit; write 36h or 36d" in result.stderr
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
 
@@ -48,7 +48,7 @@ def test_emulator_refuses_latency_without_a_unit(runner: CliRunner) -> None:
     # the fix it suggests is in a latency's units, not 50h or 50d
     assert "write 50ms or 50s" in result.stderr, result.stderr
     every = runner.invoke(app, ["serve", "--sync-every", "15"])
-    assert every.exit_code == 1 and "--sync-every: 15 has no unit; write 15m or 15h" in every.stderr, every.stderr
+    assert every.exit_code == 2 and "--sync-every: 15 has no unit; write 15m or 15h" in every.stderr, every.stderr
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_a_zero_span_is_refused_and_the_fix_offered_is_taken(runner: CliRunner, 
     for zero in ("0", "0d", "0h", "0s"):
         result = runner.invoke(app, [*argv, zero, *store])
         lines = result.stderr.strip().splitlines()
-        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert result.exit_code == 2 and len(lines) == 1, result.output
         assert lines[0].startswith(f"error: {flag}: ") and "a span of zero" in lines[0] and "holds nothing" in lines[0]
         assert "whole number" not in lines[0] and "revision_window" not in lines[0]
         offered.add(lines[0].rsplit("write ", 1)[1].split()[0])
@@ -91,7 +91,7 @@ def test_query_refuses_an_empty_filter_value(runner: CliRunner, emulator_url: st
     result = runner.invoke(
         app, ["query", "completions", "--start", START, "--end", END, flag, value, "--base-url", emulator_url]
     )
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {flag}:") and "empty" in result.stderr, result.stderr
     assert result.stdout == ""
 
@@ -113,7 +113,7 @@ def test_sync_refuses_an_empty_filter_value(runner: CliRunner, emulator_url: str
     result = runner.invoke(
         app, ["sync", "-e", "costs", "--filter", "project_ids=,,", "--store", str(store), "--base-url", emulator_url]
     )
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "--filter project_ids:" in result.stderr and "empty" in result.stderr
     assert not store.exists()
 

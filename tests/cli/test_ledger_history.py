@@ -224,18 +224,18 @@ def test_close_refuses_a_month_the_store_does_not_cover(demo_store_copy: Path) -
     store lacks was closed as if whole. The first is refused; the second too, unless --allow-partial, which then
     closes it with one warning naming the missing days. The demo store's costs run from 2026-08-22 to 2026-11-19."""
     before = _close(demo_store_copy, "2020-01")
-    assert before.exit_code == 1 and before.stderr.strip() == (
+    assert before.exit_code == 2 and before.stderr.strip() == (
         "error: MONTH: 2020-01 ends before the store's costs start on 2026-08-22: give 2026-08 or a later month, or "
         "sync that month first (usageledger sync --since 2020-01-01)"
     ), before.output
     partial = _close(demo_store_copy, "2026-08")
-    assert partial.exit_code == 1 and partial.stderr.strip() == (
+    assert partial.exit_code == 2 and partial.stderr.strip() == (
         "error: MONTH: the store lacks days of 2026-08: 2026-08-01 to 2026-08-21 for org-demo (its costs start on "
         "2026-08-22); sync them first (usageledger sync --since 2026-08-01), or pass --allow-partial to close it as "
         "the store holds it"
     ), partial.output
     unsynced = _close(demo_store_copy, "2026-11")
-    assert unsynced.exit_code == 1, unsynced.output
+    assert unsynced.exit_code == 2, unsynced.output
     assert "2026-11-20 to 2026-11-30 for org-demo (its costs are synced through 2026-11-19)" in unsynced.stderr
     with open_store(str(demo_store_copy)) as db:
         assert closed_lines(db) == [], "a refused close records nothing"
@@ -287,7 +287,7 @@ def test_closing_every_org_when_one_has_closed_names_the_others(demo_store_copy:
     with open_store(str(demo_store_copy)) as db:
         before = closed_lines(db)
     refused = _close(demo_store_copy, "2026-10")
-    assert refused.exit_code == 1 and refused.stderr.strip() == (
+    assert refused.exit_code == 2 and refused.stderr.strip() == (
         f"error: MONTH: 2026-10 is already closed for {ORG}: pass --reopen first to close it again, or close it for "
         "each org still open: --org org-second"
     ), refused.output

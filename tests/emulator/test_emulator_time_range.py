@@ -134,3 +134,20 @@ def test_a_clock_ahead_by_more_than_a_window_reads_the_range_up_to_the_apis_now(
         assert result.ok, result.errors
         [state] = store.stream_states()
         assert state.watermark is not None and since < state.watermark < EMULATOR_NOW
+
+
+def test_a_costs_sync_with_a_clock_ahead_by_more_than_a_window_reads_up_to_the_apis_now(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    """A costs sync whose later windows start after the API's now (a clock ahead by more than a costs window: 180
+    days) failed the stream on the API's 400 on their start_time, as the usage streams did before they read such a
+    window as empty: costs now read it as empty too, and the sync succeeds with its watermark at the API's today."""
+    ahead = EMULATOR_NOW + 200 * DAY
+    since = TODAY - 3 * DAY
+    stream = Stream.create("costs", "1d", ("project_id", "line_item"))
+    with open_store(tmp_path / "s.duckdb") as store:
+        result = sync(
+            store, [Org("main", FAKE_ADMIN_KEY, emulator_url)], (stream,), SyncOptions(since=since), clock=lambda: ahead
+        )
+        assert result.ok, result.errors
+        assert [s.watermark for s in store.stream_states()] == [TODAY]

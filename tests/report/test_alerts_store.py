@@ -286,7 +286,7 @@ def test_cli_check_refuses_a_malformed_webhook_before_checking(tmp_path: Path, u
     up front, in one line, without the URL's path, even when no alert would fire."""
     store = make_store(tmp_path / "s.duckdb", _days(spike=False))
     result = CliRunner().invoke(app, ["check", "--store", str(store), "--stale-after", "100000d", "--webhook", url])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert result.output.startswith("error: --webhook: ") and said in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and "SECRET" not in result.output
 

@@ -249,7 +249,7 @@ def test_currency_adds_x_columns_and_keeps_the_billed_usd(store: str, tmp_path: 
     result = _cli(
         "export", "--format", "focus", "--store", store, "--output", str(out), "--currency", "EUR", "--fx", str(rates)
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and missing.isoformat() in lines[0] and "--fx" in lines[0], result.stderr
     assert out.read_bytes() == before, "a failed export leaves the old file as it was"
@@ -283,10 +283,37 @@ def test_focus_refuses_the_store_and_other_endpoints(store: str) -> None:
     assert result.returncode == 1 and "--endpoint" in result.stderr and "Traceback" not in result.stderr
     # `-f csv --focus-format parquet` wrote plain CSV without a word
     result = _cli("export", "--format", "csv", "--store", store, "--focus-format", "parquet", "-o", "-")
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 2 and result.stdout == ""
     assert (
         result.stderr.strip()
         == "error: --focus-format: only --format focus reads it; for Parquet here pass --format parquet"
     )
     with open_store(store, read_only=True) as db:
         assert db.query(f"SELECT COUNT(*) FROM {COSTS_VIEW}")[0][0] > 1000
+
+
+def test_an_export_of_no_costs_is_refused_not_written_as_a_file_the_validator_fails(store: str, tmp_path: Path) -> None:
+    """A FOCUS file of no rows (headers only, CSV or Parquet) fails the FinOps Foundation validator's own checks
+    (ChargeCategory, ServiceCategory... "MUST be one of the allowed values" on an empty column). An export whose
+    period holds no costs wrote one and said "Exported 0 FOCUS 1.2 rows"; it is now a one-line error naming the
+    period and the days the store holds, and nothing is written (a file already there is left as it was)."""
+    days = sorted(_store_days(store))
+    out = tmp_path / "none.csv"
+    out.write_text("kept\n", encoding="utf-8")
+    for fmt in ("csv", "parquet"):
+        result = _cli(
+            "export", "--format", "focus", "--focus-format", fmt, "--store", store, "--output", str(out),
+            "--since", "2020-01-01", "--until", "2020-02-01",
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: --since/--until: no costs from 2020-01-01T00:00:00Z to 2020-02-01T00:00:00Z")
+        assert f"the store's costs run from {days[0]} to {days[-1]}" in line and "Traceback" not in result.stderr
+        assert out.read_text(encoding="utf-8") == "kept\n"
+    empty = tmp_path / "usage-only.duckdb"
+    with open_store(str(empty)):
+        pass
+    result = _cli("export", "--format", "focus", "--store", str(empty), "--output", str(tmp_path / "new" / "e.csv"))
+    assert result.returncode == 1 and not (tmp_path / "new").exists()  # nor the folder it would have made
+    [line] = result.stderr.strip().splitlines()
+    assert "the store holds no costs" in line and "usageledger sync" in line, line

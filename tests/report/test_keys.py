@@ -168,7 +168,7 @@ def test_a_stale_keys_span_reaching_before_1970_is_one_line_naming_the_flag(stor
     days_since_1970 = EMULATOR_NOW // 86400
     for span in ("99999999d", "9999999999d", f"{days_since_1970 + 1}d"):
         result = CliRunner().invoke(app, ["check", "--store", store, *NOW, "--stale-keys", span])
-        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
         (line,) = result.stderr.strip().splitlines()
         # past 9999 (the longest span there is) or before 1970: either way, one line naming the flag and the fix
         assert line.startswith("error: --stale-keys: ") and line.endswith("; pass a shorter span"), line
@@ -273,11 +273,11 @@ def test_a_key_whose_owner_left_its_project_is_flagged_and_alerted(
     ],
 )
 def test_careless_inputs_get_one_line_errors(tmp_path: Path, args: list[str], flag: str) -> None:
-    """A span without a unit, a negative span, an empty or future --since: one line naming the flag, exit 1, and no
+    """A span without a unit, a negative span, an empty or future --since: one line naming the flag, exit 2, and no
     store is created."""
     store = tmp_path / "none.duckdb"
     result = CliRunner().invoke(app, [args[0], "--store", str(store), *args[1:]])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {flag}"), result.stderr
     assert not store.exists()

@@ -381,16 +381,16 @@ def test_cli_reconcile_explains_and_fails_over(demo_store: Path, demo_period: Pe
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, demo_store: Path) -> None:
-    """A missing store, a bad option value or a --png path that is a file is one clear line and exit 1."""
+    """A missing store, a bad option value or a --png path that is a file: one clear line, exit 1 (bad input 2)."""
     existing = tmp_path / "existing-file"
     existing.write_text("keep me")
     png = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--png", str(existing)])
-    assert png.exit_code == 1 and "Traceback" not in png.output and str(existing) in png.output, png.output
+    assert png.exit_code == 2 and "Traceback" not in png.output and str(existing) in png.output, png.output
     assert len(png.output.strip().splitlines()) == 1 and existing.read_text() == "keep me"
     missing = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "nope.duckdb")])
     assert missing.exit_code == 1 and "no store at" in missing.output
     bad = CliRunner().invoke(app, ["reconcile", "--store", str(tmp_path / "x.duckdb"), "--tolerance", "lots"])
-    assert bad.exit_code == 1 and "--tolerance" in bad.output
+    assert bad.exit_code == 2 and "--tolerance" in bad.output
 
 
 def test_png_without_matplotlib_is_refused_before_the_html_is_written(
@@ -401,7 +401,7 @@ def test_png_without_matplotlib_is_refused_before_the_html_is_written(
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     html, charts = tmp_path / "report.html", tmp_path / "charts"
     done = CliRunner().invoke(app, ["report", "--store", str(demo_store), "--html", str(html), "--png", str(charts)])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.output.startswith("error: --png: PNG charts need matplotlib: install the charts extra"), done.output
     assert len(done.output.strip().splitlines()) == 1, done.output
     assert not html.exists() and not charts.exists()
@@ -411,7 +411,7 @@ def test_png_without_matplotlib_is_refused_before_the_html_is_written(
 def test_reconcile_refuses_a_bare_tolerance_that_reads_as_a_percentage(demo_store: Path, bare: str) -> None:
     """No relative difference exceeds 1, so `--tolerance 5` would pass everything; it is refused with the fix."""
     result = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", bare, "--fail-over"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "--tolerance" in result.output and f"write {bare}%" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
 
@@ -422,7 +422,7 @@ def test_reconcile_refuses_a_tolerance_of_100_percent_or_more(demo_store: Path, 
     difference: `100%` and `1000%` were accepted; now one line naming --tolerance, in either spelling, whose fix
     is not itself refused (a bare `100` no longer suggests `100%`)."""
     result = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", tolerance])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --tolerance: "), result.output
     assert "hides every difference" in lines[0] and "give less than 100%, like 5%" in lines[0], lines[0]
@@ -433,7 +433,7 @@ def test_reconcile_refuses_a_tolerance_finer_than_six_places_of_a_percent(demo_s
     """`--tolerance 1e-999` printed a tolerance about a thousand digits long: refused on one line, with the finest
     accepted (0.000001%, which is printed as given)."""
     result = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", tolerance])
-    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert result.output.startswith("error: --tolerance: ") and "6 decimal places of a percent" in result.output
     finest = CliRunner().invoke(app, ["reconcile", "--store", str(demo_store), "--tolerance", "0.000001%"])
     assert finest.exit_code == 0 and "tolerance 0.000001%" in finest.output, finest.output
@@ -613,6 +613,33 @@ def test_a_report_says_when_costs_were_never_synced_or_only_in_part(emulator_url
     assert CliRunner().invoke(app, [*sync, "-e", "costs", "--since", "2026-11-01"], env=env).exit_code == 0
     whole = CliRunner().invoke(app, ["report", "--store", store, *period, "-f", "json"])
     assert whole.stderr == "" and json.loads(whole.stdout)["warnings"] == [], whole.stderr
+
+
+def test_an_as_of_report_says_what_the_costs_covered_then(emulator_url: str, tmp_path: Path) -> None:
+    """`report --as-of` a time before the costs were first synced said nothing of them, its coverage warning
+    reading today's store (costs synced whole) beside the figures of then ($0.00 spent, read as nothing spent):
+    it now says what the store's costs covered at that time, on stderr and in the JSON's `warnings`."""
+    store = str(tmp_path / "s.duckdb")
+    sync = ["sync", "--store", store, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
+    done = CliRunner().invoke(app, [*sync, "--since", "2026-11-01", "--bucket-width", "1h"], env=env)
+    assert done.exit_code == 0, done.output
+    moment = int(time.time())
+    while int(time.time()) <= moment:  # seen times are whole seconds: the costs are seen after the moment
+        time.sleep(0.05)
+    assert CliRunner().invoke(app, [*sync, "-e", "costs", "--since", "2026-11-01"], env=env).exit_code == 0
+    argv = ["report", "--store", store, "--since", "2026-11-01", "--until", "2026-11-21", "-f", "json"]
+    today = CliRunner().invoke(app, argv)
+    assert today.exit_code == 0 and today.stderr == "" and json.loads(today.stdout)["warnings"] == [], today.stderr
+    then = CliRunner().invoke(app, [*argv, "--as-of", str(moment)])
+    assert then.exit_code == 0, then.output
+    said = (
+        "costs have not been synced for org default, so the spend shown leaves them out; run `usageledger sync` "
+        "(costs come in 1d buckets only: give no --bucket-width, or 1d)"
+    )
+    doc = json.loads(then.stdout)
+    assert Decimal(doc["totals"]["spend"]) == 0 and doc["warnings"] == [said]
+    assert then.stderr == f"warning: {said}\n"
 
 
 def test_a_report_reads_the_org_registry_once(demo_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -189,13 +189,13 @@ def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
          "--currency", "EUR", "--fx", str(tmp_path / "rates.csv")],
         capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "2026-10-19" in lines[0] and "--fx" in lines[0] and "Traceback" not in result.stderr
     assert result.stdout == ""
     only_fx = CliRunner().invoke(app, ["statement", MONTH, "--store", store, "--fx", str(tmp_path / "rates.csv")])
-    assert only_fx.exit_code == 1 and "--currency" in only_fx.output
+    assert only_fx.exit_code == 2 and "--currency" in only_fx.output
 
 
 @pytest.mark.parametrize(
@@ -237,7 +237,7 @@ def test_an_absurd_rate_is_refused_naming_fx(store: str, tmp_path: Path, rate: s
     path.write_text("date,rate\n" + "".join(f"{day + timedelta(days=i)},{rate}\n" for i in range(150)), "utf-8")
     args = [a if a != "focus.csv" else str(tmp_path / a) for a in command]
     result = CliRunner().invoke(app, [*args, "--store", store, "--currency", "EUR", "--fx", str(path)])
-    assert result.exit_code == 1 and not isinstance(result.exception, TypeError | ArithmeticError), result.output
+    assert result.exit_code == 2 and not isinstance(result.exception, TypeError | ArithmeticError), result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --fx: ") and "line 2" in lines[0], result.output
     assert f"{rate!r} " in lines[0] and ("out of range" in lines[0] or "15 significant digits" in lines[0])
@@ -417,7 +417,7 @@ def test_report_converts_totals_and_tables_per_day(store: str, tmp_path: Path) -
     assert "€" in page and "Converted from USD to EUR at each day&#x27;s rate" in page
     _rates(tmp_path / "rates.csv", skip=date(2026, 10, 5))
     missing = CliRunner().invoke(app, list(args))
-    assert missing.exit_code == 1 and "2026-10-05" in missing.output and "--fx" in missing.output
+    assert missing.exit_code == 2 and "2026-10-05" in missing.output and "--fx" in missing.output
 
 
 def test_a_month_the_store_does_not_cover_is_refused_or_said(store: str) -> None:
@@ -428,14 +428,14 @@ def test_a_month_the_store_does_not_cover_is_refused_or_said(store: str) -> None
         first = utc_day(db.query(f"SELECT MIN(bucket_start) FROM {COSTS_VIEW}")[0][0])
     runner = CliRunner()
     before = runner.invoke(app, ["statement", "2020-01", "--store", store])
-    assert before.exit_code == 1 and before.stdout == "", before.output
+    assert before.exit_code == 2 and before.stdout == "", before.output
     assert before.stderr.startswith(f"error: MONTH: 2020-01 ends before the store's costs start on {first}: give "), (
         before.stderr
     )
     today = datetime.now(UTC).date()
     later = date(today.year + today.month // 12, today.month % 12 + 1, 1)
     future = runner.invoke(app, ["statement", f"{later:%Y-%m}", "--store", store])
-    assert future.exit_code == 1 and future.stderr.strip() == (
+    assert future.exit_code == 2 and future.stderr.strip() == (
         f"error: MONTH: {later:%Y-%m} has not started yet (today is {today}): give this month or an earlier one"
     ), future.output
     assert first.day > 1, "the store's costs start inside a month"

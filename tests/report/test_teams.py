@@ -181,7 +181,7 @@ def test_team_filter_picks_one_orgs_team_and_refuses_a_shared_name(two_orgs: tup
     store, _ = two_orgs
     period = ("--since", SINCE, "--until", UNTIL)
     refused = CliRunner().invoke(app, ["report", "--store", store, *period, "--team", "Platform"])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     said = refused.output.strip()
     assert said == "error: --team: 'Platform' is a team in several orgs; pick one: Platform (acme), Platform (beta)"
     acme = _teams_of(store)["Platform (acme)"]

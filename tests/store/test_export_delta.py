@@ -322,6 +322,35 @@ def test_an_export_waits_for_another_export_of_the_same_lake(tmp_path: Path) -> 
     assert _read(lake / "costs").num_rows == rows  # each row once
 
 
+def test_a_lake_an_earlier_race_doubled_is_repaired_by_the_next_export(tmp_path: Path) -> None:
+    """Two exports at once (before they took turns) left a lake with each row twice; the lock stopped new doubling,
+    but a doubled lake stayed doubled: its months differed from the store, so each export MERGEd them again, and a
+    MERGE matches both copies of a row to its one source row, updating and deleting neither. A month that holds a
+    key twice is now rewritten whole, in the same export, and the next export finds it equal."""
+    from deltalake import write_deltalake
+
+    from usageledger.store import Stream
+
+    lake = tmp_path / "lake"
+    with (
+        open_store(str(tmp_path / "ledger.duckdb")) as store,
+        run_server(Emulator(EmulatorConfig(seed=5, days=70, now=EMULATOR_NOW))) as url,
+    ):
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+        rows = _store_rows(store, "costs")
+        first = export_delta(store, lake, endpoints=["costs"])
+        assert first.total == rows and first.tables[0].months >= 2
+        held = DeltaTable(str(lake / "costs")).to_pyarrow_table()
+        write_deltalake(str(lake / "costs"), held, mode="append")  # the second export of the race: every row again
+        assert _read(lake / "costs").num_rows == 2 * rows
+        repaired = export_delta(store, lake, endpoints=["costs"])
+        export_delta(store, tmp_path / "fresh", endpoints=["costs"])
+        assert _read(lake / "costs").equals(_read(tmp_path / "fresh" / "costs"))  # each row once again
+        assert repaired.rewritten == first.tables[0].months and repaired.tables[0].deleted == rows
+        again = export_delta(store, lake, endpoints=["costs"])
+        assert again.rewritten == 0 and _read(lake / "costs").num_rows == rows
+
+
 def test_an_output_inside_a_delta_table_is_refused(tmp_path: Path) -> None:
     """`--output lake/costs` (a table, not the lake) nested twelve tables in the costs table's directory, where its
     VACUUM deletes every file the table's log does not name: refused, the table and the lake left as they were."""

@@ -293,7 +293,7 @@ def test_export_through_a_symlink_replaces_its_target_and_keeps_the_link(store: 
 def test_export_refuses_a_stream_the_store_does_not_hold(synced: Path) -> None:
     """`--stream bogus` exported a header and nothing else, exit 0; it is refused naming the store's streams."""
     result = CliRunner().invoke(app, ["export", "-e", "costs", "--stream", "costs.1d.bogus", "-o", "-"])
-    assert result.exit_code == 1 and result.stdout == "", result.output
+    assert result.exit_code == 2 and result.stdout == "", result.output
     message = result.stderr.strip()
     assert message.startswith("error: --stream: costs.1d.bogus is not a stream of this store (see `usageledger status`")
     assert "costs.1d" in message.split("status`:", 1)[1] and len(message.splitlines()) == 1

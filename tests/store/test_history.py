@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -270,6 +270,38 @@ def test_a_write_in_the_closes_second_is_after_it(store: BaseStore) -> None:
     assert statements.matches_close and statements.closed_exact == Decimal("10.00")
     assert (statements.total, statements.present_total) == (Decimal("10.00"), Decimal("12.50"))
     assert statements.adjustment_total == Decimal("2.50")
+
+
+def test_a_closed_statements_adjustments_show_the_closed_figures_as_close_recorded_them(store: BaseStore) -> None:
+    """Three projects of $576.604, $1.003 and $1.003: `close` recorded them and prints $576.60, $1.00, $1.00 (the
+    month $578.61); the statement's adjustments showed the first as $576.61 closed, its share of the month by
+    largest remainder. The closed figures are shown as recorded, to the cent, and closed + adjustment is the
+    present figure, the adjustments adding up to the change of the month's total."""
+    stream, day, at = STREAMS[1], timeutil.to_unix("2026-10-20"), int(time.time())
+    october = date(2026, 10, 1)
+    store.register_stream("main", stream)
+    rows = [
+        {"bucket_start": day, "bucket_end": day + DAY, "project_id": project, "line_item": "gpt-4o, input"}
+        | {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
+        for project, amount in (("proj_a", "576.604"), ("proj_b", "1.003"), ("proj_c", "1.003"))
+    ]
+    store.commit_window(WindowWrite("main", stream, rows, day, day + DAY, "manual", at - 1))
+    recorded = [c for c in close_month(store, october, ["main"], at=at) if c.level == "project"]
+    printed = {c.project_id: c.amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) for c in recorded}
+    assert printed == {"proj_a": Decimal("576.60"), "proj_b": Decimal("1.00"), "proj_c": Decimal("1.00")}
+    rows[1]["amount_value"] = Decimal("2.003")  # proj_b restated after the close
+    store.commit_window(WindowWrite("main", stream, rows, day, day + DAY, "manual", at + 1))
+    for allocation in ("none", "proportional"):
+        statements = month_statements(store, october, by="project", allocation=allocation)
+        assert statements.total == Decimal("578.61") and statements.present_total == Decimal("579.61")
+        shown = {a.owner: (a.closed, a.present, a.amount) for a in statements.adjustments}
+        assert shown == {
+            "proj_a": (Decimal("576.60"), Decimal("576.60"), Decimal("0.00")),
+            "proj_b": (Decimal("1.00"), Decimal("2.00"), Decimal("1.00")),
+            "proj_c": (Decimal("1.00"), Decimal("1.00"), Decimal("0.00")),
+        }
+        assert statements.adjustment_total == statements.present_total - statements.total
+        assert sum(s.total for s in statements.statements) == statements.total  # the statements: to the cent
 
 
 def test_a_close_recorded_before_the_high_water_mark_is_read_by_its_time(store: BaseStore) -> None:

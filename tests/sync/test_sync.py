@@ -461,16 +461,16 @@ def test_cli_a_refused_key_is_said_once_in_one_line_naming_its_variable(
 
 
 def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unknown endpoints, bad widths, missing keys: one clear line and exit code 1."""
+    """Unknown endpoints, bad widths, missing keys: one clear line; exit code 2 for bad input, 1 for a missing key."""
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     missing = runner.invoke(app, ["sync", "--quiet"])
     assert missing.exit_code == 1 and "OPENAI_ADMIN_KEY" in missing.stderr
     monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
     bad = runner.invoke(app, ["sync", "--endpoint", "nope"])
-    assert bad.exit_code == 1 and "unknown endpoint" in bad.stderr
+    assert bad.exit_code == 2 and "unknown endpoint" in bad.stderr
     width = runner.invoke(app, ["sync", "--endpoint", "costs", "--bucket-width", "1h"])
-    assert width.exit_code == 1 and "--bucket-width: costs has 1d buckets only" in width.stderr
+    assert width.exit_code == 2 and "--bucket-width: costs has 1d buckets only" in width.stderr
     assert "Traceback" not in missing.output + bad.output + width.output
     assert {s.endpoint.name for s in default_streams()} == set(catalogue.ENDPOINT_NAMES)
 

@@ -27,7 +27,7 @@ from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._paths import expand_home, overwrite_refusal
 from usageledger.cli._commands import COMMANDS
-from usageledger.errors import UsageLedgerError
+from usageledger.errors import ParameterError, UsageLedgerError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -233,7 +233,7 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
         if flag in takes_value and not value.strip():
             name = max(takes_value[flag].opts, key=len)
             hint = "" if takes_value[flag].required else f", or leave {name} out for its default"
-            raise fail(f"{name}: the value is empty; give a value{hint}")
+            raise fail(f"{name}: the value is empty; give a value{hint}", EXIT_USAGE)
     _refuse_repeated(takes_value, args)
     given = {arg.partition("=")[0] for arg in args}
     for param in {id(p): p for p in takes_value.values()}.values():
@@ -271,7 +271,7 @@ def _refuse_repeated(takes_value: dict[str, Any], args: Sequence[str]) -> None:
         if len(set(values)) > 1:
             name = max(param.opts, key=len)
             shown = ", ".join(repr(v) for v in dict.fromkeys(values))
-            raise fail(f"{name}: given {len(values)} times ({shown}); give it once")
+            raise fail(f"{name}: given {len(values)} times ({shown}); give it once", EXIT_USAGE)
 
 
 app = typer.Typer(
@@ -448,6 +448,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+EXIT_USAGE: Final = 2
+"""The exit code of bad input: a value refused (:class:`ParameterError`, an empty value), as Typer's own usage errors
+(an unknown option, a value the option's type refuses) exit."""
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear line on stderr (key-shaped text masked, whatever its source) and return the Exit to raise."""
     from rich.markup import escape
@@ -572,13 +577,13 @@ def refuse_empty_values(fn: Callable[..., object], values: dict[str, object]) ->
     if blank:
         flag, optional = _flag_names(fn).get(blank[0], (blank[0], False))
         hint = f", or leave {flag} out for its default" if optional else ""
-        raise fail(f"{flag}: the value is empty; give a value{hint}")
+        raise fail(f"{flag}: the value is empty; give a value{hint}", EXIT_USAGE)
     spelled = spelled_as_option(values)
     if spelled is not None:  # `credit add --store s --day 2026-11-01`: DAY got '--day'
         name = spelled[2:].replace("-", "_")
         flag, _ = _flag_names(fn).get(name, (name.upper(), False))
         said = f"{flag}: no value given ({flag} was read as its own value); write {flag} VALUE"
-        raise fail(_as_argument(spelled, flag) if not flag.startswith("--") else said)
+        raise fail(_as_argument(spelled, flag) if not flag.startswith("--") else said, EXIT_USAGE)
 
 
 _PATH_STRINGS: Final = frozenset({"output"})
@@ -712,9 +717,10 @@ def _interrupted_query(exc: BaseException) -> bool:
 
 
 def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn library errors (and bad values) into one line on stderr and exit code 1, never a traceback; refuse
-    empty values first (:func:`refuse_empty_values`). SIGTERM stops the command as Ctrl-C does
-    (:func:`sigterm_as_interrupt`)."""
+    """Turn library errors into one line on stderr and exit code 1, never a traceback; bad input (a
+    :class:`ParameterError`, raised where the command reads it or deep in the library, and an empty value) exits 2,
+    as Typer's own usage errors do. Refuse empty values first (:func:`refuse_empty_values`). SIGTERM stops the
+    command as Ctrl-C does (:func:`sigterm_as_interrupt`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -723,6 +729,8 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
             kwargs.update(home_expanded(kwargs))
             with sigterm_as_interrupt():
                 return fn(*args, **kwargs)
+        except ParameterError as exc:  # bad input, as Typer's own usage errors: exit 2, from any command
+            raise fail(str(exc), EXIT_USAGE) from None
         except UsageLedgerError as exc:
             raise fail(str(exc)) from None
         except BrokenPipeError:

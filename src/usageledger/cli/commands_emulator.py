@@ -165,6 +165,8 @@ def emulator(
     except EmulatorConfigError as exc:
         # a setting the config refuses is named by its flag (`--days: 0 is too few`), not by its field
         raise fail(str(exc) if exc.setting is None else f"--{exc.setting.replace('_', '-')}: {exc.reason}") from None
+    except ParameterError:  # a ValueError too: bad input, said (exit 2) as by every command
+        raise
     except ValueError as exc:
         raise fail(str(exc)) from None
 

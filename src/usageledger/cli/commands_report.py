@@ -63,7 +63,7 @@ from usageledger.report.keys import key_span
 from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
-from usageledger.report.queries import Period, Scope, build_report, models_like, project_known
+from usageledger.report.queries import Period, Scope, build_report, costs_not_synced, models_like, project_known
 from usageledger.report.reconcile import reconcile as run_reconcile
 from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
@@ -267,9 +267,12 @@ def report(
             check_png_support()
         except ConfigError as exc:
             raise ParameterError("--png", f"{exc}, or leave --png out") from exc
-    with _reading(resolve_store(store, settings), org=org, period=period) as (db, warnings):
+    # --as-of: what the costs covered is said of the store as it stood then (below), not of today's.
+    covered = period if as_of_at is None else None
+    with _reading(resolve_store(store, settings), org=org, period=covered) as (db, warnings):
         _warn_unknown_project(db, project, org, model)
         past: AbstractContextManager[BaseStore] = nullcontext(db)
+        empty = None
         if as_of_at is not None:
             if (empty := before_the_log(db, as_of_at)) is not None:
                 say(f"warning: {empty}")
@@ -279,6 +282,11 @@ def report(
                 warnings = (*warnings, guessed)
             past = history_as_of(db, as_of_at, buckets=(period.previous().start, period.end))
         with past as read:  # --as-of: the store as it stood then (rebuilt from the revision log), for this block
+            if as_of_at is not None and empty is None:  # (before the log: that one reason says it all)
+                then = costs_not_synced(read, org, period, seen_from=period.previous().since)
+                for warning in then:
+                    say(f"warning: {warning}")
+                warnings = (*warnings, *then)
             scope = resolve_scope(read, period, org=org, project=project, team=team, model=model, teams=settings.teams)
             source = None
             if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)

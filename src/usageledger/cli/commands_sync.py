@@ -180,7 +180,7 @@ def _streams_from_flags(
         try:
             chosen.append(catalogue.get(name))
         except KeyError as exc:
-            raise ConfigError(f"--endpoint: {exc.args[0]}") from None
+            raise ParameterError("--endpoint", exc.args[0]) from None
     width = bucket_width or "1d"
     lacking = [ep for ep in chosen if width not in ep.bucket_widths]
     if lacking and endpoints:  # named with -e: each one must take the width, and the message says which do not
@@ -190,7 +190,9 @@ def _streams_from_flags(
     chosen = [ep for ep in chosen if ep not in lacking]
     if not chosen:
         widths = sorted({w for name in names for w in catalogue.get(name).bucket_widths})
-        raise ConfigError(f"--bucket-width: no endpoint has {bucket_width} buckets; use one of {', '.join(widths)}")
+        raise ParameterError(
+            "--bucket-width", f"no endpoint has {bucket_width} buckets; use one of {', '.join(widths)}"
+        )
     if not endpoints:  # a filter that no synced endpoint takes would be dropped from every stream: say so instead
         taken = {f for ep in chosen for f in ep.filter_names}
         for name in parsed:
@@ -206,7 +208,8 @@ def _streams_from_flags(
             name = param.removeprefix("filters.")
             flag = flags.get(name) if param.startswith("filters.") else None
             which = f"{ep.name}: " if len(chosen) > 1 else ""  # which endpoint refused it, when there are several
-            raise ConfigError(f"{flag or '--' + name.replace('_', '-')}: {which}{message}") from None
+            # a flag's value the stream's rules refuse: bad input (exit 2), as a ParameterError anywhere
+            raise ParameterError(flag or "--" + name.replace("_", "-"), f"{which}{message}") from None
     if skipped:
         _app.err_console.print(
             f"note: --bucket-width {bucket_width} skips {', '.join(skipped)}; sync those in a run of their own width",

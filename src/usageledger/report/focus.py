@@ -24,6 +24,7 @@ from typing import IO, Any, Final, Literal
 import msgspec
 import pyarrow as pa
 
+from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.export import bucket_filter, staged_file, write_csv, write_parquet
 from usageledger.report.fx import FxRates
 from usageledger.report.queries import line_item_model, utc_day
@@ -32,6 +33,7 @@ from usageledger.rows import DECIMAL_PRECISION, DECIMAL_SCALE
 from usageledger.store import BaseStore, table_for
 from usageledger.store.closes import month_bounds
 from usageledger.store.directory import named_view
+from usageledger.timeutil import iso
 
 __all__ = [
     "FOCUS_COLUMNS",
@@ -258,6 +260,38 @@ def _write(batches: Iterator[pa.Table], fmt: FocusFormat, out: IO[bytes], schema
     return write_parquet(out, schema, batches) if fmt == "parquet" else write_csv(out, schema.names, batches)
 
 
+def _refuse_no_rows(store: BaseStore, since: int | None, until: int | None, orgs: Sequence[str]) -> None:
+    """Refuse an export that would hold no rows: a FOCUS file of none, headers only, fails the FinOps Foundation's
+    validator (its allowed-values checks of ChargeCategory, ChargeFrequency, ServiceCategory and ServiceSubcategory
+    fail on an empty column, CSV and Parquet alike), and a user who asked for a period's costs wants to hear that
+    it holds none. The error names the period and the days the store holds (``ParameterError`` on
+    ``--since/--until``), or says the store holds no costs at all and how to get them."""
+    view = named_view(table_for("costs"))
+    where, params = bucket_filter(since, until, orgs)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    if store.query(f"SELECT 1 FROM {view}{clause} LIMIT 1", params):
+        return
+    of = "" if not orgs else f" of org {orgs[0]}" if len(orgs) == 1 else f" of orgs {', '.join(orgs)}"
+    why = "a FOCUS file of no rows fails FOCUS validation, so none is written"
+    held_where, held_params = bucket_filter(None, None, orgs)
+    held_clause = f" WHERE {' AND '.join(held_where)}" if held_where else ""
+    first, last = store.query(f"SELECT MIN(bucket_start), MAX(bucket_start) FROM {view}{held_clause}", held_params)[0]
+    if first is None:
+        raise UsageLedgerError(
+            f"the store holds no costs{of}, so there is nothing to export as FOCUS ({why}); "
+            "run `usageledger sync` first (costs come in 1d buckets only)"
+        )
+    if since is None:
+        span = f"before {iso(until)}" if until is not None else "at all"  # (no period: the first branch)
+    else:
+        span = f"from {iso(since)} on" if until is None else f"from {iso(since)} to {iso(until)}"
+    raise ParameterError(
+        "--since/--until",
+        f"no costs {span}{of} to export ({why}); the store's costs run from {utc_day(first)} to "
+        f"{utc_day(last)}: give a period that holds some",
+    )
+
+
 def write_focus(
     store: BaseStore,
     fmt: FocusFormat,
@@ -284,10 +318,12 @@ def write_focus(
             yield table
 
     if isinstance(output, str | Path):
-        with staged_file(store, output, protect or {}) as fh:
+        with staged_file(store, output, protect or {}) as fh:  # (the output's own mistakes are said first)
+            _refuse_no_rows(store, since, until, orgs)  # the staged file goes, an old one is left as it was
             count = _write(batches(), fmt, fh, schema)
         path: Path | None = Path(output)
     else:
+        _refuse_no_rows(store, since, until, orgs)  # before a byte is written
         count = _write(batches(), fmt, output, schema)
         output.flush()
         path = None

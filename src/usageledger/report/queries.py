@@ -772,13 +772,18 @@ SYNC_COSTS: Final = "run `usageledger sync` (costs come in 1d buckets only: give
 """How to get costs never synced into the store, as a warning about them ends."""
 
 
-def costs_not_synced(db: Database, org: str | Sequence[str] | None, period: Period) -> tuple[str, ...]:
+def costs_not_synced(
+    db: Database, org: str | Sequence[str] | None, period: Period, *, seen_from: date | None = None
+) -> tuple[str, ...]:
     """What the store's costs leave out of ``period`` for ``org`` (else each org it has streams of), so $0.00 is not
     read as nothing spent: the orgs that have no costs in the store at all (a sync stopped before them, or one of
     usage alone such as ``--bucket-width 1h``), in one warning; and each org whose costs reach only to a day the
     period runs more than a day past (the rule of :func:`unsynced_from`: the watermark, or the day after the last of
     a bounded sync's rows when no run set one), naming the days the store holds and those it leaves out. Empty when the
-    costs cover the period's end."""
+    costs cover the period's end.
+
+    ``db`` may be the store as it stood at a time (``report --as-of``: :func:`usageledger.report.history.as_of`),
+    whose costs are rebuilt only from ``seen_from``: a first day there is not said to be the first held."""
     if isinstance(org, str):
         orgs = [org]
     elif org:  # the several orgs a reading is limited to (`export --org a,b`)
@@ -807,7 +812,8 @@ def costs_not_synced(db: Database, org: str | Sequence[str] | None, period: Peri
         if until is None or (period.until - until).days <= 1:
             continue
         through = until - timedelta(days=1)
-        days = f"through {through}" if first is None else f"from {first} through {through}"
+        shown = first is not None and (seen_from is None or first > seen_from)
+        days = f"from {first} through {through}" if shown else f"through {through}"
         left = "the whole period" if until <= period.since else f"{max(until, period.since)} to {last}"
         said.append(
             f"costs of org {name} are synced only {days}, so the spend shown leaves out {left}; run `usageledger sync`"

@@ -141,8 +141,9 @@ class Statement:
 
 @dataclass(frozen=True, slots=True)
 class StatementAdjustment:
-    """A closed month's statement set against the present: the closed figure, and ``present`` = closed + the
-    statement's change since, rounded once (see :func:`month_statements`)."""
+    """A closed month's statement set against the present: the closed figure (exact, rounded half-up to the cent
+    as ``close`` records and prints it: not the statement's largest-remainder total), and ``present`` = closed +
+    the statement's change since, rounded once (see :func:`month_statements`)."""
 
     owner: str
     closed: Decimal
@@ -383,12 +384,17 @@ def _adjustments(closed: MonthStatements, present: MonthStatements) -> tuple[Sta
 
     with localcontext() as ctx:
         ctx.prec = 50
-        changes = {o: exact(now.get(o)) - exact(was.get(o)) for o in owners}
+        closed_exact = {o: exact(was.get(o)) for o in owners}
+        changes = {o: exact(now.get(o)) - closed_exact[o] for o in owners}
     moved = [o for o in owners if changes[o] != 0]
     amounts = dict(zip(moved, apportion([changes[o] for o in moved], present.total - closed.total), strict=True))
     adjustments = []
     for o in owners:
-        before = was[o].total if o in was else Decimal("0.00")
+        # The closed figure as `close` recorded and printed it (the exact figure, half-up to the cent), not the
+        # statement's share of the month by largest remainder: a project's $576.604 showed as $576.61 closed here
+        # where `close` said $576.60. (So the closed column, like `close`'s project lines, may differ from the
+        # month's total by the cents rounding moved; the adjustments add up to its change.)
+        before = closed_exact[o].quantize(CENT, rounding=ROUND_HALF_UP)
         adjustments.append(StatementAdjustment(o, before, before + amounts.get(o, Decimal("0.00"))))
     return tuple(adjustments)
 

@@ -33,6 +33,7 @@ from usageledger.errors import (
     SyncError,
     UsageLedgerError,
 )
+from usageledger.models import decode_page
 from usageledger.store import BaseStore, RunTotals, Stream, StreamMark, require_store
 from usageledger.sync._model import (
     EventHandler,
@@ -390,12 +391,12 @@ async def _fetch(
             "bucket_width": plan.stream.bucket_width,
             "group_by": plan.stream.group_by,
         }
+        client = clients[plan.org]
+        first = plan.windows[0].start  # a later window starting after the API's now is empty, for every stream
         try:
             if arrow_readable(endpoint):
                 # The fast path: bodies read into Arrow and checked by Arrow kernels, in worker threads (no GIL).
-                client = clients[plan.org]
                 slot = _Slot(slots, job.run)
-                first = plan.windows[0].start  # a later window starting after the API's now is empty
                 pages = await client._fetch_pages(
                     endpoint, page_decoder(endpoint), slot=slot, range_start=first, **span, **filters
                 )
@@ -403,9 +404,9 @@ async def _fetch(
                 del pages
             else:
                 async with _Slot(slots, job.run):
-                    buckets = await clients[plan.org].fetch_range(endpoint, **span, **filters)
-                fetched = FetchedWindow.read(job, buckets, store, run_id)
-                del buckets
+                    models = await client._fetch_pages(endpoint, decode_page, range_start=first, **span, **filters)
+                fetched = FetchedWindow.read(job, [b for page in models for b in page.data], store, run_id)
+                del models
         except _Stopped:
             continue
         except (AuthenticationError, PermissionDeniedError) as exc:
