@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,11 @@ def test_as_of_between_two_syncs_finds_the_first_syncs_watermarks(
     args = ("report", "--store", url, "--since", "2026-11-01", "--until", "2026-11-21", "--as-of", str(between))
     result = _invoke(*args, "--format", "json")
     doc = json.loads(result.stdout)
-    assert doc["provisional_from"] == edge.isoformat() and doc["warnings"] == []
+    # As of then the costs reached only through the first sync's day, and the report says so (of the store then).
+    through = datetime.fromtimestamp(first[COSTS.id] or 0, UTC).date() - timedelta(days=1)
+    assert doc["provisional_from"] == edge.isoformat()
+    assert [w for w in doc["warnings"] if "costs of org main are synced only" in w and f"through {through}," in w]
+    assert len(doc["warnings"]) == 1
 
 
 def test_a_store_from_before_the_log_answers_as_before_and_logs_from_its_upgrade(url: str) -> None:
