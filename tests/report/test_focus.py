@@ -280,7 +280,7 @@ def test_focus_refuses_the_store_and_other_endpoints(store: str) -> None:
     result = _cli("export", "--format", "focus", "--store", store, "--output", store)
     assert result.returncode == 1 and "would be overwritten" in result.stderr
     result = _cli("export", "--format", "focus", "--store", store, "--endpoint", "usage_completions")
-    assert result.returncode == 1 and "--endpoint" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "--endpoint" in result.stderr and "Traceback" not in result.stderr
     # `-f csv --focus-format parquet` wrote plain CSV without a word
     result = _cli("export", "--format", "csv", "--store", store, "--focus-format", "parquet", "-o", "-")
     assert result.returncode == 2 and result.stdout == ""

@@ -219,4 +219,4 @@ def test_cli_export_to_stdout_and_file(store: BaseStore, tmp_path: Path, monkeyp
     assert done.exit_code == 0, done.output
     assert len(target.read_text().splitlines()) == 10
     bad = runner.invoke(app, ["export", "--store", url, "-f", "csv", "--partition-by", "day"])
-    assert bad.exit_code == 1 and "--partition-by" in bad.stderr
+    assert bad.exit_code == 2 and "--partition-by" in bad.stderr

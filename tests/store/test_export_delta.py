@@ -198,7 +198,7 @@ def test_the_cli_exports_then_merges_and_refuses_filters_in_one_line(tmp_path: P
     ):
         given = [*without_output, *extra] if extra[0] == "--output" else [*args, *extra]
         refused = runner.invoke(app, given, terminal_width=200)
-        assert refused.exit_code == 1 and refused.stderr.strip() == f"error: {message}", refused.output
+        assert refused.exit_code == 2 and refused.stderr.strip() == f"error: {message}", refused.output
 
 
 def test_a_postgres_ledger_exports_exactly_and_a_rerun_writes_nothing(migrated_pg_url: str, tmp_path: Path) -> None:
@@ -340,7 +340,7 @@ def test_a_lake_an_earlier_race_doubled_is_repaired_by_the_next_export(tmp_path:
         rows = _store_rows(store, "costs")
         first = export_delta(store, lake, endpoints=["costs"])
         assert first.total == rows and first.tables[0].months >= 2
-        held = DeltaTable(str(lake / "costs")).to_pyarrow_table()
+        held = _delta_table(lake / "costs").to_pyarrow_table()
         write_deltalake(str(lake / "costs"), held, mode="append")  # the second export of the race: every row again
         assert _read(lake / "costs").num_rows == 2 * rows
         repaired = export_delta(store, lake, endpoints=["costs"])

@@ -126,7 +126,7 @@ def _parse_filters(values: Sequence[str]) -> dict[str, list[str] | bool]:
     for item in values:
         name, sep, raw = item.partition("=")
         if not sep or not name or not raw:
-            raise ConfigError(f"--filter: expected NAME=VALUE[,VALUE...], got {item!r}")
+            raise ParameterError("--filter", f"expected NAME=VALUE[,VALUE...], got {item!r}")
         if raw.lower() in ("true", "false"):
             out[name] = raw.lower() == "true"
         else:
@@ -418,8 +418,8 @@ def sync_command(
     if wanted:  # a shard: this worker syncs these orgs only (repeated, or a comma list)
         unknown = sorted(set(wanted) - {o.name for o in chosen})
         if unknown:
-            raise ConfigError(
-                f"--org: {', '.join(unknown)} not in the config; known: {', '.join(o.name for o in chosen)}"
+            raise ParameterError(
+                "--org", f"{', '.join(unknown)} not in the config; known: {', '.join(o.name for o in chosen)}"
             )
         chosen = tuple(o for o in chosen if o.name in set(wanted))
     since_at, until_at = _since(since, current), _time(until, "--until", current)
@@ -596,11 +596,11 @@ def export_command(
         refused += ["--with-names"] if with_names else []
         refused += [n for n, v in (("--as-of", as_of), ("--deltas", deltas), ("--changed-since", changed_since)) if v]
         if refused:
-            raise ConfigError(f"{refused[0]}: --format focus always writes the costs stream; leave {refused[0]} out")
+            raise ParameterError(refused[0], f"--format focus always writes the costs stream; leave {refused[0]} out")
         _export_focus(config, store, output, focus_format or "csv", since_at, until_at, org or (), currency, fx)
         return
     if currency is not None or fx is not None:
-        raise ConfigError("--currency/--fx: only --format focus converts; costs export as stored, in USD")
+        raise ParameterError("--currency/--fx", "only --format focus converts; costs export as stored, in USD")
     if focus_format is not None:  # `-f csv --focus-format parquet` wrote CSV without a word
         raise ParameterError("--focus-format", "only --format focus reads it; for Parquet here pass --format parquet")
     if format == "delta":
@@ -631,7 +631,7 @@ def export_command(
         opened.check_streams(stream)
         target: Any = sys.stdout.buffer if output == "-" else output
         if output == "-" and partition_by is not None:
-            raise ConfigError("--partition-by needs an --output directory")
+            raise ParameterError("--partition-by", "needs an --output directory; give one with --output DIR")
         if as_of_at is not None:
             from usageledger.report.history import before_the_log  # the sync itself never reads the log
 
@@ -734,11 +734,11 @@ def _export_delta(
     for name, value in refused.items():
         if value:  # a Delta export mirrors the ledger: a filtered MERGE would delete what the filter left out
             flag = "--" + name.replace("_", "-")
-            raise ConfigError(
-                f"{flag}: not with --format delta, which mirrors the whole ledger; filter when you read it"
+            raise ParameterError(
+                flag, "not with --format delta, which mirrors the whole ledger; filter when you read it"
             )
     if output == "-":
-        raise ConfigError("--output: --format delta writes a directory of tables; give one with --output DIR")
+        raise ParameterError("--output", "--format delta writes a directory of tables; give one with --output DIR")
     with open_for_reading(_store_url(store, config)) as opened:
         result = export_delta(
             opened,
