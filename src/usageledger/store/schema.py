@@ -178,9 +178,10 @@ class TableSpec:
         )
 
 
-_UTC_DAY: Final = "CAST(date_trunc('day', t.bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS TIMESTAMPTZ)"
-"""The start of the UTC day a bucket starts in (the same SQL in DuckDB and PostgreSQL, whatever the session's zone;
-a day is 24 hours in UTC, so its end is 24 hours later)."""
+_UTC_DAY: Final = "to_timestamp(floor(extract(epoch FROM t.bucket_start) / 86400) * 86400)"
+"""The start of the UTC day a bucket starts in, a ``TIMESTAMPTZ`` (the same SQL in DuckDB and PostgreSQL, whatever
+the session's zone; a UTC day is 86,400 seconds, so its end is 24 hours later). Arithmetic on the Unix time, not
+``date_trunc`` of the time ``AT TIME ZONE 'UTC'``: DuckDB's time zone conversion made the views 9x slower per row."""
 
 
 def primary_daily_streams_sql(endpoint: str, columns: str = "org, stream") -> str:
