@@ -4,7 +4,7 @@ hourly) its primary hourly stream summed to UTC days, on both back ends."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -62,9 +62,9 @@ def _days(store: BaseStore, endpoint: str, org: str) -> list[tuple[object, ...]]
 
 @pytest.mark.parametrize("endpoint", ["completions", "vector_stores"])
 def test_an_org_synced_only_hourly_has_the_days_of_a_daily_sync(synced: BaseStore, endpoint: str) -> None:
-    """An org synced only at `--bucket-width 1h` had nothing in the daily views (export, the MCP server, the
-    dashboard saw no usage). Its hours are now summed to UTC days there: the same rows, to the token, as a daily
-    sync of the same range; vector stores' `usage_bytes` is a level, the day's last hour, not 24 hours summed."""
+    """An org synced only at `--bucket-width 1h` had nothing in the daily views (nor their named twins: a reader of
+    them saw no usage). Its hours are now summed to UTC days there: the same rows, to the token, as a daily sync of
+    the same range; vector stores' `usage_bytes` is a level, the day's last hour, not 24 hours summed."""
     hourly, daily = _days(synced, endpoint, "hourly"), _days(synced, endpoint, "daily")
     assert daily and hourly == daily
     first, last = hourly[0][0], hourly[-1][0]
@@ -72,6 +72,8 @@ def test_an_org_synced_only_hourly_has_the_days_of_a_daily_sync(synced: BaseStor
     view = table_for(endpoint).daily_view
     streams = synced.query(f"SELECT DISTINCT stream FROM {view} WHERE org = 'hourly'")
     assert streams == [(next(s.id for s in HOURLY if s.endpoint.name == endpoint),)]
+    named = synced.query(f"SELECT COUNT(*) FROM {view}_named WHERE org = 'hourly'")  # the named twin reads the view
+    assert named == [(len(hourly),)]
 
 
 @pytest.mark.parametrize("endpoint", ["completions", "vector_stores"])
@@ -93,4 +95,4 @@ def test_a_days_sums_keep_the_columns_types(synced: BaseStore) -> None:
     )
     rows = synced.query("SELECT input_tokens FROM usage_completions_daily WHERE org = 'hourly'")
     assert all(isinstance(v, int) for (v,) in rows)
-    assert end - start == (datetime.fromtimestamp(DAY, UTC) - datetime.fromtimestamp(0, UTC)) and tokens > 0
+    assert start == datetime.fromtimestamp(SINCE, UTC) and end - start == timedelta(days=1) and tokens > 0
