@@ -178,10 +178,13 @@ class TableSpec:
         )
 
 
-_UTC_DAY: Final = "to_timestamp(floor(extract(epoch FROM t.bucket_start) / 86400) * 86400)"
+_UTC_DAY: Final = "to_timestamp(floor(CAST(extract(epoch FROM t.bucket_start) AS DOUBLE PRECISION) / 86400) * 86400)"
 """The start of the UTC day a bucket starts in, a ``TIMESTAMPTZ`` (the same SQL in DuckDB and PostgreSQL, whatever
-the session's zone; a UTC day is 86,400 seconds, so its end is 24 hours later). Arithmetic on the Unix time, not
-``date_trunc`` of the time ``AT TIME ZONE 'UTC'``: DuckDB's time zone conversion made the views 9x slower per row."""
+the session's zone; a UTC day is 86,400 seconds, so its end is 24 hours later). Every hourly row's day is computed
+per query (a filter on the view's ``bucket_start`` is one on this expression), so it is the cheapest that runs in
+both, over 500,000 rows: arithmetic on the Unix time as a double, 8 ms in DuckDB and 290 ms in PostgreSQL, where
+``date_trunc`` of the time ``AT TIME ZONE 'UTC'`` took 59-128 ms and 171 ms, and the same arithmetic on PostgreSQL's
+``NUMERIC`` epoch 405 ms."""
 
 
 def primary_daily_streams_sql(endpoint: str, columns: str = "org, stream") -> str:
