@@ -6,7 +6,10 @@ days, 40 projects, 12 models, every token line-item kind. The timed part is what
 every query of the report, then the terminal rendering, in-process, on a read-only store; and the same report as
 the CLI command in a fresh process, start-up and imports included.
 
-    .venv/bin/python bench/bench_report.py [--rows 5000000] [--days 365]
+With ``--hourly`` the usage rows are hourly buckets in time order (as a sync writes them) of hourly streams only, so
+the daily views sum them to days (docs/STORE.md, "The daily views"); costs stay daily.
+
+    .venv/bin/python bench/bench_report.py [--rows 5000000] [--days 365] [--hourly]
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from rich.console import Console
 
 from usageledger.report.queries import Period, build_report
 from usageledger.report.terminal import render_report
-from usageledger.store import BaseStore, default_streams, open_store
+from usageledger.store import BaseStore, Stream, default_streams, open_store
 
 TARGET_SECONDS = 2.0
 FIRST_DAY = date(2025, 11, 20)
@@ -39,11 +42,14 @@ def _stream_id(endpoint: str) -> str:
     return next(s for s in default_streams() if s.endpoint.name == endpoint).id
 
 
-def generate(store: BaseStore, rows: int, days: int) -> dict[str, int]:
+def generate(store: BaseStore, rows: int, days: int, *, hourly: bool = False) -> dict[str, int]:
     """Fill a migrated store: half the rows in costs, 40% in completions, 10% in embeddings, each in org-bench's
-    default daily stream (registered, so the ``*_daily`` views show them)."""
+    default daily stream (registered, so the ``*_daily`` views show them); with ``hourly``, the usage in hourly
+    streams grouped by project and model instead, a year of hours in time order."""
+    usage = {e: Stream.create(e, "1h", ("project_id", "model")) for e in ("completions", "embeddings")}
     for endpoint in ("costs", "completions", "embeddings"):
-        store.register_stream(ORG, next(s for s in default_streams() if s.endpoint.name == endpoint))
+        daily = next(s for s in default_streams() if s.endpoint.name == endpoint)
+        store.register_stream(ORG, usage[endpoint] if hourly and endpoint in usage else daily)
     start = f"TIMESTAMPTZ '{FIRST_DAY.isoformat()} 00:00:00+00'"
     costs, completions = rows // 2, rows * 2 // 5
     embeddings = rows - costs - completions
@@ -64,12 +70,18 @@ def generate(store: BaseStore, rows: int, days: int) -> dict[str, int]:
     for endpoint, n, has_output in (("completions", completions, True), ("embeddings", embeddings, False)):
         out = ", output_tokens" if has_output else ""
         out_value = ", (i * 31) % 5000" if has_output else ""
+        bucket, keys, stream = day, f"{project}, {model}", _stream_id(endpoint)
+        if hourly:
+            per = -(-n // (days * 24))  # rows an hour
+            bucket = f"{start} + (i // {per}) * INTERVAL 1 HOUR, {start} + (i // {per} + 1) * INTERVAL 1 HOUR"
+            keys = f"'proj_' || ((i % {per}) % 40), 'model-' || ((i % {per}) // 40 % 12)"
+            stream = usage[endpoint].id
         store.execute(
             f"INSERT INTO usage_{endpoint} (org, stream, bucket_start, bucket_end, group_key, project_id, model, "
             f"input_tokens{out}, num_model_requests, synced_at) "
-            f"SELECT %s, %s, {day}, CAST(i AS VARCHAR), {project}, {model}, (i * 7919) % 20000{out_value}, "
+            f"SELECT %s, %s, {bucket}, CAST(i AS VARCHAR), {keys}, (i * 7919) % 20000{out_value}, "
             f"1 + i % 50, now() FROM range({n}) t(i)",
-            [ORG, _stream_id(endpoint)],
+            [ORG, stream],
         )
     return {"costs": costs, "usage_completions": completions, "usage_embeddings": embeddings}
 
@@ -116,13 +128,13 @@ def _verdict(label: str, times: list[float]) -> bool:
 
 
 @contextmanager
-def generated_store(rows: int, days: int) -> Iterator[Path]:
+def generated_store(rows: int, days: int, *, hourly: bool = False) -> Iterator[Path]:
     """A temporary DuckDB file of ``rows`` generated rows over ``days`` days (checkpointed), for the block."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.duckdb"
         began = time.perf_counter()
         with open_store(path) as store:
-            counts = generate(store, rows, days)
+            counts = generate(store, rows, days, hourly=hourly)
             store.execute("CHECKPOINT")
         print(f"generated {sum(counts.values()):,} rows {counts} in {time.perf_counter() - began:.1f} s")
         yield path
@@ -134,12 +146,13 @@ def store_args(doc: str | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--hourly", action="store_true", help="usage in hourly streams only (the views sum them)")
     return parser.parse_args()
 
 
 def main() -> None:
     args = store_args(__doc__)
-    with generated_store(args.rows, args.days) as path:
+    with generated_store(args.rows, args.days, hourly=args.hourly) as path:
         last = FIRST_DAY + timedelta(days=args.days)
         periods = {
             "every row": Period(FIRST_DAY + timedelta(days=args.days // 2), last),

@@ -68,6 +68,9 @@ class Column:
     type: ColumnType
     role: Literal["dimension", "metric", "attribute"]
     required: bool = False
+    level: bool = False
+    """A metric that is a level, not a count (vector stores' ``usage_bytes``): a bucket reports the level at its
+    end, so a day's value is its last hour's, never the sum of its hours."""
 
 
 # Value types of the grouping fields; every one not listed is a string.
@@ -168,8 +171,9 @@ def _m(
     *,
     required: bool = False,
     role: Literal["metric", "attribute"] = "metric",
+    level: bool = False,
 ) -> Column:
-    return Column(name, type_, role, required)
+    return Column(name, type_, role, required, level)
 
 
 _PROJECT = _f("project_ids", "project_id")
@@ -249,14 +253,14 @@ def _per_model(name: str, result_type: type[models.Result], quantity: str) -> En
     )
 
 
-def _per_project(name: str, result_type: type[models.Result], quantity: str) -> Endpoint:
+def _per_project(name: str, result_type: type[models.Result], quantity: str, *, level: bool = False) -> Endpoint:
     """An endpoint that counts one ``quantity`` per project, the only filter and grouping it has."""
     return _usage(
         name,
         result_type,
         filters=(_PROJECT,),
         group_by=("project_id",),
-        metrics=(_m(quantity, required=True),),
+        metrics=(_m(quantity, required=True, level=level),),
         default_group_by=("project_id",),
     )
 
@@ -287,7 +291,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     ),
     _per_model("audio_speeches", models.AudioSpeechesResult, "characters"),
     _per_model("audio_transcriptions", models.AudioTranscriptionsResult, "seconds"),
-    _per_project("vector_stores", models.VectorStoresResult, "usage_bytes"),
+    _per_project("vector_stores", models.VectorStoresResult, "usage_bytes", level=True),
     _per_project("code_interpreter_sessions", models.CodeInterpreterSessionsResult, "num_sessions"),
     _usage(
         "file_search_calls",

@@ -241,7 +241,7 @@ def test_daily_view_never_mixes_groupings(store: BaseStore) -> None:
     store.register_stream("acme", hourly)
     store.register_stream("acme", daily)
     view_streams = store.query("SELECT DISTINCT stream FROM usage_completions_daily")
-    assert view_streams == []  # no rows yet, and the hourly stream is never a candidate
+    assert view_streams == []  # no rows yet; and the org has a daily stream, so its hourly one is never read
     cols = store.query(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'usage_completions_daily'"
         " ORDER BY ordinal_position"

@@ -60,7 +60,7 @@ DERIVED: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 _DRIVERS: Final = ("num_model_requests", "num_sessions", "num_requests")
-_GAUGES: Final = frozenset({"usage_bytes"})
+_GAUGES: Final = frozenset(c.name for e in catalogue.USAGE_ENDPOINTS for c in e.metrics if c.level)
 
 
 @dataclass(frozen=True, slots=True)

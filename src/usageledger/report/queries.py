@@ -1,7 +1,8 @@
 """The report's figures, each one computed in SQL on the store.
 
 Queries read the store's ``*_daily`` views (see ``docs/CONTRACTS.md``, "Store"): one row per org, day and group,
-from each org's primary daily stream only, so groupings are never summed together by accident. The SQL is portable
+from each org's primary daily stream only (else, for an org synced only hourly, its primary hourly stream summed to
+days), so groupings are never summed together by accident. The SQL is portable
 between DuckDB and PostgreSQL (``split_part``, ``strpos``, ``GROUPING SETS``, ``FULL OUTER JOIN``, ``LEAST`` exist in
 both, and a test runs everything on both); placeholders are written ``%s``, as the store's ``query`` takes them.
 Money comes back as ``Decimal`` and stays one.
@@ -30,9 +31,9 @@ from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.rules import one_filter
-from usageledger.store import daily_view_name, table_for
+from usageledger.store import daily_view_name
 from usageledger.store._base import check_orgs
-from usageledger.store.schema import primary_daily_streams_sql, primary_streams_sql
+from usageledger.store.schema import primary_daily_streams_sql
 from usageledger.timeutil import utc_moment
 
 __all__ = [
@@ -274,9 +275,6 @@ def known_models(db: Database, org: str | None = None) -> set[str]:
     params: list[object] = [] if org is None else [org]
     selects = [f"SELECT DISTINCT {LINE_ITEM_MODEL} FROM {COSTS_VIEW}{where}"]
     selects += [f"SELECT DISTINCT model FROM {daily_view_name(e)}{where}" for e in TOKEN_ENDPOINTS]
-    # An org's token endpoint synced only hourly: its finer stream names the models (see token_usage_sql).
-    finer_where = "" if org is None else " WHERE t.org = %s"
-    selects += [f"SELECT DISTINCT t.model FROM {_finer_rows(e)}{finer_where}" for e in TOKEN_ENDPOINTS]
     return {model for sql in selects for (model,) in db.query(sql, params) if model is not None}
 
 
@@ -510,10 +508,9 @@ def token_usage_sql(
     endpoints: Sequence[Endpoint] = TOKEN_ENDPOINTS,
 ) -> tuple[str, list[object]]:
     """One row per usage row of the token-metered endpoints: ``org, bucket_start, project_id, model, input_tokens,
-    output_tokens, requests`` (a UNION ALL over their daily views, filtered by the scope and period).
-
-    An org that syncs an endpoint only hourly (or by the minute) has no daily stream of it, and its tokens read 0
-    from the daily view: its finer stream's rows are summed to UTC days instead (:func:`_finer_days_sql`)."""
+    output_tokens, requests`` (a UNION ALL over their daily views, filtered by the scope and period). An org synced
+    only hourly (or by the minute) is in them too: the views sum its hours to UTC days
+    (:meth:`usageledger.store.TableSpec.daily_view_sql`)."""
     parts: list[str] = []
     params: list[object] = []
     for endpoint in endpoints:
@@ -525,44 +522,8 @@ def token_usage_sql(
             f"SELECT org, bucket_start, project_id, model, COALESCE({INPUT_TOKENS}, 0) AS input_tokens, "
             f"{out} AS output_tokens, {req} AS requests FROM {daily_view_name(endpoint)} WHERE {where}"
         )
-        parts.append(_finer_days_sql(endpoint, where))
-        params.extend(p + p)
+        params.extend(p)
     return " UNION ALL ".join(parts), params
-
-
-_UTC_DAY: Final = "CAST(date_trunc('day', t.bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS TIMESTAMPTZ)"
-"""The start of the UTC day a bucket starts in (the same SQL in DuckDB and PostgreSQL, whatever the session's zone)."""
-
-
-def _finer_days_sql(endpoint: Endpoint, where: str) -> str:
-    """The token rows of the orgs with no daily stream of ``endpoint``, from their primary finer stream (hourly
-    before by the minute, then as the daily views rank streams) summed to UTC days: ``org, bucket_start`` (the
-    day), ``project_id, model, input_tokens, output_tokens, requests``; ``where`` is applied to the finer buckets.
-
-    Sound for these metrics: tokens and requests add up, and a day's hourly buckets make up the day (the API's
-    daily buckets are UTC days too). Placeholders: those of ``where``."""
-    names = {m.name for m in endpoint.additive_metrics}
-    metrics = ((INPUT_TOKENS, "input_tokens"), (OUTPUT_TOKENS, "output_tokens"), (REQUESTS, "requests"))
-    columns = ", ".join(f"t.{c}" for c, _ in metrics if c in names)
-    sums = ", ".join(f"SUM(COALESCE({c}, 0)) AS {a}" if c in names else f"0 AS {a}" for c, a in metrics)
-    rows = (
-        f"SELECT t.org, t.bucket_start, {_UTC_DAY} AS day, t.project_id, t.model, {columns}"
-        f" FROM {_finer_rows(endpoint)}"
-    )
-    return (
-        f"SELECT org, day AS bucket_start, project_id, model, {sums} FROM ({rows}) AS h WHERE {where}"
-        " GROUP BY org, day, project_id, model"
-    )
-
-
-def _finer_rows(endpoint: Endpoint) -> str:
-    """``<endpoint table> AS t`` joined to each org's primary finer stream of it, for the orgs with no daily one."""
-    name = endpoint.name
-    daily = f"SELECT org FROM streams WHERE endpoint = '{name}' AND bucket_width = '1d'"
-    finer = primary_streams_sql(
-        name, where=f"bucket_width <> '1d' AND org NOT IN ({daily})", first="(bucket_width = '1h') DESC"
-    )
-    return f"{table_for(endpoint.name).name} AS t JOIN ({finer}) AS p ON t.org = p.org AND t.stream = p.stream"
 
 
 def _token_unit_case(expr: str) -> str:

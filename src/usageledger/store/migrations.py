@@ -179,7 +179,7 @@ def catalogue_digest() -> str:
 CATALOGUE_PREFIX: Final = "0002_catalogue_"
 """How the catalogue step's name starts; the version and the digest follow."""
 
-CATALOGUE_VERSION: Final = 1
+CATALOGUE_VERSION: Final = 2
 """Raised by one with every change of :func:`catalogue_digest` (a test pins each version's digest)."""
 
 _VERSIONED: Final = re.compile(r"v([0-9]+)_[0-9a-f]+")

@@ -26,6 +26,7 @@ __all__ = [
     "TableSpec",
     "daily_view_name",
     "primary_daily_streams_sql",
+    "primary_finer_streams_sql",
     "primary_streams_sql",
     "table_for",
     "tables",
@@ -127,18 +128,63 @@ class TableSpec:
         return daily_view_name(self.endpoint)
 
     def daily_view_sql(self) -> str:
-        """The view of each org's primary daily stream of this endpoint (same SQL in both dialects).
+        """The view of a day of this endpoint's usage per org (same SQL in both dialects): the org's primary daily
+        stream, else (an org synced only hourly, or by the minute) its primary finer stream summed to UTC days.
 
         Primary: the default stream when the org syncs it, else unfiltered streams before filtered ones, then
-        the stream id. Only one stream per org is ever visible, so groupings are never mixed.
+        the stream id (hourly before by the minute, for the finer ones). Only one stream per org is ever visible,
+        so groupings are never mixed, and an org with a daily stream is read from that alone, never twice.
         """
         data = ", ".join(f"t.{q(c.name)}" for c in self.data_columns)
-        return (
-            f"CREATE VIEW {self.daily_view} AS\n"
+        daily = (
             f"SELECT t.org, t.stream, t.bucket_start, t.bucket_end, {data}\n"
             f"FROM {self.name} AS t\n"
             f"JOIN (\n{primary_daily_streams_sql(self.endpoint.name)}\n) AS p ON t.org = p.org AND t.stream = p.stream"
         )
+        if "1h" not in self.endpoint.bucket_widths:  # costs: daily buckets only
+            return f"CREATE VIEW {self.daily_view} AS\n{daily}"
+        return f"CREATE VIEW {self.daily_view} AS\n{daily}\nUNION ALL\n{self._finer_days_sql()}"
+
+    def _finer_days_sql(self) -> str:
+        """The rows of each org with no daily stream of this endpoint: its primary finer stream's buckets summed to
+        UTC days (``bucket_start``/``bucket_end`` of the day), one row per day and group.
+
+        Counts add up, and a day's hours (or minutes) make up the day, as the API's daily buckets are UTC days. A
+        level (:attr:`catalogue.Column.level`) is the day's last bucket's, as a bucket reports the level at its end;
+        so is an attribute. A sum keeps the column's type (``SUM`` of a ``BIGINT`` is wider in both dialects)."""
+        dims = [q(c.name) for c in self.endpoint.dimensions]
+        group = ", ".join(["t.org", "t.stream", _UTC_DAY, *(f"t.{d}" for d in dims)])
+        inner: list[str] = [f"t.{d}" for d in dims]
+        outer: list[str] = [f"h.{d}" for d in dims]
+        for c in self.endpoint.metrics:
+            name = q(c.name)
+            if c.role == "metric" and not c.level:
+                inner.append(f"t.{name}")
+                outer.append(f"CAST(SUM(h.{name}) AS {self.sql_type('postgres', c.name)}) AS {name}")
+            else:
+                last = f"PARTITION BY {group} ORDER BY t.bucket_start DESC"
+                inner.append(f"FIRST_VALUE(t.{name}) OVER ({last}) AS {name}")
+                outer.append(f"MAX(h.{name}) AS {name}")
+        hours = (
+            f"SELECT t.org, t.stream, {_UTC_DAY} AS day, {', '.join(inner)}\n"
+            f"  FROM {self.name} AS t\n"
+            f"  JOIN (\n{primary_finer_streams_sql(self.endpoint.name)}\n  ) AS p ON t.org = p.org"
+            " AND t.stream = p.stream"
+        )
+        return (
+            f"SELECT h.org, h.stream, h.day, h.day + INTERVAL '24 hours', {', '.join(outer)}\n"
+            f"FROM (\n{hours}\n) AS h\n"
+            f"GROUP BY h.org, h.stream, h.day{''.join(f', h.{d}' for d in dims)}"
+        )
+
+
+_UTC_DAY: Final = "to_timestamp(floor(CAST(extract(epoch FROM t.bucket_start) AS DOUBLE PRECISION) / 86400) * 86400)"
+"""The start of the UTC day a bucket starts in, a ``TIMESTAMPTZ`` (the same SQL in DuckDB and PostgreSQL, whatever
+the session's zone; a UTC day is 86,400 seconds, so its end is 24 hours later). Every hourly row's day is computed
+per query (a filter on the view's ``bucket_start`` is one on this expression), so it is the cheapest that runs in
+both, over 500,000 rows: arithmetic on the Unix time as a double, 8 ms in DuckDB and 290 ms in PostgreSQL, where
+``date_trunc`` of the time ``AT TIME ZONE 'UTC'`` took 59-128 ms and 171 ms, and the same arithmetic on PostgreSQL's
+``NUMERIC`` epoch 405 ms."""
 
 
 def primary_daily_streams_sql(endpoint: str, columns: str = "org, stream") -> str:
@@ -146,12 +192,21 @@ def primary_daily_streams_sql(endpoint: str, columns: str = "org, stream") -> st
     return primary_streams_sql(endpoint, columns)
 
 
+def primary_finer_streams_sql(endpoint: str, columns: str = "org, stream") -> str:
+    """``columns`` of the primary finer stream of ``endpoint`` (hourly before by the minute) of each org that has no
+    daily stream of it: the stream the daily view sums to days for that org."""
+    daily = f"SELECT org FROM streams WHERE endpoint = '{endpoint}' AND bucket_width = '1d'"
+    return primary_streams_sql(
+        endpoint, columns, where=f"bucket_width <> '1d' AND org NOT IN ({daily})", first="(bucket_width = '1h') DESC"
+    )
+
+
 def primary_streams_sql(
     endpoint: str, columns: str = "org, stream", *, where: str = "bucket_width = '1d'", first: str = ""
 ) -> str:
     """``columns`` of each org's primary stream of ``endpoint`` among those ``where`` picks, by the daily views'
     rule (the default stream, else an unfiltered one, else the first by name), ``first`` (an ``ORDER BY`` term)
-    before it: the report's hourly fallback ranks hourly streams before by-the-minute ones."""
+    before it: the finer streams rank hourly before by the minute."""
     order = "is_default DESC, (filters <> '{}') ASC, stream ASC"
     return (
         f"  SELECT {columns} FROM (\n"
