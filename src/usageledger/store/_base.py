@@ -415,8 +415,8 @@ class BaseStore(ABC):
         return {r[0] for r in rows}
 
     def delete_org(self, org: str) -> int:
-        """Delete an org's rows from every endpoint table, its streams, its directory and its registry entry; the
-        endpoint rows deleted."""
+        """Delete an org's rows from every table that holds any (``demo --remove``: a synthetic org goes whole, so
+        nothing of it is ever read with a real org of the same name synced later); the endpoint rows deleted."""
         deleted = 0
         with self.transaction():
             existing = self._table_columns()
@@ -430,6 +430,8 @@ class BaseStore(ABC):
                 self.execute("DELETE FROM closed_months WHERE org = %s", (org,))
             if watermarks.LOG in existing:
                 self.execute(f"DELETE FROM {watermarks.LOG} WHERE org = %s", (org,))
+            if "credit_topups" in existing:  # its top-ups went into a real org's balance of the same name
+                self.execute("DELETE FROM credit_topups WHERE org = %s", (org,))
             self.execute("DELETE FROM streams WHERE org = %s", (org,))
             self.execute("DELETE FROM directory_versions WHERE org = %s", (org,))  # its names go with its data
             self.execute("DELETE FROM orgs WHERE org = %s", (org,))
