@@ -523,3 +523,21 @@ def test_deleting_an_org_leaves_nothing_of_it_in_any_table(store: BaseStore) -> 
         tables_, 0
     )
     assert {t: store.query(f"SELECT COUNT(*) FROM {t} WHERE org = 'kept'")[0][0] for t in tables_} == kept
+
+
+def test_both_back_ends_migrate_to_the_same_tables_and_columns(tmp_path: Path, pg_url: str) -> None:
+    """Every migration (the watermark log's too) makes the same tables, views and columns, in the same order, on
+    DuckDB and on PostgreSQL: a table one back end lacks would be a store whose readings differ by back end."""
+    schemas = []
+    for url in (str(tmp_path / "s.duckdb"), pg_url):
+        with open_store(url) as opened:
+            schemas.append(
+                opened.query(
+                    "SELECT c.table_name, t.table_type, c.column_name, c.is_nullable"
+                    f" FROM (SELECT * FROM information_schema.columns WHERE {opened.this_schema}) AS c"
+                    f" JOIN (SELECT * FROM information_schema.tables WHERE {opened.this_schema}) AS t"
+                    " ON t.table_name = c.table_name ORDER BY c.table_name, c.ordinal_position"
+                )
+            )
+    assert schemas[0] == schemas[1]
+    assert ("watermark_log", "BASE TABLE", "seq", "NO") in schemas[0]
