@@ -193,3 +193,40 @@ def test_a_watermark_set_by_hand_is_logged_when_it_moves(url: str) -> None:
             assert _marks(before) == {COSTS.id: None}
         with as_of(store, at) as then:
             assert _marks(then) == {COSTS.id: mark}
+
+
+def test_a_reading_of_one_org_is_told_only_of_that_orgs_logs(url: str) -> None:
+    """`report --org B --as-of` warned of org A's watermarks from before the log (the demo's beside a real org's), and
+    said nothing of B's own revision log beginning after the time asked: each warning reads the orgs asked for."""
+    lo, w1, w2, w3 = (timeutil.to_unix(d) for d in ("2026-10-01", "2026-10-10", "2026-10-20", "2026-10-30"))
+
+    def write(org: str, mark: int) -> None:
+        rows = [
+            {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
+            | {"amount_value": Decimal("1.00"), "currency": "usd", "quantity": None, "quantity_unit": None}
+            for day in range(lo, mark, DAY)
+        ]
+        store.commit_window(WindowWrite(org, COSTS, rows, lo, mark, f"run-{org}-{mark}", mark + 3600, mark))
+
+    with open_store(url) as store:
+        for org in ("demo", "late"):
+            store.register_stream(org, COSTS)
+        write("demo", w1)
+        write("demo", w2)
+        write("late", w3)  # its first sync: after the time asked
+        store.execute(f"DROP TABLE {LOG}")  # as an older usageledger left it
+        store.execute("DELETE FROM schema_migrations WHERE name = %s", (MIGRATION_NAME,))
+        assert store.migrate() == [MIGRATION_NAME]
+        middle = w1 + 5 * DAY
+        assert watermarks_before_the_log(store, middle) == w2 + 3600  # demo's baseline: after the time asked
+        assert watermarks_before_the_log(store, middle, "late") is None
+        assert watermarks_before_the_log(store, middle, ["demo", "late"]) == w2 + 3600
+    args = ("report", "--store", url, "--since", "2026-10-01", "--until", "2026-10-31", "--as-of", str(middle))
+    doc = json.loads(_invoke(*args, "--org", "late", "--format", "json").stdout)
+    assert doc["warnings"] == [
+        f"--as-of {timeutil.iso(middle)}: the store's revision log has entries of org late only from"
+        f" {timeutil.iso(w3 + 3600)}, the first sync of org late, so it held nothing then; --as-of asks what the"
+        " store knew at a time (for spend over a period, use --since and --until)"
+    ]
+    doc = json.loads(_invoke(*args, "--format", "json").stdout)  # every org: demo's watermarks were guessed
+    assert [w for w in doc["warnings"] if "watermark log" in w] != []

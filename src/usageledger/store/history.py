@@ -223,12 +223,27 @@ def restatements_sql(
     return sql, params
 
 
-def first_seen(store: BaseStore) -> int | None:
+def _orgs(org: str | Sequence[str] | None) -> frozenset[str] | None:
+    """The orgs a reading is limited to (one name, or several), ``None`` for every org (as an empty list means)."""
+    if org is None:
+        return None
+    names = frozenset([org] if isinstance(org, str) else org)
+    return names or None
+
+
+def first_seen(store: BaseStore, org: str | Sequence[str] | None = None) -> int | None:
     """When the store's revision log begins (its first entry's ``seen_at``, Unix seconds), ``None`` for an empty log:
-    before it, an as-of reading holds nothing. Read from each log table's own minimum, not the ``revisions`` view."""
+    before it, an as-of reading holds nothing. Read from each log table's own minimum, not the ``revisions`` view.
+    With ``org`` (a name or several), where the log of those orgs begins: another org synced earlier holds nothing
+    of theirs (a demo org beside a real one, or an org added later)."""
+    names = _orgs(org)
+    where, params = "", []
+    if names is not None:
+        where = f" WHERE org IN ({', '.join(['%s'] * len(names))})"
+        params = sorted(names)
     tables_ = [ENTRIES, *(insert_table(spec) for spec in tables())]
-    union = " UNION ALL ".join(f"SELECT MIN(seen_at) AS s FROM {t}" for t in tables_)
-    value = store.query(f"SELECT MIN(s) FROM ({union}) AS m")[0][0]
+    union = " UNION ALL ".join(f"SELECT MIN(seen_at) AS s FROM {t}{where}" for t in tables_)
+    value = store.query(f"SELECT MIN(s) FROM ({union}) AS m", params * len(tables_))[0][0]
     return to_unix(value)
 
 
@@ -312,11 +327,14 @@ def _synced_by(store: BaseStore, when: int, seq: int | None = None) -> set[tuple
     return {(org, stream) for org, stream in store.query(logged, [bound] * len(log_tables()))}
 
 
-def watermarks_before_the_log(store: BaseStore, when: int) -> int | None:
+def watermarks_before_the_log(store: BaseStore, when: int, org: str | Sequence[str] | None = None) -> int | None:
     """When the watermark log begins to know every stream an as-of reading at ``when`` finds synced (``None``: it
     knows them all then). Until then, :func:`as_of` takes such a stream's watermark as the latest it can have stood
-    (see ``_streams_then``), not where it stood: a store upgraded to the log (migration ``0012_watermark_log``)."""
-    before = watermarks.standing(store, when).before_log
+    (see ``_streams_then``), not where it stood: a store upgraded to the log (migration ``0012_watermark_log``).
+    With ``org`` (a name or several), only those orgs' streams count: a reading of one org is not told of
+    another's (the demo's beside a real org's)."""
+    names = _orgs(org)
+    before = {k: v for k, v in watermarks.standing(store, when).before_log.items() if names is None or k[0] in names}
     if not before:
         return None
     seen = _synced_by(store, when)
