@@ -256,19 +256,24 @@ class BaseStore(ABC):
 
     # --- streams and runs ---------------------------------------------------------------------------------
 
-    def register_stream(self, org: str, stream: Stream) -> StreamState:
+    def register_stream(self, org: str, stream: Stream, *, at: int | None = None) -> StreamState:
         """Record a stream (idempotent) and return its state."""
-        return self.register_streams([(org, stream)])[0]
+        return self.register_streams([(org, stream)], at=at)[0]
 
-    def register_streams(self, pairs: Sequence[tuple[str, Stream]]) -> list[StreamState]:
-        """Record each ``(org, stream)`` (idempotent) and return their states, in ``pairs``' order.
+    def register_streams(self, pairs: Sequence[tuple[str, Stream]], *, at: int | None = None) -> list[StreamState]:
+        """Record each ``(org, stream)`` (idempotent) and return their states, in ``pairs``' order. A new stream is
+        recorded as registered at ``at`` (default: now), with the next number of the revision log's sequence: a
+        reading of the past (``--as-of``, a closed month) leaves out the streams registered after it.
 
         One statement and one transaction for all of them: on DuckDB an ``INSERT ... ON CONFLICT`` costs about
         10 ms a statement, so a sync's twelve streams registered one by one cost 120-170 ms before its first
         request, against about 15 ms together."""
         if not pairs:
             return []
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(pairs))
+        row = (
+            "(CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TEXT),"
+            " CAST(%s AS TEXT), CAST(%s AS BOOLEAN))"
+        )
         params: list[Any] = []
         for org, stream in pairs:
             params += [
@@ -280,11 +285,20 @@ class BaseStore(ABC):
                 stream.filters_json,
                 stream.is_default,
             ]
+        registered = to_datetime(int(datetime.now(UTC).timestamp()) if at is None else at)
         with self.transaction():
+            # The number is drawn as a log write's is: never beside a close drawing its mark (``closes``).
+            self.lock_in_transaction(*revisions.LOG_WRITES, shared=True)
+            # Only the new ones draw a number (a sync registers its every stream each run).
             self.execute(
-                "INSERT INTO streams (org, stream, endpoint, bucket_width, group_by, filters, is_default)"
-                f" VALUES {values} ON CONFLICT (org, stream) DO NOTHING",
-                params,
+                "INSERT INTO streams (org, stream, endpoint, bucket_width, group_by, filters, is_default,"
+                " registered_at, registered_seq) SELECT v.org, v.stream, v.endpoint, v.width, v.group_by, v.filters,"
+                " v.is_default, %s, nextval('revisions_seq')"
+                f" FROM (VALUES {', '.join([row] * len(pairs))})"
+                " AS v(org, stream, endpoint, width, group_by, filters, is_default)"
+                " WHERE NOT EXISTS (SELECT 1 FROM streams AS s WHERE s.org = v.org AND s.stream = v.stream)"
+                " ON CONFLICT (org, stream) DO NOTHING",
+                [registered, *params],
             )
         wanted = " OR ".join(["(org = %s AND stream = %s)"] * len(pairs))
         rows = self.query(

@@ -289,9 +289,10 @@ def as_of(
 
 
 def _streams_then(store: BaseStore, when: int, seq: int | None = None) -> None:
-    """Shadow ``streams`` (a temporary copy) with each stream's watermark as it stood at ``when`` (up to ``seq``,
-    when given), so that what is final (``report.finality``) is judged as of then: an ``--as-of`` report took
-    today's watermarks, and called final the days that were provisional then.
+    """Shadow ``streams`` (a temporary copy) with the streams registered by ``when`` (up to ``seq``, when given),
+    each with its watermark as it stood then, so that each org's primary stream and what is final
+    (``report.finality``) are judged as of then: an ``--as-of`` report took today's streams and watermarks, and
+    called final the days that were provisional then.
 
     Read from the watermark log (:mod:`usageledger.store.watermarks`): the stream's last move up to then, none if it
     had not moved yet. For a time before a stream's log began (a store upgraded to it: its baseline is later), the
@@ -303,6 +304,7 @@ def _streams_then(store: BaseStore, when: int, seq: int | None = None) -> None:
     store.execute(f"CREATE TEMPORARY TABLE streams AS SELECT * FROM {q(database)}.{q(schema)}.streams")
     temp = "temp.streams" if store.dialect == "duckdb" else "pg_temp.streams"
     then = watermarks.standing(store, when, seq)
+    _drop_later_streams(store, temp, when, seq, then)
     marks = dict(then.logged)  # a stream's baseline is its first line: none of these is before its log
     if then.before_log:
         seen = _synced_by(store, when, seq)
@@ -318,6 +320,21 @@ def _streams_then(store: BaseStore, when: int, seq: int | None = None) -> None:
             " AS v(org, stream, mark) WHERE t.org = v.org AND t.stream = v.stream",
             [x for (org, stream), mark in marks.items() for x in (org, stream, to_datetime(mark))],
         )
+
+
+def _drop_later_streams(store: BaseStore, temp: str, when: int, seq: int | None, then: watermarks.Standing) -> None:
+    """Take out of ``temp`` (the copy of ``streams``) the streams registered after the reading: a stream added later
+    (the default costs stream beside a filtered one) took over each org's primary stream at times it did not exist.
+    A stream either log has a line of by then existed then, whatever its registration says (a time set by hand, or a
+    store's estimate from before migration 0014)."""
+    bound = [to_datetime(when)] if seq is None else [seq, to_datetime(when)]
+    later = {(org, stream) for org, stream in store.query(watermarks.registered_after_sql(temp, seq), bound)}
+    if not later:
+        return
+    gone = sorted(later - set(then.logged) - _synced_by(store, when, seq))
+    if gone:
+        pairs = " OR ".join(["(org = %s AND stream = %s)"] * len(gone))
+        store.execute(f"DELETE FROM {temp} WHERE {pairs}", [v for pair in gone for v in pair])
 
 
 def _synced_by(store: BaseStore, when: int, seq: int | None = None) -> set[tuple[str, str]]:
