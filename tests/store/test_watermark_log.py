@@ -296,3 +296,47 @@ def test_a_store_from_before_registration_times_dates_each_stream_by_the_first_t
         assert got == {PROJECTS.id: (hi, first), COSTS.id: (None, None)}
         with as_of(store, lo) as past:  # nothing of PROJECTS yet; COSTS, undated, as before
             assert _marks(past) == {COSTS.id: None}
+
+
+@pytest.mark.parametrize("write", ["set_watermark", "register_stream", "commit_window"])
+def test_a_close_waits_for_a_watermark_move_or_a_registration_in_flight(write: str, pg_url: str) -> None:
+    """Two writers of one PostgreSQL: a watermark moved by hand (or a stream registered) drew its number from
+    `revisions_seq` beside a close, which drew its mark above it before the move committed and so counted, read back,
+    a move it never saw. Both now hold the log's write lock, as a sync's commit (whose watermark line is written
+    in it) does: the close waits for them."""
+    import threading
+
+    october = date(2026, 10, 1)
+    mark, at = timeutil.to_unix("2026-10-10"), timeutil.to_unix("2026-11-02T10:00:00")
+    first, closer = open_store(pg_url), open_store(pg_url)
+    closer_pid = closer.query("SELECT pg_backend_pid()")[0][0]
+    closed: list[Any] = []
+    try:
+        first.register_stream("main", PROJECTS, at=mark)
+        if write != "register_stream":
+            first.register_stream("main", COSTS, at=mark)
+        with first.transaction():  # numbered, not committed yet
+            if write == "set_watermark":
+                first.set_watermark("main", COSTS.id, mark, at=at)
+            elif write == "commit_window":
+                lo = timeutil.to_unix("2026-10-01")
+                first.commit_window(
+                    WindowWrite("main", COSTS, _costs(COSTS, lo, mark, "2.00"), lo, mark, "r", at, mark)
+                )
+            else:
+                first.register_stream("main", COSTS, at=at)
+            thread = threading.Thread(target=lambda: closed.extend(close_month(closer, october, ["main"], at=at)))
+            thread.start()
+            deadline = time.monotonic() + 30
+            waiting = "SELECT COUNT(*) FROM pg_locks WHERE pid = %s AND NOT granted"
+            while thread.is_alive() and not first.query(waiting, (closer_pid,))[0][0]:
+                assert time.monotonic() < deadline, "the close neither waited nor finished"
+                time.sleep(0.01)
+            assert thread.is_alive(), "the close drew its mark beside an uncommitted write of the log's sequence"
+        thread.join(30)
+        (line,) = [c for c in closed if c.level == "org"]
+        with as_closed(first, line, buckets=month_bounds(october)) as past:
+            assert _marks(past)[COSTS.id] == (None if write == "register_stream" else mark)
+    finally:
+        first.close()
+        closer.close()

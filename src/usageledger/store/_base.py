@@ -701,6 +701,9 @@ class BaseStore(ABC):
         """Move a stream's watermark (forward only), logged as seen at ``at`` (default: now) in the watermark log."""
         seen = to_datetime(int(datetime.now(UTC).timestamp()) if at is None else at)
         with self.transaction():
+            # The log line's number is drawn as a sync's commit draws its own: never beside a close drawing its mark,
+            # which would count a move it did not see (``closes.close_month``).
+            self.lock_in_transaction(*revisions.LOG_WRITES, shared=True)
             moved = self.query(
                 "SELECT org FROM streams WHERE org = %s AND stream = %s AND (watermark IS NULL OR watermark < %s)",
                 (org, stream_id, to_datetime(watermark)),
