@@ -340,3 +340,24 @@ def test_a_close_waits_for_a_watermark_move_or_a_registration_in_flight(write: s
     finally:
         first.close()
         closer.close()
+
+
+def test_a_statement_of_a_month_closed_before_the_log_reads_no_watermark(url: str) -> None:
+    """A month closed before the store's upgrade to the watermark log is read back by the guessing rule for its
+    watermarks, which `report --as-of` warns of; a statement reads only the month's rows as of the close (no
+    finality, no watermark), so it matches its close with nothing to warn of."""
+    lo, hi, at = (timeutil.to_unix(d) for d in ("2026-10-01", "2026-11-01", "2026-11-02T10:00:00"))
+    with open_store(url) as store:
+        store.register_stream("main", COSTS, at=lo)
+        store.commit_window(WindowWrite("main", COSTS, _costs(COSTS, lo, hi, "1.00"), lo, hi, "r1", hi, hi))
+        close_month(store, date(2026, 10, 1), ["main"], at=at)
+        store.commit_window(WindowWrite("main", COSTS, _costs(COSTS, lo, hi, "1.50"), lo, hi, "r2", at + DAY, hi))
+        store.execute(f"DROP TABLE {LOG}")  # as an older usageledger left it
+        store.execute("DELETE FROM schema_migrations WHERE name = %s", (MIGRATION_NAME,))
+        assert store.migrate() == [MIGRATION_NAME]
+        assert watermarks_before_the_log(store, at) is not None  # an --as-of of the close's time would warn
+    done = _invoke("statement", "2026-10", "--by", "project", "--store", url, "--format", "json")
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    assert doc["closed"]["matches_close"] is True and Decimal(doc["total"]) == Decimal("31.00")
+    assert "warning" not in done.stderr
