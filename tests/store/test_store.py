@@ -484,3 +484,60 @@ def test_stores_copied_from_the_migrated_template_are_migrated_empty_and_each_it
             assert store.query("SELECT COUNT(*) FROM streams") == [(0,)]
             identities.add(store.identity())
     assert len(identities) == 2
+
+
+def _org_tables(store: BaseStore) -> list[str]:
+    """Every table of the store with an ``org`` column, read from the schema itself (views left out)."""
+    rows = store.query(
+        f"SELECT table_name FROM information_schema.columns WHERE {store.this_schema} AND column_name = 'org'"
+        f" AND table_name IN (SELECT table_name FROM information_schema.tables WHERE {store.this_schema}"
+        " AND table_type = 'BASE TABLE') ORDER BY 1"
+    )
+    return [r[0] for r in rows]
+
+
+def test_deleting_an_org_leaves_nothing_of_it_in_any_table(store: BaseStore) -> None:
+    """`delete_org` (`demo --remove`) empties every table with an `org` column of that org, found from the schema
+    so a new table is covered: its credit top-ups stayed and were read into a later real org of the same name."""
+    from datetime import date
+
+    from usageledger.store.closes import close_month
+    from usageledger.store.credit import add_topup
+    from usageledger.store.directory import Entry, Snapshot, refresh
+
+    for org in ("gone", "kept"):
+        store.register_org(org, synthetic=org == "gone", source="emulator" if org == "gone" else "api", at=T0)
+        store.register_stream(org, COSTS)
+        write(store, [cost_row(0, "p1", "a", "1.5")], org=org, watermark=T0 + DAY)
+        store.commit_window(WindowWrite(org, COSTS, [cost_row(0, "p1", "a", "2")], T0, T0 + DAY, "r2", T0 + 60))
+        close_month(store, date.fromtimestamp(T0).replace(day=1), [org], at=T0 + 120)
+        add_topup(store, org=org, day=date.fromtimestamp(T0), amount=Decimal("5"), note=None)
+        refresh(store, org, Snapshot([Entry("project", "org", "p1", "P1", '{"id": "p1"}')]), at=T0)
+    tables_ = _org_tables(store)
+    held = {t for t in tables_ if store.query(f"SELECT COUNT(*) FROM {t} WHERE org = 'gone'")[0][0]}
+    assert {"costs", "streams", "orgs", "watermark_log", "closed_months", "credit_topups"} <= held
+    assert {"directory_versions", "revision_entries", "revisions_costs"} <= held
+    kept = {t: store.query(f"SELECT COUNT(*) FROM {t} WHERE org = 'kept'")[0][0] for t in tables_}
+    store.delete_org("gone")
+    assert {t: store.query(f"SELECT COUNT(*) FROM {t} WHERE org = 'gone'")[0][0] for t in tables_} == dict.fromkeys(
+        tables_, 0
+    )
+    assert {t: store.query(f"SELECT COUNT(*) FROM {t} WHERE org = 'kept'")[0][0] for t in tables_} == kept
+
+
+def test_both_back_ends_migrate_to_the_same_tables_and_columns(tmp_path: Path, pg_url: str) -> None:
+    """Every migration (the watermark log's too) makes the same tables, views and columns, in the same order, on
+    DuckDB and on PostgreSQL: a table one back end lacks would be a store whose readings differ by back end."""
+    schemas = []
+    for url in (str(tmp_path / "s.duckdb"), pg_url):
+        with open_store(url) as opened:
+            schemas.append(
+                opened.query(
+                    "SELECT c.table_name, t.table_type, c.column_name, c.is_nullable"
+                    f" FROM (SELECT * FROM information_schema.columns WHERE {opened.this_schema}) AS c"
+                    f" JOIN (SELECT * FROM information_schema.tables WHERE {opened.this_schema}) AS t"
+                    " ON t.table_name = c.table_name ORDER BY c.table_name, c.ordinal_position"
+                )
+            )
+    assert schemas[0] == schemas[1]
+    assert ("watermark_log", "BASE TABLE", "seq", "NO") in schemas[0]

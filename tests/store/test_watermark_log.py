@@ -28,7 +28,8 @@ from usageledger.report.history import as_closed, as_of, watermarks_unlogged
 from usageledger.store import BaseStore, Stream, WindowWrite, open_store
 from usageledger.store.closes import close_month, month_bounds
 from usageledger.store.history import watermarks_before_the_log
-from usageledger.store.watermarks import LOG, MIGRATION_NAME
+from usageledger.store.schema import primary_daily_streams_sql
+from usageledger.store.watermarks import LOG, MIGRATION_NAME, REGISTRATION_MIGRATION
 from usageledger.sync import SyncOptions
 
 from fixtures.emulator import EMULATOR_NOW
@@ -90,8 +91,8 @@ def test_as_of_between_two_syncs_finds_the_first_syncs_watermarks(
         with as_of(store, between) as past:
             assert _marks(past) == first
             data = assemble_report(past, period, Scope(), options=options)[0]
-        with as_of(store, FIRST - 1) as before_both:  # before any sync: no watermark at all
-            assert _marks(before_both) == {COSTS.id: None, HOURLY.id: None}
+        with as_of(store, FIRST - 1) as before_both:  # before any sync: no stream registered yet
+            assert _marks(before_both) == {}
         with as_of(store, int(time.time()) + 5) as after_both:
             assert _marks(after_both) == second
         assert _marks(store) == second  # the shadow is gone
@@ -125,7 +126,7 @@ def test_a_store_from_before_the_log_answers_as_before_and_logs_from_its_upgrade
         store.commit_window(WindowWrite("main", COSTS, rows, lo, mark, f"run-{mark}", mark + 3600, mark))
 
     with open_store(url) as store:
-        store.register_stream("main", COSTS)
+        store.register_stream("main", COSTS, at=lo)
         write(w1, "1.00")
         write(w2, "2.00")
         # As an older usageledger left it: no watermark log.
@@ -187,7 +188,7 @@ def test_a_watermark_set_by_hand_is_logged_when_it_moves(url: str) -> None:
     it back neither moves it nor logs anything."""
     mark, at = timeutil.to_unix("2026-10-10"), timeutil.to_unix("2026-10-12")
     with open_store(url) as store:
-        store.register_stream("main", COSTS)
+        store.register_stream("main", COSTS, at=mark)
         store.set_watermark("main", COSTS.id, mark, at=at)
         store.set_watermark("main", COSTS.id, mark - DAY, at=at + 60)  # backwards: nothing
         assert store.query(f"SELECT watermark, seen_at FROM {LOG}") == [
@@ -197,3 +198,170 @@ def test_a_watermark_set_by_hand_is_logged_when_it_moves(url: str) -> None:
             assert _marks(before) == {COSTS.id: None}
         with as_of(store, at) as then:
             assert _marks(then) == {COSTS.id: mark}
+
+
+def test_a_reading_of_one_org_is_told_only_of_that_orgs_logs(url: str) -> None:
+    """`report --org B --as-of` warned of org A's watermarks from before the log (the demo's beside a real org's), and
+    said nothing of B's own revision log beginning after the time asked: each warning reads the orgs asked for."""
+    lo, w1, w2, w3 = (timeutil.to_unix(d) for d in ("2026-10-01", "2026-10-10", "2026-10-20", "2026-10-30"))
+
+    def write(org: str, mark: int) -> None:
+        rows = [
+            {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": "gpt-4o, input"}
+            | {"amount_value": Decimal("1.00"), "currency": "usd", "quantity": None, "quantity_unit": None}
+            for day in range(lo, mark, DAY)
+        ]
+        store.commit_window(WindowWrite(org, COSTS, rows, lo, mark, f"run-{org}-{mark}", mark + 3600, mark))
+
+    with open_store(url) as store:
+        for org in ("early", "late"):  # as a sync registers them
+            store.register_org(org, synthetic=False, source="api", at=lo)
+            store.register_stream(org, COSTS, at=lo)
+        write("early", w1)
+        write("early", w2)
+        write("late", w3)  # its first sync: after the time asked
+        store.execute(f"DROP TABLE {LOG}")  # as an older usageledger left it
+        store.execute("DELETE FROM schema_migrations WHERE name = %s", (MIGRATION_NAME,))
+        assert store.migrate() == [MIGRATION_NAME]
+        middle = w1 + 5 * DAY
+        assert watermarks_before_the_log(store, middle) == w2 + 3600  # early's baseline: after the time asked
+        assert watermarks_before_the_log(store, middle, "late") is None
+        assert watermarks_before_the_log(store, middle, ["early", "late"]) == w2 + 3600
+    args = ("report", "--store", url, "--since", "2026-10-01", "--until", "2026-10-31", "--as-of", str(middle))
+    done = _invoke(*args, "--org", "late", "--format", "json")
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    assert doc["warnings"] == [
+        f"--as-of {timeutil.iso(middle)}: the store's revision log has entries of org late only from"
+        f" {timeutil.iso(w3 + 3600)}, the first sync of org late, so it held nothing then; --as-of asks what the"
+        " store knew at a time (for spend over a period, use --since and --until)"
+    ]
+    doc = json.loads(_invoke(*args, "--format", "json").stdout)  # every org: early's watermarks were guessed
+    assert [w for w in doc["warnings"] if "watermark log" in w] != []
+
+
+PROJECTS = Stream.create("costs", "1d", ("project_id",))
+"""A daily costs stream other than the default one (``COSTS``), which outranks it as an org's primary stream."""
+
+
+def _costs(stream: Stream, lo: int, hi: int, amount: str) -> list[dict[str, Any]]:
+    line_item = "gpt-4o, input" if "line_item" in stream.group_by else None
+    return [
+        {"bucket_start": day, "bucket_end": day + DAY, "project_id": "proj_a", "line_item": line_item}
+        | {"amount_value": Decimal(amount), "currency": "usd", "quantity": None, "quantity_unit": None}
+        for day in range(lo, hi, DAY)
+    ]
+
+
+def test_a_stream_registered_later_does_not_take_over_readings_of_before(url: str) -> None:
+    """`--as-of` and a closed month's reading listed today's streams: the default costs stream, registered after
+    the time asked (in the close's own second, too), became the org's primary daily stream then, and the spend of
+    then read as the nothing it held. A reading sees the streams registered by its time (by its mark, for a close)."""
+    assert COSTS.is_default and not PROJECTS.is_default
+    lo, hi, at = (timeutil.to_unix(d) for d in ("2026-10-01", "2026-10-10", "2026-11-02T10:00:00"))
+    october = date(2026, 10, 1)
+    primary = f"SELECT org, stream FROM ({primary_daily_streams_sql('costs')}) AS p"
+    spend = "SELECT SUM(amount_value) FROM costs_daily"
+    with open_store(url) as store:
+        store.register_stream("main", PROJECTS, at=lo)
+        store.commit_window(WindowWrite("main", PROJECTS, _costs(PROJECTS, lo, hi, "1.00"), lo, hi, "r1", hi, hi))
+        (line,) = [c for c in close_month(store, october, ["main"], at=at) if c.level == "org"]
+        assert line.amount == Decimal("9.00")
+        store.register_stream("main", COSTS, at=at)  # in the close's second, after it
+        store.commit_window(WindowWrite("main", COSTS, _costs(COSTS, lo, hi, "2.00"), lo, hi, "r2", at + DAY, hi))
+        assert store.query(primary) == [("main", COSTS.id)]  # today's
+        with as_of(store, at - 60) as past:
+            assert past.query(primary) == [("main", PROJECTS.id)] and past.query(spend) == [(Decimal("9.00"),)]
+        with as_closed(store, line, buckets=month_bounds(october)) as past:
+            assert past.query(primary) == [("main", PROJECTS.id)] and past.query(spend) == [(Decimal("9.00"),)]
+        with as_of(store, at + DAY) as later:
+            assert later.query(primary) == [("main", COSTS.id)] and later.query(spend) == [(Decimal("18.00"),)]
+
+
+def test_a_store_from_before_registration_times_dates_each_stream_by_the_first_the_store_knew_of_it(
+    url: str,
+) -> None:
+    """Migration 0014 gives the streams a store holds the earliest the store knows of each (its first line in either
+    log); one it knows nothing of gets none, and is in every reading, as before the migration."""
+    lo, hi = timeutil.to_unix("2026-10-01"), timeutil.to_unix("2026-10-10")
+    with open_store(url) as store:
+        store.register_stream("main", PROJECTS, at=lo)
+        store.commit_window(WindowWrite("main", PROJECTS, _costs(PROJECTS, lo, hi, "1.00"), lo, hi, "r1", hi, hi))
+        store.register_stream("main", COSTS, at=hi)
+        first = store.query("SELECT MIN(seq) FROM revisions WHERE stream = %s", (PROJECTS.id,))[0][0]
+        for column in ("registered_at", "registered_seq"):  # as an older usageledger left it
+            store.execute(f"ALTER TABLE streams DROP COLUMN {column}")
+        store.execute("DELETE FROM schema_migrations WHERE name = %s", (REGISTRATION_MIGRATION,))
+        assert store.migrate() == [REGISTRATION_MIGRATION]
+        got = dict(
+            (s, (a if a is None else int(a.timestamp()), q))
+            for s, a, q in store.query("SELECT stream, registered_at, registered_seq FROM streams")
+        )
+        assert got == {PROJECTS.id: (hi, first), COSTS.id: (None, None)}
+        with as_of(store, lo) as past:  # nothing of PROJECTS yet; COSTS, undated, as before
+            assert _marks(past) == {COSTS.id: None}
+
+
+@pytest.mark.parametrize("write", ["set_watermark", "register_stream", "commit_window"])
+def test_a_close_waits_for_a_watermark_move_or_a_registration_in_flight(write: str, pg_url: str) -> None:
+    """Two writers of one PostgreSQL: a watermark moved by hand (or a stream registered) drew its number from
+    `revisions_seq` beside a close, which drew its mark above it before the move committed and so counted, read back,
+    a move it never saw. Both now hold the log's write lock, as a sync's commit (whose watermark line is written
+    in it) does: the close waits for them."""
+    import threading
+
+    october = date(2026, 10, 1)
+    mark, at = timeutil.to_unix("2026-10-10"), timeutil.to_unix("2026-11-02T10:00:00")
+    first, closer = open_store(pg_url), open_store(pg_url)
+    closer_pid = closer.query("SELECT pg_backend_pid()")[0][0]
+    closed: list[Any] = []
+    try:
+        first.register_stream("main", PROJECTS, at=mark)
+        if write != "register_stream":
+            first.register_stream("main", COSTS, at=mark)
+        with first.transaction():  # numbered, not committed yet
+            if write == "set_watermark":
+                first.set_watermark("main", COSTS.id, mark, at=at)
+            elif write == "commit_window":
+                lo = timeutil.to_unix("2026-10-01")
+                first.commit_window(
+                    WindowWrite("main", COSTS, _costs(COSTS, lo, mark, "2.00"), lo, mark, "r", at, mark)
+                )
+            else:
+                first.register_stream("main", COSTS, at=at)
+            thread = threading.Thread(target=lambda: closed.extend(close_month(closer, october, ["main"], at=at)))
+            thread.start()
+            deadline = time.monotonic() + 30
+            waiting = "SELECT COUNT(*) FROM pg_locks WHERE pid = %s AND NOT granted"
+            while thread.is_alive() and not first.query(waiting, (closer_pid,))[0][0]:
+                assert time.monotonic() < deadline, "the close neither waited nor finished"
+                time.sleep(0.01)
+            assert thread.is_alive(), "the close drew its mark beside an uncommitted write of the log's sequence"
+        thread.join(30)
+        (line,) = [c for c in closed if c.level == "org"]
+        with as_closed(first, line, buckets=month_bounds(october)) as past:
+            assert _marks(past)[COSTS.id] == (None if write == "register_stream" else mark)
+    finally:
+        first.close()
+        closer.close()
+
+
+def test_a_statement_of_a_month_closed_before_the_log_reads_no_watermark(url: str) -> None:
+    """A month closed before the store's upgrade to the watermark log is read back by the guessing rule for its
+    watermarks, which `report --as-of` warns of; a statement reads only the month's rows as of the close (no
+    finality, no watermark), so it matches its close with nothing to warn of."""
+    lo, hi, at = (timeutil.to_unix(d) for d in ("2026-10-01", "2026-11-01", "2026-11-02T10:00:00"))
+    with open_store(url) as store:
+        store.register_stream("main", COSTS, at=lo)
+        store.commit_window(WindowWrite("main", COSTS, _costs(COSTS, lo, hi, "1.00"), lo, hi, "r1", hi, hi))
+        close_month(store, date(2026, 10, 1), ["main"], at=at)
+        store.commit_window(WindowWrite("main", COSTS, _costs(COSTS, lo, hi, "1.50"), lo, hi, "r2", at + DAY, hi))
+        store.execute(f"DROP TABLE {LOG}")  # as an older usageledger left it
+        store.execute("DELETE FROM schema_migrations WHERE name = %s", (MIGRATION_NAME,))
+        assert store.migrate() == [MIGRATION_NAME]
+        assert watermarks_before_the_log(store, at) is not None  # an --as-of of the close's time would warn
+    done = _invoke("statement", "2026-10", "--by", "project", "--store", url, "--format", "json")
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    assert doc["closed"]["matches_close"] is True and Decimal(doc["total"]) == Decimal("31.00")
+    assert "warning" not in done.stderr

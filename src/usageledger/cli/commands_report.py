@@ -274,10 +274,12 @@ def report(
         past: AbstractContextManager[BaseStore] = nullcontext(db)
         empty = None
         if as_of_at is not None:
-            if (empty := before_the_log(db, as_of_at)) is not None:
+            if (empty := before_the_log(db, as_of_at, org=org)) is not None:
                 say(f"warning: {empty}")
                 warnings = (*warnings, empty)  # the JSON's and the page's too: empty figures with the reason
-            elif (guessed := watermarks_unlogged(db, as_of_at)) is not None:  # finality by the rule before the log
+            elif (
+                guessed := watermarks_unlogged(db, as_of_at, org=org)
+            ) is not None:  # finality by the rule before the log
                 say(f"warning: {guessed}")
                 warnings = (*warnings, guessed)
             past = history_as_of(db, as_of_at, buckets=(period.previous().start, period.end))

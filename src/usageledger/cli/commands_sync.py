@@ -635,7 +635,7 @@ def export_command(
         if as_of_at is not None:
             from usageledger.report.history import before_the_log  # the sync itself never reads the log
 
-            if (empty := before_the_log(opened, as_of_at)) is not None:
+            if (empty := before_the_log(opened, as_of_at, org=org)) is not None:
                 say(f"warning: {empty}")
         result = export(
             opened,

@@ -69,25 +69,40 @@ def _bucket_span(buckets: object) -> tuple[int, int]:
     return timeutil.to_unix(buckets[0], param="buckets"), timeutil.to_unix(buckets[1], param="buckets")
 
 
-def before_the_log(store: BaseStore, when: int, *, param: str = "--as-of") -> str | None:
+def before_the_log(
+    store: BaseStore, when: int, *, param: str = "--as-of", org: str | Sequence[str] | None = None
+) -> str | None:
     """Why an as-of reading at ``when`` is empty, when it is (``None`` otherwise): the store's revision log begins
     later, at its first sync, or is empty. ``--as-of 2026-11-01`` on a store first synced on 2026-12-01 read as
-    "$0.00 spent" with no word of why; the usual wish behind it is a period's spend, which ``--since`` gives."""
-    first = _history.first_seen(store)
+    "$0.00 spent" with no word of why; the usual wish behind it is a period's spend, which ``--since`` gives. With
+    ``org`` (the reading's ``--org``: a name or several), where those orgs' entries begin."""
+    first = _history.first_seen(store, org)
     if first is not None and when >= first:
         return None
-    began = "holds no entries yet" if first is None else f"begins at {timeutil.iso(first)}, the store's first sync"
+    names = [org] if isinstance(org, str) else sorted(org or ())
+    if names:
+        whose = f"org {', '.join(names)}" if len(names) == 1 else f"orgs {', '.join(names)}"
+        began = (
+            f"holds no entries of {whose} yet"
+            if first is None
+            else f"has entries of {whose} only from {timeutil.iso(first)}, the first sync of {whose}"
+        )
+    else:
+        began = "holds no entries yet" if first is None else f"begins at {timeutil.iso(first)}, the store's first sync"
     return (
         f"{param} {timeutil.iso(when)}: the store's revision log {began}, so it held nothing then; {param} asks what"
         " the store knew at a time (for spend over a period, use --since and --until)"
     )
 
 
-def watermarks_unlogged(store: BaseStore, when: int, *, param: str = "--as-of") -> str | None:
+def watermarks_unlogged(
+    store: BaseStore, when: int, *, param: str = "--as-of", org: str | Sequence[str] | None = None
+) -> str | None:
     """Why an as-of reading at ``when`` may call final what was provisional then (``None``: it cannot): the store
     was upgraded to the watermark log (migration ``0012_watermark_log``) after ``when``, so where its streams'
-    watermarks stood then is not known, and each is taken as the latest it can have stood."""
-    since = _history.watermarks_before_the_log(store, when)
+    watermarks stood then is not known, and each is taken as the latest it can have stood. With ``org`` (the
+    reading's ``--org``), only those orgs' streams count."""
+    since = _history.watermarks_before_the_log(store, when, org)
     if since is None:
         return None
     return (

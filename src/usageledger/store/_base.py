@@ -256,19 +256,24 @@ class BaseStore(ABC):
 
     # --- streams and runs ---------------------------------------------------------------------------------
 
-    def register_stream(self, org: str, stream: Stream) -> StreamState:
+    def register_stream(self, org: str, stream: Stream, *, at: int | None = None) -> StreamState:
         """Record a stream (idempotent) and return its state."""
-        return self.register_streams([(org, stream)])[0]
+        return self.register_streams([(org, stream)], at=at)[0]
 
-    def register_streams(self, pairs: Sequence[tuple[str, Stream]]) -> list[StreamState]:
-        """Record each ``(org, stream)`` (idempotent) and return their states, in ``pairs``' order.
+    def register_streams(self, pairs: Sequence[tuple[str, Stream]], *, at: int | None = None) -> list[StreamState]:
+        """Record each ``(org, stream)`` (idempotent) and return their states, in ``pairs``' order. A new stream is
+        recorded as registered at ``at`` (default: now), with the next number of the revision log's sequence: a
+        reading of the past (``--as-of``, a closed month) leaves out the streams registered after it.
 
         One statement and one transaction for all of them: on DuckDB an ``INSERT ... ON CONFLICT`` costs about
         10 ms a statement, so a sync's twelve streams registered one by one cost 120-170 ms before its first
         request, against about 15 ms together."""
         if not pairs:
             return []
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(pairs))
+        row = (
+            "(CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS TEXT),"
+            " CAST(%s AS TEXT), CAST(%s AS BOOLEAN))"
+        )
         params: list[Any] = []
         for org, stream in pairs:
             params += [
@@ -280,11 +285,20 @@ class BaseStore(ABC):
                 stream.filters_json,
                 stream.is_default,
             ]
+        registered = to_datetime(int(datetime.now(UTC).timestamp()) if at is None else at)
         with self.transaction():
+            # The number is drawn as a log write's is: never beside a close drawing its mark (``closes``).
+            self.lock_in_transaction(*revisions.LOG_WRITES, shared=True)
+            # Only the new ones draw a number (a sync registers its every stream each run).
             self.execute(
-                "INSERT INTO streams (org, stream, endpoint, bucket_width, group_by, filters, is_default)"
-                f" VALUES {values} ON CONFLICT (org, stream) DO NOTHING",
-                params,
+                "INSERT INTO streams (org, stream, endpoint, bucket_width, group_by, filters, is_default,"
+                " registered_at, registered_seq) SELECT v.org, v.stream, v.endpoint, v.width, v.group_by, v.filters,"
+                " v.is_default, %s, nextval('revisions_seq')"
+                f" FROM (VALUES {', '.join([row] * len(pairs))})"
+                " AS v(org, stream, endpoint, width, group_by, filters, is_default)"
+                " WHERE NOT EXISTS (SELECT 1 FROM streams AS s WHERE s.org = v.org AND s.stream = v.stream)"
+                " ON CONFLICT (org, stream) DO NOTHING",
+                [registered, *params],
             )
         wanted = " OR ".join(["(org = %s AND stream = %s)"] * len(pairs))
         rows = self.query(
@@ -415,8 +429,8 @@ class BaseStore(ABC):
         return {r[0] for r in rows}
 
     def delete_org(self, org: str) -> int:
-        """Delete an org's rows from every endpoint table, its streams, its directory and its registry entry; the
-        endpoint rows deleted."""
+        """Delete an org's rows from every table that holds any (``demo --remove``: a synthetic org goes whole, so
+        nothing of it is ever read with a real org of the same name synced later); the endpoint rows deleted."""
         deleted = 0
         with self.transaction():
             existing = self._table_columns()
@@ -430,6 +444,8 @@ class BaseStore(ABC):
                 self.execute("DELETE FROM closed_months WHERE org = %s", (org,))
             if watermarks.LOG in existing:
                 self.execute(f"DELETE FROM {watermarks.LOG} WHERE org = %s", (org,))
+            if "credit_topups" in existing:  # its top-ups went into a real org's balance of the same name
+                self.execute("DELETE FROM credit_topups WHERE org = %s", (org,))
             self.execute("DELETE FROM streams WHERE org = %s", (org,))
             self.execute("DELETE FROM directory_versions WHERE org = %s", (org,))  # its names go with its data
             self.execute("DELETE FROM orgs WHERE org = %s", (org,))
@@ -685,6 +701,9 @@ class BaseStore(ABC):
         """Move a stream's watermark (forward only), logged as seen at ``at`` (default: now) in the watermark log."""
         seen = to_datetime(int(datetime.now(UTC).timestamp()) if at is None else at)
         with self.transaction():
+            # The log line's number is drawn as a sync's commit draws its own: never beside a close drawing its mark,
+            # which would count a move it did not see (``closes.close_month``).
+            self.lock_in_transaction(*revisions.LOG_WRITES, shared=True)
             moved = self.query(
                 "SELECT org FROM streams WHERE org = %s AND stream = %s AND (watermark IS NULL OR watermark < %s)",
                 (org, stream_id, to_datetime(watermark)),

@@ -223,12 +223,27 @@ def restatements_sql(
     return sql, params
 
 
-def first_seen(store: BaseStore) -> int | None:
+def _orgs(org: str | Sequence[str] | None) -> frozenset[str] | None:
+    """The orgs a reading is limited to (one name, or several), ``None`` for every org (as an empty list means)."""
+    if org is None:
+        return None
+    names = frozenset([org] if isinstance(org, str) else org)
+    return names or None
+
+
+def first_seen(store: BaseStore, org: str | Sequence[str] | None = None) -> int | None:
     """When the store's revision log begins (its first entry's ``seen_at``, Unix seconds), ``None`` for an empty log:
-    before it, an as-of reading holds nothing. Read from each log table's own minimum, not the ``revisions`` view."""
+    before it, an as-of reading holds nothing. Read from each log table's own minimum, not the ``revisions`` view.
+    With ``org`` (a name or several), where the log of those orgs begins: another org synced earlier holds nothing
+    of theirs (a demo org beside a real one, or an org added later)."""
+    names = _orgs(org)
+    where, params = "", []
+    if names is not None:
+        where = f" WHERE org IN ({', '.join(['%s'] * len(names))})"
+        params = sorted(names)
     tables_ = [ENTRIES, *(insert_table(spec) for spec in tables())]
-    union = " UNION ALL ".join(f"SELECT MIN(seen_at) AS s FROM {t}" for t in tables_)
-    value = store.query(f"SELECT MIN(s) FROM ({union}) AS m")[0][0]
+    union = " UNION ALL ".join(f"SELECT MIN(seen_at) AS s FROM {t}{where}" for t in tables_)
+    value = store.query(f"SELECT MIN(s) FROM ({union}) AS m", params * len(tables_))[0][0]
     return to_unix(value)
 
 
@@ -274,9 +289,10 @@ def as_of(
 
 
 def _streams_then(store: BaseStore, when: int, seq: int | None = None) -> None:
-    """Shadow ``streams`` (a temporary copy) with each stream's watermark as it stood at ``when`` (up to ``seq``,
-    when given), so that what is final (``report.finality``) is judged as of then: an ``--as-of`` report took
-    today's watermarks, and called final the days that were provisional then.
+    """Shadow ``streams`` (a temporary copy) with the streams registered by ``when`` (up to ``seq``, when given),
+    each with its watermark as it stood then, so that each org's primary stream and what is final
+    (``report.finality``) are judged as of then: an ``--as-of`` report took today's streams and watermarks, and
+    called final the days that were provisional then.
 
     Read from the watermark log (:mod:`usageledger.store.watermarks`): the stream's last move up to then, none if it
     had not moved yet. For a time before a stream's log began (a store upgraded to it: its baseline is later), the
@@ -288,6 +304,7 @@ def _streams_then(store: BaseStore, when: int, seq: int | None = None) -> None:
     store.execute(f"CREATE TEMPORARY TABLE streams AS SELECT * FROM {q(database)}.{q(schema)}.streams")
     temp = "temp.streams" if store.dialect == "duckdb" else "pg_temp.streams"
     then = watermarks.standing(store, when, seq)
+    _drop_later_streams(store, temp, when, seq, then)
     marks = dict(then.logged)  # a stream's baseline is its first line: none of these is before its log
     if then.before_log:
         seen = _synced_by(store, when, seq)
@@ -305,6 +322,21 @@ def _streams_then(store: BaseStore, when: int, seq: int | None = None) -> None:
         )
 
 
+def _drop_later_streams(store: BaseStore, temp: str, when: int, seq: int | None, then: watermarks.Standing) -> None:
+    """Take out of ``temp`` (the copy of ``streams``) the streams registered after the reading: a stream added later
+    (the default costs stream beside a filtered one) took over each org's primary stream at times it did not exist.
+    A stream either log has a line of by then existed then, whatever its registration says (a time set by hand, or a
+    store's estimate from before migration 0014)."""
+    bound = [to_datetime(when)] if seq is None else [seq, to_datetime(when)]
+    later = {(org, stream) for org, stream in store.query(watermarks.registered_after_sql(temp, seq), bound)}
+    if not later:
+        return
+    gone = sorted(later - set(then.logged) - _synced_by(store, when, seq))
+    if gone:
+        pairs = " OR ".join(["(org = %s AND stream = %s)"] * len(gone))
+        store.execute(f"DELETE FROM {temp} WHERE {pairs}", [v for pair in gone for v in pair])
+
+
 def _synced_by(store: BaseStore, when: int, seq: int | None = None) -> set[tuple[str, str]]:
     """The ``(org, stream)`` pairs the revision log has an entry of by ``when`` (up to ``seq``, when given)."""
     upto, bound = ("seen_at <= %s", to_datetime(when)) if seq is None else ("seq <= %s", seq)
@@ -312,11 +344,14 @@ def _synced_by(store: BaseStore, when: int, seq: int | None = None) -> set[tuple
     return {(org, stream) for org, stream in store.query(logged, [bound] * len(log_tables()))}
 
 
-def watermarks_before_the_log(store: BaseStore, when: int) -> int | None:
+def watermarks_before_the_log(store: BaseStore, when: int, org: str | Sequence[str] | None = None) -> int | None:
     """When the watermark log begins to know every stream an as-of reading at ``when`` finds synced (``None``: it
     knows them all then). Until then, :func:`as_of` takes such a stream's watermark as the latest it can have stood
-    (see ``_streams_then``), not where it stood: a store upgraded to the log (migration ``0012_watermark_log``)."""
-    before = watermarks.standing(store, when).before_log
+    (see ``_streams_then``), not where it stood: a store upgraded to the log (migration ``0012_watermark_log``).
+    With ``org`` (a name or several), only those orgs' streams count: a reading of one org is not told of
+    another's (the demo's beside a real org's)."""
+    names = _orgs(org)
+    before = {k: v for k, v in watermarks.standing(store, when).before_log.items() if names is None or k[0] in names}
     if not before:
         return None
     seen = _synced_by(store, when)

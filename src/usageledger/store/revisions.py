@@ -49,7 +49,9 @@ __all__ = [
 LOG_WRITES: Final = ("revision log", "writes")
 """The transaction lock (``BaseStore.lock_in_transaction``) that a write to the log holds shared and ``close``
 exclusive: a close reads the month and draws its mark (``closes.close_month``) with no write in flight, so every
-entry under the mark had been committed when the close read."""
+entry under the mark had been committed when the close read. Every other draw of ``revisions_seq`` that a close's
+mark is compared with holds it too: a sync's commit (its entries and its watermark log lines, one transaction),
+``set_watermark`` and a stream's registration (``registered_seq``)."""
 
 MIGRATION_NAME: Final = "0006_revision_log"
 INSERTS_MIGRATION: Final = "0009_revision_inserts"

@@ -13,6 +13,15 @@ run, its last logged row, the watermark itself). Where a stream stood before its
 of an earlier time (:func:`standing`) says so, and :mod:`usageledger.store.history` falls back to the rule used
 before the log (the latest the watermark can have stood then). A stream without a baseline line had no watermark
 when the log began, so the log knows all of its watermarks.
+
+Which streams existed at a time is the other half of a reading of the past: the daily views pick each org's primary
+stream among those in ``streams``, and a stream registered later (the default costs stream added beside a filtered
+one) took over readings of a time it did not exist at. Migration ``0014_stream_registration`` adds
+``streams.registered_at`` (the time of the registration) and ``registered_seq`` (a number of ``revisions_seq``,
+drawn under the same lock as the log's writes, so a close's high-water mark tells the streams it saw). A stream a
+store held before that migration gets, for both, the earliest the store knows of it (its first entry in either log,
+or its last run if earlier): nothing of it was stored before then; one the store knows nothing of keeps none, and
+is in every reading, as before.
 """
 
 from __future__ import annotations
@@ -26,10 +35,21 @@ from usageledger.store.directory import BaseStore  # the Protocol: _base writes 
 from usageledger.store.revisions import log_tables
 from usageledger.store.schema import Dialect
 
-__all__ = ["LOG", "MIGRATION_NAME", "Standing", "log_sql", "migration_statements", "standing"]
+__all__ = [
+    "LOG",
+    "MIGRATION_NAME",
+    "REGISTRATION_MIGRATION",
+    "Standing",
+    "log_sql",
+    "migration_statements",
+    "registered_after_sql",
+    "registration_statements",
+    "standing",
+]
 
 MIGRATION_NAME: Final = "0012_watermark_log"
 LOG: Final = "watermark_log"
+REGISTRATION_MIGRATION: Final = "0014_stream_registration"
 
 _COLUMNS: Final = "seq, org, stream, watermark, run_id, seen_at"
 
@@ -57,6 +77,37 @@ def migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]
         f" COALESCE(l.seen, s.watermark)) FROM streams AS s LEFT JOIN ({last_seen}) AS l"
         " ON l.org = s.org AND l.stream = s.stream WHERE s.watermark IS NOT NULL",
     ]
+
+
+def registration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """Migration ``0014_stream_registration``: when each stream was registered, and where the log's sequence stood;
+    for the streams a store already holds, the earliest it knows of each (see the module's text)."""
+    have = existing.get("streams", ())
+    columns = {"registered_at": "TIMESTAMPTZ", "registered_seq": "BIGINT"}
+    out = [f"ALTER TABLE streams ADD COLUMN {n} {t}" for n, t in columns.items() if n not in have]
+    out.append("UPDATE streams SET registered_at = last_run_at WHERE registered_at IS NULL")
+    logs = [t for t in (*log_tables(), LOG) if t in existing]
+    if logs:
+        union = " UNION ALL ".join(f"SELECT org, stream, seen_at, seq FROM {t}" for t in logs)
+        out.append(
+            "UPDATE streams SET registered_seq = e.seq, registered_at = CASE WHEN streams.registered_at IS NULL"
+            " OR e.seen < streams.registered_at THEN e.seen ELSE streams.registered_at END"
+            f" FROM (SELECT org, stream, MIN(seen_at) AS seen, MIN(seq) AS seq FROM ({union}) AS u"
+            " GROUP BY org, stream) AS e WHERE streams.org = e.org AND streams.stream = e.stream"
+            " AND streams.registered_seq IS NULL"
+        )
+    return out
+
+
+def registered_after_sql(table: str, seq: int | None) -> str:
+    """A ``SELECT org, stream`` of the streams of ``table`` (a copy of ``streams``) registered after a reading.
+    Placeholders: the reading's time, and with ``seq`` (a close's mark) that number first, which decides where it is
+    known (a stream from before migration 0014 may know only a time, or nothing: then it is not after)."""
+    if seq is None:
+        return f"SELECT org, stream FROM {table} WHERE registered_at > %s"
+    return (
+        f"SELECT org, stream FROM {table} WHERE registered_seq > %s OR (registered_seq IS NULL AND registered_at > %s)"
+    )
 
 
 def log_sql(moves: int) -> str:
