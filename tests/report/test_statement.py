@@ -445,6 +445,11 @@ def test_a_month_the_store_does_not_cover_is_refused_or_said(store: str) -> None
         f"warning: the store lacks days of {first:%Y-%m}: {first.replace(day=1)} to {first - timedelta(days=1)} for "
         f"default (its costs start on {first})"
     )
-    assert json.loads(partial.stdout)["month"] == f"{first:%Y-%m}"
+    doc = json.loads(partial.stdout)  # the JSON carries the warning too, as `report`'s does: a pipe sees it
+    assert doc["month"] == f"{first:%Y-%m}" and doc["warnings"] == [partial.stderr.strip().removeprefix("warning: ")]
     whole = runner.invoke(app, ["statement", MONTH, "--store", store])
     assert whole.exit_code == 0 and whole.stderr == "", whole.output
+    assert (
+        json.loads(runner.invoke(app, ["statement", MONTH, "--store", store, "--format", "json"]).stdout)["warnings"]
+        == []
+    )

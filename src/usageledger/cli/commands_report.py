@@ -642,14 +642,16 @@ def statement(
     with _database(resolve_store(store, settings), org=org) as db:
         check_month(db, first, today=today, org=org)
         gaps = missing_days(db, first, [org] if org is not None else db.known_orgs(), today=today)
+        warnings: list[str] = []
         if gaps:  # the statements add up to what the store holds, which is not the whole month
-            say(f"warning: the store lacks days of {first:%Y-%m}: {gaps_text(gaps)}")
+            warnings.append(f"the store lacks days of {first:%Y-%m}: {gaps_text(gaps)}")
+            say(f"warning: {warnings[-1]}")
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
         result = month_statements(db, first, by=by, allocation=rule, teams=teams, org=org, fx=rates, today=today)
     json_out = output_format == "json"
     if json_out:
-        typer.echo(dumps(statement_document(result, id_names)))
+        typer.echo(dumps(statement_document(result, id_names, warnings=warnings)))
     else:
         console.print(render_statements(result, id_names))
     said = err_console if json_out else console

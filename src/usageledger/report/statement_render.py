@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -157,11 +157,13 @@ def render_statements(statements: MonthStatements, names: Names) -> RenderableTy
     return Group(*parts)
 
 
-def statement_document(statements: MonthStatements, names: Names) -> dict[str, Any]:
-    """``statement --format json``: money as decimal strings (serialised by ``jsonout.dumps``)."""
+def statement_document(statements: MonthStatements, names: Names, *, warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """``statement --format json``: money as decimal strings (serialised by ``jsonout.dumps``); ``warnings``, the
+    lines the command printed on stderr (days of the month the store lacks), as ``report``'s JSON carries its own."""
     name = _owner_name(statements, names)
     return {
         "month": f"{statements.month:%Y-%m}",
+        "warnings": list(warnings),
         "first_day": statements.first_day,
         "until": statements.until,
         "complete": statements.complete,
