@@ -60,7 +60,6 @@ DERIVED: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 _DRIVERS: Final = ("num_model_requests", "num_sessions", "num_requests")
-_GAUGES: Final = frozenset(c.name for e in catalogue.USAGE_ENDPOINTS for c in e.metrics if c.level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +106,9 @@ def _family(endpoint: Endpoint) -> Family:
     atoms = tuple(n for n in metric_names if n not in derived)
     fields = tuple((n, tuple(atoms.index(a) for a in derived.get(n, (n,)))) for n in metric_names)
     driver = next((atoms.index(d) for d in _DRIVERS if d in atoms), 0)
-    return Family(endpoint, atoms, fields, driver, any(a in _GAUGES for a in atoms))
+    return Family(
+        endpoint, atoms, fields, driver, any(c.level for c in endpoint.metrics)
+    )  # a gauge: the catalogue's level
 
 
 FAMILIES: Final[Mapping[str, Family]] = {e.name: _family(e) for e in catalogue.USAGE_ENDPOINTS}

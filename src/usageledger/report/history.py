@@ -25,7 +25,7 @@ from usageledger.errors import ParameterError
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, require_store, tables, to_datetime
 from usageledger.store import history as _history
-from usageledger.store._base import check_orgs
+from usageledger.store._base import check_orgs, org_names
 from usageledger.store.closes import ClosedLine, closed_lines, month_totals
 from usageledger.timeutil import TimeInput
 
@@ -79,7 +79,7 @@ def before_the_log(
     first = _history.first_seen(store, org)
     if first is not None and when >= first:
         return None
-    names = [org] if isinstance(org, str) else sorted(org or ())
+    names = sorted(org_names(org))
     if names:
         whose = f"org {', '.join(names)}" if len(names) == 1 else f"orgs {', '.join(names)}"
         began = (

@@ -59,6 +59,12 @@ def known_orgs(db: _Queryable) -> list[str]:
     return [r[0] for r in db.query("SELECT org FROM orgs UNION SELECT org FROM streams ORDER BY 1")]
 
 
+def org_names(orgs: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The orgs a reading is limited to, in the order given and each once: one name, or several (``export --org
+    a,b``); empty for every org (``None``, or an empty list)."""
+    return tuple(dict.fromkeys([orgs] if isinstance(orgs, str) else orgs or ()))
+
+
 def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str = "--org") -> None:
     """Refuse an org the store ``db`` holds no data for, in a :class:`ParameterError` naming ``param`` and the orgs
     it holds: the one check behind every ``--org`` that names orgs to read, the dashboard's and MCP's ``org``, the
@@ -69,7 +75,7 @@ def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str =
     ``None`` (no filter) passes; so does any org when the store holds none yet, whose commands each say "run
     ``usageledger sync`` first" their own way.
     """
-    wanted = [orgs] if isinstance(orgs, str) else list(orgs or ())
+    wanted = org_names(orgs)
     if not wanted:
         return
     known = known_orgs(db)

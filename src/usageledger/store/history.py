@@ -26,7 +26,7 @@ from typing import Any, Final, cast
 from usageledger import timeutil
 from usageledger.catalogue import BucketWidth
 from usageledger.store import directory, watermarks
-from usageledger.store._base import BaseStore
+from usageledger.store._base import BaseStore, org_names
 from usageledger.store._types import to_datetime, to_unix
 from usageledger.store.revisions import ENTRIES, insert_table, log_tables, logged_metrics
 from usageledger.store.schema import Dialect, TableSpec, q, tables
@@ -223,24 +223,15 @@ def restatements_sql(
     return sql, params
 
 
-def _orgs(org: str | Sequence[str] | None) -> frozenset[str] | None:
-    """The orgs a reading is limited to (one name, or several), ``None`` for every org (as an empty list means)."""
-    if org is None:
-        return None
-    names = frozenset([org] if isinstance(org, str) else org)
-    return names or None
-
-
 def first_seen(store: BaseStore, org: str | Sequence[str] | None = None) -> int | None:
     """When the store's revision log begins (its first entry's ``seen_at``, Unix seconds), ``None`` for an empty log:
     before it, an as-of reading holds nothing. Read from each log table's own minimum, not the ``revisions`` view.
     With ``org`` (a name or several), where the log of those orgs begins: another org synced earlier holds nothing
     of theirs (a demo org beside a real one, or an org added later)."""
-    names = _orgs(org)
-    where, params = "", []
-    if names is not None:
+    names = org_names(org)
+    where, params = "", list(names)
+    if names:
         where = f" WHERE org IN ({', '.join(['%s'] * len(names))})"
-        params = sorted(names)
     tables_ = [ENTRIES, *(insert_table(spec) for spec in tables())]
     union = " UNION ALL ".join(f"SELECT MIN(seen_at) AS s FROM {t}{where}" for t in tables_)
     value = store.query(f"SELECT MIN(s) FROM ({union}) AS m", params * len(tables_))[0][0]
@@ -350,8 +341,8 @@ def watermarks_before_the_log(store: BaseStore, when: int, org: str | Sequence[s
     (see ``_streams_then``), not where it stood: a store upgraded to the log (migration ``0012_watermark_log``).
     With ``org`` (a name or several), only those orgs' streams count: a reading of one org is not told of
     another's (the demo's beside a real org's)."""
-    names = _orgs(org)
-    before = {k: v for k, v in watermarks.standing(store, when).before_log.items() if names is None or k[0] in names}
+    names = org_names(org)
+    before = {k: v for k, v in watermarks.standing(store, when).before_log.items() if not names or k[0] in names}
     if not before:
         return None
     seen = _synced_by(store, when)
