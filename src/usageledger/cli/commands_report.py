@@ -289,7 +289,9 @@ def report(
                 for warning in then:
                     say(f"warning: {warning}")
                 warnings = (*warnings, *then)
-            scope = resolve_scope(read, period, org=org, project=project, team=team, model=model, teams=settings.teams)
+            scope = resolve_scope(
+                read, period, Scope(org=org, project=project, team=team, model=model), teams=settings.teams
+            )
             source = None
             if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)
                 source = converted = ConvertedCosts(read, rates, start=period.previous().start, end=period.end, org=org)

@@ -97,25 +97,20 @@ def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | No
 
 
 def resolve_scope(
-    db: BaseStore,
-    period: Period,
-    *,
-    org: str | None = None,
-    project: str | None = None,
-    team: str | None = None,
-    model: str | None = None,
-    teams: Mapping[str, str] | None = None,
-    team_param: str = "--team",
+    db: BaseStore, period: Period, filters: Scope, *, teams: Mapping[str, str] | None = None, team_param: str = "--team"
 ) -> Scope:
-    """The report scope of the filters; a team is its projects, by the rule of ``report --by team`` (``teams``, the
-    config's ``[teams]``, first, then the directory's project groups, else ``unassigned``)."""
+    """The report scope of the filters: their team, given by name, is its projects, by the rule of ``report --by
+    team`` (``teams``, the config's ``[teams]``, first, then the directory's project groups, else ``unassigned``)."""
+    team, org = filters.team, filters.org
+    if team is None:
+        return filters
     members: tuple[str | None, ...] | None = None
-    if team is not None and " ".join(team.split()).casefold() == UNASSIGNED:  # as select_team matches names
+    if " ".join(team.split()).casefold() == UNASSIGNED:  # as select_team matches names
         by_project = project_teams(db, org=org, config=teams)
         if team == UNASSIGNED or team not in by_project.values():  # never a [teams] team of that very name
             team = UNASSIGNED
             members = tuple(p for p in projects_in(db, period, org) if p is None or p not in by_project)
-    if team is not None and members is None:
+    if members is None:
         # two orgs' groups of one name are two teams: a name both have is refused with the choices
         team, members = select_team(db, team, org=org, config=teams, param=team_param)
-    return Scope(org=org, project=project, team=team, team_projects=members, model=model)
+    return replace(filters, team=team, team_projects=members)

@@ -18,7 +18,7 @@ from decimal import Decimal
 from usageledger.errors import UsageLedgerError
 from usageledger.report.forecast import CREDIT_HORIZON_DAYS, HISTORY_DAYS, credit_runway, fill_days
 from usageledger.report.forecasting import daily_spend, data_as_of
-from usageledger.report.queries import COSTS_VIEW, Database, day_start, utc_day
+from usageledger.report.queries import COSTS_VIEW, Database, Scope, day_start, utc_day
 from usageledger.store._base import check_orgs
 from usageledger.store.credit import TopUp, list_topups
 from usageledger.timeutil import utc_moment
@@ -95,7 +95,7 @@ def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> Cr
             [org] if org is not None else [],
         )[0][0]
         start = max(utc_day(first_data), min(first, as_of - timedelta(days=HISTORY_DAYS - 1)))
-        series = fill_days(daily_spend(db, start, as_of, org=org).get(None, []), start, as_of)
+        series = fill_days(daily_spend(db, start, as_of, Scope(org=org)).get(None, []), start, as_of)
         if left < 0:
             runway = _ran_out(topups, series, first, as_of)
             note = f"ran out on {runway}"

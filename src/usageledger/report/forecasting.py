@@ -23,8 +23,9 @@ from usageledger.report.queries import (
     LINE_ITEM_MODEL,
     Database,
     Keyed,
+    Period,
+    Scope,
     biggest_first,
-    day_start,
     main_currency,
     utc_day,
 )
@@ -65,20 +66,9 @@ class ForecastReport:
     """The day the month's cumulative spend goes above ``budget`` (``None``: not within the month, or no budget)."""
 
 
-def _where(org: str | None, project: str | None) -> tuple[str, list[object]]:
-    sql, params = "", list[object]()
-    if org is not None:
-        sql += " AND org = %s"
-        params.append(org)
-    if project is not None:
-        sql += " AND project_id = %s"
-        params.append(project)
-    return sql, params
-
-
 def data_as_of(db: Database, *, now: datetime, org: str | None = None) -> date | None:
     """The last day the synced costs fully cover, at most the day before ``now``; ``None`` for no costs at all."""
-    where, params = _where(org, None)
+    where, params = ("AND org = %s", [org]) if org is not None else ("", [])
     value = db.query(
         f"SELECT MAX(LEAST(bucket_end, COALESCE(synced_at, bucket_end))) FROM costs WHERE TRUE {where}", params
     )[0][0]
@@ -95,19 +85,19 @@ def daily_spend(
     db: Database,
     first: date,
     last: date,
+    scope: Scope = Scope(),
     *,
-    org: str | None = None,
-    project: str | None = None,
     by: Literal["project", "model"] | None = None,
 ) -> dict[str | None, list[tuple[date, Decimal]]]:
-    """``{key: [(day, spend), ...]}`` from ``first`` through ``last`` (days without spend left out); the key is
-    ``None`` without ``by``."""
-    where, params = _where(org, project)
+    """``{key: [(day, spend), ...]}`` of the scope from ``first`` through ``last`` (days without spend left out;
+    nothing when ``last`` is before ``first``); the key is ``None`` without ``by``."""
+    if last < first:
+        return {}
+    where, params = scope.where(Period(first, last + timedelta(days=1)))
     key = {"project": "project_id", "model": LINE_ITEM_MODEL, None: "CAST(NULL AS TEXT)"}[by]
     rows = db.query(
-        f"SELECT {DAY} AS day, {key} AS k, SUM(amount_value) FROM {COSTS_VIEW} "
-        f"WHERE bucket_start >= %s AND bucket_start < %s {where} GROUP BY 1, 2 ORDER BY 1",
-        [day_start(first), day_start(last + timedelta(days=1)), *params],
+        f"SELECT {DAY} AS day, {key} AS k, SUM(amount_value) FROM {COSTS_VIEW} WHERE {where} GROUP BY 1, 2 ORDER BY 1",
+        params,
     )
     out: dict[str | None, list[tuple[date, Decimal]]] = {}
     for day, k, amount in rows:
@@ -163,11 +153,12 @@ def build_forecast(
         raise UsageLedgerError(
             f"the store's costs start on {first_data}, after {month:%Y-%m}: there is nothing to forecast it from"
         )
-    total_series = fill_days(daily_spend(db, start, last, org=org, project=project).get(None, []), start, last)
+    scope = Scope(org=org, project=project)
+    total_series = fill_days(daily_spend(db, start, last, scope).get(None, []), start, last)
     total = forecast_month(total_series, month, as_of=as_of)
     groups: list[GroupForecast] = []
     if by is not None:
-        raw = daily_spend(db, start, last, org=org, project=project, by="model" if by == "model" else "project")
+        raw = daily_spend(db, start, last, scope, by="model" if by == "model" else "project")
         if by == "team":
             merged: dict[str | None, list[tuple[date, Decimal]]] = {}
             for key, series in raw.items():

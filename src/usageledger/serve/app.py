@@ -230,16 +230,8 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
     now = ctx.now()
     period = _period(params, now)
     with ctx.reading(params) as db:
-        scope = resolve_scope(
-            db,
-            period,
-            org=params["org"],
-            project=params["project"],
-            team=params["team"],
-            model=params["model"],
-            teams=ctx.config.teams,
-            team_param="team",
-        )
+        filters = ReportScope(org=params["org"], project=params["project"], team=params["team"], model=params["model"])
+        scope = resolve_scope(db, period, filters, teams=ctx.config.teams, team_param="team")
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         _check_named(db, params, names)
         params = {**params, "team": scope.team}
@@ -350,9 +342,8 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
             with ctx.reading(params) as db:
                 names = resolve_names(db, org=params["org"], overrides=ctx.names)
                 # the filters given are checked as a report checks them: never offered back when the store has none
-                scope = resolve_scope(
-                    db, period, org=params["org"], team=params["team"], teams=ctx.config.teams, team_param="team"
-                )
+                filters = ReportScope(org=params["org"], team=params["team"])
+                scope = resolve_scope(db, period, filters, teams=ctx.config.teams, team_param="team")
                 _check_named(db, params, names)
                 chosen = {**params, "team": scope.team}  # offered as the dropdown lists it, not a second time
                 return filter_options(db, period, chosen, names=names, teams=ctx.config.teams)
