@@ -1,4 +1,7 @@
-"""The Typer application and what every command shares: one-line errors, a console, common options."""
+"""The Typer application and what every command shares: one-line errors, a console, the store it reads.
+
+The options several commands take are declared in :mod:`usageledger.cli._flags`.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from difflib import get_close_matches
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import typer
 import typer.main
@@ -361,27 +364,6 @@ def _err_console() -> Console:
     return made
 
 
-# --- options that several commands take, declared once ---
-Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging on stderr.")]
-"""``-v``/``-vv``: the count goes to :func:`setup_logging`."""
-Insecure = Annotated[
-    bool, typer.Option("--allow-insecure-http", help="Accept a plain http:// base URL that is not loopback.")
-]
-"""``--allow-insecure-http``: passed on to the client's ``allow_insecure_http``."""
-FormatOpt = Annotated[
-    Literal["text", "json"],
-    typer.Option(
-        "--format", "-f", help="text for people, or json: one JSON document with stable keys (see the README)."
-    ),
-]
-"""``--format``/``-f`` of the commands that print text or one JSON document."""
-STORE_HELP: Final = (
-    "The store: a DuckDB file path or a postgresql:// URL (default: the config's [store] url, else usageledger.duckdb)."
-)
-StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP, envvar="USAGELEDGER_STORE")]
-"""The one ``--store`` option of every command that reads or writes a store."""
-
-
 def resolve_store(store: str | None, config: Config) -> str:
     """The store a command uses: ``--store`` (or ``USAGELEDGER_STORE``), else the config's ``[store] url``, else the
     default (:meth:`~usageledger.config.Config.store_source`), checked by :func:`~usageledger.store.check_store_url`;
@@ -434,15 +416,6 @@ def given_as(param: str, flag: str) -> str:
             return envvar
     return flag
 
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default: ./usageledger.toml).")]
-"""The one ``--config`` option."""
-FxOpt = Annotated[
-    Path | None,
-    typer.Option("--fx", help="Per-day rates for --currency: a CSV with a header date,rate; rate = 1 USD in it."),
-]
-"""``--fx``: the rates file that :func:`usageledger.report.fx.rates_option` reads (``report``, ``statement``,
-``export --format focus``)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

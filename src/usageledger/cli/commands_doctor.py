@@ -9,16 +9,8 @@ import typer
 from rich.markup import escape
 
 from usageledger._text import counted
-from usageledger.cli._app import (
-    Insecure,
-    StoreOpt,
-    Verbose,
-    app,
-    console,
-    friendly_errors,
-    given_as,
-    setup_logging,
-)
+from usageledger.cli._app import app, console, friendly_errors, given_as, setup_logging
+from usageledger.cli._flags import Insecure, StoreOpt, Verbose
 from usageledger.doctor import Diagnosis, Finding, diagnose
 
 _MARKS: Final = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}

@@ -13,7 +13,8 @@ from usageledger import timeutil
 from usageledger._amounts import parse_amount
 from usageledger._secrets import normalize_key
 from usageledger._uvicorn import listen_address
-from usageledger.cli._app import Verbose, announce, app, console, fail, friendly_errors, settle, setup_logging
+from usageledger.cli._app import announce, app, console, fail, friendly_errors, settle, setup_logging
+from usageledger.cli._flags import Verbose
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.config import MIN_REVISION_WINDOW
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key

@@ -14,28 +14,9 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import (
-    ConfigOpt,
-    FormatOpt,
-    StoreOpt,
-    app,
-    console,
-    friendly_errors,
-    resolve_store,
-    say,
-    store_elsewhere,
-)
-from usageledger.cli.commands_report import (
-    NamesOpt,
-    NowOpt,
-    OrgOpt,
-    ProjectOpt,
-    _amount,
-    _database,
-    _names,
-    _now,
-    _warn_unknown_project,
-)
+from usageledger.cli._app import app, console, friendly_errors, resolve_store, say, store_elsewhere
+from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
+from usageledger.cli.commands_report import _amount, _database, _names, _now, _warn_unknown_project
 from usageledger.config import load_config
 from usageledger.errors import ParameterError, StoreError
 from usageledger.report.credit import credit_balance

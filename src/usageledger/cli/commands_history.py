@@ -9,18 +9,9 @@ import typer
 
 from usageledger import timeutil
 from usageledger._text import counted
-from usageledger.cli._app import (
-    ConfigOpt,
-    FormatOpt,
-    StoreOpt,
-    app,
-    console,
-    friendly_errors,
-    open_for_reading,
-    resolve_store,
-    say,
-)
-from usageledger.cli.commands_report import NamesOpt, OrgOpt, _database, _names
+from usageledger.cli._app import app, console, friendly_errors, open_for_reading, resolve_store, say
+from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, OrgOpt, StoreOpt
+from usageledger.cli.commands_report import _database, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money

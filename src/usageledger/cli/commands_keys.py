@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from usageledger._text import one_line
-from usageledger.cli._app import ConfigOpt, FormatOpt, StoreOpt, app, console, friendly_errors, resolve_store, say
-from usageledger.cli.commands_report import NowOpt, OrgOpt, _database
+from usageledger.cli._app import app, console, friendly_errors, resolve_store, say
+from usageledger.cli._flags import ConfigOpt, FormatOpt, NowOpt, OrgOpt, StoreOpt
+from usageledger.cli.commands_report import _database
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_count, format_money

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from usageledger.cli._app import ConfigOpt, StoreOpt, app, fail, friendly_errors, open_for_reading, resolve_store, say
+from usageledger.cli._app import app, fail, friendly_errors, open_for_reading, resolve_store, say
+from usageledger.cli._flags import ConfigOpt, StoreOpt
 from usageledger.config import load_config
 from usageledger.store import BaseStore
 

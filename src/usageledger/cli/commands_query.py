@@ -27,18 +27,8 @@ from usageledger._options import base_url_from, base_url_origin, key_from, with_
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
-from usageledger.cli._app import (
-    Insecure,
-    Verbose,
-    app,
-    comma_list,
-    console,
-    err_console,
-    fail,
-    friendly_errors,
-    say,
-    setup_logging,
-)
+from usageledger.cli._app import app, comma_list, console, err_console, fail, friendly_errors, say, setup_logging
+from usageledger.cli._flags import Insecure, Verbose
 from usageledger.client import Client, Query
 from usageledger.errors import NotFoundError, ParameterError
 from usageledger.report.tables import DataTable, label, number

@@ -20,10 +20,6 @@ from usageledger._secrets import check_webhook_url
 from usageledger._sections import key_path, stale_after_span
 from usageledger._text import counted
 from usageledger.cli._app import (
-    ConfigOpt,
-    FormatOpt,
-    FxOpt,
-    StoreOpt,
     app,
     console,
     err_console,
@@ -32,6 +28,19 @@ from usageledger.cli._app import (
     refuse_overwriting,
     resolve_store,
     say,
+)
+from usageledger.cli._flags import (
+    ConfigOpt,
+    CurrencyOpt,
+    FormatOpt,
+    FxOpt,
+    NamesOpt,
+    NowOpt,
+    OrgOpt,
+    ProjectOpt,
+    SinceOpt,
+    StoreOpt,
+    UntilOpt,
 )
 from usageledger.config import Config, load_config
 from usageledger.errors import ConfigError, ParameterError
@@ -79,27 +88,6 @@ from usageledger.timeutil import back_from, parse_month, past_unix, to_unix
 
 EXIT_FINDINGS: Final = 3
 """Exit code when ``check`` raised an alert or ``reconcile --fail-over`` found a difference (errors exit 1)."""
-
-OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
-ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project ID.")]
-NowOpt = Annotated[str | None, typer.Option("--now", hidden=True, help="Pretend it is this time (tests).")]
-SinceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--since",
-        help="First day: a date, a datetime, or a number of whole days ending today (30d = today and the 29 days "
-        "before). Default: 30d.",
-    ),
-]
-UntilOpt = Annotated[
-    str | None, typer.Option("--until", help="End of the period, exclusive (a date or datetime). Default: tomorrow.")
-]
-NamesOpt = Annotated[
-    Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")
-]
-CurrencyOpt = Annotated[
-    str | None, typer.Option("--currency", help="Convert to this currency (EUR, GBP, ...) with the --fx rates.")
-]
 
 
 def _warn_unknown_project(

@@ -11,17 +11,8 @@ import typer
 from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger._uvicorn import listen_address
-from usageledger.cli._app import (
-    announce,
-    app,
-    console,
-    fail,
-    friendly_errors,
-    open_for_reading,
-    resolve_store,
-    say,
-    settle,
-)
+from usageledger.cli import _app
+from usageledger.cli._app import app, fail, friendly_errors, open_for_reading, resolve_store, say
 from usageledger.config import load_config
 from usageledger.store import is_postgres_url, open_store
 from usageledger.timeutil import parse_duration
@@ -121,14 +112,14 @@ def serve(
         )
 
     def ready(address: str) -> None:
-        announce(
+        _app.announce(
             f"serving {redact_url_password(url)} at {address} (read-only"
             f"{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
-            console,
+            _app.console,
         )
 
     served = build_app(url, token=token, config=settings, metrics_labels=labels)
-    settle()
+    _app.settle()
     run(
         served,
         host,

@@ -23,13 +23,6 @@ from usageledger._text import counted
 from usageledger.catalogue import BucketWidth
 from usageledger.cli import _app, _filters
 from usageledger.cli._app import (
-    STORE_HELP,
-    ConfigOpt,
-    FormatOpt,
-    FxOpt,
-    Insecure,
-    StoreOpt,
-    Verbose,
     app,
     comma_list,
     fail,
@@ -40,6 +33,7 @@ from usageledger.cli._app import (
     settle,
     setup_logging,
 )
+from usageledger.cli._flags import STORE_HELP, ConfigOpt, FormatOpt, FxOpt, Insecure, StoreOpt, Verbose
 from usageledger.config import (
     Config,
     check_distinct_orgs,
