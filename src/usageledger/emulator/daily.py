@@ -70,11 +70,17 @@ class LeafRule:
     """What a leaf's day depends on: its hash, project, volume, activity odds, shape and retirement day."""
 
     uid: int
+    """The leaf's hash: with the day, it seeds each of the leaf's draws (active or not, requests, noise)."""
     project: int
+    """Its project's place in ``Organisation.projects``."""
     base: float
+    """Its volume: an active day's requests on average, before the weekday and growth factors (the project's weight
+    already applied); a gauge's level once the history has fully grown."""
     p_active: float
+    """The chance that the leaf is active on a day."""
     shape: Shape
     until: int | None
+    """The Unix day number from which the leaf is gone (its project archived or its key deleted); ``None``: never."""
 
 
 def _words(parts: Sequence[int | Words]) -> list[Words]:

@@ -91,10 +91,15 @@ _HOUR_DAYS: Final = 32
 
 @dataclass(frozen=True, slots=True)
 class Project:
+    """A synthetic project: its ids, and what its leaves' volume and hours of the day depend on."""
+
     id: str
     index: int
+    """Its place in ``Organisation.projects`` (a leaf rule names its project by it)."""
     weight: float
+    """What its leaves' volume is multiplied by, ``1 / (index + 1) ** 0.8``: the first projects are the busiest."""
     utc_offset: int
+    """Its users' hours from UTC: their working day (busiest about 14:00 local) shapes its leaves' hourly buckets."""
     users: tuple[str, ...]
     api_keys: tuple[str, ...]
     vector_stores: tuple[str, ...]

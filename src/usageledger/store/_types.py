@@ -85,22 +85,28 @@ class StreamMark:
 
 @dataclass(frozen=True, slots=True)
 class StreamState:
-    """A row of ``streams``."""
+    """A row of ``streams``: one stream of one org, and where its syncs have got to."""
 
     org: str
     stream: str
+    """The stream's id (:attr:`usageledger.store.streams.Stream.id`), e.g. ``completions.1d.project_id+model``."""
     endpoint: str
     bucket_width: str
     group_by: tuple[str, ...]
     filters: str
+    """The filters as canonical JSON (:attr:`usageledger.store.streams.Stream.filters_json`)."""
     is_default: bool
+    """The endpoint's default stream: daily, the catalogue's default grouping, unfiltered."""
     watermark: int | None
+    """The start of the first bucket not yet known to be complete (Unix time); ``None``: not set yet."""
     last_run_id: str | None
     last_run_at: int | None
     last_status: str | None
+    """``running``, ``ok``, ``failed``, ``interrupted`` or ``abandoned``; ``None``: no run yet."""
     last_error: str | None
     row_count: int
     last_counts: UpsertCounts
+    """What the last run wrote to the stream."""
 
 
 @dataclass(frozen=True, slots=True)
