@@ -88,3 +88,29 @@ def test_doctor_names_a_brief_writer_for_what_it_is(demo_store_copy: Path) -> No
     assert [f.status for f in found] == ["warn"]
     assert f"being written by a running credit add (PID {os.getpid()})" in found[0].finding
     assert "once the credit add has finished" in found[0].fix
+
+
+def test_a_writer_waits_for_a_store_another_is_creating_and_never_calls_it_foreign(tmp_path: Path) -> None:
+    """Two syncs started at once on a new path: the first has made the file, not yet its header, when the second
+    looks. The second read the header before taking the writer lock and said the file "is not a DuckDB database
+    file"; now it reads it under the lock, after the first has written the store whole."""
+    import duckdb
+
+    from usageledger.store import open_store
+
+    store = str(tmp_path / "new.duckdb")
+    first = WriterLock.acquire(store, brief="credit add")
+    Path(store).touch()  # made, its header not written yet
+
+    def finish_the_store() -> None:
+        os.unlink(store)
+        duckdb.connect(store).close()
+        first.release()
+
+    timer = threading.Timer(0.5, finish_the_store)
+    timer.start()
+    try:
+        with open_store(store, brief="close") as opened:
+            assert opened.applied_migrations()
+    finally:
+        timer.join()

@@ -104,8 +104,6 @@ class DuckDBStore(BaseStore):
                 self._con = self._open_reader()
             else:
                 _check_location(self.path)
-                if os.path.exists(self.path):
-                    _check_header(self.path)
                 # Lock files this open creates are removed again if it fails (a typo must leave nothing behind).
                 fresh = [self.path + s for s in (LOCK_SUFFIX, READERS_SUFFIX) if not os.path.exists(self.path + s)]
                 try:
@@ -119,6 +117,10 @@ class DuckDBStore(BaseStore):
                 # ... and so are those of an open whose store is then refused (another program's file, a newer
                 # schema: see _release_files).
                 self._fresh = fresh
+                # The header is read under the writer lock: before it, a file another sync is creating this moment
+                # may not have its header yet, and was refused as "not a DuckDB database file".
+                if os.path.exists(self.path):
+                    _check_header(self.path)
                 self._con = self._open_writer()
                 foreign = foreign_tables(self._con)
                 if foreign:
