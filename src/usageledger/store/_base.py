@@ -215,6 +215,11 @@ class BaseStore(ABC):
         One transaction: a store is never left between two migrations (an upgrade that fails leaves the store as
         it was, and a reader never sees it half-way), and a new store is made in one commit, not one per step.
         """
+        if not migrations.pending(self.applied_migrations()):
+            # Every open of a current store comes here: it reads what was applied and writes nothing (no lock, no
+            # DDL). A migration that another process commits meanwhile is its own; one that is pending is applied
+            # below, where what is pending is read again under the lock.
+            return []
         applied_now: list[str] = []
         with self.transaction():
             self._migration_lock()  # another process may have migrated meanwhile: what is pending is read under it
@@ -240,8 +245,9 @@ class BaseStore(ABC):
         """Names of the applied migrations, in the order they ran; a :class:`StoreError` when a newer usageledger
         made the store (it lists a migration this code does not know): every command, reading or writing, asks this
         before anything else, so none reads a schema it does not know or migrates over it."""
-        tables = self._table_columns()
-        if "schema_migrations" not in tables:
+        if not self.query(
+            f"SELECT 1 FROM information_schema.tables WHERE table_name = 'schema_migrations' AND {self.this_schema}"
+        ):
             return []
         applied = [r[0] for r in self.query("SELECT name FROM schema_migrations ORDER BY seq")]
         newer = migrations.unknown(applied)
