@@ -21,6 +21,7 @@ pytest_plugins: list[str] = [
     "fixtures.stores",
     "fixtures.scheduling",
     "fixtures.zygote",
+    "fixtures.cli_runner",
 ]
 
 # Modules whose tests start processes (CLI runs, emulator servers, kills), a browser or PostgreSQL, or fuzz at length:
