@@ -6,6 +6,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# No example may fail for taking long: hypothesis's default 200 ms deadline is a timed assertion, and on a busy
+# two-core machine running four workers a plain decode took 293 ms once and failed the suite. What the tests check is
+# behaviour; speed is measured in bench/.
+settings.register_profile("usageledger", deadline=None)
+settings.load_profile("usageledger")
 
 # pytest-xdist's workers export COLUMNS=80 and LINES=24, and rich fixes a console's size for good when it is created
 # with both set, which would pin the CLI's consoles (made at import) to 80 columns whatever a test asks for. The
