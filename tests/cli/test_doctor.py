@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -23,12 +24,12 @@ CLOCK: Final = float(EMULATOR_NOW)
 
 
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory with a migrated DuckDB store and a valid 0600 config that points at it."""
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[str, Path], str]) -> Path:
+    """A working directory with a migrated DuckDB store (a copy of the migrated template) and a valid 0600 config
+    that points at it."""
     monkeypatch.chdir(tmp_path)
     store = tmp_path / "ledger.duckdb"
-    with open_store(store):
-        pass
+    new_store("duckdb", store)
     write_default_config(tmp_path / "usageledger.toml", store_url=str(store))
     return tmp_path
 
