@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -220,6 +221,31 @@ def test_an_empty_duckdb_file_becomes_a_store(tmp_path: Path) -> None:
     duckdb.connect(str(path)).close()
     with open_store(str(path)) as store:
         assert store.applied_migrations()
+
+
+
+def test_opening_a_current_store_writes_nothing(
+    tmp_path: Path, new_store: Callable[[str, Path], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command opens its store, and a current one has nothing to migrate: the open reads what was applied and
+    runs no statement (it ran a `CREATE TABLE IF NOT EXISTS` in a write transaction each time). A store with a
+    migration pending is still migrated, under the lock."""
+    path = new_store("duckdb", tmp_path / "current.duckdb")
+    ran: list[str] = []
+    real = DuckDBStore.execute
+
+    def execute(self: DuckDBStore, sql: str, params: Sequence[object] = ()) -> int:
+        ran.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(DuckDBStore, "execute", execute)
+    with open_store(path) as store:
+        assert ran == []
+        store.execute("DELETE FROM schema_migrations WHERE name = %s", [migrations.MIGRATIONS[-1].name])
+    ran.clear()
+    with open_store(path) as store:
+        assert any("INSERT INTO schema_migrations" in sql for sql in ran), ran
+        assert store.pending_migrations() == []
 
 
 DAY = 86_400
