@@ -223,7 +223,6 @@ def test_an_empty_duckdb_file_becomes_a_store(tmp_path: Path) -> None:
         assert store.applied_migrations()
 
 
-
 def test_opening_a_current_store_writes_nothing(
     tmp_path: Path, new_store: Callable[[str, Path], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
