@@ -106,9 +106,8 @@ def _family(endpoint: Endpoint) -> Family:
     atoms = tuple(n for n in metric_names if n not in derived)
     fields = tuple((n, tuple(atoms.index(a) for a in derived.get(n, (n,)))) for n in metric_names)
     driver = next((atoms.index(d) for d in _DRIVERS if d in atoms), 0)
-    return Family(
-        endpoint, atoms, fields, driver, any(c.level for c in endpoint.metrics)
-    )  # a gauge: the catalogue's level
+    gauge = any(c.level for c in endpoint.metrics)  # a level, not a count: the catalogue says which
+    return Family(endpoint, atoms, fields, driver, gauge)
 
 
 FAMILIES: Final[Mapping[str, Family]] = {e.name: _family(e) for e in catalogue.USAGE_ENDPOINTS}
