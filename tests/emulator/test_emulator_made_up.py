@@ -2,19 +2,21 @@
 catalogue record alone (issue 10: adding an endpoint is one catalogue record plus one result model, no emulator edit).
 
 The records here are made up and never registered: each is a :class:`~usageledger.catalogue.Endpoint` built in the
-test and handed to a :class:`SyntheticSource` of its own beside the catalogue's families.
+test and handed to a :class:`SyntheticSource` of its own beside the catalogue's families. Their names start with
+``made_up_`` so that no catalogue endpoint (nor a branch of ``_build_leaves``, chosen by name) ever shares one.
 """
 
 from __future__ import annotations
 
 import re
 
+import msgspec
 import numpy as np
 import pytest
 
 from usageledger import catalogue, models
 from usageledger.catalogue import Column, Endpoint, Filter
-from usageledger.emulator import EmulatorConfig
+from usageledger.emulator import EmulatorConfig, results
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, Family, _family, interval
 from usageledger.emulator.daily import Ints
 from usageledger.emulator.org import SyntheticSource
@@ -23,6 +25,7 @@ from usageledger.emulator.results import ResultBuilder
 from fixtures.emulator import EMULATOR_NOW
 
 TODAY = EMULATOR_NOW - EMULATOR_NOW % DAY
+ENCODE = msgspec.json.Encoder(decimal_format="number").encode
 CONFIG = EmulatorConfig(seed=11, days=40, projects=3, users=6, models=4, now=EMULATOR_NOW)
 PER_KEY = (Filter("project_ids", "project_id"), Filter("user_ids", "user_id"), Filter("api_key_ids", "api_key_id"))
 
@@ -45,7 +48,7 @@ def made_up(name: str, group_by: tuple[str, ...], metrics: tuple[Column, ...], *
 ENDPOINTS = (
     # two atoms (a per-request amount), a closed-value filter, a bool, a model and a field nothing else names
     made_up(
-        "realtime_sessions",
+        "made_up_sessions",
         ("project_id", "user_id", "api_key_id", "model", "modality", "batch", "agent_id"),
         (Column("num_sessions", "int", "metric", True), Column("audio_seconds", "int", "metric", True)),
         Filter("models", "model"),
@@ -53,12 +56,14 @@ ENDPOINTS = (
         Filter("batch", "batch", kind="bool"),
     ),
     # completions' token metrics: the chat shape, with its derived sums
-    made_up("responses", ("project_id", "model", "service_tier", "api_source"), catalogue.get("completions").metrics),
+    made_up(
+        "made_up_tokens", ("project_id", "model", "service_tier", "api_source"), catalogue.get("completions").metrics
+    ),
     # one count
-    made_up("computer_use_calls", ("project_id", "api_key_id"), (Column("num_requests", "int", "metric", True),)),
+    made_up("made_up_calls", ("project_id", "api_key_id"), (Column("num_requests", "int", "metric", True),)),
     # a level, not a flow
     made_up(
-        "file_storage",
+        "made_up_storage",
         ("project_id", "vector_store_id"),
         (Column("stored_bytes", "int", "metric", True, level=True),),
     ),
@@ -68,6 +73,7 @@ ENDPOINTS = (
 @pytest.fixture(scope="module")
 def source() -> SyntheticSource:
     """The organisation with the catalogue's families and the made-up ones."""
+    assert not {e.name for e in ENDPOINTS} & set(FAMILIES)  # made up: beside the catalogue's, never instead
     families = {**FAMILIES, **{e.name: _family(e) for e in ENDPOINTS}}
     return SyntheticSource(CONFIG, EMULATOR_NOW, families=families)
 
@@ -148,3 +154,24 @@ def test_a_made_up_endpoint_moves_nothing_of_the_others(source: SyntheticSource)
         b = source.day_block(family, day, EMULATOR_NOW, together=True)
         assert a is not None and b is not None
         assert np.array_equal(a[2][a[1]], b[2][b[1]]) and np.array_equal(a[3][a[1]], b[3][b[1]])
+
+
+def test_made_up_endpoints_bill_nothing_and_storage_is_still_billed(
+    source: SyntheticSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Costs as if the catalogue held the made-up endpoints: they have no prices, so the costs are the catalogue's
+    own, on the numpy path and the per-leaf one; a second level endpoint once took vector store storage's place in
+    the numpy path (which billed any level as storage) and the storage amounts vanished."""
+    day = TODAY - 3 * DAY
+    groupings = (("project_id", "line_item"), ("line_item",), ())
+    alone = ResultBuilder(SyntheticSource(CONFIG, EMULATOR_NOW))
+    want = [ENCODE({"results": alone.costs(day, day + DAY, g, (), EMULATOR_NOW)}) for g in groupings]
+    assert b"vector store storage" in want[1]
+    monkeypatch.setattr(results, "FAMILIES", source.families)
+    fast, plain = ResultBuilder(source), ResultBuilder(source)
+    plain._arrays = None
+    for group_by, expected in zip(groupings, want, strict=True):
+        got = fast.costs(day, day + DAY, group_by, (), EMULATOR_NOW)
+        assert isinstance(got, msgspec.Raw)  # the numpy path
+        assert ENCODE({"results": got}) == expected, group_by
+        assert ENCODE({"results": plain.costs(day, day + DAY, group_by, (), EMULATOR_NOW)}) == expected, group_by
