@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -81,6 +81,12 @@ _IMAGE_SOURCES: Final = {
     "dall-e-2": ("image.generation", "image.edit", "image.variation"),
 }
 _ALNUM: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_MADE_UP_LEAVES: Final = 6
+"""Leaves per project of an endpoint that ``_build_leaves`` has no branch for (fewer where their fields repeat)."""
+_MADE_UP_IDS: Final = 3
+"""Made-up values per project of a string field that nothing else names (``session_id``: ``session_`` and 12 hex)."""
+_PER_REQUEST_GUESS: Final = (("tokens", 800.0), ("characters", 500.0), ("seconds", 60.0), ("bytes", 1048576.0))
+"""A made-up endpoint's second metric per request (or its level, for a gauge), by how the metric's name ends."""
 _VARIANTS: Final = 16
 _BLOCK_DAYS: Final = 32
 """Days of activity computed together (numpy, one pass per family): a 31-day page computes at most 64 days (64 or 128
@@ -169,8 +175,11 @@ _COUNT: Final = Shape("count")
 class SyntheticSource:
     """Activity of an :class:`Organisation`: lazy, deterministic, cached, with exact splits and optional revisions."""
 
-    def __init__(self, config: EmulatorConfig, anchor: int) -> None:
+    def __init__(self, config: EmulatorConfig, anchor: int, *, families: Mapping[str, Family] = FAMILIES) -> None:
+        """``families``: the usage endpoints whose activity it makes, the catalogue's by default (a test adds a made-up
+        one to show that an endpoint without a branch in ``_build_leaves`` still gets activity)."""
         self.config = config
+        self.families = families
         self.org = Organisation(config)
         self.seed = config.seed
         self.day0 = anchor // DAY - config.days
@@ -198,7 +207,7 @@ class SyntheticSource:
             _cumulative([(0.4 + 1.2 * rng.random()) * (4.0 if rng.random() < 0.05 else 1.0) for _ in range(60)])
             for _ in range(_VARIANTS)
         ]
-        for name, family in FAMILIES.items():
+        for name, family in families.items():
             self._leaves[name] = self._build_leaves(family, random.Random(mix(config.seed, 31, len(name))))
 
     @staticmethod
@@ -310,8 +319,77 @@ class SyntheticSource:
             elif name == "vector_stores":
                 size = len(project.vector_stores) * rng.randint(40, 900) * 1024 * 1024
                 add({"project_id": project.id}, float(size), _COUNT)
-            else:  # a new catalogue endpoint without a generator still answers, with no activity
-                continue
+            else:  # an endpoint without a branch here: every project's leaves from what the catalogue says of it
+                return self._made_up_leaves(family)
+        return out
+
+    def _made_up_leaves(self, family: Family) -> list[_Leaf]:
+        """The leaves of a usage endpoint that ``_build_leaves`` has no branch for, drawn from its catalogue record.
+
+        Each project gets up to ``_MADE_UP_LEAVES`` leaves. A grouping field takes the project's own ids
+        (``project_id``, ``user_id``, ``api_key_id``, ``vector_store_id``), a chat model (``model``, by popularity), a
+        service tier, ``True`` or ``False`` (a ``bool`` column), one of its closed values (its filter's ``allowed``, or
+        ``catalogue.GROUP_FIELD_VALUES``), or else one of a few made-up ids per project. The shape: the chat shape
+        if the endpoint reports completions' token atoms, the requests alone if it has one atom (or is a level), else
+        a per-request amount of its first atom that is not the driver. Its draws come from a generator seeded by its
+        whole name, and its leaves' hashes mix that name in: nothing any other endpoint draws moves, and its activity
+        is not another endpoint's that has a name as long."""
+        org, endpoint = self.org, family.endpoint
+        tag = mix(*family.name.encode())
+        rng = random.Random(mix(self.seed, 37, tag))
+        types = {c.name: c.type for c in endpoint.dimensions}
+        closed = dict(catalogue.GROUP_FIELD_VALUES) | {f.field: f.allowed for f in endpoint.filters if f.allowed}
+        chat_atoms = set(FAMILIES["completions"].atoms) - {"num_model_requests"}
+        others = [a for i, a in enumerate(family.atoms) if i != family.driver]
+        chat = bool(chat_atoms & set(others))
+        amount = others[0] if others else family.atoms[0]  # the per-request metric, or a gauge's level
+        guess = next((g for end, g in _PER_REQUEST_GUESS if amount.endswith(end)), 2.0)
+        weights = [m.popularity for m in org.chat_models]
+        out: list[_Leaf] = []
+        seen: set[tuple[object, ...]] = set()
+        for project in org.projects:
+            own: dict[str, Sequence[str]] = {
+                "user_id": project.users,
+                "api_key_id": project.api_keys,
+                "vector_store_id": project.vector_stores,
+            }
+            for _ in range(_MADE_UP_LEAVES):
+                values: dict[str, object] = {}
+                spec = org.chat_models[0]
+                for dim in family.dims:
+                    if dim == "project_id":
+                        values[dim] = project.id
+                    elif dim in own:
+                        values[dim] = rng.choice(own[dim])
+                    elif dim == "model":
+                        spec = rng.choices(org.chat_models, weights=weights)[0]
+                        values[dim] = spec.name
+                    elif dim == "service_tier":
+                        values[dim] = rng.choices([t for t, _ in _TIERS], weights=[w for _, w in _TIERS])[0]
+                    elif types[dim] == "bool":
+                        values[dim] = rng.random() < 0.15
+                    elif closed.get(dim):
+                        values[dim] = rng.choice(closed[dim])
+                    else:
+                        stem = dim.removesuffix("_id")
+                        hashes = [mix(self.seed, 41, tag, *dim.encode(), project.index, k) for k in range(_MADE_UP_IDS)]
+                        values[dim] = f"{stem}_{rng.choice(hashes) % 16**12:012x}"
+                dims = tuple(values[d] for d in family.dims)
+                base = (guess * 1000.0 if family.gauge else 100.0) * (0.3 + rng.random())
+                p_active = 0.55 + 0.45 * rng.random()
+                if dims in seen:
+                    continue
+                seen.add(dims)
+                if family.gauge or not others:
+                    shape = _COUNT
+                elif chat:
+                    shape = _chat_shape(spec, bool(values.get("batch")))
+                else:
+                    shape = _per_request_shape(amount, guess)
+                uid = mix(self.seed, 103, tag, len(out), project.index)
+                until = self.retired.until(values.get("project_id"), values.get("api_key_id"))
+                rule = LeafRule(uid, project.index, base * project.weight, p_active, shape, until)
+                out.append(_Leaf(dims, rule, bool(values.get("batch"))))
         return out
 
     # --- days ----------------------------------------------------------------------------------------------
@@ -357,7 +435,7 @@ class SyntheticSource:
             parts: list[tuple[Family, int, int]] = []
             rules: list[LeafRule] = []
             # every family together: the chat families first, so the chat shape runs over their span alone
-            together = sorted(FAMILIES.values(), key=lambda f: self._kind(f) != "chat")
+            together = sorted(self.families.values(), key=lambda f: self._kind(f) != "chat")
             for fam in together if family is None else (family,):
                 leaves = self._leaves[fam.name]
                 parts.append((fam, len(rules), len(rules) + len(leaves)))

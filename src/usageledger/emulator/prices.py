@@ -19,6 +19,7 @@ from usageledger.emulator.activity import HOUR, Family
 __all__ = [
     "AMOUNT_QUANTUM",
     "QUANTITY_QUANTUM",
+    "STORAGE_ENDPOINT",
     "TOKEN_KINDS",
     "Billing",
     "LineItem",
@@ -82,6 +83,9 @@ _WEB_SEARCH_PRICES: Final[Mapping[str, str]] = {"low": "0.025", "medium": "0.027
 _FILE_SEARCH_PRICE: Final = Decimal("0.0025")  # per call
 _SESSION_PRICE: Final = Decimal("0.03")
 _STORAGE_PRICE: Final = Decimal("0.004")  # per GiB-hour
+STORAGE_ENDPOINT: Final = "vector_stores"
+"""The one level (gauge) endpoint that costs bill, by the GiB-hour; another level bills nothing, like any endpoint
+:func:`billings` does not know."""
 _DEFAULT_TOKEN_PRICE: Final[_TokenPrices] = ("1", "0.5", "1.25", "1", "4", "4")  # replayed models not in the table
 
 
@@ -153,7 +157,7 @@ def billings(family: Family, dims: Mapping[str, object]) -> list[Billing]:
 
 def line_items(family: Family, dims: Mapping[str, object], vec: tuple[int, ...], seconds: int) -> list[LineItem]:
     """The cost line items of one leaf's usage over an interval of ``seconds`` (used by storage)."""
-    if family.name == "vector_stores":
+    if family.name == STORAGE_ENDPOINT:
         gib_hours = Decimal(vec[0]) * Decimal(seconds) / Decimal(HOUR) / GIB
         out = [_item("vector store storage", "gibibyte_hours", gib_hours, _STORAGE_PRICE)]
     else:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from usageledger import catalogue
 from usageledger.catalogue import Endpoint
 from usageledger.emulator.activity import DAY, FAMILIES, HOUR, ActivitySource, Family, accumulate, interval
-from usageledger.emulator.prices import billings, line_items
+from usageledger.emulator.prices import STORAGE_ENDPOINT, billings, line_items
 from usageledger.rules import FilterValue
 
 __all__ = ["ResultBuilder", "filters_key"]
@@ -496,7 +496,8 @@ class ResultBuilder:
             projects, api_keys, users = column("project_id"), column("api_key_id"), column("user_id")
             sources = [s or "unlabeled" for s in column("api_source")]
             what: Iterator[tuple[object, ...]]
-            if family.gauge:  # storage: one line item, priced by time (see _block_quantities)
+            stored = family.name == STORAGE_ENDPOINT  # not any level: another one bills nothing
+            if stored:  # storage: one line item, priced by time (see _block_quantities)
                 what = iter([(family.name,)] * n)
             else:
                 what = zip(column("model"), column("batch"), column("size"), column("context_level"), strict=True)
@@ -507,7 +508,7 @@ class ResultBuilder:
                 if number is None:
                     number = plans[plan] = len(names)
                     plan_first.append(len(lines))
-                    if family.gauge:
+                    if stored:
                         names.append([_STORAGE])
                         lines.append((0, ()))
                     else:
@@ -544,7 +545,7 @@ class ResultBuilder:
         families: list[tuple[Family, int, int, Ints]] = []
         storage: tuple[Family, int] | None = None
         for (family, _, _), first, end in zip(spans, [0, *ends], ends, strict=False):
-            if family.gauge:
+            if family.name == STORAGE_ENDPOINT:
                 storage = (family, first)
             else:
                 families.append((family, first, end, table[first:end]))
