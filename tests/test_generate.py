@@ -1,8 +1,8 @@
 """``scripts/generate``: the code the catalogue determines is checked in exactly as the generator writes it.
 
 Adding an endpoint is one catalogue record plus one result model; ``scripts/generate`` then writes the typed
-client methods, the seed-style ``UsageApi`` methods and the CLI filter options. These tests fail when a generated
-file was edited by hand or the catalogue changed without rerunning the generator.
+client methods, the seed-style ``UsageApi`` methods, the CLI filter options and the store's next catalogue version.
+These tests fail when a generated file was edited by hand or the catalogue changed without rerunning the generator.
 """
 
 from __future__ import annotations
