@@ -1,12 +1,13 @@
 """``scripts/generate``: the code the catalogue determines is checked in exactly as the generator writes it.
 
 Adding an endpoint is one catalogue record plus one result model; ``scripts/generate`` then writes the typed
-client methods, the seed-style ``UsageApi`` methods and the CLI filter options. These tests fail when a generated
-file was edited by hand or the catalogue changed without rerunning the generator.
+client methods, the seed-style ``UsageApi`` methods, the CLI filter options and the store's next catalogue version.
+These tests fail when a generated file was edited by hand or the catalogue changed without rerunning the generator.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -76,3 +77,76 @@ def test_no_locals_glue_and_no_runtime_signatures() -> None:
         text = path.read_text()
         assert re.search(r"\blocals\(\)", text) is None, path
         assert "__signature__" not in text, path
+
+
+VERSIONS = "src/usageledger/store/_catalogue_versions.py"
+
+
+def _with_generator(snippet: str) -> subprocess.CompletedProcess[str]:
+    """Run ``snippet`` in a fresh interpreter with the generator loaded as ``g`` (it replaces the ``usageledger``
+    package in ``sys.modules``, which this process must keep)."""
+    load = (
+        "import importlib.machinery, importlib.util, json, sys\n"
+        f"loader = importlib.machinery.SourceFileLoader('generate', {str(GENERATE)!r})\n"
+        "g = importlib.util.module_from_spec(importlib.util.spec_from_loader('generate', loader))\n"
+        "loader.exec_module(g)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", load + snippet], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def _versions_of(text: str) -> dict[int, str]:
+    namespace: dict[str, object] = {}
+    exec(text, namespace)
+    versions = namespace["VERSIONS"]
+    assert isinstance(versions, dict)
+    return versions
+
+
+def test_a_catalogue_change_appends_a_version_and_the_checked_in_file_is_stale() -> None:
+    """A changed catalogue digest, fed to the generator (the real catalogue is left alone): the versions file gets
+    the next version with it, every released one kept as it was, so the checked-in file differs from what the
+    generator writes and test_regenerating_changes_no_file fails until scripts/generate is rerun."""
+    done = _with_generator("print(g.ruff_format(g.versions_file('0123456789ab'), g.VERSIONS_PATH), end='')")
+    assert done.returncode == 0, done.stderr
+    checked_in = (ROOT / VERSIONS).read_text()
+    before = _versions_of(checked_in)
+    assert done.stdout != checked_in
+    assert _versions_of(done.stdout) == {**before, max(before) + 1: "0123456789ab"}
+    assert done.stdout.startswith(HEADER)
+
+
+def test_versions_only_grow() -> None:
+    """The same digest adds nothing; a catalogue changed and changed back gets a new version with its old digest
+    (a number is never reused, so the older code still refuses the newer store)."""
+    done = _with_generator("print(json.dumps([g.catalogue_versions({1: 'a', 2: 'b'}, d) for d in 'bac']))")
+    assert done.returncode == 0, done.stderr
+    same, changed_back, changed = json.loads(done.stdout)
+    assert same == {"1": "a", "2": "b"}
+    assert changed_back == {"1": "a", "2": "b", "3": "a"}
+    assert changed == {"1": "a", "2": "b", "3": "c"}
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (None, "is missing"),
+        ("VERSIONS: Final = {1: 'd70e40e65e21',", "cannot be read"),
+        ("VERSIONS: Final = {1: 'd70e40e65e21', 3: '07b6af6bf7e9'}", "numbered 1, 2, ... in order"),
+        ("VERSIONS: Final = {}", "numbered 1, 2, ... in order"),
+        ("VERSIONS: Final = {1: 'd70e40e65e21', 2: 'by hand'}", "12-hex digests"),
+        ("OTHER: Final = {1: 'd70e40e65e21'}", "numbered 1, 2, ... in order"),
+    ],
+    ids=["missing", "broken", "gap", "empty", "not-a-digest", "no-versions"],
+)
+def test_a_missing_or_broken_versions_file_is_refused(tmp_path: Path, text: str | None, says: str) -> None:
+    """The versions are history, not derived: the generator refuses to rewrite them from nothing or over a broken
+    file (that would renumber released versions) and says in one line to restore the file from git."""
+    path = tmp_path / "_catalogue_versions.py"
+    if text is not None:
+        path.write_text(text)
+    done = _with_generator(f"g.read_versions(__import__('pathlib').Path({str(path)!r}))")
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert says in line and f"git checkout -- {VERSIONS}" in line, line

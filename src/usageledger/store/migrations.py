@@ -4,11 +4,19 @@ one transaction.
 The list only ever grows: a released migration is never edited. Endpoint tables and views are derived from the
 catalogue, so a catalogue change (a new endpoint or column) is picked up by the ``catalogue`` step, recorded under
 a name that carries :data:`CATALOGUE_VERSION` and a digest of the derived schema
-(``0002_catalogue_v1_<digest>``): adding an endpoint needs no hand-written migration, only the version raised
-(``tests/store/test_store_lifecycle.py`` pins the digest of each version, and fails until it is). The version tells
-an older catalogue from a newer one, which a digest cannot: a store whose catalogue step has a higher version was
-made by a newer usageledger and is refused, as a hand-written migration this code does not know is. Names without
-a version (``0002_catalogue_<digest>``) were recorded before versions, by an older usageledger.
+(``0002_catalogue_v1_<digest>``): adding an endpoint needs no hand-written migration and no hand edit here. The
+version tells an older catalogue from a newer one, which a digest cannot: a store whose catalogue step has a higher
+version was made by a newer usageledger and is refused, as a hand-written migration this code does not know is.
+Names without a version (``0002_catalogue_<digest>``) were recorded before versions, by an older usageledger.
+
+The versions are data that ``scripts/generate`` writes (``store/_catalogue_versions.py``, :data:`CATALOGUE_VERSIONS`):
+every version's digest in order, the newest being this catalogue's. When :func:`catalogue_digest` is not the newest
+version's digest, the generator appends the next version with it; it never changes or drops one, as released
+versions are recorded in stores. So a catalogue changed and changed back gets a new version with its old digest
+(``{1: a, 2: b, 3: a}``; a number is never reused). A catalogue changed without rerunning the generator fails
+``tests/test_generate.py`` (the file would change) and ``tests/store/test_store_lifecycle.py`` (the newest digest is
+not this catalogue's); a versions file missing or out of order is refused by the generator, and one with a released
+version dropped or changed by hand fails the lifecycle test, which pins the released digests.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from usageledger.store import closes, credit, directory, revisions, watermarks
+from usageledger.store._catalogue_versions import VERSIONS as CATALOGUE_VERSIONS
 from usageledger.store.schema import Dialect, q, tables
 
 __all__ = [
     "CATALOGUE_PREFIX",
     "CATALOGUE_VERSION",
+    "CATALOGUE_VERSIONS",
     "MIGRATIONS",
     "Migration",
     "all_names",
@@ -185,8 +195,9 @@ def catalogue_digest() -> str:
 CATALOGUE_PREFIX: Final = "0002_catalogue_"
 """How the catalogue step's name starts; the version and the digest follow."""
 
-CATALOGUE_VERSION: Final = 2
-"""Raised by one with every change of :func:`catalogue_digest` (a test pins each version's digest)."""
+CATALOGUE_VERSION: Final = max(CATALOGUE_VERSIONS)
+"""The newest catalogue version, whose digest is :func:`catalogue_digest` (``scripts/generate`` appends a version
+with every change of it, in ``store/_catalogue_versions.py``)."""
 
 _VERSIONED: Final = re.compile(r"v([0-9]+)_[0-9a-f]+")
 
