@@ -1,0 +1,42 @@
+"""The data-moving commands (query, sync, export, demo, init, doctor) used in a hurry: the cases that went wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("csv", "usage.csv"), ("parquet", "usage.parquet"), ("csv", "u.JSONL")])
+def test_an_export_of_every_endpoint_to_a_file_name_is_refused_not_made_a_folder(
+    fmt: str, name: str, demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export -o usage.csv` of every endpoint made a folder named usage.csv holding twelve files; a name that says
+    one file is refused now, naming --output, the folder to give instead and --endpoint, and nothing is
+    made. A name with a trailing slash, or without a file suffix, is still the folder of one file per endpoint."""
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", fmt, "-o", name])
+    assert done.exit_code == 1, done.output
+    stem = name.rpartition(".")[0]
+    assert done.stderr == (
+        f"error: --output: {name} is named as one file, but {fmt} of 12 endpoints writes a directory of files;"
+        f" pass a directory ({stem}/), or one --endpoint for one file\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    for folder in (f"{name}/", stem):
+        made = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", fmt, "-o", folder])
+        assert made.exit_code == 0, made.output
+        assert len(list(Path(folder).iterdir())) == 12
+
+
+def test_every_endpoint_as_csv_to_stdout_names_the_flag(demo_store: Path) -> None:
+    """`export -f csv` of a whole store to stdout said "csv to stdout holds one endpoint", naming no flag."""
+    done = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", "csv"])
+    assert done.exit_code == 1, done.output
+    assert done.stderr.startswith("error: --endpoint: csv to stdout holds one endpoint, and 12 are chosen; "), (
+        done.stderr
+    )
+    assert done.stdout == ""
