@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from usageledger.cli import app
+from usageledger.store import open_store
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("csv", "usage.csv"), ("parquet", "usage.parquet"), ("csv", "u.JSONL")])
@@ -40,3 +41,29 @@ def test_every_endpoint_as_csv_to_stdout_names_the_flag(demo_store: Path) -> Non
         done.stderr
     )
     assert done.stdout == ""
+
+
+def test_the_demo_run_again_with_another_seed_names_the_seed_not_an_admin_key(tmp_path: Path) -> None:
+    """`demo --seed 1` then `demo` on the same store said "the admin key belongs to another organization ... give
+    it demo's own admin key", though the demo takes no key: it names --seed and `demo --remove` now, and writes
+    nothing; run again with its own seed, the demo syncs on."""
+    store = str(tmp_path / "d.duckdb")
+    first = CliRunner().invoke(app, ["demo", "--days", "1", "--seed", "1", "--store", store])
+    assert first.exit_code == 0, first.output
+    before = _rows(store)
+    other = CliRunner().invoke(app, ["demo", "--days", "1", "--store", store])
+    assert other.exit_code == 1, other.output
+    assert other.stderr.startswith(f"error: org 'demo': {store} holds a demo made with another --seed: "), other.stderr
+    assert other.stderr.endswith(
+        f"pass the --seed it was made with, remove it first with `usageledger demo --remove --store {store}`, or use"
+        " another --store; nothing was synced\n"
+    )
+    assert "admin key" not in other.stderr
+    assert _rows(store) == before
+    again = CliRunner().invoke(app, ["demo", "--days", "1", "--seed", "1", "--store", store])
+    assert again.exit_code == 0, again.output
+
+
+def _rows(store: str) -> list[tuple[object, ...]]:
+    with open_store(store) as opened:
+        return opened.query("SELECT org, COUNT(*), SUM(amount_value) FROM costs GROUP BY org")
