@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from usageledger.cli import app
 from usageledger.store import open_store
 
+from fixtures.leaks import assert_no_secret, canary_key
+
 
 @pytest.mark.parametrize(("fmt", "name"), [("csv", "usage.csv"), ("parquet", "usage.parquet"), ("csv", "u.JSONL")])
 def test_an_export_of_every_endpoint_to_a_file_name_is_refused_not_made_a_folder(
@@ -67,3 +69,26 @@ def test_the_demo_run_again_with_another_seed_names_the_seed_not_an_admin_key(tm
 def _rows(store: str) -> list[tuple[object, ...]]:
     with open_store(store) as opened:
         return opened.query("SELECT org, COUNT(*), SUM(amount_value) FROM costs GROUP BY org")
+
+
+@pytest.mark.parametrize("written", ['\\"{key}\\"', "{key} x", "'{key}'\\n"])
+def test_doctor_fixes_a_malformed_config_key_in_the_config_not_the_variable(
+    written: str, tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config `api_key` pasted with quotes or a stray word failed the key check with the fix "export
+    OPENAI_ADMIN_KEY=sk-admin-... again", a variable the key was never read from; the fix names the config's
+    api_key now. The key is never shown."""
+    monkeypatch.chdir(tmp_path)
+    key = canary_key()
+    config = tmp_path / "usageledger.toml"
+    config.write_text(f'[[orgs]]\nname = "acme"\napi_key = "{written.format(key=key)}"\n')
+    config.chmod(0o600)
+    done = CliRunner().invoke(app, ["doctor", "--base-url", emulator_url, "--store", str(tmp_path / "s.duckdb")])
+    assert done.exit_code == 1, done.output
+    lines = done.stdout.splitlines()
+    failed = next(i for i, line in enumerate(lines) if line.startswith("✗ key (acme): "))
+    assert lines[failed + 1].strip() == (
+        "fix: write api_key of org 'acme' in usageledger.toml again, exactly as issued, or remove it and export "
+        "OPENAI_ADMIN_KEY=sk-admin-..."
+    )
+    assert_no_secret({"stdout": done.stdout, "stderr": done.stderr}, key)
