@@ -111,12 +111,13 @@ def test_a_webhook_host_that_does_not_encode_is_refused_in_one_line(host: str, t
 def test_an_empty_group_by_part_is_refused_not_dropped(
     command: str, value: str, emulator_url: str, tmp_path: Path
 ) -> None:
-    """`--group-by ',model'` is refused naming the flag, as `--project-ids ',,'` is, and no store is created."""
+    """`--group-by ',model'` is refused naming the flag, as `--project-ids ',,'` is (bad input: exit 2, as that
+    one), and no store is created."""
     store = tmp_path / "g.duckdb"
     argv = ["query", "completions", "--start", "2d", "-f", "csv"] if command == "query" else ["sync", "-q"]
     argv += ["--group-by", value] + (["--store", str(store), "-e", "completions"] if command == "sync" else [])
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}).invoke(app, argv)
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert f"--group-by: '{value}' holds an empty value" in done.output
     assert not store.exists()
 
@@ -441,7 +442,7 @@ def test_a_sync_setting_far_out_of_range_is_refused(flag: str, value: str, limit
     """`--lag-days 100000` would re-read the API's whole history on every run; it is refused, naming the bound."""
     store = tmp_path / "u.duckdb"
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, ["sync", "--store", str(store), flag, value])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert f"{flag}: must be at most {limit}, got {value}" in done.output, done.output
     assert not store.exists()
 
@@ -456,10 +457,10 @@ def test_the_demo_reports_the_same_30_days_as_report(tmp_path: Path) -> None:
     first_line = report.output.splitlines()[0]
     assert first_line.split("  ")[0] in demo.output, (first_line, demo.output)
     refused = CliRunner().invoke(app, ["demo", "--store", store, "--days", "0"])
-    assert refused.exit_code == 1 and "--days: must be at least 1" in refused.output
+    assert refused.exit_code == 2 and "--days: must be at least 1" in refused.output
     # `--days 100000` synced 200,000 days of buckets (for hours); past its org's history it is refused at once
     huge = CliRunner().invoke(app, ["demo", "--store", str(tmp_path / "huge.duckdb"), "--days", "100000"])
-    assert huge.exit_code == 1 and huge.output.startswith("error: --days: at most 200, got 100,000"), huge.output
+    assert huge.exit_code == 2 and huge.output.startswith("error: --days: at most 200, got 100,000"), huge.output
     assert not (tmp_path / "huge.duckdb").exists()
 
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from usageledger.cli import app
 from usageledger.store import open_store
 
+from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.leaks import assert_no_secret, canary_key
 
 
@@ -92,3 +93,26 @@ def test_doctor_fixes_a_malformed_config_key_in_the_config_not_the_variable(
         "OPENAI_ADMIN_KEY=sk-admin-..."
     )
     assert_no_secret({"stdout": done.stdout, "stderr": done.stderr}, key)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["sync", "-q", "-e", "costs,,images"], "--endpoint: 'costs,,images' holds an empty value; "),
+        (["sync", "-q", "--org", ","], "--org: ',' holds an empty value; "),
+        (["export", "-e", "costs,"], "--endpoint: 'costs,' holds an empty value; "),
+        (["query", "costs", "--start", "2d", "--group-by", ",line_item"], "--group-by: ',line_item' holds an empty"),
+        (["demo", "--days", "0"], "--days: must be at least 1, got 0"),
+    ],
+)
+def test_a_bad_flag_value_of_a_data_command_exits_2_as_every_bad_input(
+    argv: list[str], said: str, tmp_path: Path, emulator_url: str
+) -> None:
+    """`sync -e 'costs,,images'` and `demo --days 0` exited 1 (as `--concurrency 0` did), as a failed run does, where
+    `--project-ids ',,'` and every other bad value exit 2: one line naming the flag, exit 2, and no store made."""
+    store = tmp_path / "s.duckdb"
+    env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
+    done = CliRunner(env=env).invoke(app, [*argv, *([] if argv[0] == "query" else ["--store", str(store)])])
+    assert done.exit_code == 2, done.output
+    assert done.stderr.startswith(f"error: {said}"), done.stderr
+    assert len(done.stderr.splitlines()) == 1 and not store.exists()

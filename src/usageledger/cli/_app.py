@@ -578,13 +578,16 @@ def home_expanded(values: dict[str, object]) -> dict[str, object]:
 def comma_list(flag: str, values: typing.Iterable[str] | None) -> list[str] | None:
     """A list flag given repeated or as a comma list (``--group-by a,b``), ``None`` when not given.
 
-    An empty part (``--group-by ',model'``, ``a,,b``) is refused like an empty value, never silently dropped.
+    An empty part (``--group-by ',model'``, ``a,,b``) is refused like an empty value, never silently dropped: bad
+    input, exit 2, as ``--project-ids ',,'`` is.
     """
     if values is None:
         return None
     parts = [part.strip() for value in values for part in value.split(",")]
     if not all(parts):
-        raise fail(f"{flag}: {','.join(values)!r} holds an empty value; give non-empty values, or leave {flag} out")
+        raise ParameterError(
+            flag, f"{','.join(values)!r} holds an empty value; give non-empty values, or leave {flag} out"
+        )
     return parts
 
 

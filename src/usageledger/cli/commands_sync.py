@@ -426,9 +426,9 @@ def sync_command(
     ]
     settings = config.sync
     if lag_days is not None:
-        settings = replace(settings, lag_days=check_sync_int("lag_days", lag_days, name="--lag-days"))
+        settings = replace(settings, lag_days=_flag_int("lag_days", lag_days, "--lag-days"))
     if concurrency is not None:
-        settings = replace(settings, concurrency=check_sync_int("concurrency", concurrency, name="--concurrency"))
+        settings = replace(settings, concurrency=_flag_int("concurrency", concurrency, "--concurrency"))
     options = settings.to_options(
         since=since_at,
         until=until_at,
@@ -477,6 +477,15 @@ def sync_command(
         _app.console.print(_summary(result))
     if not result.ok:
         raise fail("; ".join(result.errors) or "the sync did not finish")
+
+
+def _flag_int(key: str, value: int, flag: str) -> int:
+    """A ``[sync]`` setting given as a flag, by the config's rule (:func:`check_sync_int`); out of range it is bad
+    input, exit 2, where the same value in the config file is a config error."""
+    try:
+        return check_sync_int(key, value, name=flag)
+    except ConfigError as exc:
+        raise ParameterError(flag, str(exc).removeprefix(f"{flag}: ")) from None
 
 
 def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: int, quiet: bool) -> None:
