@@ -11,6 +11,7 @@ from usageledger.cli import app
 from usageledger.store import open_store
 
 from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
 from fixtures.leaks import assert_no_secret, canary_key
 
 
@@ -116,3 +117,23 @@ def test_a_bad_flag_value_of_a_data_command_exits_2_as_every_bad_input(
     assert done.exit_code == 2, done.output
     assert done.stderr.startswith(f"error: {said}"), done.stderr
     assert len(done.stderr.splitlines()) == 1 and not store.exists()
+
+
+def test_a_base_url_without_v1_over_a_synced_store_is_named_not_blamed_on_the_key(
+    tmp_path: Path, emulator_url: str
+) -> None:
+    """`sync --base-url http://127.0.0.1:PORT` (no /v1) into a store that already holds the org said "the admin key
+    belongs to another organization ... set OPENAI_ADMIN_KEY to default's own admin key": the known projects were
+    asked for under the wrong path, and 404'd. The run now meets the 404 and names the base URL's fix; the store
+    keeps its rows."""
+    store = str(tmp_path / "s.duckdb")
+    argv = ["sync", "-q", "--store", store, "-e", "costs", "--now", str(EMULATOR_NOW), "--since", "2d"]
+    env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
+    assert CliRunner(env=env).invoke(app, [*argv, "--base-url", emulator_url]).exit_code == 0
+    before = _rows(store)
+    bare = emulator_url.removesuffix("/v1")
+    done = CliRunner(env=env).invoke(app, [*argv, "--base-url", bare])
+    assert done.exit_code == 1, done.output
+    assert "admin key" not in done.stderr and "another organization" not in done.stderr, done.stderr
+    assert done.stderr.rstrip().endswith(f"The base URL (from --base-url) must end in /v1: pass --base-url {bare}/v1")
+    assert _rows(store) == before

@@ -101,6 +101,14 @@ async def _foreign_key(store: BaseStore, org: Org, client_for: Callable[[Org], A
             except UsageLedgerError:  # refused, unreachable: the run meets it and says so
                 return None
             return None
+        # None is found: another organisation's key, if the directory answers here at all. Under a base URL without
+        # /v1 every path is a 404, and "the key belongs to another organization" sent the user to change a key that
+        # was right; the run meets that 404 and names the base URL's fix.
+        try:
+            async for _ in client.projects(limit=1).pages():
+                break
+        except UsageLedgerError:
+            return None
     project_id, name = known[0]
     source = f" from {org.key_source}" if org.key_source else ""
     fix = f"set {org.key_source} to" if org.key_source else "give it"
