@@ -437,14 +437,31 @@ class _Staging:
             self._stale += [p for p in final_dir.iterdir() if p.is_file()]
 
     def commit(self) -> tuple[Path, ...]:
+        """Rename every file into place, then remove the stale ones. Once begun, the commit is finished even when a
+        stop (Ctrl-C, or SIGTERM, which the CLI turns into one) arrives meanwhile, and the stop is raised after it:
+        cut short, it left some endpoints' files (or some days of a dataset) new and the rest old, while the command
+        said "interrupted" as if nothing had changed. The renames take milliseconds, the export before them minutes."""
         finals = {final for _, final in self._moves}
-        for temp, final in self._moves:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, final)
-        for old in self._stale:
-            if old not in finals:
-                old.unlink(missing_ok=True)
+        stale = [old for old in self._stale if old not in finals]
+        stop: KeyboardInterrupt | None = None
+        done = 0
+        while done < len(self._moves) + len(stale):
+            try:
+                while done < len(self._moves):
+                    temp, final = self._moves[done]
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(temp, final)
+                    done += 1
+                while done < len(self._moves) + len(stale):
+                    stale[done - len(self._moves)].unlink(missing_ok=True)
+                    done += 1
+            except KeyboardInterrupt as exc:
+                stop = exc
+                if done < len(self._moves) and not os.path.lexists(self._moves[done][0]):
+                    done += 1  # the stop came after the rename, before it was counted
         self._moves, self._stale, self._made = [], [], []
+        if stop is not None:
+            raise stop
         return tuple(sorted(finals))
 
     def discard(self) -> None:

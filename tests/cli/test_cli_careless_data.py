@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -137,3 +139,38 @@ def test_a_base_url_without_v1_over_a_synced_store_is_named_not_blamed_on_the_ke
     assert "admin key" not in done.stderr and "another organization" not in done.stderr, done.stderr
     assert done.stderr.rstrip().endswith(f"The base URL (from --base-url) must end in /v1: pass --base-url {bare}/v1")
     assert _rows(store) == before
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("argv", [["-f", "csv"], ["-f", "parquet", "--partition-by", "day"]], ids=["files", "days"])
+def test_a_stop_during_an_exports_renames_leaves_the_output_whole(
+    when: str, argv: list[str], demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C or SIGTERM while an export renamed its files into place left some of them new and the rest old (or
+    some days of a dataset), and said "interrupted" as if nothing had changed. Once the renames begin they are
+    finished, then the stop is said (exit 130): the output is the new export, whole, with no temporary file left."""
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    export = ["export", "--store", str(demo_store), *argv]
+    assert CliRunner().invoke(app, [*export, "-o", f"{out}/", "--until", "2026-10-01"]).exit_code == 0
+    assert CliRunner().invoke(app, [*export, "-o", f"{fresh}/"]).exit_code == 0
+    real_replace, calls = os.replace, []
+
+    def stopped_on_the_third(src: Any, dst: Any) -> None:  # a signal's KeyboardInterrupt, between two bytecodes
+        calls.append(dst)
+        if len(calls) == 3 and when == "before":
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", stopped_on_the_third)
+    done = CliRunner().invoke(app, [*export, "-o", f"{out}/"])
+    monkeypatch.undo()
+    assert done.exit_code == 130 and done.stderr == "error: interrupted\n", done.output
+    assert _tree(out) == _tree(fresh)
+    assert len(calls) > 3
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative path: its bytes (Parquet's hold no time of writing)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
