@@ -104,6 +104,8 @@ def test_doctor_fixes_a_malformed_config_key_in_the_config_not_the_variable(
         (["sync", "-q", "-e", "costs,,images"], "--endpoint: 'costs,,images' holds an empty value; "),
         (["sync", "-q", "--org", ","], "--org: ',' holds an empty value; "),
         (["export", "-e", "costs,"], "--endpoint: 'costs,' holds an empty value; "),
+        (["export", "-e", "cost"], "--endpoint: unknown endpoint 'cost'; choose one of: completions, "),
+        (["export", "-f", "delta", "-o", "lake", "-e", "cost"], "--endpoint: unknown endpoint 'cost'; choose one"),
         (["query", "costs", "--start", "2d", "--group-by", ",line_item"], "--group-by: ',line_item' holds an empty"),
         (["demo", "--days", "0"], "--days: must be at least 1, got 0"),
     ],
@@ -111,8 +113,9 @@ def test_doctor_fixes_a_malformed_config_key_in_the_config_not_the_variable(
 def test_a_bad_flag_value_of_a_data_command_exits_2_as_every_bad_input(
     argv: list[str], said: str, tmp_path: Path, emulator_url: str
 ) -> None:
-    """`sync -e 'costs,,images'` and `demo --days 0` exited 1 (as `--concurrency 0` did), as a failed run does, where
-    `--project-ids ',,'` and every other bad value exit 2: one line naming the flag, exit 2, and no store made."""
+    """`sync -e 'costs,,images'`, `export -e cost` and `demo --days 0` exited 1 (as `--concurrency 0` did), as a
+    failed run does, where `--project-ids ',,'` and every other bad value exit 2: one line naming the flag, exit 2,
+    and no store made."""
     store = tmp_path / "s.duckdb"
     env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
     done = CliRunner(env=env).invoke(app, [*argv, *([] if argv[0] == "query" else ["--store", str(store)])])

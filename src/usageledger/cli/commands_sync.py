@@ -583,6 +583,11 @@ def export_command(
     from usageledger.export import export
 
     endpoint = comma_list("--endpoint", endpoint)
+    for name in endpoint or ():  # a mistyped name is bad input (exit 2), as for `sync -e` and `query`
+        try:
+            catalogue.get(name)
+        except KeyError as exc:
+            raise ParameterError("--endpoint", exc.args[0]) from None
     org = comma_list("--org", org)
     stream = comma_list("--stream", stream)
     binary = format == "parquet" or (format == "focus" and focus_format == "parquet")
