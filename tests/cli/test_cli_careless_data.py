@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from usageledger.cli import app
+from usageledger.errors import ParameterError
 from usageledger.store import open_store
+from usageledger.timeutil import check_range
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -177,3 +179,16 @@ def test_a_stop_during_an_exports_renames_leaves_the_output_whole(
 def _tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` by its relative path: its bytes (Parquet's hold no time of writing)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_query_from_now_blames_the_start_not_an_end_never_given(emulator_url: str) -> None:
+    """`query completions --start now` said "--end: end_time (N) must be greater than start_time (N)": the start, in
+    the current second, passed the range check on a fractional now, and the API's rule blamed the default end. It
+    is the start that holds nothing, as `sync --since now` and `export --since now` say."""
+    env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
+    done = CliRunner(env=env).invoke(app, ["query", "completions", "--start", "now"])
+    assert done.exit_code == 2, done.output
+    assert done.stderr.startswith("error: --start: "), done.stderr
+    assert done.stderr.rstrip().endswith("so the range holds nothing yet; pick an earlier start"), done.stderr
+    with pytest.raises(ParameterError, match=r"^start_time: 1970-01-01T00:01:40Z is not before now"):
+        check_range(100, None, now=100.5)
