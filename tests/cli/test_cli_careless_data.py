@@ -192,3 +192,13 @@ def test_query_from_now_blames_the_start_not_an_end_never_given(emulator_url: st
     assert done.stderr.rstrip().endswith("so the range holds nothing yet; pick an earlier start"), done.stderr
     with pytest.raises(ParameterError, match=r"^start_time: 1970-01-01T00:01:40Z is not before now"):
         check_range(100, None, now=100.5)
+
+
+def test_a_query_table_with_no_rows_says_so_in_one_line(emulator_url: str) -> None:
+    """`query completions --models nope` printed a table of one `bucket_start` column and no rows, its title wrapped
+    over two lines ("completions: 0" / "rows"); it says "completions: 0 rows" now."""
+    env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
+    argv = ["query", "completions", "--start", "2026-11-10", "--end", "2026-11-12", "--models", "nope"]
+    done = CliRunner(env=env).invoke(app, argv)
+    assert done.exit_code == 0, done.output
+    assert done.stdout == "completions: 0 rows\n"
