@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,7 @@ def test_query_from_now_blames_the_start_not_an_end_never_given(emulator_url: st
     assert done.stderr.rstrip().endswith("so the range holds nothing yet; pick an earlier start"), done.stderr
     with pytest.raises(ParameterError, match=r"^start_time: 1970-01-01T00:01:40Z is not before now"):
         check_range(100, None, now=100.5)
+    check_range(100, 200, now=math.inf)  # no bound on the start (the revision log's buckets)
 
 
 def test_a_query_table_with_no_rows_says_so_in_one_line(emulator_url: str) -> None:
