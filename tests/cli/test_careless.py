@@ -205,9 +205,9 @@ def test_both_servers_read_host_and_port_alike(command: str, tmp_path: Path) -> 
     store = tmp_path / "u.duckdb"
     open_store(str(store)).close()
     extra = ["--store", str(store)] if command == "serve" else []
-    for port in ("99999", "-1"):
+    for port in ("99999", "-1"):  # a refused value: exit 2, as every bad flag value
         done = CliRunner().invoke(app, [command, "--port", port, *extra])
-        assert done.exit_code == 1, done.output
+        assert done.exit_code == 2, done.output
         assert done.output.strip() == f"error: --port {port} is not a port; pick one from 1 to 65535 (0 = any free)"
     assert listen_address(" 127.0.0.1\n", 0) == ("127.0.0.1", 0)
     taken = socket.socket()
@@ -238,7 +238,7 @@ def test_a_url_or_a_port_given_to_host_is_named_with_the_flags_to_give(
     port was given where an address belongs, and the two flags to give instead."""
     extra = ["--store", str(tmp_path / "u.duckdb")] if command == "serve" else []
     done = CliRunner().invoke(app, [command, "--host", host, "--port", "19499", *extra])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.output.strip() == (
         f"error: --host {host} is {what}; --host takes the address alone and --port the port: {fix}"
     ), done.output
@@ -264,10 +264,10 @@ def test_a_refused_store_names_the_config_or_variable_it_came_from(command: list
 def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
     """`emulator --replay DIR` names the real cause (a directory), not "no such file"."""
     done = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", str(tmp_path)])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert f"--replay {tmp_path}: a directory, not a file;" in done.output
     device = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", "/dev/null"])  # it said "no such file"
-    assert device.exit_code == 1 and "--replay /dev/null: not a regular file (a device or a pipe);" in device.output
+    assert device.exit_code == 2 and "--replay /dev/null: not a regular file (a device or a pipe);" in device.output
 
 
 @pytest.mark.parametrize(

@@ -204,3 +204,29 @@ def test_a_query_table_with_no_rows_says_so_in_one_line(emulator_url: str) -> No
     done = CliRunner(env=env).invoke(app, argv)
     assert done.exit_code == 0, done.output
     assert done.stdout == "completions: 0 rows\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["emulator", "--port", "70000"], "--port 70000 is not a port; pick one from 1 to 65535 (0 = any free)"),
+        (["serve", "--port", "-1"], "--port -1 is not a port; pick one from 1 to 65535 (0 = any free)"),
+        (["serve", "--host", "127.0.0.1:8080"], "--host 127.0.0.1:8080 is an address with a port; "),
+        (["emulator", "--days", "0"], "--days: 0 is too few; give 1 or more"),
+        (["emulator", "--orgs", "0"], "--orgs 0 is out of range; give a number of organisations from 1 to 1000"),
+        (["emulator", "--cache-mb", "-1"], "--cache-mb -1 is out of range; give MiB from 0 (no cache) to "),
+        (["emulator", "--replay", "missing.jsonl"], "--replay missing.jsonl: no such file; give a JSON Lines or "),
+    ],
+)
+def test_a_bad_flag_value_of_a_server_exits_2_and_a_taken_port_1(
+    argv: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`emulator --port 70000`, `--days 0`, `--orgs 0` and `serve --port -1` exited 1, the code of a server that
+    could not start, while `emulator --jitter 5x` and `serve --sync-every 5s` exit 2: a bad value is exit 2 for
+    every flag of both servers now; a port found taken is still 1 (test_careless)."""
+    monkeypatch.chdir(tmp_path)
+    open_store("s.duckdb").close()
+    done = CliRunner().invoke(app, [*argv, *(["--store", "s.duckdb"] if argv[0] == "serve" else [])])
+    assert done.exit_code == 2, done.output
+    assert done.stderr.startswith(f"error: {said}"), done.stderr
+    assert len(done.stderr.splitlines()) == 1
