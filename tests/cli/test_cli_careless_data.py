@@ -230,3 +230,21 @@ def test_a_bad_flag_value_of_a_server_exits_2_and_a_taken_port_1(
     assert done.exit_code == 2, done.output
     assert done.stderr.startswith(f"error: {said}"), done.stderr
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_focus_file_named_as_the_other_format_gets_the_note_export_gives(
+    demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export -f focus -o focus.parquet` wrote CSV (the default --focus-format) under a Parquet name without a word,
+    where `export -f parquet -o x.csv` notes the mismatch; FOCUS notes it too now, naming the flag that chose it."""
+    monkeypatch.chdir(tmp_path)
+    export = ["export", "--store", str(demo_store), "-f", "focus"]
+    csv = CliRunner().invoke(app, [*export, "-o", "focus.parquet"])
+    assert csv.exit_code == 0, csv.output
+    assert not Path("focus.parquet").read_bytes().startswith(b"PAR1")  # CSV, as asked (by default)
+    assert "note: focus.parquet holds csv (--focus-format csv), though its name says parquet" in csv.stderr
+    parquet = CliRunner().invoke(app, [*export, "--focus-format", "parquet", "-o", "focus.csv"])
+    assert parquet.exit_code == 0 and Path("focus.csv").read_bytes().startswith(b"PAR1"), parquet.output
+    assert "note: focus.csv holds parquet (--focus-format parquet), though its name says csv" in parquet.stderr
+    plain = CliRunner().invoke(app, [*export, "-o", "plain.csv"])
+    assert plain.exit_code == 0 and "note:" not in plain.stderr, plain.stderr

@@ -663,13 +663,17 @@ def export_command(
         )
     if output != "-":
         say(f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).")
-        named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
-        if len(result.files) == 1 and named is not None and named != format:  # `-f parquet -o out.csv`
-            _app.err_console.print(
-                f"note: {output} holds {format} (--format {format}), though its name says {named}",
-                highlight=False,
-                markup=False,
-            )
+        if len(result.files) == 1:  # `-f parquet -o out.csv`
+            _name_says_otherwise(output, format, f"--format {format}")
+
+
+def _name_says_otherwise(output: str, holds: str, flag: str) -> None:
+    """A note on stderr when the file's name says another format than the one written in it (``flag`` chose it)."""
+    named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+    if named is not None and named != holds:
+        _app.err_console.print(
+            f"note: {output} holds {holds} ({flag}), though its name says {named}", highlight=False, markup=False
+        )
 
 
 SYNC_ARENAS: Final = 2
@@ -727,6 +731,8 @@ def _export_focus(
         )
     if output != "-":
         say(f"Exported {counted(result.rows, 'FOCUS 1.2 row')} to {output}.")
+        # `-f focus -o focus.parquet` wrote CSV (the default --focus-format) under a Parquet name, without a word
+        _name_says_otherwise(output, fmt, f"--focus-format {fmt}")
 
 
 def _export_delta(
