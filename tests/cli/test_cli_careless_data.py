@@ -43,9 +43,9 @@ def test_an_export_of_every_endpoint_to_a_file_name_is_refused_not_made_a_folder
 
 
 def test_every_endpoint_as_csv_to_stdout_names_the_flag(demo_store: Path) -> None:
-    """`export -f csv` of a whole store to stdout said "csv to stdout holds one endpoint", naming no flag."""
+    """`export -f csv` of a whole store to stdout said "csv to stdout holds one endpoint", naming no flag, exit 1."""
     done = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", "csv"])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.stderr.startswith("error: --endpoint: csv to stdout holds one endpoint, and 12 are chosen; "), (
         done.stderr
     )
@@ -108,6 +108,8 @@ def test_doctor_fixes_a_malformed_config_key_in_the_config_not_the_variable(
         (["sync", "-q", "--org", ","], "--org: ',' holds an empty value; "),
         (["export", "-e", "costs,"], "--endpoint: 'costs,' holds an empty value; "),
         (["export", "-e", "cost"], "--endpoint: unknown endpoint 'cost'; choose one of: completions, "),
+        (["export", "-f", "csv", "--partition-by", "day", "-o", "x"], "--partition-by: only Parquet exports can be"),
+        (["export", "-f", "parquet", "-o", "-", "-e", "costs,images"], "--endpoint: parquet to stdout holds one "),
         (["export", "-f", "delta", "-o", "lake", "-e", "cost"], "--endpoint: unknown endpoint 'cost'; choose one"),
         (["query", "costs", "--start", "2d", "--group-by", ",line_item"], "--group-by: ',line_item' holds an empty"),
         (["demo", "--days", "0"], "--days: must be at least 1, got 0"),
@@ -116,9 +118,9 @@ def test_doctor_fixes_a_malformed_config_key_in_the_config_not_the_variable(
 def test_a_bad_flag_value_of_a_data_command_exits_2_as_every_bad_input(
     argv: list[str], said: str, tmp_path: Path, emulator_url: str
 ) -> None:
-    """`sync -e 'costs,,images'`, `export -e cost` and `demo --days 0` exited 1 (as `--concurrency 0` did), as a
-    failed run does, where `--project-ids ',,'` and every other bad value exit 2: one line naming the flag, exit 2,
-    and no store made."""
+    """`sync -e 'costs,,images'`, `export -e cost`, `export -f csv --partition-by day` and `demo --days 0` exited 1
+    (as `--concurrency 0` did), as a failed run does, where `--project-ids ',,'` and every other bad value exit 2:
+    one line naming the flag, exit 2, and no store made."""
     store = tmp_path / "s.duckdb"
     env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
     done = CliRunner(env=env).invoke(app, [*argv, *([] if argv[0] == "query" else ["--store", str(store)])])

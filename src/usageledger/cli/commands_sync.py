@@ -628,6 +628,18 @@ def export_command(
             changed_since=changed_since,
         )
         return
+    # Two refusals the library makes too (a ConfigError there, exit 1), said here as the bad input they are (exit 2)
+    if partition_by is not None and format != "parquet":
+        raise ParameterError(
+            "--partition-by", f"only Parquet exports can be partitioned, not {format}; pass -f parquet"
+        )
+    chosen = len(set(endpoint or catalogue.ENDPOINT_NAMES))
+    if output == "-" and format != "jsonl" and chosen != 1:
+        raise ParameterError(
+            "--endpoint",
+            f"{format} to stdout holds one endpoint, and {chosen} are chosen; pass one --endpoint, or --output DIR for"
+            " a file each",
+        )
     as_of_at = None if as_of is None else timeutil.past_unix(as_of, now=now, param="--as-of")
     changed_at = _time(changed_since, "--changed-since", now)
     if changed_at is not None and not deltas:
