@@ -252,8 +252,7 @@ def _check_org(
         try:
             key = org.resolve_key(env)
         except ConfigError as exc:  # inner whitespace, a control or non-ASCII character: one finding, prefix only
-            # fixed where the key was read: the config's api_key (told "export OPENAI_ADMIN_KEY=... again") or the
-            # variable
+            # The fix is made where the key was read: a config's api_key was told to export the variable again
             again = (
                 f"write api_key of org {org.name!r} in {org.file or 'the config'} again, exactly as issued, or"
                 f" remove it and export {org.key_env}=sk-admin-..."
