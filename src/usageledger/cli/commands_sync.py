@@ -628,6 +628,12 @@ def export_command(
             changed_since=changed_since,
         )
         return
+    as_of_at = None if as_of is None else timeutil.past_unix(as_of, now=now, param="--as-of")
+    changed_at = _time(changed_since, "--changed-since", now)
+    if changed_at is not None and not deltas:
+        raise ParameterError("--changed-since", "only a --deltas export reads changes; add --deltas")
+    if changed_at is not None and as_of_at is not None and changed_at >= as_of_at:
+        raise ParameterError("--changed-since", "must be before --as-of")
     # Two refusals the library makes too (a ConfigError there, exit 1), said here as the bad input they are (exit 2)
     if partition_by is not None and format != "parquet":
         raise ParameterError(
@@ -640,12 +646,6 @@ def export_command(
             f"{format} to stdout holds one endpoint, and {chosen} are chosen; pass one --endpoint, or --output DIR for"
             " a file each",
         )
-    as_of_at = None if as_of is None else timeutil.past_unix(as_of, now=now, param="--as-of")
-    changed_at = _time(changed_since, "--changed-since", now)
-    if changed_at is not None and not deltas:
-        raise ParameterError("--changed-since", "only a --deltas export reads changes; add --deltas")
-    if changed_at is not None and as_of_at is not None and changed_at >= as_of_at:
-        raise ParameterError("--changed-since", "must be before --as-of")
     with open_for_reading(_store_url(store, config)) as opened:
         opened.check_orgs(org)
         opened.check_streams(stream)
