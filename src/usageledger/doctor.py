@@ -252,7 +252,14 @@ def _check_org(
         try:
             key = org.resolve_key(env)
         except ConfigError as exc:  # inner whitespace, a control or non-ASCII character: one finding, prefix only
-            out.append(Finding(f"key{label}", "fail", str(exc), f"export {org.key_env}=sk-admin-... again"))
+            # The fix is made where the key was read: a config's api_key was told to export the variable again
+            again = (
+                f"write api_key of org {org.name!r} in {org.file or 'the config'} again, exactly as issued, or"
+                f" remove it and export {org.key_env}=sk-admin-..."
+                if org.api_key
+                else f"export {org.key_env}=sk-admin-... again"
+            )
+            out.append(Finding(f"key{label}", "fail", str(exc), again))
             key = None
         else:
             status, finding, fix = _key_shape(key)

@@ -10,7 +10,8 @@ holds the whole store.
 Where it goes:
 
 * ``-`` (stdout) or a file: one endpoint for CSV and Parquet (JSON Lines lines carry ``endpoint`` and may mix);
-* a directory: one file per endpoint (``usage_completions.csv``, ``costs.parquet``, ...);
+* a directory: one file per endpoint (``usage_completions.csv``, ``costs.parquet``, ...); a new one is never made
+  under a name that says one file (``usage.csv``: see :data:`FILE_SUFFIXES`);
 * Parquet with ``partition_by="day"``: a Hive-partitioned dataset, ``<dir>/<table>/day=YYYY-MM-DD/*.parquet``,
   that Spark, Trino or DuckDB read as one table.
 
@@ -71,6 +72,9 @@ __all__ = [
 
 ExportFormat = Literal["csv", "jsonl", "parquet"]
 BATCH_ROWS: Final = 50_000
+FILE_SUFFIXES: Final = frozenset({".csv", ".jsonl", ".ndjson", ".json", ".parquet"})
+"""Names that say one file: an ``--output`` so named is never made the folder of an export of several endpoints
+(a partitioned export's folder, ``usage.parquet/``, is named so on purpose, as Spark and DuckDB name theirs)."""
 _TS: Final = pa.timestamp("s", tz="UTC")
 
 
@@ -247,7 +251,10 @@ def export(
     )
     if not isinstance(output, str | Path):
         if fmt != "jsonl" and len(specs) != 1:
-            raise ConfigError(f"{fmt} to stdout holds one endpoint: pass --endpoint, or an --output directory")
+            raise ConfigError(
+                f"--endpoint: {fmt} to stdout holds one endpoint, and {len(specs)} are chosen; pass one --endpoint,"
+                " or --output DIR for a file each"
+            )
         return _write_stream(selection, fmt, output, specs)
     target = Path(output)
     guard = _Guard(store, protect or {})
@@ -268,6 +275,12 @@ def export(
             raise ConfigError(
                 f"--output: {target} is a file, and {what} writes a directory of files; pass a directory"
                 + ("" if partition_by is not None else ", or one --endpoint for one file")
+            )
+        if not target.exists() and not named_dir and partition_by is None and target.suffix.lower() in FILE_SUFFIXES:
+            # `-o usage.csv` of every endpoint made a folder named usage.csv, holding costs.csv and eleven more
+            raise ConfigError(
+                f"--output: {target} is named as one file, but {fmt} of {len(specs)} endpoints writes a directory of"
+                f" files; pass a directory ({target.with_suffix('')}/), or one --endpoint for one file"
             )
         staging.folder(target)
         rows: dict[str, int] = {}
@@ -424,14 +437,31 @@ class _Staging:
             self._stale += [p for p in final_dir.iterdir() if p.is_file()]
 
     def commit(self) -> tuple[Path, ...]:
+        """Rename every file into place, then remove the stale ones. Once begun, the commit is finished even when a
+        stop (Ctrl-C, or SIGTERM, which the CLI turns into one) arrives meanwhile, and the stop is raised after it:
+        cut short, it left some endpoints' files (or some days of a dataset) new and the rest old, while the command
+        said "interrupted" as if nothing had changed. The renames take milliseconds, the export before them minutes."""
         finals = {final for _, final in self._moves}
-        for temp, final in self._moves:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, final)
-        for old in self._stale:
-            if old not in finals:
-                old.unlink(missing_ok=True)
+        stale = [old for old in self._stale if old not in finals]
+        stop: KeyboardInterrupt | None = None
+        done = 0
+        while done < len(self._moves) + len(stale):
+            try:
+                while done < len(self._moves):
+                    temp, final = self._moves[done]
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(temp, final)
+                    done += 1
+                while done < len(self._moves) + len(stale):
+                    stale[done - len(self._moves)].unlink(missing_ok=True)
+                    done += 1
+            except KeyboardInterrupt as exc:
+                stop = exc
+                if done < len(self._moves) and not os.path.lexists(self._moves[done][0]):
+                    done += 1  # the stop came after the rename, before it was counted
         self._moves, self._stale, self._made = [], [], []
+        if stop is not None:
+            raise stop
         return tuple(sorted(finals))
 
     def discard(self) -> None:

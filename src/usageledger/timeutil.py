@@ -304,7 +304,9 @@ def check_range(
             end_param,
             f"{iso(end)} is {what} the start ({iso(start)}), so the range is empty; pass an end after the start",
         )
-    if start is not None and start >= now:
+    # In whole seconds, as the range is sent: a start within the current second (`--start now`) left an empty
+    # [start, now) to the API's own rule, which blamed the end the user never gave. (`now=math.inf`: no bound.)
+    if start is not None and start >= (now if math.isinf(now) else int(now)):
         raise ParameterError(
             start_param,
             f"{iso(start)} is not before now ({iso(int(now))}), so the range holds nothing yet; pick an earlier start",

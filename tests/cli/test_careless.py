@@ -111,12 +111,13 @@ def test_a_webhook_host_that_does_not_encode_is_refused_in_one_line(host: str, t
 def test_an_empty_group_by_part_is_refused_not_dropped(
     command: str, value: str, emulator_url: str, tmp_path: Path
 ) -> None:
-    """`--group-by ',model'` is refused naming the flag, as `--project-ids ',,'` is, and no store is created."""
+    """`--group-by ',model'` is refused naming the flag, as `--project-ids ',,'` is (bad input: exit 2, as that
+    one), and no store is created."""
     store = tmp_path / "g.duckdb"
     argv = ["query", "completions", "--start", "2d", "-f", "csv"] if command == "query" else ["sync", "-q"]
     argv += ["--group-by", value] + (["--store", str(store), "-e", "completions"] if command == "sync" else [])
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}).invoke(app, argv)
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert f"--group-by: '{value}' holds an empty value" in done.output
     assert not store.exists()
 
@@ -204,9 +205,9 @@ def test_both_servers_read_host_and_port_alike(command: str, tmp_path: Path) -> 
     store = tmp_path / "u.duckdb"
     open_store(str(store)).close()
     extra = ["--store", str(store)] if command == "serve" else []
-    for port in ("99999", "-1"):
+    for port in ("99999", "-1"):  # a refused value: exit 2, as every bad flag value
         done = CliRunner().invoke(app, [command, "--port", port, *extra])
-        assert done.exit_code == 1, done.output
+        assert done.exit_code == 2, done.output
         assert done.output.strip() == f"error: --port {port} is not a port; pick one from 1 to 65535 (0 = any free)"
     assert listen_address(" 127.0.0.1\n", 0) == ("127.0.0.1", 0)
     taken = socket.socket()
@@ -237,7 +238,7 @@ def test_a_url_or_a_port_given_to_host_is_named_with_the_flags_to_give(
     port was given where an address belongs, and the two flags to give instead."""
     extra = ["--store", str(tmp_path / "u.duckdb")] if command == "serve" else []
     done = CliRunner().invoke(app, [command, "--host", host, "--port", "19499", *extra])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.output.strip() == (
         f"error: --host {host} is {what}; --host takes the address alone and --port the port: {fix}"
     ), done.output
@@ -263,10 +264,10 @@ def test_a_refused_store_names_the_config_or_variable_it_came_from(command: list
 def test_an_emulator_replay_given_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
     """`emulator --replay DIR` names the real cause (a directory), not "no such file"."""
     done = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", str(tmp_path)])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert f"--replay {tmp_path}: a directory, not a file;" in done.output
     device = CliRunner().invoke(app, ["emulator", "--port", "0", "--replay", "/dev/null"])  # it said "no such file"
-    assert device.exit_code == 1 and "--replay /dev/null: not a regular file (a device or a pipe);" in device.output
+    assert device.exit_code == 2 and "--replay /dev/null: not a regular file (a device or a pipe);" in device.output
 
 
 @pytest.mark.parametrize(
@@ -441,7 +442,7 @@ def test_a_sync_setting_far_out_of_range_is_refused(flag: str, value: str, limit
     """`--lag-days 100000` would re-read the API's whole history on every run; it is refused, naming the bound."""
     store = tmp_path / "u.duckdb"
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, ["sync", "--store", str(store), flag, value])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert f"{flag}: must be at most {limit}, got {value}" in done.output, done.output
     assert not store.exists()
 
@@ -456,10 +457,10 @@ def test_the_demo_reports_the_same_30_days_as_report(tmp_path: Path) -> None:
     first_line = report.output.splitlines()[0]
     assert first_line.split("  ")[0] in demo.output, (first_line, demo.output)
     refused = CliRunner().invoke(app, ["demo", "--store", store, "--days", "0"])
-    assert refused.exit_code == 1 and "--days: must be at least 1" in refused.output
+    assert refused.exit_code == 2 and "--days: must be at least 1" in refused.output
     # `--days 100000` synced 200,000 days of buckets (for hours); past its org's history it is refused at once
     huge = CliRunner().invoke(app, ["demo", "--store", str(tmp_path / "huge.duckdb"), "--days", "100000"])
-    assert huge.exit_code == 1 and huge.output.startswith("error: --days: at most 200, got 100,000"), huge.output
+    assert huge.exit_code == 2 and huge.output.startswith("error: --days: at most 200, got 100,000"), huge.output
     assert not (tmp_path / "huge.duckdb").exists()
 
 

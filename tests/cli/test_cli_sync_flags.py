@@ -36,12 +36,13 @@ def test_hourly_sync_without_endpoints_names_what_it_skips(
 def test_flags_get_the_config_checks(
     tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch, flag: str, value: str, rule: str
 ) -> None:
-    """--lag-days and --concurrency are refused below the minimum that [sync] has, in one line naming the flag."""
+    """--lag-days and --concurrency are refused below the minimum that [sync] has, in one line naming the flag,
+    exit 2 as bad input (the same value in the config file is a config error, exit 1)."""
     monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
     store = tmp_path / "u.duckdb"
     argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
     result = CliRunner().invoke(app, [*argv, flag, value])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {flag}: must be {rule}"), lines
     assert not store.exists(), "a refused sync creates no store"
@@ -87,7 +88,7 @@ def test_endpoints_orgs_and_streams_take_a_comma_list_as_group_by_does(
 
     for command in (["sync", *argv[1:], "-e", "images,"], [*export, "-e", "images,,costs"], [*export, "--org", ","]):
         refused = CliRunner().invoke(app, command)
-        assert refused.exit_code == 1, refused.output
+        assert refused.exit_code == 2, refused.output
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and "holds an empty value" in lines[0], lines
 

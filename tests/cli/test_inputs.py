@@ -169,7 +169,7 @@ def test_an_emulator_size_below_one_names_its_flag(runner: CliRunner, flag: str,
     """`emulator --days 0` said "days must be at least 1" and `--projects 0` "projects, users and models must each
     be at least 1": neither named the flag. Now one line names it, the value and the fix, as `--orgs 0` does."""
     result = runner.invoke(app, ["emulator", "--port", "0", flag, value])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines() == [f"error: {flag}: {value} is too few; give 1 or more"]
 
 
@@ -181,5 +181,5 @@ def test_an_emulator_size_above_its_top_names_its_flag(runner: CliRunner, flag: 
     """`--models 50` served 10 models without a word, and `--users 99999999` built for an hour before it listened:
     each is refused in one line naming the flag and the largest size it takes."""
     result = runner.invoke(app, ["emulator", "--port", "0", flag, value])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines() == [f"error: {flag}: {value} is too many; give 1 to {top}"]

@@ -492,6 +492,19 @@ def refuse_overwriting(
         raise fail(f"{flag} {reason}: write to another file")
 
 
+def listen_flags(host: str, port: int) -> tuple[str, int]:
+    """``--host`` and ``--port`` of a server command (``emulator``, ``serve``), read by
+    :func:`usageledger._uvicorn.listen_address`: a port out of range or a URL given as the host is bad input, exit 2,
+    where a port found taken when the server binds it is a failure, exit 1."""
+    from usageledger._uvicorn import listen_address
+    from usageledger.errors import ListenError
+
+    try:
+        return listen_address(host, port)
+    except ListenError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line for a failed file or socket operation: what failed, on which path, and what to check."""
     reason = exc.strerror or str(exc) or type(exc).__name__
@@ -578,13 +591,16 @@ def home_expanded(values: dict[str, object]) -> dict[str, object]:
 def comma_list(flag: str, values: typing.Iterable[str] | None) -> list[str] | None:
     """A list flag given repeated or as a comma list (``--group-by a,b``), ``None`` when not given.
 
-    An empty part (``--group-by ',model'``, ``a,,b``) is refused like an empty value, never silently dropped.
+    An empty part (``--group-by ',model'``, ``a,,b``) is refused like an empty value, never silently dropped: bad
+    input, exit 2, as ``--project-ids ',,'`` is.
     """
     if values is None:
         return None
     parts = [part.strip() for value in values for part in value.split(",")]
     if not all(parts):
-        raise fail(f"{flag}: {','.join(values)!r} holds an empty value; give non-empty values, or leave {flag} out")
+        raise ParameterError(
+            flag, f"{','.join(values)!r} holds an empty value; give non-empty values, or leave {flag} out"
+        )
     return parts
 
 

@@ -13,6 +13,7 @@ from usageledger import timeutil
 from usageledger._text import counted
 from usageledger.cli._app import app, console, fail, friendly_errors, say
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
+from usageledger.errors import ParameterError
 from usageledger.report.tables import DataTable, label, number
 from usageledger.store import DEMO_ORG, is_postgres_url
 from usageledger.sync._safety import DEMO_STORE
@@ -46,14 +47,15 @@ def demo(
     from usageledger.sync.directory import refresh_org
 
     logging.getLogger("usageledger").setLevel(logging.WARNING)
-    instance = Emulator(EmulatorConfig(seed=seed))
-    if days < 1:
-        raise fail(f"--days: must be at least 1, got {days}")
+    if days < 1:  # bad input, exit 2 (a ParameterError), before the emulator's organisation is built
+        raise ParameterError("--days", f"must be at least 1, got {days}")
     if days > MAX_DEMO_DAYS:  # `--days 100000` synced 200,000 days, nearly all of them before its org existed
-        raise fail(
-            f"--days: at most {MAX_DEMO_DAYS}, got {days:,}: the demo syncs twice --days, and its organisation has "
-            f"{EmulatorConfig().days} days of history"
+        raise ParameterError(
+            "--days",
+            f"at most {MAX_DEMO_DAYS}, got {days:,}: the demo syncs twice --days, and its organisation has "
+            f"{EmulatorConfig().days} days of history",
         )
+    instance = Emulator(EmulatorConfig(seed=seed))
     now = instance.now()
     # The one period rule (see timeutil.span_start): the last `days` whole UTC days, today included, as `report`.
     start = timeutil.span_start(int(now), days * 86400)

@@ -12,8 +12,17 @@ import typer
 from usageledger import timeutil
 from usageledger._amounts import parse_amount
 from usageledger._secrets import normalize_key
-from usageledger._uvicorn import listen_address
-from usageledger.cli._app import announce, app, console, fail, friendly_errors, settle, setup_logging
+from usageledger.cli._app import (
+    EXIT_USAGE,
+    announce,
+    app,
+    console,
+    fail,
+    friendly_errors,
+    listen_flags,
+    settle,
+    setup_logging,
+)
 from usageledger.cli._flags import Verbose
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.config import MIN_REVISION_WINDOW
@@ -128,21 +137,32 @@ def emulator(
 ) -> None:
     """Serve the offline Usage & Costs API double under /v1 until Ctrl-C (SIGINT) or SIGTERM."""
     setup_logging(verbose)
-    host, port = listen_address(host, port)
+    host, port = listen_flags(host, port)  # bad flag values below exit 2; a failure to serve, 1
     if not 0 <= cache_mb <= _MAX_CACHE_MB:
-        raise fail(f"--cache-mb {cache_mb} is out of range; give MiB from 0 (no cache) to {_MAX_CACHE_MB}, e.g. 512")
+        raise fail(
+            f"--cache-mb {cache_mb} is out of range; give MiB from 0 (no cache) to {_MAX_CACHE_MB}, e.g. 512",
+            EXIT_USAGE,
+        )
     if orgs is not None:
         if not 1 <= orgs <= MAX_ORGS:
-            raise fail(f"--orgs {orgs} is out of range; give a number of organisations from 1 to {MAX_ORGS}")
+            raise fail(
+                f"--orgs {orgs} is out of range; give a number of organisations from 1 to {MAX_ORGS}", EXIT_USAGE
+            )
         if replay is not None or admin_key is not None:
             given = "--replay" if replay is not None else _ADMIN_KEY_SOURCE
-            raise fail(f"--orgs cannot be combined with {given}: each organisation has its own key, {org_key(1)}, ...")
+            raise fail(
+                f"--orgs cannot be combined with {given}: each organisation has its own key, {org_key(1)}, ...",
+                EXIT_USAGE,
+            )
     if replay is not None and not replay.is_file():
-        raise fail(f"--replay {replay}: {_not_a_file(replay)}; give a JSON Lines or CSV file of usage records")
+        raise fail(
+            f"--replay {replay}: {_not_a_file(replay)}; give a JSON Lines or CSV file of usage records", EXIT_USAGE
+        )
     if replay_directory is not None and not replay_directory.is_file():
         raise fail(
             f"--replay-directory {replay_directory}: {_not_a_file(replay_directory)}; give a JSON file of "
-            "directory lists"
+            "directory lists",
+            EXIT_USAGE,
         )
     try:
         faults = FaultConfig(
@@ -165,7 +185,9 @@ def emulator(
         instance: Emulator | Organisations = Emulator(config) if orgs is None else Organisations(config, orgs)
     except EmulatorConfigError as exc:
         # a setting the config refuses is named by its flag (`--days: 0 is too few`), not by its field
-        raise fail(str(exc) if exc.setting is None else f"--{exc.setting.replace('_', '-')}: {exc.reason}") from None
+        if exc.setting is None:
+            raise fail(str(exc)) from None
+        raise fail(f"--{exc.setting.replace('_', '-')}: {exc.reason}", EXIT_USAGE) from None
     except ParameterError:  # a ValueError too: bad input, said (exit 2) as by every command
         raise
     except ValueError as exc:

@@ -56,6 +56,9 @@ def _print_table(endpoint: catalogue.Endpoint, found: list[rows.Row]) -> None:
     # Columns no row fills (dimensions not grouped by, fields this API version omits) are noise; and while the
     # rest does not fit the terminal with every number whole, the least needed columns are hidden, with a pointer
     # to CSV.
+    if not found:  # a table of no rows was one `bucket_start` column under a title wrapped to its width
+        say(f"{endpoint.name}: 0 rows", to=console)
+        return
     filled = [c for c in endpoint.columns if any(r.get(c.name) is not None for r in found)]
     cells = {c.name: [_cell(c.name, r.get(c.name)) for r in found] for c in filled}
 

@@ -10,9 +10,8 @@ import typer
 
 from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
-from usageledger._uvicorn import listen_address
 from usageledger.cli import _app
-from usageledger.cli._app import app, fail, friendly_errors, open_for_reading, resolve_store, say
+from usageledger.cli._app import app, fail, friendly_errors, listen_flags, open_for_reading, resolve_store, say
 from usageledger.config import load_config
 from usageledger.store import is_postgres_url, open_store
 from usageledger.timeutil import parse_duration
@@ -80,7 +79,7 @@ def serve(
     from usageledger.serve import build_app
     from usageledger.serve.runner import PeriodicSync, run, sync_argv
 
-    host, port = listen_address(host, port)
+    host, port = listen_flags(host, port)
     if not is_loopback(host) and not allow_remote:
         raise fail(
             f"--host {host} is not a loopback address: the ledger would be readable from the network; pass "

@@ -426,9 +426,9 @@ def sync_command(
     ]
     settings = config.sync
     if lag_days is not None:
-        settings = replace(settings, lag_days=check_sync_int("lag_days", lag_days, name="--lag-days"))
+        settings = replace(settings, lag_days=_flag_int("lag_days", lag_days, "--lag-days"))
     if concurrency is not None:
-        settings = replace(settings, concurrency=check_sync_int("concurrency", concurrency, name="--concurrency"))
+        settings = replace(settings, concurrency=_flag_int("concurrency", concurrency, "--concurrency"))
     options = settings.to_options(
         since=since_at,
         until=until_at,
@@ -477,6 +477,15 @@ def sync_command(
         _app.console.print(_summary(result))
     if not result.ok:
         raise fail("; ".join(result.errors) or "the sync did not finish")
+
+
+def _flag_int(key: str, value: int, flag: str) -> int:
+    """A ``[sync]`` setting given as a flag, by the config's rule (:func:`check_sync_int`); out of range it is bad
+    input, exit 2, where the same value in the config file is a config error."""
+    try:
+        return check_sync_int(key, value, name=flag)
+    except ConfigError as exc:
+        raise ParameterError(flag, str(exc).removeprefix(f"{flag}: ")) from None
 
 
 def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: int, quiet: bool) -> None:
@@ -574,6 +583,11 @@ def export_command(
     from usageledger.export import export
 
     endpoint = comma_list("--endpoint", endpoint)
+    for name in endpoint or ():  # a mistyped name is bad input (exit 2), as for `sync -e` and `query`
+        try:
+            catalogue.get(name)
+        except KeyError as exc:
+            raise ParameterError("--endpoint", exc.args[0]) from None
     org = comma_list("--org", org)
     stream = comma_list("--stream", stream)
     binary = format == "parquet" or (format == "focus" and focus_format == "parquet")
@@ -620,6 +634,18 @@ def export_command(
         raise ParameterError("--changed-since", "only a --deltas export reads changes; add --deltas")
     if changed_at is not None and as_of_at is not None and changed_at >= as_of_at:
         raise ParameterError("--changed-since", "must be before --as-of")
+    # Two refusals the library makes too (a ConfigError there, exit 1), said here as the bad input they are (exit 2)
+    if partition_by is not None and format != "parquet":
+        raise ParameterError(
+            "--partition-by", f"only Parquet exports can be partitioned, not {format}; pass -f parquet"
+        )
+    chosen = len(set(endpoint or catalogue.ENDPOINT_NAMES))
+    if output == "-" and format != "jsonl" and chosen != 1:
+        raise ParameterError(
+            "--endpoint",
+            f"{format} to stdout holds one endpoint, and {chosen} are chosen; pass one --endpoint, or --output DIR for"
+            " a file each",
+        )
     with open_for_reading(_store_url(store, config)) as opened:
         opened.check_orgs(org)
         opened.check_streams(stream)
@@ -649,13 +675,17 @@ def export_command(
         )
     if output != "-":
         say(f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).")
-        named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
-        if len(result.files) == 1 and named is not None and named != format:  # `-f parquet -o out.csv`
-            _app.err_console.print(
-                f"note: {output} holds {format} (--format {format}), though its name says {named}",
-                highlight=False,
-                markup=False,
-            )
+        if len(result.files) == 1:  # `-f parquet -o out.csv`
+            _name_says_otherwise(output, format, f"--format {format}")
+
+
+def _name_says_otherwise(output: str, holds: str, flag: str) -> None:
+    """A note on stderr when the file's name says another format than the one written in it (``flag`` chose it)."""
+    named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+    if named is not None and named != holds:
+        _app.err_console.print(
+            f"note: {output} holds {holds} ({flag}), though its name says {named}", highlight=False, markup=False
+        )
 
 
 SYNC_ARENAS: Final = 2
@@ -713,6 +743,8 @@ def _export_focus(
         )
     if output != "-":
         say(f"Exported {counted(result.rows, 'FOCUS 1.2 row')} to {output}.")
+        # `-f focus -o focus.parquet` wrote CSV (the default --focus-format) under a Parquet name, without a word
+        _name_says_otherwise(output, fmt, f"--focus-format {fmt}")
 
 
 def _export_delta(

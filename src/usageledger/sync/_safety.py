@@ -101,10 +101,25 @@ async def _foreign_key(store: BaseStore, org: Org, client_for: Callable[[Org], A
             except UsageLedgerError:  # refused, unreachable: the run meets it and says so
                 return None
             return None
+        # None is found: another organisation's key, if the directory answers here at all. Under a base URL without
+        # /v1 every path is a 404, and "the key belongs to another organization" sent the user to change a key that
+        # was right; the run meets that 404 and names the base URL's fix.
+        try:
+            async for _ in client.projects(limit=1).pages():
+                break
+        except UsageLedgerError:
+            return None
     project_id, name = known[0]
     source = f" from {org.key_source}" if org.key_source else ""
     fix = f"set {org.key_source} to" if org.key_source else "give it"
     shown = project_id if not name else f"{one_line(name)} ({project_id})"
+    if org.synthetic:  # the demo's own key and org: another --seed made another organisation, no key would help
+        where = redact_url_password(store.url)
+        return (
+            f"org {org.name!r}: {where} holds a demo made with another --seed: none of its projects is found"
+            f" ({shown}, ...); pass the --seed it was made with, remove it first with"
+            f" `usageledger demo --remove --store {where}`, or use another --store; nothing was synced"
+        )
     return (
         f"org {org.name!r}: the admin key{source} belongs to another organization: none of the projects"
         f" the store holds for {org.name!r} is found with it ({shown}, ...); {fix} {org.name}'s own"
