@@ -202,8 +202,9 @@ def test_label_switches_sum_dropped_labels_away(synced: str) -> None:
     assert project and all(set(s.labels) == {"org", "project_id", "project_name"} for s in project)
 
 
-@pytest.mark.parametrize("value", ["", "project,team", "models", " , "])
+@pytest.mark.parametrize("value", ["", "project,team", "models", " , ", "org,,model", "project,"])
 def test_a_bad_label_list_is_one_line_naming_the_flag(value: str) -> None:
+    """An unknown label, or an empty one (``org,,model`` once dropped it silently), is one line naming the flag."""
     with pytest.raises(ParameterError) as info:
         parse_metrics_labels(value)
     message = str(info.value)

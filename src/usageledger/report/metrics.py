@@ -88,6 +88,10 @@ def parse_metrics_labels(value: str) -> frozenset[str]:
     allowed = ", ".join(METRICS_LABELS)
     if not chosen:
         raise ParameterError("--metrics-labels", f"give one or more of {allowed}, separated by commas")
+    if len(chosen) != len(parts):  # `org,,model` dropped the empty part silently, as no other list flag does
+        raise ParameterError(
+            "--metrics-labels", f"{value!r} holds an empty value; give labels of {allowed}, separated by commas"
+        )
     unknown = [p for p in chosen if p not in METRICS_LABELS]
     if unknown:
         raise ParameterError("--metrics-labels", f"{', '.join(unknown)} is not a label; choose from {allowed}")
