@@ -328,6 +328,20 @@ def test_init_over_an_existing_store_says_it_kept_it(tmp_path: Path, monkeypatch
     assert "prepared the store new.duckdb (" in made.stdout and " migrations applied)" in made.stdout
 
 
+def test_init_prepares_the_store_usageledger_store_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With USAGELEDGER_STORE set, `init` made usageledger.duckdb and wrote it in the config, while `status` and every
+    other command then used the variable's store, which init had never made. It now prepares that store."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USAGELEDGER_STORE", "team.duckdb")
+    done = CliRunner().invoke(app, ["init"])
+    assert done.exit_code == 0, done.output
+    assert "prepared the store team.duckdb (" in done.stdout
+    assert (tmp_path / "team.duckdb").is_file() and not (tmp_path / "usageledger.duckdb").exists()
+    assert 'url = "team.duckdb"' in (tmp_path / "usageledger.toml").read_text()
+    status = CliRunner().invoke(app, ["status", "--format", "json"])
+    assert status.exit_code == 0, status.output
+
+
 def test_a_failed_init_leaves_no_half_written_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`init --store missing/x.duckdb` fails on the store and leaves no config behind (a rerun is not refused)."""
     monkeypatch.chdir(tmp_path)

@@ -83,7 +83,9 @@ def _since(value: str | None, now: int) -> int | None:
 @friendly_errors
 def init(
     path: Annotated[Path, typer.Option("--path", help="Where to write the config file.")] = Path("usageledger.toml"),
-    store: Annotated[str, typer.Option("--store", help=STORE_HELP)] = DEFAULT_STORE,
+    # USAGELEDGER_STORE as for every other command: without it, init made usageledger.duckdb and wrote it in the
+    # config while every later command used the variable's store, which init had never prepared.
+    store: Annotated[str, typer.Option("--store", help=STORE_HELP, envvar="USAGELEDGER_STORE")] = DEFAULT_STORE,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,
 ) -> None:
     """Write a commented usageledger.toml (mode 0600) and create the store with its tables."""
