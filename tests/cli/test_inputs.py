@@ -87,12 +87,14 @@ def test_a_zero_span_is_refused_and_the_fix_offered_is_taken(runner: CliRunner, 
 
 @pytest.mark.parametrize(("flag", "value"), [("--models", ""), ("--project-ids", ",,"), ("--models", "a,,b")])
 def test_query_refuses_an_empty_filter_value(runner: CliRunner, emulator_url: str, flag: str, value: str) -> None:
-    """`query --models ''` and `--project-ids ',,'` returned unfiltered rows; now one line naming the flag."""
+    """`query --models ''` and `--project-ids ',,'` returned unfiltered rows; now one line naming the flag and
+    showing the value as typed (it showed `['', '', '']`, a list the user never wrote)."""
     result = runner.invoke(
         app, ["query", "completions", "--start", START, "--end", END, flag, value, "--base-url", emulator_url]
     )
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {flag}:") and "empty" in result.stderr, result.stderr
+    assert "[" not in result.stderr and (not value or f"{value!r} holds an empty value;" in result.stderr)
     assert result.stdout == ""
 
 

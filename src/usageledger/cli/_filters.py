@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal
 import typer
 
 from usageledger import catalogue, rules
+from usageledger.errors import ParameterError
 
 __all__ = ["PANEL", "EndpointName", "given"]
 
@@ -93,6 +94,11 @@ def given(
 def _checked(name: str, value: list[str] | bool) -> rules.FilterValue:
     if isinstance(value, bool):
         return value
-    # Keep empty parts: `--models ''` or `--project-ids ',,'` is refused, never read as "no filter".
+    flag = "--" + name.replace("_", "-")
+    # Keep empty parts: `--models ''` or `--project-ids ',,'` is refused, never read as "no filter", and shown
+    # as typed (it said `['', '', ''] holds an empty value`, a list the user never wrote).
     parts = [part.strip() for item in value for part in item.split(",")]
-    return rules.filter_value("--" + name.replace("_", "-"), parts)
+    if not all(parts):
+        shown = ",".join(value)
+        raise ParameterError(flag, f"{shown!r} holds an empty value; give non-empty values, or leave {flag} out")
+    return rules.filter_value(flag, parts)
