@@ -3,7 +3,7 @@ code."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -81,7 +81,7 @@ from usageledger.report.statement_render import (
     statement_document,
     statement_html,
 )
-from usageledger.report.teams import project_teams, spend_by_team
+from usageledger.report.teams import UNASSIGNED, project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
 from usageledger.timeutil import back_from, parse_month, past_unix, to_unix
@@ -98,13 +98,43 @@ def _warn_unknown_project(
     where = "" if org is None else f" for org {org}"
     if project is not None and not project_known(db, project, org):
         shown = f"--project {project}" if source == "--project" else source
-        say(
-            f"warning: {shown} appears in no cost or usage row of this store"
-            f"{where}; check the ID (usageledger report lists the projects)"
-        )
+        say(f"warning: {shown} appears in no cost or usage row of this store{where}; {_project_hint(db, project, org)}")
     if model is not None and (like := models_like(db, model, org)) is not None:
         hint = f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
         say(f"warning: --model {model} appears in no cost or usage row of this store{where}; {hint}")
+
+
+def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
+    """What to do about a project filter no row names: its ID, when the value is a project's name (``--project
+    'Support Bot'`` read as an ID reported $0.00, and ``check`` watched nothing), else to check the ID."""
+    names = resolve_names(db, org=org, distinct=False).projects
+    wanted = " ".join(project.split()).casefold()
+    found = sorted(pid for pid, name in names.items() if " ".join(name.split()).casefold() == wanted)
+    if not found:
+        return "check the ID (usageledger report lists the projects)"
+    if len(found) == 1:
+        return f"{project!r} is the name of project {found[0]}: give that ID instead"
+    return f"{project!r} is the name of projects {', '.join(found)}: give the ID of one"
+
+
+def _refuse_project_outside_team(db: BaseStore, scope: Scope, *, teams: Mapping[str, str]) -> None:
+    """Refuse ``--project`` and ``--team`` that disagree: a project of another team (or of none) under ``--team``
+    reported "Spend $0.00 (no spend in this period or the previous 30 days)", as if the project had spent nothing.
+    A project the store has never seen is left to :func:`_warn_unknown_project`'s warning."""
+    project, team = scope.project, scope.team
+    if project is None or team is None or scope.team_projects is None or project in scope.team_projects:
+        return
+    if not project_known(db, project, scope.org):
+        return
+    its_team = project_teams(db, org=scope.org, config=teams).get(project, UNASSIGNED)
+    if its_team == team:  # `--team unassigned`: its projects are those with spend in the period
+        return
+    where = "no team (unassigned)" if its_team == UNASSIGNED else f"team {its_team}"
+    raise ParameterError(
+        "--project",
+        f"{project} is in {where}, not in team {team}, so the report would hold nothing; leave out --team "
+        "or --project (report --by team lists each team's projects)",
+    )
 
 
 @contextmanager
@@ -280,6 +310,7 @@ def report(
             scope = resolve_scope(
                 read, period, Scope(org=org, project=project, team=team, model=model), teams=settings.teams
             )
+            _refuse_project_outside_team(read, scope, teams=settings.teams)
             source = None
             if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)
                 source = converted = ConvertedCosts(read, rates, start=period.previous().start, end=period.end, org=org)

@@ -1,0 +1,57 @@
+"""The reading commands (report, check, forecast, credit, statement, ...) used in a hurry: the cases that still went
+wrong through the real CLI, one test each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.report.names import resolve_names
+from usageledger.report.teams import UNASSIGNED, project_teams
+from usageledger.store import open_store
+
+
+def _teams(store: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """``({project_id: team}, {project_id: name})`` of the store's directory, as ``report --by team`` groups them."""
+    with open_store(str(store), migrate=False, read_only=True) as opened:
+        return dict(project_teams(opened)), dict(resolve_names(opened, distinct=False).projects)
+
+
+def test_a_project_outside_the_team_is_refused_not_reported_as_nothing_spent(demo_command_store: Path) -> None:
+    """`report --team Platform --project <a Research project>` printed "Spend $0.00 (no spend in this period or the
+    previous 30 days)" for a project that spent hundreds: the two filters disagree, and now say so, naming both."""
+    teams, _ = _teams(demo_command_store)
+    project, team = next(iter(sorted(teams.items())))
+    other = next(t for t in sorted(set(teams.values())) if t != team)
+    store = ["--store", str(demo_command_store)]
+    done = CliRunner().invoke(app, ["report", *store, "--team", other, "--project", project])
+    assert done.exit_code == 2, done.output
+    assert done.stderr == (
+        f"error: --project: {project} is in team {team}, not in team {other}, so the report would hold nothing; "
+        "leave out --team or --project (report --by team lists each team's projects)\n"
+    )
+    assert done.stdout == ""
+    unassigned = CliRunner().invoke(app, ["report", *store, "--team", UNASSIGNED, "--project", project])
+    assert unassigned.exit_code == 2 and f"is in team {team}, not in team {UNASSIGNED}" in unassigned.stderr
+    agreed = CliRunner().invoke(app, ["report", *store, "--team", team, "--project", project, "-f", "json"])
+    assert agreed.exit_code == 0, agreed.output
+    assert json.loads(agreed.stdout)["totals"]["spend"] != "0"
+
+
+def test_a_project_given_by_its_name_is_answered_with_its_id(demo_command_store: Path) -> None:
+    """`check --project 'Support Bot'` (the name, not the ID) warned "check the ID" and then watched nothing, exit 0:
+    the warning now gives the ID the name belongs to, in every command that reads --project."""
+    _, names = _teams(demo_command_store)
+    project, name = next(iter(sorted(names.items())))
+    for command in (["report"], ["check"], ["forecast"]):
+        argv = [*command, "--store", str(demo_command_store), "--project", f" {name.upper()} "]
+        done = CliRunner().invoke(app, argv)
+        assert done.stderr.splitlines()[0] == (
+            f"warning: --project  {name.upper()}  appears in no cost or usage row of this store; "
+            f"' {name.upper()} ' is the name of project {project}: give that ID instead"
+        ), done.stderr
+    typo = CliRunner().invoke(app, ["report", "--store", str(demo_command_store), "--project", "nope"])
+    assert "check the ID (usageledger report lists the projects)" in typo.stderr
