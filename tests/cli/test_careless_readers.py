@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from usageledger.cli import app
@@ -55,3 +56,23 @@ def test_a_project_given_by_its_name_is_answered_with_its_id(demo_command_store:
         ), done.stderr
     typo = CliRunner().invoke(app, ["report", "--store", str(demo_command_store), "--project", "nope"])
     assert "check the ID (usageledger report lists the projects)" in typo.stderr
+
+
+def test_a_dash_for_an_output_file_is_refused_not_written_as_a_file_named_dash(
+    demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`statement 2026-11 --csv -` (or `report --html -`), as `export -o -` prints to stdout, wrote a file named `-`
+    into the working directory and said "wrote -": refused naming the flag, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    store = ["--store", str(demo_store)]
+    for argv, flag, says in (
+        (["statement", "2026-11", "--csv", "-"], "--csv", "a file named '-'; give a file name, such as statements.csv"),
+        (["statement", "2026-11", "--html=-"], "--html", "a file named '-'; give a file name, such as statements.html"),
+        (["report", "--html", "-"], "--html", "a file named '-'; give a file name, such as report.html"),
+        (["report", "--png", "-"], "--png", "a folder named '-'; give a folder, such as charts"),
+    ):
+        done = CliRunner().invoke(app, [*argv, *store])
+        assert done.exit_code == 2, done.output
+        assert done.stderr == f"error: {flag}: - is not stdout here, it would be {says}\n", done.stderr
+        assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []

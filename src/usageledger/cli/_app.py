@@ -480,6 +480,11 @@ def refuse_overwriting(
     figure is computed (``report --html out/`` built the whole report, then failed without naming --html)."""
     from usageledger.store import store_files
 
+    if str(path) == "-":  # `statement --csv -` wrote a file named `-` into the working directory, said "wrote -"
+        raise fail(
+            f"{flag}: - is not stdout here, it would be a file named '-'; give a file name, such as {example}",
+            EXIT_USAGE,
+        )
     if path.is_dir():
         raise fail(f"{flag}: {path} is a directory; give a file name, such as {path / example}")
 

@@ -277,6 +277,10 @@ def report(
             other_outputs=(("--names", names), ("--fx", fx)),
         )
     if png is not None:  # said before anything is written: `--html r.html --png r.html` wrote the page, then failed
+        if str(png) == "-":
+            raise ParameterError(
+                "--png", "- is not stdout here, it would be a folder named '-'; give a folder, such as charts"
+            )
         if html is not None and same_file(html, png):
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
         if png.exists() and not png.is_dir():
