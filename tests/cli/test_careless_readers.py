@@ -76,3 +76,35 @@ def test_a_dash_for_an_output_file_is_refused_not_written_as_a_file_named_dash(
         assert done.stderr == f"error: {flag}: - is not stdout here, it would be {says}\n", done.stderr
         assert done.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        # "Got unexpected extra argument(s) (--curency EUR)": the command reads `-5` as AMOUNT, so it took any
+        # unknown option for a word left over
+        (["2026-11-01", "500", "--curency", "EUR"], "No such option: --curency (see `usageledger credit add --help`)"),
+        (["2026-11-01", "--curency=EUR", "500"], "No such option: --curency (see `usageledger credit add --help`)"),
+        (["2026-11-01", "500", "--not", "x"], "No such option: --not (Possible options: --format, --note, --org)"),
+        # "Got unexpected extra argument(s) (EUR)"
+        (
+            ["2026-11-01", "500", "EUR"],
+            "AMOUNT: 'EUR' after the amount is not taken: give the amount alone, like 500.00",
+        ),
+        (["2026-11-01", "500", "invoice", "42"], "AMOUNT: 'invoice 42' after the amount is not taken:"),
+        # still refused as an amount, not as an option
+        (["2026-11-01", "-0.5"], "AMOUNT: a top-up must be more than zero, got '-0.5'"),
+    ],
+)
+def test_a_word_credit_add_does_not_take_is_named_for_what_it_is(
+    demo_store_copy: Path, args: list[str], says: str
+) -> None:
+    """`credit add DAY 500 --curency EUR` said "Got unexpected extra argument(s)", as if an option were a value, and
+    `credit add DAY 500 EUR` did not say that a top-up takes no currency: both are one line, exit 2, nothing stored."""
+    store = ["--store", str(demo_store_copy)]
+    done = CliRunner().invoke(app, ["credit", "add", *args, *store])
+    assert done.exit_code == 2, done.output
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: ") and says in line, line
+    listed = CliRunner().invoke(app, ["credit", "list", *store, "-f", "json"])
+    assert json.loads(listed.stdout)["topups"] == []

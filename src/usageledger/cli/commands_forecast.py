@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import typer
 from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import app, console, friendly_errors, resolve_store, say, store_elsewhere
+from usageledger.cli._app import _click, app, console, friendly_errors, resolve_store, say, store_elsewhere
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
 from usageledger.cli.commands_report import _amount, _database, _names, _now, _warn_unknown_project
 from usageledger.config import load_config
@@ -211,9 +213,38 @@ def _topup_row(t: TopUp) -> dict[str, Any]:
     return {"id": t.id, "org": t.org, "day": t.day, "amount": t.amount, "note": t.note, "added_at": t.added_at}
 
 
-@credit_app.command("add", context_settings={"ignore_unknown_options": True})  # `-5` is an AMOUNT to refuse
+def _refuse_extra_words(ctx: typer.Context, day: str, amount: str) -> None:
+    """What ``credit add`` was given beyond DAY and AMOUNT, refused as what it is.
+
+    The command takes unknown options as values (``ignore_unknown_options``), so that ``-5`` reaches AMOUNT and is
+    refused as a negative top-up; an option it does not have (``--curency EUR``, ``--not x``) then said "Got
+    unexpected extra argument(s)" instead of "No such option", and a currency or a note after the amount (``500
+    EUR``) did not say where they go."""
+    for word in (day, amount, *ctx.args):
+        if word.startswith("-") and word != "-" and not _NUMBERISH.fullmatch(word):
+            offered = [o for p in ctx.command.params if not getattr(p, "hidden", False) for o in p.opts]
+            raise _click.exceptions.NoSuchOption(
+                word.partition("=")[0], possibilities=get_close_matches(word.partition("=")[0], offered), ctx=ctx
+            )
+    if ctx.args:
+        raise ParameterError(
+            "AMOUNT",
+            f"{' '.join(ctx.args)!r} after the amount is not taken: give the amount alone, like 500.00 (a top-up is "
+            "in the costs' currency), and a note with --note",
+        )
+
+
+_NUMBERISH: Final = re.compile(r"-[\d.,]\S*")
+"""A word that starts with a minus and reads as a number (``-5``, ``-0.5``, ``-1e3``): an AMOUNT to refuse, not an
+option."""
+
+
+@credit_app.command(  # `-5` is an AMOUNT to refuse; what else is left over is refused by _refuse_extra_words
+    "add", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
 @friendly_errors
 def credit_add(
+    ctx: typer.Context,
     day: Annotated[
         str,
         typer.Argument(
@@ -230,6 +261,7 @@ def credit_add(
     output_format: FormatOpt = "text",
 ) -> None:
     """Record a prepaid credit top-up (the API has no endpoint for the balance)."""
+    _refuse_extra_words(ctx, day, amount)
     when = _day_arg(day)
     value = _topup_amount(amount)
     check_note(note, "--note")
