@@ -27,7 +27,7 @@ from usageledger.report.forecast_out import credit_document, credit_line, foreca
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import dumps
-from usageledger.report.months import first_cost_day, gaps_text, missing_days
+from usageledger.report.months import check_covered, first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
@@ -116,6 +116,7 @@ def forecast(
     limit = _amount(budget, "--budget")
     settings = load_config(config)
     with _database(resolve_store(store, settings), org=org) as db:
+        check_covered(db, target, org=org, param="--month")  # exit 1 and no flag named, from build_forecast
         _warn_unknown_project(db, project, org)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
