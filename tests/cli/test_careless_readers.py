@@ -108,3 +108,18 @@ def test_a_word_credit_add_does_not_take_is_named_for_what_it_is(
     assert line.startswith("error: ") and says in line, line
     listed = CliRunner().invoke(app, ["credit", "list", *store, "-f", "json"])
     assert json.loads(listed.stdout)["topups"] == []
+
+
+def test_spend_by_team_says_the_filters_it_was_given(demo_command_store: Path) -> None:
+    """`report --by team --team Platform --model gpt-4o` showed one team's gpt-4o spend under the bare heading
+    "Spend by team <period>", and its JSON's scope said no team and no model: read later, the figures passed for the
+    whole organisation's. Both now say every filter, and the heading is one line however narrow the table."""
+    teams, _ = _teams(demo_command_store)
+    team = sorted(set(teams.values()))[0]
+    argv = ["report", "--store", str(demo_command_store), "--by", "team", "--team", team, "--model", "gpt-4o"]
+    text = CliRunner().invoke(app, argv, env={"COLUMNS": "100"})
+    assert text.exit_code == 0, text.output
+    first = text.stdout.splitlines()[0]
+    assert first.startswith("Spend by team ") and first.endswith(f"(30 days)  team {team} · model gpt-4o"), first
+    doc = CliRunner().invoke(app, [*argv, "-f", "json"])
+    assert json.loads(doc.stdout)["scope"] == {"org": None, "project": None, "team": team, "model": "gpt-4o"}

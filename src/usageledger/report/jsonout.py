@@ -130,7 +130,13 @@ def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -
     ]
     return {
         "period": period_document(data.period),
-        "scope": {"org": data.scope.org, "project": data.scope.project},
+        # every filter, as the whole report's document gives them: `--by team --team X` said no team (nor model)
+        "scope": {
+            "org": data.scope.org,
+            "project": data.scope.project,
+            "team": data.scope.team,
+            "model": data.scope.model,
+        },
         "currency": data.currency,
         "warnings": list(data.warnings),
         "total": sum((t.amount for t in teams), Decimal(0)),
