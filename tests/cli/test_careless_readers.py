@@ -137,3 +137,22 @@ def test_currency_usd_without_rates_is_told_it_needs_none(command: list[str], de
         done = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--currency", currency])
         assert done.exit_code == 2, done.output
         assert done.stderr == f"error: {said}\n" and done.stdout == ""
+
+
+def test_a_top_up_recorded_twice_is_said(demo_store_copy: Path) -> None:
+    """`credit add 2026-11-02 500` run twice (a retried script, the shell's history) recorded $1,000 of credit without
+    a word, and the balance hid a low-credit alert. The second is still recorded (two alike top-ups can be real), with
+    a warning naming the first and how to remove the second; a different note or day is no repeat."""
+    store = ["--store", str(demo_store_copy)]
+    first = CliRunner().invoke(app, ["credit", "add", "2026-11-02", "500", *store])
+    assert first.exit_code == 0 and first.stderr == "", first.output
+    again = CliRunner().invoke(app, ["credit", "add", "2026-11-02", "500.00", *store, "-f", "json"])
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.stdout)["id"]
+    assert again.stderr == (
+        "warning: a top-up of $500.00 on 2026-11-02 for org-demo was already recorded (ID 1); if this one repeats "
+        f"it, remove it: usageledger credit remove {second}\n"
+    )
+    for other in (["2026-11-03", "500"], ["2026-11-02", "500", "--note", "INV-2"], ["2026-11-02", "50"]):
+        done = CliRunner().invoke(app, ["credit", "add", *other, *store])
+        assert done.exit_code == 0 and done.stderr == "", done.output

@@ -270,6 +270,7 @@ def credit_add(
     with _writable(resolve_store(store, settings), "credit add") as db, db.transaction():
         owner = _org_for(db, org)
         _check_costs_cover(db, owner, when)
+        alike = [t for t in list_topups(db, org=owner) if (t.day, t.amount, t.note) == (when, value, note)]
         added = add_topup(db, org=owner, day=when, amount=value, note=note)
     if output_format == "json":
         typer.echo(dumps(_topup_row(added)))
@@ -278,6 +279,13 @@ def credit_add(
             f"Recorded top-up {added.id}: {format_money(added.amount, None)} for {added.org} on {added.day}",
             highlight=False,
             markup=False,
+        )
+    if alike:  # a command run twice (a retried script, the shell's history) counted the credit twice, silently
+        ids = ("ID " if len(alike) == 1 else "IDs ") + ", ".join(str(t.id) for t in alike)
+        noted = "" if note is None else " with the same note"
+        say(
+            f"warning: a top-up of {format_money(value, None)} on {when} for {owner}{noted} was already recorded "
+            f"({ids}); if this one repeats it, remove it: usageledger credit remove {added.id}"
         )
 
 
