@@ -156,3 +156,19 @@ def test_a_top_up_recorded_twice_is_said(demo_store_copy: Path) -> None:
     for other in (["2026-11-03", "500"], ["2026-11-02", "500", "--note", "INV-2"], ["2026-11-02", "50"]):
         done = CliRunner().invoke(app, ["credit", "add", *other, *store])
         assert done.exit_code == 0 and done.stderr == "", done.output
+
+
+def test_close_reopen_with_allow_partial_is_refused_before_it_forgets_the_figures(demo_store_copy: Path) -> None:
+    """`close --reopen --allow-partial 2026-10` (read as "close it again, partial as it is") reopened the month,
+    forgetting its closed figures, and ignored --allow-partial. The pair is refused and the month stays closed."""
+    store = ["--store", str(demo_store_copy), "--now", "2026-12-02"]
+    closed = CliRunner().invoke(app, ["close", "2026-10", *store, "--allow-partial"])
+    assert closed.exit_code == 0, closed.output
+    done = CliRunner().invoke(app, ["close", "2026-10", *store, "--reopen", "--allow-partial"])
+    assert done.exit_code == 2, done.output
+    assert done.stderr == (
+        "error: --allow-partial: --reopen only reopens the month, it closes nothing: run close --reopen first, then "
+        "close --allow-partial\n"
+    )
+    again = CliRunner().invoke(app, ["close", "2026-10", *store, "--allow-partial"])
+    assert again.exit_code == 2 and "2026-10 is already closed for org-demo" in again.stderr, again.output
