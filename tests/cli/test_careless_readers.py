@@ -172,3 +172,17 @@ def test_close_reopen_with_allow_partial_is_refused_before_it_forgets_the_figure
     )
     again = CliRunner().invoke(app, ["close", "2026-10", *store, "--allow-partial"])
     assert again.exit_code == 2 and "2026-10 is already closed for org-demo" in again.stderr, again.output
+
+
+@pytest.mark.parametrize("org", [[], ["--org", "acme"]])
+def test_a_statement_of_a_store_that_holds_nothing_says_to_sync(org: list[str], tmp_path: Path) -> None:
+    """`statement 2026-11` on a store `init` made and nothing synced printed an empty table and "The 0 statements add
+    up to $0.00, the month's costs in the store to the cent (yes ...)": a showback of nothing, exit 0. It now says
+    to sync first, as `forecast` and `close` do."""
+    store = tmp_path / "empty.duckdb"
+    with open_store(str(store)):
+        pass
+    done = CliRunner().invoke(app, ["statement", "2026-11", "--store", str(store), *org])
+    assert done.exit_code == 1, done.output
+    assert done.stderr == "error: the store holds no costs yet to make statements of: run `usageledger sync` first\n"
+    assert done.stdout == ""

@@ -43,7 +43,7 @@ from usageledger.cli._flags import (
     UntilOpt,
 )
 from usageledger.config import Config, load_config
-from usageledger.errors import ConfigError, ParameterError
+from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 from usageledger.report.alerts import (
     AlertDeliveryError,
     AnomalyRule,
@@ -666,7 +666,10 @@ def statement(
     today = datetime.now(UTC).date()
     with _database(resolve_store(store, settings), org=org) as db:
         check_month(db, first, today=today, org=org)
-        gaps = missing_days(db, first, [org] if org is not None else db.known_orgs(), today=today)
+        known = db.known_orgs()
+        if not known:  # "The 0 statements add up to $0.00, the month's costs in the store to the cent (yes ...)"
+            raise UsageLedgerError("the store holds no costs yet to make statements of: run `usageledger sync` first")
+        gaps = missing_days(db, first, [org] if org is not None else known, today=today)
         warnings: list[str] = []
         if gaps:  # the statements add up to what the store holds, which is not the whole month
             warnings.append(f"the store lacks days of {first:%Y-%m}: {gaps_text(gaps)}")
