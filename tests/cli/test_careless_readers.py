@@ -186,3 +186,20 @@ def test_a_statement_of_a_store_that_holds_nothing_says_to_sync(org: list[str], 
     assert done.exit_code == 1, done.output
     assert done.stderr == "error: the store holds no costs yet to make statements of: run `usageledger sync` first\n"
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("flag", ["--date", "--anomaly-date"])
+def test_check_refuses_a_day_before_the_stores_costs_instead_of_an_all_clear(flag: str, demo_store: Path) -> None:
+    """`check --date 2026-01-01 --daily-budget 1` read $0.00 spent that day, before the store's first costs, and said
+    "OK: no alerts", exit 0: an all-clear for a day the store holds nothing of. Refused naming the flag and the day
+    the costs start, as a day after today is."""
+    with open_store(str(demo_store), migrate=False, read_only=True) as opened:
+        ((first,),) = opened.query("SELECT MIN(bucket_start) FROM costs_daily")
+    argv = ["check", "--store", str(demo_store), "--daily-budget", "1", flag, "2026-01-01"]
+    done = CliRunner().invoke(app, argv)
+    assert done.exit_code == 2, done.output
+    assert done.stderr == (
+        f"error: {flag}: 2026-01-01 is before the store's costs start on {first:%Y-%m-%d}, so it holds nothing to "
+        f"check: give {first:%Y-%m-%d} or a later day, or sync that day first (usageledger sync --since 2026-01-01)\n"
+    )
+    assert "no alerts" not in done.stdout

@@ -69,7 +69,7 @@ from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
 from usageledger.report.keys import key_span
-from usageledger.report.months import check_month, gaps_text, missing_days
+from usageledger.report.months import check_month, first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, costs_not_synced, models_like, project_known
@@ -573,6 +573,7 @@ def check(
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
     with _database(resolve_store(store, settings), org=org) as db:
+        _refuse_days_before_the_costs(db, org, (("--date", budget_day), ("--anomaly-date", judged)))
         _warn_unknown_project(db, project, org)
         for budgeted in sorted(set(cfg.project_budgets) - {project}):  # [alerts.projects.X]: a mistyped X, likewise
             _warn_unknown_project(db, budgeted, org, source=key_path("alerts.projects", budgeted))
@@ -611,6 +612,19 @@ def check(
             )
     if result.alerts:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _refuse_days_before_the_costs(db: BaseStore, org: str | None, days: tuple[tuple[str, date | None], ...]) -> None:
+    """Refuse a day to check before the store's costs (of ``org``) start: `check --date 2026-09-01` read $0.00 spent
+    that day and said "OK: no alerts", an all-clear for a day the store holds nothing of (as one after today was)."""
+    first = first_cost_day(db, org)
+    for flag, day in days:
+        if day is not None and first is not None and day < first:
+            raise ParameterError(
+                flag,
+                f"{day} is before the store's costs start on {first}, so it holds nothing to check: give {first} or "
+                f"a later day, or sync that day first (usageledger sync --since {day})",
+            )
 
 
 # --- statement ------------------------------------------------------------------------------------------------
