@@ -203,3 +203,34 @@ def test_check_refuses_a_day_before_the_stores_costs_instead_of_an_all_clear(fla
         f"check: give {first:%Y-%m-%d} or a later day, or sync that day first (usageledger sync --since 2026-01-01)\n"
     )
     assert "no alerts" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["forecast", "2026-12"], "; for --month, pass --month 2026-12"),  # statement and close take it bare
+        (["report", "30d"], "; for --since, pass --since 30d"),
+        (["changes", "7d"], "; for --since, pass --since 7d"),
+        (["check", "2026-11-20"], "; for --date, pass --date 2026-11-20"),
+        (["report", "json"], "; for --format, pass --format json"),
+        (["statement", "2026-11", "project"], "; for --by, pass --by project"),
+        (["close", "2026-10", "2026-11"], "; MONTH takes one value: run the command once for each"),
+        (["credit", "remove", "1", "2"], "; ID takes one value: run the command once for each"),
+        (["report", "--since", "30d", "7d"], ""),  # --since is given: nothing to guess
+    ],
+)
+def test_a_word_left_over_says_where_it_belongs(argv: list[str], hint: str, demo_store: Path) -> None:
+    """`forecast 2026-12` (as `statement 2026-12` is typed), `report 30d`, `close 2026-10 2026-11` said only "Got
+    unexpected extra argument(s) (...)": the option the word was meant for, or that the argument takes one value, is
+    now said with it."""
+    done = CliRunner().invoke(app, [*argv, "--store", str(demo_store)])
+    assert done.exit_code == 2, done.output
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: Got unexpected extra argument(s) ({argv[-1]}){hint} (see `usageledger "), line
+
+
+def test_a_store_path_given_bare_is_pointed_at_store(demo_store: Path) -> None:
+    """`status u.duckdb` said "Got unexpected extra argument(s) (u.duckdb)"; it now says to pass it with --store."""
+    done = CliRunner().invoke(app, ["status", str(demo_store)])
+    assert done.exit_code == 2, done.output
+    assert f"; for --store, pass --store {demo_store} (see `usageledger status --help`)" in done.stderr

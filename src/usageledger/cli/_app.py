@@ -82,6 +82,10 @@ def _one_line(exc: Any) -> Any:
         message, extra = _as_argument(str(spelled), named), None
     if extra is not None and " " not in extra[1] and _takes(exc.ctx, "--output"):  # `export -f delta lake/`
         message += f"; to write to {extra[1]}, pass --output {extra[1]}"
+    elif extra is not None and " " not in extra[1] and (meant := _meant_option(exc.ctx, extra[1])) is not None:
+        message += f"; for {meant}, pass {meant} {extra[1]}"  # `forecast 2026-12`, `report 30d`, `status u.duckdb`
+    elif extra is not None and (one := _single_argument(exc.ctx)) is not None:  # `close 2026-10 2026-11`
+        message += f"; {one} takes one value: run the command once for each"
     param = getattr(exc, "param", None)
     if isinstance(exc, _click.exceptions.BadParameter) and param is not None and exc.message:
         opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
@@ -95,6 +99,37 @@ def _one_line(exc: Any) -> Any:
 
 _EXTRA: Final = re.compile(r"Got unexpected extra arguments? ?(?:\(s\))? ?\((.+)\)")
 """click's message for words left over after the options and arguments; the group is those words."""
+
+
+_SHAPES: Final = (
+    ("--store", re.compile(r"postgres(?:ql)?://\S+|\S+\.duckdb")),
+    ("--month", re.compile(r"\d{4}-\d{2}")),
+    ("--since", re.compile(r"\d+[dhw]|\d{4}-\d{2}-\d{2}(?:T\S*)?")),
+    ("--date", re.compile(r"\d{4}-\d{2}-\d{2}")),
+)
+"""A word left over and the option it most likely was meant for, by its shape (a store, a month, a time, a day)."""
+
+
+def _meant_option(ctx: Any, word: str) -> str | None:
+    """The option of the command (not given on the command line) that a word left over was most likely meant for:
+    one whose choices hold it (`report json`: --format), else one its shape fits (:data:`_SHAPES`)."""
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        choices = getattr(getattr(param, "type", None), "choices", None) or ()
+        if getattr(param, "param_type_name", "") == "option" and not getattr(param, "hidden", False):
+            name = max(param.opts, key=len)
+            if word in choices and _takes(ctx, name):
+                return str(name)
+    return next((flag for flag, shape in _SHAPES if shape.fullmatch(word) and _takes(ctx, flag)), None)
+
+
+def _single_argument(ctx: Any) -> str | None:
+    """The metavar of the command's one positional argument (``MONTH``, ``ID``), if it has exactly one."""
+    arguments = [p for p in ctx.command.params if getattr(p, "param_type_name", "") == "argument"] if ctx else []
+    if len(arguments) != 1:
+        return None
+    return str(getattr(arguments[0], "metavar", None) or (arguments[0].name or "").upper())
 
 
 def _takes(ctx: Any, flag: str) -> bool:
