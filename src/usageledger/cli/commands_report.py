@@ -97,7 +97,8 @@ def _warn_unknown_project(
     a typo (or a model's base name, `gpt-4o` for `gpt-4o-2024-08-06`) would otherwise report $0.00, quietly."""
     where = "" if org is None else f" for org {org}"
     if project is not None and not project_known(db, project, org):
-        shown = f"--project {project}" if source == "--project" else source
+        quoted = repr(project) if project != project.strip() else project  # a pasted blank, shown
+        shown = f"--project {quoted}" if source == "--project" else source
         say(f"warning: {shown} appears in no cost or usage row of this store{where}; {_project_hint(db, project, org)}")
     if model is not None and (like := models_like(db, model, org)) is not None:
         hint = f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
@@ -105,10 +106,14 @@ def _warn_unknown_project(
 
 
 def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
-    """What to do about a project filter no row names: its ID, when the value is a project's name (``--project
-    'Support Bot'`` read as an ID reported $0.00, and ``check`` watched nothing), else to check the ID."""
+    """What to do about a project filter no row names: the ID it differs from only in case or blanks, or the ID of
+    the project it names (``--project 'Support Bot'`` read as an ID reported $0.00, and ``check`` watched nothing),
+    else to check the ID."""
     names = resolve_names(db, org=org, distinct=False).projects
     wanted = " ".join(project.split()).casefold()
+    alike = sorted(pid for pid in names if pid.casefold() == wanted)  # a pasted blank, a shifted letter
+    if alike:
+        return f"did you mean {alike[0]}?"
     found = sorted(pid for pid, name in names.items() if " ".join(name.split()).casefold() == wanted)
     if not found:
         return "check the ID (usageledger report lists the projects)"
