@@ -241,3 +241,24 @@ def test_a_store_path_given_bare_is_pointed_at_store(demo_store: Path) -> None:
     done = CliRunner().invoke(app, ["status", str(demo_store)])
     assert done.exit_code == 2, done.output
     assert f"; for --store, pass --store {demo_store} (see `usageledger status --help`)" in done.stderr
+
+
+def test_an_output_under_a_file_is_refused_naming_the_flag_before_anything_prints(
+    demo_store: Path, tmp_path: Path
+) -> None:
+    """`statement 2026-11 --csv notes.txt/s.csv` printed the statements, then failed: "File exists: notes.txt; pick
+    a path that does not exist yet", naming no flag (and `report --png notes.txt/charts` "Not a directory"). A file
+    where a folder of the path must be is refused first, naming the flag; nothing is printed or written."""
+    (tmp_path / "notes.txt").write_text("mine\n")
+    store = ["--store", str(demo_store)]
+    under = tmp_path / "notes.txt"
+    for argv, flag, path, fix in (
+        (["statement", "2026-11", "--csv"], "--csv", under / "s.csv", "give a path in a folder"),
+        (["report", "--html"], "--html", under / "sub" / "r.html", "give a path in a folder"),
+        (["report", "--png"], "--png", under / "charts", "give a folder"),
+    ):
+        done = CliRunner().invoke(app, [*argv, str(path), *store])
+        assert done.exit_code == 2, done.output
+        assert done.stderr == f"error: {flag}: {under} is a file, not a folder, so {path} cannot be made; {fix}\n"
+        assert done.stdout == ""
+    assert (tmp_path / "notes.txt").read_text() == "mine\n" and len(list(tmp_path.iterdir())) == 1

@@ -522,6 +522,10 @@ def refuse_overwriting(
         )
     if path.is_dir():
         raise fail(f"{flag}: {path} is a directory; give a file name, such as {path / example}")
+    if (blocked := file_in_the_way(path)) is not None:  # `--csv notes.txt/s.csv`: said after the statement printed
+        raise fail(
+            f"{flag}: {blocked} is a file, not a folder, so {path} cannot be made; give a path in a folder", EXIT_USAGE
+        )
 
     kept: list[tuple[str, str | Path]] = [*store_files(store_url)]
     if config_path is not None:
@@ -530,6 +534,13 @@ def refuse_overwriting(
     reason = overwrite_refusal(path, kept)
     if reason is not None:
         raise fail(f"{flag} {reason}: write to another file")
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing part of ``path``'s folders when it is not a folder (a file), so nothing can be written
+    there: it said "File exists: notes.txt; pick a path that does not exist yet", naming no flag."""
+    existing = next((p for p in path.parents if os.path.lexists(p)), None)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -23,6 +23,7 @@ from usageledger.cli._app import (
     app,
     console,
     err_console,
+    file_in_the_way,
     friendly_errors,
     open_for_reading,
     refuse_overwriting,
@@ -290,6 +291,8 @@ def report(
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
         if png.exists() and not png.is_dir():
             raise ParameterError("--png", f"{png} is a file; give a directory for the charts (it is made if missing)")
+        if (blocked := file_in_the_way(png)) is not None:
+            raise ParameterError("--png", f"{blocked} is a file, not a folder, so {png} cannot be made; give a folder")
         try:
             check_png_support()
         except ConfigError as exc:
