@@ -262,3 +262,19 @@ def test_an_output_under_a_file_is_refused_naming_the_flag_before_anything_print
         assert done.stderr == f"error: {flag}: {under} is a file, not a folder, so {path} cannot be made; {fix}\n"
         assert done.stdout == ""
     assert (tmp_path / "notes.txt").read_text() == "mine\n" and len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"), [(["report", "--html"], "--html"), (["statement", "2026-11", "--csv"], "--csv")]
+)
+def test_an_output_that_cannot_be_written_names_its_flag_and_its_path(
+    argv: list[str], flag: str, demo_store: Path
+) -> None:
+    """`report --html /proc/r.html` said "No such file or directory: /proc/.r.html.c80592db067c.tmp": the name of the
+    temporary file beside it, which the user never typed, and no flag. Now the flag and the path given."""
+    path = "/proc/usageledger-test-output"  # a folder no file can be made in, whoever runs the test
+    done = CliRunner().invoke(app, [*argv, path, "--store", str(demo_store)])
+    assert done.exit_code == 1, done.output
+    last = done.stderr.splitlines()[-1]  # after the warnings of the fixture's store, whose costs end days ago
+    assert last.startswith(f"error: {flag}: No such file or directory: {path};"), done.stderr
+    assert ".tmp" not in done.stderr

@@ -22,7 +22,9 @@ from usageledger._text import counted
 from usageledger.cli._app import (
     app,
     console,
+    describe_os_error,
     err_console,
+    fail,
     file_in_the_way,
     friendly_errors,
     open_for_reading,
@@ -166,6 +168,14 @@ def _database(url: str | None, *, org: str | None = None) -> Iterator[BaseStore]
     """The store as :func:`_reading` opens it, for a command whose output carries no ``warnings``."""
     with _reading(url, org=org) as (store, _):
         yield store
+
+
+def _write(flag: str, path: Path, text: str) -> None:
+    """Write an output file whole (:func:`write_whole_text`); a failure names the flag it was given with."""
+    try:
+        write_whole_text(path, text)
+    except OSError as exc:
+        raise fail(f"{flag}: {describe_os_error(exc)}") from None
 
 
 def _past_day(value: str, *, now: int, param: str) -> date:
@@ -380,7 +390,7 @@ def report(
             credit=credit,
             credit_currency=data.currency if rates is None else "usd",  # credit is in USD
         )
-        write_whole_text(html, page)
+        _write("--html", html, page)
         say(f"wrote {html}", said)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):
@@ -705,7 +715,7 @@ def statement(
     else:
         console.print(render_statements(result, id_names))
     said = err_console if json_out else console
-    for path, text in ((csv_path, statement_csv), (html, statement_html)):
+    for flag, path, text in (("--csv", csv_path, statement_csv), ("--html", html, statement_html)):
         if path is not None:
-            write_whole_text(path, text(result, id_names))
+            _write(flag, path, text(result, id_names))
             say(f"wrote {path}", said)
