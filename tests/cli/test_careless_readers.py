@@ -265,7 +265,8 @@ def test_an_output_under_a_file_is_refused_naming_the_flag_before_anything_print
 
 
 @pytest.mark.parametrize(
-    ("argv", "flag"), [(["report", "--html"], "--html"), (["statement", "2026-11", "--csv"], "--csv")]
+    ("argv", "flag"),
+    [(["report", "--html"], "--html"), (["statement", "2026-11", "--csv"], "--csv"), (["report", "--png"], "--png")],
 )
 def test_an_output_that_cannot_be_written_names_its_flag_and_its_path(
     argv: list[str], flag: str, demo_store: Path

@@ -394,7 +394,10 @@ def report(
         say(f"wrote {html}", said)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):
-            path = write_png(chart, png / f"{chart.slug}.png")
+            try:
+                path = write_png(chart, png / f"{chart.slug}.png")
+            except OSError as exc:  # named as --html's and --csv's failures are (see _write)
+                raise fail(f"--png: {describe_os_error(exc)}") from None
             say(f"wrote {path}", said)
     if rates is not None and by is None and not json_out:
         said.print(fx_note(rates, used), highlight=False, markup=False)
