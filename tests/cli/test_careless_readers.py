@@ -279,3 +279,26 @@ def test_an_output_that_cannot_be_written_names_its_flag_and_its_path(
     last = done.stderr.splitlines()[-1]  # after the warnings of the fixture's store, whose costs end days ago
     assert last.startswith(f"error: {flag}: No such file or directory: {path};"), done.stderr
     assert ".tmp" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        # "Option '--org' requires an argument (see `usageledger --help`)": the root's help, which has no --org
+        (["report", "--org"], "--org: no value given; write --org VALUE, or leave --org out for its default"),
+        (["credit", "list", "--org"], "--org: no value given; write --org VALUE, or leave --org out for its default"),
+        (["check", "--date"], "--date: no value given; write --date VALUE, or leave --date out for its default"),
+        # the next option was read as the value: "Got unexpected extra argument(s) (s.duckdb); for --store, pass
+        # --store s.duckdb", though --store was given
+        (["report", "--org", "--store", "s.duckdb"], "--org: no value given (--store was read as its value)"),
+        (["check", "--project", "--daily-budget", "5"], "--project: no value given (--daily-budget was read as"),
+        (["credit", "add", "2026-11-01", "5", "--note", "-f", "json"], "--note: no value given (-f was read as its"),
+    ],
+)
+def test_an_option_given_no_value_is_named_with_its_fix(argv: list[str], said: str) -> None:
+    """An option last on the line, or followed by another option it then took for its value, is refused naming the
+    option, before anything is read: never the root's help, never a word "left over" that was given right."""
+    done = CliRunner().invoke(app, argv)
+    assert done.exit_code == 2, done.output
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: {said}"), line

@@ -251,8 +251,15 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
 
     :func:`refuse_empty_values` sees values once they are converted, and a path option has by then turned ``''`` into
     ``Path('.')`` (``statement --csv ''`` said "``.`` is a directory", ``--png ''`` wrote into the working directory):
-    the raw arguments are the one place every option type can be checked alike.
+    the raw arguments are the one place every option type can be checked alike. So is an option given no value: last
+    on the line (`report --org`: "Option '--org' requires an argument (see `usageledger --help`)", the root's help),
+    or followed by another option, which it then took for its value (`report --org --store s.duckdb` read the store
+    as a word left over). A group's sub-command (`credit list`) is checked as the command it is.
     """
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict) and args and args[0] in subcommands:
+        refuse_blank_option_values(subcommands[args[0]], args[1:])
+        return
     takes_value = {
         opt: param
         for param in getattr(command, "params", ())
@@ -262,6 +269,11 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
         and not getattr(param, "count", False)
         for opt in param.opts
     }
+    options = {  # every spelling: `--no-revisions` too
+        opt
+        for param in getattr(command, "params", ())
+        for opt in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ()))
+    } | {"--help"}
     for i, arg in enumerate(args):
         if arg == "--":
             return
@@ -272,6 +284,15 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
             name = max(takes_value[flag].opts, key=len)
             hint = "" if takes_value[flag].required else f", or leave {name} out for its default"
             raise fail(f"{name}: the value is empty; give a value{hint}", EXIT_USAGE)
+        if flag in takes_value and not eq and (i + 1 == len(args) or args[i + 1] in options):
+            name = max(takes_value[flag].opts, key=len)
+            if i + 1 == len(args):
+                hint = "" if takes_value[flag].required else f", or leave {name} out for its default"
+                raise fail(f"{name}: no value given; write {name} VALUE{hint}", EXIT_USAGE)
+            own = "own " if args[i + 1] in takes_value[flag].opts else ""
+            raise fail(
+                f"{name}: no value given ({args[i + 1]} was read as its {own}value); write {name} VALUE", EXIT_USAGE
+            )
     _refuse_repeated(takes_value, args)
     given = {arg.partition("=")[0] for arg in args}
     for param in {id(p): p for p in takes_value.values()}.values():
