@@ -100,12 +100,17 @@ def _warn_unknown_project(
     a typo (or a model's base name, `gpt-4o` for `gpt-4o-2024-08-06`) would otherwise report $0.00, quietly."""
     where = "" if org is None else f" for org {org}"
     if project is not None and not project_known(db, project, org):
-        quoted = repr(project) if project != project.strip() else project  # a pasted blank, shown
-        shown = f"--project {quoted}" if source == "--project" else source
+        shown = f"--project {_as_typed(project)}" if source == "--project" else source
         say(f"warning: {shown} appears in no cost or usage row of this store{where}; {_project_hint(db, project, org)}")
     if model is not None and (like := models_like(db, model, org)) is not None:
         hint = f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
-        say(f"warning: --model {model} appears in no cost or usage row of this store{where}; {hint}")
+        say(f"warning: --model {_as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
+
+
+def _as_typed(value: str) -> str:
+    """A value quoted back in a warning: as it is, or quoted when a blank around it or a newline in it would not show
+    (a warning on one line, as every message is)."""
+    return repr(value) if value != value.strip() or not value.isprintable() else value
 
 
 def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
