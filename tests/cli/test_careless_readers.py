@@ -304,14 +304,14 @@ def test_an_option_given_no_value_is_named_with_its_fix(argv: list[str], said: s
     assert line.startswith(f"error: {said}"), line
 
 
-@pytest.mark.parametrize(("flag", "noun"), [("--project", "ID"), ("--model", "name")])
-def test_a_filter_holding_a_newline_is_warned_about_on_one_line(flag: str, noun: str, demo_store: Path) -> None:
-    """`report --project $'a\\nb'` (a paste) printed its warning on two lines, the second starting "b appears in no
-    cost ...": the value is quoted back, escaped, and the warning is one line."""
-    done = CliRunner().invoke(app, ["report", "--store", str(demo_store), flag, "a\nb", "-f", "json"])
-    assert done.exit_code == 0, done.output
-    warned = [line for line in done.stderr.splitlines() if flag in line]
-    assert warned == [
-        f"warning: {flag} 'a\\nb' appears in no cost or usage row of this store; check the {noun} (usageledger report "
-        f"lists the {'projects' if flag == '--project' else 'models'})"
-    ], done.stderr
+@pytest.mark.parametrize(
+    "argv", [["report", "--project"], ["report", "--model"], ["check", "--project"], ["forecast", "--project"]]
+)
+def test_a_filter_holding_a_newline_is_refused(argv: list[str], demo_store: Path) -> None:
+    """`check --project $'a\\nb'` (a paste) split each of its lines, one per alert for cron, in two ("checked budget
+    project a", "b: daily spend ..."), and `report` its warning: no ID or model name holds a newline, so it is
+    refused, quoted back escaped."""
+    done = CliRunner().invoke(app, [*argv, "a\nb", "--store", str(demo_store)])
+    assert done.exit_code == 2, done.output
+    assert done.stderr == f"error: {argv[1]}: 'a\\nb' holds a newline or a control character; give it on one line\n"
+    assert done.stdout == ""

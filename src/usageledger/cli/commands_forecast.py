@@ -18,7 +18,14 @@ from rich.text import Text
 from usageledger._amounts import parse_amount
 from usageledger.cli._app import _click, app, console, friendly_errors, resolve_store, say, store_elsewhere
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
-from usageledger.cli.commands_report import _amount, _database, _names, _now, _warn_unknown_project
+from usageledger.cli.commands_report import (
+    _amount,
+    _database,
+    _names,
+    _now,
+    _warn_unknown_project,
+    one_line_filters,
+)
 from usageledger.config import load_config
 from usageledger.errors import ParameterError, StoreError
 from usageledger.report.credit import credit_balance
@@ -110,6 +117,7 @@ def forecast(
     The method (weekday factors x a damped Theil-Sen trend, range from its own out-of-sample error) is stated in the
     output's footnote and in the README; its backtest is in bench/BENCHMARKS.md.
     """
+    one_line_filters(("--project", project))
     now = _now(now_at)
     target = parse_month(month, param="--month") if month is not None else now.date().replace(day=1)
     check_horizon(target, now=now, param="--month")  # before the store is opened

@@ -107,6 +107,14 @@ def _warn_unknown_project(
         say(f"warning: --model {_as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
 
 
+def one_line_filters(*filters: tuple[str, str | None]) -> None:
+    """Refuse a filter (``--project``, ``--model``) holding a newline or a control character: no ID or model name
+    does, and quoted back in a heading or an alert (`check`'s are one line each, for cron) it split the line."""
+    for flag, value in filters:
+        if value is not None and not value.isprintable():
+            raise ParameterError(flag, f"{value!r} holds a newline or a control character; give it on one line")
+
+
 def _as_typed(value: str) -> str:
     """A value quoted back in a warning: as it is, or quoted when a blank around it or a newline in it would not show
     (a warning on one line, as every message is)."""
@@ -280,6 +288,7 @@ def report(
     fx: FxOpt = None,
 ) -> None:
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
+    one_line_filters(("--project", project), ("--model", model))
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
     as_of_at = None if as_of is None else past_unix(as_of, now=int(now.timestamp()), param="--as-of")
@@ -562,6 +571,7 @@ def check(
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
     """
+    one_line_filters(("--project", project))  # an alert is one line, for cron and CI
     now = _now(now_at)
     webhook = None if webhook is None else check_webhook_url(webhook)
     settings = load_config(config)
