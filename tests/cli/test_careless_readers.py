@@ -4,6 +4,7 @@ wrong through the real CLI, one test each."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,19 @@ def test_a_filter_holding_a_newline_is_refused(argv: list[str], demo_store: Path
     assert done.exit_code == 2, done.output
     assert done.stderr == f"error: {argv[1]}: 'a\\nb' holds a newline or a control character; give it on one line\n"
     assert done.stdout == ""
+
+
+def test_spend_by_team_as_of_a_time_says_so(demo_command_store: Path) -> None:
+    """`report --by team --as-of T` printed the figures the ledger held at T with nothing to tell them from today's:
+    the whole report says "As of ..., rebuilt from the revision log" and its JSON has `as_of`; the teams' now do."""
+    with open_store(str(demo_command_store), migrate=False, read_only=True) as opened:
+        ((last,),) = opened.query("SELECT MAX(seen_at) FROM revisions")
+    at = last.replace(microsecond=0) + timedelta(seconds=1)
+    argv = ["report", "--store", str(demo_command_store), "--by", "team", "--as-of", f"{at:%Y-%m-%dT%H:%M:%SZ}"]
+    text = CliRunner().invoke(app, argv)
+    assert text.exit_code == 0, text.output
+    assert text.stdout.splitlines()[-1] == f"As of {at:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log."
+    doc = json.loads(CliRunner().invoke(app, [*argv, "-f", "json"]).stdout)
+    assert doc["as_of"] == f"{at:%Y-%m-%dT%H:%M:%SZ}"
+    today = json.loads(CliRunner().invoke(app, [*argv[:5], "-f", "json"]).stdout)
+    assert today["as_of"] is None

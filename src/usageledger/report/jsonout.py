@@ -138,6 +138,7 @@ def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -
             "model": data.scope.model,
         },
         "currency": data.currency,
+        "as_of": data.as_of,  # `--by team --as-of`: the figures the ledger held then, as the report's document says
         "warnings": list(data.warnings),
         "total": sum((t.amount for t in teams), Decimal(0)),
         "totals": {"spend": total},

@@ -383,4 +383,8 @@ def render_teams(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> 
         projects = ", ".join(names.project(p) if p is not None else "(no project)" for p in t.projects)
         table.add_row(t.team, format_money(t.amount, cur), _share(t.amount, data.total_spend), projects)
     table.add_row("total", format_money(sum((t.amount for t in teams), Decimal(0)), cur), "", "")
-    return Group(heading, table)
+    if data.as_of is None:
+        return Group(heading, table)
+    # `--by team --as-of`: figures the ledger held then, said as the whole report says them
+    as_of = Text(f"As of {data.as_of:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log.", style="bold")
+    return Group(heading, table, as_of)
