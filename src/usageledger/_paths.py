@@ -178,10 +178,12 @@ def write_whole_text(path: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         remove_made(made)
+        if isinstance(exc, OSError) and exc.filename == str(temp):  # the path given, not a name never typed
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

@@ -152,7 +152,8 @@ def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
         (["--budget", "lots"], "--budget: 'lots' is not an amount"),
         (["--budget", "-5"], "--budget: an amount must be zero or more"),
         (["--budget", "1e400"], "--budget: '1e400' is too large"),
-        (["--month", "2020-01"], "after 2020-01: there is nothing to forecast it from"),
+        # exit 1, and no flag named: "the store's costs start on 2026-08-23, after 2020-01: there is nothing to ..."
+        (["--month", "2020-01"], "--month: 2020-01 ends before the store's costs start on 2026-"),
         (["--month", "9999-12"], "--month: 9999-12 starts after next month; a forecast reaches at most one month"),
         (["--month", "2027-01"], "pass 2026-11 (this month), 2026-12 or an earlier month"),
         (["--project", "proj_nope"], "no daily costs for project proj_nope to forecast from; check the ID"),

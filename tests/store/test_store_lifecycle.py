@@ -406,13 +406,13 @@ def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
     monkeypatch.setattr(os, "fsync", full)
     result = CliRunner().invoke(app, ["report", "--html", str(page), "--store", str(store)])
     assert result.exit_code == 1
-    assert result.stderr == f"error: No space left on device: {page}\n"
+    assert result.stderr == f"error: --html: No space left on device: {page}\n"
     assert page.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir() if "r.html" in p.name) == ["r.html"]
     # a page into folders it made: they go too (the command made them first, and left them empty)
     fresh = tmp_path / "new" / "pages" / "r.html"
     result = CliRunner().invoke(app, ["report", "--html", str(fresh), "--store", str(store)])
-    assert result.stderr == f"error: No space left on device: {fresh}\n" and not (tmp_path / "new").exists()
+    assert result.stderr == f"error: --html: No space left on device: {fresh}\n" and not (tmp_path / "new").exists()
 
 
 def _sync_demo(store: Path) -> None:

@@ -82,6 +82,10 @@ def _one_line(exc: Any) -> Any:
         message, extra = _as_argument(str(spelled), named), None
     if extra is not None and " " not in extra[1] and _takes(exc.ctx, "--output"):  # `export -f delta lake/`
         message += f"; to write to {extra[1]}, pass --output {extra[1]}"
+    elif extra is not None and " " not in extra[1] and (meant := _meant_option(exc.ctx, extra[1])) is not None:
+        message += f"; for {meant}, pass {meant} {extra[1]}"  # `forecast 2026-12`, `report 30d`, `status u.duckdb`
+    elif extra is not None and (one := _single_argument(exc.ctx)) is not None:  # `close 2026-10 2026-11`
+        message += f"; {one} takes one value: run the command once for each"
     param = getattr(exc, "param", None)
     if isinstance(exc, _click.exceptions.BadParameter) and param is not None and exc.message:
         opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
@@ -95,6 +99,37 @@ def _one_line(exc: Any) -> Any:
 
 _EXTRA: Final = re.compile(r"Got unexpected extra arguments? ?(?:\(s\))? ?\((.+)\)")
 """click's message for words left over after the options and arguments; the group is those words."""
+
+
+_SHAPES: Final = (
+    ("--store", re.compile(r"postgres(?:ql)?://\S+|\S+\.duckdb")),
+    ("--month", re.compile(r"\d{4}-\d{2}")),
+    ("--since", re.compile(r"\d+[dhw]|\d{4}-\d{2}-\d{2}(?:T\S*)?")),
+    ("--date", re.compile(r"\d{4}-\d{2}-\d{2}")),
+)
+"""A word left over and the option it most likely was meant for, by its shape (a store, a month, a time, a day)."""
+
+
+def _meant_option(ctx: Any, word: str) -> str | None:
+    """The option of the command (not given on the command line) that a word left over was most likely meant for:
+    one whose choices hold it (`report json`: --format), else one its shape fits (:data:`_SHAPES`)."""
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        choices = getattr(getattr(param, "type", None), "choices", None) or ()
+        if getattr(param, "param_type_name", "") == "option" and not getattr(param, "hidden", False):
+            name = max(param.opts, key=len)
+            if word in choices and _takes(ctx, name):
+                return str(name)
+    return next((flag for flag, shape in _SHAPES if shape.fullmatch(word) and _takes(ctx, flag)), None)
+
+
+def _single_argument(ctx: Any) -> str | None:
+    """The metavar of the command's one positional argument (``MONTH``, ``ID``), if it has exactly one."""
+    arguments = [p for p in ctx.command.params if getattr(p, "param_type_name", "") == "argument"] if ctx else []
+    if len(arguments) != 1:
+        return None
+    return str(getattr(arguments[0], "metavar", None) or (arguments[0].name or "").upper())
 
 
 def _takes(ctx: Any, flag: str) -> bool:
@@ -216,8 +251,15 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
 
     :func:`refuse_empty_values` sees values once they are converted, and a path option has by then turned ``''`` into
     ``Path('.')`` (``statement --csv ''`` said "``.`` is a directory", ``--png ''`` wrote into the working directory):
-    the raw arguments are the one place every option type can be checked alike.
+    the raw arguments are the one place every option type can be checked alike. So is an option given no value: last
+    on the line (`report --org`: "Option '--org' requires an argument (see `usageledger --help`)", the root's help),
+    or followed by another option, which it then took for its value (`report --org --store s.duckdb` read the store
+    as a word left over). A group's sub-command (`credit list`) is checked as the command it is.
     """
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict) and args and args[0] in subcommands:
+        refuse_blank_option_values(subcommands[args[0]], args[1:])
+        return
     takes_value = {
         opt: param
         for param in getattr(command, "params", ())
@@ -227,6 +269,11 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
         and not getattr(param, "count", False)
         for opt in param.opts
     }
+    options = {  # every spelling: `--no-revisions` too
+        opt
+        for param in getattr(command, "params", ())
+        for opt in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ()))
+    } | {"--help"}
     for i, arg in enumerate(args):
         if arg == "--":
             return
@@ -237,6 +284,15 @@ def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
             name = max(takes_value[flag].opts, key=len)
             hint = "" if takes_value[flag].required else f", or leave {name} out for its default"
             raise fail(f"{name}: the value is empty; give a value{hint}", EXIT_USAGE)
+        if flag in takes_value and not eq and (i + 1 == len(args) or args[i + 1] in options):
+            name = max(takes_value[flag].opts, key=len)
+            if i + 1 == len(args):
+                hint = "" if takes_value[flag].required else f", or leave {name} out for its default"
+                raise fail(f"{name}: no value given; write {name} VALUE{hint}", EXIT_USAGE)
+            own = "own " if args[i + 1] in takes_value[flag].opts else ""
+            raise fail(
+                f"{name}: no value given ({args[i + 1]} was read as its {own}value); write {name} VALUE", EXIT_USAGE
+            )
     _refuse_repeated(takes_value, args)
     given = {arg.partition("=")[0] for arg in args}
     for param in {id(p): p for p in takes_value.values()}.values():
@@ -480,8 +536,17 @@ def refuse_overwriting(
     figure is computed (``report --html out/`` built the whole report, then failed without naming --html)."""
     from usageledger.store import store_files
 
+    if str(path) == "-":  # `statement --csv -` wrote a file named `-` into the working directory, said "wrote -"
+        raise fail(
+            f"{flag}: - is not stdout here, it would be a file named '-'; give a file name, such as {example}",
+            EXIT_USAGE,
+        )
     if path.is_dir():
         raise fail(f"{flag}: {path} is a directory; give a file name, such as {path / example}")
+    if (blocked := file_in_the_way(path)) is not None:  # `--csv notes.txt/s.csv`: said after the statement printed
+        raise fail(
+            f"{flag}: {blocked} is a file, not a folder, so {path} cannot be made; give a path in a folder", EXIT_USAGE
+        )
 
     kept: list[tuple[str, str | Path]] = [*store_files(store_url)]
     if config_path is not None:
@@ -503,6 +568,13 @@ def listen_flags(host: str, port: int) -> tuple[str, int]:
         return listen_address(host, port)
     except ListenError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing part of ``path``'s folders when it is not a folder (a file), so nothing can be written
+    there: it said "File exists: notes.txt; pick a path that does not exist yet", naming no flag."""
+    existing = next((p for p in path.parents if os.path.lexists(p)), None)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def describe_os_error(exc: OSError) -> str:

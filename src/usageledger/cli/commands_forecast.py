@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import typer
 from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import app, console, friendly_errors, resolve_store, say, store_elsewhere
+from usageledger.cli._app import _click, app, console, friendly_errors, resolve_store, say, store_elsewhere
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
-from usageledger.cli.commands_report import _amount, _database, _names, _now, _warn_unknown_project
+from usageledger.cli.commands_report import (
+    _amount,
+    _database,
+    _names,
+    _now,
+    _warn_unknown_project,
+    one_line_filters,
+)
 from usageledger.config import load_config
 from usageledger.errors import ParameterError, StoreError
 from usageledger.report.credit import credit_balance
@@ -25,7 +34,7 @@ from usageledger.report.forecast_out import credit_document, credit_line, foreca
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
 from usageledger.report.formatting import format_money
 from usageledger.report.jsonout import dumps
-from usageledger.report.months import first_cost_day, gaps_text, missing_days
+from usageledger.report.months import check_covered, first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
@@ -108,12 +117,14 @@ def forecast(
     The method (weekday factors x a damped Theil-Sen trend, range from its own out-of-sample error) is stated in the
     output's footnote and in the README; its backtest is in bench/BENCHMARKS.md.
     """
+    one_line_filters(("--project", project))
     now = _now(now_at)
     target = parse_month(month, param="--month") if month is not None else now.date().replace(day=1)
     check_horizon(target, now=now, param="--month")  # before the store is opened
     limit = _amount(budget, "--budget")
     settings = load_config(config)
     with _database(resolve_store(store, settings), org=org) as db:
+        check_covered(db, target, org=org, param="--month")  # exit 1 and no flag named, from build_forecast
         _warn_unknown_project(db, project, org)
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
@@ -211,9 +222,38 @@ def _topup_row(t: TopUp) -> dict[str, Any]:
     return {"id": t.id, "org": t.org, "day": t.day, "amount": t.amount, "note": t.note, "added_at": t.added_at}
 
 
-@credit_app.command("add", context_settings={"ignore_unknown_options": True})  # `-5` is an AMOUNT to refuse
+def _refuse_extra_words(ctx: typer.Context, day: str, amount: str) -> None:
+    """What ``credit add`` was given beyond DAY and AMOUNT, refused as what it is.
+
+    The command takes unknown options as values (``ignore_unknown_options``), so that ``-5`` reaches AMOUNT and is
+    refused as a negative top-up; an option it does not have (``--curency EUR``, ``--not x``) then said "Got
+    unexpected extra argument(s)" instead of "No such option", and a currency or a note after the amount (``500
+    EUR``) did not say where they go."""
+    for word in (day, amount, *ctx.args):
+        if word.startswith("-") and word != "-" and not _NUMBERISH.fullmatch(word):
+            offered = [o for p in ctx.command.params if not getattr(p, "hidden", False) for o in p.opts]
+            raise _click.exceptions.NoSuchOption(
+                word.partition("=")[0], possibilities=get_close_matches(word.partition("=")[0], offered), ctx=ctx
+            )
+    if ctx.args:
+        raise ParameterError(
+            "AMOUNT",
+            f"{' '.join(ctx.args)!r} after the amount is not taken: give the amount alone, like 500.00 (a top-up is "
+            "in the costs' currency), and a note with --note",
+        )
+
+
+_NUMBERISH: Final = re.compile(r"-[\d.,]\S*")
+"""A word that starts with a minus and reads as a number (``-5``, ``-0.5``, ``-1e3``): an AMOUNT to refuse, not an
+option."""
+
+
+@credit_app.command(  # `-5` is an AMOUNT to refuse; what else is left over is refused by _refuse_extra_words
+    "add", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
 @friendly_errors
 def credit_add(
+    ctx: typer.Context,
     day: Annotated[
         str,
         typer.Argument(
@@ -230,6 +270,7 @@ def credit_add(
     output_format: FormatOpt = "text",
 ) -> None:
     """Record a prepaid credit top-up (the API has no endpoint for the balance)."""
+    _refuse_extra_words(ctx, day, amount)
     when = _day_arg(day)
     value = _topup_amount(amount)
     check_note(note, "--note")
@@ -237,6 +278,7 @@ def credit_add(
     with _writable(resolve_store(store, settings), "credit add") as db, db.transaction():
         owner = _org_for(db, org)
         _check_costs_cover(db, owner, when)
+        alike = [t for t in list_topups(db, org=owner) if (t.day, t.amount, t.note) == (when, value, note)]
         added = add_topup(db, org=owner, day=when, amount=value, note=note)
     if output_format == "json":
         typer.echo(dumps(_topup_row(added)))
@@ -245,6 +287,13 @@ def credit_add(
             f"Recorded top-up {added.id}: {format_money(added.amount, None)} for {added.org} on {added.day}",
             highlight=False,
             markup=False,
+        )
+    if alike:  # a command run twice (a retried script, the shell's history) counted the credit twice, silently
+        ids = ("ID " if len(alike) == 1 else "IDs ") + ", ".join(str(t.id) for t in alike)
+        noted = "" if note is None else " with the same note"
+        say(
+            f"warning: a top-up of {format_money(value, None)} on {when} for {owner}{noted} was already recorded "
+            f"({ids}); if this one repeats it, remove it: usageledger credit remove {added.id}"
         )
 
 

@@ -90,6 +90,11 @@ def close(
 ) -> None:
     """Close a month: record its spend per org and project as the ledger holds it; later restatements of it are
     reported as adjustments (changes, report, check --restated-over)."""
+    if reopen and allow_partial:  # it reopened the month (forgot its figures) and ignored --allow-partial
+        raise ParameterError(
+            "--allow-partial",
+            "--reopen only reopens the month, it closes nothing: run close --reopen first, then close --allow-partial",
+        )
     now = timeutil.to_unix(now_at, param="--now") if now_at else timeutil.now_unix()
     first = _month(month, now)
     settings = load_config(config)

@@ -3,7 +3,7 @@ code."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +22,10 @@ from usageledger._text import counted
 from usageledger.cli._app import (
     app,
     console,
+    describe_os_error,
     err_console,
+    fail,
+    file_in_the_way,
     friendly_errors,
     open_for_reading,
     refuse_overwriting,
@@ -43,7 +46,7 @@ from usageledger.cli._flags import (
     UntilOpt,
 )
 from usageledger.config import Config, load_config
-from usageledger.errors import ConfigError, ParameterError
+from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 from usageledger.report.alerts import (
     AlertDeliveryError,
     AnomalyRule,
@@ -69,7 +72,7 @@ from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
 from usageledger.report.keys import key_span
-from usageledger.report.months import check_month, gaps_text, missing_days
+from usageledger.report.months import check_month, first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, costs_not_synced, models_like, project_known
@@ -81,7 +84,7 @@ from usageledger.report.statement_render import (
     statement_document,
     statement_html,
 )
-from usageledger.report.teams import project_teams, spend_by_team
+from usageledger.report.teams import UNASSIGNED, project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
 from usageledger.timeutil import back_from, parse_month, past_unix, to_unix
@@ -97,14 +100,62 @@ def _warn_unknown_project(
     a typo (or a model's base name, `gpt-4o` for `gpt-4o-2024-08-06`) would otherwise report $0.00, quietly."""
     where = "" if org is None else f" for org {org}"
     if project is not None and not project_known(db, project, org):
-        shown = f"--project {project}" if source == "--project" else source
-        say(
-            f"warning: {shown} appears in no cost or usage row of this store"
-            f"{where}; check the ID (usageledger report lists the projects)"
-        )
+        shown = f"--project {_as_typed(project)}" if source == "--project" else source
+        say(f"warning: {shown} appears in no cost or usage row of this store{where}; {_project_hint(db, project, org)}")
     if model is not None and (like := models_like(db, model, org)) is not None:
         hint = f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
-        say(f"warning: --model {model} appears in no cost or usage row of this store{where}; {hint}")
+        say(f"warning: --model {_as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
+
+
+def one_line_filters(*filters: tuple[str, str | None]) -> None:
+    """Refuse a filter (``--project``, ``--model``) holding a newline or a control character: no ID or model name
+    does, and quoted back in a heading or an alert (`check`'s are one line each, for cron) it split the line."""
+    for flag, value in filters:
+        if value is not None and not value.isprintable():
+            raise ParameterError(flag, f"{value!r} holds a newline or a control character; give it on one line")
+
+
+def _as_typed(value: str) -> str:
+    """A value quoted back in a warning: as it is, or quoted when a blank around it or a newline in it would not show
+    (a warning on one line, as every message is)."""
+    return repr(value) if value != value.strip() or not value.isprintable() else value
+
+
+def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
+    """What to do about a project filter no row names: the ID it differs from only in case or blanks, or the ID of
+    the project it names (``--project 'Support Bot'`` read as an ID reported $0.00, and ``check`` watched nothing),
+    else to check the ID."""
+    names = resolve_names(db, org=org, distinct=False).projects
+    wanted = " ".join(project.split()).casefold()
+    alike = sorted(pid for pid in names if pid.casefold() == wanted)  # a pasted blank, a shifted letter
+    if alike:
+        return f"did you mean {alike[0]}?"
+    found = sorted(pid for pid, name in names.items() if " ".join(name.split()).casefold() == wanted)
+    if not found:
+        return "check the ID (usageledger report lists the projects)"
+    if len(found) == 1:
+        return f"{project!r} is the name of project {found[0]}: give that ID instead"
+    return f"{project!r} is the name of projects {', '.join(found)}: give the ID of one"
+
+
+def _refuse_project_outside_team(db: BaseStore, scope: Scope, *, teams: Mapping[str, str]) -> None:
+    """Refuse ``--project`` and ``--team`` that disagree: a project of another team (or of none) under ``--team``
+    reported "Spend $0.00 (no spend in this period or the previous 30 days)", as if the project had spent nothing.
+    A project the store has never seen is left to :func:`_warn_unknown_project`'s warning."""
+    project, team = scope.project, scope.team
+    if project is None or team is None or scope.team_projects is None or project in scope.team_projects:
+        return
+    if not project_known(db, project, scope.org):
+        return
+    its_team = project_teams(db, org=scope.org, config=teams).get(project, UNASSIGNED)
+    if its_team == team:  # `--team unassigned`: its projects are those with spend in the period
+        return
+    where = "no team (unassigned)" if its_team == UNASSIGNED else f"team {its_team}"
+    raise ParameterError(
+        "--project",
+        f"{project} is in {where}, not in team {team}, so the report would hold nothing; leave out --team "
+        "or --project (report --by team lists each team's projects)",
+    )
 
 
 @contextmanager
@@ -130,6 +181,14 @@ def _database(url: str | None, *, org: str | None = None) -> Iterator[BaseStore]
     """The store as :func:`_reading` opens it, for a command whose output carries no ``warnings``."""
     with _reading(url, org=org) as (store, _):
         yield store
+
+
+def _write(flag: str, path: Path, text: str) -> None:
+    """Write an output file whole (:func:`write_whole_text`); a failure names the flag it was given with."""
+    try:
+        write_whole_text(path, text)
+    except OSError as exc:
+        raise fail(f"{flag}: {describe_os_error(exc)}") from None
 
 
 def _past_day(value: str, *, now: int, param: str) -> date:
@@ -229,6 +288,7 @@ def report(
     fx: FxOpt = None,
 ) -> None:
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
+    one_line_filters(("--project", project), ("--model", model))
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
     as_of_at = None if as_of is None else past_unix(as_of, now=int(now.timestamp()), param="--as-of")
@@ -247,10 +307,16 @@ def report(
             other_outputs=(("--names", names), ("--fx", fx)),
         )
     if png is not None:  # said before anything is written: `--html r.html --png r.html` wrote the page, then failed
+        if str(png) == "-":
+            raise ParameterError(
+                "--png", "- is not stdout here, it would be a folder named '-'; give a folder, such as charts"
+            )
         if html is not None and same_file(html, png):
             raise ParameterError("--png", f"{png} is the file of --html; give the charts a directory of their own")
         if png.exists() and not png.is_dir():
             raise ParameterError("--png", f"{png} is a file; give a directory for the charts (it is made if missing)")
+        if (blocked := file_in_the_way(png)) is not None:
+            raise ParameterError("--png", f"{blocked} is a file, not a folder, so {png} cannot be made; give a folder")
         try:
             check_png_support()
         except ConfigError as exc:
@@ -280,6 +346,7 @@ def report(
             scope = resolve_scope(
                 read, period, Scope(org=org, project=project, team=team, model=model), teams=settings.teams
             )
+            _refuse_project_outside_team(read, scope, teams=settings.teams)
             source = None
             if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)
                 source = converted = ConvertedCosts(read, rates, start=period.previous().start, end=period.end, org=org)
@@ -337,11 +404,14 @@ def report(
             credit=credit,
             credit_currency=data.currency if rates is None else "usd",  # credit is in USD
         )
-        write_whole_text(html, page)
+        _write("--html", html, page)
         say(f"wrote {html}", said)  # a path is never broken
     if png is not None:
         for chart in report_charts(data, id_names):
-            path = write_png(chart, png / f"{chart.slug}.png")
+            try:
+                path = write_png(chart, png / f"{chart.slug}.png")
+            except OSError as exc:  # named as --html's and --csv's failures are (see _write)
+                raise fail(f"--png: {describe_os_error(exc)}") from None
             say(f"wrote {path}", said)
     if rates is not None and by is None and not json_out:
         said.print(fx_note(rates, used), highlight=False, markup=False)
@@ -501,6 +571,7 @@ def check(
     Budgets fire when spend is strictly above them (spend > budget). Thresholds come from the flags, else from the
     config file's [alerts] section.
     """
+    one_line_filters(("--project", project))  # an alert is one line, for cron and CI
     now = _now(now_at)
     webhook = None if webhook is None else check_webhook_url(webhook)
     settings = load_config(config)
@@ -538,6 +609,7 @@ def check(
     budget_day = _past_day(on, now=ts, param="--date") if on else None
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
     with _database(resolve_store(store, settings), org=org) as db:
+        _refuse_days_before_the_costs(db, org, (("--date", budget_day), ("--anomaly-date", judged)))
         _warn_unknown_project(db, project, org)
         for budgeted in sorted(set(cfg.project_budgets) - {project}):  # [alerts.projects.X]: a mistyped X, likewise
             _warn_unknown_project(db, budgeted, org, source=key_path("alerts.projects", budgeted))
@@ -576,6 +648,19 @@ def check(
             )
     if result.alerts:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _refuse_days_before_the_costs(db: BaseStore, org: str | None, days: tuple[tuple[str, date | None], ...]) -> None:
+    """Refuse a day to check before the store's costs (of ``org``) start: `check --date 2026-09-01` read $0.00 spent
+    that day and said "OK: no alerts", an all-clear for a day the store holds nothing of (as one after today was)."""
+    first = first_cost_day(db, org)
+    for flag, day in days:
+        if day is not None and first is not None and day < first:
+            raise ParameterError(
+                flag,
+                f"{day} is before the store's costs start on {first}, so it holds nothing to check: give {first} or "
+                f"a later day, or sync that day first (usageledger sync --since {day})",
+            )
 
 
 # --- statement ------------------------------------------------------------------------------------------------
@@ -631,7 +716,10 @@ def statement(
     today = datetime.now(UTC).date()
     with _database(resolve_store(store, settings), org=org) as db:
         check_month(db, first, today=today, org=org)
-        gaps = missing_days(db, first, [org] if org is not None else db.known_orgs(), today=today)
+        known = db.known_orgs()
+        if not known:  # "The 0 statements add up to $0.00, the month's costs in the store to the cent (yes ...)"
+            raise UsageLedgerError("the store holds no costs yet to make statements of: run `usageledger sync` first")
+        gaps = missing_days(db, first, [org] if org is not None else known, today=today)
         warnings: list[str] = []
         if gaps:  # the statements add up to what the store holds, which is not the whole month
             warnings.append(f"the store lacks days of {first:%Y-%m}: {gaps_text(gaps)}")
@@ -645,7 +733,7 @@ def statement(
     else:
         console.print(render_statements(result, id_names))
     said = err_console if json_out else console
-    for path, text in ((csv_path, statement_csv), (html, statement_html)):
+    for flag, path, text in (("--csv", csv_path, statement_csv), ("--html", html, statement_html)):
         if path is not None:
-            write_whole_text(path, text(result, id_names))
+            _write(flag, path, text(result, id_names))
             say(f"wrote {path}", said)

@@ -217,6 +217,9 @@ def rates_option(currency: str | None, fx: Path | None) -> FxRates | None:
     if currency is None and fx is None:
         return None
     if fx is None:
+        # the code first: `--currency USD` was sent looking for a rate table it can never need, `EURO` for one too
+        if currency is not None and currency_code(currency) == BASE_CURRENCY:
+            raise ParameterError("--currency", f"costs are already in {BASE_CURRENCY}; leave out --currency")
         raise ParameterError("--fx", "--currency needs a per-day rate table: --fx rates.csv with lines date,rate")
     if currency is None:
         raise ParameterError("--currency", "--fx needs the currency its rates convert to, such as --currency EUR")

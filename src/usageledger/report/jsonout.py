@@ -130,8 +130,15 @@ def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -
     ]
     return {
         "period": period_document(data.period),
-        "scope": {"org": data.scope.org, "project": data.scope.project},
+        # every filter, as the whole report's document gives them: `--by team --team X` said no team (nor model)
+        "scope": {
+            "org": data.scope.org,
+            "project": data.scope.project,
+            "team": data.scope.team,
+            "model": data.scope.model,
+        },
         "currency": data.currency,
+        "as_of": data.as_of,  # `--by team --as-of`: the figures the ledger held then, as the report's document says
         "warnings": list(data.warnings),
         "total": sum((t.amount for t in teams), Decimal(0)),
         "totals": {"spend": total},

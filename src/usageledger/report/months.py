@@ -3,9 +3,9 @@
 
 The costs start on the first day ``costs_daily`` holds (:func:`first_cost_day`: what ``forecast`` calls "the store's
 costs start on ...") and reach the day the org's primary daily costs stream is synced up to, its watermark
-(:func:`synced_until`). :func:`check_month` refuses a month that starts after today or ends before the costs start;
-:func:`missing_days` says which days of a month are outside that span, per org, for ``close`` to refuse (or, told
-so, to warn about) and ``statement`` to warn about.
+(:func:`synced_until`). :func:`check_month` refuses a month that starts after today or ends before the costs start
+(:func:`check_covered`, the latter alone); :func:`missing_days` says which days of a month are outside that span, per
+org, for ``close`` to refuse (or, told so, to warn about) and ``statement`` to warn about.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from usageledger.errors import ParameterError
 from usageledger.report.queries import Database, costs_synced_until, first_cost_days
 from usageledger.timeutil import month_start, next_month, utc_moment
 
-__all__ = ["Gap", "check_month", "first_cost_day", "gaps_text", "missing_days", "synced_until"]
+__all__ = ["Gap", "check_covered", "check_month", "first_cost_day", "gaps_text", "missing_days", "synced_until"]
 
 
 def first_cost_day(db: Database, org: str | None = None, project: str | None = None) -> date | None:
@@ -43,6 +43,13 @@ def check_month(db: Database, month: date, *, today: date, org: str | None = Non
             param,
             f"{month:%Y-%m} has not started yet (today is {today.isoformat()}): give this month or an earlier one",
         )
+    check_covered(db, month, org=org, param=param)
+
+
+def check_covered(db: Database, month: date, *, org: str | None = None, param: str = "MONTH") -> None:
+    """Refuse a month that ends before the store's costs (of ``org``) start, in a :class:`ParameterError` naming
+    ``param`` (``forecast --month``, which may name next month, checks only this)."""
+    month = month_start(month, param=param)
     first = first_cost_day(db, org)
     if first is not None and next_month(month) <= first:
         raise ParameterError(

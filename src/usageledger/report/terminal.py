@@ -371,11 +371,20 @@ def render_check(result: CheckResult, rule: AnomalyRule) -> RenderableType:
 def render_teams(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> RenderableType:
     """``report --by team``: each team's spend and share, its projects by name, and the total they add up to."""
     cur = data.currency
-    table = DataTable(
-        f"Spend by team  {data.period}", label("team"), number("spend"), number("share"), label("projects")
+    # The heading above the table, as the whole report's: its filters said (`--team`, `--model`), and never wrapped
+    # to the table's width (`(30` on one line, `days)` on the next).
+    heading = Flow(
+        Text.assemble(("Spend by team ", "bold"), str(data.period)),
+        Text(" · ".join(data.scope.labels(names.project))),
+        gap=2,
     )
+    table = DataTable(None, label("team"), number("spend"), number("share"), label("projects"))
     for t in teams:
         projects = ", ".join(names.project(p) if p is not None else "(no project)" for p in t.projects)
         table.add_row(t.team, format_money(t.amount, cur), _share(t.amount, data.total_spend), projects)
     table.add_row("total", format_money(sum((t.amount for t in teams), Decimal(0)), cur), "", "")
-    return table
+    if data.as_of is None:
+        return Group(heading, table)
+    # `--by team --as-of`: figures the ledger held then, said as the whole report says them
+    as_of = Text(f"As of {data.as_of:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log.", style="bold")
+    return Group(heading, table, as_of)
