@@ -19,7 +19,7 @@ from usageledger.report.alerts import CheckResult
 from usageledger.report.history import Adjustment, Changes
 from usageledger.report.keys import KeysReport
 from usageledger.report.names import Names
-from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Spend
+from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Scope, Spend
 from usageledger.report.reconcile import ReconcileResult
 from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
@@ -37,6 +37,7 @@ __all__ = [
     "period_document",
     "reconcile_document",
     "report_document",
+    "scope_document",
     "status_document",
     "teams_document",
 ]
@@ -131,12 +132,7 @@ def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -
     return {
         "period": period_document(data.period),
         # every filter, as the whole report's document gives them: `--by team --team X` said no team (nor model)
-        "scope": {
-            "org": data.scope.org,
-            "project": data.scope.project,
-            "team": data.scope.team,
-            "model": data.scope.model,
-        },
+        "scope": scope_document(data.scope),
         "currency": data.currency,
         "as_of": data.as_of,  # `--by team --as-of`: the figures the ledger held then, as the report's document says
         "warnings": list(data.warnings),
@@ -147,6 +143,11 @@ def teams_document(data: ReportData, teams: Sequence[TeamSpend], names: Names) -
     }
 
 
+def scope_document(scope: Scope) -> Document:
+    """A report's filters, every one (``None``: not filtered), as the report's and the teams' documents give them."""
+    return {"org": scope.org, "project": scope.project, "team": scope.team, "model": scope.model}
+
+
 def report_document(data: ReportData, names: Names | None = None) -> Document:
     """Every figure of the terminal report, and every line item (the terminal lists the biggest 20)."""
     names = names or Names()
@@ -154,12 +155,7 @@ def report_document(data: ReportData, names: Names | None = None) -> Document:
     trend = summarise(data.daily_spend)
     return {
         "period": period_document(data.period),
-        "scope": {
-            "org": data.scope.org,
-            "project": data.scope.project,
-            "team": data.scope.team,
-            "model": data.scope.model,
-        },
+        "scope": scope_document(data.scope),
         "currency": data.currency,
         "provisional_from": data.provisional_from,
         "as_of": data.as_of,
