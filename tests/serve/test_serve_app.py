@@ -640,3 +640,21 @@ def test_a_store_replaced_or_deleted_while_served_is_read_as_it_is_now(store: st
             assert len(db.stream_states()) > 0
     finally:
         holder.close()
+
+
+def test_metrics_refuse_a_parameter_and_a_long_or_missing_name_is_shown_short(client: TestClient) -> None:
+    """`/metrics?org=acme` answered every org's series, as if filtered; a parameter of 20,000 characters with no
+    value (a value pasted without `name=`) came back whole in the refusal; `?=x` was refused as ": not a
+    parameter". The first is a 400 naming the parameter, the others name it short."""
+    got = client.get("/metrics?org=acme")
+    assert got.status_code == 400 and got.headers["content-type"].startswith("text/plain")
+    assert got.text == (
+        "error: org: /metrics takes no parameters; it gives every org, project, model and line item, each as a "
+        "label: filter by label in the query that reads it\n"
+    )
+    assert client.get("/metrics").status_code == 200
+    for route in ("/api/report", "/metrics"):
+        long = client.get(f"{route}?{'x' * 20_000}")
+        assert long.status_code == 400 and len(long.text) < 400 and "x" * 39 + "…:" in long.text, long.text[:200]
+        nameless = client.get(f"{route}?=x")
+        assert nameless.status_code == 400 and "(a parameter with no name):" in nameless.text, nameless.text

@@ -17,7 +17,7 @@ import hmac
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -195,7 +195,7 @@ def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str
     given = request.query_params.multi_items()
     for name, _ in given:
         if name not in allowed:
-            raise ParameterError(name, f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
+            raise ParameterError(_shown(name), f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
         if sum(1 for other, _ in given if other == name) > 1:
             raise ParameterError(name, "given more than once; give it once")
     for name, text in given:
@@ -414,9 +414,39 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         # Prometheus: the same store, read per scrape; gauges for period figures (see usageledger.report.metrics)
         Route(
             "/metrics",
-            metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now(), overrides=ctx.names),
+            _no_parameters(
+                metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now(), overrides=ctx.names)
+            ),
         ),
     ]
+
+
+def _no_parameters(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """``endpoint`` refusing any query parameter, naming it: ``/metrics?org=acme`` answered every org's series, so a
+    scrape or a look meant for one org read them all (a series is filtered by its labels, in the query that reads
+    it)."""
+
+    async def guarded(request: Request) -> Response:
+        for name, _ in request.query_params.multi_items():
+            message = (
+                f"{_shown(name)}: /metrics takes no parameters; it gives every org, project, model and line item, "
+                "each as a label: filter by label in the query that reads it"
+            )
+            return PlainTextResponse(f"error: {mask_keys(message)}\n", status_code=400)
+        return await endpoint(request)
+
+    return guarded
+
+
+def _shown(name: str) -> str:
+    """A query parameter's name as a refusal names it: ``?=x`` has none, and a long one (a value pasted without its
+    ``name=``) is cut, as a long value is never echoed (:data:`MAX_VALUE`)."""
+    if not name.strip():
+        return "(a parameter with no name)"
+    return name if len(name) <= _NAME_SHOWN else name[: _NAME_SHOWN - 1] + "…"
+
+
+_NAME_SHOWN: Final = 40
 
 
 _PATH_PARAM: Final = re.compile(r"\{[^}]*\}")
