@@ -488,3 +488,12 @@ async def test_a_secret_or_a_very_long_argument_is_refused_without_repeating_it(
     assert json.loads(fine)["query"] == "desk-admin-tools"
     said = "\n".join(c.text for r in results for c in r.content)
     assert "Q7xQ7x" not in said and "/services/" not in said
+
+
+async def test_an_alerts_day_in_the_future_says_what_to_give(synced: str) -> None:
+    """`alerts(date="2999-01-01")` said only that the day is after today: it now says what to give instead."""
+    _, [result] = await _session_calls(synced, [("alerts", {"date": "2999-01-01"})])
+    assert result.is_error
+    text = result.content[0].text
+    assert text.startswith("Error executing tool alerts: date: 2999-01-01 is after today (")
+    assert text.endswith("; give today or an earlier day, or leave date out for today and yesterday"), text
