@@ -16,8 +16,9 @@ Where it goes:
   that Spark, Trino or DuckDB read as one table.
 
 Nothing is lost: an output that is the DuckDB store, its WAL or another protected file (the CLI adds the config in
-use) is refused before anything is written. Every file goes to a temporary name beside its target and is renamed into
-place only when the whole export has succeeded, so a failed export leaves no partial file and never truncates one.
+use), or that is or lies inside a Delta table (``export --format delta``), is refused before anything is written.
+Every file goes to a temporary name beside its target and is renamed into place only when the whole export has
+succeeded, so a failed export leaves no partial file and never truncates one.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ __all__ = [
     "bucket_filter",
     "check_batch_rows",
     "check_directory",
+    "delta_table_holding",
     "endpoint_names",
     "export",
     "format_decimal",
@@ -259,6 +261,10 @@ def export(
     target = Path(output)
     guard = _Guard(store, protect or {})
     guard.check(target)
+    _refuse_delta_table(target)
+    if partition_by is not None:  # `lake/costs/day=.../` in the Delta table `lake/costs`, before anything is written
+        for spec in specs:
+            _refuse_delta_table(target / spec.name, output=target)
     # `--output out/`: the trailing slash names a directory, made if missing (it was written as a file named `out`,
     # or refused naming its parent's parent when that was missing too).
     named_dir = str(output).endswith(("/", os.sep))
@@ -349,6 +355,7 @@ def staged_file(store: BaseStore, output: str | Path, protect: Mapping[str, str 
         raise ConfigError(f"--output {output} is a directory, and this output is one file: give a file's path in it")
     guard = _Guard(store, protect)
     guard.check(target)
+    _refuse_delta_table(target)
     staging = _Staging(guard)
     try:
         with staging.open(target) as fh:
@@ -356,6 +363,30 @@ def staged_file(store: BaseStore, output: str | Path, protect: Mapping[str, str 
         staging.commit()
     finally:
         staging.discard()
+
+
+def delta_table_holding(path: Path) -> Path | None:
+    """The Delta table ``path`` is or is inside: the nearest folder, ``path`` itself first, that holds a
+    ``_delta_log``; ``None`` for none."""
+    here = path.absolute()
+    return next((p for p in (here, *here.parents) if (p / "_delta_log").is_dir()), None)
+
+
+def _refuse_delta_table(path: Path, *, output: Path | None = None) -> None:
+    """Refuse to write ``path`` when it is, or is inside, a Delta table (``export --format delta`` writes them).
+
+    A CSV, JSON Lines, Parquet or FOCUS file there is none of the table's files: the table's VACUUM deletes it. A
+    partitioned export into a lake wrote its ``day=`` folders inside each table's own, beside its ``month=`` ones, so
+    a reader of the Parquet dataset (``read_parquet('lake/costs/**')``) read every row twice."""
+    table = delta_table_holding(path)
+    if table is None:
+        return
+    where = "" if table == path.absolute() else "inside "
+    said = f"{path} is {where}the Delta table {table}" if output is None else f"{output}: {path} is a Delta table"
+    raise ConfigError(
+        f"--output {said}, which `export --format delta` keeps (its VACUUM deletes files it does not list, and a "
+        "reader of these files would read its rows too): export to another directory"
+    )
 
 
 def export_guard(store: BaseStore, protect: Mapping[str, str | Path]) -> _Guard:

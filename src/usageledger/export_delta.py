@@ -45,6 +45,7 @@ from usageledger.export import (
     _Guard,
     check_batch_rows,
     check_directory,
+    delta_table_holding,
     endpoint_names,
     export_guard,
     tables_for,
@@ -135,7 +136,7 @@ def export_delta(
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--output {root} is a file: a Delta export writes a directory of tables; pick a directory")
     here = root.absolute()
-    table = next((p for p in (here, *here.parents) if (p / "_delta_log").is_dir()), None)
+    table = delta_table_holding(root)
     if table is not None:  # `--output lake/costs` nested twelve tables in a table, whose VACUUM would delete them
         raise ConfigError(
             f"--output {root} is {'' if table == here else 'inside '}the Delta table {table}: a lake is a directory"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
@@ -18,6 +19,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, InputRequiredResult, Tool, ToolAnnotations
 from pydantic import Field, ValidationError
 
+from usageledger._keyshape import WEBHOOK_SHAPED
+from usageledger._secrets import KEY_SHAPED, mask_keys
 from usageledger.errors import UsageLedgerError
 from usageledger.mcp_tools import MAX_CHANGES, LedgerTools
 
@@ -31,6 +34,10 @@ _INSTRUCTIONS: Final = (
     "every answer states its period (UTC days, `until` exclusive). Use `lookup` to turn a project, user or API key "
     "name into its ID and back."
 )
+MAX_TEXT: Final = 256
+"""The longest text argument read (a date, an ID, a model, a name are far shorter), as the dashboard's filters: a
+longer one is refused naming it, rather than echoed whole in the refusal (``since`` of 100,000 characters was an
+error of 100,000 characters in the assistant's context) or in the answer (``lookup`` repeats its query)."""
 _READ_ONLY: Final = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
@@ -74,7 +81,7 @@ def _guarded(tool: _Tool) -> _Tool:
         try:
             return tool(*args, **kwargs)
         except UsageLedgerError as exc:
-            raise ToolError(str(exc)) from None
+            raise ToolError(mask_keys(str(exc))) from None
 
     return cast(_Tool, run)
 
@@ -95,6 +102,21 @@ class _LedgerServer(MCPServer):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        """The call, its refusals masked (:func:`usageledger._secrets.mask_keys`) as the dashboard's are: pydantic's
+        refusal of ``group_by`` or ``limit`` repeated the value given, an admin key pasted there among them."""
+        try:
+            return await self._checked_call(name, arguments, context)
+        except ToolError as exc:
+            said = str(exc)
+            if mask_keys(said) == said:
+                raise
+            raise ToolError(mask_keys(said)) from exc.__cause__
+
+    async def _checked_call(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None
+    ) -> CallToolResult | InputRequiredResult:
+        for arg, value in arguments.items():
+            _check_text(name, arg, value)
         known = {tool.name: tool.input_schema.get("properties", {}) for tool in await super().list_tools()}
         if name in known and (unknown := sorted(set(arguments) - set(known[name]))):
             takes = ", ".join(known[name]) or "no arguments"
@@ -117,6 +139,30 @@ class _LedgerServer(MCPServer):
 
 
 _KINDS: Final = {"string": "a string", "integer": "a whole number", "number": "a number"}
+_SECRET: Final = re.compile(rf"(?<![A-Za-z0-9_-])(?:{KEY_SHAPED.pattern})|{WEBHOOK_SHAPED.pattern}", re.IGNORECASE)
+"""An API key (``sk-...`` as a word of its own: a project named ``desk-admin-tools`` is none) or a webhook URL."""
+
+
+def _check_text(tool: str, arg: str, value: object) -> None:
+    """Refuse a text argument (or one inside a list or object) that is too long to repeat (:data:`MAX_TEXT`) or that
+    holds a secret: an API key or a webhook URL pasted in was said back in the refusal or the answer
+    (``lookup`` repeats its query), and no tool needs one (the store holds key IDs and names, never a key)."""
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_text(tool, arg, item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_text(tool, arg, item)
+    elif isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise ToolError(
+                f"Error executing tool {tool}: {arg}: {len(value):,} characters is too long; give at most {MAX_TEXT}"
+            )
+        if _SECRET.search(value):
+            raise ToolError(
+                f"Error executing tool {tool}: {arg}: holds a secret (an API key or a webhook URL), which no answer "
+                "repeats; give an ID or a name instead (the lookup tool finds them)"
+            )
 
 
 def _types(schema: dict[str, Any]) -> set[str]:

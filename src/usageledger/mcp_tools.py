@@ -385,7 +385,11 @@ class LedgerTools:
         now = self.clock()
         day = None if date_ is None else report_day(date_, now=int(now.timestamp()), param="date", end=False)
         if day is not None and day > now.date():
-            raise ParameterError("date", f"{day.isoformat()} is after today ({now.date().isoformat()})")
+            raise ParameterError(
+                "date",
+                f"{day.isoformat()} is after today ({now.date().isoformat()}), which no check can judge yet; give "
+                "today or an earlier day, or leave date out for today and yesterday",
+            )
         cfg = parse_alert_config(self.config.alerts)
         with self._reading(org) as store:
             pid = self._project_id(store, project, org)

@@ -453,3 +453,47 @@ async def test_one_models_spend_is_not_compared_with_days_the_store_does_not_hol
     # A period running past the synced costs: no comparison, and `usage` says where the store ends too.
     assert _doc(behind)["previous_period_total"] is None
     assert _doc(used)["unsynced_from"] == _doc(behind)["unsynced_from"] == "2026-11-20"
+
+
+async def test_a_secret_or_a_very_long_argument_is_refused_without_repeating_it(synced: str) -> None:
+    """An admin key or a Slack webhook pasted into an argument was said back: in pydantic's refusal (`group_by`,
+    `limit`) or in `lookup`'s answer, which repeats its query; a `since` of 100,000 characters was an error of as
+    many. Each is now one line naming the argument and the fix, and no answer holds the key or the webhook's path;
+    a name that merely contains `sk-` (`desk-admin-tools`) is looked up as any name."""
+    key = "sk-admin-" + "Q7x" * 16
+    webhook = "https://hooks.slack.com/services/T0000000/B0000000/abcdefghijklmnopqrstuvwx"
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {"since": "7" * 300}),
+        ("lookup", {"query": "a" * 100_000}),
+        ("spend", {"group_by": key}),
+        ("lookup", {"query": key}),
+        ("spend", {"model": webhook}),
+        ("spend", {"org": [key]}),
+        ("changes", {"limit": "x" + key}),
+        ("lookup", {"query": "desk-admin-tools"}),
+    ]
+    _, results = await _session_calls(synced, calls)
+    *refused, masked, fine = [r.content[0].text for r in results]
+    secret = "holds a secret (an API key or a webhook URL), which no answer repeats; give an ID or a name instead"
+    assert refused == [
+        "Error executing tool spend: since: 300 characters is too long; give at most 256",
+        "Error executing tool lookup: query: 100,000 characters is too long; give at most 256",
+        f"Error executing tool spend: group_by: {secret} (the lookup tool finds them)",
+        f"Error executing tool lookup: query: {secret} (the lookup tool finds them)",
+        f"Error executing tool spend: model: {secret} (the lookup tool finds them)",
+        f"Error executing tool spend: org: {secret} (the lookup tool finds them)",
+    ]
+    assert masked.startswith("Error executing tool changes: limit: input should be a valid integer") and "sk-" in masked
+    assert all(r.is_error for r in results[:-1]) and not results[-1].is_error
+    assert json.loads(fine)["query"] == "desk-admin-tools"
+    said = "\n".join(c.text for r in results for c in r.content)
+    assert "Q7xQ7x" not in said and "/services/" not in said
+
+
+async def test_an_alerts_day_in_the_future_says_what_to_give(synced: str) -> None:
+    """`alerts(date="2999-01-01")` said only that the day is after today: it now says what to give instead."""
+    _, [result] = await _session_calls(synced, [("alerts", {"date": "2999-01-01"})])
+    assert result.is_error
+    text = result.content[0].text
+    assert text.startswith("Error executing tool alerts: date: 2999-01-01 is after today (")
+    assert text.endswith("; give today or an earlier day, or leave date out for today and yesterday"), text

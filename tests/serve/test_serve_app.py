@@ -31,9 +31,11 @@ from starlette.testclient import TestClient
 from usageledger._text import one_line
 from usageledger.config import Config
 from usageledger.emulator import Emulator
+from usageledger.errors import StoreError
 from usageledger.report.formatting import format_money
 from usageledger.report.queries import LINE_ITEM_MODEL
 from usageledger.serve import build_app
+from usageledger.serve.app import StoreHolder
 from usageledger.store import RunOwner, StreamMark, open_store
 from usageledger.store._filelock import writer_pid
 
@@ -613,3 +615,46 @@ def test_a_path_or_method_no_route_serves_is_one_json_line(
     assert got.status_code == status
     assert got.headers["content-type"] == "application/json"
     assert got.json()["error"].startswith(error), got.text
+
+
+def test_a_store_replaced_or_deleted_while_served_is_read_as_it_is_now(store: str, tmp_path: Path) -> None:
+    """The held DuckDB file was kept while requests came less than a second apart, so a store restored from a backup
+    or deleted was never seen: `/healthz` said `ok` with the old streams after the file was gone. Each request now
+    reads the file the path names (the hold here is an hour: only the path can make it let go)."""
+    served = tmp_path / "served.duckdb"
+    shutil.copyfile(store, served)
+    empty = tmp_path / "empty.duckdb"
+    open_store(str(empty)).close()
+    holder = StoreHolder(str(served), idle=3600)
+    try:
+        with holder.reading() as db:
+            assert len(db.stream_states()) > 0
+        os.replace(empty, served)  # `mv empty.duckdb served.duckdb`: a restore, or a store set up afresh
+        with holder.reading() as db:
+            assert db.stream_states() == []
+        served.unlink()
+        with pytest.raises(StoreError, match="no store at"), holder.reading():
+            pass
+        shutil.copyfile(store, served)
+        with holder.reading() as db:
+            assert len(db.stream_states()) > 0
+    finally:
+        holder.close()
+
+
+def test_metrics_refuse_a_parameter_and_a_long_or_missing_name_is_shown_short(client: TestClient) -> None:
+    """`/metrics?org=acme` answered every org's series, as if filtered; a parameter of 20,000 characters with no
+    value (a value pasted without `name=`) came back whole in the refusal; `?=x` was refused as ": not a
+    parameter". The first is a 400 naming the parameter, the others name it short."""
+    got = client.get("/metrics?org=acme")
+    assert got.status_code == 400 and got.headers["content-type"].startswith("text/plain")
+    assert got.text == (
+        "error: org: /metrics takes no parameters; it gives every org, project, model and line item, each as a "
+        "label: filter by label in the query that reads it\n"
+    )
+    assert client.get("/metrics").status_code == 200
+    for route in ("/api/report", "/metrics"):
+        long = client.get(f"{route}?{'x' * 20_000}")
+        assert long.status_code == 400 and len(long.text) < 400 and "x" * 39 + "…:" in long.text, long.text[:200]
+        nameless = client.get(f"{route}?=x")
+        assert nameless.status_code == 400 and "(a parameter with no name):" in nameless.text, nameless.text

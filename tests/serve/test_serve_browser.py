@@ -183,6 +183,30 @@ def test_the_dashboard_fits_a_phone_and_a_narrow_window(browser: Browser, server
             context.close()
 
 
+def test_on_a_360_px_phone_every_figure_is_whole_and_an_error_is_readable(browser: Browser, server: str) -> None:
+    """At 360 px the five-column tables (tokens by model, the top movers) scrolled inside their panels, each figure
+    cut at the panel's edge (`+$1` of `+$193.27`): every table now fits its panel, on the page and on a project's
+    drill-down. The error page had no viewport line, so a phone drew it 980 px wide and shrank it to a third."""
+    project = httpx.get(server + "api/filters", timeout=60).json()["projects"][0]["id"]
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        for query in ("", "?" + urlencode({"project": project})):
+            page.goto(server + query)
+            assert page.locator("#spend-by-project").count() == 1
+            cut = page.evaluate(
+                "() => [...document.querySelectorAll('section.panel')]"
+                ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.querySelector('h2').textContent)"
+            )
+            assert cut == [], (query, cut)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        page.goto(server + "?since=yesterday")
+        assert page.locator("#error").inner_text().startswith("since: cannot read 'yesterday'")
+        assert page.evaluate("window.innerWidth") == 360
+    finally:
+        context.close()
+
+
 def test_a_dropdown_stepped_through_with_the_keyboard_applies_on_enter(browser: Browser, server: str) -> None:
     """Arrow keys on a focused dropdown change it at each press: the page waits for Enter (or Apply) rather than
     reloading at the first press, so a keyboard user can reach any option; Enter applies the one chosen."""

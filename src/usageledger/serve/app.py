@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import functools
 import hmac
+import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -54,7 +55,7 @@ from usageledger.report.queries import Period, ReportData, unknown_model
 from usageledger.report.queries import Scope as ReportScope
 from usageledger.serve import dashboard
 from usageledger.serve.filters import filter_options
-from usageledger.store import BaseStore, StreamState, is_postgres_url, open_existing_store
+from usageledger.store import BaseStore, StreamState, check_store_url, is_postgres_url, open_existing_store
 from usageledger.store._filelock import writer_pid
 from usageledger.sync._safety import data_warnings, stream_states_now
 from usageledger.timeutil import iso
@@ -85,6 +86,10 @@ class StoreHolder:
     given up when a sync wants the file: a request that finds a sync holding the writer lock opens the file afresh
     (taking its turn by the lock protocol, which the sync gives way to between two transactions), and after
     ``idle`` seconds without a request the file is closed, so a sync that starts meanwhile waits at most that long.
+    It is given up too when the path names another file than the one held: a store restored from a backup or moved
+    into place (``mv new.duckdb store.duckdb``), or deleted, is read as it is now. While requests kept coming less
+    than ``idle`` apart (a page's tabs, a monitor polling ``/healthz``), the old file stayed open and was served on:
+    ``/healthz`` said ``ok`` with its streams after the store had been deleted.
     """
 
     def __init__(self, url: str, *, idle: float = IDLE_HOLD) -> None:
@@ -93,6 +98,8 @@ class StoreHolder:
         self._duckdb = not is_postgres_url(url)
         self._lock = threading.Lock()
         self._store: BaseStore | None = None
+        self._held: tuple[int, int] | None = None
+        """The (device, inode) of the file the held store was opened from."""
         self._timer: threading.Timer | None = None
 
     @contextmanager
@@ -108,8 +115,12 @@ class StoreHolder:
                 self._timer = None
             if self._store is not None and writer_pid(self.url) is not None:
                 self._drop()  # a sync wants the file, or has it between two turns: read by the lock protocol
+            if self._store is not None and self._file() != self._held:
+                self._drop()  # the path names another file now (replaced, moved away, deleted): read what it names
             if self._store is None:
+                held = self._file()  # before opening: a file replaced meanwhile differs at the next request
                 self._store = open_existing_store(self.url)
+                self._held = held
             try:
                 yield self._store
             except BaseException:
@@ -123,8 +134,16 @@ class StoreHolder:
                     self._timer.daemon = True
                     self._timer.start()
 
+    def _file(self) -> tuple[int, int] | None:
+        """The (device, inode) of the file the store's path names now; ``None`` when it names none."""
+        try:
+            found = os.stat(check_store_url(self.url))
+        except (OSError, UsageLedgerError):
+            return None
+        return found.st_dev, found.st_ino
+
     def _drop(self) -> None:
-        store, self._store = self._store, None
+        store, self._store, self._held = self._store, None, None
         if store is not None:
             store.close()
 
@@ -176,7 +195,7 @@ def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str
     given = request.query_params.multi_items()
     for name, _ in given:
         if name not in allowed:
-            raise ParameterError(name, f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
+            raise ParameterError(_shown(name), f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
         if sum(1 for other, _ in given if other == name) > 1:
             raise ParameterError(name, "given more than once; give it once")
     for name, text in given:
@@ -395,9 +414,39 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         # Prometheus: the same store, read per scrape; gauges for period figures (see usageledger.report.metrics)
         Route(
             "/metrics",
-            metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now(), overrides=ctx.names),
+            _no_parameters(
+                metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now(), overrides=ctx.names)
+            ),
         ),
     ]
+
+
+def _no_parameters(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """``endpoint`` refusing any query parameter, naming it: ``/metrics?org=acme`` answered every org's series, so a
+    scrape or a look meant for one org read them all (a series is filtered by its labels, in the query that reads
+    it)."""
+
+    async def guarded(request: Request) -> Response:
+        for name, _ in request.query_params.multi_items():
+            message = (
+                f"{_shown(name)}: /metrics takes no parameters; it gives every org, project, model and line item, "
+                "each as a label: filter by label in the query that reads it"
+            )
+            return PlainTextResponse(f"error: {mask_keys(message)}\n", status_code=400)
+        return await endpoint(request)
+
+    return guarded
+
+
+def _shown(name: str) -> str:
+    """A query parameter's name as a refusal names it: ``?=x`` has none, and a long one (a value pasted without its
+    ``name=``) is cut, as a long value is never echoed (:data:`MAX_VALUE`)."""
+    if not name.strip():
+        return "(a parameter with no name)"
+    return name if len(name) <= _NAME_SHOWN else name[: _NAME_SHOWN - 1] + "…"
+
+
+_NAME_SHOWN: Final = 40
 
 
 _PATH_PARAM: Final = re.compile(r"\{[^}]*\}")

@@ -1,0 +1,73 @@
+"""`usageledger export` used in a hurry, beside a Delta lake: a CSV, Parquet or FOCUS export into the lake's tables
+is refused before anything is written, and the lake is left as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+
+
+@pytest.fixture(scope="module")
+def lake(demo_command_store: Path) -> Path:
+    """`export --format delta` of the demo's store: a lake of twelve tables beside the store."""
+    out = demo_command_store.parent / "lake"
+    done = CliRunner().invoke(app, ["export", "--store", str(demo_command_store), "-f", "delta", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    return out
+
+
+def _files(lake: Path) -> list[Path]:
+    return sorted(p.relative_to(lake) for p in lake.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["-f", "parquet", "--partition-by", "day", "-o", "{lake}"],
+            "{lake}: {lake}/usage_completions is a Delta table",
+        ),
+        (
+            ["-f", "parquet", "--partition-by", "day", "-o", "{lake}/costs"],
+            "{lake}/costs is the Delta table {lake}/costs",
+        ),
+        (
+            ["-f", "csv", "-e", "costs", "-o", "{lake}/costs/costs.csv"],
+            "{lake}/costs/costs.csv is inside the Delta table",
+        ),
+        (
+            ["-f", "focus", "-o", "{lake}/costs/focus.csv"],
+            "{lake}/costs/focus.csv is inside the Delta table {lake}/costs",
+        ),
+    ],
+)
+def test_an_export_into_a_delta_table_is_refused_and_the_lake_kept(
+    demo_command_store: Path, lake: Path, args: list[str], said: str
+) -> None:
+    """`export -f parquet --partition-by day -o lake` (the lake's own directory, used again) wrote its `day=` folders
+    inside each Delta table, beside its `month=` ones: a reader of the Parquet dataset read every row twice, and the
+    table's VACUUM deletes what its log does not list, as it would a CSV or FOCUS file put in a table's folder. Each
+    is refused in one line naming the table, before anything is written."""
+    argv = ["export", "--store", str(demo_command_store), *(a.format(lake=lake) for a in args)]
+    before = _files(lake)
+    done = CliRunner().invoke(app, argv)
+    assert done.exit_code == 1, done.output
+    assert done.stderr.startswith(f"error: --output {said.format(lake=lake)}"), done.stderr
+    assert done.stderr.endswith("export to another directory\n") and len(done.stderr.splitlines()) == 1
+    assert _files(lake) == before
+
+
+def test_a_folder_of_the_lake_that_is_no_table_takes_an_export_and_the_lake_still_merges(
+    demo_command_store: Path, lake: Path
+) -> None:
+    """A folder beside the tables is no table: CSV files go there, and the next Delta export rewrites nothing."""
+    out = lake / "csv"
+    done = CliRunner().invoke(app, ["export", "--store", str(demo_command_store), "-f", "csv", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    assert (out / "costs.csv").is_file()
+    again = CliRunner().invoke(app, ["export", "--store", str(demo_command_store), "-f", "delta", "-o", str(lake)])
+    assert again.exit_code == 0 and "(0 of " in again.stderr, again.output
