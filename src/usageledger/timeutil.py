@@ -192,6 +192,13 @@ def past_unix(value: TimeInput, *, now: float, param: str = "--as-of") -> int:
     return result
 
 
+def span_unit(value: str) -> str | None:
+    """The unit of ``value`` when it is a span back from now (``15m``: ``"m"``), else ``None`` (a date, a datetime,
+    Unix seconds): read by the one duration pattern, so a rule about spans never re-parses one its own way."""
+    match = _DURATION.match(value)
+    return None if match is None else match.group(2)
+
+
 def back_from(now: float, span: str | float | timedelta, *, param: str, whole_days: bool = False) -> int:
     """Unix seconds ``span`` before ``now``: the start of a span back from now, the one step behind every flag that
     counts back (``--since 30d``, ``--as-of 2d``, ``--start 36h``, ``check --stale-keys 90d``).

@@ -460,6 +460,19 @@ def test_an_until_after_today_ends_the_period_with_today(demo_store: Path) -> No
     assert period["first_day"] == "2026-11-01" and period["last_day"] == datetime.now(UTC).date().isoformat(), period
 
 
+@pytest.mark.parametrize("since", ["1m", "90m", "30s", " 5 ms "])
+def test_a_period_since_minutes_or_seconds_is_refused(since: str) -> None:
+    """`--since 1m`, meant as a month, was one minute: the report covered today alone and said nothing. A span of
+    minutes or seconds in a period is refused naming the parameter and the month's spellings; hours and days stay."""
+    now = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    with pytest.raises(
+        ParameterError, match=r"^since: .* minutes or seconds, .* give 30d or its first day \(2026-11-01\)"
+    ):
+        report_period(since, None, now=now, since_param="since")
+    assert report_period("36h", None, now=now) == Period(date(2026, 11, 19), date(2026, 11, 21))
+    assert report_period("1d", None, now=now) == Period(date(2026, 11, 20), date(2026, 11, 21))
+
+
 def test_format_percent_is_short_for_tiny_and_huge_fractions() -> None:
     """The library's reconcile takes any Decimal tolerance: its percentage is still a short number."""
     assert format_percent(Decimal("0.5")) == "50%" and format_percent(Decimal("0.123456789")) == "12.345679%"

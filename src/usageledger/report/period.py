@@ -12,11 +12,14 @@ from typing import Final
 
 from usageledger.errors import ParameterError
 from usageledger.report.queries import Period, day_start
-from usageledger.timeutil import since_unix, to_unix, utc_moment
+from usageledger.timeutil import since_unix, span_unit, to_unix, utc_moment
 
 __all__ = ["DEFAULT_DAYS", "report_day", "report_period"]
 
 DEFAULT_DAYS: Final = 30
+_BELOW_AN_HOUR: Final = frozenset({"m", "s", "ms"})
+"""Span units a period refuses: ``1m`` is one minute (``m`` is minutes wherever a span is read), so a report
+``--since 1m``, meant as a month, covered today alone and said nothing."""
 
 
 def report_day(value: str, *, now: int, param: str, end: bool, since: bool = False) -> date:
@@ -46,6 +49,12 @@ def report_period(
     # Days to come hold no spend: an end after today ends with today (`--until 2027-01-01` for "this month"), so the
     # period and the one it is compared with are the days that can hold spend, not "the previous 1,157 days".
     until_day = min(asked, tomorrow)
+    if since and span_unit(since) in _BELOW_AN_HOUR:  # `--since 1m` meant a month and got today alone, silently
+        raise ParameterError(
+            since_param,
+            f"{since.strip()} is a span of minutes or seconds, and a report counts whole UTC days, so it would be"
+            f" today alone; for a month give 30d or its first day ({now.date().replace(day=1)}), for today 1d",
+        )
     since_day = (
         report_day(since, now=ts, param=since_param, end=False, since=True)
         if since
