@@ -49,17 +49,18 @@ def report_period(
     # Days to come hold no spend: an end after today ends with today (`--until 2027-01-01` for "this month"), so the
     # period and the one it is compared with are the days that can hold spend, not "the previous 1,157 days".
     until_day = min(asked, tomorrow)
+    since_day = (
+        report_day(since, now=ts, param=since_param, end=False, since=True)
+        if since
+        else until_day - timedelta(days=DEFAULT_DAYS)
+    )
+    # after the span is read, so a zero (`0s`) is refused as a zero, naming the least span
     if since and span_unit(since) in _BELOW_AN_HOUR:  # `--since 1m` meant a month and got today alone, silently
         raise ParameterError(
             since_param,
             f"{since.strip()} is a span of minutes or seconds, and a report counts whole UTC days, so it would be"
             f" today alone; for a month give 30d or its first day ({now.date().replace(day=1)}), for today 1d",
         )
-    since_day = (
-        report_day(since, now=ts, param=since_param, end=False, since=True)
-        if since
-        else until_day - timedelta(days=DEFAULT_DAYS)
-    )
     if until_day <= since_day:  # named as the caller spells them: --until for the CLI, until for the web and MCP
         if until is None or since_day < asked:  # the start is at or after the end of today
             raise ParameterError(
