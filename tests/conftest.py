@@ -39,6 +39,8 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_alerts_store.py",
         "test_statement_closed.py",
         "test_careless.py",
+        "test_careless_exports.py",
+        "test_careless_readers.py",
         "test_cli_careless_data.py",
         "test_cli_empty_values.py",
         "test_cli_filters.py",
