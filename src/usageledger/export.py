@@ -66,6 +66,7 @@ __all__ = [
     "endpoint_names",
     "export",
     "format_decimal",
+    "request_problem",
     "staged_file",
     "tables_for",
     "write_csv",
@@ -177,6 +178,28 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def request_problem(
+    fmt: str, partition_by: str | None, endpoints: Sequence[str], *, to_stdout: bool
+) -> tuple[str, str] | None:
+    """What is wrong with an export's request itself, before any store is read, as ``(flag, what to do)``; ``None``
+    when nothing is. The one rule: :func:`export` raises it as a :class:`~usageledger.errors.ConfigError`, and the
+    CLI says it before it opens the store, as the bad input it is (exit 2)."""
+    for name in endpoints:
+        try:
+            catalogue.get(name)
+        except KeyError as exc:
+            return "--endpoint", str(exc.args[0])
+    if partition_by is not None and fmt != "parquet":
+        return "--partition-by", f"only Parquet exports can be partitioned, not {fmt}; pass -f parquet"
+    chosen = len(set(endpoints or catalogue.ENDPOINT_NAMES))
+    if to_stdout and fmt != "jsonl" and chosen != 1:
+        return "--endpoint", (
+            f"{fmt} to stdout holds one endpoint, and {chosen} are chosen; pass one --endpoint, or --output DIR for"
+            " a file each"
+        )
+    return None
+
+
 def tables_for(endpoints: Sequence[str]) -> list[TableSpec]:
     """The tables of the ``--endpoint`` names given (each once, in order; none given: every endpoint); an unknown
     name is a :class:`~usageledger.errors.ConfigError` naming ``--endpoint``."""
@@ -233,10 +256,11 @@ def export(
     _check_choice("fmt", fmt, typing.get_args(ExportFormat))
     _check_choice("partition_by", partition_by, (None, "day"))
     check_batch_rows(batch_rows)
-    specs = tables_for(name_list("endpoints", endpoints))
-    if partition_by is not None and fmt != "parquet":
-        raise ConfigError("--partition-by: only Parquet exports can be partitioned")
+    names = name_list("endpoints", endpoints)
     output = _output(output, partition_by)
+    if (problem := request_problem(fmt, partition_by, names, to_stdout=not isinstance(output, str | Path))) is not None:
+        raise ConfigError(f"{problem[0]}: {problem[1]}")
+    specs = tables_for(names)
     store.check_orgs(name_list("orgs", orgs), param="orgs")  # an unknown one exported headers and nothing else
     store.check_streams(name_list("streams", streams), param="streams")
     selection = _Selection(
@@ -252,11 +276,6 @@ def export(
         deltas,
     )
     if not isinstance(output, str | Path):
-        if fmt != "jsonl" and len(specs) != 1:
-            raise ConfigError(
-                f"--endpoint: {fmt} to stdout holds one endpoint, and {len(specs)} are chosen; pass one --endpoint,"
-                " or --output DIR for a file each"
-            )
         return _write_stream(selection, fmt, output, specs)
     target = Path(output)
     guard = _Guard(store, protect or {})

@@ -582,14 +582,12 @@ def export_command(
 ) -> None:
     """Write the store, or part of it, as CSV, JSON Lines or Parquet (exact decimals in every format), or the costs
     as FOCUS 1.2 rows."""
-    from usageledger.export import export
+    from usageledger.export import export, request_problem
 
     endpoint = comma_list("--endpoint", endpoint)
-    for name in endpoint or ():  # a mistyped name is bad input (exit 2), as for `sync -e` and `query`
-        try:
-            catalogue.get(name)
-        except KeyError as exc:
-            raise ParameterError("--endpoint", exc.args[0]) from None
+    # a mistyped name is bad input (exit 2) in every format, as for `sync -e` and `query`: the names alone, here
+    if (problem := request_problem(format, None, endpoint or (), to_stdout=False)) is not None:
+        raise ParameterError(*problem)
     org = comma_list("--org", org)
     stream = comma_list("--stream", stream)
     binary = format == "parquet" or (format == "focus" and focus_format == "parquet")
@@ -636,18 +634,9 @@ def export_command(
         raise ParameterError("--changed-since", "only a --deltas export reads changes; add --deltas")
     if changed_at is not None and as_of_at is not None and changed_at >= as_of_at:
         raise ParameterError("--changed-since", "must be before --as-of")
-    # Two refusals the library makes too (a ConfigError there, exit 1), said here as the bad input they are (exit 2)
-    if partition_by is not None and format != "parquet":
-        raise ParameterError(
-            "--partition-by", f"only Parquet exports can be partitioned, not {format}; pass -f parquet"
-        )
-    chosen = len(set(endpoint or catalogue.ENDPOINT_NAMES))
-    if output == "-" and format != "jsonl" and chosen != 1:
-        raise ParameterError(
-            "--endpoint",
-            f"{format} to stdout holds one endpoint, and {chosen} are chosen; pass one --endpoint, or --output DIR for"
-            " a file each",
-        )
+    # the library's own rule (a ConfigError there), said before the store is opened as the bad input it is (exit 2)
+    if (problem := request_problem(format, partition_by, endpoint or (), to_stdout=output == "-")) is not None:
+        raise ParameterError(*problem)
     with open_for_reading(_store_url(store, config)) as opened:
         opened.check_orgs(org)
         opened.check_streams(stream)
