@@ -19,16 +19,19 @@ CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
 
 
 def test_a_brief_writer_is_waited_for_and_the_wait_is_said_once(tmp_path: Path) -> None:
-    """A second writer finding a `credit add` holding the store waits for it (it let go after 0.5 s) and hears once
-    what it waits for; the lock then says who holds it now."""
+    """A second writer finding a `credit add` holding the store waits for it (it lets go once the waiter has said
+    so) and hears once what it waits for; the lock then says who holds it now. (A timer letting go after 0.5 s could
+    fire, on a loaded machine, before the waiter's 200 ms of tries had passed: nothing was said, rightly.)"""
     store = str(tmp_path / "s.duckdb")
     first = WriterLock.acquire(store, brief="credit add")
     assert writer(store) == _filelock.Writer(os.getpid(), "credit add", brief=True)
-    timer = threading.Timer(0.5, first.release)
-    timer.start()
     heard: list[str] = []
-    second = WriterLock.acquire(store, brief="close", on_wait=heard.append)
-    timer.join()
+
+    def told(said: str) -> None:
+        heard.append(said)
+        threading.Timer(0.1, first.release).start()  # the holder finishes a little after the waiter began to wait
+
+    second = WriterLock.acquire(store, brief="close", on_wait=told)
     assert heard == [f"waiting for the running credit add (PID {os.getpid()}) to finish writing the store {store}…"]
     assert writer(store) == _filelock.Writer(os.getpid(), "close", brief=True)
     second.release()
