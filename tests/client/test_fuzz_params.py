@@ -299,7 +299,11 @@ def plain_cases(draw: st.DrawFn) -> tuple[catalogue.Endpoint, dict[str, Any]]:
 
 def raw_status(emulator: Emulator, endpoint: catalogue.Endpoint, kwargs: dict[str, Any]) -> tuple[int, str | None]:
     """The emulator's status and error param for the same parameters sent without the client's pre-flight."""
-    items = [(k, v) for k, v in kwargs.items() if k in ("start_time", "end_time", "bucket_width")]
+    # end_time as the client sends it: clamped to now (the live API refuses a future one, rules.effective_end)
+    clamped = (
+        {**kwargs, "end_time": min(end, EMULATOR_NOW)} if isinstance(end := kwargs.get("end_time"), int) else kwargs
+    )
+    items = [(k, v) for k, v in clamped.items() if k in ("start_time", "end_time", "bucket_width")]
     items += [(k, v) for k, v in kwargs.items() if k not in KEYWORDS]
     items += [("group_by", kwargs["group_by"]), ("limit", kwargs.get("limit"))]
     query = encode_query(items, "brackets")
