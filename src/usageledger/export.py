@@ -297,15 +297,17 @@ def export(
             return ExportResult(result.rows, (target,))
         if target.exists() and not target.is_dir():
             what = "a partitioned export" if partition_by is not None else f"{fmt} of {len(specs)} endpoints"
-            raise ConfigError(
-                f"--output: {target} is a file, and {what} writes a directory of files; pass a directory"
-                + ("" if partition_by is not None else ", or one --endpoint for one file")
+            raise ParameterError(
+                "--output",
+                f"{target} is a file, and {what} writes a directory of files; pass a directory"
+                + ("" if partition_by is not None else ", or one --endpoint for one file"),
             )
         if not target.exists() and not named_dir and partition_by is None and target.suffix.lower() in FILE_SUFFIXES:
             # `-o usage.csv` of every endpoint made a folder named usage.csv, holding costs.csv and eleven more
-            raise ConfigError(
-                f"--output: {target} is named as one file, but {fmt} of {len(specs)} endpoints writes a directory of"
-                f" files; pass a directory ({target.with_suffix('')}/), or one --endpoint for one file"
+            raise ParameterError(
+                "--output",
+                f"{target} is named as one file, but {fmt} of {len(specs)} endpoints writes a directory of"
+                f" files; pass a directory ({target.with_suffix('')}/), or one --endpoint for one file",
             )
         staging.folder(target)
         rows: dict[str, int] = {}
@@ -370,8 +372,14 @@ def staged_file(store: BaseStore, output: str | Path, protect: Mapping[str, str 
     file or a ``protect``-ed path, or a directory; written under a temporary name and renamed into place only if the
     block succeeds (a failure leaves no partial file and never truncates the old one)."""
     target = Path(output)
-    if str(output).endswith(("/", os.sep)) or target.is_dir():  # `out/` was written as a file named `out`
-        raise ConfigError(f"--output {output} is a directory, and this output is one file: give a file's path in it")
+    if target.is_dir():
+        raise ParameterError(
+            "--output", f"{output} is a directory, and this output is one file: give a file's path in it"
+        )
+    if str(output).endswith(("/", os.sep)):  # `out/` was written as a file named `out`; a folder it does not hold
+        raise ParameterError(
+            "--output", f"{output} names a folder (it ends in /), and this output is one file: give a file's path"
+        )
     guard = _Guard(store, protect)
     guard.check(target)
     _refuse_delta_table(target)
@@ -401,10 +409,11 @@ def _refuse_delta_table(path: Path, *, output: Path | None = None) -> None:
     if table is None:
         return
     where = "" if table == path.absolute() else "inside "
-    said = f"{path} is {where}the Delta table {table}" if output is None else f"{output}: {path} is a Delta table"
-    raise ConfigError(
-        f"--output {said}, which `export --format delta` keeps (its VACUUM deletes files it does not list, and a "
-        "reader of these files would read its rows too): export to another directory"
+    said = f"{path} is {where}the Delta table {table}" if output is None else f"{path} is a Delta table"
+    raise ParameterError(
+        "--output",
+        f"{said}, which `export --format delta` keeps (its VACUUM deletes files it does not list, and a "
+        "reader of these files would read its rows too): export to another directory",
     )
 
 
@@ -431,7 +440,7 @@ class _Guard:
     def check(self, path: Path) -> None:
         reason = overwrite_refusal(path, self._paths)
         if reason is not None:
-            raise ConfigError(f"--output {reason}: export to another file or directory")
+            raise ParameterError("--output", f"{reason}: export to another file or directory")
 
 
 class _Staging:

@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from usageledger import timeutil
 from usageledger._paths import make_folder, remove_made
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, ParameterError
 from usageledger.export import (
     BATCH_ROWS,
     _Guard,
@@ -134,13 +134,16 @@ def export_delta(
     guard = export_guard(store, protect or {})
     guard.check(root)
     if root.exists() and not root.is_dir():
-        raise ConfigError(f"--output {root} is a file: a Delta export writes a directory of tables; pick a directory")
+        raise ParameterError(
+            "--output", f"{root} is a file: a Delta export writes a directory of tables; pick a directory"
+        )
     here = root.absolute()
     table = delta_table_holding(root)
     if table is not None:  # `--output lake/costs` nested twelve tables in a table, whose VACUUM would delete them
-        raise ConfigError(
-            f"--output {root} is {'' if table == here else 'inside '}the Delta table {table}: a lake is a directory"
-            " of tables, not a table; export to the lake's directory or another one"
+        raise ParameterError(
+            "--output",
+            f"{root} is {'' if table == here else 'inside '}the Delta table {table}: a lake is a directory"
+            " of tables, not a table; export to the lake's directory or another one",
         )
     ours = store.identity()
     made = make_folder(root)
@@ -189,15 +192,16 @@ def _export_locked(
             unfinished.append(where)
             continue
         if where.exists() and (not where.is_dir() or (any(where.iterdir()) and not (where / "_delta_log").is_dir())):
-            raise ConfigError(
-                f"--output {root}: {where} exists and is not a Delta table; export to an empty or Delta directory"
+            raise ParameterError(
+                "--output", f"{where} exists and is not a Delta table; export to an empty or Delta directory"
             )
         owner = _owner(deltalake, where)
         if owner is not None and owner != ours:
             this = "this store (synthetic data: the demo's or the emulator's)" if _synthetic(store) else "this store"
-            raise ConfigError(
-                f"--output {root}: {where} mirrors another store ({owner}); exporting {this} over it would replace "
-                "that store's rows: export each store to a directory of its own"
+            raise ParameterError(
+                "--output",
+                f"{where} mirrors another store ({owner}); exporting {this} over it would replace "
+                "that store's rows: export each store to a directory of its own",
             )
     for where in unfinished:  # a first write that never committed (a full disk): no table refers to its files
         shutil.rmtree(where)
@@ -303,8 +307,8 @@ def _export_table(
     table = deltalake.DeltaTable(str(where))
     held = pa.schema(table.schema().to_arrow())
     if held.names != schema.names:
-        raise ConfigError(
-            f"--output: {where} holds a Delta table of other columns ({', '.join(held.names)}); use a new directory"
+        raise ParameterError(
+            "--output", f"{where} holds a Delta table of other columns ({', '.join(held.names)}); use a new directory"
         )
     described = table.metadata().description
     if _named_store(described) is None:  # written before tables named their store: this store takes it over

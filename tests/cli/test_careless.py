@@ -417,7 +417,7 @@ def test_report_html_never_overwrites_the_store_or_the_config(
     Path("usageledger.toml").write_text('[store]\nurl = "u.duckdb"\n', encoding="utf-8")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     done = CliRunner().invoke(app, ["report", "--html", target])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.output.startswith(f"error: --html {target.removeprefix('./')} {expected}"), done.output
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
@@ -711,7 +711,7 @@ def test_export_to_a_file_where_a_directory_is_needed_and_a_name_that_says_anoth
     monkeypatch.chdir(tmp_path)
     Path("out.csv").write_text("mine\n")
     done = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-o", "out.csv"])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.stderr.strip() == (
         "error: --output: out.csv is a file, and csv of 12 endpoints writes a directory of files; pass a directory, "
         "or one --endpoint for one file"
@@ -989,7 +989,7 @@ def test_a_directory_given_for_an_output_file_names_the_flag(demo_store: Path, t
         (["statement", "2026-10", "--csv", str(tmp_path)], "--csv", "statements.csv"),
     ):
         done = CliRunner().invoke(app, [*argv, "--store", str(demo_store)])
-        assert done.exit_code == 1, done.output
+        assert done.exit_code == 2, done.output
         assert done.stderr.strip() == (
             f"error: {flag}: {tmp_path} is a directory; give a file name, such as {tmp_path / name}"
         ), done.stderr

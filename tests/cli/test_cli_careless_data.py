@@ -29,7 +29,7 @@ def test_an_export_of_every_endpoint_to_a_file_name_is_refused_not_made_a_folder
     made. A name with a trailing slash, or without a file suffix, is still the folder of one file per endpoint."""
     monkeypatch.chdir(tmp_path)
     done = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", fmt, "-o", name])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     stem = name.rpartition(".")[0]
     assert done.stderr == (
         f"error: --output: {name} is named as one file, but {fmt} of 12 endpoints writes a directory of files;"

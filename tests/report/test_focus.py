@@ -278,7 +278,7 @@ def test_a_rate_of_many_decimals_is_rounded_to_the_columns_places(store: str, tm
 
 def test_focus_refuses_the_store_and_other_endpoints(store: str) -> None:
     result = _cli("export", "--format", "focus", "--store", store, "--output", store)
-    assert result.returncode == 1 and "would be overwritten" in result.stderr
+    assert result.returncode == 2 and "would be overwritten" in result.stderr
     result = _cli("export", "--format", "focus", "--store", store, "--endpoint", "usage_completions")
     assert result.returncode == 2 and "--endpoint" in result.stderr and "Traceback" not in result.stderr
     # `-f csv --focus-format parquet` wrote plain CSV without a word

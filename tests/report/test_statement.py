@@ -272,14 +272,14 @@ def test_csv_and_html_outputs(store: str, tmp_path: Path) -> None:
     page = out_html.read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and f"${_invoice(store):,}" in page and "add up to" in page
     refused = CliRunner().invoke(app, ["statement", MONTH, "--store", store, "--csv", store])
-    assert refused.exit_code == 1 and "would be overwritten" in refused.output
+    assert refused.exit_code == 2 and "would be overwritten" in refused.output
     folder = CliRunner().invoke(app, ["statement", MONTH, "--store", store, "--html", str(tmp_path)])
-    assert folder.exit_code == 1 and "--html" in folder.output and "is a directory" in folder.output
+    assert folder.exit_code == 2 and "--html" in folder.output and "is a directory" in folder.output
     assert "Statement" not in folder.output, "refused before anything is computed or printed"
     twice = tmp_path / "twice.out"
     both = ["statement", MONTH, "--store", store, "--csv", str(twice), "--html", f"{tmp_path}/./twice.out"]
     same = CliRunner().invoke(app, both)
-    assert same.exit_code == 1 and "--html" in same.output and "the file of --csv" in same.output
+    assert same.exit_code == 2 and "--html" in same.output and "the file of --csv" in same.output
     assert not twice.exists(), "the same path given twice: nothing is written"
     with open_store(store, read_only=True) as db:
         assert db.query(f"SELECT COUNT(*) FROM {COSTS_VIEW}")[0][0] > 1000

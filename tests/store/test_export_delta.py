@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 from usageledger.emulator import Emulator, EmulatorConfig, run_server
-from usageledger.errors import ConfigError, ParameterError
+from usageledger.errors import ParameterError
 from usageledger.export_delta import DeltaExportResult, delta_schema, export_delta
 from usageledger.store import BaseStore, open_store, tables
 
@@ -158,12 +158,12 @@ def test_the_store_and_foreign_directories_are_never_written(tmp_path: Path) -> 
     """PATH is never the store, nor a directory of a table name that holds something else; nothing is written."""
     db = tmp_path / "ledger.duckdb"
     with open_store(str(db)) as store:
-        with pytest.raises(ConfigError, match="is the DuckDB store"):
+        with pytest.raises(ParameterError, match="is the DuckDB store"):
             export_delta(store, db)
         foreign = tmp_path / "out" / "costs"
         foreign.mkdir(parents=True)
         (foreign / "notes.txt").write_text("mine")
-        with pytest.raises(ConfigError, match="is not a Delta table"):
+        with pytest.raises(ParameterError, match="is not a Delta table"):
             export_delta(store, tmp_path / "out")
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["costs"]
         assert (foreign / "notes.txt").read_text() == "mine"
@@ -237,10 +237,10 @@ def test_another_stores_export_is_refused_and_the_lake_keeps_its_rows(tmp_path: 
             assert run(demo, url, streams=costs, orgs=[demo_org], since=EMULATOR_NOW - 10 * DAY).ok
             assert demo.identity() != real_id
             before = _delta_table(lake / "costs").version()
-            with pytest.raises(ConfigError) as refused:
+            with pytest.raises(ParameterError) as refused:
                 export_delta(demo, lake)
             assert str(refused.value) == (
-                f"--output {lake}: {lake / 'costs'} mirrors another store ({real_id}); exporting this store "
+                f"--output: {lake / 'costs'} mirrors another store ({real_id}); exporting this store "
                 "(synthetic data: the demo's or the emulator's) over it would replace that store's rows: export "
                 "each store to a directory of its own"
             )
@@ -364,6 +364,6 @@ def test_an_output_inside_a_delta_table_is_refused(tmp_path: Path) -> None:
         table = tmp_path / "lake" / "costs"
         month = next(table.glob("month=*"))
         for output, said in ((table, "is the Delta table"), (month / "x", "is inside the Delta table")):
-            with pytest.raises(ConfigError, match=f"{said} {table}: a lake is a directory of tables, not a table"):
+            with pytest.raises(ParameterError, match=f"{said} {table}: a lake is a directory of tables, not a table"):
                 export_delta(store, output, endpoints=["costs"])
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*")) == before

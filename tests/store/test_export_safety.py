@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from usageledger._paths import real_path, same_file
 from usageledger.cli import app
-from usageledger.errors import ConfigError
+from usageledger.errors import ParameterError
 from usageledger.export import export
 from usageledger.store import BaseStore, open_store
 
@@ -67,7 +67,7 @@ def synced(_synced_once: Path, tmp_path: Path, emulator_url: str, monkeypatch: p
 
 def _refused(args: list[str]) -> str:
     result = CliRunner().invoke(app, ["export", *args])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     message = result.stderr.strip()
     assert "--output" in message and "export to another file" in message
@@ -269,9 +269,9 @@ def test_successful_partitioned_export_replaces_whole_days(store: BaseStore, syn
 
 def test_library_export_refuses_the_store_path(store: BaseStore, synced: Path) -> None:
     """The library guards the DuckDB store too, and a caller can protect more paths."""
-    with pytest.raises(ConfigError, match="--output"):
+    with pytest.raises(ParameterError, match="--output"):
         export(store, "csv", synced / STORE, endpoints=["costs"])
-    with pytest.raises(ConfigError, match="the report"):
+    with pytest.raises(ParameterError, match="the report"):
         export(store, "csv", synced / "r.csv", endpoints=["costs"], protect={"the report": "./r.csv"})
     assert not (synced / "r.csv").exists() and _costs_rows_open(store) > 0
 

@@ -542,7 +542,7 @@ def refuse_overwriting(
             EXIT_USAGE,
         )
     if path.is_dir():
-        raise fail(f"{flag}: {path} is a directory; give a file name, such as {path / example}")
+        raise fail(f"{flag}: {path} is a directory; give a file name, such as {path / example}", EXIT_USAGE)
     if (blocked := file_in_the_way(path)) is not None:  # `--csv notes.txt/s.csv`: said after the statement printed
         raise fail(
             f"{flag}: {blocked} is a file, not a folder, so {path} cannot be made; give a path in a folder", EXIT_USAGE
@@ -554,7 +554,7 @@ def refuse_overwriting(
     kept += [(f"the file of {other}", other_path) for other, other_path in other_outputs if other_path is not None]
     reason = overwrite_refusal(path, kept)
     if reason is not None:
-        raise fail(f"{flag} {reason}: write to another file")
+        raise fail(f"{flag} {reason}: write to another file", EXIT_USAGE)
 
 
 def listen_flags(host: str, port: int) -> tuple[str, int]:
