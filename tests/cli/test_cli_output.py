@@ -414,3 +414,13 @@ def test_report_json_with_html_keeps_stdout_one_document(demo_store: Path, tmp_p
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["period"]["days"] == 30
     assert page.is_file() and f"wrote {page}" in result.stderr
+
+
+def test_a_missing_path_is_not_blamed_on_folders_that_are_never_made() -> None:
+    """`describe_os_error` said "missing folders are not created" of every missing path, though every command that
+    writes a file (`export -o`, `report --html`, `statement --csv`) makes its missing folders: the hint sent a user
+    to make folders when the file it named was what was missing."""
+    from usageledger.cli._app import describe_os_error
+
+    said = describe_os_error(FileNotFoundError(2, "No such file or directory", "names.csv"))
+    assert said == "No such file or directory: names.csv; check that the path exists"

@@ -584,7 +584,7 @@ def describe_os_error(exc: OSError) -> str:
     if not paths:
         return reason
     hint = {
-        FileNotFoundError: "check the path; missing folders are not created",
+        FileNotFoundError: "check that the path exists",
         IsADirectoryError: "give a file name, not a folder",
         NotADirectoryError: "a part of the path is a file, not a folder",
         FileExistsError: "pick a path that does not exist yet",
