@@ -12,6 +12,7 @@ import secrets
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from usageledger.errors import ConfigError
 
@@ -188,9 +189,13 @@ def write_whole_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def naming_full_disk(path: str | Path) -> Iterator[None]:
+def naming_full_disk(path: str | Path | IO[bytes]) -> Iterator[None]:
     """A full disk (or quota) while writing ``path`` named with it: the error a write raises names no file, so the
-    one line said only "No space left on device"."""
+    one line said only "No space left on device". A stream is named by its ``name``; stdout (``> file``, ``| cmd``)
+    as "standard output"."""
+    if not isinstance(path, str | Path):
+        name = str(getattr(path, "name", "the output stream"))
+        path = "standard output" if name == "<stdout>" else name
     try:
         yield
     except OSError as exc:

@@ -275,8 +275,9 @@ def export(
         changed if deltas else None,
         deltas,
     )
-    if not isinstance(output, str | Path):
-        return _write_stream(selection, fmt, output, specs)
+    if not isinstance(output, str | Path):  # a full disk behind `> file` said no place
+        with naming_full_disk(output):
+            return _write_stream(selection, fmt, output, specs)
     target = Path(output)
     guard = _Guard(store, protect or {})
     guard.check(target)
@@ -464,7 +465,7 @@ class _Staging:
         """A new temporary file for ``final`` (never the target itself, so nothing existing is truncated)."""
         self._guard.check(final)
         if is_stream(final):  # a FIFO, /dev/stdout, a device: written through; a rename would replace it with a file
-            with open(final, "wb") as stream:
+            with naming_full_disk(final), open(final, "wb") as stream:  # `-o /dev/full` said no path
                 yield stream
             return
         if final.is_symlink():  # replace the file the link points at, as writing through it did, and keep the link

@@ -100,3 +100,22 @@ def test_only_positive_sizes_are_kept() -> None:
     environ = {"COLUMNS": "60", "LINES": "abc"}
     drop_unusable_sizes(environ)
     assert environ == {"COLUMNS": "60"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (["-e", "costs", "-f", "jsonl"], ">/dev/full"),
+        (["-f", "focus"], ">/dev/full"),
+        (["-e", "costs", "-o", "/dev/full"], ""),
+        (["-f", "focus", "-o", "/dev/full"], ""),
+    ],
+    ids=["jsonl > /dev/full", "focus > /dev/full", "-o /dev/full", "focus -o /dev/full"],
+)
+def test_an_export_onto_a_full_disk_names_where_it_was_writing(argv: list[str], where: str, demo_store: Path) -> None:
+    """`export > /dev/full` and `export -o /dev/full` (a device: written straight through, not staged) said only
+    "No space left on device", naming neither the output nor stdout; a staged file was named already."""
+    done = _run("export", "--store", str(demo_store), *argv, redirect=where)
+    assert done.returncode == 1, done.stderr
+    place = "standard output" if where else "/dev/full"
+    assert done.stderr == f"error: No space left on device: {place}\n"

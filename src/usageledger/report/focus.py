@@ -24,6 +24,7 @@ from typing import IO, Any, Final, Literal
 import msgspec
 import pyarrow as pa
 
+from usageledger._paths import naming_full_disk
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.export import bucket_filter, staged_file, write_csv, write_parquet
 from usageledger.report.fx import FxRates
@@ -324,8 +325,9 @@ def write_focus(
         path: Path | None = Path(output)
     else:
         _refuse_no_rows(store, since, until, orgs)  # before a byte is written
-        count = _write(batches(), fmt, output, schema)
-        output.flush()
+        with naming_full_disk(output):
+            count = _write(batches(), fmt, output, schema)
+            output.flush()
         path = None
     rates = tuple(fx.used(days)) if fx is not None else ()
     return FocusResult(count, path, rates)
