@@ -418,7 +418,7 @@ def test_report_html_never_overwrites_the_store_or_the_config(
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     done = CliRunner().invoke(app, ["report", "--html", target])
     assert done.exit_code == 2, done.output
-    assert done.output.startswith(f"error: --html {target.removeprefix('./')} {expected}"), done.output
+    assert done.output.startswith(f"error: --html: {target.removeprefix('./')} {expected}"), done.output
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 

@@ -74,24 +74,3 @@ def test_a_folder_of_the_lake_that_is_no_table_takes_an_export_and_the_lake_stil
     assert (out / "costs.csv").is_file()
     again = CliRunner().invoke(app, ["export", "--store", str(demo_command_store), *LAKE, "-o", str(lake)])
     assert again.exit_code == 0 and "(0 of " in again.stderr, again.output
-
-
-@pytest.mark.parametrize("args", [["-f", "focus"], ["-f", "focus", "--focus-format", "parquet"]])
-def test_one_file_given_a_new_folder_is_refused_as_bad_input(
-    demo_command_store: Path, tmp_path: Path, args: list[str]
-) -> None:
-    """`export -f focus -o new/` (a folder that does not exist yet, for FOCUS, always one file) said "new/ is a
-    directory", which it was not, and exited 1 as if the export had failed. It is bad input: exit 2, one line saying
-    the path names a folder, nothing made. Every refused output path exits 2 alike (the store, a Delta table, a file
-    where a folder is needed). (The other formats take `new/` as the folder of one file per endpoint.)"""
-    out = tmp_path / "new"
-    done = CliRunner().invoke(app, ["export", "--store", str(demo_command_store), *args, "-o", f"{out}/"])
-    assert done.exit_code == 2, done.output
-    assert done.stderr == (
-        f"error: --output: {out}/ names a folder (it ends in /), and this output is one file: give a file's path\n"
-    )
-    assert not out.exists()
-    store = CliRunner().invoke(
-        app, ["export", "--store", str(demo_command_store), *args, "-o", str(demo_command_store)]
-    )
-    assert store.exit_code == 2 and "would be overwritten" in store.stderr, store.output

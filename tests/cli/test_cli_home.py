@@ -66,6 +66,6 @@ def test_an_output_that_is_the_commands_own_input_is_refused(
     _rates(tmp_path / "fx.csv")
     before = {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")}
     result = CliRunner().invoke(app, [*argv, "--store", str(demo_store)], terminal_width=200)
-    assert result.exit_code == 1, result.output
-    assert f"error: {flag} " in result.output and f"is the file of {given}" in result.output, result.output
+    assert result.exit_code == 2, result.output
+    assert f"error: {flag}: " in result.output and f"is the file of {given}" in result.output, result.output
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")} == before

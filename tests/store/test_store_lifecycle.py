@@ -351,18 +351,19 @@ def test_an_output_with_a_trailing_slash_is_a_directory_made_with_its_parents(
 
 
 def test_a_focus_export_to_a_directory_is_refused_in_one_line(tmp_path: Path) -> None:
-    """FOCUS rows are one file: `--output dir/` or an existing directory is refused naming it, and nothing is
-    written (`dir/` was written as a file named `dir`; an existing one failed on the rename)."""
+    """FOCUS rows are one file: `--output dir/` or an existing directory is refused naming it, as bad input (exit
+    2), and nothing is written (`dir/` was written as a file named `dir`; an existing one failed on the rename).
+    A `new/` that does not exist was said to be "a directory" and exited 1: it names a folder, and says so."""
     store = tmp_path / "s.duckdb"
     open_store(str(store)).close()
     (tmp_path / "there").mkdir()
-    for output in (f"{tmp_path / 'new'}/", str(tmp_path / "there")):
+    for output, said in (
+        (f"{tmp_path / 'new'}/", "names a folder (it ends in /), and this output is one file: give a file's path"),
+        (str(tmp_path / "there"), "is a directory, and this output is one file: give a file's path in it"),
+    ):
         result = CliRunner().invoke(app, ["export", "--format", "focus", "--output", output, "--store", str(store)])
-        assert result.exit_code == 1
-        assert (
-            result.stderr
-            == f"error: --output {output} is a directory, and this output is one file: give a file's path in it\n"
-        )
+        assert result.exit_code == 2
+        assert result.stderr == f"error: --output: {output} {said}\n"
     assert not (tmp_path / "new").exists() and list((tmp_path / "there").iterdir()) == []
 
 

@@ -554,7 +554,7 @@ def refuse_overwriting(
     kept += [(f"the file of {other}", other_path) for other, other_path in other_outputs if other_path is not None]
     reason = overwrite_refusal(path, kept)
     if reason is not None:
-        raise fail(f"{flag} {reason}: write to another file", EXIT_USAGE)
+        raise fail(f"{flag}: {reason}: write to another file", EXIT_USAGE)
 
 
 def listen_flags(host: str, port: int) -> tuple[str, int]:
