@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from usageledger import catalogue
+from usageledger import catalogue, rules
 from usageledger._http import QueryValue, TimeoutTypes
 from usageledger._options import check_timeout
 from usageledger._paging import AsyncPaged, Paged
@@ -124,9 +124,11 @@ def _checked_params(ep: DirectoryEndpoint, params: Mapping[str, QueryValue]) -> 
             if value not in p.allowed:
                 raise ParameterError(p.name, f"unknown value {value!r}", allowed=p.allowed)
         else:
-            values = [value] if isinstance(value, str) else value
-            if isinstance(values, int) or not all(isinstance(v, str) and v.strip() for v in values):
-                raise ParameterError(p.name, f"expected a list of non-empty strings, got {value!r}")
+            # the usage filters' one rule: `emails=[]` sent no filter and listed every user, `emails=5.0` was a
+            # TypeError from deep inside
+            values = rules.filter_value(p.name, value)
+            if isinstance(values, bool):
+                raise ParameterError(p.name, f"expected a list of strings, got {value!r}")
             value = list(values)
         items.append((p.name, value))
     return items

@@ -41,3 +41,32 @@ def test_the_seed_face_says_the_same_of_a_boolean_filter(emulator: Emulator) -> 
         with pytest.raises(ParameterError, match=r"^batch: expected true or false, got 'false'$"):
             api.usage_completions(start_time="2026-11-01", batch="false")  # type: ignore[arg-type]
         assert api.usage_completions(start_time="2026-11-01", end_time="2026-11-03", batch=False).data
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], r"is empty; give at least one value, or leave emails out for no filter"),
+        ((), r"is empty; give at least one value"),
+        (5.0, r"expected a list of strings, got 5\.0"),
+    ],
+)
+def test_an_empty_or_shapeless_directory_filter_is_refused_not_dropped(
+    emulator: Emulator, value: object, message: str
+) -> None:
+    """`client.users(emails=[])` sent no filter and listed every user of the organization, and `emails=5.0` was a
+    TypeError from deep inside: the directory's list parameters follow the usage filters' one rule (sync, async and
+    the seed's face); a real list still filters."""
+    client = Client(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport())
+    twin = AsyncClient(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport())
+    api = UsageApi(client=client)
+    calls = [
+        lambda: list(client.users(emails=value)),  # type: ignore[arg-type]
+        lambda: twin.users(emails=value).items(),  # type: ignore[arg-type]
+        lambda: api.list_users(emails=value),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(ParameterError, match=rf"^emails: {message}"):
+            call()
+    email = next(iter(client.users())).email
+    assert [user.email for user in client.users(emails=email)] == [email]
