@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from usageledger import catalogue, rules
+from usageledger import catalogue, rules, timeutil
 from usageledger._http import QueryValue, TimeoutTypes
 from usageledger._options import check_timeout
 from usageledger._paging import AsyncPaged, Paged
@@ -101,8 +101,9 @@ def path_of(ep: DirectoryEndpoint, call: DirectoryCall, *, item: bool = False) -
 def _checked_limit(ep: DirectoryEndpoint, limit: object, *, paging: bool) -> int | None:
     if limit is None:
         return None
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise ParameterError("limit", f"expected a whole number of items, got {limit!r}")
+    given, limit = limit, timeutil.integer(limit)
+    if limit is None:
+        raise ParameterError("limit", f"expected a whole number of items, got {given!r}")
     rule = ep.limit
     low = max(rule.minimum, 1) if paging else rule.minimum
     if not low <= limit <= rule.maximum:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import numbers
 import os
 import random
 import re
@@ -26,7 +27,7 @@ from usageledger._secrets import KEY_SHAPED, mask_keys, normalize_key, redact, u
 from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.errors import APIStatusError, BaseURLError, ConfigError, InsecureURLError
-from usageledger.timeutil import MAX_UNIX
+from usageledger.timeutil import MAX_UNIX, integer
 
 __all__ = [
     "ARRAY_FORMATS",
@@ -84,12 +85,15 @@ class RetryPolicy:
     wall_clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+        retries = integer(self.max_retries)  # numpy's int64 too, kept as an int
+        if retries is None or retries < 0:
             raise ConfigError(f"max_retries must be a whole number, 0 or more, got {self.max_retries!r}")
+        object.__setattr__(self, "max_retries", retries)
         for name in ("initial_delay", "max_delay", "max_retry_after"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < float("inf"):
                 raise ConfigError(f"{name} must be 0 or more seconds, got {value!r}")
+            object.__setattr__(self, name, float(value))
 
 
 def is_loopback(host: str) -> bool:
@@ -278,7 +282,7 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
         return value
     if value is None:
         return DEFAULT_TIMEOUT
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):  # numpy's too
         raise ConfigError(f"timeout must be a positive number of seconds or an httpx.Timeout, got {value!r}")
     return httpx.Timeout(float(value), connect=min(float(value), DEFAULT_TIMEOUT.connect or 5.0))
 
@@ -420,9 +424,10 @@ class ClientOptions:
             raise ConfigError(f"allow_insecure_http must be True or False, got {self.allow_insecure_http!r}")
         sets(self, "base_url", check_base_url(self.base_url, allow_insecure_http=self.allow_insecure_http))
         sets(self, "timeout", as_timeout(self.timeout))
-        concurrency = self.max_concurrency
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigError(f"max_concurrency must be at least 1, got {concurrency!r}")
+        concurrency = integer(self.max_concurrency)
+        if concurrency is None or concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {self.max_concurrency!r}")
+        sets(self, "max_concurrency", concurrency)
         if not callable(self.clock):
             raise ConfigError(f"clock must be a function returning Unix seconds, got {self.clock!r}")
         sets(self, "headers", MappingProxyType(check_headers(self.headers)))

@@ -156,9 +156,9 @@ def _checked(endpoint: Endpoint, params: rules.QueryParams, now: int) -> rules.Q
 def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryParams]:
     """The endpoint and the checked parameters of one request."""
     ep = _endpoint(call.endpoint)
-    limit, page = call.limit, call.page
-    if isinstance(limit, bool) or (limit is not None and not isinstance(limit, int)):
-        raise ParameterError("limit", f"expected an integer number of buckets, got {limit!r}")
+    limit, page = None if call.limit is None else timeutil.integer(call.limit), call.page
+    if call.limit is not None and limit is None:
+        raise ParameterError("limit", f"expected an integer number of buckets, got {call.limit!r}")
     if page is not None:
         if not isinstance(page, str):
             raise ParameterError("page", f"expected the previous page's next_page string, got {page!r}")

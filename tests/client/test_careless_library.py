@@ -4,13 +4,16 @@ error naming the parameter and the fix, never a bare exception from deep inside,
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pytest
 
 from usageledger import AsyncClient, Client, UsageApi
 from usageledger.emulator import Emulator
 from usageledger.errors import ParameterError
+from usageledger.timeutil import MAX_UNIX, to_unix
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -70,3 +73,64 @@ def test_an_empty_or_shapeless_directory_filter_is_refused_not_dropped(
             call()
     email = next(iter(client.users())).email
     assert [user.email for user in client.users(emails=email)] == [email]
+
+
+def test_numpys_integers_are_whole_numbers(emulator: Emulator) -> None:
+    """A value read from a DataFrame is numpy's (`df["bucket_start"].max()` is an `int64`, which is no `int`):
+    start_time, end_time, limit, max_retries, max_concurrency, timeout and a directory limit refused it as "expected
+    an integer, got np.int64(3)", which read as the very thing asked for. It is taken as the number it is."""
+    start, end = np.int64(1793491200), np.int64(1793664000)  # 2026-11-01 and 2026-11-03
+    with Client(
+        FAKE_ADMIN_KEY,
+        NOWHERE,
+        transport=emulator.transport(),
+        clock=lambda: EMULATOR_NOW,
+        max_retries=np.int64(1),
+        max_concurrency=np.int32(2),
+        timeout=np.int64(5),
+    ) as client:
+        assert (client.retry.max_retries, client.max_concurrency, client.timeout.read) == (1, 2, 5.0)
+        assert type(client.retry.max_retries) is int and type(client.max_concurrency) is int
+        page = client.page("costs", start_time=start, end_time=end, limit=np.int64(1))
+        assert [b.start_time for b in page.data] == [1793491200] and page.has_more
+        assert len(client.query("costs", start_time=start, end_time=end).buckets()) == 2
+        assert len(client.projects(limit=np.int64(1)).pages().__next__().data) == 1
+    assert to_unix(np.uint32(1793491200)) == 1793491200 and to_unix(np.float32(1.5e9)) == 1500000000
+
+
+@pytest.mark.parametrize("value", [np.bool_(True), np.float64(2.0), "3"])
+def test_what_is_not_a_whole_number_is_still_refused(value: object) -> None:
+    """numpy's bool and a float or text are no count: refused naming limit, as before."""
+    with Client(FAKE_ADMIN_KEY, NOWHERE) as client, pytest.raises(ParameterError, match=r"^limit: expected an"):
+        client.page("costs", start_time="2026-11-01", limit=value)  # type: ignore[arg-type]
+
+
+def test_pandas_nat_is_named_not_a_value_error() -> None:
+    """`start_time=pd.NaT` (an empty column's max) raised "NaTType does not support timestamp" from deep inside."""
+    import pandas as pd
+
+    with Client(FAKE_ADMIN_KEY, NOWHERE) as client:
+        for param in ("start_time", "end_time"):
+            times = {"start_time": "2026-11-01", param: pd.NaT}
+            with pytest.raises(ParameterError, match=rf"^{param}: NaT names no time; pass a datetime"):
+                client.query("costs", **times)
+
+
+def test_the_last_microsecond_of_9999_is_still_9999() -> None:
+    """`datetime.max` (9999-12-31T23:59:59.999999) went through a float timestamp, rounded up to the year 10000 and
+    was refused as "after the year 9999; pass Unix seconds, not milliseconds"; it is the last second a time can
+    name, and a datetime really after 9999 is told to pass an earlier time, not to mind its milliseconds."""
+    assert to_unix(datetime.max) == MAX_UNIX
+    assert to_unix(datetime(2026, 11, 1, 0, 0, 0, 999999, tzinfo=UTC)) == 1793491200
+    late = datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))
+    with pytest.raises(ParameterError, match=r"^start_time: .* is after the year 9999; pass an earlier time$"):
+        to_unix(late)
+    with pytest.raises(ParameterError, match=r"not milliseconds$"):
+        to_unix(MAX_UNIX * 1000)
+
+
+def test_a_negative_fraction_of_a_second_is_before_1970() -> None:
+    """`start_time=-0.5` was truncated to 0 and sent as 1970-01-01; it is half a second before it, and refused."""
+    with pytest.raises(ParameterError, match=r"^start_time: -0\.5 is before 1970"):
+        to_unix(-0.5)
+    assert to_unix(0.5) == 0 and to_unix(1793491200.9) == 1793491200
