@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from abc import abstractmethod
@@ -284,6 +285,11 @@ class _QueryBase(Generic[C]):
         self._spec = spec
         self._timeout = timeout
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """A copy over a copy of the client; the validated range is frozen (and its filters, a read-only mapping,
+        refused deep copying), so both share it."""
+        return type(self)(copy.deepcopy(self._client, memo), self._spec, self._timeout)
+
     @property
     def endpoint(self) -> Endpoint:
         return self._spec.endpoint
@@ -488,6 +494,16 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError(f"{type(self).__name__} holds the admin key and is not picklable")
+
+    def __copy__(self) -> Self:
+        """``copy.copy(client)``: :meth:`with_options` with nothing changed (it fell through to ``__reduce__`` and was
+        refused as "not picklable", which nobody asked for), so a copy closes without closing this client."""
+        return self.with_options()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """``copy.deepcopy`` of the client, or of a query or a notebook's dict holding it: as :meth:`__copy__`; the
+        connection pool is a resource both share, not a value to duplicate."""
+        return self.with_options()
 
     def page(
         self,

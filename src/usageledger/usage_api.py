@@ -14,8 +14,9 @@ writes from the catalogue; each hands its arguments to :meth:`UsageApi._seed_pag
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
@@ -92,6 +93,14 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
 
     def close(self) -> None:
         self._client.close()
+
+    def __copy__(self) -> UsageApi:
+        """A copy over a copy of the client (:meth:`Client.__copy__`): closing one leaves the other open (a plain
+        copy shared the client, so closing the copy closed the original)."""
+        return UsageApi(client=copy.copy(self._client))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> UsageApi:
+        return self.__copy__()
 
     def _seed_page(self, call: EndpointCall) -> UsageResponse:
         return self._client._page(call)

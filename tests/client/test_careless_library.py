@@ -3,6 +3,9 @@ error naming the parameter and the fix, never a bare exception from deep inside,
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import pickle
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -134,3 +137,37 @@ def test_a_negative_fraction_of_a_second_is_before_1970() -> None:
     with pytest.raises(ParameterError, match=r"^start_time: -0\.5 is before 1970"):
         to_unix(-0.5)
     assert to_unix(0.5) == 0 and to_unix(1793491200.9) == 1793491200
+
+
+def test_a_client_copies_and_deep_copies_as_with_options_does(emulator: Emulator) -> None:
+    """`copy.copy(client)` and `copy.deepcopy` (of a client, a query, or a notebook's dict of settings holding one)
+    were refused as "Client holds the admin key and is not picklable", though nothing was pickled. A copy is
+    `with_options()`: the same settings and connections; closing it leaves the original open. Pickling is still
+    refused, as the key must not leave the process that way."""
+    client = Client(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW, max_retries=1)
+    api = UsageApi(client=client)
+    query = client.query("costs", start_time="2026-11-01", end_time="2026-11-03")
+    copies = [copy.copy(client), copy.deepcopy(client), copy.deepcopy({"client": client})["client"]]
+    for again in copies:
+        assert type(again) is Client and again is not client and repr(again) == repr(client)
+        again.close()
+    for seed in (copy.copy(api), copy.deepcopy(api)):
+        assert seed.client is not client
+        seed.close()
+    assert len(copy.deepcopy(query).buckets()) == 2
+    assert len(query.buckets()) == 2 and api.usage_costs(start_time="2026-11-01", end_time="2026-11-03").data
+    with pytest.raises(TypeError, match="not picklable"):
+        pickle.dumps(client)
+
+
+def test_an_async_client_copies_too(emulator: Emulator) -> None:
+    """The async twin: a copy fetches, and closing it leaves the original open."""
+    client = AsyncClient(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+
+    async def run() -> tuple[int, int]:
+        again = copy.deepcopy(client)
+        got = len(await again.fetch_range("costs", start_time="2026-11-01", end_time="2026-11-03"))
+        await again.aclose()
+        return got, len(await client.fetch_range("costs", start_time="2026-11-01", end_time="2026-11-03"))
+
+    assert asyncio.run(run()) == (2, 2)
