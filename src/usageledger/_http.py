@@ -226,15 +226,21 @@ def _status_error(response: httpx.Response, config: ClientOptions, *, now: float
         code=code,
         request_id=response.headers.get("x-request-id"),
         retry_after=parse_retry_after(response.headers, now=now),
-        hint=_not_found_hint(config.base_url) if status == 404 else None,
+        hint=_not_found_hint(config.base_url, code) if status == 404 else None,
     )
 
 
-def _not_found_hint(base_url: str) -> str | None:
+def _not_found_hint(base_url: str, code: str | None) -> str | None:
     """A 404 under a base URL that does not end in /v1 (``http://127.0.0.1:8787/``, ``…/v1/organization``): the URL
-    it meant, built from it, in place of the generic example."""
+    it meant, built from it, in place of the generic example. Under one that does, the API's ``not_found`` is an ID
+    it does not know (``client.project("proj_nope")``), which the generic "it must end in /v1" sent the user to fix
+    a base URL that was right; else ``None``, the generic hint (a proxy's path, another server)."""
     corrected = corrected_base_url(base_url)
-    return None if corrected is None else f"Check the base URL: it must end in /v1, so use {corrected}"
+    if corrected is not None:
+        return f"Check the base URL: it must end in /v1, so use {corrected}"
+    if code == "not_found":
+        return "Check the ID: the organization has nothing by that ID (a list method, such as projects(), gives them)"
+    return None
 
 
 def _opt_str(value: object) -> str | None:

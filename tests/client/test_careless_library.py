@@ -15,7 +15,7 @@ import pytest
 
 from usageledger import AsyncClient, Client, UsageApi
 from usageledger.emulator import Emulator
-from usageledger.errors import ParameterError
+from usageledger.errors import NotFoundError, ParameterError
 from usageledger.timeutil import MAX_UNIX, to_unix
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -171,3 +171,21 @@ def test_an_async_client_copies_too(emulator: Emulator) -> None:
         return got, len(await client.fetch_range("costs", start_time="2026-11-01", end_time="2026-11-03"))
 
     assert asyncio.run(run()) == (2, 2)
+
+
+def test_an_unknown_id_is_not_blamed_on_the_base_url(emulator: Emulator) -> None:
+    """`client.project("proj_nope")` under a right base URL said "No project found with ID 'proj_nope'. Check the base
+    URL: it must end in /v1", sending the user to fix what was right. The API's not_found names the ID as the thing
+    to check, for a retrieve and for a list under an unknown project (sync and async)."""
+    client = Client(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), max_retries=0)
+    twin = AsyncClient(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), max_retries=0)
+    calls = [
+        lambda: client.project("proj_nope"),
+        lambda: list(client.project_users("proj_nope")),
+        lambda: asyncio.run(twin.project("proj_nope")),
+    ]
+    for call in calls:
+        with pytest.raises(NotFoundError) as info:
+            call()
+        assert info.value.hint.startswith("Check the ID: ") and "/v1" not in str(info.value)
+        assert "proj_nope" in str(info.value)
