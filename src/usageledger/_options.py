@@ -372,13 +372,14 @@ def base_url_from(base_url: str | None, *, source: str = "base_url=") -> str:
     where = base_url_origin(base_url, source=source)
     if where is None:
         return DEFAULT_BASE_URL
-    return normalize_base_url(base_url or os.environ[BASE_URL_ENV], where)
+    return normalize_base_url(os.environ[BASE_URL_ENV] if base_url is None else base_url, where)
 
 
 def base_url_origin(base_url: str | None, *, source: str = "base_url=") -> str | None:
-    """Where :func:`base_url_from` takes the URL from: ``source`` when ``base_url`` is given, else ``OPENAI_BASE_URL``
-    when it is set, else ``None`` (the public API)."""
-    if base_url:
+    """Where :func:`base_url_from` takes the URL from: ``source`` when ``base_url`` is given (a blank one too, which
+    is refused as blank: ``base_url=os.environ.get("EMULATOR_URL", "")`` sent the admin key to the public API), else
+    ``OPENAI_BASE_URL`` when it is set, else ``None`` (the public API)."""
+    if base_url is not None:
         return source
     return BASE_URL_ENV if os.environ.get(BASE_URL_ENV) else None
 

@@ -15,7 +15,7 @@ import pytest
 
 from usageledger import AsyncClient, Client, UsageApi
 from usageledger.emulator import Emulator
-from usageledger.errors import NotFoundError, ParameterError
+from usageledger.errors import BaseURLError, NotFoundError, ParameterError
 from usageledger.timeutil import MAX_UNIX, to_unix
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -189,3 +189,22 @@ def test_an_unknown_id_is_not_blamed_on_the_base_url(emulator: Emulator) -> None
             call()
         assert info.value.hint.startswith("Check the ID: ") and "/v1" not in str(info.value)
         assert "proj_nope" in str(info.value)
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_base_url_is_refused_not_read_as_the_public_api(monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    """`base_url=os.environ.get("EMULATOR_URL", "")` sent the admin key to https://api.openai.com/v1 (or to
+    OPENAI_BASE_URL) without a word, where `api_key=""` is refused: a blank base URL given is refused as blank, by
+    every face; leaving it out (None) still means the variable, else the public API."""
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    faces = [
+        lambda: Client(FAKE_ADMIN_KEY, blank),
+        lambda: AsyncClient(FAKE_ADMIN_KEY, base_url=blank),
+        lambda: UsageApi(FAKE_ADMIN_KEY, blank),
+    ]
+    for face in faces:
+        with pytest.raises(BaseURLError, match=r"^base_url=: the base URL is blank; give one ending in /v1"):
+            face()
+    assert Client(FAKE_ADMIN_KEY).base_url == "http://127.0.0.1:9/v1"
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    assert Client(FAKE_ADMIN_KEY, None).base_url == "https://api.openai.com/v1"
