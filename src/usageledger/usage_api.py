@@ -15,6 +15,7 @@ writes from the catalogue; each hands its arguments to :meth:`UsageApi._seed_pag
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypedDict, Unpack
 
@@ -45,6 +46,30 @@ class ClientSettings(TypedDict, total=False):
     clock: Callable[[], float] | None
 
 
+def _client_options() -> tuple[str, ...]:
+    """The keyword options ``Client(...)`` takes beside its key and URL (``ClientSettings`` and the rest)."""
+    params = inspect.signature(Client.__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _check_options(options: Mapping[str, object]) -> None:
+    """Refuse an option ``Client`` does not take, naming it as passed to ``UsageApi``: ``api_key=`` (the modern
+    face's name for ``access_token=``) was ignored and "no admin API key" said, or, with ``OPENAI_ADMIN_KEY`` set,
+    was a TypeError from ``_ClientBase.__init__``; so was a misspelt option (``acess_token=``, ``timout=``)."""
+    known = _client_options()
+    for name in options:
+        if name == "api_key":
+            raise ConfigError(
+                "UsageApi takes the admin key as access_token= (the seed's name), not api_key=: pass access_token="
+                " or set OPENAI_ADMIN_KEY"
+            )
+        if name not in known:
+            listed = ", ".join(f"{option}=" for option in known)
+            raise ConfigError(
+                f"UsageApi got an unknown option {name}=; it takes access_token=, base_url=, client= and {listed}"
+            )
+
+
 class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
     """The seed-compatible client: ``UsageApi(access_token=..., base_url=...)``.
 
@@ -61,6 +86,7 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
         client: Client | None = None,
         **options: Unpack[ClientSettings],
     ) -> None:
+        _check_options(options)
         if client is not None:
             # A ready client brings its own key, URL and options: any given beside it would be silently ignored
             # (the calls would go with another key, or to another server, than the one written here).

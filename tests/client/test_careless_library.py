@@ -15,7 +15,7 @@ import pytest
 
 from usageledger import AsyncClient, Client, UsageApi
 from usageledger.emulator import Emulator
-from usageledger.errors import BaseURLError, NotFoundError, ParameterError
+from usageledger.errors import BaseURLError, ConfigError, NotFoundError, ParameterError
 from usageledger.timeutil import MAX_UNIX, to_unix
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -208,3 +208,26 @@ def test_a_blank_base_url_is_refused_not_read_as_the_public_api(monkeypatch: pyt
     assert Client(FAKE_ADMIN_KEY).base_url == "http://127.0.0.1:9/v1"
     monkeypatch.delenv("OPENAI_BASE_URL")
     assert Client(FAKE_ADMIN_KEY, None).base_url == "https://api.openai.com/v1"
+
+
+@pytest.mark.parametrize("with_env", [False, True])
+def test_the_seed_face_names_api_key_as_its_own_access_token(monkeypatch: pytest.MonkeyPatch, with_env: bool) -> None:
+    """`UsageApi(api_key=...)` (Client's spelling) was ignored and "no admin API key: ... pass access_token=" said,
+    as if no key were given; with OPENAI_ADMIN_KEY set it was a TypeError from `_ClientBase.__init__`. It is a
+    ConfigError naming access_token=, the seed's name for the key."""
+    if with_env:
+        monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    with pytest.raises(ConfigError, match=r"^UsageApi takes the admin key as access_token= .*, not api_key=: pass"):
+        UsageApi(api_key=FAKE_ADMIN_KEY, base_url=NOWHERE)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("name", ["acess_token", "timout", "maxretries"])
+def test_the_seed_face_names_a_misspelt_option(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A misspelt option went on to `Client(...)` and was a TypeError naming `_ClientBase.__init__` (or, for the key's
+    name, "no admin API key"); it is a ConfigError naming it as passed, with what UsageApi takes. Client's own
+    options beside its settings (max_concurrency=, http_client=) still pass."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    with pytest.raises(ConfigError, match=rf"^UsageApi got an unknown option {name}=; it takes access_token=, "):
+        UsageApi(base_url=NOWHERE, **{name: 1})
+    with UsageApi(base_url=NOWHERE, max_concurrency=2) as api:  # type: ignore[call-arg]
+        assert api.client.max_concurrency == 2
