@@ -18,7 +18,7 @@ import logging
 import time
 from abc import abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar
@@ -90,20 +90,32 @@ class _Range:
 def _endpoint(value: EndpointLike) -> Endpoint:
     if isinstance(value, Endpoint):
         return value
+    if not isinstance(value, str):  # `query(["costs"], ...)` was "unhashable type: 'list'" from the catalogue
+        several = isinstance(value, list | tuple | set | frozenset)
+        raise ParameterError(
+            "endpoint",
+            f"expected a usage endpoint's name such as 'costs', got {type(value).__name__}"
+            + ("; query one endpoint per call" if several else ""),
+            allowed=catalogue.ENDPOINT_NAMES,
+        )
     try:
         return catalogue.get(value)
     except KeyError:
         raise ParameterError("endpoint", f"unknown endpoint {value!r}", allowed=catalogue.ENDPOINT_NAMES) from None
 
 
-def _group_by(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """The fields to group by; ``None`` or an empty sequence means no grouping. A name may be a comma list; an empty
-    name (``""``, ``"model,"``) is refused, never dropped."""
+def _group_by(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The fields to group by; ``None`` or an empty collection means no grouping. A name may be a comma list; an
+    empty name (``""``, ``"model,"``) is refused, never dropped. Any collection of names is taken, as a filter's
+    values are (a set, a generator, a numpy array were refused as "not a list of field names")."""
     if value is None:
         return ()
-    if not isinstance(value, str | Sequence) or not all(isinstance(item, str) for item in value):
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
         raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
-    items = [value] if isinstance(value, str) else list(value)
+    items = list(items)
+    if not all(isinstance(item, str) for item in items):
+        raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
     parts = tuple(part.strip() for item in items for part in item.split(","))
     if not all(parts):  # `group_by="model,"`, `["model", ""]`: a blank is a slip, as the CLI's --group-by says
         raise ParameterError(

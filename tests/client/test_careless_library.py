@@ -231,3 +231,35 @@ def test_the_seed_face_names_a_misspelt_option(monkeypatch: pytest.MonkeyPatch, 
         UsageApi(base_url=NOWHERE, **{name: 1})
     with UsageApi(base_url=NOWHERE, max_concurrency=2) as api:  # type: ignore[call-arg]
         assert api.client.max_concurrency == 2
+
+
+@pytest.mark.parametrize("endpoint", [["costs"], ("costs", "completions"), {"costs"}, b"costs", 7])
+def test_an_endpoint_that_is_no_name_is_named(endpoint: object) -> None:
+    """`client.query(["costs"], ...)` was "unhashable type: 'list'" from the catalogue: a ParameterError naming
+    endpoint, with the names it takes."""
+    with Client(FAKE_ADMIN_KEY, NOWHERE) as client, pytest.raises(ParameterError) as info:
+        client.query(endpoint, start_time="2026-11-01")  # type: ignore[arg-type]
+    assert str(info.value).startswith("endpoint: expected a usage endpoint's name such as 'costs', got ")
+    assert info.value.allowed is not None and "costs" in info.value.allowed
+
+
+def test_group_by_takes_any_collection_of_names_as_filters_do(emulator: Emulator) -> None:
+    """A filter takes any collection of strings, but `group_by={"model"}`, a generator or a numpy array (a pandas
+    column's `.unique()`) was refused as "pass a field name or a list of field names". Each groups as the list does."""
+    import pandas as pd
+
+    with Client(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW) as client:
+
+        def models(group_by: object) -> list[str | None]:
+            page = client.page("completions", start_time="2026-11-01", end_time="2026-11-02", group_by=group_by)  # type: ignore[arg-type]
+            return sorted(r.model or "" for b in page.data for r in b.results)  # type: ignore[union-attr]
+
+        grouped = models(["model"])
+        assert len(grouped) > 1 and all(grouped)
+        for value in ({"model"}, (name for name in ["model"]), np.array(["model"]), pd.Index(["model"])):
+            assert models(value) == grouped
+        query = client.query("completions", start_time="2026-11-01", end_time="2026-11-02", group_by={"model"})
+        assert sorted(row["model"] for row in query.rows()) == grouped
+    for bad in ({"model": 1}, b"model", 5):
+        with Client(FAKE_ADMIN_KEY, NOWHERE) as client, pytest.raises(ParameterError, match=r"^group_by: pass a"):
+            client.query("completions", start_time="2026-11-01", group_by=bad)  # type: ignore[arg-type]
