@@ -319,6 +319,8 @@ class _Base:
 
     _owns: bool
     """Whether the httpx client was made here (else it was handed in as ``http_client=``)."""
+    _origin: _Base | None = None
+    """The transport of the client this one is a copy of (``with_options``), whose connections it shares."""
 
     def __init__(self, config: ClientOptions) -> None:
         self._config = config
@@ -328,6 +330,10 @@ class _Base:
     @property
     def config(self) -> ClientOptions:
         return self._config
+
+    def copied_from(self, origin: _Base) -> None:
+        """This client is ``origin``'s ``with_options()`` copy, sending through its connections."""
+        self._origin = origin
 
     def _prepare(self, path: str, params: QueryItems) -> str:
         query = encode_query(params, self._config.array_format)
@@ -444,6 +450,14 @@ class _Base:
         (httpx's own was a bare ``RuntimeError``, outside the package's errors)."""
         if not closed:
             return
+        root = self
+        while root._origin is not None:
+            root = root._origin
+        if root is not self and root._owns:  # a copy never owns its pool: "the http_client= given" was no help
+            raise ClientClosedError(
+                "the client this one was copied from (with_options(), copy.copy) is closed, and with it the"
+                " connections they share; copy a client that is open, or make a new one"
+            )
         if self._owns:
             raise ClientClosedError(
                 "this client is closed (close() was called, or its with block ended); make a new client, or send"
@@ -566,11 +580,22 @@ class AsyncHTTP(_Base):
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=self._transport, follow_redirects=False, verify=verify_for(self._transport))
 
+    _follow: AsyncHTTP | None = None
+
+    def copied_from(self, origin: _Base) -> None:
+        """Send through ``origin``'s pool, whichever it holds (this client is its ``with_options()`` copy): the pool
+        it had when copied was a given one here, never renewed, so the copy used in a second ``asyncio.run`` was
+        ``RuntimeError: Event loop is closed`` while the original renewed its own."""
+        super().copied_from(origin)
+        self._follow = origin if isinstance(origin, AsyncHTTP) else None
+
     def _pool(self) -> httpx.AsyncClient:
         """The connection pool for the running loop. A pool made here whose connections belong to a loop that has
         ended (``asyncio.run`` twice with one client) is replaced: reusing them was ``RuntimeError: Event loop is
         closed``, and they cannot be closed without their loop. A pool handed in (``http_client=``), or over a
-        ``transport=`` given, is the caller's and is kept."""
+        ``transport=`` given, is the caller's and is kept. A copy's is its original's (:meth:`copied_from`)."""
+        if self._follow is not None:
+            return self._follow._pool()
         loop = asyncio.get_running_loop()
         old = self._loop
         if old is not loop:
@@ -583,7 +608,7 @@ class AsyncHTTP(_Base):
     @property
     def http_client(self) -> httpx.AsyncClient:
         """The ``httpx.AsyncClient`` underneath; closed by :meth:`aclose` only when made here."""
-        return self._client
+        return self._client if self._follow is None else self._follow.http_client
 
     async def aclose(self) -> None:
         if self._owns:
@@ -632,6 +657,15 @@ class AsyncHTTP(_Base):
             return _unbound(await pool.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:
             return exc
+        except RuntimeError as exc:
+            if str(exc) != "Event loop is closed":
+                raise
+            # only a pool this client may not renew (the caller's) keeps connections of an ended loop
+            raise ClientClosedError(
+                "the http_client= (or transport=) this client was given holds connections of an event loop that has"
+                " ended (asyncio.run called again?); make it inside the loop that uses it, or leave it out and the"
+                " client renews its own"
+            ) from exc
 
     async def get(self, path: str, params: QueryItems, *, timeout: TimeoutTypes = None) -> bytes:
         """:meth:`fetch` that keeps the body as bytes."""

@@ -471,7 +471,9 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
             retry=policy,
             **{name: value for name, value in given.items() if value is not None},
         )
-        return type(self)(**options.arguments(), http_client=self._http.http_client)
+        twin = type(self)(**options.arguments(), http_client=self._http.http_client)
+        twin._http.copied_from(self._http)  # async: the pool this client renews in each event loop, not today's
+        return twin
 
     @property
     def base_url(self) -> str:

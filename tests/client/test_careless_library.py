@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import pickle
 import re
+import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
 from usageledger import AsyncClient, Client, UsageApi
 from usageledger.emulator import Emulator
-from usageledger.errors import BaseURLError, ConfigError, NotFoundError, ParameterError
+from usageledger.errors import BaseURLError, ClientClosedError, ConfigError, NotFoundError, ParameterError
 from usageledger.timeutil import MAX_UNIX, to_unix
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -263,3 +266,57 @@ def test_group_by_takes_any_collection_of_names_as_filters_do(emulator: Emulator
     for bad in ({"model": 1}, b"model", 5):
         with Client(FAKE_ADMIN_KEY, NOWHERE) as client, pytest.raises(ParameterError, match=r"^group_by: pass a"):
             client.query("completions", start_time="2026-11-01", group_by=bad)  # type: ignore[arg-type]
+
+
+def _two_days(client: AsyncClient) -> int:
+    async def fetch() -> int:
+        return len(await client.fetch_range("costs", start_time="2026-11-01", end_time="2026-11-03"))
+
+    return asyncio.run(fetch())
+
+
+def test_an_async_copy_serves_one_event_loop_after_another(emulator_url: str) -> None:
+    """An AsyncClient renews its own pool in each new event loop (`asyncio.run` twice), but its `with_options()`
+    copy was handed that pool as a given http_client=, never renewed: in a second `asyncio.run` it was "RuntimeError:
+    Event loop is closed" from deep inside. A copy sends through its original's pool, whichever that holds."""
+    client = AsyncClient(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW, max_retries=0)
+    twin = client.with_options(max_retries=1)
+    deep = copy.deepcopy(client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # an ended loop's sockets, closed by the collector
+        assert [_two_days(c) for c in (twin, twin, client, twin, deep, deep)] == [2] * 6
+        gc.collect()
+    assert twin.retry.max_retries == 1 and client.retry.max_retries == 0
+
+
+def test_a_given_async_pool_of_an_ended_loop_is_named() -> None:
+    """An `http_client=` is the caller's and is kept; used in a second `asyncio.run` it was httpx's bare
+    "RuntimeError: Event loop is closed". It is a ClientClosedError saying why and what to do."""
+    from usageledger.emulator import run_server
+
+    with run_server(_small_emulator()) as url:
+        given = httpx.AsyncClient()
+        client = AsyncClient(FAKE_ADMIN_KEY, url, clock=lambda: EMULATOR_NOW, http_client=given, max_retries=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # the ended loop's sockets, closed by the collector
+            assert _two_days(client) == 2
+            with pytest.raises(ClientClosedError, match=r"^the http_client= \(or transport=\) this client was given"):
+                _two_days(client)
+            del given, client
+            gc.collect()
+
+
+def test_a_copy_of_a_closed_client_says_its_original_was_closed(emulator: Emulator) -> None:
+    """A copy used after its original was closed said "the http_client= this client was given is closed", though
+    the user gave none: it names the client it was copied from."""
+    client = Client(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+    twin = client.with_options(max_retries=0).with_options(max_retries=1)
+    client.close()
+    with pytest.raises(ClientClosedError, match=r"^the client this one was copied from \(with_options\(\), copy"):
+        twin.page("costs", start_time="2026-11-01")
+
+
+def _small_emulator() -> Emulator:
+    from usageledger.emulator import EmulatorConfig
+
+    return Emulator(EmulatorConfig(seed=7, days=30, projects=1, users=2, models=2, now=EMULATOR_NOW))
