@@ -24,6 +24,7 @@ from usageledger import catalogue, rules, timeutil
 from usageledger._http import QueryValue, TimeoutTypes
 from usageledger._options import check_timeout
 from usageledger._paging import AsyncPaged, Paged
+from usageledger._secrets import refuse_key
 from usageledger.catalogue import DirectoryEndpoint
 from usageledger.directory_models import DirectoryPage
 from usageledger.errors import PaginationError, ParameterError, ResponseDecodeError
@@ -82,7 +83,7 @@ def _path_part(name: str, value: object) -> str:
         raise ParameterError(name, f"expected a non-empty ID without spaces around it, got {value!r}")
     if value in (".", ".."):
         raise ParameterError(name, f"{value!r} is a path step, not an ID; pass the ID itself (such as proj_abc123)")
-    return quote(value, safe="")
+    return quote(refuse_key(name, value), safe="")
 
 
 def path_of(ep: DirectoryEndpoint, call: DirectoryCall, *, item: bool = False) -> str:
@@ -130,7 +131,7 @@ def _checked_params(ep: DirectoryEndpoint, params: Mapping[str, QueryValue]) -> 
             values = rules.filter_value(p.name, value)
             if isinstance(values, bool):
                 raise ParameterError(p.name, f"expected a list of strings, got {value!r}")
-            value = list(values)
+            value = [refuse_key(p.name, v) for v in values]
         items.append((p.name, value))
     return items
 

@@ -33,6 +33,7 @@ __all__ = [
     "redact_url",
     "redact_url_password",
     "redact_webhook",
+    "refuse_key",
     "url_userinfo",
 ]
 
@@ -81,6 +82,22 @@ def normalize_key(raw: str, source: str) -> str:
             " (base_url=, --base-url or OPENAI_BASE_URL)"
         )
     return key
+
+
+def refuse_key(param: str, value: str) -> str:
+    """``value`` (an ID a request sends in its URL: a filter's, a directory path's), or a :class:`ParameterError`
+    naming ``param`` when it holds a key: ``api_key_ids=[os.environ["OPENAI_ADMIN_KEY"]]`` or
+    ``client.admin_api_key(key)`` put the key in the request line, which httpx logs at INFO and the retry log at
+    DEBUG, in clear. No ID the API takes starts with ``sk-``."""
+    found = KEY_SHAPED.search(value)
+    if found is None:
+        return value
+    fix = (
+        "pass the key's ID (key_…): client.admin_api_keys() and client.project_api_keys(project_id) list them"
+        if "key" in param
+        else "pass the ID the API gave (such as proj_… or user-…)"
+    )
+    raise ParameterError(param, f"holds an API key ({_prefix(found.group(0))}), not an ID; {fix}")
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -44,6 +44,7 @@ from usageledger._options import (
     retry_from,
 )
 from usageledger._paging import AsyncPaged, Paged
+from usageledger._secrets import refuse_key
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.errors import BadRequestError, ConfigError, PaginationError, ParameterError
@@ -149,7 +150,7 @@ def _filters(endpoint: Endpoint, raw: Mapping[str, FilterInput]) -> Mapping[str,
             out[name] = ()  # rules refuse it whatever its value, in the API's order (a bad bucket_width comes first)
             continue
         normal = rules.filter_value(name, value, endpoint.filter(name).kind)
-        out[name] = normal if isinstance(normal, bool) else tuple(_sendable(name, v) for v in normal)
+        out[name] = normal if isinstance(normal, bool) else tuple(refuse_key(name, _sendable(name, v)) for v in normal)
     return MappingProxyType(out)
 
 

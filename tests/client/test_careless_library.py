@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
+import logging
 import pickle
 import re
 import warnings
@@ -320,3 +321,33 @@ def _small_emulator() -> Emulator:
     from usageledger.emulator import EmulatorConfig
 
     return Emulator(EmulatorConfig(seed=7, days=30, projects=1, users=2, models=2, now=EMULATOR_NOW))
+
+
+CANARY = "sk-admin-" + "Canary7" * 4
+
+
+def test_a_key_given_where_an_id_goes_is_refused_before_it_reaches_a_url(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`api_key_ids=[os.environ["OPENAI_ADMIN_KEY"]]` (the key for its ID) or `client.admin_api_key(key)` put the key
+    in the request line, which httpx logs at INFO and the retry log at DEBUG, in clear. A key-shaped value where an
+    ID goes is a ParameterError naming the parameter, before any request; no log line holds it."""
+    caplog.set_level(logging.DEBUG)
+    client = Client(CANARY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+    twin = AsyncClient(CANARY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+    calls = {
+        "api_key_ids": lambda: client.page("completions", start_time="2026-11-01", api_key_ids=[CANARY]),
+        "project_ids": lambda: client.costs(start_time="2026-11-01", project_ids=f"  {CANARY}"),
+        "user_ids": lambda: twin.query("completions", start_time="2026-11-01", user_ids=CANARY),
+        "key_id": lambda: client.admin_api_key(CANARY),
+        "project_id": lambda: list(client.project_users(CANARY)),
+        "emails": lambda: list(client.users(emails=[CANARY])),
+    }
+    for param, call in calls.items():
+        with pytest.raises(ParameterError) as info:
+            call()
+        assert str(info.value).startswith(f"{param}: holds an API key (sk-admin-…), not an ID; pass the ")
+        assert "Canary7" not in str(info.value)
+        assert ("client.admin_api_keys()" in str(info.value)) == ("key" in param)
+    assert client.page("completions", start_time="2026-11-01", api_key_ids=["key_abc"]).data is not None
+    assert "Canary7" not in caplog.text and "HTTP Request" in caplog.text
