@@ -348,11 +348,14 @@ def _no_key(hint: str = LIBRARY_KEY_HINT) -> ConfigError:
 def read_clock(clock: Callable[[], float]) -> float:
     """What ``clock`` says now, or a :class:`ConfigError` naming ``clock``: ``clock=datetime.now`` raised a TypeError
     from deep inside, and ``time.time_ns`` was blamed on ``start_time`` ("'2d' is after the year 9999")."""
-    value = clock()
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_UNIX:
-        hint = "; time.time_ns gives nanoseconds" if isinstance(value, int | float) and value > MAX_UNIX else ""
+    value: object = clock()
+    seconds: float | None = integer(value)  # numpy's int64 too
+    if seconds is None and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        seconds = float(value)
+    if seconds is None or not 0 <= seconds <= MAX_UNIX:
+        hint = "; time.time_ns gives nanoseconds" if seconds is not None and seconds > MAX_UNIX else ""
         raise ConfigError(f"clock must return Unix seconds (as time.time does), got {value!r}{hint}")
-    return value
+    return seconds
 
 
 def key_from(api_key: str | None, *, hint: str | None = None, param: str = "api_key=") -> str:

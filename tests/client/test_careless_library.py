@@ -105,6 +105,13 @@ def test_numpys_integers_are_whole_numbers(emulator: Emulator) -> None:
     assert to_unix(np.uint32(1793491200)) == 1793491200 and to_unix(np.float32(1.5e9)) == 1500000000
 
 
+def test_a_clock_giving_numpys_seconds_is_a_clock(emulator: Emulator) -> None:
+    """`clock=lambda: np.int64(...)` (a frozen now read from a DataFrame) was refused as "clock must return Unix
+    seconds, got np.int64(1795176000)"; it is the same now as the plain int."""
+    with Client(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: np.int64(EMULATOR_NOW)) as one:
+        assert repr(one.query("costs", start_time="2d")) == "Query('costs', [1795003200, 1795176000), 1d, 1 window)"
+
+
 @pytest.mark.parametrize("value", [np.bool_(True), np.float64(2.0), "3"])
 def test_what_is_not_a_whole_number_is_still_refused(value: object) -> None:
     """numpy's bool and a float or text are no count: refused naming limit, as before."""
