@@ -122,7 +122,7 @@ def _group_by(value: str | Iterable[str] | None) -> tuple[str, ...]:
         raise ParameterError(
             "group_by", f"{value!r} holds an empty field name; give field names, or leave group_by out for none"
         )
-    return parts
+    return tuple(dict.fromkeys(parts))  # `["model", "model"]`, `"model,model"`: one grouping, asked for once
 
 
 def _merged_headers(old: Mapping[str, str], new: object) -> object:

@@ -358,3 +358,19 @@ def test_a_key_given_where_an_id_goes_is_refused_before_it_reaches_a_url(
         assert ("client.admin_api_keys()" in str(info.value)) == ("key" in param)
     assert client.page("completions", start_time="2026-11-01", api_key_ids=["key_abc"]).data is not None
     assert "Canary7" not in caplog.text and "HTTP Request" in caplog.text
+
+
+def test_a_grouping_named_twice_is_asked_for_once() -> None:
+    """`group_by=["model", "model"]` (or `"model,model"`, or `["model", "model,project_id"]`) went out as
+    `group_by[]=model&group_by[]=model`, a request the live API's reference never shows; it is one grouping, sent
+    once, in the order first given."""
+    sent: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url)
+        return httpx.Response(200, json={"object": "page", "data": [], "has_more": False, "next_page": None})
+
+    with Client(FAKE_ADMIN_KEY, NOWHERE, transport=httpx.MockTransport(answer), clock=lambda: EMULATOR_NOW) as client:
+        for group_by in (["model", "model"], "model,model", ["model", "model,project_id", "project_id"]):
+            client.page("completions", start_time="2026-11-01", group_by=group_by)
+    assert [url.params.get_list("group_by[]") for url in sent] == [["model"], ["model"], ["model", "project_id"]]
