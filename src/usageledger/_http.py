@@ -339,11 +339,13 @@ class _Base:
         query = encode_query(params, self._config.array_format)
         return f"{self._config.base_url}{path}?{query}" if query else f"{self._config.base_url}{path}"
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self) -> httpx.Headers:
         """Every request's headers: the defaults, replaced by ``headers=`` however it spells them (``user-agent``
-        beside ``User-Agent`` would send both), then the key (``headers=`` may not hold it)."""
+        beside ``User-Agent`` would send both), then the key (``headers=`` may not hold it). As ``httpx.Headers``,
+        whose ``repr`` hides the key: a plain dict showed it whole among httpx's frames' locals in a traceback."""
         defaults = {"Accept": "application/json", "User-Agent": _USER_AGENT}
-        return {**merged_headers(defaults, self._config.headers), "Authorization": f"Bearer {self._config.api_key}"}
+        own = {**merged_headers(defaults, self._config.headers), "Authorization": f"Bearer {self._config.api_key}"}
+        return httpx.Headers(own)
 
     def _pause_all_until(self, until: float) -> None:
         if until > self._not_before:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from usageledger._secrets import KEY_SHAPED, mask_keys, normalize_key, redact, url_userinfo
+from usageledger._secrets import KEY_SHAPED, hidden, mask_keys, normalize_key, redact, url_userinfo
 from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.errors import APIStatusError, BaseURLError, ConfigError, InsecureURLError
@@ -362,7 +362,8 @@ def key_from(api_key: str | None, *, hint: str | None = None, param: str = "api_
     """The admin key: the argument (``param``, as the caller spells it: ``UsageApi``'s is ``access_token=``), else
     ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error whose fix is ``hint``, how the caller's
     user gives a key (the CLI names its own ways, not ``api_key=``); by default, the variable or ``param``."""
-    raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
+    api_key = hidden(api_key)  # this frame's locals show the prefix alone (a traceback's, a debugger's)
+    raw = hidden(api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV))
     key = normalize_key(raw, param if api_key is not None else ADMIN_KEY_ENV) if raw else raw
     if not key:
         raise _no_key(hint or f"set {ADMIN_KEY_ENV} or pass {param}")

@@ -44,7 +44,7 @@ from usageledger._options import (
     retry_from,
 )
 from usageledger._paging import AsyncPaged, Paged
-from usageledger._secrets import refuse_key
+from usageledger._secrets import hidden, refuse_key
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.errors import BadRequestError, ConfigError, PaginationError, ParameterError
@@ -420,6 +420,7 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         clock: Callable[[], float] | None = None,
         http_client: AnyHTTPClient = None,
     ) -> None:
+        api_key = hidden(api_key)  # a traceback's locals show this frame's key by its prefix alone
         self._config = ClientOptions(
             api_key=key_from(api_key),
             base_url=base_url_from(base_url),
@@ -455,6 +456,7 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
     ) -> Self:
         """A copy with some settings changed (headers are merged), built by the constructor and sharing this
         client's connections; closing the copy leaves them open. An async copy has its own backoff."""
+        api_key = hidden(api_key)
         old = self._config
         policy = retry_from(retry or old.retry, max_retries)
         given: dict[str, Any] = {  # None: keep; a timeout in seconds becomes an httpx.Timeout in __post_init__

@@ -26,6 +26,7 @@ from usageledger._directory import Items
 from usageledger._directory_endpoints import SeedDirectoryMethods
 from usageledger._endpoints import EndpointCall, SeedMethods
 from usageledger._options import ArrayFormat, RetryPolicy, TimeoutTypes, key_from
+from usageledger._secrets import hidden
 from usageledger.client import AsyncClient, Client
 from usageledger.errors import ConfigError
 from usageledger.models import UsageResponse
@@ -86,6 +87,7 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
         client: Client | None = None,
         **options: Unpack[ClientSettings],
     ) -> None:
+        access_token = hidden(access_token)  # a traceback's locals show this frame's key by its prefix alone
         _check_options(options)
         if client is not None:
             # A ready client brings its own key, URL and options: any given beside it would be silently ignored

@@ -374,3 +374,55 @@ def test_a_grouping_named_twice_is_asked_for_once() -> None:
         for group_by in (["model", "model"], "model,model", ["model", "model,project_id", "project_id"]):
             client.page("completions", start_time="2026-11-01", group_by=group_by)
     assert [url.params.get_list("group_by[]") for url in sent] == [["model"], ["model"], ["model", "project_id"]]
+
+
+def _shown(value: object) -> str:
+    try:
+        return repr(value)
+    except AttributeError:  # a client whose constructor failed has no settings to show
+        return ""
+
+
+def _frames_holding(error: BaseException, secret: str) -> list[str]:
+    """Where, in the traceback of ``error`` and of every exception it was raised from or during, a frame's local
+    shows ``secret`` in its ``repr``: what rich's ``show_locals`` (or a debugger) prints."""
+    found = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code.co_filename != __file__:  # this test's own frames hold the key it passed
+                found += [
+                    f"{frame.f_code.co_name}: {name}" for name, v in frame.f_locals.items() if secret in _shown(v)
+                ]
+            tb = tb.tb_next
+        todo += [exc.__cause__, exc.__context__]
+    return found
+
+
+def test_a_tracebacks_locals_never_show_the_key() -> None:
+    """With rich's `traceback.install(show_locals=True)` (a notebook's habit) a failing call showed the key whole:
+    the constructor's `api_key` (and UsageApi's `access_token`), key_from's and normalize_key's locals, the
+    changes `dataclasses.replace` got from with_options, and the headers dict among httpx's frames. Every frame of
+    the library and of httpx now holds the key as a value whose repr is its prefix."""
+    secret = CANARY
+    calls = [
+        lambda: Client(secret, "ftp://x/v1"),
+        lambda: Client(secret, "http://example.com/v1"),
+        lambda: Client(f" {secret}\n", NOWHERE, timeout="5"),  # type: ignore[arg-type]
+        lambda: Client(secret + " x", NOWHERE),
+        lambda: UsageApi(secret, "http://example.com/v1"),
+        lambda: Client(secret, NOWHERE).with_options(base_url="http://example.com/v1"),
+        lambda: Client(secret, NOWHERE, max_retries=0).page("costs", start_time="2d"),
+        lambda: asyncio.run(AsyncClient(secret, NOWHERE, max_retries=0).page("costs", start_time="2d")),
+    ]
+    for call in calls:
+        with pytest.raises(Exception) as info:
+            call()
+        assert _frames_holding(info.value, "Canary7") == [], info.value
