@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import email.utils
 import functools
+import inspect
 import logging
 import os
 import ssl
@@ -42,6 +43,7 @@ from usageledger.errors import (
     APITimeoutError,
     CertificateError,
     ClientClosedError,
+    ConfigError,
     ResponseDecodeError,
     status_error_class,
 )
@@ -651,7 +653,13 @@ class AsyncHTTP(_Base):
     async def _act(self, step: _Request | float) -> _Sent[T] | None:
         """Do what the attempt loop asks: send the request, or sleep (every concurrent request keeps going)."""
         if not isinstance(step, _Request):
-            await self._config.retry.async_sleep(step)
+            waited = self._config.retry.async_sleep(step)
+            if not inspect.isawaitable(waited):  # `async_sleep=time.sleep`: it blocked the loop, then a TypeError
+                raise ConfigError(
+                    f"async_sleep must return an awaitable (as asyncio.sleep does), got {waited!r}; a blocking sleep"
+                    " such as time.sleep goes in sleep="
+                )
+            await waited
             return None
         pool = self._pool()
         self._refuse_if_closed(pool.is_closed)

@@ -9,6 +9,7 @@ checked exactly as a new one is. The admin key is a field left out of the repr, 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import numbers
 import os
@@ -94,6 +95,18 @@ class RetryPolicy:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < float("inf"):
                 raise ConfigError(f"{name} must be 0 or more seconds, got {value!r}")
             object.__setattr__(self, name, float(value))
+        # Used only at a retry, far from here: `sleep=None` was a TypeError from deep inside at the first one.
+        for name in ("random", "sleep", "async_sleep", "monotonic", "wall_clock"):
+            if not callable(getattr(self, name)):
+                raise ConfigError(f"{name} must be a function, got {getattr(self, name)!r}")
+        if inspect.iscoroutinefunction(self.sleep):  # never awaited: the blocking client retried without waiting
+            raise ConfigError(
+                "sleep is the blocking client's wait (time.sleep); an async one goes in async_sleep= (asyncio.sleep)"
+            )
+        if self.async_sleep is time.sleep:  # type: ignore[comparison-overlap]  # what careless code passes
+            raise ConfigError(
+                "async_sleep is awaited by the async client (asyncio.sleep); a blocking one goes in sleep= (time.sleep)"
+            )
 
 
 def is_loopback(host: str) -> bool:

@@ -9,6 +9,7 @@ import gc
 import logging
 import pickle
 import re
+import time
 import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -17,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from usageledger import AsyncClient, Client, UsageApi
+from usageledger import AsyncClient, Client, RetryPolicy, UsageApi
 from usageledger.emulator import Emulator
 from usageledger.errors import BaseURLError, ClientClosedError, ConfigError, NotFoundError, ParameterError
 from usageledger.timeutil import MAX_UNIX, to_unix
@@ -426,3 +427,27 @@ def test_a_tracebacks_locals_never_show_the_key() -> None:
         with pytest.raises(Exception) as info:
             call()
         assert _frames_holding(info.value, "Canary7") == [], info.value
+
+
+@pytest.mark.parametrize("name", ["random", "sleep", "async_sleep", "monotonic", "wall_clock"])
+def test_a_retry_policy_function_that_is_none_is_named_at_once(name: str) -> None:
+    """`RetryPolicy(sleep=None)` was taken, and failed only at the first retry, with "'NoneType' object is not
+    callable" from deep inside: a ConfigError naming it, when the policy is made."""
+    with pytest.raises(ConfigError, match=rf"^{name} must be a function, got None$"):
+        RetryPolicy(**{name: None})
+
+
+def test_a_sleep_of_the_wrong_twin_is_named() -> None:
+    """`RetryPolicy(sleep=asyncio.sleep)` made the blocking client retry without waiting (a coroutine never awaited),
+    and `async_sleep=time.sleep` blocked the event loop, then failed with "object NoneType can't be used in 'await'
+    expression": both are a ConfigError saying which sleep goes where; an async_sleep that returns no awaitable is
+    named when it is called."""
+    with pytest.raises(ConfigError, match=r"^sleep is the blocking client's wait"):
+        RetryPolicy(sleep=asyncio.sleep)
+    with pytest.raises(ConfigError, match=r"^async_sleep is awaited by the async client"):
+        RetryPolicy(async_sleep=time.sleep)  # type: ignore[arg-type]
+    answers = iter([httpx.Response(500), httpx.Response(200)])
+    policy = RetryPolicy(async_sleep=lambda seconds: None)  # type: ignore[arg-type,return-value]
+    client = AsyncClient(FAKE_ADMIN_KEY, NOWHERE, transport=httpx.MockTransport(lambda r: next(answers)), retry=policy)
+    with pytest.raises(ConfigError, match=r"^async_sleep must return an awaitable \(as asyncio.sleep does\), got None"):
+        asyncio.run(client.page("costs", start_time="2d"))
