@@ -378,6 +378,10 @@ def key_from(api_key: str | None, *, hint: str | None = None, param: str = "api_
     api_key = hidden(api_key)  # this frame's locals show the prefix alone (a traceback's, a debugger's)
     raw = hidden(api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV))
     key = normalize_key(raw, param if api_key is not None else ADMIN_KEY_ENV) if raw else raw
+    if not key and api_key is not None and os.environ.get(ADMIN_KEY_ENV, "").strip():
+        # `Client(api_key=os.environ.get("MY_KEY", ""))`: the blank argument wins over the variable, and "set
+        # OPENAI_ADMIN_KEY" sent the user to set what was set
+        raise ConfigError(f"{param} is blank; pass the admin key there, or leave it out to use {ADMIN_KEY_ENV}")
     if not key:
         raise _no_key(hint or f"set {ADMIN_KEY_ENV} or pass {param}")
     return key

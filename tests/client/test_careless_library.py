@@ -451,3 +451,20 @@ def test_a_sleep_of_the_wrong_twin_is_named() -> None:
     client = AsyncClient(FAKE_ADMIN_KEY, NOWHERE, transport=httpx.MockTransport(lambda r: next(answers)), retry=policy)
     with pytest.raises(ConfigError, match=r"^async_sleep must return an awaitable \(as asyncio.sleep does\), got None"):
         asyncio.run(client.page("costs", start_time="2d"))
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\n"])
+def test_a_blank_key_argument_beside_a_set_variable_says_which_wins(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """`Client(api_key=os.environ.get("MY_KEY", ""))` with OPENAI_ADMIN_KEY set said "no admin API key: set
+    OPENAI_ADMIN_KEY or pass api_key=", sending the user to set a variable that was set: the blank argument is
+    what is wrong, and is named (UsageApi's as access_token=). Without the variable the message is as before."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    with pytest.raises(ConfigError, match=r"^api_key= is blank; pass the admin key there, or leave it out to use"):
+        Client(blank, NOWHERE)
+    with pytest.raises(ConfigError, match=r"^access_token= is blank; pass the admin key there, or leave it out"):
+        UsageApi(blank, NOWHERE)
+    monkeypatch.delenv("OPENAI_ADMIN_KEY")
+    with pytest.raises(ConfigError, match=r"^no admin API key: set OPENAI_ADMIN_KEY or pass api_key=$"):
+        AsyncClient(blank, NOWHERE)
