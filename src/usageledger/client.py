@@ -503,6 +503,8 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         return read_clock(self._config.clock)
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_config"):  # its constructor failed: a traceback's `self` was a repr error
+            return f"{type(self).__name__}(<not made: its constructor failed>)"
         return (
             f"{type(self).__name__}(base_url={self.base_url!r}, api_key='sk-admin-…', "
             f"array_format={self.array_format!r}, max_retries={self.retry.max_retries}, "

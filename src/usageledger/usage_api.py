@@ -117,6 +117,8 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
         return self._client.base_url
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_client"):  # its constructor failed: a traceback's `self` was a repr error
+            return "UsageApi(<not made: its constructor failed>)"
         return f"UsageApi(base_url={self.base_url!r}, access_token='sk-admin-…')"
 
     def close(self) -> None:

@@ -377,13 +377,6 @@ def test_a_grouping_named_twice_is_asked_for_once() -> None:
     assert [url.params.get_list("group_by[]") for url in sent] == [["model"], ["model"], ["model", "project_id"]]
 
 
-def _shown(value: object) -> str:
-    try:
-        return repr(value)
-    except AttributeError:  # a client whose constructor failed has no settings to show
-        return ""
-
-
 def _frames_holding(error: BaseException, secret: str) -> list[str]:
     """Where, in the traceback of ``error`` and of every exception it was raised from or during, a frame's local
     shows ``secret`` in its ``repr``: what rich's ``show_locals`` (or a debugger) prints."""
@@ -399,9 +392,7 @@ def _frames_holding(error: BaseException, secret: str) -> list[str]:
         while tb is not None:
             frame = tb.tb_frame
             if frame.f_code.co_filename != __file__:  # this test's own frames hold the key it passed
-                found += [
-                    f"{frame.f_code.co_name}: {name}" for name, v in frame.f_locals.items() if secret in _shown(v)
-                ]
+                found += [f"{frame.f_code.co_name}: {name}" for name, v in frame.f_locals.items() if secret in repr(v)]
             tb = tb.tb_next
         todo += [exc.__cause__, exc.__context__]
     return found
@@ -468,3 +459,15 @@ def test_a_blank_key_argument_beside_a_set_variable_says_which_wins(
     monkeypatch.delenv("OPENAI_ADMIN_KEY")
     with pytest.raises(ConfigError, match=r"^no admin API key: set OPENAI_ADMIN_KEY or pass api_key=$"):
         AsyncClient(blank, NOWHERE)
+
+
+def test_a_client_whose_constructor_failed_still_has_a_repr() -> None:
+    """The `self` of a constructor that raised is what a traceback's locals show (rich, a debugger): its repr was
+    "'Client' object has no attribute '_config'", a repr error in place of the frame's value."""
+    for face in (Client, AsyncClient, UsageApi):
+        with pytest.raises(ConfigError) as info:
+            face(FAKE_ADMIN_KEY, NOWHERE, timeout="5")  # type: ignore[arg-type]
+        tb = info.tb
+        while tb.tb_next is not None and "self" not in tb.tb_frame.f_locals:
+            tb = tb.tb_next
+        assert repr(tb.tb_frame.f_locals["self"]) == f"{face.__name__}(<not made: its constructor failed>)"
