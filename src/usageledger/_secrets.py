@@ -110,12 +110,17 @@ def normalize_key(raw: str, source: str) -> str:
     return key
 
 
+_KEY_WORD: Final = re.compile(rf"(?<![A-Za-z0-9]){KEY_SHAPED.pattern}")
+"""A key-shaped value that starts a word: ``sk-admin-…``, ``Bearer sk-…``, but not ``disk-analyzer1``."""
+
+
 def refuse_key(param: str, value: str) -> str:
     """``value`` (an ID a request sends in its URL: a filter's, a directory path's), or a :class:`ParameterError`
     naming ``param`` when it holds a key: ``api_key_ids=[os.environ["OPENAI_ADMIN_KEY"]]`` or
     ``client.admin_api_key(key)`` put the key in the request line, which httpx logs at INFO and the retry log at
-    DEBUG, in clear. No ID the API takes starts with ``sk-``."""
-    found = KEY_SHAPED.search(value)
+    DEBUG, in clear. No ID the API takes starts with ``sk-``; inside a word it is no key (a fine-tuned model named
+    ``ft:gpt-4o-mini:acme:disk-analyzer1:x``)."""
+    found = _KEY_WORD.search(value)
     if found is None:
         return value
     fix = (

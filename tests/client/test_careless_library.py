@@ -358,6 +358,8 @@ def test_a_key_given_where_an_id_goes_is_refused_before_it_reaches_a_url(
         assert "Canary7" not in str(info.value)
         assert ("client.admin_api_keys()" in str(info.value)) == ("key" in param)
     assert client.page("completions", start_time="2026-11-01", api_key_ids=["key_abc"]).data is not None
+    fine_tuned = "ft:gpt-4o-mini:acme:disk-analyzer1:abc"  # "sk-analyzer1" inside a word is no key
+    assert client.page("completions", start_time="2026-11-01", models=[fine_tuned]).data is not None
     assert "Canary7" not in caplog.text and "HTTP Request" in caplog.text
 
 
