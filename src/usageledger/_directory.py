@@ -20,10 +20,11 @@ from urllib.parse import quote
 
 import msgspec
 
-from usageledger import catalogue
+from usageledger import catalogue, rules, timeutil
 from usageledger._http import QueryValue, TimeoutTypes
 from usageledger._options import check_timeout
 from usageledger._paging import AsyncPaged, Paged
+from usageledger._secrets import refuse_key
 from usageledger.catalogue import DirectoryEndpoint
 from usageledger.directory_models import DirectoryPage
 from usageledger.errors import PaginationError, ParameterError, ResponseDecodeError
@@ -82,7 +83,7 @@ def _path_part(name: str, value: object) -> str:
         raise ParameterError(name, f"expected a non-empty ID without spaces around it, got {value!r}")
     if value in (".", ".."):
         raise ParameterError(name, f"{value!r} is a path step, not an ID; pass the ID itself (such as proj_abc123)")
-    return quote(value, safe="")
+    return quote(refuse_key(name, value), safe="")
 
 
 def path_of(ep: DirectoryEndpoint, call: DirectoryCall, *, item: bool = False) -> str:
@@ -101,8 +102,9 @@ def path_of(ep: DirectoryEndpoint, call: DirectoryCall, *, item: bool = False) -
 def _checked_limit(ep: DirectoryEndpoint, limit: object, *, paging: bool) -> int | None:
     if limit is None:
         return None
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise ParameterError("limit", f"expected a whole number of items, got {limit!r}")
+    given, limit = limit, timeutil.integer(limit)
+    if limit is None:
+        raise ParameterError("limit", f"expected a whole number of items, got {given!r}")
     rule = ep.limit
     low = max(rule.minimum, 1) if paging else rule.minimum
     if not low <= limit <= rule.maximum:
@@ -124,10 +126,12 @@ def _checked_params(ep: DirectoryEndpoint, params: Mapping[str, QueryValue]) -> 
             if value not in p.allowed:
                 raise ParameterError(p.name, f"unknown value {value!r}", allowed=p.allowed)
         else:
-            values = [value] if isinstance(value, str) else value
-            if isinstance(values, int) or not all(isinstance(v, str) and v.strip() for v in values):
-                raise ParameterError(p.name, f"expected a list of non-empty strings, got {value!r}")
-            value = list(values)
+            # the usage filters' one rule: `emails=[]` sent no filter and listed every user, `emails=5.0` was a
+            # TypeError from deep inside
+            values = rules.filter_value(p.name, value)
+            if isinstance(values, bool):
+                raise ParameterError(p.name, f"expected a list of strings, got {value!r}")
+            value = [refuse_key(p.name, v) for v in values]
         items.append((p.name, value))
     return items
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import email.utils
 import functools
+import inspect
 import logging
 import os
 import ssl
@@ -42,6 +43,7 @@ from usageledger.errors import (
     APITimeoutError,
     CertificateError,
     ClientClosedError,
+    ConfigError,
     ResponseDecodeError,
     status_error_class,
 )
@@ -226,15 +228,21 @@ def _status_error(response: httpx.Response, config: ClientOptions, *, now: float
         code=code,
         request_id=response.headers.get("x-request-id"),
         retry_after=parse_retry_after(response.headers, now=now),
-        hint=_not_found_hint(config.base_url) if status == 404 else None,
+        hint=_not_found_hint(config.base_url, code) if status == 404 else None,
     )
 
 
-def _not_found_hint(base_url: str) -> str | None:
+def _not_found_hint(base_url: str, code: str | None) -> str | None:
     """A 404 under a base URL that does not end in /v1 (``http://127.0.0.1:8787/``, ``…/v1/organization``): the URL
-    it meant, built from it, in place of the generic example."""
+    it meant, built from it, in place of the generic example. Under one that does, the API's ``not_found`` is an ID
+    it does not know (``client.project("proj_nope")``), which the generic "it must end in /v1" sent the user to fix
+    a base URL that was right; else ``None``, the generic hint (a proxy's path, another server)."""
     corrected = corrected_base_url(base_url)
-    return None if corrected is None else f"Check the base URL: it must end in /v1, so use {corrected}"
+    if corrected is not None:
+        return f"Check the base URL: it must end in /v1, so use {corrected}"
+    if code == "not_found":
+        return "Check the ID: the organization has nothing by that ID (a list method, such as projects(), gives them)"
+    return None
 
 
 def _opt_str(value: object) -> str | None:
@@ -313,6 +321,8 @@ class _Base:
 
     _owns: bool
     """Whether the httpx client was made here (else it was handed in as ``http_client=``)."""
+    _origin: _Base | None = None
+    """The transport of the client this one is a copy of (``with_options``), whose connections it shares."""
 
     def __init__(self, config: ClientOptions) -> None:
         self._config = config
@@ -323,15 +333,21 @@ class _Base:
     def config(self) -> ClientOptions:
         return self._config
 
+    def copied_from(self, origin: _Base) -> None:
+        """This client is ``origin``'s ``with_options()`` copy, sending through its connections."""
+        self._origin = origin
+
     def _prepare(self, path: str, params: QueryItems) -> str:
         query = encode_query(params, self._config.array_format)
         return f"{self._config.base_url}{path}?{query}" if query else f"{self._config.base_url}{path}"
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self) -> httpx.Headers:
         """Every request's headers: the defaults, replaced by ``headers=`` however it spells them (``user-agent``
-        beside ``User-Agent`` would send both), then the key (``headers=`` may not hold it)."""
+        beside ``User-Agent`` would send both), then the key (``headers=`` may not hold it). As ``httpx.Headers``,
+        whose ``repr`` hides the key: a plain dict showed it whole among httpx's frames' locals in a traceback."""
         defaults = {"Accept": "application/json", "User-Agent": _USER_AGENT}
-        return {**merged_headers(defaults, self._config.headers), "Authorization": f"Bearer {self._config.api_key}"}
+        own = {**merged_headers(defaults, self._config.headers), "Authorization": f"Bearer {self._config.api_key}"}
+        return httpx.Headers(own)
 
     def _pause_all_until(self, until: float) -> None:
         if until > self._not_before:
@@ -438,6 +454,14 @@ class _Base:
         (httpx's own was a bare ``RuntimeError``, outside the package's errors)."""
         if not closed:
             return
+        root = self
+        while root._origin is not None:
+            root = root._origin
+        if root is not self and root._owns:  # a copy never owns its pool: "the http_client= given" was no help
+            raise ClientClosedError(
+                "the client this one was copied from (with_options(), copy.copy) is closed, and with it the"
+                " connections they share; copy a client that is open, or make a new one"
+            )
         if self._owns:
             raise ClientClosedError(
                 "this client is closed (close() was called, or its with block ended); make a new client, or send"
@@ -560,11 +584,22 @@ class AsyncHTTP(_Base):
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=self._transport, follow_redirects=False, verify=verify_for(self._transport))
 
+    _follow: AsyncHTTP | None = None
+
+    def copied_from(self, origin: _Base) -> None:
+        """Send through ``origin``'s pool, whichever it holds (this client is its ``with_options()`` copy): the pool
+        it had when copied was a given one here, never renewed, so the copy used in a second ``asyncio.run`` was
+        ``RuntimeError: Event loop is closed`` while the original renewed its own."""
+        super().copied_from(origin)
+        self._follow = origin if isinstance(origin, AsyncHTTP) else None
+
     def _pool(self) -> httpx.AsyncClient:
         """The connection pool for the running loop. A pool made here whose connections belong to a loop that has
         ended (``asyncio.run`` twice with one client) is replaced: reusing them was ``RuntimeError: Event loop is
         closed``, and they cannot be closed without their loop. A pool handed in (``http_client=``), or over a
-        ``transport=`` given, is the caller's and is kept."""
+        ``transport=`` given, is the caller's and is kept. A copy's is its original's (:meth:`copied_from`)."""
+        if self._follow is not None:
+            return self._follow._pool()
         loop = asyncio.get_running_loop()
         old = self._loop
         if old is not loop:
@@ -577,7 +612,7 @@ class AsyncHTTP(_Base):
     @property
     def http_client(self) -> httpx.AsyncClient:
         """The ``httpx.AsyncClient`` underneath; closed by :meth:`aclose` only when made here."""
-        return self._client
+        return self._client if self._follow is None else self._follow.http_client
 
     async def aclose(self) -> None:
         if self._owns:
@@ -618,7 +653,13 @@ class AsyncHTTP(_Base):
     async def _act(self, step: _Request | float) -> _Sent[T] | None:
         """Do what the attempt loop asks: send the request, or sleep (every concurrent request keeps going)."""
         if not isinstance(step, _Request):
-            await self._config.retry.async_sleep(step)
+            waited = self._config.retry.async_sleep(step)
+            if not inspect.isawaitable(waited):  # `async_sleep=time.sleep`: it blocked the loop, then a TypeError
+                raise ConfigError(
+                    f"async_sleep must return an awaitable (as asyncio.sleep does), got {waited!r}; a blocking sleep"
+                    " such as time.sleep goes in sleep="
+                )
+            await waited
             return None
         pool = self._pool()
         self._refuse_if_closed(pool.is_closed)
@@ -626,6 +667,15 @@ class AsyncHTTP(_Base):
             return _unbound(await pool.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:
             return exc
+        except RuntimeError as exc:
+            if str(exc) != "Event loop is closed":
+                raise
+            # only a pool this client may not renew (the caller's) keeps connections of an ended loop
+            raise ClientClosedError(
+                "the http_client= (or transport=) this client was given holds connections of an event loop that has"
+                " ended (asyncio.run called again?); make it inside the loop that uses it, or leave it out and the"
+                " client renews its own"
+            ) from exc
 
     async def get(self, path: str, params: QueryItems, *, timeout: TimeoutTypes = None) -> bytes:
         """:meth:`fetch` that keeps the body as bytes."""

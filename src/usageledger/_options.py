@@ -9,7 +9,9 @@ checked exactly as a new one is. The admin key is a field left out of the repr, 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
+import numbers
 import os
 import random
 import re
@@ -22,11 +24,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from usageledger._secrets import KEY_SHAPED, mask_keys, normalize_key, redact, url_userinfo
+from usageledger._secrets import KEY_SHAPED, hidden, mask_keys, normalize_key, redact, url_userinfo
 from usageledger._text import one_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from usageledger.errors import APIStatusError, BaseURLError, ConfigError, InsecureURLError
-from usageledger.timeutil import MAX_UNIX
+from usageledger.timeutil import MAX_UNIX, integer
 
 __all__ = [
     "ARRAY_FORMATS",
@@ -84,12 +86,27 @@ class RetryPolicy:
     wall_clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+        retries = integer(self.max_retries)  # numpy's int64 too, kept as an int
+        if retries is None or retries < 0:
             raise ConfigError(f"max_retries must be a whole number, 0 or more, got {self.max_retries!r}")
+        object.__setattr__(self, "max_retries", retries)
         for name in ("initial_delay", "max_delay", "max_retry_after"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < float("inf"):
                 raise ConfigError(f"{name} must be 0 or more seconds, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        # Used only at a retry, far from here: `sleep=None` was a TypeError from deep inside at the first one.
+        for name in ("random", "sleep", "async_sleep", "monotonic", "wall_clock"):
+            if not callable(getattr(self, name)):
+                raise ConfigError(f"{name} must be a function, got {getattr(self, name)!r}")
+        if inspect.iscoroutinefunction(self.sleep):  # never awaited: the blocking client retried without waiting
+            raise ConfigError(
+                "sleep is the blocking client's wait (time.sleep); an async one goes in async_sleep= (asyncio.sleep)"
+            )
+        if self.async_sleep is time.sleep:  # type: ignore[comparison-overlap]  # what careless code passes
+            raise ConfigError(
+                "async_sleep is awaited by the async client (asyncio.sleep); a blocking one goes in sleep= (time.sleep)"
+            )
 
 
 def is_loopback(host: str) -> bool:
@@ -278,7 +295,7 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
         return value
     if value is None:
         return DEFAULT_TIMEOUT
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):  # numpy's too
         raise ConfigError(f"timeout must be a positive number of seconds or an httpx.Timeout, got {value!r}")
     return httpx.Timeout(float(value), connect=min(float(value), DEFAULT_TIMEOUT.connect or 5.0))
 
@@ -344,19 +361,27 @@ def _no_key(hint: str = LIBRARY_KEY_HINT) -> ConfigError:
 def read_clock(clock: Callable[[], float]) -> float:
     """What ``clock`` says now, or a :class:`ConfigError` naming ``clock``: ``clock=datetime.now`` raised a TypeError
     from deep inside, and ``time.time_ns`` was blamed on ``start_time`` ("'2d' is after the year 9999")."""
-    value = clock()
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_UNIX:
-        hint = "; time.time_ns gives nanoseconds" if isinstance(value, int | float) and value > MAX_UNIX else ""
+    value: object = clock()
+    seconds: float | None = integer(value)  # numpy's int64 too
+    if seconds is None and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        seconds = float(value)
+    if seconds is None or not 0 <= seconds <= MAX_UNIX:
+        hint = "; time.time_ns gives nanoseconds" if seconds is not None and seconds > MAX_UNIX else ""
         raise ConfigError(f"clock must return Unix seconds (as time.time does), got {value!r}{hint}")
-    return value
+    return seconds
 
 
 def key_from(api_key: str | None, *, hint: str | None = None, param: str = "api_key=") -> str:
     """The admin key: the argument (``param``, as the caller spells it: ``UsageApi``'s is ``access_token=``), else
     ``OPENAI_ADMIN_KEY``, normalised naming where it came from; else an error whose fix is ``hint``, how the caller's
     user gives a key (the CLI names its own ways, not ``api_key=``); by default, the variable or ``param``."""
-    raw = api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV)
+    api_key = hidden(api_key)  # this frame's locals show the prefix alone (a traceback's, a debugger's)
+    raw = hidden(api_key if api_key is not None else os.environ.get(ADMIN_KEY_ENV))
     key = normalize_key(raw, param if api_key is not None else ADMIN_KEY_ENV) if raw else raw
+    if not key and api_key is not None and os.environ.get(ADMIN_KEY_ENV, "").strip():
+        # `Client(api_key=os.environ.get("MY_KEY", ""))`: the blank argument wins over the variable, and "set
+        # OPENAI_ADMIN_KEY" sent the user to set what was set
+        raise ConfigError(f"{param} is blank; pass the admin key there, or leave it out to use {ADMIN_KEY_ENV}")
     if not key:
         raise _no_key(hint or f"set {ADMIN_KEY_ENV} or pass {param}")
     return key
@@ -368,13 +393,14 @@ def base_url_from(base_url: str | None, *, source: str = "base_url=") -> str:
     where = base_url_origin(base_url, source=source)
     if where is None:
         return DEFAULT_BASE_URL
-    return normalize_base_url(base_url or os.environ[BASE_URL_ENV], where)
+    return normalize_base_url(os.environ[BASE_URL_ENV] if base_url is None else base_url, where)
 
 
 def base_url_origin(base_url: str | None, *, source: str = "base_url=") -> str | None:
-    """Where :func:`base_url_from` takes the URL from: ``source`` when ``base_url`` is given, else ``OPENAI_BASE_URL``
-    when it is set, else ``None`` (the public API)."""
-    if base_url:
+    """Where :func:`base_url_from` takes the URL from: ``source`` when ``base_url`` is given (a blank one too, which
+    is refused as blank: ``base_url=os.environ.get("EMULATOR_URL", "")`` sent the admin key to the public API), else
+    ``OPENAI_BASE_URL`` when it is set, else ``None`` (the public API)."""
+    if base_url is not None:
         return source
     return BASE_URL_ENV if os.environ.get(BASE_URL_ENV) else None
 
@@ -420,9 +446,10 @@ class ClientOptions:
             raise ConfigError(f"allow_insecure_http must be True or False, got {self.allow_insecure_http!r}")
         sets(self, "base_url", check_base_url(self.base_url, allow_insecure_http=self.allow_insecure_http))
         sets(self, "timeout", as_timeout(self.timeout))
-        concurrency = self.max_concurrency
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigError(f"max_concurrency must be at least 1, got {concurrency!r}")
+        concurrency = integer(self.max_concurrency)
+        if concurrency is None or concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {self.max_concurrency!r}")
+        sets(self, "max_concurrency", concurrency)
         if not callable(self.clock):
             raise ConfigError(f"clock must be a function returning Unix seconds, got {self.clock!r}")
         sets(self, "headers", MappingProxyType(check_headers(self.headers)))

@@ -12,7 +12,7 @@ import logging
 import re
 import stat
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from usageledger._keyshape import KEY_SHAPED, QUERY_PASSWORD, URL_PASSWORD, mask_keys
@@ -21,10 +21,12 @@ from usageledger.errors import ParameterError
 __all__ = [
     "ADMIN_KEY_PREFIX",
     "KEY_SHAPED",
+    "HiddenKey",
     "MaskKeysFilter",
     "check_private",
     "check_webhook_url",
     "exposure",
+    "hidden",
     "holds_key",
     "holds_password",
     "mask_keys",
@@ -33,6 +35,7 @@ __all__ = [
     "redact_url",
     "redact_url_password",
     "redact_webhook",
+    "refuse_key",
     "url_userinfo",
 ]
 
@@ -47,6 +50,29 @@ def _prefix(raw: str) -> str:
     return "sk-…" if raw.startswith("sk-") else "…"
 
 
+class HiddenKey(str):
+    """A key whose ``repr`` is its prefix alone (``'sk-admin-…'``), its text the key (``str()``, f-strings, the
+    header). A traceback's locals (rich's ``show_locals``, a debugger, ``%r`` in a log) print a frame's values by
+    ``repr``: every frame that held the key as a plain string (the constructor's ``api_key``, ``key_from``'s,
+    ``dataclasses.replace``'s changes) showed it whole."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(_prefix(self))
+
+
+S = TypeVar("S")
+
+
+def hidden(value: S) -> S:
+    """``value`` as a :class:`HiddenKey` when it is a string (a key, or what was given as one), else as it is: the
+    first step of every function that takes a key, so that its frame never holds the plain text."""
+    if isinstance(value, str) and not isinstance(value, HiddenKey):
+        return HiddenKey(value)  # type: ignore[return-value]  # a str subclass, where S is str
+    return value
+
+
 def normalize_key(raw: str, source: str) -> str:
     """The key with surrounding whitespace stripped; a :class:`ConfigError` naming ``source`` if it is malformed.
 
@@ -57,7 +83,8 @@ def normalize_key(raw: str, source: str) -> str:
 
     if not isinstance(raw, str):  # a number or bytes from careless code: name the source, never show the value
         raise ConfigError(f"the admin key from {source} must be a string, got {type(raw).__name__}")
-    key = raw.strip()
+    raw = hidden(raw)
+    key = HiddenKey(raw.strip())
     problem = None
     if key[:1] in ("'", '"') or key[-1:] in ("'", '"'):  # an env file (docker --env-file, systemd) keeps quotes
         problem = "quotes around it; set the key without them"
@@ -83,11 +110,32 @@ def normalize_key(raw: str, source: str) -> str:
     return key
 
 
+_KEY_WORD: Final = re.compile(rf"(?<![A-Za-z0-9]){KEY_SHAPED.pattern}")
+"""A key-shaped value that starts a word: ``sk-admin-…``, ``Bearer sk-…``, but not ``disk-analyzer1``."""
+
+
+def refuse_key(param: str, value: str) -> str:
+    """``value`` (an ID a request sends in its URL: a filter's, a directory path's), or a :class:`ParameterError`
+    naming ``param`` when it holds a key: ``api_key_ids=[os.environ["OPENAI_ADMIN_KEY"]]`` or
+    ``client.admin_api_key(key)`` put the key in the request line, which httpx logs at INFO and the retry log at
+    DEBUG, in clear. No ID the API takes starts with ``sk-``; inside a word it is no key (a fine-tuned model named
+    ``ft:gpt-4o-mini:acme:disk-analyzer1:x``)."""
+    found = _KEY_WORD.search(value)
+    if found is None:
+        return value
+    fix = (
+        "pass the key's ID (key_…): client.admin_api_keys() and client.project_api_keys(project_id) list them"
+        if "key" in param
+        else "pass the ID the API gave (such as proj_… or user-…)"
+    )
+    raise ParameterError(param, f"holds an API key ({_prefix(found.group(0))}), not an ID; {fix}")
+
+
 def redact(text: str, secret: str | None) -> str:
     """``text`` with ``secret`` (raw and ``repr``-escaped) replaced by ``sk-admin-…``, then every key-shaped value."""
     if secret:
         text = text.replace(secret, REDACTED_KEY)
-        escaped = repr(secret)[1:-1]
+        escaped = repr(str(secret))[1:-1]  # the text's repr, not a HiddenKey's (which is masked)
         if escaped != secret:
             text = text.replace(escaped, REDACTED_KEY)
     return mask_keys(text)

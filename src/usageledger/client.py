@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from abc import abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar
@@ -43,6 +44,7 @@ from usageledger._options import (
     retry_from,
 )
 from usageledger._paging import AsyncPaged, Paged
+from usageledger._secrets import hidden, refuse_key
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.errors import BadRequestError, ConfigError, PaginationError, ParameterError
@@ -89,26 +91,38 @@ class _Range:
 def _endpoint(value: EndpointLike) -> Endpoint:
     if isinstance(value, Endpoint):
         return value
+    if not isinstance(value, str):  # `query(["costs"], ...)` was "unhashable type: 'list'" from the catalogue
+        several = isinstance(value, list | tuple | set | frozenset)
+        raise ParameterError(
+            "endpoint",
+            f"expected a usage endpoint's name such as 'costs', got {type(value).__name__}"
+            + ("; query one endpoint per call" if several else ""),
+            allowed=catalogue.ENDPOINT_NAMES,
+        )
     try:
         return catalogue.get(value)
     except KeyError:
         raise ParameterError("endpoint", f"unknown endpoint {value!r}", allowed=catalogue.ENDPOINT_NAMES) from None
 
 
-def _group_by(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """The fields to group by; ``None`` or an empty sequence means no grouping. A name may be a comma list; an empty
-    name (``""``, ``"model,"``) is refused, never dropped."""
+def _group_by(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The fields to group by; ``None`` or an empty collection means no grouping. A name may be a comma list; an
+    empty name (``""``, ``"model,"``) is refused, never dropped. Any collection of names is taken, as a filter's
+    values are (a set, a generator, a numpy array were refused as "not a list of field names")."""
     if value is None:
         return ()
-    if not isinstance(value, str | Sequence) or not all(isinstance(item, str) for item in value):
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
         raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
-    items = [value] if isinstance(value, str) else list(value)
+    items = list(items)
+    if not all(isinstance(item, str) for item in items):
+        raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
     parts = tuple(part.strip() for item in items for part in item.split(","))
     if not all(parts):  # `group_by="model,"`, `["model", ""]`: a blank is a slip, as the CLI's --group-by says
         raise ParameterError(
             "group_by", f"{value!r} holds an empty field name; give field names, or leave group_by out for none"
         )
-    return parts
+    return tuple(dict.fromkeys(parts))  # `["model", "model"]`, `"model,model"`: one grouping, asked for once
 
 
 def _merged_headers(old: Mapping[str, str], new: object) -> object:
@@ -135,8 +149,8 @@ def _filters(endpoint: Endpoint, raw: Mapping[str, FilterInput]) -> Mapping[str,
         if name not in endpoint.filter_names:  # `foo=1` is an unknown filter, not "expected a list of strings": the
             out[name] = ()  # rules refuse it whatever its value, in the API's order (a bad bucket_width comes first)
             continue
-        normal = rules.filter_value(name, value)
-        out[name] = normal if isinstance(normal, bool) else tuple(_sendable(name, v) for v in normal)
+        normal = rules.filter_value(name, value, endpoint.filter(name).kind)
+        out[name] = normal if isinstance(normal, bool) else tuple(refuse_key(name, _sendable(name, v)) for v in normal)
     return MappingProxyType(out)
 
 
@@ -156,9 +170,9 @@ def _checked(endpoint: Endpoint, params: rules.QueryParams, now: int) -> rules.Q
 def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryParams]:
     """The endpoint and the checked parameters of one request."""
     ep = _endpoint(call.endpoint)
-    limit, page = call.limit, call.page
-    if isinstance(limit, bool) or (limit is not None and not isinstance(limit, int)):
-        raise ParameterError("limit", f"expected an integer number of buckets, got {limit!r}")
+    limit, page = None if call.limit is None else timeutil.integer(call.limit), call.page
+    if call.limit is not None and limit is None:
+        raise ParameterError("limit", f"expected an integer number of buckets, got {call.limit!r}")
     if page is not None:
         if not isinstance(page, str):
             raise ParameterError("page", f"expected the previous page's next_page string, got {page!r}")
@@ -284,6 +298,11 @@ class _QueryBase(Generic[C]):
         self._spec = spec
         self._timeout = timeout
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """A copy over a copy of the client; the validated range is frozen (and its filters, a read-only mapping,
+        refused deep copying), so both share it."""
+        return type(self)(copy.deepcopy(self._client, memo), self._spec, self._timeout)
+
     @property
     def endpoint(self) -> Endpoint:
         return self._spec.endpoint
@@ -401,6 +420,7 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         clock: Callable[[], float] | None = None,
         http_client: AnyHTTPClient = None,
     ) -> None:
+        api_key = hidden(api_key)  # a traceback's locals show this frame's key by its prefix alone
         self._config = ClientOptions(
             api_key=key_from(api_key),
             base_url=base_url_from(base_url),
@@ -436,6 +456,7 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
     ) -> Self:
         """A copy with some settings changed (headers are merged), built by the constructor and sharing this
         client's connections; closing the copy leaves them open. An async copy has its own backoff."""
+        api_key = hidden(api_key)
         old = self._config
         policy = retry_from(retry or old.retry, max_retries)
         given: dict[str, Any] = {  # None: keep; a timeout in seconds becomes an httpx.Timeout in __post_init__
@@ -453,7 +474,9 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
             retry=policy,
             **{name: value for name, value in given.items() if value is not None},
         )
-        return type(self)(**options.arguments(), http_client=self._http.http_client)
+        twin = type(self)(**options.arguments(), http_client=self._http.http_client)
+        twin._http.copied_from(self._http)  # async: the pool this client renews in each event loop, not today's
+        return twin
 
     @property
     def base_url(self) -> str:
@@ -480,6 +503,8 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
         return read_clock(self._config.clock)
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_config"):  # its constructor failed: a traceback's `self` was a repr error
+            return f"{type(self).__name__}(<not made: its constructor failed>)"
         return (
             f"{type(self).__name__}(base_url={self.base_url!r}, api_key='sk-admin-…', "
             f"array_format={self.array_format!r}, max_retries={self.retry.max_retries}, "
@@ -488,6 +513,16 @@ class _ClientBase(EndpointMethods[Q], Generic[Q, PageT, BucketsT]):
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError(f"{type(self).__name__} holds the admin key and is not picklable")
+
+    def __copy__(self) -> Self:
+        """``copy.copy(client)``: :meth:`with_options` with nothing changed (it fell through to ``__reduce__`` and was
+        refused as "not picklable", which nobody asked for), so a copy closes without closing this client."""
+        return self.with_options()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """``copy.deepcopy`` of the client, or of a query or a notebook's dict holding it: as :meth:`__copy__`; the
+        connection pool is a resource both share, not a value to duplicate."""
+        return self.with_options()
 
     def page(
         self,

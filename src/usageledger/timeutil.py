@@ -6,6 +6,7 @@ Everything inside the package works in integer Unix seconds, UTC. A naive dateti
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -117,6 +118,15 @@ def span_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def integer(value: object) -> int | None:
+    """``value`` as an ``int`` when it is a whole number of any integer type (numpy's ``int64`` from a DataFrame,
+    which is no ``int``), else ``None``; never a ``bool``. The one reading of a count or a time in seconds given
+    from Python: ``limit=np.int64(5)`` was refused as "expected an integer, got np.int64(5)"."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
 def now_unix(clock: float | None = None) -> int:
     return int(time.time() if clock is None else clock)
 
@@ -130,15 +140,15 @@ def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_t
     if isinstance(value, bool):
         raise ParameterError(param, f"expected a time, got {value!r}; pass a datetime, a date or Unix seconds")
     if isinstance(value, datetime):
-        result = _datetime_unix(value)
+        result = _datetime_unix(value, param)
     elif isinstance(value, date):
         result = int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
-    elif isinstance(value, int):
-        result = value
-    elif isinstance(value, float):
+    elif (whole := integer(value)) is not None:  # numpy's int64 too: `df["ts"].max()` is Unix seconds
+        result = whole
+    elif isinstance(value, numbers.Real):  # numpy's float32 is no float
         if not math.isfinite(value):
             raise ParameterError(param, f"expected a time, got {value!r}; pass a datetime, a date or Unix seconds")
-        result = int(value)
+        result = math.floor(value)  # the second it falls in: int() read -0.5 as 0, a time before 1970 as 1970
     elif isinstance(value, str):
         result = _parse_time_string(value, now=now, param=param)
     else:
@@ -149,7 +159,7 @@ def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_t
         raise ParameterError(param, f"{_shown(value)} is before 1970; pass a time after the Unix epoch")
     if result > MAX_UNIX:
         # only a number can be milliseconds; a date after 9999 is just too late
-        number = not isinstance(value, str) or value.strip().isdecimal()
+        number = isinstance(value, numbers.Real) or (isinstance(value, str) and value.strip().isdecimal())
         fix = "pass Unix seconds, not milliseconds" if number else "pass an earlier time"
         raise ParameterError(param, f"{_shown(value)} is after the year 9999; {fix}")
     return result
@@ -273,13 +283,23 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
             f"cannot read {text!r} as a time; use an ISO date (2026-11-01), a datetime "
             "(2026-11-01T12:00:00Z), Unix seconds, or a span back from now (90d, 36h)",
         ) from None
-    return _datetime_unix(parsed)  # to_unix range-checks it, quoting the text typed (not the datetime's repr)
+    return _datetime_unix(parsed, param)  # to_unix range-checks it, quoting the text typed (not the datetime's repr)
 
 
-def _datetime_unix(value: datetime) -> int:
-    """Unix seconds of an aware or naive (= UTC) datetime, unchecked (:func:`to_unix` checks the range)."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND: Final = timedelta(seconds=1)
+
+
+def _datetime_unix(value: datetime, param: str) -> int:
+    """Unix seconds of an aware or naive (= UTC) datetime, unchecked (:func:`to_unix` checks the range): the second
+    it falls in, counted exactly (``timestamp()`` is a float, which rounded 9999-12-31T23:59:59.999999 up to 10000).
+    Pandas' ``NaT`` is a datetime that names no time (its ``timestamp()`` was a ValueError from deep inside): a
+    :class:`ParameterError` naming ``param``."""
     aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return int(aware.timestamp())
+    seconds: object = (aware - _EPOCH) // _SECOND
+    if not isinstance(seconds, int):
+        raise ParameterError(param, f"{_shown(value)} names no time; pass a datetime, a date or Unix seconds")
+    return seconds
 
 
 def floor(ts: int, width: BucketWidth) -> int:

@@ -14,8 +14,10 @@ writes from the catalogue; each hands its arguments to :meth:`UsageApi._seed_pag
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Callable, Mapping
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
@@ -24,6 +26,7 @@ from usageledger._directory import Items
 from usageledger._directory_endpoints import SeedDirectoryMethods
 from usageledger._endpoints import EndpointCall, SeedMethods
 from usageledger._options import ArrayFormat, RetryPolicy, TimeoutTypes, key_from
+from usageledger._secrets import hidden
 from usageledger.client import AsyncClient, Client
 from usageledger.errors import ConfigError
 from usageledger.models import UsageResponse
@@ -44,6 +47,30 @@ class ClientSettings(TypedDict, total=False):
     clock: Callable[[], float] | None
 
 
+def _client_options() -> tuple[str, ...]:
+    """The keyword options ``Client(...)`` takes beside its key and URL (``ClientSettings`` and the rest)."""
+    params = inspect.signature(Client.__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _check_options(options: Mapping[str, object]) -> None:
+    """Refuse an option ``Client`` does not take, naming it as passed to ``UsageApi``: ``api_key=`` (the modern
+    face's name for ``access_token=``) was ignored and "no admin API key" said, or, with ``OPENAI_ADMIN_KEY`` set,
+    was a TypeError from ``_ClientBase.__init__``; so was a misspelt option (``acess_token=``, ``timout=``)."""
+    known = _client_options()
+    for name in options:
+        if name == "api_key":
+            raise ConfigError(
+                "UsageApi takes the admin key as access_token= (the seed's name), not api_key=: pass access_token="
+                " or set OPENAI_ADMIN_KEY"
+            )
+        if name not in known:
+            listed = ", ".join(f"{option}=" for option in known)
+            raise ConfigError(
+                f"UsageApi got an unknown option {name}=; it takes access_token=, base_url=, client= and {listed}"
+            )
+
+
 class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
     """The seed-compatible client: ``UsageApi(access_token=..., base_url=...)``.
 
@@ -60,6 +87,8 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
         client: Client | None = None,
         **options: Unpack[ClientSettings],
     ) -> None:
+        access_token = hidden(access_token)  # a traceback's locals show this frame's key by its prefix alone
+        _check_options(options)
         if client is not None:
             # A ready client brings its own key, URL and options: any given beside it would be silently ignored
             # (the calls would go with another key, or to another server, than the one written here).
@@ -88,10 +117,20 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
         return self._client.base_url
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_client"):  # its constructor failed: a traceback's `self` was a repr error
+            return "UsageApi(<not made: its constructor failed>)"
         return f"UsageApi(base_url={self.base_url!r}, access_token='sk-admin-…')"
 
     def close(self) -> None:
         self._client.close()
+
+    def __copy__(self) -> UsageApi:
+        """A copy over a copy of the client (:meth:`Client.__copy__`): closing one leaves the other open (a plain
+        copy shared the client, so closing the copy closed the original)."""
+        return UsageApi(client=copy.copy(self._client))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> UsageApi:
+        return self.__copy__()
 
     def _seed_page(self, call: EndpointCall) -> UsageResponse:
         return self._client._page(call)
