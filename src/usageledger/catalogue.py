@@ -50,7 +50,8 @@ class Filter:
     """One filter query parameter.
 
     ``field`` is the grouping/result field the filter restricts (``project_ids`` restricts ``project_id``).
-    ``allowed`` is the closed set of values where the API defines one.
+    ``allowed`` is the closed set of values where the API defines one. ``commas``: its values hold commas (a line
+    item is ``gpt-4o, input_tokens``), so a command line takes one value per option, never a comma list.
     """
 
     name: str
@@ -58,6 +59,7 @@ class Filter:
     kind: Literal["list", "bool"] = "list"
     allowed: tuple[str, ...] | None = None
     origin: Origin = "seed"
+    commas: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +334,11 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         sdk_method="costs",
         result_object=_tag(models.CostsResult),
         result_type=models.CostsResult,
-        filters=(_PROJECT, _f("api_key_ids", "api_key_id", origin="yaml"), _f("line_items", "line_item", origin="sdk")),
+        filters=(
+            _PROJECT,
+            _f("api_key_ids", "api_key_id", origin="yaml"),
+            _f("line_items", "line_item", origin="sdk", commas=True),
+        ),
         group_by=("project_id", "line_item", "api_key_id", "user_id", "api_source"),
         metrics=(
             _m("amount_value", "decimal"),
@@ -355,6 +361,8 @@ ENDPOINT_NAMES: Final[tuple[str, ...]] = tuple(e.name for e in ENDPOINTS)
 USAGE_ENDPOINTS: Final[tuple[Endpoint, ...]] = tuple(e for e in ENDPOINTS if not e.is_costs)
 SEED_ENDPOINTS: Final[tuple[Endpoint, ...]] = tuple(e for e in ENDPOINTS if e.in_seed)
 COMMON_PARAMS: Final[tuple[str, ...]] = ("start_time", "end_time", "bucket_width", "group_by", "limit", "page")
+FILTERS_WITH_COMMAS: Final[frozenset[str]] = frozenset(f.name for e in ENDPOINTS for f in e.filters if f.commas)
+"""The filters whose values hold commas (``line_items``): never split as a comma list (:func:`rules.filter_parts`)."""
 
 
 def get(name: str) -> Endpoint:

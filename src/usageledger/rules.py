@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 from usageledger import timeutil
-from usageledger.catalogue import BUCKET_SECONDS, BucketWidth, Endpoint, Limit
+from usageledger.catalogue import BUCKET_SECONDS, FILTERS_WITH_COMMAS, BucketWidth, Endpoint, Limit
 from usageledger.errors import ParameterError
 
 FilterValue = tuple[str, ...] | bool
@@ -73,6 +73,16 @@ def filter_value(param: str, value: object, kind: Literal["list", "bool"] | None
                 param, f"{_shown(value)} holds an empty value; give non-empty values, or leave {param} out"
             )
     return values
+
+
+def filter_parts(name: str, given: Iterable[str]) -> list[str]:
+    """The values of filter ``name`` as a command line gives them (repeated options, each maybe a comma list), each
+    stripped and empty ones kept for :func:`filter_value` to refuse. A filter whose values hold commas
+    (:data:`~usageledger.catalogue.FILTERS_WITH_COMMAS`) takes each as given: ``--line-items 'gpt-4o, input_tokens'``
+    was split into ``gpt-4o`` and ``input_tokens``, two line items that do not exist, and matched nothing."""
+    if name in FILTERS_WITH_COMMAS:
+        return [item.strip() for item in given]
+    return [part.strip() for item in given for part in item.split(",")]
 
 
 def one_filter(param: str, value: object) -> str | None:

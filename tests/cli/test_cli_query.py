@@ -119,6 +119,20 @@ def test_filters_are_sent(run) -> None:  # type: ignore[no-untyped-def]
     assert {json.loads(line)["model"] for line in narrowed.stdout.splitlines()} == {models[0]}
 
 
+def test_a_line_item_is_one_value_though_it_holds_a_comma(run) -> None:  # type: ignore[no-untyped-def]
+    """A line item is `gpt-4o, input` (model, then what was billed): `--line-items 'gpt-4o, input'` was split as a
+    comma list into `gpt-4o` and `input`, two line items that do not exist, and answered no rows without a word.
+    It takes one value per option; `--models a,b` still splits."""
+    args = ("costs", "--start", START, "--end", END, "--group-by", "line_item", "-f", "jsonl")
+    items = sorted({json.loads(line)["line_item"] for line in run(*args).stdout.splitlines()} - {None})
+    wanted = [item for item in items if ", " in item][:2]
+    assert len(wanted) == 2, items
+    narrowed = run(*args, "--line-items", wanted[0], "--line-items", wanted[1])
+    assert narrowed.exit_code == 0, narrowed.output
+    assert {json.loads(line)["line_item"] for line in narrowed.stdout.splitlines()} == set(wanted)
+    assert "repeat it for each (a value holds a comma)" in " ".join(run("costs", "--help").stdout.split())
+
+
 def test_rule_breaks_are_one_line_and_non_zero(run) -> None:  # type: ignore[no-untyped-def]
     """A library error is one line on stderr naming the parameter, exit code 2 (bad input), no traceback."""
     result = run("costs", "--start", START, "--bucket-width", "1h")

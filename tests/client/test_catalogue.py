@@ -10,7 +10,7 @@ import typing
 import pytest
 import yaml
 
-from usageledger import catalogue
+from usageledger import catalogue, rules
 from usageledger.catalogue import ENDPOINTS
 
 from fixtures.data import EXAMPLES, SEED, SPEC
@@ -113,3 +113,15 @@ def test_unknown_endpoint_error_lists_the_names() -> None:
     """Asking for an unknown endpoint names every valid one."""
     with pytest.raises(KeyError, match="completions"):
         catalogue.get("completion")
+
+
+def test_a_filter_whose_values_hold_commas_is_never_split() -> None:
+    """A command line's comma list splits every filter but one whose values hold commas (a line item is `model,
+    what was billed`): its values are taken whole, each stripped, and an empty one kept for the refusal."""
+    assert {"line_items"} == set(catalogue.FILTERS_WITH_COMMAS)
+    assert rules.filter_parts("line_items", ["gpt-4o, input ", "dall-e-3, 1024x1024"]) == [
+        "gpt-4o, input",
+        "dall-e-3, 1024x1024",
+    ]
+    assert rules.filter_parts("models", ["a, b", "c"]) == ["a", "b", "c"]
+    assert rules.filter_parts("models", ["a,,b"]) == ["a", "", "b"]

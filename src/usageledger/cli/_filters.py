@@ -2,8 +2,9 @@
 
 """One typed command-line option per catalogue filter, shared by ``query`` and ``sync`` so both spell them alike.
 
-A list filter takes repeated options or a comma list (``--models a,b``); an empty part is refused, never read as
-"no filter". :func:`given` returns the filters that were given, checked, by their API names. Each option's help
+A list filter takes repeated options or a comma list (``--models a,b``), but one whose values hold commas takes a
+value per option (``--line-items 'gpt-4o, input_tokens'``); an empty part is refused, never read as "no filter".
+:func:`given` returns the filters that were given, checked, by their API names. Each option's help
 (its values and the endpoints that accept it) is read from the catalogue by :func:`_option`.
 """
 
@@ -31,7 +32,8 @@ def _option(name: str) -> Any:
         text = f"Only {f.field} usage, or with --no-{flag[2:]}, only non-{f.field} usage. Endpoints: {where}."
         return typer.Option(f"{flag}/--no-{flag[2:]}", help=text, rich_help_panel=PANEL)
     values = f" Values: {', '.join(f.allowed)}." if f.allowed else ""
-    text = f"Only these {f.field} values; repeat or give a comma list.{values} Endpoints: {where}."
+    several = "repeat it for each (a value holds a comma)" if f.commas else "repeat or give a comma list"
+    text = f"Only these {f.field} values; {several}.{values} Endpoints: {where}."
     return typer.Option(flag, help=text, rich_help_panel=PANEL)
 
 
@@ -75,7 +77,7 @@ def given(
     context_levels: list[str] | None = None,
     line_items: list[str] | None = None,
 ) -> dict[str, rules.FilterValue]:
-    """The filters given, by API name, each checked under its option's name; comma lists are split."""
+    """The filters given, by API name, each checked under its option's name (see :func:`rules.filter_parts`)."""
     values = {
         "project_ids": project_ids,
         "user_ids": user_ids,
@@ -97,7 +99,7 @@ def _checked(name: str, value: list[str] | bool) -> rules.FilterValue:
     flag = "--" + name.replace("_", "-")
     # Keep empty parts: `--models ''` or `--project-ids ',,'` is refused, never read as "no filter", and shown
     # as typed (it said `['', '', ''] holds an empty value`, a list the user never wrote).
-    parts = [part.strip() for item in value for part in item.split(",")]
+    parts = rules.filter_parts(name, value)
     if not all(parts):
         shown = ",".join(value)
         raise ParameterError(flag, f"{shown!r} holds an empty value; give non-empty values, or leave {flag} out")

@@ -129,7 +129,7 @@ def _parse_filters(values: Sequence[str]) -> dict[str, list[str] | bool]:
             existing = out.get(name)
             prior = existing if isinstance(existing, list) else []
             # An empty part (`project_ids=,,`) is refused, never dropped into "no filter".
-            parts = rules.filter_value(f"--filter {name}", [v.strip() for v in raw.split(",")])
+            parts = rules.filter_value(f"--filter {name}", rules.filter_parts(name, [raw]))
             assert not isinstance(parts, bool)  # a list in, a tuple of strings out
             out[name] = prior + list(parts)
     return out
