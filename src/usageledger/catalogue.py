@@ -366,7 +366,12 @@ FILTERS_WITH_COMMAS: Final[frozenset[str]] = frozenset(f.name for e in ENDPOINTS
 
 
 def get(name: str) -> Endpoint:
-    """The endpoint called ``name``, with an error that lists the valid names."""
+    """The endpoint called ``name``, with an error that lists the valid names (a list or another object given for
+    the name as well: it was ``unhashable type: 'list'``, naming neither the endpoint nor the names)."""
+    if not isinstance(name, str):
+        raise KeyError(
+            f"an endpoint is one name, got {type(name).__name__}; choose one of: {', '.join(ENDPOINT_NAMES)}"
+        )
     try:
         return BY_NAME[name]
     except KeyError:

@@ -18,7 +18,7 @@ import logging
 import time
 from abc import abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar
@@ -105,26 +105,6 @@ def _endpoint(value: EndpointLike) -> Endpoint:
         raise ParameterError("endpoint", f"unknown endpoint {value!r}", allowed=catalogue.ENDPOINT_NAMES) from None
 
 
-def _group_by(value: str | Iterable[str] | None) -> tuple[str, ...]:
-    """The fields to group by; ``None`` or an empty collection means no grouping. A name may be a comma list; an
-    empty name (``""``, ``"model,"``) is refused, never dropped. Any collection of names is taken, as a filter's
-    values are (a set, a generator, a numpy array were refused as "not a list of field names")."""
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
-        raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
-    items = list(items)
-    if not all(isinstance(item, str) for item in items):
-        raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
-    parts = tuple(part.strip() for item in items for part in item.split(","))
-    if not all(parts):  # `group_by="model,"`, `["model", ""]`: a blank is a slip, as the CLI's --group-by says
-        raise ParameterError(
-            "group_by", f"{value!r} holds an empty field name; give field names, or leave group_by out for none"
-        )
-    return tuple(dict.fromkeys(parts))  # `["model", "model"]`, `"model,model"`: one grouping, asked for once
-
-
 def _merged_headers(old: Mapping[str, str], new: object) -> object:
     """``old`` with ``new`` put in; a name in ``new`` replaces ``old``'s however it is spelled (``x-team`` replaces
     ``X-Team``: header names are case-insensitive, and both would be sent). Anything but a mapping is left for
@@ -183,7 +163,7 @@ def _page_params(call: EndpointCall, now: float) -> tuple[Endpoint, rules.QueryP
         start_time=timeutil.to_unix(call.start_time, now=now, param="start_time"),
         end_time=None if call.end_time is None else timeutil.to_unix(call.end_time, now=now, param="end_time"),
         bucket_width=call.bucket_width,
-        group_by=_group_by(call.group_by),
+        group_by=rules.group_by_names(call.group_by),
         limit=limit,
         page=page,
         filters=_filters(ep, call.filters),

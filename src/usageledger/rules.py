@@ -75,6 +75,27 @@ def filter_value(param: str, value: object, kind: Literal["list", "bool"] | None
     return values
 
 
+def group_by_names(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The fields to group by, the one reading of ``group_by`` (the client's, a stored stream's); ``None`` or an empty
+    collection means no grouping. A name may be a comma list; an
+    empty name (``""``, ``"model,"``) is refused, never dropped. Any collection of names is taken, as a filter's
+    values are (a set, a generator, a numpy array were refused as "not a list of field names")."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, bytes | Mapping):
+        raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
+    items = list(items)
+    if not all(isinstance(item, str) for item in items):
+        raise ParameterError("group_by", f"pass a field name or a list of field names, got {value!r}")
+    parts = tuple(part.strip() for item in items for part in item.split(","))
+    if not all(parts):  # `group_by="model,"`, `["model", ""]`: a blank is a slip, as the CLI's --group-by says
+        raise ParameterError(
+            "group_by", f"{value!r} holds an empty field name; give field names, or leave group_by out for none"
+        )
+    return tuple(dict.fromkeys(parts))  # `["model", "model"]`, `"model,model"`: one grouping, asked for once
+
+
 def filter_parts(name: str, given: Iterable[str]) -> list[str]:
     """The values of filter ``name`` as a command line gives them (repeated options, each maybe a comma list), each
     stripped and empty ones kept for :func:`filter_value` to refuse. A filter whose values hold commas

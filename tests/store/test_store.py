@@ -13,7 +13,7 @@ import pytest
 
 import usageledger.store.duckdb as duckdb_store
 from usageledger import catalogue
-from usageledger.errors import StoreError
+from usageledger.errors import ConfigError, StoreError
 from usageledger.store import (
     BaseStore,
     Stream,
@@ -463,6 +463,19 @@ def test_a_stream_grouped_by_one_string_is_grouped_by_that_field() -> None:
     """`Stream.create("completions", "1d", "model")` read the string as the fields m, o, d, e, l and was refused
     naming 'm'; one string is one field, as the client reads `group_by="model"`."""
     assert Stream.create("completions", "1d", "model") == Stream.create("completions", "1d", ["model"])
+
+
+def test_a_stream_reads_group_by_and_its_endpoint_as_the_client_does() -> None:
+    """The client takes `group_by="model,project_id"` (and a set, a name twice); `Stream.create` refused the comma
+    list as one unknown field. It reads group_by by the client's one rule (`rules.group_by_names`), and an endpoint
+    given as a list is named, not `unhashable type: 'list'`."""
+    two = Stream.create("completions", "1d", ["project_id", "model"])
+    assert Stream.create("completions", "1d", "model,project_id") == two
+    assert Stream.create("completions", "1d", ["model", "project_id", "model"]) == two
+    with pytest.raises(ConfigError, match=r"^group_by: 'model,' holds an empty field name"):
+        Stream.create("completions", "1d", "model,")
+    with pytest.raises(ConfigError, match=r"^endpoint: an endpoint is one name, got list; choose one of: completions"):
+        Stream.create(["completions"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("backend", ["duckdb", "postgres"])

@@ -58,8 +58,10 @@ class Stream:
         with the parameter (``bucket_width``, ``group_by``, ``filters.<name>``).
         """
         ep = endpoint if isinstance(endpoint, Endpoint) else _endpoint(endpoint)
-        if isinstance(group_by, str):  # one field, as the client reads it ("model" was the fields m, o, d, e, l)
-            group_by = (group_by,)
+        try:  # as the client reads it: "model" one field (it was m, o, d, e, l), "model,project_id" two
+            group_by = rules.group_by_names(group_by)
+        except ParameterError as exc:
+            raise ConfigError(str(exc)) from None
         norm: dict[str, FilterValue] = {}
         for name, value in sorted((filters or {}).items()):
             try:
