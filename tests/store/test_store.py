@@ -554,3 +554,14 @@ def test_both_back_ends_migrate_to_the_same_tables_and_columns(tmp_path: Path, p
             )
     assert schemas[0] == schemas[1]
     assert ("watermark_log", "BASE TABLE", "seq", "NO") in schemas[0]
+
+
+def test_a_stream_filtered_by_a_key_where_an_id_goes_is_refused_before_it_is_saved() -> None:
+    """`[[streams]] filters = {api_key_ids = ["sk-admin-…"]}` (the key pasted where its ID goes) made a stream whose
+    definition, key and all, was saved in the store's streams table; the request was refused only at sync time.
+    `Stream.create` refuses it, naming the filter and showing the prefix alone."""
+    key = "sk-admin-" + "a" * 40
+    with pytest.raises(ConfigError) as refused:
+        Stream.create("costs", filters={"api_key_ids": ["key_abc", key]})
+    assert str(refused.value).startswith("filters.api_key_ids: holds an API key (sk-admin-…), not an ID")
+    assert key not in str(refused.value)

@@ -16,6 +16,7 @@ from typing import Final
 import msgspec
 
 from usageledger import catalogue, rules
+from usageledger._secrets import refuse_key
 from usageledger.catalogue import BucketWidth, Endpoint
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.rules import FilterValue
@@ -67,6 +68,10 @@ class Stream:
             try:
                 kind = ep.filter(name).kind if name in ep.filter_names else None
                 norm[name] = rules.filter_value(f"filters.{name}", value, kind)
+                value_now = norm[name]
+                if not isinstance(value_now, bool):  # a key where an ID goes was saved in the store's streams
+                    for item in value_now:
+                        refuse_key(f"filters.{name}", item)
             except ParameterError as exc:
                 raise ConfigError(str(exc)) from None
         violation = rules.check_definition(ep, bucket_width, group_by, norm)
