@@ -203,7 +203,9 @@ def _streams_from_flags(
             param, _, message = str(exc).partition(": ")
             name = param.removeprefix("filters.")
             flag = flags.get(name) if param.startswith("filters.") else None
-            which = f"{ep.name}: " if len(chosen) > 1 else ""  # which endpoint refused it, when there are several
+            # Which endpoint refused it, as the README says and --bucket-width does: also when -e named only one
+            # (`-e costs --models x` said only "Unrecognized request argument supplied: models").
+            which = f"{ep.name}: "
             # a flag's value the stream's rules refuse: bad input (exit 2), as a ParameterError anywhere
             raise ParameterError(flag or "--" + name.replace("_", "-"), f"{which}{message}") from None
     if skipped:
