@@ -600,13 +600,29 @@ def export_command(
     since_at, until_at = _since(since, now), _time(until, "--until", now)
     timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
     if format == "focus":
-        refused = [
-            n for n, v in (("--endpoint", endpoint), ("--stream", stream), ("--partition-by", partition_by)) if v
-        ]
-        refused += ["--with-names"] if with_names else []
-        refused += [n for n, v in (("--as-of", as_of), ("--deltas", deltas), ("--changed-since", changed_since)) if v]
+        # Each refusal says why that flag has no place here (`--with-names` was told "--format focus always writes
+        # the costs stream", which is no reason to leave out names).
+        why = {
+            "--endpoint": "--format focus always writes the costs stream",
+            "--stream": "--format focus always writes the costs stream",
+            "--partition-by": "--format focus writes one file",
+            "--with-names": "--format focus names each project already, in SubAccountName",
+            "--as-of": "--format focus writes the costs as the store holds them now",
+            "--deltas": "--format focus writes the costs as the store holds them now",
+            "--changed-since": "--format focus writes the costs as the store holds them now",
+        }
+        given = {
+            "--endpoint": endpoint,
+            "--stream": stream,
+            "--partition-by": partition_by,
+            "--with-names": with_names,
+            "--as-of": as_of,
+            "--deltas": deltas,
+            "--changed-since": changed_since,
+        }
+        refused = [flag for flag, value in given.items() if value]
         if refused:
-            raise ParameterError(refused[0], f"--format focus always writes the costs stream; leave {refused[0]} out")
+            raise ParameterError(refused[0], f"{why[refused[0]]}; leave {refused[0]} out")
         _export_focus(config, store, output, focus_format or "csv", since_at, until_at, org or (), currency, fx)
         return
     if currency is not None or fx is not None:
