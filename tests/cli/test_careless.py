@@ -130,8 +130,8 @@ def test_an_empty_group_by_part_is_refused_not_dropped(
             ["--bucket-width", "1m", "-e", "costs"],
             "--bucket-width: costs has 1d buckets only, not 1m; use --bucket-width 1d",
         ),
-        (["--group-by", "nope", "-e", "costs"], "--group-by: Invalid group_by value: 'nope'"),
-        (["-e", "images", "--sizes", "1x1"], "--sizes: Invalid value for 'sizes': '1x1'"),
+        (["--group-by", "nope", "-e", "costs"], "--group-by: costs: Invalid group_by value: 'nope'"),
+        (["-e", "images", "--sizes", "1x1"], "--sizes: images: Invalid value for 'sizes': '1x1'"),
     ],
 )
 def test_a_sync_flag_that_breaks_a_stream_rule_is_named_as_a_flag(

@@ -65,3 +65,24 @@ def test_usage_line_fits_80_columns_with_arguments_in_capitals(words: tuple[str,
     assert len(usage) <= 80 and following.strip() == "", usage
     arguments = usage.split("[OPTIONS]", 1)[1].split()
     assert all(a.strip("{}[]").isupper() for a in arguments), usage
+
+
+def _config_leaves() -> list[tuple[str, ...]]:
+    out = []
+    for words in LEAVES:
+        command: Any = COMMAND
+        for word in words:
+            command = command.commands[word]
+        if any("--config" in getattr(p, "opts", ()) for p in command.params):
+            out.append(words)
+    return out
+
+
+@pytest.mark.parametrize("words", _config_leaves(), ids=" ".join)
+def test_config_help_names_the_variable_it_falls_back_to(words: tuple[str, ...]) -> None:
+    """Every --config says its default as the README's table does: $USAGELEDGER_CONFIG, else ./usageledger.toml
+    (`sync --help` said only ./usageledger.toml, though every command reads the variable)."""
+    result = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "$USAGELEDGER_CONFIG" in flat and "./usageledger.toml" in flat, flat

@@ -178,6 +178,27 @@ def test_a_sync_runs_without_numpy_and_other_commands_keep_it(emulator_url: str,
     assert sys.modules["numpy"] is numpy
 
 
+def test_a_sync_into_postgresql_writes_while_numpy_is_kept_out(emulator_url: str, migrated_pg_url: str) -> None:
+    """The README's `usageledger sync --store postgresql://...` ended at its first commit with an AttributeError
+    traceback: psycopg's int dumper takes numpy's `integer` type whenever `numpy` is in sys.modules, and the `None`
+    that keeps numpy out of a sync was there. A fresh process (the test process has numpy) now syncs into
+    PostgreSQL, still without importing numpy."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(sys.modules.get('numpy', 0) is not None and 'numpy' in sys.modules, "
+        "file=sys.stderr))\n"
+        "from usageledger.cli import main\n"
+        "main()\n"
+    )
+    argv = ["sync", "--store", migrated_pg_url, "--base-url", emulator_url, "-e", "costs,completions"]
+    done = _probed(probe, [*argv, "--since", "2d", "--no-directory", "--quiet", "--now", str(EMULATOR_NOW)])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr  # numpy was never imported
+    with open_store(migrated_pg_url, migrate=False, read_only=True) as store:
+        assert store.query("SELECT COUNT(*) FROM costs")[0][0] > 0
+        assert store.query("SELECT COUNT(*) FROM usage_completions")[0][0] > 0
+
+
 def test_a_group_s_sub_command_help_needs_no_pydantic() -> None:
     """`credit add --help` passes through the root and the `credit` group without their help options' coercion
     importing pydantic (the command's own module is imported, and prints the help)."""

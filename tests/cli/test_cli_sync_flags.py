@@ -183,8 +183,12 @@ def test_a_width_an_endpoint_lacks_names_that_endpoint_and_the_fix(
     [
         (
             ["-e", "costs", "--filter", "bogus=1"],
-            "error: --filter bogus: Unrecognized request argument supplied: bogus. Supported filters are:"
+            "error: --filter bogus: costs: Unrecognized request argument supplied: bogus. Supported filters are:"
             " 'project_ids', 'api_key_ids', 'line_items'.",
+        ),
+        (
+            ["-e", "costs", "--models", "gpt-4o"],
+            "error: --models: costs: Unrecognized request argument supplied: models.",
         ),
         (
             ["-e", "completions,costs", "--filter", "line_items=x"],
@@ -199,13 +203,14 @@ def test_a_width_an_endpoint_lacks_names_that_endpoint_and_the_fix(
             "error: --filter bogus: no endpoint synced takes the filter bogus (allowed: api_key_ids",
         ),
     ],
-    ids=["one-endpoint", "two-endpoints", "own-option", "no-endpoint-named"],
+    ids=["one-endpoint", "one-endpoint-own-option", "two-endpoints", "own-option", "no-endpoint-named"],
 )
 def test_a_refused_filter_is_named_as_it_was_given(
     flags: list[str], expected: str, tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`sync -e costs --filter bogus=1` blamed `--bogus`, an option that does not exist: a filter is named as it was
-    given (`--filter bogus`, or its own option), with the endpoint when several are synced and the filters accepted.
+    given (`--filter bogus`, or its own option), with the endpoint that refuses it (also when -e names only one) and the
+    filters accepted.
     Without -e an unknown --filter was dropped from every stream and the sync ran unfiltered; it is refused too."""
     monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
     store = tmp_path / "u.duckdb"

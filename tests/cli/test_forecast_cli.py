@@ -273,6 +273,12 @@ def test_a_spent_balance_ran_out_on_the_day_it_went_below_zero(demo_store_copy: 
         day += timedelta(days=1)
     assert Decimal(balance["balance"]) < 0 and balance["runway"] == day.isoformat()
     assert balance["runway_note"] == f"ran out on {balance['runway']}"
+    # The terminal and the alert say it in the past tense: "runs out on" a day gone by read as still to come.
+    listed = _run("credit", "list", "--store", str(demo_store_copy), "--now", NOW).stdout
+    assert f"ran out on {day.isoformat()}" in listed and "runs out" not in listed
+    fired = _json("check", "--store", str(demo_store_copy), "--now", NOW, "--credit-below", "0", code=EXIT_FINDINGS)
+    [alert] = _alerts(fired, "credit")
+    assert f"ran out on {day.isoformat()}" in alert["message"] and "runs out" not in alert["message"]
 
 
 def test_check_credit_below(demo_store_copy: Path) -> None:

@@ -281,6 +281,15 @@ def test_focus_refuses_the_store_and_other_endpoints(store: str) -> None:
     assert result.returncode == 2 and "would be overwritten" in result.stderr
     result = _cli("export", "--format", "focus", "--store", store, "--endpoint", "usage_completions")
     assert result.returncode == 2 and "--endpoint" in result.stderr and "Traceback" not in result.stderr
+    # each refused flag is told why it has no place in a FOCUS file (--with-names was told "always writes the
+    # costs stream")
+    for flags, said in (
+        (["--with-names"], "--with-names: --format focus names each project already, in SubAccountName"),
+        (["--partition-by", "day"], "--partition-by: --format focus writes one file"),
+        (["--deltas"], "--deltas: --format focus writes the costs as the store holds them now"),
+    ):
+        result = _cli("export", "--format", "focus", "--store", store, "-o", "-", *flags)
+        assert result.returncode == 2 and result.stderr.startswith(f"error: {said}; leave {flags[0]} out"), result
     # `-f csv --focus-format parquet` wrote plain CSV without a word
     result = _cli("export", "--format", "csv", "--store", store, "--focus-format", "parquet", "-o", "-")
     assert result.returncode == 2 and result.stdout == ""

@@ -628,6 +628,28 @@ def test_a_report_says_when_costs_were_never_synced_or_only_in_part(emulator_url
     assert whole.stderr == "" and json.loads(whole.stdout)["warnings"] == [], whole.stderr
 
 
+def test_check_says_when_the_costs_it_budgets_were_never_synced(emulator_url: str, tmp_path: Path) -> None:
+    """`check --daily-budget 5` over a store of hourly usage alone (costs never synced) said "OK: no alerts" on
+    $0.00 of spend, a false all-clear for cron and CI; it now says on stderr, as `report` does, that the costs were
+    never synced (the JSON on stdout unchanged), and says nothing once the month's costs are synced."""
+    store = str(tmp_path / "usage.duckdb")
+    sync = ["sync", "--store", store, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
+    env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
+    assert CliRunner().invoke(app, [*sync, "--since", "2d", "--bucket-width", "1h"], env=env).exit_code == 0
+    never = (
+        "costs have not been synced for org default, so the spend shown leaves them out; run `usageledger sync` "
+        "(costs come in 1d buckets only: give no --bucket-width, or 1d)"
+    )
+    argv = ["check", "--store", store, "--now", str(EMULATOR_NOW), "--daily-budget", "5", "--stale-after", "30d"]
+    text = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
+    assert text.exit_code == 0 and text.stderr == f"warning: {never}\n", text.output
+    doc = CliRunner().invoke(app, [*argv, "-f", "json"])
+    assert doc.stderr == f"warning: {never}\n" and json.loads(doc.stdout)["fired"] is False, doc.output
+    assert CliRunner().invoke(app, [*sync, "-e", "costs", "--since", "2026-11-01"], env=env).exit_code == 0
+    synced = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
+    assert synced.stderr == "" and synced.exit_code == EXIT_FINDINGS, synced.output  # $5 a day is soon spent
+
+
 def test_an_as_of_report_says_what_the_costs_covered_then(emulator_url: str, tmp_path: Path) -> None:
     """`report --as-of` a time before the costs were first synced said nothing of them, its coverage warning
     reading today's store (costs synced whole) beside the figures of then ($0.00 spent, read as nothing spent):
@@ -679,8 +701,8 @@ def test_an_unknown_project_id_is_warned_about(demo_store: Path) -> None:
     """`check --project` and `report --project` with an ID the store never saw warn on stderr; a known one does not."""
     with open_store(demo_store, migrate=False, read_only=True) as store:
         known = store.query("SELECT min(project_id) FROM costs_daily WHERE project_id IS NOT NULL")[0][0]
-    # the report of days the store holds: a later one warns that its costs are not synced too
-    for command in (["check"], ["report", "--since", "2026-10-22", "--until", "2026-11-21"]):
+    # the check and the report of days the store holds: later ones warn that their costs are not synced too
+    for command in (["check", "--date", "2026-11-19"], ["report", "--since", "2026-10-22", "--until", "2026-11-21"]):
         typo = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--project", "proj_typo"])
         assert typo.exit_code in (0, EXIT_FINDINGS), typo.output
         warnings = [line for line in typo.stderr.splitlines() if line.startswith("warning:")]

@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal
 import typer
 
 __all__ = [
+    "CONFIG_HELP",
     "STORE_HELP",
     "ConfigOpt",
     "CurrencyOpt",
@@ -47,7 +48,8 @@ STORE_HELP: Final = (
 )
 StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP, envvar="USAGELEDGER_STORE")]
 """The one ``--store`` option of every command that reads or writes a store (see ``resolve_store``)."""
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default: ./usageledger.toml).")]
+CONFIG_HELP: Final = "Config file (default: $USAGELEDGER_CONFIG, else ./usageledger.toml)."
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help=CONFIG_HELP)]
 """The one ``--config`` option."""
 FxOpt = Annotated[
     Path | None,

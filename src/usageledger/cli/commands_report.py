@@ -610,6 +610,12 @@ def check(
     judged = _past_day(anomaly_date, now=ts, param="--anomaly-date") if anomaly_date else budget_day
     with _database(resolve_store(store, settings), org=org) as db:
         _refuse_days_before_the_costs(db, org, (("--date", budget_day), ("--anomaly-date", judged)))
+        # The month the budgets read, through the day they judge: costs never synced (or synced short of that day)
+        # are said on stderr as `report` says them, since "OK: no alerts" over $0.00 of costs never synced is a
+        # false all-clear.
+        checked = budget_day or now.astimezone(UTC).date()
+        for warning in costs_not_synced(db, org, Period(checked.replace(day=1), checked + timedelta(days=1))):
+            say(f"warning: {warning}")
         _warn_unknown_project(db, project, org)
         for budgeted in sorted(set(cfg.project_budgets) - {project}):  # [alerts.projects.X]: a mistyped X, likewise
             _warn_unknown_project(db, budgeted, org, source=key_path("alerts.projects", budgeted))

@@ -71,7 +71,11 @@ def serve(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="usageledger.toml: [store], [sync] finality, [names] and [teams]."),
+        typer.Option(
+            "--config",
+            help="usageledger.toml: [store], [sync] finality, [names] and [teams] (default: $USAGELEDGER_CONFIG, "
+            "else ./usageledger.toml).",
+        ),
     ] = None,
 ) -> None:
     """Serve the dashboard and its JSON API (/, /api/report, /api/filters, /api/projects/ID, /healthz), read-only."""

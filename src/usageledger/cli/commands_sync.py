@@ -47,6 +47,7 @@ from usageledger.store import (
     BaseStore,
     Stream,
     StreamState,
+    is_postgres_url,
     open_store,
     store_files,
 )
@@ -203,7 +204,9 @@ def _streams_from_flags(
             param, _, message = str(exc).partition(": ")
             name = param.removeprefix("filters.")
             flag = flags.get(name) if param.startswith("filters.") else None
-            which = f"{ep.name}: " if len(chosen) > 1 else ""  # which endpoint refused it, when there are several
+            # Which endpoint refused it, as the README says and --bucket-width does: also when -e named only one
+            # (`-e costs --models x` said only "Unrecognized request argument supplied: models").
+            which = f"{ep.name}: "
             # a flag's value the stream's rules refuse: bad input (exit 2), as a ParameterError anywhere
             raise ParameterError(flag or "--" + name.replace("_", "-"), f"{which}{message}") from None
     if skipped:
@@ -441,6 +444,13 @@ def sync_command(
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
     limit_arenas(SYNC_ARENAS)
+    if is_postgres_url(url):
+        # psycopg cannot write an int while numpy is kept out (see skip_numpy): the decoders (pyarrow, which would
+        # import numpy) are imported first, numpy still out, and then psycopg may look for it and find none.
+        import usageledger.sync._arrow  # noqa: F401
+        from usageledger.cli import allow_numpy
+
+        allow_numpy()
     engine.start_decoder_import()
     with open_store(url, on_wait=say) as opened, view.live:  # says so if it waits for a top-up or a close
         settle()
@@ -598,13 +608,29 @@ def export_command(
     since_at, until_at = _since(since, now), _time(until, "--until", now)
     timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
     if format == "focus":
-        refused = [
-            n for n, v in (("--endpoint", endpoint), ("--stream", stream), ("--partition-by", partition_by)) if v
-        ]
-        refused += ["--with-names"] if with_names else []
-        refused += [n for n, v in (("--as-of", as_of), ("--deltas", deltas), ("--changed-since", changed_since)) if v]
+        # Each refusal says why that flag has no place here (`--with-names` was told "--format focus always writes
+        # the costs stream", which is no reason to leave out names).
+        why = {
+            "--endpoint": "--format focus always writes the costs stream",
+            "--stream": "--format focus always writes the costs stream",
+            "--partition-by": "--format focus writes one file",
+            "--with-names": "--format focus names each project already, in SubAccountName",
+            "--as-of": "--format focus writes the costs as the store holds them now",
+            "--deltas": "--format focus writes the costs as the store holds them now",
+            "--changed-since": "--format focus writes the costs as the store holds them now",
+        }
+        given = {
+            "--endpoint": endpoint,
+            "--stream": stream,
+            "--partition-by": partition_by,
+            "--with-names": with_names,
+            "--as-of": as_of,
+            "--deltas": deltas,
+            "--changed-since": changed_since,
+        }
+        refused = [flag for flag, value in given.items() if value]
         if refused:
-            raise ParameterError(refused[0], f"--format focus always writes the costs stream; leave {refused[0]} out")
+            raise ParameterError(refused[0], f"{why[refused[0]]}; leave {refused[0]} out")
         _export_focus(config, store, output, focus_format or "csv", since_at, until_at, org or (), currency, fx)
         return
     if currency is not None or fx is not None:

@@ -422,7 +422,7 @@ def _credit_alerts(
         raise UsageLedgerError(
             f"--credit-below: no credit top-up is recorded{where}; record one with `usageledger credit add DAY AMOUNT`"
         )
-    runs_out = f"runs out on {balance.runway}" if balance.runway is not None else balance.runway_note
+    runs_out = balance.outlook
     text = (
         f"prepaid credit{where}: balance {format_money(balance.balance, currency)} "
         f"({format_money(balance.topups, currency)} topped up, {format_money(balance.spent, currency)} spent since "

@@ -45,6 +45,14 @@ class CreditBalance:
     def balance(self) -> Decimal:
         return self.topups - self.spent
 
+    @property
+    def outlook(self) -> str:
+        """The runway in words: ``runs out on DAY``, ``ran out on DAY`` for a balance already below zero (a day
+        gone by, which "runs out" read as still to come), else ``runway_note``."""
+        if self.runway is None or self.balance < 0:
+            return self.runway_note
+        return f"runs out on {self.runway}"
+
 
 def _spent(db: Database, first: date, last: date | None, org: str | None) -> Decimal:
     sql = f"SELECT SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= %s"

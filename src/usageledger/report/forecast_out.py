@@ -88,7 +88,7 @@ def forecast_line(report: ForecastReport) -> Text:
 
 
 def credit_line(balance: CreditBalance, currency: str | None) -> Text:
-    runs_out = f"runs out on {balance.runway}" if balance.runway is not None else balance.runway_note
+    runs_out = balance.outlook
     return Text.assemble(
         ("Prepaid credit ", "bold"),
         format_money(balance.balance, currency),
