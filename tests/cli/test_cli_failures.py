@@ -16,14 +16,14 @@ from usageledger.cli import app
         (["emulator", "--port", "70000"], "--port"),
         (["emulator", "--port", "-1"], "--port"),
         (["emulator", "--replay", "/nonexistent/usage.jsonl"], "--replay"),
-        (["init", "--path", "{tmp}/missing/dir/u.toml"], "missing/dir/u.toml"),
         (["init", "--path", "{tmp}"], "{tmp}"),
     ],
-    ids=["port-too-high", "port-negative", "replay-missing", "init-missing-folder", "init-onto-folder"],
+    ids=["port-too-high", "port-negative", "replay-missing", "init-onto-folder"],
 )
 def test_start_up_failures_are_one_line(tmp_path: Path, argv: list[str], names: str) -> None:
-    """A bad port, a missing replay file or an init path in a missing folder is one line naming what is wrong; the
-    emulator's are bad flag values, exit 2, init's a folder it cannot write in, exit 1."""
+    """A bad port, a missing replay file or an init path that is a folder is one line naming what is wrong; the
+    emulator's are bad flag values, exit 2, init's a file it cannot write, exit 1. (A missing folder of an init path
+    is made: `test_init_makes_a_missing_folder_and_takes_it_away_when_it_fails`.)"""
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     result = CliRunner().invoke(app, argv)
     output = result.output.strip()
@@ -47,6 +47,30 @@ def test_init_where_the_config_cannot_be_written_is_refused_before_the_store_is_
     assert output.startswith("error: --path /proc/usageledger.toml: cannot write a file in the folder /proc ("), output
     assert output.endswith("run init in a folder you can write, or pick another --path"), output
     assert list(tmp_path.iterdir()) == [], "no store is made for a config that cannot be written"
+
+
+def test_init_makes_a_missing_folder_and_takes_it_away_when_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init --path new/usageledger.toml` was refused ("the folder new does not exist; create it"), though every other
+    output makes its missing folders and a missing --config's hint says to run `init --path` there. The folders are
+    made; an init that then fails (a store it cannot make) takes them away again, and a file where a folder must be
+    is bad input, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    made = CliRunner().invoke(app, ["init", "--path", "team/ledger/usageledger.toml", "--store", "team/s.duckdb"])
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "team" / "ledger" / "usageledger.toml").is_file() and (tmp_path / "team" / "s.duckdb").is_file()
+    failed = CliRunner().invoke(app, ["init", "--path", "other/deep/usageledger.toml", "--store", "/proc/s.duckdb"])
+    assert failed.exit_code == 1, failed.output
+    assert not (tmp_path / "other").exists(), "a failed init leaves no folder it made"
+    (tmp_path / "notes.txt").write_text("mine\n")
+    blocked = CliRunner().invoke(app, ["init", "--path", "notes.txt/usageledger.toml", "--store", "b.duckdb"])
+    assert blocked.exit_code == 2, blocked.output
+    assert blocked.output.strip() == (
+        "error: --path: notes.txt is a file, not a folder, so notes.txt/usageledger.toml cannot be made; give a path"
+        " in a folder"
+    )
+    assert not (tmp_path / "b.duckdb").exists()
 
 
 def test_init_twice_names_path_and_both_fixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,15 +17,17 @@ import typer
 from usageledger import catalogue, rules, timeutil
 from usageledger._memory import limit_arenas
 from usageledger._options import base_url_from, check_base_url
-from usageledger._paths import same_file
+from usageledger._paths import make_folder, remove_made, same_file
 from usageledger._secrets import redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth
 from usageledger.cli import _app, _filters
 from usageledger.cli._app import (
+    EXIT_USAGE,
     app,
     comma_list,
     fail,
+    file_in_the_way,
     friendly_errors,
     open_for_reading,
     resolve_store,
@@ -93,16 +95,24 @@ def init(
     for what, kept in store_files(store):
         if same_file(path, kept):
             raise fail(f"--path {path} is {what} ({kept}); the config needs a file of its own: pick another --path")
-    if not path.parent.is_dir():  # before the store is made: a failed init leaves neither file behind
-        raise fail(f"--path {path}: the folder {path.parent} does not exist; create it or pick another --path")
-    # The config is written first, under a temporary name, and renamed into place once the store is made: a folder
-    # it cannot go in is refused before the store is made, and a failed init leaves neither file behind.
-    with (
-        staged_default_config(path, store_url=store, force=force) as written,
-        open_store(store, migrate=False, on_wait=say) as opened,
-    ):
-        existed = bool(opened.applied_migrations())
-        applied = opened.migrate()
+    if (blocked := file_in_the_way(path)) is not None:  # before the store is made
+        raise fail(
+            f"--path: {blocked} is a file, not a folder, so {path} cannot be made; give a path in a folder", EXIT_USAGE
+        )
+    # A missing folder is made, as every output's is (`_paths.make_folder`): it was refused, though the hint of a
+    # missing --config names `init --path` to write it. The config is written first, under a temporary name, and
+    # renamed into place once the store is made; a failed init leaves neither file behind, nor the folders it made.
+    made = make_folder(path.parent)
+    try:
+        with (
+            staged_default_config(path, store_url=store, force=force) as written,
+            open_store(store, migrate=False, on_wait=say) as opened,
+        ):
+            existed = bool(opened.applied_migrations())
+            applied = opened.migrate()
+    except BaseException:
+        remove_made(made)
+        raise
     shown = redact_url_password(store)
     # what init did to the store: an existing one (its data kept) was said to have had every migration applied
     done = (
