@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -496,8 +497,34 @@ def post_webhook(
         # `from None`: httpx's exception holds the whole URL, and a chained cause would carry it into tracebacks.
         detail = redact_webhook(str(exc) or type(exc).__name__, url)
         raise AlertDeliveryError(f"webhook {shown}: no response ({detail}); check the URL and the network") from None
+    if response.is_redirect and response.headers.get("Location", "").strip():
+        raise AlertDeliveryError(_redirect_refusal(shown, url, response))
     if not response.is_success:
         body = redact_webhook(" ".join(response.text.split()), url)[:200]
         answer = f": {body}" if body else " with no body"
         raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}{answer}; check the webhook URL")
     return response.status_code
+
+
+def _redirect_refusal(shown: str, url: str, response: httpx.Response) -> str:
+    """Why a webhook that answered with a redirect got no alert, and the fix: said as "HTTP 301 with no body; check
+    the webhook URL", which left the user to guess that the URL had moved (an ``http://`` URL a host sends on to
+    ``https://``, a retired webhook sent to a new one). The redirect is not followed: the alert would go, with its
+    POST, to a place never given. The target is shown by scheme and host only, as the webhook is: its path may be the
+    new credential."""
+    status = response.status_code
+    try:
+        target = urlsplit(urljoin(url, response.headers["Location"].strip()))
+        here = urlsplit(url)
+        same_host = (target.hostname, target.port) == (here.hostname, here.port)
+        moved_to = redact_url(urlunsplit(target))
+    except ValueError:
+        return f"webhook {shown}: HTTP {status} redirects elsewhere, which is not followed; check the webhook URL"
+    if same_host and target.scheme.lower() == "https" and here.scheme.lower() == "http":
+        fix = "give the https:// form of the webhook URL"
+    else:
+        fix = "give the webhook URL it redirects to (the service shows the current one)"
+    return (
+        f"webhook {shown}: HTTP {status} redirects to {moved_to}, and a webhook's POST is not sent on to another URL;"
+        f" {fix}"
+    )

@@ -1,0 +1,58 @@
+"""Webhook delivery as a careless user meets it: a URL that moved, a host that answers oddly. Never the URL's path."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from usageledger.errors import AlertDeliveryError
+from usageledger.report.alerts import post_webhook
+
+SECRET = "XSECRETX0123"
+URL = f"http://hooks.example.com/services/T0AB12/B0CD34/{SECRET}"
+
+
+def _answering(status: int, headers: dict[str, str]) -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(status, headers=headers))
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_webhook_sent_on_to_https_says_to_give_the_https_url(status: int) -> None:
+    """An http:// webhook the host redirects to https:// said "HTTP 301 with no body; check the webhook URL": the user
+    had to guess the URL had moved. The refusal says where it goes (scheme and host) and that the https form is the
+    fix, and the path, the old or the new one, is never shown."""
+    moved = _answering(status, {"Location": URL.replace("http://", "https://")})
+    with pytest.raises(AlertDeliveryError) as caught:
+        post_webhook(URL, {"text": "x"}, transport=moved)
+    message = str(caught.value)
+    assert message == (
+        f"webhook http://hooks.example.com: HTTP {status} redirects to https://hooks.example.com, and a webhook's POST"
+        " is not sent on to another URL; give the https:// form of the webhook URL"
+    )
+
+
+def test_a_webhook_moved_elsewhere_names_the_new_host_not_its_path() -> None:
+    """A redirect to another host (relative or absolute Location) names that host only: the new path may be the new
+    credential."""
+    moved = _answering(302, {"Location": "https://new.example.net/hooks/NEWTOKEN99"})
+    with pytest.raises(AlertDeliveryError) as caught:
+        post_webhook(URL, {"text": "x"}, transport=moved)
+    message = str(caught.value)
+    assert "redirects to https://new.example.net," in message
+    assert "give the webhook URL it redirects to" in message
+    assert "NEWTOKEN99" not in message and SECRET not in message and "T0AB12" not in message
+    relative = _answering(303, {"Location": f"/v2/services/T0AB12/B0CD34/{SECRET}"})
+    with pytest.raises(AlertDeliveryError) as caught:
+        post_webhook(URL, {"text": "x"}, transport=relative)
+    assert "HTTP 303 redirects to http://hooks.example.com," in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_a_redirect_to_a_broken_location_is_still_one_line() -> None:
+    """A Location that is not a URL (an unclosed IPv6 bracket) still says it was a redirect, not followed."""
+    broken = _answering(302, {"Location": f"http://[::1/{SECRET}"})
+    with pytest.raises(AlertDeliveryError) as caught:
+        post_webhook(URL, {"text": "x"}, transport=broken)
+    assert str(caught.value) == (
+        "webhook http://hooks.example.com: HTTP 302 redirects elsewhere, which is not followed; check the webhook URL"
+    )
