@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from usageledger._text import one_line
 from usageledger.errors import ParameterError
 from usageledger.report.queries import Spend
 from usageledger.store.directory import BaseStore
@@ -57,7 +58,9 @@ def _directory_teams(store: BaseStore, org: str | None) -> dict[str, tuple[str, 
         params.append(org)
     groups: dict[str, list[tuple[str, str, str, str]]] = {}
     for owner, project, name, group_id in store.query(sql, params):
-        shown = name or group_id
+        # One line, as a project's name is (resolve_names): a group named "Plat\nform" made a team of two lines in
+        # every table, and a row that read as two.
+        shown = one_line(name) if name and name.strip() else group_id
         groups.setdefault(project, []).append((shown.casefold(), shown, group_id, owner))
     return {project: (first[3], first[1]) for project, first in ((p, min(found)) for p, found in groups.items())}
 

@@ -1,0 +1,41 @@
+"""Teams as a careless organisation names them: a group whose name the API sent with a newline or an escape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from usageledger.report.teams import project_teams, select_team
+from usageledger.store import open_store
+from usageledger.store.directory import Entry, Snapshot, refresh
+
+
+def _store_with_groups(path: Path, groups: dict[str, str]) -> str:
+    """A DuckDB store whose directory gives each project (key) a group of that name (value)."""
+    store = str(path / "teams.duckdb")
+    entries = [
+        Entry("project_group", project, f"group_{i}", name, "{}", status="active")
+        for i, (project, name) in enumerate(groups.items())
+    ]
+    with open_store(store) as db:
+        refresh(db, "acme", Snapshot(entries), at=1_760_000_000)
+    return store
+
+
+def test_a_group_named_over_two_lines_is_a_team_of_one_line(tmp_path: Path) -> None:
+    """A group named "Plat\\nform" (or with an escape sequence) was a team printed over two lines, one row of
+    `report --by team` reading as two, where a project of that name is shown on one line with the escape written
+    out. The team is shown as the project would be, and `--team` takes what is shown."""
+    store = _store_with_groups(tmp_path, {"proj_a": "Plat\nform\x1b[2J", "proj_b": "Research"})
+    with open_store(store, read_only=True) as db:
+        teams = project_teams(db)
+        assert teams == {"proj_a": "Plat\\nform\\u001b[2J", "proj_b": "Research"}
+        assert select_team(db, "Plat\\nform\\u001b[2J") == ("Plat\\nform\\u001b[2J", ("proj_a",))
+
+
+def test_a_group_with_a_blank_name_is_its_id(tmp_path: Path) -> None:
+    """A group whose name is spaces only was a team shown as nothing at all, which `--team` could not name: it is
+    shown by its ID, as a group with no name is."""
+    store = _store_with_groups(tmp_path, {"proj_a": "   "})
+    with open_store(store, read_only=True) as db:
+        assert project_teams(db) == {"proj_a": "group_0"}
+        assert select_team(db, "group_0") == ("group_0", ("proj_a",))
