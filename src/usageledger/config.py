@@ -32,7 +32,7 @@ from usageledger._paths import (
     temp_beside,
 )
 from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, mask_keys, normalize_key
-from usageledger._sections import check_keys, names_from_mapping, parse_alert_config, parse_teams
+from usageledger._sections import check_keys, key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -280,7 +280,7 @@ def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
     # The report commands act on these sections, but a mistake in them is refused by every command, as any other key.
     parse_alert_config(alerts)
     names_from_mapping(names_map)
-    teams = parse_teams(_table(data["teams"], "teams")) if "teams" in data else MappingProxyType({})
+    teams = _teams(_table(data["teams"], "teams")) if "teams" in data else MappingProxyType({})
     allocate = _statement(_table(data["statement"], "statement")) if "statement" in data else "proportional"
     return Config(
         path,
@@ -294,6 +294,28 @@ def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
         allocate,
         store_in_file=store_in_file,
     )
+
+
+def _teams(table: Mapping[str, Any]) -> Mapping[str, str]:
+    """``[teams]`` as :func:`parse_teams` reads it, with each team named as it can be shown and typed: a name is what
+    ``report --by team`` prints and ``--team`` takes, so one with a newline printed a row over two lines, one with a
+    space at either end a team that looked like another, and two names that differ in case or spacing alone
+    (``Search``, ``search``) two teams ``--team`` cannot tell apart."""
+    teams = parse_teams(table)
+    seen: dict[str, str] = {}
+    for team in table:
+        if team != team.strip() or not team.isprintable():
+            raise ConfigError(
+                f"{key_path('teams', team)}: the team name has spaces at either end or a character that does not"
+                f" print; write it as it should be shown, e.g. {json.dumps(_shown_name(team))} = [...]"
+            )
+        first = seen.setdefault(" ".join(team.split()).casefold(), team)
+        if first != team:
+            raise ConfigError(
+                f"{key_path('teams', team)}: the same name as team {first!r} but for case or spacing, which --team"
+                " cannot tell apart; list the projects of both under one name, or give the teams two names"
+            )
+    return teams
 
 
 def _statement(table: Mapping[str, Any]) -> str:
