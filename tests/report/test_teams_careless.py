@@ -1,12 +1,22 @@
-"""Teams as a careless organisation names them: a group whose name the API sent with a newline or an escape."""
+"""Teams as a careless organisation names them (a group named with a newline), or has none at all."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
-from usageledger.report.teams import project_teams, select_team
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.report.teams import NO_TEAMS, project_teams, select_team
 from usageledger.store import open_store
 from usageledger.store.directory import Entry, Snapshot, refresh
+
+from fixtures.emulator import EMULATOR_NOW
+
+SINCE = datetime.fromtimestamp(EMULATOR_NOW - 29 * 86_400, UTC).date().isoformat()
+UNTIL = datetime.fromtimestamp(EMULATOR_NOW, UTC).date().isoformat()
 
 
 def _store_with_groups(path: Path, groups: dict[str, str]) -> str:
@@ -39,3 +49,23 @@ def test_a_group_with_a_blank_name_is_its_id(tmp_path: Path) -> None:
     with open_store(store, read_only=True) as db:
         assert project_teams(db) == {"proj_a": "group_0"}
         assert select_team(db, "group_0") == ("group_0", ("proj_a",))
+
+
+def test_spend_by_team_with_no_team_at_all_says_why(demo_store: Path, tmp_path: Path) -> None:
+    """`report --by team` on a store with no [teams] and no directory groups printed one row, `unassigned`, with
+    nothing saying why: it warns (stderr and the JSON's warnings) with the two ways to have teams, and not once a
+    project has a team."""
+    period = ("--since", SINCE, "--until", UNTIL)
+    with open_store(str(demo_store), read_only=True) as db:
+        assert project_teams(db) == {}  # the demo sync reads no directory
+        project = db.query("SELECT project_id FROM costs WHERE project_id IS NOT NULL LIMIT 1")[0][0]
+    result = CliRunner().invoke(app, ["report", "--store", str(demo_store), *period, "--by", "team", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["warnings"] == [NO_TEAMS]
+    assert f"warning: {NO_TEAMS}" in " ".join(result.stderr.split())
+    config = tmp_path / "usageledger.toml"
+    config.write_text(f'[teams]\nSearch = ["{project}"]\n')
+    args = ["report", "--store", str(demo_store), *period, "--by", "team", "-f", "json", "--config", str(config)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["warnings"] == [] and "warning" not in result.stderr

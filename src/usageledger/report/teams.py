@@ -32,10 +32,17 @@ from usageledger.errors import ParameterError
 from usageledger.report.queries import Spend
 from usageledger.store.directory import BaseStore
 
-__all__ = ["UNASSIGNED", "TeamSpend", "project_teams", "select_team", "spend_by_team"]
+__all__ = ["NO_TEAMS", "UNASSIGNED", "TeamSpend", "project_teams", "select_team", "spend_by_team"]
 
 UNASSIGNED: Final = "unassigned"
 """The team of a project in no ``[teams]`` entry and no directory group, and of spend with no project."""
+
+NO_TEAMS: Final = (
+    "no project has a team, so all spend is unassigned: list projects under [teams] in the config, or sync the"
+    " directory (without --no-directory) so that its groups are the teams"
+)
+"""The warning for spend by team where :func:`project_teams` found none: a table of one row, ``unassigned``, said
+nothing of why (no ``[teams]``, no directory synced, or groups with no project)."""
 
 
 @dataclass(frozen=True, slots=True)
