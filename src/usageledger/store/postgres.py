@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
@@ -43,7 +44,10 @@ class PostgresStore(BaseStore):
         try:
             self._con = self._pg.connect(url, autocommit=True, connect_timeout=10)
         except self._pg.Error as exc:
-            raise StoreError(f"cannot connect to the PostgreSQL store {_redact(url)}: {_first_line(exc)}") from exc
+            said = _first_line(exc)
+            raise StoreError(
+                f"cannot connect to the PostgreSQL store {_redact(url)}: {said}{_connect_fix(said)}"
+            ) from exc
         self._con.execute("SET TIME ZONE 'UTC'")
         self._held_runs: set[str] = set()
 
@@ -201,3 +205,32 @@ def _redact(url: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+_CONNECT_FIXES: Final = (
+    (
+        re.compile(r"password authentication failed|no password supplied|password is required"),
+        "check the user name and password in the store URL",
+    ),
+    (
+        re.compile(r'database "([^"]*)" does not exist'),
+        "create the database first (createdb \\1), or correct its name in the store URL",
+    ),
+    (re.compile(r'role "[^"]*" does not exist'), "correct the user name in the store URL"),
+    (
+        re.compile(r"Connection refused|No such file or directory|timeout expired"),
+        "start the server, or correct the host and port in the store URL",
+    ),
+    (re.compile(r"could not translate host name|failed to resolve host"), "correct the host name in the store URL"),
+)
+"""What libpq says when a connection fails, and the fix: "connection failed: ... Connection refused" told what went
+wrong and left the fix to guess; each is a setting of the store URL (or the server) to change."""
+
+
+def _connect_fix(said: str) -> str:
+    """``"; <the fix>"`` for a connection failure libpq described as ``said``, or nothing for one not known."""
+    for pattern, fix in _CONNECT_FIXES:
+        match = pattern.search(said)
+        if match is not None:
+            return "; " + match.expand(fix)
+    return ""

@@ -1,0 +1,75 @@
+"""A PostgreSQL store URL as someone in a hurry types it: each connection failure says its fix, never the password."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.errors import StoreError
+from usageledger.store.postgres import PostgresStore
+
+PASSWORD = "Hunter2-not-shown"
+
+
+def _with(url: str, *, user: str | None = None, database: str | None = None, port: int | None = None) -> str:
+    """``url`` (the session cluster's) with a password, and another user, database or port."""
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{port or parts.port}"
+    return f"postgresql://{user or parts.username}:{PASSWORD}@{host}/{database or parts.path.lstrip('/')}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("change", "fix"),
+    [
+        ({"database": "no_such_ledger"}, "create the database first (createdb no_such_ledger), or correct its name"),
+        ({"user": "no_such_user"}, "correct the user name in the store URL"),
+        ({"port": 0}, "start the server, or correct the host and port in the store URL"),
+    ],
+)
+def test_a_store_that_cannot_be_reached_says_the_fix(postgres_url: str, change: dict[str, object], fix: str) -> None:
+    """A database that does not exist, a user the server does not know, a port nothing listens on: each said what
+    libpq said ("... does not exist", "Connection refused") and no more. Now with the fix, in one line, exit 1, and
+    never the password."""
+    if change.get("port") == 0:
+        change = {"port": _free_port()}
+    url = _with(postgres_url, **change)  # type: ignore[arg-type]
+    result = CliRunner().invoke(app, ["status", "--store", url])
+    assert result.exit_code == 1, result.output
+    line = " ".join(result.stderr.split())
+    assert line.startswith("error: cannot connect to the PostgreSQL store postgresql://"), line
+    assert line.endswith(f"; {fix}") or f"; {fix}" in line, line
+    assert PASSWORD not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        'connection to server at "127.0.0.1", port 5432 failed: FATAL:  password authentication failed for user "u"',
+        'connection to server at "127.0.0.1", port 5432 failed: fe_sendauth: no password supplied',
+    ],
+)
+def test_a_refused_password_says_to_check_it(said: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq's refusals of a password (the session cluster trusts every one, so its words are given here) say to check
+    the user name and password of the URL."""
+    import psycopg
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise psycopg.OperationalError(f"connection failed: {said}")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(f"postgresql://u:{PASSWORD}@127.0.0.1:5432/ledger")
+    message = str(caught.value)
+    assert message.endswith("; check the user name and password in the store URL")
+    assert PASSWORD not in message and "postgresql://u:***@127.0.0.1:5432/ledger" in message
