@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from urllib.parse import urlsplit
 
 import pytest
@@ -10,7 +13,11 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.errors import StoreError
+from usageledger.store import open_store
 from usageledger.store.postgres import PostgresStore
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
 
 PASSWORD = "Hunter2-not-shown"
 
@@ -73,3 +80,26 @@ def test_a_refused_password_says_to_check_it(said: str, monkeypatch: pytest.Monk
     message = str(caught.value)
     assert message.endswith("; check the user name and password in the store URL")
     assert PASSWORD not in message and "postgresql://u:***@127.0.0.1:5432/ledger" in message
+
+
+def test_the_console_script_syncs_into_a_postgres_store(emulator_url: str, postgres_url: str) -> None:
+    """`usageledger sync --store postgresql://...` (the console script, which keeps numpy out of a sync) ended in a
+    traceback at the first integer psycopg wrote (a usage row's token count), "'NoneType' object has no attribute
+    'integer'": numpy was marked not importable by a None in sys.modules, and psycopg reads `numpy.integer` once
+    `"numpy" in sys.modules`. The sync stores its rows, and `status` reads them, with no password in the output."""
+    url = _with(postgres_url)
+    argv = ["sync", "--store", url, "--base-url", emulator_url, "-e", "completions", "--since", "3d"]
+    done = subprocess.run(
+        [sys.executable, "-m", "usageledger", *argv, "--now", str(EMULATOR_NOW), "--quiet"],
+        env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and PASSWORD not in done.stdout + done.stderr
+    with open_store(postgres_url, read_only=True) as store:
+        assert store.query("SELECT COUNT(*) FROM usage_completions")[0][0] > 0
+    status = CliRunner().invoke(app, ["status", "--store", url])
+    assert status.exit_code == 0, status.output
+    assert "completions" in status.stdout and PASSWORD not in status.output
