@@ -103,3 +103,32 @@ def test_the_console_script_syncs_into_a_postgres_store(emulator_url: str, postg
     status = CliRunner().invoke(app, ["status", "--store", url])
     assert status.exit_code == 0, status.output
     assert "completions" in status.stdout and PASSWORD not in status.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://ledger:p@ss{PASSWORD}@127.0.0.1:5432/ledger",
+        f"postgresql://ledger:pa/ss{PASSWORD}@127.0.0.1:5432/ledger",
+        f"postgresql://ledger@server:{PASSWORD}@127.0.0.1:5432/ledger",
+        f"postgresql://ledger:p@ss/{PASSWORD}@127.0.0.1:5432/ledger",
+    ],
+)
+def test_an_at_sign_or_slash_left_in_the_password_is_refused_unshown(url: str) -> None:
+    """libpq ends the user and password at the first @ (or /): `u:p@ss...@host` went to the host "ss..." with the
+    password "p", and its error quoted the rest of the password as the host or database ("failed to resolve host
+    'ss...'"), past the URL's masking. Refused before any connection, saying to percent-encode, never the password."""
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url)
+    message = str(caught.value)
+    assert "write each percent-encoded (@ as %40, / as %2F)" in message
+    assert PASSWORD not in message and "ss" + PASSWORD not in message and "@127.0.0.1:5432/ledger:" in message
+
+
+def test_a_connection_error_carries_no_password_in_its_cause() -> None:
+    """libpq's error for a URL it cannot parse quotes the whole URL, password and all; the StoreError said it masked,
+    but kept libpq's error as its cause, which every traceback prints. It has none now."""
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(f"postgresql://ledger:{PASSWORD}@[::1/ledger")
+    assert PASSWORD not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

@@ -41,13 +41,16 @@ class PostgresStore(BaseStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self._pg = _psycopg()
+        _check_reserved(self._pg, url)
         try:
             self._con = self._pg.connect(url, autocommit=True, connect_timeout=10)
         except self._pg.Error as exc:
             said = _first_line(exc)
+            # `from None`: libpq's own error quotes the URL it could not parse whole, password and all, and a chained
+            # cause would carry it into every traceback of the StoreError.
             raise StoreError(
                 f"cannot connect to the PostgreSQL store {_redact(url)}: {said}{_connect_fix(said)}"
-            ) from exc
+            ) from None
         self._con.execute("SET TIME ZONE 'UTC'")
         self._held_runs: set[str] = set()
 
@@ -222,9 +225,27 @@ _CONNECT_FIXES: Final = (
         "start the server, or correct the host and port in the store URL",
     ),
     (re.compile(r"could not translate host name|failed to resolve host"), "correct the host name in the store URL"),
+    (re.compile(r"invalid \S+ value|invalid port number|invalid integer value"), "correct it in the store URL"),
 )
 """What libpq says when a connection fails, and the fix: "connection failed: ... Connection refused" told what went
 wrong and left the fix to guess; each is a setting of the store URL (or the server) to change."""
+
+
+def _check_reserved(pg: Any, url: str) -> None:
+    """Refuse a URL whose user name, password or database name holds an ``@`` (or whose password holds a ``/``)
+    unencoded: libpq ends the user and password at the first ``@`` (or ``/``), so ``postgresql://u:p@ss@db.host/x``
+    connected to the host ``ss@db.host`` with the password ``p``, and its errors quoted the rest of the password as a
+    host or a database name ("failed to resolve host 'ss'"), past any masking of the URL's password."""
+    try:
+        parts = pg.conninfo.conninfo_to_dict(url)
+    except pg.Error:
+        return  # a URL libpq cannot read at all: the connection says why
+    if any("@" in str(parts.get(key) or "") for key in ("host", "hostaddr", "port", "dbname")):
+        raise StoreError(
+            f"the PostgreSQL store {_redact(url)}: an @ or / in its user name, password or database name ends them"
+            " early (libpq reads what follows as the host); write each percent-encoded (@ as %40, / as %2F), or keep"
+            " the password in PGPASSFILE"
+        )
 
 
 def _connect_fix(said: str) -> str:
