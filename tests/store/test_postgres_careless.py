@@ -132,3 +132,26 @@ def test_a_connection_error_carries_no_password_in_its_cause() -> None:
         PostgresStore(f"postgresql://ledger:{PASSWORD}@[::1/ledger")
     assert PASSWORD not in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_connection_killed_mid_run_says_so_and_the_fix(migrated_pg_url: str) -> None:
+    """A server stopped or restarted under a running command said "PostgreSQL: terminating connection due to
+    administrator command", as if the statement or the store were at fault. It says the connection was lost and to
+    run the command again once the server answers; a statement that fails on a live connection says what it said."""
+    import psycopg
+
+    store = PostgresStore(migrated_pg_url)
+    try:
+        with pytest.raises(StoreError) as refused:
+            store.query("SELECT no_such_column FROM costs")
+        assert str(refused.value).startswith('PostgreSQL: column "no_such_column" does not exist')
+        ((pid,),) = store.query("SELECT pg_backend_pid()")
+        with psycopg.connect(migrated_pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError) as lost:
+            store.query("SELECT COUNT(*) FROM costs")
+        message = str(lost.value)
+        assert message.startswith("PostgreSQL: the connection to the store was lost (")
+        assert message.endswith("run the command again once the server answers: what was committed is kept")
+    finally:
+        store.close()

@@ -54,26 +54,38 @@ class PostgresStore(BaseStore):
         self._con.execute("SET TIME ZONE 'UTC'")
         self._held_runs: set[str] = set()
 
+    def _failed(self, exc: BaseException) -> StoreError:
+        """The one line for a statement that failed: what PostgreSQL said, and, where the connection is gone (the
+        server stopped or restarted, the session killed), that and the fix. "PostgreSQL: terminating connection due
+        to administrator command" read as a fault of the statement, or of the store."""
+        said = _first_line(exc)
+        if self._con.broken or self._con.closed:
+            return StoreError(
+                f"PostgreSQL: the connection to the store was lost ({said}); run the command again once the server"
+                " answers: what was committed is kept"
+            )
+        return StoreError(f"PostgreSQL: {said}")
+
     @contextlib.contextmanager
     def _outer_transaction(self) -> Iterator[None]:
         try:
             with self._con.transaction():
                 yield
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
             cur = self._con.execute(sql, list(params) if params else None)
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
         return int(cur.rowcount)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             rows: list[tuple[Any, ...]] = self._con.execute(sql, list(params) if params else None).fetchall()
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
         return rows
 
     def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
@@ -91,7 +103,7 @@ class PostgresStore(BaseStore):
                     cols = list(zip(*rows, strict=True))
                     yield pa.table({f.name: pa.array(cols[i], f.type) for i, f in enumerate(schema)}, schema=schema)
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
 
     def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
         times: dict[int, datetime] = {}
@@ -121,7 +133,7 @@ class PostgresStore(BaseStore):
                 for row in payload:
                     cp.write_row(row)
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
         return name
 
     # Every statement below goes through `execute`/`query`, so a server gone mid-run (restarted, its connection
