@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from usageledger.cli import app
 from usageledger.config import parse_config
 from usageledger.errors import ConfigError
+
+from fixtures.data import FAKE_ADMIN_KEY
 
 
 def _config(text: str) -> object:
@@ -45,3 +50,18 @@ def test_team_names_that_differ_are_kept_as_written() -> None:
     """Names that print and differ (inner spaces, other letters, non-ASCII) are teams as written."""
     config = parse_config(tomllib.loads('[teams]\n"Data platform" = ["proj_a"]\n"Équipe β" = ["proj_b"]\n'))
     assert dict(config.teams) == {"proj_a": "Data platform", "proj_b": "Équipe β"}
+
+
+def test_an_admin_key_given_as_the_store_is_never_written_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`init --store "$OPENAI_ADMIN_KEY"` (the key pasted after the wrong flag) made a DuckDB file named by the key and
+    wrote `url = "sk-admin-..."` into the config; `sync` did the same. Refused before anything is made, the key shown
+    by its prefix only."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)  # the real one is set: sync reaches its store
+    key = "sk-admin-" + "Zq7" * 12
+    for args in (["init", "--store", key], ["sync", "--store", key], ["status", "--store", f"keys/{key}.duckdb"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("error: the store ") and "looks like an API key" in result.stderr
+        assert key not in result.output
+    assert list(tmp_path.iterdir()) == []
