@@ -31,7 +31,15 @@ from usageledger._paths import (
     real_path,
     temp_beside,
 )
-from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, mask_keys, normalize_key
+from usageledger._secrets import (
+    KEY_SHAPED,
+    check_private,
+    holds_key,
+    holds_password,
+    key_named,
+    mask_keys,
+    normalize_key,
+)
 from usageledger._sections import check_keys, key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
@@ -203,6 +211,8 @@ def _config_file(path: Path, given: str) -> Path:
     """``path`` as a config file to read, or one line naming where it was ``given`` (``--config``, the variable) and
     the fix: a file that does not exist, or a folder (which said only "cannot read config file /tmp: Is a
     directory")."""
+    if key_named(path) and not path.exists():  # never advised as `init --path <the key>`
+        raise ConfigError(f"{given} {mask_keys(str(path))} looks like an API key, not a config file; {_KEY_FIX}")
     if path.is_dir():
         raise ConfigError(f"{given} {path} is a folder; give the config file in it, such as {path / DEFAULT_CONFIG}")
     if not path.exists():
@@ -210,6 +220,9 @@ def _config_file(path: Path, given: str) -> Path:
             f"{given} {path}: no such file; write one with `usageledger init --path {path}`, or give an existing config"
         )
     return path
+
+
+_KEY_FIX: Final = "put the key in OPENAI_ADMIN_KEY, and give the config file's path (like usageledger.toml)"
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -627,6 +640,8 @@ def _span(seconds: int) -> str:
 def check_config_target(path: str | Path, *, force: bool = False) -> Path:
     """Where a new config may go: not over an existing file unless ``force``, never over a DuckDB store."""
     target = Path(path)
+    if key_named(target) and not target.exists():  # a config named by the key, in every listing of its folder
+        raise ConfigError(f"--path {mask_keys(str(target))} looks like an API key, not a file name; {_KEY_FIX}")
     if target.is_dir():  # said first: --force cannot help, and `init` must refuse before it makes the store
         raise ConfigError(
             f"--path {target} is a folder; give the config a file name, such as {target / DEFAULT_CONFIG}"

@@ -65,3 +65,25 @@ def test_an_admin_key_given_as_the_store_is_never_written_down(tmp_path: Path, m
         assert result.stderr.startswith("error: the store ") and "looks like an API key" in result.stderr
         assert key not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_admin_key_given_as_the_config_is_never_a_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--config "$OPENAI_ADMIN_KEY"` said "no such file; write one with `usageledger init --path <the key>`", and
+    `init --path <the key>` wrote a config named by the key. Both are refused, naming the flag or the variable, the
+    key shown by its prefix only, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    key = "sk-admin-" + "Zq7" * 12
+    cases = {
+        ("status", "--config", key): "--config",
+        ("init", "--path", key): "--path",
+        ("init", "--path", f"{key}.toml"): "--path",
+    }
+    for args, flag in cases.items():
+        result = CliRunner().invoke(app, list(args))
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {flag} sk-admin-…"), result.stderr
+        assert "looks like an API key" in result.stderr and key not in result.output
+    monkeypatch.setenv("USAGELEDGER_CONFIG", key)
+    result = CliRunner().invoke(app, ["status"])
+    assert result.stderr.startswith("error: USAGELEDGER_CONFIG sk-admin-… looks like an API key"), result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from usageledger._paths import expand_home
-from usageledger._secrets import KEY_SHAPED, mask_keys, redact_url_password
+from usageledger._secrets import key_named, mask_keys, redact_url_password
 from usageledger.errors import ParameterError, StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
@@ -119,7 +119,7 @@ def check_store_url(url: str | Path) -> str:
         )
     if not is_postgres_url(text):
         text = expand_home(text)
-    if not is_postgres_url(text) and _KEY_NAMED.match(Path(text).name) and not Path(text).exists():
+    if not is_postgres_url(text) and key_named(text) and not Path(text).exists():
         # `--store "$OPENAI_ADMIN_KEY"` (or the key pasted after --store): a DuckDB file named by the key, the key
         # written into the config by `init` and left in every listing of the folder
         raise StoreError(
@@ -134,9 +134,6 @@ def check_store_url(url: str | Path) -> str:
         )
     return text
 
-
-_KEY_NAMED: Final = re.compile(rf"(?:{KEY_SHAPED.pattern})(?:$|[^A-Za-z0-9_\-])")
-"""A file name that starts with an API key (``sk-admin-`` and its body)."""
 
 _NOT_A_STORE: Final = {
     ".toml": "config file",
