@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
 import httpx
 import pytest
 
@@ -56,3 +61,48 @@ def test_a_redirect_to_a_broken_location_is_still_one_line() -> None:
     assert str(caught.value) == (
         "webhook http://hooks.example.com: HTTP 302 redirects elsewhere, which is not followed; check the webhook URL"
     )
+
+
+class _Trickler(BaseHTTPRequestHandler):
+    """Answers with its status, then its body one byte every 50 ms (100 bytes, 5 s), as a host on its knees does."""
+
+    status: ClassVar[int] = 500
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(self.status)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        try:
+            for _ in range(100):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            return  # the client has gone
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.mark.parametrize("status", [500, 200])
+def test_a_webhook_that_trickles_its_answer_is_given_up_on_in_time(status: int) -> None:
+    """The timeout was per read, and the whole body was read: a host sending a byte every few seconds held `check`
+    in cron as long as it liked. The status is the answer; of an error body, what came within the timeout."""
+    handler = type("Handler", (_Trickler,), {"status": status})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/{SECRET}"
+    try:
+        started = time.monotonic()
+        if status == 200:
+            assert post_webhook(url, {"text": "x"}, timeout=0.5) == 200
+        else:
+            with pytest.raises(AlertDeliveryError, match=r"HTTP 500: x+; check the webhook URL$"):
+                post_webhook(url, {"text": "x"}, timeout=0.5)
+        assert time.monotonic() - started < 2.5
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

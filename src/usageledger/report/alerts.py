@@ -27,6 +27,7 @@ Rules, stated once here and repeated in the CLI output:
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -492,7 +493,11 @@ def post_webhook(
     try:
         with transport or httpx.HTTPTransport(verify=verify_for(transport)) as sender:
             response = sender.handle_request(request)
-            response.read()
+            # The status is the answer; of an error's body, its start, read for `timeout` at most. The whole body
+            # was read before: a host that trickled it (a byte every few seconds: each read within the timeout) held
+            # `check` in cron for as long as it liked.
+            said = "" if response.is_success else _body_start(response, time.monotonic() + timeout)
+            response.close()
     except httpx.HTTPError as exc:
         # `from None`: httpx's exception holds the whole URL, and a chained cause would carry it into tracebacks.
         detail = redact_webhook(str(exc) or type(exc).__name__, url)
@@ -500,10 +505,28 @@ def post_webhook(
     if response.is_redirect and response.headers.get("Location", "").strip():
         raise AlertDeliveryError(_redirect_refusal(shown, url, response))
     if not response.is_success:
-        body = redact_webhook(" ".join(response.text.split()), url)[:200]
+        body = redact_webhook(" ".join(said.split()), url)[:200]
         answer = f": {body}" if body else " with no body"
         raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}{answer}; check the webhook URL")
     return response.status_code
+
+
+_BODY_READ_MAX: Final = 4096
+"""Bytes of an error answer's body read: its first 200 characters are shown."""
+
+
+def _body_start(response: httpx.Response, deadline: float) -> str:
+    """The start of ``response``'s body as text: up to :data:`_BODY_READ_MAX` bytes, what came by ``deadline``
+    (:func:`time.monotonic`), or what came before the connection failed."""
+    raw = b""
+    try:
+        for chunk in response.iter_bytes():
+            raw += chunk
+            if len(raw) >= _BODY_READ_MAX or time.monotonic() > deadline:
+                break
+    except httpx.HTTPError:
+        pass  # a body cut short or too slow: what came is what the user sees
+    return raw[:_BODY_READ_MAX].decode(response.charset_encoding or "utf-8", errors="replace")
 
 
 def _redirect_refusal(shown: str, url: str, response: httpx.Response) -> str:
