@@ -155,3 +155,13 @@ def test_a_connection_killed_mid_run_says_so_and_the_fix(migrated_pg_url: str) -
         assert message.endswith("run the command again once the server answers: what was committed is kept")
     finally:
         store.close()
+
+
+def test_the_demo_into_a_postgres_store_never_shows_its_password(pg_url: str) -> None:
+    """`demo --store postgresql://user:password@host/db` printed the URL whole, password and all, in its first line
+    ("synced into postgresql://postgres:S3cret@..."): the one place a command showed it. Masked as everywhere."""
+    result = CliRunner().invoke(app, ["demo", "--store", _with(pg_url), "--days", "2"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert " synced into postgresql://" in first and ":***@" in first, first
+    assert PASSWORD not in result.output
