@@ -87,3 +87,21 @@ def test_an_admin_key_given_as_the_config_is_never_a_file_name(tmp_path: Path, m
     result = CliRunner().invoke(app, ["status"])
     assert result.stderr.startswith("error: USAGELEDGER_CONFIG sk-admin-… looks like an API key"), result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_secret_typed_without_its_flag_is_not_quoted_back() -> None:
+    """`status postgresql://user:pw@host/db` (the --store forgotten) was refused quoting the URL whole, twice (the
+    words left over, and the advice `pass --store ...`); so was a key or a Slack webhook URL. The password, the key
+    and the webhook's path are masked, as in every other refusal, and the advice still names the flag."""
+    password, key = "Hunter2-not-shown", "sk-admin-" + "Zq7" * 12
+    webhook = "https://hooks.slack.com/services/T0AB12/B0CD34/XSECRETX"
+    cases = {
+        ("status", f"postgresql://ledger:{password}@db.example/ledger"): "pass --store postgresql://ledger:***@",
+        ("status", key): "(sk-admin-…)",
+        ("check", webhook): "(https://hooks.slack.com/…",
+    }
+    for args, shown in cases.items():
+        result = CliRunner().invoke(app, list(args))
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error: Got unexpected extra argument") and shown in result.stderr
+        assert password not in result.stderr and key not in result.stderr and "XSECRETX" not in result.stderr
