@@ -468,12 +468,29 @@ def slack_payload(result: CheckResult, *, org: str | None = None) -> dict[str, A
     headline = f"usageledger check{where}: {n} alert{'s' if n != 1 else ''}"
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": headline[:150]}}]
     for alert in result.alerts[: _SLACK_BLOCKS_MAX - 2]:
-        text = f"*{alert.kind}* · {alert.subject}\n{alert.message}"
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:_SLACK_TEXT_MAX]}})
+        text = f"*{_slack_escaped(alert.kind)}* · {_slack_escaped(alert.subject)}\n{_slack_escaped(alert.message)}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_cut(text)}})
     footer = f"checked at {result.checked_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
     summary = "; ".join(a.message for a in result.alerts)
-    return {"text": f"{headline}: {summary}"[:_SLACK_TEXT_MAX], "blocks": blocks}
+    return {"text": _slack_cut(_slack_escaped(f"{headline}: {summary}")), "blocks": blocks}
+
+
+def _slack_escaped(text: str) -> str:
+    """``text`` as Slack shows it literally: ``&``, ``<`` and ``>`` as entities (Slack's rule for mrkdwn and the
+    fallback text). A project or key named ``<!channel>`` (names come from the directory, which any project owner
+    edits) paged the whole channel when its alert fired, and ``<https://x|Search>`` was a link under a project's
+    name."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_cut(text: str) -> str:
+    """``text`` within Slack's limit, never ending in a part of an entity (``&am``)."""
+    if len(text) <= _SLACK_TEXT_MAX:
+        return text
+    cut = text[:_SLACK_TEXT_MAX]
+    tail = cut.rfind("&")
+    return cut[:tail] if tail != -1 and ";" not in cut[tail:] else cut
 
 
 def post_webhook(
