@@ -350,7 +350,7 @@ def _sync(table: Mapping[str, Any]) -> SyncConfig:
         minute_grace=_duration(table, "minute_grace", d.minute_grace, "sync"),
         hour_grace=_duration(table, "hour_grace", d.hour_grace, "sync"),
         # The first sync of a stream reads from `since` back to now: a zero span is an empty range.
-        since=_duration(table, "since", d.since, "sync", minimum=1),
+        since=_first_since(table, d.since),
         concurrency=check_sync_int("concurrency", table.get("concurrency", d.concurrency)),
         max_retries=check_sync_int("max_retries", table.get("max_retries", d.max_retries)),
     )
@@ -390,6 +390,19 @@ def _final_after(table: Mapping[str, Any], settings: SyncConfig) -> dict[str, in
 # typo (100000 days would re-read the API's whole history each time); more than 64 requests in flight or 20 retries
 # only earns 429s.
 _SYNC_RANGE: Final = {"lag_days": (0, 366), "concurrency": (1, 64), "max_retries": (0, 20)}
+
+
+def _first_since(table: Mapping[str, Any], default: int) -> int:
+    """``[sync] since``: how far back a stream's first sync reaches, in hours or more. ``since = "6m"``, meant as six
+    months, is six minutes (``m`` is minutes wherever a span is read): the first sync read today's bucket alone, and
+    said nothing of the history it left out. Refused as ``report --since 1m`` is, with the days it meant."""
+    value = table.get("since")
+    if isinstance(value, str) and timeutil.span_unit(value) in ("m", "s", "ms"):
+        raise ConfigError(
+            f"sync.since: {value.strip()!r} is a span of minutes or seconds (m is minutes), so a stream's first sync"
+            ' would read today alone; write it in days, such as since = "180d" for about six months'
+        )
+    return _duration(table, "since", default, "sync", minimum=1)
 
 
 def check_sync_int(key: str, value: Any, *, name: str | None = None) -> int:

@@ -105,3 +105,22 @@ def test_a_secret_typed_without_its_flag_is_not_quoted_back() -> None:
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("error: Got unexpected extra argument") and shown in result.stderr
         assert password not in result.stderr and key not in result.stderr and "XSECRETX" not in result.stderr
+
+
+@pytest.mark.parametrize("since", ["6m", "36m", " 90s ", "500ms"])
+def test_a_first_sync_reach_in_minutes_is_refused(since: str) -> None:
+    """`[sync] since = "6m"`, meant as six months, is six minutes (m is minutes wherever a span is read): a stream's
+    first sync read today's bucket alone and said nothing. Refused, naming the key and a span in days."""
+    with pytest.raises(ConfigError) as caught:
+        _config(f'[sync]\nsince = "{since}"\n')
+    assert str(caught.value) == (
+        f"sync.since: {since.strip()!r} is a span of minutes or seconds (m is minutes), so a stream's first sync would"
+        ' read today alone; write it in days, such as since = "180d" for about six months'
+    )
+
+
+def test_a_first_sync_reach_in_hours_or_more_is_kept() -> None:
+    """Hours, days and weeks (and fractions of them) are read as before."""
+    assert parse_config(tomllib.loads('[sync]\nsince = "36h"\n')).sync.since == 36 * 3600
+    assert parse_config(tomllib.loads('[sync]\nsince = "1.5d"\n')).sync.since == 36 * 3600
+    assert parse_config(tomllib.loads('[sync]\nsince = "26w"\n')).sync.since == 26 * 7 * 86400
