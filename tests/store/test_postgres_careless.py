@@ -165,3 +165,29 @@ def test_the_demo_into_a_postgres_store_never_shows_its_password(pg_url: str) ->
     first = result.stdout.splitlines()[0]
     assert " synced into postgresql://" in first and ":***@" in first, first
     assert PASSWORD not in result.output
+
+
+def test_a_database_holding_another_programs_costs_table_is_refused_unchanged(pg_url: str) -> None:
+    """A database another program keeps a `costs` table in: the first migration took it for its own (CREATE TABLE IF
+    NOT EXISTS) and failed with "PostgreSQL: syntax error at or near ","". Refused naming the table and the fix, the
+    database left as it was; a table of a name usageledger does not make is no obstacle."""
+    import psycopg
+
+    from usageledger.store import open_store
+
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("CREATE TABLE costs (x integer)")
+        con.execute("CREATE TABLE accounts (id integer)")
+    with pytest.raises(StoreError) as caught:
+        open_store(pg_url)
+    assert "holds no usageledger store, but tables of another program named as usageledger's (costs);" in str(
+        caught.value
+    )
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        }
+        assert tables == {"costs", "accounts"}
+        con.execute("DROP TABLE costs")
+    with open_store(pg_url) as store:
+        assert store.applied_migrations()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
+from usageledger.store import migrations
 from usageledger.store._base import BaseStore
 from usageledger.store._types import RunOwner, RunTotals
 from usageledger.store.schema import Dialect, TableSpec, q
@@ -53,6 +55,22 @@ class PostgresStore(BaseStore):
             ) from None
         self._con.execute("SET TIME ZONE 'UTC'")
         self._held_runs: set[str] = set()
+
+    def migrate(self) -> list[str]:
+        """:meth:`BaseStore.migrate`, refused where the schema holds no store yet but another program's table by a
+        name usageledger makes: ``CREATE TABLE IF NOT EXISTS costs`` took that table for its own, and the first
+        migration failed on it with "PostgreSQL: syntax error at or near ","" (rolled back: nothing is written)."""
+        if not self.applied_migrations():
+            rows = self.query(f"SELECT table_name FROM information_schema.tables WHERE {self.this_schema}")
+            taken = sorted(name for (name,) in rows if name in _schema_names())
+            if taken:
+                shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
+                raise StoreError(
+                    f"the PostgreSQL database {_redact(self.url)} holds no usageledger store, but tables of another"
+                    f" program named as usageledger's ({shown}); give usageledger a database of its own (createdb"
+                    " usageledger) or a schema of its own, and pass that as the store"
+                )
+        return super().migrate()
 
     def _failed(self, exc: BaseException) -> StoreError:
         """The one line for a statement that failed: what PostgreSQL said, and, where the connection is gone (the
@@ -241,6 +259,18 @@ _CONNECT_FIXES: Final = (
 )
 """What libpq says when a connection fails, and the fix: "connection failed: ... Connection refused" told what went
 wrong and left the fix to guess; each is a setting of the store URL (or the server) to change."""
+
+
+@functools.cache
+def _schema_names() -> frozenset[str]:
+    """The tables and views usageledger's migrations make, read from their statements."""
+    made = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(\w+)", re.I)
+    return frozenset(
+        name
+        for migration in migrations.pending([])
+        for sql in migration.statements("postgres", {})
+        for name in made.findall(sql)
+    )
 
 
 def _check_reserved(pg: Any, url: str) -> None:
