@@ -309,6 +309,11 @@ def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
     )
 
 
+RESERVED_TEAMS: Final = ("unassigned", "total")
+"""The rows of spend by team that are no team: ``usageledger.report.teams.UNASSIGNED`` (a test keeps them equal),
+and the total row."""
+
+
 def _teams(table: Mapping[str, Any]) -> Mapping[str, str]:
     """``[teams]`` as :func:`parse_teams` reads it, with each team named as it can be shown and typed: a name is what
     ``report --by team`` prints and ``--team`` takes, so one with a newline printed a row over two lines, one with a
@@ -321,6 +326,11 @@ def _teams(table: Mapping[str, Any]) -> Mapping[str, str]:
             raise ConfigError(
                 f"{key_path('teams', team)}: the team name has spaces at either end or a character that does not"
                 f" print; write it as it should be shown, e.g. {json.dumps(_shown_name(team))} = [...]"
+            )
+        if " ".join(team.split()).casefold() in RESERVED_TEAMS:
+            raise ConfigError(
+                f"{key_path('teams', team)}: {team!r} is what spend by team calls the spend of no team (and the sum"
+                " of all); a team of that name would read as it in every table and in --team; name the team otherwise"
             )
         first = seen.setdefault(" ".join(team.split()).casefold(), team)
         if first != team:

@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from usageledger.cli import app
-from usageledger.config import parse_config
+from usageledger.config import RESERVED_TEAMS, parse_config
 from usageledger.errors import ConfigError
+from usageledger.report.teams import UNASSIGNED
 
 from fixtures.data import FAKE_ADMIN_KEY
 
@@ -124,3 +125,16 @@ def test_a_first_sync_reach_in_hours_or_more_is_kept() -> None:
     assert parse_config(tomllib.loads('[sync]\nsince = "36h"\n')).sync.since == 36 * 3600
     assert parse_config(tomllib.loads('[sync]\nsince = "1.5d"\n')).sync.since == 36 * 3600
     assert parse_config(tomllib.loads('[sync]\nsince = "26w"\n')).sync.since == 26 * 7 * 86400
+
+
+@pytest.mark.parametrize("team", ["Unassigned", "unassigned", "Total", "TOTAL"])
+def test_a_team_named_as_the_rows_of_no_team_is_refused(team: str) -> None:
+    """`[teams] Unassigned = [...]` made a second `unassigned` row beside the spend of no team (`unassigned $307`,
+    `Unassigned $159`), and `--team Unassigned` picked the other one; `total` read as the sum row. Refused."""
+    with pytest.raises(ConfigError, match=r"is what spend by team calls the spend of no team \(and the sum of all\)"):
+        _config(f'[teams]\n"{team}" = ["proj_a"]\n')
+
+
+def test_the_reserved_team_names_are_the_reports() -> None:
+    """The config's reserved names hold the report's own name for spend of no team."""
+    assert UNASSIGNED in RESERVED_TEAMS
