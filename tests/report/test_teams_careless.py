@@ -69,3 +69,12 @@ def test_spend_by_team_with_no_team_at_all_says_why(demo_store: Path, tmp_path: 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["warnings"] == [] and "warning" not in result.stderr
+
+
+def test_a_group_named_unassigned_carries_its_org(tmp_path: Path) -> None:
+    """A directory group named "Unassigned" was a team row beside the spend of no team, `unassigned`, and `--team
+    Unassigned` picked the spend of no team. It carries its org, as a name two orgs share does; so does "Total"."""
+    store = _store_with_groups(tmp_path, {"proj_a": "Unassigned", "proj_b": "Total", "proj_c": "Research"})
+    with open_store(store, read_only=True) as db:
+        assert project_teams(db) == {"proj_a": "Unassigned (acme)", "proj_b": "Total (acme)", "proj_c": "Research"}
+        assert select_team(db, "Unassigned (acme)") == ("Unassigned (acme)", ("proj_a",))

@@ -85,7 +85,10 @@ def _labels(
     teams: dict[str, str] = {}
     aliases: dict[str, set[str]] = {}
     for project, (owner, name) in chosen.items():
-        team = f"{name} ({owner})" if len(orgs_of[name.casefold()]) > 1 else name
+        # A group named "Unassigned" (or "Total") would read as the spend of no team (or the sum row): it carries
+        # its org, as a name two orgs share does.
+        clash = len(orgs_of[name.casefold()]) > 1 or " ".join(name.split()).casefold() in (UNASSIGNED, "total")
+        team = f"{name} ({owner})" if clash else name
         teams[project] = team
         aliases.setdefault(team, set()).update((name, f"{name} ({owner})"))
     teams.update(config)
