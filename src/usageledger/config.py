@@ -11,6 +11,7 @@ otherwise it is refused, with the ``chmod 600`` fix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -235,7 +236,10 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         text = read_user_text(found)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {found}: {exc.strerror or exc}") from None
+        fix = ""
+        if exc.errno in (errno.EACCES, errno.EPERM):  # said "Permission denied" and no more
+            fix = f"; let your user read it (chmod u+r {found}, or sudo chown), or pass another with --config"
+        raise ConfigError(f"cannot read config file {found}: {exc.strerror or exc}{fix}") from None
     # A file holding a key is refused for its mode before anything else is said about it: whatever else is wrong,
     # the first fix is `chmod 600`.
     if holds_key(text):

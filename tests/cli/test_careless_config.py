@@ -138,3 +138,23 @@ def test_a_team_named_as_the_rows_of_no_team_is_refused(team: str) -> None:
 def test_the_reserved_team_names_are_the_reports() -> None:
     """The config's reserved names hold the report's own name for spend of no team."""
     assert UNASSIGNED in RESERVED_TEAMS
+
+
+def test_a_config_the_user_cannot_read_says_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config another user owns (mode 0600) said "cannot read config file X: Permission denied" and no more. The
+    fix is said. (Root reads any file, so the refusal of the file system is given here.)"""
+    import usageledger.config as config_module
+
+    path = tmp_path / "usageledger.toml"
+    path.write_text("[sync]\nlag_days = 2\n")
+
+    def refuse(file: object) -> str:
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(config_module, "read_user_text", refuse)
+    result = CliRunner().invoke(app, ["status", "--config", str(path), "--store", str(tmp_path / "s.duckdb")])
+    assert result.exit_code == 1
+    assert " ".join(result.stderr.split()) == (
+        f"error: cannot read config file {path}: Permission denied; let your user read it (chmod u+r {path}, or sudo"
+        " chown), or pass another with --config"
+    )
