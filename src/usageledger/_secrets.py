@@ -29,6 +29,7 @@ __all__ = [
     "hidden",
     "holds_key",
     "holds_password",
+    "key_named",
     "mask_keys",
     "normalize_key",
     "redact",
@@ -254,6 +255,16 @@ def redact_url_password(url: str) -> str:
 
 
 # --- files that hold a key -----------------------------------------------------------------------------
+
+_KEY_NAMED: Final = re.compile(rf"(?:{KEY_SHAPED.pattern})(?:$|[^A-Za-z0-9_\-])")
+
+
+def key_named(path: str | Path) -> bool:
+    """Whether the file ``path`` names starts with an API key (``sk-admin-`` and its body): the key pasted after a
+    flag that takes a file (``--store``, ``--config``, ``init --path``), where it would become a file's name, in every
+    listing of its folder, and be written into a config."""
+    return _KEY_NAMED.match(Path(path).name) is not None
+
 
 _API_KEY_LINE: Final = re.compile(r"(?m)^\s*api_key\s*=")
 

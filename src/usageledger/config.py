@@ -11,6 +11,7 @@ otherwise it is refused, with the ``chmod 600`` fix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -31,8 +32,16 @@ from usageledger._paths import (
     real_path,
     temp_beside,
 )
-from usageledger._secrets import KEY_SHAPED, check_private, holds_key, holds_password, mask_keys, normalize_key
-from usageledger._sections import check_keys, names_from_mapping, parse_alert_config, parse_teams
+from usageledger._secrets import (
+    KEY_SHAPED,
+    check_private,
+    holds_key,
+    holds_password,
+    key_named,
+    mask_keys,
+    normalize_key,
+)
+from usageledger._sections import check_keys, key_path, names_from_mapping, parse_alert_config, parse_teams
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -203,6 +212,8 @@ def _config_file(path: Path, given: str) -> Path:
     """``path`` as a config file to read, or one line naming where it was ``given`` (``--config``, the variable) and
     the fix: a file that does not exist, or a folder (which said only "cannot read config file /tmp: Is a
     directory")."""
+    if key_named(path) and not path.exists():  # never advised as `init --path <the key>`
+        raise ConfigError(f"{given} {mask_keys(str(path))} looks like an API key, not a config file; {_KEY_FIX}")
     if path.is_dir():
         raise ConfigError(f"{given} {path} is a folder; give the config file in it, such as {path / DEFAULT_CONFIG}")
     if not path.exists():
@@ -210,6 +221,9 @@ def _config_file(path: Path, given: str) -> Path:
             f"{given} {path}: no such file; write one with `usageledger init --path {path}`, or give an existing config"
         )
     return path
+
+
+_KEY_FIX: Final = "put the key in OPENAI_ADMIN_KEY, and give the config file's path (like usageledger.toml)"
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -222,7 +236,10 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         text = read_user_text(found)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {found}: {exc.strerror or exc}") from None
+        fix = ""
+        if exc.errno in (errno.EACCES, errno.EPERM):  # said "Permission denied" and no more
+            fix = f"; let your user read it (chmod u+r {found}, or sudo chown), or pass another with --config"
+        raise ConfigError(f"cannot read config file {found}: {exc.strerror or exc}{fix}") from None
     # A file holding a key is refused for its mode before anything else is said about it: whatever else is wrong,
     # the first fix is `chmod 600`.
     if holds_key(text):
@@ -280,7 +297,7 @@ def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
     # The report commands act on these sections, but a mistake in them is refused by every command, as any other key.
     parse_alert_config(alerts)
     names_from_mapping(names_map)
-    teams = parse_teams(_table(data["teams"], "teams")) if "teams" in data else MappingProxyType({})
+    teams = _teams(_table(data["teams"], "teams")) if "teams" in data else MappingProxyType({})
     allocate = _statement(_table(data["statement"], "statement")) if "statement" in data else "proportional"
     return Config(
         path,
@@ -294,6 +311,38 @@ def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
         allocate,
         store_in_file=store_in_file,
     )
+
+
+RESERVED_TEAMS: Final = ("unassigned", "total")
+"""The rows of spend by team that are no team: ``usageledger.report.teams.UNASSIGNED`` (a test keeps them equal),
+and the total row."""
+
+
+def _teams(table: Mapping[str, Any]) -> Mapping[str, str]:
+    """``[teams]`` as :func:`parse_teams` reads it, with each team named as it can be shown and typed: a name is what
+    ``report --by team`` prints and ``--team`` takes, so one with a newline printed a row over two lines, one with a
+    space at either end a team that looked like another, and two names that differ in case or spacing alone
+    (``Search``, ``search``) two teams ``--team`` cannot tell apart."""
+    teams = parse_teams(table)
+    seen: dict[str, str] = {}
+    for team in table:
+        if team != team.strip() or not team.isprintable():
+            raise ConfigError(
+                f"{key_path('teams', team)}: the team name has spaces at either end or a character that does not"
+                f" print; write it as it should be shown, e.g. {json.dumps(_shown_name(team))} = [...]"
+            )
+        if " ".join(team.split()).casefold() in RESERVED_TEAMS:
+            raise ConfigError(
+                f"{key_path('teams', team)}: {team!r} is what spend by team calls the spend of no team (and the sum"
+                " of all); a team of that name would read as it in every table and in --team; name the team otherwise"
+            )
+        first = seen.setdefault(" ".join(team.split()).casefold(), team)
+        if first != team:
+            raise ConfigError(
+                f"{key_path('teams', team)}: the same name as team {first!r} but for case or spacing, which --team"
+                " cannot tell apart; list the projects of both under one name, or give the teams two names"
+            )
+    return teams
 
 
 def _statement(table: Mapping[str, Any]) -> str:
@@ -315,7 +364,7 @@ def _sync(table: Mapping[str, Any]) -> SyncConfig:
         minute_grace=_duration(table, "minute_grace", d.minute_grace, "sync"),
         hour_grace=_duration(table, "hour_grace", d.hour_grace, "sync"),
         # The first sync of a stream reads from `since` back to now: a zero span is an empty range.
-        since=_duration(table, "since", d.since, "sync", minimum=1),
+        since=_first_since(table, d.since),
         concurrency=check_sync_int("concurrency", table.get("concurrency", d.concurrency)),
         max_retries=check_sync_int("max_retries", table.get("max_retries", d.max_retries)),
     )
@@ -355,6 +404,19 @@ def _final_after(table: Mapping[str, Any], settings: SyncConfig) -> dict[str, in
 # typo (100000 days would re-read the API's whole history each time); more than 64 requests in flight or 20 retries
 # only earns 429s.
 _SYNC_RANGE: Final = {"lag_days": (0, 366), "concurrency": (1, 64), "max_retries": (0, 20)}
+
+
+def _first_since(table: Mapping[str, Any], default: int) -> int:
+    """``[sync] since``: how far back a stream's first sync reaches, in hours or more. ``since = "6m"``, meant as six
+    months, is six minutes (``m`` is minutes wherever a span is read): the first sync read today's bucket alone, and
+    said nothing of the history it left out. Refused as ``report --since 1m`` is, with the days it meant."""
+    value = table.get("since")
+    if isinstance(value, str) and timeutil.span_unit(value) in ("m", "s", "ms"):
+        raise ConfigError(
+            f"sync.since: {value.strip()!r} is a span of minutes or seconds (m is minutes), so a stream's first sync"
+            ' would read today alone; write it in days, such as since = "180d" for about six months'
+        )
+    return _duration(table, "since", default, "sync", minimum=1)
 
 
 def check_sync_int(key: str, value: Any, *, name: str | None = None) -> int:
@@ -605,6 +667,8 @@ def _span(seconds: int) -> str:
 def check_config_target(path: str | Path, *, force: bool = False) -> Path:
     """Where a new config may go: not over an existing file unless ``force``, never over a DuckDB store."""
     target = Path(path)
+    if key_named(target) and not target.exists():  # a config named by the key, in every listing of its folder
+        raise ConfigError(f"--path {mask_keys(str(target))} looks like an API key, not a file name; {_KEY_FIX}")
     if target.is_dir():  # said first: --force cannot help, and `init` must refuse before it makes the store
         raise ConfigError(
             f"--path {target} is a folder; give the config a file name, such as {target / DEFAULT_CONFIG}"

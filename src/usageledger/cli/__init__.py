@@ -97,12 +97,25 @@ def skip_numpy() -> None:
     from buffers: ``usageledger._arrays``).
 
     numpy's import is ~0.1 s of CPU, and its code and objects ~12 MB of a sync's peak RSS (bench/BENCHMARKS.md).
-    A ``None`` in :data:`sys.modules` is an ImportError for ``import numpy``, which pyarrow (and DuckDB, pandas'
-    check in pyarrow) take as "not installed". Only the console script's `sync` does this, and nothing is done
-    once numpy is imported (embedding, tests).
+    A finder first in :data:`sys.meta_path` makes ``import numpy`` an ImportError, which pyarrow (and DuckDB,
+    pandas' check in pyarrow) take as "not installed". Not a ``None`` in :data:`sys.modules`: psycopg asks
+    ``"numpy" in sys.modules`` before it dumps its first integer and then reads ``numpy.integer``, so every `sync`
+    into a PostgreSQL store ended in a traceback (``'NoneType' object has no attribute 'integer'``). Only the
+    console script's `sync` does this, and nothing is done once numpy is imported (embedding, tests).
     """
     if NUMPY not in sys.modules:
-        sys.modules[NUMPY] = None  # type: ignore[assignment]  # None: "not importable" (importlib)
+        sys.meta_path.insert(0, _NotImportable(NUMPY))
+
+
+class _NotImportable:
+    """A :data:`sys.meta_path` finder for which a package and its modules are not installed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname == self.name or fullname.startswith(self.name + "."):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
 
 
 def allow_numpy() -> None:

@@ -62,7 +62,11 @@ class _OneLineUsageError(_click.exceptions.UsageError):  # type: ignore[misc]
             path.insert(0, ctx.info_name or "")  # `-c`, or `python -m usageledger`, when run through python
             ctx = ctx.parent
         command = " ".join(["usageledger", *path])
-        typer.echo(f"error: {self.format_message()} (see `{command} --help`)", err=True)
+        # Masked as every other refusal is: click quotes the words it did not expect, and `status
+        # postgresql://user:pw@host/db` (the flag forgotten) said the password twice, in the quote and the advice.
+        from usageledger._keyshape import mask_keys
+
+        typer.echo(mask_keys(f"error: {self.format_message()} (see `{command} --help`)"), err=True)
 
 
 def _one_line(exc: Any) -> Any:

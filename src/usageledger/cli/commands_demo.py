@@ -78,8 +78,11 @@ def demo(
 
         report = synced_report(ledger, since=start, until=now, org=DEMO_ORG)
 
-    console.print(
-        f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into {escape(store)}"
+    from usageledger._secrets import redact_url_password
+
+    console.print(  # the store's password (a postgresql:// URL's) never shown, as every other command shows it
+        f"[bold]usageledger demo[/] — emulator at {url}, last {2 * days} days synced into"
+        f" {escape(redact_url_password(store))}"
         f" ({result.requests} requests, {result.elapsed:.1f}s)",
         highlight=False,
     )

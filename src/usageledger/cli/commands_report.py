@@ -84,7 +84,7 @@ from usageledger.report.statement_render import (
     statement_document,
     statement_html,
 )
-from usageledger.report.teams import UNASSIGNED, project_teams, spend_by_team
+from usageledger.report.teams import NO_TEAMS, UNASSIGNED, project_teams, spend_by_team
 from usageledger.report.terminal import render_check, render_reconcile, render_report, render_teams
 from usageledger.store import DEFAULT_STORE, BaseStore
 from usageledger.timeutil import back_from, parse_month, past_unix, to_unix
@@ -361,6 +361,9 @@ def report(
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         data = replace(data, warnings=warnings)  # said on stderr too; the JSON and the HTML page carry them
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
+        if by == "team" and not teams and data.spend_by_project:
+            say(f"warning: {NO_TEAMS}")
+            data = replace(data, warnings=(*data.warnings, NO_TEAMS))
         # This month's forecast and credit speak of today: an --as-of report (what the ledger held then) has none.
         outlook, credit = month_outlook(db, now=now, org=org, project=project) if as_of_at is None else (None, None)
     json_out = output_format == "json"

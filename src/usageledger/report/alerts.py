@@ -27,11 +27,13 @@ Rules, stated once here and repeated in the CLI output:
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -466,12 +468,29 @@ def slack_payload(result: CheckResult, *, org: str | None = None) -> dict[str, A
     headline = f"usageledger check{where}: {n} alert{'s' if n != 1 else ''}"
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": headline[:150]}}]
     for alert in result.alerts[: _SLACK_BLOCKS_MAX - 2]:
-        text = f"*{alert.kind}* · {alert.subject}\n{alert.message}"
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:_SLACK_TEXT_MAX]}})
+        text = f"*{_slack_escaped(alert.kind)}* · {_slack_escaped(alert.subject)}\n{_slack_escaped(alert.message)}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_cut(text)}})
     footer = f"checked at {result.checked_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
     summary = "; ".join(a.message for a in result.alerts)
-    return {"text": f"{headline}: {summary}"[:_SLACK_TEXT_MAX], "blocks": blocks}
+    return {"text": _slack_cut(_slack_escaped(f"{headline}: {summary}")), "blocks": blocks}
+
+
+def _slack_escaped(text: str) -> str:
+    """``text`` as Slack shows it literally: ``&``, ``<`` and ``>`` as entities (Slack's rule for mrkdwn and the
+    fallback text). A project or key named ``<!channel>`` (names come from the directory, which any project owner
+    edits) paged the whole channel when its alert fired, and ``<https://x|Search>`` was a link under a project's
+    name."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_cut(text: str) -> str:
+    """``text`` within Slack's limit, never ending in a part of an entity (``&am``)."""
+    if len(text) <= _SLACK_TEXT_MAX:
+        return text
+    cut = text[:_SLACK_TEXT_MAX]
+    tail = cut.rfind("&")
+    return cut[:tail] if tail != -1 and ";" not in cut[tail:] else cut
 
 
 def post_webhook(
@@ -491,13 +510,61 @@ def post_webhook(
     try:
         with transport or httpx.HTTPTransport(verify=verify_for(transport)) as sender:
             response = sender.handle_request(request)
-            response.read()
+            # The status is the answer; of an error's body, its start, read for `timeout` at most. The whole body
+            # was read before: a host that trickled it (a byte every few seconds: each read within the timeout) held
+            # `check` in cron for as long as it liked.
+            said = "" if response.is_success else _body_start(response, time.monotonic() + timeout)
+            response.close()
     except httpx.HTTPError as exc:
         # `from None`: httpx's exception holds the whole URL, and a chained cause would carry it into tracebacks.
         detail = redact_webhook(str(exc) or type(exc).__name__, url)
         raise AlertDeliveryError(f"webhook {shown}: no response ({detail}); check the URL and the network") from None
+    if response.is_redirect and response.headers.get("Location", "").strip():
+        raise AlertDeliveryError(_redirect_refusal(shown, url, response))
     if not response.is_success:
-        body = redact_webhook(" ".join(response.text.split()), url)[:200]
+        body = redact_webhook(" ".join(said.split()), url)[:200]
         answer = f": {body}" if body else " with no body"
         raise AlertDeliveryError(f"webhook {shown}: HTTP {response.status_code}{answer}; check the webhook URL")
     return response.status_code
+
+
+_BODY_READ_MAX: Final = 4096
+"""Bytes of an error answer's body read: its first 200 characters are shown."""
+
+
+def _body_start(response: httpx.Response, deadline: float) -> str:
+    """The start of ``response``'s body as text: up to :data:`_BODY_READ_MAX` bytes, what came by ``deadline``
+    (:func:`time.monotonic`), or what came before the connection failed."""
+    raw = b""
+    try:
+        for chunk in response.iter_bytes():
+            raw += chunk
+            if len(raw) >= _BODY_READ_MAX or time.monotonic() > deadline:
+                break
+    except httpx.HTTPError:
+        pass  # a body cut short or too slow: what came is what the user sees
+    return raw[:_BODY_READ_MAX].decode(response.charset_encoding or "utf-8", errors="replace")
+
+
+def _redirect_refusal(shown: str, url: str, response: httpx.Response) -> str:
+    """Why a webhook that answered with a redirect got no alert, and the fix: said as "HTTP 301 with no body; check
+    the webhook URL", which left the user to guess that the URL had moved (an ``http://`` URL a host sends on to
+    ``https://``, a retired webhook sent to a new one). The redirect is not followed: the alert would go, with its
+    POST, to a place never given. The target is shown by scheme and host only, as the webhook is: its path may be the
+    new credential."""
+    status = response.status_code
+    try:
+        target = urlsplit(urljoin(url, response.headers["Location"].strip()))
+        here = urlsplit(url)
+        same_host = (target.hostname, target.port) == (here.hostname, here.port)
+        moved_to = redact_url(urlunsplit(target))
+    except ValueError:
+        return f"webhook {shown}: HTTP {status} redirects elsewhere, which is not followed; check the webhook URL"
+    if same_host and target.scheme.lower() == "https" and here.scheme.lower() == "http":
+        fix = "give the https:// form of the webhook URL"
+    else:
+        fix = "give the webhook URL it redirects to (the service shows the current one)"
+    return (
+        f"webhook {shown}: HTTP {status} redirects to {moved_to}, and a webhook's POST is not sent on to another URL;"
+        f" {fix}"
+    )

@@ -27,14 +27,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from usageledger._text import one_line
 from usageledger.errors import ParameterError
 from usageledger.report.queries import Spend
 from usageledger.store.directory import BaseStore
 
-__all__ = ["UNASSIGNED", "TeamSpend", "project_teams", "select_team", "spend_by_team"]
+__all__ = ["NO_TEAMS", "UNASSIGNED", "TeamSpend", "project_teams", "select_team", "spend_by_team"]
 
 UNASSIGNED: Final = "unassigned"
 """The team of a project in no ``[teams]`` entry and no directory group, and of spend with no project."""
+
+NO_TEAMS: Final = (
+    "no project has a team, so all spend is unassigned: list projects under [teams] in the config, or sync the"
+    " directory (without --no-directory) so that its groups are the teams"
+)
+"""The warning for spend by team where :func:`project_teams` found none: a table of one row, ``unassigned``, said
+nothing of why (no ``[teams]``, no directory synced, or groups with no project)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +65,9 @@ def _directory_teams(store: BaseStore, org: str | None) -> dict[str, tuple[str, 
         params.append(org)
     groups: dict[str, list[tuple[str, str, str, str]]] = {}
     for owner, project, name, group_id in store.query(sql, params):
-        shown = name or group_id
+        # One line, as a project's name is (resolve_names): a group named "Plat\nform" made a team of two lines in
+        # every table, and a row that read as two.
+        shown = one_line(name) if name and name.strip() else group_id
         groups.setdefault(project, []).append((shown.casefold(), shown, group_id, owner))
     return {project: (first[3], first[1]) for project, first in ((p, min(found)) for p, found in groups.items())}
 
@@ -75,7 +85,10 @@ def _labels(
     teams: dict[str, str] = {}
     aliases: dict[str, set[str]] = {}
     for project, (owner, name) in chosen.items():
-        team = f"{name} ({owner})" if len(orgs_of[name.casefold()]) > 1 else name
+        # A group named "Unassigned" (or "Total") would read as the spend of no team (or the sum row): it carries
+        # its org, as a name two orgs share does.
+        clash = len(orgs_of[name.casefold()]) > 1 or " ".join(name.split()).casefold() in (UNASSIGNED, "total")
+        team = f"{name} ({owner})" if clash else name
         teams[project] = team
         aliases.setdefault(team, set()).update((name, f"{name} ({owner})"))
     teams.update(config)

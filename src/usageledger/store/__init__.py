@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from usageledger._paths import expand_home
-from usageledger._secrets import redact_url_password
+from usageledger._secrets import key_named, mask_keys, redact_url_password
 from usageledger.errors import ParameterError, StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX
@@ -119,6 +119,13 @@ def check_store_url(url: str | Path) -> str:
         )
     if not is_postgres_url(text):
         text = expand_home(text)
+    if not is_postgres_url(text) and key_named(text) and not Path(text).exists():
+        # `--store "$OPENAI_ADMIN_KEY"` (or the key pasted after --store): a DuckDB file named by the key, the key
+        # written into the config by `init` and left in every listing of the folder
+        raise StoreError(
+            f"the store {mask_keys(text)} looks like an API key, not a DuckDB file or a postgresql:// URL; put the key"
+            " in OPENAI_ADMIN_KEY, and give the store's path (like usageledger.duckdb)"
+        )
     if not is_postgres_url(text) and Path(text).suffix.lower() in _NOT_A_STORE and not Path(text).exists():
         # `sync --store usageledger.toml` made a database where every later command looks for its config
         raise StoreError(

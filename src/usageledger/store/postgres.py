@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from usageledger._secrets import redact_url_password
 from usageledger.errors import StoreError
+from usageledger.store import migrations
 from usageledger.store._base import BaseStore
 from usageledger.store._types import RunOwner, RunTotals
 from usageledger.store.schema import Dialect, TableSpec, q
@@ -40,12 +43,46 @@ class PostgresStore(BaseStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self._pg = _psycopg()
+        _check_reserved(self._pg, url)
         try:
             self._con = self._pg.connect(url, autocommit=True, connect_timeout=10)
         except self._pg.Error as exc:
-            raise StoreError(f"cannot connect to the PostgreSQL store {_redact(url)}: {_first_line(exc)}") from exc
+            said = _first_line(exc)
+            # `from None`: libpq's own error quotes the URL it could not parse whole, password and all, and a chained
+            # cause would carry it into every traceback of the StoreError.
+            raise StoreError(
+                f"cannot connect to the PostgreSQL store {_redact(url)}: {said}{_connect_fix(said)}"
+            ) from None
         self._con.execute("SET TIME ZONE 'UTC'")
         self._held_runs: set[str] = set()
+
+    def migrate(self) -> list[str]:
+        """:meth:`BaseStore.migrate`, refused where the schema holds no store yet but another program's table by a
+        name usageledger makes: ``CREATE TABLE IF NOT EXISTS costs`` took that table for its own, and the first
+        migration failed on it with "PostgreSQL: syntax error at or near ","" (rolled back: nothing is written)."""
+        if not self.applied_migrations():
+            rows = self.query(f"SELECT table_name FROM information_schema.tables WHERE {self.this_schema}")
+            taken = sorted(name for (name,) in rows if name in _schema_names())
+            if taken:
+                shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
+                raise StoreError(
+                    f"the PostgreSQL database {_redact(self.url)} holds no usageledger store, but tables of another"
+                    f" program named as usageledger's ({shown}); give usageledger a database of its own (createdb"
+                    " usageledger) or a schema of its own, and pass that as the store"
+                )
+        return super().migrate()
+
+    def _failed(self, exc: BaseException) -> StoreError:
+        """The one line for a statement that failed: what PostgreSQL said, and, where the connection is gone (the
+        server stopped or restarted, the session killed), that and the fix. "PostgreSQL: terminating connection due
+        to administrator command" read as a fault of the statement, or of the store."""
+        said = _first_line(exc)
+        if self._con.broken or self._con.closed:
+            return StoreError(
+                f"PostgreSQL: the connection to the store was lost ({said}); run the command again once the server"
+                " answers: what was committed is kept"
+            )
+        return StoreError(f"PostgreSQL: {said}")
 
     @contextlib.contextmanager
     def _outer_transaction(self) -> Iterator[None]:
@@ -53,20 +90,20 @@ class PostgresStore(BaseStore):
             with self._con.transaction():
                 yield
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
             cur = self._con.execute(sql, list(params) if params else None)
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
         return int(cur.rowcount)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             rows: list[tuple[Any, ...]] = self._con.execute(sql, list(params) if params else None).fetchall()
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
         return rows
 
     def iter_batches(self, sql: str, params: Sequence[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
@@ -84,7 +121,7 @@ class PostgresStore(BaseStore):
                     cols = list(zip(*rows, strict=True))
                     yield pa.table({f.name: pa.array(cols[i], f.type) for i, f in enumerate(schema)}, schema=schema)
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
 
     def _payload(self, spec: TableSpec, columns: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
         times: dict[int, datetime] = {}
@@ -114,7 +151,7 @@ class PostgresStore(BaseStore):
                 for row in payload:
                     cp.write_row(row)
         except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+            raise self._failed(exc) from exc
         return name
 
     # Every statement below goes through `execute`/`query`, so a server gone mid-run (restarted, its connection
@@ -201,3 +238,62 @@ def _redact(url: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+_CONNECT_FIXES: Final = (
+    (
+        re.compile(r"password authentication failed|no password supplied|password is required"),
+        "check the user name and password in the store URL",
+    ),
+    (
+        re.compile(r'database "([^"]*)" does not exist'),
+        "create the database first (createdb \\1), or correct its name in the store URL",
+    ),
+    (re.compile(r'role "[^"]*" does not exist'), "correct the user name in the store URL"),
+    (
+        re.compile(r"Connection refused|No such file or directory|timeout expired"),
+        "start the server, or correct the host and port in the store URL",
+    ),
+    (re.compile(r"could not translate host name|failed to resolve host"), "correct the host name in the store URL"),
+    (re.compile(r"invalid \S+ value|invalid port number|invalid integer value"), "correct it in the store URL"),
+)
+"""What libpq says when a connection fails, and the fix: "connection failed: ... Connection refused" told what went
+wrong and left the fix to guess; each is a setting of the store URL (or the server) to change."""
+
+
+@functools.cache
+def _schema_names() -> frozenset[str]:
+    """The tables and views usageledger's migrations make, read from their statements."""
+    made = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(\w+)", re.I)
+    return frozenset(
+        name
+        for migration in migrations.pending([])
+        for sql in migration.statements("postgres", {})
+        for name in made.findall(sql)
+    )
+
+
+def _check_reserved(pg: Any, url: str) -> None:
+    """Refuse a URL whose user name, password or database name holds an ``@`` (or whose password holds a ``/``)
+    unencoded: libpq ends the user and password at the first ``@`` (or ``/``), so ``postgresql://u:p@ss@db.host/x``
+    connected to the host ``ss@db.host`` with the password ``p``, and its errors quoted the rest of the password as a
+    host or a database name ("failed to resolve host 'ss'"), past any masking of the URL's password."""
+    try:
+        parts = pg.conninfo.conninfo_to_dict(url)
+    except pg.Error:
+        return  # a URL libpq cannot read at all: the connection says why
+    if any("@" in str(parts.get(key) or "") for key in ("host", "hostaddr", "port", "dbname")):
+        raise StoreError(
+            f"the PostgreSQL store {_redact(url)}: an @ or / in its user name, password or database name ends them"
+            " early (libpq reads what follows as the host); write each percent-encoded (@ as %40, / as %2F), or keep"
+            " the password in PGPASSFILE"
+        )
+
+
+def _connect_fix(said: str) -> str:
+    """``"; <the fix>"`` for a connection failure libpq described as ``said``, or nothing for one not known."""
+    for pattern, fix in _CONNECT_FIXES:
+        match = pattern.search(said)
+        if match is not None:
+            return "; " + match.expand(fix)
+    return ""

@@ -1,0 +1,193 @@
+"""A PostgreSQL store URL as someone in a hurry types it: each connection failure says its fix, never the password."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.errors import StoreError
+from usageledger.store import open_store
+from usageledger.store.postgres import PostgresStore
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
+
+PASSWORD = "Hunter2-not-shown"
+
+
+def _with(url: str, *, user: str | None = None, database: str | None = None, port: int | None = None) -> str:
+    """``url`` (the session cluster's) with a password, and another user, database or port."""
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{port or parts.port}"
+    return f"postgresql://{user or parts.username}:{PASSWORD}@{host}/{database or parts.path.lstrip('/')}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("change", "fix"),
+    [
+        ({"database": "no_such_ledger"}, "create the database first (createdb no_such_ledger), or correct its name"),
+        ({"user": "no_such_user"}, "correct the user name in the store URL"),
+        ({"port": 0}, "start the server, or correct the host and port in the store URL"),
+    ],
+)
+def test_a_store_that_cannot_be_reached_says_the_fix(postgres_url: str, change: dict[str, object], fix: str) -> None:
+    """A database that does not exist, a user the server does not know, a port nothing listens on: each said what
+    libpq said ("... does not exist", "Connection refused") and no more. Now with the fix, in one line, exit 1, and
+    never the password."""
+    if change.get("port") == 0:
+        change = {"port": _free_port()}
+    url = _with(postgres_url, **change)  # type: ignore[arg-type]
+    result = CliRunner().invoke(app, ["status", "--store", url])
+    assert result.exit_code == 1, result.output
+    line = " ".join(result.stderr.split())
+    assert line.startswith("error: cannot connect to the PostgreSQL store postgresql://"), line
+    assert line.endswith(f"; {fix}") or f"; {fix}" in line, line
+    assert PASSWORD not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        'connection to server at "127.0.0.1", port 5432 failed: FATAL:  password authentication failed for user "u"',
+        'connection to server at "127.0.0.1", port 5432 failed: fe_sendauth: no password supplied',
+    ],
+)
+def test_a_refused_password_says_to_check_it(said: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq's refusals of a password (the session cluster trusts every one, so its words are given here) say to check
+    the user name and password of the URL."""
+    import psycopg
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise psycopg.OperationalError(f"connection failed: {said}")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(f"postgresql://u:{PASSWORD}@127.0.0.1:5432/ledger")
+    message = str(caught.value)
+    assert message.endswith("; check the user name and password in the store URL")
+    assert PASSWORD not in message and "postgresql://u:***@127.0.0.1:5432/ledger" in message
+
+
+def test_the_console_script_syncs_into_a_postgres_store(emulator_url: str, postgres_url: str) -> None:
+    """`usageledger sync --store postgresql://...` (the console script, which keeps numpy out of a sync) ended in a
+    traceback at the first integer psycopg wrote (a usage row's token count), "'NoneType' object has no attribute
+    'integer'": numpy was marked not importable by a None in sys.modules, and psycopg reads `numpy.integer` once
+    `"numpy" in sys.modules`. The sync stores its rows, and `status` reads them, with no password in the output."""
+    url = _with(postgres_url)
+    argv = ["sync", "--store", url, "--base-url", emulator_url, "-e", "completions", "--since", "3d"]
+    done = subprocess.run(
+        [sys.executable, "-m", "usageledger", *argv, "--now", str(EMULATOR_NOW), "--quiet"],
+        env={**os.environ, "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and PASSWORD not in done.stdout + done.stderr
+    with open_store(postgres_url, read_only=True) as store:
+        assert store.query("SELECT COUNT(*) FROM usage_completions")[0][0] > 0
+    status = CliRunner().invoke(app, ["status", "--store", url])
+    assert status.exit_code == 0, status.output
+    assert "completions" in status.stdout and PASSWORD not in status.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://ledger:p@ss{PASSWORD}@127.0.0.1:5432/ledger",
+        f"postgresql://ledger:pa/ss{PASSWORD}@127.0.0.1:5432/ledger",
+        f"postgresql://ledger@server:{PASSWORD}@127.0.0.1:5432/ledger",
+        f"postgresql://ledger:p@ss/{PASSWORD}@127.0.0.1:5432/ledger",
+    ],
+)
+def test_an_at_sign_or_slash_left_in_the_password_is_refused_unshown(url: str) -> None:
+    """libpq ends the user and password at the first @ (or /): `u:p@ss...@host` went to the host "ss..." with the
+    password "p", and its error quoted the rest of the password as the host or database ("failed to resolve host
+    'ss...'"), past the URL's masking. Refused before any connection, saying to percent-encode, never the password."""
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url)
+    message = str(caught.value)
+    assert "write each percent-encoded (@ as %40, / as %2F)" in message
+    assert PASSWORD not in message and "ss" + PASSWORD not in message and "@127.0.0.1:5432/ledger:" in message
+
+
+def test_a_connection_error_carries_no_password_in_its_cause() -> None:
+    """libpq's error for a URL it cannot parse quotes the whole URL, password and all; the StoreError said it masked,
+    but kept libpq's error as its cause, which every traceback prints. It has none now."""
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(f"postgresql://ledger:{PASSWORD}@[::1/ledger")
+    assert PASSWORD not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_connection_killed_mid_run_says_so_and_the_fix(migrated_pg_url: str) -> None:
+    """A server stopped or restarted under a running command said "PostgreSQL: terminating connection due to
+    administrator command", as if the statement or the store were at fault. It says the connection was lost and to
+    run the command again once the server answers; a statement that fails on a live connection says what it said."""
+    import psycopg
+
+    store = PostgresStore(migrated_pg_url)
+    try:
+        with pytest.raises(StoreError) as refused:
+            store.query("SELECT no_such_column FROM costs")
+        assert str(refused.value).startswith('PostgreSQL: column "no_such_column" does not exist')
+        ((pid,),) = store.query("SELECT pg_backend_pid()")
+        with psycopg.connect(migrated_pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError) as lost:
+            store.query("SELECT COUNT(*) FROM costs")
+        message = str(lost.value)
+        assert message.startswith("PostgreSQL: the connection to the store was lost (")
+        assert message.endswith("run the command again once the server answers: what was committed is kept")
+    finally:
+        store.close()
+
+
+def test_the_demo_into_a_postgres_store_never_shows_its_password(pg_url: str) -> None:
+    """`demo --store postgresql://user:password@host/db` printed the URL whole, password and all, in its first line
+    ("synced into postgresql://postgres:S3cret@..."): the one place a command showed it. Masked as everywhere."""
+    result = CliRunner().invoke(app, ["demo", "--store", _with(pg_url), "--days", "2"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert " synced into postgresql://" in first and ":***@" in first, first
+    assert PASSWORD not in result.output
+
+
+def test_a_database_holding_another_programs_costs_table_is_refused_unchanged(pg_url: str) -> None:
+    """A database another program keeps a `costs` table in: the first migration took it for its own (CREATE TABLE IF
+    NOT EXISTS) and failed with "PostgreSQL: syntax error at or near ","". Refused naming the table and the fix, the
+    database left as it was; a table of a name usageledger does not make is no obstacle."""
+    import psycopg
+
+    from usageledger.store import open_store
+
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("CREATE TABLE costs (x integer)")
+        con.execute("CREATE TABLE accounts (id integer)")
+    with pytest.raises(StoreError) as caught:
+        open_store(pg_url)
+    assert "holds no usageledger store, but tables of another program named as usageledger's (costs);" in str(
+        caught.value
+    )
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        }
+        assert tables == {"costs", "accounts"}
+        con.execute("DROP TABLE costs")
+    with open_store(pg_url) as store:
+        assert store.applied_migrations()
