@@ -118,15 +118,6 @@ class _NotImportable:
             raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
 
 
-def allow_numpy() -> None:
-    """Undo :func:`skip_numpy` (numpy is not imported by it): for a `sync` into PostgreSQL. psycopg's binary dumper
-    of every int looks for ``numpy`` in :data:`sys.modules` and takes its ``integer`` type, so the ``None`` put
-    there ended `usageledger sync --store postgresql://...` with an ``AttributeError`` traceback at the first
-    commit. Nothing imports numpy here: psycopg then finds no numpy and dumps plain ints, as before."""
-    if NUMPY in sys.modules and sys.modules[NUMPY] is None:
-        del sys.modules[NUMPY]
-
-
 _WRITE_FAILURES: Final = frozenset({errno.EBADF, errno.ENOSPC, errno.EDQUOT, errno.EIO})
 """Why writing to standard output can fail (closed, a full disk, a quota, a device error): one line, not a
 traceback."""

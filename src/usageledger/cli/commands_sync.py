@@ -49,7 +49,6 @@ from usageledger.store import (
     BaseStore,
     Stream,
     StreamState,
-    is_postgres_url,
     open_store,
     store_files,
 )
@@ -454,13 +453,6 @@ def sync_command(
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
     limit_arenas(SYNC_ARENAS)
-    if is_postgres_url(url):
-        # psycopg cannot write an int while numpy is kept out (see skip_numpy): the decoders (pyarrow, which would
-        # import numpy) are imported first, numpy still out, and then psycopg may look for it and find none.
-        import usageledger.sync._arrow  # noqa: F401
-        from usageledger.cli import allow_numpy
-
-        allow_numpy()
     engine.start_decoder_import()
     with open_store(url, on_wait=say) as opened, view.live:  # says so if it waits for a top-up or a close
         settle()
