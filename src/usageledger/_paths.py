@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from usageledger._secrets import key_named, mask_keys
 from usageledger.errors import ConfigError
 
 __all__ = [
@@ -149,6 +150,11 @@ def make_folder(folder: Path) -> tuple[Path, ...]:
     while not os.path.lexists(missing) and missing != missing.parent:
         made.append(missing)
         missing = missing.parent
+    if made and key_named(made[0]):  # `init --path out/$OPENAI_ADMIN_KEY/u.toml`: the key as a folder's name
+        raise ConfigError(
+            f"{mask_keys(str(folder))}: a folder to make is named by an API key (pasted into the path?); give a path"
+            " without the key"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     return tuple(made)
 

@@ -260,10 +260,10 @@ _KEY_NAMED: Final = re.compile(rf"(?:{KEY_SHAPED.pattern})(?:$|[^A-Za-z0-9_\-])"
 
 
 def key_named(path: str | Path) -> bool:
-    """Whether the file ``path`` names starts with an API key (``sk-admin-`` and its body): the key pasted after a
-    flag that takes a file (``--store``, ``--config``, ``init --path``), where it would become a file's name, in every
-    listing of its folder, and be written into a config."""
-    return _KEY_NAMED.match(Path(path).name) is not None
+    """Whether a part of ``path`` (the file's name or a folder's) starts with an API key (``sk-admin-`` and its body):
+    the key pasted after a flag that takes a file (``--store``, ``--config``, ``init --path``, ``export -o``), where
+    it would become a file's or a folder's name, in every listing, and be written into a config."""
+    return any(_KEY_NAMED.match(part) is not None for part in Path(path).parts)
 
 
 _API_KEY_LINE: Final = re.compile(r"(?m)^\s*api_key\s*=")

@@ -12,6 +12,7 @@ from usageledger import Client
 from usageledger._secrets import mask_keys, normalize_key, redact, redact_url, redact_url_password
 from usageledger.config import OrgConfig
 from usageledger.errors import ConfigError
+from usageledger.store import open_store
 
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.leaks import NOW_ISO, canary_key, run_cli
@@ -174,11 +175,20 @@ def test_a_config_with_any_api_key_line_is_refused_for_its_mode_by_doctor_and_th
 
 
 def test_every_cli_error_line_is_masked_whatever_its_source(tmp_path: Path) -> None:
-    """An OS error naming a path with a pasted key in it (not a library error) still prints only the prefix."""
+    """A path with a pasted key in it prints only the prefix, and no folder is made named by the key: `init` and
+    `export` make a missing folder (`_paths.make_folder`), and would have put the key in a folder's name."""
     key = canary_key()
-    done = run_cli("", "init", "--path", str(tmp_path / key / "u.toml"))
-    assert done.returncode == 1 and "sk-admin-…" in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert "CANARY" not in done.stdout + done.stderr
+    store = tmp_path / "s.duckdb"
+    open_store(str(store)).close()
+    for argv in (
+        ["init", "--path", str(tmp_path / key / "u.toml"), "--store", str(store)],
+        ["export", "--store", str(store), "-e", "costs", "-o", str(tmp_path / "out" / key / "c.csv")],
+    ):
+        done = run_cli("", *argv)
+        assert done.returncode == 1 and "sk-admin-…" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert "CANARY" not in done.stdout + done.stderr
+        assert "a folder to make is named by an API key" in done.stderr, done.stderr
+    assert "CANARY" not in " ".join(str(p) for p in tmp_path.rglob("*"))
 
 
 @pytest.mark.postgres
