@@ -73,6 +73,25 @@ def test_init_makes_a_missing_folder_and_takes_it_away_when_it_fails(
     assert not (tmp_path / "b.duckdb").exists()
 
 
+def test_init_given_a_folder_by_its_trailing_slash_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init --path conf/` wrote the config as a file named `conf` (the slash is lost once the value is a Path), as
+    `export -o out/` once did; an existing folder was refused already. Refused alike, exit 2, nothing made; a `~`
+    still stands for the home folder."""
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["init", "--path", "conf/", "--store", "s.duckdb"])
+    assert done.exit_code == 2, done.output
+    assert done.output.strip() == (
+        "error: --path conf/ names a folder (it ends in /); give the config a file name, such as conf/usageledger.toml"
+    )
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = CliRunner().invoke(app, ["init", "--path", "~/cfg/usageledger.toml", "--store", "s.duckdb"])
+    assert home.exit_code == 0, home.output
+    assert (tmp_path / "home" / "cfg" / "usageledger.toml").is_file() and not (tmp_path / "~").exists()
+
+
 def test_init_twice_names_path_and_both_fixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second `init` said "usageledger.toml already exists; pass --force", naming no flag for the file; now it names
     --path and both fixes, and the first config is kept as it was."""

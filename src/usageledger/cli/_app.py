@@ -648,8 +648,9 @@ def refuse_empty_values(fn: Callable[..., object], values: dict[str, object]) ->
         raise fail(_as_argument(spelled, flag) if not flag.startswith("--") else said, EXIT_USAGE)
 
 
-_PATH_STRINGS: Final = frozenset({"output"})
-"""String parameters that name a file to write (``export --output``, which is a ``str`` so that ``-`` is stdout)."""
+_PATH_STRINGS: Final = frozenset({"output", "path"})
+"""String parameters that name a file to write (``export --output``, which is a ``str`` so that ``-`` is stdout;
+``init --path``, a ``str`` so that a trailing ``/`` is seen)."""
 
 
 def home_expanded(values: dict[str, object]) -> dict[str, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -84,27 +85,35 @@ def _since(value: str | None, now: int) -> int | None:
 @app.command()
 @friendly_errors
 def init(
-    path: Annotated[Path, typer.Option("--path", help="Where to write the config file.")] = Path("usageledger.toml"),
+    path: Annotated[str, typer.Option("--path", help="Where to write the config file.")] = "usageledger.toml",
     # USAGELEDGER_STORE as for every other command: without it, init made usageledger.duckdb and wrote it in the
     # config while every later command used the variable's store, which init had never prepared.
     store: Annotated[str, typer.Option("--store", help=STORE_HELP, envvar="USAGELEDGER_STORE")] = DEFAULT_STORE,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,
 ) -> None:
     """Write a commented usageledger.toml (mode 0600) and create the store with its tables."""
-    for what, kept in store_files(store):
-        if same_file(path, kept):
-            raise fail(f"--path {path} is {what} ({kept}); the config needs a file of its own: pick another --path")
-    if (blocked := file_in_the_way(path)) is not None:  # before the store is made
+    target = Path(path)
+    if path.endswith(("/", os.sep)):  # `--path conf/` wrote a file named conf: Path() drops the slash
         raise fail(
-            f"--path: {blocked} is a file, not a folder, so {path} cannot be made; give a path in a folder", EXIT_USAGE
+            f"--path {path} names a folder (it ends in /); give the config a file name, such as"
+            f" {target / 'usageledger.toml'}",
+            EXIT_USAGE,
+        )
+    for what, kept in store_files(store):
+        if same_file(target, kept):
+            raise fail(f"--path {target} is {what} ({kept}); the config needs a file of its own: pick another --path")
+    if (blocked := file_in_the_way(target)) is not None:  # before the store is made
+        raise fail(
+            f"--path: {blocked} is a file, not a folder, so {target} cannot be made; give a path in a folder",
+            EXIT_USAGE,
         )
     # A missing folder is made, as every output's is (`_paths.make_folder`): it was refused, though the hint of a
     # missing --config names `init --path` to write it. The config is written first, under a temporary name, and
     # renamed into place once the store is made; a failed init leaves neither file behind, nor the folders it made.
-    made = make_folder(path.parent)
+    made = make_folder(target.parent)
     try:
         with (
-            staged_default_config(path, store_url=store, force=force) as written,
+            staged_default_config(target, store_url=store, force=force) as written,
             open_store(store, migrate=False, on_wait=say) as opened,
         ):
             existed = bool(opened.applied_migrations())
