@@ -115,8 +115,13 @@ def is_duckdb_file(path: str | Path) -> bool:
 
 
 def overwrite_refusal(path: str | Path, kept: Sequence[tuple[str, str | Path]]) -> str | None:
-    """Why writing ``path`` would destroy data, or ``None``: it is one of ``kept`` (``(what, path)``, by any
-    spelling: a symlink, a hard link, ``./``) or any DuckDB file. The one rule behind every command's output files."""
+    """Why writing ``path`` would destroy data, or leak the key, or ``None``: it is one of ``kept`` (``(what,
+    path)``, by any spelling: a symlink, a hard link, ``./``) or any DuckDB file, or it is named by an API key
+    (``-o "$OPENAI_ADMIN_KEY.csv"``: the key in a file's name, in every listing of its folder). The one rule behind
+    every command's output files."""
+    if key_named(path):
+        shown = mask_keys(str(path))
+        return f"{shown} is named by an API key (pasted into the path?), which every listing of its folder would show"
     for what, protected in kept:
         if same_file(path, protected):
             return f"{path} is {what} ({protected}) and would be overwritten"

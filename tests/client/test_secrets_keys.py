@@ -175,19 +175,35 @@ def test_a_config_with_any_api_key_line_is_refused_for_its_mode_by_doctor_and_th
 
 
 def test_every_cli_error_line_is_masked_whatever_its_source(tmp_path: Path) -> None:
-    """A path with a pasted key in it prints only the prefix, and no folder is made named by the key: `init` and
-    `export` make a missing folder (`_paths.make_folder`), and would have put the key in a folder's name."""
+    """A path with a pasted key in it prints only the prefix, and no folder is made named by the key: `init` makes a
+    missing folder (`_paths.make_folder`), and would have put the key in a folder's name."""
+    key = canary_key()
+    store = tmp_path / "s.duckdb"
+    open_store(str(store)).close()
+    done = run_cli("", "init", "--path", str(tmp_path / key / "u.toml"), "--store", str(store))
+    assert done.returncode == 1 and "sk-admin-…" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "CANARY" not in done.stdout + done.stderr
+    assert "a folder to make is named by an API key" in done.stderr, done.stderr
+    assert "CANARY" not in " ".join(str(p) for p in tmp_path.rglob("*"))
+
+
+def test_no_output_file_is_named_by_a_pasted_key(tmp_path: Path) -> None:
+    """`export -o "$OPENAI_ADMIN_KEY.csv"` (the key pasted where the file name goes) wrote a file named by the key,
+    in every listing of its folder, while the command's own line showed it masked. Every output file goes through
+    one rule (`_paths.overwrite_refusal`), which refuses it as bad input, the key shown by its prefix."""
     key = canary_key()
     store = tmp_path / "s.duckdb"
     open_store(str(store)).close()
     for argv in (
-        ["init", "--path", str(tmp_path / key / "u.toml"), "--store", str(store)],
+        ["export", "--store", str(store), "-e", "costs", "-o", str(tmp_path / f"{key}.csv")],
+        ["export", "--store", str(store), "-f", "focus", "-o", str(tmp_path / f"{key}.csv")],
         ["export", "--store", str(store), "-e", "costs", "-o", str(tmp_path / "out" / key / "c.csv")],
+        ["report", "--store", str(store), "--html", str(tmp_path / f"{key}.html")],
     ):
         done = run_cli("", *argv)
-        assert done.returncode == 1 and "sk-admin-…" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == 2, done.stderr
+        assert "is named by an API key" in done.stderr and "sk-admin-…" in done.stderr, done.stderr
         assert "CANARY" not in done.stdout + done.stderr
-        assert "a folder to make is named by an API key" in done.stderr, done.stderr
     assert "CANARY" not in " ".join(str(p) for p in tmp_path.rglob("*"))
 
 
