@@ -27,6 +27,8 @@ __all__ = [
     "ALERT_KEYS",
     "KINDS",
     "MAD_SCALE",
+    "RESERVED_TEAMS",
+    "UNASSIGNED",
     "AlertConfig",
     "AnomalyRule",
     "Budget",
@@ -287,6 +289,12 @@ def names_from_mapping(data: Mapping[str, object], *, where: str = "names") -> N
 
 
 # -- [teams] ----------------------------------------------------------------------------------------------------------
+
+UNASSIGNED: Final = "unassigned"
+"""The team of a project in no ``[teams]`` entry and no directory group, and of spend with no project."""
+
+RESERVED_TEAMS: Final = (UNASSIGNED, "total")
+"""The rows of spend by team that are no team (the unassigned spend, and the total row): no ``[teams]`` name."""
 
 
 def parse_teams(section: Mapping[str, object], *, where: str = "teams") -> Mapping[str, str]:

@@ -41,7 +41,14 @@ from usageledger._secrets import (
     mask_keys,
     normalize_key,
 )
-from usageledger._sections import check_keys, key_path, names_from_mapping, parse_alert_config, parse_teams
+from usageledger._sections import (
+    RESERVED_TEAMS,
+    check_keys,
+    key_path,
+    names_from_mapping,
+    parse_alert_config,
+    parse_teams,
+)
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -311,11 +318,6 @@ def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
         allocate,
         store_in_file=store_in_file,
     )
-
-
-RESERVED_TEAMS: Final = ("unassigned", "total")
-"""The rows of spend by team that are no team: ``usageledger.report.teams.UNASSIGNED`` (a test keeps them equal),
-and the total row."""
 
 
 def _teams(table: Mapping[str, Any]) -> Mapping[str, str]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from usageledger._sections import RESERVED_TEAMS
 from usageledger.cli import app
-from usageledger.config import RESERVED_TEAMS, parse_config
+from usageledger.config import parse_config
 from usageledger.errors import ConfigError
 from usageledger.report.teams import UNASSIGNED
 

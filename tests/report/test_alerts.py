@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -21,7 +21,6 @@ from usageledger.report.alerts import (
     AlertDeliveryError,
     AnomalyRule,
     Budget,
-    CheckResult,
     assess_day,
     budget_exceeded,
     parse_alert_config,
@@ -30,7 +29,7 @@ from usageledger.report.alerts import (
     slack_payload,
 )
 
-from fixtures.reports import SPIKE_DAY, START, synthetic_days
+from fixtures.reports import SPIKE_DAY, START, check_result, synthetic_days
 
 
 def test_spike_in_90_days_is_the_only_anomaly() -> None:
@@ -140,22 +139,9 @@ def test_alert_config_errors_name_the_key(section: dict[str, Any], key: str) -> 
         parse_alert_config(section)
 
 
-def _result(*alerts: Alert) -> CheckResult:
-    return CheckResult(
-        checked_at=datetime(2026, 11, 24, 6, tzinfo=UTC),
-        budget_day=date(2026, 11, 24),
-        anomaly_day=date(2026, 11, 23),
-        currency="usd",
-        anomaly=None,
-        data_reaches=None,
-        checks=(),
-        alerts=alerts,
-    )
-
-
 def test_slack_payload_shape() -> None:
     """The payload has the fallback text and header/section/context blocks Slack accepts."""
-    payload = slack_payload(_result(Alert("budget", "organisation", "daily budget exceeded by $1.00")), org="acme")
+    payload = slack_payload(check_result(Alert("budget", "organisation", "daily budget exceeded by $1.00")), org="acme")
     assert payload["text"].startswith("usageledger check for org acme: 1 alert")
     kinds = [b["type"] for b in payload["blocks"]]
     assert kinds == ["header", "section", "context"]
@@ -206,7 +192,7 @@ def receiver() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
 def test_webhook_reaches_a_local_receiver(receiver: tuple[str, list[tuple[str, str, bytes]]]) -> None:
     """post_webhook delivers the JSON payload to a real server on loopback."""
     url, received = receiver
-    payload = slack_payload(_result(Alert("stale", "store", "stale store: no synced bucket at all")))
+    payload = slack_payload(check_result(Alert("stale", "store", "stale store: no synced bucket at all")))
     assert post_webhook(f"{url}/hook", payload) == 200
     assert len(received) == 1
     path, content_type, body = received[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -12,7 +11,9 @@ import httpx
 import pytest
 
 from usageledger.errors import AlertDeliveryError
-from usageledger.report.alerts import Alert, CheckResult, post_webhook, slack_payload
+from usageledger.report.alerts import Alert, post_webhook, slack_payload
+
+from fixtures.reports import check_result
 
 SECRET = "XSECRETX0123"
 URL = f"http://hooks.example.com/services/T0AB12/B0CD34/{SECRET}"
@@ -114,26 +115,13 @@ def test_a_name_in_an_alert_cannot_ping_the_channel_or_make_a_link() -> None:
     Slack channel when its budget alert fired, and `<https://x.example|Search>` showed a link. Slack's entities (&, <,
     >) make them text, in the blocks and the fallback, and a long message is never cut inside an entity."""
     alert = Alert("budget", "project <!channel> (proj_a)", "monthly spend on <https://x.example|Search> & co")
-    payload = slack_payload(_result(alert))
+    payload = slack_payload(check_result(alert))
     section = payload["blocks"][1]["text"]["text"]
     assert section == (
         "*budget* · project &lt;!channel&gt; (proj_a)\nmonthly spend on &lt;https://x.example|Search&gt; &amp; co"
     )
     assert "<" not in payload["text"]
     assert "&lt;https://x.example|Search&gt; &amp; co" in payload["text"]
-    long = slack_payload(_result(Alert("budget", "organisation", "x" * 2990 + "&" * 10)))
+    long = slack_payload(check_result(Alert("budget", "organisation", "x" * 2990 + "&" * 10)))
     for text in (long["text"], long["blocks"][1]["text"]["text"]):
         assert len(text) <= 3000 and text.endswith(("&amp;", "x")), text[-12:]
-
-
-def _result(*alerts: Alert) -> CheckResult:
-    return CheckResult(
-        checked_at=datetime(2026, 11, 24, 6, tzinfo=UTC),
-        budget_day=date(2026, 11, 24),
-        anomaly_day=date(2026, 11, 23),
-        currency="usd",
-        anomaly=None,
-        data_reaches=None,
-        checks=(),
-        alerts=alerts,
-    )

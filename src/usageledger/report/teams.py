@@ -27,15 +27,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from usageledger._sections import UNASSIGNED
 from usageledger._text import one_line
 from usageledger.errors import ParameterError
 from usageledger.report.queries import Spend
 from usageledger.store.directory import BaseStore
 
 __all__ = ["NO_TEAMS", "UNASSIGNED", "TeamSpend", "project_teams", "select_team", "spend_by_team"]
-
-UNASSIGNED: Final = "unassigned"
-"""The team of a project in no ``[teams]`` entry and no directory group, and of spend with no project."""
 
 NO_TEAMS: Final = (
     "no project has a team, so all spend is unassigned: list projects under [teams] in the config, or sync the"
