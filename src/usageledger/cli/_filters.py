@@ -10,6 +10,7 @@ value per option (``--line-items 'gpt-4o, input_tokens'``); an empty part is ref
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, Literal
 
 import typer
@@ -17,7 +18,7 @@ import typer
 from usageledger import catalogue, rules
 from usageledger.errors import ParameterError
 
-__all__ = ["PANEL", "EndpointName", "given"]
+__all__ = ["NAMES", "PANEL", "EndpointName", "given"]
 
 PANEL: Final = "Filters (each endpoint accepts its own)"
 
@@ -63,37 +64,30 @@ VectorStoreIds = Annotated[list[str] | None, _option("vector_store_ids")]
 ContextLevels = Annotated[list[str] | None, _option("context_levels")]
 LineItems = Annotated[list[str] | None, _option("line_items")]
 
-
-def given(
-    *,
-    project_ids: list[str] | None = None,
-    user_ids: list[str] | None = None,
-    api_key_ids: list[str] | None = None,
-    models: list[str] | None = None,
-    batch: bool | None = None,
-    sources: list[str] | None = None,
-    sizes: list[str] | None = None,
-    vector_store_ids: list[str] | None = None,
-    context_levels: list[str] | None = None,
-    line_items: list[str] | None = None,
-) -> dict[str, rules.FilterValue]:
-    """The filters given, by API name, each checked under its option's name (see :func:`rules.filter_parts`)."""
-    values = {
-        "project_ids": project_ids,
-        "user_ids": user_ids,
-        "api_key_ids": api_key_ids,
-        "models": models,
-        "batch": batch,
-        "sources": sources,
-        "sizes": sizes,
-        "vector_store_ids": vector_store_ids,
-        "context_levels": context_levels,
-        "line_items": line_items,
-    }
-    return {name: _checked(name, value) for name, value in values.items() if value is not None}
+NAMES: Final = (
+    "project_ids",
+    "user_ids",
+    "api_key_ids",
+    "models",
+    "batch",
+    "sources",
+    "sizes",
+    "vector_store_ids",
+    "context_levels",
+    "line_items",
+)
+"""The filters' API names, which are also their parameter names in ``query`` and ``sync``."""
 
 
-def _checked(name: str, value: list[str] | bool) -> rules.FilterValue:
+def given(params: Mapping[str, Any]) -> dict[str, rules.FilterValue]:
+    """The filters given, by API name, each checked under its option's name (see :func:`rules.filter_parts`).
+
+    ``params`` is the command's ``ctx.params``, where an option left out is ``None``, or ``()`` for a list.
+    """
+    return {name: _checked(name, params[name]) for name in NAMES if params.get(name) not in (None, ())}
+
+
+def _checked(name: str, value: Sequence[str] | bool) -> rules.FilterValue:
     if isinstance(value, bool):
         return value
     flag = "--" + name.replace("_", "-")

@@ -85,6 +85,8 @@ AlertKind = Literal["budget", "anomaly", "stale", "stale_key", "forecast", "cred
 
 @dataclass(frozen=True, slots=True)
 class Alert:
+    """One alert that fired: its kind, what it is about, and the line that says why."""
+
     kind: AlertKind
     subject: str
     """``organisation`` or ``project <id>``, the store for staleness, ``key <id>`` for a stale key."""

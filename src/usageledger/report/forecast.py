@@ -96,6 +96,8 @@ METHOD: Final = (
 
 @dataclass(frozen=True, slots=True)
 class DayValue:
+    """One day of a forecast's series: the stored spend up to the as-of day, the forecast after it."""
+
     day: date
     amount: Decimal
     actual: bool
