@@ -284,7 +284,8 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool, source: str = "b
     if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise InsecureURLError(
             f"refusing plain http:// to {url.host}: the admin key would travel unencrypted. Use https://, "
-            "a loopback host, or accept the risk with --allow-insecure-http (allow_insecure_http=True in the library)"
+            "a loopback host, or accept the risk with --allow-insecure-http (allow_insecure_http=True in the library)",
+            source=source,
         )
     return base_url.rstrip("/")
 

@@ -219,13 +219,20 @@ def _config_file(path: Path, given: str) -> Path:
     """``path`` as a config file to read, or one line naming where it was ``given`` (``--config``, the variable) and
     the fix: a file that does not exist, or a folder (which said only "cannot read config file /tmp: Is a
     directory")."""
+    source = given if given != "the config" else ""  # the default file is nobody's input
     if key_named(path) and not path.exists():  # never advised as `init --path <the key>`
-        raise ConfigError(f"{given} {mask_keys(str(path))} looks like an API key, not a config file; {_KEY_FIX}")
+        raise ConfigError(
+            f"{given} {mask_keys(str(path))} looks like an API key, not a config file; {_KEY_FIX}", source=source
+        )
     if path.is_dir():
-        raise ConfigError(f"{given} {path} is a folder; give the config file in it, such as {path / DEFAULT_CONFIG}")
+        raise ConfigError(
+            f"{given} {path} is a folder; give the config file in it, such as {path / DEFAULT_CONFIG}", source=source
+        )
     if not path.exists():
         raise ConfigError(
-            f"{given} {path}: no such file; write one with `usageledger init --path {path}`, or give an existing config"
+            f"{given} {path}: no such file; write one with `usageledger init --path {path}`, or give an existing"
+            " config",
+            source=source,
         )
     return path
 
@@ -670,15 +677,21 @@ def check_config_target(path: str | Path, *, force: bool = False) -> Path:
     """Where a new config may go: not over an existing file unless ``force``, never over a DuckDB store."""
     target = Path(path)
     if key_named(target) and not target.exists():  # a config named by the key, in every listing of its folder
-        raise ConfigError(f"--path {mask_keys(str(target))} looks like an API key, not a file name; {_KEY_FIX}")
+        raise ConfigError(
+            f"--path {mask_keys(str(target))} looks like an API key, not a file name; {_KEY_FIX}", source="--path"
+        )
     if target.is_dir():  # said first: --force cannot help, and `init` must refuse before it makes the store
         raise ConfigError(
-            f"--path {target} is a folder; give the config a file name, such as {target / DEFAULT_CONFIG}"
+            f"--path {target} is a folder; give the config a file name, such as {target / DEFAULT_CONFIG}",
+            source="--path",
         )
     if target.exists() and not force:
+        # not bad input but the folder's state (a second `init`, no flag given): exit 1
         raise ConfigError(f"--path {target} already exists; pass --force to overwrite it, or pick another --path")
     if is_duckdb_file(target):  # --force overwrites a config, never a store
-        raise ConfigError(f"{target} is a DuckDB store, not a config file; write the config to another --path")
+        raise ConfigError(
+            f"{target} is a DuckDB store, not a config file; write the config to another --path", source="--path"
+        )
     return target
 
 

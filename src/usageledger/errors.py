@@ -74,10 +74,13 @@ class ConfigError(UsageLedgerError):
     """The set-up is incomplete or wrong: a missing key, a bad base URL, an invalid config file.
 
     The message never holds a key: a key-shaped value typed into the wrong place is shown as its prefix only.
+    ``source`` names where the refused value came from when one place did (``--config``, ``--base-url``,
+    ``OPENAI_BASE_URL``, ``base_url=``): the command line exits 2 for a flag's value, as for any bad input.
     """
 
-    def __init__(self, message: object = "", *args: object) -> None:
+    def __init__(self, message: object = "", *args: object, source: str = "") -> None:
         super().__init__(str(message), *args)
+        self.source = source
 
 
 class BaseURLError(ConfigError):
@@ -87,8 +90,7 @@ class BaseURLError(ConfigError):
     say what to set where."""
 
     def __init__(self, message: object = "", *, source: str = "", fix: str = "", meant: str | None = None) -> None:
-        super().__init__(message)
-        self.source = source
+        super().__init__(message, source=source)
         self.fix = fix
         self.meant = meant
 

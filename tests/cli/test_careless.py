@@ -155,12 +155,13 @@ def test_a_key_that_is_not_a_string_is_refused_naming_the_argument(key: object) 
 
 @pytest.mark.parametrize("base_url", ["http://example.com/v1", "ftp://example.com/v1"])
 def test_a_refused_base_url_leaves_no_new_store(base_url: str, tmp_path: Path) -> None:
-    """`sync --base-url http://remote` is refused naming --allow-insecure-http, before any store file is made."""
+    """`sync --base-url http://remote` is refused naming --allow-insecure-http, before any store file is made; a
+    flag's value refused is bad input, exit 2."""
     store = tmp_path / "z.duckdb"
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(
         app, ["sync", "-q", "--store", str(store), "--base-url", base_url]
     )
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output
     assert done.output.startswith("error: "), done.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
@@ -288,7 +289,7 @@ def test_init_force_never_writes_its_config_over_a_store(
         opened.register_org("acme", synthetic=False, source="api", at=0)
     before = Path(store).read_bytes()
     done = CliRunner().invoke(app, ["init", *(a.format(store=store, other=other) for a in argv)])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output  # a flag's value refused: bad input
     assert done.output.startswith(f"error: {expected.format(store=store)}"), done.output
     assert Path(store).read_bytes() == before
     assert not Path(other).exists() and not Path(f"{store}.wal").exists()
@@ -303,7 +304,7 @@ def test_init_with_a_folder_for_its_path_is_refused_before_the_store_is_made(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()
     done = CliRunner().invoke(app, ["init", *argv])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == 2, done.output  # a flag's value refused: bad input
     assert done.output.startswith(f"error: --path {argv[1]} is a folder; give the config a file name, such as "), (
         done.output
     )

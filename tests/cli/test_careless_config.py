@@ -82,7 +82,7 @@ def test_an_admin_key_given_as_the_config_is_never_a_file_name(tmp_path: Path, m
     }
     for args, flag in cases.items():
         result = CliRunner().invoke(app, list(args))
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 2, result.output  # a flag's value refused: bad input
         assert result.stderr.startswith(f"error: {flag} sk-admin-…"), result.stderr
         assert "looks like an API key" in result.stderr and key not in result.output
     monkeypatch.setenv("USAGELEDGER_CONFIG", key)

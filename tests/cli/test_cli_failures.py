@@ -22,12 +22,12 @@ from usageledger.cli import app
 )
 def test_start_up_failures_are_one_line(tmp_path: Path, argv: list[str], names: str) -> None:
     """A bad port, a missing replay file or an init path that is a folder is one line naming what is wrong; the
-    emulator's are bad flag values, exit 2, init's a file it cannot write, exit 1. (A missing folder of an init path
+    emulator's and init's are bad flag values, exit 2. (A missing folder of an init path
     is made: `test_init_makes_a_missing_folder_and_takes_it_away_when_it_fails`.)"""
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     result = CliRunner().invoke(app, argv)
     output = result.output.strip()
-    assert result.exit_code == (2 if argv[0] == "emulator" else 1), output
+    assert result.exit_code == 2, output
     assert "Traceback" not in output and len(output.splitlines()) == 1, output
     assert names.replace("{tmp}", str(tmp_path)) in output, output
     assert list(tmp_path.iterdir()) == [], "a failed start-up leaves nothing behind"

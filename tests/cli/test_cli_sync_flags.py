@@ -52,11 +52,12 @@ def test_flags_get_the_config_checks(
 def test_plain_http_off_loopback_names_the_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
-    """A non-loopback http:// base URL is refused in one line that names --allow-insecure-http, before any request."""
+    """A non-loopback http:// base URL is refused in one line that names --allow-insecure-http, before any request;
+    the flag's value is bad input, exit 2, from either command."""
     monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, [*command, "--base-url", "http://usage.invalid/v1"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--allow-insecure-http" in lines[0] and "usage.invalid" in lines[0], lines
 
@@ -112,7 +113,7 @@ def test_a_base_url_with_credentials_is_refused_naming_where_it_came_from(
     if command[0] == "sync":  # query reads no config file
         outcomes["usageledger.toml: orgs[0].base_url"] = config
     for source, done in outcomes.items():
-        assert done.exit_code == 1, done.output
+        assert done.exit_code == (2 if source == "--base-url" else 1), done.output  # a flag's value: bad input
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith(f"error: {source}: the base URL http://…@127.0.0.1:"), line
         assert "holds a user name or password" in line and "SECRET" not in done.output and "user" not in line[:60]

@@ -263,7 +263,8 @@ def test_a_config_that_is_missing_or_a_folder_names_where_it_was_given(
 ) -> None:
     """`status --config nope.toml` said "config file nope.toml does not exist" and `--config /tmp` "cannot read config
     file /tmp: Is a directory", naming neither the flag nor (for the variable) a fix; now one line names where the
-    path was given and what to do."""
+    path was given and what to do. A flag's path is bad input and exits 2, as `--fx missing.csv` does (it exited 1);
+    the variable is the set-up's, 1."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()
     if given == "--config":
@@ -271,7 +272,7 @@ def test_a_config_that_is_missing_or_a_folder_names_where_it_was_given(
     else:
         monkeypatch.setenv(given, target)
         done = CliRunner().invoke(app, ["status"])
-    assert done.exit_code == 1, done.output
+    assert done.exit_code == (2 if given == "--config" else 1), done.output
     assert done.output.startswith(f"error: {says}") and len(done.output.splitlines()) == 1, done.output
 
 

@@ -102,7 +102,8 @@ def test_a_base_url_holding_a_key_or_a_query_is_refused_without_showing_it(url: 
 )
 def test_a_malformed_base_url_names_where_it_came_from(url: str, why: str) -> None:
     """`--base-url 127.0.0.1:8787/v1` said only "base URL ... must start with https://", never whether the flag,
-    OPENAI_BASE_URL or base_url= gave it, as every other refusal of a base URL says."""
+    OPENAI_BASE_URL or base_url= gave it, as every other refusal of a base URL says. The flag's value is bad input
+    (exit 2), the variable the set-up's (exit 1)."""
     with pytest.raises(ConfigError, match=rf"^base_url=: the base URL .* {why}"):
         Client(FAKE_ADMIN_KEY, url)
     for argv, environ, source in [
@@ -112,7 +113,8 @@ def test_a_malformed_base_url_names_where_it_came_from(url: str, why: str) -> No
         done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, **environ}).invoke(
             app, ["query", "costs", "--start", "2d", *argv]
         )
-        assert done.exit_code == 1 and done.output.startswith(f"error: {source}: the base URL {url} {why}"), done.output
+        assert done.exit_code == (2 if source == "--base-url" else 1), done.output
+        assert done.output.startswith(f"error: {source}: the base URL {url} {why}"), done.output
 
 
 @pytest.mark.parametrize(

@@ -83,13 +83,14 @@ def test_https_anywhere_and_http_to_loopback_are_fine(url: str) -> None:
 
 
 def test_the_cli_refuses_plain_http_to_a_remote_host_in_one_line() -> None:
-    """`usageledger query --base-url http://remote` exits 1 with the reason and the fix, no traceback."""
+    """`usageledger query --base-url http://remote` exits 2 (a flag's value refused) with the reason and the fix, no
+    traceback."""
     result = CliRunner().invoke(
         app,
         ["query", "costs", "--start", "7d", "--base-url", "http://usage.example.com/v1"],
         env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY},
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: refusing plain http:// to usage.example.com")
     assert "Traceback" not in result.output and FAKE_ADMIN_KEY not in result.output
 

@@ -30,7 +30,7 @@ from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._paths import expand_home, overwrite_refusal
 from usageledger.cli._commands import COMMANDS
-from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -797,6 +797,10 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
                 return fn(*args, **kwargs)
         except ParameterError as exc:  # bad input, as Typer's own usage errors: exit 2, from any command
             raise fail(str(exc), EXIT_USAGE) from None
+        except ConfigError as exc:  # a flag's value refused (`--config missing.toml`, `--base-url ftp://…`) is bad
+            # input too: it exited 1 where `--fx missing.csv` exited 2; the set-up's own errors (the config file's
+            # contents, an environment variable) stay 1
+            raise fail(str(exc), EXIT_USAGE if exc.source.startswith("--") else 1) from None
         except UsageLedgerError as exc:
             raise fail(str(exc)) from None
         except BrokenPipeError:

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
-from usageledger._options import base_url_from, base_url_origin, key_from, with_v1_fix
+from usageledger._options import base_url_from, base_url_origin, check_base_url, key_from, with_v1_fix
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
@@ -276,8 +276,11 @@ def query(
     filter_values = _filters.given(ctx.params)  # by API name, from the generated filter options
     filters: dict[str, Any] = filter_values  # by API name; none is called `timeout`, which query() also takes
     url = base_url_from(base_url, source="--base-url")
+    origin = base_url_origin(base_url, source="--base-url")
+    # plain http to a remote host refused naming where the URL came from, as sync does: a flag's value exits 2
+    check_base_url(url, allow_insecure_http=allow_insecure_http, source=origin or "base_url=")
     with (
-        _v1_named(url, base_url_origin(base_url, source="--base-url")),
+        _v1_named(url, origin),
         Client(
             # The key and URL as the command line gives them: a refusal names the variable or flag to fix.
             key_from(

@@ -101,7 +101,10 @@ def init(
         )
     for what, kept in store_files(store):
         if same_file(target, kept):
-            raise fail(f"--path {target} is {what} ({kept}); the config needs a file of its own: pick another --path")
+            raise fail(
+                f"--path {target} is {what} ({kept}); the config needs a file of its own: pick another --path",
+                EXIT_USAGE,
+            )
     if (blocked := file_in_the_way(target)) is not None:  # before the store is made
         raise fail(
             f"--path: {blocked} is a file, not a folder, so {target} cannot be made; give a path in a folder",
@@ -446,7 +449,8 @@ def sync_command(
         allow_insecure_http=allow_insecure_http,
     )
     for o in orgs:  # a refused base URL (plain http to a remote host) must not leave a new store behind
-        check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http)
+        source = o.base_url_source or "base_url="  # names the flag: a flag's value refused exits 2
+        check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http, source=source)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
     limit_arenas(SYNC_ARENAS)
