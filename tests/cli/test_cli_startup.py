@@ -243,6 +243,13 @@ def test_a_command_with_options_still_coerces_them() -> None:
         # the hidden test clock was offered: "(Possible options: --now, --store)"
         (["credit", "list", "--nte"], "error: No such option: --nte (Possible options: --store) (see `usageledger"),
         (["--bogus"], "error: No such option: --bogus (see `usageledger --help`)"),
+        # a command's option given before it, to its group: "No such option: --store", though every command takes it
+        (
+            ["credit", "--store", "s.duckdb", "list"],
+            "error: --store is an option of add, list, remove, not of `usageledger credit`; give it after the command,"
+            " as in `usageledger credit add --store …` (see `usageledger credit --help`)",
+        ),
+        (["--store", "s.duckdb", "report"], "error: --store is an option of demo, report, reconcile and "),
         # forecast takes --month; statement and close take the month as an argument
         (
             ["statement", "--month", "2026-11"],

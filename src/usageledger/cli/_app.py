@@ -56,12 +56,7 @@ class _OneLineUsageError(_click.exceptions.UsageError):  # type: ignore[misc]
     one line, ``error: --flag: what is wrong; see usageledger CMD --help``, exit 2 as click's own."""
 
     def show(self, file: Any = None) -> None:
-        path: list[str] = []
-        ctx = self.ctx
-        while ctx is not None and ctx.parent is not None:  # the subcommands' names, not the root's: that is
-            path.insert(0, ctx.info_name or "")  # `-c`, or `python -m usageledger`, when run through python
-            ctx = ctx.parent
-        command = " ".join(["usageledger", *path])
+        command = " ".join(["usageledger", *_command_path(self.ctx)])
         # Masked as every other refusal is: click quotes the words it did not expect, and `status
         # postgresql://user:pw@host/db` (the flag forgotten) said the password twice, in the quote and the advice.
         from usageledger._keyshape import mask_keys
@@ -79,6 +74,14 @@ def _one_line(exc: Any) -> Any:
     argument = _argument_named(exc.ctx, flag) if isinstance(exc, _click.exceptions.NoSuchOption) else None
     if argument is not None:  # `statement --month 2026-11`, where forecast spells it as an option
         message = _as_argument(str(flag), argument)
+    elif isinstance(exc, _click.exceptions.NoSuchOption) and (takers := _subcommands_taking(exc.ctx, flag)):
+        # `credit --store s.duckdb list` said "No such option: --store", though every credit command takes it
+        group = " ".join(["usageledger", *_command_path(exc.ctx)])
+        shown = ", ".join(takers[:3]) + (f" and {len(takers) - 3} more" if len(takers) > 3 else "")
+        message = (
+            f"{flag} is an option of {shown}, not of `{group}`; give it after the command, as in"
+            f" `{group} {takers[0]} {flag} …`"
+        )
     extra = _EXTRA.fullmatch(message)
     spelled = spelled_as_option(exc.ctx.params) if extra is not None and exc.ctx is not None else None
     named = _argument_named(exc.ctx, spelled)
@@ -126,6 +129,24 @@ def _meant_option(ctx: Any, word: str) -> str | None:
             if word in choices and _takes(ctx, name):
                 return str(name)
     return next((flag for flag, shape in _SHAPES if shape.fullmatch(word) and _takes(ctx, flag)), None)
+
+
+def _subcommands_taking(ctx: Any, flag: str | None) -> list[str]:
+    """The names of a group's commands that take option ``flag`` (none when ``ctx`` is not a group's)."""
+    group: Any = getattr(ctx, "command", None)
+    if not flag or not hasattr(group, "list_commands"):  # a group (typer's own click has no `Group` at its top)
+        return []
+    commands = (group.get_command(ctx, name) for name in group.list_commands(ctx))
+    return [str(c.name) for c in commands if c is not None and c.name and any(flag in p.opts for p in c.params)]
+
+
+def _command_path(ctx: Any) -> list[str]:
+    """The subcommands' names down to ``ctx`` (not the root's: that is `-c`, or `python -m usageledger`)."""
+    path: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        path.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return path
 
 
 def _single_argument(ctx: Any) -> str | None:
