@@ -25,6 +25,7 @@ from starlette.routing import Route
 from typer.testing import CliRunner
 
 from usageledger.cli import app
+from usageledger.emulator import Emulator
 from usageledger.errors import ParameterError
 from usageledger.report.metrics import (
     METRIC_NAMES,
@@ -37,6 +38,7 @@ from usageledger.store.directory import current_names
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import mixed_store
 
 NOW = datetime.fromtimestamp(EMULATOR_NOW, UTC)
 MONTH_START = datetime(NOW.year, NOW.month, 1, tzinfo=UTC)
@@ -280,3 +282,41 @@ def test_an_empty_store_has_every_family_and_no_spend(tmp_path: Path) -> None:
     assert {f.name for f in text_string_to_metric_families(text)} <= set(METRIC_NAMES)
     assert _samples(text, "usageledger_month_to_date_cost_usd") == []
     assert _samples(text, "usageledger_last_sync_timestamp_seconds") == []
+
+
+_PERIOD_FIGURES = (
+    "usageledger_month_to_date_cost_usd",
+    "usageledger_today_cost_usd",
+    "usageledger_month_to_date_tokens",
+    "usageledger_today_tokens",
+    "usageledger_month_to_date_requests",
+    "usageledger_today_requests",
+)
+
+
+def test_a_store_mixing_synthetic_and_real_orgs_never_sums_them(tmp_path: Path, emulator: Emulator) -> None:
+    """A store an older demo left mixed (the demo's synthetic org beside a real one): /metrics added the demo's
+    spend to the real org's, with ``org`` dropped in one series and, with it kept, in every ``sum()`` of the Grafana
+    dashboard. The synthetic org is now left out of the period figures; its sync figures stay; a store of synthetic
+    orgs only still shows them."""
+    url = str(mixed_store(tmp_path / "mixed.duckdb", emulator))
+    with _reading(url) as store:
+        [(real,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE org = 'acme' AND bucket_start >= %s", [MONTH_START]
+        )
+        [(fake,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE org = 'demo' AND bucket_start >= %s", [MONTH_START]
+        )
+    assert real > 0 and fake > 0
+    for labels in (None, parse_metrics_labels("project,model")):
+        text = _page(url, labels)
+        for name in _PERIOD_FIGURES:
+            assert all(s.labels.get("org") != "demo" for s in _samples(text, name)), name
+        total = sum(s.value for s in _samples(text, "usageledger_month_to_date_cost_usd"))
+        assert math.isclose(total, float(real), rel_tol=1e-9), (total, real, fake)
+        assert {s.labels["org"] for s in _samples(text, "usageledger_sync_errors")} == {"acme", "demo"}
+    with open_store(url) as store:
+        store.delete_org("acme")
+    demo_only = _samples(_page(url), "usageledger_month_to_date_cost_usd")
+    assert {s.labels["org"] for s in demo_only} == {"demo"}
+    assert math.isclose(sum(s.value for s in demo_only), float(fake), rel_tol=1e-9)

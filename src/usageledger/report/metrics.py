@@ -22,6 +22,12 @@ for times):
   interrupted, abandoned), else 0.
 - ``usageledger_sync_runs{status}``: how many sync runs the store records, by status.
 
+Synthetic data is never added to real spend: a store an older demo left mixed (the demo's synthetic org beside a
+real one, see :func:`usageledger.sync._safety.mixed_data`) has its synthetic orgs left out of the spend, token and
+request figures (``report`` adds them with a warning on stderr; a scrape has no one to warn, and Prometheus and the
+Grafana dashboard sum across orgs). Their streams' sync figures stay. A store of synthetic orgs only (the demo's)
+shows them.
+
 Cardinality: ``labels`` (``--metrics-labels``) keeps some of ``org``, ``project`` (``project_id`` and
 ``project_name`` together), ``model`` and ``line_item``; a dropped label is summed away, so every total is
 unchanged. ``direction``, ``stream`` and ``status`` always stay: they are part of what a series means.
@@ -159,8 +165,21 @@ def _project_labels(project: object, names: Names) -> list[str]:
     return [pid, names.project(pid) if pid else ""]
 
 
+def _left_out(store: BaseStore) -> frozenset[str]:
+    """The synthetic orgs of a store that also holds a real one: their figures would be summed with real spend."""
+    records = store.orgs()
+    fake = frozenset(r.org for r in records if r.synthetic)
+    return fake if len(fake) < len(records) else frozenset()
+
+
 def _costs(
-    store: BaseStore, shape: _Shape, names: Names, month: datetime, today: datetime, end: datetime
+    store: BaseStore,
+    shape: _Shape,
+    names: Names,
+    month: datetime,
+    today: datetime,
+    end: datetime,
+    left_out: frozenset[str],
 ) -> list[Metric]:
     # Grouped by line item first, the model parsed from the few groups (not from every row).
     rows = store.query(
@@ -174,6 +193,8 @@ def _costs(
     mtd: dict[tuple[str, ...], Decimal] = {}
     day: dict[tuple[str, ...], Decimal] = {}
     for org, project, model, line_item, is_today, amount in rows:
+        if org in left_out:
+            continue
         values = {"org": [_text(org)], "model": [_text(model)], "line_item": [_text(line_item)]}
         values["project"] = _project_labels(project, names)
         key = tuple(
@@ -190,7 +211,9 @@ def _costs(
     ]
 
 
-def _usage(store: BaseStore, shape: _Shape, names: Names, period: Period, today: datetime) -> list[Metric]:
+def _usage(
+    store: BaseStore, shape: _Shape, names: Names, period: Period, today: datetime, left_out: frozenset[str]
+) -> list[Metric]:
     inner, params = token_usage_sql(Scope(), period)
     rows = store.query(
         "SELECT org, project_id, model, bucket_start >= %s AS today, SUM(input_tokens), SUM(output_tokens), "
@@ -201,6 +224,8 @@ def _usage(store: BaseStore, shape: _Shape, names: Names, period: Period, today:
     tokens: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
     requests: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
     for org, project, model, is_today, inp, out, req in rows:
+        if org in left_out:
+            continue
         values = {"org": [_text(org)], "model": [_text(model)], "project": _project_labels(project, names)}
         key = tuple(v for label in ("org", "project", "model") if label in shape.labels for v in values[label])
         for which in ("mtd", "today") if is_today else ("mtd",):
@@ -277,8 +302,10 @@ def render_metrics(
     overrides: Names | None = None,
 ) -> tuple[bytes, str]:
     """The metrics page of ``store`` at ``now`` (default: the clock): ``(body, content type)``, in the Prometheus
-    text format or, with ``openmetrics``, in OpenMetrics. ``project_name`` is the directory's name, overridden by
-    ``overrides`` (the config's ``[names]``), as the dashboard and ``report`` name a project."""
+    text format or, with ``openmetrics``, in OpenMetrics. The synthetic orgs of a store that also holds a real one
+    are left out of the spend, token and request figures (see the module docstring). ``project_name`` is the
+    directory's name, overridden by ``overrides`` (the config's ``[names]``), as the dashboard and ``report`` name a
+    project."""
     unknown = labels - DEFAULT_METRICS_LABELS
     if unknown:
         raise ParameterError("--metrics-labels", f"{', '.join(sorted(unknown))} is not a label")
@@ -288,9 +315,10 @@ def render_metrics(
     today_start = day_start(today)
     shape = _Shape(labels)
     names = resolve_names(store, overrides=overrides) if "project" in labels else Names()
+    left_out = _left_out(store)
     families = [
-        *_costs(store, shape, names, period.start, today_start, period.end),
-        *_usage(store, shape, names, period, today_start),
+        *_costs(store, shape, names, period.start, today_start, period.end, left_out),
+        *_usage(store, shape, names, period, today_start, left_out),
         *_sync(store),
     ]
     registry = CollectorRegistry(auto_describe=False)
