@@ -214,6 +214,17 @@ def test_a_bad_label_list_is_one_line_naming_the_flag(value: str) -> None:
     assert "org, project, model, line_item" in message
 
 
+def test_a_label_named_as_the_page_names_it_points_to_project() -> None:
+    """``--metrics-labels project_id`` (the name the page shows) was refused with the list alone; it now says that
+    ``project`` is the switch for ``project_id`` and ``project_name``."""
+    with pytest.raises(ParameterError) as info:
+        parse_metrics_labels("org,project_id")
+    assert str(info.value) == (
+        "--metrics-labels: project_id is not a label; choose from org, project, model, line_item "
+        "(project_id: give project, which keeps project_id and project_name)"
+    )
+
+
 def test_every_metric_name_is_listed(synced: str) -> None:
     """``METRIC_NAMES`` (what the Grafana dashboard may use) is exactly what the page emits."""
     text = _page(synced)

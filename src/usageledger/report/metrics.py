@@ -100,7 +100,10 @@ def parse_metrics_labels(value: str) -> frozenset[str]:
         )
     unknown = [p for p in chosen if p not in METRICS_LABELS]
     if unknown:
-        raise ParameterError("--metrics-labels", f"{', '.join(unknown)} is not a label; choose from {allowed}")
+        # the page's own label names, `project_id` and `project_name`, are kept (or dropped) together as `project`
+        paired = [p for p in unknown if p in ("project_id", "project_name")]
+        also = f" ({' and '.join(paired)}: give project, which keeps project_id and project_name)" if paired else ""
+        raise ParameterError("--metrics-labels", f"{', '.join(unknown)} is not a label; choose from {allowed}{also}")
     return frozenset(chosen)
 
 
