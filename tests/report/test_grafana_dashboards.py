@@ -21,12 +21,14 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.config import Config
+from usageledger.emulator import Emulator
 from usageledger.mcp_tools import LedgerTools
 from usageledger.report.metrics import METRIC_NAMES, render_metrics
 from usageledger.store import BaseStore, open_existing_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import mixed_store
 
 GRAFANA = Path(__file__).resolve().parents[2] / "contrib" / "grafana"
 NOW = datetime.fromtimestamp(EMULATOR_NOW, UTC)
@@ -100,6 +102,31 @@ def test_spend_panel_equals_a_direct_sum(pg_store: BaseStore) -> None:
     assert total > 0
     names = {name for name, _ in projects}
     assert not any(str(n).startswith("proj_") for n in names), names
+
+
+@pytest.mark.postgres
+def test_a_store_mixing_synthetic_and_real_orgs_offers_only_the_real_ones(
+    migrated_pg_url: str, emulator: Emulator
+) -> None:
+    """A PostgreSQL store an older demo left mixed: the `org` variable offered the demo's synthetic org beside the
+    real one, and its default, All, added the demo's spend to the real org's in every panel. It now offers the real
+    orgs only, as /metrics leaves the synthetic org's figures out; a store of synthetic orgs only still offers them
+    (the synced store of the test above offers its emulator org)."""
+    doc = _dashboard("usageledger-postgres.json")
+    variable = doc["templating"]["list"][1]
+    assert variable["name"] == "org" and variable["includeAll"] is True
+    url = mixed_store(migrated_pg_url, emulator)
+    with open_existing_store(url) as store:
+        assert [row[0] for row in store.query(variable["query"])] == ["acme"]
+        by_title = {p["title"]: p["targets"][0]["rawSql"] for p in doc["panels"]}
+        [(total,)] = store.query(substitute(by_title["Spend in the range"], start=FROM, end=NOW, orgs=["acme"]))
+        [(real,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE org = 'acme' AND bucket_start BETWEEN %s AND %s",
+            [FROM, NOW],
+        )
+        assert total == real > 0
+        store.delete_org("acme")
+        assert [row[0] for row in store.query(variable["query"])] == ["demo"]
 
 
 def test_substitution_leaves_nothing_of_grafana() -> None:
