@@ -33,6 +33,7 @@ from usageledger.report.metrics import (
     parse_metrics_labels,
     render_metrics,
 )
+from usageledger.report.names import names_from_mapping
 from usageledger.store import BaseStore, RunOwner, StreamMark, open_existing_store, open_store
 from usageledger.store.directory import current_names
 
@@ -105,6 +106,23 @@ def test_cost_metric_is_labelled_with_project_names_and_equals_sql(synced: str) 
     assert {k or None for k in got} == set(expected)
     for pid, value in got.items():
         assert math.isclose(value, float(expected[pid or None]), rel_tol=1e-9)
+
+
+def test_projects_named_alike_keep_their_bare_name_beside_their_id(synced: str) -> None:
+    """Two projects of one name (every org's "Default project"): ``project_name`` was the reports' name, which then
+    carries the ID ("Same (proj_abc)"), so a project's series took a new label when another project took its name,
+    and the dashboard's legend (``{{project_name}} ({{project_id}})``) said the ID twice. It is the bare name, on
+    one line; ``project_id`` tells the two apart."""
+    with _reading(synced) as store:
+        [first, second, *_] = [
+            pid for (pid,) in store.query("SELECT DISTINCT project_id FROM costs_daily WHERE project_id IS NOT NULL")
+        ]
+        alike = names_from_mapping({"projects": {first: "Same", second: "Same"}})
+        body, _ = render_metrics(store, now=NOW, overrides=alike, labels=parse_metrics_labels("project"))
+    samples = _samples(body.decode(), "usageledger_month_to_date_cost_usd")
+    by_id = {s.labels["project_id"]: s.labels["project_name"] for s in samples}
+    assert by_id[first] == by_id[second] == "Same"
+    assert len(by_id) == len(samples) > 2
 
 
 def test_today_and_tokens_equal_sql(synced: str) -> None:

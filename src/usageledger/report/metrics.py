@@ -49,6 +49,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
+from usageledger._text import one_line
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.queries import COSTS_VIEW, LINE_ITEM_MODEL, Period, Scope, day_start, token_usage_sql
@@ -165,7 +166,7 @@ def _family(name: str, doc: str, labels: list[str], sums: dict[tuple[str, ...], 
 
 def _project_labels(project: object, names: Names) -> list[str]:
     pid = _text(project)
-    return [pid, names.project(pid) if pid else ""]
+    return [pid, one_line(names.project(pid)) if pid else ""]
 
 
 def _left_out(store: BaseStore) -> frozenset[str]:
@@ -307,8 +308,8 @@ def render_metrics(
     """The metrics page of ``store`` at ``now`` (default: the clock): ``(body, content type)``, in the Prometheus
     text format or, with ``openmetrics``, in OpenMetrics. The synthetic orgs of a store that also holds a real one
     are left out of the spend, token and request figures (see the module docstring). ``project_name`` is the
-    directory's name, overridden by ``overrides`` (the config's ``[names]``), as the dashboard and ``report`` name a
-    project."""
+    directory's name, overridden by ``overrides`` (the config's ``[names]``), on one line, and without the ID the
+    reports add to names two projects share (``project_id`` is beside it)."""
     unknown = labels - DEFAULT_METRICS_LABELS
     if unknown:
         raise ParameterError("--metrics-labels", f"{', '.join(sorted(unknown))} is not a label")
@@ -317,7 +318,10 @@ def render_metrics(
     period = Period(_month_start(today), today + timedelta(days=1))
     today_start = day_start(today)
     shape = _Shape(labels)
-    names = resolve_names(store, overrides=overrides) if "project" in labels else Names()
+    # The bare name: `project_id` tells projects named alike apart. The reports' names carry the ID for them
+    # ("Search (proj_abc)"), so a project's series changed label (a new series) when another project took its name,
+    # and the dashboard's legend, `{{project_name}} ({{project_id}})`, said the ID twice.
+    names = resolve_names(store, overrides=overrides, distinct=False) if "project" in labels else Names()
     left_out = _left_out(store)
     families = [
         *_costs(store, shape, names, period.start, today_start, period.end, left_out),
