@@ -152,6 +152,16 @@ def test_prometheus_dashboard_uses_only_emitted_metrics() -> None:
     assert labels <= {"org", "project_id", "project_name", "model", "line_item", "direction", "stream", "status"}
 
 
+def test_the_prometheus_org_variable_at_all_matches_series_without_org() -> None:
+    """`serve --metrics-labels project,model` leaves `org` out of the spend series; the README says to leave Org at
+    All, which must then be `.*` (it matches a missing label), not Grafana's default, the listed orgs' regex, which
+    matches none of them."""
+    [org] = [v for v in _dashboard("usageledger-prometheus.json")["templating"]["list"] if v["name"] == "org"]
+    assert org["includeAll"] is True and org["allValue"] == ".*"
+    exprs = [t["expr"] for t in _targets(_dashboard("usageledger-prometheus.json"))]
+    assert all('org=~"$org"' in e for e in exprs if "cost_usd" in e or "tokens" in e or "requests" in e)
+
+
 @pytest.mark.parametrize("name", ["usageledger-prometheus.json", "usageledger-postgres.json"])
 def test_the_data_source_is_a_variable_every_query_uses(name: str) -> None:
     """The dashboards declared an import input (`DS_PROMETHEUS`) that nothing referenced: Grafana's import asked
