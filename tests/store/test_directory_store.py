@@ -19,7 +19,7 @@ from usageledger.errors import PermissionDeniedError
 from usageledger.report.keys import key_directory
 from usageledger.report.names import resolve_names
 from usageledger.store import BaseStore, open_store
-from usageledger.store.directory import Entry, Snapshot, current_names, refresh
+from usageledger.store.directory import Entry, Snapshot, current_names, directory_summary, refresh
 from usageledger.sync import Org
 from usageledger.sync.directory import refresh_org, snapshot
 
@@ -131,6 +131,11 @@ def test_a_key_moved_to_another_project_is_listed_there_not_deleted(store: BaseS
         assert (listed[key.id].status, listed[key.id].project_id) == ("active", key.scope)
         assert names[key.id] == (key.name, "active")
         assert shown.api_keys[key.id] == key.name
+    [summary] = directory_summary(store)
+    assert summary.counts["api_keys"].get("deleted", 0) == 0
+    assert sum(summary.counts["api_keys"].values()) == len(keys) + sum(
+        1 for e in snap.entries if e.kind == "admin_api_key"
+    )
 
 
 def test_a_deleted_key_keeps_its_name(store: BaseStore, snap: Snapshot) -> None:
