@@ -32,6 +32,7 @@ from usageledger.report.metrics import (
     metrics_endpoint,
     parse_metrics_labels,
     render_metrics,
+    wants_openmetrics,
 )
 from usageledger.report.names import names_from_mapping
 from usageledger.store import BaseStore, RunOwner, StreamMark, open_existing_store, open_store
@@ -291,6 +292,31 @@ def test_served_over_http_with_content_negotiation(synced: str) -> None:
     plain_costs = _samples(plain.text, "usageledger_month_to_date_cost_usd")
     assert sorted(s.value for s in plain_costs) == sorted(s.value for s in costs)
     assert Decimal(str(sum(s.value for s in costs))) > 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        # OpenMetrics weighed first, as Prometheus weighs it by default
+        (
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+            "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,"
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            True,
+        ),
+        ("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", True),
+        # scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0]: the text format is preferred
+        ("text/plain;version=0.0.4;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.4", False),
+        ("application/openmetrics-text;q=0, text/plain", False),
+        ("application/openmetrics-text; version=1.0.0", True),
+        ("*/*", False),
+        (None, False),
+    ],
+)
+def test_the_format_follows_the_scrapers_weights(accept: str | None, openmetrics: bool) -> None:
+    """Any mention of OpenMetrics in Accept got OpenMetrics, even weighed below the text format (a Prometheus whose
+    scrape_protocols put the text format first) or refused with q=0; the weights now decide, a tie for OpenMetrics."""
+    assert wants_openmetrics(accept) is openmetrics
 
 
 def test_a_missing_store_fails_the_scrape_with_one_line(tmp_path: Path) -> None:

@@ -108,9 +108,38 @@ def parse_metrics_labels(value: str) -> frozenset[str]:
     return frozenset(chosen)
 
 
+_OPENMETRICS: Final = "application/openmetrics-text"
+
+
+def _quality(params: Sequence[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return min(max(float(value.strip()), 0.0), 1.0)
+            except ValueError:
+                return 0.0  # an unreadable weight: not a preference to act on
+    return 1.0
+
+
 def wants_openmetrics(accept: str | None) -> bool:
-    """Whether an ``Accept`` header asks for OpenMetrics (as Prometheus does when it can read it)."""
-    return accept is not None and "application/openmetrics-text" in accept
+    """Whether an ``Accept`` header prefers OpenMetrics to the Prometheus text format, by its weights (``q``).
+
+    Prometheus weighs the formats in the order of its ``scrape_protocols``: OpenMetrics first by default, the text
+    format first when configured so (``text/plain;version=0.0.4;q=0.6,application/openmetrics-text;...;q=0.5``).
+    Any mention of OpenMetrics got it, even weighed below the text format or refused (``q=0``). A tie goes to
+    OpenMetrics; the text format's weight is ``text/plain``'s, else ``text/*``'s, else ``*/*``'s."""
+    if not accept:
+        return False
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = part.split(";")
+        media = media.strip().lower()
+        if media:
+            weights[media] = max(weights.get(media, 0.0), _quality(params))
+    openmetrics = weights.get(_OPENMETRICS, 0.0)
+    text = next((weights[m] for m in ("text/plain", "text/*", "*/*") if m in weights), 0.0)
+    return openmetrics > 0 and openmetrics >= text
 
 
 @dataclass(frozen=True, slots=True)
