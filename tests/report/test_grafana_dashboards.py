@@ -127,6 +127,10 @@ def test_a_store_mixing_synthetic_and_real_orgs_offers_only_the_real_ones(
         assert total == real > 0
         store.delete_org("acme")
         assert [row[0] for row in store.query(variable["query"])] == ["demo"]
+        # a real org a failed first run registered holds nothing, and hides nothing
+        store.register_org("acme", synthetic=False, source="api", at=EMULATOR_NOW)
+        assert store.empty_orgs() == {"acme"}
+        assert [row[0] for row in store.query(variable["query"])] == ["demo"]
 
 
 def test_substitution_leaves_nothing_of_grafana() -> None:
