@@ -140,6 +140,28 @@ def test_deleted_keys_are_in_old_usage_but_no_longer_listed(ours: Client, api: h
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
 
 
+def test_a_listed_key_was_last_used_when_its_usage_stops(ours: Client) -> None:
+    """Every listed key said `last_used_at: null` (never used) while usage named it every day, so `keys` after a
+    sync without a stream grouped by api_key_id (the demo's) flagged every key "never used". A key of a live project
+    was now last used within the hour before today; a key of an archived project the day its project was archived,
+    and its usage stops there."""
+    today = EMULATOR_NOW // DAY * DAY
+    live, archived = [], []
+    for p in ours.projects(include_archived=True):
+        for key in ours.project_api_keys(p.id, owner_project_access="any"):
+            assert key.last_used_at is not None and key.created_at < key.last_used_at, key
+            if p.archived_at is None:
+                live.append(key.id)
+                assert today - 3600 <= key.last_used_at < today, key
+            else:
+                archived.append(key.id)
+                assert p.archived_at // DAY * DAY - 3600 <= key.last_used_at < p.archived_at // DAY * DAY, key
+                later = _usage_ids(ours, p.archived_at // DAY * DAY, EMULATOR_NOW)["api_key_id"]
+                assert key.id not in later
+    recent = _usage_ids(ours, today - DAY, today)["api_key_id"]
+    assert live and archived and recent and recent <= set(live)
+
+
 def test_keys_are_owned_by_users_or_service_accounts_and_groups_reach_projects(ours: Client) -> None:
     """Keys have both owner kinds, each owner is a member or service account of the key's project; groups have
     members, one project has two groups and one has none."""

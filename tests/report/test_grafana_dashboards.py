@@ -21,12 +21,14 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.config import Config
+from usageledger.emulator import Emulator
 from usageledger.mcp_tools import LedgerTools
 from usageledger.report.metrics import METRIC_NAMES, render_metrics
 from usageledger.store import BaseStore, open_existing_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import mixed_store
 
 GRAFANA = Path(__file__).resolve().parents[2] / "contrib" / "grafana"
 NOW = datetime.fromtimestamp(EMULATOR_NOW, UTC)
@@ -102,6 +104,35 @@ def test_spend_panel_equals_a_direct_sum(pg_store: BaseStore) -> None:
     assert not any(str(n).startswith("proj_") for n in names), names
 
 
+@pytest.mark.postgres
+def test_a_store_mixing_synthetic_and_real_orgs_offers_only_the_real_ones(
+    migrated_pg_url: str, emulator: Emulator
+) -> None:
+    """A PostgreSQL store an older demo left mixed: the `org` variable offered the demo's synthetic org beside the
+    real one, and its default, All, added the demo's spend to the real org's in every panel. It now offers the real
+    orgs only, as /metrics leaves the synthetic org's figures out; a store of synthetic orgs only still offers them
+    (the synced store of the test above offers its emulator org)."""
+    doc = _dashboard("usageledger-postgres.json")
+    variable = doc["templating"]["list"][1]
+    assert variable["name"] == "org" and variable["includeAll"] is True
+    url = mixed_store(migrated_pg_url, emulator)
+    with open_existing_store(url) as store:
+        assert [row[0] for row in store.query(variable["query"])] == ["acme"]
+        by_title = {p["title"]: p["targets"][0]["rawSql"] for p in doc["panels"]}
+        [(total,)] = store.query(substitute(by_title["Spend in the range"], start=FROM, end=NOW, orgs=["acme"]))
+        [(real,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE org = 'acme' AND bucket_start BETWEEN %s AND %s",
+            [FROM, NOW],
+        )
+        assert total == real > 0
+        store.delete_org("acme")
+        assert [row[0] for row in store.query(variable["query"])] == ["demo"]
+        # a real org a failed first run registered holds nothing, and hides nothing
+        store.register_org("acme", synthetic=False, source="api", at=EMULATOR_NOW)
+        assert store.empty_orgs() == {"acme"}
+        assert [row[0] for row in store.query(variable["query"])] == ["demo"]
+
+
 def test_substitution_leaves_nothing_of_grafana() -> None:
     sql = substitute(
         "SELECT 1 WHERE $__timeFilter(bucket_start) AND $__timeFrom() < $__timeTo() AND org IN ($org)",
@@ -123,6 +154,16 @@ def test_prometheus_dashboard_uses_only_emitted_metrics() -> None:
     assert {"usageledger_month_to_date_cost_usd", "usageledger_data_until_timestamp_seconds"} <= used
     labels = {label for expr in exprs for group in re.findall(r"by \(([^)]*)\)", expr) for label in group.split(", ")}
     assert labels <= {"org", "project_id", "project_name", "model", "line_item", "direction", "stream", "status"}
+
+
+def test_the_prometheus_org_variable_at_all_matches_series_without_org() -> None:
+    """`serve --metrics-labels project,model` leaves `org` out of the spend series; the README says to leave Org at
+    All, which must then be `.*` (it matches a missing label), not Grafana's default, the listed orgs' regex, which
+    matches none of them."""
+    [org] = [v for v in _dashboard("usageledger-prometheus.json")["templating"]["list"] if v["name"] == "org"]
+    assert org["includeAll"] is True and org["allValue"] == ".*"
+    exprs = [t["expr"] for t in _targets(_dashboard("usageledger-prometheus.json"))]
+    assert all('org=~"$org"' in e for e in exprs if "cost_usd" in e or "tokens" in e or "requests" in e)
 
 
 @pytest.mark.parametrize("name", ["usageledger-prometheus.json", "usageledger-postgres.json"])

@@ -25,18 +25,22 @@ from starlette.routing import Route
 from typer.testing import CliRunner
 
 from usageledger.cli import app
+from usageledger.emulator import Emulator
 from usageledger.errors import ParameterError
 from usageledger.report.metrics import (
     METRIC_NAMES,
     metrics_endpoint,
     parse_metrics_labels,
     render_metrics,
+    wants_openmetrics,
 )
+from usageledger.report.names import names_from_mapping
 from usageledger.store import BaseStore, RunOwner, StreamMark, open_existing_store, open_store
 from usageledger.store.directory import current_names
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import mixed_store
 
 NOW = datetime.fromtimestamp(EMULATOR_NOW, UTC)
 MONTH_START = datetime(NOW.year, NOW.month, 1, tzinfo=UTC)
@@ -103,6 +107,23 @@ def test_cost_metric_is_labelled_with_project_names_and_equals_sql(synced: str) 
     assert {k or None for k in got} == set(expected)
     for pid, value in got.items():
         assert math.isclose(value, float(expected[pid or None]), rel_tol=1e-9)
+
+
+def test_projects_named_alike_keep_their_bare_name_beside_their_id(synced: str) -> None:
+    """Two projects of one name (every org's "Default project"): ``project_name`` was the reports' name, which then
+    carries the ID ("Same (proj_abc)"), so a project's series took a new label when another project took its name,
+    and the dashboard's legend (``{{project_name}} ({{project_id}})``) said the ID twice. It is the bare name, on
+    one line; ``project_id`` tells the two apart."""
+    with _reading(synced) as store:
+        [first, second, *_] = [
+            pid for (pid,) in store.query("SELECT DISTINCT project_id FROM costs_daily WHERE project_id IS NOT NULL")
+        ]
+        alike = names_from_mapping({"projects": {first: "Same", second: "Same"}})
+        body, _ = render_metrics(store, now=NOW, overrides=alike, labels=parse_metrics_labels("project"))
+    samples = _samples(body.decode(), "usageledger_month_to_date_cost_usd")
+    by_id = {s.labels["project_id"]: s.labels["project_name"] for s in samples}
+    assert by_id[first] == by_id[second] == "Same"
+    assert len(by_id) == len(samples) > 2
 
 
 def test_today_and_tokens_equal_sql(synced: str) -> None:
@@ -212,6 +233,17 @@ def test_a_bad_label_list_is_one_line_naming_the_flag(value: str) -> None:
     assert "org, project, model, line_item" in message
 
 
+def test_a_label_named_as_the_page_names_it_points_to_project() -> None:
+    """``--metrics-labels project_id`` (the name the page shows) was refused with the list alone; it now says that
+    ``project`` is the switch for ``project_id`` and ``project_name``."""
+    with pytest.raises(ParameterError) as info:
+        parse_metrics_labels("org,project_id")
+    assert str(info.value) == (
+        "--metrics-labels: project_id is not a label; choose from org, project, model, line_item "
+        "(project_id: give project, which keeps project_id and project_name)"
+    )
+
+
 def test_every_metric_name_is_listed(synced: str) -> None:
     """``METRIC_NAMES`` (what the Grafana dashboard may use) is exactly what the page emits."""
     text = _page(synced)
@@ -262,6 +294,31 @@ def test_served_over_http_with_content_negotiation(synced: str) -> None:
     assert Decimal(str(sum(s.value for s in costs))) > 0
 
 
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        # OpenMetrics weighed first, as Prometheus weighs it by default
+        (
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+            "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,"
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            True,
+        ),
+        ("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", True),
+        # scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0]: the text format is preferred
+        ("text/plain;version=0.0.4;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.4", False),
+        ("application/openmetrics-text;q=0, text/plain", False),
+        ("application/openmetrics-text; version=1.0.0", True),
+        ("*/*", False),
+        (None, False),
+    ],
+)
+def test_the_format_follows_the_scrapers_weights(accept: str | None, openmetrics: bool) -> None:
+    """Any mention of OpenMetrics in Accept got OpenMetrics, even weighed below the text format (a Prometheus whose
+    scrape_protocols put the text format first) or refused with q=0; the weights now decide, a tie for OpenMetrics."""
+    assert wants_openmetrics(accept) is openmetrics
+
+
 def test_a_missing_store_fails_the_scrape_with_one_line(tmp_path: Path) -> None:
     """No store: 503 and one line saying so (Prometheus marks the target down), never a traceback page."""
     endpoint = metrics_endpoint(lambda: _reading(str(tmp_path / "none.duckdb")))
@@ -280,3 +337,41 @@ def test_an_empty_store_has_every_family_and_no_spend(tmp_path: Path) -> None:
     assert {f.name for f in text_string_to_metric_families(text)} <= set(METRIC_NAMES)
     assert _samples(text, "usageledger_month_to_date_cost_usd") == []
     assert _samples(text, "usageledger_last_sync_timestamp_seconds") == []
+
+
+_PERIOD_FIGURES = (
+    "usageledger_month_to_date_cost_usd",
+    "usageledger_today_cost_usd",
+    "usageledger_month_to_date_tokens",
+    "usageledger_today_tokens",
+    "usageledger_month_to_date_requests",
+    "usageledger_today_requests",
+)
+
+
+def test_a_store_mixing_synthetic_and_real_orgs_never_sums_them(tmp_path: Path, emulator: Emulator) -> None:
+    """A store an older demo left mixed (the demo's synthetic org beside a real one): /metrics added the demo's
+    spend to the real org's, with ``org`` dropped in one series and, with it kept, in every ``sum()`` of the Grafana
+    dashboard. The synthetic org is now left out of the period figures; its sync figures stay; a store of synthetic
+    orgs only still shows them."""
+    url = str(mixed_store(tmp_path / "mixed.duckdb", emulator))
+    with _reading(url) as store:
+        [(real,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE org = 'acme' AND bucket_start >= %s", [MONTH_START]
+        )
+        [(fake,)] = store.query(
+            "SELECT SUM(amount_value) FROM costs_daily WHERE org = 'demo' AND bucket_start >= %s", [MONTH_START]
+        )
+    assert real > 0 and fake > 0
+    for labels in (None, parse_metrics_labels("project,model")):
+        text = _page(url, labels)
+        for name in _PERIOD_FIGURES:
+            assert all(s.labels.get("org") != "demo" for s in _samples(text, name)), name
+        total = sum(s.value for s in _samples(text, "usageledger_month_to_date_cost_usd"))
+        assert math.isclose(total, float(real), rel_tol=1e-9), (total, real, fake)
+        assert {s.labels["org"] for s in _samples(text, "usageledger_sync_errors")} == {"acme", "demo"}
+    with open_store(url) as store:
+        store.delete_org("acme")
+    demo_only = _samples(_page(url), "usageledger_month_to_date_cost_usd")
+    assert {s.labels["org"] for s in demo_only} == {"demo"}
+    assert math.isclose(sum(s.value for s in demo_only), float(fake), rel_tol=1e-9)

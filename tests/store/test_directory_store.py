@@ -16,8 +16,10 @@ from usageledger import Client
 from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig
 from usageledger.errors import PermissionDeniedError
+from usageledger.report.keys import key_directory
+from usageledger.report.names import resolve_names
 from usageledger.store import BaseStore, open_store
-from usageledger.store.directory import Entry, Snapshot, current_names, refresh
+from usageledger.store.directory import Entry, Snapshot, current_names, directory_summary, refresh
 from usageledger.sync import Org
 from usageledger.sync.directory import refresh_org, snapshot
 
@@ -107,6 +109,33 @@ def test_a_large_directory_is_written_a_statement_a_step_not_a_row(
         ("user-01990", "User 1990", "deleted"),
     ]
     assert store.query("SELECT COUNT(*) FROM directory_versions WHERE valid_to IS NOT NULL")[0][0] == 290
+
+
+def test_a_key_moved_to_another_project_is_listed_there_not_deleted(store: BaseStore, snap: Snapshot) -> None:
+    """One refresh that lists a key under another project closes its old version with a deleted one and opens a
+    listed one, both at the refresh's time. Readers took an item's versions by time alone, so the tie fell as the
+    back end liked: `keys` and every report named the moved key "(deleted)" on DuckDB, and on PostgreSQL said
+    deleted or active key by key, `keys` and `report` not even agreeing. The listed version now wins the tie."""
+    refresh(store, "main", snap, at=EMULATOR_NOW)
+    projects = [e.id for e in snap.entries if e.kind == "project"]
+    keys = [e for e in snap.entries if e.kind == "project_api_key"]
+    moved = {k.id: dataclasses.replace(k, scope=next(p for p in projects if p != k.scope)) for k in keys}
+    entries = [moved.get(e.id, e) if e.kind == "project_api_key" else e for e in snap.entries]
+    complete = snap.complete | {("project_api_key", p) for p in projects}
+    counts = refresh(store, "main", Snapshot(entries, complete), at=EMULATOR_NOW + DAY)
+    assert counts.deleted == counts.inserted == len(keys) > 1
+    listed = key_directory(store, "main")["main"].keys
+    names = current_names(store, "main", "project_api_key")
+    shown = resolve_names(store, org="main")
+    for key in moved.values():
+        assert (listed[key.id].status, listed[key.id].project_id) == ("active", key.scope)
+        assert names[key.id] == (key.name, "active")
+        assert shown.api_keys[key.id] == key.name
+    [summary] = directory_summary(store)
+    assert summary.counts["api_keys"].get("deleted", 0) == 0
+    assert sum(summary.counts["api_keys"].values()) == len(keys) + sum(
+        1 for e in snap.entries if e.kind == "admin_api_key"
+    )
 
 
 def test_a_deleted_key_keeps_its_name(store: BaseStore, snap: Snapshot) -> None:

@@ -206,6 +206,44 @@ def test_report_and_check_warn_about_a_store_the_old_demo_mixed(tmp_path: Path, 
         assert "mixes synthetic data" not in result.output, result.output
 
 
+def test_an_org_that_holds_nothing_mixes_nothing(tmp_path: Path, emulator: Emulator) -> None:
+    """A real org a failed first run registered (it reached nothing) beside the demo's data: the sync took the demo,
+    as that org holds nothing, but `report` then warned that the store mixes synthetic with real data, and /metrics
+    left the demo's figures out as if a real org's were beside them. An org that holds nothing counts for neither."""
+    from datetime import UTC, datetime
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from usageledger.report.metrics import render_metrics
+
+    path = tmp_path / "s.duckdb"
+    with open_store(path) as store:
+        failed = sync(
+            store,
+            [Org("acme", FAKE_ADMIN_KEY, "https://127.0.0.1:9/v1")],
+            [COSTS],
+            SyncOptions(since=SINCE, max_retries=0),
+            clock=lambda: EMULATOR_NOW,
+        )
+        assert not failed.ok and store.empty_orgs() == {"acme"}
+        done = sync(
+            store,
+            [Org("demo", "sk-admin-demo", synthetic=True)],
+            [COSTS],
+            SyncOptions(since=SINCE),
+            transport=emulator.transport(),
+            clock=lambda: EMULATOR_NOW,
+        )
+        assert done.ok, done.errors
+        assert [(r.org, r.synthetic) for r in store.orgs()] == [("acme", False), ("demo", True)]
+        body, _ = render_metrics(store, now=datetime.fromtimestamp(EMULATOR_NOW, UTC))
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert {s.labels["org"] for s in families["usageledger_month_to_date_cost_usd"].samples} == {"demo"}
+    result = CliRunner().invoke(app, ["report", "--store", str(path)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert "mixes synthetic data" not in result.output, result.output
+
+
 def test_the_emulator_named_by_openai_base_url_is_synthetic_too(
     tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -78,7 +78,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the dashboard and its JSON API (/, /api/report, /api/filters, /api/projects/ID, /healthz), read-only."""
+    """Serve the dashboard, its JSON API (/, /api/report, /api/filters, /api/projects/ID, /healthz) and Prometheus
+    metrics (/metrics), read-only."""
     from usageledger.report.metrics import DEFAULT_METRICS_LABELS, parse_metrics_labels
     from usageledger.serve import build_app
     from usageledger.serve.runner import PeriodicSync, run, sync_argv

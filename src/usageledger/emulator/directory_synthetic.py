@@ -169,6 +169,11 @@ class _Builder:
             for k, key_id in enumerate(p.api_keys):
                 deleted = retired.keys.get(key_id)
                 last_used_before = rng.randint(60, 3600)
+                # Used until its usage stops: the day its project was archived or it was deleted, else the end of
+                # the history. Every listed key said null (never used) while its usage went on, so `keys` flagged
+                # every key of the demo "never used" unless a stream grouped by api_key_id was synced.
+                stopped = retired.until(p.id, key_id)
+                last_day = first_time // DAY + org.config.days if stopped is None else stopped
                 if k % 2 == 1:
                     owner: Item = {"type": "service_account", "service_account": _owner(bot, "role")}
                 else:
@@ -180,7 +185,7 @@ class _Builder:
                     "name": f"{_slug(name)}-{_KEY_NAMES[k % len(_KEY_NAMES)]}",
                     "redacted_value": f"sk-proj-****{key_id[-4:]}",
                     "created_at": created + 120 + k * 60,
-                    "last_used_at": None if deleted is None else deleted * DAY - last_used_before,
+                    "last_used_at": last_day * DAY - last_used_before,
                     "expires_at": None,
                     "owner": owner,
                     "owner_project_access": "active",

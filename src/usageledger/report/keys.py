@@ -35,6 +35,7 @@ from usageledger.errors import UsageLedgerError
 from usageledger.report.queries import Database
 from usageledger.store import table_for
 from usageledger.store._base import check_orgs
+from usageledger.store.directory import LISTED_LAST
 from usageledger.timeutil import parse_duration, span_text
 
 __all__ = [
@@ -192,7 +193,7 @@ def key_directory(db: Database, org: str | None) -> dict[str, KeyDirectory]:
     where = "" if org is None else " AND org = %s"
     rows = db.query(
         "SELECT org, kind, scope, id, name, email, status, owner_type, owner_id, record FROM directory_versions "
-        f"WHERE kind IN ({', '.join(['%s'] * len(kinds))}){where} ORDER BY valid_from",
+        f"WHERE kind IN ({', '.join(['%s'] * len(kinds))}){where} ORDER BY valid_from, {LISTED_LAST}",
         [*kinds, *([] if org is None else [org])],
     )
     out: dict[str, KeyDirectory] = {}

@@ -22,6 +22,12 @@ for times):
   interrupted, abandoned), else 0.
 - ``usageledger_sync_runs{status}``: how many sync runs the store records, by status.
 
+Synthetic data is never added to real spend: a store an older demo left mixed (the demo's synthetic org beside a
+real one, see :func:`usageledger.sync._safety.mixed_data`) has its synthetic orgs left out of the spend, token and
+request figures (``report`` adds them with a warning on stderr; a scrape has no one to warn, and Prometheus and the
+Grafana dashboard sum across orgs). Their streams' sync figures stay. A store of synthetic orgs only (the demo's)
+shows them.
+
 Cardinality: ``labels`` (``--metrics-labels``) keeps some of ``org``, ``project`` (``project_id`` and
 ``project_name`` together), ``model`` and ``line_item``; a dropped label is summed away, so every total is
 unchanged. ``direction``, ``stream`` and ``status`` always stay: they are part of what a series means.
@@ -43,6 +49,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
+from usageledger._text import one_line
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.queries import COSTS_VIEW, LINE_ITEM_MODEL, Period, Scope, day_start, token_usage_sql
@@ -94,13 +101,45 @@ def parse_metrics_labels(value: str) -> frozenset[str]:
         )
     unknown = [p for p in chosen if p not in METRICS_LABELS]
     if unknown:
-        raise ParameterError("--metrics-labels", f"{', '.join(unknown)} is not a label; choose from {allowed}")
+        # the page's own label names, `project_id` and `project_name`, are kept (or dropped) together as `project`
+        paired = [p for p in unknown if p in ("project_id", "project_name")]
+        also = f" ({' and '.join(paired)}: give project, which keeps project_id and project_name)" if paired else ""
+        raise ParameterError("--metrics-labels", f"{', '.join(unknown)} is not a label; choose from {allowed}{also}")
     return frozenset(chosen)
 
 
+_OPENMETRICS: Final = "application/openmetrics-text"
+
+
+def _quality(params: Sequence[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return min(max(float(value.strip()), 0.0), 1.0)
+            except ValueError:
+                return 0.0  # an unreadable weight: not a preference to act on
+    return 1.0
+
+
 def wants_openmetrics(accept: str | None) -> bool:
-    """Whether an ``Accept`` header asks for OpenMetrics (as Prometheus does when it can read it)."""
-    return accept is not None and "application/openmetrics-text" in accept
+    """Whether an ``Accept`` header prefers OpenMetrics to the Prometheus text format, by its weights (``q``).
+
+    Prometheus weighs the formats in the order of its ``scrape_protocols``: OpenMetrics first by default, the text
+    format first when configured so (``text/plain;version=0.0.4;q=0.6,application/openmetrics-text;...;q=0.5``).
+    Any mention of OpenMetrics got it, even weighed below the text format or refused (``q=0``). A tie goes to
+    OpenMetrics; the text format's weight is ``text/plain``'s, else ``text/*``'s, else ``*/*``'s."""
+    if not accept:
+        return False
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = part.split(";")
+        media = media.strip().lower()
+        if media:
+            weights[media] = max(weights.get(media, 0.0), _quality(params))
+    openmetrics = weights.get(_OPENMETRICS, 0.0)
+    text = next((weights[m] for m in ("text/plain", "text/*", "*/*") if m in weights), 0.0)
+    return openmetrics > 0 and openmetrics >= text
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +195,26 @@ def _family(name: str, doc: str, labels: list[str], sums: dict[tuple[str, ...], 
 
 def _project_labels(project: object, names: Names) -> list[str]:
     pid = _text(project)
-    return [pid, names.project(pid) if pid else ""]
+    return [pid, one_line(names.project(pid)) if pid else ""]
+
+
+def _left_out(store: BaseStore) -> frozenset[str]:
+    """The synthetic orgs of a store that also holds a real one: their figures would be summed with real spend. An
+    org registered by a run that wrote nothing for it (a refused key) holds nothing, and counts for neither."""
+    empty = store.empty_orgs()
+    records = [r for r in store.orgs() if r.org not in empty]
+    fake = frozenset(r.org for r in records if r.synthetic)
+    return fake if len(fake) < len(records) else frozenset()
 
 
 def _costs(
-    store: BaseStore, shape: _Shape, names: Names, month: datetime, today: datetime, end: datetime
+    store: BaseStore,
+    shape: _Shape,
+    names: Names,
+    month: datetime,
+    today: datetime,
+    end: datetime,
+    left_out: frozenset[str],
 ) -> list[Metric]:
     # Grouped by line item first, the model parsed from the few groups (not from every row).
     rows = store.query(
@@ -174,6 +228,8 @@ def _costs(
     mtd: dict[tuple[str, ...], Decimal] = {}
     day: dict[tuple[str, ...], Decimal] = {}
     for org, project, model, line_item, is_today, amount in rows:
+        if org in left_out:
+            continue
         values = {"org": [_text(org)], "model": [_text(model)], "line_item": [_text(line_item)]}
         values["project"] = _project_labels(project, names)
         key = tuple(
@@ -190,7 +246,9 @@ def _costs(
     ]
 
 
-def _usage(store: BaseStore, shape: _Shape, names: Names, period: Period, today: datetime) -> list[Metric]:
+def _usage(
+    store: BaseStore, shape: _Shape, names: Names, period: Period, today: datetime, left_out: frozenset[str]
+) -> list[Metric]:
     inner, params = token_usage_sql(Scope(), period)
     rows = store.query(
         "SELECT org, project_id, model, bucket_start >= %s AS today, SUM(input_tokens), SUM(output_tokens), "
@@ -201,6 +259,8 @@ def _usage(store: BaseStore, shape: _Shape, names: Names, period: Period, today:
     tokens: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
     requests: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
     for org, project, model, is_today, inp, out, req in rows:
+        if org in left_out:
+            continue
         values = {"org": [_text(org)], "model": [_text(model)], "project": _project_labels(project, names)}
         key = tuple(v for label in ("org", "project", "model") if label in shape.labels for v in values[label])
         for which in ("mtd", "today") if is_today else ("mtd",):
@@ -277,8 +337,10 @@ def render_metrics(
     overrides: Names | None = None,
 ) -> tuple[bytes, str]:
     """The metrics page of ``store`` at ``now`` (default: the clock): ``(body, content type)``, in the Prometheus
-    text format or, with ``openmetrics``, in OpenMetrics. ``project_name`` is the directory's name, overridden by
-    ``overrides`` (the config's ``[names]``), as the dashboard and ``report`` name a project."""
+    text format or, with ``openmetrics``, in OpenMetrics. The synthetic orgs of a store that also holds a real one
+    are left out of the spend, token and request figures (see the module docstring). ``project_name`` is the
+    directory's name, overridden by ``overrides`` (the config's ``[names]``), on one line, and without the ID the
+    reports add to names two projects share (``project_id`` is beside it)."""
     unknown = labels - DEFAULT_METRICS_LABELS
     if unknown:
         raise ParameterError("--metrics-labels", f"{', '.join(sorted(unknown))} is not a label")
@@ -287,10 +349,14 @@ def render_metrics(
     period = Period(_month_start(today), today + timedelta(days=1))
     today_start = day_start(today)
     shape = _Shape(labels)
-    names = resolve_names(store, overrides=overrides) if "project" in labels else Names()
+    # The bare name: `project_id` tells projects named alike apart. The reports' names carry the ID for them
+    # ("Search (proj_abc)"), so a project's series changed label (a new series) when another project took its name,
+    # and the dashboard's legend, `{{project_name}} ({{project_id}})`, said the ID twice.
+    names = resolve_names(store, overrides=overrides, distinct=False) if "project" in labels else Names()
+    left_out = _left_out(store)
     families = [
-        *_costs(store, shape, names, period.start, today_start, period.end),
-        *_usage(store, shape, names, period, today_start),
+        *_costs(store, shape, names, period.start, today_start, period.end, left_out),
+        *_usage(store, shape, names, period, today_start, left_out),
         *_sync(store),
     ]
     registry = CollectorRegistry(auto_describe=False)

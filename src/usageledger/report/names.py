@@ -34,7 +34,7 @@ from usageledger._paths import read_user_text
 from usageledger._sections import KINDS, IdKind, Names, names_from_mapping
 from usageledger._text import one_line
 from usageledger.errors import ConfigError
-from usageledger.store.directory import BaseStore
+from usageledger.store.directory import LISTED_LAST, BaseStore
 
 __all__ = [
     "DIRECTORY_KINDS",
@@ -141,7 +141,8 @@ def directory_names(store: BaseStore, org: str | None = None) -> Names:
         where += " AND org = %s"
         params.append(org)
     rows = store.query(
-        f"SELECT kind, id, name, email, status FROM directory_versions WHERE {where} ORDER BY valid_from, org",
+        f"SELECT kind, id, name, email, status FROM directory_versions WHERE {where}"
+        f" ORDER BY valid_from, org, {LISTED_LAST}",
         params,
     )
     tables: dict[IdKind, dict[str, str]] = {kind: {} for kind in KINDS}

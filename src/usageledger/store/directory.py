@@ -40,6 +40,7 @@ class BaseStore(Protocol):
 
 __all__ = [
     "KINDS",
+    "LISTED_LAST",
     "NAMED_IDS",
     "DirectoryCounts",
     "DirectorySummary",
@@ -58,6 +59,13 @@ __all__ = [
 
 KINDS: Final[tuple[str, ...]] = tuple(ep.item for ep in catalogue.DIRECTORY)
 """Every kind of directory item, one per catalogue list."""
+
+LISTED_LAST: Final = "CASE WHEN status = 'deleted' THEN 0 ELSE 1 END"
+"""The order, after ``valid_from``, in which a reader of an item's versions takes them (the last one read wins):
+an item of a scoped kind that one refresh lists under another scope (a key moved to another project) gets, at the
+same ``valid_from``, a deleted version in its old scope and a listed one in its new; the listed one is its state.
+Ordered by ``valid_from`` alone, the tie fell as the back end liked: the key read as deleted on DuckDB, and on
+PostgreSQL as either."""
 
 _COLUMNS: Final = (
     "org, kind, scope, id, name, email, status, owner_type, owner_id, record, digest, valid_from, valid_to"
@@ -215,7 +223,8 @@ def _insert(store: BaseStore, org: str, versions: Sequence[tuple[Entry, str, str
 def current_names(store: BaseStore, org: str, kind: str) -> dict[str, tuple[str | None, str | None]]:
     """``{id: (name, status)}`` of the latest version of every ``kind`` item ever seen (deleted ones included)."""
     rows = store.query(
-        "SELECT id, name, status FROM directory_versions WHERE org = %s AND kind = %s ORDER BY valid_from",
+        "SELECT id, name, status FROM directory_versions WHERE org = %s AND kind = %s"
+        f" ORDER BY valid_from, {LISTED_LAST}",
         [org, kind],
     )
     return {id_: (name, status) for id_, name, status in rows}
@@ -307,9 +316,13 @@ class DirectorySummary:
 def directory_summary(store: BaseStore) -> list[DirectorySummary]:
     """Each org's current directory, counted by kind and status (deleted items are counted as deleted)."""
     label_of = {kind: label for label, kinds in SUMMARY_KINDS for kind in kinds}
+    # One count an item: a key one refresh lists under another project has a current deleted version in its old
+    # scope beside its listed one (see LISTED_LAST), and was counted twice, once as deleted.
     rows = store.query(
-        "SELECT org, kind, COALESCE(status, 'active'), COUNT(*), MAX(valid_from) FROM directory_versions"
-        " WHERE valid_to IS NULL GROUP BY org, kind, COALESCE(status, 'active') ORDER BY org"
+        "SELECT org, kind, status, COUNT(*), MAX(last) FROM (SELECT org, kind, id, MAX(valid_from) AS last,"
+        " COALESCE(MAX(CASE WHEN status <> 'deleted' THEN COALESCE(status, 'active') END),"
+        " MAX(COALESCE(status, 'active'))) AS status FROM directory_versions WHERE valid_to IS NULL"
+        " GROUP BY org, kind, id) AS items GROUP BY org, kind, status ORDER BY org"
     )
     counts: dict[str, dict[str, dict[str, int]]] = {}
     latest: dict[str, int] = {}
