@@ -19,7 +19,15 @@ from usageledger.errors import PermissionDeniedError
 from usageledger.report.keys import key_directory
 from usageledger.report.names import resolve_names
 from usageledger.store import BaseStore, open_store
-from usageledger.store.directory import Entry, Snapshot, current_names, directory_summary, refresh
+from usageledger.store.directory import (
+    Entry,
+    Snapshot,
+    current_names,
+    directory_summary,
+    name_joins,
+    named_ids,
+    refresh,
+)
 from usageledger.sync import Org
 from usageledger.sync.directory import refresh_org, snapshot
 
@@ -119,7 +127,10 @@ def test_a_key_moved_to_another_project_is_listed_there_not_deleted(store: BaseS
     refresh(store, "main", snap, at=EMULATOR_NOW)
     projects = [e.id for e in snap.entries if e.kind == "project"]
     keys = [e for e in snap.entries if e.kind == "project_api_key"]
-    moved = {k.id: dataclasses.replace(k, scope=next(p for p in projects if p != k.scope)) for k in keys}
+    moved = {
+        k.id: dataclasses.replace(k, scope=next(p for p in projects if p != k.scope), name=f"{k.name}-moved")
+        for k in keys
+    }
     entries = [moved.get(e.id, e) if e.kind == "project_api_key" else e for e in snap.entries]
     complete = snap.complete | {("project_api_key", p) for p in projects}
     counts = refresh(store, "main", Snapshot(entries, complete), at=EMULATOR_NOW + DAY)
@@ -131,6 +142,13 @@ def test_a_key_moved_to_another_project_is_listed_there_not_deleted(store: BaseS
         assert (listed[key.id].status, listed[key.id].project_id) == ("active", key.scope)
         assert names[key.id] == (key.name, "active")
         assert shown.api_keys[key.id] == key.name
+    # the named views (`costs_daily_named`, the Grafana panels) join the same versions: they said "deleted" too
+    [named] = named_ids(["api_key_id"])
+    joined = store.query(
+        "SELECT d.api_key_id, api_key_dir.name, api_key_dir.status FROM (SELECT DISTINCT org, id AS api_key_id"
+        " FROM directory_versions WHERE kind = 'project_api_key') AS d " + name_joins("d", [named])
+    )
+    assert {row[0]: (row[1], row[2]) for row in joined} == {k.id: (k.name, "active") for k in moved.values()}
     [summary] = directory_summary(store)
     assert summary.counts["api_keys"].get("deleted", 0) == 0
     assert sum(summary.counts["api_keys"].values()) == len(keys) + sum(

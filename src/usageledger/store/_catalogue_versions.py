@@ -24,4 +24,5 @@ from typing import Final
 VERSIONS: Final[Mapping[int, str]] = {
     1: "d70e40e65e21",
     2: "07b6af6bf7e9",
+    3: "d5664ad8af09",
 }

@@ -256,12 +256,18 @@ def name_joins(alias: str, named: Sequence[NamedId]) -> str:
     """``LEFT JOIN``s (same SQL in both dialects) that bring, for each of ``named`` on the relation ``alias``, the
     current version's name (a user's email where it has no name) and status as ``<prefix>_dir.name`` and
     ``<prefix>_dir.status``. A deleted item's current version keeps its name, so old rows keep theirs; one row per
-    (org, id), so a join never multiplies rows."""
+    (org, id), so a join never multiplies rows. An item with a current listed version and a current deleted one (a
+    key one refresh lists under another project: see :data:`LISTED_LAST`) takes the listed one's name and status;
+    ``MAX(status)`` made every moved key ``deleted`` in the named views."""
+    listed = "(status IS NULL OR status <> 'deleted')"
     joins = []
     for n in named:
         kinds = ", ".join(f"'{k}'" for k in n.kinds)
         joins.append(
-            f"LEFT JOIN (SELECT org, id, MAX(COALESCE(name, email)) AS name, MAX(status) AS status"
+            f"LEFT JOIN (SELECT org, id,"
+            f" COALESCE(MAX(CASE WHEN {listed} THEN COALESCE(name, email) END), MAX(COALESCE(name, email))) AS name,"
+            f" CASE WHEN MIN(CASE WHEN {listed} THEN 0 ELSE 1 END) = 0"
+            f" THEN MAX(CASE WHEN {listed} THEN status END) ELSE MAX(status) END AS status"
             f" FROM directory_versions WHERE valid_to IS NULL AND kind IN ({kinds}) GROUP BY org, id) AS {n.prefix}_dir"
             f" ON {n.prefix}_dir.org = {alias}.org AND {n.prefix}_dir.id = {alias}.{q(n.column)}"
         )
