@@ -28,12 +28,14 @@ from usageledger._uvicorn import bind, listen_address
 from usageledger.cli import app
 from usageledger.cli._app import sigterm_as_interrupt
 from usageledger.cli.commands_sync import _ProgressView
+from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.errors import AlertDeliveryError, ConfigError, ListenError, ParameterError
 from usageledger.report.alerts import post_webhook
 from usageledger.store import open_store
 from usageledger.timeutil import iso
 
 from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, env, finish, sync_args
 
 
@@ -906,6 +908,26 @@ def test_an_org_that_got_nowhere_is_not_asked_for_its_directory(wrong: str, emul
     assert done.exit_code == 1, done.output
     lines = done.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.output
+
+
+def test_a_server_with_usage_but_no_directory_is_named_as_such_not_as_a_wrong_base_url(tmp_path: Path) -> None:
+    """`emulator --replay usage.jsonl` (no --replay-directory) answers the directory's lists 404: the sync's
+    warning ended in the client's "Check the base URL: it must end in /v1", a URL the usage had just synced
+    through. It now says what such a server is and how to skip the names; the usage is synced (exit 0)."""
+    usage = tmp_path / "usage.jsonl"
+    record = {"endpoint": "completions", "time": EMULATOR_NOW - 86400, "project_id": "proj_r", "input_tokens": 10}
+    usage.write_text(json.dumps(record | {"output_tokens": 5, "num_model_requests": 1}) + "\n")
+    with run_server(Emulator(EmulatorConfig(replay=usage, now=EMULATOR_NOW))) as url:
+        argv = ["sync", "-q", "-e", "completions", "--since", "3d", "--store", str(tmp_path / "s.duckdb")]
+        done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(
+            app, [*argv, "--base-url", url, "--now", str(EMULATOR_NOW)]
+        )
+    assert done.exit_code == 0, done.output
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("warning: the directory of default was not refreshed: HTTP 404"), line
+    assert "has no directory lists" in line and "--no-directory" in line and "must end in /v1" not in line, line
+    with open_store(str(tmp_path / "s.duckdb")) as store:
+        assert store.query("SELECT SUM(input_tokens) FROM usage_completions")[0][0] == 10
 
 
 _ORG_READERS: list[list[str]] = [

@@ -44,7 +44,7 @@ from usageledger.config import (
     load_config,
     staged_default_config,
 )
-from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
+from usageledger.errors import APIStatusError, ConfigError, ParameterError, UsageLedgerError
 from usageledger.store import (
     DEFAULT_STORE,
     BaseStore,
@@ -503,6 +503,24 @@ def _flag_int(key: str, value: int, flag: str) -> int:
         raise ParameterError(flag, str(exc).removeprefix(f"{flag}: ")) from None
 
 
+_DIRECTORY_HINTS: Final = {
+    403: "The key read usage but may not list the organization's projects, users and keys: use an admin key that"
+    " may, or skip the names with --no-directory",
+    404: "The server answered usage but has no directory lists (an emulator replaying usage without"
+    " --replay-directory, or a proxy that passes the usage endpoints only): skip the names with --no-directory",
+}
+"""What a refused directory list means after its org's usage synced through the same key and base URL: the
+client's own hints ("needs the api.usage.read scope", "the base URL must end in /v1") blamed what had just worked."""
+
+
+def _directory_failure(exc: UsageLedgerError) -> str:
+    """``exc`` of a directory refresh, with :data:`_DIRECTORY_HINTS`' fix in place of the client's hint."""
+    if not isinstance(exc, APIStatusError) or exc.status_code not in _DIRECTORY_HINTS:
+        return str(exc)
+    text = str(exc).removesuffix(f". {exc.hint}") if exc.hint else str(exc)
+    return f"{text}. {_DIRECTORY_HINTS[exc.status_code]}"
+
+
 def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: int, quiet: bool) -> None:
     """Refresh each org's directory after its usage; a failure is one warning line and leaves the old directory."""
     from usageledger.sync.directory import refresh_org
@@ -513,7 +531,7 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
                 store, org, at=at, allow_insecure_http=options.allow_insecure_http, max_retries=options.max_retries
             )
         except UsageLedgerError as exc:
-            say(f"warning: the directory of {org.name} was not refreshed: {exc}")
+            say(f"warning: the directory of {org.name} was not refreshed: {_directory_failure(exc)}")
             continue
         if not quiet:
             say(
