@@ -125,8 +125,9 @@ def test_spend_and_requests_match_a_direct_sum_to_the_cent(store: str) -> None:
 
 
 def test_flags_fire_on_unused_keys_and_old_admin_keys(store: str, emulator_org: Any) -> None:
-    """With --unused-after 30d, the keys of the archived project and the never-used admin keys are unused; every
-    admin key is past --admin-max-age 90d, none past 500d; nobody's owner was removed."""
+    """With --unused-after 30d, the keys of the archived project and the never-used admin key (billing-export; the
+    ledger's and terraform's were used within days) are unused; every admin key is past --admin-max-age 90d, none
+    past 500d; nobody's owner was removed."""
     doc = _keys(store, "--unused-after", "30d", "--admin-max-age", "90d")
     archived = set(emulator_org.projects)
     flags = {k["id"]: {f["flag"] for f in k["flags"]} for k in doc["keys"]}
@@ -135,9 +136,14 @@ def test_flags_fire_on_unused_keys_and_old_admin_keys(store: str, emulator_org: 
     expected = {
         k["id"]
         for k in doc["keys"]
-        if k["status"] == "active" and (k["type"] == "admin" or k["project"]["id"] in archived)
+        if k["status"] == "active"
+        and (
+            (k["type"] == "admin" and k["last_used"] is None)
+            or (k["type"] != "admin" and k["project"]["id"] in archived)
+        )
     }
     assert archived and unused == expected
+    assert {k["name"] for k in doc["keys"] if k["type"] == "admin" and k["id"] in unused} == {"billing-export"}
     admins = {i for i, k in by_id.items() if k["type"] == "admin"}
     assert admins and {i for i, f in flags.items() if "admin_age" in f} == admins
     assert not any("owner_removed" in f for f in flags.values())

@@ -108,6 +108,7 @@ class _Builder:
         # Creation times hang off a start that does not move with `days` (up to 400), and every draw is made
         # whatever is retired, so an organisation read with more history has the same objects, only some retired.
         before = min(first_time, first_time + (org.config.days - 400) * DAY) - 30 * DAY
+        end = (first_time // DAY + org.config.days) * DAY  # the history's end: the emulator's "now", to the day
         people = [(f, last) for last in _LAST for f in _FIRST]
         rng.shuffle(people)
         users: list[Item] = []
@@ -173,7 +174,7 @@ class _Builder:
                 # the history. Every listed key said null (never used) while its usage went on, so `keys` flagged
                 # every key of the demo "never used" unless a stream grouped by api_key_id was synced.
                 stopped = retired.until(p.id, key_id)
-                last_day = first_time // DAY + org.config.days if stopped is None else stopped
+                last_day = end // DAY if stopped is None else stopped
                 if k % 2 == 1:
                     owner: Item = {"type": "service_account", "service_account": _owner(bot, "role")}
                 else:
@@ -202,7 +203,9 @@ class _Builder:
                 "redacted_value": f"sk-admin-****{_ident(rng, '', 4)}",
                 "created_at": before + k * 7 * DAY,
                 "expires_at": None if k != 2 else before + 400 * DAY,
-                "last_used_at": None,
+                # the ledger's own key reads usage every day, terraform's now and then; billing-export's was never
+                # used (every admin key said null, so the demo's `keys` flagged all three as unused)
+                "last_used_at": (None, end - 3600, end - 9 * DAY - 7200)[(k + 1) % 3],
                 "owner": {"type": "user", "object": "organization.user", **_owner(owners[0], "role")},
             }
             for k, label in enumerate(("usage-ledger", "terraform", "billing-export"))
