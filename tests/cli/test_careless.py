@@ -903,7 +903,10 @@ def test_an_org_that_got_nowhere_is_not_asked_for_its_directory(wrong: str, emul
     """A base URL without /v1 (every path a 404) or a host no attempt reaches said it twice: a warning that the
     directory was not refreshed, with the same cause, then the error. One line now."""
     url = emulator_url.removesuffix("/v1") if wrong == "without /v1" else "http://127.0.0.1:9/v1"
+    # One retry, not the default four: the dead port is met either way, without seconds of back-off.
+    (tmp_path / "one-retry.toml").write_text("[sync]\nmax_retries = 1\n")
     argv = ["sync", "-q", "-e", "costs", "--since", "3d", "--store", str(tmp_path / "s.duckdb"), "--base-url", url]
+    argv += ["--config", str(tmp_path / "one-retry.toml")]
     done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}).invoke(app, argv)
     assert done.exit_code == 1, done.output
     lines = done.output.strip().splitlines()

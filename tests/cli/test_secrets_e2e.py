@@ -123,7 +123,10 @@ def test_a_config_holding_a_key_must_be_private_or_every_command_refuses_it(tmp_
     """A config with api_key at 0644: status, sync and doctor refuse it with the chmod 600 fix; at 0600 it is read."""
     key = canary_key()
     config = tmp_path / "usageledger.toml"
-    config.write_text(f'[[orgs]]\nname = "acme"\napi_key = "{key}"\nbase_url = "{dead_url()}"\n')
+    # One retry, not the default four: the private sync fails at the dead port either way, without ~6 s of back-off.
+    config.write_text(
+        f'[sync]\nmax_retries = 1\n\n[[orgs]]\nname = "acme"\napi_key = "{key}"\nbase_url = "{dead_url()}"\n'
+    )
     config.chmod(0o644)
     outputs: dict[str, Source] = {}
     for command in ("status", "sync", "doctor"):

@@ -179,7 +179,8 @@ def receiver() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
     received: ClassVar[list[tuple[str, str, bytes]]] = []
     handler = type("Handler", (_Receiver,), {"received": received})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() returns at the serving loop's next look, every 0.5 s by default: half a second per server.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", received

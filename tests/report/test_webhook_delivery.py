@@ -93,7 +93,8 @@ def test_a_webhook_that_trickles_its_answer_is_given_up_on_in_time(status: int) 
     in cron as long as it liked. The status is the answer; of an error body, what came within the timeout."""
     handler = type("Handler", (_Trickler,), {"status": status})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() returns at the serving loop's next look, every 0.5 s by default: half a second per server.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/{SECRET}"
     try:

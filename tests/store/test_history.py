@@ -6,12 +6,16 @@ seconds) give a moment between them to ask about.
 
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,9 +49,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[s
         yield opened
 
 
-@pytest.fixture
-def two_syncs(store: BaseStore) -> Iterator[tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]]]:
-    """A sync, a moment, the clock two days on, a second sync: the store, the moment, the tables at the moment."""
+Tables = dict[str, list[tuple[object, ...]]]
+
+
+def _sync_twice(store: BaseStore) -> tuple[int, Tables]:
+    """A sync, a moment, the clock two days on, a second sync: the moment, and the tables at the moment."""
     clock = [float(EMULATOR_NOW)]
     emu = Emulator(
         EmulatorConfig(seed=3, days=20, projects=2, users=3, models=2, revisions=True), clock=lambda: clock[0]
@@ -61,7 +67,50 @@ def two_syncs(store: BaseStore) -> Iterator[tuple[BaseStore, int, dict[str, list
         clock[0] += 2 * DAY
         second = run(store, url, streams=STREAMS, now=clock[0])
         assert second.ok and second.counts.updated > 0
-        yield store, moment, held
+    return moment, held
+
+
+@pytest.fixture(scope="module")
+def _synced_twice() -> dict[str, tuple[str, int, Tables]]:
+    """Per back end, a store after :func:`_sync_twice` (made by the first test that needs it), its moment and
+    tables; nothing opens it again, each test gets a copy."""
+    return {}
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def two_syncs(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    new_store: Callable[[str, Path], str],
+    _synced_twice: dict[str, tuple[str, int, Tables]],
+) -> Iterator[tuple[BaseStore, int, Tables]]:
+    """A store after a sync, a moment, the clock two days on and a second sync: the store (the test's own copy), the
+    moment, the tables at the moment.
+
+    The two syncs (and the wait of up to a second for the moment) run once per back end and module, not once per
+    test: a copy holds the same rows, revision log and times (the DuckDB file, or a PostgreSQL database made from it
+    as a template)."""
+    kind = request.param
+    if kind not in _synced_twice:
+        url = new_store(kind, tmp_path_factory.mktemp("two-syncs") / "ledger.duckdb")
+        with open_store(url) as master:
+            moment, held = _sync_twice(master)
+        _synced_twice[kind] = (url, moment, held)
+    url, moment, held = _synced_twice[kind]
+    if kind == "postgres":
+        cluster: Any = request.getfixturevalue("_pg_cluster")
+        copy = cluster.copydb(f"history_{os.getpid()}_{next(_copies)}", url.rsplit("/", 1)[1])
+    else:
+        copy = str(tmp_path / "ledger.duckdb")
+        for suffix in ("", ".wal"):  # the closed store's file, and its write-ahead log if one was left
+            if os.path.exists(url + suffix):
+                shutil.copyfile(url + suffix, copy + suffix)
+    with open_store(copy) as opened:
+        yield opened, moment, held
+
+
+_copies = itertools.count(1)
 
 
 def _rows(db: BaseStore, table: str) -> list[tuple[object, ...]]:
@@ -71,7 +120,7 @@ def _rows(db: BaseStore, table: str) -> list[tuple[object, ...]]:
 
 
 def test_as_of_gives_every_table_and_the_report_as_they_stood(
-    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+    two_syncs: tuple[BaseStore, int, Tables],
 ) -> None:
     store, moment, held = two_syncs
     now_total = build_report(store, PERIOD, Scope()).total_spend
@@ -93,7 +142,7 @@ def test_as_of_gives_every_table_and_the_report_as_they_stood(
 
 
 def test_deltas_since_the_moment_add_up_to_the_change(
-    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+    two_syncs: tuple[BaseStore, int, Tables],
 ) -> None:
     store, moment, held = two_syncs
     spec = table_for("costs")
@@ -116,7 +165,7 @@ def test_deltas_since_the_moment_add_up_to_the_change(
 
 
 def test_restatements_are_the_second_syncs_changes_with_old_and_new(
-    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+    two_syncs: tuple[BaseStore, int, Tables],
 ) -> None:
     store, moment, _ = two_syncs
     sql, params = restatements_sql(since=moment)
@@ -173,7 +222,7 @@ def test_a_vanished_row_is_a_change_to_zero_and_gone_from_the_present_not_the_pa
 
 
 def test_a_closed_month_keeps_its_figures_and_a_restatement_is_an_adjustment(
-    two_syncs: tuple[BaseStore, int, dict[str, list[tuple[object, ...]]]],
+    two_syncs: tuple[BaseStore, int, Tables],
 ) -> None:
     store, moment, _ = two_syncs
     november = date(2026, 11, 1)

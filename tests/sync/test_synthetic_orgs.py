@@ -125,7 +125,10 @@ def test_a_first_run_that_reached_nothing_does_not_decide_the_kind_of_store(
     holds nothing decides nothing; the next run records it again as what it is."""
     monkeypatch.chdir(tmp_path)
     runner = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    # One retry, not the default four: the typo's port is unreachable either way, without seconds of back-off.
+    (tmp_path / "one-retry.toml").write_text("[sync]\nmax_retries = 1\n")
     argv = ["sync", "-q", "-e", "costs", "--since", "3d", "--now", str(EMULATOR_NOW), "--no-directory"]
+    argv += ["--config", str(tmp_path / "one-retry.toml")]
     typo = runner.invoke(app, [*argv, "--base-url", "https://127.0.0.1:9/v1"])
     assert typo.exit_code == 1 and "could not reach 127.0.0.1" in typo.output, typo.output
     done = runner.invoke(app, [*argv, "--base-url", emulator_url])
