@@ -41,9 +41,11 @@ RAISED: Final[dict[str, type[APIError]]] = {
     "drop": APIConnectionError,
     "bad": ResponseDecodeError,
 }
-# A scripted timeout costs the client this long, and the draws hold a few dozen of them; the other answers come from
-# a thread of this process on loopback in a few milliseconds, so a quarter second leaves them a wide margin.
-READ_TIMEOUT: Final = 0.25
+# A scripted timeout costs the client this long, and the draws hold a few dozen of them. The other answers come from
+# a thread of this process on loopback in milliseconds, but under a loaded suite (four workers on two cores) one can
+# stall for a good part of a second, and a real answer read as a timeout on the last attempt fails the test: half a
+# second (a quarter was tried, and saves ~4 s of one module's wall) keeps that margin.
+READ_TIMEOUT: Final = 0.5
 START: Final = EMULATOR_NOW - 3 * 86400
 
 
