@@ -136,8 +136,15 @@ def _subcommands_taking(ctx: Any, flag: str | None) -> list[str]:
     group: Any = getattr(ctx, "command", None)
     if not flag or not hasattr(group, "list_commands"):  # a group (typer's own click has no `Group` at its top)
         return []
-    commands = (group.get_command(ctx, name) for name in group.list_commands(ctx))
-    return [str(c.name) for c in commands if c is not None and c.name and any(flag in p.opts for p in c.params)]
+    takers = []
+    for name in group.list_commands(ctx):
+        try:  # each command's module is imported to read its options: one that fails to load is left out, as the
+            command = group.get_command(ctx, name)  # usage error being told must not become its traceback
+        except Exception:  # noqa: BLE001
+            continue
+        if command is not None and any(flag in p.opts for p in command.params):
+            takers.append(name)
+    return takers
 
 
 def _command_path(ctx: Any) -> list[str]:
