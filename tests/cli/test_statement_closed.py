@@ -13,6 +13,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,38 @@ def test_a_closed_month_statement_uses_the_closed_figures_and_lists_adjustments_
     reopened = statement(store_url, url, tmp_path)
     assert reopened["closed"] is None and reopened["adjustments"] == []
     assert Decimal(reopened["total"]) == present
+
+
+def test_a_converted_report_keeps_a_closed_months_adjustments_in_usd(
+    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    """`report --currency EUR` printed the closed month's adjustments, USD as `close` recorded them and as the JSON
+    says (`currency` usd), with the report's euro sign: "closed at €1,125.97" for $1,125.97. The statement's JSON
+    gave the USD `closed_total` among its EUR figures without saying so."""
+    store_url = new_store("duckdb", tmp_path / "ledger.duckdb")
+    url = clocks[1]
+    ok(sync_args(store_url), clocks[0], tmp_path)
+    ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02", "--allow-partial"], url, tmp_path)
+    time.sleep(1.05)
+    ok(sync_args(store_url, "--now", LATER), url, tmp_path)
+    rates = tmp_path / "rates.csv"
+    days = [date(2026, 9, 1) + timedelta(days=i) for i in range(100)]
+    rates.write_text("date,rate\n" + "".join(f"{d},0.5\n" for d in days), encoding="utf-8")
+    fx = ["--currency", "EUR", "--fx", str(rates)]
+
+    doc = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json", *fx], url, tmp_path))
+    adjustment = next(a for a in doc["adjustments"] if a["level"] == "org")
+    assert adjustment["currency"] == "usd" and Decimal(adjustment["current"]) == 2 * Decimal(doc["totals"]["spend"])
+    closed = Decimal(adjustment["closed"]).quantize(CENT, rounding=ROUND_HALF_UP)
+    flat = " ".join(ok(["report", "--store", store_url, *NOVEMBER, *fx], url, tmp_path).split())
+    assert f"default total closed at ${closed:,}" in flat and "closed at €" not in flat
+    ok(["report", "--store", store_url, *NOVEMBER, *fx, "--html", "r.html"], url, tmp_path)
+    assert f"total closed at ${closed:,}" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+    converted = statement(store_url, url, tmp_path, *fx)
+    usd = statement(store_url, url, tmp_path)
+    assert converted["currency"] == "EUR" and converted["closed"]["closed_total_currency"] == "USD"
+    assert converted["closed"]["closed_total"] == usd["closed"]["closed_total"]
+    total, moved = Decimal(converted["total"]), Decimal(converted["closed"]["adjustment_total"])
+    assert total + moved == Decimal(converted["closed"]["present_total"])  # EUR: closed + adjustments = present
+    assert total == (Decimal(usd["closed"]["closed_total"]) / 2).quantize(CENT, rounding=ROUND_HALF_UP)

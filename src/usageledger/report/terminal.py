@@ -129,7 +129,7 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         footnotes.append(
             Text(f"As of {data.as_of:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log.", style="bold")
         )
-    footnotes.extend(adjustment_line(adj, names, cur) for adj in data.adjustments)
+    footnotes.extend(adjustment_line(adj, names) for adj in data.adjustments)
     if cut < len(line) and data.provisional_from is not None:
         footnotes.append(
             Text(
