@@ -121,18 +121,48 @@ def test_a_closed_month_statement_uses_the_closed_figures_and_lists_adjustments_
     assert Decimal(reopened["total"]) == present
 
 
+def closed_and_restated(new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path) -> str:
+    """A DuckDB store synced, November closed, then restated by a sync two days on."""
+    store_url = new_store("duckdb", tmp_path / "ledger.duckdb")
+    ok(sync_args(store_url), clocks[0], tmp_path)
+    ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02", "--allow-partial"], clocks[1], tmp_path)
+    time.sleep(1.05)  # the restatement is seen after the close (whole seconds)
+    ok(sync_args(store_url, "--now", LATER), clocks[1], tmp_path)
+    return store_url
+
+
+def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
+    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    """The MCP `spend` tool, "the same figures as report --format json", gave a restated closed month's present
+    spend with no word of its close: report, the dashboard and `changes` list the adjustments; it now does too, with
+    or without a model, and by team."""
+    from usageledger.config import Config
+    from usageledger.mcp_tools import LedgerTools
+    from usageledger.store import open_existing_store
+
+    store_url = closed_and_restated(new_store, clocks, tmp_path)
+    report = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json"], clocks[1], tmp_path))
+    assert report["adjustments"] and any(a["level"] == "org" for a in report["adjustments"])
+    tools = LedgerTools(lambda: open_existing_store(store_url), Config())
+    for group_by, model in (("project", None), ("day", None), ("team", None), ("project", "gpt-4o")):
+        answer = tools.spend(NOVEMBER[1], NOVEMBER[3], group_by, model=model)
+        assert answer["adjustments"] == report["adjustments"], (group_by, model)
+    assert answer["adjustments"][0]["currency"] == "usd" and Decimal(answer["adjustments"][0]["amount"]) > 0
+    one = next(a for a in report["adjustments"] if a["level"] == "project")
+    scoped = tools.spend(NOVEMBER[1], NOVEMBER[3], project=one["project_id"])["adjustments"]
+    assert scoped == [one]
+    assert tools.spend("2026-10-01", "2026-11-01")["adjustments"] == []  # October was never closed
+
+
 def test_a_converted_report_keeps_a_closed_months_adjustments_in_usd(
     new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
 ) -> None:
     """`report --currency EUR` printed the closed month's adjustments, USD as `close` recorded them and as the JSON
     says (`currency` usd), with the report's euro sign: "closed at €1,125.97" for $1,125.97. The statement's JSON
     gave the USD `closed_total` among its EUR figures without saying so."""
-    store_url = new_store("duckdb", tmp_path / "ledger.duckdb")
+    store_url = closed_and_restated(new_store, clocks, tmp_path)
     url = clocks[1]
-    ok(sync_args(store_url), clocks[0], tmp_path)
-    ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02", "--allow-partial"], url, tmp_path)
-    time.sleep(1.05)
-    ok(sync_args(store_url, "--now", LATER), url, tmp_path)
     rates = tmp_path / "rates.csv"
     days = [date(2026, 9, 1) + timedelta(days=i) for i in range(100)]
     rates.write_text("date,rate\n" + "".join(f"{d},0.5\n" for d in days), encoding="utf-8")
