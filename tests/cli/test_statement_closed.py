@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -184,3 +185,44 @@ def test_a_converted_report_keeps_a_closed_months_adjustments_in_usd(
     total, moved = Decimal(converted["total"]), Decimal(converted["closed"]["adjustment_total"])
     assert total + moved == Decimal(converted["closed"]["present_total"])  # EUR: closed + adjustments = present
     assert total == (Decimal(usd["closed"]["closed_total"]) / 2).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+_LINE = re.compile(r"default (total|project (.+?)) closed at \$([\d,.]+), now \$([\d,.]+) \(\+?(-?\$[\d,.]+)")
+
+
+def _bare(name: str) -> str:
+    return re.sub(r" \(proj_\w+\)$", "", name)
+
+
+def _cents(text: str) -> Decimal:
+    return Decimal(text.replace("$", "").replace(",", ""))
+
+
+def test_a_closed_months_adjustments_print_one_rounding_everywhere(
+    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    """`report`, `check --restated-over` (and `changes`' table) rounded each figure of an adjustment on its own:
+    "closed at $233.71, now $256.65 (+$22.95)" does not subtract, and the statement of the same month said $256.66.
+    Now every line subtracts, the projects' adjustments add up to the total's, and each is the statement's."""
+    store_url = closed_and_restated(new_store, clocks, tmp_path)
+    url = clocks[1]
+    by_project = statement(store_url, url, tmp_path)
+    stated = {
+        _bare(a["name"]): (Decimal(a["closed"]), Decimal(a["present"]), Decimal(a["amount"]))
+        for a in by_project["adjustments"]
+    }
+    report = ok(["report", "--store", store_url, *NOVEMBER], url, tmp_path)
+    code, checked, err = finish(run_cli([*cli(), "check", "--store", store_url, "--restated-over", "0"], url, tmp_path))
+    assert code in (0, 3), err
+    for text in (" ".join(report.split()), checked):
+        lines = {_bare(m[2] or "total"): tuple(_cents(v) for v in m.groups()[2:]) for m in _LINE.finditer(text)}
+        assert set(lines) == {"total", *stated} and len(stated) > 1, text
+        for closed, now, moved in lines.values():
+            assert closed + moved == now
+        assert sum(lines[name][2] for name in stated) == lines["total"][2]
+        for name, figures in stated.items():
+            assert lines[name] == figures
+    assert lines["total"] == (
+        Decimal(by_project["total"]), Decimal(by_project["closed"]["present_total"]),
+        Decimal(by_project["closed"]["adjustment_total"]),
+    )  # fmt: skip

@@ -295,13 +295,14 @@ def render_changes(changes: Changes, names: Names | None = None) -> RenderableTy
         )
         for a in changes.adjustments:
             cur = a.currency
+            closed, current, amount = a.in_cents()
             adj.add_row(
                 f"{a.month:%Y-%m}",
                 a.org,
                 "(total)" if a.project_id is None and a.level == "org" else names.project(a.project_id),
-                format_money(a.closed, cur),
-                format_money(a.current, cur),
-                Text(format_signed_money(a.amount, cur), style="bold red"),
+                format_money(closed, cur),
+                format_money(current, cur),
+                Text(format_signed_money(amount, cur), style="bold red"),
             )
         parts.append(adj)
     return Group(*parts)
