@@ -179,6 +179,24 @@ def test_currency_converts_each_day_at_its_rate(store: str, tmp_path: Path) -> N
     text = " ".join(_run("statement", MONTH, "--store", store, "--currency", "EUR", "--fx",
                          str(tmp_path / "rates.csv")).stdout.split())  # fmt: skip
     assert "€" in text and "0.9 to 0.93 EUR per USD" in text
+    out = tmp_path / "s.csv"
+    _run(
+        "statement",
+        MONTH,
+        "--store",
+        store,
+        "--currency",
+        "EUR",
+        "--fx",
+        str(tmp_path / "rates.csv"),
+        "--csv",
+        str(out),
+    )
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    # a rate line was in "USD": a spreadsheet's sum of the USD amounts added up the rates
+    assert {r["currency"] for r in rows if r["kind"] == "rate"} == {"EUR per USD"}
+    assert {r["currency"] for r in rows if r["kind"] != "rate"} == {"EUR"}
+    assert len([r for r in rows if r["kind"] == "rate"]) == len(rates)
 
 
 def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:

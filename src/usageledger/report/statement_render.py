@@ -221,7 +221,8 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
 
 def statement_csv(statements: MonthStatements, names: Names) -> str:
     """One CSV line per statement line and one ``total`` line per statement; the rates used follow as ``rate``
-    lines (``line_item`` holds the day), so the file alone shows how it was converted."""
+    lines (``line_item`` holds the day, ``currency`` says ``EUR per USD``), so the file alone shows how it was
+    converted."""
     name = _owner_name(statements, names)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -245,8 +246,10 @@ def statement_csv(statements: MonthStatements, names: Names) -> str:
             [month, statements.by, text(a.owner), text(name(a.owner)), "adjustment", "", since,
              decimal_string(a.amount), statements.currency]
         )  # fmt: skip
+    # a rate is no amount in USD: "USD" there let a sum of the file's USD amounts add up the rates
+    per = f"{statements.currency} per {BASE_CURRENCY}"
     for day, rate in statements.rates:
-        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), decimal_string(rate), "USD"])
+        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), decimal_string(rate), per])
     return out.getvalue()
 
 
