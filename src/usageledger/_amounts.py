@@ -4,19 +4,24 @@ prepaid top-ups.
 Every such amount is a finite decimal, zero or more (more than zero where zero means nothing, as for a top-up), and
 below :data:`MAX_AMOUNT`: a larger one (``1e400``) is no budget anyone means, and it cannot be rounded to cents
 within :mod:`decimal`'s 28 digits (``quantize`` raised ``InvalidOperation`` where it was printed).
+
+And :func:`apportion`, the one rule that rounds amounts which must add up (a month's statements, a closed month's
+adjustments per project) to cents that do.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from collections.abc import Sequence
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Final
 
 from usageledger.errors import ParameterError
 
-__all__ = ["MAX_AMOUNT", "finite_decimal", "parse_amount"]
+__all__ = ["CENT", "MAX_AMOUNT", "apportion", "finite_decimal", "parse_amount"]
 
 MAX_AMOUNT: Final = Decimal("1e15")
 """Amounts are below a thousand trillion: 15 digits before the point leave room for cents (and six places) in 28."""
+CENT: Final = Decimal("0.01")
 
 
 def parse_amount(
@@ -64,3 +69,19 @@ def finite_decimal(
     if not amount.is_finite():
         raise ParameterError(param, f"{typed!r} is not a finite number; write it like {example}")
     return amount
+
+
+def apportion(values: Sequence[Decimal], target: Decimal) -> list[Decimal]:
+    """``values`` rounded to cents so they add up to ``target`` (a whole number of cents), by largest remainder:
+    each is floored, and the cents left go one each to the largest remainders (ties: the first listed)."""
+    floors = [v.quantize(CENT, rounding=ROUND_FLOOR) for v in values]
+    if not values:
+        return []
+    left = int((target - sum(floors, Decimal(0))) / CENT)
+    order = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i]), i))
+    out = list(floors)
+    step = CENT if left > 0 else -CENT
+    ranked = order if left > 0 else list(reversed(order))
+    for n in range(abs(left)):
+        out[ranked[n % len(ranked)]] += step
+    return out

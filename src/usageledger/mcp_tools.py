@@ -22,9 +22,15 @@ from typing import Any, Final, Literal, get_args
 from usageledger.config import Config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import parse_alert_config, run_checks
-from usageledger.report.assemble import known_project
+from usageledger.report.assemble import closed_adjustments, known_project
 from usageledger.report.finality import final_costs_until, provisional_from
-from usageledger.report.jsonout import check_document, dumps, period_document, report_document
+from usageledger.report.jsonout import (
+    adjustment_document,
+    check_document,
+    dumps,
+    period_document,
+    report_document,
+)
 from usageledger.report.names import DIRECTORY_KINDS, Names, directory_label, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import (
@@ -158,7 +164,8 @@ class LedgerTools:
             names = resolve_names(store, org=org, overrides=self._overrides())
             final = final_costs_until(store, self.config.sync.to_options())
             warnings = data_warnings(store, org, period=period)  # as `report` says them
-        data = replace(data, provisional_from=provisional_from(final, org), warnings=warnings)
+            moved = closed_adjustments(store, period, org=org, project=pid)  # as `report` and the dashboard
+        data = replace(data, provisional_from=provisional_from(final, org), warnings=warnings, adjustments=moved)
         return _plain(report_document(data, names))
 
     def spend(
@@ -205,7 +212,7 @@ class LedgerTools:
             "group_by": group_by,
             "total": doc["totals"]["spend"],
             "previous_period_total": doc["totals"]["previous_spend"],
-            **_kept(doc, "previous_partial_from", "unsynced_from", "provisional_from", "warnings"),
+            **_kept(doc, "previous_partial_from", "unsynced_from", "provisional_from", "warnings", "adjustments"),
             "rows": doc[key],
         }
 
@@ -260,6 +267,7 @@ class LedgerTools:
             partial = previous_partial_from(store, scope, period.previous().since)
             unsynced = unsynced_from(store, scope, period)
             final = final_costs_until(store, self.config.sync.to_options())
+            moved = closed_adjustments(store, period, org=org, project=pid)
         current: dict[object, Decimal] = {}
         previous = Decimal(0)
         currencies: set[str] = set()
@@ -287,6 +295,7 @@ class LedgerTools:
                 "unsynced_from": unsynced,
                 "provisional_from": provisional_from(final, org),
                 "warnings": list(warnings),
+                "adjustments": [adjustment_document(a, names) for a in moved],
                 "rows": _model_rows(group_by, current, total, names, period),
             }
         )

@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -120,3 +122,109 @@ def test_a_closed_month_statement_uses_the_closed_figures_and_lists_adjustments_
     reopened = statement(store_url, url, tmp_path)
     assert reopened["closed"] is None and reopened["adjustments"] == []
     assert Decimal(reopened["total"]) == present
+
+
+def closed_and_restated(new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path) -> str:
+    """A DuckDB store synced, November closed, then restated by a sync two days on."""
+    store_url = new_store("duckdb", tmp_path / "ledger.duckdb")
+    ok(sync_args(store_url), clocks[0], tmp_path)
+    ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02", "--allow-partial"], clocks[1], tmp_path)
+    time.sleep(1.05)  # the restatement is seen after the close (whole seconds)
+    ok(sync_args(store_url, "--now", LATER), clocks[1], tmp_path)
+    return store_url
+
+
+def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
+    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    """The MCP `spend` tool, "the same figures as report --format json", gave a restated closed month's present
+    spend with no word of its close: report, the dashboard and `changes` list the adjustments; it now does too, with
+    or without a model, and by team."""
+    from usageledger.config import Config
+    from usageledger.mcp_tools import LedgerTools
+    from usageledger.store import open_existing_store
+
+    store_url = closed_and_restated(new_store, clocks, tmp_path)
+    report = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json"], clocks[1], tmp_path))
+    assert report["adjustments"] and any(a["level"] == "org" for a in report["adjustments"])
+    tools = LedgerTools(lambda: open_existing_store(store_url), Config())
+    for group_by, model in (("project", None), ("day", None), ("team", None), ("project", "gpt-4o")):
+        answer = tools.spend(NOVEMBER[1], NOVEMBER[3], group_by, model=model)
+        assert answer["adjustments"] == report["adjustments"], (group_by, model)
+    assert answer["adjustments"][0]["currency"] == "usd" and Decimal(answer["adjustments"][0]["amount"]) > 0
+    one = next(a for a in report["adjustments"] if a["level"] == "project")
+    scoped = tools.spend(NOVEMBER[1], NOVEMBER[3], project=one["project_id"])["adjustments"]
+    assert scoped == [one]
+    assert tools.spend("2026-10-01", "2026-11-01")["adjustments"] == []  # October was never closed
+
+
+def test_a_converted_report_keeps_a_closed_months_adjustments_in_usd(
+    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    """`report --currency EUR` printed the closed month's adjustments, USD as `close` recorded them and as the JSON
+    says (`currency` usd), with the report's euro sign: "closed at €1,125.97" for $1,125.97. The statement's JSON
+    gave the USD `closed_total` among its EUR figures without saying so."""
+    store_url = closed_and_restated(new_store, clocks, tmp_path)
+    url = clocks[1]
+    rates = tmp_path / "rates.csv"
+    days = [date(2026, 9, 1) + timedelta(days=i) for i in range(100)]
+    rates.write_text("date,rate\n" + "".join(f"{d},0.5\n" for d in days), encoding="utf-8")
+    fx = ["--currency", "EUR", "--fx", str(rates)]
+
+    doc = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json", *fx], url, tmp_path))
+    adjustment = next(a for a in doc["adjustments"] if a["level"] == "org")
+    assert adjustment["currency"] == "usd" and Decimal(adjustment["current"]) == 2 * Decimal(doc["totals"]["spend"])
+    closed = Decimal(adjustment["closed"]).quantize(CENT, rounding=ROUND_HALF_UP)
+    flat = " ".join(ok(["report", "--store", store_url, *NOVEMBER, *fx], url, tmp_path).split())
+    assert f"default total closed at ${closed:,}" in flat and "closed at €" not in flat
+    ok(["report", "--store", store_url, *NOVEMBER, *fx, "--html", "r.html"], url, tmp_path)
+    assert f"total closed at ${closed:,}" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+    converted = statement(store_url, url, tmp_path, *fx)
+    usd = statement(store_url, url, tmp_path)
+    assert converted["currency"] == "EUR" and converted["closed"]["closed_total_currency"] == "USD"
+    assert converted["closed"]["closed_total"] == usd["closed"]["closed_total"]
+    total, moved = Decimal(converted["total"]), Decimal(converted["closed"]["adjustment_total"])
+    assert total + moved == Decimal(converted["closed"]["present_total"])  # EUR: closed + adjustments = present
+    assert total == (Decimal(usd["closed"]["closed_total"]) / 2).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+_LINE = re.compile(r"default (total|project (.+?)) closed at \$([\d,.]+), now \$([\d,.]+) \(\+?(-?\$[\d,.]+)")
+
+
+def _bare(name: str) -> str:
+    return re.sub(r" \(proj_\w+\)$", "", name)
+
+
+def _cents(text: str) -> Decimal:
+    return Decimal(text.replace("$", "").replace(",", ""))
+
+
+def test_a_closed_months_adjustments_print_one_rounding_everywhere(
+    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    """`report`, `check --restated-over` (and `changes`' table) rounded each figure of an adjustment on its own:
+    "closed at $233.71, now $256.65 (+$22.95)" does not subtract, and the statement of the same month said $256.66.
+    Now every line subtracts, the projects' adjustments add up to the total's, and each is the statement's."""
+    store_url = closed_and_restated(new_store, clocks, tmp_path)
+    url = clocks[1]
+    by_project = statement(store_url, url, tmp_path)
+    stated = {
+        _bare(a["name"]): (Decimal(a["closed"]), Decimal(a["present"]), Decimal(a["amount"]))
+        for a in by_project["adjustments"]
+    }
+    report = ok(["report", "--store", store_url, *NOVEMBER], url, tmp_path)
+    code, checked, err = finish(run_cli([*cli(), "check", "--store", store_url, "--restated-over", "0"], url, tmp_path))
+    assert code in (0, 3), err
+    for text in (" ".join(report.split()), checked):
+        lines = {_bare(m[2] or "total"): tuple(_cents(v) for v in m.groups()[2:]) for m in _LINE.finditer(text)}
+        assert set(lines) == {"total", *stated} and len(stated) > 1, text
+        for closed, now, moved in lines.values():
+            assert closed + moved == now
+        assert sum(lines[name][2] for name in stated) == lines["total"][2]
+        for name, figures in stated.items():
+            assert lines[name] == figures
+    assert lines["total"] == (
+        Decimal(by_project["total"]), Decimal(by_project["closed"]["present_total"]),
+        Decimal(by_project["closed"]["adjustment_total"]),
+    )  # fmt: skip

@@ -123,7 +123,7 @@ def _adjustment(project_id: str | None, closed: str, current: str) -> Adjustment
 def test_closed_month_adjustments_get_their_own_card_in_the_terminal_words() -> None:
     names = Names(projects={"proj_a": "Search & <Ads>"})
     total, project = _adjustment(None, "100.00", "112.345"), _adjustment("proj_a", "40", "35.5")
-    page = outlook(None, None, "usd", [total, project], names, adjustment_currency="usd")
+    page = outlook(None, None, "usd", [total, project], names)
     assert 'id="outlook"' not in page  # no forecast, no credit: no "This month" card
     items = _items(page)
     assert [i["section"] for i in items] == ["adjustments", "adjustments"]

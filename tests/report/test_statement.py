@@ -23,7 +23,7 @@ from usageledger._text import one_line
 from usageledger.cli import app
 from usageledger.config import STATEMENT_ALLOCATIONS, parse_config
 from usageledger.errors import ConfigError, ParameterError
-from usageledger.report.fx import load_rates
+from usageledger.report.fx import load_rates, rate_problem
 from usageledger.report.queries import COSTS_VIEW, utc_day
 from usageledger.report.statement import (
     ALLOCATIONS,
@@ -179,6 +179,24 @@ def test_currency_converts_each_day_at_its_rate(store: str, tmp_path: Path) -> N
     text = " ".join(_run("statement", MONTH, "--store", store, "--currency", "EUR", "--fx",
                          str(tmp_path / "rates.csv")).stdout.split())  # fmt: skip
     assert "€" in text and "0.9 to 0.93 EUR per USD" in text
+    out = tmp_path / "s.csv"
+    _run(
+        "statement",
+        MONTH,
+        "--store",
+        store,
+        "--currency",
+        "EUR",
+        "--fx",
+        str(tmp_path / "rates.csv"),
+        "--csv",
+        str(out),
+    )
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    # a rate line was in "USD": a spreadsheet's sum of the USD amounts added up the rates
+    assert {r["currency"] for r in rows if r["kind"] == "rate"} == {"EUR per USD"}
+    assert {r["currency"] for r in rows if r["kind"] != "rate"} == {"EUR"}
+    assert len([r for r in rows if r["kind"] == "rate"]) == len(rates)
 
 
 def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
@@ -210,7 +228,11 @@ def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
      ("date,rate\n2026-10-01,1000000\n2026-10-02,0.000001234567\n", "need 19 digits side by side"),
      ("date,rate\n2026-10-01,1,23\n", r"line 2: .* has 3 values .* decimal point \(1\.23\), not a comma"),
      ("date,rate\n2026-10-01,0.92,ECB\n", "line 2: .* 3 values and the header 2"),
-     ("date;rate\n2026-10-01;0,92\n", "header line date,rate .*semicolons")],
+     ("date;rate\n2026-10-01;0,92\n", "header line date,rate .*semicolons"),
+     ("date,rate\n2026-10-01,0.921500000000000000000000000001\n", "has 30 significant digits; round it to 10"),
+     ('date,rate\n2026-10-01,"1,05"\n', r"line 2: '1,05' is not a positive rate; .* decimal point \(1\.05\)"),
+     ("\n\ndate,rate\n\n2026-10-01,abc\n", "line 5: 'abc' is not a positive rate"),
+     ("\n;\n", "header line date,rate .*semicolons"), ("\n \n", "header line date,rate$")],
 )  # fmt: skip
 def test_bad_rate_files_name_fx(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "rates.csv"
@@ -241,6 +263,21 @@ def test_an_absurd_rate_is_refused_naming_fx(store: str, tmp_path: Path, rate: s
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --fx: ") and "line 2" in lines[0], result.output
     assert f"{rate!r} " in lines[0] and ("out of range" in lines[0] or "15 significant digits" in lines[0])
+
+
+def test_a_rate_of_thirty_decimals_is_refused_not_rounded() -> None:
+    """Past 28 digits Decimal.normalize() rounded the rate to its context: 0.9215 plus 1e-30 counted as 4 digits,
+    passed the 10-digit rule and converted as 0.9215 in the report's SQL, as the rate itself in the statement."""
+    assert rate_problem(Decimal("0.921500000000000000000000000001")) is not None
+    assert rate_problem(Decimal("0.921500000000000000000000000000")) is None  # trailing zeros: 0.9215
+    assert rate_problem(Decimal("1" + "0" * 5 + "." + "0" * 30)) is None  # 1000000 written with 30 zeros
+
+
+def test_blank_lines_above_the_header_are_skipped(tmp_path: Path) -> None:
+    """A blank first line was an IndexError traceback; the lines keep their numbers in messages."""
+    path = tmp_path / "rates.csv"
+    path.write_text("\r\n\r\ndate,rate\r\n2026-10-01,0.9215\r\n", encoding="utf-8")
+    assert load_rates(path, "eur").rates == {date(2026, 10, 1): Decimal("0.9215")}
 
 
 @pytest.mark.parametrize("rate", ["1000000", "0.000001", "0.0000123456789", "999999.9999", "0.9215000000000000000000"])

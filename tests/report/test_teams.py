@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +15,7 @@ from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import Browser, Route
+from rich.console import Console
 from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
@@ -22,8 +25,11 @@ from usageledger.emulator import EmulatorConfig, run_server
 from usageledger.emulator.orgs import Organisations, org_key
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.mcp_tools import LedgerTools
-from usageledger.report.queries import Spend
-from usageledger.report.teams import UNASSIGNED, select_team, spend_by_team
+from usageledger.report.names import Names
+from usageledger.report.period import report_period
+from usageledger.report.queries import Scope, Spend, build_report
+from usageledger.report.teams import UNASSIGNED, TeamSpend, select_team, spend_by_team
+from usageledger.report.terminal import render_teams
 from usageledger.serve import build_app
 from usageledger.store import BaseStore, open_store
 
@@ -294,3 +300,15 @@ def test_config_teams_can_join_two_orgs_and_stay_as_written(two_orgs: tuple[str,
     statements = _json("statement", month, "--store", store)["statements"]
     assert isinstance(statements, list)
     assert {"Platform (acme)", "Platform (beta)"} <= {s["owner"] for s in statements}
+
+
+def test_the_team_table_adds_up_to_its_total_as_printed(synced: str) -> None:
+    """Each team's spend was rounded on its own: $0.335 + $0.335 + $0.33 printed $0.34 + $0.34 + $0.33 under a total
+    of $1.00. They are apportioned to the rounded total now, the statements' rule."""
+    with open_store(synced, read_only=True) as db:
+        data = build_report(db, report_period(SINCE, UNTIL, now=datetime.fromtimestamp(EMULATOR_NOW, UTC)), Scope())
+    teams = [TeamSpend(t, Decimal(a), ()) for t, a in (("a", "0.335"), ("b", "0.335"), ("c", "0.33"))]
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render_teams(data, teams, Names()))
+    printed = {m[1]: Decimal(m[2]) for m in re.finditer(r"│ (\w+)\s+│\s+\$([\d.]+) │", console.file.getvalue())}
+    assert printed == {"a": Decimal("0.34"), "b": Decimal("0.33"), "c": Decimal("0.33"), "total": Decimal("1.00")}

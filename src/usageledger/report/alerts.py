@@ -359,13 +359,14 @@ def run_checks(
         for a in moved:
             whose = "total" if a.project_id is None else _project_subject(a.project_id, names)
             cur = a.currency or currency
+            closed, current, amount = a.in_cents()
             alerts.append(
                 Alert(
                     "restated",
                     f"closed {a.month:%Y-%m} {a.org} {whose}",
                     f"closed month {a.month:%Y-%m} restated: {a.org} {whose} closed at"
-                    f" {format_money(a.closed, cur)}, now {format_money(a.current, cur)}"
-                    f" ({format_signed_money(a.amount, cur)})",
+                    f" {format_money(closed, cur)}, now {format_money(current, cur)}"
+                    f" ({format_signed_money(amount, cur)})",
                 )
             )
     if stale_keys is not None:

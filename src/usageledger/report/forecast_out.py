@@ -97,12 +97,17 @@ def credit_line(balance: CreditBalance, currency: str | None) -> Text:
     )
 
 
-def adjustment_line(adj: Adjustment, names: Names, currency: str | None) -> Text:
-    """A closed month's figure against the present, ``!``-marked: it was restated after the month was closed."""
+def adjustment_line(adj: Adjustment, names: Names) -> Text:
+    """A closed month's figure against the present, ``!``-marked: it was restated after the month was closed.
+
+    In the adjustment's own currency, the store's USD: a report converted with ``--currency EUR`` printed these USD
+    figures with the report's euro sign (the JSON said ``usd``), so $1,125.97 read as EUR 1,125.97."""
     whose = "total" if adj.project_id is None else f"project {names.project(adj.project_id)}"
+    currency = adj.currency
+    closed, current, amount = adj.in_cents()
     return Text(
-        f"! adjustment: {adj.month:%Y-%m} {adj.org} {whose} closed at {format_money(adj.closed, currency)}, now"
-        f" {format_money(adj.current, currency)} ({format_signed_money(adj.amount, currency)} restated after the"
+        f"! adjustment: {adj.month:%Y-%m} {adj.org} {whose} closed at {format_money(closed, currency)}, now"
+        f" {format_money(current, currency)} ({format_signed_money(amount, currency)} restated after the"
         " close; see `usageledger changes`)",
         style="bold red",
     )

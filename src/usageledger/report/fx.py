@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,6 +44,7 @@ __all__ = [
 BASE_CURRENCY: Final = "USD"
 """The currency the costs endpoint reports in (the store's ``currency`` column)."""
 _CODE: Final = re.compile(r"[A-Z]{3}")
+_DECIMAL_COMMA: Final = re.compile(r"\d+,\d+")
 
 MIN_RATE: Final = Decimal("0.000001")
 MAX_RATE: Final = Decimal("1000000")
@@ -135,7 +136,9 @@ def rate_problem(rate: Decimal, text: str | None = None) -> str | None:
 def _plain(rate: Decimal) -> Decimal:
     """``rate`` without trailing zeros after the point (``0.92150000`` is ``0.9215``) and never in exponent form
     (``1e6`` is ``1000000``): the fewest digits the SQL literal, and the product's scale, need."""
-    normal = rate.normalize()
+    # normalize() rounds to the context's 28 digits: a rate of 30 decimals became 0.9215 there, passed the digit
+    # limit and converted as a rate nobody wrote; a context as wide as the rate keeps every digit it has.
+    normal = rate.normalize(Context(prec=max(len(rate.as_tuple().digits), 1)))
     exponent = normal.as_tuple().exponent
     return normal.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normal
 
@@ -162,15 +165,16 @@ def load_rates(path: Path | str, currency: str) -> FxRates:
         raise ParameterError("--fx", f"cannot read {source}: {exc.strerror or exc}") from None
     except ConfigError as exc:  # not UTF-8
         raise ParameterError("--fx", str(exc)) from None
-    rows = list(csv.reader(text.splitlines()))
+    # blank lines are no lines, above the header too: one there was an IndexError traceback
+    lines = enumerate(csv.reader(text.splitlines()), start=1)
+    numbered = [(number, row) for number, row in lines if any(c.strip() for c in row)]
+    rows = [row for _, row in numbered]
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if header[:2] != ["date", "rate"]:
         semicolons = " (comma-separated: this file uses semicolons)" if rows and ";" in rows[0][0] else ""
         raise ParameterError("--fx", f"{source} must start with the header line date,rate{semicolons}")
     rates: dict[date, Decimal] = {}
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
+    for number, row in numbered[1:]:
         if len(row) < 2:
             raise ParameterError("--fx", f"{source} line {number}: expected date,rate, got {','.join(row)!r}")
         if len(_trimmed(row)) > len(_trimmed(rows[0])):  # `2026-10-01,1,23` was read as a rate of 1
@@ -185,6 +189,8 @@ def load_rates(path: Path | str, currency: str) -> FxRates:
         except InvalidOperation:
             rate = Decimal("NaN")
         problem = rate_problem(rate, rate_text)
+        if problem is not None and _DECIMAL_COMMA.fullmatch(rate_text):  # a quoted "1,05"
+            problem += f"; write it with a decimal point ({rate_text.replace(',', '.')}), not a comma"
         if problem is not None:
             raise ParameterError("--fx", f"{source} line {number}: {problem}")
         if day in rates and rates[day] != rate:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from usageledger import timeutil
+from usageledger._amounts import apportion
 from usageledger._sections import Names
 from usageledger.errors import ParameterError
 from usageledger.rules import name_list
@@ -45,6 +46,7 @@ __all__ = [
 
 _MONEY_TABLE = "costs"
 _MONEY_METRIC = "amount_value"
+_CENT = Decimal("0.01")
 
 
 @contextmanager
@@ -167,11 +169,25 @@ class Adjustment:
     current: Decimal
     currency: str | None
     closed_at: datetime
+    cents: tuple[Decimal, Decimal, Decimal] | None = None
+    """``(closed, current, adjustment)`` to the cent as :func:`adjustments` rounds them (see :meth:`in_cents`)."""
 
     @property
     def amount(self) -> Decimal:
         """The adjustment: present minus closed (negative when spend was restated down)."""
         return self.current - self.closed
+
+    def in_cents(self) -> tuple[Decimal, Decimal, Decimal]:
+        """``(closed, current, adjustment)`` as every output prints them, by a statement's rule: the closed figure
+        half-up to the cent, as ``close`` printed it; an org's total likewise its present figure, and the adjustment
+        their difference; a project's adjustment its exact change apportioned (largest remainder) to the org's, and
+        its present figure closed + adjustment. So each line subtracts and the projects' adjustments add up to the
+        org's: rounding each figure on its own printed "closed at $233.71, now $256.65 (+$22.95)", and adjustments
+        adding up to a cent off the total's. (Without :attr:`cents`: closed and current half-up, their difference.)"""
+        if self.cents is not None:
+            return self.cents
+        closed, current = (v.quantize(_CENT, rounding=ROUND_HALF_UP) for v in (self.closed, self.current))
+        return closed, current, current - closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +231,22 @@ def adjustments(
                     o, month, "project", project, closed, amount, cur or (was.currency if was else None), closed_at
                 )
             )
-        out.extend(a for a in rows if not nonzero or a.amount != 0)
+        out.extend(a for a in _in_cents(rows) if not nonzero or a.amount != 0)
+    return out
+
+
+def _in_cents(rows: Sequence[Adjustment]) -> list[Adjustment]:
+    """One org's month, its total first, with the cents each row prints (:meth:`Adjustment.in_cents`), before any
+    row is left out: the projects' adjustments are apportioned to the total's change."""
+    total, projects = rows[0], rows[1:]
+    closed_total, current_total, change = total.in_cents()
+    moved = [a for a in projects if a.amount != 0]
+    shares = dict(zip((id(a) for a in moved), apportion([a.amount for a in moved], change), strict=True))
+    out = [replace(total, cents=(closed_total, current_total, change))]
+    for a in projects:
+        closed = a.closed.quantize(_CENT, rounding=ROUND_HALF_UP)
+        share = shares.get(id(a), Decimal("0.00"))
+        out.append(replace(a, cents=(closed, closed + share, share)))
     return out
 
 

@@ -112,12 +112,10 @@ def outlook(
     currency: str | None,
     adjustments: Sequence[Adjustment] = (),
     names: Names | None = None,
-    *,
-    adjustment_currency: str | None = None,
 ) -> str:
     """The "This month" card (this month's forecast, the prepaid credit balance in ``currency``) and its sibling, the
-    closed months' adjustments (in ``adjustment_currency``), in the words of the terminal report; each card only
-    when it has a line.
+    closed months' adjustments (each in its own currency, the store's), in the words of the terminal report; each
+    card only when it has a line.
 
     Each line carries its exact figures as ``data-*`` decimal strings, as ``--format json`` writes them."""
     names = names or Names()
@@ -136,7 +134,7 @@ def outlook(
         )
     restated = [
         f'<li class="adjustment" data-month="{adj.month:%Y-%m}" data-amount="{decimal_string(adj.amount)}">'
-        f"{_prose(adjustment_line(adj, names, adjustment_currency).plain)}</li>"
+        f"{_prose(adjustment_line(adj, names).plain)}</li>"
         for adj in adjustments
     ]
     parts = []
@@ -211,7 +209,6 @@ def render_html(
             cur if credit_currency is None else credit_currency,
             data.adjustments,
             names,
-            adjustment_currency=cur,
         ),
         '<div class="charts">',
     ]

@@ -33,9 +33,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Final, Literal, TypedDict, Unpack
 
+from usageledger._amounts import apportion
 from usageledger.errors import ParameterError
 from usageledger.report.fx import BASE_CURRENCY, FxRates
 from usageledger.report.history import as_closed
@@ -88,22 +89,6 @@ class StatementOptions(TypedDict, total=False):
     """A rate table to convert every day's amounts with (default: none, USD)."""
     today: date | None
     """The day that decides whether the month is over (default: today, UTC)."""
-
-
-def apportion(values: Sequence[Decimal], target: Decimal) -> list[Decimal]:
-    """``values`` rounded to cents so they add up to ``target`` (a whole number of cents), by largest remainder:
-    each is floored, and the cents left go one each to the largest remainders (ties: the first listed)."""
-    floors = [v.quantize(CENT, rounding=ROUND_FLOOR) for v in values]
-    if not values:
-        return []
-    left = int((target - sum(floors, Decimal(0))) / CENT)
-    order = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i]), i))
-    out = list(floors)
-    step = CENT if left > 0 else -CENT
-    ranked = order if left > 0 else list(reversed(order))
-    for n in range(abs(left)):
-        out[ranked[n % len(ranked)]] += step
-    return out
 
 
 @dataclass(frozen=True, slots=True)

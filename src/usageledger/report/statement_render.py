@@ -21,6 +21,7 @@ from rich.text import Text
 from usageledger import timeutil
 from usageledger._text import counted, spreadsheet_text
 from usageledger.report.formatting import format_money
+from usageledger.report.fx import BASE_CURRENCY
 from usageledger.report.jsonout import decimal_string
 from usageledger.report.names import Names, with_id
 from usageledger.report.statement import SHARED, MonthStatements, Statement, StatementLine
@@ -65,7 +66,7 @@ def _closed_sentences(statements: MonthStatements) -> list[str]:
         return []
     said = [
         f"{statements.month:%Y-%m} is closed: these statements use the figures closed at {_closes(statements)}; "
-        f"the month total recorded by close is {format_money(statements.closed_total or Decimal(0), 'USD')} "
+        f"the month total recorded by close is {format_money(statements.closed_total or Decimal(0), BASE_CURRENCY)} "
         f"({'matches' if statements.matches_close else 'DOES NOT match'} the ledger as of the close).",
         f"Later adjustments, listed apart (present minus closed): "
         f"{format_money(statements.adjustment_total, cur)} in all; the month's costs now are "
@@ -203,6 +204,8 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
         else {
             "closes": [{"org": o, "closed_at": at} for o, at in statements.closes],
             "closed_total": statements.closed_total,
+            # close records USD: said, as a statement converted to EUR gives every other figure in EUR
+            "closed_total_currency": BASE_CURRENCY,
             "matches_close": statements.matches_close,
             "open_orgs": list(statements.open_orgs),
             "present_total": statements.present_total,
@@ -218,7 +221,8 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
 
 def statement_csv(statements: MonthStatements, names: Names) -> str:
     """One CSV line per statement line and one ``total`` line per statement; the rates used follow as ``rate``
-    lines (``line_item`` holds the day), so the file alone shows how it was converted."""
+    lines (``line_item`` holds the day, ``currency`` says ``EUR per USD``), so the file alone shows how it was
+    converted."""
     name = _owner_name(statements, names)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -242,8 +246,10 @@ def statement_csv(statements: MonthStatements, names: Names) -> str:
             [month, statements.by, text(a.owner), text(name(a.owner)), "adjustment", "", since,
              decimal_string(a.amount), statements.currency]
         )  # fmt: skip
+    # a rate is no amount in USD: "USD" there let a sum of the file's USD amounts add up the rates
+    per = f"{statements.currency} per {BASE_CURRENCY}"
     for day, rate in statements.rates:
-        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), decimal_string(rate), "USD"])
+        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), decimal_string(rate), per])
     return out.getvalue()
 
 

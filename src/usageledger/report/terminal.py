@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from usageledger._amounts import CENT, apportion
 from usageledger._text import counted
 from usageledger.report.alerts import AnomalyRule, CheckResult
 from usageledger.report.finality import first_provisional
@@ -129,7 +130,7 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         footnotes.append(
             Text(f"As of {data.as_of:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log.", style="bold")
         )
-    footnotes.extend(adjustment_line(adj, names, cur) for adj in data.adjustments)
+    footnotes.extend(adjustment_line(adj, names) for adj in data.adjustments)
     if cut < len(line) and data.provisional_from is not None:
         footnotes.append(
             Text(
@@ -295,13 +296,14 @@ def render_changes(changes: Changes, names: Names | None = None) -> RenderableTy
         )
         for a in changes.adjustments:
             cur = a.currency
+            closed, current, amount = a.in_cents()
             adj.add_row(
                 f"{a.month:%Y-%m}",
                 a.org,
                 "(total)" if a.project_id is None and a.level == "org" else names.project(a.project_id),
-                format_money(a.closed, cur),
-                format_money(a.current, cur),
-                Text(format_signed_money(a.amount, cur), style="bold red"),
+                format_money(closed, cur),
+                format_money(current, cur),
+                Text(format_signed_money(amount, cur), style="bold red"),
             )
         parts.append(adj)
     return Group(*parts)
@@ -379,10 +381,15 @@ def render_teams(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> 
         gap=2,
     )
     table = DataTable(None, label("team"), number("spend"), number("share"), label("projects"))
-    for t in teams:
+    # The teams add up to the total to the cent as printed too: the total rounded once (half-up), each team's exact
+    # spend apportioned to it (largest remainder), a statement's rule. Rounded alone, the demo's teams in EUR read
+    # €1,123.08 + €622.23 + €219.08 = €1,964.39 against a total of €1,964.40.
+    total = sum((t.amount for t in teams), Decimal(0))
+    cents = apportion([t.amount for t in teams], total.quantize(CENT, rounding=ROUND_HALF_UP))
+    for t, amount in zip(teams, cents, strict=True):
         projects = ", ".join(names.project(p) if p is not None else "(no project)" for p in t.projects)
-        table.add_row(t.team, format_money(t.amount, cur), _share(t.amount, data.total_spend), projects)
-    table.add_row("total", format_money(sum((t.amount for t in teams), Decimal(0)), cur), "", "")
+        table.add_row(t.team, format_money(amount, cur), _share(t.amount, data.total_spend), projects)
+    table.add_row("total", format_money(total, cur), "", "")
     if data.as_of is None:
         return Group(heading, table)
     # `--by team --as-of`: figures the ledger held then, said as the whole report says them
