@@ -39,6 +39,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
 
+from usageledger._amounts import CENT
 from usageledger.errors import UsageLedgerError
 
 __all__ = [
@@ -82,7 +83,6 @@ MID_QUANTILE: Final = Decimal("0.5")
 CREDIT_HORIZON_DAYS: Final = 366
 CREDIT_RUN_DAYS: Final = 30
 """A credit runway's forecast is corrected by the method's median error over runs of 30 days."""
-CENT: Final = Decimal("0.01")
 MICRO: Final = Decimal("0.000001")
 
 METHOD: Final = (

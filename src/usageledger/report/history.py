@@ -20,7 +20,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from usageledger import timeutil
-from usageledger._amounts import apportion
+from usageledger._amounts import CENT, apportion
 from usageledger._sections import Names
 from usageledger.errors import ParameterError
 from usageledger.rules import name_list
@@ -46,7 +46,6 @@ __all__ = [
 
 _MONEY_TABLE = "costs"
 _MONEY_METRIC = "amount_value"
-_CENT = Decimal("0.01")
 
 
 @contextmanager
@@ -186,7 +185,7 @@ class Adjustment:
         adding up to a cent off the total's. (Without :attr:`cents`: closed and current half-up, their difference.)"""
         if self.cents is not None:
             return self.cents
-        closed, current = (v.quantize(_CENT, rounding=ROUND_HALF_UP) for v in (self.closed, self.current))
+        closed, current = (v.quantize(CENT, rounding=ROUND_HALF_UP) for v in (self.closed, self.current))
         return closed, current, current - closed
 
 
@@ -244,7 +243,7 @@ def _in_cents(rows: Sequence[Adjustment]) -> list[Adjustment]:
     shares = dict(zip((id(a) for a in moved), apportion([a.amount for a in moved], change), strict=True))
     out = [replace(total, cents=(closed_total, current_total, change))]
     for a in projects:
-        closed = a.closed.quantize(_CENT, rounding=ROUND_HALF_UP)
+        closed = a.closed.quantize(CENT, rounding=ROUND_HALF_UP)
         share = shares.get(id(a), Decimal("0.00"))
         out.append(replace(a, cents=(closed, closed + share, share)))
     return out

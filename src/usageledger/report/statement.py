@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Final, Literal, TypedDict, Unpack
 
-from usageledger._amounts import apportion
+from usageledger._amounts import CENT, apportion
 from usageledger.errors import ParameterError
 from usageledger.report.fx import BASE_CURRENCY, FxRates
 from usageledger.report.history import as_closed
@@ -71,7 +71,6 @@ RULES: Final[Mapping[Allocation, str]] = {
 }
 SHARED: Final = "shared (unallocated)"
 """The owner of the shared spend with ``--allocate none`` (or when there is no owner to allocate it to)."""
-CENT: Final = Decimal("0.01")
 
 
 class StatementOptions(TypedDict, total=False):
