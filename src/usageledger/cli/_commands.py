@@ -107,7 +107,8 @@ COMMANDS: Final[tuple[Command, ...]] = (
     Command(
         "serve",
         "commands_serve",
-        "Serve the dashboard and its JSON API (/, /api/report, /api/filters, /api/projects/ID, /healthz), read-only.",
+        "Serve the dashboard, its JSON API (/, /api/report, /api/filters, /api/projects/ID, /healthz) and Prometheus"
+        " metrics (/metrics), read-only.",
     ),
     Command(
         "mcp",
