@@ -199,12 +199,10 @@ def _project_labels(project: object, names: Names) -> list[str]:
 
 
 def _left_out(store: BaseStore) -> frozenset[str]:
-    """The synthetic orgs of a store that also holds a real one: their figures would be summed with real spend. An
-    org registered by a run that wrote nothing for it (a refused key) holds nothing, and counts for neither."""
-    empty = store.empty_orgs()
-    records = [r for r in store.orgs() if r.org not in empty]
-    fake = frozenset(r.org for r in records if r.synthetic)
-    return fake if len(fake) < len(records) else frozenset()
+    """The synthetic orgs of a store that also holds a real one: their figures would be summed with real spend."""
+    from usageledger.sync._safety import synthetic_beside_real
+
+    return frozenset(r.org for r in synthetic_beside_real(store))
 
 
 def _costs(

@@ -52,6 +52,7 @@ __all__ = [
     "mixed_data",
     "reap_abandoned",
     "stream_states_now",
+    "synthetic_beside_real",
     "this_process",
 ]
 
@@ -299,18 +300,25 @@ def stream_states_now(
     ]
 
 
+def synthetic_beside_real(store: BaseStore, org: Sequence[str] = ()) -> tuple[OrgRecord, ...]:
+    """The synthetic orgs of a store (of ``org``, else every org) that also holds a real one, whose figures a
+    reading would add to real spend; none when every org held is synthetic (the demo's store) or none is. An org a
+    failed first run registered but never wrote to holds nothing (as ``check_orgs`` reads it) and counts for
+    neither: a demo written beside one was said to mix synthetic with real data."""
+    empty = store.empty_orgs()
+    held = [r for r in store.orgs() if (not org or r.org in org) and r.org not in empty]
+    fake = tuple(r for r in held if r.synthetic)
+    return fake if len(fake) < len(held) else ()
+
+
 def mixed_data(store: BaseStore, org: str | Sequence[str] | None = None) -> str | None:
     """A one-line warning when a store holds synthetic and real orgs together (written before the registry) and a
     reading adds them up: none when it reads one ``org`` (whose figures are that org's alone); ``org`` may be the
     several orgs a reading is limited to (``export --org a,b``), an empty one meaning every org."""
     if isinstance(org, str):
         return None
-    # An org a failed first run registered but never wrote to holds nothing (as `check_orgs` reads it): a demo
-    # written beside one was said to mix synthetic with real data.
-    empty = store.empty_orgs()
-    held = [r for r in store.orgs() if (not org or r.org in org) and r.org not in empty]
-    fake = [r for r in held if r.synthetic]
-    if not fake or len(fake) == len(held):
+    fake = synthetic_beside_real(store, org or ())
+    if not fake:
         return None
     return (
         f"this store mixes synthetic data ({_names(fake)}) with real data, and its totals add both; "
