@@ -37,6 +37,7 @@ from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
 from fixtures.reports import ORG
+from fixtures.stores import copy_duckdb
 
 DAY = 86400
 LATER = str(EMULATOR_NOW + 2 * DAY)
@@ -82,9 +83,7 @@ def store_url(
         ok(sync_args(str(where / "first.duckdb") if cluster is None else cluster.createdb(tag)), two_clocks[0], where)
         tag = f"ledger_{os.getpid()}_{next(_copies)}"
     if cluster is None:
-        for suffix in ("", ".wal"):  # the closed store's file, and its write-ahead log if one was left
-            if os.path.exists(first_syncs[kind] + suffix):
-                shutil.copyfile(first_syncs[kind] + suffix, str(tmp_path / "ledger.duckdb") + suffix)
+        copy_duckdb(first_syncs[kind], tmp_path / "ledger.duckdb")
         return str(tmp_path / "ledger.duckdb")
     return str(cluster.createdb(tag, template=first_syncs[kind]))
 

@@ -339,14 +339,8 @@ def test_an_empty_store_has_every_family_and_no_spend(tmp_path: Path) -> None:
     assert _samples(text, "usageledger_last_sync_timestamp_seconds") == []
 
 
-_PERIOD_FIGURES = (
-    "usageledger_month_to_date_cost_usd",
-    "usageledger_today_cost_usd",
-    "usageledger_month_to_date_tokens",
-    "usageledger_today_tokens",
-    "usageledger_month_to_date_requests",
-    "usageledger_today_requests",
-)
+_PERIOD_FIGURES = tuple(n for n in METRIC_NAMES if n.startswith(("usageledger_month_to_date_", "usageledger_today_")))
+"""The spend, token and request figures of the month and the day (the rest are the sync's health)."""
 
 
 def test_a_store_mixing_synthetic_and_real_orgs_never_sums_them(tmp_path: Path, emulator: Emulator) -> None:

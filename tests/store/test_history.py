@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from usageledger.store.history import as_of, deltas_sql, restatements_sql, strea
 from usageledger.store.revisions import logged_metrics
 
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import copy_duckdb
 from fixtures.syncing import run
 
 DAY = 86400
@@ -103,9 +103,7 @@ def two_syncs(
         copy = cluster.copydb(f"history_{os.getpid()}_{next(_copies)}", url.rsplit("/", 1)[1])
     else:
         copy = str(tmp_path / "ledger.duckdb")
-        for suffix in ("", ".wal"):  # the closed store's file, and its write-ahead log if one was left
-            if os.path.exists(url + suffix):
-                shutil.copyfile(url + suffix, copy + suffix)
+        copy_duckdb(url, copy)
     with open_store(copy) as opened:
         yield opened, moment, held
 

@@ -7,9 +7,7 @@ previous entry's new value) and end at the stored value, so the sum of deltas eq
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +25,7 @@ from usageledger.sync import Org
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import emulator_process, finish, launcher, run_cli, sync_args
+from fixtures.stores import copy_duckdb
 from fixtures.syncing import run
 
 DAY = 86400
@@ -177,13 +176,6 @@ def two_clocks() -> Iterator[tuple[str, str]]:
         yield now, later
 
 
-def _copy_duckdb(source: str, target: str) -> None:
-    """Copy a closed DuckDB store (its write-ahead log too, if one was left)."""
-    for suffix in ("", ".wal"):
-        if os.path.exists(source + suffix):
-            shutil.copyfile(source + suffix, target + suffix)
-
-
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_sigkill_mid_commit_leaves_the_log_and_the_rows_consistent(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, two_clocks: tuple[str, str]
@@ -196,7 +188,7 @@ def test_sigkill_mid_commit_leaves_the_log_and_the_rows_consistent(
         if kind == "duckdb":
             url = str(tmp_path / f"k{i}.duckdb")
             if first is not None:
-                _copy_duckdb(first, url)
+                copy_duckdb(first, url)
         else:
             name = f"revkill_{i}_{rng.randrange(10**9)}"
             url = request.getfixturevalue("_pg_cluster").createdb(name, template=first)
@@ -206,7 +198,7 @@ def test_sigkill_mid_commit_leaves_the_log_and_the_rows_consistent(
             assert code == 0, err
             if kind == "duckdb":
                 first = str(tmp_path / "first.duckdb")
-                _copy_duckdb(url, first)
+                copy_duckdb(url, first)
             else:
                 first = name + "_first"
                 request.getfixturevalue("_pg_cluster").createdb(first, template=name)
