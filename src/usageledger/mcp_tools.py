@@ -160,11 +160,12 @@ class LedgerTools:
         period = self._period(since, until)
         with self._reading(org) as store:
             pid = self._project_id(store, project, org)
-            data = build_report(store, period, Scope(org=org, project=pid))
+            scope = Scope(org=org, project=pid)
+            data = build_report(store, period, scope)
             names = resolve_names(store, org=org, overrides=self._overrides())
             final = final_costs_until(store, self.config.sync.to_options())
             warnings = data_warnings(store, org, period=period)  # as `report` says them
-            moved = closed_adjustments(store, period, org=org, project=pid)  # as `report` and the dashboard
+            moved, _ = closed_adjustments(store, period, scope)  # as `report` and the dashboard (no model filter)
         data = replace(data, provisional_from=provisional_from(final, org), warnings=warnings, adjustments=moved)
         return _plain(report_document(data, names))
 
@@ -267,7 +268,8 @@ class LedgerTools:
             partial = previous_partial_from(store, scope, period.previous().since)
             unsynced = unsynced_from(store, scope, period)
             final = final_costs_until(store, self.config.sync.to_options())
-            moved = closed_adjustments(store, period, org=org, project=pid)
+            # closes are by project, never by model: none to give, said as `report --model` says it
+            moved, said = closed_adjustments(store, period, replace(scope, model=wanted))
         current: dict[object, Decimal] = {}
         previous = Decimal(0)
         currencies: set[str] = set()
@@ -294,7 +296,7 @@ class LedgerTools:
                 "previous_partial_from": partial,
                 "unsynced_from": unsynced,
                 "provisional_from": provisional_from(final, org),
-                "warnings": list(warnings),
+                "warnings": [*warnings, *said],
                 "adjustments": [adjustment_document(a, names) for a in moved],
                 "rows": _model_rows(group_by, current, total, names, period),
             }

@@ -138,8 +138,8 @@ def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
     new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
 ) -> None:
     """The MCP `spend` tool, "the same figures as report --format json", gave a restated closed month's present
-    spend with no word of its close: report, the dashboard and `changes` list the adjustments; it now does too, with
-    or without a model, and by team."""
+    spend with no word of its close: report, the dashboard and `changes` list the adjustments; it now does too, by
+    team and for a project; for one model (closes are by project) it says in a warning why it lists none."""
     from usageledger.config import Config
     from usageledger.mcp_tools import LedgerTools
     from usageledger.store import open_existing_store
@@ -148,9 +148,11 @@ def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
     report = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json"], clocks[1], tmp_path))
     assert report["adjustments"] and any(a["level"] == "org" for a in report["adjustments"])
     tools = LedgerTools(lambda: open_existing_store(store_url), Config())
-    for group_by, model in (("project", None), ("day", None), ("team", None), ("project", "gpt-4o")):
-        answer = tools.spend(NOVEMBER[1], NOVEMBER[3], group_by, model=model)
-        assert answer["adjustments"] == report["adjustments"], (group_by, model)
+    for group_by in ("project", "day", "team"):
+        answer = tools.spend(NOVEMBER[1], NOVEMBER[3], group_by)
+        assert answer["adjustments"] == report["adjustments"], group_by
+    one_model = tools.spend(NOVEMBER[1], NOVEMBER[3], model="gpt-4o")  # closes are by project: none, and why
+    assert one_model["adjustments"] == [] and "not by model" in one_model["warnings"][-1]
     assert answer["adjustments"][0]["currency"] == "usd" and Decimal(answer["adjustments"][0]["amount"]) > 0
     one = next(a for a in report["adjustments"] if a["level"] == "project")
     scoped = tools.spend(NOVEMBER[1], NOVEMBER[3], project=one["project_id"])["adjustments"]

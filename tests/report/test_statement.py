@@ -490,3 +490,51 @@ def test_a_month_the_store_does_not_cover_is_refused_or_said(store: str) -> None
         json.loads(runner.invoke(app, ["statement", MONTH, "--store", store, "--format", "json"]).stdout)["warnings"]
         == []
     )
+
+
+def test_a_team_project_or_model_report_lists_only_its_own_closed_month_adjustments(store: str, tmp_path: Path) -> None:
+    """October closed, then two projects restated (one in each team). ``report --team``/``--project`` listed every
+    project's adjustment and the org's total, which cover other projects; ``--model`` listed them too, beside one
+    model's spend; ``check --project --restated-over`` alerted on other projects. Now a team or a project gets its
+    projects' own adjustments, a model none (closes are by project), said in a warning, and the whole org still all."""
+    copy = tmp_path / "closed.duckdb"
+    shutil.copyfile(store, copy)
+    with open_store(str(copy)) as db:
+        (org,) = db.query(f"SELECT DISTINCT org FROM {COSTS_VIEW}")[0]
+        spent = db.query(
+            f"SELECT DISTINCT project_id FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s",
+            [datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)],
+        )
+        projects = sorted(p for (p,) in spent if p is not None)  # with October spend (one project retired before)
+        close_month(db, FIRST, [org], at=int(time.time()) - 1)
+        for moved in (projects[0], projects[-1]):
+            db.execute(
+                "UPDATE costs SET amount_value = amount_value + 0.25 WHERE project_id = %s AND bucket_start >= %s"
+                " AND bucket_start < %s",
+                [moved, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)],
+            )
+    config = tmp_path / "usageledger.toml"
+    config.write_text(f'[teams]\nAlpha = ["{projects[0]}"]\nBeta = {json.dumps(projects[1:])}\n', encoding="utf-8")
+    october = ["--store", str(copy), "--config", str(config), "--since", "2026-10-01", "--until", "2026-11-01"]
+
+    def listed(*scope: str) -> tuple[list[tuple[str, str | None]], list[str]]:
+        doc = json.loads(_run("report", *october, *scope, "--format", "json").stdout)
+        return [(a["level"], a["project_id"]) for a in doc["adjustments"]], doc["warnings"]
+
+    everything, _ = listed()
+    model = json.loads(_run("report", *october, "--format", "json").stdout)["spend_by_model"][0]["model"]
+    assert everything == [("org", None), ("project", projects[0]), ("project", projects[-1])]
+    assert listed("--team", "Alpha") == ([("project", projects[0])], [])
+    assert listed("--team", "Beta") == ([("project", projects[-1])], [])
+    assert listed("--project", projects[-1]) == ([("project", projects[-1])], [])
+    assert listed("--project", projects[1]) == ([], [])
+    by_model, warnings = listed("--model", model)
+    assert by_model == [] and any("not by model" in w and "model filter" in w for w in warnings)
+    assert listed("--team", "Alpha", "--model", model)[1][-1] == warnings[-1]
+
+    check = CliRunner().invoke(
+        app, ["check", *october[:4], "--project", projects[-1], "--restated-over", "1", "--now", "2026-11-02"]
+    )
+    restated = [line for line in check.stdout.splitlines() if line.startswith("ALERT restated")]
+    assert len(restated) == 1 and projects[-1] in restated[0], check.stdout
+    assert "1 closed-month figure moved" in check.stdout

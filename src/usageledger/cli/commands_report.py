@@ -57,6 +57,7 @@ from usageledger.report.alerts import (
 )
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.assemble import (
+    adjustments_within,
     assemble_report,
     closed_adjustments,
     month_outlook,
@@ -356,7 +357,10 @@ def report(
             if rates is not None:
                 used = converted.used()
         if as_of_at is None:
-            data = replace(data, adjustments=closed_adjustments(db, period, org=org, project=project))
+            moved, why_none = closed_adjustments(db, period, scope)
+            for warning in why_none:
+                say(f"warning: {warning}")
+            data, warnings = replace(data, adjustments=moved), (*warnings, *why_none)
         else:
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         data = replace(data, warnings=warnings)  # said on stderr too; the JSON and the HTML page carry them
@@ -638,7 +642,10 @@ def check(
             forecast_over=forecast_limit if forecast_limit is not None else cfg.forecast_over,
             credit_below=credit_limit if credit_limit is not None else cfg.credit_below,
             restated_over=restated_limit,
-            adjustments=adjustments(db, org=org) if restated_limit is not None else (),
+            # the project's own figures under --project, as `report --project` lists them
+            adjustments=adjustments_within(adjustments(db, org=org), Scope(org=org, project=project))
+            if restated_limit is not None
+            else (),
         )
     if output_format == "json":
         typer.echo(dumps(check_document(result)))

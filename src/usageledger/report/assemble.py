@@ -5,10 +5,10 @@ One function for the ``report`` command and the dashboard's ``/api/report``, so 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from usageledger.errors import UsageLedgerError
 from usageledger.report.credit import CreditBalance, credit_balance
@@ -24,6 +24,8 @@ from usageledger.store import BaseStore
 from usageledger.sync_options import SyncOptions
 
 __all__ = [
+    "MODEL_ADJUSTMENTS",
+    "adjustments_within",
     "assemble_report",
     "closed_adjustments",
     "known_project",
@@ -52,13 +54,34 @@ def assemble_report(
     return replace(data, provisional_from=provisional_from(final, scope.org)), id_names
 
 
-def closed_adjustments(
-    db: BaseStore, period: Period, *, org: str | None, project: str | None = None
-) -> tuple[Adjustment, ...]:
-    """The adjustments of the closed months the period touches (of ``org``; with ``project``, its own figures only),
-    as ``report`` and the dashboard show them."""
-    moved = adjustments(db, org=org, months=(period.since.replace(day=1), period.until))
-    return tuple(a for a in moved if project is None or a.project_id == project)
+MODEL_ADJUSTMENTS: Final = (
+    "the closed months' adjustments are kept by org and project, not by model, so a report of one model leaves them "
+    "out; leave out the model filter to see them"
+)
+
+
+def closed_adjustments(db: BaseStore, period: Period, scope: Scope) -> tuple[tuple[Adjustment, ...], tuple[str, ...]]:
+    """The adjustments of the closed months the period touches, within ``scope``, as ``report``, the dashboard and the
+    MCP tools show them, and the warnings to say with them.
+
+    A close records figures by org and project: a project's or a team's scope keeps its projects' own adjustments
+    (never the org's total, which covers other projects); a model's scope has none to give, and says so once (there
+    were figures under a project or team scope, so the reader is told why they are missing)."""
+    moved = adjustments_within(
+        adjustments(db, org=scope.org, months=(period.since.replace(day=1), period.until)), scope
+    )
+    if scope.model is not None:
+        return (), (MODEL_ADJUSTMENTS,) if moved else ()
+    return moved, ()
+
+
+def adjustments_within(moved: Sequence[Adjustment], scope: Scope) -> tuple[Adjustment, ...]:
+    """The adjustments of ``moved`` within ``scope``'s project or team: the projects' own, never the org's total (it
+    covers other projects too). The org is the caller's to pick when reading them; the model is not a close's."""
+    if scope.project is None and scope.team_projects is None:
+        return tuple(moved)
+    members = {scope.project} if scope.team_projects is None else set(scope.team_projects)
+    return tuple(a for a in moved if a.level == "project" and a.project_id in members)
 
 
 def month_outlook(

@@ -254,11 +254,9 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         _check_named(db, params, names)
         params = {**params, "team": scope.team}
-        data = replace(
-            data,
-            adjustments=closed_adjustments(db, period, org=params["org"], project=params["project"]),
-            warnings=data_warnings(db, params["org"], period=period),  # as `report` says them
-        )
+        moved, said = closed_adjustments(db, period, scope)
+        warnings = data_warnings(db, params["org"], period=period)  # as `report` says them
+        data = replace(data, adjustments=moved, warnings=(*warnings, *said))
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
         states = stream_states_now(db, at=int(now.timestamp()), record=False) if options else []
