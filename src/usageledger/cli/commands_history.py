@@ -20,7 +20,7 @@ from usageledger.report.jsonout import changes_document, dumps
 from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import resolve_names, with_id
 from usageledger.report.tables import DataTable, label, number
-from usageledger.report.terminal import render_changes
+from usageledger.report.terminal import CHANGES_ROWS, render_changes
 from usageledger.store import open_store
 from usageledger.store.closes import close_month, closed_lines, reopen_month
 
@@ -35,6 +35,14 @@ def changes(
     ] = None,
     until: Annotated[str | None, typer.Option("--until", help="Restatements seen at or before this time.")] = None,
     org: OrgOpt = None,
+    limit_rows: Annotated[
+        int,
+        typer.Option(
+            "--limit-rows",
+            min=1,
+            help=f"Print at most this many lines a stream (default {CHANGES_ROWS}; --format json has every one).",
+        ),
+    ] = CHANGES_ROWS,
     names: NamesOpt = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
@@ -53,7 +61,7 @@ def changes(
     if output_format == "json":
         typer.echo(dumps(changes_document(found, id_names)))
     else:
-        console.print(render_changes(found, id_names))
+        console.print(render_changes(found, id_names, rows_each=limit_rows))
 
 
 def _month(value: str, now: int) -> date:

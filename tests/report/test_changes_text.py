@@ -1,0 +1,69 @@
+"""`usageledger changes` in the terminal: a few lines a stream, never the whole revision log.
+
+One restating sync of the demo's organisation moved ~3,800 values; `changes` printed every one, 13,000 lines at 80
+columns, before the closed months' adjustments a reader was looking for. Each stream now prints at most
+``--limit-rows`` lines (20 by default), the ones after a close first, and counts the rest, naming how to see them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+from usageledger.cli import app
+from usageledger.report.history import Changes, Restatement
+from usageledger.report.terminal import CHANGES_ROWS, render_changes
+
+DAY = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def _costs(n: int, *, after_close_from: int) -> tuple[Restatement, ...]:
+    """``n`` restated spend rows of one costs stream, the ones from ``after_close_from`` on seen after a close."""
+    return tuple(
+        Restatement(
+            "costs",
+            "acme",
+            "costs.1d.project_id",
+            DAY + timedelta(days=i % 28),
+            (("project_id", f"proj_{i:03d}"),),
+            "amount_value",
+            Decimal(1),
+            Decimal(2) + i,
+            1,
+            DAY + timedelta(days=40),
+            after_close=i >= after_close_from,
+        )
+        for i in range(n)
+    )
+
+
+def _text(changes: Changes, **kwargs: int) -> str:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(render_changes(changes, **kwargs))
+    return console.export_text()
+
+
+def test_a_long_log_prints_a_few_lines_a_stream_after_a_close_first_and_counts_the_rest() -> None:
+    rows = _costs(45, after_close_from=40)
+    text = _text(Changes(None, None, rows, ()))
+    printed = [line for line in text.splitlines() if "proj_" in line]
+    assert len(printed) == CHANGES_ROWS == 20
+    assert all(line.lstrip("│ ").startswith("!") for line in printed[:5])  # the five after the close lead
+    assert "proj_040" in text and "proj_044" in text and "proj_039" not in text
+    assert "... and 25 more lines of costs.1d.project_id: --limit-rows N prints more, --format json every one" in text
+    assert "45 changed values" in text  # the heading still counts every one
+
+    few = _text(Changes(None, None, _costs(45, after_close_from=3), ()), rows_each=2)
+    assert sum("proj_" in line for line in few.splitlines()) == 2
+    assert "43 more lines of costs.1d.project_id, 40 of them after a close" in few
+
+    whole = _text(Changes(None, None, rows, ()), rows_each=45)
+    assert sum("proj_" in line for line in whole.splitlines()) == 45 and "more line" not in whole
+
+
+def test_limit_rows_must_be_a_positive_count() -> None:
+    result = CliRunner().invoke(app, ["changes", "--limit-rows", "0", "--store", "nowhere.duckdb"])
+    assert result.exit_code == 2 and "--limit-rows" in result.output
