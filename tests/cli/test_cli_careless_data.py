@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,10 @@ from usageledger.timeutil import check_range
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.leaks import assert_no_secret, canary_key
+
+LAST_WEEK = ("--since", "2026-11-13")
+"""The demo store's last week (it ends at EMULATOR_NOW, 2026-11-20): enough rows of every endpoint for the exports
+whose files' names or notes, not their size, a test checks."""
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("csv", "usage.csv"), ("parquet", "usage.parquet"), ("csv", "u.JSONL")])
@@ -36,8 +42,8 @@ def test_an_export_of_every_endpoint_to_a_file_name_is_refused_not_made_a_folder
         f" pass a directory ({stem}/), or one --endpoint for one file\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-    for folder in (f"{name}/", stem):
-        made = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", fmt, "-o", folder])
+    for folder in (f"{name}/", stem):  # the last week: what is made, not how much, is the point
+        made = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", fmt, "-o", folder, *LAST_WEEK])
         assert made.exit_code == 0, made.output
         assert len(list(Path(folder).iterdir())) == 12
 
@@ -149,18 +155,42 @@ def test_a_base_url_without_v1_over_a_synced_store_is_named_not_blamed_on_the_ke
     assert _rows(store) == before
 
 
+@pytest.fixture(scope="module")
+def _exports(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[list[str], str], Path]:
+    """The demo store exported with ``argv`` (and ``--until``, or "" for all of it), once a module for each: the
+    stop-during-renames tests read the whole export and start from the older one, copied (an export's bytes hold
+    no time of writing, so one made earlier is the one a test would make)."""
+    made: dict[tuple[str, ...], Path] = {}
+
+    def export(argv: list[str], until: str) -> Path:
+        key = (*argv, until)
+        if key not in made:
+            folder = tmp_path_factory.mktemp("export")
+            more = ["--until", until] if until else []
+            done = CliRunner().invoke(app, ["export", "--store", str(demo_store), *argv, "-o", f"{folder}/", *more])
+            assert done.exit_code == 0, done.output
+            made[key] = folder
+        return made[key]
+
+    return export
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("argv", [["-f", "csv"], ["-f", "parquet", "--partition-by", "day"]], ids=["files", "days"])
 def test_a_stop_during_an_exports_renames_leaves_the_output_whole(
-    when: str, argv: list[str], demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    when: str,
+    argv: list[str],
+    demo_store: Path,
+    _exports: Callable[[list[str], str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ctrl-C or SIGTERM while an export renamed its files into place left some of them new and the rest old (or
     some days of a dataset), and said "interrupted" as if nothing had changed. Once the renames begin they are
     finished, then the stop is said (exit 130): the output is the new export, whole, with no temporary file left."""
-    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    out, fresh = tmp_path / "out", _exports(argv, "")
     export = ["export", "--store", str(demo_store), *argv]
-    assert CliRunner().invoke(app, [*export, "-o", f"{out}/", "--until", "2026-10-01"]).exit_code == 0
-    assert CliRunner().invoke(app, [*export, "-o", f"{fresh}/"]).exit_code == 0
+    shutil.copytree(_exports(argv, "2026-10-01"), out)  # the older export the stopped one replaces
     real_replace, calls = os.replace, []
 
     def stopped_on_the_third(src: Any, dst: Any) -> None:  # a signal's KeyboardInterrupt, between two bytecodes
@@ -240,7 +270,7 @@ def test_a_focus_file_named_as_the_other_format_gets_the_note_export_gives(
     """`export -f focus -o focus.parquet` wrote CSV (the default --focus-format) under a Parquet name without a word,
     where `export -f parquet -o x.csv` notes the mismatch; FOCUS notes it too now, naming the flag that chose it."""
     monkeypatch.chdir(tmp_path)
-    export = ["export", "--store", str(demo_store), "-f", "focus"]
+    export = ["export", "--store", str(demo_store), "-f", "focus", *LAST_WEEK]  # the note, not the rows, is the point
     csv = CliRunner().invoke(app, [*export, "-o", "focus.parquet"])
     assert csv.exit_code == 0, csv.output
     assert not Path("focus.parquet").read_bytes().startswith(b"PAR1")  # CSV, as asked (by default)

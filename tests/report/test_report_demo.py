@@ -491,11 +491,13 @@ def test_several_orgs_reconcile_and_report_separately(
             target,
             [Org("org-a", FAKE_ADMIN_KEY, emulator_url), Org("org-b", FAKE_ADMIN_KEY, emulator_url)],
             default_streams(),
-            SyncOptions(since=timeutil.floor(EMULATOR_NOW - 90 * 86400, "1d")),
+            # the period's 30 days and the day before (the demo store's 90 days are more than the figures compared)
+            SyncOptions(since=timeutil.floor(EMULATOR_NOW - 31 * 86400, "1d")),
             clock=lambda: EMULATOR_NOW,
         ).result()
     assert result.ok, result.errors
     start = demo_period.start
+    assert timeutil.floor(EMULATOR_NOW - 31 * 86400, "1d") < start.timestamp()  # the sync holds the whole period
     with open_store(path) as store:
         both = build_report(store, demo_period)
         only_a = build_report(store, demo_period, Scope(org="org-a"))
@@ -657,8 +659,9 @@ def test_an_as_of_report_says_what_the_costs_covered_then(emulator_url: str, tmp
     store = str(tmp_path / "s.duckdb")
     sync = ["sync", "--store", store, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
     env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
-    done = CliRunner().invoke(app, [*sync, "--since", "2026-11-01", "--bucket-width", "1h"], env=env)
-    assert done.exit_code == 0, done.output
+    # usage only (hourly, so costs are skipped), two days of it as in the tests above: the costs are what is read
+    done = CliRunner().invoke(app, [*sync, "--since", "2d", "--bucket-width", "1h"], env=env)
+    assert done.exit_code == 0 and "skips costs" in done.stderr, done.output
     moment = int(time.time())
     while int(time.time()) <= moment:  # seen times are whole seconds: the costs are seen after the moment
         time.sleep(0.05)
