@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
+from fixtures.stores import copy_duckdb
 
 LATER = str(EMULATOR_NOW + 2 * 86400)
 NOVEMBER = ["--since", "2026-11-01", "--until", "2026-12-01"]
@@ -36,9 +39,42 @@ def clocks() -> Iterator[tuple[str, str]]:
         yield now, later
 
 
+_copies = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def first_syncs() -> dict[str, str]:
+    """Per back end, a store after the first sync at the tests' now (a DuckDB file, or the name of a PostgreSQL
+    database), made by the first test that needs it and never opened again: it is only copied."""
+    return {}
+
+
+def first_synced(
+    kind: str, request: pytest.FixtureRequest, clocks: tuple[str, str], first_syncs: dict[str, str], tmp_path: Path
+) -> str:
+    """A copy, for one test, of a store after the first sync (a CLI sync from the emulator at the tests' now).
+
+    Every test here starts with that same sync; it runs once per back end and module, and each test gets a copy
+    (the DuckDB file, or a PostgreSQL database made from it as a template, with an identity of its own).
+    """
+    cluster: Any = request.getfixturevalue("_pg_cluster") if kind == "postgres" else None
+    if kind not in first_syncs:
+        where = request.getfixturevalue("tmp_path_factory").mktemp("first")
+        name = f"closed_{os.getpid()}_first"
+        ok(sync_args(str(where / "first.duckdb") if cluster is None else cluster.createdb(name)), clocks[0], where)
+        first_syncs[kind] = str(where / "first.duckdb") if cluster is None else name
+    if cluster is None:
+        copy_duckdb(first_syncs[kind], tmp_path / "ledger.duckdb")
+        return str(tmp_path / "ledger.duckdb")
+    return str(cluster.copydb(f"closed_{os.getpid()}_{next(_copies)}", first_syncs[kind]))
+
+
 @pytest.fixture(params=["duckdb", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[str, Path], str]) -> str:
-    return new_store(request.param, tmp_path / "ledger.duckdb")
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, clocks: tuple[str, str], first_syncs: dict[str, str]
+) -> str:
+    """A store after the first sync, the test's own copy."""
+    return first_synced(request.param, request, clocks, first_syncs, tmp_path)
 
 
 def ok(args: list[str], url: str, cwd: Path) -> str:
@@ -62,8 +98,7 @@ def month_spend(store: str, url: str, cwd: Path) -> Decimal:
 def test_a_closed_month_statement_uses_the_closed_figures_and_lists_adjustments_apart(
     store_url: str, clocks: tuple[str, str], tmp_path: Path
 ) -> None:
-    url = clocks[1]
-    ok(sync_args(store_url), clocks[0], tmp_path)
+    url = clocks[1]  # the store comes synced once at the tests' now (``store_url``)
     before = statement(store_url, url, tmp_path)
     assert before["closed"] is None and before["adjustments"] == []
     closed_spend = month_spend(store_url, url, tmp_path)
@@ -124,18 +159,34 @@ def test_a_closed_month_statement_uses_the_closed_figures_and_lists_adjustments_
     assert Decimal(reopened["total"]) == present
 
 
-def closed_and_restated(new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path) -> str:
-    """A DuckDB store synced, November closed, then restated by a sync two days on."""
-    store_url = new_store("duckdb", tmp_path / "ledger.duckdb")
-    ok(sync_args(store_url), clocks[0], tmp_path)
-    ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02", "--allow-partial"], clocks[1], tmp_path)
-    time.sleep(1.05)  # the restatement is seen after the close (whole seconds)
-    ok(sync_args(store_url, "--now", LATER), clocks[1], tmp_path)
+@pytest.fixture(scope="module")
+def _closed_and_restated_master(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    clocks: tuple[str, str],
+    first_syncs: dict[str, str],
+) -> str:
+    """A DuckDB store synced, November closed, then restated by a sync two days on: made once for the module (the
+    three tests below read the same store), never opened again, only copied."""
+    where = tmp_path_factory.mktemp("closed-restated")
+    store_url = first_synced("duckdb", request, clocks, first_syncs, where)
+    ok(["close", "2026-11", "--store", store_url, "--now", "2026-12-02", "--allow-partial"], clocks[1], where)
+    closed = int(time.time())  # the close's second or later: the restatement is seen after it (whole seconds)
+    while int(time.time()) <= closed:
+        time.sleep(0.02)
+    ok(sync_args(store_url, "--now", LATER), clocks[1], where)
     return store_url
 
 
+@pytest.fixture
+def closed_and_restated(_closed_and_restated_master: str, tmp_path: Path) -> str:
+    """The test's own copy of a DuckDB store synced, November closed, then restated by a sync two days on."""
+    copy_duckdb(_closed_and_restated_master, tmp_path / "ledger.duckdb")
+    return str(tmp_path / "ledger.duckdb")
+
+
 def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
-    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+    closed_and_restated: str, clocks: tuple[str, str], tmp_path: Path
 ) -> None:
     """The MCP `spend` tool, "the same figures as report --format json", gave a restated closed month's present
     spend with no word of its close: report, the dashboard and `changes` list the adjustments; it now does too, by
@@ -144,7 +195,7 @@ def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
     from usageledger.mcp_tools import LedgerTools
     from usageledger.store import open_existing_store
 
-    store_url = closed_and_restated(new_store, clocks, tmp_path)
+    store_url = closed_and_restated
     report = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json"], clocks[1], tmp_path))
     assert report["adjustments"] and any(a["level"] == "org" for a in report["adjustments"])
     tools = LedgerTools(lambda: open_existing_store(store_url), Config())
@@ -161,12 +212,12 @@ def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
 
 
 def test_a_converted_report_keeps_a_closed_months_adjustments_in_usd(
-    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+    closed_and_restated: str, clocks: tuple[str, str], tmp_path: Path
 ) -> None:
     """`report --currency EUR` printed the closed month's adjustments, USD as `close` recorded them and as the JSON
     says (`currency` usd), with the report's euro sign: "closed at €1,125.97" for $1,125.97. The statement's JSON
     gave the USD `closed_total` among its EUR figures without saying so."""
-    store_url = closed_and_restated(new_store, clocks, tmp_path)
+    store_url = closed_and_restated
     url = clocks[1]
     rates = tmp_path / "rates.csv"
     days = [date(2026, 9, 1) + timedelta(days=i) for i in range(100)]
@@ -203,12 +254,12 @@ def _cents(text: str) -> Decimal:
 
 
 def test_a_closed_months_adjustments_print_one_rounding_everywhere(
-    new_store: Callable[[str, Path], str], clocks: tuple[str, str], tmp_path: Path
+    closed_and_restated: str, clocks: tuple[str, str], tmp_path: Path
 ) -> None:
     """`report`, `check --restated-over` (and `changes`' table) rounded each figure of an adjustment on its own:
     "closed at $233.71, now $256.65 (+$22.95)" does not subtract, and the statement of the same month said $256.66.
     Now every line subtracts, the projects' adjustments add up to the total's, and each is the statement's."""
-    store_url = closed_and_restated(new_store, clocks, tmp_path)
+    store_url = closed_and_restated
     url = clocks[1]
     by_project = statement(store_url, url, tmp_path)
     stated = {

@@ -7,6 +7,7 @@ seconds) give a moment between them to ask about.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 import time
@@ -173,6 +174,29 @@ def test_restatements_are_the_second_syncs_changes_with_old_and_new(
     assert store.query(sql, params) == []  # the first sync read every bucket for the first time
     sql, params = restatements_sql(since=moment, org="nobody")
     assert store.query(sql, params) == []
+
+
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.parametrize("two_syncs", ["postgres"], indirect=True)
+def test_restatements_read_each_entry_once_on_postgres(two_syncs: tuple[BaseStore, int, Tables]) -> None:
+    """`changes` on PostgreSQL took 4-8 s for 2,000 restatements of a 90-day store (0.5 s on DuckDB): the query
+    joined each (row, metric)'s count back to its first and its last entry, PostgreSQL guessed the entries at one
+    row and nested-looped the joins, sorting every entry again once per entry. Now no step of its plan runs more
+    than once per row of the log it reads: every sort runs once."""
+    store, moment, _ = two_syncs
+    for since in (moment, None):
+        sql, params = restatements_sql(since=since)
+        restated = len(store.query(sql, params))
+        plan = store.query("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)[0][0]
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        sorts = [n for n in _plan_nodes(plan[0]["Plan"]) if n["Node Type"] in ("Sort", "Incremental Sort")]
+        assert restated > 1 and sorts, plan
+        assert all(n["Actual Loops"] == 1 for n in sorts), [(n["Node Type"], n["Actual Loops"]) for n in sorts]
 
 
 def test_a_vanished_row_is_a_change_to_zero_and_gone_from_the_present_not_the_past(store: BaseStore) -> None:

@@ -201,24 +201,23 @@ def restatements_sql(
     keys = "endpoint_table, org, stream, bucket_start, group_key, metric"
     bucket = "endpoint_table, org, stream, bucket_start"
     # The run that first logged each bucket (one pass and a hash join: a correlated lookup per entry is quadratic
-    # without an index on the log).
+    # without an index on the log). Each (row, metric)'s first old value and last new value are window functions
+    # over one pass of its entries, not joins back to them: PostgreSQL guesses the filtered entries at one row and
+    # so nested-looped such joins, re-sorting every entry once per entry (4.5 s for 2,000 restatements).
+    window = f"OVER (PARTITION BY {keys})"
     sql = (
         f"WITH b AS (SELECT {bucket}, run_id FROM (SELECT {bucket}, run_id, ROW_NUMBER() OVER"
         f" (PARTITION BY {bucket} ORDER BY seq) AS rn FROM revisions) AS x WHERE rn = 1),"
         " e AS (SELECT e.* FROM revisions AS e JOIN b ON b.endpoint_table = e.endpoint_table AND b.org = e.org"
         " AND b.stream = e.stream AND b.bucket_start = e.bucket_start"
         f" WHERE {where} AND (e.change <> 'insert' OR e.run_id <> b.run_id)),"
-        f" f AS (SELECT {keys}, old_value, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq) AS rn FROM e),"
-        f" l AS (SELECT {keys}, new_value, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq DESC) AS rn FROM e),"
-        f" n AS (SELECT {keys}, COUNT(*) AS entries, MIN(seen_at) AS first_seen, MAX(seen_at) AS last_seen,"
-        f" MAX(seq) AS last_seq FROM e GROUP BY {keys})"
-        " SELECT n.endpoint_table, n.org, n.stream, n.bucket_start, n.group_key, n.metric, f.old_value, l.new_value,"
-        " n.entries, n.first_seen, n.last_seen, n.last_seq FROM n"
-        " JOIN f ON f.rn = 1 AND f.endpoint_table = n.endpoint_table AND f.org = n.org AND f.stream = n.stream"
-        " AND f.bucket_start = n.bucket_start AND f.group_key = n.group_key AND f.metric = n.metric"
-        " JOIN l ON l.rn = 1 AND l.endpoint_table = n.endpoint_table AND l.org = n.org AND l.stream = n.stream"
-        " AND l.bucket_start = n.bucket_start AND l.group_key = n.group_key AND l.metric = n.metric"
-        " ORDER BY n.endpoint_table, n.org, n.stream, n.bucket_start, n.group_key, n.metric"
+        f" w AS (SELECT {keys},"
+        f" FIRST_VALUE(old_value) OVER (PARTITION BY {keys} ORDER BY seq) AS old_value,"
+        f" FIRST_VALUE(new_value) OVER (PARTITION BY {keys} ORDER BY seq DESC) AS new_value,"
+        f" COUNT(*) {window} AS entries, MIN(seen_at) {window} AS first_seen, MAX(seen_at) {window} AS last_seen,"
+        f" MAX(seq) {window} AS last_seq, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY seq) AS rn FROM e)"
+        f" SELECT {keys}, old_value, new_value, entries, first_seen, last_seen, last_seq FROM w WHERE rn = 1"
+        f" ORDER BY {keys}"
     )
     return sql, params
 
