@@ -67,3 +67,10 @@ def test_a_long_log_prints_a_few_lines_a_stream_after_a_close_first_and_counts_t
 def test_limit_rows_must_be_a_positive_count() -> None:
     result = CliRunner().invoke(app, ["changes", "--limit-rows", "0", "--store", "nowhere.duckdb"])
     assert result.exit_code == 2 and "--limit-rows" in result.output
+
+
+def test_limit_rows_with_json_is_refused_not_ignored() -> None:
+    """The JSON holds every line: a cap asked for there was silently not applied."""
+    result = CliRunner().invoke(app, ["changes", "--limit-rows", "5", "-f", "json", "--store", "nowhere.duckdb"])
+    assert result.exit_code == 2
+    assert "--limit-rows: the JSON holds every line; leave out --limit-rows with --format json" in result.output

@@ -36,19 +36,21 @@ def changes(
     until: Annotated[str | None, typer.Option("--until", help="Restatements seen at or before this time.")] = None,
     org: OrgOpt = None,
     limit_rows: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--limit-rows",
             min=1,
-            help=f"Print at most this many lines a stream (default {CHANGES_ROWS}; --format json has every one).",
+            help=f"Print at most this many lines a stream (default {CHANGES_ROWS}); --format json has every one.",
         ),
-    ] = CHANGES_ROWS,
+    ] = None,
     names: NamesOpt = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
 ) -> None:
     """Restatements from the revision log: bucket, stream, group, old and new values and the delta, grouped by
     stream; spend restated after its month was closed stands out, with the closed months' adjustments."""
+    if limit_rows is not None and output_format == "json":  # never a cap silently not applied
+        raise ParameterError("--limit-rows", "the JSON holds every line; leave out --limit-rows with --format json")
     now = timeutil.now_unix()
     lo = None if since is None else timeutil.since_unix(since, now=now, param="--since")
     hi = None if until is None else timeutil.to_unix(until, now=now, param="--until")
@@ -61,7 +63,7 @@ def changes(
     if output_format == "json":
         typer.echo(dumps(changes_document(found, id_names)))
     else:
-        console.print(render_changes(found, id_names, rows_each=limit_rows))
+        console.print(render_changes(found, id_names, rows_each=limit_rows or CHANGES_ROWS))
 
 
 def _month(value: str, now: int) -> date:
