@@ -23,6 +23,7 @@ from usageledger.sync._safety import reap_abandoned
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import copy_duckdb
 
 NEWER = "0099_from_the_future"
 
@@ -51,22 +52,22 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _newer_store(path: Path) -> None:
-    with open_store(str(path)) as store:
+def _newer_store(path: Path, new_store: Callable[[str, Path], str]) -> None:
+    with open_store(new_store("duckdb", path)) as store:
         store.register_org("acme", synthetic=False, source="api", at=0)
         store.execute("INSERT INTO schema_migrations (name, seq, applied_at) VALUES (%s, 99, now())", (NEWER,))
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=IDS)
 def test_a_store_made_by_a_newer_version_is_refused_and_left_alone(
-    tmp_path: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, new_store: Callable[[str, Path], str]
 ) -> None:
     """A store whose migrations table lists one this code does not know: every command says in one line that the
     store is newer and to upgrade, and the file is unchanged (nothing migrated, synced, removed or recorded)."""
     monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-test")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never reached: the store is refused first
     path = tmp_path / "newer.duckdb"
-    _newer_store(path)
+    _newer_store(path, new_store)
     before = _digest(path)
     args = [a.format(out=tmp_path / "out", cfg=tmp_path / "c.toml") for a in argv]
     result = CliRunner().invoke(app, [*args, "--store", str(path)])
@@ -163,9 +164,9 @@ def _foreign(path: Path) -> None:
     con.close()
 
 
-def _truncated(path: Path, tmp_path: Path) -> None:
+def _truncated(path: Path, tmp_path: Path, new_store: Callable[[str, Path], str]) -> None:
     whole = tmp_path / "whole.duckdb"
-    with open_store(str(whole)) as store:
+    with open_store(new_store("duckdb", whole)) as store:
         store.register_org("acme", synthetic=False, source="api", at=0)
     path.write_bytes(whole.read_bytes()[:100_000])  # `head -c 100000 whole.duckdb`: past the header, short of a block
 
@@ -196,7 +197,7 @@ WRITERS = [["sync", "--since", "2d"], ["init", "--path", "{cfg}"], ["credit", "a
 @pytest.mark.parametrize("kind", list(BROKEN))
 @pytest.mark.parametrize("argv", WRITERS, ids=[argv[0] for argv in WRITERS])
 def test_a_file_that_is_no_store_is_refused_in_one_line_and_left_as_it_was(
-    tmp_path: Path, kind: str, argv: list[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, kind: str, argv: list[str], monkeypatch: pytest.MonkeyPatch, new_store: Callable[[str, Path], str]
 ) -> None:
     """Another program's DuckDB database, a renamed CSV, a zero-byte file and a truncated copy of a store: writers
     and readers refuse each in one line naming what it is; the file is unchanged and no lock file is left beside it
@@ -206,7 +207,7 @@ def test_a_file_that_is_no_store_is_refused_in_one_line_and_left_as_it_was(
     path = tmp_path / "s.duckdb"
     make, expected = BROKEN[kind]
     if make is None:
-        _truncated(path, tmp_path)
+        _truncated(path, tmp_path, new_store)
     else:
         make(path)
     before = _digest(path)
@@ -293,7 +294,8 @@ def test_a_clock_seconds_or_minutes_behind_a_watermark_still_syncs(tmp_path: Pat
     hours behind is still refused."""
     path = tmp_path / "s.duckdb"
     hourly = ("-e", "completions", "--bucket-width", "1h")
-    assert _sync(path, emulator_url, EMULATOR_NOW, *hourly).exit_code == 0  # type: ignore[attr-defined]
+    # The first sync reads two days of hours, not the default 90: the hourly watermark it sets is what is checked.
+    assert _sync(path, emulator_url, EMULATOR_NOW, *hourly, "--since", "2d").exit_code == 0  # type: ignore[attr-defined]
     assert _watermarks(path) == {EMULATOR_NOW}
     behind = _sync(path, emulator_url, EMULATOR_NOW - 10 * 60, *hourly)
     assert behind.exit_code == 0, behind.output  # type: ignore[attr-defined]
@@ -316,7 +318,9 @@ def test_a_clock_ahead_of_the_api_never_moves_the_watermark_past_what_the_api_ga
     ahead = _sync(path, emulator_url, EMULATOR_NOW + 56 * DAY)  # costs: one window, which the API cuts short
     assert ahead.exit_code == 0, ahead.output  # type: ignore[attr-defined]
     assert _watermarks(path) == {EMULATOR_NOW // DAY * DAY}
-    further = _sync(path, emulator_url, EMULATOR_NOW + 56 * DAY, "-e", "completions", "--bucket-width", "1h")
+    # The new hourly stream reads from two days before the API's now (58 days before its own), not 90 days back.
+    hourly = ("-e", "completions", "--bucket-width", "1h", "--since", "58d")
+    further = _sync(path, emulator_url, EMULATOR_NOW + 56 * DAY, *hourly)
     # The windows after the API's now are empty (their start_time is in its future), not a failed stream.
     assert further.exit_code == 0, further.output  # type: ignore[attr-defined]
     with open_existing_store(str(path)) as store:
@@ -391,13 +395,12 @@ def test_a_disk_that_fills_during_a_sync_is_one_line_and_the_next_sync_completes
 
 
 def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _demo_command_master: Path
 ) -> None:
     """`report --html` on a full disk: one line naming the file, the old page kept as it was and no partial or
     temporary file left (the page was truncated first and left empty, and the error named no file), nor a folder
     made for it."""
-    store = tmp_path / "s.duckdb"
-    _sync_demo(store)
+    store = _demo_copy(_demo_command_master, tmp_path)
     page = tmp_path / "r.html"
     page.write_text("old")
 
@@ -416,21 +419,22 @@ def test_a_page_that_cannot_be_written_whole_leaves_the_old_one(
     assert result.stderr == f"error: --html: No space left on device: {fresh}\n" and not (tmp_path / "new").exists()
 
 
-def _sync_demo(store: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--store", str(store)])
-    assert result.exit_code == 0, result.output
+def _demo_copy(master: Path, tmp_path: Path) -> Path:
+    """A copy of the store `usageledger demo --store FILE` made (``fixtures.stores``: one such run a test run)."""
+    store = tmp_path / "s.duckdb"
+    copy_duckdb(master, store)
+    return store
 
 
 def test_a_delta_export_cut_short_by_a_full_disk_is_one_line_and_the_next_one_completes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _demo_command_master: Path
 ) -> None:
     """A full disk fails deltalake's first write of a table before its commit: the error is one line naming the
     table (deltalake's is several lines of coloured text), and the next export, with room again, writes the table
     over what the failed write left (an empty `_delta_log`, which deltalake refused with a traceback)."""
     import deltalake
 
-    store = tmp_path / "s.duckdb"
-    _sync_demo(store)
+    store = _demo_copy(_demo_command_master, tmp_path)
     lake = tmp_path / "lake"
     real = deltalake.write_deltalake
 
