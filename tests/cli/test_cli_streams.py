@@ -21,7 +21,7 @@ def _run(*argv: str, redirect: str, env: dict[str, str] | None = None) -> subpro
 
     Only closing a stream needs ``sh``: a redirection to a file is the same ``open`` onto descriptor 1 done here, and
     a CLI run started without a shell is forked by the suite's zygote (``fixtures.zygote``) instead of importing the
-    package afresh (~0.8 s of CPU a run)."""
+    package afresh (measured: 1-4 s of CPU less for the module, bench/BENCHMARKS.md)."""
     environ = {**os.environ, "COLUMNS": "80", **(env or {})}
     run = [*CLI, *argv]
     if redirect == ">/dev/full":
