@@ -65,8 +65,8 @@ def closed_adjustments(db: BaseStore, period: Period, scope: Scope) -> tuple[tup
     MCP tools show them, and the warnings to say with them.
 
     A close records figures by org and project: a project's or a team's scope keeps its projects' own adjustments
-    (never the org's total, which covers other projects); a model's scope has none to give, and says so once (there
-    were figures under a project or team scope, so the reader is told why they are missing)."""
+    (never the org's total, which covers other projects); a model's scope has none to give, and when the scope
+    without its model would list some, one warning says why they are left out."""
     moved = adjustments_within(
         adjustments(db, org=scope.org, months=(period.since.replace(day=1), period.until)), scope
     )
