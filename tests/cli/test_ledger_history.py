@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
 from fixtures.reports import ORG
-from fixtures.stores import copy_duckdb
+from fixtures.stores import copy_store
 
 DAY = 86400
 LATER = str(EMULATOR_NOW + 2 * DAY)
@@ -50,9 +49,6 @@ def two_clocks() -> Iterator[tuple[str, str]]:
     """Two revising emulators of one organisation: at the tests' now, and two days later."""
     with emulator_process("--revisions") as now, emulator_process("--revisions", "--now", LATER) as later:
         yield now, later
-
-
-_copies = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +71,13 @@ def store_url(
     (the DuckDB file, or a PostgreSQL database made from it as a template).
     """
     kind = request.param
-    cluster: Any = request.getfixturevalue("_pg_cluster") if kind == "postgres" else None
-    tag = f"ledger_{os.getpid()}_{next(_copies)}"
     if kind not in first_syncs:
         where = tmp_path_factory.mktemp("first")
-        first_syncs[kind] = str(where / "first.duckdb") if cluster is None else tag
-        ok(sync_args(str(where / "first.duckdb") if cluster is None else cluster.createdb(tag)), two_clocks[0], where)
-        tag = f"ledger_{os.getpid()}_{next(_copies)}"
-    if cluster is None:
-        copy_duckdb(first_syncs[kind], tmp_path / "ledger.duckdb")
-        return str(tmp_path / "ledger.duckdb")
-    return str(cluster.createdb(tag, template=first_syncs[kind]))
+        cluster: Any = request.getfixturevalue("_pg_cluster") if kind == "postgres" else None
+        master = str(where / "first.duckdb") if cluster is None else cluster.createdb(f"ledger_{os.getpid()}_first")
+        ok(sync_args(master), two_clocks[0], where)
+        first_syncs[kind] = master
+    return copy_store(first_syncs[kind], tmp_path, request)
 
 
 def ul(args: list[str], url: str, cwd: Path) -> tuple[int, str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import os
 import re
@@ -25,7 +24,7 @@ import pytest
 
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
-from fixtures.stores import copy_duckdb
+from fixtures.stores import copy_store
 
 LATER = str(EMULATOR_NOW + 2 * 86400)
 NOVEMBER = ["--since", "2026-11-01", "--until", "2026-12-01"]
@@ -39,13 +38,10 @@ def clocks() -> Iterator[tuple[str, str]]:
         yield now, later
 
 
-_copies = itertools.count(1)
-
-
 @pytest.fixture(scope="module")
 def first_syncs() -> dict[str, str]:
-    """Per back end, a store after the first sync at the tests' now (a DuckDB file, or the name of a PostgreSQL
-    database), made by the first test that needs it and never opened again: it is only copied."""
+    """Per back end, a store after the first sync at the tests' now (a DuckDB file, or a PostgreSQL URL), made by
+    the first test that needs it and never opened again: it is only copied."""
     return {}
 
 
@@ -57,16 +53,13 @@ def first_synced(
     Every test here starts with that same sync; it runs once per back end and module, and each test gets a copy
     (the DuckDB file, or a PostgreSQL database made from it as a template, with an identity of its own).
     """
-    cluster: Any = request.getfixturevalue("_pg_cluster") if kind == "postgres" else None
     if kind not in first_syncs:
         where = request.getfixturevalue("tmp_path_factory").mktemp("first")
-        name = f"closed_{os.getpid()}_first"
-        ok(sync_args(str(where / "first.duckdb") if cluster is None else cluster.createdb(name)), clocks[0], where)
-        first_syncs[kind] = str(where / "first.duckdb") if cluster is None else name
-    if cluster is None:
-        copy_duckdb(first_syncs[kind], tmp_path / "ledger.duckdb")
-        return str(tmp_path / "ledger.duckdb")
-    return str(cluster.copydb(f"closed_{os.getpid()}_{next(_copies)}", first_syncs[kind]))
+        cluster: Any = request.getfixturevalue("_pg_cluster") if kind == "postgres" else None
+        master = str(where / "first.duckdb") if cluster is None else cluster.createdb(f"closed_{os.getpid()}_first")
+        ok(sync_args(master), clocks[0], where)
+        first_syncs[kind] = master
+    return copy_store(first_syncs[kind], tmp_path, request)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -179,10 +172,9 @@ def _closed_and_restated_master(
 
 
 @pytest.fixture
-def closed_and_restated(_closed_and_restated_master: str, tmp_path: Path) -> str:
+def closed_and_restated(_closed_and_restated_master: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """The test's own copy of a DuckDB store synced, November closed, then restated by a sync two days on."""
-    copy_duckdb(_closed_and_restated_master, tmp_path / "ledger.duckdb")
-    return str(tmp_path / "ledger.duckdb")
+    return copy_store(_closed_and_restated_master, tmp_path, request)
 
 
 def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(

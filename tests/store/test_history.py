@@ -6,9 +6,7 @@ seconds) give a moment between them to ask about.
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +29,7 @@ from usageledger.store.history import as_of, deltas_sql, restatements_sql, strea
 from usageledger.store.revisions import logged_metrics
 
 from fixtures.emulator import EMULATOR_NOW
-from fixtures.stores import copy_duckdb
+from fixtures.stores import copy_store
 from fixtures.syncing import run
 
 DAY = 86400
@@ -99,17 +97,8 @@ def two_syncs(
             moment, held = _sync_twice(master)
         _synced_twice[kind] = (url, moment, held)
     url, moment, held = _synced_twice[kind]
-    if kind == "postgres":
-        cluster: Any = request.getfixturevalue("_pg_cluster")
-        copy = cluster.copydb(f"history_{os.getpid()}_{next(_copies)}", url.rsplit("/", 1)[1])
-    else:
-        copy = str(tmp_path / "ledger.duckdb")
-        copy_duckdb(url, copy)
-    with open_store(copy) as opened:
+    with open_store(copy_store(url, tmp_path, request)) as opened:
         yield opened, moment, held
-
-
-_copies = itertools.count(1)
 
 
 def _rows(db: BaseStore, table: str) -> list[tuple[object, ...]]:
