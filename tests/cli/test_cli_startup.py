@@ -228,7 +228,7 @@ def test_a_command_with_options_still_coerces_them() -> None:
     )
     assert done.returncode == 2
     # One line naming the flag first, as every other refusal (click's own was four lines: usage, hint, blank, error)
-    assert done.stderr.startswith("error: --limit-rows: 'many' is not a valid int")
+    assert done.stderr.startswith("error: --limit-rows: 'many' is not a whole number")  # not click's "valid int range"
     assert "see `usageledger query --help`" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
@@ -237,7 +237,9 @@ def test_a_command_with_options_still_coerces_them() -> None:
     ("argv", "said"),
     [
         (["changes", "-f", "csv"], "error: --format: 'csv' is not one of 'text', 'json' (see `usageledger changes"),
-        (["sync", "--concurrency", "abc"], "error: --concurrency: 'abc' is not a valid int (see `usageledger sync"),
+        (["sync", "--concurrency", "abc"], "error: --concurrency: 'abc' is not a whole number (see `usageledger sync"),
+        (["sync", "--concurrency", "2.5"], "error: --concurrency: '2.5' is not a whole number (see `usageledger sync"),
+        (["changes", "--limit-rows", "2x"], "error: --limit-rows: '2x' is not a whole number (see `usageledger"),
         (["credit", "list", "--zzz"], "error: No such option: --zzz (see `usageledger credit list --help`)"),
         (["export", "--nte", "x"], "error: No such option: --nte"),
         # the hidden test clock was offered: "(Possible options: --now, --store)"

@@ -98,10 +98,19 @@ def _one_line(exc: Any) -> Any:
         opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
         shown = getattr(param, "metavar", None) or getattr(param, "human_readable_name", None) or param.name or ""
         name = max(opts, key=len) if opts else str(shown).upper()
-        message = f"{name}: {str(exc.message).removeprefix('Value error, ')}"
+        said = _NOT_A_NUMBER.sub(_number_words, str(exc.message).removeprefix("Value error, "))
+        message = f"{name}: {said}"
     error = _OneLineUsageError(" ".join(message.split()).rstrip("."), ctx=exc.ctx)
     error.exit_code = exc.exit_code
     return error
+
+
+_NOT_A_NUMBER: Final = re.compile(r"is not a valid (int|integer|float)(?: range)?\b")
+"""click's words for a value its number types refuse (`'2x' is not a valid int range`): a type name, not English."""
+
+
+def _number_words(found: re.Match[str]) -> str:
+    return "is not a whole number" if found[1] in ("int", "integer") else "is not a number"
 
 
 _EXTRA: Final = re.compile(r"Got unexpected extra arguments? ?(?:\(s\))? ?\((.+)\)")
