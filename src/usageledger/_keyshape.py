@@ -16,7 +16,16 @@ __all__ = ["KEY_SHAPED", "QUERY_PASSWORD", "URL_PASSWORD", "WEBHOOK_SHAPED", "ma
 # not a separator. The body also takes non-ASCII letters and backslash escapes (``\n``, ``\t``, ``\xe9``,
 # ``\u00e9``) so a malformed key printed through ``repr`` is still cut at its prefix.
 _BODY: Final = r"(?:[A-Za-z0-9_\-]|[^\x00-\x7f\s]|\\(?:[ntr]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))"
-KEY_SHAPED: Final = re.compile(rf"sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
+# Where a key starts: a word's start, or a ``repr``'s escape just before it (``'\nsk-admin-…'``, ``\x0bsk-…``,
+# ``\u00a0sk-…``). Inside a word ``sk-`` is mostly a name's (``task-automation-prod``, ``risk-assessment``), and
+# masking those turned a user's own project ID into ``task-…`` in the very warning that quoted it; there a key is
+# still known by its random body, 16 letters and digits in a row (``ssk-admin-…``, a key pasted after a stray
+# letter), which a name of hyphenated words never has.
+_KEY_START: Final = (
+    r"(?:(?<![A-Za-z0-9])|(?<=\\[ntr])|(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4})"
+    rf"|(?=sk-(?:(?:admin|proj|svcacct)-)?{_BODY}*?[A-Za-z0-9_]{{16}}))"
+)
+KEY_SHAPED: Final = re.compile(rf"{_KEY_START}sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
 
 
 # A URL's password: ``scheme://user:password@`` (a PostgreSQL store URL carries one), also when the separator is

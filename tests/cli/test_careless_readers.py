@@ -65,6 +65,9 @@ def test_a_project_given_by_its_name_is_answered_with_its_id(demo_command_store:
         "warning: --project nope appears in no cost or usage row of this store; check the ID (usageledger report "
         "lists the projects)"
     )
+    # `sk-` inside an ID is no key: the warning once showed `task-automation-prod` as `task-…`
+    named = CliRunner().invoke(app, ["report", "--store", str(demo_command_store), "--project", "task-automation-prod"])
+    assert named.stderr.splitlines()[0].startswith("warning: --project task-automation-prod appears in no cost")
 
 
 def test_a_dash_for_an_output_file_is_refused_not_written_as_a_file_named_dash(

@@ -88,6 +88,24 @@ def test_masking_works_on_malformed_keys_raw_and_repr_escaped() -> None:
     assert "CANARY" not in mask_keys(repr(key[:20] + "\\xe9" + key[20:]))
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["task-automation-prod", "risk-assessment-team", "desk-admin-tools", "ft:gpt-4o-mini:acme:disk-analyzer1:x"],
+)
+def test_a_name_with_sk_inside_a_word_is_shown_whole(name: str) -> None:
+    """``sk-`` inside a word is a name's (a project ``task-automation-prod``): masking it showed the user's own ID as
+    ``task-…`` in the warning that quoted it."""
+    assert mask_keys(f"warning: --project {name} appears in no row") == f"warning: --project {name} appears in no row"
+
+
+def test_a_key_glued_to_a_word_or_an_escape_is_still_masked() -> None:
+    """A key after a stray letter (``ssk-admin-…``), an underscore or a ``repr`` escape is known by its random body."""
+    key = canary_key()
+    for glued in ("s" + key, "x1" + key, "_" + key, repr("\n" + key), repr("\x0b" + key), repr("\u00a0" + key)):
+        shown = mask_keys(f"error: {glued} is malformed")
+        assert "CANARY" not in shown and "sk-admin-…" in shown, shown
+
+
 def test_redact_url_shows_scheme_and_host_only() -> None:
     """A Slack-style webhook URL keeps its host and port; path, query, user and password are gone."""
     url = "https://user:pw@hooks.example.com:8443/services/T000/B000/XXXXSECRET?token=abc"
