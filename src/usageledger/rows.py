@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 from usageledger.catalogue import ColumnType, Endpoint
 from usageledger.models import Bucket
@@ -29,6 +29,7 @@ __all__ = [
     "arrow_schema",
     "arrow_type",
     "flatten",
+    "iso_currency",
     "row_keys",
     "to_arrow",
     "to_pandas",
@@ -42,6 +43,21 @@ Row = dict[str, Any]
 DECIMAL_PRECISION: Final = 38
 DECIMAL_SCALE: Final = 18
 """Money and billed quantities are decimal(38, 18) everywhere: in Arrow here, and in the store's SQL tables."""
+
+
+@overload
+def iso_currency(stored: str) -> str: ...
+@overload
+def iso_currency(stored: None) -> None: ...
+@overload
+def iso_currency(stored: str | None) -> str | None: ...
+def iso_currency(stored: str | None) -> str | None:
+    """A stored currency as every output shows it: its ISO 4217 code, upper-case (the API's ``usd`` is ``USD``).
+
+    The store keeps the API's own value; readers pass it through here, so one JSON document never says ``usd`` in
+    one place and ``USD`` or ``EUR`` in another, and ``usd`` beside ``USD`` is one currency, not two."""
+    return None if stored is None else stored.strip().upper()
+
 
 ArrowColumnType = ColumnType | Literal["time"]
 """A catalogue column type, or ``time``: a bucket's start or end (UTC seconds)."""

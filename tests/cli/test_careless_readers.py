@@ -140,11 +140,14 @@ def test_spend_by_team_says_the_filters_it_was_given(demo_command_store: Path) -
 @pytest.mark.parametrize("command", [["report"], ["statement", "2026-11"]])
 def test_currency_usd_without_rates_is_told_it_needs_none(command: list[str], demo_store: Path) -> None:
     """`report --currency USD` asked for a rate table (`--fx rates.csv`) it could never need: the costs are in USD.
-    With --fx it said so; without, it now says so too, and a code that is no code (EURO) is named first."""
+    With --fx it said so; without, it now says so too, and a code that is no code (EURO, or EUT, no ISO 4217 code:
+    every converted figure was labelled with it) is named first."""
     for currency, said in (
         ("usd", "--currency: costs are already in USD; leave out --currency"),
         ("EURO", "--currency: 'EURO' is not a three-letter currency code; write EUR, GBP, ..."),
         ("EUR", "--fx: --currency needs a per-day rate table: --fx rates.csv with lines date,rate"),
+        ("EUT", "--currency: 'EUT' is not an ISO 4217 currency code; did you mean EUR?"),  # a typo labelled every sum
+        ("xyz", "--currency: 'xyz' is not an ISO 4217 currency code; write EUR, GBP, JPY, ..."),
     ):
         done = CliRunner().invoke(app, [*command, "--store", str(demo_store), "--currency", currency])
         assert done.exit_code == 2, done.output

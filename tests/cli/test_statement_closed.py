@@ -196,7 +196,7 @@ def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
         assert answer["adjustments"] == report["adjustments"], group_by
     one_model = tools.spend(NOVEMBER[1], NOVEMBER[3], model="gpt-4o")  # closes are by project: none, and why
     assert one_model["adjustments"] == [] and "not by model" in one_model["warnings"][-1]
-    assert answer["adjustments"][0]["currency"] == "usd" and Decimal(answer["adjustments"][0]["amount"]) > 0
+    assert answer["adjustments"][0]["currency"] == "USD" and Decimal(answer["adjustments"][0]["amount"]) > 0
     one = next(a for a in report["adjustments"] if a["level"] == "project")
     scoped = tools.spend(NOVEMBER[1], NOVEMBER[3], project=one["project_id"])["adjustments"]
     assert scoped == [one]
@@ -207,8 +207,9 @@ def test_a_converted_report_keeps_a_closed_months_adjustments_in_usd(
     closed_and_restated: str, clocks: tuple[str, str], tmp_path: Path
 ) -> None:
     """`report --currency EUR` printed the closed month's adjustments, USD as `close` recorded them and as the JSON
-    says (`currency` usd), with the report's euro sign: "closed at €1,125.97" for $1,125.97. The statement's JSON
-    gave the USD `closed_total` among its EUR figures without saying so."""
+    says (`currency` USD), with the report's euro sign: "closed at €1,125.97" for $1,125.97. The statement's JSON
+    gave the USD `closed_total` among its EUR figures without saying so. One document said `eur`, `EUR` and `usd`:
+    every currency of it is now its ISO 4217 code, upper-case, as the statement's and FOCUS's are."""
     store_url = closed_and_restated
     url = clocks[1]
     rates = tmp_path / "rates.csv"
@@ -218,7 +219,9 @@ def test_a_converted_report_keeps_a_closed_months_adjustments_in_usd(
 
     doc = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json", *fx], url, tmp_path))
     adjustment = next(a for a in doc["adjustments"] if a["level"] == "org")
-    assert adjustment["currency"] == "usd" and Decimal(adjustment["current"]) == 2 * Decimal(doc["totals"]["spend"])
+    assert adjustment["currency"] == "USD" and Decimal(adjustment["current"]) == 2 * Decimal(doc["totals"]["spend"])
+    assert (doc["currency"], doc["fx"]["currency"]) == ("EUR", "EUR")
+    assert doc["forecast"] is None or doc["forecast"]["currency"] == "USD"  # the forecast is not converted: it says so
     closed = Decimal(adjustment["closed"]).quantize(CENT, rounding=ROUND_HALF_UP)
     flat = " ".join(ok(["report", "--store", store_url, *NOVEMBER, *fx], url, tmp_path).split())
     assert f"default total closed at ${closed:,}" in flat and "closed at €" not in flat

@@ -101,7 +101,7 @@ def test_currency_statements_and_focus_are_identical_on_postgres(both: tuple[Bas
     whole = build_report(duck, PERIOD)
     eur = converted(duck)
     assert eur == converted(pg)
-    assert eur.currency == "eur" and eur.total_spend != whole.total_spend  # type: ignore[attr-defined]
+    assert eur.currency == "EUR" and eur.total_spend != whole.total_spend  # type: ignore[attr-defined]
     month = date(2026, 10, 1)
     for by in ("team", "project"):
         on_duck = build_statements(duck, month, by=by, teams=project_teams(duck), fx=rates, today=NOW.date())

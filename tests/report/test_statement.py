@@ -439,7 +439,7 @@ def test_report_converts_totals_and_tables_per_day(store: str, tmp_path: Path) -
     doc = json.loads(_run(*args, "--format", "json").stdout)
     costs = _day_costs(store)
     expected = sum((costs[d] * rates[d] for d in costs if d >= date(2026, 10, 17)), Decimal(0))
-    assert doc["currency"] == "eur"
+    assert doc["currency"] == "EUR"
     assert Decimal(doc["totals"]["spend"]).quantize(CENT) == expected.quantize(CENT)
     assert sum(Decimal(p["spend"]) for p in doc["spend_by_project"]).quantize(CENT) == expected.quantize(CENT)
     assert {r["day"] for r in doc["fx"]["rates"]} == {(FIRST + timedelta(days=i)).isoformat() for i in range(1, 31)}

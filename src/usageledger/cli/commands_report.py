@@ -67,7 +67,7 @@ from usageledger.report.assemble import (
 from usageledger.report.charts import check_png_support, report_charts, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.forecast_out import credit_line, forecast_line
-from usageledger.report.fx import ConvertedCosts, fx_document, fx_note, rates_option
+from usageledger.report.fx import BASE_CURRENCY, ConvertedCosts, fx_document, fx_note, rates_option
 from usageledger.report.history import adjustments, before_the_log, watermarks_unlogged
 from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
@@ -393,7 +393,7 @@ def report(
         if outlook is not None:
             console.print(forecast_line(outlook))
         if credit is not None:
-            console.print(credit_line(credit, data.currency if rates is None else "usd"))  # credit is in USD
+            console.print(credit_line(credit, data.currency if rates is None else BASE_CURRENCY))  # credit is in USD
         if rates is not None:
             console.print(fx_note(rates, used), highlight=False, markup=False)
         return
@@ -409,7 +409,7 @@ def report(
             note=note,
             forecast=outlook,
             credit=credit,
-            credit_currency=data.currency if rates is None else "usd",  # credit is in USD
+            credit_currency=data.currency if rates is None else BASE_CURRENCY,  # credit is in USD
         )
         _write("--html", html, page)
         say(f"wrote {html}", said)  # a path is never broken

@@ -11,6 +11,7 @@ rate is an error that names the day and ``--fx``: a missing rate is never guesse
 from __future__ import annotations
 
 import csv
+import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,11 +60,31 @@ places, the rate's ``d`` digits, and ``38 - 18 - d`` digits of dollars, so with 
 converts without overflowing. A rate of more digits, or ``1e-999``, made a DuckDB overflow or a float column."""
 
 
+_ISO_4217_CODES: Final = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD "
+    "CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP "
+    "GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW "
+    "KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN "
+    "NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL "
+    "SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES "
+    "VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL"
+)
+_ISO_4217: Final = frozenset(_ISO_4217_CODES.split())
+"""The ISO 4217 codes (with the funds and metals the standard lists, and ZWG and XCG of 2024-2025): the list the
+FinOps Foundation's FOCUS validator checks a currency column against."""
+
+
 def currency_code(value: str) -> str:
-    """An ISO 4217 code from ``--currency`` (``eur`` -> ``EUR``), or a one-line error."""
+    """An ISO 4217 code from ``--currency`` (``eur`` -> ``EUR``), or a one-line error: ``EUT`` or ``XYZ`` labelled
+    every converted figure with a currency that does not exist."""
     code = value.strip().upper()
     if not _CODE.fullmatch(code):
         raise ParameterError("--currency", f"{value!r} is not a three-letter currency code; write EUR, GBP, ...")
+    if code not in _ISO_4217:
+        codes = sorted(_ISO_4217)  # a code of the same country first (JPN: JPY), else one a letter away (EUT: EUR)
+        near = [c for c in codes if c[:2] == code[:2]][:3] or difflib.get_close_matches(code, codes, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(near)}?" if near else "write EUR, GBP, JPY, ..."
+        raise ParameterError("--currency", f"{value!r} is not an ISO 4217 currency code; {hint}")
     return code
 
 
@@ -261,7 +282,7 @@ class ConvertedCosts:
     def _converted_view(self) -> str:
         spec = table_for("costs")
         columns = ["org", "stream", "bucket_start", "bucket_end", *(c.name for c in spec.data_columns)]
-        code = self.fx.currency.lower()
+        code = self.fx.currency
         select = []
         for c in columns:
             if c == "amount_value":

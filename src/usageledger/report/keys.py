@@ -33,6 +33,7 @@ from usageledger import catalogue
 from usageledger._text import counted, one_line
 from usageledger.errors import UsageLedgerError
 from usageledger.report.queries import Database
+from usageledger.rows import iso_currency
 from usageledger.store import table_for
 from usageledger.store._base import check_orgs
 from usageledger.store.directory import LISTED_LAST
@@ -365,7 +366,7 @@ def build_keys(
     for o, key, cur, amount in _sums(db, table_for(COSTS).name, "amount_value", spend_from, start, end, currency=True):
         spend[(o, key)] = spend.get((o, key), Decimal(0)) + Decimal(amount or 0)
         if cur is not None:
-            currencies.add(cur)
+            currencies.add(iso_currency(cur))
     if len(currencies) > 1:
         raise UsageLedgerError(
             f"the costs in this period are in several currencies ({', '.join(sorted(currencies))}); "

@@ -30,6 +30,7 @@ from usageledger.catalogue import Endpoint
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.formatting import format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
+from usageledger.rows import iso_currency
 from usageledger.rules import one_filter
 from usageledger.store import daily_view_name
 from usageledger.store._base import check_orgs
@@ -128,7 +129,7 @@ def main_currency(db: Database, org: str | None = None) -> str | None:
         "GROUP BY currency ORDER BY COUNT(*) DESC LIMIT 1",
         params,
     )
-    return rows[0][0] if rows else None
+    return iso_currency(rows[0][0]) if rows else None
 
 
 def _whole_day(value: object, param: str) -> date:
@@ -637,7 +638,7 @@ def build_report(db: Database, period: Period, scope: Scope = Scope(), *, top_mo
             continue
         if key == "currency":
             if value is not None:
-                currencies.add(value)
+                currencies.add(iso_currency(value))
         elif key == "model":
             by_model[value] = ModelSpend(value, amount, column_decimal(token_v), column_decimal(tokens_v))
         else:

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Final
 
 from usageledger import catalogue
+from usageledger.rows import iso_currency
 from usageledger.store._types import to_datetime
 from usageledger.store.directory import BaseStore  # the Protocol: _base runs this module's migration
 from usageledger.store.revisions import LOG_WRITES
@@ -115,7 +116,7 @@ def month_totals(
         " GROUP BY org, project_id ORDER BY org, project_id",
         params,
     )
-    return [(r[0], r[1], Decimal(r[2] or 0), r[3]) for r in rows]
+    return [(r[0], r[1], Decimal(r[2] or 0), iso_currency(r[3])) for r in rows]
 
 
 def closed_lines(store: BaseStore, org: str | None = None) -> list[ClosedLine]:
@@ -127,7 +128,9 @@ def closed_lines(store: BaseStore, org: str | None = None) -> list[ClosedLine]:
         params,
     )
     return [
-        ClosedLine(r[0], _date(r[1]), r[2], r[3], Decimal(r[4]), r[5], r[6], None if r[7] is None else int(r[7]))
+        ClosedLine(
+            r[0], _date(r[1]), r[2], r[3], Decimal(r[4]), iso_currency(r[5]), r[6], None if r[7] is None else int(r[7])
+        )
         for r in rows
     ]
 
