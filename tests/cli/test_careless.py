@@ -1024,6 +1024,26 @@ def test_a_directory_given_for_an_output_file_names_the_flag(demo_store: Path, t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_output_file_given_as_a_folder_that_does_not_exist_is_refused(demo_store: Path, tmp_path: Path) -> None:
+    """`report --html out/` (no folder `out` yet) wrote a file named `out` and said "wrote out": the path option's
+    `Path` dropped the `/`. The text as typed is kept for the one check of output files, which refuses it, naming
+    the flag and a file in that folder, whichever way the option is spelled."""
+    out = tmp_path / "out"
+    for argv, flag, name in (
+        (["report", "--html", f"{out}/"], "--html", "report.html"),
+        (["statement", "2026-10", f"--csv={out}/"], "--csv", "statements.csv"),
+        (["statement", "2026-10", "--html", f"{out}/"], "--html", "statements.html"),
+    ):
+        done = CliRunner().invoke(app, [*argv, "--store", str(demo_store)])
+        assert done.exit_code == 2, done.output
+        assert done.stderr.strip() == (
+            f"error: {flag}: {out}/ names a folder; give a file name in it, such as {out / name}"
+        ), done.stderr
+    assert list(tmp_path.iterdir()) == []
+    written = CliRunner().invoke(app, ["report", "--html", str(out / "r.html"), "--store", str(demo_store)])
+    assert written.exit_code == 0 and (out / "r.html").is_file(), written.output
+
+
 def test_a_model_the_store_never_saw_is_said(demo_store: Path) -> None:
     """`report --model gpt-4o` printed "Spend $0.00" without a word, while `--project nope` warned: the store names
     the model gpt-4o-2024-08-06. A model no row names is now a warning on stderr with the store's models like it;
