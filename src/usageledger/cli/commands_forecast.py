@@ -20,11 +20,12 @@ from usageledger.cli._app import _click, app, console, friendly_errors, resolve_
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
 from usageledger.cli.commands_report import (
     _amount,
+    _as_typed,
     _database,
     _names,
     _now,
-    _warn_unknown_project,
     one_line_filters,
+    unknown_project,
 )
 from usageledger.config import load_config
 from usageledger.errors import ParameterError, StoreError
@@ -125,7 +126,10 @@ def forecast(
     settings = load_config(config)
     with _database(resolve_store(store, settings), org=org) as db:
         check_covered(db, target, org=org, param="--month")  # exit 1 and no flag named, from build_forecast
-        _warn_unknown_project(db, project, org)
+        # A project no row names has nothing to forecast from: one line naming --project and the ID to give, never
+        # a warning saying so and then an error saying it again (exit 1, no flag named).
+        if project is not None and (unknown := unknown_project(db, project, org)) is not None:
+            raise ParameterError("--project", f"{_as_typed(project)} {unknown}")
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
         report = build_forecast(db, target, now=now, org=org, project=project, by=grouping, teams=teams, budget=limit)
