@@ -173,6 +173,17 @@ def test_labels_that_fold_break_only_at_their_spaces(width: int) -> None:
     assert "┃" in _render(beside, 66), "the table dropped its borders though a label could still give way"
 
 
+def test_a_title_wider_than_its_table_stays_on_one_line() -> None:
+    """`forecast --project` at 80 columns printed `Forecast 2026-12 as of 2026-11-22  project Search` over
+    `Assistant`: rich wraps a table's title to the table's width. The title is a line of its own, as wide as the
+    console."""
+    title = "Forecast 2026-12 as of 2026-11-22  project Search Assistant"
+    table = DataTable(title, label("scope"), number("to date"), number("month end"))
+    table.add_row("total", "$0.00", "$2,466.27")
+    lines = _render(table, 80).splitlines()
+    assert lines[0] == title and "$2,466.27" in lines[4], lines
+
+
 def test_a_column_header_never_holds_a_colon_and_blank_cells_have_no_line() -> None:
     """In the block layout a row is `header: value` lines: `status`'s counts read `last run: +ins ~upd =same -del:
     +385` (a colon in the header) and `sync`'s total at 60 columns printed an empty `windows:` line. A header with a

@@ -210,9 +210,6 @@ class DataTable:
 
     def _table(self, widths: list[int], *, bordered: bool) -> Table:
         table = Table(
-            title=self.title,
-            title_justify="left",
-            title_style="bold",
             box=box.HEAVY_HEAD if bordered else None,
             pad_edge=bordered,
             expand=False,
@@ -277,6 +274,10 @@ class DataTable:
         for bordered, overhead in self._layouts():
             widths = self._widths(options.max_width, overhead)
             if widths is not None:
+                # The title is a line of its own, as wide as the console: as the table's, it wrapped to the table's
+                # width (`Forecast 2026-12 as of 2026-11-22  project Search` over `Assistant`).
+                if self.title:
+                    yield Text(self.title, style="bold")
                 yield self._table(widths, bordered=bordered)
                 return
         yield self._records()
