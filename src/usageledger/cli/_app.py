@@ -30,7 +30,7 @@ from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._paths import expand_home, overwrite_refusal
 from usageledger.cli._commands import COMMANDS
-from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
+from usageledger.errors import ConfigError, ParameterError, StoreError, UsageLedgerError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -596,6 +596,30 @@ def open_for_reading(url: str) -> BaseStore:
     from usageledger.store import open_existing_store
 
     return open_existing_store(url, on_wait=say, elsewhere=store_elsewhere(url))
+
+
+@contextlib.contextmanager
+def open_for_writing(url: str, what: str) -> Iterator[BaseStore]:
+    """An existing store, opened to write (and migrated): never creates one. ``what`` (``credit add``, ``close``) is a
+    brief write: two at once wait for each other, saying so, instead of one being refused as if a sync held the
+    store; a running sync's store is refused at once, in one line (`close` opened it to read first, said "waiting
+    for the running sync", then refused it anyway)."""
+    from usageledger.store import check_store_url, is_postgres_url, open_store
+    from usageledger.store.duckdb import no_store_message
+
+    url = check_store_url(url)  # `sqlite:///x.db` is an unsupported store, not a missing one
+    if not is_postgres_url(url) and not Path(url).exists():
+        raise StoreError(no_store_message(url, store_elsewhere(url)))
+    opened = open_store(url, migrate=False, brief=what, on_wait=say)
+    try:
+        if not opened.applied_migrations():
+            raise StoreError(
+                "no usageledger store there: it holds none of usageledger's tables; run `usageledger sync` first"
+            )
+        opened.migrate()
+        yield opened
+    finally:
+        opened.close()
 
 
 def refuse_overwriting(
