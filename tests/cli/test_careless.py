@@ -996,6 +996,22 @@ def test_export_names_each_unknown_org_of_its_list(demo_store: Path) -> None:
     ), done.stderr
 
 
+def test_a_list_given_to_a_one_org_reader_is_said_to_be_a_list(demo_store: Path) -> None:
+    """`changes --org org-demo,org-demo` said "org-demo,org-demo holds no data in this store (orgs: org-demo)", and
+    `--org 'org-demo '` "org-demo  holds no data (orgs: org-demo)": an org the store lists, read as refused. The one
+    check of orgs says a list is one where a command takes one org, and quotes a name with a blank around it."""
+    store = ["--store", str(demo_store)]
+    for argv in (["changes"], ["statement", "2026-10"], ["forecast"], ["credit", "list"]):
+        done = CliRunner().invoke(app, [*argv, *store, "--org", "org-demo,org-demo"])
+        assert done.exit_code == 2 and done.stderr.strip() == (
+            "error: --org: org-demo,org-demo is a list, and this takes one org (orgs: org-demo); run it once for each"
+        ), (argv, done.stderr)
+    padded = CliRunner().invoke(app, ["changes", *store, "--org", "org-demo "])
+    assert padded.exit_code == 2 and padded.stderr.strip() == (
+        "error: --org: 'org-demo ' holds no data in this store (orgs: org-demo)"
+    ), padded.stderr
+
+
 def test_an_org_given_to_an_empty_store_keeps_its_sync_first_message(tmp_path: Path) -> None:
     """A store with no org yet has no orgs to list: each command says "run usageledger sync first" as before."""
     store = tmp_path / "empty.duckdb"
