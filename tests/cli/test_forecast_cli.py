@@ -205,6 +205,26 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
     assert f"ID: no top-up has ID {second['id']}" in again.output
 
 
+def test_a_runway_before_today_is_not_said_to_come(demo_store_copy: Path) -> None:
+    """A store last synced weeks ago: `credit list` on 3 December said "runs out on 2026-11-23", a day gone by, read
+    as still to come. At the forecast rate the balance may have run out already, and the line says so and what to
+    run; the JSON keeps the day."""
+    store = str(demo_store_copy)
+    left = _spend(demo_store_copy, date(2026, 11, 1), AS_OF + timedelta(days=1)) + 20  # a day or two of spend left
+    _run("credit", "add", "2026-11-01", str(left.quantize(Decimal("0.01"))), "--store", store)
+    then = _run("credit", "list", "--store", store, "--now", NOW).stdout
+    runway = _json("credit", "list", "--store", store, "--now", NOW)["balance"]["runway"]
+    assert f"runs out on {runway}" in " ".join(then.split()) and date.fromisoformat(runway) > AS_OF
+    later = _json("credit", "list", "--store", store, "--now", "2026-12-20T12:00:00Z")["balance"]
+    gone = later["runway"]  # from the store's last costs, a day on from AS_OF once that day is over too
+    assert date.fromisoformat(gone) < date(2026, 12, 20) and later["runway_note"] == (
+        f"may have run out on {gone}, at the forecast rate from {later['as_of']}, the store's last costs: run"
+        " `usageledger sync` for today's balance"
+    )
+    text = " ".join(_run("credit", "list", "--store", store, "--now", "2026-12-20T12:00:00Z").stdout.split())
+    assert f"may have run out on {gone}" in text and "runs out on" not in text
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
