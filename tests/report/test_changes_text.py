@@ -16,7 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from usageledger.cli import app
-from usageledger.report.history import Changes, Restatement
+from usageledger.report.history import Adjustment, Changes, Restatement
 from usageledger.report.names import Names
 from usageledger.report.terminal import CHANGES_ROWS, render_changes
 
@@ -111,7 +111,11 @@ def test_every_project_and_model_name_is_printed_whole(width: int) -> None:
     rows = _spoken("audio_speeches.1d.project_id+model", every)
     rows += _spoken("audio_speeches.1d.project_id+model+x", [("proj_a", MODELS[0])])  # alone: no other row to collide
     rows += _spoken("audio_speeches.1d.project_id+model+y", [("proj_c", MODELS[2]), ("proj_b", MODELS[2])])
-    text = _text(Changes(None, None, rows, ()), Names(projects=PROJECTS), width=width, rows_each=50)
+    closed = tuple(  # the closed months' adjustments name projects too (`Search …` at 60 columns)
+        Adjustment("acme", DAY.date(), "project", p, Decimal(576), Decimal(589), "usd", DAY) for p in PROJECTS
+    )
+    text = _text(Changes(None, None, rows, closed), Names(projects=PROJECTS), width=width, rows_each=50)
+    assert "Adjustments against closed months" in text and "+$13.00" in text
     assert max(len(line) for line in text.splitlines()) <= width
     assert "…" not in text and "80,706" in text and "+17,171" in text
     words = {

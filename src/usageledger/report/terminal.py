@@ -306,8 +306,8 @@ def render_changes(changes: Changes, names: Names | None = None, *, rows_each: i
         adj = DataTable(
             "Adjustments against closed months",
             label("month"),
-            label("org"),
-            label("project"),
+            label("org", whole=True),
+            label("project", whole=True),
             number("closed"),
             number("now"),
             number("adjustment"),
