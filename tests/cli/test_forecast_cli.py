@@ -240,6 +240,8 @@ def test_a_runway_before_today_is_not_said_to_come(demo_store_copy: Path) -> Non
         # a newline split every listing's row, an escape sequence reached the terminal
         (["add", "2026-11-01", "5", "--note", "INV-1\nINV-2"], "--note: 'INV-1\\nINV-2' holds a newline"),
         (["add", "2026-11-01", "5", "--note", "\x1b[31mred"], "--note: '\\x1b[31mred' holds a newline or a control"),
+        # a pasted file was kept whole, and `credit list` printed it as 80 lines of the table
+        (["add", "2026-11-01", "5", "--note", "x" * 201], "--note: the note has 201 characters; keep it to 200"),
         (["remove", "abc"], "ID: 'abc' is not a top-up ID"),
         # credit not bought yet counted in today's balance and hid a low-credit alert
         (["add", "2999-01-01", "5"], "DAY: 2999-01-01 is after today"),
