@@ -996,6 +996,22 @@ def test_export_names_each_unknown_org_of_its_list(demo_store: Path) -> None:
     ), done.stderr
 
 
+def test_a_list_given_to_a_one_org_reader_is_said_to_be_a_list(demo_store: Path) -> None:
+    """`changes --org org-demo,org-demo` said "org-demo,org-demo holds no data in this store (orgs: org-demo)", and
+    `--org 'org-demo '` "org-demo  holds no data (orgs: org-demo)": an org the store lists, read as refused. The one
+    check of orgs says a list is one where a command takes one org, and quotes a name with a blank around it."""
+    store = ["--store", str(demo_store)]
+    for argv in (["changes"], ["statement", "2026-10"], ["forecast"], ["credit", "list"]):
+        done = CliRunner().invoke(app, [*argv, *store, "--org", "org-demo,org-demo"])
+        assert done.exit_code == 2 and done.stderr.strip() == (
+            "error: --org: org-demo,org-demo is a list, and this takes one org (orgs: org-demo); run it once for each"
+        ), (argv, done.stderr)
+    padded = CliRunner().invoke(app, ["changes", *store, "--org", "org-demo "])
+    assert padded.exit_code == 2 and padded.stderr.strip() == (
+        "error: --org: 'org-demo ' holds no data in this store (orgs: org-demo)"
+    ), padded.stderr
+
+
 def test_an_org_given_to_an_empty_store_keeps_its_sync_first_message(tmp_path: Path) -> None:
     """A store with no org yet has no orgs to list: each command says "run usageledger sync first" as before."""
     store = tmp_path / "empty.duckdb"
@@ -1022,6 +1038,26 @@ def test_a_directory_given_for_an_output_file_names_the_flag(demo_store: Path, t
             f"error: {flag}: {tmp_path} is a directory; give a file name, such as {tmp_path / name}"
         ), done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_file_given_as_a_folder_that_does_not_exist_is_refused(demo_store: Path, tmp_path: Path) -> None:
+    """`report --html out/` (no folder `out` yet) wrote a file named `out` and said "wrote out": the path option's
+    `Path` dropped the `/`. The text as typed is kept for the one check of output files, which refuses it, naming
+    the flag and a file in that folder, whichever way the option is spelled."""
+    out = tmp_path / "out"
+    for argv, flag, name in (
+        (["report", "--html", f"{out}/"], "--html", "report.html"),
+        (["statement", "2026-10", f"--csv={out}/"], "--csv", "statements.csv"),
+        (["statement", "2026-10", "--html", f"{out}/"], "--html", "statements.html"),
+    ):
+        done = CliRunner().invoke(app, [*argv, "--store", str(demo_store)])
+        assert done.exit_code == 2, done.output
+        assert done.stderr.strip() == (
+            f"error: {flag}: {out}/ names a folder; give a file name in it, such as {out / name}"
+        ), done.stderr
+    assert list(tmp_path.iterdir()) == []
+    written = CliRunner().invoke(app, ["report", "--html", str(out / "r.html"), "--store", str(demo_store)])
+    assert written.exit_code == 0 and (out / "r.html").is_file(), written.output
 
 
 def test_a_model_the_store_never_saw_is_said(demo_store: Path) -> None:

@@ -47,16 +47,22 @@ def test_a_project_outside_the_team_is_refused_not_reported_as_nothing_spent(dem
 def test_a_project_given_by_its_name_is_answered_with_its_id(demo_command_store: Path) -> None:
     """`check --project 'Support Bot'` (the name, not the ID) warned "check the ID" and then watched nothing, exit 0:
     the warning now gives the ID the name belongs to, in every command that reads --project, and the ID a value
-    differs from only in case or a pasted blank (shown quoted)."""
+    differs from only in case or a pasted blank (shown quoted). `forecast`, which then has nothing to forecast from,
+    refuses it in the same words, exit 2."""
     _, names = _teams(demo_command_store)
     project, name = next(iter(sorted(names.items())))
-    for command in (["report"], ["check"], ["forecast"]):
+    for command, says in (
+        (["report"], "warning: --project"),
+        (["check"], "warning: --project"),
+        (["forecast"], "error: --project:"),
+    ):
         argv = [*command, "--store", str(demo_command_store), "--project", f" {name.upper()} "]
         done = CliRunner().invoke(app, argv)
         assert done.stderr.splitlines()[0] == (
-            f"warning: --project ' {name.upper()} ' appears in no cost or usage row of this store; "
+            f"{says} ' {name.upper()} ' appears in no cost or usage row of this store; "
             f"' {name.upper()} ' is the name of project {project}: give that ID instead"
         ), done.stderr
+        assert command != ["forecast"] or (done.exit_code == 2 and len(done.stderr.splitlines()) == 1), done.stderr
     for near in (f"{project} ", project.upper()):  # a pasted blank, a shifted letter
         done = CliRunner().invoke(app, ["report", "--store", str(demo_command_store), "--project", near])
         assert done.stderr.splitlines()[0].endswith(f"; did you mean {project}?"), done.stderr

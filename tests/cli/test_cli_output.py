@@ -148,6 +148,42 @@ def test_shortened_labels_never_make_two_rows_read_the_same(width: int) -> None:
         assert "…" in _render(distinct, width)
 
 
+@pytest.mark.parametrize("width", (40, 50, 60))
+def test_labels_that_fold_break_only_at_their_spaces(width: int) -> None:
+    """Labels that would read the same cut (`Search Assistant, gpt-4o-…` twice) fold onto more lines; folded narrower
+    than a word, `gpt-4o-mini-tts` broke as `gpt-4o-mini-tt` over `s`. The column is kept as wide as its widest word,
+    and a `whole` column is never cut, even where its labels stay distinct."""
+    models = ("gpt-4o-mini-tts", "gpt-4o-mini-transcribe")
+    table = DataTable("Spend", label("day"), label("project, model"), number("spend"), number("per 1M tokens"))
+    for model in models:
+        table.add_row("2026-11-17", f"Search Assistant, {model}", "$12,345.67", "$1,234.5678")
+    lines = [line.strip("│┃ ") for line in _render(table, width).splitlines()]
+    assert "…" not in "".join(lines) and "$12,345.67" in "".join(lines)
+    assert all(any(model in line for line in lines) for model in models), lines
+    assert not any(line.endswith(("gpt-4o-mini-tt", "gpt-4o-mini-tra")) for line in lines), lines
+
+    whole = DataTable(None, label("project, model", whole=True), number("spend"))
+    whole.add_row("Search Assistant, gpt-4o-mini-transcribe", "$12,345.67")
+    shown = _render(whole, width)
+    assert "…" not in shown and "gpt-4o-mini-transcribe" in shown and "Search" in shown and "Assistant," in shown
+
+    # A whole column of one long name, the widest label, at its floor: the other label still gives way for it.
+    beside = DataTable(None, label("model", whole=True), label("line item"), number("spend"))
+    beside.add_row("gpt-4o-audio-preview-2024-12-17", "input tokens billed under a long line item", "$1.00")
+    assert "┃" in _render(beside, 66), "the table dropped its borders though a label could still give way"
+
+
+def test_a_title_wider_than_its_table_stays_on_one_line() -> None:
+    """`forecast --project` at 80 columns printed `Forecast 2026-12 as of 2026-11-22  project Search` over
+    `Assistant`: rich wraps a table's title to the table's width. The title is a line of its own, as wide as the
+    console."""
+    title = "Forecast 2026-12 as of 2026-11-22  project Search Assistant"
+    table = DataTable(title, label("scope"), number("to date"), number("month end"))
+    table.add_row("total", "$0.00", "$2,466.27")
+    lines = _render(table, 80).splitlines()
+    assert lines[0] == title and "$2,466.27" in lines[4], lines
+
+
 def test_a_column_header_never_holds_a_colon_and_blank_cells_have_no_line() -> None:
     """In the block layout a row is `header: value` lines: `status`'s counts read `last run: +ins ~upd =same -del:
     +385` (a colon in the header) and `sync`'s total at 60 columns printed an empty `windows:` line. A header with a

@@ -156,14 +156,17 @@ def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
         (["--month", "2020-01"], "--month: 2020-01 ends before the store's costs start on 2026-"),
         (["--month", "9999-12"], "--month: 9999-12 starts after next month; a forecast reaches at most one month"),
         (["--month", "2027-01"], "pass 2026-11 (this month), 2026-12 or an earlier month"),
-        (["--project", "proj_nope"], "no daily costs for project proj_nope to forecast from; check the ID"),
+        # a warning that no row names it, then exit 1 saying so again with no flag named: now one line, exit 2
+        (
+            ["--project", "proj_nope"],
+            "--project: proj_nope appears in no cost or usage row of this store; check the ID",
+        ),
     ],
 )
 def test_bad_input_is_one_line(demo_store: Path, args: list[str], says: str) -> None:
     bad_input = says.startswith("--") or "forecast" not in says  # a refused value: 2; nothing to forecast from: 1
     result = _run("forecast", "--store", str(demo_store), "--now", NOW, *args, code=2 if bad_input else 1)
-    errors = [line for line in result.output.strip().splitlines() if not line.startswith("warning:")]
-    assert says in result.output and len(errors) == 1
+    assert says in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert "Traceback" not in result.output
 
 
@@ -202,6 +205,26 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
     assert f"ID: no top-up has ID {second['id']}" in again.output
 
 
+def test_a_runway_before_today_is_not_said_to_come(demo_store_copy: Path) -> None:
+    """A store last synced weeks ago: `credit list` on 3 December said "runs out on 2026-11-23", a day gone by, read
+    as still to come. At the forecast rate the balance may have run out already, and the line says so and what to
+    run; the JSON keeps the day."""
+    store = str(demo_store_copy)
+    left = _spend(demo_store_copy, date(2026, 11, 1), AS_OF + timedelta(days=1)) + 20  # a day or two of spend left
+    _run("credit", "add", "2026-11-01", str(left.quantize(Decimal("0.01"))), "--store", store)
+    then = _run("credit", "list", "--store", store, "--now", NOW).stdout
+    runway = _json("credit", "list", "--store", store, "--now", NOW)["balance"]["runway"]
+    assert f"runs out on {runway}" in " ".join(then.split()) and date.fromisoformat(runway) > AS_OF
+    later = _json("credit", "list", "--store", store, "--now", "2026-12-20T12:00:00Z")["balance"]
+    gone = later["runway"]  # from the store's last costs, a day on from AS_OF once that day is over too
+    assert date.fromisoformat(gone) < date(2026, 12, 20) and later["runway_note"] == (
+        f"may have run out on {gone}, at the forecast rate from {later['as_of']}, the store's last costs: run"
+        " `usageledger sync` for today's balance"
+    )
+    text = " ".join(_run("credit", "list", "--store", store, "--now", "2026-12-20T12:00:00Z").stdout.split())
+    assert f"may have run out on {gone}" in text and "runs out on" not in text
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -217,6 +240,8 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         # a newline split every listing's row, an escape sequence reached the terminal
         (["add", "2026-11-01", "5", "--note", "INV-1\nINV-2"], "--note: 'INV-1\\nINV-2' holds a newline"),
         (["add", "2026-11-01", "5", "--note", "\x1b[31mred"], "--note: '\\x1b[31mred' holds a newline or a control"),
+        # a pasted file was kept whole, and `credit list` printed it as 80 lines of the table
+        (["add", "2026-11-01", "5", "--note", "x" * 201], "--note: the note has 201 characters; keep it to 200"),
         (["remove", "abc"], "ID: 'abc' is not a top-up ID"),
         # credit not bought yet counted in today's balance and hid a low-credit alert
         (["add", "2999-01-01", "5"], "DAY: 2999-01-01 is after today"),

@@ -7,14 +7,17 @@ columns, before the closed months' adjustments a reader was looking for. Each st
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 from usageledger.cli import app
-from usageledger.report.history import Changes, Restatement
+from usageledger.report.history import Adjustment, Changes, Restatement
+from usageledger.report.names import Names
 from usageledger.report.terminal import CHANGES_ROWS, render_changes
 
 DAY = datetime(2026, 10, 1, tzinfo=UTC)
@@ -40,9 +43,9 @@ def _costs(n: int, *, after_close_from: int) -> tuple[Restatement, ...]:
     )
 
 
-def _text(changes: Changes, **kwargs: int) -> str:
-    console = Console(width=200, record=True, color_system=None)
-    console.print(render_changes(changes, **kwargs))
+def _text(changes: Changes, names: Names | None = None, *, width: int = 200, **kwargs: int) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(render_changes(changes, names, **kwargs))
     return console.export_text()
 
 
@@ -74,3 +77,52 @@ def test_limit_rows_with_json_is_refused_not_ignored() -> None:
     result = CliRunner().invoke(app, ["changes", "--limit-rows", "5", "-f", "json", "--store", "nowhere.duckdb"])
     assert result.exit_code == 2
     assert "--limit-rows: the JSON holds every line; leave out --limit-rows with --format json" in result.output
+
+
+PROJECTS = {"proj_a": "Search Assistant", "proj_b": "Support Bot", "proj_c": "Marketing Copy"}
+MODELS = ("gpt-4o-mini-tts", "tts-1", "gpt-4o-audio-preview-2024-12-17")
+
+
+def _spoken(stream: str, pairs: list[tuple[str, str]]) -> tuple[Restatement, ...]:
+    """Restated characters and requests of an audio stream grouped by project and model, one row per pair."""
+    return tuple(
+        Restatement(
+            "audio_speeches",
+            "acme",
+            stream,
+            DAY,
+            (("project_id", project), ("model", model)),
+            metric,
+            Decimal(63535),
+            Decimal(80706),
+            1,
+            DAY + timedelta(days=2),
+        )
+        for project, model in pairs
+        for metric in ("characters", "num_model_requests")
+    )
+
+
+@pytest.mark.parametrize("width", (60, 80, 100))
+def test_every_project_and_model_name_is_printed_whole(width: int) -> None:
+    """At 80 columns piped, `Search Assistant, gpt-4o-mini-tts` broke as `gpt-4o-mini-tt` over `s`: the group's
+    names now wrap only at their spaces, and a group no other row shares is not cut with `…` either."""
+    every = [(p, m) for p in PROJECTS for m in MODELS[:2]]
+    rows = _spoken("audio_speeches.1d.project_id+model", every)
+    rows += _spoken("audio_speeches.1d.project_id+model+x", [("proj_a", MODELS[0])])  # alone: no other row to collide
+    rows += _spoken("audio_speeches.1d.project_id+model+y", [("proj_c", MODELS[2]), ("proj_b", MODELS[2])])
+    closed = tuple(  # the closed months' adjustments name projects too (`Search …` at 60 columns)
+        Adjustment("acme", DAY.date(), "project", p, Decimal(576), Decimal(589), "usd", DAY) for p in PROJECTS
+    )
+    text = _text(Changes(None, None, rows, closed), Names(projects=PROJECTS), width=width, rows_each=50)
+    assert "Adjustments against closed months" in text and "+$13.00" in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "…" not in text and "80,706" in text and "+17,171" in text
+    words = {
+        word for name in (*PROJECTS.values(), *MODELS, "characters", "num_model_requests") for word in name.split()
+    }
+    tokens = {t for t in re.split(r"[\s│┃,:]+", text) if re.search("[a-z]", t)}
+    assert words <= tokens, sorted(words - tokens)
+    # No piece of a name stands alone (`gpt-4o-mini-tt`, `s`): every token inside a name is a whole word of one.
+    pieces = {t for t in tokens if t not in words and any(t in w for w in words)}
+    assert pieces <= {"model", "day", "in"}, sorted(pieces)  # headers, and `changed values in 3 buckets`

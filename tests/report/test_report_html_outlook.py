@@ -95,7 +95,9 @@ def test_the_html_report_shows_the_forecast_and_the_credit_as_json_and_terminal_
     # The same words as the terminal report's lines.
     terminal = [line.strip() for line in _run("report", "--store", str(demo_store_copy)).splitlines()]
     assert "see `usageledger forecast`" in forecast_line_of(terminal)  # the terminal marks the command with backticks
-    assert forecast["text"] in [line.replace("`", "") for line in terminal] and balance["text"] in terminal
+    # a runway gone by (this store is not synced after 2026-11-20) names `usageledger sync` as code, as the forecast
+    plain = [line.replace("`", "") for line in terminal]
+    assert forecast["text"] in plain and balance["text"] in plain
     assert "<code>usageledger forecast</code>" in page and "`" not in forecast["text"]  # the page sets it as code
     assert 'id="adjustments"' not in page  # no month was closed
 

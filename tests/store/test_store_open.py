@@ -164,6 +164,11 @@ def test_readers_work_during_a_duckdb_sync_and_a_second_sync_is_refused_at_once(
             assert code == 1 and len(err.strip().splitlines()) == 1, err
             assert f"another usageledger process (PID {sync.pid}, a running sync) is writing to the store" in err
             assert time.monotonic() - started < 20 and sync.poll() is None, "refused at once, not after waiting"
+            # `close` read the store first, saying "waiting for the running sync", then refused it anyway: now one
+            # line, as a top-up's (the same opening of a store to write briefly).
+            code, _, err = finish(run_cli([*cli(), "close", "2026-10", "--store", store], url, tmp_path))
+            assert code == 1 and len(err.strip().splitlines()) == 1, err
+            assert f"another usageledger process (PID {sync.pid}, a running sync) is writing to the store" in err
             for argv in (["status"], ["report", "--until", "2025-01-01"]):
                 done = subprocess.run(
                     [*cli(), *argv, "--store", store], env=env(url), cwd=tmp_path, capture_output=True, text=True

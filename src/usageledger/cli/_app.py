@@ -30,7 +30,7 @@ from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._paths import expand_home, overwrite_refusal
 from usageledger.cli._commands import COMMANDS
-from usageledger.errors import ConfigError, ParameterError, UsageLedgerError
+from usageledger.errors import ConfigError, ParameterError, StoreError, UsageLedgerError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -284,7 +284,45 @@ class LazyGroup(TyperGroup):
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None:
             refuse_blank_option_values(command, rest)
+            ctx.meta[_TYPED] = typed_values(command, rest)
         return name, command, rest
+
+
+_TYPED: Final = "usageledger.typed"
+"""The click context's ``meta`` key (shared by the command's context) of :func:`typed_values`."""
+
+
+def typed_values(command: Any, args: Sequence[str]) -> dict[str, str]:
+    """Each value option's text as typed, by its long name (the last one given): what converting it loses. A path
+    option's ``Path`` drops a trailing ``/``, so ``report --html out/`` wrote a file named ``out`` and said
+    ``wrote out``; :func:`refuse_overwriting` reads the ``/`` here."""
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict) and args and args[0] in subcommands:
+        return typed_values(subcommands[args[0]], args[1:])
+    names = {
+        opt: max(param.opts, key=len)
+        for param in getattr(command, "params", ())
+        if getattr(param, "param_type_name", "") == "option" and not getattr(param, "is_flag", False)
+        for opt in param.opts
+    }
+    typed: dict[str, str] = {}
+    i = 0
+    while i < len(args) and args[i] != "--":
+        flag, eq, value = args[i].partition("=")
+        if flag in names and (eq or i + 1 < len(args)):
+            if not eq:
+                i += 1
+                value = args[i]
+            typed[names[flag]] = value
+        i += 1
+    return typed
+
+
+def typed_value(flag: str) -> str | None:
+    """Option ``flag``'s text as typed on this command line (see :func:`typed_values`), or ``None``."""
+    ctx = _click.globals.get_current_context(silent=True)
+    typed = ctx.meta.get(_TYPED, {}) if ctx is not None else {}
+    return typed.get(flag) if isinstance(typed, dict) else None
 
 
 def refuse_blank_option_values(command: Any, args: Sequence[str]) -> None:
@@ -560,6 +598,30 @@ def open_for_reading(url: str) -> BaseStore:
     return open_existing_store(url, on_wait=say, elsewhere=store_elsewhere(url))
 
 
+@contextlib.contextmanager
+def open_for_writing(url: str, what: str) -> Iterator[BaseStore]:
+    """An existing store, opened to write (and migrated): never creates one. ``what`` (``credit add``, ``close``) is a
+    brief write: two at once wait for each other, saying so, instead of one being refused as if a sync held the
+    store; a running sync's store is refused at once, in one line (`close` opened it to read first, said "waiting
+    for the running sync", then refused it anyway)."""
+    from usageledger.store import check_store_url, is_postgres_url, open_store
+    from usageledger.store.duckdb import no_store_message
+
+    url = check_store_url(url)  # `sqlite:///x.db` is an unsupported store, not a missing one
+    if not is_postgres_url(url) and not Path(url).exists():
+        raise StoreError(no_store_message(url, store_elsewhere(url)))
+    opened = open_store(url, migrate=False, brief=what, on_wait=say)
+    try:
+        if not opened.applied_migrations():
+            raise StoreError(
+                "no usageledger store there: it holds none of usageledger's tables; run `usageledger sync` first"
+            )
+        opened.migrate()
+        yield opened
+    finally:
+        opened.close()
+
+
 def refuse_overwriting(
     flag: str,
     path: Path,
@@ -584,6 +646,9 @@ def refuse_overwriting(
         )
     if path.is_dir():
         raise fail(f"{flag}: {path} is a directory; give a file name, such as {path / example}", EXIT_USAGE)
+    typed = typed_value(flag)
+    if typed is not None and typed.endswith(("/", os.sep)):  # `--html out/`: the folder meant, not a file `out`
+        raise fail(f"{flag}: {typed} names a folder; give a file name in it, such as {path / example}", EXIT_USAGE)
     if (blocked := file_in_the_way(path)) is not None:  # `--csv notes.txt/s.csv`: said after the statement printed
         raise fail(
             f"{flag}: {blocked} is a file, not a folder, so {path} cannot be made; give a path in a folder", EXIT_USAGE

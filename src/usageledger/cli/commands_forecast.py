@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from difflib import get_close_matches
-from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import typer
@@ -16,18 +13,19 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import _click, app, console, friendly_errors, resolve_store, say, store_elsewhere
+from usageledger.cli._app import _click, app, console, friendly_errors, open_for_writing, resolve_store, say
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
 from usageledger.cli.commands_report import (
     _amount,
+    _as_typed,
     _database,
     _names,
     _now,
-    _warn_unknown_project,
     one_line_filters,
+    unknown_project,
 )
 from usageledger.config import load_config
-from usageledger.errors import ParameterError, StoreError
+from usageledger.errors import ParameterError
 from usageledger.report.credit import credit_balance
 from usageledger.report.forecast import Forecast
 from usageledger.report.forecast_out import credit_document, credit_line, forecast_document
@@ -38,7 +36,7 @@ from usageledger.report.months import check_covered, first_cost_day, gaps_text, 
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
-from usageledger.store import BaseStore, check_store_url, is_postgres_url, open_store
+from usageledger.store import BaseStore
 from usageledger.store.credit import TopUp, add_topup, check_note, list_topups, remove_topup
 from usageledger.timeutil import parse_month
 
@@ -125,7 +123,10 @@ def forecast(
     settings = load_config(config)
     with _database(resolve_store(store, settings), org=org) as db:
         check_covered(db, target, org=org, param="--month")  # exit 1 and no flag named, from build_forecast
-        _warn_unknown_project(db, project, org)
+        # A project no row names has nothing to forecast from: one line naming --project and the ID to give, never
+        # a warning saying so and then an error saying it again (exit 1, no flag named).
+        if project is not None and (unknown := unknown_project(db, project, org)) is not None:
+            raise ParameterError("--project", f"{_as_typed(project)} {unknown}")
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
         report = build_forecast(db, target, now=now, org=org, project=project, by=grouping, teams=teams, budget=limit)
@@ -151,27 +152,6 @@ credit_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(credit_app, name="credit")
-
-
-@contextmanager
-def _writable(url: str, what: str) -> Iterator[BaseStore]:
-    """An existing store, opened to write (and migrated): never creates one. ``what`` (``credit add``) is a brief
-    write: two at once wait for each other, saying so, instead of one being refused as if a sync held the store."""
-    from usageledger.store.duckdb import no_store_message
-
-    url = check_store_url(url)  # `sqlite:///x.db` is an unsupported store, not a missing one
-    if not is_postgres_url(url) and not Path(url).exists():
-        raise StoreError(no_store_message(url, store_elsewhere(url)))
-    opened = open_store(url, migrate=False, brief=what, on_wait=say)
-    try:
-        if not opened.applied_migrations():
-            raise StoreError(
-                "no usageledger store there: it holds none of usageledger's tables; run `usageledger sync` first"
-            )
-        opened.migrate()
-        yield opened
-    finally:
-        opened.close()
 
 
 def _org_for(db: BaseStore, org: str | None) -> str:
@@ -275,7 +255,7 @@ def credit_add(
     value = _topup_amount(amount)
     check_note(note, "--note")
     settings = load_config(config)
-    with _writable(resolve_store(store, settings), "credit add") as db, db.transaction():
+    with open_for_writing(resolve_store(store, settings), "credit add") as db, db.transaction():
         owner = _org_for(db, org)
         _check_costs_cover(db, owner, when)
         alike = [t for t in list_topups(db, org=owner) if (t.day, t.amount, t.note) == (when, value, note)]
@@ -338,7 +318,7 @@ def credit_remove(
     if not topup_id.strip().isdigit():
         raise ParameterError("ID", f"{topup_id!r} is not a top-up ID; give the number credit list shows")
     settings = load_config(config)
-    with _writable(resolve_store(store, settings), "credit remove") as db, db.transaction():
+    with open_for_writing(resolve_store(store, settings), "credit remove") as db, db.transaction():
         removed = remove_topup(db, int(topup_id))
     if removed is None:
         raise ParameterError("ID", f"no top-up has ID {topup_id.strip()}; credit list shows the IDs")

@@ -9,7 +9,7 @@ import typer
 
 from usageledger import timeutil
 from usageledger._text import counted
-from usageledger.cli._app import app, console, friendly_errors, open_for_reading, resolve_store, say
+from usageledger.cli._app import app, console, friendly_errors, open_for_writing, resolve_store, say
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, OrgOpt, StoreOpt
 from usageledger.cli.commands_report import _database, _names
 from usageledger.config import load_config
@@ -21,7 +21,6 @@ from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import resolve_names, with_id
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import CHANGES_ROWS, render_changes
-from usageledger.store import open_store
 from usageledger.store.closes import close_month, closed_lines, reopen_month
 
 
@@ -109,13 +108,13 @@ def close(
     first = _month(month, now)
     settings = load_config(config)
     url = resolve_store(store, settings)
-    with open_for_reading(url) as existing:  # the store must exist: closing never creates one
-        existing.check_orgs(org)
-        known = existing.known_orgs()
-    orgs = [org] if org is not None and known else known
-    if not orgs:
-        raise ParameterError("MONTH", "the store holds no org yet: run `usageledger sync` first")
-    with open_store(url, brief="close", on_wait=say) as db:  # brief: a second close or top-up waits for it
+    # The store must exist (closing never creates one); brief: a second close or top-up waits for it.
+    with open_for_writing(url, "close") as db:
+        db.check_orgs(org)
+        known = db.known_orgs()
+        orgs = [org] if org is not None and known else known
+        if not orgs:
+            raise ParameterError("MONTH", "the store holds no org yet: run `usageledger sync` first")
         closed = {line.org for line in closed_lines(db) if line.month == first}
         if reopen:
             count = reopen_month(db, first, orgs)

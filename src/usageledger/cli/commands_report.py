@@ -100,12 +100,21 @@ def _warn_unknown_project(
     """Say so when --project (or ``source``, a config key) names an ID, or --model a model, the store has never seen:
     a typo (or a model's base name, `gpt-4o` for `gpt-4o-2024-08-06`) would otherwise report $0.00, quietly."""
     where = "" if org is None else f" for org {org}"
-    if project is not None and not project_known(db, project, org):
+    if project is not None and (unknown := unknown_project(db, project, org)) is not None:
         shown = f"--project {_as_typed(project)}" if source == "--project" else source
-        say(f"warning: {shown} appears in no cost or usage row of this store{where}; {_project_hint(db, project, org)}")
+        say(f"warning: {shown} {unknown}")
     if model is not None and (like := models_like(db, model, org)) is not None:
         hint = f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
         say(f"warning: --model {_as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
+
+
+def unknown_project(db: BaseStore, project: str, org: str | None) -> str | None:
+    """Why ``project`` (an ID) names nothing in the store, and what to give instead, or ``None`` when a row names it:
+    the one wording of the warning above and of ``forecast``'s refusal."""
+    if project_known(db, project, org):
+        return None
+    where = "" if org is None else f" for org {org}"
+    return f"appears in no cost or usage row of this store{where}; {_project_hint(db, project, org)}"
 
 
 def one_line_filters(*filters: tuple[str, str | None]) -> None:

@@ -40,6 +40,9 @@ class CreditBalance:
     runway: date | None
     """The first day the balance would be below zero at the forecast rate; ``None``: see ``runway_note``."""
     runway_note: str
+    gone_by: bool = False
+    """The runway is a day before today's: the store's costs end before it (not synced since), and at their rate the
+    balance has run out already."""
 
     @property
     def balance(self) -> Decimal:
@@ -48,8 +51,9 @@ class CreditBalance:
     @property
     def outlook(self) -> str:
         """The runway in words: ``runs out on DAY``, ``ran out on DAY`` for a balance already below zero (a day
-        gone by, which "runs out" read as still to come), else ``runway_note``."""
-        if self.runway is None or self.balance < 0:
+        gone by, which "runs out" read as still to come), ``may have run out on DAY`` for a runway before today (the
+        store not synced since: `credit list` on 3 December said "runs out on 2026-11-23"), else ``runway_note``."""
+        if self.runway is None or self.balance < 0 or self.gone_by:
             return self.runway_note
         return f"runs out on {self.runway}"
 
@@ -118,4 +122,10 @@ def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> Cr
                 if runway is not None
                 else f"lasts beyond {CREDIT_HORIZON_DAYS} days at the forecast rate"
             )
+            if runway is not None and runway < today:
+                note = (
+                    f"may have run out on {runway}, at the forecast rate from {as_of}, the store's last costs:"
+                    " run `usageledger sync` for today's balance"
+                )
+                return CreditBalance(org, total, len(topups), first, spent, as_of, runway, note, gone_by=True)
     return CreditBalance(org, total, len(topups), first, spent, as_of, runway, note)

@@ -6,11 +6,14 @@ Every table the CLI prints is a :class:`DataTable`. Its columns are labels (name
 * number columns are as wide as their widest value, so a value never wraps, folds or shortens (a narrow header
   wraps above it instead); a cell holding several numbers separated by spaces may wrap between them;
 * label columns share what is left: they keep their natural width when it fits, else the widest are shortened with
-  ``…`` first, unless shortening would make two different labels read the same: then that column's labels fold
-  onto more lines instead;
-* if the numbers do not fit even beside labels cut to their floor (:func:`label_floor`: 40% of their width, at
-  least :data:`MIN_LABEL` characters), the table drops its borders, and if that is still too wide, every row is
-  printed as a block of ``header: value`` lines (a label cut to a few characters no longer says which row it is);
+  ``…`` first, unless shortening would make two different labels read the same: then that column's labels wrap
+  onto more lines instead, at their spaces, the column kept as wide as its widest word (``Search Assistant,
+  gpt-4o-mini-tts`` is two lines, never ``gpt-4o-mini-tt`` over ``s``); a column of names that must be read whole
+  (``label(..., whole=True)``: a project and model in ``changes``) is never shortened, only wrapped so;
+* if the numbers do not fit even beside labels at their floor (:func:`label_floor`: 40% of their width, at least
+  :data:`MIN_LABEL` characters; a wrapping column's widest word), the table drops its borders, and if that is
+  still too wide, every row is printed as a block of ``header: value`` lines (a label cut to a few characters no
+  longer says which row it is);
   an empty cell (a total row's blank status) has no line there, and a header may not hold ``:``, which would read
   as two labels (``last run: +ins: +385``).
 
@@ -43,15 +46,18 @@ _Cell = str | Text
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One column: its header, and whether its values are numbers (never cut) or labels (may be shortened)."""
+    """One column: its header, and whether its values are numbers (never cut) or labels (may be shortened, or with
+    ``whole`` only wrapped at their spaces)."""
 
     header: str
     numeric: bool
+    whole: bool = False
 
 
-def label(header: str) -> Column:
-    """A column of names: shortened with ``…`` when the table is too wide."""
-    return Column(header, numeric=False)
+def label(header: str, *, whole: bool = False) -> Column:
+    """A column of names: shortened with ``…`` when the table is too wide; with ``whole``, never shortened but
+    wrapped at its spaces, every word on one line (names a reader must see whole, as ``changes``' groups)."""
+    return Column(header, numeric=False, whole=whole)
 
 
 def number(header: str) -> Column:
@@ -81,19 +87,18 @@ def label_floor(natural: int) -> int:
     return min(natural, max(MIN_LABEL, math.ceil(natural * _KEPT_SHARE)))
 
 
-def _shrink(natural: list[int], room: int) -> list[int] | None:
-    """Label widths that fit in ``room``: the widest labels give way first, none below its :func:`label_floor`."""
+def _shrink(natural: list[int], floor: list[int], room: int) -> list[int] | None:
+    """Label widths that fit in ``room``: the widest labels give way first, none below its ``floor``."""
     widths = list(natural)
-    floor = [label_floor(w) for w in natural]
     if sum(floor) > room:
         return None
     while sum(widths) > room:
-        widest = max(widths)
-        i = widths.index(widest)
+        # The widest that can still give way (a `whole` column of one long name may be the widest, at its floor):
+        # there is one, as the floors fit.
+        widest = max(w for w, f in zip(widths, floor, strict=True) if w > f)
+        i = next(j for j, w in enumerate(widths) if w == widest and w > floor[j])
         below = max((w for w in widths if w < widest), default=0)
         widths[i] = max(floor[i], below, widest - (sum(widths) - room))
-        if widths[i] == widest:  # every label is at its floor already
-            return None
     return widths
 
 
@@ -110,6 +115,7 @@ class DataTable:
         self.columns = columns
         self.rows: list[tuple[Text, ...]] = []
         self._measured: dict[tuple[bool, int], int] = {}
+        self._collides: dict[tuple[int, int], bool] = {}
         self._measured_rows = 0
 
     def add_row(self, *cells: _Cell) -> None:
@@ -129,18 +135,19 @@ class DataTable:
                 widths.append(max(data, cell_len(col.header), 1))
         labels = [i for i, col in enumerate(self.columns) if not col.numeric]
         numbers = [i for i, col in enumerate(self.columns) if col.numeric]
+        floors = [self._floor(i, widths[i]) for i in labels]
         left = room - overhead - sum(widths[i] for i in numbers)
         # A cell of several numbers ("+685 ~0 =0 -0") may wrap between them, never inside one: when the labels
         # need the room, such columns narrow to their longest single number, the roomiest first.
-        need = sum(label_floor(widths[i]) for i in labels) - left
-        for i in sorted(numbers, key=lambda i: widths[i] - self._longest_number(i), reverse=True):
+        need = sum(floors) - left
+        for i in sorted(numbers, key=lambda i: widths[i] - self._widest_word(i), reverse=True):
             if need <= 0:
                 break
-            give = min(need, widths[i] - self._longest_number(i))
+            give = min(need, widths[i] - self._widest_word(i))
             widths[i] -= give
             left += give
             need -= give
-        shrunk = _shrink([widths[i] for i in labels], left)
+        shrunk = _shrink([widths[i] for i in labels], floors, left)
         if shrunk is None:
             return None
         for i, w in zip(labels, shrunk, strict=True):
@@ -157,7 +164,29 @@ class DataTable:
                     break
         return widths
 
-    def _longest_number(self, i: int) -> int:
+    def _floor(self, i: int, natural: int) -> int:
+        """How narrow label column ``i`` (``natural`` cells wide) may be: its widest word if it wraps (a ``whole``
+        column, or one whose labels cut to :func:`label_floor` would read the same), unless some narrower width cuts
+        them apart; else :func:`label_floor`. Wrapped narrower than a word, ``gpt-4o-mini-tts`` broke as
+        ``gpt-4o-mini-tt`` over ``s``."""
+        words = min(natural, self._widest_word(i))
+        if self.columns[i].whole:
+            return words
+        low = label_floor(natural)
+        if low >= words or not self._shortening_collides(i, low):
+            return low
+        # Cut labels that read the same at a width read the same at any narrower one: the narrowest width at which
+        # they stay apart, found by halving, or the widest word, at which they wrap whole.
+        high = words
+        while low < high:
+            mid = (low + high) // 2
+            if self._shortening_collides(i, mid):
+                low = mid + 1
+            else:
+                high = mid
+        return high
+
+    def _widest_word(self, i: int) -> int:
         """The widest space-free run in column ``i`` or its header: how narrow it can be without cutting a value
         (or a header word)."""
         longest = self._measure(i, words=True)
@@ -167,19 +196,20 @@ class DataTable:
         """Column ``i``'s widest cell (or, with ``words``, widest space-free run) over the rows, measured once while
         the rows stay the same: each layout tried (up to two per :meth:`fits` or render) measured every row of every
         column again, which made a table of thousands of rows take seconds before printing."""
-        if self._measured_rows != len(self.rows):
-            self._measured, self._measured_rows = {}, len(self.rows)
+        self._forget_if_changed()
         key = (words, i)
         if key not in self._measured:
             cells = (_longest_word(row[i].plain) if words else _width(row[i]) for row in self.rows)
             self._measured[key] = max(cells, default=0)
         return self._measured[key]
 
+    def _forget_if_changed(self) -> None:
+        """Drop the measures and the collision answers when rows were added since they were taken."""
+        if self._measured_rows != len(self.rows):
+            self._measured, self._collides, self._measured_rows = {}, {}, len(self.rows)
+
     def _table(self, widths: list[int], *, bordered: bool) -> Table:
         table = Table(
-            title=self.title,
-            title_justify="left",
-            title_style="bold",
             box=box.HEAVY_HEAD if bordered else None,
             pad_edge=bordered,
             expand=False,
@@ -187,8 +217,9 @@ class DataTable:
         for i, (col, width) in enumerate(zip(self.columns, widths, strict=True)):
             if col.numeric:
                 table.add_column(col.header, justify="right", width=width, no_wrap=False, overflow="fold")
-            elif self._shortening_collides(i, width):
-                # Two rows would read the same (`text-embeddin…` twice): the labels fold onto more lines instead.
+            elif col.whole or self._shortening_collides(i, width):
+                # Two rows would read the same (`text-embeddin…` twice), or the names must be whole: the labels wrap
+                # at their spaces onto more lines instead (the width is at least the widest word: see `_floor`).
                 table.add_column(col.header, justify="left", width=width, no_wrap=False, overflow="fold")
             else:
                 table.add_column(col.header, justify="left", width=width, no_wrap=True, overflow="ellipsis")
@@ -198,11 +229,18 @@ class DataTable:
 
     def _shortening_collides(self, i: int, width: int) -> bool:
         """Whether cutting column ``i``'s labels to ``width`` cells with ``…`` would make two different labels read
-        the same."""
+        the same (asked for several widths while the widths are chosen: each answer is kept until rows change)."""
+        self._forget_if_changed()
+        key = (i, width)
+        if key not in self._collides:
+            self._collides[key] = self._collide(i, width)
+        return self._collides[key]
+
+    def _collide(self, i: int, width: int) -> bool:
         seen: dict[str, str] = {}
         for row in self.rows:
             plain = row[i].plain
-            shown = plain if _width(row[i]) <= width else row[i][: max(width - 1, 0)].plain + "…"
+            shown = plain if _width(row[i]) <= width else plain[: max(width - 1, 0)] + "…"
             if seen.setdefault(shown, plain) != plain:
                 return True
         return False
@@ -236,6 +274,10 @@ class DataTable:
         for bordered, overhead in self._layouts():
             widths = self._widths(options.max_width, overhead)
             if widths is not None:
+                # The title is a line of its own, as wide as the console: as the table's, it wrapped to the table's
+                # width (`Forecast 2026-12 as of 2026-11-22  project Search` over `Assistant`).
+                if self.title:
+                    yield Text(self.title, style="bold")
                 yield self._table(widths, bordered=bordered)
                 return
         yield self._records()

@@ -254,9 +254,9 @@ def render_changes(changes: Changes, names: Names | None = None, *, rows_each: i
         fields = ", ".join(name for name, _ in items[0].group) or "group"
         table = DataTable(
             f"{stream} (org {org})",
-            label("day"),
-            label(fields),
-            label("metric"),
+            label("day", whole=True),
+            label(fields, whole=True),
+            label("metric", whole=True),
             number("old"),
             number("new"),
             number("delta"),
@@ -306,8 +306,8 @@ def render_changes(changes: Changes, names: Names | None = None, *, rows_each: i
         adj = DataTable(
             "Adjustments against closed months",
             label("month"),
-            label("org"),
-            label("project"),
+            label("org", whole=True),
+            label("project", whole=True),
             number("closed"),
             number("now"),
             number("adjustment"),

@@ -73,7 +73,9 @@ def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str =
     ``build_keys``).
 
     ``None`` (no filter) passes; so does any org when the store holds none yet, whose commands each say "run
-    ``usageledger sync`` first" their own way.
+    ``usageledger sync`` first" their own way. One org given as a list (``close 2026-10 --org a,b``, where ``export``
+    takes a list) is said to be one, and a name with a blank around it is quoted: both read "``a,b`` holds no data"
+    or "``a`` holds no data" of an org the store lists.
     """
     wanted = org_names(orgs)
     if not wanted:
@@ -81,8 +83,13 @@ def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str =
     known = known_orgs(db)
     unknown = [o for o in wanted if o not in known]
     if known and unknown:
+        if isinstance(orgs, str) and "," in orgs:
+            raise ParameterError(
+                param, f"{orgs} is a list, and this takes one org (orgs: {', '.join(known)}); run it once for each"
+            )
         verb = "holds" if len(unknown) == 1 else "hold"
-        raise ParameterError(param, f"{', '.join(unknown)} {verb} no data in this store (orgs: {', '.join(known)})")
+        shown = ", ".join(repr(o) if o != o.strip() or not o.isprintable() else o for o in unknown)
+        raise ParameterError(param, f"{shown} {verb} no data in this store (orgs: {', '.join(known)})")
 
 
 class BaseStore(ABC):

@@ -67,11 +67,21 @@ def _topup(row: tuple[Any, ...]) -> TopUp:
     return TopUp(int(row[0]), row[1], day, amount, row[4], row[5].astimezone(UTC))
 
 
+NOTE_MAX: Final = 200
+"""The most characters a top-up's note holds: an invoice number or a line, never a pasted file (5,000 characters
+were kept, and `credit list` printed them as 80 lines of the table)."""
+
+
 def check_note(note: str | None, param: str = "note") -> str | None:
     """A top-up's note as it is kept: one printable line (a newline would split the row of every listing, an escape
-    sequence would drive the terminal), else :class:`ParameterError` naming ``param``."""
+    sequence would drive the terminal) of at most :data:`NOTE_MAX` characters, else :class:`ParameterError` naming
+    ``param``."""
     if note is not None and not note.isprintable():
         raise ParameterError(param, f"{note!r} holds a newline or a control character; give one line of text")
+    if note is not None and len(note) > NOTE_MAX:
+        raise ParameterError(
+            param, f"the note has {len(note):,} characters; keep it to {NOTE_MAX} (an invoice number, a line)"
+        )
     return note
 
 
