@@ -107,17 +107,23 @@ def table_of(section: str) -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(keys, values, max_size=5)
 
 
-documents = st.fixed_dictionaries(
-    {},
-    optional={
-        "store": table_of("store") | values,
-        "sync": table_of("sync") | values,
-        "orgs": st.lists(table_of("orgs"), max_size=3) | values,
-        "streams": st.lists(table_of("streams"), max_size=3) | values,
-        "alerts": table_of("alerts") | values,
-        "names": table_of("names") | values,
-    },
-).flatmap(lambda doc: st.dictionaries(unknown_keys, values, max_size=1).map(lambda extra: {**doc, **extra}))
+documents = st.tuples(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "store": table_of("store") | values,
+            "sync": table_of("sync") | values,
+            "orgs": st.lists(table_of("orgs"), max_size=3) | values,
+            "streams": st.lists(table_of("streams"), max_size=3) | values,
+            "alerts": table_of("alerts") | values,
+            "names": table_of("names") | values,
+        },
+    ),
+    st.dictionaries(unknown_keys, values, max_size=1),
+).map(lambda sections_and_extra: {**sections_and_extra[0], **sections_and_extra[1]})
+"""The sections, then at most one unknown top-level key (which may also replace a section). A ``tuples`` of the two,
+not a ``flatmap``: the extra key does not depend on the sections, and a flatmap builds a new strategy at each draw
+(~0.5 s of the module's CPU at 400 examples)."""
 
 
 def check_refusal(message: str, doc: dict[str, Any], path: Path) -> None:
