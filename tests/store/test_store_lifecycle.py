@@ -175,7 +175,7 @@ BROKEN = {
     "another-programs-duckdb": (
         _foreign,
         "{path} is a DuckDB database of another program (it holds customers, streams), not a usageledger store: pass"
-        " another --store (a new file is made for it)",
+        " another --store (at a new path, `usageledger sync` makes one)",
     ),
     "csv-renamed": (
         lambda p: p.write_text("a,b\n1,2\n"),

@@ -528,7 +528,7 @@ def foreign_message(path: str, names: Sequence[str]) -> str:
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return (
         f"{path} is a DuckDB database of another program (it holds {shown}), not a usageledger store: pass another"
-        " --store (a new file is made for it)"
+        " --store (at a new path, `usageledger sync` makes one)"
     )
 
 
