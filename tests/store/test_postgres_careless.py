@@ -191,3 +191,27 @@ def test_a_database_holding_another_programs_costs_table_is_refused_unchanged(pg
         con.execute("DROP TABLE costs")
     with open_store(pg_url) as store:
         assert store.applied_migrations()
+
+
+def test_a_store_made_by_another_sync_between_two_reads_is_no_other_programs(
+    migrated_pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first syncs on a new database: the second read "no migrations applied" just before the first committed
+    its store, then saw the store's tables and refused them as another program's (1 round in ~10 of
+    `test_two_syncs_at_once_on_one_postgres_database`). The tables and `schema_migrations` commit together, so
+    seeing `schema_migrations` among them means a usageledger store; the race is forced here by answering the
+    first read as it was before the commit (a real race cannot be timed to the statement)."""
+    store = PostgresStore(migrated_pg_url)
+    try:
+        real = store.applied_migrations
+        calls: list[None] = []
+
+        def applied() -> list[str]:
+            calls.append(None)
+            return [] if len(calls) == 1 else real()
+
+        monkeypatch.setattr(store, "applied_migrations", applied)
+        assert store.migrate() == []  # nothing pending: the other sync applied it all
+        assert len(calls) == 2  # the check's read, then the base class's, which finds nothing pending
+    finally:
+        store.close()

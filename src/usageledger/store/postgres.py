@@ -62,8 +62,11 @@ class PostgresStore(BaseStore):
         migration failed on it with "PostgreSQL: syntax error at or near ","" (rolled back: nothing is written)."""
         if not self.applied_migrations():
             rows = self.query(f"SELECT table_name FROM information_schema.tables WHERE {self.this_schema}")
-            taken = sorted(name for (name,) in rows if name in _schema_names())
-            if taken:
+            names = {name for (name,) in rows}
+            taken = sorted(names & _schema_names())
+            # `schema_migrations` among them: another usageledger made the store between the two reads (its tables
+            # and that one commit together), as a second sync started beside the first on a new database sees.
+            if taken and "schema_migrations" not in names:
                 shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
                 raise StoreError(
                     f"the PostgreSQL database {_redact(self.url)} holds no usageledger store, but tables of another"
