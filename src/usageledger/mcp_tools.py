@@ -49,6 +49,7 @@ from usageledger.report.queries import (
     utc_day,
 )
 from usageledger.report.teams import project_teams, spend_by_team
+from usageledger.rows import iso_currency
 from usageledger.store import BaseStore
 from usageledger.sync._safety import data_warnings
 
@@ -277,7 +278,7 @@ class LedgerTools:
             if not model_matches(line_item_model(line_item), wanted):
                 continue
             if currency is not None:
-                currencies.add(currency)
+                currencies.add(iso_currency(currency))
             if is_current:
                 current[group] = current.get(group, Decimal(0)) + amount
             else:

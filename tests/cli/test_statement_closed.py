@@ -196,6 +196,7 @@ def test_the_mcp_spend_tool_lists_a_closed_months_adjustments_as_report_does(
         assert answer["adjustments"] == report["adjustments"], group_by
     one_model = tools.spend(NOVEMBER[1], NOVEMBER[3], model="gpt-4o")  # closes are by project: none, and why
     assert one_model["adjustments"] == [] and "not by model" in one_model["warnings"][-1]
+    assert (answer["currency"], one_model["currency"]) == ("USD", "USD")  # the API's `usd`, as every output gives it
     assert answer["adjustments"][0]["currency"] == "USD" and Decimal(answer["adjustments"][0]["amount"]) > 0
     one = next(a for a in report["adjustments"] if a["level"] == "project")
     scoped = tools.spend(NOVEMBER[1], NOVEMBER[3], project=one["project_id"])["adjustments"]
