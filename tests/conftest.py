@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -109,6 +110,14 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_generate.py",
     }
 )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run's temp directory, which ``scripts/test`` made (in ``/dev/shm``, up to ~5 GB of memory), removed by
+    the controlling process when the run ends, Ctrl-C too; last, after every fixture has stopped its servers."""
+    run_tmp = os.environ.get("USAGELEDGER_TEST_RUN_TMP")
+    if run_tmp and not hasattr(config, "workerinput"):
+        shutil.rmtree(run_tmp, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
