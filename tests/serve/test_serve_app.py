@@ -618,6 +618,19 @@ def test_a_path_or_method_no_route_serves_is_one_json_line(
     assert got.json()["error"].startswith(error), got.text
 
 
+def test_a_very_long_project_id_or_path_is_refused_without_echoing_it(client: TestClient) -> None:
+    """`/api/projects/<60,000 characters>` was looked up and echoed whole in its 404, as was a path no route serves
+    (masking it for secrets then held the event loop for minutes): the ID is refused by its length, as `?project=`
+    is, and a path is named by its first 200 characters."""
+    got = client.get("/api/projects/" + "p" * 20_000)
+    assert got.status_code == 400 and len(got.text) < 400, got.text[:200]
+    assert got.json()["error"] == "project: 20,000 characters is too long; give at most 256"
+    for method, status in (("GET", 404), ("POST", 404), ("DELETE", 404)):
+        got = client.request(method, "/nothing/" + "p" * 20_000)
+        assert got.status_code == status and len(got.text) < 600, got.text[:200]
+        assert got.json()["error"].startswith("path: /nothing/" + "p" * 190), got.text[:300]
+
+
 def test_a_store_replaced_or_deleted_while_served_is_read_as_it_is_now(store: str, tmp_path: Path) -> None:
     """The held DuckDB file was kept while requests came less than a second apart, so a store restored from a backup
     or deleted was never seen: `/healthz` said `ok` with the old streams after the file was gone. Each request now

@@ -199,13 +199,18 @@ def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str
         if sum(1 for other, _ in given if other == name) > 1:
             raise ParameterError(name, "given more than once; give it once")
     for name, text in given:
-        if len(text) > MAX_VALUE:
-            raise ParameterError(name, f"{len(text):,} characters is too long; give at most {MAX_VALUE}")
+        _check_length(name, text)
     out: dict[str, str | None] = {}
     for name in allowed:
         value = request.query_params.get(name)
         out[name] = value.strip() if value is not None and value.strip() else None
     return out
+
+
+def _check_length(name: str, text: str) -> None:
+    """A value longer than :data:`MAX_VALUE` is refused by its length, naming it, never echoed whole."""
+    if len(text) > MAX_VALUE:
+        raise ParameterError(name, f"{len(text):,} characters is too long; give at most {MAX_VALUE}")
 
 
 def _period(params: dict[str, str | None], now: datetime) -> Period:
@@ -373,7 +378,10 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     async def api_project(request: Request) -> Response:
         try:
             params = _params(request, PROJECT_FILTERS)
-            document = await run_in_threadpool(_project_document, ctx, request.path_params["project_id"], params)
+            project_id = request.path_params["project_id"]
+            # the ID in the path is a value like ?project=: a 60,000-character one was echoed whole in the 404
+            _check_length("project", project_id)
+            document = await run_in_threadpool(_project_document, ctx, project_id, params)
         except UsageLedgerError as exc:
             return _error(exc)
         return _json(document)
@@ -441,10 +449,16 @@ def _shown(name: str) -> str:
     ``name=``) is cut, as a long value is never echoed (:data:`MAX_VALUE`)."""
     if not name.strip():
         return "(a parameter with no name)"
-    return name if len(name) <= _NAME_SHOWN else name[: _NAME_SHOWN - 1] + "…"
+    return _cut(name, _NAME_SHOWN)
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` cut to ``most`` characters, its end shown as ``…``."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 _NAME_SHOWN: Final = 40
+_PATH_SHOWN: Final = 200
 
 
 _PATH_PARAM: Final = re.compile(r"\{[^}]*\}")
@@ -454,7 +468,7 @@ async def _no_route(request: Request, exc: Exception) -> Response:
     """A path no route serves, or a method a route does not take: one line naming it, in JSON like every other
     refusal of the API (Starlette's own answer is a plain ``Not Found``)."""
     assert isinstance(exc, HTTPException)
-    path = request.url.path
+    path = _cut(request.url.path, _PATH_SHOWN)  # a path of 60,000 characters is named short, not echoed whole
     if exc.status_code == 405:
         message = f"method: {request.method} is not served at {path}; use GET"
     elif path.startswith("/api/projects/"):
