@@ -14,9 +14,21 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, InputRequiredResult, Tool, ToolAnnotations
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp.types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    CallToolResult,
+    ErrorData,
+    InputRequiredResult,
+    JSONRPCError,
+    Tool,
+    ToolAnnotations,
+)
 from pydantic import Field, ValidationError
 
 from usageledger._keyshape import WEBHOOK_SHAPED
@@ -92,6 +104,26 @@ class _LedgerServer(MCPServer):
     for every project), and an argument of the wrong type or outside its choices is one line naming it and what it
     takes (the SDK's text was pydantic's, over four lines, ending in a link to pydantic's documentation)."""
 
+    async def run_stdio_async(self) -> None:
+        """The SDK's stdio server, with a line that is not a JSON-RPC message answered by the protocol's error (id
+        ``null``): the SDK dropped it without a word, so a client that sent one waited for ever for its answer."""
+        async with stdio_server() as (read_stream, write_stream):
+            checked_in, checked_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+            async def refuse_unreadable() -> None:
+                async with checked_in:
+                    async for item in read_stream:
+                        if isinstance(item, Exception):
+                            await write_stream.send(SessionMessage(_unreadable(item)))
+                        else:
+                            await checked_in.send(item)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(refuse_unreadable)
+                await self._lowlevel_server.run(
+                    checked_out, write_stream, self._lowlevel_server.create_initialization_options()
+                )
+
     async def list_tools(self) -> list[Tool]:
         """The tools, each schema closed to other arguments (``additionalProperties: false``), as calls are."""
         return [
@@ -163,6 +195,23 @@ def _check_text(tool: str, arg: str, value: object) -> None:
                 f"Error executing tool {tool}: {arg}: holds a secret (an API key or a webhook URL), which no answer "
                 "repeats; give an ID or a name instead (the lookup tool finds them)"
             )
+
+
+def _unreadable(exc: Exception) -> JSONRPCError:
+    """The JSON-RPC error for a line of stdin the SDK could not read as a message: not JSON (-32700), or JSON that
+    is no JSON-RPC 2.0 message (-32600). The line is never repeated (it may be huge, or hold a secret)."""
+    not_json = isinstance(exc, ValidationError) and any(e["type"] == "json_invalid" for e in exc.errors())
+    if not_json:
+        error = ErrorData(
+            code=PARSE_ERROR, message="Parse error: a line of stdin is not JSON; send one JSON-RPC message a line"
+        )
+    else:
+        error = ErrorData(
+            code=INVALID_REQUEST,
+            message='Invalid Request: a line of stdin is JSON but no JSON-RPC 2.0 message; send one like {"jsonrpc": '
+            '"2.0", "id": 1, "method": "tools/list"}',
+        )
+    return JSONRPCError(jsonrpc="2.0", id=None, error=error)
 
 
 def _types(schema: dict[str, Any]) -> set[str]:

@@ -273,6 +273,28 @@ async def test_an_empty_argument_is_refused_naming_it(synced: str) -> None:
     assert _doc(fine)["period"]["first_day"] == SINCE
 
 
+def test_a_line_that_is_no_json_rpc_message_is_answered_with_the_protocols_error(synced: str) -> None:
+    """A line of stdin that was not JSON, or JSON but no JSON-RPC message, was dropped without a word by the SDK, so
+    a careless client waited for ever for its answer: each now gets the protocol's error (id null), in one line that
+    never repeats it."""
+    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
+    secret = "sk-admin-" + "CANARY" * 4
+    lines = [f"not json {secret}", "{}", "[]"]
+    done = subprocess.run(
+        [*CLI, "mcp", "--store", synced],
+        input="".join(line + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
+    )
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(a["id"], a["error"]["code"]) for a in answers] == [(None, -32700), (None, -32600), (None, -32600)]
+    assert answers[0]["error"]["message"].startswith("Parse error: a line of stdin is not JSON")
+    assert answers[1]["error"]["message"].startswith("Invalid Request: a line of stdin is JSON but no JSON-RPC")
+    assert "CANARY" not in done.stdout + done.stderr and done.returncode == 0, done.stderr
+
+
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "mcp", "--store", str(tmp_path / "none.duckdb")], capture_output=True, text=True, timeout=60
