@@ -26,6 +26,10 @@ from mcp.types import (
     ErrorData,
     InputRequiredResult,
     JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
     Tool,
     ToolAnnotations,
 )
@@ -50,6 +54,8 @@ MAX_TEXT: Final = 256
 """The longest text argument read (a date, an ID, a model, a name are far shorter), as the dashboard's filters: a
 longer one is refused naming it, rather than echoed whole in the refusal (``since`` of 100,000 characters was an
 error of 100,000 characters in the assistant's context) or in the answer (``lookup`` repeats its query)."""
+EOF_GRACE: Final = 60.0
+"""Seconds the requests read before stdin closed have to be answered before the server stops."""
 _READ_ONLY: Final = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
@@ -105,24 +111,48 @@ class _LedgerServer(MCPServer):
     takes (the SDK's text was pydantic's, over four lines, ending in a link to pydantic's documentation)."""
 
     async def run_stdio_async(self) -> None:
-        """The SDK's stdio server, with a line that is not a JSON-RPC message answered by the protocol's error (id
-        ``null``): the SDK dropped it without a word, so a client that sent one waited for ever for its answer."""
+        """The SDK's stdio server, with two answers it never gave. A line that is not a JSON-RPC message gets the
+        protocol's error (id ``null``): the SDK dropped it without a word, so a client that sent one waited for ever.
+        And when stdin closes, the requests read are answered before the server stops (for at most
+        :data:`EOF_GRACE` seconds): the SDK cancelled those still running, so ``printf '...' | usageledger mcp`` got
+        the answer to ``initialize`` and never the one to its ``tools/call``."""
         async with stdio_server() as (read_stream, write_stream):
-            checked_in, checked_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+            requests_in, requests_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+            answers_in, answers_out = anyio.create_memory_object_stream[SessionMessage](0)
+            unanswered: set[RequestId] = set()
 
-            async def refuse_unreadable() -> None:
-                async with checked_in:
+            async def read() -> None:
+                async with requests_in:
                     async for item in read_stream:
                         if isinstance(item, Exception):
                             await write_stream.send(SessionMessage(_unreadable(item)))
-                        else:
-                            await checked_in.send(item)
+                            continue
+                        message = item.message
+                        if isinstance(message, JSONRPCRequest):
+                            unanswered.add(message.id)
+                        elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+                            unanswered.discard((message.params or {}).get("requestId", ""))  # it gets no answer
+                        await requests_in.send(item)
+                    with anyio.move_on_after(EOF_GRACE):  # stdin closed: answer what was asked, then stop
+                        while unanswered:
+                            await anyio.sleep(0.01)
+
+            async def write() -> None:
+                async with answers_out, write_stream:  # stdio's writer stops when its stream is closed
+                    async for item in answers_out:
+                        await write_stream.send(item)
+                        if isinstance(item.message, JSONRPCResponse | JSONRPCError):
+                            unanswered.discard(item.message.id)
 
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(refuse_unreadable)
-                await self._lowlevel_server.run(
-                    checked_out, write_stream, self._lowlevel_server.create_initialization_options()
-                )
+                tasks.start_soon(read)
+                tasks.start_soon(write)
+                try:
+                    await self._lowlevel_server.run(
+                        requests_out, answers_in, self._lowlevel_server.create_initialization_options()
+                    )
+                finally:
+                    answers_in.close()
 
     async def list_tools(self) -> list[Tool]:
         """The tools, each schema closed to other arguments (``additionalProperties: false``), as calls are."""

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,35 @@ def test_a_line_that_is_no_json_rpc_message_is_answered_with_the_protocols_error
     assert answers[0]["error"]["message"].startswith("Parse error: a line of stdin is not JSON")
     assert answers[1]["error"]["message"].startswith("Invalid Request: a line of stdin is JSON but no JSON-RPC")
     assert "CANARY" not in done.stdout + done.stderr and done.returncode == 0, done.stderr
+
+
+def test_requests_read_before_stdin_closes_are_answered(synced: str) -> None:
+    """`printf '<initialize>\\n<tools/call>\\n' | usageledger mcp` got the answer to initialize and never the one to its
+    tool call: the SDK cancelled a request still running when stdin closed. They are answered, then it exits 0; a
+    request the client cancelled is not waited for."""
+    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "script", "version": "1"}}
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "spend", "arguments": {}}},
+        {"jsonrpc": "2.0", "id": "u", "method": "tools/call", "params": {"name": "usage", "arguments": {}}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "lookup", "arguments": {"query": "a"}}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}},
+    ]
+    started = time.monotonic()
+    done = subprocess.run(
+        [*CLI, "mcp", "--store", synced],
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
+    )
+    answers = {a["id"]: a for a in map(json.loads, done.stdout.splitlines())}
+    assert {1, 2, "u"} <= set(answers) and done.returncode == 0, (done.stdout[-500:], done.stderr)
+    assert not answers[2]["result"].get("isError") and '"total"' in answers[2]["result"]["content"][0]["text"]
+    assert time.monotonic() - started < 50  # the cancelled request was not waited for (EOF_GRACE is 60 s)
 
 
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
