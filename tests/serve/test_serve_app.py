@@ -631,6 +631,16 @@ def test_a_very_long_project_id_or_path_is_refused_without_echoing_it(client: Te
         assert got.json()["error"].startswith("path: /nothing/" + "p" * 190), got.text[:300]
 
 
+def test_healthz_refuses_a_parameter_as_every_route_does(client: TestClient) -> None:
+    """`/healthz?verbose=1` (or `?org=acme`) was answered as if it meant something, the one route that let a parameter
+    pass; it is refused naming it, in JSON with `ok: false`."""
+    for query in ("verbose=1", "org=acme", "=x"):
+        got = client.get(f"/healthz?{query}")
+        assert got.status_code == 400 and got.json()["ok"] is False, got.text
+        assert "not a parameter of /healthz; it takes no parameters" in got.json()["error"]
+    assert client.get("/healthz").json()["ok"] is True
+
+
 def test_a_store_replaced_or_deleted_while_served_is_read_as_it_is_now(store: str, tmp_path: Path) -> None:
     """The held DuckDB file was kept while requests came less than a second apart, so a store restored from a backup
     or deleted was never seen: `/healthz` said `ok` with the old streams after the file was gone. Each request now

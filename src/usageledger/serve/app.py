@@ -195,7 +195,8 @@ def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str
     given = request.query_params.multi_items()
     for name, _ in given:
         if name not in allowed:
-            raise ParameterError(_shown(name), f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
+            takes = ", ".join(allowed) or "no parameters"
+            raise ParameterError(_shown(name), f"not a parameter of {request.url.path}; it takes {takes}")
         if sum(1 for other, _ in given if other == name) > 1:
             raise ParameterError(name, "given more than once; give it once")
     for name, text in given:
@@ -405,6 +406,10 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
                 ),
             }
 
+        try:
+            _params(request, ())  # `?verbose=1` was answered as if it meant something, unlike every other route
+        except ParameterError as exc:
+            return JSONResponse({"ok": False, "error": mask_keys(str(exc))}, status_code=400)
         try:
             return _json(await run_in_threadpool(load))
         except UsageLedgerError as exc:
