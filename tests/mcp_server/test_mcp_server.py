@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -220,9 +221,38 @@ async def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_every_summing_t
         f"and its totals add both; remove the synthetic data with `usageledger demo --remove --store {path}`"
     )
     docs = [_doc(r) for r in results]
-    assert [d["warnings"] for d in docs] == [[said]] * 7 + [[]] * 3
+    # the mixed store's costs start inside the period, which the tools that sum it say too (see the test below)
+    uncovered = "the store's costs start on "
+    assert [[w for w in d["warnings"] if not w.startswith(uncovered)] for d in docs] == [[said]] * 7 + [[]] * 3
     report = _report(path)
     assert report["warnings"] == [said] and docs[0]["total"] == report["totals"]["spend"]
+
+
+async def test_a_period_before_the_stores_costs_is_said_in_warnings_not_answered_as_zero(synced: str) -> None:
+    """`spend(until="1971-01-01")` answered `"total": "0"` with no warning, and an assistant told the user nothing was
+    spent: only `previous_partial_from` (described as a day inside the previous period) said otherwise. A period the
+    store's costs start after, or inside, now says so in `warnings`, in every tool that sums it."""
+    with open_existing_store(synced) as store:
+        first = store.query("SELECT min(bucket_start) FROM costs_daily")[0][0].astimezone(UTC).date()
+    before = {"until": "1971-01-01"}
+    across = {"since": (first - timedelta(days=5)).isoformat(), "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", before),
+        ("spend", {**before, "model": "gpt-4o"}),
+        ("usage", before),
+        ("top_movers", before),
+        ("spend", across),
+        ("spend", {"since": SINCE, "until": UNTIL}),
+    ]
+    _, results = await _session_calls(synced, calls)
+    docs = [_doc(r) for r in results]
+    none_of = f"the store's costs start on {first}, after this period ends: it holds none of the period's days"
+    for doc in docs[:4]:
+        assert [w for w in doc["warnings"] if w.startswith(none_of)], doc["warnings"]
+    assert docs[0]["total"] == "0"
+    inside = f"the store's costs start on {first}, inside this period: its first 5 days are not in the store"
+    assert [w for w in docs[4]["warnings"] if w.startswith(inside)], docs[4]["warnings"]
+    assert not [w for w in docs[5]["warnings"] if "the store's costs start" in w]
 
 
 async def test_a_project_id_the_store_does_not_hold_is_refused_not_answered_as_zero(synced: str) -> None:
