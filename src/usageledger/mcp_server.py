@@ -229,11 +229,15 @@ def _check_text(tool: str, arg: str, value: object) -> None:
 
 def _unreadable(exc: Exception) -> JSONRPCError:
     """The JSON-RPC error for a line of stdin the SDK could not read as a message: not JSON (-32700), or JSON that
-    is no JSON-RPC 2.0 message (-32600). The line is never repeated (it may be huge, or hold a secret)."""
-    not_json = isinstance(exc, ValidationError) and any(e["type"] == "json_invalid" for e in exc.errors())
-    if not_json:
+    is no JSON-RPC 2.0 message (-32600). The line is never repeated (it may be huge, or hold a secret): the parser's
+    own words say where it stopped (``expected value at line 1 column 2``, ``recursion limit exceeded``: JSON
+    nested too deep), and only them."""
+    found = exc.errors() if isinstance(exc, ValidationError) else []
+    parser = [str(e["msg"]).removeprefix("Invalid JSON: ") for e in found if e["type"] == "json_invalid"]
+    if parser:
         error = ErrorData(
-            code=PARSE_ERROR, message="Parse error: a line of stdin is not JSON; send one JSON-RPC message a line"
+            code=PARSE_ERROR,
+            message=f"Parse error: a line of stdin is not JSON ({parser[0][:120]}); send one JSON-RPC message a line",
         )
     else:
         error = ErrorData(

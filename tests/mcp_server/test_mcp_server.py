@@ -310,7 +310,7 @@ def test_a_line_that_is_no_json_rpc_message_is_answered_with_the_protocols_error
     never repeats it."""
     kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
     secret = "sk-admin-" + "CANARY" * 4
-    lines = [f"not json {secret}", "{}", "[]"]
+    lines = [f"not json {secret}", "{}", "[]", "[" * 1000 + "]" * 1000]
     done = subprocess.run(
         [*CLI, "mcp", "--store", synced],
         input="".join(line + "\n" for line in lines),
@@ -320,8 +320,10 @@ def test_a_line_that_is_no_json_rpc_message_is_answered_with_the_protocols_error
         env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
     )
     answers = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [(a["id"], a["error"]["code"]) for a in answers] == [(None, -32700), (None, -32600), (None, -32600)]
-    assert answers[0]["error"]["message"].startswith("Parse error: a line of stdin is not JSON")
+    codes = [(None, -32700), (None, -32600), (None, -32600), (None, -32700)]
+    assert [(a["id"], a["error"]["code"]) for a in answers] == codes
+    assert answers[0]["error"]["message"].startswith("Parse error: a line of stdin is not JSON (expected ident at ")
+    assert "(recursion limit exceeded at line 1 column " in answers[3]["error"]["message"]
     assert answers[1]["error"]["message"].startswith("Invalid Request: a line of stdin is JSON but no JSON-RPC")
     assert "CANARY" not in done.stdout + done.stderr and done.returncode == 0, done.stderr
 
