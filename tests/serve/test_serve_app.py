@@ -361,15 +361,37 @@ def test_the_real_server_refuses_them_over_http(store: str, tmp_path: Path) -> N
             for path in ("api/report?as_of=abc", "api/report?project=a&project=b", "api/filters?org=nope")
         }
         missing = httpx.get(base + "api/projects/nope", timeout=60)
+        # DNS rebinding: a page of evil.example whose name resolves to 127.0.0.1 asks with its own name
+        rebound = httpx.get(base + "api/report", headers={"Host": "evil.example:8080"}, timeout=60)
     finally:
         code, _, err = _stop(proc)
     assert code == 0, err
+    assert rebound.status_code == 400, rebound.text[:200]
+    assert rebound.json()["error"].startswith("host: evil.example:8080 is no loopback name")
     assert {path: (a.status_code, a.json()["error"].split(":", 1)[0]) for path, a in answers.items()} == {
         "api/report?as_of=abc": (400, "as_of"),
         "api/report?project=a&project=b": (400, "project"),
         "api/filters?org=nope": (400, "org"),
     }
     assert missing.status_code == 404 and missing.json()["error"].startswith("project: nope is no project")
+
+
+def test_on_loopback_without_a_token_a_host_that_is_no_loopback_name_is_refused(store: str) -> None:
+    """Served on loopback without a token, the ledger was read by any web page whose name was made to resolve to
+    127.0.0.1 (DNS rebinding): the browser sends that name as `Host`, and nothing looked at it. A name that is no
+    loopback address is refused on every route, naming it; localhost, 127.0.0.1 and [::1] (with or without a port)
+    are served. The name is never resolved (the attacker controls what it resolves to)."""
+    with TestClient(build_app(store, loopback_only=True), base_url="http://127.0.0.1:8080") as client:
+        for host in ("localhost:8080", "127.0.0.1", "[::1]:8080", "LOCALHOST", "127.0.0.2:9"):
+            assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.example:8080", "127.0.0.1.nip.io", "localhost.evil.example", "testserver", "[::2]:80"):
+            for route in ("/", "/api/report", "/healthz", "/metrics", "/nothing"):
+                got = client.get(route, headers={"Host": host})
+                assert got.status_code == 400, (host, route, got.text[:200])
+                assert got.json()["error"].startswith(f"host: {host} is no loopback name"), got.text
+                assert "content-security-policy" in got.headers
+    with TestClient(build_app(store)) as open_to_all:  # the library's default: the caller decides
+        assert open_to_all.get("/healthz", headers={"Host": "evil.example"}).status_code == 200
 
 
 def test_a_token_guards_every_route_but_healthz(store: str) -> None:

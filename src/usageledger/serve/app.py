@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from usageledger._options import is_loopback
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.config import Config
 from usageledger.errors import ParameterError, StoreError, UsageLedgerError
@@ -484,14 +485,31 @@ async def _no_route(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": mask_keys(message)}, status_code=exc.status_code, headers=exc.headers)
 
 
+def _foreign_host(scope: Scope) -> str | None:
+    """The request's ``Host`` when it names no loopback address (``evil.example:8080``), else ``None``.
+
+    Served on loopback without a token, the ledger was read by any web page whose own name was made to resolve to
+    127.0.0.1 (DNS rebinding): to the browser that page and the dashboard are one origin, and nothing checked the
+    name it asked for. A browser always sends the name it resolved, so one that is no loopback name is refused (the
+    name is never resolved here: that is what the attacker controls)."""
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            given = bytes(value).decode("latin-1").strip()
+            host = given[1 : given.find("]")] if given.startswith("[") else given.rsplit(":", 1)[0]
+            return None if is_loopback(host) else given
+    return None  # no Host (HTTP/1.0, a raw client): not a browser
+
+
 class _Guard:
-    """Security headers on every answer; with a token, ``Authorization: Bearer`` on every route but /healthz."""
+    """Security headers on every answer; with a token, ``Authorization: Bearer`` on every route but /healthz; with
+    ``loopback_only``, a ``Host`` header that is no loopback name is refused (see :func:`_foreign_host`)."""
 
     OPEN: Final = frozenset({"/healthz"})
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, loopback_only: bool = False) -> None:
         self.app = app
         self.token = None if token is None else token.encode("utf-8")
+        self.loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -510,6 +528,18 @@ class _Guard:
                 message = {**message, "headers": headers}
             await send(message)
 
+        foreign = _foreign_host(scope) if self.loopback_only else None
+        if foreign is not None:
+            refusal = JSONResponse(
+                {
+                    "error": f"host: {_cut(foreign, _NAME_SHOWN)} is no loopback name; this server answers to "
+                    "localhost, 127.0.0.1 or [::1] only (another name that points here is a page of another site "
+                    "reading the ledger: DNS rebinding); open it by one of those"
+                },
+                status_code=400,
+            )
+            await refusal(scope, receive, with_headers)  # type: ignore[arg-type]
+            return
         if self.token is not None and scope["path"] not in self.OPEN and not self._authorized(scope):
             refusal = JSONResponse(
                 {"error": "this server wants Authorization: Bearer <USAGELEDGER_SERVE_TOKEN>"},
@@ -538,11 +568,14 @@ def build_app(
     now: Callable[[], datetime] | None = None,
     metrics_labels: frozenset[str] = DEFAULT_METRICS_LABELS,
     extra_routes: Sequence[BaseRoute] = (),
+    loopback_only: bool = False,
 ) -> Starlette:
     """The dashboard, API and ``/metrics`` over the store at ``store_url`` (read-only). ``token``: require it as a
     bearer token on every route but ``/healthz``; ``config``: finality grace, names and teams; ``now``: the clock
     (tests); ``metrics_labels``: the labels ``/metrics`` keeps (see
-    :func:`usageledger.report.metrics.parse_metrics_labels`)."""
+    :func:`usageledger.report.metrics.parse_metrics_labels`); ``loopback_only``: refuse a request whose ``Host`` is no
+    loopback name (``serve`` on loopback without a token: a page of another site whose name resolves to 127.0.0.1
+    would read the ledger otherwise)."""
     ctx = ServeContext(StoreHolder(store_url), config or Config(), metrics_labels=metrics_labels)
     if now is not None:
         ctx.now = now
@@ -554,7 +587,7 @@ def build_app(
 
     return Starlette(
         routes=[*routes(ctx), *extra_routes],
-        middleware=[Middleware(_Guard, token=token)],
+        middleware=[Middleware(_Guard, token=token, loopback_only=loopback_only)],
         exception_handlers={HTTPException: _no_route},
         lifespan=lifespan,
     )
