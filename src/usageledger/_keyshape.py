@@ -18,8 +18,9 @@ __all__ = ["KEY_SHAPED", "QUERY_PASSWORD", "URL_PASSWORD", "WEBHOOK_SHAPED", "ma
 _BODY: Final = r"(?:[A-Za-z0-9_\-]|[^\x00-\x7f\s]|\\(?:[ntr]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))"
 _RUN_WITHIN: Final = 256
 """How far into a key's body (inside a word) its run of 16 letters and digits is looked for: a real key has one
-within its first few characters. Unbounded, each ``sk-`` inside one long word scanned the rest of it, and a
-60,000-character path of ``ask-ask-...`` (echoed in a 404) held the dashboard's event loop for minutes."""
+within its first few characters. Unbounded, each ``sk-`` inside one long word scanned the rest of it: a path of
+``ask-ask-...`` echoed in a 404 took 3 s to mask at 16,000 characters, growing with the square of its length, all of
+it on the dashboard's event loop."""
 # Where a key starts: a word's start, or a ``repr``'s escape just before it (``'\nsk-admin-…'``, ``\x0bsk-…``,
 # ``\u00a0sk-…``). Inside a word ``sk-`` is mostly a name's (``task-automation-prod``, ``risk-assessment``), and
 # masking those turned a user's own project ID into ``task-…`` in the very warning that quoted it; there a key is
@@ -39,9 +40,9 @@ KEY_SHAPED: Final = re.compile(rf"{_KEY_START}sk-(?:(admin|proj|svcacct)-)?{_BOD
 # (a ``host:port/path@x`` is masked too: showing too little is the safe side).
 # The scheme is read from the start of its run of scheme characters (a ``1postgresql://`` is masked as the scheme
 # ``postgresql`` would be, its leading ``1`` kept in group 1), and what it reads is never given back (``*+``): tried
-# from every letter of a long word, the scan was quadratic, and a 60,000-letter path echoed in a 404 held the
-# dashboard's event loop for minutes. :func:`mask_keys` applies it only to a word up to its last ``@``, where every
-# match ends, for the same reason (``a:a:a:...`` without one scanned to the word's end from each ``a``).
+# from every letter of a long word, the scan was quadratic: a path of 100,000 letters echoed in a 404 held the
+# dashboard's event loop for over a minute. :func:`mask_keys` applies it only to a word up to its last ``@``, where
+# every match ends, for the same reason (``a:a:a:...`` without one scanned to the word's end from each ``a``).
 URL_PASSWORD: Final = re.compile(
     r"(?<![A-Za-z0-9+.\-])([0-9+.\-]*+[A-Za-z][A-Za-z0-9+.\-]*+(?::/{0,3}|//)[^\s/:@]*+):\S+@"
 )
