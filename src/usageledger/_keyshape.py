@@ -16,6 +16,11 @@ __all__ = ["KEY_SHAPED", "QUERY_PASSWORD", "URL_PASSWORD", "WEBHOOK_SHAPED", "ma
 # not a separator. The body also takes non-ASCII letters and backslash escapes (``\n``, ``\t``, ``\xe9``,
 # ``\u00e9``) so a malformed key printed through ``repr`` is still cut at its prefix.
 _BODY: Final = r"(?:[A-Za-z0-9_\-]|[^\x00-\x7f\s]|\\(?:[ntr]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))"
+_RUN_WITHIN: Final = 256
+"""How far into a key's body (inside a word) its run of 16 letters and digits is looked for: a real key has one
+within its first few characters. Unbounded, each ``sk-`` inside one long word scanned the rest of it: a path of
+``ask-ask-...`` echoed in a 404 took 3 s to mask at 16,000 characters, growing with the square of its length, all of
+it on the dashboard's event loop."""
 # Where a key starts: a word's start, or a ``repr``'s escape just before it (``'\nsk-admin-…'``, ``\x0bsk-…``,
 # ``\u00a0sk-…``). Inside a word ``sk-`` is mostly a name's (``task-automation-prod``, ``risk-assessment``), and
 # masking those turned a user's own project ID into ``task-…`` in the very warning that quoted it; there a key is
@@ -23,7 +28,7 @@ _BODY: Final = r"(?:[A-Za-z0-9_\-]|[^\x00-\x7f\s]|\\(?:[ntr]|x[0-9a-fA-F]{2}|u[0
 # letter), which a name of hyphenated words never has.
 _KEY_START: Final = (
     r"(?:(?<![A-Za-z0-9])|(?<=\\[ntr])|(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4})"
-    rf"|(?=sk-(?:(?:admin|proj|svcacct)-)?{_BODY}*?[A-Za-z0-9_]{{16}}))"
+    rf"|(?=sk-(?:(?:admin|proj|svcacct)-)?{_BODY}{{0,{_RUN_WITHIN}}}?[A-Za-z0-9_]{{16}}))"
 )
 KEY_SHAPED: Final = re.compile(rf"{_KEY_START}sk-(?:(admin|proj|svcacct)-)?{_BODY}{{8,}}")
 
@@ -33,7 +38,16 @@ KEY_SHAPED: Final = re.compile(rf"{_KEY_START}sk-(?:(admin|proj|svcacct)-)?{_BOD
 # in a message that quotes it, and its password is as secret as a well-formed one's.
 # Up to the last ``@`` of the word: a password holding an unencoded ``@`` or ``/`` (``u:p@ss@host``) is masked whole
 # (a ``host:port/path@x`` is masked too: showing too little is the safe side).
-URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*(?::/{0,3}|//)[^\s/:@]*):\S+@")
+# The scheme is read from the start of its run of scheme characters (a ``1postgresql://`` is masked as the scheme
+# ``postgresql`` would be, its leading ``1`` kept in group 1), and what it reads is never given back (``*+``): tried
+# from every letter of a long word, the scan was quadratic: a path of 100,000 letters echoed in a 404 held the
+# dashboard's event loop for over a minute. :func:`mask_keys` applies it only to a word up to its last ``@``, where
+# every match ends, for the same reason (``a:a:a:...`` without one scanned to the word's end from each ``a``).
+URL_PASSWORD: Final = re.compile(
+    r"(?<![A-Za-z0-9+.\-])([0-9+.\-]*+[A-Za-z][A-Za-z0-9+.\-]*+(?::/{0,3}|//)[^\s/:@]*+):\S+@"
+)
+_UP_TO_AT: Final = re.compile(r"(?<!\S)\S*@")
+"""A word up to its last ``@``: where :data:`URL_PASSWORD` can match."""
 
 # A password given as a URL's query parameter: libpq reads ``postgresql://user@host/db?password=…`` (and
 # ``sslpassword=``, the client key's) as it reads ``user:password@``; or as a word of libpq's keyword/value
@@ -70,7 +84,7 @@ def mask_keys(text: str) -> str:
     removed, every URL's password (``user:password@``, ``?password=``) shown as ``***``, a webhook URL of the hosts
     above cut to its host and a query's token (``?token=``, ``&sig=``) to ``…``, so no message can echo a key, a store
     password or a webhook's credential."""
-    text = URL_PASSWORD.sub(r"\1:***@", text)
+    text = _UP_TO_AT.sub(lambda m: URL_PASSWORD.sub(r"\1:***@", m.group()), text)
     text = QUERY_PASSWORD.sub(r"\1***", text)
     text = WEBHOOK_SHAPED.sub(r"\1/…", text)
     text = _QUERY_TOKEN.sub(r"\1…", text)

@@ -14,9 +14,25 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, InputRequiredResult, Tool, ToolAnnotations
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp.types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    CallToolResult,
+    ErrorData,
+    InputRequiredResult,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+    Tool,
+    ToolAnnotations,
+)
 from pydantic import Field, ValidationError
 
 from usageledger._keyshape import WEBHOOK_SHAPED
@@ -38,6 +54,8 @@ MAX_TEXT: Final = 256
 """The longest text argument read (a date, an ID, a model, a name are far shorter), as the dashboard's filters: a
 longer one is refused naming it, rather than echoed whole in the refusal (``since`` of 100,000 characters was an
 error of 100,000 characters in the assistant's context) or in the answer (``lookup`` repeats its query)."""
+EOF_GRACE: Final = 60.0
+"""Seconds the requests read before stdin closed have to be answered before the server stops."""
 _READ_ONLY: Final = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
@@ -91,6 +109,50 @@ class _LedgerServer(MCPServer):
     a tool does not take is refused naming it (it was dropped without a word, so ``{"projects": "Search"}`` answered
     for every project), and an argument of the wrong type or outside its choices is one line naming it and what it
     takes (the SDK's text was pydantic's, over four lines, ending in a link to pydantic's documentation)."""
+
+    async def run_stdio_async(self) -> None:
+        """The SDK's stdio server, with two answers it never gave. A line that is not a JSON-RPC message gets the
+        protocol's error (id ``null``): the SDK dropped it without a word, so a client that sent one waited for ever.
+        And when stdin closes, the requests read are answered before the server stops (for at most
+        :data:`EOF_GRACE` seconds): the SDK cancelled those still running, so ``printf '...' | usageledger mcp`` got
+        the answer to ``initialize`` and never the one to its ``tools/call``."""
+        async with stdio_server() as (read_stream, write_stream):
+            requests_in, requests_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+            answers_in, answers_out = anyio.create_memory_object_stream[SessionMessage](0)
+            unanswered: set[RequestId] = set()
+
+            async def read() -> None:
+                async with requests_in:
+                    async for item in read_stream:
+                        if isinstance(item, Exception):
+                            await write_stream.send(SessionMessage(_unreadable(item)))
+                            continue
+                        message = item.message
+                        if isinstance(message, JSONRPCRequest):
+                            unanswered.add(message.id)
+                        elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+                            unanswered.discard((message.params or {}).get("requestId", ""))  # it gets no answer
+                        await requests_in.send(item)
+                    with anyio.move_on_after(EOF_GRACE):  # stdin closed: answer what was asked, then stop
+                        while unanswered:
+                            await anyio.sleep(0.01)
+
+            async def write() -> None:
+                async with answers_out, write_stream:  # stdio's writer stops when its stream is closed
+                    async for item in answers_out:
+                        await write_stream.send(item)
+                        if isinstance(item.message, JSONRPCResponse | JSONRPCError):
+                            unanswered.discard(item.message.id)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(read)
+                tasks.start_soon(write)
+                try:
+                    await self._lowlevel_server.run(
+                        requests_out, answers_in, self._lowlevel_server.create_initialization_options()
+                    )
+                finally:
+                    answers_in.close()
 
     async def list_tools(self) -> list[Tool]:
         """The tools, each schema closed to other arguments (``additionalProperties: false``), as calls are."""
@@ -163,6 +225,27 @@ def _check_text(tool: str, arg: str, value: object) -> None:
                 f"Error executing tool {tool}: {arg}: holds a secret (an API key or a webhook URL), which no answer "
                 "repeats; give an ID or a name instead (the lookup tool finds them)"
             )
+
+
+def _unreadable(exc: Exception) -> JSONRPCError:
+    """The JSON-RPC error for a line of stdin the SDK could not read as a message: not JSON (-32700), or JSON that
+    is no JSON-RPC 2.0 message (-32600). The line is never repeated (it may be huge, or hold a secret): the parser's
+    own words say where it stopped (``expected value at line 1 column 2``, ``recursion limit exceeded``: JSON
+    nested too deep), and only them."""
+    found = exc.errors() if isinstance(exc, ValidationError) else []
+    parser = [str(e["msg"]).removeprefix("Invalid JSON: ") for e in found if e["type"] == "json_invalid"]
+    if parser:
+        error = ErrorData(
+            code=PARSE_ERROR,
+            message=f"Parse error: a line of stdin is not JSON ({parser[0][:120]}); send one JSON-RPC message a line",
+        )
+    else:
+        error = ErrorData(
+            code=INVALID_REQUEST,
+            message='Invalid Request: a line of stdin is JSON but no JSON-RPC 2.0 message; send one like {"jsonrpc": '
+            '"2.0", "id": 1, "method": "tools/list"}',
+        )
+    return JSONRPCError(jsonrpc="2.0", id=None, error=error)
 
 
 def _types(schema: dict[str, Any]) -> set[str]:

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, get_args
 
+from usageledger._text import counted
 from usageledger.config import Config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import parse_alert_config, run_checks
@@ -95,6 +96,25 @@ MAX_DAYS: Final = 366
 """At most this many days in a spend by ``day``: a row a day, so ``since="1971-01-01"`` was 20,000 rows (1.2 MB)."""
 
 
+def _uncovered(period: Period, first: date | None) -> tuple[str, ...]:
+    """The warning for a period the store's costs start after the first day of (``first``: the report's
+    ``previous_partial_from``): its total counts days never synced as $0. The terminal says so in its comparison
+    line; an assistant read ``"total": "0"`` for December 1970 as no spend, with only ``previous_partial_from``
+    (described as a day inside the previous period) to tell it otherwise."""
+    if first is None or first <= period.since:
+        return ()
+    if first >= period.until:
+        return (
+            f"the store's costs start on {first}, after this period ends: it holds none of the period's days, so "
+            "its total is not known (not zero); sync further back, or ask about a later period",
+        )
+    missing = counted((first - period.since).days, "day")
+    return (
+        f"the store's costs start on {first}, inside this period: its first {missing} are not in the store and "
+        "count as 0 in the total; sync further back to have them",
+    )
+
+
 def _plain(document: Document) -> Document:
     """The document as JSON would carry it: decimals as exact strings, dates and times as ISO text."""
     out: Document = json.loads(dumps(document))
@@ -167,6 +187,7 @@ class LedgerTools:
             final = final_costs_until(store, self.config.sync.to_options())
             warnings = data_warnings(store, org, period=period)  # as `report` says them
             moved, _ = closed_adjustments(store, period, scope)  # as `report` and the dashboard (no model filter)
+        warnings = (*warnings, *_uncovered(period, data.previous_partial_from))
         data = replace(data, provisional_from=provisional_from(final, org), warnings=warnings, adjustments=moved)
         return _plain(report_document(data, names))
 
@@ -297,7 +318,7 @@ class LedgerTools:
                 "previous_partial_from": partial,
                 "unsynced_from": unsynced,
                 "provisional_from": provisional_from(final, org),
-                "warnings": [*warnings, *said],
+                "warnings": [*warnings, *_uncovered(period, partial), *said],
                 "adjustments": [adjustment_document(a, names) for a in moved],
                 "rows": _model_rows(group_by, current, total, names, period),
             }

@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -219,9 +221,38 @@ async def test_a_store_mixing_synthetic_and_real_orgs_says_so_in_every_summing_t
         f"and its totals add both; remove the synthetic data with `usageledger demo --remove --store {path}`"
     )
     docs = [_doc(r) for r in results]
-    assert [d["warnings"] for d in docs] == [[said]] * 7 + [[]] * 3
+    # the mixed store's costs start inside the period, which the tools that sum it say too (see the test below)
+    uncovered = "the store's costs start on "
+    assert [[w for w in d["warnings"] if not w.startswith(uncovered)] for d in docs] == [[said]] * 7 + [[]] * 3
     report = _report(path)
     assert report["warnings"] == [said] and docs[0]["total"] == report["totals"]["spend"]
+
+
+async def test_a_period_before_the_stores_costs_is_said_in_warnings_not_answered_as_zero(synced: str) -> None:
+    """`spend(until="1971-01-01")` answered `"total": "0"` with no warning, and an assistant told the user nothing was
+    spent: only `previous_partial_from` (described as a day inside the previous period) said otherwise. A period the
+    store's costs start after, or inside, now says so in `warnings`, in every tool that sums it."""
+    with open_existing_store(synced) as store:
+        first = store.query("SELECT min(bucket_start) FROM costs_daily")[0][0].astimezone(UTC).date()
+    before = {"until": "1971-01-01"}
+    across = {"since": (first - timedelta(days=5)).isoformat(), "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", before),
+        ("spend", {**before, "model": "gpt-4o"}),
+        ("usage", before),
+        ("top_movers", before),
+        ("spend", across),
+        ("spend", {"since": SINCE, "until": UNTIL}),
+    ]
+    _, results = await _session_calls(synced, calls)
+    docs = [_doc(r) for r in results]
+    none_of = f"the store's costs start on {first}, after this period ends: it holds none of the period's days"
+    for doc in docs[:4]:
+        assert [w for w in doc["warnings"] if w.startswith(none_of)], doc["warnings"]
+    assert docs[0]["total"] == "0"
+    inside = f"the store's costs start on {first}, inside this period: its first 5 days are not in the store"
+    assert [w for w in docs[4]["warnings"] if w.startswith(inside)], docs[4]["warnings"]
+    assert not [w for w in docs[5]["warnings"] if "the store's costs start" in w]
 
 
 async def test_a_project_id_the_store_does_not_hold_is_refused_not_answered_as_zero(synced: str) -> None:
@@ -271,6 +302,59 @@ async def test_an_empty_argument_is_refused_naming_it(synced: str) -> None:
         tail = "" if name == "query" else f", or leave {name} out for its default"
         assert result.content[0].text.endswith(f"{name}: the value is empty; give a value{tail}"), result.content
     assert _doc(fine)["period"]["first_day"] == SINCE
+
+
+def test_a_line_that_is_no_json_rpc_message_is_answered_with_the_protocols_error(synced: str) -> None:
+    """A line of stdin that was not JSON, or JSON but no JSON-RPC message, was dropped without a word by the SDK, so
+    a careless client waited for ever for its answer: each now gets the protocol's error (id null), in one line that
+    never repeats it."""
+    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
+    secret = "sk-admin-" + "CANARY" * 4
+    lines = [f"not json {secret}", "{}", "[]", "[" * 1000 + "]" * 1000]
+    done = subprocess.run(
+        [*CLI, "mcp", "--store", synced],
+        input="".join(line + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
+    )
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    codes = [(None, -32700), (None, -32600), (None, -32600), (None, -32700)]
+    assert [(a["id"], a["error"]["code"]) for a in answers] == codes
+    assert answers[0]["error"]["message"].startswith("Parse error: a line of stdin is not JSON (expected ident at ")
+    assert "(recursion limit exceeded at line 1 column " in answers[3]["error"]["message"]
+    assert answers[1]["error"]["message"].startswith("Invalid Request: a line of stdin is JSON but no JSON-RPC")
+    assert "CANARY" not in done.stdout + done.stderr and done.returncode == 0, done.stderr
+
+
+def test_requests_read_before_stdin_closes_are_answered(synced: str) -> None:
+    """`printf '<initialize>\\n<tools/call>\\n' | usageledger mcp` got the answer to initialize and never the one to its
+    tool call: the SDK cancelled a request still running when stdin closed. They are answered, then it exits 0; a
+    request the client cancelled is not waited for."""
+    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "script", "version": "1"}}
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "spend", "arguments": {}}},
+        {"jsonrpc": "2.0", "id": "u", "method": "tools/call", "params": {"name": "usage", "arguments": {}}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "lookup", "arguments": {"query": "a"}}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}},
+    ]
+    started = time.monotonic()
+    done = subprocess.run(
+        [*CLI, "mcp", "--store", synced],
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
+    )
+    answers = {a["id"]: a for a in map(json.loads, done.stdout.splitlines())}
+    assert {1, 2, "u"} <= set(answers) and done.returncode == 0, (done.stdout[-500:], done.stderr)
+    assert not answers[2]["result"].get("isError") and '"total"' in answers[2]["result"]["content"][0]["text"]
+    assert time.monotonic() - started < 50  # the cancelled request was not waited for (EOF_GRACE is 60 s)
 
 
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:

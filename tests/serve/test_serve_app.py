@@ -361,15 +361,37 @@ def test_the_real_server_refuses_them_over_http(store: str, tmp_path: Path) -> N
             for path in ("api/report?as_of=abc", "api/report?project=a&project=b", "api/filters?org=nope")
         }
         missing = httpx.get(base + "api/projects/nope", timeout=60)
+        # DNS rebinding: a page of evil.example whose name resolves to 127.0.0.1 asks with its own name
+        rebound = httpx.get(base + "api/report", headers={"Host": "evil.example:8080"}, timeout=60)
     finally:
         code, _, err = _stop(proc)
     assert code == 0, err
+    assert rebound.status_code == 400, rebound.text[:200]
+    assert rebound.json()["error"].startswith("host: evil.example:8080 is no loopback name")
     assert {path: (a.status_code, a.json()["error"].split(":", 1)[0]) for path, a in answers.items()} == {
         "api/report?as_of=abc": (400, "as_of"),
         "api/report?project=a&project=b": (400, "project"),
         "api/filters?org=nope": (400, "org"),
     }
     assert missing.status_code == 404 and missing.json()["error"].startswith("project: nope is no project")
+
+
+def test_on_loopback_without_a_token_a_host_that_is_no_loopback_name_is_refused(store: str) -> None:
+    """Served on loopback without a token, the ledger was read by any web page whose name was made to resolve to
+    127.0.0.1 (DNS rebinding): the browser sends that name as `Host`, and nothing looked at it. A name that is no
+    loopback address is refused on every route, naming it; localhost, 127.0.0.1 and [::1] (with or without a port)
+    are served. The name is never resolved (the attacker controls what it resolves to)."""
+    with TestClient(build_app(store, loopback_only=True), base_url="http://127.0.0.1:8080") as client:
+        for host in ("localhost:8080", "127.0.0.1", "[::1]:8080", "LOCALHOST", "127.0.0.2:9"):
+            assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.example:8080", "127.0.0.1.nip.io", "localhost.evil.example", "testserver", "[::2]:80"):
+            for route in ("/", "/api/report", "/healthz", "/metrics", "/nothing"):
+                got = client.get(route, headers={"Host": host})
+                assert got.status_code == 400, (host, route, got.text[:200])
+                assert got.json()["error"].startswith(f"host: {host} is no loopback name"), got.text
+                assert "content-security-policy" in got.headers
+    with TestClient(build_app(store)) as open_to_all:  # the library's default: the caller decides
+        assert open_to_all.get("/healthz", headers={"Host": "evil.example"}).status_code == 200
 
 
 def test_a_token_guards_every_route_but_healthz(store: str) -> None:
@@ -616,6 +638,29 @@ def test_a_path_or_method_no_route_serves_is_one_json_line(
     assert got.status_code == status
     assert got.headers["content-type"] == "application/json"
     assert got.json()["error"].startswith(error), got.text
+
+
+def test_a_very_long_project_id_or_path_is_refused_without_echoing_it(client: TestClient) -> None:
+    """`/api/projects/<60,000 characters>` was looked up and echoed whole in its 404, as was a path no route serves
+    (masking it for secrets then held the event loop for minutes): the ID is refused by its length, as `?project=`
+    is, and a path is named by its first 200 characters."""
+    got = client.get("/api/projects/" + "p" * 20_000)
+    assert got.status_code == 400 and len(got.text) < 400, got.text[:200]
+    assert got.json()["error"] == "project: 20,000 characters is too long; give at most 256"
+    for method, status in (("GET", 404), ("POST", 404), ("DELETE", 404)):
+        got = client.request(method, "/nothing/" + "p" * 20_000)
+        assert got.status_code == status and len(got.text) < 600, got.text[:200]
+        assert got.json()["error"].startswith("path: /nothing/" + "p" * 190), got.text[:300]
+
+
+def test_healthz_refuses_a_parameter_as_every_route_does(client: TestClient) -> None:
+    """`/healthz?verbose=1` (or `?org=acme`) was answered as if it meant something, the one route that let a parameter
+    pass; it is refused naming it, in JSON with `ok: false`."""
+    for query in ("verbose=1", "org=acme", "=x"):
+        got = client.get(f"/healthz?{query}")
+        assert got.status_code == 400 and got.json()["ok"] is False, got.text
+        assert "not a parameter of /healthz; it takes no parameters" in got.json()["error"]
+    assert client.get("/healthz").json()["ok"] is True
 
 
 def test_a_store_replaced_or_deleted_while_served_is_read_as_it_is_now(store: str, tmp_path: Path) -> None:

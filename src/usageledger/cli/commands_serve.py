@@ -122,7 +122,8 @@ def serve(
             _app.console,
         )
 
-    served = build_app(url, token=token, config=settings, metrics_labels=labels)
+    # without a token the ledger is open to whatever reaches the port: a name other than loopback is refused
+    served = build_app(url, token=token, config=settings, metrics_labels=labels, loopback_only=token is None)
     _app.settle()
     run(
         served,

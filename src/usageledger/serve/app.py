@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from usageledger._options import is_loopback
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.config import Config
 from usageledger.errors import ParameterError, StoreError, UsageLedgerError
@@ -195,17 +196,23 @@ def _params(request: Request, allowed: Sequence[str] = FILTERS) -> dict[str, str
     given = request.query_params.multi_items()
     for name, _ in given:
         if name not in allowed:
-            raise ParameterError(_shown(name), f"not a parameter of {request.url.path}; it takes {', '.join(allowed)}")
+            takes = ", ".join(allowed) or "no parameters"
+            raise ParameterError(_shown(name), f"not a parameter of {request.url.path}; it takes {takes}")
         if sum(1 for other, _ in given if other == name) > 1:
             raise ParameterError(name, "given more than once; give it once")
     for name, text in given:
-        if len(text) > MAX_VALUE:
-            raise ParameterError(name, f"{len(text):,} characters is too long; give at most {MAX_VALUE}")
+        _check_length(name, text)
     out: dict[str, str | None] = {}
     for name in allowed:
         value = request.query_params.get(name)
         out[name] = value.strip() if value is not None and value.strip() else None
     return out
+
+
+def _check_length(name: str, text: str) -> None:
+    """A value longer than :data:`MAX_VALUE` is refused by its length, naming it, never echoed whole."""
+    if len(text) > MAX_VALUE:
+        raise ParameterError(name, f"{len(text):,} characters is too long; give at most {MAX_VALUE}")
 
 
 def _period(params: dict[str, str | None], now: datetime) -> Period:
@@ -373,7 +380,10 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
     async def api_project(request: Request) -> Response:
         try:
             params = _params(request, PROJECT_FILTERS)
-            document = await run_in_threadpool(_project_document, ctx, request.path_params["project_id"], params)
+            project_id = request.path_params["project_id"]
+            # the ID in the path is a value like ?project=: a 60,000-character one was echoed whole in the 404
+            _check_length("project", project_id)
+            document = await run_in_threadpool(_project_document, ctx, project_id, params)
         except UsageLedgerError as exc:
             return _error(exc)
         return _json(document)
@@ -397,6 +407,10 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
                 ),
             }
 
+        try:
+            _params(request, ())  # `?verbose=1` was answered as if it meant something, unlike every other route
+        except ParameterError as exc:
+            return JSONResponse({"ok": False, "error": mask_keys(str(exc))}, status_code=400)
         try:
             return _json(await run_in_threadpool(load))
         except UsageLedgerError as exc:
@@ -441,10 +455,16 @@ def _shown(name: str) -> str:
     ``name=``) is cut, as a long value is never echoed (:data:`MAX_VALUE`)."""
     if not name.strip():
         return "(a parameter with no name)"
-    return name if len(name) <= _NAME_SHOWN else name[: _NAME_SHOWN - 1] + "…"
+    return _cut(name, _NAME_SHOWN)
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` cut to ``most`` characters, its end shown as ``…``."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 _NAME_SHOWN: Final = 40
+_PATH_SHOWN: Final = 200
 
 
 _PATH_PARAM: Final = re.compile(r"\{[^}]*\}")
@@ -454,7 +474,7 @@ async def _no_route(request: Request, exc: Exception) -> Response:
     """A path no route serves, or a method a route does not take: one line naming it, in JSON like every other
     refusal of the API (Starlette's own answer is a plain ``Not Found``)."""
     assert isinstance(exc, HTTPException)
-    path = request.url.path
+    path = _cut(request.url.path, _PATH_SHOWN)  # a path of 60,000 characters is named short, not echoed whole
     if exc.status_code == 405:
         message = f"method: {request.method} is not served at {path}; use GET"
     elif path.startswith("/api/projects/"):
@@ -465,14 +485,31 @@ async def _no_route(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": mask_keys(message)}, status_code=exc.status_code, headers=exc.headers)
 
 
+def _foreign_host(scope: Scope) -> str | None:
+    """The request's ``Host`` when it names no loopback address (``evil.example:8080``), else ``None``.
+
+    Served on loopback without a token, the ledger was read by any web page whose own name was made to resolve to
+    127.0.0.1 (DNS rebinding): to the browser that page and the dashboard are one origin, and nothing checked the
+    name it asked for. A browser always sends the name it resolved, so one that is no loopback name is refused (the
+    name is never resolved here: that is what the attacker controls)."""
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            given = bytes(value).decode("latin-1").strip()
+            host = given[1 : given.find("]")] if given.startswith("[") else given.rsplit(":", 1)[0]
+            return None if is_loopback(host) else given
+    return None  # no Host (HTTP/1.0, a raw client): not a browser
+
+
 class _Guard:
-    """Security headers on every answer; with a token, ``Authorization: Bearer`` on every route but /healthz."""
+    """Security headers on every answer; with a token, ``Authorization: Bearer`` on every route but /healthz; with
+    ``loopback_only``, a ``Host`` header that is no loopback name is refused (see :func:`_foreign_host`)."""
 
     OPEN: Final = frozenset({"/healthz"})
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, loopback_only: bool = False) -> None:
         self.app = app
         self.token = None if token is None else token.encode("utf-8")
+        self.loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -491,6 +528,18 @@ class _Guard:
                 message = {**message, "headers": headers}
             await send(message)
 
+        foreign = _foreign_host(scope) if self.loopback_only else None
+        if foreign is not None:
+            refusal = JSONResponse(
+                {
+                    "error": f"host: {_cut(foreign, _NAME_SHOWN)} is no loopback name; this server answers to "
+                    "localhost, 127.0.0.1 or [::1] only (another name that points here is a page of another site "
+                    "reading the ledger: DNS rebinding); open it by one of those"
+                },
+                status_code=400,
+            )
+            await refusal(scope, receive, with_headers)  # type: ignore[arg-type]
+            return
         if self.token is not None and scope["path"] not in self.OPEN and not self._authorized(scope):
             refusal = JSONResponse(
                 {"error": "this server wants Authorization: Bearer <USAGELEDGER_SERVE_TOKEN>"},
@@ -519,11 +568,14 @@ def build_app(
     now: Callable[[], datetime] | None = None,
     metrics_labels: frozenset[str] = DEFAULT_METRICS_LABELS,
     extra_routes: Sequence[BaseRoute] = (),
+    loopback_only: bool = False,
 ) -> Starlette:
     """The dashboard, API and ``/metrics`` over the store at ``store_url`` (read-only). ``token``: require it as a
     bearer token on every route but ``/healthz``; ``config``: finality grace, names and teams; ``now``: the clock
     (tests); ``metrics_labels``: the labels ``/metrics`` keeps (see
-    :func:`usageledger.report.metrics.parse_metrics_labels`)."""
+    :func:`usageledger.report.metrics.parse_metrics_labels`); ``loopback_only``: refuse a request whose ``Host`` is no
+    loopback name (``serve`` on loopback without a token: a page of another site whose name resolves to 127.0.0.1
+    would read the ledger otherwise)."""
     ctx = ServeContext(StoreHolder(store_url), config or Config(), metrics_labels=metrics_labels)
     if now is not None:
         ctx.now = now
@@ -535,7 +587,7 @@ def build_app(
 
     return Starlette(
         routes=[*routes(ctx), *extra_routes],
-        middleware=[Middleware(_Guard, token=token)],
+        middleware=[Middleware(_Guard, token=token, loopback_only=loopback_only)],
         exception_handlers={HTTPException: _no_route},
         lifespan=lifespan,
     )
