@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -152,3 +153,32 @@ def test_every_command_the_readme_shows_parses_as_written() -> None:
     assert _parse_shown("usageledger sync --sinse 90d") == "NoSuchOption: No such option: --sinse"
     assert _parse_shown("usageledger query ENDPOINT --fromat csv") == "no such option: --fromat"
     assert _parse_shown("usageledger credit nothing") == "nothing is no command of credit"
+
+
+def test_the_demo_after_the_tests_installs_nothing_again(tmp_path: Path) -> None:
+    """`scripts/demo` (the core) after `scripts/test` (the `[dev]` set, which holds the core) reinstalled the core,
+    asking the package index again, though the README's demo needs no network; the next `scripts/test` reinstalled
+    the dev set in turn. The core is taken as installed by any install of the same pyproject.toml; a new
+    pyproject.toml, or another set of extras, still installs. `.venv/bin/python` here only logs what it is asked."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "bootstrap", tmp_path / "scripts" / "bootstrap")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    log = tmp_path / "pip.log"
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    python.chmod(0o755)
+
+    def bootstrap(*extras: str) -> list[str]:
+        log.write_text("")
+        subprocess.run(["bash", str(tmp_path / "scripts" / "bootstrap"), *extras], check=True, timeout=60)
+        return [line for line in log.read_text().splitlines() if " -e " in line]
+
+    assert bootstrap("[dev]") == ["-m pip install -q --disable-pip-version-check -e .[dev]"]
+    assert bootstrap() == []  # scripts/demo after scripts/test
+    assert bootstrap("[dev]") == []  # and scripts/test again
+    assert bootstrap("[charts]") == ["-m pip install -q --disable-pip-version-check -e .[charts]"]
+    with (tmp_path / "pyproject.toml").open("a") as changed:
+        changed.write("\n# changed\n")
+    assert bootstrap() == ["-m pip install -q --disable-pip-version-check -e ."]
+    assert bootstrap() == []
