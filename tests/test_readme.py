@@ -3,6 +3,7 @@ exist, and its Python and config examples run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -103,7 +104,7 @@ def test_the_config_example_is_valid(tmp_path: Path) -> None:
 def _shown_commands() -> list[str]:
     """Every `usageledger ...` command line the README shows: each command of its bash and sh blocks (comments
     dropped; a pipeline or `&&` chain split; after any `VAR=value`, not `pip install usageledger`), and each inline
-    code span that starts with `usageledger `."""
+    code span that starts with `usageledger `; and the command of the MCP client configuration."""
     readme = (REPO / "README.md").read_text()
     shown = re.findall(r"`(usageledger [^`]+)`", readme)
     for block in _blocks("bash") + _blocks("sh"):
@@ -113,6 +114,10 @@ def _shown_commands() -> list[str]:
                 found = re.match(r"\s*(?:[A-Z_][A-Z0-9_]*=(?:\$\([^)]*\)|\S+)\s+)*(usageledger\s.*)", part)
                 if found:
                     shown.append(found.group(1).strip())
+    for block in _blocks("json"):  # an MCP client's configuration: the command it starts
+        for server in json.loads(block).get("mcpServers", {}).values():
+            if server["command"] == "usageledger":
+                shown.append(shlex.join(["usageledger", *server["args"]]))
     return shown
 
 
@@ -148,6 +153,7 @@ def test_every_command_the_readme_shows_parses_as_written() -> None:
     only the Python ones were run)."""
     shown = _shown_commands()
     assert len(shown) > 60 and "usageledger sync --since 90d" in shown  # the blocks and spans were all found
+    assert "usageledger mcp --store /path/to/usageledger.duckdb" in shown
     refused = {line: why for line in shown if (why := _parse_shown(line)) is not None}
     assert not refused, refused
     assert _parse_shown("usageledger sync --sinse 90d") == "NoSuchOption: No such option: --sinse"
