@@ -212,12 +212,12 @@ def test_rows_printed_as_blocks_keep_every_column(  # type: ignore[no-untyped-de
     [
         (
             "not-an-admin-key-at-all",
-            "the API refused the admin key from OPENAI_ADMIN_KEY: it is wrong, revoked or for another organization;"
+            "The API refused the admin key from OPENAI_ADMIN_KEY: it is wrong, revoked or for another organization;"
             " set OPENAI_ADMIN_KEY to a valid organization admin key (sk-admin-...)",
         ),
         (
             "sk-proj-" + "a" * 24,
-            "the admin key from OPENAI_ADMIN_KEY may not read usage; set OPENAI_ADMIN_KEY to an organization admin key"
+            "The admin key from OPENAI_ADMIN_KEY may not read usage; set OPENAI_ADMIN_KEY to an organization admin key"
             " (sk-admin-...) with the api.usage.read scope",
         ),
     ],

@@ -326,9 +326,9 @@ def query(
 
 
 _KEY_FIXES: Final = {
-    401: f"the API refused the admin key from {ADMIN_KEY_ENV}: it is wrong, revoked or for another organization; set"
+    401: f"The API refused the admin key from {ADMIN_KEY_ENV}: it is wrong, revoked or for another organization; set"
     f" {ADMIN_KEY_ENV} to a valid organization admin key (sk-admin-...)",
-    403: f"the admin key from {ADMIN_KEY_ENV} may not read usage; set {ADMIN_KEY_ENV} to an organization admin key"
+    403: f"The admin key from {ADMIN_KEY_ENV} may not read usage; set {ADMIN_KEY_ENV} to an organization admin key"
     " (sk-admin-...) with the api.usage.read scope",
 }
 """What ``query`` says of a key the API refuses, as the command line takes the key (the variable), in place of the
