@@ -128,6 +128,11 @@ class OrgConfig:
             return normalize_key(self.api_key, f"org {self.name!r} api_key")
         value = env.get(self.key_env)
         if not value or not value.strip():
+            if self.file is None:  # the org of no [[orgs]]: no config names the variable, the fix is the export
+                raise ConfigError(
+                    f"org {self.name!r}: no admin key: set {self.key_env} to an organization admin key: export"
+                    f" {self.key_env}=sk-admin-..."
+                )
             raise ConfigError(f"org {self.name!r}: no admin key: set {self.key_env} (orgs.key_env names the variable)")
         return normalize_key(value, self.key_env)
 
