@@ -95,6 +95,9 @@ def test_the_config_example_is_valid(tmp_path: Path) -> None:
     path.write_text(toml_text)
     config = load_config(path)
     assert [o.name for o in config.orgs] == ["acme"]
+    # the [alerts] budgets read costs: without a costs stream, copied as it stands, `check` said "OK: no alerts"
+    # against $0.00 of spend never synced
+    assert any(stream.endpoint.is_costs for stream in config.streams), config.streams
     alerts = parse_alert_config(config.alerts)
     assert alerts.budget.daily == Decimal("150.00") and alerts.stale_after == timedelta(hours=36)
     assert alerts.project_budgets["proj_abc"].daily == Decimal("20")
