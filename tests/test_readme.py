@@ -1,14 +1,19 @@
-"""The README stays true: every CLI command is documented, and the two set-up commands exist."""
+"""The README stays true: every CLI command is documented, every command it shows parses, the two set-up commands
+exist, and its Python and config examples run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import typer.main
 
@@ -90,7 +95,99 @@ def test_the_config_example_is_valid(tmp_path: Path) -> None:
     path.write_text(toml_text)
     config = load_config(path)
     assert [o.name for o in config.orgs] == ["acme"]
+    # the [alerts] budgets read costs: without a costs stream, copied as it stands, `check` said "OK: no alerts"
+    # against $0.00 of spend never synced
+    assert any(stream.endpoint.is_costs for stream in config.streams), config.streams
     alerts = parse_alert_config(config.alerts)
     assert alerts.budget.daily == Decimal("150.00") and alerts.stale_after == timedelta(hours=36)
     assert alerts.project_budgets["proj_abc"].daily == Decimal("20")
     assert names_from_mapping(config.names).projects["proj_abc"] == "Search"
+
+
+def _shown_commands() -> list[str]:
+    """Every `usageledger ...` command line the README shows: each command of its bash and sh blocks (comments
+    dropped; a pipeline or `&&` chain split; after any `VAR=value`, not `pip install usageledger`), and each inline
+    code span that starts with `usageledger `; and the command of the MCP client configuration."""
+    readme = (REPO / "README.md").read_text()
+    shown = re.findall(r"`(usageledger [^`]+)`", readme)
+    for block in _blocks("bash") + _blocks("sh"):
+        for line in block.splitlines():
+            line = re.sub(r"(^|\s)#.*", "", line)
+            for part in re.split(r"\|\||&&|[|;]", line):
+                found = re.match(r"\s*(?:[A-Z_][A-Z0-9_]*=(?:\$\([^)]*\)|\S+)\s+)*(usageledger\s.*)", part)
+                if found:
+                    shown.append(found.group(1).strip())
+    for block in _blocks("json"):  # an MCP client's configuration: the command it starts
+        for server in json.loads(block).get("mcpServers", {}).values():
+            if server["command"] == "usageledger":
+                shown.append(shlex.join(["usageledger", *server["args"]]))
+    return shown
+
+
+def _parse_shown(line: str) -> str | None:
+    """Why the command line (as `_shown_commands` gives it) would not parse, or None. A command named without its
+    arguments (`usageledger close`, in a sentence) is a mention; a positional in capitals (`ENDPOINT`, `FILE`) is a
+    placeholder, so only that line's options are checked."""
+    words = shlex.split(line)[1:]
+    command: Any = typer.main.get_command(app)
+    path: list[str] = []
+    while hasattr(command, "commands") and words and words[0] in command.commands:
+        path.append(words[0])
+        command = command.commands[words.pop(0)]
+    if hasattr(command, "commands"):  # `usageledger credit`, named in a sentence, is a mention
+        return f"{words[0]} is no command{' of ' + path[0] if path else ''}" if words else None
+    if any(re.fullmatch(r"[A-Z][A-Z_]*", word) for word in words):
+        takes = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+        unknown = [w for w in words if w.startswith("-") and w.partition("=")[0] not in takes]
+        return f"no such option: {', '.join(unknown)}" if unknown else None
+    try:
+        command.make_context(" ".join(path), words)
+    except Exception as exc:  # typer's click: NoSuchOption, BadParameter, MissingParameter ...
+        if not words and type(exc).__name__ == "MissingParameter":
+            return None
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def test_every_command_the_readme_shows_parses_as_written() -> None:
+    """The README's tour, its other blocks and its inline `usageledger ...` spans name commands that exist, options
+    each command takes and values its option types and choices accept: what a user pastes is never refused as
+    "No such option" because an option was renamed and the README not (nothing checked the shell blocks before;
+    only the Python ones were run)."""
+    shown = _shown_commands()
+    assert len(shown) > 60 and "usageledger sync --since 90d" in shown  # the blocks and spans were all found
+    assert "usageledger mcp --store /path/to/usageledger.duckdb" in shown
+    refused = {line: why for line in shown if (why := _parse_shown(line)) is not None}
+    assert not refused, refused
+    assert _parse_shown("usageledger sync --sinse 90d") == "NoSuchOption: No such option: --sinse"
+    assert _parse_shown("usageledger query ENDPOINT --fromat csv") == "no such option: --fromat"
+    assert _parse_shown("usageledger credit nothing") == "nothing is no command of credit"
+
+
+def test_the_demo_after_the_tests_installs_nothing_again(tmp_path: Path) -> None:
+    """`scripts/demo` (the core) after `scripts/test` (the `[dev]` set, which holds the core) reinstalled the core,
+    asking the package index again, though the README's demo needs no network; the next `scripts/test` reinstalled
+    the dev set in turn. The core is taken as installed by any install of the same pyproject.toml; a new
+    pyproject.toml, or another set of extras, still installs. `.venv/bin/python` here only logs what it is asked."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "bootstrap", tmp_path / "scripts" / "bootstrap")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    log = tmp_path / "pip.log"
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    python.chmod(0o755)
+
+    def bootstrap(*extras: str) -> list[str]:
+        log.write_text("")
+        subprocess.run(["bash", str(tmp_path / "scripts" / "bootstrap"), *extras], check=True, timeout=60)
+        return [line for line in log.read_text().splitlines() if " -e " in line]
+
+    assert bootstrap("[dev]") == ["-m pip install -q --disable-pip-version-check -e .[dev]"]
+    assert bootstrap() == []  # scripts/demo after scripts/test
+    assert bootstrap("[dev]") == []  # and scripts/test again
+    assert bootstrap("[charts]") == ["-m pip install -q --disable-pip-version-check -e .[charts]"]
+    with (tmp_path / "pyproject.toml").open("a") as changed:
+        changed.write("\n# changed\n")
+    assert bootstrap() == ["-m pip install -q --disable-pip-version-check -e ."]
+    assert bootstrap() == []

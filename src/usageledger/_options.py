@@ -133,6 +133,16 @@ def normalize_base_url(raw: str, source: str) -> str:
     text = raw.strip()
     if not text:
         raise _refusal(source, "the base URL is blank", f"give one ending in /v1, e.g. {DEFAULT_BASE_URL}")
+    if text[:1] in ("'", '"') or text[-1:] in ("'", '"'):
+        # an env file (docker --env-file, systemd) keeps quotes, as for the key: "must start with https://" was
+        # said of `"http://127.0.0.1:8787/v1"`, which starts with a quote, not with the wrong scheme
+        meant = _suggest(text.strip("'\""))
+        raise _refusal(
+            source,
+            "the base URL has quotes around it",
+            f"set it without them: {meant}" if meant else f"set it without them, e.g. {DEFAULT_BASE_URL}",
+            meant,
+        )
     has_credentials, shown = url_userinfo(text)
     if has_credentials:
         parts = urlsplit(text)

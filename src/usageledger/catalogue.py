@@ -11,6 +11,7 @@ the public OpenAPI excerpt kept in ``tests/data/usage-api.yaml`` pins it in the 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -375,7 +376,10 @@ def get(name: str) -> Endpoint:
     try:
         return BY_NAME[name]
     except KeyError:
-        raise KeyError(f"unknown endpoint {name!r}; choose one of: {', '.join(ENDPOINT_NAMES)}") from None
+        # the one meant, as a config's unknown key names it: `-e completion`, `endpoint = "Costs"`, `-e web_search`
+        close = difflib.get_close_matches(name.lower(), ENDPOINT_NAMES, n=1, cutoff=0.6)
+        meant = f" (did you mean {close[0]}?)" if close else ""
+        raise KeyError(f"unknown endpoint {name!r}{meant}; choose one of: {', '.join(ENDPOINT_NAMES)}") from None
 
 
 # --- the directory: the admin API's lists that name the IDs in usage ------------------------------------------

@@ -128,6 +128,11 @@ class OrgConfig:
             return normalize_key(self.api_key, f"org {self.name!r} api_key")
         value = env.get(self.key_env)
         if not value or not value.strip():
+            if self.file is None:  # the org of no [[orgs]]: no config names the variable, the fix is the export
+                raise ConfigError(
+                    f"org {self.name!r}: no admin key: set {self.key_env} to an organization admin key: export"
+                    f" {self.key_env}=sk-admin-..."
+                )
             raise ConfigError(f"org {self.name!r}: no admin key: set {self.key_env} (orgs.key_env names the variable)")
         return normalize_key(value, self.key_env)
 
@@ -468,7 +473,14 @@ def _org(table: Mapping[str, Any], where: str) -> OrgConfig:
                 f"{where}.key_env: {shown!r} is not an environment variable name; it looks like an API key:"
                 " put the key in an environment variable and give that variable's name here"
             )
-        raise ConfigError(f"{where}.key_env: {key_env!r} is not an environment variable name")
+        # `$ACME_KEY`, `${ACME_KEY}` (a shell's reference to it), `acme key`, `acme-key`: the name meant, as the fix
+        meant = re.sub(r"[^A-Za-z0-9_]+", "_", re.sub(r"^\$\{?|\}$", "", key_env.strip())).strip("_")
+        meant = f"_{meant}" if meant[:1].isdigit() else meant
+        example = meant or f"ACME_{ADMIN_KEY_ENV.removeprefix('OPENAI_')}"
+        raise ConfigError(
+            f"{where}.key_env: {key_env!r} is not an environment variable name; give the variable's name alone"
+            f" (letters, digits and _), e.g. key_env = {json.dumps(example)}"
+        )
     base_url = None
     if "base_url" in table:  # trimmed, and refused with credentials in it, as every base URL is
         from usageledger._options import normalize_base_url  # httpx: only for a config that names a base URL

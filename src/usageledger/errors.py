@@ -217,7 +217,8 @@ class InternalServerError(APIStatusError):
 
 _HINTS: Final[dict[int, str]] = {
     401: "Check the key: set OPENAI_ADMIN_KEY (or pass api_key=) to an admin key that starts with sk-admin-",
-    403: "These endpoints need an organization admin key (sk-admin-...) with the api.usage.read scope",
+    403: "These endpoints need an organization admin key with the api.usage.read scope: set OPENAI_ADMIN_KEY (or pass"
+    " api_key=) to one that starts with sk-admin-",
     404: "Check the base URL: it must end in /v1 (for example https://api.openai.com/v1)",
     429: "Rate limited: retry later, lower the concurrency, or raise max_retries",
 }

@@ -113,10 +113,16 @@ def test_doctor_fixes_a_malformed_config_key_in_the_config_not_the_variable(
         (["sync", "-q", "-e", "costs,,images"], "--endpoint: 'costs,,images' holds an empty value; "),
         (["sync", "-q", "--org", ","], "--org: ',' holds an empty value; "),
         (["export", "-e", "costs,"], "--endpoint: 'costs,' holds an empty value; "),
-        (["export", "-e", "cost"], "--endpoint: unknown endpoint 'cost'; choose one of: completions, "),
+        (
+            ["export", "-e", "cost"],
+            "--endpoint: unknown endpoint 'cost' (did you mean costs?); choose one of: completions, ",
+        ),
         (["export", "-f", "csv", "--partition-by", "day", "-o", "x"], "--partition-by: only Parquet exports can be"),
         (["export", "-f", "parquet", "-o", "-", "-e", "costs,images"], "--endpoint: parquet to stdout holds one "),
-        (["export", "-f", "delta", "-o", "lake", "-e", "cost"], "--endpoint: unknown endpoint 'cost'; choose one"),
+        (
+            ["export", "-f", "delta", "-o", "lake", "-e", "cost"],
+            "--endpoint: unknown endpoint 'cost' (did you mean costs?); choose one",
+        ),
         (["query", "costs", "--start", "2d", "--group-by", ",line_item"], "--group-by: ',line_item' holds an empty"),
         (["demo", "--days", "0"], "--days: must be at least 1, got 0"),
     ],

@@ -205,3 +205,44 @@ def test_rows_printed_as_blocks_keep_every_column(  # type: ignore[no-untyped-de
     shown = [c.name for c in catalogue.get("completions").columns if any(r.get(c.name) is not None for r in found)]
     assert len(shown) > 10
     assert all(f"  {name}: " in result.stdout for name in shown), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "told"),
+    [
+        (
+            "not-an-admin-key-at-all",
+            "The API refused the admin key from OPENAI_ADMIN_KEY: it is wrong, revoked or for another organization;"
+            " set OPENAI_ADMIN_KEY to a valid organization admin key (sk-admin-...)",
+        ),
+        (
+            "sk-proj-" + "a" * 24,
+            "The admin key from OPENAI_ADMIN_KEY may not read usage; set OPENAI_ADMIN_KEY to an organization admin key"
+            " (sk-admin-...) with the api.usage.read scope",
+        ),
+    ],
+    ids=["401", "403"],
+)
+@pytest.mark.parametrize("output", ["csv", "jsonl", "table"])
+def test_a_key_the_api_refuses_names_the_variable_and_writes_nothing(
+    emulator_url: str, key: str, told: str, output: str
+) -> None:
+    """`OPENAI_ADMIN_KEY=sk-proj-... usageledger query costs -f csv > costs.csv` wrote the CSV header, then said "These
+    endpoints need an organization admin key" without the variable to set (and a wrong key's 401, "or pass
+    api_key=", a keyword of the library): the file read as a valid CSV of no rows. Nothing is written to stdout
+    before the first page, and the one line names OPENAI_ADMIN_KEY and the fix, as `sync` does."""
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": key}).invoke(
+        app, ["query", "costs", "--start", "2d", "-f", output, "--base-url", emulator_url]
+    )
+    assert done.exit_code == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: HTTP {'401' if key.startswith('not') else '403'} ") and line.endswith(f". {told}")
+    assert "api_key=" not in line and key not in line
+
+
+def test_csv_of_a_range_with_no_rows_is_the_header_alone(run) -> None:  # type: ignore[no-untyped-def]
+    """The header waits for the first page, and a page of no buckets (a filter nothing matches) still gets it."""
+    done = run("costs", "--start", START, "--end", END, "--project-ids", "proj_none", "-f", "csv")
+    assert done.exit_code == 0, done.output
+    assert done.stdout == ",".join(rows.row_keys(catalogue.get("costs"))) + "\n"

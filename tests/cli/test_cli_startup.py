@@ -283,6 +283,33 @@ def test_usage_errors_are_one_line_naming_the_flag(argv: list[str], said: str) -
     assert done.stderr.startswith(said) and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [
+        (["query", "completion", "--start", "2d"], "completions"),
+        (["query", "Costs", "--start", "2d"], "costs"),
+        (["query", "web_search", "--start", "2d"], "web_search_calls"),
+        (["query", "transcriptions", "--start", "2d"], "audio_transcriptions"),
+        (["query", "costs", "--start", "2d", "-f", "tabel"], "table"),
+        (["report", "--format", "jsn"], "json"),
+        (["statement", "2026-10", "--by", "teams"], "team"),
+        (["export", "-f", "parket"], "parquet"),
+        (["query", "usage", "--start", "2d"], None),
+    ],
+)
+def test_a_value_near_one_of_the_choices_names_the_one_meant(argv: list[str], meant: str | None) -> None:
+    """`query completion` listed the twelve endpoints and left the one meant to be found (a config's unknown key
+    says "did you mean ..."); a value close to a choice now names it, after the choices, in the one line."""
+    done = CliRunner().invoke(app, argv)
+    assert done.exit_code == 2 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert "is not one of" in line and ".;" not in line, line
+    if meant is None:
+        assert "did you mean" not in line, line
+    else:
+        assert f"; did you mean {meant}? (see `usageledger {argv[0]} --help`)" in line, line
+
+
 def test_help_lists_every_command_in_table_order() -> None:
     """The command list of `--help` (printed without importing the commands) names every command, in order."""
     code, out, _ = _run("--help")

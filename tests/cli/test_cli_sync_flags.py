@@ -157,6 +157,22 @@ def test_a_missing_key_is_told_as_the_command_line_takes_it(tmp_path: Path, emul
     assert "api_key=" not in done.output
 
 
+def test_sync_without_a_key_or_a_config_gives_the_export_as_the_fix(tmp_path: Path, emulator_url: str) -> None:
+    """`sync` with no config and no OPENAI_ADMIN_KEY said "set OPENAI_ADMIN_KEY (orgs.key_env names the variable)":
+    a config key the newcomer has not written. With no [[orgs]] it gives the export, as `query` does; an org of the
+    config still names its key_env."""
+    argv = ["sync", "-q", "--since", "2d", "--store", str(tmp_path / "s.duckdb"), "--base-url", emulator_url]
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": None}).invoke(app, argv)
+    assert done.exit_code == 1
+    assert done.stderr == (
+        "error: org 'default': no admin key: set OPENAI_ADMIN_KEY to an organization admin key:"
+        " export OPENAI_ADMIN_KEY=sk-admin-...\n"
+    )
+    (tmp_path / "c.toml").write_text('[[orgs]]\nname = "acme"\nkey_env = "ACME_KEY"\n')
+    listed = CliRunner(env={"ACME_KEY": None}).invoke(app, [*argv, "--config", str(tmp_path / "c.toml")])
+    assert listed.stderr == "error: org 'acme': no admin key: set ACME_KEY (orgs.key_env names the variable)\n"
+
+
 def test_a_width_an_endpoint_lacks_names_that_endpoint_and_the_fix(
     tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

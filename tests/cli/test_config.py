@@ -362,6 +362,25 @@ def test_a_key_pasted_into_key_env_is_never_echoed(tmp_path: Path) -> None:
     assert "abcdefghijklmnop" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [("$ACME_KEY", "ACME_KEY"), ("${ACME_KEY}", "ACME_KEY"), ("acme-key", "acme_key"), ("$", "ACME_ADMIN_KEY")],
+)
+def test_a_key_env_that_is_no_variable_name_gives_the_name_meant(tmp_path: Path, given: str, meant: str) -> None:
+    """`key_env = "$ACME_KEY"` (the shell's way to read the variable) said only "is not an environment variable
+    name", with no fix; the line now gives the name meant, on the command line as from the library."""
+    path = write(tmp_path, f'[[orgs]]\nname = "acme"\nkey_env = "{given}"\n')
+    told = (
+        f"orgs[0].key_env: {given!r} is not an environment variable name; give the variable's name alone (letters,"
+        f' digits and _), e.g. key_env = "{meant}"'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).endswith(told), info.value
+    done = CliRunner().invoke(app, ["status", "--config", str(path)])
+    assert done.exit_code == 1 and done.stderr == f"error: {path}: {told}\n"
+
+
 def test_a_store_path_starting_with_a_tilde_is_in_the_home_folder(tmp_path: Path, emulator_url: str) -> None:
     """`url = "~/ledger.duckdb"` (no shell expands a config), `USAGELEDGER_STORE=~/…` (a systemd unit) and
     `--store=~/…`: DuckDB opens $HOME/ledger.duckdb, but sync first refused "the folder <cwd>/~ does not exist",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -64,6 +67,29 @@ def test_the_cli_exits_0_when_all_pass_and_prints_each_check(setup: Path, emulat
     for check in ("config", "key", "base URL", "probe", "store", "migrations"):
         assert f"✓ {check}:" in result.stdout
     assert "All checks passed." in result.stdout and FAKE_ADMIN_KEY not in result.output
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_on_an_output_that_cannot_show_the_marks_pass_and_fail_still_differ(
+    setup: Path, emulator_url: str, encoding: str
+) -> None:
+    """With standard output in Latin-1 or ASCII (`PYTHONIOENCODING`, a legacy console) every mark, ✓ and ✗ alike, was
+    printed as `?`: a check that passed read as one that failed. The marks are words there (`ok`, `FAIL`)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_ADMIN_KEY"}
+    env |= {"PYTHONIOENCODING": encoding, "OPENAI_BASE_URL": emulator_url}
+    done = subprocess.run(
+        [sys.executable, "-c", "from usageledger.cli import main; main()", "doctor"],
+        env=env,
+        cwd=setup,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    lines = done.stdout.decode(encoding).splitlines()
+    assert done.returncode == 1
+    assert any(line.startswith("ok config: ") for line in lines), lines
+    assert any(line.startswith("FAIL key: no admin key") for line in lines), lines
+    assert not any(line.startswith("? ") for line in lines), lines
 
 
 def test_a_missing_key_is_named_with_the_variable_to_set(setup: Path, emulator_url: str) -> None:

@@ -9,9 +9,11 @@ import typing
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from usageledger import catalogue, rules
 from usageledger.catalogue import ENDPOINTS
+from usageledger.cli import app
 
 from fixtures.data import EXAMPLES, SEED, SPEC
 
@@ -113,6 +115,23 @@ def test_unknown_endpoint_error_lists_the_names() -> None:
     """Asking for an unknown endpoint names every valid one."""
     with pytest.raises(KeyError, match="completions"):
         catalogue.get("completion")
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [("completion", "completions"), ("Costs", "costs"), ("web_search", "web_search_calls"), ("usage", None)],
+)
+def test_an_unknown_endpoint_near_one_names_the_one_meant(given: str, meant: str | None) -> None:
+    """`sync -e completion`, `export -e cost` and a config's `endpoint = "Costs"` listed the twelve names and left
+    the one meant to be found; the one refusal (`catalogue.get`, behind all three) names it, as a config's unknown
+    key does, and says nothing of the kind for a name near none."""
+    with pytest.raises(KeyError) as info:
+        catalogue.get(given)
+    said = info.value.args[0]
+    hint = f" (did you mean {meant}?)" if meant else ""
+    assert said == f"unknown endpoint {given!r}{hint}; choose one of: {', '.join(catalogue.ENDPOINT_NAMES)}"
+    done = CliRunner().invoke(app, ["sync", "-e", given, "--since", "2d"])
+    assert done.exit_code == 2 and done.stderr == f"error: --endpoint: {said}\n"
 
 
 def test_a_filter_whose_values_hold_commas_is_never_split() -> None:

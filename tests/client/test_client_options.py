@@ -136,6 +136,30 @@ def test_a_refused_base_url_gives_the_url_it_meant_as_its_example(url: str, mean
     assert "XSECRETX" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "meant"),
+    [
+        ('"http://127.0.0.1:9/v1"', "http://127.0.0.1:9/v1"),
+        ("'http://127.0.0.1:9'", "http://127.0.0.1:9/v1"),
+        ('https://api.openai.com/v1"', "https://api.openai.com/v1"),
+        ('"https://user:XSECRETX@api.openai.com/v1"', None),
+    ],
+)
+def test_a_base_url_in_quotes_is_told_so(url: str, meant: str | None) -> None:
+    """`OPENAI_BASE_URL='"http://127.0.0.1:8787/v1"'` (an env file keeps its quotes, as it does the key's) was told
+    "must start with https:// (or http:// to loopback)", though it did, inside its quotes. It is told what the key
+    is told, "has quotes around it; set it without them", with the URL meant (never a password it holds)."""
+    with pytest.raises(ConfigError) as info:
+        Client(FAKE_ADMIN_KEY, url)
+    fix = f"set it without them: {meant}" if meant else "set it without them, e.g. https://api.openai.com/v1"
+    assert str(info.value) == f"base_url=: the base URL has quotes around it; {fix}"
+    done = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": url}).invoke(
+        app, ["query", "costs", "--start", "2d"]
+    )
+    assert done.exit_code == 1
+    assert done.output == f"error: OPENAI_BASE_URL: the base URL has quotes around it; {fix}\n"
+
+
 def test_replace_normalises_as_the_constructor_does() -> None:
     """A timeout in seconds becomes an httpx.Timeout and a pasted key loses its newline, on a copy too."""
     copy = dataclasses.replace(ClientOptions(api_key=FAKE_ADMIN_KEY), timeout=2, api_key=f" {FAKE_ADMIN_KEY}\n")

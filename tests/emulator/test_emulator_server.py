@@ -17,7 +17,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from usageledger import catalogue, models
+from usageledger import Client, catalogue, models
 from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, Request, run_server
 from usageledger.emulator.faults import Fault, decide
@@ -167,7 +167,10 @@ def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    assert line.startswith("Emulator ready at http://127.0.0.1:"), line + (proc.stderr.read() if proc.stderr else "")
+    if not line.startswith("Emulator ready at http://127.0.0.1:"):
+        proc.kill()  # its stderr ends only when it does: reading it first waited on a server that serves on
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(line + err)
     return proc, line.split(" at ", 1)[1].strip()
 
 
@@ -268,6 +271,22 @@ def test_emulator_command_takes_fault_flags() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_on_every_interface_the_url_printed_is_one_a_client_takes() -> None:
+    """`emulator --host 0.0.0.0` printed "Emulator ready at http://0.0.0.0:PORT/v1", and the README's next step,
+    `export OPENAI_BASE_URL=` that URL, was refused ("refusing plain http:// to 0.0.0.0"). It prints the loopback
+    URL, which the client takes and the server answers on; the library's run_server yields the same."""
+    proc, url = _start_cli("--host", "0.0.0.0", "--days", "5", "--projects", "1")  # asserts http://127.0.0.1:
+    try:
+        with Client(api_key="sk-admin-test-key", base_url=url) as client:
+            assert client.page("costs", start_time=EMULATOR_NOW - 86400).data
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    with run_server(Emulator(EmulatorConfig(days=5, projects=1)), host="0.0.0.0") as served:
+        assert served.startswith("http://127.0.0.1:") and httpx.get(served).status_code == 404
 
 
 def test_emulator_command_refuses_bad_rates() -> None:

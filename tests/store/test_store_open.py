@@ -6,6 +6,7 @@ Every case runs through the CLI and checks the one line on stderr, the exit code
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -72,6 +73,25 @@ def test_a_missing_store_names_the_config_file_that_was_read(
     default = _one_line(CliRunner().invoke(app, [*argv, "--config", "c2.toml"]))
     assert "set [store] url in c2.toml" in default and "usageledger.toml" not in default, default
     assert _files(tmp_path) == ["c1.toml", "c2.toml"]
+
+
+@pytest.mark.parametrize("argv", [*READERS, ["keys"], ["credit", "list"]], ids=[*IDS, "keys", "credit"])
+def test_after_the_demo_a_missing_store_names_the_demo_store_beside_it(
+    argv: list[str], demo_command_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `scripts/demo`, `usageledger report` in the same folder read usageledger.duckdb, which is not there, and
+    was told only to run `usageledger sync`, which needs an admin key the newcomer does not have. The line names
+    the demo's store beside it, and the fix it gives reads it; without a demo store the line is as it was."""
+    monkeypatch.chdir(tmp_path)
+    line = _one_line(CliRunner().invoke(app, argv))
+    assert line.startswith("error: no store at usageledger.duckdb:") and "demo" not in line, line
+    shutil.copy(demo_command_store, tmp_path / "usageledger-demo.duckdb")
+    missing = CliRunner().invoke(app, argv)
+    assert missing.exit_code == 1
+    assert _one_line(missing).endswith(", such as the demo's beside it: --store usageledger-demo.duckdb")
+    fixed = CliRunner().invoke(app, [*argv, "--store", "usageledger-demo.duckdb"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "usageledger.duckdb" not in _files(tmp_path)
 
 
 @pytest.mark.parametrize("argv", READERS, ids=IDS)

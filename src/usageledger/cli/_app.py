@@ -99,10 +99,27 @@ def _one_line(exc: Any) -> Any:
         shown = getattr(param, "metavar", None) or getattr(param, "human_readable_name", None) or param.name or ""
         name = max(opts, key=len) if opts else str(shown).upper()
         said = _NOT_A_NUMBER.sub(_number_words, str(exc.message).removeprefix("Value error, "))
-        message = f"{name}: {said}"
+        meant = _choice_meant(param, said)
+        message = f"{name}: {said.rstrip('.') + meant if meant else said}"
     error = _OneLineUsageError(" ".join(message.split()).rstrip("."), ctx=exc.ctx)
     error.exit_code = exc.exit_code
     return error
+
+
+_NOT_A_CHOICE: Final = re.compile(r"'(.*)' is not one of ")
+"""click's words for a value outside an option's or argument's choices (`'completion' is not one of ...`)."""
+
+
+def _choice_meant(param: Any, said: str) -> str:
+    """``; did you mean completions?`` for a value close to one of ``param``'s choices (`query completion`, `query
+    Costs`, `--format tabel`), as a config key's refusal says it; empty when none is close, or ``said`` is another
+    refusal. The choices were listed, all twelve endpoints for ENDPOINT, and the one meant was left to be found."""
+    refused = _NOT_A_CHOICE.match(said)
+    choices = [str(c) for c in getattr(getattr(param, "type", None), "choices", None) or ()]
+    if refused is None or not choices:
+        return ""
+    close = get_close_matches(refused[1].lower(), choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 _NOT_A_NUMBER: Final = re.compile(r"is not a valid (int|integer|float)(?: range)?\b")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -14,11 +15,22 @@ from usageledger.cli._flags import Insecure, StoreOpt, Verbose
 from usageledger.doctor import Diagnosis, Finding, diagnose
 
 _MARKS: Final = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
+_ASCII_MARKS: Final = {"ok": "[green]ok[/]", "warn": "[yellow]![/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]-[/]"}
+"""The marks where standard output cannot encode ✓ and ✗ (``PYTHONIOENCODING=latin-1``, a legacy console): both
+were printed as ``?``, so a passed check and a failed one read the same."""
+
+
+def _marks() -> dict[str, str]:
+    try:
+        "✓✗".encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return _ASCII_MARKS
+    return _MARKS
 
 
 def _render(finding: Finding) -> None:
     console.print(
-        f"{_MARKS[finding.status]} [bold]{escape(finding.check)}[/]: {escape(finding.finding)}",
+        f"{_marks()[finding.status]} [bold]{escape(finding.check)}[/]: {escape(finding.finding)}",
         highlight=False,
         soft_wrap=True,
     )

@@ -30,7 +30,7 @@ from usageledger.cli import _filters
 from usageledger.cli._app import app, comma_list, console, err_console, fail, friendly_errors, say, setup_logging
 from usageledger.cli._flags import Insecure, Verbose
 from usageledger.client import Client, Query
-from usageledger.errors import NotFoundError, ParameterError
+from usageledger.errors import AuthenticationError, NotFoundError, ParameterError, PermissionDeniedError
 from usageledger.report.tables import DataTable, label, number
 
 OutputFormat = Literal["table", "csv", "jsonl"]
@@ -94,12 +94,19 @@ def _print_table(endpoint: catalogue.Endpoint, found: list[rows.Row]) -> None:
         )
 
 
-def _write_csv(endpoint: catalogue.Endpoint, found: Iterator[rows.Row]) -> None:
+def _write_csv(endpoint: catalogue.Endpoint, batches: Iterator[list[rows.Row]]) -> None:
+    """The header once the first page has come (a range that holds no rows still gets it), then the rows: a query
+    refused at its first request (a key the API refuses, a wrong base URL) wrote the header first, so `> costs.csv`
+    left a file that read as a valid CSV of no rows beside the error."""
     keys = rows.row_keys(endpoint)
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(keys)
-    for row in found:
-        writer.writerow(_cell(k, row.get(k)) for k in keys)
+    header = [keys]
+    for batch in batches:
+        writer.writerows(header)
+        header = []
+        writer.writerows([_cell(k, row.get(k)) for k in keys] for row in batch)
+        sys.stdout.flush()
+    writer.writerows(header)
 
 
 _JSON: Final = msgspec.json.Encoder(decimal_format="number")
@@ -184,7 +191,7 @@ def _batches(query: Query, progress: Progress, limit_rows: int | None) -> Iterat
 def _stream(output: str, endpoint: catalogue.Endpoint, batches: Iterator[list[rows.Row]]) -> None:
     """Write CSV or JSON lines page by page, flushing each page so a reader sees it and a closed pipe stops us."""
     if output == "csv":
-        _write_csv(endpoint, (row for batch in _flushed(batches) for row in batch))
+        _write_csv(endpoint, batches)
     else:
         _write_jsonl(row for batch in _flushed(batches) for row in batch)
     sys.stdout.flush()
@@ -318,14 +325,28 @@ def query(
         say(f"note: the table stops at {TABLE_MAX_ROWS:,} rows; use --limit-rows, or -f csv or jsonl for every row")
 
 
+_KEY_FIXES: Final = {
+    401: f"The API refused the admin key from {ADMIN_KEY_ENV}: it is wrong, revoked or for another organization; set"
+    f" {ADMIN_KEY_ENV} to a valid organization admin key (sk-admin-...)",
+    403: f"The admin key from {ADMIN_KEY_ENV} may not read usage; set {ADMIN_KEY_ENV} to an organization admin key"
+    " (sk-admin-...) with the api.usage.read scope",
+}
+"""What ``query`` says of a key the API refuses, as the command line takes the key (the variable), in place of the
+library's hint ("or pass api_key="), as ``sync`` names the variable to fix."""
+
+
 @contextlib.contextmanager
 def _v1_named(url: str, source: str | None) -> Iterator[None]:
     """A 404 under a base URL without ``/v1`` (``--base-url http://127.0.0.1:8787``) names where the URL came from
-    (``source``: ``--base-url`` or ``OPENAI_BASE_URL``) and the fix there, as ``sync`` and ``doctor`` do."""
+    (``source``: ``--base-url`` or ``OPENAI_BASE_URL``) and the fix there, as ``sync`` and ``doctor`` do; a key the
+    API refuses (401) or lets read no usage (403: a project key) names the variable to set."""
     try:
         yield
     except NotFoundError as exc:
         raise fail(with_v1_fix(exc, url, source)) from None
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        told = str(exc).removesuffix(f". {exc.hint}") if exc.hint else str(exc)
+        raise fail(f"{told}. {_KEY_FIXES[exc.status_code]}") from None
 
 
 __all__ = ["MANY_REQUESTS", "OUTPUT_FORMATS", "TABLE_MAX_ROWS", "estimate_note", "query"]

@@ -11,6 +11,9 @@ from usageledger.errors import StoreError
 from usageledger.models import Bucket
 from usageledger.store.streams import Stream
 
+DEMO_STORE: Final = "usageledger-demo.duckdb"
+"""Where the demo writes by default: a store of its own, never the real one."""
+
 __all__ = [
     "DEMO_ORG",
     "OrgRecord",

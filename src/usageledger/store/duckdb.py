@@ -24,7 +24,7 @@ import duckdb
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
 from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer
-from usageledger.store._types import PreparedWindow, UpsertCounts, WindowWrite
+from usageledger.store._types import DEMO_STORE, PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.store.schema import Dialect, TableSpec, tables
 
 if TYPE_CHECKING:
@@ -449,10 +449,16 @@ DEFAULT_ELSEWHERE = "pass --store (or set [store] url in usageledger.toml)"
 
 def no_store_message(path: str, elsewhere: str | None = None) -> str:
     """The one line a reading command gives for a store that does not exist; ``elsewhere`` says how to read another
-    (the CLI names the place its store came from: ``change [store] url in c1.toml``)."""
-    return (
+    (the CLI names the place its store came from: ``change [store] url in c1.toml``). The demo's store beside it is
+    named: after `scripts/demo`, `usageledger report` in the same folder was told only to run `usageledger sync`,
+    which needs a key the newcomer does not have."""
+    line = (
         f"no store at {path}: run `usageledger sync` to create it, or {elsewhere or DEFAULT_ELSEWHERE} to read another"
     )
+    demo = Path(path).with_name(DEMO_STORE)
+    if Path(path).name != DEMO_STORE and demo.is_file():
+        line += f", such as the demo's beside it: --store {demo}"
+    return line
 
 
 def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -36,6 +36,7 @@ from usageledger._text import one_line
 from usageledger.client import AsyncClient
 from usageledger.errors import NotFoundError, StoreError, SyncError, UsageLedgerError
 from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner, StreamState
+from usageledger.store._types import DEMO_STORE
 from usageledger.sync._model import Org
 
 if TYPE_CHECKING:
@@ -57,10 +58,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("usageledger.sync")
-
-DEMO_STORE: Final = "usageledger-demo.duckdb"
-"""Where the demo writes by default: a store of its own, never the real one."""
-
 
 # --- one org's key, one org's ledger --------------------------------------------------------------------
 
