@@ -14,12 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from difflib import get_close_matches
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from usageledger._amounts import parse_amount
-from usageledger._text import one_line
+from usageledger._text import closest, one_line
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.timeutil import parse_duration
 
@@ -146,8 +145,8 @@ def check_keys(where: str, table: Mapping[str, object], allowed: Sequence[str]) 
     likely meant (`[sotre]` is `store`) and the keys the table takes."""
     for key in table:
         if key not in allowed:
-            close = get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            meant = f" (did you mean {close[0]}?)" if close else ""
+            close = closest(str(key), allowed)
+            meant = f" (did you mean {close}?)" if close else ""
             raise ConfigError(f"{key_path(where, key)}: unknown key{meant}; expected one of: {', '.join(allowed)}")
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
+from difflib import get_close_matches
 from typing import Final
 
-__all__ = ["counted", "one_line", "spreadsheet_text", "terminal_safe"]
+__all__ = ["closest", "counted", "one_line", "spreadsheet_text", "terminal_safe"]
 
 _UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """What data must not send to a terminal: C0 and C1 controls but the newline and the tab (ESC starts the sequences
@@ -46,3 +48,11 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     """``n`` with thousands separators and ``noun`` agreeing with it: ``1 file``, ``0 files``, ``12,500 rows``
     (``plural`` where adding an *s* is wrong)."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` a mistyped ``word`` most likely meant (``completion``: ``completions``; ``sotre``:
+    ``store``), or ``None`` when none is close: the one rule behind every "did you mean" of a name that has a fixed
+    set of values (a config's keys, an endpoint, an option's choices)."""
+    close = get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None

@@ -11,7 +11,6 @@ the public OpenAPI excerpt kept in ``tests/data/usage-api.yaml`` pins it in the 
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from types import MappingProxyType
 from typing import Final, Literal, get_args
 
 from usageledger import directory_models, models
+from usageledger._text import closest
 
 BucketWidth = Literal["1m", "1h", "1d"]
 BUCKET_WIDTHS: Final[tuple[BucketWidth, ...]] = get_args(BucketWidth)
@@ -377,8 +377,8 @@ def get(name: str) -> Endpoint:
         return BY_NAME[name]
     except KeyError:
         # the one meant, as a config's unknown key names it: `-e completion`, `endpoint = "Costs"`, `-e web_search`
-        close = difflib.get_close_matches(name.lower(), ENDPOINT_NAMES, n=1, cutoff=0.6)
-        meant = f" (did you mean {close[0]}?)" if close else ""
+        close = closest(name.lower(), ENDPOINT_NAMES)
+        meant = f" (did you mean {close}?)" if close else ""
         raise KeyError(f"unknown endpoint {name!r}{meant}; choose one of: {', '.join(ENDPOINT_NAMES)}") from None
 
 

@@ -29,6 +29,7 @@ from typer.core import TyperCommand, TyperGroup
 from typer.models import ArgumentInfo, ParameterInfo
 
 from usageledger._paths import expand_home, overwrite_refusal
+from usageledger._text import closest
 from usageledger.cli._commands import COMMANDS
 from usageledger.errors import ConfigError, ParameterError, StoreError, UsageLedgerError
 
@@ -118,8 +119,8 @@ def _choice_meant(param: Any, said: str) -> str:
     choices = [str(c) for c in getattr(getattr(param, "type", None), "choices", None) or ()]
     if refused is None or not choices:
         return ""
-    close = get_close_matches(refused[1].lower(), choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
+    close = closest(refused[1].lower(), choices)
+    return f"; did you mean {close}?" if close else ""
 
 
 _NOT_A_NUMBER: Final = re.compile(r"is not a valid (int|integer|float)(?: range)?\b")
