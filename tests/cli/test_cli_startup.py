@@ -270,6 +270,13 @@ def test_a_command_with_options_still_coerces_them() -> None:
             # refused before the words left over are (see test_careless_readers.py), as without the `5`
             "error: --day: DAY is an argument of this command, not an option; give the value alone, without --day\n",
         ),
+        # `credit add 500` said only "Missing argument 'AMOUNT'", though 500 was the amount meant: it was read as DAY
+        (
+            ["credit", "add", "500"],
+            "error: Missing argument 'AMOUNT'; `credit add` takes DAY AMOUNT, and read 500 as DAY (see `usageledger"
+            " credit add --help`)\n",
+        ),
+        (["credit", "add"], "error: Missing argument 'DAY' (see `usageledger credit add --help`)\n"),
     ],
 )
 def test_usage_errors_are_one_line_naming_the_flag(argv: list[str], said: str) -> None:

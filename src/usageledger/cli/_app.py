@@ -95,6 +95,8 @@ def _one_line(exc: Any) -> Any:
     elif extra is not None and (one := _single_argument(exc.ctx)) is not None:  # `close 2026-10 2026-11`
         message += f"; {one} takes one value: run the command once for each"
     param = getattr(exc, "param", None)
+    if isinstance(exc, _click.exceptions.MissingParameter) and (read := _arguments_read(exc.ctx, param)):
+        message = message.rstrip(".") + f"; {read}"  # `credit add 500`: 500 was read as DAY, and AMOUNT is missing
     if isinstance(exc, _click.exceptions.BadParameter) and param is not None and exc.message:
         opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
         shown = getattr(param, "metavar", None) or getattr(param, "human_readable_name", None) or param.name or ""
@@ -189,6 +191,25 @@ def _single_argument(ctx: Any) -> str | None:
     if len(arguments) != 1:
         return None
     return str(getattr(arguments[0], "metavar", None) or (arguments[0].name or "").upper())
+
+
+def _arguments_read(ctx: Any, missing: Any) -> str:
+    """For an argument found missing after others were given: the command's arguments in order and what each given
+    one was read as (``credit add takes DAY AMOUNT, and read 500 as DAY``), since the words given were taken in
+    order and the one said missing may be the one the user thinks they gave. Empty when none was given."""
+    if ctx is None or getattr(missing, "param_type_name", "") != "argument":
+        return ""
+    arguments = [p for p in ctx.command.params if getattr(p, "param_type_name", "") == "argument"]
+    shown = [str(getattr(p, "metavar", None) or (p.name or "").upper()) for p in arguments]
+    given = [
+        f"{ctx.params[p.name]} as {name}"
+        for p, name in zip(arguments, shown, strict=True)
+        if p is not missing and isinstance(ctx.params.get(p.name), str | int)
+    ]
+    if not given:
+        return ""
+    command = " ".join(_command_path(ctx))
+    return f"`{command}` takes {' '.join(shown)}, and read {', '.join(given)}"
 
 
 def _takes(ctx: Any, flag: str) -> bool:
