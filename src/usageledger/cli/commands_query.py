@@ -23,7 +23,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
-from usageledger._options import base_url_from, base_url_origin, check_base_url, key_from, with_v1_fix
+from usageledger._options import (
+    base_url_from,
+    base_url_origin,
+    check_base_url,
+    key_from,
+    key_refusal,
+    with_v1_fix,
+)
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
@@ -325,16 +332,6 @@ def query(
         say(f"note: the table stops at {TABLE_MAX_ROWS:,} rows; use --limit-rows, or -f csv or jsonl for every row")
 
 
-_KEY_FIXES: Final = {
-    401: f"The API refused the admin key from {ADMIN_KEY_ENV}: it is wrong, revoked or for another organization; set"
-    f" {ADMIN_KEY_ENV} to a valid organization admin key (sk-admin-...)",
-    403: f"The admin key from {ADMIN_KEY_ENV} may not read usage; set {ADMIN_KEY_ENV} to an organization admin key"
-    " (sk-admin-...) with the api.usage.read scope",
-}
-"""What ``query`` says of a key the API refuses, as the command line takes the key (the variable), in place of the
-library's hint ("or pass api_key="), as ``sync`` names the variable to fix."""
-
-
 @contextlib.contextmanager
 def _v1_named(url: str, source: str | None) -> Iterator[None]:
     """A 404 under a base URL without ``/v1`` (``--base-url http://127.0.0.1:8787``) names where the URL came from
@@ -345,8 +342,8 @@ def _v1_named(url: str, source: str | None) -> Iterator[None]:
     except NotFoundError as exc:
         raise fail(with_v1_fix(exc, url, source)) from None
     except (AuthenticationError, PermissionDeniedError) as exc:
-        told = str(exc).removesuffix(f". {exc.hint}") if exc.hint else str(exc)
-        raise fail(f"{told}. {_KEY_FIXES[exc.status_code]}") from None
+        # the one wording of a refused key (`_options.key_refusal`), as `sync` says it
+        raise fail(key_refusal(exc, ADMIN_KEY_ENV, "query")) from None
 
 
 __all__ = ["MANY_REQUESTS", "OUTPUT_FORMATS", "TABLE_MAX_ROWS", "estimate_note", "query"]
