@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("usageledger.cli")
 
+ExportFormat = Literal["csv", "jsonl", "parquet", "focus", "delta"]
 _RANGE = "Range"
 _STREAMS = "Streams"
 
@@ -547,15 +548,17 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
 @app.command("export")
 @friendly_errors
 def export_command(
-    format: Annotated[
-        Literal["csv", "jsonl", "parquet", "focus", "delta"],
+    given_format: Annotated[
+        ExportFormat | None,
         typer.Option(
             "--format",
             "-f",
-            help="Output format; focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md); "
+            help="Output format (default: the one --output's suffix names, .csv, .jsonl or .parquet, else csv); "
+            "focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md); "
             "delta: Delta Lake tables, merged on re-runs.",
+            show_default=False,
         ),
-    ] = "csv",
+    ] = None,
     output: Annotated[
         str, typer.Option("--output", "-o", help="A file, a directory (one file per endpoint), or - for stdout.")
     ] = "-",
@@ -615,6 +618,9 @@ def export_command(
     as FOCUS 1.2 rows."""
     from usageledger.export import export, request_problem
 
+    format = cast(ExportFormat, _format_named(output, given_format))
+    if format == "focus":
+        focus_format = cast(Literal["csv", "parquet"], _format_named(output, focus_format, focus=True))
     endpoint = comma_list("--endpoint", endpoint)
     # a mistyped name is bad input (exit 2) in every format, as for `sync -e` and `query`: the names alone, here
     if (problem := request_problem(format, None, endpoint or (), to_stdout=False)) is not None:
@@ -713,24 +719,46 @@ def export_command(
         )
     if output != "-":
         say(f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).")
-        if len(result.files) == 1:  # `-f parquet -o out.csv`
-            _name_says_otherwise(output, format, f"--format {format}")
 
 
-def _name_says_otherwise(output: str, holds: str, flag: str) -> None:
-    """A note on stderr when the file's name says another format than the one written in it (``flag`` chose it)."""
-    named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
-    if named is not None and named != holds:
-        _app.err_console.print(
-            f"note: {output} holds {holds} ({flag}), though its name says {named}", highlight=False, markup=False
+def _format_named(output: str, given: str | None, *, focus: bool = False) -> str:
+    """The format of ``export``: ``given`` (``--format``, or with ``focus`` ``--focus-format``), else the one the
+    suffix of ``--output`` names (:data:`_SUFFIX_FORMATS`), else CSV, today's default (stdout, a folder, another
+    suffix). A suffix naming another format than ``given`` is refused, as is ``.html``, a page export never writes:
+    ``-o report.html`` and ``-o data.parquet`` were written CSV under a name that said otherwise, and ``-f parquet
+    -o x.csv`` Parquet, with a note on stderr at most."""
+    if given in ("focus", "delta"):  # FOCUS's own format is --focus-format's (the second call); Delta's a folder
+        return given
+    flag = "--focus-format" if focus else "--format"
+    writes = ("csv", "parquet") if focus else ("csv", "jsonl", "parquet")
+    suffix = Path(output).suffix.lower() if output != "-" else ""
+    named = _SUFFIX_FORMATS.get(suffix)
+    if suffix in (".html", ".htm"):
+        raise ParameterError(
+            "--output",
+            f"{output} names an HTML page, which export does not write (`usageledger report --html {output}` does);"
+            f" name it {'.csv or .parquet' if focus else '.csv, .jsonl or .parquet'}",
         )
+    if named is None:
+        return given or "csv"
+    if named not in writes:  # `-f focus -o focus.jsonl`
+        raise ParameterError(
+            "--output",
+            f"{output} names {named}, and FOCUS rows are written as CSV or Parquet; name it .csv or .parquet",
+        )
+    if given is not None and given != named:
+        raise ParameterError(
+            "--output",
+            f"{output} names a {named} file, but {flag} {given} was given; name it .{given}, or pass {flag} {named}",
+        )
+    return named
 
 
 SYNC_ARENAS: Final = 2
 """glibc malloc arenas a sync process keeps (:func:`usageledger._memory.limit_arenas`): its threads share them."""
 
 _SUFFIX_FORMATS: Final = MappingProxyType({".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"})
-"""What a file's name says it holds, for the note when --format says otherwise."""
+"""What a file's name says it holds: the format of an export given no --format, refused against another one."""
 
 
 def _export_focus(
@@ -781,8 +809,6 @@ def _export_focus(
         )
     if output != "-":
         say(f"Exported {counted(result.rows, 'FOCUS 1.2 row')} to {output}.")
-        # `-f focus -o focus.parquet` wrote CSV (the default --focus-format) under a Parquet name, without a word
-        _name_says_otherwise(output, fmt, f"--focus-format {fmt}")
 
 
 def _export_delta(
