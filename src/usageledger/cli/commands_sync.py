@@ -36,6 +36,7 @@ from usageledger.cli._app import (
     settle,
     setup_logging,
 )
+from usageledger.cli._estimate import AllowMany, request_estimate
 from usageledger.cli._flags import STORE_HELP, ConfigOpt, FormatOpt, FxOpt, Insecure, StoreOpt, Verbose
 from usageledger.config import (
     Config,
@@ -403,6 +404,7 @@ def sync_command(
     ] = None,
     lag_days: Annotated[int | None, typer.Option(help="Trailing days re-read on daily streams.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary.")] = False,
+    allow_many_requests: AllowMany = False,
     verbose: Verbose = 0,
     log_format: Annotated[
         Literal["text", "json"], typer.Option("--log-format", help="Log lines as text or JSON.")
@@ -454,26 +456,47 @@ def sync_command(
         check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http, source=source)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
+    # the store's files that this run would make: a sync refused before its first request leaves none of them
+    new_files = [Path(f) for _, f in store_files(url)] if not any(Path(f).exists() for _, f in store_files(url)) else []
     limit_arenas(SYNC_ARENAS)
     engine.start_decoder_import()
-    with open_store(url, on_wait=say) as opened, view.live:  # says so if it waits for a top-up or a close
-        settle()
-        result = engine.sync(
-            opened,
-            orgs,
-            streams,
-            options,
-            on_event=view if view.enabled else None,
-            clock=(lambda: float(clock_now)) if clock_now is not None else None,
-            # what was asked, as typed (`sync_runs.command`): "sync --since=None --until=None" said flags never given
-            command=" ".join(
-                ["sync", *(f"{flag}={value}" for flag, value in (("--since", since), ("--until", until)) if value)]
-            ),
-        )
-        if not no_directory:  # not for an org that got nowhere (a refused key, a wrong base URL): the error says it
-            refused = set(result.unreached_orgs)
-            kept = [o for o in orgs if o.name not in refused]
-            _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
+    refusal: ParameterError | None = None
+    with open_store(url, on_wait=say) as opened:  # says so if it waits for a top-up or a close
+        try:  # counted before the first request, as `query` counts: a mistyped --since is refused here
+            note = _requests_estimate(opened, orgs, streams, options, current, since, allowed=allow_many_requests)
+        except ParameterError as exc:
+            refusal = exc
+        else:
+            if note is not None and not quiet:
+                say(note)
+            with view.live:
+                settle()
+                result = engine.sync(
+                    opened,
+                    orgs,
+                    streams,
+                    options,
+                    on_event=view if view.enabled else None,
+                    clock=(lambda: float(clock_now)) if clock_now is not None else None,
+                    # what was asked, as typed (`sync_runs.command`): "sync --since=None --until=None" said flags
+                    # never given
+                    command=" ".join(
+                        [
+                            "sync",
+                            *(f"{flag}={value}" for flag, value in (("--since", since), ("--until", until)) if value),
+                        ]
+                    ),
+                )
+                if not no_directory:  # not for an org that got nowhere (a refused key, a wrong base URL): the
+                    # error says it
+                    refused = set(result.unreached_orgs)
+                    kept = [o for o in orgs if o.name not in refused]
+                    _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
+    if refusal is not None:
+        for path in new_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise refusal
     if log_format == "json":
         for s in result.streams:
             logger.info(
@@ -493,6 +516,34 @@ def sync_command(
         _app.console.print(_summary(result))
     if not result.ok:
         raise fail("; ".join(result.errors) or "the sync did not finish")
+
+
+def _requests_estimate(
+    opened: BaseStore,
+    orgs: Sequence[Any],
+    streams: Sequence[Stream],
+    options: SyncOptions,
+    now: int,
+    since: str | None,
+    *,
+    allowed: bool,
+) -> str | None:
+    """The requests this run will send at least (one per window of each stream's plan, from its watermark in the
+    store), by the rule ``query`` keeps (:func:`usageledger.cli._estimate.request_estimate`): the warning line past
+    100, refused past 1,000 without --allow-many-requests. ``sync --since 2000-01-01`` started 25 years of requests."""
+    from usageledger.sync import plan_stream
+
+    marks = {(s.org, s.stream): s.watermark for s in opened.stream_states()}
+    plans = [plan_stream(o.name, st, marks.get((o.name, st.id)), options, now=now) for o in orgs for st in streams]
+    reading = [p for p in plans if p.windows]
+    if not reading:
+        return None
+    first = min(p.start for p in reading)
+    detail = f"{counted(len(reading), 'stream')}, from {timeutil.iso(first)[:10]}"
+    # a first sync reaching back by the config's [sync] since is told by that key, as a config's value is
+    param = "--since" if since is not None else "sync.since"
+    narrow = "give a later --since or an --until" if since is not None else "shorten sync.since, or give --since"
+    return request_estimate("sync", sum(len(p.windows) for p in reading), detail, narrow, param=param, allowed=allowed)
 
 
 def _flag_int(key: str, value: int, flag: str) -> int:
