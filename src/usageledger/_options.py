@@ -45,6 +45,7 @@ __all__ = [
     "check_timeout",
     "corrected_base_url",
     "key_from",
+    "key_refusal",
     "merged_headers",
     "normalize_base_url",
     "read_clock",
@@ -256,6 +257,24 @@ def with_v1_fix(exc: APIStatusError, url: str, source: str | None) -> str:
     fix = v1_fix(url, source)
     text = str(exc)
     return text if fix is None else f"{text.removesuffix(f'. {exc.hint}')}. {fix}"
+
+
+def key_refusal(exc: APIStatusError, source: str | None, again: str) -> str:
+    """The one message for a key the API refused (401) or let read no usage (403, a project key), for every command
+    that sends one (``query``, ``sync``): where the key came from (``source``: the variable, such as
+    ``OPENAI_ADMIN_KEY``; ``None`` when the org was given its key directly), the status, what is wrong and the fix,
+    then ``again`` (``sync``: "... and sync again"). The API's own text is left out: it may echo the key."""
+    status = f"HTTP {exc.status_code}" + (f" {exc.code}" if exc.code else "")
+    where = f" from {source}" if source else ""
+    if exc.status_code == 401:
+        problem = f"the API refused the admin key{where} ({status}): it is wrong, revoked or for another organization"
+    else:
+        problem = (
+            f"the admin key{where} may not read usage ({status}): it is not an organization admin key with the"
+            " api.usage.read scope"
+        )
+    fix = f"set {source} to" if source else "give the org"
+    return f"{problem}; {fix} a valid organization admin key (sk-admin-...) and {again} again"
 
 
 def _meant(url: str) -> str:

@@ -26,7 +26,9 @@ LAST_WEEK = ("--since", "2026-11-13")
 whose files' names or notes, not their size, a test checks."""
 
 
-@pytest.mark.parametrize(("fmt", "name"), [("csv", "usage.csv"), ("parquet", "usage.parquet"), ("csv", "u.JSONL")])
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("csv", "usage.csv"), ("parquet", "usage.parquet"), ("parquet", "u.PARQUET")]
+)
 def test_an_export_of_every_endpoint_to_a_file_name_is_refused_not_made_a_folder(
     fmt: str, name: str, demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -270,19 +272,17 @@ def test_a_bad_flag_value_of_a_server_exits_2_and_a_taken_port_1(
     assert len(done.stderr.splitlines()) == 1
 
 
-def test_a_focus_file_named_as_the_other_format_gets_the_note_export_gives(
+def test_a_focus_file_named_as_the_other_format_gets_it_or_is_refused(
     demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`export -f focus -o focus.parquet` wrote CSV (the default --focus-format) under a Parquet name without a word,
-    where `export -f parquet -o x.csv` notes the mismatch; FOCUS notes it too now, naming the flag that chose it."""
+    """`export -f focus -o focus.parquet` wrote CSV (the default --focus-format) under a Parquet name without a word:
+    the name now chooses Parquet, and a --focus-format the name contradicts is refused, as --format's is."""
     monkeypatch.chdir(tmp_path)
-    export = ["export", "--store", str(demo_store), "-f", "focus", *LAST_WEEK]  # the note, not the rows, is the point
-    csv = CliRunner().invoke(app, [*export, "-o", "focus.parquet"])
-    assert csv.exit_code == 0, csv.output
-    assert not Path("focus.parquet").read_bytes().startswith(b"PAR1")  # CSV, as asked (by default)
-    assert "note: focus.parquet holds csv (--focus-format csv), though its name says parquet" in csv.stderr
-    parquet = CliRunner().invoke(app, [*export, "--focus-format", "parquet", "-o", "focus.csv"])
-    assert parquet.exit_code == 0 and Path("focus.csv").read_bytes().startswith(b"PAR1"), parquet.output
-    assert "note: focus.csv holds parquet (--focus-format parquet), though its name says csv" in parquet.stderr
+    export = ["export", "--store", str(demo_store), "-f", "focus", *LAST_WEEK]  # the format, not the rows, is the point
+    named = CliRunner().invoke(app, [*export, "-o", "focus.parquet"])
+    assert named.exit_code == 0 and Path("focus.parquet").read_bytes().startswith(b"PAR1"), named.output
+    refused = CliRunner().invoke(app, [*export, "--focus-format", "parquet", "-o", "focus.csv"])
+    assert refused.exit_code == 2 and not Path("focus.csv").exists(), refused.output
+    assert refused.stderr.startswith("error: --output: focus.csv names a csv file, but --focus-format parquet was")
     plain = CliRunner().invoke(app, [*export, "-o", "plain.csv"])
     assert plain.exit_code == 0 and "note:" not in plain.stderr, plain.stderr

@@ -354,9 +354,9 @@ def test_an_export_of_no_costs_is_refused_not_written_as_a_file_the_validator_fa
     period holds no costs wrote one and said "Exported 0 FOCUS 1.2 rows"; it is now a one-line error naming the
     period and the days the store holds, and nothing is written (a file already there is left as it was)."""
     days = sorted(_store_days(store))
-    out = tmp_path / "none.csv"
-    out.write_text("kept\n", encoding="utf-8")
     for fmt in ("csv", "parquet"):
+        out = tmp_path / f"none.{fmt}"  # named as its format: a name saying another is refused first
+        out.write_text("kept\n", encoding="utf-8")
         result = _cli(
             "export", "--format", "focus", "--focus-format", fmt, "--store", store, "--output", str(out),
             "--since", "2020-01-01", "--until", "2020-02-01",

@@ -632,8 +632,9 @@ def test_a_report_says_when_costs_were_never_synced_or_only_in_part(emulator_url
 
 def test_check_says_when_the_costs_it_budgets_were_never_synced(emulator_url: str, tmp_path: Path) -> None:
     """`check --daily-budget 5` over a store of hourly usage alone (costs never synced) said "OK: no alerts" on
-    $0.00 of spend, a false all-clear for cron and CI; it now says on stderr, as `report` does, that the costs were
-    never synced (the JSON on stdout unchanged), and says nothing once the month's costs are synced."""
+    $0.00 of spend (only a warning on stderr), a false all-clear for cron and CI reading stdout or the exit code: the
+    budgets and the forecast it cannot judge are now an `unchecked` alert on stdout, in the JSON likewise, exit 3; a
+    check that reads no costs keeps the warning on stderr; once the month's costs are synced, nothing is said."""
     store = str(tmp_path / "usage.duckdb")
     sync = ["sync", "--store", store, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
     env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
@@ -642,14 +643,26 @@ def test_check_says_when_the_costs_it_budgets_were_never_synced(emulator_url: st
         "costs have not been synced for org default, so the spend shown leaves them out; run `usageledger sync` "
         "(costs come in 1d buckets only: give no --bucket-width, or 1d)"
     )
-    argv = ["check", "--store", store, "--now", str(EMULATOR_NOW), "--daily-budget", "5", "--stale-after", "30d"]
+    base = ["check", "--store", store, "--now", str(EMULATOR_NOW), "--stale-after", "30d"]
+    argv = [*base, "--daily-budget", "5"]
     text = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
-    assert text.exit_code == 0 and text.stderr == f"warning: {never}\n", text.output
+    assert text.exit_code == EXIT_FINDINGS and text.stderr == "", text.output
+    assert f"ALERT unchecked: budgets not judged: {never}\n" in text.stdout and "OK" not in text.stdout
     doc = CliRunner().invoke(app, [*argv, "-f", "json"])
-    assert doc.stderr == f"warning: {never}\n" and json.loads(doc.stdout)["fired"] is False, doc.output
+    found = json.loads(doc.stdout)
+    assert doc.exit_code == EXIT_FINDINGS and doc.stderr == "" and found["fired"] is True, doc.output
+    assert found["alerts"] == [{"kind": "unchecked", "subject": "budgets", "message": f"budgets not judged: {never}"}]
+    # the forecast cannot be made of no costs: one alert for both, never "cannot forecast" as an error
+    both = CliRunner().invoke(app, [*argv, "--forecast-over", "100", "-f", "json"])
+    assert both.exit_code == EXIT_FINDINGS, both.output
+    assert [a["message"] for a in json.loads(both.stdout)["alerts"]] == [f"budgets and forecast not judged: {never}"]
+    # no budget, forecast or credit asked for: the costs are said on stderr, as before
+    plain = CliRunner().invoke(app, base, env={"COLUMNS": "200"})
+    assert plain.exit_code == 0 and plain.stderr == f"warning: {never}\n" and "OK: no alerts" in plain.stdout
     assert CliRunner().invoke(app, [*sync, "-e", "costs", "--since", "2026-11-01"], env=env).exit_code == 0
-    synced = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
+    synced = CliRunner().invoke(app, [*argv, "-f", "json"], env={"COLUMNS": "200"})
     assert synced.stderr == "" and synced.exit_code == EXIT_FINDINGS, synced.output  # $5 a day is soon spent
+    assert {a["kind"] for a in json.loads(synced.stdout)["alerts"]} == {"budget"}
 
 
 def test_an_as_of_report_says_what_the_costs_covered_then(emulator_url: str, tmp_path: Path) -> None:

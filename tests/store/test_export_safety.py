@@ -85,8 +85,9 @@ def test_export_onto_the_store_is_refused(synced: Path, output: str, fmt: str) -
     before = _costs_rows(synced / STORE)
     store_bytes = (synced / STORE).read_bytes()
     (synced / "sub").mkdir()
-    (synced / "link.csv").symlink_to(synced / STORE)
-    target = {"ABSOLUTE": str(synced / STORE), "LINK": "link.csv"}.get(output, output)
+    link = f"link.{fmt}"  # named as its format: a name saying another is refused before the store is looked at
+    (synced / link).symlink_to(synced / STORE)
+    target = {"ABSOLUTE": str(synced / STORE), "LINK": link}.get(output, output)
     message = _refused(["-e", "costs", "-f", fmt, "-o", target])
     assert "store" in message
     assert (synced / STORE).read_bytes() == store_bytes
@@ -94,7 +95,7 @@ def test_export_onto_the_store_is_refused(synced: Path, output: str, fmt: str) -
     assert not (synced / f"{STORE}.wal").exists()
     # The sync left its lock files beside the store (see docs/STORE.md); the export wrote nothing.
     locks = [f"{STORE}.lock", f"{STORE}.readers"]
-    assert sorted(p.name for p in synced.iterdir()) == sorted([STORE, *locks, CONFIG, "sub", "link.csv"])
+    assert sorted(p.name for p in synced.iterdir()) == sorted([STORE, *locks, CONFIG, "sub", link])
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

@@ -4,7 +4,8 @@ The options are written out below; the endpoint choices and one option per catal
 :mod:`usageledger.cli._filters` and the marked region, both written by ``scripts/generate`` from the catalogue.
 ``sync`` spells the filters the same way. The command parses, calls :class:`usageledger.Client` and formats.
 
-At scale: before the first request it estimates the requests and warns past :data:`MANY_REQUESTS`; on a terminal it
+At scale: before the first request it estimates the requests and warns past :data:`MANY_REQUESTS` (refused past
+:data:`~usageledger.cli._estimate.TOO_MANY_REQUESTS`, the rule of :mod:`usageledger.cli._estimate`); on a terminal it
 shows progress on stderr; CSV and JSON lines are written and flushed page by page, so memory stays flat and a reader
 that stops early (``| head``) ends the command at once; a table holds at most :data:`TABLE_MAX_ROWS` rows.
 """
@@ -23,11 +24,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usageledger import catalogue, rows, timeutil
 from usageledger._http import ArrayFormat
-from usageledger._options import base_url_from, base_url_origin, check_base_url, key_from, with_v1_fix
+from usageledger._options import (
+    base_url_from,
+    base_url_origin,
+    check_base_url,
+    key_from,
+    key_refusal,
+    with_v1_fix,
+)
 from usageledger._text import counted
 from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
 from usageledger.cli._app import app, comma_list, console, err_console, fail, friendly_errors, say, setup_logging
+from usageledger.cli._estimate import MANY_REQUESTS, AllowMany, request_estimate
 from usageledger.cli._flags import Insecure, Verbose
 from usageledger.client import Client, Query
 from usageledger.errors import AuthenticationError, NotFoundError, ParameterError, PermissionDeniedError
@@ -36,8 +45,6 @@ from usageledger.report.tables import DataTable, label, number
 OutputFormat = Literal["table", "csv", "jsonl"]
 OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("table", "csv", "jsonl")
 _TIMES: Final = frozenset({"bucket_start", "bucket_end"})
-MANY_REQUESTS: Final = 100
-"""Past this many requests, ``query`` warns before starting and says how to narrow the range."""
 TABLE_MAX_ROWS: Final = 10_000
 """A table is built in memory, so without ``--limit-rows`` it stops at this many rows and says so."""
 
@@ -133,8 +140,9 @@ def _as_flag(exc: ParameterError) -> ParameterError:
     return ParameterError(flag, message)
 
 
-def estimate_note(query: Query, width: catalogue.BucketWidth, output: str) -> str | None:
-    """One line when the query needs more than :data:`MANY_REQUESTS` requests, saying how to narrow it.
+def estimate_note(query: Query, width: catalogue.BucketWidth, output: str, *, allowed: bool = False) -> str | None:
+    """One line when the query needs more than :data:`MANY_REQUESTS` requests, saying how to narrow it; past
+    :data:`~usageledger.cli._estimate.TOO_MANY_REQUESTS` a refusal unless ``allowed`` (the one rule ``sync`` keeps).
 
     Each window is one request (its ``limit`` is exactly its bucket count), unless the server splits it into pages.
     """
@@ -147,11 +155,8 @@ def estimate_note(query: Query, width: catalogue.BucketWidth, output: str) -> st
     narrow = "narrow --start/--end" + (f", or use --bucket-width {wider[0]}" if wider else "")
     if output == "table":
         narrow += f"; a table shows at most {TABLE_MAX_ROWS:,} rows, -f csv or jsonl streams them all"
-    return (
-        f"warning: this query may take up to {counted(len(windows), 'request')}"
-        f" ({counted(buckets, 'bucket')} of {width}, "
-        f"at most {most:,} per request); {narrow}"
-    )
+    detail = f"{counted(buckets, 'bucket')} of {width}, at most {most:,} per request"
+    return request_estimate("query", len(windows), detail, narrow, param="--start", allowed=allowed)
 
 
 def _progress(show: bool) -> Progress:
@@ -256,6 +261,7 @@ def query(
     output: Format = "table",
     limit_rows: LimitRows = None,
     quiet: Quiet = False,
+    allow_many_requests: AllowMany = False,
     base_url: BaseUrl = None,
     allow_insecure_http: Insecure = False,
     array_format: Arrays = "brackets",
@@ -276,7 +282,8 @@ def query(
     """Fetch a range from one endpoint (every page, every window) and print a table, CSV or JSON lines.
 
     The admin key comes from OPENAI_ADMIN_KEY. Times are ISO dates or datetimes, Unix seconds, or a span back
-    from now such as 7d or 36h; the end defaults to now. Past 100 requests it warns first; on a terminal it shows
+    from now such as 7d or 36h; the end defaults to now. Past 100 requests it warns first, past 1,000 it refuses
+    without --allow-many-requests; on a terminal it shows
     progress on stderr; CSV and JSON lines stream page by page; a table stops at 10,000 rows.
     """
     setup_logging(verbose)
@@ -309,8 +316,9 @@ def query(
             )
         except ParameterError as exc:
             raise _as_flag(exc) from None
-        note = None if quiet else estimate_note(found, bucket_width, output)
-        if note is not None:
+        # counted before the first request: past the bound a mistyped range is refused, --quiet or not
+        note = estimate_note(found, bucket_width, output, allowed=allow_many_requests)
+        if note is not None and not quiet:
             say(note)
         # Progress only where a person watches stderr, and not over rows streaming to the same terminal.
         show = not quiet and err_console.is_terminal and (output == "table" or not sys.stdout.isatty())
@@ -325,16 +333,6 @@ def query(
         say(f"note: the table stops at {TABLE_MAX_ROWS:,} rows; use --limit-rows, or -f csv or jsonl for every row")
 
 
-_KEY_FIXES: Final = {
-    401: f"The API refused the admin key from {ADMIN_KEY_ENV}: it is wrong, revoked or for another organization; set"
-    f" {ADMIN_KEY_ENV} to a valid organization admin key (sk-admin-...)",
-    403: f"The admin key from {ADMIN_KEY_ENV} may not read usage; set {ADMIN_KEY_ENV} to an organization admin key"
-    " (sk-admin-...) with the api.usage.read scope",
-}
-"""What ``query`` says of a key the API refuses, as the command line takes the key (the variable), in place of the
-library's hint ("or pass api_key="), as ``sync`` names the variable to fix."""
-
-
 @contextlib.contextmanager
 def _v1_named(url: str, source: str | None) -> Iterator[None]:
     """A 404 under a base URL without ``/v1`` (``--base-url http://127.0.0.1:8787``) names where the URL came from
@@ -345,8 +343,8 @@ def _v1_named(url: str, source: str | None) -> Iterator[None]:
     except NotFoundError as exc:
         raise fail(with_v1_fix(exc, url, source)) from None
     except (AuthenticationError, PermissionDeniedError) as exc:
-        told = str(exc).removesuffix(f". {exc.hint}") if exc.hint else str(exc)
-        raise fail(f"{told}. {_KEY_FIXES[exc.status_code]}") from None
+        # the one wording of a refused key (`_options.key_refusal`), as `sync` says it
+        raise fail(key_refusal(exc, ADMIN_KEY_ENV, "query")) from None
 
 
 __all__ = ["MANY_REQUESTS", "OUTPUT_FORMATS", "TABLE_MAX_ROWS", "estimate_note", "query"]

@@ -627,11 +627,10 @@ def check(
     with _database(resolve_store(store, settings), org=org) as db:
         _refuse_days_before_the_costs(db, org, (("--date", budget_day), ("--anomaly-date", judged)))
         # The month the budgets read, through the day they judge: costs never synced (or synced short of that day)
-        # are said on stderr as `report` says them, since "OK: no alerts" over $0.00 of costs never synced is a
-        # false all-clear.
+        # are an `unchecked` alert of a budget, forecast or credit check that reads them (run_checks), and a warning
+        # on stderr, as `report` says them, where no such check is asked for (the anomaly check reads them too).
         checked = budget_day or now.astimezone(UTC).date()
-        for warning in costs_not_synced(db, org, Period(checked.replace(day=1), checked + timedelta(days=1))):
-            say(f"warning: {warning}")
+        gaps = costs_not_synced(db, org, Period(checked.replace(day=1), checked + timedelta(days=1)))
         _warn_unknown_project(db, project, org)
         for budgeted in sorted(set(cfg.project_budgets) - {project}):  # [alerts.projects.X]: a mistyped X, likewise
             _warn_unknown_project(db, budgeted, org, source=key_path("alerts.projects", budgeted))
@@ -656,6 +655,9 @@ def check(
             if restated_limit is not None
             else (),
         )
+    for gap in gaps:
+        if not any(a.kind == "unchecked" and a.message.endswith(gap) for a in result.alerts):
+            say(f"warning: {gap}")
     if output_format == "json":
         typer.echo(dumps(check_document(result)))
     else:

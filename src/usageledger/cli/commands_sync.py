@@ -36,6 +36,7 @@ from usageledger.cli._app import (
     settle,
     setup_logging,
 )
+from usageledger.cli._estimate import AllowMany, request_estimate
 from usageledger.cli._flags import STORE_HELP, ConfigOpt, FormatOpt, FxOpt, Insecure, StoreOpt, Verbose
 from usageledger.config import (
     Config,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("usageledger.cli")
 
+ExportFormat = Literal["csv", "jsonl", "parquet", "focus", "delta"]
 _RANGE = "Range"
 _STREAMS = "Streams"
 
@@ -402,6 +404,7 @@ def sync_command(
     ] = None,
     lag_days: Annotated[int | None, typer.Option(help="Trailing days re-read on daily streams.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary.")] = False,
+    allow_many_requests: AllowMany = False,
     verbose: Verbose = 0,
     log_format: Annotated[
         Literal["text", "json"], typer.Option("--log-format", help="Log lines as text or JSON.")
@@ -453,26 +456,47 @@ def sync_command(
         check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http, source=source)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
+    # the store's files that this run would make: a sync refused before its first request leaves none of them
+    new_files = [Path(f) for _, f in store_files(url)] if not any(Path(f).exists() for _, f in store_files(url)) else []
     limit_arenas(SYNC_ARENAS)
     engine.start_decoder_import()
-    with open_store(url, on_wait=say) as opened, view.live:  # says so if it waits for a top-up or a close
-        settle()
-        result = engine.sync(
-            opened,
-            orgs,
-            streams,
-            options,
-            on_event=view if view.enabled else None,
-            clock=(lambda: float(clock_now)) if clock_now is not None else None,
-            # what was asked, as typed (`sync_runs.command`): "sync --since=None --until=None" said flags never given
-            command=" ".join(
-                ["sync", *(f"{flag}={value}" for flag, value in (("--since", since), ("--until", until)) if value)]
-            ),
-        )
-        if not no_directory:  # not for an org that got nowhere (a refused key, a wrong base URL): the error says it
-            refused = set(result.unreached_orgs)
-            kept = [o for o in orgs if o.name not in refused]
-            _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
+    refusal: ParameterError | None = None
+    with open_store(url, on_wait=say) as opened:  # says so if it waits for a top-up or a close
+        try:  # counted before the first request, as `query` counts: a mistyped --since is refused here
+            note = _requests_estimate(opened, orgs, streams, options, current, since, allowed=allow_many_requests)
+        except ParameterError as exc:
+            refusal = exc
+        else:
+            if note is not None and not quiet:
+                say(note)
+            with view.live:
+                settle()
+                result = engine.sync(
+                    opened,
+                    orgs,
+                    streams,
+                    options,
+                    on_event=view if view.enabled else None,
+                    clock=(lambda: float(clock_now)) if clock_now is not None else None,
+                    # what was asked, as typed (`sync_runs.command`): "sync --since=None --until=None" said flags
+                    # never given
+                    command=" ".join(
+                        [
+                            "sync",
+                            *(f"{flag}={value}" for flag, value in (("--since", since), ("--until", until)) if value),
+                        ]
+                    ),
+                )
+                if not no_directory:  # not for an org that got nowhere (a refused key, a wrong base URL): the
+                    # error says it
+                    refused = set(result.unreached_orgs)
+                    kept = [o for o in orgs if o.name not in refused]
+                    _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
+    if refusal is not None:
+        for path in new_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise refusal
     if log_format == "json":
         for s in result.streams:
             logger.info(
@@ -492,6 +516,34 @@ def sync_command(
         _app.console.print(_summary(result))
     if not result.ok:
         raise fail("; ".join(result.errors) or "the sync did not finish")
+
+
+def _requests_estimate(
+    opened: BaseStore,
+    orgs: Sequence[Any],
+    streams: Sequence[Stream],
+    options: SyncOptions,
+    now: int,
+    since: str | None,
+    *,
+    allowed: bool,
+) -> str | None:
+    """The requests this run will send at least (one per window of each stream's plan, from its watermark in the
+    store), by the rule ``query`` keeps (:func:`usageledger.cli._estimate.request_estimate`): the warning line past
+    100, refused past 1,000 without --allow-many-requests. ``sync --since 2000-01-01`` started 25 years of requests."""
+    from usageledger.sync import plan_stream
+
+    marks = {(s.org, s.stream): s.watermark for s in opened.stream_states()}
+    plans = [plan_stream(o.name, st, marks.get((o.name, st.id)), options, now=now) for o in orgs for st in streams]
+    reading = [p for p in plans if p.windows]
+    if not reading:
+        return None
+    first = min(p.start for p in reading)
+    detail = f"{counted(len(reading), 'stream')}, from {timeutil.iso(first)[:10]}"
+    # a first sync reaching back by the config's [sync] since is told by that key, as a config's value is
+    param = "--since" if since is not None else "sync.since"
+    narrow = "give a later --since or an --until" if since is not None else "shorten sync.since, or give --since"
+    return request_estimate("sync", sum(len(p.windows) for p in reading), detail, narrow, param=param, allowed=allowed)
 
 
 def _flag_int(key: str, value: int, flag: str) -> int:
@@ -547,15 +599,17 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
 @app.command("export")
 @friendly_errors
 def export_command(
-    format: Annotated[
-        Literal["csv", "jsonl", "parquet", "focus", "delta"],
+    given_format: Annotated[
+        ExportFormat | None,
         typer.Option(
             "--format",
             "-f",
-            help="Output format; focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md); "
+            help="Output format (default: the one --output's suffix names, .csv, .jsonl or .parquet, else csv); "
+            "focus: the costs as FOCUS 1.2 rows (see --focus-format, docs/FOCUS.md); "
             "delta: Delta Lake tables, merged on re-runs.",
+            show_default=False,
         ),
-    ] = "csv",
+    ] = None,
     output: Annotated[
         str, typer.Option("--output", "-o", help="A file, a directory (one file per endpoint), or - for stdout.")
     ] = "-",
@@ -615,6 +669,9 @@ def export_command(
     as FOCUS 1.2 rows."""
     from usageledger.export import export, request_problem
 
+    format = cast(ExportFormat, _format_named(output, given_format))
+    if format == "focus":
+        focus_format = cast(Literal["csv", "parquet"], _format_named(output, focus_format, focus=True))
     endpoint = comma_list("--endpoint", endpoint)
     # a mistyped name is bad input (exit 2) in every format, as for `sync -e` and `query`: the names alone, here
     if (problem := request_problem(format, None, endpoint or (), to_stdout=False)) is not None:
@@ -713,24 +770,46 @@ def export_command(
         )
     if output != "-":
         say(f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).")
-        if len(result.files) == 1:  # `-f parquet -o out.csv`
-            _name_says_otherwise(output, format, f"--format {format}")
 
 
-def _name_says_otherwise(output: str, holds: str, flag: str) -> None:
-    """A note on stderr when the file's name says another format than the one written in it (``flag`` chose it)."""
-    named = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
-    if named is not None and named != holds:
-        _app.err_console.print(
-            f"note: {output} holds {holds} ({flag}), though its name says {named}", highlight=False, markup=False
+def _format_named(output: str, given: str | None, *, focus: bool = False) -> str:
+    """The format of ``export``: ``given`` (``--format``, or with ``focus`` ``--focus-format``), else the one the
+    suffix of ``--output`` names (:data:`_SUFFIX_FORMATS`), else CSV, today's default (stdout, a folder, another
+    suffix). A suffix naming another format than ``given`` is refused, as is ``.html``, a page export never writes:
+    ``-o report.html`` and ``-o data.parquet`` were written CSV under a name that said otherwise, and ``-f parquet
+    -o x.csv`` Parquet, with a note on stderr at most."""
+    if given in ("focus", "delta"):  # FOCUS's own format is --focus-format's (the second call); Delta's a folder
+        return given
+    flag = "--focus-format" if focus else "--format"
+    writes = ("csv", "parquet") if focus else ("csv", "jsonl", "parquet")
+    suffix = Path(output).suffix.lower() if output != "-" else ""
+    named = _SUFFIX_FORMATS.get(suffix)
+    if suffix in (".html", ".htm"):
+        raise ParameterError(
+            "--output",
+            f"{output} names an HTML page, which export does not write (`usageledger report --html {output}` does);"
+            f" name it {'.csv or .parquet' if focus else '.csv, .jsonl or .parquet'}",
         )
+    if named is None:
+        return given or "csv"
+    if named not in writes:  # `-f focus -o focus.jsonl`
+        raise ParameterError(
+            "--output",
+            f"{output} names {named}, and FOCUS rows are written as CSV or Parquet; name it .csv or .parquet",
+        )
+    if given is not None and given != named:
+        raise ParameterError(
+            "--output",
+            f"{output} names a {named} file, but {flag} {given} was given; name it .{given}, or pass {flag} {named}",
+        )
+    return named
 
 
 SYNC_ARENAS: Final = 2
 """glibc malloc arenas a sync process keeps (:func:`usageledger._memory.limit_arenas`): its threads share them."""
 
 _SUFFIX_FORMATS: Final = MappingProxyType({".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"})
-"""What a file's name says it holds, for the note when --format says otherwise."""
+"""What a file's name says it holds: the format of an export given no --format, refused against another one."""
 
 
 def _export_focus(
@@ -781,8 +860,6 @@ def _export_focus(
         )
     if output != "-":
         say(f"Exported {counted(result.rows, 'FOCUS 1.2 row')} to {output}.")
-        # `-f focus -o focus.parquet` wrote CSV (the default --focus-format) under a Parquet name, without a word
-        _name_says_otherwise(output, fmt, f"--focus-format {fmt}")
 
 
 def _export_delta(

@@ -19,6 +19,11 @@ Rules, stated once here and repeated in the CLI output:
   range and the runway day the amount is crossed at the forecast rate. Too little history to forecast is an error.
 * **Credit** (``--credit-below 100``) fires when the prepaid credit balance (:mod:`usageledger.report.credit`: the
   top-ups minus the costs since the first one) is strictly below the amount; with no top-up recorded it is an error.
+* **Not judged** (``unchecked``) fires when a budget, the forecast or the credit check is asked for and the store's
+  costs it reads are missing (never synced for an org, or synced short of the day judged by more than a day: the
+  rule of :func:`usageledger.report.queries.costs_not_synced`): $0.00 of costs never synced is no all-clear. A
+  budget or credit alert that fires on the costs held still fires (the spend is at least that); the forecast is not
+  made.
 * **Staleness** fires when the newest synced data is older than the limit (default 48 hours): each bucket
   covers up to its end, or up to when it was synced if it was still open then; the newest such point over every
   table of the store is compared with now. An empty store fires too.
@@ -56,7 +61,17 @@ from usageledger.report.formatting import format_money, format_signed_money
 from usageledger.report.history import Adjustment
 from usageledger.report.keys import KeyRules, build_keys
 from usageledger.report.names import Names, with_id
-from usageledger.report.queries import COSTS_VIEW, DAY, Database, column_decimal, day_start, main_currency, utc_day
+from usageledger.report.queries import (
+    COSTS_VIEW,
+    DAY,
+    Database,
+    Period,
+    column_decimal,
+    costs_not_synced,
+    day_start,
+    main_currency,
+    utc_day,
+)
 from usageledger.store import tables
 from usageledger.store._base import check_orgs
 from usageledger.timeutil import back_from, utc_moment
@@ -80,7 +95,7 @@ __all__ = [
     "slack_payload",
 ]
 
-AlertKind = Literal["budget", "anomaly", "stale", "stale_key", "forecast", "credit", "restated"]
+AlertKind = Literal["budget", "anomaly", "stale", "stale_key", "forecast", "credit", "restated", "unchecked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +328,11 @@ def run_checks(
     aday = anomaly_day or today - timedelta(days=1)
     currency = main_currency(db, org)
     checks, alerts = _budget_alerts(db, cfg, bday, org, currency, names, final)
+    budgeted = cfg.budget != Budget() or bool(cfg.project_budgets)
+    unjudged = _unjudged(
+        db, org, bday, today, budgets=budgeted, forecast=forecast_over is not None, credit=credit_below is not None
+    )
+    alerts.extend(alert for _, alert in unjudged)
 
     anomaly = _anomaly(db, cfg.anomaly, aday, org, project, final)
     subject = "organisation" if project is None else _project_subject(project, names)
@@ -341,7 +361,9 @@ def run_checks(
         checks.append(f"staleness: {text}")
         if age > limit:
             alerts.append(Alert("stale", "store", f"stale store: {text}; run usageledger sync"))
-    if forecast_over is not None:
+    if forecast_over is not None and any("forecast" in whats for whats, _ in unjudged):
+        checks.append("forecast: not made, the costs it reads are missing (see the unchecked alert)")
+    elif forecast_over is not None:
         more_checks, more_alerts = _forecast_alerts(db, forecast_over, now, org, project, currency, names)
         checks.extend(more_checks)
         alerts.extend(more_alerts)
@@ -383,6 +405,29 @@ def run_checks(
         checks=tuple(checks),
         alerts=tuple(alerts),
     )
+
+
+def _unjudged(
+    db: Database, org: str | None, budget_day: date, today: date, *, budgets: bool, forecast: bool, credit: bool
+) -> list[tuple[list[str], Alert]]:
+    """One ``unchecked`` alert per gap of the costs (:func:`costs_not_synced`) that leaves a check asked for without
+    the figures it judges: the budgets read the month through ``budget_day``, the forecast and the credit this
+    month through ``today``; each with the checks it leaves unjudged. ``check --daily-budget 5`` over a store of
+    hourly usage alone said "OK: no alerts" against $0.00 of costs never synced."""
+    asked = {
+        "budgets": budgets and Period(budget_day.replace(day=1), budget_day + timedelta(days=1)),
+        "forecast": forecast and Period(today.replace(day=1), today + timedelta(days=1)),
+        "credit": credit and Period(today.replace(day=1), today + timedelta(days=1)),
+    }
+    blocked: dict[str, list[str]] = {}  # each gap, told once, with the checks it leaves unjudged
+    for what, period in asked.items():
+        if isinstance(period, Period):
+            for gap in costs_not_synced(db, org, period):
+                blocked.setdefault(gap, []).append(what)
+    return [
+        (whats, Alert("unchecked", " and ".join(whats), f"{' and '.join(whats)} not judged: {gap}"))
+        for gap, whats in blocked.items()
+    ]
 
 
 def _forecast_alerts(

@@ -18,7 +18,7 @@ import httpx
 
 from usageledger import timeutil
 from usageledger._http import is_retryable_status, tls_context
-from usageledger._options import v1_fix, with_v1_fix
+from usageledger._options import key_refusal, v1_fix, with_v1_fix
 from usageledger._secrets import mask_keys
 from usageledger._text import counted
 from usageledger.client import AsyncClient
@@ -311,19 +311,8 @@ def _finish(
 
 
 def _key_refusal(org: Org, exc: APIStatusError) -> str:
-    """The one message for an org whose key the API refused (401) or may not read usage (403): where the key came
-    from, and what to do. The API's own text is left out: it is the same for every request, and may echo the key."""
-    status = f"HTTP {exc.status_code}" + (f" {exc.code}" if exc.code else "")
-    source = f" from {org.key_source}" if org.key_source else ""
-    if exc.status_code == 401:
-        problem = f"the API refused the admin key{source} ({status}): it is wrong, revoked or for another organization"
-    else:
-        problem = (
-            f"the admin key{source} may not read usage ({status}): it is not an organization admin key with the"
-            " api.usage.read scope"
-        )
-    fix = f"set {org.key_source} to" if org.key_source else "give the org"
-    return f"org {org.name!r}: {problem}; {fix} a valid organization admin key (sk-admin-...) and sync again"
+    """The one message for an org whose key the API refused: :func:`key_refusal`'s, which ``query`` says too."""
+    return f"org {org.name!r}: {key_refusal(exc, org.key_source, 'sync')}"
 
 
 FETCH_WORKERS_PER_SLOT: Final = 2
