@@ -341,14 +341,25 @@ def check_range(
 
 
 _MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
+_LAST: Final = "last"
+_THIS: Final = ("this", "current")
 
 
-def parse_month(value: str, *, param: str = "MONTH") -> date:
-    """The first day of the month ``YYYY-MM`` names (``forecast --month``, ``statement``, ``close``), or a one-line
-    :class:`~usageledger.errors.ParameterError` naming ``param``."""
-    match = _MONTH.fullmatch(value.strip())
+def parse_month(value: str, *, param: str = "MONTH", today: date | None = None, current: bool = True) -> date:
+    """The first day of the month ``value`` names (``forecast --month``, ``statement``, ``close``), or a one-line
+    :class:`~usageledger.errors.ParameterError` naming ``param``: ``YYYY-MM``, or ``last`` (the whole UTC month
+    before ``today``'s, default the wall clock's) or ``this``/``current`` (``today``'s), so a command written down
+    (the README's ``statement last``, a cron line) never ages. ``current=False`` is a command that never takes the
+    current month (``close``): its hint leaves ``this`` out, and the command refuses it with its own reason."""
+    text = value.strip()
+    word = text.lower()
+    if word == _LAST or word in _THIS:
+        this = (today if today is not None else datetime.now(UTC).date()).replace(day=1)
+        return this if word in _THIS else (this - timedelta(days=1)).replace(day=1)
+    match = _MONTH.fullmatch(text)
     if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
-        raise ParameterError(param, f"{value!r} is not a month; write it as YYYY-MM, like 2026-10")
+        words = "`last`" if not current else "`last` or `this`"
+        raise ParameterError(param, f"{value!r} is not a month; write it as YYYY-MM, like 2026-10, or {words}")
     return date(int(match.group(1)), int(match.group(2)), 1)
 
 
