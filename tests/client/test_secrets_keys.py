@@ -326,6 +326,8 @@ def test_mask_keys_and_redact_url_password_hide_a_password_in_the_query() -> Non
     assert mask_keys(f"cannot connect to {url}: refused") == f"cannot connect to {shown}: refused"
     assert redact_url_password(url) == shown
     assert redact_url_password("postgresql://bob:pw@db/x?password=pw") == "postgresql://bob:***@db/x?password=***"
+    # the URL alone: a password ending in a stop or a colon is masked whole, the mark with it
+    assert redact_url_password("postgresql://bob@db/x?password=pw.:") == "postgresql://bob@db/x?password=***"
 
 
 @pytest.mark.postgres
