@@ -354,6 +354,8 @@ def parse_month(value: str, *, param: str = "MONTH", today: date | None = None, 
     text = value.strip()
     word = text.lower()
     if word == _LAST or word in _THIS:
+        if isinstance(today, datetime):  # a datetime is a date too: its UTC day, as every reader of one takes it
+            today = utc_moment(today, param="today").date()
         this = (today if today is not None else datetime.now(UTC).date()).replace(day=1)
         return this if word in _THIS else (this - timedelta(days=1)).replace(day=1)
     match = _MONTH.fullmatch(text)
@@ -371,15 +373,16 @@ def utc_moment(value: object, *, param: str = "now") -> datetime:
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def month_start(value: object, *, param: str = "month") -> date:
-    """The first day of the month ``value`` falls in: a ``date``, a ``datetime`` (naive = UTC) or ``YYYY-MM`` text
-    (:func:`parse_month`); the one reader of a month that forecasts, statements and closes take from Python."""
+def month_start(value: object, *, param: str = "month", today: date | None = None) -> date:
+    """The first day of the month ``value`` falls in: a ``date``, a ``datetime`` (naive = UTC) or text
+    (:func:`parse_month`: ``YYYY-MM``, ``last`` or ``this`` as of ``today``, default the wall clock's); the one
+    reader of a month that forecasts, statements and closes take from Python."""
     if isinstance(value, datetime):
         return utc_moment(value, param=param).date().replace(day=1)
     if isinstance(value, date):
         return value.replace(day=1)
     if isinstance(value, str):
-        return parse_month(value, param=param)
+        return parse_month(value, param=param, today=today)
     raise ParameterError(param, f"expected a date or YYYY-MM, got {type(value).__name__}")
 
 
