@@ -30,6 +30,7 @@ pytest_plugins: list[str] = [
     "fixtures.scheduling",
     "fixtures.zygote",
     "fixtures.cli_runner",
+    "pytester",  # tests/test_fixture_stores.py runs a module of its own against the fixtures
 ]
 
 # Modules whose tests start processes (CLI runs, emulator servers, kills), a browser or PostgreSQL, or fuzz at length:

@@ -10,12 +10,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.config import load_config
@@ -191,3 +193,18 @@ def test_the_demo_after_the_tests_installs_nothing_again(tmp_path: Path) -> None
         changed.write("\n# changed\n")
     assert bootstrap() == ["-m pip install -q --disable-pip-version-check -e ."]
     assert bootstrap() == []
+
+
+def test_the_tours_statement_runs_against_a_demo_store(
+    demo_command_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tour's `statement` line is run as written, on the store `usageledger demo` makes (60 days up to today):
+    it named `2026-10`, which a 90-day store no longer holds from late January 2027; `last` never ages."""
+    [line] = [c for c in _shown_commands() if c.startswith("usageledger statement ") and "--csv" in c]
+    assert "statement last " in line, line
+    monkeypatch.chdir(tmp_path)  # its --csv file is written here
+    done = CliRunner().invoke(app, [*shlex.split(line)[1:], "--store", str(demo_command_store)])
+    assert done.exit_code == 0, done.output
+    last = (datetime.now(UTC).date().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    assert last in done.output and "to the cent" in done.output, done.output
+    assert (tmp_path / "statements.csv").read_text().count("\n") > 2

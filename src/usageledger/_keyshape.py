@@ -56,6 +56,20 @@ _UP_TO_AT: Final = re.compile(r"(?<!\S)\S*@")
 QUERY_PASSWORD: Final = re.compile(
     r"((?:[?&]|(?<![^\s'\"]))(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&#\s]+)", re.IGNORECASE
 )
+_CLOSING: Final = ":;,.)]}>\"'"
+"""What ends a sentence or a quote after a URL (``... ?password=pw: connection refused``, ``"...?password=pw".``):
+left outside the password masked before a space or the text's end, where a URL's own query goes on with ``&`` or
+``#``. One character at least is always masked: ``?password=.`` is ``?password=***``."""
+
+
+def _masked_query_password(match: re.Match[str]) -> str:
+    """``?password=`` and its value as ``***``, keeping what closes the sentence after it (:data:`_CLOSING`): it was
+    taken into the value and lost (``?password=***connection refused`` for ``?password=pw: connection refused``)."""
+    value = match.group(2)
+    if value.startswith("'") or match.string[match.end() : match.end() + 1] in ("&", "#"):
+        return f"{match.group(1)}***"
+    kept = value.rstrip(_CLOSING) or value[:1]
+    return f"{match.group(1)}***{value[len(kept) :]}"
 
 
 # A webhook URL whose path is its credential, by the hosts that issue them (Slack's ``hooks.slack.com/services/...``,
@@ -85,7 +99,7 @@ def mask_keys(text: str) -> str:
     above cut to its host and a query's token (``?token=``, ``&sig=``) to ``…``, so no message can echo a key, a store
     password or a webhook's credential."""
     text = _UP_TO_AT.sub(lambda m: URL_PASSWORD.sub(r"\1:***@", m.group()), text)
-    text = QUERY_PASSWORD.sub(r"\1***", text)
+    text = QUERY_PASSWORD.sub(_masked_query_password, text)
     text = WEBHOOK_SHAPED.sub(r"\1/…", text)
     text = _QUERY_TOKEN.sub(r"\1…", text)
     text = _ECHOED_KEY.sub(r"\1…", text)

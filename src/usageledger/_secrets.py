@@ -251,7 +251,9 @@ def redact_url_password(url: str) -> str:
         creds, host = rest.rsplit("@", 1)
         user = creds.split(":", 1)[0]
         url = f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
-    return mask_keys(url)  # a password in the query (`?password=`), which libpq reads too
+    # A password in the query (`?password=`), which libpq reads too: masked whole here, where the text is the URL
+    # alone (mask_keys leaves a closing `.` or `:` before a space outside it, as a message's own punctuation).
+    return mask_keys(QUERY_PASSWORD.sub(r"\1***", url))
 
 
 # --- files that hold a key -----------------------------------------------------------------------------

@@ -452,7 +452,7 @@ def _check_store(url: str, source: str) -> list[Finding]:
         if held is not None:  # a running sync holds the writer's lock: read, as every reading command does
             return _check_store_in_use(url, shown, held)
     try:
-        opened = open_store(url, migrate=False)
+        opened = open_store(url, migrate=False, what="doctor")
     except StoreError as exc:
         fix = (
             "check the URL, that the server runs, and the credentials"

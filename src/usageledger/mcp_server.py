@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, TypeVar, cast
@@ -183,15 +184,19 @@ class _LedgerServer(MCPServer):
         if name in known and (unknown := sorted(set(arguments) - set(known[name]))):
             takes = ", ".join(known[name]) or "no arguments"
             raise ToolError(f"Error executing tool {name}: {unknown[0]}: no such argument; {name} takes {takes}")
-        for arg, value in arguments.items():  # pydantic reads true as 1: `limit: true` gave one entry
+        # pydantic's lax mode reads true as 1 and "5" as 5 (`limit: true` gave one entry, `limit: "5"` five): a
+        # boolean or a string is refused where the schema takes neither, whatever pydantic would make of it.
+        for arg, value in arguments.items():
             schema = known.get(name, {}).get(arg, {})
             types = _types(schema)
-            if isinstance(value, bool) and "boolean" not in types:
+            kind = "boolean" if isinstance(value, bool) else "string" if isinstance(value, str) else None
+            if kind is not None and types and kind not in types:
                 choices = [v for b in schema.get("anyOf", [schema]) for v in b.get("enum", [])]
                 kinds = " or ".join(_KINDS.get(t, t) for t in sorted(types - {"null"}))
                 wanted = f"one of {', '.join(choices)}" if choices else kinds
-                said = "true" if value else "false"
-                raise ToolError(f"Error executing tool {name}: {arg}: {said} is a boolean; give {wanted}")
+                said = ("true" if value else "false") if kind == "boolean" else json.dumps(value)
+                said = said if len(said) <= 60 else said[:57] + "..."
+                raise ToolError(f"Error executing tool {name}: {arg}: {said} is a {kind}; give {wanted}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:

@@ -341,14 +341,27 @@ def check_range(
 
 
 _MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
+_LAST: Final = "last"
+_THIS: Final = ("this", "current")
 
 
-def parse_month(value: str, *, param: str = "MONTH") -> date:
-    """The first day of the month ``YYYY-MM`` names (``forecast --month``, ``statement``, ``close``), or a one-line
-    :class:`~usageledger.errors.ParameterError` naming ``param``."""
-    match = _MONTH.fullmatch(value.strip())
+def parse_month(value: str, *, param: str = "MONTH", today: date | None = None, current: bool = True) -> date:
+    """The first day of the month ``value`` names (``forecast --month``, ``statement``, ``close``), or a one-line
+    :class:`~usageledger.errors.ParameterError` naming ``param``: ``YYYY-MM``, or ``last`` (the whole UTC month
+    before ``today``'s, default the wall clock's) or ``this``/``current`` (``today``'s), so a command written down
+    (the README's ``statement last``, a cron line) never ages. ``current=False`` is a command that never takes the
+    current month (``close``): its hint leaves ``this`` out, and the command refuses it with its own reason."""
+    text = value.strip()
+    word = text.lower()
+    if word == _LAST or word in _THIS:
+        if isinstance(today, datetime):  # a datetime is a date too: its UTC day, as every reader of one takes it
+            today = utc_moment(today, param="today").date()
+        this = (today if today is not None else datetime.now(UTC).date()).replace(day=1)
+        return this if word in _THIS else (this - timedelta(days=1)).replace(day=1)
+    match = _MONTH.fullmatch(text)
     if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
-        raise ParameterError(param, f"{value!r} is not a month; write it as YYYY-MM, like 2026-10")
+        words = "`last`" if not current else "`last` or `this`"
+        raise ParameterError(param, f"{value!r} is not a month; write it as YYYY-MM, like 2026-10, or {words}")
     return date(int(match.group(1)), int(match.group(2)), 1)
 
 
@@ -360,15 +373,16 @@ def utc_moment(value: object, *, param: str = "now") -> datetime:
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def month_start(value: object, *, param: str = "month") -> date:
-    """The first day of the month ``value`` falls in: a ``date``, a ``datetime`` (naive = UTC) or ``YYYY-MM`` text
-    (:func:`parse_month`); the one reader of a month that forecasts, statements and closes take from Python."""
+def month_start(value: object, *, param: str = "month", today: date | None = None) -> date:
+    """The first day of the month ``value`` falls in: a ``date``, a ``datetime`` (naive = UTC) or text
+    (:func:`parse_month`: ``YYYY-MM``, ``last`` or ``this`` as of ``today``, default the wall clock's); the one
+    reader of a month that forecasts, statements and closes take from Python."""
     if isinstance(value, datetime):
         return utc_moment(value, param=param).date().replace(day=1)
     if isinstance(value, date):
         return value.replace(day=1)
     if isinstance(value, str):
-        return parse_month(value, param=param)
+        return parse_month(value, param=param, today=today)
     raise ParameterError(param, f"expected a date or YYYY-MM, got {type(value).__name__}")
 
 

@@ -244,6 +244,23 @@ def test_close_refuses_a_month_the_store_does_not_cover(demo_store_copy: Path) -
         assert sorted({line.month.isoformat() for line in closed_lines(db)}) == ["2026-08-01", "2026-10-01"]
 
 
+def test_close_last_names_the_month_before_today_and_this_is_refused(demo_store_copy: Path) -> None:
+    """`close last` is the month before `--now`'s (2026-11 on 2026-12-02: refused here only for the days the demo
+    store lacks, which names it); `close this` is the current month, refused as `close 2026-12` is."""
+    last = _close(demo_store_copy, "last")
+    assert last.exit_code == 2 and "the store lacks days of 2026-11: 2026-11-20 to 2026-11-30" in last.stderr
+    this = _close(demo_store_copy, "this")
+    assert this.exit_code == 2 and this.stderr.strip() == (
+        "error: MONTH: this (2026-12) has not ended yet (today is 2026-12-02): close a month once it is over"
+    ), this.output
+    typo = _close(demo_store_copy, "lsat")
+    assert typo.exit_code == 2 and typo.stderr.strip() == (
+        "error: MONTH: 'lsat' is not a month; write it as YYYY-MM, like 2026-10, or `last`"
+    ), typo.output
+    partial = _close(demo_store_copy, "last", "--allow-partial")
+    assert partial.exit_code == 0 and "Closed 2026-11" in partial.stdout, partial.output
+
+
 def test_close_shows_each_project_by_name(demo_command_store: Path, tmp_path: Path) -> None:
     """`close` listed the projects it closed by ID alone (proj_3trS...), where `changes`, `report` and `check` name
     them: each project line is its directory name with its ID."""

@@ -4,10 +4,13 @@ non-ASCII characters are refused with one line that shows only the prefix; maski
 from __future__ import annotations
 
 import logging
+import string
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from usageledger import Client
 from usageledger._secrets import mask_keys, normalize_key, redact, redact_url, redact_url_password
@@ -323,6 +326,8 @@ def test_mask_keys_and_redact_url_password_hide_a_password_in_the_query() -> Non
     assert mask_keys(f"cannot connect to {url}: refused") == f"cannot connect to {shown}: refused"
     assert redact_url_password(url) == shown
     assert redact_url_password("postgresql://bob:pw@db/x?password=pw") == "postgresql://bob:***@db/x?password=***"
+    # the URL alone: a password ending in a stop or a colon is masked whole, the mark with it
+    assert redact_url_password("postgresql://bob@db/x?password=pw.:") == "postgresql://bob@db/x?password=***"
 
 
 @pytest.mark.postgres
@@ -387,3 +392,28 @@ def test_a_webhook_url_in_the_wrong_config_key_is_never_echoed(tmp_path: Path) -
     done = run_cli("", "check", "--config", str(config), "--store", str(tmp_path / "s.duckdb"))
     assert done.returncode == 1 and "alerts.daily_budget" in done.stderr, done.stderr
     assert "hooks.slack.com/…" in done.stderr and "SECRETPATH" not in done.stdout + done.stderr
+
+
+_QUERY_CHARS = string.ascii_letters + string.digits + '-._~!$()+,;=:@/?%[]"<>{}'
+"""What a URL's query value may hold as written (``&``, ``#``, a space and a leading ``'`` end or quote it; a
+``*`` is left out, the mask being ``***``)."""
+_AFTER = ["", ": connection refused", '": bad', "&sslmode=require", " (timeout)", "', x", ").", "#f", ".\nnext", ":"]
+
+
+@given(
+    before=st.sampled_from(["", "cannot connect to ", 'url "', "(", "FATAL: "]),
+    password=st.text(_QUERY_CHARS, min_size=1, max_size=30),
+    after=st.sampled_from(_AFTER),
+    tail=st.text(string.ascii_lowercase + " ", max_size=20).map(lambda t: f" {t}" if t else t),
+)
+def test_a_query_password_is_masked_and_the_text_around_it_kept_exact(
+    before: str, password: str, after: str, tail: str
+) -> None:
+    """A `?password=` in a PostgreSQL URL inside an error lost the `:` after it (`?password=*** connection
+    refused`): the value ran to the next space. What closes the sentence is kept; the password never shows."""
+    url = "postgresql://bob@db:5432/ledger?password="
+    masked = mask_keys(f"{before}{url}{password}{after}{tail}")
+    if password not in before + url + after + tail:
+        assert password not in masked
+    if not password.endswith(tuple(":;,.)]}>\"'")):  # a closing mark ending the value may be the sentence's
+        assert masked == f"{before}{url}***{after}{tail}"

@@ -154,6 +154,22 @@ def test_a_month_parses_to_its_first_day() -> None:
     assert parse_month(" 2026-10 ", param="MONTH") == date(2026, 10, 1)
 
 
+def test_last_and_this_month_are_read_from_today() -> None:
+    """`statement last` (a README line, a cron line) never ages as `statement 2026-10` does: `last` is the whole UTC
+    month before today's, across a year's end too; `this` and `current` are today's. A command that never takes the
+    current month (`close`) does not offer `this` in its hint."""
+    january = date(2027, 1, 15)
+    assert parse_month("last", today=january) == date(2026, 12, 1)
+    assert parse_month(" Last ", today=date(2026, 3, 31)) == date(2026, 2, 1)
+    assert [parse_month(w, today=january) for w in ("this", "current", "THIS")] == [date(2027, 1, 1)] * 3
+    with pytest.raises(ParameterError) as caught:
+        parse_month("lats", today=january)
+    assert str(caught.value) == "MONTH: 'lats' is not a month; write it as YYYY-MM, like 2026-10, or `last` or `this`"
+    with pytest.raises(ParameterError) as caught:
+        parse_month("previous", today=january, current=False)
+    assert str(caught.value).endswith("write it as YYYY-MM, like 2026-10, or `last`")
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

@@ -769,6 +769,9 @@ def test_forecasts_statements_and_months_take_any_month_form_and_naive_times_as_
         october = month_statements(store, date(2026, 10, 1))
         assert month_statements(store, "2026-10") == october  # type: ignore[arg-type]
         assert month_statements(store, datetime(2026, 10, 1)) == october
+        # `last` is the month before the one given as today (as `now`, for a forecast), not the wall clock's
+        assert month_statements(store, "last", today=date(2026, 11, 20)) == october  # type: ignore[arg-type]
+        assert build_forecast(store, "this", now=now) == want  # type: ignore[arg-type]
         check_month(store, datetime(2026, 10, 1), today=datetime(2026, 11, 20))
         with pytest.raises(ParameterError, match=r"^month: 'Oct' is not a month"):
             build_forecast(store, "Oct", now=now)  # type: ignore[arg-type]

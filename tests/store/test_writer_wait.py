@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,36 @@ def test_a_writer_waits_for_a_store_another_is_creating_and_never_calls_it_forei
             assert opened.applied_migrations()
     finally:
         timer.join()
+
+
+def test_a_running_demo_is_named_to_a_second_process_not_called_a_sync(tmp_path: Path) -> None:
+    """A second `demo` (or a sync, a top-up) on the store a running `demo` writes was refused with "a running sync":
+    the lock recorded what holds it only for a brief write. A real `usageledger demo` process, stopped while it
+    holds the store, is named for what it is to another real process; a lock an older version wrote (a PID alone)
+    still reads as a sync."""
+    store = str(tmp_path / "demo.duckdb")
+    env = {**os.environ, "COLUMNS": "200"}
+    first = subprocess.Popen(
+        [*CLI, "demo", "--store", store], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (held := writer(store)) is None or held.pid != first.pid:
+            assert first.poll() is None and time.monotonic() < deadline, "the demo never took the store"
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGSTOP)  # it holds the lock while stopped: the second process meets it for sure
+        assert writer(store) == _filelock.Writer(first.pid, "demo")
+        second = subprocess.run([*CLI, "demo", "--store", store], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+        first.kill()
+        first.wait(timeout=30)
+    assert second.returncode == 1, second.stderr
+    assert f"another usageledger process (PID {first.pid}, a running demo) is writing to the store" in second.stderr
+    assert "sync" not in second.stderr, second.stderr
+
+    old = tmp_path / "old.duckdb"
+    Path(f"{old}{_filelock.LOCK_SUFFIX}").write_text("4242\n")
+    with open(f"{old}{_filelock.LOCK_SUFFIX}") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # held, as a writer holds it, so it is read
+        assert writer(str(old)) == _filelock.Writer(4242, "sync")

@@ -61,7 +61,7 @@ def demo(
     start = timeutil.span_start(int(now), days * 86400)
     # The report compares the period with the one before it, so sync that one too.
     sync_start = timeutil.span_start(int(now), 2 * days * 86400)
-    with run_server(instance) as url, open_store(store, on_wait=say) as ledger:
+    with run_server(instance) as url, open_store(store, what="demo", on_wait=say) as ledger:
         org = Org(DEMO_ORG, "sk-admin-demo", url, synthetic=True)
         result = sync(
             ledger,
@@ -103,7 +103,7 @@ def _remove(store: str) -> None:
     if not is_postgres_url(url) and not Path(url).exists():
         raise fail(f"no store at {url}: nothing to remove (pass --store)")
     shown = redact_url_password(url)
-    with open_store(url, on_wait=say) as opened:
+    with open_store(url, what="demo --remove", on_wait=say) as opened:
         if not opened.acquire_sync_lock():
             raise SyncError("a usageledger sync is writing to this store; wait for it to finish and run again")
         try:

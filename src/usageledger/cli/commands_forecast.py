@@ -96,7 +96,8 @@ def forecast(
     org: OrgOpt = None,
     project: ProjectOpt = None,
     month: Annotated[
-        str | None, typer.Option("--month", help="The month to forecast, YYYY-MM (default: this month, UTC).")
+        str | None,
+        typer.Option("--month", help="The month to forecast: YYYY-MM, last or this (default: this month, UTC)."),
     ] = None,
     by: Annotated[
         Literal["project", "team", "model"] | None,
@@ -117,7 +118,7 @@ def forecast(
     """
     one_line_filters(("--project", project))
     now = _now(now_at)
-    target = parse_month(month, param="--month") if month is not None else now.date().replace(day=1)
+    target = parse_month(month, param="--month", today=now.date()) if month is not None else now.date().replace(day=1)
     check_horizon(target, now=now, param="--month")  # before the store is opened
     limit = _amount(budget, "--budget")
     settings = load_config(config)

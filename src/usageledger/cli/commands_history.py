@@ -66,11 +66,12 @@ def changes(
 
 
 def _month(value: str, now: int) -> date:
-    month = timeutil.parse_month(value)
     today = datetime.fromtimestamp(now, UTC).date()
+    month = timeutil.parse_month(value, today=today, current=False)
     if month >= today.replace(day=1):
+        named = f"{month:%Y-%m}" if value.strip() == f"{month:%Y-%m}" else f"{value.strip()} ({month:%Y-%m})"
         raise ParameterError(
-            "MONTH", f"{value} has not ended yet (today is {today.isoformat()}): close a month once it is over"
+            "MONTH", f"{named} has not ended yet (today is {today.isoformat()}): close a month once it is over"
         )
     return month
 
@@ -78,7 +79,13 @@ def _month(value: str, now: int) -> date:
 @app.command()
 @friendly_errors
 def close(
-    month: Annotated[str, typer.Argument(metavar="MONTH", help="The month to close, YYYY-MM (e.g. 2026-10).")],
+    month: Annotated[
+        str,
+        typer.Argument(
+            metavar="MONTH",
+            help="The month to close: YYYY-MM (e.g. 2026-10), or last (the month before this one).",
+        ),
+    ],
     reopen: Annotated[
         bool, typer.Option("--reopen", help="Reopen the month instead: forget its closed figures.")
     ] = False,

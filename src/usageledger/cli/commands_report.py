@@ -696,7 +696,13 @@ def _refuse_days_before_the_costs(db: BaseStore, org: str | None, days: tuple[tu
 @app.command()
 @friendly_errors
 def statement(
-    month: Annotated[str, typer.Argument(metavar="MONTH", help="The month, YYYY-MM (UTC), such as 2026-10.")],
+    month: Annotated[
+        str,
+        typer.Argument(
+            metavar="MONTH",
+            help="The month (UTC): YYYY-MM, such as 2026-10, or last (the month before this one) or this.",
+        ),
+    ],
     by: Annotated[
         Literal["team", "project"],
         typer.Option("--by", help="One statement per team (config [teams], else directory groups) or per project."),
@@ -724,7 +730,8 @@ def statement(
     """Showback: one statement per team or project for a month, lines by model and line item, shared spend
     allocated by a stated rule; the statements add up to the month's costs to the cent, and say so. A closed month
     (`close`) uses the figures closed and lists the later adjustments apart."""
-    first = parse_month(month)
+    today = datetime.now(UTC).date()
+    first = parse_month(month, today=today)
     settings = load_config(config)
     rule = cast(Allocation, allocate or settings.statement_allocate)
     rates = rates_option(currency, fx)
@@ -740,7 +747,6 @@ def statement(
                 example=f"statements.{flag[2:]}",
                 other_outputs=(*outputs[:i], ("--names", names), ("--fx", fx)),
             )
-    today = datetime.now(UTC).date()
     with _database(resolve_store(store, settings), org=org) as db:
         check_month(db, first, today=today, org=org)
         known = db.known_orgs()

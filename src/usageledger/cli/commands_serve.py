@@ -102,7 +102,7 @@ def serve(
     if interval is not None and (is_postgres_url(url) or not Path(url).exists()):
         # A new store (or a PostgreSQL database without the tables) is made now: the periodic sync, whose first run
         # starts now, fills it, and until then the dashboard shows an empty ledger rather than refusing to start.
-        with open_store(url, on_wait=say):
+        with open_store(url, what="serve", on_wait=say):  # makes the store the periodic sync fills
             pass
     with open_for_reading(url):  # a missing or unmigrated store is said now, not on the first page
         pass

@@ -119,7 +119,7 @@ def init(
     try:
         with (
             staged_default_config(target, store_url=store, force=force) as written,
-            open_store(store, migrate=False, on_wait=say) as opened,
+            open_store(store, migrate=False, what="init", on_wait=say) as opened,
         ):
             existed = bool(opened.applied_migrations())
             applied = opened.migrate()

@@ -134,7 +134,8 @@ def build_forecast(
 
     Raises :class:`~usageledger.errors.UsageLedgerError` when the store holds too little history (see ``fit``).
     """
-    month, now = month_start(month), utc_moment(now)
+    now = utc_moment(now)
+    month = month_start(month, today=now.date())  # `last`: the month before `now`'s
     check_horizon(month, now=now)
     check_orgs(db, org, param="org")  # an org the store does not hold was told "run `usageledger sync` first"
     as_of = data_as_of(db, now=now, org=org)

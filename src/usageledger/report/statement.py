@@ -218,7 +218,7 @@ def _month_rows(
 
 def build_statements(db: Database, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """The month's statements (see the module's docstring and :class:`StatementOptions`)."""
-    first = month_start(month)
+    first = month_start(month, today=options.get("today"))
     check_orgs(db, options.get("org"), param="org")  # an org the store does not hold had statements of $0.00
     rows = _month_rows(db, first, next_month(first), options.get("org"))
     return _from_rows(rows, first, options)
@@ -313,7 +313,7 @@ def _from_rows(
 def month_statements(store: BaseStore, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """:func:`build_statements`, but for a month closed by the org(s) in question (``org``, else every org with
     spend in it or a close of it): the figures closed, and the later adjustments per statement (module docstring)."""
-    first = month_start(month)
+    first = month_start(month, today=options.get("today"))
     until = next_month(first)
     org = options.get("org")
     present = build_statements(store, first, **options)

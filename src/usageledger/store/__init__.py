@@ -165,12 +165,15 @@ def open_store(
     migrate: bool = True,
     read_only: bool = False,
     brief: str | None = None,
+    what: str = "sync",
     on_wait: Callable[[str], None] | None = None,
 ) -> BaseStore:
     """Open (and by default migrate) the store at ``url``: a ``postgresql://`` URL or a DuckDB file path.
 
     ``brief`` names a write of a few rows (``credit add``, ``close``): another writer of a DuckDB file waits for it
-    (bounded) rather than being refused, and ``on_wait`` hears once when this one waits for such a write."""
+    (bounded) rather than being refused, and ``on_wait`` hears once when this one waits for such a write. ``what``
+    names a long write (``sync``, ``demo``, ``init``): a process that finds a DuckDB file taken is told what holds
+    it."""
     text = check_store_url(url)
     store: BaseStore
     if is_postgres_url(text):
@@ -180,7 +183,7 @@ def open_store(
     else:
         from usageledger.store.duckdb import DuckDBStore
 
-        store = DuckDBStore(text, read_only=read_only, on_wait=on_wait, brief=brief)
+        store = DuckDBStore(text, read_only=read_only, on_wait=on_wait, brief=brief, what=what)
     if migrate and not read_only:
         try:
             store.migrate()

@@ -4,9 +4,12 @@ DuckDB lets one process hold a file for writing, and then no other process may o
 
 * ``<store>.lock`` is held (``flock``, exclusive) by the one usageledger process that writes the store (``sync``,
   ``init``, ``demo``, ``credit``, ``close``), for as long as it has the store open; it holds that process's PID and,
-  on a second line, what it is: a sync (the default), or a brief write such as ``credit add`` that another writer
-  waits for (bounded, saying so) instead of being refused at once. The kernel drops the lock when the process ends,
-  however it ends, so a file left behind by a dead process never blocks anyone.
+  on a second line, what it is: nothing for a sync (its PID alone, as every version wrote it), ``run NAME``
+  for another long writer (``run demo``, ``run init``), or ``brief NAME`` for a brief write such as
+  ``credit add`` that another writer waits for (bounded, saying so) instead of being refused at once. The messages
+  of a process that finds the store taken name it (a running ``demo`` was called "a running sync"). The kernel
+  drops the lock when the process ends, however it ends, so a file left behind by a dead process never blocks
+  anyone.
 * ``<store>.readers`` is held (``flock``, shared) by a reader that found the store busy, until it has read. The
   writer looks at it between two transactions: while any reader waits, it closes the store and opens it again only
   once every waiting reader is done.
@@ -47,6 +50,7 @@ _UNSAID_GRACE: Final = 1.0
 """Seconds a lock held by a process that has not yet written who it is is looked at again before it is refused."""
 SYNC: Final = "sync"
 _BRIEF: Final = "brief "
+_RUN: Final = "run "
 
 
 class Writer(NamedTuple):
@@ -72,13 +76,14 @@ def _read_pid(fd: int) -> int | None:
 
 
 def _read_writer(fd: int) -> Writer:
-    """What the lock file says: ``PID`` then, on a second line, ``brief NAME`` for a brief writer (a sync says
-    nothing more, as every version before this did)."""
+    """What the lock file says: ``PID`` then, on a second line, ``brief NAME`` for a brief writer or ``run NAME``
+    for a long one (nothing more: a sync, as every version before these lines wrote it)."""
     first, _, second = os.pread(fd, 256, 0).decode("utf-8", "replace").partition("\n")
     pid = int(first.strip()) if first.strip().isdigit() else 0
     second = second.strip()
-    if second.startswith(_BRIEF) and second[len(_BRIEF) :].strip():
-        return Writer(pid, second[len(_BRIEF) :].strip(), brief=True)
+    for mark, brief in ((_BRIEF, True), (_RUN, False)):
+        if second.startswith(mark) and second[len(mark) :].strip():
+            return Writer(pid, second[len(mark) :].strip(), brief=brief)
     return Writer(pid)
 
 
@@ -90,13 +95,19 @@ class WriterLock:
 
     @classmethod
     def acquire(
-        cls, store_path: str, *, brief: str | None = None, on_wait: Callable[[str], None] | None = None
+        cls,
+        store_path: str,
+        *,
+        brief: str | None = None,
+        what: str = SYNC,
+        on_wait: Callable[[str], None] | None = None,
     ) -> WriterLock:
         """Take the lock, or :class:`StoreError` naming the usageledger process that holds it and what it runs.
 
-        ``brief`` names this process's write when it is brief (``credit add``). A brief holder is waited for, up to
-        :data:`BRIEF_WAIT_LIMIT`, and ``on_wait`` hears that once: two top-ups at once both land. A sync is long, so
-        a writer that finds one is refused at once (a second sync would only repeat it)."""
+        ``what`` names this process's long write (``sync``, ``demo``, ``init``), which another process that finds
+        the store taken is told of. ``brief`` names this process's write when it is brief (``credit add``). A brief
+        holder is waited for, up to :data:`BRIEF_WAIT_LIMIT`, and ``on_wait`` hears that once: two top-ups at once
+        both land. A long one is refused at once (a second sync would only repeat it)."""
         fd = os.open(store_path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             started = time.monotonic()
@@ -119,7 +130,9 @@ class WriterLock:
                             f" the store {store_path}…"
                         )
                 time.sleep(0.02 if attempt < _ACQUIRE_TRIES else 0.05)
-            mark = "" if brief is None else f"{_BRIEF}{' '.join(brief.split())}\n"
+            # A sync writes its PID alone, as every version did (docs/STORE.md); any other writer says what it is.
+            kind, name = (_BRIEF, brief) if brief is not None else (_RUN, what)
+            mark = "" if brief is None and what == SYNC else f"{kind}{' '.join(name.split())}\n"
             said = f"{os.getpid()}\n{mark}".encode()
             os.pwrite(fd, said, 0)  # then cut what a longer earlier text left: the file is never seen empty
             os.ftruncate(fd, len(said))

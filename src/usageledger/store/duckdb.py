@@ -23,7 +23,15 @@ import duckdb
 
 from usageledger.errors import StoreError
 from usageledger.store._base import BaseStore
-from usageledger.store._filelock import LOCK_SUFFIX, READERS_SUFFIX, ReaderSignal, WriterLock, reader_turn, writer
+from usageledger.store._filelock import (
+    LOCK_SUFFIX,
+    READERS_SUFFIX,
+    SYNC,
+    ReaderSignal,
+    WriterLock,
+    reader_turn,
+    writer,
+)
 from usageledger.store._types import DEMO_STORE, PreparedWindow, UpsertCounts, WindowWrite
 from usageledger.store.schema import Dialect, TableSpec, tables
 
@@ -65,7 +73,8 @@ class DuckDBStore(BaseStore):
 
     ``on_wait`` hears, once, that a reading store waits for a running sync to release the file, or that a writing
     one waits for a brief writer to finish. ``brief`` names a writing store's brief write (``credit add``), which
-    another writer waits for instead of being refused (see :meth:`WriterLock.acquire`).
+    another writer waits for instead of being refused (see :meth:`WriterLock.acquire`); ``what`` names a long one
+    (``sync``, the default, ``demo``, ``init``) in the messages of the processes that find the store taken.
     """
 
     dialect: ClassVar[Dialect] = "duckdb"
@@ -79,6 +88,7 @@ class DuckDBStore(BaseStore):
         read_only: bool = False,
         on_wait: WaitHandler | None = None,
         brief: str | None = None,
+        what: str = SYNC,
     ) -> None:
         super().__init__(str(path))
         self.path = str(path)
@@ -107,7 +117,7 @@ class DuckDBStore(BaseStore):
                 # Lock files this open creates are removed again if it fails (a typo must leave nothing behind).
                 fresh = [self.path + s for s in (LOCK_SUFFIX, READERS_SUFFIX) if not os.path.exists(self.path + s)]
                 try:
-                    self._writer = WriterLock.acquire(self.path, brief=brief, on_wait=on_wait)
+                    self._writer = WriterLock.acquire(self.path, brief=brief, what=what, on_wait=on_wait)
                     self._readers = ReaderSignal(self.path)
                 except OSError as exc:
                     raise StoreError(
