@@ -259,6 +259,12 @@ def with_v1_fix(exc: APIStatusError, url: str, source: str | None) -> str:
     return text if fix is None else f"{text.removesuffix(f'. {exc.hint}')}. {fix}"
 
 
+_MISSING_SCOPES: Final = re.compile(r"Missing scopes?:\s*((?:[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+[,\s]*)+)", re.I)
+"""The scopes a 403 names (``Missing scopes: api.usage.read.``): scope-shaped words only, the one part of the
+API's text a refusal repeats, since the rest of it may echo the key."""
+_SCOPE: Final = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+", re.I)
+
+
 def key_refusal(exc: APIStatusError, source: str | None, again: str) -> str:
     """The one message for a key the API refused (401) or let read no usage (403, a project key), for every command
     that sends one (``query``, ``sync``): where the key came from (``source``: the variable, such as
@@ -269,9 +275,11 @@ def key_refusal(exc: APIStatusError, source: str | None, again: str) -> str:
     if exc.status_code == 401:
         problem = f"the API refused the admin key{where} ({status}): it is wrong, revoked or for another organization"
     else:
+        scopes = _MISSING_SCOPES.search(exc.message or "")
+        lacks = f"; it lacks {', '.join(_SCOPE.findall(scopes[1]))}" if scopes else ""
         problem = (
-            f"the admin key{where} may not read usage ({status}): it is not an organization admin key with the"
-            " api.usage.read scope"
+            f"the admin key{where} may not read usage ({status}{lacks}): it is not an organization admin key with"
+            " the api.usage.read scope"
         )
     fix = f"set {source} to" if source else "give the org"
     return f"{problem}; {fix} a valid organization admin key (sk-admin-...) and {again} again"

@@ -100,7 +100,7 @@ def test_the_cli_never_shows_the_key_through_faults_dead_ports_and_refused_keys(
         refused = run_cli(admin, "query", "costs", "--start", "3d", "--base-url", pinned.url, "-vv")
         denied = run_cli(project, "query", "costs", "--start", "3d", "--base-url", pinned.url, "-vv")
     assert refused.returncode == 1 and "HTTP 401" in refused.stderr
-    assert denied.returncode == 1 and "HTTP 403" in denied.stderr and "Missing scopes" in denied.stderr
+    assert denied.returncode == 1 and "HTTP 403" in denied.stderr and "lacks api.usage.read" in denied.stderr
     outputs |= {"401 stdout": refused.stdout, "401 stderr": refused.stderr, "403 stderr": denied.stderr}
     outputs |= {
         "403 stdout": denied.stdout,

@@ -446,7 +446,10 @@ def test_cli_a_refused_key_is_said_once_in_one_line_naming_its_variable(
     assert len(line) < 300 and quiet.stdout == ""
     assert [t for t in shown.stderr.splitlines() if "error" in t.lower()] == [line], shown.stderr
     assert "failed" in shown.stdout and "directory" not in shown.output
-    assert "the admin key from OPENAI_ADMIN_KEY may not read usage (HTTP 403 missing_scope)" in project.stderr
+    assert (
+        "the admin key from OPENAI_ADMIN_KEY may not read usage (HTTP 403 missing_scope; it lacks api.usage.read)"
+        in project.stderr
+    )
     assert len(project.stderr.splitlines()) == 1
     (acme,) = config.stderr.splitlines()
     assert "org 'acme': the API refused the admin key from ACME_ADMIN_KEY" in acme and "set ACME_ADMIN_KEY to" in acme
