@@ -88,3 +88,27 @@ def test_a_query_past_the_bound_is_refused_quiet_or_not(emulator_url: str) -> No
         )
     allowed = CliRunner(env={"OPENAI_ADMIN_KEY": NOT_A_KEY}).invoke(app, [*argv, "-q", "--allow-many-requests"])
     assert allowed.exit_code == 1 and "the API refused the admin key" in allowed.stderr, allowed.output
+
+
+def test_many_orgs_are_told_their_total_but_refused_only_for_one_orgs_range(emulator_url: str, tmp_path: Path) -> None:
+    """What a mistyped year makes many is one org's requests, and every org reads the same range: two orgs of 727
+    requests each (1,454) are warned of, not refused, as the first sync of the workers' fifty orgs must not be; a
+    range past the bound for one org is refused, its total said."""
+    config = tmp_path / "two.toml"
+    orgs = "".join(f'[[orgs]]\nname = "{n}"\nkey_env = "KEY_{n.upper()}"\nbase_url = "{emulator_url}"\n' for n in "ab")
+    config.write_text(orgs, encoding="utf-8")
+    store = tmp_path / "s.duckdb"
+    base = ["sync", "--config", str(config), "--store", str(store), "--now", str(EMULATOR_NOW), "--no-directory"]
+    runner = CliRunner(env={"KEY_A": NOT_A_KEY, "KEY_B": NOT_A_KEY + "-b"})
+    many = runner.invoke(app, [*base, "--since", "2021-06-01"])
+    warned = [line for line in many.stderr.splitlines() if line.startswith(("warning:", "error: --since"))]
+    assert warned == [
+        "warning: this sync may take up to 1,454 requests (24 streams, from 2021-06-01, 2 orgs); give a later --since"
+        " or an --until"
+    ], many.output
+    # past the estimate: the emulator's 401 for the made-up keys is what ends it
+    assert many.exit_code == 1 and "the API refused the admin key from KEY_A" in many.stderr, many.output
+    refused = runner.invoke(app, [*base, "--since", "2019-01-01"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.startswith("error: --since: this sync would take up to 2,"), refused.output
+    assert "(24 streams, from 2019-01-01, 2 orgs)" in refused.stderr

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from usageledger.cli._app import (
     settle,
     setup_logging,
 )
-from usageledger.cli._estimate import AllowMany, request_estimate
+from usageledger.cli._estimate import TOO_MANY_REQUESTS, AllowMany, request_estimate
 from usageledger.cli._flags import STORE_HELP, ConfigOpt, FormatOpt, FxOpt, Insecure, StoreOpt, Verbose
 from usageledger.config import (
     Config,
@@ -540,10 +541,18 @@ def _requests_estimate(
         return None
     first = min(p.start for p in reading)
     detail = f"{counted(len(reading), 'stream')}, from {timeutil.iso(first)[:10]}"
+    per_org = Counter[str]()
+    for p in reading:
+        per_org[p.org] += len(p.windows)
+    if len(per_org) > 1:
+        detail += f", {counted(len(per_org), 'org')}"
+    # what is mistyped is a range, and every org reads the same one: the refusal is judged by one org's requests, so
+    # a first sync of fifty orgs (the workers' set-up) is told its total but not refused for being many orgs
+    allowed = allowed or max(per_org.values()) <= TOO_MANY_REQUESTS
     # a first sync reaching back by the config's [sync] since is told by that key, as a config's value is
     param = "--since" if since is not None else "sync.since"
     narrow = "give a later --since or an --until" if since is not None else "shorten sync.since, or give --since"
-    return request_estimate("sync", sum(len(p.windows) for p in reading), detail, narrow, param=param, allowed=allowed)
+    return request_estimate("sync", sum(per_org.values()), detail, narrow, param=param, allowed=allowed)
 
 
 def _flag_int(key: str, value: int, flag: str) -> int:
