@@ -218,9 +218,9 @@ def test_rows_printed_as_blocks_keep_every_column(  # type: ignore[no-untyped-de
         ),
         (
             "sk-proj-" + "a" * 24,
-            "the admin key from OPENAI_ADMIN_KEY may not read usage (HTTP 403 missing_scope; it lacks api.usage.read): it"
-            " is not an organization admin key with the api.usage.read scope; set OPENAI_ADMIN_KEY to a valid organization admin"
-            " key (sk-admin-...) and query again",
+            "the admin key from OPENAI_ADMIN_KEY may not read usage (HTTP 403 missing_scope; it lacks"
+            " api.usage.read): it is not an organization admin key with the api.usage.read scope; set"
+            " OPENAI_ADMIN_KEY to a valid organization admin key (sk-admin-...) and query again",
         ),
     ],
     ids=["401", "403"],
