@@ -648,6 +648,10 @@ def test_check_says_when_the_costs_it_budgets_were_never_synced(emulator_url: st
     text = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
     assert text.exit_code == EXIT_FINDINGS and text.stderr == "", text.output
     assert f"ALERT unchecked: budgets not judged: {never}\n" in text.stdout and "OK" not in text.stdout
+    # the budget's own line says its $0.00 is not a judgement: it had read "checked budget ... is $0.00 against a
+    # budget of $5.00" above the alert that says the same budget was not judged
+    (budget_line,) = [line for line in text.stdout.splitlines() if "against a budget" in line]
+    assert budget_line.endswith("against a budget of $5.00, but its costs are missing (see the unchecked alert)")
     doc = CliRunner().invoke(app, [*argv, "-f", "json"])
     found = json.loads(doc.stdout)
     assert doc.exit_code == EXIT_FINDINGS and doc.stderr == "" and found["fired"] is True, doc.output

@@ -333,6 +333,11 @@ def run_checks(
         db, org, bday, today, budgets=budgeted, forecast=forecast_over is not None, credit=credit_below is not None
     )
     alerts.extend(alert for _, alert in unjudged)
+    if any("budgets" in whats for whats, _ in unjudged):  # "$0.00 against a budget of $5.00" read as judged
+        checks = [
+            f"{c}, but its costs are missing (see the unchecked alert)" if c.startswith("budget ") else c
+            for c in checks
+        ]
 
     anomaly = _anomaly(db, cfg.anomaly, aday, org, project, final)
     subject = "organisation" if project is None else _project_subject(project, names)
