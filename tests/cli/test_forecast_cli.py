@@ -140,8 +140,31 @@ def test_a_month_the_store_covers_in_part_is_said(demo_store: Path) -> None:
 def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
     out = _run("forecast", "--store", str(demo_store), "--now", NOW, "--budget", "1", "--by", "project").stdout
     assert "Forecast 2026-11 as of 2026-11-19" in out and "total" in out
-    assert "Runway: the budget of $1.00 is crossed on 2026-11-01" in out
+    assert "Runway: the budget of $1.00 was crossed on 2026-11-01." in out
     assert "Theil-Sen" in out and "need not add up" in out
+
+
+def test_a_runway_gone_by_is_said_in_the_past(demo_store: Path) -> None:
+    """As of 19 November, `forecast --budget 1` said "is crossed on 2026-11-01 at this rate", a day gone by spoken
+    of as still to come (and `check` "already crossed on 2026-11-01 at this rate"); a month that is over said its
+    budget "is not crossed ... at this rate". A day at or before *as of* was crossed; a day after it is to come."""
+    doc = _json("forecast", "--store", str(demo_store), "--now", NOW)
+    actual, point = Decimal(doc["actual_to_date"]), Decimal(doc["month_end"])
+    ahead = str(((actual + point) / 2).quantize(Decimal("0.01")))
+    args = ("forecast", "--store", str(demo_store), "--now", NOW, "--budget")
+    assert "Runway: the budget of $1.00 was crossed on 2026-11-01.\n" in _run(*args, "1").stdout
+    runway = _json(*args, ahead)["runway"]
+    assert runway > AS_OF.isoformat()
+    assert f"is crossed on {runway} at this rate." in _run(*args, ahead).stdout
+    # the day the spend to date crossed it is *as of* itself at the latest: a budget of all but the last cent
+    exact = str(actual - Decimal("0.01"))
+    assert f"was crossed on {AS_OF}." in _run(*args, exact).stdout
+    over = _run(*args, "1000000", "--month", "2026-10").stdout
+    assert "Runway: the budget of $1,000,000.00 was not crossed in 2026-10.\n" in over
+    assert "is not crossed in 2026-11 at this rate." in _run(*args, "1000000").stdout
+    fired = _json("check", "--store", str(demo_store), "--now", NOW, "--forecast-over", "1", code=EXIT_FINDINGS)
+    [alert] = _alerts(fired, "forecast")
+    assert alert["message"].endswith("; was crossed on 2026-11-01"), alert["message"]
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,7 @@ __all__ = [
     "month_days",
     "quantile",
     "runway",
+    "runway_words",
 ]
 
 WINDOW_DAYS: Final = 56
@@ -321,6 +322,19 @@ def runway(forecast: Forecast, budget: Decimal) -> date | None:
         if total > budget:
             return day.day
     return None
+
+
+def runway_words(forecast: Forecast, day: date | None) -> str:
+    """The runway ``day`` (:func:`runway`) of ``forecast`` in words, as of its *as of*: ``was crossed on DAY`` for a
+    day the spend to date crossed the budget (``forecast --budget`` on 20 November said "is crossed on 2026-11-01 at
+    this rate", a day gone by, as if still to come), ``is crossed on DAY at this rate`` for a day to come; a month
+    that is over ``was not crossed in MONTH``, else ``is not crossed in MONTH at this rate``."""
+    if day is not None:
+        return f"was crossed on {day}" if day <= forecast.as_of else f"is crossed on {day} at this rate"
+    over = forecast.as_of >= forecast.month.replace(
+        day=calendar.monthrange(forecast.month.year, forecast.month.month)[1]
+    )
+    return f"was not crossed in {forecast.label}" if over else f"is not crossed in {forecast.label} at this rate"
 
 
 def credit_runway(
