@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.errors import ParameterError
+from usageledger.report.forecast_out import forecast_line
+from usageledger.report.forecasting import build_forecast
 from usageledger.store import open_store
 from usageledger.store.credit import add_topup, list_topups
 
@@ -407,3 +409,20 @@ def test_a_top_up_dated_after_now_is_not_in_the_balance_yet(demo_store_copy: Pat
     assert Decimal(before["topups"]) == 100 and Decimal(after["topups"]) == 5100
     fired = _json("check", "--store", str(demo_store_copy), "--now", NOW, "--credit-below", "100", code=EXIT_FINDINGS)
     assert len(_alerts(fired, "credit")) == 1
+
+
+def test_on_the_first_no_day_of_the_month_is_said_spent(demo_store: Path) -> None:
+    """At 00:00:01 on 1 November the forecast is as of 31 October: `check --forecast-over` and the report's line said
+    "$0.00 through 2026-10-31", read as October's spend. No day of the month is over: said so; a day later, its
+    spend through that day."""
+    first = "2026-11-01T00:00:01Z"
+    doc = _json("check", "--store", str(demo_store), "--now", first, "--forecast-over", "1", code=EXIT_FINDINGS)
+    [alert] = _alerts(doc, "forecast")
+    assert "(range $" in alert["message"] and "; no day of 2026-11 over yet) against $1.00" in alert["message"]
+    assert "through 2026-10-31" not in alert["message"]
+    with open_store(demo_store, migrate=False, read_only=True) as db:
+        line = forecast_line(build_forecast(db, date(2026, 11, 1), now=datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC)))
+        assert "; no day of 2026-11 over yet; see `usageledger forecast`)" in line.plain, line.plain
+        second = build_forecast(db, date(2026, 11, 1), now=datetime(2026, 11, 2, tzinfo=UTC))
+    spent = _spend(demo_store, date(2026, 11, 1), date(2026, 11, 2)).quantize(Decimal("0.01"))
+    assert f"; ${spent} through 2026-11-01; see" in forecast_line(second).plain
