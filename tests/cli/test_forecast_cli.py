@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
-from usageledger.errors import ParameterError
+from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.report.credit import credit_balance
 from usageledger.report.forecast_out import forecast_line
 from usageledger.report.forecasting import build_forecast
 from usageledger.store import open_store
@@ -426,3 +427,30 @@ def test_on_the_first_no_day_of_the_month_is_said_spent(demo_store: Path) -> Non
         second = build_forecast(db, date(2026, 11, 1), now=datetime(2026, 11, 2, tzinfo=UTC))
     spent = _spend(demo_store, date(2026, 11, 1), date(2026, 11, 2)).quantize(Decimal("0.01"))
     assert f"; ${spent} through 2026-11-01; see" in forecast_line(second).plain
+
+
+def test_costs_that_start_today_are_no_day_to_forecast_from(demo_store_copy: Path) -> None:
+    """A store whose costs start on a month's 1st, read at 05:00 that day (the forecast is as of the day before):
+    `forecast` said the costs start "after 2026-08" of a day of August, and the credit's runway "the store holds 1"
+    day of costs up to a day it holds none of. Now: no day of them is over yet, and the store holds 0."""
+    with open_store(demo_store_copy, migrate=False, read_only=True) as db:
+        first = db.query("SELECT MIN(bucket_start) FROM costs_daily")[0][0].astimezone(UTC).date()
+    at = datetime(first.year, first.month, first.day, 5, tzinfo=UTC)
+    before = first - timedelta(days=1)
+    with open_store(demo_store_copy, migrate=False, read_only=True) as db, pytest.raises(UsageLedgerError) as refused:
+        build_forecast(db, first.replace(day=1), now=at)
+    assert str(refused.value) == (
+        f"the store's costs start on {first}, and no day of them is over yet (a forecast reads whole days, up to"
+        f" {before}); a forecast needs at least 7 of them: sync more history first"
+    )
+    with open_store(demo_store_copy) as db:
+        add_topup(db, org=ORG, day=first, amount=Decimal(50), note=None, now=at)
+        balance = credit_balance(db, now=at)
+    assert balance is not None and balance.runway is None
+    assert balance.runway_note == (
+        f"a forecast needs at least 7 days of costs, the store holds 0 up to {before}: sync more history first"
+    )
+    # a month over before the costs start keeps its own refusal
+    early = pytest.raises(UsageLedgerError, match=rf"^the store's costs start on {first}, after 2026-01: ")
+    with open_store(demo_store_copy, migrate=False, read_only=True) as db, early:
+        build_forecast(db, date(2026, 1, 1), now=at)
