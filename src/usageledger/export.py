@@ -252,7 +252,7 @@ def export(
         for value, param in ((since, "since"), (until, "until"), (changed_since, "changed_since"))
     )
     at = None if as_of is None else timeutil.past_unix(as_of, now=now, param="as_of")  # the ledger's past only
-    timeutil.check_range(start, end, now=now, start_param="since", end_param="until")
+    timeutil.check_range(start, end, now=now, start_param="since", end_param="until", stored=True)
     _check_choice("fmt", fmt, typing.get_args(ExportFormat))
     _check_choice("partition_by", partition_by, (None, "day"))
     check_batch_rows(batch_rows)

@@ -321,10 +321,16 @@ def check_range(
     now: float,
     start_param: str = "start_time",
     end_param: str = "end_time",
+    stored: bool = False,
 ) -> None:
     """Refuse a time range that can hold nothing: reversed or empty (``end`` at or before ``start``), or wholly in
     the future (``start`` at or after ``now``). The one check behind ``query``, ``sync`` and ``export``; the error
-    names the parameter to change (a flag such as ``--since`` when the caller passes one) and shows ISO times."""
+    names the parameter to change (a flag such as ``--since`` when the caller passes one) and shows ISO times.
+
+    ``stored``: the range is read from the store (``export``, ``changes``), whose answer up to now may be empty: a
+    start at ``now`` itself is then answered, and only a later one refused. ``--since 1d`` (today) or today's date,
+    run by cron at 00:00:00 UTC, starts at that very second: it was refused as holding nothing yet, and answered
+    one second later."""
     if start is not None and end is not None and end <= start:
         what = "the same time as" if end == start else "before"
         raise ParameterError(
@@ -333,7 +339,8 @@ def check_range(
         )
     # In whole seconds, as the range is sent: a start within the current second (`--start now`) left an empty
     # [start, now) to the API's own rule, which blamed the end the user never gave. (`now=math.inf`: no bound.)
-    if start is not None and start >= (now if math.isinf(now) else int(now)):
+    current = now if math.isinf(now) else int(now)
+    if start is not None and (start > current if stored else start >= current):
         raise ParameterError(
             start_param,
             f"{iso(start)} is not before now ({iso(int(now))}), so the range holds nothing yet; pick an earlier start",

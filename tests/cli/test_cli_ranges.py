@@ -97,3 +97,33 @@ def test_a_zero_sync_since_in_the_config_is_refused(tmp_path: Path) -> None:
         load_config(config)
     config.write_text('[sync]\nsince = "2d"\n')
     assert load_config(config).sync.since == 2 * 86400
+
+
+MIDNIGHT = timeutil.floor(EMULATOR_NOW, "1d")
+"""2026-11-20T00:00:00Z: the first second of the emulator's today."""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["changes", "--since", "1d"],
+        ["changes", "--since", "2026-11-20"],
+        ["export", "-e", "costs", "-f", "csv", "-o", "-", "--since", "1d"],
+        ["export", "-e", "costs", "-f", "csv", "-o", "-", "--since", "2026-11-20"],
+        ["keys", "--since", "1d", "--now", timeutil.iso(MIDNIGHT)],
+    ],
+)
+def test_today_read_from_the_store_at_midnight_is_answered(
+    synced: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    """`changes --since 1d` (today), or today's date, run by cron at 00:00:00 UTC starts at that very second: it was
+    refused ("is not before now, so the range holds nothing yet"), exit 2, and one second later answered. A range
+    read from the store up to now is answered empty there; a start after now is still refused."""
+    monkeypatch.setattr(timeutil, "now_unix", lambda clock=None: MIDNIGHT if clock is None else int(clock))
+    done = CliRunner().invoke(app, [*argv, "--store", str(synced)])
+    assert done.exit_code == 0, done.output
+    assert "error" not in done.stderr, done.stderr
+    later = [*argv[: argv.index("--since") + 1], "2026-11-21", *argv[argv.index("--since") + 2 :]]
+    refused = CliRunner().invoke(app, [*later, "--store", str(synced)])
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.startswith("error: --since: "), refused.stderr

@@ -16,7 +16,10 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
-from usageledger.errors import ParameterError
+from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.report.credit import credit_balance
+from usageledger.report.forecast_out import forecast_line
+from usageledger.report.forecasting import build_forecast
 from usageledger.store import open_store
 from usageledger.store.credit import add_topup, list_topups
 
@@ -140,8 +143,31 @@ def test_a_month_the_store_covers_in_part_is_said(demo_store: Path) -> None:
 def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
     out = _run("forecast", "--store", str(demo_store), "--now", NOW, "--budget", "1", "--by", "project").stdout
     assert "Forecast 2026-11 as of 2026-11-19" in out and "total" in out
-    assert "Runway: the budget of $1.00 is crossed on 2026-11-01" in out
+    assert "Runway: the budget of $1.00 was crossed on 2026-11-01." in out
     assert "Theil-Sen" in out and "need not add up" in out
+
+
+def test_a_runway_gone_by_is_said_in_the_past(demo_store: Path) -> None:
+    """As of 19 November, `forecast --budget 1` said "is crossed on 2026-11-01 at this rate", a day gone by spoken
+    of as still to come (and `check` "already crossed on 2026-11-01 at this rate"); a month that is over said its
+    budget "is not crossed ... at this rate". A day at or before *as of* was crossed; a day after it is to come."""
+    doc = _json("forecast", "--store", str(demo_store), "--now", NOW)
+    actual, point = Decimal(doc["actual_to_date"]), Decimal(doc["month_end"])
+    ahead = str(((actual + point) / 2).quantize(Decimal("0.01")))
+    args = ("forecast", "--store", str(demo_store), "--now", NOW, "--budget")
+    assert "Runway: the budget of $1.00 was crossed on 2026-11-01.\n" in _run(*args, "1").stdout
+    runway = _json(*args, ahead)["runway"]
+    assert runway > AS_OF.isoformat()
+    assert f"is crossed on {runway} at this rate." in _run(*args, ahead).stdout
+    # the day the spend to date crossed it is *as of* itself at the latest: a budget of all but the last cent
+    exact = str(actual - Decimal("0.01"))
+    assert f"was crossed on {AS_OF}." in _run(*args, exact).stdout
+    over = _run(*args, "1000000", "--month", "2026-10").stdout
+    assert "Runway: the budget of $1,000,000.00 was not crossed in 2026-10.\n" in over
+    assert "is not crossed in 2026-11 at this rate." in _run(*args, "1000000").stdout
+    fired = _json("check", "--store", str(demo_store), "--now", NOW, "--forecast-over", "1", code=EXIT_FINDINGS)
+    [alert] = _alerts(fired, "forecast")
+    assert alert["message"].endswith("; was crossed on 2026-11-01"), alert["message"]
 
 
 @pytest.mark.parametrize(
@@ -384,3 +410,47 @@ def test_a_top_up_dated_after_now_is_not_in_the_balance_yet(demo_store_copy: Pat
     assert Decimal(before["topups"]) == 100 and Decimal(after["topups"]) == 5100
     fired = _json("check", "--store", str(demo_store_copy), "--now", NOW, "--credit-below", "100", code=EXIT_FINDINGS)
     assert len(_alerts(fired, "credit")) == 1
+
+
+def test_on_the_first_no_day_of_the_month_is_said_spent(demo_store: Path) -> None:
+    """At 00:00:01 on 1 November the forecast is as of 31 October: `check --forecast-over` and the report's line said
+    "$0.00 through 2026-10-31", read as October's spend. No day of the month is over: said so; a day later, its
+    spend through that day."""
+    first = "2026-11-01T00:00:01Z"
+    doc = _json("check", "--store", str(demo_store), "--now", first, "--forecast-over", "1", code=EXIT_FINDINGS)
+    [alert] = _alerts(doc, "forecast")
+    assert "(range $" in alert["message"] and "; no day of 2026-11 over yet) against $1.00" in alert["message"]
+    assert "through 2026-10-31" not in alert["message"]
+    with open_store(demo_store, migrate=False, read_only=True) as db:
+        line = forecast_line(build_forecast(db, date(2026, 11, 1), now=datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC)))
+        assert "; no day of 2026-11 over yet; see `usageledger forecast`)" in line.plain, line.plain
+        second = build_forecast(db, date(2026, 11, 1), now=datetime(2026, 11, 2, tzinfo=UTC))
+    spent = _spend(demo_store, date(2026, 11, 1), date(2026, 11, 2)).quantize(Decimal("0.01"))
+    assert f"; ${spent} through 2026-11-01; see" in forecast_line(second).plain
+
+
+def test_costs_that_start_today_are_no_day_to_forecast_from(demo_store_copy: Path) -> None:
+    """A store whose costs start on a month's 1st, read at 05:00 that day (the forecast is as of the day before):
+    `forecast` said the costs start "after 2026-08" of a day of August, and the credit's runway "the store holds 1"
+    day of costs up to a day it holds none of. Now: no day of them is over yet, and the store holds 0."""
+    with open_store(demo_store_copy, migrate=False, read_only=True) as db:
+        first = db.query("SELECT MIN(bucket_start) FROM costs_daily")[0][0].astimezone(UTC).date()
+    at = datetime(first.year, first.month, first.day, 5, tzinfo=UTC)
+    before = first - timedelta(days=1)
+    with open_store(demo_store_copy, migrate=False, read_only=True) as db, pytest.raises(UsageLedgerError) as refused:
+        build_forecast(db, first.replace(day=1), now=at)
+    assert str(refused.value) == (
+        f"the store's costs start on {first}, and no day of them is over yet (a forecast reads whole days, up to"
+        f" {before}); a forecast needs at least 7 of them: sync more history first"
+    )
+    with open_store(demo_store_copy) as db:
+        add_topup(db, org=ORG, day=first, amount=Decimal(50), note=None, now=at)
+        balance = credit_balance(db, now=at)
+    assert balance is not None and balance.runway is None
+    assert balance.runway_note == (
+        f"a forecast needs at least 7 days of costs, the store holds 0 up to {before}: sync more history first"
+    )
+    # a month over before the costs start keeps its own refusal
+    early = pytest.raises(UsageLedgerError, match=rf"^the store's costs start on {first}, after 2026-01: ")
+    with open_store(demo_store_copy, migrate=False, read_only=True) as db, early:
+        build_forecast(db, date(2026, 1, 1), now=at)

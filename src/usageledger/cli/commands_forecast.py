@@ -27,7 +27,7 @@ from usageledger.cli.commands_report import (
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.credit import credit_balance
-from usageledger.report.forecast import Forecast
+from usageledger.report.forecast import Forecast, runway_words
 from usageledger.report.forecast_out import credit_document, credit_line, forecast_document
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
 from usageledger.report.formatting import format_money
@@ -77,10 +77,7 @@ def _render(report: ForecastReport, names: Names) -> RenderableType:
     parts: list[RenderableType] = [table]
     if report.budget is not None:
         budget = format_money(report.budget, cur)
-        if report.runway is None:
-            parts.append(Text(f"Runway: the budget of {budget} is not crossed in {fc.label} at this rate."))
-        else:
-            parts.append(Text(f"Runway: the budget of {budget} is crossed on {report.runway} at this rate."))
+        parts.append(Text(f"Runway: the budget of {budget} {runway_words(fc, report.runway)}."))
     if report.groups:
         parts.append(
             Text("Each row is forecast from its own daily spend: the rows need not add up to the total.", style="dim")

@@ -53,7 +53,7 @@ def changes(
     now = timeutil.now_unix()
     lo = None if since is None else timeutil.since_unix(since, now=now, param="--since")
     hi = None if until is None else timeutil.to_unix(until, now=now, param="--until")
-    timeutil.check_range(lo, hi, now=now, start_param="--since", end_param="--until")  # the one range check
+    timeutil.check_range(lo, hi, now=now, start_param="--since", end_param="--until", stored=True)
     settings = load_config(config)
     overrides = _names(settings, names)  # a bad names file is refused before the store is opened
     with _database(resolve_store(store, settings), org=org) as db:  # warns of a store mixing synthetic and real

@@ -121,7 +121,7 @@ def keys(
     ts = to_unix(now_at, param="--now") if now_at else now_unix()
     now = datetime.fromtimestamp(ts, UTC)
     start = datetime.fromtimestamp(since_unix(since or DEFAULT_SINCE, now=ts, param="--since"), UTC)
-    if start >= now:
+    if start > now:  # at now itself (`--since 1d` at 00:00:00 UTC) the period is today's, which holds nothing yet
         raise ParameterError("--since", f"{since!r} is not in the past; give a date before today or a span (30d)")
     rules = KeyRules(
         unused_after=duration_flag(unused_after, "--unused-after"),

@@ -693,7 +693,7 @@ def export_command(
     config = load_config(config_path)
     now = timeutil.now_unix()
     since_at, until_at = _since(since, now), _time(until, "--until", now)
-    timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until")
+    timeutil.check_range(since_at, until_at, now=now, start_param="--since", end_param="--until", stored=True)
     if format == "focus":
         # Each refusal says why that flag has no place here (`--with-names` was told "--format focus always writes
         # the costs stream", which is no reason to leave out names).

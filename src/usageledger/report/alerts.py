@@ -56,6 +56,8 @@ from usageledger._text import counted
 from usageledger.errors import AlertDeliveryError, UsageLedgerError
 from usageledger.report.credit import credit_balance
 from usageledger.report.finality import FinalEdges, final_only_sql
+from usageledger.report.forecast import runway_words
+from usageledger.report.forecast_out import to_date_words
 from usageledger.report.forecasting import build_forecast
 from usageledger.report.formatting import format_money, format_signed_money
 from usageledger.report.history import Adjustment
@@ -455,16 +457,17 @@ def _forecast_alerts(
     text = (
         f"{subject}: {fc.label} is forecast to end at {format_money(fc.month_end, currency)} "
         f"(range {format_money(fc.low, currency)} to {format_money(fc.high, currency)}; "
-        f"{format_money(fc.actual_to_date, currency)} through {fc.as_of}) against {format_money(limit, currency)}"
+        f"{to_date_words(fc, currency)}) against {format_money(limit, currency)}"
     )
     if report.runway is None:
         return [f"forecast {text}; not crossed this month"], []
-    when = f"crossed on {report.runway}" if report.runway > fc.as_of else f"already crossed on {report.runway}"
+    # "already crossed on 2026-11-01 at this rate" spoke of a day gone by as a rate's: the forecast's own words
+    when = runway_words(fc, report.runway)
     check = f"forecast {text}; {when}"
     if not budget_exceeded(fc.month_end, limit):
         return [check], []
     over = format_money(fc.month_end - limit, currency)
-    return [check], [Alert("forecast", subject, f"forecast over budget by {over}: {text}; {when} at this rate")]
+    return [check], [Alert("forecast", subject, f"forecast over budget by {over}: {text}; {when}")]
 
 
 def _credit_alerts(

@@ -57,6 +57,7 @@ __all__ = [
     "month_days",
     "quantile",
     "runway",
+    "runway_words",
 ]
 
 WINDOW_DAYS: Final = 56
@@ -234,15 +235,17 @@ def _run_errors(series: Sequence[tuple[date, Decimal]], run: int) -> tuple[Decim
     return tuple(errors)
 
 
-def fit(series: Sequence[tuple[date, Decimal]], *, horizon: int = 1) -> Model:
+def fit(series: Sequence[tuple[date, Decimal]], *, horizon: int = 1, as_of: date | None = None) -> Model:
     """Fit the method to a contiguous daily series (oldest first; use :func:`fill_days`) ending on its *as of* day.
 
-    ``horizon``: how many days will be forecast, the length of the runs the range is measured on.
+    ``horizon``: how many days will be forecast, the length of the runs the range is measured on; ``as_of``: the
+    day an empty series ends on, for the refusal of too short a one.
     """
     if len(series) < MIN_DAYS:
+        last = series[-1][0] if series else as_of
         raise UsageLedgerError(
             f"a forecast needs at least {MIN_DAYS} days of costs, the store holds {len(series)} up to "
-            f"{series[-1][0] if series else 'the day forecast from'}: sync more history first"
+            f"{last if last is not None else 'the day forecast from'}: sync more history first"
         )
     model = _fit_line(series)
     run = max(1, horizon)
@@ -285,10 +288,10 @@ def forecast_month(series: Sequence[tuple[date, Decimal]], month: date, *, as_of
             tuple(DayValue(d, v, True) for d, v in actual),
             "The month is over: its figures are the stored spend.",
         )
-    start = min((d for d, _ in known), default=as_of)
-    history = fill_days(known, min(start, as_of), as_of)
+    # No day held up to *as of* is none, not one of zero (costs starting the day after it said "holds 1").
+    history = fill_days(known, min(d for d, _ in known), as_of) if known else []
     todo = [d for d in days if d > as_of]
-    model = fit(history, horizon=len(todo))
+    model = fit(history, horizon=len(todo), as_of=as_of)
     in_month = [(d, v) for d, v in history if d >= first]
     actual_sum = sum((v for _, v in in_month), Decimal(0))
     raw = [(d, model.predict(d)) for d in todo]
@@ -323,6 +326,19 @@ def runway(forecast: Forecast, budget: Decimal) -> date | None:
     return None
 
 
+def runway_words(forecast: Forecast, day: date | None) -> str:
+    """The runway ``day`` (:func:`runway`) of ``forecast`` in words, as of its *as of*: ``was crossed on DAY`` for a
+    day the spend to date crossed the budget (``forecast --budget`` on 20 November said "is crossed on 2026-11-01 at
+    this rate", a day gone by, as if still to come), ``is crossed on DAY at this rate`` for a day to come; a month
+    that is over ``was not crossed in MONTH``, else ``is not crossed in MONTH at this rate``."""
+    if day is not None:
+        return f"was crossed on {day}" if day <= forecast.as_of else f"is crossed on {day} at this rate"
+    over = forecast.as_of >= forecast.month.replace(
+        day=calendar.monthrange(forecast.month.year, forecast.month.month)[1]
+    )
+    return f"was not crossed in {forecast.label}" if over else f"is not crossed in {forecast.label} at this rate"
+
+
 def credit_runway(
     series: Sequence[tuple[date, Decimal]], balance: Decimal, *, as_of: date, horizon: int = CREDIT_HORIZON_DAYS
 ) -> date | None:
@@ -331,8 +347,8 @@ def credit_runway(
     if balance < 0:
         return as_of
     known = [(d, v) for d, v in series if d <= as_of]
-    start = min((d for d, _ in known), default=as_of)
-    model = fit(fill_days(known, start, as_of), horizon=CREDIT_RUN_DAYS)
+    history = fill_days(known, min(d for d, _ in known), as_of) if known else []  # none held: none, not one of zero
+    model = fit(history, horizon=CREDIT_RUN_DAYS, as_of=as_of)
     bias = 1 + (quantile(model.errors, MID_QUANTILE) if model.errors else Decimal(0))
     total = Decimal(0)
     for day, amount in model.path(as_of + timedelta(days=1), horizon):

@@ -22,6 +22,7 @@ __all__ = [
     "forecast_document",
     "forecast_figures",
     "forecast_line",
+    "to_date_words",
 ]
 
 
@@ -76,6 +77,14 @@ def credit_document(balance: CreditBalance | None) -> dict[str, Any] | None:
     }
 
 
+def to_date_words(fc: Forecast, currency: str | None) -> str:
+    """The month's spend so far in words: ``$1,234.56 through 2026-11-19``, or, before a day of the month is over
+    (the 1st, as of the day before), that none is: "$0.00 through 2026-11-30" on 1 December read as November's."""
+    if fc.as_of < fc.month:
+        return f"no day of {fc.label} over yet"
+    return f"{format_money(fc.actual_to_date, currency)} through {fc.as_of}"
+
+
 def forecast_line(report: ForecastReport) -> Text:
     """One line for the terminal report: where this month ends, its range, and the method in brief."""
     fc, cur = report.total, report.currency
@@ -83,7 +92,7 @@ def forecast_line(report: ForecastReport) -> Text:
         (f"Forecast {fc.label} ", "bold"),
         format_money(fc.month_end, cur),
         f" (range {format_money(fc.low, cur)} to {format_money(fc.high, cur)}; "
-        f"{format_money(fc.actual_to_date, cur)} through {fc.as_of}; see `usageledger forecast`)",
+        f"{to_date_words(fc, cur)}; see `usageledger forecast`)",
     )
 
 

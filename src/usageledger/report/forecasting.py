@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Literal
 
 from usageledger.errors import ParameterError, UsageLedgerError
-from usageledger.report.forecast import HISTORY_DAYS, Forecast, fill_days, forecast_month, month_days, runway
+from usageledger.report.forecast import HISTORY_DAYS, MIN_DAYS, Forecast, fill_days, forecast_month, month_days, runway
 from usageledger.report.months import first_cost_day
 from usageledger.report.queries import (
     COSTS_VIEW,
@@ -150,9 +150,14 @@ def build_forecast(
     days = month_days(month)
     start = max(first_data, min(days[0], as_of - timedelta(days=HISTORY_DAYS - 1)))
     last = min(as_of, days[-1])
-    if start > last:
+    if start > last and first_data > days[-1]:
         raise UsageLedgerError(
             f"the store's costs start on {first_data}, after {month:%Y-%m}: there is nothing to forecast it from"
+        )
+    if start > last:  # costs start after *as of* within the month: on its 1st, "after 2026-12" of 1 December
+        raise UsageLedgerError(
+            f"the store's costs start on {first_data}, and no day of them is over yet (a forecast reads whole days,"
+            f" up to {as_of}); a forecast needs at least {MIN_DAYS} of them: sync more history first"
         )
     scope = Scope(org=org, project=project)
     total_series = fill_days(daily_spend(db, start, last, scope).get(None, []), start, last)
