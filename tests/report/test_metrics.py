@@ -151,6 +151,43 @@ def test_today_and_tokens_equal_sql(synced: str) -> None:
     assert requests >= int(req) > 0
 
 
+def test_series_read_zero_on_the_first_of_a_month_and_after_midnight(synced: str) -> None:
+    """A group that spent this month or last keeps its series at 0 when it has no spend in the span: at 00:00 UTC
+    on the 1st every month-to-date and today series had vanished (Grafana's panels said "No data", and a
+    ``sum(...)`` alert had no value to compare), and each midnight every today series did. The store's costs end on
+    2026-11-20; two months on, nothing of them is shown."""
+    nov = {name: {_key(s) for s in _samples(_page(synced), name)} for name in _PERIOD_METRICS}
+    with _reading(synced) as store:
+        first = render_metrics(store, now=datetime(2026, 12, 1, 0, 0, 30, tzinfo=UTC))[0].decode()
+        later = render_metrics(store, now=datetime(2027, 1, 1, 0, 0, 30, tzinfo=UTC))[0].decode()
+    for name in _PERIOD_METRICS:
+        month = "today" if "today" in name else "month_to_date"
+        samples = _samples(first, name)
+        # every group of November's month to date, at 0: today's too, not only the groups that spent today
+        assert {_key(s) for s in samples} == nov[name.replace("today", "month_to_date")] and samples, (month, name)
+        assert all(s.value == 0 for s in samples), name
+        assert _samples(later, name) == [], name
+    # within the month: today has a series for every group of the month to date, the ones with no spend today at 0
+    text = _page(synced)
+    day = {_key(s): s.value for s in _samples(text, "usageledger_today_cost_usd")}
+    assert set(day) == nov["usageledger_month_to_date_cost_usd"]
+    assert 0 < sum(1 for v in day.values() if v == 0) < len(day)
+
+
+_PERIOD_METRICS = (
+    "usageledger_month_to_date_cost_usd",
+    "usageledger_today_cost_usd",
+    "usageledger_month_to_date_tokens",
+    "usageledger_today_tokens",
+    "usageledger_month_to_date_requests",
+    "usageledger_today_requests",
+)
+
+
+def _key(sample: Sample) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(sample.labels.items()))
+
+
 def test_last_sync_time_and_errors_per_stream(synced: str) -> None:
     """Each stream has its last sync time, its watermark and zero sync errors, as ``streams`` records them."""
     text = _page(synced)

@@ -11,6 +11,9 @@ for times):
   ``{org, project_id, project_name, model, line_item}``: spend in USD from the first UTC day of the current month
   (or today, UTC) through now. Costs in another currency are left out (the name says USD). ``model`` is parsed from
   the line item (``"gpt-4o, input"``), empty for line items without one.
+- Every group that spent this month or last has a series in each period family, at 0 where the period has none of
+  its spend: on the 1st at 00:00 UTC (and at each midnight, for ``today``) the series stay, reading 0, where they
+  had vanished and left Grafana's panels without data.
 - ``usageledger_month_to_date_tokens`` and ``usageledger_today_tokens``
   ``{org, project_id, project_name, model, direction}`` (``direction`` is ``input`` or ``output``), and
   ``usageledger_month_to_date_requests`` / ``usageledger_today_requests`` ``{org, project_id, project_name,
@@ -186,6 +189,18 @@ def _add(sums: dict[tuple[str, ...], Decimal], key: tuple[str, ...], value: obje
     sums[key] = sums.get(key, Decimal(0)) + (value if isinstance(value, Decimal) else Decimal(str(value)))
 
 
+def _seen_since(period: Period) -> date:
+    """The first day whose groups get a series: the previous month's first, so that what spent last month or
+    earlier this month reads 0 today and on the 1st (month to date), not "no data": a series that vanished at
+    00:00 UTC left Grafana's panels empty and a `sum(...)` with no value to compare."""
+    return (period.since - timedelta(days=1)).replace(day=1)
+
+
+def _zero(key: tuple[str, ...], *sums: dict[tuple[str, ...], Decimal]) -> None:
+    for one in sums:
+        one.setdefault(key, Decimal(0))
+
+
 def _family(name: str, doc: str, labels: list[str], sums: dict[tuple[str, ...], Decimal]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=labels)
     for key in sorted(sums):
@@ -209,23 +224,22 @@ def _costs(
     store: BaseStore,
     shape: _Shape,
     names: Names,
-    month: datetime,
+    period: Period,
     today: datetime,
-    end: datetime,
     left_out: frozenset[str],
 ) -> list[Metric]:
     # Grouped by line item first, the model parsed from the few groups (not from every row).
     rows = store.query(
-        f"SELECT org, project_id, {LINE_ITEM_MODEL} AS model, line_item, today, amount FROM ("
-        "SELECT org, project_id, line_item, bucket_start >= %s AS today, SUM(amount_value) AS amount "
-        f"FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s AND lower(currency) = %s "
-        "GROUP BY 1, 2, 3, 4) c",
-        [today, month, end, CURRENCY],
+        f"SELECT org, project_id, {LINE_ITEM_MODEL} AS model, line_item, this_month, today, amount FROM ("
+        "SELECT org, project_id, line_item, bucket_start >= %s AS this_month, bucket_start >= %s AS today, "
+        f"SUM(amount_value) AS amount FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s "
+        "AND lower(currency) = %s GROUP BY 1, 2, 3, 4, 5) c",
+        [period.start, today, day_start(_seen_since(period)), period.end, CURRENCY],
     )
     labels = shape.cost_labels()
     mtd: dict[tuple[str, ...], Decimal] = {}
     day: dict[tuple[str, ...], Decimal] = {}
-    for org, project, model, line_item, is_today, amount in rows:
+    for org, project, model, line_item, this_month, is_today, amount in rows:
         if org in left_out:
             continue
         values = {"org": [_text(org)], "model": [_text(model)], "line_item": [_text(line_item)]}
@@ -233,7 +247,9 @@ def _costs(
         key = tuple(
             v for label in ("org", "project", "model", "line_item") if label in shape.labels for v in values[label]
         )
-        _add(mtd, key, amount)
+        _zero(key, mtd, day)
+        if this_month:
+            _add(mtd, key, amount)
         if is_today:
             _add(day, key, amount)
     return [
@@ -247,21 +263,24 @@ def _costs(
 def _usage(
     store: BaseStore, shape: _Shape, names: Names, period: Period, today: datetime, left_out: frozenset[str]
 ) -> list[Metric]:
-    inner, params = token_usage_sql(Scope(), period)
+    inner, params = token_usage_sql(Scope(), Period(_seen_since(period), period.end))
     rows = store.query(
-        "SELECT org, project_id, model, bucket_start >= %s AS today, SUM(input_tokens), SUM(output_tokens), "
-        f"SUM(requests) FROM ({inner}) u GROUP BY 1, 2, 3, 4",
-        [today, *params],
+        "SELECT org, project_id, model, bucket_start >= %s AS this_month, bucket_start >= %s AS today, "
+        f"SUM(input_tokens), SUM(output_tokens), SUM(requests) FROM ({inner}) u GROUP BY 1, 2, 3, 4, 5",
+        [period.start, today, *params],
     )
     labels = shape.usage_labels()
     tokens: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
     requests: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
-    for org, project, model, is_today, inp, out, req in rows:
+    for org, project, model, this_month, is_today, inp, out, req in rows:
         if org in left_out:
             continue
         values = {"org": [_text(org)], "model": [_text(model)], "project": _project_labels(project, names)}
         key = tuple(v for label in ("org", "project", "model") if label in shape.labels for v in values[label])
-        for which in ("mtd", "today") if is_today else ("mtd",):
+        _zero((*key, "input"), tokens["mtd"], tokens["today"])
+        _zero((*key, "output"), tokens["mtd"], tokens["today"])
+        _zero(key, requests["mtd"], requests["today"])
+        for which in ("mtd", "today") if is_today else ("mtd",) if this_month else ():
             _add(tokens[which], (*key, "input"), inp)
             _add(tokens[which], (*key, "output"), out)
             _add(requests[which], key, req)
@@ -353,7 +372,7 @@ def render_metrics(
     names = resolve_names(store, overrides=overrides, distinct=False) if "project" in labels else Names()
     left_out = _left_out(store)
     families = [
-        *_costs(store, shape, names, period.start, today_start, period.end, left_out),
+        *_costs(store, shape, names, period, today_start, left_out),
         *_usage(store, shape, names, period, today_start, left_out),
         *_sync(store),
     ]
