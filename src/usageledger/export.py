@@ -50,6 +50,7 @@ from usageledger._paths import (
     remove_made,
     temp_beside,
 )
+from usageledger._text import json_line
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
@@ -629,8 +630,8 @@ def _write_one(
             _JSON.encode({"endpoint": endpoint, **{k: _json_value(v) for k, v in record.items()}})
             for record in _records(batch)
         ]
-        if lines:
-            out.write(b"\n".join(lines) + b"\n")
+        if lines:  # one record a line, for str.splitlines() too: a name's U+2028 is written escaped
+            out.write(json_line(b"\n".join(lines) + b"\n"))
         count += batch.num_rows
     return count
 

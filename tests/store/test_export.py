@@ -230,6 +230,7 @@ HOSTILE = [
     "\tTab first",
     "\rCR then =1+1",
     "mid\rdle",
+    "line\u2028separator\x85next",
     'two\nlines, "quoted"',
 ]
 """Text a spreadsheet runs as a formula (OWASP's starts), or that could split a CSV record (a bare carriage return)."""
@@ -242,7 +243,7 @@ def test_csv_text_cannot_run_as_a_formula_and_each_row_is_one_record(
     spreadsheet runs, and one holding a bare `\\r` (which Python's csv quotes only when it is in the line terminator)
     was written unquoted and read back as two records. Text that starts as a formula now starts with an apostrophe,
     every row is one record, negative amounts stay numbers, a boolean is `true`/`false` as `query` writes it, and
-    JSON Lines keep the text as it is."""
+    JSON Lines keep the text as it is, each record one line for `str.splitlines()` too (a raw U+2028 split it)."""
     url = new_store("duckdb", tmp_path / "h.duckdb")
     completions = Stream.create("completions", "1d", ("project_id", "batch"))
     with open_store(url) as db:
@@ -276,4 +277,5 @@ def test_csv_text_cannot_run_as_a_formula_and_each_row_is_one_record(
         assert sorted(r["batch"] for r in csv.DictReader(io.StringIO(out.getvalue().decode()))) == ["false", "true"]
         out = io.BytesIO()
         export(db, "jsonl", out, endpoints=["costs"])
-        assert sorted(json.loads(line)["line_item"] for line in out.getvalue().splitlines()) == sorted(HOSTILE)
+        lines = out.getvalue().decode().splitlines()  # str.splitlines() breaks at U+2028 and NEL too
+        assert sorted(json.loads(line)["line_item"] for line in lines) == sorted(HOSTILE)

@@ -32,7 +32,7 @@ from usageledger._options import (
     key_refusal,
     with_v1_fix,
 )
-from usageledger._text import counted
+from usageledger._text import counted, json_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
 from usageledger.cli._app import app, comma_list, console, err_console, fail, friendly_errors, say, setup_logging
@@ -132,7 +132,7 @@ def _write_jsonl(found: Iterator[rows.Row]) -> None:
     for row in found:
         # Times in the ISO form that `export` writes, so both commands' JSON lines compare as they are.
         iso_row = {k: timeutil.iso(int(v)) if k in _TIMES and v is not None else v for k, v in row.items()}
-        out.write(_JSON.encode(iso_row).decode())
+        out.write(json_line(_JSON.encode(iso_row)).decode())  # one line, for str.splitlines() too
         out.write("\n")
 
 
