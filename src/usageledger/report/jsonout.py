@@ -61,9 +61,10 @@ def decimal_string(value: Decimal) -> str:
     return f"{value:f}"
 
 
-def dumps(document: Document) -> str:
-    """The one JSON serializer of the command line's documents (keys in the order they were built)."""
-    return json.dumps(document, default=_default, indent=2, ensure_ascii=False)
+def dumps(document: Document, *, ascii_only: bool = False) -> str:
+    """The one JSON serializer of the command line's documents (keys in the order they were built); ``ascii_only``
+    writes every character past ASCII as its escape, for an output that cannot encode it."""
+    return json.dumps(document, default=_default, indent=2, ensure_ascii=ascii_only)
 
 
 def period_document(period: Period) -> Document:
