@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from difflib import get_close_matches
 from typing import Final
 
-__all__ = ["closest", "counted", "one_line", "spreadsheet_text", "terminal_safe"]
+__all__ = ["closest", "counted", "json_line", "one_line", "spreadsheet_text", "terminal_safe"]
 
 _UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """What data must not send to a terminal: C0 and C1 controls but the newline and the tab (ESC starts the sequences
@@ -42,6 +42,24 @@ def spreadsheet_text(text: str) -> str:
     written after an apostrophe (``'=cmd|...``), which shows it as the text it is. Only for text: an amount such as
     ``-0.08`` is a number and stays as it is."""
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+_LINE_BREAKS_JSON_KEEPS: Final = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
+"""The line breaks JSON may leave raw in a string (NEL, LINE and PARAGRAPH SEPARATOR), as UTF-8, and their escapes."""
+
+
+def json_line(encoded: bytes) -> bytes:
+    """UTF-8 JSON with NEL, U+2028 and U+2029 written as their escapes (``\\u2028``): the same value, and a JSON
+    Lines record that is one line for every reader, Python's ``str.splitlines()`` too (which breaks at them, as
+    JavaScript once did). In UTF-8 their bytes are never part of another character, so the replacement is exact."""
+    for raw, escape in _LINE_BREAKS_JSON_KEEPS:
+        if raw in encoded:
+            encoded = encoded.replace(raw, escape)
+    return encoded
 
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:

@@ -23,7 +23,6 @@ succeeded, so a failed export leaves no partial file and never truncates one.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import shutil
@@ -41,6 +40,7 @@ import msgspec
 import pyarrow as pa
 
 from usageledger import catalogue, timeutil
+from usageledger._csv import CsvWriter, plain_decimal
 from usageledger._paths import (
     is_stream,
     make_folder,
@@ -50,6 +50,7 @@ from usageledger._paths import (
     remove_made,
     temp_beside,
 )
+from usageledger._text import json_line
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
@@ -95,10 +96,7 @@ class ExportResult:
 
 def format_decimal(value: Decimal) -> str:
     """Exact decimal text without the store's trailing zeros: ``0.060000000000000000`` -> ``0.06``."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return plain_decimal(value)
 
 
 def _schema(spec: TableSpec, with_names: bool = False) -> pa.Schema:
@@ -135,14 +133,6 @@ def bucket_filter(
             where.append(f"{col}{column} IN ({', '.join(['%s'] * len(values))})")
             params.extend(values)
     return where, params
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format_decimal(value)
-    if isinstance(value, datetime):
-        return _utc_text(value)
-    return value
 
 
 def _utc_text(value: datetime) -> str:
@@ -602,16 +592,17 @@ def write_parquet(out: IO[bytes], schema: pa.Schema, batches: Iterator[pa.Table]
 
 
 def write_csv(out: IO[bytes], columns: Sequence[str], batches: Iterator[pa.Table], *, header: bool = True) -> int:
-    """Write ``columns`` of ``batches`` as UTF-8 CSV (exact decimals, UTC times ending in ``Z``, empty for null),
-    after a header row when ``header``; the number of rows written."""
+    """Write ``columns`` of ``batches`` as UTF-8 CSV through the command line's one writer (:class:`CsvWriter`:
+    exact decimals, UTC times ending in ``Z``, empty for null, ``true``/``false``, text a spreadsheet would run as a
+    formula after an apostrophe, one record per row), after a header row when ``header``; the number of rows
+    written."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator="\n")
+    writer = CsvWriter(text, decimal=format_decimal)
     if header:
-        writer.writerow(columns)
+        writer.header(columns)
     count = 0
     for batch in batches:
-        for record in _records(batch):
-            writer.writerow([_text(record[n]) for n in columns])
+        writer.writerows([record[n] for n in columns] for record in _records(batch))
         count += batch.num_rows
     text.flush()
     text.detach()
@@ -639,8 +630,8 @@ def _write_one(
             _JSON.encode({"endpoint": endpoint, **{k: _json_value(v) for k, v in record.items()}})
             for record in _records(batch)
         ]
-        if lines:
-            out.write(b"\n".join(lines) + b"\n")
+        if lines:  # one record a line, for str.splitlines() too: a name's U+2028 is written escaped
+            out.write(json_line(b"\n".join(lines) + b"\n"))
         count += batch.num_rows
     return count
 

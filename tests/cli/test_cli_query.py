@@ -7,6 +7,7 @@ import io
 import json
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from usageledger import Client, catalogue, rows
 from usageledger.cli import app
+from usageledger.emulator import Emulator, EmulatorConfig, run_server
 from usageledger.timeutil import iso
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -249,3 +251,35 @@ def test_csv_of_a_range_with_no_rows_is_the_header_alone(run) -> None:  # type: 
     done = run("costs", "--start", START, "--end", END, "--project-ids", "proj_none", "-f", "csv")
     assert done.exit_code == 0, done.output
     assert done.stdout == ",".join(rows.row_keys(catalogue.get("costs"))) + "\n"
+
+
+def test_csv_text_from_the_api_cannot_run_as_a_formula(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IDs and models come from the API: one of `=cmd|' /C calc'!A0` went into `query --format csv` as a formula a
+    spreadsheet runs, and one holding a bare carriage return split its row in two. Through the one CSV writer
+    `export` uses, such text starts with an apostrophe, each row is one record and the amounts stay numbers; JSON
+    lines write U+2028 escaped."""
+    hostile = ["=cmd|' /C calc'!A0", "-2+3", "@evil", "mid\rdle", "two\nlines", "line\u2028separator"]
+    day = EMULATOR_NOW - EMULATOR_NOW % 86_400 - 86_400
+    records = [
+        {"endpoint": "completions", "time": day + 60 * i, "project_id": text, "model": "gpt-4o-2024-08-06",
+         "num_model_requests": 1, "input_tokens": 1000 + i, "output_tokens": 10}
+        for i, text in enumerate(hostile)
+    ]  # fmt: skip
+    replay = tmp_path / "usage.jsonl"
+    replay.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    with run_server(Emulator(EmulatorConfig(replay=replay, now=EMULATOR_NOW))) as url:
+        args = ["--start", iso(day), "--end", iso(day + 86_400), "--base-url", url, "-f", "csv"]
+        usage = CliRunner().invoke(app, ["query", "completions", "--group-by", "project_id", *args])
+        costs = CliRunner().invoke(app, ["query", "costs", "--group-by", "project_id", *args])
+        jsonl = CliRunner().invoke(app, ["query", "completions", "--group-by", "project_id", *args[:-1], "jsonl"])
+    assert usage.exit_code == 0 and costs.exit_code == 0, usage.output + costs.output
+    formula = ("=", "+", "-", "@", "\t", "\r")
+    expected = sorted("'" + t if t.startswith(formula) else t for t in hostile)
+    for done in (usage, costs):
+        table = list(csv.DictReader(io.StringIO(done.stdout, newline="")))
+        assert sorted(r["project_id"] for r in table) == expected
+        assert None not in table[0] and all(None not in r.values() for r in table)  # no row split or run over
+    assert all(Decimal(r["amount_value"]) > 0 for r in csv.DictReader(io.StringIO(costs.stdout, newline="")))
+    # JSON lines keep the text as it is, each record one line for str.splitlines() too (a raw U+2028 split it)
+    assert sorted(json.loads(line)["project_id"] for line in jsonl.stdout.splitlines()) == sorted(hostile)

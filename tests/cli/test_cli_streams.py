@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,25 @@ def test_an_export_onto_a_full_disk_names_where_it_was_writing(argv: list[str], 
     assert done.returncode == 1, done.stderr
     place = "standard output" if where else "/dev/full"
     assert done.stderr == f"error: No space left on device: {place}\n"
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_json_document_on_an_output_that_is_not_utf8_loses_no_character(
+    encoding: str, demo_store: Path, tmp_path: Path
+) -> None:
+    """`report --format json` on such an output (a legacy console, a cron job's `PYTHONIOENCODING`) wrote `?` for a
+    name's `名` and Latin-1 bytes for its `Ü`: a document no JSON reader takes as UTF-8, with the name lost. Every
+    character past ASCII is now its JSON escape: ASCII bytes, the same names."""
+    doc = json.loads(_run("report", "--store", str(demo_store), "--format", "json", redirect="").stdout)
+    project = next(r["project_id"] for r in doc["spend_by_project"] if r["project_id"])
+    name = "Ünïcødé 名前 🚀"
+    (tmp_path / "names.csv").write_text(f"kind,id,name\nproject,{project},{name}\n", encoding="utf-8")
+    done = subprocess.run(
+        [*CLI, "report", "--store", str(demo_store), "--format", "json", "--names", str(tmp_path / "names.csv")],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONIOENCODING": encoding},
+    )
+    assert done.returncode == 0, done.stderr
+    again = json.loads(done.stdout.decode("ascii"))  # JSON readers take UTF-8, of which ASCII is a part
+    assert {r["project_id"]: r["name"] for r in again["spend_by_project"]}[project] == name

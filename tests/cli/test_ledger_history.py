@@ -124,6 +124,10 @@ def test_as_of_changes_and_deltas_after_a_restating_sync(
     assert spent and all(Decimal(r["delta"]) == Decimal(r["new"] or 0) - Decimal(r["old"] or 0) for r in spent)
     in_period = sum((Decimal(r["delta"]) for r in spent if r["bucket_start"] < "2026-11-21"), Decimal(0))
     assert Decimal(first) + in_period == Decimal(revised)
+    # usage's whole counts are JSON integers as in every document (the log's "-621.000000000000000000" was written)
+    counts = [r for r in changes["restatements"] if r["table"] != "costs"]
+    assert counts and all(type(r[k]) is int or r[k] is None for r in counts for k in ("old", "new", "delta"))
+    assert all(isinstance(r["delta"], str) for r in changes["restatements"] if r["table"] == "costs")
     before = json.loads(ok(["changes", "--store", store_url, "--until", str(moment), "-f", "json"], url, tmp_path))
     assert before["restatements"] == []  # the first sync read every bucket for the first time
     text = ok(["changes", "--store", store_url], url, tmp_path)

@@ -220,3 +220,62 @@ def test_cli_export_to_stdout_and_file(store: BaseStore, tmp_path: Path, monkeyp
     assert len(target.read_text().splitlines()) == 10
     bad = runner.invoke(app, ["export", "--store", url, "-f", "csv", "--partition-by", "day"])
     assert bad.exit_code == 2 and "--partition-by" in bad.stderr
+
+
+HOSTILE = [
+    "=cmd|' /C calc'!A0",
+    "+SUM(1,2)",
+    "-2+3",
+    "@evil",
+    "\tTab first",
+    "\rCR then =1+1",
+    "mid\rdle",
+    "line\u2028separator\x85next",
+    'two\nlines, "quoted"',
+]
+"""Text a spreadsheet runs as a formula (OWASP's starts), or that could split a CSV record (a bare carriage return)."""
+
+
+def test_csv_text_cannot_run_as_a_formula_and_each_row_is_one_record(
+    tmp_path: Path, new_store: Callable[[str, Path], str]
+) -> None:
+    """Names and line items come from the API: a line item of `=cmd|' /C calc'!A0` went into the CSV as a formula a
+    spreadsheet runs, and one holding a bare `\\r` (which Python's csv quotes only when it is in the line terminator)
+    was written unquoted and read back as two records. Text that starts as a formula now starts with an apostrophe,
+    every row is one record, negative amounts stay numbers, a boolean is `true`/`false` as `query` writes it, and
+    JSON Lines keep the text as it is, each record one line for `str.splitlines()` too (a raw U+2028 split it)."""
+    url = new_store("duckdb", tmp_path / "h.duckdb")
+    completions = Stream.create("completions", "1d", ("project_id", "batch"))
+    with open_store(url) as db:
+        db.register_stream("acme", COSTS)
+        rows = [
+            {"bucket_start": T0, "bucket_end": T0 + DAY, "project_id": "p1", "line_item": text,
+             "amount_value": Decimal("-0.08") if i % 2 else Decimal("1.5"), "currency": "usd", "quantity": None,
+             "quantity_unit": None}
+            for i, text in enumerate(HOSTILE)
+        ]  # fmt: skip
+        db.commit_window(WindowWrite("acme", COSTS, rows, T0, T0 + DAY, "r", T0))
+        db.register_stream("acme", completions)
+        usage = [
+            {"bucket_start": T0, "bucket_end": T0 + DAY, "project_id": "p1", "batch": batch, "num_model_requests": 1}
+            for batch in (True, False)
+        ]
+        db.commit_window(WindowWrite("acme", completions, usage, T0, T0 + DAY, "r", T0))
+        out = io.BytesIO()
+        export(db, "csv", out, endpoints=["costs"])
+        records = list(csv.reader(io.StringIO(out.getvalue().decode(), newline="")))
+        header, body = records[0], records[1:]
+        assert len(body) == len(HOSTILE) and all(len(r) == len(header) for r in body)
+        cells = [dict(zip(header, r, strict=True)) for r in body]
+        formula = ("=", "+", "-", "@", "\t", "\r")
+        assert sorted(c["line_item"] for c in cells) == sorted("'" + t if t.startswith(formula) else t for t in HOSTILE)
+        assert sorted(c["amount_value"] for c in cells) == sorted(
+            "-0.08" if i % 2 else "1.5" for i in range(len(HOSTILE))
+        )
+        out = io.BytesIO()
+        export(db, "csv", out, endpoints=["completions"])
+        assert sorted(r["batch"] for r in csv.DictReader(io.StringIO(out.getvalue().decode()))) == ["false", "true"]
+        out = io.BytesIO()
+        export(db, "jsonl", out, endpoints=["costs"])
+        lines = out.getvalue().decode().splitlines()  # str.splitlines() breaks at U+2028 and NEL too
+        assert sorted(json.loads(line)["line_item"] for line in lines) == sorted(HOSTILE)

@@ -622,6 +622,27 @@ def say(text: str, to: Console | None = None) -> None:
     (to or _err_console()).print(mask_keys(text), highlight=False, markup=False, soft_wrap=True)
 
 
+def stdout_is_utf8() -> bool:
+    """Whether standard output encodes every character (UTF-8); ``PYTHONIOENCODING=latin-1`` or a legacy console's
+    code page does not, and :func:`usageledger.cli.standard_streams` has it write ``?`` for what it cannot."""
+    import codecs
+
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        return codecs.lookup(encoding).name.startswith("utf")
+    except LookupError:
+        return False
+
+
+def echo_json(document: dict[str, Any]) -> None:
+    """Print a ``--format json`` document on stdout: every command's one way. Where standard output is not UTF-8,
+    every character past ASCII is written as its escape (``\\u00dc``): the same JSON, where it was a ``?`` in place
+    of a name's ``Ü`` or ``名``, data lost in a file a script reads."""
+    from usageledger.report.jsonout import dumps
+
+    typer.echo(dumps(document, ascii_only=not stdout_is_utf8()))
+
+
 def announce(text: str, to: Console) -> None:
     """:func:`say` for a server's status lines (ready, stopped): a daemon started with its output closed or on a
     full disk (`serve ... >&-`) serves on without them, where any other command fails on an output it cannot write.

@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger.cli._app import _click, app, console, friendly_errors, open_for_writing, resolve_store, say
+from usageledger.cli._app import _click, app, console, echo_json, friendly_errors, open_for_writing, resolve_store, say
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
 from usageledger.cli.commands_report import (
     _amount,
@@ -31,7 +31,6 @@ from usageledger.report.forecast import Forecast, runway_words
 from usageledger.report.forecast_out import credit_document, credit_line, forecast_document
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
 from usageledger.report.formatting import format_money
-from usageledger.report.jsonout import dumps
 from usageledger.report.months import check_covered, first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
@@ -135,7 +134,7 @@ def forecast(
             say(f"warning: the store lacks days of {target:%Y-%m}: {gaps_text(gaps)}; they count as nothing spent")
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
     if output_format == "json":
-        typer.echo(dumps(forecast_document(report, id_names)))
+        echo_json(forecast_document(report, id_names))
     else:
         console.print(_render(report, id_names))
 
@@ -259,7 +258,7 @@ def credit_add(
         alike = [t for t in list_topups(db, org=owner) if (t.day, t.amount, t.note) == (when, value, note)]
         added = add_topup(db, org=owner, day=when, amount=value, note=note)
     if output_format == "json":
-        typer.echo(dumps(_topup_row(added)))
+        echo_json(_topup_row(added))
     else:
         console.print(
             f"Recorded top-up {added.id}: {format_money(added.amount, None)} for {added.org} on {added.day}",
@@ -290,7 +289,7 @@ def credit_list(
         topups = list_topups(db, org=org)
         balance = credit_balance(db, now=_now(now_at), org=org)
     if output_format == "json":
-        typer.echo(dumps({"topups": [_topup_row(t) for t in topups], "balance": credit_document(balance)}))
+        echo_json({"topups": [_topup_row(t) for t in topups], "balance": credit_document(balance)})
         return
     if not topups:
         console.print("No top-ups recorded: `usageledger credit add DAY AMOUNT` records one.", markup=False)

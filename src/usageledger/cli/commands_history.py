@@ -9,14 +9,14 @@ import typer
 
 from usageledger import timeutil
 from usageledger._text import counted
-from usageledger.cli._app import app, console, friendly_errors, open_for_writing, resolve_store, say
+from usageledger.cli._app import app, console, echo_json, friendly_errors, open_for_writing, resolve_store, say
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, OrgOpt, StoreOpt
 from usageledger.cli.commands_report import _database, _names
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money
 from usageledger.report.history import changes as read_changes
-from usageledger.report.jsonout import changes_document, dumps
+from usageledger.report.jsonout import changes_document
 from usageledger.report.months import check_month, gaps_text, missing_days
 from usageledger.report.names import resolve_names, with_id
 from usageledger.report.tables import DataTable, label, number
@@ -60,7 +60,7 @@ def changes(
         found = read_changes(db, since=lo, until=hi, org=org)
         id_names = resolve_names(db, org=org, overrides=overrides)
     if output_format == "json":
-        typer.echo(dumps(changes_document(found, id_names)))
+        echo_json(changes_document(found, id_names))
     else:
         console.print(render_changes(found, id_names, rows_each=limit_rows or CHANGES_ROWS))
 

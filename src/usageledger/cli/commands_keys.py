@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 
 from usageledger._text import one_line
-from usageledger.cli._app import app, console, friendly_errors, resolve_store, say
+from usageledger.cli._app import app, console, echo_json, friendly_errors, resolve_store, say
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NowOpt, OrgOpt, StoreOpt
 from usageledger.cli.commands_report import _database
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_count, format_money
-from usageledger.report.jsonout import dumps, keys_document
+from usageledger.report.jsonout import keys_document
 from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys, key_span
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
@@ -133,7 +133,7 @@ def keys(
         names = resolve_names(db, org=org)
     _missing_sources(data)
     if output_format == "json":
-        typer.echo(dumps(keys_document(data)))
+        echo_json(keys_document(data))
     else:
         console.print(render_keys(data, names))
         if not data.keys:

@@ -13,7 +13,6 @@ that stops early (``| head``) ends the command at once; a table holds at most :d
 from __future__ import annotations
 
 import contextlib
-import csv
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal, get_args
@@ -23,6 +22,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from usageledger import catalogue, rows, timeutil
+from usageledger._csv import CsvWriter
 from usageledger._http import ArrayFormat
 from usageledger._options import (
     base_url_from,
@@ -32,7 +32,7 @@ from usageledger._options import (
     key_refusal,
     with_v1_fix,
 )
-from usageledger._text import counted
+from usageledger._text import counted, json_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
 from usageledger.cli._app import app, comma_list, console, err_console, fail, friendly_errors, say, setup_logging
@@ -106,14 +106,22 @@ def _write_csv(endpoint: catalogue.Endpoint, batches: Iterator[list[rows.Row]]) 
     refused at its first request (a key the API refuses, a wrong base URL) wrote the header first, so `> costs.csv`
     left a file that read as a valid CSV of no rows beside the error."""
     keys = rows.row_keys(endpoint)
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    header = [keys]
+    # the one CSV writer: text a spreadsheet would run as a formula after an apostrophe, numbers as the API sent
+    # their digits (never an exponent: 1E-7 is 0.0000001), a row one record whatever its text holds
+    writer = CsvWriter(sys.stdout, decimal=lambda value: format(value, "f"))
+    header = True
     for batch in batches:
-        writer.writerows(header)
-        header = []
-        writer.writerows([_cell(k, row.get(k)) for k in keys] for row in batch)
+        if header:
+            writer.header(keys)
+            header = False
+        writer.writerows([_csv_value(k, row.get(k)) for k in keys] for row in batch)
         sys.stdout.flush()
-    writer.writerows(header)
+    if header:
+        writer.header(keys)
+
+
+def _csv_value(name: str, value: Any) -> object:
+    return timeutil.iso(int(value)) if name in _TIMES and value is not None else value
 
 
 _JSON: Final = msgspec.json.Encoder(decimal_format="number")
@@ -124,7 +132,7 @@ def _write_jsonl(found: Iterator[rows.Row]) -> None:
     for row in found:
         # Times in the ISO form that `export` writes, so both commands' JSON lines compare as they are.
         iso_row = {k: timeutil.iso(int(v)) if k in _TIMES and v is not None else v for k, v in row.items()}
-        out.write(_JSON.encode(iso_row).decode())
+        out.write(json_line(_JSON.encode(iso_row)).decode())  # one line, for str.splitlines() too
         out.write("\n")
 
 

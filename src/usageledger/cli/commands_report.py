@@ -23,6 +23,7 @@ from usageledger.cli._app import (
     app,
     console,
     describe_os_error,
+    echo_json,
     err_console,
     fail,
     file_in_the_way,
@@ -71,7 +72,7 @@ from usageledger.report.fx import BASE_CURRENCY, ConvertedCosts, fx_document, fx
 from usageledger.report.history import adjustments, before_the_log, watermarks_unlogged
 from usageledger.report.history import as_of as history_as_of
 from usageledger.report.html import render_html
-from usageledger.report.jsonout import check_document, dumps, reconcile_document, teams_document
+from usageledger.report.jsonout import check_document, reconcile_document, teams_document
 from usageledger.report.keys import key_span
 from usageledger.report.months import check_month, first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
@@ -385,7 +386,7 @@ def report(
         by_team = spend_by_team(data.spend_by_project, teams)
         if json_out:
             doc = teams_document(data, by_team, id_names)
-            typer.echo(dumps(doc if rates is None else {**doc, "fx": fx_document(rates, used)}))
+            echo_json(doc if rates is None else {**doc, "fx": fx_document(rates, used)})
         else:
             console.print(render_teams(data, by_team, id_names))
         if fx_said and rates is not None:
@@ -396,7 +397,7 @@ def report(
         document = outlook_document(data, id_names, outlook, credit)
         if rates is not None:
             document["fx"] = fx_document(rates, used)
-        typer.echo(dumps(document))
+        echo_json(document)
     elif html is None and png is None:
         console.print(render_report(data, id_names))
         if outlook is not None:
@@ -497,7 +498,7 @@ def reconcile(
     with _database(resolve_store(store, settings), org=org) as db:
         result = run_reconcile(db, period, Scope(org=org), tolerance=tol)
     if output_format == "json":
-        typer.echo(dumps(reconcile_document(result)))
+        echo_json(reconcile_document(result))
     else:
         console.print(render_reconcile(result))
     if fail_over and result.differences:
@@ -659,7 +660,7 @@ def check(
         if not any(a.kind == "unchecked" and a.message.endswith(gap) for a in result.alerts):
             say(f"warning: {gap}")
     if output_format == "json":
-        typer.echo(dumps(check_document(result)))
+        echo_json(check_document(result))
     else:
         # Piped into a log or a mail, every alert stays on one line, however long: never wrapped at 80 columns.
         console.print(render_check(result, cfg.anomaly), soft_wrap=not console.is_terminal)
@@ -762,7 +763,7 @@ def statement(
         result = month_statements(db, first, by=by, allocation=rule, teams=teams, org=org, fx=rates, today=today)
     json_out = output_format == "json"
     if json_out:
-        typer.echo(dumps(statement_document(result, id_names, warnings=warnings)))
+        echo_json(statement_document(result, id_names, warnings=warnings))
     else:
         console.print(render_statements(result, id_names))
     said = err_console if json_out else console

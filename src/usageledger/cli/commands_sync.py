@@ -28,6 +28,7 @@ from usageledger.cli._app import (
     EXIT_USAGE,
     app,
     comma_list,
+    echo_json,
     fail,
     file_in_the_way,
     friendly_errors,
@@ -922,7 +923,7 @@ def status(
     # running sync waits for this reader to let the file go.
     from usageledger.report.credit import credit_balance
     from usageledger.report.forecast_out import credit_document, credit_line
-    from usageledger.report.jsonout import dumps, status_document
+    from usageledger.report.jsonout import status_document
     from usageledger.store.directory import directory_summary
     from usageledger.sync._safety import stream_states_now
 
@@ -935,7 +936,7 @@ def status(
         if output_format == "json":
             document = status_document(url, states, options, directory)
             document["credit"] = credit_document(credit)
-            typer.echo(dumps(document))
+            echo_json(document)
         else:
             _print_status(states, url, options)
             for d in directory:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.catalogue import BucketWidth
@@ -23,7 +23,7 @@ from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Sc
 from usageledger.report.reconcile import ReconcileResult
 from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
-from usageledger.store import StreamState
+from usageledger.store import StreamState, tables
 from usageledger.store.directory import DirectorySummary
 from usageledger.sync_options import SyncOptions
 from usageledger.timeutil import iso
@@ -61,9 +61,10 @@ def decimal_string(value: Decimal) -> str:
     return f"{value:f}"
 
 
-def dumps(document: Document) -> str:
-    """The one JSON serializer of the command line's documents (keys in the order they were built)."""
-    return json.dumps(document, default=_default, indent=2, ensure_ascii=False)
+def dumps(document: Document, *, ascii_only: bool = False) -> str:
+    """The one JSON serializer of the command line's documents (keys in the order they were built); ``ascii_only``
+    writes every character past ASCII as its escape, for an output that cannot encode it."""
+    return json.dumps(document, default=_default, indent=2, ensure_ascii=ascii_only)
 
 
 def period_document(period: Period) -> Document:
@@ -208,6 +209,16 @@ def adjustment_document(adj: Adjustment, names: Names) -> Document:
     }
 
 
+_COUNTS: Final = frozenset((t.name, c.name) for t in tables() for c in t.endpoint.metrics if c.type == "int")
+"""The (table, metric) pairs that are whole counts: every usage metric (tokens, requests, bytes), never costs'."""
+
+
+def _metric_value(table: str, metric: str, value: Decimal | None) -> Decimal | int | None:
+    """A restated value as its metric is written everywhere: a usage count a JSON integer (``-13562``, not the
+    revision log's ``"-13562.000000000000000000"``), costs' amounts and quantities decimal strings."""
+    return int(value) if value is not None and (table, metric) in _COUNTS else value
+
+
 def changes_document(changes: Changes, names: Names | None = None) -> Document:
     """Every restatement of the span (row and metric: old, new, delta) and every closed month's adjustment."""
     names = names or Names()
@@ -224,9 +235,9 @@ def changes_document(changes: Changes, names: Names | None = None) -> Document:
                 "group": {k: v for k, v in r.group},
                 "group_label": r.group_label(names),
                 "metric": r.metric,
-                "old": r.old,
-                "new": r.new,
-                "delta": r.delta,
+                "old": _metric_value(r.table, r.metric, r.old),
+                "new": _metric_value(r.table, r.metric, r.new),
+                "delta": _metric_value(r.table, r.metric, r.delta),
                 "entries": r.entries,
                 "last_seen": r.last_seen,
                 "after_close": r.after_close,

@@ -7,7 +7,6 @@ and, when converted, the currency and the day rates used. For a closed month, it
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 from collections.abc import Callable, Sequence
@@ -19,7 +18,8 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger import timeutil
-from usageledger._text import counted, spreadsheet_text
+from usageledger._csv import CsvWriter
+from usageledger._text import counted
 from usageledger.report.formatting import format_money
 from usageledger.report.fx import BASE_CURRENCY
 from usageledger.report.jsonout import decimal_string
@@ -225,31 +225,27 @@ def statement_csv(statements: MonthStatements, names: Names) -> str:
     converted."""
     name = _owner_name(statements, names)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["month", "by", "owner", "name", "kind", "model", "line_item", "amount", "currency"])
+    # the one CSV writer: names come from the API and from files, so text a spreadsheet would run as a formula
+    # (`=cmd|...`) is written after an apostrophe; amounts are Decimals, numbers a spreadsheet adds (`-0.08` too)
+    writer = CsvWriter(out, decimal=decimal_string)
+    writer.header(["month", "by", "owner", "name", "kind", "model", "line_item", "amount", "currency"])
     month = f"{statements.month:%Y-%m}"
-    text = spreadsheet_text  # names come from the API and from files: `=cmd|...` must not run as a formula
     for s in statements.statements:
         for line in s.lines:
             kind = "shared" if line.shared else "direct"
             writer.writerow(
-                [month, statements.by, text(s.owner), text(name(s.owner)), kind, text(line.model or ""),
-                 text(line.line_item or ""), decimal_string(line.amount), statements.currency]
+                [month, statements.by, s.owner, name(s.owner), kind, line.model or "", line.line_item or "",
+                 line.amount, statements.currency]
             )  # fmt: skip
-        writer.writerow(
-            [month, statements.by, text(s.owner), text(name(s.owner)), "total", "", "", decimal_string(s.total),
-             statements.currency]
-        )  # fmt: skip
+        writer.writerow([month, statements.by, s.owner, name(s.owner), "total", "", "", s.total, statements.currency])
     for a in statements.adjustments:  # apart from the closed figures: present minus closed, per statement
         since = "since the close at " + _closes(statements)
-        writer.writerow(
-            [month, statements.by, text(a.owner), text(name(a.owner)), "adjustment", "", since,
-             decimal_string(a.amount), statements.currency]
-        )  # fmt: skip
+        writer.writerow([month, statements.by, a.owner, name(a.owner), "adjustment", "", since, a.amount,
+                         statements.currency])  # fmt: skip
     # a rate is no amount in USD: "USD" there let a sum of the file's USD amounts add up the rates
     per = f"{statements.currency} per {BASE_CURRENCY}"
     for day, rate in statements.rates:
-        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), decimal_string(rate), per])
+        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), rate, per])
     return out.getvalue()
 
 
