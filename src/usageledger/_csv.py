@@ -18,11 +18,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TextIO
 
 from usageledger._text import spreadsheet_text
+from usageledger.timeutil import iso_moment
 
 __all__ = ["CsvWriter", "plain_decimal"]
 
@@ -62,8 +63,7 @@ class CsvWriter:
         if isinstance(value, float):  # its shortest exact text (0.1, not 0.1000000000000000055511151231257827)
             return plain_decimal(Decimal(repr(value)))
         if isinstance(value, datetime):
-            aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-            return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return iso_moment(value)
         if isinstance(value, date):
             return value.isoformat()
         raise TypeError(f"cannot write {type(value).__name__} to CSV")

@@ -137,7 +137,7 @@ def bucket_filter(
 
 def _utc_text(value: datetime) -> str:
     """A time as ``2026-11-20T00:00:00Z``; a naive one is UTC (:func:`_records` reads the store's times so)."""
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timeutil.iso_moment(value)
 
 
 def _records(batch: pa.Table) -> list[dict[str, Any]]:

@@ -399,9 +399,18 @@ def next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
+_ISO: Final = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def iso(ts: int) -> str:
     """``ts`` as an ISO 8601 UTC string, for messages and reports."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime(_ISO)
+
+
+def iso_moment(value: datetime) -> str:
+    """A time as ``2026-11-20T00:00:00Z`` (a naive one is UTC, :func:`utc_moment`): the one text of a time that
+    JSON documents, CSV cells and exports write."""
+    return utc_moment(value).strftime(_ISO)
 
 
 def months(first: int, last: int) -> list[tuple[str, int, int]]:

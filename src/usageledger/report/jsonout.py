@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, cast
 
@@ -26,7 +26,7 @@ from usageledger.report.trend import summarise
 from usageledger.store import StreamState, tables
 from usageledger.store.directory import DirectorySummary
 from usageledger.sync_options import SyncOptions
-from usageledger.timeutil import iso
+from usageledger.timeutil import iso, iso_moment
 
 __all__ = [
     "adjustment_document",
@@ -49,8 +49,7 @@ def _default(value: object) -> object:
     if isinstance(value, Decimal):
         return decimal_string(value)
     if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_moment(value)
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
