@@ -129,7 +129,8 @@ def _shown_commands() -> list[str]:
 def _parse_shown(line: str) -> str | None:
     """Why the command line (as `_shown_commands` gives it) would not parse, or None. A command named without its
     arguments (`usageledger close`, in a sentence) is a mention; a positional in capitals (`ENDPOINT`, `FILE`) is a
-    placeholder, so only that line's options are checked."""
+    placeholder, and `--help` (`usageledger query --help`, which lists the endpoints) asks for no arguments, so only
+    that line's options are checked."""
     words = shlex.split(line)[1:]
     command: Any = typer.main.get_command(app)
     path: list[str] = []
@@ -138,8 +139,8 @@ def _parse_shown(line: str) -> str | None:
         command = command.commands[words.pop(0)]
     if hasattr(command, "commands"):  # `usageledger credit`, named in a sentence, is a mention
         return f"{words[0]} is no command{' of ' + path[0] if path else ''}" if words else None
-    if any(re.fullmatch(r"[A-Z][A-Z_]*", word) for word in words):
-        takes = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    if "--help" in words or any(re.fullmatch(r"[A-Z][A-Z_]*", word) for word in words):
+        takes = {"--help"} | {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
         unknown = [w for w in words if w.startswith("-") and w.partition("=")[0] not in takes]
         return f"no such option: {', '.join(unknown)}" if unknown else None
     try:
@@ -163,6 +164,8 @@ def test_every_command_the_readme_shows_parses_as_written() -> None:
     assert not refused, refused
     assert _parse_shown("usageledger sync --sinse 90d") == "NoSuchOption: No such option: --sinse"
     assert _parse_shown("usageledger query ENDPOINT --fromat csv") == "no such option: --fromat"
+    assert _parse_shown("usageledger query --help") is None
+    assert _parse_shown("usageledger query --help --fromat csv") == "no such option: --fromat"
     assert _parse_shown("usageledger credit nothing") == "nothing is no command of credit"
 
 

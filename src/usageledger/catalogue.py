@@ -1,4 +1,4 @@
-"""The endpoint catalogue: every fact about the twelve endpoints, in one table.
+"""The endpoint catalogue: every fact about every endpoint, in one table.
 
 Everything else in the package (client methods, pre-flight validation, CLI choices, the emulator's routes
 and rules, the store's tables, the sync plan) reads these records. Adding an endpoint is one record here

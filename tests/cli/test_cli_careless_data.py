@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from usageledger import catalogue
 from usageledger.cli import app
 from usageledger.errors import ParameterError
 from usageledger.store import open_store
@@ -20,6 +21,9 @@ from usageledger.timeutil import check_range
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.leaks import assert_no_secret, canary_key
+
+ENDPOINTS = len(catalogue.ENDPOINTS)
+"""What an export without --endpoint writes: every catalogue endpoint, one file each."""
 
 LAST_WEEK = ("--since", "2026-11-13")
 """The demo store's last week (it ends at EMULATOR_NOW, 2026-11-20): enough rows of every endpoint for the exports
@@ -40,23 +44,23 @@ def test_an_export_of_every_endpoint_to_a_file_name_is_refused_not_made_a_folder
     assert done.exit_code == 2, done.output
     stem = name.rpartition(".")[0]
     assert done.stderr == (
-        f"error: --output: {name} is named as one file, but {fmt} of 12 endpoints writes a directory of files;"
+        f"error: --output: {name} is named as one file, but {fmt} of {ENDPOINTS} endpoints writes a directory of files;"
         f" pass a directory ({stem}/), or one --endpoint for one file\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     for folder in (f"{name}/", stem):  # the last week: what is made, not how much, is the point
         made = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", fmt, "-o", folder, *LAST_WEEK])
         assert made.exit_code == 0, made.output
-        assert len(list(Path(folder).iterdir())) == 12
+        assert len(list(Path(folder).iterdir())) == ENDPOINTS
 
 
 def test_every_endpoint_as_csv_to_stdout_names_the_flag(demo_store: Path) -> None:
     """`export -f csv` of a whole store to stdout said "csv to stdout holds one endpoint", naming no flag, exit 1."""
     done = CliRunner().invoke(app, ["export", "--store", str(demo_store), "-f", "csv"])
     assert done.exit_code == 2, done.output
-    assert done.stderr.startswith("error: --endpoint: csv to stdout holds one endpoint, and 12 are chosen; "), (
-        done.stderr
-    )
+    assert done.stderr.startswith(
+        f"error: --endpoint: csv to stdout holds one endpoint, and {ENDPOINTS} are chosen; "
+    ), done.stderr
     assert done.stdout == ""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from usageledger import catalogue
 from usageledger.cli import app
 from usageledger.cli._estimate import MANY_REQUESTS, TOO_MANY_REQUESTS
 
@@ -18,6 +19,15 @@ from fixtures.emulator import EMULATOR_NOW
 NOT_A_KEY = "not-an-admin-key"
 """The emulator refuses it at the first request (401): a run that gets past the estimate ends there, at once."""
 
+STREAMS = len(catalogue.ENDPOINTS)
+"""A sync without a config reads every endpoint daily, one stream each (``store.default_streams``)."""
+
+
+def _requests(usage_windows: int, costs_windows: int, orgs: int = 1) -> str:
+    """The requests a default sync of ``orgs`` orgs takes, from the windows of one daily stream (31 days a request
+    for usage, 180 for costs): counted from the catalogue, so a new endpoint changes no number written here."""
+    return f"{orgs * (len(catalogue.USAGE_ENDPOINTS) * usage_windows + costs_windows):,}"
+
 
 def _sync(emulator_url: str, store: Path, *argv: str, key: str = FAKE_ADMIN_KEY):  # type: ignore[no-untyped-def]
     base = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "-q"]
@@ -25,11 +35,11 @@ def _sync(emulator_url: str, store: Path, *argv: str, key: str = FAKE_ADMIN_KEY)
 
 
 @pytest.mark.parametrize(
-    ("since", "requests", "first"),
-    [("2000-01-01", "3,542", "2000-01-01"), ("1000000000", "3,319", "2001-09-09")],
+    ("since", "windows", "first"),
+    [("2000-01-01", (317, 55), "2000-01-01"), ("1000000000", (297, 52), "2001-09-09")],
 )
 def test_a_sync_reaching_back_decades_is_refused_before_any_request(
-    emulator_url: str, tmp_path: Path, since: str, requests: str, first: str
+    emulator_url: str, tmp_path: Path, since: str, windows: tuple[int, int], first: str
 ) -> None:
     """`sync --since 2000-01-01` (or Unix seconds of 2001) is refused in one line naming --since, the requests it
     would take, the day it reaches back to and the fix; nothing is sent and no store is left behind."""
@@ -37,8 +47,8 @@ def test_a_sync_reaching_back_decades_is_refused_before_any_request(
     done = _sync(emulator_url, store, "--since", since)
     assert done.exit_code == 2, done.output
     assert done.stderr == (
-        f"error: --since: this sync would take up to {requests} requests (12 streams, from {first}); give a later"
-        " --since or an --until, or pass --allow-many-requests to send them\n"
+        f"error: --since: this sync would take up to {_requests(*windows)} requests ({STREAMS} streams, from {first});"
+        " give a later --since or an --until, or pass --allow-many-requests to send them\n"
     )
     assert list(tmp_path.iterdir()) == []
     # allowed, the same run goes on to its first request: the refused key (401) is what stops it now
@@ -103,12 +113,14 @@ def test_many_orgs_are_told_their_total_but_refused_only_for_one_orgs_range(emul
     many = runner.invoke(app, [*base, "--since", "2021-06-01"])
     warned = [line for line in many.stderr.splitlines() if line.startswith(("warning:", "error: --since"))]
     assert warned == [
-        "warning: this sync may take up to 1,454 requests (24 streams, from 2021-06-01, 2 orgs); give a later --since"
-        " or an --until"
+        f"warning: this sync may take up to {_requests(65, 12, orgs=2)} requests ({2 * STREAMS} streams, from"
+        " 2021-06-01, 2 orgs); give a later --since or an --until"
     ], many.output
     # past the estimate: the emulator's 401 for the made-up keys is what ends it
     assert many.exit_code == 1 and "the API refused the admin key from KEY_A" in many.stderr, many.output
     refused = runner.invoke(app, [*base, "--since", "2019-01-01"])
     assert refused.exit_code == 2, refused.output
-    assert refused.stderr.startswith("error: --since: this sync would take up to 2,"), refused.output
-    assert "(24 streams, from 2019-01-01, 2 orgs)" in refused.stderr
+    assert refused.stderr.startswith(
+        f"error: --since: this sync would take up to {_requests(93, 17, orgs=2)} requests ({2 * STREAMS} streams, from"
+        " 2019-01-01, 2 orgs)"
+    ), refused.output

@@ -20,7 +20,7 @@ MANY_REQUESTS: Final = 100
 """Past this many requests, the command warns before starting and says how to narrow the range."""
 TOO_MANY_REQUESTS: Final = 1_000
 """Past this many, it refuses to start without :data:`ALLOW_FLAG`: about 25 years of one daily usage endpoint (31
-days a request), or three of the twelve a sync reads by default; at the live API's pace, most of an hour or more."""
+days a request), or three of the endpoints a sync reads by default; at the live API's pace, most of an hour or more."""
 ALLOW_FLAG: Final = "--allow-many-requests"
 
 AllowMany = Annotated[
