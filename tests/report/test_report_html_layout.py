@@ -170,3 +170,20 @@ def test_screenshots_show_dark_legends_and_fit_the_window(opened: BrowserPage, t
         crop = tmp_path / f"{slug}-legend-{width}.png"
         legend.screenshot(path=str(crop))
         assert _ink(crop) > 0.03, f"{slug}'s legend has almost no dark pixels: washed out"
+
+
+def test_on_a_360_px_phone_every_table_fits_its_panel(report_file: Path, module_browser_page: BrowserPage) -> None:
+    """At 360 px the five-column tables of `report --html` (spend and tokens by model, the top movers) scrolled inside
+    their panels, each cut mid-figure at the panel's edge (`+$51.` of `+$51.22`); the dashboard's phone rules, which
+    set them tighter, are now the report's own, so every panel holds its table whole."""
+    page = module_browser_page.page
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.goto(report_file.as_uri())
+    page.wait_for_load_state("load")
+    panels = page.evaluate(
+        "() => [...document.querySelectorAll('section.panel')].filter(p => p.querySelector('table'))"
+        ".map(p => [p.querySelector('h2').textContent, p.scrollWidth - p.clientWidth])"
+    )
+    assert len(panels) >= 6
+    assert [(title, cut) for title, cut in panels if cut > 1] == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360

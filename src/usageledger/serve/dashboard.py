@@ -113,17 +113,9 @@ border:1px solid #ddd;border-radius:6px;background:#fafafa}
 .provisional-note{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #d9a400;background:#fff8e1}
 .drill a{color:inherit}
 .live-note{margin:-.4rem 0 1rem;font-size:.8rem;color:#555}
-@media (max-width:480px){
-body{padding-left:8px;padding-right:8px}
-section.panel{padding:8px 6px}
-table.sortable th,table.sortable td{padding:4px 2px;font-size:11px}
-table.sortable th{white-space:normal}
-table.sortable td:first-child{min-width:4.5em}
-}
 </style>"""
-"""The dashboard's own rules (the report's stylesheet is the HTML report's). On a phone the tables are set tighter
-(smaller type, headings that wrap), so the figures of the widest ones (tokens by model, the top movers: five columns)
-fit a 360 px screen: they scrolled inside their panels, cut mid-number at its edge (``+$1`` of ``+$193.27``)."""
+"""The dashboard's own rules: its filters and notes. The rest is the HTML report's stylesheet, phone rules included
+(tables set tighter below 480 px, so the five-column ones fit a 360 px screen on the page and in ``report --html``)."""
 
 
 def _link(params: Mapping[str, str | None], **changes: str | None) -> str:
