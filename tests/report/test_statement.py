@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser
 from typer.testing import CliRunner, Result
 
 from usageledger._text import one_line
@@ -538,3 +539,39 @@ def test_a_team_project_or_model_report_lists_only_its_own_closed_month_adjustme
     restated = [line for line in check.stdout.splitlines() if line.startswith("ALERT restated")]
     assert len(restated) == 1 and projects[-1] in restated[0], check.stdout
     assert "1 closed-month figure moved" in check.stdout
+
+
+MONEY_CELLS = """() => [...document.querySelectorAll('td')].filter(c => /^-?\\$[0-9]/.test(c.textContent.trim()))
+  .map(c => [c.textContent.trim(), getComputedStyle(c).textAlign, getComputedStyle(c).fontVariantNumeric])"""
+"""Every table cell holding an amount (`$1,241.36`, `-$0.50`): its text, alignment and figure style."""
+
+
+@pytest.fixture
+def long_names_page(store: str, tmp_path: Path) -> Path:
+    """`statement --html` by project, each project named by a 90-character slug with no space to wrap at."""
+    owners = [s["owner"] for s in _json(MONTH, "--store", store, "--by", "project")["statements"]]
+    names = tmp_path / "names.json"
+    slugs = {o: f"MarketingCopy{'AndOn' * 15}Number{i}" for i, o in enumerate(owners)}
+    names.write_text(json.dumps({"projects": slugs}), encoding="utf-8")
+    page = tmp_path / "statement.html"
+    _run("statement", MONTH, "--store", store, "--by", "project", "--names", str(names), "--html", str(page))
+    return page
+
+
+def test_the_html_statement_fits_a_phone_with_its_figures_aligned(long_names_page: Path, browser: Browser) -> None:
+    """The statement page had no viewport line, so a phone drew it 980 px wide and shrank it to a third; a project
+    name with no space pushed its table past the screen; and the direct and shared columns were left-aligned in
+    proportional figures, so amounts did not line up. At 375 px it is now drawn at the phone's width, nothing is
+    wider than the screen, and every amount is right-aligned in figures of one width."""
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True, offline=True)
+    try:
+        page = context.new_page()
+        page.goto(long_names_page.as_uri())
+        assert page.evaluate("window.innerWidth") == 375
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert "AndOnAndOn" in page.locator("table").first.inner_text()
+        cells: list[list[str]] = page.evaluate(MONEY_CELLS)
+        assert len(cells) > 20
+        assert [c for c in cells if c[1] != "right" or "tabular-nums" not in c[2]] == []
+    finally:
+        context.close()

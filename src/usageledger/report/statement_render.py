@@ -250,43 +250,57 @@ def statement_csv(statements: MonthStatements, names: Names) -> str:
 
 
 def statement_html(statements: MonthStatements, names: Names) -> str:
-    """A self-contained page: one table per statement, the summary, and the sentences of :func:`statement_summary`."""
+    """A self-contained page: one table per statement, the summary, and the sentences of :func:`statement_summary`.
+
+    Money is right-aligned in figures of one width (``num`` cells), so the columns read down; a name or model too
+    long for the screen wraps inside its cell, and the page declares the device's width, so a phone draws it at its
+    own width rather than shrinking a 980 px page to a third."""
     cur = statements.currency
     name = _owner_name(statements, names)
     esc = html.escape
+
+    def head(*labels: str, money_from: int) -> str:
+        cells = (f'<th class="num">{esc(c)}</th>' if i >= money_from else f"<th>{esc(c)}</th>" for i, c in
+                 enumerate(labels))  # fmt: skip
+        return "<table><tr>" + "".join(cells) + "</tr>"
+
+    def row(first: str, texts: Sequence[str], amounts: Sequence[str], *, total: bool = False) -> str:
+        lead = f"<th>{esc(first)}</th>" if total else f"<td>{esc(first)}</td>"
+        return (
+            "<tr>" + lead + "".join(f"<td>{esc(c)}</td>" for c in texts)
+            + "".join(f'<td class="num">{esc(a)}</td>' for a in amounts) + "</tr>"
+        )  # fmt: skip
+
     title = f"Statements {statements.month:%Y-%m} by {statements.by}"
     body: list[str] = [f"<h1>{esc(title)}</h1>"]
     body += [f"<p>{esc(line)}</p>" for line in statement_summary(statements, names)]
-    body.append("<table><tr><th>" + "</th><th>".join([esc(statements.by), "direct", "shared", "total"]) + "</th></tr>")
+    body.append(head(statements.by, "direct", "shared", "total", money_from=1))
     for s in statements.statements:
-        cells = [name(s.owner), format_money(s.direct, cur), format_money(s.shared, cur), format_money(s.total, cur)]
-        body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
-    body.append(f"<tr><th>total</th><td></td><td></td><td>{esc(format_money(statements.total, cur))}</td></tr></table>")
+        body.append(row(name(s.owner), [], [format_money(v, cur) for v in (s.direct, s.shared, s.total)]))
+    body.append(row("total", [], ["", "", format_money(statements.total, cur)], total=True) + "</table>")
     for s in statements.statements:
         body.append(f"<h2>{esc(statements.by)} {esc(name(s.owner))}</h2>")
-        body.append("<table><tr><th>model</th><th>line item</th><th>amount</th></tr>")
+        body.append(head("model", "line item", "amount", money_from=2))
         for line in s.lines:
             model, item = _line_label(line, statements)
-            body.append(
-                f"<tr><td>{esc(model)}</td><td>{esc(item)}</td><td>{esc(format_money(line.amount, cur))}</td></tr>"
-            )
-        body.append(f"<tr><th>total</th><td></td><td>{esc(format_money(s.total, cur))}</td></tr></table>")
+            body.append(row(model, [item], [format_money(line.amount, cur)]))
+        body.append(row("total", [""], [format_money(s.total, cur)], total=True) + "</table>")
     if statements.closed:
         body.append(f"<h2>Adjustments since the close ({esc(_closes(statements))})</h2>")
-        body.append(
-            "<table><tr><th>" + "</th><th>".join([esc(statements.by), "closed", "present", "adjustment"]) + "</th></tr>"
-        )
+        body.append(head(statements.by, "closed", "present", "adjustment", money_from=1))
         for a in statements.adjustments:
-            cells = [name(a.owner), *(format_money(v, cur) for v in (a.closed, a.present, a.amount))]
-            body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+            body.append(row(name(a.owner), [], [format_money(v, cur) for v in (a.closed, a.present, a.amount)]))
         totals = (statements.total, statements.present_total or Decimal(0), statements.adjustment_total)
-        body.append("<tr><th>total</th>" + "".join(f"<td>{esc(format_money(v, cur))}</td>" for v in totals))
-        body.append("</tr></table>")
+        body.append(row("total", [], [format_money(v, cur) for v in totals], total=True) + "</table>")
     style = (
-        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}td:last-child{text-align:right}"
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1,h2,p{overflow-wrap:anywhere}"
+        "table{border-collapse:collapse;margin:1em 0;max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;overflow-wrap:anywhere}"
+        ".num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
+        "@media (max-width:480px){body{margin:1em .5em}td,th{padding:.25em .3em;font-size:.85em}}"
     )
     return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'
         f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
