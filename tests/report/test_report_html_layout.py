@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import pytest
 from PIL import Image, ImageStat
 from typer.testing import CliRunner
 
+import usageledger.report
 from usageledger.cli import app
+from usageledger.report.chart_html import render_chart
+from usageledger.report.charts import Chart, Series
 
 from fixtures.browser import BrowserPage
 
@@ -187,3 +191,53 @@ def test_on_a_360_px_phone_every_table_fits_its_panel(report_file: Path, module_
     assert len(panels) >= 6
     assert [(title, cut) for title, cut in panels if cut > 1] == []
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme-marketing-research-dept:cx7y2k"
+"""A fine-tuned model's name: 61 characters, longer than a bar label's column."""
+
+
+ITEM_SHOWN = """() => [...document.querySelectorAll('.chart-label')].map(label => {
+  const text = label.textContent, at = text.includes(', ') ? text.indexOf(', ') + 2 : 0;
+  const walker = document.createTreeWalker(label, NodeFilter.SHOW_TEXT), range = document.createRange();
+  let seen = 0, node, started = false;
+  while ((node = walker.nextNode())) {
+    const len = node.textContent.length;
+    if (!started && at < seen + len) { range.setStart(node, at - seen); started = true; }
+    seen += len;
+    range.setEnd(node, len);
+  }
+  const r = range.getBoundingClientRect(), box = label.getBoundingClientRect();
+  let clipped = false;
+  for (let el = range.endContainer.parentElement; el && el !== label.parentElement; el = el.parentElement)
+    if (el.scrollWidth > el.clientWidth + 1 && r.right > el.getBoundingClientRect().right + 1) clipped = true;
+  return [text.slice(at), r.left >= box.left - 1 && r.right <= box.right + 1 && !clipped];
+})"""
+"""Each bar label's line item (the text after its model's ``, ``; a label with none, all of it): whether its letters
+lie whole inside the label's box, drawn rather than clipped behind an ellipsis."""
+
+
+def test_bar_labels_of_one_long_model_keep_their_line_items(module_browser_page: BrowserPage) -> None:
+    """`Spend by line item` for a fine-tuned model of 61 characters (`report --model`, or any report where its lines
+    lead) cut every label at its end, so twenty bars read `ft:gpt-4o-mini-2024-07-18:acme-market…` alike: the model
+    now gives way first, and each label shows its line item whole, at a desktop card's width and a phone's."""
+    items = ("output", "input", "cached input", "batch output", "decision cached input", "batch cache write")
+    chart = Chart(
+        slug="spend-by-line-item",
+        title="Spend by line item",
+        kind="hbars",
+        categories=(*(f"{FINE_TUNED}, {item}" for item in items), "file search tool calls"),
+        series=(Series("spend", tuple(Decimal(100 - 10 * i) for i in range(len(items) + 1))),),
+        unit="USD",
+        money=True,
+    )
+    css = (Path(usageledger.report.__file__).parent / "report.css").read_text(encoding="utf-8")
+    page = module_browser_page.page
+    # A desktop card shows every item whole; a phone's (a label column of some 150 px) the items of up to 12
+    # characters, a longer one being cut only once the model is down to its first letters.
+    for width, longest in ((560, 30), (330, 12)):
+        page.set_content(f"<style>{css}</style><div style='width:{width}px'>{render_chart(chart)}</div>")
+        # Where the item's own letters are laid out, clipped or not: a range over them inside the label's box.
+        labels: list[list[Any]] = page.evaluate(ITEM_SHOWN)
+        assert len(labels) == len(items) + 1
+        assert [label for label in labels if len(label[0]) <= longest and not label[1]] == [], width

@@ -153,6 +153,16 @@ def _columns(chart: Chart) -> str:
     return _figure(chart, "columns", area + _legend(chart.series))
 
 
+def _label(category: str) -> str:
+    """A bar's label in two parts that shorten apart: a line item (``model, item``) too long for its column loses the
+    end of its model first (``ft:gpt-4o-mini-…, batch input``), never its item, which is what tells the bars of one
+    model apart; a label with no item is all tail, shortened at its end."""
+    head, comma, item = category.partition(", ")
+    if not comma:
+        return f'<span class="chart-label-tail">{escape(category)}</span>'
+    return f'<span class="chart-label-head">{escape(head)}</span><span class="chart-label-tail">, {escape(item)}</span>'
+
+
 def _hbars(chart: Chart) -> str:
     values = chart.series[0].values
     maximum = max(float(v) for v in values)
@@ -161,7 +171,7 @@ def _hbars(chart: Chart) -> str:
         share = float(value) / maximum if maximum > 0 else 0.0
         tip = escape(_tip_text(chart, category, value))
         rows.append(
-            f'<div class="chart-label" title="{tip}">{escape(category)}</div>'
+            f'<div class="chart-label" title="{tip}">{_label(category)}</div>'
             f'<div class="chart-track" title="{tip}"><span class="chart-bar" '
             f'style="width:calc((100% - 5em) * {_num(max(share, 0.0))});background:{color(0)}"></span>'
             f'<span class="chart-value">{escape(short_number(float(value), money=chart.money))}</span></div>'
