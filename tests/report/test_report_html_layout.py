@@ -219,8 +219,9 @@ lie whole inside the label's box, drawn rather than clipped behind an ellipsis."
 
 def test_bar_labels_of_one_long_model_keep_their_line_items(module_browser_page: BrowserPage) -> None:
     """`Spend by line item` for a fine-tuned model of 61 characters (`report --model`, or any report where its lines
-    lead) cut every label at its end, so twenty bars read `ft:gpt-4o-mini-2024-07-18:acme-market…` alike: the model
-    now gives way first, and each label shows its line item whole, at a desktop card's width and a phone's."""
+    lead) cut every label at its end, so twenty bars read `ft:gpt-4o-mini-2024-07-18:acme-market…` alike: the item
+    now keeps up to 55% of the label and the model is shortened in the rest, at a desktop card's width and a
+    phone's."""
     items = ("output", "input", "cached input", "batch output", "decision cached input", "batch cache write")
     chart = Chart(
         slug="spend-by-line-item",
@@ -233,9 +234,9 @@ def test_bar_labels_of_one_long_model_keep_their_line_items(module_browser_page:
     )
     css = (Path(usageledger.report.__file__).parent / "report.css").read_text(encoding="utf-8")
     page = module_browser_page.page
-    # A desktop card shows every item whole; a phone's (a label column of some 150 px) the items of up to 12
-    # characters, a longer one being cut only once the model is down to its first letters.
-    for width, longest in ((560, 30), (330, 12)):
+    # An item keeps up to 55% of its label's column: on a desktop card (some 250 px) the items of up to 12
+    # characters are whole, on a phone's (some 150 px) the shortest ones.
+    for width, longest in ((560, 12), (330, 6)):
         page.set_content(f"<style>{css}</style><div style='width:{width}px'>{render_chart(chart)}</div>")
         # Where the item's own letters are laid out, clipped or not: a range over them inside the label's box.
         labels: list[list[Any]] = page.evaluate(ITEM_SHOWN)

@@ -154,9 +154,9 @@ def _columns(chart: Chart) -> str:
 
 
 def _label(category: str) -> str:
-    """A bar's label in two parts that shorten apart: a line item (``model, item``) too long for its column loses the
-    end of its model first (``ft:gpt-4o-mini-…, batch input``), never its item, which is what tells the bars of one
-    model apart; a label with no item is all tail, shortened at its end."""
+    """A bar's label in two parts that shorten apart: a line item (``model, item``) too long for its column keeps up
+    to 55% of it for its item and shortens its model in the rest (``ft:gpt-4o-mini-…, batch input``), so the bars of
+    one long model are told apart by their items; a label with no item is all tail, shortened at its end."""
     head, comma, item = category.partition(", ")
     if not comma:
         return f'<span class="chart-label-tail">{escape(category)}</span>'
