@@ -21,7 +21,7 @@ from usageledger.report.forecasting import build_forecast
 from usageledger.report.history import as_of, changes, deltas
 from usageledger.report.keys import build_keys
 from usageledger.report.queries import Period, Scope, build_report, model_matches
-from usageledger.report.reconcile import reconcile
+from usageledger.report.reconciliation import reconcile
 from usageledger.report.statement import build_statements, month_statements
 from usageledger.store import BaseStore, open_store
 from usageledger.store.history import as_of as store_as_of
