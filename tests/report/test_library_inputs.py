@@ -147,3 +147,25 @@ def test_an_empty_or_listed_scope_filter_is_refused_naming_it(field: str, value:
         Scope(**{field: value})  # type: ignore[arg-type]
     assert str(info.value).startswith(f"{field}: ") and "\n" not in str(info.value), info.value
     assert Scope(**{field: "x"}) != Scope()
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "said"),
+    [
+        (Decimal(-1), r"^tolerance: a tolerance must be zero or more, got Decimal\('-1'\)"),
+        (-1, r"^tolerance: a tolerance must be zero or more, got -1"),
+        (None, r"^tolerance: expected an amount \(a number or a string such as \"12.50\"\), got None$"),
+        ("a lot", r"^tolerance: 'a lot' is not an amount; write it like 0.01 \(1%\)$"),
+        (5, r"^tolerance: 5 hides every difference; give a fraction below 1, like 0.01$"),
+    ],
+)
+def test_a_reconcile_tolerance_of_the_wrong_kind_is_a_parameter_error(
+    store: BaseStore, tolerance: object, said: str
+) -> None:
+    """`reconcile(db, period, tolerance=-1)` was a bare ValueError and `tolerance="0.5"` or `None` a TypeError from a
+    comparison, outside the package's one error tree, and `tolerance=5` hid every difference: each is a ParameterError
+    naming tolerance, as `--tolerance` is; a fraction given as a float or a string is read as the decimal it says."""
+    with pytest.raises(ParameterError, match=said):
+        reconcile(store, _period(), tolerance=tolerance)  # type: ignore[arg-type]
+    assert reconcile(store, _period(), tolerance=0.05).tolerance == Decimal("0.05")  # type: ignore[arg-type]
+    assert reconcile(store, _period(), tolerance="0.05").tolerance == Decimal("0.05")  # type: ignore[arg-type]
