@@ -449,6 +449,21 @@ class _Base:
     def _timeout(self, timeout: TimeoutTypes) -> httpx.Timeout:
         return self._config.timeout if timeout is None else as_timeout(timeout)
 
+    @property
+    def closed(self) -> bool:
+        """Whether a request sent now would be refused: this client (or its original, or its given pool) closed."""
+        raise NotImplementedError
+
+    def refuse_reopening(self) -> None:
+        """``with client:`` on a closed client: refused at once, as httpx refuses to reopen one, rather than a block
+        whose first request was refused with the advice to "send requests inside the with block"."""
+        if self.closed and self._owns and self._origin is None:
+            raise ClientClosedError(
+                "this client is closed (close() was called, or its with block ended), and a with block cannot reopen"
+                " it; make a new client"
+            )
+        self._refuse_if_closed(self.closed)
+
     def _refuse_if_closed(self, closed: bool) -> None:
         """A request on a closed connection pool is a :class:`ClientClosedError` saying which was closed and the fix
         (httpx's own was a bare ``RuntimeError``, outside the package's errors)."""
@@ -528,6 +543,10 @@ class SyncHTTP(_Base):
     def http_client(self) -> httpx.Client:
         """The ``httpx.Client`` underneath (its connection pool); closed by :meth:`close` only when made here."""
         return self._client
+
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
 
     def close(self) -> None:
         if self._owns:
@@ -644,6 +663,12 @@ class AsyncHTTP(_Base):
             closer = self._closers[loop] = _close_at_loop_end(pool)
         await anext(closer)  # started in this loop, which then finalizes it (and so closes the pool) as it ends
         return pool
+
+    @property
+    def closed(self) -> bool:
+        if self._follow is not None:
+            return self._follow.closed
+        return self._closed if self._renews else self._client.is_closed
 
     @property
     def http_client(self) -> httpx.AsyncClient:

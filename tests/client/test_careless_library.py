@@ -543,3 +543,33 @@ def test_each_asyncio_run_closes_the_connections_it_opened(emulator_url: str) ->
         del client
         gc.collect()
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_with_block_cannot_reopen_a_closed_client(emulator: Emulator) -> None:
+    """`with client:` on a client already closed (a second `with` after the first ended, in a notebook cell run
+    twice) entered silently, and its first request was refused with the advice to "send requests inside the with
+    block", where it was. It is refused at the `with`, as httpx refuses to reopen a client; a copy of a closed client
+    says its original was closed; an open client may still be entered more than once."""
+    client = Client(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+    with client, client:
+        assert client.page("costs", start_time="2026-11-01", end_time="2026-11-02").data
+    copied = client.with_options(max_retries=0)
+    for entered in (client, copied):
+        with pytest.raises(ClientClosedError) as caught, entered:
+            pass
+        assert str(caught.value).startswith(
+            "this client is closed (close() was called, or its with block ended), and a with block cannot reopen it"
+            if entered is client
+            else "the client this one was copied from"
+        )
+
+    async def twice() -> str:
+        twin = AsyncClient(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+        async with twin:
+            pass
+        with pytest.raises(ClientClosedError) as refused:
+            async with twin:
+                pass
+        return str(refused.value)
+
+    assert asyncio.run(twice()).endswith("a with block cannot reopen it; make a new client")
