@@ -111,6 +111,14 @@ class BaseStore(ABC):
         self.url = url
         self._depth = 0
 
+    def closed_error(self, shown: str) -> StoreError:
+        """The one refusal of a store used after its ``close()`` (or its ``with`` block): what was closed and the fix.
+        PostgreSQL's said the connection was lost and to wait for the server, DuckDB's gave no fix."""
+        return StoreError(
+            f"the store {shown} is closed (close() was called, or its with block ended); open it again with"
+            " open_store(...)"
+        )
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """A transaction: committed on success, rolled back on any exception. A nested call joins the outer one."""

@@ -80,6 +80,8 @@ class PostgresStore(BaseStore):
         server stopped or restarted, the session killed), that and the fix. "PostgreSQL: terminating connection due
         to administrator command" read as a fault of the statement, or of the store."""
         said = redact_url_passwords(_first_line(exc), self.url)
+        if self._closed:
+            return self.closed_error(_redact(self.url))
         if self._con.broken or self._con.closed:
             return StoreError(
                 f"PostgreSQL: the connection to the store was lost ({said}); run the command again once the server"
@@ -224,7 +226,11 @@ class PostgresStore(BaseStore):
     def _migration_lock(self) -> None:
         self.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
 
+    _closed = False
+    """Whether :meth:`close` was called (a connection closed otherwise was lost)."""
+
     def close(self) -> None:
+        self._closed = True
         self._con.close()
 
 
