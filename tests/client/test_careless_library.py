@@ -573,3 +573,8 @@ def test_a_with_block_cannot_reopen_a_closed_client(emulator: Emulator) -> None:
         return str(refused.value)
 
     assert asyncio.run(twice()).endswith("a with block cannot reopen it; make a new client")
+    api = UsageApi(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+    with api:
+        pass
+    with pytest.raises(ClientClosedError, match=r"a with block cannot reopen it; make a new client$"), api:
+        pass
