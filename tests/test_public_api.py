@@ -85,3 +85,32 @@ def test_client_names_come_from_their_modules() -> None:
         AsyncQuery,
     )
     assert (usageledger.UsageApi, usageledger.RetryPolicy) == (UsageApi, RetryPolicy)
+
+
+def test_a_lazy_public_name_is_what_it_names_whatever_was_imported_first() -> None:
+    """`from usageledger.report import ReconcileResult, reconcile` (or `import *`) gave the module
+    `usageledger.report.reconcile`, not the function: importing the submodule of ReconcileResult set the package's
+    attribute of that name, which the lazy look-up never overrode, so `reconcile(db, period)` was "TypeError: 'module'
+    object is not callable". No public name of a package is the name of one of its submodules, and each is what its
+    module defines, in a process that first imports every name listed before it."""
+    import importlib
+    import os
+    import pkgutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for package in ("usageledger", "usageledger.report"):
+        module = importlib.import_module(package)
+        submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}
+        assert set(module.__all__) & submodules <= {"catalogue"}, package  # usageledger.catalogue is the module
+    script = (
+        "import types\n"
+        "from usageledger.report import *\n"
+        "from usageledger.report import reconcile\n"
+        "assert not isinstance(reconcile, types.ModuleType), reconcile\n"
+        "assert callable(reconcile) and reconcile.__module__.startswith('usageledger.report.')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(usageledger.__file__).parents[1])}  # this tree's package
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr

@@ -17,7 +17,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Final, Generic, TypeAlias, TypeVar
@@ -449,6 +449,21 @@ class _Base:
     def _timeout(self, timeout: TimeoutTypes) -> httpx.Timeout:
         return self._config.timeout if timeout is None else as_timeout(timeout)
 
+    @property
+    def closed(self) -> bool:
+        """Whether a request sent now would be refused: this client (or its original, or its given pool) closed."""
+        raise NotImplementedError
+
+    def refuse_reopening(self) -> None:
+        """``with client:`` on a closed client: refused at once, as httpx refuses to reopen one, rather than a block
+        whose first request was refused with the advice to "send requests inside the with block"."""
+        if self.closed and self._owns and self._origin is None:
+            raise ClientClosedError(
+                "this client is closed (close() was called, or its with block ended), and a with block cannot reopen"
+                " it; make a new client"
+            )
+        self._refuse_if_closed(self.closed)
+
     def _refuse_if_closed(self, closed: bool) -> None:
         """A request on a closed connection pool is a :class:`ClientClosedError` saying which was closed and the fix
         (httpx's own was a bare ``RuntimeError``, outside the package's errors)."""
@@ -529,6 +544,10 @@ class SyncHTTP(_Base):
         """The ``httpx.Client`` underneath (its connection pool); closed by :meth:`close` only when made here."""
         return self._client
 
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
     def close(self) -> None:
         if self._owns:
             self._client.close()
@@ -564,6 +583,16 @@ class SyncHTTP(_Base):
             super()._pause_all_until(until)
 
 
+async def _close_at_loop_end(pool: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Started in a loop, this waits at its ``yield`` until the loop finalizes its async generators as it ends
+    (``asyncio.run``, pytest-asyncio and ``IsolatedAsyncioTestCase`` all do), and then closes ``pool`` in it, while
+    its connections can still be closed."""
+    try:
+        yield
+    finally:
+        await pool.aclose()
+
+
 class AsyncHTTP(_Base):
     """Non-blocking transport over an ``httpx.AsyncClient``; a 429 pauses every concurrent request of the client."""
 
@@ -578,8 +607,14 @@ class AsyncHTTP(_Base):
         self._owns = client is None
         self._transport = transport
         self._client = client or self._new_client()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        """The event loop whose connections the pool holds (the last one a request was sent from)."""
+        """The caller's pool (or the one over a given transport); else the pool made last, for :attr:`http_client`."""
+        self._fresh: httpx.AsyncClient | None = self._client if self._renews else None
+        """The pool made with the client, until a loop takes it: every loop after that gets a new one."""
+        self._pools: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        """The pool of each event loop that sent a request (only for pools made here)."""
+        self._pools_lock = threading.Lock()  # loops in several threads may take their pools at once
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+        self._closed = False
 
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=self._transport, follow_redirects=False, verify=verify_for(self._transport))
@@ -593,21 +628,47 @@ class AsyncHTTP(_Base):
         super().copied_from(origin)
         self._follow = origin if isinstance(origin, AsyncHTTP) else None
 
-    def _pool(self) -> httpx.AsyncClient:
-        """The connection pool for the running loop. A pool made here whose connections belong to a loop that has
-        ended (``asyncio.run`` twice with one client) is replaced: reusing them was ``RuntimeError: Event loop is
-        closed``, and they cannot be closed without their loop. A pool handed in (``http_client=``), or over a
-        ``transport=`` given, is the caller's and is kept. A copy's is its original's (:meth:`copied_from`)."""
+    @property
+    def _renews(self) -> bool:
+        """Whether this client makes a pool per event loop: yes, unless it was handed one (``http_client=``) or a
+        transport (``transport=``), which are the caller's and are used as given."""
+        return self._owns and self._transport is None
+
+    async def _pool(self) -> httpx.AsyncClient | None:
+        """The connection pool of the running loop. httpx's pool serves one loop: its connections and waiters
+        belong to the loop that made them, so a second ``asyncio.run`` reusing them was ``RuntimeError: Event loop
+        is closed``, and two loops running at once in two threads (one client shared by worker threads) handed
+        each other's connections about and hung for good. Each loop gets its own pool, closed when that loop's
+        ``asyncio.run`` ends (its async generators are finalized then: :func:`_close_at_loop_end`); a loop ended
+        otherwise leaves its sockets to the collector. A pool handed in (``http_client=``), or over a
+        ``transport=`` given, is the caller's and is used as given. A copy's is its original's
+        (:meth:`copied_from`). ``None`` once :meth:`aclose` was called: the request is refused."""
         if self._follow is not None:
-            return self._follow._pool()
+            return await self._follow._pool()
+        if not self._renews:
+            return self._client
+        if self._closed:
+            return None
         loop = asyncio.get_running_loop()
-        old = self._loop
-        if old is not loop:
-            ended = old is not None and old.is_closed()
-            if ended and self._owns and self._transport is None and not self._client.is_closed:
-                self._client = self._new_client()
-            self._loop = loop
-        return self._client
+        with self._pools_lock:
+            pool = self._pools.get(loop)
+            if pool is not None:
+                return pool
+            ended = [lp for lp in self._pools if lp.is_closed()]
+            for lp in ended:  # their connections cannot be closed without their loop: the collector frees them
+                del self._pools[lp]
+                self._closers.pop(lp, None)
+            pool, self._fresh = self._fresh or self._new_client(), None
+            self._pools[loop] = self._client = pool
+            closer = self._closers[loop] = _close_at_loop_end(pool)
+        await anext(closer)  # started in this loop, which then finalizes it (and so closes the pool) as it ends
+        return pool
+
+    @property
+    def closed(self) -> bool:
+        if self._follow is not None:
+            return self._follow.closed
+        return self._closed if self._renews else self._client.is_closed
 
     @property
     def http_client(self) -> httpx.AsyncClient:
@@ -615,8 +676,20 @@ class AsyncHTTP(_Base):
         return self._client if self._follow is None else self._follow.http_client
 
     async def aclose(self) -> None:
-        if self._owns:
-            await self._pool().aclose()  # a pool of an ended loop cannot be closed from this one: its fresh one is
+        """Close the running loop's pool (or the caller's transport's), and refuse every request after it, in any
+        loop: another loop still running closes its pool as it ends; a pool of an ended loop is the collector's."""
+        if not self._owns:
+            return
+        if not self._renews:
+            await self._client.aclose()
+            return
+        with self._pools_lock:
+            self._closed = True
+            pool = self._pools.pop(asyncio.get_running_loop(), None)
+            pools = [p for p in (pool, self._fresh) if p is not None]
+            self._client, self._fresh = pools[0] if pools else self._client, None
+        for each in pools:
+            await each.aclose()
 
     async def fetch(
         self,
@@ -661,8 +734,9 @@ class AsyncHTTP(_Base):
                 )
             await waited
             return None
-        pool = self._pool()
-        self._refuse_if_closed(pool.is_closed)
+        pool = await self._pool()
+        self._refuse_if_closed(pool is None or pool.is_closed)
+        assert pool is not None  # refused above
         try:
             return _unbound(await pool.get(step.url, headers=self._headers(), timeout=step.timeout))
         except httpx.TransportError as exc:

@@ -256,6 +256,25 @@ def redact_url_password(url: str) -> str:
     return mask_keys(QUERY_PASSWORD.sub(r"\1***", url))
 
 
+def redact_url_passwords(text: str, url: str) -> str:
+    """``text`` (a driver's error about the store ``url``) without the URL's passwords, which libpq may quote
+    alone, outside the URL (``invalid percent-encoded token: "pa%ZZ"``): its user info's and a ``?password=``'s, as
+    written and percent-decoded, each ``***``. One shorter than four characters is masked only where quoted: alone,
+    it is a word of any message."""
+    found = [match.group(2).strip("'") for match in QUERY_PASSWORD.finditer(url)]
+    if "@" in url and "://" in url:
+        creds = url.split("://", 1)[1].rsplit("@", 1)[0]
+        if ":" in creds:
+            found.append(creds.split(":", 1)[1])
+    secrets = {each for raw in found for each in (raw, unquote(raw)) if each}
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= _ECHOED_PART_MIN:
+            text = text.replace(secret, "***")
+        else:
+            text = text.replace(f'"{secret}"', '"***"')
+    return text
+
+
 # --- files that hold a key -----------------------------------------------------------------------------
 
 _KEY_NAMED: Final = re.compile(rf"(?:{KEY_SHAPED.pattern})(?:$|[^A-Za-z0-9_\-])")

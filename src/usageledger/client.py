@@ -599,6 +599,10 @@ class Client(Closing, _ClientBase[Query, UsageResponse, list[Bucket]], Directory
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> Self:
+        self._http.refuse_reopening()
+        return self
+
     def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> Query:
         return Query(self, spec, timeout)
 
@@ -658,6 +662,7 @@ class AsyncClient(
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
+        self._http.refuse_reopening()
         return self
 
     async def __aexit__(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, TypedDict, Unpack
+from typing import Any, Self, TypedDict, Unpack
 
 import httpx
 
@@ -123,6 +123,10 @@ class UsageApi(Closing, SeedMethods, SeedDirectoryMethods):
 
     def close(self) -> None:
         self._client.close()
+
+    def __enter__(self) -> Self:
+        self._client.__enter__()  # a closed client is refused here, as Client's own with refuses it
+        return self
 
     def __copy__(self) -> UsageApi:
         """A copy over a copy of the client (:meth:`Client.__copy__`): closing one leaves the other open (a plain

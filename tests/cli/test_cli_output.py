@@ -25,7 +25,7 @@ from usageledger.report.formatting import format_count, format_money
 from usageledger.report.jsonout import dumps, reconcile_document
 from usageledger.report.names import Names
 from usageledger.report.queries import Period, ReportData, Scope, build_report
-from usageledger.report.reconcile import ReconcileResult, ReconcileRow, reconcile
+from usageledger.report.reconciliation import ReconcileResult, ReconcileRow, reconcile
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import LINE_ITEMS_SHOWN, render_reconcile, render_report
 from usageledger.report.trend import summarise

@@ -9,6 +9,7 @@ import gc
 import logging
 import pickle
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -491,3 +492,89 @@ def test_a_client_whose_constructor_failed_still_has_a_repr() -> None:
         while tb.tb_next is not None and "self" not in tb.tb_frame.f_locals:
             tb = tb.tb_next
         assert repr(tb.tb_frame.f_locals["self"]) == f"{face.__name__}(<not made: its constructor failed>)"
+
+
+def test_an_async_client_serves_several_event_loops_at_once(emulator_url: str) -> None:
+    """One AsyncClient shared by threads that each run their own `asyncio.run` (a web app's worker threads, a
+    notebook's helper thread) sent every loop through one connection pool, whose waiters belong to one loop: a
+    request of one loop waited on a connection another loop released, and the thread hung for good. Each running
+    loop has a pool of its own; the client's close reaches every loop (a later request in any of them is refused)."""
+    client = AsyncClient(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW, max_retries=0)
+    results: list[object] = []
+    gate = threading.Barrier(4)
+
+    async def hourly() -> int:
+        return len(
+            await client.completions(start_time="2026-09-04", end_time="2026-11-03", bucket_width="1h").buckets()
+        )
+
+    def run() -> None:
+        gate.wait()
+        try:
+            results.append(asyncio.run(hourly()))
+        except Exception as exc:  # the assertion below shows it
+            results.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        for _ in range(3):
+            threads = [threading.Thread(target=run, daemon=True) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert not any(thread.is_alive() for thread in threads), "a loop hung on another loop's pool"
+        assert results == [60 * 24] * 12
+        asyncio.run(client.aclose())
+        with pytest.raises(ClientClosedError, match=r"^this client is closed"):
+            asyncio.run(hourly())
+        gc.collect()
+
+
+def test_each_asyncio_run_closes_the_connections_it_opened(emulator_url: str) -> None:
+    """A script calling `asyncio.run` twice with one AsyncClient, never closing it, left the first loop's
+    connections open until the collector found them, each a `ResourceWarning: unclosed <socket...>` (an error under
+    `-W error`, a failed test under pytest). A loop's pool is closed as its `asyncio.run` ends; the client still
+    serves the next loop."""
+    client = AsyncClient(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW, max_retries=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [_two_days(client) for _ in range(3)] == [2] * 3
+        del client
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_with_block_cannot_reopen_a_closed_client(emulator: Emulator) -> None:
+    """`with client:` on a client already closed (a second `with` after the first ended, in a notebook cell run
+    twice) entered silently, and its first request was refused with the advice to "send requests inside the with
+    block", where it was. It is refused at the `with`, as httpx refuses to reopen a client; a copy of a closed client
+    says its original was closed; an open client may still be entered more than once."""
+    client = Client(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+    with client, client:
+        assert client.page("costs", start_time="2026-11-01", end_time="2026-11-02").data
+    copied = client.with_options(max_retries=0)
+    for entered in (client, copied):
+        with pytest.raises(ClientClosedError) as caught, entered:
+            pass
+        assert str(caught.value).startswith(
+            "this client is closed (close() was called, or its with block ended), and a with block cannot reopen it"
+            if entered is client
+            else "the client this one was copied from"
+        )
+
+    async def twice() -> str:
+        twin = AsyncClient(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+        async with twin:
+            pass
+        with pytest.raises(ClientClosedError) as refused:
+            async with twin:
+                pass
+        return str(refused.value)
+
+    assert asyncio.run(twice()).endswith("a with block cannot reopen it; make a new client")
+    api = UsageApi(FAKE_ADMIN_KEY, NOWHERE, transport=emulator.transport(), clock=lambda: EMULATOR_NOW)
+    with api:
+        pass
+    with pytest.raises(ClientClosedError, match=r"a with block cannot reopen it; make a new client$"), api:
+        pass

@@ -21,7 +21,7 @@ from usageledger.report.forecasting import build_forecast
 from usageledger.report.history import as_of, changes, deltas
 from usageledger.report.keys import build_keys
 from usageledger.report.queries import Period, Scope, build_report, model_matches
-from usageledger.report.reconcile import reconcile
+from usageledger.report.reconciliation import reconcile
 from usageledger.report.statement import build_statements, month_statements
 from usageledger.store import BaseStore, open_store
 from usageledger.store.history import as_of as store_as_of
@@ -147,3 +147,89 @@ def test_an_empty_or_listed_scope_filter_is_refused_naming_it(field: str, value:
         Scope(**{field: value})  # type: ignore[arg-type]
     assert str(info.value).startswith(f"{field}: ") and "\n" not in str(info.value), info.value
     assert Scope(**{field: "x"}) != Scope()
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "said"),
+    [
+        (Decimal(-1), r"^tolerance: a tolerance must be zero or more, got Decimal\('-1'\)"),
+        (-1, r"^tolerance: a tolerance must be zero or more, got -1"),
+        (None, r"^tolerance: expected an amount \(a number or a string such as \"12.50\"\), got None$"),
+        ("a lot", r"^tolerance: 'a lot' is not an amount; write it like 0.01 \(1%\)$"),
+        (5, r"^tolerance: 5 hides every difference; give a fraction below 1, like 0.01$"),
+    ],
+)
+def test_a_reconcile_tolerance_of_the_wrong_kind_is_a_parameter_error(
+    store: BaseStore, tolerance: object, said: str
+) -> None:
+    """`reconcile(db, period, tolerance=-1)` was a bare ValueError and `tolerance="0.5"` or `None` a TypeError from a
+    comparison, outside the package's one error tree, and `tolerance=5` hid every difference: each is a ParameterError
+    naming tolerance, as `--tolerance` is; a fraction given as a float or a string is read as the decimal it says."""
+    with pytest.raises(ParameterError, match=said):
+        reconcile(store, _period(), tolerance=tolerance)  # type: ignore[arg-type]
+    assert reconcile(store, _period(), tolerance=0.05).tolerance == Decimal("0.05")  # type: ignore[arg-type]
+    assert reconcile(store, _period(), tolerance="0.05").tolerance == Decimal("0.05")  # type: ignore[arg-type]
+
+
+_MONTH = datetime.fromtimestamp(EMULATOR_NOW, UTC).date().replace(day=1)
+
+
+@pytest.mark.parametrize(
+    ("call", "param", "said"),
+    [
+        (
+            lambda db: build_forecast(str(db), _MONTH, now=_now()),
+            "db",
+            "expected an open store (open_store(url)), got str",
+        ),
+        (lambda db: build_statements(str(db), _MONTH), "db", "expected an open store"),
+        (lambda db: month_statements(str(db), _MONTH), "store", "expected an open store"),
+        (lambda db: run_checks(str(db), AlertConfig(), now=_now()), "db", "expected an open store"),
+        (lambda db: credit_balance(str(db), now=_now()), "db", "expected an open store"),
+        (lambda db: build_keys(str(db), start=_now(), end=_now(), now=_now()), "db", "expected an open store"),
+        (lambda db: build_forecast(db, _MONTH, now=_now(), budget="lots"), "budget", "'lots' is not an amount"),
+        (lambda db: build_forecast(db, _MONTH, now=_now(), budget=float("nan")), "budget", "nan is not a finite"),
+        (lambda db: build_forecast(db, _MONTH, now=_now(), budget=-5), "budget", "must be zero or more"),
+        (lambda db: build_forecast(db, _MONTH, now=_now(), by="owner"), "by", "cannot forecast by 'owner'"),
+        (lambda db: build_forecast(db, _MONTH, now=_now(), teams=["search"]), "teams", "expected a mapping"),
+        (lambda db: build_statements(db, _MONTH, by="owner"), "by", "unknown owner 'owner'"),
+        (lambda db: build_statements(db, _MONTH, allocate="even"), "allocate", "is not an option of the statements"),
+        (lambda db: build_statements(db, _MONTH, teams="search"), "teams", "expected a mapping"),
+        (lambda db: month_statements(db, _MONTH, today="2026-12-04"), "today", "expected a date, got str"),
+        (lambda db: run_checks(db, {"daily_budget": 5}, now=_now()), "cfg", "expected an AlertConfig, got dict"),
+        (lambda db: run_checks(db, AlertConfig(), now=_now(), stale_keys=90), "stale_keys", "90 has no unit"),
+        (lambda db: run_checks(db, AlertConfig(), now=_now(), budget_day="yesterday"), "budget_day", "as a day"),
+        (lambda db: run_checks(db, AlertConfig(), now=_now(), forecast_over=-5), "forecast_over", "zero or more"),
+        (lambda db: run_checks(db, AlertConfig(), now=_now(), credit_below="x"), "credit_below", "is not an amount"),
+        (lambda db: build_keys(db, start="30d", end=_now(), now=_now()), "start", "expected a datetime, got str"),
+    ],
+)
+def test_a_report_argument_of_the_wrong_kind_is_a_parameter_error_naming_it(
+    store: BaseStore, call: Callable[[BaseStore], object], param: str, said: str
+) -> None:
+    """The store's path where the store goes, a dict where an AlertConfig goes, `stale_keys=90`, `budget="lots"`,
+    `teams=["search"]`: each was an AttributeError or a TypeError from deep inside (`'str' object has no attribute
+    'query'`), outside the one error tree; `by="owner"` and an option misspelt were silently ignored. Each is now a
+    ParameterError naming the argument, read by the package's one reader of its kind."""
+    with pytest.raises(ParameterError) as caught:
+        call(store)
+    assert caught.value.param == param and said in str(caught.value), str(caught.value)
+
+
+def test_the_report_readers_take_the_friendlier_forms_their_flags_take(store: BaseStore) -> None:
+    """What the CLI's flags take is read the same from Python: a span as "90d", a day as "2026-12-01", an amount as
+    5.0 or "5", a naive datetime as UTC, each to what the typed form gives."""
+    now = _now()
+    typed = run_checks(store, AlertConfig(), now=now, stale_keys=timedelta(days=90), budget_day=now.date())
+    friendly = run_checks(store, AlertConfig(), now=now, stale_keys="90d", budget_day=now.date().isoformat())
+    assert (friendly.budget_day, friendly.checks, friendly.alerts) == (typed.budget_day, typed.checks, typed.alerts)
+    assert run_checks(store, AlertConfig(), now=now, forecast_over="500").checks == (
+        run_checks(store, AlertConfig(), now=now, forecast_over=Decimal(500)).checks
+    )
+    assert build_forecast(store, _MONTH, now=now, budget="1000.50").budget == Decimal("1000.50")
+    naive = now.replace(tzinfo=None)
+    keys = build_keys(store, start=naive - timedelta(days=30), end=naive, now=naive)
+    assert (
+        keys.start == now - timedelta(days=30)
+        and keys.keys == build_keys(store, start=now - timedelta(days=30), end=now, now=now).keys
+    )

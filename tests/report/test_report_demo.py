@@ -39,7 +39,7 @@ from usageledger.report.months import check_month
 from usageledger.report.names import Names, names_from_mapping
 from usageledger.report.period import report_period
 from usageledger.report.queries import Period, ReportData, Scope, build_report
-from usageledger.report.reconcile import reconcile
+from usageledger.report.reconciliation import reconcile
 from usageledger.report.statement import month_statements
 from usageledger.report.terminal import render_report
 from usageledger.serve import build_app

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from usageledger.cli import app
 from usageledger.report.alerts import AlertConfig, Budget, run_checks
 from usageledger.report.queries import Period, Scope, build_report, known_models
-from usageledger.report.reconcile import reconcile
+from usageledger.report.reconciliation import reconcile
 from usageledger.store import BaseStore, Stream, open_store
 from usageledger.sync import Org, SyncOptions, sync
 

@@ -215,3 +215,17 @@ def test_a_store_made_by_another_sync_between_two_reads_is_no_other_programs(
         assert len(calls) == 2  # the check's read, then the base class's, which finds nothing pending
     finally:
         store.close()
+
+
+def test_a_store_used_after_its_close_says_so_not_that_the_server_went_away(migrated_pg_url: str) -> None:
+    """A PostgreSQL store used after `close()` (or its with block) said "the connection to the store was lost ...;
+    run the command again once the server answers", sending a library user to look at a server that is fine. It says
+    the store was closed and to open it again, as a DuckDB store does."""
+    with open_store(migrated_pg_url) as store:
+        assert store.known_orgs() == []
+    with pytest.raises(StoreError) as caught:
+        store.known_orgs()
+    message = str(caught.value)
+    assert message.startswith("the store postgresql://") and message.endswith(
+        "is closed (close() was called, or its with block ended); open it again with open_store(...)"
+    )

@@ -530,3 +530,16 @@ def test_a_full_disk_names_the_store_the_fix_and_keeps_the_wal(tmp_path: Path, m
         assert str(error).startswith(f"the disk of the DuckDB store {path} is full ("), error
     other = duckdb.IOException("Could not read enough bytes")
     assert "is full" not in str(duck._statement_error(str(path), other))
+
+
+def test_a_duckdb_store_used_after_its_close_says_how_to_open_it_again(tmp_path: Path) -> None:
+    """A DuckDB store used after `close()` said only "the DuckDB store X is closed": it says what closed it and the
+    fix, in the words a PostgreSQL store uses."""
+    path = tmp_path / "ledger.duckdb"
+    with open_store(path) as store:
+        assert store.known_orgs() == []
+    with pytest.raises(StoreError) as caught:
+        store.known_orgs()
+    assert str(caught.value) == (
+        f"the store {path} is closed (close() was called, or its with block ended); open it again with open_store(...)"
+    )

@@ -168,3 +168,22 @@ def test_a_libpq_keyword_connection_string_is_refused_and_its_password_never_sho
         == "no store at host=127.0.0.1 port=5432 password=*** dbname=ledger user=me"
     )
     assert str(StoreError("dbname=x password = 'a b' user=u")) == "dbname=x password = *** user=u"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://ledger:PW%ZZCANARY@127.0.0.1:9/ledger",
+        "postgresql://127.0.0.1:9/ledger?password=PW%ZZCANARY",
+        "postgresql://127.0.0.1:9/ledger?sslmode=require&password=PW%ZZCANARY",
+    ],
+)
+def test_a_password_libpq_quotes_alone_is_not_shown(url: str) -> None:
+    """A password holding a `%` that is no percent escape (`PW%ZZ...`, typed as is) made libpq say `invalid
+    percent-encoded token: "PW%ZZCANARY"`: the URL in the StoreError was masked, but that token, the password alone,
+    was shown whole in its str, repr and args, and so on the command line's one line. It is `***` there too."""
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+    message = str(caught.value)
+    assert 'invalid percent-encoded token: "***"' in message
+    assert "CANARY" not in message + repr(caught.value) + repr(caught.value.args)

@@ -78,7 +78,7 @@ from usageledger.report.months import check_month, first_cost_day, gaps_text, mi
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
 from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, costs_not_synced, models_like, project_known
-from usageledger.report.reconcile import reconcile as run_reconcile
+from usageledger.report.reconciliation import reconcile as run_reconcile
 from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
     render_statements,

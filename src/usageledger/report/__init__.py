@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from usageledger.report.history import as_of, changes, deltas
     from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
     from usageledger.report.queries import Database, Period, ReportData, Scope, build_report
-    from usageledger.report.reconcile import ReconcileResult, reconcile
+    from usageledger.report.reconciliation import ReconcileResult, reconcile
 
 __all__ = [
     "AlertConfig",
@@ -44,7 +44,7 @@ _WHERE = {
     "Database": "queries",
     "Names": "names",
     "Period": "queries",
-    "ReconcileResult": "reconcile",
+    "ReconcileResult": "reconciliation",
     "ReportData": "queries",
     "Scope": "queries",
     "as_of": "history",
@@ -54,7 +54,7 @@ _WHERE = {
     "load_names": "names",
     "names_from_mapping": "names",
     "parse_alert_config": "alerts",
-    "reconcile": "reconcile",
+    "reconcile": "reconciliation",
     "resolve_names": "names",
     "run_checks": "alerts",
 }

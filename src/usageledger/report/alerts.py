@@ -42,6 +42,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from usageledger._amounts import parse_amount
 from usageledger._http import verify_for
 from usageledger._secrets import check_webhook_url, redact_url, redact_webhook
 from usageledger._sections import (
@@ -53,7 +54,7 @@ from usageledger._sections import (
     parse_alert_config,
 )
 from usageledger._text import counted
-from usageledger.errors import AlertDeliveryError, UsageLedgerError
+from usageledger.errors import AlertDeliveryError, ParameterError, UsageLedgerError
 from usageledger.report.credit import credit_balance
 from usageledger.report.finality import FinalEdges, final_only_sql
 from usageledger.report.forecast import runway_words
@@ -73,10 +74,11 @@ from usageledger.report.queries import (
     day_start,
     main_currency,
     utc_day,
+    whole_day,
 )
 from usageledger.store import tables
 from usageledger.store._base import check_orgs
-from usageledger.timeutil import back_from, utc_moment
+from usageledger.timeutil import back_from, parse_duration, utc_moment
 
 __all__ = [
     "ALERT_KEYS",
@@ -322,12 +324,23 @@ def run_checks(
     ``restated_over``: one ``restated`` alert per closed-month figure of ``adjustments`` (see
     :func:`usageledger.report.history.adjustments`) that moved by more than that amount since its month was closed.
     """
+    if not isinstance(cfg, AlertConfig):  # a dict failed deep inside: "'dict' object has no attribute 'budget'"
+        raise ParameterError(
+            "cfg", f"expected an AlertConfig, got {type(cfg).__name__}; make one with parse_alert_config({{...}})"
+        )
     check_orgs(db, org, param="org")  # an org the store does not hold answered "no alerts", a false all-clear
     names = names or Names()
     now = utc_moment(now)  # a naive one is UTC, not the machine's zone
     today = now.date()
-    bday = budget_day or today
-    aday = anomaly_day or today - timedelta(days=1)
+    # Each read by the package's one reader of its kind, as the CLI's flags are: a day given as "2026-12-01", a
+    # span as "90d" (`--stale-keys`'s form) and an amount as 5.0 or "5" each failed deep inside.
+    bday = today if budget_day is None else whole_day(budget_day, "budget_day")
+    aday = today - timedelta(days=1) if anomaly_day is None else whole_day(anomaly_day, "anomaly_day")
+    if stale_keys is not None and not isinstance(stale_keys, timedelta):
+        stale_keys = timedelta(seconds=parse_duration(stale_keys, param="stale_keys"))
+    forecast_over = None if forecast_over is None else parse_amount(forecast_over, param="forecast_over")
+    credit_below = None if credit_below is None else parse_amount(credit_below, param="credit_below")
+    restated_over = None if restated_over is None else parse_amount(restated_over, param="restated_over")
     currency = main_currency(db, org)
     checks, alerts = _budget_alerts(db, cfg, bday, org, currency, names, final)
     budgeted = cfg.budget != Budget() or bool(cfg.project_budgets)

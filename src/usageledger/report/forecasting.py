@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, get_args
 
+from usageledger._amounts import parse_amount
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.forecast import HISTORY_DAYS, MIN_DAYS, Forecast, fill_days, forecast_month, month_days, runway
 from usageledger.report.months import first_cost_day
@@ -136,6 +137,13 @@ def build_forecast(
     """
     now = utc_moment(now)
     month = month_start(month, today=now.date())  # `last`: the month before `now`'s
+    # `by="nope"` was a forecast of the total alone, a budget of "5000" a TypeError deep inside, `teams=[...]` an
+    # AttributeError: each is refused naming it, and a budget is read by the one amount reader.
+    if by is not None and by not in get_args(Grouping):
+        raise ParameterError("by", f"cannot forecast by {by!r}", allowed=get_args(Grouping))
+    if teams is not None and not isinstance(teams, Mapping):
+        raise ParameterError("teams", f"expected a mapping of project IDs to teams, got {type(teams).__name__}")
+    budget = None if budget is None else parse_amount(budget, param="budget")
     check_horizon(month, now=now)
     check_orgs(db, org, param="org")  # an org the store does not hold was told "run `usageledger sync` first"
     as_of = data_as_of(db, now=now, org=org)

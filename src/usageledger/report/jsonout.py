@@ -20,7 +20,7 @@ from usageledger.report.history import Adjustment, Changes
 from usageledger.report.keys import KeysReport
 from usageledger.report.names import Names
 from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Scope, Spend
-from usageledger.report.reconcile import ReconcileResult
+from usageledger.report.reconciliation import ReconcileResult
 from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise
 from usageledger.store import StreamState, tables

@@ -37,7 +37,7 @@ from usageledger.rows import iso_currency
 from usageledger.store import table_for
 from usageledger.store._base import check_orgs
 from usageledger.store.directory import LISTED_LAST
-from usageledger.timeutil import parse_duration, span_text
+from usageledger.timeutil import parse_duration, span_text, utc_moment
 
 __all__ = [
     "FlagCode",
@@ -358,6 +358,8 @@ def build_keys(
 ) -> KeysReport:
     """Every key of the store (of ``org``), with spend and requests over ``[start, end)`` and flags as of ``now``."""
     check_orgs(db, org, param="org")  # an org the store does not hold answered "no keys"
+    # a naive datetime was a TypeError against the store's aware ones, and "30d" was kept as the report's start
+    start, end, now = (utc_moment(value, param=name) for name, value in (("start", start), ("end", end), ("now", now)))
     directory = key_directory(db, org)
     streams = _streams(db, org)
     spend_from = _chosen(streams, COSTS.name)

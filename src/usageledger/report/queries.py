@@ -132,7 +132,7 @@ def main_currency(db: Database, org: str | None = None) -> str | None:
     return iso_currency(rows[0][0]) if rows else None
 
 
-def _whole_day(value: object, param: str) -> date:
+def whole_day(value: object, param: str) -> date:
     """A period's edge as a ``date``: a date, an ISO date string or a datetime at midnight UTC (naive = UTC, as
     everywhere); ``Period(datetime(2026, 10, 1), ...)`` was a TypeError deep in the report's SQL parameters."""
     if isinstance(value, datetime):
@@ -160,8 +160,8 @@ class Period:
     until: date
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "since", _whole_day(self.since, "since"))
-        object.__setattr__(self, "until", _whole_day(self.until, "until"))
+        object.__setattr__(self, "since", whole_day(self.since, "since"))
+        object.__setattr__(self, "until", whole_day(self.until, "until"))
         if self.until <= self.since:
             raise ParameterError(
                 "until", f"the period is empty: its end {self.until} is not after its start {self.since}"

@@ -34,14 +34,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Final, Literal, TypedDict, Unpack
+from typing import Final, Literal, TypedDict, Unpack, get_args
 
 from usageledger._amounts import CENT, apportion
 from usageledger.errors import ParameterError
 from usageledger.report.fx import BASE_CURRENCY, FxRates
 from usageledger.report.history import as_closed
 from usageledger.report.queries import COSTS_VIEW, Database, day_start, line_item_model, utc_day
-from usageledger.store import BaseStore
+from usageledger.store import BaseStore, require_store
 from usageledger.store._base import check_orgs
 from usageledger.store.closes import closed_lines, month_bounds
 from usageledger.timeutil import month_start, next_month
@@ -218,10 +218,29 @@ def _month_rows(
 
 def build_statements(db: Database, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """The month's statements (see the module's docstring and :class:`StatementOptions`)."""
+    _check_options(options)
     first = month_start(month, today=options.get("today"))
     check_orgs(db, options.get("org"), param="org")  # an org the store does not hold had statements of $0.00
     rows = _month_rows(db, first, next_month(first), options.get("org"))
     return _from_rows(rows, first, options)
+
+
+def _check_options(options: Mapping[str, object]) -> None:
+    """Each option known and of its kind: an unknown one (``allocate=``, the flag's word) was ignored, ``by="owner"``
+    drew statements by no rule, and ``teams=["search"]`` or ``today="2026-12-04"`` failed deep inside."""
+    known = tuple(StatementOptions.__annotations__)
+    for name in options:
+        if name not in known:
+            raise ParameterError(name, "is not an option of the statements", allowed=known)
+    by = options.get("by", "team")
+    if by not in get_args(StatementBy):
+        raise ParameterError("by", f"unknown owner {by!r}", allowed=get_args(StatementBy))
+    teams = options.get("teams")
+    if teams is not None and not isinstance(teams, Mapping):
+        raise ParameterError("teams", f"expected a mapping of project IDs to teams, got {type(teams).__name__}")
+    today = options.get("today")
+    if today is not None and (isinstance(today, datetime) or not isinstance(today, date)):
+        raise ParameterError("today", f"expected a date, got {type(today).__name__}")
 
 
 def _from_rows(
@@ -313,6 +332,8 @@ def _from_rows(
 def month_statements(store: BaseStore, month: date, **options: Unpack[StatementOptions]) -> MonthStatements:
     """:func:`build_statements`, but for a month closed by the org(s) in question (``org``, else every org with
     spend in it or a close of it): the figures closed, and the later adjustments per statement (module docstring)."""
+    require_store(store)
+    _check_options(options)
     first = month_start(month, today=options.get("today"))
     until = next_month(first)
     org = options.get("org")

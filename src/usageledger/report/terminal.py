@@ -21,7 +21,7 @@ from usageledger.report.formatting import format_count, format_money, format_per
 from usageledger.report.history import Changes, Restatement
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
-from usageledger.report.reconcile import WHY_THEY_DIFFER, ReconcileResult
+from usageledger.report.reconciliation import WHY_THEY_DIFFER, ReconcileResult
 from usageledger.report.tables import DataTable, Flow, label, number
 from usageledger.report.teams import TeamSpend
 from usageledger.report.trend import summarise

@@ -65,7 +65,7 @@ def org_names(orgs: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys([orgs] if isinstance(orgs, str) else orgs or ()))
 
 
-def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str = "--org") -> None:
+def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str = "--org", db_param: str = "db") -> None:
     """Refuse an org the store ``db`` holds no data for, in a :class:`ParameterError` naming ``param`` and the orgs
     it holds: the one check behind every ``--org`` that names orgs to read, the dashboard's and MCP's ``org``, the
     library's ``Scope(org=...)`` (``build_report``, ``reconcile``) and the ``org=`` of its other readers
@@ -76,7 +76,12 @@ def check_orgs(db: _Queryable, orgs: str | Iterable[str] | None, *, param: str =
     ``usageledger sync`` first" their own way. One org given as a list (``close 2026-10 --org a,b``, where ``export``
     takes a list) is said to be one, and a name with a blank around it is quoted: both read "``a,b`` holds no data"
     or "``a`` holds no data" of an org the store lists.
+
+    Each of those readers calls it first, so it is also where ``db`` (named ``db_param``) is checked to be an open
+    store: a path given in its place failed deep inside, as "'str' object has no attribute 'query'".
     """
+    if not callable(getattr(db, "query", None)):
+        raise ParameterError(db_param, f"expected an open store (open_store(url)), got {type(db).__name__}")
     wanted = org_names(orgs)
     if not wanted:
         return
@@ -105,6 +110,14 @@ class BaseStore(ABC):
     def __init__(self, url: str) -> None:
         self.url = url
         self._depth = 0
+
+    def closed_error(self, shown: str) -> StoreError:
+        """The one refusal of a store used after its ``close()`` (or its ``with`` block): what was closed and the fix.
+        PostgreSQL's said the connection was lost and to wait for the server, DuckDB's gave no fix."""
+        return StoreError(
+            f"the store {shown} is closed (close() was called, or its with block ended); open it again with"
+            " open_store(...)"
+        )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -235,7 +235,7 @@ class DuckDBStore(BaseStore):
                 if self._con is None:
                     self._con = self._open_writer()
             if self._con is None:
-                raise StoreError(f"the DuckDB store {self.path} is closed")
+                raise self.closed_error(str(self.path))
             yield self._con
 
     def migrate(self) -> list[str]:

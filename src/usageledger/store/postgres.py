@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from usageledger._secrets import redact_url_password
+from usageledger._secrets import redact_url_password, redact_url_passwords
 from usageledger.errors import StoreError
 from usageledger.store import migrations
 from usageledger.store._base import BaseStore
@@ -47,7 +47,7 @@ class PostgresStore(BaseStore):
         try:
             self._con = self._pg.connect(url, autocommit=True, connect_timeout=10)
         except self._pg.Error as exc:
-            said = _first_line(exc)
+            said = redact_url_passwords(_first_line(exc), url)
             # `from None`: libpq's own error quotes the URL it could not parse whole, password and all, and a chained
             # cause would carry it into every traceback of the StoreError.
             raise StoreError(
@@ -79,7 +79,9 @@ class PostgresStore(BaseStore):
         """The one line for a statement that failed: what PostgreSQL said, and, where the connection is gone (the
         server stopped or restarted, the session killed), that and the fix. "PostgreSQL: terminating connection due
         to administrator command" read as a fault of the statement, or of the store."""
-        said = _first_line(exc)
+        said = redact_url_passwords(_first_line(exc), self.url)
+        if self._closed:
+            return self.closed_error(_redact(self.url))
         if self._con.broken or self._con.closed:
             return StoreError(
                 f"PostgreSQL: the connection to the store was lost ({said}); run the command again once the server"
@@ -224,7 +226,11 @@ class PostgresStore(BaseStore):
     def _migration_lock(self) -> None:
         self.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
 
+    _closed = False
+    """Whether :meth:`close` was called (a connection closed otherwise was lost)."""
+
     def close(self) -> None:
+        self._closed = True
         self._con.close()
 
 

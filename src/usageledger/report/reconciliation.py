@@ -18,6 +18,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Final
 
+from usageledger._amounts import parse_amount
+from usageledger.errors import ParameterError
 from usageledger.report.queries import (
     COSTS_VIEW,
     DAY,
@@ -113,8 +115,10 @@ def reconcile(
     db: Database, period: Period, scope: Scope = Scope(), *, tolerance: Decimal = Decimal(0)
 ) -> ReconcileResult:
     """Compare usage tokens with billed token quantities per org, UTC day and model over ``period``."""
-    if tolerance < 0:
-        raise ValueError("tolerance cannot be negative")
+    # a negative one was a bare ValueError, a string or None a TypeError from the comparison: the one amount reader
+    tolerance = parse_amount(tolerance, param="tolerance", noun="a tolerance", example="0.01 (1%)")
+    if tolerance >= 1:  # no relative difference exceeds 1, as the CLI's --tolerance says
+        raise ParameterError("tolerance", f"{tolerance} hides every difference; give a fraction below 1, like 0.01")
     check_orgs(db, scope.org, param="scope.org")  # as build_report: an org the store does not hold is refused
     usage_rows, usage_params = token_usage_sql(scope, period, endpoints=BILLED_TOKEN_ENDPOINTS)
     costs_sql, costs_params = _costs_tokens_sql(scope, period)
