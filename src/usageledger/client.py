@@ -671,11 +671,17 @@ class AsyncClient(
         await self.aclose()
 
     def _semaphore(self) -> asyncio.Semaphore:
+        """The running loop's semaphore (``max_concurrency`` requests at once in each loop), made on first use.
+
+        Loops in several threads may ask at once: the map is changed in place, one atomic dict operation at a time,
+        never rebuilt. A rebuild (the live entries copied, then assigned) dropped an entry another thread had just
+        added, and that loop's next request got a second semaphore: up to twice ``max_concurrency`` at once."""
         loop = asyncio.get_running_loop()
         sem = self._semaphores.get(loop)
         if sem is None:
-            self._semaphores = {lp: s for lp, s in self._semaphores.items() if not lp.is_closed()}
-            sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
+            sem = self._semaphores.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
+            for gone in [lp for lp in list(self._semaphores) if lp.is_closed()]:
+                self._semaphores.pop(gone, None)
         return sem
 
     def _lazy(self, spec: _Range, timeout: TimeoutTypes) -> AsyncQuery:

@@ -267,3 +267,41 @@ def test_one_client_serves_one_asyncio_run_after_another(emulator_url: str) -> N
         with pytest.raises(ClientClosedError):
             asyncio.run(use())
         gc.collect()
+
+
+def test_loops_in_several_threads_keep_one_semaphore_each() -> None:
+    """Threads, each with its own `asyncio.run`, share one client: each loop gets its semaphore once and keeps it.
+    The map was rebuilt (live entries copied, then assigned), which dropped an entry another thread had just added:
+    that loop's next request made a second semaphore, up to twice `max_concurrency` at once. The interpreter is made
+    to switch threads every microsecond so the interleaving happens (1 to 5 loops in 1,200 lost theirs before)."""
+    import sys
+    import threading
+
+    client = AsyncClient(api_key=FAKE_ADMIN_KEY, base_url="http://127.0.0.1:9/v1")
+    lost: list[int] = []
+
+    async def one_loop() -> None:
+        first = client._semaphore()
+        for _ in range(20):
+            await asyncio.sleep(0)
+            if client._semaphore() is not first:
+                lost.append(1)
+                return
+
+    def worker() -> None:
+        for _ in range(400):
+            asyncio.run(one_loop())
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(t.is_alive() for t in threads)
+    assert lost == []
+    assert len(client._semaphores) <= 6  # the closed loops' semaphores are let go
