@@ -173,6 +173,30 @@ def test_labels_that_fold_break_only_at_their_spaces(width: int) -> None:
     assert "┃" in _render(beside, 66), "the table dropped its borders though a label could still give way"
 
 
+@pytest.mark.parametrize("width", (30, 40, 60))
+def test_a_record_line_wider_than_the_terminal_goes_on_indented(width: int) -> None:
+    """In the block layout a long name went on at the left edge (`project: WWWW MARKETING ... CUSTOMER` over
+    `SUPPORT ASSISTANT PLATFORM`), which read as the next record; it goes on two cells past its own line's indent,
+    broken at its spaces, with no character lost but the space it broke at."""
+    name = "WWWWWW MARKETING WEB 18 (EMEA) - MOBILE CUSTOMER SUPPORT ASSISTANT PLATFORM"
+    table = DataTable("Spend by project", label("project", whole=True), number("spend"), number("share"))
+    table.add_row(name, "$690.62", "16.5%")
+    table.add_row("CustomerSupportAutomationPipelineForEnterpriseAccountsNumber7", "$509.08", "12.2%")
+    lines = _render(table, width).splitlines()
+    assert not table.fits(width) and all(len(line) <= width for line in lines), lines
+    heads = [i for i, line in enumerate(lines) if line.startswith("project:")]
+    first = lines[heads[0] : lines.index("  spend: $690.62")]
+    assert len(first) > 1 and all(line.startswith("  ") and line[2] != " " for line in first[1:]), lines
+    assert " ".join(line.strip() for line in first).removeprefix("project: ") == name
+    # a word wider than a line is folded, every part of it indented, none of it lost
+    second = lines[heads[1] : lines.index("  spend: $509.08")]
+    assert all(line.startswith("  ") for line in second[1:]), lines
+    assert "".join(line.strip() for line in second).removeprefix("project:") == (
+        "CustomerSupportAutomationPipelineForEnterpriseAccountsNumber7"
+    )
+    assert lines[-1] == "  share: 12.2%"
+
+
 def test_a_title_wider_than_its_table_stays_on_one_line() -> None:
     """`forecast --project` at 80 columns printed `Forecast 2026-12 as of 2026-11-22  project Search` over
     `Assistant`: rich wraps a table's title to the table's width. The title is a line of its own, as wide as the

@@ -245,8 +245,10 @@ class DataTable:
                 return True
         return False
 
-    def _records(self) -> Group:
-        """The narrowest layout: each row as a block of ``header: value`` lines."""
+    def _records(self, width: int) -> Group:
+        """The narrowest layout: each row as a block of ``header: value`` lines. A line wider than ``width`` goes on
+        with a hanging indent, two cells past its own: a long name's second line at the left edge read as the next
+        record (``project:`` / ``CustomerSupport...Number`` / ``7``, the 7 under it a line of its own)."""
         lines: list[Text] = []
         if self.title:
             lines.append(Text(self.title, style="bold"))
@@ -254,9 +256,9 @@ class DataTable:
             # A blank cell (the total row's status or window count) says nothing: no `windows: ` line for it.
             shown = [(col, cell) for col, cell in zip(self.columns, row, strict=True) if cell.plain.strip()]
             for i, (col, cell) in enumerate(shown):
-                line = Text.assemble("" if i == 0 else "  ", (f"{col.header}: ", "dim"), cell)
-                line.overflow = "fold"
-                lines.append(line)
+                indent = "" if i == 0 else "  "
+                line = Text.assemble(indent, (f"{col.header}: ", "dim"), cell)
+                lines.extend(_hanging(line, width, len(indent) + 2))
         return Group(*lines)
 
     def _layouts(self) -> tuple[tuple[bool, int], ...]:
@@ -280,10 +282,38 @@ class DataTable:
                     yield Text(self.title, style="bold")
                 yield self._table(widths, bordered=bordered)
                 return
-        yield self._records()
+        yield self._records(options.max_width)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(1, options.max_width)
+
+
+def _hanging(line: Text, width: int, hang: int) -> list[Text]:
+    """``line`` in lines of at most ``width`` cells, broken at its last space that fits (a word wider than a line is
+    folded), every line after the first indented by ``hang`` cells; the space broken at is left out, no other."""
+    plain = line.plain
+    if _width(line) <= width or width <= hang + 1:
+        line.overflow = "fold"
+        return [line]
+    out: list[Text] = []
+    start, room = 0, width
+    while start < len(plain):
+        end, cells, space = start, 0, -1
+        while end < len(plain) and cells + cell_len(plain[end]) <= room:
+            space = end if plain[end] == " " else space
+            cells += cell_len(plain[end])
+            end += 1
+        end = max(end, start + 1)  # one character wider than the room still goes somewhere
+        if end < len(plain) and plain[end] == " ":
+            stop, start_next = end, end + 1  # the line is full up to a space
+        elif end < len(plain) and space > start:
+            stop, start_next = space, space + 1  # broken at the last space that fits
+        else:
+            stop, start_next = end, end  # folded: the word is wider than the line
+        piece = line[start:stop]
+        out.append(piece if not out else Text.assemble(" " * hang, piece))
+        start, room = start_next, width - hang
+    return out
 
 
 class Flow:
