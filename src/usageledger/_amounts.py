@@ -17,7 +17,7 @@ from typing import Final
 
 from usageledger.errors import ParameterError
 
-__all__ = ["CENT", "MAX_AMOUNT", "apportion", "finite_decimal", "parse_amount"]
+__all__ = ["CENT", "MAX_AMOUNT", "apportion", "finite_decimal", "parse_amount", "trimmed"]
 
 MAX_AMOUNT: Final = Decimal("1e15")
 """Amounts are below a thousand trillion: 15 digits before the point leave room for cents (and six places) in 28."""
@@ -69,6 +69,16 @@ def finite_decimal(
     if not amount.is_finite():
         raise ParameterError(param, f"{typed!r} is not a finite number; write it like {example}")
     return amount
+
+
+def trimmed(value: Decimal) -> Decimal:
+    """``value`` without the trailing zeros after its point (the store's 18 places: ``0.060000000000000000`` is
+    ``0.06``, ``1424931.000000000000000000`` is ``1424931``), exactly: never rounded (``normalize()`` rounds to the
+    context's 28 digits) and never in exponent form (``1E-7`` is ``0.0000001``); a negative zero is ``0``."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return Decimal("0" if text == "-0" else text)
 
 
 def apportion(values: Sequence[Decimal], target: Decimal) -> list[Decimal]:

@@ -22,6 +22,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TextIO
 
+from usageledger._amounts import trimmed
 from usageledger._text import spreadsheet_text
 from usageledger.timeutil import iso_moment
 
@@ -29,11 +30,9 @@ __all__ = ["CsvWriter", "plain_decimal"]
 
 
 def plain_decimal(value: Decimal) -> str:
-    """Exact decimal text without trailing zeros: ``0.060000000000000000`` -> ``0.06``, ``1E-7`` -> ``0.0000001``."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    """Exact decimal text without trailing zeros (:func:`usageledger._amounts.trimmed`): ``0.060000000000000000`` ->
+    ``0.06``, ``1E-7`` -> ``0.0000001``."""
+    return format(trimmed(value), "f")
 
 
 class CsvWriter:

@@ -8,6 +8,7 @@ message.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import email.utils
@@ -316,7 +317,7 @@ def _log_retry(decision: RetryDecision, url: str, attempt: int, policy: RetryPol
 # --- the two transports ---------------------------------------------------------------------------------
 
 
-class _Base:
+class _Base(abc.ABC):
     """What the sync and async transports share: settings, URL building, and the client-wide pause."""
 
     _owns: bool
@@ -450,9 +451,10 @@ class _Base:
         return self._config.timeout if timeout is None else as_timeout(timeout)
 
     @property
+    @abc.abstractmethod
     def closed(self) -> bool:
-        """Whether a request sent now would be refused: this client (or its original, or its given pool) closed."""
-        raise NotImplementedError
+        """Whether a request sent now would be refused: this client (or its original, or its given pool) closed.
+        Each transport twin says it from its own pool (:class:`SyncHTTP`, :class:`AsyncHTTP`)."""
 
     def refuse_reopening(self) -> None:
         """``with client:`` on a closed client: refused at once, as httpx refuses to reopen one, rather than a block

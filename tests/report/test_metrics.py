@@ -156,6 +156,7 @@ def test_series_read_zero_on_the_first_of_a_month_and_after_midnight(synced: str
     on the 1st every month-to-date and today series had vanished (Grafana's panels said "No data", and a
     ``sum(...)`` alert had no value to compare), and each midnight every today series did. The store's costs end on
     2026-11-20; two months on, nothing of them is shown."""
+    assert len(_PERIOD_METRICS) == 6
     nov = {name: {_key(s) for s in _samples(_page(synced), name)} for name in _PERIOD_METRICS}
     with _reading(synced) as store:
         first = render_metrics(store, now=datetime(2026, 12, 1, 0, 0, 30, tzinfo=UTC))[0].decode()
@@ -174,14 +175,7 @@ def test_series_read_zero_on_the_first_of_a_month_and_after_midnight(synced: str
     assert 0 < sum(1 for v in day.values() if v == 0) < len(day)
 
 
-_PERIOD_METRICS = (
-    "usageledger_month_to_date_cost_usd",
-    "usageledger_today_cost_usd",
-    "usageledger_month_to_date_tokens",
-    "usageledger_today_tokens",
-    "usageledger_month_to_date_requests",
-    "usageledger_today_requests",
-)
+_PERIOD_METRICS = tuple(n for n in METRIC_NAMES if n.startswith(("usageledger_month_to_date_", "usageledger_today_")))
 
 
 def _key(sample: Sample) -> tuple[tuple[str, str], ...]:

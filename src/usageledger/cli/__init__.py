@@ -8,7 +8,6 @@ rich: see ``cli/_app.py``).
 
 from __future__ import annotations
 
-import codecs
 import errno
 import importlib
 import io
@@ -191,10 +190,5 @@ def standard_streams() -> None:
         sys.stdout = _ClosedOutput()
     if sys.stderr is None:
         sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115 (for the process's life)
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    try:
-        utf8 = codecs.lookup(encoding).name.startswith("utf")
-    except LookupError:
-        utf8 = False
-    if not utf8 and isinstance(sys.stdout, io.TextIOWrapper):
+    if not _app.stdout_is_utf8() and isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="replace")

@@ -31,15 +31,19 @@ AllowMany = Annotated[
 ]
 
 
-def request_estimate(command: str, requests: int, detail: str, narrow: str, *, param: str, allowed: bool) -> str | None:
+def request_estimate(
+    command: str, requests: int, detail: str, narrow: str, *, param: str, allowed: bool, judged: int | None = None
+) -> str | None:
     """The warning line for ``requests`` (``None`` up to :data:`MANY_REQUESTS`), or the refusal past
     :data:`TOO_MANY_REQUESTS` unless ``allowed``, a :class:`ParameterError` naming ``param`` (the range's start).
+    ``judged`` is the count the refusal is judged by, default ``requests``: ``sync`` gives its largest org's, since
+    what is mistyped is the range every org reads, and fifty orgs are not a mistake.
 
     ``detail`` says what the requests read (``61 buckets of 1d, at most 31 per request``), ``narrow`` how to ask for
     fewer (``narrow --start/--end``)."""
     if requests <= MANY_REQUESTS:
         return None
-    if requests > TOO_MANY_REQUESTS and not allowed:
+    if (requests if judged is None else judged) > TOO_MANY_REQUESTS and not allowed:
         raise ParameterError(
             param,
             f"this {command} would take up to {counted(requests, 'request')} ({detail}); {narrow}, or pass"

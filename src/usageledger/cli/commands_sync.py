@@ -38,7 +38,7 @@ from usageledger.cli._app import (
     settle,
     setup_logging,
 )
-from usageledger.cli._estimate import TOO_MANY_REQUESTS, AllowMany, request_estimate
+from usageledger.cli._estimate import AllowMany, request_estimate
 from usageledger.cli._flags import STORE_HELP, ConfigOpt, FormatOpt, FxOpt, Insecure, StoreOpt, Verbose
 from usageledger.config import (
     Config,
@@ -547,13 +547,13 @@ def _requests_estimate(
         per_org[p.org] += len(p.windows)
     if len(per_org) > 1:
         detail += f", {counted(len(per_org), 'org')}"
-    # what is mistyped is a range, and every org reads the same one: the refusal is judged by one org's requests, so
-    # a first sync of fifty orgs (the workers' set-up) is told its total but not refused for being many orgs
-    allowed = allowed or max(per_org.values()) <= TOO_MANY_REQUESTS
     # a first sync reaching back by the config's [sync] since is told by that key, as a config's value is
     param = "--since" if since is not None else "sync.since"
     narrow = "give a later --since or an --until" if since is not None else "shorten sync.since, or give --since"
-    return request_estimate("sync", sum(per_org.values()), detail, narrow, param=param, allowed=allowed)
+    # judged by one org's requests: a first sync of fifty orgs (the workers' set-up) is told its total, not refused
+    return request_estimate(
+        "sync", sum(per_org.values()), detail, narrow, param=param, allowed=allowed, judged=max(per_org.values())
+    )
 
 
 def _flag_int(key: str, value: int, flag: str) -> int:

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, cast
 
+from usageledger._amounts import trimmed
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.catalogue import BucketWidth
 from usageledger.report.alerts import CheckResult
@@ -250,10 +251,7 @@ def changes_document(changes: Changes, names: Names | None = None) -> Document:
 def _exact(value: Decimal | None) -> Decimal | None:
     """``value`` without the trailing zeros of the store's 18-place decimals, so both sides of a comparison print
     alike: usage's ``"1424931"`` beside costs' ``"1424931"``, not ``"1424931.000000000000000000"``."""
-    if value is None:
-        return None
-    trimmed = value.normalize()
-    return trimmed.quantize(Decimal(1)) if trimmed == trimmed.to_integral_value() else trimmed
+    return None if value is None else trimmed(value)
 
 
 def reconcile_document(result: ReconcileResult) -> Document:
