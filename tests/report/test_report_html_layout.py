@@ -242,3 +242,26 @@ def test_bar_labels_of_one_long_model_keep_their_line_items(module_browser_page:
         labels: list[list[Any]] = page.evaluate(ITEM_SHOWN)
         assert len(labels) == len(items) + 1
         assert [label for label in labels if len(label[0]) <= longest and not label[1]] == [], width
+
+
+def test_on_a_phone_the_figure_cards_are_one_a_line_and_as_wide_as_the_page(
+    report_file: Path, module_browser_page: BrowserPage
+) -> None:
+    """At 390 px the spend, tokens and requests cards wrapped to a line each but kept their own text's width, three
+    ragged boxes; each now spans the page, and on a wide screen they stay side by side at their own width."""
+    page = module_browser_page.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(report_file.as_uri())
+    page.wait_for_load_state("load")
+    boxes = page.evaluate(
+        "() => { const row = document.querySelector('.cards').getBoundingClientRect();"
+        " return [row.width, [...document.querySelectorAll('.cards .card')]"
+        ".map(c => [c.getBoundingClientRect().width, c.getBoundingClientRect().top])]; }"
+    )
+    row, cards = boxes
+    assert len(cards) >= 3
+    assert len({top for _, top in cards}) == len(cards), "two cards share a line"
+    assert all(abs(width - row) <= 1 for width, _ in cards), (row, cards)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    tops = page.evaluate("() => [...document.querySelectorAll('.cards .card')].map(c => c.getBoundingClientRect().top)")
+    assert len(set(tops)) == 1, "on a wide screen the cards sit side by side"
