@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image, ImageStat
 
-from usageledger.report.charts import Chart, Series, png_figure, write_png
+from usageledger.report.charts import (
+    PNG_LABEL_CHARS,
+    PROVISIONAL_ALPHA,
+    Chart,
+    Series,
+    png_figure,
+    png_label,
+    write_png,
+)
 
 if TYPE_CHECKING:
     # Imported where used: every pytest-xdist worker imports every test module to collect it, and matplotlib
@@ -89,3 +99,65 @@ def test_png_screenshot_keeps_the_plot_clear_of_the_legend(tmp_path: Path) -> No
         band = image.convert("L").crop((int(box.x0) + 2, int(top) + 2, int(box.x1) - 2, int(top + box.height / 4)))
         dark = sum(band.histogram()[:80]) / (band.width * band.height)
         assert dark < 0.01, f"{dark:.1%} of the plot's top quarter is dark ink"
+
+
+LINE_ITEMS = Chart(
+    slug="spend-by-line-item",
+    title="Spend by line item (top 20)",
+    kind="hbars",
+    categories=(
+        "gpt-4o-2024-08-06, output",
+        "ft:gpt-4o-mini-2024-07-18:acme-marketing-research-dept:cx7y2k, batch input",
+        "ft:gpt-4o-mini-2024-07-18:acme-marketing-research-dept:cx7y2k, web search tool calls (medium context)",
+        "text-embedding-3-small",
+    ),
+    series=(Series("spend", (Decimal("166.2"), Decimal("40.81"), Decimal("38.1"), Decimal("0.02"))),),
+    unit="USD",
+    money=True,
+)
+
+
+def test_bars_carry_their_figures_and_long_labels_keep_their_line_items() -> None:
+    """A PNG's bars had no figures (a bar of $0.02 beside one of $166 was no bar at all), and a 101-character line
+    item took more than half the image from the bars. Each bar now ends in its figure, as in the HTML report, and a
+    label past 48 characters is shortened in its model, keeping the line item that tells the bars apart."""
+    figure = _drawn(LINE_ITEMS)
+    (ax,) = figure.axes
+    figures = [t.get_text() for t in ax.texts]
+    assert figures == ["$0.02", "$38.1", "$40.8", "$166"]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "gpt-4o-2024-08-06, output"
+    assert all(len(label) <= PNG_LABEL_CHARS for label in labels), labels
+    assert labels[1].endswith(", web search tool calls (…") and labels[1].startswith("ft:gpt-4o-mini")
+    assert labels[2].endswith(", batch input") and "…" in labels[2]
+    # The largest bar's figure stays inside the axes.
+    biggest = ax.texts[-1].get_window_extent()
+    assert biggest.x1 <= ax.get_window_extent().x1
+
+
+def test_png_label_shortens_by_the_html_reports_rule() -> None:
+    """A label within the width is kept; one with no line item is cut at its end; otherwise the item keeps up to
+    55% of the width and the model the rest."""
+    assert png_label("gpt-4o, output") == "gpt-4o, output"
+    assert png_label("x" * 60) == "x" * 47 + "…"
+    shortened = png_label("m" * 40 + ", " + "i" * 40)
+    assert len(shortened) == PNG_LABEL_CHARS
+    assert shortened.startswith("m" * 21 + "…, ") and shortened.endswith("i" * 23 + "…")
+    assert png_label("m" * 40 + ", batch input") == "m" * 34 + "…, batch input"
+
+
+def test_provisional_days_are_lighter_and_the_legend_says_so() -> None:
+    """The HTML report draws provisional days lighter; the PNG drew them like final ones, and it travels without the
+    page's banner. From the first provisional day every bar is lighter, and the legend names the shade and the day."""
+    chart = replace(SPEND, provisional_from=27)
+    figure = _drawn(chart)
+    (ax,) = figure.axes
+    for container in ax.containers:
+        alphas = [bar.get_alpha() for bar in container]
+        assert alphas == [None] * 27 + [PROVISIONAL_ALPHA] * 3
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert texts[-1] == "provisional from Nov 28" and len(texts) == len(chart.series) + 1
+    handle = figure.legends[0].legend_handles[-1]
+    assert handle is not None and handle.get_alpha() == PROVISIONAL_ALPHA
+    final = _drawn(SPEND)
+    assert [t.get_text() for t in final.legends[0].get_texts()] == [s.label for s in SPEND.series]

@@ -21,7 +21,7 @@ from decimal import Decimal
 from html import escape
 from typing import Final
 
-from usageledger.report.charts import Chart, Series, color, nice_ticks, short_number
+from usageledger.report.charts import PROVISIONAL_ALPHA, Chart, Series, color, nice_ticks, short_number
 
 __all__ = ["render_chart"]
 
@@ -118,7 +118,7 @@ def _columns(chart: Chart) -> str:
                     continue
                 # Provisional data (it may still be restated) is drawn lighter, and its tip says so.
                 late = chart.provisional_from is not None and i >= chart.provisional_from
-                faded = ' class="provisional" fill-opacity="0.45"' if late else ""
+                faded = f' class="provisional" fill-opacity="{PROVISIONAL_ALPHA}"' if late else ""
                 tip = f"{category} · {s.label}" + (" (provisional)" if late else "")
                 shapes.append(
                     f'<rect x="{_num(i + 0.1)}" y="{y(bottom + value)}" width="0.8" height="{_num(value * scale)}" '

@@ -24,17 +24,22 @@ from usageledger.report.queries import DailyValue, ReportData
 from usageledger.report.trend import bucket_starts, grain_for, rebucket
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
 __all__ = [
     "PALETTE",
+    "PNG_LABEL_CHARS",
+    "PROVISIONAL_ALPHA",
     "Chart",
     "ChartKind",
     "Series",
     "color",
     "nice_ticks",
     "png_figure",
+    "png_label",
     "report_charts",
     "short_number",
     "write_png",
@@ -42,6 +47,11 @@ __all__ = [
 
 _PNG_WIDTH_PX: Final = 1000
 _PNG_HEIGHT_PX: Final = 420
+PNG_LABEL_CHARS: Final = 48
+"""The longest bar label a PNG chart writes whole; a longer one is shortened (:func:`png_label`), where a full
+72-character line item took over half the image's width from its bars."""
+PROVISIONAL_ALPHA: Final = 0.45
+"""How opaque a provisional day's bar is drawn, in the PNG as in the HTML report."""
 """Height of a PNG chart without its legend, which adds its own height below the axes."""
 
 ChartKind = Literal["stacked_bars", "lines", "hbars"]
@@ -174,18 +184,24 @@ def png_figure(chart: Chart) -> Figure:
         ax.text(0.5, 0.5, "No data in this period", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     elif chart.kind == "hbars":
-        labels = list(reversed(chart.categories))
+        labels = [png_label(c) for c in reversed(chart.categories)]
         values = [float(v) for v in reversed(chart.series[0].values)]
-        ax.barh(labels, values, color=PALETTE[0])
+        bars = ax.barh(range(len(labels)), values, color=PALETTE[0], tick_label=labels)
+        # Each bar's figure at its end, as the HTML report writes it: a bar of $0.02 beside one of $29 is no bar.
+        ax.bar_label(bars, [short_number(v, money=chart.money) for v in values], padding=3, fontsize="small")
+        ax.set_xlim(0, max(values) * 1.12 or 1.0)
         ax.xaxis.set_major_formatter(formatter(ticks))
         ax.set_xlabel(chart.unit)
     else:
         xs = list(range(len(chart.categories)))
         bottoms = [0.0] * len(xs)
+        late = len(xs) if chart.provisional_from is None else chart.provisional_from
         for j, s in enumerate(chart.series):
             values = [float(v) for v in s.values]
             if chart.kind == "stacked_bars":
-                ax.bar(xs, values, bottom=bottoms, color=color(j), label=s.label)
+                bars = ax.bar(xs, values, bottom=bottoms, color=color(j), label=s.label)
+                for bar in bars[late:]:
+                    bar.set_alpha(PROVISIONAL_ALPHA)
                 bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
             else:
                 ax.plot(xs, values, color=color(j), label=s.label, linewidth=2)
@@ -194,14 +210,43 @@ def png_figure(chart: Chart) -> Figure:
         ax.yaxis.set_major_formatter(formatter(ticks))
         ax.set_ylabel(chart.unit)
         ax.set_ylim(bottom=0)
-        _place_legend(fig, len(chart.series))
+        extra: list[Artist] = []
+        if chart.kind == "stacked_bars" and late < len(xs):
+            # Provisional days are lighter, as in the HTML report; a PNG travels without the page's banner, so its
+            # legend says what lighter means (a patch outside the data: a legend entry and nothing drawn).
+            from matplotlib.patches import Patch  # matplotlib is imported by now (_matplotlib above)
+
+            extra = [
+                Patch(facecolor="#888888", alpha=PROVISIONAL_ALPHA, label=f"provisional from {chart.categories[late]}")
+            ]
+        _place_legend(fig, ax, extra)
     return fig
 
 
-def _place_legend(fig: Figure, entries: int) -> None:
-    """A legend below the axes in as many columns as fit the figure's width (measured), the figure grown to fit."""
-    for columns in range(entries, 0, -1):
-        legend = fig.legend(loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
+def png_label(category: str, width: int = PNG_LABEL_CHARS) -> str:
+    """A bar's label shortened to ``width`` characters by the HTML report's rule: a line item (``model, item``) keeps
+    up to 55% of the width for its item and shortens its model in the rest, so the bars of one long model (a
+    fine-tuned one) stay told apart by their items; a label with no item is shortened at its end."""
+    if len(category) <= width:
+        return category
+    head, comma, item = category.partition(", ")
+    if not comma:
+        return category[: width - 1] + "…"
+    tail = comma + item
+    room = max(width - len(head), int(width * 0.55))
+    if len(tail) > room:
+        tail = tail[: room - 1] + "…"
+    return (head if len(head) + len(tail) <= width else head[: width - len(tail) - 1] + "…") + tail
+
+
+def _place_legend(fig: Figure, ax: Axes, extra: Sequence[Artist] = ()) -> None:
+    """A legend below the axes in as many columns as fit the figure's width (measured), the figure grown to fit;
+    ``extra``: entries for what the axes do not draw as such (the provisional days' lighter shade)."""
+    handles, labels = ax.get_legend_handles_labels()
+    handles += extra
+    labels += [str(a.get_label()) for a in extra]
+    for columns in range(len(handles), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
         box = legend.get_window_extent()
         if box.width <= fig.bbox.width - 16 or columns == 1:
             fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + box.height / fig.dpi)
