@@ -17,7 +17,7 @@ from typing import Final
 
 from usageledger.errors import ParameterError
 
-__all__ = ["CENT", "MAX_AMOUNT", "apportion", "finite_decimal", "parse_amount", "trimmed"]
+__all__ = ["CENT", "MAX_AMOUNT", "Cents", "apportion", "cents", "finite_decimal", "parse_amount", "trimmed"]
 
 MAX_AMOUNT: Final = Decimal("1e15")
 """Amounts are below a thousand trillion: 15 digits before the point leave room for cents (and six places) in 28."""
@@ -79,6 +79,21 @@ def trimmed(value: Decimal) -> Decimal:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return Decimal("0" if text == "-0" else text)
+
+
+class Cents(Decimal):
+    """A figure rounded to the cent for display (see :func:`cents`)."""
+
+    __slots__ = ()
+
+
+def cents(value: Decimal) -> Decimal:
+    """``value``, a figure already rounded to the cent (a statement's total, a forecast), marked so that the JSON
+    documents write it with its two places (``"2170.90"``, ``"2.00"``), as the terminal shows it, where every other
+    decimal is written exact with its trailing zeros trimmed. Equal to ``value`` and a ``Decimal`` in every other
+    respect (arithmetic on it gives a plain ``Decimal``)."""
+    rounded = value.quantize(CENT)
+    return Cents(abs(rounded) if rounded == 0 else rounded)  # never "-0.00"
 
 
 def apportion(values: Sequence[Decimal], target: Decimal) -> list[Decimal]:

@@ -396,7 +396,7 @@ class LedgerTools:
                 "change": change,
                 "metric": metric,
                 "rows": count,
-                "net_change": Decimal(delta).normalize() if delta is not None else None,
+                "net_change": None if delta is None else Decimal(delta),  # exact, trimmed as every JSON decimal
                 "last_seen_at": seen,
             }
             for o, table, bucket, change, metric, count, delta, seen in rows[:limit]

@@ -18,6 +18,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger import timeutil
+from usageledger._amounts import cents
 from usageledger._csv import CsvWriter
 from usageledger._text import counted
 from usageledger.report.formatting import format_money
@@ -171,9 +172,10 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
         "by": statements.by,
         "currency": statements.currency,
         "allocation": {"rule": statements.allocation, "description": statements.rule},
-        "total": statements.total,
+        # the figures rounded to the cent (which add up) keep their two places; the exact ones are trimmed
+        "total": cents(statements.total),
         "exact_total": statements.exact_total,
-        "shared_total": statements.shared_total,
+        "shared_total": cents(statements.shared_total),
         "shared_projects": list(statements.shared_projects),
         "adds_up": statements.adds_up,
         "statements": [
@@ -181,16 +183,16 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
                 "owner": s.owner,
                 "name": name(s.owner),
                 "projects": [{"project_id": p, "name": names.project(p)} for p in s.projects],
-                "direct": s.direct,
-                "shared": s.shared,
+                "direct": cents(s.direct),
+                "shared": cents(s.shared),
                 "shared_fraction": s.shared_fraction,
-                "total": s.total,
+                "total": cents(s.total),
                 "lines": [
                     {
                         "model": line.model,
                         "line_item": line.line_item,
                         "shared": line.shared,
-                        "amount": line.amount,
+                        "amount": cents(line.amount),
                         "exact": line.exact,
                     }
                     for line in s.lines
@@ -208,11 +210,17 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
             "closed_total_currency": BASE_CURRENCY,
             "matches_close": statements.matches_close,
             "open_orgs": list(statements.open_orgs),
-            "present_total": statements.present_total,
-            "adjustment_total": statements.adjustment_total,
+            "present_total": None if statements.present_total is None else cents(statements.present_total),
+            "adjustment_total": cents(statements.adjustment_total),
         },
         "adjustments": [
-            {"owner": a.owner, "name": name(a.owner), "closed": a.closed, "present": a.present, "amount": a.amount}
+            {
+                "owner": a.owner,
+                "name": name(a.owner),
+                "closed": cents(a.closed),
+                "present": cents(a.present),
+                "amount": cents(a.amount),
+            }
             for a in statements.adjustments
         ],
         "notes": statement_summary(statements, names),
