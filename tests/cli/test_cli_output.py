@@ -559,3 +559,31 @@ def test_every_json_document_writes_money_in_one_form(demo_store_copy: Path) -> 
     ]
     assert json_decimal(Decimal("2213.252622658460000000")) == "2213.25262265846"
     assert [json_decimal(cents(Decimal(v))) for v in ("2", "2170.9", "-0.001")] == ["2.00", "2170.90", "0.00"]
+
+
+def test_json_documents_keep_names_as_they_are(demo_store: Path, tmp_path: Path) -> None:
+    """`report --format json` wrote a name with a newline as `Search\\nAssistant` (a backslash and an n, the
+    terminal's escape) and two alike names with their IDs appended, where `keys` and `export` keep the name: every
+    JSON document now carries the name as it is (the ID is beside it); the terminal still shows it fit to show."""
+    store = str(demo_store)
+    first = json.loads(_invoke("report", "--store", store, *RANGE, "--format", "json").stdout)
+    a, b, c = (row["project_id"] for row in first["spend_by_project"][:3])
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"projects": {a: "Search\nAssistant", b: "Bot", c: "Bot"}}), encoding="utf-8")
+    wanted = {a: "Search\nAssistant", b: "Bot", c: "Bot"}
+    month = f"{TODAY.replace(day=1) - timedelta(days=1):%Y-%m}"
+
+    def named(rows: list[dict[str, Any]], key: str = "project_id") -> dict[str, str]:
+        return {row[key]: row["name"] for row in rows if row[key] in wanted}
+
+    doc = json.loads(_invoke("report", "--store", store, *RANGE, "--names", str(names), "--format", "json").stdout)
+    assert named(doc["spend_by_project"]) == wanted and named(doc["movers_by_project"]) == wanted
+    teams = _invoke("report", "--store", store, *RANGE, "--by", "team", "--names", str(names), "--format", "json")
+    assert named([p for t in json.loads(teams.stdout)["teams"] for p in t["projects"]]) == wanted
+    statement = _invoke("statement", month, "--by", "project", "--store", store, "--names", str(names), "-f", "json")
+    assert named(json.loads(statement.stdout)["statements"], "owner") == wanted
+    forecast = _invoke("forecast", "--by", "project", "--store", store, "--names", str(names), "--format", "json")
+    assert named(json.loads(forecast.stdout)["groups"], "project") == wanted
+    argv = ["report", "--store", store, *RANGE, "--names", str(names)]
+    shown = CliRunner().invoke(app, argv, env={"COLUMNS": "200"}, catch_exceptions=False).stdout
+    assert "Search\\nAssistant" in shown and f"Bot ({b})" in shown and f"Bot ({c})" in shown

@@ -31,10 +31,13 @@ from usageledger.report.tables import DataTable, label, number
 __all__ = ["render_statements", "statement_csv", "statement_document", "statement_html", "statement_summary"]
 
 
-def _owner_name(statements: MonthStatements, names: Names) -> Callable[[str], str]:
+def _owner_name(statements: MonthStatements, names: Names, *, shown: bool = True) -> Callable[[str], str]:
+    """A statement's owner's name: the team's, or the project's (``shown``: with its ID, for a table, a page or a
+    CSV line; else as it is, for the JSON, which gives the ID as ``owner`` beside it)."""
+
     def name(owner: str) -> str:
         if statements.by == "project" and owner != SHARED:
-            return with_id(names.project(owner), owner)
+            return with_id(names.project(owner), owner) if shown else names.project(owner)
         return owner
 
     return name
@@ -162,7 +165,7 @@ def render_statements(statements: MonthStatements, names: Names) -> RenderableTy
 def statement_document(statements: MonthStatements, names: Names, *, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """``statement --format json``: money as decimal strings (serialised by ``jsonout.dumps``); ``warnings``, the
     lines the command printed on stderr (days of the month the store lacks), as ``report``'s JSON carries its own."""
-    name = _owner_name(statements, names)
+    name = _owner_name(statements, names, shown=False)
     return {
         "month": f"{statements.month:%Y-%m}",
         "warnings": list(warnings),
