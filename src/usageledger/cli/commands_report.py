@@ -618,7 +618,9 @@ def check(
     threshold = (
         None
         if anomaly_threshold is None
-        else parse_amount(anomaly_threshold, param="--anomaly-threshold", noun="a threshold", example="3.5")
+        else parse_amount(
+            anomaly_threshold, param="--anomaly-threshold", noun="a threshold", example="3.5", money=False
+        )
     )
     increase = _amount(min_increase, "--min-increase")
     rule = AnomalyRule(
