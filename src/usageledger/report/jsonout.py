@@ -52,7 +52,8 @@ Document = dict[str, Any]
 
 def json_decimal(value: Decimal) -> str:
     """The one form of a decimal in every JSON document: exact, without trailing zeros (``"2213.25262265846"``,
-    ``"0"``, ``"100"``, ``"0.000000000000000001"``), never an exponent; a :func:`cents` figure with its two places."""
+    ``"0"``, ``"100"``, ``"0.000000000000000001"``), never an exponent; a figure marked by
+    :func:`usageledger._amounts.cents` with its two places."""
     if isinstance(value, Cents):
         return format(value, "f")
     return format(trimmed(value), "f")
@@ -70,7 +71,8 @@ def _default(value: object) -> object:
 
 def decimal_string(value: Decimal) -> str:
     """A decimal as plain digits with the places it has (``0.5``, ``1234.50``, ``100``): never an exponent. For the
-    statement's CSV and the HTML page's data attributes; JSON documents use :func:`json_decimal`."""
+    statement's CSV (its amounts in cents, its rates as given); JSON documents and the HTML page's data attributes use
+    :func:`json_decimal`."""
     return f"{value:f}"
 
 
