@@ -17,7 +17,7 @@ from typing import Final
 
 from usageledger.errors import ParameterError
 
-__all__ = ["CENT", "MAX_AMOUNT", "apportion", "finite_decimal", "parse_amount", "trimmed"]
+__all__ = ["CENT", "MAX_AMOUNT", "Cents", "apportion", "cents", "finite_decimal", "parse_amount", "trimmed"]
 
 MAX_AMOUNT: Final = Decimal("1e15")
 """Amounts are below a thousand trillion: 15 digits before the point leave room for cents (and six places) in 28."""
@@ -33,16 +33,22 @@ def parse_amount(
     places: int | None = None,
     example: str = "150 or 12.50",
     at_most: Decimal | None = None,
+    money: bool = True,
 ) -> Decimal:
     """``value`` (text or a number) as a :class:`~decimal.Decimal`, else a :class:`ParameterError` naming ``param``.
 
     ``positive``: zero is refused too. ``places``: at most that many decimal places. ``at_most``: the largest value
     (a rate's 1). ``noun`` and ``example`` word the refusals (``a top-up must be more than zero, got '0'; write it
-    like 500 or 500.00``): every refusal ends in the example, ``nan`` and ``inf`` included.
+    like 500 or 500.00``): every refusal ends in the example, ``nan`` and ``inf`` included. ``money``: a leading
+    ``$`` is read as the terminal prints money (``$5`` is 5); a threshold, a tolerance or a rate (``money=False``)
+    takes none.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ParameterError(param, f'expected an amount (a number or a string such as "12.50"), got {value!r}')
-    amount = finite_decimal(value, param=param, example=example)
+    text = value.strip() if isinstance(value, str) else value
+    if money and isinstance(text, str) and text.startswith("$"):
+        text = text[1:]
+    amount = finite_decimal(text, param=param, example=example, shown=value)
     if amount < 0 or (positive and amount == 0):
         rule = "more than zero" if positive else "zero or more"
         raise ParameterError(param, f"{noun} must be {rule}, got {value!r}; write it like {example}")
@@ -62,13 +68,25 @@ def finite_decimal(
     ``1e400`` read as a float, are one :class:`ParameterError` naming ``param`` and ending in ``example``.
     ``shown`` is what the user typed when ``value`` is a part of it (``inf`` of ``inf%``)."""
     typed = value if shown is None else shown
+    text = str(value).strip()
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(text)
     except InvalidOperation:
-        raise ParameterError(param, f"{typed!r} is not {noun}; write it like {example}") from None
+        raise ParameterError(param, f"{typed!r} is not {noun} ({_unreadable(text)}); write it like {example}") from None
     if not amount.is_finite():
         raise ParameterError(param, f"{typed!r} is not a finite number; write it like {example}")
     return amount
+
+
+def _unreadable(text: str) -> str:
+    """Why ``text`` is no number, in the words of what is accepted."""
+    if not text:
+        return "no digits"
+    if "," in text:
+        return "no commas: a point before the decimals, no thousands separators"
+    if any(c.isalpha() or c in "$€£¥" for c in text):
+        return "the number alone: digits and a point, no currency or unit"
+    return "digits with at most one point"
 
 
 def trimmed(value: Decimal) -> Decimal:
@@ -79,6 +97,21 @@ def trimmed(value: Decimal) -> Decimal:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return Decimal("0" if text == "-0" else text)
+
+
+class Cents(Decimal):
+    """A figure rounded to the cent for display (see :func:`cents`)."""
+
+    __slots__ = ()
+
+
+def cents(value: Decimal) -> Decimal:
+    """``value``, a figure already rounded to the cent (a statement's total, a forecast), marked so that the JSON
+    documents write it with its two places (``"2170.90"``, ``"2.00"``), as the terminal shows it, where every other
+    decimal is written exact with its trailing zeros trimmed. Equal to ``value`` and a ``Decimal`` in every other
+    respect (arithmetic on it gives a plain ``Decimal``)."""
+    rounded = value.quantize(CENT)
+    return Cents(abs(rounded) if rounded == 0 else rounded)  # never "-0.00"
 
 
 def apportion(values: Sequence[Decimal], target: Decimal) -> list[Decimal]:

@@ -107,9 +107,9 @@ ALERT_KEYS: Final = (
 _PROJECT_KEYS: Final = ("daily_budget", "monthly_budget")
 
 
-def _money(key: str, value: object) -> Decimal:
+def _money(key: str, value: object, *, money: bool = True) -> Decimal:
     try:
-        return parse_amount(value, param=key, example='150 or "12.50"')
+        return parse_amount(value, param=key, example='150 or "12.50"', money=money)
     except ParameterError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -167,7 +167,9 @@ def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") 
     check_keys(where, section, ALERT_KEYS)
     defaults = AnomalyRule()
     rule = AnomalyRule(
-        threshold=_money(f"{where}.anomaly_threshold", section.get("anomaly_threshold", defaults.threshold)),
+        threshold=_money(
+            f"{where}.anomaly_threshold", section.get("anomaly_threshold", defaults.threshold), money=False
+        ),
         window_days=_positive_int(
             f"{where}.anomaly_window_days", section.get("anomaly_window_days", defaults.window_days), 2
         ),

@@ -183,7 +183,8 @@ class LedgerTools:
             pid = self._project_id(store, project, org)
             scope = Scope(org=org, project=pid)
             data = build_report(store, period, scope)
-            names = resolve_names(store, org=org, overrides=self._overrides())
+            # as `report --format json` has them: as they are, the ID beside each (never escaped, nor given IDs)
+            names = resolve_names(store, org=org, overrides=self._overrides(), distinct=False)
             final = final_costs_until(store, self.config.sync.to_options())
             warnings = data_warnings(store, org, period=period)  # as `report` says them
             moved, _ = closed_adjustments(store, period, scope)  # as `report` and the dashboard (no model filter)
@@ -284,7 +285,7 @@ class LedgerTools:
                 f"FROM {COSTS_VIEW} WHERE {where} AND line_item IS NOT NULL GROUP BY 1, 2, 3, 4",
                 [period.start, *params],
             )
-            names = resolve_names(store, org=org, overrides=self._overrides())
+            names = resolve_names(store, org=org, overrides=self._overrides(), distinct=False)  # as in `_report`
             warnings = data_warnings(store, org, period=period)
             # The report's rule for the comparison: none against days the store does not hold.
             partial = previous_partial_from(store, scope, period.previous().since)
@@ -396,7 +397,7 @@ class LedgerTools:
                 "change": change,
                 "metric": metric,
                 "rows": count,
-                "net_change": Decimal(delta).normalize() if delta is not None else None,
+                "net_change": None if delta is None else Decimal(delta),  # exact, trimmed as every JSON decimal
                 "last_seen_at": seen,
             }
             for o, table, bucket, change, metric, count, delta, seen in rows[:limit]

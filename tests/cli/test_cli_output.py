@@ -17,12 +17,13 @@ from rich.console import Console, RenderableType
 from typer.testing import CliRunner
 
 from usageledger import timeutil
+from usageledger._amounts import cents
 from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.client import Client
 from usageledger.report.charts import report_charts
 from usageledger.report.formatting import format_count, format_money
-from usageledger.report.jsonout import dumps, reconcile_document
+from usageledger.report.jsonout import dumps, json_decimal, reconcile_document
 from usageledger.report.names import Names
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconciliation import ReconcileResult, ReconcileRow, reconcile
@@ -288,7 +289,7 @@ def test_report_json_is_one_document(demo_store: Path, report_data: ReportData) 
     assert doc["period"]["start"] == f"{TODAY - timedelta(days=29)}T00:00:00Z"
     assert doc["period"]["end"] == f"{TODAY + timedelta(days=1)}T00:00:00Z"
     assert doc["period"]["days"] == 30
-    assert doc["totals"]["spend"] == f"{report_data.total_spend:f}"
+    assert doc["totals"]["spend"] == json_decimal(report_data.total_spend)
     assert Decimal(doc["totals"]["spend"]) == report_data.total_spend
     assert doc["totals"]["tokens"] == report_data.total_tokens > 0
     assert doc["totals"]["requests"] == report_data.total_requests > 0
@@ -484,3 +485,105 @@ def test_a_missing_path_is_not_blamed_on_folders_that_are_never_made() -> None:
 
     said = describe_os_error(FileNotFoundError(2, "No such file or directory", "names.csv"))
     assert said == "No such file or directory: names.csv; check that the path exists"
+
+
+_CENT_KEYS: dict[str, frozenset[str]] = {
+    "statement": frozenset(
+        {
+            "total",
+            "shared_total",
+            "direct",
+            "shared",
+            "amount",
+            "present_total",
+            "adjustment_total",
+            "closed",
+            "present",
+        }
+    ),
+    "forecast": frozenset({"actual_to_date", "month_end", "low", "high"}),
+}
+"""Per document, the keys of the figures rounded to the cent for display: they keep their two places."""
+_CENT_KEYS["report"] = _CENT_KEYS["forecast"]  # the report carries the forecast's document under `forecast`
+_DECIMAL = re.compile(r"-?\d+\.\d+|-?\d+E[-+]?\d+", re.IGNORECASE)
+
+
+def _decimals(value: object, key: str = "") -> list[tuple[str, str]]:
+    """Every ``(key, text)`` of ``value`` whose text is a decimal with a point or an exponent."""
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _decimals(v, k)]
+    if isinstance(value, list):
+        return [found for v in value for found in _decimals(v, key)]
+    return [(key, value)] if isinstance(value, str) and _DECIMAL.fullmatch(value) else []
+
+
+def test_every_json_document_writes_money_in_one_form(demo_store_copy: Path) -> None:
+    """`report` wrote `"spend": "2213.252622658460000000"` (the store's 18 places), `statement` its `exact_total`
+    and `credit` its top-ups likewise, where `reconcile` trimmed: every document now writes a decimal exact, trailing
+    zeros trimmed, never an exponent; only a figure rounded to the cent for display keeps its two places."""
+    store = str(demo_store_copy)
+    month = f"{TODAY.replace(day=1) - timedelta(days=1):%Y-%m}"
+    assert _invoke("credit", "add", (TODAY - timedelta(days=20)).isoformat(), "500.00", "--store", store).exit_code == 0
+    commands = {
+        "report": ["report", *RANGE],
+        "statement": ["statement", month],
+        "forecast": ["forecast"],
+        "credit": ["credit", "list"],
+        "check": ["check", "--daily-budget", "1.50", "--date", (TODAY - timedelta(days=1)).isoformat()],
+        "changes": ["changes"],
+        "keys": ["keys"],
+        "reconcile": ["reconcile", *RANGE],
+        "status": ["status"],
+    }
+    seen: dict[str, list[tuple[str, str]]] = {}
+    for name, argv in commands.items():
+        result = _invoke(*argv, "--store", store, "--format", "json")
+        assert result.exit_code in (0, EXIT_FINDINGS), (name, result.output)
+        seen[name] = _decimals(json.loads(result.stdout))
+        for key, text in seen[name]:
+            if key in _CENT_KEYS.get(name, ()):
+                assert re.fullmatch(r"-?\d+\.\d\d", text), (name, key, text)
+            else:
+                assert "e" not in text.lower() and not text.endswith("0"), (name, key, text)
+    exact = {name: {key for key, _ in found} for name, found in seen.items()}
+    assert {"spend", "previous_spend"} <= exact["report"] and "month_end" in exact["report"]
+    assert {"exact_total", "exact", "total", "amount"} <= exact["statement"]
+    assert {"spent", "balance"} <= exact["credit"] and "month_end" in exact["forecast"]
+    # on every value, the store's 18 places among them
+    assert [json_decimal(Decimal(v)) for v in ("100", "1E+2", "0E-18", "-0.000", "1E-18")] == [
+        "100",
+        "100",
+        "0",
+        "0",
+        "0.000000000000000001",
+    ]
+    assert json_decimal(Decimal("2213.252622658460000000")) == "2213.25262265846"
+    assert [json_decimal(cents(Decimal(v))) for v in ("2", "2170.9", "-0.001")] == ["2.00", "2170.90", "0.00"]
+
+
+def test_json_documents_keep_names_as_they_are(demo_store: Path, tmp_path: Path) -> None:
+    """`report --format json` wrote a name with a newline as `Search\\nAssistant` (a backslash and an n, the
+    terminal's escape) and two alike names with their IDs appended, where `keys` and `export` keep the name: every
+    JSON document now carries the name as it is (the ID is beside it); the terminal still shows it fit to show."""
+    store = str(demo_store)
+    first = json.loads(_invoke("report", "--store", store, *RANGE, "--format", "json").stdout)
+    a, b, c = (row["project_id"] for row in first["spend_by_project"][:3])
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"projects": {a: "Search\nAssistant", b: "Bot", c: "Bot"}}), encoding="utf-8")
+    wanted = {a: "Search\nAssistant", b: "Bot", c: "Bot"}
+    month = f"{TODAY.replace(day=1) - timedelta(days=1):%Y-%m}"
+
+    def named(rows: list[dict[str, Any]], key: str = "project_id") -> dict[str, str]:
+        return {row[key]: row["name"] for row in rows if row[key] in wanted}
+
+    doc = json.loads(_invoke("report", "--store", store, *RANGE, "--names", str(names), "--format", "json").stdout)
+    assert named(doc["spend_by_project"]) == wanted and named(doc["movers_by_project"]) == wanted
+    teams = _invoke("report", "--store", store, *RANGE, "--by", "team", "--names", str(names), "--format", "json")
+    assert named([p for t in json.loads(teams.stdout)["teams"] for p in t["projects"]]) == wanted
+    statement = _invoke("statement", month, "--by", "project", "--store", store, "--names", str(names), "-f", "json")
+    assert named(json.loads(statement.stdout)["statements"], "owner") == wanted
+    forecast = _invoke("forecast", "--by", "project", "--store", store, "--names", str(names), "--format", "json")
+    assert named(json.loads(forecast.stdout)["groups"], "project") == wanted
+    argv = ["report", "--store", store, *RANGE, "--names", str(names)]
+    shown = CliRunner().invoke(app, argv, env={"COLUMNS": "200"}, catch_exceptions=False).stdout
+    assert "Search\\nAssistant" in shown and f"Bot ({b})" in shown and f"Bot ({c})" in shown

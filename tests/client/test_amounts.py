@@ -21,7 +21,12 @@ def test_amounts_read_as_decimals(value: object, expected: Decimal) -> None:
 @pytest.mark.parametrize(
     ("value", "kwargs", "message"),
     [
-        ("lots", {}, "--budget: 'lots' is not an amount; write it like 150 or 12.50"),
+        (
+            "lots",
+            {},
+            "--budget: 'lots' is not an amount (the number alone: digits and a point, no currency or unit); write it"
+            " like 150 or 12.50",
+        ),
         ("-5", {}, "--budget: an amount must be zero or more, got '-5'"),
         ("-5", {}, "--budget: an amount must be zero or more, got '-5'; write it like 150 or 12.50"),
         ("nan", {}, "--budget: 'nan' is not a finite number; write it like 150 or 12.50"),
@@ -40,3 +45,33 @@ def test_bad_amounts_are_refused_naming_the_parameter(value: object, kwargs: dic
     with pytest.raises(ParameterError) as info:
         parse_amount(value, param="--budget", **kwargs)  # type: ignore[arg-type]
     assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "kwargs", "message"),
+    [
+        # each says what is accepted, where every one was the same "is not an amount"
+        ("5,00", {}, "'5,00' is not an amount (no commas: a point before the decimals, no thousands separators);"),
+        ("1,000.50", {}, "'1,000.50' is not an amount (no commas: a point before the decimals, no thousands"),
+        ("5 USD", {}, "'5 USD' is not an amount (the number alone: digits and a point, no currency or unit);"),
+        ("€5", {}, "'€5' is not an amount (the number alone: digits and a point, no currency or unit);"),
+        ("1.2.3", {}, "'1.2.3' is not an amount (digits with at most one point); write it like 150 or 12.50"),
+        ("", {}, "'' is not an amount (no digits); write it like 150 or 12.50"),
+        ("$", {}, "'$' is not an amount (no digits); write it like 150 or 12.50"),
+        ("-$5", {}, "'-$5' is not an amount (the number alone"),
+        ("$-5", {}, "an amount must be zero or more, got '$-5'; write it like 150 or 12.50"),
+        # a threshold, a tolerance or a rate is no money: no `$`
+        ("$3", {"money": False}, "'$3' is not an amount (the number alone: digits and a point, no currency"),
+    ],
+)
+def test_each_refusal_says_what_is_accepted(value: str, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ParameterError) as info:
+        parse_amount(value, param="--budget", **kwargs)  # type: ignore[arg-type]
+    assert str(info.value).startswith(f"--budget: {message}"), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("$5", Decimal(5)), (" $12.50 ", Decimal("12.50")), ("1e3", 1000)])
+def test_money_is_read_as_the_terminal_prints_it(value: str, expected: Decimal) -> None:
+    """``$5``, as every table prints money, is 5 (it was "is not an amount"); ``1e3`` stays the exact 1000."""
+    assert parse_amount(value, param="--budget") == expected

@@ -155,7 +155,7 @@ def test_an_empty_or_listed_scope_filter_is_refused_naming_it(field: str, value:
         (Decimal(-1), r"^tolerance: a tolerance must be zero or more, got Decimal\('-1'\)"),
         (-1, r"^tolerance: a tolerance must be zero or more, got -1"),
         (None, r"^tolerance: expected an amount \(a number or a string such as \"12.50\"\), got None$"),
-        ("a lot", r"^tolerance: 'a lot' is not an amount; write it like 0.01 \(1%\)$"),
+        ("a lot", r"^tolerance: 'a lot' is not an amount \(the number alone: .*\); write it like 0.01 \(1%\)$"),
         (5, r"^tolerance: 5 hides every difference; give a fraction below 1, like 0.01$"),
     ],
 )

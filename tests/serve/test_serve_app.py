@@ -441,6 +441,36 @@ def test_the_command_refuses_a_remote_host_without_the_flag_and_the_token(store:
         assert "Traceback" not in done.stderr
 
 
+def test_sync_every_counts_its_first_syncs_requests_at_start_up(tmp_path: Path) -> None:
+    """`serve --sync-every` ran its sync child without the request estimate `sync` and `query` apply: a `[sync] since`
+    decades back started a child refused every interval (or, allowed, thousands of requests) behind a dashboard
+    nobody watches. The first sync is now counted at start-up by the one rule: refused in one line naming
+    sync.since and --allow-many-requests, leaving no store behind; --allow-many-requests goes on to the child."""
+    from usageledger.serve.runner import sync_argv
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "USAGELEDGER_"))}
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[sync]\nsince = "9000d"\n', encoding="utf-8")
+    store = tmp_path / "fresh.duckdb"
+    for extra, said in (
+        (["--sync-every", "1h"], "error: sync.since: this sync would take up to "),
+        (["--allow-many-requests"], "error: --allow-many-requests: it is for --sync-every's syncs"),
+    ):
+        done = subprocess.run(
+            [*CLI, "serve", "--store", str(store), "--config", str(config), "--port", "0", *extra],
+            env=clean,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(said) and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "--sync-every" not in extra or "pass --allow-many-requests to send them" in done.stderr
+        assert not list(tmp_path.glob("fresh.duckdb*"))
+    assert sync_argv(config, allow_many_requests=True)[-1] == "--allow-many-requests"
+    assert "--allow-many-requests" not in sync_argv(config)
+
+
 def _start_serve(args: list[str], environment: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [*cli(), "serve", "--port", "0", *args],

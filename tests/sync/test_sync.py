@@ -196,6 +196,31 @@ def test_backfill_does_not_move_the_watermark(duck: BaseStore, emulator_url: str
     assert not plan.moves_watermark and plan.end == old_end
 
 
+def test_a_run_under_an_injected_clock_records_its_times_on_the_wall_clock(duck: BaseStore, emulator_url: str) -> None:
+    """`clock=` (`sync --now`) is the time the run reads by; what the store records of the run is on the wall clock.
+    `started_at` and each stream's `last_run_at` took the injected clock while `finished_at`, `synced_at` and the
+    revision log's `seen_at` took the wall clock: a run started weeks ago and finished now, whose last run the
+    dashboard and Prometheus read as weeks old, and whose times `close` (real time) could not be ordered against."""
+    import time
+
+    stream = Stream.create("vector_stores", "1d", ("project_id",))
+    before = int(time.time())
+    result = sync(
+        duck, [Org("main", FAKE_ADMIN_KEY, emulator_url)], (stream,), SyncOptions(since=START_90),
+        clock=lambda: EMULATOR_NOW,
+    )  # fmt: skip
+    after = int(time.time()) + 1
+    assert result.ok and result.counts.inserted and before - EMULATOR_NOW > 86400  # the injected clock is days back
+    [(started, finished)] = duck.query("SELECT started_at, finished_at FROM sync_runs")
+    [(last_run,)] = duck.query("SELECT last_run_at FROM streams")
+    [(first_seen, last_seen)] = duck.query("SELECT min(seen_at), max(seen_at) FROM revisions")
+    [(synced,)] = duck.query(f"SELECT max(synced_at) FROM {table_for(stream.endpoint).name}")
+    recorded = [started, finished, last_run, first_seen, last_seen, synced]
+    assert all(before <= timeutil.to_unix(t) <= after for t in recorded), (before, recorded, after)
+    mark = duck.stream_states()[0].watermark  # what was read, by the injected clock: up to its day, not today's
+    assert mark is not None and EMULATOR_NOW - 2 * DAY < mark <= EMULATOR_NOW
+
+
 def test_plan_rereads_the_lag_window_per_bucket_width() -> None:
     """Daily streams re-read lag_days; hourly and minute streams their grace; first runs reach `since` back."""
     now = EMULATOR_NOW

@@ -42,7 +42,7 @@ def _rate(param: typer.CallbackParam, value: float) -> float:
     and ``-1`` are refused in one line naming the flag and ending in an example."""
     flag = param.opts[0] if param.opts else str(param.name)
     try:
-        parse_amount(value, param=flag, noun="a rate", example="0.05", at_most=Decimal(1))
+        parse_amount(value, param=flag, noun="a rate", example="0.05", at_most=Decimal(1), money=False)
     except ParameterError as exc:
         raise typer.BadParameter(str(exc).removeprefix(f"{flag}: ")) from None
     return value

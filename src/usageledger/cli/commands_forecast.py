@@ -132,7 +132,8 @@ def forecast(
         gaps = missing_days(db, target, [org] if org is not None else db.known_orgs(), today=covered)
         if gaps:
             say(f"warning: the store lacks days of {target:%Y-%m}: {gaps_text(gaps)}; they count as nothing spent")
-        id_names = resolve_names(db, org=org, overrides=_names(settings, names))
+        # a JSON document has the names as they are; the terminal's are fit to show (one line, alike ones with IDs)
+        id_names = resolve_names(db, org=org, overrides=_names(settings, names), distinct=output_format != "json")
     if output_format == "json":
         echo_json(forecast_document(report, id_names))
     else:

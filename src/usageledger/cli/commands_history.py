@@ -58,7 +58,8 @@ def changes(
     overrides = _names(settings, names)  # a bad names file is refused before the store is opened
     with _database(resolve_store(store, settings), org=org) as db:  # warns of a store mixing synthetic and real
         found = read_changes(db, since=lo, until=hi, org=org)
-        id_names = resolve_names(db, org=org, overrides=overrides)
+        # a JSON document has the names as they are; the terminal's are fit to show (one line, alike ones with IDs)
+        id_names = resolve_names(db, org=org, overrides=overrides, distinct=output_format != "json")
     if output_format == "json":
         echo_json(changes_document(found, id_names))
     else:

@@ -75,7 +75,7 @@ from usageledger.report.html import render_html
 from usageledger.report.jsonout import check_document, reconcile_document, teams_document
 from usageledger.report.keys import key_span
 from usageledger.report.months import check_month, first_cost_day, gaps_text, missing_days
-from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names
+from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names, shown_names
 from usageledger.report.period import report_day, report_period
 from usageledger.report.queries import Period, Scope, build_report, costs_not_synced, models_like, project_known
 from usageledger.report.reconciliation import reconcile as run_reconcile
@@ -361,9 +361,17 @@ def report(
             source = None
             if rates is not None:  # every day converted at its own rate, the previous period too (see report/fx.py)
                 source = converted = ConvertedCosts(read, rates, start=period.previous().start, end=period.end, org=org)
-            data, id_names = assemble_report(
-                read, period, scope, options=settings.sync.to_options(), overrides=overrides, source=source
+            # the JSON carries the names as they are (any string, the ID beside each); tables and pages show them
+            data, raw_names = assemble_report(
+                read,
+                period,
+                scope,
+                options=settings.sync.to_options(),
+                overrides=overrides,
+                source=source,
+                distinct=False,
             )
+            id_names = shown_names(raw_names)
             if rates is not None:
                 used = converted.used()
         if as_of_at is None:
@@ -385,7 +393,7 @@ def report(
     if by == "team":
         by_team = spend_by_team(data.spend_by_project, teams)
         if json_out:
-            doc = teams_document(data, by_team, id_names)
+            doc = teams_document(data, by_team, raw_names)
             echo_json(doc if rates is None else {**doc, "fx": fx_document(rates, used)})
         else:
             console.print(render_teams(data, by_team, id_names))
@@ -394,7 +402,7 @@ def report(
         if html is None and png is None:
             return
     elif json_out:
-        document = outlook_document(data, id_names, outlook, credit)
+        document = outlook_document(data, raw_names, outlook, credit)
         if rates is not None:
             document["fx"] = fx_document(rates, used)
         echo_json(document)
@@ -610,7 +618,9 @@ def check(
     threshold = (
         None
         if anomaly_threshold is None
-        else parse_amount(anomaly_threshold, param="--anomaly-threshold", noun="a threshold", example="3.5")
+        else parse_amount(
+            anomaly_threshold, param="--anomaly-threshold", noun="a threshold", example="3.5", money=False
+        )
     )
     increase = _amount(min_increase, "--min-increase")
     rule = AnomalyRule(
@@ -759,11 +769,12 @@ def statement(
             warnings.append(f"the store lacks days of {first:%Y-%m}: {gaps_text(gaps)}")
             say(f"warning: {warnings[-1]}")
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
-        id_names = resolve_names(db, org=org, overrides=_names(settings, names))
+        raw_names = resolve_names(db, org=org, overrides=_names(settings, names), distinct=False)
+        id_names = shown_names(raw_names)  # for the terminal, the CSV and the page; the JSON has them as they are
         result = month_statements(db, first, by=by, allocation=rule, teams=teams, org=org, fx=rates, today=today)
     json_out = output_format == "json"
     if json_out:
-        echo_json(statement_document(result, id_names, warnings=warnings))
+        echo_json(statement_document(result, raw_names, warnings=warnings))
     else:
         console.print(render_statements(result, id_names))
     said = err_console if json_out else console

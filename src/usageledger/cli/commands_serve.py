@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated, Final
@@ -12,9 +13,12 @@ from usageledger._options import is_loopback
 from usageledger._secrets import redact_url_password
 from usageledger.cli import _app
 from usageledger.cli._app import app, fail, friendly_errors, listen_flags, open_for_reading, resolve_store, say
+from usageledger.cli._estimate import ALLOW_FLAG, TOO_MANY_REQUESTS
+from usageledger.cli.commands_sync import configured_sync_estimate
 from usageledger.config import load_config
-from usageledger.store import is_postgres_url, open_store
-from usageledger.timeutil import parse_duration
+from usageledger.errors import ParameterError
+from usageledger.store import is_postgres_url, open_store, store_files
+from usageledger.timeutil import now_unix, parse_duration
 
 TOKEN_ENV: Final = "USAGELEDGER_SERVE_TOKEN"
 MIN_TOKEN: Final = 16
@@ -61,6 +65,14 @@ def serve(
             "environment or the config, as for sync.",
         ),
     ] = None,
+    allow_many_requests: Annotated[
+        bool,
+        typer.Option(
+            ALLOW_FLAG,
+            help=f"Let --sync-every's first sync send more than {TOO_MANY_REQUESTS:,} requests (refused at start-up "
+            "without it: a [sync] since decades back).",
+        ),
+    ] = False,
     metrics_labels: Annotated[
         str | None,
         typer.Option(
@@ -99,17 +111,38 @@ def serve(
     )
     settings = load_config(config)
     url = resolve_store(store, settings)
+    # the store's files serve would make: a start refused by the first sync's estimate leaves none of them, as sync
+    new_files = [] if any(Path(f).exists() for _, f in store_files(url)) else [Path(f) for _, f in store_files(url)]
     if interval is not None and (is_postgres_url(url) or not Path(url).exists()):
         # A new store (or a PostgreSQL database without the tables) is made now: the periodic sync, whose first run
         # starts now, fills it, and until then the dashboard shows an empty ledger rather than refusing to start.
         with open_store(url, what="serve", on_wait=say):  # makes the store the periodic sync fills
             pass
-    with open_for_reading(url):  # a missing or unmigrated store is said now, not on the first page
-        pass
+    if allow_many_requests and interval is None:
+        raise ParameterError(ALLOW_FLAG, "it is for --sync-every's syncs; give --sync-every too, or leave it out")
+    with open_for_reading(url) as db:  # a missing or unmigrated store is said now, not on the first page
+        # the first sync's requests, counted before the server starts by the rule `sync` keeps: refused past 1,000
+        # without --allow-many-requests, said past 100 (the child runs --quiet and its refusal went to no one)
+        refusal: ParameterError | None = None
+        try:
+            note = (
+                None
+                if interval is None
+                else configured_sync_estimate(db, settings, now=now_unix(), allowed=allow_many_requests)
+            )
+        except ParameterError as exc:
+            refusal = exc
+    if refusal is not None:
+        for path in new_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise refusal
+    if note is not None:
+        say(note)
     periodic = None
     if interval is not None:
         periodic = PeriodicSync(
-            sync_argv(config),
+            sync_argv(config, allow_many_requests=allow_many_requests),
             interval,
             store_url=url,
             say=say,

@@ -529,10 +529,12 @@ def _requests_estimate(
     since: str | None,
     *,
     allowed: bool,
+    narrow: str | None = None,
 ) -> str | None:
     """The requests this run will send at least (one per window of each stream's plan, from its watermark in the
     store), by the rule ``query`` keeps (:func:`usageledger.cli._estimate.request_estimate`): the warning line past
-    100, refused past 1,000 without --allow-many-requests. ``sync --since 2000-01-01`` started 25 years of requests."""
+    100, refused past 1,000 without --allow-many-requests. ``sync --since 2000-01-01`` started 25 years of requests.
+    ``narrow`` words how to ask for fewer where the default's ``--since`` is no flag of the command (``serve``)."""
     from usageledger.sync import plan_stream
 
     marks = {(s.org, s.stream): s.watermark for s in opened.stream_states()}
@@ -549,11 +551,25 @@ def _requests_estimate(
         detail += f", {counted(len(per_org), 'org')}"
     # a first sync reaching back by the config's [sync] since is told by that key, as a config's value is
     param = "--since" if since is not None else "sync.since"
-    narrow = "give a later --since or an --until" if since is not None else "shorten sync.since, or give --since"
+    if narrow is None:
+        narrow = "give a later --since or an --until" if since is not None else "shorten sync.since, or give --since"
     # judged by one org's requests: a first sync of fifty orgs (the workers' set-up) is told its total, not refused
     return request_estimate(
         "sync", sum(per_org.values()), detail, narrow, param=param, allowed=allowed, judged=max(per_org.values())
     )
+
+
+def configured_sync_estimate(opened: BaseStore, config: Config, *, now: int, allowed: bool) -> str | None:
+    """What ``usageledger sync`` without flags (``serve --sync-every``'s child, every org and stream of ``config``)
+    is told before its first request by :func:`_requests_estimate`, the one rule: ``None``, the warning line, or
+    the refusal naming ``sync.since``. ``serve`` asks at start-up, so a ``[sync] since`` decades back is one error
+    line there, not a child refused every interval behind a dashboard nobody watches (or, allowed, its requests
+    warned of)."""
+    streams = _streams_from_flags(config, [], None, None, [], {})
+    options = config.sync.to_options()
+    narrow = "shorten the config's [sync] since"
+    orgs = config.effective_orgs
+    return _requests_estimate(opened, orgs, streams, options, now, None, allowed=allowed, narrow=narrow)
 
 
 def _flag_int(key: str, value: int, flag: str) -> int:

@@ -44,12 +44,14 @@ def assemble_report(
     options: SyncOptions,
     overrides: Names | None = None,
     source: Database | None = None,
+    distinct: bool = True,
 ) -> tuple[ReportData, Names]:
     """The report's figures (with ``provisional_from`` by the sync's finalization grace in ``options``) and the
-    names to show for IDs: the store's directory, overridden by ``overrides``. ``source``, when given, is what the
+    names to show for IDs: the store's directory, overridden by ``overrides`` (``distinct``: fit to show, see
+    :func:`resolve_names`; else as they are, for a JSON document). ``source``, when given, is what the
     figures are read from instead of ``db`` (the costs converted to another currency, :mod:`usageledger.report.fx`)."""
     data = build_report(source if source is not None else db, period, scope)
-    id_names = resolve_names(db, org=scope.org, overrides=overrides)
+    id_names = resolve_names(db, org=scope.org, overrides=overrides, distinct=distinct)
     final = final_costs_until(db, options)
     return replace(data, provisional_from=provisional_from(final, scope.org)), id_names
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from usageledger._amounts import cents
 from usageledger.report.credit import CreditBalance
 from usageledger.report.forecast import Forecast
 from usageledger.report.forecasting import ForecastReport
@@ -27,11 +28,12 @@ __all__ = [
 
 
 def forecast_figures(fc: Forecast) -> dict[str, Any]:
+    """A forecast's figures, rounded to the cent (they keep their two places in JSON: :func:`cents`)."""
     return {
-        "actual_to_date": fc.actual_to_date,
-        "month_end": fc.month_end,
-        "low": fc.low,
-        "high": fc.high,
+        "actual_to_date": cents(fc.actual_to_date),
+        "month_end": cents(fc.month_end),
+        "low": cents(fc.low),
+        "high": cents(fc.high),
         "days_used": fc.days_used,
     }
 

@@ -22,11 +22,11 @@ from usageledger._text import counted
 from usageledger.report.chart_html import render_chart
 from usageledger.report.charts import report_charts
 from usageledger.report.credit import CreditBalance
-from usageledger.report.forecast_out import adjustment_line, credit_line, forecast_line
+from usageledger.report.forecast_out import adjustment_line, credit_line, forecast_figures, forecast_line
 from usageledger.report.forecasting import ForecastReport
 from usageledger.report.formatting import format_count, format_money, format_ratio, format_signed_money
 from usageledger.report.history import Adjustment
-from usageledger.report.jsonout import decimal_string
+from usageledger.report.jsonout import json_decimal
 from usageledger.report.names import Names
 from usageledger.report.queries import Mover, ReportData
 
@@ -122,18 +122,19 @@ def outlook(
     items = []
     if forecast is not None:
         fc = forecast.total
+        figures = {key: json_decimal(value) for key, value in forecast_figures(fc).items() if key != "days_used"}
         items.append(
             f'<li id="outlook-forecast" data-month="{escape(fc.label)}" '
-            f'data-month-end="{decimal_string(fc.month_end)}" data-low="{decimal_string(fc.low)}" '
-            f'data-high="{decimal_string(fc.high)}">{_prose(forecast_line(forecast).plain)}</li>'
+            f'data-month-end="{figures["month_end"]}" data-low="{figures["low"]}" '
+            f'data-high="{figures["high"]}">{_prose(forecast_line(forecast).plain)}</li>'
         )
     if credit is not None:
         items.append(
-            f'<li id="outlook-credit" data-balance="{decimal_string(credit.balance)}">'
+            f'<li id="outlook-credit" data-balance="{json_decimal(credit.balance)}">'
             f"{_prose(credit_line(credit, currency).plain)}</li>"
         )
     restated = [
-        f'<li class="adjustment" data-month="{adj.month:%Y-%m}" data-amount="{decimal_string(adj.amount)}">'
+        f'<li class="adjustment" data-month="{adj.month:%Y-%m}" data-amount="{json_decimal(adj.amount)}">'
         f"{_prose(adjustment_line(adj, names).plain)}</li>"
         for adj in adjustments
     ]

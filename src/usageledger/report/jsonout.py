@@ -1,7 +1,10 @@
 """``--format json`` for ``report``, ``status``, ``check``, ``reconcile`` and ``keys``: one document each, stable keys.
 
 One serializer (:func:`dumps`) for every document: money, token quantities and ratios are ``Decimal`` and become
-decimal strings (``"1234.5600"``, never a float, never an exponent); datetimes are ISO 8601 UTC with a ``Z``, as
+decimal strings by one rule (:func:`json_decimal`): exact, trailing zeros trimmed (the store's
+``"2213.252622658460000000"`` is ``"2213.25262265846"``, zero is ``"0"``), never a float, never an exponent; a figure
+the program rounded to the cent for display (a statement's ``total``, a forecast's ``month_end``) is marked by its
+builder with :func:`cents` and keeps its two places (``"2170.90"``). Datetimes are ISO 8601 UTC with a ``Z``, as
 ``export`` writes them; dates are ``YYYY-MM-DD``. The document layouts are documented in the README.
 """
 
@@ -13,7 +16,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, cast
 
-from usageledger._amounts import trimmed
+from usageledger._amounts import Cents, trimmed
 from usageledger._secrets import mask_keys, redact_url_password
 from usageledger.catalogue import BucketWidth
 from usageledger.report.alerts import CheckResult
@@ -34,6 +37,7 @@ __all__ = [
     "changes_document",
     "check_document",
     "dumps",
+    "json_decimal",
     "keys_document",
     "period_document",
     "reconcile_document",
@@ -46,9 +50,18 @@ __all__ = [
 Document = dict[str, Any]
 
 
+def json_decimal(value: Decimal) -> str:
+    """The one form of a decimal in every JSON document: exact, without trailing zeros (``"2213.25262265846"``,
+    ``"0"``, ``"100"``, ``"0.000000000000000001"``), never an exponent; a figure marked by
+    :func:`usageledger._amounts.cents` with its two places."""
+    if isinstance(value, Cents):
+        return format(value, "f")
+    return format(trimmed(value), "f")
+
+
 def _default(value: object) -> object:
     if isinstance(value, Decimal):
-        return decimal_string(value)
+        return json_decimal(value)
     if isinstance(value, datetime):
         return iso_moment(value)
     if isinstance(value, date):
@@ -57,7 +70,9 @@ def _default(value: object) -> object:
 
 
 def decimal_string(value: Decimal) -> str:
-    """A decimal as plain digits (``0.5``, ``1234.56``, ``100``): never an exponent."""
+    """A decimal as plain digits with the places it has (``0.5``, ``1234.50``, ``100``): never an exponent. For the
+    statement's CSV (its amounts in cents, its rates as given); JSON documents and the HTML page's data attributes use
+    :func:`json_decimal`."""
     return f"{value:f}"
 
 
@@ -248,31 +263,25 @@ def changes_document(changes: Changes, names: Names | None = None) -> Document:
     }
 
 
-def _exact(value: Decimal | None) -> Decimal | None:
-    """``value`` without the trailing zeros of the store's 18-place decimals, so both sides of a comparison print
-    alike: usage's ``"1424931"`` beside costs' ``"1424931"``, not ``"1424931.000000000000000000"``."""
-    return None if value is None else trimmed(value)
-
-
 def reconcile_document(result: ReconcileResult) -> Document:
     """Every day/model pair compared, whether it is beyond the tolerance, and the totals; every number in one
-    format (:func:`_exact`: plain digits, no trailing zeros)."""
+    format (:func:`json_decimal`'s: plain digits, no trailing zeros)."""
     return {
         "period": period_document(result.period),
         "scope": {"org": result.scope.org, "project": result.scope.project},
-        "tolerance": _exact(result.tolerance),
-        "usage_tokens": _exact(result.usage_total),
-        "costs_tokens": _exact(result.costs_total),
+        "tolerance": result.tolerance,
+        "usage_tokens": result.usage_total,
+        "costs_tokens": result.costs_total,
         "differences": len(result.differences),
         "rows": [
             {
                 "org": r.org,
                 "day": r.day,
                 "model": r.model,
-                "usage_tokens": _exact(r.usage_tokens),
-                "costs_tokens": _exact(r.costs_tokens),
-                "difference": _exact(r.difference),
-                "relative": _exact(r.relative),
+                "usage_tokens": r.usage_tokens,
+                "costs_tokens": r.costs_tokens,
+                "difference": r.difference,
+                "relative": r.relative,
                 "beyond_tolerance": r.beyond(result.tolerance),
             }
             for r in result.rows

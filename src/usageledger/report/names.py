@@ -46,6 +46,7 @@ __all__ = [
     "load_names",
     "names_from_mapping",
     "resolve_names",
+    "shown_names",
     "with_id",
 ]
 
@@ -170,8 +171,13 @@ def resolve_names(
     """
     names = directory_names(store, org)
     names = names.merged(overrides) if overrides is not None else names
-    if not distinct:
-        return names
+    return shown_names(names) if distinct else names
+
+
+def shown_names(names: Names) -> Names:
+    """``names`` fit to show in a table, a page or a message (see :func:`resolve_names`): each on one line, and two
+    alike carry their IDs. Never for a ``--format json`` document, which carries any string and gives the ID beside
+    each name: a script reads the name as the API (or ``[names]``) has it, ``"Search\\nAssistant"`` no escape."""
     return Names(projects=_distinct(names.projects), users=_distinct(names.users), api_keys=_distinct(names.api_keys))
 
 

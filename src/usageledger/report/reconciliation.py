@@ -116,7 +116,7 @@ def reconcile(
 ) -> ReconcileResult:
     """Compare usage tokens with billed token quantities per org, UTC day and model over ``period``."""
     # a negative one was a bare ValueError, a string or None a TypeError from the comparison: the one amount reader
-    tolerance = parse_amount(tolerance, param="tolerance", noun="a tolerance", example="0.01 (1%)")
+    tolerance = parse_amount(tolerance, param="tolerance", noun="a tolerance", example="0.01 (1%)", money=False)
     if tolerance >= 1:  # no relative difference exceeds 1, as the CLI's --tolerance says
         raise ParameterError("tolerance", f"{tolerance} hides every difference; give a fraction below 1, like 0.01")
     check_orgs(db, scope.org, param="scope.org")  # as build_report: an org the store does not hold is refused

@@ -18,6 +18,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger import timeutil
+from usageledger._amounts import cents
 from usageledger._csv import CsvWriter
 from usageledger._text import counted
 from usageledger.report.formatting import format_money
@@ -30,10 +31,13 @@ from usageledger.report.tables import DataTable, label, number
 __all__ = ["render_statements", "statement_csv", "statement_document", "statement_html", "statement_summary"]
 
 
-def _owner_name(statements: MonthStatements, names: Names) -> Callable[[str], str]:
+def _owner_name(statements: MonthStatements, names: Names, *, shown: bool = True) -> Callable[[str], str]:
+    """A statement's owner's name: the team's, or the project's (``shown``: with its ID, for a table, a page or a
+    CSV line; else as it is, for the JSON, which gives the ID as ``owner`` beside it)."""
+
     def name(owner: str) -> str:
         if statements.by == "project" and owner != SHARED:
-            return with_id(names.project(owner), owner)
+            return with_id(names.project(owner), owner) if shown else names.project(owner)
         return owner
 
     return name
@@ -161,7 +165,7 @@ def render_statements(statements: MonthStatements, names: Names) -> RenderableTy
 def statement_document(statements: MonthStatements, names: Names, *, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """``statement --format json``: money as decimal strings (serialised by ``jsonout.dumps``); ``warnings``, the
     lines the command printed on stderr (days of the month the store lacks), as ``report``'s JSON carries its own."""
-    name = _owner_name(statements, names)
+    name = _owner_name(statements, names, shown=False)
     return {
         "month": f"{statements.month:%Y-%m}",
         "warnings": list(warnings),
@@ -171,9 +175,10 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
         "by": statements.by,
         "currency": statements.currency,
         "allocation": {"rule": statements.allocation, "description": statements.rule},
-        "total": statements.total,
+        # the figures rounded to the cent (which add up) keep their two places; the exact ones are trimmed
+        "total": cents(statements.total),
         "exact_total": statements.exact_total,
-        "shared_total": statements.shared_total,
+        "shared_total": cents(statements.shared_total),
         "shared_projects": list(statements.shared_projects),
         "adds_up": statements.adds_up,
         "statements": [
@@ -181,16 +186,16 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
                 "owner": s.owner,
                 "name": name(s.owner),
                 "projects": [{"project_id": p, "name": names.project(p)} for p in s.projects],
-                "direct": s.direct,
-                "shared": s.shared,
+                "direct": cents(s.direct),
+                "shared": cents(s.shared),
                 "shared_fraction": s.shared_fraction,
-                "total": s.total,
+                "total": cents(s.total),
                 "lines": [
                     {
                         "model": line.model,
                         "line_item": line.line_item,
                         "shared": line.shared,
-                        "amount": line.amount,
+                        "amount": cents(line.amount),
                         "exact": line.exact,
                     }
                     for line in s.lines
@@ -208,11 +213,17 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
             "closed_total_currency": BASE_CURRENCY,
             "matches_close": statements.matches_close,
             "open_orgs": list(statements.open_orgs),
-            "present_total": statements.present_total,
-            "adjustment_total": statements.adjustment_total,
+            "present_total": None if statements.present_total is None else cents(statements.present_total),
+            "adjustment_total": cents(statements.adjustment_total),
         },
         "adjustments": [
-            {"owner": a.owner, "name": name(a.owner), "closed": a.closed, "present": a.present, "amount": a.amount}
+            {
+                "owner": a.owner,
+                "name": name(a.owner),
+                "closed": cents(a.closed),
+                "present": cents(a.present),
+                "amount": cents(a.amount),
+            }
             for a in statements.adjustments
         ],
         "notes": statement_summary(statements, names),

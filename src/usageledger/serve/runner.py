@@ -31,12 +31,15 @@ STOP_GRACE: Final = 60.0
 """Seconds a sync child gets to record itself as interrupted after SIGTERM before it is killed."""
 
 
-def sync_argv(config: Path | None) -> list[str]:
+def sync_argv(config: Path | None, *, allow_many_requests: bool = False) -> list[str]:
     """The child's command line: this Python running ``usageledger sync --quiet`` (the store goes in its
-    environment, so a PostgreSQL password never shows in a process list)."""
+    environment, so a PostgreSQL password never shows in a process list), with ``--allow-many-requests`` when
+    ``serve`` was given it."""
     argv = [sys.executable, "-c", "from usageledger.cli import main; main()", "sync", "--quiet"]
     if config is not None:
         argv += ["--config", str(config)]
+    if allow_many_requests:
+        argv.append("--allow-many-requests")
     return argv
 
 

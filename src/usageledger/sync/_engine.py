@@ -248,11 +248,16 @@ async def _run_locked(
     status = "interrupted"
     error: str | None = None
     clients: dict[str, AsyncClient] = {}
-    store.begin_run(run_id, at=now, command=command, owner=this_process())
+    # What the store records of the run (started, last run, finished; rows' synced_at and the revision log's seen_at)
+    # is on the wall clock, never `now`, the clock `clock` (--now) injects for what the run reads: see
+    # docs/CONTRACTS.md, "Two clocks". A run under --now started in the past and ended today, and its last run
+    # read weeks old to the dashboard and to Prometheus.
+    begun = int(time.time())
+    store.begin_run(run_id, at=begun, command=command, owner=this_process())
     try:  # from here on, whatever happens, the run is finished (`finally`): never left `running`
         # A stream with nothing to read is finished already; the others are `running` until their last commit.
         marks = [StreamMark(r.plan.org, r.plan.stream.id, "running" if r.plan.windows else "ok") for r in runs]
-        store.mark_streams(marks, run_id=run_id, at=now)
+        store.mark_streams(marks, run_id=run_id, at=begun)
         emit(RunStarted(run_id, tuple(r.plan for r in runs)))
         for org in orgs:
             clients[org.name] = client_for(org, counting, max_concurrency=options.concurrency)
@@ -276,7 +281,7 @@ async def _run_locked(
         await inner.aclose()
         result = SyncResult(run_id, tuple(r.result() for r in runs), requests, time.perf_counter() - started)
         try:
-            _finish(store, runs, run_id, now, status, error, result)
+            _finish(store, runs, run_id, begun, status, error, result)
         except StoreError as exc:
             # When the run already ends with an error (a full disk fails the commit and then this), that error is
             # the one line the user sees; the next sync finds the run abandoned and says so.
@@ -290,14 +295,16 @@ def _finish(
     store: BaseStore,
     runs: Sequence[StreamRun],
     run_id: str,
-    now: int,
+    begun: int,
     status: str,
     error: str | None,
     result: SyncResult,
 ) -> None:
+    """Each stream's last run (``begun``: the run's start on the wall clock, as ``begin_run`` recorded it) and
+    status, and the run's totals, finished now (the wall clock)."""
     results = [(r, r.result()) for r in runs]
     store.mark_streams(
-        [StreamMark(r.plan.org, r.plan.stream.id, s.status, s.error) for r, s in results], run_id=run_id, at=now
+        [StreamMark(r.plan.org, r.plan.stream.id, s.status, s.error) for r, s in results], run_id=run_id, at=begun
     )
     totals = RunTotals(
         streams=len(runs),
