@@ -3,6 +3,7 @@ exist, and its Python and config examples run."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -126,13 +127,20 @@ def _shown_commands() -> list[str]:
     return shown
 
 
+@functools.cache
+def _root() -> Any:
+    """The CLI's click command, built once: typer builds it from every command's signature and type hints, ~80 ms a
+    build, and the README shows some eighty command lines."""
+    return typer.main.get_command(app)
+
+
 def _parse_shown(line: str) -> str | None:
     """Why the command line (as `_shown_commands` gives it) would not parse, or None. A command named without its
     arguments (`usageledger close`, in a sentence) is a mention; a positional in capitals (`ENDPOINT`, `FILE`) is a
     placeholder, and `--help` (`usageledger query --help`, which lists the endpoints) asks for no arguments, so only
     that line's options are checked."""
     words = shlex.split(line)[1:]
-    command: Any = typer.main.get_command(app)
+    command: Any = _root()
     path: list[str] = []
     while hasattr(command, "commands") and words and words[0] in command.commands:
         path.append(words[0])

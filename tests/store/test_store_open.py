@@ -5,8 +5,10 @@ Every case runs through the CLI and checks the one line on stderr, the exit code
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ from usageledger.store import migrations, open_store
 from usageledger.store._filelock import ReaderSignal, reader_turn, writer_pid
 
 from fixtures.data import FAKE_ADMIN_KEY
-from fixtures.reliability import cli, emulator_process, env, finish, run_cli, sync_args
+from fixtures.reliability import cli, emulator_popen, env, finish, run_cli, sync_args
 
 READERS = [
     ["status"],
@@ -158,26 +160,34 @@ def test_duckdb_open_failures_say_their_real_cause(
         holder.communicate("")
 
 
-def _wait_for_writer(store: str, sync: subprocess.Popen[str]) -> None:
-    """Until the sync subprocess holds the store's writer lock (it has opened the store)."""
-    deadline = time.monotonic() + 60
-    while writer_pid(store) != sync.pid:
-        assert sync.poll() is None, sync.communicate()
-        assert time.monotonic() < deadline, "the sync never opened its store"
-        time.sleep(0.05)
-
-
 def test_readers_work_during_a_duckdb_sync_and_a_second_sync_is_refused_at_once(
     tmp_path: Path, emulator_url: str
 ) -> None:
     """status and report succeed while a real sync writes; a second sync is refused in one line naming its PID."""
     store = str(tmp_path / "busy.duckdb")
-    with emulator_process("--latency", "300ms") as url:
-        # One request at a time, 300 ms each: the sync writes for over ten seconds, longer than the three CLI
-        # processes below take to start and run even on a loaded machine.
-        sync = run_cli([*cli(), *sync_args(store, "--concurrency", "1")], url, tmp_path)
+    with emulator_popen("--latency", "50ms") as (url, emulator):
+        # One request at a time, 50 ms each: the run's ~35 windows take over 1.5 s after its first commit. The
+        # emulator is paused (SIGSTOP) as soon as the sync logs its first committed window, so the sync holds the
+        # store, has written, and waits on its next answer for as long as the CLI processes below take, however
+        # loaded the machine; it goes on (SIGCONT) after them. (At a fixed 300 ms a request, made to outlast the
+        # readers, the sync took over ten seconds, most of it after the readers were done.)
+        sync = run_cli([*cli(), *sync_args(store, "--concurrency", "1", "--log-format", "json")], url, tmp_path)
+        log: list[str] = []
+        committed = threading.Event()
+
+        def read_log() -> None:
+            assert sync.stderr is not None
+            for line in sync.stderr:
+                log.append(line)
+                if line.startswith("{") and json.loads(line).get("message") == "window committed":
+                    committed.set()
+
+        reading = threading.Thread(target=read_log, daemon=True)
+        reading.start()
         try:
-            _wait_for_writer(store, sync)
+            assert committed.wait(60), f"the sync committed no window: {''.join(log)}"
+            emulator.send_signal(signal.SIGSTOP)
+            assert sync.poll() is None and writer_pid(store) == sync.pid, "".join(log)
             started = time.monotonic()
             second = run_cli([*cli(), *sync_args(store)], url, tmp_path)
             code, _, err = finish(second)
@@ -201,8 +211,13 @@ def test_readers_work_during_a_duckdb_sync_and_a_second_sync_is_refused_at_once(
                 assert waited in ([], [f"waiting for the running sync (PID {sync.pid}) to release the store {store}…"])
                 assert sync.poll() is None, "the reader must have run while the sync was still writing"
         finally:
-            code, _, err = finish(sync)
-        assert code == 0, err
+            emulator.send_signal(signal.SIGCONT)
+            code = sync.wait(timeout=300)
+            reading.join(timeout=60)
+            for pipe in (sync.stdout, sync.stderr):
+                assert pipe is not None
+                pipe.close()
+        assert code == 0, "".join(log)
         # The lock file stays behind with a PID that no longer holds it: it never blocks the next sync. That sync
         # asks the shared emulator (the same organisation, no latency): nothing needs it slow, and at 300 ms a
         # request it took ~4 s.
