@@ -124,6 +124,37 @@ def test_spend_and_requests_match_a_direct_sum_to_the_cent(store: str) -> None:
     assert all(k["spend"] is None and k["requests"] is None for k in doc["keys"] if k["type"] == "admin")
 
 
+def test_spend_through_no_key_is_given_so_the_keys_add_up_to_the_costs(store: str) -> None:
+    """The costs stream grouped by key has rows with no key (storage, sessions: spend made through none); `keys`
+    gives their sum apart, so the keys' spend and it add up to the stream's costs, the period's, to the cent: a
+    finance user adding up the keys' column found dollars missing against `report`, with nothing saying why."""
+    since = datetime(2026, 10, 1, tzinfo=UTC)
+    [(total, keyless)] = _query(
+        store,
+        "SELECT SUM(amount_value), SUM(amount_value) FILTER (WHERE api_key_id IS NULL) FROM costs "
+        "WHERE stream = %s AND bucket_start >= %s",
+        [COSTS_BY_KEY, since],
+    )
+    [(keyless_requests,)] = _query(
+        store,
+        "SELECT COALESCE(SUM(num_model_requests), 0) FROM usage_completions WHERE stream = %s AND bucket_start >= %s "
+        "AND api_key_id IS NULL",
+        [COMPLETIONS_BY_KEY, since],
+    )
+    assert keyless > 0  # the emulator bills vector store storage and code interpreter sessions to no key
+    doc = _keys(store, "--since", "2026-10-01")
+    assert Decimal(doc["no_key_spend"]) == keyless and doc["no_key_requests"] == keyless_requests
+    keys_spend = sum(Decimal(k["spend"]) for k in doc["keys"] if k["spend"] is not None)
+    assert keys_spend + Decimal(doc["no_key_spend"]) == total
+    result = CliRunner().invoke(app, ["keys", "--store", store, *NOW, "--since", "2026-10-01"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert (
+        f"Through no API key (storage, sessions and other use the API gives no key for): ${keyless:,.2f} of spend"
+        in (result.stdout)
+    )
+    assert f"the keys' spend adds up to ${total:,.2f}, the period's costs." in result.stdout
+
+
 def test_flags_fire_on_unused_keys_and_old_admin_keys(store: str, emulator_org: Any) -> None:
     """With --unused-after 30d, the keys of the archived project and the never-used admin key (billing-export; the
     ledger's and terraform's were used within days) are unused; every admin key is past --admin-max-age 90d, none

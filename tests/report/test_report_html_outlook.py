@@ -4,6 +4,7 @@ months restated: the figures of ``report --format json`` and the lines of the te
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -13,6 +14,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from usageledger.cli import app
+from usageledger.report.forecast_out import adjustment_line
 from usageledger.report.formatting import format_money
 from usageledger.report.history import Adjustment
 from usageledger.report.html import outlook
@@ -138,3 +140,21 @@ def test_closed_month_adjustments_get_their_own_card_in_the_terminal_words() -> 
     assert "project Search & <Ads> closed at $40.00, now $35.50 (-$4.50 restated" in items[1]["text"]
     assert "<Ads>" not in page and "org-&lt;demo&gt;" in page  # escaped in the page
     assert outlook(None, None, "usd") == ""
+
+
+def test_a_projects_now_apportioned_off_its_own_rounding_says_so_on_its_line() -> None:
+    """A project's change is apportioned to its org total's (largest remainder), so its `now` is closed + that: the
+    restated demo printed Marketing Copy "now $426.13" above a project table giving it $426.12, with nothing saying
+    why. The line gives the figure rounded alone beside it; a line whose `now` is that figure says nothing more."""
+    cents = (Decimal("413.64"), Decimal("426.13"), Decimal("12.49"))
+    moved = replace(_adjustment("proj_a", "413.637613970052", "426.124486569712"), cents=cents)
+    names = Names(projects={"proj_a": "Marketing Copy"})
+    assert adjustment_line(moved, names).plain == (
+        "! adjustment: 2026-10 org-<demo> project Marketing Copy closed at $413.64, now $426.13 (+$12.49 restated "
+        "after the close; apportioned so the projects add up to the total: $426.12 alone; see `usageledger changes`)"
+    )
+    page = outlook(None, None, "usd", [moved], names)
+    assert "apportioned so the projects add up to the total: $426.12 alone" in _items(page)[0]["text"]
+    even = replace(moved, cents=(Decimal("413.64"), Decimal("426.12"), Decimal("12.48")))
+    assert "apportioned" not in adjustment_line(even, names).plain
+    assert "now $426.12 (+$12.48 restated after the close; see" in adjustment_line(even, names).plain

@@ -310,5 +310,15 @@ def test_the_team_table_adds_up_to_its_total_as_printed(synced: str) -> None:
     teams = [TeamSpend(t, Decimal(a), ()) for t, a in (("a", "0.335"), ("b", "0.335"), ("c", "0.33"))]
     console = Console(file=io.StringIO(), width=120)
     console.print(render_teams(data, teams, Names()))
-    printed = {m[1]: Decimal(m[2]) for m in re.finditer(r"│ (\w+)\s+│\s+\$([\d.]+) │", console.file.getvalue())}
+    out = console.file.getvalue()
+    printed = {m[1]: Decimal(m[2]) for m in re.finditer(r"│ (\w+)\s+│\s+\$([\d.]+) │", out)}
     assert printed == {"a": Decimal("0.34"), "b": Decimal("0.33"), "c": Decimal("0.33"), "total": Decimal("1.00")}
+    # b's $0.335 is $0.34 in the project table (half-up, alone) and $0.33 here: said under the table, naming it
+    note = " ".join(out[out.index("Rounded so") :].split())
+    assert note.startswith("Rounded so the teams add up to the total (largest remainder): b reads a cent off its exact")
+    assert "--format json gives the exact figures." in note
+    # teams whose own rounding adds up get no note
+    whole = [TeamSpend(t, Decimal(a), ()) for t, a in (("a", "0.5"), ("b", "0.25"), ("c", "0.25"))]
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render_teams(data, whole, Names()))
+    assert "│ total" in console.file.getvalue() and "Rounded so" not in console.file.getvalue()

@@ -74,6 +74,23 @@ def render_keys(data: KeysReport, names: Names) -> DataTable:
     return table
 
 
+def no_key_line(data: KeysReport) -> str | None:
+    """What the streams give no key for (spend on storage or sessions, made through no key), which the keys' rows
+    leave out: with it, their spend adds up to the period's costs. None when nothing is without a key."""
+    parts: list[str] = []
+    if data.no_key_spend:
+        parts.append(f"{format_money(data.no_key_spend, data.currency)} of spend")
+    if data.no_key_requests:
+        parts.append(f"{format_count(data.no_key_requests)} requests")
+    if not parts:
+        return None
+    line = f"Through no API key (storage, sessions and other use the API gives no key for): {' and '.join(parts)}"
+    if data.no_key_spend is None:
+        return line + "."
+    total = sum((k.spend for k in data.keys if k.spend is not None), data.no_key_spend)
+    return f"{line}; with it the keys' spend adds up to {format_money(total, data.currency)}, the period's costs."
+
+
 def flag_lines(data: KeysReport) -> list[str]:
     """One line per flag, naming the org, the key and what is wrong."""
     return [f"{k.org}: {k.kind} key {k.label} [{k.id}]: {f.message}" for k in data.flagged for f in k.flags]
@@ -138,6 +155,8 @@ def keys(
         console.print(render_keys(data, names))
         if not data.keys:
             console.print("no API keys: the store holds no directory and no usage grouped by api_key_id")
+        if (line := no_key_line(data)) is not None:
+            console.print(line, highlight=False, markup=False)
         # Piped into a log or a mail, every flag stays on one line, however long.
         for line in flag_lines(data):
             console.print(line, highlight=False, markup=False, soft_wrap=not console.is_terminal)

@@ -408,7 +408,7 @@ def run_checks(
                     f"closed {a.month:%Y-%m} {a.org} {whose}",
                     f"closed month {a.month:%Y-%m} restated: {a.org} {whose} closed at"
                     f" {format_money(closed, cur)}, now {format_money(current, cur)}"
-                    f" ({format_signed_money(amount, cur)})",
+                    f" ({format_signed_money(amount, cur)}{a.apportioned_note()})",
                 )
             )
     if stale_keys is not None:

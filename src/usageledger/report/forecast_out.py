@@ -116,9 +116,12 @@ def adjustment_line(adj: Adjustment, names: Names) -> Text:
     whose = "total" if adj.project_id is None else f"project {names.project(adj.project_id)}"
     currency = adj.currency
     closed, current, amount = adj.in_cents()
+    # a project's change is apportioned to the total's, so its `now` (closed + that) can be a cent off its present
+    # spend rounded alone, as the report's project table prints it ($426.13 here, $426.12 there): said on the line
+    apart = adj.apportioned_note()
     return Text(
         f"! adjustment: {adj.month:%Y-%m} {adj.org} {whose} closed at {format_money(closed, currency)}, now"
         f" {format_money(current, currency)} ({format_signed_money(amount, currency)} restated after the"
-        " close; see `usageledger changes`)",
+        f" close{apart}; see `usageledger changes`)",
         style="bold red",
     )

@@ -23,6 +23,7 @@ from usageledger import timeutil
 from usageledger._amounts import CENT, apportion
 from usageledger._sections import Names
 from usageledger.errors import ParameterError
+from usageledger.report.formatting import format_money
 from usageledger.rules import name_list
 from usageledger.store import BaseStore, require_store, tables, to_datetime
 from usageledger.store import history as _history
@@ -175,6 +176,15 @@ class Adjustment:
     def amount(self) -> Decimal:
         """The adjustment: present minus closed (negative when spend was restated down)."""
         return self.current - self.closed
+
+    def apportioned_note(self) -> str:
+        """``"; apportioned so the projects add up to the total: $426.12 alone"`` when the present figure printed
+        (closed + the apportioned change) is not the present spend rounded alone, as the report's project table
+        prints it; else ``""``. Every line that prints :meth:`in_cents` puts it after the change."""
+        alone = self.current.quantize(CENT, rounding=ROUND_HALF_UP)
+        if self.in_cents()[1] == alone:
+            return ""
+        return f"; apportioned so the projects add up to the total: {format_money(alone, self.currency)} alone"
 
     def in_cents(self) -> tuple[Decimal, Decimal, Decimal]:
         """``(closed, current, adjustment)`` as every output prints them, by a statement's rule: the closed figure

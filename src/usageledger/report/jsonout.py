@@ -381,6 +381,8 @@ def keys_document(data: KeysReport) -> Document:
         "currency": data.currency,
         "spend_streams": list(data.spend_streams),
         "request_streams": list(data.request_streams),
+        "no_key_spend": data.no_key_spend,
+        "no_key_requests": data.no_key_requests,
         "keys": [
             {
                 "org": k.org,

@@ -151,6 +151,11 @@ class KeysReport:
     """``org/stream`` of every costs stream the spend comes from."""
     request_streams: tuple[str, ...]
     keys: tuple[KeyInfo, ...]
+    no_key_spend: Decimal | None = None
+    """Spend of the period that the spend streams give no key for (storage, sessions: costs made through no key), so
+    that the keys' spend and this add up to those streams' costs, the report's total; None without such a stream."""
+    no_key_requests: int | None = None
+    """Requests the request streams give no key for; None without such a stream."""
 
     @property
     def flagged(self) -> tuple[KeyInfo, ...]:
@@ -288,7 +293,7 @@ def _sums(
     cur = "currency" if currency else "NULL"
     return db.query(
         f"SELECT org, api_key_id, {cur}, SUM({metric}) FROM {table} WHERE {where} AND bucket_start >= %s "
-        "AND bucket_start < %s AND api_key_id IS NOT NULL GROUP BY 1, 2, 3",
+        "AND bucket_start < %s GROUP BY 1, 2, 3",
         [*params, start, end],
     )
 
@@ -363,7 +368,8 @@ def build_keys(
     directory = key_directory(db, org)
     streams = _streams(db, org)
     spend_from = _chosen(streams, COSTS.name)
-    spend: dict[tuple[str, str], Decimal] = {}
+    # a row without a key (spend made through none: storage, sessions) is summed apart, so the keys and it add up
+    spend: dict[tuple[str, str | None], Decimal] = {}
     currencies: set[str] = set()
     for o, key, cur, amount in _sums(db, table_for(COSTS).name, "amount_value", spend_from, start, end, currency=True):
         spend[(o, key)] = spend.get((o, key), Decimal(0)) + Decimal(amount or 0)
@@ -374,7 +380,7 @@ def build_keys(
             f"the costs in this period are in several currencies ({', '.join(sorted(currencies))}); "
             "spend per key is summed only within one currency"
         )
-    requests: dict[tuple[str, str], int] = {}
+    requests: dict[tuple[str, str | None], int] = {}
     request_from: dict[str, set[str]] = {}
     request_streams: list[str] = []
     for ep in REQUEST_ENDPOINTS:
@@ -431,4 +437,6 @@ def build_keys(
         spend_streams=tuple(f"{o}/{s}" for o, s in sorted(spend_from.items())),
         request_streams=tuple(sorted(request_streams)),
         keys=tuple(keys),
+        no_key_spend=sum((v for (_, k), v in spend.items() if k is None), Decimal(0)) if spend_from else None,
+        no_key_requests=sum(v for (_, k), v in requests.items() if k is None) if request_from else None,
     )

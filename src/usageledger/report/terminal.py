@@ -408,8 +408,20 @@ def render_teams(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> 
         projects = ", ".join(names.project(p) if p is not None else "(no project)" for p in t.projects)
         table.add_row(t.team, format_money(amount, cur), _share(t.amount, data.total_spend), projects)
     table.add_row("total", format_money(total, cur), "", "")
-    if data.as_of is None:
-        return Group(heading, table)
-    # `--by team --as-of`: figures the ledger held then, said as the whole report says them
-    as_of = Text(f"As of {data.as_of:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log.", style="bold")
-    return Group(heading, table, as_of)
+    parts: list[RenderableType] = [heading, table]
+    # A team apportioned a cent its own rounding does not give reads a cent off its projects' spend as the whole
+    # report prints it (a team of one project: $426.13 here, $426.12 there): said where it is read, never left to find
+    moved = [t.team for t, amount in zip(teams, cents, strict=True) if amount != t.amount.quantize(CENT, ROUND_HALF_UP)]
+    if moved:
+        parts.append(
+            Text(
+                f"Rounded so the teams add up to the total (largest remainder): {', '.join(moved)} "
+                f"{'reads' if len(moved) == 1 else 'read'} a cent off {'its' if len(moved) == 1 else 'their'} "
+                "exact spend rounded alone, as the report's project table rounds it; --format json gives the exact "
+                "figures."
+            )
+        )
+    if data.as_of is not None:
+        # `--by team --as-of`: figures the ledger held then, said as the whole report says them
+        parts.append(Text(f"As of {data.as_of:%Y-%m-%d %H:%M:%S} UTC, rebuilt from the revision log.", style="bold"))
+    return Group(*parts)
