@@ -202,6 +202,44 @@ def test_postgres_analyses_every_staged_batch_before_reading_it(
         assert seen == [3, 3]
 
 
+def test_postgres_analyses_only_written_tables_never_analysed_and_never_fails(
+    tmp_path: Path, new_store: Callable[[str, Path], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``analyse_new_tables`` analyses the endpoint tables written since its last call that were never analysed
+    (``reltuples`` their rows; -1 before), outside any transaction only; not a table analysed before (its statistics
+    stay as they were) nor one not written. It is an optimisation: a failure is logged at debug, never raised."""
+    import psycopg
+
+    with open_store(new_store("postgres", tmp_path / "unused")) as store:
+        for t in tables():
+            store.execute(f"ALTER TABLE {t.name} SET (autovacuum_enabled = false)")
+        stats = "SELECT c.reltuples, s.last_analyze IS NOT NULL FROM pg_class AS c JOIN pg_stat_user_tables AS s"
+        stats += " ON s.relid = c.oid WHERE c.oid = %s::regclass"
+        store.register_stream("acme", COSTS)
+        with store.transaction():
+            write(store, [cost_row(0, "p1", "a", "0.06"), cost_row(1, "p1", "a", "1.5")])
+            store.analyse_new_tables()  # inside a transaction: never, and kept for the call after it
+            assert store.query(stats, ["costs"]) == [(-1, False)]
+        store.analyse_new_tables()
+        assert store.query(stats, ["costs"]) == [(2, True)]
+        assert store.query(stats, ["usage_embeddings"]) == [(-1, False)]
+        write(store, [cost_row(d, "p1", "b", "1") for d in range(3)])
+        store.analyse_new_tables()  # analysed before: left to autovacuum
+        assert store.query(stats, ["costs"]) == [(2, True)]
+
+        write(store, [cost_row(2, "p1", "a", "2")])
+        [(pid,)] = store.query("SELECT pg_backend_pid()")
+        with psycopg.connect(store.url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with caplog.at_level(logging.DEBUG, logger="usageledger.store"):
+            store.analyse_new_tables()  # the connection is gone: said at debug, not raised
+        assert [r.getMessage() for r in caplog.records if r.name == "usageledger.store"] == [
+            "could not read which tables were never analysed: PostgreSQL: the connection to the store was lost"
+            " (terminating connection due to administrator command); run the command again once the server"
+            " answers: what was committed is kept"
+        ]
+
+
 def test_vanished_rows_are_only_deleted_inside_the_reread_window(store: BaseStore) -> None:
     """Rows outside [lo, hi) and rows of other streams or orgs are never touched by a window's delete."""
     other = Stream.create("costs", "1d", ("project_id",))

@@ -287,6 +287,10 @@ async def _run_locked(
             # the one line the user sees; the next sync finds the run abandoned and says so.
             log = logger.warning if error is None else logger.info
             log("could not record the end of run %s: %s", run_id, exc)
+        if status != "interrupted":
+            # Once, after every commit (statistics of the whole run's rows, not of its first window's), never inside
+            # a transaction; an interrupted run ends at once instead.
+            store.analyse_new_tables()
     emit(RunFinished(result))
     return result
 
