@@ -189,13 +189,16 @@ def test_prometheus_metrics_are_the_same_with_a_second_stream(stores: dict[str, 
     assert pages[0] == pages[1] and any("cost_usd" in line for line in pages[0])
 
 
-def _store_with(tmp_path: Path, new_store: Callable[[str, Path], str], *streams: Stream) -> str:
-    """A store of one org holding one day of costs in each of ``streams`` (rows alike but for the stream)."""
+def _store_with(
+    tmp_path: Path, new_store: Callable[[str, Path], str], *streams: Stream, orgs: dict[str, int] | None = None
+) -> str:
+    """A store holding one day of costs in each of ``streams`` (rows alike but for the stream), for org ``acme``,
+    or for each org of ``orgs`` in its first so many streams."""
     url = new_store("duckdb", tmp_path / "f.duckdb")
     day = EMULATOR_NOW - EMULATOR_NOW % 86400
     with open_store(url) as store:
-        for stream in streams:
-            store.register_stream("acme", stream)
+        for org, stream in [(o, s) for o, n in (orgs or {"acme": len(streams)}).items() for s in streams[:n]]:
+            store.register_stream(org, stream)
             row = {
                 "bucket_start": day,
                 "bucket_end": day + 86400,
@@ -206,7 +209,7 @@ def _store_with(tmp_path: Path, new_store: Callable[[str, Path], str], *streams:
                 "quantity": None,
                 "quantity_unit": None,
             }
-            store.commit_window(WindowWrite("acme", stream, [row], day, day + 86400, "r", day))
+            store.commit_window(WindowWrite(org, stream, [row], day, day + 86400, "r", day))
     return url
 
 
@@ -231,3 +234,21 @@ def test_streams_filtered_apart_are_no_overlap_and_a_filtered_one_inside_another
     assert line.endswith(
         f"counts some of it more than once; sum one stream (the stream column), or export one with --stream {whole.id}"
     )
+
+
+def test_orgs_are_told_apart_one_stream_each_is_no_overlap(
+    tmp_path: Path, new_store: Callable[[str, Path], str]
+) -> None:
+    """Rows of several orgs in one batch: an org with one costs stream beside an org with two is not named; two orgs
+    with two each are one line naming both."""
+    group = ("project_id", "line_item")
+    whole, by_key = Stream.create("costs", "1d", group), Stream.create("costs", "1d", ("project_id", "api_key_id"))
+    url = _store_with(tmp_path, new_store, whole, by_key, orgs={"acme": 1, "beta": 2, "gamma": 1})
+    with open_existing_store(url) as store:
+        (line,) = export(store, "csv", io.BytesIO(), endpoints=["costs"]).warnings
+    assert line.startswith("costs: the rows of org beta come from 2 streams that each hold the same spend, cut")
+    (tmp_path / "b").mkdir()
+    url = _store_with(tmp_path / "b", new_store, whole, by_key, orgs={"acme": 2, "beta": 2, "gamma": 1})
+    with open_existing_store(url) as store:
+        (line,) = export(store, "jsonl", io.BytesIO()).warnings
+    assert line.startswith("costs: the rows of orgs acme, beta come from 2 streams") and line.endswith(whole.id)
