@@ -24,13 +24,14 @@ succeeded, so a failed export leaves no partial file and never truncates one.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import sys
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -53,13 +54,14 @@ from usageledger._paths import (
 from usageledger._text import json_line
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.rules import name_list
-from usageledger.store import BaseStore, TableSpec, history, store_files, table_for
+from usageledger.store import BaseStore, StreamState, TableSpec, history, store_files, table_for
 from usageledger.store.directory import NamedId, name_joins, named_ids
 from usageledger.store.schema import q
 
 __all__ = [
     "ExportFormat",
     "ExportResult",
+    "StreamsHeld",
     "bucket_filter",
     "check_batch_rows",
     "check_directory",
@@ -88,6 +90,9 @@ class ExportResult:
 
     rows: dict[str, int]
     files: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+    """One line per endpoint whose rows hold several streams that cover the same spend or usage
+    (:class:`StreamsHeld`): a sum over every row of it counts that twice."""
 
     @property
     def total(self) -> int:
@@ -228,7 +233,9 @@ def export(
     :class:`~usageledger.errors.ParameterError` naming it, before anything is read or written.
 
     ``protect`` maps a description ("the config file") to a path the export must never write; the DuckDB store and
-    its WAL are always protected. ``with_names`` adds the name columns (see the module's docstring).
+    its WAL are always protected. ``with_names`` adds the name columns (see the module's docstring). The result's
+    ``warnings`` name the endpoints whose rows hold several streams of one org covering the same spend or usage
+    (:class:`StreamsHeld`), which a sum over every row counts twice.
 
     From the revision log (:mod:`usageledger.store.history`): ``as_of`` (Unix seconds) exports the rows as they
     stood then; ``deltas`` exports, per row, each metric's change over the entries seen after ``changed_since`` (all,
@@ -285,7 +292,7 @@ def export(
             with staging.open(target) as fh:
                 result = _write_stream(selection, fmt, fh, specs)
             staging.commit()
-            return ExportResult(result.rows, (target,))
+            return ExportResult(result.rows, (target,), result.warnings)
         if target.exists() and not target.is_dir():
             what = "a partitioned export" if partition_by is not None else f"{fmt} of {len(specs)} endpoints"
             raise ParameterError(
@@ -310,7 +317,8 @@ def export(
                 with staging.open(target / f"{spec.name}.{fmt}") as fh:
                     count = _write_one(fmt, fh, spec, batches, header=True, with_names=with_names)
             rows[spec.name] = count
-        return ExportResult(rows, staging.commit())
+        files = staging.commit()
+        return ExportResult(rows, files, selection.held.warnings(store))
     finally:
         staging.discard()
 
@@ -525,6 +533,86 @@ class _Staging:
         self._moves, self._dirs, self._made = [], [], []
 
 
+class StreamsHeld:
+    """Which streams each endpoint's export holds, gathered from its rows as they are written, and the warning when
+    one org's rows there come from several streams that cover the same spend or usage.
+
+    A stream is a complete copy of its endpoint cut one way (``costs`` by project and line item, and again by
+    project and key): a spreadsheet's SUM of ``amount_value`` over an export holding both is twice the spend, and
+    nothing in the file says so but its ``stream`` column. Two streams of one org and endpoint cover the same
+    buckets unless a filter both set keeps values apart (``project_ids`` of other projects, ``batch`` true and
+    false); a filtered one covers part of another's.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, set[tuple[str, str]]] = {}
+
+    def watch(self, spec: TableSpec, batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        """``batches`` passed through, the ``(org, stream)`` pairs in them noted for ``spec``'s endpoint."""
+        import pyarrow.compute as pc
+
+        held = self._held.setdefault(spec.endpoint.name, set())
+        for batch in batches:
+            # Arrow's own values only: a Python one (a join's "\n", a group_by's first import of pyarrow.acero)
+            # imported pandas or acero, 0.2-0.3 s an export
+            orgs, streams = pc.unique(batch.column("org")), batch.column("stream")
+            for index in range(len(orgs)):
+                org = orgs[index]
+                mine = streams if len(orgs) == 1 else pc.filter(streams, pc.equal(batch.column("org"), org))
+                held.update((org.as_py(), stream) for stream in pc.unique(mine).to_pylist())
+            yield batch
+
+    def warnings(self, store: BaseStore) -> tuple[str, ...]:
+        """One line per endpoint whose rows hold overlapping streams, naming them and the ``--stream`` to pick."""
+        if all(len({org for org, _ in held}) == len(held) for held in self._held.values()):
+            return ()  # one stream per org everywhere: no need to read the streams' definitions
+        states = {(s.org, s.stream): s for s in store.stream_states()}
+        lines = []
+        for endpoint, held in self._held.items():
+            found = [states[pair] for pair in sorted(held) if pair in states]
+            line = _overlap_warning(endpoint, found)
+            if line is not None:
+                lines.append(line)
+        return tuple(lines)
+
+
+def _overlap_warning(endpoint: str, held: Sequence[StreamState]) -> str | None:
+    overlapping: dict[str, StreamState] = {}  # by stream id: the same definition in several orgs is one name
+    orgs: set[str] = set()
+    for a in held:
+        for b in held:
+            if a is not b and a.org == b.org and not _apart(a.filters, b.filters):
+                overlapping.setdefault(a.stream, a)
+                orgs.add(a.org)
+    if not overlapping:
+        return None
+    streams = sorted(overlapping.values(), key=lambda s: (not s.is_default, s.filters != "{}", s.stream))
+    filtered = any(s.filters != "{}" for s in streams)
+    what = "spend" if endpoint == "costs" else "usage"
+    counts = (
+        "some of it more than once" if filtered else "it " + ("twice" if len(streams) == 2 else f"{len(streams)} times")
+    )
+    return (
+        f"{endpoint}: the rows of {'org' if len(orgs) == 1 else 'orgs'} {', '.join(sorted(orgs))} come from"
+        f" {len(streams)} streams that each hold the same {what}{', in part' if filtered else ''}, cut"
+        f" another way ({', '.join(s.stream for s in streams)}): a sum over every row counts {counts}; sum one"
+        f" stream (the stream column), or export one with --stream {streams[0].stream}"
+    )
+
+
+def _apart(a: str, b: str) -> bool:
+    """Whether two streams' filters (canonical JSON) keep their rows apart: a filter both set, to no common value."""
+    first, second = json.loads(a), json.loads(b)
+    for name in first.keys() & second.keys():
+        x, y = first[name], second[name]
+        if isinstance(x, bool) or isinstance(y, bool):
+            if x != y:
+                return True
+        elif not set(x) & set(y):
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class _Selection:
     """Which rows an export reads, from every table it writes, and in batches of how many."""
@@ -539,6 +627,8 @@ class _Selection:
     as_of: int | None = None
     changed_since: int | None = None
     deltas: bool = False
+    held: StreamsHeld = field(default_factory=StreamsHeld)
+    """The streams the rows written came from: :meth:`StreamsHeld.warnings` after the export."""
 
     def _sql(self, spec: TableSpec, source: tuple[str, list[Any]] | None) -> tuple[str, list[Any]]:
         """The SELECT of ``spec``'s rows in this selection, from ``source`` (a subquery and its parameters) when
@@ -567,7 +657,9 @@ class _Selection:
                 else history.as_of_sql(spec, self.as_of or 0, dialect, groups)
             )
         sql, params = self._sql(spec, source)
-        yield from self.store.iter_batches(sql, params, _schema(spec, self.with_names), self.batch_rows)
+        yield from self.held.watch(
+            spec, self.store.iter_batches(sql, params, _schema(spec, self.with_names), self.batch_rows)
+        )
 
 
 def _write_stream(selection: _Selection, fmt: ExportFormat, out: IO[bytes], specs: Sequence[TableSpec]) -> ExportResult:
@@ -576,7 +668,7 @@ def _write_stream(selection: _Selection, fmt: ExportFormat, out: IO[bytes], spec
         batches = selection.batches(spec)
         rows[spec.name] = _write_one(fmt, out, spec, batches, header=True, with_names=selection.with_names)
     out.flush()
-    return ExportResult(rows, ())
+    return ExportResult(rows, (), selection.held.warnings(selection.store))
 
 
 def write_parquet(out: IO[bytes], schema: pa.Schema, batches: Iterator[pa.Table]) -> int:

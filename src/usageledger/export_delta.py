@@ -42,6 +42,7 @@ from usageledger._paths import make_folder, remove_made
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.export import (
     BATCH_ROWS,
+    StreamsHeld,
     _Guard,
     check_batch_rows,
     check_directory,
@@ -87,6 +88,9 @@ class DeltaTableExport:
 @dataclass(frozen=True, slots=True)
 class DeltaExportResult:
     tables: tuple[DeltaTableExport, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = ()
+    """One line per table whose rows hold several streams that cover the same spend or usage
+    (:class:`usageledger.export.StreamsHeld`): a query summing every row of it counts that twice."""
 
     @property
     def total(self) -> int:
@@ -205,7 +209,9 @@ def _export_locked(
             )
     for where in unfinished:  # a first write that never committed (a full disk): no table refers to its files
         shutil.rmtree(where)
-    return DeltaExportResult(tuple(_export_one(deltalake, store, spec, root, batch_rows, ours) for spec in specs))
+    held = StreamsHeld()
+    tables = tuple(_export_one(deltalake, store, spec, root, batch_rows, ours, held) for spec in specs)
+    return DeltaExportResult(tables, held.warnings(store))
 
 
 def _never_committed(where: Path) -> bool:
@@ -219,13 +225,13 @@ def _never_committed(where: Path) -> bool:
 
 
 def _export_one(
-    deltalake: Any, store: BaseStore, spec: TableSpec, root: Path, batch_rows: int, store_id: str
+    deltalake: Any, store: BaseStore, spec: TableSpec, root: Path, batch_rows: int, store_id: str, held: StreamsHeld
 ) -> DeltaTableExport:
     """:func:`_export_table`, with deltalake's failures to write in one line naming the table (its own message is
     several lines of coloured text, which the CLI printed escaped: ``\\n``, ``\\u001b[31m``)."""
     where = root / spec.name
     try:
-        return _export_table(deltalake, store, spec, where, batch_rows, store_id)
+        return _export_table(deltalake, store, spec, where, batch_rows, store_id, held)
     except OSError as exc:
         if exc.filename is not None:
             raise
@@ -277,7 +283,7 @@ def _month_rows(store: BaseStore, spec: TableSpec, start: int, end: int, batch_r
 
 
 def _export_table(
-    deltalake: Any, store: BaseStore, spec: TableSpec, where: Path, batch_rows: int, store_id: str
+    deltalake: Any, store: BaseStore, spec: TableSpec, where: Path, batch_rows: int, store_id: str, seen: StreamsHeld
 ) -> DeltaTableExport:
     import pyarrow.compute as pc
 
@@ -289,7 +295,7 @@ def _export_table(
         def batches() -> Iterator[pa.RecordBatch]:
             nonlocal count
             for _, start, end in months:
-                for table in _month_rows(store, spec, start, end, batch_rows):
+                for table in seen.watch(spec, _month_rows(store, spec, start, end, batch_rows)):
                     count += table.num_rows
                     yield from table.to_batches()
 
@@ -326,7 +332,8 @@ def _export_table(
     for label in sorted(set(by_label) | in_table):
         if label in by_label:
             start, end = by_label[label]
-            ours = pa.concat_tables([schema.empty_table(), *_month_rows(store, spec, start, end, batch_rows)])
+            rows_held = seen.watch(spec, _month_rows(store, spec, start, end, batch_rows))
+            ours = pa.concat_tables([schema.empty_table(), *rows_held])
         else:
             ours = schema.empty_table()
         rows += ours.num_rows

@@ -216,6 +216,11 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
     spent = _spend(demo_store_copy, date(2026, 11, 1), date(2026, 11, 21))
     assert Decimal(balance["spent"]) == spent and Decimal(balance["balance"]) == 1750 - spent
     assert balance["since"] == "2026-11-01" and balance["as_of"] == AS_OF.isoformat()
+    # `spent` counts today's costs so far, a day past the forecast's `as_of`: `spent_through` says so (it read as the
+    # spend through `as_of`, a day's spend more than that)
+    assert balance["spent_through"] == "2026-11-20" and spent > _spend(
+        demo_store_copy, date(2026, 11, 1), date(2026, 11, 20)
+    )
     assert balance["runway"] is not None and date.fromisoformat(balance["runway"]) > AS_OF
     status = _json("status", "--store", str(demo_store_copy))
     assert status["credit"]["balance"] == balance["balance"]

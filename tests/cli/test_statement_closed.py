@@ -277,3 +277,66 @@ def test_a_closed_months_adjustments_print_one_rounding_everywhere(
         Decimal(by_project["total"]), Decimal(by_project["closed"]["present_total"]),
         Decimal(by_project["closed"]["adjustment_total"]),
     )  # fmt: skip
+
+
+def test_check_restated_over_alerts_each_figure_moved_past_it_with_the_statements_adjustment(
+    closed_and_restated: str, clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    """`check --restated-over AMOUNT` through the command line: one `restated` alert per closed-month figure (the
+    org's total, each project) whose change is beyond AMOUNT, in the JSON and on stdout, exit 3; none past the
+    largest change, exit 0. Each alert gives the figure as the statement's adjustments do (the project's change
+    apportioned to the total's), and a project whose apportioned `now` is not its spend rounded alone says so."""
+    store_url, url = closed_and_restated, clocks[1]
+    by_project = statement(store_url, url, tmp_path)
+    stated = {
+        _bare(a["name"]): (Decimal(a["closed"]), Decimal(a["present"]), Decimal(a["amount"]))
+        for a in by_project["adjustments"]
+    }
+    closed = by_project["closed"]
+    stated["total"] = (
+        Decimal(by_project["total"]),
+        Decimal(closed["present_total"]),
+        Decimal(closed["adjustment_total"]),
+    )
+    report = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json"], url, tmp_path))
+    exact = {("total" if a["level"] == "org" else a["project_id"]): Decimal(a["amount"]) for a in report["adjustments"]}
+    assert len(exact) > 2 and len(stated) > 1
+    check = ["check", "--store", store_url, "--now", LATER, "--stale-after", "100d", "--restated-over"]
+
+    def checked(amount: Decimal, *, code: int) -> dict[str, Any]:
+        done, out, err = finish(run_cli([*cli(), *check, str(amount), "-f", "json"], url, tmp_path))
+        assert done == code, out + err
+        doc: dict[str, Any] = json.loads(out)
+        text_code, text, _ = finish(run_cli([*cli(), *check, str(amount)], url, tmp_path))
+        assert text_code == code and all(f"ALERT restated: {a['message']}" in text for a in doc["alerts"]), text
+        return doc
+
+    least = min(abs(v) for v in exact.values())  # every figure but the one that moved least is beyond it
+    doc = checked(least, code=3)
+    assert doc["fired"] is True and {a["kind"] for a in doc["alerts"]} == {"restated"}
+    beyond = {key for key, amount in exact.items() if abs(amount) > least}
+    assert 0 < len(beyond) < len(exact)
+    assert len(doc["alerts"]) == len(beyond)
+    assert f"restated: {len(exact)} closed-month figures moved since closing, {len(beyond)} by more than" in " ".join(
+        doc["checks"]
+    )
+    for alert in doc["alerts"]:
+        found = _LINE.search(alert["message"])
+        assert found is not None and alert["message"].startswith("closed month 2026-11 restated: default "), alert
+        name = _bare(found[2] or "total")
+        assert (_cents(found[3]), _cents(found[4]), _cents(found[5])) == stated[name]  # the statement's figures
+        present = Decimal(report["totals"]["spend"]) if name == "total" else None
+        key = "total" if name == "total" else next(k for k in beyond if k != "total" and k in alert["subject"])
+        assert key in beyond and alert["subject"].startswith("closed 2026-11 default ")
+        if present is None:  # a project: its spend as the report's table rounds it, said when `now` is not that
+            spend = next(Decimal(p["spend"]) for p in report["spend_by_project"] if p["project_id"] == key)
+            alone = spend.quantize(CENT, rounding=ROUND_HALF_UP)
+            note = f"; apportioned so the projects add up to the total: ${alone:,} alone)"
+            assert alert["message"].endswith(note) == (alone != stated[name][1]), (alert, alone)
+            assert alert["message"].endswith(note) or "apportioned" not in alert["message"]
+        else:
+            assert stated[name][1] == present.quantize(CENT, rounding=ROUND_HALF_UP)
+            assert "apportioned" not in alert["message"]
+    quiet = checked(max(abs(v) for v in exact.values()), code=0)
+    assert quiet["fired"] is False and quiet["alerts"] == []
+    assert f"{len(exact)} closed-month figures moved since closing, 0 by more than" in " ".join(quiet["checks"])

@@ -796,6 +796,8 @@ def export_command(
         )
     if output != "-":
         say(f"Exported {counted(result.total, 'row')} to {output} ({counted(len(result.files), 'file')}).")
+    for warning in result.warnings:  # after the count: the line a spreadsheet user must not miss comes last
+        say(f"warning: {warning}")
 
 
 def _format_named(output: str, given: str | None, *, focus: bool = False) -> str:
@@ -920,6 +922,8 @@ def _export_delta(
         markup=False,
         soft_wrap=True,
     )
+    for warning in result.warnings:
+        say(f"warning: {warning}")
 
 
 # --- status ---------------------------------------------------------------------------------------------

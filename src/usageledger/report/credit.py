@@ -35,14 +35,20 @@ class CreditBalance:
     first_day: date
     """The day of the earliest top-up: costs count from it on."""
     spent: Decimal
-    """Costs from ``first_day`` on, every synced bucket."""
+    """Costs from ``first_day`` on, every synced bucket (today's so far, when synced)."""
     as_of: date | None
+    """The day the runway's forecast starts from (:func:`usageledger.report.forecasting.data_as_of`: the last day
+    the synced costs cover in full, yesterday after a sync today); ``spent`` may reach past it, see
+    ``spent_through``."""
     runway: date | None
     """The first day the balance would be below zero at the forecast rate; ``None``: see ``runway_note``."""
     runway_note: str
     gone_by: bool = False
     """The runway is a day before today's: the store's costs end before it (not synced since), and at their rate the
     balance has run out already."""
+    spent_through: date | None = None
+    """The UTC day of the last costs ``spent`` counts (today's, still open, after a sync today: a day past
+    ``as_of``); ``None`` when no costs are synced from ``first_day`` on."""
 
     @property
     def balance(self) -> Decimal:
@@ -58,8 +64,9 @@ class CreditBalance:
         return f"runs out on {self.runway}"
 
 
-def _spent(db: Database, first: date, last: date | None, org: str | None) -> Decimal:
-    sql = f"SELECT SUM(amount_value) FROM {COSTS_VIEW} WHERE bucket_start >= %s"
+def _spent(db: Database, first: date, last: date | None, org: str | None) -> tuple[Decimal, date | None]:
+    """The costs from ``first`` through ``last`` (``None``: every synced bucket), and the day of the last of them."""
+    sql = f"SELECT SUM(amount_value), MAX(bucket_start) FROM {COSTS_VIEW} WHERE bucket_start >= %s"
     params: list[object] = [day_start(first)]
     if last is not None:
         sql += " AND bucket_start < %s"
@@ -67,8 +74,8 @@ def _spent(db: Database, first: date, last: date | None, org: str | None) -> Dec
     if org is not None:
         sql += " AND org = %s"
         params.append(org)
-    value = db.query(sql, params)[0][0]
-    return Decimal(0) if value is None else Decimal(value)
+    value, through = db.query(sql, params)[0]
+    return (Decimal(0), None) if value is None else (Decimal(value), utc_day(through))
 
 
 def _ran_out(topups: list[TopUp], series: list[tuple[date, Decimal]], first: date, as_of: date) -> date:
@@ -95,13 +102,13 @@ def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> Cr
         return None
     total = sum((t.amount for t in topups), Decimal(0))
     first = min(t.day for t in topups)
-    spent = _spent(db, first, None, org)
+    spent, through = _spent(db, first, None, org)
     as_of = data_as_of(db, now=now, org=org)
     runway: date | None = None
     if as_of is None:
         note = "no costs synced yet to forecast from"
     else:
-        left = total - _spent(db, first, as_of, org) if as_of >= first else total
+        left = total - _spent(db, first, as_of, org)[0] if as_of >= first else total
         first_data = db.query(
             f"SELECT MIN(bucket_start) FROM {COSTS_VIEW}" + (" WHERE org = %s" if org is not None else ""),
             [org] if org is not None else [],
@@ -111,7 +118,7 @@ def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> Cr
         if left < 0:
             runway = _ran_out(topups, series, first, as_of)
             note = f"ran out on {runway}"
-            return CreditBalance(org, total, len(topups), first, spent, as_of, runway, note)
+            return CreditBalance(org, total, len(topups), first, spent, as_of, runway, note, spent_through=through)
         try:
             runway = credit_runway(series, left, as_of=max(as_of, first - timedelta(days=1)))
         except UsageLedgerError as exc:
@@ -127,5 +134,7 @@ def credit_balance(db: Database, *, now: datetime, org: str | None = None) -> Cr
                     f"may have run out on {runway}, at the forecast rate from {as_of}, the store's last costs:"
                     " run `usageledger sync` for today's balance"
                 )
-                return CreditBalance(org, total, len(topups), first, spent, as_of, runway, note, gone_by=True)
-    return CreditBalance(org, total, len(topups), first, spent, as_of, runway, note)
+                return CreditBalance(
+                    org, total, len(topups), first, spent, as_of, runway, note, gone_by=True, spent_through=through
+                )
+    return CreditBalance(org, total, len(topups), first, spent, as_of, runway, note, spent_through=through)

@@ -72,6 +72,7 @@ def credit_document(balance: CreditBalance | None) -> dict[str, Any] | None:
         "count": balance.count,
         "since": balance.first_day,
         "spent": balance.spent,
+        "spent_through": balance.spent_through,  # `as_of` is the forecast's day: spent reaches past it after a sync
         "balance": balance.balance,
         "as_of": balance.as_of,
         "runway": balance.runway,
