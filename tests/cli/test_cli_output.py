@@ -587,3 +587,25 @@ def test_json_documents_keep_names_as_they_are(demo_store: Path, tmp_path: Path)
     argv = ["report", "--store", store, *RANGE, "--names", str(names)]
     shown = CliRunner().invoke(app, argv, env={"COLUMNS": "200"}, catch_exceptions=False).stdout
     assert "Search\\nAssistant" in shown and f"Bot ({b})" in shown and f"Bot ({c})" in shown
+
+
+def test_statement_json_notes_name_projects_as_the_terminal_does(demo_store: Path, tmp_path: Path) -> None:
+    """`statement --format json` carries the terminal's sentences as `notes`; with the names as they are, a shared
+    project named `Search\\nAssistant` broke a sentence in two, and two alike names read the same. The notes name
+    projects as the terminal does (one line, alike ones with their IDs); the `name` fields keep them as they are."""
+    store = str(demo_store)
+    first = json.loads(_invoke("report", "--store", store, *RANGE, "--format", "json").stdout)
+    a, b, c = (row["project_id"] for row in first["spend_by_project"][:3])
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"projects": {a: "Search\nAssistant", b: "Bot", c: "bot"}}), encoding="utf-8")
+    config = tmp_path / "usageledger.toml"
+    config.write_text(f'[teams]\nAlpha = ["{b}"]\n', encoding="utf-8")  # a and c are in no team: their spend is shared
+    month = f"{TODAY.replace(day=1) - timedelta(days=1):%Y-%m}"
+    argv = ["statement", month, "--by", "team", "--store", store, "--names", str(names), "--config", str(config)]
+    doc = json.loads(_invoke(*argv, "--format", "json").stdout)
+    assert {a, c} <= set(doc["shared_projects"])
+    shared = next(note for note in doc["notes"] if note.startswith("Shared spend"))
+    assert "\n" not in shared and "Search\\nAssistant" in shared and f"bot ({c})" in shared, shared
+    assert [p["name"] for s in doc["statements"] for p in s["projects"] if p["project_id"] == b] == ["Bot"]
+    terminal = CliRunner().invoke(app, argv, env={"COLUMNS": "400"}, catch_exceptions=False).stdout
+    assert shared in terminal.replace("\n", " ")

@@ -126,3 +126,19 @@ def test_every_project_and_model_name_is_printed_whole(width: int) -> None:
     # No piece of a name stands alone (`gpt-4o-mini-tt`, `s`): every token inside a name is a whole word of one.
     pieces = {t for t in tokens if t not in words and any(t in w for w in words)}
     assert pieces <= {"model", "day", "in"}, sorted(pieces)  # headers, and `changed values in 3 buckets`
+
+
+def test_json_group_label_names_projects_as_the_terminal_does() -> None:
+    """`changes --format json` takes the names as they are; its `group_label` (the label for people, composed from
+    the group) took them too: a project named `Search\\nAssistant` put a newline in it, and two alike names gave two
+    groups one label. The label names projects as the terminal does; `group` keeps the IDs and `adjustments` the
+    names as they are."""
+    from usageledger.report.jsonout import changes_document
+
+    rows = _costs(3, after_close_from=3)
+    names = Names(projects={"proj_000": "Search\nAssistant", "proj_001": "Bot", "proj_002": "bot"})
+    adjustment = Adjustment("acme", DAY.date(), "project", "proj_000", Decimal(1), Decimal(2), "usd", DAY)
+    doc = changes_document(Changes(None, None, rows, (adjustment,)), names)
+    labels = [r["group_label"] for r in doc["restatements"]]
+    assert labels == ["Search\\nAssistant", "Bot (proj_001)", "bot (proj_002)"]
+    assert doc["adjustments"][0]["project_name"] == "Search\nAssistant"

@@ -360,3 +360,32 @@ def test_keys_seen_only_in_usage_without_a_directory_are_unknown_and_unflagged(
     assert all(k["flags"] == [] for k in doc["keys"])
     total = _query(url, "SELECT SUM(amount_value) FROM costs WHERE api_key_id IS NOT NULL")[0][0]
     assert sum(Decimal(k["spend"]) for k in doc["keys"]) == total
+
+
+def test_the_no_key_line_names_the_orgs_it_adds_up_for() -> None:
+    """The line after the table said the keys' spend and the spend through no key add up to "the period's costs";
+    in a store of two orgs of which one has no costs stream grouped by key, they add up to the other's alone. The
+    line then names the orgs whose costs they are and the ones left out."""
+    from usageledger.cli.commands_keys import no_key_line
+    from usageledger.report.keys import KeyInfo, KeyRules, KeysReport
+
+    def key(org: str, spend: Decimal | None) -> KeyInfo:
+        return KeyInfo(org, f"key_{org}", "project", org, "active", None, None, None, None, None, None, spend, None)
+
+    moment = datetime(2026, 10, 1, tzinfo=UTC)
+    report = KeysReport(
+        moment,
+        moment,
+        KeyRules(),
+        "usd",
+        ("acme/costs.1d.project_id+api_key_id",),
+        (),
+        (key("acme", Decimal("10.50")), key("globex", None)),
+        no_key_spend=Decimal("2.25"),
+    )
+    line = no_key_line(report)
+    assert line is not None and line.endswith(
+        "; with it the keys' spend adds up to $12.75, the costs of acme (no costs stream of globex groups by key)."
+    ), line
+    whole = no_key_line(dataclasses.replace(report, keys=report.keys[:1]))
+    assert whole is not None and whole.endswith("adds up to $12.75, the period's costs."), whole

@@ -161,3 +161,38 @@ def test_provisional_days_are_lighter_and_the_legend_says_so() -> None:
     assert handle is not None and handle.get_alpha() == PROVISIONAL_ALPHA
     final = _drawn(SPEND)
     assert [t.get_text() for t in final.legends[0].get_texts()] == [s.label for s in SPEND.series]
+
+
+def test_negative_bars_are_drawn_left_of_zero() -> None:
+    """The axis of the bars' figures started at zero: a line item whose period total is negative (a credit) was cut
+    off, bar and figure, and a chart of negative totals alone turned the axis round. Every bar and its figure stay
+    inside the axes, on the side of zero they point to."""
+    chart = replace(
+        LINE_ITEMS, series=(Series("spend", (Decimal("166.2"), Decimal("-40.81"), Decimal(0), Decimal(3))),)
+    )
+    for drawn in (
+        chart,
+        replace(chart, series=(Series("spend", (Decimal(-2), Decimal(-5), Decimal(-1), Decimal(0))),)),
+    ):
+        (ax,) = _drawn(drawn).axes
+        low, high = ax.get_xlim()
+        assert low < high
+        values = [float(v) for v in drawn.series[0].values]
+        assert low < min(0.0, *values) or min(values) == 0
+        box = ax.get_window_extent()
+        for text in ax.texts:
+            extent = text.get_window_extent()
+            assert box.x0 <= extent.x0 and extent.x1 <= box.x1, text.get_text()
+    (ax,) = _drawn(replace(chart, series=(Series("spend", (Decimal(0),) * 4),))).axes
+    assert ax.get_xlim() == (0.0, 1.0)
+
+
+def test_long_legend_labels_are_shortened() -> None:
+    """A project name of 150 characters was a legend entry wider than the image, cut at both edges with the
+    provisional entry beside it; legend labels are shortened as the bars' are, and the legend fits the figure."""
+    chart = replace(SPEND, series=(Series("A" * 150, SPEND.series[0].values), *SPEND.series[1:]), provisional_from=0)
+    figure = _drawn(chart)
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert texts[0] == png_label("A" * 150) and len(texts[0]) == PNG_LABEL_CHARS
+    assert texts[-1] == "provisional from Nov 01"
+    assert figure.legends[0].get_window_extent().width <= figure.bbox.width

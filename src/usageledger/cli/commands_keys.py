@@ -76,7 +76,8 @@ def render_keys(data: KeysReport, names: Names) -> DataTable:
 
 def no_key_line(data: KeysReport) -> str | None:
     """What the streams give no key for (spend on storage or sessions, made through no key), which the keys' rows
-    leave out: with it, their spend adds up to the period's costs. None when nothing is without a key."""
+    leave out: with it, their spend adds up to the period's costs (or to the costs of the orgs with a costs stream
+    grouped by key, named, when some org has none). None when nothing is without a key."""
     parts: list[str] = []
     if data.no_key_spend:
         parts.append(f"{format_money(data.no_key_spend, data.currency)} of spend")
@@ -88,7 +89,15 @@ def no_key_line(data: KeysReport) -> str | None:
     if data.no_key_spend is None:
         return line + "."
     total = sum((k.spend for k in data.keys if k.spend is not None), data.no_key_spend)
-    return f"{line}; with it the keys' spend adds up to {format_money(total, data.currency)}, the period's costs."
+    # the period's costs only when every org's costs are grouped by key; else the orgs whose costs they are
+    covered = sorted({stream.rpartition("/")[0] for stream in data.spend_streams})
+    left = sorted({k.org for k in data.keys} - set(covered))
+    whose = (
+        f"the costs of {', '.join(covered)} (no costs stream of {', '.join(left)} groups by key)"
+        if left
+        else "the period's costs"
+    )
+    return f"{line}; with it the keys' spend adds up to {format_money(total, data.currency)}, {whose}."
 
 
 def flag_lines(data: KeysReport) -> list[str]:

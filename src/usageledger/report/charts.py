@@ -47,12 +47,12 @@ __all__ = [
 
 _PNG_WIDTH_PX: Final = 1000
 _PNG_HEIGHT_PX: Final = 420
+"""Height of a PNG chart without its legend, which adds its own height below the axes."""
 PNG_LABEL_CHARS: Final = 48
-"""The longest bar label a PNG chart writes whole; a longer one is shortened (:func:`png_label`), where a full
-72-character line item took over half the image's width from its bars."""
+"""The longest bar or legend label a PNG chart writes whole; a longer one is shortened (:func:`png_label`), where a
+full 72-character line item took over half the image's width from its bars."""
 PROVISIONAL_ALPHA: Final = 0.45
 """How opaque a provisional day's bar is drawn, in the PNG as in the HTML report."""
-"""Height of a PNG chart without its legend, which adds its own height below the axes."""
 
 ChartKind = Literal["stacked_bars", "lines", "hbars"]
 Number = Decimal | int
@@ -189,7 +189,12 @@ def png_figure(chart: Chart) -> Figure:
         bars = ax.barh(range(len(labels)), values, color=PALETTE[0], tick_label=labels)
         # Each bar's figure at its end, as the HTML report writes it: a bar of $0.02 beside one of $29 is no bar.
         ax.bar_label(bars, [short_number(v, money=chart.money) for v in values], padding=3, fontsize="small")
-        ax.set_xlim(0, max(values) * 1.12 or 1.0)
+        # Room past each bar's end for its figure, on the side it points to: a negative total (a credit's line item)
+        # is drawn left of zero, never cut off by an axis that starts at zero, nor turns the axis round (a zero's
+        # figure is written right of zero, so the right keeps room too).
+        low, high = min(0.0, *values), max(0.0, *values)
+        room = (high - low) * 0.12
+        ax.set_xlim(low - room if low < 0 else 0.0, high + room if high > low else 1.0)
         ax.xaxis.set_major_formatter(formatter(ticks))
         ax.set_xlabel(chart.unit)
     else:
@@ -244,7 +249,8 @@ def _place_legend(fig: Figure, ax: Axes, extra: Sequence[Artist] = ()) -> None:
     ``extra``: entries for what the axes do not draw as such (the provisional days' lighter shade)."""
     handles, labels = ax.get_legend_handles_labels()
     handles += extra
-    labels += [str(a.get_label()) for a in extra]
+    # shortened as the bars' labels are: one name of 150 characters was wider than the image, cut at both edges
+    labels = [png_label(label) for label in [*labels, *(str(a.get_label()) for a in extra)]]
     for columns in range(len(handles), 0, -1):
         legend = fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
         box = legend.get_window_extent()

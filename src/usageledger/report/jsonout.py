@@ -22,7 +22,7 @@ from usageledger.catalogue import BucketWidth
 from usageledger.report.alerts import CheckResult
 from usageledger.report.history import Adjustment, Changes
 from usageledger.report.keys import KeysReport
-from usageledger.report.names import Names
+from usageledger.report.names import Names, shown_names
 from usageledger.report.queries import ModelSpend, Mover, Period, ReportData, Scope, Spend
 from usageledger.report.reconciliation import ReconcileResult
 from usageledger.report.teams import TeamSpend
@@ -237,6 +237,7 @@ def _metric_value(table: str, metric: str, value: Decimal | None) -> Decimal | i
 def changes_document(changes: Changes, names: Names | None = None) -> Document:
     """Every restatement of the span (row and metric: old, new, delta) and every closed month's adjustment."""
     names = names or Names()
+    label_names = shown_names(names)  # a label for people, as the terminal's: `group` gives the IDs beside it
     return {
         "since": None if changes.since is None else iso(changes.since),
         "until": None if changes.until is None else iso(changes.until),
@@ -248,7 +249,7 @@ def changes_document(changes: Changes, names: Names | None = None) -> Document:
                 "table": r.table,
                 "bucket_start": r.bucket_start,
                 "group": {k: v for k, v in r.group},
-                "group_label": r.group_label(names),
+                "group_label": r.group_label(label_names),
                 "metric": r.metric,
                 "old": _metric_value(r.table, r.metric, r.old),
                 "new": _metric_value(r.table, r.metric, r.new),

@@ -24,7 +24,7 @@ from usageledger._text import counted
 from usageledger.report.formatting import format_money
 from usageledger.report.fx import BASE_CURRENCY
 from usageledger.report.jsonout import decimal_string
-from usageledger.report.names import Names, with_id
+from usageledger.report.names import Names, shown_names, with_id
 from usageledger.report.statement import SHARED, MonthStatements, Statement, StatementLine
 from usageledger.report.tables import DataTable, label, number
 
@@ -226,7 +226,8 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
             }
             for a in statements.adjustments
         ],
-        "notes": statement_summary(statements, names),
+        # the terminal's sentences, naming projects as it does: a name as it is could break a sentence in two
+        "notes": statement_summary(statements, shown_names(names)),
     }
 
 
