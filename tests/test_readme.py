@@ -42,6 +42,19 @@ def test_every_cli_command_is_documented_in_the_readme() -> None:
     assert not missing, f"commands missing from README.md: {sorted(missing)}"
 
 
+def test_every_cli_command_has_a_row_in_the_readmes_command_table() -> None:
+    """The tour's table (`| Command | What it does |`) has a row per registered command, each once: `usageledger mcp`,
+    named in its own section only, had none, so a reader of the table (or of `usageledger --help` beside it) could not
+    find it there."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("| Command | What it does |", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `usageledger ([a-z-]+)", table, flags=re.MULTILINE)
+    assert len(rows) == len(set(rows)), rows
+    assert set(rows) == _commands(), (
+        f"missing: {sorted(_commands() - set(rows))}, unknown: {sorted(set(rows) - _commands())}"
+    )
+
+
 def test_the_two_setup_commands_exist_and_ci_runs_the_test_one() -> None:
     """scripts/demo and scripts/test are executable, named in the README, and .ci/run calls scripts/test."""
     readme = (REPO / "README.md").read_text()

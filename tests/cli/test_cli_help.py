@@ -86,3 +86,15 @@ def test_config_help_names_the_variable_it_falls_back_to(words: tuple[str, ...])
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
     assert "$USAGELEDGER_CONFIG" in flat and "./usageledger.toml" in flat, flat
+
+
+def test_emulator_help_gives_each_sizes_range_as_its_refusal_does() -> None:
+    """The README's table says `--projects` up to 1,000, `--users` up to 100,000, `--models` up to 10; `emulator
+    --help` said only "Number of projects.", so the limit was found by being refused. Each help now gives the range
+    the refusal names (`give 1 to 1,000`), from the one table of limits."""
+    result = CliRunner().invoke(app, ["emulator", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    for flag, range_ in (("--projects", "1 to 1,000"), ("--users", "1 to 100,000"), ("--models", "1 to 10 ")):
+        line = flat.split(f"{flag} <int>", 1)[1].split("[default:", 1)[0]
+        assert range_ in line, (flag, line)

@@ -579,6 +579,38 @@ def test_demo_prints_the_report(tmp_path: Path) -> None:
         assert section in tail
 
 
+def _demo(store: Path, *days: str) -> tuple[int, dict[str, tuple[int, int]], str]:
+    """Run `usageledger demo` on ``store``: its requests, each stream's (inserted, unchanged), and its report."""
+    result = CliRunner().invoke(app, ["demo", *days, "--store", str(store)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    found = re.search(r"\((\d+) requests, ", result.stdout)
+    assert found, result.stdout
+    streams = {
+        m[1]: (int(m[2].replace(",", "")), int(m[4].replace(",", "")))
+        for m in re.finditer(r"│ (\S+\.1d\.\S+) +│ +([\d,]+) │ +([\d,]+) │ +([\d,]+) │", result.stdout)
+    }
+    assert len(streams) == len(catalogue.ENDPOINTS), result.stdout
+    return int(found[1]), streams, result.stdout[result.stdout.index("Usage & costs") :]
+
+
+def test_the_demo_run_again_is_incremental_and_a_longer_days_backfills(tmp_path: Path) -> None:
+    """ "Run it again and the sync is incremental" (README, `demo --help`): the demo passed its start as `since`, so
+    each run read every stream's whole span again (23 requests for 60 days, every row unchanged). Run again, it
+    reads each stream from its watermark back by the lag window, as `usageledger sync` does, and reports the same
+    figures; a larger --days, whose earlier days the store lacks, still reads from its own start."""
+    store = tmp_path / "demo.duckdb"
+    requests, first, report = _demo(store, "--days", "7")
+    assert all(inserted > 0 for inserted, _ in first.values()), first
+    again, second, report_again = _demo(store, "--days", "7")
+    assert again <= requests, (again, requests)  # 12 either way: 14 days are one window per stream
+    for stream, (inserted, unchanged) in second.items():  # the lag window's rows only, never the whole span
+        assert inserted == 0 and unchanged < first[stream][0], (stream, second[stream], first[stream])
+    assert report_again == report
+    _, longer, wider = _demo(store, "--days", "10")
+    assert sum(inserted for inserted, _ in longer.values()) > 0, longer  # the 6 earlier days, read
+    assert "against the previous 10 days" in wider, wider[:400]
+
+
 def test_a_report_says_when_costs_were_never_synced_or_only_in_part(emulator_url: str, tmp_path: Path) -> None:
     """A sync of `--bucket-width 1h` stores usage and skips costs (so does a first sync killed before them): the
     report said "$0.00, new against the previous 20 days" without a word, read as "we spent nothing". The terminal

@@ -25,7 +25,7 @@ from usageledger.cli._app import (
 )
 from usageledger.cli._flags import Verbose
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
-from usageledger.emulator.config import MIN_REVISION_WINDOW
+from usageledger.emulator.config import MAX_SIZE, MIN_REVISION_WINDOW
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
 from usageledger.errors import EmulatorConfigError, ParameterError
@@ -57,9 +57,18 @@ def emulator(
         int, typer.Option(help="Seed of the synthetic organisation and of the faults.", rich_help_panel=_SIZE)
     ] = 0,
     days: Annotated[int, typer.Option(help="Days of history.", rich_help_panel=_SIZE)] = 400,
-    projects: Annotated[int, typer.Option(help="Number of projects.", rich_help_panel=_SIZE)] = 5,
-    users: Annotated[int, typer.Option(help="Number of users.", rich_help_panel=_SIZE)] = 12,
-    models: Annotated[int, typer.Option(help="Number of chat models in use.", rich_help_panel=_SIZE)] = 6,
+    projects: Annotated[
+        int, typer.Option(help=f"Number of projects, 1 to {MAX_SIZE['projects']:,}.", rich_help_panel=_SIZE)
+    ] = 5,
+    users: Annotated[
+        int, typer.Option(help=f"Number of users, 1 to {MAX_SIZE['users']:,}.", rich_help_panel=_SIZE)
+    ] = 12,
+    models: Annotated[
+        int,
+        typer.Option(
+            help=f"Number of chat models in use, 1 to {MAX_SIZE['models']} (the ones it knows).", rich_help_panel=_SIZE
+        ),
+    ] = 6,
     replay: Annotated[
         Path | None,
         typer.Option(help="Serve usage records from this JSON Lines or CSV file instead.", rich_help_panel=_SIZE),
