@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 from PIL import Image, ImageStat
+from playwright.sync_api import Page
 from typer.testing import CliRunner
 
 import usageledger.report
@@ -55,10 +56,15 @@ def opened(
 ) -> Iterator[BrowserPage]:
     """The report loaded offline at one viewport width (in a fresh context of the module's one Chromium, started
     after ``report_file``, which runs commands in this thread: none may meet Playwright's event loop)."""
-    module_browser_page.page.set_viewport_size({"width": request.param, "height": 900})
-    module_browser_page.page.goto(report_file.as_uri())
-    module_browser_page.page.wait_for_load_state("load")
+    _load(module_browser_page.page, report_file, request.param, 900)
     yield module_browser_page
+
+
+def _load(page: Page, report_file: Path, width: int, height: int) -> None:
+    """The report, loaded offline in a window of ``width`` by ``height`` pixels."""
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(report_file.as_uri())
+    page.wait_for_load_state("load")
 
 
 def _luminance(rgb: str) -> float:
@@ -181,9 +187,7 @@ def test_on_a_360_px_phone_every_table_fits_its_panel(report_file: Path, module_
     their panels, each cut mid-figure at the panel's edge (`+$51.` of `+$51.22`); the dashboard's phone rules, which
     set them tighter, are now the report's own, so every panel holds its table whole."""
     page = module_browser_page.page
-    page.set_viewport_size({"width": 360, "height": 740})
-    page.goto(report_file.as_uri())
-    page.wait_for_load_state("load")
+    _load(page, report_file, 360, 740)
     panels = page.evaluate(
         "() => [...document.querySelectorAll('section.panel')].filter(p => p.querySelector('table'))"
         ".map(p => [p.querySelector('h2').textContent, p.scrollWidth - p.clientWidth])"
@@ -250,9 +254,7 @@ def test_on_a_phone_the_figure_cards_are_one_a_line_and_as_wide_as_the_page(
     """At 390 px the spend, tokens and requests cards wrapped to a line each but kept their own text's width, three
     ragged boxes; each now spans the page, and on a wide screen they stay side by side at their own width."""
     page = module_browser_page.page
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(report_file.as_uri())
-    page.wait_for_load_state("load")
+    _load(page, report_file, 390, 844)
     boxes = page.evaluate(
         "() => { const row = document.querySelector('.cards').getBoundingClientRect();"
         " return [row.width, [...document.querySelectorAll('.cards .card')]"
