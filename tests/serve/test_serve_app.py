@@ -31,7 +31,7 @@ from starlette.testclient import TestClient
 from usageledger._text import one_line
 from usageledger.config import Config
 from usageledger.emulator import Emulator
-from usageledger.errors import StoreError
+from usageledger.errors import ConfigError, StoreError
 from usageledger.report.formatting import format_money
 from usageledger.report.queries import LINE_ITEM_MODEL
 from usageledger.serve import build_app
@@ -469,6 +469,39 @@ def test_sync_every_counts_its_first_syncs_requests_at_start_up(tmp_path: Path) 
         assert not list(tmp_path.glob("fresh.duckdb*"))
     assert sync_argv(config, allow_many_requests=True)[-1] == "--allow-many-requests"
     assert "--allow-many-requests" not in sync_argv(config)
+
+
+@pytest.mark.parametrize("where", ["estimate", "app"])
+def test_any_refusal_at_start_up_leaves_no_store_serve_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """`serve --sync-every` makes a new store for its periodic sync to fill, then counts the first sync's requests
+    and builds the app: only the estimate's refusal removed the store, so a config error met there (a [[streams]]
+    the sync refuses) or after it left an empty DuckDB file that the next command read as a ledger with no data.
+    Every refusal before the server listens now removes what this run made; a store already there is kept."""
+    from typer.testing import CliRunner
+
+    import usageledger.serve
+    from usageledger.cli import app, commands_serve
+
+    def refuse(*_: object, **__: object) -> None:
+        raise ConfigError("usageledger.toml: streams[1].group_by: refused by the sync")
+
+    # the estimate as serve imported it; the app builder where serve's start-up imports it from
+    owner, name = (
+        (commands_serve, "configured_sync_estimate") if where == "estimate" else (usageledger.serve, "build_app")
+    )
+    monkeypatch.setattr(owner, name, refuse)
+    store = tmp_path / "fresh.duckdb"
+    args = ["serve", "--store", str(store), "--port", "0", "--sync-every", "1h"]
+    result = CliRunner().invoke(app, args, env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    assert result.exit_code == 1, result.output
+    assert result.stderr == "error: usageledger.toml: streams[1].group_by: refused by the sync\n"
+    assert not list(tmp_path.glob("fresh.duckdb*"))
+    with open_store(store):  # one there before: refused the same, and kept
+        pass
+    result = CliRunner().invoke(app, args, env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    assert result.exit_code == 1 and store.exists(), result.output
 
 
 def _start_serve(args: list[str], environment: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
@@ -14,11 +13,18 @@ from usageledger._secrets import redact_url_password
 from usageledger.cli import _app
 from usageledger.cli._app import app, fail, friendly_errors, listen_flags, open_for_reading, resolve_store, say
 from usageledger.cli._estimate import ALLOW_FLAG, TOO_MANY_REQUESTS
+from usageledger.cli._newstore import NewStore
 from usageledger.cli.commands_sync import configured_sync_estimate
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
-from usageledger.store import is_postgres_url, open_store, store_files
+from usageledger.store import is_postgres_url, open_store
 from usageledger.timeutil import now_unix, parse_duration
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from usageledger.config import Config
+    from usageledger.serve.runner import PeriodicSync
 
 TOKEN_ENV: Final = "USAGELEDGER_SERVE_TOKEN"
 MIN_TOKEN: Final = 16
@@ -93,8 +99,7 @@ def serve(
     """Serve the dashboard, its JSON API (/, /api/report, /api/filters, /api/projects/ID, /healthz) and Prometheus
     metrics (/metrics), read-only."""
     from usageledger.report.metrics import DEFAULT_METRICS_LABELS, parse_metrics_labels
-    from usageledger.serve import build_app
-    from usageledger.serve.runner import PeriodicSync, run, sync_argv
+    from usageledger.serve.runner import run
 
     host, port = listen_flags(host, port)
     if not is_loopback(host) and not allow_remote:
@@ -111,32 +116,60 @@ def serve(
     )
     settings = load_config(config)
     url = resolve_store(store, settings)
-    # the store's files serve would make: a start refused by the first sync's estimate leaves none of them, as sync
-    new_files = [] if any(Path(f).exists() for _, f in store_files(url)) else [Path(f) for _, f in store_files(url)]
+    made = NewStore(url)  # the store's files serve makes: a start refused for any reason leaves none of them
+    try:
+        periodic, served = _start_up(url, settings, config, interval, allow_many_requests, token, labels)
+    except BaseException:
+        made.remove()
+        raise
+
+    def ready(address: str) -> None:
+        _app.announce(
+            f"serving {redact_url_password(url)} at {address} (read-only"
+            f"{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
+            _app.console,
+        )
+
+    _app.settle()
+    run(
+        served,
+        host,
+        port,
+        on_ready=ready,
+        periodic=periodic,
+    )
+
+
+def _start_up(
+    url: str,
+    settings: Config,
+    config: Path | None,
+    interval: float | None,
+    allow_many_requests: bool,
+    token: str | None,
+    labels: frozenset[str],
+) -> tuple[PeriodicSync | None, Starlette]:
+    """What ``serve`` does before it listens: the store made for ``--sync-every`` (the periodic sync, whose first run
+    starts with the server, fills it; until then the dashboard shows an empty ledger rather than refusing to start),
+    the first sync's requests counted, the periodic sync and the app built. Whatever refuses the start here, the
+    caller removes the store it made (:class:`~usageledger.cli._newstore.NewStore`)."""
+    from usageledger.serve import build_app
+    from usageledger.serve.runner import PeriodicSync, sync_argv
+
     if interval is not None and (is_postgres_url(url) or not Path(url).exists()):
-        # A new store (or a PostgreSQL database without the tables) is made now: the periodic sync, whose first run
-        # starts now, fills it, and until then the dashboard shows an empty ledger rather than refusing to start.
-        with open_store(url, what="serve", on_wait=say):  # makes the store the periodic sync fills
+        # a new store (or a PostgreSQL database without the tables) is made now, for the periodic sync to fill
+        with open_store(url, what="serve", on_wait=say):
             pass
     if allow_many_requests and interval is None:
         raise ParameterError(ALLOW_FLAG, "it is for --sync-every's syncs; give --sync-every too, or leave it out")
     with open_for_reading(url) as db:  # a missing or unmigrated store is said now, not on the first page
         # the first sync's requests, counted before the server starts by the rule `sync` keeps: refused past 1,000
         # without --allow-many-requests, said past 100 (the child runs --quiet and its refusal went to no one)
-        refusal: ParameterError | None = None
-        try:
-            note = (
-                None
-                if interval is None
-                else configured_sync_estimate(db, settings, now=now_unix(), allowed=allow_many_requests)
-            )
-        except ParameterError as exc:
-            refusal = exc
-    if refusal is not None:
-        for path in new_files:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        raise refusal
+        note = (
+            None
+            if interval is None
+            else configured_sync_estimate(db, settings, now=now_unix(), allowed=allow_many_requests)
+        )
     if note is not None:
         say(note)
     periodic = None
@@ -147,21 +180,6 @@ def serve(
             store_url=url,
             say=say,
         )
-
-    def ready(address: str) -> None:
-        _app.announce(
-            f"serving {redact_url_password(url)} at {address} (read-only"
-            f"{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
-            _app.console,
-        )
-
     # without a token the ledger is open to whatever reaches the port: a name other than loopback is refused
     served = build_app(url, token=token, config=settings, metrics_labels=labels, loopback_only=token is None)
-    _app.settle()
-    run(
-        served,
-        host,
-        port,
-        on_ready=ready,
-        periodic=periodic,
-    )
+    return periodic, served

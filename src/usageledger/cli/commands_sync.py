@@ -40,6 +40,7 @@ from usageledger.cli._app import (
 )
 from usageledger.cli._estimate import AllowMany, request_estimate
 from usageledger.cli._flags import STORE_HELP, ConfigOpt, FormatOpt, FxOpt, Insecure, StoreOpt, Verbose
+from usageledger.cli._newstore import NewStore
 from usageledger.config import (
     Config,
     check_distinct_orgs,
@@ -458,8 +459,7 @@ def sync_command(
         check_base_url(base_url_from(o.base_url), allow_insecure_http=allow_insecure_http, source=source)
     view = _ProgressView(quiet or log_format == "json")
     url = _store_url(store, config)
-    # the store's files that this run would make: a sync refused before its first request leaves none of them
-    new_files = [Path(f) for _, f in store_files(url)] if not any(Path(f).exists() for _, f in store_files(url)) else []
+    made = NewStore(url)  # a sync refused before its first request leaves none of the files it made
     limit_arenas(SYNC_ARENAS)
     engine.start_decoder_import()
     refusal: ParameterError | None = None
@@ -495,9 +495,7 @@ def sync_command(
                     kept = [o for o in orgs if o.name not in refused]
                     _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
     if refusal is not None:
-        for path in new_files:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        made.remove()
         raise refusal
     if log_format == "json":
         for s in result.streams:
