@@ -583,7 +583,7 @@ def _demo(store: Path, *days: str) -> tuple[int, dict[str, tuple[int, int]], str
     """Run `usageledger demo` on ``store``: its requests, each stream's (inserted, unchanged), and its report."""
     result = CliRunner().invoke(app, ["demo", *days, "--store", str(store)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    found = re.search(r"\((\d+) requests, ", result.stdout)
+    found = re.search(r"\((\d+)\s+requests,", result.stdout)  # the heading wraps where the path is long
     assert found, result.stdout
     streams = {
         m[1]: (int(m[2].replace(",", "")), int(m[4].replace(",", "")))
