@@ -2,17 +2,20 @@
 the default): each stream holds the whole spend or usage cut another way, so a sum over both counts it twice.
 
 `export` (CSV, JSON Lines, Parquet, Delta) writes every stream and says so on stderr, naming them and `--stream`;
-FOCUS and every reading command read one stream per endpoint and org, to the same figures as a store without the
-second streams."""
+FOCUS, every reading command, /metrics and the MCP tools read one stream per endpoint and org, to the same figures
+as a store without the second streams, on DuckDB and on PostgreSQL."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -20,11 +23,13 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.export import export
+from usageledger.mcp_tools import GROUP_BY, MOVERS_BY
 from usageledger.report.metrics import render_metrics
 from usageledger.store import Stream, WindowWrite, open_existing_store, open_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.zygote import import_time_variable
 
 NOW = ["--now", str(EMULATOR_NOW)]
 COSTS, COSTS_BY_KEY = "costs.1d.project_id+line_item", "costs.1d.project_id+api_key_id"
@@ -37,15 +42,12 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> dict[str, str]:
-    """``one``: the default streams, 60 days; ``two``: the same, then costs by project and key and completions by
-    model over the same days (the same emulator and clock, so the default streams hold the same rows)."""
+def _sync_pair(urls: dict[str, str], emulator_url: str) -> dict[str, str]:
+    """Sync ``urls["one"]``: the default streams, 60 days; ``urls["two"]``: the same, then costs by project and key
+    and completions by model over the same days (the same emulator and clock, so the default streams hold the same
+    rows)."""
     env = {"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY, "OPENAI_BASE_URL": emulator_url}
-    folder = tmp_path_factory.mktemp("two-streams")
-    made = {}
-    for name in ("one", "two"):
-        url = str(folder / f"{name}.duckdb")
+    for name, url in urls.items():
         syncs = [["--since", "60d"]]
         if name == "two":
             syncs += [
@@ -55,8 +57,26 @@ def stores(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> dict[
         for extra in syncs:
             code, out, err = _cli("sync", "--store", url, "--quiet", *NOW, *extra, env=env)
             assert code == 0, out + err
-        made[name] = url
-    return made
+    return urls
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> dict[str, str]:
+    """DuckDB files ``one`` and ``two`` (:func:`_sync_pair`)."""
+    folder = tmp_path_factory.mktemp("two-streams")
+    return _sync_pair({name: str(folder / f"{name}.duckdb") for name in ("one", "two")}, emulator_url)
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def each_backend(request: pytest.FixtureRequest, emulator_url: str) -> dict[str, str]:
+    """:func:`stores` on DuckDB, then the same pair synced into two PostgreSQL databases: the reading commands' SQL
+    picks one stream per endpoint on both back ends."""
+    if request.param == "duckdb":
+        made: dict[str, str] = request.getfixturevalue("stores")
+        return made
+    cluster = request.getfixturevalue("_pg_cluster")
+    urls = {name: str(cluster.createdb(f"two_streams_{os.getpid()}_{name}")) for name in ("one", "two")}
+    return _sync_pair(urls, emulator_url)
 
 
 def _stream_sums(url: str) -> dict[str, Decimal]:
@@ -157,13 +177,13 @@ def test_focus_reads_one_costs_stream_never_both(stores: dict[str, str], tmp_pat
     ids=lambda argv: argv[0] + (" --by team" if "team" in argv else ""),
 )
 def test_reading_commands_give_the_same_figures_with_a_second_stream_of_costs_and_completions(
-    stores: dict[str, str], argv: list[str]
+    each_backend: dict[str, str], argv: list[str]
 ) -> None:
     """Every figure (spend, tokens, requests, budgets, forecast) is the same with the second streams as without:
     none of them adds a second stream of an endpoint. The figures are not nothing: the report's spend is the default
     costs stream's over the period."""
     documents = []
-    for url in stores.values():
+    for url in each_backend.values():
         code, out, err = _cli(*argv, "--store", url)
         assert code in (0, 3), out + err
         document = json.loads(out)
@@ -174,19 +194,72 @@ def test_reading_commands_give_the_same_figures_with_a_second_stream_of_costs_an
         assert Decimal(documents[1]["totals"]["spend"]) > 1000 and documents[1]["totals"]["tokens"] > 0
 
 
-def test_prometheus_metrics_are_the_same_with_a_second_stream(stores: dict[str, str]) -> None:
+def test_prometheus_metrics_are_the_same_with_a_second_stream(each_backend: dict[str, str]) -> None:
     """/metrics' spend, tokens and requests: the same samples with the second streams (only the per-stream
     freshness and run counts have more)."""
     from datetime import UTC, datetime
 
     pages = []
-    for url in stores.values():
+    for url in each_backend.values():
         with open_existing_store(url) as store:
             body = render_metrics(store, now=datetime.fromtimestamp(EMULATOR_NOW, UTC))[0].decode()
         pages.append(
             sorted(line for line in body.splitlines() if line.startswith(("usageledger_month", "usageledger_today")))
         )
     assert pages[0] == pages[1] and any("cost_usd" in line for line in pages[0])
+
+
+MCP_PERIOD = {"since": "2026-10-22", "until": "2026-11-21"}
+MCP_CALLS: list[tuple[str, dict[str, Any]]] = [
+    *[("spend", {**MCP_PERIOD, "group_by": group}) for group in GROUP_BY],
+    ("spend", {**MCP_PERIOD, "model": "gpt-4o"}),
+    ("spend", {**MCP_PERIOD, "model": "gpt-4o", "group_by": "day"}),
+    ("usage", MCP_PERIOD),
+    *[("top_movers", {**MCP_PERIOD, "by": by}) for by in MOVERS_BY],
+    ("alerts", {"date": "2026-11-19"}),
+    ("alerts", {}),
+]
+
+
+async def _mcp_answers(store: str, config: Path) -> list[dict[str, Any]]:
+    """Each of :data:`MCP_CALLS` answered by `usageledger mcp --store STORE --config CONFIG`, driven by the SDK's
+    stdio client as tests/mcp_server does (the API's base URL a dead port: every answer comes from the store)."""
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
+    cli = [sys.executable, "-c", "from usageledger.cli import main; main()"]
+    params = StdioServerParameters(
+        command=cli[0],
+        args=[*cli[1:], "mcp", "--store", store, "--config", str(config)],
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
+    )
+    answers = []
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        for name, args in MCP_CALLS:
+            result = await session.call_tool(name, args)
+            assert not result.is_error, (name, args, result.content)
+            answer = dict(result.structured_content)
+            answer.pop("checked_at", None)  # the server's own clock
+            answers.append(answer)
+    return answers
+
+
+async def test_the_mcp_tools_give_the_same_figures_with_a_second_stream(
+    each_backend: dict[str, str], tmp_path: Path
+) -> None:
+    """The assistant's tools (spend by every group and for one model, usage, top movers, alerts with budgets that
+    fire) answer the same with the second streams as without, on either back end: none adds a second stream."""
+    config = tmp_path / "usageledger.toml"
+    config.write_text('[alerts]\ndaily_budget = "1"\nmonthly_budget = "1"\n')
+    one, two = [await _mcp_answers(url, config) for url in each_backend.values()]
+    for (name, args), before, after in zip(MCP_CALLS, one, two, strict=True):
+        assert before == after, (name, args)
+    spend, usage = one[0], one[len(GROUP_BY) + 2]
+    assert spend["group_by"] == "project" and Decimal(spend["total"]) > 1000
+    assert usage["totals"]["tokens"] > 0 and usage["totals"]["requests"] > 0
+    assert Decimal(one[len(GROUP_BY)]["total"]) > 0  # one model's spend
+    assert one[-2]["fired"] is True and any(a["kind"] == "budget" for a in one[-2]["alerts"])
 
 
 def _store_with(
