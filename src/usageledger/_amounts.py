@@ -40,14 +40,14 @@ def parse_amount(
     ``positive``: zero is refused too. ``places``: at most that many decimal places. ``at_most``: the largest value
     (a rate's 1). ``noun`` and ``example`` word the refusals (``a top-up must be more than zero, got '0'; write it
     like 500 or 500.00``): every refusal ends in the example, ``nan`` and ``inf`` included. ``money``: a leading
-    ``$`` is read as the terminal prints money (``$5`` is 5); a threshold, a tolerance or a rate (``money=False``)
-    takes none.
+    ``$`` is read as the terminal prints money (``$5`` is 5, ``-$5`` the negative amount -5); a threshold, a
+    tolerance or a rate (``money=False``) takes none.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ParameterError(param, f'expected an amount (a number or a string such as "12.50"), got {value!r}')
     text = value.strip() if isinstance(value, str) else value
-    if money and isinstance(text, str) and text.startswith("$"):
-        text = text[1:]
+    if money and isinstance(text, str) and text.lstrip("+-").startswith("$"):
+        text = text.replace("$", "", 1)  # `-$5` is the negative amount it looks like, refused as one below
     amount = finite_decimal(text, param=param, example=example, shown=value)
     if amount < 0 or (positive and amount == 0):
         rule = "more than zero" if positive else "zero or more"
@@ -64,11 +64,18 @@ def parse_amount(
 def finite_decimal(
     value: object, *, param: str, noun: str = "an amount", example: str, shown: object = None
 ) -> Decimal:
-    """``value``'s text as a finite :class:`~decimal.Decimal`: text that is no number, and ``nan``, ``inf`` or
-    ``1e400`` read as a float, are one :class:`ParameterError` naming ``param`` and ending in ``example``.
-    ``shown`` is what the user typed when ``value`` is a part of it (``inf`` of ``inf%``)."""
+    """``value``'s text as a finite :class:`~decimal.Decimal`: text that is no number (``1_000`` too, which
+    :class:`~decimal.Decimal` reads), and ``nan``, ``inf`` or ``1e400`` read as a float, are one
+    :class:`ParameterError` naming ``param`` and ending in ``example``. ``shown`` is what the user typed when
+    ``value`` is a part of it (``inf`` of ``inf%``)."""
     typed = value if shown is None else shown
     text = str(value).strip()
+    if "_" in text:  # Decimal reads `1_000` as Python source does; a number with a point has no separators
+        raise ParameterError(
+            param,
+            f"{typed!r} is not {noun} (no underscores: a point before the decimals, no thousands separators); write "
+            f"it like {example}",
+        )
     try:
         amount = Decimal(text)
     except InvalidOperation:

@@ -58,7 +58,13 @@ def test_bad_amounts_are_refused_naming_the_parameter(value: object, kwargs: dic
         ("1.2.3", {}, "'1.2.3' is not an amount (digits with at most one point); write it like 150 or 12.50"),
         ("", {}, "'' is not an amount (no digits); write it like 150 or 12.50"),
         ("$", {}, "'$' is not an amount (no digits); write it like 150 or 12.50"),
-        ("-$5", {}, "'-$5' is not an amount (the number alone"),
+        # the sign is what is wrong, not the `$` that `$5` is allowed (it was told "no currency or unit")
+        ("-$5", {}, "an amount must be zero or more, got '-$5'; write it like 150 or 12.50"),
+        ("-$0.50", {"positive": True, "noun": "a top-up"}, "a top-up must be more than zero, got '-$0.50'; write"),
+        # Decimal reads `1_000` as Python source does: no number with a point, refused as a comma is
+        ("1_000", {}, "'1_000' is not an amount (no underscores: a point before the decimals, no thousands"),
+        ("$1_000.50", {}, "'$1_000.50' is not an amount (no underscores: a point before the decimals, no"),
+        ("1_0%", {"money": False}, "'1_0%' is not an amount (no underscores"),
         ("$-5", {}, "an amount must be zero or more, got '$-5'; write it like 150 or 12.50"),
         # a threshold, a tolerance or a rate is no money: no `$`
         ("$3", {"money": False}, "'$3' is not an amount (the number alone: digits and a point, no currency"),
@@ -71,7 +77,9 @@ def test_each_refusal_says_what_is_accepted(value: str, kwargs: dict[str, object
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("$5", Decimal(5)), (" $12.50 ", Decimal("12.50")), ("1e3", 1000)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("$5", Decimal(5)), (" $12.50 ", Decimal("12.50")), ("1e3", 1000), ("+$5", Decimal(5))]
+)
 def test_money_is_read_as_the_terminal_prints_it(value: str, expected: Decimal) -> None:
     """``$5``, as every table prints money, is 5 (it was "is not an amount"); ``1e3`` stays the exact 1000."""
     assert parse_amount(value, param="--budget") == expected
