@@ -4,6 +4,7 @@ wrong through the real CLI, one test each."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -44,36 +45,70 @@ def test_a_project_outside_the_team_is_refused_not_reported_as_nothing_spent(dem
     assert json.loads(agreed.stdout)["totals"]["spend"] != "0"
 
 
-def test_a_project_given_by_its_name_is_answered_with_its_id(demo_command_store: Path) -> None:
-    """`check --project 'Support Bot'` (the name, not the ID) warned "check the ID" and then watched nothing, exit 0:
-    the warning now gives the ID the name belongs to, in every command that reads --project, and the ID a value
-    differs from only in case or a pasted blank (shown quoted). `forecast`, which then has nothing to forecast from,
-    refuses it in the same words, exit 2."""
+def test_a_project_given_by_its_name_reads_that_project(demo_command_store: Path) -> None:
+    """`report --project 'Search Assistant'` (the name every table shows) warned "give that ID instead" and then
+    reported $0.00, as `check` watched nothing and `forecast` refused it: the name of one project (case and blanks
+    aside) now reads that project, in every command that takes --project, said once on stderr. An ID, a value
+    differing from an ID only in case or a pasted blank, and a value naming nothing are as before."""
     _, names = _teams(demo_command_store)
     project, name = next(iter(sorted(names.items())))
-    for command, says in (
-        (["report"], "warning: --project"),
-        (["check"], "warning: --project"),
-        (["forecast"], "error: --project:"),
-    ):
-        argv = [*command, "--store", str(demo_command_store), "--project", f" {name.upper()} "]
-        done = CliRunner().invoke(app, argv)
-        assert done.stderr.splitlines()[0] == (
-            f"{says} ' {name.upper()} ' appears in no cost or usage row of this store; "
-            f"' {name.upper()} ' is the name of project {project}: give that ID instead"
-        ), done.stderr
-        assert command != ["forecast"] or (done.exit_code == 2 and len(done.stderr.splitlines()) == 1), done.stderr
+    store = ["--store", str(demo_command_store)]
+    note = f"note: --project ' {name.upper()} ' is the name of project {project}; reading that project"
+    for command in (["report"], ["forecast"]):
+        by_id = CliRunner().invoke(app, [*command, *store, "--project", project, "-f", "json"])
+        by_name = CliRunner().invoke(app, [*command, *store, "--project", f" {name.upper()} ", "-f", "json"])
+        assert by_name.exit_code == 0, by_name.output
+        assert by_name.stderr.splitlines().count(note) == 1, by_name.stderr
+        assert "give that ID" not in by_name.stderr and "warning: --project" not in by_name.stderr
+        assert json.loads(by_name.stdout) == json.loads(by_id.stdout), command
+        assert json.loads(by_name.stdout)["scope"]["project"] == project
+    assert json.loads(CliRunner().invoke(app, ["report", *store, "-f", "json", "--project", name]).stdout)["totals"][
+        "spend"
+    ] not in ("0", "0.00")
+    # check: the name's budget is the project's budget, an alert naming that project
+    watched = CliRunner().invoke(app, ["check", *store, "--project", name, "--monthly-budget", "0.01", "-f", "json"])
+    assert watched.exit_code == 3, watched.output
+    alerts = json.loads(watched.stdout)["alerts"]
+    assert any(a["kind"] == "budget" and project in json.dumps(a) for a in alerts), alerts
     for near in (f"{project} ", project.upper()):  # a pasted blank, a shifted letter
-        done = CliRunner().invoke(app, ["report", "--store", str(demo_command_store), "--project", near])
+        done = CliRunner().invoke(app, ["report", *store, "--project", near])
         assert done.stderr.splitlines()[0].endswith(f"; did you mean {project}?"), done.stderr
-    typo = CliRunner().invoke(app, ["report", "--store", str(demo_command_store), "--project", "nope"])
+    typo = CliRunner().invoke(app, ["report", *store, "--project", "nope"])
     assert typo.stderr.splitlines()[0] == (
         "warning: --project nope appears in no cost or usage row of this store; check the ID (usageledger report "
         "lists the projects)"
     )
     # `sk-` inside an ID is no key: the warning once showed `task-automation-prod` as `task-…`
-    named = CliRunner().invoke(app, ["report", "--store", str(demo_command_store), "--project", "task-automation-prod"])
+    named = CliRunner().invoke(app, ["report", *store, "--project", "task-automation-prod"])
     assert named.stderr.splitlines()[0].startswith("warning: --project task-automation-prod appears in no cost")
+
+
+def test_a_name_of_several_projects_is_refused_and_org_narrows_it(demo_command_store: Path, tmp_path: Path) -> None:
+    """A name two projects share (here one of another org's directory) is refused in one line naming both IDs, never
+    answered with one of them; `--org` narrows the names as it narrows the report, so there it names one."""
+    copied = Path(shutil.copy(demo_command_store, tmp_path / "copy.duckdb"))
+    with open_store(str(copied)) as opened:
+        names = dict(resolve_names(opened, distinct=False).projects)
+        project, name = next(iter(sorted(names.items())))
+        (org,) = {o for (o,) in opened.query("SELECT org FROM directory_versions WHERE id = %s", [project])}
+        opened.execute(
+            "INSERT INTO directory_versions SELECT 'org-other', kind, scope, 'proj_elsewhere', name, email, status,"
+            " owner_type, owner_id, record, digest, valid_from, valid_to FROM directory_versions WHERE id = %s",
+            [project],
+        )
+    store = ["--store", str(copied)]
+    for command in (["report"], ["check"], ["forecast"]):
+        done = CliRunner().invoke(app, [*command, *store, "--project", name.lower()])
+        assert done.exit_code == 2, done.output
+        assert done.stderr == (
+            f"error: --project: {name.lower()!r} is the name of 2 projects ({project}, proj_elsewhere); "
+            "give the ID of one\n"
+        ), done.stderr
+        assert done.stdout == ""
+    narrowed = CliRunner().invoke(app, ["report", *store, "--org", org, "--project", name, "-f", "json"])
+    assert narrowed.exit_code == 0, narrowed.output
+    assert f"is the name of project {project};" in narrowed.stderr
+    assert json.loads(narrowed.stdout)["scope"]["project"] == project
 
 
 def test_a_dash_for_an_output_file_is_refused_not_written_as_a_file_named_dash(

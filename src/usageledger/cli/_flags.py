@@ -64,7 +64,7 @@ CurrencyOpt = Annotated[
 
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Only this organisation (the store's org column).")]
 """``--org`` of the commands that read a store: one organisation's rows."""
-ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project ID.")]
+ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project: its ID, or its name.")]
 """``--project`` of the commands that read spend (``check`` says more in its own)."""
 NamesOpt = Annotated[
     Path | None, typer.Option("--names", help="Names for IDs: a .toml, .json or .csv file (see the README).")

@@ -22,6 +22,7 @@ from usageledger.cli.commands_report import (
     _names,
     _now,
     one_line_filters,
+    project_option,
     unknown_project,
 )
 from usageledger.config import load_config
@@ -120,6 +121,7 @@ def forecast(
     settings = load_config(config)
     with _database(resolve_store(store, settings), org=org) as db:
         check_covered(db, target, org=org, param="--month")  # exit 1 and no flag named, from build_forecast
+        project = project_option(db, project, org, _names(settings, names))
         # A project no row names has nothing to forecast from: one line naming --project and the ID to give, never
         # a warning saying so and then an error saying it again (exit 1, no flag named).
         if project is not None and (unknown := unknown_project(db, project, org)) is not None:

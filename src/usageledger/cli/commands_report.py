@@ -63,6 +63,7 @@ from usageledger.report.assemble import (
     closed_adjustments,
     month_outlook,
     outlook_document,
+    project_named,
     resolve_scope,
 )
 from usageledger.report.charts import check_png_support, report_charts, write_png
@@ -107,6 +108,20 @@ def _warn_unknown_project(
     if model is not None and (like := models_like(db, model, org)) is not None:
         hint = f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
         say(f"warning: --model {_as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
+
+
+def project_option(db: BaseStore, project: str | None, org: str | None, overrides: Names | None) -> str | None:
+    """``--project`` as the command reads it: an ID as given, or the ID of the one project (of ``--org``) the value
+    names (:func:`project_named`), said once on stderr; a name of several projects is refused naming their IDs. A
+    value that names nothing is kept, for :func:`_warn_unknown_project` (or ``forecast``'s refusal) to say so."""
+    if project is None:
+        return None
+    names = resolve_names(db, org=org, overrides=overrides, distinct=False)
+    found = project_named(db, project, org=org, names=names, param="--project")
+    if found is None:
+        return project
+    say(f"note: --project {project!r} is the name of project {found}; reading that project")
+    return found
 
 
 def unknown_project(db: BaseStore, project: str, org: str | None) -> str | None:
@@ -335,6 +350,7 @@ def report(
     # --as-of: what the costs covered is said of the store as it stood then (below), not of today's.
     covered = period if as_of_at is None else None
     with _reading(resolve_store(store, settings), org=org, period=covered) as (db, warnings):
+        project = project_option(db, project, org, overrides)
         _warn_unknown_project(db, project, org, model)
         past: AbstractContextManager[BaseStore] = nullcontext(db)
         empty = None
@@ -520,7 +536,9 @@ def check(
     org: OrgOpt = None,
     project: Annotated[
         str | None,
-        typer.Option("--project", help="Apply --daily-budget/--monthly-budget to this project, and watch its spend."),
+        typer.Option(
+            "--project", help="Apply --daily-budget/--monthly-budget to this project (ID or name), and watch its spend."
+        ),
     ] = None,
     daily_budget: Annotated[
         str | None, typer.Option("--daily-budget", help="Alert when one day's spend is above this.")
@@ -609,11 +627,8 @@ def check(
     forecast_limit = _amount(forecast_over, "--forecast-over")
     credit_limit = _amount(credit_below, "--credit-below")
     flag_budget = Budget(_amount(daily_budget, "--daily-budget"), _amount(monthly_budget, "--monthly-budget"))
-    if flag_budget != Budget():
-        if project is None:
-            cfg = cfg.replace(budget=flag_budget)
-        else:
-            cfg = cfg.replace(project_budgets={**cfg.project_budgets, project: flag_budget})
+    if flag_budget != Budget() and project is None:
+        cfg = cfg.replace(budget=flag_budget)
     rule = cfg.anomaly
     threshold = (
         None
@@ -642,6 +657,9 @@ def check(
         # on stderr, as `report` says them, where no such check is asked for (the anomaly check reads them too).
         checked = budget_day or now.astimezone(UTC).date()
         gaps = costs_not_synced(db, org, Period(checked.replace(day=1), checked + timedelta(days=1)))
+        project = project_option(db, project, org, _names(settings, names))
+        if flag_budget != Budget() and project is not None:  # keyed by the ID --project names
+            cfg = cfg.replace(project_budgets={**cfg.project_budgets, project: flag_budget})
         _warn_unknown_project(db, project, org)
         for budgeted in sorted(set(cfg.project_budgets) - {project}):  # [alerts.projects.X]: a mistyped X, likewise
             _warn_unknown_project(db, budgeted, org, source=key_path("alerts.projects", budgeted))

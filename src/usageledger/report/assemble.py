@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
-from usageledger.errors import UsageLedgerError
+from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.forecast_out import credit_document, forecast_document
@@ -31,6 +31,7 @@ __all__ = [
     "known_project",
     "month_outlook",
     "outlook_document",
+    "project_named",
     "projects_in",
     "resolve_scope",
 ]
@@ -113,6 +114,32 @@ def known_project(db: BaseStore, project: str, *, org: str | None, names: Names)
     time, or by the directory or a ``[names]`` override (``names``, from :func:`resolve_names`). The one test of a
     project filter the dashboard and the MCP tools refuse, never answering a mistyped ID as a project with no spend."""
     return project_known(db, project, org) or project in names.projects
+
+
+def _as_name(text: str) -> str:
+    """A project name as a filter compares it: blanks collapsed and ends trimmed, case folded."""
+    return " ".join(text.split()).casefold()
+
+
+def project_named(db: BaseStore, project: str, *, org: str | None, names: Names, param: str) -> str | None:
+    """The ID of the one project (of ``org``, when given) named ``project``, when it is a name and not an ID; else
+    ``None``: the value is taken as the ID it is (a ``proj_…``, an ID a row or the directory names), or as given when
+    it names nothing (the caller warns or refuses). The one resolver of ``--project`` and the MCP tools' ``project``:
+    ``--project 'Search Assistant'``, the name every table shows, was read as an ID and reported $0.00.
+
+    Names are ``names`` (:func:`resolve_names` with ``distinct=False``: the directory, then ``[names]`` and
+    ``--names``), compared with blanks collapsed and case folded. A name of several projects is refused, naming
+    their IDs (``param``), never answered with one of them."""
+    if project.startswith("proj_") or project in names.projects or project_known(db, project, org):
+        return None
+    wanted = _as_name(project)
+    found = sorted(pid for pid, name in names.projects.items() if _as_name(name) == wanted)
+    if len(found) > 1:
+        where = "" if org is None else f" of org {org}"
+        raise ParameterError(
+            param, f"{project!r} is the name of {len(found)} projects{where} ({', '.join(found)}); give the ID of one"
+        )
+    return found[0] if found else None
 
 
 def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:
