@@ -75,7 +75,10 @@ Until = Annotated[
 Org = Annotated[str | None, Field(description="Only this organisation (as named in the store). Default: every org.")]
 Project = Annotated[
     str | None,
-    Field(description="Only this project: its ID (proj_...) or its exact name (case-insensitive). Default: all."),
+    Field(
+        description="Only this project: its ID (proj_...) or its name (case and extra blanks aside; a name "
+        "several projects share is refused, naming their IDs). Default: all."
+    ),
 ]
 
 

@@ -23,7 +23,7 @@ from usageledger._text import counted
 from usageledger.config import Config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import parse_alert_config, run_checks
-from usageledger.report.assemble import closed_adjustments, known_project
+from usageledger.report.assemble import closed_adjustments, known_project, project_named
 from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import (
     adjustment_document,
@@ -158,24 +158,25 @@ class LedgerTools:
         return names_from_mapping(self.config.names)
 
     def _project_id(self, store: BaseStore, project: str | None, org: str | None) -> str | None:
-        """A project filter given as an ID or a name: the ID (a name must name exactly one project; an ID one the
-        store knows, or the answer would be a mistyped project's $0)."""
+        """A project filter given as an ID or a name: the ID (a name must name exactly one project, by the rule of
+        ``--project``, :func:`project_named`; an ID one the store knows, or the answer would be a mistyped
+        project's $0)."""
         if project is None:
             return None
         names = resolve_names(store, org=org, overrides=self._overrides(), distinct=False)
-        if project.startswith("proj_"):
-            if not known_project(store, project, org=org, names=names):
-                where = "" if org is None else f" of org {org}"
+        found = project_named(store, project, org=org, names=names, param="project")
+        if found is not None:
+            return found
+        if not known_project(store, project, org=org, names=names):
+            where = "" if org is None else f" of org {org}"
+            if project.startswith("proj_"):
                 raise ParameterError(
                     "project", f"{project} is no project{where} in this store; use the lookup tool to find its ID"
                 )
-            return project
-        found = sorted(pid for pid, name in names.projects.items() if name.casefold() == project.casefold())
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise ParameterError("project", f"no project is named {project!r}; use the lookup tool to find its ID")
-        raise ParameterError("project", f"{project!r} names several projects ({', '.join(found)}); give the ID")
+            raise ParameterError(
+                "project", f"no project{where} is named {project!r}; use the lookup tool to find its ID"
+            )
+        return project
 
     def _report(self, since: str | None, until: str | None, org: str | None, project: str | None) -> Document:
         period = self._period(since, until)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ from typer.testing import CliRunner
 
 from usageledger.cli import app
 from usageledger.emulator import Emulator
-from usageledger.store import open_existing_store
+from usageledger.report.names import resolve_names
+from usageledger.store import open_existing_store, open_store
 from usageledger.store.directory import current_names
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -278,6 +280,38 @@ async def test_a_project_id_the_store_does_not_hold_is_refused_not_answered_as_z
         )
     assert of_org.is_error and "proj_nope is no project of org default in this store" in of_org.content[0].text
     assert _doc(fine)["scope"]["project"] == known
+
+
+async def test_a_project_name_is_read_as_the_command_line_reads_it(synced: str, tmp_path: Path) -> None:
+    """A project's name is resolved by the one rule of `--project`: blanks and case as `report` compares them
+    (`spend(project="  SEARCH   ASSISTANT ")` was refused, "no project is named"), a name two projects share
+    refused naming both IDs, and `org` narrowing the names it looks in, as it narrows the answer."""
+    copied = str(shutil.copy(synced, tmp_path / "copy.duckdb"))
+    with open_store(copied) as store:
+        (first, name), (second, other) = sorted(resolve_names(store, org="default", distinct=False).projects.items())[
+            :2
+        ]
+        store.execute(
+            "INSERT INTO directory_versions SELECT 'org-other', kind, scope, 'proj_elsewhere', name, email, status,"
+            " owner_type, owner_id, record, digest, valid_from, valid_to FROM directory_versions WHERE id = %s",
+            [first],
+        )
+    period = {"since": SINCE, "until": UNTIL}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spend", {**period, "project": f"  {other.upper().replace(' ', '   ')} "}),
+        ("spend", {**period, "project": name}),
+        ("spend", {**period, "project": name.lower(), "org": "default"}),
+        ("alerts", {"project": "No Such Project"}),
+    ]
+    _, (loose, shared, narrowed, unknown) = await _session_calls(copied, calls)
+    assert _doc(loose)["scope"]["project"] == second
+    assert shared.is_error and shared.content[0].text.endswith(
+        f"project: {name!r} is the name of 2 projects ({first}, proj_elsewhere); give the ID of one"
+    ), shared.content
+    assert _doc(narrowed)["scope"]["project"] == first
+    assert unknown.is_error and unknown.content[0].text.endswith(
+        "project: no project is named 'No Such Project'; use the lookup tool to find its ID"
+    ), unknown.content
 
 
 async def test_an_empty_argument_is_refused_naming_it(synced: str) -> None:
