@@ -471,14 +471,15 @@ def test_sync_every_counts_its_first_syncs_requests_at_start_up(tmp_path: Path) 
     assert "--allow-many-requests" not in sync_argv(config)
 
 
-@pytest.mark.parametrize("where", ["estimate", "app"])
+@pytest.mark.parametrize("where", ["estimate", "app", "listen"])
 def test_any_refusal_at_start_up_leaves_no_store_serve_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    """`serve --sync-every` makes a new store for its periodic sync to fill, then counts the first sync's requests
-    and builds the app: only the estimate's refusal removed the store, so a config error met there (a [[streams]]
-    the sync refuses) or after it left an empty DuckDB file that the next command read as a ledger with no data.
-    Every refusal before the server listens now removes what this run made; a store already there is kept."""
+    """`serve --sync-every` makes a new store for its periodic sync to fill, then counts the first sync's requests,
+    builds the app and listens: only the estimate's refusal removed the store, so a config error met there (a
+    [[streams]] the sync refuses), after it, or a taken port left an empty DuckDB file (and its lock files) that the
+    next command read as a ledger with no data. Every refusal before the server listens now removes what this run
+    made; a store already there is kept."""
     from typer.testing import CliRunner
 
     import usageledger.serve
@@ -487,17 +488,25 @@ def test_any_refusal_at_start_up_leaves_no_store_serve_made(
     def refuse(*_: object, **__: object) -> None:
         raise ConfigError("usageledger.toml: streams[1].group_by: refused by the sync")
 
-    # the estimate as serve imported it; the app builder where serve's start-up imports it from
-    owner, name = (
-        (commands_serve, "configured_sync_estimate") if where == "estimate" else (usageledger.serve, "build_app")
-    )
-    monkeypatch.setattr(owner, name, refuse)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1] if where == "listen" else 0
+    said = f"error: cannot listen on 127.0.0.1:{port}: " if where == "listen" else "error: usageledger.toml: streams"
+    if where != "listen":  # the estimate as serve imported it; the app builder where serve's start-up imports it
+        owner, name = (
+            (commands_serve, "configured_sync_estimate") if where == "estimate" else (usageledger.serve, "build_app")
+        )
+        monkeypatch.setattr(owner, name, refuse)
     store = tmp_path / "fresh.duckdb"
-    args = ["serve", "--store", str(store), "--port", "0", "--sync-every", "1h"]
-    result = CliRunner().invoke(app, args, env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    args = ["serve", "--store", str(store), "--port", str(port), "--sync-every", "1h"]
+    with taken:
+        result = CliRunner().invoke(app, args, env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
     assert result.exit_code == 1, result.output
-    assert result.stderr == "error: usageledger.toml: streams[1].group_by: refused by the sync\n"
+    assert result.stderr.startswith(said) and len(result.stderr.splitlines()) == 1, result.stderr
     assert not list(tmp_path.glob("fresh.duckdb*"))
+    if where == "listen":
+        return  # the port is free again: a store already there is kept, as checked by the other two
     with open_store(store):  # one there before: refused the same, and kept
         pass
     result = CliRunner().invoke(app, args, env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})

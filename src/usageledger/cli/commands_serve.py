@@ -16,7 +16,7 @@ from usageledger.cli._estimate import ALLOW_FLAG, TOO_MANY_REQUESTS
 from usageledger.cli._newstore import NewStore
 from usageledger.cli.commands_sync import configured_sync_estimate
 from usageledger.config import load_config
-from usageledger.errors import ParameterError
+from usageledger.errors import ListenError, ParameterError
 from usageledger.store import is_postgres_url, open_store
 from usageledger.timeutil import now_unix, parse_duration
 
@@ -131,13 +131,11 @@ def serve(
         )
 
     _app.settle()
-    run(
-        served,
-        host,
-        port,
-        on_ready=ready,
-        periodic=periodic,
-    )
+    try:
+        run(served, host, port, on_ready=ready, periodic=periodic)
+    except ListenError:  # refused before it listened (a taken port), so before the periodic sync's first run
+        made.remove()
+        raise
 
 
 def _start_up(
