@@ -33,6 +33,7 @@ from usageledger.config import Config
 from usageledger.emulator import Emulator
 from usageledger.errors import ConfigError, StoreError
 from usageledger.report.formatting import format_money
+from usageledger.report.names import resolve_names
 from usageledger.report.queries import LINE_ITEM_MODEL
 from usageledger.serve import build_app
 from usageledger.serve.app import StoreHolder
@@ -164,6 +165,48 @@ def test_the_drill_down_gives_a_projects_models_and_keys(
     assert page.status_code == 200
     assert 'id="drill-models"' in page.text and 'id="drill-keys"' in page.text
     assert doc["keys"][0]["id"] in page.text
+
+
+def test_a_project_given_by_its_name_is_read_as_the_command_line_reads_it(
+    client: TestClient, store: str, period: dict[str, str], tmp_path: Path
+) -> None:
+    """`/api/report?project=Search Assistant` (the name the page and /api/filters show) was a 404 "no project" on
+    every route: a name is now resolved by the rule of `--project` (case and blanks aside), and a name two projects
+    share is a 400 naming both IDs, as `report --project` refuses it; `org` narrows the names it looks in."""
+    project = _a_project(client, period)
+    loose = f"  {project['name'].upper().replace(' ', '   ')} "
+    for route in ("/api/report", "/api/filters"):
+        by_name = client.get(route, params={**period, "project": loose})
+        assert by_name.status_code == 200, by_name.text
+        assert by_name.json() == client.get(route, params={**period, "project": project["id"]}).json(), route
+    assert client.get("/api/report", params={"project": loose}).json()["scope"]["project"] == project["id"]
+    drill = client.get(f"/api/projects/{loose}", params=period)
+    assert drill.status_code == 200, drill.text
+    assert drill.json() == client.get(f"/api/projects/{project['id']}", params=period).json()
+    page = client.get("/", params={**period, "project": loose})
+    assert page.status_code == 200 and 'id="drill-keys"' in page.text
+    copied = str(shutil.copy(store, tmp_path / "copy.duckdb"))
+    with open_store(copied) as opened:
+        (org,) = {o for (o,) in opened.query("SELECT org FROM directory_versions WHERE id = %s", [project["id"]])}
+        name = resolve_names(opened, distinct=False).projects[project["id"]]
+        opened.execute(
+            "INSERT INTO directory_versions SELECT 'org-other', kind, scope, 'proj_elsewhere', name, email, status,"
+            " owner_type, owner_id, record, digest, valid_from, valid_to FROM directory_versions WHERE id = %s",
+            [project["id"]],
+        )
+    error = f"project: {name.lower()!r} is the name of 2 projects ({project['id']}, proj_elsewhere); give the ID of one"
+    with TestClient(build_app(copied)) as shared:
+        for route, params in (
+            ("/api/report", {"project": name.lower()}),
+            ("/api/filters", {"project": name.lower()}),
+            (f"/api/projects/{name.lower()}", {}),
+        ):
+            got = shared.get(route, params=params)
+            assert got.status_code == 400 and got.json() == {"error": error}, (route, got.text)
+        page = shared.get("/", params={"project": name.lower()})
+        assert page.status_code == 400 and html.escape(error) in page.text
+        narrowed = shared.get("/api/report", params={"project": name.lower(), "org": org})
+        assert narrowed.status_code == 200 and narrowed.json()["scope"]["project"] == project["id"], narrowed.text
 
 
 def test_the_dashboard_page_is_self_contained_and_marks_provisional_days(client: TestClient) -> None:

@@ -42,6 +42,7 @@ from usageledger.report.assemble import (
     known_project,
     month_outlook,
     outlook_document,
+    project_named,
     resolve_scope,
 )
 from usageledger.report.credit import CreditBalance
@@ -256,6 +257,7 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
     now = ctx.now()
     period = _period(params, now)
     with ctx.reading(params) as db:
+        params = {**params, "project": _project_id(ctx, db, params["project"], params["org"])}
         filters = ReportScope(org=params["org"], project=params["project"], team=params["team"], model=params["model"])
         scope = resolve_scope(db, period, filters, teams=ctx.config.teams, team_param="team")
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
@@ -275,6 +277,16 @@ def _last_sync(states: Sequence[StreamState]) -> str | None:
     """The start of the last sync run: ``/healthz``'s ``last_sync``, and the one the page was drawn from."""
     runs = [s.last_run_at for s in states if s.last_run_at is not None]
     return iso(max(runs)) if runs else None
+
+
+def _project_id(ctx: ServeContext, db: BaseStore, project: str | None, org: str | None) -> str | None:
+    """A ``project`` given by its ID or by its name, as ``--project`` and the MCP tools take it (one resolver,
+    :func:`project_named`): the ID, or the value as given (checked next, a 404 when it names nothing). A name several
+    projects share is a 400 naming their IDs. ``?project=Search Assistant``, the name the page shows, was a 404."""
+    if project is None:
+        return None
+    names = resolve_names(db, org=org, overrides=ctx.names, distinct=False)
+    return project_named(db, project, org=org, names=names, param="project") or project
 
 
 def _check_named(db: BaseStore, params: dict[str, str | None], names: Names) -> None:
@@ -302,10 +314,11 @@ def _check_model(db: BaseStore, model: str, org: str | None) -> None:
         raise _NotFound("model", refused)
 
 
-def _project_document(ctx: ServeContext, project_id: str, params: dict[str, str | None]) -> dict[str, Any]:
+def _project_document(ctx: ServeContext, project: str, params: dict[str, str | None]) -> dict[str, Any]:
     period = _period(params, ctx.now())
-    scope = ReportScope(org=params["org"], project=project_id)
     with ctx.reading(params) as db:
+        project_id = _project_id(ctx, db, project, params["org"]) or project
+        scope = ReportScope(org=params["org"], project=project_id)
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         _check_project(db, project_id, params["org"], names)
         keys = build_keys(db, start=period.start, end=period.end, now=ctx.now(), org=params["org"])
@@ -364,6 +377,7 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         def load(params: dict[str, str | None]) -> dict[str, Any]:
             period = _period(params, ctx.now())
             with ctx.reading(params) as db:
+                params = {**params, "project": _project_id(ctx, db, params["project"], params["org"])}
                 names = resolve_names(db, org=params["org"], overrides=ctx.names)
                 # the filters given are checked as a report checks them: never offered back when the store has none
                 filters = ReportScope(org=params["org"], team=params["team"])
