@@ -111,6 +111,42 @@ def test_a_name_of_several_projects_is_refused_and_org_narrows_it(demo_command_s
     assert json.loads(narrowed.stdout)["scope"]["project"] == project
 
 
+def test_an_archived_projects_name_reads_it_without_the_status_the_tables_add(
+    demo_command_store: Path, tmp_path: Path
+) -> None:
+    """Tables show an archived project as `Internal Tools (archived)`; `--project 'Internal Tools'` (its name) named
+    nothing, and the shown name, read, was warned of as "did you mean <that very ID>?". Both now read the project,
+    and the warning says it is the directory's project with no spend. A project whose name is exactly the value is
+    still preferred to an archived one of that name."""
+    copied = Path(shutil.copy(demo_command_store, tmp_path / "copy.duckdb"))
+    with open_store(str(copied)) as opened:
+        rows = opened.query(
+            "SELECT id, name, org FROM directory_versions WHERE kind = 'project' AND status = 'archived'"
+        )
+        ((archived, name, org),) = {tuple(r) for r in rows}
+    store = ["--store", str(copied)]
+    for given in (f" {name.upper()} ", f"{name} (archived)"):
+        done = CliRunner().invoke(app, ["report", *store, "--project", given, "-f", "json"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["scope"]["project"] == archived, given
+        lines = done.stderr.splitlines()
+        assert lines[0] == f"note: --project {given!r} is the name of project {archived}; reading that project"
+        assert lines[1].endswith(
+            f"; it is '{name} (archived)' in the directory, a project with no spend or usage synced"
+        ), lines
+        assert "did you mean" not in done.stderr
+    with open_store(str(copied)) as opened:  # a live project takes the archived one's name
+        opened.execute(
+            "INSERT INTO directory_versions SELECT org, kind, scope, 'proj_successor', name, email, 'active',"
+            " owner_type, owner_id, record, digest, valid_from, valid_to FROM directory_versions WHERE id = %s",
+            [archived],
+        )
+    for given, meant in ((name, "proj_successor"), (f"{name} (archived)", archived)):
+        done = CliRunner().invoke(app, ["report", *store, "--org", org, "--project", given, "-f", "json"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["scope"]["project"] == meant, given
+
+
 def test_a_dash_for_an_output_file_is_refused_not_written_as_a_file_named_dash(
     demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

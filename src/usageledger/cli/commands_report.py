@@ -152,6 +152,8 @@ def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
     the project it names (``--project 'Support Bot'`` read as an ID reported $0.00, and ``check`` watched nothing),
     else to check the ID."""
     names = resolve_names(db, org=org, distinct=False).projects
+    if project in names:  # the directory's: "did you mean" it named the very ID given (an archived project's)
+        return f"it is {names[project]!r} in the directory, a project with no spend or usage synced"
     wanted = " ".join(project.split()).casefold()
     alike = sorted(pid for pid in names if pid.casefold() == wanted)  # a pasted blank, a shifted letter
     if alike:

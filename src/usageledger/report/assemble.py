@@ -17,7 +17,7 @@ from usageledger.report.forecast_out import credit_document, forecast_document
 from usageledger.report.forecasting import ForecastReport, build_forecast
 from usageledger.report.history import Adjustment, adjustments
 from usageledger.report.jsonout import report_document
-from usageledger.report.names import Names, resolve_names
+from usageledger.report.names import Names, resolve_names, without_status
 from usageledger.report.queries import COSTS_VIEW, Database, Period, ReportData, Scope, build_report, project_known
 from usageledger.report.teams import UNASSIGNED, project_teams, select_team
 from usageledger.store import BaseStore
@@ -129,11 +129,14 @@ def project_named(db: BaseStore, project: str, *, org: str | None, names: Names,
 
     Names are ``names`` (:func:`resolve_names` with ``distinct=False``: the directory, then ``[names]`` and
     ``--names``), compared with blanks collapsed and case folded. A name of several projects is refused, naming
-    their IDs (``param``), never answered with one of them."""
+    their IDs (``param``), never answered with one of them. A name as shown, ``Old tools (archived)``, is matched
+    first; else the name without the status a table adds (``--project 'Old tools'`` named nothing)."""
     if project.startswith("proj_") or project in names.projects or project_known(db, project, org):
         return None
     wanted = _as_name(project)
     found = sorted(pid for pid, name in names.projects.items() if _as_name(name) == wanted)
+    if not found:
+        found = sorted(pid for pid, name in names.projects.items() if _as_name(without_status(name)) == wanted)
     if len(found) > 1:
         where = "" if org is None else f" of org {org}"
         raise ParameterError(

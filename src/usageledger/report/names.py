@@ -48,6 +48,7 @@ __all__ = [
     "resolve_names",
     "shown_names",
     "with_id",
+    "without_status",
 ]
 
 DIRECTORY_KINDS: Final[Mapping[IdKind, tuple[str, ...]]] = MappingProxyType(
@@ -130,6 +131,15 @@ def directory_label(ident: str, name: str | None, status: str | None, email: str
     """How a directory item is shown: its name (else its email, else its ID), and ``(archived)`` or ``(deleted)``."""
     shown = name or email or ident
     return f"{shown} ({status})" if status in _STATUS_SAID else shown
+
+
+def without_status(label: str) -> str:
+    """A label as :func:`directory_label` gives it without the status it says: ``Old tools`` for ``Old tools
+    (archived)``, so a project is found by the name it has, not only by how a table shows it."""
+    for status in _STATUS_SAID:
+        if label.endswith(f" ({status})"):
+            return label.removesuffix(f" ({status})")
+    return label
 
 
 def directory_names(store: BaseStore, org: str | None = None) -> Names:
