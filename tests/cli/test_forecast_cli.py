@@ -20,6 +20,7 @@ from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.credit import credit_balance
 from usageledger.report.forecast_out import forecast_line
 from usageledger.report.forecasting import build_forecast
+from usageledger.report.formatting import format_money
 from usageledger.store import open_store
 from usageledger.store.credit import add_topup, list_topups
 
@@ -222,6 +223,9 @@ def test_credit_add_list_remove_and_the_balance(demo_store_copy: Path) -> None:
         demo_store_copy, date(2026, 11, 1), date(2026, 11, 20)
     )
     assert balance["runway"] is not None and date.fromisoformat(balance["runway"]) > AS_OF
+    # the terminal line says it too ("spent since 2026-11-01" did not say through which day, nor that it is open)
+    shown = _run("credit", "list", "--store", str(demo_store_copy), "--now", NOW).stdout
+    assert f"{format_money(spent, 'usd')} spent from 2026-11-01 through 2026-11-20 so far);" in shown, shown
     status = _json("status", "--store", str(demo_store_copy))
     assert status["credit"]["balance"] == balance["balance"]
     assert "Prepaid credit" in _run("status", "--store", str(demo_store_copy)).stdout

@@ -100,12 +100,18 @@ def forecast_line(report: ForecastReport) -> Text:
 
 
 def credit_line(balance: CreditBalance, currency: str | None) -> Text:
+    """The balance in one line: what was spent from the first top-up through the last day of synced costs, the
+    JSON's ``spent_through`` ("so far" when that day is past ``as_of``, the last the costs cover in full: today's,
+    after a sync today). "spent since" left the reader to guess whether today's costs were in it, or how old the
+    store was."""
     runs_out = balance.outlook
+    last, full = balance.spent_through, balance.as_of
+    through = "" if last is None else f" through {last}{' so far' if full is not None and last > full else ''}"
     return Text.assemble(
         ("Prepaid credit ", "bold"),
         format_money(balance.balance, currency),
         f" left ({format_money(balance.topups, currency)} topped up, {format_money(balance.spent, currency)} spent "
-        f"since {balance.first_day}); {runs_out}",
+        f"from {balance.first_day}{through}); {runs_out}",
     )
 
 
