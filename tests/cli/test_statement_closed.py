@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +340,33 @@ def test_check_restated_over_alerts_each_figure_moved_past_it_with_the_statement
     quiet = checked(max(abs(v) for v in exact.values()), code=0)
     assert quiet["fired"] is False and quiet["alerts"] == []
     assert f"{len(exact)} closed-month figures moved since closing, 0 by more than" in " ".join(quiet["checks"])
+
+
+def test_check_restated_over_says_a_change_a_hair_beyond_it_is_beyond_it(
+    closed_and_restated: str, clocks: tuple[str, str], tmp_path: Path
+) -> None:
+    """A change a hair over `--restated-over` was alerted with its cents, "+$1.00" under a $1.00 limit, which reads
+    as not over: where the cents do not show it beyond the limit, the alert gives the change unrounded to the places
+    that do (cut, never rounded up); where they do, the line is as before."""
+    store_url, url = closed_and_restated, clocks[1]
+    report = json.loads(ok(["report", "--store", store_url, *NOVEMBER, "-f", "json"], url, tmp_path))
+    check = ["check", "--store", store_url, "--now", LATER, "--stale-after", "100d", "-f", "json", "--restated-over"]
+    hidden = 0
+    for exact in sorted({abs(Decimal(a["amount"])) for a in report["adjustments"]}):
+        limit = exact.quantize(CENT, rounding=ROUND_DOWN)  # the change is beyond its own cents cut
+        if limit == exact:
+            continue
+        done, out, err = finish(run_cli([*cli(), *check, str(limit)], url, tmp_path))
+        assert done == 3, out + err
+        for alert in json.loads(out)["alerts"]:
+            found = _LINE.search(alert["message"])
+            assert found is not None, alert
+            printed = abs(_cents(found[5]))
+            note = re.search(r", (-?)\+?\$([\d,.]+) unrounded[;)]", alert["message"])
+            if printed > limit:
+                assert note is None, alert
+                continue
+            hidden += 1
+            assert note is not None, alert
+            assert _cents(note[2]) > limit and len(note[2].split(".")[1]) >= 3, alert
+    assert hidden, "no change the cents hid beyond its limit"

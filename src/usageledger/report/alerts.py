@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Final, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -408,7 +408,8 @@ def run_checks(
                     f"closed {a.month:%Y-%m} {a.org} {whose}",
                     f"closed month {a.month:%Y-%m} restated: {a.org} {whose} closed at"
                     f" {format_money(closed, cur)}, now {format_money(current, cur)}"
-                    f" ({format_signed_money(amount, cur)}{a.apportioned_note()})",
+                    f" ({format_signed_money(amount, cur)}{_over_note(a.amount, amount, restated_over, cur)}"
+                    f"{a.apportioned_note()})",
                 )
             )
     if stale_keys is not None:
@@ -425,6 +426,22 @@ def run_checks(
         checks=tuple(checks),
         alerts=tuple(alerts),
     )
+
+
+def _over_note(exact: Decimal, shown: Decimal, limit: Decimal, currency: str | None) -> str:
+    """``", +$1.004 unrounded"`` when the change printed in cents (``shown``) does not read as beyond ``limit`` while
+    the exact change (``exact``), which decided the alert, is: "+$1.00" under `--restated-over 1` read as not over.
+    The exact change cut (never rounded up) to the fewest places, three or more, that show it beyond; else ``""``."""
+    if abs(shown) > limit:
+        return ""
+    own = -int(exact.as_tuple().exponent)  # at its own places the change is itself, beyond the limit
+    places = next((p for p in range(3, own) if abs(_cut(exact, p)) > limit), max(own, 3))
+    text = format_money(_cut(exact, places), currency, places=places)
+    return f", {text if text.startswith('-') else '+' + text} unrounded"
+
+
+def _cut(amount: Decimal, places: int) -> Decimal:
+    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
 
 
 def _unjudged(
