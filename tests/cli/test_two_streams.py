@@ -325,3 +325,58 @@ def test_orgs_are_told_apart_one_stream_each_is_no_overlap(
     with open_existing_store(url) as store:
         (line,) = export(store, "jsonl", io.BytesIO()).warnings
     assert line.startswith("costs: the rows of orgs acme, beta come from 2 streams") and line.endswith(whole.id)
+
+
+def test_the_drill_down_and_keys_project_give_the_projects_spend_through_no_key(stores: dict[str, str]) -> None:
+    """The dashboard's project drill-down listed the project's keys but not what it spent through none (storage,
+    sessions), which `keys` gives for the whole store only: the key rows fell short of the project's spend with
+    nothing saying why. `build_keys` takes the project now; its keys and the no-key figure add up to the project's
+    spend in the key-grouped stream to the cent (and to the drill-down's spend, read from the default stream, within
+    a cent), in the JSON and in the line under the page's key table, worded as `keys --project NAME` words it."""
+    from datetime import UTC, datetime
+
+    from starlette.testclient import TestClient
+
+    from usageledger.report.formatting import format_money
+    from usageledger.serve import build_app
+
+    url, period = stores["two"], {"since": "2026-10-22", "until": "2026-11-20"}
+    with open_existing_store(url) as store:
+        rows = store.query(
+            "SELECT project_id, SUM(amount_value), SUM(amount_value) FILTER (WHERE api_key_id IS NULL) FROM costs"
+            " WHERE stream = %s AND bucket_start >= %s AND bucket_start < %s AND project_id IS NOT NULL GROUP BY 1",
+            [COSTS_BY_KEY, datetime(2026, 10, 22, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC)],
+        )
+    project, total, keyless = max((r for r in rows if r[2]), key=lambda r: r[2])  # a project with spend through none
+    assert keyless > 0 and total > keyless
+    now = datetime.fromtimestamp(EMULATOR_NOW, UTC)
+    with TestClient(build_app(url, now=lambda: now)) as client:
+        got = client.get(f"/api/projects/{project}", params=period)
+        assert got.status_code == 200, got.text
+        doc = got.json()
+        page = client.get("/", params={**period, "project": project})
+    keys = [Decimal(k["spend"]) for k in doc["keys"]]
+    assert keys and all(k["project"]["id"] == project for k in doc["keys"])
+    assert Decimal(doc["no_key_spend"]) == keyless
+    assert sum(keys) + keyless == total and abs(total - Decimal(doc["spend"])) < Decimal("0.01")
+    line = (
+        f"Through no API key (storage, sessions and other use the API gives no key for): "
+        f"{format_money(keyless, 'usd')} of spend"
+    )
+    assert doc["no_key_line"].startswith(line)
+    assert f"adds up to {format_money(total, 'usd')}, the project's costs in the period." in doc["no_key_line"]
+    assert page.status_code == 200 and f'<p id="drill-no-key">{line}' in page.text
+    # `keys` has no --until: its period runs to now, so its figures are checked against its own JSON
+    code, out, err = _cli("keys", "--store", url, *NOW, "--since", "2026-10-22", "--project", project, "-f", "json")
+    assert code == 0, out + err
+    listed = json.loads(out)
+    assert [k["id"] for k in listed["keys"]] == [k["id"] for k in doc["keys"]]
+    assert Decimal(listed["no_key_spend"]) >= keyless
+    code, out, err = _cli("keys", "--store", url, *NOW, "--since", "2026-10-22", "--project", doc["project"]["name"])
+    assert code == 0, out + err
+    assert f"is the name of project {project}; reading that project" in err
+    spent = sum((Decimal(k["spend"]) for k in listed["keys"]), Decimal(listed["no_key_spend"]))
+    assert (
+        f"{format_money(Decimal(listed['no_key_spend']), 'usd')} of spend; with it the keys' spend adds up to "
+        f"{format_money(spent, 'usd')}, the project's costs in the period."
+    ) in " ".join(out.split())

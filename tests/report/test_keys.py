@@ -366,8 +366,7 @@ def test_the_no_key_line_names_the_orgs_it_adds_up_for() -> None:
     """The line after the table said the keys' spend and the spend through no key add up to "the period's costs";
     in a store of two orgs of which one has no costs stream grouped by key, they add up to the other's alone. The
     line then names the orgs whose costs they are and the ones left out."""
-    from usageledger.cli.commands_keys import no_key_line
-    from usageledger.report.keys import KeyInfo, KeyRules, KeysReport
+    from usageledger.report.keys import KeyInfo, KeyRules, KeysReport, no_key_line
 
     def key(org: str, spend: Decimal | None) -> KeyInfo:
         return KeyInfo(org, f"key_{org}", "project", org, "active", None, None, None, None, None, None, spend, None)

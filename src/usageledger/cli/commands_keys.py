@@ -9,13 +9,13 @@ import typer
 
 from usageledger._text import one_line
 from usageledger.cli._app import app, console, echo_json, friendly_errors, resolve_store, say
-from usageledger.cli._flags import ConfigOpt, FormatOpt, NowOpt, OrgOpt, StoreOpt
-from usageledger.cli.commands_report import _database
+from usageledger.cli._flags import ConfigOpt, FormatOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
+from usageledger.cli.commands_report import _database, _names, _warn_unknown_project, one_line_filters, project_option
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.jsonout import keys_document
-from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys, key_span
+from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys, key_span, no_key_line
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.timeutil import now_unix, since_unix, to_unix
@@ -74,32 +74,6 @@ def render_keys(data: KeysReport, names: Names) -> DataTable:
     return table
 
 
-def no_key_line(data: KeysReport) -> str | None:
-    """What the streams give no key for (spend on storage or sessions, made through no key), which the keys' rows
-    leave out: with it, their spend adds up to the period's costs (or to the costs of the orgs with a costs stream
-    grouped by key, named, when some org has none). None when nothing is without a key."""
-    parts: list[str] = []
-    if data.no_key_spend:
-        parts.append(f"{format_money(data.no_key_spend, data.currency)} of spend")
-    if data.no_key_requests:
-        parts.append(f"{format_count(data.no_key_requests)} requests")
-    if not parts:
-        return None
-    line = f"Through no API key (storage, sessions and other use the API gives no key for): {' and '.join(parts)}"
-    if data.no_key_spend is None:
-        return line + "."
-    total = sum((k.spend for k in data.keys if k.spend is not None), data.no_key_spend)
-    # the period's costs only when every org's costs are grouped by key; else the orgs whose costs they are
-    covered = sorted({stream.rpartition("/")[0] for stream in data.spend_streams})
-    left = sorted({k.org for k in data.keys} - set(covered))
-    whose = (
-        f"the costs of {', '.join(covered)} (no costs stream of {', '.join(left)} groups by key)"
-        if left
-        else "the period's costs"
-    )
-    return f"{line}; with it the keys' spend adds up to {format_money(total, data.currency)}, {whose}."
-
-
 def flag_lines(data: KeysReport) -> list[str]:
     """One line per flag, naming the org, the key and what is wrong."""
     return [f"{k.org}: {k.kind} key {k.label} [{k.id}]: {f.message}" for k in data.flagged for f in k.flags]
@@ -113,8 +87,9 @@ def _missing_sources(data: KeysReport) -> None:
         if not streams
     ]
     if missing:
+        by = "api_key_id" if data.project is None else "project_id and api_key_id (for --project)"
         say(
-            f"note: no synced stream groups {' or '.join(missing)} by api_key_id, so those columns are unknown; "
+            f"note: no synced stream groups {' or '.join(missing)} by {by}, so those columns are unknown; "
             "sync one with: usageledger sync -e completions -e costs --group-by project_id,api_key_id"
         )
 
@@ -132,6 +107,7 @@ def keys(
         ),
     ] = None,
     org: OrgOpt = None,
+    project: ProjectOpt = None,
     unused_after: Annotated[
         str, typer.Option("--unused-after", help="Flag a key not used for longer than this (a span: 30d).")
     ] = "30d",
@@ -153,9 +129,13 @@ def keys(
         unused_after=duration_flag(unused_after, "--unused-after"),
         admin_max_age=duration_flag(admin_max_age, "--admin-max-age"),
     )
+    one_line_filters(("--project", project))
     settings = load_config(config)
     with _database(resolve_store(store, settings), org=org) as db:
-        data = build_keys(db, start=start, end=now, now=now, org=org, rules=rules)
+        # a name as every table shows it, by report's rule (project_named); an ID no row names is warned of
+        project = project_option(db, project, org, _names(settings, None))
+        _warn_unknown_project(db, project, org)
+        data = build_keys(db, start=start, end=now, now=now, org=org, rules=rules, project=project)
         names = resolve_names(db, org=org)
     _missing_sources(data)
     if output_format == "json":

@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 from usageledger import catalogue
 from usageledger._text import counted, one_line
 from usageledger.errors import UsageLedgerError
+from usageledger.report.formatting import format_count, format_money
 from usageledger.report.queries import Database
 from usageledger.rows import iso_currency
 from usageledger.store import table_for
@@ -48,6 +49,7 @@ __all__ = [
     "KeysReport",
     "build_keys",
     "key_directory",
+    "no_key_line",
 ]
 
 KeyKind = Literal["project", "admin"]
@@ -156,6 +158,8 @@ class KeysReport:
     that the keys' spend and this add up to those streams' costs, the report's total; None without such a stream."""
     no_key_requests: int | None = None
     """Requests the request streams give no key for; None without such a stream."""
+    project: str | None = None
+    """The one project (an ID) the keys, their spend and requests and the figures through no key are of; None: all."""
 
     @property
     def flagged(self) -> tuple[KeyInfo, ...]:
@@ -267,11 +271,14 @@ def _keyed(streams: Iterable[_StreamRow], endpoint: str) -> list[tuple[str, str]
     return [(o, s) for o, s, e, _, g, _ in streams if e == endpoint and "api_key_id" in g]
 
 
-def _chosen(streams: Iterable[_StreamRow], endpoint: str) -> dict[str, str]:
-    """Per org, the one stream of ``endpoint`` whose sums count every request once (see the module docstring)."""
+def _chosen(streams: Iterable[_StreamRow], endpoint: str, *, by_project: bool = False) -> dict[str, str]:
+    """Per org, the one stream of ``endpoint`` whose sums count every request once (see the module docstring);
+    ``by_project``: only a stream that also groups by ``project_id`` (else no one project's share can be read)."""
     best: dict[str, tuple[int, str]] = {}
     for o, s, e, w, g, f in streams:
         if e != endpoint or "api_key_id" not in g or f not in ("", "{}") or w not in _WIDTH_ORDER:
+            continue
+        if by_project and "project_id" not in g:
             continue
         rank = (_WIDTH_ORDER.index(w), s)
         if o not in best or rank < best[o]:
@@ -285,11 +292,21 @@ def _in_streams(pairs: Sequence[tuple[str, str]]) -> tuple[str, list[object]]:
 
 
 def _sums(
-    db: Database, table: str, metric: str, chosen: Mapping[str, str], start: datetime, end: datetime, *, currency: bool
+    db: Database,
+    table: str,
+    metric: str,
+    chosen: Mapping[str, str],
+    start: datetime,
+    end: datetime,
+    *,
+    currency: bool,
+    project: str | None = None,
 ) -> list[tuple[Any, ...]]:
     if not chosen:
         return []
     where, params = _in_streams(sorted(chosen.items()))
+    if project is not None:
+        where, params = f"{where} AND project_id = %s", [*params, project]
     cur = "currency" if currency else "NULL"
     return db.query(
         f"SELECT org, api_key_id, {cur}, SUM({metric}) FROM {table} WHERE {where} AND bucket_start >= %s "
@@ -359,19 +376,34 @@ def _flags(key: KeyInfo, rules: KeyRules, now: datetime) -> tuple[KeyFlag, ...]:
 
 
 def build_keys(
-    db: Database, *, start: datetime, end: datetime, now: datetime, org: str | None = None, rules: KeyRules = KeyRules()
+    db: Database,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    org: str | None = None,
+    rules: KeyRules = KeyRules(),
+    project: str | None = None,
 ) -> KeysReport:
-    """Every key of the store (of ``org``), with spend and requests over ``[start, end)`` and flags as of ``now``."""
+    """Every key of the store (of ``org``), with spend and requests over ``[start, end)`` and flags as of ``now``.
+
+    ``project`` (an ID; resolve a name with :func:`usageledger.report.assemble.project_named`): only that project's
+    keys, and spend, requests and the figures through no key within it (read from streams grouped by ``project_id``
+    too; an org without one has them unknown), so its keys and what went through none add up to its costs."""
     check_orgs(db, org, param="org")  # an org the store does not hold answered "no keys"
     # a naive datetime was a TypeError against the store's aware ones, and "30d" was kept as the report's start
     start, end, now = (utc_moment(value, param=name) for name, value in (("start", start), ("end", end), ("now", now)))
     directory = key_directory(db, org)
     streams = _streams(db, org)
-    spend_from = _chosen(streams, COSTS.name)
+    by_project = project is not None
+    spend_from = _chosen(streams, COSTS.name, by_project=by_project)
     # a row without a key (spend made through none: storage, sessions) is summed apart, so the keys and it add up
     spend: dict[tuple[str, str | None], Decimal] = {}
     currencies: set[str] = set()
-    for o, key, cur, amount in _sums(db, table_for(COSTS).name, "amount_value", spend_from, start, end, currency=True):
+    costs_table = table_for(COSTS).name
+    for o, key, cur, amount in _sums(
+        db, costs_table, "amount_value", spend_from, start, end, currency=True, project=project
+    ):
         spend[(o, key)] = spend.get((o, key), Decimal(0)) + Decimal(amount or 0)
         if cur is not None:
             currencies.add(iso_currency(cur))
@@ -384,11 +416,13 @@ def build_keys(
     request_from: dict[str, set[str]] = {}
     request_streams: list[str] = []
     for ep in REQUEST_ENDPOINTS:
-        chosen = _chosen(streams, ep.name)
+        chosen = _chosen(streams, ep.name, by_project=by_project)
         for o, s in chosen.items():
             request_from.setdefault(o, set()).add(s)
             request_streams.append(f"{o}/{s}")
-        for o, key, _, count in _sums(db, table_for(ep).name, REQUESTS, chosen, start, end, currency=False):
+        for o, key, _, count in _sums(
+            db, table_for(ep).name, REQUESTS, chosen, start, end, currency=False, project=project
+        ):
             requests[(o, key)] = requests.get((o, key), 0) + int(count or 0)
     seen = _last_seen(db, streams)
 
@@ -418,6 +452,8 @@ def build_keys(
             spend=(spend.get((o, key_id), Decimal(0)) if o in spend_from else None) if kind == "project" else None,
             requests=(requests.get((o, key_id), 0) if o in request_from else None) if kind == "project" else None,
         )
+        if project is not None and project_id != project and (o, key_id) not in spend and (o, key_id) not in requests:
+            continue  # another project's key (one that served this project too is kept: its share is counted)
         keys.append(replace(info, flags=_flags(info, rules, now)))
     keys.sort(
         key=lambda k: (
@@ -439,4 +475,29 @@ def build_keys(
         keys=tuple(keys),
         no_key_spend=sum((v for (_, k), v in spend.items() if k is None), Decimal(0)) if spend_from else None,
         no_key_requests=sum(v for (_, k), v in requests.items() if k is None) if request_from else None,
+        project=project,
     )
+
+
+def no_key_line(data: KeysReport) -> str | None:
+    """What the streams give no key for (spend on storage or sessions, made through no key), which the keys' rows
+    leave out: with it, their spend adds up to the period's costs (or to the costs of the orgs with a costs stream
+    grouped by key, named, when some org has none), or the project's when the report is of one. None when nothing
+    is without a key. The one wording of ``keys`` and the dashboard's project drill-down."""
+    parts: list[str] = []
+    if data.no_key_spend:
+        parts.append(f"{format_money(data.no_key_spend, data.currency)} of spend")
+    if data.no_key_requests:
+        parts.append(f"{format_count(data.no_key_requests)} requests")
+    if not parts:
+        return None
+    line = f"Through no API key (storage, sessions and other use the API gives no key for): {' and '.join(parts)}"
+    if data.no_key_spend is None:
+        return line + "."
+    total = sum((k.spend for k in data.keys if k.spend is not None), data.no_key_spend)
+    # the period's costs only when every org's costs are grouped by key; else the orgs whose costs they are
+    covered = sorted({stream.rpartition("/")[0] for stream in data.spend_streams})
+    left = sorted({k.org for k in data.keys} - set(covered))
+    costs = "the period's costs" if data.project is None else "the project's costs in the period"
+    whose = f"the costs of {', '.join(covered)} (no costs stream of {', '.join(left)} groups by key)" if left else costs
+    return f"{line}; with it the keys' spend adds up to {format_money(total, data.currency)}, {whose}."

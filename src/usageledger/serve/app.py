@@ -49,7 +49,7 @@ from usageledger.report.credit import CreditBalance
 from usageledger.report.forecasting import ForecastReport
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import dumps, keys_document, report_document
-from usageledger.report.keys import build_keys
+from usageledger.report.keys import build_keys, no_key_line
 from usageledger.report.metrics import DEFAULT_METRICS_LABELS, metrics_endpoint
 from usageledger.report.names import Names, names_from_mapping, resolve_names
 from usageledger.report.period import report_period
@@ -321,7 +321,8 @@ def _project_document(ctx: ServeContext, project: str, params: dict[str, str | N
         scope = ReportScope(org=params["org"], project=project_id)
         data, names = assemble_report(db, period, scope, options=ctx.config.sync.to_options(), overrides=ctx.names)
         _check_project(db, project_id, params["org"], names)
-        keys = build_keys(db, start=period.start, end=period.end, now=ctx.now(), org=params["org"])
+        # scoped to the project: its keys, and its spend through no key, so the rows and that line add up to its costs
+        keys = build_keys(db, start=period.start, end=period.end, now=ctx.now(), org=params["org"], project=project_id)
     report = report_document(data, names)
     listed = keys_document(keys)
     return {
@@ -334,7 +335,10 @@ def _project_document(ctx: ServeContext, project: str, params: dict[str, str | N
         "spend_by_model": report["spend_by_model"],
         "usage_by_model": report["usage_by_model"],
         "spend_by_api_key": report["spend_by_api_key"],
-        "keys": [k for k in listed["keys"] if (k["project"] or {}).get("id") == project_id],
+        "keys": listed["keys"],
+        "no_key_spend": listed["no_key_spend"],
+        "no_key_requests": listed["no_key_requests"],
+        "no_key_line": no_key_line(keys),
     }
 
 

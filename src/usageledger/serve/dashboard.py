@@ -263,6 +263,8 @@ def drill_down(
             "No API key of this project in the store",
         )
     )
+    if project.get("no_key_line"):  # the project's spend through no key, worded as `keys` words it
+        parts.append(f'<p id="drill-no-key">{escape(project["no_key_line"])}</p>')
     parts.append(f'<p><a href="{escape(_link(params, project=None))}" id="all-projects">All projects</a></p>')
     return "\n".join(parts)
 
