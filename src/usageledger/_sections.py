@@ -196,7 +196,9 @@ def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") 
     projects: dict[str, Budget] = {}
     raw_projects = section.get("projects", {})
     if not isinstance(raw_projects, Mapping):
-        raise ConfigError(f"{where}.projects: expected a table of project_id = {{ daily_budget, monthly_budget }}")
+        raise ConfigError(
+            f"{where}.projects: expected a table of project (its ID or name) = {{ daily_budget, monthly_budget }}"
+        )
     for project_id, table in raw_projects.items():
         at = key_path(f"{where}.projects", project_id)
         if not isinstance(table, Mapping):

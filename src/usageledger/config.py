@@ -658,7 +658,7 @@ max_retries = {_ENGINE.max_retries}
 # anomaly_threshold = 3.5          # robust z-score against the trailing 28 days
 # forecast_over = "3000"          # this month's forecast month-end spend above it (see usageledger forecast)
 # credit_below = "100"             # the prepaid credit balance below it (see usageledger credit)
-# [alerts.projects.proj_abc]
+# [alerts.projects.proj_abc]       # a project's ID, or its name: [alerts.projects."Search Assistant"]
 # daily_budget = "20"
 
 # Names for IDs, shown by `usageledger report` wherever results carry only IDs.

@@ -216,6 +216,65 @@ def test_cli_check_warns_of_a_budgeted_project_the_store_does_not_hold(tmp_path:
     ], result.output
 
 
+def test_cli_check_reads_a_budgeted_project_by_its_name_and_refuses_one_it_cannot_tell(tmp_path: Path) -> None:
+    """`[alerts.projects."Search Assistant"]`, the name every table shows, was read as an ID no row names: warned
+    of, and its budget judged against $0.00, a false all-clear. A name (case and blanks aside) is read as
+    `--project` reads it; a name two projects share, or a project given two tables (its ID and its name), is
+    refused in one line naming the config keys (and the IDs), exit 2."""
+    store = make_store(tmp_path / "s.duckdb", [*_days(spike=False), (LAST, "proj_b", Decimal("2"))])
+    config = tmp_path / "usageledger.toml"
+    argv = ["check", "--store", str(store), "--config", str(config), "--date", LAST.isoformat()]
+    argv += ["--stale-after", "100000d", "--format", "json"]
+    names = '[names]\nprojects = { proj_a = "Search Assistant", proj_b = "%s" }\n'
+    budget = '[alerts.projects."%s"]\ndaily_budget = "1"\n'
+    config.write_text(names % "Batch Jobs" + budget % "search  assistant")
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == EXIT_FINDINGS, result.output
+    assert "warning:" not in result.stderr, result.stderr
+    fired = [a for a in json.loads(result.stdout)["alerts"] if a["kind"] == "budget"]
+    assert [a["subject"] for a in fired] == ["project Search Assistant (proj_a)"], fired
+    config.write_text(names % "Search Assistant" + budget % "Search Assistant")
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        "error: alerts.projects.\"Search Assistant\": 'Search Assistant' is the name of 2 projects (proj_a, proj_b);"
+        " give the ID of one\n"
+    )
+    config.write_text(names % "Batch Jobs" + budget % "Search Assistant" + budget % "proj_a")
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and result.stderr == (
+        'error: alerts.projects."Search Assistant" and alerts.projects.proj_a: both are project proj_a'
+        " (Search Assistant); keep one of the two tables\n"
+    ), result.stderr
+
+
+def test_the_mcp_alerts_tool_reads_a_budgeted_project_by_its_name(tmp_path: Path) -> None:
+    """The MCP `alerts` tool applies `[alerts.projects.X]` as `check` does: a project's name as X is its budget, and a
+    name two projects share is refused naming the config key."""
+    from usageledger.config import parse_config
+    from usageledger.errors import ParameterError
+    from usageledger.mcp_tools import LedgerTools
+
+    path = make_store(tmp_path / "s.duckdb", [*_days(spike=False), (LAST, "proj_b", Decimal("2"))])
+
+    def store() -> Any:
+        return open_store(path, migrate=False, read_only=True)
+
+    table = {"daily_budget": "1"}
+    named = {"names": {"projects": {"proj_a": "Search Assistant", "proj_b": "Batch Jobs"}}}
+    tools = LedgerTools(
+        store, parse_config({**named, "alerts": {"projects": {"search assistant": table}}}), clock=lambda: NOW
+    )
+    fired = [a for a in tools.alerts(date_=LAST.isoformat())["alerts"] if a["kind"] == "budget"]
+    assert [a["subject"] for a in fired] == ["project Search Assistant (proj_a)"], fired
+    shared = {"names": {"projects": {"proj_a": "Search Assistant", "proj_b": "Search Assistant"}}}
+    tools = LedgerTools(
+        store, parse_config({**shared, "alerts": {"projects": {"Search Assistant": table}}}), clock=lambda: NOW
+    )
+    with pytest.raises(ParameterError, match=r'^alerts\.projects\."Search Assistant": .* \(proj_a, proj_b\); give'):
+        tools.alerts(date_=LAST.isoformat())
+
+
 def test_cli_check_quiet_store_exits_zero(tmp_path: Path, receiver: tuple[str, list[bytes]]) -> None:
     """Without alerts `check` says OK, exits 0 and posts nothing."""
     url, bodies = receiver

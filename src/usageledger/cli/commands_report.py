@@ -61,6 +61,7 @@ from usageledger.report.assemble import (
     adjustments_within,
     assemble_report,
     closed_adjustments,
+    config_projects,
     month_outlook,
     outlook_document,
     project_named,
@@ -660,11 +661,17 @@ def check(
         checked = budget_day or now.astimezone(UTC).date()
         gaps = costs_not_synced(db, org, Period(checked.replace(day=1), checked + timedelta(days=1)))
         project = project_option(db, project, org, _names(settings, names))
+        # [alerts.projects.X]: X a project's ID or its name, read as --project reads it (before --project's budget,
+        # which replaces the table of the project it names, whichever way the table names it)
+        by_name = resolve_names(db, org=org, overrides=_names(settings, names), distinct=False)
+        budgeted = config_projects(db, cfg.project_budgets, org=org, names=by_name, where="alerts.projects")
+        cfg = cfg.replace(project_budgets={budgeted[k]: b for k, b in cfg.project_budgets.items()})
         if flag_budget != Budget() and project is not None:  # keyed by the ID --project names
             cfg = cfg.replace(project_budgets={**cfg.project_budgets, project: flag_budget})
         _warn_unknown_project(db, project, org)
-        for budgeted in sorted(set(cfg.project_budgets) - {project}):  # [alerts.projects.X]: a mistyped X, likewise
-            _warn_unknown_project(db, budgeted, org, source=key_path("alerts.projects", budgeted))
+        for key, budgeted_id in sorted(budgeted.items()):  # a mistyped X, likewise
+            if budgeted_id != project:
+                _warn_unknown_project(db, budgeted_id, org, source=key_path("alerts.projects", key))
         final = final_costs_until(db, settings.sync.to_options()) if final_only else None
         id_names = resolve_names(db, org=org, overrides=_names(settings, names))
         result = run_checks(

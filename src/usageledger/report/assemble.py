@@ -5,11 +5,12 @@ One function for the ``report`` command and the dashboard's ``/api/report``, so 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
+from usageledger._sections import key_path
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
@@ -28,6 +29,7 @@ __all__ = [
     "adjustments_within",
     "assemble_report",
     "closed_adjustments",
+    "config_projects",
     "known_project",
     "month_outlook",
     "outlook_document",
@@ -143,6 +145,28 @@ def project_named(db: BaseStore, project: str, *, org: str | None, names: Names,
             param, f"{project!r} is the name of {len(found)} projects{where} ({', '.join(found)}); give the ID of one"
         )
     return found[0] if found else None
+
+
+def config_projects(db: BaseStore, keys: Iterable[str], *, org: str | None, names: Names, where: str) -> dict[str, str]:
+    """``{key: project ID}`` for the project keys of a config table (``where``: ``alerts.projects``), each a project's
+    ID or its name, read by :func:`project_named` (a key that names nothing is kept as it is, for the caller to warn
+    of). ``[alerts.projects."Search Assistant"]``, the name every table shows, was read as an ID no row names.
+
+    A name several projects share is refused naming the key and the IDs; two keys of one project (its ID and its
+    name) are refused naming both, since one of the two tables would be dropped unsaid."""
+    resolved: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for key in sorted(keys):
+        at = key_path(where, key)
+        project_id = project_named(db, key, org=org, names=names, param=at) or key
+        if project_id in first:
+            raise ParameterError(
+                f"{key_path(where, first[project_id])} and {at}",
+                f"both are project {project_id} ({names.project(project_id)}); keep one of the two tables",
+            )
+        first[project_id] = key
+        resolved[key] = project_id
+    return resolved
 
 
 def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:
