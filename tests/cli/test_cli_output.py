@@ -149,6 +149,36 @@ def test_shortened_labels_never_make_two_rows_read_the_same(width: int) -> None:
         assert "…" in _render(distinct, width)
 
 
+@pytest.mark.parametrize("width", (30, 40, 60, 120))
+def test_a_table_without_a_column_renders_as_one_built_without_it(width: int) -> None:
+    """`query` drops columns from a table already measured (:meth:`DataTable.without`) instead of building it again:
+    what was measured of the other columns moves with them, so the result is laid out as a table made without that
+    column, at every width, and the table it came from is left whole."""
+    columns = (label("model"), label("line item"), number("spend"), label("project"), number("requests"))
+    rows = [
+        ("text-embedding-3-large", "input tokens billed under a long line item", "$2.10", "Search Assistant", "12"),
+        ("text-embedding-3-small", "output", "$12,345.67", "Support Bot, a longer project name", "1,234,567"),
+        ("gpt-4o", "x", "$0.00", "P", "0"),
+    ]
+    full = DataTable("Spend", *columns)
+    for row in rows:
+        full.add_row(*row)
+    before = _render(full, width)
+    assert full.fits(width) or width < 120  # measures taken, then carried over by without()
+    for drop in (0, 1, 3, 2):
+        kept = [i for i in range(len(columns)) if i != drop]
+        fresh = DataTable("Spend", *(columns[i] for i in kept))
+        for row in rows:
+            fresh.add_row(*(row[i] for i in kept))
+        cut = full.without(columns[drop].header)
+        assert cut.fits(width) == fresh.fits(width)
+        assert _render(cut, width) == _render(fresh, width), (drop, width)
+        assert _render(cut.without("spend" if drop != 2 else "requests"), width) == _render(
+            fresh.without("spend" if drop != 2 else "requests"), width
+        )
+    assert _render(full, width) == before
+
+
 @pytest.mark.parametrize("width", (40, 50, 60))
 def test_labels_that_fold_break_only_at_their_spaces(width: int) -> None:
     """Labels that would read the same cut (`Search Assistant, gpt-4o-…` twice) fold onto more lines; folded narrower

@@ -83,14 +83,15 @@ def _print_table(endpoint: catalogue.Endpoint, found: list[rows.Row]) -> None:
     metrics = [c for c in filled if c.role == "metric" and not c.required]
     droppable = [*(c for c in reversed(filled) if c.role == "attribute"), *reversed(metrics[1:])]
     shown = list(filled)
-    table = build(shown)
+    whole = table = build(shown)
     while droppable and not table.fits(console.width):
-        shown.remove(droppable.pop(0))
-        table = build(shown)
+        dropped = droppable.pop(0)
+        shown.remove(dropped)
+        table = table.without(dropped.name)  # the rows converted and measured once, not once per drop
     if not table.fits(console.width):
         # No table fits even so: each row becomes a block of `column: value` lines, which holds every column.
         shown = list(filled)
-        table = build(shown)
+        table = whole
     hidden = len(filled) - len(shown)
     console.print(table)
     if hidden:
