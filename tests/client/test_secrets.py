@@ -76,10 +76,13 @@ def test_the_cli_never_shows_the_key_through_faults_dead_ports_and_refused_keys(
     outputs: dict[str, Source] = {}
     with start_emulator("-vv", "--seed", "3", *FAULT_FLAGS) as faulty:
         url = faulty.url
+        # Each query ends at the emulator's now: without --end it ran to today's date, so the minute query read every
+        # day since 2026-11-20 (14 windows of retries and paused 429s, ~6 s, on 2026-12-04) and grew by a window a day.
+        end = ("--end", str(EMULATOR_NOW))
         runs = {
-            "hourly": ("completions", "--start", str(START), "--bucket-width", "1h", "--group-by", "model"),
-            "costs": ("costs", "--start", str(START - 20 * 86400), "--group-by", "line_item", "-f", "jsonl"),
-            "minutes": ("images", "--start", str(EMULATOR_NOW - 7200), "--bucket-width", "1m", "-f", "csv"),
+            "hourly": ("completions", "--start", str(START), *end, "--bucket-width", "1h", "--group-by", "model"),
+            "costs": ("costs", "--start", str(START - 20 * 86400), *end, "--group-by", "line_item", "-f", "jsonl"),
+            "minutes": ("images", "--start", str(EMULATOR_NOW - 7200), *end, "--bucket-width", "1m", "-f", "csv"),
             "daily": ("embeddings", "--start", str(START), "--end", str(EMULATOR_NOW - 86400)),
         }
         codes = []
