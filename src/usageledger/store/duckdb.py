@@ -114,16 +114,16 @@ class DuckDBStore(BaseStore):
                 self._con = self._open_reader()
             else:
                 _check_location(self.path)
+                _check_writable(self.path)
                 # Lock files this open creates are removed again if it fails (a typo must leave nothing behind).
                 fresh = [self.path + s for s in (LOCK_SUFFIX, READERS_SUFFIX) if not os.path.exists(self.path + s)]
                 try:
                     self._writer = WriterLock.acquire(self.path, brief=brief, what=what, on_wait=on_wait)
                     self._readers = ReaderSignal(self.path)
-                except OSError as exc:
-                    raise StoreError(
-                        f"cannot create the lock file beside the store {self.path} ({exc.strerror}): the folder must"
-                        " be writable to write the store"
-                    ) from exc
+                except OSError as exc:  # what _check_writable could not foresee (an ACL, a file made this instant)
+                    lock = exc.filename or self.path + LOCK_SUFFIX
+                    reason = (exc.strerror or str(exc)).lower()
+                    raise _unwritable(self.path, f"its lock file {lock} could not be opened", reason=reason) from exc
                 # ... and so are those of an open whose store is then refused (another program's file, a newer
                 # schema: see _release_files).
                 self._fresh = fresh
@@ -513,6 +513,43 @@ def _check_location(path: str) -> None:
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise StoreError(f"the folder {folder} of the store {path} {what}: create the folder, or pass another --store")
+
+
+def _may_write(path: str) -> bool:
+    """Whether this process may write ``path`` (a file, or a folder to create files in), by its effective IDs: a
+    writer checks before it creates anything (root may always)."""
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _check_writable(path: str) -> None:
+    """A writer needs the store, and the lock files beside it, writable by its user: a store the user may only read
+    (mode 0444, a folder of another user's or a read-only share) is refused in one line before a file is created or
+    changed, and every reading command still reads it (a reader never writes beside the store)."""
+    folder = Path(path).absolute().parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise _unwritable(
+                path, f"its folder {folder} is on a read-only file system", reason="read-only file system"
+            )
+    if os.path.exists(path) and not _may_write(path):
+        raise _unwritable(path, "the file is read-only for you")
+    if not _may_write(str(folder)):  # where the lock files, DuckDB's log (.wal) and its spill folder go
+        raise _unwritable(path, f"its folder {folder} is not writable by you, and a writer keeps files beside it")
+    for suffix in (LOCK_SUFFIX, READERS_SUFFIX):
+        lock = path + suffix
+        if os.path.exists(lock) and not _may_write(lock):
+            raise _unwritable(path, f"its lock file {lock} is read-only for you")
+
+
+def _unwritable(path: str, why: str, *, reason: str = "permission denied") -> StoreError:
+    """The refusal of a writer that may not write the store: why, and what to do instead."""
+    fix = (
+        "reading commands (report, export, statement, status) still read it; to write it, run as its owner or copy it"
+        " to a folder of yours and pass --store"
+        if os.path.exists(path)
+        else "pass a --store in a folder of yours"
+    )
+    return StoreError(f"cannot write {path}: {reason}; {why}: {fix}")
 
 
 def _check_header(path: str) -> None:

@@ -1,0 +1,209 @@
+"""A DuckDB store its user may only read (mode 0444, a folder of another user's, lock files of another user's), as
+that user: the tests run as root, whose writes no file mode stops, so the CLI runs here as ``nobody`` (uid 65534)
+in a subprocess. Every reader reads, never needing to write beside the store; every writer is refused in one line
+naming the store and why, before it creates or changes a file.
+
+The subprocess drops to ``nobody`` through ``setpriv`` (util-linux): a failure to drop fails the test, since CI runs
+as root. One Python process runs several commands (typer's runner), and writes what each did as JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import usageledger
+
+from fixtures.data import FAKE_ADMIN_KEY
+
+NOBODY = 65534
+
+_CHILD = r"""
+import json, os, sys
+from typer.testing import CliRunner
+from usageledger.cli import app
+from starlette.testclient import TestClient
+from usageledger.serve.app import build_app
+
+jobs = json.loads(sys.argv[1])
+store = jobs["probe"]
+try:
+    open(store, "r+b").close()
+    writable = True
+except PermissionError:
+    writable = False
+done = {"euid": os.geteuid(), "egid": os.getegid(), "may_write_the_store": writable, "runs": []}
+for args in jobs["runs"]:
+    got = CliRunner().invoke(app, args)
+    error = None if got.exception is None or isinstance(got.exception, SystemExit) else repr(got.exception)
+    done["runs"].append({"args": args, "code": got.exit_code, "out": got.stdout, "err": got.stderr, "raised": error})
+if jobs.get("serve"):
+    with TestClient(build_app(jobs["serve"])) as client:
+        answer = client.get("/api/report")
+        done["serve"] = {"status": answer.status_code, "body": answer.text}
+print(json.dumps(done))
+"""
+
+
+def _reachable(folder: Path) -> bool:
+    """Whether every folder from / down to ``folder`` lets others through (o+x): nobody reaches what is inside."""
+    return all(os.stat(part).st_mode & stat.S_IXOTH for part in [folder, *folder.parents])
+
+
+@pytest.fixture(scope="module")
+def nobody_home(demo_command_store: Path) -> Iterator[Path]:
+    """A folder ``nobody`` reaches, holding ``pristine.duckdb`` (the demo's store, made by root) and ``out/`` (a
+    folder nobody may write: its working directory and the exports' target). Pytest's own temp folders are 0700."""
+    base = next(Path(d) for d in (tempfile.gettempdir(), "/dev/shm", "/tmp") if _reachable(Path(d)))
+    home = Path(tempfile.mkdtemp(prefix="usageledger-nobody-", dir=base))
+    try:
+        home.chmod(0o755)
+        shutil.copy(demo_command_store, home / "pristine.duckdb")
+        (home / "out").mkdir(mode=0o777)
+        (home / "out").chmod(0o777)
+        yield home
+    finally:
+        shutil.rmtree(home)  # root removes it whatever the modes inside
+
+
+def _layout(home: Path, name: str, *, store: int, folder: int, locks: int | None) -> Path:
+    """The store in a folder of its own under ``home``, with these modes; ``locks``: the mode of both lock files
+    (as a writer of the store left them, holding a PID), or None for none."""
+    where = home / name
+    where.mkdir()
+    path = where / "d.duckdb"
+    shutil.copy(home / "pristine.duckdb", path)
+    path.chmod(store)
+    if locks is not None:
+        for suffix, text in ((".lock", "4242\n"), (".readers", "")):
+            lock = Path(f"{path}{suffix}")
+            lock.write_text(text)
+            lock.chmod(locks)
+    where.chmod(folder)
+    return path
+
+
+def _as_nobody(home: Path, probe: Path, runs: list[list[str]], serve: Path | None = None) -> dict[str, Any]:
+    """Run the CLI as ``nobody`` on each of ``runs`` (and read /api/report of ``serve``), in one process."""
+    jobs = {"probe": str(probe), "runs": runs, "serve": str(serve) if serve else None}
+    env = {**os.environ, "HOME": str(home / "out"), "PYTHONDONTWRITEBYTECODE": "1", "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
+    # The usageledger under test (a checkout's src/ before an installed one), as this process imports it.
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(usageledger.__file__).parents[1]), env.get("PYTHONPATH", "")])
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    done = subprocess.run(
+        [*drop, sys.executable, "-c", _CHILD, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        cwd=home / "out",
+        env=env,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr  # could not drop to nobody, or the child itself failed
+    answer: dict[str, Any] = json.loads(done.stdout)
+    # The premise: the commands ran as a user the store's modes hold back (not root, which may write anything).
+    assert (answer["euid"], answer["egid"]) == (NOBODY, NOBODY)
+    return answer
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Each file beside the store: its mode, modification time and content digest; and the folder's own."""
+    files = {
+        p.name: (p.stat().st_mode, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.iterdir())
+    }
+    return {**files, ".": (folder.stat().st_mode, folder.stat().st_mtime_ns, "")}  # a file made, then removed
+
+
+def _refused(run: dict[str, Any], store: Path, why: str) -> None:
+    assert run["raised"] is None, run
+    assert run["code"] == 1, run
+    assert run["out"] == "", run
+    assert run["err"] == (
+        f"error: cannot write {store}: permission denied; {why}: reading commands (report, export, statement, status)"
+        " still read it; to write it, run as its owner or copy it to a folder of yours and pass --store\n"
+    ), run["args"]
+
+
+def _writers(store: Path, out: Path) -> list[list[str]]:
+    day = datetime.now(UTC).date().replace(day=1).isoformat()
+    s = ["--store", str(store)]
+    return [
+        ["sync", *s, "--base-url", "http://127.0.0.1:9/v1"],
+        ["close", "last", *s],
+        ["credit", "add", day, "100", *s],
+        ["init", "--path", str(out / "u.toml"), *s],
+    ]
+
+
+def test_a_user_who_may_only_read_the_store_reads_it_and_every_writer_is_refused_in_one_line(
+    nobody_home: Path,
+) -> None:
+    """The store 0444, its lock files 0444, its folder 0555, all root's: as nobody, report (text and JSON),
+    statement, export (to a folder of nobody's), keys, changes, forecast, status and the dashboard's /api/report
+    read it; sync, close, credit add and init are each refused in one line (exit 1) saying the file is read-only,
+    and nothing beside the store is created or changed."""
+    store = _layout(nobody_home, "read-only", store=0o444, folder=0o555, locks=0o444)
+    out = nobody_home / "out"
+    before = _files(store.parent)
+    s = ["--store", str(store)]
+    readers = [
+        ["report", *s],
+        ["report", *s, "--format", "json"],
+        ["statement", "last", *s],
+        ["export", "-o", f"{out}/exp/", *s],
+        ["keys", *s],
+        ["changes", *s],
+        ["forecast", *s],
+        ["status", *s],
+    ]
+    done = _as_nobody(nobody_home, store, readers + _writers(store, out), serve=store)
+    assert done["may_write_the_store"] is False
+    for run in done["runs"][: len(readers)]:
+        assert run["raised"] is None and run["code"] == 0, run
+        assert (run["out"] or run["err"]).strip(), run
+        assert "Traceback" not in run["err"] and "lock" not in run["err"], run
+    assert json.loads(done["runs"][1]["out"])["totals"]["spend"] != "0"
+    assert sorted(p.suffix for p in (out / "exp").iterdir()) == [".csv"] * len(list((out / "exp").iterdir())) != []
+    assert done["serve"]["status"] == 200, done["serve"]
+    assert json.loads(done["serve"]["body"])["totals"]["spend"] != "0"
+    for run in done["runs"][len(readers) :]:
+        _refused(run, store, "the file is read-only for you")
+    assert not (out / "u.toml").exists()
+    assert _files(store.parent) == before
+
+
+def test_a_writer_is_refused_for_each_file_it_may_not_write_and_creates_nothing(nobody_home: Path) -> None:
+    """Each thing a writer needs and nobody may not: the folder (a writable store there needs its lock files and
+    DuckDB's log beside it), a lock file another user left 0444 in a folder nobody may write (the reader still
+    reads), and a 0444 store in a folder nobody may write (the lock files were made, then removed: now nothing is
+    made). Each is named in the one line, and the folder is as it was."""
+    out = nobody_home / "out"
+    folder = _layout(nobody_home, "folder", store=0o666, folder=0o555, locks=None)
+    locks = _layout(nobody_home, "locks", store=0o666, folder=0o777, locks=0o444)
+    file = _layout(nobody_home, "file", store=0o444, folder=0o777, locks=None)
+    before = {p: _files(p.parent) for p in (folder, locks, file)}
+    runs = [*_writers(folder, out)[:1], *_writers(locks, out)[2:3], *_writers(file, out)[1:2]]
+    runs.append(["report", "--store", str(locks), "--format", "json"])
+    done = _as_nobody(nobody_home, folder, runs)
+    assert done["may_write_the_store"] is True  # the store is 0666: only its folder holds the writer back
+    _refused(
+        done["runs"][0],
+        folder,
+        f"its folder {folder.parent} is not writable by you, and a writer keeps files beside it",
+    )
+    _refused(done["runs"][1], locks, f"its lock file {locks}.lock is read-only for you")
+    _refused(done["runs"][2], file, "the file is read-only for you")
+    read = done["runs"][3]
+    assert read["code"] == 0 and json.loads(read["out"])["totals"]["spend"] != "0", read
+    assert {p: _files(p.parent) for p in (folder, locks, file)} == before
