@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import usageledger
+from usageledger.store import open_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 
@@ -207,3 +208,36 @@ def test_a_writer_is_refused_for_each_file_it_may_not_write_and_creates_nothing(
     read = done["runs"][3]
     assert read["code"] == 0 and json.loads(read["out"])["totals"]["spend"] != "0", read
     assert {p: _files(p.parent) for p in (folder, locks, file)} == before
+
+
+def test_while_the_owner_writes_a_reader_waits_its_turn_or_says_it_cannot_be_given_one(nobody_home: Path) -> None:
+    """The store's owner (root here) holds it open for writing, as a running sync does. A reader whose lock files
+    are readable (0644 and 0444: a turn is a shared lock, which needs no write) gets its turn and reads. One whose
+    lock files are the owner's alone (0600) cannot ask for a turn nor see who writes: it said the store was held by
+    "another program, not a running usageledger sync", and now says it is being written and what to do; one that
+    sees the writer but may not open its .readers (0600) waited the whole 120 s for a turn it never asked for, and
+    now says so at once."""
+    shared = _layout(nobody_home, "owner-shared", store=0o644, folder=0o755, locks=0o644)
+    Path(f"{shared}.readers").chmod(0o444)
+    private = _layout(nobody_home, "owner-private", store=0o644, folder=0o755, locks=0o600)
+    turnless = _layout(nobody_home, "owner-turnless", store=0o644, folder=0o755, locks=0o644)
+    Path(f"{turnless}.readers").chmod(0o600)
+    writers = [open_store(str(shared)), open_store(str(private)), open_store(str(turnless))]
+    try:
+        for writing in writers:
+            writing.query("SELECT 1")  # the file is held, as by a sync between two transactions
+        runs = [["status", "--store", str(shared)], ["report", "--store", str(private), "--format", "json"]]
+        runs.append(["keys", "--store", str(turnless)])
+        done = _as_nobody(nobody_home, private, runs)
+    finally:
+        for writing in writers:
+            writing.close()
+    read, *refused = done["runs"]
+    assert read["code"] == 0 and f"Streams in {shared}" in read["out"], read
+    for run, lock in zip(refused, (f"{private}.lock", f"{turnless}.readers"), strict=True):
+        assert run["raised"] is None and run["code"] == 1 and run["out"] == "", run
+        assert run["err"] == (
+            f"error: the store {lock.rsplit('.', 1)[0]} is being written (PID {os.getpid()}), and its lock file {lock}"
+            " is not readable by you, so the writer cannot make way for you: run again when it has finished, or ask"
+            " the store's owner to make its lock files readable (chmod a+r)\n"
+        )

@@ -161,8 +161,19 @@ class DuckDBStore(BaseStore):
             now = time.monotonic()
             holder = writer(self.path)
             if holder is None:  # not a usageledger writer (or one that is just letting go: look again first)
-                attempts.foreign(held)
+                try:
+                    attempts.foreign(held)
+                except StoreError as exc:
+                    hidden = _unreadable_lock(self.path)
+                    if hidden is None:
+                        raise
+                    found = _LOCK_HOLDER.search(str(held))
+                    raise _hidden_writer(self.path, hidden, found.group(2) if found else "unknown") from exc
             elif not waiting:
+                # A .readers it may not open: no turn can be asked for, and waiting would last the whole limit.
+                hidden = _unreadable_lock(self.path)
+                if hidden is not None:
+                    raise _hidden_writer(self.path, hidden, str(holder.pid or "unknown"))
                 waiting = True
                 self._turn.enter_context(reader_turn(self.path))
                 if self._on_wait is not None:
@@ -550,6 +561,25 @@ def _unwritable(path: str, why: str, *, reason: str = "permission denied") -> St
         else "pass a --store in a folder of yours"
     )
     return StoreError(f"cannot write {path}: {reason}; {why}: {fix}")
+
+
+def _unreadable_lock(path: str) -> str | None:
+    """A lock file beside the store that this process may not read (another user's, mode 0600), or None."""
+    for suffix in (LOCK_SUFFIX, READERS_SUFFIX):
+        lock = path + suffix
+        if os.path.exists(lock) and not os.access(lock, os.R_OK, effective_ids=os.access in os.supports_effective_ids):
+            return lock
+    return None
+
+
+def _hidden_writer(path: str, lock: str, pid: str) -> StoreError:
+    """A reader that cannot see who writes the store, or cannot ask it for a turn: a lock file is not readable by
+    this user. The holder is then most likely a usageledger writer of the store's owner, never "another program"."""
+    return StoreError(
+        f"the store {path} is being written (PID {pid}), and its lock file {lock} is not readable by you, so the"
+        " writer cannot make way for you: run again when it has finished, or ask the store's owner to make its lock"
+        " files readable (chmod a+r)"
+    )
 
 
 def _check_header(path: str) -> None:
