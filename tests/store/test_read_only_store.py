@@ -1,10 +1,13 @@
-"""A DuckDB store its user may only read (mode 0444, a folder of another user's, lock files of another user's), as
-that user: the tests run as root, whose writes no file mode stops, so the CLI runs here as ``nobody`` (uid 65534)
-in a subprocess. Every reader reads, never needing to write beside the store; every writer is refused in one line
+"""A DuckDB store its user may only read (mode 0444, a folder they may not write, lock files of another user's), as
+that user: the tests run as root, whose writes no file mode stops, so the CLI runs here in a subprocess that file
+modes hold back. Every reader reads, never needing to write beside the store; every writer is refused in one line
 naming the store and why, before it creates or changes a file.
 
-The subprocess drops to ``nobody`` through ``setpriv`` (util-linux): a failure to drop fails the test, since CI runs
-as root. One Python process runs several commands (typer's runner), and writes what each did as JSON."""
+The subprocess runs as root without capabilities (``setpriv --bounding-set=-all``, util-linux): file modes then hold
+it back as they hold back any user, the owner bits for the files root owns, and the others' bits for the files given
+to ``nobody`` (another user's lock files). It runs the venv's own Python, which ``nobody`` could not reach under
+``/root``. A failure to drop fails the test, since CI runs as root. One Python process runs several commands (typer's
+runner), and writes what each did as JSON."""
 
 from __future__ import annotations
 
@@ -12,10 +15,8 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,9 @@ try:
     writable = True
 except PermissionError:
     writable = False
-done = {"euid": os.geteuid(), "egid": os.getegid(), "may_write_the_store": writable, "runs": []}
+with open("/proc/self/status") as status:
+    caps = next(line.split()[1] for line in status if line.startswith("CapEff:"))
+done = {"euid": os.geteuid(), "caps": int(caps, 16), "may_write_the_store": writable, "runs": []}
 for args in jobs["runs"]:
     got = CliRunner().invoke(app, args)
     error = None if got.exception is None or isinstance(got.exception, SystemExit) else repr(got.exception)
@@ -57,30 +60,23 @@ print(json.dumps(done))
 """
 
 
-def _reachable(folder: Path) -> bool:
-    """Whether every folder from / down to ``folder`` lets others through (o+x): nobody reaches what is inside."""
-    return all(os.stat(part).st_mode & stat.S_IXOTH for part in [folder, *folder.parents])
-
-
 @pytest.fixture(scope="module")
-def nobody_home(demo_command_store: Path) -> Iterator[Path]:
-    """A folder ``nobody`` reaches, holding ``pristine.duckdb`` (the demo's store, made by root) and ``out/`` (a
-    folder nobody may write: its working directory and the exports' target). Pytest's own temp folders are 0700."""
-    base = next(Path(d) for d in (tempfile.gettempdir(), "/dev/shm", "/tmp") if _reachable(Path(d)))
-    home = Path(tempfile.mkdtemp(prefix="usageledger-nobody-", dir=base))
+def user_home(demo_command_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder holding ``pristine.duckdb`` (the demo's store) and ``out/`` (a folder the user may write: its working
+    directory and the exports' target)."""
+    home = tmp_path_factory.mktemp("read-only")
+    shutil.copy(demo_command_store, home / "pristine.duckdb")
+    (home / "out").mkdir()
     try:
-        home.chmod(0o755)
-        shutil.copy(demo_command_store, home / "pristine.duckdb")
-        (home / "out").mkdir(mode=0o777)
-        (home / "out").chmod(0o777)
         yield home
     finally:
         shutil.rmtree(home)  # root removes it whatever the modes inside
 
 
-def _layout(home: Path, name: str, *, store: int, folder: int, locks: int | None) -> Path:
+def _layout(home: Path, name: str, *, store: int, folder: int, locks: int | None, theirs: bool = False) -> Path:
     """The store in a folder of its own under ``home``, with these modes; ``locks``: the mode of both lock files
-    (as a writer of the store left them, holding a PID), or None for none."""
+    (as a writer of the store left them, holding a PID), or None for none; ``theirs``: the lock files are another
+    user's (``nobody``'s), so their owner bits are not the user's."""
     where = home / name
     where.mkdir()
     path = where / "d.duckdb"
@@ -91,17 +87,20 @@ def _layout(home: Path, name: str, *, store: int, folder: int, locks: int | None
             lock = Path(f"{path}{suffix}")
             lock.write_text(text)
             lock.chmod(locks)
+            if theirs:
+                os.chown(lock, NOBODY, NOBODY)
     where.chmod(folder)
     return path
 
 
-def _as_nobody(home: Path, probe: Path, runs: list[list[str]], serve: Path | None = None) -> dict[str, Any]:
-    """Run the CLI as ``nobody`` on each of ``runs`` (and read /api/report of ``serve``), in one process."""
+def _as_a_user(home: Path, probe: Path, runs: list[list[str]], serve: Path | None = None) -> dict[str, Any]:
+    """Run the CLI as a user the file modes hold back on each of ``runs`` (and read /api/report of ``serve``), in one
+    process."""
     jobs = {"probe": str(probe), "runs": runs, "serve": str(serve) if serve else None}
     env = {**os.environ, "HOME": str(home / "out"), "PYTHONDONTWRITEBYTECODE": "1", "OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY}
     # The usageledger under test (a checkout's src/ before an installed one), as this process imports it.
     env["PYTHONPATH"] = os.pathsep.join([str(Path(usageledger.__file__).parents[1]), env.get("PYTHONPATH", "")])
-    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
     done = subprocess.run(
         [*drop, sys.executable, "-c", _CHILD, json.dumps(jobs)],
         capture_output=True,
@@ -110,10 +109,11 @@ def _as_nobody(home: Path, probe: Path, runs: list[list[str]], serve: Path | Non
         env=env,
         timeout=240,
     )
-    assert done.returncode == 0, done.stderr  # could not drop to nobody, or the child itself failed
+    assert done.returncode == 0, done.stderr  # could not drop the capabilities, or the child itself failed
     answer: dict[str, Any] = json.loads(done.stdout)
-    # The premise: the commands ran as a user the store's modes hold back (not root, which may write anything).
-    assert (answer["euid"], answer["egid"]) == (NOBODY, NOBODY)
+    # The premise: the commands ran as a user the store's modes hold back (not root with its capabilities, which
+    # may write anything).
+    assert answer["caps"] == 0 and answer["euid"] == os.geteuid(), answer
     return answer
 
 
@@ -148,14 +148,14 @@ def _writers(store: Path, out: Path) -> list[list[str]]:
 
 
 def test_a_user_who_may_only_read_the_store_reads_it_and_every_writer_is_refused_in_one_line(
-    nobody_home: Path,
+    user_home: Path,
 ) -> None:
-    """The store 0444, its lock files 0444, its folder 0555, all root's: as nobody, report (text and JSON),
-    statement, export (to a folder of nobody's), keys, changes, forecast, status and the dashboard's /api/report
-    read it; sync, close, credit add and init are each refused in one line (exit 1) saying the file is read-only,
+    """The store 0444, its lock files 0444, its folder 0555: as a user whose modes these are (root without its
+    capabilities), report (text and JSON), statement, export (to a folder of theirs), keys, changes, forecast,
+    status and the dashboard's /api/report read it; sync, close, credit add and init are each refused in one line (exit 1) saying the file is read-only,
     and nothing beside the store is created or changed."""
-    store = _layout(nobody_home, "read-only", store=0o444, folder=0o555, locks=0o444)
-    out = nobody_home / "out"
+    store = _layout(user_home, "read-only", store=0o444, folder=0o555, locks=0o444)
+    out = user_home / "out"
     before = _files(store.parent)
     s = ["--store", str(store)]
     readers = [
@@ -168,7 +168,7 @@ def test_a_user_who_may_only_read_the_store_reads_it_and_every_writer_is_refused
         ["forecast", *s],
         ["status", *s],
     ]
-    done = _as_nobody(nobody_home, store, readers + _writers(store, out), serve=store)
+    done = _as_a_user(user_home, store, readers + _writers(store, out), serve=store)
     assert done["may_write_the_store"] is False
     for run in done["runs"][: len(readers)]:
         assert run["raised"] is None and run["code"] == 0, run
@@ -184,19 +184,19 @@ def test_a_user_who_may_only_read_the_store_reads_it_and_every_writer_is_refused
     assert _files(store.parent) == before
 
 
-def test_a_writer_is_refused_for_each_file_it_may_not_write_and_creates_nothing(nobody_home: Path) -> None:
-    """Each thing a writer needs and nobody may not: the folder (a writable store there needs its lock files and
-    DuckDB's log beside it), a lock file another user left 0444 in a folder nobody may write (the reader still
-    reads), and a 0444 store in a folder nobody may write (the lock files were made, then removed: now nothing is
+def test_a_writer_is_refused_for_each_file_it_may_not_write_and_creates_nothing(user_home: Path) -> None:
+    """Each thing a writer needs and the user may not: the folder (a writable store there needs its lock files and
+    DuckDB's log beside it), a lock file left 0444 in a folder the user may write (the reader still
+    reads), and a 0444 store in a folder the user may write (the lock files were made, then removed: now nothing is
     made). Each is named in the one line, and the folder is as it was."""
-    out = nobody_home / "out"
-    folder = _layout(nobody_home, "folder", store=0o666, folder=0o555, locks=None)
-    locks = _layout(nobody_home, "locks", store=0o666, folder=0o777, locks=0o444)
-    file = _layout(nobody_home, "file", store=0o444, folder=0o777, locks=None)
+    out = user_home / "out"
+    folder = _layout(user_home, "folder", store=0o666, folder=0o555, locks=None)
+    locks = _layout(user_home, "locks", store=0o666, folder=0o777, locks=0o444)
+    file = _layout(user_home, "file", store=0o444, folder=0o777, locks=None)
     before = {p: _files(p.parent) for p in (folder, locks, file)}
     runs = [*_writers(folder, out)[:1], *_writers(locks, out)[2:3], *_writers(file, out)[1:2]]
     runs.append(["report", "--store", str(locks), "--format", "json"])
-    done = _as_nobody(nobody_home, folder, runs)
+    done = _as_a_user(user_home, folder, runs)
     assert done["may_write_the_store"] is True  # the store is 0666: only its folder holds the writer back
     _refused(
         done["runs"][0],
@@ -210,25 +210,26 @@ def test_a_writer_is_refused_for_each_file_it_may_not_write_and_creates_nothing(
     assert {p: _files(p.parent) for p in (folder, locks, file)} == before
 
 
-def test_while_the_owner_writes_a_reader_waits_its_turn_or_says_it_cannot_be_given_one(nobody_home: Path) -> None:
+def test_while_the_owner_writes_a_reader_waits_its_turn_or_says_it_cannot_be_given_one(user_home: Path) -> None:
     """The store's owner (root here) holds it open for writing, as a running sync does. A reader whose lock files
     are readable (0644 and 0444: a turn is a shared lock, which needs no write) gets its turn and reads. One whose
     lock files are the owner's alone (0600) cannot ask for a turn nor see who writes: it said the store was held by
     "another program, not a running usageledger sync", and now says it is being written and what to do; one that
     sees the writer but may not open its .readers (0600) waited the whole 120 s for a turn it never asked for, and
     now says so at once."""
-    shared = _layout(nobody_home, "owner-shared", store=0o644, folder=0o755, locks=0o644)
+    shared = _layout(user_home, "owner-shared", store=0o644, folder=0o755, locks=0o644)
     Path(f"{shared}.readers").chmod(0o444)
-    private = _layout(nobody_home, "owner-private", store=0o644, folder=0o755, locks=0o600)
-    turnless = _layout(nobody_home, "owner-turnless", store=0o644, folder=0o755, locks=0o644)
+    private = _layout(user_home, "owner-private", store=0o644, folder=0o755, locks=0o600, theirs=True)
+    turnless = _layout(user_home, "owner-turnless", store=0o644, folder=0o755, locks=0o644)
     Path(f"{turnless}.readers").chmod(0o600)
+    os.chown(f"{turnless}.readers", NOBODY, NOBODY)
     writers = [open_store(str(shared)), open_store(str(private)), open_store(str(turnless))]
     try:
         for writing in writers:
             writing.query("SELECT 1")  # the file is held, as by a sync between two transactions
         runs = [["status", "--store", str(shared)], ["report", "--store", str(private), "--format", "json"]]
         runs.append(["keys", "--store", str(turnless)])
-        done = _as_nobody(nobody_home, private, runs)
+        done = _as_a_user(user_home, private, runs)
     finally:
         for writing in writers:
             writing.close()
