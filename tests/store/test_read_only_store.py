@@ -152,8 +152,8 @@ def test_a_user_who_may_only_read_the_store_reads_it_and_every_writer_is_refused
 ) -> None:
     """The store 0444, its lock files 0444, its folder 0555: as a user whose modes these are (root without its
     capabilities), report (text and JSON), statement, export (to a folder of theirs), keys, changes, forecast,
-    status and the dashboard's /api/report read it; sync, close, credit add and init are each refused in one line (exit 1) saying the file is read-only,
-    and nothing beside the store is created or changed."""
+    status and the dashboard's /api/report read it; sync, close, credit add and init are each refused in one line
+    (exit 1) saying the file is read-only, and nothing beside the store is created or changed."""
     store = _layout(user_home, "read-only", store=0o444, folder=0o555, locks=0o444)
     out = user_home / "out"
     before = _files(store.parent)
