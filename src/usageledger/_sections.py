@@ -204,8 +204,10 @@ def parse_alert_config(section: Mapping[str, object], *, where: str = "alerts") 
         if not isinstance(table, Mapping):
             raise ConfigError(f"{at}: expected a table with daily_budget and/or monthly_budget")
         if not str(project_id).strip() or str(project_id) != str(project_id).strip():
-            # an empty or padded ID matches no row: the budget would guard nothing, with no word said
-            raise ConfigError(f"{at}: a project ID is empty or padded with spaces; write it as issued (proj_...)")
+            # an empty or padded key matches no row: the budget would guard nothing, with no word said
+            raise ConfigError(
+                f"{at}: the project is empty or padded with spaces; write its ID as issued (proj_...) or its name"
+            )
         check_keys(at, table, _PROJECT_KEYS)
         projects[str(project_id)] = _budget(at, table, _PROJECT_KEYS)
     return AlertConfig(

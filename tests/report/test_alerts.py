@@ -129,8 +129,8 @@ def test_alert_config_defaults() -> None:
         ({"projects": {"proj_a": {"weekly_budget": 3}}}, "alerts.projects.proj_a.weekly_budget"),
         ({"projects": {"proj_a": 3}}, "alerts.projects.proj_a"),
         ({"projects": []}, "alerts.projects"),
-        ({"projects": {"": {"daily_budget": 3}}}, 'alerts.projects."": a project ID is empty'),
-        ({"projects": {"proj_a ": {"daily_budget": 3}}}, 'alerts.projects."proj_a ": a project ID is empty or padded'),
+        ({"projects": {"": {"daily_budget": 3}}}, 'alerts.projects."": the project is empty'),
+        ({"projects": {"proj_a ": {"daily_budget": 3}}}, 'alerts.projects."proj_a ": the project is empty or padded'),
     ],
 )
 def test_alert_config_errors_name_the_key(section: dict[str, Any], key: str) -> None:
