@@ -635,6 +635,54 @@ def test_sync_every_keeps_the_ledger_fresh_and_never_shows_the_key(tmp_path: Pat
             assert FAKE_ADMIN_KEY not in text
 
 
+@pytest.mark.parametrize("program", ["missing", "mode 0644"])
+def test_periodic_sync_whose_child_cannot_start_says_one_line_and_tries_again(
+    program: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync child that cannot be launched (its program missing, or a file this user may not execute) killed the
+    periodic sync's thread with a traceback, and no later interval synced. Now it is one line on stderr like a failed
+    sync's, and the next interval runs: once the program is there and executable, that sync is ok."""
+    from usageledger.serve.runner import PeriodicSync
+
+    died: list[BaseException | None] = []
+    monkeypatch.setattr("threading.excepthook", lambda args: died.append(args.exc_value))
+    sync = tmp_path / "sync"
+    if program == "mode 0644":
+        sync.write_text("#!/bin/sh\nexit 0\n")
+        sync.chmod(0o644)
+    reason = {
+        "missing": "No such file or directory; check that it exists",
+        "mode 0644": "Permission denied; check that this user may execute it",
+    }[program]
+    said: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+        said.append(text)
+
+    periodic = PeriodicSync([str(sync)], 0.05, store_url=str(tmp_path / "none.duckdb"), say=say)
+    periodic.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(said) < 2:  # the first run and a later interval's
+            assert not died and time.monotonic() < deadline, f"no second try: {said} {died}"
+            time.sleep(0.02)
+        ready = tmp_path / "ready"  # put in place whole: a tick between writing and chmod would fail otherwise
+        ready.write_text("#!/bin/sh\nexit 0\n")
+        ready.chmod(0o755)
+        ready.replace(sync)
+        while "sync: ok" not in said:
+            assert not died and time.monotonic() < deadline, f"no sync once the program is there: {said} {died}"
+            time.sleep(0.02)
+    finally:
+        periodic.stop()
+    failed = said[: said.index("sync: ok")]
+    assert len(failed) >= 2 and set(failed) == {f"sync: could not start {sync}: {reason}"}, said
+    err = capsys.readouterr().err
+    assert not died and "Traceback" not in err, err
+    assert err.splitlines() == said
+
+
 def test_the_api_gives_the_same_figures_on_postgres(demo_store: Path, emulator_url: str, migrated_pg_url: str) -> None:
     """The same sync into DuckDB and PostgreSQL: every API answer, filters included, is equal on both. The DuckDB side
     is this module's copy of the demo store, which is that sync (``fixtures.reports.demo_sync``) made once a run; the

@@ -74,13 +74,20 @@ class PeriodicSync:
 
     def _run_once(self) -> None:
         env = {**os.environ, "USAGELEDGER_STORE": self.store_url}
+        child: subprocess.Popen[bytes] | None = None
         with self._lock:
             if self._stop.is_set():
                 return
-            self._child = subprocess.Popen(  # the argv is ours: this Python and fixed flags
-                self.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            )
-        child = self._child
+            try:
+                child = self._child = subprocess.Popen(  # the argv is ours: this Python and fixed flags
+                    self.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                )
+            except OSError as exc:  # it killed the thread with a traceback, and no later interval synced
+                failed = exc
+        if child is None:  # said like a failed sync, and the next interval tries again
+            self.runs += 1
+            self.say(mask_keys(f"sync: {_not_started(self.argv[0], failed)}"))
+            return
         _, err = child.communicate()
         with self._lock:
             self._child = None
@@ -104,6 +111,16 @@ class PeriodicSync:
             except subprocess.TimeoutExpired:
                 child.kill()
         self._thread.join(timeout=STOP_GRACE + 5)
+
+
+def _not_started(program: str, exc: OSError) -> str:
+    """Why the sync child could not be launched, in one line naming its program and what to check."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = {
+        FileNotFoundError: "check that it exists",
+        PermissionError: "check that this user may execute it",
+    }.get(type(exc))
+    return f"could not start {program}: {reason}" + (f"; {hint}" if hint else "")
 
 
 def run(
