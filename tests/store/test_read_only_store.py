@@ -234,7 +234,8 @@ def test_while_the_owner_writes_a_reader_waits_its_turn_or_says_it_cannot_be_giv
         for writing in writers:
             writing.close()
     read, *refused = done["runs"]
-    assert read["code"] == 0 and f"Streams in {shared}" in read["out"], read
+    # the heading names the store, and wraps where the temporary folder's path is long
+    assert read["code"] == 0 and f"Streamsin{shared}" in "".join(read["out"].split()), read
     for run, lock in zip(refused, (f"{private}.lock", f"{turnless}.readers"), strict=True):
         assert run["raised"] is None and run["code"] == 1 and run["out"] == "", run
         assert run["err"] == (
