@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -229,3 +230,61 @@ def test_a_store_used_after_its_close_says_so_not_that_the_server_went_away(migr
     assert message.startswith("the store postgresql://") and message.endswith(
         "is closed (close() was called, or its with block ended); open it again with open_store(...)"
     )
+
+
+def _role(request: pytest.FixtureRequest, *grants: str) -> str:
+    """A new login role of the session cluster (it trusts every password), with ``grants`` run as the cluster's user."""
+    import uuid
+
+    cluster = request.getfixturevalue("_pg_cluster")
+    role = f"r{uuid.uuid4().hex[:12]}"
+    cluster.sql(f"CREATE ROLE {role} LOGIN")
+    for database, grant in (g.split(":", 1) for g in grants):
+        cluster.sql(grant.format(role=role), database=database)
+    return role
+
+
+def test_a_role_that_may_not_create_tables_is_told_the_grant(
+    pg_url: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init` (or a first `sync`) as a role without CREATE on the schema (PostgreSQL 15 on: any role but the
+    database's owner) said "error: PostgreSQL: permission denied for schema public", naming neither the store nor
+    the role. One line now names both and the grant, never the password, and the database is left without a table."""
+    role = _role(request)
+    url = _with(pg_url, user=role)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init", "--store", url])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and PASSWORD not in result.output, result.output
+    assert line.startswith(f"error: the role {role} may not create tables in the PostgreSQL store postgresql://"), line
+    assert ":***@" in line and line.endswith(f"GRANT CREATE ON SCHEMA public TO {role}"), line
+    with open_store(pg_url, read_only=True, migrate=False) as store:
+        assert store.query(f"SELECT COUNT(*) FROM information_schema.tables WHERE {store.this_schema}") == [(0,)]
+
+
+def test_a_role_that_may_only_read_is_told_the_grant_and_the_grant_lets_it_sync(
+    migrated_pg_url: str, emulator_url: str, request: pytest.FixtureRequest
+) -> None:
+    """A role that may only read a store (a dashboard's, say) said "error: PostgreSQL: permission denied for table
+    streams" to `sync`. One line now names the role, the store and the grants; and those grants are enough."""
+    database = migrated_pg_url.rsplit("/", 1)[1]
+    role = _role(request, f"{database}:GRANT SELECT ON ALL TABLES IN SCHEMA public TO {{role}}")
+    url = _with(migrated_pg_url, user=role)
+    argv = ["sync", "--store", url, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--since", "2d"]
+    runner = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    refused = runner.invoke(app, [*argv, "-e", "costs", "--quiet"])
+    assert refused.exit_code == 1, refused.output
+    line = refused.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: the role {role} may not write the PostgreSQL store postgresql://"), line
+    assert "(permission denied for table " in line and PASSWORD not in refused.output, refused.output
+    grants = line.split("or have it run ", 1)[1].split(" (the store's schema", 1)[0].split(" and ")
+    assert grants == [
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    ]
+    cluster = request.getfixturevalue("_pg_cluster")
+    for grant in grants:
+        cluster.sql(grant, database=database)
+    synced = runner.invoke(app, [*argv, "-e", "costs", "--quiet"])
+    assert synced.exit_code == 0, synced.output

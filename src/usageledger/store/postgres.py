@@ -91,7 +91,29 @@ class PostgresStore(BaseStore):
                 f"PostgreSQL: the connection to the store was lost ({said}); run the command again once the server"
                 " answers: what was committed is kept"
             )
+        if isinstance(exc, self._pg.errors.InsufficientPrivilege):
+            return self._refused_right(said)
         return StoreError(f"PostgreSQL: {said}")
+
+    def _refused_right(self, said: str) -> StoreError:
+        """The one line for a statement the role may not run: which role, which store, and the grant that lets it.
+        A role without CREATE on the schema said "PostgreSQL: permission denied for schema public" to `init` and to
+        the first `sync`, naming neither the store nor the role, and one that may only read a store said
+        "permission denied for table streams" to `sync`, and "... for sequence revisions_seq" to `close`."""
+        role = self._con.info.user
+        shown = _redact(self.url)
+        schema = re.search(r"permission denied for schema (\S+)", said)
+        if schema is not None:
+            return StoreError(
+                f"the role {role} may not create tables in the PostgreSQL store {shown} ({said}); make the store once"
+                f" as the database's owner (usageledger init --store with its user), or have the owner run GRANT"
+                f" CREATE ON SCHEMA {schema.group(1)} TO {role}"
+            )
+        return StoreError(
+            f"the role {role} may not write the PostgreSQL store {shown} ({said}); use the role that made the store,"
+            f" or have it run GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role} and GRANT"
+            f" USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role} (the store's schema, if not public)"
+        )
 
     @contextlib.contextmanager
     def _outer_transaction(self) -> Iterator[None]:
