@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -288,3 +291,45 @@ def test_a_role_that_may_only_read_is_told_the_grant_and_the_grant_lets_it_sync(
         cluster.sql(grant, database=database)
     synced = runner.invoke(app, [*argv, "-e", "costs", "--quiet"])
     assert synced.exit_code == 0, synced.output
+
+
+@contextlib.contextmanager
+def _http_port() -> Iterator[int]:
+    """A loopback port where a server that is not PostgreSQL answers each connection as an HTTP server would."""
+
+    def answer(server: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(1024)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        threading.Thread(target=answer, args=(server,), daemon=True).start()
+        yield server.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("where", "query", "fix"),
+    [
+        ("postgres", "?sslmode=require", "the server takes no TLS: drop sslmode from the store URL"),
+        ("http", "", "another kind of server answers on that port, not PostgreSQL: correct the port in the store URL"),
+        ("http", "?sslmode=disable", "another kind of server answers on that port, not PostgreSQL: correct the port"),
+    ],
+)
+def test_tls_the_server_lacks_or_a_port_that_is_not_postgres_says_the_fix(
+    postgres_url: str, where: str, query: str, fix: str
+) -> None:
+    """`sslmode=require` against a server without TLS said only "server does not support SSL, but SSL was required",
+    and a port of another server (an HTTP one, the emulator's) "received invalid response to SSL negotiation: H" or
+    "expected authentication request from server, but received H": now each with its fix, never the password."""
+    with _http_port() as http:
+        url = _with(postgres_url, port=http if where == "http" else None) + query
+        result = CliRunner().invoke(app, ["status", "--store", url])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    assert line.startswith("error: cannot connect to the PostgreSQL store postgresql://"), line
+    assert f"; {fix}" in line and PASSWORD not in result.output and len(line.splitlines()) == 1, line

@@ -324,6 +324,15 @@ _CONNECT_FIXES: Final = (
     ),
     (re.compile(r"could not translate host name|failed to resolve host"), "correct the host name in the store URL"),
     (re.compile(r"invalid \S+ value|invalid port number|invalid integer value"), "correct it in the store URL"),
+    (
+        re.compile(r"server does not support SSL, but SSL was required"),
+        "the server takes no TLS: drop sslmode from the store URL, or turn ssl on in the server's postgresql.conf",
+    ),
+    (
+        re.compile(r"invalid response to SSL negotiation|expected authentication request from server"),
+        "another kind of server answers on that port, not PostgreSQL: correct the port in the store URL (PostgreSQL's"
+        " is 5432 unless set otherwise)",
+    ),
 )
 """What libpq says when a connection fails, and the fix: "connection failed: ... Connection refused" told what went
 wrong and left the fix to guess; each is a setting of the store URL (or the server) to change."""
