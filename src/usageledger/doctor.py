@@ -47,6 +47,7 @@ from usageledger.errors import (
     StoreError,
 )
 from usageledger.store import check_store_url, is_postgres_url, open_existing_store, open_store
+from usageledger.store._base import BaseStore
 from usageledger.store._filelock import Writer, writer
 
 __all__ = ["Diagnosis", "Finding", "Status", "diagnose"]
@@ -390,6 +391,33 @@ def _probe(
 # --- store ------------------------------------------------------------------------------------------------
 
 
+def _missing_rights(store: BaseStore, shown: str) -> list[Finding] | None:
+    """The store finding of a made PostgreSQL store, from the rights its role holds on its tables, or None for the
+    probe that creates a table to decide: a role that may write each table of a made store, but create none in its
+    schema, syncs it well, and was told it "opens but refuses writes"."""
+    from usageledger.store.postgres import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        return None
+    try:
+        missing = store.missing_rights()
+    except StoreError as exc:
+        return [Finding("store", "fail", f"cannot read the rights on {shown}: {exc}", "see the store's error")]
+    if missing is None:
+        return None
+    if missing:
+        said = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        return [
+            Finding(
+                "store",
+                "fail",
+                f"{shown} opens but its role may not sync it: it lacks {said}",
+                f"use the role that made the store, or have it run {store.grants()}",
+            )
+        ]
+    return [Finding("store", "ok", f"{shown} opens and its role may write every table of it")]
+
+
 class _Rollback(Exception):
     """Raised inside the write probe's transaction so nothing it wrote stays."""
 
@@ -462,23 +490,29 @@ def _check_store(url: str, source: str) -> list[Finding]:
         )
         return [Finding("store", "fail", f"cannot open {shown}: {exc}", fix)]
     with opened:
-        try:
-            with opened.transaction():
-                opened.execute("CREATE TABLE usageledger_doctor_probe (x INTEGER)")
-                opened.execute("INSERT INTO usageledger_doctor_probe VALUES (1)")
-                raise _Rollback
-        except _Rollback:
-            pass
-        except StoreError as exc:
-            return [
-                Finding(
-                    "store",
-                    "fail",
-                    f"{shown} opens but refuses writes: {exc}",
-                    "give this user write access to the file (or CREATE/INSERT rights on the database)",
-                )
-            ]
-        out = [Finding("store", "ok", f"{shown} opens and accepts writes")]
+        out = _missing_rights(opened, shown)
+        if out is None:
+            try:
+                with opened.transaction():
+                    opened.execute("CREATE TABLE usageledger_doctor_probe (x INTEGER)")
+                    opened.execute("INSERT INTO usageledger_doctor_probe VALUES (1)")
+                    raise _Rollback
+            except _Rollback:
+                pass
+            except StoreError as exc:
+                return [
+                    Finding(
+                        "store",
+                        "fail",
+                        f"{shown} opens but refuses writes: {exc}",
+                        "grant the role what the message names, or use the database's owner"
+                        if is_postgres_url(url)
+                        else "give this user write access to the file",
+                    )
+                ]
+            out = [Finding("store", "ok", f"{shown} opens and accepts writes")]
+        elif out[0].status == "fail":
+            return out
         try:
             pending = opened.pending_migrations()
         except StoreError as exc:

@@ -356,6 +356,38 @@ def test_a_postgres_store_is_checked_like_duckdb(setup: Path, emulator_url: str,
         assert store.query("SELECT to_regclass('usageledger_doctor_probe')") == [(None,)]
 
 
+@pytest.mark.postgres
+def test_a_postgres_role_is_judged_by_its_rights_on_the_stores_tables(
+    setup: Path, emulator_url: str, migrated_pg_url: str, request: pytest.FixtureRequest
+) -> None:
+    """The store check created a table to see whether the store takes writes, and so failed a role that may write
+    every table of a made store but create none in its schema (PostgreSQL 15 on: every role but the database's owner),
+    which syncs it well: "opens but refuses writes ... permission denied for schema public". It reads the role's
+    rights on the store's tables now: one that may only read is told what it lacks and the grants; granted, it
+    passes."""
+    import uuid
+
+    cluster = request.getfixturevalue("_pg_cluster")
+    database = migrated_pg_url.rsplit("/", 1)[1]
+    role = f"r{uuid.uuid4().hex[:12]}"
+    cluster.sql(f"CREATE ROLE {role} LOGIN")
+    cluster.sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}", database=database)
+    url = migrated_pg_url.replace("postgresql://postgres@", f"postgresql://{role}:hunter2secret@", 1)
+    assert url != migrated_pg_url
+    reader = run(emulator_url, store=url).by_check("store")
+    assert reader.status == "fail", reader
+    assert "opens but its role may not sync it: it lacks USAGE on credit_topups_seq, USAGE on revisions_seq" in (
+        reader.finding
+    )
+    grants = reader.fix.split("or have it run ", 1)[1].split(" (the store's schema", 1)[0].split(" and ")
+    assert len(grants) == 2 and "hunter2secret" not in f"{reader.finding} {reader.fix}", reader
+    for grant in grants:
+        cluster.sql(grant, database=database)
+    writer = run(emulator_url, store=url)
+    assert writer.by_check("store").status == "ok" and writer.ok, writer.findings
+    assert writer.by_check("store").finding.endswith("opens and its role may write every table of it")
+
+
 def test_a_store_password_with_a_hash_is_masked_whole(setup: Path, emulator_url: str) -> None:
     """A password holding '#' (which URL parsing takes for a fragment) is masked whole by the one masker."""
     port = dead_url().rsplit(":", 1)[1].split("/")[0]

@@ -95,6 +95,33 @@ class PostgresStore(BaseStore):
             return self._refused_right(said)
         return StoreError(f"PostgreSQL: {said}")
 
+    def missing_rights(self) -> list[str] | None:
+        """What the role lacks to sync a made, current store (``"INSERT on streams"``, ...; empty when nothing), or
+        None for a store not made yet or with migrations pending, which creating or altering tables decides: `doctor`
+        probed every store by creating a table, and so failed a role that may write every table of a made store but
+        create none in its schema (PostgreSQL 15 on: every role but the database's owner), which syncs it well."""
+        if not self.applied_migrations() or self.pending_migrations():
+            return None
+        rows = self.query(
+            "SELECT c.relname, c.relkind, p.name FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()"
+            " CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p(name)"
+            " WHERE c.relname = ANY(%s) AND ((c.relkind IN ('r', 'p') AND NOT has_table_privilege(c.oid, p.name))"
+            # nextval() takes USAGE or UPDATE: has_sequence_privilege is true when the role holds either
+            "   OR (c.relkind = 'S' AND p.name = 'UPDATE' AND NOT has_sequence_privilege(c.oid, 'USAGE, UPDATE')))"
+            " ORDER BY c.relkind, c.relname, array_position(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'], p.name)",
+            [sorted(_schema_names())],
+        )
+        return [f"{'USAGE' if kind == 'S' else right} on {name}" for name, kind, right in rows]
+
+    def grants(self) -> str:
+        """The statements that give this connection's role what a sync needs of a made store."""
+        role = self._con.info.user
+        return (
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role} and GRANT USAGE, SELECT,"
+            f" UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role} (the store's schema, if not public)"
+        )
+
     def _refused_right(self, said: str) -> StoreError:
         """The one line for a statement the role may not run: which role, which store, and the grant that lets it.
         A role without CREATE on the schema said "PostgreSQL: permission denied for schema public" to `init` and to
@@ -111,8 +138,7 @@ class PostgresStore(BaseStore):
             )
         return StoreError(
             f"the role {role} may not write the PostgreSQL store {shown} ({said}); use the role that made the store,"
-            f" or have it run GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role} and GRANT"
-            f" USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role} (the store's schema, if not public)"
+            f" or have it run {self.grants()}"
         )
 
     @contextlib.contextmanager
@@ -340,8 +366,8 @@ wrong and left the fix to guess; each is a setting of the store URL (or the serv
 
 @functools.cache
 def _schema_names() -> frozenset[str]:
-    """The tables and views usageledger's migrations make, read from their statements."""
-    made = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(\w+)", re.I)
+    """The tables, views and sequences usageledger's migrations make, read from their statements."""
+    made = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW|SEQUENCE)\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(\w+)", re.I)
     return frozenset(
         name
         for migration in migrations.pending([])
