@@ -74,3 +74,25 @@ def test_a_folder_of_the_lake_that_is_no_table_takes_an_export_and_the_lake_stil
     assert (out / "costs.csv").is_file()
     again = CliRunner().invoke(app, ["export", "--store", str(demo_command_store), *LAKE, "-o", str(lake)])
     assert again.exit_code == 0 and "(0 of " in again.stderr, again.output
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["-e", "costs"], [], ["--format", "focus"], ["--format", "delta"], ["--format", "parquet", "-e", "costs"]],
+    ids=["one-file", "folder", "focus", "delta", "parquet"],
+)
+def test_an_output_under_a_file_names_output_before_the_store_is_read(
+    migrated_pg_url: str, tmp_path: Path, argv: list[str]
+) -> None:
+    """`export -o notes.txt/x.csv` (a file where a folder is meant) said "File exists: notes.txt; pick a path that
+    does not exist yet" (CSV, FOCUS) or "Not a directory: notes.txt/x.csv" (Delta), exit 1, naming no flag, after
+    reading the store. Said first now, naming --output, exit 2, as `report --html` and `statement --csv` say it."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep\n")
+    target = notes / ("x.parquet" if "parquet" in argv else "x.csv")
+    result = CliRunner().invoke(app, ["export", "--store", migrated_pg_url, *argv, "--output", str(target)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: --output: {notes} is a file, not a folder, so {target} cannot be made; give a path in a folder"
+    )
+    assert notes.read_text() == "keep\n" and sorted(tmp_path.iterdir()) == [notes]

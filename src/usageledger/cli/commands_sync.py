@@ -705,6 +705,12 @@ def export_command(
     binary = format == "parquet" or (format == "focus" and focus_format == "parquet")
     if binary and output == "-" and sys.stdout.isatty():  # Parquet bytes would garble, even drive, the terminal
         raise ParameterError("--output", "Parquet is binary and stdout is a terminal; pass --output FILE, or pipe it")
+    # `-o notes.txt/x.csv` said "File exists: notes.txt; pick a path that does not exist yet" (CSV, FOCUS) or "Not a
+    # directory" (Delta), exit 1, naming no flag, after the store was read: said first now, as `report --html` does.
+    if output != "-" and (blocked := file_in_the_way(Path(output).expanduser())) is not None:
+        raise ParameterError(
+            "--output", f"{blocked} is a file, not a folder, so {output} cannot be made; give a path in a folder"
+        )
     config = load_config(config_path)
     now = timeutil.now_unix()
     since_at, until_at = _since(since, now), _time(until, "--until", now)
