@@ -333,3 +333,24 @@ def test_tls_the_server_lacks_or_a_port_that_is_not_postgres_says_the_fix(
     line = result.stderr.strip()
     assert line.startswith("error: cannot connect to the PostgreSQL store postgresql://"), line
     assert f"; {fix}" in line and PASSWORD not in result.output and len(line.splitlines()) == 1, line
+
+
+@pytest.mark.parametrize(("path", "said"), [("", "names no database"), ("/", "names no database"), ("/x?q", "q")])
+def test_a_url_without_a_database_or_with_a_mistyped_parameter_says_the_fix(
+    postgres_url: str, path: str, said: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """`postgresql://u:pw@host:5432` (no /DBNAME) was told 'database "u" does not exist; create the database first
+    (createdb u)': libpq takes the user name for the database, and the fix made a database named after the user.
+    `?sslmod=disable` said 'invalid URI query parameter: "sslmod"' and no more. Each says its fix now."""
+    monkeypatch.delenv("PGDATABASE", raising=False)
+    base = _with(postgres_url, user=_role(request)).rsplit("/", 1)[0]  # a role no database is named after
+    url = base + path.replace("?q", "?sslmod=disable")
+    result = CliRunner().invoke(app, ["status", "--store", url])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    fix = (
+        "; the store URL names no database, so PostgreSQL took the user name for it: add /DBNAME to the URL"
+        if said != "q"
+        else '"sslmod"; correct its name (sslmode, connect_timeout, ...) in the store URL, or remove it'
+    )
+    assert line.endswith(fix) and PASSWORD not in result.output and len(line.splitlines()) == 1, line

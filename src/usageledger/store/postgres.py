@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -55,7 +56,7 @@ class PostgresStore(BaseStore):
             # `from None`: libpq's own error quotes the URL it could not parse whole, password and all, and a chained
             # cause would carry it into every traceback of the StoreError.
             raise StoreError(
-                f"cannot connect to the PostgreSQL store {_redact(url)}: {said}{_connect_fix(said)}"
+                f"cannot connect to the PostgreSQL store {_redact(url)}: {said}{_connect_fix(said, url)}"
             ) from None
         self._con.execute("SET TIME ZONE 'UTC'")
         self._held_runs: set[str] = set()
@@ -351,6 +352,10 @@ _CONNECT_FIXES: Final = (
     (re.compile(r"could not translate host name|failed to resolve host"), "correct the host name in the store URL"),
     (re.compile(r"invalid \S+ value|invalid port number|invalid integer value"), "correct it in the store URL"),
     (
+        re.compile(r"invalid URI query parameter"),
+        "correct its name (sslmode, connect_timeout, ...) in the store URL, or remove it",
+    ),
+    (
         re.compile(r"server does not support SSL, but SSL was required"),
         "the server takes no TLS: drop sslmode from the store URL, or turn ssl on in the server's postgresql.conf",
     ),
@@ -376,6 +381,17 @@ def _schema_names() -> frozenset[str]:
     )
 
 
+def _names_database(url: str) -> bool:
+    """Whether the ``postgresql://`` URL names a database (a path after the host, or ``?dbname=``)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return True  # one urllib cannot read: libpq's own words stand
+    return bool(parts.path.strip("/")) or bool(parse_qs(parts.query).get("dbname"))
+
+
 def _check_reserved(pg: Any, url: str) -> None:
     """Refuse a URL whose user name, password or database name holds an ``@`` (or whose password holds a ``/``)
     unencoded: libpq ends the user and password at the first ``@`` (or ``/``), so ``postgresql://u:p@ss@db.host/x``
@@ -393,8 +409,17 @@ def _check_reserved(pg: Any, url: str) -> None:
         )
 
 
-def _connect_fix(said: str) -> str:
+def _connect_fix(said: str, url: str) -> str:
     """``"; <the fix>"`` for a connection failure libpq described as ``said``, or nothing for one not known."""
+    if (
+        'database "' in said
+        and "does not exist" in said
+        and not _names_database(url)
+        and not os.environ.get("PGDATABASE")
+    ):
+        # `postgresql://u@host` (no /DBNAME): libpq takes the user name for the database, and the fix said to
+        # `createdb u`, a database named after the user, where the URL only lacked the one meant.
+        return "; the store URL names no database, so PostgreSQL took the user name for it: add /DBNAME to the URL"
     for pattern, fix in _CONNECT_FIXES:
         match = pattern.search(said)
         if match is not None:
