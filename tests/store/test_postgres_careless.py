@@ -354,3 +354,16 @@ def test_a_url_without_a_database_or_with_a_mistyped_parameter_says_the_fix(
         else '"sslmod"; correct its name (sslmode, connect_timeout, ...) in the store URL, or remove it'
     )
     assert line.endswith(fix) and PASSWORD not in result.output and len(line.splitlines()) == 1, line
+
+
+@pytest.mark.parametrize("password", [f"{PASSWORD}%", f"50%{PASSWORD}", f"{PASSWORD}%zz"])
+def test_a_percent_sign_left_in_the_password_says_to_encode_it(password: str) -> None:
+    """A password holding a bare % (`50%off`) said 'invalid percent-encoded token: "***"' and no more: the URL
+    decodes %XX, so the % itself is written %25. Said now, with the password never shown."""
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(f"postgresql://ledger:{password}@127.0.0.1:5432/ledger")
+    message = str(caught.value)
+    assert message.endswith(
+        "; write each % in the user name, password or database name as %25, or keep the password in PGPASSFILE"
+    ), message
+    assert PASSWORD not in message

@@ -352,6 +352,10 @@ _CONNECT_FIXES: Final = (
     (re.compile(r"could not translate host name|failed to resolve host"), "correct the host name in the store URL"),
     (re.compile(r"invalid \S+ value|invalid port number|invalid integer value"), "correct it in the store URL"),
     (
+        re.compile(r"invalid percent-encoded token"),
+        "write each % in the user name, password or database name as %25, or keep the password in PGPASSFILE",
+    ),
+    (
         re.compile(r"invalid URI query parameter"),
         "correct its name (sslmode, connect_timeout, ...) in the store URL, or remove it",
     ),
