@@ -367,3 +367,26 @@ def test_a_percent_sign_left_in_the_password_says_to_encode_it(password: str) ->
         "; write each % in the user name, password or database name as %25, or keep the password in PGPASSFILE"
     ), message
     assert PASSWORD not in message
+
+
+def test_a_search_path_to_a_schema_not_made_says_to_make_it(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store kept in a schema of its own (`?options=-csearch_path%3Dledger`) before `CREATE SCHEMA ledger` said
+    "error: PostgreSQL: no schema has been selected to create in", naming neither the store nor the fix. One line
+    now, the password masked; made, the schema takes the store."""
+    url = _with(pg_url) + "?options=-csearch_path%3Dledger"
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init", "--store", url])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    assert line == (
+        f"error: the PostgreSQL store {url.replace(PASSWORD, '***')}: no schema has been selected to create in, as no"
+        " schema its search_path names exists; create the schema first (CREATE SCHEMA name, as the database's owner)"
+        " or correct search_path in the URL"
+    ), line
+    with open_store(pg_url, migrate=False) as store:
+        store.execute("CREATE SCHEMA ledger")
+    assert CliRunner().invoke(app, ["init", "--store", url, "--force"]).exit_code == 0
+    with open_store(pg_url, migrate=False) as store:
+        assert store.query("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'ledger'")[0][0] > 0

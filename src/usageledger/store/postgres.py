@@ -94,6 +94,13 @@ class PostgresStore(BaseStore):
             )
         if isinstance(exc, self._pg.errors.InsufficientPrivilege):
             return self._refused_right(said)
+        if isinstance(exc, self._pg.errors.InvalidSchemaName):
+            # `?options=-csearch_path%3Dledger` before `CREATE SCHEMA ledger`: "PostgreSQL: no schema has been
+            # selected to create in", naming neither the store nor its search_path.
+            return StoreError(
+                f"the PostgreSQL store {_redact(self.url)}: {said}, as no schema its search_path names exists; create"
+                " the schema first (CREATE SCHEMA name, as the database's owner) or correct search_path in the URL"
+            )
         return StoreError(f"PostgreSQL: {said}")
 
     def missing_rights(self) -> list[str] | None:
