@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -274,12 +274,24 @@ class _ProgressView:
             console=_app.err_console,
             transient=False,
         )
-        self.live = self.progress
+        self.live = self._shown()
+
+    @contextlib.contextmanager
+    def _shown(self) -> Iterator[None]:
+        """The display, from the run's start (its first event) to the block's end. Started with the block, it wrote
+        an empty line to a stderr that is no terminal (a cron job's, a CI log) when it stopped, before a sync refused
+        ahead of its run (a role that may only read the store): "\nerror: ...", two lines where one was meant."""
+        try:
+            yield
+        finally:
+            if self.progress.live.is_started:
+                self.progress.stop()
 
     def __call__(self, event: Any) -> None:
         from usageledger import sync as engine
 
         if isinstance(event, engine.RunStarted):
+            self.progress.start()
             windows = sum(len(p.windows) for p in event.plans)
             self.total = self.progress.add_task(
                 f"[bold]{len(event.plans)} streams", total=windows or 1, detail="", completed=0 if windows else 1
