@@ -231,3 +231,48 @@ def test_metrics_and_the_mcp_tools_read_a_postgres_store(pg_store: BaseStore) ->
     [match] = [m for m in tools.lookup(project["name"])["matches"] if m["id"] == project["project_id"]]
     assert match["kind"] == "project"
     assert tools.lookup("50%_\\")["matches"] == []
+
+
+def _promql_uses(expr: str) -> dict[str, set[str]]:
+    """Each metric an expression (or a `label_values(metric, label)` variable query) reads -> the labels it asks of
+    it: in its `{...}` matchers, and in the `by (...)` and `label_values` around it (those apply to every metric
+    the expression reads, which is one metric in each of these dashboards' queries)."""
+    around = {label for group in re.findall(r"\bby \(([^)]*)\)", expr) for label in group.split(", ")}
+    around |= set(re.findall(r"label_values\(\s*\w+\s*,\s*(\w+)\s*\)", expr))
+    uses: dict[str, set[str]] = {}
+    for name, matchers in re.findall(r"\b(usageledger_[a-z_]+)(\{[^}]*\})?", expr):
+        uses.setdefault(name, set()).update(around, re.findall(r"(\w+)\s*=~?", matchers))
+    return uses
+
+
+def test_every_prometheus_panel_reads_series_a_scrape_of_the_demo_store_has(demo_command_store: Path) -> None:
+    """The dashboard's queries checked against what `/metrics` really serves, over the store `usageledger demo`
+    makes (scraped through serve's app), not against a list of names: each metric a panel or variable reads has
+    series, and each label it filters, groups or labels its legend by is on them; a query that names a label
+    the page does not export reads nothing in Grafana, with no error."""
+    from starlette.testclient import TestClient
+
+    from usageledger.serve import build_app
+
+    with TestClient(build_app(str(demo_command_store))) as client:
+        scrape = client.get("/metrics")
+    assert scrape.status_code == 200, scrape.text
+    exported: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(scrape.text):
+        for sample in family.samples:
+            exported.setdefault(sample.name, set()).update(sample.labels)
+    doc = _dashboard("usageledger-prometheus.json")
+    queries = [(t["expr"], t.get("legendFormat", "")) for t in _targets(doc)]
+    queries += [(v["definition"], "") for v in doc["templating"]["list"] if v["type"] == "query"]
+    assert len(queries) >= 12
+    for expr, legend in queries:
+        uses = _promql_uses(expr)
+        assert uses, f"no usageledger metric in {expr!r}"
+        for name, labels in uses.items():
+            assert name in exported, f"{expr!r} reads {name}, which a scrape of the demo store does not have"
+            shown = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
+            missing = (labels | shown) - exported[name]
+            assert not missing, f"{expr!r} (legend {legend!r}) asks {name} for {missing}; it has {exported[name]}"
+        if re.search(r"\bsum\b", expr):  # a sum keeps only its `by` labels: a legend naming another shows nothing
+            kept = {label for group in re.findall(r"\bby \(([^)]*)\)", expr) for label in group.split(", ")}
+            assert shown <= kept, f"{expr!r} sums {shown - kept} away, which its legend {legend!r} shows"
