@@ -460,6 +460,29 @@ def test_an_until_after_today_ends_the_period_with_today(demo_store: Path) -> No
     assert period["first_day"] == "2026-11-01" and period["last_day"] == datetime.now(UTC).date().isoformat(), period
 
 
+@pytest.mark.parametrize("until", ["9999-12-31T23:59:59Z", "9999-12-31T00:00:01Z", "253402300799"])
+def test_an_until_in_the_last_day_there_is_ends_the_period_with_today(demo_store: Path, until: str) -> None:
+    """An end inside 9999-12-31, the last day a date holds, is the day after it, which no date holds: `report`
+    and `reconcile --until 9999-12-31T23:59:59Z` died in a traceback (OverflowError), the dashboard's /api/report
+    answered 500 and the MCP tools "Error executing tool spend", naming nothing. Like any end after today, it
+    ends the period with today."""
+    now = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    assert report_period("2026-11-01", until, now=now) == Period(date(2026, 11, 1), date(2026, 11, 21))
+    period = ["--store", str(demo_store), "--since", "2026-11-01", "--until", until]
+    reconciled = CliRunner().invoke(app, ["reconcile", *period])
+    assert reconciled.exit_code == 0 and reconciled.exception is None, reconciled.output
+    done = CliRunner().invoke(app, ["report", *period, "-f", "json"])
+    assert done.exit_code == 0 and done.exception is None, done.output
+    report = json.loads(done.stdout)
+    assert report["period"]["first_day"] == "2026-11-01"
+    assert report["period"]["last_day"] == datetime.now(UTC).date().isoformat(), report["period"]
+    with TestClient(build_app(str(demo_store))) as client:
+        answer = client.get("/api/report", params={"since": "2026-11-01", "until": until})
+    assert answer.status_code == 200 and answer.json()["period"] == report["period"], answer.text
+    tools = LedgerTools(lambda: open_store(demo_store, migrate=False, read_only=True), Config(), clock=lambda: now)
+    assert tools.spend("2026-11-01", until)["period"]["last_day"] == "2026-11-20"
+
+
 @pytest.mark.parametrize("since", ["1m", "90m", "30s", " 5 ms "])
 def test_a_period_since_minutes_or_seconds_is_refused(since: str) -> None:
     """`--since 1m`, meant as a month, was one minute: the report covered today alone and said nothing. A span of

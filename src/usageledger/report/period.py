@@ -23,11 +23,13 @@ _BELOW_AN_HOUR: Final = frozenset({"m", "s", "ms"})
 
 
 def report_day(value: str, *, now: int, param: str, end: bool, since: bool = False) -> date:
-    """The UTC day ``value`` names; with ``since``, a span of days follows the period rule (:func:`since_unix`)."""
+    """The UTC day ``value`` names; with ``since``, a span of days follows the period rule (:func:`since_unix`).
+    An ``end`` inside the last day a date holds (9999-12-31) is that day: the day after it is no date, and such an
+    end is long after today, which ends every period."""
     ts = since_unix(value, now=now, param=param) if since else to_unix(value, now=now, param=param)
     moment = datetime.fromtimestamp(ts, UTC)
     day = moment.date()
-    if end and moment != day_start(day):
+    if end and moment != day_start(day) and day < date.max:
         day += timedelta(days=1)
     return day
 
