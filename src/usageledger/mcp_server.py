@@ -381,8 +381,9 @@ def build_server(tools: LedgerTools) -> MCPServer:
         org: Org = None,
     ) -> dict[str, Any]:
         """Find projects, users, service accounts and API keys in the synced directory: by exact ID, or by part of a
-        name or email (case-insensitive). Returns each match's ID, name, status and org: names for IDs and IDs for
-        names."""
+        name (the directory's, or the one the config's [names] gives, which the other tools show) or email
+        (case-insensitive). Returns each match's ID, name, label (the name the other tools show), status and org:
+        names for IDs and IDs for names."""
         return tools.lookup(query, kind, org)
 
     return server

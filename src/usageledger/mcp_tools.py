@@ -443,18 +443,29 @@ class LedgerTools:
         }
 
     def lookup(self, query: str, kind: str | None = None, org: str | None = None) -> Document:
-        """Directory items whose ID equals ``query`` or whose name or email contains it (case-insensitive)."""
+        """Directory items whose ID equals ``query`` or whose name or email contains it (case-insensitive), the
+        name the directory gives or the one the config's ``[names]`` gives it, which the other tools show and take:
+        a project ``[names]`` calls "Search" was answered by ``spend`` as "Search", and ``lookup("Search")`` found
+        nothing."""
         text = query.strip()
         if not text:
             raise ParameterError("query", "give an ID or part of a name")
         kinds = _LOOKUP_KINDS if kind is None else (_choice(kind, _LOOKUP_KINDS, "kind"),)
+        overrides = self._overrides()
+        renamed = sorted(
+            ident
+            for table in (overrides.projects, overrides.users, overrides.api_keys)
+            for ident, name in table.items()
+            if text.lower() in name.lower()
+        )
         where = [
             f"kind IN ({', '.join(['%s'] * len(kinds))})",
-            "(id = %s OR lower(name) LIKE %s ESCAPE '\\' OR lower(email) LIKE %s ESCAPE '\\')",
+            "(id = %s OR lower(name) LIKE %s ESCAPE '\\' OR lower(email) LIKE %s ESCAPE '\\'"
+            + (f" OR id IN ({', '.join(['%s'] * len(renamed))}))" if renamed else ")"),
         ]
         # A literal match: LIKE's wildcards in the query are escaped.
         like = "%" + "".join("\\" + c if c in "\\%_" else c for c in text.lower()) + "%"
-        params: list[object] = [*kinds, text, like, like]
+        params: list[object] = [*kinds, text, like, like, *renamed]
         if org is not None:
             where.append("org = %s")
             params.append(org)
@@ -464,7 +475,7 @@ class LedgerTools:
         )
         with self._reading(org) as store:
             rows = store.query(sql, params)
-            names = resolve_names(store, org=org, overrides=self._overrides())
+            names = resolve_names(store, org=org, overrides=overrides)
         matches = [
             {
                 "org": o,

@@ -521,6 +521,32 @@ async def test_spend_by_day_is_bounded_and_says_so(synced: str) -> None:
     assert len(doc["rows"]) == doc["rows_total"] == 366 and doc["truncated"] is False
 
 
+def test_lookup_finds_a_name_the_configs_names_give(synced: str) -> None:
+    """`[names]` renames a project, and `spend` shows and takes the new name; `lookup` matched only the directory's
+    name, so an assistant asking it for the ID of a project `spend` had just named got no match. It finds an item by
+    either name now, a part of it in any case, and says the config's name in `label`."""
+    from usageledger.config import parse_config
+    from usageledger.mcp_tools import LedgerTools
+
+    with open_existing_store(synced) as store:
+        (first, (name, _)), (second, _) = sorted(current_names(store, "default", "project").items())[:2]
+    assert name is not None
+    renamed = parse_config({"names": {"projects": {first: "Zebra Budget", second: "zebra crossing"}}})
+    tools = LedgerTools(lambda: open_existing_store(synced), renamed)
+    found = tools.lookup("ZEBRA")["matches"]
+    assert [(m["id"], m["label"]) for m in found] == [(first, "Zebra Budget"), (second, "zebra crossing")], found
+    assert [m["id"] for m in tools.lookup("budget", kind="project")["matches"]] == [first]
+    assert tools.lookup("budget", kind="user")["matches"] == []
+    spend = tools.spend(SINCE, UNTIL, project="Zebra Budget")
+    assert spend["scope"]["project"] == first
+    # the directory's own name still finds it, and a name nothing gives finds nothing
+    assert first in {m["id"] for m in tools.lookup(name)["matches"]}
+    assert (
+        tools.lookup("zebra")["matches"]
+        and LedgerTools(tools.open_store, parse_config({})).lookup("zebra")["matches"] == []
+    )
+
+
 def test_every_breakdown_is_capped_biggest_first(synced: str) -> None:
     """A breakdown had no cap (an org with thousands of keys, or a long period by line item, is one answer as long as
     them): at most ``max_rows`` rows, the biggest, with ``truncated`` and ``rows_total``; the total stays the whole."""
