@@ -244,10 +244,11 @@ def export(
     if changed_since is not None and not deltas:
         raise ConfigError("--changed-since: only a --deltas export reads changes; add --deltas")
     now = timeutil.now_unix()
-    start, end, changed = (
+    start, end = (
         None if value is None else timeutil.to_unix(value, now=now, param=param)
-        for value, param in ((since, "since"), (until, "until"), (changed_since, "changed_since"))
+        for value, param in ((since, "since"), (until, "until"))
     )
+    changed = None if changed_since is None else timeutil.seen_since_unix(changed_since, now=now, param="changed_since")
     at = None if as_of is None else timeutil.past_unix(as_of, now=now, param="as_of")  # the ledger's past only
     timeutil.check_range(start, end, now=now, start_param="since", end_param="until", stored=True)
     _check_choice("fmt", fmt, typing.get_args(ExportFormat))

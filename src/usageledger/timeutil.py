@@ -202,6 +202,21 @@ def past_unix(value: TimeInput, *, now: float, param: str = "--as-of") -> int:
     return result
 
 
+def seen_since_unix(value: TimeInput, *, now: float, param: str = "--changed-since") -> int:
+    """The time after which changes are asked for (``export --deltas --changed-since``, the library's ``deltas`` and
+    ``changes``), as :func:`to_unix` reads it. A later time than now is refused, naming ``param``: the revision log
+    holds no change seen after now, so a year mistyped (2027 for 2026) gave an empty export, "Exported 0 rows",
+    without a word."""
+    result = to_unix(value, now=now, param=param)
+    if result > now:
+        raise ParameterError(
+            param,
+            f"{_shown(value)} is {iso(result)}, after now ({iso(int(now))}); no change has been seen after it yet:"
+            f" pass an earlier time, or leave {param} out for every change",
+        )
+    return result
+
+
 def span_unit(value: str) -> str | None:
     """The unit of ``value`` when it is a span back from now (``15m``: ``"m"``), else ``None`` (a date, a datetime,
     Unix seconds): read by the one duration pattern, so a rule about spans never re-parses one its own way."""

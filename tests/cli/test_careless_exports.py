@@ -96,3 +96,33 @@ def test_an_output_under_a_file_names_output_before_the_store_is_read(
         f"error: --output: {notes} is a file, not a folder, so {target} cannot be made; give a path in a folder"
     )
     assert notes.read_text() == "keep\n" and sorted(tmp_path.iterdir()) == [notes]
+
+
+def test_changes_asked_for_after_now_are_refused_not_exported_empty(demo_command_store: Path, tmp_path: Path) -> None:
+    """`export --deltas --changed-since` a year mistyped (2027 for 2026, a time after now) wrote "Exported 0 rows"
+    and an empty file without a word, as did the library's `deltas` and `changes` ("no changes"): the log holds no
+    change seen after now. Each is refused on one line naming the argument; a time before now still exports."""
+    from datetime import UTC, datetime, timedelta
+
+    from usageledger.errors import ParameterError
+    from usageledger.export import export
+    from usageledger.report import changes, deltas
+    from usageledger.store import open_existing_store
+
+    later = (datetime.now(UTC) + timedelta(days=400)).date().isoformat()
+    out = tmp_path / "deltas.csv"
+    argv = ["export", "--store", str(demo_command_store), "-e", "costs", "--deltas", "-o", str(out)]
+    refused = CliRunner().invoke(app, [*argv, "--changed-since", later])
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1, refused.output
+    assert refused.output.startswith(f"error: --changed-since: '{later}' is {later}T00:00:00Z, after now ("), (
+        refused.output
+    )
+    assert "leave --changed-since out for every change" in refused.output and not out.exists()
+    with open_existing_store(str(demo_command_store)) as store:
+        with pytest.raises(ParameterError, match=r"^changed_since: .* after now"):
+            export(store, "csv", tmp_path / "lib.csv", endpoints=["costs"], deltas=True, changed_since=later)
+        for read in (changes, deltas):
+            with pytest.raises(ParameterError, match=r"^since: .* after now"):
+                read(store, since=later)
+    done = CliRunner().invoke(app, [*argv, "--changed-since", "2020-01-01"])
+    assert done.exit_code == 0 and out.read_text(encoding="utf-8").count("\n") > 1, done.output

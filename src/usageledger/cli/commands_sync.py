@@ -775,7 +775,7 @@ def export_command(
         )
         return
     as_of_at = None if as_of is None else timeutil.past_unix(as_of, now=now, param="--as-of")
-    changed_at = _time(changed_since, "--changed-since", now)
+    changed_at = None if changed_since is None else timeutil.seen_since_unix(changed_since, now=now)
     if changed_at is not None and not deltas:
         raise ParameterError("--changed-since", "only a --deltas export reads changes; add --deltas")
     if changed_at is not None and as_of_at is not None and changed_at >= as_of_at:

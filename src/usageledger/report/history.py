@@ -351,6 +351,8 @@ def _span(
     that can hold something (a reversed one answered "no changes"), ``org`` a name (an int leaked DuckDB's
     Conversion Error) the store holds (as ``--org``: one it does not hold answered "no changes")."""
     db = require_store(store)
+    if since is not None:  # one after now answered "no changes" (a year mistyped), as if none had been seen
+        timeutil.seen_since_unix(since, now=timeutil.now_unix(), param="since")
     lo = None if since is None else timeutil.since_unix(since, param="since")
     hi = None if until is None else timeutil.to_unix(until, param="until")
     if lo is not None and hi is not None and hi <= lo:
