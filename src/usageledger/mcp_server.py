@@ -21,6 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp.types import (
+    INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
     CallToolResult,
@@ -124,6 +125,7 @@ class _LedgerServer(MCPServer):
             requests_in, requests_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
             answers_in, answers_out = anyio.create_memory_object_stream[SessionMessage](0)
             unanswered: set[RequestId] = set()
+            names = [tool.name for tool in await super().list_tools()]
 
             async def read() -> None:
                 async with requests_in:
@@ -132,6 +134,9 @@ class _LedgerServer(MCPServer):
                             await write_stream.send(SessionMessage(_unreadable(item)))
                             continue
                         message = item.message
+                        if isinstance(message, JSONRPCRequest) and (refused := _bad_call(message, names)) is not None:
+                            await write_stream.send(SessionMessage(refused))
+                            continue
                         if isinstance(message, JSONRPCRequest):
                             unanswered.add(message.id)
                         elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
@@ -184,6 +189,13 @@ class _LedgerServer(MCPServer):
         for arg, value in arguments.items():
             _check_text(name, arg, value)
         known = {tool.name: tool.input_schema.get("properties", {}) for tool in await super().list_tools()}
+        if (
+            name not in known
+        ):  # the SDK said "Unknown tool: Spend" and no more: which tools there are, and the one meant
+            meant = [tool for tool in known if tool == name.strip().lower().replace("-", "_").replace(" ", "_")]
+            shown = "a name holding a secret" if _SECRET.search(name) else _said(name)
+            hint = f"did you mean {meant[0]}? " if meant else ""
+            raise ToolError(f"Unknown tool: {shown}; {hint}the tools are {', '.join(known)}")
         if name in known and (unknown := sorted(set(arguments) - set(known[name]))):
             takes = ", ".join(known[name]) or "no arguments"
             raise ToolError(f"Error executing tool {name}: {unknown[0]}: no such argument; {name} takes {takes}")
@@ -197,8 +209,7 @@ class _LedgerServer(MCPServer):
                 choices = [v for b in schema.get("anyOf", [schema]) for v in b.get("enum", [])]
                 kinds = " or ".join(_KINDS.get(t, t) for t in sorted(types - {"null"}))
                 wanted = f"one of {', '.join(choices)}" if choices else kinds
-                said = ("true" if value else "false") if kind == "boolean" else json.dumps(value)
-                said = said if len(said) <= 60 else said[:57] + "..."
+                said = ("true" if value else "false") if kind == "boolean" else _said(value)
                 raise ToolError(f"Error executing tool {name}: {arg}: {said} is a {kind}; give {wanted}")
         try:
             return await super().call_tool(name, arguments, context)
@@ -233,6 +244,35 @@ def _check_text(tool: str, arg: str, value: object) -> None:
                 f"Error executing tool {tool}: {arg}: holds a secret (an API key or a webhook URL), which no answer "
                 "repeats; give an ID or a name instead (the lookup tool finds them)"
             )
+
+
+def _said(value: object) -> str:
+    """A value as JSON writes it, cut to 60 characters: said back in a refusal, never whole."""
+    said = json.dumps(value)
+    return said if len(said) <= 60 else said[:57] + "..."
+
+
+def _bad_call(message: JSONRPCRequest, tools: list[str]) -> JSONRPCError | None:
+    """The protocol's error for a ``tools/call`` whose ``name`` is no string or whose ``arguments`` are no object
+    (``"arguments": []``, ``"arguments": "Search"``): the SDK answered "Invalid request parameters" and nothing
+    else, so a client could not tell which part to fix. ``None`` for any other request."""
+    if message.method != "tools/call":
+        return None
+    params = message.params or {}
+    name, arguments = params.get("name"), params.get("arguments")
+    if not isinstance(name, str):
+        said = f"name: give the tool's name as a string, one of {', '.join(tools)}"
+    elif arguments is not None and not isinstance(arguments, dict):
+        kind = "a list" if isinstance(arguments, list) else f"{_said(arguments)}, not an object"
+        said = (
+            f"arguments: {kind}; give an object of the tool's arguments by name"
+            ' ({"since": "7d"}), or leave arguments out for their defaults'
+        )
+    else:
+        return None
+    return JSONRPCError(
+        jsonrpc="2.0", id=message.id, error=ErrorData(code=INVALID_PARAMS, message=f"Invalid params: {said}")
+    )
 
 
 def _unreadable(exc: Exception) -> JSONRPCError:

@@ -391,6 +391,58 @@ def test_requests_read_before_stdin_closes_are_answered(synced: str) -> None:
     assert time.monotonic() - started < 50  # the cancelled request was not waited for (EOF_GRACE is 60 s)
 
 
+def test_a_call_of_no_tool_or_without_an_object_of_arguments_says_what_to_send(synced: str) -> None:
+    """A tool's name mistyped (`Spend`, `top-movers`) was answered "Unknown tool: Spend" and no more; arguments sent
+    as a list or a string, or a call with no name, were "Invalid request parameters" with nothing to say which part
+    was wrong. Each is now one line naming the part and what to send: the tools there are and the one meant, or an
+    object of arguments; a secret typed as the name is not said back."""
+    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "script", "version": "1"}}
+    secret = "sk-admin-" + "CANARY" * 4
+
+    def call(ident: int, **params: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": ident, "method": "tools/call", "params": params}
+
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        call(2, name="Spend", arguments={}),
+        call(3, name=" top-movers", arguments={}),
+        call(4, name=secret, arguments={}),
+        call(5, name="spend", arguments=[]),
+        call(6, name="lookup", arguments="Search"),
+        call(7, arguments={}),
+        call(8, name="spend", arguments={"since": SINCE, "until": UNTIL}),
+    ]
+    done = subprocess.run(
+        [*CLI, "mcp", "--store", synced],
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
+    )
+    answers = {a["id"]: a for a in map(json.loads, done.stdout.splitlines())}
+    assert set(answers) == {1, 2, 3, 4, 5, 6, 7, 8} and done.returncode == 0, (done.stdout[-500:], done.stderr)
+    tools = "the tools are spend, usage, top_movers, changes, alerts, lookup"
+    said = {i: answers[i]["result"]["content"][0]["text"] for i in (2, 3, 4) if answers[i]["result"]["isError"]}
+    assert said == {
+        2: f'Unknown tool: "Spend"; did you mean spend? {tools}',
+        3: f'Unknown tool: " top-movers"; did you mean top_movers? {tools}',
+        4: f"Unknown tool: a name holding a secret; {tools}",
+    }
+    errors = {i: answers[i]["error"] for i in (5, 6, 7)}
+    assert {e["code"] for e in errors.values()} == {-32602}
+    assert errors[5]["message"].startswith("Invalid params: arguments: a list; give an object of the tool's arguments")
+    assert errors[6]["message"].startswith('Invalid params: arguments: "Search", not an object; give an object')
+    assert errors[7]["message"] == (
+        "Invalid params: name: give the tool's name as a string, one of spend, usage, top_movers, changes, alerts,"
+        " lookup"
+    )
+    assert not answers[8]["result"].get("isError") and '"total"' in answers[8]["result"]["content"][0]["text"]
+    assert "CANARY" not in done.stdout + done.stderr
+
+
 def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "mcp", "--store", str(tmp_path / "none.duckdb")], capture_output=True, text=True, timeout=60
