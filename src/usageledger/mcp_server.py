@@ -126,6 +126,7 @@ class _LedgerServer(MCPServer):
             answers_in, answers_out = anyio.create_memory_object_stream[SessionMessage](0)
             unanswered: set[RequestId] = set()
             names = [tool.name for tool in await super().list_tools()]
+            opened = anyio.Event()  # an `initialize` request (or a bare `notifications/initialized`) was read
 
             async def read() -> None:
                 async with requests_in:
@@ -134,7 +135,10 @@ class _LedgerServer(MCPServer):
                             await write_stream.send(SessionMessage(_unreadable(item)))
                             continue
                         message = item.message
-                        if isinstance(message, JSONRPCRequest) and (refused := _bad_call(message, names)) is not None:
+                        if _opens_the_session(message):
+                            opened.set()
+                        refused = _bad_call(message, names, opened.is_set())
+                        if refused is not None:
                             await write_stream.send(SessionMessage(refused))
                             continue
                         if isinstance(message, JSONRPCRequest):
@@ -252,15 +256,30 @@ def _said(value: object) -> str:
     return said if len(said) <= 60 else said[:57] + "..."
 
 
-def _bad_call(message: JSONRPCRequest, tools: list[str]) -> JSONRPCError | None:
-    """The protocol's error for a ``tools/call`` whose ``name`` is no string or whose ``arguments`` are no object
-    (``"arguments": []``, ``"arguments": "Search"``): the SDK answered "Invalid request parameters" and nothing
-    else, so a client could not tell which part to fix. ``None`` for any other request."""
-    if message.method != "tools/call":
+def _opens_the_session(message: object) -> bool:
+    """Whether ``message`` opens the session's gate, as the SDK's: ``initialize``, or ``notifications/initialized``."""
+    if isinstance(message, JSONRPCRequest):
+        return message.method == "initialize"
+    return isinstance(message, JSONRPCNotification) and message.method == "notifications/initialized"
+
+
+def _bad_call(message: object, tools: list[str], opened: bool) -> JSONRPCError | None:
+    """The protocol's error for a ``tools/list`` or ``tools/call`` sent before ``initialize`` (a script piping its
+    calls in), and for a ``tools/call`` whose ``name`` is no string or whose ``arguments`` are no object
+    (``"arguments": []``, ``"arguments": "Search"``): the SDK answered each "Invalid request parameters" and nothing
+    else, so a client could not tell what to fix. ``None`` for any other message."""
+    if not isinstance(message, JSONRPCRequest) or message.method not in ("tools/list", "tools/call"):
         return None
     params = message.params or {}
     name, arguments = params.get("name"), params.get("arguments")
-    if not isinstance(name, str):
+    if not opened:
+        said = (
+            'the session is not initialized: send "initialize" first (and then "notifications/initialized"),'
+            f" then {message.method}"
+        )
+    elif message.method != "tools/call":
+        return None
+    elif not isinstance(name, str):
         said = f"name: give the tool's name as a string, one of {', '.join(tools)}"
     elif arguments is not None and not isinstance(arguments, dict):
         kind = "a list" if isinstance(arguments, list) else f"{_said(arguments)}, not an object"

@@ -393,9 +393,10 @@ def test_requests_read_before_stdin_closes_are_answered(synced: str) -> None:
 
 def test_a_call_of_no_tool_or_without_an_object_of_arguments_says_what_to_send(synced: str) -> None:
     """A tool's name mistyped (`Spend`, `top-movers`) was answered "Unknown tool: Spend" and no more; arguments sent
-    as a list or a string, or a call with no name, were "Invalid request parameters" with nothing to say which part
-    was wrong. Each is now one line naming the part and what to send: the tools there are and the one meant, or an
-    object of arguments; a secret typed as the name is not said back."""
+    as a list or a string, a call with no name, or one piped in before `initialize`, were "Invalid request
+    parameters" with nothing to say which part was wrong. Each is now one line naming the part and what to send:
+    the handshake first, the tools there are and the one meant, or an object of arguments; a secret typed as the
+    name is not said back."""
     kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
     hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "script", "version": "1"}}
     secret = "sk-admin-" + "CANARY" * 4
@@ -404,6 +405,7 @@ def test_a_call_of_no_tool_or_without_an_object_of_arguments_says_what_to_send(s
         return {"jsonrpc": "2.0", "id": ident, "method": "tools/call", "params": params}
 
     lines = [
+        call(0, name="spend", arguments={}),  # a script that skipped the handshake
         {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         call(2, name="Spend", arguments={}),
@@ -423,7 +425,12 @@ def test_a_call_of_no_tool_or_without_an_object_of_arguments_says_what_to_send(s
         env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
     )
     answers = {a["id"]: a for a in map(json.loads, done.stdout.splitlines())}
-    assert set(answers) == {1, 2, 3, 4, 5, 6, 7, 8} and done.returncode == 0, (done.stdout[-500:], done.stderr)
+    assert set(answers) == {0, 1, 2, 3, 4, 5, 6, 7, 8} and done.returncode == 0, (done.stdout[-500:], done.stderr)
+    assert answers[0]["error"] == {
+        "code": -32602,
+        "message": 'Invalid params: the session is not initialized: send "initialize" first (and then'
+        ' "notifications/initialized"), then tools/call',
+    }
     tools = "the tools are spend, usage, top_movers, changes, alerts, lookup"
     said = {i: answers[i]["result"]["content"][0]["text"] for i in (2, 3, 4) if answers[i]["result"]["isError"]}
     assert said == {
