@@ -193,9 +193,8 @@ class _LedgerServer(MCPServer):
         for arg, value in arguments.items():
             _check_text(name, arg, value)
         known = {tool.name: tool.input_schema.get("properties", {}) for tool in await super().list_tools()}
-        if (
-            name not in known
-        ):  # the SDK said "Unknown tool: Spend" and no more: which tools there are, and the one meant
+        # the SDK said "Unknown tool: Spend" and no more: which tools there are, and the one meant
+        if name not in known:
             meant = [tool for tool in known if tool == name.strip().lower().replace("-", "_").replace(" ", "_")]
             shown = "a name holding a secret" if _SECRET.search(name) else _said(name)
             hint = f"did you mean {meant[0]}? " if meant else ""
