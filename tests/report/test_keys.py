@@ -388,3 +388,18 @@ def test_the_no_key_line_names_the_orgs_it_adds_up_for() -> None:
     ), line
     whole = no_key_line(dataclasses.replace(report, keys=report.keys[:1]))
     assert whole is not None and whole.endswith("adds up to $12.75, the period's costs."), whole
+
+
+def test_keys_of_a_project_with_none_say_so_not_that_the_store_has_no_directory(store: str) -> None:
+    """`keys --project` with no key of that project printed "the store holds no directory and no usage grouped by
+    api_key_id" of a store holding both; the heading names the project the keys are of, and the empty table says
+    that project has none."""
+    result = CliRunner().invoke(app, ["keys", "--store", store, *NOW, "--project", "proj_none"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "UTC project proj_none" in out
+    assert "no API keys of project proj_none: the directory lists none in it" in out
+    assert "holds no directory" not in out
+    whole = CliRunner().invoke(app, ["keys", "--store", store, *NOW], env={"COLUMNS": "250"})
+    assert _keys(store, "--project", "proj_none")["project"] == "proj_none" and _keys(store)["project"] is None
+    assert whole.exit_code == 0 and "no API keys" not in whole.stdout and " project " not in whole.stdout.split("\n")[0]

@@ -42,6 +42,8 @@ def render_keys(data: KeysReport, names: Names) -> DataTable:
     """The keys as a table whose numbers are never cut; projects named as every report names them (``names``, from
     ``resolve_names``: one line each, two projects called alike told apart by their IDs)."""
     title = f"API keys: spend and requests from {data.start:%Y-%m-%d %H:%M} to {data.end:%Y-%m-%d %H:%M} UTC"
+    if data.project is not None:  # --project: another project's keys are left out, so the heading says whose these are
+        title += f"  project {names.project(data.project)}"
     table = DataTable(
         title,
         label("key"),
@@ -72,6 +74,16 @@ def render_keys(data: KeysReport, names: Names) -> DataTable:
             ", ".join(f.code.replace("_", " ") for f in k.flags),
         )
     return table
+
+
+def _no_keys(data: KeysReport, names: Names) -> str:
+    """Why the table is empty: under ``--project`` the store may well hold keys, only none of that project."""
+    if data.project is None:
+        return "no API keys: the store holds no directory and no usage grouped by api_key_id"
+    return (
+        f"no API keys of project {names.project(data.project)}: the directory lists none in it, and no usage grouped"
+        " by project_id and api_key_id names one"
+    )
 
 
 def flag_lines(data: KeysReport) -> list[str]:
@@ -143,7 +155,7 @@ def keys(
     else:
         console.print(render_keys(data, names))
         if not data.keys:
-            console.print("no API keys: the store holds no directory and no usage grouped by api_key_id")
+            console.print(_no_keys(data, names), highlight=False, markup=False)
         if (line := no_key_line(data)) is not None:
             console.print(line, highlight=False, markup=False)
         # Piped into a log or a mail, every flag stays on one line, however long.

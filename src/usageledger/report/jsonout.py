@@ -375,6 +375,7 @@ def keys_document(data: KeysReport) -> Document:
     rules = data.rules
     return {
         "period": {"start": data.start, "end": data.end},
+        "project": data.project,  # the ID --project named (the keys and the figures through no key are its), or null
         "rules": {
             "unused_after_seconds": None if rules.unused_after is None else int(rules.unused_after.total_seconds()),
             "admin_max_age_seconds": None if rules.admin_max_age is None else int(rules.admin_max_age.total_seconds()),
