@@ -235,15 +235,17 @@ def test_a_store_used_after_its_close_says_so_not_that_the_server_went_away(migr
     )
 
 
-def _role(request: pytest.FixtureRequest, *grants: str) -> str:
-    """A new login role of the session cluster (it trusts every password), with ``grants`` run as the cluster's user."""
+def _role(request: pytest.FixtureRequest, *grants: str, prefix: str = "r") -> str:
+    """A new login role of the session cluster (it trusts every password), with ``grants`` run as the cluster's user
+    (``{role}`` in them is the role's name as SQL writes it: quoted when ``prefix`` makes it more than lower case)."""
     import uuid
 
     cluster = request.getfixturevalue("_pg_cluster")
-    role = f"r{uuid.uuid4().hex[:12]}"
-    cluster.sql(f"CREATE ROLE {role} LOGIN")
+    role = f"{prefix}{uuid.uuid4().hex[:12]}"
+    sql = role if role.isidentifier() and role.islower() else f'"{role}"'
+    cluster.sql(f"CREATE ROLE {sql} LOGIN")
     for database, grant in (g.split(":", 1) for g in grants):
-        cluster.sql(grant.format(role=role), database=database)
+        cluster.sql(grant.format(role=sql), database=database)
     return role
 
 
@@ -270,9 +272,10 @@ def test_a_role_that_may_only_read_is_told_the_grant_and_the_grant_lets_it_sync(
     migrated_pg_url: str, emulator_url: str, request: pytest.FixtureRequest
 ) -> None:
     """A role that may only read a store (a dashboard's, say) said "error: PostgreSQL: permission denied for table
-    streams" to `sync`. One line now names the role, the store and the grants; and those grants are enough."""
+    streams" to `sync`. One line now names the role, the store and the grants; and those grants are enough, run as
+    given: the role's name (`Dash-...`) is quoted in them, as SQL needs it (`TO Dash-...` was a syntax error)."""
     database = migrated_pg_url.rsplit("/", 1)[1]
-    role = _role(request, f"{database}:GRANT SELECT ON ALL TABLES IN SCHEMA public TO {{role}}")
+    role = _role(request, f"{database}:GRANT SELECT ON ALL TABLES IN SCHEMA public TO {{role}}", prefix="Dash-")
     url = _with(migrated_pg_url, user=role)
     argv = ["sync", "--store", url, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--since", "2d"]
     runner = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
@@ -284,8 +287,8 @@ def test_a_role_that_may_only_read_is_told_the_grant_and_the_grant_lets_it_sync(
     assert "(permission denied for table " in line and PASSWORD not in refused.output, refused.output
     grants = line.split("or have it run ", 1)[1].split(" (the store's schema", 1)[0].split(" and ")
     assert grants == [
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
-        f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"',
+        f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
     ]
     cluster = request.getfixturevalue("_pg_cluster")
     for grant in grants:

@@ -124,7 +124,7 @@ class PostgresStore(BaseStore):
 
     def grants(self) -> str:
         """The statements that give this connection's role what a sync needs of a made store."""
-        role = self._con.info.user
+        role = _sql_name(self._con.info.user)
         return (
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role} and GRANT USAGE, SELECT,"
             f" UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role} (the store's schema, if not public)"
@@ -142,7 +142,7 @@ class PostgresStore(BaseStore):
             return StoreError(
                 f"the role {role} may not create tables in the PostgreSQL store {shown} ({said}); make the store once"
                 f" as the database's owner (usageledger init --store with its user), or have the owner run GRANT"
-                f" CREATE ON SCHEMA {schema.group(1)} TO {role}"
+                f" CREATE ON SCHEMA {_sql_name(schema.group(1))} TO {_sql_name(role)}"
             )
         return StoreError(
             f"the role {role} may not write the PostgreSQL store {shown} ({said}); use the role that made the store,"
@@ -390,6 +390,12 @@ def _schema_names() -> frozenset[str]:
         for sql in migration.statements("postgres", {})
         for name in made.findall(sql)
     )
+
+
+def _sql_name(name: str) -> str:
+    """A role's or a schema's name as a statement given to run must write it: quoted unless plain lower case (the
+    role ``ci-bot`` was told to run ``GRANT ... TO ci-bot``, a syntax error)."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else q(name)
 
 
 def _names_database(url: str) -> bool:
