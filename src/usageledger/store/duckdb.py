@@ -526,10 +526,10 @@ def _check_location(path: str) -> None:
         raise StoreError(f"the folder {folder} of the store {path} {what}: create the folder, or pass another --store")
 
 
-def _may_write(path: str) -> bool:
-    """Whether this process may write ``path`` (a file, or a folder to create files in), by its effective IDs: a
-    writer checks before it creates anything (root may always)."""
-    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+def _may(path: str, mode: int = os.W_OK) -> bool:
+    """Whether this process may write ``path`` (a file, or a folder to create files in), or with ``mode`` read it,
+    by its effective IDs: a writer checks before it creates anything (root may always)."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
 
 
 def _check_writable(path: str) -> None:
@@ -542,13 +542,13 @@ def _check_writable(path: str) -> None:
             raise _unwritable(
                 path, f"its folder {folder} is on a read-only file system", reason="read-only file system"
             )
-    if os.path.exists(path) and not _may_write(path):
+    if os.path.exists(path) and not _may(path):
         raise _unwritable(path, "the file is read-only for you")
-    if not _may_write(str(folder)):  # where the lock files, DuckDB's log (.wal) and its spill folder go
+    if not _may(str(folder)):  # where the lock files, DuckDB's log (.wal) and its spill folder go
         raise _unwritable(path, f"its folder {folder} is not writable by you, and a writer keeps files beside it")
     for suffix in (LOCK_SUFFIX, READERS_SUFFIX):
         lock = path + suffix
-        if os.path.exists(lock) and not _may_write(lock):
+        if os.path.exists(lock) and not _may(lock):
             raise _unwritable(path, f"its lock file {lock} is read-only for you")
 
 
@@ -567,7 +567,7 @@ def _unreadable_lock(path: str) -> str | None:
     """A lock file beside the store that this process may not read (another user's, mode 0600), or None."""
     for suffix in (LOCK_SUFFIX, READERS_SUFFIX):
         lock = path + suffix
-        if os.path.exists(lock) and not os.access(lock, os.R_OK, effective_ids=os.access in os.supports_effective_ids):
+        if os.path.exists(lock) and not _may(lock, os.R_OK):
             return lock
     return None
 
