@@ -177,6 +177,8 @@ def test_a_table_without_a_column_renders_as_one_built_without_it(width: int) ->
             fresh.without("spend" if drop != 2 else "requests"), width
         )
     assert _render(full, width) == before
+    with pytest.raises(ValueError, match=r"^the table has no column 'team'$"):
+        full.without("team")
 
 
 @pytest.mark.parametrize("width", (40, 50, 60))

@@ -129,7 +129,9 @@ class DataTable:
         columns (the collision answers are cheap and asked again). `query` drops its least needed columns one at a time
         until the rest fits; rebuilding the table for each drop converted and measured every cell again (a query of
         1,352 rows took ~4 s before printing, now ~1 s)."""
-        drop = next(i for i, col in enumerate(self.columns) if col.header == header)
+        drop = next((i for i, col in enumerate(self.columns) if col.header == header), None)
+        if drop is None:  # a bare StopIteration out of here ends the generator or loop a caller runs it in, unsaid
+            raise ValueError(f"the table has no column {header!r}")
         kept = [i for i in range(len(self.columns)) if i != drop]
         if not kept:
             raise ValueError("a table needs at least one column")
