@@ -243,3 +243,23 @@ def test_while_the_owner_writes_a_reader_waits_its_turn_or_says_it_cannot_be_giv
             " is not readable by you, so the writer cannot make way for you: run again when it has finished, or ask"
             " the store's owner to make its lock files readable (chmod a+r)\n"
         )
+
+
+def test_a_writer_that_cannot_open_the_readers_file_leaves_no_lock_file_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the writable check cannot foresee (an ACL, a .readers another user makes that instant) is refused when
+    the lock files are opened, in the one line naming the file; the .lock this open had just made went unremoved,
+    since the open counted its fresh files only once both were open. Nothing is left beside the store."""
+    import usageledger.store.duckdb as duckdb_store
+    from usageledger.errors import StoreError
+
+    path = tmp_path / "new.duckdb"
+
+    def refused(store_path: str) -> None:
+        raise PermissionError(13, "Permission denied", store_path + ".readers")
+
+    monkeypatch.setattr(duckdb_store, "ReaderSignal", refused)
+    with pytest.raises(StoreError, match=r"permission denied; its lock file .*new\.duckdb\.readers could not be"):
+        open_store(str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

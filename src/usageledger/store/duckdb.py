@@ -119,14 +119,14 @@ class DuckDBStore(BaseStore):
                 fresh = [self.path + s for s in (LOCK_SUFFIX, READERS_SUFFIX) if not os.path.exists(self.path + s)]
                 try:
                     self._writer = WriterLock.acquire(self.path, brief=brief, what=what, on_wait=on_wait)
+                    # Held now, so the files it made are this open's to remove (see _release_files): if the .readers
+                    # cannot be opened next, or the store is then refused (another program's file, a newer schema).
+                    self._fresh = fresh
                     self._readers = ReaderSignal(self.path)
                 except OSError as exc:  # what _check_writable could not foresee (an ACL, a file made this instant)
                     lock = exc.filename or self.path + LOCK_SUFFIX
                     reason = (exc.strerror or str(exc)).lower()
                     raise _unwritable(self.path, f"its lock file {lock} could not be opened", reason=reason) from exc
-                # ... and so are those of an open whose store is then refused (another program's file, a newer
-                # schema: see _release_files).
-                self._fresh = fresh
                 # The header is read under the writer lock: before it, a file another sync is creating this moment
                 # may not have its header yet, and was refused as "not a DuckDB database file".
                 if os.path.exists(self.path):
