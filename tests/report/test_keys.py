@@ -388,6 +388,11 @@ def test_the_no_key_line_names_the_orgs_it_adds_up_for() -> None:
     ), line
     whole = no_key_line(dataclasses.replace(report, keys=report.keys[:1]))
     assert whole is not None and whole.endswith("adds up to $12.75, the period's costs."), whole
+    # of one project (keys --project, the drill-down): globex may group costs by key, only not by project too
+    of_one = no_key_line(dataclasses.replace(report, project="proj_a"))
+    assert of_one is not None and of_one.endswith(
+        "adds up to $12.75, the project's costs in acme (no costs stream of globex groups by project and key)."
+    ), of_one
 
 
 def test_keys_of_a_project_with_none_say_so_not_that_the_store_has_no_directory(store: str) -> None:

@@ -498,6 +498,9 @@ def no_key_line(data: KeysReport) -> str | None:
     # the period's costs only when every org's costs are grouped by key; else the orgs whose costs they are
     covered = sorted({stream.rpartition("/")[0] for stream in data.spend_streams})
     left = sorted({k.org for k in data.keys} - set(covered))
-    costs = "the period's costs" if data.project is None else "the project's costs in the period"
-    whose = f"the costs of {', '.join(covered)} (no costs stream of {', '.join(left)} groups by key)" if left else costs
+    if data.project is None:
+        costs, grouped, of = "the period's costs", "by key", "the costs of"
+    else:  # only a stream grouped by project and key gives a project's share (_chosen's by_project)
+        costs, grouped, of = "the project's costs in the period", "by project and key", "the project's costs in"
+    whose = f"{of} {', '.join(covered)} (no costs stream of {', '.join(left)} groups {grouped})" if left else costs
     return f"{line}; with it the keys' spend adds up to {format_money(total, data.currency)}, {whose}."
