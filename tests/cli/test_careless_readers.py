@@ -75,8 +75,8 @@ def test_a_project_given_by_its_name_reads_that_project(demo_command_store: Path
         assert done.stderr.splitlines()[0].endswith(f"; did you mean {project}?"), done.stderr
     typo = CliRunner().invoke(app, ["report", *store, "--project", "nope"])
     assert typo.stderr.splitlines()[0] == (
-        "warning: --project nope appears in no cost or usage row of this store; check the ID (usageledger report "
-        "lists the projects)"
+        "warning: --project nope appears in no cost or usage row of this store; nor is it a project's name; check "
+        "the name, or give the ID (usageledger report lists the projects)"
     )
     # `sk-` inside an ID is no key: the warning once showed `task-automation-prod` as `task-…`
     named = CliRunner().invoke(app, ["report", *store, "--project", "task-automation-prod"])

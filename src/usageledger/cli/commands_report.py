@@ -151,7 +151,7 @@ def _as_typed(value: str) -> str:
 def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
     """What to do about a project filter no row names: the ID it differs from only in case or blanks, or the ID of
     the project it names (``--project 'Support Bot'`` read as an ID reported $0.00, and ``check`` watched nothing),
-    else to check the ID."""
+    else to check the ID (or the name, for a value no ID looks like)."""
     names = resolve_names(db, org=org, distinct=False).projects
     if project in names:  # the directory's: "did you mean" it named the very ID given (an archived project's)
         return f"it is {names[project]!r} in the directory, a project with no spend or usage synced"
@@ -160,8 +160,10 @@ def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
     if alike:
         return f"did you mean {alike[0]}?"
     found = sorted(pid for pid, name in names.items() if " ".join(name.split()).casefold() == wanted)
-    if not found:
+    if not found and project.startswith("proj_"):
         return "check the ID (usageledger report lists the projects)"
+    if not found:  # a name (--project takes one now): "check the ID" sent its user to look for an ID they never gave
+        return "nor is it a project's name; check the name, or give the ID (usageledger report lists the projects)"
     if len(found) == 1:
         return f"{project!r} is the name of project {found[0]}: give that ID instead"
     return f"{project!r} is the name of projects {', '.join(found)}: give the ID of one"
