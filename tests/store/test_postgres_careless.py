@@ -394,3 +394,25 @@ def test_a_search_path_to_a_schema_not_made_says_to_make_it(
     assert CliRunner().invoke(app, ["init", "--store", url, "--force"]).exit_code == 0
     with open_store(pg_url, migrate=False) as store:
         assert store.query("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'ledger'")[0][0] > 0
+
+
+def test_a_role_that_may_not_read_is_told_to_grant_select_not_told_it_may_not_write(
+    migrated_pg_url: str, request: pytest.FixtureRequest
+) -> None:
+    """`report` as a role given no right on a store (a dashboard's new role) was told "the role may not write the
+    store" and to grant it SELECT, INSERT, UPDATE and DELETE: wrong for a command that only reads, and more rights
+    than a reader needs. It is told it may not read the store, and the one GRANT that lets it; granted, it reads."""
+    database = migrated_pg_url.rsplit("/", 1)[1]
+    role = _role(request)
+    url = _with(migrated_pg_url, user=role)
+    refused = CliRunner().invoke(app, ["report", "--store", url, "--format", "json"])
+    assert refused.exit_code == 1, refused.output
+    line = refused.stderr.rstrip("\n")
+    assert "\n" not in line and PASSWORD not in refused.output, refused.output
+    assert line.startswith(f"error: the role {role} may not read the PostgreSQL store postgresql://"), line
+    assert "(permission denied for table " in line and " INSERT" not in line, line
+    grant = line.split("or have it run ", 1)[1].split(" (the store's schema", 1)[0]
+    assert grant == f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}", line
+    request.getfixturevalue("_pg_cluster").sql(grant, database=database)
+    read = CliRunner().invoke(app, ["report", "--store", url, "--format", "json"])
+    assert read.exit_code == 0, read.output

@@ -103,6 +103,18 @@ class PostgresStore(BaseStore):
             )
         return StoreError(f"PostgreSQL: {said}")
 
+    def applied_migrations(self) -> list[str]:
+        """:meth:`BaseStore.applied_migrations`, read from the catalogue: ``information_schema`` lists only the tables
+        the role holds a right on, so a role given none on a made store was told the database "holds none of
+        usageledger's tables; run usageledger sync" (and a sync then tried to create them). Its read is refused now,
+        in the one line naming the role, the store and the grant."""
+        if self.query(
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'schema_migrations' AND schemaname = current_schema()"
+            " AND NOT has_table_privilege(quote_ident(schemaname) || '.' || quote_ident(tablename), 'SELECT')"
+        ):
+            self.query("SELECT name FROM schema_migrations")  # refused: _refused_right words it
+        return super().applied_migrations()
+
     def missing_rights(self) -> list[str] | None:
         """What the role lacks to sync a made, current store (``"INSERT on streams"``, ...; empty when nothing), or
         None for a store not made yet or with migrations pending, which creating or altering tables decides: `doctor`
@@ -144,10 +156,29 @@ class PostgresStore(BaseStore):
                 f" as the database's owner (usageledger init --store with its user), or have the owner run GRANT"
                 f" CREATE ON SCHEMA {_sql_name(schema.group(1))} TO {_sql_name(role)}"
             )
+        if self._may_not_read(said):
+            return StoreError(
+                f"the role {role} may not read the PostgreSQL store {shown} ({said}); use the role that made the store,"
+                f" or have it run GRANT SELECT ON ALL TABLES IN SCHEMA public TO {_sql_name(role)} (the store's schema,"
+                " if not public)"
+            )
         return StoreError(
             f"the role {role} may not write the PostgreSQL store {shown} ({said}); use the role that made the store,"
             f" or have it run {self.grants()}"
         )
+
+    def _may_not_read(self, said: str) -> bool:
+        """Whether the table a refusal names (``permission denied for table costs``) is one the role may not even
+        read: a reading command was told the role "may not write" the store, and to grant it every right. False
+        when that cannot be asked (no table named, or inside a transaction the refusal ended)."""
+        table = re.search(r"permission denied for (?:table|view) (\S+)", said)
+        if table is None:
+            return False
+        try:
+            row = self._con.execute("SELECT has_table_privilege(%s, 'SELECT')", [table.group(1)]).fetchone()
+        except self._pg.Error:
+            return False
+        return row is not None and not row[0]
 
     @contextlib.contextmanager
     def _outer_transaction(self) -> Iterator[None]:
