@@ -259,6 +259,10 @@ def test_a_query_table_with_no_rows_says_so_in_one_line(emulator_url: str) -> No
         (["emulator", "--days", "0"], "--days: 0 is too few; give 1 or more"),
         (["emulator", "--orgs", "0"], "--orgs 0 is out of range; give a number of organisations from 1 to 1000"),
         (["emulator", "--cache-mb", "-1"], "--cache-mb -1 is out of range; give MiB from 0 (no cache) to "),
+        (
+            ["emulator", "--retry-after-ms", "-1"],
+            "--retry-after-ms: -1 is negative; give whole milliseconds from 0 to 60,000, e.g. 20",
+        ),
         (["emulator", "--replay", "missing.jsonl"], "--replay missing.jsonl: no such file; give a JSON Lines or "),
     ],
 )

@@ -101,6 +101,25 @@ def test_faults_are_retried_through_over_loopback() -> None:
     assert 0.25 in waits  # a 5xx backed off: half (the jitter) of the first 0.5 s step
 
 
+def test_a_429_with_retry_after_ms_is_waited_out_in_milliseconds_not_a_second() -> None:
+    """The emulator's `retry_after_ms` puts `retry-after-ms` on each 429, which the client honours before the whole
+    second of `retry-after`: the same 429s (same fault seed) are each waited 20 ms instead of 1 s."""
+    waits: dict[int | None, list[float]] = {}
+    for retry_after_ms in (None, 20):
+        faults = FaultConfig(rate_429=0.4, retry_after_ms=retry_after_ms, seed=3)
+        config = EmulatorConfig(
+            seed=EMULATOR_CONFIG.seed, days=60, projects=2, users=3, models=2, now=EMULATOR_NOW, faults=faults
+        )
+        paused = waits[retry_after_ms] = []
+        # a clock that stands still: a wait is counted as asked, not less the time the request took
+        policy = RetryPolicy(max_retries=8, sleep=paused.append, random=lambda: 0.5, monotonic=lambda: 0.0)
+        with run_server(Emulator(config)) as url, client(url, retry=policy) as c:
+            buckets = c.fetch_range("completions", start_time=START, end_time=END, bucket_width="1h")
+        assert [b.start_time for b in buckets] == rules.bucket_starts(START, END, "1h")
+    assert len(waits[None]) >= 3 and len(waits[20]) == len(waits[None])
+    assert set(waits[None]) == {1.0} and set(waits[20]) == {0.02}
+
+
 def test_wrong_key_is_an_authentication_error(emulator: Emulator) -> None:
     """An emulator that accepts only one key answers 401 to another; the error says what to do."""
     strict = Emulator(

@@ -15,6 +15,7 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 from usageledger import catalogue
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
 from usageledger.emulator.cursor import INVALID_TOKEN_MESSAGE
+from usageledger.errors import EmulatorConfigError
 
 from fixtures.data import EXAMPLES, FAKE_ADMIN_KEY, SPEC
 from fixtures.emulator import EMULATOR_NOW
@@ -346,6 +347,37 @@ def test_rate_limit_answers_validate_against_the_public_spec(spec: OpenAPI) -> N
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     response = _SpecResponse(r.content, 429, headers=Headers({"Retry-After": r.headers["retry-after"]}))
     spec.validate_response(_SpecRequest("/v1/organization/costs", [("start_time", str(START))]), response)
+
+
+def test_retry_after_ms_is_sent_beside_the_whole_seconds_only_when_asked(spec: OpenAPI) -> None:
+    """`retry_after_ms` adds `retry-after-ms: N` to a 429 (as some live 429s carry); `retry-after` stays whole
+    seconds and the answer stays the spec's TooManyRequests. Without it, no such header: the default is the live one."""
+    for retry_after_ms, expected in ((None, None), (20, "20"), (0, "0")):
+        faults = FaultConfig(rate_429=1.0, retry_after_ms=retry_after_ms)
+        limited = Emulator(EmulatorConfig(days=5, projects=1, now=EMULATOR_NOW, faults=faults))
+        with httpx.Client(transport=limited.transport(), base_url="http://emulator/v1", headers=KEY) as client:
+            r = client.get("/organization/costs", params={"start_time": START})
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert r.headers.get("retry-after-ms") == expected
+        response = _SpecResponse(r.content, 429, headers=Headers({"Retry-After": r.headers["retry-after"]}))
+        spec.validate_response(_SpecRequest("/v1/organization/costs", [("start_time", str(START))]), response)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (-1, "-1 is negative"),
+        (60_001, "60,001 is too long"),
+        (1.5, "1.5 is not a whole number of milliseconds"),
+        (True, "True is not a whole number of milliseconds"),
+        ("20", "'20' is not a whole number of milliseconds"),
+    ],
+)
+def test_a_retry_after_ms_out_of_range_is_refused_in_one_line_naming_it(value: object, said: str) -> None:
+    with pytest.raises(EmulatorConfigError) as refused:
+        FaultConfig(rate_429=0.1, retry_after_ms=value)  # type: ignore[arg-type]  # wrong types on purpose
+    assert str(refused.value) == f"retry_after_ms: {said}; give whole milliseconds from 0 to 60,000, e.g. 20"
+    assert refused.value.setting == "retry_after_ms"
 
 
 def test_organisations_can_refuse_costs_by_user_and_project() -> None:

@@ -25,7 +25,7 @@ from usageledger.cli._app import (
 )
 from usageledger.cli._flags import Verbose
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
-from usageledger.emulator.config import MAX_SIZE, MIN_REVISION_WINDOW
+from usageledger.emulator.config import MAX_RETRY_AFTER_MS, MAX_SIZE, MIN_REVISION_WINDOW
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
 from usageledger.errors import EmulatorConfigError, ParameterError
@@ -96,6 +96,15 @@ def emulator(
             "--rate-429", help="Share of 429 answers (with Retry-After).", callback=_rate, rich_help_panel=_FAULTS
         ),
     ] = 0.0,
+    retry_after_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--retry-after-ms",
+            help="Also send retry-after-ms: N with each 429 (as some live 429s do; clients wait N ms, not the "
+            f"Retry-After: 1 s), 0 to {MAX_RETRY_AFTER_MS:,}: fast fault tests.",
+            rich_help_panel=_FAULTS,
+        ),
+    ] = None,
     rate_5xx: Annotated[
         float, typer.Option("--rate-5xx", help="Share of 500/503 answers.", callback=_rate, rich_help_panel=_FAULTS)
     ] = 0.0,
@@ -178,6 +187,7 @@ def emulator(
             latency=timeutil.parse_duration(latency, param="--latency", units=("ms", "s")),
             jitter=timeutil.parse_duration(jitter, param="--jitter", units=("ms", "s")),
             rate_429=rate_429,
+            retry_after_ms=retry_after_ms,
             rate_5xx=rate_5xx,
             rate_drop=rate_drop,
             rate_truncate=rate_truncate,

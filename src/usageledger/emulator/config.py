@@ -8,7 +8,7 @@ from typing import Final
 
 from usageledger.errors import EmulatorConfigError
 
-__all__ = ["MAX_SIZE", "MIN_REVISION_WINDOW", "EmulatorConfig", "FaultConfig"]
+__all__ = ["MAX_RETRY_AFTER_MS", "MAX_SIZE", "MIN_REVISION_WINDOW", "EmulatorConfig", "FaultConfig"]
 
 MIN_REVISION_WINDOW: Final = 60
 """The shortest ``revision_window`` (seconds): a minute bucket must have time to change."""
@@ -18,6 +18,9 @@ MAX_SIZE: Final = {"projects": 1000, "users": 100_000, "models": 10}
 (a test keeps the two equal), so more were silently served as 10; ``projects``: 1,000 take 4 s to build and a 6 MB
 page grouped by project; ``users``: 100,000 take 3 s, where 10**8 ran for an hour and filled the memory."""
 
+MAX_RETRY_AFTER_MS: Final = 60_000
+"""The longest ``retry_after_ms``: a minute, the client's default cap on a server's wait (``max_retry_after``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
@@ -25,6 +28,11 @@ class FaultConfig:
 
     Rates are probabilities in [0, 1]; ``latency`` and ``jitter`` are seconds. A request draws one fault at
     most, in this order: drop, 429, 5xx, truncate. A value out of range raises :class:`EmulatorConfigError`.
+
+    A 429 carries ``retry-after: retry_after`` (whole seconds, at least 1, as the live API sends). With
+    ``retry_after_ms`` (0 to :data:`MAX_RETRY_AFTER_MS`) it also carries ``retry-after-ms``, as some live 429s do;
+    clients that read it (openai-python, usageledger) wait that long instead: fault tests that are not about the
+    wait itself run in milliseconds rather than a second per 429.
     """
 
     latency: float = 0.0
@@ -34,6 +42,7 @@ class FaultConfig:
     rate_drop: float = 0.0
     rate_truncate: float = 0.0
     retry_after: int = 1
+    retry_after_ms: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -45,10 +54,25 @@ class FaultConfig:
             raise EmulatorConfigError("latency and jitter must not be negative")
         if self.retry_after < 1:
             raise EmulatorConfigError("retry_after must be at least 1 second")
+        if self.retry_after_ms is not None:
+            _check_retry_after_ms(self.retry_after_ms)
 
     @property
     def active(self) -> bool:
         return any((self.latency, self.jitter, self.rate_429, self.rate_5xx, self.rate_drop, self.rate_truncate))
+
+
+def _check_retry_after_ms(value: object) -> None:
+    hint = f"give whole milliseconds from 0 to {MAX_RETRY_AFTER_MS:,}, e.g. 20"
+    if isinstance(value, bool) or not isinstance(value, int):
+        reason = f"{value!r} is not a whole number of milliseconds; {hint}"
+    elif value < 0:
+        reason = f"{value} is negative; {hint}"
+    elif value > MAX_RETRY_AFTER_MS:
+        reason = f"{value:,} is too long; {hint}"
+    else:
+        return
+    raise EmulatorConfigError(f"retry_after_ms: {reason}", setting="retry_after_ms", reason=reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,11 +228,13 @@ class Emulator:
         if fault.kind == "drop":
             return Response(0, (), b"", fault)
         if fault.kind == "429":
-            retry = str(self.config.faults.retry_after)
+            waits = [("retry-after", str(self.config.faults.retry_after))]
+            if self.config.faults.retry_after_ms is not None:  # sent by some live 429s too; read first by clients
+                waits.append(("retry-after-ms", str(self.config.faults.retry_after_ms)))
             body = _error(
                 "Rate limit reached for requests. Please try again later.", "requests", None, "rate_limit_exceeded"
             )
-            return Response(429, (*headers, ("retry-after", retry)), body, fault)
+            return Response(429, (*headers, *waits), body, fault)
         if fault.kind in ("500", "503"):
             status = int(fault.kind)
             message = "The server had an error while processing your request. Sorry about that!"
