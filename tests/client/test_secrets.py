@@ -39,6 +39,7 @@ from usageledger.errors import (
 
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.leaks import (
+    FAST_429,
     FAULT_FLAGS,
     START,
     Source,
@@ -74,7 +75,7 @@ def test_the_cli_never_shows_the_key_through_faults_dead_ports_and_refused_keys(
     """Debug-level CLI runs with retries, failures, 401 and 403: zero occurrences in stdout, stderr or exit text."""
     admin, project = canary_key(), canary_key("sk-proj-", "y")
     outputs: dict[str, Source] = {}
-    with start_emulator("-vv", "--seed", "3", *FAULT_FLAGS) as faulty:
+    with start_emulator("-vv", "--seed", "3", *FAULT_FLAGS, *FAST_429) as faulty:
         url = faulty.url
         # Each query ends at the emulator's now: without --end it ran to today's date, so the minute query read every
         # day since 2026-11-20 (14 windows of retries and paused 429s, ~6 s, on 2026-12-04) and grew by a window a day.

@@ -34,9 +34,12 @@ KINDS = ("429", "500", "503", "drop", "truncate", "malformed", "slow")
 
 
 def faulty(seed: int, **rates: float) -> FaultConfig:
-    """30% faults by default: 6% 429, 9% 5xx, 6% drops, 9% truncated/slow bodies or 502 pages; 2-5 ms latency."""
+    """30% faults by default: 6% 429, 9% 5xx, 6% drops, 9% truncated/slow bodies or 502 pages; 2-5 ms latency.
+
+    Each 429 also says ``retry-after-ms: 30``, waited instead of Retry-After's whole second: the subject here is
+    what a sync makes of faults, not the wait (test_client_e2e and test_http keep the real 1 s)."""
     values = {"rate_429": 0.06, "rate_5xx": 0.09, "rate_drop": 0.06, "rate_truncate": 0.09} | rates
-    return FaultConfig(latency=0.002, jitter=0.003, seed=seed, **values)
+    return FaultConfig(latency=0.002, jitter=0.003, retry_after_ms=30, seed=seed, **values)
 
 
 @pytest.fixture(scope="module")
