@@ -188,33 +188,30 @@ def since_unix(value: TimeInput, *, now: float | None = None, param: str = "--si
     return to_unix(value, now=now, param=param)
 
 
-def past_unix(value: TimeInput, *, now: float, param: str = "--as-of") -> int:
+def past_unix(
+    value: TimeInput,
+    *,
+    now: float,
+    param: str = "--as-of",
+    refusal: str = "the ledger answers as of a past time: pass an earlier one, or leave {param} out for now",
+) -> int:
     """A moment in the past or now, as :func:`to_unix` reads it: the one rule for ``--as-of``, which asks what the
-    ledger held then. A later time is refused, naming ``param``: the ledger holds nothing after now, and a report
-    stamped "as of 2099-01-01" would show today's figures under a date nobody has seen yet."""
+    ledger held then, and for ``--changed-since`` (:func:`seen_since_unix`). A later time is refused, naming
+    ``param``, with ``refusal`` after it: the ledger holds nothing after now, and a report stamped "as of
+    2099-01-01" would show today's figures under a date nobody has seen yet."""
     result = to_unix(value, now=now, param=param)
     if result > now:
-        raise ParameterError(
-            param,
-            f"{_shown(value)} is {iso(result)}, after now ({iso(int(now))}); the ledger answers as of a past time:"
-            f" pass an earlier one, or leave {param} out for now",
-        )
+        said = refusal.format(param=param)
+        raise ParameterError(param, f"{_shown(value)} is {iso(result)}, after now ({iso(int(now))}); {said}")
     return result
 
 
 def seen_since_unix(value: TimeInput, *, now: float, param: str = "--changed-since") -> int:
     """The time after which changes are asked for (``export --deltas --changed-since``, the library's ``deltas`` and
-    ``changes``), as :func:`to_unix` reads it. A later time than now is refused, naming ``param``: the revision log
-    holds no change seen after now, so a year mistyped (2027 for 2026) gave an empty export, "Exported 0 rows",
-    without a word."""
-    result = to_unix(value, now=now, param=param)
-    if result > now:
-        raise ParameterError(
-            param,
-            f"{_shown(value)} is {iso(result)}, after now ({iso(int(now))}); no change has been seen after it yet:"
-            f" pass an earlier time, or leave {param} out for every change",
-        )
-    return result
+    ``changes``), by the rule of :func:`past_unix`: the revision log holds no change seen after now, so a year
+    mistyped (2027 for 2026) gave an empty export, "Exported 0 rows", without a word."""
+    refusal = "no change has been seen after it yet: pass an earlier time, or leave {param} out for every change"
+    return past_unix(value, now=now, param=param, refusal=refusal)
 
 
 def span_unit(value: str) -> str | None:
