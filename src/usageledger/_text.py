@@ -9,12 +9,18 @@ from collections.abc import Iterable
 from difflib import get_close_matches
 from typing import Final
 
-__all__ = ["closest", "counted", "json_line", "one_line", "spreadsheet_text", "terminal_safe"]
+__all__ = ["closest", "counted", "json_line", "name_key", "one_line", "spreadsheet_text", "terminal_safe"]
 
 _UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """What data must not send to a terminal: C0 and C1 controls but the newline and the tab (ESC starts the sequences
 that move the cursor, clear the screen, set the title or make links; a carriage return overwrites a line), line and
 paragraph separators, and the bidirectional controls that make text display in another order than it reads."""
+
+
+def name_key(text: str) -> str:
+    """A name as every lookup by name compares it (``--project``, teams, ``[alerts.projects]``): blanks collapsed
+    and ends trimmed, case folded, so ``'  SEARCH   ASSISTANT '`` is ``Search Assistant``."""
+    return " ".join(text.split()).casefold()
 
 
 def one_line(text: str) -> str:

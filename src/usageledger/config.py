@@ -49,6 +49,7 @@ from usageledger._sections import (
     parse_alert_config,
     parse_teams,
 )
+from usageledger._text import name_key
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.store import DEFAULT_STORE
@@ -345,12 +346,12 @@ def _teams(table: Mapping[str, Any]) -> Mapping[str, str]:
                 f"{key_path('teams', team)}: the team name has spaces at either end or a character that does not"
                 f" print; write it as it should be shown, e.g. {json.dumps(_shown_name(team))} = [...]"
             )
-        if " ".join(team.split()).casefold() in RESERVED_TEAMS:
+        if name_key(team) in RESERVED_TEAMS:
             raise ConfigError(
                 f"{key_path('teams', team)}: {team!r} is what spend by team calls the spend of no team (and the sum"
                 " of all); a team of that name would read as it in every table and in --team; name the team otherwise"
             )
-        first = seen.setdefault(" ".join(team.split()).casefold(), team)
+        first = seen.setdefault(name_key(team), team)
         if first != team:
             raise ConfigError(
                 f"{key_path('teams', team)}: the same name as team {first!r} but for case or spacing, which --team"

@@ -18,7 +18,7 @@ from usageledger._amounts import finite_decimal, parse_amount
 from usageledger._paths import same_file, write_whole_text
 from usageledger._secrets import check_webhook_url
 from usageledger._sections import key_path, stale_after_span
-from usageledger._text import counted
+from usageledger._text import counted, name_key
 from usageledger.cli._app import (
     app,
     console,
@@ -155,11 +155,11 @@ def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
     names = resolve_names(db, org=org, distinct=False).projects
     if project in names:  # the directory's: "did you mean" it named the very ID given (an archived project's)
         return f"it is {names[project]!r} in the directory, a project with no spend or usage synced"
-    wanted = " ".join(project.split()).casefold()
+    wanted = name_key(project)
     alike = sorted(pid for pid in names if pid.casefold() == wanted)  # a pasted blank, a shifted letter
     if alike:
         return f"did you mean {alike[0]}?"
-    found = sorted(pid for pid, name in names.items() if " ".join(name.split()).casefold() == wanted)
+    found = sorted(pid for pid, name in names.items() if name_key(name) == wanted)
     if not found and project.startswith("proj_"):
         return "check the ID (usageledger report lists the projects)"
     if not found:  # a name (--project takes one now): "check the ID" sent its user to look for an ID they never gave

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from usageledger._sections import key_path
+from usageledger._text import name_key
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
@@ -118,11 +119,6 @@ def known_project(db: BaseStore, project: str, *, org: str | None, names: Names)
     return project_known(db, project, org) or project in names.projects
 
 
-def _as_name(text: str) -> str:
-    """A project name as a filter compares it: blanks collapsed and ends trimmed, case folded."""
-    return " ".join(text.split()).casefold()
-
-
 def project_named(db: BaseStore, project: str, *, org: str | None, names: Names, param: str) -> str | None:
     """The ID of the one project (of ``org``, when given) named ``project``, when it is a name and not an ID; else
     ``None``: the value is taken as the ID it is (a ``proj_…``, an ID a row or the directory names), or as given when
@@ -135,10 +131,10 @@ def project_named(db: BaseStore, project: str, *, org: str | None, names: Names,
     first; else the name without the status a table adds (``--project 'Old tools'`` named nothing)."""
     if project.startswith("proj_") or project in names.projects or project_known(db, project, org):
         return None
-    wanted = _as_name(project)
-    found = sorted(pid for pid, name in names.projects.items() if _as_name(name) == wanted)
+    wanted = name_key(project)
+    found = sorted(pid for pid, name in names.projects.items() if name_key(name) == wanted)
     if not found:
-        found = sorted(pid for pid, name in names.projects.items() if _as_name(without_status(name)) == wanted)
+        found = sorted(pid for pid, name in names.projects.items() if name_key(without_status(name)) == wanted)
     if len(found) > 1:
         where = "" if org is None else f" of org {org}"
         raise ParameterError(
@@ -184,7 +180,7 @@ def resolve_scope(
     if team is None:
         return filters
     members: tuple[str | None, ...] | None = None
-    if " ".join(team.split()).casefold() == UNASSIGNED:  # as select_team matches names
+    if name_key(team) == UNASSIGNED:  # as select_team matches names
         by_project = project_teams(db, org=org, config=teams)
         if team == UNASSIGNED or team not in by_project.values():  # never a [teams] team of that very name
             team = UNASSIGNED

@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Final
 
 from usageledger._sections import UNASSIGNED
-from usageledger._text import one_line
+from usageledger._text import name_key, one_line
 from usageledger.errors import ParameterError
 from usageledger.report.queries import Spend
 from usageledger.store.directory import BaseStore
@@ -85,7 +85,7 @@ def _labels(
     for project, (owner, name) in chosen.items():
         # A group named "Unassigned" (or "Total") would read as the spend of no team (or the sum row): it carries
         # its org, as a name two orgs share does.
-        clash = len(orgs_of[name.casefold()]) > 1 or " ".join(name.split()).casefold() in (UNASSIGNED, "total")
+        clash = len(orgs_of[name.casefold()]) > 1 or name_key(name) in (UNASSIGNED, "total")
         team = f"{name} ({owner})" if clash else name
         teams[project] = team
         aliases.setdefault(team, set()).update((name, f"{name} ({owner})"))
