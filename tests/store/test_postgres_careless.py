@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from typer.testing import CliRunner
 
+from usageledger._secrets import redact_url_password
 from usageledger.cli import app
 from usageledger.errors import StoreError
 from usageledger.store import open_store
@@ -155,7 +156,8 @@ def test_a_connection_killed_mid_run_says_so_and_the_fix(migrated_pg_url: str) -
         with pytest.raises(StoreError) as lost:
             store.query("SELECT COUNT(*) FROM costs")
         message = str(lost.value)
-        assert message.startswith("PostgreSQL: the connection to the store was lost (")
+        # the store is named (a sync of several stores, or a log read later, says which), its password masked
+        assert message.startswith(f"PostgreSQL: the connection to the store {redact_url_password(migrated_pg_url)} was")
         assert message.endswith("run the command again once the server answers: what was committed is kept")
     finally:
         store.close()

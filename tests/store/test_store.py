@@ -13,6 +13,7 @@ import pytest
 
 import usageledger.store.duckdb as duckdb_store
 from usageledger import catalogue
+from usageledger._secrets import redact_url_password
 from usageledger.errors import ConfigError, StoreError
 from usageledger.store import (
     BaseStore,
@@ -234,9 +235,9 @@ def test_postgres_analyses_only_written_tables_never_analysed_and_never_fails(
         with caplog.at_level(logging.DEBUG, logger="usageledger.store"):
             store.analyse_new_tables()  # the connection is gone: said at debug, not raised
         assert [r.getMessage() for r in caplog.records if r.name == "usageledger.store"] == [
-            "could not read which tables were never analysed: PostgreSQL: the connection to the store was lost"
-            " (terminating connection due to administrator command); run the command again once the server"
-            " answers: what was committed is kept"
+            "could not read which tables were never analysed: PostgreSQL: the connection to the store"
+            f" {redact_url_password(store.url)} was lost (terminating connection due to administrator command); run"
+            " the command again once the server answers: what was committed is kept"
         ]
 
 

@@ -89,8 +89,8 @@ class PostgresStore(BaseStore):
             return self.closed_error(_redact(self.url))
         if self._con.broken or self._con.closed:
             return StoreError(
-                f"PostgreSQL: the connection to the store was lost ({said}); run the command again once the server"
-                " answers: what was committed is kept"
+                f"PostgreSQL: the connection to the store {_redact(self.url)} was lost ({said}); run the command again"
+                " once the server answers: what was committed is kept"
             )
         if isinstance(exc, self._pg.errors.InsufficientPrivilege):
             return self._refused_right(said)
