@@ -13,7 +13,7 @@ import time
 from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from typer.testing import CliRunner
@@ -60,21 +60,21 @@ def _report(store: str, *extra: str) -> dict[str, Any]:
     return doc
 
 
+def _server_env() -> dict[str, str]:
+    """The server's environment: no admin key, and the API's base URL a dead port, so every answer has to come from
+    the store. What Python reads at start-up is kept: PYTHONPATH, so the server runs the code under test (a source
+    tree not installed), and the locale and other PYTHON* variables, so the zygote forks it
+    (tests/fixtures/zygote.py) instead of a fresh interpreter paying ~1.5 s of CPU for its imports."""
+    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
+    return {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept}
+
+
 async def _session_calls(store: str, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], list[Any]]:
     # The SDK is imported here: every pytest-xdist worker imports every test module to collect it, and mcp costs
     # ~0.65 s of CPU to import; only the worker that runs these tests pays it.
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
-    # No admin key, and the API's base URL is a dead port: every answer has to come from the store. What Python reads
-    # at start-up is kept: PYTHONPATH, so the server runs the code under test (a source tree not installed), and the
-    # locale and other PYTHON* variables, so the zygote forks it (tests/fixtures/zygote.py) instead of a fresh
-    # interpreter paying ~1.5 s of CPU for its imports.
-    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}  # PYTHONPATH among them
-    params = StdioServerParameters(
-        command=CLI[0],
-        args=[*CLI[1:], "mcp", "--store", store],
-        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
-    )
+    params = StdioServerParameters(command=CLI[0], args=[*CLI[1:], "mcp", "--store", store], env=_server_env())
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         listed = await session.list_tools()
@@ -338,21 +338,29 @@ async def test_an_empty_argument_is_refused_naming_it(synced: str) -> None:
     assert _doc(fine)["period"]["first_day"] == SINCE
 
 
-def test_a_line_that_is_no_json_rpc_message_is_answered_with_the_protocols_error(synced: str) -> None:
-    """A line of stdin that was not JSON, or JSON but no JSON-RPC message, was dropped without a word by the SDK, so
-    a careless client waited for ever for its answer: each now gets the protocol's error (id null), in one line that
-    never repeats it."""
-    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
-    secret = "sk-admin-" + "CANARY" * 4
-    lines = [f"not json {secret}", "{}", "[]", "[" * 1000 + "]" * 1000]
-    done = subprocess.run(
-        [*CLI, "mcp", "--store", synced],
+HELLO: Final = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "script", "version": "1"}}
+"""The ``initialize`` request's params of a script that speaks the protocol by hand."""
+
+
+def _piped(store: str, lines: list[str]) -> subprocess.CompletedProcess[str]:
+    """``usageledger mcp --store store`` given ``lines`` on stdin, as a script pipes them in, run to its exit."""
+    return subprocess.run(
+        [*CLI, "mcp", "--store", store],
         input="".join(line + "\n" for line in lines),
         capture_output=True,
         text=True,
         timeout=120,
-        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
+        env=_server_env(),
     )
+
+
+def test_a_line_that_is_no_json_rpc_message_is_answered_with_the_protocols_error(synced: str) -> None:
+    """A line of stdin that was not JSON, or JSON but no JSON-RPC message, was dropped without a word by the SDK, so
+    a careless client waited for ever for its answer: each now gets the protocol's error (id null), in one line that
+    never repeats it."""
+    secret = "sk-admin-" + "CANARY" * 4
+    lines = [f"not json {secret}", "{}", "[]", "[" * 1000 + "]" * 1000]
+    done = _piped(synced, lines)
     answers = [json.loads(line) for line in done.stdout.splitlines()]
     codes = [(None, -32700), (None, -32600), (None, -32600), (None, -32700)]
     assert [(a["id"], a["error"]["code"]) for a in answers] == codes
@@ -366,10 +374,8 @@ def test_requests_read_before_stdin_closes_are_answered(synced: str) -> None:
     """`printf '<initialize>\\n<tools/call>\\n' | usageledger mcp` got the answer to initialize and never the one to its
     tool call: the SDK cancelled a request still running when stdin closed. They are answered, then it exits 0; a
     request the client cancelled is not waited for."""
-    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
-    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "script", "version": "1"}}
     lines = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": HELLO},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "spend", "arguments": {}}},
         {"jsonrpc": "2.0", "id": "u", "method": "tools/call", "params": {"name": "usage", "arguments": {}}},
@@ -377,14 +383,7 @@ def test_requests_read_before_stdin_closes_are_answered(synced: str) -> None:
         {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}},
     ]
     started = time.monotonic()
-    done = subprocess.run(
-        [*CLI, "mcp", "--store", synced],
-        input="".join(json.dumps(line) + "\n" for line in lines),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
-    )
+    done = _piped(synced, [json.dumps(line) for line in lines])
     answers = {a["id"]: a for a in map(json.loads, done.stdout.splitlines())}
     assert {1, 2, "u"} <= set(answers) and done.returncode == 0, (done.stdout[-500:], done.stderr)
     assert not answers[2]["result"].get("isError") and '"total"' in answers[2]["result"]["content"][0]["text"]
@@ -397,8 +396,6 @@ def test_a_call_of_no_tool_or_without_an_object_of_arguments_says_what_to_send(s
     parameters" with nothing to say which part was wrong. Each is now one line naming the part and what to send:
     the handshake first, the tools there are and the one meant, or an object of arguments; a secret typed as the
     name is not said back."""
-    kept = {k: v for k, v in os.environ.items() if import_time_variable(k)}
-    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "script", "version": "1"}}
     secret = "sk-admin-" + "CANARY" * 4
 
     def call(ident: int, **params: Any) -> dict[str, Any]:
@@ -406,7 +403,7 @@ def test_a_call_of_no_tool_or_without_an_object_of_arguments_says_what_to_send(s
 
     lines = [
         call(0, name="spend", arguments={}),  # a script that skipped the handshake
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": HELLO},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         call(2, name="Spend", arguments={}),
         call(3, name=" top-movers", arguments={}),
@@ -416,14 +413,7 @@ def test_a_call_of_no_tool_or_without_an_object_of_arguments_says_what_to_send(s
         call(7, arguments={}),
         call(8, name="spend", arguments={"since": SINCE, "until": UNTIL}),
     ]
-    done = subprocess.run(
-        [*CLI, "mcp", "--store", synced],
-        input="".join(json.dumps(line) + "\n" for line in lines),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **kept},
-    )
+    done = _piped(synced, [json.dumps(line) for line in lines])
     answers = {a["id"]: a for a in map(json.loads, done.stdout.splitlines())}
     assert set(answers) == {0, 1, 2, 3, 4, 5, 6, 7, 8} and done.returncode == 0, (done.stdout[-500:], done.stderr)
     assert answers[0]["error"] == {
