@@ -546,10 +546,8 @@ def _check_writable(path: str) -> None:
         raise _unwritable(path, "the file is read-only for you")
     if not _may(str(folder)):  # where the lock files, DuckDB's log (.wal) and its spill folder go
         raise _unwritable(path, f"its folder {folder} is not writable by you, and a writer keeps files beside it")
-    for suffix in (LOCK_SUFFIX, READERS_SUFFIX):
-        lock = path + suffix
-        if os.path.exists(lock) and not _may(lock):
-            raise _unwritable(path, f"its lock file {lock} is read-only for you")
+    if (lock := _lock_without(path, os.W_OK)) is not None:
+        raise _unwritable(path, f"its lock file {lock} is read-only for you")
 
 
 def _unwritable(path: str, why: str, *, reason: str = "permission denied") -> StoreError:
@@ -565,11 +563,13 @@ def _unwritable(path: str, why: str, *, reason: str = "permission denied") -> St
 
 def _unreadable_lock(path: str) -> str | None:
     """A lock file beside the store that this process may not read (another user's, mode 0600), or None."""
-    for suffix in (LOCK_SUFFIX, READERS_SUFFIX):
-        lock = path + suffix
-        if os.path.exists(lock) and not _may(lock, os.R_OK):
-            return lock
-    return None
+    return _lock_without(path, os.R_OK)
+
+
+def _lock_without(path: str, mode: int) -> str | None:
+    """The first lock file beside the store that exists and that this process may not use with ``mode``, or None."""
+    locks = (path + suffix for suffix in (LOCK_SUFFIX, READERS_SUFFIX))
+    return next((lock for lock in locks if os.path.exists(lock) and not _may(lock, mode)), None)
 
 
 def _hidden_writer(path: str, lock: str, pid: str) -> StoreError:

@@ -134,13 +134,18 @@ class PostgresStore(BaseStore):
         )
         return [f"{'USAGE' if kind == 'S' else right} on {name}" for name, kind, right in rows]
 
-    def grants(self) -> str:
-        """The statements that give this connection's role what a sync needs of a made store."""
+    def grants(self, *, read: bool = False) -> str:
+        """The statements that give this connection's role what a sync needs of a made store, or with ``read`` what
+        reading it needs."""
         role = _sql_name(self._con.info.user)
-        return (
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role} and GRANT USAGE, SELECT,"
-            f" UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role} (the store's schema, if not public)"
-        )
+        if read:
+            said = f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"
+        else:
+            said = (
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role} and GRANT USAGE,"
+                f" SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}"
+            )
+        return f"{said} (the store's schema, if not public)"
 
     def _refused_right(self, said: str) -> StoreError:
         """The one line for a statement the role may not run: which role, which store, and the grant that lets it.
@@ -159,8 +164,7 @@ class PostgresStore(BaseStore):
         if self._may_not_read(said):
             return StoreError(
                 f"the role {role} may not read the PostgreSQL store {shown} ({said}); use the role that made the store,"
-                f" or have it run GRANT SELECT ON ALL TABLES IN SCHEMA public TO {_sql_name(role)} (the store's schema,"
-                " if not public)"
+                f" or have it run {self.grants(read=True)}"
             )
         return StoreError(
             f"the role {role} may not write the PostgreSQL store {shown} ({said}); use the role that made the store,"
