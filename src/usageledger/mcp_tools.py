@@ -23,7 +23,7 @@ from usageledger._text import counted
 from usageledger.config import Config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import parse_alert_config, run_checks
-from usageledger.report.assemble import closed_adjustments, config_projects, known_project, project_named
+from usageledger.report.assemble import alert_projects, closed_adjustments, known_project, project_named
 from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import (
     adjustment_document,
@@ -430,8 +430,7 @@ class LedgerTools:
             pid = self._project_id(store, project, org)
             # [alerts.projects.X]: X a project's ID or its name, as `check` reads it
             by_name = resolve_names(store, org=org, overrides=self._overrides(), distinct=False)
-            budgeted = config_projects(store, cfg.project_budgets, org=org, names=by_name, where="alerts.projects")
-            cfg = cfg.replace(project_budgets={budgeted[k]: b for k, b in cfg.project_budgets.items()})
+            cfg, _ = alert_projects(store, cfg, org=org, names=by_name)
             names = resolve_names(store, org=org, overrides=self._overrides())
             result = run_checks(store, cfg, now=now, org=org, project=pid, budget_day=day, anomaly_day=day, names=names)
             warnings = data_warnings(store, org)

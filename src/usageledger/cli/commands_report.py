@@ -59,9 +59,9 @@ from usageledger.report.alerts import (
 from usageledger.report.alerts import slack_payload as make_slack_payload
 from usageledger.report.assemble import (
     adjustments_within,
+    alert_projects,
     assemble_report,
     closed_adjustments,
-    config_projects,
     month_outlook,
     outlook_document,
     project_named,
@@ -666,8 +666,7 @@ def check(
         # [alerts.projects.X]: X a project's ID or its name, read as --project reads it (before --project's budget,
         # which replaces the table of the project it names, whichever way the table names it)
         by_name = resolve_names(db, org=org, overrides=_names(settings, names), distinct=False)
-        budgeted = config_projects(db, cfg.project_budgets, org=org, names=by_name, where="alerts.projects")
-        cfg = cfg.replace(project_budgets={budgeted[k]: b for k, b in cfg.project_budgets.items()})
+        cfg, budgeted = alert_projects(db, cfg, org=org, names=by_name)
         if flag_budget != Budget() and project is not None:  # keyed by the ID --project names
             cfg = cfg.replace(project_budgets={**cfg.project_budgets, project: flag_budget})
         _warn_unknown_project(db, project, org)

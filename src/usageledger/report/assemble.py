@@ -5,12 +5,12 @@ One function for the ``report`` command and the dashboard's ``/api/report``, so 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
-from usageledger._sections import key_path
+from usageledger._sections import AlertConfig, key_path
 from usageledger._text import name_key
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.credit import CreditBalance, credit_balance
@@ -28,9 +28,9 @@ from usageledger.sync_options import SyncOptions
 __all__ = [
     "MODEL_ADJUSTMENTS",
     "adjustments_within",
+    "alert_projects",
     "assemble_report",
     "closed_adjustments",
-    "config_projects",
     "known_project",
     "month_outlook",
     "outlook_document",
@@ -143,16 +143,20 @@ def project_named(db: BaseStore, project: str, *, org: str | None, names: Names,
     return found[0] if found else None
 
 
-def config_projects(db: BaseStore, keys: Iterable[str], *, org: str | None, names: Names, where: str) -> dict[str, str]:
-    """``{key: project ID}`` for the project keys of a config table (``where``: ``alerts.projects``), each a project's
-    ID or its name, read by :func:`project_named` (a key that names nothing is kept as it is, for the caller to warn
-    of). ``[alerts.projects."Search Assistant"]``, the name every table shows, was read as an ID no row names.
+def alert_projects(
+    db: BaseStore, alerts: AlertConfig, *, org: str | None, names: Names
+) -> tuple[AlertConfig, dict[str, str]]:
+    """``alerts`` with its ``[alerts.projects.X]`` budgets keyed by project ID, and ``{X: project ID}``: each X a
+    project's ID or its name, read by :func:`project_named` (an X that names nothing is kept as it is, for the caller
+    to warn of). ``[alerts.projects."Search Assistant"]``, the name every table shows, was read as an ID no row
+    names. The one reading of ``check`` and the MCP ``alerts`` tool.
 
     A name several projects share is refused naming the key and the IDs; two keys of one project (its ID and its
     name) are refused naming both, since one of the two tables would be dropped unsaid."""
+    where = "alerts.projects"
     resolved: dict[str, str] = {}
     first: dict[str, str] = {}
-    for key in sorted(keys):
+    for key in sorted(alerts.project_budgets):
         at = key_path(where, key)
         project_id = project_named(db, key, org=org, names=names, param=at) or key
         if project_id in first:
@@ -162,7 +166,8 @@ def config_projects(db: BaseStore, keys: Iterable[str], *, org: str | None, name
             )
         first[project_id] = key
         resolved[key] = project_id
-    return resolved
+    budgets = {resolved[key]: budget for key, budget in alerts.project_budgets.items()}
+    return alerts.replace(project_budgets=budgets), resolved
 
 
 def projects_in(db: BaseStore, period: Period, org: str | None) -> list[str | None]:
