@@ -233,7 +233,10 @@ def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
      ("date,rate\n2026-10-01,0.921500000000000000000000000001\n", "has 30 significant digits; round it to 10"),
      ('date,rate\n2026-10-01,"1,05"\n', r"line 2: '1,05' is not a positive rate; .* decimal point \(1\.05\)"),
      ("\n\ndate,rate\n\n2026-10-01,abc\n", "line 5: 'abc' is not a positive rate"),
-     ("\n;\n", "header line date,rate .*semicolons"), ("\n \n", "header line date,rate$")],
+     ("\n;\n", "header line date,rate .*semicolons"), ("\n \n", "header line date,rate$"),
+     # Decimal reads both: 1_0 converted at 10, 0.9 and a full-width 2 at 0.92
+     ("date,rate\n2026-10-01,1_0\n", "line 2: '1_0' is not a number of ASCII digits and a point; write it like"),
+     ("date,rate\n2026-10-01,0.9\uff12\n", "line 2: '0.9\uff12' is not a number of ASCII digits")],
 )  # fmt: skip
 def test_bad_rate_files_name_fx(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "rates.csv"

@@ -46,6 +46,9 @@ BASE_CURRENCY: Final = "USD"
 """The currency the costs endpoint reports in (the store's ``currency`` column)."""
 _CODE: Final = re.compile(r"[A-Z]{3}")
 _DECIMAL_COMMA: Final = re.compile(r"\d+,\d+")
+_RATE_TEXT: Final = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+"""A rate as a number is written: ASCII digits, one point, an exponent. :class:`~decimal.Decimal` reads more
+(``1_0`` as 10, a full-width ``０.９２`` as 0.92): a rate nobody wrote as such, converted without a word."""
 
 MIN_RATE: Final = Decimal("0.000001")
 MAX_RATE: Final = Decimal("1000000")
@@ -210,6 +213,8 @@ def load_rates(path: Path | str, currency: str) -> FxRates:
         except InvalidOperation:
             rate = Decimal("NaN")
         problem = rate_problem(rate, rate_text)
+        if problem is None and not _RATE_TEXT.fullmatch(rate_text):
+            problem = f"{rate_text!r} is not a number of ASCII digits and a point; write it like 0.9215"
         if problem is not None and _DECIMAL_COMMA.fullmatch(rate_text):  # a quoted "1,05"
             problem += f"; write it with a decimal point ({rate_text.replace(',', '.')}), not a comma"
         if problem is not None:
