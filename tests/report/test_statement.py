@@ -200,6 +200,34 @@ def test_currency_converts_each_day_at_its_rate(store: str, tmp_path: Path) -> N
     assert len([r for r in rows if r["kind"] == "rate"]) == len(rates)
 
 
+@pytest.mark.parametrize("by", ["team", "project"])
+def test_a_converted_statement_keeps_usd_beside(store: str, tmp_path: Path, by: str) -> None:
+    """Converted, every output gave the month and each statement in EUR alone: the invoice's USD figure was gone.
+    Now each statement's USD total, as billed, is beside its own, and they add up to the invoice in every format."""
+    _rates(tmp_path / "rates.csv")
+    fx = ("--store", store, "--by", by, "--allocate", "none", "--currency", "EUR", "--fx", str(tmp_path / "rates.csv"))
+    doc = _json(MONTH, *fx)
+    usd = _json(MONTH, "--store", store, "--by", by, "--allocate", "none")
+    assert Decimal(doc["total_usd"]) == _invoice(store) == Decimal(usd["total"]) == Decimal(usd["total_usd"])
+    assert sum(Decimal(s["total_usd"]) for s in doc["statements"]) == _invoice(store)
+    # the same owners' USD figures as the statement in USD (no allocation, so no EUR-weighted split between them)
+    assert {s["owner"]: s["total_usd"] for s in doc["statements"]} == {
+        s["owner"]: s["total"] for s in usd["statements"]
+    }
+    _check_sums(doc)
+    out_csv, out_html = tmp_path / "s.csv", tmp_path / "s.html"
+    text = _run("statement", MONTH, *fx, "--csv", str(out_csv), "--html", str(out_html)).stdout
+    assert "in USD" in text and f"${_invoice(store):,}" in text
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8"))))
+    totals = [r for r in rows if r["kind"] == "total"]
+    assert sum(Decimal(r["amount_usd"]) for r in totals) == _invoice(store)
+    assert sum(Decimal(r["amount"]) for r in totals) == Decimal(doc["total"])
+    assert all(r["amount_usd"] == "" for r in rows if r["kind"] != "total")
+    page = out_html.read_text(encoding="utf-8")
+    assert "total in USD" in page and f"${_invoice(store):,}" in page and f"€{Decimal(doc['total']):,}" in page
+    assert all(f"${Decimal(s['total_usd']):,}</td>" in page for s in doc["statements"])
+
+
 def test_a_missing_day_is_a_one_line_error(store: str, tmp_path: Path) -> None:
     missing = date(2026, 10, 19)
     _rates(tmp_path / "rates.csv", skip=missing)

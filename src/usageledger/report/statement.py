@@ -113,6 +113,9 @@ class Statement:
     total: Decimal
     shared_fraction: Decimal | None
     """The fraction of the shared spend allocated to it (``None`` for ``--allocate none``)."""
+    usd_total: Decimal | None = None
+    """The same statement in USD, as billed (its direct spend and the same fraction of the shared spend, before
+    conversion), apportioned to :attr:`MonthStatements.usd_total`; equal to ``total`` when not converted."""
 
     @property
     def direct(self) -> Decimal:
@@ -154,6 +157,9 @@ class MonthStatements:
     """The projects whose spend was shared (``None``: spend with no project)."""
     rates: tuple[tuple[date, Decimal], ...]
     """The day rates used (empty in USD)."""
+    usd_total: Decimal
+    """The month's costs in USD, as billed, rounded half-up to the cent: what the statements' ``usd_total`` add up
+    to (``total`` itself when not converted), so a converted statement keeps the invoice's figure beside its own."""
     complete: bool
     """``False`` when the month is not over yet (its statement covers the days so far)."""
     closes: tuple[tuple[str, datetime], ...] = ()
@@ -262,20 +268,26 @@ def _from_rows(
     shared_exact = Decimal(0)
     shared_projects: list[str | None] = []
     total_exact = Decimal(0)
+    usd_direct: dict[str, Decimal] = {}
+    usd_shared = Decimal(0)
+    usd_exact = Decimal(0)
     with localcontext() as ctx:
         ctx.prec = 50
         for day, project, line_item, amount in rows:
             value = fx.convert(amount, day) if fx is not None else amount
             total_exact += value
+            usd_exact += amount
             owner = project if by == "project" else (team_of.get(project) if project is not None else None)
             if owner is None:
                 shared_exact += value
+                usd_shared += amount
                 if project not in shared_projects:
                     shared_projects.append(project)
                 continue
             lines = direct.setdefault(owner, {})
             key = (line_item_model(line_item), line_item)
             lines[key] = lines.get(key, Decimal(0)) + value
+            usd_direct[owner] = usd_direct.get(owner, Decimal(0)) + amount
             if project not in members.setdefault(owner, []):
                 members[owner].append(project)
         owners = sorted(direct)
@@ -284,6 +296,9 @@ def _from_rows(
         allocated = _allocate(shared_exact, fractions)
         unallocated = shared_exact if not fractions else Decimal(0)
         exact_totals = [direct_totals[o] + allocated.get(o, Decimal(0)) for o in owners]
+        # the same statements in USD: each owner's direct spend and the same fraction of the shared spend
+        usd_allocated = _allocate(usd_shared, fractions)
+        usd_totals = [usd_direct[o] + usd_allocated.get(o, Decimal(0)) for o in owners]
         owned: list[tuple[str, list[StatementLine]]] = []
         for o in owners:
             lines_o = [StatementLine(m, li, Decimal(0), v) for (m, li), v in sorted(direct[o].items(), key=_line_order)]
@@ -292,11 +307,14 @@ def _from_rows(
             owned.append((o, lines_o))
         if unallocated != 0 or (not owners and shared_projects):
             exact_totals.append(unallocated)
+            usd_totals.append(usd_shared if not fractions else Decimal(0))
             owned.append((SHARED, [StatementLine(None, None, Decimal(0), unallocated, shared=True)]))
     total = total_exact.quantize(CENT, rounding=ROUND_HALF_UP)
     rounded_totals = apportion(exact_totals, total)
+    usd_total = usd_exact.quantize(CENT, rounding=ROUND_HALF_UP)
+    usd_rounded = rounded_totals if fx is None else apportion(usd_totals, usd_total)
     statements: list[Statement] = []
-    for (owner, lines_o), statement_total in zip(owned, rounded_totals, strict=True):
+    for (owner, lines_o), statement_total, statement_usd in zip(owned, rounded_totals, usd_rounded, strict=True):
         amounts = apportion([line.exact for line in lines_o], statement_total)
         rounded = tuple(
             StatementLine(line.model, line.line_item, a, line.exact, line.shared)
@@ -309,6 +327,7 @@ def _from_rows(
                 rounded,
                 statement_total,
                 fractions.get(owner) if fractions else None,
+                statement_usd,
             )
         )
     statements.sort(key=lambda s: (s.owner == SHARED, -s.total, s.owner))
@@ -325,6 +344,7 @@ def _from_rows(
         shared_total=sum((s.shared for s in statements), Decimal("0.00")),
         shared_projects=tuple(shared_projects),
         rates=used,
+        usd_total=usd_total,
         complete=now >= until,
     )
 

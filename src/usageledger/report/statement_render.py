@@ -56,6 +56,10 @@ def _fraction(s: Statement) -> str:
     return "" if s.shared_fraction is None else f"{(s.shared_fraction * 100).quantize(Decimal('0.1'))}%"
 
 
+def _usd(amount: Decimal | None) -> str:
+    return "" if amount is None else format_money(amount, BASE_CURRENCY)
+
+
 def _when(at: datetime) -> str:
     return timeutil.iso(int(at.timestamp()))
 
@@ -101,7 +105,8 @@ def statement_summary(statements: MonthStatements, names: Names | None = None) -
         said.append(
             f"Converted from USD to {cur} at each day's rate: {counted(len(rates), 'day')},"
             f" {min(rates)} to {max(rates)} "
-            f"{cur} per USD (the JSON and CSV list every day's rate)."
+            f"{cur} per USD (the JSON and CSV list every day's rate). In USD, as billed, the statements add up to "
+            f"{format_money(statements.usd_total, BASE_CURRENCY)}, each one's beside it."
         )
     said += _closed_sentences(statements)
     if not statements.complete:
@@ -113,17 +118,20 @@ def render_statements(statements: MonthStatements, names: Names) -> RenderableTy
     cur = statements.currency
     name = _owner_name(statements, names)
     parts: list[RenderableType] = []
+    converted = cur != BASE_CURRENCY
     for s in statements.statements:
         table = DataTable(
             f"Statement {statements.month:%Y-%m}: {statements.by} {name(s.owner)}",
             label("model"),
             label("line item"),
             number("amount"),
+            # converted: the total in USD, as billed, beside it (a number column, so never shortened as a label is)
+            *([number("in USD")] if converted else []),
         )
         for line in s.lines:
             model, item = _line_label(line, statements)
-            table.add_row(model, item, format_money(line.amount, cur))
-        table.add_row("total", "", format_money(s.total, cur))
+            table.add_row(model, item, format_money(line.amount, cur), *([""] if converted else []))
+        table.add_row("total", "", format_money(s.total, cur), *([_usd(s.usd_total)] if converted else []))
         parts += [table, Text("")]
     summary = DataTable(
         f"Statements {statements.month:%Y-%m} by {statements.by}",
@@ -132,13 +140,15 @@ def render_statements(statements: MonthStatements, names: Names) -> RenderableTy
         number("shared"),
         number("share of shared"),
         number("total"),
+        *([number("total in USD")] if converted else []),
     )
     for s in statements.statements:
         summary.add_row(
             name(s.owner), format_money(s.direct, cur), format_money(s.shared, cur), _fraction(s),
-            format_money(s.total, cur),
+            format_money(s.total, cur), *([_usd(s.usd_total)] if converted else []),
         )  # fmt: skip
-    summary.add_row("total", "", format_money(statements.shared_total, cur), "", format_money(statements.total, cur))
+    summary.add_row("total", "", format_money(statements.shared_total, cur), "", format_money(statements.total, cur),
+                    *([_usd(statements.usd_total)] if converted else []))  # fmt: skip
     parts.append(summary)
     if statements.closed:
         later = DataTable(
@@ -177,6 +187,7 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
         "allocation": {"rule": statements.allocation, "description": statements.rule},
         # the figures rounded to the cent (which add up) keep their two places; the exact ones are trimmed
         "total": cents(statements.total),
+        "total_usd": cents(statements.usd_total),
         "exact_total": statements.exact_total,
         "shared_total": cents(statements.shared_total),
         "shared_projects": list(statements.shared_projects),
@@ -190,6 +201,7 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
                 "shared": cents(s.shared),
                 "shared_fraction": s.shared_fraction,
                 "total": cents(s.total),
+                "total_usd": None if s.usd_total is None else cents(s.usd_total),
                 "lines": [
                     {
                         "model": line.model,
@@ -240,24 +252,27 @@ def statement_csv(statements: MonthStatements, names: Names) -> str:
     # the one CSV writer: names come from the API and from files, so text a spreadsheet would run as a formula
     # (`=cmd|...`) is written after an apostrophe; amounts are Decimals, numbers a spreadsheet adds (`-0.08` too)
     writer = CsvWriter(out, decimal=decimal_string)
-    writer.header(["month", "by", "owner", "name", "kind", "model", "line_item", "amount", "currency"])
+    # amount_usd: a statement's total in USD, as billed, on its `total` line (converted or not), so a converted
+    # file keeps the invoice's figures beside its own; the column adds up to the month's costs in USD
+    writer.header(["month", "by", "owner", "name", "kind", "model", "line_item", "amount", "currency", "amount_usd"])
     month = f"{statements.month:%Y-%m}"
     for s in statements.statements:
         for line in s.lines:
             kind = "shared" if line.shared else "direct"
             writer.writerow(
                 [month, statements.by, s.owner, name(s.owner), kind, line.model or "", line.line_item or "",
-                 line.amount, statements.currency]
+                 line.amount, statements.currency, ""]
             )  # fmt: skip
-        writer.writerow([month, statements.by, s.owner, name(s.owner), "total", "", "", s.total, statements.currency])
+        writer.writerow([month, statements.by, s.owner, name(s.owner), "total", "", "", s.total, statements.currency,
+                         "" if s.usd_total is None else s.usd_total])  # fmt: skip
     for a in statements.adjustments:  # apart from the closed figures: present minus closed, per statement
         since = "since the close at " + _closes(statements)
         writer.writerow([month, statements.by, a.owner, name(a.owner), "adjustment", "", since, a.amount,
-                         statements.currency])  # fmt: skip
+                         statements.currency, ""])  # fmt: skip
     # a rate is no amount in USD: "USD" there let a sum of the file's USD amounts add up the rates
     per = f"{statements.currency} per {BASE_CURRENCY}"
     for day, rate in statements.rates:
-        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), rate, per])
+        writer.writerow([month, statements.by, "", "", "rate", "", day.isoformat(), rate, per, ""])
     return out.getvalue()
 
 
@@ -286,10 +301,14 @@ def statement_html(statements: MonthStatements, names: Names) -> str:
     title = f"Statements {statements.month:%Y-%m} by {statements.by}"
     body: list[str] = [f"<h1>{esc(title)}</h1>"]
     body += [f"<p>{esc(line)}</p>" for line in statement_summary(statements, names)]
-    body.append(head(statements.by, "direct", "shared", "total", money_from=1))
+    converted = cur != BASE_CURRENCY
+    body.append(head(statements.by, "direct", "shared", "total", *(["total in USD"] if converted else []),
+                     money_from=1))  # fmt: skip
     for s in statements.statements:
-        body.append(row(name(s.owner), [], [format_money(v, cur) for v in (s.direct, s.shared, s.total)]))
-    body.append(row("total", [], ["", "", format_money(statements.total, cur)], total=True) + "</table>")
+        usd = [_usd(s.usd_total)] if converted else []
+        body.append(row(name(s.owner), [], [*(format_money(v, cur) for v in (s.direct, s.shared, s.total)), *usd]))
+    usd = [_usd(statements.usd_total)] if converted else []
+    body.append(row("total", [], ["", "", format_money(statements.total, cur), *usd], total=True) + "</table>")
     for s in statements.statements:
         body.append(f"<h2>{esc(statements.by)} {esc(name(s.owner))}</h2>")
         body.append(head("model", "line item", "amount", money_from=2))
