@@ -299,6 +299,47 @@ def test_a_role_that_may_only_read_is_told_the_grant_and_the_grant_lets_it_sync(
     assert synced.exit_code == 0, synced.output
 
 
+def test_a_role_with_no_right_is_told_every_grant_a_sync_needs_at_once(
+    migrated_pg_url: str, emulator_url: str, request: pytest.FixtureRequest
+) -> None:
+    """A role with no right at all on a made store was told by `sync` to `GRANT SELECT` (its first read, of
+    schema_migrations, was refused), and only on the next run the write grants: two rounds of a DBA where one would
+    do. The one line now gives every grant the sync needs, and running those alone lets the next sync through."""
+    database = migrated_pg_url.rsplit("/", 1)[1]
+    role = _role(request, prefix="none")
+    url = _with(migrated_pg_url, user=role)
+    argv = ["sync", "--store", url, "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--since", "2d"]
+    runner = CliRunner(env={"OPENAI_ADMIN_KEY": FAKE_ADMIN_KEY})
+    refused = runner.invoke(app, [*argv, "-e", "costs", "--quiet"])
+    assert refused.exit_code == 1, refused.output
+    line = refused.stderr.rstrip("\n")
+    assert "\n" not in line and PASSWORD not in refused.output, refused.output
+    assert line.startswith(f"error: the role {role} may not read or write the PostgreSQL store postgresql://"), line
+    grants = line.split("or have it run ", 1)[1].split(" (the store's schema", 1)[0].split(" and ")
+    assert grants == [
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    ]
+    cluster = request.getfixturevalue("_pg_cluster")
+    for grant in grants:
+        cluster.sql(grant, database=database)
+    synced = runner.invoke(app, [*argv, "-e", "costs", "--quiet"])
+    assert synced.exit_code == 0, synced.output
+
+
+def test_a_reader_with_no_right_is_told_the_read_grant_only(
+    migrated_pg_url: str, request: pytest.FixtureRequest
+) -> None:
+    """A command that only reads (`status`), by a role with no right, is told the read grant alone: a dashboard's
+    role is never asked to be given writes."""
+    role = _role(request, prefix="none")
+    result = CliRunner().invoke(app, ["status", "--store", _with(migrated_pg_url, user=role)])
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    assert line.startswith(f"error: the role {role} may not read the PostgreSQL store postgresql://"), line
+    assert f"or have it run GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role} (the store's" in line, line
+
+
 @contextlib.contextmanager
 def _http_port() -> Iterator[int]:
     """A loopback port where a server that is not PostgreSQL answers each connection as an HTTP server would."""

@@ -179,7 +179,7 @@ def open_store(
     if is_postgres_url(text):
         from usageledger.store.postgres import PostgresStore
 
-        store = PostgresStore(text)
+        store = PostgresStore(text, writes=not read_only)
     else:
         from usageledger.store.duckdb import DuckDBStore
 
@@ -214,7 +214,7 @@ def open_existing_store(
     if is_postgres_url(text):
         from usageledger.store.postgres import PostgresStore
 
-        store = PostgresStore(text)
+        store = PostgresStore(text, writes=False)
     else:
         from usageledger.store.duckdb import DuckDBStore, no_store_message
 

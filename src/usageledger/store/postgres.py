@@ -45,8 +45,12 @@ class PostgresStore(BaseStore):
     dialect: ClassVar[Dialect] = "postgres"
     this_schema: ClassVar[str] = "table_schema = current_schema()"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, writes: bool = True) -> None:
+        """``writes``: opened to write (a sync, ``init``, ``close``), so a refused right is answered with every grant
+        a write needs, not the read grant alone (a role with no right was told ``GRANT SELECT`` by `sync`, and the
+        write grants only on the next run); False for a store opened only to read (``open_existing_store``)."""
         super().__init__(url)
+        self._writes = writes
         self._pg = _psycopg()
         _check_reserved(self._pg, url)
         try:
@@ -162,9 +166,11 @@ class PostgresStore(BaseStore):
                 f" CREATE ON SCHEMA {_sql_name(schema.group(1))} TO {_sql_name(role)}"
             )
         if self._may_not_read(said):
+            # the write grants take in SELECT: one round of grants for a writer that holds no right at all
+            how = "read or write" if self._writes else "read"
             return StoreError(
-                f"the role {role} may not read the PostgreSQL store {shown} ({said}); use the role that made the store,"
-                f" or have it run {self.grants(read=True)}"
+                f"the role {role} may not {how} the PostgreSQL store {shown} ({said}); use the role that made the"
+                f" store, or have it run {self.grants(read=not self._writes)}"
             )
         return StoreError(
             f"the role {role} may not write the PostgreSQL store {shown} ({said}); use the role that made the store,"
