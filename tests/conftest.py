@@ -97,6 +97,7 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_statement.py",
         "test_store.py",
         "test_store_open.py",
+        "test_store_password.py",
         "test_sync.py",
         "test_sync_concurrent.py",
         "test_sync_faults.py",

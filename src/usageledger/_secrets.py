@@ -38,6 +38,7 @@ __all__ = [
     "redact_webhook",
     "refuse_key",
     "url_userinfo",
+    "url_without_password",
 ]
 
 ADMIN_KEY_PREFIX: Final = "sk-admin-"
@@ -254,6 +255,24 @@ def redact_url_password(url: str) -> str:
     # A password in the query (`?password=`), which libpq reads too: masked whole here, where the text is the URL
     # alone (mask_keys leaves a closing `.` or `:` before a space outside it, as a message's own punctuation).
     return mask_keys(QUERY_PASSWORD.sub(r"\1***", url))
+
+
+def url_without_password(url: str) -> str:
+    """The ``postgresql://`` URL with its password taken out, all else as written: the user info's (which libpq ends
+    at the first ``@`` or ``/``, so ``u:pw@host`` becomes ``u@host``) and a ``password=`` of its query. The URL a
+    config may keep: the password goes to libpq's password file (``store/_pgpass.py``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo = re.match(r"([^@/:]*):[^@/]*@", rest)
+    if userinfo is not None:
+        user = userinfo.group(1)
+        rest = (f"{user}@" if user else "") + rest[userinfo.end() :]
+    base, query_sep, query = rest.partition("?")
+    if query_sep:
+        kept = [part for part in query.split("&") if part.partition("=")[0] != "password"]
+        rest = base + (f"?{'&'.join(kept)}" if kept else "")
+    return f"{scheme}{sep}{rest}"
 
 
 def redact_url_passwords(text: str, url: str) -> str:

@@ -197,6 +197,19 @@ def _permissions(path: Path) -> Finding | None:
             f"{path} holds {secret} and {who} (mode {mode:04o}); usageledger refuses such a file",
             f"run: chmod 600 {path} (or better, move {move})",
         )
+    if secret is not None and not holds_key(text):
+        # A store URL's password, as `init` wrote it before it kept the password in libpq's password file: private
+        # now, but a config gets copied, shared and committed.
+        from usageledger.store._pgpass import pgpass_path
+
+        return Finding(
+            "config permissions",
+            "warn",
+            f"{path} holds a password in a URL (a store URL an older `usageledger init` wrote), where it is copied and"
+            " shared with the config",
+            f"take the password out of [store] url in {path} and add the line host:port:dbname:user:password to"
+            f" {pgpass_path()} (chmod 600), where libpq reads it",
+        )
     if secret is not None:
         return Finding(
             "config permissions",

@@ -54,9 +54,12 @@ from usageledger.store import (
     BaseStore,
     Stream,
     StreamState,
+    check_store_url,
+    is_postgres_url,
     open_store,
     store_files,
 )
+from usageledger.store._pgpass import PasswordPlan, plan_password, save_password
 from usageledger.sync_options import SyncOptions
 
 if TYPE_CHECKING:
@@ -118,14 +121,20 @@ def init(
     # A missing folder is made, as every output's is (`_paths.make_folder`): it was refused, though the hint of a
     # missing --config names `init --path` to write it. The config is written first, under a temporary name, and
     # renamed into place once the store is made; a failed init leaves neither file behind, nor the folders it made.
+    # A PostgreSQL URL's password goes where libpq reads it (PGPASSFILE, ~/.pgpass), never into the config, which
+    # gets copied, shared and committed: the config keeps the URL without it. Refused (another password saved for
+    # that server, database and user; a password file libpq would ignore) before anything is made.
+    password = plan_password(check_store_url(store)) if is_postgres_url(store) else None
     made = make_folder(target.parent)
     try:
         with (
-            staged_default_config(target, store_url=store, force=force) as written,
-            open_store(store, migrate=False, what="init", on_wait=say) as opened,
+            staged_default_config(target, store_url=password.bare_url if password else store, force=force) as written,
+            open_store(store, migrate=False, what="init", on_wait=say) as opened,  # with the password: it connects
         ):
             existed = bool(opened.applied_migrations())
             applied = opened.migrate()
+            if password is not None:  # in the block: a password that cannot be saved leaves no config
+                save_password(password)
     except BaseException:
         remove_made(made)
         raise
@@ -138,7 +147,20 @@ def init(
         else f"prepared the store {shown} ({counted(len(applied), 'migration')} applied)"
     )
     say(f"Wrote {written} and {done}.", to=_app.console)
+    if password is not None:
+        say(_password_went(password, written))
     say("Next: export OPENAI_ADMIN_KEY=sk-admin-... and run `usageledger sync`.", to=_app.console)
+
+
+def _password_went(plan: PasswordPlan, config: Path) -> str:
+    """The one line (on stderr) saying where the store's password went, never the password."""
+    if plan.from_environment:
+        return f"The store's password is not in {config}: PGPASSWORD gives it here (libpq reads it); nothing was saved."
+    if plan.present is not None:
+        return f"The store's password is not in {config}: libpq reads it from {plan.path} (line {plan.present})."
+    return (
+        f"The store's password is not in {config}: it was saved to {plan.path} ({plan.entries}), where libpq reads it."
+    )
 
 
 # --- sync -----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from usageledger._secrets import redact_url_password, redact_url_passwords
 from usageledger.errors import StoreError
 from usageledger.store import migrations
 from usageledger.store._base import BaseStore
+from usageledger.store._pgpass import conninfo, pgpass_path
 from usageledger.store._types import RunOwner, RunTotals
 from usageledger.store.schema import Dialect, TableSpec, q
 
@@ -478,6 +479,13 @@ def _connect_fix(said: str, url: str) -> str:
         # `postgresql://u@host` (no /DBNAME): libpq takes the user name for the database, and the fix said to
         # `createdb u`, a database named after the user, where the URL only lacked the one meant.
         return "; the store URL names no database, so PostgreSQL took the user name for it: add /DBNAME to the URL"
+    if _CONNECT_FIXES[0][0].search(said) and not conninfo(url).get("password"):
+        # the URL without its password, as `init` writes it: "check the user name and password in the store URL"
+        # sent the user to a URL that holds none
+        return (
+            f"; the store URL holds no password, and neither PGPASSWORD nor {pgpass_path()} gave the right one for"
+            " it: add the line host:port:dbname:user:password to that file (chmod 600), or correct it there"
+        )
     for pattern, fix in _CONNECT_FIXES:
         match = pattern.search(said)
         if match is not None:
