@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -129,12 +131,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="session")
+def _pgpass_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pgpass")
+
+
+_pgpass_files = itertools.count(1)
+
+
 @pytest.fixture(autouse=True)
-def _clean_openai_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees the developer's OPENAI_* or USAGELEDGER_* variables."""
+def _clean_openai_env(monkeypatch: pytest.MonkeyPatch, _pgpass_folder: Path) -> Iterator[None]:
+    """No test sees the developer's OPENAI_* or USAGELEDGER_* variables, nor their PostgreSQL password (PGPASSWORD,
+    ~/.pgpass): PGPASSFILE names a file of the test's own, not made yet, where `init --store postgresql://u:pw@...`
+    keeps the password (it went into the developer's ~/.pgpass)."""
     import os
 
     for name in list(os.environ):
         if name.startswith(("OPENAI_", "USAGELEDGER_")):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(_pgpass_folder / f"pgpass-{next(_pgpass_files)}"))
     yield
