@@ -173,6 +173,22 @@ def test_a_password_given_by_pgpassword_needs_nothing_saved(
     assert f'url = "{bare}"' in (here / "usageledger.toml").read_text()
 
 
+def test_a_pgpassword_that_differs_from_the_urls_is_refused(
+    here: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq reads PGPASSWORD before any password file: a URL whose password differs from it would connect once
+    (init's own connection has the password) and never again from the config. Refused in one line, nothing made."""
+    _, _, url = _role(request)
+    monkeypatch.setenv("PGPASSWORD", "another-one")
+    init = CliRunner().invoke(app, ["init", "--store", url])
+    assert init.exit_code == 1, init.output
+    assert init.stderr.strip() == (
+        "error: PGPASSWORD holds another password than the store URL's, and libpq reads it before any password file,"
+        " so the URL would not connect without its password: unset PGPASSWORD (or correct it), then run init again"
+    )
+    assert not (here / "usageledger.toml").exists() and not (here / "secrets").exists()
+
+
 def test_doctor_names_a_password_an_older_init_left_in_the_config(
     here: Path, request: pytest.FixtureRequest, emulator_url: str
 ) -> None:
