@@ -40,6 +40,8 @@ from usageledger._secrets import (
     key_named,
     mask_keys,
     normalize_key,
+    redact_url_password,
+    url_without_password,
 )
 from usageledger._sections import (
     RESERVED_TEAMS,
@@ -715,7 +717,14 @@ def staged_default_config(
     """The commented default config (mode 0600), written beside ``path`` under a temporary name on entry and renamed
     into place when the block ends without an error (removed when it fails). ``init`` makes its store inside the
     block, so a folder the config cannot be written to is said, naming ``--path``, before the store is made, and a
-    store that cannot be made leaves no config."""
+    store that cannot be made leaves no config. A store URL with a password is refused: the config gets copied,
+    shared and committed, so the password belongs in libpq's password file (``init`` puts it there)."""
+    if url_without_password(store_url) != store_url:
+        raise ConfigError(
+            "store_url: a config never keeps the store's password; give the URL without it"
+            f" ({redact_url_password(store_url)} as {url_without_password(store_url)}) and keep the password in"
+            " PGPASSFILE or ~/.pgpass, where libpq reads it (`usageledger init --store URL` puts it there)"
+        )
     target = check_config_target(path, force=force)
     text = default_config_text(in_file(store_url, target))  # read back relative to the config's folder
     final = real_path(target) if target.is_symlink() else target

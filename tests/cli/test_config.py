@@ -65,6 +65,18 @@ def test_init_writes_a_commented_private_file_that_loads(tmp_path: Path, monkeyp
         write_default_config(path)
 
 
+def test_the_config_writer_never_keeps_a_store_password(tmp_path: Path) -> None:
+    """The one writer of the config refuses a store URL with a password (in its user info or its query), naming the
+    URL without it and where the password goes, and writes nothing: a config gets copied, shared and committed."""
+    for url in ("postgresql://ann:s3cret@db.example/ledger", "postgresql://ann@db.example/ledger?password=s3cret"):
+        with pytest.raises(ConfigError, match="store_url: a config never keeps the store's password") as caught:
+            write_default_config(tmp_path / "usageledger.toml", store_url=url)
+        assert "s3cret" not in str(caught.value) and "postgresql://ann@db.example/ledger" in str(caught.value)
+        assert list(tmp_path.iterdir()) == []
+    written = write_default_config(tmp_path / "usageledger.toml", store_url="postgresql://ann@db.example/ledger")
+    assert load_config(written).store_url == "postgresql://ann@db.example/ledger"
+
+
 def test_a_relative_store_path_is_read_from_the_configs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`url = "ledger.duckdb"` in team/usageledger.toml named ./ledger.duckdb of wherever the command ran: a sync
     run from another folder made a new empty store there, and reports read it. It is the config's folder's file, as
