@@ -257,6 +257,9 @@ def test_a_query_table_with_no_rows_says_so_in_one_line(emulator_url: str) -> No
         (["serve", "--port", "-1"], "--port -1 is not a port; pick one from 1 to 65535 (0 = any free)"),
         (["serve", "--host", "127.0.0.1:8080"], "--host 127.0.0.1:8080 is an address with a port; "),
         (["emulator", "--days", "0"], "--days: 0 is too few; give 1 or more"),
+        (["emulator", "--keys", "0"], "--keys: 0 is too few; give 1 or more"),
+        (["emulator", "--archived", "5"], "--archived: 5 is out of range; give 0 to 4 (one project stays live)"),
+        (["emulator", "--names", "fancy"], "--names"),
         (["emulator", "--orgs", "0"], "--orgs 0 is out of range; give a number of organisations from 1 to 1000"),
         (["emulator", "--cache-mb", "-1"], "--cache-mb -1 is out of range; give MiB from 0 (no cache) to "),
         (

@@ -177,7 +177,12 @@ def test_an_emulator_size_below_one_names_its_flag(runner: CliRunner, flag: str,
 
 @pytest.mark.parametrize(
     ("flag", "value", "top"),
-    [("--models", "11", "10"), ("--projects", "100000", "1,000"), ("--users", "99999999", "100,000")],
+    [
+        ("--models", "11", "10"),
+        ("--projects", "100000", "1,000"),
+        ("--users", "99999999", "100,000"),
+        ("--keys", "21", "20"),
+    ],
 )
 def test_an_emulator_size_above_its_top_names_its_flag(runner: CliRunner, flag: str, value: str, top: str) -> None:
     """`--models 50` served 10 models without a word, and `--users 99999999` built for an hour before it listened:

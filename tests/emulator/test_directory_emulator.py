@@ -285,3 +285,27 @@ def test_a_bad_directory_file_is_refused_by_name(tmp_path: Path) -> None:
     usage, names = _write_replay(tmp_path, {"teams": []})
     with pytest.raises(ReplayError, match="unknown list 'teams'"):
         Emulator(EmulatorConfig(replay=usage, replay_directory=names, now=EMULATOR_NOW))
+
+
+def test_a_big_organisation_has_the_keys_archives_and_names_asked_for() -> None:
+    """``keys``, ``archived`` and ``names="world"`` make the organisation a big one is: that many keys a project
+    (the deleted ones no longer listed), the last projects archived, and names long, CJK, emoji, right to left, and
+    alike but for case or blanks; the plain names of the default stay as they were."""
+    config = EmulatorConfig(seed=3, days=60, projects=24, users=9, keys=6, archived=4, names="world", now=EMULATOR_NOW)
+    emulator = Emulator(config)
+    with Client(FAKE_ADMIN_KEY, "http://127.0.0.1/v1", transport=emulator.transport()) as c:
+        projects = c.projects(include_archived=True).items()
+        users = c.users().items()
+        keys = [k for p in projects for k in c.project_api_keys(project_id=p.id).items()]
+    assert sorted(p.status for p in projects) == ["active"] * 20 + ["archived"] * 4
+    assert len(keys) == 24 * 6 - 10  # the last key of every even-numbered live project is deleted, so not listed
+    names = [p.name for p in projects]
+    assert {"Search Assistant", "search assistant", "Search  Assistant", "Search Assistant "} <= set(names)
+    assert max(len(n) for n in names) > 70 and "検索アシスタント" in names and "مساعد البحث" in names
+    assert "👩\u200d💻 Developer Tools" in names and "Search Assistant 2" in names  # past the list, numbered
+    assert any(k.name == "検索アシスタント-prod-2" for k in keys)  # a key past the third is numbered
+    assert any(not u.name.isascii() for u in users) and all("@" in (u.email or "") for u in users)
+    plain = Emulator(EmulatorConfig(seed=3, days=60, projects=12, now=EMULATOR_NOW))
+    with Client(FAKE_ADMIN_KEY, "http://127.0.0.1/v1", transport=plain.transport()) as c:
+        shown = [p.name for p in c.projects(include_archived=True).items()]
+    assert {"Search Assistant", "Support Bot", "Search Assistant 2"} <= set(shown) and all(n.isascii() for n in shown)

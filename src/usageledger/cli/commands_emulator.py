@@ -25,7 +25,7 @@ from usageledger.cli._app import (
 )
 from usageledger.cli._flags import Verbose
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig
-from usageledger.emulator.config import MAX_RETRY_AFTER_MS, MAX_SIZE, MIN_REVISION_WINDOW
+from usageledger.emulator.config import MAX_RETRY_AFTER_MS, MAX_SIZE, MIN_REVISION_WINDOW, NameStyle
 from usageledger.emulator.orgs import MAX_ORGS, Organisations, org_key
 from usageledger.emulator.server import serve
 from usageledger.errors import EmulatorConfigError, ParameterError
@@ -69,6 +69,27 @@ def emulator(
             help=f"Number of chat models in use, 1 to {MAX_SIZE['models']} (the ones it knows).", rich_help_panel=_SIZE
         ),
     ] = 6,
+    keys: Annotated[
+        int | None,
+        typer.Option(
+            help=f"API keys per project, 1 to {MAX_SIZE['keys']} (default: 2 or 3 each).", rich_help_panel=_SIZE
+        ),
+    ] = None,
+    archived: Annotated[
+        int | None,
+        typer.Option(
+            help="Projects archived (the last ones), 0 to one fewer than --projects (default: 1 of 3 or more).",
+            rich_help_panel=_SIZE,
+        ),
+    ] = None,
+    names: Annotated[
+        NameStyle,
+        typer.Option(
+            help="Names of projects, users and keys: plain (short English) or world (long, CJK, emoji, Arabic and "
+            "Hebrew, alike but for case or spaces).",
+            rich_help_panel=_SIZE,
+        ),
+    ] = "plain",
     replay: Annotated[
         Path | None,
         typer.Option(help="Serve usage records from this JSON Lines or CSV file instead.", rich_help_panel=_SIZE),
@@ -198,6 +219,7 @@ def emulator(
         )
         if replay_directory is not None:
             config = dataclasses.replace(config, replay_directory=replay_directory)
+        config = dataclasses.replace(config, keys=keys, archived=archived, names=names)
         if refuse_costs_user_by_project:
             config = dataclasses.replace(config, refuse_costs_user_by_project=True)
         config = dataclasses.replace(config, cache_bytes=cache_mb * 2**20)

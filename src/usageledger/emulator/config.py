@@ -4,19 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from usageledger.errors import EmulatorConfigError
 
-__all__ = ["MAX_RETRY_AFTER_MS", "MAX_SIZE", "MIN_REVISION_WINDOW", "EmulatorConfig", "FaultConfig"]
+__all__ = [
+    "MAX_RETRY_AFTER_MS",
+    "MAX_SIZE",
+    "MIN_REVISION_WINDOW",
+    "NAME_STYLES",
+    "EmulatorConfig",
+    "FaultConfig",
+    "NameStyle",
+]
 
 MIN_REVISION_WINDOW: Final = 60
 """The shortest ``revision_window`` (seconds): a minute bucket must have time to change."""
 
-MAX_SIZE: Final = {"projects": 1000, "users": 100_000, "models": 10}
+MAX_SIZE: Final = {"projects": 1000, "users": 100_000, "models": 10, "keys": 20}
 """The most of each the synthetic organisation holds. ``models``: the chat models ``emulator.org.CHAT_MODELS`` knows
 (a test keeps the two equal), so more were silently served as 10; ``projects``: 1,000 take 4 s to build and a 6 MB
-page grouped by project; ``users``: 100,000 take 3 s, where 10**8 ran for an hour and filled the memory."""
+page grouped by project; ``users``: 100,000 take 3 s, where 10**8 ran for an hour and filled the memory; ``keys``:
+API keys per project, 20 of each of 1,000 projects being 20,000 keys."""
+
+NameStyle = Literal["plain", "world"]
+NAME_STYLES: Final[tuple[NameStyle, ...]] = ("plain", "world")
+"""How the synthetic directory names things: ``plain``, short English names (``Support Bot 2``); ``world``, names as
+a big organisation's are: up to 70 characters, Chinese, Japanese and Korean (two columns a character), emoji (one
+joined of several code points), Arabic and Hebrew (right to left), and names that differ only by case or spaces."""
 
 MAX_RETRY_AFTER_MS: Final = 60_000
 """The longest ``retry_after_ms``: a minute, the client's default cap on a server's wait (``max_retry_after``)."""
@@ -82,6 +97,10 @@ class EmulatorConfig:
     * ``days``: days of history before ``now`` (activity starts then; earlier buckets are empty).
     * ``projects``, ``users``: how many of each; ``models``: how many chat models are in use (the embedding,
       moderation, image and audio models are always there).
+    * ``keys``: API keys per project; ``None`` draws 2 or 3 for each.
+    * ``archived``: how many projects are archived (the last ones; none with fewer than 47 days of history); ``None``
+      archives one of three projects or more. A live one is always left.
+    * ``names``: how projects, users and keys are named (see :data:`NAME_STYLES`).
     * ``now``: a fixed Unix time; ``None`` means the wall clock (or the clock handed to ``Emulator``).
     * ``admin_key``: pin one accepted key; ``None`` accepts any key starting ``sk-admin-``.
     * ``revisions``: recent buckets keep growing towards their final value for ``revision_window`` seconds.
@@ -100,6 +119,9 @@ class EmulatorConfig:
     projects: int = 5
     users: int = 12
     models: int = 6
+    keys: int | None = None
+    archived: int | None = None
+    names: NameStyle = "plain"
     now: int | None = None
     admin_key: str | None = field(default=None, repr=False)  # a pinned key may be a real one: never in a repr
     revisions: bool = False
@@ -111,14 +133,22 @@ class EmulatorConfig:
     cache_bytes: int = 128 * 2**20
 
     def __post_init__(self) -> None:
-        for name in ("days", "projects", "users", "models"):
+        for name in ("days", "projects", "users", "models", "keys"):
             value = getattr(self, name)
+            if value is None:
+                continue
             top = MAX_SIZE.get(name)
             if value < 1 or (top is not None and value > top):
                 reason = (
                     f"{value} is too few; give 1 or more" if value < 1 else f"{value} is too many; give 1 to {top:,}"
                 )
                 raise EmulatorConfigError(f"{name}: {reason}", setting=name, reason=reason)
+        if self.archived is not None and not 0 <= self.archived < self.projects:
+            reason = f"{self.archived} is out of range; give 0 to {self.projects - 1:,} (one project stays live)"
+            raise EmulatorConfigError(f"archived: {reason}", setting="archived", reason=reason)
+        if self.names not in NAME_STYLES:
+            reason = f"{self.names!r} is not a style; give one of {', '.join(NAME_STYLES)}"
+            raise EmulatorConfigError(f"names: {reason}", setting="names", reason=reason)
         if self.revision_window < MIN_REVISION_WINDOW:
             raise EmulatorConfigError(f"revision_window must be at least {MIN_REVISION_WINDOW} seconds")
         if self.cache_bytes < 0:

@@ -36,6 +36,35 @@ _PROJECT_NAMES: Final = (
     "Docs QA",
     "Voice Agent",
 )
+_WORLD_PROJECT_NAMES: Final = (
+    "Search Assistant",
+    "search assistant",
+    "SEARCH ASSISTANT",
+    "Search  Assistant",
+    "Search Assistant ",
+    "Customer Success Knowledge Base Retrieval-Augmented Generation Pipeline (EU West)",
+    "検索アシスタント",
+    "客户支持机器人",
+    "데이터 파이프라인",
+    "営業インサイト・ダッシュボード（アジア太平洋地域、本番環境）",
+    "🚀 Launch Bot",
+    "Support 🤖 Bot",
+    "👩‍💻 Developer Tools",
+    "🇯🇵 Japan Rollout",
+    "مساعد البحث",
+    "בוט תמיכה",
+    "Search مساعد 2",
+    "תמיכה Support 3",
+    "Café Recommendations",
+    "Marketing Copy",
+    "Internal Tools — Legal & Compliance Review of Vendor Contracts, Phase 2",
+    "Voice Agent",
+)
+"""``names="world"``'s project names, in order, then again with a number (``検索アシスタント 2``): names differing
+only by case or spaces (a doubled one, a trailing one), 70 characters and more, wide CJK, emoji (one a joined
+sequence, one a flag), Arabic and Hebrew alone and mixed with Latin, and a Latin accent."""
+_WORLD_FIRST: Final = ("山田", "محمد", "José", "Zoë", "דוד", "민준", "Siobhán", "伟", "Ngọc", "Ada")
+_WORLD_LAST: Final = ("太郎", "العلي", "Núñez", "O'Brien", "כהן", "김", "Ní Bhriain", "王", "Nguyễn", "Lovelace")
 _FIRST: Final = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim", "Margaret")
 _LAST: Final = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Lee")
 _GROUPS: Final = ("Platform", "Research", "Growth", "Finance", "Data")
@@ -79,14 +108,18 @@ class Retirements:
 
 
 def retirements(org: Organisation, day0: int) -> Retirements:
-    """What is archived and deleted, and from which day: the last project (of three or more), and the last key of
-    every other project that has two or more, all a third of the way into the history."""
+    """What is archived and deleted, and from which day: the last ``config.archived`` projects (by default one, of
+    three or more), and the last key of every other project that has two or more, all a third of the way into the
+    history."""
     days = org.config.days
     if days < MIN_DAYS_FOR_RETIREMENTS:
         return Retirements({}, {})
     day = day0 + days // 3
     projects = org.projects
-    archived = {projects[-1].id: day} if len(projects) >= 3 else {}
+    count = org.config.archived
+    if count is None:
+        count = 1 if len(projects) >= 3 else 0
+    archived = {p.id: day for p in projects[len(projects) - count :]} if count else {}
     keys = {p.api_keys[-1]: day for p in projects if p.index % 2 == 0 and len(p.api_keys) >= 2 and p.id not in archived}
     return Retirements(archived, keys)
 
@@ -109,8 +142,11 @@ class _Builder:
         # whatever is retired, so an organisation read with more history has the same objects, only some retired.
         before = min(first_time, first_time + (org.config.days - 400) * DAY) - 30 * DAY
         end = (first_time // DAY + org.config.days) * DAY  # the history's end: the emulator's "now", to the day
-        people = [(f, last) for last in _LAST for f in _FIRST]
+        world = org.config.names == "world"
+        firsts, lasts = (_WORLD_FIRST, _WORLD_LAST) if world else (_FIRST, _LAST)
+        people = [(f, last) for last in lasts for f in firsts]
         rng.shuffle(people)
+        names = _WORLD_PROJECT_NAMES if world else _PROJECT_NAMES
         users: list[Item] = []
         for i, uid in enumerate(org.users):
             first, last = people[i % len(people)]
@@ -120,7 +156,7 @@ class _Builder:
                     "object": "organization.user",
                     "id": uid,
                     "name": f"{first} {last}",
-                    "email": f"{first.lower()}.{last.lower()}{suffix}@example.com",
+                    "email": f"{_local_part(first, last)}{suffix}@example.com",
                     "role": "owner" if i == 0 else "reader",
                     "added_at": before - rng.randint(1, 300) * DAY,
                 }
@@ -131,9 +167,10 @@ class _Builder:
         self.project_users: dict[str, list[Item]] = {}
         self.keys: dict[str, list[Item]] = {}
         for p in org.projects:
-            name = _PROJECT_NAMES[p.index % len(_PROJECT_NAMES)]
-            if p.index >= len(_PROJECT_NAMES):
-                name += f" {p.index // len(_PROJECT_NAMES) + 1}"
+            name = names[p.index % len(names)]
+            if p.index >= len(names):
+                name += f" {p.index // len(names) + 1}"
+            slug = _slug(name) or p.id[-8:].lower()  # a name of no Latin letter has no slug
             archived = retired.projects.get(p.id)
             archived_second = rng.randint(0, DAY - 1)
             created = before - rng.randint(0, 200) * DAY
@@ -161,7 +198,7 @@ class _Builder:
             bot = {
                 "object": "organization.project.service_account",
                 "id": _ident(rng, "svc_acct_", 24),
-                "name": f"{_slug(name)}-bot",
+                "name": f"{slug}-bot",
                 "role": "member",
                 "created_at": created + 60,
             }
@@ -183,7 +220,7 @@ class _Builder:
                 key = {
                     "object": "organization.project.api_key",
                     "id": key_id,
-                    "name": f"{_slug(name)}-{_KEY_NAMES[k % len(_KEY_NAMES)]}",
+                    "name": f"{name if world else slug}-{_key_name(k)}",
                     "redacted_value": f"sk-proj-****{key_id[-4:]}",
                     "created_at": created + 120 + k * 60,
                     "last_used_at": last_day * DAY - last_used_before,
@@ -267,6 +304,17 @@ class _Builder:
 def synthetic_directory(org: Organisation, first_time: int, retired: Retirements) -> Directory:
     """The directory of ``org``, whose history starts at ``first_time``, with ``retired`` archived or deleted."""
     return Directory(_Builder(org, first_time, retired).data())
+
+
+def _key_name(k: int) -> str:
+    """The ``k``-th key's name in its project: prod, staging, ci, then prod-2, staging-2, ci-2, prod-3, ..."""
+    label = _KEY_NAMES[k % len(_KEY_NAMES)]
+    return label if k < len(_KEY_NAMES) else f"{label}-{k // len(_KEY_NAMES) + 1}"
+
+
+def _local_part(first: str, last: str) -> str:
+    """An email's part before the ``@``: ``ada.lovelace``, ``山田.太郎``, ``siobhán.ní-bhriain`` (SMTPUTF8 mail)."""
+    return f"{first}.{last}".lower().replace(" ", "-")
 
 
 def _owner(source: Item, *fields: str, created_at: object = ...) -> Item:

@@ -143,7 +143,8 @@ class Organisation:
             pid = _ident(rng, "proj_", 24)
             k = min(len(self.users), rng.randint(2, 5))
             users = tuple(sorted(rng.sample(self.users, k)))
-            keys = tuple(_ident(rng, "key_", 16) for _ in range(rng.randint(2, 3)))
+            count = rng.randint(2, 3) if config.keys is None else config.keys
+            keys = tuple(_ident(rng, "key_", 16) for _ in range(count))
             stores = tuple(_ident(rng, "vs_", 24) for _ in range(rng.randint(1, 3)))
             offset = rng.choice((-8, -7, -5, -4, 0, 1, 2, 5, 8, 9))
             projects.append(Project(pid, i, 1.0 / (i + 1) ** 0.8, offset, users, keys, stores))
