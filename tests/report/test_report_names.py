@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from usageledger.errors import ConfigError
-from usageledger.report.names import Names, load_names, names_from_mapping
+from usageledger.report.names import Names, load_names, names_from_mapping, shown_names
 
 
 def test_toml_json_and_csv_give_the_same_names(tmp_path: Path) -> None:
@@ -93,3 +93,22 @@ def test_one_id_with_two_names_is_refused(tmp_path: Path, suffix: str, text: str
     same = tmp_path / "same.csv"
     same.write_text("kind,id,name\nproject,proj_a,Search\nproject,proj_a,Search\nproject,proj_b,Search\n")
     assert load_names(same).project("proj_b") == "Search"
+
+
+def test_names_alike_but_for_case_or_blanks_carry_their_ids() -> None:
+    """A big org's "Search Assistant", "search assistant", "Search  Assistant" and "Search Assistant " all read as
+    one name in a table (and one for ``--project``): each carries its ID; a name alike with none stays bare."""
+    table = {
+        "proj_a": "Search Assistant",
+        "proj_b": "search assistant",
+        "proj_c": "Search  Assistant",
+        "proj_d": "Search Assistant ",
+        "proj_e": "Search Assistant 2",
+    }
+    shown = shown_names(Names(projects=table)).projects
+    assert {ident: shown[ident] for ident in ("proj_c", "proj_d", "proj_e")} == {
+        "proj_c": "Search  Assistant (proj_c)",
+        "proj_d": "Search Assistant  (proj_d)",
+        "proj_e": "Search Assistant 2",
+    }
+    assert shown["proj_a"] == "Search Assistant (proj_a)" and shown["proj_b"] == "search assistant (proj_b)"

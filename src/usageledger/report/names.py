@@ -32,7 +32,7 @@ from typing import Final
 
 from usageledger._paths import read_user_text
 from usageledger._sections import KINDS, IdKind, Names, names_from_mapping
-from usageledger._text import one_line
+from usageledger._text import name_key, one_line
 from usageledger.errors import ConfigError
 from usageledger.store.directory import LISTED_LAST, BaseStore
 
@@ -192,12 +192,14 @@ def shown_names(names: Names) -> Names:
 
 
 def _distinct(table: Mapping[str, str]) -> Mapping[str, str]:
+    # Alike by the rule every lookup by name follows (name_key: case, and runs of blanks and the ends, ignored):
+    # "Search  Assistant" and "Search Assistant " read in a table as "Search Assistant" does, and were shown bare.
     shown = {ident: one_line(label) for ident, label in table.items()}
     held: dict[str, int] = {}
     for label in shown.values():
-        held[label.casefold()] = held.get(label.casefold(), 0) + 1
+        held[name_key(label)] = held.get(name_key(label), 0) + 1
     return MappingProxyType(
-        {ident: with_id(label, ident) if held[label.casefold()] > 1 else label for ident, label in shown.items()}
+        {ident: with_id(label, ident) if held[name_key(label)] > 1 else label for ident, label in shown.items()}
     )
 
 
