@@ -135,7 +135,8 @@ def to_unix(value: TimeInput, *, now: float | None = None, param: str = "start_t
     """Unix seconds for ``value``.
 
     Accepts an aware or naive (= UTC) ``datetime``, a ``date`` (its midnight UTC), Unix seconds, a string of
-    digits, an ISO 8601 date or datetime, ``now``, ``today``, or a relative span back from now (``90d``).
+    digits, an ISO 8601 date or datetime, ``now``, ``today`` or ``yesterday`` (the start of that UTC day), or a
+    relative span back from now (``90d``).
     """
     if isinstance(value, bool):
         raise ParameterError(param, f"expected a time, got {value!r}; pass a datetime, a date or Unix seconds")
@@ -285,6 +286,8 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
         return current
     if s == "today":
         return floor(current, "1d")
+    if s == "yesterday":  # the UTC day before today's, as `today` is today's UTC day
+        return floor(current, "1d") - _DAY
     if _DURATION.match(s):
         return back_from(current, s, param=param)
     try:
@@ -293,7 +296,7 @@ def _parse_time_string(text: str, *, now: float | None, param: str) -> int:
         raise ParameterError(
             param,
             f"cannot read {text!r} as a time; use an ISO date (2026-11-01), a datetime "
-            "(2026-11-01T12:00:00Z), Unix seconds, or a span back from now (90d, 36h)",
+            "(2026-11-01T12:00:00Z), Unix seconds, today, yesterday, or a span back from now (90d, 36h)",
         ) from None
     return _datetime_unix(parsed, param)  # to_unix range-checks it, quoting the text typed (not the datetime's repr)
 

@@ -74,8 +74,8 @@ SinceOpt = Annotated[
     str | None,
     typer.Option(
         "--since",
-        help="First day: a date, a datetime, or a number of whole days ending today (30d = today and the 29 days "
-        "before). Default: 30d.",
+        help="First UTC day: a date, a datetime, today, yesterday, or a number of whole days ending today (30d = "
+        "today and the 29 days before). Default: 30d.",
     ),
 ]
 """``--since`` of the reports over a period (:func:`usageledger.report.period.report_period`)."""

@@ -188,7 +188,9 @@ class Period:
 
     def __str__(self) -> str:
         last = self.until - timedelta(days=1)
-        return f"{self.since.isoformat()} to {last.isoformat()} ({counted(self.days, 'day')})"
+        # The store's days are UTC: a user in Los Angeles at 17:00 on 30 November asking for today gets 1 December,
+        # which read as their own day looked a day off without a word (report, reconcile, teams, HTML, dashboard).
+        return f"{self.since.isoformat()} to {last.isoformat()} UTC ({counted(self.days, 'day')})"
 
 
 @dataclass(frozen=True, slots=True)
