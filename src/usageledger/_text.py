@@ -3,13 +3,26 @@ may hold anything."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Callable, Iterable
 from difflib import get_close_matches
 from typing import Final
 
-__all__ = ["closest", "counted", "json_line", "name_key", "one_line", "spreadsheet_text", "terminal_safe"]
+__all__ = [
+    "ASCII_ERRORS",
+    "ASCII_ESCAPE_ERRORS",
+    "ascii_text",
+    "closest",
+    "counted",
+    "json_line",
+    "name_key",
+    "one_line",
+    "spreadsheet_text",
+    "terminal_safe",
+]
 
 _UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """What data must not send to a terminal: C0 and C1 controls but the newline and the tab (ESC starts the sequences
@@ -80,3 +93,78 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
     set of values (a config's keys, an endpoint, an option's choices)."""
     close = get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+_ASCII_FOR: Final = {
+    "\u2026": "...",  # …
+    "\u2014": "-",  # —
+    "\u2013": "-",  # –
+    "\u2212": "-",  # − (minus)
+    "\u2192": "->",  # →
+    "\u2190": "<-",  # ←
+    "\u00b7": "-",  # · (a heading's separator)
+    "\u00d7": "x",  # ×
+    "\u2264": "<=",  # ≤
+    "\u2265": ">=",  # ≥
+    "\u00b1": "+/-",  # ±
+    "\u20ac": "EUR",  # €
+    "\u00a3": "GBP",  # £
+    "\u00a5": "JPY",  # ¥
+    "\u2713": "ok",  # ✓
+    "\u2717": "x",  # ✗
+    "\u2018": "'",  # ‘
+    "\u2019": "'",  # ’
+    "\u201c": '"',  # “
+    "\u201d": '"',  # ”
+    "\u00a7": "S",  # §
+    "\u00a0": " ",  # no-break space
+    # the trend's eight heights, lowest to highest, one character each so the line keeps its length
+    **dict(zip("\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588", "_.,:-=+#", strict=True)),
+}
+"""What a character the package writes becomes on an output that cannot encode it (``PYTHONIOENCODING=ascii``,
+latin-1, a legacy console's code page)."""
+
+
+def _ascii_char(char: str, escape: bool) -> str:
+    if (known := _ASCII_FOR.get(char)) is not None:
+        return known
+    if "\u2500" <= char <= "\u257f":  # box drawing: rich draws its own tables in ASCII there; anything else
+        words = set(unicodedata.name(char, "").split())
+        if "HORIZONTAL" in words and not words & {"VERTICAL", "UP", "DOWN"}:
+            return "-"
+        if "VERTICAL" in words and not words & {"HORIZONTAL", "LEFT", "RIGHT"}:
+            return "|"
+        return "+"
+    if escape:
+        return char.encode("ascii", "backslashreplace").decode()
+    # a name's accented letter keeps its letter (Ü is U, é is e); a letter with none (名) is a ?
+    plain = "".join(c for c in unicodedata.normalize("NFKD", char) if c.isascii() and c.isprintable())
+    return plain or "?"
+
+
+def ascii_text(text: str, *, escape: bool = False) -> str:
+    """``text`` in ASCII, each other character replaced by what reads as it: ``…`` by ``...``, ``—`` by ``-``,
+    ``€`` by ``EUR``, ``→`` by ``->``, box drawing by ``+-|``, the trend's blocks by ``_.,:-=+#``, an accented
+    letter by its letter, anything else by ``?``. With ``escape`` (messages, which may quote what was typed), a
+    character not in that list is its escape instead (``\u540d``), which still tells which one it was."""
+    return text if text.isascii() else "".join(c if c.isascii() else _ascii_char(c, escape) for c in text)
+
+
+ASCII_ERRORS: Final = "usageledger-ascii"
+"""The error handler (:func:`codecs.register_error`) that writes what an output's encoding lacks as
+:func:`ascii_text` does, where ``errors="replace"`` wrote ``?`` for every ``…`` and each day of the trend."""
+ASCII_ESCAPE_ERRORS: Final = "usageledger-ascii-escape"
+"""The same for standard error: :func:`ascii_text` with ``escape``."""
+
+
+def _replacer(escape: bool) -> Callable[[UnicodeError], tuple[str, int]]:
+    def replace(error: UnicodeError) -> tuple[str, int]:
+        if not isinstance(error, UnicodeEncodeError):
+            raise error
+        return ascii_text(error.object[error.start : error.end], escape=escape), error.end
+
+    return replace
+
+
+codecs.register_error(ASCII_ERRORS, _replacer(escape=False))
+codecs.register_error(ASCII_ESCAPE_ERRORS, _replacer(escape=True))

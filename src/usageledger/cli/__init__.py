@@ -171,9 +171,13 @@ def standard_streams() -> None:
     * A closed descriptor 0, 1 or 2 is opened on ``/dev/null``: otherwise the next file opened (the store, its lock
       file, an export) gets that number, and anything written to "standard error" lands in it. ``sys.stdout`` then
       refuses writes (:class:`_ClosedOutput`); ``sys.stderr`` writes to ``/dev/null``, as the user asked.
-    * Standard output whose encoding is not UTF-8 (``PYTHONIOENCODING=latin-1``, a legacy console) replaces what it
-      cannot encode (``…``, ``→``, the trend's blocks) with ``?`` instead of ending the command with a
-      ``UnicodeEncodeError`` traceback. Standard error already does (Python gives it ``backslashreplace``).
+    * Whatever an output's encoding lacks (``PYTHONIOENCODING=ascii`` or ``latin-1``, a legacy console's code page)
+      is written as what reads as it (``…`` as ``...``, ``€`` as ``EUR``, the trend's blocks as ``_.,:-=+#``:
+      :func:`usageledger._text.ascii_text`), where it was a ``?`` each, and never a ``UnicodeEncodeError``
+      traceback; rich draws its tables in ASCII there by itself. Data (``query``'s CSV and JSON lines, ``export``)
+      stays UTF-8 (:func:`usageledger.cli._app.data_stdout`). The C locale (``LC_ALL=C``, no locale at all) is left
+      to Python, which writes UTF-8 there (PEP 538/540): a container's or cron's missing locale is rarely a
+      terminal that cannot show UTF-8, and ASCII there would strip every name's accents and CJK.
     """
     for fd in (0, 1, 2):
         try:
@@ -190,5 +194,8 @@ def standard_streams() -> None:
         sys.stdout = _ClosedOutput()
     if sys.stderr is None:
         sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115 (for the process's life)
-    if not _app.stdout_is_utf8() and isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(errors="replace")
+    from usageledger._text import ASCII_ERRORS, ASCII_ESCAPE_ERRORS
+
+    for stream, errors in ((sys.stdout, ASCII_ERRORS), (sys.stderr, ASCII_ESCAPE_ERRORS)):
+        if isinstance(stream, io.TextIOWrapper) and not _app.encodes_everything(stream):
+            stream.reconfigure(errors=errors)

@@ -623,15 +623,43 @@ def say(text: str, to: Console | None = None) -> None:
 
 
 def stdout_is_utf8() -> bool:
-    """Whether standard output encodes every character (UTF-8); ``PYTHONIOENCODING=latin-1`` or a legacy console's
-    code page does not, and :func:`usageledger.cli.standard_streams` has it write ``?`` for what it cannot."""
+    """Whether standard output encodes every character (UTF-8); ``PYTHONIOENCODING=latin-1``, a legacy console's
+    code page does not, and :func:`usageledger.cli.standard_streams` has it write
+    what reads as each character it cannot (``...`` for ``…``)."""
+    return encodes_everything(sys.stdout)
+
+
+def encodes_everything(stream: object) -> bool:
+    """Whether ``stream``'s encoding is a UTF (a stream that names none is taken as UTF-8)."""
     import codecs
 
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    encoding = getattr(stream, "encoding", None) or "utf-8"
     try:
         return codecs.lookup(encoding).name.startswith("utf")
     except LookupError:
         return False
+
+
+@contextlib.contextmanager
+def data_stdout() -> Iterator[None]:
+    """Standard output as UTF-8 for the block, whatever its encoding: data (``query``'s CSV and JSON lines) is written
+    exactly, where text for people follows the output's encoding (``PYTHONIOENCODING=ascii``: ``...`` for ``…``).
+    `query -f csv > costs.csv` there must keep a project's ``名``, not turn it into a ``?``."""
+    import io
+
+    out = sys.stdout
+    if encodes_everything(out) or not isinstance(out, io.TextIOWrapper):
+        yield
+        return
+    out.flush()
+    utf8 = io.TextIOWrapper(out.buffer, encoding="utf-8", newline="\n", write_through=True)
+    sys.stdout = utf8
+    try:
+        yield
+    finally:
+        sys.stdout = out
+        utf8.flush()
+        utf8.detach()  # the buffer is standard output's: left open
 
 
 def echo_json(document: dict[str, Any]) -> None:

@@ -35,7 +35,17 @@ from usageledger._options import (
 from usageledger._text import counted, json_line
 from usageledger.catalogue import ADMIN_KEY_ENV, BUCKET_SECONDS
 from usageledger.cli import _filters
-from usageledger.cli._app import app, comma_list, console, err_console, fail, friendly_errors, say, setup_logging
+from usageledger.cli._app import (
+    app,
+    comma_list,
+    console,
+    data_stdout,
+    err_console,
+    fail,
+    friendly_errors,
+    say,
+    setup_logging,
+)
 from usageledger.cli._estimate import MANY_REQUESTS, AllowMany, request_estimate
 from usageledger.cli._flags import Insecure, Verbose
 from usageledger.client import Client, Query
@@ -203,12 +213,14 @@ def _batches(query: Query, progress: Progress, limit_rows: int | None) -> Iterat
 
 
 def _stream(output: str, endpoint: catalogue.Endpoint, batches: Iterator[list[rows.Row]]) -> None:
-    """Write CSV or JSON lines page by page, flushing each page so a reader sees it and a closed pipe stops us."""
-    if output == "csv":
-        _write_csv(endpoint, batches)
-    else:
-        _write_jsonl(row for batch in _flushed(batches) for row in batch)
-    sys.stdout.flush()
+    """Write CSV or JSON lines page by page, flushing each page so a reader sees it and a closed pipe stops us; in
+    UTF-8 whatever the locale (:func:`~usageledger.cli._app.data_stdout`)."""
+    with data_stdout():
+        if output == "csv":
+            _write_csv(endpoint, batches)
+        else:
+            _write_jsonl(row for batch in _flushed(batches) for row in batch)
+        sys.stdout.flush()
 
 
 def _flushed(batches: Iterator[list[rows.Row]]) -> Iterator[list[rows.Row]]:
