@@ -143,7 +143,7 @@ def test_a_month_the_store_covers_in_part_is_said(demo_store: Path) -> None:
 
 def test_the_terminal_table_and_footnote(demo_store: Path) -> None:
     out = _run("forecast", "--store", str(demo_store), "--now", NOW, "--budget", "1", "--by", "project").stdout
-    assert "Forecast 2026-11 as of 2026-11-19" in out and "total" in out
+    assert "Forecast 2026-11 as of 2026-11-19 UTC" in out and "total" in out
     assert "Runway: the budget of $1.00 was crossed on 2026-11-01." in out
     assert "Theil-Sen" in out and "need not add up" in out
 

@@ -53,7 +53,7 @@ def _render(report: ForecastReport, names: Names) -> RenderableType:
         if part
     )
     table = DataTable(
-        f"Forecast {fc.label} as of {fc.as_of}" + (f"  {scope}" if scope else ""),
+        f"Forecast {fc.label} as of {fc.as_of} UTC" + (f"  {scope}" if scope else ""),
         label(report.by or "scope"),
         number("to date"),
         number("month end"),
