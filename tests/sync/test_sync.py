@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -20,7 +22,7 @@ from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
 from usageledger.errors import ConfigError, ParameterError, SyncError
 from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
-from usageledger.sync import Org, SyncOptions, WindowDone, plan_stream, sync
+from usageledger.sync import Org, SyncOptions, SyncResult, WindowDone, plan_stream, run_sync, sync
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -630,6 +632,31 @@ def test_wrong_sync_arguments_are_refused_before_anything_runs(
         sync(values["store"], values["orgs"], values["streams"], values["options"], clock=lambda: EMULATOR_NOW)
     assert str(caught.value).startswith(said) and "\n" not in str(caught.value)
     assert duck.query("SELECT count(*) FROM sync_runs", []) == [(0,)]
+
+
+def test_sync_in_a_running_event_loop_says_to_await_run_sync(duck: BaseStore, emulator_url: str) -> None:
+    """`sync(...)` in a Jupyter cell (a running event loop) was asyncio's "asyncio.run() cannot be called from a
+    running event loop" from deep inside, and a "coroutine 'run_sync' was never awaited" warning after it. It is one
+    SyncError saying what to write there, before anything runs; `await run_sync(...)` there syncs."""
+    org = Org("main", FAKE_ADMIN_KEY, emulator_url)
+    costs = Stream.create("costs", "1d", ("project_id", "line_item"))
+    options = SyncOptions(since=EMULATOR_NOW - 3 * DAY)
+
+    async def notebook_cell() -> SyncResult:
+        with pytest.raises(SyncError) as caught:
+            sync(duck, [org], [costs], options, clock=lambda: EMULATOR_NOW)
+        said = str(caught.value)
+        assert said.startswith("sync() cannot run inside a running event loop") and "\n" not in said
+        assert "await run_sync(...)" in said and "from usageledger.sync import run_sync" in said
+        assert duck.query("SELECT count(*) FROM sync_runs", []) == [(0,)]
+        return await run_sync(duck, [org], [costs], options, clock=lambda: EMULATOR_NOW)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a coroutine made and dropped would warn "was never awaited"
+        result = asyncio.run(notebook_cell())
+        gc.collect()
+    assert result.ok, result.errors
+    assert duck.query("SELECT count(*) FROM sync_runs", []) == [(1,)]
 
 
 @pytest.mark.parametrize(

@@ -501,7 +501,17 @@ def _blocking(run: Callable[P, Coroutine[Any, Any, R]], name: str) -> Callable[P
 
     @functools.wraps(run)
     def blocking(*args: P.args, **kwargs: P.kwargs) -> R:
-        return asyncio.run(run(*args, **kwargs))
+        # In a running loop (a Jupyter cell, an async function) asyncio.run raised "cannot be called from a running
+        # event loop" from deep inside, after the coroutine was made, so a "was never awaited" warning followed.
+        # Asked before the coroutine exists: one line saying what to write there instead.
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(run(*args, **kwargs))
+        raise SyncError(
+            f"{name}() cannot run inside a running event loop (a notebook cell, an async function); there, write"
+            f" `await {run.__name__}(...)` with the same arguments (from usageledger.sync import {run.__name__})"
+        )
 
     blocking.__name__ = blocking.__qualname__ = name
     blocking.__doc__ = f"The blocking face of :func:`{run.__name__}`."
