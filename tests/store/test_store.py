@@ -629,3 +629,21 @@ def test_a_stream_filtered_by_a_key_where_an_id_goes_is_refused_before_it_is_sav
         Stream.create("costs", filters={"api_key_ids": ["key_abc", key]})
     assert str(refused.value).startswith("filters.api_key_ids: holds an API key (sk-admin-…), not an ID")
     assert key not in str(refused.value)
+
+
+def test_a_stores_repr_names_it_and_its_state_never_its_password(tmp_path: Path, pg_url: str) -> None:
+    """A store in a notebook showed `<usageledger.store.duckdb.DuckDBStore object at 0x7f...>`: neither which store
+    nor whether it was open. Its repr names its class and its file or URL (the password masked, here one the trusting
+    test server ignores), with `read_only` and `closed` said when so."""
+    path = tmp_path / "ledger.duckdb"
+    with open_store(path) as duck:
+        assert repr(duck) == str(duck) == f"DuckDBStore({str(path)!r})"
+    assert repr(duck) == f"DuckDBStore({str(path)!r}, closed)"
+    with open_store(path, read_only=True) as reader:
+        assert repr(reader) == f"DuckDBStore({str(path)!r}, read_only)"
+    secret = "s3cret-Pw-7"
+    url = pg_url.replace("@", f":{secret}@", 1)
+    with open_store(url) as pg:
+        shown = repr(pg)
+        assert shown == f"PostgresStore({redact_url_password(url)!r})" and ":***@" in shown
+    assert secret not in shown and secret not in repr(pg) and repr(pg).endswith(", closed)")

@@ -113,6 +113,18 @@ class BaseStore(ABC):
         self._written: set[str] = set()
         """The endpoint tables that commits wrote since the last :meth:`analyse_new_tables`."""
 
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (or the store's ``with`` block ended)."""
+
+    def __repr__(self) -> str:
+        """``DuckDBStore('ledger.duckdb')``, ``PostgresStore('postgresql://u:***@db/x', closed)``: what a notebook
+        shows for the store. It was ``<usageledger.store.duckdb.DuckDBStore object at 0x7f...>``, which said neither
+        which store nor whether it was still open; a URL's password is never shown."""
+        state = [name for name, on in (("read_only", getattr(self, "read_only", False)), ("closed", self.closed)) if on]
+        return f"{type(self).__name__}({redact_url_password(self.url)!r}{''.join(', ' + s for s in state)})"
+
     def closed_error(self, shown: str) -> StoreError:
         """The one refusal of a store used after its ``close()`` (or its ``with`` block): what was closed and the fix.
         PostgreSQL's said the connection was lost and to wait for the server, DuckDB's gave no fix."""

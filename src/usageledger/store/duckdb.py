@@ -458,6 +458,10 @@ class DuckDBStore(BaseStore):
                 self._release_files()
 
     @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
+    @property
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The DuckDB connection, for ad-hoc SQL (reports, tests)."""
         with self._use() as con:

@@ -364,6 +364,10 @@ class PostgresStore(BaseStore):
     _closed = False
     """Whether :meth:`close` was called (a connection closed otherwise was lost)."""
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         self._closed = True
         self._con.close()
