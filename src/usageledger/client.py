@@ -129,7 +129,7 @@ def _filters(endpoint: Endpoint, raw: Mapping[str, FilterInput]) -> Mapping[str,
         if name not in endpoint.filter_names:  # `foo=1` is an unknown filter, not "expected a list of strings": the
             out[name] = ()  # rules refuse it whatever its value, in the API's order (a bad bucket_width comes first)
             continue
-        normal = rules.filter_value(name, value, endpoint.filter(name).kind)
+        normal = rules.filter_value(name, value, endpoint.filter(name).kind, parts_of=name)
         out[name] = normal if isinstance(normal, bool) else tuple(refuse_key(name, _sendable(name, v)) for v in normal)
     return MappingProxyType(out)
 

@@ -48,12 +48,17 @@ class Violation:
         return ParameterError(self.param, self.message, allowed=self.allowed)
 
 
-def filter_value(param: str, value: object, kind: Literal["list", "bool"] | None = None) -> FilterValue:
+def filter_value(
+    param: str, value: object, kind: Literal["list", "bool"] | None = None, *, parts_of: str | None = None
+) -> FilterValue:
     """One filter's value, normalised once: ``True``/``False`` as is, a string or a list of strings as a tuple.
 
     An empty value is refused, never dropped: ``[]``, ``[""]``, ``"  "`` or ``[None]`` would otherwise send no
     filter and return every row. Leave a filter out (or pass ``None`` before this point) for "no filter". With the
-    filter's ``kind`` known, a boolean filter takes only ``True`` or ``False``.
+    filter's ``kind`` known, a boolean filter takes only ``True`` or ``False``. With ``parts_of`` (the filter's
+    name), each string is read as :func:`filter_parts` reads a command line's: a comma list split, each part
+    stripped (``models="gpt-4o, o3"``, as ``group_by="project_id, model"``), where it went out whole and the API's
+    own split left `` o3``, which matched nothing, without a word.
     """
     if isinstance(value, bool):
         return value
@@ -68,6 +73,9 @@ def filter_value(param: str, value: object, kind: Literal["list", "bool"] | None
     for item in values:
         if not isinstance(item, str):
             raise ParameterError(param, f"expected strings, got {_shown(item)} in {_shown(value)}")
+    if parts_of is not None:
+        values = tuple(filter_parts(parts_of, values))  # every item is a str: checked above
+    for item in values:
         if not item.strip():
             raise ParameterError(
                 param, f"{_shown(value)} holds an empty value; give non-empty values, or leave {param} out"

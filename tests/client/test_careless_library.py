@@ -578,3 +578,30 @@ def test_a_with_block_cannot_reopen_a_closed_client(emulator: Emulator) -> None:
         pass
     with pytest.raises(ClientClosedError, match=r"a with block cannot reopen it; make a new client$"), api:
         pass
+
+
+def test_a_filter_given_as_one_comma_list_filters_as_the_list_does(emulator_url: str) -> None:
+    """`models="gpt-4o, o3-mini"` (one string, as `group_by="project_id, model"` is taken) went out whole; the API
+    splits a value at its commas, so ` o3-mini` (a space first) matched nothing and the query silently lost that
+    model's rows; `project_ids=[" proj_x"]` (pasted from a CSV) likewise. Each string is split at commas and
+    stripped, as the command line's `--models` and `group_by` are; a line item, whose name holds a comma, is kept
+    whole (stripped); an empty part is refused."""
+    day = {"start_time": "2026-11-01", "end_time": "2026-11-03"}
+    with Client(FAKE_ADMIN_KEY, emulator_url, clock=lambda: EMULATOR_NOW) as client:
+
+        def seen(endpoint: str, field: str, **filters: Any) -> list[str]:
+            rows = client.query(endpoint, **day, group_by=field, **filters).rows()
+            return sorted({str(row[field]) for row in rows})
+
+        models = seen("completions", "model")
+        assert len(models) > 2
+        two = models[:2]
+        assert seen("completions", "model", models=two) == two
+        for value in (f"{two[0]}, {two[1]}", f" {two[0]} ,{two[1]} ", [two[0], f" {two[1]}"]):
+            assert seen("completions", "model", models=value) == two, value
+        project = seen("completions", "project_id")[0]
+        assert seen("completions", "project_id", project_ids=[f" {project} "]) == [project]
+        item = next(name for name in seen("costs", "line_item") if "," in name)
+        assert seen("costs", "line_item", line_items=f" {item} ") == [item]
+        with pytest.raises(ParameterError, match=r"^models: .* holds an empty value"):
+            client.query("completions", **day, models=f"{two[0]},")
