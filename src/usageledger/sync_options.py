@@ -73,7 +73,9 @@ class SyncOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 kind = "Unix seconds" if name in ("since", "until") else "a whole number"
-                raise ConfigError(f"{name}: expected {kind}, got {value!r}")
+                # `since="90d"` or a datetime, as the client takes them: say how to write it here
+                fix = f"; convert it with usageledger.timeutil.to_unix({value!r})" if kind == "Unix seconds" else ""
+                raise ConfigError(f"{name}: expected {kind}, got {value!r}{fix}")
             if value < least:
                 raise ConfigError(f"{name}: must be at least {least}, got {value}")
         if not isinstance(self.allow_insecure_http, bool):
