@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,11 @@ from usageledger.config import Config
 from usageledger.emulator import Emulator
 from usageledger.errors import ConfigError, StoreError
 from usageledger.report.formatting import format_money
-from usageledger.report.names import resolve_names
-from usageledger.report.queries import LINE_ITEM_MODEL
+from usageledger.report.names import Names, resolve_names
+from usageledger.report.queries import LINE_ITEM_MODEL, Period, build_report
 from usageledger.serve import build_app
 from usageledger.serve.app import StoreHolder
+from usageledger.serve.dashboard import drill_down
 from usageledger.store import RunOwner, StreamMark, open_store
 from usageledger.store._filelock import writer_pid
 
@@ -165,6 +166,29 @@ def test_the_drill_down_gives_a_projects_models_and_keys(
     assert page.status_code == 200
     assert 'id="drill-models"' in page.text and 'id="drill-keys"' in page.text
     assert doc["keys"][0]["id"] in page.text
+
+
+def test_the_drill_downs_keys_are_listed_biggest_first(store: str, period: dict[str, str]) -> None:
+    """A project's keys come from `keys`, by status and name; the page shows a long table's first rows only, so
+    its key table lists them by spend, then requests, biggest first (a key of unknown spend last, in `keys`' order)."""
+    with open_store(store, migrate=False, read_only=True) as db:
+        data = build_report(db, Period(date.fromisoformat(period["since"]), date.fromisoformat(period["until"])))
+
+    def key(name: str, spend: str | None, requests: int | None) -> dict[str, Any]:
+        return {
+            "id": f"key_{name}",
+            "name": name,
+            "status": "active",
+            "spend": spend and Decimal(spend),
+            "requests": requests,
+        }
+
+    keys = [key("a-ci", "1.50", 10), key("b-prod", "90.25", 4), key("c-old", None, None), key("d-stage", "1.50", 70)]
+    project = {"project": {"id": "proj_x", "name": "X"}, "spend_by_model": [], "usage_by_model": [], "keys": keys}
+    html_page = drill_down({}, data, Names(), project)
+    table = html_page[html_page.index('id="drill-keys"') :]
+    order = [table.index(f"key_{name}") for name in ("b-prod", "d-stage", "a-ci", "c-old")]
+    assert order == sorted(order)
 
 
 def test_a_project_given_by_its_name_is_read_as_the_command_line_reads_it(

@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,19 @@ from PIL import Image, ImageStat
 from playwright.sync_api import Browser, Page, Route
 from starlette.testclient import TestClient
 
+from usageledger import catalogue
 from usageledger.config import Config
+from usageledger.emulator import Emulator, EmulatorConfig
 from usageledger.errors import StoreError
 from usageledger.report.formatting import format_money
 from usageledger.serve import build_app
 from usageledger.serve.dashboard import LIVE_SECONDS
-from usageledger.store import StreamMark, open_store
+from usageledger.store import Stream, StreamMark, open_store
+from usageledger.sync import Org, SyncOptions, SyncResult, sync
 from usageledger.sync._safety import this_process
+
+from fixtures.data import FAKE_ADMIN_KEY
+from fixtures.emulator import EMULATOR_NOW
 
 CLI = [sys.executable, "-c", "from usageledger.cli import main; main()"]
 
@@ -250,6 +257,111 @@ def test_a_long_project_name_wraps_on_a_phone(browser: Browser, store: str) -> N
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def many_projects_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Decimal]:
+    """The dashboard's page over an org of 40 projects named as a big org names them (``names="world"``: CJK, emoji,
+    right to left), 14 days of costs by project and line item; and its spend total as ``/api/report`` gives it."""
+    emulator = Emulator(
+        EmulatorConfig(seed=3, days=30, projects=40, users=5, models=3, names="world", now=EMULATOR_NOW)
+    )
+    store = str(tmp_path_factory.mktemp("many-projects") / "ledger.duckdb")
+    costs = Stream.create(catalogue.get("costs"), "1d", ["project_id", "line_item"], {})
+    since = EMULATOR_NOW - EMULATOR_NOW % 86400 - 13 * 86400
+
+    def fill() -> SyncResult:
+        with open_store(store) as db:
+            return sync(
+                db,
+                [Org("default", FAKE_ADMIN_KEY)],
+                [costs],
+                SyncOptions(since=since),
+                transport=emulator.transport(),
+                clock=lambda: EMULATOR_NOW,
+            )
+
+    # in a thread of its own: the sync runs an event loop, and Playwright's already runs in this one
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(fill).result()
+    assert done.ok, done.errors
+    now = datetime.fromtimestamp(EMULATOR_NOW, UTC)
+    with TestClient(build_app(store, now=lambda: now)) as client:
+        page = client.get("/", params={"since": "14d"})
+        report = client.get("/api/report", params={"since": "14d"}).json()
+    assert page.status_code == 200, page.text
+    return page.text, Decimal(report["totals"]["spend"])
+
+
+def _rows(page: Page, table: str) -> list[tuple[str, Decimal, bool]]:
+    """Every row of a table in the order the page holds them, shown or not: its first cell's text, its spend (the
+    second cell's exact value) and whether it is shown."""
+    got = page.locator(f"#{table} tbody tr").evaluate_all(
+        "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].getAttribute('data-value'),"
+        " r.getClientRects().length > 0])"
+    )
+    return [(name, Decimal(value), shown) for name, value, shown in got]
+
+
+def test_a_long_table_shows_its_biggest_rows_and_the_rest_on_demand_and_sorts_every_row(
+    browser: Browser, many_projects_page: tuple[str, Decimal]
+) -> None:
+    """A big org's project tables drew every row (281 of them, a page 23,000 px tall): a table of more than 30 rows
+    shows its 25 biggest and a button "N more" that shows the rest in place; a header click sorts every row, shown or
+    not, and shows the first 25 of that order; the rows still add up to the total. On a phone too."""
+    html, total = many_projects_page
+    errors: list[str] = []
+    for width in (1280, 360):
+        context = browser.new_context(viewport={"width": width, "height": 800}, offline=True)
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.set_content(html)
+            for table in ("spend-by-project", "drill-projects"):
+                rows = _rows(page, table)
+                count = len(rows)
+                assert count > 30
+                spends = [spend for _, spend, _ in rows]
+                assert sum(spends, Decimal(0)) == total  # every row is on the page, shown or not
+                assert spends == sorted(spends, reverse=True)  # biggest first
+                assert [shown for *_, shown in rows] == [True] * 25 + [False] * (count - 25)
+                more = page.locator(f"#{table}-more")
+                assert more.inner_text() == f"{count - 25} more"
+                assert more.get_attribute("aria-expanded") == "false"
+
+                page.locator(f"#{table} thead th").nth(1).click()  # by spend, smallest first: every row
+                rows = _rows(page, table)
+                assert [spend for _, spend, _ in rows] == sorted(spends)
+                assert [shown for *_, shown in rows] == [True] * 25 + [False] * (count - 25)
+
+                more.click()  # the rest, in place, in the order sorted
+                rows = _rows(page, table)
+                assert [shown for *_, shown in rows] == [True] * count
+                assert [spend for _, spend, _ in rows] == sorted(spends)
+                assert more.inner_text() == "Show the first 25"
+                assert more.get_attribute("aria-expanded") == "true"
+
+                page.locator(f"#{table} thead th").nth(0).click()  # by name: every row, all still shown
+                names = [name.strip().lower() for name, _, shown in _rows(page, table) if shown]
+                assert len(names) == count
+                assert names == sorted(names, key=lambda name: name.encode("utf-16-be"))  # as JavaScript compares
+
+                more.click()
+                assert [shown for *_, shown in _rows(page, table)] == [True] * 25 + [False] * (count - 25)
+                assert more.inner_text() == f"{count - 25} more"
+            # a short table keeps every row, with no button
+            assert (
+                page.locator("#spend-by-model tbody tr:visible").count()
+                == page.locator("#spend-by-model tbody tr").count()
+            )
+            assert page.locator("#spend-by-model-more").count() == 0
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            box = page.locator("#spend-by-project-more").bounding_box()
+            assert box is not None and box["x"] + box["width"] <= width
+            assert page.evaluate("document.documentElement.scrollHeight") < 12_000
+        finally:
+            context.close()
+    assert errors == []
 
 
 def _serve(store: str) -> tuple[subprocess.Popen[str], str]:

@@ -1,7 +1,11 @@
 "use strict";
 // Sortable tables: click a header to sort by that column; click again to reverse.
 // Numeric cells carry their exact value in data-value; others sort by text.
+// A long table (more than SHOWN + SLACK rows) shows its first SHOWN rows, the biggest (the order they are written
+// in), and a button "N more" after it that shows the rest in place (and then the first SHOWN again). A sort orders
+// every row, shown or not, and then shows the first SHOWN of that order: the page's totals are every row's.
 (function () {
+  var SHOWN = 25, SLACK = 5;
   function cellKey(row, index) {
     var cell = row.cells[index];
     if (!cell) { return { num: false, text: "" }; }
@@ -17,6 +21,29 @@
     if (a.num !== b.num) { return a.num ? -1 : 1; }
     return a.text < b.text ? -1 : a.text > b.text ? 1 : 0;
   }
+  function fold(table) {
+    var button = table.moreButton;
+    if (!button) { return; }
+    var open = button.getAttribute("aria-expanded") === "true";
+    var rows = table.tBodies[0].rows, hidden = rows.length - SHOWN;
+    for (var i = 0; i < rows.length; i += 1) { rows[i].hidden = !open && i >= SHOWN; }
+    button.textContent = open ? "Show the first " + SHOWN : hidden.toLocaleString("en-US") + " more";
+  }
+  function foldable(table) {
+    if (table.tBodies[0].rows.length <= SHOWN + SLACK) { return; }
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "more-rows";
+    button.setAttribute("aria-expanded", "false");
+    if (table.id) { button.id = table.id + "-more"; button.setAttribute("aria-controls", table.id); }
+    button.addEventListener("click", function () {
+      button.setAttribute("aria-expanded", button.getAttribute("aria-expanded") === "true" ? "false" : "true");
+      fold(table);
+    });
+    table.parentNode.insertBefore(button, table.nextSibling);
+    table.moreButton = button;
+    fold(table);
+  }
   function sortBy(table, th, index) {
     var ascending = th.getAttribute("aria-sort") !== "ascending";
     var body = table.tBodies[0];
@@ -28,6 +55,7 @@
     rows.forEach(function (r) { body.appendChild(r); });
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    fold(table);
   }
   document.querySelectorAll("table.sortable").forEach(function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
@@ -38,5 +66,6 @@
         if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(table, th, index); }
       });
     });
+    foldable(table);
   });
 }());

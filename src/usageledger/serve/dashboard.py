@@ -244,7 +244,9 @@ def drill_down(
         )
     )
     keys = []
-    for k in project["keys"]:
+    # Biggest first, as every other table: a long table shows its first rows only (report.js), and those must be the
+    # keys that spent (``keys`` lists them by status and name). ``sorted`` is stable: equals keep that order.
+    for k in sorted(project["keys"], key=lambda k: (-(k["spend"] or 0), -(k["requests"] or 0))):
         spend, requests = k["spend"], k["requests"]
         keys.append(
             [
