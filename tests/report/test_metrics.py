@@ -4,6 +4,7 @@ checked against direct SQL sums over a store synced from the emulator, and serve
 from __future__ import annotations
 
 import math
+import re
 import socket
 import subprocess
 import threading
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import combinations
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from starlette.applications import Starlette
 from starlette.routing import Route
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from usageledger.cli import app
@@ -29,12 +32,16 @@ from usageledger.emulator import Emulator
 from usageledger.errors import ParameterError
 from usageledger.report.metrics import (
     METRIC_NAMES,
+    METRICS_LABELS,
+    SERIES_METRIC,
     metrics_endpoint,
     parse_metrics_labels,
     render_metrics,
+    scrape_metrics,
     wants_openmetrics,
 )
 from usageledger.report.names import names_from_mapping
+from usageledger.serve import build_app
 from usageledger.store import BaseStore, RunOwner, StreamMark, open_existing_store, open_store
 from usageledger.store.directory import current_names
 
@@ -400,3 +407,95 @@ def test_a_store_mixing_synthetic_and_real_orgs_never_sums_them(tmp_path: Path, 
     demo_only = _samples(_page(url), "usageledger_month_to_date_cost_usd")
     assert {s.labels["org"] for s in demo_only} == {"demo"}
     assert math.isclose(sum(s.value for s in demo_only), float(fake), rel_tol=1e-9)
+
+
+def _series(text: str) -> int:
+    """The samples a Prometheus would store from one scrape of ``text``: one series each (gauges only)."""
+    return sum(len(family.samples) for family in text_string_to_metric_families(text))
+
+
+def test_the_page_counts_its_own_series_and_what_each_label_choice_would_give(synced: str) -> None:
+    """``usageledger_metrics_series`` is the number of series on the page, itself included, in both formats; and
+    the count a ``--metrics-labels`` choice would give, worked out from the full page's groups, is what a scrape with
+    that choice holds, for every choice."""
+    with _reading(synced) as store:
+        full = scrape_metrics(store, now=NOW)
+        om = scrape_metrics(store, now=NOW, openmetrics=True)
+        text = full.body.decode()
+        assert full.series == _series(text) == om.series > 20
+        [gauge] = _samples(text, SERIES_METRIC)
+        assert gauge.value == full.series and gauge.labels == {}
+        assert [s.value for s in _samples(text, SERIES_METRIC)] == [
+            s.value for f in openmetrics_families(om.body.decode()) if f.name == SERIES_METRIC for s in f.samples
+        ]
+        for n in range(1, len(METRICS_LABELS) + 1):
+            for kept in combinations(METRICS_LABELS, n):
+                choice = frozenset(kept)
+                page = scrape_metrics(store, now=NOW, labels=choice)
+                assert page.series == _series(page.body.decode()) == full.series_with(choice), choice
+
+
+def _line_counts(line: str) -> tuple[int, frozenset[str], int]:
+    """The series a line says a scrape holds, the ``--metrics-labels`` it names and the count it gives."""
+    match = re.fullmatch(
+        r"/metrics: a scrape holds ([\d,]+) series \(labels [a-z_, ]+\), more than ([\d,]+), .*; "
+        r"--metrics-labels ([a-z_,]+) gives ([\d,]+) \(the other labels summed away, totals unchanged\) \(.*\)",
+        line,
+    )
+    assert match, line
+    return int(match[1].replace(",", "")), frozenset(match[3].split(",")), int(match[4].replace(",", ""))
+
+
+def test_a_scrape_past_the_bound_is_said_once_with_the_labels_that_bring_it_under(synced: str) -> None:
+    """/metrics of a big org held ~43,600 series without a word. A real scrape over HTTP holding more than the bound
+    (lowered here: the emulator's org is small) is now said in one line, once however many scrapes follow, naming
+    the count and the ``--metrics-labels`` choice that keeps the most series under the bound, with its count: a
+    scrape with that choice holds exactly that many. The page itself is unchanged: every label kept."""
+    with _reading(synced) as store:
+        full = scrape_metrics(store, now=NOW)
+        narrow = scrape_metrics(store, now=NOW, labels=parse_metrics_labels("model"))
+    bound = (full.series + narrow.series) // 2
+    lines: list[str] = []
+    endpoint = metrics_endpoint(lambda: _reading(synced), clock=lambda: NOW, say=lines.append, series_bound=bound)
+    with _serving(Starlette(routes=[Route("/metrics", endpoint)])) as base, httpx.Client(base_url=base) as client:
+        pages = [client.get("/metrics") for _ in range(3)]
+    assert all(p.status_code == 200 and p.text == full.body.decode() for p in pages)
+    assert len(lines) == 1, lines
+    said, choice, count = _line_counts(lines[0])
+    assert said == full.series == _series(pages[0].text) > bound
+    assert count <= bound
+    with _reading(synced) as store:
+        chosen = scrape_metrics(store, now=NOW, labels=choice)
+        assert chosen.series == count == _series(chosen.body.decode())
+        # no other choice keeps more series under the bound
+        for n in range(1, len(METRICS_LABELS) + 1):
+            for kept in combinations(METRICS_LABELS, n):
+                assert not count < full.series_with(frozenset(kept)) <= bound, kept
+
+
+def test_a_scrape_within_the_bound_says_nothing_and_none_fits_is_said_so(synced: str) -> None:
+    """The emulator's org is far under the default bound: nothing said. A bound no choice reaches (the sync's own
+    series alone pass it) names the choice with the fewest series instead, and says none brings it under."""
+    lines: list[str] = []
+    endpoint = metrics_endpoint(lambda: _reading(synced), clock=lambda: NOW, say=lines.append)
+    with _serving(Starlette(routes=[Route("/metrics", endpoint)])) as base:
+        assert httpx.get(f"{base}/metrics").status_code == 200
+    assert lines == []
+    with _reading(synced) as store:
+        page = scrape_metrics(store, now=NOW)
+    fewest = min(page.series_with(frozenset(kept)) for n in range(1, 5) for kept in combinations(METRICS_LABELS, n))
+    line = page.too_many(5)
+    assert line is not None
+    assert "no --metrics-labels choice brings it under; the fewest, --metrics-labels " in line
+    assert line.split("the fewest, --metrics-labels ", 1)[1].split(" gives ", 1)[1].startswith(f"{fewest:,} ")
+    assert page.too_many(page.series) is None
+
+
+def test_serve_says_it_through_the_app(synced: str) -> None:
+    """``build_app(say=, series_bound=)``, as `serve` builds it with its stderr: one line, on the first scrape past
+    the bound only."""
+    lines: list[str] = []
+    with TestClient(build_app(synced, now=lambda: NOW, say=lines.append, series_bound=10)) as client:
+        for _ in range(2):
+            assert client.get("/metrics").status_code == 200
+    assert len(lines) == 1 and lines[0].startswith("/metrics: a scrape holds ")

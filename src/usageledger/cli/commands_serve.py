@@ -179,5 +179,5 @@ def _start_up(
             say=say,
         )
     # without a token the ledger is open to whatever reaches the port: a name other than loopback is refused
-    served = build_app(url, token=token, config=settings, metrics_labels=labels, loopback_only=token is None)
+    served = build_app(url, token=token, config=settings, metrics_labels=labels, loopback_only=token is None, say=say)
     return periodic, served

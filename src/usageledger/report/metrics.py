@@ -24,6 +24,7 @@ for times):
   to alert on); ``usageledger_sync_errors{org, stream}``: 1 when the stream's last run ended in an error (failed,
   interrupted, abandoned), else 0.
 - ``usageledger_sync_runs{status}``: how many sync runs the store records, by status.
+- ``usageledger_metrics_series``: the series on the page, this one included (:data:`SERIES_METRIC`).
 
 Synthetic data is never added to real spend: a store an older demo left mixed (the demo's synthetic org beside a
 real one, see :func:`usageledger.sync._safety.mixed_data`) has its synthetic orgs left out of the spend, token and
@@ -33,7 +34,10 @@ shows them.
 
 Cardinality: ``labels`` (``--metrics-labels``) keeps some of ``org``, ``project`` (``project_id`` and
 ``project_name`` together), ``model`` and ``line_item``; a dropped label is summed away, so every total is
-unchanged. ``direction``, ``stream`` and ``status`` always stay: they are part of what a series means.
+unchanged. ``direction``, ``stream`` and ``status`` always stay: they are part of what a series means. A big org
+(300 projects: some 15,000 series a cost metric, 43,600 in all) weighs on the Prometheus that scrapes it: the
+labels stay as chosen, but :func:`metrics_endpoint` says once, past :data:`SERIES_BOUND` series, which choice brings
+the page under it and to how many (:meth:`MetricsPage.too_many`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import combinations
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
@@ -63,9 +68,13 @@ __all__ = [
     "DEFAULT_METRICS_LABELS",
     "METRICS_LABELS",
     "METRIC_NAMES",
+    "SERIES_BOUND",
+    "SERIES_METRIC",
+    "MetricsPage",
     "metrics_endpoint",
     "parse_metrics_labels",
     "render_metrics",
+    "scrape_metrics",
     "wants_openmetrics",
 ]
 
@@ -75,6 +84,12 @@ DEFAULT_METRICS_LABELS: Final = frozenset(METRICS_LABELS)
 CURRENCY: Final = "usd"
 """The only currency the ``_usd`` metrics sum."""
 _ERROR_STATUSES: Final = frozenset({"failed", "interrupted", "abandoned"})
+
+SERIES_METRIC: Final = "usageledger_metrics_series"
+"""The page's own gauge: how many series it holds (a Prometheus counts the samples it scraped too, as
+``scrape_samples_scraped``; this one is on the page, for a look with curl and for the line ``serve`` says)."""
+SERIES_BOUND: Final = 10_000
+"""Series past which ``serve`` says, once, that a scrape is heavy and which ``--metrics-labels`` lightens it."""
 
 METRIC_NAMES: Final = (
     "usageledger_month_to_date_cost_usd",
@@ -87,6 +102,7 @@ METRIC_NAMES: Final = (
     "usageledger_data_until_timestamp_seconds",
     "usageledger_sync_errors",
     "usageledger_sync_runs",
+    SERIES_METRIC,
 )
 """Every metric :func:`render_metrics` can emit (the Grafana dashboard may use these and no others)."""
 
@@ -227,7 +243,9 @@ def _costs(
     period: Period,
     today: datetime,
     left_out: frozenset[str],
+    grain: set[tuple[str, ...]],
 ) -> list[Metric]:
+    """The cost families; ``grain`` gets every group's (org, project, model, line item), each a series of both."""
     # Grouped by line item first, the model parsed from the few groups (not from every row).
     rows = store.query(
         f"SELECT org, project_id, {LINE_ITEM_MODEL} AS model, line_item, this_month, today, amount FROM ("
@@ -242,6 +260,7 @@ def _costs(
     for org, project, model, line_item, this_month, is_today, amount in rows:
         if org in left_out:
             continue
+        grain.add((_text(org), _text(project), _text(model), _text(line_item)))
         values = {"org": [_text(org)], "model": [_text(model)], "line_item": [_text(line_item)]}
         values["project"] = _project_labels(project, names)
         key = tuple(
@@ -261,8 +280,16 @@ def _costs(
 
 
 def _usage(
-    store: BaseStore, shape: _Shape, names: Names, period: Period, today: datetime, left_out: frozenset[str]
+    store: BaseStore,
+    shape: _Shape,
+    names: Names,
+    period: Period,
+    today: datetime,
+    left_out: frozenset[str],
+    grain: set[tuple[str, ...]],
 ) -> list[Metric]:
+    """The token and request families; ``grain`` gets every group's (org, project, model), each a series of the
+    four (tokens twice, by direction, and requests) and of both periods."""
     inner, params = token_usage_sql(Scope(), Period(_seen_since(period), period.end))
     rows = store.query(
         "SELECT org, project_id, model, bucket_start >= %s AS this_month, bucket_start >= %s AS today, "
@@ -275,6 +302,7 @@ def _usage(
     for org, project, model, this_month, is_today, inp, out, req in rows:
         if org in left_out:
             continue
+        grain.add((_text(org), _text(project), _text(model)))
         values = {"org": [_text(org)], "model": [_text(model)], "project": _project_labels(project, names)}
         key = tuple(v for label in ("org", "project", "model") if label in shape.labels for v in values[label])
         _zero((*key, "input"), tokens["mtd"], tokens["today"])
@@ -345,19 +373,92 @@ def _sync(store: BaseStore) -> list[Metric]:
     return [last, until, errors, runs]
 
 
-def render_metrics(
+_COST_GRAIN: Final = ("org", "project", "model", "line_item")
+_USAGE_GRAIN: Final = ("org", "project", "model")
+_COST_SERIES: Final = 2
+"""Series a cost group has: month to date and today."""
+_USAGE_SERIES: Final = 6
+"""Series a usage group has: input and output tokens, and requests, of the month to date and of today."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Grain:
+    """Every group of a scrape at the finest labels, to count the series any ``--metrics-labels`` would give without
+    reading the store again."""
+
+    costs: frozenset[tuple[str, ...]]
+    usage: frozenset[tuple[str, ...]]
+    fixed: int
+    """The series no label choice changes: the sync figures and :data:`SERIES_METRIC`."""
+
+    def series(self, labels: frozenset[str]) -> int:
+        def groups(keys: frozenset[tuple[str, ...]], order: tuple[str, ...]) -> int:
+            kept = [i for i, label in enumerate(order) if label in labels]
+            return len({tuple(key[i] for i in kept) for key in keys})
+
+        return (
+            _COST_SERIES * groups(self.costs, _COST_GRAIN)
+            + _USAGE_SERIES * groups(self.usage, _USAGE_GRAIN)
+            + self.fixed
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsPage:
+    """One scrape: the page (``body``, ``content_type``) and how many series it holds (``series``, as the page's own
+    :data:`SERIES_METRIC` says), with :meth:`fewer_labels` to count what a ``--metrics-labels`` choice would give."""
+
+    body: bytes
+    content_type: str
+    series: int
+    labels: frozenset[str]
+    _grain: _Grain
+
+    def series_with(self, labels: frozenset[str]) -> int:
+        """The series this scrape would hold with ``labels`` kept (the others summed away)."""
+        return self._grain.series(labels)
+
+    def fewer_labels(self, bound: int) -> tuple[frozenset[str], int]:
+        """The ``--metrics-labels`` choice that keeps the most series at or under ``bound`` (the most detail a
+        Prometheus can bear; among equals the one keeping more labels), with its count; when none does, the choice
+        with the fewest series."""
+        choices = [
+            frozenset(kept) for n in range(1, len(METRICS_LABELS) + 1) for kept in combinations(METRICS_LABELS, n)
+        ]
+        counted = [(choice, self._grain.series(choice)) for choice in choices]
+        under = [(choice, count) for choice, count in counted if count <= bound]
+        if under:
+            return max(under, key=lambda c: (c[1], len(c[0])))  # max keeps the first of equals: METRICS_LABELS order
+        return min(counted, key=lambda c: (c[1], -len(c[0])))
+
+    def too_many(self, bound: int) -> str | None:
+        """One line saying the page holds more than ``bound`` series, and the ``--metrics-labels`` choice that
+        brings it under, with its count; ``None`` when it holds ``bound`` or fewer."""
+        if self.series <= bound:
+            return None
+        choice, count = self.fewer_labels(bound)
+        flag = "--metrics-labels " + ",".join(label for label in METRICS_LABELS if label in choice)
+        kept = ", ".join(label for label in METRICS_LABELS if label in self.labels)
+        fix = (
+            f"{flag} gives {count:,} (the other labels summed away, totals unchanged)"
+            if count <= bound
+            else f"no --metrics-labels choice brings it under; the fewest, {flag}, gives {count:,}"
+        )
+        return (
+            f"/metrics: a scrape holds {self.series:,} series (labels {kept}), more than {bound:,}, which weighs on the"
+            f" Prometheus that scrapes it; {fix} ({SERIES_METRIC} has the count; said once)"
+        )
+
+
+def scrape_metrics(
     store: BaseStore,
     *,
     labels: frozenset[str] = DEFAULT_METRICS_LABELS,
     openmetrics: bool = False,
     now: datetime | None = None,
     overrides: Names | None = None,
-) -> tuple[bytes, str]:
-    """The metrics page of ``store`` at ``now`` (default: the clock): ``(body, content type)``, in the Prometheus
-    text format or, with ``openmetrics``, in OpenMetrics. The synthetic orgs of a store that also holds a real one
-    are left out of the spend, token and request figures (see the module docstring). ``project_name`` is the
-    directory's name, overridden by ``overrides`` (the config's ``[names]``), on one line, and without the ID the
-    reports add to names two projects share (``project_id`` is beside it)."""
+) -> MetricsPage:
+    """:func:`render_metrics`'s page, with its series count and what other ``labels`` would give."""
     unknown = labels - DEFAULT_METRICS_LABELS
     if unknown:
         raise ParameterError("--metrics-labels", f"{', '.join(sorted(unknown))} is not a label")
@@ -371,16 +472,42 @@ def render_metrics(
     # and the dashboard's legend, `{{project_name}} ({{project_id}})`, said the ID twice.
     names = resolve_names(store, overrides=overrides, distinct=False) if "project" in labels else Names()
     left_out = _left_out(store)
+    costs: set[tuple[str, ...]] = set()
+    usage: set[tuple[str, ...]] = set()
+    sync = _sync(store)
     families = [
-        *_costs(store, shape, names, period, today_start, left_out),
-        *_usage(store, shape, names, period, today_start, left_out),
-        *_sync(store),
+        *_costs(store, shape, names, period, today_start, left_out, costs),
+        *_usage(store, shape, names, period, today_start, left_out, usage),
+        *sync,
     ]
+    series = sum(len(f.samples) for f in families) + 1  # and the count's own
+    count = GaugeMetricFamily(SERIES_METRIC, "Series on this page, this one included.")
+    count.add_metric([], float(series))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Figures(families))
+    registry.register(_Figures([*families, count]))
     if openmetrics:
-        return generate_openmetrics(registry), OPENMETRICS_CONTENT_TYPE  # type: ignore[no-untyped-call]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+        body, content_type = generate_openmetrics(registry), OPENMETRICS_CONTENT_TYPE  # type: ignore[no-untyped-call]
+    else:
+        body, content_type = generate_latest(registry), CONTENT_TYPE_LATEST
+    grain = _Grain(frozenset(costs), frozenset(usage), fixed=sum(len(f.samples) for f in sync) + 1)
+    return MetricsPage(body, content_type, series, labels, grain)
+
+
+def render_metrics(
+    store: BaseStore,
+    *,
+    labels: frozenset[str] = DEFAULT_METRICS_LABELS,
+    openmetrics: bool = False,
+    now: datetime | None = None,
+    overrides: Names | None = None,
+) -> tuple[bytes, str]:
+    """The metrics page of ``store`` at ``now`` (default: the clock): ``(body, content type)``, in the Prometheus
+    text format or, with ``openmetrics``, in OpenMetrics. The synthetic orgs of a store that also holds a real one
+    are left out of the spend, token and request figures (see the module docstring). ``project_name`` is the
+    directory's name, overridden by ``overrides`` (the config's ``[names]``), on one line, and without the ID the
+    reports add to names two projects share (``project_id`` is beside it)."""
+    page = scrape_metrics(store, labels=labels, openmetrics=openmetrics, now=now, overrides=overrides)
+    return page.body, page.content_type
 
 
 StoreOpener = Callable[[], AbstractContextManager[BaseStore]]
@@ -392,24 +519,38 @@ def metrics_endpoint(
     *,
     clock: Callable[[], datetime] | None = None,
     overrides: Names | None = None,
+    say: Callable[[str], None] | None = None,
+    series_bound: int = SERIES_BOUND,
 ) -> Callable[[Any], Any]:
     """A Starlette endpoint serving :func:`render_metrics`: the store is opened per scrape (read only, in a worker
     thread), and an ``Accept`` header naming ``application/openmetrics-text`` gets OpenMetrics. ``clock`` (default:
-    the system's) says what "now" is, for tests and replays; ``overrides``: names over the directory's."""
+    the system's) says what "now" is, for tests and replays; ``overrides``: names over the directory's.
+
+    The first scrape holding more than ``series_bound`` series is told to ``say`` (``serve``: one line on stderr),
+    once for the endpoint's life, with the ``--metrics-labels`` choice that brings it under
+    (:meth:`MetricsPage.too_many`); the page is served whole all the same, its labels as chosen."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
 
-    def scrape(openmetrics: bool) -> tuple[bytes, str]:
+    said = False
+
+    def scrape(openmetrics: bool) -> tuple[MetricsPage, str | None]:
         with store_opener() as store:
             now = None if clock is None else clock()
-            return render_metrics(store, labels=labels, openmetrics=openmetrics, now=now, overrides=overrides)
+            page = scrape_metrics(store, labels=labels, openmetrics=openmetrics, now=now, overrides=overrides)
+        # counting the other choices reads every group 15 times: only until it has been said
+        return page, (None if said or say is None else page.too_many(series_bound))
 
     async def endpoint(request: Request) -> Response:
+        nonlocal said
         try:
-            body, content_type = await run_in_threadpool(scrape, wants_openmetrics(request.headers.get("accept")))
+            page, line = await run_in_threadpool(scrape, wants_openmetrics(request.headers.get("accept")))
         except UsageLedgerError as exc:  # no store, a store of another schema: one line, and the scrape fails
             return PlainTextResponse(f"error: {exc}\n", status_code=503)
-        return Response(body, headers={"Content-Type": content_type})
+        if line is not None and say is not None and not said:  # two scrapes at once: the first back says it
+            said = True
+            say(line)
+        return Response(page.body, headers={"Content-Type": page.content_type})
 
     return endpoint

@@ -50,7 +50,7 @@ from usageledger.report.forecasting import ForecastReport
 from usageledger.report.html import render_html
 from usageledger.report.jsonout import dumps, keys_document, report_document
 from usageledger.report.keys import build_keys, no_key_line
-from usageledger.report.metrics import DEFAULT_METRICS_LABELS, metrics_endpoint
+from usageledger.report.metrics import DEFAULT_METRICS_LABELS, SERIES_BOUND, metrics_endpoint
 from usageledger.report.names import Names, names_from_mapping, resolve_names
 from usageledger.report.period import report_period
 from usageledger.report.queries import Period, ReportData, unknown_model
@@ -172,6 +172,10 @@ class ServeContext:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     metrics_labels: frozenset[str] = DEFAULT_METRICS_LABELS
     """The labels ``/metrics`` keeps (``serve --metrics-labels``); the others are summed away."""
+    say: Callable[[str], None] | None = None
+    """Where a line for the one running the server goes (``serve``: stderr): a scrape past the series bound."""
+    series_bound: int = SERIES_BOUND
+    """Series a scrape may hold before ``say`` is told, once, with the ``--metrics-labels`` that lightens it."""
 
     @property
     def names(self) -> Names:
@@ -445,7 +449,14 @@ def routes(ctx: ServeContext) -> list[BaseRoute]:
         Route(
             "/metrics",
             _no_parameters(
-                metrics_endpoint(ctx.holder.reading, ctx.metrics_labels, clock=lambda: ctx.now(), overrides=ctx.names)
+                metrics_endpoint(
+                    ctx.holder.reading,
+                    ctx.metrics_labels,
+                    clock=lambda: ctx.now(),
+                    overrides=ctx.names,
+                    say=ctx.say,
+                    series_bound=ctx.series_bound,
+                )
             ),
         ),
     ]
@@ -587,14 +598,23 @@ def build_app(
     metrics_labels: frozenset[str] = DEFAULT_METRICS_LABELS,
     extra_routes: Sequence[BaseRoute] = (),
     loopback_only: bool = False,
+    say: Callable[[str], None] | None = None,
+    series_bound: int = SERIES_BOUND,
 ) -> Starlette:
     """The dashboard, API and ``/metrics`` over the store at ``store_url`` (read-only). ``token``: require it as a
     bearer token on every route but ``/healthz``; ``config``: finality grace, names and teams; ``now``: the clock
     (tests); ``metrics_labels``: the labels ``/metrics`` keeps (see
     :func:`usageledger.report.metrics.parse_metrics_labels`); ``loopback_only``: refuse a request whose ``Host`` is no
     loopback name (``serve`` on loopback without a token: a page of another site whose name resolves to 127.0.0.1
-    would read the ledger otherwise)."""
-    ctx = ServeContext(StoreHolder(store_url), config or Config(), metrics_labels=metrics_labels)
+    would read the ledger otherwise); ``say``: told once, in one line, when a scrape of ``/metrics`` holds more than
+    ``series_bound`` series (:func:`usageledger.report.metrics.metrics_endpoint`)."""
+    ctx = ServeContext(
+        StoreHolder(store_url),
+        config or Config(),
+        metrics_labels=metrics_labels,
+        say=say,
+        series_bound=series_bound,
+    )
     if now is not None:
         ctx.now = now
 
