@@ -17,9 +17,11 @@ __all__ = [
     "ascii_text",
     "closest",
     "counted",
+    "is_one_line",
     "json_line",
     "name_key",
     "one_line",
+    "quoted",
     "spreadsheet_text",
     "terminal_safe",
 ]
@@ -36,13 +38,54 @@ def name_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+_JOINERS: Final = frozenset("\u200c\u200d")
+"""ZERO WIDTH NON-JOINER and JOINER: format characters, so not printable to Python, but part of a name's text: the
+joiner makes one emoji of two (``👩\u200d💻``, a woman technologist) and shapes Indic scripts, the non-joiner keeps
+Persian and Indic letters apart."""
+_TAG_SEQUENCE: Final = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+"""A subdivision flag (Scotland's: a black flag, tag letters ``gbsct``, a cancel tag), whose tags are invisible
+format characters anywhere else."""
+
+
+def _joins(c: str) -> bool:
+    """Whether a joiner beside ``c`` joins something: a printable character past ASCII (an emoji, its variation
+    selector or skin tone, a letter or mark of a script that joins). Beside ASCII, a blank or another format
+    character it only hides in a name, making ``Bo\u200dt`` read as ``Bot``."""
+    return c > "\x7f" and c.isprintable() and not c.isspace()
+
+
 def one_line(text: str) -> str:
     """``text`` with each character that is not printable (a newline, a carriage return, a tab, an escape sequence's
-    ESC, a line separator) written as its JSON escape (``\\n``, ``\\u001b``): it prints on one line, cannot drive
-    the terminal, and still shows which character was there."""
+    ESC, a line separator, a bidirectional override) written as its JSON escape (``\\n``, ``\\u001b``,
+    ``\\u202e``): it prints on one line, cannot drive the terminal or reorder a table's row, and still shows which
+    character was there. What a name needs to be itself stays: a joiner between two characters past ASCII
+    (``👩\u200d💻``, Persian's non-joiner) and a subdivision flag's tags (variation selectors and country flags are
+    printable)."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+    kept = {i for match in _TAG_SEQUENCE.finditer(text) for i in range(match.start() + 1, match.end())}
+    last = len(text) - 1
+    return "".join(
+        c
+        if c.isprintable()
+        or i in kept
+        or (c in _JOINERS and 0 < i < last and _joins(text[i - 1]) and _joins(text[i + 1]))
+        else json.dumps(c)[1:-1]
+        for i, c in enumerate(text)
+    )
+
+
+def is_one_line(text: str) -> bool:
+    """Whether ``text`` prints as it is by :func:`one_line`'s rule: no character it would escape."""
+    return text.isprintable() or one_line(text) == text
+
+
+def quoted(text: str) -> str:
+    """A name quoted back in a message: as ``repr`` quotes it (``'Bot'``, a newline as ``\\n``), but a name that
+    :func:`one_line` prints as it is (a joined emoji, ``'👩\u200d💻 Tools'``) is quoted as it reads, not escaped."""
+    if not is_one_line(text):
+        return repr(text)
+    return f'"{text}"' if "'" in text and '"' not in text else "'" + text.replace("'", "\\'") + "'"
 
 
 def terminal_safe(text: str) -> str:

@@ -556,6 +556,45 @@ def test_a_name_holding_an_escape_sequence_is_shown_not_run(demo_store: Path, tm
     assert "\x1b[1m" in done.stdout or "\x1b[3" in done.stdout  # rich's styling is untouched
 
 
+def test_a_joined_emoji_prints_as_the_name_and_an_override_stays_escaped(demo_store: Path, tmp_path: Path) -> None:
+    """A big org's ``👩\u200d💻 Developer Tools`` printed in `report`'s tables with its joiner escaped
+    (``👩\\u200d💻``), and `--project` by that name was refused as holding "a control character". The name now
+    prints as itself and is taken, while a right-to-left override and a newline in another name stay escaped, so no
+    name reorders or forges a row."""
+    with open_store(str(demo_store)) as db:
+        first, second = [
+            p for (p,) in db.query("SELECT DISTINCT project_id FROM costs WHERE project_id IS NOT NULL ORDER BY 1")
+        ][:2]
+    joined = "\U0001f469\u200d\U0001f4bb Developer Tools"
+    names = tmp_path / "names.csv"
+    names.write_text(
+        f'kind,id,name\nproject,{first},{joined}\nproject,{second},"Evil\u202eexe\n| forged | $0.00 |"\n',
+        encoding="utf-8",
+    )
+    cli = [sys.executable, "-c", "from usageledger.cli import main; main()", "report", "--store", str(demo_store)]
+    for extra in ([], ["--project", joined]):
+        done = subprocess.run(
+            [*cli, "--names", str(names), *extra],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            env=env("http://127.0.0.1:9/v1", COLUMNS="120"),
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert joined in done.stdout and "\\u200d" not in done.stdout + done.stderr
+    whole = subprocess.run(
+        [*cli, "--names", str(names)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env("http://127.0.0.1:9/v1", COLUMNS="120"),
+        check=False,
+    ).stdout
+    assert "Evil\\u202eexe\\n| forged | $0.00 |" in whole
+    assert "\u202e" not in whole and not any(line.startswith("| forged") for line in whole.splitlines())
+
+
 @pytest.mark.parametrize("png", ["r.html", "./r.html", "store.duckdb", "notes.txt"])
 def test_report_refuses_a_png_path_that_is_not_a_directory_before_writing(
     demo_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, png: str

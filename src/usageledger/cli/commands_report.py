@@ -18,7 +18,7 @@ from usageledger._amounts import finite_decimal, parse_amount
 from usageledger._paths import same_file, write_whole_text
 from usageledger._secrets import check_webhook_url
 from usageledger._sections import key_path, stale_after_span
-from usageledger._text import counted, name_key
+from usageledger._text import counted, is_one_line, name_key, quoted
 from usageledger.cli._app import (
     app,
     console,
@@ -121,7 +121,7 @@ def project_option(db: BaseStore, project: str | None, org: str | None, override
     found = project_named(db, project, org=org, names=names, param="--project")
     if found is None:
         return project
-    say(f"note: --project {project!r} is the name of project {found}; reading that project")
+    say(f"note: --project {quoted(project)} is the name of project {found}; reading that project")
     return found
 
 
@@ -138,14 +138,14 @@ def one_line_filters(*filters: tuple[str, str | None]) -> None:
     """Refuse a filter (``--project``, ``--model``) holding a newline or a control character: no ID or model name
     does, and quoted back in a heading or an alert (`check`'s are one line each, for cron) it split the line."""
     for flag, value in filters:
-        if value is not None and not value.isprintable():
+        if value is not None and not is_one_line(value):  # a joined emoji (`👩\u200d💻 Tools`) is one line
             raise ParameterError(flag, f"{value!r} holds a newline or a control character; give it on one line")
 
 
 def _as_typed(value: str) -> str:
     """A value quoted back in a warning: as it is, or quoted when a blank around it or a newline in it would not show
     (a warning on one line, as every message is)."""
-    return repr(value) if value != value.strip() or not value.isprintable() else value
+    return repr(value) if value != value.strip() or not is_one_line(value) else value
 
 
 def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
@@ -165,8 +165,8 @@ def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
     if not found:  # a name (--project takes one now): "check the ID" sent its user to look for an ID they never gave
         return "nor is it a project's name; check the name, or give the ID (usageledger report lists the projects)"
     if len(found) == 1:
-        return f"{project!r} is the name of project {found[0]}: give that ID instead"
-    return f"{project!r} is the name of projects {', '.join(found)}: give the ID of one"
+        return f"{quoted(project)} is the name of project {found[0]}: give that ID instead"
+    return f"{quoted(project)} is the name of projects {', '.join(found)}: give the ID of one"
 
 
 def _refuse_project_outside_team(db: BaseStore, scope: Scope, *, teams: Mapping[str, str]) -> None:

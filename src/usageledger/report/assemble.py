@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from usageledger._sections import AlertConfig, key_path
-from usageledger._text import name_key
+from usageledger._text import name_key, quoted
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
@@ -138,7 +138,8 @@ def project_named(db: BaseStore, project: str, *, org: str | None, names: Names,
     if len(found) > 1:
         where = "" if org is None else f" of org {org}"
         raise ParameterError(
-            param, f"{project!r} is the name of {len(found)} projects{where} ({', '.join(found)}); give the ID of one"
+            param,
+            f"{quoted(project)} is the name of {len(found)} projects{where} ({', '.join(found)}); give the ID of one",
         )
     return found[0] if found else None
 
