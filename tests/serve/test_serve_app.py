@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import duckdb
 import httpx
@@ -33,7 +34,7 @@ from usageledger.config import Config
 from usageledger.emulator import Emulator
 from usageledger.errors import ConfigError, StoreError
 from usageledger.report.formatting import format_money
-from usageledger.report.names import Names, resolve_names
+from usageledger.report.names import resolve_names
 from usageledger.report.queries import LINE_ITEM_MODEL, Period, build_report
 from usageledger.serve import build_app
 from usageledger.serve.app import StoreHolder
@@ -168,6 +169,30 @@ def test_the_drill_down_gives_a_projects_models_and_keys(
     assert doc["keys"][0]["id"] in page.text
 
 
+def test_the_page_lists_the_projects_once_and_each_links_to_its_drill_down(
+    client: TestClient, period: dict[str, str]
+) -> None:
+    """The page drew "Spend by project" and under it "Drill down: projects", the same rows twice: one table now
+    gives each project's spend and share, its name (with its ID when two are alike) a link to its drill-down that keeps
+    the page's filters, and the project chosen is linked so too."""
+    doc = client.get("/api/report", params=period).json()
+    for params in (period, {**period, "project": _a_project(client, period)["id"]}):
+        page = client.get("/", params=params).text
+        assert 'id="drill-projects"' not in page and page.count("<h2>Spend by project</h2>") == 1
+        table = page[page.index('id="spend-by-project"') :]
+        body = table[table.index("<tbody>") : table.index("</tbody>")]
+        links = re.findall(r'<tr><td><a href="\?([^"]*)">([^<]*)</a></td>', body)
+        rows = [p for p in doc["spend_by_project"] if params.get("project") in (None, p["project_id"])]
+        wanted = [p for p in rows if p["project_id"] is not None]  # spend of no project has no drill-down
+        assert len(links) == len(wanted) and body.count("<tr>") == len(rows) and wanted
+        for (query, text), project in zip(links, wanted, strict=True):
+            filters = {key: [value] for key, value in period.items()}
+            assert parse_qs(html.unescape(query)) == {**filters, "project": [project["project_id"]]}
+            assert html.unescape(text) == project["name"]
+        followed = client.get("/?" + html.unescape(links[0][0]))
+        assert followed.status_code == 200 and 'id="drill-models"' in followed.text
+
+
 def test_the_drill_downs_keys_are_listed_biggest_first(store: str, period: dict[str, str]) -> None:
     """A project's keys come from `keys`, by status and name; the page shows a long table's first rows only, so
     its key table lists them by spend, then requests, biggest first (a key of unknown spend last, in `keys`' order)."""
@@ -185,7 +210,7 @@ def test_the_drill_downs_keys_are_listed_biggest_first(store: str, period: dict[
 
     keys = [key("a-ci", "1.50", 10), key("b-prod", "90.25", 4), key("c-old", None, None), key("d-stage", "1.50", 70)]
     project = {"project": {"id": "proj_x", "name": "X"}, "spend_by_model": [], "usage_by_model": [], "keys": keys}
-    html_page = drill_down({}, data, Names(), project)
+    html_page = drill_down({}, data, project)
     table = html_page[html_page.index('id="drill-keys"') :]
     order = [table.index(f"key_{name}") for name in ("b-prod", "d-stage", "a-ci", "c-old")]
     assert order == sorted(order)

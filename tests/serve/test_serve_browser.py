@@ -162,6 +162,18 @@ def test_the_dashboard_in_chromium_follows_the_period_and_a_project(
         assert page.locator("#drill-models tbody tr").count() >= 1
         assert page.locator("#drill-keys tbody tr").count() >= 1
 
+        # Or a project's name in "Spend by project", the one table of projects: a click opens its drill-down.
+        with page.expect_navigation():
+            page.click("#all-projects")
+        assert page.locator("#drill-projects").count() == 0 and page.locator("#drill-models").count() == 0
+        link = page.locator("#spend-by-project tbody a").nth(1)
+        name = link.inner_text()
+        with page.expect_navigation():
+            link.click()
+        assert page.locator("#filter-project option:checked").inner_text().startswith(name)
+        assert page.locator("#drill-keys tbody tr").count() >= 1
+        _check(page, server, store, shorter, until, page.locator("#filter-project").input_value())
+
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)
         with Image.open(shot) as image:
@@ -317,38 +329,40 @@ def test_a_long_table_shows_its_biggest_rows_and_the_rest_on_demand_and_sorts_ev
             page = context.new_page()
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.set_content(html)
-            for table in ("spend-by-project", "drill-projects"):
-                rows = _rows(page, table)
-                count = len(rows)
-                assert count > 30
-                spends = [spend for _, spend, _ in rows]
-                assert sum(spends, Decimal(0)) == total  # every row is on the page, shown or not
-                assert spends == sorted(spends, reverse=True)  # biggest first
-                assert [shown for *_, shown in rows] == [True] * 25 + [False] * (count - 25)
-                more = page.locator(f"#{table}-more")
-                assert more.inner_text() == f"{count - 25} more"
-                assert more.get_attribute("aria-expanded") == "false"
+            assert page.locator("#drill-projects").count() == 0  # the projects' one table links to drill-downs
+            table = "spend-by-project"
+            rows = _rows(page, table)
+            count = len(rows)
+            assert count > 30
+            assert page.locator(f"#{table} tbody tr td:first-child > a[href^='?']").count() == count  # every one
+            spends = [spend for _, spend, _ in rows]
+            assert sum(spends, Decimal(0)) == total  # every row is on the page, shown or not
+            assert spends == sorted(spends, reverse=True)  # biggest first
+            assert [shown for *_, shown in rows] == [True] * 25 + [False] * (count - 25)
+            more = page.locator(f"#{table}-more")
+            assert more.inner_text() == f"{count - 25} more"
+            assert more.get_attribute("aria-expanded") == "false"
 
-                page.locator(f"#{table} thead th").nth(1).click()  # by spend, smallest first: every row
-                rows = _rows(page, table)
-                assert [spend for _, spend, _ in rows] == sorted(spends)
-                assert [shown for *_, shown in rows] == [True] * 25 + [False] * (count - 25)
+            page.locator(f"#{table} thead th").nth(1).click()  # by spend, smallest first: every row
+            rows = _rows(page, table)
+            assert [spend for _, spend, _ in rows] == sorted(spends)
+            assert [shown for *_, shown in rows] == [True] * 25 + [False] * (count - 25)
 
-                more.click()  # the rest, in place, in the order sorted
-                rows = _rows(page, table)
-                assert [shown for *_, shown in rows] == [True] * count
-                assert [spend for _, spend, _ in rows] == sorted(spends)
-                assert more.inner_text() == "Show the first 25"
-                assert more.get_attribute("aria-expanded") == "true"
+            more.click()  # the rest, in place, in the order sorted
+            rows = _rows(page, table)
+            assert [shown for *_, shown in rows] == [True] * count
+            assert [spend for _, spend, _ in rows] == sorted(spends)
+            assert more.inner_text() == "Show the first 25"
+            assert more.get_attribute("aria-expanded") == "true"
 
-                page.locator(f"#{table} thead th").nth(0).click()  # by name: every row, all still shown
-                names = [name.strip().lower() for name, _, shown in _rows(page, table) if shown]
-                assert len(names) == count
-                assert names == sorted(names, key=lambda name: name.encode("utf-16-be"))  # as JavaScript compares
+            page.locator(f"#{table} thead th").nth(0).click()  # by name: every row, all still shown
+            names = [name.strip().lower() for name, _, shown in _rows(page, table) if shown]
+            assert len(names) == count
+            assert names == sorted(names, key=lambda name: name.encode("utf-16-be"))  # as JavaScript compares
 
-                more.click()
-                assert [shown for *_, shown in _rows(page, table)] == [True] * 25 + [False] * (count - 25)
-                assert more.inner_text() == f"{count - 25} more"
+            more.click()
+            assert [shown for *_, shown in _rows(page, table)] == [True] * 25 + [False] * (count - 25)
+            assert more.inner_text() == f"{count - 25} more"
             # a short table keeps every row, with no button
             assert (
                 page.locator("#spend-by-model tbody tr:visible").count()

@@ -8,7 +8,7 @@ network, no CDN and no other file. A Content-Security-Policy in the page forbids
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,6 +38,8 @@ class _Cell:
     text: str
     value: Decimal | int | None = None
     """The exact number behind the text, used for sorting."""
+    href: str | None = None
+    """Where the text links to (a project's drill-down on the dashboard), if anywhere."""
 
 
 def _asset(name: str) -> str:
@@ -56,7 +58,10 @@ def _table(table_id: str, title: str, headers: Sequence[str], rows: Sequence[Seq
             attrs = ' class="num"' if numeric[i] else ""
             if cell.value is not None:
                 attrs += f' data-value="{cell.value}"'
-            cells.append(f"<td{attrs}>{escape(cell.text)}</td>")
+            text = escape(cell.text)
+            if cell.href is not None:
+                text = f'<a href="{escape(cell.href)}">{text}</a>'
+            cells.append(f"<td{attrs}>{text}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     empty = f'<tr><td colspan="{len(headers)}">No data in this period</td></tr>' if not rows else ""
     extra = f'<p class="note">{escape(note)}</p>' if note else ""
@@ -173,6 +178,7 @@ def render_html(
     credit: CreditBalance | None = None,
     credit_currency: str | None = None,
     connect_self: bool = False,
+    project_link: Callable[[str], str] | None = None,
 ) -> str:
     """The report as one HTML document (a string), with its charts, CSS and script inline.
 
@@ -181,7 +187,8 @@ def render_html(
     footer. ``forecast`` and ``credit`` (in ``credit_currency``, else the report's currency) fill the "This month"
     card (:func:`outlook`), with the closed months' adjustments of ``data``. ``connect_self`` lets the page's script
     fetch from the server that served it (the live dashboard asks it for the last sync); a file report fetches
-    nothing."""
+    nothing. ``project_link`` gives the address of a project's drill-down (the dashboard's), which each project's name
+    in "Spend by project" then links to; a file report links nowhere."""
     names = names or Names()
     cur = data.currency
     generated = (generated_at or datetime.now(UTC)).astimezone(UTC)
@@ -225,7 +232,14 @@ def render_html(
             "Spend by project",
             ["project", "spend", "share"],
             [
-                [_Cell(names.project(s.key)), _money(s.amount, cur), _share(s.amount, data.total_spend)]
+                [
+                    _Cell(
+                        names.project(s.key),
+                        href=None if project_link is None or s.key is None else project_link(s.key),
+                    ),
+                    _money(s.amount, cur),
+                    _share(s.amount, data.total_spend),
+                ]
                 for s in data.spend_by_project
             ],
         )

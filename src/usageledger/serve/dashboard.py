@@ -6,17 +6,16 @@ the form when a dropdown is picked with the mouse, or on Enter) is inline, so th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from html import escape
 from typing import Any, Final
 from urllib.parse import urlencode
 
 from usageledger.report.formatting import format_count, format_money
-from usageledger.report.names import Names
 from usageledger.report.queries import ReportData
 
-__all__ = ["LIVE_SECONDS", "SCRIPT", "controls", "drill_down", "error_page"]
+__all__ = ["LIVE_SECONDS", "SCRIPT", "controls", "drill_down", "error_page", "project_link"]
 
 LIVE_SECONDS: Final = 30
 """How often the page asks ``/healthz`` whether a sync has written since it was drawn."""
@@ -111,7 +110,7 @@ border:1px solid #ddd;border-radius:6px;background:#fafafa}
 .filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444;gap:.2rem;min-width:0;max-width:100%}
 .filters input,.filters select{font:inherit;padding:.25rem .4rem;min-width:9rem;max-width:100%;box-sizing:border-box}
 .provisional-note{margin:.4rem 0 1rem;padding:.4rem .8rem;border-left:4px solid #d9a400;background:#fff8e1}
-.drill a{color:inherit}
+#spend-by-project a{color:inherit}
 .live-note{margin:-.4rem 0 1rem;font-size:.8rem;color:#555}
 </style>"""
 """The dashboard's own rules: its filters and notes. The rest is the HTML report's stylesheet, phone rules included
@@ -201,26 +200,19 @@ def _table(table_id: str, title: str, headers: Sequence[str], body: str, empty: 
     )
 
 
-def drill_down(
-    params: Mapping[str, str | None], data: ReportData, names: Names, project: Mapping[str, Any] | None
-) -> str:
-    """Each project links to its drill-down; with a project chosen, its models and its keys."""
-    cur = data.currency
-    rows = [
-        [
-            (
-                f'<a href="{escape(_link(params, project=s.key))}">{escape(names.project(s.key))}</a>'
-                if s.key is not None
-                else "(no project)",
-                None,
-            ),
-            (escape(format_money(s.amount, cur)), s.amount),
-        ]
-        for s in data.spend_by_project
-    ]
-    parts = [_table("drill-projects", "Drill down: projects", ["project", "spend"], _rows(rows), "No spend")]
+def project_link(params: Mapping[str, str | None]) -> Callable[[str], str]:
+    """The address of a project's drill-down, this page's filters kept: the report's "Spend by project" links each
+    name to it (:func:`usageledger.report.html.render_html`), so one table gives the projects' figures and the way
+    in (a second table, "Drill down: projects", repeated its rows)."""
+    return lambda project: _link(params, project=project)
+
+
+def drill_down(params: Mapping[str, str | None], data: ReportData, project: Mapping[str, Any] | None) -> str:
+    """With a project chosen, its models and its keys, and the way back to every project; else nothing."""
     if project is None:
-        return "\n".join(parts)
+        return ""
+    cur = data.currency
+    parts = []
     title = f"{project['project']['name']} ({project['project']['id']})"
     usage = {u["model"]: u for u in project["usage_by_model"]}
     models = []
