@@ -329,7 +329,9 @@ class DirectoryQuery(_Lazy[T], Paged[T]):
         return to_arrow(self.endpoint, self.rows())
 
     def to_pandas(self) -> pandas.DataFrame:
-        return self.to_arrow().to_pandas()
+        from usageledger.rows import pandas_frame  # dtypes by the schema, as a usage query's
+
+        return pandas_frame(self.to_arrow())
 
     def to_polars(self) -> polars.DataFrame:
         import polars as pl
@@ -372,7 +374,9 @@ class AsyncDirectoryQuery(_Lazy[T], AsyncPaged[T]):
         return to_arrow(self.endpoint, iter([row async for row in self.rows()]))
 
     async def to_pandas(self) -> pandas.DataFrame:
-        return (await self.to_arrow()).to_pandas()
+        from usageledger.rows import pandas_frame
+
+        return pandas_frame(await self.to_arrow())
 
     async def to_polars(self) -> polars.DataFrame:
         import polars as pl

@@ -30,6 +30,7 @@ __all__ = [
     "arrow_type",
     "flatten",
     "iso_currency",
+    "pandas_frame",
     "row_keys",
     "to_arrow",
     "to_pandas",
@@ -136,13 +137,34 @@ def to_arrow(endpoint: Endpoint, rows: Iterable[Row]) -> pyarrow.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def to_pandas(endpoint: Endpoint, rows: Iterable[Row]) -> pandas.DataFrame:
-    """A pandas DataFrame (needs the ``usageledger[pandas]`` extra); money columns hold ``Decimal``."""
+def _pandas() -> Any:
     try:
-        import pandas  # noqa: F401
+        import pandas
     except ImportError as exc:
         raise ImportError("to_pandas needs pandas: pip install 'usageledger[pandas]'") from exc
-    return to_arrow(endpoint, rows).to_pandas()
+    return pandas
+
+
+def pandas_frame(table: pyarrow.Table) -> pandas.DataFrame:
+    """``table`` as a pandas DataFrame whose dtypes follow its Arrow schema alone, never the data in it.
+
+    Whole numbers are ``Int64`` and booleans ``boolean``, pandas' nullable dtypes, with ``<NA>`` for a null: by
+    pandas' default a whole-number column was ``int64`` until a null made it ``float64``, and ``batch`` was ``bool``
+    until a null made it ``object``, so an empty result and a full one (or two days) had other dtypes and a
+    ``pd.concat`` or a comparison of them tripped. Money and billed quantities stay ``Decimal`` objects (``object``),
+    times ``datetime64[s, UTC]`` and text pandas' own string dtype, as pandas gives them whatever the rows hold."""
+    pd = _pandas()
+    import pyarrow as pa
+
+    nullable = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=nullable.get)
+
+
+def to_pandas(endpoint: Endpoint, rows: Iterable[Row]) -> pandas.DataFrame:
+    """A pandas DataFrame (needs the ``usageledger[pandas]`` extra) with dtypes by :func:`pandas_frame`: the same
+    for an empty result as for a full one; money columns hold ``Decimal``."""
+    _pandas()  # before the rows are read, which may be requests
+    return pandas_frame(to_arrow(endpoint, rows))
 
 
 def to_polars(endpoint: Endpoint, rows: Iterable[Row]) -> polars.DataFrame:

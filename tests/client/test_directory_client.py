@@ -8,13 +8,16 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pyarrow as pa
 import pytest
 
 from usageledger import AsyncClient, Client, DirectoryPage, UsageApi, catalogue
+from usageledger._directory import arrow_schema
 from usageledger._directory_endpoints import AsyncDirectoryMethods, DirectoryMethods
 from usageledger.directory_models import Group, Project
 from usageledger.emulator import Emulator
 from usageledger.errors import ConfigError, NotFoundError, PaginationError, ParameterError
+from usageledger.rows import pandas_frame
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -199,3 +202,25 @@ def test_a_cursor_that_stops_or_repeats_is_an_error() -> None:
             list(client.projects())
         with pytest.raises(PaginationError, match="twice"):
             list(client.groups())
+
+
+@pytest.mark.parametrize("ep", catalogue.DIRECTORY, ids=lambda e: e.name)
+def test_a_lists_frame_has_its_schemas_dtypes_empty_or_full(ours: Client, ep: catalogue.DirectoryEndpoint) -> None:
+    """`to_pandas()` of a list gave a whole-number column (`last_used_at`) `float64` once a null was in it and a
+    boolean one `object`: the dtypes are now the list's schema alone (nullable `Int64`, `boolean`), as an empty
+    list's frame has them."""
+    scopes: list[tuple[str, ...]] = [()]
+    if ep.path_params == ("project_id",):
+        scopes = [(p.id,) for p in ours.projects()]
+    elif ep.path_params == ("group_id",):
+        scopes = [(g.id,) for g in ours.groups()]
+    full = next(f for f in (getattr(ours, ep.name)(*args).to_pandas() for args in scopes) if len(f))
+    schema = arrow_schema(ep)
+    empty = pandas_frame(schema.empty_table())
+    assert len(full) and {n: str(d) for n, d in full.dtypes.items()} == {n: str(d) for n, d in empty.dtypes.items()}
+    for field in schema:
+        want = {pa.int64(): "Int64", pa.bool_(): "boolean"}.get(field.type)
+        assert want in (None, str(full.dtypes[field.name])), field.name
+    if ep.name == "users":  # and a list that holds nothing, as the API gives it
+        nobody = ours.users(emails=["nobody@example.invalid"]).to_pandas()
+        assert nobody.empty and nobody.dtypes.equals(full.dtypes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pandas as pd
+
 from usageledger import catalogue, decode_page
 from usageledger.rows import arrow_schema, flatten, row_keys, to_arrow, to_pandas, to_polars
 
@@ -61,3 +63,25 @@ def test_rows_and_the_store_share_one_arrow_type_map() -> None:
         flat = arrow_schema(endpoint)
         for name in ("bucket_start", "bucket_end", *(c.name for c in endpoint.columns)):
             assert stored.field(name).type == flat.field(name).type
+
+
+def test_pandas_dtypes_are_the_schemas_whatever_the_rows_hold() -> None:
+    """A whole-number column with a null was `float64` (and without one `int64`), a boolean one `object`: every
+    endpoint's frame now has the same dtypes for no rows, the example's row, and a row of nulls beside it, a null
+    whole number `<NA>` in an exact `Int64`."""
+    for endpoint in catalogue.ENDPOINTS:
+        (row,) = _rows(endpoint.name)
+        nulls = {**row, **{c.name: None for c in endpoint.columns}}
+        frames = [to_pandas(endpoint, rows) for rows in ([], [row], [row, nulls], [nulls])]
+        dtypes = [{name: str(dtype) for name, dtype in frame.dtypes.items()} for frame in frames]
+        assert dtypes == [dtypes[0]] * 4, endpoint.name
+        for column in endpoint.columns:  # text is pandas' own string dtype, whichever its version has
+            want = {"int": "Int64", "bool": "boolean", "decimal": "object"}.get(column.type)
+            assert want in (None, dtypes[0][column.name]), (endpoint.name, column.name)
+        ints = [c.name for c in endpoint.columns if c.type == "int"]
+        if not ints:  # costs: money and quantities, exact Decimal objects (None for a null)
+            assert frames[2]["amount_value"].iloc[1] is None and isinstance(frames[1]["amount_value"][0], Decimal)
+            continue
+        assert frames[2][ints].iloc[1].isna().all(), endpoint.name
+        got = [None if value is pd.NA else value for value in frames[2][ints].iloc[0]]
+        assert got == [row[name] for name in ints], endpoint.name
