@@ -602,6 +602,22 @@ def test_demo_prints_the_report(tmp_path: Path) -> None:
         assert section in tail
 
 
+def test_the_demo_prints_the_report_that_report_prints(tmp_path: Path) -> None:
+    """The demo's report is `usageledger report --org demo` on the store it synced, line for line (README: "prints the
+    report for the last 30"): it printed the bare figures, without the provisional days' `*` and footnote or this
+    month's forecast line, which `report` on the same store shows."""
+    store = str(tmp_path / "demo.duckdb")
+    demo = CliRunner().invoke(app, ["demo", "--days", "7", "--store", store], env={"COLUMNS": "120"})
+    assert demo.exit_code == 0, demo.output
+    printed = demo.stdout[demo.stdout.index("Usage & costs") :]
+    report = CliRunner().invoke(
+        app, ["report", "--since", "7d", "--org", "demo", "--store", store], env={"COLUMNS": "120"}
+    )
+    assert report.exit_code == 0, report.output
+    assert "* provisional: spend from " in printed and "\nForecast " in printed, printed
+    assert printed == report.stdout
+
+
 def _demo(store: Path, *days: str) -> tuple[int, dict[str, tuple[int, int]], str]:
     """Run `usageledger demo` on ``store``: its requests, each stream's (inserted, unchanged), and its report."""
     result = CliRunner().invoke(app, ["demo", *days, "--store", str(store)], env={"COLUMNS": "200"})

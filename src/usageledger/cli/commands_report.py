@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Final, Literal, cast
 
 import typer
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 
 from usageledger._amounts import finite_decimal, parse_amount
 from usageledger._paths import same_file, write_whole_text
@@ -79,7 +79,7 @@ from usageledger.report.keys import key_span
 from usageledger.report.months import check_month, first_cost_day, gaps_text, missing_days
 from usageledger.report.names import Names, load_names, names_from_mapping, resolve_names, shown_names
 from usageledger.report.period import report_day, report_period
-from usageledger.report.queries import Period, Scope, build_report, costs_not_synced, models_like, project_known
+from usageledger.report.queries import Period, Scope, costs_not_synced, models_like, project_known
 from usageledger.report.reconciliation import reconcile as run_reconcile
 from usageledger.report.statement import Allocation, month_statements
 from usageledger.report.statement_render import (
@@ -260,11 +260,24 @@ def _amount(value: str | None, param: str) -> Decimal | None:
 
 def synced_report(store: BaseStore, *, since: int, until: int, org: str | None = None) -> RenderableType:
     """The terminal report over whole UTC days from ``since`` through the day holding ``until`` (what ``demo``
-    prints after its sync), with the stored directory's names."""
+    prints after its sync), with the stored directory's names, as ``usageledger report`` prints it: its provisional
+    days marked, closed months' adjustments, this month's forecast and the credit balance. The demo printed the bare
+    figures, without the ``*`` footnote or the forecast line that ``report`` on the same store shows, though the
+    README calls it the report."""
+    from usageledger.sync import SyncOptions
+
     first = datetime.fromtimestamp(since, UTC).date()
     last = datetime.fromtimestamp(until, UTC).date()
-    data = build_report(store, Period(first, last + timedelta(days=1)), Scope(org=org))
-    return render_report(data, resolve_names(store, org=org))
+    period, scope = Period(first, last + timedelta(days=1)), Scope(org=org)
+    data, raw_names = assemble_report(store, period, scope, options=SyncOptions(), distinct=False)
+    moved, _ = closed_adjustments(store, period, scope)  # a model's scope alone warns, and this one has none
+    outlook, credit = month_outlook(store, now=datetime.fromtimestamp(until, UTC), org=org)
+    parts: list[RenderableType] = [render_report(replace(data, adjustments=moved), shown_names(raw_names))]
+    if outlook is not None:
+        parts.append(forecast_line(outlook))
+    if credit is not None:
+        parts.append(credit_line(credit, data.currency))
+    return Group(*parts)
 
 
 @app.command()
