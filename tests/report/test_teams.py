@@ -108,6 +108,28 @@ def test_config_teams_win_over_the_directory(synced: str, tmp_path: Path) -> Non
     assert Decimal(teams["total"]) == Decimal(whole["totals"]["spend"])  # type: ignore[arg-type,index]
 
 
+def test_a_config_team_of_ids_the_store_never_saw_is_warned_of(synced: str, tmp_path: Path) -> None:
+    """A [teams] ID no row nor the directory names (the README's example's `proj_abc`, copied as it stands, or a typo)
+    is one warning naming the team's key and the ID, from `report --by team` and `statement`: its team got no spend
+    and was missing from the table without a word. A listed project the store knows is not warned of."""
+    whole = _json("report", "--store", synced, "--since", SINCE, "--until", UNTIL)
+    known = whole["spend_by_project"][0]["project_id"]  # type: ignore[index]
+    config = tmp_path / "usageledger.toml"
+    config.write_text(f'[teams]\nSearch = ["{known}", "proj_abc"]\n"Data platform" = ["proj_ghi"]\n')
+    common = ("--store", synced, "--config", str(config), "--by", "team")
+    month = datetime.fromtimestamp(EMULATOR_NOW - 2 * DAY, UTC).strftime("%Y-%m")
+    for args in (("report", "--since", SINCE, "--until", UNTIL), ("statement", month)):
+        result = CliRunner().invoke(app, [*args, *common])
+        assert result.exit_code == 0, result.output
+        warned = [line for line in result.stderr.splitlines() if " lists " in line]
+        assert warned == [
+            'warning: teams."Data platform" lists proj_ghi, which appears in no cost or usage row of this store; '
+            "check the ID (usageledger report lists the projects)",
+            "warning: teams.Search lists proj_abc, which appears in no cost or usage row of this store; check the ID "
+            "(usageledger report lists the projects)",
+        ], result.stderr
+
+
 def test_no_project_and_unknown_projects_are_unassigned_and_cents_are_kept() -> None:
     """Spend with no project and projects in no team go to 'unassigned'; odd fractions of a cent sum exactly."""
     spends = [Spend("p1", Decimal("0.333333")), Spend("p2", Decimal("0.333334")), Spend(None, Decimal("10.01"))]

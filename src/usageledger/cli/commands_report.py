@@ -111,6 +111,20 @@ def _warn_unknown_project(
         say(f"warning: --model {_as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
 
 
+def _warn_unknown_team_projects(db: BaseStore, teams: Mapping[str, str]) -> None:
+    """Say so of each project ID a ``[teams]`` team lists that no row of the store, nor its directory, names: the
+    team got none of its spend and vanished from ``--by team`` without a word (the README's example, copied as it
+    stands, listed a team ``Search`` of placeholder IDs that no report showed), where ``[alerts.projects.X]`` was
+    warned of. Any org's project counts (a team may take in several orgs' projects), and so does one the directory
+    holds with no spend yet, which a team may well list ahead of its first request."""
+    if not teams:
+        return
+    directory = resolve_names(db, distinct=False).projects
+    for project, team in sorted(teams.items(), key=lambda item: (item[1], item[0])):
+        if project not in directory and (unknown := unknown_project(db, project, None)) is not None:
+            say(f"warning: {key_path('teams', team)} lists {_as_typed(project)}, which {unknown}")
+
+
 def project_option(db: BaseStore, project: str | None, org: str | None, overrides: Names | None) -> str | None:
     """``--project`` as the command reads it: an ID as given, or the ID of the one project (of ``--org``) the value
     names (:func:`project_named`), said once on stderr; a name of several projects is refused naming their IDs. A
@@ -417,6 +431,8 @@ def report(
             data = replace(data, as_of=datetime.fromtimestamp(as_of_at, UTC))
         data = replace(data, warnings=warnings)  # said on stderr too; the JSON and the HTML page carry them
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
+        if by == "team":
+            _warn_unknown_team_projects(db, settings.teams)
         if by == "team" and not teams and data.spend_by_project:
             say(f"warning: {NO_TEAMS}")
             data = replace(data, warnings=(*data.warnings, NO_TEAMS))
@@ -810,6 +826,8 @@ def statement(
             warnings.append(f"the store lacks days of {first:%Y-%m}: {gaps_text(gaps)}")
             say(f"warning: {warnings[-1]}")
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
+        if by == "team":
+            _warn_unknown_team_projects(db, settings.teams)
         raw_names = resolve_names(db, org=org, overrides=_names(settings, names), distinct=False)
         id_names = shown_names(raw_names)  # for the terminal, the CSV and the page; the JSON has them as they are
         result = month_statements(db, first, by=by, allocation=rule, teams=teams, org=org, fx=rates, today=today)
