@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pytest
 
 from usageledger import AsyncClient, Client, RetryPolicy, UsageApi, catalogue, rules
@@ -15,6 +15,9 @@ from usageledger.errors import AuthenticationError
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_CONFIG, EMULATOR_NOW
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DAY = 86_400
 END = EMULATOR_NOW - EMULATOR_NOW % DAY  # midnight before the emulator's "now"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pandas as pd
-
 from usageledger import catalogue, decode_page
 from usageledger.rows import arrow_schema, flatten, row_keys, to_arrow, to_pandas, to_polars
 
@@ -69,6 +67,8 @@ def test_pandas_dtypes_are_the_schemas_whatever_the_rows_hold() -> None:
     """A whole-number column with a null was `float64` (and without one `int64`), a boolean one `object`: every
     endpoint's frame now has the same dtypes for no rows, the example's row, and a row of nulls beside it, a null
     whole number `<NA>` in an exact `Int64`."""
+    import pandas as pd
+
     for endpoint in catalogue.ENDPOINTS:
         (row,) = _rows(endpoint.name)
         nulls = {**row, **{c.name: None for c in endpoint.columns}}
