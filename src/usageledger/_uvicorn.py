@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import signal
 import socket
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp
 from usageledger._text import counted
 from usageledger.errors import ListenError
 
-__all__ = ["SHUTDOWN_GRACE", "ReadyServer", "bind", "listen_address", "quiet_config"]
+__all__ = ["SHUTDOWN_GRACE", "ReadyServer", "bind", "listen_address", "quiet_config", "url_to_open"]
 
 logger = logging.getLogger("usageledger.server")
 
@@ -148,6 +149,19 @@ def bind(host: str, port: int, *, backlog: int, inheritable: bool = False) -> so
     if inheritable:
         sock.set_inheritable(True)
     return sock
+
+
+def url_to_open(sock: socket.socket, path: str) -> tuple[str, bool]:
+    """The URL a client on this machine opens for the server listening on ``sock`` (``path`` appended), and whether
+    ``sock`` listens on every interface. Such a socket (``--host 0.0.0.0`` or ``::``) is given by its loopback
+    address: ``http://0.0.0.0:8080/`` is no address a browser opens, and the client refuses plain http to it as to any
+    host that is not loopback. The emulator's and ``serve``'s ready lines both print this URL."""
+    host, port = sock.getsockname()[:2]
+    everywhere = ipaddress.ip_address(host.partition("%")[0]).is_unspecified
+    if everywhere:
+        host = "::1" if ":" in host else "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{path}", everywhere
 
 
 def _listen_error(exc: OSError, host: str, port: int) -> ListenError:

@@ -533,6 +533,37 @@ def test_the_command_refuses_a_remote_host_without_the_flag_and_the_token(store:
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(("host", "loopback"), [("0.0.0.0", "127.0.0.1"), ("::", "[::1]")])
+def test_on_every_interface_it_prints_a_url_to_paste_and_says_where_it_listens(
+    store: str, tmp_path: Path, host: str, loopback: str
+) -> None:
+    """`serve --host 0.0.0.0 --allow-remote` printed "at http://0.0.0.0:8080/" as the address to open, which no
+    browser opens. It prints the loopback URL (as `emulator` does), says it listens on every interface and still that
+    a bearer token is required; that URL answers."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "USAGELEDGER_"))}
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--store", store, "--port", "0", "--host", host, "--allow-remote"],
+        env={**clean, "USAGELEDGER_SERVE_TOKEN": TOKEN},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f" at http://{loopback}:" in line, (line, proc.poll())
+        assert "listening on every interface" in line and "bearer token required" in line, line
+        url = line.split(" at ", 1)[1].split(" ", 1)[0]
+        assert httpx.get(url + "healthz", timeout=30).status_code == 200
+        assert httpx.get(url, timeout=30).status_code == 401  # the token still guards the dashboard
+        assert httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).status_code == 200
+    finally:
+        code, _, err = _stop(proc)
+    assert code == 0, err
+    assert TOKEN not in line
+
+
 def test_sync_every_counts_its_first_syncs_requests_at_start_up(tmp_path: Path) -> None:
     """`serve --sync-every` ran its sync child without the request estimate `sync` and `query` apply: a `[sync] since`
     decades back started a child refused every interval (or, allowed, thousands of requests) behind a dashboard

@@ -123,10 +123,11 @@ def serve(
         made.remove()
         raise
 
-    def ready(address: str) -> None:
+    def ready(address: str, everywhere: bool) -> None:
+        # on every interface the address is the loopback one, to paste (http://0.0.0.0:8080/ opens nowhere)
         _app.announce(
-            f"serving {redact_url_password(url)} at {address} (read-only"
-            f"{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
+            f"serving {redact_url_password(url)} at {address} ({'listening on every interface; ' if everywhere else ''}"
+            f"read-only{'' if token is None else ', bearer token required'}; Ctrl-C to stop)",
             _app.console,
         )
 

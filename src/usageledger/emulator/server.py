@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import threading
@@ -18,7 +17,7 @@ from typing import Any, Final, Protocol
 
 import uvicorn
 
-from usageledger._uvicorn import ReadyServer, bind, quiet_config
+from usageledger._uvicorn import ReadyServer, bind, quiet_config, url_to_open
 from usageledger.emulator.messages import API_PREFIX, Handler, Request, Response, error_body
 
 __all__ = ["Handles", "asgi_app", "run_server", "serve"]
@@ -143,14 +142,9 @@ def _config(emulator: Handles, host: str, port: int) -> uvicorn.Config:
 
 
 def _base_url(sock: socket.socket) -> str:
-    """The base URL a client on this machine uses. A socket on every interface (``--host 0.0.0.0`` or ``::``) is
-    given by its loopback address: ``http://0.0.0.0:8787/v1`` is no address to connect to, and the client refuses
-    plain http to it as to any host that is not loopback, so the URL printed to be pasted was refused."""
-    host, port = sock.getsockname()[:2]
-    if ipaddress.ip_address(host.partition("%")[0]).is_unspecified:
-        host = "::1" if ":" in host else "127.0.0.1"
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{API_PREFIX}"
+    """The base URL a client on this machine uses: on every interface, the loopback one (see
+    :func:`~usageledger._uvicorn.url_to_open`)."""
+    return url_to_open(sock, API_PREFIX)[0]
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from typing import Final
 from starlette.types import ASGIApp
 
 from usageledger._secrets import mask_keys
-from usageledger._uvicorn import ReadyServer, bind, quiet_config
+from usageledger._uvicorn import ReadyServer, bind, quiet_config, url_to_open
 
 __all__ = ["PeriodicSync", "run", "sync_argv"]
 
@@ -128,17 +128,18 @@ def run(
     host: str,
     port: int,
     *,
-    on_ready: Callable[[str], None],
+    on_ready: Callable[[str, bool], None],
     periodic: PeriodicSync | None = None,
 ) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM; ``on_ready`` hears the URL once listening (port 0 picks a free one)."""
+    """Serve ``app`` until SIGINT/SIGTERM; ``on_ready`` hears, once listening, the URL to open (port 0 picks a free
+    one; on every interface, the loopback URL) and whether it listens on every interface
+    (:func:`~usageledger._uvicorn.url_to_open`)."""
     sock = bind(host, port, backlog=128)
-    bound = sock.getsockname()[1]
-    shown = f"[{host.strip('[]')}]" if ":" in host else host
-    config = quiet_config(app, host, bound, lifespan="on")
+    config = quiet_config(app, host, sock.getsockname()[1], lifespan="on")
+    url, everywhere = url_to_open(sock, "/")
 
     def ready() -> None:
-        on_ready(f"http://{shown}:{bound}/")
+        on_ready(url, everywhere)
         if periodic is not None:
             periodic.start()
 
