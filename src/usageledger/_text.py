@@ -14,6 +14,7 @@ from typing import Final
 __all__ = [
     "ASCII_ERRORS",
     "ASCII_ESCAPE_ERRORS",
+    "as_typed",
     "ascii_text",
     "closest",
     "counted",
@@ -78,6 +79,12 @@ def one_line(text: str) -> str:
 def is_one_line(text: str) -> bool:
     """Whether ``text`` prints as it is by :func:`one_line`'s rule: no character it would escape."""
     return text.isprintable() or one_line(text) == text
+
+
+def as_typed(value: str) -> str:
+    """A value quoted back in a warning: as it is, or quoted when a blank around it or a newline in it would not show
+    (a warning on one line, as every message is)."""
+    return repr(value) if value != value.strip() or not is_one_line(value) else value
 
 
 def quoted(text: str) -> str:

@@ -23,7 +23,13 @@ from usageledger._text import counted
 from usageledger.config import Config
 from usageledger.errors import ParameterError
 from usageledger.report.alerts import parse_alert_config, run_checks
-from usageledger.report.assemble import alert_projects, closed_adjustments, known_project, project_named
+from usageledger.report.assemble import (
+    alert_projects,
+    closed_adjustments,
+    known_project,
+    project_named,
+    unknown_team_projects,
+)
 from usageledger.report.finality import final_costs_until, provisional_from
 from usageledger.report.jsonout import (
     adjustment_document,
@@ -248,6 +254,7 @@ class LedgerTools:
         projects (``unassigned``, where no team is set) made one answer as long as them."""
         with self._reading(org) as store:
             teams = project_teams(store, org=org, config=self.config.teams)
+            unknown = unknown_team_projects(store, self.config.teams)  # as `report --by team` warns of them
         rows = by_project["rows"]
         names = {row["project_id"]: row["name"] for row in rows}
         grouped = spend_by_team([Spend(row["project_id"], Decimal(row["spend"])) for row in rows], teams)
@@ -263,7 +270,8 @@ class LedgerTools:
             }
             for t in grouped
         ]
-        return {**by_project, "group_by": "team", "rows": _plain({"rows": team_rows})["rows"]}
+        warnings = [*by_project["warnings"], *unknown]
+        return {**by_project, "group_by": "team", "warnings": warnings, "rows": _plain({"rows": team_rows})["rows"]}
 
     def _model_spend(
         self, since: str | None, until: str | None, group_by: str, org: str | None, project: str | None, model: str

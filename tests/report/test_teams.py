@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -128,6 +129,27 @@ def test_a_config_team_of_ids_the_store_never_saw_is_warned_of(synced: str, tmp_
             "warning: teams.Search lists proj_abc, which appears in no cost or usage row of this store; check the ID "
             "(usageledger report lists the projects)",
         ], result.stderr
+    said = [line.removeprefix("warning: ") for line in warned]
+    # The dashboard's team view and the MCP tools' spend by team say them as they say their other warnings: the
+    # view's team only on the page and in /api/report, every team's in the MCP answer.
+    settings = parse_config({"teams": {"Search": [known, "proj_abc"], "Data platform": ["proj_ghi"]}})
+    with TestClient(build_app(synced, config=settings)) as dashboard:
+        for team, wanted in (("Search", said[1:]), ("Data platform", said[:1])):
+            doc = dashboard.get("/api/report", params={"since": SINCE, "until": UNTIL, "team": team}).json()
+            assert [w for w in doc["warnings"] if " lists " in w] == wanted, doc["warnings"]
+            page = dashboard.get("/", params={"since": SINCE, "until": UNTIL, "team": team}).text
+            assert f'<p class="store-warning" role="alert">Warning: {html.escape(wanted[0])}</p>' in page
+        doc = dashboard.get("/api/report", params={"since": SINCE, "until": UNTIL}).json()
+        assert not [w for w in doc["warnings"] if " lists " in w]  # no team view, no team to warn of
+
+    @contextmanager
+    def reading() -> Iterator[BaseStore]:
+        with open_store(synced, read_only=True) as opened:
+            yield opened
+
+    tools = LedgerTools(reading, settings, clock=lambda: datetime.fromtimestamp(EMULATOR_NOW, UTC))
+    assert [w for w in tools.spend(SINCE, UNTIL, "team")["warnings"] if " lists " in w] == said
+    assert not [w for w in tools.spend(SINCE, UNTIL, "project")["warnings"] if " lists " in w]
 
 
 def test_no_project_and_unknown_projects_are_unassigned_and_cents_are_kept() -> None:

@@ -13,20 +13,20 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
+from usageledger._text import as_typed
 from usageledger.cli._app import _click, app, console, echo_json, friendly_errors, open_for_writing, resolve_store, say
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
 from usageledger.cli.commands_report import (
     _amount,
-    _as_typed,
     _database,
     _names,
     _now,
     one_line_filters,
     project_option,
-    unknown_project,
 )
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
+from usageledger.report.assemble import unknown_project
 from usageledger.report.credit import credit_balance
 from usageledger.report.forecast import Forecast, runway_words
 from usageledger.report.forecast_out import credit_document, credit_line, forecast_document
@@ -125,7 +125,7 @@ def forecast(
         # A project no row names has nothing to forecast from: one line naming --project and the ID to give, never
         # a warning saying so and then an error saying it again (exit 1, no flag named).
         if project is not None and (unknown := unknown_project(db, project, org)) is not None:
-            raise ParameterError("--project", f"{_as_typed(project)} {unknown}")
+            raise ParameterError("--project", f"{as_typed(project)} {unknown}")
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
         report = build_forecast(db, target, now=now, org=org, project=project, by=grouping, teams=teams, budget=limit)

@@ -18,7 +18,7 @@ from usageledger._amounts import finite_decimal, parse_amount
 from usageledger._paths import same_file, write_whole_text
 from usageledger._secrets import check_webhook_url
 from usageledger._sections import key_path, stale_after_span
-from usageledger._text import counted, is_one_line, name_key, quoted
+from usageledger._text import as_typed, counted, is_one_line, quoted
 from usageledger.cli._app import (
     app,
     console,
@@ -66,6 +66,8 @@ from usageledger.report.assemble import (
     outlook_document,
     project_named,
     resolve_scope,
+    unknown_project,
+    unknown_team_projects,
 )
 from usageledger.report.charts import check_png_support, report_charts, write_png
 from usageledger.report.finality import final_costs_until
@@ -104,25 +106,17 @@ def _warn_unknown_project(
     a typo (or a model's base name, `gpt-4o` for `gpt-4o-2024-08-06`) would otherwise report $0.00, quietly."""
     where = "" if org is None else f" for org {org}"
     if project is not None and (unknown := unknown_project(db, project, org)) is not None:
-        shown = f"--project {_as_typed(project)}" if source == "--project" else source
+        shown = f"--project {as_typed(project)}" if source == "--project" else source
         say(f"warning: {shown} {unknown}")
     if model is not None and (like := models_like(db, model, org)) is not None:
         hint = f"did you mean {', '.join(like)}?" if like else "check the name (usageledger report lists the models)"
-        say(f"warning: --model {_as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
+        say(f"warning: --model {as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
 
 
 def _warn_unknown_team_projects(db: BaseStore, teams: Mapping[str, str]) -> None:
-    """Say so of each project ID a ``[teams]`` team lists that no row of the store, nor its directory, names: the
-    team got none of its spend and vanished from ``--by team`` without a word (the README's example, copied as it
-    stands, listed a team ``Search`` of placeholder IDs that no report showed), where ``[alerts.projects.X]`` was
-    warned of. Any org's project counts (a team may take in several orgs' projects), and so does one the directory
-    holds with no spend yet, which a team may well list ahead of its first request."""
-    if not teams:
-        return
-    directory = resolve_names(db, distinct=False).projects
-    for project, team in sorted(teams.items(), key=lambda item: (item[1], item[0])):
-        if project not in directory and (unknown := unknown_project(db, project, None)) is not None:
-            say(f"warning: {key_path('teams', team)} lists {_as_typed(project)}, which {unknown}")
+    """Say each :func:`unknown_team_projects` warning: a ``[teams]`` ID no row nor the directory names."""
+    for warning in unknown_team_projects(db, teams):
+        say(f"warning: {warning}")
 
 
 def project_option(db: BaseStore, project: str | None, org: str | None, overrides: Names | None) -> str | None:
@@ -139,48 +133,12 @@ def project_option(db: BaseStore, project: str | None, org: str | None, override
     return found
 
 
-def unknown_project(db: BaseStore, project: str, org: str | None) -> str | None:
-    """Why ``project`` (an ID) names nothing in the store, and what to give instead, or ``None`` when a row names it:
-    the one wording of the warning above and of ``forecast``'s refusal."""
-    if project_known(db, project, org):
-        return None
-    where = "" if org is None else f" for org {org}"
-    return f"appears in no cost or usage row of this store{where}; {_project_hint(db, project, org)}"
-
-
 def one_line_filters(*filters: tuple[str, str | None]) -> None:
     """Refuse a filter (``--project``, ``--model``) holding a newline or a control character: no ID or model name
     does, and quoted back in a heading or an alert (`check`'s are one line each, for cron) it split the line."""
     for flag, value in filters:
         if value is not None and not is_one_line(value):  # a joined emoji (`👩\u200d💻 Tools`) is one line
             raise ParameterError(flag, f"{value!r} holds a newline or a control character; give it on one line")
-
-
-def _as_typed(value: str) -> str:
-    """A value quoted back in a warning: as it is, or quoted when a blank around it or a newline in it would not show
-    (a warning on one line, as every message is)."""
-    return repr(value) if value != value.strip() or not is_one_line(value) else value
-
-
-def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
-    """What to do about a project filter no row names: the ID it differs from only in case or blanks, or the ID of
-    the project it names (``--project 'Support Bot'`` read as an ID reported $0.00, and ``check`` watched nothing),
-    else to check the ID (or the name, for a value no ID looks like)."""
-    names = resolve_names(db, org=org, distinct=False).projects
-    if project in names:  # the directory's: "did you mean" it named the very ID given (an archived project's)
-        return f"it is {names[project]!r} in the directory, a project with no spend or usage synced"
-    wanted = name_key(project)
-    alike = sorted(pid for pid in names if pid.casefold() == wanted)  # a pasted blank, a shifted letter
-    if alike:
-        return f"did you mean {alike[0]}?"
-    found = sorted(pid for pid, name in names.items() if name_key(name) == wanted)
-    if not found and project.startswith("proj_"):
-        return "check the ID (usageledger report lists the projects)"
-    if not found:  # a name (--project takes one now): "check the ID" sent its user to look for an ID they never gave
-        return "nor is it a project's name; check the name, or give the ID (usageledger report lists the projects)"
-    if len(found) == 1:
-        return f"{quoted(project)} is the name of project {found[0]}: give that ID instead"
-    return f"{quoted(project)} is the name of projects {', '.join(found)}: give the ID of one"
 
 
 def _refuse_project_outside_team(db: BaseStore, scope: Scope, *, teams: Mapping[str, str]) -> None:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from usageledger._sections import AlertConfig, key_path
-from usageledger._text import name_key, quoted
+from usageledger._text import as_typed, name_key, quoted
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.report.credit import CreditBalance, credit_balance
 from usageledger.report.finality import final_costs_until, provisional_from
@@ -37,6 +37,8 @@ __all__ = [
     "project_named",
     "projects_in",
     "resolve_scope",
+    "unknown_project",
+    "unknown_team_projects",
 ]
 
 
@@ -142,6 +144,56 @@ def project_named(db: BaseStore, project: str, *, org: str | None, names: Names,
             f"{quoted(project)} is the name of {len(found)} projects{where} ({', '.join(found)}); give the ID of one",
         )
     return found[0] if found else None
+
+
+def unknown_project(db: BaseStore, project: str, org: str | None) -> str | None:
+    """Why ``project`` (an ID) names nothing in the store, and what to give instead, or ``None`` when a row names it:
+    the one wording of the CLI's warning of a ``--project`` or a config key no row names, of ``forecast``'s refusal
+    and of :func:`unknown_team_projects`."""
+    if project_known(db, project, org):
+        return None
+    where = "" if org is None else f" for org {org}"
+    return f"appears in no cost or usage row of this store{where}; {_project_hint(db, project, org)}"
+
+
+def _project_hint(db: BaseStore, project: str, org: str | None) -> str:
+    """What to do about a project filter no row names: the ID it differs from only in case or blanks, or the ID of
+    the project it names (``--project 'Support Bot'`` read as an ID reported $0.00, and ``check`` watched nothing),
+    else to check the ID (or the name, for a value no ID looks like)."""
+    names = resolve_names(db, org=org, distinct=False).projects
+    if project in names:  # the directory's: "did you mean" it named the very ID given (an archived project's)
+        return f"it is {names[project]!r} in the directory, a project with no spend or usage synced"
+    wanted = name_key(project)
+    alike = sorted(pid for pid in names if pid.casefold() == wanted)  # a pasted blank, a shifted letter
+    if alike:
+        return f"did you mean {alike[0]}?"
+    found = sorted(pid for pid, name in names.items() if name_key(name) == wanted)
+    if not found and project.startswith("proj_"):
+        return "check the ID (usageledger report lists the projects)"
+    if not found:  # a name (--project takes one now): "check the ID" sent its user to look for an ID they never gave
+        return "nor is it a project's name; check the name, or give the ID (usageledger report lists the projects)"
+    if len(found) == 1:
+        return f"{quoted(project)} is the name of project {found[0]}: give that ID instead"
+    return f"{quoted(project)} is the name of projects {', '.join(found)}: give the ID of one"
+
+
+def unknown_team_projects(db: BaseStore, teams: Mapping[str, str], *, team: str | None = None) -> list[str]:
+    """A warning for each project ID a ``[teams]`` team lists (``teams``: the config's ``{project_id: team}``; of
+    ``team`` alone, when given) that no row of the store, nor its directory, names, by team then ID: the team got
+    none of its spend and vanished from spend by team without a word (the README's example, copied as it stands,
+    listed a team ``Search`` of placeholder IDs that no report showed). Any org's project counts (a team may take in
+    several orgs' projects), and so does one the directory holds with no spend yet, which a team may well list ahead
+    of its first request. The one finding of ``report --by team``, ``statement``, the dashboard's team view and the
+    MCP tools' spend by team; each says the warnings as it says its others."""
+    listed = sorted((t, project) for project, t in teams.items() if team is None or t == team)
+    if not listed:
+        return []
+    directory = resolve_names(db, distinct=False).projects
+    return [
+        f"{key_path('teams', t)} lists {as_typed(project)}, which {unknown}"
+        for t, project in listed
+        if project not in directory and (unknown := unknown_project(db, project, None)) is not None
+    ]
 
 
 def alert_projects(

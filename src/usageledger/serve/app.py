@@ -44,6 +44,7 @@ from usageledger.report.assemble import (
     outlook_document,
     project_named,
     resolve_scope,
+    unknown_team_projects,
 )
 from usageledger.report.credit import CreditBalance
 from usageledger.report.forecasting import ForecastReport
@@ -269,6 +270,8 @@ def _report(ctx: ServeContext, params: dict[str, str | None], *, options: bool =
         params = {**params, "team": scope.team}
         moved, said = closed_adjustments(db, period, scope)
         warnings = data_warnings(db, params["org"], period=period)  # as `report` says them
+        if scope.team is not None:  # the team view: its [teams] IDs no row nor the directory names, as `--by team`
+            said = (*said, *unknown_team_projects(db, ctx.config.teams, team=scope.team))
         data = replace(data, adjustments=moved, warnings=(*warnings, *said))
         offered = filter_options(db, period, params, names=names, teams=ctx.config.teams) if options else {}
         outlook, credit = month_outlook(db, now=now, org=params["org"], project=params["project"])
