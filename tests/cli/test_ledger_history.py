@@ -238,7 +238,8 @@ def test_close_refuses_a_month_the_store_does_not_cover(demo_store_copy: Path) -
         assert closed_lines(db) == [], "a refused close records nothing"
 
     allowed = _close(demo_store_copy, "2026-08", "--allow-partial")
-    assert allowed.exit_code == 0 and "Closed 2026-08" in allowed.stdout, allowed.output
+    # the month closed is a UTC month: the heading says its days and UTC
+    assert allowed.exit_code == 0 and "Closed 2026-08 (2026-08-01 to 2026-08-31 UTC)" in allowed.stdout, allowed.output
     assert allowed.stderr.strip() == (
         "warning: closing 2026-08 without 2026-08-01 to 2026-08-21 for org-demo (its costs start on 2026-08-22)"
     )

@@ -114,6 +114,29 @@ def test_text_output_says_it_adds_up(store: str) -> None:
     assert "in proportion to each statement's direct spend" in " ".join(text.split())
 
 
+def test_every_format_says_the_month_is_a_utc_month(store: str, tmp_path: Path) -> None:
+    """A statement's month is a UTC month, which it did not say, where `report`'s period says `UTC` and `forecast`
+    `as of ... UTC`: its first sentence says the month's days and UTC in the terminal, the JSON's notes and the HTML
+    page, and the JSON has the month's start and end as UTC timestamps. The CSV stays as it was (a month column)."""
+    span = "2026-10 (2026-10-01 to 2026-10-31 UTC)"
+    out_csv, out_html = tmp_path / "s.csv", tmp_path / "s.html"
+    text = " ".join(
+        _run("statement", MONTH, "--store", store, "--csv", str(out_csv), "--html", str(out_html)).stdout.split()
+    )
+    assert f"statements of {span} add up to" in text and text.count("UTC") == 1, text
+    doc = _json(MONTH, "--store", store)
+    assert (doc["start"], doc["end"]) == ("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z")
+    assert (doc["first_day"], doc["until"]) == ("2026-10-01", "2026-11-01")
+    assert doc["notes"][0].startswith(f"The {len(doc['statements'])} statements of {span} add up to"), doc["notes"]
+    page = out_html.read_text(encoding="utf-8")
+    assert f"statements of {span} add up to" in page
+    csv_text = out_csv.read_text(encoding="utf-8")
+    assert (
+        csv_text.startswith("month,by,owner,name,kind,model,line_item,amount,currency,amount_usd")
+        and "UTC" not in csv_text
+    )
+
+
 def test_shared_spend_is_allocated_by_the_rule(store: str) -> None:
     """By team, one project is in no team: its spend is shared, and each rule spreads it as it says."""
     proportional = _json(MONTH, "--store", store)

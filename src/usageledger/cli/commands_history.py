@@ -17,7 +17,7 @@ from usageledger.errors import ParameterError
 from usageledger.report.formatting import format_money
 from usageledger.report.history import changes as read_changes
 from usageledger.report.jsonout import changes_document
-from usageledger.report.months import check_month, gaps_text, missing_days
+from usageledger.report.months import check_month, gaps_text, missing_days, month_span
 from usageledger.report.names import resolve_names, with_id
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.terminal import CHANGES_ROWS, render_changes
@@ -159,7 +159,7 @@ def close(
         lines = close_month(db, first, orgs, at=timeutil.now_unix())
         overrides = _names(settings, None)  # the config's [names], as `changes` and `report` show them
         shown = {o: resolve_names(db, org=o, overrides=overrides) for o in {line.org for line in lines}}
-    table = DataTable(f"Closed {first:%Y-%m}", label("org"), label("project"), number("spend"))
+    table = DataTable(f"Closed {month_span(first)}", label("org"), label("project"), number("spend"))  # a UTC month
     for line in lines:
         project = "-" if line.project_id is None else with_id(shown[line.org].project(line.project_id), line.project_id)
         table.add_row(line.org, "(total)" if line.level == "org" else project, format_money(line.amount, line.currency))

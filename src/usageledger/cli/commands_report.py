@@ -776,7 +776,7 @@ def statement(
     with _database(resolve_store(store, settings), org=org) as db:
         check_month(db, first, today=today, org=org)
         known = db.known_orgs()
-        if not known:  # "The 0 statements add up to $0.00, the month's costs in the store to the cent (yes ...)"
+        if not known:  # "The 0 statements of 2026-10 (...) add up to $0.00, the month's costs in the store ..."
             raise UsageLedgerError("the store holds no costs yet to make statements of: run `usageledger sync` first")
         gaps = missing_days(db, first, [org] if org is not None else known, today=today)
         warnings: list[str] = []

@@ -18,7 +18,24 @@ from usageledger.errors import ParameterError
 from usageledger.report.queries import Database, costs_synced_until, first_cost_days
 from usageledger.timeutil import month_start, next_month, utc_moment
 
-__all__ = ["Gap", "check_covered", "check_month", "first_cost_day", "gaps_text", "missing_days", "synced_until"]
+__all__ = [
+    "Gap",
+    "check_covered",
+    "check_month",
+    "first_cost_day",
+    "gaps_text",
+    "missing_days",
+    "month_span",
+    "synced_until",
+]
+
+
+def month_span(month: date) -> str:
+    """``2026-10 (2026-10-01 to 2026-10-31 UTC)``: a month as ``statement`` and ``close`` say it once, its days and
+    that they are UTC days, as ``report``'s period says its own (``2026-10-01 to 2026-10-30 UTC (30 days)``); a
+    reader in another zone would otherwise take the month for their own."""
+    last = next_month(month) - timedelta(days=1)
+    return f"{month:%Y-%m} ({month.isoformat()} to {last.isoformat()} UTC)"
 
 
 def first_cost_day(db: Database, org: str | None = None, project: str | None = None) -> date | None:

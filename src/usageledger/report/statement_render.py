@@ -24,7 +24,9 @@ from usageledger._text import counted
 from usageledger.report.formatting import format_money
 from usageledger.report.fx import BASE_CURRENCY
 from usageledger.report.jsonout import decimal_string
+from usageledger.report.months import month_span
 from usageledger.report.names import Names, shown_names, with_id
+from usageledger.report.queries import day_start
 from usageledger.report.statement import SHARED, MonthStatements, Statement, StatementLine
 from usageledger.report.tables import DataTable, label, number
 
@@ -94,7 +96,9 @@ def statement_summary(statements: MonthStatements, names: Names | None = None) -
     count = len(statements.statements)
     costs = "as closed" if statements.closed else "in the store"
     said = [
-        f"The {count} statement{'s' if count != 1 else ''} add up to {total}, the month's costs {costs} to the cent "
+        # the month said once, as a UTC month (every output carries this sentence; the CSV has a month column)
+        f"The {count} statement{'s' if count != 1 else ''} of {month_span(statements.month)} add up to {total}, the "
+        f"month's costs {costs} to the cent "
         f"({'yes' if statements.adds_up else 'NO'}; largest-remainder rounding of the exact amounts).",
         f"Shared spend (no project{', or a project in no team' if statements.by == 'team' else ''}): "
         f"{format_money(statements.shared_total, cur)}{f' (from {shared_from})' if shared_from else ''}, "
@@ -181,6 +185,9 @@ def statement_document(statements: MonthStatements, names: Names, *, warnings: S
         "warnings": list(warnings),
         "first_day": statements.first_day,
         "until": statements.until,
+        # the month's edges as UTC timestamps: its days are UTC days, as a report period's are (``period.start``)
+        "start": day_start(statements.first_day),
+        "end": day_start(statements.until),
         "complete": statements.complete,
         "by": statements.by,
         "currency": statements.currency,
