@@ -91,3 +91,40 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # the terminal's other end closed: everything was read
         return b""
+
+
+def _table_blocks(out: str) -> list[list[str]]:
+    """The runs of consecutive lines drawn as a table's (``+---``, ``| ...``)."""
+    blocks: list[list[str]] = []
+    run: list[str] = []
+    for line in [*out.splitlines(), ""]:
+        if line.startswith(("+", "|")):
+            run.append(line)
+        elif run:
+            blocks.append(run)
+            run = []
+    return blocks
+
+
+def test_a_statement_in_euros_on_an_ascii_output_keeps_its_columns_in_line(demo_store: Path, tmp_path: Path) -> None:
+    """`statement --currency EUR` on an ASCII output wrote `EUR` for `€` only after rich had laid the table out, two
+    characters wider than the cell it measured, so each amount's row stuck out past the table's right edge. The
+    table is laid out with `EUR` itself: every line of each table is as wide as the others. The page written with
+    --html (UTF-8, data) keeps its `€`."""
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,rate\n" + "".join(f"2026-10-{day:02d},0.92\n" for day in range(1, 32)), encoding="utf-8")
+    argv = [*CLI, "statement", "2026-10", "--store", str(demo_store), "--by", "project", "--currency", "EUR"]
+    done = subprocess.run(
+        [*argv, "--fx", str(rates), "--html", str(tmp_path / "s.html")],
+        env=_env(PYTHONIOENCODING="ascii", COLUMNS="200"),
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode("ascii")
+    assert "EUR" in out and "| total" in out, out
+    blocks = _table_blocks(out)
+    assert len(blocks) >= 2, out
+    for block in blocks:
+        assert len({len(line) for line in block}) == 1, "\n".join(block)
+    assert "€" in (tmp_path / "s.html").read_text(encoding="utf-8")

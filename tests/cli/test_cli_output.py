@@ -125,6 +125,28 @@ def test_table_shortens_labels_never_numbers(width: int) -> None:
         assert long_label not in text
 
 
+def test_a_table_is_laid_out_as_an_ascii_output_spells_it() -> None:
+    """On an output that cannot encode `€` the stream writes `EUR`, two cells wider than the `€` rich measured: the
+    table is laid out with `EUR` itself, so every line is as wide as the others, and a styled cell keeps its style."""
+    from rich.text import Text
+
+    from usageledger._text import ASCII_ERRORS
+
+    table = DataTable("Statement 2026-10 ∙ Zürich", label("team"), number("total"))
+    table.add_row("Zürich", Text("€1,234.50", style="red"))
+    table.add_row("total", "€12.00")
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii", errors=ASCII_ERRORS, newline="\n")
+    Console(file=out, width=60, force_terminal=True, color_system="standard").print(table)
+    out.flush()
+    text = raw.getvalue().decode("ascii")
+    plain = re.sub("\x1b\\[[0-9;]*m", "", text)
+    assert "Zurich" in plain and "| total  |    EUR12.00 |" in plain, plain
+    drawn = [line for line in plain.splitlines() if line.startswith(("+", "|"))]
+    assert len(drawn) >= 4 and len({len(line) for line in drawn}) == 1, plain
+    assert "\x1b[31mEUR\x1b[0m\x1b[31m1,234.50" in text, text  # red, as given
+
+
 @pytest.mark.parametrize("width", (30, 40, *WIDTHS))
 def test_shortened_labels_never_make_two_rows_read_the_same(width: int) -> None:
     """At 40 columns `text-embedding-3-large` and `-small` were both `text-embeddin…`: labels that would collide

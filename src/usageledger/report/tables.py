@@ -32,9 +32,9 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
-from rich.text import Text
+from rich.text import Span, Text
 
-from usageledger._text import terminal_safe
+from usageledger._text import ASCII_ERRORS, terminal_safe
 
 __all__ = ["MIN_LABEL", "Column", "DataTable", "Flow", "label", "label_floor", "number"]
 
@@ -72,6 +72,36 @@ def _text(cell: _Cell) -> Text:
     if plain.isprintable() or terminal_safe(plain) == plain:
         return cell if isinstance(cell, Text) else Text(cell)
     return Text(terminal_safe(plain), style=cell.style if isinstance(cell, Text) else "")
+
+
+def _encodes(text: str, encoding: str) -> bool:
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _spelled(text: str, encoding: str) -> str:
+    return text.encode(encoding, ASCII_ERRORS).decode(encoding)
+
+
+def _as_shown(cell: Text, encoding: str) -> Text:
+    """``cell`` as an output in ``encoding`` shows it: each character the encoding lacks spelled as the standard
+    streams write it (:data:`usageledger._text.ASCII_ERRORS`: ``€`` as ``EUR``, ``…`` as ``...``), its styles kept.
+    Measured so, before the layout: the stream spelled ``€5`` as ``EUR5`` after rich had laid it out in two cells
+    fewer, and the row stuck out past the table's edge (``statement --currency EUR``, ``PYTHONIOENCODING=ascii``)."""
+    plain = cell.plain
+    if plain.isascii() or _encodes(plain, encoding):
+        return cell
+    cuts = sorted({at for i, c in enumerate(plain) if not _encodes(c, encoding) for at in (i, i + 1)})
+    shown = Text(style=cell.style, justify=cell.justify, overflow=cell.overflow, no_wrap=cell.no_wrap, end=cell.end)
+    for piece in cell.divide(cuts):
+        spelled = _spelled(piece.plain, encoding)
+        if spelled != piece.plain:  # one character the encoding lacks: its spelling takes on its styles
+            piece = Text(spelled, spans=[Span(0, len(spelled), span.style) for span in piece.spans])
+        shown.append_text(piece)
+    return shown
 
 
 def _width(cell: Text) -> int:
@@ -291,7 +321,24 @@ class DataTable:
         """Whether the rows fit ``width`` columns as a table (else they are printed as blocks of lines)."""
         return any(self._widths(width, overhead) is not None for _, overhead in self._layouts())
 
+    def _shown_in(self, encoding: str) -> DataTable:
+        """This table as an output in ``encoding`` shows it (:func:`_as_shown`): itself when it shows every character,
+        else a copy whose title, headers and cells are spelled as the output will write them, so the widths are those
+        of what is written."""
+        texts = [text.plain for row in self.rows for text in row]
+        texts += [self.title or "", *(col.header for col in self.columns)]
+        if all(text.isascii() or _encodes(text, encoding) for text in texts):
+            return self
+        columns = (Column(_spelled(col.header, encoding), col.numeric, col.whole) for col in self.columns)
+        table = DataTable(None if self.title is None else _spelled(self.title, encoding), *columns)
+        table.rows = [tuple(_as_shown(text, encoding) for text in row) for row in self.rows]
+        return table
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        shown = self._shown_in(options.encoding)
+        if shown is not self:
+            yield shown
+            return
         for bordered, overhead in self._layouts():
             widths = self._widths(options.max_width, overhead)
             if widths is not None:
