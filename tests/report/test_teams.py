@@ -129,6 +129,16 @@ def test_a_config_team_of_ids_the_store_never_saw_is_warned_of(synced: str, tmp_
             "warning: teams.Search lists proj_abc, which appears in no cost or usage row of this store; check the ID "
             "(usageledger report lists the projects)",
         ], result.stderr
+    # `--team search`: that team's unknown IDs alone (the team as it resolves), as the dashboard's ?team= gives them
+    result = CliRunner().invoke(
+        app,
+        ["report", "--since", SINCE, "--until", UNTIL, "--store", synced, "--config", str(config), "--team", "search"],
+    )
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if " lists " in line] == [
+        "warning: teams.Search lists proj_abc, which appears in no cost or usage row of this store; check the ID "
+        "(usageledger report lists the projects)",
+    ], result.stderr
     said = [line.removeprefix("warning: ") for line in warned]
     # The dashboard's team view and the MCP tools' spend by team say them as they say their other warnings: the
     # view's team only on the page and in /api/report, every team's in the MCP answer.

@@ -113,9 +113,10 @@ def _warn_unknown_project(
         say(f"warning: --model {as_typed(model)} appears in no cost or usage row of this store{where}; {hint}")
 
 
-def _warn_unknown_team_projects(db: BaseStore, teams: Mapping[str, str]) -> None:
-    """Say each :func:`unknown_team_projects` warning: a ``[teams]`` ID no row nor the directory names."""
-    for warning in unknown_team_projects(db, teams):
+def _warn_unknown_team_projects(db: BaseStore, teams: Mapping[str, str], *, team: str | None = None) -> None:
+    """Say each :func:`unknown_team_projects` warning: a ``[teams]`` ID no row nor the directory names (of ``team``
+    alone, when given)."""
+    for warning in unknown_team_projects(db, teams, team=team):
         say(f"warning: {warning}")
 
 
@@ -391,6 +392,8 @@ def report(
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else {}
         if by == "team":
             _warn_unknown_team_projects(db, settings.teams)
+        elif scope.team is not None:  # `--team search`: that team's own IDs, as the dashboard's ?team= says them
+            _warn_unknown_team_projects(db, settings.teams, team=scope.team)
         if by == "team" and not teams and data.spend_by_project:
             say(f"warning: {NO_TEAMS}")
             data = replace(data, warnings=(*data.warnings, NO_TEAMS))
