@@ -69,6 +69,7 @@ __all__ = [
     "endpoint_names",
     "export",
     "format_decimal",
+    "ordered_slices",
     "request_problem",
     "staged_file",
     "tables_for",
@@ -631,13 +632,15 @@ class _Selection:
     held: StreamsHeld = field(default_factory=StreamsHeld)
     """The streams the rows written came from: :meth:`StreamsHeld.warnings` after the export."""
 
-    def _sql(self, spec: TableSpec, source: tuple[str, list[Any]] | None) -> tuple[str, list[Any]]:
-        """The SELECT of ``spec``'s rows in this selection, from ``source`` (a subquery and its parameters) when
-        given, else from the table itself; with ``with_names``, the directory's names joined on."""
+    def _sql(
+        self, spec: TableSpec, source: tuple[str, list[Any]] | None, where: list[str], params: list[Any]
+    ) -> tuple[str, list[Any]]:
+        """The SELECT of ``spec``'s rows kept by ``where`` (conditions on ``t``, and their parameters), from
+        ``source`` (a subquery and its parameters) when given, else from the table itself; with ``with_names``, the
+        directory's names joined on."""
         names = ["org", "stream", "bucket_start", "bucket_end", *(c.name for c in spec.data_columns)]
         named = _named(spec) if self.with_names else ()
         cols = ", ".join([*(f"t.{q(c)}" for c in names), *(f"{n.prefix}_dir.name AS {n.prefix}_name" for n in named)])
-        where, params = bucket_filter(self.since, self.until, self.orgs, self.streams, alias="t")
         sql = f"SELECT {cols} FROM {spec.name if source is None else f'({source[0]})'} AS t"
         if source is not None:
             params = [*source[1], *params]
@@ -657,10 +660,48 @@ class _Selection:
                 if self.deltas
                 else history.as_of_sql(spec, self.as_of or 0, dialect, groups)
             )
-        sql, params = self._sql(spec, source)
-        yield from self.held.watch(
-            spec, self.store.iter_batches(sql, params, _schema(spec, self.with_names), self.batch_rows)
-        )
+        where, params = bucket_filter(self.since, self.until, self.orgs, self.streams, alias="t")
+        schema = _schema(spec, self.with_names)
+        if source is not None:  # the log's rows come from a subquery that one read computes once
+            sql, params = self._sql(spec, source, where, params)
+            yield from self.held.watch(spec, self.store.iter_batches(sql, params, schema, self.batch_rows))
+            return
+        slices = ordered_slices(self.store, spec.name, where, params, ("org", "stream"), self.batch_rows)
+
+        def read() -> Iterator[pa.Table]:
+            for part, values in slices:
+                sql, args = self._sql(spec, None, [*where, *part], [*params, *values])
+                yield from self.store.iter_batches(sql, args, schema, self.batch_rows)
+
+        yield from self.held.watch(spec, read())
+
+
+def ordered_slices(
+    store: BaseStore, source: str, where: Sequence[str], params: Sequence[Any], by: Sequence[str], rows: int
+) -> list[tuple[list[str], list[Any]]]:
+    """The extra conditions on ``t`` (and their parameters) that cut a read of ``source AS t`` kept by ``where``,
+    ordered by ``(*by, bucket_start, ...)``, into slices of about ``rows`` rows each, in that order: a slice holds
+    one value of the ``by`` columns and a run of whole buckets (a bucket of more rows is a slice of its own), so the
+    slices read one after the other give the rows of the one ordered read. An export reads slices of one batch.
+
+    The database sorts one slice at a time: a single ``ORDER BY`` over the whole table held all of it in DuckDB's
+    memory until the last row was read (626,235 costs rows: 220 MB of the export's 490 MB peak,
+    ``bench/BENCHMARKS.md``), however small the batches handed on were. The slices' bounds come from one
+    aggregate over the buckets, computed by the database."""
+    cols = ", ".join(q(c) for c in by)
+    keys = ", ".join(f"t.{q(c)}" for c in by)
+    inner = f"SELECT {keys}, t.bucket_start, COUNT(*) AS n FROM {source} AS t"
+    if where:
+        inner += " WHERE " + " AND ".join(where)
+    inner += f" GROUP BY {keys}, t.bucket_start"
+    ahead = f"SELECT {cols}, bucket_start, SUM(n) OVER (PARTITION BY {cols} ORDER BY bucket_start) - n AS ahead"
+    sql = (
+        f"SELECT {cols}, MIN(bucket_start), MAX(bucket_start) FROM ({ahead} FROM ({inner}) AS g) AS r"
+        f" GROUP BY {cols}, FLOOR(ahead / CAST(%s AS DOUBLE PRECISION))"
+        f" ORDER BY {', '.join(str(i + 1) for i in range(len(by) + 1))}"
+    )
+    conditions = [*(f"t.{q(c)} = %s" for c in by), "t.bucket_start >= %s", "t.bucket_start <= %s"]
+    return [(conditions, list(row)) for row in store.query(sql, [*params, rows])]
 
 
 def _write_stream(selection: _Selection, fmt: ExportFormat, out: IO[bytes], specs: Sequence[TableSpec]) -> ExportResult:

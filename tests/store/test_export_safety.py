@@ -230,15 +230,16 @@ def test_failed_export_keeps_the_existing_file_and_leaves_no_partial(
 def test_failed_directory_export_renames_nothing(
     store: BaseStore, synced: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A directory export whose second table fails leaves the first table's old file too: all or nothing."""
+    """A directory export whose second table fails leaves the first table's old file too: all or nothing. (The
+    store holds costs alone, and a table without rows is never read, so costs is the one that fails.)"""
     out = synced / "out"
     out.mkdir()
-    (out / "costs.csv").write_text("old costs\n")
-    monkeypatch.setattr(store, "iter_batches", Failing(store, fail_on="usage_embeddings"))
+    (out / "usage_embeddings.csv").write_text("old embeddings\n")
+    monkeypatch.setattr(store, "iter_batches", Failing(store, fail_on="costs"))
     with pytest.raises(OSError, match="No space"):
-        export(store, "csv", out, endpoints=["costs", "embeddings"], batch_rows=5)
-    assert (out / "costs.csv").read_text() == "old costs\n"
-    assert sorted(p.name for p in out.iterdir()) == ["costs.csv"]
+        export(store, "csv", out, endpoints=["embeddings", "costs"], batch_rows=5)
+    assert (out / "usage_embeddings.csv").read_text() == "old embeddings\n"
+    assert sorted(p.name for p in out.iterdir()) == ["usage_embeddings.csv"]
 
 
 def test_failed_partitioned_export_keeps_the_old_dataset(
