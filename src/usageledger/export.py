@@ -681,7 +681,7 @@ def ordered_slices(
 ) -> list[tuple[list[str], list[Any]]]:
     """The extra conditions on ``t`` (and their parameters) that cut a read of ``source AS t`` kept by ``where``,
     ordered by ``(*by, bucket_start, ...)``, into slices of about ``rows`` rows each, in that order: a slice holds
-    one value of the ``by`` columns and a run of whole buckets (a bucket of more rows is a slice of its own), so the
+    one value of the ``by`` columns and a run of whole buckets (so up to one bucket more than ``rows``), so the
     slices read one after the other give the rows of the one ordered read. An export reads slices of one batch.
 
     The database sorts one slice at a time: a single ``ORDER BY`` over the whole table held all of it in DuckDB's

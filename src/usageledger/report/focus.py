@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from usageledger._paths import naming_full_disk
 from usageledger.errors import ParameterError, UsageLedgerError
-from usageledger.export import bucket_filter, staged_file, write_csv, write_parquet
+from usageledger.export import bucket_filter, ordered_slices, staged_file, write_csv, write_parquet
 from usageledger.report.fx import FxRates
 from usageledger.report.queries import line_item_model, utc_day
 from usageledger.report.teams import UNASSIGNED
@@ -155,17 +155,19 @@ def _tags(model: str | None, line_item: str | None, team: str) -> str:
     return _JSON.encode({k: v for k, v in tags.items() if v is not None}).decode()
 
 
-def _select(since: int | None, until: int | None, orgs: Sequence[str]) -> tuple[str, list[Any], pa.Schema]:
+_ORDER: Final = " ORDER BY t.org, t.bucket_start, t.project_id NULLS FIRST, t.line_item NULLS FIRST"
+
+
+def _select(since: int | None, until: int | None, orgs: Sequence[str]) -> tuple[str, list[str], list[Any], pa.Schema]:
+    """The SELECT of the costs (to add a WHERE and :data:`_ORDER` to), the conditions on ``t`` that keep the
+    period and orgs, their parameters, and the rows' schema."""
     spec = table_for("costs")
     wanted = ["org", "bucket_start", "bucket_end", "project_id", "line_item", "amount_value", "currency"]
     wanted += ["quantity", "quantity_unit", "project_name"]
-    where, params = bucket_filter(since, until, orgs)
+    where, params = bucket_filter(since, until, orgs, alias="t")
     # A costs stream synced without project_id or line_item grouping has NULL there: every grouping field is a
     # column of the table, so the query never misses one.
-    sql = f"SELECT {', '.join(wanted)} FROM {named_view(spec)}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY org, bucket_start, project_id NULLS FIRST, line_item NULLS FIRST"
+    sql = f"SELECT {', '.join(f't.{c}' for c in wanted)} FROM {named_view(spec)} AS t"
     full = spec.arrow_schema()
     fields = [
         pa.field("org", pa.string()),
@@ -179,7 +181,7 @@ def _select(since: int | None, until: int | None, orgs: Sequence[str]) -> tuple[
         full.field("quantity_unit"),
         pa.field("project_name", pa.string()),
     ]
-    return sql, params, pa.schema(fields)
+    return sql, where, params, pa.schema(fields)
 
 
 def focus_rows(
@@ -192,13 +194,25 @@ def focus_rows(
     fx: FxRates | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[pa.Table]:
-    """The FOCUS rows in batches (see the module's docstring); ``teams`` maps project IDs to teams for ``Tags``."""
-    sql, params, schema = _select(since, until, orgs)
+    """The FOCUS rows in batches (see the module's docstring); ``teams`` maps project IDs to teams for ``Tags``.
+    The store sorts one batch of rows at a time (:func:`~usageledger.export.ordered_slices`)."""
+    select, where, params, schema = _select(since, until, orgs)
     out_fields = [pa.field(n, t) for n, t in FOCUS_COLUMNS]
     if fx is not None:
         out_fields += [pa.field(n, t) for n, t in FX_COLUMNS]
     out_schema = pa.schema(out_fields)
-    for batch in store.iter_batches(sql, params, schema, batch_rows):
+    view = named_view(table_for("costs"))
+    for part, values in ordered_slices(store, view, where, params, ("org",), batch_rows):
+        sql = f"{select} WHERE {' AND '.join([*where, *part])}{_ORDER}"
+        yield from _focus_batches(
+            store.iter_batches(sql, [*params, *values], schema, batch_rows), teams, fx, out_schema
+        )
+
+
+def _focus_batches(
+    batches: Iterator[pa.Table], teams: Mapping[str, str], fx: FxRates | None, out_schema: pa.Schema
+) -> Iterator[pa.Table]:
+    for batch in batches:
         records = batch.to_pylist()
         if fx is not None:
             fx.require(utc_day(r["bucket_start"]) for r in records)
