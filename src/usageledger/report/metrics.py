@@ -236,35 +236,43 @@ def _left_out(store: BaseStore) -> frozenset[str]:
     return frozenset(r.org for r in synthetic_beside_real(store))
 
 
-def _costs(
-    store: BaseStore,
-    shape: _Shape,
-    names: Names,
-    period: Period,
-    today: datetime,
-    left_out: frozenset[str],
-    grain: set[tuple[str, ...]],
-) -> list[Metric]:
+@dataclass(frozen=True, slots=True)
+class _Scrape:
+    """What one scrape reads by: the store, the labels it keeps, the names, this month, today's start, and the
+    synthetic orgs left out (:func:`_left_out`)."""
+
+    store: BaseStore
+    shape: _Shape
+    names: Names
+    period: Period
+    today: datetime
+    left_out: frozenset[str]
+
+
+def _costs(scrape: _Scrape, grain: set[tuple[str, ...]]) -> list[Metric]:
     """The cost families; ``grain`` gets every group's (org, project, model, line item), each a series of both."""
     # Grouped by line item first, the model parsed from the few groups (not from every row).
-    rows = store.query(
+    rows = scrape.store.query(
         f"SELECT org, project_id, {LINE_ITEM_MODEL} AS model, line_item, this_month, today, amount FROM ("
         "SELECT org, project_id, line_item, bucket_start >= %s AS this_month, bucket_start >= %s AS today, "
         f"SUM(amount_value) AS amount FROM {COSTS_VIEW} WHERE bucket_start >= %s AND bucket_start < %s "
         "AND lower(currency) = %s GROUP BY 1, 2, 3, 4, 5) c",
-        [period.start, today, day_start(_seen_since(period)), period.end, CURRENCY],
+        [scrape.period.start, scrape.today, day_start(_seen_since(scrape.period)), scrape.period.end, CURRENCY],
     )
-    labels = shape.cost_labels()
+    labels = scrape.shape.cost_labels()
     mtd: dict[tuple[str, ...], Decimal] = {}
     day: dict[tuple[str, ...], Decimal] = {}
     for org, project, model, line_item, this_month, is_today, amount in rows:
-        if org in left_out:
+        if org in scrape.left_out:
             continue
         grain.add((_text(org), _text(project), _text(model), _text(line_item)))
         values = {"org": [_text(org)], "model": [_text(model)], "line_item": [_text(line_item)]}
-        values["project"] = _project_labels(project, names)
+        values["project"] = _project_labels(project, scrape.names)
         key = tuple(
-            v for label in ("org", "project", "model", "line_item") if label in shape.labels for v in values[label]
+            v
+            for label in ("org", "project", "model", "line_item")
+            if label in scrape.shape.labels
+            for v in values[label]
         )
         _zero(key, mtd, day)
         if this_month:
@@ -279,32 +287,24 @@ def _costs(
     ]
 
 
-def _usage(
-    store: BaseStore,
-    shape: _Shape,
-    names: Names,
-    period: Period,
-    today: datetime,
-    left_out: frozenset[str],
-    grain: set[tuple[str, ...]],
-) -> list[Metric]:
+def _usage(scrape: _Scrape, grain: set[tuple[str, ...]]) -> list[Metric]:
     """The token and request families; ``grain`` gets every group's (org, project, model), each a series of the
     four (tokens twice, by direction, and requests) and of both periods."""
-    inner, params = token_usage_sql(Scope(), Period(_seen_since(period), period.end))
-    rows = store.query(
+    inner, params = token_usage_sql(Scope(), Period(_seen_since(scrape.period), scrape.period.end))
+    rows = scrape.store.query(
         "SELECT org, project_id, model, bucket_start >= %s AS this_month, bucket_start >= %s AS today, "
         f"SUM(input_tokens), SUM(output_tokens), SUM(requests) FROM ({inner}) u GROUP BY 1, 2, 3, 4, 5",
-        [period.start, today, *params],
+        [scrape.period.start, scrape.today, *params],
     )
-    labels = shape.usage_labels()
+    labels = scrape.shape.usage_labels()
     tokens: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
     requests: dict[str, dict[tuple[str, ...], Decimal]] = {"mtd": {}, "today": {}}
     for org, project, model, this_month, is_today, inp, out, req in rows:
-        if org in left_out:
+        if org in scrape.left_out:
             continue
         grain.add((_text(org), _text(project), _text(model)))
-        values = {"org": [_text(org)], "model": [_text(model)], "project": _project_labels(project, names)}
-        key = tuple(v for label in ("org", "project", "model") if label in shape.labels for v in values[label])
+        values = {"org": [_text(org)], "model": [_text(model)], "project": _project_labels(project, scrape.names)}
+        key = tuple(v for label in ("org", "project", "model") if label in scrape.shape.labels for v in values[label])
         _zero((*key, "input"), tokens["mtd"], tokens["today"])
         _zero((*key, "output"), tokens["mtd"], tokens["today"])
         _zero(key, requests["mtd"], requests["today"])
@@ -471,13 +471,13 @@ def scrape_metrics(
     # ("Search (proj_abc)"), so a project's series changed label (a new series) when another project took its name,
     # and the dashboard's legend, `{{project_name}} ({{project_id}})`, said the ID twice.
     names = resolve_names(store, overrides=overrides, distinct=False) if "project" in labels else Names()
-    left_out = _left_out(store)
+    scrape = _Scrape(store, shape, names, period, today_start, _left_out(store))
     costs: set[tuple[str, ...]] = set()
     usage: set[tuple[str, ...]] = set()
     sync = _sync(store)
     families = [
-        *_costs(store, shape, names, period, today_start, left_out, costs),
-        *_usage(store, shape, names, period, today_start, left_out, usage),
+        *_costs(scrape, costs),
+        *_usage(scrape, usage),
         *sync,
     ]
     series = sum(len(f.samples) for f in families) + 1  # and the count's own
