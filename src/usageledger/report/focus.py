@@ -23,10 +23,12 @@ from typing import IO, Any, Final, Literal
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from usageledger._csv import plain_decimal
 from usageledger._paths import naming_full_disk
 from usageledger.errors import ParameterError, UsageLedgerError
-from usageledger.export import bucket_filter, ordered_slices, staged_file, write_csv, write_parquet
+from usageledger.export import bucket_filter, ordered_slices, staged_file, write_parquet
 from usageledger.report.fx import FxRates
 from usageledger.report.queries import line_item_model, utc_day
 from usageledger.report.teams import UNASSIGNED
@@ -272,7 +274,52 @@ def _row(r: Mapping[str, Any], teams: Mapping[str, str], fx: FxRates | None) -> 
 
 
 def _write(batches: Iterator[pa.Table], fmt: FocusFormat, out: IO[bytes], schema: pa.Schema) -> int:
-    return write_parquet(out, schema, batches) if fmt == "parquet" else write_csv(out, schema.names, batches)
+    return write_parquet(out, schema, batches) if fmt == "parquet" else _write_csv(out, schema.names, batches)
+
+
+_FORMULA: Final = r"^([=+\-@\t\r])"
+"""A text cell a spreadsheet would run as a formula (:data:`usageledger._text._FORMULA_START`, as a regex)."""
+_QUOTED: Final = r'[,"\r\n]'
+"""A cell the ``csv`` module quotes (:class:`usageledger._csv.CsvWriter`): the delimiter, the quote, a line break."""
+
+
+def _write_csv(out: IO[bytes], columns: Sequence[str], batches: Iterator[pa.Table]) -> int:
+    """The FOCUS rows as CSV, byte for byte what :func:`usageledger.export.write_csv` writes of them, each batch
+    made text column by column in Arrow (the whole cell of a row at a time in Python took 50-90 s for 626k rows);
+    the number of rows written."""
+    out.write((",".join(columns) + "\n").encode())  # the column names are ours: none is quoted
+    count = 0
+    for batch in batches:
+        if batch.num_rows:
+            lines = pc.binary_join_element_wise(*(_cells(batch.column(n)) for n in columns), ",")
+            out.write(("\n".join(lines.to_pylist()) + "\n").encode())
+        count += batch.num_rows
+    return count
+
+
+def _cells(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A FOCUS column as the text of its CSV cells, as :class:`usageledger._csv.CsvWriter` writes each value: a
+    decimal's exact digits without trailing zeros, a time as ``2026-11-20T00:00:00Z``, text that a spreadsheet
+    would run after an apostrophe, quoted where it holds ``,``, ``"`` or a line break; null is empty."""
+    kind = column.type
+    if pa.types.is_decimal(kind):
+        # Arrow writes every one of the scale's places ("0.060000000000000000"), and under 1E-6 an exponent
+        # ("0E-18", "1E-7"): those few are written by Python, as the other CSV files write them.
+        arrow = pc.cast(column, pa.string()).combine_chunks()
+        text = pc.replace_substring_regex(pc.replace_substring_regex(arrow, r"0+$", ""), r"\.$", "")
+        exponent = pc.fill_null(pc.match_substring(arrow, "E"), False)
+        if pc.any(exponent).as_py():
+            exact = [plain_decimal(Decimal(v)) for v in pc.filter(arrow, exponent).to_pylist()]
+            text = pc.replace_with_mask(text, exponent, pa.array(exact, pa.string()))
+    elif pa.types.is_timestamp(kind):  # the UTC values read without their zone: no time-zone database needed
+        text = pc.strftime(column.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%SZ")
+    elif pa.types.is_string(kind):
+        text = pc.replace_substring_regex(column, _FORMULA, r"'\1")
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+        text = pc.if_else(pc.match_substring_regex(text, _QUOTED), quoted, text)
+    else:
+        raise TypeError(f"no FOCUS column is {kind}")
+    return pc.fill_null(text, "")
 
 
 def _refuse_no_rows(store: BaseStore, since: int | None, until: int | None, orgs: Sequence[str]) -> None:
