@@ -11,11 +11,9 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +26,7 @@ from usageledger.store import open_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
+from fixtures.stores import count_reads
 
 ROOT = Path(__file__).resolve().parents[2]
 FOCUS_VENV = ROOT / ".venv-focus"
@@ -384,16 +383,7 @@ def test_the_store_sorts_one_batch_of_costs_at_a_time(store: str, monkeypatch: p
     586 MB peak for Parquet, 432 MB in slices). The rows are those of one read, in its order."""
     with open_store(store) as opened:
         whole = pa.concat_tables(focus_rows(opened, teams={}))
-        reads: list[int] = []
-        iter_batches = opened.iter_batches
-
-        def counted(sql: str, params: Any, schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
-            reads.append(0)
-            for batch in iter_batches(sql, params, schema, batch_rows):
-                reads[-1] += batch.num_rows
-                yield batch
-
-        monkeypatch.setattr(opened, "iter_batches", counted)
+        reads = count_reads(opened, monkeypatch)
         sliced = pa.concat_tables(focus_rows(opened, teams={}, batch_rows=1000))
     assert sliced.equals(whole) and whole.num_rows > 10_000
     day = max(pc.value_counts(whole.column("ChargePeriodStart")).field("counts").to_pylist())

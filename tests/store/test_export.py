@@ -22,6 +22,8 @@ from usageledger.errors import ConfigError, ParameterError
 from usageledger.export import export, format_decimal
 from usageledger.store import BaseStore, Stream, WindowWrite, open_store
 
+from fixtures.stores import count_reads
+
 DAY = 86400
 T0 = 1_790_000_000 - 1_790_000_000 % DAY
 COSTS = Stream.create("costs", "1d", ("project_id", "line_item"))
@@ -115,18 +117,9 @@ def test_an_export_sorts_one_batch_of_rows_at_a_time(store: BaseStore, monkeypat
     """The store sorts at most a batch's rows per read, in slices of whole buckets: one ORDER BY over the table
     held every row in DuckDB's memory until the last was written (a 626,235-row costs table, 220 MB of a 490 MB
     peak). The rows come out in the order of the one read, with the filters kept."""
-    reads: list[int] = []
-    iter_batches = store.iter_batches
-
-    def counted(sql: str, params: Any, schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
-        reads.append(0)
-        for batch in iter_batches(sql, params, schema, batch_rows):
-            reads[-1] += batch.num_rows
-            yield batch
-
     whole = io.BytesIO()
     export(store, "csv", whole, endpoints=["costs"])
-    monkeypatch.setattr(store, "iter_batches", counted)
+    reads = count_reads(store, monkeypatch)
     sliced = io.BytesIO()
     result = export(store, "csv", sliced, endpoints=["costs"], batch_rows=3)
     assert result.rows == {"costs": 8} and sliced.getvalue() == whole.getvalue()

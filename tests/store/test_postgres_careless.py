@@ -237,6 +237,18 @@ def test_a_store_used_after_its_close_says_so_not_that_the_server_went_away(migr
     )
 
 
+def _grants_in(line: str) -> list[str]:
+    """The ``GRANT`` statements a refusal's one line gives (``... or have it run G1 and G2 (the store's ...``)."""
+    return line.split("or have it run ", 1)[1].split(" (the store's schema", 1)[0].split(" and ")
+
+
+def _grant(request: pytest.FixtureRequest, database: str, grants: list[str]) -> None:
+    """Run ``grants`` as the test cluster's superuser on ``database``, as the refusal told a DBA to."""
+    cluster = request.getfixturevalue("_pg_cluster")
+    for grant in grants:
+        cluster.sql(grant, database=database)
+
+
 def _role(request: pytest.FixtureRequest, *grants: str, prefix: str = "r") -> str:
     """A new login role of the session cluster (it trusts every password), with ``grants`` run as the cluster's user
     (``{role}`` in them is the role's name as SQL writes it: quoted when ``prefix`` makes it more than lower case)."""
@@ -287,14 +299,12 @@ def test_a_role_that_may_only_read_is_told_the_grant_and_the_grant_lets_it_sync(
     assert "\n" not in line and refused.stdout == "", refused.output
     assert line.startswith(f"error: the role {role} may not write the PostgreSQL store postgresql://"), line
     assert "(permission denied for table " in line and PASSWORD not in refused.output, refused.output
-    grants = line.split("or have it run ", 1)[1].split(" (the store's schema", 1)[0].split(" and ")
+    grants = _grants_in(line)
     assert grants == [
         f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"',
         f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
     ]
-    cluster = request.getfixturevalue("_pg_cluster")
-    for grant in grants:
-        cluster.sql(grant, database=database)
+    _grant(request, database, grants)
     synced = runner.invoke(app, [*argv, "-e", "costs", "--quiet"])
     assert synced.exit_code == 0, synced.output
 
@@ -315,14 +325,12 @@ def test_a_role_with_no_right_is_told_every_grant_a_sync_needs_at_once(
     line = refused.stderr.rstrip("\n")
     assert "\n" not in line and PASSWORD not in refused.output, refused.output
     assert line.startswith(f"error: the role {role} may not read or write the PostgreSQL store postgresql://"), line
-    grants = line.split("or have it run ", 1)[1].split(" (the store's schema", 1)[0].split(" and ")
+    grants = _grants_in(line)
     assert grants == [
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}",
     ]
-    cluster = request.getfixturevalue("_pg_cluster")
-    for grant in grants:
-        cluster.sql(grant, database=database)
+    _grant(request, database, grants)
     synced = runner.invoke(app, [*argv, "-e", "costs", "--quiet"])
     assert synced.exit_code == 0, synced.output
 
