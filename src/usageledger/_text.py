@@ -18,6 +18,7 @@ __all__ = [
     "ascii_text",
     "closest",
     "counted",
+    "encodes_everything",
     "is_one_line",
     "json_line",
     "name_key",
@@ -198,6 +199,14 @@ def ascii_text(text: str, *, escape: bool = False) -> str:
     letter by its letter, anything else by ``?``. With ``escape`` (messages, which may quote what was typed), a
     character not in that list is its escape instead (``\u540d``), which still tells which one it was."""
     return text if text.isascii() else "".join(c if c.isascii() else _ascii_char(c, escape) for c in text)
+
+
+def encodes_everything(encoding: str | None) -> bool:
+    """Whether ``encoding`` (an output's; None: UTF-8) writes every character, that is, is a UTF."""
+    try:
+        return codecs.lookup(encoding or "utf-8").name.startswith("utf")
+    except LookupError:
+        return False
 
 
 ASCII_ERRORS: Final = "usageledger-ascii"

@@ -631,13 +631,9 @@ def stdout_is_utf8() -> bool:
 
 def encodes_everything(stream: object) -> bool:
     """Whether ``stream``'s encoding is a UTF (a stream that names none is taken as UTF-8)."""
-    import codecs
+    from usageledger._text import encodes_everything as writes_all
 
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    try:
-        return codecs.lookup(encoding).name.startswith("utf")
-    except LookupError:
-        return False
+    return writes_all(getattr(stream, "encoding", None))
 
 
 @contextlib.contextmanager

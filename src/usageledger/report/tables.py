@@ -34,7 +34,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Span, Text
 
-from usageledger._text import ASCII_ERRORS, terminal_safe
+from usageledger._text import ASCII_ERRORS, encodes_everything, terminal_safe
 
 __all__ = ["MIN_LABEL", "Column", "DataTable", "Flow", "label", "label_floor", "number"]
 
@@ -325,6 +325,8 @@ class DataTable:
         """This table as an output in ``encoding`` shows it (:func:`_as_shown`): itself when it shows every character,
         else a copy whose title, headers and cells are spelled as the output will write them, so the widths are those
         of what is written."""
+        if encodes_everything(encoding):  # a UTF: nothing to spell, and no cell to look at on every render
+            return self
         texts = [text.plain for row in self.rows for text in row]
         texts += [self.title or "", *(col.header for col in self.columns)]
         if all(text.isascii() or _encodes(text, encoding) for text in texts):
