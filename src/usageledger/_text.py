@@ -14,6 +14,7 @@ from typing import Final
 __all__ = [
     "ASCII_ERRORS",
     "ASCII_ESCAPE_ERRORS",
+    "FORMULA_START_PATTERN",
     "as_typed",
     "ascii_text",
     "closest",
@@ -105,6 +106,9 @@ def terminal_safe(text: str) -> str:
 
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 """What makes a spreadsheet read a CSV cell as a formula (OWASP's list): ``=cmd|' /C calc'!A0`` runs a program."""
+FORMULA_START_PATTERN: Final = "^([" + "".join("\\" + c if c in "\\]^-" else c for c in _FORMULA_START) + "])"
+""":data:`_FORMULA_START` as a regular expression (its one character captured), for a writer that works on whole
+columns (the FOCUS CSV, in Arrow) rather than a cell at a time."""
 
 
 def spreadsheet_text(text: str) -> str:

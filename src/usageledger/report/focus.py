@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from usageledger._csv import plain_decimal
 from usageledger._paths import naming_full_disk
+from usageledger._text import FORMULA_START_PATTERN
 from usageledger.errors import ParameterError, UsageLedgerError
 from usageledger.export import bucket_filter, ordered_slices, staged_file, write_parquet
 from usageledger.report.fx import FxRates
@@ -277,8 +278,6 @@ def _write(batches: Iterator[pa.Table], fmt: FocusFormat, out: IO[bytes], schema
     return write_parquet(out, schema, batches) if fmt == "parquet" else _write_csv(out, schema.names, batches)
 
 
-_FORMULA: Final = r"^([=+\-@\t\r])"
-"""A text cell a spreadsheet would run as a formula (:data:`usageledger._text._FORMULA_START`, as a regex)."""
 _QUOTED: Final = r'[,"\r\n]'
 """A cell the ``csv`` module quotes (:class:`usageledger._csv.CsvWriter`): the delimiter, the quote, a line break."""
 
@@ -314,7 +313,7 @@ def _cells(column: pa.ChunkedArray) -> pa.ChunkedArray:
     elif pa.types.is_timestamp(kind):  # the UTC values read without their zone: no time-zone database needed
         text = pc.strftime(column.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%SZ")
     elif pa.types.is_string(kind):
-        text = pc.replace_substring_regex(column, _FORMULA, r"'\1")
+        text = pc.replace_substring_regex(column, FORMULA_START_PATTERN, r"'\1")
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
         text = pc.if_else(pc.match_substring_regex(text, _QUOTED), quoted, text)
     else:
