@@ -22,13 +22,14 @@ from usageledger.cli import app
 from usageledger.cli.commands_report import EXIT_FINDINGS
 from usageledger.client import Client
 from usageledger.report.charts import report_charts
+from usageledger.report.folding import RowLimit
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.jsonout import dumps, json_decimal, reconcile_document
 from usageledger.report.names import Names
 from usageledger.report.queries import Period, ReportData, Scope, build_report
 from usageledger.report.reconciliation import ReconcileResult, ReconcileRow, reconcile
 from usageledger.report.tables import DataTable, label, number
-from usageledger.report.terminal import LINE_ITEMS_SHOWN, render_reconcile, render_report
+from usageledger.report.terminal import render_reconcile, render_report
 from usageledger.report.trend import summarise
 from usageledger.store import default_streams, open_store
 
@@ -61,7 +62,7 @@ def _invoke(*args: str) -> Any:
 def _report_numbers(data: ReportData) -> list[str]:
     cur = data.currency
     numbers = [format_money(s.amount, cur) for s in data.spend_by_project]
-    numbers += [format_money(s.amount, cur) for s in data.spend_by_line_item[:LINE_ITEMS_SHOWN]]
+    numbers += [format_money(s.amount, cur) for s in RowLimit().split(data.spend_by_line_item)[0]]
     numbers += [format_money(m.amount, cur) for m in data.spend_by_model]
     numbers += [format_money(m.per_million_tokens, cur, places=4) for m in data.spend_by_model if m.per_million_tokens]
     for u in data.usage_by_model:

@@ -71,6 +71,7 @@ from usageledger.report.assemble import (
 )
 from usageledger.report.charts import check_png_support, report_charts, write_png
 from usageledger.report.finality import final_costs_until
+from usageledger.report.folding import ROWS_SHOWN, ROWS_SLACK, RowLimit
 from usageledger.report.forecast_out import credit_line, forecast_line
 from usageledger.report.fx import BASE_CURRENCY, ConvertedCosts, fx_document, fx_note, rates_option
 from usageledger.report.history import adjustments, before_the_log, watermarks_unlogged
@@ -253,6 +254,21 @@ def synced_report(store: BaseStore, *, since: int, until: int, org: str | None =
     return Group(*parts)
 
 
+def _row_limit(
+    limit: int | None, *, output_format: str, html: Path | None, png: Path | None, by: str | None
+) -> RowLimit:
+    """``--limit-rows``, refused where nothing it would cut is printed or written (never a cap silently not
+    applied): a JSON document holds every row, and ``--png`` draws charts, no tables."""
+    if limit is not None and html is None:
+        if output_format == "json":
+            raise ParameterError("--limit-rows", "the JSON holds every row; leave out --limit-rows with --format json")
+        if png is not None and by is None:
+            raise ParameterError(
+                "--limit-rows", "--png draws charts, which list no table rows; leave out --limit-rows, or add --html"
+            )
+    return RowLimit.of(limit)
+
+
 @app.command()
 @friendly_errors
 def report(
@@ -299,6 +315,16 @@ def report(
             "Unix seconds, 2d).",
         ),
     ] = None,
+    limit_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--limit-rows",
+            min=0,
+            help=f"List the N biggest rows of each long table and sum the rest in one row (default: the "
+            f"{ROWS_SHOWN} biggest of a table of more than {ROWS_SHOWN + ROWS_SLACK}, as the dashboard shows them; "
+            "0: every row); --html folds its tables so; --format json has every row.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
     currency: CurrencyOpt = None,
@@ -306,6 +332,7 @@ def report(
 ) -> None:
     """Spend by project, line item and model; tokens; daily trend; top movers; cost per 1M tokens."""
     one_line_filters(("--project", project), ("--model", model))
+    rows = _row_limit(limit_rows, output_format=output_format, html=html, png=png, by=by)
     now = datetime.now(UTC)
     period = _period(since, until, now=now)
     as_of_at = None if as_of is None else past_unix(as_of, now=int(now.timestamp()), param="--as-of")
@@ -407,7 +434,7 @@ def report(
             doc = teams_document(data, by_team, raw_names)
             echo_json(doc if rates is None else {**doc, "fx": fx_document(rates, used)})
         else:
-            console.print(render_teams(data, by_team, id_names))
+            console.print(render_teams(data, by_team, id_names, rows=rows))
         if fx_said and rates is not None:
             console.print(fx_note(rates, used), highlight=False, markup=False)
         if html is None and png is None:
@@ -418,7 +445,7 @@ def report(
             document["fx"] = fx_document(rates, used)
         echo_json(document)
     elif html is None and png is None:
-        console.print(render_report(data, id_names))
+        console.print(render_report(data, id_names, rows=rows))
         if outlook is not None:
             console.print(forecast_line(outlook))
         if credit is not None:
@@ -439,6 +466,7 @@ def report(
             forecast=outlook,
             credit=credit,
             credit_currency=data.currency if rates is None else BASE_CURRENCY,  # credit is in USD
+            rows=rows,
         )
         _write("--html", html, page)
         say(f"wrote {html}", said)  # a path is never broken

@@ -22,6 +22,7 @@ from usageledger._text import counted
 from usageledger.report.chart_html import render_chart
 from usageledger.report.charts import report_charts
 from usageledger.report.credit import CreditBalance
+from usageledger.report.folding import RowLimit
 from usageledger.report.forecast_out import adjustment_line, credit_line, forecast_figures, forecast_line
 from usageledger.report.forecasting import ForecastReport
 from usageledger.report.formatting import format_count, format_money, format_ratio, format_signed_money
@@ -179,6 +180,7 @@ def render_html(
     credit_currency: str | None = None,
     connect_self: bool = False,
     project_link: Callable[[str], str] | None = None,
+    rows: RowLimit = RowLimit(),
 ) -> str:
     """The report as one HTML document (a string), with its charts, CSS and script inline.
 
@@ -188,7 +190,8 @@ def render_html(
     card (:func:`outlook`), with the closed months' adjustments of ``data``. ``connect_self`` lets the page's script
     fetch from the server that served it (the live dashboard asks it for the last sync); a file report fetches
     nothing. ``project_link`` gives the address of a project's drill-down (the dashboard's), which each project's name
-    in "Spend by project" then links to; a file report links nowhere."""
+    in "Spend by project" then links to; a file report links nowhere. Every row of every table is in the page; a long
+    table shows the first rows ``rows`` says (the terminal report's rule) and a button for the rest."""
     names = names or Names()
     cur = data.currency
     generated = (generated_at or datetime.now(UTC)).astimezone(UTC)
@@ -249,8 +252,8 @@ def render_html(
         ("spend-by-user", "Spend by user", "user", data.spend_by_user, names.user),
     ):
         if spends:
-            rows = [[_Cell(name(s.key)), _money(s.amount, cur), _share(s.amount, data.total_spend)] for s in spends]
-            parts.append(_table(table_id, title, [label, "spend", "share"], rows))
+            cells = [[_Cell(name(s.key)), _money(s.amount, cur), _share(s.amount, data.total_spend)] for s in spends]
+            parts.append(_table(table_id, title, [label, "spend", "share"], cells))
     parts.append(
         _table(
             "spend-by-line-item",
@@ -326,4 +329,5 @@ def render_html(
         js=_asset("report.js") + script,
         body="\n".join(parts),
         connect="; connect-src 'self'" if connect_self else "",
+        rows=rows.page_attributes(),
     )

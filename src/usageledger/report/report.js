@@ -4,8 +4,11 @@
 // A long table (more than SHOWN + SLACK rows) shows its first SHOWN rows, the biggest (the order they are written
 // in), and a button "N more" after it that shows the rest in place (and then the first SHOWN again). A sort orders
 // every row, shown or not, and then shows the first SHOWN of that order: the page's totals are every row's.
+// SHOWN and SLACK are the page's: its body's data-rows-shown and data-rows-slack, written from
+// usageledger.report.folding (the terminal report's rule too); a SHOWN of 0 folds no table.
 (function () {
-  var SHOWN = 25, SLACK = 5;
+  var SHOWN = Number(document.body.getAttribute("data-rows-shown")) || 0;
+  var SLACK = Number(document.body.getAttribute("data-rows-slack")) || 0;
   function cellKey(row, index) {
     var cell = row.cells[index];
     if (!cell) { return { num: false, text: "" }; }
@@ -30,7 +33,7 @@
     button.textContent = open ? "Show the first " + SHOWN : hidden.toLocaleString("en-US") + " more";
   }
   function foldable(table) {
-    if (table.tBodies[0].rows.length <= SHOWN + SLACK) { return; }
+    if (SHOWN <= 0 || table.tBodies[0].rows.length <= SHOWN + SLACK) { return; }
     var button = document.createElement("button");
     button.type = "button";
     button.className = "more-rows";

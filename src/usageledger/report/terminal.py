@@ -3,7 +3,7 @@ hands the returned renderables to its console."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
@@ -16,11 +16,12 @@ from usageledger._amounts import CENT, apportion
 from usageledger._text import counted
 from usageledger.report.alerts import AnomalyRule, CheckResult
 from usageledger.report.finality import first_provisional
+from usageledger.report.folding import RowLimit
 from usageledger.report.forecast_out import adjustment_line
 from usageledger.report.formatting import format_count, format_money, format_percent, format_ratio, format_signed_money
 from usageledger.report.history import Changes, Restatement
 from usageledger.report.names import Names
-from usageledger.report.queries import Mover, ReportData
+from usageledger.report.queries import ModelSpend, ModelUsage, Mover, ReportData, Spend
 from usageledger.report.reconciliation import WHY_THEY_DIFFER, ReconcileResult
 from usageledger.report.tables import DataTable, Flow, label, number
 from usageledger.report.teams import TeamSpend
@@ -29,7 +30,6 @@ from usageledger.store import tables
 from usageledger.timeutil import iso
 
 __all__ = [
-    "LINE_ITEMS_SHOWN",
     "SPARK_CHARS",
     "render_changes",
     "render_check",
@@ -41,8 +41,6 @@ __all__ = [
 
 SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
 _GRAIN_TITLES: Final = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
-LINE_ITEMS_SHOWN: Final = 20
-"""The terminal lists the biggest line items and sums the rest into one row; the HTML report lists them all."""
 
 
 def sparkline(values: Sequence[Decimal | int]) -> str:
@@ -98,8 +96,92 @@ def _movers(title: str, movers: Sequence[Mover], what: str, currency: str | None
     return table
 
 
-def render_report(data: ReportData, names: Names | None = None) -> RenderableType:
-    """The whole terminal report for one period."""
+def _more(count: int, what: str) -> Text:
+    """The label of a table's last row, which sums the rows it does not list: ``… 255 more projects``."""
+    return Text(f"… {counted(count, f'more {what}')}", style="dim")
+
+
+def _folded_note(rows: RowLimit) -> Text:
+    """Said under the report's tables when one lists only its biggest rows: how to list more, and where all are."""
+    return Text(
+        f"Long tables list their {counted(rows.shown or 0, 'biggest row')} and sum the rest in one row: "
+        "`usageledger report --limit-rows N` lists N, `--limit-rows 0` every row (--format json and --html hold "
+        "every row).",
+        style="dim",
+    )
+
+
+def _spend_table(
+    title: str, what: str, spends: Sequence[Spend], name: Callable[[str | None], str], data: ReportData, rows: RowLimit
+) -> DataTable:
+    """Spend and share by one dimension, biggest first: the rows ``rows`` lists, then the rest summed in one row."""
+    cur, total = data.currency, data.total_spend
+    table = _table(title, what, "spend", "share")
+    listed, rest = rows.split(spends)
+    for s in listed:
+        table.add_row(name(s.key), format_money(s.amount, cur), _share(s.amount, total))
+    if rest:
+        others = sum((s.amount for s in rest), Decimal(0))
+        table.add_row(_more(len(rest), what), format_money(others, cur), _share(others, total))
+    return table
+
+
+def _model_spend_table(data: ReportData, rows: RowLimit) -> DataTable:
+    """Spend, share and cost per 1M tokens by model; the models not listed summed in one row, its rate theirs
+    together (their token-priced spend over their tokens), as a model's is."""
+    cur = data.currency
+    table = _table("Spend by model", "model", "spend", "share", "per 1M tokens")
+    listed, rest = rows.split(data.spend_by_model)
+    lines: list[tuple[str | Text, ModelSpend]] = [(_model(m.model), m) for m in listed]
+    if rest:
+        zero = Decimal(0)
+        others = ModelSpend(
+            None,
+            sum((m.amount for m in rest), zero),
+            sum((m.token_spend for m in rest), zero),
+            sum((m.tokens for m in rest), zero),
+        )
+        lines.append((_more(len(rest), "model"), others))
+    for shown, m in lines:
+        rate = m.per_million_tokens
+        table.add_row(
+            shown,
+            format_money(m.amount, cur),
+            _share(m.amount, data.total_spend),
+            format_money(rate, cur, places=4) if rate is not None else "-",
+        )
+    return table
+
+
+def _usage_table(usage: Sequence[ModelUsage], rows: RowLimit) -> DataTable:
+    """Tokens and requests by model, most tokens first; the models not listed summed in one row."""
+    table = _table("Tokens and requests by model", "model", "input tokens", "output tokens", "total", "requests")
+    listed, rest = rows.split(usage)
+    lines: list[tuple[str | Text, ModelUsage]] = [(_model(u.model), u) for u in listed]
+    if rest:
+        others = ModelUsage(
+            None,
+            sum(u.input_tokens for u in rest),
+            sum(u.output_tokens for u in rest),
+            sum(u.requests for u in rest),
+        )
+        lines.append((_more(len(rest), "model"), others))
+    for shown, u in lines:
+        table.add_row(
+            shown,
+            format_count(u.input_tokens),
+            format_count(u.output_tokens),
+            format_count(u.tokens),
+            format_count(u.requests),
+        )
+    return table
+
+
+def render_report(data: ReportData, names: Names | None = None, *, rows: RowLimit = RowLimit()) -> RenderableType:
+    """The whole terminal report for one period. Each long table lists the rows ``rows`` says, biggest first (the
+    dashboard's 25 by default: :mod:`usageledger.report.folding`), and sums the rest in one last row, so its columns
+    still add up to the table's total; the top movers are the biggest :data:`~usageledger.report.queries.TOP_MOVERS`
+    changes already, and listed whole."""
     names = names or Names()
     cur = data.currency
     scope = data.scope.labels(names.project)
@@ -140,52 +222,27 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
             )
         )
 
-    by_project = _table("Spend by project", "project", "spend", "share")
-    for s in data.spend_by_project:
-        by_project.add_row(names.project(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
-
-    by_item = _table("Spend by line item", "line item", "spend", "share")
-    shown, rest = data.spend_by_line_item[:LINE_ITEMS_SHOWN], data.spend_by_line_item[LINE_ITEMS_SHOWN:]
-    for s in shown:
-        by_item.add_row(_item(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
-    if rest:
-        others = sum((s.amount for s in rest), Decimal(0))
-        by_item.add_row(
-            Text(f"… {len(rest)} more (all of them in --html)", style="dim"),
-            format_money(others, cur),
-            _share(others, data.total_spend),
+    by_project = _spend_table("Spend by project", "project", data.spend_by_project, names.project, data, rows)
+    by_dimension = [  # only when the costs stream groups by it
+        _spend_table(title, what, spends, name, data, rows)
+        for title, what, spends, name in (
+            ("Spend by API key", "API key", data.spend_by_api_key, names.api_key),
+            ("Spend by user", "user", data.spend_by_user, names.user),
         )
-
-    by_dimension: list[RenderableType] = []
-    for title, what, spends, name in (
-        ("Spend by API key", "API key", data.spend_by_api_key, names.api_key),
-        ("Spend by user", "user", data.spend_by_user, names.user),
-    ):
-        if spends:
-            table = _table(title, what, "spend", "share")
-            for s in spends:
-                table.add_row(name(s.key), format_money(s.amount, cur), _share(s.amount, data.total_spend))
-            by_dimension.append(table)
-
-    by_model = _table("Spend by model", "model", "spend", "share", "per 1M tokens")
-    for m in data.spend_by_model:
-        rate = m.per_million_tokens
-        by_model.add_row(
-            _model(m.model),
-            format_money(m.amount, cur),
-            _share(m.amount, data.total_spend),
-            format_money(rate, cur, places=4) if rate is not None else "-",
-        )
-
-    usage = _table("Tokens and requests by model", "model", "input tokens", "output tokens", "total", "requests")
-    for u in data.usage_by_model:
-        usage.add_row(
-            _model(u.model),
-            format_count(u.input_tokens),
-            format_count(u.output_tokens),
-            format_count(u.tokens),
-            format_count(u.requests),
-        )
+        if spends
+    ]
+    by_item = _spend_table("Spend by line item", "line item", data.spend_by_line_item, _item, data, rows)
+    by_model = _model_spend_table(data, rows)
+    usage = _usage_table(data.usage_by_model, rows)
+    tables_rows: tuple[Sequence[object], ...] = (
+        data.spend_by_project,
+        data.spend_by_api_key,
+        data.spend_by_user,
+        data.spend_by_line_item,
+        data.spend_by_model,
+        data.usage_by_model,
+    )
+    folded = any(rows.split(t)[1] for t in tables_rows)  # then the report says how to list more
 
     period = counted(data.period.days, "day")
     movers = (
@@ -200,7 +257,19 @@ def render_report(data: ReportData, names: Names | None = None) -> RenderableTyp
         "Cost per 1M tokens: spend on token-priced line items divided by the tokens billed for them.", style="dim"
     )
     return Group(
-        heading, summary, trend, *footnotes, Text(), by_project, *by_dimension, by_item, by_model, note, usage, *movers
+        heading,
+        summary,
+        trend,
+        *footnotes,
+        Text(),
+        by_project,
+        *by_dimension,
+        by_item,
+        by_model,
+        note,
+        usage,
+        *([_folded_note(rows)] if folded else []),
+        *movers,
     )
 
 
@@ -388,8 +457,12 @@ def render_check(result: CheckResult, rule: AnomalyRule) -> RenderableType:
     return Group(*lines)
 
 
-def render_teams(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> RenderableType:
-    """``report --by team``: each team's spend and share, its projects by name, and the total they add up to."""
+def render_teams(
+    data: ReportData, teams: Sequence[TeamSpend], names: Names, *, rows: RowLimit = RowLimit()
+) -> RenderableType:
+    """``report --by team``: each team's spend and share, its projects by name, and the total they add up to. A
+    long list of teams, and a team's long list of projects (a big org's ``unassigned``: hundreds of names), are cut
+    as the report's tables are (``rows``): the biggest listed, the rest counted (their spend in one row)."""
     cur = data.currency
     # The heading above the table, as the whole report's: its filters said (`--team`, `--model`), and never wrapped
     # to the table's width (`(30` on one line, `days)` on the next).
@@ -404,14 +477,32 @@ def render_teams(data: ReportData, teams: Sequence[TeamSpend], names: Names) -> 
     # €1,123.08 + €622.23 + €219.08 = €1,964.39 against a total of €1,964.40.
     total = sum((t.amount for t in teams), Decimal(0))
     cents = apportion([t.amount for t in teams], total.quantize(CENT, rounding=ROUND_HALF_UP))
-    for t, amount in zip(teams, cents, strict=True):
-        projects = ", ".join(names.project(p) if p is not None else "(no project)" for p in t.projects)
+    listed, rest = rows.split(list(zip(teams, cents, strict=True)))
+    folded = bool(rest)
+    for t, amount in listed:
+        # a team's projects in the order of its spend (the report's), so the ones listed are its biggest
+        shown, more = rows.split(t.projects)
+        folded = folded or bool(more)
+        projects = ", ".join(
+            [names.project(p) if p is not None else "(no project)" for p in shown]
+            + ([f"… {counted(len(more), 'more project')}"] if more else [])
+        )
         table.add_row(t.team, format_money(amount, cur), _share(t.amount, data.total_spend), projects)
+    if rest:
+        others = sum((t.amount for t, _ in rest), Decimal(0))
+        table.add_row(
+            _more(len(rest), "team"),
+            format_money(sum((amount for _, amount in rest), Decimal(0)), cur),
+            _share(others, data.total_spend),
+            counted(sum(len(t.projects) for t, _ in rest), "project"),
+        )
     table.add_row("total", format_money(total, cur), "", "")
     parts: list[RenderableType] = [heading, table]
+    if folded:
+        parts.append(_folded_note(rows))
     # A team apportioned a cent its own rounding does not give reads a cent off its projects' spend as the whole
     # report prints it (a team of one project: $426.13 here, $426.12 there): said where it is read, never left to find
-    moved = [t.team for t, amount in zip(teams, cents, strict=True) if amount != t.amount.quantize(CENT, ROUND_HALF_UP)]
+    moved = [t.team for t, amount in listed if amount != t.amount.quantize(CENT, ROUND_HALF_UP)]
     if moved:
         parts.append(
             Text(
