@@ -188,6 +188,21 @@ def test_limit_rows_lists_n_rows_of_every_table_and_sums_the_rest(
     assert "Long tables list their 3 biggest rows" in out
 
 
+def test_a_more_row_never_stands_for_one_row(big_store: Path, big_report: ReportData, names_file: Path) -> None:
+    """`--limit-rows N` of a table of N + 1 rows lists all N + 1: a "… 1 more project" row would take the line the
+    project itself fits in, and hide its name. One row more than that is cut as asked."""
+    projects = len(big_report.spend_by_project)
+    result = _report(big_store, names_file, "--limit-rows", str(projects - 1))
+    assert result.exit_code == 0, result.output
+    rows = _table(result.output, "Spend by project")
+    assert [label for label, _ in rows] == [_rank(i) for i in range(projects)]
+    result = _report(big_store, names_file, "--limit-rows", str(projects - 2))
+    rows = _table(result.output, "Spend by project")
+    assert [label for label, _ in rows][-2:] == [_rank(projects - 3), "… 2 more projects"]
+    assert RowLimit.of(2).split([1, 2, 3]) == ([1, 2, 3], ())
+    assert RowLimit.of(2).split([1, 2, 3, 4]) == ([1, 2], [3, 4])
+
+
 def test_limit_rows_0_lists_every_row(big_store: Path, big_report: ReportData, names_file: Path) -> None:
     """`--limit-rows 0` lists every project and line item, with no "more" row and no note."""
     result = _report(big_store, names_file, "--limit-rows", "0")

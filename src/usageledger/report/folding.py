@@ -6,7 +6,9 @@ table after it scrolled out of sight. A table longer than :data:`ROWS_SHOWN` + :
 terminal (``… 255 more projects``, so every column still adds up to the table's total), behind an ``N more`` button
 on a page (``report.js`` reads both numbers from the page's ``<body>``: :meth:`RowLimit.page_attributes`). A table
 at most :data:`ROWS_SLACK` rows longer is listed whole: a "more" row or button for a few rows would hide next to
-nothing. Every figure is still computed over every row; only what is listed is cut, never a JSON document.
+nothing, and a "more" row or button never stands for one row alone (that row takes its place: ``--limit-rows 2``
+of three teams lists the three). Every figure is still computed over every row; only what is listed is cut, never
+a JSON document.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class RowLimit:
         return cls(None, 0) if limit == 0 else cls(limit, 0)
 
     def split(self, rows: Sequence[_T]) -> tuple[Sequence[_T], Sequence[_T]]:
-        """The rows a table lists, in their order, and the rest (empty when it lists them all)."""
-        if self.shown is None or len(rows) <= self.shown + self.slack:
+        """The rows a table lists, in their order, and the rest (empty when it lists them all): never one row alone,
+        which its "more" row would print in its place."""
+        if self.shown is None or len(rows) <= self.shown + max(self.slack, 1):
             return rows, ()
         return rows[: self.shown], rows[self.shown :]
 

@@ -5,7 +5,8 @@
 // in), and a button "N more" after it that shows the rest in place (and then the first SHOWN again). A sort orders
 // every row, shown or not, and then shows the first SHOWN of that order: the page's totals are every row's.
 // SHOWN and SLACK are the page's: its body's data-rows-shown and data-rows-slack, written from
-// usageledger.report.folding (the terminal report's rule too); a SHOWN of 0 folds no table.
+// usageledger.report.folding (the terminal report's rule too); a SHOWN of 0 folds no table, and a button never
+// stands for one row alone (that row is shown).
 (function () {
   var SHOWN = Number(document.body.getAttribute("data-rows-shown")) || 0;
   var SLACK = Number(document.body.getAttribute("data-rows-slack")) || 0;
@@ -33,7 +34,7 @@
     button.textContent = open ? "Show the first " + SHOWN : hidden.toLocaleString("en-US") + " more";
   }
   function foldable(table) {
-    if (SHOWN <= 0 || table.tBodies[0].rows.length <= SHOWN + SLACK) { return; }
+    if (SHOWN <= 0 || table.tBodies[0].rows.length <= SHOWN + Math.max(SLACK, 1)) { return; }
     var button = document.createElement("button");
     button.type = "button";
     button.className = "more-rows";
