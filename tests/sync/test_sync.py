@@ -23,7 +23,7 @@ from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
 from usageledger.errors import ConfigError, ParameterError, SyncError
 from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
-from usageledger.sync import Org, SyncOptions, SyncResult, WindowDone, plan_stream, run_sync, sync
+from usageledger.sync import Org, SyncOptions, SyncResult, WindowDone, _state, plan_stream, run_sync, sync
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
@@ -197,6 +197,55 @@ def test_backfill_does_not_move_the_watermark(duck: BaseStore, emulator_url: str
     )
     plan = plan_stream("main", stream, mark, SyncOptions(since=old_start, until=old_end), now=EMULATOR_NOW)
     assert not plan.moves_watermark and plan.end == old_end
+
+
+def test_windows_asked_in_spans_of_one_bucket_store_what_whole_windows_store(
+    duck: BaseStore,
+    tmp_path: Path,
+    new_store: Callable[[str, Path], str],
+    emulator_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page budget of one result asks every bucket on its own (after the first page, of the default limit), and
+    the store holds exactly the rows and watermarks of a sync that asked each window in one request."""
+    streams = (
+        Stream.create("costs", "1d", ("project_id", "line_item")),
+        Stream.create("completions", "1h", ("project_id", "model")),
+    )
+    since = EMULATOR_NOW - 12 * DAY
+    monkeypatch.setattr(_state, "PAGE_RESULTS", 10**9)
+    whole = run(duck, emulator_url, streams=streams, since=since)
+    monkeypatch.setattr(_state, "PAGE_RESULTS", 1)
+    with open_store(new_store("duckdb", tmp_path / "spans.duckdb")) as spans_store:
+        spans = run(spans_store, emulator_url, streams=streams, since=since)
+        assert whole.ok and spans.ok and whole.counts.inserted > 0
+        assert snapshot(spans_store) == snapshot(duck)
+    plans = [plan_stream("main", stream, None, SyncOptions(since=since), now=EMULATOR_NOW) for stream in streams]
+    windows = sum(len(plan.windows) for plan in plans)
+    assert whole.requests <= 2 * windows  # the default limit's page, then the rest of the window in one
+    # One request a bucket, but for the first page of a window fetched before its stream's first page was in (its
+    # default limit: 7 days, 24 hours).
+    buckets = sum(w.limit for plan in plans for w in plan.windows)
+    first_pages = sum(len(p.windows) * p.stream.endpoint.limit_for(p.stream.bucket_width).default for p in plans)
+    assert spans.requests >= buckets - first_pages > 2 * windows
+
+
+def test_a_streams_span_follows_the_results_per_bucket_its_pages_held() -> None:
+    """Before any page, a request asks the default limit; after, about PAGE_RESULTS results' worth of buckets."""
+    stream = Stream.create("costs", "1d", ("project_id", "line_item"))
+    start = START_90
+    plan = plan_stream("main", stream, None, SyncOptions(since=start), now=EMULATOR_NOW)
+    run_ = _state.StreamRun.start(plan, watermark=None, extent=None)
+    assert run_.request_span(start, start + 180 * DAY) == start + 7 * DAY  # costs' default limit
+    run_.learn(100, start, start + 2 * DAY)  # 50 a bucket: the window's maximum of 180 buckets is the bound
+    assert run_.request_span(start, start + 200 * DAY) == start + 180 * DAY
+    run_.learn(638_087, start, start + 60 * DAY)  # 10,635 a bucket: four buckets hold about 50,000
+    assert run_.request_span(start, start + 60 * DAY) == start + 4 * DAY
+    run_.learn(10, start, start + DAY)  # a sparse page never widens the span again
+    assert run_.request_span(start, start + 60 * DAY) == start + 4 * DAY
+    run_.learn(10**6, start, start + DAY)  # one bucket holding more than the budget: still one bucket
+    assert run_.request_span(start, start + 60 * DAY) == start + DAY
+    assert run_.request_span(start, start + DAY // 2) == start + DAY // 2  # never past the window
 
 
 def test_a_run_under_an_injected_clock_records_its_times_on_the_wall_clock(duck: BaseStore, emulator_url: str) -> None:

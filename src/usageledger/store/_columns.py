@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
 import msgspec
 
+from usageledger.catalogue import Endpoint
 from usageledger.errors import StoreError
+from usageledger.models import Bucket
 from usageledger.store._types import WindowWrite
 from usageledger.store.schema import TableSpec
 from usageledger.store.streams import encode_group_key
 
-__all__ = ["columns_of", "group_twice", "outside_window"]
+__all__ = ["columns_of", "group_twice", "outside_window", "result_columns"]
 
 logger = logging.getLogger("usageledger.store")
 
@@ -32,16 +35,20 @@ def outside_window(write: WindowWrite, start: int) -> StoreError:
     return StoreError(f"{write.stream.id}: a bucket starting at {start} lies outside the window it was read for")
 
 
-def _bucket_columns(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]:
-    """Columns straight from result structs (one attrgetter call and one transpose, no per-row dicts)."""
-    names = [c.name for c in spec.data_columns]
+def result_columns(
+    endpoint: Endpoint, buckets: Sequence[Bucket], where: str
+) -> tuple[list[int], list[int], list[Sequence[Any]]]:
+    """Buckets' results as columns: every result's bucket start and end, and the endpoint's data columns in catalogue
+    order (one attrgetter call per result and one transpose, no per-row dicts). Results of another type are skipped
+    with one warning naming ``where``."""
+    names = [c.name for c in endpoint.columns]
     getter = attrgetter(*names)
-    result_type = spec.endpoint.result_type
+    result_type = endpoint.result_type
     starts: list[int] = []
     ends: list[int] = []
     values: list[tuple[Any, ...]] = []
     skipped = 0
-    for bucket in write.buckets:
+    for bucket in buckets:
         results = bucket.results
         if set(map(type, results)) - {result_type}:  # rare: another endpoint's or an unknown result (C-level check)
             results = [r for r in results if type(r) is result_type]
@@ -50,9 +57,15 @@ def _bucket_columns(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]
         ends += [bucket.end_time] * len(results)
         values += map(getter, results) if len(names) > 1 else ((getter(r),) for r in results)
     if skipped:
-        logger.warning("%s: skipped %d result(s) that are not %s results", write.stream.id, skipped, spec.name)
-    n = len(values)
-    transposed = list(zip(*values, strict=True)) if values else [() for _ in names]
+        logger.warning("%s: skipped %d result(s) that are not %s results", where, skipped, endpoint.name)
+    return starts, ends, list(zip(*values, strict=True)) if values else [() for _ in names]
+
+
+def _bucket_columns(spec: TableSpec, write: WindowWrite) -> dict[str, list[Any]]:
+    """Columns straight from result structs (:func:`result_columns`)."""
+    names = [c.name for c in spec.data_columns]
+    starts, ends, transposed = result_columns(spec.endpoint, write.buckets, write.stream.id)
+    n = len(starts)
     cols: dict[str, list[Any]] = {
         "org": [write.org] * n,
         "stream": [write.stream.id] * n,

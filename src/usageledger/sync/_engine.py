@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import httpx
 
@@ -33,7 +33,6 @@ from usageledger.errors import (
     SyncError,
     UsageLedgerError,
 )
-from usageledger.models import decode_page
 from usageledger.store import BaseStore, RunTotals, Stream, StreamMark, require_store
 from usageledger.sync._model import (
     EventHandler,
@@ -48,6 +47,9 @@ from usageledger.sync._safety import check_org_keys, check_orgs, reap_abandoned,
 from usageledger.sync._state import FetchedWindow, StreamRun, WindowJob, interleave
 from usageledger.sync._writer import WINDOWS_PER_SLOT, Writer
 from usageledger.sync_options import SyncOptions
+
+if TYPE_CHECKING:
+    from usageledger.sync._arrow import ArrowPage
 
 logger = logging.getLogger("usageledger.sync")
 
@@ -368,45 +370,31 @@ async def _fetch(
 ) -> None:
     """A fetching worker: take the next job, read every page of its window, convert it, hand it to the writer.
 
-    ``slots`` bounds the run's requests out (``--concurrency``, across every org): the Arrow path lets its slot go
-    while a page decodes, the models' path (costs) holds it for its whole window, as a client's own bound does.
+    ``slots`` bounds the run's requests out (``--concurrency``, across every org); a worker lets its slot go while
+    a page decodes.
 
     Converting here, as soon as the pages are in, lets the pages go before the window waits for the writer. A
     window the store refuses (a group twice in a bucket, a bucket outside the window) fails its stream only. A key
     the API refuses (401, 403) is the org's, not the window's: every stream of the org stops at once with one
     message, and nothing more is asked with that key.
     """
-    from usageledger.sync._arrow import arrow_readable, page_decoder  # pyarrow: only when a sync fetches
+    from usageledger.sync._arrow import page_decoder  # pyarrow: only when a sync fetches
 
     for job in jobs:
         if job.run.error is not None:
             continue
         plan = job.run.plan
-        window = job.window
         filters: dict[str, Any] = plan.stream.query_filters()
         endpoint = plan.stream.endpoint
-        span: dict[str, Any] = {
-            "start_time": window.start,
-            "end_time": window.end,
-            "bucket_width": plan.stream.bucket_width,
-            "group_by": plan.stream.group_by,
-        }
         client = clients[plan.org]
         first = plan.windows[0].start  # a later window starting after the API's now is empty, for every stream
         try:
-            if arrow_readable(endpoint):
-                # The fast path: bodies read into Arrow and checked by Arrow kernels, in worker threads (no GIL).
-                slot = _Slot(slots, job.run)
-                pages = await client._fetch_pages(
-                    endpoint, page_decoder(endpoint), slot=slot, range_start=first, **span, **filters
-                )
-                fetched = await asyncio.to_thread(FetchedWindow.from_pages, job, pages, store, run_id)
-                del pages
-            else:
-                async with _Slot(slots, job.run):
-                    models = await client._fetch_pages(endpoint, decode_page, range_start=first, **span, **filters)
-                fetched = FetchedWindow.read(job, [b for page in models for b in page.data], store, run_id)
-                del models
+            # Each body is read into Arrow columns in a worker thread (by Arrow kernels without the GIL; costs by
+            # the models, its objects let go as soon as its page is columns), then the window is checked and made
+            # its store's batch there too.
+            pages = await _read_window(client, job, page_decoder(endpoint), _Slot(slots, job.run), first, filters)
+            fetched = await asyncio.to_thread(FetchedWindow.from_pages, job, pages, store, run_id)
+            del pages
         except _Stopped:
             continue
         except (AuthenticationError, PermissionDeniedError) as exc:
@@ -433,6 +421,43 @@ async def _fetch(
                         r.stop(f"stream {r.plan.label}: not read: {unreachable}", cause=unreachable)
             continue
         await queue.put(fetched)
+
+
+async def _read_window(
+    client: AsyncClient,
+    job: WindowJob,
+    decode: Callable[[bytes], ArrowPage],
+    slot: _Slot,
+    first: int,
+    filters: Mapping[str, Any],
+) -> list[ArrowPage]:
+    """Every page of a job's window, asked in spans of about :data:`PAGE_RESULTS` results each
+    (:meth:`StreamRun.request_span`), each span's pages read into columns before the next is asked: a window's
+    results are never objects all at once. The spans are whole buckets, so the window's buckets, and so its rows,
+    are the same as one request's."""
+    run = job.run
+    stream = run.plan.stream
+    window = job.window
+    pages: list[ArrowPage] = []
+    start = window.start
+    while start < window.end:
+        end = run.request_span(start, window.end)
+        got = await client._fetch_pages(
+            stream.endpoint,
+            decode,
+            start_time=start,
+            end_time=end,
+            bucket_width=stream.bucket_width,
+            group_by=stream.group_by,
+            slot=slot,
+            range_start=first,
+            **filters,
+        )
+        for page in got:
+            run.learn(page.rows.num_rows, page.lo, page.hi)
+        pages += got
+        start = end
+    return pages
 
 
 def _refusal(exc: UsageLedgerError) -> str | None:
