@@ -434,7 +434,33 @@ async def _read_window(
     """Every page of a job's window, asked in spans of about :data:`PAGE_RESULTS` results each
     (:meth:`StreamRun.request_span`), each span's pages read into columns before the next is asked: a window's
     results are never objects all at once. The spans are whole buckets, so the window's buckets, and so its rows,
-    are the same as one request's."""
+    are the same as one request's.
+
+    A stream's first request is asked by one window at a time: the stream's other windows wait for what it says
+    (:attr:`StreamRun.sized`), so a small org's window is still one request, not a default page and the rest.
+    """
+    run = job.run
+    sizing = run.density is None and not run.sizing
+    if sizing:
+        run.sizing = True
+    elif run.density is None:
+        await run.sized.wait()
+    try:
+        return await _read_spans(client, job, decode, slot, first, filters)
+    finally:
+        if sizing:  # a first request that failed or found no bucket: the others ask the default limit themselves
+            run.sized.set()
+
+
+async def _read_spans(
+    client: AsyncClient,
+    job: WindowJob,
+    decode: Callable[[bytes], ArrowPage],
+    slot: _Slot,
+    first: int,
+    filters: Mapping[str, Any],
+) -> list[ArrowPage]:
+    """The pages of :func:`_read_window`, span by span, each span's density learnt before the next is asked."""
     run = job.run
     stream = run.plan.stream
     window = job.window
@@ -455,6 +481,7 @@ async def _read_window(
         )
         for page in got:
             run.learn(page.rows.num_rows, page.lo, page.hi)
+        run.sized.set()
         pages += got
         start = end
     return pages

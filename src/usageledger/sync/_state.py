@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,11 @@ class StreamRun:
     bucket's start (see :meth:`cut_short`)."""
     density: int | None = None
     """The most results a bucket of the stream has held in a page so far this run (see :meth:`request_span`)."""
+    sized: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the stream's first request has answered (or failed): its other windows wait for it rather than
+    each ask the default limit first (see ``_engine._read_window``)."""
+    sizing: bool = False
+    """A window of the stream is asking its first request."""
 
     @classmethod
     def start(cls, plan: StreamPlan, *, watermark: int | None, extent: int | None) -> StreamRun:
