@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from usageledger._amounts import parse_amount
-from usageledger._text import as_typed
+from usageledger._text import as_typed, counted
 from usageledger.cli._app import _click, app, console, echo_json, friendly_errors, open_for_writing, resolve_store, say
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NamesOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
 from usageledger.cli.commands_report import (
@@ -21,6 +21,7 @@ from usageledger.cli.commands_report import (
     _database,
     _names,
     _now,
+    limit_rows_option,
     one_line_filters,
     project_option,
 )
@@ -28,6 +29,7 @@ from usageledger.config import load_config
 from usageledger.errors import ParameterError
 from usageledger.report.assemble import unknown_project
 from usageledger.report.credit import credit_balance
+from usageledger.report.folding import ROWS_SHOWN, ROWS_SLACK, RowLimit, more_rows
 from usageledger.report.forecast import Forecast, runway_words
 from usageledger.report.forecast_out import credit_document, credit_line, forecast_document
 from usageledger.report.forecasting import ForecastReport, Grouping, build_forecast, check_horizon
@@ -41,7 +43,7 @@ from usageledger.store.credit import TopUp, add_topup, check_note, list_topups, 
 from usageledger.timeutil import parse_month
 
 
-def _render(report: ForecastReport, names: Names) -> RenderableType:
+def _render(report: ForecastReport, names: Names, rows: RowLimit) -> RenderableType:
     cur = report.currency
     fc = report.total
     scope = " · ".join(
@@ -70,17 +72,32 @@ def _render(report: ForecastReport, names: Names) -> RenderableType:
             format_money(f.high, cur),
         )
 
-    for g in report.groups:
+    what = report.by or "group"
+    for g in report.listed:
         shown = names.project(g.key) if report.by == "project" else g.key
         row(shown if shown is not None else f"(no {report.by})", g.forecast)
+    if report.rest is not None:
+        row(more_rows(report.rest.count, what), report.rest.forecast)
     row("total", fc)
     parts: list[RenderableType] = [table]
     if report.budget is not None:
         budget = format_money(report.budget, cur)
         parts.append(Text(f"Runway: the budget of {budget} {runway_words(fc, report.runway)}."))
     if report.groups:
+        together = "" if report.rest is None else f" (`{more_rows(report.rest.count, what)}`: from their spend summed)"
         parts.append(
-            Text("Each row is forecast from its own daily spend: the rows need not add up to the total.", style="dim")
+            Text(
+                f"Each row is forecast from its own daily spend{together}: the rows need not add up to the total.",
+                style="dim",
+            )
+        )
+    if report.rest is not None:
+        parts.append(
+            Text(
+                f"The table lists the {counted(rows.shown or 0, what)} forecast to spend most: `usageledger forecast "
+                "--limit-rows N` lists N, `--limit-rows 0` every one (--format json holds every one).",
+                style="dim",
+            )
         )
     parts.append(Text(fc.method, style="dim"))
     return Group(*parts)
@@ -103,6 +120,16 @@ def forecast(
     budget: Annotated[
         str | None, typer.Option("--budget", help="A monthly budget: the runway is the day it is crossed.")
     ] = None,
+    limit_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--limit-rows",
+            min=0,
+            help=f"With --by: list the N groups forecast to spend most and forecast the rest as one more row, from "
+            f"their summed daily spend (default: the {ROWS_SHOWN} biggest of more than {ROWS_SHOWN + ROWS_SLACK}, as "
+            "report lists them; 0: every one); --format json has every group.",
+        ),
+    ] = None,
     names: NamesOpt = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
@@ -114,6 +141,11 @@ def forecast(
     output's footnote and in the README; its backtest is in bench/BENCHMARKS.md.
     """
     one_line_filters(("--project", project))
+    rows = limit_rows_option(limit_rows, output_format=output_format)
+    if limit_rows is not None and by is None:  # never a cap silently not applied
+        raise ParameterError(
+            "--limit-rows", "without --by the forecast has one row, the total; add --by project, team or model"
+        )
     now = _now(now_at)
     target = parse_month(month, param="--month", today=now.date()) if month is not None else now.date().replace(day=1)
     check_horizon(target, now=now, param="--month")  # before the store is opened
@@ -128,7 +160,17 @@ def forecast(
             raise ParameterError("--project", f"{as_typed(project)} {unknown}")
         teams = project_teams(db, org=org, config=settings.teams) if by == "team" else None
         grouping: Grouping | None = by
-        report = build_forecast(db, target, now=now, org=org, project=project, by=grouping, teams=teams, budget=limit)
+        report = build_forecast(
+            db,
+            target,
+            now=now,
+            org=org,
+            project=project,
+            by=grouping,
+            teams=teams,
+            budget=limit,
+            rows=None if output_format == "json" else rows,  # a JSON document has every group, and no rest
+        )
         # Days of the month up to *as of* the store lacks count as nothing spent: said, as `statement` says them.
         covered = report.total.as_of + timedelta(days=1)
         gaps = missing_days(db, target, [org] if org is not None else db.known_orgs(), today=covered)
@@ -139,7 +181,7 @@ def forecast(
     if output_format == "json":
         echo_json(forecast_document(report, id_names))
     else:
-        console.print(_render(report, id_names))
+        console.print(_render(report, id_names, rows))
 
 
 # --- credit ---------------------------------------------------------------------------------------------------

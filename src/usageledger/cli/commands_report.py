@@ -254,19 +254,27 @@ def synced_report(store: BaseStore, *, since: int, until: int, org: str | None =
     return Group(*parts)
 
 
+def limit_rows_option(limit: int | None, *, output_format: str) -> RowLimit:
+    """``--limit-rows`` of a command that prints long tables (``report``, ``forecast``, ``keys``), refused with
+    ``--format json``, whose document holds every row (never a cap silently not applied)."""
+    if limit is not None and output_format == "json":
+        raise ParameterError("--limit-rows", "the JSON holds every row; leave out --limit-rows with --format json")
+    return RowLimit.of(limit)
+
+
 def _row_limit(
     limit: int | None, *, output_format: str, html: Path | None, png: Path | None, by: str | None
 ) -> RowLimit:
-    """``--limit-rows``, refused where nothing it would cut is printed or written (never a cap silently not
-    applied): a JSON document holds every row, and ``--png`` draws charts, no tables."""
-    if limit is not None and html is None:
-        if output_format == "json":
-            raise ParameterError("--limit-rows", "the JSON holds every row; leave out --limit-rows with --format json")
-        if png is not None and by is None:
-            raise ParameterError(
-                "--limit-rows", "--png draws charts, which list no table rows; leave out --limit-rows, or add --html"
-            )
-    return RowLimit.of(limit)
+    """``report --limit-rows``, refused where nothing it would cut is printed or written: a JSON document holds
+    every row (:func:`limit_rows_option`), and ``--png`` draws charts, no tables; ``--html`` folds its tables."""
+    if html is not None:
+        return RowLimit.of(limit)
+    rows = limit_rows_option(limit, output_format=output_format)
+    if limit is not None and png is not None and by is None:
+        raise ParameterError(
+            "--limit-rows", "--png draws charts, which list no table rows; leave out --limit-rows, or add --html"
+        )
+    return rows
 
 
 @app.command()

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from usageledger._text import counted
 from usageledger.errors import ParameterError
 
-__all__ = ["ROWS_SHOWN", "ROWS_SLACK", "RowLimit"]
+__all__ = ["ROWS_SHOWN", "ROWS_SLACK", "RowLimit", "more_rows"]
 
 ROWS_SHOWN: Final = 25
 """How many rows a long table lists by default, biggest first."""
@@ -64,3 +65,8 @@ class RowLimit:
         """The ``<body>`` attributes ``report.js`` folds the page's tables by: ``data-rows-shown`` (0: fold none)
         and ``data-rows-slack``."""
         return f'data-rows-shown="{self.shown or 0}" data-rows-slack="{self.slack}"'
+
+
+def more_rows(count: int, what: str) -> str:
+    """The label of the row that stands for the ``count`` rows a table does not list: ``… 255 more projects``."""
+    return f"… {counted(count, f'more {what}')}"

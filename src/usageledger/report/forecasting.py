@@ -16,6 +16,7 @@ from typing import Literal, get_args
 
 from usageledger._amounts import parse_amount
 from usageledger.errors import ParameterError, UsageLedgerError
+from usageledger.report.folding import RowLimit
 from usageledger.report.forecast import HISTORY_DAYS, MIN_DAYS, Forecast, fill_days, forecast_month, month_days, runway
 from usageledger.report.months import first_cost_day
 from usageledger.report.queries import (
@@ -37,6 +38,7 @@ from usageledger.timeutil import month_start, next_month, utc_moment
 __all__ = [
     "ForecastReport",
     "GroupForecast",
+    "RestForecast",
     "build_forecast",
     "check_horizon",
     "daily_spend",
@@ -54,6 +56,16 @@ class GroupForecast(Keyed):
 
 
 @dataclass(frozen=True, slots=True)
+class RestForecast:
+    """The groups a table does not list, forecast as one group from their summed daily spend: by the method of a
+    group's forecast, so its range is that of their sum (the sum of their 80% ranges is not), and its to date is
+    theirs exactly."""
+
+    count: int
+    forecast: Forecast
+
+
+@dataclass(frozen=True, slots=True)
 class ForecastReport:
     total: Forecast
     groups: tuple[GroupForecast, ...]
@@ -65,6 +77,14 @@ class ForecastReport:
     budget: Decimal | None
     runway: date | None
     """The day the month's cumulative spend goes above ``budget`` (``None``: not within the month, or no budget)."""
+    rest: RestForecast | None = None
+    """The last ``rest.count`` of ``groups``, which a table of them does not list, forecast as one (``build_forecast``'s
+    ``rows``); None when it lists every group."""
+
+    @property
+    def listed(self) -> tuple[GroupForecast, ...]:
+        """The groups a table lists, biggest first: all but the last ``rest.count``."""
+        return self.groups if self.rest is None else self.groups[: len(self.groups) - self.rest.count]
 
 
 def data_as_of(db: Database, *, now: datetime, org: str | None = None) -> date | None:
@@ -130,8 +150,12 @@ def build_forecast(
     by: Grouping | None = None,
     teams: Mapping[str, str] | None = None,
     budget: Decimal | None = None,
+    rows: RowLimit | None = None,
 ) -> ForecastReport:
     """The forecast of ``month`` for the scope, by ``by`` when given (``teams``: ``{project: team}`` for ``team``).
+
+    ``rows``: how many groups a table of them lists (:mod:`usageledger.report.folding`); the others, the smallest,
+    are also forecast as one group (:class:`RestForecast`). None: a table lists them all.
 
     Raises :class:`~usageledger.errors.UsageLedgerError` when the store holds too little history (see ``fit``).
     """
@@ -170,7 +194,10 @@ def build_forecast(
     scope = Scope(org=org, project=project)
     total_series = fill_days(daily_spend(db, start, last, scope).get(None, []), start, last)
     total = forecast_month(total_series, month, as_of=as_of)
+    if rows is not None and not isinstance(rows, RowLimit):
+        raise ParameterError("rows", f"expected a RowLimit or None, got {type(rows).__name__}")
     groups: list[GroupForecast] = []
+    raw: dict[str | None, list[tuple[date, Decimal]]] = {}
     if by is not None:
         raw = daily_spend(db, start, last, scope, by="model" if by == "model" else "project")
         if by == "team":
@@ -181,13 +208,19 @@ def build_forecast(
             raw = merged
         for key, series in raw.items():
             groups.append(GroupForecast(key, forecast_month(fill_days(series, start, last), month, as_of=as_of)))
+    ordered = biggest_first(groups, lambda g: g.forecast.month_end)
+    rest = None
+    if rows is not None and (others := rows.split(ordered)[1]):
+        summed = fill_days([point for g in others for point in raw[g.key]], start, last)  # equal days summed
+        rest = RestForecast(len(others), forecast_month(summed, month, as_of=as_of))
     return ForecastReport(
         total=total,
-        groups=tuple(biggest_first(groups, lambda g: g.forecast.month_end)),
+        groups=tuple(ordered),
         by=by,
         currency=main_currency(db, org),
         org=org,
         project=project,
         budget=budget,
         runway=None if budget is None else runway(total, budget),
+        rest=rest,
     )

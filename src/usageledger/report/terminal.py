@@ -16,7 +16,7 @@ from usageledger._amounts import CENT, apportion
 from usageledger._text import counted
 from usageledger.report.alerts import AnomalyRule, CheckResult
 from usageledger.report.finality import first_provisional
-from usageledger.report.folding import RowLimit
+from usageledger.report.folding import RowLimit, more_rows
 from usageledger.report.forecast_out import adjustment_line
 from usageledger.report.formatting import format_count, format_money, format_percent, format_ratio, format_signed_money
 from usageledger.report.history import Changes, Restatement
@@ -98,7 +98,7 @@ def _movers(title: str, movers: Sequence[Mover], what: str, currency: str | None
 
 def _more(count: int, what: str) -> Text:
     """The label of a table's last row, which sums the rows it does not list: ``… 255 more projects``."""
-    return Text(f"… {counted(count, f'more {what}')}", style="dim")
+    return Text(more_rows(count, what), style="dim")
 
 
 def _folded_note(rows: RowLimit) -> Text:
