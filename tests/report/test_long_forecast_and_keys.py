@@ -1,6 +1,7 @@
-"""A big org's `forecast --by project`: it lists what the report's long tables list (the 25 biggest rows,
-`--limit-rows N` or `0`) and one row for the rest, forecast as one from their summed daily spend (the method of a
-row, not a sum of ranges); JSON keeps every row; a small org prints as it always did."""
+"""A big org's `forecast --by project` and `keys`: each lists what the report's long tables list (the 25 biggest
+rows, `--limit-rows N` or `0`) and one row for the rest: the forecast's is the rest forecast as one from their summed
+daily spend (the method of a row, not a sum of ranges), the keys' counts them with their spend, every flagged key
+listed; JSON keeps every row; a small org prints as it always did."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from usageledger.emulator import Emulator, EmulatorConfig
 from usageledger.report.folding import ROWS_SHOWN, ROWS_SLACK, RowLimit
 from usageledger.report.forecast import Forecast, fill_days, forecast_month
 from usageledger.report.forecasting import build_forecast, daily_spend, data_as_of
-from usageledger.report.formatting import format_money
+from usageledger.report.formatting import format_count, format_money
 from usageledger.report.months import first_cost_day
 from usageledger.store import Stream, default_streams, open_store
 from usageledger.sync import Org, SyncOptions, sync
@@ -209,12 +210,98 @@ def test_forecast_json_keeps_every_group_and_no_rest(big_store: Path) -> None:
     assert {g["project"] for g in doc["groups"]} == projects
 
 
+# -- keys -----------------------------------------------------------------------------------------------------------
+
+
+def _rank(key: dict[str, Any]) -> tuple[Decimal, str]:
+    """The rule the table's rows are chosen by, written again: most spend, then most recently used."""
+    return (Decimal(key["spend"] or 0), key["last_used"] or "")
+
+
+def _chosen(keys: list[dict[str, Any]], shown: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    others = sorted((k for k in keys if not k["flags"]), key=_rank, reverse=True)
+    rest = {k["id"] for k in others[shown:]}
+    return [k for k in keys if k["id"] not in rest], [k for k in keys if k["id"] in rest]
+
+
+def test_keys_lists_every_flagged_key_and_the_25_biggest_others(big_store: Path) -> None:
+    """`keys` of a big org lists every flagged key and the 25 other keys that spent most (then most recently used),
+    in the JSON's order, and one row counting the rest with their spend and requests: with the spend through no key,
+    the rows still add up to the period's costs."""
+    args = ("keys", "--store", str(big_store))
+    doc = _json(*args)
+    keys = doc["keys"]
+    listed, rest = _chosen(keys, ROWS_SHOWN)
+    flagged = [k for k in keys if k["flags"]]
+    assert flagged and len(keys) - len(flagged) > ROWS_SHOWN + ROWS_SLACK
+    result = _run(*args)
+    assert result.exit_code == 0, result.output
+    rows = _table(result.output)
+    assert [cells[0] for _, cells in rows[:-1]] == [k["id"] for k in listed]
+    assert {k["id"] for k in flagged} <= {cells[0] for _, cells in rows}
+    label, cells = rows[-1]
+    spend = sum((Decimal(k["spend"]) for k in rest if k["spend"] is not None), Decimal(0))
+    requests = sum(k["requests"] for k in rest if k["requests"] is not None)
+    assert label == f"… {len(rest)} more keys"
+    assert [c for c in cells if c] == [format_money(spend), format_count(requests)]
+    printed = sum((_money(cells[7]) for _, cells in rows if cells[7] != "—"), Decimal(0))  # each to the cent
+    total = re.search(r"the keys' spend adds up to (\$[\d,.]+)", result.output)
+    assert total is not None, result.output
+    assert printed + Decimal(doc["no_key_spend"]) == pytest.approx(_money(total[1]), abs=Decimal("0.005") * len(rows))
+    assert "every flagged key and the 25 other keys that spent most" in result.output
+    # the flagged keys listed are ones the spend alone would leave out (unused: none; an admin key's: unknown)
+    biggest = {k["id"] for k in sorted(keys, key=_rank, reverse=True)[:ROWS_SHOWN]}
+    assert {k["id"] for k in flagged} - biggest
+
+
+def test_keys_limit_rows_n_and_0(big_store: Path) -> None:
+    """`keys --limit-rows 3` lists the flagged keys and 3 others; `--limit-rows 0` every key, with no "more" row
+    and no note."""
+    args = ("keys", "--store", str(big_store))
+    keys = _json(*args)["keys"]
+    listed, rest = _chosen(keys, 3)
+    result = _run(*args, "--limit-rows", "3")
+    assert result.exit_code == 0, result.output
+    rows = _table(result.output)
+    assert [cells[0] for _, cells in rows[:-1]] == [k["id"] for k in listed]
+    assert len(listed) == 3 + sum(1 for k in keys if k["flags"])
+    assert rows[-1][0] == f"… {len(rest)} more keys"
+    every = _run(*args, "--limit-rows", "0")
+    assert every.exit_code == 0, every.output
+    assert [cells[0] for _, cells in _table(every.output)] == [k["id"] for k in keys]
+    assert " more keys" not in every.output and "--limit-rows" not in every.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--limit-rows", "-1"], "--limit-rows: -1 is not in the range x>=0"),
+        (["--limit-rows", "x"], "--limit-rows: 'x' is not a whole number"),
+        (["--limit-rows", "5", "--format", "json"], "--limit-rows: the JSON holds every row"),
+    ],
+)
+def test_a_bad_keys_limit_rows_is_one_line_naming_the_option(big_store: Path, args: list[str], said: str) -> None:
+    """A negative or non-numeric `keys --limit-rows`, or one with `--format json`: one line naming it, exit 2."""
+    result = _run("keys", "--store", str(big_store), *args)
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert said in result.output and "Traceback" not in result.output
+
+
+def test_keys_json_keeps_every_key(big_store: Path) -> None:
+    """`keys --format json` has every key of the directory, however many."""
+    keys = _json("keys", "--store", str(big_store))["keys"]
+    with open_store(big_store, read_only=True) as db:
+        listed = db.query("SELECT COUNT(*) FROM directory_current WHERE kind IN ('project_api_key', 'admin_api_key')")
+    assert len(keys) >= listed[0][0] > ROWS_SHOWN + ROWS_SLACK
+
+
 # -- a small org ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [["forecast", "--by", "project"], ["forecast", "--by", "model"]])
+@pytest.mark.parametrize("argv", [["keys"], ["forecast", "--by", "project"], ["forecast", "--by", "model"]])
 def test_a_small_org_prints_every_row_as_before(demo_store: Path, argv: list[str]) -> None:
-    """The demo's org (5 projects, 6 models): every row, as `--limit-rows 0` prints them, and no
+    """The demo's org (5 projects, 6 models, a dozen keys): every row, as `--limit-rows 0` prints them, and no
     note, at 80 columns too."""
     for env in (WIDE, {"COLUMNS": "80"}):
         cut = CliRunner().invoke(app, [*argv, "--store", str(demo_store)], env=env)

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from usageledger._text import one_line
+from usageledger._text import counted, one_line
 from usageledger.cli._app import app, console, echo_json, friendly_errors, resolve_store, say
 from usageledger.cli._flags import ConfigOpt, FormatOpt, NowOpt, OrgOpt, ProjectOpt, StoreOpt
-from usageledger.cli.commands_report import _database, _names, _warn_unknown_project, one_line_filters, project_option
+from usageledger.cli.commands_report import (
+    _database,
+    _names,
+    _warn_unknown_project,
+    limit_rows_option,
+    one_line_filters,
+    project_option,
+)
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
+from usageledger.report.folding import ROWS_SHOWN, ROWS_SLACK, RowLimit, more_rows
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.jsonout import keys_document
-from usageledger.report.keys import KeyOwner, KeyRules, KeysReport, build_keys, key_span, no_key_line
+from usageledger.report.keys import (
+    KeyInfo,
+    KeyOwner,
+    KeyRules,
+    KeysReport,
+    build_keys,
+    key_span,
+    listed_keys,
+    no_key_line,
+)
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.timeutil import now_unix, since_unix, to_unix
@@ -38,9 +58,10 @@ def _when(value: datetime | None) -> str:
     return "never" if value is None else f"{value:%Y-%m-%d}"
 
 
-def render_keys(data: KeysReport, names: Names) -> DataTable:
+def render_keys(data: KeysReport, names: Names, rows: RowLimit = RowLimit()) -> DataTable:
     """The keys as a table whose numbers are never cut; projects named as every report names them (``names``, from
-    ``resolve_names``: one line each, two projects called alike told apart by their IDs)."""
+    ``resolve_names``: one line each, two projects called alike told apart by their IDs). The keys ``rows`` leaves
+    out (:func:`~usageledger.report.keys.listed_keys`) are one last row, with their spend and requests summed."""
     title = f"API keys: spend and requests from {data.start:%Y-%m-%d %H:%M} to {data.end:%Y-%m-%d %H:%M} UTC"
     if data.project is not None:  # --project: another project's keys are left out, so the heading says whose these are
         title += f"  project {names.project(data.project)}"
@@ -58,7 +79,8 @@ def render_keys(data: KeysReport, names: Names) -> DataTable:
         number("requests"),
         label("flags"),
     )
-    for k in data.keys:
+    listed, rest = listed_keys(data, rows)
+    for k in listed:
         project = "" if k.project_id is None else names.project(k.project_id)
         table.add_row(
             one_line(k.name or ""),
@@ -73,7 +95,33 @@ def render_keys(data: KeysReport, names: Names) -> DataTable:
             "—" if k.requests is None else format_count(k.requests),
             ", ".join(f.code.replace("_", " ") for f in k.flags),
         )
+    if rest:
+        spend, requests = _summed(rest)
+        table.add_row(
+            Text(more_rows(len(rest), "key"), style="dim"),
+            *[""] * 7,
+            "—" if spend is None else format_money(spend, data.currency),
+            "—" if requests is None else format_count(requests),
+            "",
+        )
     return table
+
+
+def _summed(keys: Sequence[KeyInfo]) -> tuple[Decimal | None, int | None]:
+    """The spend and the requests of ``keys`` that are known (an admin key's are not), None where none is."""
+    spends = [k.spend for k in keys if k.spend is not None]
+    requests = [k.requests for k in keys if k.requests is not None]
+    return (sum(spends, Decimal(0)) if spends else None, sum(requests) if requests else None)
+
+
+def _folded_note(rows: RowLimit) -> Text:
+    """Said under the table when it leaves keys out: which it lists, and how to list more."""
+    return Text(
+        f"The table lists every flagged key and the {counted(rows.shown or 0, 'other key')} that spent most (then "
+        "the most recently used): `usageledger keys --limit-rows N` lists N of them, `--limit-rows 0` every key "
+        "(--format json holds every key).",
+        style="dim",
+    )
 
 
 def _no_keys(data: KeysReport, names: Names) -> str:
@@ -126,12 +174,24 @@ def keys(
     admin_max_age: Annotated[
         str, typer.Option("--admin-max-age", help="Flag an admin key created longer ago than this (a span: 90d).")
     ] = "90d",
+    limit_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--limit-rows",
+            min=0,
+            help=f"List every flagged key and the N others that spent most (then the most recently used), in the "
+            f"table's order, and count the rest in one row with their spend (default: {ROWS_SHOWN} of more than "
+            f"{ROWS_SHOWN + ROWS_SLACK} others; 0: every key); --format json has every key.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     output_format: FormatOpt = "text",
     now_at: NowOpt = None,
 ) -> None:
     """Every API key (project and admin, deleted ones marked): owner, project, created, last used, spend, requests,
-    and flags: unused, owner removed, admin key too old."""
+    and flags: unused, owner removed, admin key too old. A big org's table lists every flagged key and the 25 others
+    that spent most, and counts the rest in one row (--limit-rows)."""
+    rows = limit_rows_option(limit_rows, output_format=output_format)
     ts = to_unix(now_at, param="--now") if now_at else now_unix()
     now = datetime.fromtimestamp(ts, UTC)
     start = datetime.fromtimestamp(since_unix(since or DEFAULT_SINCE, now=ts, param="--since"), UTC)
@@ -153,7 +213,9 @@ def keys(
     if output_format == "json":
         echo_json(keys_document(data))
     else:
-        console.print(render_keys(data, names))
+        console.print(render_keys(data, names, rows))
+        if listed_keys(data, rows)[1]:
+            console.print(_folded_note(rows))
         if not data.keys:
             console.print(_no_keys(data, names), highlight=False, markup=False)
         if (line := no_key_line(data)) is not None:

@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 from usageledger import catalogue
 from usageledger._text import counted, one_line
 from usageledger.errors import UsageLedgerError
+from usageledger.report.folding import RowLimit
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.queries import Database
 from usageledger.rows import iso_currency
@@ -49,6 +50,7 @@ __all__ = [
     "KeysReport",
     "build_keys",
     "key_directory",
+    "listed_keys",
     "no_key_line",
 ]
 
@@ -164,6 +166,28 @@ class KeysReport:
     @property
     def flagged(self) -> tuple[KeyInfo, ...]:
         return tuple(k for k in self.keys if k.flags)
+
+
+_NEVER: Final = datetime.min.replace(tzinfo=UTC)
+
+
+def _size(key: KeyInfo) -> tuple[Decimal, datetime]:
+    """How a key ranks for a table that cannot list every key: its spend (unknown counts as none), then its last use."""
+    return (key.spend or Decimal(0), key.last_used or _NEVER)
+
+
+def listed_keys(data: KeysReport, rows: RowLimit) -> tuple[tuple[KeyInfo, ...], tuple[KeyInfo, ...]]:
+    """The keys a table lists and the ones it does not, each in the report's order: every flagged key (what the
+    table is read for), and of the others the ``rows`` biggest: the most spend first, then the most recently used
+    (spend unknown, or equal); among equals, the first in the report's order (:mod:`usageledger.report.folding`)."""
+    others = sorted((k for k in data.keys if not k.flags), key=_size, reverse=True)  # stable: equals keep their order
+    left = {(k.org, k.id) for k in rows.split(others)[1]}
+    if not left:
+        return data.keys, ()
+    return (
+        tuple(k for k in data.keys if (k.org, k.id) not in left),
+        tuple(k for k in data.keys if (k.org, k.id) in left),
+    )
 
 
 # -- the directory ------------------------------------------------------------------------------------------------
