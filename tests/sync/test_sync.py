@@ -6,10 +6,11 @@ import asyncio
 import gc
 import json
 import socket
+import uuid
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from usageledger import catalogue, timeutil
 from usageledger.cli import app
 from usageledger.emulator import Emulator, EmulatorConfig, FaultConfig, run_server
 from usageledger.errors import ConfigError, ParameterError, SyncError
-from usageledger.store import BaseStore, Stream, default_streams, open_store, table_for, tables
+from usageledger.store import BaseStore, Stream, UpsertCounts, default_streams, open_store, table_for, tables
 from usageledger.sync import Org, SyncOptions, SyncResult, WindowDone, _state, plan_stream, run_sync, sync
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -228,6 +229,98 @@ def test_windows_asked_in_spans_of_one_bucket_store_what_whole_windows_store(
     buckets = sum(w.limit for plan in plans for w in plan.windows)
     first_pages = sum(len(p.windows) * p.stream.endpoint.limit_for(p.stream.bucket_width).default for p in plans)
     assert spans.requests >= buckets - first_pages > 2 * windows
+
+
+def _synced_in_pieces(url: str, since: int) -> dict[str, Any]:
+    """Three syncs of costs and hourly completions into the store at ``url`` from an emulator whose recent buckets
+    grow (a first; half a day later, with a stored row the API no longer returns; the same again): what each
+    committed, the store after each, the revision log and the commit events."""
+    clock = [float(EMULATOR_NOW)]
+    emu = Emulator(
+        EmulatorConfig(seed=3, days=40, projects=2, users=3, models=2, revisions=True), clock=lambda: clock[0]
+    )
+    with run_server(emu) as base_url, open_store(url) as store:
+        return _three_syncs(store, base_url, clock, since)
+
+
+def _three_syncs(store: BaseStore, url: str, clock: list[float], since: int) -> dict[str, Any]:
+    streams = (
+        Stream.create("costs", "1d", ("project_id", "line_item")),
+        Stream.create("completions", "1h", ("project_id", "model")),
+    )
+    events: list[Any] = []
+    results: list[SyncResult] = []
+    stores: list[Snapshot] = []
+    for step in range(3):
+        if step == 1:
+            clock[0] += DAY / 2
+            recent = timeutil.floor(EMULATOR_NOW, "1d") - DAY
+            store.execute(
+                "INSERT INTO costs (org, stream, bucket_start, bucket_end, group_key, project_id, line_item,"
+                " amount_value) VALUES ('main', %s, %s, %s, '[\"gone\",\"gone\"]', 'gone', 'gone', 1)",
+                (streams[0].id, datetime.fromtimestamp(recent, UTC), datetime.fromtimestamp(recent + DAY, UTC)),
+            )
+        results.append(
+            sync(
+                store,
+                [Org("main", FAKE_ADMIN_KEY, url)],
+                streams,
+                SyncOptions(since=since),
+                on_event=events.append,
+                clock=lambda: clock[0],
+            )
+        )
+        stores.append(snapshot(store))
+    log = store.query(
+        "SELECT org, stream, endpoint_table, bucket_start, group_key, change, metric, old_value, new_value"
+        " FROM revisions ORDER BY 1, 2, 3, 4, 5, 6, 7"
+    )
+    done = [e for e in events if isinstance(e, WindowDone)]
+    return {
+        "counts": [[(s.stream, s.counts, s.windows_done, s.windows, s.status) for s in r.streams] for r in results],
+        "stores": stores,
+        "log": log,
+        "shares": {stream.id: round(sum(e.share for e in done if e.stream == stream.id), 9) for stream in streams},
+        "committed": [sum((e.counts for e in done if e.stream == stream.id), UpsertCounts()) for stream in streams],
+        "pieces": len(done),
+    }
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_windows_committed_in_pieces_store_what_whole_windows_store(
+    backend: str,
+    tmp_path: Path,
+    new_store: Callable[[str, Path], str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A page budget of a few buckets' results commits each window in pieces of whole buckets (more commits than
+    windows, their shares adding up to the windows); every sync's counts, the rows and watermarks after each, and
+    the revision log (updates, a deleted row, nothing for a re-run of the same data) equal a sync writing each
+    window whole."""
+    since = timeutil.floor(EMULATOR_NOW - 20 * DAY, "1d")
+    got: dict[int, dict[str, Any]] = {}
+    urls = [new_store(backend, tmp_path / "whole.duckdb")]
+    if backend == "duckdb":
+        urls.append(new_store(backend, tmp_path / "pieces.duckdb"))
+    else:  # new_store gives one database a test; a second copy straight from the cluster
+        template = request.getfixturevalue("_pg_migrated_template")
+        urls.append(request.getfixturevalue("_pg_cluster").copydb(f"pieces_{uuid.uuid4().hex[:12]}", template))
+    for budget, url in zip((10**9, 40), urls, strict=True):
+        monkeypatch.setattr(_state, "PAGE_RESULTS", budget)
+        got[budget] = _synced_in_pieces(url, since)
+    whole, pieces = got[10**9], got[40]
+    windows = [n for _, _, _, n, _ in whole["counts"][0]]
+    assert whole["pieces"] == 3 * sum(windows) < pieces["pieces"]  # one commit a window, whole; many in pieces
+    assert list(pieces["shares"].values()) == list(whole["shares"].values()) == [3 * n for n in windows]
+    assert pieces["committed"] == whole["committed"]
+    first, second, third = whole["counts"]
+    assert all(c.inserted for _, c, _, _, _ in first) and sum(c.deleted for _, c, _, _, _ in second) == 1
+    assert any(c.updated for _, c, _, _, _ in second)
+    assert all(c == UpsertCounts(unchanged=c.unchanged) for _, c, _, _, _ in third)
+    assert pieces["counts"] == whole["counts"]
+    assert pieces["stores"] == whole["stores"]
+    assert pieces["log"] == whole["log"] and any(change == "delete" for *_, change, _, _, _ in whole["log"])
 
 
 def test_a_streams_span_follows_the_results_per_bucket_its_pages_held() -> None:

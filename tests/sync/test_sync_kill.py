@@ -33,8 +33,11 @@ from pathlib import Path
 
 import pytest
 
-from usageledger.store import open_store
+from usageledger import timeutil
+from usageledger.store import default_streams, open_store
+from usageledger.sync import SyncOptions, plan_stream
 
+from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import HEAVY, assert_whole_buckets, emulator_process, finish, launcher, run_cli, sync_args
 from fixtures.syncing import Snapshot, snapshot
 
@@ -194,6 +197,82 @@ def test_sigkill_at_points_across_every_phase_then_rerun_equals_uninterrupted_du
         for killed in (duck.result(), pg.result()):
             assert sum(killed.values()) == KILL_POINTS
             assert set(killed) == set(PHASES) or len(PHASES) > KILL_POINTS
+
+
+PIECES = {"KILL_PAGE_RESULTS": "200"}
+"""A page budget of a few buckets' results (the launcher's ``KILL_PAGE_RESULTS``): the test organisation's windows
+commit in pieces, as a big organisation's do (50 commits where whole windows take 12)."""
+
+
+def _window_bounds() -> dict[str, set[int]]:
+    """Per default stream, where the windows of a first sync (:data:`FIRST_SINCE`) end: a watermark anywhere else
+    was set by a piece of a window."""
+    since = timeutil.since_unix(FIRST_SINCE, now=EMULATOR_NOW, param="since")
+    return {
+        s.id: {timeutil.floor(min(w.end, EMULATOR_NOW), s.bucket_width) for w in plan.windows}
+        for s in default_streams()
+        for plan in [plan_stream("default", s, None, SyncOptions(since=since), now=EMULATOR_NOW)]
+    }
+
+
+def _kill_between_pieces(
+    url: str, cwd: Path, make_store: Callable[[int], str], snap: Snapshot, commits: int, label: str
+) -> int:
+    """SIGKILL right after a commit at three points spread over a run in pieces, check, re-run, compare; how many
+    kills left a watermark inside a window (its earlier pieces committed, its later ones not)."""
+    bounds = _window_bounds()
+    inside = 0
+    todo = [commits // 4, commits // 2, 3 * commits // 4]
+    attempts = 0
+    while todo:
+        attempts += 1
+        assert attempts <= 9, f"{label}: too many runs finished before their kill point"
+        at = todo.pop(0)
+        store = make_store(100 + attempts)
+        where = f"{label}, commit #{at} of a run in pieces"
+        code, err = _sync(store, url, cwd, KILL_PHASE="commit", KILL_AT=str(at), **PIECES)
+        if code != -signal.SIGKILL:
+            assert code == 0, f"{where}: {err}"
+            todo.append(max(1, at - 5))
+            continue
+        with open_store(store) as opened:
+            partial = snapshot(opened)
+        assert_whole_buckets(partial, snap, where)
+        marks = [(stream, int(mark.timestamp())) for _, stream, mark, _ in partial["streams"] if mark is not None]
+        inside += any(mark not in bounds[stream] for stream, mark in marks)
+        code, err = _sync(store, url, cwd, **PIECES)
+        assert code == 0, f"{where}: the re-run failed: {err}"
+        with open_store(store) as opened:
+            assert snapshot(opened) == snap, f"{where}: the re-run left a store that differs from the reference"
+    return inside
+
+
+def test_sigkill_between_the_pieces_of_a_window_then_rerun_equals_uninterrupted(
+    emulator_url_process: str,
+    reference: tuple[Snapshot, dict[str, int]],
+    tmp_path: Path,
+    duckdb_stores: Callable[[int], str],
+    pg_databases: Callable[[int], str],
+) -> None:
+    """Windows committed in pieces store what whole windows store; SIGKILL right after a piece's commit leaves whole
+    buckets and a watermark inside its window, never past a missing bucket, and the re-run completes the store
+    exactly: DuckDB and PostgreSQL."""
+    snap, _ = reference
+    counts = tmp_path / "pieces.json"
+    store = duckdb_stores(0)
+    code, err = _sync(store, emulator_url_process, tmp_path, KILL_COUNTS=str(counts), **PIECES)
+    assert code == 0, err
+    with open_store(store) as opened:
+        assert snapshot(opened) == snap
+    commits = json.loads(counts.read_text())["commit"]
+    assert commits > 2 * reference[1]["commit"]
+    with ThreadPoolExecutor(2) as pool:
+        kills = [
+            pool.submit(_kill_between_pieces, emulator_url_process, tmp_path, make, snap, commits, label)
+            for make, label in ((duckdb_stores, "duckdb"), (pg_databases, "postgres"))
+        ]
+        for inside in kills:
+            assert inside.result() >= 1
 
 
 def _interrupt_after(store: str, url: str, cwd: Path, windows: int) -> tuple[int, str]:

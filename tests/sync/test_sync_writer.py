@@ -38,20 +38,45 @@ def test_a_stream_run_moves_its_watermark_over_taken_windows_and_finishes_once()
     run = _run()
     first, second = run.plan.windows
     assert run.next_watermark(EMULATOR_NOW) is None
-    run.take(1)
+    run.take(1, second.end)
     assert run.next_watermark(EMULATOR_NOW) is None  # window 0 is not taken: no prefix yet
-    run.take(0)
+    run.take(0, first.end)
     assert run.all_taken and run.next_watermark(EMULATOR_NOW) == timeutil.floor(second.end, "1d")
-    run.rollback(1)
+    run.rollback(1, second.start)
     assert not run.all_taken and run.next_watermark(EMULATOR_NOW) == first.end
-    run.take(1)
+    run.take(1, second.end)
     assert run.mark_committed(UpsertCounts(inserted=3), first.end) is False
     assert run.mark_committed(UpsertCounts(updated=2), None) is True
     assert run.mark_committed(UpsertCounts(), None) is False
     assert (run.counts, run.watermark, run.result().status) == (UpsertCounts(3, 2), first.end, "ok")
     behind = _run(watermark=second.end)
-    behind.take(0)
+    behind.take(0, first.end)
     assert behind.next_watermark(EMULATOR_NOW) is None  # never backwards
+
+
+def test_a_window_taken_in_pieces_moves_the_watermark_to_each_piece_and_never_past_it() -> None:
+    """A window taken in pieces: the watermark moves to the end of the pieces taken, a rolled-back piece takes it
+    back to that piece's start, and the window counts as done (and the stream finished) with its last piece only."""
+    run = _run()
+    first, second = run.plan.windows
+    middle = first.start + 10 * 86400
+    run.take(1, second.end)  # the second window whole, before the first: no prefix yet
+    assert run.next_watermark(EMULATOR_NOW) is None
+    run.take(0, middle)
+    assert run.next_watermark(EMULATOR_NOW) == middle and not run.all_taken and run.result().windows_done == 1
+    run.take(0, first.end)
+    assert run.all_taken and run.next_watermark(EMULATOR_NOW) == timeutil.floor(second.end, "1d")
+    run.rollback(0, middle)  # the batch of the first window's last piece never commits
+    assert run.taken[0] == middle and not run.all_taken and run.next_watermark(EMULATOR_NOW) == middle
+    run.rollback(0, first.start)
+    assert run.next_watermark(EMULATOR_NOW) is None
+    run.take(0, middle)
+    assert run.mark_committed(UpsertCounts(inserted=5), middle, whole=False) is False
+    assert run.mark_committed(UpsertCounts(inserted=1), None) is False  # the second window
+    assert (run.committed, run.watermark, run.result().status) == (1, middle, "interrupted")
+    run.take(0, first.end)
+    assert run.mark_committed(UpsertCounts(inserted=2), timeutil.floor(second.end, "1d"), whole=True) is True
+    assert (run.counts, run.committed, run.result().status) == (UpsertCounts(inserted=8), 2, "ok")
 
 
 def _fetched(emulator: Emulator, run: StreamRun, store: BaseStore) -> list[FetchedWindow]:
@@ -99,5 +124,5 @@ def test_a_batch_that_fails_to_commit_rolls_its_windows_back(tmp_path: Path, emu
         with pytest.raises(StoreError, match="streams"):
             _write(store, fetched)
         rows = store.query("SELECT COUNT(*) FROM usage_completions")[0][0]
-    assert run.taken == [False, False] and run.committed == 0 and run.watermark is None
+    assert run.taken == [w.start for w in run.plan.windows] and run.committed == 0 and run.watermark is None
     assert rows == 0  # the transaction rolled back whole

@@ -277,7 +277,10 @@ class _ProgressView:
         self.enabled = not quiet
         self.tasks: dict[tuple[str, str], TaskID] = {}
         self.rows: dict[tuple[str, str], int] = {}
+        self.done: dict[tuple[str, str], float] = {}
+        """Windows committed per stream, a piece of one as its share."""
         self.total: TaskID | None = None
+        self.total_done = 0.0
         self.requests = 0
         self.total_rows = 0
         if quiet:
@@ -321,6 +324,7 @@ class _ProgressView:
             for p in event.plans:
                 key = (p.org, p.stream.id)
                 self.rows[key] = 0
+                self.done[key] = 0.0
                 self.tasks[key] = self.progress.add_task(
                     f"  {p.label}", total=len(p.windows) or 1, completed=0 if p.windows else 1, detail="0 rows"
                 )
@@ -331,9 +335,14 @@ class _ProgressView:
             key = (event.org, event.stream)
             self.rows[key] += event.counts.rows
             self.total_rows += event.counts.rows
-            self.progress.update(self.tasks[key], advance=1, detail=counted(self.rows[key], "row"))
+            # A window holding many results commits in pieces, each a share of it; rounded, so that the shares of
+            # a window add up to it whole (the M/N column shows whole windows).
+            self.done[key] += event.share
+            self.total_done += event.share
+            detail = counted(self.rows[key], "row")
+            self.progress.update(self.tasks[key], completed=round(self.done[key], 6), detail=detail)
             if self.total is not None:
-                self.progress.update(self.total, advance=1)
+                self.progress.update(self.total, completed=round(self.total_done, 6))
             self._header()
         elif isinstance(event, engine.StreamFinished) and event.result.error:
             key = (event.result.org, event.result.stream)

@@ -11,12 +11,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import httpx
 
-from usageledger import timeutil
+from usageledger import rules, timeutil
 from usageledger._http import is_retryable_status, tls_context
 from usageledger._options import key_refusal, v1_fix, with_v1_fix
 from usageledger._secrets import mask_keys
@@ -368,17 +368,28 @@ async def _fetch(
     run_id: str,
     slots: asyncio.Semaphore,
 ) -> None:
-    """A fetching worker: take the next job, read every page of its window, convert it, hand it to the writer.
+    """A fetching worker: take the next job, read every page of its window, convert it, hand it to the writer: a
+    window holding many results in pieces of whole buckets, each handed over before the next is asked
+    (:func:`_read_window`).
 
     ``slots`` bounds the run's requests out (``--concurrency``, across every org); a worker lets its slot go while
     a page decodes.
 
     Converting here, as soon as the pages are in, lets the pages go before the window waits for the writer. A
-    window the store refuses (a group twice in a bucket, a bucket outside the window) fails its stream only. A key
+    window the store refuses (a group twice in a bucket, a bucket outside the window) fails its stream only; the
+    pieces of it handed over before still commit, as windows taken do when a stream fails. A key
     the API refuses (401, 403) is the org's, not the window's: every stream of the org stops at once with one
     message, and nothing more is asked with that key.
     """
     from usageledger.sync._arrow import page_decoder  # pyarrow: only when a sync fetches
+
+    async def hand_over(job: WindowJob, window: rules.Window, pages: list[ArrowPage]) -> None:
+        # Each body is read into Arrow columns in a worker thread (by Arrow kernels without the GIL; costs by the
+        # models, its objects let go as soon as its page is columns), then the window (or piece) is checked and
+        # made its store's batch there too; the queue's bound holds the worker back while the writer is behind.
+        fetched = await asyncio.to_thread(FetchedWindow.from_pages, job, window, pages, store, run_id)
+        pages.clear()
+        await queue.put(fetched)
 
     for job in jobs:
         if job.run.error is not None:
@@ -389,12 +400,8 @@ async def _fetch(
         client = clients[plan.org]
         first = plan.windows[0].start  # a later window starting after the API's now is empty, for every stream
         try:
-            # Each body is read into Arrow columns in a worker thread (by Arrow kernels without the GIL; costs by
-            # the models, its objects let go as soon as its page is columns), then the window is checked and made
-            # its store's batch there too.
-            pages = await _read_window(client, job, page_decoder(endpoint), _Slot(slots, job.run), first, filters)
-            fetched = await asyncio.to_thread(FetchedWindow.from_pages, job, pages, store, run_id)
-            del pages
+            decode = page_decoder(endpoint)
+            await _read_window(client, job, decode, _Slot(slots, job.run), first, filters, hand_over)
         except _Stopped:
             continue
         except (AuthenticationError, PermissionDeniedError) as exc:
@@ -420,7 +427,10 @@ async def _fetch(
                     if r.plan.org == plan.org:
                         r.stop(f"stream {r.plan.label}: not read: {unreachable}", cause=unreachable)
             continue
-        await queue.put(fetched)
+
+
+HandOver = Callable[[WindowJob, rules.Window, list["ArrowPage"]], Awaitable[None]]
+"""Where :func:`_read_window` sends a job's window, or a piece of it, with its pages."""
 
 
 async def _read_window(
@@ -430,11 +440,17 @@ async def _read_window(
     slot: _Slot,
     first: int,
     filters: Mapping[str, Any],
-) -> list[ArrowPage]:
+    hand_over: HandOver,
+) -> None:
     """Every page of a job's window, asked in spans of about :data:`PAGE_RESULTS` results each
     (:meth:`StreamRun.request_span`), each span's pages read into columns before the next is asked: a window's
     results are never objects all at once. The spans are whole buckets, so the window's buckets, and so its rows,
     are the same as one request's.
+
+    The pages are handed over in pieces of whole buckets holding about :data:`PAGE_RESULTS` results
+    (:meth:`StreamRun.fits`), each before the next span is asked, so a window's rows are never held all at once
+    either: each piece is a window of its own, written in its own turn, and the watermark moves over it as over a
+    window. A window that fits is one piece, itself.
 
     A stream's first request is asked by one window at a time: the stream's other windows wait for what it says
     (:attr:`StreamRun.sized`), so a small org's window is still one request, not a default page and the rest.
@@ -446,7 +462,7 @@ async def _read_window(
     elif run.density is None:
         await run.sized.wait()
     try:
-        return await _read_spans(client, job, decode, slot, first, filters)
+        await _read_spans(client, job, decode, slot, first, filters, hand_over)
     finally:
         if sizing:  # a first request that failed or found no bucket: the others ask the default limit themselves
             run.sized.set()
@@ -459,15 +475,21 @@ async def _read_spans(
     slot: _Slot,
     first: int,
     filters: Mapping[str, Any],
-) -> list[ArrowPage]:
-    """The pages of :func:`_read_window`, span by span, each span's density learnt before the next is asked."""
+    hand_over: HandOver,
+) -> None:
+    """The pages of :func:`_read_window`, span by span, each span's density learnt before the next is asked, and
+    handed over piece by piece."""
     run = job.run
     stream = run.plan.stream
     window = job.window
     pages: list[ArrowPage] = []
-    start = window.start
+    held = 0  # the results of `pages`, the piece from `piece` on
+    piece = start = window.start
     while start < window.end:
         end = run.request_span(start, window.end)
+        if held and not run.fits(held, start, end):
+            await hand_over(job, job.piece(piece, start), pages)
+            pages, held, piece = [], 0, start
         got = await client._fetch_pages(
             stream.endpoint,
             decode,
@@ -483,8 +505,9 @@ async def _read_spans(
             run.learn(page.rows.num_rows, page.lo, page.hi)
         run.sized.set()
         pages += got
+        held += sum(page.rows.num_rows for page in got)
         start = end
-    return pages
+    await hand_over(job, job.piece(piece, window.end), pages)
 
 
 def _refusal(exc: UsageLedgerError) -> str | None:

@@ -164,10 +164,21 @@ class RequestSent:
 
 @dataclass(frozen=True, slots=True)
 class WindowDone:
+    """A window's rows committed: ``window`` is what the transaction wrote, the plan's window or, for one holding
+    many results, a piece of it (whole buckets), and ``planned`` the plan's window it belongs to."""
+
     org: str
     stream: str
     window: rules.Window
     counts: UpsertCounts
+    planned: rules.Window | None = None
+    """The plan's window ``window`` is part of; ``None``: the same as ``window``."""
+
+    @property
+    def share(self) -> float:
+        """How much of its planned window this commit wrote (1.0 for a whole one), for a progress display."""
+        whole = self.planned or self.window
+        return (self.window.end - self.window.start) / max(whole.end - whole.start, 1)
 
 
 _Result = TypeVar("_Result", StreamResult, SyncResult)

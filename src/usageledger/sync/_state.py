@@ -36,8 +36,10 @@ class StreamRun:
     """
 
     plan: StreamPlan
-    taken: list[bool]
-    """Per window: in a batch being written, or committed."""
+    taken: list[int]
+    """Per window, where its part in batches being written or committed ends: the window's start while none of it
+    is, its end once all of it is. A window holding many results is taken in pieces, in order (see
+    :meth:`fits`); each piece is a window of its own, of whole buckets."""
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     watermark: int | None = None
     extent: int | None = None
@@ -65,7 +67,7 @@ class StreamRun:
 
     @classmethod
     def start(cls, plan: StreamPlan, *, watermark: int | None, extent: int | None) -> StreamRun:
-        return cls(plan, [False] * len(plan.windows), watermark=watermark, extent=extent)
+        return cls(plan, [w.start for w in plan.windows], watermark=watermark, extent=extent)
 
     def request_span(self, start: int, end: int) -> int:
         """Where the request for ``[start, end)`` of a window ends: after as many buckets as hold about
@@ -91,9 +93,20 @@ class StreamRun:
         per_bucket = -(-results // buckets)
         self.density = per_bucket if self.density is None else max(self.density, per_bucket)
 
-    def take(self, index: int) -> None:
-        """A window enters a batch (it counts for the watermark of that batch)."""
-        self.taken[index] = True
+    def fits(self, results: int, start: int, end: int) -> bool:
+        """Whether a piece of a window already holding ``results`` results may take the span ``[start, end)`` too:
+        their results, the span's at the stream's :attr:`density`, stay within :data:`PAGE_RESULTS`.
+
+        A window is written in pieces of whole buckets, each about :data:`PAGE_RESULTS` results: the 60 days of a
+        300-project org's costs held ~170 MB of rows, twice that while made a batch, until one transaction took
+        them all. A small org's window still fits whole, and is one piece."""
+        buckets = rules.count_buckets(start, end, self.plan.stream.bucket_width)
+        return results + (self.density or 0) * buckets <= PAGE_RESULTS
+
+    def take(self, index: int, end: int) -> None:
+        """Window ``index``, up to ``end`` (its end, or a piece's), enters a batch: it counts for the watermark of
+        that batch."""
+        self.taken[index] = end
 
     def cut_short(self, hi: int) -> None:
         """The API answered a taken window with buckets only up to ``hi``, short of the window's end: its now is
@@ -101,9 +114,10 @@ class StreamRun:
         the days between would never be read (the next run, at the right time, re-reads only its lag window)."""
         self.api_end = hi if self.api_end is None else min(self.api_end, hi)
 
-    def rollback(self, index: int) -> None:
-        """A window's batch will never commit: it is to be written again by a later run."""
-        self.taken[index] = False
+    def rollback(self, index: int, start: int) -> None:
+        """The batch holding window ``index`` from ``start`` (its start, or a piece's) will never commit: that part
+        is to be written again by a later run."""
+        self.taken[index] = min(self.taken[index], start)
 
     def fail(self, message: str, *, cause: str | None = None) -> None:
         """A window could not be fetched: the stream stops here (windows already taken still commit). ``cause``,
@@ -122,7 +136,12 @@ class StreamRun:
     @property
     def all_taken(self) -> bool:
         """Every window is committed or in a batch being written: that batch finishes the stream."""
-        return all(self.taken)
+        return self.windows_taken == len(self.taken)
+
+    @property
+    def windows_taken(self) -> int:
+        """The windows taken whole (their last piece too)."""
+        return sum(end >= window.end for end, window in zip(self.taken, self.plan.windows, strict=True))
 
     def next_watermark(self, now: int) -> int | None:
         """The watermark the next batch may store: the end of the taken prefix, floored to a bucket; ``None`` when
@@ -131,21 +150,24 @@ class StreamRun:
             return None
         end = None
         for taken, window in zip(self.taken, self.plan.windows, strict=True):
-            if not taken:
+            if taken > window.start:
+                end = taken
+            if taken < window.end:
                 break
-            end = window.end
         if end is None:
             return None
         limit = min(end, now) if self.api_end is None else min(end, now, self.api_end - 1)
         candidate = timeutil.floor(limit, self.plan.stream.bucket_width)
         return candidate if self.watermark is None or candidate > self.watermark else None
 
-    def mark_committed(self, counts: UpsertCounts, watermark: int | None) -> bool:
-        """A window's transaction committed with ``counts`` (and ``watermark``, when it moved one); True the first
-        time this makes the stream finished."""
+    def mark_committed(self, counts: UpsertCounts, watermark: int | None, *, whole: bool = True) -> bool:
+        """A window's transaction committed with ``counts`` (and ``watermark``, when it moved one); ``whole``: the
+        window, or its last piece. True the first time this makes the stream finished."""
         self.counts += counts
         if watermark is not None and (self.watermark is None or watermark > self.watermark):
             self.watermark = watermark
+        if not whole:
+            return False
         self.committed += 1
         if self.committed == len(self.plan.windows) and not self.finished:
             self.finished = True
@@ -155,7 +177,7 @@ class StreamRun:
     def check_written(self) -> None:
         """At the end of a run: a stream without an error must have taken every window."""
         if self.error is None and not self.all_taken:  # pragma: no cover - every job commits or records an error
-            missing = len(self.taken) - sum(self.taken)
+            missing = len(self.taken) - self.windows_taken
             self.error = f"stream {self.plan.label}: {counted(missing, 'window')} not written"
 
     def result(self) -> StreamResult:
@@ -163,7 +185,7 @@ class StreamRun:
             org=self.plan.org,
             stream=self.plan.stream.id,
             windows=len(self.plan.windows),
-            windows_done=sum(self.taken),
+            windows_done=self.windows_taken,
             counts=self.counts,
             watermark=self.watermark,
             error=self.error,
@@ -187,10 +209,14 @@ class WindowJob:
         w = self.window
         return f"stream {self.run.plan.label}, window {timeutil.iso(w.start)} to {timeutil.iso(w.end)}"
 
-    def write(self, lo: int | None, hi: int | None, run_id: str) -> WindowWrite:
-        """The window's write, read now, spanning ``[lo, hi)`` as its buckets do (``None``: none) and at least the
-        window itself."""
-        window = self.window
+    def piece(self, start: int, end: int) -> rules.Window:
+        """The part ``[start, end)`` of the job's window (whole buckets, or the window's own partial first one), a
+        window of its own."""
+        return rules.Window(start, end, rules.count_buckets(start, end, self.run.plan.stream.bucket_width))
+
+    def write(self, window: rules.Window, lo: int | None, hi: int | None, run_id: str) -> WindowWrite:
+        """The write of ``window`` (the job's, or a piece of it), read now, spanning ``[lo, hi)`` as its buckets do
+        (``None``: none) and at least ``window`` itself."""
         plan = self.run.plan
         low = window.start if lo is None else min(lo, window.start)
         high = window.end if hi is None else max(hi, window.end)
@@ -201,9 +227,13 @@ class WindowJob:
 class FetchedWindow:
     """A window with all its pages in, already converted for the store: its rows as the store loads them, the span
     ``[lo, hi)`` they cover (at least the window), and when it was read. The decoded pages are not kept: a window
-    waiting for the writer holds its columns, a fraction of the memory of the pages as objects."""
+    waiting for the writer holds its columns, a fraction of the memory of the pages as objects.
+
+    ``window`` is the job's window, or a piece of it (:meth:`StreamRun.fits`): whole buckets, contiguous with the
+    pieces before it, so it is written, checked and deleted from exactly as a window is."""
 
     job: WindowJob
+    window: rules.Window
     prepared: PreparedWindow
     short_at: int | None = None
     """The end of the last bucket when the API's answer stopped short of the window's end (see
@@ -215,24 +245,28 @@ class FetchedWindow:
         is wrong with them."""
         lo = min((b.start_time for b in buckets), default=None)
         hi = max((b.end_time for b in buckets), default=None)
-        return cls(job, store.prepare(replace(job.write(lo, hi, run_id), buckets=buckets)), _short(job, hi))
+        window = job.window
+        prepared = store.prepare(replace(job.write(window, lo, hi, run_id), buckets=buckets))
+        return cls(job, window, prepared, _short(window, hi))
 
     @classmethod
-    def from_pages(cls, job: WindowJob, pages: Sequence[ArrowPage], store: BaseStore, run_id: str) -> FetchedWindow:
-        """The same for pages read into Arrow (the fast path): checked and converted by Arrow kernels, which run
-        without the GIL, so a worker thread can do it beside the event loop."""
+    def from_pages(
+        cls, job: WindowJob, window: rules.Window, pages: Sequence[ArrowPage], store: BaseStore, run_id: str
+    ) -> FetchedWindow:
+        """The same for ``window`` (the job's, or a piece of it) read into Arrow pages (the fast path): checked and
+        converted by Arrow kernels, which run without the GIL, so a worker thread can do it beside the event loop."""
         from usageledger.sync._arrow import window_table  # pyarrow: only where pages are converted
 
         lo = min((p.lo for p in pages if p.lo is not None), default=None)
         hi = max((p.hi for p in pages if p.hi is not None), default=None)
-        write = job.write(lo, hi, run_id)
+        write = job.write(window, lo, hi, run_id)
         prepared = store.prepare_table(write, window_table(table_for(write.stream.endpoint), write, pages))
-        return cls(job, prepared, _short(job, hi))
+        return cls(job, window, prepared, _short(window, hi))
 
 
-def _short(job: WindowJob, hi: int | None) -> int | None:
+def _short(window: rules.Window, hi: int | None) -> int | None:
     """``hi``, the end of a window's last bucket, when it falls short of the window's end."""
-    return hi if hi is not None and hi < job.window.end else None
+    return hi if hi is not None and hi < window.end else None
 
 
 def interleave(runs: Sequence[StreamRun]) -> Iterator[WindowJob]:

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, replace
 from typing import Any, Final
 
-from usageledger import timeutil
+from usageledger import rules, timeutil
 from usageledger._memory import release_free_memory
-from usageledger.store import BaseStore, PreparedWindow, UpsertCounts, WindowWrite
+from usageledger.store import BaseStore, PreparedWindow, UpsertCounts
 from usageledger.sync._model import EventHandler, StreamFinished, WindowDone
 from usageledger.sync._state import FetchedWindow, WindowJob
 
@@ -34,13 +34,15 @@ the windows that arrive during one commit all go into the next, instead of queue
 
 @dataclass(slots=True)
 class _Batch:
-    """Windows that go into one transaction: their jobs, and what the store made of them.
+    """Windows that go into one transaction: their jobs, the windows (each the job's, or a piece of it), and what
+    the store made of them.
 
     Only the converted rows are held: the decoded pages are let go as soon as a window is prepared (a batch waits
     while the one before it commits, and pages as objects take several times the memory of their columns).
     """
 
     jobs: list[WindowJob]
+    windows: list[rules.Window]
     prepared: list[PreparedWindow]
 
     def full(self, max_windows: int, max_rows: int) -> bool:
@@ -48,11 +50,12 @@ class _Batch:
 
     def extend(self, more: _Batch) -> None:
         self.jobs += more.jobs
+        self.windows += more.windows
         self.prepared += more.prepared
 
     def rollback(self) -> None:
-        for job in self.jobs:
-            job.run.rollback(job.index)
+        for job, window in zip(self.jobs, self.windows, strict=True):
+            job.run.rollback(job.index, window.start)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -132,10 +135,14 @@ class Writer:
         watermark it moves, whether it finishes the stream (every window taken: this transaction records it ``ok``,
         so a later kill cannot leave it ``running``)."""
         for fetched in windows:
-            fetched.job.run.take(fetched.job.index)
+            fetched.job.run.take(fetched.job.index, fetched.window.end)
             if fetched.short_at is not None:
                 fetched.job.run.cut_short(fetched.short_at)
-        return _Batch([fetched.job for fetched in windows], [self._placed(fetched) for fetched in windows])
+        return _Batch(
+            [fetched.job for fetched in windows],
+            [fetched.window for fetched in windows],
+            [self._placed(fetched) for fetched in windows],
+        )
 
     def _placed(self, fetched: FetchedWindow) -> PreparedWindow:
         run = fetched.job.run
@@ -162,7 +169,7 @@ class Writer:
         except BaseException:
             batch.rollback()
             raise
-        self._committed(batch.jobs, [p.write for p in batch.prepared], counts)
+        self._committed(batch, counts)
 
     def _commit_and_release(self, prepared: Sequence[PreparedWindow]) -> list[UpsertCounts]:
         try:
@@ -170,11 +177,11 @@ class Writer:
         finally:
             release_free_memory()  # the batch's rows and the store's transaction are freed by now
 
-    def _committed(self, jobs: Sequence[WindowJob], writes: Sequence[WindowWrite], counts: list[UpsertCounts]) -> None:
-        for job, write, c in zip(jobs, writes, counts, strict=True):
+    def _committed(self, batch: _Batch, counts: list[UpsertCounts]) -> None:
+        for job, window, prepared, c in zip(batch.jobs, batch.windows, batch.prepared, counts, strict=True):
             run = job.run
-            window = job.window
-            finished = run.mark_committed(c, write.watermark)
+            write = prepared.write
+            finished = run.mark_committed(c, write.watermark, whole=window.end >= job.window.end)
             logger.info(
                 "window committed",
                 extra={
@@ -189,6 +196,6 @@ class Writer:
                     "watermark": None if write.watermark is None else timeutil.iso(write.watermark),
                 },
             )
-            self.emit(WindowDone(write.org, write.stream.id, window, c))
+            self.emit(WindowDone(write.org, write.stream.id, window, c, planned=job.window))
             if finished:
                 self.emit(StreamFinished(run.result()))
