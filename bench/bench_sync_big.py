@@ -1,14 +1,16 @@
-"""Sync of a big organisation as a user runs it: wall time and peak RSS of ``usageledger sync``, before and after.
+"""Sync of a big organisation as a user runs it: wall time, CPU and peak RSS of ``usageledger sync``, before and after.
 
 Setting: a ``usageledger emulator --projects 300 --users 50 --keys 5 --archived 20 --names world`` process (or
 ``--small``: the default organisation), then ``usageledger sync --store S --since 60d --now <today 00:00 UTC> -q``
-processes into fresh DuckDB files, alternating this tree's ``src`` with ``--before SRC`` (another checkout's ``src``,
-e.g. ``git worktree add /tmp/old main``), both run by this interpreter with ``PYTHONPATH`` at their ``src``. Each
-run's wall time and peak RSS (``getrusage`` of the child) are printed side by side; afterwards the last stores of
-both are compared table by table (every column but ``synced_at``, ``EXCEPT ALL`` both ways) and stream by stream.
+(``--since 90d``: another span) processes into fresh DuckDB files, alternating this tree's ``src`` with ``--before
+SRC`` (another checkout's ``src``, e.g. ``git worktree add /tmp/old main``), both run by this interpreter with
+``PYTHONPATH`` at their ``src``. Each run's wall time, CPU time (user + system: the fairer figure on a shared
+machine) and peak RSS (``wait4`` of the child) are printed side by side; afterwards the last stores of both are
+compared table by table (every column but ``synced_at``, ``EXCEPT ALL`` both ways) and stream by stream.
 ``--now`` is pinned to midnight, so no bucket is still growing and both read the same rows.
 
-Run: ``.venv/bin/python bench/bench_sync_big.py --before /tmp/old/src`` (``--rounds 2``, ``--small``).
+Run: ``.venv/bin/python bench/bench_sync_big.py --before /tmp/old/src`` (``--rounds 2``, ``--small``,
+``--since 90d``).
 """
 
 from __future__ import annotations
@@ -36,17 +38,17 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _sync(src: Path, store: Path, url: str, now: str) -> tuple[float, float]:
-    """One CLI sync into a fresh ``store``: (wall seconds, peak RSS in MB)."""
+def _sync(src: Path, store: Path, url: str, now: str, since: str) -> tuple[float, float, float]:
+    """One CLI sync into a fresh ``store``: (wall seconds, CPU seconds (user + system), peak RSS in MB)."""
     env = {**os.environ, "PYTHONPATH": str(src), "OPENAI_BASE_URL": url, "OPENAI_ADMIN_KEY": "sk-admin-local"}
-    command = [sys.executable, "-m", "usageledger", "sync", "--store", str(store), "--since", "60d", "--now", now, "-q"]
+    command = [sys.executable, "-m", "usageledger", "sync", "--store", str(store), "--since", since, "--now", now, "-q"]
     started = time.perf_counter()
     with subprocess.Popen(command, env=env) as proc:
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"sync exited {proc.returncode}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def _compare(a: Path, b: Path) -> None:
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True, help="the src folder of the code to compare with")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--small", action="store_true", help="the emulator's default organisation")
+    parser.add_argument("--since", default="60d", help="the span synced (sync --since)")
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     port = _port()
@@ -99,8 +102,8 @@ def main() -> None:
                 for name, src in (("before", args.before), ("after", HERE)):
                     store = Path(tmp) / f"{name}.duckdb"
                     store.unlink(missing_ok=True)
-                    wall, rss = _sync(src, store, url, now)
-                    print(f"{name} {i}: {wall:.2f} s, peak RSS {rss:,.0f} MB", flush=True)
+                    wall, cpu, rss = _sync(src, store, url, now, args.since)
+                    print(f"{name} {i}: {wall:.2f} s, CPU {cpu:.2f} s, peak RSS {rss:,.0f} MB", flush=True)
             _compare(Path(tmp) / "before.duckdb", Path(tmp) / "after.duckdb")
         finally:
             server.terminate()
