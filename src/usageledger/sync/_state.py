@@ -23,7 +23,8 @@ __all__ = ["PAGE_RESULTS", "FetchedWindow", "StreamRun", "WindowJob", "interleav
 
 PAGE_RESULTS: Final = 50_000
 """About the most results a sync asks for in one request (:meth:`StreamRun.request_span`): a page of 50,000 costs
-results is ~14 MB of JSON and ~32 MB as objects for the moment it is decoded."""
+results is ~14 MB of JSON and ~32 MB as objects for the moment it is decoded. Also about the most a window holds
+before it is written in pieces (:meth:`StreamRun.fits`)."""
 
 
 @dataclass(slots=True)
