@@ -1,4 +1,4 @@
-"""Export the ledger to Delta Lake tables, and keep them in step with MERGE: ``export --format delta PATH``.
+"""Export the ledger to Delta Lake tables, and keep them in step: ``export --format delta PATH``.
 
 ``PATH/<table>`` is one Delta table per endpoint table of the store (``usage_completions``, ``costs``, ...); every
 stream of the endpoint shares it (they share one schema), told apart by the ``org`` and ``stream`` columns, as in the
@@ -7,16 +7,18 @@ key of the grouping values), the endpoint's dimensions and metrics (money ``deci
 (``YYYY-MM`` of ``bucket_start``), the partition column.
 
 The first export writes each table whole. A later one compares each month of the store with the table's partition
-of that month, and MERGEs only the months that differ, in one commit per table, on the natural key
-``(org, stream, bucket_start, group_key)``: changed rows are updated, new rows inserted, and rows of those months
-that the store no longer holds (a bucket the API revised away, an org deleted) deleted. Months that did not change
-are not rewritten, so Spark, Databricks, Trino, polars and DuckDB reading the tables see small, incremental commits.
+of that month (:mod:`usageledger._month_prints`: a count and sums of row hashes, read batch by batch on both
+sides, so memory does not grow with a month's rows), and rewrites only the months that differ with the store's
+rows, in one commit per table (an overwrite of those partitions). What that changed is counted on the natural key
+``(org, stream, bucket_start, group_key)``: rows updated, rows inserted, and rows of those months that the store no
+longer holds (a bucket the API revised away, an org deleted) deleted. Months that did not change are not
+rewritten, so Spark, Databricks, Trino, polars and DuckDB reading the tables see small, incremental commits.
 
 ``PATH`` is never the store: the DuckDB file, its WAL and lock files, and what the caller protects are refused, and
 so is a directory of a table name that holds something other than a Delta table.
 
 A table mirrors one store. Its description names that store's identity (:meth:`BaseStore.identity`), and an export
-from another store is refused before anything is written: its MERGE would delete every row the other store wrote (the
+from another store is refused before anything is written: it would delete every row the other store wrote (the
 demo's synthetic ledger exported over the real one replaced it whole). A table written before tables carried the
 identity is taken over by the first store that exports to it.
 """
@@ -38,6 +40,8 @@ from typing import Any, Final
 import pyarrow as pa
 
 from usageledger import timeutil
+from usageledger._memory import release_free_memory
+from usageledger._month_prints import NO_ROWS, MonthPrints
 from usageledger._paths import make_folder, remove_made
 from usageledger.errors import ConfigError, ParameterError
 from usageledger.export import (
@@ -60,7 +64,6 @@ logger = logging.getLogger("usageledger.export")
 
 _TS: Final = pa.timestamp("us", tz="UTC")
 _KEY: Final = ("org", "stream", "bucket_start", "group_key")
-_SORT: Final = [(c, "ascending") for c in _KEY]
 _OWNER: Final = re.compile(r"\bof usageledger store ([0-9a-f-]{36})\b")
 """How a table's description names the store it mirrors."""
 
@@ -130,7 +133,7 @@ def export_delta(
     protect: Mapping[str, str | Path] | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> DeltaExportResult:
-    """Write (first run) or MERGE (later runs) every endpoint table of the store into ``path/<table>``."""
+    """Write (first run) or bring up to date (later runs) every endpoint table of the store in ``path/<table>``."""
     root = check_directory(path)
     check_batch_rows(batch_rows)
     deltalake = _deltalake()
@@ -199,7 +202,8 @@ def _export_locked(
             raise ParameterError(
                 "--output", f"{where} exists and is not a Delta table; export to an empty or Delta directory"
             )
-        owner = _owner(deltalake, where)
+        held = _held(deltalake, where)
+        owner = None if held is None else _named_store(held.metadata().description)  # None: it names no store
         if owner is not None and owner != ours:
             this = "this store (synthetic data: the demo's or the emulator's)" if _synthetic(store) else "this store"
             raise ParameterError(
@@ -207,11 +211,13 @@ def _export_locked(
                 f"{where} mirrors another store ({owner}); exporting {this} over it would replace "
                 "that store's rows: export each store to a directory of its own",
             )
+        if held is not None:
+            _check_readable(held, where)
     for where in unfinished:  # a first write that never committed (a full disk): no table refers to its files
         shutil.rmtree(where)
-    held = StreamsHeld()
-    tables = tuple(_export_one(deltalake, store, spec, root, batch_rows, ours, held) for spec in specs)
-    return DeltaExportResult(tables, held.warnings(store))
+    seen = StreamsHeld()
+    tables = tuple(_export_one(deltalake, store, spec, root, batch_rows, ours, seen) for spec in specs)
+    return DeltaExportResult(tables, seen.warnings(store))
 
 
 def _never_committed(where: Path) -> bool:
@@ -242,11 +248,9 @@ def _export_one(
         raise OSError(exc.errno, ": ".join(p for p in parts if p), str(where)) from exc
 
 
-def _owner(deltalake: Any, where: Path) -> str | None:
-    """The identity of the store a Delta table mirrors; ``None`` for no table, or one that names no store."""
-    if not (where / "_delta_log").is_dir():
-        return None
-    return _named_store(deltalake.DeltaTable(str(where)).metadata().description)
+def _held(deltalake: Any, where: Path) -> Any | None:
+    """The Delta table at ``where``; ``None`` for no table."""
+    return deltalake.DeltaTable(str(where)) if (where / "_delta_log").is_dir() else None
 
 
 def _named_store(description: str | None) -> str | None:
@@ -285,8 +289,6 @@ def _month_rows(store: BaseStore, spec: TableSpec, start: int, end: int, batch_r
 def _export_table(
     deltalake: Any, store: BaseStore, spec: TableSpec, where: Path, batch_rows: int, store_id: str, seen: StreamsHeld
 ) -> DeltaTableExport:
-    import pyarrow.compute as pc
-
     schema = delta_schema(spec)
     months = _store_months(store, spec)
     if not (where / "_delta_log").is_dir():
@@ -321,88 +323,91 @@ def _export_table(
         kept = (described or "").strip()  # a comment someone set on the table stays
         table.alter.set_table_description("\n".join(filter(None, [kept, _description(spec.name, store_id)])))
     in_table = {p["month"] for p in table.partitions()}
-    dataset = table.to_pyarrow_dataset()  # once: each month below is a filtered scan of it (its files only)
     by_label = {label: (start, end) for label, start, end in months}
     changed: list[str] = []
-    sources: list[pa.Table] = []
-    doubled: list[str] = []  # changed months holding a key twice: rewritten whole (see _doubled)
-    repairs: list[pa.Table] = []
-    inserted = deleted = 0
-    rows = 0
-    for label in sorted(set(by_label) | in_table):
-        if label in by_label:
-            start, end = by_label[label]
-            rows_held = seen.watch(spec, _month_rows(store, spec, start, end, batch_rows))
-            ours = pa.concat_tables([schema.empty_table(), *rows_held])
-        else:
-            ours = schema.empty_table()
-        rows += ours.num_rows
-        theirs = (
-            dataset.to_table(filter=pc.field("month") == label).select(schema.names).cast(schema)
-            if label in in_table
-            else schema.empty_table()
-        )
-        ours = ours.sort_by(_SORT)
-        if ours.equals(theirs.sort_by(_SORT)):
-            continue
-        if _doubled(theirs):
-            doubled.append(label)
-            repairs.append(ours)
-            kept = _keys(theirs).join(_keys(ours), list(_KEY), join_type="inner").num_rows
-            inserted += ours.num_rows - kept
-            deleted += theirs.num_rows - kept
-        else:
+    doubled: list[str] = []  # changed months holding a key twice
+    inserted = updated = deleted = rows = 0
+    with MonthPrints(schema, _KEY, "month") as prints:
+        for label in sorted(set(by_label) | in_table):
+            ours = NO_ROWS
+            if label in by_label:
+                ours = prints.of_rows(seen.watch(spec, _month_rows(store, spec, *by_label[label], batch_rows)))
+            rows += ours.rows
+            files = _files(table, label) if label in in_table else []
+            if ours == prints.of_files(files, label):
+                continue
+            mine = _month_rows(store, spec, *by_label[label], batch_rows) if label in by_label else iter(())
+            change = prints.changes(files, label, mine)
             changed.append(label)
-            sources.append(ours)
-    if doubled:  # one commit replacing those months with the store's rows: MERGE cannot undo a doubled row
-        in_doubled = ", ".join(f"'{label}'" for label in doubled)
+            inserted, updated, deleted = inserted + change.inserted, updated + change.updated, deleted + change.deleted
+            if change.doubled:
+                doubled.append(label)
+    if not changed:
+        return DeltaTableExport(spec.name, where, rows, len(by_label), (), False)
+    if doubled:  # two exports into one lake at once, before _lake_lock, appended every row again
         said = "%s: months %s held rows twice (two exports at once, before they took turns): rewritten"
         logger.warning(said, where, ", ".join(doubled))
-        repaired = pa.concat_tables([schema.empty_table(), *repairs])
-        predicate = f"month IN ({in_doubled})"
-        deltalake.write_deltalake(table, repaired, mode="overwrite", predicate=predicate, partition_by=["month"])
-        table.update_incremental()
-    if not changed:
-        rewritten = tuple(sorted(doubled))
-        return DeltaTableExport(
-            spec.name, where, rows, len(by_label), rewritten, False, inserted=inserted, deleted=deleted
-        )
+    # One commit replacing the changed months' files with the store's rows, streamed as the first export writes
+    # them. A MERGE (delta-rs 1.6) held both sides of its join in memory: 2.8 GB and 10 s for one month of a
+    # 300-project org's costs, a month it rewrote whole anyway (the month is one file); and it matched both copies
+    # of a doubled row to the store's one row, updating and deleting neither.
+    pa.default_memory_pool().release_unused()
+    release_free_memory()
     in_changed = ", ".join(f"'{label}'" for label in changed)
-    key = " AND ".join(f"t.{c} = s.{c}" for c in (*_KEY, "month"))
-    differs = " OR ".join(f"(t.{q(c)} IS DISTINCT FROM s.{q(c)})" for c in spec.value_columns)
-    metrics = (
-        table.merge(
-            pa.concat_tables(sources),
-            f"{key} AND t.month IN ({in_changed})",
-            source_alias="s",
-            target_alias="t",
-        )
-        .when_matched_update_all(predicate=differs)
-        .when_not_matched_insert_all()
-        .when_not_matched_by_source_delete(predicate=f"t.month IN ({in_changed})")
-        .execute()
-    )
+    source = _store_rows(store, spec, schema, [by_label[m] for m in changed if m in by_label], batch_rows)
+    predicate = f"month IN ({in_changed})"
+    deltalake.write_deltalake(table, source, mode="overwrite", predicate=predicate, partition_by=["month"])
+    rewritten = tuple(changed)
     return DeltaTableExport(
-        spec.name,
-        where,
-        rows,
-        len(by_label),
-        tuple(sorted((*changed, *doubled))),
-        False,
-        inserted=inserted + int(metrics.get("num_target_rows_inserted", 0)),
-        updated=int(metrics.get("num_target_rows_updated", 0)),
-        deleted=deleted + int(metrics.get("num_target_rows_deleted", 0)),
+        spec.name, where, rows, len(by_label), rewritten, False, inserted=inserted, updated=updated, deleted=deleted
     )
 
 
-def _keys(month: pa.Table) -> pa.Table:
-    """The month's distinct natural keys."""
-    return month.select(list(_KEY)).group_by(list(_KEY)).aggregate([])
+def _store_rows(
+    store: BaseStore, spec: TableSpec, schema: pa.Schema, spans: Sequence[tuple[int, int]], batch_rows: int
+) -> pa.RecordBatchReader:
+    """The store's rows of those months, read as the reader is (the writer takes them batch by batch)."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for start, end in spans:
+            for table in _month_rows(store, spec, start, end, batch_rows):
+                yield from table.to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _doubled(month: pa.Table) -> bool:
-    """Whether a month of the table holds a natural key more than once: what two exports into one lake at once left
-    (before :func:`_lake_lock`), every row appended again. A MERGE matches both copies to the store's one row, so it
-    updates and deletes neither, and the month differed from the store at every export after; such a month is
-    rewritten whole instead (its surplus copies counted as deleted)."""
-    return bool(month.num_rows > 0 and _keys(month).num_rows < month.num_rows)
+def _files(table: Any, label: str) -> list[str]:
+    """The Parquet files of one month of a Delta table, as its log names them now: local paths.
+
+    deltalake gives them as a URL's path, percent-encoded (a lake in ``lake 2026`` is ``lake%202026``), so they are
+    decoded; DuckDB, reading them, found no file at the encoded name."""
+    import inspect
+    from urllib.parse import unquote
+
+    month = [("month", "=", label)]
+    if "file_pruning_predicate" in inspect.signature(table.file_uris).parameters:
+        uris = table.file_uris(file_pruning_predicate=month)
+    else:  # deltalake 1.6.3 and older: the only spelling
+        uris = table.file_uris(partition_filters=month)
+    return [unquote(uri.removeprefix("file://")) for uri in uris]
+
+
+_READABLE: Final = frozenset({"timestampNtz"})
+"""The Delta reader features under which a table's Parquet files hold its rows as they are: no deletion vectors
+(rows a file holds that the table deleted), no column mapping (columns named otherwise in the files)."""
+
+
+def _check_readable(table: Any, where: Path) -> None:
+    """Refuse a table whose Parquet files are not its rows as they stand (a feature turned on after our export):
+    a re-run compares the store with those files."""
+    protocol = table.protocol()
+    features = set(protocol.reader_features or ()) - _READABLE
+    if table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        features.add("columnMapping")
+    if protocol.min_reader_version > 3 or features:
+        named = ", ".join(sorted(features)) or f"reader version {protocol.min_reader_version}"
+        raise ParameterError(
+            "--output",
+            f"{where} uses Delta reader features this export cannot compare with the store ({named});"
+            " export to a new directory",
+        )

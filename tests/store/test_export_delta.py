@@ -367,3 +367,218 @@ def test_an_output_inside_a_delta_table_is_refused(tmp_path: Path) -> None:
             with pytest.raises(ParameterError, match=f"{said} {table}: a lake is a directory of tables, not a table"):
                 export_delta(store, output, endpoints=["costs"])
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*")) == before
+
+
+COSTS_KEY = "org = %s AND stream = %s AND bucket_start = %s AND group_key = %s"
+
+
+def _month_keys(store: BaseStore, month: str, n: int) -> list[tuple[Any, ...]]:
+    """``n`` natural keys of the store's costs rows of ``month`` (``YYYY-MM``), the same ones every time."""
+    from datetime import UTC, datetime
+
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    sql = (
+        "SELECT org, stream, bucket_start, group_key FROM costs WHERE bucket_start >= %s AND bucket_start < %s"
+        f" ORDER BY bucket_start, group_key LIMIT {n}"
+    )
+    return [tuple(row) for row in store.query(sql, (start, end))]
+
+
+def _change_months(store: BaseStore, months: list[str]) -> None:
+    """In the first month two rows' money moves by the smallest step a decimal(38,18) holds, nothing else; in the
+    last, one row goes and a new one (another group) comes; the months between are left alone."""
+    for key in _month_keys(store, months[0], 2):
+        changed = store.execute(
+            f"UPDATE costs SET amount_value = amount_value + 0.000000000000000001 WHERE {COSTS_KEY}", key
+        )
+        assert changed == 1
+    gone, copied = _month_keys(store, months[-1], 2)
+    assert store.execute(f"DELETE FROM costs WHERE {COSTS_KEY}", gone) == 1
+    columns = [f.name for f in delta_schema(next(s for s in tables() if s.name == "costs")) if f.name != "month"]
+    picked = ", ".join("group_key || '-new'" if c == "group_key" else c for c in columns)
+    added = store.execute(
+        f"INSERT INTO costs ({', '.join(columns)}) SELECT {picked} FROM costs WHERE {COSTS_KEY}", copied
+    )
+    assert added == 1
+
+
+def test_a_rerun_rewrites_the_months_whose_rows_changed_and_counts_what_changed(tmp_path: Path) -> None:
+    """A month whose rows differ only by 1e-18 of one row's money, and one that lost a row and gained another, are
+    found and rewritten in one commit, counted as a MERGE counted them (2 updated, 1 inserted, 1 deleted); the
+    month between keeps its files; the table equals a fresh export, and the next run writes nothing."""
+    from usageledger.store import Stream
+
+    lake = tmp_path / "lake"
+    with (
+        open_store(str(tmp_path / "ledger.duckdb")) as store,
+        run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
+    ):
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+        export_delta(store, lake, endpoints=["costs"])
+        table = _delta_table(lake / "costs")
+        months = sorted(p["month"] for p in table.partitions())
+        assert len(months) == 3
+        untouched = set(table.file_uris(file_pruning_predicate=[("month", "=", months[1])]))
+        _change_months(store, months)
+        merged = export_delta(store, lake, endpoints=["costs"]).tables[0]
+        export_delta(store, tmp_path / "fresh", endpoints=["costs"])
+        again = export_delta(store, lake, endpoints=["costs"])
+        rows = _store_rows(store, "costs")
+    assert merged.rewritten == (months[0], months[2])
+    assert (merged.inserted, merged.updated, merged.deleted, merged.rows) == (1, 2, 1, rows)
+    table = _delta_table(lake / "costs")
+    assert table.version() == 1  # one commit for both months
+    assert set(table.file_uris(file_pruning_predicate=[("month", "=", months[1])])) == untouched
+    assert _read(lake / "costs").equals(_read(tmp_path / "fresh" / "costs"))
+    assert again.rewritten == 0 and _delta_table(lake / "costs").version() == 1
+
+
+def test_a_month_the_store_no_longer_holds_leaves_the_table(tmp_path: Path) -> None:
+    """A month whose every row the store deleted is dropped from the table (its rows counted as deleted), even
+    when no other month changed: nothing is left to write, and the month's files go all the same."""
+    from usageledger.store import Stream
+
+    lake = tmp_path / "lake"
+    with (
+        open_store(str(tmp_path / "ledger.duckdb")) as store,
+        run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
+    ):
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+        export_delta(store, lake, endpoints=["costs"])
+        months = sorted(p["month"] for p in _delta_table(lake / "costs").partitions())
+        held = _read(lake / "costs")
+        second = _ts(EMULATOR_NOW - 30 * DAY).replace(day=1, hour=0, minute=0, second=0)
+        assert second.strftime("%Y-%m") == months[1]
+        gone = store.execute("DELETE FROM costs WHERE bucket_start < %s", (second,))
+        assert gone > 0
+        merged = export_delta(store, lake, endpoints=["costs"]).tables[0]
+        rows = _store_rows(store, "costs")
+    assert merged.rewritten == (months[0],) and merged.deleted == gone == held.num_rows - rows
+    assert (merged.inserted, merged.updated) == (0, 0)
+    assert sorted(p["month"] for p in _delta_table(lake / "costs").partitions()) == months[1:]
+    assert _read(lake / "costs").num_rows == rows
+
+
+def test_a_doubled_month_and_a_changed_one_are_rewritten_in_one_commit(tmp_path: Path) -> None:
+    """A month an earlier race left doubled is repaired in the same commit as another month whose rows changed (it
+    took an overwrite and then a MERGE, two versions): each surplus copy counted as deleted, the change as updated,
+    and a warning names the doubled month only."""
+    import logging
+
+    from deltalake import write_deltalake
+
+    from usageledger.store import Stream
+
+    lake = tmp_path / "lake"
+    warned: list[str] = []
+
+    class _Told(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            warned.append(record.getMessage())
+
+    told = _Told()
+    logging.getLogger("usageledger.export").addHandler(told)
+    try:
+        with (
+            open_store(str(tmp_path / "ledger.duckdb")) as store,
+            run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
+        ):
+            assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+            export_delta(store, lake, endpoints=["costs"])
+            table = _delta_table(lake / "costs")
+            months = sorted(p["month"] for p in table.partitions())
+            last = table.to_pyarrow_table(filters=[("month", "=", months[-1])])
+            write_deltalake(str(lake / "costs"), last, mode="append")  # the race's second export, of one month
+            (key,) = _month_keys(store, months[0], 1)
+            store.execute(f"UPDATE costs SET amount_value = amount_value + 1 WHERE {COSTS_KEY}", key)
+            repaired = export_delta(store, lake, endpoints=["costs"]).tables[0]
+            export_delta(store, tmp_path / "fresh", endpoints=["costs"])
+    finally:
+        logging.getLogger("usageledger.export").removeHandler(told)
+    assert repaired.rewritten == (months[0], months[-1])
+    assert (repaired.inserted, repaired.updated, repaired.deleted) == (0, 1, last.num_rows)
+    assert _delta_table(lake / "costs").version() == 2  # the append, then one commit
+    assert _read(lake / "costs").equals(_read(tmp_path / "fresh" / "costs"))
+    said = "held rows twice (two exports at once, before they took turns): rewritten"
+    assert [w for w in warned if "held rows twice" in w] == [f"{lake / 'costs'}: months {months[-1]} {said}"]
+
+
+def test_a_table_whose_files_are_not_its_rows_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A table someone turned deletion vectors on for (its files may hold rows it deleted) cannot be compared by
+    its files: refused before anything is written, naming the feature (it was a DeltaProtocolError traceback)."""
+    from deltalake import TableFeatures
+
+    from usageledger.store import Stream
+
+    lake = tmp_path / "lake"
+    with (
+        open_store(str(tmp_path / "ledger.duckdb")) as store,
+        run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url,
+    ):
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 30 * DAY).ok
+        export_delta(store, lake, endpoints=["costs"])
+        table = _delta_table(lake / "costs")
+        table.alter.add_feature(TableFeatures.DeletionVectors, allow_protocol_versions_increase=True)
+        before = _delta_table(lake / "costs").version()
+        store.execute("DELETE FROM costs WHERE bucket_start < %s", (_ts(EMULATOR_NOW - 20 * DAY),))
+        with pytest.raises(ParameterError) as refused:
+            export_delta(store, lake)
+    assert str(refused.value) == (
+        f"--output: {lake / 'costs'} uses Delta reader features this export cannot compare with the store"
+        " (deletionVectors); export to a new directory"
+    )
+    assert _delta_table(lake / "costs").version() == before
+    assert sorted(p.name for p in lake.iterdir()) == ["costs"]  # no other table written either
+
+
+def test_a_lake_whose_path_holds_glob_characters_is_compared_by_its_own_files(tmp_path: Path) -> None:
+    """The table's files are read by their own paths: a lake in `la ke*? é` (deltalake names its files
+    percent-encoded, `la%20ke*%3F%20%C3%A9`) beside a copy of it in `la keXY é` (which the path, read as a glob
+    pattern, also matches) is compared with its own files only, found equal, and after a change rewritten, one row
+    counted once. (deltalake itself refuses `[` and `%` in a path.)"""
+    import shutil
+
+    from usageledger.store import Stream
+
+    lake = tmp_path / "la ke*? é"
+    with (
+        open_store(str(tmp_path / "ledger.duckdb")) as store,
+        run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url,
+    ):
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 30 * DAY).ok
+        export_delta(store, lake, endpoints=["costs"])
+        shutil.copytree(lake, tmp_path / "la keXY é")
+        assert export_delta(store, lake, endpoints=["costs"]).rewritten == 0
+        (key,) = _month_keys(store, "2026-11", 1)
+        store.execute(f"UPDATE costs SET amount_value = amount_value * 2 WHERE {COSTS_KEY}", key)
+        changed = export_delta(store, lake, endpoints=["costs"]).tables[0]
+        export_delta(store, tmp_path / "fresh", endpoints=["costs"])
+    assert changed.rewritten == ("2026-11",)
+    assert (changed.inserted, changed.updated, changed.deleted) == (0, 1, 0)
+    assert _read(lake / "costs").equals(_read(tmp_path / "fresh" / "costs"))
+
+
+def test_a_postgres_ledgers_changed_months_are_found_and_rewritten(migrated_pg_url: str, tmp_path: Path) -> None:
+    """From PostgreSQL too: the months whose rows changed (by 1e-18 of money, a row gone, a row come) and only
+    they are rewritten, counted, and the table equals a fresh export, the money exact."""
+    import pyarrow.compute as pc
+
+    from usageledger.store import Stream
+
+    lake = tmp_path / "lake"
+    with (
+        open_store(migrated_pg_url) as store,
+        run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
+    ):
+        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+        export_delta(store, lake, endpoints=["costs"])
+        months = sorted(p["month"] for p in _delta_table(lake / "costs").partitions())
+        _change_months(store, months)
+        merged = export_delta(store, lake, endpoints=["costs"]).tables[0]
+        export_delta(store, tmp_path / "fresh", endpoints=["costs"])
+        total = store.query("SELECT SUM(amount_value) FROM costs")[0][0]
+    assert merged.rewritten == (months[0], months[-1])
+    assert (merged.inserted, merged.updated, merged.deleted) == (1, 2, 1)
+    assert _read(lake / "costs").equals(_read(tmp_path / "fresh" / "costs"))
+    assert pc.sum(_read(lake / "costs").column("amount_value")).as_py() == total
