@@ -216,7 +216,8 @@ def _export_locked(
     for where in unfinished:  # a first write that never committed (a full disk): no table refers to its files
         shutil.rmtree(where)
     seen = StreamsHeld()
-    tables = tuple(_export_one(deltalake, store, spec, root, batch_rows, ours, seen) for spec in specs)
+    with contextlib.closing(MonthPrints.connect()) as local:
+        tables = tuple(_export_one(deltalake, store, spec, root, batch_rows, ours, seen, local) for spec in specs)
     return DeltaExportResult(tables, seen.warnings(store))
 
 
@@ -231,13 +232,20 @@ def _never_committed(where: Path) -> bool:
 
 
 def _export_one(
-    deltalake: Any, store: BaseStore, spec: TableSpec, root: Path, batch_rows: int, store_id: str, held: StreamsHeld
+    deltalake: Any,
+    store: BaseStore,
+    spec: TableSpec,
+    root: Path,
+    batch_rows: int,
+    store_id: str,
+    held: StreamsHeld,
+    local: Any,
 ) -> DeltaTableExport:
     """:func:`_export_table`, with deltalake's failures to write in one line naming the table (its own message is
     several lines of coloured text, which the CLI printed escaped: ``\\n``, ``\\u001b[31m``)."""
     where = root / spec.name
     try:
-        return _export_table(deltalake, store, spec, where, batch_rows, store_id, held)
+        return _export_table(deltalake, store, spec, where, batch_rows, store_id, held, local)
     except OSError as exc:
         if exc.filename is not None:
             raise
@@ -287,8 +295,16 @@ def _month_rows(store: BaseStore, spec: TableSpec, start: int, end: int, batch_r
 
 
 def _export_table(
-    deltalake: Any, store: BaseStore, spec: TableSpec, where: Path, batch_rows: int, store_id: str, seen: StreamsHeld
+    deltalake: Any,
+    store: BaseStore,
+    spec: TableSpec,
+    where: Path,
+    batch_rows: int,
+    store_id: str,
+    seen: StreamsHeld,
+    local: Any,
 ) -> DeltaTableExport:
+    """Write the table, or bring it up to date; ``local`` is the DuckDB that compares months (:class:`MonthPrints`)."""
     schema = delta_schema(spec)
     months = _store_months(store, spec)
     if not (where / "_delta_log").is_dir():
@@ -327,21 +343,21 @@ def _export_table(
     changed: list[str] = []
     doubled: list[str] = []  # changed months holding a key twice
     inserted = updated = deleted = rows = 0
-    with MonthPrints(schema, _KEY, "month") as prints:
-        for label in sorted(set(by_label) | in_table):
-            ours = NO_ROWS
-            if label in by_label:
-                ours = prints.of_rows(seen.watch(spec, _month_rows(store, spec, *by_label[label], batch_rows)))
-            rows += ours.rows
-            files = _files(table, label) if label in in_table else []
-            if ours == prints.of_files(files, label):
-                continue
-            mine = _month_rows(store, spec, *by_label[label], batch_rows) if label in by_label else iter(())
-            change = prints.changes(files, label, mine)
-            changed.append(label)
-            inserted, updated, deleted = inserted + change.inserted, updated + change.updated, deleted + change.deleted
-            if change.doubled:
-                doubled.append(label)
+    prints = MonthPrints(local, schema, _KEY, "month")
+    for label in sorted(set(by_label) | in_table):
+        ours = NO_ROWS
+        if label in by_label:
+            ours = prints.of_rows(seen.watch(spec, _month_rows(store, spec, *by_label[label], batch_rows)))
+        rows += ours.rows
+        files = _files(table, label) if label in in_table else []
+        if ours == prints.of_files(files, label):
+            continue
+        mine = _month_rows(store, spec, *by_label[label], batch_rows) if label in by_label else iter(())
+        change = prints.changes(files, label, mine)
+        changed.append(label)
+        inserted, updated, deleted = inserted + change.inserted, updated + change.updated, deleted + change.deleted
+        if change.doubled:
+            doubled.append(label)
     if not changed:
         return DeltaTableExport(spec.name, where, rows, len(by_label), (), False)
     if doubled:  # two exports into one lake at once, before _lake_lock, appended every row again
