@@ -2,7 +2,8 @@
 
 A month is summed up as a :class:`MonthPrint`: its row count and three order-free sums of a hash of each whole
 row. The store's side is read batch by batch (its rows, cast to the table's Arrow schema); the table's side is its
-Parquet files, read by DuckDB vector by vector. Both are cast to the same DuckDB types before hashing, so equal
+Parquet files, read by DuckDB vector by vector; every month of a table is summed up in that one read of each side,
+grouped by month. Both are cast to the same DuckDB types before hashing, so equal
 typed values hash equal on either side. Memory is a batch of the store's rows and DuckDB's scan of a file, whatever
 the month's size: comparing whole months (read, sorted, compared) made a re-run's memory grow with a month's rows.
 
@@ -12,7 +13,7 @@ A local in-memory DuckDB does the work; it is no part of the store, which may be
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -69,9 +70,9 @@ class MonthPrints:
         self._partition = q(partition)
         names = [q(n) for n in schema.names]
         self._forward, self._backward = ", ".join(names), ", ".join(reversed(names))
-        self._print = (
-            f"SELECT COUNT(*), SUM(h), BIT_XOR(h), SUM(hash({self._backward}))"
-            f" FROM (SELECT *, hash({self._forward}) AS h FROM ({{rows}}))"
+        self._prints = (
+            f"SELECT {self._partition}, COUNT(*), SUM(h), BIT_XOR(h), SUM(hash({self._backward}))"
+            f" FROM (SELECT *, hash({self._forward}) AS h FROM ({{rows}})) GROUP BY {self._partition}"
         )
         self._key = ", ".join(q(c) for c in key)
         self._key_backward = ", ".join(q(c) for c in reversed(key))
@@ -83,28 +84,37 @@ class MonthPrints:
 
         return duckdb.connect(config={"threads": 1})
 
-    def of_rows(self, batches: Iterable[pa.Table]) -> MonthPrint:
-        """The print of rows given batch by batch (the store's, in the schema)."""
-        rows = forward_sum = forward_xor = backward_sum = 0
-        sql = self._print.format(rows=f"SELECT {self._typed} FROM b")
+    def of_rows(self, batches: Iterable[pa.Table]) -> dict[str, MonthPrint]:
+        """The print of each month of rows given batch by batch (the store's, in the schema), by label."""
+        sums: dict[str, list[int]] = {}
+        sql = self._prints.format(rows=f"SELECT {self._typed} FROM b")
         for batch in batches:
             self._con.register("b", batch)
-            count, fsum, fxor, bsum = self._one(sql)
-            rows += count
-            forward_sum += fsum or 0
-            forward_xor ^= fxor or 0
-            backward_sum += bsum or 0
+            for label, count, fsum, fxor, bsum in self._con.execute(sql).fetchall():
+                held = sums.setdefault(label, [0, 0, 0, 0])
+                held[0] += count
+                held[1] += fsum
+                held[2] ^= fxor
+                held[3] += bsum
         self._con.unregister("b")
-        return MonthPrint(rows, forward_sum, forward_xor, backward_sum)
+        return {label: MonthPrint(*held) for label, held in sums.items()}
 
-    def of_files(self, files: Sequence[str], label: str) -> MonthPrint:
-        """The print of one month's Parquet files of a Delta table, ``label`` its partition value."""
-        if not files:
-            return NO_ROWS
-        count, fsum, fxor, bsum = self._one(
-            self._print.format(rows=self._files_sql()), {"files": _literal(files), "label": label}
+    def of_files(self, files: Mapping[str, Sequence[str]]) -> dict[str, MonthPrint]:
+        """The print of each month of a Delta table, by label, from the Parquet files of each: one scan of them
+        all (a query a month cost ~2 ms of planning each, 0.5 s for a table of 156 small months)."""
+        names = [name for held in files.values() for name in held]
+        if not names:
+            return {}
+        labels = [label for label, held in files.items() for _ in held]
+        months = f"SELECT UNNEST($names) AS filename, UNNEST($labels) AS {self._partition}"
+        rows = (
+            f"SELECT {self._typed} FROM (SELECT {self._in_files}, {self._partition} FROM"
+            f" read_parquet($files, hive_partitioning = false, filename = true) JOIN ({months}) USING (filename))"
         )
-        return MonthPrint(count, fsum or 0, fxor or 0, bsum or 0)
+        found = self._con.execute(
+            self._prints.format(rows=rows), {"files": _literal(names), "names": names, "labels": labels}
+        ).fetchall()
+        return {label: MonthPrint(count, fsum, fxor, bsum) for label, count, fsum, fxor, bsum in found}
 
     def changes(self, files: Sequence[str], label: str, ours: Iterable[pa.Table]) -> MonthChanges:
         """What replacing a month's files with the rows ``ours`` (the store's: each key once) changes, key by key.

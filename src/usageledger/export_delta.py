@@ -342,18 +342,18 @@ def _export_table(
     by_label = {label: (start, end) for label, start, end in months}
     changed: list[str] = []
     doubled: list[str] = []  # changed months holding a key twice
-    inserted = updated = deleted = rows = 0
+    inserted = updated = deleted = 0
     prints = MonthPrints(local, schema, _KEY, "month")
+    stored = seen.watch(spec, _month_rows(store, spec, months[0][1], months[-1][2], batch_rows)) if months else ()
+    ours = prints.of_rows(stored)  # every month of the store in one read, and of the table in one scan
+    files = {label: _files(table, label) for label in in_table}
+    theirs = prints.of_files(files)
+    rows = sum(p.rows for p in ours.values())
     for label in sorted(set(by_label) | in_table):
-        ours = NO_ROWS
-        if label in by_label:
-            ours = prints.of_rows(seen.watch(spec, _month_rows(store, spec, *by_label[label], batch_rows)))
-        rows += ours.rows
-        files = _files(table, label) if label in in_table else []
-        if ours == prints.of_files(files, label):
+        if ours.get(label, NO_ROWS) == theirs.get(label, NO_ROWS):
             continue
         mine = _month_rows(store, spec, *by_label[label], batch_rows) if label in by_label else iter(())
-        change = prints.changes(files, label, mine)
+        change = prints.changes(files.get(label, []), label, mine)
         changed.append(label)
         inserted, updated, deleted = inserted + change.inserted, updated + change.updated, deleted + change.deleted
         if change.doubled:
