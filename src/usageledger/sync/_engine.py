@@ -443,71 +443,46 @@ async def _read_window(
     hand_over: HandOver,
 ) -> None:
     """Every page of a job's window, asked in spans of about :data:`PAGE_RESULTS` results each
-    (:meth:`StreamRun.request_span`), each span's pages read into columns before the next is asked: a window's
-    results are never objects all at once. The spans are whole buckets, so the window's buckets, and so its rows,
-    are the same as one request's.
+    (:meth:`StreamRun.request_span`, each span's density learnt before the next is asked), each span's pages read
+    into columns before the next is asked: a window's results are never objects all at once. The spans are whole
+    buckets, so the window's buckets, and so its rows, are the same as one request's.
 
     The pages are handed over in pieces of whole buckets holding about :data:`PAGE_RESULTS` results
     (:meth:`StreamRun.fits`), each before the next span is asked, so a window's rows are never held all at once
     either: each piece is a window of its own, written in its own turn, and the watermark moves over it as over a
-    window. A window that fits is one piece, itself.
-
-    A stream's first request is asked by one window at a time: the stream's other windows wait for what it says
-    (:attr:`StreamRun.sized`), so a small org's window is still one request, not a default page and the rest.
+    window. A window that fits is one piece, itself. The stream's first request is asked by one window at a time
+    (:meth:`StreamRun.reading`).
     """
-    run = job.run
-    sizing = run.density is None and not run.sizing
-    if sizing:
-        run.sizing = True
-    elif run.density is None:
-        await run.sized.wait()
-    try:
-        await _read_spans(client, job, decode, slot, first, filters, hand_over)
-    finally:
-        if sizing:  # a first request that failed or found no bucket: the others ask the default limit themselves
-            run.sized.set()
-
-
-async def _read_spans(
-    client: AsyncClient,
-    job: WindowJob,
-    decode: Callable[[bytes], ArrowPage],
-    slot: _Slot,
-    first: int,
-    filters: Mapping[str, Any],
-    hand_over: HandOver,
-) -> None:
-    """The pages of :func:`_read_window`, span by span, each span's density learnt before the next is asked, and
-    handed over piece by piece."""
     run = job.run
     stream = run.plan.stream
     window = job.window
-    pages: list[ArrowPage] = []
-    held = 0  # the results of `pages`, the piece from `piece` on
-    piece = start = window.start
-    while start < window.end:
-        end = run.request_span(start, window.end)
-        if held and not run.fits(held, start, end):
-            await hand_over(job, job.piece(piece, start), pages)
-            pages, held, piece = [], 0, start
-        got = await client._fetch_pages(
-            stream.endpoint,
-            decode,
-            start_time=start,
-            end_time=end,
-            bucket_width=stream.bucket_width,
-            group_by=stream.group_by,
-            slot=slot,
-            range_start=first,
-            **filters,
-        )
-        for page in got:
-            run.learn(page.rows.num_rows, page.lo, page.hi)
-        run.sized.set()
-        pages += got
-        held += sum(page.rows.num_rows for page in got)
-        start = end
-    await hand_over(job, job.piece(piece, window.end), pages)
+    async with run.reading():
+        pages: list[ArrowPage] = []
+        held = 0  # the results of `pages`, the piece from `piece` on
+        piece = start = window.start
+        while start < window.end:
+            end = run.request_span(start, window.end)
+            if held and not run.fits(held, start, end):
+                await hand_over(job, job.piece(piece, start), pages)
+                pages, held, piece = [], 0, start
+            got = await client._fetch_pages(
+                stream.endpoint,
+                decode,
+                start_time=start,
+                end_time=end,
+                bucket_width=stream.bucket_width,
+                group_by=stream.group_by,
+                slot=slot,
+                range_start=first,
+                **filters,
+            )
+            for page in got:
+                run.learn(page.rows.num_rows, page.lo, page.hi)
+            run.sized.set()
+            pages += got
+            held += sum(page.rows.num_rows for page in got)
+            start = end
+        await hand_over(job, job.piece(piece, window.end), pages)
 
 
 def _refusal(exc: UsageLedgerError) -> str | None:

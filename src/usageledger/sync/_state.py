@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final
 
@@ -62,7 +63,7 @@ class StreamRun:
     """The most results a bucket of the stream has held in a page so far this run (see :meth:`request_span`)."""
     sized: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the stream's first request has answered (or failed): its other windows wait for it rather than
-    each ask the default limit first (see ``_engine._read_window``)."""
+    each ask the default limit first (see :meth:`reading`)."""
     sizing: bool = False
     """A window of the stream is asking its first request."""
 
@@ -93,6 +94,23 @@ class StreamRun:
         buckets = -(-(hi - lo) // BUCKET_SECONDS[self.plan.stream.bucket_width])
         per_bucket = -(-results // buckets)
         self.density = per_bucket if self.density is None else max(self.density, per_bucket)
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """A window's turn to read its pages: the stream's first request is asked by one window at a time, and its
+        other windows wait for what it says (:attr:`sized`) rather than each ask the endpoint's default limit first,
+        so a small org's window is still one request, not a default page and the rest. A first request that fails
+        or finds no bucket lets the others go on, each asking the default limit itself."""
+        first = self.density is None and not self.sizing
+        if first:
+            self.sizing = True
+        elif self.density is None:
+            await self.sized.wait()
+        try:
+            yield
+        finally:
+            if first:
+                self.sized.set()
 
     def fits(self, results: int, start: int, end: int) -> bool:
         """Whether a piece of a window already holding ``results`` results may take the span ``[start, end)`` too:
