@@ -125,11 +125,6 @@ def delta_schema(spec: TableSpec) -> pa.Schema:
     return pa.schema([*fields, pa.field("month", pa.string())])
 
 
-_NOT_IN_A_LAKE_PATH: Final = "[]%"
-"""Characters delta-rs cannot take in a lake's path (it parses the path as a URL), whether given as a path or a
-``file://`` URL: ``lake[1]`` panics in Rust, ``lake%20x`` writes its log to ``lake x``."""
-
-
 def export_delta(
     store: BaseStore,
     path: str | Path,
@@ -150,13 +145,6 @@ def export_delta(
             "--output", f"{root} is a file: a Delta export writes a directory of tables; pick a directory"
         )
     here = root.absolute()
-    if unusable := sorted(set(_NOT_IN_A_LAKE_PATH) & set(str(here))):
-        # delta-rs reads the path as a URL: `[` panicked in Rust ("InvalidDomainCharacter"), `%20` wrote `lake x`
-        raise ParameterError(
-            "--output",
-            f"{here} holds {' '.join(repr(c) for c in unusable)}, which Delta Lake (delta-rs) reads as part of a URL,"
-            " not of the path; export to a directory whose path has none of [ ] %",
-        )
     table = delta_table_holding(root)
     if table is not None:  # `--output lake/costs` nested twelve tables in a table, whose VACUUM would delete them
         raise ParameterError(

@@ -582,25 +582,3 @@ def test_a_postgres_ledgers_changed_months_are_found_and_rewritten(migrated_pg_u
     assert (merged.inserted, merged.updated, merged.deleted) == (1, 2, 1)
     assert _read(lake / "costs").equals(_read(tmp_path / "fresh" / "costs"))
     assert pc.sum(_read(lake / "costs").column("amount_value")).as_py() == total
-
-
-@pytest.mark.parametrize("name", ["lake[1]", "lake]", "lake%20x", "100%/lake"])
-def test_a_lake_path_delta_rs_reads_as_a_url_is_refused_in_one_line(tmp_path: Path, name: str) -> None:
-    """delta-rs parses a lake's path as a URL: `--output lake[1]` ended in a Rust panic's traceback, `lake%20x` in
-    "File not found: lake x/_delta_log/...", each leaving a directory behind. Now one line naming `--output` and
-    the characters, exit 2, and nothing made (also where a parent folder holds the character)."""
-    from typer.testing import CliRunner
-
-    from usageledger.cli import app
-
-    store = tmp_path / "ledger.duckdb"
-    with open_store(str(store)):
-        pass
-    result = CliRunner().invoke(
-        app, ["export", "--store", str(store), "--format", "delta", "-o", str(tmp_path / name)], terminal_width=200
-    )
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --output: "), result.output
-    assert "delta-rs" in lines[0] and "[ ] %" in lines[0]
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("ledger.duckdb")) == []
