@@ -328,3 +328,24 @@ def test_the_html_report_folds_by_the_same_rule(browser: Browser, big_report: Re
                 assert more.inner_text() == f"{count - shown} more"
         finally:
             context.close()
+
+
+@pytest.mark.parametrize("width", [44, 48, 56])
+def test_a_narrow_terminal_wraps_a_more_rows_label_and_never_cuts_it(big_report: ReportData, width: int) -> None:
+    """In a terminal too narrow for its label, a "more" row wraps onto a second line: cut to its column's width,
+    `… 14 more…` had lost what it counts (`models`), which no other row of the table says."""
+    out = StringIO()
+    Console(file=out, width=width, color_system=None).print(render_report(big_report, Names(), rows=RowLimit.of(2)))
+    labels: list[str] = []  # each bordered row's first cell, a wrapped label's lines joined
+    for line in out.getvalue().splitlines():
+        if not line.startswith("│"):
+            continue
+        first, *others = (cell.strip() for cell in line.strip("│").split("│"))
+        if labels and not any(others):  # a wrapped label's next line: every other cell is empty
+            labels[-1] += " " + first
+        else:
+            labels.append(first)
+    more = [label for label in labels if label.startswith("… ")]
+    rest = len(big_report.spend_by_model) - 2
+    assert f"… {rest} more models" in more, more
+    assert all(re.fullmatch(r"… [\d,]+ more [a-z ]+[a-z]", label) for label in more), more

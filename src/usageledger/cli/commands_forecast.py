@@ -38,6 +38,7 @@ from usageledger.report.months import check_covered, first_cost_day, gaps_text, 
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
 from usageledger.report.teams import project_teams
+from usageledger.report.terminal import more_label
 from usageledger.store import BaseStore
 from usageledger.store.credit import TopUp, add_topup, check_note, list_topups, remove_topup
 from usageledger.timeutil import parse_month
@@ -63,7 +64,7 @@ def _render(report: ForecastReport, names: Names, rows: RowLimit) -> RenderableT
         number("high"),
     )
 
-    def row(name: str, f: Forecast) -> None:
+    def row(name: str | Text, f: Forecast) -> None:
         table.add_row(
             name,
             format_money(f.actual_to_date, cur),
@@ -77,7 +78,7 @@ def _render(report: ForecastReport, names: Names, rows: RowLimit) -> RenderableT
         shown = names.project(g.key) if report.by == "project" else g.key
         row(shown if shown is not None else f"(no {report.by})", g.forecast)
     if report.rest is not None:
-        row(more_rows(report.rest.count, what), report.rest.forecast)
+        row(more_label(report.rest.count, what), report.rest.forecast)
     row("total", fc)
     parts: list[RenderableType] = [table]
     if report.budget is not None:

@@ -23,7 +23,7 @@ from usageledger.cli.commands_report import (
 )
 from usageledger.config import load_config
 from usageledger.errors import ParameterError
-from usageledger.report.folding import ROWS_SHOWN, ROWS_SLACK, RowLimit, more_rows
+from usageledger.report.folding import ROWS_SHOWN, ROWS_SLACK, RowLimit
 from usageledger.report.formatting import format_count, format_money
 from usageledger.report.jsonout import keys_document
 from usageledger.report.keys import (
@@ -38,6 +38,7 @@ from usageledger.report.keys import (
 )
 from usageledger.report.names import Names, resolve_names
 from usageledger.report.tables import DataTable, label, number
+from usageledger.report.terminal import more_label
 from usageledger.timeutil import now_unix, since_unix, to_unix
 
 DEFAULT_SINCE = "30d"
@@ -98,7 +99,7 @@ def render_keys(data: KeysReport, names: Names, rows: RowLimit = RowLimit()) -> 
     if rest:
         spend, requests = _summed(rest)
         table.add_row(
-            Text(more_rows(len(rest), "key"), style="dim"),
+            more_label(len(rest), "key"),
             *[""] * 7,
             "—" if spend is None else format_money(spend, data.currency),
             "—" if requests is None else format_count(requests),

@@ -31,6 +31,7 @@ from usageledger.timeutil import iso
 
 __all__ = [
     "SPARK_CHARS",
+    "more_label",
     "render_changes",
     "render_check",
     "render_reconcile",
@@ -96,9 +97,10 @@ def _movers(title: str, movers: Sequence[Mover], what: str, currency: str | None
     return table
 
 
-def _more(count: int, what: str) -> Text:
-    """The label of a table's last row, which sums the rows it does not list: ``… 255 more projects``."""
-    return Text(more_rows(count, what), style="dim")
+def more_label(count: int, what: str) -> Text:
+    """The label of a table's last row, which sums the rows it does not list: ``… 255 more projects``. It wraps in a
+    column too narrow for it, never cut like a name (``… 14 more…`` lost what it counts: no other row says it)."""
+    return Text(more_rows(count, what), style="dim", no_wrap=False, overflow="fold")
 
 
 def _folded_note(rows: RowLimit) -> Text:
@@ -122,7 +124,7 @@ def _spend_table(
         table.add_row(name(s.key), format_money(s.amount, cur), _share(s.amount, total))
     if rest:
         others = sum((s.amount for s in rest), Decimal(0))
-        table.add_row(_more(len(rest), what), format_money(others, cur), _share(others, total))
+        table.add_row(more_label(len(rest), what), format_money(others, cur), _share(others, total))
     return table
 
 
@@ -141,7 +143,7 @@ def _model_spend_table(data: ReportData, rows: RowLimit) -> DataTable:
             sum((m.token_spend for m in rest), zero),
             sum((m.tokens for m in rest), zero),
         )
-        lines.append((_more(len(rest), "model"), others))
+        lines.append((more_label(len(rest), "model"), others))
     for shown, m in lines:
         rate = m.per_million_tokens
         table.add_row(
@@ -165,7 +167,7 @@ def _usage_table(usage: Sequence[ModelUsage], rows: RowLimit) -> DataTable:
             sum(u.output_tokens for u in rest),
             sum(u.requests for u in rest),
         )
-        lines.append((_more(len(rest), "model"), others))
+        lines.append((more_label(len(rest), "model"), others))
     for shown, u in lines:
         table.add_row(
             shown,
@@ -491,7 +493,7 @@ def render_teams(
     if rest:
         others = sum((t.amount for t, _ in rest), Decimal(0))
         table.add_row(
-            _more(len(rest), "team"),
+            more_label(len(rest), "team"),
             format_money(sum((amount for _, amount in rest), Decimal(0)), cur),
             _share(others, data.total_spend),
             counted(sum(len(t.projects) for t, _ in rest), "project"),
