@@ -66,6 +66,9 @@ _TS: Final = pa.timestamp("us", tz="UTC")
 _KEY: Final = ("org", "stream", "bucket_start", "group_key")
 _OWNER: Final = re.compile(r"\bof usageledger store ([0-9a-f-]{36})\b")
 """How a table's description names the store it mirrors."""
+_UNADDRESSABLE: Final = re.compile(r"[\[\]|^\\\x00-\x1f\x7f]|%[0-9A-Fa-f]{2}")
+"""What deltalake (1.6) cannot have in a local path, which it reads as a URL: ``[ ] | ^`` (a Rust panic), a
+backslash or a control character (an error, or the path cut at it), ``%XX`` (decoded: ``a%41b`` is ``aAb``)."""
 
 
 def _description(table: str, store_id: str) -> str:
@@ -135,6 +138,7 @@ def export_delta(
 ) -> DeltaExportResult:
     """Write (first run) or bring up to date (later runs) every endpoint table of the store in ``path/<table>``."""
     root = check_directory(path)
+    _check_addressable(root)
     check_batch_rows(batch_rows)
     deltalake = _deltalake()
     specs = tables_for(endpoint_names(endpoints))
@@ -160,6 +164,20 @@ def export_delta(
     except BaseException:
         remove_made(made)  # a refused export leaves no directory it made (each only while empty)
         raise
+
+
+def _check_addressable(root: Path) -> None:
+    """Refuse a lake whose path deltalake would misread (:data:`_UNADDRESSABLE`), in the working folder's part too:
+    ``[`` ended the export in a panic's traceback, and ``%41`` wrote the table's files under one directory and
+    looked for its log under another."""
+    here = str(root.absolute())
+    found = _UNADDRESSABLE.search(here)
+    if found is not None:
+        raise ParameterError(
+            "--output",
+            f"deltalake cannot address {here!r}, which holds {found.group()!r}: export to a directory whose path has"
+            " no [ ] | ^ \\, control character or %XX (a % and two hex digits)",
+        )
 
 
 @contextlib.contextmanager

@@ -536,7 +536,7 @@ def test_a_lake_whose_path_holds_glob_characters_is_compared_by_its_own_files(tm
     """The table's files are read by their own paths: a lake in `la ke*? é` (deltalake names its files
     percent-encoded, `la%20ke*%3F%20%C3%A9`) beside a copy of it in `la keXY é` (which the path, read as a glob
     pattern, also matches) is compared with its own files only, found equal, and after a change rewritten, one row
-    counted once. (deltalake itself refuses `[` and `%` in a path.)"""
+    counted once. (A path deltalake cannot address, `[` or `%41` in it, is refused: the test below.)"""
     import shutil
 
     from usageledger.store import Stream
@@ -582,3 +582,15 @@ def test_a_postgres_ledgers_changed_months_are_found_and_rewritten(migrated_pg_u
     assert (merged.inserted, merged.updated, merged.deleted) == (1, 2, 1)
     assert _read(lake / "costs").equals(_read(tmp_path / "fresh" / "costs"))
     assert pc.sum(_read(lake / "costs").column("amount_value")).as_py() == total
+
+
+@pytest.mark.parametrize("name", ["lake[1]", "lake]", "a%41b", "a|b", "a^b", "a\\b", "a\tb"])
+def test_a_lake_path_deltalake_cannot_address_is_refused_in_one_line(tmp_path: Path, name: str) -> None:
+    """deltalake reads a local path as a URL: `[`, `]`, `|` or `^` in it ended the export in a Rust panic's
+    traceback, and `%41` was read as `A`, the table's files written under `a%41b` and its log looked for under
+    `aAb`. Such a path is refused before anything is written, in one line naming `--output`."""
+    with open_store(str(tmp_path / "ledger.duckdb")) as store, pytest.raises(ParameterError) as caught:
+        export_delta(store, tmp_path / name, endpoints=["costs"])
+    assert caught.value.param == "--output"
+    assert "deltalake cannot address" in str(caught.value) and "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("ledger.duckdb")) == []
