@@ -349,3 +349,21 @@ def test_a_narrow_terminal_wraps_a_more_rows_label_and_never_cuts_it(big_report:
     rest = len(big_report.spend_by_model) - 2
     assert f"… {rest} more models" in more, more
     assert all(re.fullmatch(r"… [\d,]+ more [a-z ]+[a-z]", label) for label in more), more
+
+
+def test_an_ascii_terminal_keeps_every_row_inside_its_table(big_store: Path) -> None:
+    """`PYTHONIOENCODING=ascii` at 44 columns: a label cut to its column ended in rich's `…`, written `...`, and its
+    row stuck out two cells past the table's edge; labels wrap whole there, so every line of a table is as wide."""
+    argv = ["report", "--store", str(big_store), *SPAN, "--limit-rows", "2"]
+    command = [sys.executable, "-c", "from usageledger.cli import main; main()", *argv]
+    env = {**os.environ, "COLUMNS": "44", "PYTHONIOENCODING": "ascii"}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    tables: list[set[int]] = [set()]  # the widths of each run of a table's lines
+    for line in out.splitlines():
+        if line.startswith(("|", "+")):
+            tables[-1].add(len(line))
+        elif tables[-1]:
+            tables.append(set())
+    tables = [widths for widths in tables if widths]
+    assert tables and all(len(widths) == 1 for widths in tables), out
+    assert "..." in out

@@ -329,9 +329,14 @@ class DataTable:
             return self
         texts = [text.plain for row in self.rows for text in row]
         texts += [self.title or "", *(col.header for col in self.columns)]
-        if all(text.isascii() or _encodes(text, encoding) for text in texts):
+        # A label cut to its column ends in the `…` rich adds as it lays the row out, which an output without it
+        # spelled `...` after: the row stuck out two cells past the table's edge. There, labels wrap whole instead.
+        cuts = _encodes("\u2026", encoding)
+        if all(text.isascii() or _encodes(text, encoding) for text in texts) and (
+            cuts or all(col.whole or col.numeric for col in self.columns)
+        ):
             return self
-        columns = (Column(_spelled(col.header, encoding), col.numeric, col.whole) for col in self.columns)
+        columns = (Column(_spelled(col.header, encoding), col.numeric, col.whole or not cuts) for col in self.columns)
         table = DataTable(None if self.title is None else _spelled(self.title, encoding), *columns)
         table.rows = [tuple(_as_shown(text, encoding) for text in row) for row in self.rows]
         return table
