@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,13 +20,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from usageledger.errors import ParameterError
 from usageledger.report.focus import FOCUS_COLUMNS, FX_COLUMNS, MANDATORY_COLUMNS, SERVICE_CATEGORY, focus_rows
+from usageledger.report.fx import FxRates
 from usageledger.report.queries import COSTS_VIEW, utc_day
 from usageledger.store import open_store
 
 from fixtures.data import FAKE_ADMIN_KEY
 from fixtures.emulator import EMULATOR_NOW
-from fixtures.stores import count_reads
+from fixtures.stores import copy_duckdb, count_reads
 
 ROOT = Path(__file__).resolve().parents[2]
 FOCUS_VENV = ROOT / ".venv-focus"
@@ -388,3 +390,131 @@ def test_the_store_sorts_one_batch_of_costs_at_a_time(store: str, monkeypatch: p
     assert sliced.equals(whole) and whole.num_rows > 10_000
     day = max(pc.value_counts(whole.column("ChargePeriodStart")).field("counts").to_pylist())
     assert len(reads) > 10 and max(reads) < 1000 + day and sum(reads) == whole.num_rows  # a slice: whole days
+
+
+def _awkward_copy(store: str, tmp_path: Path) -> tuple[str, list[date]]:
+    """A copy of ``store`` whose first days hold what the FOCUS columns treat apart (a day a kind), and its days:
+    day 0 no project at all, day 1 NULL amounts, currencies and units, day 2 negative amounts, a currency in
+    capitals and an empty unit, day 3 no line item and NULL quantities, day 4 line items naming no model."""
+    copy = str(tmp_path / "awkward.duckdb")
+    copy_duckdb(store, copy)
+    days = sorted(_store_days(store))
+    with open_store(copy) as db:
+        for day, change in enumerate(
+            (
+                "project_id = NULL",
+                "amount_value = NULL, currency = NULL, quantity_unit = NULL",
+                "amount_value = -amount_value - 0.000000000000000001, currency = 'Usd', quantity_unit = ''",
+                "line_item = NULL, quantity = NULL, quantity_unit = 'tokens'",
+                "line_item = 'no model here'",
+            )
+        ):
+            db.execute(
+                f"UPDATE costs SET {change} WHERE bucket_start = %s",
+                [datetime.fromisoformat(f"{days[day]}T00:00:00+00:00")],
+            )
+    return copy, days
+
+
+def test_rows_are_the_same_in_batches_of_any_size_and_follow_each_rule(store: str, tmp_path: Path) -> None:
+    """The FOCUS columns are made a batch at a time from what a batch holds (its distinct days, projects, line
+    items, units): a batch of one row, or one whose every project is NULL, gives the rows a whole read gives, and
+    each awkward value maps as docs/FOCUS.md says."""
+    copy, days = _awkward_copy(store, tmp_path)
+    with open_store(copy, read_only=True) as db:
+        project = db.query(f"SELECT MIN(project_id) FROM {COSTS_VIEW} WHERE project_id IS NOT NULL")[0][0]
+        teams = {project: 'Research, "R&D" 研究'}
+        whole = pa.concat_tables(focus_rows(db, teams=teams))
+        first = next(focus_rows(db, teams=teams, batch_rows=20))  # day 0's first 20 rows: no project in the batch
+        assert first.num_rows == 20 and first.column("SubAccountId").null_count == 20
+        for size in (1, 20, 997):
+            assert pa.concat_tables(focus_rows(db, teams=teams, batch_rows=size)).equals(whole), size
+    rows = whole.to_pylist()
+    by_day: dict[date, list[dict[str, object]]] = defaultdict(list)
+    for row in rows:
+        by_day[utc_day(row["ChargePeriodStart"])].append(row)
+    for row in by_day[days[0]]:
+        assert row["SubAccountId"] is None and row["SubAccountName"] is None
+        assert json.loads(str(row["Tags"]))["team"] == "unassigned"
+    for row in by_day[days[1]]:
+        assert row["BilledCost"] == row["ListCost"] == Decimal(0) and row["ChargeCategory"] == "Usage"
+        assert row["BillingCurrency"] == "USD" and row["PricingUnit"] is row["PricingQuantity"] is None
+        assert row["ConsumedUnit"] is row["ConsumedQuantity"] is None
+    for row in by_day[days[2]]:
+        assert row["ChargeCategory"] == "Credit" and row["BillingCurrency"] == "USD"
+        assert row["PricingUnit"] is row["PricingQuantity"] is None
+    for row in by_day[days[3]]:
+        assert row["ChargeDescription"] == "OpenAI API usage" and row["PricingQuantity"] is None
+        assert row["PricingUnit"] == row["ConsumedUnit"] == "Tokens"
+        assert set(json.loads(str(row["Tags"]))) == {"team"}
+    for row in by_day[days[4]]:
+        assert json.loads(str(row["Tags"]))["line_item"] == "no model here"
+        assert "model" not in json.loads(str(row["Tags"]))
+    later = [r for d in days[5:] for r in by_day[d]]
+    ours = [r for r in later if r["SubAccountId"] == project]
+    assert ours and all(json.loads(str(r["Tags"]))["team"] == teams[project] for r in ours)
+    assert any(
+        r["SubAccountId"] not in (None, project) and json.loads(str(r["Tags"]))["team"] == "unassigned" for r in later
+    )
+    assert all(r["ChargeCategory"] == "Usage" and r["BillingCurrency"] == "USD" for r in later)
+    assert all(r["PricingUnit"] for r in later)
+    models = {json.loads(str(r["Tags"])).get("model") for r in later if ", " not in str(r["ChargeDescription"])}
+    assert models == {None}, "a line item naming no model has no model tag"
+    for row in later:
+        tags = json.loads(str(row["Tags"]))
+        assert tags["line_item"] == row["ChargeDescription"]
+        assert tags.get("model", tags["line_item"]) == tags["line_item"].split(", ")[0]
+    assert any("model" in json.loads(str(r["Tags"])) for r in later)
+
+
+def test_a_day_without_a_rate_in_a_later_batch_stops_the_rows(store: str) -> None:
+    """Each batch asks the rate file for its own days: the last day missing is found in the last batch."""
+    days = sorted(_store_days(store))
+    fx = FxRates("EUR", {d: Decimal("0.9") for d in days[:-1]}, "rates.csv")
+    with open_store(store, read_only=True) as db:
+        batches = focus_rows(db, teams={}, fx=fx, batch_rows=500)
+        assert next(batches).column("x_FxRate").to_pylist()[0] == Decimal("0.9")
+        with pytest.raises(ParameterError, match=f"--fx: rates.csv has no EUR rate for {days[-1]}"):
+            list(batches)
+
+
+def test_a_converted_cost_is_rounded_once_from_the_exact_product(store: str, tmp_path: Path) -> None:
+    """``BilledCost × x_FxRate`` rounded half-even to 18 places, from the exact product: Python's Decimal rounded
+    it to 28 digits first, so $1,234,567.123456789012345678 at 158.1234575 yen was ...108790 (exact:
+    ...1087905416850, so ...108791), and a product past 10**10 yen stopped the export with an InvalidOperation
+    traceback. A product past the columns' 20 digits is a one-line error, and no file is written."""
+    copy = str(tmp_path / "big-amounts.duckdb")
+    copy_duckdb(store, copy)
+    days = sorted(_store_days(store))
+    amounts = (Decimal("1234567.123456789012345678"), Decimal("100000000.5"), Decimal("-98765.432109876543210987"))
+    with open_store(copy) as db:
+        for day, amount in zip(days, amounts, strict=False):
+            at = datetime.fromisoformat(f"{day}T00:00:00+00:00")
+            db.execute("UPDATE costs SET amount_value = %s WHERE bucket_start = %s", [amount, at])
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,rate\n" + "".join(f"{d},158.1234575\n" for d in days), encoding="utf-8")
+    out = tmp_path / "yen.parquet"
+    args = ["export", "--format", "focus", "--focus-format", "parquet", "--store", copy, "--output", str(out)]
+    result = _cli(*args, "--currency", "JPY", "--fx", str(rates))
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(out, columns=["BilledCost", "x_BilledCostInDisplayCurrency"])
+    converted = dict(zip(table.column("BilledCost").to_pylist(), table.column(1).to_pylist(), strict=False))
+    with localcontext() as exact:
+        exact.prec = 100
+        for amount in amounts:
+            assert converted[amount] == (amount * Decimal("158.1234575")).quantize(Decimal("1e-18")), amount
+    assert converted[amounts[0]] == Decimal("195214022.076816830480108791")
+    assert converted[amounts[1]] == Decimal("15812345829.06172875")  # past 10**10
+    with open_store(copy) as db:
+        db.execute(
+            "UPDATE costs SET amount_value = %s WHERE bucket_start = %s",
+            [Decimal("9" * 18), datetime.fromisoformat(f"{days[5]}T00:00:00+00:00")],
+        )
+    out.unlink()
+    result = _cli(*args, "--currency", "JPY", "--fx", str(rates))
+    assert result.returncode == 1 and not out.exists()
+    [line] = result.stderr.strip().splitlines()
+    assert (
+        line.startswith("error: a cost converted with --fx comes to 158,123,457,499,999,999,841.88")
+        and "Traceback" not in result.stderr
+    )
