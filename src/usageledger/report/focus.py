@@ -350,21 +350,23 @@ def _write_csv(out: IO[bytes], columns: Sequence[str], batches: Iterator[pa.Tabl
     out.write((",".join(columns) + "\n").encode())  # the column names are ours: none is quoted
     count = 0
     for batch in batches:
-        lines = pc.binary_join_element_wise(*(_cells(batch.column(n)) for n in columns), ",")
-        for chunk in pc.binary_join_element_wise(lines, "\n", "").chunks:  # (no cell is null: no line is)
-            # A string array's values lie one after another in its data buffer, from its first offset to its last.
-            _, offsets, data = chunk.buffers()
-            bounds = pa.Array.from_buffers(pa.int32(), len(chunk) + 1, [None, offsets], offset=chunk.offset)
-            if data is not None and len(chunk):
-                out.write(memoryview(data)[bounds[0].as_py() : bounds[-1].as_py()])
+        cells = (_cells(batch.column(n)) for n in columns)  # (none is null: no line is)
+        lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*cells, ","), "\n", "")
+        # A string array's values lie one after another in its data buffer, from its first offset to its last.
+        _, offsets, data = lines.buffers()
+        bounds = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], offset=lines.offset)
+        if data is not None and len(lines):
+            out.write(memoryview(data)[bounds[0].as_py() : bounds[-1].as_py()])
         count += batch.num_rows
     return count
 
 
-def _cells(column: pa.ChunkedArray) -> pa.ChunkedArray:
+def _cells(column: pa.ChunkedArray) -> pa.Array:
     """A FOCUS column as the text of its CSV cells, as :class:`usageledger._csv.CsvWriter` writes each value: a
     decimal's exact digits without trailing zeros, a time as ``2026-11-20T00:00:00Z``, text that a spreadsheet
-    would run after an apostrophe, quoted where it holds ``,``, ``"`` or a line break; null is empty."""
+    would run after an apostrophe, quoted where it holds ``,``, ``"`` or a line break; null is empty. Times and
+    text repeat (a batch's few days, its projects and line items, the constants): each distinct value is made text
+    once and taken to its rows (each row's took half a 626k-row file's time)."""
     kind = column.type
     if pa.types.is_decimal(kind):
         # Arrow writes every one of the scale's places ("0.060000000000000000"), and under 1E-6 an exponent
@@ -375,15 +377,20 @@ def _cells(column: pa.ChunkedArray) -> pa.ChunkedArray:
         if pc.any(exponent).as_py():
             exact = [plain_decimal(Decimal(v)) for v in pc.filter(arrow, exponent).to_pylist()]
             text = pc.replace_with_mask(text, exponent, pa.array(exact, pa.string()))
-    elif pa.types.is_timestamp(kind):  # the UTC values read without their zone: no time-zone database needed
-        text = pc.strftime(column.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%SZ")
-    elif pa.types.is_string(kind):
-        text = pc.replace_substring_regex(column, FORMULA_START_PATTERN, r"'\1")
+        return pc.fill_null(text, "")
+    encoded = column.combine_chunks().dictionary_encode()  # a null row's index is null: its cell is empty
+    return pc.fill_null(pc.take(_distinct_cells(encoded.dictionary), encoded.indices), "")
+
+
+def _distinct_cells(values: pa.Array) -> pa.Array:
+    """:func:`_cells` of a column's distinct times or strings."""
+    if pa.types.is_timestamp(values.type):  # the UTC values read without their zone: no time-zone database needed
+        return pc.strftime(values.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%SZ")
+    if pa.types.is_string(values.type):
+        text = pc.replace_substring_regex(values, FORMULA_START_PATTERN, r"'\1")
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
-        text = pc.if_else(pc.match_substring_regex(text, _QUOTED), quoted, text)
-    else:
-        raise TypeError(f"no FOCUS column is {kind}")
-    return pc.fill_null(text, "")
+        return pc.if_else(pc.match_substring_regex(text, _QUOTED), quoted, text)
+    raise TypeError(f"no FOCUS column is {values.type}")
 
 
 def _refuse_no_rows(store: BaseStore, since: int | None, until: int | None, orgs: Sequence[str]) -> None:
