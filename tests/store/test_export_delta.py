@@ -192,8 +192,18 @@ def test_the_cli_exports_then_merges_and_refuses_filters_in_one_line(tmp_path: P
     assert second.exit_code == 0 and "(0 of 3 month partitions written)" in second.stderr, second.output
     assert _read(tmp_path / "lake" / "costs").num_rows == rows
     without_output = args[: args.index("--output")]
+    mirrors = "not with --format delta, which mirrors the whole ledger;"
     for extra, message in (
-        (["--org", "x"], "--org: not with --format delta, which mirrors the whole ledger; filter when you read it"),
+        (["--org", "x"], f"--org: {mirrors} filter when you read it"),
+        (["--partition-by", "day"], f"--partition-by: {mirrors} its tables are partitioned by month"),
+        (
+            ["--with-names"],
+            f"--with-names: {mirrors} join the names when you read it (export --with-names to CSV or Parquet has them)",
+        ),
+        (
+            ["--deltas"],
+            f"--deltas: {mirrors} export --deltas to CSV or Parquet, or compare two versions of the Delta tables",
+        ),
         (["--output", "-"], "--output: --format delta writes a directory of tables; give one with --output DIR"),
     ):
         given = [*without_output, *extra] if extra[0] == "--output" else [*args, *extra]

@@ -937,6 +937,20 @@ def _export_focus(
         say(f"Exported {counted(result.rows, 'FOCUS 1.2 row')} to {output}.")
 
 
+_DELTA_INSTEAD: Final = {
+    "since": "filter when you read it",
+    "until": "filter when you read it",
+    "org": "filter when you read it",
+    "stream": "filter when you read it",
+    "as_of": "export --as-of to CSV or Parquet, or read an earlier version of the Delta tables",
+    "partition_by": "its tables are partitioned by month",
+    "with_names": "join the names when you read it (export --with-names to CSV or Parquet has them)",
+    "deltas": "export --deltas to CSV or Parquet, or compare two versions of the Delta tables",
+    "changed_since": "export --deltas --changed-since to CSV or Parquet",
+}
+"""What to do instead of each option a Delta export refuses, said after why it refuses them all."""
+
+
 def _export_delta(
     config: Config,
     store: str | None,
@@ -948,10 +962,10 @@ def _export_delta(
     from usageledger.export_delta import export_delta
 
     for name, value in refused.items():
-        if value:  # a Delta export mirrors the ledger: a filtered MERGE would delete what the filter left out
+        if value:  # a Delta export mirrors the ledger: a filtered rewrite would delete what the filter left out
             flag = "--" + name.replace("_", "-")
             raise ParameterError(
-                flag, "not with --format delta, which mirrors the whole ledger; filter when you read it"
+                flag, f"not with --format delta, which mirrors the whole ledger; {_DELTA_INSTEAD[name]}"
             )
     if output == "-":
         raise ParameterError("--output", "--format delta writes a directory of tables; give one with --output DIR")
