@@ -9,9 +9,11 @@ installs apart in ``.venv/duckdb-delta``; it runs in a subprocess of its own).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,18 @@ def _sync(store: BaseStore, now: int) -> None:
     with run_server(Emulator(config)) as url:
         since = {"since": EMULATOR_NOW - 100 * DAY} if now == EMULATOR_NOW else {}
         assert run(store, url, now=now, **since).ok
+
+
+@contextlib.contextmanager
+def _costs_ledger(where: str | Path, *, days: int, since_days: int) -> Iterator[BaseStore]:
+    """A store at ``where`` holding the last ``since_days`` days of the daily costs stream of an emulated org of
+    ``days`` days (seed 5): what most tests below export, change and export again."""
+    from usageledger.store import Stream
+
+    with open_store(str(where)) as store:
+        with run_server(Emulator(EmulatorConfig(seed=5, days=days, now=EMULATOR_NOW))) as url:
+            assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - since_days * DAY).ok
+        yield store
 
 
 def _delta_table(path: Path) -> DeltaTable:
@@ -175,11 +189,9 @@ def test_the_cli_exports_then_merges_and_refuses_filters_in_one_line(tmp_path: P
     from typer.testing import CliRunner
 
     from usageledger.cli import app
-    from usageledger.store import Stream
 
     db = str(tmp_path / "ledger.duckdb")
-    with open_store(db) as store, run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url:
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+    with _costs_ledger(db, days=90, since_days=60) as store:
         rows = _store_rows(store, "costs")
     runner = CliRunner()
     args = ["export", "--format", "delta", "--store", db, "--endpoint", "costs", "--output", str(tmp_path / "lake")]
@@ -297,8 +309,6 @@ def test_an_export_waits_for_another_export_of_the_same_lake(tmp_path: Path) -> 
     import shutil
     import threading
 
-    from usageledger.store import Stream
-
     lake = tmp_path / "lake"
     lake.mkdir()
     waiting = threading.Event()
@@ -311,8 +321,7 @@ def test_an_export_waits_for_another_export_of_the_same_lake(tmp_path: Path) -> 
     told = _Told()
     logging.getLogger("usageledger.export").addHandler(told)
     db = str(tmp_path / "ledger.duckdb")
-    with open_store(db) as store, run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url:
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 30 * DAY).ok
+    with _costs_ledger(db, days=40, since_days=30) as store:
         rows = _store_rows(store, "costs")
         results: list[DeltaExportResult] = []
         held = os.open(lake, os.O_RDONLY)  # what the other export holds while it writes
@@ -339,14 +348,8 @@ def test_a_lake_an_earlier_race_doubled_is_repaired_by_the_next_export(tmp_path:
     key twice is now rewritten whole, in the same export, and the next export finds it equal."""
     from deltalake import write_deltalake
 
-    from usageledger.store import Stream
-
     lake = tmp_path / "lake"
-    with (
-        open_store(str(tmp_path / "ledger.duckdb")) as store,
-        run_server(Emulator(EmulatorConfig(seed=5, days=70, now=EMULATOR_NOW))) as url,
-    ):
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+    with _costs_ledger(str(tmp_path / "ledger.duckdb"), days=70, since_days=60) as store:
         rows = _store_rows(store, "costs")
         first = export_delta(store, lake, endpoints=["costs"])
         assert first.total == rows and first.tables[0].months >= 2
@@ -364,11 +367,9 @@ def test_a_lake_an_earlier_race_doubled_is_repaired_by_the_next_export(tmp_path:
 def test_an_output_inside_a_delta_table_is_refused(tmp_path: Path) -> None:
     """`--output lake/costs` (a table, not the lake) nested twelve tables in the costs table's directory, where its
     VACUUM deletes every file the table's log does not name: refused, the table and the lake left as they were."""
-    from usageledger.store import Stream
 
     db = str(tmp_path / "ledger.duckdb")
-    with open_store(db) as store, run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url:
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 10 * DAY).ok
+    with _costs_ledger(db, days=40, since_days=10) as store:
         export_delta(store, tmp_path / "lake", endpoints=["costs"])
         before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*"))
         table = tmp_path / "lake" / "costs"
@@ -417,14 +418,9 @@ def test_a_rerun_rewrites_the_months_whose_rows_changed_and_counts_what_changed(
     """A month whose rows differ only by 1e-18 of one row's money, and one that lost a row and gained another, are
     found and rewritten in one commit, counted as a MERGE counted them (2 updated, 1 inserted, 1 deleted); the
     month between keeps its files; the table equals a fresh export, and the next run writes nothing."""
-    from usageledger.store import Stream
 
     lake = tmp_path / "lake"
-    with (
-        open_store(str(tmp_path / "ledger.duckdb")) as store,
-        run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
-    ):
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+    with _costs_ledger(str(tmp_path / "ledger.duckdb"), days=90, since_days=60) as store:
         export_delta(store, lake, endpoints=["costs"])
         table = _delta_table(lake / "costs")
         months = sorted(p["month"] for p in table.partitions())
@@ -447,14 +443,9 @@ def test_a_rerun_rewrites_the_months_whose_rows_changed_and_counts_what_changed(
 def test_a_month_the_store_no_longer_holds_leaves_the_table(tmp_path: Path) -> None:
     """A month whose every row the store deleted is dropped from the table (its rows counted as deleted), even
     when no other month changed: nothing is left to write, and the month's files go all the same."""
-    from usageledger.store import Stream
 
     lake = tmp_path / "lake"
-    with (
-        open_store(str(tmp_path / "ledger.duckdb")) as store,
-        run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
-    ):
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+    with _costs_ledger(str(tmp_path / "ledger.duckdb"), days=90, since_days=60) as store:
         export_delta(store, lake, endpoints=["costs"])
         months = sorted(p["month"] for p in _delta_table(lake / "costs").partitions())
         held = _read(lake / "costs")
@@ -478,8 +469,6 @@ def test_a_doubled_month_and_a_changed_one_are_rewritten_in_one_commit(tmp_path:
 
     from deltalake import write_deltalake
 
-    from usageledger.store import Stream
-
     lake = tmp_path / "lake"
     warned: list[str] = []
 
@@ -490,11 +479,7 @@ def test_a_doubled_month_and_a_changed_one_are_rewritten_in_one_commit(tmp_path:
     told = _Told()
     logging.getLogger("usageledger.export").addHandler(told)
     try:
-        with (
-            open_store(str(tmp_path / "ledger.duckdb")) as store,
-            run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
-        ):
-            assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+        with _costs_ledger(str(tmp_path / "ledger.duckdb"), days=90, since_days=60) as store:
             export_delta(store, lake, endpoints=["costs"])
             table = _delta_table(lake / "costs")
             months = sorted(p["month"] for p in table.partitions())
@@ -519,14 +504,8 @@ def test_a_table_whose_files_are_not_its_rows_is_refused_in_one_line(tmp_path: P
     its files: refused before anything is written, naming the feature (it was a DeltaProtocolError traceback)."""
     from deltalake import TableFeatures
 
-    from usageledger.store import Stream
-
     lake = tmp_path / "lake"
-    with (
-        open_store(str(tmp_path / "ledger.duckdb")) as store,
-        run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url,
-    ):
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 30 * DAY).ok
+    with _costs_ledger(str(tmp_path / "ledger.duckdb"), days=40, since_days=30) as store:
         export_delta(store, lake, endpoints=["costs"])
         table = _delta_table(lake / "costs")
         table.alter.add_feature(TableFeatures.DeletionVectors, allow_protocol_versions_increase=True)
@@ -549,14 +528,8 @@ def test_a_lake_whose_path_holds_glob_characters_is_compared_by_its_own_files(tm
     counted once. (A path deltalake cannot address, `[` or `%41` in it, is refused: the test below.)"""
     import shutil
 
-    from usageledger.store import Stream
-
     lake = tmp_path / "la ke*? é"
-    with (
-        open_store(str(tmp_path / "ledger.duckdb")) as store,
-        run_server(Emulator(EmulatorConfig(seed=5, days=40, now=EMULATOR_NOW))) as url,
-    ):
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 30 * DAY).ok
+    with _costs_ledger(str(tmp_path / "ledger.duckdb"), days=40, since_days=30) as store:
         export_delta(store, lake, endpoints=["costs"])
         shutil.copytree(lake, tmp_path / "la keXY é")
         assert export_delta(store, lake, endpoints=["costs"]).rewritten == 0
@@ -574,14 +547,8 @@ def test_a_postgres_ledgers_changed_months_are_found_and_rewritten(migrated_pg_u
     they are rewritten, counted, and the table equals a fresh export, the money exact."""
     import pyarrow.compute as pc
 
-    from usageledger.store import Stream
-
     lake = tmp_path / "lake"
-    with (
-        open_store(migrated_pg_url) as store,
-        run_server(Emulator(EmulatorConfig(seed=5, days=90, now=EMULATOR_NOW))) as url,
-    ):
-        assert run(store, url, streams=(Stream.create("costs", "1d"),), since=EMULATOR_NOW - 60 * DAY).ok
+    with _costs_ledger(migrated_pg_url, days=90, since_days=60) as store:
         export_delta(store, lake, endpoints=["costs"])
         months = sorted(p["month"] for p in _delta_table(lake / "costs").partitions())
         _change_months(store, months)
