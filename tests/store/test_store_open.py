@@ -347,6 +347,7 @@ def test_a_waiting_reader_never_gets_the_file_between_two_migrations(
 
 _READ_MIGRATIONS = """
 import sys
+from usageledger.errors import StoreError
 from usageledger.store import open_existing_store
 try:
     with open_existing_store(sys.argv[1]) as reader:
