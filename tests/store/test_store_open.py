@@ -20,8 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from usageledger.cli import app
+from usageledger.errors import StoreError
 from usageledger.store import duckdb as duckdb_store
-from usageledger.store import migrations, open_store
+from usageledger.store import migrations, open_existing_store, open_store
 from usageledger.store._filelock import ReaderSignal, reader_turn, writer_pid
 
 from fixtures.data import FAKE_ADMIN_KEY
@@ -376,6 +377,38 @@ def test_a_reader_that_comes_before_the_first_migration_waits_for_the_whole_sche
         applied = store.migrate()
         out, _ = reader.communicate(timeout=60)
     assert applied and out.strip() == str(len(applied))
+
+
+_OPEN_TO_WRITE = """
+import sys, duckdb
+try:
+    duckdb.connect(sys.argv[1]).close()
+    print("opened")
+except duckdb.Error as exc:
+    print("refused" if "Conflicting lock is held" in str(exc) else exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("write", "read"), ("read", "write"), ("read", "read")],
+    ids=["reader-beside-writer", "writer-beside-reader", "two-readers"],
+)
+def test_a_second_store_of_a_file_in_one_process_keeps_it_locked(tmp_path: Path, first: str, second: str) -> None:
+    """A store opened again in the process that holds it (a library's reader beside its writer) leaves the file
+    locked against other processes: the second open read the header from a descriptor of its own, and closing it
+    dropped DuckDB's lock (a POSIX lock goes with any close of the file in the process), so another process could
+    open the file while it was being written or read."""
+    path = str(tmp_path / "held.duckdb")
+    open_store(path).close()
+    opens = {"write": lambda: open_store(path), "read": lambda: open_existing_store(path)}
+    with opens[first]():
+        try:
+            opens[second]().close()  # two readers share the file; DuckDB refuses a reader beside a writer
+        except StoreError as exc:
+            assert first != second and "same database file with a different configuration" in str(exc)
+        other = subprocess.run([sys.executable, "-c", _OPEN_TO_WRITE, path], capture_output=True, text=True)
+        assert other.stdout.strip() == "refused", other
 
 
 def _wait_as_reader(path: str, seconds: float) -> None:

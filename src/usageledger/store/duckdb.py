@@ -105,13 +105,14 @@ class DuckDBStore(BaseStore):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._held: tuple[int, int] | None = None  # the file, while this store holds it open (see _HeldFiles)
         self._uncapped: str | None = None  # while a sync's cap holds: the memory limit it replaced
         self._fresh: list[str] = []  # the lock files this open created
         try:
             if self.path in ("", ":memory:"):
                 self._con = _connect(self.path, read_only=read_only)
             elif read_only:
-                self._con = self._open_reader()
+                self._con = self._holding(self._open_reader())
             else:
                 _check_location(self.path)
                 _check_writable(self.path)
@@ -131,13 +132,18 @@ class DuckDBStore(BaseStore):
                 # may not have its header yet, and was refused as "not a DuckDB database file".
                 if os.path.exists(self.path):
                     _check_header(self.path)
-                self._con = self._open_writer()
+                self._con = self._holding(self._open_writer())
                 foreign = foreign_tables(self._con)
                 if foreign:
                     raise _foreign(self.path, foreign)
                 self._watcher = threading.Thread(target=self._watch, name="usageledger-store-watch", daemon=True)
                 self._watcher.start()
         except BaseException:
+            con, self._con = self._con, None
+            if con is not None:  # a file refused once open (another program's): closed now, not when collected
+                with contextlib.suppress(duckdb.Error):  # never hide why it was refused
+                    con.close()
+            self._let_go()
             self._release_files()
             raise
 
@@ -221,6 +227,17 @@ class DuckDBStore(BaseStore):
         if con is not None:
             logger.info("a reader is waiting: the store %s is released until it has read", self.path)
             con.close()
+            self._let_go()
+
+    def _holding(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """``con``, with its file noted as held by this process (see :class:`_HeldFiles`) until it is closed."""
+        self._held = _HELD.hold(self.path)
+        return con
+
+    def _let_go(self) -> None:
+        if self._held is not None:
+            _HELD.let_go(self._held)
+            self._held = None
 
     def _watch(self) -> None:
         """While idle (between transactions, waiting on the API), give the file to a waiting reader."""
@@ -244,7 +261,7 @@ class DuckDBStore(BaseStore):
                 if self._con is not None and self._migrated and self._readers.waiting():
                     self._step_aside()
                 if self._con is None:
-                    self._con = self._open_writer()
+                    self._con = self._holding(self._open_writer())
             if self._con is None:
                 raise self.closed_error(str(self.path))
             yield self._con
@@ -455,6 +472,7 @@ class DuckDBStore(BaseStore):
                 if con is not None:
                     con.close()
             finally:
+                self._let_go()
                 self._release_files()
 
     @property
@@ -586,8 +604,60 @@ def _hidden_writer(path: str, lock: str, pid: str) -> StoreError:
     )
 
 
+class _HeldFiles:
+    """The DuckDB files this process holds open through its stores, by (device, inode), each with how many stores
+    hold it.
+
+    DuckDB keeps other processes out of its file with a POSIX record lock (``fcntl``), and the kernel drops every
+    such lock a process holds on a file as soon as the process closes *any* descriptor of that file. A file this
+    process holds is therefore never opened again to read its header (:func:`_check_header`): a second store of
+    the same file in one process (a reader beside a writer, as a library user may open) read the header from a
+    descriptor of its own, closed it, and so dropped the writer's lock; another process then opened the file while
+    it was being written.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._stores: dict[tuple[int, int], int] = {}
+
+    def hold(self, path: str) -> tuple[int, int] | None:
+        """Note one more store holding ``path``; its key, for :meth:`let_go` (None for a file that is not there)."""
+        key = _file_key(path)
+        if key is not None:
+            with self._mutex:
+                self._stores[key] = self._stores.get(key, 0) + 1
+        return key
+
+    def let_go(self, key: tuple[int, int]) -> None:
+        with self._mutex:
+            left = self._stores.pop(key, 0) - 1
+            if left > 0:
+                self._stores[key] = left
+
+    def held(self, path: str) -> bool:
+        key = _file_key(path)
+        with self._mutex:
+            return key is not None and key in self._stores
+
+
+def _file_key(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+_HELD: Final = _HeldFiles()
+
+
 def _check_header(path: str) -> None:
-    """An existing file must be a DuckDB database: DuckDB itself opens ``x.csv`` as an in-memory database instead."""
+    """An existing file must be a DuckDB database: DuckDB itself opens ``x.csv`` as an in-memory database instead.
+
+    A file this process already holds is one (DuckDB opened it), and is not opened again: closing that second
+    descriptor would drop DuckDB's lock on it (see :class:`_HeldFiles`)."""
+    if _HELD.held(path):
+        return
     try:
         with open(path, "rb") as fh:
             head = fh.read(12)
