@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -105,7 +106,7 @@ class DuckDBStore(BaseStore):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._held: tuple[int, int] | None = None  # the file, while this store holds it open (see _HeldFiles)
+        self._held: weakref.finalize[[tuple[int, int]], DuckDBStore] | None = None  # while it holds the file
         self._uncapped: str | None = None  # while a sync's cap holds: the memory limit it replaced
         self._fresh: list[str] = []  # the lock files this open created
         try:
@@ -231,12 +232,14 @@ class DuckDBStore(BaseStore):
 
     def _holding(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """``con``, with its file noted as held by this process (see :class:`_HeldFiles`) until it is closed."""
-        self._held = _HELD.hold(self.path)
+        key = _HELD.hold(self.path)
+        if key is not None:  # a store dropped without close() lets go when it is collected, as its connection does
+            self._held = weakref.finalize(self, _HELD.let_go, key)
         return con
 
     def _let_go(self) -> None:
         if self._held is not None:
-            _HELD.let_go(self._held)
+            self._held()  # once: a finalizer runs at most once
             self._held = None
 
     def _watch(self) -> None:
