@@ -406,7 +406,11 @@ def test_a_second_store_of_a_file_in_one_process_keeps_it_locked(tmp_path: Path,
         try:
             opens[second]().close()  # two readers share the file; DuckDB refuses a reader beside a writer
         except StoreError as exc:
-            assert first != second and "same database file with a different configuration" in str(exc)
+            assert first != second
+            assert str(exc) == (
+                f"cannot open the DuckDB store {path} to {second}: this program already has it open to {first}"
+                " (DuckDB opens a file one way per process); use the store already open, or close it first"
+            )
         other = subprocess.run([sys.executable, "-c", _OPEN_TO_WRITE, path], capture_output=True, text=True)
         assert other.stdout.strip() == "refused", other
 

@@ -528,6 +528,8 @@ class _Attempts:
         try:
             return _connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
+            if "different configuration than existing connections" in str(exc):
+                raise _held_here(self.path, read_only=read_only) from exc
             if _LOCK_HOLDER.search(str(exc)) is None:
                 raise _open_error(self.path, exc) from exc
             return exc
@@ -713,6 +715,15 @@ def _locked_by(path: str, program: str, pid: str) -> StoreError:
     return StoreError(
         f"the DuckDB store {path} is locked by process {pid} ({os.path.basename(program)}), which is not a running"
         " usageledger sync: close the store in that program, then run again"
+    )
+
+
+def _held_here(path: str, *, read_only: bool) -> StoreError:
+    """DuckDB opens a file in one mode per process: a reader beside this process's own writer, or the reverse."""
+    want, held = ("read", "write") if read_only else ("write", "read")
+    return StoreError(
+        f"cannot open the DuckDB store {path} to {want}: this program already has it open to {held} (DuckDB opens a"
+        f" file one way per process); use the store already open, or close it first"
     )
 
 
