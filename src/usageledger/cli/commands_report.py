@@ -69,7 +69,7 @@ from usageledger.report.assemble import (
     unknown_project,
     unknown_team_projects,
 )
-from usageledger.report.charts import check_png_support, report_charts, write_png
+from usageledger.report.charts import check_png_support, report_charts, undrawable, write_png
 from usageledger.report.finality import final_costs_until
 from usageledger.report.folding import ROWS_SHOWN, ROWS_SLACK, RowLimit
 from usageledger.report.forecast_out import credit_line, forecast_line
@@ -479,7 +479,14 @@ def report(
         _write("--html", html, page)
         say(f"wrote {html}", said)  # a path is never broken
     if png is not None:
-        for chart in report_charts(data, id_names):
+        charts = report_charts(data, id_names)
+        if boxes := undrawable(charts):  # said once, never matplotlib's warning per character and per chart
+            say(
+                f"warning: --png: no font here draws {counted(len(boxes), 'character')} of the charts' names "
+                f"({boxes if len(boxes) <= 12 else boxes[:12] + '…'}), so they are drawn as boxes: install a font "
+                "that has them (Noto Sans CJK, for one), or read the names in --html"
+            )
+        for chart in charts:
             try:
                 path = write_png(chart, png / f"{chart.slug}.png")
             except OSError as exc:  # named as --html's and --csv's failures are (see _write)

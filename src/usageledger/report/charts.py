@@ -9,8 +9,11 @@ pixels.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -42,6 +45,7 @@ __all__ = [
     "png_label",
     "report_charts",
     "short_number",
+    "undrawable",
     "write_png",
 ]
 
@@ -53,6 +57,26 @@ PNG_LABEL_CHARS: Final = 48
 full 72-character line item took over half the image's width from its bars."""
 PROVISIONAL_ALPHA: Final = 0.45
 """How opaque a provisional day's bar is drawn, in the PNG as in the HTML report."""
+
+FALLBACK_FONTS: Final = (
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK KR",
+    "Noto Sans Arabic",
+    "Noto Sans Hebrew",
+    "Noto Emoji",
+    "Droid Sans Fallback",
+    "WenQuanYi Zen Hei",
+    "Arial Unicode MS",
+    "Hiragino Sans",
+    "Microsoft YaHei",
+    "Segoe UI Symbol",
+    "Symbola",
+)
+"""Fonts a PNG chart reads a character from when matplotlib's own (DejaVu Sans) has none, those installed: a world
+org's names are Japanese, Chinese, Korean, Arabic and Hebrew, with emoji, and DejaVu Sans has none of the CJK."""
+_GLYPH_MISSING: Final = r"Glyph \d+ .*missing from"
+"""matplotlib's UserWarning for a character no font of the figure has (once per character and per draw)."""
 
 ChartKind = Literal["stacked_bars", "lines", "hbars"]
 Number = Decimal | int
@@ -160,6 +184,53 @@ def _matplotlib() -> tuple[type[Figure], type[FuncFormatter]]:
     return Figure, FuncFormatter
 
 
+def _families() -> list[str]:
+    """The font families of a PNG chart: matplotlib's (DejaVu Sans), then the installed ones of
+    :data:`FALLBACK_FONTS`, which matplotlib reads a character from when the ones before have none."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    return [*matplotlib.rcParams["font.family"], *(f for f in FALLBACK_FONTS if f in installed)]
+
+
+@contextmanager
+def _fonts() -> Iterator[None]:
+    """:func:`_families` for what is drawn inside, and matplotlib's warning for a character none of them has
+    silenced: :func:`undrawable` says which, once for every chart."""
+    import matplotlib
+
+    with matplotlib.rc_context({"font.family": _families()}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_GLYPH_MISSING, category=UserWarning)
+        yield
+
+
+def undrawable(charts: Iterable[Chart]) -> str:
+    """The characters of the charts' text (titles, labels, legends) that no font of a PNG chart has, in the order
+    they first appear: matplotlib draws each as a box, so a name in them cannot be read. Empty when every one is
+    drawn. Needs the ``usageledger[charts]`` extra."""
+    _matplotlib()
+    from matplotlib.font_manager import FontProperties, findfont
+    from matplotlib.ft2font import FT2Font
+
+    paths = set()
+    for family in _families():
+        with contextlib.suppress(ValueError):  # a family with no font installed
+            paths.add(findfont(FontProperties(family=[family]), fallback_to_default=False))  # a str: a pattern
+    drawn = {code for path in paths for code in FT2Font(path).get_charmap()}
+    texts = [
+        text
+        for chart in charts
+        for text in (
+            chart.title,
+            chart.unit,
+            *map(png_label, chart.categories),
+            *(png_label(s.label) for s in chart.series),
+        )
+    ]
+    return "".join(dict.fromkeys(c for text in texts for c in text if not c.isspace() and ord(c) not in drawn))
+
+
 def check_png_support() -> None:
     """Raise the ``ConfigError`` naming the ``usageledger[charts]`` extra when matplotlib cannot be imported: said
     before a command writes anything, so ``report --html r.html --png charts/`` does not write the page, then fail."""
@@ -173,7 +244,11 @@ def png_figure(chart: Chart) -> Figure:
     allow; the value axis reads like the HTML report's (``$12.3k``, ``1.2M``), never ``1e7``.
     """
     figure_class, formatter = _matplotlib()
+    with _fonts():
+        return _figure(chart, figure_class, formatter)
 
+
+def _figure(chart: Chart, figure_class: type[Figure], formatter: type[FuncFormatter]) -> Figure:
     def ticks(value: float, _position: float) -> str:
         return short_number(value, money=chart.money)
 
@@ -264,7 +339,8 @@ def write_png(chart: Chart, path: Path) -> Path:
     """Draw the chart with matplotlib into ``path`` (PNG); needs the ``usageledger[charts]`` extra."""
     fig = png_figure(chart)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    with _fonts():  # the labels are drawn (again) here
+        fig.savefig(path, format="png")
     return path
 
 
