@@ -80,6 +80,21 @@ def test_a_table_stops_at_the_cap_and_says_so(run, monkeypatch: pytest.MonkeyPat
     assert len(warning) == 1 and "-f csv or jsonl streams them all" in warning[0]
 
 
+def test_limit_rows_0_prints_every_row_of_a_table(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """`--limit-rows 0` lifts the table's cap, as it lists every row of report, forecast, keys and changes (it was
+    refused here: "0 is not in the range x>=1"); a negative count is refused naming the option."""
+    monkeypatch.setattr(commands_query, "TABLE_MAX_ROWS", 2)  # SMALL: 3 daily rows
+    capped = run(*SMALL)
+    assert capped.exit_code == 0 and "note: the table stops at 2 rows" in capped.stderr, capped.output
+    every = run(*SMALL, "--limit-rows", "0")
+    assert every.exit_code == 0, every.output
+    counted = [line for line in every.stdout.splitlines() if line.startswith("completions: ")]
+    assert counted and counted[0] == "completions: 3 rows", every.stdout
+    assert "note:" not in every.stderr
+    negative = run(*SMALL, "--limit-rows", "-1")
+    assert negative.exit_code == 2 and "--limit-rows" in negative.output
+
+
 def test_json_lines_stream_and_a_closed_pipe_ends_quietly(emulator_url: str) -> None:
     """`query <111 days at 1m> -f jsonl | head -1`: the first row arrives at once, then exit 0 without a traceback."""
     started = time.monotonic()

@@ -65,10 +65,12 @@ def test_a_long_log_prints_a_few_lines_a_stream_after_a_close_first_and_counts_t
 
     whole = _text(Changes(None, None, rows, ()), rows_each=45)
     assert sum("proj_" in line for line in whole.splitlines()) == 45 and "more line" not in whole
+    every = _text(Changes(None, None, rows, ()), rows_each=None)  # `--limit-rows 0`, as report and query read it
+    assert every == whole
 
 
-def test_limit_rows_must_be_a_positive_count() -> None:
-    result = CliRunner().invoke(app, ["changes", "--limit-rows", "0", "--store", "nowhere.duckdb"])
+def test_limit_rows_must_be_a_count() -> None:
+    result = CliRunner().invoke(app, ["changes", "--limit-rows", "-1", "--store", "nowhere.duckdb"])
     assert result.exit_code == 2 and "--limit-rows" in result.output
 
 

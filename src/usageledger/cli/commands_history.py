@@ -38,8 +38,9 @@ def changes(
         int | None,
         typer.Option(
             "--limit-rows",
-            min=1,
-            help=f"Print at most this many lines a stream (default {CHANGES_ROWS}); --format json has every one.",
+            min=0,
+            help=f"Print at most this many lines a stream (default {CHANGES_ROWS}; 0: every one); --format json has"
+            " every one.",
         ),
     ] = None,
     names: NamesOpt = None,
@@ -63,7 +64,8 @@ def changes(
     if output_format == "json":
         echo_json(changes_document(found, id_names))
     else:
-        console.print(render_changes(found, id_names, rows_each=limit_rows or CHANGES_ROWS))
+        each = CHANGES_ROWS if limit_rows is None else limit_rows or None  # 0: every line
+        console.print(render_changes(found, id_names, rows_each=each))
 
 
 def _month(value: str, now: int) -> date:

@@ -230,14 +230,15 @@ def _flushed(batches: Iterator[list[rows.Row]]) -> Iterator[list[rows.Row]]:
 
 
 def _collect(batches: Iterator[list[rows.Row]], limit_rows: int | None) -> tuple[list[rows.Row], bool]:
-    """The rows of a table, at most :data:`TABLE_MAX_ROWS` without ``--limit-rows``; and whether that cut them."""
-    cap = TABLE_MAX_ROWS if limit_rows is None else limit_rows
+    """The rows of a table, at most :data:`TABLE_MAX_ROWS` without ``--limit-rows`` (``0``: every row); and whether
+    that cut them."""
+    cap = TABLE_MAX_ROWS if limit_rows is None else limit_rows or None
     found: list[rows.Row] = []
     for batch in batches:
         found += batch
-        if len(found) > cap:  # one row past the cap proves rows were left out
+        if cap is not None and len(found) > cap:  # one row past the cap proves rows were left out
             break
-    return found[:cap], len(found) > cap
+    return found[slice(cap)], cap is not None and len(found) > cap
 
 
 # Named ENDPOINT in the usage line (typer would spell out every choice there, wrapped mid-word at 80 columns); the
@@ -258,7 +259,14 @@ GroupBy = Annotated[
     list[str] | None, typer.Option("--group-by", help="Group by this field; repeat or give a comma list.")
 ]
 Format = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.", show_default=True)]
-LimitRows = Annotated[int | None, typer.Option("--limit-rows", min=1, help="Print at most this many rows.")]
+LimitRows = Annotated[
+    int | None,
+    typer.Option(
+        "--limit-rows",
+        min=0,
+        help=f"Print at most this many rows (a table: {TABLE_MAX_ROWS:,} unless given; 0: every row).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no request estimate on stderr.")]
 BaseUrl = Annotated[
     str | None,
@@ -344,7 +352,7 @@ def query(
         # Progress only where a person watches stderr, and not over rows streaming to the same terminal.
         show = not quiet and err_console.is_terminal and (output == "table" or not sys.stdout.isatty())
         with _progress(show) as progress:
-            batches = _batches(found, progress, limit_rows)
+            batches = _batches(found, progress, limit_rows or None)  # 0: every row
             if output != "table":
                 _stream(output, found.endpoint, batches)
                 return

@@ -295,9 +295,12 @@ CHANGES_ROWS: Final = 20
 13,000 terminal lines; the rest are counted and are in ``--format json``."""
 
 
-def render_changes(changes: Changes, names: Names | None = None, *, rows_each: int = CHANGES_ROWS) -> RenderableType:
+def render_changes(
+    changes: Changes, names: Names | None = None, *, rows_each: int | None = CHANGES_ROWS
+) -> RenderableType:
     """Restatements grouped by org and stream, a line per bucket, group and metric, at most ``rows_each`` a stream
-    (those after a close first; the rest counted under the table); spend restated after its month was closed is
+    (``None``: every one; those after a close first; the rest counted under the table); spend restated after its
+    month was closed is
     marked ``!`` in red; then the closed months' adjustments."""
     names = names or Names()
     span = []
@@ -337,7 +340,7 @@ def render_changes(changes: Changes, names: Names | None = None, *, rows_each: i
         hidden += len(items) - len(listed)
         # The lines after a close first (the ones to act on), each kind in the log's order; the rest are counted.
         listed = sorted(listed, key=lambda r: not r.after_close)
-        for r in listed[:rows_each]:
+        for r in listed[slice(rows_each)]:
             style = "bold red" if r.after_close else ""
             money = r.is_spend
             mark = "! " if r.after_close else ""
@@ -350,7 +353,7 @@ def render_changes(changes: Changes, names: Names | None = None, *, rows_each: i
                 Text(_signed(r.delta, money), style=style),
             )
         parts.append(table)
-        if len(listed) > rows_each:
+        if rows_each is not None and len(listed) > rows_each:
             more = listed[rows_each:]
             late = sum(r.after_close for r in more)
             parts.append(
