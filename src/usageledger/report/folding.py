@@ -3,7 +3,8 @@
 A big org's project table is hundreds of rows (the emulator's 300-project org: 280 with spend in 30 days), and every
 table after it scrolled out of sight. A table longer than :data:`ROWS_SHOWN` + :data:`ROWS_SLACK` rows lists its
 :data:`ROWS_SHOWN` first rows, the biggest (the order it is shown in), and then the rest: summed into one row in the
-terminal (``… 255 more projects``, so every column still adds up to the table's total), behind an ``N more`` button
+terminal (``… 255 more projects``, so every column still adds up to the table's total: its exact figures do; each
+printed cell is rounded on its own, so the printed ones may miss it by a cent or a few), behind an ``N more`` button
 on a page (``report.js`` reads both numbers from the page's ``<body>``: :meth:`RowLimit.page_attributes`). A table
 at most :data:`ROWS_SLACK` rows longer is listed whole: a "more" row or button for a few rows would hide next to
 nothing, and a "more" row or button never stands for one row alone (that row takes its place: ``--limit-rows 2``
