@@ -46,6 +46,7 @@ from usageledger.errors import (
     ClientClosedError,
     ConfigError,
     ResponseDecodeError,
+    is_retryable_status,
     status_error_class,
 )
 
@@ -75,7 +76,6 @@ QueryValue: TypeAlias = str | int | bool | Sequence[str] | None
 QueryItems: TypeAlias = Iterable[tuple[str, QueryValue]]
 """A query string's items, in order; a list value is one parameter repeated (see :func:`encode_query`)."""
 
-RETRY_STATUSES: Final = frozenset({408, 409, 429})
 T = TypeVar("T")
 
 
@@ -123,10 +123,6 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now)
-
-
-def is_retryable_status(status_code: int) -> bool:
-    return status_code in RETRY_STATUSES or status_code >= 500
 
 
 def decide_retry(
@@ -254,8 +250,8 @@ def _no_response_error(exc: httpx.TransportError, config: ClientOptions, url: st
     where = httpx.URL(url).host
     detail = config.redact(str(exc) or type(exc).__name__)
     if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"no response from {where} in time ({detail}); raise timeout= or try again later")
-    return APIConnectionError(f"could not reach {where} ({detail}); check the base URL and the network")
+        return APITimeoutError(f"no response from {where} in time ({detail})")
+    return APIConnectionError(f"could not reach {where} ({detail})")
 
 
 @dataclass(frozen=True, slots=True)

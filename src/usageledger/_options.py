@@ -255,8 +255,7 @@ def v1_fix(url: str, source: str | None) -> str | None:
 def with_v1_fix(exc: APIStatusError, url: str, source: str | None) -> str:
     """The text of ``exc`` (a 404 under ``url``), its generic hint replaced by :func:`v1_fix` when there is one."""
     fix = v1_fix(url, source)
-    text = str(exc)
-    return text if fix is None else f"{text.removesuffix(f'. {exc.hint}')}. {fix}"
+    return str(exc) if fix is None else exc.advised(fix)
 
 
 _MISSING_SCOPES: Final = re.compile(r"Missing scopes?:\s*((?:[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+[,\s]*)+)", re.I)

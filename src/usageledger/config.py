@@ -53,7 +53,7 @@ from usageledger._sections import (
 )
 from usageledger._text import name_key
 from usageledger.catalogue import ADMIN_KEY_ENV, BASE_URL_ENV, BucketWidth
-from usageledger.errors import ConfigError, ParameterError
+from usageledger.errors import ConfigError, Knobs, ParameterError
 from usageledger.store import DEFAULT_STORE
 from usageledger.store.streams import Stream, default_streams
 from usageledger.sync_options import SyncOptions
@@ -81,6 +81,9 @@ _SECRET: Final = KEY_SHAPED
 _ENGINE: Final = SyncOptions()
 """The sync engine's defaults, the one set: ``[sync]`` takes each of its keys' defaults from here."""
 
+CONFIG_KNOBS: Final = Knobs(again="sync", max_retries="sync.max_retries", timeout=None, concurrency="sync.concurrency")
+"""How a sync's failures name the settings that would change how it asks, for a run set by ``[sync]``."""
+
 
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
@@ -98,15 +101,21 @@ class SyncConfig:
     minute_final_after: int | None = _ENGINE.minute_final_after
 
     def to_options(
-        self, *, since: int | None = None, until: int | None = None, allow_insecure_http: bool = False
+        self,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        allow_insecure_http: bool = False,
+        knobs: Knobs = CONFIG_KNOBS,
     ) -> SyncOptions:
-        """The engine's options for a run over ``[since, until)`` (``None``: watermarks, now) with these settings.
+        """The engine's options for a run over ``[since, until)`` (``None``: watermarks, now) with these settings;
+        a failure's advice names them by ``knobs`` (these keys; the command line passes its flags too).
 
         Flags that override a key go through ``dataclasses.replace`` on this config first.
         """
         settings = {f.name: getattr(self, f.name) for f in fields(self)}  # every key has an engine option
         settings["first_since"] = settings.pop("since")  # the file's `since` is the engine's first_since
-        return SyncOptions(since=since, until=until, allow_insecure_http=allow_insecure_http, **settings)
+        return SyncOptions(since=since, until=until, allow_insecure_http=allow_insecure_http, knobs=knobs, **settings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -342,7 +342,7 @@ def _probe(
     except APIConnectionError as exc:
         return _unreachable(
             label,
-            f"{url} (from {where_url}) does not answer: {exc}",
+            f"{url} (from {where_url}) does not answer: {exc.advised(None)}",  # its fix is the line below
             "check the URL, your network and proxy; for the emulator, start `usageledger emulator` first",
             "not sent: the base URL does not answer",
         )
@@ -392,7 +392,7 @@ def _probe(
             label,
             url,
             where_url,
-            f"the probe request failed: {exc}",
+            f"the probe request failed: {exc.advised(None)}",  # the client's max_retries= is no setting of doctor's
             "try again in a minute; if it persists, check https://status.openai.com",
         )
     return [

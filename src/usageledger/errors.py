@@ -9,11 +9,13 @@ next. No exception ever holds the admin key.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from usageledger._keyshape import mask_keys
 
 __all__ = [
+    "RETRY_STATUSES",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -29,6 +31,7 @@ __all__ = [
     "EmulatorConfigError",
     "InsecureURLError",
     "InternalServerError",
+    "Knobs",
     "ListenError",
     "NotFoundError",
     "PaginationError",
@@ -41,6 +44,8 @@ __all__ = [
     "SyncError",
     "UnprocessableEntityError",
     "UsageLedgerError",
+    "advice",
+    "is_retryable_status",
     "status_error_class",
 ]
 
@@ -126,11 +131,30 @@ class ParameterError(UsageLedgerError, ValueError):
 
 
 class APIError(UsageLedgerError):
-    """Anything that went wrong talking to the API."""
+    """Anything that went wrong talking to the API.
+
+    ``hint`` is the advice that ends the message, if any: what to do next, naming the library's own parameters
+    (``max_retries=``, ``timeout=``). A caller whose user changes other settings (a command's flags and config keys)
+    says :meth:`advised` with its own (:func:`advice` with its :class:`Knobs`), never the library's."""
+
+    hint: str = ""
+
+    def advised(self, hint: str | None) -> str:
+        """The message with ``hint`` in place of the library's advice (``None`` or ``""``: no advice)."""
+        text = str(self)
+        if self.hint:
+            text = text.removesuffix(f". {self.hint}")
+        return f"{text}. {hint}" if hint else text
 
 
 class APIConnectionError(APIError):
-    """No response arrived: the connection failed or was dropped."""
+    """No response arrived: the connection failed or was dropped. The message says what happened; ``hint`` (by
+    default :func:`advice` for the library's parameters) what to do, after it."""
+
+    def __init__(self, message: object = "", *args: object, hint: str | None = None) -> None:
+        self.hint = advice(self) if hint is None else hint
+        text = f"{message}. {self.hint}" if self.hint else str(message)
+        super().__init__(text, *args)
 
 
 class APITimeoutError(APIConnectionError):
@@ -175,9 +199,10 @@ class APIStatusError(APIError):
             text += f" (param: {param})"
         if request_id:
             text += f" [request id {request_id}]"
-        self.hint = _HINTS.get(status_code, "") if hint is None else hint
-        """What to do about this status, when there is one thing to say (a wrong key, a wrong base URL); the
-        transport passes ``hint`` when it knows better (the corrected base URL of a 404)."""
+        self.hint = (_HINTS.get(status_code) or advice(self)) if hint is None else hint
+        """What to do about this status, when there is one thing to say (a wrong key, a wrong base URL, a status
+        still failing past the retries: :func:`advice`); the transport passes ``hint`` when it knows better (the
+        corrected base URL of a 404)."""
         if self.hint:
             text += f". {self.hint}"
         super().__init__(text)
@@ -220,8 +245,68 @@ _HINTS: Final[dict[int, str]] = {
     403: "These endpoints need an organization admin key with the api.usage.read scope: set OPENAI_ADMIN_KEY (or pass"
     " api_key=) to one that starts with sk-admin-",
     404: "Check the base URL: it must end in /v1 (for example https://api.openai.com/v1)",
-    429: "Rate limited: retry later, lower the concurrency, or raise max_retries",
 }
+"""The advice of a status that is the set-up's fault; a status worth retrying is told :func:`advice`'s."""
+
+RETRY_STATUSES: Final = frozenset({408, 409, 429})
+"""The statuses below 500 that are retried (every 5xx is too)."""
+
+
+def is_retryable_status(status_code: int) -> bool:
+    """Whether a response of ``status_code`` is retried."""
+    return status_code in RETRY_STATUSES or status_code >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class Knobs:
+    """The settings that change how requests are sent, named as the user who meets an error writes them: the
+    library's parameters (these defaults), or a command's flags and config keys (``sync``: ``--concurrency``,
+    ``sync.max_retries``). ``None``: there is no such setting where that user is, so the advice leaves it out
+    (``query`` has no retry or timeout flag). :func:`advice` words the advice from them."""
+
+    again: str = "try"
+    """The verb of "wait and try again": ``sync`` says "wait and sync again"."""
+    max_retries: str | None = "max_retries="
+    timeout: str | None = "timeout="
+    concurrency: str | None = None
+    """How many requests are in flight at once (``SyncOptions(concurrency=)``, ``--concurrency``)."""
+    base_url: str | None = None
+    """Where the base URL came from (``OPENAI_BASE_URL``, ``--base-url``), when it is known."""
+
+
+LIBRARY_KNOBS: Final = Knobs()
+
+
+def advice(error: APIError, knobs: Knobs = LIBRARY_KNOBS) -> str:
+    """What to do about ``error`` when retrying more, waiting or asking less may cure it, naming the settings of
+    ``knobs`` (a rate limit, a 5xx or a timeout past the retries, a host that does not answer); ``""`` for any other
+    error, whose fix is not a setting of how requests are sent."""
+    again = f"wait and {knobs.again} again"
+    if isinstance(error, APITimeoutError):
+        return _either("Timed out on every try", again, _raise(knobs.timeout, knobs.max_retries))
+    if isinstance(error, APIConnectionError):
+        where = f" (from {knobs.base_url})" if knobs.base_url else ""
+        return f"Check the base URL{where} and the network"
+    if not isinstance(error, APIStatusError) or not is_retryable_status(error.status_code):
+        return ""
+    retries = _raise(knobs.max_retries)
+    if error.status_code == 429:
+        fewer = f"lower {knobs.concurrency}" if knobs.concurrency else None
+        return _either("Rate limited on every try", again, fewer, retries)
+    return _either("Failed on every try", again, retries)
+
+
+def _raise(*names: str | None) -> str | None:
+    """The words "raise a or b" of the settings named (``None``: that setting is not there to raise)."""
+    given = [n for n in names if n]
+    return f"raise {' or '.join(given)}" if given else None
+
+
+def _either(what: str, *fixes: str | None) -> str:
+    """``what``, then the fixes given, as "what: a, b, or c"."""
+    given = [f for f in fixes if f]
+    return f"{what}: {given[0]}" if len(given) == 1 else f"{what}: {', '.join(given[:-1])}, or {given[-1]}"
+
 
 _BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
     400: BadRequestError,

@@ -6,13 +6,13 @@ config layer importing the sync engine. Import it from :mod:`usageledger.sync`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from usageledger.catalogue import BUCKET_SECONDS, BucketWidth
-from usageledger.errors import ConfigError
+from usageledger.errors import ConfigError, Knobs
 
-__all__ = ["DEFAULT_SINCE", "SyncOptions"]
+__all__ = ["DEFAULT_SINCE", "SYNC_KNOBS", "SyncOptions"]
 
 DEFAULT_SINCE: Final = 90 * 86400
 """How far back the first sync of a stream reaches, when ``since`` is not given."""
@@ -32,6 +32,12 @@ _LEAST: Final = {
     "minute_final_after": 0,
 }
 """The least value of each integer field of :class:`SyncOptions`."""
+
+SYNC_KNOBS: Final = Knobs(
+    again="sync", max_retries="SyncOptions(max_retries=)", timeout=None, concurrency="SyncOptions(concurrency=)"
+)
+"""How a sync's failures name the settings that would change how it asks: these options' own (the engine's client
+takes no timeout from them)."""
 _OPTIONAL: Final = frozenset({"since", "until", "final_after_days", "hour_final_after", "minute_final_after"})
 
 
@@ -62,6 +68,10 @@ class SyncOptions:
     """The same for hourly streams (seconds); ``None``: ``hour_grace``."""
     minute_final_after: int | None = None
     """The same for minute streams (seconds); ``None``: ``minute_grace``."""
+    knobs: Knobs = field(default=SYNC_KNOBS, compare=False, repr=False)
+    """How a failure's advice names the settings above (a 429 past the retries: "lower ..., or raise ..."): these
+    options' names, or the ones the caller's user writes (``[sync]`` keys, the command line's flags), as
+    :class:`~usageledger.sync.Org` names where its key and base URL came from."""
 
     def __post_init__(self) -> None:
         """Each field's type and least value, checked once here: ``SyncOptions(concurrency="4")`` or ``since="90d"``
@@ -78,6 +88,8 @@ class SyncOptions:
                 raise ConfigError(f"{name}: expected {kind}, got {value!r}{fix}")
             if value < least:
                 raise ConfigError(f"{name}: must be at least {least}, got {value}")
+        if not isinstance(self.knobs, Knobs):
+            raise ConfigError(f"knobs: expected usageledger.errors.Knobs(...), got {type(self.knobs).__name__}")
         if not isinstance(self.allow_insecure_http, bool):
             raise ConfigError(f"allow_insecure_http: expected True or False, got {self.allow_insecure_http!r}")
 

@@ -351,7 +351,7 @@ def test_max_retries_zero_sends_once() -> None:
 def test_connection_errors_are_retried_then_raised_from_the_cause() -> None:
     """A refused connection is retried; the final APIConnectionError chains the httpx error."""
     transport, seen = serve(httpx.ConnectError("connection refused"))
-    with pytest.raises(APIConnectionError, match="check the base URL") as info:
+    with pytest.raises(APIConnectionError, match="Check the base URL and the network") as info:
         http(transport).get("/x", [])
     assert len(seen) == 3
     assert isinstance(info.value.__cause__, httpx.ConnectError)

@@ -547,11 +547,11 @@ def test_a_host_that_cannot_be_reached_stops_the_orgs_streams_and_is_said_once(d
     assert result.requests == 2  # the first window's attempt and its one retry; no other stream asked
     (error,) = result.errors
     assert error.startswith(f"org 'main': {len(result.streams)} streams failed ("), error
-    assert "could not reach 127.0.0.1" in error and "check the base URL and the network" in error
+    assert "could not reach 127.0.0.1" in error and "Check the base URL and the network" in error
     assert len(error) < 300, error
     first, *others = result.streams
     assert first.error and "window" in first.error and "could not reach" in first.error
-    assert all(s.error and s.error.endswith("check the base URL and the network") for s in others)
+    assert all(s.error and s.error.endswith("Check the base URL and the network") for s in others)
     states = {(s.stream, s.last_status) for s in duck.stream_states()}
     assert {status for _, status in states} == {"failed"} and len(states) == len(result.streams)
 

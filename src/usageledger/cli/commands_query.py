@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
@@ -49,7 +50,15 @@ from usageledger.cli._app import (
 from usageledger.cli._estimate import MANY_REQUESTS, AllowMany, request_estimate
 from usageledger.cli._flags import Insecure, Verbose
 from usageledger.client import Client, Query
-from usageledger.errors import AuthenticationError, NotFoundError, ParameterError, PermissionDeniedError
+from usageledger.errors import (
+    APIError,
+    AuthenticationError,
+    Knobs,
+    NotFoundError,
+    ParameterError,
+    PermissionDeniedError,
+    advice,
+)
 from usageledger.report.tables import DataTable, label, number
 
 OutputFormat = Literal["table", "csv", "jsonl"]
@@ -366,7 +375,10 @@ def query(
 def _v1_named(url: str, source: str | None) -> Iterator[None]:
     """A 404 under a base URL without ``/v1`` (``--base-url http://127.0.0.1:8787``) names where the URL came from
     (``source``: ``--base-url`` or ``OPENAI_BASE_URL``) and the fix there, as ``sync`` and ``doctor`` do; a key the
-    API refuses (401) or lets read no usage (403: a project key) names the variable to set."""
+    API refuses (401) or lets read no usage (403: a project key) names the variable to set; a failure past the
+    retries (a 429, a 5xx, a timeout, a host that does not answer) is told what `query` can change
+    (:data:`QUERY_KNOBS`: no retry, timeout or concurrency flag, so to wait and query again), not the client's
+    ``max_retries=``."""
     try:
         yield
     except NotFoundError as exc:
@@ -374,6 +386,15 @@ def _v1_named(url: str, source: str | None) -> Iterator[None]:
     except (AuthenticationError, PermissionDeniedError) as exc:
         # the one wording of a refused key (`_options.key_refusal`), as `sync` says it
         raise fail(key_refusal(exc, ADMIN_KEY_ENV, "query")) from None
+    except APIError as exc:
+        fix = advice(exc, replace(QUERY_KNOBS, base_url=source))
+        if not fix:
+            raise
+        raise fail(exc.advised(fix)) from None
+
+
+QUERY_KNOBS: Final = Knobs(again="query", max_retries=None, timeout=None)
+"""What `query` can change about how it asks: nothing but when (it has no retry, timeout or concurrency flag)."""
 
 
 __all__ = ["MANY_REQUESTS", "OUTPUT_FORMATS", "TABLE_MAX_ROWS", "estimate_note", "query"]

@@ -43,12 +43,21 @@ from usageledger.cli._flags import STORE_HELP, ConfigOpt, FormatOpt, FxOpt, Inse
 from usageledger.cli._newstore import NewStore
 from usageledger.config import (
     Config,
+    SyncConfig,
     check_distinct_orgs,
     check_sync_int,
     load_config,
     staged_default_config,
 )
-from usageledger.errors import APIStatusError, ConfigError, ParameterError, UsageLedgerError
+from usageledger.errors import (
+    APIError,
+    APIStatusError,
+    ConfigError,
+    Knobs,
+    ParameterError,
+    UsageLedgerError,
+    advice,
+)
 from usageledger.store import (
     DEFAULT_STORE,
     BaseStore,
@@ -496,6 +505,7 @@ def sync_command(
         since=since_at,
         until=until_at,
         allow_insecure_http=allow_insecure_http,
+        knobs=_sync_knobs(settings, config),
     )
     for o in orgs:  # a refused base URL (plain http to a remote host) must not leave a new store behind
         source = o.base_url_source or "base_url="  # names the flag: a flag's value refused exits 2
@@ -613,6 +623,18 @@ def configured_sync_estimate(opened: BaseStore, config: Config, *, now: int, all
     return _requests_estimate(opened, orgs, streams, options, now, None, allowed=allowed, narrow=narrow)
 
 
+def _sync_knobs(settings: SyncConfig, config: Config) -> Knobs:
+    """How a failure of this run names what the user can change: ``--concurrency`` (or ``sync.concurrency``) and
+    ``sync.max_retries``, each with the value it has now; ``sync`` has no timeout setting."""
+    where = config.path or "the config"
+    return Knobs(
+        again="sync",
+        max_retries=f"sync.max_retries in {where} (now {settings.max_retries})",
+        timeout=None,
+        concurrency=f"--concurrency or sync.concurrency (now {settings.concurrency})",
+    )
+
+
 def _flag_int(key: str, value: int, flag: str) -> int:
     """A ``[sync]`` setting given as a flag, by the config's rule (:func:`check_sync_int`); out of range it is bad
     input, exit 2, where the same value in the config file is a config error."""
@@ -632,15 +654,18 @@ _DIRECTORY_HINTS: Final = {
 client's own hints ("needs the api.usage.read scope", "the base URL must end in /v1") blamed what had just worked."""
 
 
-def _directory_failure(exc: UsageLedgerError) -> str:
-    """``exc`` of a directory refresh, with :data:`_DIRECTORY_HINTS`' fix in place of the client's hint."""
-    if not isinstance(exc, APIStatusError) or exc.status_code not in _DIRECTORY_HINTS:
+def _directory_failure(exc: UsageLedgerError, knobs: Knobs) -> str:
+    """``exc`` of a directory refresh, with :data:`_DIRECTORY_HINTS`' fix in place of the client's hint, or the
+    advice naming the run's settings (``knobs``, as the sync's own failures name them)."""
+    if not isinstance(exc, APIError):
         return str(exc)
-    text = str(exc).removesuffix(f". {exc.hint}") if exc.hint else str(exc)
-    return f"{text}. {_DIRECTORY_HINTS[exc.status_code]}"
+    if isinstance(exc, APIStatusError) and exc.status_code in _DIRECTORY_HINTS:
+        return exc.advised(_DIRECTORY_HINTS[exc.status_code])
+    fix = advice(exc, knobs)
+    return exc.advised(fix) if fix else str(exc)
 
 
-def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: int, quiet: bool) -> None:
+def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: SyncOptions, at: int, quiet: bool) -> None:
     """Refresh each org's directory after its usage; a failure is one warning line and leaves the old directory."""
     from usageledger.sync.directory import refresh_org
 
@@ -650,7 +675,8 @@ def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: Any, at: 
                 store, org, at=at, allow_insecure_http=options.allow_insecure_http, max_retries=options.max_retries
             )
         except UsageLedgerError as exc:
-            say(f"warning: the directory of {org.name} was not refreshed: {_directory_failure(exc)}")
+            told = _directory_failure(exc, replace(options.knobs, base_url=org.base_url_source))
+            say(f"warning: the directory of {org.name} was not refreshed: {told}")
             continue
         if not quiet:
             say(

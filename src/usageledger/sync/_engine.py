@@ -12,26 +12,31 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import httpx
 
 from usageledger import rules, timeutil
-from usageledger._http import is_retryable_status, tls_context
+from usageledger._http import tls_context
 from usageledger._options import key_refusal, v1_fix, with_v1_fix
 from usageledger._secrets import mask_keys
 from usageledger._text import counted
 from usageledger.client import AsyncClient
 from usageledger.errors import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     AuthenticationError,
+    Knobs,
     NotFoundError,
     ParameterError,
     PermissionDeniedError,
     StoreError,
     SyncError,
     UsageLedgerError,
+    advice,
+    is_retryable_status,
 )
 from usageledger.store import BaseStore, RunTotals, Stream, StreamMark, require_store
 from usageledger.sync._model import (
@@ -367,6 +372,7 @@ async def _fetch(
     store: BaseStore,
     run_id: str,
     slots: asyncio.Semaphore,
+    knobs: Knobs,
 ) -> None:
     """A fetching worker: take the next job, read every page of its window, convert it, hand it to the writer: a
     window holding many results in pieces of whole buckets, each handed over before the next is asked
@@ -379,7 +385,8 @@ async def _fetch(
     window the store refuses (a group twice in a bucket, a bucket outside the window) fails its stream only; the
     pieces of it handed over before still commit, as windows taken do when a stream fails. A key
     the API refuses (401, 403) is the org's, not the window's: every stream of the org stops at once with one
-    message, and nothing more is asked with that key.
+    message, and nothing more is asked with that key. A failure's advice names the settings of ``knobs`` (the
+    run's ``SyncOptions.knobs``) and where the org's base URL came from.
     """
     from usageledger.sync._arrow import page_decoder  # pyarrow: only when a sync fetches
 
@@ -418,8 +425,9 @@ async def _fetch(
             logger.info("stream failed: %s", job.run.error)
             continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)
-            unreachable = _host_unreachable(exc)
-            job.run.fail(mask_keys(f"{job.where()}: {exc}"), cause=unreachable or _refusal(exc))
+            told = _advised(exc, replace(knobs, base_url=orgs[plan.org].base_url_source))
+            unreachable = _host_unreachable(exc, told)
+            job.run.fail(mask_keys(f"{job.where()}: {told}"), cause=unreachable or _refusal(exc))
             # Info, not an error: the failure is in the result, which the caller reports (the CLI's one error line).
             logger.info("stream failed: %s", job.run.error)
             if unreachable is not None:  # every attempt and retry failed to connect: the org's other streams stop
@@ -496,12 +504,21 @@ def _refusal(exc: UsageLedgerError) -> str | None:
     return mask_keys(text.replace(f" [request id {exc.request_id}]", "") if exc.request_id else text)
 
 
-def _host_unreachable(exc: UsageLedgerError) -> str | None:
-    """The failure as the org's when no attempt connected at all, retries included (refused, no such host): the
-    org's streams stop rather than each spend its own retries on the same host, and the run's errors say it once.
-    A connection dropped or a page that failed is a window's own, named with its window."""
+def _advised(exc: UsageLedgerError, knobs: Knobs) -> str:
+    """``exc`` as the run's user is told it: an API error's advice naming the settings of ``knobs``
+    (:func:`~usageledger.errors.advice`), where it has one."""
+    if isinstance(exc, APIError) and (fix := advice(exc, knobs)):
+        return exc.advised(fix)
+    return str(exc)
+
+
+def _host_unreachable(exc: UsageLedgerError, told: str) -> str | None:
+    """The failure (``told``: ``exc`` as the user is told it) as the org's when no attempt connected at all, retries
+    included (refused, no such host): the org's streams stop rather than each spend its own retries on the same
+    host, and the run's errors say it once. A connection dropped or a page that failed is a window's own, named
+    with its window."""
     if isinstance(exc, APIConnectionError) and isinstance(exc.__cause__, httpx.ConnectError):
-        return mask_keys(str(exc))
+        return mask_keys(told)
     return None
 
 
@@ -525,7 +542,7 @@ async def _execute(
     writer_task = asyncio.create_task(writer.run(queue))
     slots = asyncio.Semaphore(options.concurrency)
     workers = [
-        asyncio.create_task(_fetch(jobs, runs, orgs, clients, queue, store, run_id, slots))
+        asyncio.create_task(_fetch(jobs, runs, orgs, clients, queue, store, run_id, slots, options.knobs))
         for _ in range(FETCH_WORKERS_PER_SLOT * options.concurrency)
     ]
     fetching = asyncio.gather(*workers)
