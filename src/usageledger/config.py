@@ -99,6 +99,18 @@ class SyncConfig:
     final_after_days: int | None = _ENGINE.final_after_days
     hour_final_after: int | None = _ENGINE.hour_final_after
     minute_final_after: int | None = _ENGINE.minute_final_after
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
+    """Where each setting not at its default came from, as a refusal names it: ``sync.lag_days in FILE``, or the
+    flag that gave it for one run (``--lag-days``, :meth:`with_flag`); a key not in it is the default."""
+
+    def __post_init__(self) -> None:
+        """The settings as they stand, flags merged (``dataclasses.replace`` comes through here too): no
+        finalization grace shorter than its width's lag window (:func:`_check_final_after`)."""
+        _check_final_after(self)
+
+    def with_flag(self, key: str, value: int, flag: str) -> SyncConfig:
+        """These settings with ``key`` given by ``flag`` for one run, checked against the rest as the file's are."""
+        return replace(self, **{key: value}, sources={**self.sources, key: flag})
 
     def to_options(
         self,
@@ -113,7 +125,8 @@ class SyncConfig:
 
         Flags that override a key go through ``dataclasses.replace`` on this config first.
         """
-        settings = {f.name: getattr(self, f.name) for f in fields(self)}  # every key has an engine option
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}  # every key has an
+        # engine option
         settings["first_since"] = settings.pop("since")  # the file's `since` is the engine's first_since
         return SyncOptions(since=since, until=until, allow_insecure_http=allow_insecure_http, knobs=knobs, **settings)
 
@@ -312,7 +325,7 @@ def _parse_config(data: Mapping[str, Any], path: Path | None) -> Config:
         _no_unknown(store, ("url",), "store")
         if "url" in store:
             store_url, store_in_file = from_file(_str(store["url"], "store.url"), path), True
-    sync = _sync(_table(data["sync"], "sync")) if "sync" in data else SyncConfig()
+    sync = _sync(_table(data["sync"], "sync"), path) if "sync" in data else SyncConfig()
     tables = _array_of_tables(data.get("orgs", []), "orgs")
     orgs = tuple(replace(_org(t, f"orgs[{i}]"), file=path) for i, t in enumerate(tables))
     names = [o.name for o in orgs]
@@ -381,11 +394,13 @@ def _statement(table: Mapping[str, Any]) -> str:
     return allocate
 
 
-def _sync(table: Mapping[str, Any]) -> SyncConfig:
+def _sync(table: Mapping[str, Any], path: Path | None) -> SyncConfig:
     keys = ("lag_days", "minute_grace", "hour_grace", "since", "concurrency", "max_retries")
     _no_unknown(table, (*keys, *(k for k, _, _ in _FINAL_KEYS)), "sync")
     d = SyncConfig()
-    settings = SyncConfig(
+    finals = _final_after(table)
+    return SyncConfig(  # checked whole when made (`SyncConfig.__post_init__`), as a flag merged later is
+        sources=MappingProxyType({key: f"sync.{key} in {path or 'the config'}" for key in table}),
         lag_days=check_sync_int("lag_days", table.get("lag_days", d.lag_days)),
         minute_grace=_duration(table, "minute_grace", d.minute_grace, "sync"),
         hour_grace=_duration(table, "hour_grace", d.hour_grace, "sync"),
@@ -393,8 +408,10 @@ def _sync(table: Mapping[str, Any]) -> SyncConfig:
         since=_first_since(table, d.since),
         concurrency=check_sync_int("concurrency", table.get("concurrency", d.concurrency)),
         max_retries=check_sync_int("max_retries", table.get("max_retries", d.max_retries)),
+        final_after_days=finals.get("final_after_days"),
+        hour_final_after=finals.get("hour_final_after"),
+        minute_final_after=finals.get("minute_final_after"),
     )
-    return replace(settings, **_final_after(table, settings))
 
 
 _FINAL_KEYS: Final[tuple[tuple[str, BucketWidth, str], ...]] = (
@@ -405,25 +422,47 @@ _FINAL_KEYS: Final[tuple[tuple[str, BucketWidth, str], ...]] = (
 """The ``[sync]`` finalization graces: key, bucket width, and the lag window it may not undercut."""
 
 
-def _final_after(table: Mapping[str, Any], settings: SyncConfig) -> dict[str, int]:
-    """The finalization graces given (absent: the lag window of their width), each at least that lag window."""
-    lags = settings.to_options()
+def _final_after(table: Mapping[str, Any]) -> dict[str, int]:
+    """The finalization graces given (absent: the lag window of their width); :func:`_check_final_after` holds each
+    to at least that lag window."""
     out: dict[str, int] = {}
-    for key, width, lag_key in _FINAL_KEYS:
-        if key not in table:
-            continue
-        if key == "final_after_days":
-            value = _int(table[key], f"sync.{key}", minimum=0)
-            seconds = value * 86400
-        else:
-            value = seconds = _duration(table, key, 0, "sync")
-        if seconds < lags.lag(width):
-            raise ConfigError(
-                f"sync.{key}: {table[key]!r} is shorter than the lag window (sync.{lag_key}), so a bucket the next"
-                f" sync re-reads would count as final; use at least sync.{lag_key}, or leave {key} out"
-            )
-        out[key] = value
+    for key, _, _ in _FINAL_KEYS:
+        if key in table:
+            days = key == "final_after_days"
+            out[key] = _int(table[key], f"sync.{key}", minimum=0) if days else _duration(table, key, 0, "sync")
     return out
+
+
+def _check_final_after(settings: SyncConfig) -> None:
+    """The one rule between a finalization grace and its width's lag window, for the settings as they stand (the
+    file's, with a flag such as ``--lag-days`` merged): the grace may not be shorter, or a bucket the next sync
+    re-reads would count as final (``status`` says so, ``check --final-only`` trusts it). A flag at fault is named
+    first, as bad input (exit 2), with the key it conflicts with and where that was set; else the key is."""
+    for key, width, lag_key in _FINAL_KEYS:
+        grace: int | None = getattr(settings, key)
+        if grace is None:
+            continue
+        lag: int = getattr(settings, lag_key)
+        days = width == "1d"
+        if (grace * 86400 if days else grace) >= (lag * 86400 if days else lag):
+            continue
+        shown_lag, shown_grace = (
+            (str(lag), str(grace)) if days else (timeutil.span_text(lag), timeutil.span_text(grace))
+        )
+        flag = settings.sources.get(lag_key, "")
+        if flag.startswith("--"):
+            where = settings.sources.get(key, f"{key}=")
+            raise ConfigError(
+                f"{flag}: {shown_lag} is longer than {where} ({shown_grace}), so this sync would re-read buckets"
+                f" that status already calls final; give {flag} {shown_grace} or less, or set sync.{key} to"
+                f" {shown_lag} or more",
+                source=flag,
+            )
+        given = "" if lag_key in settings.sources else ", the default"
+        raise ConfigError(
+            f"sync.{key}: {shown_grace} is shorter than the lag window (sync.{lag_key} = {shown_lag}{given}), so a"
+            f" bucket the next sync re-reads would count as final; use at least {shown_lag}, or leave {key} out"
+        )
 
 
 # The range of each integer [sync] setting. The lag window is re-read on every run, so more than a year of it is a

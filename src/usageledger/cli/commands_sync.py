@@ -497,10 +497,12 @@ def sync_command(
         engine.Org(o.name, key, at, key_source=o.key_source, base_url_source=urls[o.name][1]) for o, key, at in resolved
     ]
     settings = config.sync
-    if lag_days is not None:
-        settings = replace(settings, lag_days=_flag_int("lag_days", lag_days, "--lag-days"))
+    if lag_days is not None:  # checked against the config's final_after_days, as the file's lag_days is
+        settings = settings.with_flag("lag_days", _flag_int("lag_days", lag_days, "--lag-days"), "--lag-days")
     if concurrency is not None:
-        settings = replace(settings, concurrency=_flag_int("concurrency", concurrency, "--concurrency"))
+        settings = settings.with_flag(
+            "concurrency", _flag_int("concurrency", concurrency, "--concurrency"), "--concurrency"
+        )
     options = settings.to_options(
         since=since_at,
         until=until_at,
