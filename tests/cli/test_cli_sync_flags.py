@@ -33,12 +33,23 @@ def test_hourly_sync_without_endpoints_names_what_it_skips(
     ("flag", "value", "rule"),
     [("--lag-days", "-1", "at least 0"), ("--concurrency", "0", "at least 1"), ("--concurrency", "-3", "at least 1")],
 )
+@pytest.mark.parametrize("key", [FAKE_ADMIN_KEY, None], ids=["key", "no key"])
 def test_flags_get_the_config_checks(
-    tmp_path: Path, emulator_url: str, monkeypatch: pytest.MonkeyPatch, flag: str, value: str, rule: str
+    tmp_path: Path,
+    emulator_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    flag: str,
+    value: str,
+    rule: str,
+    key: str | None,
 ) -> None:
     """--lag-days and --concurrency are refused below the minimum that [sync] has, in one line naming the flag,
-    exit 2 as bad input (the same value in the config file is a config error, exit 1)."""
-    monkeypatch.setenv("OPENAI_ADMIN_KEY", FAKE_ADMIN_KEY)
+    exit 2 as bad input (the same value in the config file is a config error, exit 1); with no key set too, where
+    the missing key was named instead, and the typo only on the next try."""
+    if key is None:
+        monkeypatch.delenv("OPENAI_ADMIN_KEY", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_ADMIN_KEY", key)
     store = tmp_path / "u.duckdb"
     argv = ["sync", "--store", str(store), "--base-url", emulator_url, "--now", str(EMULATOR_NOW), "--quiet"]
     result = CliRunner().invoke(app, [*argv, flag, value])

@@ -490,19 +490,19 @@ def sync_command(
         chosen = tuple(o for o in chosen if o.name in set(wanted))
     since_at, until_at = _since(since, current), _time(until, "--until", current)
     timeutil.check_range(since_at, until_at, now=current, start_param="--since", end_param="--until")
-    urls = {o.name: o.base_url_source(base_url) for o in chosen}  # each URL, and where it came from, read once
-    resolved = [(o, o.resolve_key(), urls[o.name][0]) for o in chosen]
-    check_distinct_orgs(resolved)
-    orgs = [
-        engine.Org(o.name, key, at, key_source=o.key_source, base_url_source=urls[o.name][1]) for o, key, at in resolved
-    ]
-    settings = config.sync
+    settings = config.sync  # the flags' values are checked before the key is looked for: a typo is named first
     if lag_days is not None:  # checked against the config's final_after_days, as the file's lag_days is
         settings = settings.with_flag("lag_days", _flag_int("lag_days", lag_days, "--lag-days"), "--lag-days")
     if concurrency is not None:
         settings = settings.with_flag(
             "concurrency", _flag_int("concurrency", concurrency, "--concurrency"), "--concurrency"
         )
+    urls = {o.name: o.base_url_source(base_url) for o in chosen}  # each URL, and where it came from, read once
+    resolved = [(o, o.resolve_key(), urls[o.name][0]) for o in chosen]
+    check_distinct_orgs(resolved)
+    orgs = [
+        engine.Org(o.name, key, at, key_source=o.key_source, base_url_source=urls[o.name][1]) for o, key, at in resolved
+    ]
     options = settings.to_options(
         since=since_at,
         until=until_at,
