@@ -1020,7 +1020,9 @@ def test_an_org_that_got_nowhere_is_not_asked_for_its_directory(wrong: str, emul
 def test_a_server_with_usage_but_no_directory_is_named_as_such_not_as_a_wrong_base_url(tmp_path: Path) -> None:
     """`emulator --replay usage.jsonl` (no --replay-directory) answers the directory's lists 404: the sync's
     warning ended in the client's "Check the base URL: it must end in /v1", a URL the usage had just synced
-    through. It now says what such a server is and how to skip the names; the usage is synced (exit 0)."""
+    through. It now says what such a server is and how to skip the names; the usage is synced (exit 0). The run
+    records the failure as its error, and `status` says the refresh failed, why, and that the next sync tries again
+    (it said nothing of it: a directory never read looked like one never asked for)."""
     usage = tmp_path / "usage.jsonl"
     record = {"endpoint": "completions", "time": EMULATOR_NOW - 86400, "project_id": "proj_r", "input_tokens": 10}
     usage.write_text(json.dumps(record | {"output_tokens": 5, "num_model_requests": 1}) + "\n")
@@ -1035,6 +1037,17 @@ def test_a_server_with_usage_but_no_directory_is_named_as_such_not_as_a_wrong_ba
     assert "has no directory lists" in line and "--no-directory" in line and "must end in /v1" not in line, line
     with open_store(str(tmp_path / "s.duckdb")) as store:
         assert store.query("SELECT SUM(input_tokens) FROM usage_completions")[0][0] == 10
+        assert store.query("SELECT status, error FROM sync_runs") == [("ok", line.removeprefix("warning: "))]
+    shown = CliRunner().invoke(app, ["status", "--store", str(tmp_path / "s.duckdb"), "--format", "json"])
+    (directory,) = json.loads(shown.stdout)["directory"]
+    refresh = directory["last_refresh"]
+    assert refresh["status"] == "failed" and refresh["error"] == line.split(" was not refreshed: ", 1)[1], refresh
+    shown = CliRunner().invoke(app, ["status", "--store", str(tmp_path / "s.duckdb")])
+    said = " ".join(shown.stdout[shown.stdout.index("Directory of") :].split())
+    assert said == (
+        f"Directory of default: not read yet; its refresh of {refresh['started_at']} failed: {refresh['error']};"
+        " the next `usageledger sync` tries it again"
+    )
 
 
 _ORG_READERS: list[list[str]] = [

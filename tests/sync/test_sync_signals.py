@@ -3,6 +3,10 @@
 SIGTERM is handled like Ctrl-C: one line, exit code 143, the run and its unfinished streams `interrupted`, finished
 streams `ok`. SIGKILL leaves the run `running`; the next `status` or `sync` finds its process gone and marks it
 `abandoned` (finished streams keep `ok`), so `status` never shows `running` for a process that is gone.
+
+The directory's refresh, after the streams, is part of the run: stopped there, the run is `interrupted` (or, killed,
+`abandoned`) with its streams `ok`, and `status` says the org's refresh did not finish and that the next sync
+completes it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -22,6 +27,7 @@ from typer.testing import CliRunner
 from usageledger.cli import app
 from usageledger.store import RunOwner, default_streams, open_store
 from usageledger.sync import SyncOptions, plan_stream
+from usageledger.sync._model import INTERRUPTED
 from usageledger.sync._safety import reap_abandoned, stream_states_now, this_process
 
 from fixtures.emulator import EMULATOR_NOW
@@ -169,3 +175,114 @@ def test_a_live_run_is_never_abandoned_and_a_reused_pid_does_not_keep_a_dead_one
                 time.sleep(0.05)
         # DuckDB: a sync holding the file knows no other sync runs: the other host's run is dead too.
         assert reap_abandoned(opened, at=EMULATOR_NOW, holding_sync_lock=True) == ["elsewhere"]
+
+
+@pytest.fixture(scope="module")
+def slow_directory() -> Iterator[str]:
+    """A `usageledger emulator` subprocess answering after 300 ms: the directory's two dozen lists, four at a time,
+    take two seconds, and the costs of three days one request."""
+    with emulator_process("--latency", "300ms") as url:
+        yield url
+
+
+def _signal_in_directory(store: str, url: str, cwd: Path, sig: signal.Signals) -> tuple[int, str, int]:
+    """Sync the costs of three days, and send ``sig`` once the directory's refresh has begun (its log line comes
+    before its first list is asked for; the lists take seconds more). Exit code, stderr and the process id."""
+    args = sync_args(store, "-e", "costs", "--since", "3d", "--log-format", "json")
+    proc = run_cli([*cli(), *args], url, cwd)
+    assert proc.stderr is not None
+    lines: list[str] = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("{") and json.loads(line).get("message") == f"reading the directory of {ORG}":
+            proc.send_signal(sig)
+            break
+    code, _, rest = finish(proc, timeout=60)
+    assert any("reading the directory" in line for line in lines), "".join(lines) + rest
+    return code, "".join(lines) + rest, proc.pid
+
+
+def _status(store: str) -> tuple[str, dict[str, Any]]:
+    """`status` of ``store``: its directory line (the text output's last, unwrapped) and its directory's JSON record."""
+    text = CliRunner().invoke(app, ["status", "--store", store])
+    assert text.exit_code == 0, text.output
+    line = " ".join(text.output[text.output.index("Directory of") :].split())  # the last line, as the console wraps it
+    document = CliRunner().invoke(app, ["status", "--store", store, "--format", "json"])
+    assert document.exit_code == 0, document.output
+    (record,) = json.loads(document.stdout)["directory"]
+    return line, record
+
+
+@pytest.mark.parametrize(
+    ("sig", "backend"),
+    [(signal.SIGINT, "duckdb"), (signal.SIGTERM, "duckdb"), (signal.SIGINT, "postgres")],
+)
+def test_a_stop_in_the_directory_refresh_is_the_runs_and_status_says_the_next_sync_completes_it(
+    sig: signal.Signals,
+    backend: str,
+    slow_directory: str,
+    tmp_path: Path,
+    new_store: Callable[[str, Path], str],
+) -> None:
+    """Ctrl-C or SIGTERM while the directory is read: the run `interrupted`, its streams `ok`; `status` says when
+    the refresh stopped and that the next sync completes it, which it does."""
+    store = new_store(backend, tmp_path / "dir.duckdb")
+    code, stderr, _ = _signal_in_directory(store, slow_directory, tmp_path, sig)
+    said = "error: interrupted" if sig == signal.SIGINT else "error: interrupted by SIGTERM"
+    assert code == (130 if sig == signal.SIGINT else 143), stderr
+    assert [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")] == [said], stderr
+    with open_store(store) as opened:
+        (run,) = opened.query("SELECT run_id, status, error FROM sync_runs")
+    assert run[1:] == ("interrupted", f"the directory of {ORG} was not refreshed: {INTERRUPTED}")
+    assert set(_stream_statuses(store).values()) == {"ok"}
+
+    line, record = _status(store)
+    began = record["last_refresh"]["started_at"]
+    assert line == (
+        f"Directory of {ORG}: not read yet; its refresh of {began} was interrupted (Ctrl-C or SIGTERM) before it"
+        " finished: the next `usageledger sync` completes it"
+    )
+    assert record["last_refresh"] == {
+        "started_at": began,
+        "run_id": run[0],
+        "status": "interrupted",
+        "error": INTERRUPTED,
+    }
+    assert record["last_change"] is None
+
+    code, _, err = finish(
+        run_cli([*cli(), *sync_args(store, "-e", "costs", "--since", "3d")], slow_directory, tmp_path)
+    )
+    assert code == 0, err
+    line, record = _status(store)
+    assert record["last_refresh"]["status"] == "ok" and record["projects"] == {"active": 3, "archived": 1}, record
+    assert line.startswith(f"Directory of {ORG}: 4 projects (1 archived),") and "refresh" not in line, line
+    with open_store(store) as opened:
+        statuses = opened.query("SELECT status, error FROM sync_runs ORDER BY started_at")
+    assert statuses[1] == ("ok", None)
+
+
+def test_a_kill_in_the_directory_refresh_shows_it_unfinished_never_running(slow_directory: str, tmp_path: Path) -> None:
+    """SIGKILL while the directory is read: `status` shows the refresh as not finished, its process gone, and that
+    the next sync completes it; the next sync records the run `abandoned`."""
+    store = str(tmp_path / "killed.duckdb")
+    code, stderr, pid = _signal_in_directory(store, slow_directory, tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL, stderr
+    with open_store(store, migrate=False, read_only=True) as opened:
+        assert opened.query("SELECT status FROM sync_runs") == [("running",)]
+        assert opened.query("SELECT status FROM directory_refreshes") == [("running",)]
+    line, record = _status(store)
+    why = f"the run's process (pid {pid} on {socket.gethostname()}) ended without finishing it"
+    began = record["last_refresh"]["started_at"]
+    assert line == (
+        f"Directory of {ORG}: not read yet; its refresh of {began} did not finish ({why}): the next"
+        " `usageledger sync` completes it"
+    )
+    assert (record["last_refresh"]["status"], record["last_refresh"]["error"]) == ("abandoned", why)
+    code, _, err = finish(
+        run_cli([*cli(), *sync_args(store, "-e", "costs", "--since", "3d")], slow_directory, tmp_path)
+    )
+    assert code == 0, err
+    with open_store(store) as opened:
+        assert sorted(opened.query("SELECT status FROM sync_runs")) == [("abandoned",), ("ok",)]
+        assert opened.query("SELECT status, error FROM directory_refreshes") == [("ok", None)]

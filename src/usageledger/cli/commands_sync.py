@@ -20,7 +20,7 @@ from usageledger import catalogue, rules, timeutil
 from usageledger._memory import limit_arenas
 from usageledger._options import base_url_from, check_base_url
 from usageledger._paths import make_folder, remove_made, same_file
-from usageledger._secrets import redact_url_password
+from usageledger._secrets import mask_keys, redact_url_password
 from usageledger._text import counted
 from usageledger.catalogue import BucketWidth
 from usageledger.cli import _app, _filters
@@ -49,15 +49,7 @@ from usageledger.config import (
     load_config,
     staged_default_config,
 )
-from usageledger.errors import (
-    APIError,
-    APIStatusError,
-    ConfigError,
-    Knobs,
-    ParameterError,
-    UsageLedgerError,
-    advice,
-)
+from usageledger.errors import ConfigError, Knobs, ParameterError, StoreError, UsageLedgerError
 from usageledger.store import (
     DEFAULT_STORE,
     BaseStore,
@@ -75,6 +67,8 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from usageledger.report.tables import DataTable
+    from usageledger.store.directory import DirectorySummary
+    from usageledger.sync import SyncResult
 
 logger = logging.getLogger("usageledger.cli")
 
@@ -543,12 +537,13 @@ def sync_command(
                             *(f"{flag}={value}" for flag, value in (("--since", since), ("--until", until)) if value),
                         ]
                     ),
+                    leave_running=not no_directory,  # the directory is refreshed under the run, which it ends
                 )
                 if not no_directory:  # not for an org that got nowhere (a refused key, a wrong base URL): the
                     # error says it
                     refused = set(result.unreached_orgs)
                     kept = [o for o in orgs if o.name not in refused]
-                    _refresh_directory(opened, kept, options, current, quiet or log_format == "json")
+                    _refresh_directory(opened, result, kept, options, current, quiet or log_format == "json")
     if refusal is not None:
         made.remove()
         raise refusal
@@ -646,46 +641,55 @@ def _flag_int(key: str, value: int, flag: str) -> int:
         raise ParameterError(flag, str(exc).removeprefix(f"{flag}: ")) from None
 
 
-_DIRECTORY_HINTS: Final = {
-    403: "The key read usage but may not list the organization's projects, users and keys: use an admin key that"
-    " may, or skip the names with --no-directory",
-    404: "The server answered usage but has no directory lists (an emulator replaying usage without"
-    " --replay-directory, or a proxy that passes the usage endpoints only): skip the names with --no-directory",
-}
-"""What a refused directory list means after its org's usage synced through the same key and base URL: the
-client's own hints ("needs the api.usage.read scope", "the base URL must end in /v1") blamed what had just worked."""
+def _refresh_directory(
+    store: BaseStore, result: SyncResult, orgs: Sequence[Any], options: Any, at: int, quiet: bool
+) -> None:
+    """Refresh each org's directory after its usage, under the sync run ``result`` (left ``running`` for it), then
+    end the run. A failure is one warning line and leaves the old directory; the run keeps its streams' status and
+    records the failure as its error. Ctrl-C or SIGTERM here makes the run ``interrupted``, as in its streams."""
+    from usageledger.sync import end_run
+    from usageledger.sync._model import INTERRUPTED
+    from usageledger.sync.directory import refresh_failure, refresh_org
 
-
-def _directory_failure(exc: UsageLedgerError, knobs: Knobs) -> str:
-    """``exc`` of a directory refresh, with :data:`_DIRECTORY_HINTS`' fix in place of the client's hint, or the
-    advice naming the run's settings (``knobs``, as the sync's own failures name them)."""
-    if not isinstance(exc, APIError):
-        return str(exc)
-    if isinstance(exc, APIStatusError) and exc.status_code in _DIRECTORY_HINTS:
-        return exc.advised(_DIRECTORY_HINTS[exc.status_code])
-    fix = advice(exc, knobs)
-    return exc.advised(fix) if fix else str(exc)
-
-
-def _refresh_directory(store: BaseStore, orgs: Sequence[Any], options: SyncOptions, at: int, quiet: bool) -> None:
-    """Refresh each org's directory after its usage; a failure is one warning line and leaves the old directory."""
-    from usageledger.sync.directory import refresh_org
-
-    for org in orgs:
+    failures: list[str] = []
+    status: str | None = "interrupted"
+    current = None
+    try:
+        for current in orgs:
+            try:
+                counts = refresh_org(
+                    store,
+                    current,
+                    at=at,
+                    allow_insecure_http=options.allow_insecure_http,
+                    max_retries=options.max_retries,
+                    run_id=result.run_id,
+                )
+            except UsageLedgerError as exc:
+                why = refresh_failure(exc, replace(options.knobs, base_url=current.base_url_source))
+                failures.append(f"the directory of {current.name} was not refreshed: {why}")
+                say(f"warning: {failures[-1]}")
+                continue
+            if not quiet:
+                say(
+                    f"directory of {current.name}: {counts.inserted} new, {counts.changed} changed, "
+                    f"{counts.deleted} gone, {counts.unchanged} unchanged",
+                    to=_app.console,
+                )
+        status = None  # the streams' own
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            status = "failed"
+        if current is not None:
+            knobs = replace(options.knobs, base_url=current.base_url_source)
+            why = INTERRUPTED if status == "interrupted" else refresh_failure(exc, knobs)
+            failures.append(f"the directory of {current.name} was not refreshed: {why}")
+        raise
+    finally:
         try:
-            counts = refresh_org(
-                store, org, at=at, allow_insecure_http=options.allow_insecure_http, max_retries=options.max_retries
-            )
-        except UsageLedgerError as exc:
-            told = _directory_failure(exc, replace(options.knobs, base_url=org.base_url_source))
-            say(f"warning: the directory of {org.name} was not refreshed: {told}")
-            continue
-        if not quiet:
-            say(
-                f"directory of {org.name}: {counts.inserted} new, {counts.changed} changed, "
-                f"{counts.deleted} gone, {counts.unchanged} unchanged",
-                to=_app.console,
-            )
+            end_run(store, result, status=status, error="; ".join(failures) or None)
+        except StoreError as exc:  # the connection is gone: the next sync finds the run abandoned and says so
+            logger.info("could not record the end of run %s: %s", result.run_id, exc)
 
 
 # --- export ---------------------------------------------------------------------------------------------
@@ -1033,13 +1037,14 @@ def status(
     from usageledger.report.credit import credit_balance
     from usageledger.report.forecast_out import credit_document, credit_line
     from usageledger.report.jsonout import status_document
-    from usageledger.store.directory import directory_summary
-    from usageledger.sync._safety import stream_states_now
+    from usageledger.sync._safety import abandoned_runs, directory_now, stream_states_now
 
     with open_for_reading(url) as opened:
-        # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running.
-        states = stream_states_now(opened, at=timeutil.now_unix())
-        directory = directory_summary(opened)
+        # A run whose process is gone (SIGKILL, power loss) shows as abandoned, never as running: its streams and
+        # its directory refreshes alike.
+        dead = abandoned_runs(opened)
+        states = stream_states_now(opened, at=timeutil.now_unix(), dead=dead)
+        directory = directory_now(opened, dead)
         options = config.sync.to_options()
         credit = credit_balance(opened, now=datetime.fromtimestamp(timeutil.now_unix(), UTC))
         if output_format == "json":
@@ -1049,10 +1054,39 @@ def status(
         else:
             _print_status(states, url, options)
             for d in directory:
-                when = "" if d.last_change is None else f"; last change {timeutil.iso(d.last_change)}"
-                _app.console.print(f"Directory of {d.org}: {d.describe()}{when}", highlight=False, markup=False)
+                _app.console.print(_directory_line(d), highlight=False, markup=False)
             if credit is not None:
                 _app.console.print(credit_line(credit, None))
+
+
+def _directory_line(d: DirectorySummary) -> str:
+    """``Directory of ORG: 4 projects, ...; last change T``, and what its last refresh left undone: one that did not
+    finish (Ctrl-C, SIGTERM, its process gone) or failed kept the directory as it was before it (or none)."""
+    last = d.last_refresh
+    read = d.last_change is not None or any(d.counts.values()) or (last is not None and last.status == "ok")
+    parts = [d.describe() if read else "not read yet"]
+    if d.last_change is not None:
+        parts.append(f"last change {timeutil.iso(d.last_change)}")
+    if last is not None and last.status != "ok":
+        began = timeutil.iso(last.started_at)
+        if last.status == "running":
+            parts.append(f"a refresh is running since {began}")
+        elif last.status == "interrupted":
+            parts.append(
+                f"its refresh of {began} was interrupted (Ctrl-C or SIGTERM) before it finished:"
+                " the next `usageledger sync` completes it"
+            )
+        elif last.status == "failed":
+            parts.append(
+                f"its refresh of {began} failed: {mask_keys(last.error or 'no reason recorded')}; the next"
+                " `usageledger sync` tries it again"
+            )
+        else:  # abandoned: its process is gone
+            parts.append(
+                f"its refresh of {began} did not finish ({mask_keys(last.error or 'its process is gone')}):"
+                " the next `usageledger sync` completes it"
+            )
+    return f"Directory of {d.org}: " + "; ".join(parts)
 
 
 def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> None:

@@ -323,7 +323,8 @@ def status_document(
     directory: Sequence[DirectorySummary] = (),
 ) -> Document:
     """Each stream with its state (the last run's status), its cursor (watermark), where it is final, its last run;
-    each org's directory (items by kind and status, and its last change).
+    each org's directory (items by kind and status, its last change, and its last refresh: when it began, its run,
+    its status and error; ``null`` when none is recorded).
 
     ``final_until``: buckets starting before it are final (see ``SyncOptions.final_until``); ``null`` when nothing is.
     """
@@ -364,6 +365,14 @@ def status_document(
                 "org": d.org,
                 **{label: dict(by_status) for label, by_status in d.counts.items()},
                 "last_change": None if d.last_change is None else iso(d.last_change),
+                "last_refresh": None
+                if d.last_refresh is None
+                else {
+                    "started_at": iso(d.last_refresh.started_at),
+                    "run_id": d.last_refresh.run_id,
+                    "status": d.last_refresh.status,
+                    "error": None if d.last_refresh.error is None else mask_keys(d.last_refresh.error),
+                },
             }
             for d in directory
         ],

@@ -408,7 +408,8 @@ class BaseStore(ABC):
         return [RunningRun(r[0], None if r[1] is None else RunOwner(int(r[1]), r[2] or "", r[3])) for r in rows]
 
     def abandon_runs(self, run_ids: Sequence[str], *, at: int, error: str) -> None:
-        """Mark runs whose process is gone ``abandoned``, and their streams that were still ``running`` too."""
+        """Mark runs whose process is gone ``abandoned``, and their streams and directory refreshes that were still
+        ``running`` too."""
         with self.transaction():
             for run_id in run_ids:
                 self.execute(
@@ -420,6 +421,11 @@ class BaseStore(ABC):
                     "UPDATE streams SET last_status = 'abandoned', last_error = %s"
                     " WHERE last_run_id = %s AND last_status = 'running'",
                     (error, run_id),
+                )
+                self.execute(
+                    "UPDATE directory_refreshes SET status = 'abandoned', finished_at = %s, error = %s"
+                    " WHERE run_id = %s AND status = 'running'",
+                    (to_datetime(at), error, run_id),
                 )
 
     # --- the org registry ---------------------------------------------------------------------------------
@@ -499,6 +505,8 @@ class BaseStore(ABC):
                 self.execute("DELETE FROM credit_topups WHERE org = %s", (org,))
             self.execute("DELETE FROM streams WHERE org = %s", (org,))
             self.execute("DELETE FROM directory_versions WHERE org = %s", (org,))  # its names go with its data
+            if "directory_refreshes" in existing:
+                self.execute("DELETE FROM directory_refreshes WHERE org = %s", (org,))
             self.execute("DELETE FROM orgs WHERE org = %s", (org,))
         return deleted
 

@@ -13,6 +13,11 @@ with the current versions, in one transaction:
 ``directory_current`` holds the current versions; ``directory_<kind>s`` views (``directory_projects``,
 ``directory_project_api_keys``, ...) one kind each. Kinds are the catalogue's item names (``project``,
 ``project_api_key``, ``project_user`` ...); ``scope`` is the project or group a scoped item belongs to ('' if none).
+
+``directory_refreshes`` holds each org's last refresh as a stream's last run is held in ``streams``: when it began,
+the sync run it was part of, and how it ended (``running``, ``ok``, ``failed``, ``interrupted``, ``abandoned``),
+with the error. An unchanged directory writes no version, so without it a refresh that never finished (Ctrl-C in
+its reads, a key the lists refuse) looked like one that found nothing new.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ __all__ = [
     "KINDS",
     "LISTED_LAST",
     "NAMED_IDS",
+    "REFRESH_MIGRATION",
     "DirectoryCounts",
+    "DirectoryRefresh",
     "DirectorySummary",
     "Entry",
     "NamedId",
@@ -54,7 +61,9 @@ __all__ = [
     "named_ids",
     "named_view",
     "named_view_sql",
+    "record_refresh",
     "refresh",
+    "refresh_migration_statements",
 ]
 
 KINDS: Final[tuple[str, ...]] = tuple(ep.item for ep in catalogue.DIRECTORY)
@@ -140,6 +149,63 @@ def migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]
             f"record, valid_from FROM directory_current WHERE kind = '{kind}'"
         )
     return out
+
+
+REFRESH_MIGRATION: Final = "0015_directory_refreshes"
+
+
+def refresh_migration_statements(dialect: Dialect, existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """Migration 0015: ``directory_refreshes``, each org's last refresh (none recorded for a store made before it)."""
+    return [
+        """CREATE TABLE IF NOT EXISTS directory_refreshes (
+  org TEXT PRIMARY KEY,
+  run_id TEXT,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  status TEXT NOT NULL,
+  error TEXT
+)"""
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryRefresh:
+    """An org's last directory refresh: when it began, the sync run it was part of (``None``: not a sync's), and
+    its status (``running``, ``ok``, ``failed``, ``interrupted`` or ``abandoned``) with the error."""
+
+    started_at: int
+    run_id: str | None
+    status: str
+    error: str | None = None
+
+
+def record_refresh(
+    store: BaseStore,
+    org: str,
+    *,
+    run_id: str | None,
+    started_at: int,
+    status: str,
+    error: str | None = None,
+    finished_at: int | None = None,
+) -> None:
+    """Record ``org``'s refresh that began at ``started_at``: ``running`` when it begins, how it ended at
+    ``finished_at``. One row an org: the last refresh replaces the one before."""
+    with store.transaction():
+        store.execute(
+            "INSERT INTO directory_refreshes (org, run_id, started_at, finished_at, status, error)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (org) DO UPDATE SET run_id = excluded.run_id,"
+            " started_at = excluded.started_at, finished_at = excluded.finished_at, status = excluded.status,"
+            " error = excluded.error",
+            (
+                org,
+                run_id,
+                to_datetime(started_at),
+                None if finished_at is None else to_datetime(finished_at),
+                status,
+                error,
+            ),
+        )
 
 
 def refresh(store: BaseStore, org: str, snapshot: Snapshot, *, at: int) -> DirectoryCounts:
@@ -304,11 +370,13 @@ SUMMARY_KINDS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
 
 @dataclass(frozen=True, slots=True)
 class DirectorySummary:
-    """An org's current directory: per :data:`SUMMARY_KINDS` label, items by status; and when it last changed."""
+    """An org's current directory: per :data:`SUMMARY_KINDS` label, items by status; when it last changed; and its
+    last refresh (``None``: none recorded)."""
 
     org: str
     counts: Mapping[str, Mapping[str, int]]
     last_change: int | None
+    last_refresh: DirectoryRefresh | None = None
 
     def describe(self) -> str:
         """``4 projects (1 archived), 8 users, 12 api keys (2 deleted), ...``."""
@@ -332,6 +400,14 @@ def directory_summary(store: BaseStore) -> list[DirectorySummary]:
     )
     counts: dict[str, dict[str, dict[str, int]]] = {}
     latest: dict[str, int] = {}
+    refreshes = {
+        org: DirectoryRefresh(to_unix(started) or 0, run_id, status, error)
+        for org, run_id, started, status, error in store.query(
+            "SELECT org, run_id, started_at, status, error FROM directory_refreshes"
+        )
+    }
+    for org in sorted(refreshes):  # an org whose first refresh never finished has no item, but has a refresh
+        counts[org] = {label: {} for label, _ in SUMMARY_KINDS}
     for org, kind, status, n, last in rows:
         by_label = counts.setdefault(org, {label: {} for label, _ in SUMMARY_KINDS})
         stamp = to_unix(last)
@@ -340,7 +416,7 @@ def directory_summary(store: BaseStore) -> list[DirectorySummary]:
         label = label_of.get(kind)
         if label is not None:
             by_label[label][status] = by_label[label].get(status, 0) + int(n)
-    return [DirectorySummary(org, c, latest.get(org)) for org, c in counts.items()]
+    return [DirectorySummary(org, c, latest.get(org), refreshes.get(org)) for org, c in sorted(counts.items())]
 
 
 def record_json(value: object) -> str:

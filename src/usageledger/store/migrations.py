@@ -173,6 +173,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(closes.SEQ_MIGRATION, closes.seq_migration_statements),  # the log's high-water mark at each close
     Migration(watermarks.MIGRATION_NAME, watermarks.migration_statements),  # each stream's watermark moves
     Migration(watermarks.REGISTRATION_MIGRATION, watermarks.registration_statements),  # when each stream began
+    Migration(directory.REFRESH_MIGRATION, directory.refresh_migration_statements),  # each org's last refresh
 )
 """The hand-written migrations, in order. The catalogue step runs after them."""
 

@@ -19,7 +19,7 @@ Library code never prints: progress goes to the ``on_event`` callback as :class:
 
 from __future__ import annotations
 
-from usageledger.sync._engine import run_sync, start_decoder_import, sync
+from usageledger.sync._engine import end_run, run_sync, start_decoder_import, sync
 from usageledger.sync._model import (
     EventHandler,
     Org,
@@ -50,6 +50,7 @@ __all__ = [
     "SyncOptions",
     "SyncResult",
     "WindowDone",
+    "end_run",
     "plan_stream",
     "run_sync",
     "start_decoder_import",

@@ -40,6 +40,7 @@ from usageledger.errors import (
 )
 from usageledger.store import BaseStore, RunTotals, Stream, StreamMark, require_store
 from usageledger.sync._model import (
+    INTERRUPTED,
     EventHandler,
     Org,
     RequestSent,
@@ -125,11 +126,17 @@ async def run_sync(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] | None = None,
     command: str = "sync",
+    leave_running: bool = False,
 ) -> SyncResult:
     """Sync ``streams`` of every org into ``store``. Stream failures are reported in the result, not raised.
 
     ``transport`` (an httpx async transport, e.g. ``emulator.transport()``) and ``clock`` are for tests and
     embedding; by default requests go over the network and now is the wall clock.
+
+    ``leave_running``: a run that returns is left ``running`` in ``sync_runs`` (its streams marked as they ended),
+    for the caller to do more under it and then end it with :func:`end_run`: ``usageledger sync`` refreshes the
+    directory so, and a Ctrl-C or a kill there is the run's, as one in its streams is. A run that raises is ended
+    (``interrupted``, ``failed``) all the same.
     """
     _check_arguments(store, orgs, streams, options)
     if not orgs:
@@ -138,7 +145,7 @@ async def run_sync(
         raise SyncError("another usageledger sync is writing to this store; wait for it to finish and run again")
     try:
         async with _stream_locks(store, orgs, streams):
-            return await _run_locked(store, orgs, streams, options, on_event, transport, clock, command)
+            return await _run_locked(store, orgs, streams, options, on_event, transport, clock, command, leave_running)
     finally:
         try:
             store.release_sync_lock(shared=True)
@@ -210,6 +217,7 @@ async def _run_locked(
     transport: httpx.AsyncBaseTransport | None,
     clock: Callable[[], float] | None,
     command: str,
+    leave_running: bool,
 ) -> SyncResult:
     wall = clock or time.time
     now = int(wall())
@@ -254,6 +262,7 @@ async def _run_locked(
     counting = _CountingTransport(inner, count_request)
     status = "interrupted"
     error: str | None = None
+    returned = False
     clients: dict[str, AsyncClient] = {}
     # What the store records of the run (started, last run, finished; rows' synced_at and the revision log's seen_at)
     # is on the wall clock, never `now`, the clock `clock` (--now) injects for what the run reads: see
@@ -271,15 +280,12 @@ async def _run_locked(
         with store.sync_settings():
             await _execute(store, runs, {org.name: org for org in orgs}, clients, options, run_id, now, emit)
         status = "ok" if all(r.result().status == "ok" for r in runs) else "failed"
+        returned = True
     except BaseException as exc:
         status = "failed" if isinstance(exc, Exception) else "interrupted"
         # An interruption (Ctrl-C, SIGTERM: the loop cancels the run) was recorded as `CancelledError`: say what it is.
         error = (
-            str(exc)
-            if isinstance(exc, UsageLedgerError)
-            else type(exc).__name__
-            if status == "failed"
-            else "interrupted: the process was stopped (Ctrl-C or SIGTERM); sync again to go on"
+            str(exc) if isinstance(exc, UsageLedgerError) else type(exc).__name__ if status == "failed" else INTERRUPTED
         )
         raise
     finally:
@@ -288,7 +294,7 @@ async def _run_locked(
         await inner.aclose()
         result = SyncResult(run_id, tuple(r.result() for r in runs), requests, time.perf_counter() - started)
         try:
-            _finish(store, runs, run_id, begun, status, error, result)
+            _finish(store, runs, run_id, begun, status, error, result, end=not (leave_running and returned))
         except StoreError as exc:
             # When the run already ends with an error (a full disk fails the commit and then this), that error is
             # the one line the user sees; the next sync finds the run abandoned and says so.
@@ -310,21 +316,39 @@ def _finish(
     status: str,
     error: str | None,
     result: SyncResult,
+    *,
+    end: bool,
 ) -> None:
     """Each stream's last run (``begun``: the run's start on the wall clock, as ``begin_run`` recorded it) and
-    status, and the run's totals, finished now (the wall clock)."""
+    status; with ``end``, the run's totals, finished now (the wall clock)."""
     results = [(r, r.result()) for r in runs]
     store.mark_streams(
         [StreamMark(r.plan.org, r.plan.stream.id, s.status, s.error) for r, s in results], run_id=run_id, at=begun
     )
+    if end:
+        _record_end(store, result, status, error or "; ".join(result.errors) or None)
+
+
+def _record_end(store: BaseStore, result: SyncResult, status: str, error: str | None) -> None:
     totals = RunTotals(
-        streams=len(runs),
+        streams=len(result.streams),
         windows=sum(s.windows_done for s in result.streams),
         requests=result.requests,
         counts=result.counts,
     )
-    store.finish_run(
-        run_id, at=int(time.time()), status=status, totals=totals, error=error or "; ".join(result.errors) or None
+    store.finish_run(result.run_id, at=int(time.time()), status=status, totals=totals, error=error)
+
+
+def end_run(store: BaseStore, result: SyncResult, *, status: str | None = None, error: str | None = None) -> None:
+    """End the run that :func:`run_sync` left ``running`` (``leave_running=True``) and returned as ``result``, once
+    the caller's work under it is done: its status is its streams' (``ok``, ``failed``) unless ``status`` says
+    otherwise (``interrupted``: stopped in the caller's work); ``error``, what that work met, follows the streams'
+    errors in the run's."""
+    _record_end(
+        store,
+        result,
+        status or ("ok" if result.ok else "failed"),
+        "; ".join([*result.errors, *filter(None, [error])]) or None,
     )
 
 

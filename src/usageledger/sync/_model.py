@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import Final, Generic, Literal, TypeVar
 
 from usageledger import rules, timeutil
 from usageledger._text import counted
@@ -60,6 +60,10 @@ class StreamPlan:
     @property
     def label(self) -> str:
         return f"{self.org}/{self.stream.id}"
+
+
+INTERRUPTED: Final = "interrupted: the process was stopped (Ctrl-C or SIGTERM); sync again to go on"
+"""What a run, or a directory refresh, stopped by Ctrl-C or SIGTERM records as its error."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from usageledger.client import AsyncClient
 from usageledger.errors import NotFoundError, StoreError, SyncError, UsageLedgerError
 from usageledger.store import BaseStore, OrgRecord, RunningRun, RunOwner, StreamState
 from usageledger.store._types import DEMO_STORE
+from usageledger.store.directory import DirectorySummary, directory_summary
 from usageledger.sync._model import Org
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = [
     "check_orgs",
     "data_source",
     "data_warnings",
+    "directory_now",
     "is_alive",
     "mixed_data",
     "reap_abandoned",
@@ -295,6 +297,26 @@ def stream_states_now(
         else s
         for s in store.stream_states()
     ]
+
+
+def directory_now(store: BaseStore, dead: dict[str, str]) -> list[DirectorySummary]:
+    """Each org's directory as ``status`` shows it: its last refresh never ``running`` for a run whose process is
+    gone (``dead``: :func:`abandoned_runs`), recorded or not, as :func:`stream_states_now` shows the streams; nor
+    for a run that has ended (a second Ctrl-C stopped the refresh from recording its own end)."""
+    summaries = directory_summary(store)
+    if not any(d.last_refresh is not None and d.last_refresh.status == "running" for d in summaries):
+        return summaries
+    live = {r.run_id for r in store.running_runs()}
+    out = []
+    for d in summaries:
+        last = d.last_refresh
+        if last is not None and last.status == "running" and last.run_id is not None:
+            if last.run_id in dead:
+                last = dataclasses.replace(last, status="abandoned", error=dead[last.run_id])
+            elif last.run_id not in live:
+                last = dataclasses.replace(last, status="abandoned", error="its run ended without recording its end")
+        out.append(dataclasses.replace(d, last_refresh=last))
+    return out
 
 
 def synthetic_beside_real(store: BaseStore, org: Sequence[str] = ()) -> tuple[OrgRecord, ...]:

@@ -3,7 +3,9 @@
 :func:`snapshot` reads the nine lists with a :class:`~usageledger.client.Client` (archived projects and keys of any
 owner access included; each project's keys, service accounts, users and groups; each group's users), a few at once;
 :func:`refresh_org` writes it with :func:`usageledger.store.directory.refresh` in one transaction. Nothing is written
-until every list has been read, so a failed read leaves the stored directory as it was.
+until every list has been read, so a failed read leaves the stored directory as it was. Each refresh is recorded in
+``directory_refreshes`` as it begins and as it ends (``ok``, ``failed`` or ``interrupted``, with the error), so
+``usageledger status`` can tell a directory that is current from one whose refresh never finished.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
@@ -18,12 +21,14 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from usageledger._secrets import mask_keys
 from usageledger.client import Client
+from usageledger.errors import APIError, APIStatusError, Knobs, StoreError, UsageLedgerError, advice
 from usageledger.store.directory import BaseStore as DirectoryStore
-from usageledger.store.directory import DirectoryCounts, Entry, Snapshot, record_json, refresh
-from usageledger.sync._model import Org
+from usageledger.store.directory import DirectoryCounts, Entry, Snapshot, record_json, record_refresh, refresh
+from usageledger.sync._model import INTERRUPTED, Org
 
-__all__ = ["refresh_org", "snapshot"]
+__all__ = ["refresh_failure", "refresh_org", "snapshot"]
 
 logger = logging.getLogger("usageledger.sync.directory")
 
@@ -153,14 +158,41 @@ def refresh_org(
     allow_insecure_http: bool = False,
     max_retries: int | None = None,
     client_factory: Callable[[Org], Client] | None = None,
+    run_id: str | None = None,
 ) -> DirectoryCounts:
-    """Read ``org``'s directory and record it in ``store`` at Unix time ``at``."""
+    """Read ``org``'s directory and record it in ``store`` at Unix time ``at``.
+
+    The refresh itself is recorded on the wall clock, as part of the sync run ``run_id`` (``None``: no run's): as
+    ``running`` when it begins, and as it ended, ``ok``, ``failed`` (with :func:`refresh_failure`'s message) or
+    ``interrupted`` (Ctrl-C, SIGTERM); a refresh whose process dies is marked ``abandoned`` with its run."""
     make = client_factory or (
         lambda o: Client(o.api_key, o.base_url, allow_insecure_http=allow_insecure_http, max_retries=max_retries)
     )
-    with make(org) as client:
-        snap = snapshot(client)
-    counts = refresh(store, org.name, snap, at=at)
+    begun = int(time.time())
+    try:  # from its first mark on (a Ctrl-C may come as soon as the line that says it begins is out), its end is
+        # recorded, whatever ends it
+        record_refresh(store, org.name, run_id=run_id, started_at=begun, status="running")
+        logger.info("reading the directory of %s", org.name, extra={"org": org.name})
+        with make(org) as client:
+            snap = snapshot(client)
+        counts = refresh(store, org.name, snap, at=at)
+        record_refresh(store, org.name, run_id=run_id, started_at=begun, status="ok", finished_at=int(time.time()))
+    except BaseException as exc:
+        status, error = ("failed", refresh_failure(exc)) if isinstance(exc, Exception) else ("interrupted", INTERRUPTED)
+        try:
+            record_refresh(
+                store,
+                org.name,
+                run_id=run_id,
+                started_at=begun,
+                status=status,
+                error=error,
+                finished_at=int(time.time()),
+            )
+        except StoreError as failure:  # the refresh's own error is the one to say; left `running`, the refresh is
+            # found abandoned with its run
+            logger.info("could not record the end of the directory refresh of %s: %s", org.name, failure)
+        raise
     logger.info(
         "directory of %s: %d new, %d changed, %d deleted, %d unchanged",
         org.name,
@@ -170,3 +202,28 @@ def refresh_org(
         counts.unchanged,
     )
     return counts
+
+
+_HINTS: Final = {
+    403: "The key read usage but may not list the organization's projects, users and keys: use an admin key that"
+    " may, or skip the names with --no-directory",
+    404: "The server answered usage but has no directory lists (an emulator replaying usage without"
+    " --replay-directory, or a proxy that passes the usage endpoints only): skip the names with --no-directory",
+}
+"""What a refused directory list means after its org's usage synced through the same key and base URL: the
+client's own hints ("needs the api.usage.read scope", "the base URL must end in /v1") blamed what had just worked."""
+
+
+def refresh_failure(exc: BaseException, knobs: Knobs | None = None) -> str:
+    """Why a refresh failed, in one line: ``exc`` with :data:`_HINTS`' fix in place of the client's hint, or, for a
+    failure that retrying, waiting or asking less may cure, :func:`~usageledger.errors.advice` naming ``knobs`` (the
+    run's settings, as the sync's own failures name them; ``None``: the library's advice as it is). An error of no
+    usageledger type, a bug, is named by its type alone."""
+    if not isinstance(exc, UsageLedgerError):
+        return type(exc).__name__
+    if isinstance(exc, APIStatusError) and exc.status_code in _HINTS:
+        return mask_keys(exc.advised(_HINTS[exc.status_code]))
+    if isinstance(exc, APIError) and knobs is not None:
+        fix = advice(exc, knobs)
+        return mask_keys(exc.advised(fix) if fix else str(exc))
+    return mask_keys(str(exc))
