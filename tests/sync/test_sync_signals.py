@@ -25,10 +25,11 @@ import pytest
 from typer.testing import CliRunner
 
 from usageledger.cli import app
-from usageledger.store import RunOwner, default_streams, open_store
+from usageledger.store import RunOwner, RunTotals, default_streams, open_store
+from usageledger.store.directory import record_refresh
 from usageledger.sync import SyncOptions, plan_stream
 from usageledger.sync._model import INTERRUPTED
-from usageledger.sync._safety import reap_abandoned, stream_states_now, this_process
+from usageledger.sync._safety import abandoned_runs, directory_now, reap_abandoned, stream_states_now, this_process
 
 from fixtures.emulator import EMULATOR_NOW
 from fixtures.reliability import cli, emulator_process, finish, run_cli, sync_args
@@ -286,3 +287,28 @@ def test_a_kill_in_the_directory_refresh_shows_it_unfinished_never_running(slow_
     with open_store(store) as opened:
         assert sorted(opened.query("SELECT status FROM sync_runs")) == [("abandoned",), ("ok",)]
         assert opened.query("SELECT status, error FROM directory_refreshes") == [("ok", None)]
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_refresh_left_running_is_shown_running_only_while_its_run_lives(
+    backend: str, tmp_path: Path, new_store: Callable[[str, Path], str]
+) -> None:
+    """A refresh marked `running` reads so while its run runs; once the run has ended (a second Ctrl-C kept the
+    refresh from recording its end) or its process is gone, `status` shows it as not finished, never running."""
+    url = new_store(backend, tmp_path / "left.duckdb")
+    with open_store(url) as opened:
+        owner = this_process()
+        for org, run in (("live", "r-live"), ("ended", "r-ended")):
+            opened.begin_run(run, at=EMULATOR_NOW, command="sync", owner=owner)
+            record_refresh(opened, org, run_id=run, started_at=EMULATOR_NOW, status="running")
+        child = subprocess.Popen(["true"])
+        child.wait()
+        opened.begin_run("r-gone", at=EMULATOR_NOW, command="sync", owner=RunOwner(child.pid, owner.host))
+        record_refresh(opened, "gone", run_id="r-gone", started_at=EMULATOR_NOW, status="running")
+        opened.finish_run("r-ended", at=EMULATOR_NOW, status="interrupted", totals=RunTotals(streams=0))
+        shown = {d.org: d.last_refresh for d in directory_now(opened, abandoned_runs(opened))}
+    assert {org: (r.status, r.error) for org, r in shown.items() if r is not None} == {
+        "live": ("running", None),
+        "ended": ("abandoned", "its run ended without recording its end"),
+        "gone": ("abandoned", f"the run's process (pid {child.pid} on {owner.host}) ended without finishing it"),
+    }
