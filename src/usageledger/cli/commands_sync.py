@@ -642,7 +642,7 @@ def _flag_int(key: str, value: int, flag: str) -> int:
 
 
 def _refresh_directory(
-    store: BaseStore, result: SyncResult, orgs: Sequence[Any], options: Any, at: int, quiet: bool
+    store: BaseStore, result: SyncResult, orgs: Sequence[Any], options: SyncOptions, at: int, quiet: bool
 ) -> None:
     """Refresh each org's directory after its usage, under the sync run ``result`` (left ``running`` for it), then
     end the run. A failure is one warning line and leaves the old directory; the run keeps its streams' status and
@@ -653,26 +653,29 @@ def _refresh_directory(
 
     failures: list[str] = []
     status: str | None = "interrupted"
-    current = None
+    reading = None  # the org whose refresh is under way
     try:
-        for current in orgs:
+        for org in orgs:
+            reading = org
             try:
                 counts = refresh_org(
                     store,
-                    current,
+                    org,
                     at=at,
                     allow_insecure_http=options.allow_insecure_http,
                     max_retries=options.max_retries,
                     run_id=result.run_id,
                 )
             except UsageLedgerError as exc:
-                why = refresh_failure(exc, replace(options.knobs, base_url=current.base_url_source))
-                failures.append(f"the directory of {current.name} was not refreshed: {why}")
+                reading = None
+                why = refresh_failure(exc, replace(options.knobs, base_url=org.base_url_source))
+                failures.append(f"the directory of {org.name} was not refreshed: {why}")
                 say(f"warning: {failures[-1]}")
                 continue
+            reading = None
             if not quiet:
                 say(
-                    f"directory of {current.name}: {counts.inserted} new, {counts.changed} changed, "
+                    f"directory of {org.name}: {counts.inserted} new, {counts.changed} changed, "
                     f"{counts.deleted} gone, {counts.unchanged} unchanged",
                     to=_app.console,
                 )
@@ -680,10 +683,10 @@ def _refresh_directory(
     except BaseException as exc:
         if isinstance(exc, Exception):
             status = "failed"
-        if current is not None:
-            knobs = replace(options.knobs, base_url=current.base_url_source)
+        if reading is not None:
+            knobs = replace(options.knobs, base_url=reading.base_url_source)
             why = INTERRUPTED if status == "interrupted" else refresh_failure(exc, knobs)
-            failures.append(f"the directory of {current.name} was not refreshed: {why}")
+            failures.append(f"the directory of {reading.name} was not refreshed: {why}")
         raise
     finally:
         try:
