@@ -85,14 +85,18 @@ def test_sync_through_30_percent_faults_equals_a_fault_free_sync(
 def test_faults_beyond_the_retry_budget_fail_the_stream_commit_only_whole_windows_and_a_rerun_resumes(
     faulty_url: tuple[str, FaultConfig], clean_reference: Snapshot, tmp_path: Path, emulator_url: str
 ) -> None:
-    """Without retries some windows fail: errors name stream and window, only whole buckets land, a re-run completes."""
+    """Without retries some windows fail: each stream's error names its stream and window, the run's errors name
+    every failed stream (those failed for one reason once, by endpoint), only whole buckets land, a re-run
+    completes."""
     url, _ = faulty_url
     with open_store(tmp_path / "partial.duckdb") as store:
         result = run(store, url, max_retries=0, concurrency=4)
         assert not result.ok and result.errors
-        for error in result.errors:
-            assert error.startswith("stream main/") and ", window 20" in error and " to 20" in error, error
         failed = {s.stream for s in result.streams if s.error}
+        for s in result.streams:
+            assert s.error is None or s.error.startswith(f"stream main/{s.stream}, window 20"), s.error
+        said = "; ".join(result.errors)
+        assert all(f"main/{name}" in said or name.split(".")[0] in said for name in failed), said
         partial = snapshot(store)
         assert_whole_buckets(partial, clean_reference, "after the failed run")
         assert partial != clean_reference
@@ -109,7 +113,7 @@ def test_faults_beyond_the_retry_budget_fail_the_stream_commit_only_whole_window
 def test_cli_sync_fails_loudly_when_every_request_fails_and_commits_nothing(
     faulty_url: tuple[str, FaultConfig], tmp_path: Path
 ) -> None:
-    """`usageledger sync` against a server that always answers 5xx: exit 1, one line naming stream and window."""
+    """`usageledger sync` against a server that always answers 5xx: exit 1, one line naming both streams."""
     url, _ = faulty_url
     (tmp_path / "usageledger.toml").write_text("[sync]\nmax_retries = 1\n")
     store = str(tmp_path / "down.duckdb")
@@ -117,8 +121,8 @@ def test_cli_sync_fails_loudly_when_every_request_fails_and_commits_nothing(
     done = subprocess.run(args, env=env(url), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
-    assert "stream default/costs" in done.stderr and "stream default/images" in done.stderr
-    assert "window 2026-" in done.stderr and "HTTP 50" in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert "costs" in error and "images" in error and "HTTP 50" in error, error
     with open_store(store) as opened:
         assert opened.query("SELECT COUNT(*) FROM costs") == [(0,)]
         assert opened.query("SELECT COUNT(*) FROM usage_images") == [(0,)]

@@ -36,7 +36,6 @@ from usageledger.errors import (
     SyncError,
     UsageLedgerError,
     advice,
-    is_retryable_status,
 )
 from usageledger.store import BaseStore, RunTotals, Stream, StreamMark, require_store
 from usageledger.sync._model import (
@@ -444,20 +443,28 @@ async def _fetch(
         except NotFoundError as exc:  # no such path: every stream of the org meets it under a wrong base URL
             base = clients[plan.org].base_url
             source = orgs[plan.org].base_url_source  # the fix names where the URL came from (no /v1, say)
-            cause = f"HTTP 404 from {base}: the API has no such path there. {v1_fix(base, source) or exc.hint}"
-            job.run.fail(mask_keys(f"{job.where()}: {with_v1_fix(exc, base, source)}"), cause=mask_keys(cause))
+            fix = mask_keys(v1_fix(base, source) or exc.hint)
+            job.run.fail(
+                mask_keys(f"{job.where()}: {with_v1_fix(exc, base, source)}"),
+                cause=mask_keys(f"HTTP 404 from {base}: the API has no such path there. {fix}"),
+                request_id=exc.request_id,
+                advice=fix,
+            )
             logger.info("stream failed: %s", job.run.error)
             continue
         except UsageLedgerError as exc:  # a fetch that failed, or a window the store refuses (StoreError)
-            told = _advised(exc, replace(knobs, base_url=orgs[plan.org].base_url_source))
+            fix = _advice(exc, replace(knobs, base_url=orgs[plan.org].base_url_source))
+            told = mask_keys(exc.advised(fix) if isinstance(exc, APIError) and fix else str(exc))
             unreachable = _host_unreachable(exc, told)
-            job.run.fail(mask_keys(f"{job.where()}: {told}"), cause=unreachable or _refusal(exc))
+            request_id = exc.request_id if isinstance(exc, APIStatusError) else None
+            cause = unreachable or _cause(told, request_id)
+            job.run.fail(f"{job.where()}: {told}", cause=cause, request_id=request_id, advice=fix or None)
             # Info, not an error: the failure is in the result, which the caller reports (the CLI's one error line).
             logger.info("stream failed: %s", job.run.error)
             if unreachable is not None:  # every attempt and retry failed to connect: the org's other streams stop
                 for r in runs:
                     if r.plan.org == plan.org:
-                        r.stop(f"stream {r.plan.label}: not read: {unreachable}", cause=unreachable)
+                        r.stop(f"stream {r.plan.label}: not read: {unreachable}", cause=unreachable, advice=fix or None)
             continue
 
 
@@ -517,30 +524,27 @@ async def _read_window(
         await hand_over(job, job.piece(piece, window.end), pages)
 
 
-def _refusal(exc: UsageLedgerError) -> str | None:
-    """An error status the API answered, without its request id: streams asking alike meet it word for word (a
-    clock ahead of the API's makes every first window's ``start_time must be before now``), and the run's errors
-    then say it once, with the number of streams, instead of once per stream. A status worth retrying (a 503, a 429
-    past the retries) stays its window's own: which windows failed is the news there."""
-    if not isinstance(exc, APIStatusError) or is_retryable_status(exc.status_code):
-        return None
-    text = str(exc)
-    return mask_keys(text.replace(f" [request id {exc.request_id}]", "") if exc.request_id else text)
+def _cause(told: str, request_id: str | None) -> str:
+    """A window's failure as the user is told it (``told``), without its request id: streams that failed for one
+    reason meet it word for word (a clock ahead of the API's makes every first window's ``start_time must be before
+    now``; a rate limit makes every window's 429 outlast its retries), and the run's errors then say it once, with
+    the streams, one request id and the advice, instead of once per stream (twelve times, 4,000 characters). Each
+    stream's own failure, with its window and request id, stays in its ``error`` (the store's stream state, the
+    log)."""
+    return told.replace(f" [request id {request_id}]", "") if request_id else told
 
 
-def _advised(exc: UsageLedgerError, knobs: Knobs) -> str:
-    """``exc`` as the run's user is told it: an API error's advice naming the settings of ``knobs``
-    (:func:`~usageledger.errors.advice`), where it has one."""
-    if isinstance(exc, APIError) and (fix := advice(exc, knobs)):
-        return exc.advised(fix)
-    return str(exc)
+def _advice(exc: UsageLedgerError, knobs: Knobs) -> str:
+    """What the run's user is told to do about ``exc``: an API error's advice naming the settings of ``knobs``
+    (:func:`~usageledger.errors.advice`); ``""`` when it has none."""
+    return advice(exc, knobs) if isinstance(exc, APIError) else ""
 
 
 def _host_unreachable(exc: UsageLedgerError, told: str) -> str | None:
     """The failure (``told``: ``exc`` as the user is told it) as the org's when no attempt connected at all, retries
     included (refused, no such host): the org's streams stop rather than each spend its own retries on the same
-    host, and the run's errors say it once. A connection dropped or a page that failed is a window's own, named
-    with its window."""
+    host, and the run's errors say it once. A connection dropped or a page that failed stops its stream only (its
+    error names its window); the run's errors say it once for the streams it failed word for word (:func:`_cause`)."""
     if isinstance(exc, APIConnectionError) and isinstance(exc.__cause__, httpx.ConnectError):
         return mask_keys(told)
     return None

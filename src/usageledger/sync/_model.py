@@ -80,7 +80,13 @@ class StreamResult:
     key_refused: bool = False
     """The API refused the org's key (401/403): ``error`` is that refusal, the same for every stream of the org."""
     cause: str | None = None
-    """The failure without its stream and window, when other streams may share it (a path the API does not have)."""
+    """The failure without its stream, window and request id: streams whose failures read the same here failed for
+    one reason (a path the API does not have, a host no attempt reached, a 429 on every try), said once."""
+    request_id: str | None = None
+    """The request id of the response that failed the stream, when the API answered one (``error`` names it too)."""
+    advice: str | None = None
+    """What to do about the failure, the end of ``error`` and ``cause`` (wait and sync again, raise the retries, ...),
+    when it has such advice."""
 
     @property
     def status(self) -> Literal["ok", "failed", "interrupted"]:
@@ -111,23 +117,25 @@ class SyncResult:
 
     @property
     def errors(self) -> list[str]:
-        """Each failure once, in stream order: a stream's own names its stream and window; a refused key stops
-        every stream of its org with one message, which is listed once; streams that failed for one shared cause
-        (every path a 404 under a wrong base URL, a host that cannot be reached, one error status word for word) are
-        listed once, with it."""
+        """Each failure once, in stream order: a stream's own names its stream, window and request id; a refused key
+        stops every stream of its org with one message, which is listed once; streams of an org that failed for one
+        reason (the same ``cause``: a 404 under a wrong base URL, a host that cannot be reached, one error status
+        word for word but for its request id, a 429 on every try) are listed once, with it, the streams named
+        shortly and one of their request ids. Advice several failures share (wait and sync again, ...) is said once,
+        by the last of them. Each stream's own failure stays in :attr:`StreamResult.error`."""
         failed = [s for s in self.streams if s.error is not None]
-        shared: dict[tuple[str, str], list[str]] = {}
+        groups: dict[tuple[str, str], list[StreamResult]] = {}
         for s in failed:
-            if s.cause is not None:
-                shared.setdefault((s.org, s.cause), []).append(s.stream)
-        said: dict[str, None] = {}
-        for s in failed:
-            streams = shared.get((s.org, s.cause)) if s.cause is not None else None
-            if streams is not None and len(streams) > 1:
-                said[f"org {s.org!r}: {counted(len(streams), 'stream')} failed ({_listed(streams)}): {s.cause}"] = None
+            groups.setdefault((s.org, s.cause if s.cause is not None else s.error or ""), []).append(s)
+        said: list[tuple[str, str | None]] = []  # each failure without its advice, and the advice
+        for (org, _), group in groups.items():
+            first = group[0]
+            if first.cause is not None and len(group) > 1:
+                said.append(_shared_failure(org, group, [s for s in self.streams if s.org == org]))
             else:
-                said[s.error or ""] = None
-        return list(said)
+                said.append(_without_advice(first.error or "", first.advice))
+        last = {advice: i for i, (_, advice) in enumerate(said) if advice}
+        return [f"{text}. {advice}" if advice and last[advice] == i else text for i, (text, advice) in enumerate(said)]
 
     @property
     def refused_orgs(self) -> tuple[str, ...]:
@@ -136,8 +144,9 @@ class SyncResult:
 
     @property
     def unreached_orgs(self) -> tuple[str, ...]:
-        """The orgs that got nowhere: their key refused, or every stream failed for one shared cause (a wrong base
-        URL's 404, a host no attempt reached). Asking such an org for more (its directory) fails the same way."""
+        """The orgs that got nowhere: their key refused, or every stream failed for one shared cause with nothing
+        written (a wrong base URL's 404, a host no attempt reached, a 429 on every try). Asking such an org for
+        more (its directory) fails the same way, or spends its retries on it again."""
         causes: dict[str, set[str | None]] = {}
         for s in self.streams:
             causes.setdefault(s.org, set()).add(s.cause if s.error is not None and s.windows_done == 0 else "")
@@ -145,10 +154,35 @@ class SyncResult:
         return tuple(dict.fromkeys([*self.refused_orgs, *shared]))
 
 
-def _listed(names: list[str], most: int = 3) -> str:
-    """The first few of ``names``, and how many more."""
-    more = len(names) - most
-    return ", ".join(names[:most]) + (f" and {more} more" if more > 0 else "")
+def _shared_failure(org: str, group: list[StreamResult], streams: list[StreamResult]) -> tuple[str, str | None]:
+    """The one message for the streams of ``group`` (of ``org``, whose streams in the run are ``streams``), failed
+    for their shared ``cause``: which streams (``all 12 streams``; a few, or some of them, each by its endpoint),
+    the cause and the request id of one of them (support asks for one; each stream's own is in its ``error``); and
+    apart, the advice that ends the cause, if any (see :func:`_without_advice`)."""
+    if len(group) == len(streams) > 3:
+        which = f"all {len(group)} streams failed"
+    else:
+        which = f"{counted(len(group), 'stream')} failed ({', '.join(_short_name(s, streams) for s in group)})"
+    cause, advice = _without_advice(group[0].cause or "", group[0].advice)
+    answered = next((s for s in group if s.request_id), None)
+    if answered is not None:  # where the API's error puts it: after the message, before the advice
+        cause += f" [request id {answered.request_id} for {_short_name(answered, streams)}]"
+    return f"org {org!r}: {which}: {cause}", advice
+
+
+def _without_advice(text: str, advice: str | None) -> tuple[str, str | None]:
+    """``text`` without the ``advice`` that ends it, and that advice; ``None`` when it does not end ``text``."""
+    if advice and text.endswith(f". {advice}"):
+        return text.removesuffix(f". {advice}"), advice
+    return text, None
+
+
+def _short_name(stream: StreamResult, streams: list[StreamResult]) -> str:
+    """``stream`` as a list of the failed ones names it: its endpoint (the start of its id, ``costs`` of
+    ``costs.1d.project_id+line_item``) when no other stream of ``streams`` reads that endpoint, else its id."""
+    endpoint = stream.stream.split(".", 1)[0]
+    alike = sum(s.stream.split(".", 1)[0] == endpoint for s in streams)
+    return endpoint if alike == 1 else stream.stream
 
 
 # --- events ---------------------------------------------------------------------------------------------

@@ -49,6 +49,10 @@ class StreamRun:
     error: str | None = None
     cause: str | None = None
     """A failure's cause when other streams may share it word for word (see :meth:`fail`)."""
+    request_id: str | None = None
+    """The request id of the failed response, when the API answered one."""
+    advice: str | None = None
+    """What to do about the failure, the end of ``error`` and ``cause``, when it has such advice."""
     committed: int = 0
     """Windows whose transaction has committed."""
     finished: bool = False
@@ -138,18 +142,23 @@ class StreamRun:
         is to be written again by a later run."""
         self.taken[index] = min(self.taken[index], start)
 
-    def fail(self, message: str, *, cause: str | None = None) -> None:
+    def fail(
+        self, message: str, *, cause: str | None = None, request_id: str | None = None, advice: str | None = None
+    ) -> None:
         """A window could not be fetched: the stream stops here (windows already taken still commit). ``cause``,
-        when given, is the failure without its stream and window, for a cause every stream of the org may meet
-        (a base URL the API has no such path under): the run's errors then say it once for all of them."""
-        self.error, self.cause = message, cause
+        when given, is the failure without its stream, window and request id, for a cause other streams may meet
+        (a base URL the API has no such path under, a 429 on every try): the run's errors then say it once for all
+        of them, with one ``request_id``, and ``advice`` (the end of both) once for every failure that shares it."""
+        self.error, self.cause, self.request_id, self.advice = message, cause, request_id, advice
 
-    def stop(self, message: str, *, cause: str | None = None, key_refused: bool = False) -> bool:
+    def stop(
+        self, message: str, *, cause: str | None = None, advice: str | None = None, key_refused: bool = False
+    ) -> bool:
         """The org failed as a whole (the API refused its key, or no attempt reached its host): the stream stops
         here with ``message`` unless it has failed already or has every window written; True when it stopped."""
         if self.error is not None or self.all_taken:
             return False
-        self.error, self.cause, self.key_refused = message, cause, key_refused
+        self.error, self.cause, self.advice, self.key_refused = message, cause, advice, key_refused
         return True
 
     @property
@@ -210,6 +219,8 @@ class StreamRun:
             error=self.error,
             key_refused=self.key_refused,
             cause=self.cause,
+            request_id=self.request_id,
+            advice=self.advice,
         )
 
 
