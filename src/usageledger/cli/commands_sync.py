@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -543,7 +543,9 @@ def sync_command(
                     # error says it
                     refused = set(result.unreached_orgs)
                     kept = [o for o in orgs if o.name not in refused]
-                    _refresh_directory(opened, result, kept, options, current, quiet or log_format == "json")
+                    # advice the error line will give is not said in a warning before it too
+                    said = {s.advice for s in result.streams if s.error is not None and s.advice}
+                    _refresh_directory(opened, result, kept, options, current, quiet or log_format == "json", said=said)
     if refusal is not None:
         made.remove()
         raise refusal
@@ -642,11 +644,20 @@ def _flag_int(key: str, value: int, flag: str) -> int:
 
 
 def _refresh_directory(
-    store: BaseStore, result: SyncResult, orgs: Sequence[Any], options: SyncOptions, at: int, quiet: bool
+    store: BaseStore,
+    result: SyncResult,
+    orgs: Sequence[Any],
+    options: SyncOptions,
+    at: int,
+    quiet: bool,
+    *,
+    said: Collection[str] = (),
 ) -> None:
     """Refresh each org's directory after its usage, under the sync run ``result`` (left ``running`` for it), then
     end the run. A failure is one warning line and leaves the old directory; the run keeps its streams' status and
-    records the failure as its error. Ctrl-C or SIGTERM here makes the run ``interrupted``, as in its streams."""
+    records the failure as its error. Ctrl-C or SIGTERM here makes the run ``interrupted``, as in its streams.
+    ``said``: the advice of the run's failed streams, which the error line after says once: a directory that failed
+    for the same reason (a 429 on every try) is told "not refreshed either", without it."""
     from usageledger.sync import end_run
     from usageledger.sync._model import INTERRUPTED
     from usageledger.sync.directory import refresh_failure, refresh_org
@@ -668,8 +679,9 @@ def _refresh_directory(
                 )
             except UsageLedgerError as exc:
                 reading = None
-                why = refresh_failure(exc, replace(options.knobs, base_url=org.base_url_source))
-                failures.append(f"the directory of {org.name} was not refreshed: {why}")
+                knobs = replace(options.knobs, base_url=org.base_url_source)
+                why, shared = refresh_failure(exc, knobs, said=said)
+                failures.append(f"the directory of {org.name} was not refreshed{' either' if shared else ''}: {why}")
                 say(f"warning: {failures[-1]}")
                 continue
             reading = None
@@ -685,7 +697,7 @@ def _refresh_directory(
             status = "failed"
         if reading is not None:
             knobs = replace(options.knobs, base_url=reading.base_url_source)
-            why = INTERRUPTED if status == "interrupted" else refresh_failure(exc, knobs)
+            why = INTERRUPTED if status == "interrupted" else refresh_failure(exc, knobs)[0]
             failures.append(f"the directory of {reading.name} was not refreshed: {why}")
         raise
     finally:

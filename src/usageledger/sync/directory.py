@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -178,7 +178,9 @@ def refresh_org(
         counts = refresh(store, org.name, snap, at=at)
         record_refresh(store, org.name, run_id=run_id, started_at=begun, status="ok", finished_at=int(time.time()))
     except BaseException as exc:
-        status, error = ("failed", refresh_failure(exc)) if isinstance(exc, Exception) else ("interrupted", INTERRUPTED)
+        status, error = (
+            ("failed", refresh_failure(exc)[0]) if isinstance(exc, Exception) else ("interrupted", INTERRUPTED)
+        )
         try:
             record_refresh(
                 store,
@@ -214,16 +216,20 @@ _HINTS: Final = {
 client's own hints ("needs the api.usage.read scope", "the base URL must end in /v1") blamed what had just worked."""
 
 
-def refresh_failure(exc: BaseException, knobs: Knobs | None = None) -> str:
+def refresh_failure(exc: BaseException, knobs: Knobs | None = None, *, said: Collection[str] = ()) -> tuple[str, bool]:
     """Why a refresh failed, in one line: ``exc`` with :data:`_HINTS`' fix in place of the client's hint, or, for a
     failure that retrying, waiting or asking less may cure, :func:`~usageledger.errors.advice` naming ``knobs`` (the
     run's settings, as the sync's own failures name them; ``None``: the library's advice as it is). An error of no
-    usageledger type, a bug, is named by its type alone."""
+    usageledger type, a bug, is named by its type alone. With the advice left out when it is one of ``said`` (what
+    the run's error line, printed next, advises already: a directory failing for its streams' reason); and whether
+    it was left out."""
     if not isinstance(exc, UsageLedgerError):
-        return type(exc).__name__
+        return type(exc).__name__, False
     if isinstance(exc, APIStatusError) and exc.status_code in _HINTS:
-        return mask_keys(exc.advised(_HINTS[exc.status_code]))
+        return mask_keys(exc.advised(_HINTS[exc.status_code])), False
     if isinstance(exc, APIError) and knobs is not None:
         fix = advice(exc, knobs)
-        return mask_keys(exc.advised(fix) if fix else str(exc))
-    return mask_keys(str(exc))
+        if fix and fix in said:
+            return mask_keys(exc.advised(None)), True
+        return mask_keys(exc.advised(fix) if fix else str(exc)), False
+    return mask_keys(str(exc)), False
