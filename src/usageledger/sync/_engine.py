@@ -46,7 +46,10 @@ from usageledger.sync._model import (
     RunFinished,
     RunStarted,
     SyncResult,
+    failure_cause,
+    not_read,
     plan_stream,
+    window_failure,
 )
 from usageledger.sync._safety import check_org_keys, check_orgs, reap_abandoned, this_process
 from usageledger.sync._state import FetchedWindow, StreamRun, WindowJob, interleave
@@ -445,7 +448,7 @@ async def _fetch(
             source = orgs[plan.org].base_url_source  # the fix names where the URL came from (no /v1, say)
             fix = mask_keys(v1_fix(base, source) or exc.hint)
             job.run.fail(
-                mask_keys(f"{job.where()}: {with_v1_fix(exc, base, source)}"),
+                mask_keys(window_failure(plan.label, job.window, with_v1_fix(exc, base, source))),
                 cause=mask_keys(f"HTTP 404 from {base}: the API has no such path there. {fix}"),
                 request_id=exc.request_id,
                 advice=fix,
@@ -457,14 +460,16 @@ async def _fetch(
             told = mask_keys(exc.advised(fix) if isinstance(exc, APIError) and fix else str(exc))
             unreachable = _host_unreachable(exc, told)
             request_id = exc.request_id if isinstance(exc, APIStatusError) else None
-            cause = unreachable or _cause(told, request_id)
-            job.run.fail(f"{job.where()}: {told}", cause=cause, request_id=request_id, advice=fix or None)
+            cause = unreachable or failure_cause(told, request_id)
+            job.run.fail(
+                window_failure(plan.label, job.window, told), cause=cause, request_id=request_id, advice=fix or None
+            )
             # Info, not an error: the failure is in the result, which the caller reports (the CLI's one error line).
             logger.info("stream failed: %s", job.run.error)
             if unreachable is not None:  # every attempt and retry failed to connect: the org's other streams stop
                 for r in runs:
                     if r.plan.org == plan.org:
-                        r.stop(f"stream {r.plan.label}: not read: {unreachable}", cause=unreachable, advice=fix or None)
+                        r.stop(not_read(r.plan.label, unreachable), cause=unreachable, advice=fix or None)
             continue
 
 
@@ -524,16 +529,6 @@ async def _read_window(
         await hand_over(job, job.piece(piece, window.end), pages)
 
 
-def _cause(told: str, request_id: str | None) -> str:
-    """A window's failure as the user is told it (``told``), without its request id: streams that failed for one
-    reason meet it word for word (a clock ahead of the API's makes every first window's ``start_time must be before
-    now``; a rate limit makes every window's 429 outlast its retries), and the run's errors then say it once, with
-    the streams, one request id and the advice, instead of once per stream (twelve times, 4,000 characters). Each
-    stream's own failure, with its window and request id, stays in its ``error`` (the store's stream state, the
-    log)."""
-    return told.replace(f" [request id {request_id}]", "") if request_id else told
-
-
 def _advice(exc: UsageLedgerError, knobs: Knobs) -> str:
     """What the run's user is told to do about ``exc``: an API error's advice naming the settings of ``knobs``
     (:func:`~usageledger.errors.advice`); ``""`` when it has none."""
@@ -544,7 +539,8 @@ def _host_unreachable(exc: UsageLedgerError, told: str) -> str | None:
     """The failure (``told``: ``exc`` as the user is told it) as the org's when no attempt connected at all, retries
     included (refused, no such host): the org's streams stop rather than each spend its own retries on the same
     host, and the run's errors say it once. A connection dropped or a page that failed stops its stream only (its
-    error names its window); the run's errors say it once for the streams it failed word for word (:func:`_cause`)."""
+    error names its window); the run's errors say it once for the streams it failed word for word
+    (:func:`~usageledger.sync._model.failure_cause`)."""
     if isinstance(exc, APIConnectionError) and isinstance(exc.__cause__, httpx.ConnectError):
         return mask_keys(told)
     return None

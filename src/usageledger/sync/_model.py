@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Generic, Literal, TypeVar
 
@@ -117,25 +118,9 @@ class SyncResult:
 
     @property
     def errors(self) -> list[str]:
-        """Each failure once, in stream order: a stream's own names its stream, window and request id; a refused key
-        stops every stream of its org with one message, which is listed once; streams of an org that failed for one
-        reason (the same ``cause``: a 404 under a wrong base URL, a host that cannot be reached, one error status
-        word for word but for its request id, a 429 on every try) are listed once, with it, the streams named
-        shortly and one of their request ids. Advice several failures share (wait and sync again, ...) is said once,
-        by the last of them. Each stream's own failure stays in :attr:`StreamResult.error`."""
-        failed = [s for s in self.streams if s.error is not None]
-        groups: dict[tuple[str, str], list[StreamResult]] = {}
-        for s in failed:
-            groups.setdefault((s.org, s.cause if s.cause is not None else s.error or ""), []).append(s)
-        said: list[tuple[str, str | None]] = []  # each failure without its advice, and the advice
-        for (org, _), group in groups.items():
-            first = group[0]
-            if first.cause is not None and len(group) > 1:
-                said.append(_shared_failure(org, group, [s for s in self.streams if s.org == org]))
-            else:
-                said.append(_without_advice(first.error or "", first.advice))
-        last = {advice: i for i, (_, advice) in enumerate(said) if advice}
-        return [f"{text}. {advice}" if advice and last[advice] == i else text for i, (text, advice) in enumerate(said)]
+        """Each failure once, in stream order (:func:`said_once`); each stream's own stays in
+        :attr:`StreamResult.error`."""
+        return said_once(self.streams)
 
     @property
     def refused_orgs(self) -> tuple[str, ...]:
@@ -154,8 +139,30 @@ class SyncResult:
         return tuple(dict.fromkeys([*self.refused_orgs, *shared]))
 
 
+def said_once(streams: Sequence[StreamResult]) -> list[str]:
+    """The failures of ``streams`` (a run's, or the store's as their last runs left them: :func:`stored_failure`),
+    each once, in stream order: a stream's own names its stream, window and request id; a refused key stops every
+    stream of its org with one message, which is listed once; streams of an org that failed for one reason (the
+    same ``cause``: a 404 under a wrong base URL, a host that cannot be reached, one error status word for word but
+    for its request id, a 429 on every try) are listed once, with it, the streams named shortly and one of their
+    request ids. Advice several failures share (wait and sync again, ...) is said once, by the last of them."""
+    failed = [s for s in streams if s.error is not None]
+    groups: dict[tuple[str, str], list[StreamResult]] = {}
+    for s in failed:
+        groups.setdefault((s.org, s.cause if s.cause is not None else s.error or ""), []).append(s)
+    said: list[tuple[str, str | None]] = []  # each failure without its advice, and the advice
+    for (org, _), group in groups.items():
+        first = group[0]
+        if first.cause is not None and len(group) > 1:
+            said.append(_shared_failure(org, group, [s for s in streams if s.org == org]))
+        else:
+            said.append(_without_advice(first.error or "", first.advice))
+    last = {advice: i for i, (_, advice) in enumerate(said) if advice}
+    return [f"{text}. {advice}" if advice and last[advice] == i else text for i, (text, advice) in enumerate(said)]
+
+
 def _shared_failure(org: str, group: list[StreamResult], streams: list[StreamResult]) -> tuple[str, str | None]:
-    """The one message for the streams of ``group`` (of ``org``, whose streams in the run are ``streams``), failed
+    """The one message for the streams of ``group`` (of ``org``, whose streams are ``streams``), failed
     for their shared ``cause``: which streams (``all 12 streams``; a few, or some of them, each by its endpoint),
     the cause and the request id of one of them (support asks for one; each stream's own is in its ``error``); and
     apart, the advice that ends the cause, if any (see :func:`_without_advice`)."""
@@ -183,6 +190,57 @@ def _short_name(stream: StreamResult, streams: list[StreamResult]) -> str:
     endpoint = stream.stream.split(".", 1)[0]
     alike = sum(s.stream.split(".", 1)[0] == endpoint for s in streams)
     return endpoint if alike == 1 else stream.stream
+
+
+# --- a stream's failure: its error as the run writes it, and read back ---------------------------------
+
+
+def window_failure(label: str, window: rules.Window, told: str) -> str:
+    """The ``error`` of stream ``label`` failed at ``window``: ``stream ORG/ID, window A to B: TOLD``, ``told`` being
+    the failure as the user is told it (its request id, then its advice, in it). The store keeps it as the stream's
+    last error (``status --format json``); :func:`stored_failure` reads it back."""
+    return f"stream {label}, window {timeutil.iso(window.start)} to {timeutil.iso(window.end)}: {told}"
+
+
+def not_read(label: str, cause: str) -> str:
+    """The ``error`` of stream ``label`` stopped before it was read, for its org's ``cause`` (no attempt reached the
+    host); :func:`stored_failure` reads it back."""
+    return f"stream {label}: not read: {cause}"
+
+
+def failure_cause(told: str, request_id: str | None) -> str:
+    """A window's failure as the user is told it (``told``), without its request id: streams that failed for one
+    reason meet it word for word (a clock ahead of the API's makes every first window's ``start_time must be before
+    now``; a rate limit makes every window's 429 outlast its retries), and the run's errors then say it once, with
+    the streams, one request id and the advice, instead of once per stream (twelve times, 4,000 characters). Each
+    stream's own failure, with its window and request id, stays in its ``error`` (the store's stream state, the
+    log)."""
+    return told.replace(f" [request id {request_id}]", "") if request_id else told
+
+
+_STREAM_FAILED: Final = re.compile(r"stream \S+(?:, window \S+ to \S+|: not read): (?P<told>.+)", re.S)
+"""An ``error`` :func:`window_failure` or :func:`not_read` wrote: what follows its stream and window is ``told``."""
+_ANSWERED: Final = re.compile(r".* \[request id (?P<id>[^\]\s]+)\](?:\. (?P<advice>.+))?", re.S)
+"""A ``told`` the API answered: its (last) request id, and the advice after it, if any."""
+
+
+def stored_failure(org: str, stream: str, error: str) -> StreamResult:
+    """The failed stream ``stream`` of ``org`` as its ``error`` (:func:`window_failure`, :func:`not_read`), kept by
+    the store, tells it: its cause, request id and advice as the run had them, so ``status`` says the failures of
+    streams that failed for one reason once (:func:`said_once`), as the run's error line did. An error of another
+    shape (a refused key, the org's; windows not written) has no cause: it is said as it is, once for the streams
+    it failed word for word. A 404's cause names the base URL, which its error does not (it has the path asked
+    instead): read back, each such stream's failure is its own."""
+    failed = _STREAM_FAILED.fullmatch(error)
+    if failed is None:
+        return StreamResult(org, stream, error=error)
+    told = failed["told"]
+    answered = _ANSWERED.fullmatch(told)
+    request_id = None if answered is None else answered["id"]
+    advice = None if answered is None else answered["advice"]
+    return StreamResult(
+        org, stream, error=error, cause=failure_cause(told, request_id), request_id=request_id, advice=advice
+    )
 
 
 # --- events ---------------------------------------------------------------------------------------------

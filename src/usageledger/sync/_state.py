@@ -235,10 +235,6 @@ class WindowJob:
     def window(self) -> rules.Window:
         return self.run.plan.windows[self.index]
 
-    def where(self) -> str:
-        w = self.window
-        return f"stream {self.run.plan.label}, window {timeutil.iso(w.start)} to {timeutil.iso(w.end)}"
-
     def piece(self, start: int, end: int) -> rules.Window:
         """The part ``[start, end)`` of the job's window (whole buckets, or the window's own partial first one), a
         window of its own."""
