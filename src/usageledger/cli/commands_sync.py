@@ -1068,6 +1068,7 @@ def status(
             echo_json(document)
         else:
             _print_status(states, url, options)
+            _print_failures(states)
             for d in directory:
                 _app.console.print(_directory_line(d), highlight=False, markup=False)
             if credit is not None:
@@ -1102,6 +1103,43 @@ def _directory_line(d: DirectorySummary) -> str:
                 " the next `usageledger sync` completes it"
             )
     return f"Directory of {d.org}: " + "; ".join(parts)
+
+
+def _print_failures(states: list[StreamState]) -> None:
+    """Why the streams whose last run failed failed, under the streams, said as that run's error line said it: the
+    streams of an org that failed for one reason once, with one request id, and shared advice once
+    (:func:`~usageledger.sync._model.said_once`, over each stream's stored error read back); then, when a stream's
+    own failure is not said whole, where it is (its window and request id). Wrapped at words, so a request id or a
+    number is never cut."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from usageledger.sync._model import StreamResult, said_once, stored_failure
+
+    failed = [s for s in states if s.last_status == "failed"]
+    if not failed:
+        return
+    said = said_once(
+        [
+            StreamResult(s.org, s.stream)
+            if s.last_status != "failed"
+            else stored_failure(s.org, s.stream, s.last_error or f"stream {s.org}/{s.stream}: no reason recorded")
+            for s in states
+        ]
+    )
+    listed = Table.grid(padding=(0, 1, 0, 0))
+    listed.add_column(no_wrap=True)
+    listed.add_column(overflow="fold")  # a word wider than the console (a long URL) folds, never ends in "…"
+    for text in said:  # each failure a "- " item whose wrapped lines hang under its first
+        listed.add_row("  -", Text(mask_keys(text)))
+    _app.console.print(f"Why {counted(len(failed), 'stream')} failed:", highlight=False, markup=False)
+    _app.console.print(listed)
+    if len(said) < len(failed):  # a stream's own window and request id left out of a shared failure
+        _app.console.print(
+            "Each failed stream's window and request id: `usageledger status --format json`.",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _print_status(states: list[StreamState], url: str, options: SyncOptions) -> None:
