@@ -112,6 +112,13 @@ SLOW_MODULES: frozenset[str] = frozenset(
         "test_teams.py",
         "test_security.py",
         "test_generate.py",
+        "test_two_streams.py",
+        "test_cli_advice.py",
+        "test_cli_lag_final.py",
+        "test_status_failures.py",
+        "test_stored_failure.py",
+        "test_sync_failure_lines.py",
+        "test_report_png_world.py",
     }
 )
 
