@@ -122,3 +122,18 @@ def test_status_says_a_stream_that_failed_alone_whole(tmp_path: Path) -> None:
     assert "HTTP 400" in failure and "[request id req_" in failure, failure
     assert POINTER not in out and "completions" not in failure, out
     assert after[0].startswith("Directory of default:"), out
+
+
+def test_status_advises_a_failed_directory_refresh_with_the_sync_settings(tmp_path: Path) -> None:
+    """Every request a 500 or a 503 (two reasons: the directory is read), no retries: the directory refresh fails
+    too, and `status` names it with the advice the sync's error line gave, in its settings (`sync.max_retries`),
+    never the library's `max_retries=`, which no command has."""
+    with emulator_process("--rate-5xx", "1") as url:
+        _sync(url, tmp_path, "--concurrency", "1", max_retries=0)
+    out = _status(tmp_path)
+    _assert_readable(out)
+    _, after = _failures(out, 12)
+    directory = " ".join(after[next(i for i, a in enumerate(after) if a.startswith("Directory of default:")) :])
+    assert "its refresh of 20" in directory and "HTTP 50" in directory, out
+    assert "raise sync.max_retries in usageledger.toml (now 0)" in directory, out
+    assert "max_retries=" not in out, out

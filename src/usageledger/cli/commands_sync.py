@@ -668,6 +668,7 @@ def _refresh_directory(
     try:
         for org in orgs:
             reading = org
+            knobs = replace(options.knobs, base_url=org.base_url_source)
             try:
                 counts = refresh_org(
                     store,
@@ -676,10 +677,10 @@ def _refresh_directory(
                     allow_insecure_http=options.allow_insecure_http,
                     max_retries=options.max_retries,
                     run_id=result.run_id,
+                    knobs=knobs,
                 )
             except UsageLedgerError as exc:
                 reading = None
-                knobs = replace(options.knobs, base_url=org.base_url_source)
                 why, shared = refresh_failure(exc, knobs, said=said)
                 failures.append(f"the directory of {org.name} was not refreshed{' either' if shared else ''}: {why}")
                 say(f"warning: {failures[-1]}")

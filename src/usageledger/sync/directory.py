@@ -159,12 +159,15 @@ def refresh_org(
     max_retries: int | None = None,
     client_factory: Callable[[Org], Client] | None = None,
     run_id: str | None = None,
+    knobs: Knobs | None = None,
 ) -> DirectoryCounts:
     """Read ``org``'s directory and record it in ``store`` at Unix time ``at``.
 
     The refresh itself is recorded on the wall clock, as part of the sync run ``run_id`` (``None``: no run's): as
     ``running`` when it begins, and as it ended, ``ok``, ``failed`` (with :func:`refresh_failure`'s message) or
-    ``interrupted`` (Ctrl-C, SIGTERM); a refresh whose process dies is marked ``abandoned`` with its run."""
+    ``interrupted`` (Ctrl-C, SIGTERM); a refresh whose process dies is marked ``abandoned`` with its run. A failure's
+    advice names the settings of ``knobs`` (the run's, as its error line names them: ``status`` says it later;
+    ``None``: the library's)."""
     make = client_factory or (
         lambda o: Client(o.api_key, o.base_url, allow_insecure_http=allow_insecure_http, max_retries=max_retries)
     )
@@ -179,7 +182,7 @@ def refresh_org(
         record_refresh(store, org.name, run_id=run_id, started_at=begun, status="ok", finished_at=int(time.time()))
     except BaseException as exc:
         status, error = (
-            ("failed", refresh_failure(exc)[0]) if isinstance(exc, Exception) else ("interrupted", INTERRUPTED)
+            ("failed", refresh_failure(exc, knobs)[0]) if isinstance(exc, Exception) else ("interrupted", INTERRUPTED)
         )
         try:
             record_refresh(
