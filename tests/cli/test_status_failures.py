@@ -137,3 +137,19 @@ def test_status_advises_a_failed_directory_refresh_with_the_sync_settings(tmp_pa
     assert "its refresh of 20" in directory and "HTTP 50" in directory, out
     assert "raise sync.max_retries in usageledger.toml (now 0)" in directory, out
     assert "max_retries=" not in out, out
+
+
+def test_status_says_a_base_url_without_v1_once(tmp_path: Path) -> None:
+    """A base URL without its /v1: every stream a 404, each for its own path. `status` says it once, as the sync's
+    error line does (all 12 streams, one request id, the URL meant), not twelve failures of four lines each."""
+    with emulator_process() as url:
+        bare = url.removesuffix("/v1")
+        _sync(url, tmp_path, "--base-url", bare, max_retries=0)
+    out = _status(tmp_path)
+    _assert_readable(out)
+    (failure,), after = _failures(out, 12)
+    assert failure.startswith("org 'default': all 12 streams failed: HTTP 404: "), failure
+    (request_id,) = re.findall(r"\[request id (req_\w+) for [a-z_]+\]", failure)
+    assert any(f"[request id {request_id}]" in error for error in _own(tmp_path).values()), request_id
+    assert failure.endswith(f"The base URL (from --base-url) must end in /v1: pass --base-url {url}"), failure
+    assert after[0] == POINTER, out

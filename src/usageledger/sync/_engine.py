@@ -47,6 +47,7 @@ from usageledger.sync._model import (
     RunStarted,
     SyncResult,
     failure_cause,
+    no_such_path,
     not_read,
     plan_stream,
     window_failure,
@@ -449,7 +450,7 @@ async def _fetch(
             fix = mask_keys(v1_fix(base, source) or exc.hint)
             job.run.fail(
                 mask_keys(window_failure(plan.label, job.window, with_v1_fix(exc, base, source))),
-                cause=mask_keys(f"HTTP 404 from {base}: the API has no such path there. {fix}"),
+                cause=mask_keys(no_such_path(fix, base)),
                 request_id=exc.request_id,
                 advice=fix,
             )

@@ -218,6 +218,15 @@ def failure_cause(told: str, request_id: str | None) -> str:
     return told.replace(f" [request id {request_id}]", "") if request_id else told
 
 
+def no_such_path(advice: str | None, base: str | None = None) -> str:
+    """The ``cause`` of a stream the API answered 404 (no such path: every stream of its org meets it under a wrong
+    base URL), whatever path it asked: ``HTTP 404 from BASE: the API has no such path there``, then ``advice``. Read
+    back from the store (:func:`stored_failure`), whose error names the path asked and not the base URL, it is said
+    without the base (the advice names the URL meant, when the base lacks its /v1)."""
+    where = f" from {base}: the API has no such path there" if base else ": the API has no such path under the base URL"
+    return f"HTTP 404{where}. {advice}" if advice else f"HTTP 404{where}"
+
+
 _STREAM_FAILED: Final = re.compile(r"stream \S+(?:, window \S+ to \S+|: not read): (?P<told>.+)", re.S)
 """An ``error`` :func:`window_failure` or :func:`not_read` wrote: what follows its stream and window is ``told``."""
 _ANSWERED: Final = re.compile(r".* \[request id (?P<id>[^\]\s]+)\](?:\. (?P<advice>.+))?", re.S)
@@ -230,7 +239,8 @@ def stored_failure(org: str, stream: str, error: str) -> StreamResult:
     streams that failed for one reason once (:func:`said_once`), as the run's error line did. An error of another
     shape (a refused key, the org's; windows not written) has no cause: it is said as it is, once for the streams
     it failed word for word. A 404's cause names the base URL, which its error does not (it has the path asked
-    instead): read back, each such stream's failure is its own."""
+    instead): read back, it is :func:`no_such_path` without the base, the same for each path asked, so the streams a
+    base URL without /v1 failed are said once, as the run said them, not each alone."""
     failed = _STREAM_FAILED.fullmatch(error)
     if failed is None:
         return StreamResult(org, stream, error=error)
@@ -238,8 +248,9 @@ def stored_failure(org: str, stream: str, error: str) -> StreamResult:
     answered = _ANSWERED.fullmatch(told)
     request_id = None if answered is None else answered["id"]
     advice = None if answered is None else answered["advice"]
+    cause = no_such_path(advice) if answered is not None and told.startswith("HTTP 404 ") else None
     return StreamResult(
-        org, stream, error=error, cause=failure_cause(told, request_id), request_id=request_id, advice=advice
+        org, stream, error=error, cause=cause or failure_cause(told, request_id), request_id=request_id, advice=advice
     )
 
 
