@@ -153,3 +153,47 @@ def test_a_running_demo_is_named_to_a_second_process_not_called_a_sync(tmp_path:
     with open(f"{old}{_filelock.LOCK_SUFFIX}") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # held, as a writer holds it, so it is read
         assert writer(str(old)) == _filelock.Writer(4242, "sync")
+
+
+def test_a_writer_held_up_by_a_program_reading_the_store_says_so_once(tmp_path: Path) -> None:
+    """A program in another process keeps the store open to read (a notebook's `open_existing_store`): a sync then
+    waited for it silently, up to 600 s, looking hung. Past a moment it now hears once which process it waits for,
+    and opens the store when that process closes it."""
+    from usageledger.store import open_existing_store, open_store
+
+    store = str(tmp_path / "s.duckdb")
+    with open_store(store):
+        pass
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from usageledger.store import open_existing_store\n"
+            f"with open_existing_store({store!r}):\n    print('open', flush=True); sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as reader:
+        assert reader.stdin is not None and reader.stdout is not None
+        assert reader.stdout.readline() == "open\n"
+        heard: list[str] = []
+
+        def told(said: str) -> None:
+            heard.append(said)
+            assert reader.stdin is not None
+            reader.stdin.write("\n")  # the program closes the store once the writer has said what it waits for
+            reader.stdin.flush()
+
+        unheard = threading.Timer(10.0, reader.stdin.close)  # nothing said: the program lets go all the same
+        unheard.start()
+        try:
+            with open_store(store, on_wait=told) as opened:
+                assert opened.applied_migrations()
+        finally:
+            unheard.cancel()
+        (said,) = heard
+        assert said.startswith(f"waiting for process {reader.pid} (python"), said  # the program, as DuckDB names it
+        assert said.endswith(f"), which has the store {store} open to read, to close it (at most 600 s)…"), said
+        with open_existing_store(store) as again:  # whole after the wait
+            assert again.applied_migrations()

@@ -62,6 +62,10 @@ _WATCH_EVERY: Final = 0.05
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 _MAGIC: Final = b"DUCK"
 """Bytes 8 to 12 of every DuckDB database file."""
+_TELL_WRITER_WAIT: Final = 1.0
+"""How long a writer waits for readers before ``on_wait`` hears of it: a ``status`` or ``report`` reads for a moment
+and is not worth a line; a program that keeps the store open (an export, a notebook) would hold a sync up silently
+for up to :data:`WRITE_WAIT_LIMIT`."""
 _FOREIGN_GRACE: Final = 1.0
 """A writer closing at the end of its run drops the file before its writer lock: look twice before blaming
 another program."""
@@ -73,9 +77,10 @@ class DuckDBStore(BaseStore):
     """A DuckDB file (or ``:memory:``): one writing process at a time, readers between its transactions.
 
     ``on_wait`` hears, once, that a reading store waits for a running sync to release the file, or that a writing
-    one waits for a brief writer to finish. ``brief`` names a writing store's brief write (``credit add``), which
-    another writer waits for instead of being refused (see :meth:`WriterLock.acquire`); ``what`` names a long one
-    (``sync``, the default, ``demo``, ``init``) in the messages of the processes that find the store taken.
+    one waits for a brief writer, or for readers that keep the file open past a moment. ``brief`` names a writing
+    store's brief write (``credit add``), which another writer waits for instead of being refused (see
+    :meth:`WriterLock.acquire`); ``what`` names a long one (``sync``, the default, ``demo``, ``init``) in the
+    messages of the processes that find the store taken.
     """
 
     dialect: ClassVar[Dialect] = "duckdb"
@@ -198,10 +203,13 @@ class DuckDBStore(BaseStore):
             delay = min(delay * 2, 0.05)
 
     def _open_writer(self) -> duckdb.DuckDBPyConnection:
-        """Open for writing once no reader waits; wait (bounded) while readers hold the file."""
+        """Open for writing once no reader waits; wait (bounded) while readers hold the file, and say so through
+        ``on_wait`` once the wait outlasts a moment (:data:`_TELL_WRITER_WAIT`), naming a process that holds it."""
         started = time.monotonic()
         attempts = _Attempts(self.path)
         told = False
+        said = False
+        reader: re.Match[str] | None = None
         delay = 0.01
         while True:
             if self._readers is None or not self._readers.waiting():
@@ -209,11 +217,19 @@ class DuckDBStore(BaseStore):
                 if isinstance(held, duckdb.DuckDBPyConnection):
                     return held
                 # DuckDB adds "you would be able to open this database in read-only mode" when readers hold it.
-                if "read-only mode" not in str(held):
+                reader = _LOCK_HOLDER.search(str(held)) if "read-only mode" in str(held) else None
+                if reader is None:
                     attempts.foreign(held)
             if not told:
                 told = True
                 logger.info("waiting for readers of the store %s to finish", self.path)
+            if not said and reader is not None and self._on_wait and time.monotonic() - started > _TELL_WRITER_WAIT:
+                said = True
+                who = f"process {reader.group(2)} ({os.path.basename(reader.group(1))})"
+                self._on_wait(
+                    f"waiting for {who}, which has the store {self.path} open to read, to close it (at most"
+                    f" {WRITE_WAIT_LIMIT:.0f} s)…"
+                )
             if time.monotonic() - started > WRITE_WAIT_LIMIT:
                 raise StoreError(
                     f"readers kept the store {self.path} open for {WRITE_WAIT_LIMIT:.0f} s: stop the long-running"
