@@ -107,6 +107,15 @@ def _points(rng: random.Random, counts: dict[str, int], n: int) -> list[tuple[st
     return out
 
 
+def _rerun_completes(store: str, url: str, cwd: Path, snap: Snapshot, where: str, **env: str) -> None:
+    """The sync run again on a killed run's store (``env``: the launcher's settings) ends well and leaves exactly the
+    uninterrupted run's store ``snap``."""
+    code, err = _sync(store, url, cwd, **env)
+    assert code == 0, f"{where}: the re-run failed: {err}"
+    with open_store(store) as opened:
+        assert snapshot(opened) == snap, f"{where}: the re-run left a store that differs from the reference"
+
+
 def _crash_and_recover(
     url: str, cwd: Path, make_store: Callable[[int], str], reference: tuple[Snapshot, dict[str, int]], label: str
 ) -> Counter[str]:
@@ -133,10 +142,7 @@ def _crash_and_recover(
             assert code == 0, f"{where}: {err}"
             finished_first += 1
             todo.append((phase, rng.randint(1, max(1, at - 1))))
-        code, err = _sync(store, url, cwd)
-        assert code == 0, f"{where}: the re-run failed: {err}"
-        with open_store(store) as opened:
-            assert snapshot(opened) == snap, f"{where}: the re-run left a store that differs from the reference"
+        _rerun_completes(store, url, cwd, snap, where)
     assert sum(killed.values()) == KILL_POINTS
     print(f"{label}: {dict(killed)} killed, {finished_first} finished before their point (seed {SEED})")
     return killed
@@ -240,10 +246,7 @@ def _kill_between_pieces(
         assert_whole_buckets(partial, snap, where)
         marks = [(stream, int(mark.timestamp())) for _, stream, mark, _ in partial["streams"] if mark is not None]
         inside += any(mark not in bounds[stream] for stream, mark in marks)
-        code, err = _sync(store, url, cwd, **PIECES)
-        assert code == 0, f"{where}: the re-run failed: {err}"
-        with open_store(store) as opened:
-            assert snapshot(opened) == snap, f"{where}: the re-run left a store that differs from the reference"
+        _rerun_completes(store, url, cwd, snap, where, **PIECES)
     return inside
 
 
