@@ -696,8 +696,7 @@ def _refresh_directory(
     except BaseException as exc:
         if isinstance(exc, Exception):
             status = "failed"
-        if reading is not None:
-            knobs = replace(options.knobs, base_url=reading.base_url_source)
+        if reading is not None:  # `knobs` are its, from the loop
             why = INTERRUPTED if status == "interrupted" else refresh_failure(exc, knobs)[0]
             failures.append(f"the directory of {reading.name} was not refreshed: {why}")
         raise
